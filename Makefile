@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+FMNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: install data test demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.py pyproject.toml $(wildcard kernels/cython/*.pyx kernels/cython/*.pxd)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q "Cython>=3.0" "numpy>=1.24" "scipy>=1.10"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	touch $@
+
+# Fashion-MNIST from Debian's dataset-fashion-mnist package, when we can install it.
+data:
+	@if [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Fashion-MNIST (Debian package dataset-fashion-mnist)"; \
+		(apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 || \
+		 (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1)) || \
+		echo "could not install dataset-fashion-mnist; the demo will use scikit-learn's digits"; \
+	fi
+
+test: install data
+	$(VENV)/bin/pytest -q tests
+
+demo: install data
+	$(PY) -m fastnn demo
+
+bench: install data
+	$(PY) -m bench.report
+
+clean:
+	rm -rf build $(VENV) kernels/cython/*.c kernels/cython/*.so .pytest_cache .benchmarks

@@ -1,0 +1,153 @@
+"""The backend registry: which implementations of the op table exist, and which is current.
+
+A backend is a module under ``fastnn.kernels`` that defines one function per op of
+``fastnn.optable`` (same name, same parameters and defaults). A backend that reuses
+another backend's implementation of an op says so in its module-level ``REUSES``
+dict (``{"op_name": "reference"}``); nothing falls back silently, and
+``backend_info()`` lists every reuse.
+
+Backend modules are imported lazily: ``import fastnn`` compiles and imports nothing
+heavy; the first op call on a backend imports it.
+"""
+import contextlib
+import contextvars
+import importlib
+import importlib.util
+import os
+
+from . import optable
+
+# name -> module path, in order of preference for the default CPU backend
+# (decided by bench/: see README "Choosing a backend").
+_BACKEND_MODULES = {
+    "cython": "fastnn.kernels.cython",
+    "numba": "fastnn.kernels.numba_cpu",
+    "numpy": "fastnn.kernels.reference",
+    "cuda": "fastnn.kernels.cuda",
+}
+_CPU_PREFERENCE = ("cython", "numba", "numpy")
+
+_loaded = {}
+_current = contextvars.ContextVar("fastnn_backend", default=None)
+
+
+class Backend:
+    """One implementation of the op table: attribute access gives the op function."""
+
+    def __init__(self, name, module):
+        self.name = name
+        self.module = module
+        self.reuses = dict(getattr(module, "REUSES", {}))
+        self.ops = {}
+        for op in optable.op_names():
+            if op in self.reuses:
+                self.ops[op] = getattr(load(self.reuses[op]).module, op)
+            elif hasattr(module, op):
+                self.ops[op] = getattr(module, op)
+            else:
+                raise ImportError(
+                    f"backend {name!r} ({module.__name__}) does not implement op {op!r} "
+                    f"and does not declare it in REUSES")
+        for op, fn in self.ops.items():
+            setattr(self, op, fn)
+
+    def __repr__(self):
+        return f"<fastnn backend {self.name!r}>"
+
+
+def _available(name):
+    if name == "numpy":
+        return True
+    if name == "numba":
+        return importlib.util.find_spec("numba") is not None
+    if name == "cython":
+        try:
+            return importlib.util.find_spec("fastnn.kernels.cython._dense") is not None
+        except ModuleNotFoundError:
+            return False
+    if name == "cuda":
+        if importlib.util.find_spec("numba") is None:
+            return False
+        try:
+            from numba import cuda
+            return bool(cuda.is_available())
+        except Exception:  # a broken driver means no CUDA backend, not a crash
+            return False
+    return False
+
+
+def backends():
+    """Names of the backends usable in this process, e.g. ['numpy', 'numba', 'cython']."""
+    names = ["numpy"] + [n for n in ("numba", "cython", "cuda") if _available(n)]
+    return names
+
+
+def _check_name(name):
+    if not isinstance(name, str) or name not in _BACKEND_MODULES:
+        raise ValueError(
+            f"unknown backend {name!r}; expected one of {sorted(_BACKEND_MODULES)}")
+    if not _available(name):
+        raise ValueError(
+            f"backend {name!r} is not available here; available: {backends()}")
+
+
+def load(name):
+    """The Backend object for ``name``, importing its module on first use."""
+    if name not in _loaded:
+        _check_name(name)
+        module = importlib.import_module(_BACKEND_MODULES[name])
+        _loaded[name] = Backend(name, module)
+    return _loaded[name]
+
+
+def default_backend_name():
+    env = os.environ.get("FASTNN_BACKEND")
+    if env:
+        _check_name(env)
+        return env
+    for name in _CPU_PREFERENCE:
+        if _available(name):
+            return name
+    return "numpy"
+
+
+def get_backend():
+    """Name of the current backend."""
+    name = _current.get()
+    if name is None:
+        name = default_backend_name()
+        _current.set(name)
+    return name
+
+
+def current():
+    """The current Backend object (what layers and ``fastnn.ops`` call)."""
+    return load(get_backend())
+
+
+def set_backend(name):
+    """Make ``name`` the current backend for this thread/context."""
+    _check_name(name)
+    _current.set(name)
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Context manager: run the block with backend ``name``, then restore."""
+    _check_name(name)
+    token = _current.set(name)
+    try:
+        yield load(name)
+    finally:
+        _current.reset(token)
+
+
+def backend_info(name=None):
+    """A dict describing a backend: its module and the ops it reuses from another."""
+    backend = load(name or get_backend())
+    info = {"name": backend.name, "module": backend.module.__name__,
+            "reuses": dict(backend.reuses)}
+    extra = getattr(backend.module, "backend_info", None)
+    if callable(extra):
+        info.update(extra())
+    return info

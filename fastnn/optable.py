@@ -1,0 +1,294 @@
+"""The op table: every kernel fastnn has, named and documented once.
+
+Each function below is a *specification*: its name, parameters and defaults are
+what every backend (``fastnn.kernels.reference``, ``numba_cpu``, ``cython``,
+``cuda``) must provide, and its docstring gives the shapes. The bodies are empty;
+the NumPy reference backend (``kernels/reference``) is the readable implementation.
+
+Conventions shared by all ops:
+
+* Arrays are C-contiguous float32 or float64 (all floating arrays of one call share
+  one dtype); labels are int64. ``fastnn.ops`` validates before dispatching, so
+  kernels assume valid input.
+* ``out=`` (and ``grad_in=``, ``grad=``...) may be given to reuse a buffer; the op
+  writes into it and returns it. When omitted the op allocates.
+* Parameter gradients (``grad_weight``, ``grad_bias``) are *accumulated*
+  (``+=``), as PyTorch accumulates ``.grad`` until ``zero_grad()``.
+* Activations that a Linear layer can fuse are those whose derivative can be
+  computed from the output alone: ``FUSABLE_ACTIVATIONS``.
+"""
+import inspect
+
+FUSABLE_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh")
+
+OP_FAMILIES = {}
+
+
+def _op(family):
+    def register(fn):
+        OP_FAMILIES.setdefault(family, []).append(fn.__name__)
+        fn.family = family
+        return fn
+    return register
+
+
+# --------------------------------------------------------------------------- dense
+@_op("dense")
+def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0.01, out=None):
+    """y = act(x @ weight.T + bias), bias add and activation fused.
+
+    x: (N, in); weight: (out_features, in); bias: (out_features,) or None;
+    activation: one of FUSABLE_ACTIVATIONS; out: (N, out_features) or None.
+    Returns y: (N, out_features).
+    """
+
+
+@_op("dense")
+def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
+                    grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
+                    scratch=None):
+    """Backward of ``linear_forward``.
+
+    grad_out: (N, out_features), gradient of the loss w.r.t. y (not modified);
+    x: (N, in); weight: (out_features, in); y: (N, out_features), the forward output,
+    needed unless activation is 'identity'; grad_weight: (out_features, in) and
+    grad_bias: (out_features,) or None, accumulated in place (g.T @ x, g.sum(0)) where
+    g = grad_out * act'(y); grad_in: (N, in) or None, written; scratch: (N, out_features)
+    buffer for g, or None. Returns grad_in = g @ weight, or None if not need_grad_in.
+    """
+
+
+# --------------------------------------------------------------------- activations
+@_op("activation")
+def relu(x, out=None):
+    """y = max(x, 0). x: any shape; out: same shape. Returns y."""
+
+
+@_op("activation")
+def relu_backward(grad_out, y, out=None):
+    """grad_in = grad_out * (y > 0). grad_out, y: same shape (y is relu's output)."""
+
+
+@_op("activation")
+def leaky_relu(x, negative_slope=0.01, out=None):
+    """y = x if x > 0 else negative_slope * x. x: any shape; out: same shape."""
+
+
+@_op("activation")
+def leaky_relu_backward(grad_out, x, negative_slope=0.01, out=None):
+    """grad_in = grad_out * (1 if x > 0 else negative_slope). x is the forward input."""
+
+
+@_op("activation")
+def sigmoid(x, out=None):
+    """y = 1 / (1 + exp(-x)), overflow-free for any x. x: any shape."""
+
+
+@_op("activation")
+def sigmoid_backward(grad_out, y, out=None):
+    """grad_in = grad_out * y * (1 - y). y is sigmoid's output."""
+
+
+@_op("activation")
+def tanh(x, out=None):
+    """y = tanh(x). x: any shape."""
+
+
+@_op("activation")
+def tanh_backward(grad_out, y, out=None):
+    """grad_in = grad_out * (1 - y**2). y is tanh's output."""
+
+
+@_op("activation")
+def gelu(x, out=None):
+    """y = x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))), PyTorch's exact GELU."""
+
+
+@_op("activation")
+def gelu_backward(grad_out, x, out=None):
+    """grad_in = grad_out * (Phi(x) + x * phi(x)). x is the forward input."""
+
+
+@_op("activation")
+def sine(x, omega=1.0, out=None):
+    """y = sin(omega * x). x: any shape."""
+
+
+@_op("activation")
+def sine_backward(grad_out, x, omega=1.0, out=None):
+    """grad_in = grad_out * omega * cos(omega * x). x is the forward input."""
+
+
+@_op("activation")
+def softmax(x, out=None):
+    """Row-wise softmax along the last axis. x: (N, C); out: (N, C)."""
+
+
+@_op("activation")
+def softmax_backward(grad_out, y, out=None):
+    """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y: (N, C)."""
+
+
+# ------------------------------------------------------------------------ dropout
+@_op("dropout")
+def dropout_forward(x, p, seed, mask=None, out=None):
+    """Inverted dropout. x: any shape; p: drop probability in [0, 1); seed: int that
+    fixes the random mask (each backend has its own generator, so masks differ
+    between backends but are reproducible within one). mask: same shape as x, filled
+    with 0 or 1/(1-p) in x's dtype. Returns (y, mask) with y = x * mask."""
+
+
+@_op("dropout")
+def dropout_backward(grad_out, mask, out=None):
+    """grad_in = grad_out * mask. grad_out, mask: same shape."""
+
+
+# -------------------------------------------------------------------------- losses
+@_op("loss")
+def softmax_cross_entropy(logits, target, grad=None):
+    """Mean cross-entropy of softmax(logits) and its gradient in one pass.
+
+    logits: (N, C); target: (N,) int64 class labels, or (N, C) probabilities
+    (one-hot or soft, rows summing to 1) in logits' dtype; grad: (N, C) or None.
+    Stable for logits of any magnitude (log-sum-exp). Returns (loss: float,
+    grad: (N, C)) with grad = (softmax(logits) - onehot(target)) / N.
+    """
+
+
+@_op("loss")
+def mse_loss(pred, target, grad=None):
+    """Mean squared error over all elements and its gradient.
+
+    pred, target: same shape; grad: same shape or None.
+    Returns (loss: float, grad = 2 * (pred - target) / pred.size).
+    """
+
+
+@_op("loss")
+def bce_loss(pred, target, grad=None):
+    """Mean binary cross-entropy of probabilities and its gradient.
+
+    pred: probabilities in [0, 1], any shape; target: same shape; grad: same shape.
+    Logs are clamped at -100 as PyTorch does, so pred of exactly 0 or 1 stays finite.
+    Returns (loss: float, grad = (pred - target) / max(pred * (1 - pred), 1e-12) / size).
+    """
+
+
+# ---------------------------------------------------------------------- batchnorm
+@_op("batchnorm")
+def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
+                      momentum=0.1, eps=1e-5, mean_only=False, out=None,
+                      save_mean=None, save_invstd=None):
+    """Batch normalisation over the batch (and spatial) axes, per channel.
+
+    x: (N, C) or (N, C, H, W); weight, bias: (C,) (weight is None when mean_only);
+    running_mean, running_var: (C,), updated in place when training
+    (new = (1 - momentum) * old + momentum * batch_stat, variance unbiased);
+    running_var is None when mean_only. Training uses batch statistics
+    (biased variance) and eval uses the running ones.
+    Full: y = (x - mean) * invstd * weight + bias, invstd = 1 / sqrt(var + eps).
+    mean_only: y = x - mean + bias.
+    save_mean, save_invstd: (C,) buffers receiving the statistics used.
+    Returns (y, save_mean, save_invstd); save_invstd is None when mean_only.
+    """
+
+
+@_op("batchnorm")
+def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=True,
+                       mean_only=False, grad_weight=None, grad_bias=None, grad_in=None):
+    """Backward of ``batchnorm_forward``.
+
+    grad_out, x: (N, C) or (N, C, H, W); weight: (C,) or None when mean_only;
+    save_mean, save_invstd: (C,) as returned by the forward (in eval mode, the running
+    mean and 1/sqrt(running_var + eps), which are then constants); grad_weight,
+    grad_bias: (C,) or None, accumulated in place. Returns grad_in, same shape as x.
+    """
+
+
+# ------------------------------------------------------------------------ conv
+@_op("conv")
+def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
+    """2-D cross-correlation, NCHW, zero padding.
+
+    x: (N, C_in, H, W); weight: (C_out, C_in, kH, kW); bias: (C_out,) or None;
+    stride, padding: (int, int). Returns y: (N, C_out, H_out, W_out) with
+    H_out = (H + 2 * padding[0] - kH) // stride[0] + 1 (and likewise W_out).
+    """
+
+
+@_op("conv")
+def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_weight=None,
+                    grad_bias=None, grad_in=None, need_grad_in=True):
+    """Backward of ``conv2d_forward``.
+
+    grad_out: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, C_in, kH, kW);
+    grad_weight: same shape as weight, grad_bias: (C_out,) or None, accumulated in place.
+    Returns grad_in: (N, C_in, H, W), or None if not need_grad_in.
+    """
+
+
+@_op("conv")
+def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None):
+    """Max pooling, NCHW, padding with -inf as PyTorch does.
+
+    x: (N, C, H, W); kernel_size, stride, padding: (int, int).
+    Returns (y: (N, C, H_out, W_out), indices: same shape, int64 flat index h * W + w
+    of each maximum in its (n, c) plane, as PyTorch's return_indices gives).
+    """
+
+
+@_op("conv")
+def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
+    """Scatter grad_out: (N, C, H_out, W_out) to the argmax positions in indices.
+
+    input_shape: (N, C, H, W). Returns grad_in of that shape.
+    """
+
+
+@_op("conv")
+def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
+                       out=None):
+    """Average pooling, NCHW. x: (N, C, H, W). Returns (N, C, H_out, W_out)."""
+
+
+@_op("conv")
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 0),
+                        count_include_pad=True, grad_in=None):
+    """Backward of ``avg_pool2d_forward``. grad_out: (N, C, H_out, W_out);
+    input_shape: (N, C, H, W). Returns grad_in of input_shape."""
+
+
+# --------------------------------------------------------------------- optimizers
+@_op("optim")
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """One SGD step in place, PyTorch's rule (dampening 0).
+
+    param, grad, velocity: same shape (velocity may be None when momentum == 0; it
+    starts at zeros). g = grad + weight_decay * param; velocity = momentum * velocity + g;
+    param -= lr * (g + momentum * velocity if nesterov else velocity). Returns None.
+    """
+
+
+@_op("optim")
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
+                eps=1e-8, weight_decay=0.0):
+    """One Adam step in place, PyTorch's rule (L2 weight decay added to the gradient).
+
+    param, grad, exp_avg, exp_avg_sq: same shape; step: the 1-based step count.
+    m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    param -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). Returns None.
+    """
+
+
+def op_names():
+    """Every op name in table order."""
+    return [name for names in OP_FAMILIES.values() for name in names]
+
+
+def op_spec(name):
+    """The specification function of an op."""
+    return globals()[name]
+
+
+def op_signature(name):
+    return inspect.signature(op_spec(name))

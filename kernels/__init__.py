@@ -1,0 +1,1 @@
+"""Implementations of the op table (``fastnn.optable``), one sub-package per backend."""

@@ -1,0 +1,1 @@
+"""numba.cuda backend (not yet implemented; see issue 7)."""

@@ -1,0 +1,71 @@
+"""Build: the fastnn package, with kernels/ shipped as fastnn.kernels and the Cython
+kernels compiled with OpenMP (falls back to a serial build where OpenMP is missing)."""
+import glob
+import os
+import sys
+
+import numpy
+from Cython.Build import cythonize
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+from setuptools.extension import Extension
+
+
+def _compile_flags():
+    flags = ["-O3"]
+    if os.environ.get("FASTNN_NATIVE", "1") == "1":
+        flags.append("-march=native")
+    return flags
+
+
+def _openmp_works():
+    """True when the compiler accepts -fopenmp (gcc/clang with libgomp/libomp)."""
+    if sys.platform == "win32" or os.environ.get("FASTNN_NO_OPENMP") == "1":
+        return False
+    import shutil
+    import subprocess
+    import tempfile
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "t.c")
+        with open(src, "w") as f:
+            f.write("#include <omp.h>\nint main(void){return omp_get_max_threads() > 0 ? 0 : 1;}\n")
+        result = subprocess.run([cc, "-fopenmp", src, "-o", os.path.join(tmp, "t")],
+                                capture_output=True)
+        return result.returncode == 0
+
+
+OPENMP = _openmp_works()
+DEBUG = os.environ.get("FASTNN_CYTHON_DEBUG") == "1"
+
+
+def _extensions():
+    extensions = []
+    for pyx in sorted(glob.glob(os.path.join("kernels", "cython", "*.pyx"))):
+        name = "fastnn.kernels.cython." + os.path.splitext(os.path.basename(pyx))[0]
+        extensions.append(Extension(
+            name, [pyx],
+            include_dirs=[numpy.get_include(), os.path.join("kernels", "cython")],
+            extra_compile_args=_compile_flags() + (["-fopenmp"] if OPENMP else []),
+            extra_link_args=["-fopenmp"] if OPENMP else [],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+        ))
+    directives = {"language_level": "3", "boundscheck": DEBUG, "wraparound": DEBUG,
+                  "initializedcheck": DEBUG, "cdivision": not DEBUG}
+    return cythonize(extensions, compiler_directives=directives,
+                     compile_time_env={"FASTNN_OPENMP": OPENMP}, quiet=True)
+
+
+setup(
+    packages=[
+        "fastnn", "fastnn.nn", "fastnn.optim", "fastnn.models", "fastnn.data",
+        "fastnn.kernels", "fastnn.kernels.reference", "fastnn.kernels.numba_cpu",
+        "fastnn.kernels.cython", "fastnn.kernels.cuda",
+    ],
+    package_dir={"fastnn.kernels": "kernels"},
+    package_data={"fastnn.kernels.cython": ["*.pxd", "*.pyx"]},
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": build_ext},
+)
