@@ -1,0 +1,43 @@
+"""Datasets and batch iteration.
+
+``load(name)`` returns (x_train, y_train, x_test, y_test) for 'fashion-mnist',
+'mnist', 'cifar10' or 'digits'; ``DataLoader`` iterates over arrays in batches.
+"""
+from .cifar import CIFARError, load_cifar10, read_batch
+from .digits import load_digits
+from .idx import IDXError, parse_idx, read_idx
+from .loader import DataLoader
+from .mnist import load_fashion_mnist, load_mnist
+
+DATASETS = {
+    "fashion-mnist": load_fashion_mnist,
+    "mnist": load_mnist,
+    "cifar10": load_cifar10,
+    "digits": load_digits,
+}
+
+# datasets stored as files (the others ship with a Python package)
+_FILE_DATASETS = ("fashion-mnist", "mnist", "cifar10")
+
+
+def load(name, root=None, download=False, flatten=False):
+    """Load dataset ``name`` ('fashion-mnist', 'mnist', 'cifar10', 'digits').
+
+    Returns (x_train, y_train, x_test, y_test): float32 images in [0, 1] of shape
+    (N, 28, 28), (N, 3, 32, 32) or (N, 8, 8) (flattened to (N, features) with
+    ``flatten=True``), int64 labels of shape (N,). ``root`` and ``download`` apply
+    to the file-based datasets.
+    """
+    key = name.lower().replace("_", "-") if isinstance(name, str) else name
+    key = {"fashion": "fashion-mnist", "fashionmnist": "fashion-mnist",
+           "cifar-10": "cifar10"}.get(key, key)
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    if key in _FILE_DATASETS:
+        return DATASETS[key](root=root, download=download, flatten=flatten)
+    return DATASETS[key](flatten=flatten)
+
+
+__all__ = ["load", "DATASETS", "DataLoader", "read_idx", "parse_idx", "IDXError",
+           "load_mnist", "load_fashion_mnist", "load_cifar10", "read_batch", "CIFARError",
+           "load_digits"]

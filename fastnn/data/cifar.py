@@ -1,0 +1,129 @@
+"""CIFAR-10 from its python-pickle batches (``cifar-10-batches-py``).
+
+Each batch file is a pickled dict with ``data`` (10000, 3072) uint8, rows holding
+the red, green then blue 32x32 planes, and ``labels``, a list of 10000 ints.
+Batches are unpickled with a restricted unpickler that only builds NumPy arrays,
+so a foreign file cannot run code.
+"""
+import os
+import pickle
+import tarfile
+
+import numpy as np
+
+from .download import fetch
+from .paths import cache_dir, search_dirs
+
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+BATCH_DIR = "cifar-10-batches-py"
+TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+TEST_BATCHES = ["test_batch"]
+
+
+class CIFARError(ValueError):
+    """A file is not a valid CIFAR-10 python batch."""
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core import multiarray
+    except ImportError:  # NumPy < 2
+        from numpy.core import multiarray
+    return multiarray
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler that resolves only the globals a pickled ndarray needs."""
+
+    def find_class(self, module, name):
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and \
+                name in ("_reconstruct", "scalar"):
+            return getattr(_numpy_reconstruct(), name)
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        raise CIFARError(f"refusing to unpickle {module}.{name}: a CIFAR-10 batch holds "
+                         f"only lists, bytes and NumPy arrays")
+
+
+def read_batch(path):
+    """Read one CIFAR-10 batch file.
+
+    Returns (x, y): x uint8 of shape (N, 3, 32, 32), y int64 of shape (N,).
+    """
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            batch = _ArrayUnpickler(f, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
+        if isinstance(exc, CIFARError):
+            raise CIFARError(f"{path}: {exc}") from None
+        raise CIFARError(f"{path}: not a CIFAR-10 python batch ({exc})") from None
+    if not isinstance(batch, dict):
+        raise CIFARError(f"{path}: expected a pickled dict, got {type(batch).__name__}")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise CIFARError(f"{path}: expected keys 'data' and 'labels', got {sorted(batch)}")
+    data = np.asarray(batch["data"])
+    labels = np.asarray(batch["labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise CIFARError(f"{path}: expected 'data' uint8 of shape (N, 3072), "
+                         f"got {data.dtype} {data.shape}")
+    if labels.shape != (data.shape[0],):
+        raise CIFARError(f"{path}: {data.shape[0]} images but labels of shape {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise CIFARError(f"{path}: labels must lie in 0..9, got {labels.min()}..{labels.max()}")
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _find_dir(root):
+    for directory in search_dirs("cifar10", root):
+        for candidate in (directory, os.path.join(directory, BATCH_DIR)):
+            names = TRAIN_BATCHES + TEST_BATCHES
+            if all(os.path.isfile(os.path.join(candidate, n)) for n in names):
+                return candidate
+    return None
+
+
+def _download(root):
+    target = os.fspath(root) if root is not None else os.path.join(cache_dir(), "cifar10")
+    archive = os.path.join(target, "cifar-10-python.tar.gz")
+    if not os.path.isfile(archive):
+        fetch([URL], archive)
+    with tarfile.open(archive, "r:gz") as tar:
+        members = [m for m in tar.getmembers()
+                   if m.isfile() and os.path.dirname(m.name) == BATCH_DIR]
+        # the "data" filter refuses absolute paths and links out of the target
+        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(target, members=members, **extra)
+    return os.path.join(target, BATCH_DIR)
+
+
+def _load(directory, names, flatten):
+    xs, ys = zip(*(read_batch(os.path.join(directory, n)) for n in names))
+    x = np.concatenate(xs).astype(np.float32)
+    x *= np.float32(1.0 / 255.0)
+    if flatten:
+        x = x.reshape(x.shape[0], -1)
+    return x, np.concatenate(ys)
+
+
+def load_cifar10(root=None, download=False, flatten=False):
+    """CIFAR-10: 50,000 training and 10,000 test colour images of 10 classes.
+
+    root: a directory holding the batch files or a ``cifar-10-batches-py`` folder;
+    None searches ``$FASTNN_DATA``, ``~/.cache/fastnn/cifar10`` and
+    ``/usr/share/datasets/cifar10``. Returns (x_train, y_train, x_test, y_test):
+    x float32 in [0, 1] of shape (N, 3, 32, 32) (or (N, 3072) with ``flatten``),
+    y int64 of shape (N,).
+    """
+    directory = _find_dir(root)
+    if directory is None:
+        if not download:
+            looked = "\n  ".join(search_dirs("cifar10", root))
+            raise FileNotFoundError(
+                f"CIFAR-10 not found; looked for {BATCH_DIR}/data_batch_1..5 and test_batch "
+                f"in:\n  {looked}\nPass download=True (CLI: --download) or set FASTNN_DATA.")
+        directory = _download(root)
+    x_train, y_train = _load(directory, TRAIN_BATCHES, flatten)
+    x_test, y_test = _load(directory, TEST_BATCHES, flatten)
+    return x_train, y_train, x_test, y_test

@@ -1,0 +1,33 @@
+"""Fetching dataset files over HTTP(S) with urllib, written atomically."""
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+
+
+def fetch(urls, dest, timeout=60):
+    """Download the first of ``urls`` that answers into the file ``dest``.
+
+    urls: list of mirror URLs for the same file, tried in order. The file is
+    written to a temporary name beside ``dest`` and renamed when complete, so an
+    interrupted download never leaves a partial file under the real name.
+    Returns dest. Raises OSError naming every URL tried when none works.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    errors = []
+    for url in urls:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(dest)),
+                                   prefix=".download-")
+        try:
+            request = urllib.request.Request(url, headers={"User-Agent": "fastnn"})
+            with os.fdopen(fd, "wb") as f, \
+                    urllib.request.urlopen(request, timeout=timeout) as response:
+                shutil.copyfileobj(response, f)
+            os.replace(tmp, dest)
+            return dest
+        except (urllib.error.URLError, OSError) as exc:
+            errors.append(f"{url}: {exc}")
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    raise OSError("could not download " + os.path.basename(dest) + ":\n  " + "\n  ".join(errors))

@@ -1,0 +1,123 @@
+"""MNIST and Fashion-MNIST from their IDX files.
+
+Files are looked for (plain or ``.gz``) in ``root`` when given, else in
+``$FASTNN_DATA``, ``~/.cache/fastnn/<name>`` and ``/usr/share/datasets/<name>``
+(Debian's ``dataset-fashion-mnist`` package installs there).
+``download=True`` fetches the missing ``.gz`` files from the canonical locations
+into ``~/.cache/fastnn/<name>`` (or ``root``).
+"""
+import os
+
+import numpy as np
+
+from .download import fetch
+from .idx import IDXError, read_idx
+from .paths import cache_dir, search_dirs
+
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+MIRRORS = {
+    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "http://yann.lecun.com/exdb/mnist/"],
+    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+}
+
+# Sizes of the real datasets, checked after a download.
+_SPLIT_SIZES = {"train": 60000, "test": 10000}
+
+
+def _find(directory, stem):
+    for candidate in (stem, stem + ".gz"):
+        path = os.path.join(directory, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def find_files(name, root=None):
+    """Paths of the four IDX files of dataset ``name``, or None if no directory has all.
+
+    Returns a dict with keys 'train_images', 'train_labels', 'test_images',
+    'test_labels'; all four come from the same directory.
+    """
+    for directory in search_dirs(name, root):
+        found = {key: _find(directory, stem) for key, stem in FILES.items()}
+        if all(found.values()):
+            return found
+    return None
+
+
+def download_files(name, root=None):
+    """Download dataset ``name``'s four .gz files; returns their paths (see find_files)."""
+    target = os.fspath(root) if root is not None else os.path.join(cache_dir(), name)
+    paths = {}
+    for key, stem in FILES.items():
+        dest = os.path.join(target, stem + ".gz")
+        if not os.path.isfile(dest):
+            fetch([mirror + stem + ".gz" for mirror in MIRRORS[name]], dest)
+        split = key.split("_")[0]
+        header_n = read_idx(dest).shape[0]
+        if header_n != _SPLIT_SIZES[split]:
+            os.remove(dest)
+            raise IDXError(f"{dest}: downloaded file holds {header_n} items, "
+                           f"expected {_SPLIT_SIZES[split]}; removed it")
+        paths[key] = dest
+    return paths
+
+
+def _load_split(images_path, labels_path, flatten):
+    images = read_idx(images_path)
+    labels = read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise IDXError(f"{images_path}: expected uint8 images of shape (N, rows, cols), "
+                       f"got {images.dtype} {images.shape}")
+    if labels.ndim != 1:
+        raise IDXError(f"{labels_path}: expected labels of shape (N,), got {labels.shape}")
+    if labels.shape[0] != images.shape[0]:
+        raise IDXError(f"{images_path} holds {images.shape[0]} images but {labels_path} "
+                       f"holds {labels.shape[0]} labels")
+    x = images.astype(np.float32)
+    x *= np.float32(1.0 / 255.0)
+    if flatten:
+        x = x.reshape(x.shape[0], -1)
+    return x, labels.astype(np.int64)
+
+
+def load_idx_dataset(name, root=None, download=False, flatten=False):
+    """Load an MNIST-format dataset (``name`` is 'mnist' or 'fashion-mnist').
+
+    Returns (x_train, y_train, x_test, y_test): x float32 in [0, 1] of shape
+    (N, 28, 28), or (N, 784) with ``flatten=True``; y int64 of shape (N,).
+    Raises FileNotFoundError (saying where it looked) when the files are absent
+    and ``download`` is False.
+    """
+    if name not in MIRRORS:
+        raise ValueError(f"unknown IDX dataset {name!r}; expected one of {sorted(MIRRORS)}")
+    paths = find_files(name, root)
+    if paths is None:
+        if not download:
+            looked = "\n  ".join(search_dirs(name, root))
+            hint = (" or install Debian's dataset-fashion-mnist package"
+                    if name == "fashion-mnist" else "")
+            raise FileNotFoundError(
+                f"{name} not found; looked for {', '.join(FILES.values())} (plain or .gz) in:\n  "
+                f"{looked}\nPass download=True (CLI: --download), set FASTNN_DATA{hint}.")
+        paths = download_files(name, root)
+    x_train, y_train = _load_split(paths["train_images"], paths["train_labels"], flatten)
+    x_test, y_test = _load_split(paths["test_images"], paths["test_labels"], flatten)
+    return x_train, y_train, x_test, y_test
+
+
+def load_mnist(root=None, download=False, flatten=False):
+    """MNIST handwritten digits; see ``load_idx_dataset`` for the returned arrays."""
+    return load_idx_dataset("mnist", root, download, flatten)
+
+
+def load_fashion_mnist(root=None, download=False, flatten=False):
+    """Fashion-MNIST (Zalando article images); see ``load_idx_dataset``."""
+    return load_idx_dataset("fashion-mnist", root, download, flatten)
