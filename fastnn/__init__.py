@@ -1,1 +1,33 @@
-"""fastnn"""
+"""fastnn: a NumPy-API neural-network library whose kernels are compiled.
+
+Explicit forward/backward layers (``fastnn.nn``), optimizers (``fastnn.optim``), models
+(``fastnn.models``), and the functional kernels (``fastnn.ops``), each run by the current
+backend: 'numpy' (the reference), 'numba', 'cython', or 'cuda'.
+``import fastnn`` compiles nothing; a backend loads on its first use.
+"""
+import importlib
+
+from .backend import backend_info, backends, get_backend, set_backend, use_backend
+from .threads import get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+
+_LAZY_MODULES = ("nn", "optim", "ops", "models", "data", "optable")
+_LAZY_ATTRS = {
+    "save": ("io", "save"),
+    "load": ("io", "load"),
+    "gradcheck": ("gradcheck", "gradcheck"),
+    "manual_seed": ("random", "manual_seed"),
+}
+
+__all__ = ["backends", "set_backend", "get_backend", "use_backend", "backend_info",
+           "set_num_threads", "get_num_threads", *_LAZY_MODULES, *_LAZY_ATTRS]
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY_ATTRS:
+        module, attr = _LAZY_ATTRS[name]
+        return getattr(importlib.import_module(f".{module}", __name__), attr)
+    raise AttributeError(f"module 'fastnn' has no attribute {name!r}")

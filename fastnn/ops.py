@@ -1,0 +1,421 @@
+"""The functional API: every op of the table, validated, then run on the current backend.
+
+Use these as a faster drop-in for hand-written NumPy code::
+
+    from fastnn import ops
+    y = ops.linear_forward(x, w, b, activation="relu")
+    loss, dlogits = ops.softmax_cross_entropy(logits, labels)
+
+Each function checks its arguments (rank, shape, dtype float32/float64, matching dtypes,
+label range, hyper-parameters) and raises a clear error naming the op before anything is
+written. Non-contiguous inputs are copied to contiguous memory; ``out=`` buffers must be
+C-contiguous. Docstrings (with shapes) come from the op table, ``fastnn.optable``.
+"""
+import numpy as np
+
+from . import optable
+from .backend import current
+from .validation import (as_contiguous, check_choice, check_float_array, check_labels,
+                         check_number, check_out, check_same_shape, pair)
+
+__all__ = optable.op_names()
+
+
+def _k():
+    return current()
+
+
+def _unary(name, x, out, **params):
+    x = as_contiguous(check_float_array(name, "x", x))
+    check_out(name, "out", out, x.shape, x.dtype)
+    return getattr(_k(), name)(x, out=out, **params)
+
+
+def _binary(name, grad_out, saved_name, saved, out, **params):
+    grad_out = as_contiguous(check_float_array(name, "grad_out", grad_out))
+    saved = as_contiguous(check_float_array(name, saved_name, saved, dtype=grad_out.dtype))
+    check_same_shape(name, saved_name, saved, "grad_out", grad_out)
+    check_out(name, "out", out, grad_out.shape, grad_out.dtype)
+    return getattr(_k(), name)(grad_out, saved, out=out, **params)
+
+
+# --------------------------------------------------------------------------- dense
+def _check_linear(where, x, weight, bias):
+    x = as_contiguous(check_float_array(where, "x", x, ndim=2))
+    weight = as_contiguous(check_float_array(where, "weight", weight, ndim=2, dtype=x.dtype))
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"{where}: x has {x.shape[1]} features but weight of shape "
+                         f"{weight.shape} expects {weight.shape[1]}")
+    if bias is not None:
+        bias = as_contiguous(check_float_array(where, "bias", bias,
+                                               shape=(weight.shape[0],), dtype=x.dtype))
+    return x, weight, bias
+
+
+def _check_activation(where, activation, negative_slope):
+    check_choice(where, "activation", activation, optable.FUSABLE_ACTIVATIONS)
+    check_number(where, "negative_slope", negative_slope)
+    if activation == "leaky_relu" and negative_slope < 0:
+        raise ValueError(f"{where}: a fused leaky_relu needs negative_slope >= 0 (its backward "
+                         f"reads the output's sign), got {negative_slope}")
+
+
+def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0.01, out=None):
+    where = "linear_forward"
+    x, weight, bias = _check_linear(where, x, weight, bias)
+    _check_activation(where, activation, negative_slope)
+    check_out(where, "out", out, (x.shape[0], weight.shape[0]), x.dtype)
+    return _k().linear_forward(x, weight, bias, activation, negative_slope, out=out)
+
+
+def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
+                    grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
+                    scratch=None):
+    where = "linear_backward"
+    x, weight, _ = _check_linear(where, x, weight, None)
+    _check_activation(where, activation, negative_slope)
+    out_shape = (x.shape[0], weight.shape[0])
+    grad_out = as_contiguous(check_float_array(where, "grad_out", grad_out, shape=out_shape,
+                                               dtype=x.dtype))
+    if activation != "identity":
+        if y is None:
+            raise ValueError(f"{where}: activation {activation!r} needs the forward output y")
+        y = as_contiguous(check_float_array(where, "y", y, shape=out_shape, dtype=x.dtype))
+    check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
+    check_out(where, "grad_bias", grad_bias, (weight.shape[0],), x.dtype)
+    check_out(where, "grad_in", grad_in, x.shape, x.dtype)
+    check_out(where, "scratch", scratch, out_shape, x.dtype)
+    return _k().linear_backward(grad_out, x, weight, y, activation, negative_slope,
+                                grad_weight, grad_bias, grad_in, need_grad_in, scratch)
+
+
+# --------------------------------------------------------------------- activations
+def relu(x, out=None):
+    return _unary("relu", x, out)
+
+
+def relu_backward(grad_out, y, out=None):
+    return _binary("relu_backward", grad_out, "y", y, out)
+
+
+def leaky_relu(x, negative_slope=0.01, out=None):
+    check_number("leaky_relu", "negative_slope", negative_slope)
+    return _unary("leaky_relu", x, out, negative_slope=negative_slope)
+
+
+def leaky_relu_backward(grad_out, x, negative_slope=0.01, out=None):
+    check_number("leaky_relu_backward", "negative_slope", negative_slope)
+    return _binary("leaky_relu_backward", grad_out, "x", x, out, negative_slope=negative_slope)
+
+
+def sigmoid(x, out=None):
+    return _unary("sigmoid", x, out)
+
+
+def sigmoid_backward(grad_out, y, out=None):
+    return _binary("sigmoid_backward", grad_out, "y", y, out)
+
+
+def tanh(x, out=None):
+    return _unary("tanh", x, out)
+
+
+def tanh_backward(grad_out, y, out=None):
+    return _binary("tanh_backward", grad_out, "y", y, out)
+
+
+def gelu(x, out=None):
+    return _unary("gelu", x, out)
+
+
+def gelu_backward(grad_out, x, out=None):
+    return _binary("gelu_backward", grad_out, "x", x, out)
+
+
+def sine(x, omega=1.0, out=None):
+    check_number("sine", "omega", omega)
+    return _unary("sine", x, out, omega=omega)
+
+
+def sine_backward(grad_out, x, omega=1.0, out=None):
+    check_number("sine_backward", "omega", omega)
+    return _binary("sine_backward", grad_out, "x", x, out, omega=omega)
+
+
+def softmax(x, out=None):
+    check_float_array("softmax", "x", x, ndim=2)
+    return _unary("softmax", x, out)
+
+
+def softmax_backward(grad_out, y, out=None):
+    check_float_array("softmax_backward", "grad_out", grad_out, ndim=2)
+    return _binary("softmax_backward", grad_out, "y", y, out)
+
+
+# ------------------------------------------------------------------------ dropout
+def dropout_forward(x, p, seed, mask=None, out=None):
+    where = "dropout_forward"
+    x = as_contiguous(check_float_array(where, "x", x))
+    check_number(where, "p", p, 0.0, 1.0)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"{where}: expected seed to be a non-negative int, got {seed!r}")
+    check_out(where, "mask", mask, x.shape, x.dtype)
+    check_out(where, "out", out, x.shape, x.dtype)
+    return _k().dropout_forward(x, p, int(seed), mask=mask, out=out)
+
+
+def dropout_backward(grad_out, mask, out=None):
+    return _binary("dropout_backward", grad_out, "mask", mask, out)
+
+
+# -------------------------------------------------------------------------- losses
+def softmax_cross_entropy(logits, target, grad=None):
+    where = "softmax_cross_entropy"
+    logits = as_contiguous(check_float_array(where, "logits", logits, ndim=2))
+    n, c = logits.shape
+    if isinstance(target, np.ndarray) and target.ndim == 2:
+        target = as_contiguous(check_float_array(where, "target", target, shape=(n, c),
+                                                 dtype=logits.dtype))
+    else:
+        check_labels(where, target, n, c)
+        target = as_contiguous(target.astype(np.int64, copy=False))
+    check_out(where, "grad", grad, logits.shape, logits.dtype)
+    return _k().softmax_cross_entropy(logits, target, grad=grad)
+
+
+def _check_pred_target(where, pred, target, grad):
+    pred = as_contiguous(check_float_array(where, "pred", pred))
+    target = as_contiguous(check_float_array(where, "target", target, dtype=pred.dtype))
+    check_same_shape(where, "target", target, "pred", pred)
+    check_out(where, "grad", grad, pred.shape, pred.dtype)
+    return pred, target
+
+
+def mse_loss(pred, target, grad=None):
+    pred, target = _check_pred_target("mse_loss", pred, target, grad)
+    return _k().mse_loss(pred, target, grad=grad)
+
+
+def bce_loss(pred, target, grad=None):
+    where = "bce_loss"
+    pred, target = _check_pred_target(where, pred, target, grad)
+    if pred.size and (pred.min() < 0 or pred.max() > 1):
+        raise ValueError(f"{where}: expected pred to hold probabilities in [0, 1], got values "
+                         f"in [{pred.min()}, {pred.max()}]")
+    return _k().bce_loss(pred, target, grad=grad)
+
+
+# ---------------------------------------------------------------------- batchnorm
+def _check_batchnorm(where, x, weight, bias, mean_only, training):
+    x = as_contiguous(check_float_array(where, "x", x, ndim=(2, 4)))
+    c = x.shape[1]
+    if not mean_only:
+        check_float_array(where, "weight", weight, shape=(c,), dtype=x.dtype)
+    if bias is not None:
+        check_float_array(where, "bias", bias, shape=(c,), dtype=x.dtype)
+    if training and x.size // max(c, 1) < 2:
+        raise ValueError(f"{where}: training-mode batch normalisation needs more than one value "
+                         f"per channel, got input of shape {x.shape}")
+    return x
+
+
+def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
+                      momentum=0.1, eps=1e-5, mean_only=False, out=None,
+                      save_mean=None, save_invstd=None):
+    where = "batchnorm_forward"
+    x = _check_batchnorm(where, x, weight, bias, mean_only, training)
+    c = x.shape[1]
+    check_float_array(where, "bias", bias, shape=(c,), dtype=x.dtype)
+    check_out(where, "running_mean", running_mean, (c,), x.dtype)
+    if running_mean is None:
+        raise ValueError(f"{where}: running_mean is required")
+    if not mean_only:
+        if running_var is None:
+            raise ValueError(f"{where}: running_var is required unless mean_only")
+        check_out(where, "running_var", running_var, (c,), x.dtype)
+    check_number(where, "momentum", momentum, 0.0, 1.0, high_open=False)
+    check_number(where, "eps", eps, 0.0, low_open=True)
+    check_out(where, "out", out, x.shape, x.dtype)
+    check_out(where, "save_mean", save_mean, (c,), x.dtype)
+    check_out(where, "save_invstd", save_invstd, (c,), x.dtype)
+    return _k().batchnorm_forward(x, weight, bias, running_mean, running_var, training,
+                                  momentum, eps, mean_only, out=out, save_mean=save_mean,
+                                  save_invstd=save_invstd)
+
+
+def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=True,
+                       mean_only=False, grad_weight=None, grad_bias=None, grad_in=None):
+    where = "batchnorm_backward"
+    x = _check_batchnorm(where, x, weight, None, mean_only, False)
+    c = x.shape[1]
+    grad_out = as_contiguous(check_float_array(where, "grad_out", grad_out, dtype=x.dtype))
+    check_same_shape(where, "grad_out", grad_out, "x", x)
+    check_float_array(where, "save_mean", save_mean, shape=(c,), dtype=x.dtype)
+    if not mean_only:
+        check_float_array(where, "save_invstd", save_invstd, shape=(c,), dtype=x.dtype)
+        check_out(where, "grad_weight", grad_weight, (c,), x.dtype)
+    check_out(where, "grad_bias", grad_bias, (c,), x.dtype)
+    check_out(where, "grad_in", grad_in, x.shape, x.dtype)
+    return _k().batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training,
+                                   mean_only, grad_weight, grad_bias, grad_in)
+
+
+# ------------------------------------------------------------------------ conv
+def _conv_out_size(where, size, kernel, stride, padding):
+    if stride < 1 or padding < 0:
+        raise ValueError(f"{where}: expected stride >= 1 and padding >= 0, "
+                         f"got stride {stride} and padding {padding}")
+    if kernel > size + 2 * padding:
+        raise ValueError(f"{where}: kernel size {kernel} is larger than the padded input "
+                         f"size {size + 2 * padding}")
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _check_conv(where, x, weight, stride, padding):
+    x = as_contiguous(check_float_array(where, "x", x, ndim=4))
+    weight = as_contiguous(check_float_array(where, "weight", weight, ndim=4, dtype=x.dtype))
+    if weight.shape[1] != x.shape[1]:
+        raise ValueError(f"{where}: x has {x.shape[1]} channels but weight of shape "
+                         f"{weight.shape} expects {weight.shape[1]}")
+    stride, padding = pair(where, "stride", stride), pair(where, "padding", padding)
+    out_hw = tuple(_conv_out_size(where, x.shape[2 + i], weight.shape[2 + i], stride[i],
+                                  padding[i]) for i in range(2))
+    return x, weight, stride, padding, (x.shape[0], weight.shape[0]) + out_hw
+
+
+def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
+    where = "conv2d_forward"
+    x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding)
+    if bias is not None:
+        bias = as_contiguous(check_float_array(where, "bias", bias, shape=(weight.shape[0],),
+                                               dtype=x.dtype))
+    check_out(where, "out", out, out_shape, x.dtype)
+    return _k().conv2d_forward(x, weight, bias, stride, padding, out=out)
+
+
+def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_weight=None,
+                    grad_bias=None, grad_in=None, need_grad_in=True):
+    where = "conv2d_backward"
+    x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding)
+    grad_out = as_contiguous(check_float_array(where, "grad_out", grad_out, shape=out_shape,
+                                               dtype=x.dtype))
+    check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
+    check_out(where, "grad_bias", grad_bias, (weight.shape[0],), x.dtype)
+    check_out(where, "grad_in", grad_in, x.shape, x.dtype)
+    return _k().conv2d_backward(grad_out, x, weight, stride, padding, grad_weight, grad_bias,
+                                grad_in, need_grad_in)
+
+
+def _check_pool(where, shape, kernel_size, stride, padding):
+    kernel_size = pair(where, "kernel_size", kernel_size)
+    stride = kernel_size if stride is None else pair(where, "stride", stride)
+    padding = pair(where, "padding", padding)
+    for k, p in zip(kernel_size, padding):
+        if k < 1 or p > k // 2:
+            raise ValueError(f"{where}: expected kernel_size >= 1 and padding <= kernel_size / 2, "
+                             f"got kernel_size {kernel_size} and padding {padding}")
+    out_hw = tuple(_conv_out_size(where, shape[2 + i], kernel_size[i], stride[i], padding[i])
+                   for i in range(2))
+    return kernel_size, stride, padding, tuple(shape[:2]) + out_hw
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None):
+    where = "max_pool2d_forward"
+    x = as_contiguous(check_float_array(where, "x", x, ndim=4))
+    kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
+                                                          padding)
+    check_out(where, "out", out, out_shape, x.dtype)
+    if indices is not None and (indices.shape != out_shape or indices.dtype != np.int64):
+        raise ValueError(f"{where}: expected indices of shape {out_shape} and dtype int64, "
+                         f"got {indices.shape} {indices.dtype}")
+    return _k().max_pool2d_forward(x, kernel_size, stride, padding, out=out, indices=indices)
+
+
+def _check_input_shape(where, input_shape):
+    if len(input_shape) != 4 or not all(isinstance(s, (int, np.integer)) for s in input_shape):
+        raise ValueError(f"{where}: expected input_shape (N, C, H, W), got {input_shape!r}")
+    return tuple(int(s) for s in input_shape)
+
+
+def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
+    where = "max_pool2d_backward"
+    grad_out = as_contiguous(check_float_array(where, "grad_out", grad_out, ndim=4))
+    input_shape = _check_input_shape(where, input_shape)
+    if not isinstance(indices, np.ndarray) or indices.shape != grad_out.shape \
+            or indices.dtype != np.int64:
+        raise ValueError(f"{where}: expected int64 indices of shape {grad_out.shape}")
+    check_out(where, "grad_in", grad_in, input_shape, grad_out.dtype)
+    return _k().max_pool2d_backward(grad_out, as_contiguous(indices), input_shape,
+                                    grad_in=grad_in)
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
+                       out=None):
+    where = "avg_pool2d_forward"
+    x = as_contiguous(check_float_array(where, "x", x, ndim=4))
+    kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
+                                                          padding)
+    check_out(where, "out", out, out_shape, x.dtype)
+    return _k().avg_pool2d_forward(x, kernel_size, stride, padding, bool(count_include_pad),
+                                   out=out)
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 0),
+                        count_include_pad=True, grad_in=None):
+    where = "avg_pool2d_backward"
+    grad_out = as_contiguous(check_float_array(where, "grad_out", grad_out, ndim=4))
+    input_shape = _check_input_shape(where, input_shape)
+    kernel_size, stride, padding, out_shape = _check_pool(where, input_shape, kernel_size,
+                                                          stride, padding)
+    check_float_array(where, "grad_out", grad_out, shape=out_shape)
+    check_out(where, "grad_in", grad_in, input_shape, grad_out.dtype)
+    return _k().avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding,
+                                    bool(count_include_pad), grad_in=grad_in)
+
+
+# --------------------------------------------------------------------- optimizers
+def _check_param_arrays(where, param, **others):
+    check_float_array(where, "param", param)
+    if not param.flags.c_contiguous:
+        raise ValueError(f"{where}: param is updated in place and must be C-contiguous")
+    for name, arr in others.items():
+        if arr is None and name == "grad":
+            raise ValueError(f"{where}: grad is required")
+        if arr is not None:
+            check_out(where, name, arr, param.shape, param.dtype)
+
+
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    where = "sgd_update"
+    _check_param_arrays(where, param, grad=grad, velocity=velocity)
+    check_number(where, "lr", lr, 0.0)
+    check_number(where, "momentum", momentum, 0.0, 1.0)
+    check_number(where, "weight_decay", weight_decay, 0.0)
+    if momentum and velocity is None:
+        raise ValueError(f"{where}: momentum {momentum} needs a velocity buffer")
+    if nesterov and not momentum:
+        raise ValueError(f"{where}: nesterov needs momentum > 0")
+    return _k().sgd_update(param, grad, velocity, lr, momentum, weight_decay, bool(nesterov))
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
+                eps=1e-8, weight_decay=0.0):
+    where = "adam_update"
+    _check_param_arrays(where, param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"{where}: expected step to be an int >= 1, got {step!r}")
+    check_number(where, "lr", lr, 0.0)
+    check_number(where, "beta1", beta1, 0.0, 1.0)
+    check_number(where, "beta2", beta2, 0.0, 1.0)
+    check_number(where, "eps", eps, 0.0, low_open=True)
+    check_number(where, "weight_decay", weight_decay, 0.0)
+    return _k().adam_update(param, grad, exp_avg, exp_avg_sq, int(step), lr, beta1, beta2, eps,
+                            weight_decay)
+
+
+def _attach_docs():
+    for name in optable.op_names():
+        globals()[name].__doc__ = optable.op_spec(name).__doc__
+
+
+_attach_docs()

@@ -1,0 +1,96 @@
+"""Input checks shared by fastnn.ops and the layers: one wording for every error.
+
+Every check raises before anything is written, so a failed call changes nothing.
+Messages name the caller (op or layer), what it expected and what it got.
+"""
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_float_array(where, name, x, ndim=None, shape=None, dtype=None):
+    """Check that x is a float32/float64 ndarray of the given rank, shape and dtype.
+
+    ndim: int or tuple of allowed ranks; shape: tuple with None for free axes.
+    Returns x (unchanged).
+    """
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got {type(x).__name__}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{where}: dtype mismatch: {name} is {x.dtype} but expected {dtype} "
+                        f"(all arrays of one call must share one dtype)")
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in allowed:
+            want = " or ".join(f"{d}-D" for d in allowed)
+            raise ValueError(f"{where}: expected {name} to be {want}, got shape {x.shape}")
+    if shape is not None:
+        if len(shape) != x.ndim or any(s is not None and s != d for s, d in zip(shape, x.shape)):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{where}: expected {name} of shape {want}, got {x.shape}")
+    return x
+
+
+def check_same_shape(where, name, x, ref_name, ref):
+    if x.shape != ref.shape:
+        raise ValueError(f"{where}: expected {name} of shape {ref.shape} (same as {ref_name}), "
+                         f"got {x.shape}")
+
+
+def check_out(where, name, out, shape, dtype):
+    """Check an optional out= buffer: None, or a C-contiguous array of shape and dtype."""
+    if out is None:
+        return None
+    check_float_array(where, name, out, shape=tuple(shape), dtype=dtype)
+    if not out.flags.c_contiguous:
+        raise ValueError(f"{where}: expected {name} to be C-contiguous")
+    return out
+
+
+def check_labels(where, labels, n, num_classes):
+    """Integer class labels of shape (n,) within [0, num_classes)."""
+    if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":
+        got = labels.dtype if isinstance(labels, np.ndarray) else type(labels).__name__
+        raise TypeError(f"{where}: expected integer class labels, got {got}")
+    if labels.shape != (n,):
+        raise ValueError(f"{where}: expected labels of shape ({n},), got {labels.shape}")
+    if n and (labels.min() < 0 or labels.max() >= num_classes):
+        raise ValueError(f"{where}: labels out of range: expected values in [0, {num_classes}), "
+                         f"got min {labels.min()} and max {labels.max()}")
+
+
+def check_choice(where, name, value, choices):
+    if value not in choices:
+        raise ValueError(f"{where}: expected {name} in {list(choices)}, got {value!r}")
+
+
+def check_number(where, name, value, low=None, high=None, low_open=False, high_open=True):
+    """A real number within [low, high) (or the bounds given by *_open flags)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+        raise TypeError(f"{where}: expected {name} to be a number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{where}: expected a finite {name}, got {value!r}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and (value >= high if high_open else value > high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        interval = ("(" if low_open else "[") + f"{lo}, {hi}" + (")" if high_open else "]")
+        raise ValueError(f"{where}: expected {name} in {interval}, got {value!r}")
+
+
+def as_contiguous(x):
+    """x itself when C-contiguous, else a contiguous copy (kernels need [::1] memory)."""
+    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+
+
+def pair(where, name, value):
+    """An int or a pair of ints -> (int, int)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return (int(value), int(value))
+    if (isinstance(value, (tuple, list)) and len(value) == 2
+            and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
+        return (int(value[0]), int(value[1]))
+    raise TypeError(f"{where}: expected {name} to be an int or a pair of ints, got {value!r}")

@@ -1,0 +1,91 @@
+"""Activations and their backward passes in plain NumPy: the specification."""
+import math
+
+import numpy as np
+from scipy.special import erf as _erf
+
+
+def _out(x, out):
+    return np.empty_like(x) if out is None else out
+
+
+def relu(x, out=None):
+    """y = max(x, 0). x: any shape; out: same shape."""
+    return np.maximum(x, 0, out=_out(x, out))
+
+
+def relu_backward(grad_out, y, out=None):
+    """grad_in = grad_out * (y > 0). grad_out, y: same shape."""
+    return np.multiply(grad_out, y > 0, out=_out(grad_out, out))
+
+
+def leaky_relu(x, negative_slope=0.01, out=None):
+    """y = x if x > 0 else negative_slope * x. x: any shape."""
+    return _assign(_out(x, out), np.where(x > 0, x, x * x.dtype.type(negative_slope)))
+
+
+def _assign(out, value):
+    out[...] = value
+    return out
+
+
+def leaky_relu_backward(grad_out, x, negative_slope=0.01, out=None):
+    """grad_in = grad_out * (1 if x > 0 else negative_slope). x: the forward input."""
+    slope = np.where(x > 0, x.dtype.type(1), x.dtype.type(negative_slope))
+    return np.multiply(grad_out, slope, out=_out(grad_out, out))
+
+
+def sigmoid(x, out=None):
+    """y = 1 / (1 + exp(-x)), written so neither branch overflows."""
+    e = np.exp(-np.abs(x))
+    return _assign(_out(x, out), np.where(x >= 0, 1 / (1 + e), e / (1 + e)))
+
+
+def sigmoid_backward(grad_out, y, out=None):
+    """grad_in = grad_out * y * (1 - y). y: sigmoid's output."""
+    return np.multiply(grad_out, y * (1 - y), out=_out(grad_out, out))
+
+
+def tanh(x, out=None):
+    """y = tanh(x)."""
+    return np.tanh(x, out=_out(x, out))
+
+
+def tanh_backward(grad_out, y, out=None):
+    """grad_in = grad_out * (1 - y**2). y: tanh's output."""
+    return np.multiply(grad_out, 1 - y * y, out=_out(grad_out, out))
+
+
+def gelu(x, out=None):
+    """y = 0.5 * x * (1 + erf(x / sqrt(2)))."""
+    return _assign(_out(x, out), 0.5 * x * (1 + _erf(x / math.sqrt(2))))
+
+
+def gelu_backward(grad_out, x, out=None):
+    """grad_in = grad_out * (Phi(x) + x * phi(x)). x: the forward input."""
+    cdf = 0.5 * (1 + _erf(x / math.sqrt(2)))
+    pdf = np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+    return np.multiply(grad_out, cdf + x * pdf, out=_out(grad_out, out))
+
+
+def sine(x, omega=1.0, out=None):
+    """y = sin(omega * x)."""
+    return np.sin(x * x.dtype.type(omega), out=_out(x, out))
+
+
+def sine_backward(grad_out, x, omega=1.0, out=None):
+    """grad_in = grad_out * omega * cos(omega * x). x: the forward input."""
+    w = x.dtype.type(omega)
+    return np.multiply(grad_out, w * np.cos(w * x), out=_out(grad_out, out))
+
+
+def softmax(x, out=None):
+    """Row-wise softmax along the last axis. x: (N, C)."""
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return np.divide(e, e.sum(axis=-1, keepdims=True), out=_out(x, out))
+
+
+def softmax_backward(grad_out, y, out=None):
+    """grad_in = y * (grad_out - sum(grad_out * y, axis=-1)). grad_out, y: (N, C)."""
+    dot = (grad_out * y).sum(axis=-1, keepdims=True)
+    return np.multiply(y, grad_out - dot, out=_out(grad_out, out))

@@ -1,0 +1,186 @@
+"""Convolution and pooling in plain NumPy: the specification the compiled backends follow.
+
+Layout is NCHW throughout. Convolution is im2col (a strided window view of the padded
+input, no copy until the reshape) followed by one matrix product; its backward is the
+transposed product and a col2im that adds each kernel offset's slice back in place.
+Pooling uses the same window view. Semantics are PyTorch's: zero padding for
+convolution and average pooling, -inf padding for max pooling (a padded cell never
+wins), ``count_include_pad`` as in ``torch.nn.AvgPool2d``, floor output sizes.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+__all__ = ["conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
+           "avg_pool2d_forward", "avg_pool2d_backward"]
+
+
+def _out_size(size, kernel, stride, padding):
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _pad(x, padding, value=0.0):
+    """x: (N, C, H, W) -> (N, C, H + 2 ph, W + 2 pw), the border filled with ``value``."""
+    ph, pw = padding
+    if ph == 0 and pw == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+
+
+def _windows(xp, kernel_size, stride, out_hw):
+    """Window view of a padded input, no copy.
+
+    xp: (N, C, Hp, Wp). Returns (N, C, H_out, W_out, kH, kW).
+    """
+    (kh, kw), (sh, sw), (ho, wo) = kernel_size, stride, out_hw
+    view = sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    return view[:, :, : (ho - 1) * sh + 1 : sh, : (wo - 1) * sw + 1 : sw]
+
+
+def _im2col(x, kernel_size, stride, padding):
+    """x: (N, C, H, W) -> cols: (N * H_out * W_out, C * kH * kW), rows in (n, ho, wo) order."""
+    n, c = x.shape[:2]
+    ho = _out_size(x.shape[2], kernel_size[0], stride[0], padding[0])
+    wo = _out_size(x.shape[3], kernel_size[1], stride[1], padding[1])
+    win = _windows(_pad(x, padding), kernel_size, stride, (ho, wo))
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kernel_size[0] * kernel_size[1])
+    return cols, (ho, wo)
+
+
+def _window_adjoint(grad_win, input_shape, stride, padding):
+    """The adjoint of ``_windows`` on the padded input, then cropped: col2im.
+
+    grad_win: (N, C, H_out, W_out, kH, kW). Returns (N, C, H, W): every window cell's
+    gradient added to the input position it was read from.
+    """
+    n, c, h, w = input_shape
+    ph, pw = padding
+    sh, sw = stride
+    _, _, ho, wo, kh, kw = grad_win.shape
+    grad_p = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad_win.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            grad_p[:, :, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw] += \
+                grad_win[:, :, :, :, i, j]
+    return grad_p[:, :, ph : ph + h, pw : pw + w]
+
+
+def _write(result, out):
+    if out is None:
+        return np.ascontiguousarray(result)
+    out[...] = result
+    return out
+
+
+# ----------------------------------------------------------------------- convolution
+def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
+    """2-D cross-correlation, zero padding.
+
+    x: (N, C_in, H, W); weight: (C_out, C_in, kH, kW); bias: (C_out,) or None;
+    out: (N, C_out, H_out, W_out) or None. Returns y: (N, C_out, H_out, W_out).
+    """
+    n = x.shape[0]
+    c_out = weight.shape[0]
+    cols, (ho, wo) = _im2col(x, weight.shape[2:], stride, padding)
+    y = cols @ weight.reshape(c_out, -1).T                # (N * H_out * W_out, C_out)
+    if bias is not None:
+        y += bias
+    return _write(y.reshape(n, ho, wo, c_out).transpose(0, 3, 1, 2), out)
+
+
+def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_weight=None,
+                    grad_bias=None, grad_in=None, need_grad_in=True):
+    """Backward of conv2d_forward.
+
+    grad_out: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, C_in, kH, kW);
+    grad_weight: like weight, grad_bias: (C_out,), each None or accumulated in place;
+    grad_in: (N, C_in, H, W) or None. Returns grad_in, or None if not need_grad_in.
+    """
+    n, c_in = x.shape[:2]
+    c_out, _, kh, kw = weight.shape
+    g = grad_out.transpose(0, 2, 3, 1).reshape(-1, c_out)  # (N * H_out * W_out, C_out)
+    if grad_weight is not None:
+        cols, _ = _im2col(x, (kh, kw), stride, padding)
+        grad_weight += (g.T @ cols).reshape(weight.shape)
+    if grad_bias is not None:
+        grad_bias += grad_out.sum(axis=(0, 2, 3))
+    if not need_grad_in:
+        return None
+    ho, wo = grad_out.shape[2:]
+    grad_cols = g @ weight.reshape(c_out, -1)               # (N * H_out * W_out, C_in*kH*kW)
+    grad_win = grad_cols.reshape(n, ho, wo, c_in, kh, kw).transpose(0, 3, 1, 2, 4, 5)
+    return _write(_window_adjoint(grad_win, x.shape, stride, padding), grad_in)
+
+
+# ----------------------------------------------------------------------- max pooling
+def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None):
+    """Max pooling with -inf padding.
+
+    x: (N, C, H, W); out, indices: (N, C, H_out, W_out) or None.
+    Returns (y, indices) where indices holds the int64 flat position h * W + w of each
+    window's maximum in its (n, c) plane (the first one in row-major window order on
+    ties; a NaN wins, as in PyTorch).
+    """
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
+    win = _windows(_pad(x, padding, -np.inf), kernel_size, stride, (ho, wo))
+    flat = win.reshape(n, c, ho, wo, kh * kw)
+    arg = np.argmax(flat, axis=-1)                          # NaN counts as the maximum
+    y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
+    rows = np.arange(ho)[:, None] * sh - ph + arg // kw
+    cols = np.arange(wo)[None, :] * sw - pw + arg % kw
+    return _write(y, out), _write((rows * w + cols).astype(np.int64), indices)
+
+
+def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
+    """grad_out, indices: (N, C, H_out, W_out); input_shape: (N, C, H, W).
+
+    Returns grad_in: input_shape, each grad_out value added at its argmax (windows that
+    overlap may share one, so contributions sum).
+    """
+    n, c, h, w = input_shape
+    result = np.zeros((n * c, h * w), dtype=grad_out.dtype)
+    planes = np.arange(n * c)[:, None]
+    np.add.at(result, (planes, indices.reshape(n * c, -1)), grad_out.reshape(n * c, -1))
+    return _write(result.reshape(input_shape), grad_in)
+
+
+# ------------------------------------------------------------------- average pooling
+def _avg_divisor(input_shape, kernel_size, stride, padding, count_include_pad, dtype):
+    """The number each window's sum is divided by: (H_out, W_out), or a scalar."""
+    kh, kw = kernel_size
+    if count_include_pad:
+        return dtype.type(kh * kw)
+    ones = np.ones((1, 1) + tuple(input_shape[2:]), dtype=dtype)
+    _, _, h, w = input_shape
+    ho = _out_size(h, kh, stride[0], padding[0])
+    wo = _out_size(w, kw, stride[1], padding[1])
+    return _windows(_pad(ones, padding), kernel_size, stride, (ho, wo)).sum(axis=(-2, -1))[0, 0]
+
+
+def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
+                       out=None):
+    """Average pooling with zero padding.
+
+    x: (N, C, H, W); out: (N, C, H_out, W_out) or None. With count_include_pad every
+    window is divided by kH * kW; without it, by the number of unpadded cells it covers.
+    """
+    ho = _out_size(x.shape[2], kernel_size[0], stride[0], padding[0])
+    wo = _out_size(x.shape[3], kernel_size[1], stride[1], padding[1])
+    sums = _windows(_pad(x, padding), kernel_size, stride, (ho, wo)).sum(axis=(-2, -1))
+    divisor = _avg_divisor(x.shape, kernel_size, stride, padding, count_include_pad, x.dtype)
+    return _write(sums / divisor, out)
+
+
+def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 0),
+                        count_include_pad=True, grad_in=None):
+    """grad_out: (N, C, H_out, W_out); input_shape: (N, C, H, W).
+
+    Returns grad_in: input_shape, each window's grad_out / divisor spread over its cells.
+    """
+    kh, kw = kernel_size
+    divisor = _avg_divisor(input_shape, kernel_size, stride, padding, count_include_pad,
+                           grad_out.dtype)
+    share = grad_out / divisor                              # (N, C, H_out, W_out)
+    grad_win = np.broadcast_to(share[..., None, None], share.shape + (kh, kw))
+    return _write(_window_adjoint(grad_win, input_shape, stride, padding), grad_in)

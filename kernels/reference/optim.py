@@ -1,0 +1,30 @@
+"""Optimizer updates in plain NumPy (in place): the specification."""
+import math
+
+import numpy as np
+
+
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """PyTorch's SGD (dampening 0). param, grad, velocity: same shape, updated in place."""
+    g = grad + param.dtype.type(weight_decay) * param if weight_decay else grad
+    if momentum:
+        velocity *= param.dtype.type(momentum)
+        velocity += g
+        step = g + param.dtype.type(momentum) * velocity if nesterov else velocity
+    else:
+        step = g
+    param -= param.dtype.type(lr) * step
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
+                eps=1e-8, weight_decay=0.0):
+    """PyTorch's Adam. param, grad, exp_avg, exp_avg_sq: same shape, updated in place."""
+    dt = param.dtype.type
+    g = grad + dt(weight_decay) * param if weight_decay else grad
+    exp_avg *= dt(beta1)
+    exp_avg += dt(1 - beta1) * g
+    exp_avg_sq *= dt(beta2)
+    exp_avg_sq += dt(1 - beta2) * g * g
+    step_size = lr / (1 - beta1 ** step)
+    denom = np.sqrt(exp_avg_sq) / dt(math.sqrt(1 - beta2 ** step)) + dt(eps)
+    param -= dt(step_size) * exp_avg / denom

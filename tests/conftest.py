@@ -1,0 +1,37 @@
+"""Shared fixtures: every available backend, both float types, dtype-aware tolerances."""
+import numpy as np
+import pytest
+
+import fastnn
+
+BACKENDS = fastnn.backends()
+DTYPES = [np.float32, np.float64]
+
+
+def tolerance(dtype):
+    """(rtol, atol) for comparing a backend against the reference or PyTorch."""
+    return (2e-4, 2e-5) if np.dtype(dtype) == np.float32 else (1e-9, 1e-11)
+
+
+def assert_close(actual, expected, dtype, scale=1.0, err_msg=""):
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64),
+                               np.asarray(expected, dtype=np.float64),
+                               rtol=rtol, atol=atol * scale, err_msg=err_msg)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Runs the test body with each available backend as the current one."""
+    with fastnn.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,85 @@
+"""The backend registry and thread setting: fastnn.backends, set/get/use_backend, env vars."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import backend as registry
+
+
+def test_numpy_backend_always_available():
+    assert "numpy" in fastnn.backends()
+    assert registry.load("numpy").name == "numpy"
+
+
+def test_set_and_use_backend_restore():
+    before = fastnn.get_backend()
+    with fastnn.use_backend("numpy") as b:
+        assert fastnn.get_backend() == "numpy" and b.name == "numpy"
+    assert fastnn.get_backend() == before
+    fastnn.set_backend("numpy")
+    assert fastnn.get_backend() == "numpy"
+    fastnn.set_backend(before)
+
+
+def test_unavailable_or_unknown_backend_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown backend 'jax'.*expected one of"):
+        fastnn.set_backend("jax")
+    with pytest.raises(ValueError, match="unknown backend"):
+        fastnn.set_backend(3)
+
+
+def _run(code, **env):
+    full_env = dict(os.environ, **env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full_env, timeout=300)
+
+
+def test_fastnn_backend_env_picks_default():
+    result = _run("import fastnn; print(fastnn.get_backend())", FASTNN_BACKEND="numpy")
+    assert result.stdout.strip() == "numpy", result.stderr
+
+
+def test_default_is_fastest_available_cpu_backend():
+    env = {k: v for k, v in os.environ.items() if k != "FASTNN_BACKEND"}
+    result = subprocess.run([sys.executable, "-c", "import fastnn; print(fastnn.get_backend())"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    expected = next(n for n in registry._CPU_PREFERENCE if n in fastnn.backends())
+    assert result.stdout.strip() == expected, result.stderr
+
+
+def test_import_is_light():
+    """import fastnn loads no backend module and compiles nothing."""
+    code = ("import sys, fastnn; "
+            "print(any(m.startswith(('numba', 'fastnn.kernels.')) for m in sys.modules))")
+    result = _run(code)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+def test_set_num_threads_validates_and_applies():
+    with pytest.raises(ValueError, match="positive int"):
+        fastnn.set_num_threads(0)
+    previous = fastnn.get_num_threads()
+    fastnn.set_num_threads(1)
+    try:
+        assert fastnn.get_num_threads() == 1
+        from threadpoolctl import threadpool_info
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        assert all(i["num_threads"] == 1 for i in blas)
+    finally:
+        fastnn.set_num_threads(previous)
+
+
+def test_backend_info_lists_reuses():
+    info = fastnn.backend_info("numpy")
+    assert info["name"] == "numpy" and info["reuses"] == {}
+
+
+def test_ops_run_on_current_backend(rng):
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    for name in fastnn.backends():
+        with fastnn.use_backend(name):
+            np.testing.assert_allclose(fastnn.ops.relu(x), np.maximum(x, 0))

@@ -1,0 +1,400 @@
+"""One conformance suite for every backend: each op against the NumPy reference and PyTorch,
+in float32 and float64. A new backend joins by registering in fastnn.backend.
+
+Conv/pooling ops are covered the same way in tests/test_conv_ops.py.
+"""
+import inspect
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastnn
+from fastnn import backend as registry
+from fastnn import ops, optable
+
+from conftest import BACKENDS, assert_close
+
+torch.set_num_threads(2)
+
+
+def t(a, grad=False):
+    tensor = torch.from_numpy(np.array(a, copy=True))
+    return tensor.requires_grad_(grad) if grad else tensor
+
+
+def run_reference(op, *args, **kwargs):
+    """The op on the reference backend, with array arguments copied (ops write in place)."""
+    args = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+    kwargs = {k: np.array(v, copy=True) if isinstance(v, np.ndarray) else v
+              for k, v in kwargs.items()}
+    with fastnn.use_backend("numpy"):
+        return getattr(ops, op)(*args, **kwargs), args, kwargs
+
+
+# ------------------------------------------------------------------ the op table
+@pytest.mark.parametrize("name", BACKENDS)
+def test_backend_implements_table_with_same_signatures(name):
+    b = registry.load(name)
+    for op in optable.op_names():
+        spec = optable.op_signature(op)
+        got = inspect.signature(b.ops[op])
+        assert list(got.parameters) == list(spec.parameters), f"{name}.{op} parameters"
+        for p in spec.parameters.values():
+            assert got.parameters[p.name].default == p.default, f"{name}.{op}({p.name}=) default"
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_backend_reuse_is_declared_and_reported(name):
+    b = registry.load(name)
+    info = fastnn.backend_info(name)
+    assert info["reuses"] == b.reuses
+    for op, other in b.reuses.items():
+        assert op in optable.op_names() and other in registry._BACKEND_MODULES
+    if name != "numpy":
+        # A compiled backend must compile the hot ops itself.
+        hot = optable.OP_FAMILIES["dense"] + optable.OP_FAMILIES["loss"] + \
+            optable.OP_FAMILIES["batchnorm"] + optable.OP_FAMILIES["optim"]
+        assert not set(hot) & set(b.reuses), f"{name} reuses hot ops {b.reuses}"
+
+
+def test_every_op_is_documented_with_shapes():
+    for op in optable.op_names():
+        doc = optable.op_spec(op).__doc__
+        assert doc and ("(" in doc or "shape" in doc), op
+        assert getattr(ops, op).__doc__ == doc
+
+
+# ------------------------------------------------------------------------ dense
+ACT_TORCH = {
+    "identity": lambda z: z,
+    "relu": torch.relu,
+    "leaky_relu": lambda z: F.leaky_relu(z, 0.1),
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+}
+
+
+@pytest.mark.parametrize("activation", optable.FUSABLE_ACTIVATIONS)
+@pytest.mark.parametrize("shape", [(1, 3, 2), (7, 13, 5), (64, 96, 33)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_forward_backward(backend, dtype, rng, activation, shape, with_bias):
+    n, fin, fout = shape
+    x = rng.standard_normal((n, fin)).astype(dtype)
+    w = (rng.standard_normal((fout, fin)) / np.sqrt(fin)).astype(dtype)
+    b = rng.standard_normal(fout).astype(dtype) if with_bias else None
+    g = rng.standard_normal((n, fout)).astype(dtype)
+    y = ops.linear_forward(x, w, b, activation, 0.1)
+
+    xt, wt = t(x, True), t(w, True)
+    bt = t(b, True) if with_bias else None
+    yt = ACT_TORCH[activation](F.linear(xt, wt, bt))
+    yt.backward(t(g))
+    assert y.dtype == dtype and y.shape == (n, fout)
+    assert_close(y, yt.detach().numpy(), dtype)
+    assert_close(y, run_reference("linear_forward", x, w, b, activation, 0.1)[0], dtype)
+
+    gw = np.ones_like(w)  # gradients accumulate into what is there
+    gb = np.ones_like(b) if with_bias else None
+    gin = ops.linear_backward(g, x, w, y, activation, 0.1, gw, gb)
+    assert_close(gin, xt.grad.numpy(), dtype, scale=fin)
+    assert_close(gw - 1, wt.grad.numpy(), dtype, scale=n)
+    if with_bias:
+        assert_close(gb - 1, bt.grad.numpy(), dtype, scale=n)
+
+
+def test_linear_out_buffers_are_used(backend, dtype, rng):
+    x = rng.standard_normal((16, 8)).astype(dtype)
+    w = rng.standard_normal((4, 8)).astype(dtype)
+    b = np.zeros(4, dtype)
+    out = np.empty((16, 4), dtype)
+    y = ops.linear_forward(x, w, b, "relu", out=out)
+    assert y is out
+    g = rng.standard_normal((16, 4)).astype(dtype)
+    g_copy = g.copy()
+    gin, scratch = np.empty_like(x), np.empty_like(g)
+    res = ops.linear_backward(g, x, w, y, "relu", 0.01, np.zeros_like(w), np.zeros_like(b),
+                              grad_in=gin, scratch=scratch)
+    assert res is gin
+    np.testing.assert_array_equal(g, g_copy)  # grad_out is not modified
+    assert ops.linear_backward(g, x, w, y, "relu", 0.01, np.zeros_like(w), None,
+                               need_grad_in=False) is None
+
+
+# ------------------------------------------------------------------ activations
+ACTIVATIONS = {
+    # name: (torch forward, params, backward takes 'x' or 'y', input scale)
+    "relu": (torch.relu, {}, "y"),
+    "leaky_relu": (lambda z: F.leaky_relu(z, 0.2), {"negative_slope": 0.2}, "x"),
+    "sigmoid": (torch.sigmoid, {}, "y"),
+    "tanh": (torch.tanh, {}, "y"),
+    "gelu": (F.gelu, {}, "x"),
+    "sine": (lambda z: torch.sin(30.0 * z), {"omega": 30.0}, "x"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("shape", [(1,), (5, 7), (3, 4, 5, 6), (1000, 37)])
+def test_activation_forward_backward(backend, dtype, rng, name, shape):
+    fn, params, saved = ACTIVATIONS[name]
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    y = getattr(ops, name)(x, **params)
+    xt = t(x, True)
+    yt = fn(xt)
+    yt.backward(t(g))
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_close(y, yt.detach().numpy(), dtype)
+    grad = getattr(ops, name + "_backward")(g, x if saved == "x" else y, **params)
+    assert_close(grad, xt.grad.numpy(), dtype, scale=30.0 if name == "sine" else 1.0)
+    out = np.empty_like(x)
+    assert getattr(ops, name)(x, out=out, **params) is out
+
+
+def test_activations_at_extremes(backend, dtype):
+    x = np.array([-1e4, -100, -20, -1e-8, 0, 1e-8, 20, 100, 1e4], dtype=dtype)
+    for name in ("sigmoid", "tanh", "gelu", "relu"):
+        y = getattr(ops, name)(x)
+        expected = ACTIVATIONS[name][0](t(x)).numpy()
+        assert np.all(np.isfinite(y)), name
+        assert_close(y, expected, dtype, err_msg=name)
+    g = np.ones_like(x)
+    gelu_grad = ops.gelu_backward(g, x)
+    xt = t(x, True)
+    F.gelu(xt).backward(t(g))
+    assert_close(gelu_grad, xt.grad.numpy(), dtype)
+
+
+def test_nan_propagates(backend, dtype):
+    x = np.array([np.nan, 1.0, -1.0], dtype=dtype)
+    for name in ("relu", "sigmoid", "tanh", "gelu", "sine"):
+        assert np.isnan(getattr(ops, name)(x)[0]), name
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (4, 10), (300, 1000)])
+def test_softmax_forward_backward(backend, dtype, rng, shape):
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    x[0, 0] = 1e4 if dtype == np.float64 else 80.0
+    g = rng.standard_normal(shape).astype(dtype)
+    y = ops.softmax(x)
+    xt = t(x, True)
+    yt = torch.softmax(xt, dim=1)
+    yt.backward(t(g))
+    assert_close(y, yt.detach().numpy(), dtype)
+    assert_close(ops.softmax_backward(g, y), xt.grad.numpy(), dtype)
+
+
+# ---------------------------------------------------------------------- dropout
+@pytest.mark.parametrize("p", [0.0, 0.3, 0.9])
+def test_dropout(backend, dtype, rng, p):
+    x = rng.standard_normal((200, 500)).astype(dtype)
+    y, mask = ops.dropout_forward(x, p, seed=1234)
+    scale = dtype.type(1 / (1 - p))
+    assert set(np.unique(mask)) <= {dtype.type(0), scale}
+    assert abs((mask == 0).mean() - p) < 0.01
+    assert_close(y, x * mask, dtype)
+    y2, mask2 = ops.dropout_forward(x, p, seed=1234)
+    np.testing.assert_array_equal(mask, mask2)  # same seed, same mask
+    if p:
+        _, mask3 = ops.dropout_forward(x, p, seed=1235)
+        assert not np.array_equal(mask, mask3)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    assert_close(ops.dropout_backward(g, mask), g * mask, dtype)
+
+
+# ----------------------------------------------------------------------- losses
+@pytest.mark.parametrize("shape", [(1, 2), (7, 10), (257, 1000)])
+@pytest.mark.parametrize("target_kind", ["labels", "probs"])
+@pytest.mark.parametrize("magnitude", [1.0, 1e4])
+def test_softmax_cross_entropy(backend, dtype, rng, shape, target_kind, magnitude):
+    n, c = shape
+    logits = (rng.standard_normal(shape) * magnitude).astype(dtype)
+    if target_kind == "labels":
+        target = rng.integers(0, c, n)
+    else:
+        target = rng.random(shape).astype(dtype)
+        target /= target.sum(axis=1, keepdims=True)
+    loss, grad = ops.softmax_cross_entropy(logits, target)
+    lt = t(logits, True)
+    expected = F.cross_entropy(lt, t(target))
+    expected.backward()
+    assert isinstance(loss, float) and np.isfinite(loss)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(loss, expected.item(), rtol=rtol, atol=rtol)
+    assert_close(grad, lt.grad.numpy(), dtype)
+    ref_loss = run_reference("softmax_cross_entropy", logits, target)[0][0]
+    np.testing.assert_allclose(loss, ref_loss, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("shape", [(1,), (6, 5), (128, 784)])
+def test_mse_loss(backend, dtype, rng, shape):
+    pred = rng.standard_normal(shape).astype(dtype)
+    target = rng.standard_normal(shape).astype(dtype)
+    loss, grad = ops.mse_loss(pred, target)
+    pt = t(pred, True)
+    expected = F.mse_loss(pt, t(target))
+    expected.backward()
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-5)
+    assert_close(grad, pt.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (128, 784)])
+def test_bce_loss(backend, dtype, rng, shape):
+    pred = rng.random(shape).astype(dtype)
+    pred.flat[:4] = [0.0, 1.0, 0.0, 1.0]  # exact 0 and 1 stay finite (logs clamped at -100)
+    target = (rng.random(shape) > 0.5).astype(dtype)
+    target.flat[:4] = [0.0, 1.0, 1.0, 0.0]
+    loss, grad = ops.bce_loss(pred, target)
+    pt = t(pred, True)
+    expected = F.binary_cross_entropy(pt, t(target))
+    expected.backward()
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-5)
+    # at pred of exactly 0 or 1 the gradient is ~1e12 / N: compare relatively
+    np.testing.assert_allclose(grad, pt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# -------------------------------------------------------------------- batchnorm
+@pytest.mark.parametrize("shape", [(2, 3), (64, 33), (256, 1024), (4, 3, 5, 7)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm(backend, dtype, rng, shape, training):
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    w = rng.standard_normal(c).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    rm = rng.standard_normal(c).astype(dtype)
+    rv = rng.random(c).astype(dtype) + 0.5
+    g = rng.standard_normal(shape).astype(dtype)
+    rm_t, rv_t = t(rm), t(rv)
+    xt, wt, bt = t(x, True), t(w, True), t(b, True)
+    yt = F.batch_norm(xt, rm_t, rv_t, wt, bt, training=training, momentum=0.1, eps=1e-5)
+    yt.backward(t(g))
+
+    y, mean, invstd = ops.batchnorm_forward(x, w, b, rm, rv, training, 0.1, 1e-5)
+    assert_close(y, yt.detach().numpy(), dtype, scale=10)
+    assert_close(rm, rm_t.numpy(), dtype)
+    assert_close(rv, rv_t.numpy(), dtype)
+    gw, gb = np.zeros_like(w), np.zeros_like(b)
+    gin = ops.batchnorm_backward(g, x, w, mean, invstd, training, False, gw, gb)
+    assert_close(gin, xt.grad.numpy(), dtype, scale=10)
+    assert_close(gw, wt.grad.numpy(), dtype, scale=np.prod(shape) / c)
+    assert_close(gb, bt.grad.numpy(), dtype, scale=np.prod(shape) / c)
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (128, 100), (3, 2, 4, 4)])
+def test_batchnorm_mean_only(backend, dtype, rng, shape):
+    c = shape[1]
+    axes = (0,) if len(shape) == 2 else (0, 2, 3)
+    view = (1, c) + (1,) * (len(shape) - 2)
+    x = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(c).astype(dtype)
+    rm = np.zeros(c, dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    xt, bt = t(x, True), t(b, True)
+    yt = xt - xt.mean(dim=axes, keepdim=True) + bt.reshape(view)
+    yt.backward(t(g))
+    y, mean, invstd = ops.batchnorm_forward(x, None, b, rm, None, True, 0.1, 1e-5, True)
+    assert invstd is None
+    assert_close(y, yt.detach().numpy(), dtype)
+    assert_close(rm, 0.1 * x.mean(axis=axes), dtype)
+    gb = np.zeros_like(b)
+    gin = ops.batchnorm_backward(g, x, None, mean, None, True, True, None, gb)
+    assert_close(gin, xt.grad.numpy(), dtype)
+    assert_close(gb, bt.grad.numpy(), dtype, scale=x.size / c)
+    y_eval, _, _ = ops.batchnorm_forward(x, None, b, rm, None, False, 0.1, 1e-5, True)
+    assert_close(y_eval, x - rm.reshape(view) + b.reshape(view), dtype)
+
+
+def test_batchnorm_constant_feature_is_finite(backend, dtype):
+    x = np.ones((8, 3), dtype)
+    w, b = np.ones(3, dtype), np.zeros(3, dtype)
+    y, mean, invstd = ops.batchnorm_forward(x, w, b, np.zeros(3, dtype), np.ones(3, dtype))
+    assert np.all(np.isfinite(y)) and np.allclose(y, 0)
+    gin = ops.batchnorm_backward(np.ones_like(x), x, w, mean, invstd)
+    assert np.all(np.isfinite(gin))
+
+
+# ------------------------------------------------------------------- optimizers
+@pytest.mark.parametrize("momentum,weight_decay,nesterov",
+                         [(0.0, 0.0, False), (0.9, 0.0, False), (0.9, 1e-2, False),
+                          (0.9, 1e-2, True)])
+def test_sgd_update_matches_torch(backend, dtype, rng, momentum, weight_decay, nesterov):
+    p = rng.standard_normal(1000).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.SGD([pt], lr=0.1, momentum=momentum, weight_decay=weight_decay,
+                          nesterov=nesterov)
+    velocity = np.zeros_like(p)
+    for _ in range(5):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        ops.sgd_update(p, grad, velocity, 0.1, momentum, weight_decay, nesterov)
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adam_update_matches_torch(backend, dtype, rng, weight_decay):
+    p = rng.standard_normal(1000).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.Adam([pt], lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=weight_decay)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for step in range(1, 6):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        ops.adam_update(p, grad, m, v, step, 1e-2, 0.8, 0.99, 1e-7, weight_decay)
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+
+
+# ------------------------------------------------------------------- bad input
+BAD_CALLS = [
+    (lambda: ops.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)),
+     ValueError, "linear_forward.*3 features"),
+    (lambda: ops.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 3), np.float64)),
+     TypeError, "linear_forward.*dtype mismatch"),
+    (lambda: ops.relu(np.ones(3, np.int32)), TypeError, "relu.*float32 or float64.*int32"),
+    (lambda: ops.relu([1.0, 2.0]), TypeError, "relu.*numpy.ndarray"),
+    (lambda: ops.softmax_cross_entropy(np.ones((2, 3), np.float32), np.array([0, 3])),
+     ValueError, "labels out of range"),
+    (lambda: ops.softmax_cross_entropy(np.ones((2, 3), np.float32), np.array([0, -1])),
+     ValueError, "labels out of range"),
+    (lambda: ops.batchnorm_forward(np.ones((1, 3), np.float32), np.ones(3, np.float32),
+                                   np.zeros(3, np.float32), np.zeros(3, np.float32),
+                                   np.ones(3, np.float32)),
+     ValueError, "more than one value per channel"),
+    (lambda: ops.sgd_update(np.ones(3), np.ones(3), None, lr=-0.1),
+     ValueError, "sgd_update.*lr"),
+    (lambda: ops.dropout_forward(np.ones(3), 1.0, 0), ValueError, "dropout_forward.*p"),
+    (lambda: ops.mse_loss(np.ones(3), np.ones(4)), ValueError, "mse_loss.*shape"),
+]
+
+
+@pytest.mark.parametrize("call,error,match", BAD_CALLS)
+def test_bad_input_raises_clear_error(backend, call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_unknown_backend_name():
+    with pytest.raises(ValueError, match="unknown backend 'tensorflow'"):
+        fastnn.set_backend("tensorflow")
+    with pytest.raises(ValueError, match="unknown backend"):
+        with fastnn.use_backend("nope"):
+            pass
+
+
+def test_failed_update_leaves_parameters_unchanged(backend):
+    p = np.ones(4)
+    v = np.zeros(4)
+    with pytest.raises(ValueError):
+        ops.sgd_update(p, np.ones(4), v, lr=0.1, momentum=1.5)
+    np.testing.assert_array_equal(p, 1.0)
+    np.testing.assert_array_equal(v, 0.0)
+
+
+def test_non_contiguous_inputs(backend, dtype, rng):
+    x = rng.standard_normal((20, 10)).astype(dtype)
+    assert_close(ops.tanh(x.T), np.tanh(x.T), dtype)
+    w = rng.standard_normal((10, 5)).astype(dtype)
+    assert_close(ops.linear_forward(x, w.T), x @ w, dtype)
