@@ -5,6 +5,7 @@ the red, green then blue 32x32 planes, and ``labels``, a list of 10000 ints.
 Batches are unpickled with a restricted unpickler that only builds NumPy arrays,
 so a foreign file cannot run code.
 """
+import codecs
 import os
 import pickle
 import tarfile
@@ -41,6 +42,8 @@ class _ArrayUnpickler(pickle.Unpickler):
             return getattr(_numpy_reconstruct(), name)
         if module == "numpy" and name in ("ndarray", "dtype"):
             return getattr(np, name)
+        if module == "_codecs" and name == "encode":  # how protocol 2 writes bytes from Python 3
+            return codecs.encode
         raise CIFARError(f"refusing to unpickle {module}.{name}: a CIFAR-10 batch holds "
                          f"only lists, bytes and NumPy arrays")
 

@@ -1,0 +1,190 @@
+"""Dataset readers on small files written here in the exact on-disk formats."""
+import gzip
+import pickle
+import struct
+
+import numpy as np
+import pytest
+
+from fastnn import data
+from fastnn.data import CIFARError, IDXError
+
+
+def idx_bytes(array, code=0x08, magic_zero=0):
+    """An IDX file: 2 zero bytes, dtype code, ndim, big-endian uint32 dims, big-endian data."""
+    big = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[code]
+    header = struct.pack(">HBB", magic_zero, code, array.ndim)
+    header += struct.pack(f">{array.ndim}I", *array.shape)
+    return header + np.ascontiguousarray(array, dtype=big).tobytes()
+
+
+def write(path, raw, compress):
+    if compress:
+        path = path.with_name(path.name + ".gz")
+        raw = gzip.compress(raw)
+    path.write_bytes(raw)
+    return path
+
+
+@pytest.mark.parametrize("compress", [False, True])
+@pytest.mark.parametrize("code,dtype", [(0x08, np.uint8), (0x09, np.int8), (0x0B, np.int16),
+                                        (0x0C, np.int32), (0x0D, np.float32),
+                                        (0x0E, np.float64)])
+def test_read_idx_every_dtype(tmp_path, compress, code, dtype):
+    array = (np.arange(2 * 3 * 4) - 5).astype(dtype).reshape(2, 3, 4)
+    if dtype == np.uint8:
+        array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4) * 10
+    path = write(tmp_path / "a-idx3", idx_bytes(array, code), compress)
+    got = data.read_idx(path)
+    assert got.dtype == dtype and got.dtype.isnative
+    np.testing.assert_array_equal(got, array)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_idx_rejects_bad_magic(tmp_path, compress):
+    path = write(tmp_path / "bad", idx_bytes(np.zeros(3, np.uint8), magic_zero=0x0102), compress)
+    with pytest.raises(IDXError, match="magic"):
+        data.read_idx(path)
+
+
+def test_read_idx_rejects_unknown_dtype_code(tmp_path):
+    raw = bytearray(idx_bytes(np.zeros(3, np.uint8)))
+    raw[2] = 0x0A
+    path = write(tmp_path / "bad", bytes(raw), False)
+    with pytest.raises(IDXError, match="dtype code 0x0A"):
+        data.read_idx(path)
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_read_idx_rejects_wrong_length(tmp_path, delta):
+    raw = idx_bytes(np.zeros((2, 5), np.uint8))
+    raw = raw[:delta] if delta < 0 else raw + b"\0"
+    path = write(tmp_path / "bad", raw, True)
+    with pytest.raises(IDXError, match=r"shape \(2, 5\)"):
+        data.read_idx(path)
+
+
+def test_read_idx_rejects_truncated_header(tmp_path):
+    path = write(tmp_path / "bad", idx_bytes(np.zeros((2, 5), np.uint8))[:9], False)
+    with pytest.raises(IDXError, match="truncated"):
+        data.read_idx(path)
+
+
+def make_mnist_dir(directory, n_train=7, n_test=3, compress=True, seed=0):
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "train-images-idx3-ubyte": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "train-labels-idx1-ubyte": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "t10k-images-idx3-ubyte": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "t10k-labels-idx1-ubyte": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, array in arrays.items():
+        write(directory / name, idx_bytes(array), compress)
+    return arrays
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_load_fashion_mnist_from_root(tmp_path, compress):
+    arrays = make_mnist_dir(tmp_path, compress=compress)
+    x_train, y_train, x_test, y_test = data.load_fashion_mnist(root=tmp_path)
+    assert x_train.shape == (7, 28, 28) and x_train.dtype == np.float32
+    assert y_train.shape == (7,) and y_train.dtype == np.int64
+    assert x_test.shape == (3, 28, 28) and y_test.shape == (3,)
+    np.testing.assert_allclose(x_train * 255, arrays["train-images-idx3-ubyte"], atol=1e-4)
+    np.testing.assert_array_equal(y_test, arrays["t10k-labels-idx1-ubyte"])
+    assert 0.0 <= x_train.min() and x_train.max() <= 1.0
+
+
+def test_load_flatten_and_env_search(tmp_path, monkeypatch):
+    make_mnist_dir(tmp_path / "mnist")
+    monkeypatch.setenv("FASTNN_DATA", str(tmp_path))
+    x_train, _, x_test, _ = data.load("mnist", flatten=True)
+    assert x_train.shape == (7, 784) and x_test.shape == (3, 784)
+
+
+def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTNN_DATA", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="nowhere") as info:
+        data.load_mnist()
+    assert "download=True" in str(info.value)
+
+
+def test_labels_count_mismatch_is_an_error(tmp_path):
+    make_mnist_dir(tmp_path)
+    write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(np.zeros(4, np.uint8)), True)
+    with pytest.raises(IDXError, match="3 images .* 4 labels"):
+        data.load_fashion_mnist(root=tmp_path)
+
+
+def write_cifar_batch(path, n, seed):
+    """A batch as CIFAR-10 ships it: a pickled dict with bytes keys (Python 2 str)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+    labels = [int(v) for v in rng.integers(0, 10, n)]
+    batch = {b"batch_label": b"testing batch", b"labels": labels, b"data": images,
+             b"filenames": [b"img_%d.png" % i for i in range(n)]}
+    with open(path, "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+    return images, labels
+
+
+def make_cifar_dir(directory):
+    folder = directory / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    written = {}
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        written[name] = write_cifar_batch(folder / name, 4 + i, seed=i)
+    return written
+
+
+def test_load_cifar10(tmp_path):
+    written = make_cifar_dir(tmp_path)
+    x_train, y_train, x_test, y_test = data.load_cifar10(tmp_path)
+    assert x_train.shape == (4 + 5 + 6 + 7 + 8, 3, 32, 32) and x_train.dtype == np.float32
+    assert x_test.shape == (9, 3, 32, 32) and y_test.dtype == np.int64
+    images, labels = written["data_batch_1"]
+    # rows are the red, green, blue planes of 32x32 in turn
+    np.testing.assert_allclose(x_train[:4, 1] * 255, images[:, 1024:2048].reshape(4, 32, 32),
+                               atol=1e-4)
+    np.testing.assert_array_equal(y_train[:4], labels)
+    np.testing.assert_array_equal(y_test, written["test_batch"][1])
+    assert data.load("cifar10", root=tmp_path, flatten=True)[0].shape == (30, 3072)
+
+
+def test_cifar_rejects_malformed_batch(tmp_path):
+    path = tmp_path / "data_batch_1"
+    with open(path, "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}, f)
+    with pytest.raises(CIFARError, match=r"\(N, 3072\)"):
+        data.read_batch(path)
+    path.write_bytes(b"not a pickle at all")
+    with pytest.raises(CIFARError, match="not a CIFAR-10"):
+        data.read_batch(path)
+
+
+def test_cifar_unpickler_refuses_code(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": Evil(), b"labels": []}))
+    with pytest.raises(CIFARError, match="refusing to unpickle builtins.print"):
+        data.read_batch(path)
+
+
+def test_digits_split_is_fixed():
+    x_train, y_train, x_test, y_test = data.load_digits()
+    assert x_train.shape == (1438, 8, 8) and x_test.shape == (359, 8, 8)
+    assert x_train.dtype == np.float32 and y_train.dtype == np.int64
+    assert x_train.min() == 0.0 and x_train.max() == 1.0
+    again = data.load("digits", flatten=True)
+    np.testing.assert_array_equal(again[0], x_train.reshape(-1, 64))
+    np.testing.assert_array_equal(again[3], y_test)
+    assert set(np.unique(y_test)) == set(range(10))
+
+
+def test_unknown_dataset_name():
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        data.load("imagenet")

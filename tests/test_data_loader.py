@@ -1,0 +1,66 @@
+"""The DataLoader batch iterator."""
+import numpy as np
+import pytest
+
+from fastnn.data import DataLoader
+
+
+def arrays(n=23):
+    x = np.arange(n * 2, dtype=np.float32).reshape(n, 2)
+    return x, np.arange(n, dtype=np.int64)
+
+
+def test_in_order_batches_are_views_covering_everything():
+    x, y = arrays()
+    loader = DataLoader(x, y, batch_size=5)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 5
+    assert [len(b[1]) for b in batches] == [5, 5, 5, 5, 3]
+    assert all(np.shares_memory(bx, x) for bx, _ in batches)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), y)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_shuffle_covers_every_sample_once_and_keeps_pairs(drop_last):
+    x, y = arrays()
+    loader = DataLoader(x, y, batch_size=5, shuffle=True, seed=1, drop_last=drop_last)
+    batches = list(loader)
+    seen = np.concatenate([by for _, by in batches])
+    for bx, by in batches:
+        np.testing.assert_array_equal(bx[:, 0], 2 * by)  # x row still matches its label
+        assert not np.shares_memory(bx, x)
+    if drop_last:
+        assert len(loader) == len(batches) == 4 and all(len(b) == 5 for _, b in batches)
+        assert len(np.unique(seen)) == 20
+    else:
+        np.testing.assert_array_equal(np.sort(seen), y)
+    assert not np.array_equal(seen, y[:len(seen)])
+
+
+def test_seeded_shuffle_is_reproducible_and_changes_per_epoch():
+    x, y = arrays()
+    first = [by for _, by in DataLoader(x, y, 4, shuffle=True, seed=7)]
+    again = [by for _, by in DataLoader(x, y, 4, shuffle=True, seed=7)]
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    loader = DataLoader(x, y, 4, shuffle=True, seed=np.random.default_rng(7))
+    epoch1 = np.concatenate([by for _, by in loader])
+    epoch2 = np.concatenate([by for _, by in loader])
+    np.testing.assert_array_equal(epoch1, np.concatenate(first))
+    assert not np.array_equal(epoch1, epoch2)
+
+
+def test_x_only_and_tuple_targets():
+    x, y = arrays(6)
+    assert [b.shape for b in DataLoader(x, batch_size=4)] == [(4, 2), (2, 2)]
+    (bx, (b1, b2)), = DataLoader(x, (y, y * 3), batch_size=6, shuffle=True, seed=0)
+    np.testing.assert_array_equal(b2, 3 * b1)
+    np.testing.assert_array_equal(bx[:, 0], 2 * b1)
+
+
+def test_bad_arguments():
+    x, y = arrays(6)
+    with pytest.raises(ValueError, match="batch_size"):
+        DataLoader(x, y, batch_size=0)
+    with pytest.raises(ValueError, match="6 samples"):
+        DataLoader(x, y[:5])
