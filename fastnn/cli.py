@@ -1,0 +1,327 @@
+"""``python -m fastnn COMMAND``: the command-line interface.
+
+Commands are registered in ``COMMANDS`` as ``name -> ("module:configure", help)``.
+Only the module of the command being run is imported; its ``configure(parser)``
+adds the arguments and sets ``func`` (``parser.set_defaults(func=run)``), and
+``run(args)`` returns the exit status. To add a command, add one line here.
+"""
+import argparse
+import importlib
+import json
+import math
+import os
+import sys
+
+COMMANDS = {
+    "train": ("fastnn.cli:configure_train", "train a model on a dataset"),
+    "demo": ("fastnn.cli:configure_demo",
+             "train the MLP 784-100-10 on Fashion-MNIST (digits if absent)"),
+}
+
+
+class CLIError(Exception):
+    """A user error the CLI reports in one line (exit status 2)."""
+
+
+def _resolve(target):
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def build_parser(command=None):
+    """The top-level parser; only ``command``'s sub-parser gets its arguments."""
+    parser = argparse.ArgumentParser(
+        prog="fastnn", description="fastnn: neural networks with compiled NumPy-API kernels")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (target, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            try:
+                configure = _resolve(target)
+            except (ImportError, AttributeError) as exc:
+                raise CLIError(f"command {name!r} is not available: {exc}") from None
+            configure(command_parser)
+    return parser
+
+
+def main(argv=None):
+    """Run the CLI; returns the exit status."""
+    from .train import TrainingDiverged
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    try:
+        args = build_parser(command).parse_args(argv)
+        return args.func(args)
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (CLIError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, CLIError) else 1
+
+
+# ------------------------------------------------------------------------------ train
+MODELS = ("mlp", "cnn", "convnet")
+DATASETS = ("fashion-mnist", "mnist", "cifar10", "digits")
+
+
+def _hidden_units(text):
+    """'100,100' -> [100, 100]; '' or 'none' -> [] (a linear model)."""
+    text = text.strip()
+    if text.lower() in ("", "none"):
+        return []
+    try:
+        units = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated layer widths such as 100,100, got {text!r}") from None
+    if any(u < 1 for u in units):
+        raise argparse.ArgumentTypeError(f"layer widths must be positive, got {text!r}")
+    return units
+
+
+def add_runtime_arguments(parser):
+    """--backend, --threads, --seed, --no-progress: shared by commands that compute."""
+    parser.add_argument("--backend", help="numpy, numba, cython or cuda "
+                        "(default: FASTNN_BACKEND or the fastest available)")
+    parser.add_argument("--threads", type=int, help="threads for the kernels and BLAS")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds initialisation, shuffling and dropout (default 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def apply_runtime_arguments(args):
+    """Set the backend, thread count and seed from parsed arguments."""
+    import fastnn
+    if args.backend:
+        try:
+            fastnn.set_backend(args.backend)
+        except ValueError as exc:
+            raise CLIError(str(exc)) from None
+    if args.threads is not None:
+        if args.threads < 1:
+            raise CLIError(f"--threads must be positive, got {args.threads}")
+        fastnn.set_num_threads(args.threads)
+    fastnn.manual_seed(args.seed)
+
+
+def configure_train(parser):
+    parser.add_argument("--model", choices=MODELS, default="mlp")
+    parser.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    parser.add_argument("--data-root", help="directory holding the dataset files")
+    parser.add_argument("--download", action="store_true",
+                        help="download the dataset into ~/.cache/fastnn if missing")
+    parser.add_argument("--hidden", "--dnn-hidden-units", dest="hidden", type=_hidden_units,
+                        default=[100], metavar="UNITS",
+                        help="MLP hidden widths, comma-separated (default 100; '' for none)")
+    parser.add_argument("--activation", default=None,
+                        help="MLP activation: relu (default), leaky_relu, sigmoid, tanh, gelu")
+    parser.add_argument("--neg-slope", dest="negative_slope", type=float, default=None,
+                        help="LeakyReLU negative slope (implies --activation leaky_relu)")
+    parser.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after each "
+                        "hidden Linear layer of the MLP")
+    parser.add_argument("--dropout", type=float, default=0.0, help="MLP dropout probability")
+    parser.add_argument("--width", type=float, default=None,
+                        help="ConvNet width multiplier")
+    parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
+    parser.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=None,
+                        help="learning rate (default 0.1 for SGD, 0.001 for Adam)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
+    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="passes over the training set (default 10, or as many as "
+                             "--max-steps needs)")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="stop after this many optimizer steps")
+    parser.add_argument("--eval-freq", type=int, default=None,
+                        help="also evaluate on the test set every this many steps")
+    add_runtime_arguments(parser)
+    parser.add_argument("--metrics", help="write the metrics JSON here")
+    parser.add_argument("--plot", help="write the loss/accuracy curves PNG here")
+    parser.add_argument("--save", help="save the model (and optimizer) to this .npz")
+    parser.set_defaults(func=run_train)
+
+
+def _check_train_args(args):
+    for name in ("batch_size", "epochs", "max_steps", "eval_freq"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.negative_slope is not None:
+        if args.activation not in (None, "leaky_relu"):
+            raise CLIError(f"--neg-slope applies to leaky_relu, not --activation "
+                           f"{args.activation}")
+        args.activation = "leaky_relu"
+    args.activation = args.activation or "relu"
+    if args.negative_slope is None:
+        args.negative_slope = 0.01
+    if args.lr is None:
+        args.lr = 0.1 if args.optimizer == "sgd" else 1e-3
+    if args.epochs is None and args.max_steps is None:
+        args.epochs = 10
+    if args.model != "mlp" and (args.batchnorm or args.dropout or args.hidden != [100]):
+        raise CLIError("--hidden, --batchnorm and --dropout apply to --model mlp")
+
+
+def load_dataset(args):
+    """The dataset as (x_train, y_train, x_test, y_test), shaped for ``args.model``."""
+    from . import data
+    x_train, y_train, x_test, y_test = data.load(
+        args.dataset, root=args.data_root, download=args.download, flatten=args.model == "mlp")
+    if args.model != "mlp" and x_train.ndim == 3:  # grey images: add the channel axis
+        x_train, x_test = x_train[:, None], x_test[:, None]
+    return x_train, y_train, x_test, y_test
+
+
+def build_model(args, input_shape, num_classes):
+    """The network ``args`` describes for inputs of ``input_shape`` (no batch axis)."""
+    from . import models
+    if args.model == "mlp":
+        return models.MLP(int(math.prod(input_shape)), args.hidden, num_classes,
+                          activation=args.activation, negative_slope=args.negative_slope,
+                          batchnorm=args.batchnorm, dropout=args.dropout)
+    class_name = {"cnn": "SmallCNN", "convnet": "ConvNet"}[args.model]
+    cls = getattr(models, class_name, None)
+    if cls is None:
+        raise CLIError(f"--model {args.model} needs fastnn.models.{class_name}, "
+                       f"which this installation does not have")
+    channels, size = input_shape[0], input_shape[1]
+    kwargs = {"in_channels": channels, "num_classes": num_classes}
+    if args.model == "convnet":
+        kwargs["input_size"] = size
+        if args.width is not None:
+            kwargs["width"] = args.width
+    return cls(**kwargs)
+
+
+def build_optimizer(args, parameters):
+    from . import optim
+    if args.optimizer == "sgd":
+        return optim.SGD(parameters, lr=args.lr, momentum=args.momentum,
+                         weight_decay=args.weight_decay)
+    return optim.Adam(parameters, lr=args.lr, weight_decay=args.weight_decay)
+
+
+def _write_json(path, payload):
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _describe(args, input_shape, num_classes):
+    if args.model == "mlp":
+        widths = [int(math.prod(input_shape))] + args.hidden + [num_classes]
+        return f"MLP {'-'.join(map(str, widths))} ({args.activation})"
+    return f"{args.model} on {'x'.join(map(str, input_shape))} inputs"
+
+
+def run_train(args):
+    """Train as ``args`` says; print per-epoch lines, end with the test accuracy."""
+    import numpy as np
+
+    import fastnn
+    from . import nn
+    from .train import evaluate, fit
+
+    _check_train_args(args)
+    apply_runtime_arguments(args)
+    x_train, y_train, x_test, y_test = load_dataset(args)
+    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    input_shape = x_train.shape[1:]
+    model = build_model(args, input_shape, num_classes)
+    loss_fn = nn.CrossEntropyLoss()
+    optimizer = build_optimizer(args, model.parameters())
+    backend, threads = fastnn.get_backend(), fastnn.get_num_threads()
+    description = _describe(args, input_shape, num_classes)
+    print(f"{description} on {args.dataset} ({len(y_train)} train, {len(y_test)} test), "
+          f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, backend {backend}, "
+          f"{threads} thread{'s' if threads != 1 else ''}", flush=True)
+    history = fit(model, loss_fn, optimizer, (x_train, y_train), (x_test, y_test),
+                  epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                  max_steps=args.max_steps, eval_freq=args.eval_freq,
+                  progress=not args.no_progress)
+    test_loss, test_accuracy = history["test_loss"][-1], history["test_accuracy"][-1]
+    config = {k: v for k, v in vars(args).items() if k != "func"}
+    metrics = {
+        "test_accuracy": test_accuracy,
+        "test_loss": test_loss,
+        "train_accuracy": history["train_accuracy_final"],
+        "train_loss": history["train_loss"][-1],
+        "curves": {k: history[k] for k in ("epoch", "train_loss", "train_accuracy",
+                                           "test_loss", "test_accuracy")},
+        "seconds_per_epoch": history["seconds_per_epoch"],
+        "mean_seconds_per_epoch": float(np.mean(history["seconds_per_epoch"])),
+        "samples_per_second": history["samples_per_second"],
+        "steps": history["steps"],
+        "backend": backend,
+        "threads": threads,
+        "model": description,
+        "parameters": int(sum(p.data.size for p in model.parameters())),
+        "dataset": {"name": args.dataset, "train": len(y_train), "test": len(y_test)},
+        "versions": {"fastnn": fastnn.__version__, "numpy": np.__version__,
+                     "python": sys.version.split()[0]},
+        "config": config,
+    }
+    if "step_curve" in history:
+        metrics["step_curve"] = history["step_curve"]
+    if args.metrics:
+        _write_json(args.metrics, metrics)
+        print(f"metrics written to {args.metrics}")
+    if args.plot:
+        from .plotting import plot_curves
+        plot_curves(history, args.plot, title=f"{description}, {args.dataset}, {backend}")
+        print(f"curves written to {args.plot}")
+    if args.save:
+        fastnn.save(model, args.save, optimizer=optimizer, extra={"config": config})
+        print(f"model written to {args.save}")
+    print(f"train accuracy {metrics['train_accuracy']:.4f}, "
+          f"{metrics['mean_seconds_per_epoch']:.2f} s/epoch, "
+          f"{metrics['samples_per_second']:,.0f} samples/s")
+    print(f"test accuracy: {test_accuracy:.4f}")
+    return 0
+
+
+# ------------------------------------------------------------------------------- demo
+DEMO_ARGS = ["--model", "mlp", "--hidden", "100", "--optimizer", "sgd", "--lr", "0.1",
+             "--momentum", "0.9", "--batch-size", "128"]
+
+
+def configure_demo(parser):
+    parser.add_argument("--out", default=os.path.join("runs", "demo"),
+                        help="directory for metrics.json and curves.png (runs/demo)")
+    parser.add_argument("--epochs", type=int, default=10)
+    add_runtime_arguments(parser)
+    parser.set_defaults(func=run_demo)
+
+
+def run_demo(args):
+    """MLP 784-100-10 on Fashion-MNIST with SGD; the digits when Fashion-MNIST is absent."""
+    from .data.mnist import find_files
+    from .data.paths import search_dirs
+
+    dataset = "fashion-mnist"
+    if find_files(dataset) is None:
+        print("Fashion-MNIST not found (looked in " + ", ".join(search_dirs(dataset)) +
+              "; `make data` installs Debian's dataset-fashion-mnist, or set FASTNN_DATA). "
+              "Using scikit-learn's bundled digits instead.", flush=True)
+        dataset = "digits"
+    argv = DEMO_ARGS + ["--dataset", dataset, "--epochs", str(args.epochs),
+                        "--seed", str(args.seed),
+                        "--metrics", os.path.join(args.out, "metrics.json"),
+                        "--plot", os.path.join(args.out, "curves.png")]
+    if args.backend:
+        argv += ["--backend", args.backend]
+    if args.threads is not None:
+        argv += ["--threads", str(args.threads)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    train_parser = argparse.ArgumentParser(prog="fastnn demo")
+    configure_train(train_parser)
+    return run_train(train_parser.parse_args(argv))

@@ -1,0 +1,32 @@
+"""Training curves as PNG, drawn with matplotlib's Agg canvas (no display needed)."""
+import os
+
+
+def plot_curves(metrics, path, title=None):
+    """Save loss and accuracy curves (train and test, per epoch) to the PNG ``path``.
+
+    metrics: a dict as ``fastnn.train.fit`` returns, with lists 'epoch',
+    'train_loss', 'train_accuracy' and, if present, 'test_loss', 'test_accuracy'.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    epochs = metrics["epoch"]
+    for ax, key, label in ((fig.add_subplot(1, 2, 1), "loss", "cross-entropy loss"),
+                           (fig.add_subplot(1, 2, 2), "accuracy", "accuracy")):
+        ax.plot(epochs, metrics[f"train_{key}"], "o-", label="train")
+        if metrics.get(f"test_{key}"):
+            ax.plot(epochs, metrics[f"test_{key}"], "s-", label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path

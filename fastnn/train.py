@@ -1,0 +1,162 @@
+"""The training loop: mini-batches through explicit forward and backward calls.
+
+``fit`` runs ``model.forward``, ``loss.forward``, ``loss.backward``,
+``model.backward``, ``optimizer.step`` and ``optimizer.zero_grad`` per batch,
+shows a tqdm bar per epoch (loss and samples/s), evaluates on the test set in
+eval mode, and returns a metrics dict. A NaN or infinite loss raises
+``TrainingDiverged`` before the bad gradient reaches the parameters.
+"""
+import math
+import time
+
+import numpy as np
+
+from .data.loader import DataLoader
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite. ``step`` (1-based), ``epoch`` and ``loss`` say where."""
+
+    def __init__(self, step, epoch, loss):
+        self.step, self.epoch, self.loss = step, epoch, loss
+        super().__init__(
+            f"training diverged: the loss became {loss} at step {step} (epoch {epoch}); "
+            f"parameters were not updated with that step's gradient. "
+            f"Try a smaller learning rate.")
+
+
+def _progress_bar(total, desc, enabled):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _write(message, bar_enabled):
+    if bar_enabled:
+        from tqdm.auto import tqdm
+        tqdm.write(message)  # keeps an open bar intact
+    else:
+        print(message, flush=True)
+
+
+def evaluate(model, loss_fn, x, y, batch_size=1000):
+    """Mean loss and accuracy of ``model`` on (x, y), in eval mode, in batches.
+
+    x: (N, ...) inputs; y: (N,) int64 class labels. The model is left in the
+    mode it was in. Returns (loss, accuracy) as floats.
+    """
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    try:
+        for bx, by in DataLoader(x, y, batch_size=batch_size):
+            logits = model.forward(bx)
+            total_loss += float(loss_fn.forward(logits, by)) * len(by)
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == by))
+    finally:
+        if was_training:
+            model.train()
+    n = len(y)
+    return total_loss / n, correct / n
+
+
+def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_size=128,
+        seed=0, max_steps=None, eval_freq=None, eval_batch_size=1000, progress=True,
+        log=True):
+    """Train ``model`` on ``train_data`` = (x_train, y_train) with mini-batch updates.
+
+    x_train: (N, ...) float inputs in the model's dtype; y_train: (N,) int64 labels;
+    test_data: (x_test, y_test) or None. Batches are shuffled by a generator seeded
+    with ``seed``. ``max_steps`` stops after that many optimizer steps (with
+    ``epochs=None`` the number of epochs follows from it); ``eval_freq`` also
+    evaluates on the test set every that many steps. ``progress`` shows a tqdm
+    bar per epoch; ``log`` prints one line per epoch.
+
+    Returns a metrics dict: per-epoch lists 'epoch', 'train_loss', 'train_accuracy'
+    (running means over the epoch's batches, in training mode), 'test_loss',
+    'test_accuracy', 'seconds_per_epoch' (training time, evaluation excluded);
+    'steps', 'samples_per_second', final 'train_accuracy_final',
+    'test_accuracy_final' and, with eval_freq, 'step_curve' (step, test_loss,
+    test_accuracy every eval_freq steps).
+    Raises TrainingDiverged when the loss becomes NaN or infinite.
+    """
+    x_train, y_train = train_data
+    loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True, seed=seed)
+    if len(loader) == 0:
+        raise ValueError(f"fit: no training batches ({len(y_train)} samples)")
+    if epochs is None:
+        if max_steps is None:
+            raise ValueError("fit: give epochs or max_steps")
+        epochs = math.ceil(max_steps / len(loader))
+    history = {"epoch": [], "train_loss": [], "train_accuracy": [], "test_loss": [],
+               "test_accuracy": [], "seconds_per_epoch": []}
+    step_curve = {"step": [], "test_loss": [], "test_accuracy": []}
+    step, train_seconds, train_samples = 0, 0.0, 0
+    model.train()
+    for epoch in range(1, epochs + 1):
+        bar = _progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress)
+        loss_sum, correct, seen = 0.0, 0, 0
+        start = time.perf_counter()
+        eval_seconds = 0.0
+        for bx, by in loader:
+            logits = model.forward(bx)
+            loss = float(loss_fn.forward(logits, by))
+            step += 1
+            if not math.isfinite(loss):
+                if bar is not None:
+                    bar.close()
+                raise TrainingDiverged(step, epoch, loss)
+            model.backward(loss_fn.backward())
+            optimizer.step()
+            optimizer.zero_grad()
+            n = len(by)
+            loss_sum += loss * n
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == by))
+            seen += n
+            if bar is not None:
+                bar.update(1)
+                if step % 10 == 0 or seen == len(y_train):
+                    elapsed = time.perf_counter() - start - eval_seconds
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}",
+                                    samples_s=f"{seen / max(elapsed, 1e-9):,.0f}", refresh=False)
+            if eval_freq and test_data is not None and step % eval_freq == 0:
+                t0 = time.perf_counter()
+                test_loss, test_acc = evaluate(model, loss_fn, *test_data, eval_batch_size)
+                step_curve["step"].append(step)
+                step_curve["test_loss"].append(test_loss)
+                step_curve["test_accuracy"].append(test_acc)
+                _write(f"step {step}: test loss {test_loss:.4f}  test accuracy {test_acc:.4f}",
+                       progress)
+                eval_seconds += time.perf_counter() - t0
+            if max_steps is not None and step >= max_steps:
+                break
+        seconds = time.perf_counter() - start - eval_seconds
+        if bar is not None:
+            bar.close()
+        train_seconds += seconds
+        train_samples += seen
+        history["epoch"].append(epoch)
+        history["train_loss"].append(loss_sum / seen)
+        history["train_accuracy"].append(correct / seen)
+        history["seconds_per_epoch"].append(seconds)
+        line = (f"epoch {epoch}/{epochs}  train loss {loss_sum / seen:.4f} "
+                f"acc {correct / seen:.4f}")
+        if test_data is not None:
+            test_loss, test_acc = evaluate(model, loss_fn, *test_data, eval_batch_size)
+            history["test_loss"].append(test_loss)
+            history["test_accuracy"].append(test_acc)
+            line += f"  test loss {test_loss:.4f} acc {test_acc:.4f}"
+        line += f"  {seconds:.2f} s  {seen / max(seconds, 1e-9):,.0f} samples/s"
+        if log:
+            _write(line, progress)
+        if max_steps is not None and step >= max_steps:
+            break
+    metrics = dict(history)
+    metrics["steps"] = step
+    metrics["samples_per_second"] = train_samples / max(train_seconds, 1e-9)
+    metrics["train_accuracy_final"] = history["train_accuracy"][-1]
+    metrics["test_accuracy_final"] = history["test_accuracy"][-1] if test_data is not None else None
+    if eval_freq:
+        metrics["step_curve"] = step_curve
+    return metrics
