@@ -10,9 +10,5 @@ from .dense import linear_backward, linear_forward
 from .dropout import dropout_backward, dropout_forward
 from .losses import bce_loss, mse_loss, softmax_cross_entropy
 from .optim import adam_update, sgd_update
-
-try:
-    from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward,
-                       conv2d_forward, max_pool2d_backward, max_pool2d_forward)
-except ImportError:  # conv ops land with issue 5
-    pass
+from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
+                   max_pool2d_backward, max_pool2d_forward)
