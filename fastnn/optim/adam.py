@@ -1,0 +1,54 @@
+"""Adam with L2 weight decay, PyTorch's rule (bias-corrected moments)."""
+from .optimizer import Optimizer
+
+
+class Adam(Optimizer):
+    """Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0).
+
+    PyTorch's update: g = grad + weight_decay * p; m = b1 m + (1 - b1) g;
+    v = b2 v + (1 - b2) g^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
+    t counting each parameter's steps from 1. One ``adam_update`` kernel call per flat
+    (group, dtype) buffer whenever its parameters share one step count.
+    """
+
+    hyperparameters = ("lr", "betas", "eps", "weight_decay")
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
+                                  "weight_decay": weight_decay})
+
+    def _check(self, group):
+        self._at_least("lr", group["lr"], 0.0)
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"Adam: invalid betas: {betas!r} (expected a pair (beta1, beta2))")
+        self._unit("betas[0]", betas[0])
+        self._unit("betas[1]", betas[1])
+        self._at_least("eps", group["eps"], 0.0, low_ok=False)
+        self._at_least("weight_decay", group["weight_decay"], 0.0)
+
+    def _state_names(self, group):
+        return ("exp_avg", "exp_avg_sq")
+
+    def _args(self, group):
+        beta1, beta2 = group["betas"]
+        return (float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
+                float(group["weight_decay"]))
+
+    def _update(self, kernels, bucket, group):
+        steps = bucket.steps
+        if steps and min(steps) != max(steps):  # after partial steps or a mixed state load
+            self._update_each(kernels, bucket, group)
+            return
+        if bucket.size:
+            step = (steps[0] if steps else 0) + 1
+            kernels.adam_update(bucket.data, bucket.grad, bucket.buffer("exp_avg"),
+                                bucket.buffer("exp_avg_sq"), step, *self._args(group))
+        bucket.steps = [s + 1 for s in steps]
+
+    def _update_one(self, kernels, bucket, i, group):
+        kernels.adam_update(bucket.data_views[i], bucket.grad_views[i],
+                            bucket.view(bucket.buffer("exp_avg"), i),
+                            bucket.view(bucket.buffer("exp_avg_sq"), i),
+                            bucket.steps[i] + 1, *self._args(group))
+        bucket.steps[i] += 1

@@ -1,0 +1,142 @@
+"""Flat buffers: the parameters of one group and one dtype live in one contiguous array.
+
+An optimizer re-homes each parameter's ``.data`` and ``.grad`` into a slot of a flat
+buffer (values copied, then ``p.data`` / ``p.grad`` rebound to reshaped views of it),
+so one kernel call updates every parameter of the bucket in one parallel pass. The
+optimizer state (momentum buffer, Adam moments) is one flat buffer per name too, and
+per-parameter views of it serve ``state_dict``.
+
+A user may rebind ``p.data`` or ``p.grad`` after that; ``FlatBucket.inspect`` notices it
+(one identity check per array) and ``FlatBucket.rehome`` copies the new values back in.
+"""
+import numpy as np
+
+
+class FlatBucket:
+    """Parameters of one dtype whose data, grad and optimizer state are flat buffers.
+
+    params: list of Parameters (``.data`` float32/float64 arrays of this dtype,
+    ``.grad`` None or an array of the same shape and dtype).
+    Attributes: data, grad: (size,) flat buffers; state: name -> (size,) buffer;
+    steps: per-parameter count of updates applied (int list).
+    """
+
+    def __init__(self, params, dtype):
+        self.params = list(params)
+        self.dtype = np.dtype(dtype)
+        self.shapes = [tuple(p.data.shape) for p in self.params]
+        sizes = [int(np.prod(shape, dtype=np.int64)) for shape in self.shapes]
+        self.offsets = [0]
+        for size in sizes:
+            self.offsets.append(self.offsets[-1] + size)
+        self.size = self.offsets[-1]
+        self.data = np.empty(self.size, dtype=self.dtype)
+        self.grad = np.zeros(self.size, dtype=self.dtype)
+        self.state = {}
+        self.steps = [0] * len(self.params)
+        self.data_views = [self.view(self.data, i) for i in range(len(self.params))]
+        self.grad_views = [self.view(self.grad, i) for i in range(len(self.params))]
+        for i in range(len(self.params)):
+            self._home_data(i)
+            self._home_grad(i)
+
+    def __len__(self):
+        return len(self.params)
+
+    def view(self, flat, i):
+        """Parameter i's slot of a flat buffer, shaped like the parameter (a view)."""
+        return flat[self.offsets[i]:self.offsets[i + 1]].reshape(self.shapes[i])
+
+    def buffer(self, name):
+        """The flat state buffer ``name``, allocated as zeros on first use."""
+        buf = self.state.get(name)
+        if buf is None:
+            buf = self.state[name] = np.zeros(self.size, dtype=self.dtype)
+        return buf
+
+    # ------------------------------------------------------------------ re-homing
+    def _home_data(self, i):
+        p, view = self.params[i], self.data_views[i]
+        if p.data is not view:
+            view[...] = p.data
+            p.data = view
+
+    def _home_grad(self, i):
+        p, view = self.params[i], self.grad_views[i]
+        if p.grad is None:
+            view.fill(0)  # a None grad is skipped at step time; keep the slot clean
+        elif p.grad is not view:
+            view[...] = p.grad
+            p.grad = view
+
+    def inspect(self, where):
+        """Compare every parameter with its flat home, changing nothing.
+
+        Returns (intact, dtype_changed, missing_grad): intact when every .data and .grad is
+        its view; dtype_changed when a parameter now holds another dtype (the group must be
+        regrouped); missing_grad when some .grad is None (those parameters are skipped).
+        Raises ValueError when a parameter changed shape, TypeError on a bad rebinding.
+        """
+        intact, dtype_changed, missing_grad = True, False, False
+        for i, p in enumerate(self.params):
+            data, grad = p.data, p.grad
+            if data is self.data_views[i] and grad is self.grad_views[i]:
+                continue
+            intact = False
+            check_parameter(where, p, i)
+            if tuple(data.shape) != self.shapes[i]:
+                raise ValueError(
+                    f"{where}: parameter {i} changed shape from {self.shapes[i]} to "
+                    f"{tuple(data.shape)} after the optimizer was built; build a new optimizer")
+            if data.dtype != self.dtype:
+                dtype_changed = True
+            if grad is None:
+                missing_grad = True
+        return intact, dtype_changed, missing_grad
+
+    def rehome(self):
+        """Copy rebound .data / .grad arrays back into the flat buffers and rebind them."""
+        for i in range(len(self.params)):
+            self._home_data(i)
+            self._home_grad(i)
+
+    # ---------------------------------------------------------------- state views
+    def param_state(self, i):
+        """Copies of parameter i's state: {name: array of the parameter's shape}."""
+        return {name: self.view(buf, i).copy() for name, buf in self.state.items()}
+
+    def set_param_state(self, i, step, arrays):
+        """Set parameter i's step count and state slots (absent names are zeroed)."""
+        self.steps[i] = int(step)
+        for name, value in arrays.items():
+            self.view(self.buffer(name), i)[...] = value
+        for name, buf in self.state.items():
+            if name not in arrays:
+                self.view(buf, i).fill(0)
+
+
+def check_parameter(where, p, index):
+    """A Parameter-like object: float32/float64 ndarray .data, .grad None or matching."""
+    data = getattr(p, "data", None)
+    if not isinstance(data, np.ndarray) or not hasattr(p, "grad"):
+        raise TypeError(f"{where}: expected Parameters (objects with .data and .grad arrays), "
+                        f"got {type(p).__name__} at position {index}")
+    if data.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{where}: parameter {index} has dtype {data.dtype}; "
+                        f"expected float32 or float64")
+    grad = p.grad
+    if grad is not None:
+        if not isinstance(grad, np.ndarray):
+            raise TypeError(f"{where}: parameter {index} has a .grad of type "
+                            f"{type(grad).__name__}; expected a numpy.ndarray or None")
+        if grad.shape != data.shape or grad.dtype != data.dtype:
+            raise ValueError(f"{where}: parameter {index} has .grad {grad.shape} {grad.dtype} "
+                             f"but .data {data.shape} {data.dtype}; they must match")
+
+
+def build_buckets(params, where):
+    """Group params by dtype (first-seen order) into FlatBuckets."""
+    by_dtype = {}
+    for p in params:
+        by_dtype.setdefault(p.data.dtype, []).append(p)
+    return [FlatBucket(group, dtype) for dtype, group in by_dtype.items()]

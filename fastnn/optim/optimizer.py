@@ -1,0 +1,319 @@
+"""The Optimizer base: parameter groups, hyper-parameter checks, flat buffers, state.
+
+Subclasses declare their hyper-parameters (``defaults``), check them (``_check``), name
+their state buffers (``_state_names``) and apply one update to a flat bucket
+(``_update``). Everything else lives here:
+
+* parameter groups as in PyTorch (``params`` is an iterable of Parameters, or of dicts
+  ``{"params": [...], "lr": ...}`` overriding the defaults per group);
+* flat buffers: within each group, parameters of one dtype share one contiguous data
+  buffer, one grad buffer and one buffer per state name (see ``flat.py``), so a step is
+  one kernel call per (group, dtype);
+* ``state_dict()`` / ``load_state_dict()`` in PyTorch's layout: ``{"state": {index:
+  {"step": int, name: array}}, "param_groups": [{hyper-parameters..., "params":
+  [indices]}]}``, indices counting parameters across groups in order.
+
+Every check runs before anything is written: a bad hyper-parameter, a bad state dict or a
+parameter that changed shape raises and leaves parameters and state as they were.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from .. import backend
+from .flat import build_buckets, check_parameter
+
+
+class Optimizer:
+    """Base class of SGD and Adam. params: iterable of Parameters or of group dicts."""
+
+    #: hyper-parameter names a state dict's groups must carry (set by subclasses)
+    hyperparameters = ()
+
+    def __init__(self, params, defaults):
+        self.defaults = dict(defaults)
+        self._check(self.defaults)
+        if isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
+            raise TypeError(f"{self._name}: params must be an iterable of Parameters or of "
+                            f"dicts, got {type(params).__name__}")
+        params = list(params)
+        if not params:
+            raise ValueError(f"{self._name}: got an empty parameter list")
+        if not isinstance(params[0], dict):
+            params = [{"params": params}]
+        groups = [self._make_group(g) for g in params]
+        self._check_distinct([p for g in groups for p in g["params"]])
+        self.param_groups = []
+        self._buckets = []
+        for group in groups:
+            self._install_group(group)
+
+    @property
+    def _name(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        lines = [f"{self._name} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        return "\n".join(lines + [")"])
+
+    # ---------------------------------------------------------------- groups
+    def _make_group(self, group):
+        if not isinstance(group, dict) or "params" not in group:
+            raise TypeError(f"{self._name}: a parameter group must be a dict with a 'params' "
+                            f"entry, got {type(group).__name__}")
+        unknown = set(group) - set(self.defaults) - {"params"}
+        if unknown:
+            raise ValueError(f"{self._name}: unknown hyper-parameter(s) {sorted(unknown)} in "
+                             f"a parameter group; expected {sorted(self.defaults)}")
+        plist = group["params"]
+        plist = [plist] if hasattr(plist, "data") and hasattr(plist, "grad") else list(plist)
+        if not plist:
+            raise ValueError(f"{self._name}: a parameter group has an empty parameter list")
+        for i, p in enumerate(plist):
+            check_parameter(self._name, p, i)
+        full = dict(self.defaults)
+        full.update({k: v for k, v in group.items() if k != "params"})
+        self._check(full)
+        full["params"] = plist
+        return full
+
+    def _check_distinct(self, params):
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError(f"{self._name}: some parameters appear more than once "
+                             f"(in one group or across groups)")
+
+    def _install_group(self, group):
+        self.param_groups.append(group)
+        self._buckets.append(build_buckets(group["params"], self._name))
+
+    def add_param_group(self, param_group):
+        """Add a group of parameters (a dict with 'params' and optional hyper-parameters)."""
+        group = self._make_group(param_group)
+        self._check_distinct([p for g in self.param_groups for p in g["params"]]
+                             + group["params"])
+        self._install_group(group)
+
+    # ------------------------------------------------------- hyper-parameter checks
+    def _check(self, group):
+        """Raise ValueError naming the optimizer, argument and value for a bad one."""
+        raise NotImplementedError
+
+    def _real(self, name, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{self._name}: expected {name} to be a real number, "
+                            f"got {value!r} ({type(value).__name__})")
+        return float(value)
+
+    def _at_least(self, name, value, low, low_ok=True):
+        v = self._real(name, value)
+        if not (v >= low if low_ok else v > low) or math.isinf(v):
+            bound = ">=" if low_ok else ">"
+            raise ValueError(f"{self._name}: invalid {name}: {value!r} "
+                             f"(expected a finite value {bound} {low})")
+
+    def _unit(self, name, value):
+        v = self._real(name, value)
+        if not 0.0 <= v < 1.0:
+            raise ValueError(f"{self._name}: invalid {name}: {value!r} "
+                             f"(expected 0 <= {name} < 1)")
+
+    # ------------------------------------------------------------------- step
+    def zero_grad(self):
+        """Set every parameter's .grad to zero in place (one fill per flat buffer)."""
+        for buckets in self._buckets:
+            for bucket in buckets:
+                bucket.grad.fill(0)
+                for p, view in zip(bucket.params, bucket.grad_views):
+                    if p.grad is not None and p.grad is not view:
+                        p.grad[...] = 0
+
+    def step(self, closure=None):
+        """Apply one update to every parameter that has a gradient.
+
+        closure: optional callable re-evaluating the model and returning the loss, called
+        first. Parameters whose .grad is None are skipped, as in PyTorch. NaN or inf in a
+        gradient propagates into the parameters (nothing is skipped silently).
+        Returns the closure's loss, or None.
+        """
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            self._check(group)
+        plans = [[bucket.inspect(self._name) for bucket in buckets]
+                 for buckets in self._buckets]
+        kernels = backend.current()
+        for gi, group in enumerate(self.param_groups):
+            if any(dtype_changed for _, dtype_changed, _ in plans[gi]):
+                self._regroup(gi)
+                plans[gi] = [b.inspect(self._name) for b in self._buckets[gi]]
+            for bucket, (intact, _, missing_grad) in zip(self._buckets[gi], plans[gi]):
+                if not intact:
+                    bucket.rehome()
+                if missing_grad:
+                    self._update_each(kernels, bucket, group)
+                else:
+                    self._update(kernels, bucket, group)
+        return loss
+
+    def _update(self, kernels, bucket, group):
+        """One kernel call updating the whole bucket, then advance its step counts."""
+        raise NotImplementedError
+
+    def _update_one(self, kernels, bucket, i, group):
+        """Update parameter i of the bucket alone (its views), then advance its step."""
+        raise NotImplementedError
+
+    def _update_each(self, kernels, bucket, group):
+        """Slow path when some .grad is None: update the others one by one."""
+        for i, p in enumerate(bucket.params):
+            if p.grad is None:
+                continue
+            if bucket.offsets[i + 1] > bucket.offsets[i]:
+                self._update_one(kernels, bucket, i, group)
+            else:
+                bucket.steps[i] += 1
+
+    def _regroup(self, gi):
+        """Rebuild group gi's buckets after a parameter changed dtype, keeping its state."""
+        saved = {}
+        for bucket in self._buckets[gi]:
+            for i, p in enumerate(bucket.params):
+                saved[id(p)] = (bucket.steps[i], bucket.param_state(i))
+        buckets = build_buckets(self.param_groups[gi]["params"], self._name)
+        for bucket in buckets:
+            for i, p in enumerate(bucket.params):
+                step, arrays = saved[id(p)]
+                bucket.set_param_state(i, step, arrays)
+        self._buckets[gi] = buckets
+
+    # ------------------------------------------------------------------ state
+    def _state_names(self, group):
+        """Names of the per-parameter state arrays this optimizer keeps for a group."""
+        raise NotImplementedError
+
+    def _locate(self):
+        """(group index, bucket, index in bucket) of every parameter, in state-dict order."""
+        where = {}
+        for gi, buckets in enumerate(self._buckets):
+            for bucket in buckets:
+                for i, p in enumerate(bucket.params):
+                    where[id(p)] = (gi, bucket, i)
+        return [where[id(p)] for group in self.param_groups for p in group["params"]]
+
+    def state_dict(self):
+        """The optimizer's state (copies): {"type", "state", "param_groups"} as in PyTorch."""
+        groups, start = [], 0
+        for group in self.param_groups:
+            entry = {k: (tuple(v) if isinstance(v, list) else v)
+                     for k, v in group.items() if k != "params"}
+            entry["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(entry)
+        state = {}
+        for index, (_, bucket, i) in enumerate(self._locate()):
+            if bucket.steps[i] > 0:
+                state[index] = {"step": bucket.steps[i], **bucket.param_state(i)}
+        return {"type": self._name, "state": state, "param_groups": groups}
+
+    def validate_state_dict(self, state_dict):
+        """Check a state dict against this optimizer's parameters; raise, change nothing.
+
+        Returns the normalised (groups, state) load_state_dict applies: groups is a list of
+        hyper-parameter dicts, state maps index -> (step, {name: array}).
+        """
+        where = f"{self._name}.load_state_dict"
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
+            raise ValueError(f"{where}: expected a dict with 'state' and 'param_groups', "
+                             f"got {type(state_dict).__name__}")
+        kind = state_dict.get("type", self._name)
+        if kind != self._name:
+            raise ValueError(f"{where}: the state dict belongs to a {kind} optimizer, "
+                             f"not to {self._name}")
+        saved_groups = state_dict["param_groups"]
+        if not isinstance(saved_groups, (list, tuple)) or len(saved_groups) != len(self.param_groups):
+            got = len(saved_groups) if isinstance(saved_groups, (list, tuple)) else saved_groups
+            raise ValueError(f"{where}: expected {len(self.param_groups)} parameter group(s), "
+                             f"got {got}")
+        groups, start = [], 0
+        for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            n = len(group["params"])
+            if not isinstance(saved, dict):
+                raise ValueError(f"{where}: parameter group {gi} is not a dict")
+            if list(saved.get("params", ())) != list(range(start, start + n)):
+                raise ValueError(f"{where}: parameter group {gi} holds "
+                                 f"{len(saved.get('params', ()))} parameters in the state "
+                                 f"dict but {n} in this optimizer")
+            start += n
+            missing = [k for k in self.hyperparameters if k not in saved]
+            unknown = [k for k in saved if k not in self.defaults and k != "params"]
+            if missing or unknown:
+                raise ValueError(f"{where}: parameter group {gi}: missing hyper-parameters "
+                                 f"{missing}, unknown {unknown}")
+            hyper = {k: (tuple(v) if isinstance(v, list) else v)
+                     for k, v in saved.items() if k != "params"}
+            self._check(hyper)
+            groups.append(hyper)
+        located = self._locate()
+        state = {}
+        saved_state = state_dict["state"]
+        if not isinstance(saved_state, dict):
+            raise ValueError(f"{where}: 'state' must be a dict, got {type(saved_state).__name__}")
+        for key, entry in saved_state.items():
+            index = _as_index(key)
+            if index is None or not 0 <= index < len(located):
+                raise ValueError(f"{where}: state for parameter {key!r}, but the optimizer "
+                                 f"has {len(located)} parameters")
+            if not isinstance(entry, dict):
+                raise ValueError(f"{where}: state of parameter {index} is not a dict")
+            gi, bucket, i = located[index]
+            step = entry.get("step", 1)
+            if isinstance(step, np.ndarray) and step.ndim == 0:
+                step = step.item()
+            if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+                raise ValueError(f"{where}: parameter {index}: step must be an int >= 0, "
+                                 f"got {step!r}")
+            allowed = set(self._state_names(groups[gi])) | set(self._optional_state)
+            arrays = {}
+            for name, value in entry.items():
+                if name == "step":
+                    continue
+                if name not in allowed:
+                    raise ValueError(f"{where}: parameter {index}: unexpected state "
+                                     f"{name!r}; expected {sorted(allowed)}")
+                value = np.asarray(value)
+                if value.dtype.kind != "f" or value.shape != bucket.shapes[i]:
+                    raise ValueError(f"{where}: parameter {index}: state {name!r} must be a "
+                                     f"float array of shape {bucket.shapes[i]}, got "
+                                     f"{value.dtype} {value.shape}")
+                arrays[name] = value
+            required = [n for n in self._state_names(groups[gi]) if n not in arrays]
+            if required and step > 0:
+                raise ValueError(f"{where}: parameter {index}: missing state {required}")
+            state[index] = (int(step), arrays)
+        return groups, state
+
+    #: state names accepted on load even when the group's settings do not use them
+    _optional_state = ()
+
+    def load_state_dict(self, state_dict):
+        """Load hyper-parameters and state (copied in); a bad state dict changes nothing."""
+        groups, state = self.validate_state_dict(state_dict)
+        for group, hyper in zip(self.param_groups, groups):
+            group.update(hyper)
+        for index, (_, bucket, i) in enumerate(self._locate()):
+            step, arrays = state.get(index, (0, {}))
+            bucket.set_param_state(i, step, arrays)
+
+
+def _as_index(key):
+    if isinstance(key, bool):
+        return None
+    if isinstance(key, numbers.Integral):
+        return int(key)
+    if isinstance(key, str) and key.isdigit():
+        return int(key)
+    return None
