@@ -1,9 +1,11 @@
 """``python -m fastnn COMMAND``: the command-line interface.
 
-Commands are registered in ``COMMANDS`` as ``name -> ("module:configure", help)``.
-Only the module of the command being run is imported; its ``configure(parser)``
-adds the arguments and sets ``func`` (``parser.set_defaults(func=run)``), and
-``run(args)`` returns the exit status. To add a command, add one line here.
+Commands are registered in ``COMMANDS`` as ``name -> (target, help)``, where target is
+either ``"module:configure"`` (``configure(parser)`` adds the arguments and sets
+``func`` with ``parser.set_defaults(func=run)``) or ``"module"`` (a module with
+``add_arguments(parser)`` and ``run(args)``). Only the module of the command being run
+is imported. ``run(args)`` returns the exit status, or a metrics dict / None for
+success. To add a command, add one line here.
 """
 import argparse
 import importlib
@@ -16,6 +18,11 @@ COMMANDS = {
     "train": ("fastnn.cli:configure_train", "train a model on a dataset"),
     "demo": ("fastnn.cli:configure_demo",
              "train the MLP 784-100-10 on Fashion-MNIST (digits if absent)"),
+    "multitask": ("fastnn.experiments.multitask",
+                  "multi-task network: image regression + classification"),
+    "vae": ("fastnn.experiments.vae", "variational autoencoder on a 2-D distribution"),
+    "dream": ("fastnn.experiments.dream",
+              "class visualisation by input optimisation from a checkpoint"),
 }
 
 
@@ -24,8 +31,21 @@ class CLIError(Exception):
 
 
 def _resolve(target):
-    module, _, attr = target.partition(":")
-    return getattr(importlib.import_module(module), attr)
+    """The ``configure(parser)`` function that ``target`` names (see the module doc)."""
+    module_name, _, attr = target.partition(":")
+    module = importlib.import_module(module_name)
+    if attr:
+        return getattr(module, attr)
+    add_arguments, run = module.add_arguments, module.run
+
+    def run_command(args):
+        result = run(args)  # experiments return their metrics dict
+        return result if isinstance(result, int) else 0
+
+    def configure(parser):
+        add_arguments(parser)
+        parser.set_defaults(func=run_command)
+    return configure
 
 
 def build_parser(command=None):
@@ -47,14 +67,17 @@ def build_parser(command=None):
 
 def main(argv=None):
     """Run the CLI; returns the exit status."""
+    from .data import CIFARError, IDXError
+    from .io import CheckpointError
     from .train import TrainingDiverged
 
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         args = build_parser(command).parse_args(argv)
-        return args.func(args)
-    except TrainingDiverged as exc:
+        status = args.func(args)
+        return status if isinstance(status, int) else 0
+    except (TrainingDiverged, IDXError, CIFARError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (CLIError, FileNotFoundError) as exc:
