@@ -1,0 +1,130 @@
+"""Activation layers: each calls the current backend's kernel pair ``act`` / ``act_backward``.
+
+Every activation takes an input of any shape (Softmax: (N, C)) and returns an output of
+the same shape. ``fused_name`` names the activation in ``optable.FUSABLE_ACTIVATIONS``
+when ``Sequential`` may fuse it into a preceding Linear (None otherwise).
+"""
+from .. import backend
+from ..validation import check_number
+from .module import Module
+
+
+class _Elementwise(Module):
+    """An activation y = f(x) whose backward needs either y (saves='y') or x (saves='x')."""
+
+    kernel = None
+    saves = "y"
+    fused_name = None
+
+    def _args(self):
+        """Extra positional kernel arguments after x (negative_slope, omega)."""
+        return ()
+
+    def _forward(self, x, buffered):
+        out = self._buffer("y", x.shape, x.dtype) if buffered else None
+        y = getattr(backend.current(), self.kernel)(x, *self._args(), out=out)
+        self._saved = y if self.saves == "y" else x
+        return y
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        out = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
+        kernel = getattr(backend.current(), self.kernel + "_backward")
+        return kernel(grad_out, self._saved, *self._args(), out=out)
+
+
+class ReLU(_Elementwise):
+    """y = max(x, 0). Input: any shape."""
+
+    kernel = "relu"
+    fused_name = "relu"
+
+
+class LeakyReLU(_Elementwise):
+    """y = x if x > 0 else negative_slope * x. Input: any shape."""
+
+    kernel = "leaky_relu"
+    saves = "x"
+
+    def __init__(self, negative_slope=0.01):
+        super().__init__()
+        check_number("LeakyReLU", "negative_slope", negative_slope)
+        self.negative_slope = float(negative_slope)
+
+    @property
+    def fused_name(self):
+        # The fused backward reads the slope off the output's sign, which needs slope >= 0.
+        return "leaky_relu" if self.negative_slope >= 0 else None
+
+    def _args(self):
+        return (self.negative_slope,)
+
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
+
+
+class Sigmoid(_Elementwise):
+    """y = 1 / (1 + exp(-x)). Input: any shape."""
+
+    kernel = "sigmoid"
+    fused_name = "sigmoid"
+
+
+class Tanh(_Elementwise):
+    """y = tanh(x). Input: any shape."""
+
+    kernel = "tanh"
+    fused_name = "tanh"
+
+
+class GELU(_Elementwise):
+    """y = x * Phi(x) with the exact erf form (PyTorch's default). Input: any shape."""
+
+    kernel = "gelu"
+    saves = "x"
+
+
+class Sine(_Elementwise):
+    """y = sin(omega * x). Input: any shape."""
+
+    kernel = "sine"
+    saves = "x"
+
+    def __init__(self, omega=1.0):
+        super().__init__()
+        check_number("Sine", "omega", omega)
+        self.omega = float(omega)
+
+    def _args(self):
+        return (self.omega,)
+
+    def extra_repr(self):
+        return f"omega={self.omega}"
+
+
+class Softmax(_Elementwise):
+    """Softmax along the last axis of a 2-D input (N, C)."""
+
+    kernel = "softmax"
+
+    def infer_shape(self, shape, dtype):
+        if len(shape) != 2:
+            raise ValueError(f"{self._where()}: expected a 2-D input (N, C), got shape {shape}")
+        return shape
+
+
+class Identity(Module):
+    """y = x (the same array). Input: any shape."""
+
+    fused_name = "identity"
+
+    @property
+    def passthrough(self):
+        return True
+
+    def _forward(self, x, buffered):
+        return x
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        return grad_out if need_grad_in else None

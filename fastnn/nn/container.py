@@ -1,0 +1,114 @@
+"""Sequential: layers run in order, with Linear + activation fusion and reused buffers."""
+from .linear import Linear
+from .module import Module
+
+
+class Sequential(Module):
+    """Runs ``layers`` in order; indexable, ``len``, iterable.
+
+    Every layer's input is checked (shape and dtype) before any layer runs, so a bad
+    input changes nothing. A Linear immediately followed by an activation whose
+    ``fused_name`` is set (Identity, ReLU, LeakyReLU with slope >= 0, Sigmoid, Tanh) runs
+    as one fused ``linear_forward``/``linear_backward`` call, with results identical to
+    the unfused pair. Outputs no caller sees live in layer-owned buffers reused every step;
+    the arrays ``forward`` and ``backward`` return are fresh.
+    A layer instance may appear only once (it keeps one forward's state for backward).
+    """
+
+    def __init__(self, *layers):
+        super().__init__()
+        self._layers = []
+        self._steps = None
+        for layer in layers:
+            self.append(layer)
+
+    def append(self, layer):
+        """Add a layer at the end; returns self."""
+        if not isinstance(layer, Module):
+            raise TypeError(f"Sequential: expected a Module, got {type(layer).__name__}")
+        if any(layer is other for other in self.modules()):
+            raise ValueError(f"Sequential: layer {layer!r} is already in this Sequential; "
+                             f"use a separate instance for each position")
+        setattr(self, str(len(self._layers)), layer)
+        self._layers.append(layer)
+        return self
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Sequential(*self._layers[index])
+        return self._layers[index]
+
+    def __len__(self):
+        return len(self._layers)
+
+    def __iter__(self):
+        return iter(self._layers)
+
+    def infer_shape(self, shape, dtype):
+        """Checks every layer in turn; None once a layer's output shape is unknown (a
+        user module with its own forward): the layers after it are checked as they run."""
+        for i, layer in enumerate(self._layers):
+            shape = self._check_layer(i, layer, shape, dtype)
+            if shape is None:
+                return None
+        return shape
+
+    @staticmethod
+    def _check_layer(i, layer, shape, dtype):
+        try:
+            return layer.infer_shape(shape, dtype)
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"Sequential layer {i}: {err}") from None
+
+    def _plan(self):
+        """[(layer, fused activation or None, passthrough)] for this forward."""
+        steps = []
+        layers = self._layers
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if (type(layer) is Linear and nxt is not None
+                    and getattr(nxt, "fused_name", None) is not None):
+                steps.append((layer, nxt, False))
+                i += 2
+            else:
+                steps.append((layer, None, layer.passthrough))
+                i += 1
+        return steps
+
+    def _forward(self, x, buffered):
+        steps = self._plan()
+        # Layers from the last one that computes a new array onward return fresh arrays.
+        fresh_from = len(steps) if buffered else max(
+            (j for j, (_, _, through) in enumerate(steps) if not through), default=0)
+        unchecked = False  # True after a layer whose output shape was not known upfront
+        for j, (layer, act, _) in enumerate(steps):
+            if unchecked:
+                self._check_layer(self._layers.index(layer), layer, x.shape, x.dtype)
+            unchecked = unchecked or layer._opaque
+            keep = buffered or j < fresh_from
+            if act is None:
+                x = layer._run_forward(x, keep)
+            else:
+                x = layer._run_fused(x, keep, act.fused_name,
+                                     getattr(act, "negative_slope", 0.01))
+                act._out_meta = None  # its work was done by the Linear
+        self._steps = steps
+        return x
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        steps = self._steps
+        n = len(steps)
+        first_param = next((j for j, (layer, _, _) in enumerate(steps)
+                            if layer.has_parameters()), n)
+        # Layers up to the first one that computes a new array return fresh arrays.
+        fresh_upto = -1 if buffered else min(
+            (j for j, (_, _, through) in enumerate(steps) if not through), default=n)
+        g = grad_out
+        for j in range(n - 1, -1, -1):
+            need = need_grad_in or j > first_param
+            if not need and j < first_param:
+                return None
+            g = steps[j][0]._backward(g, buffered or j > fresh_upto, need)
+        return g

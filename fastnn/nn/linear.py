@@ -1,0 +1,84 @@
+"""Linear (fully connected) layer with PyTorch's layout and initialisation."""
+import math
+import numbers
+
+import numpy as np
+
+from .. import backend
+from .. import random as _random
+from .module import Module, Parameter
+
+
+def _check_features(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"Linear: expected {name} to be a positive int, got {value!r}")
+    return int(value)
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias.
+
+    weight: (out_features, in_features); bias: (out_features,) or None (bias=False).
+    Both start U(-1/sqrt(in_features), 1/sqrt(in_features)), PyTorch's default
+    (kaiming_uniform with a=sqrt(5)), drawn from fastnn's global generator.
+    Input x: (N, in_features); output: (N, out_features).
+    ``Sequential`` fuses a following activation into this layer's kernels.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
+        super().__init__()
+        self.in_features = _check_features("in_features", in_features)
+        self.out_features = _check_features("out_features", out_features)
+        bound = 1.0 / math.sqrt(self.in_features)
+        rng = _random.generator()
+        self.weight = Parameter(
+            rng.uniform(-bound, bound, (self.out_features, self.in_features)).astype(dtype))
+        self.bias = (Parameter(rng.uniform(-bound, bound, self.out_features).astype(dtype))
+                     if bias else None)
+        self._x = self._y = None
+        self._activation = "identity"
+        self._negative_slope = 0.01
+
+    def infer_shape(self, shape, dtype):
+        if len(shape) != 2 or shape[1] != self.in_features:
+            raise ValueError(f"{self._where()}: expected input of shape "
+                             f"(N, {self.in_features}), got {shape}")
+        if dtype != self.weight.data.dtype:
+            raise TypeError(f"{self._where()}: input dtype {dtype} does not match the "
+                            f"layer's parameters ({self.weight.data.dtype}); convert the "
+                            f"input or call .float()/.double() on the model")
+        return (shape[0], self.out_features)
+
+    def _forward(self, x, buffered, activation="identity", negative_slope=0.01):
+        """activation, negative_slope: a fused activation (``Sequential`` passes them)."""
+        out = (self._buffer("y", (x.shape[0], self.out_features), x.dtype)
+               if buffered else None)
+        bias = None if self.bias is None else self.bias.data
+        y = backend.current().linear_forward(x, self.weight.data, bias, activation,
+                                             negative_slope, out=out)
+        self._x = x
+        self._y = None if activation == "identity" else y
+        self._activation = activation
+        self._negative_slope = negative_slope
+        return y
+
+    def _run_fused(self, x, buffered, activation, negative_slope):
+        y = self._forward(x, buffered, activation, negative_slope)
+        self._out_meta = (y.shape, y.dtype)
+        return y
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        dtype = grad_out.dtype
+        scratch = (None if self._activation == "identity"
+                   else self._buffer("scratch", grad_out.shape, dtype))
+        grad_in = (self._buffer("grad_in", self._x.shape, dtype)
+                   if buffered and need_grad_in else None)
+        return backend.current().linear_backward(
+            grad_out, self._x, self.weight.data, y=self._y, activation=self._activation,
+            negative_slope=self._negative_slope, grad_weight=self.weight.grad,
+            grad_bias=None if self.bias is None else self.bias.grad, grad_in=grad_in,
+            need_grad_in=need_grad_in, scratch=scratch)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")

@@ -1,0 +1,102 @@
+"""Losses: ``forward(pred, target) -> float`` (mean reduction), ``backward() -> grad of pred``.
+
+Each loss computes its value and gradient in one kernel call during ``forward``;
+``backward`` returns that gradient (a fresh array per forward, the caller's to keep).
+"""
+import numpy as np
+
+from .. import backend
+from ..validation import as_contiguous, check_float_array, check_labels
+
+
+class Loss:
+    """Base class: validation, the saved gradient and repr."""
+
+    def __init__(self):
+        self._grad = None
+
+    def forward(self, pred, target):
+        """Mean loss of pred against target as a Python float."""
+        pred, target = self._check(pred, target)
+        loss, self._grad = self._kernel(backend.current())(pred, target)
+        return loss
+
+    __call__ = forward
+
+    def backward(self):
+        """Gradient of the last forward's loss w.r.t. pred (same shape and dtype as pred)."""
+        if self._grad is None:
+            raise RuntimeError(f"{self._where()}: backward called before forward")
+        return self._grad
+
+    def _check_pred(self, pred):
+        pred = check_float_array(self._where(), "pred", pred)
+        if pred.size == 0:
+            raise ValueError(f"{self._where()}: expected a non-empty pred, got shape {pred.shape}")
+        return pred
+
+    def _check_same(self, pred, target):
+        where = self._where()
+        target = check_float_array(where, "target", target, dtype=pred.dtype)
+        if target.shape != pred.shape:
+            raise ValueError(f"{where}: expected target of shape {pred.shape} (same as pred), "
+                             f"got {target.shape}")
+        return as_contiguous(pred), as_contiguous(target)
+
+    def _where(self):
+        return f"{type(self).__name__}()"
+
+    def __repr__(self):
+        return self._where()
+
+
+class MSELoss(Loss):
+    """mean((pred - target)**2) over all elements. pred, target: same shape and dtype."""
+
+    def _check(self, pred, target):
+        return self._check_same(self._check_pred(pred), target)
+
+    def _kernel(self, k):
+        return k.mse_loss
+
+
+class BCELoss(Loss):
+    """Mean binary cross-entropy of probabilities pred in [0, 1] against target (same
+    shape and dtype); logs are clamped at -100 as in PyTorch, so 0 and 1 stay finite."""
+
+    def _check(self, pred, target):
+        pred, target = self._check_same(self._check_pred(pred), target)
+        # NaN passes (comparisons are False) so a diverged run reports a NaN loss.
+        if np.any(pred < 0) or np.any(pred > 1):
+            raise ValueError(f"{self._where()}: expected pred to be probabilities in [0, 1], "
+                             f"got values in [{np.nanmin(pred)}, {np.nanmax(pred)}]")
+        return pred, target
+
+    def _kernel(self, k):
+        return k.bce_loss
+
+
+class CrossEntropyLoss(Loss):
+    """Mean cross-entropy of softmax(logits), stable for logits of any magnitude.
+
+    pred: logits (N, C); target: integer class labels (N,) in [0, C), or probabilities
+    (N, C) (one-hot or soft, rows summing to 1) in pred's dtype.
+    """
+
+    def _check(self, pred, target):
+        where = self._where()
+        pred = check_float_array(where, "logits", pred, ndim=2)
+        n, c = pred.shape
+        if n == 0 or c == 0:
+            raise ValueError(f"{where}: expected non-empty logits (N, C), got shape {pred.shape}")
+        if isinstance(target, np.ndarray) and target.dtype.kind in "iu":
+            check_labels(where, target, n, c)
+            return as_contiguous(pred), np.ascontiguousarray(target, dtype=np.int64)
+        if isinstance(target, np.ndarray) and target.dtype.kind == "f":
+            return self._check_same(pred, target)
+        got = target.dtype if isinstance(target, np.ndarray) else type(target).__name__
+        raise TypeError(f"{where}: expected target to be integer labels (N,) or "
+                        f"probabilities (N, C) as a numpy.ndarray, got {got}")
+
+    def _kernel(self, k):
+        return k.softmax_cross_entropy

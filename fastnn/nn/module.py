@@ -1,0 +1,353 @@
+"""``Parameter`` and ``Module``: the base of every layer.
+
+A built-in layer implements four hooks; the public methods wrap them:
+
+* ``infer_shape(shape, dtype) -> out_shape`` checks an input by its shape and dtype
+  only and raises a clear error naming the layer. ``forward`` calls it before any
+  state is touched, and ``Sequential`` calls it on every layer before running any,
+  so a bad input leaves parameters, gradients and running statistics as they were.
+* ``_forward(x, buffered) -> y`` runs the kernels on a validated, C-contiguous x
+  and saves what backward needs. ``buffered=True`` lets the layer write y into a
+  buffer it owns and reuses next step (``Sequential`` asks for that for outputs no
+  caller sees); ``buffered=False`` returns a fresh array, the caller's to keep.
+* ``_backward(grad_out, buffered, need_grad_in) -> grad_in`` accumulates parameter
+  gradients in place into ``param.grad`` and returns the input gradient (or None
+  when ``need_grad_in`` is False and skipping it saves work).
+* ``extra_repr()``, the text inside ``Layer(...)`` in ``repr``.
+
+A user-defined module may instead override ``forward(x)`` and ``backward(grad_out)``
+directly (as in PyTorch); it still works inside ``Sequential``.
+
+Arrays passed to ``forward`` and returned by it are referenced until ``backward``:
+modifying them in place in between changes the gradients computed.
+"""
+import collections
+from collections import OrderedDict
+
+import numpy as np
+
+from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array
+
+
+class Parameter:
+    """A trainable array and its gradient.
+
+    data: float32/float64 array of any shape; grad: same shape and dtype, zeros at first,
+    accumulated into in place by ``backward`` until ``Module.zero_grad()``. An optimizer may
+    rebind ``.data``/``.grad`` to views of a flat buffer; layers read them at call time.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data):
+        data = np.array(data, copy=True, order="C")
+        if data.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"Parameter: expected float32 or float64 data, got {data.dtype}")
+        self.data = data
+        self.grad = np.zeros_like(data)
+
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def zero_grad(self):
+        self.grad[...] = 0
+
+    def __repr__(self):
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+LoadResult = collections.namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
+
+
+class Module:
+    """Base class of layers and containers (see the module docstring for the hooks)."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "_scratch", {})
+        object.__setattr__(self, "_out_meta", None)
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------ registration
+    def __setattr__(self, name, value):
+        params = self.__dict__.get("_parameters")
+        if params is None:
+            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before "
+                               f"assigning attributes")
+        if isinstance(value, Parameter):
+            self._modules.pop(name, None)
+            self._buffers.pop(name, None)
+            params[name] = value
+        elif isinstance(value, Module):
+            params.pop(name, None)
+            self._buffers.pop(name, None)
+            self._modules[name] = value
+        elif name in self._buffers:
+            if value is not None and not isinstance(value, np.ndarray):
+                raise TypeError(f"{type(self).__name__}: buffer {name!r} must be a numpy "
+                                f"array or None, got {type(value).__name__}")
+            self._buffers[name] = value
+        elif name in params or name in self._modules:
+            if value is not None:
+                raise TypeError(f"{type(self).__name__}: cannot replace {name!r} by a "
+                                f"{type(value).__name__}")
+            params.pop(name, None)
+            self._modules.pop(name, None)
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        """Register a non-trainable array (running statistics) that state_dict includes.
+
+        array: a NumPy array, or None for an absent buffer (skipped by state_dict).
+        """
+        if array is not None and not isinstance(array, np.ndarray):
+            raise TypeError(f"{type(self).__name__}: buffer {name!r} must be a numpy array "
+                            f"or None, got {type(array).__name__}")
+        self._buffers[name] = array
+        object.__setattr__(self, name, array)
+
+    # ---------------------------------------------------------------- traversal
+    def named_children(self):
+        return list(self._modules.items())
+
+    def children(self):
+        return list(self._modules.values())
+
+    def modules(self):
+        """This module and every module under it, depth first, each once."""
+        return [module for _, module in self._named_modules("")]
+
+    def _named_modules(self, prefix, seen=None):
+        """(prefix ending in '.' or '', module) for this module and its descendants."""
+        seen = set() if seen is None else seen
+        if id(self) in seen:
+            return []
+        seen.add(id(self))
+        found = [(prefix, self)]
+        for name, child in self._modules.items():
+            found.extend(child._named_modules(f"{prefix}{name}.", seen))
+        return found
+
+    def named_parameters(self, prefix=""):
+        """(dotted name, Parameter) pairs in registration order, recursing into children;
+        a parameter shared by two modules is listed once."""
+        out, seen = [], set()
+        for mprefix, module in self._named_modules(prefix):
+            for name, param in module._parameters.items():
+                if id(param) not in seen:
+                    seen.add(id(param))
+                    out.append((mprefix + name, param))
+        return out
+
+    def parameters(self):
+        """Every Parameter in registration order (a list, so it can be walked twice)."""
+        return [param for _, param in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        """(dotted name, array) pairs of registered buffers (running statistics)."""
+        return [(mprefix + name, buf) for mprefix, module in self._named_modules(prefix)
+                for name, buf in module._buffers.items() if buf is not None]
+
+    def buffers(self):
+        return [buf for _, buf in self.named_buffers()]
+
+    def has_parameters(self):
+        return bool(self._parameters) or any(m.has_parameters() for m in self._modules.values())
+
+    # ------------------------------------------------------------------- modes
+    def train(self, mode=True):
+        """Training mode (BatchNorm batch statistics, dropout on), recursively; self."""
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self):
+        """Evaluation mode: BatchNorm uses running statistics, dropout is the identity."""
+        return self.train(False)
+
+    def zero_grad(self):
+        """Set every parameter gradient to zero, in place."""
+        for param in self.parameters():
+            param.grad[...] = 0
+
+    # -------------------------------------------------------------- state dict
+    def _state_arrays(self):
+        """name -> the live array a state_dict entry copies (and load_state_dict writes):
+        per module its parameters, then its buffers, then its children (PyTorch's order)."""
+        live = OrderedDict()
+        for prefix, module in self._named_modules(""):
+            for name, param in module._parameters.items():
+                live[prefix + name] = param.data
+            for name, buf in module._buffers.items():
+                if buf is not None:
+                    live[prefix + name] = buf
+        return live
+
+    def state_dict(self):
+        """An ordered dict: dotted name -> copy of every parameter and buffer."""
+        return OrderedDict((name, array.copy()) for name, array in self._state_arrays().items())
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays in place (``param.data[...] = value``) into parameters and buffers.
+
+        Every name, shape and dtype is checked before anything is written, so a failed
+        load changes nothing. strict=False ignores missing and unexpected names.
+        Returns LoadResult(missing_keys, unexpected_keys).
+        """
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, collections.abc.Mapping):
+            raise TypeError(f"{where}: expected a mapping of names to arrays, "
+                            f"got {type(state_dict).__name__}")
+        live = self._state_arrays()
+        missing = [k for k in live if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in live]
+        problems = []
+        if strict and missing:
+            problems.append(f"missing keys {missing}")
+        if strict and unexpected:
+            problems.append(f"unexpected keys {unexpected}")
+        for name, target in live.items():
+            if name not in state_dict:
+                continue
+            value = state_dict[name]
+            if not isinstance(value, np.ndarray):
+                problems.append(f"{name!r}: expected a numpy.ndarray, got "
+                                f"{type(value).__name__}")
+            elif value.shape != target.shape:
+                problems.append(f"{name!r}: the model has shape {target.shape}, the state "
+                                f"dict has {value.shape}")
+            elif value.dtype != target.dtype:
+                problems.append(f"{name!r}: the model has dtype {target.dtype}, the state "
+                                f"dict has {value.dtype} (convert with .float()/.double())")
+        if problems:
+            raise ValueError(f"{where}: nothing was loaded: " + "; ".join(problems))
+        for name, target in live.items():
+            if name in state_dict:
+                target[...] = state_dict[name]
+        return LoadResult(missing, unexpected)
+
+    # ------------------------------------------------------------------ dtypes
+    def to_dtype(self, dtype):
+        """Convert every parameter (data and grad) and buffer to dtype, in place; self."""
+        dtype = np.dtype(dtype)
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}.to_dtype: expected float32 or float64, "
+                            f"got {dtype}")
+        for module in self.modules():
+            for param in module._parameters.values():
+                param.data = np.ascontiguousarray(param.data, dtype=dtype)
+                param.grad = np.ascontiguousarray(param.grad, dtype=dtype)
+            for name, buf in list(module._buffers.items()):
+                if buf is not None:
+                    setattr(module, name, np.ascontiguousarray(buf, dtype=dtype))
+            module._scratch.clear()
+            object.__setattr__(module, "_out_meta", None)
+        return self
+
+    def float(self):
+        """Convert parameters and buffers to float32 (in place); returns self."""
+        return self.to_dtype(np.float32)
+
+    def double(self):
+        """Convert parameters and buffers to float64 (in place); returns self."""
+        return self.to_dtype(np.float64)
+
+    # ------------------------------------------------------ forward / backward
+    def forward(self, x):
+        """Output of the layer for input x (a fresh array, the caller's to keep)."""
+        x = check_float_array(self._where(), "input", x)
+        self.infer_shape(x.shape, x.dtype)
+        return self._run_forward(as_contiguous(x), False)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def backward(self, grad_out, need_grad_in=True):
+        """Accumulate parameter gradients for grad_out (the gradient of the loss w.r.t.
+        the last forward's output, same shape and dtype) and return the gradient w.r.t.
+        the input (a fresh array), or None when need_grad_in is False."""
+        where = self._where()
+        if self._out_meta is None:
+            raise RuntimeError(f"{where}: backward called before forward")
+        shape, dtype = self._out_meta
+        grad_out = check_float_array(where, "grad_out", grad_out, dtype=dtype)
+        if grad_out.shape != shape:
+            raise ValueError(f"{where}: expected grad_out of shape {shape} (the shape of the "
+                             f"last forward output), got {grad_out.shape}")
+        return self._backward(as_contiguous(grad_out), False, need_grad_in)
+
+    def _run_forward(self, x, buffered):
+        y = self._forward(x, buffered)
+        object.__setattr__(self, "_out_meta", (y.shape, y.dtype))
+        return y
+
+    def infer_shape(self, shape, dtype):
+        """Output shape for an input of this shape and dtype; raises on a bad input.
+
+        The default accepts any input and keeps its shape (elementwise layers); for a
+        user module that overrides forward() it returns None (unknown until run).
+        """
+        return None if self._opaque else shape
+
+    @property
+    def _opaque(self):
+        """A user module whose forward() is its own: its output shape is known only by
+        running it."""
+        cls = type(self)
+        return cls.forward is not Module.forward and cls.infer_shape is Module.infer_shape
+
+    def _forward(self, x, buffered):
+        # A user module that overrides forward() runs through it (always fresh output).
+        if type(self).forward is Module.forward:
+            raise NotImplementedError(f"{type(self).__name__} defines neither forward() "
+                                      f"nor _forward()")
+        return self.forward(x)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if type(self).backward is Module.backward:
+            raise NotImplementedError(f"{type(self).__name__} defines neither backward() "
+                                      f"nor _backward()")
+        return self.backward(grad_out)
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def passthrough(self):
+        """True when forward returns its input (or a view of it) unchanged."""
+        return False
+
+    def _buffer(self, key, shape, dtype):
+        """A layer-owned array of this shape and dtype, reused while they stay the same."""
+        buf = self._scratch.get(key)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = np.empty(shape, dtype=dtype)
+            self._scratch[key] = buf
+        return buf
+
+    def _where(self):
+        """How error messages name this layer: its one-line repr."""
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self):
+        """The text inside the parentheses of repr (layers override it)."""
+        return ""
+
+    def __repr__(self):
+        head = f"{type(self).__name__}({self.extra_repr()}"
+        if not self._modules:
+            return head + ")"
+        lines = [head]
+        for name, child in self._modules.items():
+            child_repr = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_repr}")
+        return "\n".join(lines) + "\n)"
