@@ -1,0 +1,5 @@
+"""Ready-made networks. Each records its constructor arguments in ``config`` and a
+``config_name`` so ``fastnn.save``/``fastnn.load`` can rebuild it."""
+from .mlp import MLP
+
+__all__ = ["MLP"]

@@ -1,0 +1,69 @@
+"""MLP: a multi-layer perceptron of any depth, built as a Sequential (so fused)."""
+import numbers
+
+from .. import nn
+
+_ACTIVATIONS = {
+    "relu": lambda slope: nn.ReLU(),
+    "leaky_relu": lambda slope: nn.LeakyReLU(slope),
+    "sigmoid": lambda slope: nn.Sigmoid(),
+    "tanh": lambda slope: nn.Tanh(),
+    "gelu": lambda slope: nn.GELU(),
+    "sine": lambda slope: nn.Sine(),
+}
+
+
+def _check_width(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"MLP: expected {name} to be a positive int, got {value!r}")
+    return int(value)
+
+
+class MLP(nn.Sequential):
+    """in_features -> hidden blocks -> Linear(out_features), outputting logits.
+
+    hidden: an int or a list of ints (``[]`` gives a linear model). Each hidden block is
+    Linear -> [BatchNorm1d if batchnorm] -> activation -> [Dropout(dropout) if dropout > 0].
+    activation: 'relu', 'leaky_relu' (with negative_slope), 'sigmoid', 'tanh', 'gelu',
+    'sine'. Input (N, in_features); output (N, out_features).
+    ``config`` holds the constructor arguments and ``config_name`` is 'mlp', so
+    ``fastnn.save``/``fastnn.load`` can rebuild the model.
+    """
+
+    config_name = "mlp"
+
+    def __init__(self, in_features, hidden, out_features, activation="relu",
+                 negative_slope=0.01, batchnorm=False, dropout=0.0):
+        in_features = _check_width("in_features", in_features)
+        out_features = _check_width("out_features", out_features)
+        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+            hidden = [hidden]
+        if not isinstance(hidden, (list, tuple)):
+            raise TypeError(f"MLP: expected hidden to be an int or a list of ints, "
+                            f"got {hidden!r}")
+        hidden = [_check_width("each hidden width", h) for h in hidden]
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"MLP: expected activation in {sorted(_ACTIVATIONS)}, "
+                             f"got {activation!r}")
+        # Build the layers first: a bad argument raises before anything is registered.
+        layers = []
+        width = in_features
+        for h in hidden:
+            layers.append(nn.Linear(width, h))
+            if batchnorm:
+                layers.append(nn.BatchNorm1d(h))
+            layers.append(_ACTIVATIONS[activation](negative_slope))
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, out_features))
+        super().__init__(*layers)
+        self.config = dict(in_features=in_features, hidden=list(hidden),
+                           out_features=out_features, activation=activation,
+                           negative_slope=float(negative_slope), batchnorm=bool(batchnorm),
+                           dropout=float(dropout))
+
+    def extra_repr(self):
+        c = self.config
+        return (f"in_features={c['in_features']}, hidden={c['hidden']}, "
+                f"out_features={c['out_features']}, activation={c['activation']!r}")

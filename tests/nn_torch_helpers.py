@@ -1,0 +1,68 @@
+"""PyTorch twins of fastnn layers, with the weights copied over, for the nn tests."""
+import numpy as np
+import torch
+
+from fastnn import nn
+
+torch.set_num_threads(2)
+
+TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
+class _Sine(torch.nn.Module):
+    def __init__(self, omega):
+        super().__init__()
+        self.omega = omega
+
+    def forward(self, x):
+        return torch.sin(self.omega * x)
+
+
+def _copy(tensor, array):
+    with torch.no_grad():
+        tensor.copy_(torch.from_numpy(np.array(array)))
+
+
+def torch_twin(layer):
+    """A torch.nn.Module computing the same function as the fastnn layer (in float64
+    or float32 like its parameters), with parameters and running statistics copied."""
+    if isinstance(layer, nn.Sequential):
+        return torch.nn.Sequential(*[torch_twin(child) for child in layer])
+    if isinstance(layer, nn.Linear):
+        twin = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None)
+        twin = twin.to(TORCH_DTYPES[layer.weight.data.dtype])
+        _copy(twin.weight, layer.weight.data)
+        if layer.bias is not None:
+            _copy(twin.bias, layer.bias.data)
+        return twin
+    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        cls = torch.nn.BatchNorm1d if isinstance(layer, nn.BatchNorm1d) else torch.nn.BatchNorm2d
+        twin = cls(layer.num_features, eps=layer.eps, momentum=layer.momentum)
+        twin = twin.to(TORCH_DTYPES[layer.bias.data.dtype])
+        _copy(twin.weight, layer.weight.data)
+        _copy(twin.bias, layer.bias.data)
+        _copy(twin.running_mean, layer.running_mean)
+        _copy(twin.running_var, layer.running_var)
+        twin.train(layer.training)
+        return twin
+    simple = {
+        nn.ReLU: lambda l: torch.nn.ReLU(),
+        nn.LeakyReLU: lambda l: torch.nn.LeakyReLU(l.negative_slope),
+        nn.Sigmoid: lambda l: torch.nn.Sigmoid(),
+        nn.Tanh: lambda l: torch.nn.Tanh(),
+        nn.GELU: lambda l: torch.nn.GELU(),
+        nn.Sine: lambda l: _Sine(l.omega),
+        nn.Identity: lambda l: torch.nn.Identity(),
+        nn.Softmax: lambda l: torch.nn.Softmax(dim=-1),
+        nn.Flatten: lambda l: torch.nn.Flatten(l.start_dim, l.end_dim),
+    }
+    return simple[type(layer)](layer)
+
+
+def run_torch(twin, x, grad_out):
+    """Forward and backward through the twin: (y, grad_x, {param name: grad})."""
+    xt = torch.from_numpy(np.array(x)).requires_grad_(True)
+    yt = twin(xt)
+    yt.backward(torch.from_numpy(np.array(grad_out)))
+    grads = {name: p.grad.numpy() for name, p in twin.named_parameters()}
+    return yt.detach().numpy(), xt.grad.numpy(), grads
