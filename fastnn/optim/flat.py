@@ -21,8 +21,10 @@ class FlatBucket:
     steps: per-parameter count of updates applied (int list).
     """
 
-    def __init__(self, params, dtype):
+    def __init__(self, params, dtype, indices=None):
         self.params = list(params)
+        # each parameter's index in the optimizer (for error messages and state dicts)
+        self.indices = list(indices) if indices is not None else list(range(len(self.params)))
         self.dtype = np.dtype(dtype)
         self.shapes = [tuple(p.data.shape) for p in self.params]
         sizes = [int(np.prod(shape, dtype=np.int64)) for shape in self.shapes]
@@ -83,11 +85,11 @@ class FlatBucket:
             if data is self.data_views[i] and grad is self.grad_views[i]:
                 continue
             intact = False
-            check_parameter(where, p, i)
-            if tuple(data.shape) != self.shapes[i]:
+            if isinstance(data, np.ndarray) and tuple(data.shape) != self.shapes[i]:
                 raise ValueError(
-                    f"{where}: parameter {i} changed shape from {self.shapes[i]} to "
+                    f"{where}: parameter {self.indices[i]} changed shape from {self.shapes[i]} to "
                     f"{tuple(data.shape)} after the optimizer was built; build a new optimizer")
+            check_parameter(where, p, self.indices[i])
             if data.dtype != self.dtype:
                 dtype_changed = True
             if grad is None:
@@ -134,9 +136,13 @@ def check_parameter(where, p, index):
                              f"but .data {data.shape} {data.dtype}; they must match")
 
 
-def build_buckets(params, where):
-    """Group params by dtype (first-seen order) into FlatBuckets."""
+def build_buckets(params, start=0):
+    """Group params by dtype (first-seen order) into FlatBuckets.
+
+    start: the optimizer index of params[0] (parameters are numbered across groups).
+    """
     by_dtype = {}
-    for p in params:
-        by_dtype.setdefault(p.data.dtype, []).append(p)
-    return [FlatBucket(group, dtype) for dtype, group in by_dtype.items()]
+    for index, p in enumerate(params, start):
+        by_dtype.setdefault(p.data.dtype, []).append((index, p))
+    return [FlatBucket([p for _, p in members], dtype, [i for i, _ in members])
+            for dtype, members in by_dtype.items()]

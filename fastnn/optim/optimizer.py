@@ -87,9 +87,13 @@ class Optimizer:
             raise ValueError(f"{self._name}: some parameters appear more than once "
                              f"(in one group or across groups)")
 
+    def _group_start(self, gi):
+        return sum(len(g["params"]) for g in self.param_groups[:gi])
+
     def _install_group(self, group):
         self.param_groups.append(group)
-        self._buckets.append(build_buckets(group["params"], self._name))
+        gi = len(self.param_groups) - 1
+        self._buckets.append(build_buckets(group["params"], self._group_start(gi)))
 
     def add_param_group(self, param_group):
         """Add a group of parameters (a dict with 'params' and optional hyper-parameters)."""
@@ -183,7 +187,7 @@ class Optimizer:
         for bucket in self._buckets[gi]:
             for i, p in enumerate(bucket.params):
                 saved[id(p)] = (bucket.steps[i], bucket.param_state(i))
-        buckets = build_buckets(self.param_groups[gi]["params"], self._name)
+        buckets = build_buckets(self.param_groups[gi]["params"], self._group_start(gi))
         for bucket in buckets:
             for i, p in enumerate(bucket.params):
                 step, arrays = saved[id(p)]
@@ -255,7 +259,10 @@ class Optimizer:
                                  f"{missing}, unknown {unknown}")
             hyper = {k: (tuple(v) if isinstance(v, list) else v)
                      for k, v in saved.items() if k != "params"}
-            self._check(hyper)
+            try:
+                self._check(hyper)
+            except (ValueError, TypeError) as exc:
+                raise type(exc)(f"{where}: parameter group {gi}: {exc}") from None
             groups.append(hyper)
         located = self._locate()
         state = {}

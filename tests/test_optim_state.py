@@ -1,0 +1,214 @@
+"""Optimizer hyper-parameter checks and state dicts: bad input raises a clear error and
+changes nothing; a state dict round trip continues the same trajectory bitwise."""
+import copy
+
+import numpy as np
+import pytest
+
+from fastnn import optim
+from fastnn.nn import Parameter
+
+SHAPES = [(4, 3), (4,), (2, 5)]
+
+
+def make_params(dtype=np.float64, seed=0):
+    rng = np.random.default_rng(seed)
+    return [Parameter(rng.standard_normal(s).astype(dtype)) for s in SHAPES]
+
+
+def fill_grads(params, step):
+    for i, p in enumerate(params):
+        p.grad[...] = np.cos(p.data * (i + 1)) + 0.1 * step
+
+
+def train(opt, params, steps, start=0):
+    for step in range(start, start + steps):
+        fill_grads(params, step)
+        opt.step()
+
+
+def snapshot(params, opt):
+    return [p.data.copy() for p in params], copy.deepcopy(opt.state_dict())
+
+
+def assert_unchanged(params, opt, snap):
+    values, sd = snap
+    for p, v in zip(params, values):
+        np.testing.assert_array_equal(p.data, v)
+    now = opt.state_dict()
+    assert [{k: v for k, v in g.items()} for g in now["param_groups"]] == sd["param_groups"]
+    assert now["state"].keys() == sd["state"].keys()
+    for index, entry in sd["state"].items():
+        assert now["state"][index].keys() == entry.keys()
+        for key, value in entry.items():
+            np.testing.assert_array_equal(now["state"][index][key], value)
+
+
+# ------------------------------------------------------------ hyper-parameters
+BAD = [
+    ("SGD", dict(lr=-0.1), "lr", "-0.1"),
+    ("SGD", dict(lr=float("nan")), "lr", "nan"),
+    ("SGD", dict(lr=float("inf")), "lr", "inf"),
+    ("SGD", dict(lr=0.1, momentum=1.0), "momentum", "1.0"),
+    ("SGD", dict(lr=0.1, momentum=-0.5), "momentum", "-0.5"),
+    ("SGD", dict(lr=0.1, weight_decay=-1e-4), "weight_decay", "-0.0001"),
+    ("SGD", dict(lr=0.1, nesterov=True), "nesterov", "True"),
+    ("Adam", dict(lr=-1e-3), "lr", "-0.001"),
+    ("Adam", dict(betas=(1.0, 0.999)), r"betas\[0\]", "1.0"),
+    ("Adam", dict(betas=(0.9, -0.1)), r"betas\[1\]", "-0.1"),
+    ("Adam", dict(betas=(0.9,)), "betas", r"\(0.9,\)"),
+    ("Adam", dict(eps=0.0), "eps", "0.0"),
+    ("Adam", dict(eps=-1e-8), "eps", "-1e-08"),
+    ("Adam", dict(weight_decay=-0.1), "weight_decay", "-0.1"),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,arg,value", BAD,
+                         ids=[f"{n}-{a}={v}" for n, _, a, v in BAD])
+def test_invalid_hyperparameters_raise_and_change_nothing(name, kwargs, arg, value):
+    params = make_params()
+    before = [(p.data, p.grad) for p in params]
+    with pytest.raises(ValueError, match=rf"{name}: invalid {arg}: {value}"):
+        getattr(optim, name)(params, **kwargs)
+    # nothing was re-homed into a flat buffer
+    assert all(p.data is d and p.grad is g for p, (d, g) in zip(params, before))
+
+
+@pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr="0.1")), ("Adam", dict(lr=None)),
+                                         ("SGD", dict(lr=0.1, nesterov="yes"))])
+def test_non_numeric_hyperparameters_raise_type_error(name, kwargs):
+    with pytest.raises(TypeError, match=name):
+        getattr(optim, name)(make_params(), **kwargs)
+
+
+def test_invalid_hyperparameter_set_between_steps_raises_at_step(backend):
+    params = make_params()
+    opt = optim.SGD([{"params": params[:1]}, {"params": params[1:], "lr": 0.01}],
+                    lr=0.1, momentum=0.9)
+    train(opt, params, 2)
+    snap = snapshot(params, opt)
+    opt.param_groups[1]["momentum"] = 1.5  # the second group is bad: the first must not move
+    fill_grads(params, 5)
+    with pytest.raises(ValueError, match="SGD: invalid momentum: 1.5"):
+        opt.step()
+    opt.param_groups[1]["momentum"] = 0.9
+    assert_unchanged(params, opt, snap)
+
+
+def test_bad_parameter_lists():
+    params = make_params()
+    with pytest.raises(ValueError, match="SGD: got an empty parameter list"):
+        optim.SGD([], lr=0.1)
+    with pytest.raises(ValueError, match="more than once"):
+        optim.SGD(params + params[:1], lr=0.1)
+    with pytest.raises(ValueError, match="more than once"):
+        optim.Adam([{"params": params[:2]}, {"params": params[1:]}])
+    with pytest.raises(TypeError, match="expected Parameters"):
+        optim.SGD([np.zeros(3)], lr=0.1)
+    with pytest.raises(TypeError, match="iterable"):
+        optim.SGD(np.zeros(3), lr=0.1)
+    with pytest.raises(ValueError, match=r"unknown hyper-parameter\(s\) \['momentum'\]"):
+        optim.Adam([{"params": params, "momentum": 0.9}])
+    int_param = make_params()[0]
+    int_param.data = np.zeros(3, dtype=np.int64)
+    with pytest.raises(TypeError, match="int64"):
+        optim.SGD([int_param], lr=0.1)
+
+
+def test_add_param_group(backend):
+    params = make_params()
+    opt = optim.SGD(params[:2], lr=0.1)
+    opt.add_param_group({"params": params[2:], "lr": 0.5})
+    before = params[2].data.copy()
+    params[2].grad[...] = 1
+    opt.step()
+    np.testing.assert_allclose(params[2].data, before - 0.5)
+    with pytest.raises(ValueError, match="more than once"):
+        opt.add_param_group({"params": params[:1]})
+
+
+def test_repr_lists_groups():
+    text = repr(optim.Adam(make_params(), lr=0.01))
+    assert text.startswith("Adam (") and "lr: 0.01" in text and "betas: (0.9, 0.999)" in text
+
+
+# ------------------------------------------------------------------ state dicts
+@pytest.mark.parametrize("name,kwargs", [
+    ("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True)),
+    ("SGD", dict(lr=0.1)),
+    ("Adam", dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.01)),
+])
+def test_state_dict_round_trip_continues_bitwise(backend, dtype, name, kwargs):
+    params = make_params(dtype)
+    opt = getattr(optim, name)(params, **kwargs)
+    train(opt, params, 3)
+    sd = opt.state_dict()
+    assert set(sd["state"]) == {0, 1, 2} and all(e["step"] == 3 for e in sd["state"].values())
+    assert sd["type"] == name and sd["param_groups"][0]["params"] == [0, 1, 2]
+
+    # a second optimizer over copies of the parameters, with default hyper-parameters
+    clones = [Parameter(p.data.copy()) for p in params]
+    other = getattr(optim, name)(clones, lr=0.5)
+    other.load_state_dict(copy.deepcopy(sd))
+    assert other.param_groups[0]["lr"] == kwargs["lr"]
+    train(opt, params, 3, start=3)
+    train(other, clones, 3, start=3)
+    for p, q in zip(params, clones):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
+def test_state_dict_returns_copies(backend):
+    params = make_params()
+    opt = optim.Adam(params, lr=0.1)
+    train(opt, params, 1)
+    sd = opt.state_dict()
+    sd["state"][0]["exp_avg"][...] = 123.0
+    sd["param_groups"][0]["lr"] = 9.0
+    assert not (opt.state_dict()["state"][0]["exp_avg"] == 123.0).any()
+    assert opt.param_groups[0]["lr"] == 0.1
+
+
+def test_state_dict_before_any_step_is_empty():
+    sd = optim.SGD(make_params(), lr=0.1, momentum=0.9).state_dict()
+    assert sd["state"] == {}
+
+
+def _adam_state():
+    params = make_params()
+    opt = optim.Adam(params, lr=0.1)
+    train(opt, params, 2)
+    return opt.state_dict()
+
+
+BAD_STATES = {
+    "not a dict": lambda sd: [1, 2],
+    "wrong type": lambda sd: dict(sd, type="SGD"),
+    "group count": lambda sd: dict(sd, param_groups=sd["param_groups"] * 2),
+    "group size": lambda sd: dict(sd, param_groups=[dict(sd["param_groups"][0],
+                                                         params=[0, 1])]),
+    "bad lr": lambda sd: dict(sd, param_groups=[dict(sd["param_groups"][0], lr=-1.0)]),
+    "missing eps": lambda sd: dict(sd, param_groups=[{k: v for k, v in
+                                                      sd["param_groups"][0].items()
+                                                      if k != "eps"}]),
+    "index out of range": lambda sd: dict(sd, state={**sd["state"], 7: sd["state"][0]}),
+    "wrong shape": lambda sd: dict(sd, state={**sd["state"], 1: dict(
+        sd["state"][1], exp_avg=np.zeros((5,)))}),
+    "unknown name": lambda sd: dict(sd, state={**sd["state"], 1: dict(
+        sd["state"][1], momentum_buffer=np.zeros((4,)))}),
+    "missing moment": lambda sd: dict(sd, state={**sd["state"], 2: {
+        "step": 2, "exp_avg": sd["state"][2]["exp_avg"]}}),
+    "negative step": lambda sd: dict(sd, state={**sd["state"], 0: dict(sd["state"][0],
+                                                                        step=-1)}),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_STATES))
+def test_bad_state_dict_raises_and_changes_nothing(backend, case):
+    params = make_params(seed=1)
+    opt = optim.Adam(params, lr=0.05, weight_decay=0.01)
+    train(opt, params, 1)
+    snap = snapshot(params, opt)
+    with pytest.raises(ValueError, match="Adam.load_state_dict"):
+        opt.load_state_dict(BAD_STATES[case](_adam_state()))
+    assert_unchanged(params, opt, snap)
+    train(opt, params, 1)  # and it still works
