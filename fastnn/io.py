@@ -1,0 +1,339 @@
+"""Checkpoints: a model (and optionally its optimizer) saved to one ``.npz`` file.
+
+``fastnn.save(model, path, optimizer=None, extra=None)`` writes, atomically (a temporary
+file in the same folder, fsync, then ``os.replace``), one ``.npz`` holding:
+
+* ``__fastnn_checkpoint__``: a JSON string with the format name and version, the model's
+  class, ``config_name`` and ``config`` (when it has them, so ``load(path)`` alone can
+  rebuild it), the order of its state arrays, the optimizer's type, hyper-parameters and
+  step counts, the state of fastnn's global random generator, and ``extra`` (any
+  JSON-serialisable value: epoch, metrics...);
+* ``model/<name>``: every array of ``model.state_dict()``;
+* ``optimizer/<index>/<name>``: the optimizer's state arrays (momentum, Adam moments).
+
+No pickle is involved, in either direction. ``fastnn.load(path, model=None,
+optimizer=None)`` returns the model (rebuilt from the file's config when ``model`` is
+None); ``load_checkpoint`` returns everything (model, optimizer, extra). Every check
+(is this a fastnn checkpoint, do names and shapes fit the model, does the optimizer state
+fit the optimizer) runs before anything is written: a failed load changes nothing.
+"""
+import collections
+import importlib
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+FORMAT = "fastnn-checkpoint"
+FORMAT_VERSION = 1
+META_KEY = "__fastnn_checkpoint__"
+MODEL_PREFIX = "model/"
+OPTIMIZER_PREFIX = "optimizer/"
+
+#: config_name -> class name in fastnn.models, looked up when a file is loaded
+MODEL_REGISTRY = {
+    "mlp": "MLP",
+    "convnet": "ConvNet",
+    "cnn": "SmallCNN",
+    "multitask": "MultiTaskNet",
+    "vae": "VAE",
+}
+
+Checkpoint = collections.namedtuple("Checkpoint",
+                                    ["model", "optimizer", "extra", "format_version"])
+
+
+class CheckpointError(ValueError):
+    """A file that is not a fastnn checkpoint, or one that does not fit the model/optimizer."""
+
+
+# ----------------------------------------------------------------------- saving
+def save(model, path, optimizer=None, extra=None):
+    """Write model (and optimizer) state to ``path`` as one .npz, atomically.
+
+    model: a fastnn Module; optimizer: an Optimizer over (some of) its parameters, or None;
+    extra: a JSON-serialisable value stored as metadata (e.g. {"epoch": 3}), or None.
+    The file at ``path`` is either the complete new checkpoint or, on any failure, left as
+    it was. Returns ``path``.
+    """
+    meta, arrays = _pack(model, optimizer, extra)
+    arrays[META_KEY] = np.array(_dumps(meta, "checkpoint metadata"))
+    _write_atomically(os.fspath(path), arrays)
+    return path
+
+
+def _pack(model, optimizer, extra):
+    if not hasattr(model, "state_dict"):
+        raise TypeError(f"fastnn.save: expected a Module, got {type(model).__name__}")
+    state = model.state_dict()
+    arrays = {MODEL_PREFIX + name: value for name, value in state.items()}
+    config = getattr(model, "config", None)
+    float_dtypes = {str(v.dtype) for v in state.values() if v.dtype.kind == "f"}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "model": {
+            "class": type(model).__name__,
+            "config_name": getattr(model, "config_name", None),
+            "config": dict(config) if config is not None else None,
+            "keys": list(state),
+            "dtype": float_dtypes.pop() if len(float_dtypes) == 1 else None,
+        },
+        "optimizer": None,
+        "random_state": _random_state(),
+        "extra": extra,
+    }
+    _dumps(meta["model"]["config"], "the model's config")
+    _dumps(extra, "extra")
+    if optimizer is not None:
+        if not hasattr(optimizer, "state_dict"):
+            raise TypeError(f"fastnn.save: expected an Optimizer, got "
+                            f"{type(optimizer).__name__}")
+        osd = optimizer.state_dict()
+        steps = {}
+        for index, entry in osd["state"].items():
+            names = [k for k in entry if k != "step"]
+            steps[str(index)] = {"step": int(entry["step"]), "arrays": names}
+            for name in names:
+                arrays[f"{OPTIMIZER_PREFIX}{index}/{name}"] = entry[name]
+        meta["optimizer"] = {"type": osd.get("type", type(optimizer).__name__),
+                             "param_groups": osd["param_groups"], "state": steps}
+    return meta, arrays
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray) and value.size <= 64:
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _dumps(value, what):
+    try:
+        return json.dumps(value, default=_json_default)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"fastnn.save: {what} must be JSON-serialisable: {exc}") from None
+
+
+def _random_state():
+    from . import random
+    return random.generator().bit_generator.state
+
+
+def _write_atomically(path, arrays):
+    """Write arrays as .npz to a temporary file beside path, fsync, then os.replace."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _file_mode(path):
+    """Keep an existing file's permissions; otherwise what open() would give (umask)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_folder(folder):
+    """Make the rename durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------- loading
+def read_checkpoint(path):
+    """(metadata dict, {key: array}) of a checkpoint file; CheckpointError if it is not one."""
+    path = os.fspath(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:  # any unreadable content means "not a checkpoint"
+        raise CheckpointError(f"{path} is not a fastnn checkpoint (not a readable .npz: "
+                              f"{exc})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise CheckpointError(f"{path} is not a fastnn checkpoint (a single .npy array, "
+                              f"not an .npz archive)")
+    with npz:
+        if META_KEY not in npz.files:
+            raise CheckpointError(f"{path} is not a fastnn checkpoint (an .npz without "
+                                  f"{META_KEY!r}; written by numpy.savez, not fastnn.save?)")
+        try:
+            arrays = {key: npz[key] for key in npz.files}
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+            raise CheckpointError(f"{path}: damaged fastnn checkpoint ({exc})") from None
+    meta = _parse_meta(path, arrays.pop(META_KEY))
+    _check_complete(path, meta, arrays)
+    return meta, arrays
+
+
+def read_metadata(path):
+    """The checkpoint's metadata (format version, model config, optimizer, extra)."""
+    return read_checkpoint(path)[0]
+
+
+def _parse_meta(path, raw):
+    try:
+        meta = json.loads(str(raw[()]))
+    except (ValueError, TypeError, IndexError) as exc:
+        raise CheckpointError(f"{path}: unreadable checkpoint metadata ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a fastnn checkpoint (unknown format "
+                              f"{meta.get('format') if isinstance(meta, dict) else meta!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{path}: bad checkpoint format version {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version} is newer than "
+                              f"this fastnn reads ({FORMAT_VERSION}); upgrade fastnn")
+    model = meta.get("model")
+    if not isinstance(model, dict) or not isinstance(model.get("keys"), list):
+        raise CheckpointError(f"{path}: checkpoint metadata lacks the model's state keys")
+    return meta
+
+
+def _check_complete(path, meta, arrays):
+    wanted = [MODEL_PREFIX + k for k in meta["model"]["keys"]]
+    opt = meta.get("optimizer")
+    if opt is not None:
+        for index, entry in opt.get("state", {}).items():
+            wanted += [f"{OPTIMIZER_PREFIX}{index}/{name}" for name in entry.get("arrays", [])]
+    missing = [k for k in wanted if k not in arrays]
+    if missing:
+        raise CheckpointError(f"{path}: damaged fastnn checkpoint, arrays missing: {missing}")
+
+
+def build_model(meta, path="checkpoint"):
+    """A fresh model from the metadata's config_name and config (fastnn.models registry)."""
+    info = meta["model"]
+    name, config = info.get("config_name"), info.get("config")
+    if name is None or config is None:
+        raise CheckpointError(f"{path}: the checkpoint's model ({info.get('class')}) has no "
+                              f"config_name/config to rebuild it from; pass model=")
+    class_name = MODEL_REGISTRY.get(name)
+    if class_name is None:
+        raise CheckpointError(f"{path}: unknown model config_name {name!r}; known: "
+                              f"{sorted(MODEL_REGISTRY)}")
+    models = importlib.import_module("fastnn.models")
+    cls = getattr(models, class_name, None)
+    if cls is None:
+        raise CheckpointError(f"{path}: fastnn.models has no {class_name} (config_name "
+                              f"{name!r}) in this version")
+    model = cls(**config)
+    dtype = info.get("dtype")
+    if dtype in ("float32", "float64") and hasattr(model, "to_dtype"):
+        model.to_dtype(dtype)
+    return model
+
+
+def _model_state(path, meta, arrays, model):
+    """The checkpoint's model state, checked against model and cast to its dtypes."""
+    live = model.state_dict()
+    saved = collections.OrderedDict((k, arrays[MODEL_PREFIX + k]) for k in meta["model"]["keys"])
+    missing = [k for k in live if k not in saved]
+    unexpected = [k for k in saved if k not in live]
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: the checkpoint does not fit {type(model).__name__}: "
+                              f"missing keys {missing}, unexpected keys {unexpected}")
+    state = collections.OrderedDict()
+    for name, target in live.items():
+        value = saved[name]
+        if value.shape != target.shape:
+            raise CheckpointError(f"{path}: the checkpoint does not fit "
+                                  f"{type(model).__name__}: {name!r} has shape {value.shape} "
+                                  f"in the file but {target.shape} in the model")
+        if value.dtype != target.dtype:
+            if value.dtype.kind != target.dtype.kind:
+                raise CheckpointError(f"{path}: {name!r} is {value.dtype} in the file but "
+                                      f"{target.dtype} in the model")
+            value = value.astype(target.dtype)
+        state[name] = value
+    return state
+
+
+def _optimizer_state(path, meta, arrays, optimizer):
+    opt = meta.get("optimizer")
+    if opt is None:
+        raise CheckpointError(f"{path}: the checkpoint holds no optimizer state")
+    state = {}
+    for index, entry in opt.get("state", {}).items():
+        state[index] = {"step": entry.get("step", 0),
+                        **{name: arrays[f"{OPTIMIZER_PREFIX}{index}/{name}"]
+                           for name in entry.get("arrays", [])}}
+    osd = {"type": opt.get("type"), "param_groups": opt.get("param_groups"), "state": state}
+    try:
+        optimizer.validate_state_dict(osd)
+    except (ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: the checkpoint's optimizer state does not fit: "
+                              f"{exc}") from None
+    return osd
+
+
+def _check_random_state(path, state):
+    from . import random
+    kind = random.generator().bit_generator.state["bit_generator"]
+    if not isinstance(state, dict) or state.get("bit_generator") != kind:
+        raise CheckpointError(f"{path}: the checkpoint holds no {kind} random generator state")
+
+
+def load_checkpoint(path, model=None, optimizer=None, restore_random=False):
+    """Load a checkpoint: Checkpoint(model, optimizer, extra, format_version).
+
+    model: a Module to load into, or None to rebuild one from the file's config;
+    optimizer: an Optimizer over the model's parameters to load into, or None;
+    restore_random: also restore fastnn's global random generator (dropout masks) to its
+    state at save time, for an exact resume. Raises CheckpointError (nothing changed)
+    when the file is not a checkpoint or does not fit the model or optimizer.
+    """
+    meta, arrays = read_checkpoint(path)
+    if model is None:
+        model = build_model(meta, path)
+    model_state = _model_state(path, meta, arrays, model)
+    optimizer_state = (_optimizer_state(path, meta, arrays, optimizer)
+                       if optimizer is not None else None)
+    random_state = meta.get("random_state") if restore_random else None
+    if restore_random:
+        _check_random_state(path, random_state)
+    model.load_state_dict(model_state)
+    if optimizer is not None:
+        optimizer.load_state_dict(optimizer_state)
+    if random_state is not None:
+        from . import random
+        random.generator().bit_generator.state = random_state
+    return Checkpoint(model, optimizer, meta.get("extra"), meta["format_version"])
+
+
+def load(path, model=None, optimizer=None, restore_random=False):
+    """Load a checkpoint and return the model (rebuilt from its config when None).
+
+    See ``load_checkpoint`` for the arguments and for getting ``extra`` back.
+    """
+    return load_checkpoint(path, model, optimizer, restore_random).model

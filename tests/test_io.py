@@ -1,0 +1,275 @@
+"""fastnn.save / fastnn.load: round trips, atomic writes, clear errors that change nothing,
+and resuming from a checkpoint continues the uninterrupted trajectory bitwise."""
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import io, nn, optim
+from fastnn.models import MLP
+
+
+def make_model(seed=0, **kwargs):
+    fastnn.manual_seed(seed)
+    config = dict(in_features=6, hidden=[8, 5], out_features=3, batchnorm=True)
+    config.update(kwargs)
+    return MLP(**config)
+
+
+def batch(step, n=16):
+    rng = np.random.default_rng(100 + step)
+    return (rng.standard_normal((n, 6)).astype(np.float32),
+            rng.integers(0, 3, size=n).astype(np.int64))
+
+
+def train(model, opt, steps, start=0):
+    loss = nn.CrossEntropyLoss()
+    model.train()
+    for step in range(start, start + steps):
+        x, y = batch(step)
+        opt.zero_grad()
+        loss.forward(model.forward(x), y)
+        model.backward(loss.backward())
+        opt.step()
+
+
+def model_arrays(model):
+    return {k: v.copy() for k, v in model.state_dict().items()}
+
+
+def assert_state_equal(a, b):
+    assert list(a) == list(b)
+    for key in a:
+        assert a[key].dtype == b[key].dtype, key
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def optimizer_arrays(opt):
+    sd = opt.state_dict()
+    return json.dumps(sd["param_groups"]), {
+        (i, k): np.array(v, copy=True) for i, e in sd["state"].items() for k, v in e.items()}
+
+
+def assert_optimizer_equal(a, b):
+    assert a[0] == b[0] and a[1].keys() == b[1].keys()
+    for key in a[1]:
+        np.testing.assert_array_equal(a[1][key], b[1][key])
+
+
+@pytest.fixture(autouse=True)
+def numpy_backend():
+    with fastnn.use_backend("numpy"):
+        yield
+
+
+# ------------------------------------------------------------------ round trips
+def test_load_alone_rebuilds_the_model(tmp_path):
+    model = make_model(activation="tanh")
+    train(model, optim.SGD(model.parameters(), lr=0.1, momentum=0.9), 2)
+    path = tmp_path / "model.npz"
+    assert fastnn.save(model, path) == path
+    loaded = fastnn.load(path)
+    assert type(loaded) is MLP and loaded is not model
+    assert loaded.config == model.config
+    assert_state_equal(loaded.state_dict(), model.state_dict())
+    x, _ = batch(9)
+    model.eval()
+    loaded.eval()
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+
+
+def test_load_into_a_given_model_keeps_its_dtype(tmp_path):
+    model = make_model().double()
+    path = tmp_path / "m64.npz"
+    fastnn.save(model, path)
+    rebuilt = fastnn.load(path)
+    assert all(v.dtype == np.float64 for v in rebuilt.state_dict().values())
+    target = make_model(seed=5)  # float32: the float64 values are cast on load
+    assert fastnn.load(path, model=target) is target
+    for key, value in model.state_dict().items():
+        np.testing.assert_allclose(target.state_dict()[key], value, rtol=1e-6)
+        assert target.state_dict()[key].dtype == np.float32
+
+
+def test_extra_and_optimizer_round_trip(tmp_path):
+    model = make_model()
+    opt = optim.Adam(model.parameters(), lr=0.01, betas=(0.8, 0.9), weight_decay=1e-4)
+    train(model, opt, 3)
+    extra = {"epoch": 3, "metrics": {"loss": [1.5, 1.2], "acc": 0.5}, "note": "ok"}
+    path = tmp_path / "ckpt.npz"
+    fastnn.save(model, path, optimizer=opt, extra=extra)
+
+    other = make_model(seed=1)
+    other_opt = optim.Adam(other.parameters(), lr=0.5)
+    ckpt = io.load_checkpoint(path, other, other_opt)
+    assert ckpt.model is other and ckpt.optimizer is other_opt
+    assert ckpt.extra == extra and ckpt.format_version == io.FORMAT_VERSION
+    assert_state_equal(other.state_dict(), model.state_dict())
+    assert_optimizer_equal(optimizer_arrays(other_opt), optimizer_arrays(opt))
+    assert other_opt.param_groups[0]["betas"] == (0.8, 0.9)
+
+    meta = io.read_metadata(path)
+    assert meta["format"] == "fastnn-checkpoint" and meta["model"]["config_name"] == "mlp"
+    assert meta["optimizer"]["type"] == "Adam" and meta["extra"] == extra
+    with np.load(path, allow_pickle=False) as npz:  # a plain, pickle-free .npz
+        assert "model/0.weight" in npz.files
+
+
+def test_model_without_config_needs_model_argument(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    path = tmp_path / "seq.npz"
+    fastnn.save(model, path)
+    with pytest.raises(io.CheckpointError, match="no config_name/config.*pass model="):
+        fastnn.load(path)
+    target = nn.Sequential(nn.Linear(3, 2), nn.ReLU())
+    fastnn.load(path, target)
+    assert_state_equal(target.state_dict(), model.state_dict())
+
+
+# --------------------------------------------------------------- atomic writes
+def test_failed_write_leaves_old_file_and_no_temporary(tmp_path, monkeypatch):
+    model = make_model()
+    path = tmp_path / "model.npz"
+    fastnn.save(model, path, extra={"version": "old"})
+    old_bytes = path.read_bytes()
+
+    def broken_savez(f, **arrays):
+        f.write(b"PK\x03\x04 half a zip")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io.np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        fastnn.save(make_model(seed=3), path, extra={"version": "new"})
+    with pytest.raises(OSError, match="disk full"):
+        fastnn.save(model, tmp_path / "fresh.npz")
+    assert path.read_bytes() == old_bytes
+    assert sorted(os.listdir(tmp_path)) == ["model.npz"]
+
+
+def test_unserialisable_extra_raises_before_writing(tmp_path):
+    with pytest.raises(TypeError, match="extra must be JSON-serialisable"):
+        fastnn.save(make_model(), tmp_path / "m.npz", extra={"fn": print})
+    assert os.listdir(tmp_path) == []
+
+
+def test_numpy_values_in_extra_are_stored(tmp_path):
+    path = tmp_path / "m.npz"
+    fastnn.save(make_model(), path, extra={"acc": np.float32(0.5), "epoch": np.int64(2)})
+    assert io.load_checkpoint(path).extra == {"acc": 0.5, "epoch": 2}
+
+
+def test_overwrite_keeps_permissions(tmp_path):
+    path = tmp_path / "m.npz"
+    fastnn.save(make_model(), path)
+    os.chmod(path, 0o640)
+    fastnn.save(make_model(), path)
+    assert os.stat(path).st_mode & 0o777 == 0o640
+
+
+# ------------------------------------------------- errors that change nothing
+def _not_checkpoints(tmp_path):
+    text = tmp_path / "notes.npz"
+    text.write_text("hello, not a checkpoint\n")
+    npy = tmp_path / "array.npz"
+    with open(npy, "wb") as f:
+        np.save(f, np.arange(3))
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, w=np.zeros(3))
+    truncated = tmp_path / "truncated.npz"
+    fastnn.save(make_model(), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    newer = tmp_path / "newer.npz"
+    meta = {"format": "fastnn-checkpoint", "format_version": io.FORMAT_VERSION + 1,
+            "model": {"keys": []}}
+    np.savez(newer, **{io.META_KEY: np.array(json.dumps(meta))})
+    missing = tmp_path / "missing_array.npz"
+    fastnn.save(make_model(), missing)
+    with zipfile.ZipFile(missing) as zin:
+        kept = {n: zin.read(n) for n in zin.namelist() if n != "model/0.weight.npy"}
+    with zipfile.ZipFile(missing, "w") as zout:
+        for name, data in kept.items():
+            zout.writestr(name, data)
+    return {"text": (text, "not a fastnn checkpoint"),
+            "npy": (npy, "single .npy array"),
+            "plain npz": (plain, "without '__fastnn_checkpoint__'"),
+            "truncated": (truncated, "not a fastnn checkpoint|damaged"),
+            "newer": (newer, "newer than this fastnn reads"),
+            "missing array": (missing, r"damaged.*model/0.weight")}
+
+
+def test_not_a_checkpoint_raises_and_changes_nothing(tmp_path):
+    model = make_model()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train(model, opt, 1)
+    before, opt_before = model_arrays(model), optimizer_arrays(opt)
+    for case, (path, message) in _not_checkpoints(tmp_path).items():
+        with pytest.raises(io.CheckpointError, match=message):
+            fastnn.load(path, model, opt)
+        assert_state_equal(model.state_dict(), before)
+        assert_optimizer_equal(optimizer_arrays(opt), opt_before)
+    with pytest.raises(FileNotFoundError):
+        fastnn.load(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize("change", [dict(hidden=[8, 4]), dict(hidden=[8]),
+                                    dict(batchnorm=False), dict(in_features=7)])
+def test_wrong_shape_raises_and_changes_nothing(tmp_path, change):
+    path = tmp_path / "m.npz"
+    fastnn.save(make_model(), path)
+    other = make_model(seed=2, **change)
+    before = model_arrays(other)
+    with pytest.raises(io.CheckpointError, match="does not fit MLP"):
+        fastnn.load(path, other)
+    assert_state_equal(other.state_dict(), before)
+
+
+def test_bad_optimizer_state_leaves_model_and_optimizer_unchanged(tmp_path):
+    model = make_model()
+    sgd = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train(model, sgd, 2)
+    with_sgd = tmp_path / "sgd.npz"
+    fastnn.save(model, with_sgd, optimizer=sgd)
+    model_only = tmp_path / "model.npz"
+    fastnn.save(model, model_only)
+
+    target = make_model(seed=4)
+    adam = optim.Adam(target.parameters(), lr=0.01)
+    train(target, adam, 1)
+    before, opt_before = model_arrays(target), optimizer_arrays(adam)
+    with pytest.raises(io.CheckpointError, match="belongs to a SGD optimizer, not to Adam"):
+        fastnn.load(with_sgd, target, adam)
+    with pytest.raises(io.CheckpointError, match="holds no optimizer state"):
+        fastnn.load(model_only, target, adam)
+    half = optim.SGD(target.parameters()[:2], lr=0.1)  # another parameter list
+    with pytest.raises(io.CheckpointError, match="optimizer state does not fit"):
+        fastnn.load(with_sgd, target, half)
+    assert_state_equal(target.state_dict(), before)
+    assert_optimizer_equal(optimizer_arrays(adam), opt_before)
+
+
+# ------------------------------------------------------------------- resuming
+@pytest.mark.parametrize("make_opt", [
+    lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=1e-3, nesterov=True),
+    lambda ps: optim.Adam(ps, lr=0.01, weight_decay=1e-3),
+], ids=["sgd", "adam"])
+def test_resume_continues_the_uninterrupted_trajectory_bitwise(tmp_path, make_opt):
+    path = tmp_path / "resume.npz"
+    # uninterrupted run, checkpointed half-way (dropout: the generator state matters too)
+    model = make_model(dropout=0.2)
+    opt = make_opt(model.parameters())
+    train(model, opt, 3)
+    fastnn.save(model, path, optimizer=opt, extra={"step": 3})
+    train(model, opt, 3, start=3)
+
+    # a "new process": fresh model and optimizer, state from the file
+    fastnn.manual_seed(123)
+    resumed = fastnn.load(path)
+    resumed_opt = make_opt(resumed.parameters())
+    ckpt = io.load_checkpoint(path, resumed, resumed_opt, restore_random=True)
+    train(resumed, resumed_opt, 3, start=ckpt.extra["step"])
+
+    assert_state_equal(resumed.state_dict(), model.state_dict())
+    assert_optimizer_equal(optimizer_arrays(resumed_opt), optimizer_arrays(opt))
