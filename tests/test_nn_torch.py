@@ -1,0 +1,284 @@
+"""Every layer and loss of fastnn.nn against PyTorch with the weights copied over.
+
+For each backend and float type: the forward output, the input gradient and every
+parameter gradient match ``torch.nn`` on the same numbers; BatchNorm's running
+statistics follow PyTorch's over several steps and eval mode uses them; losses match
+at the numerical edges (logits of 1e4, probabilities of exactly 0 and 1).
+(Sequential/MLP against torch networks: test_nn_mlp.py; dropout: test_nn_dropout.py.)
+"""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastnn
+from fastnn import nn
+from fastnn.models import MLP
+
+from conftest import assert_close
+from nn_torch_helpers import TORCH_DTYPES, run_torch, torch_twin
+
+
+
+def t(a, grad=False):
+    tensor = torch.from_numpy(np.array(a, copy=True))
+    return tensor.requires_grad_(True) if grad else tensor
+
+
+def compare_with_torch(layer, x, dtype, rng, scale=1.0):
+    """Run layer and its torch twin forward and backward on x; compare everything.
+
+    Returns (y, grad_in) of the fastnn layer.
+    """
+    twin = torch_twin(layer)
+    y = layer.forward(x)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    layer.zero_grad()
+    grad_in = layer.backward(g)
+    yt, grad_xt, grads_t = run_torch(twin, x, g)
+    assert y.shape == yt.shape and y.dtype == dtype
+    assert grad_in.shape == x.shape and grad_in.dtype == dtype
+    assert_close(y, yt, dtype, scale=scale, err_msg=f"{layer!r} forward")
+    assert_close(grad_in, grad_xt, dtype, scale=scale, err_msg=f"{layer!r} input gradient")
+    names = [name for name, _ in layer.named_parameters()]
+    assert sorted(names) == sorted(grads_t)
+    for name, p in layer.named_parameters():
+        assert_close(p.grad, grads_t[name], dtype, scale=scale * x.shape[0],
+                     err_msg=f"{layer!r} gradient of {name}")
+    return y, grad_in
+
+
+# ------------------------------------------------------------------------ layers
+LAYERS = {
+    "linear": (lambda: nn.Linear(7, 5), (6, 7)),
+    "linear_no_bias": (lambda: nn.Linear(7, 5, bias=False), (6, 7)),
+    "linear_batch_of_one": (lambda: nn.Linear(3, 4), (1, 3)),
+    "relu": (nn.ReLU, (6, 9)),
+    "leaky_relu": (lambda: nn.LeakyReLU(0.2), (6, 9)),
+    "leaky_relu_negative_slope": (lambda: nn.LeakyReLU(-0.3), (6, 9)),
+    "sigmoid": (nn.Sigmoid, (6, 9)),
+    "tanh": (nn.Tanh, (6, 9)),
+    "gelu": (nn.GELU, (6, 9)),
+    "sine": (lambda: nn.Sine(omega=3.0), (6, 9)),
+    "identity": (nn.Identity, (6, 9)),
+    "softmax": (nn.Softmax, (6, 9)),
+    "flatten": (nn.Flatten, (4, 3, 2, 5)),
+    "activation_4d": (nn.Tanh, (2, 3, 4, 5)),
+    "batchnorm1d": (lambda: nn.BatchNorm1d(9), (6, 9)),
+    "batchnorm2d": (lambda: nn.BatchNorm2d(3), (4, 3, 5, 2)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAYERS))
+def test_layer_matches_torch(backend, dtype, rng, name):
+    make, shape = LAYERS[name]
+    fastnn.manual_seed(0)
+    layer = make().to_dtype(dtype)
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    compare_with_torch(layer, x, dtype, rng)
+
+
+def test_linear_init_follows_pytorch(dtype):
+    fastnn.manual_seed(0)
+    layer = nn.Linear(400, 300).to_dtype(dtype)
+    bound = 1 / np.sqrt(400)
+    for p in (layer.weight.data, layer.bias.data):
+        assert p.dtype == dtype
+        assert np.abs(p).max() <= bound
+        assert np.abs(p).max() > 0.95 * bound  # uniform over the whole interval
+        assert abs(p.std() - bound / np.sqrt(3)) < 0.05 * bound
+    assert layer.weight.shape == (300, 400) and layer.bias.shape == (300,)
+    np.testing.assert_array_equal(layer.weight.grad, 0)
+
+
+def test_linear_gradients_accumulate_until_zero_grad(backend, dtype, rng):
+    layer = nn.Linear(4, 3).to_dtype(dtype)
+    x = rng.standard_normal((5, 4)).astype(dtype)
+    g = rng.standard_normal((5, 3)).astype(dtype)
+    layer.forward(x)
+    layer.backward(g)
+    once = layer.weight.grad.copy(), layer.bias.grad.copy()
+    layer.forward(x)
+    layer.backward(g)
+    assert_close(layer.weight.grad, 2 * once[0], dtype)
+    assert_close(layer.bias.grad, 2 * once[1], dtype)
+    layer.zero_grad()
+    assert not layer.weight.grad.any() and not layer.bias.grad.any()
+
+
+@pytest.mark.parametrize("mean_only", [False, True])
+def test_batchnorm1d_running_stats_and_eval_follow_torch(backend, dtype, rng, mean_only):
+    bn = nn.BatchNorm1d(5, momentum=0.3, mean_only=mean_only).to_dtype(dtype)
+    tbn = torch.nn.BatchNorm1d(5, momentum=0.3, dtype=TORCH_DTYPES[dtype])
+    for step in range(3):
+        x = (rng.standard_normal((8, 5)) * (step + 1) + step).astype(dtype)
+        y = bn.forward(x)
+        yt = tbn(t(x))
+        assert_close(bn.running_mean, tbn.running_mean.numpy(), dtype)
+        if mean_only:
+            assert bn.running_var is None
+            assert_close(y, x - x.mean(axis=0, dtype=np.float64), dtype, scale=10)
+        else:
+            assert_close(bn.running_var, tbn.running_var.numpy(), dtype, scale=10)
+            assert_close(y, yt.detach().numpy(), dtype)
+    bn.eval()
+    tbn.eval()
+    x = rng.standard_normal((3, 5)).astype(dtype)
+    xt = t(x, grad=True)
+    y = bn.forward(x)
+    if mean_only:
+        assert_close(y, x - bn.running_mean, dtype)
+    else:
+        yt = tbn(xt)
+        assert_close(y, yt.detach().numpy(), dtype)
+        g = rng.standard_normal((3, 5)).astype(dtype)
+        yt.backward(t(g))
+        bn.zero_grad()
+        assert_close(bn.backward(g), xt.grad.numpy(), dtype)
+        assert_close(bn.weight.grad, tbn.weight.grad.numpy(), dtype)
+        assert_close(bn.bias.grad, tbn.bias.grad.numpy(), dtype)
+    before = bn.running_mean.copy()
+    bn.forward(x)
+    np.testing.assert_array_equal(bn.running_mean, before)  # eval never updates them
+
+
+def test_batchnorm_mean_only_gradients(backend, dtype, rng):
+    """mean_only: y = x - mean(x) + bias, checked against the same expression in torch."""
+    bn = nn.BatchNorm1d(4, mean_only=True).to_dtype(dtype)
+    bn.bias.data[...] = rng.standard_normal(4)
+    x = rng.standard_normal((6, 4)).astype(dtype)
+    g = rng.standard_normal((6, 4)).astype(dtype)
+    xt, bt = t(x, True), t(bn.bias.data, True)
+    yt = xt - xt.mean(dim=0) + bt
+    yt.backward(t(g))
+    assert bn.weight is None and [n for n, _ in bn.named_parameters()] == ["bias"]
+    assert_close(bn.forward(x), yt.detach().numpy(), dtype)
+    assert_close(bn.backward(g), xt.grad.numpy(), dtype)
+    assert_close(bn.bias.grad, bt.grad.numpy(), dtype)
+
+
+def test_batchnorm2d_running_stats_follow_torch(backend, dtype, rng):
+    bn = nn.BatchNorm2d(3).to_dtype(dtype)
+    tbn = torch.nn.BatchNorm2d(3, dtype=TORCH_DTYPES[dtype])
+    for _ in range(2):
+        x = (rng.standard_normal((4, 3, 5, 5)) * 3 + 1).astype(dtype)
+        bn.forward(x)
+        tbn(t(x))
+    assert_close(bn.running_mean, tbn.running_mean.numpy(), dtype)
+    assert_close(bn.running_var, tbn.running_var.numpy(), dtype, scale=10)
+    bn.eval()
+    tbn.eval()
+    compare_with_torch(bn, rng.standard_normal((2, 3, 4, 4)).astype(dtype), dtype, rng)
+
+
+def test_batchnorm_constant_feature_stays_finite(backend, dtype, rng):
+    """Zero variance: PyTorch gives finite outputs (x - mean = 0) and gradients."""
+    bn = nn.BatchNorm1d(3).to_dtype(dtype)
+    x = rng.standard_normal((6, 3)).astype(dtype)
+    x[:, 1] = 2.5
+    y, grad_in = compare_with_torch(bn, x, dtype, rng, scale=1e3)
+    assert np.isfinite(y).all() and np.isfinite(grad_in).all()
+
+
+# ------------------------------------------------------------------------ losses
+def test_mse_loss_matches_torch(backend, dtype, rng):
+    pred = rng.standard_normal((7, 3)).astype(dtype)
+    target = rng.standard_normal((7, 3)).astype(dtype)
+    loss = nn.MSELoss()
+    value = loss.forward(pred, target)
+    pt = t(pred, True)
+    lt = F.mse_loss(pt, t(target))
+    lt.backward()
+    assert isinstance(value, float)
+    assert_close(value, lt.item(), dtype)
+    assert_close(loss.backward(), pt.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("target_kind", ["labels", "one_hot", "soft"])
+@pytest.mark.parametrize("magnitude", [1.0, 1e4])
+def test_cross_entropy_matches_torch(backend, dtype, rng, target_kind, magnitude):
+    n, c = 9, 5
+    logits = (rng.standard_normal((n, c)) * magnitude).astype(dtype)
+    labels = rng.integers(0, c, n)
+    if target_kind == "labels":
+        target, target_t = labels, t(labels)
+    elif target_kind == "one_hot":
+        target = np.eye(c, dtype=dtype)[labels]
+        target_t = t(target)
+    else:
+        target = rng.dirichlet(np.ones(c), n).astype(dtype)
+        target_t = t(target)
+    loss = nn.CrossEntropyLoss()
+    value = loss.forward(logits, target)
+    lt_in = t(logits, True)
+    lt = F.cross_entropy(lt_in, target_t)
+    lt.backward()
+    assert np.isfinite(value)
+    assert_close(value, lt.item(), dtype, scale=magnitude)
+    grad = loss.backward()
+    assert grad.shape == logits.shape and grad.dtype == dtype and np.isfinite(grad).all()
+    assert_close(grad, lt_in.grad.numpy(), dtype)
+
+
+def test_bce_loss_matches_torch_including_exact_zero_and_one(backend, dtype, rng):
+    pred = rng.uniform(0.05, 0.95, (4, 6)).astype(dtype)
+    target = rng.uniform(0, 1, (4, 6)).astype(dtype)
+    pred[0, :4] = [0.0, 1.0, 0.0, 1.0]
+    target[0, :4] = [0.0, 1.0, 1.0, 0.0]  # exact hits, then log(0) clamped at -100
+    loss = nn.BCELoss()
+    value = loss.forward(pred, target)
+    pt = t(pred, True)
+    lt = F.binary_cross_entropy(pt, t(target))
+    lt.backward()
+    assert np.isfinite(value)
+    assert_close(value, lt.item(), dtype)
+    grad = loss.backward()
+    expected = pt.grad.numpy()
+    assert np.isfinite(grad).all()
+    # The clamped elements are about 1e12 / size: compare them relatively.
+    np.testing.assert_allclose(grad[0, 2:4], expected[0, 2:4], rtol=1e-5)
+    assert_close(grad[1:], expected[1:], dtype)
+    assert_close(grad[0, :2], expected[0, :2], dtype)
+
+
+def test_loss_gradient_is_a_fresh_array(backend, dtype, rng):
+    loss = nn.CrossEntropyLoss()
+    logits = rng.standard_normal((4, 3)).astype(dtype)
+    loss.forward(logits, np.array([0, 1, 2, 0]))
+    first = loss.backward()
+    kept = first.copy()
+    loss.forward(logits * 2, np.array([2, 2, 2, 2]))
+    loss.backward()
+    np.testing.assert_array_equal(first, kept)
+
+
+# ------------------------------------------- BatchNorm inside a network, several steps
+def test_batchnorm_network_trains_like_torch(backend, dtype, rng):
+    """Three SGD steps (written out here) on an MLP with BatchNorm against its torch twin:
+    losses, then every parameter and running statistic, then eval-mode outputs."""
+    fastnn.manual_seed(0)
+    model = MLP(6, [10, 7], 3, activation="leaky_relu", batchnorm=True).to_dtype(dtype)
+    tmodel = torch_twin(model)
+    loss, lr = nn.CrossEntropyLoss(), 0.1
+    for _ in range(3):
+        x = rng.standard_normal((8, 6)).astype(dtype)
+        labels = rng.integers(0, 3, 8)
+        model.zero_grad()
+        value = loss.forward(model.forward(x), labels)
+        model.backward(loss.backward())
+        for p in model.parameters():
+            p.data -= dtype.type(lr) * p.grad
+        tmodel.zero_grad()
+        lt = F.cross_entropy(tmodel(t(x)), t(labels))
+        lt.backward()
+        with torch.no_grad():
+            for p in tmodel.parameters():
+                p -= lr * p.grad
+        assert_close(value, lt.item(), dtype)
+    tstate = tmodel.state_dict()
+    for name, value in model.state_dict().items():
+        assert_close(value, tstate[name].numpy(), dtype, scale=10, err_msg=name)
+    model.eval()
+    tmodel.eval()
+    x = rng.standard_normal((4, 6)).astype(dtype)
+    assert_close(model.forward(x), tmodel(t(x)).detach().numpy(), dtype, scale=10)
