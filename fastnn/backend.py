@@ -26,6 +26,8 @@ _BACKEND_MODULES = {
     "cuda": "fastnn.kernels.cuda",
 }
 _CPU_PREFERENCE = ("cython", "numba", "numpy")
+# REUSES may name the reference backend by its folder name too
+_ALIASES = {"reference": "numpy"}
 
 _loaded = {}
 _current = contextvars.ContextVar("fastnn_backend", default=None)
@@ -41,7 +43,8 @@ class Backend:
         self.ops = {}
         for op in optable.op_names():
             if op in self.reuses:
-                self.ops[op] = getattr(load(self.reuses[op]).module, op)
+                other = _ALIASES.get(self.reuses[op], self.reuses[op])
+                self.ops[op] = getattr(load(other).module, op)
             elif hasattr(module, op):
                 self.ops[op] = getattr(module, op)
             else:
