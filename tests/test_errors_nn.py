@@ -1,0 +1,192 @@
+"""Bad input to layers, containers and losses: a clear error naming the layer, what it
+expected and what it got, raised before anything changes (parameters, gradients and
+running statistics stay exactly as they were)."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from fastnn.models import MLP
+
+
+def _state(model):
+    return ([a.copy() for a in model.state_dict().values()],
+            [p.grad.copy() for p in model.parameters()])
+
+
+def _assert_same(model, before):
+    values, grads = before
+    for a, b in zip(model.state_dict().values(), values):
+        np.testing.assert_array_equal(a, b)
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_array_equal(p.grad, g)
+
+
+def _trained_layer(layer, x):
+    """A layer that has run forward and backward once (non-zero grads and stats)."""
+    y = layer(x)
+    layer.backward(np.ones_like(y))
+    return layer
+
+
+F32 = np.float32
+LINEAR_CASES = [
+    (np.zeros((4, 3, 1), F32), ValueError,
+     r"Linear\(in_features=3, out_features=2, bias=True\): expected input of shape \(N, 3\), "
+     r"got \(4, 3, 1\)"),
+    (np.zeros((4, 5), F32), ValueError, r"expected input of shape \(N, 3\), got \(4, 5\)"),
+    (np.zeros(3, F32), ValueError, r"expected input of shape \(N, 3\), got \(3,\)"),
+    (np.zeros((4, 3), np.int64), TypeError, "expected input of dtype float32 or float64, got int64"),
+    (np.zeros((4, 3), np.float16), TypeError, "got float16"),
+    (np.zeros((4, 3), np.float64), TypeError,
+     r"input dtype float64 does not match the layer's parameters \(float32\)"),
+    ([[0.0, 0.0, 0.0]], TypeError, "expected input to be a numpy.ndarray, got list"),
+]
+
+
+@pytest.mark.parametrize("x, error, match", LINEAR_CASES,
+                         ids=["rank3", "features", "rank1", "int", "float16", "mixed", "list"])
+def test_linear_rejects_bad_input_and_changes_nothing(backend, x, error, match):
+    layer = _trained_layer(nn.Linear(3, 2), np.ones((4, 3), F32))
+    before = _state(layer)
+    with pytest.raises(error, match=match):
+        layer(x)
+    _assert_same(layer, before)
+    layer.backward(np.ones((4, 2), F32))  # the saved forward state is still the old one
+
+
+def test_sequential_checks_every_layer_before_running_any(backend, rng):
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Softmax(),
+                          nn.Flatten(), nn.Linear(6, 2))
+    before = _state(model)
+    with pytest.raises(ValueError, match=r"Sequential layer 5: Linear\(in_features=6, "
+                                         r"out_features=2, bias=True\): expected input of "
+                                         r"shape \(N, 6\), got \(8, 5\)"):
+        model(rng.standard_normal((8, 4)).astype(F32))
+    _assert_same(model, before)  # BatchNorm's running statistics included
+
+
+def test_mlp_names_the_failing_layer(backend):
+    model = MLP(10, [8], 3)
+    with pytest.raises(ValueError, match=r"Sequential layer 0: Linear\(in_features=10, "
+                                         r"out_features=8, bias=True\).*got \(2, 9\)"):
+        model(np.zeros((2, 9), F32))
+    with pytest.raises(TypeError, match=r"Sequential layer 0: .*float64 does not match"):
+        model(np.zeros((2, 10)))
+
+
+@pytest.mark.parametrize("layer, shape", [(nn.BatchNorm1d(3), (1, 3)),
+                                          (nn.BatchNorm1d(3, mean_only=True), (1, 3)),
+                                          (nn.BatchNorm2d(3), (1, 3, 1, 1)),
+                                          (nn.BatchNorm1d(3), (0, 3))],
+                         ids=["1d", "mean_only", "2d", "empty"])
+def test_training_batchnorm_rejects_one_value_per_channel(backend, layer, shape):
+    _trained_layer(layer, np.random.default_rng(0).standard_normal((4,) + shape[1:]).astype(F32))
+    before = _state(layer)
+    with pytest.raises(ValueError, match=r"BatchNorm.d\(3.*\): expected more than 1 value per "
+                                         r"channel in training mode"):
+        layer(np.ones(shape, F32))
+    _assert_same(layer, before)
+    if shape[0] == 1:
+        layer.eval()
+        assert layer(np.ones(shape, F32)).shape == shape  # running statistics: fine
+
+
+@pytest.mark.parametrize("layer, x, match", [
+    (nn.BatchNorm1d(3), np.zeros((4, 4), F32), r"expected input of shape \(N, 3\), got \(4, 4\)"),
+    (nn.BatchNorm1d(3), np.zeros((4, 3, 2, 2), F32), r"expected input of shape \(N, 3\)"),
+    (nn.BatchNorm2d(3), np.zeros((4, 3), F32), r"expected input of shape \(N, 3, H, W\), got \(4, 3\)"),
+    (nn.Softmax(), np.zeros((2, 3, 4), F32), r"Softmax\(\): expected a 2-D input \(N, C\)"),
+    (nn.Flatten(2, 3), np.zeros((2, 3), F32), r"Flatten\(start_dim=2, end_dim=3\): cannot flatten"),
+], ids=["bn1d-features", "bn1d-rank", "bn2d-rank", "softmax-rank", "flatten-dims"])
+def test_shape_errors(backend, layer, x, match):
+    with pytest.raises(ValueError, match=match):
+        layer(x)
+
+
+@pytest.mark.parametrize("layer", [nn.ReLU(), nn.LeakyReLU(), nn.GELU(), nn.Sine(),
+                                   nn.Sigmoid(), nn.Tanh(), nn.Dropout(), nn.Identity()],
+                         ids=lambda layer: type(layer).__name__)
+def test_activations_reject_integer_input(backend, layer):
+    with pytest.raises(TypeError, match=rf"{type(layer).__name__}\(.*\): expected input of "
+                                        rf"dtype float32 or float64, got int32"):
+        layer(np.zeros((2, 2), np.int32))
+
+
+def test_backward_before_forward_and_bad_grad_out(backend):
+    layer = nn.Linear(3, 2)
+    with pytest.raises(RuntimeError, match=r"Linear\(.*\): backward called before forward"):
+        layer.backward(np.ones((4, 2), F32))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        nn.Sequential(nn.ReLU()).backward(np.ones(2, F32))
+    with pytest.raises(RuntimeError, match=r"MSELoss\(\): backward called before forward"):
+        nn.MSELoss().backward()
+    _trained_layer(layer, np.ones((4, 3), F32))
+    before = _state(layer)
+    with pytest.raises(ValueError, match=r"expected grad_out of shape \(4, 2\) \(the shape of "
+                                         r"the last forward output\), got \(4, 3\)"):
+        layer.backward(np.ones((4, 3), F32))
+    with pytest.raises(TypeError, match="grad_out is float64 but expected float32"):
+        layer.backward(np.ones((4, 2)))
+    _assert_same(layer, before)
+
+
+@pytest.mark.parametrize("logits, target, error, match", [
+    (np.zeros((3, 4), F32), np.array([0, 4, 1]), ValueError,
+     r"CrossEntropyLoss\(\): labels out of range: expected values in \[0, 4\), got min 0 and max 4"),
+    (np.zeros((3, 4), F32), np.array([0, -1, 1]), ValueError, "labels out of range"),
+    (np.zeros((3, 4), F32), np.array([0, 1]), ValueError, r"expected labels of shape \(3,\), got \(2,\)"),
+    (np.zeros((3, 4), F32), np.zeros((3, 4)), TypeError, "target is float64 but expected float32"),
+    (np.zeros((3, 4), F32), np.zeros((3, 5), F32), ValueError, r"expected target of shape \(3, 4\)"),
+    (np.zeros(4, F32), np.array([1]), ValueError, r"expected logits to be 2-D, got shape \(4,\)"),
+    (np.zeros((0, 4), F32), np.zeros(0, np.int64), ValueError, "expected non-empty logits"),
+    (np.zeros((3, 4), F32), [0, 1, 2], TypeError, "expected target to be integer labels"),
+    (np.zeros((3, 4), np.int64), np.array([0, 1, 2]), TypeError, "expected logits of dtype float32"),
+], ids=["label-high", "label-negative", "label-shape", "prob-dtype", "prob-shape", "rank",
+        "empty", "list", "int-logits"])
+def test_cross_entropy_rejects_bad_input(backend, logits, target, error, match):
+    loss = nn.CrossEntropyLoss()
+    loss(np.zeros((2, 2), F32), np.array([0, 1]))
+    kept = loss.backward()
+    with pytest.raises(error, match=match):
+        loss(logits, target)
+    assert loss.backward() is kept  # the failed call did not replace the saved gradient
+
+
+def test_mse_and_bce_reject_bad_input(backend):
+    with pytest.raises(ValueError, match=r"MSELoss\(\): expected target of shape \(2, 3\) "
+                                         r"\(same as pred\), got \(3, 2\)"):
+        nn.MSELoss()(np.zeros((2, 3), F32), np.zeros((3, 2), F32))
+    with pytest.raises(TypeError, match="target is float64 but expected float32"):
+        nn.MSELoss()(np.zeros(3, F32), np.zeros(3))
+    with pytest.raises(ValueError, match="expected a non-empty pred"):
+        nn.MSELoss()(np.zeros((0, 2), F32), np.zeros((0, 2), F32))
+    with pytest.raises(ValueError, match=r"BCELoss\(\): expected pred to be probabilities in "
+                                         r"\[0, 1\], got values in \[-0.5, 1.0\]"):
+        nn.BCELoss()(np.array([-0.5, 1.0], F32), np.zeros(2, F32))
+    # NaN is not rejected: it propagates so a diverged run reports a NaN loss.
+    assert np.isnan(nn.BCELoss()(np.array([np.nan, 0.5], F32), np.zeros(2, F32)))
+
+
+@pytest.mark.parametrize("build, error, match", [
+    (lambda: nn.Linear(0, 3), ValueError, "Linear: expected in_features to be a positive int, got 0"),
+    (lambda: nn.Linear(3, 2.5), ValueError, "expected out_features to be a positive int, got 2.5"),
+    (lambda: nn.Dropout(1.0), ValueError, r"Dropout: expected p in \[0.0, 1.0\), got 1.0"),
+    (lambda: nn.Dropout(-0.1), ValueError, r"Dropout: expected p in \[0.0, 1.0\)"),
+    (lambda: nn.LeakyReLU("0.1"), TypeError, "LeakyReLU: expected negative_slope to be a number"),
+    (lambda: nn.Sine(float("nan")), ValueError, "Sine: expected a finite omega"),
+    (lambda: nn.BatchNorm1d(0), ValueError, "BatchNorm1d: expected num_features to be a positive int"),
+    (lambda: nn.BatchNorm1d(3, momentum=1.5), ValueError, r"expected momentum in \[0.0, 1.0\]"),
+    (lambda: nn.BatchNorm2d(3, eps=0), ValueError, r"expected eps in \(0.0, inf\)"),
+    (lambda: nn.Flatten(1.5), TypeError, "Flatten: expected start_dim to be an int"),
+    (lambda: MLP(4, [3, 0], 2), ValueError, "MLP: expected each hidden width to be a positive int, got 0"),
+    (lambda: MLP(4, "3", 2), TypeError, "MLP: expected hidden to be an int or a list of ints"),
+    (lambda: MLP(4, 3, 2, activation="swish"), ValueError, "MLP: expected activation in"),
+    (lambda: MLP(4, 3, 2, dropout=1.0), ValueError, r"Dropout: expected p in \[0.0, 1.0\)"),
+    (lambda: fastnn.manual_seed(-1), ValueError, "manual_seed: expected a non-negative int"),
+], ids=["linear-in", "linear-out", "dropout-1", "dropout-neg", "leaky-slope", "sine-omega",
+        "bn-features", "bn-momentum", "bn-eps", "flatten", "mlp-width", "mlp-hidden",
+        "mlp-activation", "mlp-dropout", "seed"])
+def test_invalid_hyper_parameters(build, error, match):
+    with pytest.raises(error, match=match):
+        build()

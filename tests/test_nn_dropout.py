@@ -1,0 +1,53 @@
+"""Dropout: inverted scaling, identity in eval mode and for p=0, reproducible masks from
+fastnn's global generator, and a backward that reuses the forward's mask."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
+def test_mask_is_zero_or_inverse_keep_probability(backend, dtype, rng, p):
+    layer = nn.Dropout(p)
+    x = rng.uniform(1.0, 2.0, (200, 50)).astype(dtype)
+    y = layer(x)
+    assert y.dtype == dtype and y.shape == x.shape
+    scale = y / x
+    kept = scale != 0
+    np.testing.assert_allclose(scale[kept], 1 / (1 - p), rtol=1e-6)
+    assert abs((~kept).mean() - p) < 0.02  # 10,000 draws: 5 standard deviations
+    grad_out = rng.standard_normal(x.shape).astype(dtype)
+    np.testing.assert_allclose(layer.backward(grad_out), grad_out * scale, rtol=1e-6)
+
+
+def test_eval_mode_and_p_zero_are_the_identity(backend, rng):
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    for layer in (nn.Dropout(0.5).eval(), nn.Dropout(0.0)):
+        assert layer.passthrough
+        np.testing.assert_array_equal(layer(x), x)
+        g = rng.standard_normal((4, 5)).astype(np.float32)
+        np.testing.assert_array_equal(layer.backward(g), g)
+
+
+def test_masks_are_reproducible_with_manual_seed_and_differ_between_steps(backend, rng):
+    x = np.ones((30, 30), np.float32)
+    layer = nn.Dropout(0.5)
+    fastnn.manual_seed(5)
+    first, second = layer(x), layer(x)
+    fastnn.manual_seed(5)
+    again = layer(x)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)
+
+
+def test_dropout_inside_sequential_trains_the_kept_units_only(backend, rng):
+    model = nn.Sequential(nn.Linear(6, 40), nn.Dropout(0.5), nn.Linear(40, 1))
+    model(rng.standard_normal((1, 6)).astype(np.float32))
+    mask = model[1]._mask.copy()
+    model.backward(np.ones((1, 1), np.float32))
+    dropped = mask[0] == 0
+    assert dropped.any() and (~dropped).any()
+    np.testing.assert_array_equal(model[2].weight.grad[0, dropped], 0)
+    np.testing.assert_array_equal(model[0].weight.grad[dropped], 0)
+    assert np.all(model[0].bias.grad[~dropped] != 0)

@@ -1,0 +1,72 @@
+"""MLP: any depth against an equivalent PyTorch network with the same weights, its
+config for save/load, and a few training steps that reduce the loss."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from fastnn.models import MLP
+
+from conftest import assert_close
+from nn_torch_helpers import run_torch, torch_twin
+
+
+@pytest.mark.parametrize("hidden, activation, batchnorm", [
+    ([], "relu", False),
+    (7, "relu", False),
+    ([9, 6], "leaky_relu", False),
+    ([8, 7, 5], "tanh", True),
+    ([6, 5], "sigmoid", True),
+    ([6], "gelu", False),
+    ([6, 4], "sine", False),
+], ids=["linear", "relu", "leaky_relu-2", "tanh-bn-3", "sigmoid-bn-2", "gelu", "sine-2"])
+def test_mlp_matches_torch(backend, dtype, rng, hidden, activation, batchnorm):
+    model = MLP(10, hidden, 4, activation=activation, negative_slope=0.2,
+                batchnorm=batchnorm).to_dtype(dtype)
+    twin = torch_twin(model)
+    x = rng.standard_normal((12, 10)).astype(dtype)
+    g = rng.standard_normal((12, 4)).astype(dtype)
+    y = model(x)
+    gx = model.backward(g)
+    y_t, gx_t, grads_t = run_torch(twin, x, g)
+    assert_close(y, y_t, dtype)
+    assert_close(gx, gx_t, dtype)
+    for name, p in model.named_parameters():
+        assert_close(p.grad, grads_t[name], dtype, scale=10, err_msg=name)
+
+
+def test_structure_and_config():
+    model = MLP(784, [100, 50], 10, activation="leaky_relu", negative_slope=0.1,
+                batchnorm=True, dropout=0.2)
+    kinds = [type(layer).__name__ for layer in model]
+    assert kinds == ["Linear", "BatchNorm1d", "LeakyReLU", "Dropout"] * 2 + ["Linear"]
+    assert model[2].negative_slope == 0.1 and model[3].p == 0.2
+    assert model.config_name == "mlp"
+    assert model.config == dict(in_features=784, hidden=[100, 50], out_features=10,
+                                activation="leaky_relu", negative_slope=0.1, batchnorm=True,
+                                dropout=0.2)
+    rebuilt = MLP(**model.config)
+    assert [type(layer) for layer in rebuilt] == [type(layer) for layer in model]
+    rebuilt.load_state_dict(model.state_dict())
+    assert [type(layer).__name__ for layer in MLP(3, 4, 2)] == ["Linear", "ReLU", "Linear"]
+    assert len(MLP(3, [], 2)) == 1
+    assert isinstance(model, nn.Sequential)
+
+
+def test_sgd_steps_reduce_the_loss(backend, rng):
+    fastnn.manual_seed(0)
+    model = MLP(4, [16], 3, batchnorm=True, dropout=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    x = rng.standard_normal((64, 4)).astype(np.float32)
+    labels = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0.5)
+    losses = []
+    for _ in range(60):
+        losses.append(loss_fn(model(x), labels))
+        model.zero_grad()
+        model.backward(loss_fn.backward(), need_grad_in=False)
+        for p in model.parameters():
+            p.data -= 0.5 * p.grad
+    assert losses[-1] < 0.5 * losses[0]
+    model.eval()
+    accuracy = (model(x).argmax(1) == labels).mean()
+    assert accuracy > 0.9

@@ -1,0 +1,208 @@
+"""Module machinery: registration order, state_dict round trips, failed loads changing
+nothing, zero_grad/accumulation, modes, dtype conversion, rebinding by an optimizer, repr."""
+import numpy as np
+import pytest
+import torch
+
+import fastnn
+from fastnn import nn
+
+from nn_torch_helpers import torch_twin
+
+
+def _model():
+    fastnn.manual_seed(3)
+    return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Dropout(0.2),
+                         nn.Linear(6, 3, bias=False), nn.BatchNorm1d(3, mean_only=True))
+
+
+def _snapshot(model):
+    return ({k: v.copy() for k, v in model.state_dict().items()},
+            [p.grad.copy() for p in model.parameters()])
+
+
+def _assert_unchanged(model, snapshot):
+    state, grads = snapshot
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, state[name], err_msg=name)
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_array_equal(p.grad, g)
+
+
+def test_names_and_order_match_pytorch():
+    model = _model()
+    names = list(model.state_dict())
+    assert names == ["0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean",
+                     "1.running_var", "4.weight", "5.bias", "5.running_mean"]
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.weight",
+                                                        "1.bias", "4.weight", "5.bias"]
+    assert [n for n, _ in model.named_buffers()] == ["1.running_mean", "1.running_var",
+                                                     "5.running_mean"]
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6))
+    torch_names = [k for k in twin.state_dict() if not k.endswith("num_batches_tracked")]
+    assert names[:6] == torch_names
+
+
+def test_state_dict_holds_copies_and_round_trips(backend, rng):
+    model = _model()
+    x = rng.standard_normal((8, 4)).astype(np.float32)
+    model(x)  # moves the running statistics away from their initial values
+    state = model.state_dict()
+    state["0.weight"][...] = 99.0
+    assert not np.any(model[0].weight.data == 99.0)
+
+    model.eval()
+    expected = model(x)
+    other = _model()
+    for p in other.parameters():
+        p.data[...] = 0.5
+    result = other.load_state_dict(model.state_dict())
+    assert result.missing_keys == [] and result.unexpected_keys == []
+    other.eval()
+    np.testing.assert_array_equal(other(x), expected)
+
+
+@pytest.mark.parametrize("corrupt", ["shape", "dtype", "missing", "unexpected", "not_array"])
+def test_failed_load_changes_nothing(corrupt):
+    model = _model()
+    before = _snapshot(model)
+    state = {k: np.full_like(v, 7.0) for k, v in model.state_dict().items()}
+    if corrupt == "shape":
+        state["4.weight"] = np.zeros((2, 2), np.float32)
+        match = r"'4.weight': the model has shape \(3, 6\), the state dict has \(2, 2\)"
+    elif corrupt == "dtype":
+        state["5.running_mean"] = state["5.running_mean"].astype(np.float64)
+        match = "'5.running_mean': the model has dtype float32, the state dict has float64"
+    elif corrupt == "missing":
+        del state["1.running_var"]
+        match = r"missing keys \['1.running_var'\]"
+    elif corrupt == "unexpected":
+        state["9.weight"] = np.zeros(3, np.float32)
+        match = r"unexpected keys \['9.weight'\]"
+    else:
+        state["0.bias"] = [0.0] * 6
+        match = "'0.bias': expected a numpy.ndarray, got list"
+    with pytest.raises(ValueError, match=match):
+        model.load_state_dict(state)
+    _assert_unchanged(model, before)
+
+
+def test_non_strict_load_skips_missing_and_unexpected():
+    model = _model()
+    result = model.load_state_dict({"0.bias": np.ones(6, np.float32), "zzz": np.ones(1)},
+                                   strict=False)
+    np.testing.assert_array_equal(model[0].bias.data, 1.0)
+    assert result.unexpected_keys == ["zzz"] and "0.weight" in result.missing_keys
+
+
+def test_gradients_accumulate_until_zero_grad_in_place(backend, rng):
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    g = rng.standard_normal((5, 2)).astype(np.float32)
+    grads = [p.grad for p in model.parameters()]
+    model(x)
+    model.backward(g)
+    once = [gr.copy() for gr in grads]
+    model(x)
+    model.backward(g)
+    for p, gr, o in zip(model.parameters(), grads, once):
+        assert p.grad is gr  # written in place, never rebound
+        np.testing.assert_allclose(gr, 2 * o, rtol=1e-5, atol=1e-7)
+    model.zero_grad()
+    for p, gr in zip(model.parameters(), grads):
+        assert p.grad is gr and not gr.any()
+
+
+def test_layers_read_rebound_parameter_views(backend, rng):
+    """An optimizer may move .data/.grad into one flat buffer; layers must follow."""
+    layer = nn.Linear(3, 2)
+    flat_data = np.zeros(8, np.float32)
+    flat_grad = np.zeros(8, np.float32)
+    flat_data[:6] = layer.weight.data.ravel()
+    flat_data[6:] = layer.bias.data
+    layer.weight.data, layer.weight.grad = flat_data[:6].reshape(2, 3), flat_grad[:6].reshape(2, 3)
+    layer.bias.data, layer.bias.grad = flat_data[6:], flat_grad[6:]
+    flat_data[6:] = 10.0
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    y = layer(x)
+    np.testing.assert_allclose(y, x @ flat_data[:6].reshape(2, 3).T + 10.0, rtol=1e-6)
+    layer.backward(np.ones_like(y))
+    np.testing.assert_allclose(flat_grad[6:], 4.0)
+    np.testing.assert_allclose(flat_grad[:6].reshape(2, 3), np.ones((2, 4)) @ x, rtol=1e-6)
+
+
+def test_train_and_eval_are_recursive():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.Dropout(), nn.BatchNorm1d(2)))
+    assert model.eval() is model
+    assert not any(m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+    assert len(model.modules()) == 5
+
+
+def test_double_and_float_convert_parameters_buffers_and_grads(backend, rng):
+    model = _model()
+    model.double()
+    for p in model.parameters():
+        assert p.data.dtype == np.float64 and p.grad.dtype == np.float64
+    assert all(b.dtype == np.float64 for b in model.buffers())
+    y = model(rng.standard_normal((4, 4)))
+    assert y.dtype == np.float64
+    model.float()
+    assert all(p.data.dtype == np.float32 for p in model.parameters())
+    with pytest.raises(TypeError, match="expected float32 or float64, got int32"):
+        model.to_dtype(np.int32)
+
+
+def test_manual_seed_makes_initialisation_reproducible():
+    fastnn.manual_seed(11)
+    a = nn.Linear(50, 40)
+    fastnn.manual_seed(11)
+    b = nn.Linear(50, 40)
+    c = nn.Linear(50, 40)
+    np.testing.assert_array_equal(a.weight.data, b.weight.data)
+    assert not np.array_equal(b.weight.data, c.weight.data)
+
+
+def test_linear_initialisation_follows_pytorch():
+    """kaiming_uniform(a=sqrt(5)): weight and bias U(-1/sqrt(in), 1/sqrt(in))."""
+    fastnn.manual_seed(0)
+    layer = nn.Linear(400, 300)
+    bound = 1 / np.sqrt(400)
+    w, b = layer.weight.data, layer.bias.data
+    assert w.shape == (300, 400) and b.shape == (300,) and w.dtype == np.float32
+    assert np.abs(w).max() <= bound and np.abs(b).max() <= bound
+    assert abs(w.std() - bound / np.sqrt(3)) < 0.01 * bound
+    ref = torch.nn.Linear(400, 300).weight.detach().numpy()
+    assert abs(w.std() - ref.std()) < 0.01 * bound
+
+
+def test_repr_of_every_layer():
+    assert repr(nn.Linear(3, 2)) == "Linear(in_features=3, out_features=2, bias=True)"
+    assert repr(nn.LeakyReLU(0.2)) == "LeakyReLU(negative_slope=0.2)"
+    assert repr(nn.Sine(30.0)) == "Sine(omega=30.0)"
+    assert repr(nn.Dropout(0.1)) == "Dropout(p=0.1)"
+    assert repr(nn.BatchNorm1d(4, mean_only=True)) == \
+        "BatchNorm1d(4, eps=1e-05, momentum=0.1, mean_only=True)"
+    assert repr(nn.BatchNorm2d(8)) == "BatchNorm2d(8, eps=1e-05, momentum=0.1)"
+    assert repr(nn.Flatten()) == "Flatten(start_dim=1, end_dim=-1)"
+    for cls in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Identity, nn.Softmax):
+        assert repr(cls()) == f"{cls.__name__}()"
+    for cls in (nn.MSELoss, nn.CrossEntropyLoss, nn.BCELoss):
+        assert repr(cls()) == f"{cls.__name__}()"
+    assert repr(nn.Sequential(nn.Linear(1, 1), nn.ReLU())) == (
+        "Sequential(\n  (0): Linear(in_features=1, out_features=1, bias=True)\n"
+        "  (1): ReLU()\n)")
+    assert repr(nn.Parameter(np.zeros((2, 3)))) == "Parameter(shape=(2, 3), dtype=float64)"
+
+
+def test_torch_twin_of_a_loaded_model_agrees(backend, rng):
+    """state_dict values are what PyTorch would hold: a twin built from them matches."""
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 2))
+    model(rng.standard_normal((6, 4)).astype(np.float32))
+    model.eval()
+    twin = torch_twin(model).eval()
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    with torch.no_grad():
+        expected = twin(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,184 @@
+"""Sequential: Linear + activation fusion equals the unfused layers exactly, returned arrays
+are fresh, intermediate buffers are reused, and need_grad_in=False skips the input grad."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+
+from conftest import assert_close
+from nn_torch_helpers import run_torch, torch_twin
+
+FUSABLE = [nn.Identity, nn.ReLU, lambda: nn.LeakyReLU(0.1), nn.LeakyReLU, nn.Sigmoid, nn.Tanh]
+FUSABLE_IDS = ["identity", "relu", "leaky_relu_0.1", "leaky_relu", "sigmoid", "tanh"]
+
+
+def _net(act_factory, dtype):
+    fastnn.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 5), act_factory(), nn.Linear(5, 3)).to_dtype(dtype)
+
+
+def _unfused(seq, x, grad_out):
+    """Run the layers one by one through their public API (never fused)."""
+    h = x
+    for layer in seq:
+        h = layer(h)
+    g = grad_out
+    for layer in reversed(list(seq)):
+        g = layer.backward(g)
+    return h, g
+
+
+@pytest.mark.parametrize("act", FUSABLE, ids=FUSABLE_IDS)
+def test_fused_equals_unfused_exactly(backend, dtype, rng, act):
+    fused, plain = _net(act, dtype), _net(act, dtype)
+    x = rng.standard_normal((7, 6)).astype(dtype)
+    grad_out = rng.standard_normal((7, 3)).astype(dtype)
+
+    y = fused(x)
+    assert fused._steps[0][1] is fused[1], "the activation was not fused into the Linear"
+    grad_x = fused.backward(grad_out)
+    y_ref, grad_x_ref = _unfused(plain, x, grad_out)
+
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(grad_x, grad_x_ref)
+    for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters()):
+        np.testing.assert_array_equal(p.grad, q.grad, err_msg=name)
+
+
+def test_leaky_relu_with_negative_slope_is_not_fused_and_matches_torch(backend, dtype, rng):
+    seq = _net(lambda: nn.LeakyReLU(-0.5), dtype)
+    x = rng.standard_normal((7, 6)).astype(dtype)
+    grad_out = rng.standard_normal((7, 3)).astype(dtype)
+    y = seq(x)
+    assert seq._steps[0][1] is None
+    grad_x = seq.backward(grad_out)
+    y_t, grad_x_t, grads_t = run_torch(torch_twin(seq), x, grad_out)
+    assert_close(y, y_t, dtype)
+    assert_close(grad_x, grad_x_t, dtype)
+    for name, p in seq.named_parameters():
+        assert_close(p.grad, grads_t[name], dtype, err_msg=name)
+
+
+@pytest.mark.parametrize("tail", [[], [nn.Identity()], [nn.Flatten()], [nn.Dropout(0.5)]],
+                         ids=["none", "identity", "flatten", "dropout"])
+def test_returned_arrays_are_never_overwritten(backend, dtype, rng, tail):
+    seq = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.BatchNorm1d(6), nn.Tanh(),
+                        nn.Linear(6, 3), *tail).to_dtype(dtype)
+    seq.eval()  # dropout in the tail is the identity: output comes through a passthrough
+    x1, x2 = (rng.standard_normal((5, 4)).astype(dtype) for _ in range(2))
+    g1, g2 = (rng.standard_normal((5, 3)).astype(dtype) for _ in range(2))
+    y1 = seq(x1)
+    gx1 = seq.backward(g1)
+    kept_y, kept_gx = y1.copy(), gx1.copy()
+    y2 = seq(x2)
+    gx2 = seq.backward(g2)
+    np.testing.assert_array_equal(y1, kept_y)
+    np.testing.assert_array_equal(gx1, kept_gx)
+    assert not np.shares_memory(y1, y2) and not np.shares_memory(gx1, gx2)
+
+
+@pytest.mark.parametrize("layer_factory", [lambda: nn.Linear(4, 4), nn.ReLU, nn.Sigmoid,
+                                           nn.GELU, lambda: nn.BatchNorm1d(4), nn.Softmax,
+                                           lambda: nn.Dropout(0.3)],
+                         ids=["linear", "relu", "sigmoid", "gelu", "batchnorm", "softmax",
+                              "dropout"])
+def test_direct_layer_calls_return_fresh_arrays(backend, rng, layer_factory):
+    layer = layer_factory()
+    x1, x2 = (rng.standard_normal((6, 4)).astype(np.float32) for _ in range(2))
+    y1 = layer(x1)
+    gx1 = layer.backward(np.ones_like(y1))
+    kept_y, kept_gx = y1.copy(), gx1.copy()
+    layer(x2)
+    layer.backward(np.full_like(y1, 2.0))
+    np.testing.assert_array_equal(y1, kept_y)
+    np.testing.assert_array_equal(gx1, kept_gx)
+
+
+def test_intermediate_buffers_are_reused_between_steps(backend, rng):
+    seq = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.BatchNorm1d(8), nn.GELU(),
+                        nn.Linear(8, 2))
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    g = np.ones((5, 2), np.float32)
+    seq(x)
+    seq.backward(g)
+    first = {i: dict(layer._scratch) for i, layer in enumerate(seq)}
+    seq(x)
+    seq.backward(g)
+    for i, layer in enumerate(seq):
+        for key, buf in first[i].items():
+            assert layer._scratch[key] is buf, f"layer {i} reallocated its {key!r} buffer"
+    assert "y" in seq[0]._scratch and "y" in seq[3]._scratch
+
+
+def test_need_grad_in_false_skips_input_gradient_but_not_parameter_gradients(backend, rng):
+    fastnn.manual_seed(1)
+    a = nn.Sequential(nn.Flatten(), nn.Linear(6, 4), nn.Sigmoid(), nn.Linear(4, 2))
+    fastnn.manual_seed(1)
+    b = nn.Sequential(nn.Flatten(), nn.Linear(6, 4), nn.Sigmoid(), nn.Linear(4, 2))
+    x = rng.standard_normal((3, 2, 3)).astype(np.float32)
+    g = rng.standard_normal((3, 2)).astype(np.float32)
+    a(x)
+    b(x)
+    assert a.backward(g, need_grad_in=False) is None
+    assert b.backward(g).shape == x.shape
+    for p, q in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(p.grad, q.grad)
+
+
+def test_gradient_crosses_dropout_switched_to_eval_between_forward_and_backward(backend, rng):
+    seq = nn.Sequential(nn.Dropout(0.5), nn.Linear(4, 3))
+    x = rng.standard_normal((6, 4)).astype(np.float32)
+    seq(x)
+    mask = seq[0]._mask.copy()
+    seq.eval()
+    g = np.ones((6, 3), np.float32)
+    gx = seq.backward(g)
+    np.testing.assert_allclose(gx, (g @ seq[1].weight.data) * mask, rtol=1e-6)
+    kept = gx.copy()
+    seq.train()
+    seq(x)
+    seq.backward(g * 3)
+    np.testing.assert_array_equal(gx, kept)
+
+
+def test_container_protocol():
+    layers = [nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)]
+    seq = nn.Sequential(*layers)
+    assert len(seq) == 3 and list(seq) == layers and seq[1] is layers[1] and seq[-1] is layers[2]
+    head = seq[:2]
+    assert isinstance(head, nn.Sequential) and list(head) == layers[:2]
+    assert [name for name, _ in seq.named_parameters()] == ["0.weight", "0.bias",
+                                                            "2.weight", "2.bias"]
+    seq.append(nn.Sigmoid())
+    assert len(seq) == 4
+    with pytest.raises(ValueError, match="already in this Sequential"):
+        seq.append(layers[1])
+    with pytest.raises(TypeError, match="expected a Module"):
+        nn.Sequential(lambda x: x)
+
+
+class _Double(nn.Module):
+    """A user module with its own forward/backward (no infer_shape): y = [x, x]."""
+
+    def forward(self, x):
+        return np.concatenate([x, x], axis=1)
+
+    def backward(self, grad_out, need_grad_in=True):
+        half = grad_out.shape[1] // 2
+        return grad_out[:, :half] + grad_out[:, half:]
+
+
+def test_user_module_inside_sequential(backend, rng):
+    seq = nn.Sequential(nn.Linear(3, 2), _Double(), nn.Linear(4, 1))
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    y = seq(x)
+    gx = seq.backward(np.ones_like(y))
+    w1, w2 = seq[0].weight.data, seq[2].weight.data
+    h = x @ w1.T + seq[0].bias.data
+    np.testing.assert_allclose(y, np.concatenate([h, h], 1) @ w2.T + seq[2].bias.data, rtol=1e-5)
+    np.testing.assert_allclose(gx, np.ones((5, 1)) @ w2 @ np.vstack([w1, w1]), rtol=1e-5)
+    # A layer after the user module is still checked, with its index in the message.
+    bad = nn.Sequential(nn.Linear(3, 2), _Double(), nn.Linear(3, 1))
+    with pytest.raises(ValueError, match=r"Sequential layer 2: Linear.*\(N, 3\), got \(5, 4\)"):
+        bad(x)
