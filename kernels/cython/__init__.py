@@ -1,1 +1,275 @@
-"""placeholder"""
+"""The 'cython' backend: every op of ``fastnn.optable`` compiled ahead of time.
+
+Kernels live in one extension per op family (``_dense``, ``_activations``,
+``_losses``, ``_batchnorm``, ``_dropout``, ``_optim``), written over the fused type
+``floating`` (float32/float64) with ``prange``/OpenMP loops and BLAS from
+``scipy.linalg.cython_blas`` called without the GIL. This module holds the thin
+wrappers with the op table's exact signatures: they allocate ``out`` when it is
+None, hand the kernels contiguous (flat where the op is elementwise) views, and
+return what the op table says. Inputs are assumed valid (``fastnn.ops`` validates).
+
+Building with ``FASTNN_CYTHON_DEBUG=1`` turns bounds, wraparound and
+initialisation checks back on in every kernel (see setup.py and
+tests/test_cython_build.py).
+"""
+import numpy as np
+
+from ... import threads as _threads
+from . import _activations, _batchnorm, _dense, _dropout, _losses, _openmp, _optim
+
+try:  # the conv engineer's kernels join when their extension is built
+    from ._conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward,
+                        conv2d_forward, max_pool2d_backward, max_pool2d_forward)
+    REUSES = {}
+except ImportError:
+    REUSES = {op: "reference" for op in (
+        "conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
+        "avg_pool2d_forward", "avg_pool2d_backward")}
+
+_ACT = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+
+# operation codes of _activations.unary / _activations.binary
+_U_RELU, _U_LEAKY, _U_SIGMOID, _U_TANH, _U_GELU, _U_SINE = range(6)
+_B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL = range(7)
+
+
+def backend_info():
+    """Build facts of this backend: OpenMP on or off, and the thread count in use."""
+    return {"openmp": bool(_openmp.openmp_enabled()),
+            "num_threads": int(_openmp.get_max_threads()),
+            "blas": "scipy.linalg.cython_blas"}
+
+
+def _flat(a):
+    return a.reshape(-1)
+
+
+def _like(x, out):
+    return np.empty_like(x) if out is None else out
+
+
+# --------------------------------------------------------------------------- dense
+def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0.01, out=None):
+    """y = act(x @ weight.T + bias): one GEMM and one fused bias/activation pass.
+
+    x: (N, in); weight: (out_features, in); bias: (out_features,) or None;
+    out: (N, out_features) or None. Returns y.
+    """
+    if out is None:
+        out = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
+    _dense.linear_forward(x, weight, bias, _ACT[activation], negative_slope, out)
+    return out
+
+
+def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
+                    grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
+                    scratch=None):
+    """Backward of linear_forward: act' and the bias sum fused, then two GEMMs, the
+    first accumulating into grad_weight (beta = 1).
+
+    grad_out, y, scratch: (N, out_features); x, grad_in: (N, in);
+    weight, grad_weight: (out_features, in); grad_bias: (out_features,).
+    Returns grad_in (N, in), or None when not need_grad_in.
+    """
+    act = _ACT[activation]
+    if act and scratch is None:
+        scratch = np.empty_like(grad_out)
+    if need_grad_in and grad_in is None:
+        grad_in = np.empty_like(x)
+    _dense.linear_backward(grad_out, x, weight, y if act else None, act, negative_slope,
+                           grad_weight, grad_bias, grad_in if need_grad_in else None,
+                           scratch if act else None)
+    return grad_in if need_grad_in else None
+
+
+# --------------------------------------------------------------------- activations
+def _unary(op, x, out, a=0.0):
+    out = _like(x, out)
+    _activations.unary(op, _flat(x), _flat(out), a)
+    return out
+
+
+def _binary(op, grad_out, saved, out, a=0.0):
+    out = _like(grad_out, out)
+    _activations.binary(op, _flat(grad_out), _flat(saved), _flat(out), a)
+    return out
+
+
+def relu(x, out=None):
+    """y = max(x, 0). x: any shape; out: same shape."""
+    return _unary(_U_RELU, x, out)
+
+
+def relu_backward(grad_out, y, out=None):
+    """grad_in = grad_out * (y > 0). grad_out, y: same shape."""
+    return _binary(_B_RELU, grad_out, y, out)
+
+
+def leaky_relu(x, negative_slope=0.01, out=None):
+    """y = x if x > 0 else negative_slope * x. x: any shape."""
+    return _unary(_U_LEAKY, x, out, negative_slope)
+
+
+def leaky_relu_backward(grad_out, x, negative_slope=0.01, out=None):
+    """grad_in = grad_out * (1 if x > 0 else negative_slope). x: the forward input."""
+    return _binary(_B_LEAKY, grad_out, x, out, negative_slope)
+
+
+def sigmoid(x, out=None):
+    """y = 1 / (1 + exp(-x)), overflow-free. x: any shape."""
+    return _unary(_U_SIGMOID, x, out)
+
+
+def sigmoid_backward(grad_out, y, out=None):
+    """grad_in = grad_out * y * (1 - y). y: sigmoid's output."""
+    return _binary(_B_SIGMOID, grad_out, y, out)
+
+
+def tanh(x, out=None):
+    """y = tanh(x). x: any shape."""
+    return _unary(_U_TANH, x, out)
+
+
+def tanh_backward(grad_out, y, out=None):
+    """grad_in = grad_out * (1 - y**2). y: tanh's output."""
+    return _binary(_B_TANH, grad_out, y, out)
+
+
+def gelu(x, out=None):
+    """y = 0.5 * x * (1 + erf(x / sqrt(2))). x: any shape."""
+    return _unary(_U_GELU, x, out)
+
+
+def gelu_backward(grad_out, x, out=None):
+    """grad_in = grad_out * (Phi(x) + x * phi(x)). x: the forward input."""
+    return _binary(_B_GELU, grad_out, x, out)
+
+
+def sine(x, omega=1.0, out=None):
+    """y = sin(omega * x). x: any shape."""
+    return _unary(_U_SINE, x, out, omega)
+
+
+def sine_backward(grad_out, x, omega=1.0, out=None):
+    """grad_in = grad_out * omega * cos(omega * x). x: the forward input."""
+    return _binary(_B_SINE, grad_out, x, out, omega)
+
+
+def softmax(x, out=None):
+    """Row-wise softmax. x, out: (N, C)."""
+    out = _like(x, out)
+    _activations.softmax(x, out)
+    return out
+
+
+def softmax_backward(grad_out, y, out=None):
+    """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y, out: (N, C)."""
+    out = _like(grad_out, out)
+    _activations.softmax_backward(grad_out, y, out)
+    return out
+
+
+# ------------------------------------------------------------------------ dropout
+def dropout_forward(x, p, seed, mask=None, out=None):
+    """Inverted dropout with a counter-based hash mask of (seed, index).
+
+    x, mask, out: same shape. Returns (y, mask), mask holding 0 or 1/(1-p).
+    """
+    mask = _like(x, mask)
+    out = _like(x, out)
+    _dropout.dropout_forward(_flat(x), float(p), seed, _flat(mask), _flat(out))
+    return out, mask
+
+
+def dropout_backward(grad_out, mask, out=None):
+    """grad_in = grad_out * mask. grad_out, mask, out: same shape."""
+    return _binary(_B_MUL, grad_out, mask, out)
+
+
+# -------------------------------------------------------------------------- losses
+def softmax_cross_entropy(logits, target, grad=None):
+    """Mean softmax cross-entropy and its gradient in one pass over each row.
+
+    logits, grad: (N, C); target: (N,) int64 labels or (N, C) probabilities.
+    Returns (loss, grad) with grad = (softmax(logits) - onehot(target)) / N.
+    """
+    grad = _like(logits, grad)
+    if target.ndim == 1:
+        loss = _losses.softmax_cross_entropy_labels(logits, target, grad)
+    else:
+        loss = _losses.softmax_cross_entropy_probs(logits, target, grad)
+    return float(loss), grad
+
+
+def mse_loss(pred, target, grad=None):
+    """Mean squared error and its gradient 2 (pred - target) / size. All same shape."""
+    grad = _like(pred, grad)
+    return float(_losses.mse_loss(_flat(pred), _flat(target), _flat(grad))), grad
+
+
+def bce_loss(pred, target, grad=None):
+    """Mean binary cross-entropy (logs clamped at -100) and its gradient. Same shapes."""
+    grad = _like(pred, grad)
+    return float(_losses.bce_loss(_flat(pred), _flat(target), _flat(grad))), grad
+
+
+# ---------------------------------------------------------------------- batchnorm
+def _ncs(a):
+    """(N, C) or (N, C, H, W) as the (N, C, S) view the kernels take."""
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
+                      momentum=0.1, eps=1e-5, mean_only=False, out=None,
+                      save_mean=None, save_invstd=None):
+    """Batch normalisation per channel. x, out: (N, C) or (N, C, H, W); weight, bias,
+    running_mean, running_var, save_mean, save_invstd: (C,) (weight, running_var and
+    save_invstd are None when mean_only). Returns (y, save_mean, save_invstd)."""
+    c = x.shape[1]
+    out = _like(x, out)
+    if save_mean is None:
+        save_mean = np.empty(c, dtype=x.dtype)
+    if mean_only:
+        save_invstd = None
+    elif save_invstd is None:
+        save_invstd = np.empty(c, dtype=x.dtype)
+    _batchnorm.batchnorm_forward(_ncs(x), None if mean_only else weight, bias, running_mean,
+                                 None if mean_only else running_var, bool(training),
+                                 float(momentum), float(eps), bool(mean_only), _ncs(out),
+                                 save_mean, save_invstd)
+    return out, save_mean, save_invstd
+
+
+def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=True,
+                       mean_only=False, grad_weight=None, grad_bias=None, grad_in=None):
+    """Backward of batchnorm_forward. grad_out, x, grad_in: (N, C) or (N, C, H, W);
+    weight, save_mean, save_invstd, grad_weight, grad_bias: (C,), the gradients
+    accumulated in place. Returns grad_in."""
+    grad_in = _like(x, grad_in)
+    _batchnorm.batchnorm_backward(_ncs(grad_out), _ncs(x), None if mean_only else weight,
+                                  save_mean, None if mean_only else save_invstd,
+                                  bool(training), bool(mean_only),
+                                  None if mean_only else grad_weight, grad_bias,
+                                  _ncs(grad_in))
+    return grad_in
+
+
+# --------------------------------------------------------------------- optimizers
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """One SGD step in place (PyTorch's rule, dampening 0). param, grad, velocity:
+    same shape (velocity may be None when momentum == 0). Returns None."""
+    _optim.sgd_update(_flat(param), _flat(grad),
+                      None if velocity is None else _flat(velocity), float(lr),
+                      float(momentum), float(weight_decay), bool(nesterov))
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
+                eps=1e-8, weight_decay=0.0):
+    """One Adam step in place (PyTorch's rule). param, grad, exp_avg, exp_avg_sq: same
+    shape; step: 1-based. Returns None."""
+    _optim.adam_update(_flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
+                       int(step), float(lr), float(beta1), float(beta2), float(eps),
+                       float(weight_decay))
+
+
+_threads.apply_num_threads()

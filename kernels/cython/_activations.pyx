@@ -1,0 +1,165 @@
+# cython: language_level=3
+# distutils: extra_compile_args = -fno-math-errno
+"""Activations and their backward passes, elementwise over flat contiguous arrays,
+plus the row-wise softmax.
+
+Three layers per kernel: a per-block ``nogil`` helper with a plain loop the compiler
+vectorizes, a ``prange`` over blocks, and the ``def`` entry point the package
+wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
+"""
+from cython.parallel cimport prange
+
+from _common cimport (floating, threads_for, f_exp, f_tanh, f_erf, f_sin, f_cos,
+                       f_sigmoid, row_max, row_sum, row_dot)
+
+DEF BLOCK = 16384
+
+# unary forward ops: y = f(x; a)
+cdef enum:
+    U_RELU = 0
+    U_LEAKY = 1
+    U_SIGMOID = 2
+    U_TANH = 3
+    U_GELU = 4
+    U_SINE = 5
+
+# binary backward ops: out = g * f'(s; a), s the saved input or output
+cdef enum:
+    B_RELU = 0          # s = y
+    B_LEAKY = 1         # s = x
+    B_SIGMOID = 2       # s = y
+    B_TANH = 3          # s = y
+    B_GELU = 4          # s = x
+    B_SINE = 5          # s = x
+    B_MUL = 6           # out = g * s (dropout backward)
+
+cdef double INV_SQRT2 = 0.70710678118654752440
+cdef double INV_SQRT_2PI = 0.39894228040143267794
+
+
+cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t n,
+                              floating a) noexcept nogil:
+    """y[i] = f(x[i]) for one block. x, y: (n,); in place allowed."""
+    cdef Py_ssize_t i
+    cdef floating v, half = 0.5, one = 1
+    cdef floating r2 = <floating>INV_SQRT2
+    if op == U_RELU:
+        for i in range(n):
+            y[i] = 0 if x[i] < 0 else x[i]        # NaN stays NaN
+    elif op == U_LEAKY:
+        for i in range(n):
+            y[i] = x[i] if x[i] > 0 else x[i] * a
+    elif op == U_SIGMOID:
+        for i in range(n):
+            y[i] = f_sigmoid(x[i])
+    elif op == U_TANH:
+        for i in range(n):
+            y[i] = f_tanh(x[i])
+    elif op == U_GELU:
+        for i in range(n):
+            v = x[i]
+            y[i] = half * v * (one + f_erf(v * r2))
+    elif op == U_SINE:
+        for i in range(n):
+            y[i] = f_sin(a * x[i])
+
+
+cdef inline void _binary_block(int op, const floating* g, const floating* s, floating* out,
+                               Py_ssize_t n, floating a) noexcept nogil:
+    """out[i] = g[i] * f'(s[i]) for one block. g, s, out: (n,)."""
+    cdef Py_ssize_t i
+    cdef floating v, one = 1, half = 0.5
+    cdef floating r2 = <floating>INV_SQRT2, rpi = <floating>INV_SQRT_2PI
+    if op == B_RELU:
+        for i in range(n):
+            out[i] = g[i] if s[i] > 0 else 0
+    elif op == B_LEAKY:
+        for i in range(n):
+            out[i] = g[i] if s[i] > 0 else g[i] * a
+    elif op == B_SIGMOID:
+        for i in range(n):
+            out[i] = g[i] * s[i] * (one - s[i])
+    elif op == B_TANH:
+        for i in range(n):
+            out[i] = g[i] * (one - s[i] * s[i])
+    elif op == B_GELU:
+        for i in range(n):
+            v = s[i]
+            out[i] = g[i] * (half * (one + f_erf(v * r2)) + v * rpi * f_exp(-half * v * v))
+    elif op == B_SINE:
+        for i in range(n):
+            out[i] = g[i] * a * f_cos(a * s[i])
+    elif op == B_MUL:
+        for i in range(n):
+            out[i] = g[i] * s[i]
+
+
+cdef void unary_map(int op, const floating* x, floating* y, Py_ssize_t n,
+                    floating a) noexcept nogil:
+    """Parallel driver: blocks of BLOCK elements, contiguous per thread."""
+    cdef Py_ssize_t nblocks = (n + BLOCK - 1) // BLOCK, b, start
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        _unary_block(op, x + start, y + start, min(<Py_ssize_t>BLOCK, n - start), a)
+
+
+cdef void binary_map(int op, const floating* g, const floating* s, floating* out,
+                     Py_ssize_t n, floating a) noexcept nogil:
+    cdef Py_ssize_t nblocks = (n + BLOCK - 1) // BLOCK, b, start
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        _binary_block(op, g + start, s + start, out + start,
+                      min(<Py_ssize_t>BLOCK, n - start), a)
+
+
+# ------------------------------------------------------------------ entry points
+# x, y, grad_out, saved, out: (n,) contiguous views of the op's arrays.
+
+def unary(int op, const floating[::1] x, floating[::1] out, double a=0.0):
+    if x.shape[0]:
+        with nogil:
+            unary_map(op, &x[0], &out[0], x.shape[0], <floating>a)
+
+
+def binary(int op, const floating[::1] grad_out, const floating[::1] saved,
+           floating[::1] out, double a=0.0):
+    if grad_out.shape[0]:
+        with nogil:
+            binary_map(op, &grad_out[0], &saved[0], &out[0], grad_out.shape[0], <floating>a)
+
+
+cdef inline void _softmax_row(const floating* x, floating* y, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating m = row_max(x, c), inv
+    for j in range(c):
+        y[j] = f_exp(x[j] - m)
+    inv = 1 / row_sum(y, c)
+    for j in range(c):
+        y[j] = y[j] * inv
+
+
+cdef inline void _softmax_backward_row(const floating* g, const floating* y, floating* out,
+                                       Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating d = row_dot(g, y, c)
+    for j in range(c):
+        out[j] = y[j] * (g[j] - d)
+
+
+def softmax(const floating[:, ::1] x, floating[:, ::1] out):
+    """x, out: (N, C); out may be x."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i
+    if n == 0 or c == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
+        _softmax_row(&x[i, 0], &out[i, 0], c)
+
+
+def softmax_backward(const floating[:, ::1] grad_out, const floating[:, ::1] y,
+                     floating[:, ::1] out):
+    """grad_out, y, out: (N, C)."""
+    cdef Py_ssize_t n = y.shape[0], c = y.shape[1], i
+    if n == 0 or c == 0:
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
+        _softmax_backward_row(&grad_out[i, 0], &y[i, 0], &out[i, 0], c)

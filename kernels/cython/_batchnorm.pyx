@@ -1,0 +1,322 @@
+# cython: language_level=3
+# distutils: extra_compile_args = -fno-math-errno
+"""Batch normalisation forward and backward over (N, C, S) views: S = 1 for
+BatchNorm1d's (N, C) input, S = H * W for BatchNorm2d's (N, C, H, W).
+
+Per-channel sums run in double. With S == 1 the rows are split into fixed chunks,
+each summing every channel into its own row of a partial buffer, merged in chunk
+order (never a racy += across threads); with S > 1 each channel is one parallel
+task. Either way the statistics are the same bit for bit for any thread count.
+
+Passes over x: training forward 3 (sum, squared deviations, normalise), backward 2
+(the two sums, then grad_in). The arrays are read from cache after the first pass
+for BatchNorm1d sizes.
+"""
+from cython.parallel cimport prange
+from libc.stdlib cimport malloc, free
+
+from _common cimport floating, threads_for, n_chunks, f_sqrt
+
+
+# -------------------------------------------------------------- per-chunk helpers
+
+cdef inline void _col_sum(const floating* x, Py_ssize_t rows, Py_ssize_t c,
+                          double* acc) noexcept nogil:
+    """acc[j] = sum over rows of x[r, j]. x: (rows, c); acc: (c,)."""
+    cdef Py_ssize_t r, j
+    for j in range(c):
+        acc[j] = 0
+    for r in range(rows):
+        for j in range(c):
+            acc[j] += x[j]
+        x += c
+
+
+cdef inline void _col_sqdev(const floating* x, const floating* mean, Py_ssize_t rows,
+                            Py_ssize_t c, double* acc) noexcept nogil:
+    """acc[j] = sum over rows of (x[r, j] - mean[j])**2."""
+    cdef Py_ssize_t r, j
+    cdef floating d
+    for j in range(c):
+        acc[j] = 0
+    for r in range(rows):
+        for j in range(c):
+            d = x[j] - mean[j]
+            acc[j] += <double>d * <double>d
+        x += c
+
+
+cdef inline void _col_grad_sums(const floating* g, const floating* x, const floating* mean,
+                                Py_ssize_t rows, Py_ssize_t c, double* acc_g,
+                                double* acc_gx) noexcept nogil:
+    """acc_g[j] = sum of g[:, j]; acc_gx[j] = sum of g[:, j] * (x[:, j] - mean[j])."""
+    cdef Py_ssize_t r, j
+    for j in range(c):
+        acc_g[j] = 0
+        acc_gx[j] = 0
+    for r in range(rows):
+        for j in range(c):
+            acc_g[j] += g[j]
+            acc_gx[j] += <double>(g[j] * (x[j] - mean[j]))
+        g += c
+        x += c
+
+
+cdef inline void _affine_row(const floating* x, const floating* mean, const floating* scale,
+                             const floating* shift, floating* y, Py_ssize_t c) noexcept nogil:
+    """y[j] = (x[j] - mean[j]) * scale[j] + shift[j]. All (c,)."""
+    cdef Py_ssize_t j
+    for j in range(c):
+        y[j] = (x[j] - mean[j]) * scale[j] + shift[j]
+
+
+cdef inline void _grad_row(const floating* g, const floating* x, const floating* mean,
+                           const floating* a, const floating* b, const floating* d,
+                           floating* out, Py_ssize_t c) noexcept nogil:
+    """out[j] = a[j] g[j] + b[j] (x[j] - mean[j]) + d[j]. All (c,)."""
+    cdef Py_ssize_t j
+    for j in range(c):
+        out[j] = a[j] * g[j] + b[j] * (x[j] - mean[j]) + d[j]
+
+
+# ------------------------------------------------------------- per-channel helpers
+
+cdef inline void _plane_stats(const floating* x, Py_ssize_t n, Py_ssize_t cs,
+                              Py_ssize_t s, bint want_var, double* mean,
+                              double* var) noexcept nogil:
+    """Mean (and biased variance) of one channel: n planes of s values, stride cs."""
+    cdef Py_ssize_t i, k
+    cdef double acc = 0, m
+    cdef floating mf, d
+    for i in range(n):
+        for k in range(s):
+            acc += x[i * cs + k]
+    m = acc / (n * s)
+    mean[0] = m
+    if not want_var:
+        return
+    mf = <floating>m
+    acc = 0
+    for i in range(n):
+        for k in range(s):
+            d = x[i * cs + k] - mf
+            acc += <double>d * <double>d
+    var[0] = acc / (n * s)
+
+
+cdef inline void _plane_grad_sums(const floating* g, const floating* x, floating mean,
+                                  Py_ssize_t n, Py_ssize_t cs, Py_ssize_t s,
+                                  double* sum_g, double* sum_gx) noexcept nogil:
+    cdef Py_ssize_t i, k
+    cdef double ag = 0, agx = 0
+    for i in range(n):
+        for k in range(s):
+            ag += g[i * cs + k]
+            agx += <double>(g[i * cs + k] * (x[i * cs + k] - mean))
+    sum_g[0] = ag
+    sum_gx[0] = agx
+
+
+cdef inline void _affine_plane(const floating* x, floating mean, floating scale,
+                               floating shift, floating* y, Py_ssize_t s) noexcept nogil:
+    """y = (x - mean) * scale + shift over one (n, c) plane of s values."""
+    cdef Py_ssize_t k
+    for k in range(s):
+        y[k] = (x[k] - mean) * scale + shift
+
+
+cdef inline void _grad_plane(const floating* g, const floating* x, floating mean,
+                             floating a, floating b, floating d, floating* out,
+                             Py_ssize_t s) noexcept nogil:
+    cdef Py_ssize_t k
+    for k in range(s):
+        out[k] = a * g[k] + b * (x[k] - mean) + d
+
+
+# ------------------------------------------------------------------- statistics
+
+cdef void _batch_stats(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t s,
+                       bint want_var, double* mean, double* var, floating* meanf,
+                       double* partial) noexcept nogil:
+    """mean, var: (c,) double; meanf: (c,) mean in x's type; partial: (n_chunks(n), c)."""
+    cdef Py_ssize_t nch, k, r0, r1, j
+    cdef double t
+    if s == 1:
+        nch = n_chunks(n)
+        for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
+            r0 = k * n // nch
+            r1 = (k + 1) * n // nch
+            _col_sum(x + r0 * c, r1 - r0, c, partial + k * c)
+        for j in range(c):
+            t = partial[j]
+            for k in range(1, nch):
+                t = t + partial[k * c + j]
+            mean[j] = t / n
+            meanf[j] = <floating>mean[j]
+        if not want_var:
+            return
+        for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
+            r0 = k * n // nch
+            r1 = (k + 1) * n // nch
+            _col_sqdev(x + r0 * c, meanf, r1 - r0, c, partial + k * c)
+        for j in range(c):
+            t = partial[j]
+            for k in range(1, nch):
+                t = t + partial[k * c + j]
+            var[j] = t / n
+    else:
+        for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
+            _plane_stats(x + j * s, n, c * s, s, want_var, mean + j, var + j)
+            meanf[j] = <floating>mean[j]
+
+
+def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
+                      const floating[::1] bias, floating[::1] running_mean,
+                      floating[::1] running_var, bint training, double momentum,
+                      double eps, bint mean_only, floating[:, :, ::1] out,
+                      floating[::1] save_mean, floating[::1] save_invstd):
+    """x, out: (N, C, S); weight, bias, running_mean, running_var, save_mean,
+    save_invstd: (C,), each possibly None as the op table allows (weight,
+    running_var and save_invstd are None when mean_only)."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], j, i, p
+    cdef double* mean
+    cdef double* var
+    cdef double* partial
+    cdef floating* meanf
+    cdef floating* scale
+    cdef floating* shift
+    cdef double invstd, m_count = <double>(n * s)
+    cdef bint want_var = not mean_only
+    if c == 0:
+        return
+    if not training and (running_mean is None or (want_var and running_var is None)):
+        raise ValueError("batchnorm_forward: eval mode needs running_mean and running_var")
+    mean = <double*>malloc((2 * c + 2 * n_chunks(n) * c) * sizeof(double))
+    meanf = <floating*>malloc(3 * c * sizeof(floating))
+    if mean == NULL or meanf == NULL:
+        free(mean)
+        free(meanf)
+        raise MemoryError("batchnorm_forward: no memory for the statistics")
+    var = mean + c
+    partial = var + c
+    scale = meanf + c
+    shift = scale + c
+    try:
+        with nogil:
+            if training:
+                _batch_stats(&x[0, 0, 0], n, c, s, want_var, mean, var, meanf, partial)
+            else:
+                for j in range(c):
+                    mean[j] = running_mean[j]
+                    meanf[j] = running_mean[j]
+                    if want_var:
+                        var[j] = running_var[j]
+        for j in range(c):
+            save_mean[j] = meanf[j]
+            if want_var:
+                invstd = 1.0 / (var[j] + eps) ** 0.5
+                save_invstd[j] = <floating>invstd
+                scale[j] = <floating>invstd * (weight[j] if weight is not None else 1)
+            else:
+                scale[j] = 1
+            shift[j] = bias[j] if bias is not None else 0
+            if training and running_mean is not None:
+                running_mean[j] = <floating>((1 - momentum) * running_mean[j] + momentum * mean[j])
+                if want_var and running_var is not None:
+                    running_var[j] = <floating>((1 - momentum) * running_var[j] + momentum
+                                                * var[j] * m_count / max(m_count - 1, 1.0))
+        with nogil:
+            if s == 1:
+                for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
+                    _affine_row(&x[i, 0, 0], meanf, scale, shift, &out[i, 0, 0], c)
+            else:
+                for p in prange(n * c, schedule="static", num_threads=threads_for(n * c * s)):
+                    _affine_plane(&x[p // c, p % c, 0], meanf[p % c], scale[p % c],
+                                  shift[p % c], &out[p // c, p % c, 0], s)
+    finally:
+        free(mean)
+        free(meanf)
+
+
+def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
+                       const floating[::1] weight, const floating[::1] save_mean,
+                       const floating[::1] save_invstd, bint training, bint mean_only,
+                       floating[::1] grad_weight, floating[::1] grad_bias,
+                       floating[:, :, ::1] grad_in):
+    """grad_out, x, grad_in: (N, C, S); weight, save_mean, save_invstd, grad_weight,
+    grad_bias: (C,) (weight and save_invstd None when mean_only; gradients may be
+    None). grad_weight and grad_bias are accumulated; grad_in is written."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], j, k, i, p, nch, r0, r1
+    cdef double* sum_g
+    cdef double* sum_gx
+    cdef double* partial
+    cdef floating* a
+    cdef floating* b
+    cdef floating* d
+    cdef double m_count = <double>(n * s), w, inv, tg, tgx
+    cdef bint need_sums = training or grad_weight is not None or grad_bias is not None
+    if c == 0:
+        return
+    nch = n_chunks(n)
+    sum_g = <double*>malloc((2 * c + 2 * nch * c) * sizeof(double))
+    a = <floating*>malloc(3 * c * sizeof(floating))
+    if sum_g == NULL or a == NULL:
+        free(sum_g)
+        free(a)
+        raise MemoryError("batchnorm_backward: no memory for the reductions")
+    sum_gx = sum_g + c
+    partial = sum_gx + c
+    b = a + c
+    d = b + c
+    try:
+        if need_sums:
+            with nogil:
+                if s == 1:
+                    for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
+                        r0 = k * n // nch
+                        r1 = (k + 1) * n // nch
+                        _col_grad_sums(&grad_out[r0, 0, 0], &x[r0, 0, 0], &save_mean[0],
+                                       r1 - r0, c, partial + 2 * k * c,
+                                       partial + (2 * k + 1) * c)
+                    for j in range(c):
+                        tg = partial[j]
+                        tgx = partial[c + j]
+                        for k in range(1, nch):
+                            tg = tg + partial[2 * k * c + j]
+                            tgx = tgx + partial[(2 * k + 1) * c + j]
+                        sum_g[j] = tg
+                        sum_gx[j] = tgx
+                else:
+                    for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
+                        _plane_grad_sums(&grad_out[0, j, 0], &x[0, j, 0], save_mean[j],
+                                         n, c * s, s, sum_g + j, sum_gx + j)
+        for j in range(c):
+            inv = save_invstd[j] if not mean_only else 1.0
+            w = weight[j] if (weight is not None and not mean_only) else 1.0
+            if need_sums:
+                if grad_bias is not None:
+                    grad_bias[j] += <floating>sum_g[j]
+                if grad_weight is not None and not mean_only:
+                    grad_weight[j] += <floating>(sum_gx[j] * inv)
+            a[j] = <floating>(w * inv)
+            b[j] = 0
+            d[j] = 0
+            if training:
+                d[j] = <floating>(-w * inv * sum_g[j] / m_count)
+                if not mean_only:
+                    b[j] = <floating>(-w * inv * inv * inv * sum_gx[j] / m_count)
+        if grad_in is None:
+            return
+        with nogil:
+            if s == 1:
+                for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
+                    _grad_row(&grad_out[i, 0, 0], &x[i, 0, 0], &save_mean[0], a, b, d,
+                              &grad_in[i, 0, 0], c)
+            else:
+                for p in prange(n * c, schedule="static", num_threads=threads_for(n * c * s)):
+                    _grad_plane(&grad_out[p // c, p % c, 0], &x[p // c, p % c, 0],
+                                save_mean[p % c], a[p % c], b[p % c], d[p % c],
+                                &grad_in[p // c, p % c, 0], s)
+    finally:
+        free(sum_g)
+        free(a)

@@ -1,0 +1,174 @@
+# cython: language_level=3
+"""Shared declarations of the Cython kernels: the fused float type (defined once),
+the math helpers that pick the float or double libm routine, and work-splitting.
+
+Everything here is a ctypedef or an inline function, so cimporting it adds no
+runtime import.
+"""
+from libc.math cimport (exp, expf, log, logf, log1p, log1pf, tanh as c_tanh,
+                        erf, erff, sin, sinf, cos, cosf, sqrt, sqrtf)
+from libc.stdint cimport uint32_t, uint64_t
+
+cdef extern from "_fastnn_math.h" nogil:
+    int fnn_max_threads()
+    float fnn_expf(float x)
+    float fnn_tanhf(float x)
+    uint64_t fnn_seed_key(uint64_t seed)
+    uint32_t fnn_dropout_bits(uint64_t key, uint64_t index)
+
+ctypedef fused floating:
+    float
+    double
+
+# Activation codes shared by _dense and _activations (the op table's names map here).
+cdef enum:
+    ACT_IDENTITY = 0
+    ACT_RELU = 1
+    ACT_LEAKY_RELU = 2
+    ACT_SIGMOID = 3
+    ACT_TANH = 4
+
+# Work below this many elements runs on one thread: a parallel region costs more.
+cdef enum:
+    PARALLEL_MIN = 32768
+
+# Row reductions split the rows into at most MAX_CHUNKS fixed chunks, a function of
+# the row count only, and merge the chunk partials in order: the result is the same
+# bit for bit whatever the thread count.
+cdef enum:
+    MAX_CHUNKS = 32
+    CHUNK_MIN_ROWS = 8
+
+
+cdef inline int threads_for(Py_ssize_t work) noexcept nogil:
+    """Threads worth starting for `work` elements of streaming work."""
+    if work < PARALLEL_MIN:
+        return 1
+    return fnn_max_threads()
+
+
+cdef inline Py_ssize_t n_chunks(Py_ssize_t rows) noexcept nogil:
+    """Number of row chunks for a reduction over `rows` rows (>= 1)."""
+    cdef Py_ssize_t k = rows // CHUNK_MIN_ROWS
+    if k < 1:
+        return 1
+    if k > MAX_CHUNKS:
+        return MAX_CHUNKS
+    return k
+
+
+cdef inline floating f_exp(floating x) noexcept nogil:
+    if floating is float:
+        return fnn_expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating f_log(floating x) noexcept nogil:
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
+
+
+cdef inline floating f_log1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating f_tanh(floating x) noexcept nogil:
+    if floating is float:
+        return fnn_tanhf(x)
+    else:
+        return c_tanh(x)
+
+
+cdef inline floating f_erf(floating x) noexcept nogil:
+    if floating is float:
+        return erff(x)
+    else:
+        return erf(x)
+
+
+cdef inline floating f_sin(floating x) noexcept nogil:
+    if floating is float:
+        return sinf(x)
+    else:
+        return sin(x)
+
+
+cdef inline floating f_cos(floating x) noexcept nogil:
+    if floating is float:
+        return cosf(x)
+    else:
+        return cos(x)
+
+
+cdef inline floating f_sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline floating f_sigmoid(floating x) noexcept nogil:
+    """1 / (1 + exp(-x)) without overflow: exp of -|x| only."""
+    cdef floating e = f_exp(-x if x >= 0 else x)
+    cdef floating one = 1
+    return one / (one + e) if x >= 0 else e / (one + e)
+
+
+# Horizontal reductions over one contiguous row. Eight independent accumulators let
+# the compiler keep eight lanes in flight (strict IEEE order forbids it from
+# reassociating a single running sum); the lanes are merged in a fixed order.
+cdef inline floating row_sum(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef floating acc[8]
+    cdef Py_ssize_t j = 0, k
+    for k in range(8):
+        acc[k] = 0
+    while j + 8 <= n:
+        for k in range(8):
+            acc[k] += x[j + k]
+        j += 8
+    cdef floating s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    while j < n:
+        s += x[j]
+        j += 1
+    return s
+
+
+cdef inline floating row_dot(const floating* x, const floating* y, Py_ssize_t n) noexcept nogil:
+    cdef floating acc[8]
+    cdef Py_ssize_t j = 0, k
+    for k in range(8):
+        acc[k] = 0
+    while j + 8 <= n:
+        for k in range(8):
+            acc[k] += x[j + k] * y[j + k]
+        j += 8
+    cdef floating s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    while j < n:
+        s += x[j] * y[j]
+        j += 1
+    return s
+
+
+cdef inline floating row_max(const floating* x, Py_ssize_t n) noexcept nogil:
+    """Max of a non-empty row (a NaN is skipped here but propagates through exp later)."""
+    cdef floating acc[8]
+    cdef Py_ssize_t j = 0, k
+    for k in range(8):
+        acc[k] = x[0]
+    while j + 8 <= n:
+        for k in range(8):
+            acc[k] = x[j + k] if x[j + k] > acc[k] else acc[k]
+        j += 8
+    cdef floating m = acc[0]
+    for k in range(1, 8):
+        m = acc[k] if acc[k] > m else m
+    while j < n:
+        m = x[j] if x[j] > m else m
+        j += 1
+    return m

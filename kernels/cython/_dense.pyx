@@ -1,0 +1,195 @@
+# cython: language_level=3
+# distutils: extra_compile_args = -fno-math-errno
+"""Linear layer forward and backward: BLAS GEMM plus fused bias and activation,
+each a single call that runs from the first GEMM to the last without the GIL.
+
+Row-major arrays are handed to the column-major BLAS as their transposes:
+a C-contiguous (R, K) array is a Fortran (K, R) matrix with leading dimension K.
+"""
+from cython.parallel cimport prange
+from libc.stdlib cimport malloc, free
+from scipy.linalg.cython_blas cimport sgemm, dgemm
+
+from _common cimport (floating, threads_for, n_chunks, f_sigmoid, f_tanh,
+                      ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH)
+
+
+cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
+                      const floating* a, int lda, const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """Column-major C = alpha op(A) op(B) + beta C through SciPy's BLAS."""
+    if floating is float:
+        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
+              &beta, c, &ldc)
+    else:
+        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
+              &beta, c, &ldc)
+
+
+cdef inline void _bias_act_row(floating* y, const floating* bias, Py_ssize_t m, int act,
+                               floating slope) noexcept nogil:
+    """y[j] = act(y[j] + bias[j]) in place. y: (m,); bias: (m,) or NULL."""
+    cdef Py_ssize_t j
+    cdef floating v
+    if bias != NULL:
+        for j in range(m):
+            y[j] = y[j] + bias[j]
+    if act == ACT_RELU:
+        for j in range(m):
+            y[j] = 0 if y[j] < 0 else y[j]
+    elif act == ACT_LEAKY_RELU:
+        for j in range(m):
+            y[j] = y[j] if y[j] > 0 else y[j] * slope
+    elif act == ACT_SIGMOID:
+        for j in range(m):
+            y[j] = f_sigmoid(y[j])
+    elif act == ACT_TANH:
+        for j in range(m):
+            y[j] = f_tanh(y[j])
+
+
+cdef inline void _act_grad_rows(const floating* gout, const floating* y, floating* g,
+                                floating* bias_acc, Py_ssize_t rows, Py_ssize_t m,
+                                int act, floating slope) noexcept nogil:
+    """g = gout * act'(y) for `rows` rows of width m, and bias_acc[j] = sum of g[:, j].
+
+    gout, y, g: (rows, m); bias_acc: (m,) or NULL. With act identity g is gout and
+    only the bias sums are taken.
+    """
+    cdef Py_ssize_t r, j
+    cdef floating one = 1
+    if bias_acc != NULL:
+        for j in range(m):
+            bias_acc[j] = 0
+    for r in range(rows):
+        if act == ACT_RELU:
+            for j in range(m):
+                g[j] = gout[j] if y[j] > 0 else 0
+        elif act == ACT_LEAKY_RELU:
+            for j in range(m):
+                g[j] = gout[j] if y[j] > 0 else gout[j] * slope
+        elif act == ACT_SIGMOID:
+            for j in range(m):
+                g[j] = gout[j] * y[j] * (one - y[j])
+        elif act == ACT_TANH:
+            for j in range(m):
+                g[j] = gout[j] * (one - y[j] * y[j])
+        if bias_acc != NULL:
+            for j in range(m):
+                bias_acc[j] += g[j]
+        gout += m
+        y += m
+        g += m
+
+
+cdef void linear_forward_kernel(const floating* x, const floating* w, const floating* bias,
+                                int act, floating slope, floating* y, Py_ssize_t n,
+                                Py_ssize_t fin, Py_ssize_t fout) noexcept nogil:
+    """y = act(x @ w.T + bias). x: (n, fin); w: (fout, fin); bias: (fout,) or NULL;
+    y: (n, fout)."""
+    cdef Py_ssize_t i
+    # Column-major: y.T (fout, n) = w (fout, fin) @ x.T (fin, n).
+    gemm(c"T", c"N", <int>fout, <int>n, <int>fin, 1, w, <int>max(fin, 1), x,
+         <int>max(fin, 1), 0, y, <int>fout)
+    if bias == NULL and act == ACT_IDENTITY:
+        return
+    for i in prange(n, schedule="static", num_threads=threads_for(n * fout)):
+        _bias_act_row(y + i * fout, bias, fout, act, slope)
+
+
+cdef void linear_backward_kernel(const floating* gout, const floating* x, const floating* w,
+                                 const floating* y, int act, floating slope,
+                                 floating* grad_w, floating* grad_b, floating* grad_in,
+                                 floating* g, floating* partial, Py_ssize_t n,
+                                 Py_ssize_t fin, Py_ssize_t fout) noexcept nogil:
+    """Backward of linear_forward_kernel.
+
+    gout, y, g: (n, fout) (g is gout when act is identity); x: (n, fin);
+    w, grad_w: (fout, fin); grad_b: (fout,) or NULL; grad_in: (n, fin) or NULL;
+    partial: (n_chunks(n), fout) scratch when grad_b is given. grad_w and grad_b are
+    accumulated; grad_in is written.
+    """
+    cdef Py_ssize_t nch = n_chunks(n), c, r0, r1, j
+    cdef floating s
+    if act != ACT_IDENTITY or grad_b != NULL:
+        for c in prange(nch, schedule="static", num_threads=threads_for(n * fout)):
+            r0 = c * n // nch
+            r1 = (c + 1) * n // nch
+            _act_grad_rows(gout + r0 * fout, y + r0 * fout, g + r0 * fout,
+                           partial + c * fout if grad_b != NULL else NULL,
+                           r1 - r0, fout, act, slope)
+        if grad_b != NULL:
+            for j in range(fout):
+                s = partial[j]
+                for c in range(1, nch):
+                    s = s + partial[c * fout + j]
+                grad_b[j] += s
+    if grad_w != NULL:
+        # grad_w.T (fin, fout) += x.T (fin, n) @ g (n, fout)
+        gemm(c"N", c"T", <int>fin, <int>fout, <int>n, 1, x, <int>max(fin, 1), g,
+             <int>max(fout, 1), 1, grad_w, <int>max(fin, 1))
+    if grad_in != NULL:
+        # grad_in.T (fin, n) = w.T (fin, fout) @ g.T (fout, n)
+        gemm(c"N", c"N", <int>fin, <int>n, <int>fout, 1, w, <int>max(fin, 1), g,
+             <int>max(fout, 1), 0, grad_in, <int>max(fin, 1))
+
+
+# ------------------------------------------------------------------ entry points
+
+def linear_forward(const floating[:, ::1] x, const floating[:, ::1] weight,
+                   const floating[::1] bias, int act, double negative_slope,
+                   floating[:, ::1] out):
+    """x: (N, in); weight: (out, in); bias: (out,) or None; out: (N, out)."""
+    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = weight.shape[0]
+    cdef const floating* b = NULL
+    if n == 0 or fout == 0:
+        return
+    if bias is not None:
+        b = &bias[0]
+    with nogil:
+        linear_forward_kernel(&x[0, 0], &weight[0, 0], b, act, <floating>negative_slope,
+                              &out[0, 0], n, fin, fout)
+
+
+def linear_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
+                    const floating[:, ::1] weight, const floating[:, ::1] y, int act,
+                    double negative_slope, floating[:, ::1] grad_weight,
+                    floating[::1] grad_bias, floating[:, ::1] grad_in,
+                    floating[:, ::1] scratch):
+    """grad_out, y, scratch: (N, out); x, grad_in: (N, in); weight, grad_weight: (out, in);
+    grad_bias: (out,). y and scratch may be None for the identity activation; the
+    gradients may be None when not wanted."""
+    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = weight.shape[0]
+    cdef const floating* yp = NULL
+    cdef floating* g = NULL
+    cdef floating* gw = NULL
+    cdef floating* gb = NULL
+    cdef floating* gi = NULL
+    cdef floating* partial = NULL
+    if fout == 0 or fin == 0:
+        if grad_in is not None and fin and n:
+            grad_in[:, :] = 0
+        return
+    if n == 0:
+        return
+    if act != ACT_IDENTITY:
+        yp = &y[0, 0]
+        g = &scratch[0, 0]
+    else:
+        g = <floating*>&grad_out[0, 0]     # only read: the identity writes no g
+    if grad_weight is not None:
+        gw = &grad_weight[0, 0]
+    if grad_in is not None:
+        gi = &grad_in[0, 0]
+    if grad_bias is not None:
+        gb = &grad_bias[0]
+        partial = <floating*>malloc(n_chunks(n) * fout * sizeof(floating))
+        if partial == NULL:
+            raise MemoryError("linear_backward: no memory for the bias-gradient partials")
+    try:
+        with nogil:
+            linear_backward_kernel(&grad_out[0, 0], &x[0, 0], &weight[0, 0], yp, act,
+                                   <floating>negative_slope, gw, gb, gi, g, partial,
+                                   n, fin, fout)
+    finally:
+        free(partial)

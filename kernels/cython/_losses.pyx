@@ -1,0 +1,200 @@
+# cython: language_level=3
+# distutils: extra_compile_args = -fno-math-errno
+"""Losses with their gradients in one pass: softmax cross-entropy (labels or
+probabilities), MSE and BCE.
+
+Each returns the mean loss as a double; the gradient is written into ``grad``.
+Rows (or flat blocks) are split into fixed chunks whose partial losses are merged in
+chunk order, so the loss is the same bit for bit for any thread count.
+"""
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t
+
+from _common cimport (floating, threads_for, n_chunks, f_exp, f_log, f_log1p,
+                      row_max, row_sum, MAX_CHUNKS)
+
+
+cdef inline double _sce_label_row(const floating* x, int64_t t, floating* g, Py_ssize_t c,
+                                  floating inv_n) noexcept nogil:
+    """Loss of one row and its gradient. x, g: (c,); t: the class label."""
+    cdef Py_ssize_t j
+    cdef floating m = row_max(x, c), s, scale
+    cdef floating xt = x[t]
+    for j in range(c):
+        g[j] = f_exp(x[j] - m)
+    s = row_sum(g, c)
+    scale = inv_n / s
+    for j in range(c):
+        g[j] = g[j] * scale
+    g[t] -= inv_n
+    return <double>f_log(s) + <double>(m - xt)
+
+
+cdef inline double _sce_prob_row(const floating* x, const floating* t, floating* g,
+                                 Py_ssize_t c, floating inv_n) noexcept nogil:
+    """Loss -sum(t * log_softmax(x)) of one row and its gradient. x, t, g: (c,)."""
+    cdef Py_ssize_t j, k
+    cdef floating m = row_max(x, c), s, inv_s
+    cdef double lse, tot
+    cdef double acc[8]
+    for j in range(c):
+        g[j] = f_exp(x[j] - m)
+    s = row_sum(g, c)
+    lse = <double>f_log(s)
+    inv_s = 1 / s
+    for j in range(c):
+        g[j] = (g[j] * inv_s - t[j]) * inv_n
+    # -log_softmax(x)_j = (m - x_j) + lse, summed against t in eight lanes
+    for k in range(8):
+        acc[k] = 0
+    j = 0
+    while j + 8 <= c:
+        for k in range(8):
+            acc[k] += <double>t[j + k] * (<double>(m - x[j + k]) + lse)
+        j += 8
+    tot = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    while j < c:
+        tot += <double>t[j] * (<double>(m - x[j]) + lse)
+        j += 1
+    return tot
+
+
+def softmax_cross_entropy_labels(const floating[:, ::1] logits, const int64_t[::1] target,
+                                 floating[:, ::1] grad):
+    """logits, grad: (N, C); target: (N,) labels in [0, C). Returns the mean loss."""
+    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], nch, k, i, r0, r1
+    cdef double partial[MAX_CHUNKS]
+    cdef double total = 0
+    cdef floating inv_n
+    if n == 0 or c == 0:
+        return 0.0
+    inv_n = <floating>(1.0 / n)
+    nch = n_chunks(n)
+    for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n * c)):
+        r0 = k * n // nch
+        r1 = (k + 1) * n // nch
+        partial[k] = 0
+        for i in range(r0, r1):
+            partial[k] += _sce_label_row(&logits[i, 0], target[i], &grad[i, 0], c, inv_n)
+    for k in range(nch):
+        total += partial[k]
+    return total / n
+
+
+def softmax_cross_entropy_probs(const floating[:, ::1] logits, const floating[:, ::1] target,
+                                floating[:, ::1] grad):
+    """logits, target, grad: (N, C); target rows are probabilities. Returns the mean loss."""
+    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], nch, k, i, r0, r1
+    cdef double partial[MAX_CHUNKS]
+    cdef double total = 0
+    cdef floating inv_n
+    if n == 0 or c == 0:
+        return 0.0
+    inv_n = <floating>(1.0 / n)
+    nch = n_chunks(n)
+    for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n * c)):
+        r0 = k * n // nch
+        r1 = (k + 1) * n // nch
+        partial[k] = 0
+        for i in range(r0, r1):
+            partial[k] += _sce_prob_row(&logits[i, 0], &target[i, 0], &grad[i, 0], c, inv_n)
+    for k in range(nch):
+        total += partial[k]
+    return total / n
+
+
+DEF FLAT_CHUNK = 8192
+
+
+cdef inline double _mse_block(const floating* p, const floating* t, floating* g,
+                              Py_ssize_t n, floating scale) noexcept nogil:
+    """Sum of (p - t)**2 over one block (squares in double), and g = scale * (p - t).
+    p, t, g: (n,). Three short passes over an L1-resident block keep each loop
+    vectorized; the sum runs in eight lanes."""
+    cdef Py_ssize_t j = 0, k
+    cdef double acc[8]
+    cdef double s
+    for j in range(n):
+        g[j] = p[j] - t[j]
+    for k in range(8):
+        acc[k] = 0
+    j = 0
+    while j + 8 <= n:
+        for k in range(8):
+            acc[k] += <double>g[j + k] * <double>g[j + k]
+        j += 8
+    s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    while j < n:
+        s += <double>g[j] * <double>g[j]
+        j += 1
+    for j in range(n):
+        g[j] = g[j] * scale
+    return s
+
+
+cdef inline double _bce_block(const floating* p, const floating* t, floating* g,
+                              Py_ssize_t n, floating inv_size) noexcept nogil:
+    """Sum of BCE terms over one block and their gradient. p, t, g: (n,)."""
+    cdef Py_ssize_t j
+    cdef floating lp, l1p, den, one = 1, lo = -100, tiny = <floating>1e-12
+    cdef double s = 0
+    for j in range(n):
+        lp = f_log(p[j])
+        lp = lo if lp < lo else lp            # NaN passes through
+        l1p = f_log1p(-p[j])
+        l1p = lo if l1p < lo else l1p
+        s -= <double>(t[j] * lp + (one - t[j]) * l1p)
+        den = p[j] * (one - p[j])
+        den = tiny if den < tiny else den
+        g[j] = (p[j] - t[j]) / den * inv_size
+    return s
+
+
+def mse_loss(const floating[::1] pred, const floating[::1] target, floating[::1] grad):
+    """pred, target, grad: (n,) flat views. Returns the mean squared error."""
+    cdef Py_ssize_t n = pred.shape[0], nblocks, b, start
+    cdef double total = 0
+    cdef double partial[MAX_CHUNKS]
+    cdef Py_ssize_t nch, k, b0, b1
+    cdef floating scale
+    if n == 0:
+        return 0.0
+    scale = <floating>(2.0 / n)
+    nblocks = (n + FLAT_CHUNK - 1) // FLAT_CHUNK
+    nch = min(nblocks, <Py_ssize_t>MAX_CHUNKS)
+    for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n)):
+        b0 = k * nblocks // nch
+        b1 = (k + 1) * nblocks // nch
+        partial[k] = 0
+        for b in range(b0, b1):
+            start = b * FLAT_CHUNK
+            partial[k] += _mse_block(&pred[start], &target[start], &grad[start],
+                                     min(<Py_ssize_t>FLAT_CHUNK, n - start), scale)
+    for k in range(nch):
+        total += partial[k]
+    return total / n
+
+
+def bce_loss(const floating[::1] pred, const floating[::1] target, floating[::1] grad):
+    """pred, target, grad: (n,) flat views. Returns the mean binary cross-entropy."""
+    cdef Py_ssize_t n = pred.shape[0], nblocks, b, start
+    cdef double total = 0
+    cdef double partial[MAX_CHUNKS]
+    cdef Py_ssize_t nch, k, b0, b1
+    cdef floating inv_size
+    if n == 0:
+        return 0.0
+    inv_size = <floating>(1.0 / n)
+    nblocks = (n + FLAT_CHUNK - 1) // FLAT_CHUNK
+    nch = min(nblocks, <Py_ssize_t>MAX_CHUNKS)
+    for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n)):
+        b0 = k * nblocks // nch
+        b1 = (k + 1) * nblocks // nch
+        partial[k] = 0
+        for b in range(b0, b1):
+            start = b * FLAT_CHUNK
+            partial[k] += _bce_block(&pred[start], &target[start], &grad[start],
+                                     min(<Py_ssize_t>FLAT_CHUNK, n - start), inv_size)
+    for k in range(nch):
+        total += partial[k]
+    return total / n

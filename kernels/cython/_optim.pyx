@@ -1,0 +1,76 @@
+# cython: language_level=3
+# distutils: extra_compile_args = -fno-math-errno
+"""SGD (momentum, weight decay, Nesterov) and Adam updates, in place, one parallel
+pass over each parameter with PyTorch's update rules."""
+from cython.parallel cimport prange
+
+from _common cimport floating, threads_for, f_sqrt
+
+DEF BLOCK = 16384
+
+
+cdef inline void _sgd_block(floating* p, const floating* g, floating* v, Py_ssize_t n,
+                            floating lr, floating mom, floating wd, bint nesterov) noexcept nogil:
+    """p, g: (n,); v: (n,) or NULL when mom == 0."""
+    cdef Py_ssize_t i
+    cdef floating d
+    if v == NULL:
+        for i in range(n):
+            p[i] = p[i] - lr * (g[i] + wd * p[i])
+    elif nesterov:
+        for i in range(n):
+            d = g[i] + wd * p[i]
+            v[i] = mom * v[i] + d
+            p[i] = p[i] - lr * (d + mom * v[i])
+    else:
+        for i in range(n):
+            v[i] = mom * v[i] + (g[i] + wd * p[i])
+            p[i] = p[i] - lr * v[i]
+
+
+cdef inline void _adam_block(floating* p, const floating* g, floating* m, floating* v,
+                             Py_ssize_t n, floating step_size, floating b1, floating b2,
+                             floating sqrt_bc2, floating eps, floating wd) noexcept nogil:
+    """p, g, m, v: (n,)."""
+    cdef Py_ssize_t i
+    cdef floating d, one = 1
+    for i in range(n):
+        d = g[i] + wd * p[i]
+        m[i] = b1 * m[i] + (one - b1) * d
+        v[i] = b2 * v[i] + (one - b2) * d * d
+        p[i] = p[i] - step_size * m[i] / (f_sqrt(v[i]) / sqrt_bc2 + eps)
+
+
+def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
+               double lr, double momentum, double weight_decay, bint nesterov):
+    """param, grad: (n,) flat views; velocity: (n,) or None when momentum == 0."""
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start
+    cdef floating* v = NULL
+    if n == 0:
+        return
+    if momentum != 0:
+        v = &velocity[0]
+    nblocks = (n + BLOCK - 1) // BLOCK
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        _sgd_block(&param[start], &grad[start], v + start if v != NULL else NULL,
+                   min(<Py_ssize_t>BLOCK, n - start), <floating>lr, <floating>momentum,
+                   <floating>weight_decay, nesterov)
+
+
+def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
+                floating[::1] exp_avg_sq, long step, double lr, double beta1, double beta2,
+                double eps, double weight_decay):
+    """param, grad, exp_avg, exp_avg_sq: (n,) flat views; step: 1-based."""
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start
+    cdef double bc1 = 1.0 - beta1 ** step, bc2 = 1.0 - beta2 ** step
+    cdef floating step_size = <floating>(lr / bc1)
+    cdef floating sqrt_bc2 = <floating>(bc2 ** 0.5)
+    if n == 0:
+        return
+    nblocks = (n + BLOCK - 1) // BLOCK
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        _adam_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
+                    min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
+                    <floating>beta2, sqrt_bc2, <floating>eps, <floating>weight_decay)
