@@ -55,7 +55,8 @@ def _extensions():
     directives = {"language_level": "3", "boundscheck": DEBUG, "wraparound": DEBUG,
                   "initializedcheck": DEBUG, "cdivision": not DEBUG}
     return cythonize(extensions, compiler_directives=directives,
-                     compile_time_env={"FASTNN_OPENMP": OPENMP}, quiet=True)
+                     compile_time_env={"FASTNN_OPENMP": OPENMP}, quiet=True,
+                     include_path=[os.path.join("kernels", "cython")])
 
 
 setup(
@@ -65,7 +66,7 @@ setup(
         "fastnn.kernels.cython", "fastnn.kernels.cuda",
     ],
     package_dir={"fastnn.kernels": "kernels"},
-    package_data={"fastnn.kernels.cython": ["*.pxd", "*.pyx"]},
+    package_data={"fastnn.kernels.cython": ["*.pxd", "*.pyx", "*.h"]},
     ext_modules=_extensions(),
     cmdclass={"build_ext": build_ext},
 )
