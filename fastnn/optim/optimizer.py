@@ -18,6 +18,7 @@ parameter that changed shape raises and leaves parameters and state as they were
 """
 import math
 import numbers
+import operator
 
 import numpy as np
 
@@ -46,6 +47,7 @@ class Optimizer:
         self._check_distinct([p for g in groups for p in g["params"]])
         self.param_groups = []
         self._buckets = []
+        self._checked = []  # per group: the hyper-parameter values last found valid
         for group in groups:
             self._install_group(group)
 
@@ -92,6 +94,7 @@ class Optimizer:
 
     def _install_group(self, group):
         self.param_groups.append(group)
+        self._checked.append(None)
         gi = len(self.param_groups) - 1
         self._buckets.append(build_buckets(group["params"], self._group_start(gi)))
 
@@ -145,8 +148,7 @@ class Optimizer:
         Returns the closure's loss, or None.
         """
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            self._check(group)
+        self._check_groups()
         plans = [[bucket.inspect(self._name) for bucket in buckets]
                  for buckets in self._buckets]
         kernels = backend.current()
@@ -162,6 +164,24 @@ class Optimizer:
                 else:
                     self._update(kernels, bucket, group)
         return loss
+
+    def _check_groups(self):
+        """Check every group's hyper-parameters, skipping groups unchanged since last time.
+
+        A user (or a learning-rate schedule) may edit ``param_groups`` between steps; the
+        full check costs microseconds, a tuple comparison much less. NaN never compares
+        equal, so a NaN is always re-checked (and rejected).
+        """
+        values_of = operator.itemgetter(*self.hyperparameters)
+        for gi, group in enumerate(self.param_groups):
+            try:
+                values = values_of(group)
+            except KeyError as exc:
+                raise ValueError(f"{self._name}: parameter group {gi} lost its "
+                                 f"hyper-parameter {exc.args[0]!r}") from None
+            if values != self._checked[gi]:
+                self._check(group)
+                self._checked[gi] = values
 
     def _update(self, kernels, bucket, group):
         """One kernel call updating the whole bucket, then advance its step counts."""
