@@ -1,0 +1,12 @@
+"""Small helpers the op wrappers share: output allocation and flat views."""
+import numpy as np
+
+
+def out_like(x, out):
+    """``out`` if given, else a new array of x's shape and dtype."""
+    return np.empty_like(x) if out is None else out
+
+
+def flat(a):
+    """A 1-D view of a C-contiguous array (no copy)."""
+    return a.reshape(-1)

@@ -1,0 +1,87 @@
+"""Numba conventions for every kernel of this backend, set once (as stumpy's config.py).
+
+``kernel`` compiles a function twice from one body: a parallel version whose ``prange``
+loops run on Numba's thread pool and a serial one for small inputs, where waking the
+pool costs more than it saves. Both are cached on disk, so a second process loads
+machine code instead of compiling.
+"""
+import os
+import threading
+import types
+
+import numba
+
+from fastnn import threads as _threads
+
+# Everything except nnan/ninf: NaN and inf must still propagate through every kernel.
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
+
+# Inputs with fewer elements than this run the serial variant. The OpenMP pool costs
+# ~2 us to wake; below ~32K elements one core finishes an elementwise pass in that time.
+PARALLEL_MIN = 1 << 15
+
+# Prefer OpenMP: the workqueue layer costs ~80 us per parallel region on this kind of
+# machine (measured), OpenMP ~2 us. An explicit NUMBA_THREADING_LAYER still wins.
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
+
+
+class Kernel:
+    """One compiled loop in two flavours: ``k(size, *args)`` runs the parallel version
+    when ``size >= PARALLEL_MIN`` (and more than one thread is allowed), else the serial one."""
+
+    def __init__(self, fn):
+        self.parallel = numba.njit(parallel=True, cache=True, fastmath=FASTMATH)(fn)
+        serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                       fn.__defaults__, fn.__closure__)
+        # a distinct qualname gives the serial variant its own on-disk cache entry
+        serial_fn.__qualname__ = fn.__qualname__ + "_serial"
+        serial_fn.__module__ = fn.__module__
+        self.serial = numba.njit(parallel=False, cache=True, fastmath=FASTMATH)(serial_fn)
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+
+    def __call__(self, size, *args):
+        if size >= PARALLEL_MIN and sync_threads() > 1:
+            return self.parallel(*args)
+        return self.serial(*args)
+
+
+def kernel(fn):
+    """Decorator: ``Kernel(fn)``."""
+    return Kernel(fn)
+
+
+def serial_kernel(fn):
+    """For loops that are always small (per-channel or per-class vectors)."""
+    return numba.njit(parallel=False, cache=True, fastmath=FASTMATH)(fn)
+
+
+helper = numba.njit(inline="always", cache=True, fastmath=FASTMATH)
+"""Per-element or per-row helpers called from kernels."""
+
+_local = threading.local()
+
+
+def sync_threads():
+    """Numba's thread count is per calling thread: apply fastn's setting to this one.
+
+    Returns the thread count in effect. Cheap when nothing changed (one attribute read).
+    """
+    n = _threads.get_num_threads()
+    if getattr(_local, "applied", None) != n:
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        _local.applied = n
+    return min(n, numba.config.NUMBA_NUM_THREADS)
+
+
+def info():
+    """What the backend runs with, for ``fastnn.backend_info()``."""
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run yet
+        layer = "not initialised (priority: %s)" % ",".join(numba.config.THREADING_LAYER_PRIORITY)
+    return {"numba_version": numba.__version__, "threading_layer": layer,
+            "fastmath": sorted(FASTMATH), "parallel_min_elements": PARALLEL_MIN,
+            "numba_num_threads": numba.get_num_threads(),
+            "max_threads": numba.config.NUMBA_NUM_THREADS}

@@ -1,0 +1,142 @@
+"""Linear layer: BLAS for the products, one compiled pass for everything around them.
+
+Forward: ``out = x @ W.T`` by BLAS, then one parallel pass adds the bias and applies
+the activation in place. Backward: one pass computes g = grad_out * act'(y) and adds
+g's column sums to grad_bias, then BLAS accumulates grad_weight += g.T @ x and writes
+grad_in = g @ W.
+
+The bias gradient is summed by column blocks: each prange iteration owns a block of
+columns and walks every row in order, so no two threads touch one grad_bias entry and
+every column is summed in the same order whatever the thread count (bitwise identical
+results across thread counts, no partial buffers, no merge).
+"""
+import numpy as np
+from numba import prange
+
+from . import blas, vmath
+from .config import kernel
+
+IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = 0, 1, 2, 3, 4
+_CODES = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU,
+          "sigmoid": SIGMOID, "tanh": TANH}
+_BLOCK = 64  # columns per prange iteration in the backward pass
+_NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
+            np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+@kernel
+def _bias_activation(z, bias, has_bias, act, slope):  # INOUT z (N, F); IN bias (F,)
+    n, f = z.shape
+    zero = z.dtype.type(0)
+    one = z.dtype.type(1)
+    s = z.dtype.type(slope)
+    for i in prange(n):
+        row = z[i]
+        if has_bias:
+            for j in range(f):
+                row[j] += bias[j]
+        if act == RELU:
+            for j in range(f):
+                row[j] = zero if row[j] < zero else row[j]
+        elif act == LEAKY_RELU:
+            for j in range(f):
+                row[j] = row[j] if row[j] > zero else row[j] * s
+        elif act == SIGMOID:
+            for j in range(f):
+                v = row[j]
+                e = vmath.exp(-abs(v))
+                r = one / (one + e)
+                row[j] = r if v >= zero else e * r
+        elif act == TANH:
+            for j in range(f):
+                row[j] = vmath.tanh(row[j])
+
+
+@kernel
+def _activation_grad(grad_out, y, act, slope, g, grad_bias, has_bias, block):
+    # IN grad_out, y (N, F); OUT g (N, F); INOUT grad_bias (F,) (+= column sums of g)
+    n, f = grad_out.shape
+    zero = y.dtype.type(0)
+    one = y.dtype.type(1)
+    s = y.dtype.type(slope)
+    for b in prange((f + block - 1) // block):
+        j0 = b * block
+        j1 = min(f, j0 + block)
+        for i in range(n):
+            if act == RELU:
+                for j in range(j0, j1):
+                    g[i, j] = grad_out[i, j] * (one if y[i, j] > zero else zero)
+            elif act == LEAKY_RELU:
+                for j in range(j0, j1):
+                    g[i, j] = grad_out[i, j] * (one if y[i, j] > zero else s)
+            elif act == SIGMOID:
+                for j in range(j0, j1):
+                    g[i, j] = grad_out[i, j] * y[i, j] * (one - y[i, j])
+            elif act == TANH:
+                for j in range(j0, j1):
+                    g[i, j] = grad_out[i, j] * (one - y[i, j] * y[i, j])
+            else:
+                for j in range(j0, j1):
+                    g[i, j] = grad_out[i, j]
+            if has_bias:
+                for j in range(j0, j1):
+                    grad_bias[j] += g[i, j]
+
+
+@kernel
+def _column_sums(a, out, block):  # IN a (N, F); INOUT out (F,) += a.sum(0)
+    n, f = a.shape
+    for b in prange((f + block - 1) // block):
+        j0 = b * block
+        j1 = min(f, j0 + block)
+        for i in range(n):
+            for j in range(j0, j1):
+                out[j] += a[i, j]
+
+
+def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0.01, out=None):
+    """y = act(x @ weight.T + bias), bias add and activation fused.
+
+    x: (N, in); weight: (out_features, in); bias: (out_features,) or None;
+    activation: one of FUSABLE_ACTIVATIONS; out: (N, out_features) or None.
+    Returns y: (N, out_features).
+    """
+    if out is None:
+        out = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
+    blas.matmul_nt(x, weight, out)
+    act = _CODES[activation]
+    if bias is not None or act != IDENTITY:
+        has_bias = bias is not None
+        _bias_activation(out.size, out, bias if has_bias else _NO_BIAS[x.dtype], has_bias,
+                         act, float(negative_slope))
+    return out
+
+
+def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
+                    grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
+                    scratch=None):
+    """Backward of ``linear_forward``.
+
+    grad_out: (N, out_features), not modified; x: (N, in); weight: (out_features, in);
+    y: (N, out_features), the forward output (unused for 'identity');
+    grad_weight: (out_features, in) and grad_bias: (out_features,) or None, accumulated;
+    grad_in: (N, in) or None, written; scratch: (N, out_features) buffer for
+    g = grad_out * act'(y), or None. Returns grad_in = g @ weight, or None.
+    """
+    act = _CODES[activation]
+    has_bias = grad_bias is not None
+    if act == IDENTITY:
+        g = grad_out
+        if has_bias:
+            _column_sums(g.size, g, grad_bias, _BLOCK)
+    else:
+        g = np.empty_like(grad_out) if scratch is None else scratch
+        _activation_grad(g.size, grad_out, y, act, float(negative_slope), g,
+                         grad_bias if has_bias else _NO_BIAS[x.dtype], has_bias, _BLOCK)
+    if grad_weight is not None:
+        blas.matmul_tn_accumulate(g, x, grad_weight)
+    if not need_grad_in:
+        return None
+    if grad_in is None:
+        grad_in = np.empty_like(x)
+    return blas.matmul_nn(g, weight, grad_in)

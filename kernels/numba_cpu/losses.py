@@ -1,0 +1,163 @@
+"""Losses: the loss and the gradient of the prediction in one parallel pass.
+
+Each kernel splits its rows (or elements) into chunks of a fixed size, sums each
+chunk's loss serially in float64 into its own slot of a small partial-sum array,
+then adds the slots in order: no shared accumulator across threads, and since chunk
+boundaries do not depend on the thread count, the loss is bitwise identical for any
+number of threads.
+"""
+import math
+
+import numpy as np
+from numba import prange
+
+from . import vmath
+from .config import kernel
+
+_ROWS = 16        # rows per chunk for softmax-cross-entropy
+_ELEMENTS = 4096  # elements per chunk for the elementwise losses
+
+
+@kernel
+def _softmax_ce_labels(logits, labels, grad, rows):
+    # IN logits (N, C), labels (N,) int64; OUT grad (N, C). Returns the summed loss.
+    n, c = logits.shape
+    inv_n = logits.dtype.type(1.0 / max(n, 1))
+    chunks = (n + rows - 1) // rows
+    partial = np.zeros(chunks)
+    for k in prange(chunks):
+        total = 0.0
+        for i in range(k * rows, min(n, (k + 1) * rows)):
+            x = logits[i]
+            g = grad[i]
+            m = x.dtype.type(-np.inf)
+            for j in range(c):
+                m = max(m, x[j])
+            s = x.dtype.type(0)
+            for j in range(c):
+                e = vmath.exp(x[j] - m)
+                g[j] = e
+                s += e
+            scale = inv_n / s
+            for j in range(c):
+                g[j] *= scale
+            label = labels[i]
+            g[label] -= inv_n
+            total += math.log(float(s)) + float(m) - float(x[label])
+        partial[k] = total
+    return partial.sum()
+
+
+@kernel
+def _softmax_ce_probs(logits, target, grad, rows):
+    # IN logits, target (N, C) (rows of target sum to 1); OUT grad (N, C). Returns summed loss.
+    n, c = logits.shape
+    inv_n = logits.dtype.type(1.0 / max(n, 1))
+    chunks = (n + rows - 1) // rows
+    partial = np.zeros(chunks)
+    for k in prange(chunks):
+        total = 0.0
+        for i in range(k * rows, min(n, (k + 1) * rows)):
+            x = logits[i]
+            t = target[i]
+            g = grad[i]
+            m = x.dtype.type(-np.inf)
+            for j in range(c):
+                m = max(m, x[j])
+            s = x.dtype.type(0)
+            t_sum = x.dtype.type(0)
+            tx = x.dtype.type(0)
+            for j in range(c):
+                e = vmath.exp(x[j] - m)
+                g[j] = e
+                s += e
+                t_sum += t[j]
+                tx += t[j] * (x[j] - m)
+            scale = inv_n / s
+            for j in range(c):
+                g[j] = g[j] * scale - t[j] * inv_n
+            # -sum_j t_j log p_j = sum_j t_j (log s - (x_j - m))
+            total += math.log(float(s)) * float(t_sum) - float(tx)
+        partial[k] = total
+    return partial.sum()
+
+
+@kernel
+def _mse(pred, target, grad, chunk):
+    # IN pred, target (n,); OUT grad (n,) = 2 (pred - target) / n. Returns sum of squares.
+    n = pred.shape[0]
+    scale = pred.dtype.type(2.0 / max(n, 1))
+    chunks = (n + chunk - 1) // chunk
+    partial = np.zeros(chunks)
+    for k in prange(chunks):
+        total = 0.0
+        for i in range(k * chunk, min(n, (k + 1) * chunk)):
+            d = pred[i] - target[i]
+            total += float(d) * float(d)
+            grad[i] = d * scale
+        partial[k] = total
+    return partial.sum()
+
+
+@kernel
+def _bce(pred, target, grad, chunk):
+    # IN pred (probabilities), target (n,); OUT grad (n,). Returns the summed loss.
+    n = pred.shape[0]
+    one = pred.dtype.type(1)
+    eps = pred.dtype.type(1e-12)
+    inv_n = pred.dtype.type(1.0 / max(n, 1))
+    chunks = (n + chunk - 1) // chunk
+    partial = np.zeros(chunks)
+    for k in prange(chunks):
+        total = 0.0
+        for i in range(k * chunk, min(n, (k + 1) * chunk)):
+            p = pred[i]
+            t = target[i]
+            log_p = max(math.log(float(p)), -100.0)  # clamped as PyTorch does
+            log_1mp = max(math.log1p(-float(p)), -100.0)
+            total -= float(t) * log_p + (1.0 - float(t)) * log_1mp
+            grad[i] = (p - t) / max(p * (one - p), eps) * inv_n
+        partial[k] = total
+    return partial.sum()
+
+
+def softmax_cross_entropy(logits, target, grad=None):
+    """Mean cross-entropy of softmax(logits) and its gradient in one pass.
+
+    logits: (N, C); target: (N,) int64 class labels or (N, C) probabilities in
+    logits' dtype; grad: (N, C) or None. Returns (loss: float,
+    grad = (softmax(logits) - onehot(target)) / N).
+    """
+    if grad is None:
+        grad = np.empty_like(logits)
+    n = logits.shape[0]
+    if target.ndim == 1:
+        total = _softmax_ce_labels(logits.size, logits, target, grad, _ROWS)
+    else:
+        total = _softmax_ce_probs(logits.size, logits, target, grad, _ROWS)
+    return float(total / max(n, 1)), grad
+
+
+def mse_loss(pred, target, grad=None):
+    """Mean squared error over all elements and its gradient.
+
+    pred, target, grad: same shape (grad may be None).
+    Returns (loss, grad = 2 * (pred - target) / pred.size).
+    """
+    if grad is None:
+        grad = np.empty_like(pred)
+    total = _mse(pred.size, pred.reshape(-1), target.reshape(-1), grad.reshape(-1), _ELEMENTS)
+    return float(total / max(pred.size, 1)), grad
+
+
+def bce_loss(pred, target, grad=None):
+    """Mean binary cross-entropy of probabilities and its gradient.
+
+    pred: probabilities in [0, 1], any shape; target, grad: same shape (grad may be None).
+    Logs are clamped at -100 as PyTorch does. Returns (loss,
+    grad = (pred - target) / max(pred * (1 - pred), 1e-12) / size).
+    """
+    if grad is None:
+        grad = np.empty_like(pred)
+    total = _bce(pred.size, pred.reshape(-1), target.reshape(-1), grad.reshape(-1), _ELEMENTS)
+    return float(total / max(pred.size, 1)), grad

@@ -1,0 +1,84 @@
+"""Optimizer updates in place, one parallel pass over a parameter each.
+
+The arrays are flat views of the parameter, its gradient and its state; each element
+is read once and written once. Constants are cast to the parameter's dtype first, as
+the reference does, so float32 updates round exactly like it.
+"""
+import math
+
+import numpy as np
+from numba import prange
+
+from ._buffers import flat
+from .config import kernel
+
+_EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
+          np.dtype(np.float64): np.empty(0, np.float64)}
+
+
+@kernel
+def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov):
+    # INOUT param (n,), velocity (n,) (unused when momentum == 0); IN grad (n,)
+    dt = param.dtype.type
+    lr_ = dt(lr)
+    mu = dt(momentum)
+    wd = dt(weight_decay)
+    decay = weight_decay != 0.0
+    use_momentum = momentum != 0.0
+    for i in prange(param.shape[0]):
+        g = grad[i] + wd * param[i] if decay else grad[i]
+        if use_momentum:
+            v = velocity[i] * mu + g
+            velocity[i] = v
+            step = g + mu * v if nesterov else v
+        else:
+            step = g
+        param[i] -= lr_ * step
+
+
+@kernel
+def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2,
+          eps, weight_decay):
+    # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,)
+    dt = param.dtype.type
+    b1 = dt(beta1)
+    b2 = dt(beta2)
+    c1 = dt(1.0 - beta1)
+    c2 = dt(1.0 - beta2)
+    wd = dt(weight_decay)
+    eps_ = dt(eps)
+    size = dt(step_size)
+    root = dt(bias_correction2_sqrt)
+    decay = weight_decay != 0.0
+    for i in prange(param.shape[0]):
+        g = grad[i] + wd * param[i] if decay else grad[i]
+        m = exp_avg[i] * b1 + c1 * g
+        v = exp_avg_sq[i] * b2 + c2 * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        param[i] -= size * m / (math.sqrt(v) / root + eps_)
+
+
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """One SGD step in place, PyTorch's rule (dampening 0).
+
+    param, grad, velocity: same shape (velocity may be None when momentum == 0).
+    g = grad + weight_decay * param; velocity = momentum * velocity + g;
+    param -= lr * (g + momentum * velocity if nesterov else velocity). Returns None.
+    """
+    v = flat(velocity) if velocity is not None else _EMPTY[param.dtype]
+    _sgd(param.size, flat(param), flat(grad), v, float(lr), float(momentum),
+         float(weight_decay), bool(nesterov))
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
+                eps=1e-8, weight_decay=0.0):
+    """One Adam step in place, PyTorch's rule (L2 weight decay added to the gradient).
+
+    param, grad, exp_avg, exp_avg_sq: same shape; step: the 1-based step count.
+    Returns None.
+    """
+    step_size = lr / (1 - beta1 ** step)
+    _adam(param.size, flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq), step_size,
+          math.sqrt(1 - beta2 ** step), float(beta1), float(beta2), float(eps),
+          float(weight_decay))
