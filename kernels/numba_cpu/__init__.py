@@ -6,8 +6,6 @@ the on-disk cache (``__pycache__`` next to each module) in later processes.
 Conventions (fastmath flags, threading layer, serial/parallel split) live in
 ``config.py``.
 """
-import importlib.util
-
 from fastnn import threads as _threads
 
 from . import config as _config
@@ -15,22 +13,15 @@ from .activations import (gelu, gelu_backward, leaky_relu, leaky_relu_backward, 
                           relu_backward, sigmoid, sigmoid_backward, sine, sine_backward,
                           softmax, softmax_backward, tanh, tanh_backward)
 from .batchnorm import batchnorm_backward, batchnorm_forward
+from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
+                   max_pool2d_backward, max_pool2d_forward)
 from .dense import linear_backward, linear_forward
 from .dropout import dropout_backward, dropout_forward
 from .losses import bce_loss, mse_loss, softmax_cross_entropy
 from .optim import adam_update, sgd_update
 
-_CONV_OPS = ("conv2d_forward", "conv2d_backward", "max_pool2d_forward",
-             "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward")
-
-# The conv ops come from conv.py (issue 5) once it lands; until then they are taken
-# from the NumPy reference backend ("numpy"), declared here and listed by fastnn.backend_info().
-if importlib.util.find_spec(__name__ + ".conv") is not None:
-    from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward,  # noqa: F401
-                       conv2d_forward, max_pool2d_backward, max_pool2d_forward)
-    REUSES = {}
-else:
-    REUSES = {op: "numpy" for op in _CONV_OPS}
+# Every op is implemented here; nothing is taken from another backend.
+REUSES = {}
 
 _threads.apply_num_threads()
 
