@@ -1,0 +1,68 @@
+"""`python -m fastnn dream`: visualise a class of a trained classifier checkpoint."""
+import numpy as np
+
+from ..visualize import visualize_class
+from .common import progress, write_metrics
+
+
+def save_image(image, path, title=None):
+    """(C, H, W) in [0, 1] -> PNG, upscaled for viewing."""
+    import os
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(4, 4.4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    if image.shape[0] == 1:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(np.transpose(image, (1, 2, 0)), interpolation="nearest")
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fig.savefig(path, format="png")
+
+
+def add_arguments(parser):
+    parser.add_argument("--checkpoint", required=True, help="classifier saved by `train --save`")
+    parser.add_argument("--target-class", type=int, required=True)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=1.0)
+    parser.add_argument("--jitter", type=int, default=None,
+                        help="largest random shift in pixels (default: image size // 14)")
+    parser.add_argument("--weight-decay", type=float, default=1e-3)
+    parser.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
+    parser.add_argument("--blur-every", type=int, default=10)
+    parser.add_argument("--blur-sigma", type=float, default=0.5)
+    parser.add_argument("--scales", default="1", help="coarse-to-fine divisors, e.g. 4,2,1")
+    parser.add_argument("--backend", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--metrics", default=None)
+    parser.add_argument("--out", default="runs/dream/class.png")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args):
+    import fastnn
+    if args.backend:
+        fastnn.set_backend(args.backend)
+    model = fastnn.load(args.checkpoint)
+    scales = tuple(int(s) for s in str(args.scales).split(",") if s)
+    bar = progress(args.steps, f"class {args.target_class}", not args.no_progress)
+    image, before, after = visualize_class(
+        model, args.target_class, steps=args.steps, lr=args.lr, jitter=args.jitter,
+        weight_decay=args.weight_decay, clip=args.clip, blur_every=args.blur_every,
+        blur_sigma=args.blur_sigma, scales=scales, seed=args.seed,
+        progress=bar.update if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    save_image(image, args.out, f"class {args.target_class}: p {before:.3f} -> {after:.3f}")
+    metrics = {"target_class": args.target_class, "probability_before": before,
+               "probability_after": after, "checkpoint": args.checkpoint, "out": args.out,
+               "backend": fastnn.get_backend(),
+               "config": {k: v for k, v in vars(args).items() if k != "func"}}
+    write_metrics(metrics, args.metrics)
+    print(f"class {args.target_class} probability {before:.4f} -> {after:.4f}; image in {args.out}")
+    return metrics

@@ -1,0 +1,141 @@
+"""`python -m fastnn multitask`: train MultiTaskNet on Fashion-MNIST (or digits).
+
+Task B is the class; task A regresses a 2x-downsampled copy of the image (14x14 = 196 values
+for Fashion-MNIST), whose width is FC1B's width. The same classifier alone (FC1B, mean-only
+BatchNorm, ReLU, FC2B) is trained with the same settings for comparison.
+"""
+import time
+
+import numpy as np
+
+from .. import data, nn, optim
+from ..models.multitask import MultiTaskLoss, MultiTaskNet
+from .common import add_common_arguments, progress, write_metrics
+
+
+def downsample(images):
+    """(N, H, W) -> (N, H//2 * W//2) by 2x2 average pooling (task A's target)."""
+    n, h, w = images.shape
+    pooled = images[:, :h - h % 2, :w - w % 2].reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
+    return pooled.reshape(n, -1).astype(np.float32)
+
+
+def load_multitask(dataset):
+    x_train, y_train, x_test, y_test = data.load(dataset)
+    return ((x_train.reshape(len(x_train), -1), downsample(x_train), y_train),
+            (x_test.reshape(len(x_test), -1), downsample(x_test), y_test))
+
+
+def _batches(n, batch_size, rng):
+    order = rng.permutation(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+def evaluate(model, x, y_a, y_b, batch_size=1000):
+    model.eval()
+    sq_err, correct = 0.0, 0
+    for start in range(0, len(x), batch_size):
+        a, logits = model(x[start:start + batch_size])
+        sq_err += float(np.square(a - y_a[start:start + batch_size], dtype=np.float64).sum())
+        correct += int((logits.argmax(axis=1) == y_b[start:start + batch_size]).sum())
+    model.train()
+    return sq_err / y_a.size, correct / len(x)
+
+
+def train_classifier_alone(x, y, x_test, y_test, hidden, num_classes, args, rng):
+    """FC1B -> mean-only BatchNorm -> ReLU -> FC2B, trained like the multi-task net."""
+    model = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.BatchNorm1d(hidden, mean_only=True),
+                          nn.ReLU(), nn.Linear(hidden, num_classes))
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    for _ in range(args.epochs):
+        for idx in _batches(len(x), args.batch_size, rng):
+            if len(idx) < 2:
+                continue
+            loss_fn.forward(model(x[idx]), y[idx])
+            opt.zero_grad()
+            model.backward(loss_fn.backward())
+            opt.step()
+    model.eval()
+    pred = np.concatenate([model(x_test[i:i + 1000]).argmax(axis=1)
+                           for i in range(0, len(x_test), 1000)])
+    return float((pred == y_test).mean())
+
+
+def add_arguments(parser):
+    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--hidden-a", type=int, default=256)
+    parser.add_argument("--omega", type=float, default=1.0, help="sine frequency of task A")
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--momentum", type=float, default=0.9)
+    add_common_arguments(parser, "runs/multitask/curves.png")
+
+
+def run(args):
+    import fastnn
+    from ..plotting import plot_curves
+    if args.backend:
+        fastnn.set_backend(args.backend)
+    fastnn.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    (x, y_a, y_b), (x_test, y_a_test, y_b_test) = load_multitask(args.dataset)
+    num_classes = int(y_b.max()) + 1
+    model = MultiTaskNet(x.shape[1], args.hidden_a, y_a.shape[1], num_classes,
+                         omega=args.omega, dropout=args.dropout)
+    loss_fn = MultiTaskLoss()
+    opt = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
+    curves = {"train_loss": [], "test_loss": [], "train_accuracy": [], "test_accuracy": []}
+    start = time.perf_counter()
+    for epoch in range(args.epochs):
+        bar = progress(len(x), f"epoch {epoch + 1}/{args.epochs}", not args.no_progress)
+        total, batches = 0.0, 0
+        for idx in _batches(len(x), args.batch_size, rng):
+            if len(idx) < 2:
+                continue
+            a, logits = model(x[idx])
+            loss, _, _ = loss_fn(a, logits, y_a[idx], y_b[idx])
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"multitask: loss became {loss} in epoch {epoch + 1}")
+            opt.zero_grad()
+            model.backward(*loss_fn.backward())
+            opt.step()
+            total, batches = total + loss, batches + 1
+            if bar is not None:
+                bar.update(len(idx))
+                bar.set_postfix(loss=f"{loss:.4f}")
+        if bar is not None:
+            bar.close()
+        mse_a, acc_b = evaluate(model, x_test, y_a_test, y_b_test)
+        _, train_acc = evaluate(model, x[:10000], y_a[:10000], y_b[:10000])
+        curves["train_loss"].append(total / max(batches, 1))
+        curves["test_loss"].append(mse_a)
+        curves["train_accuracy"].append(train_acc)
+        curves["test_accuracy"].append(acc_b)
+        print(f"epoch {epoch + 1}: loss {total / max(batches, 1):.4f}  task A test MSE "
+              f"{mse_a:.5f}  task B test accuracy {acc_b:.4f}", flush=True)
+    seconds = time.perf_counter() - start
+    mean_baseline = float(np.square(y_a_test - y_a.mean(axis=0), dtype=np.float64).mean())
+    alone = train_classifier_alone(x, y_b, x_test, y_b_test, y_a.shape[1], num_classes, args,
+                                   np.random.default_rng(args.seed))
+    metrics = {
+        "dataset": args.dataset, "backend": fastnn.get_backend(), "epochs": args.epochs,
+        "task_a_test_mse": curves["test_loss"][-1], "task_a_mean_predictor_mse": mean_baseline,
+        "task_b_test_accuracy": curves["test_accuracy"][-1],
+        "classifier_alone_test_accuracy": alone, "seconds": seconds,
+        "curves": curves, "config": {k: v for k, v in vars(args).items() if k != "func"},
+    }
+    write_metrics(metrics, args.metrics)
+    if args.out:
+        plot_curves({"epoch": list(range(1, args.epochs + 1)),
+                     "train_loss": curves["train_loss"], "test_loss": curves["test_loss"],
+                     "train_accuracy": curves["train_accuracy"],
+                     "test_accuracy": curves["test_accuracy"]}, args.out,
+                    title="MultiTaskNet: loss (train total, test task A MSE) and task B accuracy")
+    print(f"task A test MSE {metrics['task_a_test_mse']:.5f} (mean predictor {mean_baseline:.5f}); "
+          f"task B test accuracy {metrics['task_b_test_accuracy']:.4f} "
+          f"(classifier alone {alone:.4f})")
+    return metrics

@@ -1,0 +1,85 @@
+"""A two-headed network whose regression head feeds the classification head.
+
+From a shared input x (N, in_features):
+
+* task A (regression): a = FC2A(Dropout(Sine(FC1A(x)))), shape (N, hidden_b), trained with
+  ½‖a − y_A‖² per sample;
+* task B (classification): h = ReLU(BatchNorm1d_mean_only(FC1B(x))), shape (N, hidden_b),
+  s = h + a (so task A's output width equals FC1B's width), logits = FC2B(s), trained with
+  softmax cross-entropy.
+
+The loss is the batch mean of the sum of both terms, and task B's gradient flows into task A
+through the addition. Everything runs through the layers' explicit backward passes.
+"""
+import numpy as np
+
+from .. import nn
+from ..backend import current
+from ..validation import check_float_array, check_labels
+
+
+class MultiTaskNet(nn.Module):
+    """MultiTaskNet(in_features, hidden_a, hidden_b, num_classes, omega=1.0, dropout=0.1).
+
+    forward(x) -> (a, logits): a (N, hidden_b) regression output, logits (N, num_classes).
+    """
+
+    config_name = "multitask"
+
+    def __init__(self, in_features, hidden_a, hidden_b, num_classes, omega=1.0, dropout=0.1):
+        super().__init__()
+        self.config = dict(in_features=in_features, hidden_a=hidden_a, hidden_b=hidden_b,
+                           num_classes=num_classes, omega=omega, dropout=dropout)
+        self.fc1a = nn.Linear(in_features, hidden_a)
+        self.sine = nn.Sine(omega)
+        self.drop = nn.Dropout(dropout)
+        self.fc2a = nn.Linear(hidden_a, hidden_b)
+        self.fc1b = nn.Linear(in_features, hidden_b)
+        self.bn = nn.BatchNorm1d(hidden_b, mean_only=True)
+        self.relu = nn.ReLU()
+        self.fc2b = nn.Linear(hidden_b, num_classes)
+
+    def forward(self, x):
+        a = self.fc2a(self.drop(self.sine(self.fc1a(x))))
+        h = self.relu(self.bn(self.fc1b(x)))
+        logits = self.fc2b(h + a)
+        return a, logits
+
+    def backward(self, grad_a, grad_logits):
+        """grad_a: (N, hidden_b), gradient w.r.t. task A's output from its own loss;
+        grad_logits: (N, num_classes). Returns the gradient w.r.t. x: (N, in_features)."""
+        grad_s = self.fc2b.backward(grad_logits)
+        grad_x_b = self.fc1b.backward(self.bn.backward(self.relu.backward(grad_s)))
+        total_a = grad_a + grad_s  # the addition s = h + a routes task B's gradient into A
+        grad_x_a = self.fc1a.backward(self.sine.backward(self.drop.backward(
+            self.fc2a.backward(total_a))))
+        return grad_x_a + grad_x_b
+
+
+class MultiTaskLoss:
+    """Batch mean of ½‖a − y_A‖² + cross-entropy(logits, y_B), and both gradients.
+
+    forward(a, logits, y_a, y_b) -> (total, regression, classification) as floats;
+    backward() -> (grad_a, grad_logits).
+    """
+
+    def forward(self, a, logits, y_a, y_b):
+        where = "MultiTaskLoss"
+        check_float_array(where, "a", a, ndim=2)
+        check_float_array(where, "y_a", y_a, shape=a.shape, dtype=a.dtype)
+        check_float_array(where, "logits", logits, ndim=2, dtype=a.dtype)
+        check_labels(where, y_b, logits.shape[0], logits.shape[1])
+        n = a.shape[0]
+        diff = a - y_a
+        regression = float(0.5 * np.square(diff, dtype=np.float64).sum() / n)
+        classification, grad_logits = current().softmax_cross_entropy(
+            np.ascontiguousarray(logits), y_b.astype(np.int64, copy=False))
+        self._grads = (diff / a.dtype.type(n), grad_logits)
+        return regression + classification, regression, classification
+
+    __call__ = forward
+
+    def backward(self):
+        if getattr(self, "_grads", None) is None:
+            raise RuntimeError("MultiTaskLoss: backward() called before forward()")
+        return self._grads

@@ -1,0 +1,89 @@
+"""A variational auto-encoder with Gaussian encoder and decoder, backward written out.
+
+Encoder MLP: x (N, D) -> (mu_z, log_sigma_z), each (N, L).
+Reparameterisation: z = mu_z + sigma_z * eps, eps ~ N(0, I).
+Decoder MLP: z (N, L) -> (mu_x, log_sigma_x), each (N, D).
+Loss (negative ELBO), per sample, summed over dimensions and averaged over the batch:
+    NLL = ½ log 2π + log σx + (x − μx)² / (2 σx²)
+    KL  = −log σz − ½ + ½ (μz² + σz²)
+"""
+import math
+
+import numpy as np
+
+from .. import nn
+from ..validation import check_float_array
+from .mlp import MLP
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+class VAE(nn.Module):
+    """VAE(data_dim, latent_dim=2, hidden=(64, 64), activation='tanh').
+
+    forward(x) -> negative ELBO (float, batch mean) with the sample drawn from the
+    module's own seeded generator; backward() -> gradient w.r.t. x is not needed, so it
+    accumulates parameter gradients and returns None.
+    """
+
+    config_name = "vae"
+
+    def __init__(self, data_dim, latent_dim=2, hidden=(64, 64), activation="tanh", seed=0):
+        super().__init__()
+        hidden = [hidden] if isinstance(hidden, int) else list(hidden)
+        self.config = dict(data_dim=data_dim, latent_dim=latent_dim, hidden=hidden,
+                           activation=activation, seed=seed)
+        self.data_dim, self.latent_dim = data_dim, latent_dim
+        self.encoder = MLP(data_dim, hidden, 2 * latent_dim, activation=activation)
+        self.decoder = MLP(latent_dim, hidden[::-1], 2 * data_dim, activation=activation)
+        self._rng = np.random.default_rng(seed)
+        self._cache = None
+
+    def forward(self, x, eps=None):
+        """x: (N, data_dim). eps: (N, latent_dim) noise or None to draw it.
+
+        Returns (loss, nll, kl) as floats (batch means of the per-sample sums)."""
+        check_float_array("VAE", "x", x, ndim=2, shape=(None, self.data_dim))
+        n, latent = x.shape[0], self.latent_dim
+        enc = self.encoder(x)
+        mu_z, log_sz = enc[:, :latent], enc[:, latent:]
+        if eps is None:
+            eps = self._rng.standard_normal(mu_z.shape).astype(x.dtype)
+        sigma_z = np.exp(log_sz)
+        z = mu_z + sigma_z * eps
+        dec = self.decoder(z)
+        mu_x, log_sx = dec[:, :self.data_dim], dec[:, self.data_dim:]
+        inv_var_x = np.exp(-2 * log_sx)
+        resid = x - mu_x
+        nll = (_HALF_LOG_2PI + log_sx + 0.5 * resid ** 2 * inv_var_x).sum() / n
+        kl = (-log_sz - 0.5 + 0.5 * (mu_z ** 2 + sigma_z ** 2)).sum() / n
+        self._cache = (n, mu_z, sigma_z, eps, resid, inv_var_x)
+        return float(nll + kl), float(nll), float(kl)
+
+    __call__ = forward
+
+    def backward(self):
+        """Accumulate every parameter's gradient of the last forward's loss."""
+        if self._cache is None:
+            raise RuntimeError("VAE: backward() called before forward()")
+        n, mu_z, sigma_z, eps, resid, inv_var_x = self._cache
+        scale = resid.dtype.type(1.0 / n)
+        grad_mu_x = -resid * inv_var_x * scale
+        grad_log_sx = (1 - resid ** 2 * inv_var_x) * scale
+        grad_z = self.decoder.backward(np.concatenate([grad_mu_x, grad_log_sx], axis=1))
+        # through z = mu_z + exp(log_sz) * eps, plus the KL term's own gradient
+        grad_mu_z = grad_z + mu_z * scale
+        grad_log_sz = grad_z * sigma_z * eps + (sigma_z ** 2 - 1) * scale
+        self.encoder.backward(np.concatenate([grad_mu_z, grad_log_sz], axis=1))
+        self._cache = None
+
+    def sample(self, n, rng=None, dtype=np.float32):
+        """Draw n points from the generative model: z ~ N(0, I), x ~ N(mu_x, sigma_x²)."""
+        rng = rng or np.random.default_rng(0)
+        was_training = self.training
+        self.eval()
+        z = rng.standard_normal((n, self.latent_dim)).astype(dtype)
+        dec = self.decoder(z)
+        self.train(was_training)
+        mu_x, log_sx = dec[:, :self.data_dim], dec[:, self.data_dim:]
+        return mu_x + np.exp(log_sx) * rng.standard_normal(mu_x.shape).astype(dtype)

@@ -1,0 +1,159 @@
+"""The course experiments: MultiTaskNet, VAE, class visualisation, and their commands."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn, optim
+from fastnn.models.multitask import MultiTaskLoss, MultiTaskNet
+from fastnn.models.vae import VAE
+
+
+def numeric_vs_analytic(loss_of, params, rng, entries=6, eps=1e-6):
+    """Compare each parameter's .grad with central differences of loss_of() at a few entries."""
+    worst = 0.0
+    for p in params:
+        for _ in range(entries):
+            i = tuple(int(rng.integers(0, s)) for s in p.data.shape)
+            saved = p.data[i]
+            p.data[i] = saved + eps
+            up = loss_of()
+            p.data[i] = saved - eps
+            down = loss_of()
+            p.data[i] = saved
+            numeric = (up - down) / (2 * eps)
+            err = abs(numeric - p.grad[i]) / max(1.0, abs(numeric))
+            worst = max(worst, err)
+    return worst
+
+
+def test_multitask_gradcheck_float64(backend, rng):
+    fastnn.manual_seed(0)
+    model = MultiTaskNet(6, 5, 4, 3, omega=2.0, dropout=0.0).double()
+    x = rng.standard_normal((8, 6))
+    y_a = rng.standard_normal((8, 4))
+    y_b = rng.integers(0, 3, 8)
+    loss_fn = MultiTaskLoss()
+
+    def loss_of():
+        a, logits = model(x)
+        return loss_fn(a, logits, y_a, y_b)[0]
+
+    loss_of()
+    model.zero_grad()
+    grad_x = model.backward(*loss_fn.backward())
+    assert grad_x.shape == x.shape
+    assert numeric_vs_analytic(loss_of, model.parameters(), rng) < 1e-6
+    # the gradient w.r.t. the input, too
+    i = (3, 2)
+    x[i] += 1e-6
+    up = loss_of()
+    x[i] -= 2e-6
+    down = loss_of()
+    x[i] += 1e-6
+    assert abs((up - down) / 2e-6 - grad_x[i]) < 1e-6
+
+
+def test_multitask_task_b_gradient_reaches_task_a(rng):
+    """Task A's first layer gets gradient from the classification loss alone."""
+    model = MultiTaskNet(6, 5, 4, 3, dropout=0.0).double()
+    x = rng.standard_normal((8, 6))
+    a, logits = model(x)
+    loss_fn = MultiTaskLoss()
+    loss_fn(a, logits, a.copy(), rng.integers(0, 3, 8))  # task A's own loss is zero
+    grad_a, grad_logits = loss_fn.backward()
+    assert np.all(grad_a == 0)
+    model.zero_grad()
+    model.backward(grad_a, grad_logits)
+    assert np.abs(model.fc1a.weight.grad).sum() > 0
+
+
+def test_vae_gradcheck_float64(backend, rng):
+    fastnn.manual_seed(0)
+    model = VAE(3, latent_dim=2, hidden=[5], activation="tanh").double()
+    x = rng.standard_normal((7, 3))
+    eps = rng.standard_normal((7, 2))
+
+    def loss_of():
+        return model(x, eps=eps)[0]
+
+    loss_of()
+    model.zero_grad()
+    model.backward()
+    assert numeric_vs_analytic(loss_of, model.parameters(), rng) < 1e-6
+
+
+def test_vae_loss_terms_match_formula(rng):
+    model = VAE(2, latent_dim=2, hidden=[4]).double()
+    x = rng.standard_normal((5, 2))
+    eps = rng.standard_normal((5, 2))
+    loss, nll, kl = model(x, eps=eps)
+    enc = model.encoder(x)
+    mu_z, log_sz = enc[:, :2], enc[:, 2:]
+    dec = model.decoder(mu_z + np.exp(log_sz) * eps)
+    mu_x, log_sx = dec[:, :2], dec[:, 2:]
+    expected_nll = (0.5 * np.log(2 * np.pi) + log_sx
+                    + (x - mu_x) ** 2 / (2 * np.exp(2 * log_sx))).sum() / 5
+    expected_kl = (-log_sz - 0.5 + 0.5 * (mu_z ** 2 + np.exp(2 * log_sz))).sum() / 5
+    assert nll == pytest.approx(expected_nll) and kl == pytest.approx(expected_kl)
+    assert loss == pytest.approx(nll + kl)
+
+
+def test_class_visualisation_raises_probability():
+    from fastnn.data import load_digits
+    from fastnn.models import MLP
+    from fastnn.visualize import visualize_class
+    fastnn.manual_seed(0)
+    x, y, _, _ = load_digits(flatten=True)
+    model = MLP(64, [32], 10)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(30):
+        for s in range(0, len(x), 64):
+            loss_fn.forward(model(x[s:s + 64]), y[s:s + 64])
+            opt.zero_grad()
+            model.backward(loss_fn.backward())
+            opt.step()
+    image, before, after = visualize_class(model, 3, steps=100)
+    assert image.shape == (1, 8, 8) and image.min() >= 0 and image.max() <= 1
+    assert after >= 0.9 and after > before
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, "-m", "fastnn", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_experiment_commands_end_to_end(tmp_path):
+    train = _cli("train", "--dataset", "digits", "--hidden", "32", "--epochs", "15",
+                 "--lr", "0.1", "--save", str(tmp_path / "m.npz"), cwd=tmp_path)
+    assert train.returncode == 0, train.stderr
+    dream = _cli("dream", "--checkpoint", str(tmp_path / "m.npz"), "--target-class", "3",
+                 "--steps", "100", "--out", str(tmp_path / "d.png"),
+                 "--metrics", str(tmp_path / "d.json"), "--no-progress", cwd=tmp_path)
+    assert dream.returncode == 0, dream.stderr
+    metrics = json.loads((tmp_path / "d.json").read_text())
+    assert metrics["probability_after"] >= 0.9
+    assert (tmp_path / "d.png").stat().st_size > 0
+
+    mt = _cli("multitask", "--dataset", "digits", "--epochs", "20", "--hidden-a", "32",
+              "--metrics", str(tmp_path / "mt.json"), "--out", str(tmp_path / "mt.png"),
+              "--no-progress", cwd=tmp_path)
+    assert mt.returncode == 0, mt.stderr
+    m = json.loads((tmp_path / "mt.json").read_text())
+    assert m["task_a_test_mse"] < m["task_a_mean_predictor_mse"]
+    assert m["task_b_test_accuracy"] > 0.9
+
+    vae = _cli("vae", "--epochs", "5", "--n-train", "4000", "--metrics",
+               str(tmp_path / "v.json"), "--out", str(tmp_path / "v.png"), "--no-progress",
+               cwd=tmp_path)
+    assert vae.returncode == 0, vae.stderr
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert v["test_nelbo_final"] < v["test_nelbo_initial"]
+    assert (tmp_path / "v.png").stat().st_size > 0
