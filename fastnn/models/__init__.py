@@ -1,5 +1,7 @@
 """Ready-made networks. Each records its constructor arguments in ``config`` and a
 ``config_name`` so ``fastnn.save``/``fastnn.load`` can rebuild it."""
 from .mlp import MLP
+from .multitask import MultiTaskLoss, MultiTaskNet
+from .vae import VAE
 
-__all__ = ["MLP"]
+__all__ = ["MLP", "MultiTaskNet", "MultiTaskLoss", "VAE"]
