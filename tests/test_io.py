@@ -273,3 +273,13 @@ def test_resume_continues_the_uninterrupted_trajectory_bitwise(tmp_path, make_op
 
     assert_state_equal(resumed.state_dict(), model.state_dict())
     assert_optimizer_equal(optimizer_arrays(resumed_opt), optimizer_arrays(opt))
+
+
+def test_new_file_gets_the_umask_permissions(tmp_path):
+    umask = os.umask(0o027)
+    try:
+        path = tmp_path / "m.npz"
+        fastnn.save(make_model(), path)
+    finally:
+        os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o640

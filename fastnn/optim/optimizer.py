@@ -131,7 +131,11 @@ class Optimizer:
 
     # ------------------------------------------------------------------- step
     def zero_grad(self):
-        """Set every parameter's .grad to zero in place (one fill per flat buffer)."""
+        """Set every parameter's .grad to zero in place (one fill per flat buffer).
+
+        Gradients are zeroed, not set to None as PyTorch's default does: layers accumulate
+        into ``.grad`` in place, so it must stay an array.
+        """
         for buckets in self._buckets:
             for bucket in buckets:
                 bucket.grad.fill(0)
