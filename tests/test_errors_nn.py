@@ -75,12 +75,13 @@ def test_mlp_names_the_failing_layer(backend):
         model(np.zeros((2, 10)))
 
 
-@pytest.mark.parametrize("layer, shape", [(nn.BatchNorm1d(3), (1, 3)),
-                                          (nn.BatchNorm1d(3, mean_only=True), (1, 3)),
-                                          (nn.BatchNorm2d(3), (1, 3, 1, 1)),
-                                          (nn.BatchNorm1d(3), (0, 3))],
+@pytest.mark.parametrize("make, shape", [(lambda: nn.BatchNorm1d(3), (1, 3)),
+                                         (lambda: nn.BatchNorm1d(3, mean_only=True), (1, 3)),
+                                         (lambda: nn.BatchNorm2d(3), (1, 3, 1, 1)),
+                                         (lambda: nn.BatchNorm1d(3), (0, 3))],
                          ids=["1d", "mean_only", "2d", "empty"])
-def test_training_batchnorm_rejects_one_value_per_channel(backend, layer, shape):
+def test_training_batchnorm_rejects_one_value_per_channel(backend, make, shape):
+    layer = make()
     _trained_layer(layer, np.random.default_rng(0).standard_normal((4,) + shape[1:]).astype(F32))
     before = _state(layer)
     with pytest.raises(ValueError, match=r"BatchNorm.d\(3.*\): expected more than 1 value per "
@@ -92,22 +93,26 @@ def test_training_batchnorm_rejects_one_value_per_channel(backend, layer, shape)
         assert layer(np.ones(shape, F32)).shape == shape  # running statistics: fine
 
 
-@pytest.mark.parametrize("layer, x, match", [
-    (nn.BatchNorm1d(3), np.zeros((4, 4), F32), r"expected input of shape \(N, 3\), got \(4, 4\)"),
-    (nn.BatchNorm1d(3), np.zeros((4, 3, 2, 2), F32), r"expected input of shape \(N, 3\)"),
-    (nn.BatchNorm2d(3), np.zeros((4, 3), F32), r"expected input of shape \(N, 3, H, W\), got \(4, 3\)"),
-    (nn.Softmax(), np.zeros((2, 3, 4), F32), r"Softmax\(\): expected a 2-D input \(N, C\)"),
-    (nn.Flatten(2, 3), np.zeros((2, 3), F32), r"Flatten\(start_dim=2, end_dim=3\): cannot flatten"),
+@pytest.mark.parametrize("make, x, match", [
+    (lambda: nn.BatchNorm1d(3), np.zeros((4, 4), F32),
+     r"expected input of shape \(N, 3\), got \(4, 4\)"),
+    (lambda: nn.BatchNorm1d(3), np.zeros((4, 3, 2, 2), F32), r"expected input of shape \(N, 3\)"),
+    (lambda: nn.BatchNorm2d(3), np.zeros((4, 3), F32),
+     r"expected input of shape \(N, 3, H, W\), got \(4, 3\)"),
+    (nn.Softmax, np.zeros((2, 3, 4), F32), r"Softmax\(\): expected a 2-D input \(N, C\)"),
+    (lambda: nn.Flatten(2, 3), np.zeros((2, 3), F32),
+     r"Flatten\(start_dim=2, end_dim=3\): cannot flatten"),
 ], ids=["bn1d-features", "bn1d-rank", "bn2d-rank", "softmax-rank", "flatten-dims"])
-def test_shape_errors(backend, layer, x, match):
+def test_shape_errors(backend, make, x, match):
     with pytest.raises(ValueError, match=match):
-        layer(x)
+        make()(x)
 
 
-@pytest.mark.parametrize("layer", [nn.ReLU(), nn.LeakyReLU(), nn.GELU(), nn.Sine(),
-                                   nn.Sigmoid(), nn.Tanh(), nn.Dropout(), nn.Identity()],
-                         ids=lambda layer: type(layer).__name__)
-def test_activations_reject_integer_input(backend, layer):
+@pytest.mark.parametrize("cls", [nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Sine, nn.Sigmoid,
+                                 nn.Tanh, nn.Dropout, nn.Identity],
+                         ids=lambda cls: cls.__name__)
+def test_activations_reject_integer_input(backend, cls):
+    layer = cls()
     with pytest.raises(TypeError, match=rf"{type(layer).__name__}\(.*\): expected input of "
                                         rf"dtype float32 or float64, got int32"):
         layer(np.zeros((2, 2), np.int32))
