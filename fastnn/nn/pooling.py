@@ -1,0 +1,87 @@
+"""MaxPool2d and AvgPool2d over NCHW input (PyTorch's semantics, floor output sizes)."""
+from .. import backend
+from ..validation import FLOAT_DTYPES
+from .conv import pair, spatial_out
+from .module import Module
+
+
+class _Pool2d(Module):
+    """Shared arguments and checks. kernel_size, stride (None: kernel_size), padding: an
+    int or a pair; padding at most half the kernel, as PyTorch requires."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        name = type(self).__name__
+        self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
+        self.stride = (self.kernel_size if stride is None
+                       else pair(name, "stride", stride, 1))
+        self.padding = pair(name, "padding", padding, 0)
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
+            raise ValueError(f"{name}: padding {self.padding} must be at most half of "
+                             f"kernel_size {self.kernel_size}")
+        self._in_shape = None
+
+    def infer_shape(self, shape, dtype):
+        where = self._where()
+        if len(shape) != 4:
+            raise ValueError(f"{where}: expected input of shape (N, C, H, W), got {shape}")
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{where}: expected input of dtype float32 or float64, got {dtype}")
+        ho, wo = spatial_out(where, shape, self.kernel_size, self.stride, self.padding)
+        return (shape[0], shape[1], ho, wo)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Maximum over each window; padding counts as -inf (it never wins).
+
+    Input (N, C, H, W); output (N, C, H_out, W_out), H_out = (H + 2 p - k) // s + 1.
+    Backward sends each output gradient to its window's argmax (the first maximum).
+    """
+
+    def _forward(self, x, buffered):
+        shape = self.infer_shape(x.shape, x.dtype)
+        out = self._buffer("y", shape, x.dtype) if buffered else None
+        indices = self._buffer("indices", shape, "int64")
+        y, self._indices = backend.current().max_pool2d_forward(
+            x, self.kernel_size, self.stride, self.padding, out=out, indices=indices)
+        self._in_shape = x.shape
+        return y
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        grad_in = self._buffer("grad_in", self._in_shape, grad_out.dtype) if buffered else None
+        return backend.current().max_pool2d_backward(grad_out, self._indices, self._in_shape,
+                                                     grad_in=grad_in)
+
+
+class AvgPool2d(_Pool2d):
+    """Mean over each window, zero padding. count_include_pad=True (PyTorch's default)
+    divides by kH * kW; False divides by the number of unpadded cells in the window.
+
+    Input (N, C, H, W); output (N, C, H_out, W_out).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad=True):
+        super().__init__(kernel_size, stride, padding)
+        self.count_include_pad = bool(count_include_pad)
+
+    def _forward(self, x, buffered):
+        out = self._buffer("y", self.infer_shape(x.shape, x.dtype), x.dtype) if buffered else None
+        self._in_shape = x.shape
+        return backend.current().avg_pool2d_forward(
+            x, self.kernel_size, self.stride, self.padding, self.count_include_pad, out=out)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        grad_in = self._buffer("grad_in", self._in_shape, grad_out.dtype) if buffered else None
+        return backend.current().avg_pool2d_backward(
+            grad_out, self._in_shape, self.kernel_size, self.stride, self.padding,
+            self.count_include_pad, grad_in=grad_in)
+
+    def extra_repr(self):
+        return super().extra_repr() + f", count_include_pad={self.count_include_pad}"
