@@ -127,3 +127,38 @@ def test_lr_changed_between_steps_is_used(backend, dtype):
         ref.param_groups[0]["lr"] *= 0.5
     for p, q in zip(ours, theirs):
         assert_close(p.data, q.detach().numpy(), dtype)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("SGD", dict(lr=0.1, momentum=0.9, weight_decay=1e-3)),
+    ("Adam", dict(lr=0.01, weight_decay=1e-3)),
+])
+def test_mlp_training_matches_torch_on_the_same_data(backend, dtype, name, kwargs):
+    """The whole loop (forward, cross-entropy, backward, step, zero_grad) on real batches,
+    against a PyTorch twin with the same weights: the optimizer through the layers."""
+    from fastnn import manual_seed, nn
+    from fastnn.models import MLP
+    from nn_torch_helpers import torch_twin
+
+    manual_seed(0)
+    model = MLP(6, [16, 8], 3, activation="tanh", batchnorm=True).to_dtype(dtype)
+    twin = torch_twin(model)
+    opt = getattr(optim, name)(model.parameters(), **kwargs)
+    ref = getattr(torch.optim, name)(twin.parameters(), **kwargs)
+    loss = nn.CrossEntropyLoss()
+    rng = np.random.default_rng(1)
+    for step in range(STEPS):
+        x = rng.standard_normal((32, 6)).astype(dtype)
+        y = rng.integers(0, 3, size=32)
+        opt.zero_grad()
+        loss.forward(model.forward(x), y)
+        model.backward(loss.backward())
+        opt.step()
+        ref.zero_grad()
+        torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)),
+                                          torch.from_numpy(y)).backward()
+        ref.step()
+    theirs = dict(twin.named_parameters())
+    for key, p in model.named_parameters():
+        assert_close(p.data, theirs[key].detach().numpy(), dtype, scale=10,
+                     err_msg=f"{name}: {key} after {STEPS} steps")
