@@ -261,11 +261,30 @@ class Optimizer:
         if kind != self._name:
             raise ValueError(f"{where}: the state dict belongs to a {kind} optimizer, "
                              f"not to {self._name}")
-        saved_groups = state_dict["param_groups"]
-        if not isinstance(saved_groups, (list, tuple)) or len(saved_groups) != len(self.param_groups):
-            got = len(saved_groups) if isinstance(saved_groups, (list, tuple)) else saved_groups
+        groups = self._validate_groups(where, state_dict["param_groups"])
+        saved_state = state_dict["state"]
+        if not isinstance(saved_state, dict):
+            raise ValueError(f"{where}: 'state' must be a dict, got {type(saved_state).__name__}")
+        located = self._locate()
+        state = {}
+        for key, entry in saved_state.items():
+            index = _as_index(key)
+            if index is None or not 0 <= index < len(located):
+                raise ValueError(f"{where}: state for parameter {key!r}, but the optimizer "
+                                 f"has {len(located)} parameters")
+            gi, bucket, i = located[index]
+            state[index] = self._validate_param_state(f"{where}: parameter {index}", entry,
+                                                      bucket.shapes[i], groups[gi])
+        return groups, state
+
+    def _validate_groups(self, where, saved_groups):
+        """The saved groups' hyper-parameters, checked against this optimizer's groups."""
+        if not isinstance(saved_groups, (list, tuple)):
+            raise ValueError(f"{where}: 'param_groups' must be a list, "
+                             f"got {type(saved_groups).__name__}")
+        if len(saved_groups) != len(self.param_groups):
             raise ValueError(f"{where}: expected {len(self.param_groups)} parameter group(s), "
-                             f"got {got}")
+                             f"got {len(saved_groups)}")
         groups, start = [], 0
         for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             n = len(group["params"])
@@ -288,44 +307,34 @@ class Optimizer:
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"{where}: parameter group {gi}: {exc}") from None
             groups.append(hyper)
-        located = self._locate()
-        state = {}
-        saved_state = state_dict["state"]
-        if not isinstance(saved_state, dict):
-            raise ValueError(f"{where}: 'state' must be a dict, got {type(saved_state).__name__}")
-        for key, entry in saved_state.items():
-            index = _as_index(key)
-            if index is None or not 0 <= index < len(located):
-                raise ValueError(f"{where}: state for parameter {key!r}, but the optimizer "
-                                 f"has {len(located)} parameters")
-            if not isinstance(entry, dict):
-                raise ValueError(f"{where}: state of parameter {index} is not a dict")
-            gi, bucket, i = located[index]
-            step = entry.get("step", 1)
-            if isinstance(step, np.ndarray) and step.ndim == 0:
-                step = step.item()
-            if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-                raise ValueError(f"{where}: parameter {index}: step must be an int >= 0, "
-                                 f"got {step!r}")
-            allowed = set(self._state_names(groups[gi])) | set(self._optional_state)
-            arrays = {}
-            for name, value in entry.items():
-                if name == "step":
-                    continue
-                if name not in allowed:
-                    raise ValueError(f"{where}: parameter {index}: unexpected state "
-                                     f"{name!r}; expected {sorted(allowed)}")
-                value = np.asarray(value)
-                if value.dtype.kind != "f" or value.shape != bucket.shapes[i]:
-                    raise ValueError(f"{where}: parameter {index}: state {name!r} must be a "
-                                     f"float array of shape {bucket.shapes[i]}, got "
-                                     f"{value.dtype} {value.shape}")
-                arrays[name] = value
-            required = [n for n in self._state_names(groups[gi]) if n not in arrays]
-            if required and step > 0:
-                raise ValueError(f"{where}: parameter {index}: missing state {required}")
-            state[index] = (int(step), arrays)
-        return groups, state
+        return groups
+
+    def _validate_param_state(self, where, entry, shape, group):
+        """(step, {name: array}) of one parameter's saved state, checked."""
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: its state is not a dict")
+        step = entry.get("step", 1)  # PyTorch's SGD keeps no step: a buffer means >= 1
+        if isinstance(step, np.ndarray) and step.ndim == 0:
+            step = step.item()
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            raise ValueError(f"{where}: step must be an int >= 0, got {step!r}")
+        allowed = set(self._state_names(group)) | set(self._optional_state)
+        arrays = {}
+        for name, value in entry.items():
+            if name == "step":
+                continue
+            if name not in allowed:
+                raise ValueError(f"{where}: unexpected state {name!r}; "
+                                 f"expected {sorted(allowed)}")
+            value = np.asarray(value)
+            if value.dtype.kind != "f" or value.shape != shape:
+                raise ValueError(f"{where}: state {name!r} must be a float array of shape "
+                                 f"{shape}, got {value.dtype} {value.shape}")
+            arrays[name] = value
+        required = [n for n in self._state_names(group) if n not in arrays]
+        if required and step > 0:
+            raise ValueError(f"{where}: missing state {required}")
+        return int(step), arrays
 
     #: state names accepted on load even when the group's settings do not use them
     _optional_state = ()
