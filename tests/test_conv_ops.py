@@ -1,0 +1,189 @@
+"""Conv and pooling ops on every backend, float32 and float64, against PyTorch and the
+NumPy reference: odd sizes, strides and paddings, accumulation into gradients, out=
+buffers, and the multi-chunk and multi-threaded paths of the compiled kernels."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastnn
+from fastnn import ops
+
+from conftest import assert_close
+
+torch.set_num_threads(2)
+
+# (N, C_in, H, W, C_out, kernel, stride, padding)
+CONV_CASES = [
+    (2, 3, 7, 9, 4, (3, 3), (1, 1), (1, 1)),
+    (3, 2, 5, 6, 3, (3, 2), (2, 1), (1, 0)),
+    (1, 4, 8, 7, 5, (1, 1), (1, 1), (0, 0)),
+    (2, 3, 9, 8, 2, (5, 3), (3, 2), (2, 1)),
+    (2, 1, 6, 6, 3, (2, 2), (2, 2), (0, 0)),
+]
+# (N, C, H, W, kernel, stride, padding)
+POOL_CASES = [
+    (2, 3, 7, 9, (3, 3), (2, 2), (1, 1)),
+    (1, 2, 6, 5, (2, 3), (1, 2), (1, 1)),
+    (2, 2, 9, 8, (3, 2), (3, 1), (0, 1)),
+    (3, 1, 4, 4, (2, 2), (2, 2), (0, 0)),
+]
+
+
+def tt(a, grad=False):
+    return torch.from_numpy(np.array(a, copy=True)).requires_grad_(grad)
+
+
+def conv_case(rng, dtype, n, c_in, h, w, c_out, k):
+    x = rng.standard_normal((n, c_in, h, w)).astype(dtype)
+    weight = rng.standard_normal((c_out, c_in) + k).astype(dtype)
+    bias = rng.standard_normal(c_out).astype(dtype)
+    return x, weight, bias
+
+
+def check_conv(dtype, x, weight, bias, stride, padding, rng):
+    tx, tw, tb = tt(x, True), tt(weight, True), tt(bias, True)
+    ty = F.conv2d(tx, tw, tb, stride, padding)
+    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(tt(g))
+    scale = np.sqrt(weight[0].size)  # sums of that many products
+    y = ops.conv2d_forward(x, weight, bias, stride, padding)
+    assert y.dtype == dtype and y.shape == tuple(ty.shape)
+    assert_close(y, ty.detach().numpy(), dtype, scale)
+    grad_w = np.ones_like(weight)      # accumulated into: starts at 1, not 0
+    grad_b = np.ones_like(bias)
+    grad_in = ops.conv2d_backward(g, x, weight, stride, padding, grad_w, grad_b)
+    assert_close(grad_in, tx.grad.numpy(), dtype, scale)
+    assert_close(grad_w - 1, tw.grad.numpy(), dtype, scale * np.sqrt(g[:, 0].size))
+    assert_close(grad_b - 1, tb.grad.numpy(), dtype, np.sqrt(g[:, 0].size))
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "x".join(map(str, c[:5])))
+def test_conv2d_matches_torch(backend, dtype, rng, case):
+    n, c_in, h, w, c_out, k, stride, padding = case
+    x, weight, bias = conv_case(rng, dtype, n, c_in, h, w, c_out, k)
+    check_conv(dtype, x, weight, bias, stride, padding, rng)
+
+
+def test_conv2d_many_chunks_and_threads(backend, dtype, rng):
+    # 40 samples of 32x24x24 with a 3x3 kernel need several im2col chunks, and each
+    # chunk is large enough for the parallel loops.
+    x, weight, bias = conv_case(rng, dtype, 40, 32, 24, 24, 4, (3, 3))
+    check_conv(dtype, x, weight, bias, (1, 1), (1, 1), rng)
+
+
+def test_conv2d_one_and_two_threads_agree(backend, rng):
+    x, weight, bias = conv_case(rng, np.float64, 6, 8, 12, 12, 6, (3, 3))
+    g = rng.standard_normal((6, 6, 6, 6))
+    results = []
+    for threads in (1, 2):
+        previous = fastnn.get_num_threads()
+        fastnn.set_num_threads(threads)
+        try:
+            y = ops.conv2d_forward(x, weight, bias, (2, 2), (1, 1))
+            gw, gb = np.zeros_like(weight), np.zeros_like(bias)
+            gi = ops.conv2d_backward(g, x, weight, (2, 2), (1, 1), gw, gb)
+        finally:
+            fastnn.set_num_threads(previous)
+        results.append((y, gi, gw, gb))
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_without_bias_out_buffers_and_no_grad_in(backend, dtype, rng):
+    x, weight, _ = conv_case(rng, dtype, 2, 3, 6, 5, 4, (3, 3))
+    out = np.full((2, 4, 3, 3), np.nan, dtype=dtype)
+    y = ops.conv2d_forward(x, weight, None, (2, 2), (1, 1), out=out)
+    assert y is out
+    assert_close(y, F.conv2d(tt(x), tt(weight), None, 2, 1).numpy(), dtype, 6)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    grad_w = np.zeros_like(weight)
+    assert ops.conv2d_backward(g, x, weight, (2, 2), (1, 1), grad_weight=grad_w,
+                               need_grad_in=False) is None
+    with fastnn.use_backend("numpy"):
+        expected_w = np.zeros_like(weight)
+        expected_in = ops.conv2d_backward(g, x, weight, (2, 2), (1, 1), expected_w)
+    assert_close(grad_w, expected_w, dtype, 6)
+    grad_in = np.full(x.shape, np.nan, dtype=dtype)
+    assert ops.conv2d_backward(g, x, weight, (2, 2), (1, 1), grad_in=grad_in) is grad_in
+    assert_close(grad_in, expected_in, dtype, 6)
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c[:4])))
+def test_max_pool2d_matches_torch(backend, dtype, rng, case):
+    n, c, h, w, k, stride, padding = case
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    tx = tt(x, True)
+    ty, tidx = F.max_pool2d(tx, k, stride, padding, return_indices=True)
+    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(tt(g))
+    y, idx = ops.max_pool2d_forward(x, k, stride, padding)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    assert idx.dtype == np.int64
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    grad_in = ops.max_pool2d_backward(g, idx, x.shape)
+    assert_close(grad_in, tx.grad.numpy(), dtype)
+
+
+def test_max_pool2d_ties_and_overlaps_sum(backend, dtype):
+    # A constant plane: every window's first cell wins, overlapping windows share cells.
+    x = np.ones((1, 2, 5, 5), dtype=dtype)
+    tx = tt(x, True)
+    ty, tidx = F.max_pool2d(tx, 3, 1, 1, return_indices=True)
+    ty.backward(torch.ones_like(ty))
+    y, idx = ops.max_pool2d_forward(x, (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    grad_in = ops.max_pool2d_backward(np.ones_like(y), idx, x.shape)
+    np.testing.assert_array_equal(grad_in, tx.grad.numpy())
+
+
+def test_max_pool2d_out_buffers_and_large_input(backend, dtype, rng):
+    x = rng.standard_normal((8, 16, 17, 15)).astype(dtype)    # parallel path
+    tx = tt(x, True)
+    ty = F.max_pool2d(tx, 3, 2, 1)
+    ty.backward(torch.ones_like(ty))
+    out = np.empty(tuple(ty.shape), dtype=dtype)
+    indices = np.empty(tuple(ty.shape), dtype=np.int64)
+    y, idx = ops.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1), out=out, indices=indices)
+    assert y is out and idx is indices
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    grad_in = np.full(x.shape, np.nan, dtype=dtype)
+    assert ops.max_pool2d_backward(np.ones_like(y), idx, x.shape, grad_in=grad_in) is grad_in
+    assert_close(grad_in, tx.grad.numpy(), dtype)
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False], ids=["incl_pad", "excl_pad"])
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "x".join(map(str, c[:4])))
+def test_avg_pool2d_matches_torch(backend, dtype, rng, case, count_include_pad):
+    n, c, h, w, k, stride, padding = case
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    tx = tt(x, True)
+    ty = F.avg_pool2d(tx, k, stride, padding, count_include_pad=count_include_pad)
+    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(tt(g))
+    y = ops.avg_pool2d_forward(x, k, stride, padding, count_include_pad)
+    assert_close(y, ty.detach().numpy(), dtype)
+    grad_in = ops.avg_pool2d_backward(g, x.shape, k, stride, padding, count_include_pad)
+    assert_close(grad_in, tx.grad.numpy(), dtype)
+
+
+def test_avg_pool2d_large_input_and_out_buffers(backend, dtype, rng):
+    x = rng.standard_normal((8, 16, 17, 15)).astype(dtype)
+    tx = tt(x, True)
+    ty = F.avg_pool2d(tx, 3, 2, 1)
+    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(tt(g))
+    out = np.empty(tuple(ty.shape), dtype=dtype)
+    assert ops.avg_pool2d_forward(x, (3, 3), (2, 2), (1, 1), out=out) is out
+    assert_close(out, ty.detach().numpy(), dtype)
+    grad_in = np.full(x.shape, np.nan, dtype=dtype)
+    assert ops.avg_pool2d_backward(g, x.shape, (3, 3), (2, 2), (1, 1), grad_in=grad_in) is grad_in
+    assert_close(grad_in, tx.grad.numpy(), dtype)
+
+
+def test_max_pool2d_nan_propagates(backend):
+    x = np.zeros((1, 1, 4, 4))
+    x[0, 0, 1, 2] = np.nan
+    y, idx = ops.max_pool2d_forward(x, (2, 2), (2, 2))
+    assert np.isnan(y[0, 0, 0, 1]) and idx[0, 0, 0, 1] == 1 * 4 + 2
+    assert not np.isnan(y[0, 0, 1]).any()
