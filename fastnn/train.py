@@ -40,6 +40,14 @@ def _write(message, bar_enabled):
         print(message, flush=True)
 
 
+def cosine_schedule(step, total_steps):
+    """Learning-rate factor 0.5 * (1 + cos(pi * step / total_steps)): 1 at step 0, 0 at the end."""
+    return 0.5 * (1.0 + math.cos(math.pi * min(step, total_steps) / total_steps))
+
+
+LR_SCHEDULES = {"constant": None, "cosine": cosine_schedule}
+
+
 def evaluate(model, loss_fn, x, y, batch_size=1000):
     """Mean loss and accuracy of ``model`` on (x, y), in eval mode, in batches.
 
@@ -62,15 +70,17 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
 
 
 def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_size=128,
-        seed=0, max_steps=None, eval_freq=None, eval_batch_size=1000, progress=True,
-        log=True):
+        seed=0, max_steps=None, eval_freq=None, eval_batch_size=1000, lr_schedule=None,
+        progress=True, log=True):
     """Train ``model`` on ``train_data`` = (x_train, y_train) with mini-batch updates.
 
     x_train: (N, ...) float inputs in the model's dtype; y_train: (N,) int64 labels;
     test_data: (x_test, y_test) or None. Batches are shuffled by a generator seeded
     with ``seed``. ``max_steps`` stops after that many optimizer steps (with
     ``epochs=None`` the number of epochs follows from it); ``eval_freq`` also
-    evaluates on the test set every that many steps. ``progress`` shows a tqdm
+    evaluates on the test set every that many steps. ``lr_schedule`` ('constant',
+    'cosine' or a function (step, total_steps) -> factor) scales every parameter
+    group's initial learning rate before each step. ``progress`` shows a tqdm
     bar per epoch; ``log`` prints one line per epoch.
 
     Returns a metrics dict: per-epoch lists 'epoch', 'train_loss', 'train_accuracy'
@@ -89,6 +99,14 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         if max_steps is None:
             raise ValueError("fit: give epochs or max_steps")
         epochs = math.ceil(max_steps / len(loader))
+    total_steps = epochs * len(loader) if max_steps is None else min(max_steps,
+                                                                     epochs * len(loader))
+    if isinstance(lr_schedule, str):
+        if lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"fit: unknown lr_schedule {lr_schedule!r}; expected one of "
+                             f"{sorted(LR_SCHEDULES)} or a function")
+        lr_schedule = LR_SCHEDULES[lr_schedule]
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     history = {"epoch": [], "train_loss": [], "train_accuracy": [], "test_loss": [],
                "test_accuracy": [], "seconds_per_epoch": []}
     step_curve = {"step": [], "test_loss": [], "test_accuracy": []}
@@ -100,6 +118,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         start = time.perf_counter()
         eval_seconds = 0.0
         for bx, by in loader:
+            if lr_schedule is not None:
+                factor = lr_schedule(step, total_steps)
+                for group, base_lr in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base_lr * factor
             logits = model.forward(bx)
             loss = float(loss_fn.forward(logits, by))
             step += 1
@@ -116,10 +138,11 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             seen += n
             if bar is not None:
                 bar.update(1)
-                if step % 10 == 0 or seen == len(y_train):
+                last = seen == len(y_train)
+                if step % 10 == 0 or last:
                     elapsed = time.perf_counter() - start - eval_seconds
                     bar.set_postfix(loss=f"{loss_sum / seen:.4f}",
-                                    samples_s=f"{seen / max(elapsed, 1e-9):,.0f}", refresh=False)
+                                    samples_s=f"{seen / max(elapsed, 1e-9):,.0f}", refresh=last)
             if eval_freq and test_data is not None and step % eval_freq == 0:
                 t0 = time.perf_counter()
                 test_loss, test_acc = evaluate(model, loss_fn, *test_data, eval_batch_size)

@@ -1,0 +1,96 @@
+"""``python -m fastnn`` in a subprocess, on scikit-learn's digits."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastnn import cli
+
+
+def run_cli(*args, cwd=None):
+    env = dict(os.environ, FASTNN_BACKEND="numpy")
+    return subprocess.run([sys.executable, "-m", "fastnn", *args], capture_output=True,
+                          text=True, cwd=cwd, env=env, timeout=300)
+
+
+def test_train_writes_metrics_plot_and_checkpoint(tmp_path):
+    metrics_path, plot_path = tmp_path / "m.json", tmp_path / "curves.png"
+    result = run_cli("train", "--model", "mlp", "--dataset", "digits", "--hidden", "32",
+                     "--lr", "0.1", "--momentum", "0.9", "--batch-size", "32", "--epochs", "3",
+                     "--backend", "numpy", "--seed", "0", "--metrics", str(metrics_path),
+                     "--plot", str(plot_path), "--save", str(tmp_path / "model.npz"),
+                     "--threads", "1")
+    assert result.returncode == 0, result.stderr
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("test accuracy: ")
+    metrics = json.loads(metrics_path.read_text())
+    assert float(last.split()[-1]) == pytest.approx(metrics["test_accuracy"], abs=5e-5)
+    assert metrics["test_accuracy"] > 0.85
+    for key in ("train_accuracy", "seconds_per_epoch", "samples_per_second", "config"):
+        assert key in metrics
+    assert metrics["backend"] == "numpy" and metrics["threads"] == 1
+    assert len(metrics["curves"]["train_loss"]) == len(metrics["curves"]["test_accuracy"]) == 3
+    assert metrics["config"]["hidden"] == [32] and metrics["config"]["epochs"] == 3
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "model.npz").stat().st_size > 0
+
+
+def test_classic_course_flag_names(tmp_path):
+    metrics_path = tmp_path / "m.json"
+    result = run_cli("train", "--dataset", "digits", "--dnn-hidden-units", "32,16",
+                     "--learning-rate", "0.05", "--max-steps", "30", "--eval-freq", "10",
+                     "--neg-slope", "0.02", "--batch-size", "64", "--no-progress",
+                     "--metrics", str(metrics_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+    metrics = json.loads(metrics_path.read_text())
+    config = metrics["config"]
+    assert config["hidden"] == [32, 16] and config["lr"] == 0.05
+    assert config["activation"] == "leaky_relu" and config["negative_slope"] == 0.02
+    assert metrics["steps"] == 30
+    assert metrics["step_curve"]["step"] == [10, 20, 30]
+    assert "MLP 64-32-16-10" in result.stdout
+
+
+def test_divergence_exits_1_with_message(tmp_path):
+    result = run_cli("train", "--dataset", "digits", "--lr", "1e30", "--max-steps", "40",
+                     "--no-progress")
+    assert result.returncode == 1
+    assert "training diverged: the loss became" in result.stderr
+
+
+def test_user_errors_are_one_line():
+    result = run_cli("train", "--dataset", "digits", "--activation", "tanh", "--neg-slope", "0.1")
+    assert result.returncode == 2 and "--neg-slope applies to leaky_relu" in result.stderr
+    result = run_cli("train", "--dataset", "digits", "--backend", "nosuch")
+    assert result.returncode == 2 and "unknown backend 'nosuch'" in result.stderr
+    result = run_cli("train", "--dnn-hidden-units", "10,x")
+    assert result.returncode == 2 and "comma-separated" in result.stderr
+
+
+def test_missing_dataset_is_reported(tmp_path):
+    result = run_cli("train", "--dataset", "mnist", "--data-root", str(tmp_path))
+    assert result.returncode == 1
+    assert "mnist not found" in result.stderr and str(tmp_path) in result.stderr
+
+
+def test_commands_are_registered_lazily(monkeypatch):
+    monkeypatch.setitem(cli.COMMANDS, "broken", ("fastnn.no_such_module:configure", "x"))
+    assert cli.main(["broken"]) == 2
+    parser = cli.build_parser("train")  # builds without importing the broken command
+    assert parser.parse_args(["train", "--dataset", "digits"]).dataset == "digits"
+
+
+def test_demo_falls_back_to_digits(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTNN_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr("fastnn.data.paths.SYSTEM_DATA_DIR", str(tmp_path / "none"))
+    out = tmp_path / "demo"
+    status = cli.main(["demo", "--epochs", "2", "--out", str(out), "--no-progress",
+                       "--backend", "numpy"])
+    assert status == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"]["name"] == "digits" and metrics["backend"] == "numpy"
+    assert (out / "curves.png").exists()

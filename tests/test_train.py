@@ -1,0 +1,109 @@
+"""The trainer end to end on scikit-learn's digits."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import data, models, nn, optim
+from fastnn.train import TrainingDiverged, evaluate, fit
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return data.load_digits(flatten=True)
+
+
+def make(hidden=(64,), lr=0.1, seed=0):
+    fastnn.manual_seed(seed)
+    model = models.MLP(64, list(hidden), 10)
+    return model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+
+
+def test_mlp_reaches_095_on_digits(digits):
+    x_train, y_train, x_test, y_test = digits
+    model, loss_fn, optimizer = make()
+    with fastnn.use_backend("numpy"):
+        metrics = fit(model, loss_fn, optimizer, (x_train, y_train), (x_test, y_test),
+                      epochs=15, batch_size=32, seed=0, progress=False, log=False)
+        assert metrics["test_accuracy"][-1] >= 0.95
+        loss, accuracy = evaluate(model, loss_fn, x_test, y_test, batch_size=50)
+    assert accuracy == pytest.approx(metrics["test_accuracy"][-1])
+    assert loss == pytest.approx(metrics["test_loss"][-1], rel=1e-5)
+    assert metrics["epoch"] == list(range(1, 16))
+    assert len(metrics["seconds_per_epoch"]) == 15 and metrics["samples_per_second"] > 0
+    assert metrics["train_loss"][-1] < metrics["train_loss"][0]
+    assert metrics["steps"] == 15 * int(np.ceil(len(y_train) / 32))
+    assert model.training
+
+
+def test_max_steps_and_eval_freq(digits):
+    x_train, y_train, x_test, y_test = digits
+    model, loss_fn, optimizer = make(hidden=(16,))
+    with fastnn.use_backend("numpy"):
+        metrics = fit(model, loss_fn, optimizer, (x_train, y_train), (x_test, y_test),
+                      epochs=None, max_steps=50, eval_freq=20, batch_size=64,
+                      progress=False, log=False)
+    assert metrics["steps"] == 50
+    assert metrics["epoch"] == [1, 2, 3]  # 23 batches per epoch: the third stops early
+    assert metrics["step_curve"]["step"] == [20, 40]
+    assert len(metrics["step_curve"]["test_accuracy"]) == 2
+
+
+def test_same_seed_same_trajectory(digits):
+    x_train, y_train, x_test, y_test = digits
+    runs = []
+    for _ in range(2):
+        model, loss_fn, optimizer = make(hidden=(16,), seed=3)
+        with fastnn.use_backend("numpy"):
+            runs.append(fit(model, loss_fn, optimizer, (x_train, y_train), None, epochs=2,
+                            batch_size=64, seed=5, progress=False, log=False)["train_loss"])
+    assert runs[0] == runs[1]
+
+
+def test_nan_loss_stops_training_before_the_update(digits):
+    x_train, y_train = digits[0][:100].copy(), digits[1][:100]
+    x_train[:] = np.nan
+    model, loss_fn, optimizer = make(hidden=(8,))
+    before = [p.data.copy() for p in model.parameters()]
+    with fastnn.use_backend("numpy"), pytest.raises(TrainingDiverged) as info:
+        fit(model, loss_fn, optimizer, (x_train, y_train), None, epochs=1, batch_size=10,
+            progress=False, log=False)
+    assert info.value.step == 1 and info.value.epoch == 1
+    assert "loss became nan at step 1 (epoch 1)" in str(info.value)
+    for old, p in zip(before, model.parameters()):
+        np.testing.assert_array_equal(old, p.data)
+
+
+def test_progress_bar_and_epoch_lines(digits, capsys):
+    x_train, y_train, x_test, y_test = digits
+    model, loss_fn, optimizer = make(hidden=(8,))
+    with fastnn.use_backend("numpy"):
+        fit(model, loss_fn, optimizer, (x_train, y_train), (x_test, y_test), epochs=1,
+            batch_size=64, progress=True)
+    captured = capsys.readouterr()
+    assert "epoch 1/1" in captured.err  # the tqdm bar
+    assert "samples_s" in captured.err
+    assert "test loss" in captured.out and "samples/s" in captured.out
+
+
+def test_lr_schedule_scales_every_step(digits):
+    x_train, y_train = digits[0][:256], digits[1][:256]
+    model, loss_fn, optimizer = make(hidden=(8,), lr=0.2)
+    seen = []
+
+    def schedule(step, total_steps):
+        seen.append((step, total_steps))
+        return 1.0 / (step + 1)
+    with fastnn.use_backend("numpy"):
+        fit(model, loss_fn, optimizer, (x_train, y_train), None, epochs=2, batch_size=64,
+            lr_schedule=schedule, progress=False, log=False)
+    assert seen == [(s, 8) for s in range(8)]
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.2 / 8)
+    with pytest.raises(ValueError, match="unknown lr_schedule 'linear'"):
+        fit(model, loss_fn, optimizer, (x_train, y_train), None, lr_schedule="linear")
+
+
+def test_cosine_schedule_endpoints():
+    from fastnn.train import cosine_schedule
+    assert cosine_schedule(0, 10) == 1.0
+    assert cosine_schedule(5, 10) == pytest.approx(0.5)
+    assert cosine_schedule(10, 10) == pytest.approx(0.0)
