@@ -23,6 +23,7 @@ COMMANDS = {
     "vae": ("fastnn.experiments.vae", "variational autoencoder on a 2-D distribution"),
     "dream": ("fastnn.experiments.dream",
               "class visualisation by input optimisation from a checkpoint"),
+    "bench": ("fastnn.bench_cli", "benchmarks: --quick prints the main table in a minute"),
 }
 
 

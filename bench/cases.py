@@ -1,0 +1,619 @@
+"""Every op of the table as a benchmark case: inputs, cost model and PyTorch twin.
+
+A ``Case`` is one op (or one forward+backward pair) at one size. It builds its inputs
+from a fixed seed, so every contender starts from the same values (each contender gets
+its own copy, since some ops update arrays in place). It knows:
+
+* ``fastnn(backend, arrays)``: a zero-argument callable running the op on a fastnn
+  backend object (``fastnn.backend.load(name)``), with ``out=``/``grad=`` buffers
+  passed in, as fastnn's layers call their kernels;
+* ``torch(arrays)``: the same computation with PyTorch's own kernels (``torch.ops.aten``,
+  the ones its layers and autograd call, with ``out=`` variants where they exist), or
+  None where PyTorch has no twin;
+* its cost: ``flops`` (products: linear, conv) or ``bytes`` (everything else: the
+  minimum memory traffic, each array read or written once), from which the report
+  derives GFLOP/s or GB/s and a percentage of the machine's ceiling.
+
+All arrays are float32 (the library's default); labels and pooling indices int64.
+"""
+import numpy as np
+
+from fastnn import optable
+
+F32 = np.float32
+SLOPE = 0.01
+OMEGA = 30.0  # SIREN's first-layer frequency: the op's typical use
+SEED = 1234
+
+# The classic course sizes (784-100-10 at batch 128) and large ones (issue 3 and 5).
+ELEMENTWISE = {"course": (128, 100), "large": (4096, 4096)}     # large: 16M values
+ROWWISE = {"course": (128, 10), "large": (4096, 1000)}          # softmax, softmax-CE
+BATCHNORM = {"course": (128, 100), "large": (256, 1024), "conv": (32, 128, 16, 16)}
+LINEAR = {"course": (128, 784, 100, "relu"), "large": (256, 1024, 1024, "leaky_relu")}
+CONV = {"course": ((128, 1, 28, 28), 32, 3, 1, 1), "large": ((32, 64, 16, 16), 128, 3, 1, 1)}
+POOL = {"course": ((128, 32, 28, 28), 2, 2, 0), "large": ((32, 64, 16, 16), 3, 2, 1)}
+PARAMS = {"course": (100, 784), "large": (4096, 4096)}          # optimizer updates
+
+
+class Case:
+    """One op (``op``: a table name or a '<a>+<b>' pair) at one ``size`` label.
+
+    build(rng) -> dict of NumPy arrays; fastnn_fn(be, arrays) -> callable;
+    torch_fn(torch, tensors, arrays) -> callable or None; flops or bytes: the cost.
+    """
+
+    def __init__(self, op, size, shape, build, fastnn_fn, torch_fn=None, flops=None,
+                 nbytes=None, family=None):
+        self.op = op
+        self.size = size
+        self.shape = shape
+        self.build = build
+        self._fastnn_fn = fastnn_fn
+        self._torch_fn = torch_fn
+        self.flops = flops
+        self.bytes = nbytes
+        self.family = family or optable.op_spec(op.split("+")[0]).family
+
+    @property
+    def id(self):
+        return f"{self.op}[{self.size}]"
+
+    def arrays(self):
+        """Fresh inputs, identical for every call (fixed seed)."""
+        return self.build(np.random.default_rng(SEED))
+
+    def fastnn(self, backend):
+        """A callable running this case on a fastnn Backend object."""
+        return self._fastnn_fn(backend, self.arrays())
+
+    @property
+    def has_torch(self):
+        return self._torch_fn is not None
+
+    def torch(self):
+        """A callable running this case with PyTorch (the tensors share the arrays)."""
+        import torch
+        arrays = self.arrays()
+        tensors = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                   for k, v in arrays.items()}
+        return self._torch_fn(torch, tensors, arrays)
+
+    def extra_info(self):
+        return {"op": self.op, "size": self.size, "shape": self.shape, "family": self.family,
+                "flops": self.flops, "bytes": self.bytes}
+
+
+def _normal(rng, shape):
+    return rng.standard_normal(shape, dtype=F32)
+
+
+def _shape_str(shape):
+    return "x".join(str(s) for s in shape)
+
+
+# --------------------------------------------------------------------- activations
+def _aten():
+    import torch
+    return torch.ops.aten
+
+
+# name -> (which forward value the backward takes, torch forward, torch backward)
+# torch forward: f(torch, x, out); torch backward: f(torch, g, saved, out).
+_UNARY = {
+    "relu": ("y", lambda t, x, o: t.clamp_min(x, 0, out=o),
+             lambda t, g, y, o: t.ops.aten.threshold_backward.grad_input(g, y, 0, grad_input=o)),
+    "leaky_relu": ("x", lambda t, x, o: t.ops.aten.leaky_relu.out(x, SLOPE, out=o),
+                   lambda t, g, x, o: t.ops.aten.leaky_relu_backward.grad_input(
+                       g, x, SLOPE, False, grad_input=o)),
+    "sigmoid": ("y", lambda t, x, o: t.sigmoid(x, out=o),
+                lambda t, g, y, o: t.ops.aten.sigmoid_backward.grad_input(g, y, grad_input=o)),
+    "tanh": ("y", lambda t, x, o: t.tanh(x, out=o),
+             lambda t, g, y, o: t.ops.aten.tanh_backward.grad_input(g, y, grad_input=o)),
+    "gelu": ("x", lambda t, x, o: t.ops.aten.gelu.out(x, out=o),
+             lambda t, g, x, o: t.ops.aten.gelu_backward.grad_input(g, x, grad_input=o)),
+    # PyTorch has no sine kernel: sin(omega * x) is two passes, as a user writes it.
+    "sine": ("x", lambda t, x, o: t.sin(t.mul(x, OMEGA, out=o), out=o),
+             lambda t, g, x, o: t.cos(t.mul(x, OMEGA, out=o), out=o).mul_(g).mul_(OMEGA)),
+}
+_KWARGS = {"leaky_relu": {"negative_slope": SLOPE}, "sine": {"omega": OMEGA}}
+
+
+def _unary_forward(name, size):
+    shape = ELEMENTWISE[size]
+    _, torch_fwd, _ = _UNARY[name]
+    kwargs = _KWARGS.get(name, {})
+
+    def build(rng):
+        x = _normal(rng, shape)
+        return {"x": x, "out": np.empty_like(x)}
+
+    def run(be, a):
+        op = getattr(be, name)
+        return lambda: op(a["x"], out=a["out"], **kwargs)
+
+    def run_torch(t, ts, a):
+        return lambda: torch_fwd(t, ts["x"], ts["out"])
+
+    n = int(np.prod(shape))
+    return Case(name, size, _shape_str(shape), build, run, run_torch, nbytes=2 * 4 * n)
+
+
+def _unary_backward(name, size):
+    shape = ELEMENTWISE[size]
+    saved, _, torch_bwd = _UNARY[name]
+    kwargs = _KWARGS.get(name, {})
+
+    def build(rng):
+        x = _normal(rng, shape)
+        if saved == "y":  # the forward output, computed by the reference
+            from fastnn.kernels import reference
+            x = getattr(reference, name)(x)
+        return {"g": _normal(rng, shape), "s": x, "out": np.empty_like(x)}
+
+    def run(be, a):
+        op = getattr(be, name + "_backward")
+        return lambda: op(a["g"], a["s"], out=a["out"], **kwargs)
+
+    def run_torch(t, ts, a):
+        return lambda: torch_bwd(t, ts["g"], ts["s"], ts["out"])
+
+    n = int(np.prod(shape))
+    return Case(name + "_backward", size, _shape_str(shape), build, run, run_torch,
+                nbytes=3 * 4 * n)
+
+
+def _softmax(size):
+    shape = ROWWISE[size]
+
+    def build(rng):
+        x = _normal(rng, shape)
+        return {"x": x, "out": np.empty_like(x)}
+
+    def run(be, a):
+        return lambda: be.softmax(a["x"], out=a["out"])
+
+    def run_torch(t, ts, a):
+        return lambda: t.ops.aten._softmax.out(ts["x"], 1, False, out=ts["out"])
+
+    return Case("softmax", size, _shape_str(shape), build, run, run_torch,
+                nbytes=2 * 4 * int(np.prod(shape)))
+
+
+def _softmax_backward(size):
+    shape = ROWWISE[size]
+
+    def build(rng):
+        from fastnn.kernels import reference
+        y = reference.softmax(_normal(rng, shape))
+        return {"g": _normal(rng, shape), "y": y, "out": np.empty_like(y)}
+
+    def run(be, a):
+        return lambda: be.softmax_backward(a["g"], a["y"], out=a["out"])
+
+    def run_torch(t, ts, a):
+        return lambda: t.ops.aten._softmax_backward_data.out(
+            ts["g"], ts["y"], 1, t.float32, grad_input=ts["out"])
+
+    return Case("softmax_backward", size, _shape_str(shape), build, run, run_torch,
+                nbytes=3 * 4 * int(np.prod(shape)))
+
+
+# ------------------------------------------------------------------------- dropout
+P_DROP = 0.5
+
+
+def _dropout_forward(size):
+    shape = ELEMENTWISE[size]
+
+    def build(rng):
+        x = _normal(rng, shape)
+        return {"x": x, "mask": np.empty_like(x), "out": np.empty_like(x)}
+
+    def run(be, a):
+        return lambda: be.dropout_forward(a["x"], P_DROP, 7, mask=a["mask"], out=a["out"])
+
+    def run_torch(t, ts, a):
+        return lambda: t.ops.aten.native_dropout(ts["x"], P_DROP, True)
+
+    return Case("dropout_forward", size, _shape_str(shape), build, run, run_torch,
+                nbytes=3 * 4 * int(np.prod(shape)))
+
+
+def _dropout_backward(size):
+    shape = ELEMENTWISE[size]
+
+    def build(rng):
+        keep = rng.random(shape) >= P_DROP
+        mask = (keep / (1 - P_DROP)).astype(F32)
+        return {"g": _normal(rng, shape), "mask": mask, "keep": keep,
+                "out": np.empty(shape, F32)}
+
+    def run(be, a):
+        return lambda: be.dropout_backward(a["g"], a["mask"], out=a["out"])
+
+    def run_torch(t, ts, a):
+        scale = 1.0 / (1 - P_DROP)
+        return lambda: t.ops.aten.native_dropout_backward(ts["g"], ts["keep"], scale)
+
+    return Case("dropout_backward", size, _shape_str(shape), build, run, run_torch,
+                nbytes=3 * 4 * int(np.prod(shape)))
+
+
+# -------------------------------------------------------------------------- losses
+def _softmax_cross_entropy(size):
+    shape = ROWWISE[size]
+
+    def build(rng):
+        x = _normal(rng, shape) * F32(3)
+        labels = rng.integers(0, shape[1], size=shape[0]).astype(np.int64)
+        return {"x": x, "labels": labels, "grad": np.empty_like(x)}
+
+    def run(be, a):
+        return lambda: be.softmax_cross_entropy(a["x"], a["labels"], grad=a["grad"])
+
+    def run_torch(t, ts, a):
+        aten = t.ops.aten
+        one = t.ones((), dtype=t.float32)
+
+        def fn():  # what F.cross_entropy + backward runs, minus autograd bookkeeping
+            logp = aten._log_softmax(ts["x"], 1, False)
+            loss, total = aten.nll_loss_forward(logp, ts["labels"], None, 1, -100)
+            g = aten.nll_loss_backward(one, logp, ts["labels"], None, 1, -100, total)
+            return loss, aten._log_softmax_backward_data(g, logp, 1, t.float32)
+        return fn
+
+    return Case("softmax_cross_entropy", size, _shape_str(shape), build, run, run_torch,
+                nbytes=2 * 4 * int(np.prod(shape)))
+
+
+def _pointwise_loss(name, size):
+    shape = {"course": (128, 10), "large": ELEMENTWISE["large"]}[size]
+
+    def build(rng):
+        if name == "bce_loss":
+            pred = (1 / (1 + np.exp(-_normal(rng, shape)))).astype(F32)
+            target = (rng.random(shape) > 0.5).astype(F32)
+        else:
+            pred, target = _normal(rng, shape), _normal(rng, shape)
+        return {"pred": pred, "target": target, "grad": np.empty_like(pred)}
+
+    def run(be, a):
+        op = getattr(be, name)
+        return lambda: op(a["pred"], a["target"], grad=a["grad"])
+
+    def run_torch(t, ts, a):
+        aten = t.ops.aten
+        one = t.ones((), dtype=t.float32)
+        if name == "mse_loss":
+            return lambda: (aten.mse_loss(ts["pred"], ts["target"], 1),
+                            aten.mse_loss_backward(one, ts["pred"], ts["target"], 1))
+        return lambda: (aten.binary_cross_entropy(ts["pred"], ts["target"], None, 1),
+                        aten.binary_cross_entropy_backward(one, ts["pred"], ts["target"],
+                                                           None, 1))
+
+    return Case(name, size, _shape_str(shape), build, run, run_torch,
+                nbytes=3 * 4 * int(np.prod(shape)))
+
+
+# ----------------------------------------------------------------------- batchnorm
+def _bn_arrays(rng, shape):
+    c = shape[1]
+    x = _normal(rng, shape) * F32(2) + F32(0.5)
+    a = {"x": x, "w": (1 + 0.1 * _normal(rng, (c,))).astype(F32), "b": _normal(rng, (c,)) * F32(0.1),
+         "rm": np.zeros(c, F32), "rv": np.ones(c, F32), "out": np.empty_like(x),
+         "sm": np.empty(c, F32), "si": np.empty(c, F32), "g": _normal(rng, shape),
+         "gw": np.zeros(c, F32), "gb": np.zeros(c, F32), "gi": np.empty_like(x)}
+    from fastnn.kernels import reference
+    _, a["sm"][...], a["si"][...] = reference.batchnorm_forward(
+        x, a["w"], a["b"], a["rm"].copy(), a["rv"].copy())
+    return a
+
+
+def _bn_forward(be, a):
+    return be.batchnorm_forward(a["x"], a["w"], a["b"], a["rm"], a["rv"], True, 0.1, 1e-5,
+                                False, out=a["out"], save_mean=a["sm"], save_invstd=a["si"])
+
+
+def _bn_backward(be, a):
+    return be.batchnorm_backward(a["g"], a["x"], a["w"], a["sm"], a["si"], True, False,
+                                 grad_weight=a["gw"], grad_bias=a["gb"], grad_in=a["gi"])
+
+
+def _torch_bn_forward(t, ts):
+    return t.ops.aten.native_batch_norm(ts["x"], ts["w"], ts["b"], ts["rm"], ts["rv"],
+                                        True, 0.1, 1e-5)
+
+
+def _torch_bn_backward(t, ts, sm, si):
+    return t.ops.aten.native_batch_norm_backward(ts["g"], ts["x"], ts["w"], ts["rm"], ts["rv"],
+                                                 sm, si, True, 1e-5, [True, True, True])
+
+
+def _batchnorm(op, size):
+    shape = BATCHNORM[size]
+    n = int(np.prod(shape))
+    build = lambda rng: _bn_arrays(rng, shape)  # noqa: E731
+    if op == "batchnorm_forward":
+        return Case(op, size, _shape_str(shape), build,
+                    lambda be, a: lambda: _bn_forward(be, a),
+                    lambda t, ts, a: lambda: _torch_bn_forward(t, ts), nbytes=2 * 4 * n)
+    if op == "batchnorm_backward":
+        return Case(op, size, _shape_str(shape), build,
+                    lambda be, a: lambda: _bn_backward(be, a),
+                    lambda t, ts, a: lambda: _torch_bn_backward(t, ts, ts["sm"], ts["si"]),
+                    nbytes=3 * 4 * n)
+
+    def run(be, a):
+        def fn():
+            _bn_forward(be, a)
+            return _bn_backward(be, a)
+        return fn
+
+    def run_torch(t, ts, a):
+        def fn():
+            _, sm, si = _torch_bn_forward(t, ts)
+            return _torch_bn_backward(t, ts, sm, si)
+        return fn
+
+    return Case("batchnorm_forward+batchnorm_backward", size, _shape_str(shape), build, run,
+                run_torch, nbytes=5 * 4 * n)
+
+
+# --------------------------------------------------------------------------- dense
+_TORCH_ACT = {"relu": lambda t, z: z.clamp_min_(0),
+              "leaky_relu": lambda t, z: t.ops.aten.leaky_relu_(z, SLOPE)}
+_TORCH_ACT_BWD = {"relu": lambda t, g, y: t.ops.aten.threshold_backward(g, y, 0),
+                  "leaky_relu": lambda t, g, y: t.ops.aten.leaky_relu_backward(g, y, SLOPE, True)}
+
+
+def _linear_arrays(rng, n, fin, fout, act):
+    from fastnn.kernels import reference
+    x = _normal(rng, (n, fin))
+    w = (_normal(rng, (fout, fin)) / F32(np.sqrt(fin))).astype(F32)
+    b = _normal(rng, (fout,)) * F32(0.1)
+    y = reference.linear_forward(x, w, b, act, SLOPE)
+    return {"x": x, "w": w, "b": b, "y": y, "out": np.empty_like(y), "g": _normal(rng, y.shape),
+            "gw": np.zeros_like(w), "gb": np.zeros_like(b), "gi": np.empty_like(x),
+            "scratch": np.empty_like(y)}
+
+
+def _linear(op, size):
+    n, fin, fout, act = LINEAR[size]
+    shape = f"{n}x{fin}->{fout} {act}"
+    build = lambda rng: _linear_arrays(rng, n, fin, fout, act)  # noqa: E731
+    flops = 2.0 * n * fin * fout
+    if op == "linear_forward":
+        def run(be, a):
+            return lambda: be.linear_forward(a["x"], a["w"], a["b"], act, SLOPE, out=a["out"])
+
+        def run_torch(t, ts, a):
+            def fn():
+                z = t.addmm(ts["b"], ts["x"], ts["w"].t(), out=ts["out"])
+                return _TORCH_ACT[act](t, z)
+            return fn
+        return Case(op, size, shape, build, run, run_torch, flops=flops)
+
+    def run(be, a):
+        return lambda: be.linear_backward(a["g"], a["x"], a["w"], a["y"], act, SLOPE,
+                                          grad_weight=a["gw"], grad_bias=a["gb"],
+                                          grad_in=a["gi"], scratch=a["scratch"])
+
+    def run_torch(t, ts, a):
+        def fn():
+            gz = _TORCH_ACT_BWD[act](t, ts["g"], ts["y"])
+            ts["gw"].addmm_(gz.t(), ts["x"])
+            ts["gb"].add_(gz.sum(0))
+            return t.mm(gz, ts["w"], out=ts["gi"])
+        return fn
+    return Case(op, size, shape, build, run, run_torch, flops=2 * flops)
+
+
+# ---------------------------------------------------------------------------- conv
+def _conv_arrays(rng, xshape, cout, k, stride, pad):
+    from fastnn.kernels import reference
+    cin = xshape[1]
+    x = _normal(rng, xshape)
+    w = (_normal(rng, (cout, cin, k, k)) / F32(np.sqrt(cin * k * k))).astype(F32)
+    b = _normal(rng, (cout,)) * F32(0.1)
+    y = reference.conv2d_forward(x, w, b, (stride, stride), (pad, pad))
+    return {"x": x, "w": w, "b": b, "out": np.empty_like(y), "g": _normal(rng, y.shape),
+            "gw": np.zeros_like(w), "gb": np.zeros_like(b), "gi": np.empty_like(x)}
+
+
+def _conv(op, size):
+    xshape, cout, k, stride, pad = CONV[size]
+    n, cin, h, w_ = xshape
+    ho = (h + 2 * pad - k) // stride + 1
+    wo = (w_ + 2 * pad - k) // stride + 1
+    shape = f"{_shape_str(xshape)}->{cout} {k}x{k}/{stride} pad {pad}"
+    fwd_flops = 2.0 * n * cout * ho * wo * cin * k * k
+    build = lambda rng: _conv_arrays(rng, xshape, cout, k, stride, pad)  # noqa: E731
+    st, pd = (stride, stride), (pad, pad)
+
+    def fwd(be, a):
+        return be.conv2d_forward(a["x"], a["w"], a["b"], st, pd, out=a["out"])
+
+    def bwd(be, a):
+        return be.conv2d_backward(a["g"], a["x"], a["w"], st, pd, grad_weight=a["gw"],
+                                  grad_bias=a["gb"], grad_in=a["gi"])
+
+    def tfwd(t, ts):
+        return t.ops.aten.convolution(ts["x"], ts["w"], ts["b"], list(st), list(pd), [1, 1],
+                                      False, [0, 0], 1)
+
+    def tbwd(t, ts):
+        return t.ops.aten.convolution_backward(ts["g"], ts["x"], ts["w"], [cout], list(st),
+                                               list(pd), [1, 1], False, [0, 0], 1,
+                                               [True, True, True])
+
+    if op == "conv2d_forward":
+        return Case(op, size, shape, build, lambda be, a: lambda: fwd(be, a),
+                    lambda t, ts, a: lambda: tfwd(t, ts), flops=fwd_flops)
+    if op == "conv2d_backward":
+        return Case(op, size, shape, build, lambda be, a: lambda: bwd(be, a),
+                    lambda t, ts, a: lambda: tbwd(t, ts), flops=2 * fwd_flops)
+    return Case("conv2d_forward+conv2d_backward", size, shape, build,
+                lambda be, a: lambda: (fwd(be, a), bwd(be, a)),
+                lambda t, ts, a: lambda: (tfwd(t, ts), tbwd(t, ts)), flops=3 * fwd_flops)
+
+
+def _pool_arrays(rng, xshape, k, stride, pad):
+    from fastnn.kernels import reference
+    x = _normal(rng, xshape)
+    kk, ss, pp = (k, k), (stride, stride), (pad, pad)
+    y, idx = reference.max_pool2d_forward(x, kk, ss, pp)
+    return {"x": x, "out": np.empty_like(y), "idx": np.empty_like(idx), "saved_idx": idx,
+            "g": _normal(rng, y.shape), "gi": np.empty_like(x)}
+
+
+def _pool(op, size):
+    xshape, k, stride, pad = POOL[size]
+    kk, ss, pp = (k, k), (stride, stride), (pad, pad)
+    n_in = int(np.prod(xshape))
+    ho = (xshape[2] + 2 * pad - k) // stride + 1
+    wo = (xshape[3] + 2 * pad - k) // stride + 1
+    n_out = xshape[0] * xshape[1] * ho * wo
+    shape = f"{_shape_str(xshape)} {k}x{k}/{stride} pad {pad}"
+    build = lambda rng: _pool_arrays(rng, xshape, k, stride, pad)  # noqa: E731
+    L = list
+
+    def mfwd(be, a):
+        return be.max_pool2d_forward(a["x"], kk, ss, pp, out=a["out"], indices=a["idx"])
+
+    def mbwd(be, a, idx):
+        return be.max_pool2d_backward(a["g"], idx, xshape, grad_in=a["gi"])
+
+    def tmfwd(t, ts):
+        return t.ops.aten.max_pool2d_with_indices(ts["x"], L(kk), L(ss), L(pp), [1, 1], False)
+
+    def tmbwd(t, ts, idx):
+        return t.ops.aten.max_pool2d_with_indices_backward(ts["g"], ts["x"], L(kk), L(ss),
+                                                           L(pp), [1, 1], False, idx)
+
+    if op == "max_pool2d_forward":
+        return Case(op, size, shape, build, lambda be, a: lambda: mfwd(be, a),
+                    lambda t, ts, a: lambda: tmfwd(t, ts), nbytes=4 * n_in + 12 * n_out)
+    if op == "max_pool2d_backward":
+        return Case(op, size, shape, build, lambda be, a: lambda: mbwd(be, a, a["saved_idx"]),
+                    lambda t, ts, a: lambda: tmbwd(t, ts, ts["saved_idx"]),
+                    nbytes=12 * n_out + 4 * n_in)
+    if op == "max_pool2d_forward+max_pool2d_backward":
+        def run(be, a):
+            def fn():
+                _, idx = mfwd(be, a)
+                return mbwd(be, a, idx)
+            return fn
+
+        def run_torch(t, ts, a):
+            def fn():
+                _, idx = tmfwd(t, ts)
+                return tmbwd(t, ts, idx)
+            return fn
+        return Case(op, size, shape, build, run, run_torch, nbytes=2 * (4 * n_in + 12 * n_out))
+    if op == "avg_pool2d_forward":
+        return Case(op, size, shape, build,
+                    lambda be, a: lambda: be.avg_pool2d_forward(a["x"], kk, ss, pp, True,
+                                                                out=a["out"]),
+                    lambda t, ts, a: lambda: t.ops.aten.avg_pool2d(ts["x"], L(kk), L(ss), L(pp),
+                                                                   False, True, None),
+                    nbytes=4 * (n_in + n_out))
+    return Case(op, size, shape, build,
+                lambda be, a: lambda: be.avg_pool2d_backward(a["g"], xshape, kk, ss, pp, True,
+                                                             grad_in=a["gi"]),
+                lambda t, ts, a: lambda: t.ops.aten.avg_pool2d_backward(
+                    ts["g"], ts["x"], L(kk), L(ss), L(pp), False, True, None),
+                nbytes=4 * (n_in + n_out))
+
+
+# ---------------------------------------------------------------------- optimizers
+def _optim(op, size):
+    shape = PARAMS[size]
+    n = int(np.prod(shape))
+
+    def build(rng):
+        return {"p": _normal(rng, shape), "g": _normal(rng, shape) * F32(0.01),
+                "m": np.zeros(shape, F32), "v": np.zeros(shape, F32)}
+
+    if op == "sgd_update":
+        def run(be, a):
+            return lambda: be.sgd_update(a["p"], a["g"], a["m"], 0.01, 0.9, 0.0, False)
+
+        def run_torch(t, ts, a):  # PyTorch's optimizer as users call it (defaults)
+            p = ts["p"]
+            p.grad = ts["g"]
+            return t.optim.SGD([p], lr=0.01, momentum=0.9).step
+        return Case(op, size, _shape_str(shape) + " momentum", build, run, run_torch,
+                    nbytes=5 * 4 * n)
+
+    def run(be, a):
+        return lambda: be.adam_update(a["p"], a["g"], a["m"], a["v"], 10, 1e-3)
+
+    def run_torch(t, ts, a):
+        p = ts["p"]
+        p.grad = ts["g"]
+        return t.optim.Adam([p], lr=1e-3).step
+    return Case(op, size, _shape_str(shape), build, run, run_torch, nbytes=7 * 4 * n)
+
+
+# ----------------------------------------------------------------------- the table
+_UNARY_NAMES = tuple(_UNARY)
+
+
+def _case_for(op, size):
+    """The Case of a table op (or '+' pair) at a size label, or None if that size is n/a."""
+    base = op[:-len("_backward")] if op.endswith("_backward") else op
+    if base in _UNARY_NAMES:
+        if size not in ELEMENTWISE:
+            return None
+        return _unary_forward(op, size) if op == base else _unary_backward(base, size)
+    if op in ("softmax", "softmax_backward"):
+        return _softmax(size) if op == "softmax" else _softmax_backward(size)
+    if op == "dropout_forward":
+        return _dropout_forward(size)
+    if op == "dropout_backward":
+        return _dropout_backward(size)
+    if op == "softmax_cross_entropy":
+        return _softmax_cross_entropy(size)
+    if op in ("mse_loss", "bce_loss"):
+        return _pointwise_loss(op, size)
+    if op.startswith("batchnorm"):
+        return _batchnorm(op, size) if size in BATCHNORM else None
+    if op.startswith("linear"):
+        return _linear(op, size)
+    if op.startswith("conv2d"):
+        return _conv(op, size)
+    if "pool2d" in op:
+        return _pool(op, size)
+    if op in ("sgd_update", "adam_update"):
+        return _optim(op, size)
+    raise KeyError(f"bench.cases: no benchmark case for op {op!r}; add one")
+
+
+# Forward+backward pairs the issues set targets for.
+PAIRS = ("batchnorm_forward+batchnorm_backward", "conv2d_forward+conv2d_backward",
+         "max_pool2d_forward+max_pool2d_backward")
+
+
+def sizes_for(op):
+    if op.startswith("batchnorm"):
+        return tuple(BATCHNORM)
+    return ("course", "large")
+
+
+def all_cases(ops=None):
+    """Every (op, size) Case: the table's ops in table order, then the pairs."""
+    names = list(ops) if ops is not None else optable.op_names() + list(PAIRS)
+    cases = []
+    for op in names:
+        for size in sizes_for(op):
+            case = _case_for(op, size)
+            if case is not None:
+                cases.append(case)
+    return cases
+
+
+def get_case(op, size):
+    case = _case_for(op, size)
+    if case is None:
+        raise KeyError(f"bench.cases: op {op!r} has no size {size!r}")
+    return case

@@ -1,0 +1,80 @@
+"""The machine's ceilings, measured in the same run as everything else.
+
+* GEMM: single-precision matrix product of two n x n float32 matrices with NumPy's
+  BLAS (all BLAS threads): 2 n^3 FLOP per call.
+* Memory bandwidth: copy of one float32 array of ``nbytes`` into another with a
+  Numba ``prange`` loop (all Numba threads), counted as 2 * nbytes moved per call
+  (one read stream, one write stream, as STREAM's Copy counts it). ``np.copyto``
+  (one thread) is measured too, for comparison.
+
+Each function returns a *runner*: a zero-argument callable doing one measured call,
+plus the amount of work of that call, so pytest-benchmark can time it and the report
+can divide. ``measure_*`` wrap a runner in ``bench.timing.median_time`` for the quick CLI.
+"""
+import numpy as np
+
+from .timing import median_time
+
+GEMM_N = 2048
+COPY_BYTES = 256 * 2**20
+
+
+def gemm_runner(n=GEMM_N, seed=0):
+    """(fn, flops): fn() does one float32 (n, n) @ (n, n) product into a kept buffer."""
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    c = np.empty((n, n), dtype=np.float32)
+
+    def fn():
+        np.matmul(a, b, out=c)
+    return fn, 2.0 * n ** 3
+
+
+def _numba_copy():
+    from numba import njit, prange
+
+    @njit(parallel=True, cache=True)
+    def _copy(src, dst):  # src: IN (n,), dst: OUT (n,)
+        for i in prange(src.shape[0]):
+            dst[i] = src[i]
+    return _copy
+
+
+_copy_kernel = None
+
+
+def copy_runner(nbytes=COPY_BYTES, method="numba"):
+    """(fn, bytes_moved): fn() copies an nbytes float32 array ('numba': prange, all
+    threads; 'numpy': np.copyto, one thread). bytes_moved = 2 * nbytes."""
+    global _copy_kernel
+    n = max(nbytes // 4, 1)
+    src = np.ones(n, dtype=np.float32)
+    dst = np.zeros(n, dtype=np.float32)
+    if method == "numba":
+        if _copy_kernel is None:
+            _copy_kernel = _numba_copy()
+        kernel = _copy_kernel
+
+        def fn():
+            kernel(src, dst)
+    elif method == "numpy":
+        def fn():
+            np.copyto(dst, src)
+    else:
+        raise ValueError(f"copy_runner: method must be 'numba' or 'numpy', got {method!r}")
+    return fn, 2.0 * n * 4
+
+
+def measure_gemm_gflops(n=GEMM_N, max_time=0.5):
+    """Median sgemm GFLOP/s of an (n, n) @ (n, n) float32 product."""
+    fn, flops = gemm_runner(n)
+    seconds, _ = median_time(fn, min_runs=3, max_time=max_time)
+    return flops / seconds / 1e9
+
+
+def measure_copy_gbps(nbytes=COPY_BYTES, method="numba", max_time=0.5):
+    """Median copy bandwidth in GB/s (10^9 bytes per second, 2 * nbytes per copy)."""
+    fn, moved = copy_runner(nbytes, method)
+    seconds, _ = median_time(fn, min_runs=3, max_time=max_time)
+    return moved / seconds / 1e9

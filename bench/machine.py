@@ -1,0 +1,65 @@
+"""What the numbers were measured on: CPU, cores, library versions, thread counts."""
+import os
+import platform
+
+
+def cpu_model():
+    """The CPU model name from /proc/cpuinfo (or platform.processor() elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _version(module_name):
+    try:
+        module = __import__(module_name)
+    except ImportError:
+        return "not installed"
+    return getattr(module, "__version__", "unknown")
+
+
+def blas_info():
+    """The BLAS library NumPy uses and its thread count, from threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown"
+    import numpy  # noqa: F401  (loads the BLAS so threadpoolctl can see it)
+    pools = [p for p in threadpool_info() if p.get("user_api") == "blas"]
+    return ", ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('num_threads')} threads)"
+                     for p in pools) or "unknown"
+
+
+def machine_info():
+    """A flat dict of strings describing this machine and the software measured."""
+    import fastnn
+    from fastnn import threads
+    info = {
+        "cpu": cpu_model(),
+        "logical_cores": str(os.cpu_count()),
+        "python": platform.python_version(),
+        "numpy": _version("numpy"),
+        "numba": _version("numba"),
+        "cython": _version("Cython"),
+        "scipy": _version("scipy"),
+        "torch": _version("torch"),
+        "blas": blas_info(),
+        "fastnn_backends": ", ".join(fastnn.backends()),
+        "fastnn_threads": str(threads.get_num_threads()),
+    }
+    try:
+        import numba
+        info["numba_threading_layer"] = str(numba.config.THREADING_LAYER)
+    except ImportError:
+        pass
+    try:
+        import torch
+        info["torch_threads"] = str(torch.get_num_threads())
+    except ImportError:
+        pass
+    return info

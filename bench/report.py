@@ -1,0 +1,367 @@
+"""Run the benchmark suite and write BENCHMARKS.md: ``python -m bench.report`` (make bench).
+
+Steps: pytest-benchmark runs ``bench/`` with ``--benchmark-json`` (the run the report
+reads, kept in bench/results/latest.json) and ``--benchmark-autosave`` (numbered runs
+under .benchmarks/, for ``pytest-benchmark compare``); then the report renders tables,
+the issues' targets and the scaling plots (bench/results/*.png).
+
+  python -m bench.report                  run everything, write BENCHMARKS.md
+  python -m bench.report --no-run         re-render from bench/results/latest.json
+  python -m bench.report -k "mlp_step"    run a subset (pytest -k), then render
+"""
+import argparse
+import datetime
+import json
+import os
+import subprocess
+import sys
+
+from . import results_io
+from .plots import make_plots
+from .results_io import Ceilings, index
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+LATEST = os.path.join(RESULTS, "latest.json")
+NOT_RUN = os.path.join(RESULTS, "not_run.json")
+
+# Each order puts the reference first and PyTorch last.
+ORDER = ("numpy", "numba", "cython", "cuda", "student", "torch")
+
+# Why one of Numba/Cython loses an op by more than 20% (issue 4): (op, size) -> reason.
+# Filled in from profiling; a loss with no entry is shown as "not analysed yet".
+REASONS = {}
+
+
+# ------------------------------------------------------------------------ running
+def run_suite(json_path=LATEST, keyword=None, extra_args=()):
+    """Run bench/ under pytest-benchmark; returns pytest's exit status."""
+    os.makedirs(os.path.dirname(json_path), exist_ok=True)
+    cmd = [sys.executable, "-m", "pytest", os.path.join(ROOT, "bench"), "-q", "-rs",
+           "-p", "no:cacheprovider", f"--benchmark-json={json_path}", "--benchmark-autosave",
+           "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=name"]
+    if keyword:
+        cmd += ["-k", keyword]
+    cmd += list(extra_args)
+    env = dict(os.environ, FASTNN_BENCH_NOT_RUN=NOT_RUN,
+               PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    print("running:", " ".join(cmd), flush=True)
+    return subprocess.call(cmd, cwd=ROOT, env=env)
+
+
+# ----------------------------------------------------------------------- formatting
+def fmt_time(seconds):
+    if seconds is None:
+        return "—"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1:
+        ms = seconds * 1e3
+        return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+    return f"{seconds:.2f} s"
+
+
+def fmt_ratio(value, suffix="x"):
+    return "—" if value is None else f"{value:.2f}{suffix}"
+
+
+def _ordered(contenders):
+    return sorted(contenders, key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c))
+
+
+def _table(header, body):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _median(entry, contender):
+    row = entry.get(contender)
+    return row["median"] if row else None
+
+
+def _speedup(entry, contender):
+    base, t = _median(entry, "numpy"), _median(entry, contender)
+    return base / t if base and t else None
+
+
+def _vs_torch(entry, contender):
+    ref, t = _median(entry, "torch"), _median(entry, contender)
+    return t / ref if ref and t else None
+
+
+def comparison_table(table, ceilings, keys=None, label="case"):
+    """Rows per (case, contender): median, speed-up over numpy, ratio to torch, achieved."""
+    header = [label, "shape", "contender", "median", "speed-up vs numpy", "time / PyTorch",
+              "achieved", "% of ceiling"]
+    body = []
+    for key in keys or list(table):
+        entry = table.get(key)
+        if not entry:
+            continue
+        for contender in _ordered(entry):
+            row = entry[contender]
+            achieved, pct = ceilings.achieved(row)
+            body.append([key[0] + (f" [{key[1]}]" if key[1] and label == "op" else ""),
+                         row.get("shape", ""), contender, fmt_time(row["median"]),
+                         fmt_ratio(_speedup(entry, contender)),
+                         fmt_ratio(_vs_torch(entry, contender)), achieved,
+                         "—" if pct is None else f"{pct:.0f}%"])
+    return _table(header, body)
+
+
+# --------------------------------------------------------------------------- targets
+def _check(value, limit, higher_is_better=False):
+    if value is None:
+        return "not measured"
+    ok = value >= limit if higher_is_better else value <= limit
+    return "**pass**" if ok else "**FAIL**"
+
+
+def targets(all_rows, ceilings):
+    """The issues' speed targets evaluated on this run: [(issue, target, who, value, verdict)]."""
+    steps = index(all_rows, "step")
+    ops = index(all_rows, "op")
+    out = []
+
+    def step(config):
+        return next((v for (op, _), v in steps.items() if op == config), {})
+
+    for config in ("mlp 784-100-10 relu b128", "mlp 784-1024-1024-10 leaky b32",
+                   "mlp 784-1024-1024-10 leaky b256"):
+        entry = step(config)
+        s, n = _median(entry, "student"), _median(entry, "numpy")
+        value = n / s if s and n else None
+        out.append(("2", f"{config}: numpy backend ≤ 1.3x the student NumPy loop", "numpy",
+                    fmt_ratio(value), _check(value, 1.3)))
+    compiled = [c for c in ("numba", "cython") if any(c in e for e in ops.values())]
+    limits = {"mlp 784-1024-1024-10 leaky b256": 1.0, "mlp 784-1024-1024-10 leaky b32": 0.8,
+              "mlp 784-100-10 relu b128": 0.7}
+    for c in compiled:
+        issue = "3" if c == "numba" else "4"
+        for config, limit in limits.items():
+            value = _vs_torch(step(config), c)
+            out.append((issue, f"{config} step ≤ {limit}x PyTorch", c, fmt_ratio(value),
+                        _check(value, limit)))
+        value = _vs_torch(ops.get(("batchnorm_forward+batchnorm_backward", "large"), {}), c)
+        out.append((issue, "BatchNorm1d 256x1024 forward+backward ≤ 0.3x PyTorch", c,
+                    fmt_ratio(value), _check(value, 0.3)))
+        value = _vs_torch(ops.get(("softmax_cross_entropy", "large"), {}), c)
+        out.append((issue, "softmax-CE 4096x1000 ≤ 1.0x PyTorch", c, fmt_ratio(value),
+                    _check(value, 1.0)))
+        for (op, size), entry in ops.items():
+            row = entry.get(c)
+            if size != "large" or not row or row.get("family") != "activation" \
+                    or op.startswith("softmax") or not row.get("bytes"):
+                continue
+            _, pct = ceilings.achieved(row)
+            out.append((issue, f"{op} 16M float32 ≥ 70% of copy bandwidth", c,
+                        "—" if pct is None else f"{pct:.0f}%",
+                        _check(pct, 70, higher_is_better=True)))
+        for op in ("linear_forward", "linear_backward", "softmax_cross_entropy",
+                   "batchnorm_forward", "batchnorm_backward", "sgd_update", "adam_update"):
+            value = _speedup(ops.get((op, "large"), {}), c)
+            out.append((issue, f"fused {op} (large) ≥ 2x faster than the NumPy reference", c,
+                        fmt_ratio(value), _check(value, 2.0, higher_is_better=True)))
+    for c in [c for c in ORDER if c not in ("student", "torch")]:
+        entry = ops.get(("conv2d_forward+conv2d_backward", "large"), {})
+        if c not in entry:
+            continue
+        value = _vs_torch(entry, c)
+        out.append(("5", "Conv2d 32x64x16x16->128 3x3 pad 1 fwd+bwd ≤ 1.5x PyTorch", c,
+                    fmt_ratio(value), _check(value, 1.5)))
+        value = _vs_torch(ops.get(("max_pool2d_forward+max_pool2d_backward", "large"), {}), c)
+        out.append(("5", "MaxPool2d 3x3/2 pad 1 on 32x64x16x16 fwd+bwd ≤ 1.0x PyTorch", c,
+                    fmt_ratio(value), _check(value, 1.0)))
+    return out
+
+
+def head_to_head(all_rows):
+    """Numba against Cython, op by op: [(case, numba, cython, cython/numba, note)]."""
+    body = []
+    for (op, size), entry in index(all_rows, "op").items():
+        tn, tc = _median(entry, "numba"), _median(entry, "cython")
+        if tn is None or tc is None:
+            continue
+        ratio = tc / tn
+        if ratio > 1.2:
+            note = "cython loses: " + REASONS.get((op, size), "not analysed yet")
+        elif ratio < 1 / 1.2:
+            note = "numba loses: " + REASONS.get((op, size), "not analysed yet")
+        else:
+            note = "within 20%"
+        body.append([f"{op} [{size}]", fmt_time(tn), fmt_time(tc), f"{ratio:.2f}", note])
+    return body
+
+
+# ---------------------------------------------------------------------------- render
+def _machine_section(data):
+    info = (data.get("machine_info") or {}).get("fastnn", {})
+    commit = data.get("commit_info") or {}
+    lines = ["| | |", "|---|---|"]
+    for key in ("cpu", "logical_cores", "python", "numpy", "numba", "numba_threading_layer",
+                "cython", "scipy", "torch", "blas", "fastnn_backends", "fastnn_threads",
+                "torch_threads", "warmup_calls"):
+        if key in info:
+            lines.append(f"| {key} | {info[key]} |")
+    if commit.get("id"):
+        dirty = " (with uncommitted changes)" if commit.get("dirty") else ""
+        lines.append(f"| commit | {commit['id'][:12]}{dirty} |")
+    lines.append(f"| run at | {data.get('datetime', 'unknown')} |")
+    return "\n".join(lines)
+
+
+def _scaling_table(all_rows, kind, xlabel):
+    series = {}
+    for r in all_rows:
+        if r["kind"] == kind:
+            series.setdefault(r["x"], {})[r["contender"]] = r["median"]
+    if not series:
+        return ""
+    cols = _ordered({c for v in series.values() for c in v})
+    body = [[x] + [fmt_time(series[x].get(c)) for c in cols] for x in sorted(series)]
+    return _table([xlabel] + cols, body)
+
+
+def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT):
+    """BENCHMARKS.md's text from a pytest-benchmark JSON dict; writes the plots."""
+    all_rows = results_io.rows(data)
+    ceilings = Ceilings(all_rows)
+    plots = make_plots(all_rows, plots_dir)
+    info = (data.get("machine_info") or {}).get("fastnn", {})
+    threads = info.get("fastnn_threads", "?")
+    out = ["# fastnn benchmarks", "",
+           "Generated by `make bench` (`python -m bench.report`) from "
+           "`bench/results/latest.json`; do not edit by hand.", "",
+           "How these numbers are taken: every contender gets the same inputs (built from one "
+           f"seed, float32); each benchmark is called {info.get('warmup_calls', 2)} times "
+           "untimed first (so Numba's JIT compile and first-touch page faults are excluded), "
+           f"then pytest-benchmark times it over rounds ({info.get('rounds', 'at least 5')}; "
+           "a round repeats a call that takes microseconds enough times to last 0.2 ms); "
+           "every time below is the **median** round. fastnn and PyTorch run "
+           f"with {threads} threads (`fastnn.set_num_threads`, `torch.set_num_threads`) "
+           "unless a table says otherwise. fastnn rows call the backend's kernels with "
+           "preallocated `out=` buffers, as the layers do; PyTorch rows call the same "
+           "computation through `torch.ops.aten` (its layers' kernels, `out=` variants where "
+           "they exist) and `torch.optim` for the optimizers. 'time / PyTorch' below 1 means "
+           "faster than PyTorch.", "",
+           "Compare two runs: `.venv/bin/pytest-benchmark compare 0001 0002 --group-by=group` "
+           "(each `make bench` autosaves a numbered run under `.benchmarks/`).", "",
+           "## Machine", "", _machine_section(data), ""]
+
+    out += ["## Ceilings (measured in this run)", ""]
+    body = []
+    if ceilings.gemm:
+        body.append(["sgemm, NumPy BLAS, all threads", "2048x2048 float32 product",
+                     f"{ceilings.gemm / 1e9:.1f} GFLOP/s"])
+    if ceilings.copy:
+        body.append(["memory copy, Numba prange, all threads",
+                     "256 MB float32 array copied, 2 bytes moved per byte copied",
+                     f"{ceilings.copy / 1e9:.1f} GB/s"])
+    if ceilings.copy_single:
+        body.append(["memory copy, np.copyto, 1 thread", "same arrays",
+                     f"{ceilings.copy_single / 1e9:.1f} GB/s"])
+    out += [_table(["ceiling", "method", "value"], body), "",
+            "Products (linear, conv, whole steps) are given as GFLOP/s and a percentage of "
+            "the sgemm ceiling; everything else as GB/s of its minimum memory traffic (each "
+            "array read or written once) and a percentage of the Numba copy bandwidth.", ""]
+
+    out += ["## Targets from the issues", "",
+            _table(["issue", "target", "backend", "measured", "verdict"],
+                   [list(t) for t in targets(all_rows, ceilings)]), ""]
+
+    steps = index(all_rows, "step")
+    out += ["## Training steps", "",
+            "One step = forward, softmax cross-entropy, backward, SGD with momentum 0.9. "
+            "fastnn backends run the layer API (`fastnn.models.MLP` / `nn.Sequential`, "
+            "`nn.CrossEntropyLoss`, `optim.SGD`); 'student' is `bench/student_numpy.py`, the "
+            "same network written in plain NumPy; 'torch' is `torch.nn` + `F.cross_entropy` + "
+            "`torch.optim.SGD`. GFLOP/s counts the matrix products only.", "",
+            comparison_table(steps, ceilings, label="step"), ""]
+    epoch = index(all_rows, "epoch")
+    if epoch:
+        out += ["## One epoch of Fashion-MNIST", "",
+                "60000 training images, MLP 784-100-10 ReLU, batch 128, shuffled batches from "
+                "`fastnn.data.DataLoader`, 3 rounds (median), after a warm-up step.", "",
+                comparison_table(epoch, ceilings, label="epoch"), ""]
+
+    ops = index(all_rows, "op")
+    out += ["## Ops", "",
+            "Every op of the table (`fastnn/optable.py`) at the classic course size (784-100-10 "
+            "at batch 128) and a large size, plus the forward+backward pairs the issues set "
+            "targets for.", ""]
+    families = {}
+    for key, entry in ops.items():
+        family = next(iter(entry.values())).get("family", "other")
+        families.setdefault(family, []).append(key)
+    for family, keys in families.items():
+        out += [f"### {family}", "", comparison_table(ops, ceilings, keys, label="op"), ""]
+
+    h2h = head_to_head(all_rows)
+    if h2h:
+        out += ["## Numba against Cython, op by op", "",
+                "Ratio = Cython's median / Numba's (below 1: Cython faster).", "",
+                _table(["op", "numba", "cython", "cython / numba", "note"], h2h), ""]
+
+    out += ["## Scaling", ""]
+    for name, kind, xlabel, text in (
+            ("batch", "scaling-batch", "batch",
+             "MLP 784-1024-1024-10 LeakyReLU step against batch size (plot: time per sample)."),
+            ("width", "scaling-width", "width",
+             "MLP 784-W-W-10 LeakyReLU step at batch 128 against hidden width W."),
+            ("threads", "scaling-threads", "threads",
+             "MLP 784-1024-1024-10 LeakyReLU step at batch 256 with 1 thread and with all "
+             "threads (fastnn and PyTorch set alike; the student loop's BLAS follows "
+             "fastnn's setting).")):
+        table = _scaling_table(all_rows, kind, xlabel)
+        if not table:
+            continue
+        out += [f"### {name}", "", text, ""]
+        if name in plots:
+            out += [f"![{name} scaling]({os.path.relpath(plots[name], md_dir)})", ""]
+        out += [table, ""]
+
+    if not_run:
+        reasons = {}
+        for item in not_run:
+            reasons.setdefault((item["status"], item["reason"]), []).append(item["test"])
+        out += ["## Not measured in this run", "",
+                _table(["status", "reason", "benchmarks"],
+                       [[s, r.replace("|", "/"), len(t)] for (s, r), t in reasons.items()]), ""]
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--no-run", action="store_true", help="only render from --json")
+    parser.add_argument("--json", default=LATEST, help="pytest-benchmark JSON to read/write")
+    parser.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    parser.add_argument("-k", dest="keyword", help="pytest -k expression: run a subset")
+    args = parser.parse_args(argv)
+    status = 0
+    if not args.no_run:
+        if os.path.exists(NOT_RUN):
+            os.remove(NOT_RUN)
+        started = datetime.datetime.now()
+        status = run_suite(args.json, args.keyword)
+        print(f"suite finished in {(datetime.datetime.now() - started).seconds} s "
+              f"(pytest status {status})", flush=True)
+    if not os.path.exists(args.json):
+        print(f"no results at {args.json}", file=sys.stderr)
+        return 1
+    data = results_io.load_json(args.json)
+    not_run = []
+    if os.path.exists(NOT_RUN):
+        with open(NOT_RUN) as f:
+            not_run = json.load(f)
+    text = render(data, not_run, md_dir=os.path.dirname(os.path.abspath(args.output)))
+    with open(args.output, "w") as f:
+        f.write(text + "\n")
+    print(f"wrote {args.output}")
+    # a failed benchmark is reported in BENCHMARKS.md; the exit status says so too
+    return 0 if status in (0, 5) else status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""Whole training steps: the MLPs and SmallCNN, on every contender, from the same weights.
+
+A step is forward, softmax cross-entropy, backward and an SGD-with-momentum update
+(lr 0.01, momentum 0.9), the loop a user runs. Contenders:
+
+* a fastnn backend name ('numpy', 'numba', 'cython', ...): the layer API
+  (``fastnn.models.MLP`` or ``nn.Sequential``, ``nn.CrossEntropyLoss``, ``optim.SGD``)
+  run under ``fastnn.use_backend(name)``;
+* 'student': ``bench.student_numpy.StudentMLP``, plain NumPy without fastnn (MLPs only);
+* 'torch': the same network in PyTorch (``torch.nn``, ``F.cross_entropy``,
+  ``torch.optim.SGD`` with its defaults), weights copied from the fastnn model.
+
+Every contender starts from identical weights and gets the identical batch.
+"""
+import numpy as np
+
+import fastnn
+from fastnn import nn, optim
+
+LR = 0.01
+MOMENTUM = 0.9
+SLOPE = 0.01
+SEED = 0
+
+# The MLP steps the issues set targets for: name -> (sizes, activation, batch).
+MLP_CONFIGS = {
+    "mlp 784-100-10 relu b128": ((784, 100, 10), "relu", 128),
+    "mlp 784-1024-1024-10 leaky b32": ((784, 1024, 1024, 10), "leaky_relu", 32),
+    "mlp 784-1024-1024-10 leaky b256": ((784, 1024, 1024, 10), "leaky_relu", 256),
+}
+
+CNN_BATCH = 128
+
+
+def init_weights(sizes, seed=SEED):
+    """[(W (out, in), b (out,))] float32, PyTorch's default Linear init from a fixed seed."""
+    rng = np.random.default_rng(seed)
+    weights = []
+    for fin, fout in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / np.sqrt(fin)
+        weights.append((rng.uniform(-bound, bound, (fout, fin)).astype(np.float32),
+                        rng.uniform(-bound, bound, fout).astype(np.float32)))
+    return weights
+
+
+def batch(in_shape, n, classes=10, seed=SEED):
+    """A fixed batch: x uniform in [0, 1) like pixels, shape (n, *in_shape); int64 labels."""
+    rng = np.random.default_rng(seed + 1)
+    x = rng.random((n,) + tuple(in_shape), dtype=np.float32)
+    return x, rng.integers(0, classes, size=n).astype(np.int64)
+
+
+# ------------------------------------------------------------------ fastnn models
+def fastnn_mlp(sizes, activation, weights=None):
+    """The MLP as users build it: ``fastnn.models.MLP`` when it exists, else Sequential
+    of Linear and activation layers; parameters set to ``weights`` (init_weights)."""
+    try:
+        from fastnn.models import MLP
+    except ImportError:
+        MLP = None
+    if MLP is not None:
+        model = MLP(sizes[0], list(sizes[1:-1]), sizes[-1], activation=activation,
+                    negative_slope=SLOPE)
+    else:
+        layers = []
+        for i, (fin, fout) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(nn.Linear(fin, fout))
+            if i < len(sizes) - 2:
+                layers.append(nn.ReLU() if activation == "relu" else nn.LeakyReLU(SLOPE))
+        model = nn.Sequential(*layers)
+    if weights is not None:
+        set_parameters(model, [a for pair in weights for a in pair])
+    return model
+
+
+def set_parameters(model, arrays):
+    """Copy arrays into model.parameters() in order (shapes must match)."""
+    params = list(model.parameters())
+    if len(params) != len(arrays):
+        raise ValueError(f"set_parameters: model has {len(params)} parameters, got {len(arrays)}")
+    for p, a in zip(params, arrays):
+        if p.data.shape != a.shape:
+            raise ValueError(f"set_parameters: parameter of shape {p.data.shape}, got {a.shape}")
+        p.data[...] = a
+
+
+def fastnn_step(backend_name, model, x, labels):
+    """A callable doing one training step of ``model`` on ``backend_name``. Returns it."""
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+
+    def step():
+        with fastnn.use_backend(backend_name):
+            opt.zero_grad()
+            loss = loss_fn(model(x), labels)
+            model.backward(loss_fn.backward())
+            opt.step()
+        return loss
+    return step
+
+
+# ---------------------------------------------------------------- PyTorch models
+def torch_mlp(sizes, activation, weights):
+    import torch
+    layers = []
+    for i, (W, b) in enumerate(weights):
+        lin = torch.nn.Linear(W.shape[1], W.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(W))
+            lin.bias.copy_(torch.from_numpy(b))
+        layers.append(lin)
+        if i < len(weights) - 1:
+            layers.append(torch.nn.ReLU() if activation == "relu" else torch.nn.LeakyReLU(SLOPE))
+    return torch.nn.Sequential(*layers)
+
+
+def torch_step(model, x, labels):
+    """A callable doing one PyTorch training step (zero_grad, forward, CE, backward, SGD)."""
+    import torch
+    import torch.nn.functional as F
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(labels)
+
+    def step():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(tx), ty)
+        loss.backward()
+        opt.step()
+        return loss
+    return step
+
+
+def to_torch(module):
+    """A torch.nn module equal to a fastnn module (Sequential trees of the standard
+    layers), parameters and buffers copied. Raises TypeError for a layer it cannot map."""
+    import torch
+    tnn = torch.nn
+    kind = type(module).__name__
+    if isinstance(module, nn.Sequential):
+        return tnn.Sequential(*[to_torch(c) for c in module])
+    if kind == "Linear":
+        out = tnn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+    elif kind == "Conv2d":
+        w = module.weight.data
+        out = tnn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), stride=_pair(module.stride),
+                         padding=_pair(module.padding), bias=module.bias is not None)
+    elif kind in ("BatchNorm1d", "BatchNorm2d"):
+        out = getattr(tnn, kind)(module.num_features, eps=module.eps, momentum=module.momentum)
+    elif kind == "MaxPool2d":
+        out = tnn.MaxPool2d(_pair(module.kernel_size), _pair(module.stride), _pair(module.padding))
+    elif kind == "AvgPool2d":
+        out = tnn.AvgPool2d(_pair(module.kernel_size), _pair(module.stride), _pair(module.padding))
+    elif kind == "LeakyReLU":
+        out = tnn.LeakyReLU(module.negative_slope)
+    elif kind == "Dropout":
+        out = tnn.Dropout(module.p)
+    elif kind in ("ReLU", "Sigmoid", "Tanh", "Identity", "Flatten", "GELU"):
+        out = getattr(tnn, kind)()
+    else:
+        raise TypeError(f"to_torch: no PyTorch twin for layer {kind}")
+    _copy_state(module, out)
+    return out
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _copy_state(module, tmodule):
+    import torch
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            p = getattr(module, name, None)
+            if p is not None and getattr(tmodule, name, None) is not None:
+                getattr(tmodule, name).copy_(torch.from_numpy(np.ascontiguousarray(p.data)))
+        for name in ("running_mean", "running_var"):
+            b = getattr(module, name, None)
+            if b is not None and getattr(tmodule, name, None) is not None:
+                getattr(tmodule, name).copy_(torch.from_numpy(np.asarray(b)))
+
+
+# --------------------------------------------------------------- the step runners
+def mlp_step(contender, sizes, activation, batch_size):
+    """A callable doing one MLP training step for ``contender`` (see module doc)."""
+    weights = init_weights(sizes)
+    x, labels = batch((sizes[0],), batch_size, sizes[-1])
+    if contender == "student":
+        from .student_numpy import StudentMLP
+        model = StudentMLP(weights, activation, SLOPE, LR, MOMENTUM)
+        return lambda: model.step(x, labels)
+    if contender == "torch":
+        return torch_step(torch_mlp(sizes, activation, weights), x, labels)
+    return fastnn_step(contender, fastnn_mlp(sizes, activation, weights), x, labels)
+
+
+def small_cnn():
+    """fastnn.models.SmallCNN for 28x28 grey images, 10 classes, from a fixed seed."""
+    from fastnn.models import SmallCNN
+    fastnn.manual_seed(SEED)
+    return SmallCNN()
+
+
+def cnn_step(contender, batch_size=CNN_BATCH):
+    """A callable doing one SmallCNN training step (student: not applicable)."""
+    if contender == "student":
+        raise ValueError("cnn_step: the student loop is an MLP only")
+    model = small_cnn()
+    x, labels = batch((1, 28, 28), batch_size)
+    if contender == "torch":
+        return torch_step(to_torch(model), x, labels)
+    return fastnn_step(contender, model, x, labels)
+
+
+# ------------------------------------------------------------------------- epoch
+def epoch_runner(contender, sizes=(784, 100, 10), activation="relu", batch_size=128, data=None):
+    """A callable training one full epoch of Fashion-MNIST (60000 images, shuffled
+    batches from a seeded DataLoader) with the MLP. ``data``: (x_train, y_train)."""
+    from fastnn.data import DataLoader
+    x_train, y_train = data
+    weights = init_weights(sizes)
+    loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True, seed=SEED)
+    if contender == "student":
+        from .student_numpy import StudentMLP
+        model = StudentMLP(weights, activation, SLOPE, LR, MOMENTUM)
+
+        def run():
+            for xb, yb in loader:
+                model.step(xb, yb)
+        return run
+    if contender == "torch":
+        import torch
+        import torch.nn.functional as F
+        tmodel = torch_mlp(sizes, activation, weights)
+        opt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM)
+
+        def run():
+            for xb, yb in loader:
+                opt.zero_grad()
+                F.cross_entropy(tmodel(torch.from_numpy(xb)), torch.from_numpy(yb)).backward()
+                opt.step()
+        return run
+    model = fastnn_mlp(sizes, activation, weights)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+
+    def run():
+        with fastnn.use_backend(contender):
+            for xb, yb in loader:
+                opt.zero_grad()
+                loss_fn(model(xb), yb)
+                model.backward(loss_fn.backward())
+                opt.step()
+    return run
+
+
+def load_fashion_mnist_train():
+    """(x_train (60000, 784) float32, y_train (60000,) int64), or None when absent."""
+    from fastnn.data import load
+    try:
+        x, y, _, _ = load("fashion-mnist", flatten=True)
+    except FileNotFoundError:
+        return None
+    return x, y
+
+
+def mlp_step_flops(sizes, batch_size):
+    """FLOPs of the matrix products of one MLP training step: 2*N*in*out forward, twice
+    that backward (weight and input gradients; the first layer's input gradient is
+    computed by PyTorch-style frameworks only when asked, so it is not counted)."""
+    flops = 0.0
+    for i, (fin, fout) in enumerate(zip(sizes[:-1], sizes[1:])):
+        per = 2.0 * batch_size * fin * fout
+        flops += per * (2 if i == 0 else 3)
+    return flops

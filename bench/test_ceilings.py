@@ -1,0 +1,20 @@
+"""The machine's ceilings, in the same run: sgemm GFLOP/s and copy bandwidth."""
+import pytest
+
+from . import ceilings
+from .conftest import measure
+
+
+def test_gemm(benchmark):
+    fn, flops = ceilings.gemm_runner()
+    measure(benchmark, fn, "ceiling", kind="ceiling", op="sgemm", contender="numpy BLAS",
+            shape=f"{ceilings.GEMM_N}x{ceilings.GEMM_N} @ {ceilings.GEMM_N}x{ceilings.GEMM_N}",
+            flops=flops)
+
+
+@pytest.mark.parametrize("method", ["numba", "numpy"])
+def test_copy(benchmark, method):
+    fn, moved = ceilings.copy_runner(method=method)
+    label = "numba prange copy (all threads)" if method == "numba" else "np.copyto (1 thread)"
+    measure(benchmark, fn, "ceiling", kind="ceiling", op=f"copy-{method}", contender=label,
+            shape=f"{ceilings.COPY_BYTES // 2**20} MB float32", bytes=moved)

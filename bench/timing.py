@@ -1,0 +1,32 @@
+"""Timing outside pytest-benchmark (used by ``python -m fastnn bench --quick``).
+
+The same rules as the suite: warm-up calls first (Numba compiles on the first call,
+and that compile time is not run time), then the median of repeated timed calls.
+"""
+import time
+
+import numpy as np
+
+
+def warm_up(fn, calls=2):
+    """Call ``fn`` ``calls`` times untimed (JIT compile, caches, first-touch of buffers)."""
+    for _ in range(calls):
+        fn()
+
+
+def median_time(fn, min_runs=5, max_time=0.25, max_runs=200, warmup=2):
+    """Median seconds of one call of ``fn`` after ``warmup`` untimed calls.
+
+    Runs at least ``min_runs`` times and stops after ``max_time`` seconds of timed
+    calls (or ``max_runs`` calls). Returns (median_seconds, runs).
+    """
+    warm_up(fn, warmup)
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_runs:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if len(times) >= min_runs and time.perf_counter() - start >= max_time:
+            break
+    return float(np.median(times)), len(times)

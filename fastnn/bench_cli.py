@@ -1,0 +1,129 @@
+"""``python -m fastnn bench``: fastnn's speed on this machine.
+
+``--quick`` prints, in about a minute, the main table: the machine's ceilings, the MLP
+training steps and the key large ops on every backend, against the NumPy reference, the
+student NumPy loop and PyTorch (when installed). Without ``--quick`` it runs the full
+pytest-benchmark suite and writes BENCHMARKS.md (the same as ``make bench``).
+
+The suite lives in the source tree's ``bench/`` package (it is not installed with the
+wheel), so this command runs from a checkout.
+"""
+import os
+import sys
+
+# The quick table: MLP step configs and (op, size) cases of bench.cases.
+QUICK_OPS = (("relu", "large"), ("softmax_cross_entropy", "large"),
+             ("batchnorm_forward+batchnorm_backward", "large"), ("sgd_update", "large"),
+             ("conv2d_forward+conv2d_backward", "large"),
+             ("max_pool2d_forward+max_pool2d_backward", "large"))
+QUICK_MAX_TIME = 0.15
+
+
+def _import_bench():
+    """The ``bench`` package of the checkout this fastnn was imported from."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isfile(os.path.join(root, "bench", "report.py")):
+        raise RuntimeError("the benchmark suite (bench/) ships with fastnn's source tree; "
+                           "run this command from a checkout (pip install -e .)")
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    import bench  # noqa: F401
+    return root
+
+
+def add_arguments(parser):
+    parser.add_argument("--quick", action="store_true",
+                        help="a one-minute version of the main table, printed here")
+    parser.add_argument("-k", dest="keyword", default=None,
+                        help="full run only: pytest -k expression selecting benchmarks")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for fastnn and PyTorch (default: every core)")
+
+
+def run(args):
+    try:
+        _import_bench()
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not args.quick:
+        from bench import report
+        argv = ["-k", args.keyword] if args.keyword else []
+        return report.main(argv)
+    quick_table(threads=args.threads, out=sys.stdout)
+    return 0
+
+
+def _fmt(seconds):
+    from bench.report import fmt_time
+    return fmt_time(seconds)
+
+
+def _time(fn, timings, key):
+    from bench.timing import median_time
+    try:
+        timings[key] = median_time(fn(), max_time=QUICK_MAX_TIME, min_runs=3)[0]
+    except Exception as err:  # a contender that cannot run this case is shown, not fatal
+        timings[key] = None
+        return f"{key[1]} on {key[0]}: {type(err).__name__}: {err}"
+    return None
+
+
+def quick_table(threads=None, out=sys.stdout):
+    """Measure and print the quick table; returns {(case, contender): seconds or None}."""
+    from bench import cases, ceilings, contenders, steps
+    n = threads or contenders.all_threads()
+    contenders.set_threads(n)
+    has_torch = contenders.torch_available()
+    backends = contenders.backends()
+    print(f"fastnn quick benchmark: {n} threads, backends {', '.join(backends)}; "
+          f"median of repeated calls after 2 warm-up calls", file=out)
+    gemm = ceilings.measure_gemm_gflops(1024, max_time=0.3)
+    copy = ceilings.measure_copy_gbps(64 * 2**20, max_time=0.3)
+    print(f"ceilings: sgemm {gemm:.0f} GFLOP/s (1024^3, NumPy BLAS); "
+          f"copy {copy:.1f} GB/s (64 MB, Numba prange)", file=out)
+    if not has_torch:
+        print(contenders.TORCH_NOTE, file=out)
+    timings, problems = {}, []
+    step_cols = backends + ["student"] + (["torch"] if has_torch else [])
+    for config, (sizes, act, batch) in steps.MLP_CONFIGS.items():
+        for c in step_cols:
+            problems.append(_time(lambda: steps.mlp_step(c, sizes, act, batch), timings,
+                                  (config, c)))
+    op_cols = backends + (["torch"] if has_torch else [])
+    case_rows = []
+    for op, size in QUICK_OPS:
+        case = cases.get_case(op, size)
+        case_rows.append(case)
+        for c in op_cols:
+            maker = case.torch if c == "torch" else (
+                lambda c=c: case.fastnn(contenders.load_backend(c)))
+            problems.append(_time(maker, timings, (case.id, c)))
+    cols = [c for c in ["numpy", "numba", "cython", "cuda", "student", "torch"] if c in step_cols]
+    header = ["case"] + cols + ["best fastnn", "vs numpy", "vs torch", "achieved"]
+    rows = []
+    for name, flops, nbytes in ([(cfg, steps.mlp_step_flops(s, b), None)
+                                 for cfg, (s, _, b) in steps.MLP_CONFIGS.items()]
+                                + [(c.id, c.flops, c.bytes) for c in case_rows]):
+        t = {c: timings.get((name, c)) for c in cols}
+        fast = {c: v for c, v in t.items() if c in backends and v}
+        best = min(fast, key=fast.get) if fast else None
+        tb = fast.get(best)
+        vs_numpy = f"{t['numpy'] / tb:.2f}x" if tb and t.get("numpy") else "—"
+        vs_torch = f"{tb / t['torch']:.2f}x" if tb and t.get("torch") else "—"
+        if tb and flops:
+            achieved = f"{flops / tb / 1e9:.0f} GFLOP/s ({100 * flops / tb / 1e9 / gemm:.0f}%)"
+        elif tb and nbytes:
+            achieved = f"{nbytes / tb / 1e9:.1f} GB/s ({100 * nbytes / tb / 1e9 / copy:.0f}%)"
+        else:
+            achieved = "—"
+        rows.append([name] + [_fmt(t[c]) for c in cols] + [best or "—", vs_numpy, vs_torch,
+                                                            achieved])
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    for r in [header, ["-" * w for w in widths]] + rows:
+        print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)), file=out)
+    print("vs numpy: NumPy reference time / best fastnn time; vs torch: best fastnn time / "
+          "PyTorch time (below 1 is faster); achieved: of the sgemm or copy ceiling.", file=out)
+    for p in filter(None, problems):
+        print("not measured:", p, file=out)
+    return timings
