@@ -173,3 +173,35 @@ def test_zero_size_parameter_is_carried(backend):
     assert params[1].data.shape == (0, 4)
     np.testing.assert_allclose(params[0].data, make_params(shapes=[(3,)])[0].data - 0.1,
                                rtol=1e-6)
+
+
+class CountingKernels:
+    """Wraps a backend and records the size of every optimizer kernel call."""
+
+    def __init__(self, kernels):
+        self.kernels, self.calls = kernels, []
+
+    def sgd_update(self, param, *args):
+        self.calls.append(param.size)
+        return self.kernels.sgd_update(param, *args)
+
+    def adam_update(self, param, *args):
+        self.calls.append(param.size)
+        return self.kernels.adam_update(param, *args)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_one_kernel_call_per_flat_buffer(backend, monkeypatch, name):
+    from fastnn import backend as registry
+    from fastnn.optim import optimizer as optimizer_module
+    counting = CountingKernels(registry.current())
+    monkeypatch.setattr(optimizer_module.backend, "current", lambda: counting)
+    params = make_params(np.float32) + make_params(np.float64, seed=1)
+    opt = getattr(optim, name)(params, lr=0.1)
+    opt.step()
+    total = sum(p.size for p in params[:3])
+    assert counting.calls == [total, total]  # one call per dtype, all parameters at once
+    counting.calls.clear()
+    params[4].grad = None  # the slow path: one call per parameter that has a gradient
+    opt.step()
+    assert counting.calls == [total] + [params[3].size, params[5].size]
