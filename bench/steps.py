@@ -5,7 +5,8 @@ A step is forward, softmax cross-entropy, backward and an SGD-with-momentum upda
 
 * a fastnn backend name ('numpy', 'numba', 'cython', ...): the layer API
   (``fastnn.models.MLP`` or ``nn.Sequential``, ``nn.CrossEntropyLoss``, ``optim.SGD``)
-  run under ``fastnn.use_backend(name)``;
+  run under ``fastnn.use_backend(name)``; ``model.backward(g, need_grad_in=False)``,
+  since no contender needs the gradient of the input images;
 * 'student': ``bench.student_numpy.StudentMLP``, plain NumPy without fastnn (MLPs only);
 * 'torch': the same network in PyTorch (``torch.nn``, ``F.cross_entropy``,
   ``torch.optim.SGD`` with its defaults), weights copied from the fastnn model.
@@ -93,7 +94,7 @@ def fastnn_step(backend_name, model, x, labels):
         with fastnn.use_backend(backend_name):
             opt.zero_grad()
             loss = loss_fn(model(x), labels)
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), need_grad_in=False)
             opt.step()
         return loss
     return step
@@ -248,7 +249,7 @@ def epoch_runner(contender, sizes=(784, 100, 10), activation="relu", batch_size=
             for xb, yb in loader:
                 opt.zero_grad()
                 loss_fn(model(xb), yb)
-                model.backward(loss_fn.backward())
+                model.backward(loss_fn.backward(), need_grad_in=False)
                 opt.step()
     return run
 
