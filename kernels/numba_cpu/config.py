@@ -28,7 +28,11 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
 
 class Kernel:
     """One compiled loop in two flavours: ``k(size, *args)`` runs the parallel version
-    when ``size >= PARALLEL_MIN`` (and more than one thread is allowed), else the serial one."""
+    when ``size >= PARALLEL_MIN``, else the serial one.
+
+    The choice depends on the size only, never on the thread count: LLVM may vectorize
+    a reduction differently in the two compiles, and results must not change with
+    ``set_num_threads`` (one thread runs the parallel version on one thread)."""
 
     def __init__(self, fn):
         self.parallel = numba.njit(parallel=True, cache=True, fastmath=FASTMATH)(fn)
@@ -42,7 +46,8 @@ class Kernel:
         self.__name__ = fn.__name__
 
     def __call__(self, size, *args):
-        if size >= PARALLEL_MIN and sync_threads() > 1:
+        if size >= PARALLEL_MIN:
+            sync_threads()
             return self.parallel(*args)
         return self.serial(*args)
 

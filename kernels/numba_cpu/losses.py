@@ -12,10 +12,20 @@ import numpy as np
 from numba import prange
 
 from . import vmath
-from .config import kernel
+from .config import helper, kernel
 
 _ROWS = 16        # rows per chunk for softmax-cross-entropy
 _ELEMENTS = 4096  # elements per chunk for the elementwise losses
+
+
+@helper
+def _ordered_sum(partial):
+    """Sum in index order. (``partial.sum()`` would become a parfor reduction split by
+    thread under parallel=True, and its rounding would depend on the thread count.)"""
+    total = 0.0
+    for k in range(partial.shape[0]):
+        total += partial[k]
+    return total
 
 
 @kernel
@@ -45,7 +55,7 @@ def _softmax_ce_labels(logits, labels, grad, rows):
             g[label] -= inv_n
             total += math.log(float(s)) + float(m) - float(x[label])
         partial[k] = total
-    return partial.sum()
+    return _ordered_sum(partial)
 
 
 @kernel
@@ -79,7 +89,7 @@ def _softmax_ce_probs(logits, target, grad, rows):
             # -sum_j t_j log p_j = sum_j t_j (log s - (x_j - m))
             total += math.log(float(s)) * float(t_sum) - float(tx)
         partial[k] = total
-    return partial.sum()
+    return _ordered_sum(partial)
 
 
 @kernel
@@ -96,7 +106,7 @@ def _mse(pred, target, grad, chunk):
             total += float(d) * float(d)
             grad[i] = d * scale
         partial[k] = total
-    return partial.sum()
+    return _ordered_sum(partial)
 
 
 @kernel
@@ -118,7 +128,7 @@ def _bce(pred, target, grad, chunk):
             total -= float(t) * log_p + (1.0 - float(t)) * log_1mp
             grad[i] = (p - t) / max(p * (one - p), eps) * inv_n
         partial[k] = total
-    return partial.sum()
+    return _ordered_sum(partial)
 
 
 def softmax_cross_entropy(logits, target, grad=None):
