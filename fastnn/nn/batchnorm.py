@@ -33,8 +33,7 @@ class _BatchNorm(Module):
         self.bias = Parameter(np.zeros(c, dtype=dtype))
         self.register_buffer("running_mean", np.zeros(c, dtype=dtype))
         self.register_buffer("running_var", None if self.mean_only else np.ones(c, dtype=dtype))
-        self._x = self._save_mean = self._save_invstd = None
-        self._saved_training = True
+        self._ctx = None  # (x, save_mean, save_invstd, training) of the last forward
 
     def _expected_shape(self):
         return "(N, C)" if self.ndim == 2 else "(N, C, H, W)"
@@ -59,21 +58,21 @@ class _BatchNorm(Module):
         out = self._buffer("y", x.shape, dtype) if buffered else None
         save_mean = self._buffer("save_mean", (c,), dtype)
         save_invstd = None if self.mean_only else self._buffer("save_invstd", (c,), dtype)
-        y, self._save_mean, self._save_invstd = backend.current().batchnorm_forward(
+        y, save_mean, save_invstd = backend.current().batchnorm_forward(
             x, None if self.weight is None else self.weight.data, self.bias.data,
             self.running_mean, self.running_var, training=self.training,
             momentum=self.momentum, eps=self.eps, mean_only=self.mean_only, out=out,
             save_mean=save_mean, save_invstd=save_invstd)
-        self._x = x
-        self._saved_training = self.training
+        self._ctx = (x, save_mean, save_invstd, self.training)
         return y
 
     def _backward(self, grad_out, buffered, need_grad_in):
         # The kernel always produces grad_in (its reductions are needed anyway).
         grad_in = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
+        x, save_mean, save_invstd, training = self._ctx
         grad_in = backend.current().batchnorm_backward(
-            grad_out, self._x, None if self.weight is None else self.weight.data,
-            self._save_mean, self._save_invstd, training=self._saved_training,
+            grad_out, x, None if self.weight is None else self.weight.data,
+            save_mean, save_invstd, training=training,
             mean_only=self.mean_only,
             grad_weight=None if self.weight is None else self.weight.grad,
             grad_bias=self.bias.grad, grad_in=grad_in)

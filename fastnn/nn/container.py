@@ -93,8 +93,8 @@ class Sequential(Module):
             else:
                 x = layer._run_fused(x, keep, act.fused_name,
                                      getattr(act, "negative_slope", 0.01))
-                act._out_meta = None  # its work was done by the Linear
-        self._steps = steps
+                object.__setattr__(act, "_out_meta", None)  # the Linear did its work
+        object.__setattr__(self, "_steps", steps)
         return x
 
     def _backward(self, grad_out, buffered, need_grad_in):

@@ -35,9 +35,7 @@ class Linear(Module):
             rng.uniform(-bound, bound, (self.out_features, self.in_features)).astype(dtype))
         self.bias = (Parameter(rng.uniform(-bound, bound, self.out_features).astype(dtype))
                      if bias else None)
-        self._x = self._y = None
-        self._activation = "identity"
-        self._negative_slope = 0.01
+        self._ctx = None  # (x, y or None, activation, negative_slope) of the last forward
 
     def infer_shape(self, shape, dtype):
         if len(shape) != 2 or shape[1] != self.in_features:
@@ -56,26 +54,24 @@ class Linear(Module):
         bias = None if self.bias is None else self.bias.data
         y = backend.current().linear_forward(x, self.weight.data, bias, activation,
                                              negative_slope, out=out)
-        self._x = x
-        self._y = None if activation == "identity" else y
-        self._activation = activation
-        self._negative_slope = negative_slope
+        self._ctx = (x, None if activation == "identity" else y, activation, negative_slope)
         return y
 
     def _run_fused(self, x, buffered, activation, negative_slope):
         y = self._forward(x, buffered, activation, negative_slope)
-        self._out_meta = (y.shape, y.dtype)
+        object.__setattr__(self, "_out_meta", (y.shape, y.dtype))
         return y
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        x, y, activation, negative_slope = self._ctx
         dtype = grad_out.dtype
-        scratch = (None if self._activation == "identity"
+        scratch = (None if activation == "identity"
                    else self._buffer("scratch", grad_out.shape, dtype))
-        grad_in = (self._buffer("grad_in", self._x.shape, dtype)
+        grad_in = (self._buffer("grad_in", x.shape, dtype)
                    if buffered and need_grad_in else None)
         return backend.current().linear_backward(
-            grad_out, self._x, self.weight.data, y=self._y, activation=self._activation,
-            negative_slope=self._negative_slope, grad_weight=self.weight.grad,
+            grad_out, x, self.weight.data, y=y, activation=activation,
+            negative_slope=negative_slope, grad_weight=self.weight.grad,
             grad_bias=None if self.bias is None else self.bias.grad, grad_in=grad_in,
             need_grad_in=need_grad_in, scratch=scratch)
 

@@ -266,7 +266,8 @@ class Module:
     # ------------------------------------------------------ forward / backward
     def forward(self, x):
         """Output of the layer for input x (a fresh array, the caller's to keep)."""
-        x = check_float_array(self._where(), "input", x)
+        if type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES:
+            check_float_array(self._where(), "input", x)  # raises with the layer's name
         self.infer_shape(x.shape, x.dtype)
         return self._run_forward(as_contiguous(x), False)
 
@@ -277,14 +278,14 @@ class Module:
         """Accumulate parameter gradients for grad_out (the gradient of the loss w.r.t.
         the last forward's output, same shape and dtype) and return the gradient w.r.t.
         the input (a fresh array), or None when need_grad_in is False."""
-        where = self._where()
         if self._out_meta is None:
-            raise RuntimeError(f"{where}: backward called before forward")
+            raise RuntimeError(f"{self._where()}: backward called before forward")
         shape, dtype = self._out_meta
-        grad_out = check_float_array(where, "grad_out", grad_out, dtype=dtype)
+        if type(grad_out) is not np.ndarray or grad_out.dtype != dtype:
+            check_float_array(self._where(), "grad_out", grad_out, dtype=dtype)
         if grad_out.shape != shape:
-            raise ValueError(f"{where}: expected grad_out of shape {shape} (the shape of the "
-                             f"last forward output), got {grad_out.shape}")
+            raise ValueError(f"{self._where()}: expected grad_out of shape {shape} (the shape "
+                             f"of the last forward output), got {grad_out.shape}")
         return self._backward(as_contiguous(grad_out), False, need_grad_in)
 
     def _run_forward(self, x, buffered):
