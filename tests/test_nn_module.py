@@ -206,3 +206,13 @@ def test_torch_twin_of_a_loaded_model_agrees(backend, rng):
     with torch.no_grad():
         expected = twin(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_calling_a_loss_subclass_runs_its_forward(backend, rng):
+    class Scaled(nn.MSELoss):
+        def forward(self, pred, target):
+            return 10 * super().forward(pred, target)
+
+    pred = rng.standard_normal(4).astype(np.float32)
+    target = np.zeros(4, np.float32)
+    assert Scaled()(pred, target) == pytest.approx(10 * nn.MSELoss()(pred, target))

@@ -40,6 +40,8 @@ def test_fused_equals_unfused_exactly(backend, dtype, rng, act):
     grad_x = fused.backward(grad_out)
     y_ref, grad_x_ref = _unfused(plain, x, grad_out)
 
+    with pytest.raises(RuntimeError, match="ran fused into the preceding Linear"):
+        fused[1].backward(grad_out)
     np.testing.assert_array_equal(y, y_ref)
     np.testing.assert_array_equal(grad_x, grad_x_ref)
     for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters()):

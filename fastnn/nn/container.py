@@ -1,6 +1,6 @@
 """Sequential: layers run in order, with Linear + activation fusion and reused buffers."""
 from .linear import Linear
-from .module import Module
+from .module import FUSED, Module
 
 
 class Sequential(Module):
@@ -93,7 +93,7 @@ class Sequential(Module):
             else:
                 x = layer._run_fused(x, keep, act.fused_name,
                                      getattr(act, "negative_slope", 0.01))
-                object.__setattr__(act, "_out_meta", None)  # the Linear did its work
+                object.__setattr__(act, "_out_meta", FUSED)  # the Linear did its work
         object.__setattr__(self, "_steps", steps)
         return x
 

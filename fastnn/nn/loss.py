@@ -21,7 +21,8 @@ class Loss:
         loss, self._grad = self._kernel(backend.current())(pred, target)
         return loss
 
-    __call__ = forward
+    def __call__(self, pred, target):
+        return self.forward(pred, target)
 
     def backward(self):
         """Gradient of the last forward's loss w.r.t. pred (same shape and dtype as pred)."""

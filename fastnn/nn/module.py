@@ -65,6 +65,9 @@ class Parameter:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
 
 
+#: ``_out_meta`` of an activation whose forward a Sequential ran inside a Linear's kernel.
+FUSED = "fused"
+
 LoadResult = collections.namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
 
 
@@ -280,6 +283,10 @@ class Module:
         the input (a fresh array), or None when need_grad_in is False."""
         if self._out_meta is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
+        if self._out_meta is FUSED:
+            raise RuntimeError(f"{self._where()}: its last forward ran fused into the "
+                               f"preceding Linear inside a Sequential; call the "
+                               f"Sequential's backward")
         shape, dtype = self._out_meta
         if type(grad_out) is not np.ndarray or grad_out.dtype != dtype:
             check_float_array(self._where(), "grad_out", grad_out, dtype=dtype)
