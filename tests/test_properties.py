@@ -1,0 +1,237 @@
+"""Property-based tests: every op on every backend against the NumPy reference, on random
+shapes (batch 1 and empty batches included where PyTorch accepts them), non-contiguous and
+transposed inputs, float32 and float64, random strides and paddings for conv and pooling."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastnn
+from fastnn import ops
+
+from conftest import BACKENDS, assert_close
+
+COMPILED = [b for b in BACKENDS if b != "numpy"] or ["numpy"]
+SETTINGS = settings(max_examples=12, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow,
+                                           HealthCheck.function_scoped_fixture])
+dtypes = st.sampled_from([np.float32, np.float64])
+layouts = st.sampled_from(["contiguous", "transposed", "strided"])
+
+
+def make(rng, shape, dtype, layout="contiguous", scale=1.0):
+    """A random array of `shape` laid out contiguously, as a transpose, or with a stride."""
+    if layout == "transposed" and len(shape) >= 2:
+        return np.swapaxes((rng.standard_normal(shape[::-1]) * scale).astype(dtype), 0, -1) \
+            if len(shape) == 2 else make(rng, shape, dtype)
+    if layout == "strided":
+        base = (rng.standard_normal(shape[:-1] + (2 * shape[-1],)) * scale).astype(dtype)
+        return base[..., ::2]
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+def both(op, *args, **kwargs):
+    """(result on the current backend, result on the reference) for fresh copies of args."""
+    copy = lambda v: np.array(v, copy=True) if isinstance(v, np.ndarray) else v  # noqa: E731
+    mine = getattr(ops, op)(*[copy(a) for a in args], **{k: copy(v) for k, v in kwargs.items()})
+    with fastnn.use_backend("numpy"):
+        ref = getattr(ops, op)(*[copy(a) for a in args], **{k: copy(v) for k, v in kwargs.items()})
+    return mine, ref
+
+
+@pytest.fixture(params=COMPILED)
+def compiled(request):
+    with fastnn.use_backend(request.param):
+        yield request.param
+
+
+ELEMENTWISE = [("relu", {}, "y"), ("leaky_relu", {"negative_slope": 0.05}, "x"),
+               ("sigmoid", {}, "y"), ("tanh", {}, "y"), ("gelu", {}, "x"),
+               ("sine", {"omega": 3.0}, "x")]
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, layout=layouts,
+       shape=st.lists(st.integers(0, 9), min_size=1, max_size=4).map(tuple),
+       which=st.integers(0, len(ELEMENTWISE) - 1))
+def test_elementwise_ops(compiled, seed, dtype, layout, shape, which):
+    name, params, saved = ELEMENTWISE[which]
+    rng = np.random.default_rng(seed)
+    x = make(rng, shape, dtype, layout, scale=4.0)
+    g = make(rng, shape, dtype)
+    y, y_ref = both(name, x, **params)
+    assert_close(y, y_ref, dtype)
+    s = x if saved == "x" else y_ref
+    gi, gi_ref = both(name + "_backward", g, s, **params)
+    assert_close(gi, gi_ref, dtype, scale=3.0)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, layout=layouts, n=st.integers(0, 40),
+       fin=st.integers(1, 30), fout=st.integers(1, 30),
+       act=st.sampled_from(["identity", "relu", "leaky_relu", "sigmoid", "tanh"]),
+       bias=st.booleans())
+def test_linear(compiled, seed, dtype, layout, n, fin, fout, act, bias):
+    rng = np.random.default_rng(seed)
+    x = make(rng, (n, fin), dtype, layout)
+    w = make(rng, (fout, fin), dtype, layout)
+    b = make(rng, (fout,), dtype) if bias else None
+    y, y_ref = both("linear_forward", x, w, b, act, 0.1)
+    assert_close(y, y_ref, dtype, scale=fin)
+    g = make(rng, (n, fout), dtype)
+    gw, gb = np.zeros((fout, fin), dtype), (np.zeros(fout, dtype) if bias else None)
+    gw_ref, gb_ref = gw.copy(), (gb.copy() if bias else None)
+    gi = ops.linear_backward(g, x, w, y_ref, act, 0.1, gw, gb)
+    with fastnn.use_backend("numpy"):
+        gi_ref = ops.linear_backward(g, x, w, y_ref, act, 0.1, gw_ref, gb_ref)
+    assert_close(gi, gi_ref, dtype, scale=fout)
+    assert_close(gw, gw_ref, dtype, scale=max(n, 1))
+    if bias:
+        assert_close(gb, gb_ref, dtype, scale=max(n, 1))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, n=st.integers(1, 50), c=st.integers(1, 40),
+       scale=st.sampled_from([1.0, 30.0, 1e4]), probs=st.booleans())
+def test_softmax_and_cross_entropy(compiled, seed, dtype, n, c, scale, probs):
+    rng = np.random.default_rng(seed)
+    logits = make(rng, (n, c), dtype, scale=scale)
+    y, y_ref = both("softmax", logits)
+    assert_close(y, y_ref, dtype)
+    if probs:
+        target = rng.random((n, c)).astype(dtype)
+        target /= target.sum(axis=1, keepdims=True)
+    else:
+        target = rng.integers(0, c, n)
+    (loss, grad), (loss_ref, grad_ref) = both("softmax_cross_entropy", logits, target)
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-4 if dtype == np.float32 else 1e-9,
+                               atol=1e-4 if dtype == np.float32 else 1e-9)
+    assert_close(grad, grad_ref, dtype)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, layout=layouts,
+       shape=st.lists(st.integers(1, 12), min_size=1, max_size=3).map(tuple))
+def test_mse_and_bce(compiled, seed, dtype, layout, shape):
+    rng = np.random.default_rng(seed)
+    pred, target = make(rng, shape, dtype, layout), make(rng, shape, dtype)
+    (loss, grad), (loss_ref, grad_ref) = both("mse_loss", pred, target)
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
+    assert_close(grad, grad_ref, dtype)
+    p = rng.random(shape).astype(dtype)
+    t = (rng.random(shape) > 0.5).astype(dtype)
+    (loss, grad), (loss_ref, grad_ref) = both("bce_loss", p, t)
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
+    np.testing.assert_allclose(grad, grad_ref, rtol=1e-4, atol=1e-5)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, n=st.integers(2, 40), c=st.integers(1, 20),
+       spatial=st.sampled_from([(), (1, 1), (3, 5)]), training=st.booleans(),
+       mean_only=st.booleans())
+def test_batchnorm(compiled, seed, dtype, n, c, spatial, training, mean_only):
+    rng = np.random.default_rng(seed)
+    shape = (n, c) + spatial
+    x = make(rng, shape, dtype, scale=3.0) + 1
+    w = None if mean_only else make(rng, (c,), dtype)
+    b = make(rng, (c,), dtype)
+    rm = make(rng, (c,), dtype)
+    rv = None if mean_only else rng.random(c).astype(dtype) + 0.5
+    rm_ref, rv_ref = rm.copy(), (None if mean_only else rv.copy())
+    y, mean, invstd = ops.batchnorm_forward(x, w, b, rm, rv, training, 0.1, 1e-5, mean_only)
+    with fastnn.use_backend("numpy"):
+        y_ref, mean_ref, invstd_ref = ops.batchnorm_forward(x, w, b, rm_ref, rv_ref, training,
+                                                            0.1, 1e-5, mean_only)
+    assert_close(y, y_ref, dtype, scale=10)
+    assert_close(rm, rm_ref, dtype)
+    if not mean_only:
+        assert_close(rv, rv_ref, dtype, scale=10)
+    g = make(rng, shape, dtype)
+    gb, gb_ref = np.zeros(c, dtype), np.zeros(c, dtype)
+    gw = None if mean_only else np.zeros(c, dtype)
+    gw_ref = None if mean_only else np.zeros(c, dtype)
+    gi = ops.batchnorm_backward(g, x, w, mean, invstd, training, mean_only, gw, gb)
+    with fastnn.use_backend("numpy"):
+        gi_ref = ops.batchnorm_backward(g, x, w, mean_ref, invstd_ref, training, mean_only,
+                                        gw_ref, gb_ref)
+    assert_close(gi, gi_ref, dtype, scale=10)
+    assert_close(gb, gb_ref, dtype, scale=x.size / c)
+    if not mean_only:
+        assert_close(gw, gw_ref, dtype, scale=x.size / c)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, n=st.integers(1, 3), cin=st.integers(1, 4),
+       cout=st.integers(1, 5), h=st.integers(1, 9), w=st.integers(1, 9),
+       k=st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]), stride=st.integers(1, 3),
+       padding=st.integers(0, 2), layout=layouts)
+def test_conv2d(compiled, seed, dtype, n, cin, cout, h, w, k, stride, padding, layout):
+    if k[0] > h + 2 * padding or k[1] > w + 2 * padding:
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            ops.conv2d_forward(np.zeros((n, cin, h, w), dtype),
+                               np.zeros((cout, cin) + k, dtype), None, stride, padding)
+        return
+    rng = np.random.default_rng(seed)
+    x = make(rng, (n, cin, h, w), dtype, layout)
+    wt = make(rng, (cout, cin) + k, dtype)
+    b = make(rng, (cout,), dtype)
+    y, y_ref = both("conv2d_forward", x, wt, b, (stride, stride), (padding, padding))
+    assert_close(y, y_ref, dtype, scale=cin * k[0] * k[1])
+    g = make(rng, y_ref.shape, dtype)
+    gw, gb = np.zeros_like(wt), np.zeros_like(b)
+    gw_ref, gb_ref = gw.copy(), gb.copy()
+    gi = ops.conv2d_backward(g, x, wt, (stride, stride), (padding, padding), gw, gb)
+    with fastnn.use_backend("numpy"):
+        gi_ref = ops.conv2d_backward(g, x, wt, (stride, stride), (padding, padding), gw_ref,
+                                     gb_ref)
+    assert_close(gi, gi_ref, dtype, scale=cout * k[0] * k[1])
+    assert_close(gw, gw_ref, dtype, scale=g.size)
+    assert_close(gb, gb_ref, dtype, scale=g.size)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, n=st.integers(1, 3), c=st.integers(1, 4),
+       h=st.integers(1, 10), w=st.integers(1, 10), k=st.integers(1, 4),
+       stride=st.integers(1, 3), padding=st.integers(0, 2), include_pad=st.booleans())
+def test_pooling(compiled, seed, dtype, n, c, h, w, k, stride, padding, include_pad):
+    if padding > k // 2 or k > h + 2 * padding or k > w + 2 * padding:
+        return  # PyTorch rejects these too; tested in test_conformance / test_conv*
+    rng = np.random.default_rng(seed)
+    x = make(rng, (n, c, h, w), dtype)
+    (y, idx), (y_ref, idx_ref) = both("max_pool2d_forward", x, (k, k), (stride, stride),
+                                      (padding, padding))
+    assert_close(y, y_ref, dtype)
+    g = make(rng, y_ref.shape, dtype)
+    gi, gi_ref = both("max_pool2d_backward", g, idx_ref, x.shape)
+    assert_close(gi, gi_ref, dtype)
+    a, a_ref = both("avg_pool2d_forward", x, (k, k), (stride, stride), (padding, padding),
+                    include_pad)
+    assert_close(a, a_ref, dtype)
+    ga, ga_ref = both("avg_pool2d_backward", g, x.shape, (k, k), (stride, stride),
+                      (padding, padding), include_pad)
+    assert_close(ga, ga_ref, dtype)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, size=st.integers(1, 3000),
+       momentum=st.sampled_from([0.0, 0.5, 0.9]), wd=st.sampled_from([0.0, 1e-3]),
+       nesterov=st.booleans(), step=st.integers(1, 50))
+def test_optimizer_updates(compiled, seed, dtype, size, momentum, wd, nesterov, step):
+    nesterov = nesterov and momentum > 0
+    rng = np.random.default_rng(seed)
+    p, g = make(rng, (size,), dtype), make(rng, (size,), dtype)
+    v = make(rng, (size,), dtype) if momentum else None
+    p_ref, v_ref = p.copy(), (v.copy() if momentum else None)
+    ops.sgd_update(p, g, v, 0.05, momentum, wd, nesterov)
+    with fastnn.use_backend("numpy"):
+        ops.sgd_update(p_ref, g, v_ref, 0.05, momentum, wd, nesterov)
+    assert_close(p, p_ref, dtype)
+    m, s = make(rng, (size,), dtype), np.abs(make(rng, (size,), dtype))
+    p2, m2, s2 = p.copy(), m.copy(), s.copy()
+    ops.adam_update(p, g, m, s, step, 1e-3, 0.9, 0.999, 1e-8, wd)
+    with fastnn.use_backend("numpy"):
+        ops.adam_update(p2, g, m2, s2, step, 1e-3, 0.9, 0.999, 1e-8, wd)
+    assert_close(p, p2, dtype)
+    assert_close(m, m2, dtype)
+    assert_close(s, s2, dtype)

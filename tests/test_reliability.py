@@ -1,0 +1,172 @@
+"""Reliability: threads, memory and determinism of whole training runs on every backend."""
+import gc
+import threading
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn, optim
+from fastnn.models import MLP
+
+from conftest import BACKENDS
+
+
+def _data(seed=0, n=512, features=64, classes=10):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, features)).astype(np.float32)
+    y = rng.integers(0, classes, n)
+    return x, y
+
+
+def train_mlp(backend, steps=40, seed=0, batch=64, batchnorm=True, dropout=0.1):
+    """Train a small MLP (BatchNorm and dropout included) and return its final parameters."""
+    with fastnn.use_backend(backend):
+        fastnn.manual_seed(seed)
+        x, y = _data(seed)
+        model = MLP(64, [48, 32], 10, activation="leaky_relu", batchnorm=batchnorm,
+                    dropout=dropout)
+        loss_fn = nn.CrossEntropyLoss()
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+        for step in range(steps):
+            s = (step * batch) % len(x)
+            loss_fn.forward(model(x[s:s + batch]), y[s:s + batch])
+            opt.zero_grad()
+            model.backward(loss_fn.backward())
+            opt.step()
+        return [p.data.copy() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_same_seed_gives_bitwise_identical_parameters(name):
+    first = train_mlp(name)
+    second = train_mlp(name)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_two_models_in_two_threads_match_sequential_runs(name):
+    results = [None, None]
+    errors = []
+
+    def work(i, seed):
+        try:
+            fastnn.set_num_threads(fastnn.get_num_threads())  # each thread applies the count
+            results[i] = train_mlp(name, seed=seed, dropout=0.0)
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+
+    # dropout draws from the global generator, which two threads would share: without it
+    # each run depends only on its own model and data
+    expected = [train_mlp(name, seed=1, dropout=0.0), train_mlp(name, seed=2, dropout=0.0)]
+    threads = [threading.Thread(target=work, args=(i, s)) for i, s in enumerate((1, 2))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    for got, want in zip(results, expected):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_set_num_threads_one_really_uses_one_thread():
+    from threadpoolctl import threadpool_info
+    previous = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(1)
+        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+        if "numba" in BACKENDS:
+            fastnn.backend.load("numba")
+            import numba
+            from numba import njit, prange
+
+            @njit(parallel=True)
+            def thread_ids(n):
+                out = np.empty(n, np.int64)
+                for i in prange(n):
+                    out[i] = numba.get_thread_id()
+                return out
+
+            fastnn.set_num_threads(1)
+            assert numba.get_num_threads() == 1
+            assert len(set(thread_ids(10_000).tolist())) == 1
+        if "cython" in BACKENDS:
+            from fastnn.kernels.cython import _openmp
+            assert _openmp.get_max_threads() == 1
+    finally:
+        fastnn.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_results_with_one_and_two_threads_agree(name):
+    previous = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(1)
+        one = train_mlp(name, steps=20)
+        fastnn.set_num_threads(2)
+        two = train_mlp(name, steps=20)
+    finally:
+        fastnn.set_num_threads(previous)
+    for a, b in zip(one, two):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def _rss_mb():
+    import psutil
+    gc.collect()
+    return psutil.Process().memory_info().rss / 2**20
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_mlp_training_does_not_grow_memory(name):
+    x, y = _data(0, n=1024, features=784)
+    with fastnn.use_backend(name):
+        fastnn.manual_seed(0)
+        model = MLP(784, [100], 10, batchnorm=True, dropout=0.1)
+        loss_fn = nn.CrossEntropyLoss()
+        opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+
+        def steps(count):
+            for step in range(count):
+                s = (step * 64) % len(x)
+                loss_fn.forward(model(x[s:s + 64]), y[s:s + 64])
+                opt.zero_grad()
+                model.backward(loss_fn.backward())
+                opt.step()
+
+        steps(200)  # warm-up: compilation, buffers, allocator pools
+        before = _rss_mb()
+        steps(2000)
+        grown = _rss_mb() - before
+    assert grown < 25, f"{name}: resident memory grew by {grown:.1f} MB over 2000 steps"
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_cnn_training_does_not_grow_memory(name):
+    models = pytest.importorskip("fastnn.models")
+    if not hasattr(models, "SmallCNN"):
+        pytest.fail("fastnn.models.SmallCNN is missing")
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 64)
+    with fastnn.use_backend(name):
+        fastnn.manual_seed(0)
+        model = models.SmallCNN()
+        loss_fn = nn.CrossEntropyLoss()
+        opt = optim.Adam(model.parameters(), lr=1e-3)
+
+        def steps(count):
+            for step in range(count):
+                s = (step * 8) % len(x)
+                loss_fn.forward(model(x[s:s + 8]), y[s:s + 8])
+                opt.zero_grad()
+                model.backward(loss_fn.backward())
+                opt.step()
+
+        steps(20)
+        before = _rss_mb()
+        steps(200)
+        grown = _rss_mb() - before
+    assert grown < 25, f"{name}: resident memory grew by {grown:.1f} MB over 200 CNN steps"
