@@ -1,0 +1,69 @@
+"""The vectorizable float32 exp/tanh/erf of the numba backend against float64 libm."""
+import math
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+from numba import njit  # noqa: E402
+from scipy.special import erf as scipy_erf  # noqa: E402
+
+from fastnn.kernels.numba_cpu import vmath  # noqa: E402
+
+
+@njit
+def _apply(x, which):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        if which == 0:
+            out[i] = vmath.exp(x[i])
+        elif which == 1:
+            out[i] = vmath.tanh(x[i])
+        else:
+            out[i] = vmath.erf(x[i])
+    return out
+
+
+def _grid():
+    rng = np.random.default_rng(0)
+    return np.concatenate([np.linspace(-10, 10, 200_001), rng.standard_normal(100_000) * 30,
+                           np.array([0.0, -0.0, 1e-30, -1e-30, 1e-7, 85.0, -85.0])]
+                          ).astype(np.float32)
+
+
+def _ulps(actual, expected):
+    """|actual - expected| in units of float32's spacing at expected."""
+    spacing = np.spacing(np.abs(expected).astype(np.float32)).astype(np.float64)
+    return np.abs(actual.astype(np.float64) - expected) / spacing
+
+
+def test_exp_within_2_ulp_in_the_normal_range():
+    x = _grid()
+    x = x[(x > -87.3) & (x < 88.7)]
+    assert _ulps(_apply(x, 0), np.exp(x.astype(np.float64))).max() <= 2
+
+
+def test_tanh_within_4_ulp():
+    x = _grid()
+    assert _ulps(_apply(x, 1), np.tanh(x.astype(np.float64))).max() <= 4
+
+
+def test_erf_within_5e7_absolute():
+    x = _grid()
+    assert np.abs(_apply(x, 2) - scipy_erf(x.astype(np.float64))).max() < 5e-7
+
+
+def test_edges_nan_and_infinities():
+    x = np.array([np.nan, np.inf, -np.inf, -100.0, 100.0], np.float32)
+    e = _apply(x, 0)
+    assert math.isnan(e[0]) and e[1] == np.inf and e[2] == 0 and e[3] == 0 and e[4] == np.inf
+    t = _apply(x, 1)
+    assert math.isnan(t[0]) and list(t[1:]) == [1, -1, -1, 1]
+    f = _apply(x, 2)
+    assert math.isnan(f[0]) and list(f[1:]) == [1, -1, -1, 1]
+
+
+def test_float64_uses_libm_exactly():
+    x = np.linspace(-20, 20, 1001)
+    np.testing.assert_array_equal(_apply(x, 0), np.array([math.exp(v) for v in x]))
+    np.testing.assert_array_equal(_apply(x, 2), np.array([math.erf(v) for v in x]))
