@@ -70,3 +70,20 @@ def test_sgd_steps_reduce_the_loss(backend, rng):
     model.eval()
     accuracy = (model(x).argmax(1) == labels).mean()
     assert accuracy > 0.9
+
+
+def test_non_contiguous_empty_and_single_row_batches(backend, dtype, rng):
+    model = MLP(5, [4], 3).to_dtype(dtype)
+    x = np.asfortranarray(rng.standard_normal((6, 5)).astype(dtype))
+    g = rng.standard_normal((3, 6)).astype(dtype).T  # a transposed view
+    y = model(x)
+    gx = model.backward(g)
+    y_ref = model(np.ascontiguousarray(x))
+    gx_ref = model.backward(np.ascontiguousarray(g))
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(gx, gx_ref)
+    model.zero_grad()
+    assert model(np.zeros((0, 5), dtype)).shape == (0, 3)
+    assert model.backward(np.zeros((0, 3), dtype)).shape == (0, 5)
+    assert not any(p.grad.any() for p in model.parameters())
+    assert model(x[:1]).shape == (1, 3)
