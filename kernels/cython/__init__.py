@@ -34,9 +34,11 @@ _B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL = range(7)
 
 
 def backend_info():
-    """Build facts of this backend: OpenMP on or off, and the thread count in use."""
+    """Build facts of this backend: OpenMP on or off, the thread count in use, and
+    whether this is the FASTNN_CYTHON_DEBUG=1 build (bounds checks on)."""
     return {"openmp": bool(_openmp.openmp_enabled()),
             "num_threads": int(_openmp.get_max_threads()),
+            "debug": bool(_openmp.bounds_checked()),
             "blas": "scipy.linalg.cython_blas"}
 
 

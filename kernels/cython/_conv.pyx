@@ -32,6 +32,9 @@ cdef extern from "math.h" nogil:
 
 # Bytes of patch matrix per chunk of samples.
 cdef Py_ssize_t COL_BYTES = 4 << 20
+# From this many output positions per sample up, the GEMMs run per sample straight
+# into/out of the NCHW arrays (no copy to and from a channel-major buffer).
+cdef Py_ssize_t PER_SAMPLE_MIN_P = 64
 
 
 cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
@@ -158,12 +161,13 @@ def _forward(const floating[:, :, :, ::1] x,            # IN  (N, C_in, H, W)
     cdef floating* yc
     cdef floating* dst
     cdef floating add
+    cdef bint per_sample = p >= PER_SAMPLE_MIN_P
     if n == 0 or c_out == 0 or p == 0:
         return
     with nogil:
         col = <floating*>malloc(k * nb * p * sizeof(floating))
-        yc = <floating*>malloc(c_out * nb * p * sizeof(floating))
-        if col == NULL or yc == NULL:
+        yc = NULL if per_sample else <floating*>malloc(c_out * nb * p * sizeof(floating))
+        if col == NULL or (yc == NULL and not per_sample):
             free(col)
             free(yc)
             with gil:
@@ -174,16 +178,28 @@ def _forward(const floating[:, :, :, ::1] x,            # IN  (N, C_in, H, W)
             L = m * p
             _im2col(&x[n0, 0, 0, 0], m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo,
                     col)
-            # yc (C_out, L) = W (C_out, K) @ col (K, L)
-            gemm(c"N", c"N", <int>L, <int>c_out, <int>k, 1, col, <int>L,
-                 &weight[0, 0, 0, 0], <int>k, 0, yc, <int>L)
-            for t in prange(m * c_out, schedule="static", num_threads=threads_for(c_out * L)):
-                b = t // c_out
-                co = t - b * c_out
-                add = bias[co]
-                dst = &y[n0 + b, co, 0, 0]
-                for q in range(p):
-                    dst[q] = yc[co * L + b * p + q] + add
+            if per_sample:
+                for b in range(m):
+                    # y[n] (C_out, P) = bias + W (C_out, K) @ col[:, b * P:(b + 1) * P]
+                    dst = &y[n0 + b, 0, 0, 0]
+                    for co in range(c_out):
+                        add = bias[co]
+                        for q in range(p):
+                            dst[co * p + q] = add
+                    gemm(c"N", c"N", <int>p, <int>c_out, <int>k, 1, col + b * p, <int>L,
+                         &weight[0, 0, 0, 0], <int>k, 1, dst, <int>p)
+            else:
+                # yc (C_out, L) = W (C_out, K) @ col (K, L), then to NCHW with the bias
+                gemm(c"N", c"N", <int>L, <int>c_out, <int>k, 1, col, <int>L,
+                     &weight[0, 0, 0, 0], <int>k, 0, yc, <int>L)
+                for t in prange(m * c_out, schedule="static",
+                                num_threads=threads_for(c_out * L)):
+                    b = t // c_out
+                    co = t - b * c_out
+                    add = bias[co]
+                    dst = &y[n0 + b, co, 0, 0]
+                    for q in range(p):
+                        dst[q] = yc[co * L + b * p + q] + add
             n0 = n0 + m
         free(col)
         free(yc)
@@ -210,6 +226,7 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
     cdef floating* gw = NULL
     cdef const floating* src
     cdef double acc
+    cdef bint per_sample = p >= PER_SAMPLE_MIN_P
     if want_b:
         for co in prange(c_out, nogil=True, schedule="static",
                          num_threads=threads_for(n * c_out * p)):
@@ -224,12 +241,14 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
     if want_w:
         gw = &grad_weight[0, 0, 0, 0]
     with nogil:
-        g = <floating*>malloc(c_out * nb * p * sizeof(floating))
+        if not per_sample:
+            g = <floating*>malloc(c_out * nb * p * sizeof(floating))
         if want_w:
             col = <floating*>malloc(k * nb * p * sizeof(floating))
         if want_in:
             dcol = <floating*>malloc(k * nb * p * sizeof(floating))
-        if g == NULL or (want_w and col == NULL) or (want_in and dcol == NULL):
+        if ((g == NULL and not per_sample) or (want_w and col == NULL)
+                or (want_in and dcol == NULL)):
             free(g)
             free(col)
             free(dcol)
@@ -239,23 +258,38 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
         while n0 < n:
             m = nb if n0 + nb <= n else n - n0
             L = m * p
-            # g (C_out, L): the chunk's output gradient, channel-major
-            for t in prange(m * c_out, schedule="static", num_threads=threads_for(c_out * L)):
-                b = t // c_out
-                co = t - b * c_out
-                src = &grad_out[n0 + b, co, 0, 0]
-                for q in range(p):
-                    g[co * L + b * p + q] = src[q]
             if want_w:
                 _im2col(&x[n0, 0, 0, 0], m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo,
                         col)
-                # grad_weight (C_out, K) += g (C_out, L) @ col.T
-                gemm(c"T", c"N", <int>k, <int>c_out, <int>L, 1, col, <int>L, g, <int>L,
-                     1, gw, <int>k)
+            if per_sample:
+                for b in range(m):
+                    src = &grad_out[n0 + b, 0, 0, 0]
+                    if want_w:
+                        # grad_weight (C_out, K) += g[n] (C_out, P) @ col[:, b block].T
+                        gemm(c"T", c"N", <int>k, <int>c_out, <int>p, 1, col + b * p, <int>L,
+                             src, <int>p, 1, gw, <int>k)
+                    if want_in:
+                        # dcol[:, b block] (K, P) = W.T (K, C_out) @ g[n] (C_out, P)
+                        gemm(c"N", c"T", <int>p, <int>k, <int>c_out, 1, src, <int>p,
+                             &weight[0, 0, 0, 0], <int>k, 0, dcol + b * p, <int>L)
+            else:
+                # g (C_out, L): the chunk's output gradient, channel-major
+                for t in prange(m * c_out, schedule="static",
+                                num_threads=threads_for(c_out * L)):
+                    b = t // c_out
+                    co = t - b * c_out
+                    src = &grad_out[n0 + b, co, 0, 0]
+                    for q in range(p):
+                        g[co * L + b * p + q] = src[q]
+                if want_w:
+                    # grad_weight (C_out, K) += g (C_out, L) @ col.T
+                    gemm(c"T", c"N", <int>k, <int>c_out, <int>L, 1, col, <int>L, g, <int>L,
+                         1, gw, <int>k)
+                if want_in:
+                    # dcol (K, L) = W.T (K, C_out) @ g (C_out, L)
+                    gemm(c"N", c"T", <int>L, <int>k, <int>c_out, 1, g, <int>L,
+                         &weight[0, 0, 0, 0], <int>k, 0, dcol, <int>L)
             if want_in:
-                # dcol (K, L) = W.T (K, C_out) @ g (C_out, L)
-                gemm(c"N", c"T", <int>L, <int>k, <int>c_out, 1, g, <int>L,
-                     &weight[0, 0, 0, 0], <int>k, 0, dcol, <int>L)
                 _col2im(dcol, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo,
                         &grad_in[n0, 0, 0, 0])
             n0 = n0 + m

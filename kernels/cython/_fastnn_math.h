@@ -12,9 +12,13 @@
 
 #ifdef _OPENMP
 #include <omp.h>
+static inline int fnn_openmp_enabled(void) { return 1; }
 static inline int fnn_max_threads(void) { return omp_get_max_threads(); }
+static inline void fnn_set_num_threads(int n) { omp_set_num_threads(n); }
 #else
+static inline int fnn_openmp_enabled(void) { return 0; }
 static inline int fnn_max_threads(void) { return 1; }
+static inline void fnn_set_num_threads(int n) { (void)n; }
 #endif
 
 /* exp(x) for float, branch-free so loops calling it vectorize. Relative error below

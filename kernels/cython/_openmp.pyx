@@ -1,29 +1,40 @@
 # cython: language_level=3
 """OpenMP thread-count helper: the one place the Cython kernels' thread count is set.
 
-Builds without OpenMP still import and run single-threaded (openmp_enabled() is False).
+Builds without OpenMP still import and run single-threaded (openmp_enabled() is False);
+the switch is the compiler's own _OPENMP macro, read in _fastnn_math.h.
 """
-IF FASTNN_OPENMP:
-    cimport openmp
+cdef extern from "_fastnn_math.h" nogil:
+    int fnn_openmp_enabled()
+    int fnn_max_threads()
+    void fnn_set_num_threads(int n)
 
 
 def openmp_enabled():
     """True when the extensions were compiled with OpenMP."""
-    IF FASTNN_OPENMP:
-        return True
-    ELSE:
-        return False
+    return bool(fnn_openmp_enabled())
 
 
 def set_num_threads(int n):
     """Set the number of OpenMP threads the Cython kernels' prange loops use."""
-    IF FASTNN_OPENMP:
-        openmp.omp_set_num_threads(n)
+    fnn_set_num_threads(n)
 
 
 def get_max_threads():
     """The number of threads the next parallel region uses."""
-    IF FASTNN_OPENMP:
-        return openmp.omp_get_max_threads()
-    ELSE:
-        return 1
+    return fnn_max_threads()
+
+
+def bounds_checked():
+    """True when the extensions were built with FASTNN_CYTHON_DEBUG=1 (bounds,
+    wraparound and initialisation checks on). Probed, not recorded: index one past
+    the end of a view whose buffer continues, which raises only under boundscheck."""
+    cdef double[2] storage
+    cdef double[::1] view = storage
+    cdef Py_ssize_t i = 1
+    view = view[:1]
+    try:
+        view[i]
+    except IndexError:
+        return True
+    return False

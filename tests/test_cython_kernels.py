@@ -1,0 +1,195 @@
+"""Cython-specific properties of the 'cython' backend that the conformance suite does
+not cover: 1 and 2 threads give the same results, nothing is allocated when every
+out=/grad=/scratch= buffer is passed, and both float types keep their dtype.
+
+Correctness against the reference and PyTorch is tests/test_conformance.py's job.
+"""
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import backend
+
+pytestmark = pytest.mark.skipif("cython" not in fastnn.backends(),
+                                reason="the Cython extensions are not built")
+
+# NumPy reports its array-data allocations to tracemalloc under this domain
+# (numpy/_core/include/numpy/ndarraytypes.h: NPY_TRACE_DOMAIN).
+NPY_TRACE_DOMAIN = 389047
+
+
+@pytest.fixture
+def K():
+    return backend.load("cython")
+
+
+@pytest.fixture
+def threads():
+    """Restore the thread count a test changes."""
+    before = fastnn.threads.get_num_threads()
+    yield fastnn.threads
+    fastnn.set_num_threads(before)
+
+
+def _workload(K, dtype, rng):
+    """Every op family at sizes above the kernels' parallel threshold (32768 elements),
+    returning every output as a list of arrays and floats."""
+    x = rng.standard_normal((256, 300)).astype(dtype)
+    w = (rng.standard_normal((200, 300)) * 0.1).astype(dtype)
+    b = rng.standard_normal(200).astype(dtype)
+    g = rng.standard_normal((256, 200)).astype(dtype)
+    labels = rng.integers(0, 300, 256)
+    img = rng.standard_normal((8, 16, 20, 20)).astype(dtype)
+    results = []
+    y = K.linear_forward(x, w, b, "tanh")
+    gw, gb = np.zeros_like(w), np.zeros_like(b)
+    gi = K.linear_backward(g, x, w, y, "tanh", grad_weight=gw, grad_bias=gb)
+    results += [y, gw, gb, gi]
+    results += list(K.softmax_cross_entropy(x, labels))
+    results += list(K.softmax_cross_entropy(x, K.softmax(x)))
+    results += list(K.mse_loss(x, x[::-1].copy()))
+    results += list(K.bce_loss(K.sigmoid(x), K.sigmoid(x[::-1].copy())))
+    results += [K.softmax(x), K.softmax_backward(x, K.softmax(x)), K.gelu(x),
+                K.gelu_backward(x, x), K.leaky_relu_backward(x, x)]
+    results += list(K.dropout_forward(x, 0.4, seed=7))
+    for data in (x, img):
+        c = data.shape[1]
+        rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
+        wt, bt = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+        out, mean, invstd = K.batchnorm_forward(data, wt, bt, rm, rv)
+        gw, gb = np.zeros(c, dtype), np.zeros(c, dtype)
+        gin = K.batchnorm_backward(data[::-1].copy(), data, wt, mean, invstd,
+                                   grad_weight=gw, grad_bias=gb)
+        results += [out, mean, invstd, rm, rv, gw, gb, gin]
+    p, v = x.copy(), np.zeros_like(x)
+    K.sgd_update(p, x[::-1].copy(), v, 0.1, momentum=0.9, weight_decay=0.01)
+    m1, m2 = np.zeros_like(x), np.zeros_like(x)
+    q = x.copy()
+    K.adam_update(q, x[::-1].copy(), m1, m2, step=3, weight_decay=0.01)
+    results += [p, v, q, m1, m2]
+    return results
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_one_and_two_threads_agree(K, threads, dtype):
+    """Reductions merge fixed chunks in a fixed order and the dropout mask hashes
+    (seed, index), so the kernels' own results are identical bit for bit; only
+    the GEMMs (BLAS) are compared with a tolerance."""
+    fastnn.set_num_threads(1)
+    one = _workload(K, dtype, np.random.default_rng(1))
+    fastnn.set_num_threads(2)
+    assert K.module.backend_info()["num_threads"] == 2
+    two = _workload(K, dtype, np.random.default_rng(1))
+    assert len(one) == len(two)
+    for i, (a, b) in enumerate(zip(one, two)):
+        if i < 4:    # the Linear layer's outputs go through BLAS
+            np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                                       atol=1e-6, err_msg=f"result {i}")
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=f"result {i}")
+
+
+def _numpy_bytes_allocated(fn):
+    """Bytes of NumPy array data allocated while fn() runs (and still alive or not)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        fn()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    only_numpy = [tracemalloc.DomainFilter(True, NPY_TRACE_DOMAIN)]
+    diff = after.filter_traces(only_numpy).compare_to(before.filter_traces(only_numpy),
+                                                      "filename")
+    return sum(stat.size_diff for stat in diff if stat.size_diff > 0)
+
+
+def test_numpy_tracks_allocations_in_the_domain_we_filter():
+    """Guards the test below against passing vacuously."""
+    assert _numpy_bytes_allocated(lambda: np.empty(1 << 16)) == 0   # freed at once
+    keep = []
+    assert _numpy_bytes_allocated(lambda: keep.append(np.ones(1 << 16))) >= 8 << 16
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_no_array_allocated_when_buffers_are_passed(K, dtype):
+    rng = np.random.default_rng(0)
+    n, fin, fout = 64, 300, 200
+    x = rng.standard_normal((n, fin)).astype(dtype)
+    w = rng.standard_normal((fout, fin)).astype(dtype)
+    b = rng.standard_normal(fout).astype(dtype)
+    y, g, scratch = (np.empty((n, fout), dtype) for _ in range(3))
+    gw, gb, gi = np.zeros_like(w), np.zeros_like(b), np.empty_like(x)
+    labels = rng.integers(0, fin, n)
+    grad, out, mask = (np.empty_like(x) for _ in range(3))
+    c = fin
+    rm, rv, wt, bt = np.zeros(c, dtype), np.ones(c, dtype), np.ones(c, dtype), np.zeros(c, dtype)
+    sm, si, bgw, bgb = (np.zeros(c, dtype) for _ in range(4))
+    v, m1, m2 = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
+    g[...] = 1
+
+    def step():
+        K.linear_forward(x, w, b, "leaky_relu", out=y)
+        K.linear_backward(g, x, w, y, "leaky_relu", grad_weight=gw, grad_bias=gb,
+                          grad_in=gi, scratch=scratch)
+        K.relu(x, out=out)
+        K.relu_backward(x, out, out=out)
+        K.gelu(x, out=out)
+        K.gelu_backward(x, x, out=out)
+        K.softmax(x, out=out)
+        K.softmax_backward(x, out, out=grad)
+        K.softmax_cross_entropy(x, labels, grad=grad)
+        K.mse_loss(x, out, grad=grad)
+        K.bce_loss(K.sigmoid(x, out=out), out, grad=grad)
+        K.dropout_forward(x, 0.5, 3, mask=mask, out=out)
+        K.dropout_backward(x, mask, out=out)
+        K.batchnorm_forward(x, wt, bt, rm, rv, out=out, save_mean=sm, save_invstd=si)
+        K.batchnorm_backward(x, x, wt, sm, si, grad_weight=bgw, grad_bias=bgb, grad_in=grad)
+        K.sgd_update(w, gw, v, 0.01, momentum=0.9)
+        K.adam_update(w, gw, m1, m2, 1)
+
+    step()   # first call may import or cache something; the steady state is what counts
+    assert _numpy_bytes_allocated(step) == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_outputs_keep_the_input_dtype(K, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 6)).astype(dtype)
+    w = rng.standard_normal((4, 6)).astype(dtype)
+    arrays = [K.linear_forward(x, w), K.linear_backward(np.ones((5, 4), dtype), x, w),
+              K.softmax_cross_entropy(x, np.arange(5))[1], K.gelu(x),
+              K.dropout_forward(x, 0.5, 1)[1], K.batchnorm_forward(
+                  x, np.ones(6, dtype), np.zeros(6, dtype), np.zeros(6, dtype),
+                  np.ones(6, dtype))[0]]
+    assert all(a.dtype == dtype for a in arrays)
+    assert isinstance(K.mse_loss(x, x)[0], float)
+
+
+def test_float32_and_float64_runs_agree(K):
+    """The same inputs in both precisions give the same answers to float32 accuracy:
+    the float32 path (fast exp and tanh, float accumulators) is not a different op."""
+    rng = np.random.default_rng(0)
+    x64 = rng.standard_normal((300, 257)) * 4
+    x32 = x64.astype(np.float32)
+    for op in (K.sigmoid, K.tanh, K.gelu, K.softmax):
+        np.testing.assert_allclose(op(x32), op(x64), rtol=2e-6, atol=2e-7, err_msg=op.__name__)
+    labels = rng.integers(0, 257, 300)
+    l32, g32 = K.softmax_cross_entropy(x32, labels)
+    l64, g64 = K.softmax_cross_entropy(x64, labels)
+    assert l32 == pytest.approx(l64, rel=1e-6)
+    np.testing.assert_allclose(g32, g64, rtol=1e-5, atol=1e-9)
+
+
+def test_fast_float_exp_and_tanh_edges(K):
+    """The vectorizable float32 exp/tanh in _fastnn_math.h at the edges of their range."""
+    x = np.array([-np.inf, -1e4, -88.0, -87.0, -1e-8, 0.0, 1e-8, 0.1, 0.124, 0.126, 20.0,
+                  88.0, 89.0, np.inf, np.nan], np.float32)
+    with np.errstate(over="ignore"):
+        want_sig = 1 / (1 + np.exp(-x.astype(np.float64)))
+    np.testing.assert_allclose(K.sigmoid(x), want_sig, rtol=2e-7, atol=1e-37)
+    np.testing.assert_allclose(K.tanh(x), np.tanh(x.astype(np.float64)), rtol=3e-7)
+    big = np.array([[0.0, 1e4, -1e4]], np.float32)
+    np.testing.assert_array_equal(K.softmax(big), [[0.0, 1.0, 0.0]])
