@@ -216,3 +216,9 @@ def test_calling_a_loss_subclass_runs_its_forward(backend, rng):
     pred = rng.standard_normal(4).astype(np.float32)
     target = np.zeros(4, np.float32)
     assert Scaled()(pred, target) == pytest.approx(10 * nn.MSELoss()(pred, target))
+
+
+def test_fastnn_gradcheck_is_callable_after_importing_its_module(backend, rng):
+    from fastnn.gradcheck import GradcheckError  # binds fastnn.gradcheck to the module
+    assert issubclass(GradcheckError, AssertionError)
+    assert fastnn.gradcheck(nn.Tanh(), rng.standard_normal((2, 3))) is True
