@@ -3,9 +3,12 @@ reference and PyTorch, 2 threads, medians of interleaved repeats.
 
     .venv/bin/python bench/scratch_numba.py [section ...]
 
-sections: elementwise, fused, ce, bn, mlp (default: all). Not part of the suite:
+sections: elementwise, fused, ce, bn, mlp (default: all). THREADS=n (default 2);
+STAT=min reports the fastest repeat instead of the median (robust when the shared
+machine is loaded). Not part of the suite:
 bench/ (pytest-benchmark) gives the published numbers.
 """
+import os
 import sys
 import time
 
@@ -16,8 +19,10 @@ import torch.nn.functional as F
 import fastnn
 from fastnn import backend as registry
 
-torch.set_num_threads(2)
-fastnn.set_num_threads(2)
+THREADS = int(os.environ.get("THREADS", "2"))
+STAT = np.min if os.environ.get("STAT") == "min" else np.median
+torch.set_num_threads(THREADS)
+fastnn.set_num_threads(THREADS)
 NB = registry.load("numba")
 REF = registry.load("numpy")
 
@@ -33,7 +38,7 @@ def timeit(fns, repeats=15, inner=1):
             for _ in range(inner):
                 f()
             times[k].append((time.perf_counter() - t) / inner)
-    return {k: float(np.median(v)) for k, v in times.items()}
+    return {k: float(STAT(v)) for k, v in times.items()}
 
 
 def show(title, res, bytes_moved=None):
@@ -226,6 +231,6 @@ def _kernel_step(sizes, act, weights, x, labels, lr=0.01, mom=0.9):
 
 if __name__ == "__main__":
     sections = sys.argv[1:] or ["elementwise", "fused", "ce", "bn", "mlp"]
-    print(f"numba backend: {fastnn.backend_info('numba')}")
+    print(f"numba backend: {fastnn.backend_info('numba')}; threads {THREADS}; {STAT.__name__}")
     for s in sections:
         globals()[s]()

@@ -53,29 +53,44 @@ def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_
                      momentum, eps, out, save_mean, save_invstd, block):
     # IN x (N, C), weight, bias (C,); INOUT running_mean, running_var (C,);
     # OUT out (N, C), save_mean, save_invstd (C,)
+    # Rows are sliced to the block so inner loops start at 0: no wraparound checks,
+    # and LLVM vectorizes them.
     n, c = x.shape
     sums = np.zeros((2, c))
     for b in prange((c + block - 1) // block):
         j0 = b * block
         j1 = min(c, j0 + block)
-        if training:
+        m = j1 - j0
+        s1 = sums[0, j0:j1]
+        s2 = sums[1, j0:j1]
+        if training and n > 0:
+            first = x[0, j0:j1]
             for i in range(n):
-                for j in range(j0, j1):
-                    d = float(x[i, j]) - float(x[0, j])
-                    sums[0, j] += d
-                    sums[1, j] += d * d
+                row = x[i, j0:j1]
+                for j in range(m):
+                    d = float(row[j]) - float(first[j])
+                    s1[j] += d
+                    s2[j] += d * d
         for j in range(j0, j1):
-            first = float(x[0, j]) if n > 0 else 0.0
-            _statistics(j, n, sums[0, j], sums[1, j], first, training, mean_only, momentum,
+            first_j = float(x[0, j]) if n > 0 else 0.0
+            _statistics(j, n, sums[0, j], sums[1, j], first_j, training, mean_only, momentum,
                         eps, running_mean, running_var, save_mean, save_invstd)
+        mean = save_mean[j0:j1]
+        beta = bias[j0:j1]
         if mean_only:
             for i in range(n):
-                for j in range(j0, j1):
-                    out[i, j] = x[i, j] - save_mean[j] + bias[j]
+                row = x[i, j0:j1]
+                y = out[i, j0:j1]
+                for j in range(m):
+                    y[j] = row[j] - mean[j] + beta[j]
         else:
+            invstd = save_invstd[j0:j1]
+            gamma = weight[j0:j1]
             for i in range(n):
-                for j in range(j0, j1):
-                    out[i, j] = (x[i, j] - save_mean[j]) * (save_invstd[j] * weight[j]) + bias[j]
+                row = x[i, j0:j1]
+                y = out[i, j0:j1]
+                for j in range(m):
+                    y[j] = (row[j] - mean[j]) * (invstd[j] * gamma[j]) + beta[j]
 
 
 @kernel
@@ -84,42 +99,58 @@ def _backward_columns(grad_out, x, weight, save_mean, save_invstd, training, mea
     # IN grad_out, x (N, C), weight, save_mean, save_invstd (C,);
     # INOUT grad_weight, grad_bias (C,) (when accumulate); OUT grad_in (N, C)
     n, c = x.shape
+    dt = x.dtype.type
+    inv_n = 1.0 / max(n, 1)
     sums = np.zeros((2, c))
     for b in prange((c + block - 1) // block):
         j0 = b * block
         j1 = min(c, j0 + block)
-        for i in range(n):
-            for j in range(j0, j1):
-                g = float(grad_out[i, j])
-                sums[0, j] += g
-                if not mean_only:
-                    sums[1, j] += g * float(x[i, j] - save_mean[j])
+        m = j1 - j0
+        sum_g = sums[0, j0:j1]
+        sum_gx = sums[1, j0:j1]
+        mean = save_mean[j0:j1]
+        if mean_only:
+            for i in range(n):
+                go = grad_out[i, j0:j1]
+                for j in range(m):
+                    sum_g[j] += float(go[j])
+        else:
+            for i in range(n):
+                go = grad_out[i, j0:j1]
+                row = x[i, j0:j1]
+                for j in range(m):
+                    g = float(go[j])
+                    sum_g[j] += g
+                    sum_gx[j] += g * float(row[j] - mean[j])
         for j in range(j0, j1):
             if not mean_only:
-                sums[1, j] *= float(save_invstd[j])  # sum of grad_out * x_hat
+                sums[1, j] *= float(save_invstd[j])  # now the sum of grad_out * x_hat
             if accumulate:
                 grad_bias[j] += sums[0, j]
                 if not mean_only:
                     grad_weight[j] += sums[1, j]
-        dt = x.dtype.type
-        inv_n = 1.0 / max(n, 1)
         if mean_only:
             for i in range(n):
-                for j in range(j0, j1):
-                    shift = dt(sums[0, j] * inv_n) if training else dt(0)
-                    grad_in[i, j] = grad_out[i, j] - shift
-        elif training:
-            for i in range(n):
-                for j in range(j0, j1):
-                    scale = weight[j] * save_invstd[j]
-                    mean_g = dt(sums[0, j] * inv_n)
-                    mean_gx = dt(sums[1, j] * inv_n) * save_invstd[j]
-                    grad_in[i, j] = (grad_out[i, j] - mean_g
-                                     - (x[i, j] - save_mean[j]) * mean_gx) * scale
+                go = grad_out[i, j0:j1]
+                gi = grad_in[i, j0:j1]
+                for j in range(m):
+                    gi[j] = go[j] - (dt(sum_g[j] * inv_n) if training else dt(0))
         else:
+            invstd = save_invstd[j0:j1]
+            gamma = weight[j0:j1]
             for i in range(n):
-                for j in range(j0, j1):
-                    grad_in[i, j] = grad_out[i, j] * (weight[j] * save_invstd[j])
+                go = grad_out[i, j0:j1]
+                row = x[i, j0:j1]
+                gi = grad_in[i, j0:j1]
+                if training:
+                    for j in range(m):
+                        mean_g = dt(sum_g[j] * inv_n)
+                        mean_gx = dt(sum_gx[j] * inv_n) * invstd[j]
+                        gi[j] = (go[j] - mean_g - (row[j] - mean[j]) * mean_gx) * (
+                            gamma[j] * invstd[j])
+                else:
+                    for j in range(m):
+                        gi[j] = go[j] * (gamma[j] * invstd[j])
 
 
 # -------------------------------------------------------------- (N, C, L) input
@@ -135,8 +166,9 @@ def _forward_planes(x, weight, bias, running_mean, running_var, training, mean_o
         first = float(x[0, j, 0]) if n * length > 0 else 0.0
         if training:
             for i in range(n):
+                plane = x[i, j]
                 for k in range(length):
-                    d = float(x[i, j, k]) - first
+                    d = float(plane[k]) - first
                     s1 += d
                     s2 += d * d
         _statistics(j, n * length, s1, s2, first, training, mean_only, momentum, eps,
@@ -145,8 +177,10 @@ def _forward_planes(x, weight, bias, running_mean, running_var, training, mean_o
         beta = bias[j]
         scale = x.dtype.type(1) if mean_only else save_invstd[j] * weight[j]
         for i in range(n):
+            plane = x[i, j]
+            y = out[i, j]
             for k in range(length):
-                out[i, j, k] = (x[i, j, k] - mean) * scale + beta
+                y[k] = (plane[k] - mean) * scale + beta
 
 
 @kernel
@@ -161,19 +195,26 @@ def _backward_planes(grad_out, x, weight, save_mean, save_invstd, training, mean
         sum_g = 0.0
         sum_gx = 0.0
         for i in range(n):
-            for k in range(length):
-                g = float(grad_out[i, j, k])
-                sum_g += g
-                if not mean_only:
-                    sum_gx += g * float(x[i, j, k] - mean)
+            go = grad_out[i, j]
+            plane = x[i, j]
+            if mean_only:
+                for k in range(length):
+                    sum_g += float(go[k])
+            else:
+                for k in range(length):
+                    g = float(go[k])
+                    sum_g += g
+                    sum_gx += g * float(plane[k] - mean)
         inv_count = 1.0 / max(n * length, 1)
         if mean_only:
             if accumulate:
                 grad_bias[j] += sum_g
             shift = dt(sum_g * inv_count) if training else dt(0)
             for i in range(n):
+                go = grad_out[i, j]
+                gi = grad_in[i, j]
                 for k in range(length):
-                    grad_in[i, j, k] = grad_out[i, j, k] - shift
+                    gi[k] = go[k] - shift
         else:
             invstd = save_invstd[j]
             sum_gx *= float(invstd)
@@ -188,9 +229,11 @@ def _backward_planes(grad_out, x, weight, save_mean, save_invstd, training, mean
                 mean_g = dt(0)
                 mean_gx = dt(0)
             for i in range(n):
+                go = grad_out[i, j]
+                plane = x[i, j]
+                gi = grad_in[i, j]
                 for k in range(length):
-                    grad_in[i, j, k] = (grad_out[i, j, k] - mean_g
-                                        - (x[i, j, k] - mean) * mean_gx) * scale
+                    gi[k] = (go[k] - mean_g - (plane[k] - mean) * mean_gx) * scale
 
 
 def _planes(a):

@@ -55,6 +55,8 @@ def _bias_activation(z, bias, has_bias, act, slope):  # INOUT z (N, F); IN bias 
 @kernel
 def _activation_grad(grad_out, y, act, slope, g, grad_bias, has_bias, block):
     # IN grad_out, y (N, F); OUT g (N, F); INOUT grad_bias (F,) (+= column sums of g)
+    # Rows are sliced to the block so every inner loop starts at 0: Numba then knows
+    # the index is non-negative, drops its wraparound check and LLVM vectorizes.
     n, f = grad_out.shape
     zero = y.dtype.type(0)
     one = y.dtype.type(1)
@@ -62,25 +64,30 @@ def _activation_grad(grad_out, y, act, slope, g, grad_bias, has_bias, block):
     for b in prange((f + block - 1) // block):
         j0 = b * block
         j1 = min(f, j0 + block)
+        m = j1 - j0
+        bias_block = grad_bias[j0:j1]
         for i in range(n):
+            go = grad_out[i, j0:j1]
+            yr = y[i, j0:j1]
+            gr = g[i, j0:j1]
             if act == RELU:
-                for j in range(j0, j1):
-                    g[i, j] = grad_out[i, j] * (one if y[i, j] > zero else zero)
+                for j in range(m):
+                    gr[j] = go[j] * (one if yr[j] > zero else zero)
             elif act == LEAKY_RELU:
-                for j in range(j0, j1):
-                    g[i, j] = grad_out[i, j] * (one if y[i, j] > zero else s)
+                for j in range(m):
+                    gr[j] = go[j] * (one if yr[j] > zero else s)
             elif act == SIGMOID:
-                for j in range(j0, j1):
-                    g[i, j] = grad_out[i, j] * y[i, j] * (one - y[i, j])
+                for j in range(m):
+                    gr[j] = go[j] * yr[j] * (one - yr[j])
             elif act == TANH:
-                for j in range(j0, j1):
-                    g[i, j] = grad_out[i, j] * (one - y[i, j] * y[i, j])
+                for j in range(m):
+                    gr[j] = go[j] * (one - yr[j] * yr[j])
             else:
-                for j in range(j0, j1):
-                    g[i, j] = grad_out[i, j]
+                for j in range(m):
+                    gr[j] = go[j]
             if has_bias:
-                for j in range(j0, j1):
-                    grad_bias[j] += g[i, j]
+                for j in range(m):
+                    bias_block[j] += gr[j]
 
 
 @kernel
@@ -89,9 +96,11 @@ def _column_sums(a, out, block):  # IN a (N, F); INOUT out (F,) += a.sum(0)
     for b in prange((f + block - 1) // block):
         j0 = b * block
         j1 = min(f, j0 + block)
+        out_block = out[j0:j1]
         for i in range(n):
-            for j in range(j0, j1):
-                out[j] += a[i, j]
+            row = a[i, j0:j1]
+            for j in range(j1 - j0):
+                out_block[j] += row[j]
 
 
 def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0.01, out=None):

@@ -100,11 +100,15 @@ def _mse(pred, target, grad, chunk):
     chunks = (n + chunk - 1) // chunk
     partial = np.zeros(chunks)
     for k in prange(chunks):
+        # slices, so the inner index starts at 0 (no wraparound check, vectorizes)
+        p = pred[k * chunk:(k + 1) * chunk]
+        t = target[k * chunk:(k + 1) * chunk]
+        g = grad[k * chunk:(k + 1) * chunk]
         total = 0.0
-        for i in range(k * chunk, min(n, (k + 1) * chunk)):
-            d = pred[i] - target[i]
+        for i in range(p.shape[0]):
+            d = p[i] - t[i]
             total += float(d) * float(d)
-            grad[i] = d * scale
+            g[i] = d * scale
         partial[k] = total
     return _ordered_sum(partial)
 
@@ -119,14 +123,17 @@ def _bce(pred, target, grad, chunk):
     chunks = (n + chunk - 1) // chunk
     partial = np.zeros(chunks)
     for k in prange(chunks):
+        ps = pred[k * chunk:(k + 1) * chunk]
+        ts = target[k * chunk:(k + 1) * chunk]
+        gs = grad[k * chunk:(k + 1) * chunk]
         total = 0.0
-        for i in range(k * chunk, min(n, (k + 1) * chunk)):
-            p = pred[i]
-            t = target[i]
+        for i in range(ps.shape[0]):
+            p = ps[i]
+            t = ts[i]
             log_p = max(math.log(float(p)), -100.0)  # clamped as PyTorch does
             log_1mp = max(math.log1p(-float(p)), -100.0)
             total -= float(t) * log_p + (1.0 - float(t)) * log_1mp
-            grad[i] = (p - t) / max(p * (one - p), eps) * inv_n
+            gs[i] = (p - t) / max(p * (one - p), eps) * inv_n
         partial[k] = total
     return _ordered_sum(partial)
 
