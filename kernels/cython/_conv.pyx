@@ -12,8 +12,11 @@ as ``col: (K, L)`` with ``K = C_in * kH * kW`` and ``L = nb * H_out * W_out``:
 * input gradient: ``dcol (K, L) = W.T @ g``, then col2im.
 
 One GEMM per chunk (not per sample) keeps the GEMM shapes large where the spatial size
-is small (the 2x2 and 1x1 layers at the end of ConvNet). The chunk is sized so ``col``
-stays near ``COL_BYTES``. im2col is parallel over (patch row, sample), col2im over
+is small (the 2x2 and 1x1 layers at the end of ConvNet). From ``PER_SAMPLE_MIN_P``
+output positions per sample up, the forward and both gradient GEMMs instead run per
+sample straight into and out of the NCHW arrays, reading their block of ``col`` with a
+leading dimension of ``L``: that skips the channel-major copies (and their buffers) at
+the same measured speed. The chunk is sized so ``col`` stays near ``COL_BYTES``. im2col is parallel over (patch row, sample), col2im over
 (sample, channel) planes (each task owns one input plane: no races), pooling over
 (n, c) planes. Row-major arrays go to the column-major BLAS as their transposes.
 """
