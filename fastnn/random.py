@@ -1,47 +1,56 @@
-"""fastnn's global random generator, used by parameter initialisation and dropout.
+"""fastnn's random generator, used by parameter initialisation and dropout.
 
 Like PyTorch, a fresh process starts from a fixed seed (``DEFAULT_SEED``), so two runs
 of the same script initialise the same weights; ``manual_seed`` re-seeds it.
 Kernels never see this generator: a dropout layer draws an integer seed from it
 (``draw_seed``) and hands that to the backend's ``dropout_forward``, so
 ``manual_seed`` also fixes the dropout masks of a run on a given backend.
+
+There is one generator per thread (each starts from ``DEFAULT_SEED``; ``manual_seed``
+seeds the calling thread's), so models built and trained in parallel threads draw
+the same numbers as they would one after the other.
 """
 import contextlib
 import numbers
+import threading
 
 import numpy as np
 
 DEFAULT_SEED = 0
 
-_generator = np.random.Generator(np.random.PCG64(DEFAULT_SEED))
-
-
-def manual_seed(seed):
-    """Re-seed fastnn's global generator in place and return it. seed: an int >= 0."""
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"manual_seed: expected a non-negative int, got {seed!r}")
-    _generator.bit_generator.state = np.random.PCG64(int(seed)).state
-    return _generator
+_local = threading.local()
 
 
 def generator():
-    """The global np.random.Generator (the same object for the whole process)."""
-    return _generator
+    """The calling thread's np.random.Generator (the same object for the thread's life)."""
+    gen = getattr(_local, "generator", None)
+    if gen is None:
+        gen = _local.generator = np.random.Generator(np.random.PCG64(DEFAULT_SEED))
+    return gen
+
+
+def manual_seed(seed):
+    """Re-seed the calling thread's generator in place and return it. seed: an int >= 0."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"manual_seed: expected a non-negative int, got {seed!r}")
+    gen = generator()
+    gen.bit_generator.state = np.random.PCG64(int(seed)).state
+    return gen
 
 
 def draw_seed():
     """An int in [0, 2**31) for kernels that take a seed (dropout masks)."""
-    return int(_generator.integers(0, 2**31 - 1))
+    return int(generator().integers(0, 2**31 - 1))
 
 
 def get_state():
     """A copy of the generator's state, for ``set_state``."""
-    return _generator.bit_generator.state
+    return generator().bit_generator.state
 
 
 def set_state(state):
     """Restore a state returned by ``get_state``."""
-    _generator.bit_generator.state = state
+    generator().bit_generator.state = state
 
 
 @contextlib.contextmanager
@@ -50,8 +59,8 @@ def fork(seed):
     code around the block keeps its random sequence (gradcheck uses it to give every
     forward pass the same dropout mask)."""
     saved = get_state()
-    manual_seed(seed)
+    gen = manual_seed(seed)
     try:
-        yield _generator
+        yield gen
     finally:
         set_state(saved)
