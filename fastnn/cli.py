@@ -141,7 +141,7 @@ def configure_train(parser):
                         default=[100], metavar="UNITS",
                         help="MLP hidden widths, comma-separated (default 100; '' for none)")
     parser.add_argument("--activation", default=None,
-                        help="MLP activation: relu (default), leaky_relu, sigmoid, tanh, gelu")
+                        help="MLP activation: relu (default), leaky_relu, sigmoid, tanh, gelu, sine")
     parser.add_argument("--neg-slope", dest="negative_slope", type=float, default=None,
                         help="LeakyReLU negative slope (implies --activation leaky_relu)")
     parser.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after each "
@@ -251,7 +251,8 @@ def _describe(args, input_shape, num_classes):
     if args.model == "mlp":
         widths = [int(math.prod(input_shape))] + args.hidden + [num_classes]
         return f"MLP {'-'.join(map(str, widths))} ({args.activation})"
-    return f"{args.model} on {'x'.join(map(str, input_shape))} inputs"
+    name = {"cnn": "SmallCNN", "convnet": "ConvNet"}[args.model]
+    return f"{name} on {'x'.join(map(str, input_shape))} inputs"
 
 
 def run_train(args):

@@ -6,7 +6,16 @@ import sys
 
 import pytest
 
+import fastnn
 from fastnn import cli
+
+
+@pytest.fixture(autouse=True)
+def restore_backend():
+    """In-process CLI calls set the backend; later tests get the one they started with."""
+    backend = fastnn.get_backend()
+    yield
+    fastnn.set_backend(backend)
 
 
 def run_cli(*args, cwd=None):
@@ -94,3 +103,17 @@ def test_demo_falls_back_to_digits(tmp_path, monkeypatch):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"]["name"] == "digits" and metrics["backend"] == "numpy"
     assert (out / "curves.png").exists()
+
+
+@pytest.mark.parametrize("model,extra", [("cnn", []), ("convnet", ["--width", "0.125"])])
+def test_conv_models_train_in_process(tmp_path, capsys, model, extra):
+    metrics_path = tmp_path / "m.json"
+    status = cli.main(["train", "--model", model, "--dataset", "digits", "--max-steps", "2",
+                       "--optimizer", "adam", "--backend", "numpy", "--no-progress",
+                       "--metrics", str(metrics_path), *extra])
+    assert status == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1].startswith("test accuracy: ")
+    assert "on 1x8x8 inputs" in out[0]
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["steps"] == 2 and metrics["config"]["optimizer"] == "adam"
