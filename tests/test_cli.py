@@ -7,7 +7,7 @@ import sys
 import pytest
 
 import fastnn
-from fastnn import cli
+from fastnn import cli, data
 
 
 @pytest.fixture(autouse=True)
@@ -43,7 +43,10 @@ def test_train_writes_metrics_plot_and_checkpoint(tmp_path):
     assert len(metrics["curves"]["train_loss"]) == len(metrics["curves"]["test_accuracy"]) == 3
     assert metrics["config"]["hidden"] == [32] and metrics["config"]["epochs"] == 3
     assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "model.npz").stat().st_size > 0
+    model = fastnn.load(tmp_path / "model.npz")  # rebuilt from the checkpoint's config
+    x_train, y_train, x_test, y_test = data.load_digits(flatten=True)
+    accuracy = float((model.eval().forward(x_test).argmax(1) == y_test).mean())
+    assert accuracy == pytest.approx(metrics["test_accuracy"])
 
 
 def test_classic_course_flag_names(tmp_path):

@@ -188,3 +188,47 @@ def test_digits_split_is_fixed():
 def test_unknown_dataset_name():
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         data.load("imagenet")
+
+
+def test_download_tries_mirrors_and_checks_sizes(tmp_path, monkeypatch):
+    """download=True through urllib, served from file:// URLs (no network here)."""
+    from fastnn.data import mnist
+    served = tmp_path / "served"
+    make_mnist_dir(served)
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [(tmp_path / "missing").as_uri() + "/",
+                                                 served.as_uri() + "/"])
+    monkeypatch.setattr(mnist, "_SPLIT_SIZES", {"train": 7, "test": 3})
+    root = tmp_path / "root"
+    x_train, y_train, x_test, y_test = data.load_mnist(root=root, download=True)
+    assert x_train.shape == (7, 28, 28) and y_test.shape == (3,)
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        stem + ".gz" for stem in mnist.FILES.values())  # no temporary files left behind
+
+
+def test_download_rejects_wrong_sizes_and_reports_every_mirror(tmp_path, monkeypatch):
+    from fastnn.data import mnist
+    from fastnn.data.download import fetch
+    served = tmp_path / "served"
+    make_mnist_dir(served)  # 7 training images, not 60000
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [served.as_uri() + "/"])
+    with pytest.raises(IDXError, match="expected 60000"):
+        data.load_mnist(root=tmp_path / "root", download=True)
+    assert not (tmp_path / "root" / "train-images-idx3-ubyte.gz").exists()
+    with pytest.raises(OSError, match="a-missing.*\n.*b-missing"):
+        fetch([(tmp_path / "a-missing").as_uri(), (tmp_path / "b-missing").as_uri()],
+              str(tmp_path / "out" / "file"))
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_cifar_download_extracts_the_archive(tmp_path, monkeypatch):
+    import tarfile
+
+    from fastnn.data import cifar
+    written = make_cifar_dir(tmp_path / "src")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(cifar, "URL", archive.as_uri())
+    x_train, y_train, x_test, y_test = data.load_cifar10(tmp_path / "root", download=True)
+    assert x_train.shape == (30, 3, 32, 32)
+    np.testing.assert_array_equal(y_test, written["test_batch"][1])
