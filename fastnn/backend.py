@@ -30,7 +30,8 @@ _CPU_PREFERENCE = ("cython", "numba", "numpy")
 _ALIASES = {"reference": "numpy"}
 
 _loaded = {}
-_current = contextvars.ContextVar("fastnn_backend", default=None)
+_current = contextvars.ContextVar("fastnn_backend", default=None)  # use_backend blocks
+_process_default = None  # set_backend / FASTNN_BACKEND / fastest available
 
 
 class Backend:
@@ -115,12 +116,15 @@ def default_backend_name():
 
 
 def get_backend():
-    """Name of the current backend."""
+    """Name of the current backend: the innermost ``use_backend`` block's, else the
+    process-wide one that ``set_backend`` (or FASTNN_BACKEND) chose."""
     name = _current.get()
-    if name is None:
-        name = default_backend_name()
-        _current.set(name)
-    return name
+    if name is not None:
+        return name
+    global _process_default
+    if _process_default is None:
+        _process_default = default_backend_name()
+    return _process_default
 
 
 def current():
@@ -129,9 +133,11 @@ def current():
 
 
 def set_backend(name):
-    """Make ``name`` the current backend for this thread/context."""
+    """Make ``name`` the backend of the whole process (every thread); a ``use_backend``
+    block still overrides it inside the block."""
+    global _process_default
     _check_name(name)
-    _current.set(name)
+    _process_default = name
 
 
 @contextlib.contextmanager

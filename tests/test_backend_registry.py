@@ -83,3 +83,18 @@ def test_ops_run_on_current_backend(rng):
     for name in fastnn.backends():
         with fastnn.use_backend(name):
             np.testing.assert_allclose(fastnn.ops.relu(x), np.maximum(x, 0))
+
+
+def test_set_backend_applies_to_new_threads_and_use_backend_stays_local():
+    import threading
+    before = fastnn.get_backend()
+    seen = {}
+    try:
+        fastnn.set_backend("numpy")
+        with fastnn.use_backend("numpy"):
+            t = threading.Thread(target=lambda: seen.setdefault("b", fastnn.get_backend()))
+            t.start()
+            t.join()
+    finally:
+        fastnn.set_backend(before)
+    assert seen["b"] == "numpy"
