@@ -25,10 +25,10 @@ import numpy as np
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
 
-from _common cimport floating, threads_for
+from _common cimport floating, row_sum, threads_for
 
 cdef extern from "math.h" nogil:
     double INFINITY
@@ -103,8 +103,11 @@ cdef void _im2col(const floating* x, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize_t 
                 src = x + ((b * c_in + c) * h_in + h) * w_in - pw + j
                 for ow in range(lo):
                     dst[ow] = 0
-                for ow in range(lo, hi):
-                    dst[ow] = src[ow * sw]
+                if sw == 1:  # contiguous: a straight copy
+                    memcpy(dst + lo, src + lo, (hi - lo) * sizeof(floating))
+                else:
+                    for ow in range(lo, hi):
+                        dst[ow] = src[ow * sw]
                 for ow in range(hi, wo):
                     dst[ow] = 0
 
@@ -136,8 +139,12 @@ cdef void _col2im(const floating* dcol, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize
                         continue
                     src = dcol + r * L + b * p + oh * wo
                     dst = plane + h * w_in - pw + j
-                    for ow in range(lo, hi):
-                        dst[ow * sw] += src[ow]
+                    if sw == 1:  # unit stride lets the compiler vectorise the adds
+                        for ow in range(lo, hi):
+                            dst[ow] += src[ow]
+                    else:
+                        for ow in range(lo, hi):
+                            dst[ow * sw] += src[ow]
 
 
 # ------------------------------------------------------------------------ conv bodies
@@ -235,9 +242,7 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
                          num_threads=threads_for(n * c_out * p)):
             acc = 0
             for b in range(n):
-                src = &grad_out[b, co, 0, 0]
-                for q in range(p):
-                    acc = acc + src[q]
+                acc = acc + row_sum(&grad_out[b, co, 0, 0], p)
             grad_bias[co] += <floating>acc
     if not (want_w or want_in) or n == 0 or p == 0:
         return
