@@ -13,9 +13,10 @@ Passes over x: training forward 3 (sum, squared deviations, normalise), backward
 for BatchNorm1d sizes.
 """
 from cython.parallel cimport prange
+from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
-from _common cimport floating, threads_for, n_chunks, f_sqrt
+from _common cimport floating, threads_for, n_chunks, merge_chunks
 
 
 # -------------------------------------------------------------- per-chunk helpers
@@ -140,18 +141,15 @@ cdef void _batch_stats(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t
                        double* partial) noexcept nogil:
     """mean, var: (c,) double; meanf: (c,) mean in x's type; partial: (n_chunks(n), c)."""
     cdef Py_ssize_t nch, k, r0, r1, j
-    cdef double t
     if s == 1:
         nch = n_chunks(n)
         for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
             r0 = k * n // nch
             r1 = (k + 1) * n // nch
             _col_sum(x + r0 * c, r1 - r0, c, partial + k * c)
+        merge_chunks(partial, nch, c)
         for j in range(c):
-            t = partial[j]
-            for k in range(1, nch):
-                t = t + partial[k * c + j]
-            mean[j] = t / n
+            mean[j] = partial[j] / n
             meanf[j] = <floating>mean[j]
         if not want_var:
             return
@@ -159,15 +157,40 @@ cdef void _batch_stats(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t
             r0 = k * n // nch
             r1 = (k + 1) * n // nch
             _col_sqdev(x + r0 * c, meanf, r1 - r0, c, partial + k * c)
+        merge_chunks(partial, nch, c)
         for j in range(c):
-            t = partial[j]
-            for k in range(1, nch):
-                t = t + partial[k * c + j]
-            var[j] = t / n
+            var[j] = partial[j] / n
     else:
         for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
             _plane_stats(x + j * s, n, c * s, s, want_var, mean + j, var + j)
             meanf[j] = <floating>mean[j]
+
+
+cdef void _channel_params(const double* mean, const double* var, const floating* weight,
+                          const floating* bias, floating* running_mean,
+                          floating* running_var, bint training, double momentum, double eps,
+                          double m_count, Py_ssize_t c, floating* save_mean,
+                          floating* save_invstd, floating* scale,
+                          floating* shift) noexcept nogil:
+    """Per channel: the saved statistics, y = (x - mean) * scale + shift's scale and
+    shift, and the running-statistics update (unbiased variance). var, weight,
+    running_var and save_invstd are NULL when mean_only; weight, bias and the
+    running buffers may be NULL where the op table allows None."""
+    cdef Py_ssize_t j
+    cdef double invstd
+    for j in range(c):
+        save_mean[j] = <floating>mean[j]
+        scale[j] = 1
+        if var != NULL:
+            invstd = 1.0 / sqrt(var[j] + eps)
+            save_invstd[j] = <floating>invstd
+            scale[j] = <floating>invstd * (weight[j] if weight != NULL else 1)
+        shift[j] = bias[j] if bias != NULL else 0
+        if training and running_mean != NULL:
+            running_mean[j] = <floating>((1 - momentum) * running_mean[j] + momentum * mean[j])
+            if var != NULL and running_var != NULL:
+                running_var[j] = <floating>((1 - momentum) * running_var[j] + momentum
+                                            * var[j] * m_count / max(m_count - 1, 1.0))
 
 
 def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
@@ -185,12 +208,26 @@ def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
     cdef floating* meanf
     cdef floating* scale
     cdef floating* shift
-    cdef double invstd, m_count = <double>(n * s)
+    cdef const floating* wp = NULL
+    cdef const floating* bp = NULL
+    cdef floating* rm = NULL
+    cdef floating* rv = NULL
+    cdef floating* si = NULL
     cdef bint want_var = not mean_only
     if c == 0:
         return
     if not training and (running_mean is None or (want_var and running_var is None)):
         raise ValueError("batchnorm_forward: eval mode needs running_mean and running_var")
+    if weight is not None and want_var:
+        wp = &weight[0]
+    if bias is not None:
+        bp = &bias[0]
+    if running_mean is not None:
+        rm = &running_mean[0]
+    if running_var is not None and want_var:
+        rv = &running_var[0]
+    if want_var:
+        si = &save_invstd[0]
     mean = <double*>malloc((2 * c + 2 * n_chunks(n) * c) * sizeof(double))
     meanf = <floating*>malloc(3 * c * sizeof(floating))
     if mean == NULL or meanf == NULL:
@@ -207,25 +244,13 @@ def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
                 _batch_stats(&x[0, 0, 0], n, c, s, want_var, mean, var, meanf, partial)
             else:
                 for j in range(c):
-                    mean[j] = running_mean[j]
-                    meanf[j] = running_mean[j]
+                    mean[j] = rm[j]
+                    meanf[j] = rm[j]
                     if want_var:
-                        var[j] = running_var[j]
-        for j in range(c):
-            save_mean[j] = meanf[j]
-            if want_var:
-                invstd = 1.0 / (var[j] + eps) ** 0.5
-                save_invstd[j] = <floating>invstd
-                scale[j] = <floating>invstd * (weight[j] if weight is not None else 1)
-            else:
-                scale[j] = 1
-            shift[j] = bias[j] if bias is not None else 0
-            if training and running_mean is not None:
-                running_mean[j] = <floating>((1 - momentum) * running_mean[j] + momentum * mean[j])
-                if want_var and running_var is not None:
-                    running_var[j] = <floating>((1 - momentum) * running_var[j] + momentum
-                                                * var[j] * m_count / max(m_count - 1, 1.0))
-        with nogil:
+                        var[j] = rv[j]
+            _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
+                            momentum, eps, <double>(n * s), c, &save_mean[0], si, scale,
+                            shift)
             if s == 1:
                 for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
                     _affine_row(&x[i, 0, 0], meanf, scale, shift, &out[i, 0, 0], c)
@@ -253,7 +278,7 @@ def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, 
     cdef floating* a
     cdef floating* b
     cdef floating* d
-    cdef double m_count = <double>(n * s), w, inv, tg, tgx
+    cdef double m_count = <double>(n * s), w, inv
     cdef bint need_sums = training or grad_weight is not None or grad_bias is not None
     if c == 0:
         return
@@ -278,14 +303,10 @@ def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, 
                         _col_grad_sums(&grad_out[r0, 0, 0], &x[r0, 0, 0], &save_mean[0],
                                        r1 - r0, c, partial + 2 * k * c,
                                        partial + (2 * k + 1) * c)
+                    merge_chunks(partial, nch, 2 * c)
                     for j in range(c):
-                        tg = partial[j]
-                        tgx = partial[c + j]
-                        for k in range(1, nch):
-                            tg = tg + partial[2 * k * c + j]
-                            tgx = tgx + partial[(2 * k + 1) * c + j]
-                        sum_g[j] = tg
-                        sum_gx[j] = tgx
+                        sum_g[j] = partial[j]
+                        sum_gx[j] = partial[c + j]
                 else:
                     for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
                         _plane_grad_sums(&grad_out[0, j, 0], &x[0, j, 0], save_mean[j],

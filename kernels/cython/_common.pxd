@@ -37,7 +37,7 @@ cdef enum:
 # bit for bit whatever the thread count.
 cdef enum:
     MAX_CHUNKS = 32
-    CHUNK_MIN_ROWS = 8
+    CHUNK_MIN_ROWS = 32
 
 
 cdef inline int threads_for(Py_ssize_t work) noexcept nogil:
@@ -172,3 +172,12 @@ cdef inline floating row_max(const floating* x, Py_ssize_t n) noexcept nogil:
         m = x[j] if x[j] > m else m
         j += 1
     return m
+
+
+cdef inline void merge_chunks(double* partial, Py_ssize_t nch, Py_ssize_t c) noexcept nogil:
+    """partial[0, j] = sum over chunks k of partial[k, j], added in chunk order.
+    partial: (nch, c). Row by row, so the adds run along contiguous j (vectorized)."""
+    cdef Py_ssize_t k, j
+    for k in range(1, nch):
+        for j in range(c):
+            partial[j] += partial[k * c + j]

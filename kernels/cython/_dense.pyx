@@ -110,7 +110,6 @@ cdef void linear_backward_kernel(const floating* gout, const floating* x, const 
     accumulated; grad_in is written.
     """
     cdef Py_ssize_t nch = n_chunks(n), c, r0, r1, j
-    cdef floating s
     if act != ACT_IDENTITY or grad_b != NULL:
         for c in prange(nch, schedule="static", num_threads=threads_for(n * fout)):
             r0 = c * n // nch
@@ -119,11 +118,12 @@ cdef void linear_backward_kernel(const floating* gout, const floating* x, const 
                            partial + c * fout if grad_b != NULL else NULL,
                            r1 - r0, fout, act, slope)
         if grad_b != NULL:
+            # chunk sums added in chunk order, vectorized along j
+            for c in range(1, nch):
+                for j in range(fout):
+                    partial[j] = partial[j] + partial[c * fout + j]
             for j in range(fout):
-                s = partial[j]
-                for c in range(1, nch):
-                    s = s + partial[c * fout + j]
-                grad_b[j] += s
+                grad_b[j] += partial[j]
     if grad_w != NULL:
         # grad_w.T (fin, fout) += x.T (fin, n) @ g (n, fout)
         gemm(c"N", c"T", <int>fin, <int>fout, <int>n, 1, x, <int>max(fin, 1), g,
