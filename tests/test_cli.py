@@ -73,19 +73,27 @@ def test_divergence_exits_1_with_message(tmp_path):
     assert "training diverged: the loss became" in result.stderr
 
 
-def test_user_errors_are_one_line():
-    result = run_cli("train", "--dataset", "digits", "--activation", "tanh", "--neg-slope", "0.1")
-    assert result.returncode == 2 and "--neg-slope applies to leaky_relu" in result.stderr
-    result = run_cli("train", "--dataset", "digits", "--backend", "nosuch")
-    assert result.returncode == 2 and "unknown backend 'nosuch'" in result.stderr
-    result = run_cli("train", "--dnn-hidden-units", "10,x")
-    assert result.returncode == 2 and "comma-separated" in result.stderr
+@pytest.mark.parametrize("argv,message", [
+    (["--activation", "tanh", "--neg-slope", "0.1"], "--neg-slope applies to leaky_relu"),
+    (["--backend", "nosuch"], "unknown backend 'nosuch'"),
+    (["--batch-size", "0"], "--batch-size must be positive"),
+])
+def test_user_errors_are_one_line(capsys, argv, message):
+    assert cli.main(["train", "--dataset", "digits", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
-def test_missing_dataset_is_reported(tmp_path):
-    result = run_cli("train", "--dataset", "mnist", "--data-root", str(tmp_path))
-    assert result.returncode == 1
-    assert "mnist not found" in result.stderr and str(tmp_path) in result.stderr
+def test_bad_flag_value_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["train", "--dnn-hidden-units", "10,x"])
+    assert info.value.code == 2 and "comma-separated" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_reported(tmp_path, capsys):
+    assert cli.main(["train", "--dataset", "mnist", "--data-root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "mnist not found" in err and str(tmp_path) in err
 
 
 def test_commands_are_registered_lazily(monkeypatch):
