@@ -141,7 +141,8 @@ def configure_train(parser):
                         default=[100], metavar="UNITS",
                         help="MLP hidden widths, comma-separated (default 100; '' for none)")
     parser.add_argument("--activation", default=None,
-                        help="MLP activation: relu (default), leaky_relu, sigmoid, tanh, gelu, sine")
+                        help="MLP activation: relu (default), leaky_relu, sigmoid, tanh, "
+                             "gelu, sine")
     parser.add_argument("--neg-slope", dest="negative_slope", type=float, default=None,
                         help="LeakyReLU negative slope (implies --activation leaky_relu)")
     parser.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after each "
@@ -152,7 +153,7 @@ def configure_train(parser):
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd")
     parser.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=None,
                         help="learning rate (default 0.1 for SGD, 0.001 for Adam)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9)")
+    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9; SGD only)")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                         help="constant, or cosine decay to 0 over the run (per step)")
@@ -268,9 +269,12 @@ def run_train(args):
     x_train, y_train, x_test, y_test = load_dataset(args)
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     input_shape = x_train.shape[1:]
-    model = build_model(args, input_shape, num_classes)
+    try:  # the constructors check hyper-parameters (widths, dropout p, lr...)
+        model = build_model(args, input_shape, num_classes)
+        optimizer = build_optimizer(args, model.parameters())
+    except (ValueError, TypeError) as exc:
+        raise CLIError(str(exc)) from None
     loss_fn = nn.CrossEntropyLoss()
-    optimizer = build_optimizer(args, model.parameters())
     backend, threads = fastnn.get_backend(), fastnn.get_num_threads()
     description = _describe(args, input_shape, num_classes)
     print(f"{description} on {args.dataset} ({len(y_train)} train, {len(y_test)} test), "

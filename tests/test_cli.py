@@ -77,6 +77,9 @@ def test_divergence_exits_1_with_message(tmp_path):
     (["--activation", "tanh", "--neg-slope", "0.1"], "--neg-slope applies to leaky_relu"),
     (["--backend", "nosuch"], "unknown backend 'nosuch'"),
     (["--batch-size", "0"], "--batch-size must be positive"),
+    (["--lr", "-1"], "SGD"),
+    (["--dropout", "1.5"], "Dropout"),
+    (["--activation", "swish"], "MLP: expected activation"),
 ])
 def test_user_errors_are_one_line(capsys, argv, message):
     assert cli.main(["train", "--dataset", "digits", *argv]) == 2
