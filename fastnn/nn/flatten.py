@@ -25,8 +25,8 @@ class Flatten(Module):
     def infer_shape(self, shape, dtype):
         start, end = self._span(len(shape))
         if not 0 <= start <= end < len(shape):
-            raise ValueError(f"{self._where()}: cannot flatten dims {self.start_dim}..{self.end_dim} "
-                             f"of an input of shape {shape}")
+            raise ValueError(f"{self._where()}: cannot flatten dims "
+                             f"{self.start_dim}..{self.end_dim} of an input of shape {shape}")
         return shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
 
     @property
