@@ -262,7 +262,7 @@ def run_train(args):
 
     import fastnn
     from . import nn
-    from .train import evaluate, fit
+    from .train import fit
 
     _check_train_args(args)
     apply_runtime_arguments(args)
