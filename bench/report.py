@@ -8,6 +8,8 @@ the issues' targets and the scaling plots (bench/results/*.png).
   python -m bench.report                  run everything, write BENCHMARKS.md
   python -m bench.report --no-run         re-render from bench/results/latest.json
   python -m bench.report -k "mlp_step"    run a subset (pytest -k), then render
+  python -m bench.report --dry-run --json /tmp/d.json --output /tmp/D.md
+                                          one round each: does everything run?
 """
 import argparse
 import datetime
@@ -194,6 +196,54 @@ def head_to_head(all_rows):
     return body
 
 
+def _best_fastnn(entry):
+    """(backend, seconds) of the fastest fastnn backend in a case's entry, or (None, None)."""
+    times = {c: r["median"] for c, r in entry.items() if c not in ("student", "torch")}
+    if not times:
+        return None, None
+    best = min(times, key=times.get)
+    return best, times[best]
+
+
+def headline(all_rows, ceilings):
+    """A few bullet lines with the main results (the README quotes them)."""
+    lines = []
+    steps = index(all_rows, "step")
+    for (op, _), entry in steps.items():
+        best, t = _best_fastnn(entry)
+        if not best:
+            continue
+        parts = [f"{op}: fastest fastnn backend **{best}** {fmt_time(t)}"]
+        if "torch" in entry:
+            parts.append(f"{t / entry['torch']['median']:.2f}x PyTorch's time "
+                         f"({fmt_time(entry['torch']['median'])})")
+        if "numpy" in entry and "student" in entry:
+            parts.append(f"numpy backend {entry['numpy']['median'] / entry['student']['median']:.2f}x "
+                         "the hand-written NumPy loop")
+        lines.append("- " + "; ".join(parts))
+    ops = index(all_rows, "op")
+    for key, label in ((("batchnorm_forward+batchnorm_backward", "large"),
+                        "BatchNorm1d 256x1024 forward+backward"),
+                       (("softmax_cross_entropy", "large"), "softmax-CE 4096x1000"),
+                       (("conv2d_forward+conv2d_backward", "large"),
+                        "Conv2d 32x64x16x16->128 3x3 forward+backward"),
+                       (("relu", "large"), "ReLU on 16M float32")):
+        entry = ops.get(key, {})
+        best, t = _best_fastnn(entry)
+        if not best:
+            continue
+        achieved, pct = ceilings.achieved(entry[best])
+        text = f"- {label}: **{best}** {fmt_time(t)}"
+        if "torch" in entry:
+            text += f", {t / entry['torch']['median']:.2f}x PyTorch's time"
+        if "numpy" in entry:
+            text += f", {entry['numpy']['median'] / t:.1f}x faster than the NumPy reference"
+        if pct is not None:
+            text += f", {achieved} ({pct:.0f}% of the ceiling)"
+        lines.append(text)
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------- render
 def _machine_section(data):
     info = (data.get("machine_info") or {}).get("fastnn", {})
@@ -248,6 +298,9 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT):
            "Compare two runs: `.venv/bin/pytest-benchmark compare 0001 0002 --group-by=group` "
            "(each `make bench` autosaves a numbered run under `.benchmarks/`).", "",
            "## Machine", "", _machine_section(data), ""]
+    head = headline(all_rows, ceilings)
+    if head:
+        out += ["## Headline", "", head, ""]
 
     out += ["## Ceilings (measured in this run)", ""]
     body = []
@@ -338,7 +391,13 @@ def main(argv=None):
     parser.add_argument("--json", default=LATEST, help="pytest-benchmark JSON to read/write")
     parser.add_argument("--output", default=os.path.join(ROOT, "BENCHMARKS.md"))
     parser.add_argument("-k", dest="keyword", help="pytest -k expression: run a subset")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="one timed round per benchmark: checks that every benchmark "
+                             "runs (numbers meaningless); use with --json/--output elsewhere")
     args = parser.parse_args(argv)
+    if args.dry_run:
+        os.environ.update(FASTNN_BENCH_MAX_TIME="0", FASTNN_BENCH_MIN_ROUNDS="1",
+                          FASTNN_BENCH_EPOCH_ROUNDS="1")
     status = 0
     if not args.no_run:
         if os.path.exists(NOT_RUN):

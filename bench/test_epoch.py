@@ -1,10 +1,12 @@
 """One full epoch of Fashion-MNIST (60000 images, MLP 784-100-10, batch 128, shuffled)."""
+import os
+
 import pytest
 
 from . import contenders, steps
 from .conftest import WARMUP, backend_or_skip, torch_or_skip
 
-ROUNDS = 3
+ROUNDS = int(os.environ.get("FASTNN_BENCH_EPOCH_ROUNDS", 3))
 _DATA = {}
 
 
