@@ -58,11 +58,12 @@ def _chunk(n, patch_rows, positions, itemsize):
 
 # --------------------------------------------------------------------- conv kernels
 @kernel
-def _im2col(x, n0, nb, kh, kw, sh, sw, ph, pw, ho, wo, col):  # pragma: no cover - compiled
-    """x: (N, C, H, W) IN; col: (C * kh * kw, nb * ho * wo) OUT, samples n0 .. n0 + nb."""
-    c_in, h_in, w_in = x.shape[1], x.shape[2], x.shape[3]
+def _im2col(x, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col):  # pragma: no cover
+    """x: (N * C * H * W,) IN, flat NCHW; col: (C * kh * kw * nb * ho * wo,) OUT, the flat
+    (C * kh * kw, nb * ho * wo) patch matrix of samples n0 .. n0 + nb."""
     rows = c_in * kh * kw
     p = ho * wo
+    L = nb * p
     for t in prange(rows * nb):
         r = t // nb
         b = t - r * nb
@@ -76,31 +77,35 @@ def _im2col(x, n0, nb, kh, kw, sh, sw, ph, pw, ho, wo, col):  # pragma: no cover
         hi = wo
         while hi > lo and (hi - 1) * sw - pw + j >= w_in:
             hi -= 1
+        plane = ((n0 + b) * c_in + c) * h_in * w_in
         for oh in range(ho):
             h = oh * sh - ph + i
-            base = b * p + oh * wo
+            d = r * L + b * p + oh * wo
             if h < 0 or h >= h_in:
-                for ow in range(wo):
-                    col[r, base + ow] = 0
+                col[d:d + wo] = 0
             else:
-                for ow in range(lo):
-                    col[r, base + ow] = 0
-                for ow in range(lo, hi):
-                    col[r, base + ow] = x[n0 + b, c, h, ow * sw - pw + j]
-                for ow in range(hi, wo):
-                    col[r, base + ow] = 0
+                src = plane + h * w_in - pw + j
+                col[d:d + lo] = 0
+                if sw == 1:  # contiguous source: a slice copy
+                    col[d + lo:d + hi] = x[src + lo:src + hi]
+                else:
+                    for ow in range(lo, hi):
+                        col[d + ow] = x[src + ow * sw]
+                col[d + hi:d + wo] = 0
 
 
 @kernel
-def _col2im(dcol, n0, nb, kh, kw, sh, sw, ph, pw, ho, wo, grad_in):  # pragma: no cover
-    """dcol: (C * kh * kw, nb * ho * wo) IN; grad_in: (N, C, H, W) OUT (planes n0..n0+nb)."""
-    c_in, h_in, w_in = grad_in.shape[1], grad_in.shape[2], grad_in.shape[3]
+def _col2im(dcol, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad_in):  # pragma: no cover
+    """dcol: flat (C * kh * kw, nb * ho * wo) IN; grad_in: flat (N * C * H * W,) OUT, planes
+    of samples n0 .. n0 + nb overwritten."""
     p = ho * wo
+    L = nb * p
     for t in prange(nb * c_in):
         b = t // c_in
         c = t - b * c_in
-        plane = grad_in[n0 + b, c]
-        plane[:, :] = 0
+        plane = ((n0 + b) * c_in + c) * h_in * w_in
+        for q in range(h_in * w_in):
+            grad_in[plane + q] = 0
         for i in range(kh):
             for j in range(kw):
                 r = (c * kh + i) * kw + j
@@ -114,9 +119,16 @@ def _col2im(dcol, n0, nb, kh, kw, sh, sw, ph, pw, ho, wo, grad_in):  # pragma: n
                     h = oh * sh - ph + i
                     if h < 0 or h >= h_in:
                         continue
-                    base = b * p + oh * wo
-                    for ow in range(lo, hi):
-                        plane[h, ow * sw - pw + j] += dcol[r, base + ow]
+                    src = r * L + b * p + oh * wo
+                    dst = plane + h * w_in - pw + j
+                    if sw == 1:  # views indexed from 0: no negative-index checks
+                        out_row = grad_in[dst + lo:dst + hi]
+                        in_row = dcol[src + lo:src + hi]
+                        for q in range(hi - lo):
+                            out_row[q] += in_row[q]
+                    else:
+                        for ow in range(lo, hi):
+                            grad_in[dst + ow * sw] += dcol[src + ow]
 
 
 @kernel
@@ -181,7 +193,8 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
         m = min(nb, n - n0)
         col = _buffer("col", (k, m * p), x.dtype)
         yc = _buffer("yc", (c_out, m * p), x.dtype)
-        _im2col(col.size, x, n0, m, kh, kw, sh, sw, ph, pw, ho, wo, col)
+        _im2col(col.size, x.reshape(-1), n0, m, c_in, h, w, kh, kw, sh, sw, ph, pw, ho, wo,
+                    col.reshape(-1))
         np.matmul(w_mat, col, out=yc)
         _scatter_out(yc.size, yc, bias_arr, n0, y)
     return out
@@ -216,12 +229,14 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
         _gather_grad(g.size, g3, n0, g)
         if gw_mat is not None:
             col = _buffer("col", (k, m * p), x.dtype)
-            _im2col(col.size, x, n0, m, kh, kw, sh, sw, ph, pw, ho, wo, col)
+            _im2col(col.size, x.reshape(-1), n0, m, c_in, h, w, kh, kw, sh, sw, ph, pw, ho,
+                    wo, col.reshape(-1))
             gw_mat += np.matmul(g, col.T, out=_buffer("gw", (c_out, k), x.dtype))
         if need_grad_in:
             dcol = _buffer("dcol", (k, m * p), x.dtype)
             np.matmul(w_mat.T, g, out=dcol)
-            _col2im(dcol.size, dcol, n0, m, kh, kw, sh, sw, ph, pw, ho, wo, grad_in)
+            _col2im(dcol.size, dcol.reshape(-1), n0, m, c_in, h, w, kh, kw, sh, sw, ph, pw, ho,
+                    wo, grad_in.reshape(-1))
     return grad_in if need_grad_in else None
 
 
