@@ -6,7 +6,7 @@ import sys
 
 import numpy
 from Cython.Build import cythonize
-from setuptools import setup
+from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.extension import Extension
 
@@ -60,8 +60,7 @@ def _extensions():
 
 
 setup(
-    packages=[
-        "fastnn", "fastnn.nn", "fastnn.optim", "fastnn.models", "fastnn.data",
+    packages=find_packages(include=["fastnn", "fastnn.*"]) + [
         "fastnn.kernels", "fastnn.kernels.reference", "fastnn.kernels.numba_cpu",
         "fastnn.kernels.cython", "fastnn.kernels.cuda",
     ],
