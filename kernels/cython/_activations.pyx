@@ -9,7 +9,7 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 """
 from cython.parallel cimport prange
 
-from _common cimport (floating, threads_for, f_exp, f_tanh, f_erf, f_sin, f_cos,
+from _common cimport (floating, threads_for, f_exp, f_tanh, f_phi, f_sin, f_cos,
                        f_sigmoid, row_max, row_sum, row_dot)
 
 DEF BLOCK = 16384
@@ -33,7 +33,6 @@ cdef enum:
     B_SINE = 5          # s = x
     B_MUL = 6           # out = g * s (dropout backward)
 
-cdef double INV_SQRT2 = 0.70710678118654752440
 cdef double INV_SQRT_2PI = 0.39894228040143267794
 
 
@@ -41,8 +40,6 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
                               floating a) noexcept nogil:
     """y[i] = f(x[i]) for one block. x, y: (n,); in place allowed."""
     cdef Py_ssize_t i
-    cdef floating v, half = 0.5, one = 1
-    cdef floating r2 = <floating>INV_SQRT2
     if op == U_RELU:
         for i in range(n):
             y[i] = 0 if x[i] < 0 else x[i]        # NaN stays NaN
@@ -57,8 +54,7 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             y[i] = f_tanh(x[i])
     elif op == U_GELU:
         for i in range(n):
-            v = x[i]
-            y[i] = half * v * (one + f_erf(v * r2))
+            y[i] = x[i] * f_phi(x[i])
     elif op == U_SINE:
         for i in range(n):
             y[i] = f_sin(a * x[i])
@@ -69,7 +65,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
     """out[i] = g[i] * f'(s[i]) for one block. g, s, out: (n,)."""
     cdef Py_ssize_t i
     cdef floating v, one = 1, half = 0.5
-    cdef floating r2 = <floating>INV_SQRT2, rpi = <floating>INV_SQRT_2PI
+    cdef floating rpi = <floating>INV_SQRT_2PI
     if op == B_RELU:
         for i in range(n):
             out[i] = g[i] if s[i] > 0 else 0
@@ -85,7 +81,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
     elif op == B_GELU:
         for i in range(n):
             v = s[i]
-            out[i] = g[i] * (half * (one + f_erf(v * r2)) + v * rpi * f_exp(-half * v * v))
+            out[i] = g[i] * (f_phi(v) + v * rpi * f_exp(-half * v * v))
     elif op == B_SINE:
         for i in range(n):
             out[i] = g[i] * a * f_cos(a * s[i])

@@ -6,13 +6,14 @@ Everything here is a ctypedef or an inline function, so cimporting it adds no
 runtime import.
 """
 from libc.math cimport (exp, expf, log, logf, log1p, log1pf, tanh as c_tanh,
-                        erf, erff, sin, sinf, cos, cosf, sqrt, sqrtf)
+                        erfc, sin, sinf, cos, cosf, sqrt, sqrtf)
 from libc.stdint cimport uint32_t, uint64_t
 
 cdef extern from "_fastnn_math.h" nogil:
     int fnn_max_threads()
     float fnn_expf(float x)
     float fnn_tanhf(float x)
+    float fnn_phif(float x)
     uint64_t fnn_seed_key(uint64_t seed)
     uint32_t fnn_dropout_bits(uint64_t key, uint64_t index)
 
@@ -85,11 +86,12 @@ cdef inline floating f_tanh(floating x) noexcept nogil:
         return c_tanh(x)
 
 
-cdef inline floating f_erf(floating x) noexcept nogil:
+cdef inline floating f_phi(floating x) noexcept nogil:
+    """Standard normal CDF, accurate in both tails (no 1 + erf cancellation)."""
     if floating is float:
-        return erff(x)
+        return fnn_phif(x)
     else:
-        return erf(x)
+        return 0.5 * erfc(-x * 0.70710678118654752440)
 
 
 cdef inline floating f_sin(floating x) noexcept nogil:
