@@ -3,7 +3,7 @@ reference and PyTorch, 2 threads, medians of interleaved repeats.
 
     .venv/bin/python bench/scratch_numba.py [section ...]
 
-sections: elementwise, fused, ce, bn, mlp (default: all). THREADS=n (default 2);
+sections: elementwise, fused, ce, bn, mlp, compile (default: all). THREADS=n (default 2);
 STAT=min reports the fastest repeat instead of the median (robust when the shared
 machine is loaded). Not part of the suite:
 bench/ (pytest-benchmark) gives the published numbers.
@@ -229,8 +229,56 @@ def _kernel_step(sizes, act, weights, x, labels, lr=0.01, mom=0.9):
     return step
 
 
+_FIRST_USE = r"""
+import time
+t0 = time.perf_counter()
+import numpy as np
+import fastnn
+from fastnn import backend
+nb = backend.load("numba")
+t1 = time.perf_counter()
+x = np.ones((8, 6), np.float32)
+w = np.ones((5, 6), np.float32)
+for dt in (np.float32, np.float64):
+    x, w = x.astype(dt), w.astype(dt)
+    b = np.ones(5, dt)
+    lab = np.zeros(8, np.int64)
+    for act in ("identity", "relu", "leaky_relu", "sigmoid", "tanh"):
+        y = nb.linear_forward(x, w, b, act)
+        nb.linear_backward(y, x, w, y, act, grad_weight=np.zeros_like(w), grad_bias=np.zeros_like(b))
+    for a in ("relu", "sigmoid", "tanh"):
+        getattr(nb, a + "_backward")(x, getattr(nb, a)(x))
+    for a in ("leaky_relu", "gelu", "sine"):
+        getattr(nb, a + "_backward")(x, getattr(nb, a)(x), *(() if a == "gelu" else (0.1,)))
+    nb.softmax_backward(x, nb.softmax(x))
+    nb.softmax_cross_entropy(y, lab); nb.softmax_cross_entropy(y, nb.softmax(y))
+    nb.mse_loss(x, x); nb.bce_loss(nb.sigmoid(x), nb.sigmoid(x))
+    nb.dropout_backward(x, nb.dropout_forward(x, 0.5, 0)[1])
+    c = np.ones(6, dt)
+    yb, sm, si = nb.batchnorm_forward(x, c, c, c.copy(), c.copy())
+    nb.batchnorm_backward(x, x, c, sm, si, grad_weight=c.copy(), grad_bias=c.copy())
+    nb.sgd_update(x.copy(), x, x.copy(), 0.1, 0.9); nb.adam_update(x.copy(), x, x.copy(), x.copy(), 1)
+t2 = time.perf_counter()
+print(f"import+load {t1 - t0:.2f} s, first use of the non-conv ops (serial, float32+float64) {t2 - t1:.2f} s")
+"""
+
+
+def compile():
+    """First-use compile time in a process with an empty cache, then a second process."""
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        for label in ("cold cache", "warm cache"):
+            t = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", _FIRST_USE], env=env,
+                                  capture_output=True, text=True)
+            print(f"{label}: {done.stdout.strip() or done.stderr[-500:]} "
+                  f"(whole process {time.perf_counter() - t:.2f} s)", flush=True)
+
+
 if __name__ == "__main__":
-    sections = sys.argv[1:] or ["elementwise", "fused", "ce", "bn", "mlp"]
+    sections = sys.argv[1:] or ["elementwise", "fused", "ce", "bn", "mlp", "compile"]
     print(f"numba backend: {fastnn.backend_info('numba')}; threads {THREADS}; {STAT.__name__}")
     for s in sections:
         globals()[s]()
