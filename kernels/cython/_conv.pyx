@@ -16,7 +16,10 @@ is small (the 2x2 and 1x1 layers at the end of ConvNet). From ``PER_SAMPLE_MIN_P
 output positions per sample up, the forward and both gradient GEMMs instead run per
 sample straight into and out of the NCHW arrays, reading their block of ``col`` with a
 leading dimension of ``L``: that skips the channel-major copies (and their buffers) at
-the same measured speed. The chunk is sized so ``col`` stays near ``COL_BYTES``. im2col is parallel over (patch row, sample), col2im over
+the same measured speed. The chunk is sized so ``col`` stays near ``COL_BYTES``.
+Direct convolution was measured for small channel counts and lost (see the numba
+backend's kernels/numba_cpu/conv.py: 1 -> 32 channels at 28x28, batch 128, took 5.3 ms
+direct against 1.4 ms for this im2col + GEMM), so there is one code path. im2col is parallel over (patch row, sample), col2im over
 (sample, channel) planes (each task owns one input plane: no races), pooling over
 (n, c) planes. Row-major arrays go to the column-major BLAS as their transposes.
 """

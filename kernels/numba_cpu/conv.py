@@ -11,9 +11,15 @@ chunk of samples. For a chunk of ``nb`` samples the patches are laid out as
 * the input gradient is ``W.T @ g -> dcol`` followed by a compiled col2im.
 
 The chunk is sized so that ``col`` stays around ``_COL_BYTES`` (L2/L3-resident on this
-machine) instead of materialising the patches of the whole batch. A direct convolution
-was tried for small channel counts (the 1-channel first layer of SmallCNN): there the
-GEMM is a small fraction of the layer's time either way, so one code path is kept.
+machine) instead of materialising the patches of the whole batch.
+
+Direct convolution was measured against this for small channel counts (forward, batch
+128, 3x3 padding 1, one thread, CPU time): 1 -> 32 channels at 28x28 took 5.3 ms direct
+against 6.8 ms here (1.4 ms in the cython backend's im2col); 3 -> 16 at 32x32 6.1 against
+6.4 ms; 8 -> 16 at 14x14 10.5 against 3.7 ms; 32 -> 64 at 14x14 147 against 29 ms. The
+direct loop wins only by a little and only at one input channel, so one code path is
+kept. On the 32x64x16x16 -> 128 benchmark layer the GEMMs take about two thirds of the time
+(numpy's OpenBLAS sgemm runs ~84 GFLOP/s on one core here); im2col is most of the rest.
 
 im2col and col2im are parallel over (patch row, sample) and over (sample, channel)
 planes respectively; col2im's accumulation is race-free because each task owns one
