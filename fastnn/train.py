@@ -6,6 +6,7 @@ shows a tqdm bar per epoch (loss and samples/s), evaluates on the test set in
 eval mode, and returns a metrics dict. A NaN or infinite loss raises
 ``TrainingDiverged`` before the bad gradient reaches the parameters.
 """
+import inspect
 import math
 import time
 
@@ -111,6 +112,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                "test_accuracy": [], "seconds_per_epoch": []}
     step_curve = {"step": [], "test_loss": [], "test_accuracy": []}
     step, train_seconds, train_samples = 0, 0.0, 0
+    skip_input_grad = "need_grad_in" in inspect.signature(model.backward).parameters
     model.train()
     for epoch in range(1, epochs + 1):
         bar = _progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress)
@@ -129,7 +131,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                 if bar is not None:
                     bar.close()
                 raise TrainingDiverged(step, epoch, loss)
-            model.backward(loss_fn.backward())
+            if skip_input_grad:  # the first layer's input gradient is never used here
+                model.backward(loss_fn.backward(), need_grad_in=False)
+            else:
+                model.backward(loss_fn.backward())
             optimizer.step()
             optimizer.zero_grad()
             n = len(by)
