@@ -1,0 +1,111 @@
+"""How the 'cython' backend is built and loaded.
+
+The debug build: ``FASTNN_CYTHON_DEBUG=1 python setup.py build_ext --inplace`` turns
+Cython's boundscheck, wraparound and initializedcheck back on in every kernel
+(setup.py), so an out-of-range index raises IndexError instead of reading or writing
+past a buffer. ``backend_info()['debug']`` says which build is loaded; run the suite
+against a debug build to catch indexing bugs, then rebuild without the variable.
+"""
+import importlib.machinery
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import backend
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+KERNEL_MODULES = ("_activations", "_batchnorm", "_dense", "_dropout", "_losses", "_openmp",
+                  "_optim")
+
+pytestmark = pytest.mark.skipif("cython" not in fastnn.backends(),
+                                reason="the Cython extensions are not built")
+
+
+def test_every_kernel_family_is_a_compiled_extension():
+    """No start-up compile: each family is an ahead-of-time built shared library."""
+    for name in KERNEL_MODULES:
+        spec = importlib.util.find_spec(f"fastnn.kernels.cython.{name}")
+        assert spec is not None, name
+        assert isinstance(spec.loader, importlib.machinery.ExtensionFileLoader), name
+
+
+def test_fresh_process_loads_backend_without_a_compiler():
+    """Importing the backend and running an op in a new process loads none of the
+    machinery that compiles Cython (pyximport, Cython.Build, the compiler's Main):
+    the first op runs on the prebuilt code. (SciPy itself imports the `cython`
+    shadow module when it is installed, which compiles nothing.)"""
+    code = ("import sys, numpy as np, fastnn\n"
+            "from fastnn import backend\n"
+            "K = backend.load('cython')\n"
+            "K.relu(np.ones(4, np.float32))\n"
+            "print(sorted(m for m in sys.modules if m.startswith("
+            "('pyximport', 'Cython.Build', 'Cython.Compiler.Main'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert out.strip() == "[]"
+
+
+def test_backend_info_reports_the_build():
+    info = fastnn.backend.backend_info("cython")
+    from fastnn.kernels.cython import _openmp
+    assert info["openmp"] == _openmp.openmp_enabled()
+    assert info["debug"] == _openmp.bounds_checked()
+    assert info["num_threads"] == _openmp.get_max_threads() >= 1
+    expect_debug = os.environ.get("FASTNN_CYTHON_DEBUG") == "1"
+    if "FASTNN_CYTHON_DEBUG" in os.environ:   # the suite was told which build to expect
+        assert info["debug"] == expect_debug
+
+
+def test_set_num_threads_reaches_openmp():
+    before = fastnn.threads.get_num_threads()
+    try:
+        backend.load("cython")
+        fastnn.set_num_threads(1)
+        assert fastnn.backend.backend_info("cython")["num_threads"] == 1
+        fastnn.set_num_threads(2)
+        assert fastnn.backend.backend_info("cython")["num_threads"] == 2
+    finally:
+        fastnn.set_num_threads(before)
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
+def test_debug_flag_turns_bounds_checks_on(tmp_path):
+    """Build the smallest extension through setup.py with FASTNN_CYTHON_DEBUG=1 and
+    probe it; the release build this suite runs on is probed in
+    test_backend_info_reports_the_build."""
+    # a fresh tree: cythonize reuses a generated .c whose .pyx did not change
+    src = tmp_path / "kernels" / "cython"
+    src.mkdir(parents=True)
+    for name in ("_openmp.pyx", "_fastnn_math.h", "_common.pxd"):
+        shutil.copy(os.path.join(ROOT, "kernels", "cython", name), src / name)
+    for name in ("setup.py", "pyproject.toml"):
+        shutil.copy(os.path.join(ROOT, name), tmp_path / name)
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", "out"],
+                   cwd=tmp_path, env=dict(os.environ, FASTNN_CYTHON_DEBUG="1"), check=True,
+                   capture_output=True)
+    (so,) = (tmp_path / "out" / "fastnn" / "kernels" / "cython").glob("_openmp*.so")
+    probe = ("import importlib.util as u\n"
+             f"s = u.spec_from_file_location('fastnn.kernels.cython._openmp', {str(so)!r})\n"
+             "m = u.module_from_spec(s); s.loader.exec_module(m)\n"
+             "print(m.bounds_checked())\n")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "True"
+
+
+def test_debug_build_raises_on_out_of_range_index():
+    """Under the debug build a kernel handed a buffer too short raises IndexError; the
+    release build has no such check (the ops layer validates shapes instead)."""
+    from fastnn.kernels.cython import _activations, _openmp
+    if not _openmp.bounds_checked():
+        assert fastnn.backend.backend_info("cython")["debug"] is False
+        return
+    x = np.ones((4, 3), np.float32)
+    with pytest.raises(IndexError):
+        _activations.softmax(x, np.empty((2, 3), np.float32))
