@@ -1,0 +1,106 @@
+"""What every op module shares: the guarded numba.cuda import, host/device staging.
+
+Each op accepts NumPy arrays or device arrays (numba device arrays, or anything with
+``__cuda_array_interface__`` such as CuPy arrays). ``Call`` moves host arguments to
+the device, runs the kernels, copies host in-place arguments and ``out=`` buffers back,
+and returns NumPy arrays when the call got no device array, device arrays otherwise.
+"""
+import numpy as np
+
+try:
+    from numba import cuda
+except ImportError as exc:  # numba itself is missing
+    raise ImportError("fastnn's cuda backend needs numba (pip install numba)") from exc
+
+if not cuda.is_available():
+    raise ImportError(
+        "fastnn's cuda backend needs a CUDA GPU with a working driver "
+        "(numba.cuda.is_available() is False); set NUMBA_ENABLE_CUDASIM=1 before "
+        "importing numba to run it on the CPU simulator")
+
+from numba import config as _numba_config
+
+SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
+
+if SIMULATOR:
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray as _DeviceArray
+else:
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceArray
+
+
+def is_device(a):
+    """True for a numba device array or any object exposing __cuda_array_interface__."""
+    return isinstance(a, _DeviceArray) or hasattr(a, "__cuda_array_interface__")
+
+
+def as_device(a):
+    """A numba device array viewing ``a`` (no copy) when ``a`` is on the device."""
+    if isinstance(a, _DeviceArray):
+        return a
+    return cuda.as_cuda_array(a)
+
+
+def flat(d):
+    """A 1-D view of a C-contiguous device array."""
+    return d.reshape(d.size) if d.ndim != 1 else d
+
+
+class Call:
+    """Staging for one op call.
+
+    ``Call(*arrays)`` decides the mode: device mode if any argument is a device array.
+    ``arg(a)`` gives a device array for an input; ``inout(a)`` the same for an argument
+    updated in place (a host one is copied back by ``done``); ``out(buf, shape, dtype)``
+    a device buffer for a result (the caller's if given). ``done(d)`` finishes and
+    turns a device result into what the caller gets.
+    """
+
+    def __init__(self, *arrays):
+        self.device = any(a is not None and is_device(a) for a in arrays)
+        self._copy_back = []  # (device array, host array)
+
+    def arg(self, a):
+        if a is None:
+            return None
+        if is_device(a):
+            return as_device(a)
+        return cuda.to_device(np.ascontiguousarray(a))
+
+    def inout(self, a):
+        if a is None or is_device(a):
+            return self.arg(a)
+        d = cuda.to_device(np.ascontiguousarray(a))
+        self._copy_back.append((d, a))
+        return d
+
+    def out(self, buf, shape, dtype):
+        if buf is None:
+            return cuda.device_array(shape, dtype=dtype)
+        if is_device(buf):
+            return as_device(buf)
+        d = cuda.device_array(buf.shape, dtype=buf.dtype)
+        self._copy_back.append((d, buf))
+        return d
+
+    def sync(self):
+        """Copy every host in-place argument and out= buffer back from the device."""
+        for d, host in self._copy_back:
+            if host.flags.c_contiguous:
+                d.copy_to_host(host)
+            else:
+                host[...] = d.copy_to_host()
+        self._copy_back = []
+
+    def result(self, d, buf=None):
+        """What the caller gets for device result ``d`` (after ``sync``): the caller's
+        buffer if one was given, else ``d`` in device mode and a new NumPy array
+        otherwise."""
+        if d is None:
+            return None
+        if buf is not None:
+            return buf
+        return d if self.device else d.copy_to_host()
+
+    def done(self, d, buf=None):
+        self.sync()
+        return self.result(d, buf)

@@ -1,0 +1,54 @@
+"""Block-wide reductions in shared memory, and kernel factories keyed on launch sizes.
+
+A shared array's size must be a compile-time constant, so kernels that reduce are
+built by ``cached_factory`` functions taking ``config.THREADS``: one compile per size.
+Reductions run in float64 whatever the data type: sums over a row or a channel stay
+accurate in float32 and do not depend on the block size more than rounding.
+"""
+import functools
+import math
+
+from numba import cuda
+
+
+@cuda.jit(device=True)
+def block_sum(sh, value):
+    """Sum of ``value`` over the threads of the block, returned to every thread.
+
+    sh: float64 shared array of blockDim.x entries (blockDim.x a power of two)."""
+    t = cuda.threadIdx.x
+    sh[t] = value
+    cuda.syncthreads()
+    s = cuda.blockDim.x // 2
+    while s > 0:
+        if t < s:
+            sh[t] += sh[t + s]
+        cuda.syncthreads()
+        s //= 2
+    total = sh[0]
+    cuda.syncthreads()
+    return total
+
+
+@cuda.jit(device=True)
+def block_max(sh, value):
+    """Maximum of ``value`` over the block (NaN wins), returned to every thread."""
+    t = cuda.threadIdx.x
+    sh[t] = value
+    cuda.syncthreads()
+    s = cuda.blockDim.x // 2
+    while s > 0:
+        if t < s:
+            other = sh[t + s]
+            if other > sh[t] or math.isnan(other):
+                sh[t] = other
+        cuda.syncthreads()
+        s //= 2
+    result = sh[0]
+    cuda.syncthreads()
+    return result
+
+
+def cached_factory(fn):
+    """Memoise a kernel factory on its (hashable) size arguments."""
+    return functools.lru_cache(maxsize=None)(fn)

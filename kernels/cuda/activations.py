@@ -1,0 +1,258 @@
+"""Activations and their backward passes: grid-stride elementwise kernels, and row-wise
+softmax with one block per row (shared-memory max and sum).
+
+Arrays: any shape (softmax: (N, C)), C-contiguous; NumPy or device arrays (see
+``_common.Call``).
+"""
+import math
+
+import numpy as np
+from numba import cuda
+
+from . import config
+from ._common import Call, flat
+from ._reduce import block_max, block_sum, cached_factory
+
+_SQRT1_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+# ------------------------------------------------------------------ device functions
+@cuda.jit(device=True)
+def sigmoid_scalar(z):
+    """1 / (1 + exp(-z)) with neither branch overflowing."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@cuda.jit(device=True)
+def gelu_scalar(z):
+    return 0.5 * z * (1.0 + math.erf(z * _SQRT1_2))
+
+
+@cuda.jit(device=True)
+def gelu_grad_scalar(z):
+    return 0.5 * (1.0 + math.erf(z * _SQRT1_2)) + z * math.exp(-0.5 * z * z) * _INV_SQRT_2PI
+
+
+# --------------------------------------------------------------------------- kernels
+@cuda.jit
+def _relu(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = v if v > 0 or v != v else 0  # NaN propagates as in torch.relu
+
+
+@cuda.jit
+def _relu_backward(g, y, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        out[i] = g[i] if y[i] > 0 else 0
+
+
+@cuda.jit
+def _leaky_relu(x, slope, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = v if v > 0 else v * slope
+
+
+@cuda.jit
+def _leaky_relu_backward(g, x, slope, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        out[i] = g[i] if x[i] > 0 else g[i] * slope
+
+
+@cuda.jit
+def _sigmoid(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = sigmoid_scalar(x[i])
+
+
+@cuda.jit
+def _sigmoid_backward(g, y, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        out[i] = g[i] * y[i] * (1 - y[i])
+
+
+@cuda.jit
+def _tanh(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = math.tanh(x[i])
+
+
+@cuda.jit
+def _tanh_backward(g, y, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        out[i] = g[i] * (1 - y[i] * y[i])
+
+
+@cuda.jit
+def _gelu(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = gelu_scalar(x[i])
+
+
+@cuda.jit
+def _gelu_backward(g, x, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        out[i] = g[i] * gelu_grad_scalar(x[i])
+
+
+@cuda.jit
+def _sine(x, omega, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = math.sin(omega * x[i])
+
+
+@cuda.jit
+def _sine_backward(g, x, omega, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        out[i] = g[i] * omega * math.cos(omega * x[i])
+
+
+@cached_factory
+def _softmax_kernels(threads):
+    @cuda.jit
+    def forward(x, out):
+        """x, out: (N, C). One block per row (grid-stride over rows)."""
+        sh = cuda.shared.array(threads, np.float64)
+        n, c = x.shape
+        t = cuda.threadIdx.x
+        for row in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+            m = -math.inf
+            for j in range(t, c, threads):
+                v = x[row, j]
+                if v > m or v != v:
+                    m = v
+            m = block_max(sh, m)
+            s = 0.0
+            for j in range(t, c, threads):
+                s += math.exp(x[row, j] - m)
+            s = block_sum(sh, s)
+            for j in range(t, c, threads):
+                out[row, j] = math.exp(x[row, j] - m) / s
+
+    @cuda.jit
+    def backward(g, y, out):
+        """out = y * (g - sum(g * y, axis=1)); g, y, out: (N, C)."""
+        sh = cuda.shared.array(threads, np.float64)
+        n, c = g.shape
+        t = cuda.threadIdx.x
+        for row in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+            d = 0.0
+            for j in range(t, c, threads):
+                d += g[row, j] * y[row, j]
+            d = block_sum(sh, d)
+            for j in range(t, c, threads):
+                out[row, j] = y[row, j] * (g[row, j] - d)
+
+    return forward, backward
+
+
+# ------------------------------------------------------------------------ launchers
+def _unary(kernel, x, out, *params):
+    call = Call(x, out)
+    dx = call.arg(x)
+    dout = call.out(out, x.shape, x.dtype)
+    n = dx.size
+    if n:
+        kernel[config.blocks(n), config.THREADS](flat(dx), *params, flat(dout))
+    return call.done(dout, out)
+
+
+def _binary(kernel, a, b, out, *params):
+    call = Call(a, b, out)
+    da, db = call.arg(a), call.arg(b)
+    dout = call.out(out, a.shape, a.dtype)
+    n = da.size
+    if n:
+        kernel[config.blocks(n), config.THREADS](flat(da), flat(db), *params, flat(dout))
+    return call.done(dout, out)
+
+
+def relu(x, out=None):
+    """y = max(x, 0). x: any shape; out: same shape."""
+    return _unary(_relu, x, out)
+
+
+def relu_backward(grad_out, y, out=None):
+    """grad_in = grad_out * (y > 0). grad_out, y: same shape."""
+    return _binary(_relu_backward, grad_out, y, out)
+
+
+def leaky_relu(x, negative_slope=0.01, out=None):
+    """y = x if x > 0 else negative_slope * x. x: any shape."""
+    return _unary(_leaky_relu, x, out, x.dtype.type(negative_slope))
+
+
+def leaky_relu_backward(grad_out, x, negative_slope=0.01, out=None):
+    """grad_in = grad_out * (1 if x > 0 else negative_slope). x: the forward input."""
+    return _binary(_leaky_relu_backward, grad_out, x, out, grad_out.dtype.type(negative_slope))
+
+
+def sigmoid(x, out=None):
+    """y = 1 / (1 + exp(-x)), overflow-free. x: any shape."""
+    return _unary(_sigmoid, x, out)
+
+
+def sigmoid_backward(grad_out, y, out=None):
+    """grad_in = grad_out * y * (1 - y). y: sigmoid's output."""
+    return _binary(_sigmoid_backward, grad_out, y, out)
+
+
+def tanh(x, out=None):
+    """y = tanh(x). x: any shape."""
+    return _unary(_tanh, x, out)
+
+
+def tanh_backward(grad_out, y, out=None):
+    """grad_in = grad_out * (1 - y**2). y: tanh's output."""
+    return _binary(_tanh_backward, grad_out, y, out)
+
+
+def gelu(x, out=None):
+    """y = 0.5 * x * (1 + erf(x / sqrt(2))). x: any shape."""
+    return _unary(_gelu, x, out)
+
+
+def gelu_backward(grad_out, x, out=None):
+    """grad_in = grad_out * (Phi(x) + x * phi(x)). x: the forward input."""
+    return _binary(_gelu_backward, grad_out, x, out)
+
+
+def sine(x, omega=1.0, out=None):
+    """y = sin(omega * x). x: any shape."""
+    return _unary(_sine, x, out, x.dtype.type(omega))
+
+
+def sine_backward(grad_out, x, omega=1.0, out=None):
+    """grad_in = grad_out * omega * cos(omega * x). x: the forward input."""
+    return _binary(_sine_backward, grad_out, x, out, grad_out.dtype.type(omega))
+
+
+def _rows(x):
+    return config.blocks(x.shape[0], 1)
+
+
+def softmax(x, out=None):
+    """Row-wise softmax. x: (N, C); out: (N, C) or None."""
+    call = Call(x, out)
+    dx = call.arg(x)
+    dout = call.out(out, x.shape, x.dtype)
+    if dx.size:
+        forward, _ = _softmax_kernels(config.THREADS)
+        forward[_rows(x), config.THREADS](dx, dout)
+    return call.done(dout, out)
+
+
+def softmax_backward(grad_out, y, out=None):
+    """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y: (N, C)."""
+    call = Call(grad_out, y, out)
+    dg, dy = call.arg(grad_out), call.arg(y)
+    dout = call.out(out, grad_out.shape, grad_out.dtype)
+    if dg.size:
+        _, backward = _softmax_kernels(config.THREADS)
+        backward[_rows(grad_out), config.THREADS](dg, dy, dout)
+    return call.done(dout, out)

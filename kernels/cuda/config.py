@@ -1,0 +1,38 @@
+"""Launch configuration of every CUDA kernel, set once.
+
+Kernels with shared memory are built by factories keyed on these numbers, so a test
+may patch them small (``config.THREADS = 32``) to exercise multi-block paths: the next
+call builds (lazily, on first launch) kernels for the new sizes.
+"""
+import os
+
+# Each may be overridden by an environment variable read at import
+# (FASTNN_CUDA_THREADS, FASTNN_CUDA_MAX_BLOCKS, FASTNN_CUDA_TILE): the simulator tests
+# run a subprocess with small values.
+
+# Threads per block of 1-D kernels and of the per-row / per-channel reductions.
+# A power of two (the shared-memory tree reductions halve it).
+THREADS = int(os.environ.get("FASTNN_CUDA_THREADS", 256))
+
+# Grid-stride loops: at most this many blocks per launch; each thread then loops.
+MAX_BLOCKS = int(os.environ.get("FASTNN_CUDA_MAX_BLOCKS", 4096))
+
+# Side of the square shared-memory tiles of the numba.cuda GEMM (TILE x TILE threads).
+TILE = int(os.environ.get("FASTNN_CUDA_TILE", 16))
+
+# "auto": cuBLAS through CuPy when CuPy imports (and this is a real GPU), else the
+# tiled numba.cuda GEMM. "numba" forces the numba GEMM. Read once at import.
+GEMM = os.environ.get("FASTNN_CUDA_GEMM", "auto")
+
+
+def blocks(n, threads=None):
+    """Blocks for a grid-stride loop over n items."""
+    threads = threads or THREADS
+    return max(1, min(MAX_BLOCKS, (n + threads - 1) // threads))
+
+
+def check():
+    if THREADS < 1 or THREADS & (THREADS - 1):
+        raise ValueError(f"fastnn cuda config: THREADS must be a power of two, got {THREADS}")
+    if TILE < 1:
+        raise ValueError(f"fastnn cuda config: TILE must be positive, got {TILE}")

@@ -1,0 +1,167 @@
+"""Matrix products: cuBLAS through CuPy when available, else a tiled shared-memory GEMM.
+
+``gemm(a, b, c, trans_a, trans_b, accumulate, bias, act, slope)`` computes, on device
+arrays, c = act(op(a) @ op(b) [+ c] [+ bias]) with op(a) = a.T when trans_a.
+Shapes: op(a): (M, K), op(b): (K, N), c: (M, N), bias: (N,) or None.
+
+The numba GEMM does the bias add and activation in its epilogue (one kernel); the
+cuBLAS path runs the product then one fused bias+activation pass (``epilogue``).
+CuPy reads numba device arrays zero-copy through ``__cuda_array_interface__``; both
+libraries use the default stream, so their kernels run in order.
+"""
+import math
+
+import numpy as np
+from numba import cuda
+
+from . import config
+from ._common import SIMULATOR, flat
+from ._reduce import cached_factory
+
+ACT_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+
+
+def _load_cupy():
+    if config.GEMM == "numba" or SIMULATOR:
+        return None
+    try:
+        import cupy
+    except ImportError:
+        if config.GEMM == "cublas":
+            raise
+        return None
+    return cupy
+
+
+_cupy = _load_cupy()
+
+
+def engine():
+    """'cublas' or 'numba', and a description, for backend_info()."""
+    if _cupy is not None:
+        return "cublas", f"cuBLAS through CuPy {_cupy.__version__} (zero-copy)"
+    return "numba", f"numba.cuda tiled shared-memory GEMM ({config.TILE}x{config.TILE} tiles)"
+
+
+@cuda.jit(device=True)
+def activate(z, act, slope):
+    """The fusable activations by code (ACT_CODES)."""
+    if act == 1:
+        return z if z > 0 or z != z else 0.0
+    if act == 2:
+        return z if z > 0 else z * slope
+    if act == 3:
+        if z >= 0:
+            return 1.0 / (1.0 + math.exp(-z))
+        e = math.exp(z)
+        return e / (1.0 + e)
+    if act == 4:
+        return math.tanh(z)
+    return z
+
+
+@cuda.jit(device=True)
+def activation_grad(y, act, slope):
+    """act'(z) from the output y = act(z)."""
+    if act == 1:
+        return 1.0 if y > 0 else 0.0
+    if act == 2:
+        return 1.0 if y > 0 else slope
+    if act == 3:
+        return y * (1.0 - y)
+    if act == 4:
+        return 1.0 - y * y
+    return 1.0
+
+
+@cached_factory
+def _tiled(tile):
+    @cuda.jit
+    def gemm(a, b, c, trans_a, trans_b, accumulate, bias, has_bias, act, slope):
+        """Grid-stride over output tiles; each tile walks K in tile-wide steps through
+        shared memory. Accumulates in float64."""
+        sa = cuda.shared.array((tile, tile), np.float64)
+        sb = cuda.shared.array((tile, tile), np.float64)
+        m, n = c.shape
+        k_dim = a.shape[0] if trans_a else a.shape[1]
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tiles_n = (n + tile - 1) // tile
+        tiles = ((m + tile - 1) // tile) * tiles_n
+        for tile_id in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
+            row = (tile_id // tiles_n) * tile + ty
+            col = (tile_id % tiles_n) * tile + tx
+            acc = 0.0
+            for k0 in range(0, k_dim, tile):
+                ka = k0 + tx
+                if row < m and ka < k_dim:
+                    sa[ty, tx] = a[ka, row] if trans_a else a[row, ka]
+                else:
+                    sa[ty, tx] = 0.0
+                kb = k0 + ty
+                if kb < k_dim and col < n:
+                    sb[ty, tx] = b[col, kb] if trans_b else b[kb, col]
+                else:
+                    sb[ty, tx] = 0.0
+                cuda.syncthreads()
+                for kk in range(tile):
+                    acc += sa[ty, kk] * sb[kk, tx]
+                cuda.syncthreads()
+            if row < m and col < n:
+                if accumulate:
+                    acc += c[row, col]
+                if has_bias:
+                    acc += bias[col]
+                c[row, col] = activate(acc, act, slope)
+
+    return gemm
+
+
+@cuda.jit
+def _epilogue(c, bias, has_bias, act, slope, n_cols):
+    """c (flat, rows of n_cols) = act(c + bias[col])."""
+    for i in range(cuda.grid(1), c.size, cuda.gridsize(1)):
+        z = c[i]
+        if has_bias:
+            z += bias[i % n_cols]
+        c[i] = activate(z, act, slope)
+
+
+_dummies = {}
+
+
+def dummy(dtype):
+    """A one-element device array standing in for a None array argument."""
+    key = np.dtype(dtype)
+    if key not in _dummies:
+        _dummies[key] = cuda.to_device(np.zeros(1, dtype=key))
+    return _dummies[key]
+
+
+def gemm(a, b, c, trans_a=False, trans_b=False, accumulate=False, bias=None,
+         act="identity", slope=0.0):
+    """c = act(op(a) @ op(b) [+ c] [+ bias]) on device arrays; returns c."""
+    m, n = c.shape
+    if m == 0 or n == 0:
+        return c
+    code = ACT_CODES[act]
+    slope = c.dtype.type(slope)
+    has_bias = bias is not None
+    bias = bias if has_bias else dummy(c.dtype)
+    if _cupy is not None:
+        ca, cb, cc = _cupy.asarray(a), _cupy.asarray(b), _cupy.asarray(c)
+        op_a = ca.T if trans_a else ca
+        op_b = cb.T if trans_b else cb
+        if accumulate:
+            cc += op_a @ op_b
+        else:
+            _cupy.matmul(op_a, op_b, out=cc)
+        if has_bias or code:
+            _epilogue[config.blocks(c.size), config.THREADS](flat(c), bias, has_bias, code,
+                                                             slope, n)
+        return c
+    tile = config.TILE
+    tiles = ((m + tile - 1) // tile) * ((n + tile - 1) // tile)
+    _tiled(tile)[max(1, min(config.MAX_BLOCKS, tiles)), (tile, tile)](
+        a, b, c, trans_a, trans_b, accumulate, bias, has_bias, code, slope)
+    return c

@@ -1,0 +1,141 @@
+"""Losses with their gradients: softmax-cross-entropy in one kernel (one block per row:
+max, log-sum-exp, loss and gradient from one read of the logits per pass), MSE and BCE
+as grid-stride passes writing per-thread partial sums.
+
+The loss comes back as a Python float: the per-row (or per-thread) partial sums, at
+most N or blocks * threads float64 values, are copied to the host and summed there
+in a fixed order (the one device-to-host copy of a training step besides metrics).
+"""
+import math
+
+import numpy as np
+from numba import cuda
+
+from . import config
+from ._common import Call, flat
+from ._reduce import block_max, block_sum, cached_factory
+
+
+@cached_factory
+def _cross_entropy_kernel(threads):
+    @cuda.jit
+    def kernel(logits, labels, probs, soft, grad, row_loss):
+        """logits, grad: (N, C); labels: (N,) int64 when not soft, else probs: (N, C).
+        row_loss: (N,) float64, the row's -sum(target * log softmax)."""
+        sh = cuda.shared.array(threads, np.float64)
+        n, c = logits.shape
+        t = cuda.threadIdx.x
+        inv_n = 1.0 / n
+        for row in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+            m = -math.inf
+            for j in range(t, c, threads):
+                v = logits[row, j]
+                if v > m or v != v:
+                    m = v
+            m = block_max(sh, m)
+            s = 0.0
+            for j in range(t, c, threads):
+                s += math.exp(logits[row, j] - m)
+            log_sum = math.log(block_sum(sh, s))
+            part = 0.0
+            for j in range(t, c, threads):
+                log_p = logits[row, j] - m - log_sum
+                p = math.exp(log_p)
+                if soft:
+                    target = probs[row, j]
+                    part -= target * log_p
+                    p -= target
+                elif j == labels[row]:
+                    part -= log_p
+                    p -= 1.0
+                grad[row, j] = p * inv_n
+            part = block_sum(sh, part)
+            if t == 0:
+                row_loss[row] = part
+
+    return kernel
+
+
+@cuda.jit
+def _mse(pred, target, scale, grad, partial):
+    """grad = scale * (pred - target); partial[thread] = its sum of squared differences."""
+    i0 = cuda.grid(1)
+    s = 0.0
+    for i in range(i0, pred.size, cuda.gridsize(1)):
+        d = pred[i] - target[i]
+        s += d * d
+        grad[i] = d * scale
+    partial[i0] = s
+
+
+@cuda.jit
+def _bce(pred, target, inv_size, grad, partial):
+    """grad = (p - t) / max(p (1 - p), 1e-12) / size; partial: per-thread -log-likelihood,
+    logs clamped at -100 as PyTorch does."""
+    i0 = cuda.grid(1)
+    s = 0.0
+    for i in range(i0, pred.size, cuda.gridsize(1)):
+        p = pred[i]
+        t = target[i]
+        log_p = math.log(p) if p > 0 else -math.inf
+        log_1mp = math.log1p(-p) if p < 1 else -math.inf
+        log_p = max(log_p, -100.0)
+        log_1mp = max(log_1mp, -100.0)
+        s -= t * log_p + (1 - t) * log_1mp
+        grad[i] = (p - t) / max(p * (1 - p), 1e-12) * inv_size
+    partial[i0] = s
+
+
+def _host_sum(d):
+    return float(d.copy_to_host().sum(dtype=np.float64))
+
+
+def softmax_cross_entropy(logits, target, grad=None):
+    """Mean cross-entropy of softmax(logits) and its gradient, one kernel.
+
+    logits: (N, C); target: (N,) int64 labels or (N, C) probabilities; grad: (N, C) or None.
+    Returns (loss: float, grad = (softmax(logits) - onehot(target)) / N).
+    """
+    n = logits.shape[0]
+    call = Call(logits, target, grad)
+    dl, dt = call.arg(logits), call.arg(target)
+    dgrad = call.out(grad, logits.shape, logits.dtype)
+    if logits.size == 0:
+        return 0.0, call.done(dgrad, grad)
+    soft = dt.ndim == 2
+    labels = dt if not soft else cuda.device_array(1, np.int64)
+    probs = dt if soft else dl
+    row_loss = cuda.device_array(n, np.float64)
+    kernel = _cross_entropy_kernel(config.THREADS)
+    kernel[config.blocks(n, 1), config.THREADS](dl, labels, probs, soft, dgrad, row_loss)
+    loss = _host_sum(row_loss) / max(n, 1)
+    return loss, call.done(dgrad, grad)
+
+
+def _elementwise_loss(kernel, pred, target, grad, scale):
+    call = Call(pred, target, grad)
+    dp, dt = call.arg(pred), call.arg(target)
+    dgrad = call.out(grad, pred.shape, pred.dtype)
+    size = pred.size
+    if size == 0:
+        return 0.0, call.done(dgrad, grad)
+    blocks = config.blocks(size)
+    partial = cuda.device_array(blocks * config.THREADS, np.float64)
+    kernel[blocks, config.THREADS](flat(dp), flat(dt), pred.dtype.type(scale), flat(dgrad),
+                                   partial)
+    loss = _host_sum(partial) / size
+    return loss, call.done(dgrad, grad)
+
+
+def mse_loss(pred, target, grad=None):
+    """Mean of (pred - target)**2 and its gradient 2 (pred - target) / size.
+
+    pred, target, grad: same shape. Returns (loss: float, grad)."""
+    return _elementwise_loss(_mse, pred, target, grad, 2.0 / max(pred.size, 1))
+
+
+def bce_loss(pred, target, grad=None):
+    """Mean binary cross-entropy of probabilities, logs clamped at -100.
+
+    pred, target, grad: same shape. Returns (loss: float, grad)."""
+    return _elementwise_loss(_bce, pred, target, grad, 1.0 / max(pred.size, 1))

@@ -1,0 +1,66 @@
+"""SGD (momentum, weight decay, Nesterov) and Adam, PyTorch's rules, each one in-place
+grid-stride pass over the parameter. param, grad and the state: same shape, NumPy or
+device arrays; host ones are copied back (``_common.Call``). For a whole model on the
+device, pass the flat buffers of ``fastnn.optim.flat`` (one launch for all parameters)
+or each parameter's device arrays.
+"""
+import math
+
+from numba import cuda
+
+from . import config
+from ._common import Call, flat
+
+
+@cuda.jit
+def _sgd(param, grad, velocity, has_velocity, lr, momentum, weight_decay, nesterov):
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        g = grad[i] + weight_decay * param[i]
+        if has_velocity:
+            v = momentum * velocity[i] + g
+            velocity[i] = v
+            g = g + momentum * v if nesterov else v
+        param[i] -= lr * g
+
+
+@cuda.jit
+def _adam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
+          step_size, bias2_sqrt):
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        g = grad[i] + weight_decay * param[i]
+        m = beta1 * exp_avg[i] + (1 - beta1) * g
+        v = beta2 * exp_avg_sq[i] + (1 - beta2) * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        param[i] -= step_size * m / (math.sqrt(v) / bias2_sqrt + eps)
+
+
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    """One SGD step in place. param, grad, velocity: same shape (velocity may be None
+    when momentum == 0). Returns None."""
+    call = Call(param, grad, velocity)
+    dp, dg = call.inout(param), call.arg(grad)
+    use_velocity = bool(momentum) and velocity is not None
+    dv = call.inout(velocity) if use_velocity else None
+    if dp.size:
+        dt = param.dtype.type
+        _sgd[config.blocks(dp.size), config.THREADS](
+            flat(dp), flat(dg), flat(dv) if use_velocity else flat(dp), use_velocity,
+            dt(lr), dt(momentum), dt(weight_decay), bool(nesterov))
+    call.sync()
+
+
+def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
+                eps=1e-8, weight_decay=0.0):
+    """One Adam step in place. param, grad, exp_avg, exp_avg_sq: same shape; step: the
+    1-based step count. Returns None."""
+    call = Call(param, grad, exp_avg, exp_avg_sq)
+    dp, dg = call.inout(param), call.arg(grad)
+    dm, dv = call.inout(exp_avg), call.inout(exp_avg_sq)
+    if dp.size:
+        dt = param.dtype.type
+        _adam[config.blocks(dp.size), config.THREADS](
+            flat(dp), flat(dg), flat(dm), flat(dv), dt(lr), dt(beta1), dt(beta2), dt(eps),
+            dt(weight_decay), dt(lr / (1 - beta1 ** step)),
+            dt(math.sqrt(1 - beta2 ** step)))
+    call.sync()

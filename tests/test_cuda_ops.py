@@ -1,0 +1,507 @@
+"""The cuda backend, op by op, against the NumPy reference and PyTorch, float32 and
+float64, on small shapes; then host/device staging and device-resident training.
+
+Runs wherever ``numba.cuda.is_available()``: on a real GPU in the main test process,
+and on a machine without one under Numba's CUDA simulator, in the subprocess that
+tests/test_cuda_sim.py starts (NUMBA_ENABLE_CUDASIM=1, small launch sizes so that
+grid-stride loops, multi-block grids and multi-tile GEMMs are all exercised).
+"""
+import inspect
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastnn
+from fastnn import backend as registry
+from fastnn import optable
+
+from conftest import assert_close
+
+if "cuda" not in fastnn.backends():
+    pytest.skip("no CUDA device: tests/test_cuda_sim.py runs this file under Numba's "
+                "CUDA simulator in a subprocess", allow_module_level=True)
+
+from numba import cuda  # noqa: E402
+
+import fastnn.kernels.cuda as C  # noqa: E402
+import fastnn.kernels.reference as R  # noqa: E402
+from fastnn.kernels.cuda import config, device  # noqa: E402
+
+torch.set_num_threads(1)
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
+def dtype(request):
+    return np.dtype(request.param)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def t(a, grad=False):
+    tensor = torch.from_numpy(np.array(a, copy=True))
+    return tensor.requires_grad_(grad) if grad else tensor
+
+
+def ref(op, *args, **kwargs):
+    """The reference op on copies of the arguments (ops write in place)."""
+    copy = lambda a: np.array(a, copy=True) if isinstance(a, np.ndarray) else a  # noqa: E731
+    return getattr(R, op)(*[copy(a) for a in args], **{k: copy(v) for k, v in kwargs.items()})
+
+
+# ------------------------------------------------------------------- the table
+def test_every_op_with_the_table_signature_and_no_reuse():
+    for op in optable.op_names():
+        spec = optable.op_signature(op)
+        got = inspect.signature(getattr(C, op))
+        assert list(got.parameters) == list(spec.parameters), op
+        for p in spec.parameters.values():
+            assert got.parameters[p.name].default == p.default, f"{op}({p.name}=)"
+    assert C.REUSES == {}
+    info = fastnn.backend_info("cuda")
+    assert info["reuses"] == {} and info["gemm"] in ("cublas", "numba")
+    assert info["threads_per_block"] == config.THREADS
+
+
+# ----------------------------------------------------------------------- dense
+ACT_TORCH = {"identity": lambda z: z, "relu": torch.relu,
+             "leaky_relu": lambda z: F.leaky_relu(z, 0.1), "sigmoid": torch.sigmoid,
+             "tanh": torch.tanh}
+
+
+@pytest.mark.parametrize("activation", optable.FUSABLE_ACTIVATIONS)
+@pytest.mark.parametrize("shape,with_bias", [((1, 3, 2), True), ((7, 13, 5), True),
+                                             ((9, 6, 11), False)])
+def test_linear_forward_backward(dtype, rng, activation, shape, with_bias):
+    n, fin, fout = shape
+    x = rng.standard_normal((n, fin)).astype(dtype)
+    w = (rng.standard_normal((fout, fin)) / np.sqrt(fin)).astype(dtype)
+    b = rng.standard_normal(fout).astype(dtype) if with_bias else None
+    g = rng.standard_normal((n, fout)).astype(dtype)
+    y = C.linear_forward(x, w, b, activation, 0.1)
+    xt, wt = t(x, True), t(w, True)
+    bt = t(b, True) if with_bias else None
+    yt = ACT_TORCH[activation](F.linear(xt, wt, bt))
+    yt.backward(t(g))
+    assert isinstance(y, np.ndarray) and y.dtype == dtype and y.shape == (n, fout)
+    assert_close(y, yt.detach().numpy(), dtype)
+    assert_close(y, ref("linear_forward", x, w, b, activation, 0.1), dtype)
+    gw = np.ones_like(w)  # accumulated into
+    gb = np.ones_like(b) if with_bias else None
+    g_copy = g.copy()
+    gin = C.linear_backward(g, x, w, y, activation, 0.1, gw, gb)
+    np.testing.assert_array_equal(g, g_copy)
+    assert_close(gin, xt.grad.numpy(), dtype, scale=fin)
+    assert_close(gw - 1, wt.grad.numpy(), dtype, scale=n)
+    if with_bias:
+        assert_close(gb - 1, bt.grad.numpy(), dtype, scale=n)
+    assert C.linear_backward(g, x, w, y, activation, 0.1, None, None,
+                             need_grad_in=False) is None
+
+
+def test_linear_out_buffers_are_used(dtype, rng):
+    x = rng.standard_normal((6, 5)).astype(dtype)
+    w = rng.standard_normal((3, 5)).astype(dtype)
+    out = np.empty((6, 3), dtype)
+    assert C.linear_forward(x, w, None, "relu", out=out) is out
+    assert_close(out, np.maximum(x @ w.T, 0), dtype)
+    gin, scratch = np.empty_like(x), np.empty_like(out)
+    res = C.linear_backward(np.ones_like(out), x, w, out, "relu", grad_weight=np.zeros_like(w),
+                            grad_in=gin, scratch=scratch)
+    assert res is gin
+    assert_close(gin, (out > 0).astype(dtype) @ w, dtype)
+
+
+# ----------------------------------------------------------------- activations
+ACTIVATIONS = {
+    "relu": (torch.relu, {}, "y"),
+    "leaky_relu": (lambda z: F.leaky_relu(z, 0.2), {"negative_slope": 0.2}, "x"),
+    "sigmoid": (torch.sigmoid, {}, "y"),
+    "tanh": (torch.tanh, {}, "y"),
+    "gelu": (F.gelu, {}, "x"),
+    "sine": (lambda z: torch.sin(30.0 * z), {"omega": 30.0}, "x"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
+def test_activation_forward_backward(dtype, rng, name):
+    fn, params, saved = ACTIVATIONS[name]
+    x = (rng.standard_normal((3, 4, 5)) * 3).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    y = getattr(C, name)(x, **params)
+    xt = t(x, True)
+    yt = fn(xt)
+    yt.backward(t(g))
+    assert y.dtype == dtype and y.shape == x.shape
+    assert_close(y, yt.detach().numpy(), dtype)
+    grad = getattr(C, name + "_backward")(g, x if saved == "x" else y, **params)
+    assert_close(grad, xt.grad.numpy(), dtype, scale=30.0 if name == "sine" else 1.0)
+    out = np.empty_like(x)
+    assert getattr(C, name)(x, out=out, **params) is out
+
+
+def test_activations_at_extremes_and_nan(dtype):
+    x = np.array([-1e4, -100, -20, -1e-8, 0, 1e-8, 20, 100, 1e4], dtype=dtype)
+    for name in ("sigmoid", "tanh", "gelu", "relu"):
+        y = getattr(C, name)(x)
+        assert np.all(np.isfinite(y)), name
+        assert_close(y, ACTIVATIONS[name][0](t(x)).numpy(), dtype, err_msg=name)
+    xt = t(x, True)
+    F.gelu(xt).backward(t(np.ones_like(x)))
+    assert_close(C.gelu_backward(np.ones_like(x), x), xt.grad.numpy(), dtype)
+    nan = np.array([np.nan, 1.0, -1.0], dtype=dtype)
+    for name in ("relu", "sigmoid", "tanh", "gelu", "sine"):
+        assert np.isnan(getattr(C, name)(nan)[0]), name
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 70)])
+def test_softmax_forward_backward(dtype, rng, shape):
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    x[0, 0] = 1e4 if dtype == np.float64 else 80.0
+    g = rng.standard_normal(shape).astype(dtype)
+    y = C.softmax(x)
+    xt = t(x, True)
+    yt = torch.softmax(xt, dim=1)
+    yt.backward(t(g))
+    assert_close(y, yt.detach().numpy(), dtype)
+    assert_close(C.softmax_backward(g, y), xt.grad.numpy(), dtype)
+
+
+# --------------------------------------------------------------------- dropout
+def test_dropout_mask_statistics_seed_and_launch_independence(dtype, rng, monkeypatch):
+    x = rng.standard_normal((60, 100)).astype(dtype)
+    p = 0.3
+    y, mask = C.dropout_forward(x, p, seed=1234)
+    scale = dtype.type(1 / (1 - p))
+    assert set(np.unique(mask)) <= {dtype.type(0), scale}
+    assert abs((mask == 0).mean() - p) < 0.03
+    assert_close(y, x * mask, dtype)
+    assert not np.array_equal(mask, C.dropout_forward(x, p, seed=1235)[1])
+    # the mask depends on (seed, index) only, not on how the grid is laid out
+    monkeypatch.setattr(config, "THREADS", config.THREADS * 2)
+    monkeypatch.setattr(config, "MAX_BLOCKS", 1)
+    np.testing.assert_array_equal(C.dropout_forward(x, p, seed=1234)[1], mask)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    assert_close(C.dropout_backward(g, mask), g * mask, dtype)
+    _, keep_all = C.dropout_forward(x, 0.0, seed=1)
+    assert np.all(keep_all == 1)
+
+
+# ---------------------------------------------------------------------- losses
+@pytest.mark.parametrize("target_kind", ["labels", "probs"])
+@pytest.mark.parametrize("magnitude", [1.0, 1e4])
+def test_softmax_cross_entropy(dtype, rng, target_kind, magnitude):
+    n, c = 7, 40
+    logits = (rng.standard_normal((n, c)) * magnitude).astype(dtype)
+    if target_kind == "labels":
+        target = rng.integers(0, c, n)
+    else:
+        target = rng.random((n, c)).astype(dtype)
+        target /= target.sum(axis=1, keepdims=True)
+    loss, grad = C.softmax_cross_entropy(logits, target)
+    lt = t(logits, True)
+    expected = F.cross_entropy(lt, t(target))
+    expected.backward()
+    assert isinstance(loss, float) and np.isfinite(loss)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(loss, expected.item(), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(loss, ref("softmax_cross_entropy", logits, target)[0],
+                               rtol=rtol, atol=rtol)
+    assert_close(grad, lt.grad.numpy(), dtype)
+
+
+def test_mse_and_bce_losses(dtype, rng):
+    pred = rng.standard_normal((6, 45)).astype(dtype)
+    target = rng.standard_normal(pred.shape).astype(dtype)
+    loss, grad = C.mse_loss(pred, target)
+    pt = t(pred, True)
+    expected = F.mse_loss(pt, t(target))
+    expected.backward()
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-5)
+    assert_close(grad, pt.grad.numpy(), dtype)
+
+    prob = rng.random(pred.shape).astype(dtype)
+    prob.flat[:4] = [0.0, 1.0, 0.0, 1.0]  # logs clamped at -100 keep these finite
+    target = (rng.random(pred.shape) > 0.5).astype(dtype)
+    target.flat[:4] = [0.0, 1.0, 1.0, 0.0]
+    out = np.empty_like(prob)
+    loss, grad = C.bce_loss(prob, target, grad=out)
+    pt = t(prob, True)
+    expected = F.binary_cross_entropy(pt, t(target))
+    expected.backward()
+    assert grad is out and np.isfinite(loss)
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-5)
+    np.testing.assert_allclose(grad, pt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------- batchnorm
+@pytest.mark.parametrize("shape", [(6, 3), (3, 2, 4, 5)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm(dtype, rng, shape, training):
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+    rm, rv = rng.standard_normal(c).astype(dtype), rng.random(c).astype(dtype) + 0.5
+    g = rng.standard_normal(shape).astype(dtype)
+    rm_t, rv_t = t(rm), t(rv)
+    xt, wt, bt = t(x, True), t(w, True), t(b, True)
+    yt = F.batch_norm(xt, rm_t, rv_t, wt, bt, training=training, momentum=0.1, eps=1e-5)
+    yt.backward(t(g))
+    y, mean, invstd = C.batchnorm_forward(x, w, b, rm, rv, training, 0.1, 1e-5)
+    assert_close(y, yt.detach().numpy(), dtype, scale=10)
+    assert_close(rm, rm_t.numpy(), dtype)  # running statistics copied back in place
+    assert_close(rv, rv_t.numpy(), dtype)
+    gw, gb = np.zeros_like(w), np.zeros_like(b)
+    gin = C.batchnorm_backward(g, x, w, mean, invstd, training, False, gw, gb)
+    assert_close(gin, xt.grad.numpy(), dtype, scale=10)
+    assert_close(gw, wt.grad.numpy(), dtype, scale=x.size / c)
+    assert_close(gb, bt.grad.numpy(), dtype, scale=x.size / c)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_mean_only_matches_reference(dtype, rng, training):
+    x = rng.standard_normal((2, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    rm = rng.standard_normal(3).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    rm_ref = rm.copy()
+    y, mean, invstd = C.batchnorm_forward(x, None, b, rm, None, training, 0.1, 1e-5, True)
+    y_ref, mean_ref, _ = R.batchnorm_forward(x, None, b, rm_ref, None, training, 0.1, 1e-5,
+                                             True)
+    assert invstd is None
+    assert_close(y, y_ref, dtype)
+    assert_close(rm, rm_ref, dtype)
+    gb, gb_ref = np.zeros_like(b), np.zeros_like(b)
+    gin = C.batchnorm_backward(g, x, None, mean, None, training, True, None, gb)
+    gin_ref = R.batchnorm_backward(g, x, None, mean_ref, None, training, True, None, gb_ref)
+    assert_close(gin, gin_ref, dtype)
+    assert_close(gb, gb_ref, dtype, scale=x.size / 3)
+
+
+def test_batchnorm_constant_feature_is_finite(dtype):
+    x = np.ones((8, 3), dtype)
+    w, b = np.ones(3, dtype), np.zeros(3, dtype)
+    y, mean, invstd = C.batchnorm_forward(x, w, b, np.zeros(3, dtype), np.ones(3, dtype))
+    assert np.all(np.isfinite(y)) and np.allclose(y, 0)
+    assert np.all(np.isfinite(C.batchnorm_backward(np.ones_like(x), x, w, mean, invstd)))
+
+
+# ------------------------------------------------------------------ optimizers
+@pytest.mark.parametrize("momentum,weight_decay,nesterov",
+                         [(0.0, 0.0, False), (0.9, 1e-2, False), (0.9, 1e-2, True)])
+def test_sgd_update_matches_torch(dtype, rng, momentum, weight_decay, nesterov):
+    p = rng.standard_normal(100).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.SGD([pt], lr=0.1, momentum=momentum, weight_decay=weight_decay,
+                          nesterov=nesterov)
+    velocity = np.zeros_like(p) if momentum else None
+    for _ in range(3):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        assert C.sgd_update(p, grad, velocity, 0.1, momentum, weight_decay, nesterov) is None
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+
+
+def test_adam_update_matches_torch(dtype, rng):
+    p = rng.standard_normal(100).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.Adam([pt], lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.01)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for step in range(1, 4):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        C.adam_update(p, grad, m, v, step, 1e-2, 0.8, 0.99, 1e-7, 0.01)
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+
+
+# ------------------------------------------------------------ conv and pooling
+@pytest.mark.parametrize("stride,padding,kernel", [((1, 1), (1, 1), (3, 3)),
+                                                   ((2, 1), (0, 2), (2, 3))])
+def test_conv2d_forward_backward(dtype, rng, stride, padding, kernel):
+    x = rng.standard_normal((2, 3, 6, 5)).astype(dtype)
+    w = rng.standard_normal((4, 3) + kernel).astype(dtype)
+    b = rng.standard_normal(4).astype(dtype)
+    xt, wt, bt = t(x, True), t(w, True), t(b, True)
+    yt = F.conv2d(xt, wt, bt, stride=stride, padding=padding)
+    g = rng.standard_normal(tuple(yt.shape)).astype(dtype)
+    yt.backward(t(g))
+    y = C.conv2d_forward(x, w, b, stride, padding)
+    assert_close(y, yt.detach().numpy(), dtype, scale=10)
+    gw, gb = np.ones_like(w), np.ones_like(b)
+    gin = C.conv2d_backward(g, x, w, stride, padding, gw, gb)
+    assert_close(gin, xt.grad.numpy(), dtype, scale=10)
+    assert_close(gw - 1, wt.grad.numpy(), dtype, scale=30)
+    assert_close(gb - 1, bt.grad.numpy(), dtype, scale=30)
+    assert C.conv2d_backward(g, x, w, stride, padding, None, None, need_grad_in=False) is None
+
+
+@pytest.mark.parametrize("kernel,stride,padding", [((3, 3), (2, 2), (1, 1)),
+                                                   ((2, 3), (1, 2), (0, 1))])
+def test_pooling_forward_backward(dtype, rng, kernel, stride, padding):
+    x = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
+    xt = t(x, True)
+    yt, idx_t = F.max_pool2d(xt, kernel, stride, padding, return_indices=True)
+    g = rng.standard_normal(tuple(yt.shape)).astype(dtype)
+    yt.backward(t(g))
+    y, idx = C.max_pool2d_forward(x, kernel, stride, padding)
+    assert_close(y, yt.detach().numpy(), dtype)
+    np.testing.assert_array_equal(idx, idx_t.numpy())
+    assert idx.dtype == np.int64
+    assert_close(C.max_pool2d_backward(g, idx, x.shape), xt.grad.numpy(), dtype)
+    for include in (True, False):
+        xt = t(x, True)
+        yt = F.avg_pool2d(xt, kernel, stride, padding, count_include_pad=include)
+        yt.backward(t(g))
+        y = C.avg_pool2d_forward(x, kernel, stride, padding, include)
+        assert_close(y, yt.detach().numpy(), dtype)
+        gin = C.avg_pool2d_backward(g, x.shape, kernel, stride, padding, include)
+        assert_close(gin, xt.grad.numpy(), dtype)
+
+
+# ------------------------------------------------- host and device array modes
+def test_device_arrays_in_device_arrays_out(rng):
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    w = rng.standard_normal((3, 4)).astype(np.float32)
+    gw = np.zeros_like(w)
+    dx, dw, dgw = cuda.to_device(x), cuda.to_device(w), cuda.to_device(gw)
+    dy = C.linear_forward(dx, dw, None, "tanh")
+    assert not isinstance(dy, np.ndarray) and dy.shape == (5, 3)
+    y = dy.copy_to_host()
+    assert_close(y, np.tanh(x @ w.T), np.float32)
+    dgin = C.linear_backward(cuda.to_device(np.ones_like(y)), dx, dw, dy, "tanh",
+                             grad_weight=dgw)
+    assert not isinstance(dgin, np.ndarray)
+    # accumulated in place on the device; the host array is untouched
+    assert_close(dgw.copy_to_host(), (1 - y * y).T @ x, np.float32)
+    assert np.all(gw == 0)
+    # a host out= buffer still receives the result of a device call
+    out = np.empty((5, 3), np.float32)
+    assert C.relu(dy, out=out) is out
+    assert_close(out, np.maximum(y, 0), np.float32)
+
+
+def test_empty_batches(dtype):
+    x = np.empty((0, 4), dtype)
+    assert C.relu(x).shape == (0, 4)
+    assert C.linear_forward(x, np.ones((3, 4), dtype)).shape == (0, 3)
+    loss, grad = C.mse_loss(x, x)
+    assert loss == 0.0 and grad.shape == (0, 4)
+
+
+def test_layer_api_on_host_arrays_matches_numpy_backend(rng):
+    """A model trained through the layer API with --backend cuda (NumPy arrays in and
+    out of every op) follows the numpy backend's trajectory."""
+    x = rng.standard_normal((10, 12))
+    labels = rng.integers(0, 4, 10)
+    results = []
+    for name in ("numpy", "cuda"):
+        with fastnn.use_backend(name):
+            model = fastnn.models.MLP(12, [9], 4, activation="tanh", batchnorm=True)
+            model.double()
+            if name == "cuda":
+                model.load_state_dict(results[0][1])
+            start = model.state_dict()
+            opt = fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+            loss_fn = fastnn.nn.CrossEntropyLoss()
+            for _ in range(2):
+                opt.zero_grad()
+                loss = loss_fn(model(x), labels)
+                model.backward(loss_fn.backward())
+                opt.step()
+            results.append((loss, start, model.state_dict()))
+    (loss_np, _, state_np), (loss_cuda, _, state_cuda) = results
+    np.testing.assert_allclose(loss_cuda, loss_np, rtol=1e-10)
+    for key in state_np:
+        assert_close(state_cuda[key], state_np[key], np.float64, err_msg=key)
+
+
+def test_to_device_and_back_keeps_every_value():
+    model = fastnn.models.MLP(6, [5], 3, batchnorm=True)
+    before = model.state_dict()
+    device.to_device(model)
+    assert device.is_on_device(model)
+    bn = [m for m in model.modules() if type(m).__name__ == "BatchNorm1d"][0]
+    assert not isinstance(bn.running_mean, np.ndarray)
+    device.to_host(model)
+    assert not device.is_on_device(model)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+
+
+def test_device_resident_training_step_matches_numpy(rng):
+    """An MLP step (Linear+ReLU, Linear, softmax-CE, backward, SGD with momentum) run by
+    the cuda ops on device arrays, parameters and optimizer state resident: three steps
+    agree with the same model trained by the numpy backend's layer API, and only the
+    loss scalars leave the device."""
+    dtype = np.float64
+    xs = [rng.standard_normal((8, 12)) for _ in range(3)]
+    ys = [rng.integers(0, 4, 8) for _ in range(3)]
+    with fastnn.use_backend("numpy"):
+        model = fastnn.models.MLP(12, [9], 4, activation="relu").double()
+        twin = fastnn.models.MLP(12, [9], 4, activation="relu").double()
+        twin.load_state_dict(model.state_dict())
+        opt = fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        loss_fn = fastnn.nn.CrossEntropyLoss()
+        host_losses = []
+        for x, y in zip(xs, ys):
+            opt.zero_grad()
+            host_losses.append(loss_fn(model(x), y))
+            model.backward(loss_fn.backward())
+            opt.step()
+
+    device.to_device(twin)
+    (w1, b1), (w2, b2) = [(m.weight, m.bias) for m in twin.modules()
+                          if type(m).__name__ == "Linear"]
+    dopt = device.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    device_losses = []
+    for x, y in zip(xs, ys):
+        dx, dy = cuda.to_device(x), cuda.to_device(y)  # the batch: the only host->device copy
+        dopt.zero_grad()
+        h = C.linear_forward(dx, w1.data, b1.data, "relu")
+        logits = C.linear_forward(h, w2.data, b2.data)
+        loss, grad = C.softmax_cross_entropy(logits, dy)
+        device_losses.append(loss)
+        gh = C.linear_backward(grad, h, w2.data, grad_weight=w2.grad, grad_bias=b2.grad)
+        C.linear_backward(gh, dx, w1.data, h, "relu", grad_weight=w1.grad, grad_bias=b1.grad,
+                          need_grad_in=False)
+        dopt.step()
+        assert device.is_on_device(twin)
+    np.testing.assert_allclose(device_losses, host_losses, rtol=1e-10)
+    device.to_host(twin)
+    for key, value in twin.state_dict().items():
+        assert_close(value, model.state_dict()[key], dtype, err_msg=key)
+
+
+def test_device_optimizers_reject_host_parameters():
+    model = fastnn.models.MLP(3, [], 2)
+    with pytest.raises(TypeError, match="not on the device"):
+        device.SGD(model.parameters(), lr=0.1)
+    device.to_device(model)
+    with pytest.raises(ValueError, match="lr"):
+        device.Adam(model.parameters(), lr=-1.0)
+
+
+def test_device_adam_matches_torch(rng):
+    p = rng.standard_normal((4, 3))
+    model = fastnn.models.MLP(3, [], 4)
+    model.double()
+    lin = model.parameters()[0]
+    lin.data[...] = p
+    device.to_device(model)
+    opt = device.Adam([lin], lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.01)
+    pt = t(p, True)
+    topt = torch.optim.Adam([pt], lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.01)
+    for _ in range(3):
+        g = rng.standard_normal(p.shape)
+        lin.grad = cuda.to_device(g)
+        opt.step()
+        pt.grad = t(g)
+        topt.step()
+    assert_close(lin.data.copy_to_host(), pt.detach().numpy(), np.float64)
