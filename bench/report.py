@@ -19,6 +19,7 @@ import subprocess
 import sys
 
 from . import results_io
+from .reasons import REASONS
 from .plots import make_plots
 from .results_io import Ceilings, index
 
@@ -30,9 +31,6 @@ NOT_RUN = os.path.join(RESULTS, "not_run.json")
 # Each order puts the reference first and PyTorch last.
 ORDER = ("numpy", "numba", "cython", "cuda", "student", "torch")
 
-# Why one of Numba/Cython loses an op by more than 20% (issue 4): (op, size) -> reason.
-# Filled in from profiling; a loss with no entry is shown as "not analysed yet".
-REASONS = {}
 
 
 # ------------------------------------------------------------------------ running
@@ -314,7 +312,7 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT):
     if ceilings.copy_single:
         body.append(["memory copy, np.copyto, 1 thread", "same arrays",
                      f"{ceilings.copy_single / 1e9:.1f} GB/s"])
-    out += [_table(["ceiling", "method", "value"], body), "",
+    out += [_table(["ceiling", "method", "value (fastest round)"], body), "",
             "Products (linear, conv, whole steps) are given as GFLOP/s and a percentage of "
             "the sgemm ceiling; everything else as GB/s of its minimum memory traffic (each "
             "array read or written once) and a percentage of the Numba copy bandwidth.", ""]

@@ -20,14 +20,19 @@ def rows(data):
         if "kind" not in info:
             continue
         stats = bench["stats"]
-        info.update(median=stats["median"], rounds=stats.get("rounds"), iqr=stats.get("iqr"),
+        info.update(median=stats["median"], min=stats.get("min", stats["median"]),
+                    rounds=stats.get("rounds"), iqr=stats.get("iqr"),
                     group=bench.get("group"), name=bench.get("name"))
         out.append(info)
     return out
 
 
 class Ceilings:
-    """The machine's measured limits: sgemm FLOP/s and copy bandwidth (bytes/s)."""
+    """The machine's measured limits: sgemm FLOP/s and copy bandwidth (bytes/s).
+
+    A ceiling is what the machine can do, so it is taken from the fastest round
+    (stats 'min'), not the median: a round slowed by another process says nothing
+    about the limit."""
 
     def __init__(self, all_rows):
         self.gemm = self.copy = self.copy_single = None
@@ -35,11 +40,11 @@ class Ceilings:
             if r["kind"] != "ceiling":
                 continue
             if r["op"] == "sgemm":
-                self.gemm = r["flops"] / r["median"]
+                self.gemm = r["flops"] / r["min"]
             elif r["op"] == "copy-numba":
-                self.copy = r["bytes"] / r["median"]
+                self.copy = r["bytes"] / r["min"]
             elif r["op"] == "copy-numpy":
-                self.copy_single = r["bytes"] / r["median"]
+                self.copy_single = r["bytes"] / r["min"]
 
     def achieved(self, row):
         """(text like '123 GFLOP/s' or '20.1 GB/s', percent of the ceiling or None)."""

@@ -273,3 +273,24 @@ def mlp_step_flops(sizes, batch_size):
         per = 2.0 * batch_size * fin * fout
         flops += per * (2 if i == 0 else 3)
     return flops
+
+
+def model_step_flops(model, input_shape):
+    """FLOPs of the products (Conv2d, Linear) of one training step of a Sequential model
+    on a batch of ``input_shape`` (N, ...), counted as in ``mlp_step_flops``."""
+    shape, flops, first = tuple(input_shape), 0.0, True
+    for layer in model:
+        out = tuple(layer.infer_shape(shape, np.dtype(np.float32)))
+        kind = type(layer).__name__
+        if kind == "Linear":
+            per = 2.0 * out[0] * layer.in_features * layer.out_features
+        elif kind == "Conv2d":
+            c_out, c_in, kh, kw = layer.weight.data.shape
+            per = 2.0 * out[0] * c_out * out[2] * out[3] * c_in * kh * kw
+        else:
+            per = 0.0
+        if per:
+            flops += per * (2 if first else 3)
+            first = False
+        shape = out
+    return flops

@@ -32,5 +32,6 @@ def test_cnn_step(benchmark, contender):
     except ImportError as err:
         pytest.skip(f"SmallCNN not available: {err}")
     name = f"SmallCNN b{steps.CNN_BATCH}"
+    flops = steps.model_step_flops(steps.small_cnn(), (steps.CNN_BATCH, 1, 28, 28))
     measure(benchmark, model_fn, name, kind="step", op=name, size=f"b{steps.CNN_BATCH}",
-            contender=contender, shape=f"{steps.CNN_BATCH}x1x28x28")
+            contender=contender, shape=f"{steps.CNN_BATCH}x1x28x28", flops=flops)

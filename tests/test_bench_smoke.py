@@ -187,3 +187,9 @@ def test_fmt_time_units():
     assert report.fmt_time(0.9996) == "1000 ms"
     assert report.fmt_time(2.5) == "2.50 s"
     assert report.fmt_time(None) == "—"
+
+
+def test_model_step_flops_agrees_with_the_mlp_formula():
+    sizes = (30, 20, 10, 4)
+    model = steps.fastnn_mlp(sizes, "relu")
+    assert steps.model_step_flops(model, (16, 30)) == steps.mlp_step_flops(sizes, 16)
