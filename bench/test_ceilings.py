@@ -15,6 +15,6 @@ def test_gemm(benchmark):
 @pytest.mark.parametrize("method", ["numba", "numpy"])
 def test_copy(benchmark, method):
     fn, moved = ceilings.copy_runner(method=method)
-    label = "numba prange copy (all threads)" if method == "numba" else "np.copyto (1 thread)"
+    label = "numba prange copy" if method == "numba" else "np.copyto (1 thread)"
     measure(benchmark, fn, "ceiling", kind="ceiling", op=f"copy-{method}", contender=label,
             shape=f"{ceilings.COPY_BYTES // 2**20} MB float32", bytes=moved)

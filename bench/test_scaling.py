@@ -1,5 +1,7 @@
 """How the MLP step's cost grows: against batch size (1 to 4096), against layer width,
 and with 1 against all threads."""
+import os
+
 import pytest
 
 from . import contenders, steps
@@ -43,14 +45,14 @@ def test_width_scaling(benchmark, width, contender):
 
 @pytest.fixture
 def threads(request):
-    """Run the test with request.param threads everywhere, then restore all threads."""
+    """Run the test with request.param threads everywhere, then restore the suite's count."""
     contenders.set_threads(request.param)
     yield request.param
     contenders.set_threads(contenders.all_threads())
 
 
 @pytest.mark.parametrize("contender", contenders.step_contenders())
-@pytest.mark.parametrize("threads", sorted({1, contenders.all_threads()}), indirect=True)
+@pytest.mark.parametrize("threads", sorted({1, os.cpu_count() or 1}), indirect=True)
 def test_thread_scaling(benchmark, threads, contender):
     _prepare(contender)
     sizes, act, batch = steps.MLP_CONFIGS[THREAD_CONFIG]
