@@ -1,0 +1,119 @@
+"""The cuda backend without a GPU: its op suite under Numba's CUDA simulator, in a
+subprocess (NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the main
+test process stays unaffected), and the clear errors of a machine without CUDA.
+
+The launch sizes are shrunk in the subprocess (32 threads per block, at most 3 blocks,
+4x4 GEMM tiles) so every grid-stride loop, multi-block grid and multi-tile product runs.
+"""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fastnn
+
+ROOT = Path(__file__).resolve().parents[1]
+HAS_CUDA = "cuda" in fastnn.backends()
+
+SIM_ENV = {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "32",
+           "FASTNN_CUDA_MAX_BLOCKS": "3", "FASTNN_CUDA_TILE": "4"}
+
+# The shared conformance suite's tests that are cheap under the simulator: the op table,
+# reuse declarations, error checks and edge cases. Its numeric tests at full size (up
+# to 256 x 1024) take minutes there; tests/test_cuda_ops.py covers every op on small
+# shapes instead.
+CONFORMANCE_K = ("cuda and (table or reuse or bad_input or failed_update or non_contiguous "
+                 "or out_buffers or constant_feature or extremes or nan_propagates)")
+
+
+def _pytest_under_simulator(*args):
+    env = dict(os.environ, **SIM_ENV)
+    env.pop("FASTNN_BACKEND", None)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def _counts(output):
+    return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|error)",
+                                                   output)}
+
+
+def test_cuda_ops_and_conformance_under_simulator():
+    code, output = _pytest_under_simulator("tests/test_cuda_ops.py", "tests/test_conformance.py",
+                                           "-k", f"test_cuda_ops or ({CONFORMANCE_K})")
+    counts = _counts(output)
+    assert code == 0, output[-6000:]
+    assert counts.get("passed", 0) >= 100, output[-3000:]
+    assert not counts.get("failed") and not counts.get("skipped"), output[-3000:]
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
+def test_without_cuda_the_backend_is_absent_with_a_clear_error():
+    assert "cuda" not in fastnn.backends()
+    with pytest.raises(ValueError, match="backend 'cuda' is not available here"):
+        fastnn.set_backend("cuda")
+    code = ("import fastnn.kernels.cuda\n")
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "ImportError: fastnn's cuda backend needs a CUDA GPU" in proc.stderr
+    assert "NUMBA_ENABLE_CUDASIM=1" in proc.stderr
+
+
+def test_simulator_backend_info_names_the_gemm_and_device():
+    code = ("import fastnn, json\n"
+            "assert 'cuda' in fastnn.backends()\n"
+            "print(json.dumps(fastnn.backend_info('cuda')))\n")
+    env = dict(os.environ, **SIM_ENV)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    info = __import__("json").loads(proc.stdout.strip().splitlines()[-1])
+    assert info["gemm"] == "numba" and "tiled shared-memory" in info["gemm_detail"]
+    assert info["simulator"] is True and info["tile"] == 4 and info["threads_per_block"] == 32
+    assert info["reuses"] == {}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+def test_gpu_mlp_trains_on_digits_with_device_resident_parameters():
+    """On a real GPU: the digits MLP trained with parameters, gradients and optimizer
+    state on the device (cuda ops composed on device arrays) reaches the CPU accuracy."""
+    import numpy as np
+    from numba import cuda
+
+    import fastnn.kernels.cuda as C
+    from fastnn.kernels.cuda import device
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int64)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(x))
+    train, test = order[:1400], order[1400:]
+    model = fastnn.models.MLP(64, [128], 10, activation="relu")
+    device.to_device(model)
+    (w1, b1), (w2, b2) = [(m.weight, m.bias) for m in model.modules()
+                          if type(m).__name__ == "Linear"]
+    opt = device.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(20):
+        for start in range(0, len(train), 64):
+            idx = train[start:start + 64]
+            dx, dy = cuda.to_device(x[idx]), cuda.to_device(y[idx])
+            opt.zero_grad()
+            h = C.linear_forward(dx, w1.data, b1.data, "relu")
+            _, grad = C.softmax_cross_entropy(C.linear_forward(h, w2.data, b2.data), dy)
+            gh = C.linear_backward(grad, h, w2.data, grad_weight=w2.grad, grad_bias=b2.grad)
+            C.linear_backward(gh, dx, w1.data, h, "relu", grad_weight=w1.grad,
+                              grad_bias=b1.grad, need_grad_in=False)
+            opt.step()
+    h = C.linear_forward(cuda.to_device(x[test]), w1.data, b1.data, "relu")
+    logits = C.linear_forward(h, w2.data, b2.data).copy_to_host()
+    assert (logits.argmax(axis=1) == y[test]).mean() >= 0.95
