@@ -39,21 +39,28 @@ def held_out_nelbo(model, x, seed=123):
     return loss
 
 
-def plot_samples(data, samples, path, title):
+def plot_samples(data, samples, path, title, curve=None):
     import os
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(10, 5), dpi=100)
+    panels = 2 if curve is None else 3
+    fig = Figure(figsize=(5 * panels, 5), dpi=100)
     FigureCanvasAgg(fig)
     limit = 1.2 * np.abs(data).max()
     for i, (points, name) in enumerate(((data, "held-out data"), (samples, "VAE samples"))):
-        ax = fig.add_subplot(1, 2, i + 1)
+        ax = fig.add_subplot(1, panels, i + 1)
         ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.5,
                    color="tab:blue" if i == 0 else "tab:orange")
         ax.set_title(name)
         ax.set_xlim(-limit, limit)
         ax.set_ylim(-limit, limit)
         ax.set_aspect("equal")
+    if curve is not None:
+        ax = fig.add_subplot(1, 3, 3)
+        ax.plot(range(len(curve)), curve, "o-", ms=3)
+        ax.set_xlabel("epoch")
+        ax.set_title("held-out negative ELBO")
+        ax.grid(True, alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -108,7 +115,7 @@ def run(args):
     samples = model.sample(len(x_test), np.random.default_rng(args.seed + 1))
     if args.out:
         plot_samples(x_test, samples, args.out,
-                     f"VAE on {args.distribution}: held-out negative ELBO {curve[-1]:.3f}")
+                     f"VAE on {args.distribution}: held-out negative ELBO {curve[-1]:.3f}", curve)
     metrics = {
         "distribution": args.distribution, "backend": fastnn.get_backend(),
         "test_nelbo_initial": curve[0], "test_nelbo_final": curve[-1],
