@@ -65,13 +65,13 @@ def elementwise():
     show("copy 16M f32 (ceiling)", res, 8 * n)
     cases = {
         "relu": (lambda: NB.relu(x, out=out), lambda: REF.relu(x, out=out),
-                 lambda: torch.relu(tx, out=tout), 8),
+                 lambda: torch.clamp_min(tx, 0, out=tout), 8),
         "leaky_relu": (lambda: NB.leaky_relu(x, 0.01, out=out),
                        lambda: REF.leaky_relu(x, 0.01, out=out),
                        lambda: torch.nn.functional.leaky_relu(tx, 0.01), 8),
         "relu_backward": (lambda: NB.relu_backward(g, x, out=out),
                           lambda: REF.relu_backward(g, x, out=out),
-                          lambda: torch.threshold_backward(tg, tx, 0), 12),
+                          lambda: torch.ops.aten.threshold_backward(tg, tx, 0), 12),
         "sigmoid": (lambda: NB.sigmoid(x, out=out), lambda: REF.sigmoid(x, out=out),
                     lambda: torch.sigmoid(tx, out=tout), 8),
         "tanh": (lambda: NB.tanh(x, out=out), lambda: REF.tanh(x, out=out),

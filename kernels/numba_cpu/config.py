@@ -16,6 +16,11 @@ from fastnn import threads as _threads
 # Everything except nnan/ninf: NaN and inf must still propagate through every kernel.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
+# Division by zero gives inf/NaN as in NumPy instead of raising ZeroDivisionError: the
+# raise path would be a branch in every loop with a division, and LLVM does not
+# vectorize loops that can raise.
+OPTIONS = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
+
 # Inputs with fewer elements than this run the serial variant. The OpenMP pool costs
 # ~2 us to wake; below ~32K elements one core finishes an elementwise pass in that time.
 PARALLEL_MIN = 1 << 15
@@ -35,13 +40,13 @@ class Kernel:
     ``set_num_threads`` (one thread runs the parallel version on one thread)."""
 
     def __init__(self, fn):
-        self.parallel = numba.njit(parallel=True, cache=True, fastmath=FASTMATH)(fn)
+        self.parallel = numba.njit(parallel=True, **OPTIONS)(fn)
         serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
                                        fn.__defaults__, fn.__closure__)
         # a distinct qualname gives the serial variant its own on-disk cache entry
         serial_fn.__qualname__ = fn.__qualname__ + "_serial"
         serial_fn.__module__ = fn.__module__
-        self.serial = numba.njit(parallel=False, cache=True, fastmath=FASTMATH)(serial_fn)
+        self.serial = numba.njit(parallel=False, **OPTIONS)(serial_fn)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 
@@ -59,10 +64,10 @@ def kernel(fn):
 
 def serial_kernel(fn):
     """For loops that are always small (per-channel or per-class vectors)."""
-    return numba.njit(parallel=False, cache=True, fastmath=FASTMATH)(fn)
+    return numba.njit(parallel=False, **OPTIONS)(fn)
 
 
-helper = numba.njit(inline="always", cache=True, fastmath=FASTMATH)
+helper = numba.njit(inline="always", **OPTIONS)
 """Per-element or per-row helpers called from kernels."""
 
 _local = threading.local()

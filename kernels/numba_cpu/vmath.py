@@ -18,9 +18,7 @@ from llvmlite import ir
 from numba.core import types
 from numba.extending import intrinsic, overload
 
-from .config import FASTMATH
-
-_OPTIONS = {"fastmath": FASTMATH, "cache": True}
+from .config import OPTIONS as _OPTIONS
 
 
 @intrinsic
@@ -58,11 +56,13 @@ _EXP_HI = _F(88.72283)   # log(largest float32)
 
 
 def _exp32(x):
-    # Cephes expf: x = n ln2 + r with |r| <= ln2/2; e**r by a degree-7 polynomial and
+    # Cephes expf: x = n ln2 + r with |r| <= ln2/2; e**r by Cephes' polynomial and
     # 2**n written straight into the exponent bits.
     xc = min(max(x, _EXP_LO), _EXP_HI)  # NaN stays NaN: r below is NaN too
-    n = min(math.floor(xc * _F(1.44269504) + _F(0.5)), _F(127.0))
-    r = xc - n * _F(0.693359375) - n * _F(-2.12194440e-4)
+    n = min(np.floor(xc * _F(1.44269504) + _F(0.5)), _F(127.0))
+    # r in float64: fastmath's reassoc would fold a float32 Cody-Waite split
+    # (x - n*C1 - n*C2) back into x - n*ln2 and lose ~4 ulp.
+    r = _F(np.float64(xc) - np.float64(n) * 0.6931471805599453)
     p = _F(1.9875691500e-4)
     p = p * r + _F(1.3981999507e-3)
     p = p * r + _F(8.3334519073e-3)
