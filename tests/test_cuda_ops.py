@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 import fastnn
-from fastnn import backend as registry
 from fastnn import optable
 
 from conftest import assert_close
@@ -240,7 +239,7 @@ def test_mse_and_bce_losses(dtype, rng):
 
 
 # ------------------------------------------------------------------- batchnorm
-@pytest.mark.parametrize("shape", [(6, 3), (3, 2, 4, 5)])
+@pytest.mark.parametrize("shape", [(6, 3), (5, 100), (3, 2, 4, 5)])
 @pytest.mark.parametrize("training", [True, False])
 def test_batchnorm(dtype, rng, shape, training):
     c = shape[1]
@@ -281,6 +280,32 @@ def test_batchnorm_mean_only_matches_reference(dtype, rng, training):
     gin_ref = R.batchnorm_backward(g, x, None, mean_ref, None, training, True, None, gb_ref)
     assert_close(gin, gin_ref, dtype)
     assert_close(gb, gb_ref, dtype, scale=x.size / 3)
+
+
+@pytest.mark.parametrize("threads,max_blocks", [(64, 1), (128, 2)])
+def test_batchnorm_2d_block_shapes(dtype, rng, monkeypatch, threads, max_blocks):
+    """The (N, C) kernels with several rows per block (a shared-memory reduction over
+    threadIdx.y) and fewer blocks than channel groups (grid-stride)."""
+    monkeypatch.setattr(config, "THREADS", threads)
+    monkeypatch.setattr(config, "MAX_BLOCKS", max_blocks)
+    x = (rng.standard_normal((9, 70)) * 2 + 1).astype(dtype)
+    w, b = rng.standard_normal(70).astype(dtype), rng.standard_normal(70).astype(dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    for mean_only in (False, True):
+        weight = None if mean_only else w
+        rm, rv = np.zeros(70, dtype), None if mean_only else np.ones(70, dtype)
+        rm_ref, rv_ref = rm.copy(), None if mean_only else rv.copy()
+        y, mean, invstd = C.batchnorm_forward(x, weight, b, rm, rv, True, 0.1, 1e-5, mean_only)
+        y_ref, mean_ref, invstd_ref = R.batchnorm_forward(x, weight, b, rm_ref, rv_ref, True,
+                                                          0.1, 1e-5, mean_only)
+        assert_close(y, y_ref, dtype, scale=10)
+        assert_close(rm, rm_ref, dtype)
+        gb, gb_ref = np.zeros_like(b), np.zeros_like(b)
+        gin = C.batchnorm_backward(g, x, weight, mean, invstd, True, mean_only, None, gb)
+        gin_ref = R.batchnorm_backward(g, x, weight, mean_ref, invstd_ref, True, mean_only,
+                                       None, gb_ref)
+        assert_close(gin, gin_ref, dtype, scale=10)
+        assert_close(gb, gb_ref, dtype, scale=10)
 
 
 def test_batchnorm_constant_feature_is_finite(dtype):

@@ -5,6 +5,11 @@ channel's N * H * W values, reduce in shared memory (float64), and the same bloc
 writes the normalised output (forward: two reads of x for mean and variance, one for
 the output; backward: one read of grad_out and x for both sums, one for grad_in).
 
+A 2-D input (N, C) has its channels contiguous, so a block per channel would read
+with a stride of C; there a block owns 32 neighbouring channels instead (threadIdx.x
+the channel, threadIdx.y striding over rows: every warp reads one contiguous row
+segment) and reduces over threadIdx.y in shared memory.
+
 x: (N, C) or (N, C, H, W), viewed as (N, C, S); per-channel vectors: (C,).
 NumPy or device arrays (``_common.Call``).
 """
@@ -104,6 +109,151 @@ def _kernels(threads):
     return forward, backward
 
 
+@cuda.jit(device=True)
+def _column_sum(sh, value):
+    """Sum of ``value`` over threadIdx.y for each threadIdx.x, returned to every thread.
+
+    sh: float64 shared array (blockDim.y, blockDim.x), blockDim.y a power of two."""
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    sh[ty, tx] = value
+    cuda.syncthreads()
+    s = cuda.blockDim.y // 2
+    while s > 0:
+        if ty < s:
+            sh[ty, tx] += sh[ty + s, tx]
+        cuda.syncthreads()
+        s //= 2
+    total = sh[0, tx]
+    cuda.syncthreads()
+    return total
+
+
+def _shape2d(threads):
+    """(rows, channels) of a block for the 2-D kernels."""
+    width = min(32, threads)
+    return threads // width, width
+
+
+@cached_factory
+def _kernels2d(threads):
+    rows, width = _shape2d(threads)
+
+    @cuda.jit
+    def forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
+                mean_only, out, save_mean, save_invstd):
+        sh = cuda.shared.array((rows, width), np.float64)
+        n, channels = x.shape
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        for c0 in range(cuda.blockIdx.x * width, channels, cuda.gridDim.x * width):
+            c = c0 + tx
+            valid = c < channels
+            if training:
+                acc = 0.0
+                if valid:
+                    for i in range(ty, n, rows):
+                        acc += x[i, c]
+                mean = _column_sum(sh, acc) / n
+            else:
+                mean = running_mean[c] * 1.0 if valid else 0.0
+            var = 0.0
+            if not mean_only:
+                if training:
+                    acc = 0.0
+                    if valid:
+                        for i in range(ty, n, rows):
+                            d = x[i, c] - mean
+                            acc += d * d
+                    var = _column_sum(sh, acc) / n
+                elif valid:
+                    var = running_var[c] * 1.0
+            if not valid:
+                continue
+            invstd = 1.0 / math.sqrt(var + eps)
+            if ty == 0:
+                save_mean[c] = mean
+                if training:
+                    running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean
+                if not mean_only:
+                    save_invstd[c] = invstd
+                    if training:
+                        unbiased = var * n / max(n - 1, 1)
+                        running_var[c] = (1 - momentum) * running_var[c] + momentum * unbiased
+            if mean_only:
+                shift = bias[c] - mean
+                for i in range(ty, n, rows):
+                    out[i, c] = x[i, c] + shift
+            else:
+                scale = invstd * weight[c]
+                shift = bias[c]
+                for i in range(ty, n, rows):
+                    out[i, c] = (x[i, c] - mean) * scale + shift
+
+    @cuda.jit
+    def backward(g, x, weight, save_mean, save_invstd, training, mean_only, grad_weight,
+                 has_grad_weight, grad_bias, has_grad_bias, out):
+        sh = cuda.shared.array((rows, width), np.float64)
+        n, channels = x.shape
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        for c0 in range(cuda.blockIdx.x * width, channels, cuda.gridDim.x * width):
+            c = c0 + tx
+            valid = c < channels
+            mean = 0.0
+            invstd = 1.0
+            if valid:
+                mean = save_mean[c] * 1.0
+                if not mean_only:
+                    invstd = save_invstd[c] * 1.0
+            acc_g = 0.0
+            acc_gx = 0.0
+            if valid:
+                for i in range(ty, n, rows):
+                    gv = g[i, c]
+                    acc_g += gv
+                    acc_gx += gv * (x[i, c] - mean) * invstd
+            sum_g = _column_sum(sh, acc_g)
+            sum_gx = 0.0 if mean_only else _column_sum(sh, acc_gx)
+            if not valid:
+                continue
+            if ty == 0:
+                if has_grad_bias:
+                    grad_bias[c] += sum_g
+                if has_grad_weight and not mean_only:
+                    grad_weight[c] += sum_gx
+            if mean_only:
+                sub = sum_g / n if training else 0.0
+                for i in range(ty, n, rows):
+                    out[i, c] = g[i, c] - sub
+            else:
+                scale = weight[c] * invstd
+                mean_g = sum_g / n if training else 0.0
+                mean_gx = sum_gx / n if training else 0.0
+                for i in range(ty, n, rows):
+                    x_hat = (x[i, c] - mean) * invstd
+                    out[i, c] = (g[i, c] - mean_g - x_hat * mean_gx) * scale
+
+    return forward, backward
+
+
+def _launch(which, x, *args):
+    """Run the forward (which=0) or backward (1) kernel suited to x's layout.
+
+    args: the kernel's arguments with every (N, C[, H, W]) array given as is."""
+    c = x.shape[1]
+    threads = config.THREADS
+    if x.ndim == 2:
+        rows, width = _shape2d(threads)
+        kernel = _kernels2d(threads)[which]
+        blocks = max(1, min(config.MAX_BLOCKS, (c + width - 1) // width))
+        kernel[blocks, (width, rows)](*args)
+    else:
+        kernel = _kernels(threads)[which]
+        args = [_as3d(a) if getattr(a, "ndim", 0) == x.ndim else a for a in args]
+        kernel[config.blocks(c, 1), threads](*args)
+
+
 def _as3d(d):
     n, c = d.shape[:2]
     return d.reshape(n, c, d.size // max(n * c, 1))
@@ -131,10 +281,8 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     dmean = call.out(save_mean, (c,), dt)
     dinv = None if mean_only else call.out(save_invstd, (c,), dt)
     if dx.size:
-        forward, _ = _kernels(config.THREADS)
-        forward[config.blocks(c, 1), config.THREADS](
-            _as3d(dx), _or_dummy(dw, dt), db, drm, _or_dummy(drv, dt), training,
-            float(momentum), float(eps), mean_only, _as3d(dy), dmean, _or_dummy(dinv, dt))
+        _launch(0, dx, dx, _or_dummy(dw, dt), db, drm, _or_dummy(drv, dt), training,
+                float(momentum), float(eps), mean_only, dy, dmean, _or_dummy(dinv, dt))
     call.sync()
     return (call.result(dy, out), call.result(dmean, save_mean),
             call.result(dinv, save_invstd))
@@ -146,16 +294,13 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
     accumulated in place. grad_out, x: (N, C) or (N, C, H, W); weight, save_mean,
     save_invstd: (C,) from the forward (weight and save_invstd None when mean_only)."""
     dt = x.dtype
-    c = x.shape[1]
     call = Call(grad_out, x, weight, save_mean, save_invstd, grad_weight, grad_bias, grad_in)
     dg, dx, dw = call.arg(grad_out), call.arg(x), call.arg(weight)
     dmean, dinv = call.arg(save_mean), call.arg(save_invstd)
     dgw, dgb = call.inout(grad_weight), call.inout(grad_bias)
     din = call.out(grad_in, x.shape, dt)
     if dx.size:
-        _, backward = _kernels(config.THREADS)
-        backward[config.blocks(c, 1), config.THREADS](
-            _as3d(dg), _as3d(dx), _or_dummy(dw, dt), dmean, _or_dummy(dinv, dt), training,
-            mean_only, _or_dummy(dgw, dt), dgw is not None, _or_dummy(dgb, dt),
-            dgb is not None, _as3d(din))
+        _launch(1, dx, dg, dx, _or_dummy(dw, dt), dmean, _or_dummy(dinv, dt), training,
+                mean_only, _or_dummy(dgw, dt), dgw is not None, _or_dummy(dgb, dt),
+                dgb is not None, din)
     return call.done(din, grad_in)

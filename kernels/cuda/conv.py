@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, flat
+from ._common import Call
 from .dense import column_sums_add
 from .gemm import gemm
 
