@@ -27,6 +27,7 @@ GEMM = os.environ.get("FASTNN_CUDA_GEMM", "auto")
 
 def blocks(n, threads=None):
     """Blocks for a grid-stride loop over n items."""
+    check()
     threads = threads or THREADS
     return max(1, min(MAX_BLOCKS, (n + threads - 1) // threads))
 

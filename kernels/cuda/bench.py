@@ -1,0 +1,165 @@
+"""GPU measurements of issue 7, for a machine with a CUDA GPU (none was available when
+this backend was written, so no numbers exist yet):
+
+    python -m fastnn.kernels.cuda.bench [--quick] [--json out.json]
+
+* the device's copy bandwidth (a grid-stride copy kernel, read + write bytes);
+* MLP training step 784-4096-4096-10, ReLU, batch 1024, float32, SGD with momentum:
+  fastnn's cuda ops on device-resident parameters against PyTorch CUDA;
+* softmax-cross-entropy 4096x1000 and BatchNorm1d 256x1024 / 4096x1024 forward +
+  backward, as GB/s of the bytes they must move (read inputs once, write outputs once)
+  and as a fraction of the measured copy bandwidth.
+
+Medians of repeated runs after 3 warm-up calls (compilation excluded), the device
+synchronised inside each timed call. ``--quick`` uses tiny sizes (a smoke run, also
+under the simulator).
+"""
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+from numba import cuda
+
+from . import backend_info, config
+from . import batchnorm as _bn
+from . import dense as _dense
+from . import losses as _losses
+from .device import SGD, to_device
+
+
+def _time(fn, repeats, sync):
+    for _ in range(3):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@cuda.jit
+def _copy(src, dst):
+    for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
+        dst[i] = src[i]
+
+
+def copy_bandwidth(n, repeats):
+    src = cuda.to_device(np.ones(n, np.float32))
+    dst = cuda.device_array_like(src)
+    t = _time(lambda: _copy[config.blocks(n), config.THREADS](src, dst), repeats,
+              cuda.synchronize)
+    return 2 * n * 4 / t
+
+
+def mlp_step(sizes, batch, repeats):
+    import fastnn
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], batch)
+    model = fastnn.models.MLP(sizes[0], list(sizes[1:-1]), sizes[-1], activation="relu")
+    to_device(model)
+    linears = [m for m in model.modules() if type(m).__name__ == "Linear"]
+    opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
+    dx, dy = cuda.to_device(x), cuda.to_device(y)
+
+    def step():
+        opt.zero_grad()
+        acts = [dx]
+        for i, lin in enumerate(linears):
+            act = "identity" if i == len(linears) - 1 else "relu"
+            acts.append(_dense.linear_forward(acts[-1], lin.weight.data, lin.bias.data, act))
+        _, g = _losses.softmax_cross_entropy(acts[-1], dy)
+        for i in range(len(linears) - 1, -1, -1):
+            act = "identity" if i == len(linears) - 1 else "relu"
+            g = _dense.linear_backward(g, acts[i], linears[i].weight.data, acts[i + 1], act,
+                                       grad_weight=linears[i].weight.grad,
+                                       grad_bias=linears[i].bias.grad, need_grad_in=i > 0)
+        opt.step()
+
+    result = {"fastnn_s": _time(step, repeats, cuda.synchronize), "torch_s": None}
+    try:
+        import torch
+        if torch.cuda.is_available():
+            layers = []
+            for i in range(len(sizes) - 1):
+                layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+                if i < len(sizes) - 2:
+                    layers.append(torch.nn.ReLU())
+            net = torch.nn.Sequential(*layers).cuda()
+            topt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            tx, ty = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
+
+            def torch_step():
+                topt.zero_grad()
+                torch.nn.functional.cross_entropy(net(tx), ty).backward()
+                topt.step()
+
+            result["torch_s"] = _time(torch_step, repeats, torch.cuda.synchronize)
+            result["ratio_to_torch"] = result["fastnn_s"] / result["torch_s"]
+    except ImportError:  # PyTorch is a benchmark reference only
+        pass
+    return result
+
+
+def softmax_ce(n, c, repeats):
+    rng = np.random.default_rng(0)
+    logits = cuda.to_device(rng.standard_normal((n, c)).astype(np.float32))
+    labels = cuda.to_device(rng.integers(0, c, n))
+    grad = cuda.device_array((n, c), np.float32)
+    t = _time(lambda: _losses.softmax_cross_entropy(logits, labels, grad), repeats,
+              cuda.synchronize)
+    return {"seconds": t, "gb_per_s": 2 * n * c * 4 / t / 1e9}
+
+
+def batchnorm(n, c, repeats):
+    rng = np.random.default_rng(0)
+    x = cuda.to_device(rng.standard_normal((n, c)).astype(np.float32))
+    g = cuda.to_device(rng.standard_normal((n, c)).astype(np.float32))
+    w, b = cuda.to_device(np.ones(c, np.float32)), cuda.to_device(np.zeros(c, np.float32))
+    rm, rv = cuda.to_device(np.zeros(c, np.float32)), cuda.to_device(np.ones(c, np.float32))
+    gw, gb = cuda.device_array(c, np.float32), cuda.device_array(c, np.float32)
+    y, gin = cuda.device_array((n, c), np.float32), cuda.device_array((n, c), np.float32)
+    mean, invstd = cuda.device_array(c, np.float32), cuda.device_array(c, np.float32)
+
+    def fwd_bwd():
+        _bn.batchnorm_forward(x, w, b, rm, rv, True, 0.1, 1e-5, False, y, mean, invstd)
+        _bn.batchnorm_backward(g, x, w, mean, invstd, True, False, gw, gb, gin)
+
+    t = _time(fwd_bwd, repeats, cuda.synchronize)
+    # forward reads x, writes y; backward reads grad_out and x, writes grad_in
+    return {"seconds": t, "gb_per_s": 5 * n * c * 4 / t / 1e9}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    repeats = 3 if quick else 20
+    results = {"backend": backend_info()}
+    copy_bw = copy_bandwidth(1 << 10 if quick else 1 << 26, repeats)
+    results["copy_gb_per_s"] = copy_bw / 1e9
+    results["mlp_step"] = mlp_step((8, 16, 16, 4) if quick else (784, 4096, 4096, 10),
+                                   4 if quick else 1024, repeats)
+    results["softmax_ce"] = softmax_ce(*((6, 10) if quick else (4096, 1000)), repeats)
+    for n, c in ((4, 8),) if quick else ((256, 1024), (4096, 1024)):
+        results[f"batchnorm_{n}x{c}"] = batchnorm(n, c, repeats)
+    for key, value in results.items():
+        if isinstance(value, dict) and "gb_per_s" in value:
+            value["fraction_of_copy_bandwidth"] = value["gb_per_s"] * 1e9 / copy_bw
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            f.write(text + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
