@@ -504,6 +504,43 @@ def test_device_resident_training_step_matches_numpy(rng):
         assert_close(value, model.state_dict()[key], dtype, err_msg=key)
 
 
+def test_layer_api_with_device_resident_parameters(rng):
+    """What the nn layers support today after ``to_device``: a NumPy batch in, the
+    parameters, gradients, BatchNorm statistics and SGD state stay on the device (the
+    last layer's output comes back as a device array; layer buffers are still host
+    arrays, so activations cross between layers). Two steps match the numpy backend."""
+    x = rng.standard_normal((10, 12))
+    labels = rng.integers(0, 4, 10)
+    with fastnn.use_backend("numpy"):
+        model = fastnn.models.MLP(12, [9], 4, activation="tanh", batchnorm=True).double()
+        twin = fastnn.models.MLP(12, [9], 4, activation="tanh", batchnorm=True).double()
+        twin.load_state_dict(model.state_dict())
+        opt = fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        loss_fn = fastnn.nn.CrossEntropyLoss()
+        host_losses = []
+        for _ in range(2):
+            opt.zero_grad()
+            host_losses.append(loss_fn(model(x), labels))
+            model.backward(loss_fn.backward())
+            opt.step()
+    device.to_device(twin)
+    dopt = device.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    device_losses = []
+    with fastnn.use_backend("cuda"):
+        for _ in range(2):
+            dopt.zero_grad()
+            logits = twin(x)
+            assert not isinstance(logits, np.ndarray)
+            device_losses.append(loss_fn(logits.copy_to_host(), labels))
+            twin.backward(loss_fn.backward())
+            dopt.step()
+            assert device.is_on_device(twin)
+    np.testing.assert_allclose(device_losses, host_losses, rtol=1e-10)
+    device.to_host(twin)
+    for key, value in twin.state_dict().items():
+        assert_close(value, model.state_dict()[key], np.float64, err_msg=key)
+
+
 def test_device_optimizers_reject_host_parameters():
     model = fastnn.models.MLP(3, [], 2)
     with pytest.raises(TypeError, match="not on the device"):
