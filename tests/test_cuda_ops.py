@@ -103,6 +103,22 @@ def test_linear_forward_backward(dtype, rng, activation, shape, with_bias):
                              need_grad_in=False) is None
 
 
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_transposes_tiles_and_grid_stride(dtype, rng, monkeypatch, trans_a, trans_b):
+    from fastnn.kernels.cuda import gemm
+    monkeypatch.setattr(config, "TILE", 3)  # partial tiles on every edge
+    monkeypatch.setattr(config, "MAX_BLOCKS", 2)  # fewer blocks than tiles
+    m, k, n = 7, 8, 5
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    dc = cuda.to_device(c0)
+    gemm.gemm(cuda.to_device(a), cuda.to_device(b), dc, trans_a, trans_b, accumulate=True)
+    expected = (a.T if trans_a else a) @ (b.T if trans_b else b) + c0
+    assert_close(dc.copy_to_host(), expected, dtype, scale=k)
+
+
 def test_linear_out_buffers_are_used(dtype, rng):
     x = rng.standard_normal((6, 5)).astype(dtype)
     w = rng.standard_normal((3, 5)).astype(dtype)

@@ -89,18 +89,30 @@ def _tiled(tile):
         tiles_n = (n + tile - 1) // tile
         tiles = ((m + tile - 1) // tile) * tiles_n
         for tile_id in range(cuda.blockIdx.x, tiles, cuda.gridDim.x):
-            row = (tile_id // tiles_n) * tile + ty
-            col = (tile_id % tiles_n) * tile + tx
+            row0 = (tile_id // tiles_n) * tile
+            col0 = (tile_id % tiles_n) * tile
+            row = row0 + ty
+            col = col0 + tx
             acc = 0.0
             for k0 in range(0, k_dim, tile):
-                ka = k0 + tx
-                if row < m and ka < k_dim:
-                    sa[ty, tx] = a[ka, row] if trans_a else a[row, ka]
+                # Neighbouring threads (tx) always read neighbouring addresses; a
+                # transposed operand is stored transposed into its tile instead.
+                if trans_a:  # sa[r, k] = a[k0 + k, row0 + r]
+                    if k0 + ty < k_dim and row0 + tx < m:
+                        sa[tx, ty] = a[k0 + ty, row0 + tx]
+                    else:
+                        sa[tx, ty] = 0.0
+                elif row < m and k0 + tx < k_dim:
+                    sa[ty, tx] = a[row, k0 + tx]
                 else:
                     sa[ty, tx] = 0.0
-                kb = k0 + ty
-                if kb < k_dim and col < n:
-                    sb[ty, tx] = b[col, kb] if trans_b else b[kb, col]
+                if trans_b:  # sb[k, c] = b[col0 + c, k0 + k]
+                    if col0 + ty < n and k0 + tx < k_dim:
+                        sb[tx, ty] = b[col0 + ty, k0 + tx]
+                    else:
+                        sb[tx, ty] = 0.0
+                elif k0 + ty < k_dim and col < n:
+                    sb[ty, tx] = b[k0 + ty, col]
                 else:
                     sb[ty, tx] = 0.0
                 cuda.syncthreads()
