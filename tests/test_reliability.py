@@ -113,6 +113,16 @@ def test_results_with_one_and_two_threads_agree(name):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.fixture
+def one_thread():
+    """Memory tests run single-threaded: growth does not depend on the thread count, and on a
+    busy machine two thread pools (OpenMP and BLAS) sharing two cores make 2,000 steps slow."""
+    previous = fastnn.get_num_threads()
+    fastnn.set_num_threads(1)
+    yield
+    fastnn.set_num_threads(previous)
+
+
 def _rss_mb():
     import psutil
     gc.collect()
@@ -120,7 +130,7 @@ def _rss_mb():
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_mlp_training_does_not_grow_memory(name):
+def test_mlp_training_does_not_grow_memory(name, one_thread):
     x, y = _data(0, n=1024, features=784)
     with fastnn.use_backend(name):
         fastnn.manual_seed(0)
@@ -144,7 +154,7 @@ def test_mlp_training_does_not_grow_memory(name):
 
 
 @pytest.mark.parametrize("name", BACKENDS)
-def test_cnn_training_does_not_grow_memory(name):
+def test_cnn_training_does_not_grow_memory(name, one_thread):
     models = pytest.importorskip("fastnn.models")
     if not hasattr(models, "SmallCNN"):
         pytest.fail("fastnn.models.SmallCNN is missing")
