@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data test demo bench clean
+.PHONY: install data test demo bench clean clean-numba-cache
 
 install: $(VENV)/.installed
 
@@ -33,5 +33,10 @@ demo: install data
 bench: install data
 	$(PY) -m bench.report
 
-clean:
+# Numba's disk cache only watches each kernel's own file: after editing config.py or
+# vmath.py, drop the cache so every kernel recompiles.
+clean-numba-cache:
+	rm -f kernels/numba_cpu/__pycache__/*.nbi kernels/numba_cpu/__pycache__/*.nbc
+
+clean: clean-numba-cache
 	rm -rf build $(VENV) kernels/cython/*.c kernels/cython/*.so .pytest_cache .benchmarks
