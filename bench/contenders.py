@@ -28,8 +28,12 @@ def step_contenders():
 
 def all_threads():
     """The thread count the suite uses: every core (FASTNN_NUM_THREADS/OMP_NUM_THREADS win)."""
-    return fastnn.get_num_threads() if os.environ.get("FASTNN_NUM_THREADS") or \
-        os.environ.get("OMP_NUM_THREADS") else (os.cpu_count() or 1)
+    # read from the environment, not fastnn's current setting (a scaling test changes it)
+    for var in ("FASTNN_NUM_THREADS", "OMP_NUM_THREADS"):
+        value = os.environ.get(var, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return os.cpu_count() or 1
 
 
 def set_threads(n):
