@@ -74,8 +74,7 @@ ACT_TORCH = {"identity": lambda z: z, "relu": torch.relu,
 
 
 @pytest.mark.parametrize("activation", optable.FUSABLE_ACTIVATIONS)
-@pytest.mark.parametrize("shape,with_bias", [((1, 3, 2), True), ((7, 13, 5), True),
-                                             ((9, 6, 11), False)])
+@pytest.mark.parametrize("shape,with_bias", [((1, 3, 2), False), ((7, 13, 5), True)])
 def test_linear_forward_backward(dtype, rng, activation, shape, with_bias):
     n, fin, fout = shape
     x = rng.standard_normal((n, fin)).astype(dtype)
