@@ -1,0 +1,66 @@
+"""Issue 2's overhead check: the numpy backend's MLP step against the student NumPy loop.
+
+pytest-benchmark times one contender after the other, so slow drift of the machine (other
+virtual machines, frequency changes) lands on one side of the ratio. Here the two steps
+run in alternating blocks, and the ratio is the median of the per-block ratios: drift hits
+both alike. Warm-up calls come first and are not timed.
+"""
+import json
+import os
+import time
+
+import numpy as np
+
+from . import steps
+
+OVERHEAD_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                             "overhead.json")
+
+
+def _block_seconds(fn, calls):
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def interleaved_ratio(first, second, blocks=15, block_time=0.05):
+    """(median seconds of first, of second, median of second/first over blocks)."""
+    for fn in (first, second):
+        fn()
+        fn()
+    per_call = max(_block_seconds(first, 3), 1e-6)
+    calls = max(1, int(block_time / per_call))
+    a, b = [], []
+    for _ in range(blocks):
+        a.append(_block_seconds(first, calls))
+        b.append(_block_seconds(second, calls))
+    ratios = np.array(b) / np.array(a)
+    return float(np.median(a)), float(np.median(b)), float(np.median(ratios))
+
+
+def measure(configs=None, blocks=15):
+    """{config: {'student': s, 'numpy': s, 'ratio': numpy/student, 'blocks': n}}."""
+    import fastnn
+    results = {}
+    for config, (sizes, activation, batch) in (configs or steps.MLP_CONFIGS).items():
+        student = steps.mlp_step("student", sizes, activation, batch)
+        with fastnn.use_backend("numpy"):
+            numpy_step = steps.mlp_step("numpy", sizes, activation, batch)
+            s, n, ratio = interleaved_ratio(student, numpy_step, blocks=blocks)
+        results[config] = {"student": s, "numpy": n, "ratio": ratio, "blocks": blocks,
+                           "threads": fastnn.get_num_threads()}
+    return results
+
+
+def save(results, path=OVERHEAD_JSON):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+
+
+def load(path=OVERHEAD_JSON):
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
