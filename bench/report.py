@@ -275,8 +275,11 @@ def _scaling_table(all_rows, kind, xlabel):
     return _table([xlabel] + cols, body)
 
 
-def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None):
-    """BENCHMARKS.md's text from a pytest-benchmark JSON dict; writes the plots."""
+def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead=None):
+    """BENCHMARKS.md's text from a pytest-benchmark JSON dict; writes the plots.
+
+    overhead: bench/overhead.py's interleaved results (issue 2's rows), or None to take
+    issue 2's ratio from the suite's sequential medians."""
     all_rows = results_io.rows(data)
     ceilings = Ceilings(all_rows)
     plots = make_plots(all_rows, plots_dir)
@@ -324,7 +327,6 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None):
             "the sgemm ceiling; everything else as GB/s of its minimum memory traffic (each "
             "array read or written once) and a percentage of the Numba copy bandwidth.", ""]
 
-    overhead = overhead_results.load()
     out += ["## Targets from the issues", "",
             _table(["issue", "target", "backend", "measured", "verdict"],
                    [list(t) for t in targets(all_rows, ceilings, overhead)]), ""]
@@ -434,7 +436,7 @@ def main(argv=None):
         with open(NOT_RUN) as f:
             not_run = json.load(f)
     text = render(data, not_run, md_dir=os.path.dirname(os.path.abspath(args.output)),
-                  note=args.note)
+                  note=args.note, overhead=overhead_results.load())
     with open(args.output, "w") as f:
         f.write(text + "\n")
     print(f"wrote {args.output}")

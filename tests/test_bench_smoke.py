@@ -193,3 +193,24 @@ def test_model_step_flops_agrees_with_the_mlp_formula():
     sizes = (30, 20, 10, 4)
     model = steps.fastnn_mlp(sizes, "relu")
     assert steps.model_step_flops(model, (16, 30)) == steps.mlp_step_flops(sizes, 16)
+
+
+def test_report_uses_interleaved_overhead_when_given(tmp_path):
+    path = tmp_path / "fake.json"
+    path.write_text(json.dumps(FAKE))
+    overhead = {"mlp 784-100-10 relu b128": {"student": 1e-3, "numpy": 1.1e-3, "ratio": 1.1,
+                                             "blocks": 15, "threads": 2}}
+    text = report.render(results_io.load_json(path), plots_dir=str(tmp_path),
+                         md_dir=str(tmp_path), overhead=overhead)
+    assert ("| 2 | mlp 784-100-10 relu b128: numpy backend ≤ 1.3x the student NumPy loop "
+            "(interleaved) | numpy | 1.10x | **pass** |") in text
+    assert "bench/overhead.py" in text
+
+
+def test_interleaved_ratio_alternates_and_takes_the_median():
+    from bench import overhead
+    calls = []
+    first, second = (lambda: calls.append("a")), (lambda: calls.append("b"))
+    s, n, ratio = overhead.interleaved_ratio(first, second, blocks=3, block_time=0.0)
+    assert s > 0 and n > 0 and ratio > 0
+    assert "ab" in "".join(calls) and "ba" in "".join(calls)
