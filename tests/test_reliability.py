@@ -19,6 +19,25 @@ def _data(seed=0, n=512, features=64, classes=10):
     return x, y
 
 
+def run_steps(model, loss_fn, opt, x, y, batch, count):
+    """`count` training steps over (x, y) in consecutive batches, wrapping around."""
+    for step in range(count):
+        s = (step * batch) % len(x)
+        loss_fn.forward(model(x[s:s + batch]), y[s:s + batch])
+        opt.zero_grad()
+        model.backward(loss_fn.backward())
+        opt.step()
+
+
+def growth_mb(model, loss_fn, opt, x, y, batch, warmup, count):
+    """Resident memory growth over `count` steps after `warmup` steps (compilation,
+    buffers, allocator pools)."""
+    run_steps(model, loss_fn, opt, x, y, batch, warmup)
+    before = _rss_mb()
+    run_steps(model, loss_fn, opt, x, y, batch, count)
+    return _rss_mb() - before
+
+
 def train_mlp(backend, steps=40, seed=0, batch=64, batchnorm=True, dropout=0.1):
     """Train a small MLP (BatchNorm and dropout included) and return its final parameters."""
     with fastnn.use_backend(backend):
@@ -28,12 +47,7 @@ def train_mlp(backend, steps=40, seed=0, batch=64, batchnorm=True, dropout=0.1):
                     dropout=dropout)
         loss_fn = nn.CrossEntropyLoss()
         opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
-        for step in range(steps):
-            s = (step * batch) % len(x)
-            loss_fn.forward(model(x[s:s + batch]), y[s:s + batch])
-            opt.zero_grad()
-            model.backward(loss_fn.backward())
-            opt.step()
+        run_steps(model, loss_fn, opt, x, y, batch, steps)
         return [p.data.copy() for p in model.parameters()]
 
 
@@ -137,19 +151,7 @@ def test_mlp_training_does_not_grow_memory(name, one_thread):
         model = MLP(784, [100], 10, batchnorm=True, dropout=0.1)
         loss_fn = nn.CrossEntropyLoss()
         opt = optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-
-        def steps(count):
-            for step in range(count):
-                s = (step * 64) % len(x)
-                loss_fn.forward(model(x[s:s + 64]), y[s:s + 64])
-                opt.zero_grad()
-                model.backward(loss_fn.backward())
-                opt.step()
-
-        steps(200)  # warm-up: compilation, buffers, allocator pools
-        before = _rss_mb()
-        steps(2000)
-        grown = _rss_mb() - before
+        grown = growth_mb(model, loss_fn, opt, x, y, batch=64, warmup=200, count=2000)
     assert grown < 25, f"{name}: resident memory grew by {grown:.1f} MB over 2000 steps"
 
 
@@ -166,17 +168,5 @@ def test_cnn_training_does_not_grow_memory(name, one_thread):
         model = models.SmallCNN()
         loss_fn = nn.CrossEntropyLoss()
         opt = optim.Adam(model.parameters(), lr=1e-3)
-
-        def steps(count):
-            for step in range(count):
-                s = (step * 8) % len(x)
-                loss_fn.forward(model(x[s:s + 8]), y[s:s + 8])
-                opt.zero_grad()
-                model.backward(loss_fn.backward())
-                opt.step()
-
-        steps(20)
-        before = _rss_mb()
-        steps(200)
-        grown = _rss_mb() - before
+        grown = growth_mb(model, loss_fn, opt, x, y, batch=8, warmup=20, count=200)
     assert grown < 25, f"{name}: resident memory grew by {grown:.1f} MB over 200 CNN steps"
