@@ -28,3 +28,11 @@ def add_common_arguments(parser, default_out):
     parser.add_argument("--out", default=default_out, help="PNG output path")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+
+def apply_runtime(args):
+    """Use the backend and seed the command line asked for."""
+    import fastnn
+    if args.backend:
+        fastnn.set_backend(args.backend)
+    fastnn.manual_seed(args.seed)

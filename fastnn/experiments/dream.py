@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..visualize import visualize_class
-from .common import progress, write_metrics
+from .common import apply_runtime, progress, write_metrics
 
 
 def save_image(image, path, title=None):
@@ -46,8 +46,7 @@ def add_arguments(parser):
 
 def run(args):
     import fastnn
-    if args.backend:
-        fastnn.set_backend(args.backend)
+    apply_runtime(args)
     model = fastnn.load(args.checkpoint)
     scales = tuple(int(s) for s in str(args.scales).split(",") if s)
     bar = progress(args.steps, f"class {args.target_class}", not args.no_progress)

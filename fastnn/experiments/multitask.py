@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import data, nn, optim
 from ..models.multitask import MultiTaskLoss, MultiTaskNet
-from .common import add_common_arguments, progress, write_metrics
+from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
 
 def downsample(images):
@@ -109,9 +109,7 @@ def add_arguments(parser):
 
 def run(args):
     import fastnn
-    if args.backend:
-        fastnn.set_backend(args.backend)
-    fastnn.manual_seed(args.seed)
+    apply_runtime(args)
     rng = np.random.default_rng(args.seed)
     (x, y_a, y_b), (x_test, y_a_test, y_b_test) = load_multitask(args.dataset)
     num_classes = int(y_b.max()) + 1

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import optim
 from ..models.vae import VAE
-from .common import add_common_arguments, progress, write_metrics
+from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
 
 def make_ring(n, rng, radius=2.0, noise=0.1):
@@ -81,9 +81,7 @@ def add_arguments(parser):
 
 def run(args):
     import fastnn
-    if args.backend:
-        fastnn.set_backend(args.backend)
-    fastnn.manual_seed(args.seed)
+    apply_runtime(args)
     rng = np.random.default_rng(args.seed)
     make = DISTRIBUTIONS[args.distribution]
     x, x_test = make(args.n_train, rng), make(args.n_test, rng)
