@@ -25,8 +25,10 @@ direct against 1.4 ms for this im2col + GEMM), so there is one code path. im2col
 """
 import numpy as np
 
-from cython.parallel cimport prange
-from libc.stdlib cimport malloc, free
+from fastnn.kernels import blas_threads
+
+from cython.parallel cimport prange, threadid
+from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 from scipy.linalg.cython_blas cimport sgemm, dgemm
@@ -36,11 +38,11 @@ from _common cimport floating, row_sum, threads_for
 cdef extern from "math.h" nogil:
     double INFINITY
 
-# Bytes of patch matrix per chunk of samples.
+# Most bytes of patch matrix per thread (one group of samples).
 cdef Py_ssize_t COL_BYTES = 4 << 20
-# From this many output positions per sample up, the GEMMs run per sample straight
-# into/out of the NCHW arrays (no copy to and from a channel-major buffer).
-cdef Py_ssize_t PER_SAMPLE_MIN_P = 64
+# Samples are grouped until a group's GEMMs have this many columns; groups of one
+# sample (P >= GROUP_MIN_COLS) run their GEMMs straight into/out of the NCHW arrays.
+cdef Py_ssize_t GROUP_MIN_COLS = 128
 
 
 cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
@@ -83,26 +85,25 @@ cdef void _im2col(const floating* x, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize_t 
                   Py_ssize_t w_in, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
                   Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ho, Py_ssize_t wo,
                   floating* col) noexcept nogil:
-    """x: (nb, C, H, W) IN, the chunk's samples; col: (C * kh * kw, nb * ho * wo) OUT."""
+    """x: (nb, C, H, W) IN, one group's samples; col: (C * kh * kw, nb * ho * wo) OUT.
+    Serial: the calling thread owns the group."""
     cdef Py_ssize_t rows = c_in * kh * kw, p = ho * wo, L = nb * ho * wo
-    cdef Py_ssize_t t, r, b, c, i, j, lo, hi, oh, ow, h
+    cdef Py_ssize_t r, b, c, i, j, lo, hi, oh, ow, h
     cdef floating* dst
     cdef const floating* src
-    for t in prange(rows * nb, schedule="static", num_threads=threads_for(rows * L)):
-        r = t // nb
-        b = t - r * nb
+    for r in range(rows):
         c = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
         lo = _first_inside(wo, sw, pw, j)
         hi = _end_inside(lo, wo, sw, pw, j, w_in)
-        for oh in range(ho):
-            h = oh * sh - ph + i
-            dst = col + r * L + b * p + oh * wo
-            if h < 0 or h >= h_in:
-                for ow in range(wo):
-                    dst[ow] = 0
-            else:
+        for b in range(nb):
+            for oh in range(ho):
+                h = oh * sh - ph + i
+                dst = col + r * L + b * p + oh * wo
+                if h < 0 or h >= h_in:
+                    memset(dst, 0, wo * sizeof(floating))
+                    continue
                 src = x + ((b * c_in + c) * h_in + h) * w_in - pw + j
                 for ow in range(lo):
                     dst[ow] = 0
@@ -119,14 +120,14 @@ cdef void _col2im(const floating* dcol, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize
                   Py_ssize_t w_in, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
                   Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ho, Py_ssize_t wo,
                   floating* grad_in) noexcept nogil:
-    """dcol: (C * kh * kw, nb * ho * wo) IN; grad_in: (nb, C, H, W) OUT (overwritten)."""
+    """dcol: (C * kh * kw, nb * ho * wo) IN; grad_in: (nb, C, H, W) OUT (overwritten).
+    Serial: the calling thread owns the group."""
     cdef Py_ssize_t p = ho * wo, L = nb * ho * wo
     cdef Py_ssize_t t, b, c, i, j, r, lo, hi, oh, ow, h
     cdef floating* plane
     cdef floating* dst
     cdef const floating* src
-    for t in prange(nb * c_in, schedule="static",
-                    num_threads=threads_for(c_in * kh * kw * L)):
+    for t in range(nb * c_in):
         b = t // c_in
         c = t - b * c_in
         plane = grad_in + t * h_in * w_in
@@ -151,69 +152,131 @@ cdef void _col2im(const floating* dcol, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize
 
 
 # ------------------------------------------------------------------------ conv bodies
-cdef inline Py_ssize_t _chunk(Py_ssize_t n, Py_ssize_t k, Py_ssize_t p,
+cdef inline Py_ssize_t _group(Py_ssize_t n, Py_ssize_t k, Py_ssize_t p,
                               Py_ssize_t itemsize) noexcept nogil:
+    """Samples per group: enough for GROUP_MIN_COLS GEMM columns, within COL_BYTES."""
+    cdef Py_ssize_t nb = (GROUP_MIN_COLS + p - 1) // p if p > 0 else n
     cdef Py_ssize_t per_sample = k * p * itemsize
-    cdef Py_ssize_t nb = COL_BYTES // per_sample if per_sample > 0 else n
-    if nb < 1:
-        nb = 1
-    return nb if nb < n else n
+    if per_sample > 0 and nb * per_sample > COL_BYTES:
+        nb = COL_BYTES // per_sample
+    if nb > n:
+        nb = n
+    return nb if nb > 1 else 1
+
+
+def _plan_threads(Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t c_out, Py_ssize_t kh,
+                  Py_ssize_t kw, Py_ssize_t p, Py_ssize_t itemsize):
+    """Threads the conv kernels split the batch over: one per group at most, one for
+    work too small for a parallel region."""
+    cdef Py_ssize_t k = c_in * kh * kw
+    cdef Py_ssize_t nb = _group(n, k, p, itemsize)
+    cdef Py_ssize_t groups = (n + nb - 1) // nb
+    cdef int t = threads_for(n * p * (k if k > c_out else c_out))
+    return int(t if t < groups else max(groups, 1))
+
+
+cdef void _forward_group(const floating* x, const floating* w, const floating* bias,
+                         Py_ssize_t m, Py_ssize_t c_in, Py_ssize_t h_in, Py_ssize_t w_in,
+                         Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                         Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ho,
+                         Py_ssize_t wo, floating* col, floating* yc,
+                         floating* y) noexcept nogil:
+    """m samples. x: (m, C_in, H, W) IN; w: (C_out, K) IN; bias: (C_out,) IN;
+    y: (m, C_out, H_out, W_out) OUT; col: (K, m * P), yc: (C_out, m * P) scratch."""
+    cdef Py_ssize_t p = ho * wo, k = c_in * kh * kw, L = m * p
+    cdef Py_ssize_t b, co, q
+    cdef floating add
+    cdef floating* dst
+    _im2col(x, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col)
+    if m == 1:
+        # y (C_out, P) = bias + W (C_out, K) @ col (K, P), straight into NCHW
+        for co in range(c_out):
+            add = bias[co]
+            for q in range(p):
+                y[co * p + q] = add
+        gemm(c"N", c"N", <int>p, <int>c_out, <int>k, 1, col, <int>p, w, <int>k, 1, y,
+             <int>p)
+        return
+    # yc (C_out, L) = W @ col, then to NCHW with the bias
+    gemm(c"N", c"N", <int>L, <int>c_out, <int>k, 1, col, <int>L, w, <int>k, 0, yc, <int>L)
+    for b in range(m):
+        for co in range(c_out):
+            add = bias[co]
+            dst = y + (b * c_out + co) * p
+            for q in range(p):
+                dst[q] = yc[co * L + b * p + q] + add
+
+
+cdef void _backward_group(const floating* grad_out, const floating* x, const floating* w,
+                          Py_ssize_t m, Py_ssize_t c_in, Py_ssize_t h_in, Py_ssize_t w_in,
+                          Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
+                          Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ho,
+                          Py_ssize_t wo, floating* col, floating* g, floating* gw,
+                          floating* grad_in) noexcept nogil:
+    """m samples. grad_out: (m, C_out, P) IN; x: (m, C_in, H, W) IN; w: (C_out, K) IN;
+    gw: (C_out, K) IN/OUT (+=) or NULL; grad_in: (m, C_in, H, W) OUT or NULL;
+    col: (K, m * P), g: (C_out, m * P) scratch (g unused when m == 1)."""
+    cdef Py_ssize_t p = ho * wo, k = c_in * kh * kw, L = m * p
+    cdef Py_ssize_t b, co, q
+    cdef const floating* gsrc = grad_out
+    cdef const floating* src
+    if m > 1:  # channel-major copy of the group's output gradient
+        for b in range(m):
+            for co in range(c_out):
+                src = grad_out + (b * c_out + co) * p
+                for q in range(p):
+                    g[co * L + b * p + q] = src[q]
+        gsrc = g
+    if gw != NULL:
+        # gw (C_out, K) += g (C_out, L) @ col.T
+        _im2col(x, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col)
+        gemm(c"T", c"N", <int>k, <int>c_out, <int>L, 1, col, <int>L, gsrc, <int>L, 1, gw,
+             <int>k)
+    if grad_in != NULL:
+        # dcol (K, L) = W.T (K, C_out) @ g (C_out, L), into col's buffer, then col2im
+        gemm(c"N", c"T", <int>L, <int>k, <int>c_out, 1, gsrc, <int>L, w, <int>k, 0, col,
+             <int>L)
+        _col2im(col, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad_in)
 
 
 def _forward(const floating[:, :, :, ::1] x,            # IN  (N, C_in, H, W)
              const floating[:, :, :, ::1] weight,       # IN  (C_out, C_in, kH, kW)
              const floating[::1] bias,                  # IN  (C_out,)
              Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
-             floating[:, :, :, ::1] y):                 # OUT (N, C_out, H_out, W_out)
+             floating[:, :, :, ::1] y,                  # OUT (N, C_out, H_out, W_out)
+             int nthreads):
     cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t c_out = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], p = ho * wo, k = c_in * kh * kw
-    cdef Py_ssize_t nb = _chunk(n, k, p, sizeof(floating))
-    cdef Py_ssize_t n0, m, L, t, b, co, q
+    cdef Py_ssize_t nb = _group(n, k, p, sizeof(floating))
+    cdef Py_ssize_t groups = (n + nb - 1) // nb
+    cdef Py_ssize_t col_size = k * nb * p, yc_size = c_out * nb * p if nb > 1 else 0
+    cdef Py_ssize_t gi, n0, m
+    cdef int tid
     cdef floating* col
-    cdef floating* yc
-    cdef floating* dst
-    cdef floating add
-    cdef bint per_sample = p >= PER_SAMPLE_MIN_P
+    cdef floating* yc = NULL
     if n == 0 or c_out == 0 or p == 0:
         return
+    if nthreads > groups:
+        nthreads = <int>groups
+    if nthreads < 1:
+        nthreads = 1
     with nogil:
-        col = <floating*>malloc(k * nb * p * sizeof(floating))
-        yc = NULL if per_sample else <floating*>malloc(c_out * nb * p * sizeof(floating))
-        if col == NULL or (yc == NULL and not per_sample):
+        col = <floating*>malloc(nthreads * col_size * sizeof(floating))
+        if yc_size:
+            yc = <floating*>malloc(nthreads * yc_size * sizeof(floating))
+        if col == NULL or (yc == NULL and yc_size):
             free(col)
             free(yc)
             with gil:
                 raise MemoryError("conv2d_forward: cannot allocate the im2col buffer")
-        n0 = 0
-        while n0 < n:
+        for gi in prange(groups, schedule="static", num_threads=nthreads):
+            tid = threadid()
+            n0 = gi * nb
             m = nb if n0 + nb <= n else n - n0
-            L = m * p
-            _im2col(&x[n0, 0, 0, 0], m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo,
-                    col)
-            if per_sample:
-                for b in range(m):
-                    # y[n] (C_out, P) = bias + W (C_out, K) @ col[:, b * P:(b + 1) * P]
-                    dst = &y[n0 + b, 0, 0, 0]
-                    for co in range(c_out):
-                        add = bias[co]
-                        for q in range(p):
-                            dst[co * p + q] = add
-                    gemm(c"N", c"N", <int>p, <int>c_out, <int>k, 1, col + b * p, <int>L,
-                         &weight[0, 0, 0, 0], <int>k, 1, dst, <int>p)
-            else:
-                # yc (C_out, L) = W (C_out, K) @ col (K, L), then to NCHW with the bias
-                gemm(c"N", c"N", <int>L, <int>c_out, <int>k, 1, col, <int>L,
-                     &weight[0, 0, 0, 0], <int>k, 0, yc, <int>L)
-                for t in prange(m * c_out, schedule="static",
-                                num_threads=threads_for(c_out * L)):
-                    b = t // c_out
-                    co = t - b * c_out
-                    add = bias[co]
-                    dst = &y[n0 + b, co, 0, 0]
-                    for q in range(p):
-                        dst[q] = yc[co * L + b * p + q] + add
-            n0 = n0 + m
+            _forward_group(&x[n0, 0, 0, 0], &weight[0, 0, 0, 0], &bias[0], m, c_in, h_in,
+                           w_in, c_out, kh, kw, sh, sw, ph, pw, ho, wo,
+                           col + tid * col_size, yc + tid * yc_size, &y[n0, 0, 0, 0])
         free(col)
         free(yc)
 
@@ -224,22 +287,28 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
               Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
               floating[:, :, :, ::1] grad_weight,        # IN/OUT like weight, or None
               floating[::1] grad_bias,                   # IN/OUT (C_out,), or None
-              floating[:, :, :, ::1] grad_in):           # OUT (N, C_in, H, W), or None
+              floating[:, :, :, ::1] grad_in,            # OUT (N, C_in, H, W), or None
+              int nthreads):
     cdef Py_ssize_t n = x.shape[0], c_in = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t c_out = weight.shape[0], kh = weight.shape[2], kw = weight.shape[3]
     cdef Py_ssize_t ho = grad_out.shape[2], wo = grad_out.shape[3]
     cdef Py_ssize_t p = ho * wo, k = c_in * kh * kw
-    cdef Py_ssize_t nb = _chunk(n, k, p, sizeof(floating))
+    cdef Py_ssize_t nb = _group(n, k, p, sizeof(floating))
+    cdef Py_ssize_t groups = (n + nb - 1) // nb
+    cdef Py_ssize_t col_size = k * nb * p, g_size = c_out * nb * p if nb > 1 else 0
+    cdef Py_ssize_t part_size = c_out * k
     cdef bint want_w = grad_weight is not None, want_b = grad_bias is not None
     cdef bint want_in = grad_in is not None
-    cdef Py_ssize_t n0, m, L, t, b, co, q
+    cdef Py_ssize_t gi, n0, m, co, b, e
+    cdef int tid, t
     cdef floating* col = NULL
     cdef floating* g = NULL
-    cdef floating* dcol = NULL
+    cdef floating* parts = NULL
     cdef floating* gw = NULL
-    cdef const floating* src
+    cdef floating* gw_t
+    cdef floating* gin_t
+    cdef floating acc_w
     cdef double acc
-    cdef bint per_sample = p >= PER_SAMPLE_MIN_P
     if want_b:
         for co in prange(c_out, nogil=True, schedule="static",
                          num_threads=threads_for(n * c_out * p)):
@@ -249,64 +318,47 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
             grad_bias[co] += <floating>acc
     if not (want_w or want_in) or n == 0 or p == 0:
         return
+    if nthreads > groups:
+        nthreads = <int>groups
+    if nthreads < 1:
+        nthreads = 1
     if want_w:
         gw = &grad_weight[0, 0, 0, 0]
     with nogil:
-        if not per_sample:
-            g = <floating*>malloc(c_out * nb * p * sizeof(floating))
-        if want_w:
-            col = <floating*>malloc(k * nb * p * sizeof(floating))
-        if want_in:
-            dcol = <floating*>malloc(k * nb * p * sizeof(floating))
-        if ((g == NULL and not per_sample) or (want_w and col == NULL)
-                or (want_in and dcol == NULL)):
-            free(g)
+        col = <floating*>malloc(nthreads * col_size * sizeof(floating))
+        if g_size:
+            g = <floating*>malloc(nthreads * g_size * sizeof(floating))
+        if want_w and nthreads > 1:
+            # thread 0 accumulates into grad_weight, the others into their own partials
+            parts = <floating*>calloc((nthreads - 1) * part_size, sizeof(floating))
+        if (col == NULL or (g == NULL and g_size)
+                or (parts == NULL and want_w and nthreads > 1)):
             free(col)
-            free(dcol)
+            free(g)
+            free(parts)
             with gil:
                 raise MemoryError("conv2d_backward: cannot allocate the im2col buffers")
-        n0 = 0
-        while n0 < n:
+        for gi in prange(groups, schedule="static", num_threads=nthreads):
+            tid = threadid()
+            n0 = gi * nb
             m = nb if n0 + nb <= n else n - n0
-            L = m * p
+            gw_t = NULL
             if want_w:
-                _im2col(&x[n0, 0, 0, 0], m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo,
-                        col)
-            if per_sample:
-                for b in range(m):
-                    src = &grad_out[n0 + b, 0, 0, 0]
-                    if want_w:
-                        # grad_weight (C_out, K) += g[n] (C_out, P) @ col[:, b block].T
-                        gemm(c"T", c"N", <int>k, <int>c_out, <int>p, 1, col + b * p, <int>L,
-                             src, <int>p, 1, gw, <int>k)
-                    if want_in:
-                        # dcol[:, b block] (K, P) = W.T (K, C_out) @ g[n] (C_out, P)
-                        gemm(c"N", c"T", <int>p, <int>k, <int>c_out, 1, src, <int>p,
-                             &weight[0, 0, 0, 0], <int>k, 0, dcol + b * p, <int>L)
-            else:
-                # g (C_out, L): the chunk's output gradient, channel-major
-                for t in prange(m * c_out, schedule="static",
-                                num_threads=threads_for(c_out * L)):
-                    b = t // c_out
-                    co = t - b * c_out
-                    src = &grad_out[n0 + b, co, 0, 0]
-                    for q in range(p):
-                        g[co * L + b * p + q] = src[q]
-                if want_w:
-                    # grad_weight (C_out, K) += g (C_out, L) @ col.T
-                    gemm(c"T", c"N", <int>k, <int>c_out, <int>L, 1, col, <int>L, g, <int>L,
-                         1, gw, <int>k)
-                if want_in:
-                    # dcol (K, L) = W.T (K, C_out) @ g (C_out, L)
-                    gemm(c"N", c"T", <int>L, <int>k, <int>c_out, 1, g, <int>L,
-                         &weight[0, 0, 0, 0], <int>k, 0, dcol, <int>L)
-            if want_in:
-                _col2im(dcol, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo,
-                        &grad_in[n0, 0, 0, 0])
-            n0 = n0 + m
-        free(g)
+                gw_t = gw if tid == 0 else parts + (tid - 1) * part_size
+            gin_t = &grad_in[n0, 0, 0, 0] if want_in else NULL
+            _backward_group(&grad_out[n0, 0, 0, 0], &x[n0, 0, 0, 0], &weight[0, 0, 0, 0], m,
+                            c_in, h_in, w_in, c_out, kh, kw, sh, sw, ph, pw, ho, wo,
+                            col + tid * col_size, g + tid * g_size, gw_t, gin_t)
+        if parts != NULL:  # merge the partials in thread order
+            for e in prange(part_size, schedule="static",
+                            num_threads=threads_for(nthreads * part_size)):
+                acc_w = gw[e]
+                for t in range(nthreads - 1):
+                    acc_w = acc_w + parts[t * part_size + e]
+                gw[e] = acc_w
         free(col)
-        free(dcol)
+        free(g)
+        free(parts)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -427,6 +479,15 @@ def _pool_out_shape(shape, kernel_size, stride, padding):
             _out_size(w, kernel_size[1], stride[1], padding[1]))
 
 
+def _threads(xshape, wshape, p, itemsize):
+    """Threads for a conv kernel: the batch split over our threads, each calling BLAS
+    on one thread; 1 (BLAS keeps its own threads) when SciPy's BLAS thread count
+    cannot be set."""
+    if not blas_threads.available():
+        return 1
+    return _plan_threads(xshape[0], xshape[1], wshape[0], wshape[2], wshape[3], p, itemsize)
+
+
 def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
     """2-D cross-correlation, zero padding.
 
@@ -440,7 +501,12 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
                         _out_size(w, kw, stride[1], padding[1])), dtype=x.dtype)
     if bias is None:
         bias = np.zeros(c_out, dtype=x.dtype)
-    _forward(x, weight, bias, stride[0], stride[1], padding[0], padding[1], out)
+    t = _threads(x.shape, weight.shape, out.shape[2] * out.shape[3], x.itemsize)
+    if t > 1:
+        with blas_threads.serial_blas():
+            _forward(x, weight, bias, stride[0], stride[1], padding[0], padding[1], out, t)
+    else:
+        _forward(x, weight, bias, stride[0], stride[1], padding[0], padding[1], out, 1)
     return out
 
 
@@ -454,8 +520,14 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     """
     if need_grad_in and grad_in is None:
         grad_in = np.empty(x.shape, dtype=x.dtype)
-    _backward(grad_out, x, weight, stride[0], stride[1], padding[0], padding[1],
-              grad_weight, grad_bias, grad_in if need_grad_in else None)
+    t = _threads(x.shape, weight.shape, grad_out.shape[2] * grad_out.shape[3], x.itemsize)
+    args = (grad_out, x, weight, stride[0], stride[1], padding[0], padding[1], grad_weight,
+            grad_bias, grad_in if need_grad_in else None)
+    if t > 1:
+        with blas_threads.serial_blas():
+            _backward(*args, t)
+    else:
+        _backward(*args, 1)
     return grad_in if need_grad_in else None
 
 
