@@ -35,6 +35,10 @@ from scipy.linalg.cython_blas cimport sgemm, dgemm
 
 from _common cimport floating, row_sum, threads_for
 
+cdef extern from "_conv_rows.h" nogil:
+    void fnn_add_row_f(float* dst, const float* src, Py_ssize_t n)
+    void fnn_add_row_d(double* dst, const double* src, Py_ssize_t n)
+
 cdef extern from "math.h" nogil:
     double INFINITY
 
@@ -81,14 +85,27 @@ cdef inline Py_ssize_t _end_inside(Py_ssize_t lo, Py_ssize_t wo, Py_ssize_t sw, 
 
 
 # ---------------------------------------------------------------------- im2col/col2im
+cdef inline void _add_row(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
+    """dst[:n] += src[:n]; the two never overlap."""
+    if floating is float:
+        fnn_add_row_f(dst, src, n)
+    else:
+        fnn_add_row_d(dst, src, n)
+
+
 cdef void _im2col(const floating* x, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize_t h_in,
                   Py_ssize_t w_in, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
                   Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ho, Py_ssize_t wo,
                   floating* col) noexcept nogil:
     """x: (nb, C, H, W) IN, one group's samples; col: (C * kh * kw, nb * ho * wo) OUT.
-    Serial: the calling thread owns the group."""
+    Serial: the calling thread owns the group.
+
+    With stride 1 and W_out == W (same padding) a patch row is the image plane shifted
+    by (i - ph, j - pw): one copy of the whole valid span, then the few edge columns
+    the shift wrapped around are zeroed. Otherwise row by row."""
     cdef Py_ssize_t rows = c_in * kh * kw, p = ho * wo, L = nb * ho * wo
-    cdef Py_ssize_t r, b, c, i, j, lo, hi, oh, ow, h
+    cdef Py_ssize_t r, b, c, i, j, lo, hi, oh, ow, h, oh_lo, oh_hi, d0, d1, shift
+    cdef bint flat = sh == 1 and sw == 1 and wo == w_in
     cdef floating* dst
     cdef const floating* src
     for r in range(rows):
@@ -97,6 +114,27 @@ cdef void _im2col(const floating* x, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize_t 
         j = r % kw
         lo = _first_inside(wo, sw, pw, j)
         hi = _end_inside(lo, wo, sw, pw, j, w_in)
+        if flat:
+            oh_lo = ph - i if ph > i else 0
+            oh_hi = h_in + ph - i if h_in + ph - i < ho else ho
+            shift = (i - ph) * w_in + (j - pw)
+            for b in range(nb):
+                dst = col + r * L + b * p
+                if oh_lo >= oh_hi or lo >= hi:
+                    memset(dst, 0, p * sizeof(floating))
+                    continue
+                d0 = oh_lo * wo + lo
+                d1 = (oh_hi - 1) * wo + hi
+                memset(dst, 0, d0 * sizeof(floating))
+                memcpy(dst + d0, x + (b * c_in + c) * h_in * w_in + d0 + shift,
+                       (d1 - d0) * sizeof(floating))
+                memset(dst + d1, 0, (p - d1) * sizeof(floating))
+                for oh in range(oh_lo, oh_hi):
+                    for ow in range(lo):
+                        dst[oh * wo + ow] = 0
+                    for ow in range(hi, wo):
+                        dst[oh * wo + ow] = 0
+            continue
         for b in range(nb):
             for oh in range(ho):
                 h = oh * sh - ph + i
@@ -143,9 +181,8 @@ cdef void _col2im(const floating* dcol, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize
                         continue
                     src = dcol + r * L + b * p + oh * wo
                     dst = plane + h * w_in - pw + j
-                    if sw == 1:  # unit stride lets the compiler vectorise the adds
-                        for ow in range(lo, hi):
-                            dst[ow] += src[ow]
+                    if sw == 1:  # unit stride: a vectorised row add (restrict pointers)
+                        _add_row(dst + lo, src + lo, hi - lo)
                     else:
                         for ow in range(lo, hi):
                             dst[ow * sw] += src[ow]

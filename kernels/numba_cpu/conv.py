@@ -31,13 +31,17 @@ import threading
 import numpy as np
 from numba import prange
 
-from .config import kernel
+from .. import blas_threads
+from .config import PARALLEL_MIN, kernel, serial_kernel, sync_threads
 
 __all__ = ["conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
            "avg_pool2d_forward", "avg_pool2d_backward"]
 
-# Bytes of patch matrix per chunk of samples.
+# Most bytes of patch matrix per thread (one group of samples).
 _COL_BYTES = 4 << 20
+# Samples are grouped until a group's GEMMs have this many columns; groups of one
+# sample (P >= _GROUP_MIN_COLS) run their GEMMs straight into/out of the NCHW arrays.
+_GROUP_MIN_COLS = 128
 
 _scratch = threading.local()
 
@@ -57,22 +61,40 @@ def _out_size(size, kernel_size, stride, padding):
     return (size + 2 * padding - kernel_size) // stride + 1
 
 
-def _chunk(n, patch_rows, positions, itemsize):
-    per_sample = patch_rows * positions * itemsize
-    return int(max(1, min(n, _COL_BYTES // max(per_sample, 1))))
+def _group(n, k, p, itemsize):
+    """Samples per group: enough for _GROUP_MIN_COLS GEMM columns, within _COL_BYTES."""
+    nb = -(-_GROUP_MIN_COLS // p) if p > 0 else n
+    per_sample = k * p * itemsize
+    if per_sample > 0 and nb * per_sample > _COL_BYTES:
+        nb = _COL_BYTES // per_sample
+    return int(max(1, min(nb, n)))
+
+
+def _plan(n, k, c_out, p, itemsize):
+    """(samples per group, threads): the batch is split over at most one thread per
+    group, and runs on one thread when the work is too small for a parallel region or
+    when SciPy's BLAS thread count cannot be set (BLAS then keeps its own threads)."""
+    nb = _group(n, k, p, itemsize)
+    groups = -(-n // nb)
+    threads = sync_threads()
+    if n * p * max(k, c_out) < PARALLEL_MIN or not blas_threads.available():
+        threads = 1
+    return nb, max(1, min(threads, groups))
 
 
 # --------------------------------------------------------------------- conv kernels
-@kernel
+@serial_kernel
 def _im2col(x, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col):  # pragma: no cover
-    """x: (N * C * H * W,) IN, flat NCHW; col: (C * kh * kw * nb * ho * wo,) OUT, the flat
-    (C * kh * kw, nb * ho * wo) patch matrix of samples n0 .. n0 + nb."""
+    """x: (N * C * H * W,) IN, flat NCHW; col: (C * kh * kw, nb * ho * wo) OUT, the patch
+    matrix of samples n0 .. n0 + nb. Serial: the calling thread owns the group.
+
+    With stride 1 and W_out == W (same padding) a patch row is the image plane shifted
+    by (i - ph, j - pw): one copy of the whole valid span, then the few edge columns
+    the shift wrapped around are zeroed. Otherwise row by row."""
     rows = c_in * kh * kw
     p = ho * wo
-    L = nb * p
-    for t in prange(rows * nb):
-        r = t // nb
-        b = t - r * nb
+    flat = sh == 1 and sw == 1 and wo == w_in
+    for r in range(rows):
         c = r // (kh * kw)
         i = (r // kw) % kh
         j = r % kw
@@ -83,35 +105,54 @@ def _im2col(x, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col):  
         hi = wo
         while hi > lo and (hi - 1) * sw - pw + j >= w_in:
             hi -= 1
-        plane = ((n0 + b) * c_in + c) * h_in * w_in
-        for oh in range(ho):
-            h = oh * sh - ph + i
-            d = r * L + b * p + oh * wo
-            if h < 0 or h >= h_in:
-                col[d:d + wo] = 0
-            else:
-                src = plane + h * w_in - pw + j
-                col[d:d + lo] = 0
-                if sw == 1:  # contiguous source: a slice copy
-                    col[d + lo:d + hi] = x[src + lo:src + hi]
+        row = col[r]
+        if flat:
+            oh_lo = max(ph - i, 0)
+            oh_hi = min(h_in + ph - i, ho)
+            shift = (i - ph) * w_in + (j - pw)
+            for b in range(nb):
+                d = b * p
+                if oh_lo >= oh_hi or lo >= hi:
+                    row[d:d + p] = 0
+                    continue
+                d0 = oh_lo * wo + lo
+                d1 = (oh_hi - 1) * wo + hi
+                base = ((n0 + b) * c_in + c) * h_in * w_in + shift
+                row[d:d + d0] = 0
+                row[d + d0:d + d1] = x[base + d0:base + d1]
+                row[d + d1:d + p] = 0
+                for oh in range(oh_lo, oh_hi):
+                    row[d + oh * wo:d + oh * wo + lo] = 0
+                    row[d + oh * wo + hi:d + (oh + 1) * wo] = 0
+            continue
+        for b in range(nb):
+            plane = ((n0 + b) * c_in + c) * h_in * w_in
+            for oh in range(ho):
+                h = oh * sh - ph + i
+                d = b * p + oh * wo
+                if h < 0 or h >= h_in:
+                    row[d:d + wo] = 0
                 else:
-                    for ow in range(lo, hi):
-                        col[d + ow] = x[src + ow * sw]
-                col[d + hi:d + wo] = 0
+                    src = plane + h * w_in - pw + j
+                    row[d:d + lo] = 0
+                    if sw == 1:  # contiguous source: a slice copy
+                        row[d + lo:d + hi] = x[src + lo:src + hi]
+                    else:
+                        for ow in range(lo, hi):
+                            row[d + ow] = x[src + ow * sw]
+                    row[d + hi:d + wo] = 0
 
 
-@kernel
+@serial_kernel
 def _col2im(dcol, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad_in):  # pragma: no cover
-    """dcol: flat (C * kh * kw, nb * ho * wo) IN; grad_in: flat (N * C * H * W,) OUT, planes
-    of samples n0 .. n0 + nb overwritten."""
+    """dcol: (C * kh * kw, nb * ho * wo) IN; grad_in: flat (N * C * H * W,) OUT, planes
+    of samples n0 .. n0 + nb overwritten. Serial: the calling thread owns the group."""
     p = ho * wo
-    L = nb * p
-    for t in prange(nb * c_in):
+    for t in range(nb * c_in):
         b = t // c_in
         c = t - b * c_in
         plane = ((n0 + b) * c_in + c) * h_in * w_in
-        for q in range(h_in * w_in):
-            grad_in[plane + q] = 0
+        grad_in[plane:plane + h_in * w_in] = 0
         for i in range(kh):
             for j in range(kw):
                 r = (c * kh + i) * kw + j
@@ -125,43 +166,111 @@ def _col2im(dcol, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad
                     h = oh * sh - ph + i
                     if h < 0 or h >= h_in:
                         continue
-                    src = r * L + b * p + oh * wo
+                    src = b * p + oh * wo
                     dst = plane + h * w_in - pw + j
                     if sw == 1:  # views indexed from 0: no negative-index checks
                         out_row = grad_in[dst + lo:dst + hi]
-                        in_row = dcol[src + lo:src + hi]
+                        in_row = dcol[r, src + lo:src + hi]
                         for q in range(hi - lo):
                             out_row[q] += in_row[q]
                     else:
                         for ow in range(lo, hi):
-                            grad_in[dst + ow * sw] += dcol[src + ow]
+                            grad_in[dst + ow * sw] += dcol[r, src + ow]
 
 
 @kernel
-def _scatter_out(yc, bias, n0, y):  # pragma: no cover - compiled
-    """yc: (C_out, nb * P) IN; bias: (C_out,) IN; y: (N, C_out, P) OUT rows n0 .. n0 + nb."""
-    c_out = yc.shape[0]
-    p = y.shape[2]
-    nb = yc.shape[1] // p
-    for t in prange(nb * c_out):
-        b = t // c_out
-        co = t - b * c_out
-        add = bias[co]
-        for q in range(p):
-            y[n0 + b, co, q] = yc[co, b * p + q] + add
+def _forward_groups(x, w_mat, bias, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, cols,
+                    ycs, y):  # pragma: no cover - compiled
+    """x: flat NCHW IN; w_mat: (C_out, K) IN; bias: (C_out,) IN; y: (N, C_out, P) OUT.
+    cols: (T, K * nb * P), ycs: (T, C_out * nb * P) scratch, one row per thread; the
+    groups of nb samples are split over the T threads in order."""
+    n, c_out, p = y.shape
+    k = w_mat.shape[1]
+    ho = (h_in + 2 * ph - kh) // sh + 1
+    wo = (w_in + 2 * pw - kw) // sw + 1
+    nthreads = cols.shape[0]
+    groups = (n + nb - 1) // nb
+    for t in prange(nthreads):
+        for gi in range(t * groups // nthreads, (t + 1) * groups // nthreads):
+            n0 = gi * nb
+            m = min(nb, n - n0)
+            L = m * p
+            col = cols[t, :k * L].reshape(k, L)
+            _im2col(x, n0, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col)
+            if m == 1:  # straight into NCHW
+                yb = y[n0]
+                np.dot(w_mat, col, yb)
+                for co in range(c_out):
+                    add = bias[co]
+                    for q in range(p):
+                        yb[co, q] += add
+            else:  # channel-major, then to NCHW with the bias
+                yc = ycs[t, :c_out * L].reshape(c_out, L)
+                np.dot(w_mat, col, yc)
+                for b in range(m):
+                    for co in range(c_out):
+                        add = bias[co]
+                        for q in range(p):
+                            y[n0 + b, co, q] = yc[co, b * p + q] + add
 
 
 @kernel
-def _gather_grad(grad_out, n0, g):  # pragma: no cover - compiled
-    """grad_out: (N, C_out, P) IN; g: (C_out, nb * P) OUT, samples n0 .. n0 + nb."""
-    c_out = g.shape[0]
-    p = grad_out.shape[2]
-    nb = g.shape[1] // p
-    for t in prange(nb * c_out):
-        b = t // c_out
-        co = t - b * c_out
-        for q in range(p):
-            g[co, b * p + q] = grad_out[n0 + b, co, q]
+def _backward_groups(grad_out, x, w_mat, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw,
+                     want_w, want_in, cols, gs, parts, tmps, grad_in):  # pragma: no cover
+    """grad_out: (N, C_out, P) IN; x: flat NCHW IN; w_mat: (C_out, K) IN.
+    parts: (T, C_out, K) OUT, each thread's weight gradient (when want_w);
+    grad_in: flat NCHW OUT (when want_in). cols: (T, K * nb * P), gs: (T, C_out * nb * P),
+    tmps: (T, C_out, K) scratch."""
+    n, c_out, p = grad_out.shape
+    k = w_mat.shape[1]
+    ho = (h_in + 2 * ph - kh) // sh + 1
+    wo = (w_in + 2 * pw - kw) // sw + 1
+    nthreads = cols.shape[0]
+    groups = (n + nb - 1) // nb
+    for t in prange(nthreads):
+        first = True
+        for gi in range(t * groups // nthreads, (t + 1) * groups // nthreads):
+            n0 = gi * nb
+            m = min(nb, n - n0)
+            L = m * p
+            if m == 1:
+                g = grad_out[n0]
+            else:  # channel-major copy of the group's output gradient
+                g = gs[t, :c_out * L].reshape(c_out, L)
+                for b in range(m):
+                    for co in range(c_out):
+                        for q in range(p):
+                            g[co, b * p + q] = grad_out[n0 + b, co, q]
+            col = cols[t, :k * L].reshape(k, L)
+            if want_w:
+                # parts[t] (C_out, K) += g (C_out, L) @ col.T
+                _im2col(x, n0, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col)
+                if first:
+                    np.dot(g, col.T, parts[t])
+                else:
+                    acc = parts[t]
+                    tmp = tmps[t]
+                    np.dot(g, col.T, tmp)
+                    for co in range(c_out):
+                        for q in range(k):
+                            acc[co, q] += tmp[co, q]
+            first = False
+            if want_in:
+                # dcol (K, L) = W.T @ g, into col's buffer, then col2im
+                np.dot(w_mat.T, g, col)
+                _col2im(col, n0, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad_in)
+
+
+@kernel
+def _add_parts(parts, used, grad_weight):  # pragma: no cover - compiled
+    """grad_weight: (C_out, K) IN/OUT += parts[0] + ... + parts[used - 1], in order."""
+    c_out, k = grad_weight.shape
+    for co in prange(c_out):
+        for q in range(k):
+            acc = grad_weight[co, q]
+            for t in range(used):
+                acc += parts[t, co, q]
+            grad_weight[co, q] = acc
 
 
 @kernel
@@ -189,20 +298,22 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     p, k = ho * wo, c_in * kh * kw
     if out is None:
         out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
-    y = out.reshape(n, c_out, p)
-    w_mat = weight.reshape(c_out, k)
+    if out.size == 0:
+        return out
     bias_arr = bias if bias is not None else _buffer("zero_bias", (c_out,), x.dtype)
     if bias is None:
         bias_arr[:] = 0
-    nb = _chunk(n, k, p, x.itemsize)
-    for n0 in range(0, n, nb):
-        m = min(nb, n - n0)
-        col = _buffer("col", (k, m * p), x.dtype)
-        yc = _buffer("yc", (c_out, m * p), x.dtype)
-        _im2col(col.size, x.reshape(-1), n0, m, c_in, h, w, kh, kw, sh, sw, ph, pw, ho, wo,
-                    col.reshape(-1))
-        np.matmul(w_mat, col, out=yc)
-        _scatter_out(yc.size, yc, bias_arr, n0, y)
+    nb, threads = _plan(n, k, c_out, p, x.itemsize)
+    cols = _buffer("cols", (threads, k * nb * p), x.dtype)
+    ycs = _buffer("ycs", (threads, c_out * nb * p if nb > 1 else 1), x.dtype)
+    args = (x.reshape(-1), weight.reshape(c_out, k), bias_arr, nb, c_in, h, w, kh, kw, sh, sw,
+            ph, pw, cols, ycs, out.reshape(n, c_out, p))
+    size = n * p * max(k, c_out)
+    if threads > 1:
+        with blas_threads.serial_blas():
+            _forward_groups(size, *args)
+    else:
+        _forward_groups(size, *args)
     return out
 
 
@@ -226,23 +337,31 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
         return None
     if need_grad_in and grad_in is None:
         grad_in = np.empty(x.shape, dtype=x.dtype)
-    w_mat = weight.reshape(c_out, k)
-    gw_mat = grad_weight.reshape(c_out, k) if grad_weight is not None else None
-    nb = _chunk(n, k, p, x.itemsize)
-    for n0 in range(0, n, nb):
-        m = min(nb, n - n0)
-        g = _buffer("g", (c_out, m * p), x.dtype)
-        _gather_grad(g.size, g3, n0, g)
-        if gw_mat is not None:
-            col = _buffer("col", (k, m * p), x.dtype)
-            _im2col(col.size, x.reshape(-1), n0, m, c_in, h, w, kh, kw, sh, sw, ph, pw, ho,
-                    wo, col.reshape(-1))
-            gw_mat += np.matmul(g, col.T, out=_buffer("gw", (c_out, k), x.dtype))
+    if n == 0 or p == 0:
         if need_grad_in:
-            dcol = _buffer("dcol", (k, m * p), x.dtype)
-            np.matmul(w_mat.T, g, out=dcol)
-            _col2im(dcol.size, dcol.reshape(-1), n0, m, c_in, h, w, kh, kw, sh, sw, ph, pw, ho,
-                    wo, grad_in.reshape(-1))
+            grad_in[...] = 0
+        return grad_in if need_grad_in else None
+    want_w = grad_weight is not None
+    nb, threads = _plan(n, k, c_out, p, x.itemsize)
+    groups = -(-n // nb)
+    cols = _buffer("cols", (threads, k * nb * p), x.dtype)
+    gs = _buffer("gs", (threads, c_out * nb * p if nb > 1 else 1), x.dtype)
+    wshape = (threads, c_out, k) if want_w else (1, 1, 1)
+    parts = _buffer("parts", wshape, x.dtype)
+    tmps = _buffer("tmps", wshape, x.dtype)
+    gi_flat = grad_in.reshape(-1) if need_grad_in else _buffer("no_grad_in", (1,), x.dtype)
+    args = (g3, x.reshape(-1), weight.reshape(c_out, k), nb, c_in, h, w, kh, kw, sh, sw, ph,
+            pw, want_w, need_grad_in, cols, gs, parts, tmps, gi_flat)
+    size = n * p * max(k, c_out)
+    if threads > 1:
+        with blas_threads.serial_blas():
+            _backward_groups(size, *args)
+    else:
+        _backward_groups(size, *args)
+    if want_w:
+        # threads whose share of groups is empty left their partial unwritten
+        used = min(threads, groups)
+        _add_parts(c_out * k * used, parts, used, grad_weight.reshape(c_out, k))
     return grad_in if need_grad_in else None
 
 
