@@ -10,6 +10,7 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 from cython.parallel cimport prange
 
 from _common cimport (floating, threads_for, f_exp, f_tanh, f_phi, f_sin, f_cos,
+                       f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, row_max, row_sum, row_dot)
 
 DEF BLOCK = 16384
@@ -56,8 +57,57 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
         for i in range(n):
             y[i] = x[i] * f_phi(x[i])
     elif op == U_SINE:
+        _sine_block(x, y, n, a)
+
+
+cdef inline bint _overlap(const void* p, const void* q, Py_ssize_t nbytes) noexcept nogil:
+    cdef const char* a = <const char*>p
+    cdef const char* b = <const char*>q
+    return a < b + nbytes and b < a + nbytes
+
+
+cdef inline void _sine_block(const floating* x, floating* y, Py_ssize_t n,
+                             floating a) noexcept nogil:
+    """y[i] = sin(a x[i]) for one block; in place allowed. The branch-free sin in a
+    loop gcc vectorizes, and libm for the whole block when an argument is beyond its
+    range (rare: |a x| > 2^20 in float), so every element gets the same value
+    whichever block it is in."""
+    cdef Py_ssize_t i
+    cdef bint beyond = False
+    if _overlap(x, y, n * sizeof(floating)):     # x is overwritten: test first
+        for i in range(n):
+            beyond |= trig_beyond(a * x[i])
+        if not beyond:
+            for i in range(n):
+                y[i] = f_sin_fast(a * x[i])
+    else:                                          # one pass, the usual case
+        for i in range(n):
+            y[i] = f_sin_fast(a * x[i])
+            beyond |= trig_beyond(a * x[i])
+    if beyond:
         for i in range(n):
             y[i] = f_sin(a * x[i])
+
+
+cdef inline void _sine_backward_block(const floating* g, const floating* s, floating* out,
+                                      Py_ssize_t n, floating a) noexcept nogil:
+    """out[i] = g[i] a cos(a s[i]) for one block, as _sine_block."""
+    cdef Py_ssize_t i
+    cdef bint beyond = False
+    cdef Py_ssize_t nbytes = n * sizeof(floating)
+    if _overlap(g, out, nbytes) or _overlap(s, out, nbytes):
+        for i in range(n):
+            beyond |= trig_beyond(a * s[i])
+        if not beyond:
+            for i in range(n):
+                out[i] = g[i] * a * f_cos_fast(a * s[i])
+    else:
+        for i in range(n):
+            out[i] = g[i] * a * f_cos_fast(a * s[i])
+            beyond |= trig_beyond(a * s[i])
+    if beyond:
+        for i in range(n):
+            out[i] = g[i] * a * f_cos(a * s[i])
 
 
 cdef inline void _binary_block(int op, const floating* g, const floating* s, floating* out,
@@ -83,8 +133,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
             v = s[i]
             out[i] = g[i] * (f_phi(v) + v * rpi * f_exp(-half * v * v))
     elif op == B_SINE:
-        for i in range(n):
-            out[i] = g[i] * a * f_cos(a * s[i])
+        _sine_backward_block(g, s, out, n, a)
     elif op == B_MUL:
         for i in range(n):
             out[i] = g[i] * s[i]

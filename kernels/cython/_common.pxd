@@ -6,7 +6,7 @@ Everything here is a ctypedef or an inline function, so cimporting it adds no
 runtime import.
 """
 from libc.math cimport (exp, expf, log, logf, log1p, log1pf, tanh as c_tanh,
-                        erfc, sin, sinf, cos, cosf, sqrt, sqrtf)
+                        erfc, sin, sinf, cos, cosf, sqrt, sqrtf, fabs, fabsf)
 from libc.stdint cimport uint32_t, uint64_t
 
 cdef extern from "_fastnn_math.h" nogil:
@@ -14,6 +14,12 @@ cdef extern from "_fastnn_math.h" nogil:
     float fnn_expf(float x)
     float fnn_tanhf(float x)
     float fnn_phif(float x)
+    float fnn_sinf(float x)          # the branch-free sin/cos: valid where not trig_beyond
+    float fnn_cosf(float x)
+    double fnn_sin(double x)
+    double fnn_cos(double x)
+    float FNN_TRIG_MAX_F
+    double FNN_TRIG_MAX_D
     uint64_t fnn_seed_key(uint64_t seed)
     uint32_t fnn_dropout_bits(uint64_t key, uint64_t index)
 
@@ -95,17 +101,43 @@ cdef inline floating f_phi(floating x) noexcept nogil:
 
 
 cdef inline floating f_sin(floating x) noexcept nogil:
+    """sin(x) for any x: the vectorizable version within its range, else libm."""
     if floating is float:
-        return sinf(x)
+        return fnn_sinf(x) if fabsf(x) <= FNN_TRIG_MAX_F else sinf(x)
     else:
-        return sin(x)
+        return fnn_sin(x) if fabs(x) <= FNN_TRIG_MAX_D else sin(x)
 
 
 cdef inline floating f_cos(floating x) noexcept nogil:
+    """cos(x) for any x: the vectorizable version within its range, else libm."""
     if floating is float:
-        return cosf(x)
+        return fnn_cosf(x) if fabsf(x) <= FNN_TRIG_MAX_F else cosf(x)
     else:
-        return cos(x)
+        return fnn_cos(x) if fabs(x) <= FNN_TRIG_MAX_D else cos(x)
+
+
+# Loops that call the branch-free sin/cos directly vectorize; an argument v with
+# trig_beyond(v) (|v| beyond the range, or inf) must be recomputed with f_sin/f_cos.
+cdef inline floating f_sin_fast(floating x) noexcept nogil:
+    if floating is float:
+        return fnn_sinf(x)
+    else:
+        return fnn_sin(x)
+
+
+cdef inline floating f_cos_fast(floating x) noexcept nogil:
+    if floating is float:
+        return fnn_cosf(x)
+    else:
+        return fnn_cos(x)
+
+
+cdef inline bint trig_beyond(floating v) noexcept nogil:
+    """True where f_sin_fast/f_cos_fast are not valid (NaN is valid: it propagates)."""
+    if floating is float:
+        return fabsf(v) > FNN_TRIG_MAX_F
+    else:
+        return fabs(v) > FNN_TRIG_MAX_D
 
 
 cdef inline floating f_sqrt(floating x) noexcept nogil:

@@ -10,10 +10,18 @@ from numba import prange
 
 from . import vmath
 from ._buffers import flat, out_like
-from .config import kernel
+from .config import helper, kernel
 
 
 # ------------------------------------------------------------------ kernels
+@helper
+def _overlap(a, b):
+    """True when the memory of 1-D contiguous arrays a and b overlaps."""
+    pa = a.ctypes.data
+    pb = b.ctypes.data
+    return pa < pb + b.size * b.itemsize and pb < pa + a.size * a.itemsize
+
+
 @kernel
 def _relu(x, out):  # IN x (n,); OUT out (n,)
     zero = x.dtype.type(0)
@@ -102,18 +110,73 @@ def _gelu_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
         out[i] = grad_out[i] * (cdf + v * pdf)
 
 
+# sin/cos go block by block: the branch-free vmath.sin_fast in a loop LLVM vectorizes,
+# and vmath.sin (libm beyond its range, |arg| > 2**20 in float32) for a block that has
+# such an argument, so each element's value does not depend on its neighbours.
+# A block of input that out overlaps (in place) is range-tested before it is written.
+# The per-block helpers take slices: a loop over range(lo, hi) indexing the whole
+# array does not vectorize (Numba cannot prove i >= 0 and keeps the wraparound code).
+_TRIG_BLOCK = 16384
+
+
+@helper
+def _sine_span(x, w, out, in_place):  # IN x (m,); OUT out (m,)
+    beyond = False
+    if in_place:
+        for i in range(x.shape[0]):
+            beyond |= vmath.trig_beyond(w * x[i])
+        if not beyond:
+            for i in range(x.shape[0]):
+                out[i] = vmath.sin_fast(w * x[i])
+    else:
+        for i in range(x.shape[0]):
+            v = w * x[i]
+            out[i] = vmath.sin_fast(v)
+            beyond |= vmath.trig_beyond(v)
+    if beyond:
+        for i in range(x.shape[0]):
+            out[i] = vmath.sin(w * x[i])
+
+
+@helper
+def _sine_backward_span(grad_out, x, w, out, in_place):  # IN grad_out, x (m,); OUT out (m,)
+    beyond = False
+    if in_place:
+        for i in range(x.shape[0]):
+            beyond |= vmath.trig_beyond(w * x[i])
+        if not beyond:
+            for i in range(x.shape[0]):
+                out[i] = grad_out[i] * w * vmath.cos_fast(w * x[i])
+    else:
+        for i in range(x.shape[0]):
+            v = w * x[i]
+            out[i] = grad_out[i] * w * vmath.cos_fast(v)
+            beyond |= vmath.trig_beyond(v)
+    if beyond:
+        for i in range(x.shape[0]):
+            out[i] = grad_out[i] * w * vmath.cos(w * x[i])
+
+
 @kernel
 def _sine(x, omega, out):  # IN x (n,); OUT out (n,)
     w = x.dtype.type(omega)
-    for i in prange(x.shape[0]):
-        out[i] = math.sin(w * x[i])
+    n = x.shape[0]
+    in_place = _overlap(x, out)
+    for b in prange((n + _TRIG_BLOCK - 1) // _TRIG_BLOCK):
+        lo = b * _TRIG_BLOCK
+        hi = min(lo + _TRIG_BLOCK, n)
+        _sine_span(x[lo:hi], w, out[lo:hi], in_place)
 
 
 @kernel
 def _sine_backward(grad_out, x, omega, out):  # IN grad_out, x (n,); OUT out (n,)
     w = x.dtype.type(omega)
-    for i in prange(x.shape[0]):
-        out[i] = grad_out[i] * w * math.cos(w * x[i])
+    n = x.shape[0]
+    in_place = _overlap(x, out) or _overlap(grad_out, out)
+    for b in prange((n + _TRIG_BLOCK - 1) // _TRIG_BLOCK):
+        lo = b * _TRIG_BLOCK
+        hi = min(lo + _TRIG_BLOCK, n)
+        _sine_backward_span(grad_out[lo:hi], x[lo:hi], w, out[lo:hi], in_place)
 
 
 @kernel

@@ -1,4 +1,5 @@
-"""Transcendental functions that LLVM can vectorize, for float32 kernels.
+"""Transcendental functions that LLVM can vectorize, for float32 kernels (and sin/cos
+for float64 too).
 
 Without Intel's SVML, Numba lowers ``math.exp`` in a loop to one libm call per
 element (~3 ns each here: 4M exps cost 12 ms). The float32 versions below are plain
@@ -8,6 +9,14 @@ Accuracy: ``exp`` about 1 ulp (Cephes ``expf``; 0 below float32's smallest norma
 float64 arguments go to libm unchanged: gradient checks need the full precision.
 NaN propagates through each of them.
 
+``sin_fast``/``cos_fast`` (float32 and float64) are branch-free and valid where
+``trig_beyond(x)`` is False (|x| <= 2^20 in float32, 2^17 in float64; NaN is valid);
+a loop calls them for a block, ORs ``trig_beyond`` over it and redoes a block that has
+such an argument with ``sin``/``cos`` (libm beyond the range). Within 2 ulp. The
+reductions are explicit fmas (``_fma``): with fastmath's reassoc LLVM would fold
+x - n*C1 - n*C2 into x - n*(C1+C2). The same algorithm as the Cython backend's
+``fnn_sincosf``/``fnn_sincos`` in kernels/cython/_fastnn_math.h, where it is described.
+
 Kernels call ``vmath.exp(x)`` etc.; the ``overload`` picks the version by type at
 compile time.
 """
@@ -16,7 +25,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba.core import types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, overload, register_jitable
 
 from .config import OPTIONS as _OPTIONS
 
@@ -35,6 +44,19 @@ def _float32_from_bits(typingctx, bits):
     return types.float32(bits), codegen
 
 
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c with one rounding (llvm.fma: one instruction on FMA hardware)."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = context.get_value_type(signature.return_type)
+        fn = builder.module.declare_intrinsic("llvm.fma", [ty], ir.FunctionType(ty, [ty] * 3))
+        return builder.call(fn, list(args))
+    return a(a, b, c), codegen
+
+
 def exp(x):
     """e**x (Python fallback; compiled code uses the overloads below)."""
     return math.exp(x)
@@ -48,6 +70,31 @@ def tanh(x):
 def erf(x):
     """erf(x) (Python fallback)."""
     return math.erf(x)
+
+
+def sin(x):
+    """sin(x) for any x (Python fallback)."""
+    return math.sin(x)
+
+
+def cos(x):
+    """cos(x) for any x (Python fallback)."""
+    return math.cos(x)
+
+
+def sin_fast(x):
+    """sin(x) where not trig_beyond(x) (Python fallback)."""
+    return math.sin(x)
+
+
+def cos_fast(x):
+    """cos(x) where not trig_beyond(x) (Python fallback)."""
+    return math.cos(x)
+
+
+def trig_beyond(x):
+    """True where sin_fast/cos_fast are not valid (Python fallback)."""
+    return abs(x) > (TRIG_MAX_F32 if isinstance(x, np.float32) else TRIG_MAX_F64)
 
 
 _F = np.float32
@@ -127,3 +174,104 @@ def _erf_overload(x):
     if x == types.float32:
         return _erf32
     return lambda x: math.erf(x)
+
+
+# ---------------------------------------------------------------- sin and cos
+TRIG_MAX_F32 = 1048576.0   # 2**20
+TRIG_MAX_F64 = 131072.0    # 2**17
+_TRIG_MAX_32 = _F(TRIG_MAX_F32)
+_PI_1 = _F(3.1415927410e+00)      # pi rounded to float32
+_PI_2 = _F(-8.7422776573e-08)     # pi - _PI_1, rounded
+_PI_3 = _F(-3.4302490200e-15)     # pi - _PI_1 - _PI_2, rounded
+_INV_PI = _F(0.318309886183790672)
+_PIO2_1 = 1.57079632673412561417e+00    # pi/2, first 33 bits
+_PIO2_2 = 6.07710050630396597660e-11    # next 33 bits
+_PIO2_3 = 2.02226624871116645580e-21    # next 33 bits
+_PIO2_3T = 8.47842766036889956997e-32   # pi/2 - P1 - P2 - P3
+
+
+@register_jitable(**_OPTIONS)
+def _sincos32(x, h):
+    # sin (h = 0) or cos (h = 0.5): x = (k + h) pi + r, |r| <= pi/2, and
+    # sin x = (-1)**(k + 2h) sin r. Degree-9 odd minimax polynomial (relative 6e-9).
+    k = np.rint(x * _INV_PI - h)
+    m = k + h
+    r = _fma(-m, _PI_1, x)
+    r = _fma(-m, _PI_2, r)
+    r = _fma(-m, _PI_3, r)
+    z = r * r
+    p = _F(2.60578212873952e-06)
+    p = p * z - _F(1.98096036911010742e-04)
+    p = p * z + _F(8.33306647837162018e-03)
+    p = p * z - _F(1.66666597127914429e-01)
+    p = p * z * r + r
+    q = k + _F(2.0) * h
+    odd = q - _F(2.0) * np.floor(q * _F(0.5))
+    return p - _F(2.0) * odd * p
+
+
+@register_jitable(**_OPTIONS)
+def _sincos64(x, shift):
+    # sin (shift 0) or cos (shift 1): x = n pi/2 + r, |r| <= pi/4; sin r or cos r
+    # (fdlibm's kernels) picked and signed by the quadrant n + shift, with arithmetic.
+    n = np.rint(x * 0.63661977236758134308)
+    r = _fma(-n, _PIO2_1, x)
+    r = _fma(-n, _PIO2_2, r)
+    r = _fma(-n, _PIO2_3, r)
+    r = _fma(-n, _PIO2_3T, r)
+    z = r * r
+    s = 1.58969099521155010221e-10
+    s = s * z - 2.50507602534068634195e-08
+    s = s * z + 2.75573137070700676789e-06
+    s = s * z - 1.98412698298579493134e-04
+    s = s * z + 8.33333333332248946124e-03
+    s = s * z - 1.66666666666666324348e-01
+    s = s * z * r + r
+    c = -1.13596475577881948265e-11
+    c = c * z + 2.08757232129817482790e-09
+    c = c * z - 2.75573143513906633035e-07
+    c = c * z + 2.48015872894767294178e-05
+    c = c * z - 1.38888888888741095749e-03
+    c = c * z + 4.16666666666666019037e-02
+    c = (1.0 - 0.5 * z) + z * z * c
+    q = n + shift
+    half = q * 0.5
+    v = c if half != np.floor(half) else s
+    m4 = q - 4.0 * np.floor(q * 0.25)
+    return -v if m4 >= 2.0 else v
+
+
+@overload(sin_fast, jit_options=_OPTIONS)
+def _sin_fast_overload(x):
+    if x == types.float32:
+        return lambda x: _sincos32(x, _F(0.0))
+    if x == types.float64:
+        return lambda x: _sincos64(x, 0.0)
+
+
+@overload(cos_fast, jit_options=_OPTIONS)
+def _cos_fast_overload(x):
+    if x == types.float32:
+        return lambda x: _sincos32(x, _F(0.5))
+    if x == types.float64:
+        return lambda x: _sincos64(x, 1.0)
+
+
+@overload(trig_beyond, jit_options=_OPTIONS)
+def _trig_beyond_overload(x):
+    if x == types.float32:
+        return lambda x: abs(x) > _TRIG_MAX_32
+    if x == types.float64:
+        return lambda x: abs(x) > TRIG_MAX_F64
+
+
+@overload(sin, jit_options=_OPTIONS)
+def _sin_overload(x):
+    if isinstance(x, types.Float):
+        return lambda x: math.sin(x) if trig_beyond(x) else sin_fast(x)
+
+
+@overload(cos, jit_options=_OPTIONS)
+def _cos_overload(x):
+    if isinstance(x, types.Float):
+        return lambda x: math.cos(x) if trig_beyond(x) else cos_fast(x)
