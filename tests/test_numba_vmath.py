@@ -67,3 +67,39 @@ def test_float64_uses_libm_exactly():
     x = np.linspace(-20, 20, 1001)
     np.testing.assert_array_equal(_apply(x, 0), np.array([math.exp(v) for v in x]))
     np.testing.assert_array_equal(_apply(x, 2), np.array([math.erf(v) for v in x]))
+
+
+@njit
+def _apply_core(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = vmath.exp_core(x[i])
+    return out
+
+
+@njit
+def _apply_erf_with_gauss(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        v = x[i]
+        out[i] = vmath.erf_with_gauss(v, vmath.exp_core(max(-v * v, x.dtype.type(-87.0))))
+    return out
+
+
+def test_exp_core_over_its_whole_range():
+    """exp_core has no special cases: -87.3 .. 88.72 (up to float32's largest value).
+    Within 2 ulp up to 88.3; above, 2**n stops at 2**127 and the polynomial runs on
+    r up to ln2 instead of ln2/2: within 5 ulp."""
+    x = np.linspace(-87.3, 88.72, 400_001).astype(np.float32)
+    y = _apply_core(x)
+    assert np.isfinite(y).all()
+    ulps = _ulps(y, np.exp(x.astype(np.float64)))
+    assert ulps[x <= 88.3].max() <= 2
+    assert ulps.max() <= 5
+
+
+def test_erf_with_gauss_matches_erf_in_both_float_types():
+    x32 = _grid()
+    np.testing.assert_array_equal(_apply_erf_with_gauss(x32), _apply(x32, 2))
+    x64 = np.linspace(-6, 6, 1001)
+    np.testing.assert_array_equal(_apply_erf_with_gauss(x64), np.array([math.erf(v) for v in x64]))

@@ -59,12 +59,13 @@ def _leaky_relu_backward(grad_out, x, slope, out):  # IN grad_out, x (n,); OUT o
 @kernel
 def _sigmoid(x, out):  # IN x (n,); OUT out (n,)
     one = x.dtype.type(1)
-    zero = x.dtype.type(0)
+    lo = x.dtype.type(-87.0)
+    hi = x.dtype.type(88.0)
     for i in prange(x.shape[0]):
-        v = x[i]
-        e = vmath.exp(-abs(v))  # <= 1: neither branch can overflow
-        r = one / (one + e)
-        out[i] = r if v >= zero else e * r
+        # 1 / (1 + e**-x) with -x clamped to exp_core's range: 1 for x > 87 and
+        # 1 / (1 + e**88) ~ 6e-39 for x < -88, where the exact value is smaller still.
+        # No abs and no select: one exp and one division per element.
+        out[i] = one / (one + vmath.exp_core(min(max(-x[i], lo), hi)))
 
 
 @kernel
@@ -103,11 +104,17 @@ def _gelu_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     one = x.dtype.type(1)
     inv_sqrt2 = x.dtype.type(1 / math.sqrt(2))
     inv_sqrt_2pi = x.dtype.type(1 / math.sqrt(2 * math.pi))
+    zero = x.dtype.type(0)
+    lo = x.dtype.type(-87.0)
     for i in prange(x.shape[0]):
         v = x[i]
-        cdf = half * (one + vmath.erf(v * inv_sqrt2))
-        pdf = vmath.exp(-half * v * v) * inv_sqrt_2pi
-        out[i] = grad_out[i] * (cdf + v * pdf)
+        # one exp: e**(-v*v/2) is both the Gaussian and erf's e**(-a*a) at a = v/sqrt2;
+        # 0 where it underflows (the clamp keeps exp_core in range)
+        e = vmath.exp_core(max(-half * v * v, lo))
+        if -half * v * v < lo:
+            e = zero
+        cdf = half * (one + vmath.erf_with_gauss(v * inv_sqrt2, e))
+        out[i] = grad_out[i] * (cdf + v * e * inv_sqrt_2pi)
 
 
 # sin/cos go block by block: the branch-free vmath.sin_fast in a loop LLVM vectorizes,

@@ -4,8 +4,12 @@ for float64 too).
 Without Intel's SVML, Numba lowers ``math.exp`` in a loop to one libm call per
 element (~3 ns each here: 4M exps cost 12 ms). The float32 versions below are plain
 arithmetic plus one bit cast, so loops over them compile to AVX2/AVX-512 code.
-Accuracy: ``exp`` about 1 ulp (Cephes ``expf``; 0 below float32's smallest normal),
-``tanh`` a few ulp, ``erf`` within 5e-7 absolute (GELU only uses 1 + erf).
+Accuracy: ``exp`` within 2 ulp up to 88.3 and 5 ulp above (Cephes ``expf``; 0 below
+float32's smallest normal); ``exp_core`` the same without the special cases, for
+kernels that clamp its argument to -87.3 .. 88.72 (one compare and blend less per
+element); ``tanh`` a few ulp (E / (E + 2) with E = expm1(2x): one exp, one
+division); ``erf`` within 5e-7 absolute (GELU only uses 1 + erf); ``erf_with_gauss``
+the same given e**(-x*x), so GELU's backward needs one exp, not two.
 float64 arguments go to libm unchanged: gradient checks need the full precision.
 NaN propagates through each of them.
 
@@ -72,6 +76,16 @@ def erf(x):
     return math.erf(x)
 
 
+def exp_core(x):
+    """e**x for -87.3 <= x <= 88.72, no special cases (Python fallback); callers clamp."""
+    return math.exp(x)
+
+
+def erf_with_gauss(x, gauss):
+    """erf(x) given gauss = e**(-x*x), for kernels that need both (Python fallback)."""
+    return math.erf(x)
+
+
 def sin(x):
     """sin(x) for any x (Python fallback)."""
     return math.sin(x)
@@ -102,22 +116,40 @@ _EXP_LO = _F(-87.33654)  # log(smallest normal float32)
 _EXP_HI = _F(88.72283)   # log(largest float32)
 
 
-def _exp32(x):
-    # Cephes expf: x = n ln2 + r with |r| <= ln2/2; e**r by Cephes' polynomial and
-    # 2**n written straight into the exponent bits.
-    xc = min(max(x, _EXP_LO), _EXP_HI)  # NaN stays NaN: r below is NaN too
-    n = min(np.floor(xc * _F(1.44269504) + _F(0.5)), _F(127.0))
-    # r in float64: fastmath's reassoc would fold a float32 Cody-Waite split
-    # (x - n*C1 - n*C2) back into x - n*ln2 and lose ~4 ulp.
-    r = _F(np.float64(xc) - np.float64(n) * 0.6931471805599453)
+_LOG2E = _F(1.44269504)
+_LN2_1 = _F(0.693359375)       # ln2 in two parts (Cody-Waite): n * _LN2_1 is exact
+_LN2_2 = _F(-2.12194440e-4)
+
+
+@register_jitable(**_OPTIONS)
+def _expm1_reduced32(x):
+    # x = n ln2 + r, |r| <= ln2/2; returns (e**r - 1, 2**n) with e**r - 1 = r + r*r*P(r)
+    # (Cephes expf's polynomial). The reduction is two explicit fmas: fastmath's
+    # reassoc would fold x - n*C1 - n*C2 back into x - n*ln2 and lose ~4 ulp.
+    # Needs -87.3 <= x <= 88.72 so that 2**n is a normal float (n <= 127; above 88.3
+    # r runs up to ln2 and the result is within 5 ulp instead of 2); NaN passes through.
+    n = min(np.rint(x * _LOG2E), _F(127.0))
+    r = _fma(-n, _LN2_1, x)
+    r = _fma(-n, _LN2_2, r)
     p = _F(1.9875691500e-4)
     p = p * r + _F(1.3981999507e-3)
     p = p * r + _F(8.3334519073e-3)
     p = p * r + _F(4.1665795894e-2)
     p = p * r + _F(1.6666665459e-1)
     p = p * r + _F(5.0000001201e-1)
-    p = p * (r * r) + r + _F(1.0)
-    y = p * _float32_from_bits((np.int32(n) + 127) << 23)
+    return p * (r * r) + r, _float32_from_bits((np.int32(n) + 127) << 23)
+
+
+@register_jitable(**_OPTIONS)
+def _exp_core32(x):
+    """e**x for -87.3 <= x <= 88.72 (callers clamp): no special cases."""
+    q, scale = _expm1_reduced32(x)
+    return (q + _F(1.0)) * scale
+
+
+def _exp32(x):
+    # about 1 ulp; 0 below float32's smallest normal, inf above its largest value
+    y = _exp_core32(min(max(x, _EXP_LO), _EXP_HI))  # NaN stays NaN
     if x < _EXP_LO:
         y = _F(0.0)
     if x > _EXP_HI:
@@ -126,23 +158,17 @@ def _exp32(x):
 
 
 def _tanh32(x):
-    # Cephes tanhf: an odd polynomial near 0 (where 1 - e loses digits), else
-    # 1 - 2 / (e**2|x| + 1), both computed and one selected so the loop vectorizes.
-    a = abs(x)
-    z = x * x
-    small = _F(-5.70498872745e-3)
-    small = small * z + _F(2.06390887954e-2)
-    small = small * z + _F(-5.37397155531e-2)
-    small = small * z + _F(1.33314422036e-1)
-    small = small * z + _F(-3.33332819422e-1)
-    small = small * z * x + x
-    large = _F(1.0) - _F(2.0) / (exp(_F(2.0) * a) + _F(1.0))
-    if x < _F(0.0):
-        large = -large
-    return small if a < _F(0.625) else large
+    # tanh x = E / (E + 2) with E = e**2x - 1: one expm1, one division, no select on
+    # the sign and no cancellation near 0 (E = 2**n (e**r - 1) + (2**n - 1) is exact
+    # in its leading term when n = 0). |x| > 9 gives +-1 (tanh 9 = 1 - 3e-8).
+    xc = min(max(x, _F(-9.0)), _F(9.0))
+    q, scale = _expm1_reduced32(xc + xc)
+    e = scale * q + (scale - _F(1.0))
+    return e / (e + _F(2.0))
 
 
-def _erf32(x):
+@register_jitable(**_OPTIONS)
+def _erf_with_gauss32(x, gauss):
     # Abramowitz & Stegun 7.1.26 (1.5e-7) evaluated in float32: |error| < 5e-7.
     a = abs(x)
     t = _F(1.0) / (_F(1.0) + _F(0.3275911) * a)
@@ -151,8 +177,13 @@ def _erf32(x):
     p = p * t + _F(1.421413741)
     p = p * t + _F(-0.284496736)
     p = p * t + _F(0.254829592)
-    y = _F(1.0) - p * t * exp(-a * a)
+    y = _F(1.0) - p * t * gauss
     return -y if x < _F(0.0) else y
+
+
+def _erf32(x):
+    # e**(-a*a) clamped at e**-87 for |x| > 9.3, where erf is +-1 in float32 anyway
+    return _erf_with_gauss32(x, _exp_core32(max(-x * x, _F(-87.0))))
 
 
 @overload(exp, jit_options=_OPTIONS)
@@ -167,6 +198,20 @@ def _tanh_overload(x):
     if x == types.float32:
         return _tanh32
     return lambda x: math.tanh(x)
+
+
+@overload(exp_core, jit_options=_OPTIONS)
+def _exp_core_overload(x):
+    if x == types.float32:
+        return _exp_core32
+    return lambda x: math.exp(x)
+
+
+@overload(erf_with_gauss, jit_options=_OPTIONS)
+def _erf_with_gauss_overload(x, gauss):
+    if x == types.float32:
+        return _erf_with_gauss32
+    return lambda x, gauss: math.erf(x)
 
 
 @overload(erf, jit_options=_OPTIONS)
