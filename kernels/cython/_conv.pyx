@@ -1,26 +1,51 @@
 # cython: language_level=3
 """Convolution and pooling for the cython backend, each op one call without the GIL.
 
-Algorithm (the same as the numba backend's, chosen by measurement): im2col feeding one
-BLAS GEMM per chunk of samples. For a chunk of ``nb`` samples the patches are laid out
-as ``col: (K, L)`` with ``K = C_in * kH * kW`` and ``L = nb * H_out * W_out``:
+Algorithm (the same as the numba backend's, chosen by measurement): im2col feeding BLAS
+GEMMs, with the batch split over our own OpenMP threads. Samples are taken in groups of
+``nb`` (one sample once it has ``GROUP_MIN_COLS`` output positions; more for the small
+late layers of ConvNet, so their GEMMs keep >= 128 columns), and each thread runs whole
+groups start to finish in its own L2-sized scratch: with ``K = C_in * kH * kW``,
+``P = H_out * W_out`` and ``L = nb * P``,
 
-* forward: ``yc (C_out, L) = W (C_out, K) @ col``, then a parallel copy to NCHW with the
-  bias add fused into it;
-* weight gradient: ``grad_weight (C_out, K) += g (C_out, L) @ col.T`` with the whole
-  chunk as GEMM's inner dimension;
-* input gradient: ``dcol (K, L) = W.T @ g``, then col2im.
+* forward: im2col ``col (K, L)``, then ``y (C_out, L) = W (C_out, K) @ col`` straight
+  into the NCHW output (nb == 1; the bias is written first and GEMM adds to it), or into
+  a channel-major buffer copied to NCHW with the bias (nb > 1);
+* weight gradient: im2col again, ``gw (C_out, K) += g (C_out, L) @ col.T``; thread 0
+  accumulates into ``grad_weight``, the others into partials added in thread order;
+* input gradient: ``dcol (K, L) = W.T @ g`` into the same scratch, then col2im into the
+  group's own samples of ``grad_in`` (no races).
 
-One GEMM per chunk (not per sample) keeps the GEMM shapes large where the spatial size
-is small (the 2x2 and 1x1 layers at the end of ConvNet). From ``PER_SAMPLE_MIN_P``
-output positions per sample up, the forward and both gradient GEMMs instead run per
-sample straight into and out of the NCHW arrays, reading their block of ``col`` with a
-leading dimension of ``L``: that skips the channel-major copies (and their buffers) at
-the same measured speed. The chunk is sized so ``col`` stays near ``COL_BYTES``.
-Direct convolution was measured for small channel counts and lost (see the numba
-backend's kernels/numba_cpu/conv.py: 1 -> 32 channels at 28x28, batch 128, took 5.3 ms
-direct against 1.4 ms for this im2col + GEMM), so there is one code path. im2col is parallel over (patch row, sample), col2im over
-(sample, channel) planes (each task owns one input plane: no races), pooling over
+BLAS runs on the calling thread meanwhile (kernels/blas_threads.py): one pool, not two.
+Before this, one GEMM per chunk ran on OpenBLAS's threads between our parallel
+im2col/col2im loops, and the two pools spun against each other on the 2 cores.
+im2col of a stride-1 "same" layer copies each patch row as one span of the image plane
+(shifted) and zeroes the wrapped edge columns; col2im adds rows through restrict
+pointers (_conv_rows.h) so gcc vectorises them without overlap checks.
+
+Measured (32x64x16x16 -> 128, 3x3 pad 1, forward + backward, ms; 1 thread: CPU time,
+min of rounds; 2 threads: wall, median, on a machine loaded by other jobs; the old
+(a15a2b0) and new kernels interleaved in one process with PyTorch):
+
+    ===========================  =====  ==============  ===============
+    version                      torch  cython          numba
+    ===========================  =====  ==============  ===============
+    before (chunk GEMM), 1 thr    35.5  50.3 (1.42x)    56.7 (1.60x)
+    this design, 1 thread         35.5  43.0 (1.21x)    48.3 (1.36x)
+    before, 2 threads, loaded    117    860             589
+    this design, 2 thr, loaded   117    108             110
+    ===========================  =====  ==============  ===============
+
+SmallCNN step, batch 128, 1 thread: torch 102, cython 118 -> 91, numba 118 -> 90 ms.
+Where the time goes (1 thread): the three GEMMs, per sample at ~98 GFLOP/s (OpenBLAS
+sgemm on one core here; the big whole-batch GEMMs run 88-93 GFLOP/s on one core), take
+38 of the 43 ms; im2col ~1.7 ms per pass (forward and weight gradient each run it);
+col2im ~2.5 ms. PyTorch's oneDNN convolution reaches ~106 GFLOP/s on one core, above
+what sgemm gives, so the floor of this design is the GEMM time, ~1.1x PyTorch.
+Group size (GROUP_MIN_COLS, 1 thread, fwd+bwd ms for 1 / 64 / 128 / 256 / 512):
+32x128x8x8->256: 48 / 46 / 41 / 42 / 46; 32x256x4x4->512: 70 / 52 / 47 / 45 / 47;
+32x512x2x2->512: 160 / 31 / 29 / 31 / 34. Direct convolution was measured for small
+channel counts and lost (see kernels/numba_cpu/conv.py). Pooling is parallel over
 (n, c) planes. Row-major arrays go to the column-major BLAS as their transposes.
 """
 import numpy as np

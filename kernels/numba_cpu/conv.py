@@ -1,30 +1,35 @@
 """Convolution and pooling for the numba backend.
 
-Algorithm (chosen by measurement, see below): compiled im2col feeding one BLAS GEMM per
-chunk of samples. For a chunk of ``nb`` samples the patches are laid out as
-``col: (C_in * kH * kW, nb * H_out * W_out)`` so that
+Algorithm (chosen by measurement; the same design as the cython backend, whose module
+docstring in kernels/cython/_conv.pyx has the full table): compiled im2col feeding BLAS
+GEMMs, the batch split over Numba's threads in groups of ``nb`` samples (one sample
+once it has ``_GROUP_MIN_COLS`` output positions). Each thread runs whole groups in its
+own scratch, with ``col: (C_in * kH * kW, nb * H_out * W_out)``:
 
-* forward is one GEMM ``W (C_out, K) @ col -> (C_out, nb * P)`` whose result is
-  scattered to NCHW with the bias add fused into that copy;
-* the weight gradient is one GEMM ``g (C_out, nb * P) @ col.T`` whose inner dimension
-  is the whole chunk (long inner dimensions are where BLAS is most efficient);
-* the input gradient is ``W.T @ g -> dcol`` followed by a compiled col2im.
+* forward: ``W (C_out, K) @ col`` straight into the NCHW output, then the bias add
+  (nb == 1), or into a channel-major buffer copied to NCHW with the bias (nb > 1);
+* weight gradient: ``g (C_out, nb * P) @ col.T`` into the thread's partial, the
+  partials added in thread order afterwards;
+* input gradient: ``W.T @ g -> dcol`` into the same scratch, then col2im into the
+  group's own samples (no races).
 
-The chunk is sized so that ``col`` stays around ``_COL_BYTES`` (L2/L3-resident on this
-machine) instead of materialising the patches of the whole batch.
+``np.dot`` inside the kernel calls SciPy's BLAS; kernels/blas_threads.py keeps it on
+the calling thread meanwhile, so only Numba's pool runs. One GEMM per chunk on
+OpenBLAS's threads between parallel im2col/col2im loops (the previous design) made
+the two pools fight over the cores. Measured on 32x64x16x16 -> 128, 3x3 pad 1, forward
++ backward, 1 thread (CPU time): 56.7 -> 48.3 ms (PyTorch 35.5 ms); 2 threads on a
+loaded machine: 589 -> 110 ms (PyTorch 117 ms); SmallCNN step 118 -> 90 ms at 1 thread
+(PyTorch 102 ms).
 
-Direct convolution was measured against this for small channel counts (forward, batch
-128, 3x3 padding 1, one thread, CPU time): 1 -> 32 channels at 28x28 took 5.3 ms direct
-against 6.8 ms here (1.4 ms in the cython backend's im2col); 3 -> 16 at 32x32 6.1 against
+Direct convolution was measured against im2col for small channel counts (forward, batch
+128, 3x3 padding 1, one thread, CPU time): 1 -> 32 channels at 28x28 took 5.3 ms
+direct against 6.8 ms here (1.4 ms in the cython backend's im2col); 3 -> 16 at 32x32 6.1 against
 6.4 ms; 8 -> 16 at 14x14 10.5 against 3.7 ms; 32 -> 64 at 14x14 147 against 29 ms. The
 direct loop wins only by a little and only at one input channel, so one code path is
-kept. On the 32x64x16x16 -> 128 benchmark layer the GEMMs take about two thirds of the time
-(numpy's OpenBLAS sgemm runs ~84 GFLOP/s on one core here); im2col is most of the rest.
+kept.
 
-im2col and col2im are parallel over (patch row, sample) and over (sample, channel)
-planes respectively; col2im's accumulation is race-free because each task owns one
-input plane. Pooling is parallel over (n, c) planes; max-pool backward scatters into
-its own plane only, so it needs no atomics.
+Pooling is parallel over (n, c) planes; max-pool backward scatters into its own plane
+only, so it needs no atomics.
 """
 import threading
 
