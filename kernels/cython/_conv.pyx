@@ -179,17 +179,23 @@ cdef void _im2col(const floating* x, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize_t 
                     dst[ow] = 0
 
 
-cdef void _col2im(const floating* dcol, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize_t h_in,
+cdef void _col2im(floating* dcol, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize_t h_in,
                   Py_ssize_t w_in, Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh,
                   Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t ho, Py_ssize_t wo,
                   floating* grad_in) noexcept nogil:
-    """dcol: (C * kh * kw, nb * ho * wo) IN; grad_in: (nb, C, H, W) OUT (overwritten).
-    Serial: the calling thread owns the group."""
+    """dcol: (C * kh * kw, nb * ho * wo) IN (scratch: its out-of-image entries are
+    zeroed); grad_in: (nb, C, H, W) OUT (overwritten). Serial: the calling thread owns
+    the group.
+
+    With stride 1 and W_out == W, as in _im2col, each patch row is added to the plane
+    as one span: the entries whose input column falls outside the image (which the
+    span would wrap onto the neighbouring row) are zeroed in dcol first."""
     cdef Py_ssize_t p = ho * wo, L = nb * ho * wo
-    cdef Py_ssize_t t, b, c, i, j, r, lo, hi, oh, ow, h
+    cdef Py_ssize_t t, b, c, i, j, r, lo, hi, oh, ow, h, oh_lo, oh_hi, d0, d1
+    cdef bint flat = sh == 1 and sw == 1 and wo == w_in
     cdef floating* plane
     cdef floating* dst
-    cdef const floating* src
+    cdef floating* src
     for t in range(nb * c_in):
         b = t // c_in
         c = t - b * c_in
@@ -200,6 +206,21 @@ cdef void _col2im(const floating* dcol, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize
                 r = (c * kh + i) * kw + j
                 lo = _first_inside(wo, sw, pw, j)
                 hi = _end_inside(lo, wo, sw, pw, j, w_in)
+                if flat:
+                    oh_lo = ph - i if ph > i else 0
+                    oh_hi = h_in + ph - i if h_in + ph - i < ho else ho
+                    if oh_lo >= oh_hi or lo >= hi:
+                        continue
+                    src = dcol + r * L + b * p
+                    for oh in range(oh_lo, oh_hi):
+                        for ow in range(lo):
+                            src[oh * wo + ow] = 0
+                        for ow in range(hi, wo):
+                            src[oh * wo + ow] = 0
+                    d0 = oh_lo * wo + lo
+                    d1 = (oh_hi - 1) * wo + hi
+                    _add_row(plane + d0 + (i - ph) * w_in + (j - pw), src + d0, d1 - d0)
+                    continue
                 for oh in range(ho):
                     h = oh * sh - ph + i
                     if h < 0 or h >= h_in:

@@ -150,9 +150,15 @@ def _im2col(x, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col):  
 
 @serial_kernel
 def _col2im(dcol, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad_in):  # pragma: no cover
-    """dcol: (C * kh * kw, nb * ho * wo) IN; grad_in: flat (N * C * H * W,) OUT, planes
-    of samples n0 .. n0 + nb overwritten. Serial: the calling thread owns the group."""
+    """dcol: (C * kh * kw, nb * ho * wo) IN (scratch: its out-of-image entries are
+    zeroed); grad_in: flat (N * C * H * W,) OUT, planes of samples n0 .. n0 + nb
+    overwritten. Serial: the calling thread owns the group.
+
+    With stride 1 and W_out == W, as in _im2col, each patch row is added to the plane
+    as one span: the entries whose input column falls outside the image (which the
+    span would wrap onto the neighbouring row) are zeroed in dcol first."""
     p = ho * wo
+    flat = sh == 1 and sw == 1 and wo == w_in
     for t in range(nb * c_in):
         b = t // c_in
         c = t - b * c_in
@@ -167,6 +173,25 @@ def _col2im(dcol, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad
                 hi = wo
                 while hi > lo and (hi - 1) * sw - pw + j >= w_in:
                     hi -= 1
+                if flat:
+                    oh_lo = max(ph - i, 0)
+                    oh_hi = min(h_in + ph - i, ho)
+                    if oh_lo >= oh_hi or lo >= hi:
+                        continue
+                    src = dcol[r, b * p:(b + 1) * p]
+                    for oh in range(oh_lo, oh_hi):
+                        for ow in range(lo):
+                            src[oh * wo + ow] = 0
+                        for ow in range(hi, wo):
+                            src[oh * wo + ow] = 0
+                    d0 = oh_lo * wo + lo
+                    d1 = (oh_hi - 1) * wo + hi
+                    start = plane + d0 + (i - ph) * w_in + (j - pw)
+                    out_span = grad_in[start:start + d1 - d0]
+                    in_span = src[d0:d1]
+                    for q in range(d1 - d0):
+                        out_span[q] += in_span[q]
+                    continue
                 for oh in range(ho):
                     h = oh * sh - ph + i
                     if h < 0 or h >= h_in:
