@@ -271,6 +271,8 @@ def run_train(args):
     input_shape = x_train.shape[1:]
     try:  # the constructors check hyper-parameters (widths, dropout p, lr...)
         model = build_model(args, input_shape, num_classes)
+        if fastnn.get_backend() == "cuda":  # parameters and optimizer state on the GPU
+            model.to("cuda")
         optimizer = build_optimizer(args, model.parameters())
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None

@@ -5,6 +5,10 @@
 shows a tqdm bar per epoch (loss and samples/s), evaluates on the test set in
 eval mode, and returns a metrics dict. A NaN or infinite loss raises
 ``TrainingDiverged`` before the bad gradient reaches the parameters.
+
+A model moved to the GPU (``model.to("cuda")``) trains there: each batch is copied to
+the device once, activations, gradients and optimizer state stay there, and only the
+loss and the logits (for the accuracy) come back.
 """
 import inspect
 import math
@@ -12,6 +16,7 @@ import time
 
 import numpy as np
 
+from . import device as _device
 from .data.loader import DataLoader
 
 
@@ -49,6 +54,16 @@ def cosine_schedule(step, total_steps):
 LR_SCHEDULES = {"constant": None, "cosine": cosine_schedule}
 
 
+def _batch_mover(model):
+    """Moves an input batch to where the model's parameters live."""
+    return _device.namespace(getattr(model, "device", "cpu")).put
+
+
+def _correct(logits, labels):
+    """Number of rows whose argmax is the label (logits copied to the host if needed)."""
+    return int(np.count_nonzero(_device.to_host(logits).argmax(axis=1) == labels))
+
+
 def evaluate(model, loss_fn, x, y, batch_size=1000):
     """Mean loss and accuracy of ``model`` on (x, y), in eval mode, in batches.
 
@@ -58,11 +73,12 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
+    move = _batch_mover(model)
     try:
         for bx, by in DataLoader(x, y, batch_size=batch_size):
-            logits = model.forward(bx)
+            logits = model.forward(move(bx))
             total_loss += float(loss_fn.forward(logits, by)) * len(by)
-            correct += int(np.count_nonzero(logits.argmax(axis=1) == by))
+            correct += _correct(logits, by)
     finally:
         if was_training:
             model.train()
@@ -113,6 +129,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     step_curve = {"step": [], "test_loss": [], "test_accuracy": []}
     step, train_seconds, train_samples = 0, 0.0, 0
     skip_input_grad = "need_grad_in" in inspect.signature(model.backward).parameters
+    move = _batch_mover(model)
     model.train()
     for epoch in range(1, epochs + 1):
         bar = _progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress)
@@ -124,7 +141,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                 factor = lr_schedule(step, total_steps)
                 for group, base_lr in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = base_lr * factor
-            logits = model.forward(bx)
+            logits = model.forward(move(bx))
             loss = float(loss_fn.forward(logits, by))
             step += 1
             if not math.isfinite(loss):
@@ -139,7 +156,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             optimizer.zero_grad()
             n = len(by)
             loss_sum += loss * n
-            correct += int(np.count_nonzero(logits.argmax(axis=1) == by))
+            correct += _correct(logits, by)
             seen += n
             if bar is not None:
                 bar.update(1)

@@ -5,16 +5,19 @@ Messages name the caller (op or layer), what it expected and what it got.
 """
 import numpy as np
 
+from .device import is_contiguous, is_device_array
+
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def check_float_array(where, name, x, ndim=None, shape=None, dtype=None):
+def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_ok=False):
     """Check that x is a float32/float64 ndarray of the given rank, shape and dtype.
 
-    ndim: int or tuple of allowed ranks; shape: tuple with None for free axes.
+    ndim: int or tuple of allowed ranks; shape: tuple with None for free axes;
+    device_ok: a CUDA device array passes too (layers and losses of a model on the GPU).
     Returns x (unchanged).
     """
-    if not isinstance(x, np.ndarray):
+    if not isinstance(x, np.ndarray) and not (device_ok and is_device_array(x)):
         raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got {type(x).__name__}")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}")
@@ -81,9 +84,16 @@ def check_number(where, name, value, low=None, high=None, low_open=False, high_o
         raise ValueError(f"{where}: expected {name} in {interval}, got {value!r}")
 
 
-def as_contiguous(x):
-    """x itself when C-contiguous, else a contiguous copy (kernels need [::1] memory)."""
-    return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+def as_contiguous(x, where=None, name="input"):
+    """x itself when C-contiguous, else a contiguous copy (kernels need [::1] memory).
+
+    A non-contiguous device array is an error (no device-side copy is made for it)."""
+    if isinstance(x, np.ndarray):
+        return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+    if not is_contiguous(x):
+        raise ValueError(f"{where or 'fastnn'}: expected {name} to be a C-contiguous device "
+                         f"array (copy it with numba.cuda.device_array and copy_to_device)")
+    return x
 
 
 def pair(where, name, value):

@@ -52,6 +52,15 @@ def test_cuda_ops_and_conformance_under_simulator():
     assert not counts.get("failed") and not counts.get("skipped"), output[-3000:]
 
 
+def test_models_on_the_gpu_under_simulator():
+    """Module.to('cuda') with layers, losses, optimizers and fit (tests/test_cuda_modules.py)."""
+    code, output = _pytest_under_simulator("tests/test_cuda_modules.py", "-m", "not gpu")
+    counts = _counts(output)
+    assert code == 0, output[-6000:]
+    assert counts.get("passed", 0) >= 10, output[-3000:]
+    assert not counts.get("failed") and not counts.get("skipped"), output[-3000:]
+
+
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA")
 def test_without_cuda_the_backend_is_absent_with_a_clear_error():
     assert "cuda" not in fastnn.backends()

@@ -1,10 +1,9 @@
-"""Activation layers: each calls the current backend's kernel pair ``act`` / ``act_backward``.
+"""Activation layers: each calls its backend's kernel pair ``act`` / ``act_backward``.
 
 Every activation takes an input of any shape (Softmax: (N, C)) and returns an output of
 the same shape. ``fused_name`` names the activation in ``optable.FUSABLE_ACTIVATIONS``
 when ``Sequential`` may fuse it into a preceding Linear (None otherwise).
 """
-from .. import backend
 from ..validation import check_number
 from .module import Module
 
@@ -22,7 +21,7 @@ class _Elementwise(Module):
 
     def _forward(self, x, buffered):
         out = self._buffer("y", x.shape, x.dtype) if buffered else None
-        y = getattr(backend.current(), self.kernel)(x, *self._args(), out=out)
+        y = getattr(self._kernels(), self.kernel)(x, *self._args(), out=out)
         self._saved = y if self.saves == "y" else x
         return y
 
@@ -30,7 +29,7 @@ class _Elementwise(Module):
         if not need_grad_in:
             return None
         out = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
-        kernel = getattr(backend.current(), self.kernel + "_backward")
+        kernel = getattr(self._kernels(), self.kernel + "_backward")
         return kernel(grad_out, self._saved, *self._args(), out=out)
 
 

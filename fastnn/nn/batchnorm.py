@@ -4,7 +4,6 @@ import numbers
 
 import numpy as np
 
-from .. import backend
 from ..validation import check_number
 from .module import Module, Parameter
 
@@ -58,7 +57,7 @@ class _BatchNorm(Module):
         out = self._buffer("y", x.shape, dtype) if buffered else None
         save_mean = self._buffer("save_mean", (c,), dtype)
         save_invstd = None if self.mean_only else self._buffer("save_invstd", (c,), dtype)
-        y, save_mean, save_invstd = backend.current().batchnorm_forward(
+        y, save_mean, save_invstd = self._kernels().batchnorm_forward(
             x, None if self.weight is None else self.weight.data, self.bias.data,
             self.running_mean, self.running_var, training=self.training,
             momentum=self.momentum, eps=self.eps, mean_only=self.mean_only, out=out,
@@ -70,7 +69,7 @@ class _BatchNorm(Module):
         # The kernel always produces grad_in (its reductions are needed anyway).
         grad_in = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
         x, save_mean, save_invstd, training = self._ctx
-        grad_in = backend.current().batchnorm_backward(
+        grad_in = self._kernels().batchnorm_backward(
             grad_out, x, None if self.weight is None else self.weight.data,
             save_mean, save_invstd, training=training,
             mean_only=self.mean_only,

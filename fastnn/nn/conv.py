@@ -4,7 +4,6 @@ import numbers
 
 import numpy as np
 
-from .. import backend
 from .. import random as _random
 from .module import Module, Parameter
 
@@ -75,7 +74,7 @@ class Conv2d(Module):
 
     def _forward(self, x, buffered):
         out = self._buffer("y", self.infer_shape(x.shape, x.dtype), x.dtype) if buffered else None
-        y = backend.current().conv2d_forward(
+        y = self._kernels().conv2d_forward(
             x, self.weight.data, None if self.bias is None else self.bias.data,
             self.stride, self.padding, out=out)
         self._x = x
@@ -84,7 +83,7 @@ class Conv2d(Module):
     def _backward(self, grad_out, buffered, need_grad_in):
         grad_in = (self._buffer("grad_in", self._x.shape, grad_out.dtype)
                    if buffered and need_grad_in else None)
-        return backend.current().conv2d_backward(
+        return self._kernels().conv2d_backward(
             grad_out, self._x, self.weight.data, self.stride, self.padding,
             grad_weight=self.weight.grad,
             grad_bias=None if self.bias is None else self.bias.grad,

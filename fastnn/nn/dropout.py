@@ -1,5 +1,4 @@
 """Inverted dropout: zero each element with probability p in training, scale the rest."""
-from .. import backend
 from .. import random as _random
 from ..validation import check_number
 from .module import Module
@@ -29,7 +28,7 @@ class Dropout(Module):
             return x
         mask = self._buffer("mask", x.shape, x.dtype)
         out = self._buffer("y", x.shape, x.dtype) if buffered else None
-        y, self._mask = backend.current().dropout_forward(x, self.p, _random.draw_seed(),
+        y, self._mask = self._kernels().dropout_forward(x, self.p, _random.draw_seed(),
                                                           mask=mask, out=out)
         return y
 
@@ -39,7 +38,7 @@ class Dropout(Module):
         if self._mask is None:  # the forward was the identity
             return grad_out
         out = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
-        return backend.current().dropout_backward(grad_out, self._mask, out=out)
+        return self._kernels().dropout_backward(grad_out, self._mask, out=out)
 
     def extra_repr(self):
         return f"p={self.p}"

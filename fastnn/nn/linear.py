@@ -4,7 +4,6 @@ import numbers
 
 import numpy as np
 
-from .. import backend
 from .. import random as _random
 from .module import Module, Parameter
 
@@ -52,7 +51,7 @@ class Linear(Module):
         out = (self._buffer("y", (x.shape[0], self.out_features), x.dtype)
                if buffered else None)
         bias = None if self.bias is None else self.bias.data
-        y = backend.current().linear_forward(x, self.weight.data, bias, activation,
+        y = self._kernels().linear_forward(x, self.weight.data, bias, activation,
                                              negative_slope, out=out)
         self._ctx = (x, None if activation == "identity" else y, activation, negative_slope)
         return y
@@ -69,7 +68,7 @@ class Linear(Module):
                    else self._buffer("scratch", grad_out.shape, dtype))
         grad_in = (self._buffer("grad_in", x.shape, dtype)
                    if buffered and need_grad_in else None)
-        return backend.current().linear_backward(
+        return self._kernels().linear_backward(
             grad_out, x, self.weight.data, y=y, activation=activation,
             negative_slope=negative_slope, grad_weight=self.weight.grad,
             grad_bias=None if self.bias is None else self.bias.grad, grad_in=grad_in,

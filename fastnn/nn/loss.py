@@ -2,10 +2,13 @@
 
 Each loss computes its value and gradient in one kernel call during ``forward``;
 ``backward`` returns that gradient (a fresh array per forward, the caller's to keep).
+The kernels run where pred lives: a CUDA device array pred (the output of a model on
+the GPU) runs the cuda backend, the target is moved next to it, and the gradient is a
+device array; the loss is a Python float either way.
 """
 import numpy as np
 
-from .. import backend
+from .. import device as _device
 from ..validation import as_contiguous, check_float_array, check_labels
 
 
@@ -18,7 +21,8 @@ class Loss:
     def forward(self, pred, target):
         """Mean loss of pred against target as a Python float."""
         pred, target = self._check(pred, target)
-        loss, self._grad = self._kernel(backend.current())(pred, target)
+        kernels = _device.kernels(_device.device_of(pred))
+        loss, self._grad = self._kernel(kernels)(pred, target)
         return loss
 
     def __call__(self, pred, target):
@@ -31,18 +35,25 @@ class Loss:
         return self._grad
 
     def _check_pred(self, pred):
-        pred = check_float_array(self._where(), "pred", pred)
+        pred = check_float_array(self._where(), "pred", pred, device_ok=True)
         if pred.size == 0:
             raise ValueError(f"{self._where()}: expected a non-empty pred, got shape {pred.shape}")
         return pred
 
     def _check_same(self, pred, target):
         where = self._where()
-        target = check_float_array(where, "target", target, dtype=pred.dtype)
+        target = check_float_array(where, "target", target, dtype=pred.dtype, device_ok=True)
         if target.shape != pred.shape:
             raise ValueError(f"{where}: expected target of shape {pred.shape} (same as pred), "
                              f"got {target.shape}")
-        return as_contiguous(pred), as_contiguous(target)
+        return self._beside(pred, target)
+
+    def _beside(self, pred, target):
+        """(pred, target) C-contiguous, target moved to where pred lives."""
+        where = self._where()
+        pred = as_contiguous(pred, where, "pred")
+        target = _device.namespace_of(pred).put(as_contiguous(target, where, "target"))
+        return pred, target
 
     def _where(self):
         return f"{type(self).__name__}()"
@@ -68,9 +79,11 @@ class BCELoss(Loss):
     def _check(self, pred, target):
         pred, target = self._check_same(self._check_pred(pred), target)
         # NaN passes (comparisons are False) so a diverged run reports a NaN loss.
-        if np.any(pred < 0) or np.any(pred > 1):
+        # (On the GPU this check copies pred to the host.)
+        values = _device.to_host(pred)
+        if np.any(values < 0) or np.any(values > 1):
             raise ValueError(f"{self._where()}: expected pred to be probabilities in [0, 1], "
-                             f"got values in [{np.nanmin(pred)}, {np.nanmax(pred)}]")
+                             f"got values in [{np.nanmin(values)}, {np.nanmax(values)}]")
         return pred, target
 
     def _kernel(self, k):
@@ -86,16 +99,21 @@ class CrossEntropyLoss(Loss):
 
     def _check(self, pred, target):
         where = self._where()
-        pred = check_float_array(where, "logits", pred, ndim=2)
+        pred = check_float_array(where, "logits", pred, ndim=2, device_ok=True)
         n, c = pred.shape
         if n == 0 or c == 0:
             raise ValueError(f"{where}: expected non-empty logits (N, C), got shape {pred.shape}")
-        if isinstance(target, np.ndarray) and target.dtype.kind in "iu":
-            check_labels(where, target, n, c)
-            return as_contiguous(pred), np.ascontiguousarray(target, dtype=np.int64)
-        if isinstance(target, np.ndarray) and target.dtype.kind == "f":
+        kind = target.dtype.kind if _device.is_array(target) else None
+        if kind is not None and kind in "iu":
+            # labels are checked on the host (a device array's labels are copied there)
+            labels = _device.to_host(target)
+            check_labels(where, labels, n, c)
+            if target.dtype != np.int64 or not _device.is_device_array(target):
+                target = np.ascontiguousarray(labels, dtype=np.int64)
+            return self._beside(pred, target)
+        if kind == "f":
             return self._check_same(pred, target)
-        got = target.dtype if isinstance(target, np.ndarray) else type(target).__name__
+        got = target.dtype if _device.is_array(target) else type(target).__name__
         raise TypeError(f"{where}: expected target to be integer labels (N,) or "
                         f"probabilities (N, C) as a numpy.ndarray, got {got}")
 

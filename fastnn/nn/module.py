@@ -20,12 +20,18 @@ directly (as in PyTorch); it still works inside ``Sequential``.
 
 Arrays passed to ``forward`` and returned by it are referenced until ``backward``:
 modifying them in place in between changes the gradients computed.
+
+``to("cuda")`` moves a module's parameters, gradients and buffers to the GPU; its layers
+then run the cuda backend's kernels on device arrays, and arrays follow the caller: a
+NumPy input gives a NumPy output, a device array input a device array output (see
+``fastnn.device``).
 """
 import collections
 from collections import OrderedDict
 
 import numpy as np
 
+from .. import device as _device
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array
 
 
@@ -58,11 +64,17 @@ class Parameter:
     def size(self):
         return self.data.size
 
+    @property
+    def device(self):
+        """'cpu' or 'cuda': where ``data`` lives."""
+        return _device.device_of(self.data)
+
     def zero_grad(self):
-        self.grad[...] = 0
+        _device.namespace_of(self.grad).fill_zero(self.grad)
 
     def __repr__(self):
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+        where = ", device='cuda'" if self.device == "cuda" else ""
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{where})"
 
 
 #: ``_out_meta`` of an activation whose forward a Sequential ran inside a Linear's kernel.
@@ -81,6 +93,7 @@ class Module:
         object.__setattr__(self, "_scratch", {})
         object.__setattr__(self, "_out_meta", None)
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_device", "cpu")
 
     # ------------------------------------------------------------ registration
     def __setattr__(self, name, value):
@@ -97,9 +110,9 @@ class Module:
             self._buffers.pop(name, None)
             self._modules[name] = value
         elif name in self._buffers:
-            if value is not None and not isinstance(value, np.ndarray):
+            if value is not None and not _device.is_array(value):
                 raise TypeError(f"{type(self).__name__}: buffer {name!r} must be a numpy "
-                                f"array or None, got {type(value).__name__}")
+                                f"array, a device array or None, got {type(value).__name__}")
             self._buffers[name] = value
         elif name in params or name in self._modules:
             if value is not None:
@@ -112,11 +125,14 @@ class Module:
     def register_buffer(self, name, array):
         """Register a non-trainable array (running statistics) that state_dict includes.
 
-        array: a NumPy array, or None for an absent buffer (skipped by state_dict).
+        array: a NumPy array, or None for an absent buffer (skipped by state_dict); it is
+        moved to the module's device.
         """
-        if array is not None and not isinstance(array, np.ndarray):
+        if array is not None and not _device.is_array(array):
             raise TypeError(f"{type(self).__name__}: buffer {name!r} must be a numpy array "
                             f"or None, got {type(array).__name__}")
+        if array is not None:
+            array = _device.namespace(self._device).put(array)
         self._buffers[name] = array
         object.__setattr__(self, name, array)
 
@@ -182,7 +198,54 @@ class Module:
     def zero_grad(self):
         """Set every parameter gradient to zero, in place."""
         for param in self.parameters():
-            param.grad[...] = 0
+            param.zero_grad()
+
+    # ------------------------------------------------------------------ devices
+    @property
+    def device(self):
+        """'cpu' or 'cuda': where the parameters and buffers live (set by ``to``)."""
+        return self._device
+
+    def to(self, device):
+        """Move parameters (data and grad) and buffers to 'cuda' or 'cpu', in place; self.
+
+        On 'cuda' the layers run the cuda backend's kernels and keep their buffers on
+        the GPU (``fastnn.device``). Build optimizers after moving the model (as in
+        PyTorch); an optimizer built before keeps the old arrays.
+        """
+        device = _device.check_device(f"{type(self).__name__}.to", device)
+        ns = _device.namespace(device)
+        if device == "cuda":
+            _device.kernels("cuda")  # raises a clear error where CUDA is unavailable
+        for module in self.modules():
+            for param in module._parameters.values():
+                if param is None:
+                    continue
+                if _device.device_of(param.data) != device:
+                    param.data = ns.put(param.data)
+                if param.grad is not None and _device.device_of(param.grad) != device:
+                    param.grad = ns.put(param.grad)
+            for name, buf in list(module._buffers.items()):
+                if buf is not None and _device.device_of(buf) != device:
+                    module._buffers[name] = ns.put(buf)
+                    object.__setattr__(module, name, module._buffers[name])
+            module._scratch.clear()
+            object.__setattr__(module, "_out_meta", None)
+            object.__setattr__(module, "_device", device)
+        return self
+
+    def cuda(self):
+        """``to('cuda')``."""
+        return self.to("cuda")
+
+    def cpu(self):
+        """``to('cpu')``."""
+        return self.to("cpu")
+
+    def _kernels(self):
+        """The backend whose kernels this module's layers call: the cuda backend on the
+        GPU, the current backend on the host."""
+        return _device.kernels(self._device)
 
     # -------------------------------------------------------------- state dict
     def _state_arrays(self):
@@ -198,8 +261,10 @@ class Module:
         return live
 
     def state_dict(self):
-        """An ordered dict: dotted name -> copy of every parameter and buffer."""
-        return OrderedDict((name, array.copy()) for name, array in self._state_arrays().items())
+        """An ordered dict: dotted name -> copy of every parameter and buffer (NumPy
+        arrays, also for a model on the GPU)."""
+        return OrderedDict((name, _device.host_copy(array))
+                           for name, array in self._state_arrays().items())
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays in place (``param.data[...] = value``) into parameters and buffers.
@@ -237,7 +302,7 @@ class Module:
             raise ValueError(f"{where}: nothing was loaded: " + "; ".join(problems))
         for name, target in live.items():
             if name in state_dict:
-                target[...] = state_dict[name]
+                _device.namespace_of(target).copy_into(target, state_dict[name])
         return LoadResult(missing, unexpected)
 
     # ------------------------------------------------------------------ dtypes
@@ -247,6 +312,9 @@ class Module:
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"{type(self).__name__}.to_dtype: expected float32 or float64, "
                             f"got {dtype}")
+        if self._device != "cpu":  # convert on the host, then move back
+            device = self._device
+            return self.to("cpu").to_dtype(dtype).to(device)
         for module in self.modules():
             for param in module._parameters.values():
                 param.data = np.ascontiguousarray(param.data, dtype=dtype)
@@ -268,11 +336,15 @@ class Module:
 
     # ------------------------------------------------------ forward / backward
     def forward(self, x):
-        """Output of the layer for input x (a fresh array, the caller's to keep)."""
+        """Output of the layer for input x (a fresh array, the caller's to keep).
+
+        On a module moved to 'cuda', a NumPy x gives a NumPy output and a device array x
+        a device array output."""
         if type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES:
-            check_float_array(self._where(), "input", x)  # raises with the layer's name
+            check_float_array(self._where(), "input", x, device_ok=True)
         self.infer_shape(x.shape, x.dtype)
-        return self._run_forward(as_contiguous(x), False)
+        x, caller = self._arrive("input", x)
+        return caller.put(self._run_forward(x, False))
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
@@ -289,11 +361,27 @@ class Module:
                                f"Sequential's backward")
         shape, dtype = self._out_meta
         if type(grad_out) is not np.ndarray or grad_out.dtype != dtype:
-            check_float_array(self._where(), "grad_out", grad_out, dtype=dtype)
+            check_float_array(self._where(), "grad_out", grad_out, dtype=dtype, device_ok=True)
         if grad_out.shape != shape:
             raise ValueError(f"{self._where()}: expected grad_out of shape {shape} (the shape "
                              f"of the last forward output), got {grad_out.shape}")
-        return self._backward(as_contiguous(grad_out), False, need_grad_in)
+        grad_out, caller = self._arrive("grad_out", grad_out)
+        grad_in = self._backward(grad_out, False, need_grad_in)
+        return None if grad_in is None else caller.put(grad_in)
+
+    def _arrive(self, name, x):
+        """(x on this module's device, C-contiguous; the caller's array namespace).
+
+        A host array is copied to a module on the GPU (and its result copied back); a
+        device array given to a module on the host is an error, as in PyTorch."""
+        caller = _device.namespace_of(x)
+        if caller.name == self._device:
+            return as_contiguous(x, self._where(), name), caller
+        if self._device == "cpu":
+            raise ValueError(f"{self._where()}: {name} is a cuda device array but the module "
+                             f"is on the cpu; call .to('cuda') on the model or pass a NumPy "
+                             f"array")
+        return _device.namespace(self._device).put(x), caller
 
     def _run_forward(self, x, buffered):
         y = self._forward(x, buffered)
@@ -338,7 +426,7 @@ class Module:
         """A layer-owned array of this shape and dtype, reused while they stay the same."""
         buf = self._scratch.get(key)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = np.empty(shape, dtype=dtype)
+            buf = _device.namespace(self._device).empty(shape, dtype)
             self._scratch[key] = buf
         return buf
 

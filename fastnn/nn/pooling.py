@@ -1,5 +1,4 @@
 """MaxPool2d and AvgPool2d over NCHW input (PyTorch's semantics, floor output sizes)."""
-from .. import backend
 from ..validation import FLOAT_DTYPES
 from .conv import pair, spatial_out
 from .module import Module
@@ -45,7 +44,7 @@ class MaxPool2d(_Pool2d):
         shape = self.infer_shape(x.shape, x.dtype)
         out = self._buffer("y", shape, x.dtype) if buffered else None
         indices = self._buffer("indices", shape, "int64")
-        y, self._indices = backend.current().max_pool2d_forward(
+        y, self._indices = self._kernels().max_pool2d_forward(
             x, self.kernel_size, self.stride, self.padding, out=out, indices=indices)
         self._in_shape = x.shape
         return y
@@ -54,7 +53,7 @@ class MaxPool2d(_Pool2d):
         if not need_grad_in:
             return None
         grad_in = self._buffer("grad_in", self._in_shape, grad_out.dtype) if buffered else None
-        return backend.current().max_pool2d_backward(grad_out, self._indices, self._in_shape,
+        return self._kernels().max_pool2d_backward(grad_out, self._indices, self._in_shape,
                                                      grad_in=grad_in)
 
 
@@ -72,14 +71,14 @@ class AvgPool2d(_Pool2d):
     def _forward(self, x, buffered):
         out = self._buffer("y", self.infer_shape(x.shape, x.dtype), x.dtype) if buffered else None
         self._in_shape = x.shape
-        return backend.current().avg_pool2d_forward(
+        return self._kernels().avg_pool2d_forward(
             x, self.kernel_size, self.stride, self.padding, self.count_include_pad, out=out)
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
         grad_in = self._buffer("grad_in", self._in_shape, grad_out.dtype) if buffered else None
-        return backend.current().avg_pool2d_backward(
+        return self._kernels().avg_pool2d_backward(
             grad_out, self._in_shape, self.kernel_size, self.stride, self.padding,
             self.count_include_pad, grad_in=grad_in)
 

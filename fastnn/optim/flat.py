@@ -8,15 +8,23 @@ per-parameter views of it serve ``state_dict``.
 
 A user may rebind ``p.data`` or ``p.grad`` after that; ``FlatBucket.inspect`` notices it
 (one identity check per array) and ``FlatBucket.rehome`` copies the new values back in.
+
+Parameters on the GPU (``Module.to("cuda")``) get flat buffers on the GPU: the bucket's
+array namespace (``fastnn.device``) allocates, zeroes and copies, and the cuda backend's
+update kernels run on them, so optimizer state never leaves the device. State dicts are
+NumPy copies either way.
 """
 import numpy as np
 
+from .. import device as _device
+
 
 class FlatBucket:
-    """Parameters of one dtype whose data, grad and optimizer state are flat buffers.
+    """Parameters of one dtype and device whose data, grad and optimizer state are flat
+    buffers on that device.
 
-    params: list of Parameters (``.data`` float32/float64 arrays of this dtype,
-    ``.grad`` None or an array of the same shape and dtype).
+    params: list of Parameters (``.data`` float32/float64 arrays of this dtype, all on
+    one device; ``.grad`` None or an array of the same shape, dtype and device).
     Attributes: data, grad: (size,) flat buffers; state: name -> (size,) buffer;
     steps: per-parameter count of updates applied (int list).
     """
@@ -26,14 +34,15 @@ class FlatBucket:
         # each parameter's index in the optimizer (for error messages and state dicts)
         self.indices = list(indices) if indices is not None else list(range(len(self.params)))
         self.dtype = np.dtype(dtype)
+        self.ns = _device.namespace_of(self.params[0].data) if self.params else _device.Host
         self.shapes = [tuple(p.data.shape) for p in self.params]
         sizes = [int(np.prod(shape, dtype=np.int64)) for shape in self.shapes]
         self.offsets = [0]
         for size in sizes:
             self.offsets.append(self.offsets[-1] + size)
         self.size = self.offsets[-1]
-        self.data = np.empty(self.size, dtype=self.dtype)
-        self.grad = np.zeros(self.size, dtype=self.dtype)
+        self.data = self.ns.empty(self.size, self.dtype)
+        self.grad = self.ns.zeros(self.size, self.dtype)
         self.state = {}
         self.steps = [0] * len(self.params)
         self.data_views = [self.view(self.data, i) for i in range(len(self.params))]
@@ -53,22 +62,22 @@ class FlatBucket:
         """The flat state buffer ``name``, allocated as zeros on first use."""
         buf = self.state.get(name)
         if buf is None:
-            buf = self.state[name] = np.zeros(self.size, dtype=self.dtype)
+            buf = self.state[name] = self.ns.zeros(self.size, self.dtype)
         return buf
 
     # ------------------------------------------------------------------ re-homing
     def _home_data(self, i):
         p, view = self.params[i], self.data_views[i]
         if p.data is not view:
-            view[...] = p.data
+            self.ns.copy_into(view, p.data)
             p.data = view
 
     def _home_grad(self, i):
         p, view = self.params[i], self.grad_views[i]
         if p.grad is None:
-            view.fill(0)  # a None grad is skipped at step time; keep the slot clean
+            self.ns.fill_zero(view)  # a None grad is skipped at step time; keep it clean
         elif p.grad is not view:
-            view[...] = p.grad
+            self.ns.copy_into(view, p.grad)
             p.grad = view
 
     def inspect(self, where):
@@ -85,11 +94,16 @@ class FlatBucket:
             if data is self.data_views[i] and grad is self.grad_views[i]:
                 continue
             intact = False
-            if isinstance(data, np.ndarray) and tuple(data.shape) != self.shapes[i]:
+            if _device.is_array(data) and tuple(data.shape) != self.shapes[i]:
                 raise ValueError(
                     f"{where}: parameter {self.indices[i]} changed shape from {self.shapes[i]} to "
                     f"{tuple(data.shape)} after the optimizer was built; build a new optimizer")
             check_parameter(where, p, self.indices[i])
+            if _device.device_of(data) != self.ns.name:
+                raise ValueError(
+                    f"{where}: parameter {self.indices[i]} moved to {_device.device_of(data)} "
+                    f"after the optimizer was built on {self.ns.name}; build the optimizer "
+                    f"after moving the model")
             if data.dtype != self.dtype:
                 dtype_changed = True
             if grad is None:
@@ -105,22 +119,23 @@ class FlatBucket:
     # ---------------------------------------------------------------- state views
     def param_state(self, i):
         """Copies of parameter i's state: {name: array of the parameter's shape}."""
-        return {name: self.view(buf, i).copy() for name, buf in self.state.items()}
+        return {name: _device.host_copy(self.view(buf, i)) for name, buf in self.state.items()}
 
     def set_param_state(self, i, step, arrays):
         """Set parameter i's step count and state slots (absent names are zeroed)."""
         self.steps[i] = int(step)
         for name, value in arrays.items():
-            self.view(self.buffer(name), i)[...] = value
+            self.ns.copy_into(self.view(self.buffer(name), i), value)
         for name, buf in self.state.items():
             if name not in arrays:
-                self.view(buf, i).fill(0)
+                self.ns.fill_zero(self.view(buf, i))
 
 
 def check_parameter(where, p, index):
-    """A Parameter-like object: float32/float64 ndarray .data, .grad None or matching."""
+    """A Parameter-like object: float32/float64 .data (a NumPy or device array), .grad
+    None or an array of the same shape, dtype and device."""
     data = getattr(p, "data", None)
-    if not isinstance(data, np.ndarray) or not hasattr(p, "grad"):
+    if not _device.is_array(data) or not hasattr(p, "grad"):
         raise TypeError(f"{where}: expected Parameters (objects with .data and .grad arrays), "
                         f"got {type(p).__name__} at position {index}")
     if data.dtype not in (np.float32, np.float64):
@@ -128,21 +143,25 @@ def check_parameter(where, p, index):
                         f"expected float32 or float64")
     grad = p.grad
     if grad is not None:
-        if not isinstance(grad, np.ndarray):
+        if not _device.is_array(grad):
             raise TypeError(f"{where}: parameter {index} has a .grad of type "
                             f"{type(grad).__name__}; expected a numpy.ndarray or None")
+        if _device.device_of(grad) != _device.device_of(data):
+            raise ValueError(f"{where}: parameter {index} has .data on "
+                             f"{_device.device_of(data)} but .grad on "
+                             f"{_device.device_of(grad)}; they must be on one device")
         if grad.shape != data.shape or grad.dtype != data.dtype:
             raise ValueError(f"{where}: parameter {index} has .grad {grad.shape} {grad.dtype} "
                              f"but .data {data.shape} {data.dtype}; they must match")
 
 
 def build_buckets(params, start=0):
-    """Group params by dtype (first-seen order) into FlatBuckets.
+    """Group params by device and dtype (first-seen order) into FlatBuckets.
 
     start: the optimizer index of params[0] (parameters are numbered across groups).
     """
     by_dtype = {}
     for index, p in enumerate(params, start):
-        by_dtype.setdefault(p.data.dtype, []).append((index, p))
+        by_dtype.setdefault((_device.device_of(p.data), p.data.dtype), []).append((index, p))
     return [FlatBucket([p for _, p in members], dtype, [i for i, _ in members])
-            for dtype, members in by_dtype.items()]
+            for (_, dtype), members in by_dtype.items()]

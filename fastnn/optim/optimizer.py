@@ -22,7 +22,7 @@ import operator
 
 import numpy as np
 
-from .. import backend
+from .. import device as _device
 from .flat import build_buckets, check_parameter
 
 
@@ -138,10 +138,10 @@ class Optimizer:
         """
         for buckets in self._buckets:
             for bucket in buckets:
-                bucket.grad.fill(0)
+                bucket.ns.fill_zero(bucket.grad)
                 for p, view in zip(bucket.params, bucket.grad_views):
                     if p.grad is not None and p.grad is not view:
-                        p.grad[...] = 0
+                        _device.namespace_of(p.grad).fill_zero(p.grad)
 
     def step(self, closure=None):
         """Apply one update to every parameter that has a gradient.
@@ -155,12 +155,12 @@ class Optimizer:
         self._check_groups()
         plans = [[bucket.inspect(self._name) for bucket in buckets]
                  for buckets in self._buckets]
-        kernels = backend.current()
         for gi, group in enumerate(self.param_groups):
             if any(dtype_changed for _, dtype_changed, _ in plans[gi]):
                 self._regroup(gi)
                 plans[gi] = [b.inspect(self._name) for b in self._buckets[gi]]
             for bucket, (intact, _, missing_grad) in zip(self._buckets[gi], plans[gi]):
+                kernels = _device.kernels(bucket.ns.name)  # where the bucket lives
                 if not intact:
                     bucket.rehome()
                 if missing_grad:

@@ -19,8 +19,9 @@ whole MLP step that way).
 import numpy as np
 from numba import cuda
 
+from . import config
 from . import optim as _optim
-from ._common import is_device
+from ._common import as_device, is_device  # noqa: F401  (as_device: fastnn.device uses it)
 
 
 def _module_arrays(model):
@@ -83,15 +84,20 @@ def _fill_zero(a):
         a[i] = 0
 
 
+def fill_zero(a):
+    """Set every element of a C-contiguous device array to zero, in place."""
+    a = as_device(a)
+    if a.size:
+        _fill_zero[config.blocks(a.size), config.THREADS](a.reshape(a.size))
+
+
 def zero_grad(params):
     """Zero each parameter's device gradient in place (one kernel per parameter).
 
     params: iterable of Parameters whose .grad is a device array."""
-    from . import config
     for p in params:
-        g = p.grad
-        if g is not None and g.size:
-            _fill_zero[config.blocks(g.size), config.THREADS](g.reshape(g.size))
+        if p.grad is not None:
+            fill_zero(p.grad)
 
 
 class _DeviceOptimizer:

@@ -1,0 +1,53 @@
+#!/bin/bash
+# Issue 7's checks on a real GPU, in one call of the workplace's device tool:
+#
+#   run(command="bash bench/cuda_device_checks.sh", carry=[".gpudata"], timeout_s=580)
+#
+# The device machine's python3 already has numba (with numba-cuda), CuPy, PyTorch CUDA,
+# pytest and hypothesis; fastnn runs from the source tree (no pip install: the Cython
+# extensions are not needed there). Fashion-MNIST's IDX files travel in .gpudata/
+# (ignored by git; copy them from /usr/share/datasets/fashion-mnist first).
+# Each stage has its own time limit and writes its log under $OUT, so a slow or failing
+# stage still leaves the others' results. Stages run most-needed first.
+set -u
+OUT=${OUT:-/tmp/fastnn-gpu}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+ln -sfn ../kernels fastnn/kernels
+START=$(date +%s)
+stage() {  # stage NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
+    local name=$1 limit=$2
+    shift 2
+    echo "=== $name (limit ${limit}s, at $(( $(date +%s) - START ))s)"
+    timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+    echo "=== $name: exit $? after $(( $(date +%s) - START ))s"
+    tail -n 4 "$OUT/$name.log"
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm \
+    --format=csv >"$OUT/gpu.txt" 2>&1
+cat "$OUT/gpu.txt"
+python3 - >>"$OUT/gpu.txt" 2>&1 <<'EOF'
+import importlib.metadata as md
+for name in ("numba", "numba-cuda", "cupy-cuda13x", "torch", "numpy", "pytest"):
+    try:
+        print(name, md.version(name))
+    except md.PackageNotFoundError:
+        print(name, "absent")
+import fastnn
+print("backends", fastnn.backends())
+print("cuda", fastnn.backend_info("cuda"))
+EOF
+tail -n 8 "$OUT/gpu.txt"
+
+stage bench 150 python3 -m fastnn.kernels.cuda.bench --json "$OUT/cuda_bench.json"
+stage train_mlp 75 python3 -m fastnn train --backend cuda --dataset fashion-mnist \
+    --data-root .gpudata --epochs 5 --no-progress --metrics "$OUT/train_mlp.json"
+stage train_cnn 120 python3 -m fastnn train --backend cuda --model cnn --dataset fashion-mnist \
+    --data-root .gpudata --optimizer adam --lr 1e-3 --lr-schedule cosine --standardize \
+    --batch-size 128 --epochs 4 --no-progress --metrics "$OUT/train_cnn.json"
+stage tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py \
+    tests/test_cuda_modules.py tests/test_cuda_sim.py -k "not simulator"
+stage conformance 110 python3 -m pytest -q -p no:cacheprovider -x tests/test_conformance.py \
+    -k cuda
+echo "=== done after $(( $(date +%s) - START ))s"

@@ -1,0 +1,168 @@
+"""Where arrays live: the host (NumPy) or a CUDA GPU (numba device arrays).
+
+PyTorch's rule, with NumPy arrays in place of CPU tensors: a model moved with
+``Module.to("cuda")`` keeps its parameters, gradients, running statistics, layer buffers
+and (through ``fastnn.optim``) optimizer state on the GPU, and its layers run the
+``cuda`` backend's kernels whatever ``fastnn.set_backend`` says. Arrays follow the
+caller: a NumPy input gives a NumPy output (copied in and back), a device array input
+(``fastnn.device.to_device(x)``, a numba device array, or a CuPy array) gives a
+device array output that stays on the GPU.
+
+``import fastnn`` does not import numba.cuda; the first device array or ``to("cuda")``
+does. Each place has an array namespace (``Host`` / ``Cuda`` below) with the few
+operations the layers and optimizers need beyond the kernels: allocate, zero, copy.
+"""
+import numpy as np
+
+DEVICES = ("cpu", "cuda")
+
+
+def check_device(where, device):
+    """'cpu' or 'cuda' (also 'cuda:0' and the device of an array's namespace) -> name."""
+    name = getattr(device, "name", device)
+    if name == "cuda:0":
+        name = "cuda"
+    if name not in DEVICES:
+        raise ValueError(f"{where}: expected device 'cpu' or 'cuda', got {device!r}")
+    return name
+
+
+def is_device_array(a):
+    """True for a numba device array or anything with ``__cuda_array_interface__``."""
+    if isinstance(a, np.ndarray) or a is None:
+        return False
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    # numba's CUDA simulator arrays have no interface; ask numba only for foreign types
+    name = type(a).__name__
+    return name in ("FakeCUDAArray", "DeviceNDArray", "MappedNDArray")
+
+
+def is_array(a):
+    """A NumPy array or a device array."""
+    return isinstance(a, np.ndarray) or is_device_array(a)
+
+
+def device_of(a):
+    """'cuda' for a device array, 'cpu' otherwise."""
+    return "cuda" if is_device_array(a) else "cpu"
+
+
+def to_device(a):
+    """A C-contiguous device copy of a host array (a device array is returned as is)."""
+    return Cuda.put(a)
+
+
+def to_host(a):
+    """A NumPy copy of a device array (a NumPy array is returned as is)."""
+    return a.copy_to_host() if is_device_array(a) else a
+
+
+def host_copy(a):
+    """A new NumPy array with the values of a host or device array (state dicts)."""
+    return a.copy_to_host() if is_device_array(a) else np.array(a, copy=True)
+
+
+def is_contiguous(a):
+    """C-contiguity of a host or device array."""
+    if isinstance(a, np.ndarray):
+        return a.flags.c_contiguous
+    if hasattr(a, "is_c_contiguous"):
+        return a.is_c_contiguous()
+    flags = getattr(a, "flags", None)
+    return bool(getattr(flags, "c_contiguous", True))
+
+
+class Host:
+    """The host's array namespace (NumPy)."""
+
+    name = "cpu"
+
+    @staticmethod
+    def put(a):
+        """a as a C-contiguous host array (copied back when on the device)."""
+        if type(a) is np.ndarray and a.flags.c_contiguous:
+            return a
+        return np.ascontiguousarray(to_host(a))
+
+    @staticmethod
+    def empty(shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+    @staticmethod
+    def zeros(shape, dtype):
+        return np.zeros(shape, dtype=dtype)
+
+    @staticmethod
+    def fill_zero(a):
+        a[...] = 0
+
+    @staticmethod
+    def copy_into(dst, src):
+        """dst[...] = src, src from either place (same shape)."""
+        dst[...] = to_host(src)
+
+    @staticmethod
+    def copy(a):
+        return a.copy()
+
+
+class Cuda:
+    """The GPU's array namespace (numba device arrays, imported on first use)."""
+
+    name = "cuda"
+
+    @staticmethod
+    def _cuda():
+        from .kernels.cuda import device as cuda_device  # raises ImportError without CUDA
+        return cuda_device
+
+    @staticmethod
+    def put(a):
+        if is_device_array(a):
+            return Cuda._cuda().as_device(a)
+        return Cuda._cuda().cuda.to_device(np.ascontiguousarray(a))
+
+    @staticmethod
+    def empty(shape, dtype):
+        return Cuda._cuda().cuda.device_array(shape, dtype=dtype)
+
+    @staticmethod
+    def zeros(shape, dtype):
+        a = Cuda.empty(shape, dtype)
+        Cuda.fill_zero(a)
+        return a
+
+    @staticmethod
+    def fill_zero(a):
+        Cuda._cuda().fill_zero(a)
+
+    @staticmethod
+    def copy_into(dst, src):
+        """dst[...] = src, src a host array or a device array of the same shape."""
+        if isinstance(src, np.ndarray):
+            src = np.ascontiguousarray(src, dtype=dst.dtype)
+        Cuda._cuda().as_device(dst).copy_to_device(src)
+
+    @staticmethod
+    def copy(a):
+        out = Cuda.empty(a.shape, a.dtype)
+        Cuda.copy_into(out, a)
+        return out
+
+
+def namespace(device):
+    """The array namespace of 'cpu' or 'cuda'."""
+    return Cuda if device == "cuda" else Host
+
+
+def namespace_of(a):
+    """The array namespace of the place array ``a`` lives in."""
+    return Cuda if is_device_array(a) else Host
+
+
+def kernels(device):
+    """The backend module whose kernels run on ``device``: the cuda backend for 'cuda',
+    the current backend (``fastnn.set_backend`` / ``use_backend``) for 'cpu'."""
+    from . import backend
+    return backend.load("cuda") if device == "cuda" else backend.current()

@@ -1,0 +1,224 @@
+"""Models on the GPU: ``Module.to('cuda')`` with the nn layers, losses, ``fastnn.optim``
+and the trainer, against the same model trained on the host by the numpy backend.
+
+Runs wherever ``numba.cuda.is_available()``: on a real GPU in the main test process,
+and without one under Numba's CUDA simulator in the subprocess of
+tests/test_cuda_sim.py (small shapes: the simulator runs each GPU thread in Python).
+"""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import device as fdevice
+from fastnn import nn
+
+from conftest import assert_close
+
+if "cuda" not in fastnn.backends():
+    pytest.skip("no CUDA device: tests/test_cuda_sim.py runs this file under Numba's "
+                "CUDA simulator in a subprocess", allow_module_level=True)
+
+from numba import config as numba_config  # noqa: E402
+from numba import cuda  # noqa: E402
+
+# The simulator runs every GPU thread as a Python thread: there, the convolutional
+# model trains for one step with SGD only, and the train command runs on a real GPU only.
+SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def twins(build):
+    """(host model, GPU model) with identical float64 parameters."""
+    fastnn.manual_seed(0)
+    host = build().double()
+    gpu = build().double()
+    gpu.load_state_dict(host.state_dict())
+    return host, gpu.to("cuda")
+
+
+def small_cnn():
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Conv2d(3, 4, 3, stride=2, padding=1),
+                         nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4, 3))
+
+
+def mlp():
+    return fastnn.models.MLP(6, [7, 5], 3, activation="leaky_relu", batchnorm=True)
+
+
+def assert_on_gpu(model, optimizer=None):
+    arrays = [p.data for p in model.parameters()] + [p.grad for p in model.parameters()]
+    arrays += model.buffers()
+    if optimizer is not None:
+        for buckets in optimizer._buckets:
+            for bucket in buckets:
+                arrays += [bucket.data, bucket.grad, *bucket.state.values()]
+    assert arrays and all(fdevice.is_device_array(a) for a in arrays)
+
+
+TRAINING_CASES = [(mlp, (8, 6), "SGD"), (mlp, (8, 6), "Adam"), (small_cnn, (2, 2, 8, 8), "SGD")]
+if not SIMULATOR:
+    TRAINING_CASES.append((small_cnn, (2, 2, 8, 8), "Adam"))
+
+
+@pytest.mark.parametrize("build, shape, opt_name", TRAINING_CASES,
+                         ids=[f"{b.__name__}-{o}" for b, _, o in TRAINING_CASES])
+def test_training_on_the_gpu_matches_the_host(rng, build, shape, opt_name):
+    host, gpu = twins(build)
+    kwargs = {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3} if opt_name == "SGD" else \
+        {"lr": 1e-2, "weight_decay": 1e-3}
+    opts = [getattr(fastnn.optim, opt_name)(m.parameters(), **kwargs) for m in (host, gpu)]
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(1 if SIMULATOR and build is small_cnn else 2):
+        x = rng.standard_normal(shape)
+        y = rng.integers(0, 3, shape[0])
+        losses, grads = [], []
+        for model, opt, batch in ((host, opts[0], x), (gpu, opts[1], cuda.to_device(x))):
+            opt.zero_grad()
+            logits = model(batch)
+            losses.append(loss_fn(logits, y))
+            grads.append(model.backward(loss_fn.backward()))
+            opt.step()
+        assert fdevice.is_device_array(logits) and fdevice.is_device_array(grads[1])
+        np.testing.assert_allclose(losses[1], losses[0], rtol=1e-9)
+        assert_close(grads[1].copy_to_host(), grads[0], np.float64)
+    assert_on_gpu(gpu, opts[1])
+    gpu_state, host_state = gpu.state_dict(), host.state_dict()
+    for key in host_state:
+        assert isinstance(gpu_state[key], np.ndarray)
+        assert_close(gpu_state[key], host_state[key], np.float64, err_msg=key)
+    for key, value in opts[0].state_dict()["state"].items():
+        for name, array in value.items():
+            got = opts[1].state_dict()["state"][key][name]
+            if name != "step":
+                assert isinstance(got, np.ndarray)
+                assert_close(got, array, np.float64, err_msg=f"{key} {name}")
+
+
+def test_arrays_follow_the_caller(rng):
+    host, gpu = twins(mlp)
+    x = rng.standard_normal((5, 6))
+    y_host = host(x)
+    y = gpu(x)  # NumPy in, NumPy out
+    assert isinstance(y, np.ndarray)
+    assert_close(y, y_host, np.float64)
+    dy = gpu(cuda.to_device(x))  # device in, device out
+    assert fdevice.is_device_array(dy)
+    assert_close(dy.copy_to_host(), y_host, np.float64)
+    g = np.ones_like(y)
+    assert isinstance(gpu.backward(g), np.ndarray)
+    host(x)  # the GPU model ran two training forwards: update the same running stats
+    gpu.eval()
+    host.eval()
+    assert_close(gpu(x), host(x), np.float64)
+
+
+def test_parameters_buffers_and_state_dict_move_and_come_back(rng):
+    model = mlp()
+    before = model.state_dict()
+    assert model.to("cuda") is model and model.device == "cuda"
+    assert all(p.device == "cuda" for p in model.parameters())
+    assert all(m.device == "cuda" for m in model.modules())
+    bn = model[1]
+    assert fdevice.is_device_array(bn.running_mean)
+    assert "device='cuda'" in repr(model.parameters()[0])
+    state = model.state_dict()
+    assert all(isinstance(v, np.ndarray) for v in state.values())
+    changed = {k: v + 1 for k, v in before.items()}
+    model.load_state_dict(changed)  # host arrays copied into device arrays
+    assert fdevice.is_device_array(model[0].weight.data)
+    model.double()  # converts through the host, stays on the GPU
+    assert model.device == "cuda" and model[0].weight.data.dtype == np.float64
+    model.cpu()
+    assert model.device == "cpu" and isinstance(model[0].weight.data, np.ndarray)
+    for key, value in model.state_dict().items():
+        np.testing.assert_allclose(value, changed[key])
+
+
+def test_zero_grad_on_the_gpu(rng):
+    _, gpu = twins(mlp)
+    loss_fn = nn.CrossEntropyLoss()
+    loss_fn(gpu(rng.standard_normal((4, 6))), rng.integers(0, 3, 4))
+    gpu.backward(loss_fn.backward())
+    assert np.any(gpu[0].weight.grad.copy_to_host() != 0)
+    gpu.zero_grad()
+    assert all(np.all(p.grad.copy_to_host() == 0) for p in gpu.parameters())
+
+
+def test_losses_run_where_pred_lives(rng):
+    pred = rng.uniform(0.05, 0.95, (4, 3))
+    target = rng.uniform(0, 1, (4, 3))
+    for loss_fn in (nn.MSELoss(), nn.BCELoss()):
+        host_loss = loss_fn(pred, target)
+        host_grad = loss_fn.backward()
+        gpu_loss = loss_fn(cuda.to_device(pred), target)
+        assert isinstance(gpu_loss, float)
+        np.testing.assert_allclose(gpu_loss, host_loss, rtol=1e-12)
+        assert fdevice.is_device_array(loss_fn.backward())
+        assert_close(loss_fn.backward().copy_to_host(), host_grad, np.float64)
+    ce = nn.CrossEntropyLoss()
+    labels = np.array([0, 2, 1, 2])
+    expected = ce(pred, labels)
+    np.testing.assert_allclose(ce(cuda.to_device(pred), cuda.to_device(labels)), expected)
+    np.testing.assert_allclose(ce(cuda.to_device(pred), labels.astype(np.int32)), expected)
+    with pytest.raises(ValueError, match="labels out of range"):
+        ce(cuda.to_device(pred), cuda.to_device(np.array([0, 3, 1, 2])))
+    with pytest.raises(ValueError, match="probabilities in"):
+        nn.BCELoss()(cuda.to_device(pred + 1), target)
+
+
+def test_device_input_to_a_host_model_and_stale_optimizer_are_errors(rng):
+    model = mlp()
+    with pytest.raises(ValueError, match="cuda device array but the module is on the cpu"):
+        model(cuda.to_device(rng.standard_normal((4, 6)).astype(np.float32)))
+    opt = fastnn.optim.SGD(model.parameters(), lr=0.1)
+    model.to("cuda")
+    with pytest.raises(ValueError, match="build the optimizer after moving the model"):
+        opt.step()
+    with pytest.raises(ValueError, match="expected device 'cpu' or 'cuda'"):
+        model.to("tpu")
+
+
+def test_dropout_on_the_gpu_masks_and_scales():
+    layer = nn.Dropout(0.5).to("cuda")
+    y = layer(np.ones((16, 64), np.float32))
+    assert set(np.unique(y)) <= {0.0, 2.0}
+    assert 0.3 < np.mean(y == 0) < 0.7
+    grad = layer.backward(np.ones_like(y))
+    np.testing.assert_array_equal(grad, y)  # the same mask and scale
+    layer.eval()
+    x = np.ones((2, 3), np.float32)
+    np.testing.assert_array_equal(layer(x), x)
+
+
+def test_fit_and_evaluate_train_a_gpu_model_like_a_host_one(rng):
+    from fastnn.train import fit
+    x = rng.standard_normal((24, 6))
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
+    results = []
+    host, gpu = twins(mlp)
+    for model in (host, gpu):
+        opt = fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        results.append(fit(model, nn.CrossEntropyLoss(), opt, (x, y), (x[:8], y[:8]),
+                           epochs=2, batch_size=12, progress=False, log=False))
+    for key in ("train_loss", "test_loss", "test_accuracy", "train_accuracy"):
+        np.testing.assert_allclose(results[1][key], results[0][key], rtol=1e-9, err_msg=key)
+    assert_on_gpu(gpu)
+
+
+@pytest.mark.gpu  # minutes under the simulator: tests/test_cuda_sim.py deselects it
+def test_the_train_command_with_backend_cuda(tmp_path):
+    import json
+    from fastnn import cli
+    metrics = tmp_path / "m.json"
+    code = cli.main(["train", "--dataset", "digits", "--backend", "cuda", "--hidden", "16",
+                     "--max-steps", "3", "--batch-size", "16", "--no-progress",
+                     "--metrics", str(metrics)])
+    assert code in (0, None)
+    result = json.loads(metrics.read_text())
+    assert result["backend"] == "cuda" and result["steps"] == 3
+    assert 0.0 <= result["test_accuracy"] <= 1.0
