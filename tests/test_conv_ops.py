@@ -20,6 +20,10 @@ CONV_CASES = [
     (1, 4, 8, 7, 5, (1, 1), (1, 1), (0, 0)),
     (2, 3, 9, 8, 2, (5, 3), (3, 2), (2, 1)),
     (2, 1, 6, 6, 3, (2, 2), (2, 2), (0, 0)),
+    # stride 1 with W_out == W: the one-span im2col/col2im paths, asymmetric kernels
+    (2, 3, 6, 7, 4, (3, 5), (1, 1), (1, 2)),
+    (2, 2, 7, 5, 3, (5, 3), (1, 1), (1, 1)),
+    (2, 2, 3, 1, 3, (3, 3), (1, 1), (1, 1)),
 ]
 # (N, C, H, W, kernel, stride, padding)
 POOL_CASES = [
@@ -70,6 +74,46 @@ def test_conv2d_many_chunks_and_threads(backend, dtype, rng):
     # chunk is large enough for the parallel loops.
     x, weight, bias = conv_case(rng, dtype, 40, 32, 24, 24, 4, (3, 3))
     check_conv(dtype, x, weight, bias, (1, 1), (1, 1), rng)
+
+
+def test_conv2d_groups_of_samples_over_threads(backend, dtype, rng):
+    # 4x4 outputs are grouped 8 samples per GEMM: 37 samples make 5 groups, the last
+    # one short, split over the threads
+    x, weight, bias = conv_case(rng, dtype, 37, 16, 4, 4, 8, (3, 3))
+    check_conv(dtype, x, weight, bias, (1, 1), (1, 1), rng)
+
+
+def test_conv2d_restores_blas_thread_count(backend, rng):
+    # the kernels hold SciPy's BLAS at one thread while their own threads call it;
+    # concurrent calls from several Python threads must still restore the count
+    import threading
+
+    from fastnn.kernels import blas_threads
+    if not blas_threads.available():
+        pytest.skip("SciPy's BLAS thread count cannot be set here")
+    x, weight, bias = conv_case(rng, np.float32, 16, 16, 12, 12, 16, (3, 3))
+    g = rng.standard_normal((16, 16, 12, 12)).astype(np.float32)
+    previous = fastnn.get_num_threads()
+    fastnn.set_num_threads(2)
+    try:
+        before = blas_threads._get()
+        assert before == 2
+
+        def work():
+            with fastnn.use_backend(backend):
+                for _ in range(5):
+                    ops.conv2d_forward(x, weight, bias, (1, 1), (1, 1))
+                    ops.conv2d_backward(g, x, weight, (1, 1), (1, 1), np.zeros_like(weight))
+
+        threads = [threading.Thread(target=work) for _ in range(2)]
+        for th in threads:
+            th.start()
+        work()
+        for th in threads:
+            th.join()
+        assert blas_threads._get() == before
+    finally:
+        fastnn.set_num_threads(previous)
 
 
 def test_conv2d_one_and_two_threads_agree(backend, rng):
