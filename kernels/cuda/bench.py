@@ -5,7 +5,10 @@ this backend was written, so no numbers exist yet):
 
 * the device's copy bandwidth (a grid-stride copy kernel, read + write bytes);
 * MLP training step 784-4096-4096-10, ReLU, batch 1024, float32, SGD with momentum:
-  fastnn's cuda ops on device-resident parameters against PyTorch CUDA;
+  through the layer API (``model.to("cuda")``, ``fastnn.optim.SGD``, a device batch),
+  composed from the cuda ops, and PyTorch CUDA (its step ends with ``loss.item()``, as
+  fastnn's loss is a Python float);
+* SmallCNN training step, batch 128, Adam, layer API against PyTorch CUDA;
 * softmax-cross-entropy 4096x1000 and BatchNorm1d 256x1024 / 4096x1024 forward +
   backward, as GB/s of the bytes they must move (read inputs once, write outputs once)
   and as a fraction of the measured copy bandwidth.
@@ -56,12 +59,68 @@ def copy_bandwidth(n, repeats):
     return 2 * n * 4 / t
 
 
+def _torch_step(net, x, y, repeats, optimizer="sgd"):
+    """Seconds per PyTorch CUDA training step of ``net`` on (x, y); None without it."""
+    try:
+        import torch
+    except ImportError:  # PyTorch is a benchmark reference only
+        return None
+    if not torch.cuda.is_available():
+        return None
+    net = net.cuda()
+    opt = (torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
+           else torch.optim.Adam(net.parameters(), lr=1e-3))
+    tx, ty = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
+
+    def step():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(tx), ty)
+        loss.backward()
+        opt.step()
+        return loss.item()  # fastnn's loss is a Python float too
+
+    return _time(step, repeats, torch.cuda.synchronize)
+
+
+def _layers_step(model, x, y, repeats, optimizer="sgd"):
+    """Seconds per training step through the public API on the GPU: model.to('cuda'),
+    fastnn.optim, nn.CrossEntropyLoss, a device batch."""
+    import fastnn
+    model.to("cuda")
+    opt = (fastnn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
+           else fastnn.optim.Adam(model.parameters(), lr=1e-3))
+    loss_fn = fastnn.nn.CrossEntropyLoss()
+    dx, dy = cuda.to_device(x), cuda.to_device(y)
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(dx), dy)
+        model.backward(loss_fn.backward(), need_grad_in=False)
+        opt.step()
+        return loss
+
+    return _time(step, repeats, cuda.synchronize)
+
+
+def _ratios(result):
+    if result.get("torch_s"):
+        for key in ("layers_s", "ops_s"):
+            if result.get(key):
+                result[key.replace("_s", "_ratio_to_torch")] = result[key] / result["torch_s"]
+    return result
+
+
 def mlp_step(sizes, batch, repeats):
+    """MLP training step (ReLU, softmax-CE, SGD with momentum): the public layer API on
+    the GPU, the same step composed from the cuda ops, and PyTorch CUDA."""
     import fastnn
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
     y = rng.integers(0, sizes[-1], batch)
-    model = fastnn.models.MLP(sizes[0], list(sizes[1:-1]), sizes[-1], activation="relu")
+    build = lambda: fastnn.models.MLP(sizes[0], list(sizes[1:-1]), sizes[-1])  # noqa: E731
+    result = {"layers_s": _layers_step(build(), x, y, repeats)}
+
+    model = build()
     to_device(model)
     linears = [m for m in model.modules() if type(m).__name__ == "Linear"]
     opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -81,29 +140,44 @@ def mlp_step(sizes, batch, repeats):
                                        grad_bias=linears[i].bias.grad, need_grad_in=i > 0)
         opt.step()
 
-    result = {"fastnn_s": _time(step, repeats, cuda.synchronize), "torch_s": None}
+    result["ops_s"] = _time(step, repeats, cuda.synchronize)
     try:
         import torch
-        if torch.cuda.is_available():
-            layers = []
-            for i in range(len(sizes) - 1):
-                layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-                if i < len(sizes) - 2:
-                    layers.append(torch.nn.ReLU())
-            net = torch.nn.Sequential(*layers).cuda()
-            topt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-            tx, ty = torch.from_numpy(x).cuda(), torch.from_numpy(y).cuda()
+        layers = []
+        for i in range(len(sizes) - 1):
+            layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                layers.append(torch.nn.ReLU())
+        result["torch_s"] = _torch_step(torch.nn.Sequential(*layers), x, y, repeats)
+    except ImportError:
+        result["torch_s"] = None
+    return _ratios(result)
 
-            def torch_step():
-                topt.zero_grad()
-                torch.nn.functional.cross_entropy(net(tx), ty).backward()
-                topt.step()
 
-            result["torch_s"] = _time(torch_step, repeats, torch.cuda.synchronize)
-            result["ratio_to_torch"] = result["fastnn_s"] / result["torch_s"]
-    except ImportError:  # PyTorch is a benchmark reference only
-        pass
-    return result
+def cnn_step(batch, repeats, input_size=28, channels=(32, 64), hidden=128):
+    """SmallCNN training step with Adam (the course CNN) through the layer API, against
+    the same network in PyTorch CUDA."""
+    import fastnn
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, 1, input_size, input_size)).astype(np.float32)
+    y = rng.integers(0, 10, batch)
+    model = fastnn.models.SmallCNN(input_size=input_size, channels=channels, hidden=hidden)
+    result = {"layers_s": _layers_step(model, x, y, repeats, "adam")}
+    try:
+        import torch
+
+        def block(c_in, c_out):
+            return [torch.nn.Conv2d(c_in, c_out, 3, padding=1), torch.nn.BatchNorm2d(c_out),
+                    torch.nn.ReLU(), torch.nn.MaxPool2d(2)]
+        side = input_size // 4
+        c1, c2 = channels
+        net = torch.nn.Sequential(*block(1, c1), *block(c1, c2), torch.nn.Flatten(),
+                                  torch.nn.Linear(c2 * side * side, hidden), torch.nn.ReLU(),
+                                  torch.nn.Linear(hidden, 10))
+        result["torch_s"] = _torch_step(net, x, y, repeats, "adam")
+    except ImportError:
+        result["torch_s"] = None
+    return _ratios(result)
 
 
 def softmax_ce(n, c, repeats):
@@ -147,6 +221,8 @@ def main(argv=None):
     results["copy_gb_per_s"] = copy_bw / 1e9
     results["mlp_step"] = mlp_step((8, 16, 16, 4) if quick else (784, 4096, 4096, 10),
                                    4 if quick else 1024, repeats)
+    results["cnn_step"] = (cnn_step(2, repeats, 8, (2, 3), 4) if quick
+                           else cnn_step(128, repeats))
     results["softmax_ce"] = softmax_ce(*((6, 10) if quick else (4096, 1000)), repeats)
     for n, c in ((4, 8),) if quick else ((256, 1024), (4096, 1024)):
         results[f"batchnorm_{n}x{c}"] = batchnorm(n, c, repeats)

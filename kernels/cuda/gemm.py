@@ -36,6 +36,21 @@ def _load_cupy():
 _cupy = _load_cupy()
 
 
+def _load_cublas_gemm():
+    """cupy.cublas.gemm(transa, transb, a, b, out, alpha, beta): out = alpha op(a) op(b)
+    + beta out in one cuBLAS call on C-contiguous arrays (None on CuPy without it)."""
+    if _cupy is None:
+        return None
+    try:
+        from cupy import cublas
+    except ImportError:
+        return None
+    return getattr(cublas, "gemm", None)
+
+
+_cublas_gemm = _load_cublas_gemm()
+
+
 def engine():
     """'cublas' or 'numba', and a description, for backend_info()."""
     if _cupy is not None:
@@ -162,12 +177,16 @@ def gemm(a, b, c, trans_a=False, trans_b=False, accumulate=False, bias=None,
     bias = bias if has_bias else dummy(c.dtype)
     if _cupy is not None:
         ca, cb, cc = _cupy.asarray(a), _cupy.asarray(b), _cupy.asarray(c)
-        op_a = ca.T if trans_a else ca
-        op_b = cb.T if trans_b else cb
-        if accumulate:
-            cc += op_a @ op_b
+        if _cublas_gemm is not None:  # one cuBLAS call; beta=1 accumulates in place
+            _cublas_gemm("T" if trans_a else "N", "T" if trans_b else "N", ca, cb, out=cc,
+                         alpha=1.0, beta=1.0 if accumulate else 0.0)
         else:
-            _cupy.matmul(op_a, op_b, out=cc)
+            op_a = ca.T if trans_a else ca
+            op_b = cb.T if trans_b else cb
+            if accumulate:
+                cc += op_a @ op_b
+            else:
+                _cupy.matmul(op_a, op_b, out=cc)
         if has_bias or code:
             _epilogue[config.blocks(c.size), config.THREADS](flat(c), bias, has_bias, code,
                                                              slope, n)
