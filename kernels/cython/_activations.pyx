@@ -9,7 +9,7 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 """
 from cython.parallel cimport prange
 
-from _common cimport (floating, threads_for, f_exp, f_tanh, f_phi, f_sin, f_cos,
+from _common cimport (floating, threads_for, f_exp, f_tanh, f_phi, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, row_max, row_sum, row_dot)
 
@@ -33,9 +33,6 @@ cdef enum:
     B_GELU = 4          # s = x
     B_SINE = 5          # s = x
     B_MUL = 6           # out = g * s (dropout backward)
-
-cdef double INV_SQRT_2PI = 0.39894228040143267794
-
 
 cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t n,
                               floating a) noexcept nogil:
@@ -114,8 +111,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
                                Py_ssize_t n, floating a) noexcept nogil:
     """out[i] = g[i] * f'(s[i]) for one block. g, s, out: (n,)."""
     cdef Py_ssize_t i
-    cdef floating v, one = 1, half = 0.5
-    cdef floating rpi = <floating>INV_SQRT_2PI
+    cdef floating v, one = 1
     if op == B_RELU:
         for i in range(n):
             out[i] = g[i] if s[i] > 0 else 0
@@ -130,8 +126,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
             out[i] = g[i] * (one - s[i] * s[i])
     elif op == B_GELU:
         for i in range(n):
-            v = s[i]
-            out[i] = g[i] * (f_phi(v) + v * rpi * f_exp(-half * v * v))
+            out[i] = g[i] * f_gelu_grad(s[i])
     elif op == B_SINE:
         _sine_backward_block(g, s, out, n, a)
     elif op == B_MUL:

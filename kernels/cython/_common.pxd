@@ -13,7 +13,9 @@ cdef extern from "_fastnn_math.h" nogil:
     int fnn_max_threads()
     float fnn_expf(float x)
     float fnn_tanhf(float x)
+    float fnn_sigmoidf(float x)
     float fnn_phif(float x)
+    float fnn_gelu_gradf(float x)
     float fnn_sinf(float x)          # the branch-free sin/cos: valid where not trig_beyond
     float fnn_cosf(float x)
     double fnn_sin(double x)
@@ -93,11 +95,21 @@ cdef inline floating f_tanh(floating x) noexcept nogil:
 
 
 cdef inline floating f_phi(floating x) noexcept nogil:
-    """Standard normal CDF, accurate in both tails (no 1 + erf cancellation)."""
+    """Standard normal CDF: float within 1e-7 absolute (A&S 7.1.26, _fastnn_math.h),
+    double from erfc (accurate in both tails)."""
     if floating is float:
         return fnn_phif(x)
     else:
         return 0.5 * erfc(-x * 0.70710678118654752440)
+
+
+cdef inline floating f_gelu_grad(floating x) noexcept nogil:
+    """d/dx [x Phi(x)] = Phi(x) + x e^(-x^2/2) / sqrt(2 pi)."""
+    if floating is float:
+        return fnn_gelu_gradf(x)
+    else:
+        return (0.5 * erfc(-x * 0.70710678118654752440)
+                + x * 0.39894228040143267794 * exp(-0.5 * x * x))
 
 
 cdef inline floating f_sin(floating x) noexcept nogil:
@@ -148,7 +160,9 @@ cdef inline floating f_sqrt(floating x) noexcept nogil:
 
 
 cdef inline floating f_sigmoid(floating x) noexcept nogil:
-    """1 / (1 + exp(-x)) without overflow: exp of -|x| only."""
+    """1 / (1 + exp(-x)); in double exp of -|x| only, so nothing overflows."""
+    if floating is float:
+        return fnn_sigmoidf(x)
     cdef floating e = f_exp(-x if x >= 0 else x)
     cdef floating one = 1
     return one / (one + e) if x >= 0 else e / (one + e)
