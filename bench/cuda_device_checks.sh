@@ -12,7 +12,12 @@
 set -u
 OUT=${OUT:-/tmp/fastnn-gpu}
 mkdir -p "$OUT"
-export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
+# The device image's numba-cuda still registers np.row_stack, which its NumPy (2.5) no
+# longer has: a sitecustomize on the path restores the alias before numba imports.
+SHIM=$(mktemp -d)
+printf 'import numpy\nif not hasattr(numpy, "row_stack"):\n    numpy.row_stack = numpy.vstack\n' \
+    >"$SHIM/sitecustomize.py"
+export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD:$SHIM
 ln -sfn ../kernels fastnn/kernels
 START=$(date +%s)
 stage() {  # stage NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log

@@ -67,7 +67,7 @@ def _available(name):
     if name == "cython":
         try:
             return importlib.util.find_spec("fastnn.kernels.cython._dense") is not None
-        except ModuleNotFoundError:
+        except ImportError:  # the package's __init__ raises when the extensions are unbuilt
             return False
     if name == "cuda":
         if importlib.util.find_spec("numba") is None:

@@ -1,6 +1,5 @@
 """One thread-count setting for every backend: Numba's parallel loops, the Cython
 kernels' OpenMP loops and the BLAS library NumPy/SciPy use."""
-import importlib.util
 import os
 import sys
 
@@ -38,8 +37,11 @@ def apply_num_threads():
     if "numba" in sys.modules:
         import numba
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    if importlib.util.find_spec("fastnn.kernels.cython._openmp") is not None:
+    try:
         from .kernels.cython import _openmp
+    except ImportError:  # the Cython extensions are not built (a source checkout)
+        pass
+    else:
         _openmp.set_num_threads(n)
     try:
         from threadpoolctl import threadpool_limits

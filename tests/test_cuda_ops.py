@@ -26,7 +26,7 @@ from numba import cuda  # noqa: E402
 
 import fastnn.kernels.cuda as C  # noqa: E402
 import fastnn.kernels.reference as R  # noqa: E402
-from fastnn.kernels.cuda import config, device  # noqa: E402
+from fastnn.kernels.cuda import config  # noqa: E402
 
 torch.set_num_threads(1)
 DTYPES = [np.float32, np.float64]
@@ -462,19 +462,6 @@ def test_layer_api_on_host_arrays_matches_numpy_backend(rng):
         assert_close(state_cuda[key], state_np[key], np.float64, err_msg=key)
 
 
-def test_to_device_and_back_keeps_every_value():
-    model = fastnn.models.MLP(6, [5], 3, batchnorm=True)
-    before = model.state_dict()
-    device.to_device(model)
-    assert device.is_on_device(model)
-    bn = [m for m in model.modules() if type(m).__name__ == "BatchNorm1d"][0]
-    assert not isinstance(bn.running_mean, np.ndarray)
-    device.to_host(model)
-    assert not device.is_on_device(model)
-    for key, value in model.state_dict().items():
-        np.testing.assert_array_equal(value, before[key])
-
-
 def test_device_resident_training_step_matches_numpy(rng):
     """An MLP step (Linear+ReLU, Linear, softmax-CE, backward, SGD with momentum) run by
     the cuda ops on device arrays, parameters and optimizer state resident: three steps
@@ -496,10 +483,10 @@ def test_device_resident_training_step_matches_numpy(rng):
             model.backward(loss_fn.backward())
             opt.step()
 
-    device.to_device(twin)
+    twin.to("cuda")
     (w1, b1), (w2, b2) = [(m.weight, m.bias) for m in twin.modules()
                           if type(m).__name__ == "Linear"]
-    dopt = device.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    dopt = fastnn.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
     device_losses = []
     for x, y in zip(xs, ys):
         dx, dy = cuda.to_device(x), cuda.to_device(y)  # the batch: the only host->device copy
@@ -512,73 +499,8 @@ def test_device_resident_training_step_matches_numpy(rng):
         C.linear_backward(gh, dx, w1.data, h, "relu", grad_weight=w1.grad, grad_bias=b1.grad,
                           need_grad_in=False)
         dopt.step()
-        assert device.is_on_device(twin)
+        assert all(not isinstance(p.data, np.ndarray) for p in twin.parameters())
     np.testing.assert_allclose(device_losses, host_losses, rtol=1e-10)
-    device.to_host(twin)
+    twin.to("cpu")
     for key, value in twin.state_dict().items():
         assert_close(value, model.state_dict()[key], dtype, err_msg=key)
-
-
-def test_layer_api_with_device_resident_parameters(rng):
-    """What the nn layers support today after ``to_device``: a NumPy batch in, the
-    parameters, gradients, BatchNorm statistics and SGD state stay on the device (the
-    last layer's output comes back as a device array; layer buffers are still host
-    arrays, so activations cross between layers). Two steps match the numpy backend."""
-    x = rng.standard_normal((10, 12))
-    labels = rng.integers(0, 4, 10)
-    with fastnn.use_backend("numpy"):
-        model = fastnn.models.MLP(12, [9], 4, activation="tanh", batchnorm=True).double()
-        twin = fastnn.models.MLP(12, [9], 4, activation="tanh", batchnorm=True).double()
-        twin.load_state_dict(model.state_dict())
-        opt = fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        loss_fn = fastnn.nn.CrossEntropyLoss()
-        host_losses = []
-        for _ in range(2):
-            opt.zero_grad()
-            host_losses.append(loss_fn(model(x), labels))
-            model.backward(loss_fn.backward())
-            opt.step()
-    device.to_device(twin)
-    dopt = device.SGD(twin.parameters(), lr=0.1, momentum=0.9)
-    device_losses = []
-    with fastnn.use_backend("cuda"):
-        for _ in range(2):
-            dopt.zero_grad()
-            logits = twin(x)
-            assert not isinstance(logits, np.ndarray)
-            device_losses.append(loss_fn(logits.copy_to_host(), labels))
-            twin.backward(loss_fn.backward())
-            dopt.step()
-            assert device.is_on_device(twin)
-    np.testing.assert_allclose(device_losses, host_losses, rtol=1e-10)
-    device.to_host(twin)
-    for key, value in twin.state_dict().items():
-        assert_close(value, model.state_dict()[key], np.float64, err_msg=key)
-
-
-def test_device_optimizers_reject_host_parameters():
-    model = fastnn.models.MLP(3, [], 2)
-    with pytest.raises(TypeError, match="not on the device"):
-        device.SGD(model.parameters(), lr=0.1)
-    device.to_device(model)
-    with pytest.raises(ValueError, match="lr"):
-        device.Adam(model.parameters(), lr=-1.0)
-
-
-def test_device_adam_matches_torch(rng):
-    p = rng.standard_normal((4, 3))
-    model = fastnn.models.MLP(3, [], 4)
-    model.double()
-    lin = model.parameters()[0]
-    lin.data[...] = p
-    device.to_device(model)
-    opt = device.Adam([lin], lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.01)
-    pt = t(p, True)
-    topt = torch.optim.Adam([pt], lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.01)
-    for _ in range(3):
-        g = rng.standard_normal(p.shape)
-        lin.grad = cuda.to_device(g)
-        opt.step()
-        pt.grad = t(g)
-        topt.step()
-    assert_close(lin.data.copy_to_host(), pt.detach().numpy(), np.float64)

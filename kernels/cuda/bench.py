@@ -29,7 +29,6 @@ from . import backend_info, config
 from . import batchnorm as _bn
 from . import dense as _dense
 from . import losses as _losses
-from .device import SGD, to_device
 
 
 def _time(fn, repeats, sync):
@@ -120,10 +119,9 @@ def mlp_step(sizes, batch, repeats):
     build = lambda: fastnn.models.MLP(sizes[0], list(sizes[1:-1]), sizes[-1])  # noqa: E731
     result = {"layers_s": _layers_step(build(), x, y, repeats)}
 
-    model = build()
-    to_device(model)
+    model = build().to("cuda")
     linears = [m for m in model.modules() if type(m).__name__ == "Linear"]
-    opt = SGD(model.parameters(), lr=0.01, momentum=0.9)
+    opt = fastnn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     dx, dy = cuda.to_device(x), cuda.to_device(y)
 
     def step():
