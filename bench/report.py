@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 
+from . import cuda_results
 from . import overhead as overhead_results
 from . import results_io
 from .reasons import REASONS
@@ -275,11 +276,13 @@ def _scaling_table(all_rows, kind, xlabel):
     return _table([xlabel] + cols, body)
 
 
-def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead=None):
+def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead=None,
+           cuda=None):
     """BENCHMARKS.md's text from a pytest-benchmark JSON dict; writes the plots.
 
     overhead: bench/overhead.py's interleaved results (issue 2's rows), or None to take
-    issue 2's ratio from the suite's sequential medians."""
+    issue 2's ratio from the suite's sequential medians. cuda: the saved GPU results
+    (bench/cuda_results.py), or None for no CUDA section."""
     all_rows = results_io.rows(data)
     ceilings = Ceilings(all_rows)
     plots = make_plots(all_rows, plots_dir)
@@ -390,6 +393,7 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
             out += [f"![{name} scaling]({os.path.relpath(plots[name], md_dir)})", ""]
         out += [table, ""]
 
+    out += cuda_results.section(cuda)
     if not_run:
         reasons = {}
         for item in not_run:
@@ -436,7 +440,8 @@ def main(argv=None):
         with open(NOT_RUN) as f:
             not_run = json.load(f)
     text = render(data, not_run, md_dir=os.path.dirname(os.path.abspath(args.output)),
-                  note=args.note, overhead=overhead_results.load())
+                  note=args.note, overhead=overhead_results.load(),
+                  cuda=cuda_results.load())
     with open(args.output, "w") as f:
         f.write(text + "\n")
     print(f"wrote {args.output}")

@@ -214,3 +214,17 @@ def test_interleaved_ratio_alternates_and_takes_the_median():
     s, n, ratio = overhead.interleaved_ratio(first, second, blocks=3, block_time=0.0)
     assert s > 0 and n > 0 and ratio > 0
     assert "ab" in "".join(calls) and "ba" in "".join(calls)
+
+
+# ------------------------------------------------------------------ CUDA section
+def test_cuda_section_renders_the_saved_gpu_run_with_verdicts(tmp_path):
+    from bench import cuda_results
+    assert cuda_results.section(None) == []
+    saved = cuda_results.load()
+    assert saved is not None, "bench/results/cuda_gpu.json is committed"
+    text = "\n".join(cuda_results.section(saved))
+    assert saved["device"] in text and "## CUDA" in text
+    ratio = saved["bench"]["mlp_step"]["layers_ratio_to_torch"]
+    verdict = "pass" if ratio <= cuda_results.MLP_RATIO_LIMIT else "**FAIL**"
+    assert f"{ratio:.2f}x | {verdict}" in text
+    assert cuda_results.load(tmp_path / "absent.json") is None

@@ -1,0 +1,74 @@
+"""Issue 7's GPU numbers in BENCHMARKS.md: rendered from ``bench/results/cuda_gpu.json``.
+
+CI and ``make bench`` have no GPU, so the CUDA numbers come from the last run of
+``bench/cuda_device_checks.sh`` on a lent GPU (``python -m fastnn.kernels.cuda.bench``
+plus two training runs), saved by hand into that file with the device, the software
+versions and the date; ``make bench`` re-renders them unchanged.
+"""
+import json
+import os
+
+CUDA_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
+                         "cuda_gpu.json")
+
+#: issue 7's limits: MLP step ratio to PyTorch CUDA, fraction of copy bandwidth
+MLP_RATIO_LIMIT = 1.5
+BANDWIDTH_FRACTION = 0.5
+
+
+def load(path=CUDA_JSON):
+    """The saved GPU results, or None when no GPU run was saved."""
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _ms(seconds):
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def _verdict(ok):
+    return "pass" if ok else "**FAIL**"
+
+
+def section(results):
+    """Markdown lines of the CUDA section (empty when results is None)."""
+    if not results:
+        return []
+    bench = results["bench"]
+    copy = bench["copy_gb_per_s"]
+    mlp, cnn = bench["mlp_step"], bench["cnn_step"]
+    out = ["## CUDA (on a lent GPU)", "",
+           f"Device: **{results['device']}**; {results['software']}. Measured "
+           f"{results['measured']}; medians of 20 steps after 3 warm-ups, the device "
+           f"synchronised in each. Copy bandwidth of a grid-stride copy kernel: "
+           f"{copy:,.0f} GB/s (read + write).", "",
+           "| case | fastnn | PyTorch CUDA | ratio | issue 7 |", "|---|---|---|---|---|"]
+    out.append(f"| MLP 784-4096-4096-10 ReLU step, batch 1024, SGD momentum, layer API "
+               f"(`model.to('cuda')`, `fastnn.optim`) | {_ms(mlp['layers_s'])} | "
+               f"{_ms(mlp['torch_s'])} | {mlp['layers_ratio_to_torch']:.2f}x | "
+               f"{_verdict(mlp['layers_ratio_to_torch'] <= MLP_RATIO_LIMIT)} (<= "
+               f"{MLP_RATIO_LIMIT}x) |")
+    out.append(f"| same step composed from the cuda ops (fresh outputs each op) | "
+               f"{_ms(mlp['ops_s'])} | {_ms(mlp['torch_s'])} | "
+               f"{mlp['ops_ratio_to_torch']:.2f}x | |")
+    out.append(f"| SmallCNN step, batch 128, Adam, layer API | {_ms(cnn['layers_s'])} | "
+               f"{_ms(cnn['torch_s'])} | {cnn['layers_ratio_to_torch']:.2f}x | |")
+    out += ["", "| kernel | time | GB/s moved | of copy bandwidth | issue 7 (>= 50%) |",
+            "|---|---|---|---|---|"]
+    for key, label in (("softmax_ce", "softmax-CE fwd+bwd 4096x1000"),
+                       ("batchnorm_256x1024", "BatchNorm1d fwd+bwd 256x1024"),
+                       ("batchnorm_4096x1024", "BatchNorm1d fwd+bwd 4096x1024")):
+        row = bench[key]
+        fraction = row["fraction_of_copy_bandwidth"]
+        out.append(f"| {label} | {_ms(row['seconds'])} | {row['gb_per_s']:.0f} | "
+                   f"{fraction:.1%} | {_verdict(fraction >= BANDWIDTH_FRACTION)} |")
+    out += ["", "| training on Fashion-MNIST | test accuracy | seconds per epoch |",
+            "|---|---|---|"]
+    for key in ("train_mlp", "train_cnn"):
+        run = results[key]
+        out.append(f"| `{run['command']}` | {run['test_accuracy']:.4f} | "
+                   f"{', '.join(f'{s:.2f}' for s in run['seconds_per_epoch'])} |")
+    out += [""] + [f"- {name}: {text}" for name, text in results["tests"].items()] + [""]
+    return out
