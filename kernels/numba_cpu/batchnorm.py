@@ -6,11 +6,14 @@ channel's first value so the variance does not cancel), pass 2 writes
 y = (x - mean) * invstd * weight + bias. Backward: pass 1 sums grad_out and
 grad_out * x_hat, pass 2 writes grad_in. Eval mode is one pass each way.
 
-Work is split by channel, so each channel's sums are taken serially by one thread in
-a fixed order: no shared accumulators, results identical for any thread count.
-For (N, C) input a prange iteration owns a block of adjacent channels and walks the
-rows (row-major memory); for (N, C, L) it owns whole channels. In both, a block's
-second pass finds its data still in cache.
+For (N, C) input the rows are split into fixed chunks (a function of N only), each
+streaming whole rows into its own row of float64 partial sums, merged in chunk order;
+the second pass is y = (x - mean) * scale + bias (grad_in = a * grad_out +
+b * (x - mean) + d) with per-channel coefficients, again over row chunks. (Until this version a prange
+iteration owned a block of 64 channels and walked the rows with stride C: 256x1024
+forward+backward took 1.05 ms on one thread against the Cython backend's 0.55.)
+For (N, C, L) a prange iteration owns whole channels. Either way there are no shared
+accumulators and the results are identical for any thread count.
 """
 import math
 
@@ -19,7 +22,10 @@ from numba import prange
 
 from .config import helper, kernel
 
-_BLOCK = 64  # channels per prange iteration for (N, C) input
+# (N, C) reductions: rows in at most _MAX_CHUNKS chunks of at least _CHUNK_MIN_ROWS
+# (the Cython backend's MAX_CHUNKS / CHUNK_MIN_ROWS)
+_MAX_CHUNKS = 32
+_CHUNK_MIN_ROWS = 32
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
           np.dtype(np.float64): np.empty(0, np.float64)}
 
@@ -48,109 +54,137 @@ def _statistics(j, count, s1, s2, first, training, mean_only, momentum, eps,
 
 
 # ----------------------------------------------------------------- (N, C) input
+@helper
+def _n_chunks(n):
+    """Row chunks of an (N, C) reduction: a function of N only (never of the thread
+    count), so the chunk partials, merged in order, give the same bits for any count."""
+    return min(max(n // _CHUNK_MIN_ROWS, 1), _MAX_CHUNKS)
+
+
+@helper
+def _chunk_rows(k, nch, n):
+    return k * n // nch, (k + 1) * n // nch
+
+
+@helper
+def _merge(partial, nch):
+    """partial[0] += partial[1] + ... + partial[nch - 1], added in chunk order."""
+    acc = partial[0]
+    for k in range(1, nch):
+        other = partial[k]
+        for j in range(acc.shape[0]):
+            acc[j] += other[j]
+
+
+@helper
+def _shifted_sums(x, first, s1, s2):  # IN x (rows, C), first (C,); OUT s1, s2 (C,)
+    """s1 = sum of (x - first), s2 = sum of (x - first)**2 over rows, in float64."""
+    for j in range(s1.shape[0]):
+        s1[j] = 0.0
+        s2[j] = 0.0
+    for i in range(x.shape[0]):
+        row = x[i]
+        for j in range(row.shape[0]):
+            d = float(row[j]) - float(first[j])
+            s1[j] += d
+            s2[j] += d * d
+
+
+@helper
+def _grad_sums(g, x, mean, sg, sgx):  # IN g, x (rows, C), mean (C,); OUT sg, sgx (C,)
+    """sg = sum of g, sgx = sum of g * (x - mean) over rows, in float64."""
+    for j in range(sg.shape[0]):
+        sg[j] = 0.0
+        sgx[j] = 0.0
+    for i in range(x.shape[0]):
+        go = g[i]
+        row = x[i]
+        for j in range(row.shape[0]):
+            v = float(go[j])
+            sg[j] += v
+            sgx[j] += v * float(row[j] - mean[j])
+
+
 @kernel
 def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_only,
-                     momentum, eps, out, save_mean, save_invstd, block):
+                     momentum, eps, out, save_mean, save_invstd, scale):
     # IN x (N, C), weight, bias (C,); INOUT running_mean, running_var (C,);
-    # OUT out (N, C), save_mean, save_invstd (C,)
-    # Rows are sliced to the block so inner loops start at 0: no wraparound checks,
-    # and LLVM vectorizes them.
+    # OUT out (N, C), save_mean, save_invstd (C,); scratch scale (C,)
+    # Rows are split into chunks, each streaming whole rows (contiguous, vectorized)
+    # into its own row of partial sums; the partials are merged in chunk order.
     n, c = x.shape
-    sums = np.zeros((2, c))
-    for b in prange((c + block - 1) // block):
-        j0 = b * block
-        j1 = min(c, j0 + block)
-        m = j1 - j0
-        s1 = sums[0, j0:j1]
-        s2 = sums[1, j0:j1]
-        if training and n > 0:
-            first = x[0, j0:j1]
-            for i in range(n):
-                row = x[i, j0:j1]
-                for j in range(m):
-                    d = float(row[j]) - float(first[j])
-                    s1[j] += d
-                    s2[j] += d * d
-        for j in range(j0, j1):
-            first_j = float(x[0, j]) if n > 0 else 0.0
-            _statistics(j, n, sums[0, j], sums[1, j], first_j, training, mean_only, momentum,
-                        eps, running_mean, running_var, save_mean, save_invstd)
-        mean = save_mean[j0:j1]
-        beta = bias[j0:j1]
-        if mean_only:
-            for i in range(n):
-                row = x[i, j0:j1]
-                y = out[i, j0:j1]
-                for j in range(m):
-                    y[j] = row[j] - mean[j] + beta[j]
-        else:
-            invstd = save_invstd[j0:j1]
-            gamma = weight[j0:j1]
-            for i in range(n):
-                row = x[i, j0:j1]
-                y = out[i, j0:j1]
-                for j in range(m):
-                    y[j] = (row[j] - mean[j]) * (invstd[j] * gamma[j]) + beta[j]
+    nch = _n_chunks(n)
+    partial = np.zeros((2, nch, c))
+    if training and n > 0:
+        first = x[0]
+        for k in prange(nch):
+            r0, r1 = _chunk_rows(k, nch, n)
+            _shifted_sums(x[r0:r1], first, partial[0, k], partial[1, k])
+        _merge(partial[0], nch)
+        _merge(partial[1], nch)
+    one = x.dtype.type(1)
+    for j in range(c):
+        first_j = float(x[0, j]) if n > 0 else 0.0
+        _statistics(j, n, partial[0, 0, j], partial[1, 0, j], first_j, training, mean_only,
+                    momentum, eps, running_mean, running_var, save_mean, save_invstd)
+        scale[j] = one if mean_only else save_invstd[j] * weight[j]
+    for k in prange(nch):
+        r0, r1 = _chunk_rows(k, nch, n)
+        for i in range(r0, r1):
+            row = x[i]
+            y = out[i]
+            for j in range(c):
+                y[j] = (row[j] - save_mean[j]) * scale[j] + bias[j]
 
 
 @kernel
 def _backward_columns(grad_out, x, weight, save_mean, save_invstd, training, mean_only,
-                      grad_weight, grad_bias, accumulate, grad_in, block):
+                      grad_weight, grad_bias, accumulate, grad_in, a, b, d):
     # IN grad_out, x (N, C), weight, save_mean, save_invstd (C,);
-    # INOUT grad_weight, grad_bias (C,) (when accumulate); OUT grad_in (N, C)
+    # INOUT grad_weight, grad_bias (C,) (when accumulate); OUT grad_in (N, C);
+    # scratch a, b, d (C,): grad_in = a * grad_out + b * (x - mean) + d
     n, c = x.shape
     dt = x.dtype.type
     inv_n = 1.0 / max(n, 1)
-    sums = np.zeros((2, c))
-    for b in prange((c + block - 1) // block):
-        j0 = b * block
-        j1 = min(c, j0 + block)
-        m = j1 - j0
-        sum_g = sums[0, j0:j1]
-        sum_gx = sums[1, j0:j1]
-        mean = save_mean[j0:j1]
+    nch = _n_chunks(n)
+    partial = np.zeros((2, nch, c))
+    for k in prange(nch):
+        r0, r1 = _chunk_rows(k, nch, n)
+        _grad_sums(grad_out[r0:r1], x[r0:r1], save_mean, partial[0, k], partial[1, k])
+    _merge(partial[0], nch)
+    _merge(partial[1], nch)
+    sum_g = partial[0, 0]
+    sum_gx = partial[1, 0]
+    for j in range(c):
         if mean_only:
-            for i in range(n):
-                go = grad_out[i, j0:j1]
-                for j in range(m):
-                    sum_g[j] += float(go[j])
-        else:
-            for i in range(n):
-                go = grad_out[i, j0:j1]
-                row = x[i, j0:j1]
-                for j in range(m):
-                    g = float(go[j])
-                    sum_g[j] += g
-                    sum_gx[j] += g * float(row[j] - mean[j])
-        for j in range(j0, j1):
-            if not mean_only:
-                sums[1, j] *= float(save_invstd[j])  # now the sum of grad_out * x_hat
             if accumulate:
-                grad_bias[j] += sums[0, j]
-                if not mean_only:
-                    grad_weight[j] += sums[1, j]
-        if mean_only:
-            for i in range(n):
-                go = grad_out[i, j0:j1]
-                gi = grad_in[i, j0:j1]
-                for j in range(m):
-                    gi[j] = go[j] - (dt(sum_g[j] * inv_n) if training else dt(0))
+                grad_bias[j] += sum_g[j]
+            a[j] = dt(1)
+            b[j] = dt(0)
+            d[j] = -dt(sum_g[j] * inv_n) if training else dt(0)
         else:
-            invstd = save_invstd[j0:j1]
-            gamma = weight[j0:j1]
-            for i in range(n):
-                go = grad_out[i, j0:j1]
-                row = x[i, j0:j1]
-                gi = grad_in[i, j0:j1]
-                if training:
-                    for j in range(m):
-                        mean_g = dt(sum_g[j] * inv_n)
-                        mean_gx = dt(sum_gx[j] * inv_n) * invstd[j]
-                        gi[j] = (go[j] - mean_g - (row[j] - mean[j]) * mean_gx) * (
-                            gamma[j] * invstd[j])
-                else:
-                    for j in range(m):
-                        gi[j] = go[j] * (gamma[j] * invstd[j])
+            invstd = float(save_invstd[j])
+            sgx = sum_gx[j] * invstd  # the sum of grad_out * x_hat
+            if accumulate:
+                grad_bias[j] += sum_g[j]
+                grad_weight[j] += sgx
+            gs = float(weight[j]) * invstd
+            a[j] = dt(gs)
+            if training:
+                # (g - mean_g - (x - mean) * mean_gx * invstd) * gamma * invstd
+                b[j] = dt(-gs * sgx * inv_n * invstd)
+                d[j] = dt(-gs * sum_g[j] * inv_n)
+            else:
+                b[j] = dt(0)
+                d[j] = dt(0)
+    for k in prange(nch):
+        r0, r1 = _chunk_rows(k, nch, n)
+        for i in range(r0, r1):
+            go = grad_out[i]
+            row = x[i]
+            gi = grad_in[i]
+            for j in range(c):
+                gi[j] = a[j] * go[j] + b[j] * (row[j] - save_mean[j]) + d[j]
 
 
 # -------------------------------------------------------------- (N, C, L) input
@@ -264,7 +298,7 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
             bool(training), bool(mean_only), float(momentum), float(eps))
     stats = (save_mean, save_invstd if save_invstd is not None else empty)
     if x.ndim == 2:
-        _forward_columns(x.size, x, *args, out, *stats, _BLOCK)
+        _forward_columns(x.size, x, *args, out, *stats, np.empty(c, dtype=x.dtype))
     else:
         _forward_planes(x.size, _planes(x), *args, _planes(out), *stats)
     return out, save_mean, (None if mean_only else save_invstd)
@@ -295,7 +329,8 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
             grad_weight if grad_weight is not None else empty,
             grad_bias if grad_bias is not None else empty, accumulate)
     if x.ndim == 2:
-        _backward_columns(x.size, grad_out, x, *args, grad_in, _BLOCK)
+        scratch = np.empty((3, c), dtype=x.dtype)
+        _backward_columns(x.size, grad_out, x, *args, grad_in, scratch[0], scratch[1], scratch[2])
     else:
         _backward_planes(x.size, _planes(grad_out), _planes(x), *args, _planes(grad_in))
     return grad_in
