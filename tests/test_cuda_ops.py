@@ -118,6 +118,22 @@ def test_gemm_transposes_tiles_and_grid_stride(dtype, rng, monkeypatch, trans_a,
     assert_close(dc.copy_to_host(), expected, dtype, scale=k)
 
 
+@pytest.mark.parametrize("threads, max_blocks, shape", [(32, 2, (150, 37)), (64, 4, (300, 70)),
+                                                      (64, 8, (5, 3)), (32, 2, (0, 4))])
+def test_column_sums_over_row_and_column_blocks(dtype, rng, monkeypatch, threads, max_blocks,
+                                                shape):
+    """Bias gradients: several row blocks (float64 partials added in a second pass),
+    several column blocks, one direct block, and an empty batch."""
+    from fastnn.kernels.cuda import dense
+    monkeypatch.setattr(config, "THREADS", threads)
+    monkeypatch.setattr(config, "MAX_BLOCKS", max_blocks)
+    g = rng.standard_normal(shape).astype(dtype)
+    start = rng.standard_normal(shape[1]).astype(dtype)
+    out = cuda.to_device(start)
+    dense.column_sums_add(cuda.to_device(g), out)
+    assert_close(out.copy_to_host(), start + g.sum(axis=0, dtype=np.float64), dtype)
+
+
 def test_linear_out_buffers_are_used(dtype, rng):
     x = rng.standard_normal((6, 5)).astype(dtype)
     w = rng.standard_normal((3, 5)).astype(dtype)

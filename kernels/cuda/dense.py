@@ -4,10 +4,12 @@ act'(y), a column-sum kernel for the bias gradient and two GEMMs.
 
 x: (N, in); weight: (out, in); bias: (out,); NumPy or device arrays (``_common.Call``).
 """
+import numpy as np
 from numba import cuda
 
 from . import config
 from ._common import Call, flat
+from ._reduce import cached_factory
 from .gemm import ACT_CODES, activation_grad, gemm
 
 
@@ -18,23 +20,79 @@ def _act_grad(g, y, act, slope, out):
         out[i] = g[i] * activation_grad(y[i], act, slope)
 
 
+# Column sums (bias gradients): blocks of 32 columns x ROW_GROUPS threads, so a warp reads
+# 32 neighbouring floats of one row; each block sums at most ROWS_PER_BLOCK rows, and
+# when more rows remain, blocks along grid axis y write float64 partial sums that a
+# second kernel adds up in a fixed order (deterministic, no atomics).
+WARP = 32
+ROWS_PER_THREAD = 64
+
+
+@cached_factory
+def _column_partials(groups):
+    @cuda.jit
+    def kernel(g, row_block, partial, out, direct):
+        """partial[blockIdx.y, j] (or out[j] += when direct) = sum of g[i, j] over the
+        rows of this block's row range. Block: (WARP, groups) threads."""
+        sh = cuda.shared.array((groups, WARP), np.float64)
+        rows, cols = g.shape
+        tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
+        first = cuda.blockIdx.y * row_block
+        last = min(rows, first + row_block)
+        for base in range(cuda.blockIdx.x * WARP, cols, cuda.gridDim.x * WARP):
+            j = base + tx
+            s = 0.0
+            if j < cols:
+                for i in range(first + ty, last, groups):
+                    s += g[i, j]
+            sh[ty, tx] = s
+            cuda.syncthreads()
+            if ty == 0 and j < cols:
+                total = 0.0
+                for k in range(groups):
+                    total += sh[k, tx]
+                if direct:
+                    out[j] += total
+                else:
+                    partial[cuda.blockIdx.y, j] = total
+            cuda.syncthreads()
+
+    return kernel
+
+
 @cuda.jit
-def _column_sums_add(g, out):
-    """out[j] += sum_i g[i, j]; g: (rows, cols). One thread per column: neighbouring
-    threads read neighbouring addresses, and the order of the sum is fixed."""
-    rows, cols = g.shape
+def _add_partials(partial, out):
+    """out[j] += sum over row blocks of partial[:, j], one thread per column."""
+    blocks, cols = partial.shape
     for j in range(cuda.grid(1), cols, cuda.gridsize(1)):
         s = 0.0
-        for i in range(rows):
-            s += g[i, j]
+        for b in range(blocks):
+            s += partial[b, j]
         out[j] += s
 
 
 def column_sums_add(g, out):
-    """Device arrays g: (rows, cols), out: (cols,) += column sums of g."""
-    cols = g.shape[1]
-    if cols:
-        _column_sums_add[config.blocks(cols), config.THREADS](g, out)
+    """Device arrays g: (rows, cols), out: (cols,) += column sums of g (summed in float64,
+    in a fixed order)."""
+    rows, cols = g.shape
+    if not cols:
+        return
+    groups = max(1, config.THREADS // WARP)
+    row_block = groups * ROWS_PER_THREAD
+    row_blocks = max(1, min(config.MAX_BLOCKS, (rows + row_block - 1) // row_block))
+    row_block = (rows + row_blocks - 1) // row_blocks if rows else 1
+    col_blocks = max(1, min(config.MAX_BLOCKS // row_blocks, (cols + WARP - 1) // WARP))
+    direct = row_blocks == 1
+    partial = _partials_dummy() if direct else cuda.device_array((row_blocks, cols), np.float64)
+    _column_partials(groups)[(col_blocks, row_blocks), (WARP, groups)](
+        g, row_block, partial, out, direct)
+    if not direct:
+        _add_partials[config.blocks(cols), config.THREADS](partial, out)
+
+
+@cached_factory
+def _partials_dummy():
+    return cuda.device_array((1, 1), np.float64)
 
 
 def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0.01, out=None):
