@@ -138,6 +138,12 @@ cdef void unary_map(int op, const floating* x, floating* y, Py_ssize_t n,
                     floating a) noexcept nogil:
     """Parallel driver: blocks of BLOCK elements, contiguous per thread."""
     cdef Py_ssize_t nblocks = (n + BLOCK - 1) // BLOCK, b, start
+    # one thread: a plain loop, no OpenMP region (one costs ~0.6-1 us even for one thread)
+    if threads_for(n) == 1:
+        for b in range(nblocks):
+            start = b * BLOCK
+            _unary_block(op, x + start, y + start, min(<Py_ssize_t>BLOCK, n - start), a)
+        return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
         start = b * BLOCK
         _unary_block(op, x + start, y + start, min(<Py_ssize_t>BLOCK, n - start), a)
@@ -146,6 +152,13 @@ cdef void unary_map(int op, const floating* x, floating* y, Py_ssize_t n,
 cdef void binary_map(int op, const floating* g, const floating* s, floating* out,
                      Py_ssize_t n, floating a) noexcept nogil:
     cdef Py_ssize_t nblocks = (n + BLOCK - 1) // BLOCK, b, start
+    # one thread: a plain loop, no OpenMP region (one costs ~0.6-1 us even for one thread)
+    if threads_for(n) == 1:
+        for b in range(nblocks):
+            start = b * BLOCK
+            _binary_block(op, g + start, s + start, out + start,
+                          min(<Py_ssize_t>BLOCK, n - start), a)
+        return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
         start = b * BLOCK
         _binary_block(op, g + start, s + start, out + start,
@@ -191,6 +204,11 @@ def softmax(const floating[:, ::1] x, floating[:, ::1] out):
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i
     if n == 0 or c == 0:
         return
+    if threads_for(n * c) == 1:                  # no OpenMP region for one thread
+        with nogil:
+            for i in range(n):
+                _softmax_row(&x[i, 0], &out[i, 0], c)
+        return
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
         _softmax_row(&x[i, 0], &out[i, 0], c)
 
@@ -200,6 +218,11 @@ def softmax_backward(const floating[:, ::1] grad_out, const floating[:, ::1] y,
     """grad_out, y, out: (N, C)."""
     cdef Py_ssize_t n = y.shape[0], c = y.shape[1], i
     if n == 0 or c == 0:
+        return
+    if threads_for(n * c) == 1:                  # no OpenMP region for one thread
+        with nogil:
+            for i in range(n):
+                _softmax_backward_row(&grad_out[i, 0], &y[i, 0], &out[i, 0], c)
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
         _softmax_backward_row(&grad_out[i, 0], &y[i, 0], &out[i, 0], c)
