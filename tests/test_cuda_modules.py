@@ -126,6 +126,8 @@ def test_parameters_buffers_and_state_dict_move_and_come_back(rng):
     bn = model[1]
     assert fdevice.is_device_array(bn.running_mean)
     assert "device='cuda'" in repr(model.parameters()[0])
+    bn.running_var = np.full(7, 2.0, np.float32)  # a host buffer joins the module's device
+    assert fdevice.is_device_array(bn.running_var)
     state = model.state_dict()
     assert all(isinstance(v, np.ndarray) for v in state.values())
     changed = {k: v + 1 for k, v in before.items()}

@@ -113,6 +113,8 @@ class Module:
             if value is not None and not _device.is_array(value):
                 raise TypeError(f"{type(self).__name__}: buffer {name!r} must be a numpy "
                                 f"array, a device array or None, got {type(value).__name__}")
+            if value is not None and _device.device_of(value) != self._device:
+                value = _device.namespace(self._device).put(value)  # to the module's device
             self._buffers[name] = value
         elif name in params or name in self._modules:
             if value is not None:
