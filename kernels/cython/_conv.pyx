@@ -452,9 +452,13 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                   int64_t[:, :, :, ::1] indices):      # OUT (N, C, H_out, W_out)
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
-    cdef Py_ssize_t t, b, ch, oh, ow, h0, w0, ha, hb, wa, wb, hh, ww, arg
-    cdef floating best, v
+    cdef Py_ssize_t t, b, ch, oh, ow, h0, ha, hb, hh, j, lo, hi, q
+    cdef floating v
+    cdef bint take
     cdef const floating* plane
+    cdef const floating* src
+    cdef floating* best
+    cdef int64_t* arg
     for t in prange(n * c, nogil=True, schedule="static", num_threads=threads_for(n * c * h_in * w_in)):
         b = t // c
         ch = t - b * c
@@ -463,21 +467,25 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
             h0 = oh * sh - ph
             ha = h0 if h0 > 0 else 0
             hb = h0 + kh if h0 + kh < h_in else h_in
+            # the output row is the running maximum; window positions outermost, so the
+            # loop over the row vectorises (selects, not branches: which element wins
+            # is random) and each output still sees its window in order
+            best = &y[b, ch, oh, 0]
+            arg = &indices[b, ch, oh, 0]
             for ow in range(wo):
-                w0 = ow * sw - pw
-                wa = w0 if w0 > 0 else 0
-                wb = w0 + kw if w0 + kw < w_in else w_in
-                best = -INFINITY
-                arg = ha * w_in + wa
-                for hh in range(ha, hb):
-                    for ww in range(wa, wb):
-                        v = plane[hh * w_in + ww]
+                best[ow] = -INFINITY
+                arg[ow] = ha * w_in + (ow * sw - pw if ow * sw - pw > 0 else 0)
+            for hh in range(ha, hb):
+                for j in range(kw):
+                    lo = _first_inside(wo, sw, pw, j)
+                    hi = _end_inside(lo, wo, sw, pw, j, w_in)
+                    src = plane + hh * w_in - pw + j
+                    for ow in range(lo, hi):
+                        v = src[ow * sw]
                         # PyTorch's rule: first maximum in window order, a NaN wins
-                        if v > best or v != v:
-                            best = v
-                            arg = hh * w_in + ww
-                y[b, ch, oh, ow] = best
-                indices[b, ch, oh, ow] = arg
+                        take = (v > best[ow]) | (v != v)
+                        best[ow] = v if take else best[ow]
+                        arg[ow] = hh * w_in + ow * sw - pw + j if take else arg[ow]
 
 
 def _max_pool_bwd(const floating[:, :, ::1] grad_out,    # IN  (N, C, P_out)
