@@ -109,26 +109,16 @@ DEF FLAT_CHUNK = 8192
 cdef inline double _mse_block(const floating* p, const floating* t, floating* g,
                               Py_ssize_t n, floating scale) noexcept nogil:
     """Sum of (p - t)**2 over one block (squares in double), and g = scale * (p - t).
-    p, t, g: (n,). Three short passes over an L1-resident block keep each loop
-    vectorized; the sum runs in eight lanes."""
-    cdef Py_ssize_t j = 0, k
-    cdef double acc[8]
-    cdef double s
+    p, t, g: (n,). One loop: the build's -fassociative-math lets gcc vectorize the
+    double sum (the three passes with eight hand-made lanes this replaces ran 1.4-1.6x
+    slower than the numba backend's single loop on 16M values)."""
+    cdef Py_ssize_t j
+    cdef double s = 0
+    cdef floating d
     for j in range(n):
-        g[j] = p[j] - t[j]
-    for k in range(8):
-        acc[k] = 0
-    j = 0
-    while j + 8 <= n:
-        for k in range(8):
-            acc[k] += <double>g[j + k] * <double>g[j + k]
-        j += 8
-    s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-    while j < n:
-        s += <double>g[j] * <double>g[j]
-        j += 1
-    for j in range(n):
-        g[j] = g[j] * scale
+        d = p[j] - t[j]
+        s += <double>d * <double>d
+        g[j] = d * scale
     return s
 
 

@@ -31,14 +31,17 @@ cdef inline void _sgd_block(floating* p, const floating* g, floating* v, Py_ssiz
 cdef inline void _adam_block(floating* p, const floating* g, floating* m, floating* v,
                              Py_ssize_t n, floating step_size, floating b1, floating b2,
                              floating sqrt_bc2, floating eps, floating wd) noexcept nogil:
-    """p, g, m, v: (n,)."""
+    """p, g, m, v: (n,). sqrt(v) / sqrt_bc2 as a multiplication by its reciprocal (as
+    the numba backend's fastmath 'arcp' does): one division per element instead of
+    two, which had made this loop 1.4-2.2x slower than numba's."""
     cdef Py_ssize_t i
     cdef floating d, one = 1
+    cdef floating inv_root = one / sqrt_bc2
     for i in range(n):
         d = g[i] + wd * p[i]
         m[i] = b1 * m[i] + (one - b1) * d
         v[i] = b2 * v[i] + (one - b2) * d * d
-        p[i] = p[i] - step_size * m[i] / (f_sqrt(v[i]) / sqrt_bc2 + eps)
+        p[i] = p[i] - step_size * m[i] / (f_sqrt(v[i]) * inv_root + eps)
 
 
 def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
