@@ -92,7 +92,8 @@ def _shifted_sums(x, first, s1, s2):  # IN x (rows, C), first (C,); OUT s1, s2 (
 
 @helper
 def _grad_sums(g, x, mean, sg, sgx):  # IN g, x (rows, C), mean (C,); OUT sg, sgx (C,)
-    """sg = sum of g, sgx = sum of g * (x - mean) over rows, in float64."""
+    """sg = sum of g, sgx = sum of g * (x - mean) over rows, summed in float64 (each
+    product in x's type, as the Cython backend: half the float64 work)."""
     for j in range(sg.shape[0]):
         sg[j] = 0.0
         sgx[j] = 0.0
@@ -100,9 +101,8 @@ def _grad_sums(g, x, mean, sg, sgx):  # IN g, x (rows, C), mean (C,); OUT sg, sg
         go = g[i]
         row = x[i]
         for j in range(row.shape[0]):
-            v = float(go[j])
-            sg[j] += v
-            sgx[j] += v * float(row[j] - mean[j])
+            sg[j] += float(go[j])
+            sgx[j] += float(go[j] * (row[j] - mean[j]))
 
 
 @kernel
