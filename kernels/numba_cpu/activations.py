@@ -191,9 +191,7 @@ def _softmax(x, out):  # IN x (N, C); OUT out (N, C)
     n, c = x.shape
     one = x.dtype.type(1)
     for i in prange(n):
-        m = x[i, 0]
-        for j in range(1, c):
-            m = max(m, x[i, j])
+        m = vmath.row_max(x[i])
         s = x.dtype.type(0)
         for j in range(c):
             e = vmath.exp(x[i, j] - m)

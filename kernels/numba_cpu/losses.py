@@ -40,9 +40,7 @@ def _softmax_ce_labels(logits, labels, grad, rows):
         for i in range(k * rows, min(n, (k + 1) * rows)):
             x = logits[i]
             g = grad[i]
-            m = x.dtype.type(-np.inf)
-            for j in range(c):
-                m = max(m, x[j])
+            m = vmath.row_max(x)
             s = x.dtype.type(0)
             for j in range(c):
                 e = vmath.exp(x[j] - m)
@@ -71,9 +69,7 @@ def _softmax_ce_probs(logits, target, grad, rows):
             x = logits[i]
             t = target[i]
             g = grad[i]
-            m = x.dtype.type(-np.inf)
-            for j in range(c):
-                m = max(m, x[j])
+            m = vmath.row_max(x)
             s = x.dtype.type(0)
             t_sum = x.dtype.type(0)
             tx = x.dtype.type(0)
