@@ -103,3 +103,21 @@ def test_erf_with_gauss_matches_erf_in_both_float_types():
     np.testing.assert_array_equal(_apply_erf_with_gauss(x32), _apply(x32, 2))
     x64 = np.linspace(-6, 6, 1001)
     np.testing.assert_array_equal(_apply_erf_with_gauss(x64), np.array([math.erf(v) for v in x64]))
+
+
+@njit
+def _row_max(x):
+    return vmath.row_max(x)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_every_length_and_position(dtype):
+    rng = np.random.default_rng(4)
+    for c in list(range(1, 20)) + [1000, 1003]:
+        for where in {0, c // 2, c - 1}:
+            x = rng.standard_normal(c).astype(dtype)
+            x[where] = 10.0
+            assert _row_max(x) == 10.0
+    assert _row_max(np.empty(0, dtype)) == -np.inf
+    x = np.array([1.0, np.nan, 3.0, -1.0] * 5, dtype)
+    assert _row_max(x) == 3.0   # NaN skipped here; softmax's exp(x - max) propagates it
