@@ -23,30 +23,40 @@ im2col of a stride-1 "same" layer copies each patch row as one span of the image
 (shifted) and zeroes the wrapped edge columns; col2im adds rows through restrict
 pointers (_conv_rows.h) so gcc vectorises them without overlap checks.
 
-Measured (32x64x16x16 -> 128, 3x3 pad 1, forward + backward, ms; 1 thread: CPU time,
-min of rounds; 2 threads: wall, median, on a machine loaded by other jobs; the old
-(a15a2b0) and new kernels interleaved in one process with PyTorch):
+Measured (32x64x16x16 -> 128, 3x3 pad 1, forward + backward, ms; the old (a15a2b0)
+and new kernels interleaved in one process with PyTorch; 1 thread: CPU time; 2 threads:
+wall-clock median, "quiet" = started when the machine was >= 90% idle):
 
-    ===========================  =====  ==============  ===============
-    version                      torch  cython          numba
-    ===========================  =====  ==============  ===============
-    before (chunk GEMM), 1 thr    35.5  50.3 (1.42x)    56.7 (1.60x)
-    this design, 1 thread         35.5  43.0 (1.21x)    48.3 (1.36x)
-    before, 2 threads, loaded    117    860             589
-    this design, 2 thr, loaded   117    108             110
-    ===========================  =====  ==============  ===============
+    ==============================  ===========  ==============  ==============
+    version                         torch        cython          numba
+    ==============================  ===========  ==============  ==============
+    before (chunk GEMM), 1 thread   34.9-35.5    47.9-50.3       56.3-56.7
+    this design, 1 thread           34.9-35.5    41.5-43.8       45.9-48.3
+    before, 2 threads, quiet        25.6         156             148
+    this design, 2 threads, quiet   25.6 / 28.2  22.0 / 24.2     24.4 / 26.8
+    before, 2 threads, loaded       117          860             589
+    this design, 2 threads, loaded  117          108             110
+    ==============================  ===========  ==============  ==============
 
+(bench/ at 2 threads, quiet at its start: `pytest bench/test_ops.py -k "conv2d and
+large" --benchmark-only`: median cython 1.26x, numba 1.33x PyTorch; target 1.5x.)
 SmallCNN step, batch 128, 1 thread: torch 102, cython 118 -> 91, numba 118 -> 90 ms.
 Where the time goes (1 thread): the three GEMMs, per sample at ~98 GFLOP/s (OpenBLAS
 sgemm on one core here; the big whole-batch GEMMs run 88-93 GFLOP/s on one core), take
-38 of the 43 ms; im2col ~1.7 ms per pass (forward and weight gradient each run it);
-col2im ~2.5 ms. PyTorch's oneDNN convolution reaches ~106 GFLOP/s on one core, above
+38 of the 42 ms; im2col and the bias ~1.3 ms per pass (forward and weight gradient
+each run im2col); col2im ~1.4 ms. PyTorch's oneDNN convolution reaches ~106 GFLOP/s on one core, above
 what sgemm gives, so the floor of this design is the GEMM time, ~1.1x PyTorch.
 Group size (GROUP_MIN_COLS, 1 thread, fwd+bwd ms for 1 / 64 / 128 / 256 / 512):
 32x128x8x8->256: 48 / 46 / 41 / 42 / 46; 32x256x4x4->512: 70 / 52 / 47 / 45 / 47;
 32x512x2x2->512: 160 / 31 / 29 / 31 / 34. Direct convolution was measured for small
-channel counts and lost (see kernels/numba_cpu/conv.py). Pooling is parallel over
-(n, c) planes. Row-major arrays go to the column-major BLAS as their transposes.
+channel counts and lost (see kernels/numba_cpu/conv.py). Row-major arrays go to the
+column-major BLAS as their transposes.
+
+Pooling is parallel over (n, c) planes. Max pooling keeps a running maximum along each
+output row with the window positions as the outer loops: the comparisons become
+selects (which window element wins is random, so branches mispredict), 1 thread CPU
+time 128x32x28x28 2x2/2 19.0 -> 6-9 ms (PyTorch 18-20 ms), 32x64x16x16 3x3/2/1
+4.2 -> 1.9 ms (PyTorch 4.2-5.0 ms).
 """
 import numpy as np
 
