@@ -10,9 +10,16 @@ Each function checks its arguments (rank, shape, dtype float32/float64, matching
 label range, hyper-parameters) and raises a clear error naming the op before anything is
 written. Non-contiguous inputs are copied to contiguous memory; ``out=`` buffers must be
 C-contiguous. Docstrings (with shapes) come from the op table, ``fastnn.optable``.
+
+NumPy arrays run on the current backend. A call given any CUDA device array (a numba
+device array, or CuPy) runs on the cuda backend and returns device arrays; host
+arguments of that call are copied over, and labels are range-checked on the host.
 """
+import functools
+
 import numpy as np
 
+from . import device as _device
 from . import optable
 from .backend import current
 from .validation import (as_contiguous, check_choice, check_float_array, check_labels,
@@ -20,34 +27,41 @@ from .validation import (as_contiguous, check_choice, check_float_array, check_l
 
 __all__ = optable.op_names()
 
+# arrays pass as NumPy or device arrays
+_check = functools.partial(check_float_array, device_ok=True)
 
-def _k():
-    return current()
+
+def _run(name, *args, **kwargs):
+    """Op ``name`` on the cuda backend when any argument is a device array, else on the
+    current backend."""
+    on_device = any(_device.is_device_array(a) for a in args) or any(
+        _device.is_device_array(a) for a in kwargs.values())
+    return getattr(_device.kernels("cuda") if on_device else current(), name)(*args, **kwargs)
 
 
 def _unary(name, x, out, **params):
-    x = as_contiguous(check_float_array(name, "x", x))
+    x = as_contiguous(_check(name, "x", x))
     check_out(name, "out", out, x.shape, x.dtype)
-    return getattr(_k(), name)(x, out=out, **params)
+    return _run(name, x, out=out, **params)
 
 
 def _binary(name, grad_out, saved_name, saved, out, **params):
-    grad_out = as_contiguous(check_float_array(name, "grad_out", grad_out))
-    saved = as_contiguous(check_float_array(name, saved_name, saved, dtype=grad_out.dtype))
+    grad_out = as_contiguous(_check(name, "grad_out", grad_out))
+    saved = as_contiguous(_check(name, saved_name, saved, dtype=grad_out.dtype))
     check_same_shape(name, saved_name, saved, "grad_out", grad_out)
     check_out(name, "out", out, grad_out.shape, grad_out.dtype)
-    return getattr(_k(), name)(grad_out, saved, out=out, **params)
+    return _run(name, grad_out, saved, out=out, **params)
 
 
 # --------------------------------------------------------------------------- dense
 def _check_linear(where, x, weight, bias):
-    x = as_contiguous(check_float_array(where, "x", x, ndim=2))
-    weight = as_contiguous(check_float_array(where, "weight", weight, ndim=2, dtype=x.dtype))
+    x = as_contiguous(_check(where, "x", x, ndim=2))
+    weight = as_contiguous(_check(where, "weight", weight, ndim=2, dtype=x.dtype))
     if weight.shape[1] != x.shape[1]:
         raise ValueError(f"{where}: x has {x.shape[1]} features but weight of shape "
                          f"{weight.shape} expects {weight.shape[1]}")
     if bias is not None:
-        bias = as_contiguous(check_float_array(where, "bias", bias,
+        bias = as_contiguous(_check(where, "bias", bias,
                                                shape=(weight.shape[0],), dtype=x.dtype))
     return x, weight, bias
 
@@ -65,7 +79,7 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
     x, weight, bias = _check_linear(where, x, weight, bias)
     _check_activation(where, activation, negative_slope)
     check_out(where, "out", out, (x.shape[0], weight.shape[0]), x.dtype)
-    return _k().linear_forward(x, weight, bias, activation, negative_slope, out=out)
+    return _run("linear_forward", x, weight, bias, activation, negative_slope, out=out)
 
 
 def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
@@ -75,17 +89,17 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
     x, weight, _ = _check_linear(where, x, weight, None)
     _check_activation(where, activation, negative_slope)
     out_shape = (x.shape[0], weight.shape[0])
-    grad_out = as_contiguous(check_float_array(where, "grad_out", grad_out, shape=out_shape,
+    grad_out = as_contiguous(_check(where, "grad_out", grad_out, shape=out_shape,
                                                dtype=x.dtype))
     if activation != "identity":
         if y is None:
             raise ValueError(f"{where}: activation {activation!r} needs the forward output y")
-        y = as_contiguous(check_float_array(where, "y", y, shape=out_shape, dtype=x.dtype))
+        y = as_contiguous(_check(where, "y", y, shape=out_shape, dtype=x.dtype))
     check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
     check_out(where, "grad_bias", grad_bias, (weight.shape[0],), x.dtype)
     check_out(where, "grad_in", grad_in, x.shape, x.dtype)
     check_out(where, "scratch", scratch, out_shape, x.dtype)
-    return _k().linear_backward(grad_out, x, weight, y, activation, negative_slope,
+    return _run("linear_backward", grad_out, x, weight, y, activation, negative_slope,
                                 grad_weight, grad_bias, grad_in, need_grad_in, scratch)
 
 
@@ -143,25 +157,25 @@ def sine_backward(grad_out, x, omega=1.0, out=None):
 
 
 def softmax(x, out=None):
-    check_float_array("softmax", "x", x, ndim=2)
+    _check("softmax", "x", x, ndim=2)
     return _unary("softmax", x, out)
 
 
 def softmax_backward(grad_out, y, out=None):
-    check_float_array("softmax_backward", "grad_out", grad_out, ndim=2)
+    _check("softmax_backward", "grad_out", grad_out, ndim=2)
     return _binary("softmax_backward", grad_out, "y", y, out)
 
 
 # ------------------------------------------------------------------------ dropout
 def dropout_forward(x, p, seed, mask=None, out=None):
     where = "dropout_forward"
-    x = as_contiguous(check_float_array(where, "x", x))
+    x = as_contiguous(_check(where, "x", x))
     check_number(where, "p", p, 0.0, 1.0)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"{where}: expected seed to be a non-negative int, got {seed!r}")
     check_out(where, "mask", mask, x.shape, x.dtype)
     check_out(where, "out", out, x.shape, x.dtype)
-    return _k().dropout_forward(x, p, int(seed), mask=mask, out=out)
+    return _run("dropout_forward", x, p, int(seed), mask=mask, out=out)
 
 
 def dropout_backward(grad_out, mask, out=None):
@@ -171,21 +185,23 @@ def dropout_backward(grad_out, mask, out=None):
 # -------------------------------------------------------------------------- losses
 def softmax_cross_entropy(logits, target, grad=None):
     where = "softmax_cross_entropy"
-    logits = as_contiguous(check_float_array(where, "logits", logits, ndim=2))
+    logits = as_contiguous(_check(where, "logits", logits, ndim=2))
     n, c = logits.shape
-    if isinstance(target, np.ndarray) and target.ndim == 2:
-        target = as_contiguous(check_float_array(where, "target", target, shape=(n, c),
+    if _device.is_array(target) and target.ndim == 2:
+        target = as_contiguous(_check(where, "target", target, shape=(n, c),
                                                  dtype=logits.dtype))
     else:
-        check_labels(where, target, n, c)
-        target = as_contiguous(target.astype(np.int64, copy=False))
+        labels = _device.to_host(target)
+        check_labels(where, labels, n, c)
+        if not (_device.is_device_array(target) and target.dtype == np.int64):
+            target = as_contiguous(labels.astype(np.int64, copy=False))
     check_out(where, "grad", grad, logits.shape, logits.dtype)
-    return _k().softmax_cross_entropy(logits, target, grad=grad)
+    return _run("softmax_cross_entropy", logits, target, grad=grad)
 
 
 def _check_pred_target(where, pred, target, grad):
-    pred = as_contiguous(check_float_array(where, "pred", pred))
-    target = as_contiguous(check_float_array(where, "target", target, dtype=pred.dtype))
+    pred = as_contiguous(_check(where, "pred", pred))
+    target = as_contiguous(_check(where, "target", target, dtype=pred.dtype))
     check_same_shape(where, "target", target, "pred", pred)
     check_out(where, "grad", grad, pred.shape, pred.dtype)
     return pred, target
@@ -193,7 +209,7 @@ def _check_pred_target(where, pred, target, grad):
 
 def mse_loss(pred, target, grad=None):
     pred, target = _check_pred_target("mse_loss", pred, target, grad)
-    return _k().mse_loss(pred, target, grad=grad)
+    return _run("mse_loss", pred, target, grad=grad)
 
 
 def bce_loss(pred, target, grad=None):
@@ -202,17 +218,17 @@ def bce_loss(pred, target, grad=None):
     if pred.size and (pred.min() < 0 or pred.max() > 1):
         raise ValueError(f"{where}: expected pred to hold probabilities in [0, 1], got values "
                          f"in [{pred.min()}, {pred.max()}]")
-    return _k().bce_loss(pred, target, grad=grad)
+    return _run("bce_loss", pred, target, grad=grad)
 
 
 # ---------------------------------------------------------------------- batchnorm
 def _check_batchnorm(where, x, weight, bias, mean_only, training):
-    x = as_contiguous(check_float_array(where, "x", x, ndim=(2, 4)))
+    x = as_contiguous(_check(where, "x", x, ndim=(2, 4)))
     c = x.shape[1]
     if not mean_only:
-        check_float_array(where, "weight", weight, shape=(c,), dtype=x.dtype)
+        _check(where, "weight", weight, shape=(c,), dtype=x.dtype)
     if bias is not None:
-        check_float_array(where, "bias", bias, shape=(c,), dtype=x.dtype)
+        _check(where, "bias", bias, shape=(c,), dtype=x.dtype)
     if training and x.size // max(c, 1) < 2:
         raise ValueError(f"{where}: training-mode batch normalisation needs more than one value "
                          f"per channel, got input of shape {x.shape}")
@@ -225,7 +241,7 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     where = "batchnorm_forward"
     x = _check_batchnorm(where, x, weight, bias, mean_only, training)
     c = x.shape[1]
-    check_float_array(where, "bias", bias, shape=(c,), dtype=x.dtype)
+    _check(where, "bias", bias, shape=(c,), dtype=x.dtype)
     check_out(where, "running_mean", running_mean, (c,), x.dtype)
     if running_mean is None:
         raise ValueError(f"{where}: running_mean is required")
@@ -238,7 +254,7 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     check_out(where, "out", out, x.shape, x.dtype)
     check_out(where, "save_mean", save_mean, (c,), x.dtype)
     check_out(where, "save_invstd", save_invstd, (c,), x.dtype)
-    return _k().batchnorm_forward(x, weight, bias, running_mean, running_var, training,
+    return _run("batchnorm_forward", x, weight, bias, running_mean, running_var, training,
                                   momentum, eps, mean_only, out=out, save_mean=save_mean,
                                   save_invstd=save_invstd)
 
@@ -248,15 +264,15 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
     where = "batchnorm_backward"
     x = _check_batchnorm(where, x, weight, None, mean_only, False)
     c = x.shape[1]
-    grad_out = as_contiguous(check_float_array(where, "grad_out", grad_out, dtype=x.dtype))
+    grad_out = as_contiguous(_check(where, "grad_out", grad_out, dtype=x.dtype))
     check_same_shape(where, "grad_out", grad_out, "x", x)
-    check_float_array(where, "save_mean", save_mean, shape=(c,), dtype=x.dtype)
+    _check(where, "save_mean", save_mean, shape=(c,), dtype=x.dtype)
     if not mean_only:
-        check_float_array(where, "save_invstd", save_invstd, shape=(c,), dtype=x.dtype)
+        _check(where, "save_invstd", save_invstd, shape=(c,), dtype=x.dtype)
         check_out(where, "grad_weight", grad_weight, (c,), x.dtype)
     check_out(where, "grad_bias", grad_bias, (c,), x.dtype)
     check_out(where, "grad_in", grad_in, x.shape, x.dtype)
-    return _k().batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training,
+    return _run("batchnorm_backward", grad_out, x, weight, save_mean, save_invstd, training,
                                    mean_only, grad_weight, grad_bias, grad_in)
 
 
@@ -272,8 +288,8 @@ def _conv_out_size(where, size, kernel, stride, padding):
 
 
 def _check_conv(where, x, weight, stride, padding):
-    x = as_contiguous(check_float_array(where, "x", x, ndim=4))
-    weight = as_contiguous(check_float_array(where, "weight", weight, ndim=4, dtype=x.dtype))
+    x = as_contiguous(_check(where, "x", x, ndim=4))
+    weight = as_contiguous(_check(where, "weight", weight, ndim=4, dtype=x.dtype))
     if weight.shape[1] != x.shape[1]:
         raise ValueError(f"{where}: x has {x.shape[1]} channels but weight of shape "
                          f"{weight.shape} expects {weight.shape[1]}")
@@ -287,22 +303,22 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     where = "conv2d_forward"
     x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding)
     if bias is not None:
-        bias = as_contiguous(check_float_array(where, "bias", bias, shape=(weight.shape[0],),
+        bias = as_contiguous(_check(where, "bias", bias, shape=(weight.shape[0],),
                                                dtype=x.dtype))
     check_out(where, "out", out, out_shape, x.dtype)
-    return _k().conv2d_forward(x, weight, bias, stride, padding, out=out)
+    return _run("conv2d_forward", x, weight, bias, stride, padding, out=out)
 
 
 def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_weight=None,
                     grad_bias=None, grad_in=None, need_grad_in=True):
     where = "conv2d_backward"
     x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding)
-    grad_out = as_contiguous(check_float_array(where, "grad_out", grad_out, shape=out_shape,
+    grad_out = as_contiguous(_check(where, "grad_out", grad_out, shape=out_shape,
                                                dtype=x.dtype))
     check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
     check_out(where, "grad_bias", grad_bias, (weight.shape[0],), x.dtype)
     check_out(where, "grad_in", grad_in, x.shape, x.dtype)
-    return _k().conv2d_backward(grad_out, x, weight, stride, padding, grad_weight, grad_bias,
+    return _run("conv2d_backward", grad_out, x, weight, stride, padding, grad_weight, grad_bias,
                                 grad_in, need_grad_in)
 
 
@@ -321,14 +337,14 @@ def _check_pool(where, shape, kernel_size, stride, padding):
 
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None):
     where = "max_pool2d_forward"
-    x = as_contiguous(check_float_array(where, "x", x, ndim=4))
+    x = as_contiguous(_check(where, "x", x, ndim=4))
     kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
                                                           padding)
     check_out(where, "out", out, out_shape, x.dtype)
     if indices is not None and (indices.shape != out_shape or indices.dtype != np.int64):
         raise ValueError(f"{where}: expected indices of shape {out_shape} and dtype int64, "
                          f"got {indices.shape} {indices.dtype}")
-    return _k().max_pool2d_forward(x, kernel_size, stride, padding, out=out, indices=indices)
+    return _run("max_pool2d_forward", x, kernel_size, stride, padding, out=out, indices=indices)
 
 
 def _check_input_shape(where, input_shape):
@@ -339,44 +355,44 @@ def _check_input_shape(where, input_shape):
 
 def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
     where = "max_pool2d_backward"
-    grad_out = as_contiguous(check_float_array(where, "grad_out", grad_out, ndim=4))
+    grad_out = as_contiguous(_check(where, "grad_out", grad_out, ndim=4))
     input_shape = _check_input_shape(where, input_shape)
-    if not isinstance(indices, np.ndarray) or indices.shape != grad_out.shape \
+    if not _device.is_array(indices) or indices.shape != grad_out.shape \
             or indices.dtype != np.int64:
         raise ValueError(f"{where}: expected int64 indices of shape {grad_out.shape}")
     check_out(where, "grad_in", grad_in, input_shape, grad_out.dtype)
-    return _k().max_pool2d_backward(grad_out, as_contiguous(indices), input_shape,
+    return _run("max_pool2d_backward", grad_out, as_contiguous(indices), input_shape,
                                     grad_in=grad_in)
 
 
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
                        out=None):
     where = "avg_pool2d_forward"
-    x = as_contiguous(check_float_array(where, "x", x, ndim=4))
+    x = as_contiguous(_check(where, "x", x, ndim=4))
     kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
                                                           padding)
     check_out(where, "out", out, out_shape, x.dtype)
-    return _k().avg_pool2d_forward(x, kernel_size, stride, padding, bool(count_include_pad),
+    return _run("avg_pool2d_forward", x, kernel_size, stride, padding, bool(count_include_pad),
                                    out=out)
 
 
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 0),
                         count_include_pad=True, grad_in=None):
     where = "avg_pool2d_backward"
-    grad_out = as_contiguous(check_float_array(where, "grad_out", grad_out, ndim=4))
+    grad_out = as_contiguous(_check(where, "grad_out", grad_out, ndim=4))
     input_shape = _check_input_shape(where, input_shape)
     kernel_size, stride, padding, out_shape = _check_pool(where, input_shape, kernel_size,
                                                           stride, padding)
-    check_float_array(where, "grad_out", grad_out, shape=out_shape)
+    _check(where, "grad_out", grad_out, shape=out_shape)
     check_out(where, "grad_in", grad_in, input_shape, grad_out.dtype)
-    return _k().avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding,
+    return _run("avg_pool2d_backward", grad_out, input_shape, kernel_size, stride, padding,
                                     bool(count_include_pad), grad_in=grad_in)
 
 
 # --------------------------------------------------------------------- optimizers
 def _check_param_arrays(where, param, **others):
-    check_float_array(where, "param", param)
-    if not param.flags.c_contiguous:
+    _check(where, "param", param)
+    if not _device.is_contiguous(param):
         raise ValueError(f"{where}: param is updated in place and must be C-contiguous")
     for name, arr in others.items():
         if arr is None and name == "grad":
@@ -395,7 +411,7 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
         raise ValueError(f"{where}: momentum {momentum} needs a velocity buffer")
     if nesterov and not momentum:
         raise ValueError(f"{where}: nesterov needs momentum > 0")
-    return _k().sgd_update(param, grad, velocity, lr, momentum, weight_decay, bool(nesterov))
+    return _run("sgd_update", param, grad, velocity, lr, momentum, weight_decay, bool(nesterov))
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
@@ -409,7 +425,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     check_number(where, "beta2", beta2, 0.0, 1.0)
     check_number(where, "eps", eps, 0.0, low_open=True)
     check_number(where, "weight_decay", weight_decay, 0.0)
-    return _k().adam_update(param, grad, exp_avg, exp_avg_sq, int(step), lr, beta1, beta2, eps,
+    return _run("adam_update", param, grad, exp_avg, exp_avg_sq, int(step), lr, beta1, beta2, eps,
                             weight_decay)
 
 

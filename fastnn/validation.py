@@ -43,11 +43,12 @@ def check_same_shape(where, name, x, ref_name, ref):
 
 
 def check_out(where, name, out, shape, dtype):
-    """Check an optional out= buffer: None, or a C-contiguous array of shape and dtype."""
+    """Check an optional out= buffer: None, or a C-contiguous array (NumPy or device) of
+    shape and dtype."""
     if out is None:
         return None
-    check_float_array(where, name, out, shape=tuple(shape), dtype=dtype)
-    if not out.flags.c_contiguous:
+    check_float_array(where, name, out, shape=tuple(shape), dtype=dtype, device_ok=True)
+    if not is_contiguous(out):
         raise ValueError(f"{where}: expected {name} to be C-contiguous")
     return out
 

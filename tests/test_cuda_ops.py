@@ -520,3 +520,31 @@ def test_device_resident_training_step_matches_numpy(rng):
     twin.to("cpu")
     for key, value in twin.state_dict().items():
         assert_close(value, model.state_dict()[key], dtype, err_msg=key)
+
+
+def test_functional_ops_run_on_the_gpu_for_device_arrays(rng):
+    """fastnn.ops given device arrays runs the cuda backend (whatever the current backend)
+    and returns device arrays; its checks hold for device arrays too."""
+    from fastnn import ops
+    x, w, b = rng.standard_normal((6, 5)), rng.standard_normal((4, 5)), rng.standard_normal(4)
+    labels = np.array([0, 3, 1, 2, 3, 0])
+    with fastnn.use_backend("numpy"):
+        y_host = ops.linear_forward(x, w, b, "relu")
+        loss_host, grad_host = ops.softmax_cross_entropy(y_host, labels)
+        dy = ops.linear_forward(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), "relu")
+        assert not isinstance(dy, np.ndarray)
+        assert_close(dy.copy_to_host(), y_host, np.float64)
+        loss, dgrad = ops.softmax_cross_entropy(dy, labels)  # host labels are copied over
+        np.testing.assert_allclose(loss, loss_host, rtol=1e-12)
+        assert_close(dgrad.copy_to_host(), grad_host, np.float64)
+        out = cuda.device_array((6, 4), np.float64)
+        assert ops.relu(dy, out=out) is out
+        param, grad = cuda.to_device(w.copy()), cuda.to_device(np.ones_like(w))
+        ops.sgd_update(param, grad, None, lr=0.5)
+        assert_close(param.copy_to_host(), w - 0.5, np.float64)
+        with pytest.raises(ValueError, match="labels out of range"):
+            ops.softmax_cross_entropy(dy, cuda.to_device(labels + 1))
+        with pytest.raises(ValueError, match="C-contiguous"):
+            ops.relu(cuda.to_device(x)[:, ::2])
+        with pytest.raises(ValueError, match="expected out of shape"):
+            ops.relu(dy, out=cuda.device_array((6, 5), np.float64))
