@@ -25,11 +25,14 @@ static inline void fnn_set_num_threads(int n) { (void)n; }
  * (Cephes expf's polynomial) and stores 2^n in *scale. The Cody-Waite reduction is
  * two explicit fmas: under -fassociative-math gcc folds x - n*C1 - n*C2 into
  * x - n*ln2 (one fma left in the generated code) and loses ~4 ulp.
- * Needs -87.3 <= x <= 88.72 so that 2^n is a normal float (n is capped at 127; above
- * 88.3 r runs up to ln2, within 5 ulp instead of 2). NaN passes through. */
-static inline float fnn_expm1_reduced_f(float x, float* scale) {
+ * Needs -87.3 <= x <= 88.3 so that 2^n is a normal float; with cap set, up to 88.72
+ * (n capped at 127, r then runs up to ln2: within 5 ulp instead of 2). The cap costs
+ * a compare and a blend per vector, so only fnn_expf, whose argument reaches 88.72,
+ * sets it (cap is a constant after inlining). NaN passes through. */
+static inline float fnn_expm1_reduced_f(float x, float* scale, int cap) {
     float n = rintf(x * 1.44269504088896341f);
-    n = n > 127.0f ? 127.0f : n;
+    if (cap)
+        n = n > 127.0f ? 127.0f : n;
     float r = fmaf(-n, 0.693359375f, x);
     r = fmaf(-n, -2.12194440e-4f, r);
     float p = 1.9875691500e-4f;
@@ -43,10 +46,10 @@ static inline float fnn_expm1_reduced_f(float x, float* scale) {
     return p * (r * r) + r;
 }
 
-/* e^x for -87.3 <= x <= 88.72 (callers clamp), no special cases. */
-static inline float fnn_expf_core(float x) {
+/* e^x for -87.3 <= x <= 88.3 (callers clamp), no special cases; with cap, up to 88.72. */
+static inline float fnn_expf_core(float x, int cap) {
     float scale;
-    float q = fnn_expm1_reduced_f(x, &scale);
+    float q = fnn_expm1_reduced_f(x, &scale, cap);
     return (q + 1.0f) * scale;
 }
 
@@ -57,7 +60,7 @@ static inline float fnn_expf(float x) {
     const float hi = 88.72283f, lo = -87.33654f;
     float xc = x > hi ? hi : x;
     xc = xc < lo ? lo : xc;
-    float y = fnn_expf_core(xc);
+    float y = fnn_expf_core(xc, 1);
     y = x < lo ? 0.0f : y;
     return x > hi ? INFINITY : y;
 }
@@ -66,7 +69,7 @@ static inline float fnn_expf(float x) {
  * clamped, and 0 selected below it. NaN propagates. */
 static inline float fnn_exp_nonpos_f(float x) {
     const float lo = -87.33654f;
-    float y = fnn_expf_core(x < lo ? lo : x);
+    float y = fnn_expf_core(x < lo ? lo : x, 0);
     return x < lo ? 0.0f : y;
 }
 
@@ -77,7 +80,7 @@ static inline float fnn_sigmoidf(float x) {
     float v = -x;
     v = v < -87.0f ? -87.0f : v;
     v = v > 88.0f ? 88.0f : v;
-    return 1.0f / (1.0f + fnn_expf_core(v));
+    return 1.0f / (1.0f + fnn_expf_core(v, 0));
 }
 
 /* tanh(x) for float: E / (E + 2) with E = e^2x - 1 = 2^n (e^r - 1) + (2^n - 1), which
@@ -89,7 +92,7 @@ static inline float fnn_tanhf(float x) {
     float xc = x > 9.0f ? 9.0f : x;
     xc = xc < -9.0f ? -9.0f : xc;
     float scale;
-    float q = fnn_expm1_reduced_f(xc + xc, &scale);
+    float q = fnn_expm1_reduced_f(xc + xc, &scale, 0);
     /* an explicit fma: under -fassociative-math gcc rewrote scale*q + (scale - 1) as
      * (scale*q + scale) - 1, which cancels to 0 for tiny x (tanh(1e-8) gave 0) */
     float e = fmaf(scale, q, scale - 1.0f);
