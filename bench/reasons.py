@@ -1,10 +1,134 @@
 """Why Numba or Cython loses an op by more than 20% (issue 4's head-to-head table).
 
-(op, size) -> one line, for example
-    ("tanh", "large"): "numba: math.tanh is a scalar libm call per element; cython's "
-                       "inlined polynomial vectorises",
-An op that loses by more than 20% with no entry here is shown as "not analysed yet".
-The numba and cython engineers fill this from profiling; keep each reason to one line.
+(op, size) -> one line, shown after "cython loses: " or "numba loses: ". Every line
+states what was measured (interleaved A/B in one process, 1 and 2 threads, on the
+shared 2-core machine, 2026-11-28; scripts in the kernels engineer's report), not a
+guess; where a cause was not isolated the line says so. An op that loses by more than
+20% with no entry here is shown as "not analysed yet".
+
+Numbers behind the per-call lines (1 thread, median of 15 x 2000 calls):
+- a Cython ``def`` over fused typed memoryviews costs ~0.27 us per array argument
+  (two arrays: 0.60 us; plus 0.17 us for the fused-type dispatch), measured on a
+  minimal kernel; until d9d86fa an OpenMP region with one thread added ~0.6-1 us to
+  every small call;
+- a numba kernel through ``config.Kernel.__call__`` costs ~0.5 us (0.28 us for the
+  compiled dispatch); a 1-element relu through each backend's wrapper: numba 1.5 us,
+  cython 1.1 us.
+Course-size calls take 1-12 us, so a few tenths of a microsecond are 10-40%.
 """
 
-REASONS = {}
+_ENTRY_3 = ("per-call cost, not the loop: a 2-10 us call where Cython's entry acquires a "
+            "typed memoryview per array (~0.27 us each); at 16M values the same ops run "
+            "level (0.86-1.06x, interleaved, 1 and 2 threads)")
+_ENTRY_BN = ("per-call cost: Cython's entry acquires 8-9 typed memoryviews (x, out, weight, "
+             "bias, running and saved statistics; ~0.27 us each) and mallocs the chunk "
+             "partials, on a 9-12 us call")
+_ENTRY_LOSS = ("per-call cost: 1.7-2.7 us calls where Cython's entry (three memoryviews, "
+               "~0.8 us) outweighs numba's (~0.5 us); 16M values run level (0.85-1.14x)")
+_CLAMPS = ("same formula as numba's (one exp, one division), but gcc compiles the "
+           "NaN-preserving clamps (a < lo ? lo : a) as compare + blend pairs (34-35 "
+           "instructions per 16 values in the main loop): 0.37-0.39 vs 0.33 ns per value "
+           "in cache (1 thread, 64K values; 0.43-0.45 before 1be8c73)")
+_SIN_CODEGEN = ("same algorithm (fnn_sincosf / vmath.sin_fast); gcc rewrites p*z*r + r as "
+                "r*(1 + z*p) and the sign flip as a multiply: 0.37 vs 0.31 ns per value in "
+                "cache, 1 thread; the 2-thread gap moved between 1.2x and 1.6x in loaded runs")
+_BN_PLANES = ("BatchNorm2d (32x128x16x16): both give whole channels to threads; not "
+              "isolated - 1 thread backward 0.57-0.97x and the pair 0.67-0.78x numba/"
+              "Cython across runs, forward 0.91-1.15x (float32 products in numba's "
+              "backward sums, as Cython, did not change it)")
+_POOL_ORDER = ("numba's max-pool forward loops output positions outermost and scans each "
+               "window with a branch (scalar); Cython's loops window positions outermost "
+               "and vectorizes along the output row with selects (_conv.pyx _max_pool_fwd); "
+               "1 thread: course 10.0 vs 6.2 ms, large 4.3 vs 3.0 ms")
+
+REASONS = {
+    # ---- course size (128x100 elementwise, 128x10 rows): per-call entry cost
+    ("relu", "course"): _ENTRY_3,
+    ("relu_backward", "course"): _ENTRY_3,
+    ("leaky_relu", "course"): _ENTRY_3,
+    ("leaky_relu_backward", "course"): _ENTRY_3,
+    ("sigmoid_backward", "course"): _ENTRY_3,
+    ("tanh_backward", "course"): _ENTRY_3,
+    ("dropout_backward", "course"): _ENTRY_3,
+    ("gelu", "course"): ("per-call cost of the memoryviews (~0.27 us each) on an 8-10 us "
+                         "call; the loops are within 10-20% in cache (0.56-0.62 vs 0.54-0.68 "
+                         "ns per value)"),
+    ("gelu_backward", "course"): _ENTRY_3,
+    ("sine", "course"): "per-call cost of the memoryviews on a 5-7 us call, plus: " + (
+        "Cython's sin at 0.37 vs 0.31 ns per value in cache"),
+    ("sine_backward", "course"): "per-call cost of the memoryviews on a 6-8 us call, plus: " + (
+        "Cython's sin at 0.37 vs 0.31 ns per value in cache"),
+    ("softmax", "course"): ("128x10: a 3-5 us call; per-call cost of the typed memoryviews "
+                            "(~0.27 us each, 1-D)"),
+    ("softmax_backward", "course"): ("128x10: a 1.2-2.5 us call; three typed memoryviews "
+                                     "(~0.27 us each, 1-D) are the difference"),
+    ("softmax_cross_entropy", "course"): "128x10: a 4-6 us call; per-call cost of the memoryviews",
+    ("mse_loss", "course"): _ENTRY_LOSS,
+    ("bce_loss", "course"): _ENTRY_LOSS,
+    ("batchnorm_forward", "course"): _ENTRY_BN,
+    ("batchnorm_backward", "course"): _ENTRY_BN,
+    ("batchnorm_forward+batchnorm_backward", "course"): _ENTRY_BN,
+    ("sigmoid", "course"): _CLAMPS,
+    ("tanh", "course"): _CLAMPS,
+    # ---- 16M elementwise
+    ("sigmoid", "large"): _CLAMPS,
+    ("tanh", "large"): _CLAMPS,
+    ("gelu", "large"): ("Cython's Phi (6-term erfc fit, one exp shared with the density) "
+                        "and numba's erf are within 10-20% in cache (0.56-0.62 vs "
+                        "0.54-0.68 ns per value, 1 thread); until 972808e Cython used a "
+                        "10-term fit and two exps (1.08 ns, 2.4x numba)"),
+    ("sine", "large"): _SIN_CODEGEN,
+    ("sine_backward", "large"): _SIN_CODEGEN,
+    ("relu", "large"): ("the same memory-bound loop in both (0.95-1.12x in interleaved runs); "
+                        "single 2-thread runs on the shared machine differ by more than 20%"),
+    ("leaky_relu", "large"): ("the same memory-bound loop in both (0.97-1.16x interleaved, "
+                              "1 and 2 threads); a single run's larger gap is machine noise"),
+    ("leaky_relu_backward", "large"): ("the same memory-bound loop in both (0.86-0.97x "
+                                       "interleaved); a single run's gap is machine noise"),
+    ("dropout_forward", "large"): ("same counter-hash per element in both; interleaved "
+                                   "runs gave 0.85-1.32x either way: not isolated from "
+                                   "machine noise"),
+    ("mse_loss", "large"): ("Cython summed in three passes with eight hand-made lanes "
+                            "(1.4-1.6x numba) until 91d82ee; now one vectorized loop, "
+                            "0.85-1.05x"),
+    ("tanh_backward", "large"): "memory-bound in both (0.92-1.00x interleaved)",
+    # ---- rows
+    ("softmax", "large"): ("numba's row max was one max() chain, scalar without fastmath's "
+                           "nnan (2.1 ms of 4096x1000), until d00d038 (vmath.row_max, eight "
+                           "running maxima): 1 thread 4.94 -> 3.68 ms against Cython's 4.3"),
+    ("softmax_cross_entropy", "large"): ("as softmax: numba's scalar row max until d00d038; "
+                                         "1 thread 5.01 -> 4.01 ms, Cython 4.3"),
+    # ---- optimizers
+    ("sgd_update", "course"): ("78400 values, the same loop in both: at 1 thread Cython is "
+                               "faster (0.88-0.92x); at 2 threads 1.08-1.42x across runs, "
+                               "cause not isolated"),
+    ("adam_update", "course"): ("not isolated: Cython's time depends on the arrays (one "
+                                "process, 1 thread, same shapes: 70 us for one set, 34.5 us "
+                                "for the next; numba 33-34 us); not 4K aliasing (offsets "
+                                "tested); division count fixed in 91d82ee (77 -> 30 us once)"),
+    ("adam_update", "large"): ("same instruction mix (vsqrtps + vdivps per 16 values) since "
+                               "91d82ee; 1.14-1.47x across runs, cause not isolated (see the "
+                               "course row: array-dependent)"),
+    # ---- BatchNorm
+    ("batchnorm_forward", "large"): ("both stream row chunks since 5e1487c; Cython takes "
+                                     "three passes (sum, squared deviations, normalise), "
+                                     "numba two (shifted sums): 1.01-1.22x"),
+    ("batchnorm_backward", "large"): ("until 5e1487c/12f403a numba walked 64-channel blocks "
+                                      "with stride C and multiplied in float64: 300 vs 193 us "
+                                      "(1 thread); now 197 vs 202 us"),
+    ("batchnorm_forward+batchnorm_backward", "large"): (
+        "until 5e1487c numba walked 64-channel blocks with stride C (1.05 ms vs Cython's "
+        "0.55 ms, 1 thread); now row chunks as Cython: 0.37-0.45 vs 0.35-0.45 ms"),
+    ("batchnorm_forward", "conv"): _BN_PLANES,
+    ("batchnorm_backward", "conv"): _BN_PLANES,
+    ("batchnorm_forward+batchnorm_backward", "conv"): _BN_PLANES,
+    # ---- pooling (the conv engineer's kernels; read and measured, not changed here;
+    # the conv rows are theirs to explain: their im2col changed during this session)
+    ("max_pool2d_forward", "course"): _POOL_ORDER,
+    ("max_pool2d_forward", "large"): _POOL_ORDER,
+    ("max_pool2d_forward+max_pool2d_backward", "course"): _POOL_ORDER,
+    ("max_pool2d_forward+max_pool2d_backward", "large"): _POOL_ORDER,
+    ("max_pool2d_backward", "course"): ("scatter of each output's gradient to its argmax, "
+                                        "one plane per thread in both: 0.94-0.97x at 1 thread "
+                                        "(interleaved); a single run's gap is not the kernel"),
+}
