@@ -548,3 +548,23 @@ def test_functional_ops_run_on_the_gpu_for_device_arrays(rng):
             ops.relu(cuda.to_device(x)[:, ::2])
         with pytest.raises(ValueError, match="expected out of shape"):
             ops.relu(dy, out=cuda.device_array((6, 5), np.float64))
+
+
+def test_op_temporaries_are_reused_per_thread():
+    """Temporaries (im2col columns, partial sums) come from one buffer per name, dtype and
+    thread, grown on demand, instead of an allocation per call."""
+    import threading
+    from fastnn.kernels.cuda._common import scratch
+    a = scratch("test_buffer", (3, 4), np.float32)
+    a.copy_to_device(np.arange(12, dtype=np.float32).reshape(3, 4))
+    b = scratch("test_buffer", (2, 2), np.float32)  # smaller: a view of the same memory
+    np.testing.assert_array_equal(b.copy_to_host(), [[0, 1], [2, 3]])
+    assert scratch("test_buffer", (2, 2), np.float64).dtype == np.float64
+    assert scratch("test_buffer", (5, 5), np.float32).shape == (5, 5)  # grown
+    other = []
+    thread = threading.Thread(target=lambda: other.append(
+        scratch("test_buffer", (2, 2), np.float32)))
+    thread.start()
+    thread.join()
+    other[0].copy_to_device(np.full((2, 2), -1, np.float32))
+    assert np.all(scratch("test_buffer", (2, 2), np.float32).copy_to_host() != -1)

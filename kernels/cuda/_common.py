@@ -5,6 +5,9 @@ Each op accepts NumPy arrays or device arrays (numba device arrays, or anything 
 the device, runs the kernels, copies host in-place arguments and ``out=`` buffers back,
 and returns NumPy arrays when the call got no device array, device arrays otherwise.
 """
+import math
+import threading
+
 import numpy as np
 
 try:
@@ -43,6 +46,26 @@ def as_device(a):
 def flat(d):
     """A 1-D view of a C-contiguous device array."""
     return d.reshape(d.size) if d.ndim != 1 else d
+
+
+_scratch = threading.local()
+
+
+def scratch(name, shape, dtype):
+    """A device array for a temporary inside one op call (im2col columns, partial sums),
+    reused by this thread's later calls instead of a cudaMalloc each time.
+
+    Every kernel and cuBLAS call runs in order on the default stream, so a later call
+    cannot overwrite the buffer while an earlier one still reads it; each thread has its
+    own buffers. The buffer grows to the largest size asked for under ``name``."""
+    buffers = _scratch.__dict__.setdefault("buffers", {})
+    dtype = np.dtype(dtype)
+    size = math.prod(shape)
+    buf = buffers.get((name, dtype))
+    if buf is None or buf.size < size:
+        buf = cuda.device_array(max(size, 1), dtype=dtype)
+        buffers[(name, dtype)] = buf
+    return buf[:size].reshape(shape)
 
 
 class Call:

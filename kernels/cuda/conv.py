@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call
+from ._common import Call, scratch
 from .dense import column_sums_add
 from .gemm import gemm
 
@@ -199,7 +199,7 @@ def _avg_pool_backward(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, grad
 def _cols(dx, kernel_size, stride, padding, out_hw):
     n, c = dx.shape[:2]
     kh, kw = kernel_size
-    cols = cuda.device_array((n * out_hw[0] * out_hw[1], c * kh * kw), dtype=dx.dtype)
+    cols = scratch("cols", (n * out_hw[0] * out_hw[1], c * kh * kw), dx.dtype)
     _launch(_im2col, cols.size, dx, kh, kw, stride[0], stride[1], padding[0], padding[1],
             out_hw[0], out_hw[1], cols)
     return cols
@@ -220,7 +220,7 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     dy = call.out(out, (n, c_out, ho, wo), x.dtype)
     if dy.size:
         cols = _cols(dx, (kh, kw), stride, padding, (ho, wo))
-        rows = cuda.device_array((n * ho * wo, c_out), dtype=x.dtype)
+        rows = scratch("rows", (n * ho * wo, c_out), x.dtype)
         gemm(cols, dw.reshape(c_out, dw.size // c_out), rows, trans_b=True, bias=db)
         _launch(_rows_to_nchw, dy.size, rows, dy)
     return call.done(dy, out)
@@ -239,7 +239,7 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     k2 = weight.size // c_out
     call = Call(grad_out, x, weight, grad_weight, grad_bias, grad_in)
     dgo, dx, dw = call.arg(grad_out), call.arg(x), call.arg(weight)
-    rows = cuda.device_array((grad_out.shape[0] * ho * wo, c_out), dtype=x.dtype)
+    rows = scratch("rows", (grad_out.shape[0] * ho * wo, c_out), x.dtype)
     _launch(_nchw_to_rows, rows.size, dgo, rows)
     if grad_weight is not None:
         cols = _cols(dx, (kh, kw), stride, padding, (ho, wo))
@@ -251,7 +251,7 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
         call.sync()
         return None
     din = call.out(grad_in, x.shape, x.dtype)
-    grad_cols = cuda.device_array((rows.shape[0], k2), dtype=x.dtype)
+    grad_cols = scratch("grad_cols", (rows.shape[0], k2), x.dtype)
     gemm(rows, dw.reshape(c_out, k2), grad_cols)
     _launch(_col2im, din.size, grad_cols, kh, kw, stride[0], stride[1], padding[0],
             padding[1], ho, wo, din)

@@ -9,6 +9,7 @@ from numba import cuda
 
 from . import config
 from ._common import Call, flat
+from ._common import scratch as temporary
 from ._reduce import cached_factory
 from .gemm import ACT_CODES, activation_grad, gemm
 
@@ -83,16 +84,11 @@ def column_sums_add(g, out):
     row_block = (rows + row_blocks - 1) // row_blocks if rows else 1
     col_blocks = max(1, min(config.MAX_BLOCKS // row_blocks, (cols + WARP - 1) // WARP))
     direct = row_blocks == 1
-    partial = _partials_dummy() if direct else cuda.device_array((row_blocks, cols), np.float64)
+    partial = temporary("column_partials", (1, 1) if direct else (row_blocks, cols), np.float64)
     _column_partials(groups)[(col_blocks, row_blocks), (WARP, groups)](
         g, row_block, partial, out, direct)
     if not direct:
         _add_partials[config.blocks(cols), config.THREADS](partial, out)
-
-
-@cached_factory
-def _partials_dummy():
-    return cuda.device_array((1, 1), np.float64)
 
 
 def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0.01, out=None):
@@ -122,7 +118,8 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
         g = dgo
     else:
         dy = call.arg(y)
-        g = call.arg(scratch) if scratch is not None else cuda.device_array_like(dgo)
+        g = call.arg(scratch) if scratch is not None else temporary("act_grad", dgo.shape,
+                                                                     dgo.dtype)
         if g.size:
             _act_grad[config.blocks(g.size), config.THREADS](
                 flat(dgo), flat(dy), ACT_CODES[activation],

@@ -12,7 +12,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, flat
+from ._common import Call, flat, scratch
 from ._reduce import block_max, block_sum, cached_factory
 
 
@@ -103,9 +103,9 @@ def softmax_cross_entropy(logits, target, grad=None):
     if logits.size == 0:
         return 0.0, call.done(dgrad, grad)
     soft = dt.ndim == 2
-    labels = dt if not soft else cuda.device_array(1, np.int64)
+    labels = dt if not soft else scratch("no_labels", (1,), np.int64)
     probs = dt if soft else dl
-    row_loss = cuda.device_array(n, np.float64)
+    row_loss = scratch("row_loss", (n,), np.float64)
     kernel = _cross_entropy_kernel(config.THREADS)
     kernel[config.blocks(n, 1), config.THREADS](dl, labels, probs, soft, dgrad, row_loss)
     loss = _host_sum(row_loss) / max(n, 1)
@@ -120,7 +120,7 @@ def _elementwise_loss(kernel, pred, target, grad, scale):
     if size == 0:
         return 0.0, call.done(dgrad, grad)
     blocks = config.blocks(size)
-    partial = cuda.device_array(blocks * config.THREADS, np.float64)
+    partial = scratch("loss_partial", (blocks * config.THREADS,), np.float64)
     kernel[blocks, config.THREADS](flat(dp), flat(dt), pred.dtype.type(scale), flat(dgrad),
                                    partial)
     loss = _host_sum(partial) / size
