@@ -222,6 +222,9 @@ def main(argv=None):
     results["cnn_step"] = (cnn_step(2, repeats, 8, (2, 3), 4) if quick
                            else cnn_step(128, repeats))
     results["softmax_ce"] = softmax_ce(*((6, 10) if quick else (4096, 1000)), repeats)
+    if not quick:  # large enough that the kernels, not the launch path, take the time
+        results["softmax_ce_65536x1000"] = softmax_ce(65536, 1000, repeats)
+        results["batchnorm_65536x1024"] = batchnorm(65536, 1024, repeats)
     for n, c in ((4, 8),) if quick else ((256, 1024), (4096, 1024)):
         results[f"batchnorm_{n}x{c}"] = batchnorm(n, c, repeats)
     for key, value in results.items():
