@@ -9,7 +9,7 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 """
 from cython.parallel cimport prange
 
-from _common cimport (floating, threads_for, f_exp, f_tanh, f_phi, f_gelu_grad, f_sin, f_cos,
+from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_tanh, f_phi, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, row_max, row_sum, row_dot)
 
@@ -70,8 +70,10 @@ cdef inline void _sine_block(const floating* x, floating* y, Py_ssize_t n,
     range (rare: |a x| > 2^20 in float), so every element gets the same value
     whichever block it is in."""
     cdef Py_ssize_t i
-    cdef bint beyond = False
-    if _overlap(x, y, n * sizeof(floating)):     # x is overwritten: test first
+    cdef bint beyond = not FNN_HAVE_FMA           # without FMA: libm only
+    if beyond:
+        pass
+    elif _overlap(x, y, n * sizeof(floating)):   # x is overwritten: test first
         for i in range(n):
             beyond |= trig_beyond(a * x[i])
         if not beyond:
@@ -90,9 +92,11 @@ cdef inline void _sine_backward_block(const floating* g, const floating* s, floa
                                       Py_ssize_t n, floating a) noexcept nogil:
     """out[i] = g[i] a cos(a s[i]) for one block, as _sine_block."""
     cdef Py_ssize_t i
-    cdef bint beyond = False
+    cdef bint beyond = not FNN_HAVE_FMA           # without FMA: libm only
     cdef Py_ssize_t nbytes = n * sizeof(floating)
-    if _overlap(g, out, nbytes) or _overlap(s, out, nbytes):
+    if beyond:
+        pass
+    elif _overlap(g, out, nbytes) or _overlap(s, out, nbytes):
         for i in range(n):
             beyond |= trig_beyond(a * s[i])
         if not beyond:

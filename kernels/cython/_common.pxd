@@ -21,6 +21,7 @@ cdef extern from "_fastnn_math.h" nogil:
     double fnn_sin(double x)
     double fnn_cos(double x)
     float FNN_TRIG_MAX_F
+    int FNN_HAVE_FMA
     double FNN_TRIG_MAX_D
     uint64_t fnn_seed_key(uint64_t seed)
     uint32_t fnn_dropout_bits(uint64_t key, uint64_t index)
@@ -161,11 +162,12 @@ cdef inline floating f_sqrt(floating x) noexcept nogil:
 
 cdef inline floating f_sigmoid(floating x) noexcept nogil:
     """1 / (1 + exp(-x)); in double exp of -|x| only, so nothing overflows."""
+    cdef floating e
     if floating is float:
         return fnn_sigmoidf(x)
-    cdef floating e = f_exp(-x if x >= 0 else x)
-    cdef floating one = 1
-    return one / (one + e) if x >= 0 else e / (one + e)
+    else:
+        e = f_exp(-x if x >= 0 else x)
+        return 1 / (1 + e) if x >= 0 else e / (1 + e)
 
 
 # Horizontal reductions over one contiguous row. Eight independent accumulators let

@@ -10,6 +10,20 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Hardware FMA (-march=native on x86-64 since 2013). The Cody-Waite reductions below
+ * use explicit fmaf so that -fassociative-math cannot fold their split constants;
+ * without FMA (FASTNN_NATIVE=0 builds) fmaf would be a scalar libm call, so there
+ * FNN_FMAF is a plain multiply-add: gcc folds the split and exp loses accuracy at large
+ * |x| (up to 67 ulp near |x| = 88, measured with -march=x86-64: the behaviour of every
+ * build before this file used fmaf), and sin/cos go to libm. */
+#if defined(__FMA__) || defined(FP_FAST_FMA)
+#define FNN_HAVE_FMA 1
+#define FNN_FMAF(a, b, c) fmaf(a, b, c)
+#else
+#define FNN_HAVE_FMA 0
+#define FNN_FMAF(a, b, c) ((a) * (b) + (c))
+#endif
+
 #ifdef _OPENMP
 #include <omp.h>
 static inline int fnn_openmp_enabled(void) { return 1; }
@@ -33,8 +47,8 @@ static inline float fnn_expm1_reduced_f(float x, float* scale, int cap) {
     float n = rintf(x * 1.44269504088896341f);
     if (cap)
         n = n > 127.0f ? 127.0f : n;
-    float r = fmaf(-n, 0.693359375f, x);
-    r = fmaf(-n, -2.12194440e-4f, r);
+    float r = FNN_FMAF(-n, 0.693359375f, x);
+    r = FNN_FMAF(-n, -2.12194440e-4f, r);
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -95,7 +109,11 @@ static inline float fnn_tanhf(float x) {
     float q = fnn_expm1_reduced_f(xc + xc, &scale, 0);
     /* an explicit fma: under -fassociative-math gcc rewrote scale*q + (scale - 1) as
      * (scale*q + scale) - 1, which cancels to 0 for tiny x (tanh(1e-8) gave 0) */
+#if FNN_HAVE_FMA
     float e = fmaf(scale, q, scale - 1.0f);
+#else
+    float e = scale == 1.0f ? q : scale * q + (scale - 1.0f);  /* exact q where n = 0 */
+#endif
     return e / (e + 2.0f);
 }
 
@@ -156,11 +174,6 @@ static inline float fnn_gelu_gradf(float x) {
  * double: n = rint(x 2/pi), r = x - n pi/2 with pi/2 in four parts of 33 bits (the
  * split of fdlibm's __ieee754_rem_pio2), fdlibm's degree-13/14 sin and cos kernels,
  * picked by quadrant with arithmetic. Within 2 ulp. */
-#if defined(__FMA__) || defined(FP_FAST_FMA)
-#define FNN_HAVE_FMA 1
-#else
-#define FNN_HAVE_FMA 0
-#endif
 
 #if FNN_HAVE_FMA
 #define FNN_TRIG_MAX_F 1048576.0f          /* 2^20 */
