@@ -20,6 +20,7 @@ import math
 import numpy as np
 from numba import prange
 
+from ._buffers import scratch
 from .config import helper, kernel
 
 # (N, C) reductions: rows in at most _MAX_CHUNKS chunks of at least _CHUNK_MIN_ROWS
@@ -107,14 +108,14 @@ def _grad_sums(g, x, mean, sg, sgx):  # IN g, x (rows, C), mean (C,); OUT sg, sg
 
 @kernel
 def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_only,
-                     momentum, eps, out, save_mean, save_invstd, scale):
+                     momentum, eps, out, save_mean, save_invstd, scale, partial):
     # IN x (N, C), weight, bias (C,); INOUT running_mean, running_var (C,);
-    # OUT out (N, C), save_mean, save_invstd (C,); scratch scale (C,)
+    # OUT out (N, C), save_mean, save_invstd (C,); scratch scale (C,),
+    # partial (2, _n_chunks(N), C) float64
     # Rows are split into chunks, each streaming whole rows (contiguous, vectorized)
     # into its own row of partial sums; the partials are merged in chunk order.
     n, c = x.shape
     nch = _n_chunks(n)
-    partial = np.zeros((2, nch, c))
     if training and n > 0:
         first = x[0]
         for k in prange(nch):
@@ -122,6 +123,8 @@ def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_
             _shifted_sums(x[r0:r1], first, partial[0, k], partial[1, k])
         _merge(partial[0], nch)
         _merge(partial[1], nch)
+    else:
+        partial[:, 0] = 0.0
     one = x.dtype.type(1)
     for j in range(c):
         first_j = float(x[0, j]) if n > 0 else 0.0
@@ -139,15 +142,17 @@ def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_
 
 @kernel
 def _backward_columns(grad_out, x, weight, save_mean, save_invstd, training, mean_only,
-                      grad_weight, grad_bias, accumulate, grad_in, a, b, d):
+                      grad_weight, grad_bias, accumulate, grad_in, a, b, d, partial):
     # IN grad_out, x (N, C), weight, save_mean, save_invstd (C,);
     # INOUT grad_weight, grad_bias (C,) (when accumulate); OUT grad_in (N, C);
-    # scratch a, b, d (C,): grad_in = a * grad_out + b * (x - mean) + d
+    # scratch a, b, d (C,): grad_in = a * grad_out + b * (x - mean) + d;
+    # partial (2, _n_chunks(N), C) float64
     n, c = x.shape
     dt = x.dtype.type
     inv_n = 1.0 / max(n, 1)
     nch = _n_chunks(n)
-    partial = np.zeros((2, nch, c))
+    if n == 0:
+        partial[:, 0] = 0.0
     for k in prange(nch):
         r0, r1 = _chunk_rows(k, nch, n)
         _grad_sums(grad_out[r0:r1], x[r0:r1], save_mean, partial[0, k], partial[1, k])
@@ -270,6 +275,12 @@ def _backward_planes(grad_out, x, weight, save_mean, save_invstd, training, mean
                     gi[k] = (go[k] - mean_g - (plane[k] - mean) * mean_gx) * scale
 
 
+def _partials(n, c):
+    """Float64 chunk partials for an (N, C) reduction, reused between calls."""
+    return scratch("bn_partial", (2, min(max(n // _CHUNK_MIN_ROWS, 1), _MAX_CHUNKS), c),
+                   np.float64)
+
+
 def _planes(a):
     """(N, C, ...) -> (N, C, L) view."""
     return a.reshape(a.shape[0], a.shape[1], -1)
@@ -298,7 +309,8 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
             bool(training), bool(mean_only), float(momentum), float(eps))
     stats = (save_mean, save_invstd if save_invstd is not None else empty)
     if x.ndim == 2:
-        _forward_columns(x.size, x, *args, out, *stats, np.empty(c, dtype=x.dtype))
+        _forward_columns(x.size, x, *args, out, *stats, scratch("bn_scale", (c,), x.dtype),
+                         _partials(x.shape[0], c))
     else:
         _forward_planes(x.size, _planes(x), *args, _planes(out), *stats)
     return out, save_mean, (None if mean_only else save_invstd)
@@ -329,8 +341,9 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
             grad_weight if grad_weight is not None else empty,
             grad_bias if grad_bias is not None else empty, accumulate)
     if x.ndim == 2:
-        scratch = np.empty((3, c), dtype=x.dtype)
-        _backward_columns(x.size, grad_out, x, *args, grad_in, scratch[0], scratch[1], scratch[2])
+        coef = scratch("bn_coef", (3, c), x.dtype)
+        _backward_columns(x.size, grad_out, x, *args, grad_in, coef[0], coef[1], coef[2],
+                          _partials(x.shape[0], c))
     else:
         _backward_planes(x.size, _planes(grad_out), _planes(x), *args, _planes(grad_in))
     return grad_in
