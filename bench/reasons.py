@@ -110,9 +110,10 @@ REASONS = {
                                "91d82ee; 1.14-1.47x across runs, cause not isolated (see the "
                                "course row: array-dependent)"),
     # ---- BatchNorm
-    ("batchnorm_forward", "large"): ("both stream row chunks since 5e1487c; Cython takes "
-                                     "three passes (sum, squared deviations, normalise), "
-                                     "numba two (shifted sums): 1.01-1.22x"),
+    ("batchnorm_forward", "large"): ("both stream row chunks since 5e1487c (Cython three "
+                                     "passes: sum, squared deviations, normalise; numba two: "
+                                     "shifted sums, normalise); interleaved runs 0.80-1.22x "
+                                     "either way, 1 and 2 threads: a 0.1-0.4 ms op at noise level"),
     ("batchnorm_backward", "large"): ("until 5e1487c/12f403a numba walked 64-channel blocks "
                                       "with stride C and multiplied in float64: 300 vs 193 us "
                                       "(1 thread); now 197 vs 202 us"),
