@@ -139,6 +139,24 @@ def mlp_step(sizes, batch, repeats):
         opt.step()
 
     result["ops_s"] = _time(step, repeats, cuda.synchronize)
+
+    # The step's six matrix products alone (forward, weight and input gradients), to
+    # tell the GEMMs' time from everything around them.
+    from .gemm import gemm
+    widths = list(sizes)
+    acts = [cuda.device_array((batch, w), np.float32) for w in widths]
+    weights = [lin.weight.data for lin in linears]
+    grads = [lin.weight.grad for lin in linears]
+
+    def gemms():
+        for i, w in enumerate(weights):
+            gemm(acts[i], w, acts[i + 1], trans_b=True)
+        for i in range(len(weights) - 1, -1, -1):
+            gemm(acts[i + 1], acts[i], grads[i], trans_a=True, accumulate=True)
+            if i > 0:
+                gemm(acts[i + 1], weights[i], acts[i])
+
+    result["gemms_s"] = _time(gemms, repeats, cuda.synchronize)
     try:
         import torch
         layers = []
@@ -147,6 +165,21 @@ def mlp_step(sizes, batch, repeats):
             if i < len(sizes) - 2:
                 layers.append(torch.nn.ReLU())
         result["torch_s"] = _torch_step(torch.nn.Sequential(*layers), x, y, repeats)
+        if result["torch_s"] is not None:
+            ta = [torch.randn(batch, w, device="cuda") for w in widths]
+            tw = [torch.randn(widths[i + 1], widths[i], device="cuda")
+                  for i in range(len(widths) - 1)]
+            tg = [torch.zeros_like(w) for w in tw]
+
+            def torch_gemms():
+                for i, w in enumerate(tw):
+                    torch.mm(ta[i], w.t(), out=ta[i + 1])
+                for i in range(len(tw) - 1, -1, -1):
+                    tg[i].addmm_(ta[i + 1].t(), ta[i])
+                    if i > 0:
+                        torch.mm(ta[i + 1], tw[i], out=ta[i])
+
+            result["torch_gemms_s"] = _time(torch_gemms, repeats, torch.cuda.synchronize)
     except ImportError:
         result["torch_s"] = None
     return _ratios(result)
