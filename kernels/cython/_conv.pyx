@@ -40,7 +40,13 @@ wall-clock median, "quiet" = started when the machine was >= 90% idle):
 
 (bench/ at 2 threads, quiet at its start: `pytest bench/test_ops.py -k "conv2d and
 large" --benchmark-only`: median cython 1.26x, numba 1.33x PyTorch; target 1.5x.)
-SmallCNN step, batch 128, 1 thread: torch 102, cython 118 -> 91, numba 118 -> 90 ms.
+SmallCNN step, batch 128, 1 thread (CPU time): torch 102-103, cython 99-118 -> 85-91,
+numba 118-159 -> 84-106 ms. With 2 threads the step is held back by OpenBLAS, not by
+conv: after each GEMM of the Linear layers its idle worker spins (2^28 cycles by
+default) and takes a core from every OpenMP loop that follows (conv2 backward 45 ms
+instead of 17, BatchNorm2d backward 12.6 instead of 1.5). Setting
+OPENBLAS_THREAD_TIMEOUT=4 before SciPy's OpenBLAS loads took the 2-thread cython step
+from 130 to 70 ms and the numba step from 133 to 92 ms (PyTorch 56-58 ms).
 Where the time goes (1 thread): the three GEMMs, per sample at ~98 GFLOP/s (OpenBLAS
 sgemm on one core here; the big whole-batch GEMMs run 88-93 GFLOP/s on one core), take
 38 of the 42 ms; im2col and the bias ~1.3 ms per pass (forward and weight gradient

@@ -16,10 +16,14 @@ own scratch, with ``col: (C_in * kH * kW, nb * H_out * W_out)``:
 ``np.dot`` inside the kernel calls SciPy's BLAS; kernels/blas_threads.py keeps it on
 the calling thread meanwhile, so only Numba's pool runs. One GEMM per chunk on
 OpenBLAS's threads between parallel im2col/col2im loops (the previous design) made
-the two pools fight over the cores. Measured on 32x64x16x16 -> 128, 3x3 pad 1, forward
-+ backward, 1 thread (CPU time): 56.7 -> 48.3 ms (PyTorch 35.5 ms); 2 threads on a
-loaded machine: 589 -> 110 ms (PyTorch 117 ms); SmallCNN step 118 -> 90 ms at 1 thread
-(PyTorch 102 ms).
+the two pools fight over the cores. im2col and col2im of stride-1 "same" layers move
+each patch row as one span of the shifted image plane (edge columns fixed up).
+Measured on 32x64x16x16 -> 128, 3x3 pad 1, forward + backward (old and new kernels
+interleaved in one process with PyTorch): 1 thread (CPU time) 56.3-56.7 -> 45.9-48.3 ms
+(PyTorch 34.9-35.5 ms); 2 threads on a quiet machine 148 -> 24.4-26.8 ms (PyTorch
+25.6-28.2 ms); 2 threads loaded 589 -> 110 ms (PyTorch 117 ms); bench/ median 1.37x
+PyTorch (target 1.5x). SmallCNN step, batch 128, 1 thread: 120-159 -> 84-106 ms
+(PyTorch 102 ms). The cython backend's docstring has where the time goes.
 
 Direct convolution was measured against im2col for small channel counts (forward, batch
 128, 3x3 padding 1, one thread, CPU time): 1 -> 32 channels at 28x28 took 5.3 ms
