@@ -116,6 +116,16 @@ def test_conv2d_restores_blas_thread_count(backend, rng):
         fastnn.set_num_threads(previous)
 
 
+def test_conv2d_without_blas_thread_control(backend, rng, monkeypatch):
+    # another BLAS than OpenBLAS: the kernels keep BLAS's own threads and run their
+    # per-sample loop on one thread, with the same results
+    from fastnn.kernels import blas_threads
+    x, weight, bias = conv_case(rng, np.float64, 12, 8, 10, 10, 6, (3, 3))
+    monkeypatch.setattr(blas_threads, "_set", None)
+    assert not blas_threads.available()
+    check_conv(np.float64, x, weight, bias, (1, 1), (1, 1), rng)
+
+
 def test_conv2d_one_and_two_threads_agree(backend, rng):
     x, weight, bias = conv_case(rng, np.float64, 6, 8, 12, 12, 6, (3, 3))
     g = rng.standard_normal((6, 6, 6, 6))
