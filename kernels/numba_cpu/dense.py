@@ -30,6 +30,8 @@ def _bias_activation(z, bias, has_bias, act, slope):  # INOUT z (N, F); IN bias 
     zero = z.dtype.type(0)
     one = z.dtype.type(1)
     s = z.dtype.type(slope)
+    lo = z.dtype.type(-87.0)
+    hi = z.dtype.type(88.0)
     for i in prange(n):
         row = z[i]
         if has_bias:
@@ -42,11 +44,10 @@ def _bias_activation(z, bias, has_bias, act, slope):  # INOUT z (N, F); IN bias 
             for j in range(f):
                 row[j] = row[j] if row[j] > zero else row[j] * s
         elif act == SIGMOID:
+            # the standalone sigmoid kernel's formula (activations._sigmoid), so a fused
+            # Linear+Sigmoid equals the unfused pair bit for bit
             for j in range(f):
-                v = row[j]
-                e = vmath.exp(-abs(v))
-                r = one / (one + e)
-                row[j] = r if v >= zero else e * r
+                row[j] = one / (one + vmath.exp_core(min(max(-row[j], lo), hi)))
         elif act == TANH:
             for j in range(f):
                 row[j] = vmath.tanh(row[j])
