@@ -7,8 +7,11 @@ backend: 'numpy' (the reference), 'numba', 'cython', or 'cuda'.
 """
 import importlib
 
-from .backend import backend_info, backends, get_backend, set_backend, use_backend
-from .threads import get_num_threads, set_num_threads
+from .threads import get_num_threads, limit_openmp_spin, set_num_threads
+
+limit_openmp_spin()  # before any OpenMP runtime loads (fastnn/threads.py says why)
+
+from .backend import backend_info, backends, get_backend, set_backend, use_backend  # noqa: E402,I100
 
 __version__ = "0.1.0"
 

@@ -2,8 +2,56 @@
 kernels' OpenMP loops and the BLAS library NumPy/SciPy use."""
 import os
 import sys
+import warnings
 
 _num_threads = None
+
+# libgomp (the OpenMP runtime of the Cython kernels and of Numba's parallel loops) keeps
+# an idle worker spinning for GOMP_SPINCOUNT iterations (300000 by default:
+# milliseconds) after each parallel region. Between our regions OpenBLAS runs its own
+# threads on the same cores, and the spinning worker takes a core from every GEMM: with
+# 2 threads on 2 cores an MLP training step ran 2x (bench/scratch_cython.py) to 15x
+# (PyTorch imported first) slower. A short spin still catches back-to-back regions.
+# libgomp reads the variable once, when it loads; PyTorch ships a libgomp.so.1 of its
+# own that the kernels then share, so it must be set before `import torch`.
+SPINCOUNT = "1000"
+_spin_too_late = False  # libgomp was already loaded, with the default spin
+
+
+def _openmp_loaded():
+    """True when an OpenMP runtime (libgomp) is already mapped into this process."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return "libgomp" in maps.read()
+    except OSError:  # not Linux: nothing to tell
+        return False
+
+
+def limit_openmp_spin():
+    """Set GOMP_SPINCOUNT for libgomp before it loads (``import fastnn`` calls this).
+
+    A value the user set (GOMP_SPINCOUNT or OMP_WAIT_POLICY) wins. When libgomp is
+    already loaded (``import torch`` came first), setting it is too late: the compiled
+    CPU backends then warn once, on load (``warn_if_spin_too_late``)."""
+    global _spin_too_late
+    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        return
+    _spin_too_late = _openmp_loaded()
+    os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
+
+
+def warn_if_spin_too_late(backend):
+    """Warn (once) that ``backend``'s parallel loops will fight OpenBLAS's threads."""
+    global _spin_too_late
+    if _spin_too_late and get_num_threads() > 1:
+        _spin_too_late = False
+        warnings.warn(
+            f"fastnn's {backend} backend: an OpenMP runtime was loaded before fastnn "
+            f"(usually by `import torch`), with its default busy-wait; its idle threads "
+            f"then take cores from BLAS and training steps can run many times slower "
+            f"with several threads. Import fastnn before torch, or set "
+            f"GOMP_SPINCOUNT={SPINCOUNT} (or OMP_WAIT_POLICY=passive) in the environment, "
+            f"or use fastnn.set_num_threads(1).", RuntimeWarning, stacklevel=3)
 
 
 def _default_threads():

@@ -1,5 +1,6 @@
 """Reliability: threads, memory and determinism of whole training runs on every backend."""
 import gc
+import os
 import threading
 
 import numpy as np
@@ -170,3 +171,41 @@ def test_cnn_training_does_not_grow_memory(name, one_thread):
         opt = optim.Adam(model.parameters(), lr=1e-3)
         grown = growth_mb(model, loss_fn, opt, x, y, batch=8, warmup=20, count=200)
     assert grown < 25, f"{name}: resident memory grew by {grown:.1f} MB over 200 CNN steps"
+
+
+# ------------------------------------------------------- OpenMP busy-wait vs BLAS
+def _run_python(code, **env):
+    import subprocess
+    import sys
+    full = {k: v for k, v in os.environ.items()
+            if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    full.update(env)
+    return subprocess.run([sys.executable, "-W", "always", "-c", code], env=full,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("torch_first", [False, True])
+def test_openmp_spin_is_limited_or_the_user_is_told(torch_first):
+    """`import fastnn` sets GOMP_SPINCOUNT before libgomp loads; when PyTorch loaded its
+    libgomp first (default busy-wait, 10x slower steps measured with 2 threads), the
+    compiled backends say so once, with the fix."""
+    backend = "cython" if "cython" in fastnn.backends() else "numba"
+    code = ("import os\n"
+            + ("import torch\n" if torch_first else "")
+            + "import fastnn\nimport numpy as np\n"
+            + "print('spin', os.environ.get('GOMP_SPINCOUNT'))\n"
+            + f"fastnn.set_num_threads(2)\nfastnn.set_backend('{backend}')\n"
+            + "fastnn.ops.relu(np.ones(4, np.float32))\n")
+    proc = _run_python(code)
+    assert proc.returncode == 0, proc.stderr
+    assert "spin 1000" in proc.stdout
+    warned = "an OpenMP runtime was loaded before fastnn" in proc.stderr
+    assert warned == torch_first, proc.stderr
+    assert proc.stderr.count("an OpenMP runtime was loaded before fastnn") <= 1
+
+
+def test_a_user_spin_setting_wins():
+    proc = _run_python("import os, torch, fastnn\nfastnn.set_backend('numba')\n"
+                       "print(os.environ['GOMP_SPINCOUNT'])\n", GOMP_SPINCOUNT="5")
+    assert proc.returncode == 0 and proc.stdout.strip() == "5"
+    assert "OpenMP runtime was loaded" not in proc.stderr

@@ -12,21 +12,13 @@ Building with ``FASTNN_CYTHON_DEBUG=1`` turns bounds, wraparound and
 initialisation checks back on in every kernel (see setup.py and
 tests/test_cython_build.py).
 """
-import os
+from ... import threads as _threads
 
-# libgomp keeps an idle worker spinning for GOMP_SPINCOUNT iterations (300000 by
-# default: milliseconds) after each parallel region. Between our regions OpenBLAS runs
-# its own threads on the same cores, and that spinning worker took a core from every
-# GEMM: on the 2-core machine it doubled the CPU time of an MLP training step
-# (bench/scratch_cython.py). A short spin still catches back-to-back regions. Read
-# once when libgomp loads, which is here (the extensions below link it); a value the
-# user set wins.
-if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
-    os.environ["GOMP_SPINCOUNT"] = "1000"
+# `import fastnn` set GOMP_SPINCOUNT before libgomp loads (fastnn/threads.py says why).
+_threads.warn_if_spin_too_late("cython")
 
 import numpy as np  # noqa: E402
 
-from ... import threads as _threads  # noqa: E402
 from . import _activations, _batchnorm, _dense, _dropout, _losses, _openmp, _optim
 
 try:  # noqa: E402  the conv engineer's kernels join when their extension is built

@@ -24,6 +24,7 @@ from .optim import adam_update, sgd_update
 REUSES = {}
 
 _threads.apply_num_threads()
+_threads.warn_if_spin_too_late("numba")
 
 
 def backend_info():
