@@ -35,12 +35,12 @@ kept.
 Pooling is parallel over (n, c) planes; max-pool backward scatters into its own plane
 only, so it needs no atomics.
 """
-import threading
 
 import numpy as np
 from numba import prange
 
 from .. import blas_threads
+from ._buffers import scratch
 from .config import PARALLEL_MIN, kernel, serial_kernel, sync_threads
 
 __all__ = ["conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
@@ -51,20 +51,6 @@ _COL_BYTES = 4 << 20
 # Samples are grouped until a group's GEMMs have this many columns; groups of one
 # sample (P >= _GROUP_MIN_COLS) run their GEMMs straight into/out of the NCHW arrays.
 _GROUP_MIN_COLS = 128
-
-_scratch = threading.local()
-
-
-def _buffer(name, shape, dtype):
-    """A scratch array kept per thread between calls of the same shape (no page faults)."""
-    store = getattr(_scratch, "buffers", None)
-    if store is None:
-        store = _scratch.buffers = {}
-    buf = store.get(name)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = store[name] = np.empty(shape, dtype=dtype)
-    return buf
-
 
 def _out_size(size, kernel_size, stride, padding):
     return (size + 2 * padding - kernel_size) // stride + 1
@@ -334,12 +320,12 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
         out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
     if out.size == 0:
         return out
-    bias_arr = bias if bias is not None else _buffer("zero_bias", (c_out,), x.dtype)
+    bias_arr = bias if bias is not None else scratch("conv_zero_bias", (c_out,), x.dtype)
     if bias is None:
         bias_arr[:] = 0
     nb, threads = _plan(n, k, c_out, p, x.itemsize)
-    cols = _buffer("cols", (threads, k * nb * p), x.dtype)
-    ycs = _buffer("ycs", (threads, c_out * nb * p if nb > 1 else 1), x.dtype)
+    cols = scratch("conv_cols", (threads, k * nb * p), x.dtype)
+    ycs = scratch("conv_ycs", (threads, c_out * nb * p if nb > 1 else 1), x.dtype)
     args = (x.reshape(-1), weight.reshape(c_out, k), bias_arr, nb, c_in, h, w, kh, kw, sh, sw,
             ph, pw, cols, ycs, out.reshape(n, c_out, p))
     size = n * p * max(k, c_out)
@@ -378,12 +364,13 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     want_w = grad_weight is not None
     nb, threads = _plan(n, k, c_out, p, x.itemsize)
     groups = -(-n // nb)
-    cols = _buffer("cols", (threads, k * nb * p), x.dtype)
-    gs = _buffer("gs", (threads, c_out * nb * p if nb > 1 else 1), x.dtype)
+    cols = scratch("conv_cols", (threads, k * nb * p), x.dtype)
+    gs = scratch("conv_gs", (threads, c_out * nb * p if nb > 1 else 1), x.dtype)
     wshape = (threads, c_out, k) if want_w else (1, 1, 1)
-    parts = _buffer("parts", wshape, x.dtype)
-    tmps = _buffer("tmps", wshape, x.dtype)
-    gi_flat = grad_in.reshape(-1) if need_grad_in else _buffer("no_grad_in", (1,), x.dtype)
+    parts = scratch("conv_parts", wshape, x.dtype)
+    tmps = scratch("conv_tmps", wshape, x.dtype)
+    gi_flat = (grad_in.reshape(-1) if need_grad_in
+               else scratch("conv_no_grad_in", (1,), x.dtype))
     args = (g3, x.reshape(-1), weight.reshape(c_out, k), nb, c_in, h, w, kh, kw, sh, sw, ph,
             pw, want_w, need_grad_in, cols, gs, parts, tmps, gi_flat)
     size = n * p * max(k, c_out)
