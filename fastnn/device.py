@@ -14,6 +14,8 @@ operations the layers and optimizers need beyond the kernels: allocate, zero, co
 """
 import numpy as np
 
+from . import backend
+
 DEVICES = ("cpu", "cuda")
 
 
@@ -164,5 +166,4 @@ def namespace_of(a):
 def kernels(device):
     """The backend module whose kernels run on ``device``: the cuda backend for 'cuda',
     the current backend (``fastnn.set_backend`` / ``use_backend``) for 'cpu'."""
-    from . import backend
     return backend.load("cuda") if device == "cuda" else backend.current()

@@ -378,7 +378,9 @@ class Module:
         device array given to a module on the host is an error, as in PyTorch."""
         caller = _device.namespace_of(x)
         if caller.name == self._device:
-            return as_contiguous(x, self._where(), name), caller
+            if caller is _device.Host or _device.is_contiguous(x):
+                return as_contiguous(x), caller
+            return as_contiguous(x, self._where(), name), caller  # raises, naming the layer
         if self._device == "cpu":
             raise ValueError(f"{self._where()}: {name} is a cuda device array but the module "
                              f"is on the cpu; call .to('cuda') on the model or pass a NumPy "
