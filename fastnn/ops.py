@@ -22,7 +22,7 @@ import numpy as np
 from . import device as _device
 from . import optable
 from .backend import current
-from .validation import (as_contiguous, check_choice, check_float_array, check_labels,
+from .validation import (as_contiguous, as_labels, check_choice, check_float_array,
                          check_number, check_out, check_same_shape, pair)
 
 __all__ = optable.op_names()
@@ -191,10 +191,7 @@ def softmax_cross_entropy(logits, target, grad=None):
         target = as_contiguous(_check(where, "target", target, shape=(n, c),
                                                  dtype=logits.dtype))
     else:
-        labels = _device.to_host(target)
-        check_labels(where, labels, n, c)
-        if not (_device.is_device_array(target) and target.dtype == np.int64):
-            target = as_contiguous(labels.astype(np.int64, copy=False))
+        target = as_labels(where, target, n, c)
     check_out(where, "grad", grad, logits.shape, logits.dtype)
     return _run("softmax_cross_entropy", logits, target, grad=grad)
 

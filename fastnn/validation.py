@@ -5,7 +5,7 @@ Messages name the caller (op or layer), what it expected and what it got.
 """
 import numpy as np
 
-from .device import is_contiguous, is_device_array
+from .device import is_contiguous, is_device_array, to_host
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -63,6 +63,17 @@ def check_labels(where, labels, n, num_classes):
     if n and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"{where}: labels out of range: expected values in [0, {num_classes}), "
                          f"got min {labels.min()} and max {labels.max()}")
+
+
+def as_labels(where, labels, n, num_classes):
+    """Class labels checked as ``check_labels`` does (a device array's on a host copy),
+    returned as int64: the array itself when it is already an int64 device array, else a
+    C-contiguous int64 NumPy array."""
+    host = to_host(labels)
+    check_labels(where, host, n, num_classes)
+    if is_device_array(labels) and labels.dtype == np.int64:
+        return labels
+    return np.ascontiguousarray(host, dtype=np.int64)
 
 
 def check_choice(where, name, value, choices):

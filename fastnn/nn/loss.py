@@ -9,7 +9,7 @@ device array; the loss is a Python float either way.
 import numpy as np
 
 from .. import device as _device
-from ..validation import as_contiguous, check_float_array, check_labels
+from ..validation import as_contiguous, as_labels, check_float_array
 
 
 class Loss:
@@ -105,12 +105,7 @@ class CrossEntropyLoss(Loss):
             raise ValueError(f"{where}: expected non-empty logits (N, C), got shape {pred.shape}")
         kind = target.dtype.kind if _device.is_array(target) else None
         if kind is not None and kind in "iu":
-            # labels are checked on the host (a device array's labels are copied there)
-            labels = _device.to_host(target)
-            check_labels(where, labels, n, c)
-            if target.dtype != np.int64 or not _device.is_device_array(target):
-                target = np.ascontiguousarray(labels, dtype=np.int64)
-            return self._beside(pred, target)
+            return self._beside(pred, as_labels(where, target, n, c))
         if kind == "f":
             return self._check_same(pred, target)
         got = target.dtype if _device.is_array(target) else type(target).__name__
