@@ -49,6 +49,26 @@ def block_max(sh, value):
     return result
 
 
+@cuda.jit(device=True)
+def column_sum(sh, value):
+    """Sum of ``value`` over threadIdx.y for each threadIdx.x, returned to every thread.
+
+    sh: float64 shared array (blockDim.y, blockDim.x), blockDim.y a power of two."""
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    sh[ty, tx] = value
+    cuda.syncthreads()
+    s = cuda.blockDim.y // 2
+    while s > 0:
+        if ty < s:
+            sh[ty, tx] += sh[ty + s, tx]
+        cuda.syncthreads()
+        s //= 2
+    total = sh[0, tx]
+    cuda.syncthreads()
+    return total
+
+
 def cached_factory(fn):
     """Memoise a kernel factory on its (hashable) size arguments."""
     return functools.lru_cache(maxsize=None)(fn)

@@ -20,7 +20,7 @@ from numba import cuda
 
 from . import config
 from ._common import Call
-from ._reduce import block_sum, cached_factory
+from ._reduce import block_sum, cached_factory, column_sum
 from .gemm import dummy
 
 
@@ -109,26 +109,6 @@ def _kernels(threads):
     return forward, backward
 
 
-@cuda.jit(device=True)
-def _column_sum(sh, value):
-    """Sum of ``value`` over threadIdx.y for each threadIdx.x, returned to every thread.
-
-    sh: float64 shared array (blockDim.y, blockDim.x), blockDim.y a power of two."""
-    tx = cuda.threadIdx.x
-    ty = cuda.threadIdx.y
-    sh[ty, tx] = value
-    cuda.syncthreads()
-    s = cuda.blockDim.y // 2
-    while s > 0:
-        if ty < s:
-            sh[ty, tx] += sh[ty + s, tx]
-        cuda.syncthreads()
-        s //= 2
-    total = sh[0, tx]
-    cuda.syncthreads()
-    return total
-
-
 # Channels per block of the (N, C) kernels. A warp then reads 32 / WIDTH2D rows of
 # WIDTH2D floats (whole 32-byte sectors), and C / WIDTH2D blocks fill the GPU: with 32
 # channels a block, BatchNorm1d(1024) ran on 32 of the H200's 132 multiprocessors.
@@ -160,7 +140,7 @@ def _kernels2d(threads):
                 if valid:
                     for i in range(ty, n, rows):
                         acc += x[i, c]
-                mean = _column_sum(sh, acc) / n
+                mean = column_sum(sh, acc) / n
             else:
                 mean = running_mean[c] * 1.0 if valid else 0.0
             var = 0.0
@@ -171,7 +151,7 @@ def _kernels2d(threads):
                         for i in range(ty, n, rows):
                             d = x[i, c] - mean
                             acc += d * d
-                    var = _column_sum(sh, acc) / n
+                    var = column_sum(sh, acc) / n
                 elif valid:
                     var = running_var[c] * 1.0
             if not valid:
@@ -219,8 +199,8 @@ def _kernels2d(threads):
                     gv = g[i, c]
                     acc_g += gv
                     acc_gx += gv * (x[i, c] - mean) * invstd
-            sum_g = _column_sum(sh, acc_g)
-            sum_gx = 0.0 if mean_only else _column_sum(sh, acc_gx)
+            sum_g = column_sum(sh, acc_g)
+            sum_gx = 0.0 if mean_only else column_sum(sh, acc_gx)
             if not valid:
                 continue
             if ty == 0:

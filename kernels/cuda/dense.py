@@ -10,7 +10,7 @@ from numba import cuda
 from . import config
 from ._common import Call, flat
 from ._common import scratch as temporary
-from ._reduce import cached_factory
+from ._reduce import cached_factory, column_sum
 from .gemm import ACT_CODES, activation_grad, gemm
 
 
@@ -21,10 +21,10 @@ def _act_grad(g, y, act, slope, out):
         out[i] = g[i] * activation_grad(y[i], act, slope)
 
 
-# Column sums (bias gradients): blocks of 32 columns x ROW_GROUPS threads, so a warp reads
-# 32 neighbouring floats of one row; each block sums at most ROWS_PER_BLOCK rows, and
-# when more rows remain, blocks along grid axis y write float64 partial sums that a
-# second kernel adds up in a fixed order (deterministic, no atomics).
+# Column sums (bias gradients): blocks of WARP columns x (THREADS / WARP) row groups, so a
+# warp reads 32 neighbouring values of one row; each thread sums at most ROWS_PER_THREAD
+# rows, and when more rows remain, blocks along grid axis y write float64 partial sums
+# that a second kernel adds up in a fixed order (deterministic, no atomics).
 WARP = 32
 ROWS_PER_THREAD = 64
 
@@ -46,17 +46,12 @@ def _column_partials(groups):
             if j < cols:
                 for i in range(first + ty, last, groups):
                     s += g[i, j]
-            sh[ty, tx] = s
-            cuda.syncthreads()
+            total = column_sum(sh, s)
             if ty == 0 and j < cols:
-                total = 0.0
-                for k in range(groups):
-                    total += sh[k, tx]
                 if direct:
                     out[j] += total
                 else:
                     partial[cuda.blockIdx.y, j] = total
-            cuda.syncthreads()
 
     return kernel
 
