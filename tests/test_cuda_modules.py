@@ -26,11 +26,6 @@ from numba import cuda  # noqa: E402
 SIMULATOR = bool(numba_config.ENABLE_CUDASIM)
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
-
-
 def twins(build):
     """(host model, GPU model) with identical float64 parameters."""
     fastnn.manual_seed(0)

@@ -29,17 +29,6 @@ import fastnn.kernels.reference as R  # noqa: E402
 from fastnn.kernels.cuda import config  # noqa: E402
 
 torch.set_num_threads(1)
-DTYPES = [np.float32, np.float64]
-
-
-@pytest.fixture(params=DTYPES, ids=["float32", "float64"])
-def dtype(request):
-    return np.dtype(request.param)
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(0)
 
 
 def t(a, grad=False):
