@@ -35,9 +35,8 @@ def is_device_array(a):
         return False
     if hasattr(a, "__cuda_array_interface__"):
         return True
-    # numba's CUDA simulator arrays have no interface; ask numba only for foreign types
-    name = type(a).__name__
-    return name in ("FakeCUDAArray", "DeviceNDArray", "MappedNDArray")
+    # numba's CUDA simulator arrays have no interface (its mapped arrays are ndarrays)
+    return type(a).__name__ == "FakeCUDAArray"
 
 
 def is_array(a):
@@ -104,10 +103,6 @@ class Host:
         """dst[...] = src, src from either place (same shape)."""
         dst[...] = to_host(src)
 
-    @staticmethod
-    def copy(a):
-        return a.copy()
-
 
 class Cuda:
     """The GPU's array namespace (numba device arrays, imported on first use)."""
@@ -145,12 +140,6 @@ class Cuda:
         if isinstance(src, np.ndarray):
             src = np.ascontiguousarray(src, dtype=dst.dtype)
         Cuda._cuda().as_device(dst).copy_to_device(src)
-
-    @staticmethod
-    def copy(a):
-        out = Cuda.empty(a.shape, a.dtype)
-        Cuda.copy_into(out, a)
-        return out
 
 
 def namespace(device):
