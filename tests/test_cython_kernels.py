@@ -42,6 +42,7 @@ def _workload(K, dtype, rng):
     g = rng.standard_normal((256, 200)).astype(dtype)
     labels = rng.integers(0, 300, 256)
     img = rng.standard_normal((8, 16, 20, 20)).astype(dtype)
+    narrow = rng.standard_normal((2048, 24)).astype(dtype)  # BatchNorm1d's row-chunk path
     results = []
     y = K.linear_forward(x, w, b, "tanh")
     gw, gb = np.zeros_like(w), np.zeros_like(b)
@@ -54,7 +55,7 @@ def _workload(K, dtype, rng):
     results += [K.softmax(x), K.softmax_backward(x, K.softmax(x)), K.gelu(x),
                 K.gelu_backward(x, x), K.leaky_relu_backward(x, x)]
     results += list(K.dropout_forward(x, 0.4, seed=7))
-    for data in (x, img):
+    for data in (x, img, narrow):
         c = data.shape[1]
         rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
         wt, bt = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)

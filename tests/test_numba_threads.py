@@ -72,7 +72,9 @@ def _run_all(nb, d):
     out["mse"] = nb.mse_loss(x, x[::-1].copy())
     out["bce"] = nb.bce_loss(nb.sigmoid(x), nb.sigmoid(x[::-1].copy()))
     out["dropout"] = nb.dropout_forward(x, 0.3, 7)
-    for data, grad in ((x, np.ascontiguousarray(x[::-1])), (d["img"], d["gimg"])):
+    narrow = np.ascontiguousarray(np.concatenate([x[:, :20]] * 8))  # (2400, 20): row chunks
+    for data, grad in ((x, np.ascontiguousarray(x[::-1])), (d["img"], d["gimg"]),
+                       (narrow, np.ascontiguousarray(narrow[::-1]))):
         c = data.shape[1]
         for mean_only in (False, True):
             w = None if mean_only else np.linspace(0.5, 2, c).astype(data.dtype)
@@ -84,7 +86,7 @@ def _run_all(nb, d):
             gb = np.zeros(c, data.dtype)
             gi = nb.batchnorm_backward(grad, data, w, sm, si, mean_only=mean_only,
                                        grad_weight=gw, grad_bias=gb)
-            out[f"batchnorm {data.ndim}d mean_only={mean_only}"] = (y, sm, si, rm, rv, gw, gb, gi)
+            out[f"batchnorm {data.shape} mean_only={mean_only}"] = (y, sm, si, rm, rv, gw, gb, gi)
     p, g = x.copy(), d["x"][::-1].copy()
     v = np.zeros_like(p)
     nb.sgd_update(p, g, v, 0.1, 0.9, 1e-4, True)
