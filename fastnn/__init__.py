@@ -7,9 +7,10 @@ backend: 'numpy' (the reference), 'numba', 'cython', or 'cuda'.
 """
 import importlib
 
-from .threads import get_num_threads, limit_openmp_spin, set_num_threads
+from .threads import get_num_threads, limit_blas_spin, limit_openmp_spin, set_num_threads
 
 limit_openmp_spin()  # before any OpenMP runtime loads (fastnn/threads.py says why)
+limit_blas_spin()    # before SciPy's OpenBLAS loads (likewise)
 
 from .backend import backend_info, backends, get_backend, set_backend, use_backend  # noqa: E402,I100
 

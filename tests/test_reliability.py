@@ -178,7 +178,8 @@ def _run_python(code, **env):
     import subprocess
     import sys
     full = {k: v for k, v in os.environ.items()
-            if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+            if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OPENBLAS_THREAD_TIMEOUT",
+                         "GOTO_THREAD_TIMEOUT")}
     full.update(env)
     return subprocess.run([sys.executable, "-W", "always", "-c", code], env=full,
                           capture_output=True, text=True, timeout=300)
@@ -209,3 +210,14 @@ def test_a_user_spin_setting_wins():
                        "print(os.environ['GOMP_SPINCOUNT'])\n", GOMP_SPINCOUNT="5")
     assert proc.returncode == 0 and proc.stdout.strip() == "5"
     assert "OpenMP runtime was loaded" not in proc.stderr
+
+
+def test_openblas_spin_is_limited_unless_the_user_set_it():
+    """`import fastnn` shortens OpenBLAS's idle spin (2**16 cycles instead of 2**28)
+    before SciPy's OpenBLAS loads; a value in the environment is kept."""
+    code = ("import os, fastnn\nfastnn.set_backend('numba')\n"
+            "print(os.environ['OPENBLAS_THREAD_TIMEOUT'])\n")
+    proc = _run_python(code)
+    assert proc.returncode == 0 and proc.stdout.strip() == "16", proc.stderr
+    proc = _run_python(code, OPENBLAS_THREAD_TIMEOUT="28")
+    assert proc.returncode == 0 and proc.stdout.strip() == "28", proc.stderr
