@@ -1,7 +1,12 @@
-"""Issue 2's overhead check: the numpy backend's MLP step against the student NumPy loop.
+"""Interleaved ratios for the issues' relative targets.
+
+Issue 2: the numpy backend's MLP step against the student NumPy loop. Issues 3 and 4:
+each compiled backend's MLP steps and BatchNorm1d 256x1024 forward+backward against
+PyTorch in the same process.
 
 pytest-benchmark times one contender after the other, so slow drift of the machine (other
-virtual machines, frequency changes) lands on one side of the ratio. Here the two steps
+virtual machines, frequency changes) lands on one side of the ratio: on this 2-core
+virtual machine two suite runs minutes apart moved single rows by 2x. Here the two sides
 run in alternating blocks, and the ratio is the median of the per-block ratios: drift hits
 both alike. Warm-up calls come first and are not timed.
 """
@@ -15,6 +20,8 @@ from . import steps
 
 OVERHEAD_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                              "overhead.json")
+VS_TORCH_JSON = os.path.join(os.path.dirname(OVERHEAD_JSON), "vs_torch.json")
+BATCHNORM_TARGET = "BatchNorm1d 256x1024 forward+backward"
 
 
 def _block_seconds(fn, calls):
@@ -50,6 +57,35 @@ def measure(configs=None, blocks=15):
             s, n, ratio = interleaved_ratio(student, numpy_step, blocks=blocks)
         results[config] = {"student": s, "numpy": n, "ratio": ratio, "blocks": blocks,
                            "threads": fastnn.get_num_threads()}
+    return results
+
+
+def _batchnorm_pair(contender):
+    """BatchNorm1d 256x1024 forward+backward, the suite's case, on one contender."""
+    from fastnn import backend
+
+    from . import cases
+    case = cases.get_case("batchnorm_forward+batchnorm_backward", "large")
+    return case.torch() if contender == "torch" else case.fastnn(backend.load(contender))
+
+
+def measure_vs_torch(backends, blocks=15):
+    """{backend: {target: {'torch': s, 'fastnn': s, 'ratio': fastnn/torch, 'blocks': n}}}
+    for issues 3 and 4: every MLP step config and BatchNorm1d 256x1024 fwd+bwd."""
+    import fastnn
+
+    from . import contenders
+    contenders.set_threads(contenders.all_threads())
+    results = {}
+    for name in backends:
+        pairs = {config: (steps.mlp_step("torch", *spec), steps.mlp_step(name, *spec))
+                 for config, spec in steps.MLP_CONFIGS.items()}
+        pairs[BATCHNORM_TARGET] = (_batchnorm_pair("torch"), _batchnorm_pair(name))
+        results[name] = {}
+        for target, (torch_fn, ours) in pairs.items():
+            t, f, ratio = interleaved_ratio(torch_fn, ours, blocks=blocks)
+            results[name][target] = {"torch": t, "fastnn": f, "ratio": ratio,
+                                     "blocks": blocks, "threads": fastnn.get_num_threads()}
     return results
 
 

@@ -180,6 +180,43 @@ def test_report_renders_tables_targets_and_plots(tmp_path):
     assert "![batch scaling](scaling_batch.png)" in text
 
 
+def test_interleaved_ratios_against_torch_decide_their_target_rows(tmp_path):
+    """bench/overhead.py's interleaved ratios replace the sequential medians' for issues
+    3 and 4's step and BatchNorm rows, marked as such; the rest stay sequential."""
+    from bench import overhead
+    path = tmp_path / "fake.json"
+    path.write_text(json.dumps(FAKE))
+    vs_torch = {"numba": {"mlp 784-100-10 relu b128": {"torch": 1e-3, "fastnn": 6.5e-4,
+                                                         "ratio": 0.65},
+                          overhead.BATCHNORM_TARGET: {"torch": 2e-4, "fastnn": 5e-5,
+                                                      "ratio": 0.25}}}
+    text = report.render(results_io.load_json(path), plots_dir=str(tmp_path),
+                         md_dir=str(tmp_path), vs_torch=vs_torch)
+    assert "| 3 | mlp 784-100-10 relu b128 step ≤ 0.7x PyTorch (interleaved) | numba | " \
+           "0.65x | **pass** |" in text
+    assert "| 3 | BatchNorm1d 256x1024 forward+backward ≤ 0.3x PyTorch (interleaved) | " \
+           "numba | 0.25x | **pass** |" in text
+    # no interleaved value: the suite's 0.5 ms against PyTorch's 1.0 ms
+    plain = report.render(results_io.load_json(path), plots_dir=str(tmp_path),
+                          md_dir=str(tmp_path))
+    assert "| 3 | mlp 784-100-10 relu b128 step ≤ 0.7x PyTorch | numba | 0.50x | " \
+           "**pass** |" in plain
+
+
+def test_interleaved_ratio_is_the_median_of_block_ratios():
+    from bench import overhead
+    calls = {"a": 0, "b": 0}
+
+    def count(name):
+        def fn():
+            calls[name] += 1
+        return fn
+    first_s, second_s, ratio = overhead.interleaved_ratio(count("a"), count("b"), blocks=3,
+                                                         block_time=0.001)
+    assert calls["a"] > 3 and calls["b"] > 3 and first_s > 0 and second_s > 0
+    assert ratio > 0
+
+
 def test_rows_ignore_benchmarks_without_kind():
     assert len(results_io.rows(FAKE)) == len(FAKE["benchmarks"]) - 1
 
