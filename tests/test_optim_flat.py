@@ -204,3 +204,20 @@ def test_one_kernel_call_per_flat_buffer(backend, monkeypatch, name):
     params[4].grad = None  # the slow path: one call per parameter that has a gradient
     opt.step()
     assert counting.calls == [total] + [params[3].size, params[5].size]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+@pytest.mark.parametrize("shape", [(5,), (300, 257)])
+def test_host_fill_zero_zeroes_small_large_and_strided_arrays(dtype, shape):
+    """Host.fill_zero: memset for large contiguous arrays, a NumPy fill otherwise."""
+    from fastnn.device import Host
+    a = np.full(shape, 3, dtype=dtype)
+    Host.fill_zero(a)
+    assert not a.any()
+    b = np.full((600, 257), 3, dtype=dtype)
+    Host.fill_zero(b[::2])
+    assert not b[::2].any() and (b[1::2] == 3).all()
+    c = np.full(shape, 3, dtype=dtype)
+    c.flags.writeable = False
+    with pytest.raises(ValueError):
+        Host.fill_zero(c)
