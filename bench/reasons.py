@@ -36,6 +36,17 @@ _BN_PLANES = ("BatchNorm2d (32x128x16x16): both give whole channels to threads; 
               "isolated - 1 thread backward 0.57-0.97x and the pair 0.67-0.78x numba/"
               "Cython across runs, forward 0.91-1.15x (float32 products in numba's "
               "backward sums, as Cython, did not change it)")
+_BN_RANGES = ("the same kernel in both since 45a6201 (a channel range per thread, one "
+              "parallel region each way); 256x1024 forward+backward 155-180 us either "
+              "backend in separate runs, 1 and 2 threads alike: a 0.1-0.2 ms op bound by "
+              "the cache traffic, whose single-run gaps are machine noise")
+_LEVEL = ("level when timed interleaved (0.90-1.07x Cython/numba, 1 and 2 threads, 9 "
+          "alternating blocks, 2026-11-28 11:20 UTC); a single suite run's gap is noise")
+_CONV_SMALL_GEMM = ("128x1x28x28 -> 32: both run W (32x9) @ col (9x784) per sample, but "
+                    "numba's np.dot takes OpenBLAS's beta=0 small-matrix kernel and spends "
+                    "2x the time in it (perf, 3000 calls on 1 thread: 17.2K vs 8.5K "
+                    "samples) where Cython pre-fills the bias and calls sgemm with beta=1; "
+                    "interleaved 0.56x (1 thread) / 0.69x (2) forward, the pair 0.75x")
 _POOL_ORDER = ("numba's max-pool forward loops output positions outermost and scans each "
                "window with a branch (scalar); Cython's loops window positions outermost "
                "and vectorizes along the output row with selects (_conv.pyx _max_pool_fwd); "
@@ -110,19 +121,22 @@ REASONS = {
                                "91d82ee; 1.14-1.47x across runs, cause not isolated (see the "
                                "course row: array-dependent)"),
     # ---- BatchNorm
-    ("batchnorm_forward", "large"): ("both stream row chunks since 5e1487c (Cython three "
-                                     "passes: sum, squared deviations, normalise; numba two: "
-                                     "shifted sums, normalise); interleaved runs 0.80-1.22x "
-                                     "either way, 1 and 2 threads: a 0.1-0.4 ms op at noise level"),
-    ("batchnorm_backward", "large"): ("until 5e1487c/12f403a numba walked 64-channel blocks "
-                                      "with stride C and multiplied in float64: 300 vs 193 us "
-                                      "(1 thread); now 197 vs 202 us"),
-    ("batchnorm_forward+batchnorm_backward", "large"): (
-        "until 5e1487c numba walked 64-channel blocks with stride C (1.05 ms vs Cython's "
-        "0.55 ms, 1 thread); now row chunks as Cython: 0.37-0.45 vs 0.35-0.45 ms"),
+    ("batchnorm_forward", "large"): _BN_RANGES,
+    ("batchnorm_backward", "large"): _BN_RANGES,
+    ("batchnorm_forward+batchnorm_backward", "large"): _BN_RANGES,
     ("batchnorm_forward", "conv"): _BN_PLANES,
     ("batchnorm_backward", "conv"): _BN_PLANES,
     ("batchnorm_forward+batchnorm_backward", "conv"): _BN_PLANES,
+    ("linear_forward", "large"): _LEVEL,
+    ("sigmoid_backward", "large"): _LEVEL,
+    ("softmax_backward", "large"): _LEVEL,
+    ("bce_loss", "large"): _LEVEL,
+    ("conv2d_forward", "course"): _CONV_SMALL_GEMM,
+    ("conv2d_forward+conv2d_backward", "course"): _CONV_SMALL_GEMM,
+    ("conv2d_backward", "course"): ("within 20% when timed interleaved (0.82x Cython/numba "
+                                    "on 1 thread, 0.87x on 2)"),
+    ("conv2d_backward", "large"): ("level when timed interleaved (0.93x Cython/numba on 1 "
+                                   "thread, 0.92x on 2); single suite runs moved it to 0.5x"),
     # ---- pooling (the conv engineer's kernels; read and measured, not changed here;
     # the conv rows are theirs to explain: their im2col changed during this session)
     ("max_pool2d_forward", "course"): _POOL_ORDER,
