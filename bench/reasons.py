@@ -131,6 +131,11 @@ REASONS = {
     ("sigmoid_backward", "large"): _LEVEL,
     ("softmax_backward", "large"): _LEVEL,
     ("bce_loss", "large"): _LEVEL,
+    ("gelu_backward", "large"): ("level when timed interleaved (0.95x Cython/numba on 1 "
+                                 "thread, 1.02x on 2); a single suite run's gap is noise"),
+    ("avg_pool2d_forward", "course"): ("within 20% when timed interleaved (1.15x Cython/"
+                                       "numba on 1 thread, 1.12x on 2); a single suite "
+                                       "run's gap is noise"),
     ("conv2d_forward", "course"): _CONV_SMALL_GEMM,
     ("conv2d_forward+conv2d_backward", "course"): _CONV_SMALL_GEMM,
     ("conv2d_backward", "course"): ("within 20% when timed interleaved (0.82x Cython/numba "

@@ -78,7 +78,7 @@ ACT_TORCH = {
 
 
 @pytest.mark.parametrize("activation", optable.FUSABLE_ACTIVATIONS)
-@pytest.mark.parametrize("shape", [(1, 3, 2), (7, 13, 5), (64, 96, 33)])
+@pytest.mark.parametrize("shape", [(1, 3, 2), (7, 13, 5), (64, 96, 33), (48, 40, 80)])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_linear_forward_backward(backend, dtype, rng, activation, shape, with_bias):
     n, fin, fout = shape

@@ -19,7 +19,9 @@ _threads.warn_if_spin_too_late("cython")
 
 import numpy as np  # noqa: E402
 
-from . import _activations, _batchnorm, _dense, _dropout, _losses, _openmp, _optim
+from ..gemm_shapes import transposed_forward  # noqa: E402
+from ..scratch import scratch  # noqa: E402
+from . import _activations, _batchnorm, _dense, _dropout, _losses, _openmp, _optim  # noqa: E402
 
 try:  # noqa: E402  the conv engineer's kernels join when their extension is built
     from ._conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward,
@@ -61,9 +63,13 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
     x: (N, in); weight: (out_features, in); bias: (out_features,) or None;
     out: (N, out_features) or None. Returns y.
     """
+    n, fout = x.shape[0], weight.shape[0]
     if out is None:
-        out = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
-    _dense.linear_forward(x, weight, bias, _ACT[activation], negative_slope, out)
+        out = np.empty((n, fout), dtype=x.dtype)
+    transposed = None
+    if n and fout and transposed_forward(n, fout):  # kernels/gemm_shapes.py
+        transposed = scratch("linear_forward_t", (fout, n), x.dtype)
+    _dense.linear_forward(x, weight, bias, _ACT[activation], negative_slope, out, transposed)
     return out
 
 

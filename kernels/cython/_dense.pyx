@@ -84,10 +84,22 @@ cdef inline void _act_grad_rows(const floating* gout, const floating* y, floatin
 
 cdef void linear_forward_kernel(const floating* x, const floating* w, const floating* bias,
                                 int act, floating slope, floating* y, Py_ssize_t n,
-                                Py_ssize_t fin, Py_ssize_t fout) noexcept nogil:
+                                Py_ssize_t fin, Py_ssize_t fout,
+                                floating* yt) noexcept nogil:
     """y = act(x @ w.T + bias). x: (n, fin); w: (fout, fin); bias: (fout,) or NULL;
-    y: (n, fout)."""
-    cdef Py_ssize_t i
+    y: (n, fout); yt: (fout, n) scratch, or NULL. With yt BLAS computes y.T into it
+    (faster for a short batch of a wide layer: kernels/gemm_shapes.py) and the fused
+    pass reads it transposed into y."""
+    cdef Py_ssize_t i, j
+    if yt != NULL:
+        # Column-major: yt.T (n, fout) = x (n, fin) @ w.T (fin, fout).
+        gemm(c"T", c"N", <int>n, <int>fout, <int>fin, 1, x, <int>max(fin, 1), w,
+             <int>max(fin, 1), 0, yt, <int>n)
+        for i in prange(n, schedule="static", num_threads=threads_for(n * fout)):
+            for j in range(fout):
+                y[i * fout + j] = yt[j * n + i]
+            _bias_act_row(y + i * fout, bias, fout, act, slope)
+        return
     # Column-major: y.T (fout, n) = w (fout, fin) @ x.T (fin, n).
     gemm(c"T", c"N", <int>fout, <int>n, <int>fin, 1, w, <int>max(fin, 1), x,
          <int>max(fin, 1), 0, y, <int>fout)
@@ -138,17 +150,23 @@ cdef void linear_backward_kernel(const floating* gout, const floating* x, const 
 
 def linear_forward(const floating[:, ::1] x, const floating[:, ::1] weight,
                    const floating[::1] bias, int act, double negative_slope,
-                   floating[:, ::1] out):
-    """x: (N, in); weight: (out, in); bias: (out,) or None; out: (N, out)."""
+                   floating[:, ::1] out, floating[:, ::1] transposed=None):
+    """x: (N, in); weight: (out, in); bias: (out,) or None; out: (N, out);
+    transposed: (out, N) scratch to compute the product transposed, or None."""
     cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = weight.shape[0]
     cdef const floating* b = NULL
+    cdef floating* yt = NULL
     if n == 0 or fout == 0:
         return
     if bias is not None:
         b = &bias[0]
+    if transposed is not None:
+        if transposed.shape[0] != fout or transposed.shape[1] != n:
+            raise ValueError("linear_forward: transposed scratch must be (out, N)")
+        yt = &transposed[0, 0]
     with nogil:
         linear_forward_kernel(&x[0, 0], &weight[0, 0], b, act, <floating>negative_slope,
-                              &out[0, 0], n, fin, fout)
+                              &out[0, 0], n, fin, fout, yt)
 
 
 def linear_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,

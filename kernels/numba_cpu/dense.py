@@ -1,7 +1,9 @@
 """Linear layer: BLAS for the products, one compiled pass for everything around them.
 
 Forward: ``out = x @ W.T`` by BLAS, then one parallel pass adds the bias and applies
-the activation in place. Backward: one pass computes g = grad_out * act'(y) and adds
+the activation in place; for a short batch of a wide layer BLAS computes the transpose
+``W @ x.T`` instead, much faster there (kernels/gemm_shapes.py), and the pass reads it
+transposed into out. Backward: one pass computes g = grad_out * act'(y) and adds
 g's column sums to grad_bias, then BLAS accumulates grad_weight += g.T @ x and writes
 grad_in = g @ W.
 
@@ -13,8 +15,10 @@ results across thread counts, no partial buffers, no merge).
 import numpy as np
 from numba import prange
 
+from ..gemm_shapes import transposed_forward
 from . import blas, vmath
-from .config import kernel
+from ._buffers import scratch
+from .config import helper, kernel
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = 0, 1, 2, 3, 4
 _CODES = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU,
@@ -24,33 +28,48 @@ _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
             np.dtype(np.float64): np.empty(0, np.float64)}
 
 
+@helper
+def _bias_activation_row(row, bias, has_bias, act, slope):  # INOUT row (F,); IN bias (F,)
+    f = row.shape[0]
+    zero = row.dtype.type(0)
+    one = row.dtype.type(1)
+    s = row.dtype.type(slope)
+    lo = row.dtype.type(-87.0)
+    hi = row.dtype.type(88.0)
+    if has_bias:
+        for j in range(f):
+            row[j] += bias[j]
+    if act == RELU:
+        for j in range(f):
+            row[j] = zero if row[j] < zero else row[j]
+    elif act == LEAKY_RELU:
+        for j in range(f):
+            row[j] = row[j] if row[j] > zero else row[j] * s
+    elif act == SIGMOID:
+        # the standalone sigmoid kernel's formula (activations._sigmoid), so a fused
+        # Linear+Sigmoid equals the unfused pair bit for bit
+        for j in range(f):
+            row[j] = one / (one + vmath.exp_core(min(max(-row[j], lo), hi)))
+    elif act == TANH:
+        for j in range(f):
+            row[j] = vmath.tanh(row[j])
+
+
 @kernel
 def _bias_activation(z, bias, has_bias, act, slope):  # INOUT z (N, F); IN bias (F,)
-    n, f = z.shape
-    zero = z.dtype.type(0)
-    one = z.dtype.type(1)
-    s = z.dtype.type(slope)
-    lo = z.dtype.type(-87.0)
-    hi = z.dtype.type(88.0)
+    for i in prange(z.shape[0]):
+        _bias_activation_row(z[i], bias, has_bias, act, slope)
+
+
+@kernel
+def _bias_activation_transposed(zt, bias, has_bias, act, slope, out):
+    # IN zt (F, N) = (x @ W.T).T, bias (F,); OUT out (N, F)
+    f, n = zt.shape
     for i in prange(n):
-        row = z[i]
-        if has_bias:
-            for j in range(f):
-                row[j] += bias[j]
-        if act == RELU:
-            for j in range(f):
-                row[j] = zero if row[j] < zero else row[j]
-        elif act == LEAKY_RELU:
-            for j in range(f):
-                row[j] = row[j] if row[j] > zero else row[j] * s
-        elif act == SIGMOID:
-            # the standalone sigmoid kernel's formula (activations._sigmoid), so a fused
-            # Linear+Sigmoid equals the unfused pair bit for bit
-            for j in range(f):
-                row[j] = one / (one + vmath.exp_core(min(max(-row[j], lo), hi)))
-        elif act == TANH:
-            for j in range(f):
-                row[j] = vmath.tanh(row[j])
+        row = out[i]
+        for j in range(f):
+            row[j] = zt[j, i]
+        _bias_activation_row(row, bias, has_bias, act, slope)
 
 
 @kernel
@@ -111,14 +130,21 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
     activation: one of FUSABLE_ACTIVATIONS; out: (N, out_features) or None.
     Returns y: (N, out_features).
     """
+    n, fout = x.shape[0], weight.shape[0]
     if out is None:
-        out = np.empty((x.shape[0], weight.shape[0]), dtype=x.dtype)
-    blas.matmul_nt(x, weight, out)
+        out = np.empty((n, fout), dtype=x.dtype)
     act = _CODES[activation]
-    if bias is not None or act != IDENTITY:
-        has_bias = bias is not None
-        _bias_activation(out.size, out, bias if has_bias else _NO_BIAS[x.dtype], has_bias,
-                         act, float(negative_slope))
+    has_bias = bias is not None
+    bias_arg = bias if has_bias else _NO_BIAS[x.dtype]
+    if n and fout and transposed_forward(n, fout):  # y.T = W @ x.T (kernels/gemm_shapes.py)
+        zt = scratch("linear_forward_t", (fout, n), x.dtype)
+        blas.matmul_nt(weight, x, zt)
+        _bias_activation_transposed(out.size, zt, bias_arg, has_bias, act,
+                                    float(negative_slope), out)
+        return out
+    blas.matmul_nt(x, weight, out)
+    if has_bias or act != IDENTITY:
+        _bias_activation(out.size, out, bias_arg, has_bias, act, float(negative_slope))
     return out
 
 
