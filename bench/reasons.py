@@ -36,10 +36,11 @@ _BN_PLANES = ("BatchNorm2d (32x128x16x16): both give whole channels to threads; 
               "isolated - 1 thread backward 0.57-0.97x and the pair 0.67-0.78x numba/"
               "Cython across runs, forward 0.91-1.15x (float32 products in numba's "
               "backward sums, as Cython, did not change it)")
-_BN_RANGES = ("the same kernel in both since 45a6201 (a channel range per thread, one "
-              "parallel region each way); 256x1024 forward+backward 155-180 us either "
-              "backend in separate runs, 1 and 2 threads alike: a 0.1-0.2 ms op bound by "
-              "the cache traffic, whose single-run gaps are machine noise")
+_BN_RANGES = ("both split the rows into the same fixed chunks (Cython: sum, squared "
+              "deviations, normalise, four rows per float64 accumulate; numba: shifted "
+              "sums, normalise); 256x1024 forward+backward 129-179 us with 2 threads in "
+              "separate runs: a 0.1-0.2 ms op bound by the cache traffic, whose single-run "
+              "gaps are machine noise")
 _LEVEL = ("level when timed interleaved (0.90-1.07x Cython/numba, 1 and 2 threads, 9 "
           "alternating blocks, 2026-11-28 11:20 UTC); a single suite run's gap is noise")
 _CONV_SMALL_GEMM = ("128x1x28x28 -> 32: both run W (32x9) @ col (9x784) per sample, but "

@@ -3,15 +3,18 @@
 """Batch normalisation forward and backward over (N, C, S) views: S = 1 for
 BatchNorm1d's (N, C) input, S = H * W for BatchNorm2d's (N, C, H, W).
 
-Per-channel sums run in double. Wide (N, C) input (C >= COLUMN_MIN) gives each thread
-one contiguous range of channels for the whole call (one parallel region forward, one
-backward; see _forward_range). Narrow (N, C) input splits the rows into fixed chunks,
-each summing every channel into its own row of a partial buffer, merged in chunk order
-(never a racy += across threads); with S > 1 each channel is one parallel task. Every
-way the statistics are the same bit for bit for any thread count.
+Per-channel sums run in double. With S == 1 the rows are split into fixed chunks,
+each summing every channel into its own row of a partial buffer (four rows added in
+x's type per float64 accumulate), merged in chunk order (never a racy += across
+threads); with S > 1 each channel is one parallel task. Either way the statistics are
+the same bit for bit for any thread count.
 
 Passes over x: training forward 3 (sum, squared deviations, normalise), backward 2
-(the two sums, then grad_in).
+(the two sums, then grad_in). Splitting (N, C) input by channel ranges instead (one
+parallel region per call, no merges) was measured and dropped: each thread then
+streams half of every row, and with 2 threads that ran 1.3-1.5x slower from 1024 rows
+up (forward+backward 1024x1024: 865 vs 706 us; 4096x1024: 6.0 vs 4.7 ms; level at
+256 rows: 151 vs 156 us).
 """
 from cython.parallel cimport prange
 from libc.math cimport sqrt
@@ -171,8 +174,8 @@ cdef inline void _grad_plane(const floating* g, const floating* x, floating mean
 cdef void _batch_stats(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t s,
                        bint want_var, double* mean, double* var, floating* meanf,
                        double* partial) noexcept nogil:
-    """Statistics of narrow (N, C) input (row chunks) and of (N, C, S) input (a task
-    per channel). mean, var: (c,) double; meanf: (c,) mean in x's type; partial:
+    """Statistics of (N, C) input (row chunks) and of (N, C, S) input (a task per
+    channel). mean, var: (c,) double; meanf: (c,) mean in x's type; partial:
     (n_chunks(n), c)."""
     cdef Py_ssize_t nch, k, r0, r1, j
     if s == 1:
@@ -198,15 +201,6 @@ cdef void _batch_stats(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t
         for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
             _plane_stats(x + j * s, n, c * s, s, want_var, mean + j, var + j)
             meanf[j] = <floating>mean[j]
-
-
-cdef inline floating* _at(floating* p, Py_ssize_t j) noexcept nogil:
-    """p + j, or NULL for an absent (NULL) vector."""
-    return p + j if p != NULL else NULL
-
-
-cdef inline const floating* _at_c(const floating* p, Py_ssize_t j) noexcept nogil:
-    return p + j if p != NULL else NULL
 
 
 cdef void _channel_params(const double* mean, const double* var, const floating* weight,
@@ -263,87 +257,6 @@ cdef void _grad_coefficients(const double* sum_g, const double* sum_gx,
                 b[j] = <floating>(-w * inv * inv * inv * sum_gx[j] / m_count)
 
 
-# ------------------------------------------------------ (N, C): a task per column range
-# Wide (N, C) input is split into one contiguous range of channels per thread: each
-# thread sums its columns over all rows (the same order for any split, so the same
-# bits for any thread count), derives their parameters and writes their outputs, in
-# one parallel region per call and with its slice of the batch in its own L2 between
-# the passes. (Row chunks, the narrow-input path, took three regions forward and two
-# backward, plus the merges: 256x1024 forward+backward 150 us with 2 threads.)
-
-cdef enum:
-    COLUMN_MIN = 64        # narrower (N, C) input splits rows instead (row chunks)
-    COLUMN_ALIGN = 16      # range bounds on 64-byte lines of float32
-
-
-cdef inline int _column_tasks(Py_ssize_t n, Py_ssize_t c) noexcept nogil:
-    cdef int nt = threads_for(n * c)
-    cdef Py_ssize_t lines = (c + COLUMN_ALIGN - 1) // COLUMN_ALIGN
-    return <int>lines if lines < nt else nt
-
-
-cdef inline Py_ssize_t _column_start(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t c) noexcept nogil:
-    """First channel of task t of nt (t == nt gives c)."""
-    cdef Py_ssize_t lines = (c + COLUMN_ALIGN - 1) // COLUMN_ALIGN
-    cdef Py_ssize_t j = t * lines // nt * COLUMN_ALIGN
-    return j if j < c else c
-
-
-cdef void _forward_range(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t j0,
-                         Py_ssize_t j1, bint training, bint want_var, const floating* weight,
-                         const floating* bias, floating* running_mean, floating* running_var,
-                         double momentum, double eps, floating* save_mean,
-                         floating* save_invstd, double* mean, double* var, floating* meanf,
-                         floating* scale, floating* shift, floating* out) noexcept nogil:
-    """Channels j0 <= j < j1 of BatchNorm1d's forward. x, out: (n, c); the vectors are
-    (c,), whole (the NULL ones absent as in _channel_params); mean, var, meanf, scale,
-    shift: (c,) scratch."""
-    cdef Py_ssize_t w = j1 - j0, i, j
-    if training:
-        _col_sum(x + j0, n, c, w, mean + j0)
-        for j in range(j0, j1):
-            mean[j] = mean[j] / n
-            meanf[j] = <floating>mean[j]
-        if want_var:
-            _col_sqdev(x + j0, meanf + j0, n, c, w, var + j0)
-            for j in range(j0, j1):
-                var[j] = var[j] / n
-    else:
-        for j in range(j0, j1):
-            mean[j] = running_mean[j]
-            meanf[j] = running_mean[j]
-            if want_var:
-                var[j] = running_var[j]
-    _channel_params(mean + j0, var + j0 if want_var else NULL, _at_c(weight, j0),
-                    _at_c(bias, j0), _at(running_mean, j0), _at(running_var, j0), training,
-                    momentum, eps, <double>n, w, save_mean + j0, _at(save_invstd, j0),
-                    scale + j0, shift + j0)
-    for i in range(n):
-        _affine_row(x + i * c + j0, meanf + j0, scale + j0, shift + j0, out + i * c + j0, w)
-
-
-cdef void _backward_range(const floating* g, const floating* x, Py_ssize_t n, Py_ssize_t c,
-                          Py_ssize_t j0, Py_ssize_t j1, const floating* weight,
-                          const floating* save_mean, const floating* save_invstd,
-                          bint training, bint need_sums, floating* grad_weight,
-                          floating* grad_bias, floating* grad_in, double* sum_g,
-                          double* sum_gx, floating* a, floating* b,
-                          floating* d) noexcept nogil:
-    """Channels j0 <= j < j1 of BatchNorm1d's backward. g, x, grad_in: (n, c) (grad_in
-    may be NULL); the vectors (c,), whole; sum_g, sum_gx, a, b, d: (c,) scratch."""
-    cdef Py_ssize_t w = j1 - j0, i
-    if need_sums:
-        _col_grad_sums(g + j0, x + j0, save_mean + j0, n, c, w, sum_g + j0, sum_gx + j0)
-    _grad_coefficients(sum_g + j0, sum_gx + j0, _at_c(weight, j0), _at_c(save_invstd, j0),
-                       training, need_sums, <double>n, w, _at(grad_weight, j0),
-                       _at(grad_bias, j0), a + j0, b + j0, d + j0)
-    if grad_in == NULL:
-        return
-    for i in range(n):
-        _grad_row(g + i * c + j0, x + i * c + j0, save_mean + j0, a + j0, b + j0, d + j0,
-                  grad_in + i * c + j0, w)
-
-
 # ------------------------------------------------------------------------- ops
 
 def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
@@ -354,8 +267,7 @@ def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
     """x, out: (N, C, S); weight, bias, running_mean, running_var, save_mean,
     save_invstd: (C,), each possibly None as the op table allows (weight,
     running_var and save_invstd are None when mean_only)."""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], j, i, p, t
-    cdef int nt
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], j, i, p
     cdef double* mean
     cdef double* var
     cdef double* partial
@@ -394,38 +306,25 @@ def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
     shift = scale + c
     try:
         with nogil:
-            if s == 1 and c >= COLUMN_MIN:
-                nt = _column_tasks(n, c)
-                if nt == 1:
-                    _forward_range(&x[0, 0, 0], n, c, 0, c, training, want_var, wp, bp, rm,
-                                   rv, momentum, eps, &save_mean[0], si, mean, var, meanf,
-                                   scale, shift, &out[0, 0, 0])
-                else:
-                    for t in prange(nt, schedule="static", num_threads=nt):
-                        _forward_range(&x[0, 0, 0], n, c, _column_start(t, nt, c),
-                                       _column_start(t + 1, nt, c), training, want_var, wp,
-                                       bp, rm, rv, momentum, eps, &save_mean[0], si, mean,
-                                       var, meanf, scale, shift, &out[0, 0, 0])
+            if training:
+                _batch_stats(&x[0, 0, 0], n, c, s, want_var, mean, var, meanf, partial)
             else:
-                if training:
-                    _batch_stats(&x[0, 0, 0], n, c, s, want_var, mean, var, meanf, partial)
-                else:
-                    for j in range(c):
-                        mean[j] = rm[j]
-                        meanf[j] = rm[j]
-                        if want_var:
-                            var[j] = rv[j]
-                _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
-                                momentum, eps, <double>(n * s), c, &save_mean[0], si, scale,
-                                shift)
-                if s == 1:
-                    for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
-                        _affine_row(&x[i, 0, 0], meanf, scale, shift, &out[i, 0, 0], c)
-                else:
-                    for p in prange(n * c, schedule="static",
-                                    num_threads=threads_for(n * c * s)):
-                        _affine_plane(&x[p // c, p % c, 0], meanf[p % c], scale[p % c],
-                                      shift[p % c], &out[p // c, p % c, 0], s)
+                for j in range(c):
+                    mean[j] = rm[j]
+                    meanf[j] = rm[j]
+                    if want_var:
+                        var[j] = rv[j]
+            _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
+                            momentum, eps, <double>(n * s), c, &save_mean[0], si, scale,
+                            shift)
+            if s == 1:
+                for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
+                    _affine_row(&x[i, 0, 0], meanf, scale, shift, &out[i, 0, 0], c)
+            else:
+                for p in prange(n * c, schedule="static",
+                                num_threads=threads_for(n * c * s)):
+                    _affine_plane(&x[p // c, p % c, 0], meanf[p % c], scale[p % c],
+                                  shift[p % c], &out[p // c, p % c, 0], s)
     finally:
         free(mean)
         free(meanf)
@@ -439,8 +338,7 @@ def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, 
     """grad_out, x, grad_in: (N, C, S); weight, save_mean, save_invstd, grad_weight,
     grad_bias: (C,) (weight and save_invstd None when mean_only; gradients may be
     None). grad_weight and grad_bias are accumulated; grad_in is written."""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], j, k, i, p, t, nch, r0, r1
-    cdef int nt
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], j, k, i, p, nch, r0, r1
     cdef double* sum_g
     cdef double* sum_gx
     cdef double* partial
@@ -478,46 +376,33 @@ def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, 
     d = b + c
     try:
         with nogil:
-            if s == 1 and c >= COLUMN_MIN:
-                nt = _column_tasks(n, c)
-                if nt == 1:
-                    _backward_range(&grad_out[0, 0, 0], &x[0, 0, 0], n, c, 0, c, wp,
-                                    &save_mean[0], si, training, need_sums, gw, gb, gi,
-                                    sum_g, sum_gx, a, b, d)
+            if need_sums:
+                if s == 1:
+                    for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
+                        r0 = k * n // nch
+                        r1 = (k + 1) * n // nch
+                        _col_grad_sums(&grad_out[r0, 0, 0], &x[r0, 0, 0], &save_mean[0],
+                                       r1 - r0, c, c, partial + 2 * k * c,
+                                       partial + (2 * k + 1) * c)
+                    merge_chunks(partial, nch, 2 * c)
+                    for j in range(c):
+                        sum_g[j] = partial[j]
+                        sum_gx[j] = partial[c + j]
                 else:
-                    for t in prange(nt, schedule="static", num_threads=nt):
-                        _backward_range(&grad_out[0, 0, 0], &x[0, 0, 0], n, c,
-                                        _column_start(t, nt, c), _column_start(t + 1, nt, c),
-                                        wp, &save_mean[0], si, training, need_sums, gw, gb,
-                                        gi, sum_g, sum_gx, a, b, d)
-            else:
-                if need_sums:
-                    if s == 1:
-                        for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
-                            r0 = k * n // nch
-                            r1 = (k + 1) * n // nch
-                            _col_grad_sums(&grad_out[r0, 0, 0], &x[r0, 0, 0], &save_mean[0],
-                                           r1 - r0, c, c, partial + 2 * k * c,
-                                           partial + (2 * k + 1) * c)
-                        merge_chunks(partial, nch, 2 * c)
-                        for j in range(c):
-                            sum_g[j] = partial[j]
-                            sum_gx[j] = partial[c + j]
-                    else:
-                        for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
-                            _plane_grad_sums(&grad_out[0, j, 0], &x[0, j, 0], save_mean[j],
-                                             n, c * s, s, sum_g + j, sum_gx + j)
-                _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums, <double>(n * s),
-                                   c, gw, gb, a, b, d)
-                if gi != NULL and s == 1:
-                    for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
-                        _grad_row(&grad_out[i, 0, 0], &x[i, 0, 0], &save_mean[0], a, b, d,
-                                  &grad_in[i, 0, 0], c)
-                elif gi != NULL:
-                    for p in prange(n * c, schedule="static", num_threads=threads_for(n * c * s)):
-                        _grad_plane(&grad_out[p // c, p % c, 0], &x[p // c, p % c, 0],
-                                    save_mean[p % c], a[p % c], b[p % c], d[p % c],
-                                    &grad_in[p // c, p % c, 0], s)
+                    for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
+                        _plane_grad_sums(&grad_out[0, j, 0], &x[0, j, 0], save_mean[j],
+                                         n, c * s, s, sum_g + j, sum_gx + j)
+            _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums, <double>(n * s),
+                               c, gw, gb, a, b, d)
+            if gi != NULL and s == 1:
+                for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
+                    _grad_row(&grad_out[i, 0, 0], &x[i, 0, 0], &save_mean[0], a, b, d,
+                              &grad_in[i, 0, 0], c)
+            elif gi != NULL:
+                for p in prange(n * c, schedule="static", num_threads=threads_for(n * c * s)):
+                    _grad_plane(&grad_out[p // c, p % c, 0], &x[p // c, p % c, 0],
+                                save_mean[p % c], a[p % c], b[p % c], d[p % c],
+                                &grad_in[p // c, p % c, 0], s)
     finally:
         free(sum_g)
         free(a)
