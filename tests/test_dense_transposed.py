@@ -18,6 +18,14 @@ if not COMPILED:
     pytest.skip("no compiled CPU backend", allow_module_level=True)
 
 
+def _layer(seed, n, fin, fout):
+    """float32 x (n, fin), w (fout, fin), b (fout,) from one seed."""
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, fin)).astype(np.float32),
+            rng.standard_normal((fout, fin)).astype(np.float32),
+            rng.standard_normal(fout).astype(np.float32))
+
+
 def test_rule_bounds():
     assert transposed_forward(TRANSPOSED_MAX_ROWS, TRANSPOSED_MIN_FEATURES)
     assert not transposed_forward(TRANSPOSED_MAX_ROWS + 1, TRANSPOSED_MIN_FEATURES)
@@ -47,10 +55,7 @@ def test_matches_the_reference_on_both_sides_of_the_rule(name, dtype, shape, act
 @pytest.mark.parametrize("name", COMPILED)
 def test_one_and_two_threads_agree(name):
     be = backend.load(name)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((32, 300)).astype(np.float32)
-    w = rng.standard_normal((256, 300)).astype(np.float32)
-    b = rng.standard_normal(256).astype(np.float32)
+    x, w, b = _layer(0, 32, 300, 256)
     before = fastnn.get_num_threads()
     try:
         fastnn.set_num_threads(1)
@@ -65,10 +70,7 @@ def test_one_and_two_threads_agree(name):
 @pytest.mark.parametrize("name", COMPILED)
 def test_no_allocation_once_warm(name):
     be = backend.load(name)
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((32, 100)).astype(np.float32)
-    w = rng.standard_normal((128, 100)).astype(np.float32)
-    b = rng.standard_normal(128).astype(np.float32)
+    x, w, b = _layer(1, 32, 100, 128)
     out = np.empty((32, 128), np.float32)
     be.linear_forward(x, w, b, "relu", out=out)
     tracemalloc.start()
