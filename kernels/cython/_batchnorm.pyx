@@ -10,13 +10,16 @@ threads); with S > 1 each channel is one parallel task. Either way the statistic
 the same bit for bit for any thread count.
 
 Passes over x: training forward 3 (sum, squared deviations, normalise), backward 2
-(the two sums, then grad_in). Splitting (N, C) input by channel ranges instead (one
-parallel region per call, no merges) was measured and dropped: each thread then
-streams half of every row, and with 2 threads that ran 1.3-1.5x slower from 1024 rows
-up (forward+backward 1024x1024: 865 vs 706 us; 4096x1024: 6.0 vs 4.7 ms; level at
-256 rows: 151 vs 156 us).
+(the two sums, then grad_in). For (N, C) input each call is one parallel region whose
+phases are work-shared loops (the static schedule gives a thread the same rows in
+every phase, so its later passes read them from its own L2): 256x1024 forward+backward
+128 vs 139 us with 2 threads against one region per pass (interleaved A/B; level on
+one thread and at 4096 rows). Splitting (N, C) input by channel ranges instead (no
+merges) was measured and dropped: each thread then streams half of every row, and
+with 2 threads that ran 1.3-1.5x slower from 1024 rows up (forward+backward
+1024x1024: 865 vs 706 us; 4096x1024: 6.0 vs 4.7 ms; level at 256 rows).
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 from libc.stdlib cimport malloc, free
 
@@ -171,51 +174,40 @@ cdef inline void _grad_plane(const floating* g, const floating* x, floating mean
 
 # ------------------------------------------------------------------- statistics
 
-cdef void _batch_stats(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t s,
-                       bint want_var, double* mean, double* var, floating* meanf,
-                       double* partial) noexcept nogil:
-    """Statistics of (N, C) input (row chunks) and of (N, C, S) input (a task per
-    channel). mean, var: (c,) double; meanf: (c,) mean in x's type; partial:
-    (n_chunks(n), c)."""
-    cdef Py_ssize_t nch, k, r0, r1, j
-    if s == 1:
-        nch = n_chunks(n)
-        for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
-            r0 = k * n // nch
-            r1 = (k + 1) * n // nch
-            _col_sum(x + r0 * c, r1 - r0, c, c, partial + k * c)
-        merge_chunks(partial, nch, c)
-        for j in range(c):
-            mean[j] = partial[j] / n
-            meanf[j] = <floating>mean[j]
-        if not want_var:
-            return
-        for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
-            r0 = k * n // nch
-            r1 = (k + 1) * n // nch
-            _col_sqdev(x + r0 * c, meanf, r1 - r0, c, c, partial + k * c)
-        merge_chunks(partial, nch, c)
-        for j in range(c):
-            var[j] = partial[j] / n
-    else:
-        for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
-            _plane_stats(x + j * s, n, c * s, s, want_var, mean + j, var + j)
-            meanf[j] = <floating>mean[j]
+cdef void _plane_batch_stats(const floating* x, Py_ssize_t n, Py_ssize_t c, Py_ssize_t s,
+                             bint want_var, double* mean, double* var,
+                             floating* meanf) noexcept nogil:
+    """Statistics of (N, C, S) input, a parallel task per channel. mean, var: (c,)
+    double; meanf: (c,) the mean in x's type."""
+    cdef Py_ssize_t j
+    for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
+        _plane_stats(x + j * s, n, c * s, s, want_var, mean + j, var + j)
+        meanf[j] = <floating>mean[j]
+
+
+cdef inline void _merge_columns(double* partial, Py_ssize_t nch, Py_ssize_t ld,
+                                Py_ssize_t j0, Py_ssize_t j1) noexcept nogil:
+    """partial[0, j] = sum over chunks k of partial[k, j] for j0 <= j < j1, added in
+    chunk order. partial: (nch, ld)."""
+    cdef Py_ssize_t k, j
+    for k in range(1, nch):
+        for j in range(j0, j1):
+            partial[j] += partial[k * ld + j]
 
 
 cdef void _channel_params(const double* mean, const double* var, const floating* weight,
                           const floating* bias, floating* running_mean,
                           floating* running_var, bint training, double momentum, double eps,
-                          double m_count, Py_ssize_t c, floating* save_mean,
-                          floating* save_invstd, floating* scale,
+                          double m_count, Py_ssize_t j0, Py_ssize_t j1,
+                          floating* save_mean, floating* save_invstd, floating* scale,
                           floating* shift) noexcept nogil:
-    """Per channel: the saved statistics, y = (x - mean) * scale + shift's scale and
+    """Per channel j0 <= j < j1: the saved statistics, y = (x - mean) * scale + shift's scale and
     shift, and the running-statistics update (unbiased variance). var, weight,
     running_var and save_invstd are NULL when mean_only; weight, bias and the
     running buffers may be NULL where the op table allows None."""
     cdef Py_ssize_t j
     cdef double invstd
-    for j in range(c):
+    for j in range(j0, j1):
         save_mean[j] = <floating>mean[j]
         scale[j] = 1
         if var != NULL:
@@ -232,15 +224,15 @@ cdef void _channel_params(const double* mean, const double* var, const floating*
 
 cdef void _grad_coefficients(const double* sum_g, const double* sum_gx,
                              const floating* weight, const floating* save_invstd,
-                             bint training, bint need_sums, double m_count, Py_ssize_t c,
-                             floating* grad_weight, floating* grad_bias, floating* a,
-                             floating* b, floating* d) noexcept nogil:
-    """grad_in = a * grad_out + b * (x - mean) + d per channel, and the parameter
-    gradients accumulated. weight, save_invstd and grad_weight are NULL when
+                             bint training, bint need_sums, double m_count, Py_ssize_t j0,
+                             Py_ssize_t j1, floating* grad_weight, floating* grad_bias,
+                             floating* a, floating* b, floating* d) noexcept nogil:
+    """grad_in = a * grad_out + b * (x - mean) + d for channels j0 <= j < j1, and the
+    parameter gradients accumulated. weight, save_invstd and grad_weight are NULL when
     mean_only; grad_weight and grad_bias may be NULL. All (c,)."""
     cdef Py_ssize_t j
     cdef double w, inv
-    for j in range(c):
+    for j in range(j0, j1):
         inv = save_invstd[j] if save_invstd != NULL else 1.0
         w = weight[j] if weight != NULL else 1.0
         if need_sums:
@@ -255,6 +247,89 @@ cdef void _grad_coefficients(const double* sum_g, const double* sum_gx,
             d[j] = <floating>(-w * inv * sum_g[j] / m_count)
             if save_invstd != NULL:
                 b[j] = <floating>(-w * inv * inv * inv * sum_gx[j] / m_count)
+
+
+# ------------------------------------------------------------ (N, C) in one region
+# Each call is one parallel region whose phases are work-shared loops: row chunks
+# (sums), channel blocks (merge in chunk order, per-channel coefficients), row chunks
+# again (the output). The static schedule hands a thread the same row chunks in every
+# phase, so the second pass over its rows reads them from its own L2 cache.
+
+cdef enum:
+    CHANNEL_BLOCK = 128
+
+
+cdef void _forward_rows(const floating* x, floating* out, Py_ssize_t n, Py_ssize_t c,
+                        bint training, bint want_var, double* mean, double* var,
+                        floating* meanf, double* partial, const floating* wp,
+                        const floating* bp, floating* rm, floating* rv, double momentum,
+                        double eps, floating* save_mean, floating* si, floating* scale,
+                        floating* shift) noexcept nogil:
+    """x, out: (n, c); mean, var: (c,) double (filled here when training, given
+    otherwise); meanf, scale, shift: (c,) scratch; partial: (n_chunks(n), c) scratch;
+    the rest as _channel_params."""
+    cdef Py_ssize_t nch = n_chunks(n), nblk = (c + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+    cdef Py_ssize_t k, i, blk, j, j0, j1
+    cdef double count = <double>n
+    with parallel(num_threads=threads_for(n * c)):
+        if training:
+            for k in prange(nch, schedule="static"):
+                _col_sum(x + (k * n // nch) * c, (k + 1) * n // nch - k * n // nch, c, c,
+                         partial + k * c)
+            for blk in prange(nblk, schedule="static"):
+                j0 = blk * CHANNEL_BLOCK
+                j1 = min(j0 + CHANNEL_BLOCK, c)
+                _merge_columns(partial, nch, c, j0, j1)
+                for j in range(j0, j1):
+                    mean[j] = partial[j] / count
+                    meanf[j] = <floating>mean[j]
+            if want_var:
+                for k in prange(nch, schedule="static"):
+                    _col_sqdev(x + (k * n // nch) * c, meanf, (k + 1) * n // nch - k * n // nch,
+                               c, c, partial + k * c)
+                for blk in prange(nblk, schedule="static"):
+                    j0 = blk * CHANNEL_BLOCK
+                    j1 = min(j0 + CHANNEL_BLOCK, c)
+                    _merge_columns(partial, nch, c, j0, j1)
+                    for j in range(j0, j1):
+                        var[j] = partial[j] / count
+        for blk in prange(nblk, schedule="static"):
+            j0 = blk * CHANNEL_BLOCK
+            j1 = min(j0 + CHANNEL_BLOCK, c)
+            _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
+                            momentum, eps, count, j0, j1, save_mean, si, scale, shift)
+        for k in prange(nch, schedule="static"):
+            for i in range(k * n // nch, (k + 1) * n // nch):
+                _affine_row(x + i * c, meanf, scale, shift, out + i * c, c)
+
+
+cdef void _backward_rows(const floating* g, const floating* x, floating* gi, Py_ssize_t n,
+                         Py_ssize_t c, const floating* save_mean, const floating* wp,
+                         const floating* si, bint training, bint need_sums,
+                         floating* gw, floating* gb, double* partial, floating* a,
+                         floating* b, floating* d) noexcept nogil:
+    """g, x, gi: (n, c) (gi NULL when grad_in is not wanted); partial: (n_chunks(n),
+    2, c) scratch; a, b, d: (c,) scratch; the rest as _grad_coefficients."""
+    cdef Py_ssize_t nch = n_chunks(n), nblk = (c + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+    cdef Py_ssize_t k, i, blk, j0, j1
+    with parallel(num_threads=threads_for(n * c)):
+        if need_sums:
+            for k in prange(nch, schedule="static"):
+                _col_grad_sums(g + (k * n // nch) * c, x + (k * n // nch) * c, save_mean,
+                               (k + 1) * n // nch - k * n // nch, c, c, partial + 2 * k * c,
+                               partial + (2 * k + 1) * c)
+        for blk in prange(nblk, schedule="static"):
+            j0 = blk * CHANNEL_BLOCK
+            j1 = min(j0 + CHANNEL_BLOCK, c)
+            if need_sums:
+                _merge_columns(partial, nch, 2 * c, j0, j1)
+                _merge_columns(partial, nch, 2 * c, c + j0, c + j1)
+            _grad_coefficients(partial, partial + c, wp, si, training, need_sums,
+                               <double>n, j0, j1, gw, gb, a, b, d)
+        if gi != NULL:
+            for k in prange(nch, schedule="static"):
+                for i in range(k * n // nch, (k + 1) * n // nch):
+                    _grad_row(g + i * c, x + i * c, save_mean, a, b, d, gi + i * c, c)
 
 
 # ------------------------------------------------------------------------- ops
@@ -306,21 +381,22 @@ def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
     shift = scale + c
     try:
         with nogil:
-            if training:
-                _batch_stats(&x[0, 0, 0], n, c, s, want_var, mean, var, meanf, partial)
-            else:
+            if not training:
                 for j in range(c):
                     mean[j] = rm[j]
                     meanf[j] = rm[j]
                     if want_var:
                         var[j] = rv[j]
-            _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
-                            momentum, eps, <double>(n * s), c, &save_mean[0], si, scale,
-                            shift)
             if s == 1:
-                for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
-                    _affine_row(&x[i, 0, 0], meanf, scale, shift, &out[i, 0, 0], c)
+                _forward_rows(&x[0, 0, 0], &out[0, 0, 0], n, c, training, want_var, mean, var,
+                              meanf, partial, wp, bp, rm, rv, momentum, eps, &save_mean[0],
+                              si, scale, shift)
             else:
+                if training:
+                    _plane_batch_stats(&x[0, 0, 0], n, c, s, want_var, mean, var, meanf)
+                _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
+                                momentum, eps, <double>(n * s), 0, c, &save_mean[0], si,
+                                scale, shift)
                 for p in prange(n * c, schedule="static",
                                 num_threads=threads_for(n * c * s)):
                     _affine_plane(&x[p // c, p % c, 0], meanf[p % c], scale[p % c],
@@ -376,33 +452,22 @@ def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, 
     d = b + c
     try:
         with nogil:
-            if need_sums:
-                if s == 1:
-                    for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
-                        r0 = k * n // nch
-                        r1 = (k + 1) * n // nch
-                        _col_grad_sums(&grad_out[r0, 0, 0], &x[r0, 0, 0], &save_mean[0],
-                                       r1 - r0, c, c, partial + 2 * k * c,
-                                       partial + (2 * k + 1) * c)
-                    merge_chunks(partial, nch, 2 * c)
-                    for j in range(c):
-                        sum_g[j] = partial[j]
-                        sum_gx[j] = partial[c + j]
-                else:
+            if s == 1:
+                _backward_rows(&grad_out[0, 0, 0], &x[0, 0, 0], gi, n, c, &save_mean[0], wp,
+                               si, training, need_sums, gw, gb, partial, a, b, d)
+            else:
+                if need_sums:
                     for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
                         _plane_grad_sums(&grad_out[0, j, 0], &x[0, j, 0], save_mean[j],
                                          n, c * s, s, sum_g + j, sum_gx + j)
-            _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums, <double>(n * s),
-                               c, gw, gb, a, b, d)
-            if gi != NULL and s == 1:
-                for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
-                    _grad_row(&grad_out[i, 0, 0], &x[i, 0, 0], &save_mean[0], a, b, d,
-                              &grad_in[i, 0, 0], c)
-            elif gi != NULL:
-                for p in prange(n * c, schedule="static", num_threads=threads_for(n * c * s)):
-                    _grad_plane(&grad_out[p // c, p % c, 0], &x[p // c, p % c, 0],
-                                save_mean[p % c], a[p % c], b[p % c], d[p % c],
-                                &grad_in[p // c, p % c, 0], s)
+                _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums,
+                                   <double>(n * s), 0, c, gw, gb, a, b, d)
+                if gi != NULL:
+                    for p in prange(n * c, schedule="static",
+                                    num_threads=threads_for(n * c * s)):
+                        _grad_plane(&grad_out[p // c, p % c, 0], &x[p // c, p % c, 0],
+                                    save_mean[p % c], a[p % c], b[p % c], d[p % c],
+                                    &grad_in[p // c, p % c, 0], s)
     finally:
         free(sum_g)
         free(a)
