@@ -36,11 +36,11 @@ _BN_PLANES = ("BatchNorm2d (32x128x16x16): both give whole channels to threads; 
               "isolated - 1 thread backward 0.57-0.97x and the pair 0.67-0.78x numba/"
               "Cython across runs, forward 0.91-1.15x (float32 products in numba's "
               "backward sums, as Cython, did not change it)")
-_BN_RANGES = ("both split the rows into the same fixed chunks (Cython: sum, squared "
-              "deviations, normalise, four rows per float64 accumulate; numba: shifted "
-              "sums, normalise); 256x1024 forward+backward 129-179 us with 2 threads in "
-              "separate runs: a 0.1-0.2 ms op bound by the cache traffic, whose single-run "
-              "gaps are machine noise")
+_BN_RANGES = ("the same method in both since f0a6240 (fixed row chunks; sum, squared "
+              "deviations, normalise; four rows per float64 accumulate): interleaved "
+              "256x1024 Cython/numba 1.00x forward, 1.04-1.10x backward, 1.00-1.04x the "
+              "pair (1 and 2 threads, 2026-11-28 16:20 UTC); a 0.1-0.2 ms op bound by "
+              "cache traffic, whose single-run gaps are machine noise")
 _LEVEL = ("level when timed interleaved (0.90-1.07x Cython/numba, 1 and 2 threads, 9 "
           "alternating blocks, 2026-11-28 11:20 UTC); a single suite run's gap is noise")
 _CONV_SMALL_GEMM = ("128x1x28x28 -> 32: both run W (32x9) @ col (9x784) per sample, but "
@@ -149,6 +149,14 @@ REASONS = {
     ("max_pool2d_forward", "large"): _POOL_ORDER,
     ("max_pool2d_forward+max_pool2d_backward", "course"): _POOL_ORDER,
     ("max_pool2d_forward+max_pool2d_backward", "large"): _POOL_ORDER,
+    ("max_pool2d_backward", "large"): ("level when timed interleaved (0.98x Cython/numba on "
+                                       "1 thread, 0.93x on 2, 2026-11-28 16:20 UTC); a "
+                                       "single suite run's gap is noise"),
+    ("avg_pool2d_backward", "course"): ("the same scalar scatter in both (zero the plane, add "
+                                        "each output's share over its 2x2 window, a plane "
+                                        "per thread); numba's compile of it runs 1.22x "
+                                        "Cython's on 1 thread, 1.15x on 2 (interleaved, "
+                                        "2026-11-28 16:20 UTC); not isolated further"),
     ("max_pool2d_backward", "course"): ("scatter of each output's gradient to its argmax, "
                                         "one plane per thread in both: 0.94-0.97x at 1 thread "
                                         "(interleaved); a single run's gap is not the kernel"),
