@@ -13,7 +13,7 @@ Arrays in, arrays out:
   buffers) to and from the device.
 
 Fusions as in the CPU backends: bias and activation inside the GEMM epilogue (or one
-pass after cuBLAS), softmax-cross-entropy in one kernel with one block per row,
+pass after cuBLAS), softmax-cross-entropy in one kernel with a warp per row,
 BatchNorm with per-channel reductions in shared memory, SGD and Adam in one in-place
 pass. Loops are grid-stride; launch sizes come from ``config`` (tests patch them
 small). Kernels compile lazily, on their first launch for each argument type.
@@ -54,4 +54,5 @@ def backend_info():
                  f"{dev.compute_capability[1]})"
     return {"gemm": gemm, "gemm_detail": gemm_detail, "device": device,
             "simulator": _SIMULATOR, "threads_per_block": _config.THREADS,
-            "max_blocks": _config.MAX_BLOCKS, "tile": _config.TILE}
+            "max_blocks": _config.MAX_BLOCKS, "row_lanes": _config.ROW_LANES,
+            "tile": _config.TILE}

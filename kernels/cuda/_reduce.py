@@ -31,25 +31,6 @@ def block_sum(sh, value):
 
 
 @cuda.jit(device=True)
-def block_max(sh, value):
-    """Maximum of ``value`` over the block (NaN wins), returned to every thread."""
-    t = cuda.threadIdx.x
-    sh[t] = value
-    cuda.syncthreads()
-    s = cuda.blockDim.x // 2
-    while s > 0:
-        if t < s:
-            other = sh[t + s]
-            if other > sh[t] or math.isnan(other):
-                sh[t] = other
-        cuda.syncthreads()
-        s //= 2
-    result = sh[0]
-    cuda.syncthreads()
-    return result
-
-
-@cuda.jit(device=True)
 def column_sum(sh, value):
     """Sum of ``value`` over threadIdx.y for each threadIdx.x, returned to every thread.
 
@@ -72,3 +53,53 @@ def column_sum(sh, value):
 def cached_factory(fn):
     """Memoise a kernel factory on its (hashable) size arguments."""
     return functools.lru_cache(maxsize=None)(fn)
+
+
+# Row-wise kernels (softmax, softmax-cross-entropy) give each row a group of `lanes`
+# consecutive threads (a warp when lanes is 32) instead of a whole block: a row of a
+# thousand values keeps every lane busy with ~32 loads per pass, and a reduction over
+# the group is log2(lanes) steps instead of log2(blockDim.x). The steps go through
+# shared memory with syncthreads (the simulator, which CI runs, has no warp shuffles),
+# so every thread of the block must make every call, valid row or not.
+
+@cuda.jit(device=True)
+def group_sum(sh, value):
+    """Sum of ``value`` over the thread's group, returned to every thread of the group.
+
+    sh: float64 shared array (groups, lanes), lanes a power of two; thread t is lane
+    t % lanes of group t // lanes."""
+    lanes = sh.shape[1]
+    g = cuda.threadIdx.x // lanes
+    lane = cuda.threadIdx.x % lanes
+    sh[g, lane] = value
+    cuda.syncthreads()
+    s = lanes // 2
+    while s > 0:
+        if lane < s:
+            sh[g, lane] += sh[g, lane + s]
+        cuda.syncthreads()
+        s //= 2
+    total = sh[g, 0]
+    cuda.syncthreads()
+    return total
+
+
+@cuda.jit(device=True)
+def group_max(sh, value):
+    """Maximum of ``value`` over the thread's group (NaN wins), as ``group_sum``."""
+    lanes = sh.shape[1]
+    g = cuda.threadIdx.x // lanes
+    lane = cuda.threadIdx.x % lanes
+    sh[g, lane] = value
+    cuda.syncthreads()
+    s = lanes // 2
+    while s > 0:
+        if lane < s:
+            other = sh[g, lane + s]
+            if other > sh[g, lane] or math.isnan(other):
+                sh[g, lane] = other
+        cuda.syncthreads()
+        s //= 2
+    result = sh[g, 0]
+    cuda.syncthreads()
+    return result

@@ -1,17 +1,19 @@
 """Activations and their backward passes: grid-stride elementwise kernels, and row-wise
-softmax with one block per row (shared-memory max and sum).
+softmax with a group of config.ROW_LANES threads (a warp) per row (shared-memory max
+and sum).
 
 Arrays: any shape (softmax: (N, C)), C-contiguous; NumPy or device arrays (see
 ``_common.Call``).
 """
 import math
 
+import numba
 import numpy as np
 from numba import cuda
 
 from . import config
 from ._common import Call, flat
-from ._reduce import block_max, block_sum, cached_factory
+from ._reduce import cached_factory, group_max, group_sum
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -113,40 +115,54 @@ def _sine_backward(g, x, omega, out):
 
 
 @cached_factory
-def _softmax_kernels(threads):
+def _softmax_kernels(threads, lanes, dtype):
+    groups = threads // lanes
+    cast = numba.from_dtype(np.dtype(dtype))  # a cast in device code
+
     @cuda.jit
     def forward(x, out):
-        """x, out: (N, C). One block per row (grid-stride over rows)."""
-        sh = cuda.shared.array(threads, np.float64)
+        """x, out: (N, C). A group of `lanes` threads per row (grid-stride over rows);
+        exp in x's type, the sum in float64."""
+        sh = cuda.shared.array((groups, lanes), np.float64)
         n, c = x.shape
-        t = cuda.threadIdx.x
-        for row in range(cuda.blockIdx.x, n, cuda.gridDim.x):
-            m = -math.inf
-            for j in range(t, c, threads):
-                v = x[row, j]
-                if v > m or v != v:
-                    m = v
-            m = block_max(sh, m)
+        lane = cuda.threadIdx.x % lanes
+        for first in range(cuda.blockIdx.x * groups, n, cuda.gridDim.x * groups):
+            row = first + cuda.threadIdx.x // lanes
+            valid = row < n
+            m = cast(-math.inf)
+            if valid:
+                for j in range(lane, c, lanes):
+                    v = x[row, j]
+                    if v > m or v != v:
+                        m = v
+            m = cast(group_max(sh, m))
             s = 0.0
-            for j in range(t, c, threads):
-                s += math.exp(x[row, j] - m)
-            s = block_sum(sh, s)
-            for j in range(t, c, threads):
-                out[row, j] = math.exp(x[row, j] - m) / s
+            if valid:
+                for j in range(lane, c, lanes):
+                    s += math.exp(x[row, j] - m)
+            s = group_sum(sh, s)
+            inv_s = cast(1.0 / s) if valid else cast(0.0)
+            if valid:
+                for j in range(lane, c, lanes):
+                    out[row, j] = math.exp(x[row, j] - m) * inv_s
 
     @cuda.jit
     def backward(g, y, out):
-        """out = y * (g - sum(g * y, axis=1)); g, y, out: (N, C)."""
-        sh = cuda.shared.array(threads, np.float64)
+        """out = y * (g - sum(g * y, axis=1)); g, y, out: (N, C), as forward."""
+        sh = cuda.shared.array((groups, lanes), np.float64)
         n, c = g.shape
-        t = cuda.threadIdx.x
-        for row in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        lane = cuda.threadIdx.x % lanes
+        for first in range(cuda.blockIdx.x * groups, n, cuda.gridDim.x * groups):
+            row = first + cuda.threadIdx.x // lanes
+            valid = row < n
             d = 0.0
-            for j in range(t, c, threads):
-                d += g[row, j] * y[row, j]
-            d = block_sum(sh, d)
-            for j in range(t, c, threads):
-                out[row, j] = y[row, j] * (g[row, j] - d)
+            if valid:
+                for j in range(lane, c, lanes):
+                    d += g[row, j] * y[row, j]
+            d = cast(group_sum(sh, d))
+            if valid:
+                for j in range(lane, c, lanes):
+                    out[row, j] = y[row, j] * (g[row, j] - d)
 
     return forward, backward
 
@@ -232,8 +248,11 @@ def sine_backward(grad_out, x, omega=1.0, out=None):
     return _binary(_sine_backward, grad_out, x, out, grad_out.dtype.type(omega))
 
 
-def _rows(x):
-    return config.blocks(x.shape[0], 1)
+def _row_kernels(x):
+    """(forward, backward, blocks, threads) of the softmax kernels for x: (N, C)."""
+    lanes, groups = config.row_groups()
+    forward, backward = _softmax_kernels(config.THREADS, lanes, x.dtype)
+    return forward, backward, config.blocks(x.shape[0], groups), config.THREADS
 
 
 def softmax(x, out=None):
@@ -242,8 +261,8 @@ def softmax(x, out=None):
     dx = call.arg(x)
     dout = call.out(out, x.shape, x.dtype)
     if dx.size:
-        forward, _ = _softmax_kernels(config.THREADS)
-        forward[_rows(x), config.THREADS](dx, dout)
+        forward, _, blocks, threads = _row_kernels(dx)
+        forward[blocks, threads](dx, dout)
     return call.done(dout, out)
 
 
@@ -253,6 +272,6 @@ def softmax_backward(grad_out, y, out=None):
     dg, dy = call.arg(grad_out), call.arg(y)
     dout = call.out(out, grad_out.shape, grad_out.dtype)
     if dg.size:
-        _, backward = _softmax_kernels(config.THREADS)
-        backward[_rows(grad_out), config.THREADS](dg, dy, dout)
+        _, backward, blocks, threads = _row_kernels(dg)
+        backward[blocks, threads](dg, dy, dout)
     return call.done(dout, out)

@@ -7,8 +7,8 @@ call builds (lazily, on first launch) kernels for the new sizes.
 import os
 
 # Each may be overridden by an environment variable read at import
-# (FASTNN_CUDA_THREADS, FASTNN_CUDA_MAX_BLOCKS, FASTNN_CUDA_TILE): the simulator tests
-# run a subprocess with small values.
+# (FASTNN_CUDA_THREADS, FASTNN_CUDA_MAX_BLOCKS, FASTNN_CUDA_ROW_LANES,
+# FASTNN_CUDA_TILE): the simulator tests run a subprocess with small values.
 
 # Threads per block of 1-D kernels and of the per-row / per-channel reductions.
 # A power of two (the shared-memory tree reductions halve it).
@@ -16,6 +16,10 @@ THREADS = int(os.environ.get("FASTNN_CUDA_THREADS", 256))
 
 # Grid-stride loops: at most this many blocks per launch; each thread then loops.
 MAX_BLOCKS = int(os.environ.get("FASTNN_CUDA_MAX_BLOCKS", 4096))
+
+# Threads per row of the row-wise kernels (softmax, softmax-cross-entropy): a power of
+# two, at most THREADS (a block then holds THREADS // ROW_LANES rows).
+ROW_LANES = int(os.environ.get("FASTNN_CUDA_ROW_LANES", 32))
 
 # Side of the square shared-memory tiles of the numba.cuda GEMM (TILE x TILE threads).
 TILE = int(os.environ.get("FASTNN_CUDA_TILE", 16))
@@ -35,5 +39,14 @@ def blocks(n, threads=None):
 def check():
     if THREADS < 1 or THREADS & (THREADS - 1):
         raise ValueError(f"fastnn cuda config: THREADS must be a power of two, got {THREADS}")
+    if ROW_LANES < 1 or ROW_LANES & (ROW_LANES - 1):
+        raise ValueError(f"fastnn cuda config: ROW_LANES must be a power of two, got {ROW_LANES}")
     if TILE < 1:
         raise ValueError(f"fastnn cuda config: TILE must be positive, got {TILE}")
+
+
+def row_groups():
+    """(lanes, rows per block) of the row-wise kernels."""
+    check()
+    lanes = min(ROW_LANES, THREADS)
+    return lanes, THREADS // lanes

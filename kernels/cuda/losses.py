@@ -1,6 +1,6 @@
-"""Losses with their gradients: softmax-cross-entropy in one kernel (one block per row:
-max, log-sum-exp, loss and gradient from one read of the logits per pass), MSE and BCE
-as grid-stride passes writing per-thread partial sums.
+"""Losses with their gradients: softmax-cross-entropy in one kernel (a group of
+config.ROW_LANES threads per row: max, log-sum-exp, loss and gradient from one read of
+the logits per pass), MSE and BCE as grid-stride passes writing per-thread partial sums.
 
 The loss comes back as a Python float: the per-row (or per-thread) partial sums, at
 most N or blocks * threads float64 values, are copied to the host and summed there
@@ -8,49 +8,61 @@ in a fixed order (the one device-to-host copy of a training step besides metrics
 """
 import math
 
+import numba
 import numpy as np
 from numba import cuda
 
 from . import config
 from ._common import Call, flat, scratch
-from ._reduce import block_max, block_sum, cached_factory
+from ._reduce import cached_factory, group_max, group_sum
 
 
 @cached_factory
-def _cross_entropy_kernel(threads):
+def _cross_entropy_kernel(threads, lanes, dtype):
+    groups = threads // lanes
+    cast = numba.from_dtype(np.dtype(dtype))  # a cast in device code
+
     @cuda.jit
     def kernel(logits, labels, probs, soft, grad, row_loss):
         """logits, grad: (N, C); labels: (N,) int64 when not soft, else probs: (N, C).
-        row_loss: (N,) float64, the row's -sum(target * log softmax)."""
-        sh = cuda.shared.array(threads, np.float64)
+        row_loss: (N,) float64, the row's -sum(target * log softmax). A group of
+        `lanes` threads per row; exp and log in the logits' type, sums in float64."""
+        sh = cuda.shared.array((groups, lanes), np.float64)
         n, c = logits.shape
-        t = cuda.threadIdx.x
-        inv_n = 1.0 / n
-        for row in range(cuda.blockIdx.x, n, cuda.gridDim.x):
-            m = -math.inf
-            for j in range(t, c, threads):
-                v = logits[row, j]
-                if v > m or v != v:
-                    m = v
-            m = block_max(sh, m)
+        lane = cuda.threadIdx.x % lanes
+        inv_n = cast(1.0 / n)
+        one = cast(1.0)
+        for first in range(cuda.blockIdx.x * groups, n, cuda.gridDim.x * groups):
+            row = first + cuda.threadIdx.x // lanes
+            valid = row < n
+            m = cast(-math.inf)
+            if valid:
+                for j in range(lane, c, lanes):
+                    v = logits[row, j]
+                    if v > m or v != v:
+                        m = v
+            m = cast(group_max(sh, m))
             s = 0.0
-            for j in range(t, c, threads):
-                s += math.exp(logits[row, j] - m)
-            log_sum = math.log(block_sum(sh, s))
+            if valid:
+                for j in range(lane, c, lanes):
+                    s += math.exp(logits[row, j] - m)
+            s = group_sum(sh, s)
+            log_sum = cast(math.log(s)) if valid else one
             part = 0.0
-            for j in range(t, c, threads):
-                log_p = logits[row, j] - m - log_sum
-                p = math.exp(log_p)
-                if soft:
-                    target = probs[row, j]
-                    part -= target * log_p
-                    p -= target
-                elif j == labels[row]:
-                    part -= log_p
-                    p -= 1.0
-                grad[row, j] = p * inv_n
-            part = block_sum(sh, part)
-            if t == 0:
+            if valid:
+                for j in range(lane, c, lanes):
+                    log_p = logits[row, j] - m - log_sum
+                    p = math.exp(log_p)
+                    if soft:
+                        target = probs[row, j]
+                        part -= target * log_p
+                        p -= target
+                    elif j == labels[row]:
+                        part -= log_p
+                        p -= one
+                    grad[row, j] = p * inv_n
+            part = group_sum(sh, part)
+            if valid and lane == 0:
                 row_loss[row] = part
 
     return kernel
@@ -106,8 +118,9 @@ def softmax_cross_entropy(logits, target, grad=None):
     labels = dt if not soft else scratch("no_labels", (1,), np.int64)
     probs = dt if soft else dl
     row_loss = scratch("row_loss", (n,), np.float64)
-    kernel = _cross_entropy_kernel(config.THREADS)
-    kernel[config.blocks(n, 1), config.THREADS](dl, labels, probs, soft, dgrad, row_loss)
+    lanes, groups = config.row_groups()
+    kernel = _cross_entropy_kernel(config.THREADS, lanes, dl.dtype)
+    kernel[config.blocks(n, groups), config.THREADS](dl, labels, probs, soft, dgrad, row_loss)
     loss = _host_sum(row_loss) / max(n, 1)
     return loss, call.done(dgrad, grad)
 
