@@ -305,10 +305,11 @@ def test_batchnorm_mean_only_matches_reference(dtype, rng, training):
 @pytest.mark.parametrize("threads,max_blocks", [(64, 1), (128, 2)])
 def test_batchnorm_2d_block_shapes(dtype, rng, monkeypatch, threads, max_blocks):
     """The (N, C) kernels with several rows per block (a shared-memory reduction over
-    threadIdx.y) and fewer blocks than channel groups (grid-stride)."""
-    monkeypatch.setattr(config, "THREADS", threads)
+    threadIdx.y), more than four rows per thread (the unrolled loops and their tails)
+    and fewer blocks than channel groups (grid-stride)."""
+    monkeypatch.setattr(config, "BN_THREADS", threads)
     monkeypatch.setattr(config, "MAX_BLOCKS", max_blocks)
-    x = (rng.standard_normal((9, 70)) * 2 + 1).astype(dtype)
+    x = (rng.standard_normal((75, 70)) * 2 + 1).astype(dtype)
     w, b = rng.standard_normal(70).astype(dtype), rng.standard_normal(70).astype(dtype)
     g = rng.standard_normal(x.shape).astype(dtype)
     for mean_only in (False, True):

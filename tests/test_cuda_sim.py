@@ -2,9 +2,9 @@
 subprocess (NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the main
 test process stays unaffected), and the clear errors of a machine without CUDA.
 
-The launch sizes are shrunk in the subprocess (32 threads per block, at most 2 blocks,
-8 threads per row of the row-wise kernels, 4x4 GEMM tiles) so every grid-stride loop,
-multi-block grid, multi-row block and multi-tile product runs.
+The launch sizes are shrunk in the subprocess (32 threads per block, BatchNorm's too,
+at most 2 blocks, 8 threads per row of the row-wise kernels, 4x4 GEMM tiles) so every
+grid-stride loop, multi-block grid, multi-row block and multi-tile product runs.
 """
 import os
 import re
@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 HAS_CUDA = "cuda" in fastnn.backends()
 
 SIM_ENV = {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "32",
-           "FASTNN_CUDA_MAX_BLOCKS": "2", "FASTNN_CUDA_ROW_LANES": "8",
+           "FASTNN_CUDA_MAX_BLOCKS": "2", "FASTNN_CUDA_BN_THREADS": "32",
+           "FASTNN_CUDA_ROW_LANES": "8",
            "FASTNN_CUDA_TILE": "4"}
 
 # The shared conformance suite's tests that are cheap under the simulator: the op table,
@@ -88,7 +89,7 @@ def test_simulator_backend_info_names_the_gemm_and_device():
     info = __import__("json").loads(proc.stdout.strip().splitlines()[-1])
     assert info["gemm"] == "numba" and "tiled shared-memory" in info["gemm_detail"]
     assert info["simulator"] is True and info["tile"] == 4 and info["threads_per_block"] == 32
-    assert info["row_lanes"] == 8
+    assert info["row_lanes"] == 8 and info["bn_threads"] == 32
     assert info["reuses"] == {}
 
 

@@ -55,4 +55,5 @@ def backend_info():
     return {"gemm": gemm, "gemm_detail": gemm_detail, "device": device,
             "simulator": _SIMULATOR, "threads_per_block": _config.THREADS,
             "max_blocks": _config.MAX_BLOCKS, "row_lanes": _config.ROW_LANES,
+            "bn_threads": _config.BN_THREADS,
             "tile": _config.TILE}

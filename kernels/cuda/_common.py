@@ -31,6 +31,16 @@ else:
     from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceArray
 
 
+def block_jit(threads):
+    """``cuda.jit`` for a kernel always launched with ``threads`` threads per block:
+    registers capped so that such a block fits on a multiprocessor (64K registers),
+    as __launch_bounds__ would (a 1024-thread block of a kernel compiled for more than
+    64 registers per thread fails to launch). The simulator takes no such option."""
+    if SIMULATOR:
+        return cuda.jit
+    return cuda.jit(max_registers=min(255, 65536 // threads))
+
+
 def is_device(a):
     """True for a numba device array or any object exposing __cuda_array_interface__."""
     return isinstance(a, _DeviceArray) or hasattr(a, "__cuda_array_interface__")

@@ -7,8 +7,8 @@ call builds (lazily, on first launch) kernels for the new sizes.
 import os
 
 # Each may be overridden by an environment variable read at import
-# (FASTNN_CUDA_THREADS, FASTNN_CUDA_MAX_BLOCKS, FASTNN_CUDA_ROW_LANES,
-# FASTNN_CUDA_TILE): the simulator tests run a subprocess with small values.
+# (FASTNN_CUDA_THREADS, FASTNN_CUDA_MAX_BLOCKS, FASTNN_CUDA_BN_THREADS,
+# FASTNN_CUDA_ROW_LANES, FASTNN_CUDA_TILE): the simulator tests run a subprocess with small values.
 
 # Threads per block of 1-D kernels and of the per-row / per-channel reductions.
 # A power of two (the shared-memory tree reductions halve it).
@@ -16,6 +16,10 @@ THREADS = int(os.environ.get("FASTNN_CUDA_THREADS", 256))
 
 # Grid-stride loops: at most this many blocks per launch; each thread then loops.
 MAX_BLOCKS = int(os.environ.get("FASTNN_CUDA_MAX_BLOCKS", 4096))
+
+# Threads per block of the BatchNorm kernels (a power of two, at least 8): their grids
+# have only one block per channel (group), so the blocks are large.
+BN_THREADS = int(os.environ.get("FASTNN_CUDA_BN_THREADS", 1024))
 
 # Threads per row of the row-wise kernels (softmax, softmax-cross-entropy): a power of
 # two, at most THREADS (a block then holds THREADS // ROW_LANES rows).
@@ -39,6 +43,9 @@ def blocks(n, threads=None):
 def check():
     if THREADS < 1 or THREADS & (THREADS - 1):
         raise ValueError(f"fastnn cuda config: THREADS must be a power of two, got {THREADS}")
+    if BN_THREADS < 8 or BN_THREADS & (BN_THREADS - 1):
+        raise ValueError("fastnn cuda config: BN_THREADS must be a power of two >= 8, "
+                         f"got {BN_THREADS}")
     if ROW_LANES < 1 or ROW_LANES & (ROW_LANES - 1):
         raise ValueError(f"fastnn cuda config: ROW_LANES must be a power of two, got {ROW_LANES}")
     if TILE < 1:
