@@ -67,15 +67,27 @@ def scratch(name, shape, dtype):
 
     Every kernel and cuBLAS call runs in order on the default stream, so a later call
     cannot overwrite the buffer while an earlier one still reads it; each thread has its
-    own buffers. The buffer grows to the largest size asked for under ``name``."""
-    buffers = _scratch.__dict__.setdefault("buffers", {})
+    own buffers. The buffer grows to the largest size asked for under ``name``; the
+    view of each shape asked for is kept too (slicing a numba device array costs tens
+    of microseconds of Python, a large share of a small op's call)."""
+    local = _scratch.__dict__
+    views = local.setdefault("views", {})
     dtype = np.dtype(dtype)
+    key = (name, dtype, tuple(shape))
+    view = views.get(key)
+    if view is not None:
+        return view
+    buffers = local.setdefault("buffers", {})
     size = math.prod(shape)
     buf = buffers.get((name, dtype))
     if buf is None or buf.size < size:
         buf = cuda.device_array(max(size, 1), dtype=dtype)
         buffers[(name, dtype)] = buf
-    return buf[:size].reshape(shape)
+        for stale in [k for k in views if k[:2] == (name, dtype)]:
+            del views[stale]
+    view = buf[:size].reshape(shape)
+    views[key] = view
+    return view
 
 
 class Call:

@@ -103,3 +103,43 @@ def group_max(sh, value):
     result = sh[g, 0]
     cuda.syncthreads()
     return result
+
+
+@cuda.jit(device=True)
+def row_max_sumexp(sh, x, row, valid, neg_inf):
+    """(max, sum of exp(x[row, :] - max)) of one row, read once by the thread's group.
+
+    sh: float64 shared array (groups, lanes) as ``group_sum``; x: (N, C); neg_inf: -inf
+    in x's type. Lane l reads columns l, l + lanes, ... four at a time (four loads in
+    flight); each lane keeps a running max and rescales its float64 sum when the max
+    grows (an online softmax), then the group merges the lanes' (max, sum) pairs.
+    Returns the max (float64, a value of x) and the sum (float64), NaN when the row
+    holds a NaN. Every thread of the block must call it, valid row or not."""
+    lanes = sh.shape[1]
+    c = x.shape[1]
+    m = neg_inf
+    s = 0.0
+    if valid:
+        j = cuda.threadIdx.x % lanes
+        while j + 3 * lanes < c:
+            v0 = x[row, j]
+            v1 = x[row, j + lanes]
+            v2 = x[row, j + 2 * lanes]
+            v3 = x[row, j + 3 * lanes]
+            top = max(max(v0, v1), max(v2, v3))
+            if top > m:
+                s *= math.exp(m * 1.0 - top)
+                m = top
+            s += (math.exp(v0 - m) + math.exp(v1 - m)) + (math.exp(v2 - m) + math.exp(v3 - m))
+            j += 4 * lanes
+        while j < c:
+            v = x[row, j]
+            if v > m:
+                s *= math.exp(m * 1.0 - v)
+                m = v
+            s += math.exp(v - m)
+            j += lanes
+    top = group_max(sh, m)
+    # a lane that saw no column (C < lanes) holds s = 0 and m = -inf: it adds nothing
+    s = group_sum(sh, s * math.exp(m * 1.0 - top) if s != 0.0 else 0.0)
+    return top, s

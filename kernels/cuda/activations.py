@@ -13,7 +13,7 @@ from numba import cuda
 
 from . import config
 from ._common import Call, flat
-from ._reduce import cached_factory, group_max, group_sum
+from ._reduce import cached_factory, group_sum, row_max_sumexp
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -121,26 +121,17 @@ def _softmax_kernels(threads, lanes, dtype):
 
     @cuda.jit
     def forward(x, out):
-        """x, out: (N, C). A group of `lanes` threads per row (grid-stride over rows);
-        exp in x's type, the sum in float64."""
+        """x, out: (N, C). A group of `lanes` threads per row (grid-stride over rows),
+        two reads of it (``row_max_sumexp``, then the output); exp in x's type, the sum
+        in float64."""
         sh = cuda.shared.array((groups, lanes), np.float64)
         n, c = x.shape
         lane = cuda.threadIdx.x % lanes
         for first in range(cuda.blockIdx.x * groups, n, cuda.gridDim.x * groups):
             row = first + cuda.threadIdx.x // lanes
             valid = row < n
-            m = cast(-math.inf)
-            if valid:
-                for j in range(lane, c, lanes):
-                    v = x[row, j]
-                    if v > m or v != v:
-                        m = v
-            m = cast(group_max(sh, m))
-            s = 0.0
-            if valid:
-                for j in range(lane, c, lanes):
-                    s += math.exp(x[row, j] - m)
-            s = group_sum(sh, s)
+            m, s = row_max_sumexp(sh, x, row, valid, cast(-math.inf))
+            m = cast(m)
             inv_s = cast(1.0 / s) if valid else cast(0.0)
             if valid:
                 for j in range(lane, c, lanes):

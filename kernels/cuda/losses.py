@@ -1,10 +1,10 @@
 """Losses with their gradients: softmax-cross-entropy in one kernel (a group of
-config.ROW_LANES threads per row: max, log-sum-exp, loss and gradient from one read of
-the logits per pass), MSE and BCE as grid-stride passes writing per-thread partial sums.
+config.ROW_LANES threads per row, two reads of it: an online max and sum of
+exponentials, then loss and gradient), MSE and BCE as grid-stride passes writing per-thread partial sums.
 
-The loss comes back as a Python float: the per-row (or per-thread) partial sums, at
-most N or blocks * threads float64 values, are copied to the host and summed there
-in a fixed order (the one device-to-host copy of a training step besides metrics).
+The loss comes back as a Python float: the per-block (softmax-CE) or per-thread
+(MSE, BCE) partial sums, at most config.MAX_BLOCKS or blocks * threads float64 values,
+are copied to the host and summed there in a fixed order (the one device-to-host copy of a training step besides metrics).
 """
 import math
 
@@ -14,7 +14,23 @@ from numba import cuda
 
 from . import config
 from ._common import Call, flat, scratch
-from ._reduce import cached_factory, group_max, group_sum
+from ._reduce import cached_factory, group_sum, row_max_sumexp
+
+
+@cuda.jit(device=True)
+def _ce_term(v, m, log_sum, j, label, soft, probs, row, one):
+    """(softmax - target, -target * log softmax) of logit v = logits[row, j]."""
+    log_p = v - m - log_sum
+    p = math.exp(log_p)
+    part = 0.0
+    if soft:
+        target = probs[row, j]
+        part = -(target * log_p)
+        p -= target
+    elif j == label:
+        part = -log_p
+        p -= one
+    return p, part
 
 
 @cached_factory
@@ -23,47 +39,64 @@ def _cross_entropy_kernel(threads, lanes, dtype):
     cast = numba.from_dtype(np.dtype(dtype))  # a cast in device code
 
     @cuda.jit
-    def kernel(logits, labels, probs, soft, grad, row_loss):
+    def kernel(logits, labels, probs, soft, grad, block_loss):
         """logits, grad: (N, C); labels: (N,) int64 when not soft, else probs: (N, C).
-        row_loss: (N,) float64, the row's -sum(target * log softmax). A group of
-        `lanes` threads per row; exp and log in the logits' type, sums in float64."""
+        block_loss: (gridDim.x,) float64, the sum over the block's rows of
+        -sum(target * log softmax), in a fixed order. A group of
+        `lanes` threads per row and two reads of it: max and sum of exponentials
+        together (``row_max_sumexp``), then loss and gradient; exp and log in the
+        logits' type, sums in float64, four loads in flight per lane."""
         sh = cuda.shared.array((groups, lanes), np.float64)
         n, c = logits.shape
-        lane = cuda.threadIdx.x % lanes
         inv_n = cast(1.0 / n)
         one = cast(1.0)
+        step = 4 * lanes
+        rows_loss = 0.0  # this group's rows, the same in each of its lanes
         for first in range(cuda.blockIdx.x * groups, n, cuda.gridDim.x * groups):
             row = first + cuda.threadIdx.x // lanes
             valid = row < n
-            m = cast(-math.inf)
-            if valid:
-                for j in range(lane, c, lanes):
-                    v = logits[row, j]
-                    if v > m or v != v:
-                        m = v
-            m = cast(group_max(sh, m))
-            s = 0.0
-            if valid:
-                for j in range(lane, c, lanes):
-                    s += math.exp(logits[row, j] - m)
-            s = group_sum(sh, s)
+            label = labels[row] if valid and not soft else -1
+            m, s = row_max_sumexp(sh, logits, row, valid, cast(-math.inf))
+            m = cast(m)
             log_sum = cast(math.log(s)) if valid else one
             part = 0.0
             if valid:
-                for j in range(lane, c, lanes):
-                    log_p = logits[row, j] - m - log_sum
-                    p = math.exp(log_p)
-                    if soft:
-                        target = probs[row, j]
-                        part -= target * log_p
-                        p -= target
-                    elif j == labels[row]:
-                        part -= log_p
-                        p -= one
-                    grad[row, j] = p * inv_n
+                j = cuda.threadIdx.x % lanes
+                while j + 3 * lanes < c:
+                    v0 = logits[row, j]
+                    v1 = logits[row, j + lanes]
+                    v2 = logits[row, j + 2 * lanes]
+                    v3 = logits[row, j + 3 * lanes]
+                    p0, q0 = _ce_term(v0, m, log_sum, j, label, soft, probs, row, one)
+                    p1, q1 = _ce_term(v1, m, log_sum, j + lanes, label, soft, probs, row, one)
+                    p2, q2 = _ce_term(v2, m, log_sum, j + 2 * lanes, label, soft, probs, row,
+                                      one)
+                    p3, q3 = _ce_term(v3, m, log_sum, j + 3 * lanes, label, soft, probs, row,
+                                      one)
+                    grad[row, j] = p0 * inv_n
+                    grad[row, j + lanes] = p1 * inv_n
+                    grad[row, j + 2 * lanes] = p2 * inv_n
+                    grad[row, j + 3 * lanes] = p3 * inv_n
+                    part += (q0 + q1) + (q2 + q3)
+                    j += step
+                while j < c:
+                    p0, q0 = _ce_term(logits[row, j], m, log_sum, j, label, soft, probs, row,
+                                      one)
+                    grad[row, j] = p0 * inv_n
+                    part += q0
+                    j += lanes
             part = group_sum(sh, part)
-            if valid and lane == 0:
-                row_loss[row] = part
+            if valid:
+                rows_loss += part
+        # the block's total: group g's sum in sh[g, 0], added in order by thread 0
+        if cuda.threadIdx.x % lanes == 0:
+            sh[cuda.threadIdx.x // lanes, 0] = rows_loss
+        cuda.syncthreads()
+        if cuda.threadIdx.x == 0:
+            total = 0.0
+            for g in range(groups):
+                total += sh[g, 0]
+            block_loss[cuda.blockIdx.x] = total
 
     return kernel
 
@@ -117,11 +150,12 @@ def softmax_cross_entropy(logits, target, grad=None):
     soft = dt.ndim == 2
     labels = dt if not soft else scratch("no_labels", (1,), np.int64)
     probs = dt if soft else dl
-    row_loss = scratch("row_loss", (n,), np.float64)
     lanes, groups = config.row_groups()
+    blocks = config.blocks(n, groups)
+    block_loss = scratch("block_loss", (blocks,), np.float64)
     kernel = _cross_entropy_kernel(config.THREADS, lanes, dl.dtype)
-    kernel[config.blocks(n, groups), config.THREADS](dl, labels, probs, soft, dgrad, row_loss)
-    loss = _host_sum(row_loss) / max(n, 1)
+    kernel[blocks, config.THREADS](dl, labels, probs, soft, dgrad, block_loss)
+    loss = _host_sum(block_loss) / max(n, 1)
     return loss, call.done(dgrad, grad)
 
 
