@@ -8,7 +8,8 @@
 # extensions are not needed there). Fashion-MNIST's IDX files travel in .gpudata/
 # (ignored by git; copy them from /usr/share/datasets/fashion-mnist first).
 # Each stage has its own time limit and writes its log under $OUT, so a slow or failing
-# stage still leaves the others' results. Stages run most-needed first.
+# stage still leaves the others' results. Stages run most-needed first. $OUT ends with
+# gpu.txt, the JSON results and logs.tgz (every stage's log).
 set -u
 OUT=${OUT:-/tmp/fastnn-gpu}
 mkdir -p "$OUT"
@@ -46,6 +47,14 @@ EOF
 tail -n 8 "$OUT/gpu.txt"
 
 stage bench 150 python3 -m fastnn.kernels.cuda.bench --json "$OUT/cuda_bench.json"
+# the kernels alone (the bench times whole op calls): Nsight Compute where it runs
+if command -v ncu >/dev/null; then
+    stage ncu 90 ncu --clock-control none --launch-skip 8 --launch-count 8 \
+        --section SpeedOfLight --section Occupancy --section LaunchStats \
+        python3 bench/cuda_ncu_cases.py
+    grep -E "^  [a-z_]+::|Duration|DRAM Throughput|Registers Per|Achieved Occupancy" \
+        "$OUT/ncu.log" | sed -E 's/\[v[0-9]+,[^]]*\]//; s/\(Array.*\) \(/ (/'
+fi
 stage train_mlp 75 python3 -m fastnn train --backend cuda --dataset fashion-mnist \
     --data-root .gpudata --epochs 5 --no-progress --metrics "$OUT/train_mlp.json"
 stage train_cnn 120 python3 -m fastnn train --backend cuda --model cnn --dataset fashion-mnist \
@@ -56,3 +65,5 @@ stage tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py 
 stage conformance 110 python3 -m pytest -q -p no:cacheprovider -x tests/test_conformance.py \
     -k cuda
 echo "=== done after $(( $(date +%s) - START ))s"
+# the device tool brings back at most 8 files: the logs travel as one archive
+(cd "$OUT" && tar czf logs.tgz ./*.log && rm -f ./*.log)

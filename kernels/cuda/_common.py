@@ -7,6 +7,7 @@ and returns NumPy arrays when the call got no device array, device arrays otherw
 """
 import math
 import threading
+import weakref
 
 import numpy as np
 
@@ -53,9 +54,24 @@ def as_device(a):
     return cuda.as_cuda_array(a)
 
 
+_flat_views = weakref.WeakKeyDictionary()
+
+
 def flat(d):
-    """A 1-D view of a C-contiguous device array."""
-    return d.reshape(d.size) if d.ndim != 1 else d
+    """A 1-D view of a C-contiguous device array, kept for as long as the array lives:
+    reshaping a numba device array costs tens of microseconds of host time, and a
+    training step flattens the same layer buffers every step. (The view references the
+    memory, not the array, so it does not keep the array alive.)"""
+    if d.ndim == 1:
+        return d
+    try:
+        view = _flat_views.get(d)
+    except TypeError:  # the simulator's arrays compare elementwise: not hashable
+        return d.reshape(d.size)
+    if view is None:
+        view = d.reshape(d.size)
+        _flat_views[d] = view
+    return view
 
 
 _scratch = threading.local()

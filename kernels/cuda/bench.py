@@ -1,11 +1,12 @@
-"""GPU measurements of issue 7, for a machine with a CUDA GPU (none was available when
-this backend was written, so no numbers exist yet):
+"""GPU measurements of issue 7, for a machine with a CUDA GPU (the H200 numbers are in
+bench/results/cuda_gpu.json and BENCHMARKS.md):
 
     python -m fastnn.kernels.cuda.bench [--quick] [--json out.json]
 
 * the device's copy bandwidth (a grid-stride copy kernel, read + write bytes);
 * MLP training step 784-4096-4096-10, ReLU, batch 1024, float32, SGD with momentum:
-  through the layer API (``model.to("cuda")``, ``fastnn.optim.SGD``, a device batch),
+  through the layer API (``model.to("cuda")``, ``fastnn.optim.SGD``, a device batch;
+  with cuBLAS on raw pointers and, alternated with it, through CuPy arrays),
   composed from the cuda ops, and PyTorch CUDA (its step ends with ``loss.item()``, as
   fastnn's loss is a Python float);
 * SmallCNN training step, batch 128, Adam, layer API against PyTorch CUDA;
@@ -28,6 +29,7 @@ from numba import cuda
 from . import backend_info, config
 from . import batchnorm as _bn
 from . import dense as _dense
+from . import gemm as _gemm
 from . import losses as _losses
 
 
@@ -81,9 +83,13 @@ def _torch_step(net, x, y, repeats, optimizer="sgd"):
     return _time(step, repeats, torch.cuda.synchronize)
 
 
-def _layers_step(model, x, y, repeats, optimizer="sgd"):
+def _layers_step(model, x, y, repeats, optimizer="sgd", gemm_paths=False):
     """Seconds per training step through the public API on the GPU: model.to('cuda'),
-    fastnn.optim, nn.CrossEntropyLoss, a device batch."""
+    fastnn.optim, nn.CrossEntropyLoss, a device batch.
+
+    gemm_paths: also time the step with cuBLAS reached through CuPy arrays instead of raw
+    pointers (config.GEMM_DIRECT=0), alternating the two three times; returns
+    (direct seconds, CuPy-array seconds) then, the medians of the three."""
     import fastnn
     model.to("cuda")
     opt = (fastnn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
@@ -98,7 +104,18 @@ def _layers_step(model, x, y, repeats, optimizer="sgd"):
         opt.step()
         return loss
 
-    return _time(step, repeats, cuda.synchronize)
+    if not gemm_paths:
+        return _time(step, repeats, cuda.synchronize)
+    direct, arrays = [], []
+    raw = _gemm._raw_cublas
+    for _ in range(3):
+        direct.append(_time(step, repeats, cuda.synchronize))
+        _gemm._raw_cublas = None
+        try:
+            arrays.append(_time(step, repeats, cuda.synchronize))
+        finally:
+            _gemm._raw_cublas = raw
+    return statistics.median(direct), statistics.median(arrays)
 
 
 def _ratios(result):
@@ -117,7 +134,11 @@ def mlp_step(sizes, batch, repeats):
     x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
     y = rng.integers(0, sizes[-1], batch)
     build = lambda: fastnn.models.MLP(sizes[0], list(sizes[1:-1]), sizes[-1])  # noqa: E731
-    result = {"layers_s": _layers_step(build(), x, y, repeats)}
+    if _gemm._raw_cublas is not None:
+        layers, arrays = _layers_step(build(), x, y, repeats, gemm_paths=True)
+        result = {"layers_s": layers, "layers_cupy_arrays_s": arrays}
+    else:
+        result = {"layers_s": _layers_step(build(), x, y, repeats)}
 
     model = build().to("cuda")
     linears = [m for m in model.modules() if type(m).__name__ == "Linear"]

@@ -8,7 +8,8 @@ import os
 
 # Each may be overridden by an environment variable read at import
 # (FASTNN_CUDA_THREADS, FASTNN_CUDA_MAX_BLOCKS, FASTNN_CUDA_BN_THREADS,
-# FASTNN_CUDA_ROW_LANES, FASTNN_CUDA_TILE): the simulator tests run a subprocess with small values.
+# FASTNN_CUDA_ROW_LANES, FASTNN_CUDA_TILE, FASTNN_CUDA_GEMM, FASTNN_CUDA_GEMM_DIRECT):
+# the simulator tests run a subprocess with small values.
 
 # Threads per block of 1-D kernels and of the per-row / per-channel reductions.
 # A power of two (the shared-memory tree reductions halve it).
@@ -31,6 +32,11 @@ TILE = int(os.environ.get("FASTNN_CUDA_TILE", 16))
 # "auto": cuBLAS through CuPy when CuPy imports (and this is a real GPU), else the
 # tiled numba.cuda GEMM. "numba" forces the numba GEMM. Read once at import.
 GEMM = os.environ.get("FASTNN_CUDA_GEMM", "auto")
+
+# With cuBLAS: call sgemm/dgemm on the operands' raw device pointers (CuPy's low-level
+# bindings) rather than through CuPy arrays and cupy.cublas.gemm; "0" takes the CuPy
+# array path. Read once at import.
+GEMM_DIRECT = os.environ.get("FASTNN_CUDA_GEMM_DIRECT", "1") != "0"
 
 
 def blocks(n, threads=None):

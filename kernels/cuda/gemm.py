@@ -6,8 +6,10 @@ Shapes: op(a): (M, K), op(b): (K, N), c: (M, N), bias: (N,) or None.
 
 The numba GEMM does the bias add and activation in its epilogue (one kernel); the
 cuBLAS path runs the product then one fused bias+activation pass (``epilogue``).
-CuPy reads numba device arrays zero-copy through ``__cuda_array_interface__``; both
-libraries use the default stream, so their kernels run in order.
+cuBLAS is called through CuPy's low-level bindings on the numba arrays' device
+pointers (config.GEMM_DIRECT), else through CuPy arrays that view the numba arrays
+zero-copy (``__cuda_array_interface__``); both libraries use the default stream, so
+their kernels run in order.
 """
 import math
 
@@ -51,10 +53,67 @@ def _load_cublas_gemm():
 _cublas_gemm = _load_cublas_gemm()
 
 
+def _load_raw_cublas():
+    """(CuPy's cuBLAS bindings, cupy.cuda.device) for calling sgemm/dgemm on raw device
+    pointers, or None. Wrapping three numba arrays as CuPy arrays and going through
+    cupy.cublas.gemm cost more host time per product than the rest of a Linear layer's
+    launches (a training step is bound by host time between its GPU-bound GEMMs)."""
+    if _cupy is None or not config.GEMM_DIRECT:
+        return None
+    try:
+        from cupy.cuda import device
+        from cupy_backends.cuda.libs import cublas
+    except ImportError:
+        return None
+    return cublas, device
+
+
+_raw_cublas = _load_raw_cublas()
+
+def _host_scalar(value, dtype):
+    """(array kept alive, its address): alpha or beta for cuBLAS's host pointer mode."""
+    arr = np.full(1, value, dtype)
+    return arr, arr.ctypes.data
+
+
+_SCALARS = {np.dtype(t): {v: _host_scalar(v, t) for v in (0.0, 1.0)}
+            for t in (np.float32, np.float64)}
+
+
+def _address(d):
+    """Device address of a device array's first element."""
+    return d.__cuda_array_interface__["data"][0]
+
+
+def _direct_gemm(a, b, c, trans_a, trans_b, accumulate):
+    """c = op(a) @ op(b) [+ c] in one cuBLAS call on C-contiguous float arrays.
+
+    cuBLAS is column-major: a C-contiguous (r, s) array is its (s, r) transpose there,
+    so the call computes c.T (N, M) = op(b).T @ op(a).T with each operand untransposed
+    (OP_N) where the row-major product has it plain."""
+    cublas, device = _raw_cublas
+    m, n = c.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    gemm_fn = cublas.sgemm if c.dtype == np.float32 else cublas.dgemm
+    scalars = _SCALARS[c.dtype]
+    handle = device.get_cublas_handle()
+    cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+    gemm_fn(handle, cublas.CUBLAS_OP_T if trans_b else cublas.CUBLAS_OP_N,
+            cublas.CUBLAS_OP_T if trans_a else cublas.CUBLAS_OP_N, n, m, k,
+            scalars[1.0][1], _address(b), max(1, b.shape[1]), _address(a),
+            max(1, a.shape[1]), scalars[1.0 if accumulate else 0.0][1], _address(c), n)
+
+
+def _direct_ok(*arrays):
+    return all(d.dtype in _SCALARS and d.flags["C_CONTIGUOUS"] for d in arrays)
+
+
 def engine():
     """'cublas' or 'numba', and a description, for backend_info()."""
     if _cupy is not None:
-        return "cublas", f"cuBLAS through CuPy {_cupy.__version__} (zero-copy)"
+        how = ("sgemm/dgemm on raw device pointers" if _raw_cublas is not None
+               else "CuPy arrays")
+        return "cublas", f"cuBLAS through CuPy {_cupy.__version__} (zero-copy, {how})"
     return "numba", f"numba.cuda tiled shared-memory GEMM ({config.TILE}x{config.TILE} tiles)"
 
 
@@ -145,6 +204,12 @@ def _tiled(tile):
 
 
 @cuda.jit
+def _zero(c):
+    for i in range(cuda.grid(1), c.size, cuda.gridsize(1)):
+        c[i] = 0
+
+
+@cuda.jit
 def _epilogue(c, bias, has_bias, act, slope, n_cols):
     """c (flat, rows of n_cols) = act(c + bias[col])."""
     for i in range(cuda.grid(1), c.size, cuda.gridsize(1)):
@@ -175,7 +240,13 @@ def gemm(a, b, c, trans_a=False, trans_b=False, accumulate=False, bias=None,
     slope = c.dtype.type(slope)
     has_bias = bias is not None
     bias = bias if has_bias else dummy(c.dtype)
-    if _cupy is not None:
+    k = a.shape[0] if trans_a else a.shape[1]
+    if _cupy is not None and k == 0:  # an empty sum; cuBLAS rejects CuPy's leading dim 0
+        if not accumulate:
+            _zero[config.blocks(c.size), config.THREADS](flat(c))
+    elif _raw_cublas is not None and _direct_ok(a, b, c):
+        _direct_gemm(a, b, c, trans_a, trans_b, accumulate)
+    elif _cupy is not None:
         ca, cb, cc = _cupy.asarray(a), _cupy.asarray(b), _cupy.asarray(c)
         if _cublas_gemm is not None:  # one cuBLAS call; beta=1 accumulates in place
             _cublas_gemm("T" if trans_a else "N", "T" if trans_b else "N", ca, cb, out=cc,
@@ -187,6 +258,7 @@ def gemm(a, b, c, trans_a=False, trans_b=False, accumulate=False, bias=None,
                 cc += op_a @ op_b
             else:
                 _cupy.matmul(op_a, op_b, out=cc)
+    if _cupy is not None:
         if has_bias or code:
             _epilogue[config.blocks(c.size), config.THREADS](flat(c), bias, has_bias, code,
                                                              slope, n)

@@ -1,10 +1,12 @@
 """Losses with their gradients: softmax-cross-entropy in one kernel (a group of
 config.ROW_LANES threads per row, two reads of it: an online max and sum of
-exponentials, then loss and gradient), MSE and BCE as grid-stride passes writing per-thread partial sums.
+exponentials, then loss and gradient), MSE and BCE as grid-stride passes writing
+per-thread partial sums.
 
 The loss comes back as a Python float: the per-block (softmax-CE) or per-thread
 (MSE, BCE) partial sums, at most config.MAX_BLOCKS or blocks * threads float64 values,
-are copied to the host and summed there in a fixed order (the one device-to-host copy of a training step besides metrics).
+are copied to the host and summed there in a fixed order (the one device-to-host copy
+of a training step besides metrics).
 """
 import math
 
