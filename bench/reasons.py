@@ -104,12 +104,22 @@ REASONS = {
                             "(1.4-1.6x numba) until 91d82ee; now one vectorized loop, "
                             "0.85-1.05x"),
     ("tanh_backward", "large"): "memory-bound in both (0.92-1.00x interleaved)",
+    ("dropout_backward", "large"): ("one multiply per value in both, memory-bound: "
+                                    "interleaved 1.09x (1 thread) and 1.06x (2 threads) "
+                                    "Cython/numba, 15 alternating blocks, 2026-11-28 "
+                                    "19:45 UTC; a single run's gap is machine noise"),
     # ---- rows
     ("softmax", "large"): ("numba's row max was one max() chain, scalar without fastmath's "
                            "nnan (2.1 ms of 4096x1000), until d00d038 (vmath.row_max, eight "
                            "running maxima): 1 thread 4.94 -> 3.68 ms against Cython's 4.3"),
     ("softmax_cross_entropy", "large"): ("as softmax: numba's scalar row max until d00d038; "
                                          "1 thread 5.01 -> 4.01 ms, Cython 4.3"),
+    # ---- Linear
+    ("linear_backward", "course"): ("level when timed interleaved: 447 vs 443 us (1 "
+                                    "thread), 280 vs 278 us (2 threads) numba/Cython, 15 "
+                                    "alternating blocks, 2026-11-28 19:45 UTC; the same "
+                                    "two BLAS products dominate both; a single suite run's "
+                                    "gap is noise"),
     # ---- optimizers
     ("sgd_update", "course"): ("78400 values, the same loop in both: at 1 thread Cython is "
                                "faster (0.88-0.92x); at 2 threads 1.08-1.42x across runs, "
@@ -134,6 +144,10 @@ REASONS = {
     ("bce_loss", "large"): _LEVEL,
     ("gelu_backward", "large"): ("level when timed interleaved (0.95x Cython/numba on 1 "
                                  "thread, 1.02x on 2); a single suite run's gap is noise"),
+    ("avg_pool2d_forward", "large"): ("within 20% when timed interleaved: 0.88x (1 "
+                                      "thread) and 0.91x (2 threads) Cython/numba, 15 "
+                                      "alternating blocks, 2026-11-28 19:55 UTC (the course "
+                                      "size 1.13x the other way); a single run's gap is noise"),
     ("avg_pool2d_forward", "course"): ("within 20% when timed interleaved (1.15x Cython/"
                                        "numba on 1 thread, 1.12x on 2); a single suite "
                                        "run's gap is noise"),
