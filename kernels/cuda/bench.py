@@ -232,17 +232,23 @@ def cnn_step(batch, repeats, input_size=28, channels=(32, 64), hidden=128):
     return _ratios(result)
 
 
-def softmax_ce(n, c, repeats):
+def softmax_ce_call(n, c):
+    """A no-argument call of softmax-CE forward+backward on random (n, c) device logits."""
     rng = np.random.default_rng(0)
     logits = cuda.to_device(rng.standard_normal((n, c)).astype(np.float32))
     labels = cuda.to_device(rng.integers(0, c, n))
     grad = cuda.device_array((n, c), np.float32)
-    t = _time(lambda: _losses.softmax_cross_entropy(logits, labels, grad), repeats,
-              cuda.synchronize)
+    return lambda: _losses.softmax_cross_entropy(logits, labels, grad)
+
+
+def softmax_ce(n, c, repeats):
+    t = _time(softmax_ce_call(n, c), repeats, cuda.synchronize)
     return {"seconds": t, "gb_per_s": 2 * n * c * 4 / t / 1e9}
 
 
-def batchnorm(n, c, repeats):
+def batchnorm_call(n, c):
+    """A no-argument call of BatchNorm1d forward (training) + backward on random (n, c)
+    device arrays."""
     rng = np.random.default_rng(0)
     x = cuda.to_device(rng.standard_normal((n, c)).astype(np.float32))
     g = cuda.to_device(rng.standard_normal((n, c)).astype(np.float32))
@@ -256,7 +262,11 @@ def batchnorm(n, c, repeats):
         _bn.batchnorm_forward(x, w, b, rm, rv, True, 0.1, 1e-5, False, y, mean, invstd)
         _bn.batchnorm_backward(g, x, w, mean, invstd, True, False, gw, gb, gin)
 
-    t = _time(fwd_bwd, repeats, cuda.synchronize)
+    return fwd_bwd
+
+
+def batchnorm(n, c, repeats):
+    t = _time(batchnorm_call(n, c), repeats, cuda.synchronize)
     # forward reads x, writes y; backward reads grad_out and x, writes grad_in
     return {"seconds": t, "gb_per_s": 5 * n * c * 4 / t / 1e9}
 
