@@ -109,18 +109,45 @@ def test_gemm_transposes_tiles_and_grid_stride(dtype, rng, monkeypatch, trans_a,
 
 @pytest.mark.parametrize("threads, max_blocks, shape", [(32, 2, (150, 37)), (64, 4, (300, 70)),
                                                       (64, 8, (5, 3)), (32, 2, (0, 4))])
+@pytest.mark.parametrize("direct_rows", [0, 2048])
 def test_column_sums_over_row_and_column_blocks(dtype, rng, monkeypatch, threads, max_blocks,
-                                                shape):
-    """Bias gradients: several row blocks (float64 partials added in a second pass),
-    several column blocks, one direct block, and an empty batch."""
+                                                shape, direct_rows):
+    """Bias gradients: one launch over all rows (direct_rows 2048), or several row blocks
+    (float64 partials added in a second pass); several column blocks, one block, and an
+    empty batch."""
     from fastnn.kernels.cuda import dense
     monkeypatch.setattr(config, "THREADS", threads)
     monkeypatch.setattr(config, "MAX_BLOCKS", max_blocks)
+    monkeypatch.setattr(dense, "DIRECT_ROWS", direct_rows)
     g = rng.standard_normal(shape).astype(dtype)
     start = rng.standard_normal(shape[1]).astype(dtype)
     out = cuda.to_device(start)
     dense.column_sums_add(cuda.to_device(g), out)
     assert_close(out.copy_to_host(), start + g.sum(axis=0, dtype=np.float64), dtype)
+
+
+@pytest.mark.parametrize("activation, slope", [("relu", 0.0), ("leaky_relu", 0.2),
+                                               ("sigmoid", 0.0), ("tanh", 0.0)])
+@pytest.mark.parametrize("direct_rows", [0, 2048])
+def test_column_sums_with_activation_backward(dtype, rng, monkeypatch, activation, slope,
+                                              direct_rows):
+    """The Linear backward's fused kernel: g_out = g * act'(y) and out += its column sums."""
+    from fastnn.kernels.cuda import dense
+    monkeypatch.setattr(config, "MAX_BLOCKS", 3)
+    monkeypatch.setattr(dense, "DIRECT_ROWS", direct_rows)
+    g = rng.standard_normal((77, 45)).astype(dtype)
+    z = rng.standard_normal(g.shape)
+    y = {"relu": np.maximum(z, 0), "leaky_relu": np.where(z > 0, z, slope * z),
+         "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z)}[activation].astype(dtype)
+    act_grad = {"relu": (y > 0) * 1.0, "leaky_relu": np.where(y > 0, 1.0, slope),
+                "sigmoid": y * (1.0 - y), "tanh": 1.0 - y * y}[activation]
+    expected = (g * act_grad).astype(dtype)
+    start = rng.standard_normal(g.shape[1]).astype(dtype)
+    out, g_out = cuda.to_device(start), cuda.device_array(g.shape, dtype)
+    dense.column_sums_add(cuda.to_device(g), out, cuda.to_device(y), activation, slope, g_out)
+    assert_close(g_out.copy_to_host(), expected, dtype)
+    assert_close(out.copy_to_host(), start + expected.sum(axis=0, dtype=np.float64), dtype,
+                 scale=g.shape[0])
 
 
 def test_linear_out_buffers_are_used(dtype, rng):

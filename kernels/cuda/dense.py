@@ -1,6 +1,6 @@
 """Linear layer forward and backward: one GEMM with bias and activation fused (in the
-GEMM's epilogue, or one pass after cuBLAS), and a backward of one elementwise pass for
-act'(y), a column-sum kernel for the bias gradient and two GEMMs.
+GEMM's epilogue, or one pass after cuBLAS), and a backward of one kernel for act'(y) and
+the bias gradient together (column sums of g * act'(y)) and two GEMMs.
 
 x: (N, in); weight: (out, in); bias: (out,); NumPy or device arrays (``_common.Call``).
 """
@@ -22,30 +22,58 @@ def _act_grad(g, y, act, slope, out):
 
 
 # Column sums (bias gradients): blocks of WARP columns x (THREADS / WARP) row groups, so a
-# warp reads 32 neighbouring values of one row; each thread sums at most ROWS_PER_THREAD
-# rows, and when more rows remain, blocks along grid axis y write float64 partial sums
-# that a second kernel adds up in a fixed order (deterministic, no atomics).
+# warp reads 32 neighbouring values of one row. Up to DIRECT_ROWS rows (a training batch)
+# one launch does it all, each thread keeping four loads in flight (a launch costs more
+# host time than such a kernel runs); beyond, each thread sums at most ROWS_PER_THREAD
+# rows, blocks along grid axis y write float64 partial sums and a second kernel adds them
+# up in a fixed order (deterministic, no atomics). With an activation the kernel also
+# does the activation's backward: it sums and writes g * act'(y) (one launch instead of
+# two in a Linear backward).
 WARP = 32
 ROWS_PER_THREAD = 64
+DIRECT_ROWS = 2048
+
+
+@cuda.jit(device=True)
+def _grad_value(g, y, g_out, i, j, act, slope):
+    """g[i, j], or g[i, j] * act'(y[i, j]) stored in g_out[i, j] when act is not 0."""
+    v = g[i, j]
+    if act:
+        v = v * activation_grad(y[i, j], act, slope)
+        g_out[i, j] = v
+    return v
 
 
 @cached_factory
 def _column_partials(groups):
     @cuda.jit
-    def kernel(g, row_block, partial, out, direct):
-        """partial[blockIdx.y, j] (or out[j] += when direct) = sum of g[i, j] over the
-        rows of this block's row range. Block: (WARP, groups) threads."""
+    def kernel(g, y, act, slope, g_out, row_block, partial, out, direct):
+        """partial[blockIdx.y, j] (or out[j] += when direct) = sum of g[i, j] (times
+        act'(y[i, j]), also stored in g_out, when act is not 0) over the rows of this
+        block's row range. Block: (WARP, groups) threads."""
         sh = cuda.shared.array((groups, WARP), np.float64)
         rows, cols = g.shape
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         first = cuda.blockIdx.y * row_block
-        last = min(rows, first + row_block)
+        last = first + row_block
+        if last > rows:
+            last = rows
+        step = 4 * groups
         for base in range(cuda.blockIdx.x * WARP, cols, cuda.gridDim.x * WARP):
             j = base + tx
             s = 0.0
             if j < cols:
-                for i in range(first + ty, last, groups):
-                    s += g[i, j]
+                i = first + ty
+                while i + 3 * groups < last:
+                    v0 = _grad_value(g, y, g_out, i, j, act, slope)
+                    v1 = _grad_value(g, y, g_out, i + groups, j, act, slope)
+                    v2 = _grad_value(g, y, g_out, i + 2 * groups, j, act, slope)
+                    v3 = _grad_value(g, y, g_out, i + 3 * groups, j, act, slope)
+                    s += (v0 + v1) + (v2 + v3)
+                    i += step
+                while i < last:
+                    s += _grad_value(g, y, g_out, i, j, act, slope)
+                    i += groups
             total = column_sum(sh, s)
             if ty == 0 and j < cols:
                 if direct:
@@ -67,21 +95,29 @@ def _add_partials(partial, out):
         out[j] += s
 
 
-def column_sums_add(g, out):
+def column_sums_add(g, out, y=None, activation="identity", negative_slope=0.0, g_out=None):
     """Device arrays g: (rows, cols), out: (cols,) += column sums of g (summed in float64,
-    in a fixed order)."""
+    in a fixed order).
+
+    With y and g_out (rows, cols) and an activation other than identity, the sums are of
+    g * act'(y), which are also written to g_out (may not be g)."""
     rows, cols = g.shape
     if not cols:
         return
+    code = ACT_CODES[activation] if y is not None else 0
     groups = max(1, config.THREADS // WARP)
-    row_block = groups * ROWS_PER_THREAD
-    row_blocks = max(1, min(config.MAX_BLOCKS, (rows + row_block - 1) // row_block))
-    row_block = (rows + row_blocks - 1) // row_blocks if rows else 1
+    if rows <= DIRECT_ROWS:
+        row_blocks, row_block = 1, max(rows, 1)
+    else:
+        row_block = groups * ROWS_PER_THREAD
+        row_blocks = max(1, min(config.MAX_BLOCKS, (rows + row_block - 1) // row_block))
+        row_block = (rows + row_blocks - 1) // row_blocks
     col_blocks = max(1, min(config.MAX_BLOCKS // row_blocks, (cols + WARP - 1) // WARP))
     direct = row_blocks == 1
     partial = temporary("column_partials", (1, 1) if direct else (row_blocks, cols), np.float64)
     _column_partials(groups)[(col_blocks, row_blocks), (WARP, groups)](
-        g, row_block, partial, out, direct)
+        g, y if code else g, code, g.dtype.type(negative_slope), g_out if code else g,
+        row_block, partial, out, direct)
     if not direct:
         _add_partials[config.blocks(cols), config.THREADS](partial, out)
 
@@ -111,18 +147,20 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
     dgo, dx, dw = call.arg(grad_out), call.arg(x), call.arg(weight)
     if activation == "identity":
         g = dgo
+        if grad_bias is not None:
+            column_sums_add(g, call.inout(grad_bias))
     else:
         dy = call.arg(y)
         g = call.arg(scratch) if scratch is not None else temporary("act_grad", dgo.shape,
                                                                      dgo.dtype)
-        if g.size:
+        if grad_bias is not None:  # act'(y) and the bias gradient in one kernel
+            column_sums_add(dgo, call.inout(grad_bias), dy, activation, negative_slope, g)
+        elif g.size:
             _act_grad[config.blocks(g.size), config.THREADS](
                 flat(dgo), flat(dy), ACT_CODES[activation],
                 grad_out.dtype.type(negative_slope), flat(g))
     if grad_weight is not None:
         gemm(g, dx, call.inout(grad_weight), trans_a=True, accumulate=True)
-    if grad_bias is not None:
-        column_sums_add(g, call.inout(grad_bias))
     if not need_grad_in:
         call.sync()
         return None
