@@ -126,7 +126,9 @@ def row_max_sumexp(sh, x, row, valid, neg_inf):
             v1 = x[row, j + lanes]
             v2 = x[row, j + 2 * lanes]
             v3 = x[row, j + 3 * lanes]
-            top = max(max(v0, v1), max(v2, v3))
+            top01 = v0 if v0 > v1 else v1
+            top23 = v2 if v2 > v3 else v3
+            top = top01 if top01 > top23 else top23
             if top > m:
                 s *= math.exp(m * 1.0 - top)
                 m = top

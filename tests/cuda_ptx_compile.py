@@ -1,0 +1,114 @@
+"""Compile the CUDA backend's kernels to PTX for compute capability 9.0 with numba's real
+CUDA compiler (its typing and NVVM code generation) on a machine without a GPU.
+
+Run by tests/test_cuda_ptx.py in a subprocess: it pretends a device is present so the
+backend's modules import, which must not leak into other tests. Exit status 77 when
+CUDA's libNVVM is not installed (nothing can be compiled), 0 when every kernel compiled.
+Each kernel is compiled for the argument types its launcher passes, in float32 and
+float64, with the launch sizes of ``config`` (shared arrays are sized by them).
+"""
+import sys
+
+from numba import cuda, types
+
+try:
+    from numba.cuda.cudadrv.nvvm import NVVM
+    NVVM()
+except Exception as exc:  # noqa: BLE001 - any failure to load libNVVM means: cannot check
+    print(f"libNVVM not available: {exc}")
+    sys.exit(77)
+
+import numba.cuda.dispatcher  # noqa: E402
+
+cuda.is_available = lambda: True  # the backend's modules refuse to import without a GPU
+
+
+class _Device:
+    """Device functions compile for the current device's compute capability."""
+    compute_capability = (9, 0)
+
+
+numba.cuda.dispatcher.get_current_device = lambda: _Device()
+
+from fastnn.kernels.cuda import (activations, batchnorm, config, conv, dense,  # noqa: E402
+                                 dropout, gemm, losses, optim)
+
+i64, f64, u64, b = types.int64, types.float64, types.uint64, types.boolean
+
+
+def arr(dtype, ndim):
+    return types.Array(dtype, ndim, "C")
+
+
+def kernels(t):
+    """(name, kernel, argument types) for element type t."""
+    np_name = str(t)
+    a1, a2, a3, a4 = arr(t, 1), arr(t, 2), arr(t, 3), arr(t, 4)
+    geometry = (i64,) * 6  # kernel height and width, strides, paddings
+    lanes, _ = config.row_groups()
+    softmax_fwd, softmax_bwd = activations._softmax_kernels(config.THREADS, lanes, np_name)
+    bn2d = batchnorm._kernels2d(config.BN_THREADS)
+    bn3d = batchnorm._kernels(config.BN_THREADS)
+    bn_fwd = lambda x: (x, a1, a1, a1, a1, b, f64, f64, b, x, a1, a1)  # noqa: E731
+    bn_bwd = lambda x: (x, x, a1, a1, a1, b, b, a1, b, a1, b, x)  # noqa: E731
+    yield from [
+        ("relu", activations._relu, (a1, a1)),
+        ("relu_backward", activations._relu_backward, (a1, a1, a1)),
+        ("leaky_relu", activations._leaky_relu, (a1, t, a1)),
+        ("leaky_relu_backward", activations._leaky_relu_backward, (a1, a1, t, a1)),
+        ("sigmoid", activations._sigmoid, (a1, a1)),
+        ("sigmoid_backward", activations._sigmoid_backward, (a1, a1, a1)),
+        ("tanh", activations._tanh, (a1, a1)),
+        ("tanh_backward", activations._tanh_backward, (a1, a1, a1)),
+        ("gelu", activations._gelu, (a1, a1)),
+        ("gelu_backward", activations._gelu_backward, (a1, a1, a1)),
+        ("sine", activations._sine, (a1, t, a1)),
+        ("sine_backward", activations._sine_backward, (a1, a1, t, a1)),
+        ("softmax forward", softmax_fwd, (a2, a2)),
+        ("softmax backward", softmax_bwd, (a2, a2, a2)),
+        ("softmax-CE", losses._cross_entropy_kernel(config.THREADS, lanes, np_name),
+         (a2, arr(i64, 1), a2, b, a2, arr(f64, 1))),
+        ("mse", losses._mse, (a1, a1, t, a1, arr(f64, 1))),
+        ("bce", losses._bce, (a1, a1, t, a1, arr(f64, 1))),
+        ("column sums (+ act')", dense._column_partials(max(1, config.THREADS // dense.WARP)),
+         (a2, a2, i64, t, a2, i64, arr(f64, 2), a1, b)),
+        ("add partials", dense._add_partials, (arr(f64, 2), a1)),
+        ("act grad", dense._act_grad, (a1, a1, i64, t, a1)),
+        ("gemm epilogue", gemm._epilogue, (a1, a1, b, i64, t, i64)),
+        ("gemm zero", gemm._zero, (a1,)),
+        ("gemm tiled", gemm._tiled(config.TILE), (a2, a2, a2, b, b, b, a1, b, i64, t)),
+        ("BatchNorm (N, C) forward", bn2d[0], bn_fwd(a2)),
+        ("BatchNorm (N, C) backward", bn2d[1], bn_bwd(a2)),
+        ("BatchNorm (N, C, S) forward", bn3d[0], bn_fwd(a3)),
+        ("BatchNorm (N, C, S) backward", bn3d[1], bn_bwd(a3)),
+        ("im2col", conv._im2col, (a4, *geometry, i64, i64, a2)),
+        ("col2im", conv._col2im, (a2, *geometry, i64, i64, a4)),
+        ("rows to NCHW", conv._rows_to_nchw, (a2, a4)),
+        ("NCHW to rows", conv._nchw_to_rows, (a4, a2)),
+        ("max pool", conv._max_pool, (a4, *geometry, a4, arr(i64, 4))),
+        ("max pool backward", conv._max_pool_backward, (a2, arr(i64, 2), a2)),
+        ("avg pool", conv._avg_pool, (a4, *geometry, b, a4)),
+        ("avg pool backward", conv._avg_pool_backward, (a4, *geometry, b, a4)),
+        ("dropout", dropout._dropout, (a1, f64, t, u64, u64, a1, a1)),
+        ("dropout backward", dropout._multiply, (a1, a1, a1)),
+        ("sgd", optim._sgd, (a1, a1, a1, b, t, t, t, b)),
+        ("adam", optim._adam, (a1, a1, a1, a1, t, t, t, t, t, t, t)),
+    ]
+
+
+def main():
+    failed = 0
+    for t in (types.float32, types.float64):
+        for name, kernel, sig in kernels(t):
+            try:
+                cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+            except Exception as exc:  # noqa: BLE001 - report every kernel, then fail
+                failed += 1
+                print(f"FAILED {name} [{t}]: {type(exc).__name__}: {exc}")
+            else:
+                print(f"ok {name} [{t}]")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
