@@ -263,6 +263,25 @@ def test_softmax_cross_entropy(dtype, rng, target_kind, magnitude, n, c):
     assert_close(grad, lt.grad.numpy(), dtype)
 
 
+def test_softmax_and_cross_entropy_with_masked_logits(dtype, rng):
+    """-inf logits (masked classes) add nothing, also when a row or a lane starts with
+    them (the online max is -inf until a finite value comes), as in PyTorch."""
+    n, c = 4, 300
+    logits = rng.standard_normal((n, c)).astype(dtype)
+    logits[0, :200] = -np.inf     # every lane's first values masked
+    logits[1, ::2] = -np.inf
+    logits[2, 5] = -np.inf
+    labels = np.array([250, 1, 7, 299])
+    lt = t(logits, True)
+    expected = F.cross_entropy(lt, t(labels))
+    expected.backward()
+    loss, grad = C.softmax_cross_entropy(logits, labels)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(loss, expected.item(), rtol=rtol, atol=rtol)
+    assert_close(grad, lt.grad.numpy(), dtype)
+    assert_close(C.softmax(logits), torch.softmax(t(logits), dim=1).numpy(), dtype)
+
+
 def test_mse_and_bce_losses(dtype, rng):
     pred = rng.standard_normal((6, 45)).astype(dtype)
     target = rng.standard_normal(pred.shape).astype(dtype)

@@ -106,6 +106,13 @@ def group_max(sh, value):
 
 
 @cuda.jit(device=True)
+def _exp_shifted(v, m, neg_inf):
+    """exp(v - m) for the online sum, 0 for v = -inf: while every value seen so far is
+    -inf, m is -inf too and exp(v - m) would be NaN (a masked logit must add nothing)."""
+    return 0.0 if v == neg_inf else math.exp(v - m)
+
+
+@cuda.jit(device=True)
 def row_max_sumexp(sh, x, row, valid, neg_inf):
     """(max, sum of exp(x[row, :] - max)) of one row, read once by the thread's group.
 
@@ -132,14 +139,15 @@ def row_max_sumexp(sh, x, row, valid, neg_inf):
             if top > m:
                 s *= math.exp(m * 1.0 - top)
                 m = top
-            s += (math.exp(v0 - m) + math.exp(v1 - m)) + (math.exp(v2 - m) + math.exp(v3 - m))
+            s += ((_exp_shifted(v0, m, neg_inf) + _exp_shifted(v1, m, neg_inf))
+                  + (_exp_shifted(v2, m, neg_inf) + _exp_shifted(v3, m, neg_inf)))
             j += 4 * lanes
         while j < c:
             v = x[row, j]
             if v > m:
                 s *= math.exp(m * 1.0 - v)
                 m = v
-            s += math.exp(v - m)
+            s += _exp_shifted(v, m, neg_inf)
             j += lanes
     top = group_max(sh, m)
     # a lane that saw no column (C < lanes) holds s = 0 and m = -inf: it adds nothing
