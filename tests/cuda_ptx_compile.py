@@ -31,7 +31,7 @@ class _Device:
 numba.cuda.dispatcher.get_current_device = lambda: _Device()
 
 from fastnn.kernels.cuda import (activations, batchnorm, config, conv, dense,  # noqa: E402
-                                 dropout, gemm, losses, optim)
+                                 device, dropout, gemm, losses, optim)
 
 i64, f64, u64, b = types.int64, types.float64, types.uint64, types.boolean
 
@@ -75,7 +75,7 @@ def kernels(t):
         ("add partials", dense._add_partials, (arr(f64, 2), a1)),
         ("act grad", dense._act_grad, (a1, a1, i64, t, a1)),
         ("gemm epilogue", gemm._epilogue, (a1, a1, b, i64, t, i64)),
-        ("gemm zero", gemm._zero, (a1,)),
+        ("fill zero", device._fill_zero, (a1,)),
         ("gemm tiled", gemm._tiled(config.TILE), (a2, a2, a2, b, b, b, a1, b, i64, t)),
         ("BatchNorm (N, C) forward", bn2d[0], bn_fwd(a2)),
         ("BatchNorm (N, C) backward", bn2d[1], bn_bwd(a2)),

@@ -54,6 +54,19 @@ def as_device(a):
     return cuda.as_cuda_array(a)
 
 
+# Python's min and max of two values, for device code: the builtins with two arguments do
+# not compile on every numba CUDA target (numba 0.68's bundled one cannot type them). Same
+# results as the builtins, NaN included (max(a, b) is a unless b > a).
+@cuda.jit(device=True)
+def dmin(a, b):
+    return b if b < a else a
+
+
+@cuda.jit(device=True)
+def dmax(a, b):
+    return b if b > a else a
+
+
 _flat_views = weakref.WeakKeyDictionary()
 
 

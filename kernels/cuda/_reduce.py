@@ -10,6 +10,8 @@ import math
 
 from numba import cuda
 
+from ._common import dmax
+
 
 @cuda.jit(device=True)
 def block_sum(sh, value):
@@ -133,9 +135,7 @@ def row_max_sumexp(sh, x, row, valid, neg_inf):
             v1 = x[row, j + lanes]
             v2 = x[row, j + 2 * lanes]
             v3 = x[row, j + 3 * lanes]
-            top01 = v0 if v0 > v1 else v1
-            top23 = v2 if v2 > v3 else v3
-            top = top01 if top01 > top23 else top23
+            top = dmax(dmax(v0, v1), dmax(v2, v3))
             if top > m:
                 s *= math.exp(m * 1.0 - top)
                 m = top

@@ -22,7 +22,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, block_jit
+from ._common import Call, block_jit, dmax
 from ._reduce import block_sum, cached_factory, column_sum
 from .gemm import dummy
 
@@ -66,7 +66,7 @@ def _kernels(threads):
                 save_mean[c] = mean
                 save_invstd[c] = invstd
                 if training:
-                    unbiased = var * count / (count - 1 if count > 1 else 1)
+                    unbiased = var * count / dmax(count - 1, 1)
                     running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean
                     running_var[c] = (1 - momentum) * running_var[c] + momentum * unbiased
             scale = invstd * weight[c]
@@ -172,8 +172,7 @@ def _kernels2d(threads):
                 m1 = column_sum(sh, s1) / n
                 mean = first + m1
                 if not mean_only:
-                    var = column_sum(sh, s2) / n - m1 * m1
-                    var = 0.0 if 0.0 > var else var  # NaN stays NaN, as max(var, 0.0)
+                    var = dmax(column_sum(sh, s2) / n - m1 * m1, 0.0)
             elif valid:
                 mean = running_mean[c] * 1.0
                 if not mean_only:
@@ -188,7 +187,7 @@ def _kernels2d(threads):
                 if not mean_only:
                     save_invstd[c] = invstd
                     if training:
-                        unbiased = var * n / (n - 1 if n > 1 else 1)
+                        unbiased = var * n / dmax(n - 1, 1)
                         running_var[c] = (1 - momentum) * running_var[c] + momentum * unbiased
             scale = 1.0 if mean_only else invstd * weight[c]
             shift = bias[c] - mean * scale

@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, scratch
+from ._common import Call, dmax, dmin, scratch
 from .dense import column_sums_add
 from .gemm import gemm
 
@@ -141,26 +141,14 @@ def _max_pool_backward(grad_out, indices, grad_in):
             grad_in[p, indices[p, k]] += grad_out[p, k]
 
 
-# Integer min and max as device functions: the builtins with two arguments do not compile
-# on every numba CUDA target (numba 0.68's bundled one fails to type them).
-@cuda.jit(device=True)
-def _imin(a, b):
-    return a if a < b else b
-
-
-@cuda.jit(device=True)
-def _imax(a, b):
-    return a if a > b else b
-
-
 @cuda.jit(device=True)
 def _avg_divisor(ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw, count_include_pad):
     if count_include_pad:
         return kh * kw
     h0 = ho * sh - ph
     w0 = wo * sw - pw
-    rows = _imin(h0 + kh, h_n) - _imax(h0, 0)
-    cols = _imin(w0 + kw, w_n) - _imax(w0, 0)
+    rows = dmin(h0 + kh, h_n) - dmax(h0, 0)
+    cols = dmin(w0 + kw, w_n) - dmax(w0, 0)
     return rows * cols
 
 
@@ -195,10 +183,10 @@ def _avg_pool_backward(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, grad
         c = (idx // (h_n * w_n)) % c_n
         h = (idx // w_n) % h_n
         w = idx % w_n
-        ho_lo = _imax(0, (h + ph - kh + sh) // sh)
-        ho_hi = _imin(ho_n - 1, (h + ph) // sh)
-        wo_lo = _imax(0, (w + pw - kw + sw) // sw)
-        wo_hi = _imin(wo_n - 1, (w + pw) // sw)
+        ho_lo = dmax(0, (h + ph - kh + sh) // sh)
+        ho_hi = dmin(ho_n - 1, (h + ph) // sh)
+        wo_lo = dmax(0, (w + pw - kw + sw) // sw)
+        wo_hi = dmin(wo_n - 1, (w + pw) // sw)
         acc = 0.0
         for ho in range(ho_lo, ho_hi + 1):
             for wo in range(wo_lo, wo_hi + 1):

@@ -8,7 +8,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, flat
+from ._common import Call, dmin, flat
 from ._common import scratch as temporary
 from ._reduce import cached_factory, column_sum
 from .gemm import ACT_CODES, activation_grad, gemm
@@ -55,9 +55,7 @@ def _column_partials(groups):
         rows, cols = g.shape
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         first = cuda.blockIdx.y * row_block
-        last = first + row_block
-        if last > rows:
-            last = rows
+        last = dmin(rows, first + row_block)
         step = 4 * groups
         for base in range(cuda.blockIdx.x * WARP, cols, cuda.gridDim.x * WARP):
             j = base + tx

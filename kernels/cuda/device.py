@@ -8,7 +8,7 @@ flat buffers follow (``fastnn/optim/flat.py``). Both reach the GPU through
 from numba import cuda  # noqa: F401  (fastnn.device allocates through it)
 
 from . import config
-from ._common import as_device, is_device  # noqa: F401
+from ._common import as_device, flat, is_device  # noqa: F401
 
 
 @cuda.jit
@@ -21,4 +21,4 @@ def fill_zero(a):
     """Set every element of a C-contiguous device array to zero, in place."""
     a = as_device(a)
     if a.size:
-        _fill_zero[config.blocks(a.size), config.THREADS](a.reshape(a.size))
+        _fill_zero[config.blocks(a.size), config.THREADS](flat(a))

@@ -19,6 +19,7 @@ from numba import cuda
 from . import config
 from ._common import SIMULATOR, flat
 from ._reduce import cached_factory
+from .device import fill_zero
 
 ACT_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
@@ -69,6 +70,7 @@ def _load_raw_cublas():
 
 
 _raw_cublas = _load_raw_cublas()
+
 
 def _host_scalar(value, dtype):
     """(array kept alive, its address): alpha or beta for cuBLAS's host pointer mode."""
@@ -204,12 +206,6 @@ def _tiled(tile):
 
 
 @cuda.jit
-def _zero(c):
-    for i in range(cuda.grid(1), c.size, cuda.gridsize(1)):
-        c[i] = 0
-
-
-@cuda.jit
 def _epilogue(c, bias, has_bias, act, slope, n_cols):
     """c (flat, rows of n_cols) = act(c + bias[col])."""
     for i in range(cuda.grid(1), c.size, cuda.gridsize(1)):
@@ -243,7 +239,7 @@ def gemm(a, b, c, trans_a=False, trans_b=False, accumulate=False, bias=None,
     k = a.shape[0] if trans_a else a.shape[1]
     if _cupy is not None and k == 0:  # an empty sum; cuBLAS rejects CuPy's leading dim 0
         if not accumulate:
-            _zero[config.blocks(c.size), config.THREADS](flat(c))
+            fill_zero(c)
     elif _raw_cublas is not None and _direct_ok(a, b, c):
         _direct_gemm(a, b, c, trans_a, trans_b, accumulate)
     elif _cupy is not None:

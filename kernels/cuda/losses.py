@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, flat, scratch
+from ._common import Call, dmax, flat, scratch
 from ._reduce import cached_factory, group_sum, row_max_sumexp
 
 
@@ -126,11 +126,10 @@ def _bce(pred, target, inv_size, grad, partial):
         t = target[i]
         log_p = math.log(p) if p > 0 else -math.inf
         log_1mp = math.log1p(-p) if p < 1 else -math.inf
-        log_p = -100.0 if -100.0 > log_p else log_p  # max(log_p, -100.0), NaN kept
-        log_1mp = -100.0 if -100.0 > log_1mp else log_1mp
+        log_p = dmax(log_p, -100.0)
+        log_1mp = dmax(log_1mp, -100.0)
         s -= t * log_p + (1 - t) * log_1mp
-        q = p * (1 - p)
-        grad[i] = (p - t) / (1e-12 if 1e-12 > q else q) * inv_size
+        grad[i] = (p - t) / dmax(p * (1 - p), 1e-12) * inv_size
     partial[i0] = s
 
 
