@@ -8,7 +8,7 @@ FMNIST := /usr/share/datasets/fashion-mnist
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: setup.py pyproject.toml $(wildcard kernels/cython/*.pyx kernels/cython/*.pxd)
+$(VENV)/.installed: setup.py pyproject.toml $(wildcard kernels/cython/*.pyx kernels/cython/*.pxd kernels/cython/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q "Cython>=3.0" "numpy>=1.24" "scipy>=1.10"

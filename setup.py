@@ -45,10 +45,11 @@ DEBUG = os.environ.get("FASTNN_CYTHON_DEBUG") == "1"
 
 def _extensions():
     extensions = []
+    headers = sorted(glob.glob(os.path.join("kernels", "cython", "*.h")))
     for pyx in sorted(glob.glob(os.path.join("kernels", "cython", "*.pyx"))):
         name = "fastnn.kernels.cython." + os.path.splitext(os.path.basename(pyx))[0]
         extensions.append(Extension(
-            name, [pyx],
+            name, [pyx], depends=headers,  # a changed C helper rebuilds every extension
             include_dirs=[numpy.get_include(), os.path.join("kernels", "cython")],
             extra_compile_args=_compile_flags() + (["-fopenmp"] if OPENMP else []),
             extra_link_args=["-fopenmp"] if OPENMP else [],

@@ -167,6 +167,20 @@ def test_activations_at_extremes(backend, dtype):
     assert_close(gelu_grad, xt.grad.numpy(), dtype)
 
 
+def test_gelu_float32_within_1e7_plus_one_ulp_of_exact(backend):
+    """float32 GELU on a dense grid against the exact value (float64 erfc): the compiled
+    backends' log2-polynomial Phi (_fastnn_math.h, vmath.gelu) including its cut at
+    |x| = 5.6, where PyTorch's float32 1 + erf is 0 too."""
+    from scipy.special import erfc
+    x = np.concatenate([np.linspace(-12, 12, 600_001), [5.6, -5.6, 5.61, -5.61, 1e30, -1e30]]
+                       ).astype(np.float32)
+    x64 = x.astype(np.float64)
+    exact = x64 * 0.5 * erfc(-x64 / np.sqrt(2))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    error = np.abs(ops.gelu(x).astype(np.float64) - exact)
+    assert (error / (1e-7 + ulp)).max() <= 1.0
+
+
 def test_nan_propagates(backend, dtype):
     x = np.array([np.nan, 1.0, -1.0], dtype=dtype)
     for name in ("relu", "sigmoid", "tanh", "gelu", "sine"):

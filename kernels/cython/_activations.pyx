@@ -9,7 +9,7 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 """
 from cython.parallel cimport prange
 
-from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_tanh, f_phi, f_gelu_grad, f_sin, f_cos,
+from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, row_max, row_sum, row_dot)
 
@@ -52,7 +52,7 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             y[i] = f_tanh(x[i])
     elif op == U_GELU:
         for i in range(n):
-            y[i] = x[i] * f_phi(x[i])
+            y[i] = f_gelu(x[i])
     elif op == U_SINE:
         _sine_block(x, y, n, a)
 

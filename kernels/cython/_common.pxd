@@ -14,7 +14,7 @@ cdef extern from "_fastnn_math.h" nogil:
     float fnn_expf(float x)
     float fnn_tanhf(float x)
     float fnn_sigmoidf(float x)
-    float fnn_phif(float x)
+    float fnn_gelu_f(float x)
     float fnn_gelu_gradf(float x)
     float fnn_sinf(float x)          # the branch-free sin/cos: valid where not trig_beyond
     float fnn_cosf(float x)
@@ -95,13 +95,13 @@ cdef inline floating f_tanh(floating x) noexcept nogil:
         return c_tanh(x)
 
 
-cdef inline floating f_phi(floating x) noexcept nogil:
-    """Standard normal CDF: float within 1e-7 absolute (A&S 7.1.26, _fastnn_math.h),
-    double from erfc (accurate in both tails)."""
+cdef inline floating f_gelu(floating x) noexcept nogil:
+    """x Phi(x) with Phi the standard normal CDF: float from a polynomial for log2 Phi
+    (_fastnn_math.h, within 1e-7 + 1 ulp), double from erfc (accurate in both tails)."""
     if floating is float:
-        return fnn_phif(x)
+        return fnn_gelu_f(x)
     else:
-        return 0.5 * erfc(-x * 0.70710678118654752440)
+        return x * 0.5 * erfc(-x * 0.70710678118654752440)
 
 
 cdef inline floating f_gelu_grad(floating x) noexcept nogil:

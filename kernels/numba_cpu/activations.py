@@ -90,12 +90,8 @@ def _tanh_backward(grad_out, y, out):  # IN grad_out, y (n,); OUT out (n,)
 
 @kernel
 def _gelu(x, out):  # IN x (n,); OUT out (n,)
-    half = x.dtype.type(0.5)
-    one = x.dtype.type(1)
-    inv_sqrt2 = x.dtype.type(1 / math.sqrt(2))
     for i in prange(x.shape[0]):
-        v = x[i]
-        out[i] = half * v * (one + vmath.erf(v * inv_sqrt2))
+        out[i] = vmath.gelu(x[i])
 
 
 @kernel

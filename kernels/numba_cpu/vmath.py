@@ -8,9 +8,9 @@ Accuracy: ``exp`` within 2 ulp up to 88.3 and 5 ulp above (Cephes ``expf``; 0 be
 float32's smallest normal); ``exp_core`` the same without the special cases, for
 kernels that clamp its argument to -87.3 .. 88.72 (one compare and blend less per
 element); ``tanh`` a few ulp (E / (E + 2) with E = expm1(2x): one exp, one
-division); ``erf`` within 5e-7 absolute (GELU only uses 1 + erf; the formula of the
-Cython backend's Phi); ``erf_with_gauss``
-the same given e**(-x*x), so GELU's backward needs one exp, not two.
+division); ``gelu`` (x Phi(x)) within 1e-7 + 1 ulp (the Cython backend's formula);
+``erf_with_gauss`` erf within 5e-7 absolute given e**(-x*x), so GELU's backward needs
+one exp, not two (GELU only uses 1 + erf; the formula of the Cython backend's Phi).
 float64 arguments go to libm unchanged: gradient checks need the full precision.
 NaN propagates through each of them.
 
@@ -72,9 +72,9 @@ def tanh(x):
     return math.tanh(x)
 
 
-def erf(x):
-    """erf(x) (Python fallback)."""
-    return math.erf(x)
+def gelu(x):
+    """x Phi(x), Phi the standard normal CDF (Python fallback)."""
+    return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
 def exp_core(x):
@@ -186,9 +186,52 @@ def _erf_with_gauss32(x, gauss):
     return -y if x < _F(0.0) else y
 
 
-def _erf32(x):
-    # e**(-a*a) clamped at e**-87 for |x| > 9.3, where erf is +-1 in float32 anyway
-    return _erf_with_gauss32(x, _exp_core32(max(-x * x, _F(-87.0))))
+# Phi(-u) = 2**P(u) on [0, 5.6], P of degree 10 in u - 1 (~log2 Phi(-u)), 2**r of
+# degree 5: the Cython backend's fnn_phi_lower_f, where the fit is described. No
+# division and no Gaussian: GELU's forward ran 0.57 -> 0.47 ns per value (1 thread, in
+# cache) against erf_with_gauss with its exp.
+_PHI_LOWER_LOG2 = tuple(_F(c) for c in (
+    -1.653284087e-08, 3.642024069e-07, -3.242114644e-06, 1.267593598e-05,
+    1.703953785e-05, -5.801857915e-04, 4.754908383e-03, -2.811893634e-02,
+    -5.777262449e-01, -2.200304747e+00, -2.656033039e+00))
+_EXP2_REDUCED = tuple(_F(c) for c in (
+    1.327646663e-03, 9.675540961e-03, 5.550713465e-02, 2.402212024e-01, 6.931469440e-01,
+    1.000000119e+00))
+_PHI_CUT = _F(5.6)
+
+
+@register_jitable(**_OPTIONS)
+def _phi_lower32(u):
+    # Phi(-u) for u >= 0; 0 beyond 5.6 (Phi(-5.6) = 1e-8; PyTorch's float32 1 + erf is 0)
+    v = min(u, _PHI_CUT) - _F(1.0)
+    c = _PHI_LOWER_LOG2
+    p = c[0]
+    p = p * v + c[1]
+    p = p * v + c[2]
+    p = p * v + c[3]
+    p = p * v + c[4]
+    p = p * v + c[5]
+    p = p * v + c[6]
+    p = p * v + c[7]
+    p = p * v + c[8]
+    p = p * v + c[9]
+    p = p * v + c[10]  # in [-26.5, -1]: 2**n is a normal float
+    n = np.rint(p)
+    r = p - n
+    e = _EXP2_REDUCED
+    q = e[0]
+    q = q * r + e[1]
+    q = q * r + e[2]
+    q = q * r + e[3]
+    q = q * r + e[4]
+    q = q * r + e[5]
+    lower = q * _float32_from_bits((np.int32(n) + 127) << 23)
+    return _F(0.0) if u > _PHI_CUT else lower
+
+
+def _gelu32(x):
+    lower = _phi_lower32(abs(x))
+    return x * (lower if x < _F(0.0) else _F(1.0) - lower)  # NaN stays NaN
 
 
 @overload(exp, jit_options=_OPTIONS)
@@ -219,11 +262,11 @@ def _erf_with_gauss_overload(x, gauss):
     return lambda x, gauss: math.erf(x)
 
 
-@overload(erf, jit_options=_OPTIONS)
-def _erf_overload(x):
+@overload(gelu, jit_options=_OPTIONS)
+def _gelu_overload(x):
     if x == types.float32:
-        return _erf32
-    return lambda x: math.erf(x)
+        return _gelu32
+    return lambda x: 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
 
 
 # ---------------------------------------------------------------- row maximum
