@@ -71,12 +71,21 @@ def warn_if_spin_too_late(backend):
             f"or use fastnn.set_num_threads(1).", RuntimeWarning, stacklevel=3)
 
 
+_default_num_threads = None
+
+
 def _default_threads():
-    for var in ("FASTNN_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var)
-        if value and value.isdigit() and int(value) > 0:
-            return int(value)
-    return os.cpu_count() or 1
+    """FASTNN_NUM_THREADS, else OMP_NUM_THREADS, else the CPU count; read once. Every
+    parallel numba kernel asks for the count, and os.cpu_count() reads /sys on each
+    call (8 us here: more than a 2x1024 BatchNorm takes)."""
+    global _default_num_threads
+    if _default_num_threads is None:
+        _default_num_threads = os.cpu_count() or 1
+        for var in ("OMP_NUM_THREADS", "FASTNN_NUM_THREADS"):
+            value = os.environ.get(var)
+            if value and value.isdigit() and int(value) > 0:
+                _default_num_threads = int(value)
+    return _default_num_threads
 
 
 def get_num_threads():
