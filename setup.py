@@ -14,7 +14,10 @@ from setuptools.extension import Extension
 def _compile_flags():
     # Reassociation lets gcc vectorize reductions (sums over a plane); no -ffinite-math
     # and no -ffast-math, so NaN and inf still propagate as in the numba backend's flags.
-    flags = ["-O3", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math"]
+    # -fno-math-errno: sqrt(-1) is still NaN, but a loop calling sqrt no longer keeps a
+    # scalar libm call for errno's sake (Adam's update ran unvectorized, 2.6x numba's time).
+    flags = ["-O3", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
+             "-fno-math-errno"]
     if os.environ.get("FASTNN_NATIVE", "1") == "1":
         flags.append("-march=native")
     return flags
