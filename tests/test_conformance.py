@@ -270,6 +270,20 @@ def test_bce_loss(backend, dtype, rng, shape):
     np.testing.assert_allclose(grad, pt.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_bce_loss_soft_targets_and_extreme_probabilities(backend, dtype, rng):
+    """The compiled float32 logs (vectorized, not libm) over every scale of p, subnormal
+    and 1 - 2**-24 included, with soft targets; against float64 PyTorch."""
+    pred = np.concatenate([10.0 ** rng.uniform(-44, 0, 4000), 1 - 10.0 ** rng.uniform(-7.2, 0, 4000),
+                           [1e-45, 1e-39, 1.2e-38, 2.0 ** -24, 1 - 2.0 ** -24, 0.5]]).astype(dtype)
+    target = rng.random(pred.shape).astype(dtype)
+    loss, grad = ops.bce_loss(pred, target)
+    pt = t(pred.astype(np.float64), True)
+    expected = F.binary_cross_entropy(pt, t(target.astype(np.float64)))
+    expected.backward()
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-6)
+    np.testing.assert_allclose(grad, pt.grad.numpy(), rtol=1e-5, atol=1e-6)
+
+
 # -------------------------------------------------------------------- batchnorm
 @pytest.mark.parametrize("shape", [(2, 3), (64, 33), (256, 1024), (4, 3, 5, 7)])
 @pytest.mark.parametrize("training", [True, False])

@@ -61,6 +61,32 @@ def test_gelu_within_1e7_plus_one_ulp():
     assert (np.abs(_apply(x, 2) - exact) / (1e-7 + ulp)).max() <= 1.0
 
 
+@njit
+def _apply_log(x, plus_one):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = vmath.log1p(x[i]) if plus_one else vmath.log(x[i])
+    return out
+
+
+def test_log_within_1_5_ulp_over_every_binade_and_its_edges():
+    x = np.arange(1, 0x7F800000, 997, dtype=np.uint32).view(np.float32)  # subnormals too
+    assert _ulps(_apply_log(x, False), np.log(x.astype(np.float64))).max() <= 1.5
+    edges = _apply_log(np.array([0.0, -0.0, -1.0, np.inf, -np.inf, np.nan], np.float32), False)
+    assert list(edges[:2]) == [-np.inf, -np.inf] and np.isnan(edges[2]) and edges[3] == np.inf
+    assert np.isnan(edges[4]) and np.isnan(edges[5])
+
+
+def test_log1p_within_log_accuracy_plus_6e8_and_libm_in_float64():
+    """log1p(x) = log(1 + x): the log's 1.5 ulp plus the rounding of 1 + x (<= 6e-8)."""
+    x = np.linspace(-0.9999, 4, 100_001).astype(np.float32)
+    exact = np.log1p(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)
+    assert (np.abs(_apply_log(x, True) - exact) - 1.5 * ulp).max() <= 6e-8
+    x64 = np.linspace(-0.9, 4, 1001)
+    np.testing.assert_array_equal(_apply_log(x64, True), np.array([math.log1p(v) for v in x64]))
+
+
 def test_edges_nan_and_infinities():
     x = np.array([np.nan, np.inf, -np.inf, -100.0, 100.0], np.float32)
     e = _apply(x, 0)

@@ -60,6 +60,50 @@ static inline float fnn_expm1_reduced_f(float x, float* scale, int cap) {
     return p * (r * r) + r;
 }
 
+/* log(x) for float, branch-free so loops calling it vectorize (glibc's logf is a scalar
+ * call: BCE on 16M values ran at 1.2 GB/s, NumPy's speed). x = 2^e m with m in
+ * [sqrt(1/2), sqrt(2)) from the bits (subnormals scaled by 2^23 first), log x =
+ * e ln2 + log1p(f), f = m - 1, log1p(f) = f - f^2/2 + f^3 P(f) with P of degree 7 fitted
+ * for this file (Lawson-reweighted least squares on Chebyshev nodes, 5.8e-9 relative)
+ * and ln2 in two parts. Within 0.9 ulp of log (a sample of 58M positive floats, the
+ * subnormals included); log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, NaN
+ * propagates. 0.44 ns per value (1 thread, in cache) against 3.3 for logf. The same
+ * algorithm and coefficients as the numba backend's vmath.log. */
+static inline float fnn_logf(float x) {
+    int tiny = x < 1.17549435e-38f;
+    float xs = tiny ? x * 8388608.0f : x;
+    int32_t bits;
+    memcpy(&bits, &xs, sizeof bits);
+    int32_t mbits = (bits & 0x007fffff) | 0x3f800000;
+    float m;
+    memcpy(&m, &mbits, sizeof m);              /* [1, 2) */
+    float e = (float)(((bits >> 23) & 0xff) - 127) - (tiny ? 23.0f : 0.0f);
+    int big = m > 1.41421356f;
+    m = big ? 0.5f * m : m;
+    e = big ? e + 1.0f : e;
+    float f = m - 1.0f;
+    float p = -7.634429634e-02f;
+    p = p * f + 1.276154965e-01f;
+    p = p * f - 1.316019446e-01f;
+    p = p * f + 1.420176178e-01f;
+    p = p * f - 1.662335694e-01f;
+    p = p * f + 2.000122666e-01f;
+    p = p * f - 2.500082254e-01f;
+    p = p * f + 3.333333135e-01f;
+    float f2 = f * f;
+    float y = FNN_FMAF(f2 * f, p, FNN_FMAF(-0.5f, f2, e * -2.12194440e-4f));
+    y = FNN_FMAF(e, 0.693359375f, y + f);
+    y = x < INFINITY ? y : x;
+    return x > 0.0f ? y : (x == 0.0f ? -INFINITY : NAN);
+}
+
+/* log(1 + x) for float as fnn_logf(1 + x): the rounding of 1 + x adds up to 6e-8
+ * absolute (relative accuracy is lost for |x| below ~1e-4); BCE's log(1 - p) terms
+ * only need the absolute accuracy. */
+static inline float fnn_log1pf(float x) {
+    return fnn_logf(1.0f + x);
+}
+
 /* e^x for -87.3 <= x <= 88.3 (callers clamp), no special cases; with cap, up to 88.72. */
 static inline float fnn_expf_core(float x, int cap) {
     float scale;

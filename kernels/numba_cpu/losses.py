@@ -115,6 +115,7 @@ def _bce(pred, target, grad, chunk):
     n = pred.shape[0]
     one = pred.dtype.type(1)
     eps = pred.dtype.type(1e-12)
+    lo = pred.dtype.type(-100.0)
     inv_n = pred.dtype.type(1.0 / max(n, 1))
     chunks = (n + chunk - 1) // chunk
     partial = np.zeros(chunks)
@@ -126,9 +127,11 @@ def _bce(pred, target, grad, chunk):
         for i in range(ps.shape[0]):
             p = ps[i]
             t = ts[i]
-            log_p = max(math.log(float(p)), -100.0)  # clamped as PyTorch does
-            log_1mp = max(math.log1p(-float(p)), -100.0)
-            total -= float(t) * log_p + (1.0 - float(t)) * log_1mp
+            # in pred's type, clamped as PyTorch does (float32: the vectorizable logs;
+            # libm's made this loop NumPy's speed, 10 ns per value)
+            log_p = max(vmath.log(p), lo)
+            log_1mp = max(vmath.log1p(-p), lo)
+            total -= float(t) * float(log_p) + (1.0 - float(t)) * float(log_1mp)
             gs[i] = (p - t) / max(p * (one - p), eps) * inv_n
         partial[k] = total
     return _ordered_sum(partial)

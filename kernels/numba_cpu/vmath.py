@@ -8,7 +8,8 @@ Accuracy: ``exp`` within 2 ulp up to 88.3 and 5 ulp above (Cephes ``expf``; 0 be
 float32's smallest normal); ``exp_core`` the same without the special cases, for
 kernels that clamp its argument to -87.3 .. 88.72 (one compare and blend less per
 element); ``tanh`` a few ulp (E / (E + 2) with E = expm1(2x): one exp, one
-division); ``gelu`` (x Phi(x)) within 1e-7 + 1 ulp (the Cython backend's formula);
+division); ``log`` within 1.5 ulp (``log1p(x)`` as ``log(1 + x)``: 6e-8 more);
+``gelu`` (x Phi(x)) within 1e-7 + 1 ulp (the Cython backend's formula);
 ``erf_with_gauss`` erf within 5e-7 absolute given e**(-x*x), so GELU's backward needs
 one exp, not two (GELU only uses 1 + erf; the formula of the Cython backend's Phi).
 float64 arguments go to libm unchanged: gradient checks need the full precision.
@@ -50,6 +51,17 @@ def _float32_from_bits(typingctx, bits):
 
 
 @intrinsic
+def _bits_from_float32(typingctx, x):
+    """The 32 bits of a float32 as an int32 (no conversion)."""
+    if x != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(32))
+    return types.int32(x), codegen
+
+
+@intrinsic
 def _fma(typingctx, a, b, c):
     """a * b + c with one rounding (llvm.fma: one instruction on FMA hardware)."""
     if not (isinstance(a, types.Float) and a == b == c):
@@ -70,6 +82,16 @@ def exp(x):
 def tanh(x):
     """tanh(x) (Python fallback)."""
     return math.tanh(x)
+
+
+def log(x):
+    """log(x) (Python fallback)."""
+    return math.log(x)
+
+
+def log1p(x):
+    """log(1 + x) (Python fallback)."""
+    return math.log1p(x)
 
 
 def gelu(x):
@@ -156,6 +178,51 @@ def _exp32(x):
     if x > _EXP_HI:
         y = _F(np.inf)
     return y
+
+
+# log1p(f) = f - f*f/2 + f**3 P(f) on f in [sqrt(1/2) - 1, sqrt(2) - 1]: the Cython
+# backend's fnn_logf, where the fit is described
+_LOG1P_P = tuple(_F(c) for c in (
+    -7.634429634e-02, 1.276154965e-01, -1.316019446e-01, 1.420176178e-01, -1.662335694e-01,
+    2.000122666e-01, -2.500082254e-01, 3.333333135e-01))
+_TINY = _F(1.17549435e-38)  # float32's smallest normal
+
+
+@register_jitable(**_OPTIONS)
+def _log32(x):
+    # x = 2**e m, m in [sqrt(1/2), sqrt(2)) from the bits (subnormals scaled by 2**23
+    # first); within 1.5 ulp (0.9 in C); log(0) = -inf, log(x < 0) = NaN, inf and NaN pass through
+    tiny = x < _TINY
+    bits = _bits_from_float32(x * _F(8388608.0) if tiny else x)
+    m = _float32_from_bits((bits & 0x007FFFFF) | 0x3F800000)  # [1, 2)
+    e = _F(((bits >> 23) & 0xFF) - 127) - (_F(23.0) if tiny else _F(0.0))
+    if m > _F(1.41421356):
+        m = _F(0.5) * m
+        e = e + _F(1.0)
+    f = m - _F(1.0)
+    c = _LOG1P_P
+    p = c[0]
+    p = p * f + c[1]
+    p = p * f + c[2]
+    p = p * f + c[3]
+    p = p * f + c[4]
+    p = p * f + c[5]
+    p = p * f + c[6]
+    p = p * f + c[7]
+    f2 = f * f
+    y = _fma(f2 * f, p, _fma(_F(-0.5), f2, e * _LN2_2))
+    y = _fma(e, _LN2_1, y + f)
+    if not x < _F(np.inf):
+        y = x  # inf, NaN
+    if not x > _F(0.0):
+        y = _F(-np.inf) if x == _F(0.0) else _F(np.nan)
+    return y
+
+
+def _log1p32(x):
+    # log(1 + x) as _log32(1 + x): plus up to 6e-8 absolute from rounding 1 + x (BCE's
+    # log(1 - p) needs no more)
+    return _log32(_F(1.0) + x)
 
 
 def _tanh32(x):
@@ -246,6 +313,20 @@ def _tanh_overload(x):
     if x == types.float32:
         return _tanh32
     return lambda x: math.tanh(x)
+
+
+@overload(log, jit_options=_OPTIONS)
+def _log_overload(x):
+    if x == types.float32:
+        return _log32
+    return lambda x: math.log(x)
+
+
+@overload(log1p, jit_options=_OPTIONS)
+def _log1p_overload(x):
+    if x == types.float32:
+        return _log1p32
+    return lambda x: math.log1p(x)
 
 
 @overload(exp_core, jit_options=_OPTIONS)
