@@ -286,11 +286,13 @@ def _add_parts(parts, used, grad_weight):  # pragma: no cover - compiled
     """grad_weight: (C_out, K) IN/OUT += parts[0] + ... + parts[used - 1], in order."""
     c_out, k = grad_weight.shape
     for co in prange(c_out):
-        for q in range(k):
-            acc = grad_weight[co, q]
-            for t in range(used):
-                acc += parts[t, co, q]
-            grad_weight[co, q] = acc
+        # part by part over contiguous rows (vectorized; the same order of additions per
+        # element as a loop over parts innermost, which strode by C_out * K: 2.3x slower)
+        row = grad_weight[co]
+        for t in range(used):
+            part = parts[t, co]
+            for q in range(k):
+                row[q] += part[q]
 
 
 @kernel
