@@ -149,9 +149,11 @@ def softmax_cross_entropy(logits, target, grad=None):
     """Mean cross-entropy of softmax(logits) and its gradient in one pass.
 
     logits: (N, C); target: (N,) int64 class labels, or (N, C) probabilities
-    (one-hot or soft, rows summing to 1) in logits' dtype; grad: (N, C) or None.
-    Stable for logits of any magnitude (log-sum-exp). Returns (loss: float,
-    grad: (N, C)) with grad = (softmax(logits) - onehot(target)) / N.
+    (one-hot or soft) in logits' dtype; grad: (N, C) or None. Stable for logits of
+    any magnitude (log-sum-exp). Returns (loss: float, grad: (N, C)) with
+    grad = (softmax(logits) - onehot(target)) / N, and for probabilities
+    (softmax(logits) * target.sum(1) - target) / N, PyTorch's gradient also for rows
+    that do not sum to 1.
     """
 
 

@@ -270,6 +270,23 @@ def test_bce_loss(backend, dtype, rng, shape):
     np.testing.assert_allclose(grad, pt.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_cross_entropy_with_targets_that_do_not_sum_to_one(backend, dtype, rng):
+    """PyTorch's loss and gradient, (softmax * sum(t) - t) / N, for rows summing to 0.3,
+    1.5 and 0 as well as to 1."""
+    logits = (rng.standard_normal((4, 37)) * 3).astype(dtype)
+    target = rng.random((4, 37)).astype(dtype)
+    target /= target.sum(1, keepdims=True)
+    target[1] *= 0.3
+    target[2] *= 1.5
+    target[3] = 0
+    loss, grad = ops.softmax_cross_entropy(logits, target)
+    lt = t(logits, True)
+    expected = F.cross_entropy(lt, t(target))
+    expected.backward()
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-5)
+    assert_close(grad, lt.grad.numpy(), dtype)
+
+
 def test_bce_loss_soft_targets_and_extreme_probabilities(backend, dtype, rng):
     """The compiled float32 logs (vectorized, not libm) over every scale of p, subnormal
     and 1 - 2**-24 included, with soft targets; against float64 PyTorch."""

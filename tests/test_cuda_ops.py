@@ -241,7 +241,7 @@ def test_dropout_mask_statistics_seed_and_launch_independence(dtype, rng, monkey
 
 
 # ---------------------------------------------------------------------- losses
-@pytest.mark.parametrize("target_kind", ["labels", "probs"])
+@pytest.mark.parametrize("target_kind", ["labels", "probs", "unnormalized"])
 @pytest.mark.parametrize("magnitude", [1.0, 1e4])
 @pytest.mark.parametrize("n, c", [(7, 40), (3, 300)])
 def test_softmax_cross_entropy(dtype, rng, target_kind, magnitude, n, c):
@@ -251,6 +251,8 @@ def test_softmax_cross_entropy(dtype, rng, target_kind, magnitude, n, c):
     else:
         target = rng.random((n, c)).astype(dtype)
         target /= target.sum(axis=1, keepdims=True)
+        if target_kind == "unnormalized":  # PyTorch's gradient: softmax * sum(t) - t
+            target *= np.linspace(0, 1.5, n, dtype=dtype)[:, None]
     loss, grad = C.softmax_cross_entropy(logits, target)
     lt = t(logits, True)
     expected = F.cross_entropy(lt, t(target))

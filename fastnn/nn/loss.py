@@ -94,7 +94,7 @@ class CrossEntropyLoss(Loss):
     """Mean cross-entropy of softmax(logits), stable for logits of any magnitude.
 
     pred: logits (N, C); target: integer class labels (N,) in [0, C), or probabilities
-    (N, C) (one-hot or soft, rows summing to 1) in pred's dtype.
+    (N, C) (one-hot or soft) in pred's dtype; as in PyTorch, rows need not sum to 1.
     """
 
     def _check(self, pred, target):

@@ -20,15 +20,16 @@ from ._reduce import cached_factory, group_sum, row_max_sumexp
 
 
 @cuda.jit(device=True)
-def _ce_term(v, m, log_sum, j, label, soft, probs, row, one):
-    """(softmax - target, -target * log softmax) of logit v = logits[row, j]."""
+def _ce_term(v, m, log_sum, j, label, soft, probs, row, one, t_sum):
+    """(softmax * sum(target) - target, -target * log softmax) of logit v = logits[row, j]
+    (t_sum is the row's sum of probabilities, 1 for labels)."""
     log_p = v - m - log_sum
     p = math.exp(log_p)
     part = 0.0
     if soft:
         target = probs[row, j]
         part = -(target * log_p)
-        p -= target
+        p = p * t_sum - target
     elif j == label:
         part = -log_p
         p -= one
@@ -61,6 +62,13 @@ def _cross_entropy_kernel(threads, lanes, dtype):
             m, s = row_max_sumexp(sh, logits, row, valid, cast(-math.inf))
             m = cast(m)
             log_sum = cast(math.log(s)) if valid else one
+            t_sum = one
+            if soft:  # PyTorch's gradient also holds for rows that do not sum to 1
+                ts = 0.0
+                if valid:
+                    for j in range(cuda.threadIdx.x % lanes, c, lanes):
+                        ts += probs[row, j]
+                t_sum = cast(group_sum(sh, ts))
             part = 0.0
             if valid:
                 j = cuda.threadIdx.x % lanes
@@ -69,12 +77,13 @@ def _cross_entropy_kernel(threads, lanes, dtype):
                     v1 = logits[row, j + lanes]
                     v2 = logits[row, j + 2 * lanes]
                     v3 = logits[row, j + 3 * lanes]
-                    p0, q0 = _ce_term(v0, m, log_sum, j, label, soft, probs, row, one)
-                    p1, q1 = _ce_term(v1, m, log_sum, j + lanes, label, soft, probs, row, one)
+                    p0, q0 = _ce_term(v0, m, log_sum, j, label, soft, probs, row, one, t_sum)
+                    p1, q1 = _ce_term(v1, m, log_sum, j + lanes, label, soft, probs, row, one,
+                                      t_sum)
                     p2, q2 = _ce_term(v2, m, log_sum, j + 2 * lanes, label, soft, probs, row,
-                                      one)
+                                      one, t_sum)
                     p3, q3 = _ce_term(v3, m, log_sum, j + 3 * lanes, label, soft, probs, row,
-                                      one)
+                                      one, t_sum)
                     grad[row, j] = p0 * inv_n
                     grad[row, j + lanes] = p1 * inv_n
                     grad[row, j + 2 * lanes] = p2 * inv_n
@@ -83,7 +92,7 @@ def _cross_entropy_kernel(threads, lanes, dtype):
                     j += step
                 while j < c:
                     p0, q0 = _ce_term(logits[row, j], m, log_sum, j, label, soft, probs, row,
-                                      one)
+                                      one, t_sum)
                     grad[row, j] = p0 * inv_n
                     part += q0
                     j += lanes
@@ -141,7 +150,8 @@ def softmax_cross_entropy(logits, target, grad=None):
     """Mean cross-entropy of softmax(logits) and its gradient, one kernel.
 
     logits: (N, C); target: (N,) int64 labels or (N, C) probabilities; grad: (N, C) or None.
-    Returns (loss: float, grad = (softmax(logits) - onehot(target)) / N).
+    Returns (loss: float, grad = (softmax(logits) - onehot(target)) / N; for
+    probabilities (softmax(logits) * target.sum(1) - target) / N).
     """
     n = logits.shape[0]
     call = Call(logits, target, grad)

@@ -203,7 +203,8 @@ def softmax_cross_entropy(logits, target, grad=None):
     """Mean softmax cross-entropy and its gradient in one pass over each row.
 
     logits, grad: (N, C); target: (N,) int64 labels or (N, C) probabilities.
-    Returns (loss, grad) with grad = (softmax(logits) - onehot(target)) / N.
+    Returns (loss, grad) with grad = (softmax(logits) - onehot(target)) / N (for
+    probabilities (softmax(logits) * target.sum(1) - target) / N).
     """
     grad = _like(logits, grad)
     if target.ndim == 1:

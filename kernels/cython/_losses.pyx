@@ -41,7 +41,7 @@ cdef inline double _sce_prob_row(const floating* x, const floating* t, floating*
         g[j] = f_exp(x[j] - m)
     s = row_sum(g, c)
     lse = <double>f_log(s)
-    inv_s = 1 / s
+    inv_s = row_sum(t, c) / s  # softmax * sum(t) - t: rows of t need not sum to 1
     for j in range(c):
         g[j] = (g[j] * inv_s - t[j]) * inv_n
     # -log_softmax(x)_j = (m - x_j) + lse, summed against t in eight lanes

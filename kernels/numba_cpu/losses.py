@@ -58,7 +58,7 @@ def _softmax_ce_labels(logits, labels, grad, rows):
 
 @kernel
 def _softmax_ce_probs(logits, target, grad, rows):
-    # IN logits, target (N, C) (rows of target sum to 1); OUT grad (N, C). Returns summed loss.
+    # IN logits, target (N, C); OUT grad (N, C). Returns the summed loss.
     n, c = logits.shape
     inv_n = logits.dtype.type(1.0 / max(n, 1))
     chunks = (n + rows - 1) // rows
@@ -79,7 +79,7 @@ def _softmax_ce_probs(logits, target, grad, rows):
                 s += e
                 t_sum += t[j]
                 tx += t[j] * (x[j] - m)
-            scale = inv_n / s
+            scale = inv_n * t_sum / s  # softmax * sum(t) - t: rows need not sum to 1
             for j in range(c):
                 g[j] = g[j] * scale - t[j] * inv_n
             # -sum_j t_j log p_j = sum_j t_j (log s - (x_j - m))
@@ -142,7 +142,8 @@ def softmax_cross_entropy(logits, target, grad=None):
 
     logits: (N, C); target: (N,) int64 class labels or (N, C) probabilities in
     logits' dtype; grad: (N, C) or None. Returns (loss: float,
-    grad = (softmax(logits) - onehot(target)) / N).
+    grad = (softmax(logits) - onehot(target)) / N; for probabilities
+    (softmax(logits) * target.sum(1) - target) / N).
     """
     if grad is None:
         grad = np.empty_like(logits)

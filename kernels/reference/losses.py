@@ -9,7 +9,8 @@ def softmax_cross_entropy(logits, target, grad=None):
     """Mean cross-entropy of softmax(logits).
 
     logits: (N, C); target: (N,) int64 labels or (N, C) probabilities; grad: (N, C) or None.
-    Returns (loss, grad) with grad = (softmax(logits) - onehot(target)) / N.
+    Returns (loss, grad) with grad = (softmax(logits) - onehot(target)) / N, and for
+    probabilities (softmax(logits) * target.sum(1) - target) / N.
     """
     n = logits.shape[0]
     shifted = logits - logits.max(axis=1, keepdims=True)
@@ -23,7 +24,10 @@ def softmax_cross_entropy(logits, target, grad=None):
         loss = -log_prob[rows, target].sum(dtype=np.float64)
         grad[rows, target] -= 1
     else:
+        # d/dx of -sum(t log softmax x) is softmax(x) * sum(t) - t: PyTorch's gradient,
+        # also for rows of target that do not sum to 1
         loss = -(target * log_prob).sum(dtype=np.float64)
+        grad *= target.sum(axis=1, keepdims=True)
         grad -= target
     grad /= n
     return float(loss / max(n, 1)), grad
