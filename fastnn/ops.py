@@ -9,7 +9,10 @@ Use these as a faster drop-in for hand-written NumPy code::
 Each function checks its arguments (rank, shape, dtype float32/float64, matching dtypes,
 label range, hyper-parameters) and raises a clear error naming the op before anything is
 written. Non-contiguous inputs are copied to contiguous memory; ``out=`` buffers must be
-C-contiguous. Docstrings (with shapes) come from the op table, ``fastnn.optable``.
+C-contiguous and must not share memory with another argument (as PyTorch refuses
+overlapping ``out=``), except that elementwise ops may write in place: an activation or
+its backward, dropout, MSE/BCE's grad, BatchNorm's out (over x) and grad_in (over x or
+grad_out). Docstrings (with shapes) come from the op table, ``fastnn.optable``.
 
 NumPy arrays run on the current backend. A call given any CUDA device array (a numba
 device array, or CuPy) runs on the cuda backend and returns device arrays; host
@@ -23,7 +26,7 @@ from . import device as _device
 from . import optable
 from .backend import current
 from .validation import (as_contiguous, as_labels, check_choice, check_float_array,
-                         check_number, check_out, check_same_shape, pair)
+                         check_no_overlap, check_number, check_out, check_same_shape, pair)
 
 __all__ = optable.op_names()
 
@@ -42,6 +45,7 @@ def _run(name, *args, **kwargs):
 def _unary(name, x, out, **params):
     x = as_contiguous(_check(name, "x", x))
     check_out(name, "out", out, x.shape, x.dtype)
+    check_no_overlap(name, [("out", out)], [("x", x)], in_place={("out", "x")})
     return _run(name, x, out=out, **params)
 
 
@@ -50,6 +54,8 @@ def _binary(name, grad_out, saved_name, saved, out, **params):
     saved = as_contiguous(_check(name, saved_name, saved, dtype=grad_out.dtype))
     check_same_shape(name, saved_name, saved, "grad_out", grad_out)
     check_out(name, "out", out, grad_out.shape, grad_out.dtype)
+    check_no_overlap(name, [("out", out)], [("grad_out", grad_out), (saved_name, saved)],
+                     in_place={("out", "grad_out"), ("out", saved_name)})
     return _run(name, grad_out, saved, out=out, **params)
 
 
@@ -79,6 +85,7 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
     x, weight, bias = _check_linear(where, x, weight, bias)
     _check_activation(where, activation, negative_slope)
     check_out(where, "out", out, (x.shape[0], weight.shape[0]), x.dtype)
+    check_no_overlap(where, [("out", out)], [("x", x), ("weight", weight), ("bias", bias)])
     return _run("linear_forward", x, weight, bias, activation, negative_slope, out=out)
 
 
@@ -99,6 +106,9 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
     check_out(where, "grad_bias", grad_bias, (weight.shape[0],), x.dtype)
     check_out(where, "grad_in", grad_in, x.shape, x.dtype)
     check_out(where, "scratch", scratch, out_shape, x.dtype)
+    check_no_overlap(where, [("grad_weight", grad_weight), ("grad_bias", grad_bias),
+                             ("grad_in", grad_in), ("scratch", scratch)],
+                     [("grad_out", grad_out), ("x", x), ("weight", weight), ("y", y)])
     return _run("linear_backward", grad_out, x, weight, y, activation, negative_slope,
                                 grad_weight, grad_bias, grad_in, need_grad_in, scratch)
 
@@ -175,6 +185,8 @@ def dropout_forward(x, p, seed, mask=None, out=None):
         raise TypeError(f"{where}: expected seed to be a non-negative int, got {seed!r}")
     check_out(where, "mask", mask, x.shape, x.dtype)
     check_out(where, "out", out, x.shape, x.dtype)
+    check_no_overlap(where, [("mask", mask), ("out", out)], [("x", x)],
+                     in_place={("out", "x")})
     return _run("dropout_forward", x, p, int(seed), mask=mask, out=out)
 
 
@@ -193,7 +205,17 @@ def softmax_cross_entropy(logits, target, grad=None):
     else:
         target = as_labels(where, target, n, c)
     check_out(where, "grad", grad, logits.shape, logits.dtype)
+    check_no_overlap(where, [("grad", grad)], [("logits", logits), ("target", target)])
+    if n == 0:
+        return _empty_loss(logits, grad)
     return _run("softmax_cross_entropy", logits, target, grad=grad)
+
+
+def _empty_loss(pred, grad):
+    """The mean over no elements: NaN as in PyTorch, and an empty gradient."""
+    if grad is None:
+        grad = _device.namespace_of(pred).empty(pred.shape, pred.dtype)
+    return float("nan"), grad
 
 
 def _check_pred_target(where, pred, target, grad):
@@ -201,11 +223,15 @@ def _check_pred_target(where, pred, target, grad):
     target = as_contiguous(_check(where, "target", target, dtype=pred.dtype))
     check_same_shape(where, "target", target, "pred", pred)
     check_out(where, "grad", grad, pred.shape, pred.dtype)
+    check_no_overlap(where, [("grad", grad)], [("pred", pred), ("target", target)],
+                     in_place={("grad", "pred"), ("grad", "target")})
     return pred, target
 
 
 def mse_loss(pred, target, grad=None):
     pred, target = _check_pred_target("mse_loss", pred, target, grad)
+    if pred.size == 0:
+        return _empty_loss(pred, grad)
     return _run("mse_loss", pred, target, grad=grad)
 
 
@@ -215,6 +241,8 @@ def bce_loss(pred, target, grad=None):
     if pred.size and (pred.min() < 0 or pred.max() > 1):
         raise ValueError(f"{where}: expected pred to hold probabilities in [0, 1], got values "
                          f"in [{pred.min()}, {pred.max()}]")
+    if pred.size == 0:
+        return _empty_loss(pred, grad)
     return _run("bce_loss", pred, target, grad=grad)
 
 
@@ -251,6 +279,10 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     check_out(where, "out", out, x.shape, x.dtype)
     check_out(where, "save_mean", save_mean, (c,), x.dtype)
     check_out(where, "save_invstd", save_invstd, (c,), x.dtype)
+    check_no_overlap(where, [("out", out), ("running_mean", running_mean),
+                             ("running_var", running_var), ("save_mean", save_mean),
+                             ("save_invstd", save_invstd)],
+                     [("x", x), ("weight", weight), ("bias", bias)], in_place={("out", "x")})
     return _run("batchnorm_forward", x, weight, bias, running_mean, running_var, training,
                                   momentum, eps, mean_only, out=out, save_mean=save_mean,
                                   save_invstd=save_invstd)
@@ -269,6 +301,11 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
         check_out(where, "grad_weight", grad_weight, (c,), x.dtype)
     check_out(where, "grad_bias", grad_bias, (c,), x.dtype)
     check_out(where, "grad_in", grad_in, x.shape, x.dtype)
+    check_no_overlap(where, [("grad_weight", grad_weight), ("grad_bias", grad_bias),
+                             ("grad_in", grad_in)],
+                     [("grad_out", grad_out), ("x", x), ("weight", weight),
+                      ("save_mean", save_mean), ("save_invstd", save_invstd)],
+                     in_place={("grad_in", "grad_out"), ("grad_in", "x")})
     return _run("batchnorm_backward", grad_out, x, weight, save_mean, save_invstd, training,
                                    mean_only, grad_weight, grad_bias, grad_in)
 
@@ -303,6 +340,7 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
         bias = as_contiguous(_check(where, "bias", bias, shape=(weight.shape[0],),
                                                dtype=x.dtype))
     check_out(where, "out", out, out_shape, x.dtype)
+    check_no_overlap(where, [("out", out)], [("x", x), ("weight", weight), ("bias", bias)])
     return _run("conv2d_forward", x, weight, bias, stride, padding, out=out)
 
 
@@ -315,6 +353,9 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
     check_out(where, "grad_bias", grad_bias, (weight.shape[0],), x.dtype)
     check_out(where, "grad_in", grad_in, x.shape, x.dtype)
+    check_no_overlap(where, [("grad_weight", grad_weight), ("grad_bias", grad_bias),
+                             ("grad_in", grad_in)],
+                     [("grad_out", grad_out), ("x", x), ("weight", weight)])
     return _run("conv2d_backward", grad_out, x, weight, stride, padding, grad_weight, grad_bias,
                                 grad_in, need_grad_in)
 
@@ -341,6 +382,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     if indices is not None and (indices.shape != out_shape or indices.dtype != np.int64):
         raise ValueError(f"{where}: expected indices of shape {out_shape} and dtype int64, "
                          f"got {indices.shape} {indices.dtype}")
+    check_no_overlap(where, [("out", out), ("indices", indices)], [("x", x)])
     return _run("max_pool2d_forward", x, kernel_size, stride, padding, out=out, indices=indices)
 
 
@@ -358,6 +400,7 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
             or indices.dtype != np.int64:
         raise ValueError(f"{where}: expected int64 indices of shape {grad_out.shape}")
     check_out(where, "grad_in", grad_in, input_shape, grad_out.dtype)
+    check_no_overlap(where, [("grad_in", grad_in)], [("grad_out", grad_out), ("indices", indices)])
     return _run("max_pool2d_backward", grad_out, as_contiguous(indices), input_shape,
                                     grad_in=grad_in)
 
@@ -369,6 +412,7 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad
     kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
                                                           padding)
     check_out(where, "out", out, out_shape, x.dtype)
+    check_no_overlap(where, [("out", out)], [("x", x)])
     return _run("avg_pool2d_forward", x, kernel_size, stride, padding, bool(count_include_pad),
                                    out=out)
 
@@ -382,6 +426,7 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
                                                           stride, padding)
     _check(where, "grad_out", grad_out, shape=out_shape)
     check_out(where, "grad_in", grad_in, input_shape, grad_out.dtype)
+    check_no_overlap(where, [("grad_in", grad_in)], [("grad_out", grad_out)])
     return _run("avg_pool2d_backward", grad_out, input_shape, kernel_size, stride, padding,
                                     bool(count_include_pad), grad_in=grad_in)
 
@@ -408,6 +453,7 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
         raise ValueError(f"{where}: momentum {momentum} needs a velocity buffer")
     if nesterov and not momentum:
         raise ValueError(f"{where}: nesterov needs momentum > 0")
+    check_no_overlap(where, [("param", param), ("velocity", velocity)], [("grad", grad)])
     return _run("sgd_update", param, grad, velocity, lr, momentum, weight_decay, bool(nesterov))
 
 
@@ -422,6 +468,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     check_number(where, "beta2", beta2, 0.0, 1.0)
     check_number(where, "eps", eps, 0.0, low_open=True)
     check_number(where, "weight_decay", weight_decay, 0.0)
+    check_no_overlap(where, [("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)],
+                     [("grad", grad)])
     return _run("adam_update", param, grad, exp_avg, exp_avg_sq, int(step), lr, beta1, beta2, eps,
                             weight_decay)
 

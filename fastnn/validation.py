@@ -53,6 +53,42 @@ def check_out(where, name, out, shape, dtype):
     return out
 
 
+_TOO_HARD = getattr(np, "exceptions", np).TooHardError  # np.TooHardError before 1.25
+
+
+def _same_memory(a, b):
+    return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+            and a.shape == b.shape and a.strides == b.strides)
+
+
+def _overlap(a, b):
+    if not np.may_share_memory(a, b):  # bounds only: cheap
+        return False
+    try:
+        return np.shares_memory(a, b, max_work=10_000)
+    except _TOO_HARD:  # interleaved views: assume they meet
+        return True
+
+
+def check_no_overlap(where, written, read, in_place=()):
+    """Raise ValueError when an array an op writes shares memory with another array of the
+    call (PyTorch refuses such out= tensors too): the results would depend on the order
+    the kernel reads and writes in. The pairs (written name, read name) in ``in_place``
+    may be the very same array (an elementwise op in place), never partly overlapping.
+    written, read: sequences of (name, array or None); device arrays are not checked."""
+    written = [(n, a) for n, a in written if isinstance(a, np.ndarray)]
+    others = written + [(n, a) for n, a in read if isinstance(a, np.ndarray)]
+    for i, (name, w) in enumerate(written):
+        for other, a in others[i + 1:]:
+            if not _overlap(w, a):
+                continue
+            if (name, other) in in_place and _same_memory(w, a):
+                continue
+            allowed = " (it may be the same array, in place)" if (name, other) in in_place else ""
+            raise ValueError(f"{where}: {name} shares memory with {other}; pass separate "
+                             f"arrays{allowed}")
+
+
 def check_labels(where, labels, n, num_classes):
     """Integer class labels of shape (n,) within [0, num_classes)."""
     if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":

@@ -422,6 +422,64 @@ def test_bad_input_raises_clear_error(backend, call, error, match):
         call()
 
 
+def _overlapping_calls():
+    x = np.arange(16.0).reshape(4, 4)
+    img = np.arange(50.0).reshape(1, 2, 5, 5)
+    labels = np.array([0, 3, 1, 2])
+    return [
+        ("linear_forward out=x", lambda: ops.linear_forward(x, np.eye(4), out=x)),
+        ("linear_forward out=weight", lambda: (lambda w: ops.linear_forward(x, w, out=w))(
+            np.eye(4))),
+        ("linear_backward grad_in=grad_out", lambda: (lambda g: ops.linear_backward(
+            g, x, np.eye(4), grad_in=g))(np.ones((4, 4)))),
+        ("softmax_cross_entropy grad=logits", lambda: (lambda lg: ops.softmax_cross_entropy(
+            lg, labels, grad=lg))(x.copy())),
+        ("max_pool2d_forward out=x", lambda: (lambda a: ops.max_pool2d_forward(
+            a, 3, 1, 1, out=a))(img.copy())),
+        ("avg_pool2d_forward out=x", lambda: (lambda a: ops.avg_pool2d_forward(
+            a, 3, 1, 1, out=a))(img.copy())),
+        ("dropout_forward mask=x", lambda: (lambda a: ops.dropout_forward(
+            a, 0.5, 1, mask=a))(x.copy())),
+        ("sgd_update velocity=grad", lambda: (lambda g: ops.sgd_update(
+            x.copy(), g, g, 0.1, 0.9))(np.ones((4, 4)))),
+        ("relu out partly over x", lambda: (lambda a: ops.relu(a[:3], out=a[1:]))(
+            np.ones((4, 4)))),
+    ]
+
+
+@pytest.mark.parametrize("case", range(9))
+def test_overlapping_out_raises_and_in_place_elementwise_works(backend, case):
+    """An out= array that shares memory with another argument is refused, as PyTorch
+    refuses overlapping out= tensors (the compiled kernels gave silently wrong results);
+    an elementwise op may still write over its own input."""
+    label, call = _overlapping_calls()[case]
+    with pytest.raises(ValueError, match="shares memory"):
+        call()
+    x = np.linspace(-2, 2, 12).reshape(3, 4)
+    expected = ops.gelu(x)
+    assert ops.gelu(x, out=x) is x
+    np.testing.assert_array_equal(x, expected)
+
+
+def test_empty_batches_run_through_layers_and_losses_give_nan(backend):
+    """N = 0 (and no classes for softmax) as PyTorch: empty outputs and gradients, NaN
+    for the mean of no losses (pooling backward and eval-mode BatchNorm raised reshape
+    errors from inside the kernels)."""
+    from fastnn import nn
+    layers = [(nn.MaxPool2d(2), (0, 2, 4, 4)), (nn.AvgPool2d(2), (0, 2, 4, 4)),
+              (nn.BatchNorm1d(3).eval(), (0, 3)), (nn.BatchNorm2d(3).eval(), (0, 3, 2, 2)),
+              (nn.Softmax(), (3, 0)), (nn.Conv2d(2, 3, 3, padding=1), (0, 2, 5, 5)),
+              (nn.Linear(4, 3), (0, 4))]
+    for layer, shape in layers:
+        y = layer(np.zeros(shape, np.float32))
+        assert layer.backward(np.zeros(y.shape, np.float32)).shape == shape, layer
+    losses = [ops.softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, np.int64)),
+              ops.mse_loss(np.zeros((0, 2)), np.zeros((0, 2))),
+              ops.bce_loss(np.zeros(0), np.zeros(0))]
+    for loss, grad in losses:
+        assert np.isnan(loss) and grad.size == 0
+
+
 def test_unknown_backend_name():
     with pytest.raises(ValueError, match="unknown backend 'tensorflow'"):
         fastnn.set_backend("tensorflow")

@@ -195,3 +195,27 @@ def test_mse_and_bce_reject_bad_input(backend):
 def test_invalid_hyper_parameters(build, error, match):
     with pytest.raises(error, match=match):
         build()
+
+
+class _Concat(nn.Module):
+    """A user module: its output shape is known only by running it."""
+
+    def forward(self, x):
+        return np.concatenate([x, 2 * x], axis=1)
+
+    def backward(self, grad_out):
+        half = grad_out.shape[1] // 2
+        return grad_out[:, :half] + 2 * grad_out[:, half:]
+
+
+@pytest.mark.parametrize("name", fastnn.backends())
+def test_failure_after_a_user_module_puts_running_statistics_back(name):
+    """Layers after a user module are checked as they run; when one fails, the
+    BatchNorm before the user module has already updated its running statistics, and
+    Sequential restores them."""
+    with fastnn.use_backend(name):
+        model = nn.Sequential(nn.BatchNorm1d(4), _Concat(), nn.Linear(5, 2))
+        before = _state(model)
+        with pytest.raises(ValueError, match=r"Sequential layer 2: .*got \(3, 8\)"):
+            model(np.random.default_rng(0).standard_normal((3, 4)).astype(F32))
+        _assert_same(model, before)

@@ -1,4 +1,5 @@
 """Sequential: layers run in order, with Linear + activation fusion and reused buffers."""
+from .. import device as _device
 from .linear import Linear
 from .module import FUSED, Module
 
@@ -7,7 +8,9 @@ class Sequential(Module):
     """Runs ``layers`` in order; indexable, ``len``, iterable.
 
     Every layer's input is checked (shape and dtype) before any layer runs, so a bad
-    input changes nothing. A Linear immediately followed by an activation whose
+    input changes nothing (after a user module, whose output shape is known only by
+    running it, the later layers are checked as they run, and a failure puts the running
+    statistics back as they were). A Linear immediately followed by an activation whose
     ``fused_name`` is set (Identity, ReLU, LeakyReLU with slope >= 0, Sigmoid, Tanh) runs
     as one fused ``linear_forward``/``linear_backward`` call, with results identical to
     the unfused pair. Outputs no caller sees live in layer-owned buffers reused every step;
@@ -79,6 +82,19 @@ class Sequential(Module):
 
     def _forward(self, x, buffered):
         steps = self._plan()
+        if any(layer._opaque for layer, _, _ in steps[:-1]):
+            # layers after a user module are checked only as they run: should one fail,
+            # the buffers (running statistics) of those before it are put back
+            saved = [(buf, _device.host_copy(buf)) for buf in self.buffers()]
+            try:
+                return self._run_steps(steps, x, buffered)
+            except Exception:
+                for buf, copy in saved:
+                    _device.namespace_of(buf).copy_into(buf, copy)
+                raise
+        return self._run_steps(steps, x, buffered)
+
+    def _run_steps(self, steps, x, buffered):
         # Layers from the last one that computes a new array onward return fresh arrays.
         fresh_from = len(steps) if buffered else max(
             (j for j, (_, _, through) in enumerate(steps) if not through), default=0)

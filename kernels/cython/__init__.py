@@ -229,7 +229,7 @@ def bce_loss(pred, target, grad=None):
 # ---------------------------------------------------------------------- batchnorm
 def _ncs(a):
     """(N, C) or (N, C, H, W) as the (N, C, S) view the kernels take."""
-    return a.reshape(a.shape[0], a.shape[1], -1)
+    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:])))  # N may be 0
 
 
 def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,

@@ -497,7 +497,8 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
     n, c, h, w = input_shape
     if grad_in is None:
         grad_in = np.empty(tuple(input_shape), dtype=grad_out.dtype)
-    _max_pool_bwd(grad_in.size, grad_out.reshape(n, c, -1), indices.reshape(n, c, -1),
+    p = grad_out.shape[2] * grad_out.shape[3]  # not -1: an empty batch has no size to infer
+    _max_pool_bwd(grad_in.size, grad_out.reshape(n, c, p), indices.reshape(n, c, p),
                   grad_in.reshape(n, c, h * w))
     return grad_in
 

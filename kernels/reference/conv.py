@@ -141,7 +141,8 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
     n, c, h, w = input_shape
     result = np.zeros((n * c, h * w), dtype=grad_out.dtype)
     planes = np.arange(n * c)[:, None]
-    np.add.at(result, (planes, indices.reshape(n * c, -1)), grad_out.reshape(n * c, -1))
+    p = grad_out.shape[2] * grad_out.shape[3]  # not -1: an empty batch has no size to infer
+    np.add.at(result, (planes, indices.reshape(n * c, p)), grad_out.reshape(n * c, p))
     return _write(result.reshape(input_shape), grad_in)
 
 
