@@ -301,39 +301,19 @@ def _gelu32(x):
     return x * (lower if x < _F(0.0) else _F(1.0) - lower)  # NaN stays NaN
 
 
-@overload(exp, jit_options=_OPTIONS)
-def _exp_overload(x):
-    if x == types.float32:
-        return _exp32
-    return lambda x: math.exp(x)
+def _float32_fast(fn, fast32, libm):
+    """Compile ``fn(x)`` as ``fast32`` for float32 arguments and ``libm`` for others."""
+    def typer(x):
+        return fast32 if x == types.float32 else libm
+    overload(fn, jit_options=_OPTIONS)(typer)
 
 
-@overload(tanh, jit_options=_OPTIONS)
-def _tanh_overload(x):
-    if x == types.float32:
-        return _tanh32
-    return lambda x: math.tanh(x)
-
-
-@overload(log, jit_options=_OPTIONS)
-def _log_overload(x):
-    if x == types.float32:
-        return _log32
-    return lambda x: math.log(x)
-
-
-@overload(log1p, jit_options=_OPTIONS)
-def _log1p_overload(x):
-    if x == types.float32:
-        return _log1p32
-    return lambda x: math.log1p(x)
-
-
-@overload(exp_core, jit_options=_OPTIONS)
-def _exp_core_overload(x):
-    if x == types.float32:
-        return _exp_core32
-    return lambda x: math.exp(x)
+_float32_fast(exp, _exp32, lambda x: math.exp(x))
+_float32_fast(exp_core, _exp_core32, lambda x: math.exp(x))
+_float32_fast(tanh, _tanh32, lambda x: math.tanh(x))
+_float32_fast(log, _log32, lambda x: math.log(x))
+_float32_fast(log1p, _log1p32, lambda x: math.log1p(x))
+_float32_fast(gelu, _gelu32, lambda x: 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476)))
 
 
 @overload(erf_with_gauss, jit_options=_OPTIONS)
@@ -341,13 +321,6 @@ def _erf_with_gauss_overload(x, gauss):
     if x == types.float32:
         return _erf_with_gauss32
     return lambda x, gauss: math.erf(x)
-
-
-@overload(gelu, jit_options=_OPTIONS)
-def _gelu_overload(x):
-    if x == types.float32:
-        return _gelu32
-    return lambda x: 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476))
 
 
 # ---------------------------------------------------------------- row maximum
