@@ -23,6 +23,14 @@ def _compile_flags():
     return flags
 
 
+# 256-bit vectors for the optimizer updates: they stream four arrays (param, grad and two
+# state buffers), and when those sit at different offsets from a 64-byte boundary (NumPy's
+# large arrays start 16 bytes past a page) each 512-bit access straddles two cache lines:
+# Adam over 78400 floats 62-66 us with 512-bit, 29 us with 256-bit, 22-25 us aligned.
+_NARROW = {"_optim.pyx": ["-mprefer-vector-width=256"]} if os.environ.get(
+    "FASTNN_NATIVE", "1") == "1" else {}
+
+
 def _openmp_works():
     """True when the compiler accepts -fopenmp (gcc/clang with libgomp/libomp)."""
     if sys.platform == "win32" or os.environ.get("FASTNN_NO_OPENMP") == "1":
@@ -54,7 +62,8 @@ def _extensions():
         extensions.append(Extension(
             name, [pyx], depends=headers,  # a changed C helper rebuilds every extension
             include_dirs=[numpy.get_include(), os.path.join("kernels", "cython")],
-            extra_compile_args=_compile_flags() + (["-fopenmp"] if OPENMP else []),
+            extra_compile_args=_compile_flags() + _NARROW.get(os.path.basename(pyx), [])
+            + (["-fopenmp"] if OPENMP else []),
             extra_link_args=["-fopenmp"] if OPENMP else [],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         ))

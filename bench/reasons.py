@@ -41,6 +41,18 @@ _BN_RANGES = ("the same method in both since f0a6240 (fixed row chunks; sum, squ
               "256x1024 Cython/numba 1.00x forward, 1.04-1.10x backward, 1.00-1.04x the "
               "pair (1 and 2 threads, 2026-11-28 16:20 UTC); a 0.1-0.2 ms op bound by "
               "cache traffic, whose single-run gaps are machine noise")
+_ADAM_SPLITS = ("cache-line splits until this run's build: the bench's four arrays start "
+                "16-48 bytes off a 64-byte boundary, so each of gcc's 512-bit loads and "
+                "stores straddled two lines: 62-70 us for 78400 values against 22 us aligned "
+                "(1 thread; not denormals, FTZ changed nothing), numba 27 us either way. "
+                "_optim.pyx is now built with 256-bit vectors and fastnn's own buffers are "
+                "64-byte aligned: interleaved 2026-11-29 05:05 UTC, course 1.00x (1 thread) "
+                "and 1.19x (2); 16M values 1.23-1.27x remain, not isolated (numba's fastmath "
+                "arcp/afn square root and division against gcc's vsqrtps + vdivps is the "
+                "candidate)")
+_GEMM_LEVEL = ("the same BLAS product dominates both: level when timed interleaved "
+               "(1.00x and 0.99x Cython/numba on 1 and 2 threads, 15 alternating blocks, "
+               "2026-11-29 04:59 UTC); a single suite run's gap is noise")
 _LEVEL = ("level when timed interleaved (0.90-1.07x Cython/numba, 1 and 2 threads, 9 "
           "alternating blocks, 2026-11-28 11:20 UTC); a single suite run's gap is noise")
 _CONV_SMALL_GEMM = ("128x1x28x28 -> 32: both run W (32x9) @ col (9x784) per sample, but "
@@ -124,13 +136,8 @@ REASONS = {
     ("sgd_update", "course"): ("78400 values, the same loop in both: at 1 thread Cython is "
                                "faster (0.88-0.92x); at 2 threads 1.08-1.42x across runs, "
                                "cause not isolated"),
-    ("adam_update", "course"): ("not isolated: Cython's time depends on the arrays (one "
-                                "process, 1 thread, same shapes: 70 us for one set, 34.5 us "
-                                "for the next; numba 33-34 us); not 4K aliasing (offsets "
-                                "tested); division count fixed in 91d82ee (77 -> 30 us once)"),
-    ("adam_update", "large"): ("same instruction mix (vsqrtps + vdivps per 16 values) since "
-                               "91d82ee; 1.14-1.47x across runs, cause not isolated (see the "
-                               "course row: array-dependent)"),
+    ("adam_update", "course"): _ADAM_SPLITS,
+    ("adam_update", "large"): _ADAM_SPLITS,
     # ---- BatchNorm
     ("batchnorm_forward", "large"): _BN_RANGES,
     ("batchnorm_backward", "large"): _BN_RANGES,
@@ -139,6 +146,8 @@ REASONS = {
     ("batchnorm_backward", "conv"): _BN_PLANES,
     ("batchnorm_forward+batchnorm_backward", "conv"): _BN_PLANES,
     ("linear_forward", "large"): _LEVEL,
+    ("linear_forward", "course"): _GEMM_LEVEL,
+    ("linear_backward", "large"): _GEMM_LEVEL,
     ("sigmoid_backward", "large"): _LEVEL,
     ("softmax_backward", "large"): _LEVEL,
     ("bce_loss", "large"): _LEVEL,

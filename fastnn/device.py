@@ -92,6 +92,23 @@ def is_contiguous(a):
     return bool(getattr(flags, "c_contiguous", True))
 
 
+_ALIGN = 64  # a cache line, and an AVX-512 register
+
+
+def _aligned(alloc, shape, dtype):
+    """``alloc(shape, dtype)`` starting on a 64-byte boundary: the buffers fastnn owns
+    (optimizer flat buffers and state, layer buffers). NumPy's large arrays start 16 bytes
+    past a page, so every 512-bit load and store of a kernel streaming several of them
+    straddles two cache lines: Adam's update over 78400 floats took 62-66 us with its four
+    arrays at such offsets and 22 us aligned (gcc's AVX-512 loop; one thread)."""
+    dtype = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = alloc(nbytes + _ALIGN, dtype=np.uint8)
+    start = -raw.ctypes.data % _ALIGN
+    return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+
 class Host:
     """The host's array namespace (NumPy)."""
 
@@ -106,11 +123,12 @@ class Host:
 
     @staticmethod
     def empty(shape, dtype):
-        return np.empty(shape, dtype=dtype)
+        """An uninitialised array starting on a 64-byte boundary (see ``_aligned``)."""
+        return _aligned(np.empty, shape, dtype)
 
     @staticmethod
     def zeros(shape, dtype):
-        return np.zeros(shape, dtype=dtype)
+        return _aligned(np.zeros, shape, dtype)
 
     @staticmethod
     def fill_zero(a):
