@@ -1,6 +1,7 @@
 """BatchNorm semantics beyond the PyTorch comparison: the mean-only variant, running
 statistics over several steps and eval mode, and zero-variance features."""
 import numpy as np
+import pytest
 import torch
 
 from fastnn import nn
@@ -65,3 +66,24 @@ def test_constant_feature_has_zero_output_and_finite_gradient(backend, dtype, rn
     assert np.abs(y[:, 0]).max() <= 1e-4 * loose
     assert_close(y, y_t, dtype, scale=loose)
     assert_close(gx, gx_t, dtype, scale=100 * loose)
+
+
+def test_a_pytorch_state_dict_loads_with_its_batch_counter_ignored():
+    """PyTorch's BatchNorm keeps num_batches_tracked (for momentum=None, which fastnn
+    has not): its state dict, tensors turned into arrays, loads strictly and the model
+    then gives PyTorch's outputs; the key is still refused where no BatchNorm is."""
+    torch.manual_seed(0)
+    reference = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3),
+                                    torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    reference(torch.randn(8, 4))  # training mode: running statistics move
+    reference.eval()
+    state = {k: v.detach().numpy() for k, v in reference.state_dict().items()}
+    assert "1.num_batches_tracked" in state
+    model = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(), nn.Linear(3, 2))
+    assert model.load_state_dict(state) == ([], [])
+    model.eval()
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    np.testing.assert_allclose(model(x), reference(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"unexpected keys \['3.num_batches_tracked'\]"):
+        model.load_state_dict({**state, "3.num_batches_tracked": np.array(1)})

@@ -13,6 +13,8 @@ class _BatchNorm(Module):
 
     ndim = None
 
+    ignores_batch_count = True  # PyTorch's num_batches_tracked loads as ignored
+
     def __init__(self, num_features, eps=1e-5, momentum=0.1, mean_only=False,
                  dtype=np.float32):
         super().__init__()

@@ -272,7 +272,9 @@ class Module:
         """Copy arrays in place (``param.data[...] = value``) into parameters and buffers.
 
         Every name, shape and dtype is checked before anything is written, so a failed
-        load changes nothing. strict=False ignores missing and unexpected names.
+        load changes nothing. strict=False ignores missing and unexpected names. PyTorch's
+        BatchNorm ``num_batches_tracked`` entries are skipped (a PyTorch state dict, its
+        tensors turned into arrays, loads as it is).
         Returns LoadResult(missing_keys, unexpected_keys).
         """
         where = f"{type(self).__name__}.load_state_dict"
@@ -281,7 +283,9 @@ class Module:
                             f"got {type(state_dict).__name__}")
         live = self._state_arrays()
         missing = [k for k in live if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in live]
+        modules = dict(self._named_modules(""))
+        unexpected = [k for k in state_dict
+                      if k not in live and not self._foreign_counter(k, modules)]
         problems = []
         if strict and missing:
             problems.append(f"missing keys {missing}")
@@ -306,6 +310,14 @@ class Module:
             if name in state_dict:
                 _device.namespace_of(target).copy_into(target, state_dict[name])
         return LoadResult(missing, unexpected)
+
+    @staticmethod
+    def _foreign_counter(key, modules):
+        """True for PyTorch's BatchNorm ``num_batches_tracked``: it only serves momentum
+        None, which fastnn does not have, so a PyTorch state dict loads with it ignored."""
+        head, _, last = key.rpartition(".")
+        module = modules.get(head + "." if head else "")
+        return last == "num_batches_tracked" and getattr(module, "ignores_batch_count", False)
 
     # ------------------------------------------------------------------ dtypes
     def to_dtype(self, dtype):
