@@ -105,6 +105,9 @@ REASONS = {
     ("sine_backward", "large"): _SIN_CODEGEN,
     ("relu", "large"): ("the same memory-bound loop in both (0.95-1.12x in interleaved runs); "
                         "single 2-thread runs on the shared machine differ by more than 20%"),
+    ("relu_backward", "large"): ("the same memory-bound loop in both: 1.00x and 0.99x "
+                                 "Cython/numba interleaved (1 and 2 threads, 15 alternating "
+                                 "blocks, 2026-11-29 05:13 UTC); a single run's gap is noise"),
     ("leaky_relu", "large"): ("the same memory-bound loop in both (0.97-1.16x interleaved, "
                               "1 and 2 threads); a single run's larger gap is machine noise"),
     ("leaky_relu_backward", "large"): ("the same memory-bound loop in both (0.86-0.97x "
