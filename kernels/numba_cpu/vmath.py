@@ -180,6 +180,16 @@ def _exp32(x):
     return y
 
 
+@register_jitable(**_OPTIONS)
+def _horner(coeffs, x):
+    """coeffs[0] x**k + coeffs[1] x**(k-1) + ... + coeffs[k] (a tuple of constants: the
+    loop unrolls into k multiply-adds)."""
+    p = coeffs[0]
+    for i in range(1, len(coeffs)):
+        p = p * x + coeffs[i]
+    return p
+
+
 # log1p(f) = f - f*f/2 + f**3 P(f) on f in [sqrt(1/2) - 1, sqrt(2) - 1]: the Cython
 # backend's fnn_logf, where the fit is described
 _LOG1P_P = tuple(_F(c) for c in (
@@ -200,15 +210,7 @@ def _log32(x):
         m = _F(0.5) * m
         e = e + _F(1.0)
     f = m - _F(1.0)
-    c = _LOG1P_P
-    p = c[0]
-    p = p * f + c[1]
-    p = p * f + c[2]
-    p = p * f + c[3]
-    p = p * f + c[4]
-    p = p * f + c[5]
-    p = p * f + c[6]
-    p = p * f + c[7]
+    p = _horner(_LOG1P_P, f)
     f2 = f * f
     y = _fma(f2 * f, p, _fma(_F(-0.5), f2, e * _LN2_2))
     y = _fma(e, _LN2_1, y + f)
@@ -271,27 +273,10 @@ _PHI_CUT = _F(5.6)
 def _phi_lower32(u):
     # Phi(-u) for u >= 0; 0 beyond 5.6 (Phi(-5.6) = 1e-8; PyTorch's float32 1 + erf is 0)
     v = min(u, _PHI_CUT) - _F(1.0)
-    c = _PHI_LOWER_LOG2
-    p = c[0]
-    p = p * v + c[1]
-    p = p * v + c[2]
-    p = p * v + c[3]
-    p = p * v + c[4]
-    p = p * v + c[5]
-    p = p * v + c[6]
-    p = p * v + c[7]
-    p = p * v + c[8]
-    p = p * v + c[9]
-    p = p * v + c[10]  # in [-26.5, -1]: 2**n is a normal float
+    p = _horner(_PHI_LOWER_LOG2, v)  # in [-26.5, -1]: 2**n is a normal float
     n = np.rint(p)
     r = p - n
-    e = _EXP2_REDUCED
-    q = e[0]
-    q = q * r + e[1]
-    q = q * r + e[2]
-    q = q * r + e[3]
-    q = q * r + e[4]
-    q = q * r + e[5]
+    q = _horner(_EXP2_REDUCED, r)
     lower = q * _float32_from_bits((np.int32(n) + 127) << 23)
     return _F(0.0) if u > _PHI_CUT else lower
 
