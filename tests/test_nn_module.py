@@ -154,6 +154,43 @@ def test_double_and_float_convert_parameters_buffers_and_grads(backend, rng):
         model.to_dtype(np.int32)
 
 
+def test_to_takes_a_dtype_or_a_device_and_a_dtype_as_in_pytorch(backend, rng):
+    model = _model()
+    assert model.to(np.float64) is model
+    assert all(p.data.dtype == np.float64 for p in model.parameters())
+    assert all(b.dtype == np.float64 for b in model.buffers())
+    assert model(rng.standard_normal((4, 4))).dtype == np.float64
+    model.to("cpu", "float32")
+    assert all(p.grad.dtype == np.float32 for p in model.parameters())
+    model.to(dtype=np.float64)
+    assert model[0].weight.data.dtype == np.float64 and model.device == "cpu"
+    with pytest.raises(TypeError, match="expected float32 or float64, got int32"):
+        model.to(np.int32)
+    with pytest.raises(TypeError, match="expected a device"):
+        model.to()
+    with pytest.raises(ValueError, match="expected device 'cpu' or 'cuda', got 'gpu'"):
+        model.to("gpu")
+
+
+def test_softmax_takes_pytorchs_dim_for_the_class_axis(rng):
+    x = rng.standard_normal((3, 5)).astype(np.float32)
+    expected = nn.Softmax()(x)
+    for dim in (1, -1, None):
+        np.testing.assert_array_equal(nn.Softmax(dim=dim)(x), expected)
+    with pytest.raises(ValueError, match="dim=1 or -1"):
+        nn.Softmax(dim=0)
+
+
+def test_zero_grad_accepts_set_to_none(backend, rng):
+    model = _model()
+    opt = fastnn.optim.SGD(model.parameters(), lr=0.1)
+    model(rng.standard_normal((4, 4)).astype(np.float32))
+    model.backward(np.ones((4, 3), np.float32))
+    opt.zero_grad(set_to_none=True)
+    model.zero_grad(set_to_none=False)
+    assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+
+
 def test_manual_seed_makes_initialisation_reproducible():
     fastnn.manual_seed(11)
     a = nn.Linear(50, 40)
@@ -186,8 +223,9 @@ def test_repr_of_every_layer():
         "BatchNorm1d(4, eps=1e-05, momentum=0.1, mean_only=True)"
     assert repr(nn.BatchNorm2d(8)) == "BatchNorm2d(8, eps=1e-05, momentum=0.1)"
     assert repr(nn.Flatten()) == "Flatten(start_dim=1, end_dim=-1)"
-    for cls in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Identity, nn.Softmax):
+    for cls in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Identity):
         assert repr(cls()) == f"{cls.__name__}()"
+    assert repr(nn.Softmax(dim=1)) == "Softmax(dim=1)" and repr(nn.Softmax()) == "Softmax()"
     for cls in (nn.MSELoss, nn.CrossEntropyLoss, nn.BCELoss):
         assert repr(cls()) == f"{cls.__name__}()"
     assert repr(nn.Sequential(nn.Linear(1, 1), nn.ReLU())) == (

@@ -252,6 +252,62 @@ def test_loss_gradient_is_a_fresh_array(backend, dtype, rng):
     np.testing.assert_array_equal(first, kept)
 
 
+REDUCED_LOSSES = {
+    "mse": (nn.MSELoss, torch.nn.MSELoss, "values"),
+    "bce": (nn.BCELoss, torch.nn.BCELoss, "probabilities"),
+    "cross_entropy_labels": (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, "labels"),
+    "cross_entropy_soft": (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, "soft"),
+}
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name", sorted(REDUCED_LOSSES))
+def test_loss_reduction_matches_torch(backend, dtype, rng, name, reduction):
+    """reduction='sum' and 'none' as in PyTorch: the value (a float, or one loss per
+    element / per row), the gradient, and backward(grad) with the gradient w.r.t. the
+    loss (per element for 'none') against torch's backward of the weighted losses."""
+    ours, theirs, kind = REDUCED_LOSSES[name]
+    n, c = 6, 4
+    pred = rng.standard_normal((n, c)).astype(dtype)
+    if kind == "probabilities":
+        pred = rng.uniform(0.02, 0.98, (n, c)).astype(dtype)
+    target = {"labels": rng.integers(0, c, n),
+              "soft": rng.dirichlet(np.ones(c), n).astype(dtype)}.get(
+                  kind, rng.uniform(0, 1, (n, c)).astype(dtype))
+    loss = ours(reduction=reduction)
+    value = loss.forward(pred, target)
+    pt = t(pred, True)
+    lt = theirs(reduction=reduction)(pt, t(target))
+    weights = rng.uniform(0.5, 2.0, tuple(lt.shape)).astype(dtype)
+    (lt * t(weights)).sum().backward()
+    if reduction == "none":
+        assert type(value) is np.ndarray and value.dtype == dtype and value.shape == lt.shape
+    else:
+        assert isinstance(value, float)
+    assert_close(value, lt.detach().numpy(), dtype, scale=n * c)
+    plain = loss.backward()
+    weighted = loss.backward(weights if reduction == "none" else float(weights))
+    assert weighted.dtype == dtype and weighted is not plain
+    assert_close(weighted, pt.grad.numpy(), dtype, scale=n * c)
+    expected_plain = pt.grad.numpy() / (weights if reduction != "none" or kind in
+                                        ("values", "probabilities") else weights[:, None])
+    assert_close(plain, expected_plain, dtype, scale=n * c)
+
+
+def test_loss_reduction_errors():
+    with pytest.raises(ValueError, match="reduction 'mean', 'sum' or 'none', got 'avg'"):
+        nn.MSELoss(reduction="avg")
+    loss = nn.CrossEntropyLoss(reduction="none")
+    loss.forward(np.zeros((3, 2), np.float32), np.array([0, 1, 1]))
+    with pytest.raises(ValueError, match=r"expected grad of shape \(3,\)"):
+        loss.backward(np.ones((3, 2), np.float32))
+    summed = nn.MSELoss(reduction="sum")
+    summed.forward(np.zeros((3, 2), np.float32), np.ones((3, 2), np.float32))
+    with pytest.raises(ValueError, match="expected a number"):
+        summed.backward(np.ones(3))
+    assert repr(summed) == "MSELoss(reduction='sum')" and repr(nn.BCELoss()) == "BCELoss()"
+
+
 # ------------------------------------------- BatchNorm inside a network, several steps
 def test_batchnorm_network_trains_like_torch(backend, dtype, rng):
     """Three SGD steps (written out here) on an MLP with BatchNorm against its torch twin:

@@ -103,9 +103,20 @@ class Sine(_Elementwise):
 
 
 class Softmax(_Elementwise):
-    """Softmax along the last axis of a 2-D input (N, C)."""
+    """Softmax along the last axis of a 2-D input (N, C). dim: 1 or -1 (that axis), or
+    None (PyTorch's implicit choice, also axis 1 for 2-D input)."""
 
     kernel = "softmax"
+
+    def __init__(self, dim=-1):
+        super().__init__()
+        if dim is not None and (isinstance(dim, bool) or dim not in (1, -1)):
+            raise ValueError(f"Softmax: only the class axis of a 2-D input (N, C) is "
+                             f"supported (dim=1 or -1), got dim={dim!r}")
+        self.dim = dim
+
+    def extra_repr(self):
+        return "" if self.dim == -1 else f"dim={self.dim}"
 
     def infer_shape(self, shape, dtype):
         if len(shape) != 2:

@@ -1,38 +1,93 @@
-"""Losses: ``forward(pred, target) -> float`` (mean reduction), ``backward() -> grad of pred``.
+"""Losses: ``forward(pred, target) -> float``, ``backward() -> grad of pred``.
 
 Each loss computes its value and gradient in one kernel call during ``forward``;
 ``backward`` returns that gradient (a fresh array per forward, the caller's to keep).
 The kernels run where pred lives: a CUDA device array pred (the output of a model on
 the GPU) runs the cuda backend, the target is moved next to it, and the gradient is a
 device array; the loss is a Python float either way.
+
+``reduction`` is PyTorch's: 'mean' (the default, the kernels' own), 'sum' (the mean's
+loss and gradient times the element count: N rows for cross-entropy), or 'none':
+``forward`` returns the loss of every element (every row for cross-entropy) as a
+NumPy array, computed by the reference formulas, and ``backward(grad)`` takes the
+gradient w.r.t. those losses (None: all ones, the gradient of their sum).
 """
 import numpy as np
 
 from .. import device as _device
+from ..kernels.reference import losses as _reference
 from ..validation import as_contiguous, as_labels, check_float_array
+
+REDUCTIONS = ("mean", "sum", "none")
 
 
 class Loss:
-    """Base class: validation, the saved gradient and repr."""
+    """Base class: validation, the reduction, the saved gradient and repr."""
 
-    def __init__(self):
+    def __init__(self, reduction="mean"):
+        if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: expected reduction 'mean', 'sum' or "
+                             f"'none', got {reduction!r}")
+        self.reduction = reduction
         self._grad = None
 
     def forward(self, pred, target):
-        """Mean loss of pred against target as a Python float."""
+        """Loss of pred against target: a Python float ('mean', 'sum') or a NumPy array
+        of per-element losses ('none': pred's shape; (N,) for cross-entropy)."""
         pred, target = self._check(pred, target)
         kernels = _device.kernels(_device.device_of(pred))
-        loss, self._grad = self._kernel(kernels)(pred, target)
-        return loss
+        loss, grad = self._kernel(kernels)(pred, target)
+        if self.reduction == "mean":
+            self._grad = grad
+            return loss
+        count = self._count(pred)
+        # the mean's gradient times the count: d(sum)/d(pred), also for 'none' (where
+        # backward weights it by the gradient of each element's loss)
+        self._grad = _scaled(grad, count)
+        if self.reduction == "sum":
+            return loss * count
+        return self._losses(_device.to_host(pred), _device.to_host(target))
 
     def __call__(self, pred, target):
         return self.forward(pred, target)
 
-    def backward(self):
-        """Gradient of the last forward's loss w.r.t. pred (same shape and dtype as pred)."""
+    def backward(self, grad=None):
+        """Gradient of the last forward's loss w.r.t. pred (same shape and dtype as pred;
+        a fresh array when grad is given).
+
+        grad: the gradient w.r.t. the loss, None for 1: a number for 'mean' and 'sum',
+        for 'none' an array of the per-element losses' shape (or a number)."""
         if self._grad is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
-        return self._grad
+        if grad is None:
+            return self._grad
+        return self._weighted(grad)
+
+    def _weighted(self, grad):
+        """self._grad times grad (a number, or per element/row for 'none')."""
+        where = f"{self._where()}.backward"
+        g = self._grad
+        dtype = g.dtype.type
+        if np.ndim(grad) == 0:
+            return _scaled(g, float(grad), copy=True)
+        if self.reduction != "none":
+            raise ValueError(f"{where}: expected a number as the gradient of a "
+                             f"{self.reduction!r}-reduced loss, got shape {np.shape(grad)}")
+        grad = _device.to_host(grad)
+        expected = self._loss_shape(g.shape)
+        if np.shape(grad) != expected:
+            raise ValueError(f"{where}: expected grad of shape {expected} (one per loss), "
+                             f"got {np.shape(grad)}")
+        grad = np.asarray(grad, dtype=dtype).reshape(expected + (1,) * (g.ndim - len(expected)))
+        out = _device.to_host(g) * grad
+        return _device.namespace_of(g).put(out) if _device.is_device_array(g) else out
+
+    def _count(self, pred):
+        """The mean's denominator: every element."""
+        return pred.size
+
+    def _loss_shape(self, pred_shape):
+        return pred_shape
 
     def _check_pred(self, pred):
         pred = check_float_array(self._where(), "pred", pred, device_ok=True)
@@ -56,7 +111,9 @@ class Loss:
         return pred, target
 
     def _where(self):
-        return f"{type(self).__name__}()"
+        if self.reduction == "mean":
+            return f"{type(self).__name__}()"
+        return f"{type(self).__name__}(reduction={self.reduction!r})"
 
     def __repr__(self):
         return self._where()
@@ -70,6 +127,9 @@ class MSELoss(Loss):
 
     def _kernel(self, k):
         return k.mse_loss
+
+    def _losses(self, pred, target):
+        return _reference.mse_losses(pred, target)
 
 
 class BCELoss(Loss):
@@ -88,6 +148,9 @@ class BCELoss(Loss):
 
     def _kernel(self, k):
         return k.bce_loss
+
+    def _losses(self, pred, target):
+        return _reference.bce_losses(pred, target)
 
 
 class CrossEntropyLoss(Loss):
@@ -114,3 +177,24 @@ class CrossEntropyLoss(Loss):
 
     def _kernel(self, k):
         return k.softmax_cross_entropy
+
+    def _losses(self, pred, target):
+        return _reference.cross_entropy_losses(pred, target)
+
+    def _count(self, pred):
+        return pred.shape[0]  # PyTorch's mean is over rows
+
+    def _loss_shape(self, pred_shape):
+        return pred_shape[:1]
+
+
+def _scaled(grad, factor, copy=False):
+    """grad * factor in grad's dtype, in place unless copy (a device array goes through
+    the host: the reductions other than 'mean' are not the GPU's hot path)."""
+    if _device.is_device_array(grad):
+        host = _device.to_host(grad) * grad.dtype.type(factor)
+        return _device.namespace_of(grad).put(host)
+    if copy:
+        return grad * grad.dtype.type(factor)
+    grad *= grad.dtype.type(factor)
+    return grad

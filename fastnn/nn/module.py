@@ -197,8 +197,9 @@ class Module:
         """Evaluation mode: BatchNorm uses running statistics, dropout is the identity."""
         return self.train(False)
 
-    def zero_grad(self):
-        """Set every parameter gradient to zero, in place."""
+    def zero_grad(self, set_to_none=True):
+        """Set every parameter gradient to zero, in place (set_to_none is accepted for
+        PyTorch code and changes nothing, as in ``Optimizer.zero_grad``)."""
         for param in self.parameters():
             param.zero_grad()
 
@@ -208,13 +209,24 @@ class Module:
         """'cpu' or 'cuda': where the parameters and buffers live (set by ``to``)."""
         return self._device
 
-    def to(self, device):
-        """Move parameters (data and grad) and buffers to 'cuda' or 'cpu', in place; self.
+    def to(self, device=None, dtype=None):
+        """Move parameters (data and grad) and buffers to 'cuda' or 'cpu', and/or convert
+        them to dtype (float32 or float64), in place; self.
 
+        As in PyTorch, ``to(np.float64)`` (a dtype in place of the device) converts only.
         On 'cuda' the layers run the cuda backend's kernels and keep their buffers on
-        the GPU (``fastnn.device``). Build optimizers after moving the model (as in
-        PyTorch); an optimizer built before keeps the old arrays.
+        the GPU (``fastnn.device``). Build optimizers after moving or converting the
+        model (as in PyTorch); an optimizer built before keeps the old arrays.
         """
+        if device is not None and dtype is None and _is_dtype_like(device):
+            device, dtype = None, device
+        if device is None and dtype is None:
+            raise TypeError(f"{type(self).__name__}.to: expected a device ('cpu', 'cuda') "
+                            f"or a dtype (float32, float64)")
+        if dtype is not None:
+            self.to_dtype(dtype)
+        if device is None:
+            return self
         device = _device.check_device(f"{type(self).__name__}.to", device)
         ns = _device.namespace(device)
         if device == "cuda":
@@ -322,10 +334,11 @@ class Module:
     # ------------------------------------------------------------------ dtypes
     def to_dtype(self, dtype):
         """Convert every parameter (data and grad) and buffer to dtype, in place; self."""
-        dtype = np.dtype(dtype)
-        if dtype not in FLOAT_DTYPES:
+        if not _is_dtype_like(dtype) or np.dtype(dtype) not in FLOAT_DTYPES:
+            got = np.dtype(dtype) if _is_dtype_like(dtype) else repr(dtype)
             raise TypeError(f"{type(self).__name__}.to_dtype: expected float32 or float64, "
-                            f"got {dtype}")
+                            f"got {got}")
+        dtype = np.dtype(dtype)
         if self._device != "cpu":  # convert on the host, then move back
             device = self._device
             return self.to("cpu").to_dtype(dtype).to(device)
@@ -463,3 +476,16 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return "\n".join(lines) + "\n)"
+
+
+def _is_dtype_like(value):
+    """True for what np.dtype accepts (np.float64, 'float32', a dtype), except device
+    names and device objects."""
+    if value is None or (isinstance(value, str)
+                         and (value in _device.DEVICES or value.startswith("cuda"))):
+        return False
+    try:
+        np.dtype(value)
+    except TypeError:
+        return False
+    return True

@@ -130,11 +130,13 @@ class Optimizer:
                              f"(expected 0 <= {name} < 1)")
 
     # ------------------------------------------------------------------- step
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
         """Set every parameter's .grad to zero in place (one fill per flat buffer).
 
         Gradients are zeroed, not set to None as PyTorch's default does: layers accumulate
-        into ``.grad`` in place, so it must stay an array.
+        into ``.grad`` in place, so it must stay an array. set_to_none is accepted for
+        PyTorch code and changes nothing: the next backward gives every parameter its
+        gradient either way.
         """
         for buckets in self._buckets:
             for bucket in buckets:

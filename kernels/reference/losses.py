@@ -1,6 +1,8 @@
 """Losses with their gradients in plain NumPy: the specification.
 
-Each returns (loss as a Python float, gradient of the mean loss w.r.t. the prediction).
+Each returns (loss as a Python float, gradient of the mean loss w.r.t. the prediction);
+the ``*_losses`` functions give the loss of every element (every row for cross-entropy),
+which the loss layers return for ``reduction='none'``.
 """
 import numpy as np
 
@@ -13,24 +15,37 @@ def softmax_cross_entropy(logits, target, grad=None):
     probabilities (softmax(logits) * target.sum(1) - target) / N.
     """
     n = logits.shape[0]
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    log_sum = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-    log_prob = shifted - log_sum
+    log_prob = _log_softmax(logits)
     if grad is None:
         grad = np.empty_like(logits)
     np.exp(log_prob, out=grad)
+    loss = _cross_entropy_rows(log_prob, target).sum(dtype=np.float64)
     if target.ndim == 1:
-        rows = np.arange(n)
-        loss = -log_prob[rows, target].sum(dtype=np.float64)
-        grad[rows, target] -= 1
+        grad[np.arange(n), target] -= 1
     else:
         # d/dx of -sum(t log softmax x) is softmax(x) * sum(t) - t: PyTorch's gradient,
         # also for rows of target that do not sum to 1
-        loss = -(target * log_prob).sum(dtype=np.float64)
         grad *= target.sum(axis=1, keepdims=True)
         grad -= target
     grad /= n
     return float(loss / max(n, 1)), grad
+
+
+def cross_entropy_losses(logits, target):
+    """Cross-entropy of each row (reduction 'none'). logits: (N, C); target: (N,) int64
+    labels or (N, C) probabilities. Returns (N,) in logits' dtype."""
+    return _cross_entropy_rows(_log_softmax(logits), target)
+
+
+def _log_softmax(logits):  # (N, C) -> (N, C)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def _cross_entropy_rows(log_prob, target):  # (N, C), (N,) or (N, C) -> (N,)
+    if target.ndim == 1:
+        return -log_prob[np.arange(log_prob.shape[0]), target]
+    return -(target * log_prob).sum(axis=1)
 
 
 def mse_loss(pred, target, grad=None):
@@ -41,19 +56,29 @@ def mse_loss(pred, target, grad=None):
     return loss, diff
 
 
+def mse_losses(pred, target):
+    """(pred - target)**2 per element (reduction 'none'). pred, target: same shape."""
+    return np.square(pred - target)
+
+
 def bce_loss(pred, target, grad=None):
     """Mean binary cross-entropy, logs clamped at -100 as in PyTorch.
 
     pred (probabilities), target, grad: same shape.
     """
-    with np.errstate(divide="ignore"):
-        log_p = np.maximum(np.log(pred), -100)
-        log_1mp = np.maximum(np.log1p(-pred), -100)
-    loss = float(-(target * log_p + (1 - target) * log_1mp).sum(dtype=np.float64)
-                 / max(pred.size, 1))
+    loss = float(bce_losses(pred, target).sum(dtype=np.float64) / max(pred.size, 1))
     eps = pred.dtype.type(1e-12)
     g = (pred - target) / np.maximum(pred * (1 - pred), eps) / pred.dtype.type(max(pred.size, 1))
     if grad is None:
         return loss, g.astype(pred.dtype, copy=False)
     grad[...] = g
     return loss, grad
+
+
+def bce_losses(pred, target):
+    """Binary cross-entropy per element (reduction 'none'), logs clamped at -100 as in
+    PyTorch. pred (probabilities), target: same shape. Returns pred's shape and dtype."""
+    with np.errstate(divide="ignore"):
+        log_p = np.maximum(np.log(pred), -100)
+        log_1mp = np.maximum(np.log1p(-pred), -100)
+    return -(target * log_p + (1 - target) * log_1mp)
