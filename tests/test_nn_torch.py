@@ -142,6 +142,52 @@ def test_batchnorm1d_running_stats_and_eval_follow_torch(backend, dtype, rng, me
     np.testing.assert_array_equal(bn.running_mean, before)  # eval never updates them
 
 
+@pytest.mark.parametrize("layer", ["BatchNorm1d", "BatchNorm2d"])
+@pytest.mark.parametrize("affine, track", [(False, True), (True, False), (False, False)])
+def test_batchnorm_affine_and_track_running_stats_follow_torch(backend, dtype, rng, layer,
+                                                                 affine, track):
+    """PyTorch's affine=False (no weight or bias: parameters and state dict) and
+    track_running_stats=False (no running statistics; batch statistics in eval mode too):
+    outputs, input and parameter gradients and state dicts over training and eval steps."""
+    shape = (8, 5) if layer == "BatchNorm1d" else (4, 5, 3, 3)
+    bn = getattr(nn, layer)(5, momentum=0.2, affine=affine, track_running_stats=track)
+    bn.to_dtype(dtype)
+    tbn = getattr(torch.nn, layer)(5, momentum=0.2, affine=affine, track_running_stats=track,
+                                   dtype=TORCH_DTYPES[dtype])
+    if affine:
+        with torch.no_grad():
+            tbn.weight.uniform_(0.5, 1.5)
+            tbn.bias.uniform_(-1, 1)
+    bn.load_state_dict({k: v.numpy() for k, v in tbn.state_dict().items()})
+    assert len(list(bn.parameters())) == (2 if affine else 0)
+    for training in (True, True, False):
+        bn.train(training)
+        tbn.train(training)
+        x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        xt = t(x, grad=True)
+        yt = tbn(xt)
+        yt.backward(t(g))
+        bn.zero_grad()
+        assert_close(bn.forward(x), yt.detach().numpy(), dtype)
+        assert_close(bn.backward(g), xt.grad.numpy(), dtype, scale=10)
+        if affine:
+            assert_close(bn.weight.grad, tbn.weight.grad.numpy(), dtype, scale=10)
+            assert_close(bn.bias.grad, tbn.bias.grad.numpy(), dtype, scale=10)
+            tbn.zero_grad()
+        ours = bn.state_dict()
+        theirs = {k: v.numpy() for k, v in tbn.state_dict().items()
+                  if not k.endswith("num_batches_tracked")}
+        assert sorted(ours) == sorted(theirs)
+        for k in theirs:
+            assert_close(ours[k], theirs[k], dtype)
+    if not track:
+        with pytest.raises(ValueError, match="track_running_stats=False"):
+            bn.eval().forward(np.ones((1, 5) + (1, 1) * (len(shape) == 4), dtype))
+    assert ("affine=False" in repr(bn)) != affine
+    assert ("track_running_stats=False" in repr(bn)) != track
+
+
 def test_batchnorm_mean_only_gradients(backend, dtype, rng):
     """mean_only: y = x - mean(x) + bias, checked against the same expression in torch."""
     bn = nn.BatchNorm1d(4, mean_only=True).to_dtype(dtype)

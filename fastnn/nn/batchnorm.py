@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from .. import device as _device
 from ..validation import check_number
 from .module import Module, Parameter
 
@@ -16,7 +17,7 @@ class _BatchNorm(Module):
     ignores_batch_count = True  # PyTorch's num_batches_tracked loads as ignored
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, mean_only=False,
-                 dtype=np.float32):
+                 dtype=np.float32, affine=True, track_running_stats=True):
         super().__init__()
         name = type(self).__name__
         if (isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral)
@@ -29,12 +30,18 @@ class _BatchNorm(Module):
         self.eps = float(eps)
         self.momentum = float(momentum)
         self.mean_only = bool(mean_only)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
         c = self.num_features
-        self.weight = None if self.mean_only else Parameter(np.ones(c, dtype=dtype))
-        self.bias = Parameter(np.zeros(c, dtype=dtype))
-        self.register_buffer("running_mean", np.zeros(c, dtype=dtype))
-        self.register_buffer("running_var", None if self.mean_only else np.ones(c, dtype=dtype))
-        self._ctx = None  # (x, save_mean, save_invstd, training) of the last forward
+        # affine=False: no parameters; the kernels get constant ones and zeros instead
+        self.weight = (None if self.mean_only or not self.affine
+                       else Parameter(np.ones(c, dtype=dtype)))
+        self.bias = Parameter(np.zeros(c, dtype=dtype)) if self.affine else None
+        tracked = self.track_running_stats
+        self.register_buffer("running_mean", np.zeros(c, dtype=dtype) if tracked else None)
+        self.register_buffer("running_var", np.ones(c, dtype=dtype)
+                             if tracked and not self.mean_only else None)
+        self._ctx = None  # (x, save_mean, save_invstd, batch statistics?) of the last forward
 
     def _expected_shape(self):
         return "(N, C)" if self.ndim == 2 else "(N, C, H, W)"
@@ -44,44 +51,83 @@ class _BatchNorm(Module):
         if len(shape) != self.ndim or shape[1] != self.num_features:
             want = self._expected_shape().replace("C", str(self.num_features))
             raise ValueError(f"{where}: expected input of shape {want}, got {shape}")
-        if dtype != self.bias.data.dtype:
+        if self._param_dtype() not in (None, dtype):
             raise TypeError(f"{where}: input dtype {dtype} does not match the layer's "
-                            f"parameters ({self.bias.data.dtype}); convert the input or call "
+                            f"parameters ({self._param_dtype()}); convert the input or call "
                             f".float()/.double() on the model")
-        if self.training and math.prod(shape) // self.num_features <= 1:
-            raise ValueError(f"{where}: expected more than 1 value per channel in training "
-                             f"mode (batch statistics), got input of shape {shape}; use a "
-                             f"larger batch or eval()")
+        if self._batch_statistics() and math.prod(shape) // self.num_features <= 1:
+            if self.track_running_stats:
+                mode, remedy = "training mode (batch statistics)", "a larger batch or eval()"
+            else:
+                mode, remedy = "batch statistics (track_running_stats=False)", "a larger batch"
+            raise ValueError(f"{where}: expected more than 1 value per channel in {mode}, "
+                             f"got input of shape {shape}; use {remedy}")
         return shape
+
+    def _batch_statistics(self):
+        """Normalise with the batch's statistics (training, or no running statistics)."""
+        return self.training or not self.track_running_stats
+
+    def _param_dtype(self):
+        """The dtype of the parameters and buffers (set by .float()/.double()); None for
+        a layer that has neither (affine=False, track_running_stats=False): it takes
+        either float type."""
+        if self.bias is not None:
+            return self.bias.data.dtype
+        return None if self.running_mean is None else self.running_mean.dtype
+
+    def _constant(self, key, value, dtype):
+        """(C,) array of value where the layer lives, kept until its dtype or device
+        changes (the weight and bias of affine=False, scratch running statistics)."""
+        buf = self._scratch.get(key)
+        if buf is None or buf.dtype != dtype:
+            buf = _device.namespace(self._device).put(np.full(self.num_features, value, dtype))
+            self._scratch[key] = buf
+        return buf
+
+    def _kernel_arrays(self, dtype):
+        """(weight, bias, running_mean, running_var) as the kernels take them."""
+        weight = None
+        if not self.mean_only:
+            weight = self.weight.data if self.affine else self._constant("ones", 1, dtype)
+        bias = self.bias.data if self.affine else self._constant("zeros", 0, dtype)
+        if self.track_running_stats:
+            return weight, bias, self.running_mean, self.running_var
+        # batch statistics only: the kernels' running-statistics update goes to scratch
+        return (weight, bias, self._constant("scratch_mean", 0, dtype),
+                None if self.mean_only else self._constant("scratch_var", 1, dtype))
 
     def _forward(self, x, buffered):
         c, dtype = self.num_features, x.dtype
         out = self._buffer("y", x.shape, dtype) if buffered else None
         save_mean = self._buffer("save_mean", (c,), dtype)
         save_invstd = None if self.mean_only else self._buffer("save_invstd", (c,), dtype)
+        batch = self._batch_statistics()
+        weight, bias, running_mean, running_var = self._kernel_arrays(dtype)
         y, save_mean, save_invstd = self._kernels().batchnorm_forward(
-            x, None if self.weight is None else self.weight.data, self.bias.data,
-            self.running_mean, self.running_var, training=self.training,
+            x, weight, bias, running_mean, running_var, training=batch,
             momentum=self.momentum, eps=self.eps, mean_only=self.mean_only, out=out,
             save_mean=save_mean, save_invstd=save_invstd)
-        self._ctx = (x, save_mean, save_invstd, self.training)
+        self._ctx = (x, save_mean, save_invstd, batch)
         return y
 
     def _backward(self, grad_out, buffered, need_grad_in):
         # The kernel always produces grad_in (its reductions are needed anyway).
         grad_in = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
         x, save_mean, save_invstd, training = self._ctx
+        weight = self._kernel_arrays(grad_out.dtype)[0]
         grad_in = self._kernels().batchnorm_backward(
-            grad_out, x, None if self.weight is None else self.weight.data,
-            save_mean, save_invstd, training=training,
+            grad_out, x, weight, save_mean, save_invstd, training=training,
             mean_only=self.mean_only,
             grad_weight=None if self.weight is None else self.weight.grad,
-            grad_bias=self.bias.grad, grad_in=grad_in)
+            grad_bias=None if self.bias is None else self.bias.grad, grad_in=grad_in)
         return grad_in if need_grad_in else None
 
     def extra_repr(self):
         text = f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
-        return text + (", mean_only=True" if self.mean_only else "")
+        text += ", mean_only=True" if self.mean_only else ""
+        text += "" if self.affine else ", affine=False"
+        return text + ("" if self.track_running_stats else ", track_running_stats=False")
 
 
 class BatchNorm1d(_BatchNorm):
@@ -100,6 +146,7 @@ class BatchNorm2d(_BatchNorm):
 
     ndim = 4
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, dtype=np.float32):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, dtype=np.float32):
         super().__init__(num_features, eps=eps, momentum=momentum, mean_only=False,
-                         dtype=dtype)
+                         dtype=dtype, affine=affine, track_running_stats=track_running_stats)
