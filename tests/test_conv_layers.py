@@ -33,7 +33,9 @@ def run_both(layer, x, rng):
     dict(in_channels=2, out_channels=5, kernel_size=(3, 2), stride=(2, 1), padding=(1, 0)),
     dict(in_channels=4, out_channels=3, kernel_size=1, bias=False),
     dict(in_channels=1, out_channels=2, kernel_size=5, stride=3, padding=2),
-], ids=["3x3pad1", "3x2stride2x1", "1x1nobias", "5x5stride3"])
+    dict(in_channels=2, out_channels=3, kernel_size=(3, 5), padding="same"),
+    dict(in_channels=2, out_channels=3, kernel_size=3, padding="valid"),
+], ids=["3x3pad1", "3x2stride2x1", "1x1nobias", "5x5stride3", "3x5same", "3x3valid"])
 def test_conv2d_layer_matches_torch(backend, dtype, rng, args):
     layer = nn.Conv2d(**args).to_dtype(dtype)
     x = rng.standard_normal((3, args["in_channels"], 9, 7)).astype(dtype)
@@ -170,6 +172,9 @@ def test_bad_inputs_raise_clear_errors(make, x, match):
     (lambda: nn.Conv2d(3, 4, (3, 3, 3)), r"kernel_size"),
     (lambda: nn.Conv2d(3, 4, 3, stride=0), r"stride"),
     (lambda: nn.Conv2d(3, 4, 3, padding=-1), r"padding to be an int >= 0"),
+    (lambda: nn.Conv2d(3, 4, 2, padding="same"), r"padding='same' needs stride 1 and odd"),
+    (lambda: nn.Conv2d(3, 4, 3, stride=2, padding="same"), r"padding='same' needs stride 1"),
+    (lambda: nn.Conv2d(3, 4, 3, padding="full"), r"padding to be an int >= 0"),
     (lambda: nn.MaxPool2d(3, padding=2), r"MaxPool2d: padding \(2, 2\) must be at most half"),
     (lambda: nn.AvgPool2d(2, stride=1.5), r"AvgPool2d: expected stride"),
 ])

@@ -260,3 +260,49 @@ def test_fastnn_gradcheck_is_callable_after_importing_its_module(backend, rng):
     from fastnn.gradcheck import GradcheckError  # binds fastnn.gradcheck to the module
     assert issubclass(GradcheckError, AssertionError)
     assert fastnn.gradcheck(nn.Tanh(), rng.standard_normal((2, 3))) is True
+
+
+class _ListNet(nn.Module):
+    """A user model holding its layers in a ModuleList, with its own forward/backward."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(3, 4), nn.ReLU()])
+        self.layers.append(nn.Linear(4, 2))
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def backward(self, grad):
+        for layer in reversed(list(self.layers)):
+            grad = layer.backward(grad)
+        return grad
+
+
+def test_module_list_named_modules_and_apply_follow_pytorch(backend, rng):
+    ours = _ListNet()
+    theirs = torch.nn.Module()
+    theirs.layers = torch.nn.ModuleList([torch.nn.Linear(3, 4), torch.nn.ReLU(),
+                                         torch.nn.Linear(4, 2)])
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    assert len(ours.layers) == 3 and isinstance(ours.layers[2], nn.Linear)
+    assert len(ours.parameters()) == 4
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    yt = theirs.layers[2](theirs.layers[1](theirs.layers[0](xt)))
+    yt.sum().backward()
+    np.testing.assert_allclose(ours(x), yt.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.backward(np.ones((5, 2), np.float32)), xt.grad.numpy(),
+                               rtol=1e-5, atol=1e-6)
+    order, torch_order = [], []
+    assert ours.apply(lambda m: order.append(type(m).__name__)) is ours
+    theirs.apply(lambda m: torch_order.append(type(m).__name__))
+    assert order[:-1] == torch_order[:-1] and order[-1] == "_ListNet"
+    with pytest.raises(TypeError, match="ModuleList: expected a Module, got int"):
+        nn.ModuleList([1])
+    with pytest.raises(NotImplementedError, match="ModuleList has no forward"):
+        ours.layers(x)

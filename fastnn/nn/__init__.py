@@ -1,7 +1,7 @@
 """Layers, containers and losses with explicit forward/backward (PyTorch's semantics)."""
 from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Sine, Softmax, Tanh
 from .batchnorm import BatchNorm1d, BatchNorm2d
-from .container import Sequential
+from .container import ModuleList, Sequential
 from .conv import Conv2d
 from .dropout import Dropout
 from .flatten import Flatten
@@ -12,5 +12,5 @@ from .pooling import AvgPool2d, MaxPool2d
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU",
            "Sine", "Identity", "Softmax", "Flatten", "Dropout", "BatchNorm1d", "BatchNorm2d",
-           "Conv2d", "MaxPool2d", "AvgPool2d", "Sequential", "Loss", "MSELoss",
+           "Conv2d", "MaxPool2d", "AvgPool2d", "Sequential", "ModuleList", "Loss", "MSELoss",
            "CrossEntropyLoss", "BCELoss"]

@@ -128,3 +128,46 @@ class Sequential(Module):
                 return None
             g = steps[j][0]._backward(g, buffered or j > fresh_upto, need)
         return g
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters and buffers belong to the owner (PyTorch's
+    ModuleList): indexable, ``len``, iterable, ``append``/``extend``; no forward of its
+    own (the owning module's forward and backward call the layers)."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        self._list = []
+        self.extend(modules)
+
+    def append(self, module):
+        """Add a module at the end; returns self."""
+        if not isinstance(module, Module):
+            raise TypeError(f"ModuleList: expected a Module, got {type(module).__name__}")
+        setattr(self, str(len(self._list)), module)
+        self._list.append(module)
+        return self
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return ModuleList(self._list[index])
+        return self._list[index]
+
+    def __len__(self):
+        return len(self._list)
+
+    def __iter__(self):
+        return iter(self._list)
+
+    def forward(self, x):
+        raise NotImplementedError("ModuleList has no forward: call its modules from the "
+                                  "owning module's forward")
+
+    def backward(self, grad_out, need_grad_in=True):
+        raise NotImplementedError("ModuleList has no backward: call its modules' backward "
+                                  "from the owning module's backward")

@@ -35,7 +35,8 @@ class Conv2d(Module):
     weight: (out_channels, in_channels, kH, kW); bias: (out_channels,) or None.
     Both start U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in_channels * kH * kW,
     PyTorch's default (kaiming_uniform with a=sqrt(5)), from fastnn's global generator.
-    kernel_size, stride, padding: an int or a pair (height, width).
+    kernel_size, stride, padding: an int or a pair (height, width); padding may also be
+    'valid' (0) or 'same' (stride 1, odd kernel sizes: H_out = H, W_out = W).
     Input x: (N, in_channels, H, W); output: (N, out_channels, H_out, W_out) with
     H_out = (H + 2 * padding - kH) // stride + 1 (likewise W_out).
     """
@@ -50,7 +51,7 @@ class Conv2d(Module):
         self.out_channels = int(out_channels)
         self.kernel_size = pair("Conv2d", "kernel_size", kernel_size, 1)
         self.stride = pair("Conv2d", "stride", stride, 1)
-        self.padding = pair("Conv2d", "padding", padding, 0)
+        self.padding = self._padding(padding)
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
         rng = _random.generator()
@@ -59,6 +60,19 @@ class Conv2d(Module):
         self.bias = (Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dtype))
                      if bias else None)
         self._x = None
+
+    def _padding(self, padding):
+        """An int, a pair, or PyTorch's 'valid' (none) and 'same' (output size = input
+        size; stride 1 and odd kernel sizes, whose padding is symmetric)."""
+        if padding == "valid":
+            return (0, 0)
+        if padding == "same":
+            if self.stride != (1, 1) or any(k % 2 == 0 for k in self.kernel_size):
+                raise ValueError(f"Conv2d: padding='same' needs stride 1 and odd kernel "
+                                 f"sizes (symmetric padding), got stride {self.stride} and "
+                                 f"kernel_size {self.kernel_size}")
+            return tuple((k - 1) // 2 for k in self.kernel_size)
+        return pair("Conv2d", "padding", padding, 0)
 
     def infer_shape(self, shape, dtype):
         where = self._where()

@@ -149,6 +149,20 @@ class Module:
         """This module and every module under it, depth first, each once."""
         return [module for _, module in self._named_modules("")]
 
+    def named_modules(self, prefix=""):
+        """(dotted name, module) for this module ('' or prefix) and every module under
+        it, depth first, each once (PyTorch's order)."""
+        return [(name[:-1] if name.endswith(".") else name, module)
+                for name, module in self._named_modules(f"{prefix}." if prefix else "")]
+
+    def apply(self, fn):
+        """Call fn(module) on every child's modules, then on this one (PyTorch's order,
+        e.g. to initialise weights); self."""
+        for child in self._modules.values():
+            child.apply(fn)
+        fn(self)
+        return self
+
     def _named_modules(self, prefix, seen=None):
         """(prefix ending in '.' or '', module) for this module and its descendants."""
         seen = set() if seen is None else seen
