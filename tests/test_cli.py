@@ -119,15 +119,17 @@ def test_demo_falls_back_to_digits(tmp_path, monkeypatch):
     assert (out / "curves.png").exists()
 
 
-@pytest.mark.parametrize("model,extra", [("cnn", []), ("convnet", ["--width", "0.125"])])
-def test_conv_models_train_in_process(tmp_path, capsys, model, extra):
+@pytest.mark.parametrize("model,extra,optimizer", [
+    ("cnn", [], "adam"), ("convnet", ["--width", "0.125"], "adam"),
+    ("cnn", ["--weight-decay", "0.01"], "adamw")])
+def test_conv_models_train_in_process(tmp_path, capsys, model, extra, optimizer):
     metrics_path = tmp_path / "m.json"
     status = cli.main(["train", "--model", model, "--dataset", "digits", "--max-steps", "2",
-                       "--optimizer", "adam", "--backend", "numpy", "--no-progress",
+                       "--optimizer", optimizer, "--backend", "numpy", "--no-progress",
                        "--metrics", str(metrics_path), *extra])
     assert status == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1].startswith("test accuracy: ")
     assert "on 1x8x8 inputs" in out[0]
     metrics = json.loads(metrics_path.read_text())
-    assert metrics["steps"] == 2 and metrics["config"]["optimizer"] == "adam"
+    assert metrics["steps"] == 2 and metrics["config"]["optimizer"] == optimizer

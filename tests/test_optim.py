@@ -1,4 +1,4 @@
-"""SGD and Adam trajectories against torch.optim, on every backend in float32 and float64.
+"""SGD, Adam and AdamW trajectories against torch.optim, on every backend in float32 and float64.
 
 Each framework computes the gradient from its own parameters with the same smooth
 function, so the two trajectories are compared step by step, not just the first update.
@@ -88,8 +88,22 @@ def test_adam_matches_torch(backend, dtype, case):
     run_trajectory("Adam", ADAM_CASES[case], dtype)
 
 
+ADAMW_CASES = {
+    "default": dict(),
+    "lr_wd": dict(lr=0.05, weight_decay=0.1),
+    "betas_eps": dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.3),
+    "no_decay": dict(lr=0.02, weight_decay=0.0),
+}
+
+
+@pytest.mark.parametrize("case", list(ADAMW_CASES))
+def test_adamw_matches_torch(backend, dtype, case):
+    run_trajectory("AdamW", ADAMW_CASES[case], dtype)
+
+
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
-                                         ("Adam", dict(lr=0.01))])
+                                         ("Adam", dict(lr=0.01)),
+                                         ("AdamW", dict(lr=0.01))])
 def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwargs):
     groups = [((0, 2), {}), ((1, 3), {"lr": 0.003, "weight_decay": 0.1})]
     _, opt = run_trajectory(name, kwargs, dtype, groups=groups)
@@ -97,7 +111,8 @@ def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwarg
 
 
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
-                                         ("Adam", dict(lr=0.05, weight_decay=0.01))])
+                                         ("Adam", dict(lr=0.05, weight_decay=0.01)),
+                                         ("AdamW", dict(lr=0.05, weight_decay=0.1))])
 def test_parameters_without_grad_are_skipped_like_torch(backend, dtype, name, kwargs):
     ours, theirs, offsets = make_params(dtype)
     opt = getattr(optim, name)(ours, **kwargs)

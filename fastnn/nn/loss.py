@@ -141,7 +141,8 @@ class BCELoss(Loss):
         # NaN passes (comparisons are False) so a diverged run reports a NaN loss.
         # (On the GPU this check copies pred to the host.)
         values = _device.to_host(pred)
-        if np.any(values < 0) or np.any(values > 1):
+        lo, hi = values.min(), values.max()  # two reductions, no temporaries
+        if lo < 0 or hi > 1 or (lo != lo and (np.any(values < 0) or np.any(values > 1))):
             raise ValueError(f"{self._where()}: expected pred to be probabilities in [0, 1], "
                              f"got values in [{np.nanmin(values)}, {np.nanmax(values)}]")
         return pred, target

@@ -1,4 +1,5 @@
-"""Adam with L2 weight decay, PyTorch's rule (bias-corrected moments)."""
+"""Adam with L2 weight decay and AdamW with decoupled decay, PyTorch's rules
+(bias-corrected moments)."""
 from .optimizer import Optimizer
 
 
@@ -30,6 +31,9 @@ class Adam(Optimizer):
     def _state_names(self, group):
         return ("exp_avg", "exp_avg_sq")
 
+    def _decay(self, kernels, data, group):
+        """Decoupled weight decay before the update (AdamW); Adam's decay is in g."""
+
     def _args(self, group):
         beta1, beta2 = group["betas"]
         return (float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
@@ -42,13 +46,36 @@ class Adam(Optimizer):
             return
         if bucket.size:
             step = (steps[0] if steps else 0) + 1
+            self._decay(kernels, bucket.data, group)
             kernels.adam_update(bucket.data, bucket.grad, bucket.buffer("exp_avg"),
                                 bucket.buffer("exp_avg_sq"), step, *self._args(group))
         bucket.steps = [s + 1 for s in steps]
 
     def _update_one(self, kernels, bucket, i, group):
+        self._decay(kernels, bucket.data_views[i], group)
         kernels.adam_update(bucket.data_views[i], bucket.grad_views[i],
                             bucket.view(bucket.buffer("exp_avg"), i),
                             bucket.view(bucket.buffer("exp_avg_sq"), i),
                             bucket.steps[i] + 1, *self._args(group))
         bucket.steps[i] += 1
+
+
+class AdamW(Adam):
+    """AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2).
+
+    PyTorch's decoupled weight decay: p -= lr * weight_decay * p, then Adam's update
+    with g = grad (no L2 term). The decay is the ``sgd_update`` kernel with the
+    parameters as their own gradient (one more pass over them, on any backend).
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+
+    def _decay(self, kernels, data, group):
+        rate = float(group["lr"]) * float(group["weight_decay"])
+        if rate:
+            kernels.sgd_update(data, data, None, rate, 0.0, 0.0, False)
+
+    def _args(self, group):
+        beta1, beta2 = group["betas"]
+        return (float(group["lr"]), float(beta1), float(beta2), float(group["eps"]), 0.0)

@@ -17,6 +17,8 @@ from ... import threads as _threads
 # `import fastnn` set GOMP_SPINCOUNT before libgomp loads (fastnn/threads.py says why).
 _threads.warn_if_spin_too_late("cython")
 
+import math  # noqa: E402
+
 import numpy as np  # noqa: E402
 
 from ..gemm_shapes import transposed_forward  # noqa: E402
@@ -229,7 +231,7 @@ def bce_loss(pred, target, grad=None):
 # ---------------------------------------------------------------------- batchnorm
 def _ncs(a):
     """(N, C) or (N, C, H, W) as the (N, C, S) view the kernels take."""
-    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:])))  # N may be 0
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))  # N may be 0
 
 
 def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,

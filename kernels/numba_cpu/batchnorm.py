@@ -383,7 +383,7 @@ def _partials(n, c):
 
 def _planes(a):
     """(N, C, ...) -> (N, C, L) view."""
-    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:])))  # N may be 0
+    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))  # N may be 0
 
 
 def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
