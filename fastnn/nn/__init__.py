@@ -4,6 +4,7 @@ from .batchnorm import BatchNorm1d, BatchNorm2d
 from .container import ModuleList, Sequential
 from .conv import Conv2d
 from .dropout import Dropout
+from . import init
 from .flatten import Flatten
 from .linear import Linear
 from .loss import BCELoss, CrossEntropyLoss, Loss, MSELoss
@@ -13,4 +14,4 @@ from .pooling import AvgPool2d, MaxPool2d
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU",
            "Sine", "Identity", "Softmax", "Flatten", "Dropout", "BatchNorm1d", "BatchNorm2d",
            "Conv2d", "MaxPool2d", "AvgPool2d", "Sequential", "ModuleList", "Loss", "MSELoss",
-           "CrossEntropyLoss", "BCELoss"]
+           "CrossEntropyLoss", "BCELoss", "init"]
