@@ -117,6 +117,21 @@ def check_choice(where, name, value, choices):
         raise ValueError(f"{where}: expected {name} in {list(choices)}, got {value!r}")
 
 
+def check_only(where, name, value, supported):
+    """A PyTorch keyword fastnn takes at the value(s) it implements (PyTorch's default):
+    anything else is a clear error rather than an unexpected-keyword TypeError.
+    supported: the accepted values (compared with ==; a pair like (1, 1) as a tuple)."""
+    probe = tuple(value) if isinstance(value, list) else value
+    probe = probe.item() if isinstance(probe, np.generic) else probe
+    try:
+        ok = isinstance(probe, bool) == isinstance(supported[0], bool) and probe in supported
+    except (TypeError, ValueError):  # an array's ambiguous ==
+        ok = False
+    if not ok:
+        shown = " or ".join(repr(v) for v in supported)
+        raise ValueError(f"{where}: {name}={value!r} is not supported (only {shown})")
+
+
 def check_number(where, name, value, low=None, high=None, low_open=False, high_open=True):
     """A real number within [low, high) (or the bounds given by *_open flags)."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):

@@ -219,3 +219,33 @@ def test_failure_after_a_user_module_puts_running_statistics_back(name):
         with pytest.raises(ValueError, match=r"Sequential layer 2: .*got \(3, 8\)"):
             model(np.random.default_rng(0).standard_normal((3, 4)).astype(F32))
         _assert_same(model, before)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: nn.GELU(approximate="tanh"), r"GELU: approximate='tanh' is not supported \(only 'none'\)"),
+    (lambda: nn.Conv2d(3, 4, 3, dilation=2), r"Conv2d: dilation=2 is not supported"),
+    (lambda: nn.Conv2d(4, 4, 3, groups=2), r"Conv2d: groups=2 is not supported \(only 1\)"),
+    (lambda: nn.Conv2d(3, 4, 3, padding_mode="reflect"), r"padding_mode='reflect'"),
+    (lambda: nn.MaxPool2d(2, ceil_mode=True), r"MaxPool2d: ceil_mode=True is not supported"),
+    (lambda: nn.MaxPool2d(2, return_indices=True), r"return_indices=True is not supported"),
+    (lambda: nn.AvgPool2d(2, divisor_override=3), r"AvgPool2d: divisor_override=3"),
+])
+def test_pytorch_keywords_beyond_their_defaults_are_clear_errors(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_pytorch_keywords_at_their_defaults_are_accepted(rng):
+    x = rng.standard_normal((2, 3, 6, 6)).astype(F32)
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3, dilation=1, groups=1, padding_mode="zeros"), nn.ReLU(inplace=True),
+        nn.MaxPool2d(2, dilation=(1, 1), return_indices=False, ceil_mode=False),
+        nn.AvgPool2d(1, ceil_mode=False, divisor_override=None), nn.Flatten(),
+        nn.Dropout(0.1, inplace=True), nn.Linear(16, 3), nn.LeakyReLU(0.1, inplace=True),
+        nn.GELU(approximate="none"))
+    kept = x.copy()
+    assert model(x).shape == (2, 3)
+    np.testing.assert_array_equal(x, kept)  # "inplace" never overwrites the caller's input
+    assert repr(nn.ReLU(inplace=True)) == "ReLU(inplace=True)" and repr(nn.ReLU()) == "ReLU()"
+    with pytest.raises(TypeError, match="expected inplace to be a bool"):
+        nn.ReLU(inplace=1)

@@ -4,7 +4,7 @@ Every activation takes an input of any shape (Softmax: (N, C)) and returns an ou
 the same shape. ``fused_name`` names the activation in ``optable.FUSABLE_ACTIVATIONS``
 when ``Sequential`` may fuse it into a preceding Linear (None otherwise).
 """
-from ..validation import check_number
+from ..validation import check_number, check_only
 from .module import Module
 
 
@@ -34,10 +34,18 @@ class _Elementwise(Module):
 
 
 class ReLU(_Elementwise):
-    """y = max(x, 0). Input: any shape."""
+    """y = max(x, 0). Input: any shape. inplace is accepted for PyTorch code: the output
+    is a fresh array either way (x is never overwritten)."""
 
     kernel = "relu"
     fused_name = "relu"
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = _inplace("ReLU", inplace)
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
 
 
 class LeakyReLU(_Elementwise):
@@ -46,10 +54,11 @@ class LeakyReLU(_Elementwise):
     kernel = "leaky_relu"
     saves = "x"
 
-    def __init__(self, negative_slope=0.01):
+    def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
         check_number("LeakyReLU", "negative_slope", negative_slope)
         self.negative_slope = float(negative_slope)
+        self.inplace = _inplace("LeakyReLU", inplace)  # accepted; outputs are fresh arrays
 
     @property
     def fused_name(self):
@@ -60,7 +69,7 @@ class LeakyReLU(_Elementwise):
         return (self.negative_slope,)
 
     def extra_repr(self):
-        return f"negative_slope={self.negative_slope}"
+        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
 
 
 class Sigmoid(_Elementwise):
@@ -78,10 +87,15 @@ class Tanh(_Elementwise):
 
 
 class GELU(_Elementwise):
-    """y = x * Phi(x) with the exact erf form (PyTorch's default). Input: any shape."""
+    """y = x * Phi(x) with the exact erf form (PyTorch's default, approximate='none';
+    the tanh approximation is not implemented). Input: any shape."""
 
     kernel = "gelu"
     saves = "x"
+
+    def __init__(self, approximate="none"):
+        super().__init__()
+        check_only("GELU", "approximate", approximate, ("none",))
 
 
 class Sine(_Elementwise):
@@ -138,3 +152,9 @@ class Identity(Module):
 
     def _backward(self, grad_out, buffered, need_grad_in):
         return grad_out if need_grad_in else None
+
+
+def _inplace(where, inplace):
+    if not isinstance(inplace, bool):
+        raise TypeError(f"{where}: expected inplace to be a bool, got {inplace!r}")
+    return inplace

@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from .. import random as _random
+from ..validation import check_only
 from .module import Module, Parameter
 
 
@@ -42,8 +43,11 @@ class Conv2d(Module):
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 dtype=np.float32):
+                 dtype=np.float32, dilation=1, groups=1, padding_mode="zeros"):
         super().__init__()
+        check_only("Conv2d", "dilation", dilation, (1, (1, 1)))
+        check_only("Conv2d", "groups", groups, (1,))
+        check_only("Conv2d", "padding_mode", padding_mode, ("zeros",))
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"Conv2d: expected {name} to be a positive int, got {value!r}")

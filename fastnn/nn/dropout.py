@@ -12,10 +12,13 @@ class Dropout(Module):
     Input: any shape; output: same shape.
     """
 
-    def __init__(self, p=0.5):
+    def __init__(self, p=0.5, inplace=False):
         super().__init__()
         check_number("Dropout", "p", p, low=0.0, high=1.0)
+        if not isinstance(inplace, bool):
+            raise TypeError(f"Dropout: expected inplace to be a bool, got {inplace!r}")
         self.p = float(p)
+        self.inplace = inplace  # accepted for PyTorch code; the output is a fresh array
         self._mask = None
 
     @property

@@ -1,5 +1,5 @@
 """MaxPool2d and AvgPool2d over NCHW input (PyTorch's semantics, floor output sizes)."""
-from ..validation import FLOAT_DTYPES
+from ..validation import FLOAT_DTYPES, check_only
 from .conv import pair, spatial_out
 from .module import Module
 
@@ -8,9 +8,10 @@ class _Pool2d(Module):
     """Shared arguments and checks. kernel_size, stride (None: kernel_size), padding: an
     int or a pair; padding at most half the kernel, as PyTorch requires."""
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
         name = type(self).__name__
+        check_only(name, "ceil_mode", ceil_mode, (False,))
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
         self.stride = (self.kernel_size if stride is None
                        else pair(name, "stride", stride, 1))
@@ -38,7 +39,14 @@ class MaxPool2d(_Pool2d):
 
     Input (N, C, H, W); output (N, C, H_out, W_out), H_out = (H + 2 p - k) // s + 1.
     Backward sends each output gradient to its window's argmax (the first maximum).
+    PyTorch's dilation, return_indices and ceil_mode are taken at their defaults only.
     """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
+                 return_indices=False, ceil_mode=False):
+        check_only("MaxPool2d", "dilation", dilation, (1, (1, 1)))
+        check_only("MaxPool2d", "return_indices", return_indices, (False,))
+        super().__init__(kernel_size, stride, padding, ceil_mode)
 
     def _forward(self, x, buffered):
         shape = self.infer_shape(x.shape, x.dtype)
@@ -64,8 +72,10 @@ class AvgPool2d(_Pool2d):
     Input (N, C, H, W); output (N, C, H_out, W_out).
     """
 
-    def __init__(self, kernel_size, stride=None, padding=0, count_include_pad=True):
-        super().__init__(kernel_size, stride, padding)
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        check_only("AvgPool2d", "divisor_override", divisor_override, (None,))
+        super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 
     def _forward(self, x, buffered):
