@@ -26,6 +26,11 @@ from .. import device as _device
 from .flat import build_buckets, check_parameter
 
 
+#: Keys a learning-rate scheduler keeps in a param group beside the hyper-parameters
+#: (as PyTorch's schedulers do): saved and loaded with the optimizer's state.
+SCHEDULER_KEYS = ("initial_lr",)
+
+
 class Optimizer:
     """Base class of SGD and Adam. params: iterable of Parameters or of group dicts."""
 
@@ -68,7 +73,7 @@ class Optimizer:
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError(f"{self._name}: a parameter group must be a dict with a 'params' "
                             f"entry, got {type(group).__name__}")
-        unknown = set(group) - set(self.defaults) - {"params"}
+        unknown = set(group) - set(self.defaults) - {"params"} - set(SCHEDULER_KEYS)
         if unknown:
             raise ValueError(f"{self._name}: unknown hyper-parameter(s) {sorted(unknown)} in "
                              f"a parameter group; expected {sorted(self.defaults)}")
@@ -298,7 +303,8 @@ class Optimizer:
                                  f"dict but {n} in this optimizer")
             start += n
             missing = [k for k in self.hyperparameters if k not in saved]
-            unknown = [k for k in saved if k not in self.defaults and k != "params"]
+            unknown = [k for k in saved if k not in self.defaults and k != "params"
+                       and k not in SCHEDULER_KEYS]
             if missing or unknown:
                 raise ValueError(f"{where}: parameter group {gi}: missing hyper-parameters "
                                  f"{missing}, unknown {unknown}")
@@ -306,6 +312,8 @@ class Optimizer:
                      for k, v in saved.items() if k != "params"}
             try:
                 self._check(hyper)
+                if "initial_lr" in hyper:
+                    self._at_least("initial_lr", hyper["initial_lr"], 0.0)
             except (ValueError, TypeError) as exc:
                 raise type(exc)(f"{where}: parameter group {gi}: {exc}") from None
             groups.append(hyper)
