@@ -306,3 +306,21 @@ def test_module_list_named_modules_and_apply_follow_pytorch(backend, rng):
         nn.ModuleList([1])
     with pytest.raises(NotImplementedError, match="ModuleList has no forward"):
         ours.layers(x)
+
+
+def test_requires_grad_freezes_a_layer_for_the_optimizer(backend, rng):
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
+    assert model[0].requires_grad_(False) is model[0]
+    assert [p.requires_grad for p in model.parameters()] == [False, False, True, True]
+    frozen = [p.data.copy() for p in model[0].parameters()]
+    trained = model[2].weight.data.copy()
+    opt = fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        model(rng.standard_normal((3, 4)).astype(np.float32))
+        model.backward(np.ones((3, 2), np.float32))
+        opt.step()
+    for p, before in zip(model[0].parameters(), frozen):
+        np.testing.assert_array_equal(p.data, before)
+    assert not np.array_equal(model[2].weight.data, trained)
+    model.requires_grad_()
+    assert all(p.requires_grad for p in model.parameters())

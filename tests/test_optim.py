@@ -177,3 +177,30 @@ def test_mlp_training_matches_torch_on_the_same_data(backend, dtype, name, kwarg
     for key, p in model.named_parameters():
         assert_close(p.data, theirs[key].detach().numpy(), dtype, scale=10,
                      err_msg=f"{name}: {key} after {STEPS} steps")
+
+
+@pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.1)),
+                                         ("Adam", dict(lr=0.05, weight_decay=0.01)),
+                                         ("AdamW", dict(lr=0.05))])
+def test_frozen_parameters_are_left_alone_like_torch(backend, dtype, name, kwargs):
+    """requires_grad False (set before or between steps, then cleared): the optimizer
+    skips the parameter and its state, as torch skips a tensor without a gradient."""
+    ours, theirs, offsets = make_params(dtype)
+    opt = getattr(optim, name)(ours, **kwargs)
+    ref = getattr(torch.optim, name)(theirs, **kwargs)
+    ours[2].requires_grad_(False)
+    for step in range(STEPS):
+        if step == 2:
+            ours[0].requires_grad = False
+        if step == 4:
+            ours[0].requires_grad = True
+        fill_grads(ours, theirs, offsets)
+        for p, q in zip(ours, theirs):
+            if not p.requires_grad:
+                q.grad = None
+        frozen = ours[2].data.copy()
+        opt.step()
+        ref.step()
+        np.testing.assert_array_equal(ours[2].data, frozen)
+        for p, q in zip(ours, theirs):
+            assert_close(p.data, q.detach().numpy(), dtype)

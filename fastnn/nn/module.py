@@ -43,14 +43,22 @@ class Parameter:
     rebind ``.data``/``.grad`` to views of a flat buffer; layers read them at call time.
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("data", "grad", "requires_grad")
 
-    def __init__(self, data):
+    def __init__(self, data, requires_grad=True):
         data = np.array(data, copy=True, order="C")
         if data.dtype not in FLOAT_DTYPES:
             raise TypeError(f"Parameter: expected float32 or float64 data, got {data.dtype}")
         self.data = data
         self.grad = np.zeros_like(data)
+        #: False freezes the parameter: optimizers leave it (and its state) untouched, as
+        #: PyTorch's do; backward still accumulates its .grad (layers do not skip it).
+        self.requires_grad = bool(requires_grad)
+
+    def requires_grad_(self, requires_grad=True):
+        """Set requires_grad in place; self."""
+        self.requires_grad = bool(requires_grad)
+        return self
 
     @property
     def shape(self):
@@ -154,6 +162,12 @@ class Module:
         it, depth first, each once (PyTorch's order)."""
         return [(name[:-1] if name.endswith(".") else name, module)
                 for name, module in self._named_modules(f"{prefix}." if prefix else "")]
+
+    def requires_grad_(self, requires_grad=True):
+        """Freeze (False) or unfreeze every parameter for the optimizers; self."""
+        for param in self.parameters():
+            param.requires_grad_(requires_grad)
+        return self
 
     def apply(self, fn):
         """Call fn(module) on every child's modules, then on this one (PyTorch's order,

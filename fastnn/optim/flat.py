@@ -85,12 +85,15 @@ class FlatBucket:
 
         Returns (intact, dtype_changed, missing_grad): intact when every .data and .grad is
         its view; dtype_changed when a parameter now holds another dtype (the group must be
-        regrouped); missing_grad when some .grad is None (those parameters are skipped).
+        regrouped); missing_grad when some .grad is None or some parameter is frozen
+        (requires_grad False): those parameters are skipped.
         Raises ValueError when a parameter changed shape, TypeError on a bad rebinding.
         """
         intact, dtype_changed, missing_grad = True, False, False
         for i, p in enumerate(self.params):
             data, grad = p.data, p.grad
+            if not p.requires_grad:
+                missing_grad = True  # frozen: skipped like a missing gradient
             if data is self.data_views[i] and grad is self.grad_views[i]:
                 continue
             intact = False

@@ -154,7 +154,8 @@ class Optimizer:
         """Apply one update to every parameter that has a gradient.
 
         closure: optional callable re-evaluating the model and returning the loss, called
-        first. Parameters whose .grad is None are skipped, as in PyTorch. NaN or inf in a
+        first. Parameters whose .grad is None or whose requires_grad is False are
+        skipped, as in PyTorch. NaN or inf in a
         gradient propagates into the parameters (nothing is skipped silently).
         Returns the closure's loss, or None.
         """
@@ -205,7 +206,7 @@ class Optimizer:
     def _update_each(self, kernels, bucket, group):
         """Slow path when some .grad is None: update the others one by one."""
         for i, p in enumerate(bucket.params):
-            if p.grad is None:
+            if p.grad is None or not p.requires_grad:
                 continue
             if bucket.offsets[i + 1] > bucket.offsets[i]:
                 self._update_one(kernels, bucket, i, group)
