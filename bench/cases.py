@@ -273,6 +273,9 @@ def _pointwise_loss(name, size):
         if name == "bce_loss":
             pred = (1 / (1 + np.exp(-_normal(rng, shape)))).astype(F32)
             target = (rng.random(shape) > 0.5).astype(F32)
+        elif name == "bce_with_logits_loss":
+            pred = _normal(rng, shape)
+            target = (rng.random(shape) > 0.5).astype(F32)
         else:
             pred, target = _normal(rng, shape), _normal(rng, shape)
         return {"pred": pred, "target": target, "grad": np.empty_like(pred)}
@@ -287,6 +290,12 @@ def _pointwise_loss(name, size):
         if name == "mse_loss":
             return lambda: (aten.mse_loss(ts["pred"], ts["target"], 1),
                             aten.mse_loss_backward(one, ts["pred"], ts["target"], 1))
+        if name == "bce_with_logits_loss":
+            # PyTorch has no fused backward op for it: its autograd formula, written out
+            inv = 1.0 / ts["pred"].numel()
+            return lambda: (aten.binary_cross_entropy_with_logits(ts["pred"], ts["target"],
+                                                                  None, None, 1),
+                            (t.sigmoid(ts["pred"]) - ts["target"]) * inv)
         return lambda: (aten.binary_cross_entropy(ts["pred"], ts["target"], None, 1),
                         aten.binary_cross_entropy_backward(one, ts["pred"], ts["target"],
                                                            None, 1))
@@ -574,7 +583,7 @@ def _case_for(op, size):
         return _dropout_backward(size)
     if op == "softmax_cross_entropy":
         return _softmax_cross_entropy(size)
-    if op in ("mse_loss", "bce_loss"):
+    if op in ("mse_loss", "bce_loss", "bce_with_logits_loss"):
         return _pointwise_loss(op, size)
     if op.startswith("batchnorm"):
         return _batchnorm(op, size) if size in BATCHNORM else None

@@ -90,6 +90,11 @@ REASONS = {
     ("softmax_cross_entropy", "course"): "128x10: a 4-6 us call; per-call cost of the memoryviews",
     ("mse_loss", "course"): _ENTRY_LOSS,
     ("bce_loss", "course"): _ENTRY_LOSS,
+    ("bce_with_logits_loss", "course"): ("per-call cost: 128x10 calls of 3.4-4.6 us where "
+                                         "Cython's entry (three memoryviews, ~0.8 us) "
+                                         "outweighs numba's; 16M values run level (0.94-0.95x "
+                                         "Cython/numba interleaved, 1 and 2 threads, "
+                                         "2026-11-29 07:50 UTC)"),
     ("batchnorm_forward", "course"): _ENTRY_BN,
     ("batchnorm_backward", "course"): _ENTRY_BN,
     ("batchnorm_forward+batchnorm_backward", "course"): _ENTRY_BN,

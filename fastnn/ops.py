@@ -218,13 +218,13 @@ def _empty_loss(pred, grad):
     return float("nan"), grad
 
 
-def _check_pred_target(where, pred, target, grad):
-    pred = as_contiguous(_check(where, "pred", pred))
+def _check_pred_target(where, pred, target, grad, name="pred"):
+    pred = as_contiguous(_check(where, name, pred))
     target = as_contiguous(_check(where, "target", target, dtype=pred.dtype))
-    check_same_shape(where, "target", target, "pred", pred)
+    check_same_shape(where, "target", target, name, pred)
     check_out(where, "grad", grad, pred.shape, pred.dtype)
-    check_no_overlap(where, [("grad", grad)], [("pred", pred), ("target", target)],
-                     in_place={("grad", "pred"), ("grad", "target")})
+    check_no_overlap(where, [("grad", grad)], [(name, pred), ("target", target)],
+                     in_place={("grad", name), ("grad", "target")})
     return pred, target
 
 
@@ -244,6 +244,14 @@ def bce_loss(pred, target, grad=None):
     if pred.size == 0:
         return _empty_loss(pred, grad)
     return _run("bce_loss", pred, target, grad=grad)
+
+
+def bce_with_logits_loss(logits, target, grad=None):
+    logits, target = _check_pred_target("bce_with_logits_loss", logits, target, grad,
+                                        name="logits")
+    if logits.size == 0:
+        return _empty_loss(logits, grad)
+    return _run("bce_with_logits_loss", logits, target, grad=grad)
 
 
 # ---------------------------------------------------------------------- batchnorm

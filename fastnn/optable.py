@@ -176,6 +176,17 @@ def bce_loss(pred, target, grad=None):
     """
 
 
+@_op("loss")
+def bce_with_logits_loss(logits, target, grad=None):
+    """Mean binary cross-entropy of sigmoid(logits) and its gradient in one pass.
+
+    logits: any shape; target: same shape (probabilities, usually 0 or 1); grad: same
+    shape or None. Stable for logits of any magnitude: each term is
+    max(x, 0) - x * t + log1p(exp(-|x|)), sigmoid is never rounded to 0 or 1 first.
+    Returns (loss: float, grad = (sigmoid(logits) - target) / size).
+    """
+
+
 # ---------------------------------------------------------------------- batchnorm
 @_op("batchnorm")
 def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,

@@ -270,6 +270,25 @@ def test_bce_loss(backend, dtype, rng, shape):
     np.testing.assert_allclose(grad, pt.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(6, 5), (128, 784)])
+def test_bce_with_logits_loss(backend, dtype, rng, shape):
+    """PyTorch's loss and gradient, soft targets, and logits far past where a float32
+    sigmoid rounds to 0 or 1 (the loss grows linearly there, the gradient is -t or 1 - t)."""
+    logits = (rng.standard_normal(shape) * 6).astype(dtype)
+    logits.flat[:8] = [1e4, -1e4, 90.0, -90.0, 20.0, -20.0, 0.0, -0.0]
+    target = rng.random(shape).astype(dtype)
+    target.flat[:8] = [0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.5, 1.0]
+    loss, grad = ops.bce_with_logits_loss(logits, target)
+    lt = t(logits, True)
+    expected = F.binary_cross_entropy_with_logits(lt, t(target))
+    expected.backward()
+    assert np.isfinite(loss) and grad.dtype == dtype
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-5)
+    assert_close(grad, lt.grad.numpy(), dtype)
+    out = np.empty_like(logits)
+    assert ops.bce_with_logits_loss(logits, target, grad=out)[1] is out
+
+
 def test_cross_entropy_with_targets_that_do_not_sum_to_one(backend, dtype, rng):
     """PyTorch's loss and gradient, (softmax * sum(t) - t) / N, for rows summing to 0.3,
     1.5 and 0 as well as to 1."""
@@ -475,7 +494,8 @@ def test_empty_batches_run_through_layers_and_losses_give_nan(backend):
         assert layer.backward(np.zeros(y.shape, np.float32)).shape == shape, layer
     losses = [ops.softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, np.int64)),
               ops.mse_loss(np.zeros((0, 2)), np.zeros((0, 2))),
-              ops.bce_loss(np.zeros(0), np.zeros(0))]
+              ops.bce_loss(np.zeros(0), np.zeros(0)),
+              ops.bce_with_logits_loss(np.zeros(0), np.zeros(0))]
     for loss, grad in losses:
         assert np.isnan(loss) and grad.size == 0
 

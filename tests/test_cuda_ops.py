@@ -307,6 +307,16 @@ def test_mse_and_bce_losses(dtype, rng):
     np.testing.assert_allclose(loss, expected.item(), rtol=1e-5)
     np.testing.assert_allclose(grad, pt.grad.numpy(), rtol=1e-5, atol=1e-6)
 
+    logits = (pred * 6).astype(dtype)
+    logits.flat[:6] = [1e4, -1e4, 90.0, -90.0, 20.0, -20.0]
+    soft = rng.random(pred.shape).astype(dtype)
+    loss, grad = C.bce_with_logits_loss(logits, soft)
+    lt = t(logits, True)
+    expected = F.binary_cross_entropy_with_logits(lt, t(soft))
+    expected.backward()
+    np.testing.assert_allclose(loss, expected.item(), rtol=1e-5)
+    assert_close(grad, lt.grad.numpy(), dtype)
+
 
 # ------------------------------------------------------------------- batchnorm
 @pytest.mark.parametrize("shape", [(6, 3), (5, 100), (3, 2, 4, 5)])

@@ -52,6 +52,7 @@ def _workload(K, dtype, rng):
     results += list(K.softmax_cross_entropy(x, K.softmax(x)))
     results += list(K.mse_loss(x, x[::-1].copy()))
     results += list(K.bce_loss(K.sigmoid(x), K.sigmoid(x[::-1].copy())))
+    results += list(K.bce_with_logits_loss(x, K.sigmoid(x[::-1].copy())))
     results += [K.softmax(x), K.softmax_backward(x, K.softmax(x)), K.gelu(x),
                 K.gelu_backward(x, x), K.leaky_relu_backward(x, x)]
     results += list(K.dropout_forward(x, 0.4, seed=7))

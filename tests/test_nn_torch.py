@@ -301,6 +301,7 @@ def test_loss_gradient_is_a_fresh_array(backend, dtype, rng):
 REDUCED_LOSSES = {
     "mse": (nn.MSELoss, torch.nn.MSELoss, "values"),
     "bce": (nn.BCELoss, torch.nn.BCELoss, "probabilities"),
+    "bce_with_logits": (nn.BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss, "logits"),
     "cross_entropy_labels": (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, "labels"),
     "cross_entropy_soft": (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, "soft"),
 }
@@ -317,6 +318,8 @@ def test_loss_reduction_matches_torch(backend, dtype, rng, name, reduction):
     pred = rng.standard_normal((n, c)).astype(dtype)
     if kind == "probabilities":
         pred = rng.uniform(0.02, 0.98, (n, c)).astype(dtype)
+    if kind == "logits":
+        pred *= 5
     target = {"labels": rng.integers(0, c, n),
               "soft": rng.dirichlet(np.ones(c), n).astype(dtype)}.get(
                   kind, rng.uniform(0, 1, (n, c)).astype(dtype))
@@ -335,8 +338,8 @@ def test_loss_reduction_matches_torch(backend, dtype, rng, name, reduction):
     weighted = loss.backward(weights if reduction == "none" else float(weights))
     assert weighted.dtype == dtype and weighted is not plain
     assert_close(weighted, pt.grad.numpy(), dtype, scale=n * c)
-    expected_plain = pt.grad.numpy() / (weights if reduction != "none" or kind in
-                                        ("values", "probabilities") else weights[:, None])
+    per_row = reduction == "none" and kind in ("labels", "soft")
+    expected_plain = pt.grad.numpy() / (weights[:, None] if per_row else weights)
     assert_close(plain, expected_plain, dtype, scale=n * c)
 
 

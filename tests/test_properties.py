@@ -124,6 +124,9 @@ def test_mse_and_bce(compiled, seed, dtype, layout, shape):
     (loss, grad), (loss_ref, grad_ref) = both("bce_loss", p, t)
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
     np.testing.assert_allclose(grad, grad_ref, rtol=1e-4, atol=1e-5)
+    (loss, grad), (loss_ref, grad_ref) = both("bce_with_logits_loss", pred * 8, p)
+    np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
+    assert_close(grad, grad_ref, dtype)
 
 
 @SETTINGS

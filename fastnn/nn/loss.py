@@ -154,6 +154,23 @@ class BCELoss(Loss):
         return _reference.bce_losses(pred, target)
 
 
+class BCEWithLogitsLoss(Loss):
+    """Mean binary cross-entropy of sigmoid(logits) against target (same shape and dtype),
+    stable for logits of any magnitude (PyTorch's BCEWithLogitsLoss, without its weight
+    and pos_weight): the layer to pair with a final Linear instead of Sigmoid + BCELoss,
+    whose float32 probability rounds to exactly 1 from a logit of about 17 on (the clamped
+    log then caps the loss and zeroes the gradient's information)."""
+
+    def _check(self, pred, target):
+        return self._check_same(self._check_pred(pred), target)
+
+    def _kernel(self, k):
+        return k.bce_with_logits_loss
+
+    def _losses(self, pred, target):
+        return _reference.bce_with_logits_losses(pred, target)
+
+
 class CrossEntropyLoss(Loss):
     """Mean cross-entropy of softmax(logits), stable for logits of any magnitude.
 

@@ -1,7 +1,7 @@
 """Losses with their gradients: softmax-cross-entropy in one kernel (a group of
 config.ROW_LANES threads per row, two reads of it: an online max and sum of
-exponentials, then loss and gradient), MSE and BCE as grid-stride passes writing
-per-thread partial sums.
+exponentials, then loss and gradient), MSE, BCE and BCE on logits as grid-stride
+passes writing per-thread partial sums.
 
 The loss comes back as a Python float: the per-block (softmax-CE) or per-thread
 (MSE, BCE) partial sums, at most config.MAX_BLOCKS or blocks * threads float64 values,
@@ -142,6 +142,23 @@ def _bce(pred, target, inv_size, grad, partial):
     partial[i0] = s
 
 
+@cuda.jit
+def _bce_logits(logits, target, inv_size, grad, partial):
+    """grad = (sigmoid(x) - t) / size; partial: per-thread sum of
+    max(x, 0) - x t + log1p(exp(-|x|)), finite for any logit."""
+    i0 = cuda.grid(1)
+    s = 0.0
+    for i in range(i0, logits.size, cuda.gridsize(1)):
+        x = logits[i]
+        t = target[i]
+        e = math.exp(-abs(x))  # in (0, 1]
+        r = 1.0 / (1.0 + e)
+        sig = r if x >= 0 else e * r
+        s += (x if x > 0 else 0.0) - x * t + math.log1p(e)
+        grad[i] = (sig - t) * inv_size
+    partial[i0] = s
+
+
 def _host_sum(d):
     return float(d.copy_to_host().sum(dtype=np.float64))
 
@@ -198,3 +215,10 @@ def bce_loss(pred, target, grad=None):
 
     pred, target, grad: same shape. Returns (loss: float, grad)."""
     return _elementwise_loss(_bce, pred, target, grad, 1.0 / max(pred.size, 1))
+
+
+def bce_with_logits_loss(logits, target, grad=None):
+    """Mean binary cross-entropy of sigmoid(logits), stable for any logit.
+
+    logits, target, grad: same shape. Returns (loss: float, grad)."""
+    return _elementwise_loss(_bce_logits, logits, target, grad, 1.0 / max(logits.size, 1))

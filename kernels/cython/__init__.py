@@ -228,6 +228,14 @@ def bce_loss(pred, target, grad=None):
     return float(_losses.bce_loss(_flat(pred), _flat(target), _flat(grad))), grad
 
 
+def bce_with_logits_loss(logits, target, grad=None):
+    """Mean binary cross-entropy of sigmoid(logits). logits, target, grad: same shape.
+    Returns (loss, grad)."""
+    grad = _like(logits, grad)
+    return (float(_losses.bce_with_logits_loss(_flat(logits), _flat(target), _flat(grad))),
+            grad)
+
+
 # ---------------------------------------------------------------------- batchnorm
 def _ncs(a):
     """(N, C) or (N, C, H, W) as the (N, C, S) view the kernels take."""

@@ -1,7 +1,7 @@
 # cython: language_level=3
 # distutils: extra_compile_args = -fno-math-errno
 """Losses with their gradients in one pass: softmax cross-entropy (labels or
-probabilities), MSE and BCE.
+probabilities), MSE, BCE and BCE on logits.
 
 Each returns the mean loss as a double; the gradient is written into ``grad``.
 Rows (or flat blocks) are split into fixed chunks whose partial losses are merged in
@@ -138,6 +138,49 @@ cdef inline double _bce_block(const floating* p, const floating* t, floating* g,
         den = tiny if den < tiny else den
         g[j] = (p[j] - t[j]) / den * inv_size
     return s
+
+
+cdef inline double _bce_logits_block(const floating* x, const floating* t, floating* g,
+                                     Py_ssize_t n, floating inv_size) noexcept nogil:
+    """Sum of max(x, 0) - x t + log1p(exp(-|x|)) over one block and the gradient
+    g = (sigmoid(x) - t) * inv_size, sigmoid from the same exp. x, t, g: (n,)."""
+    cdef Py_ssize_t j
+    cdef floating xj, e, r, zero = 0, one = 1
+    cdef double s = 0
+    for j in range(n):
+        xj = x[j]
+        e = f_exp(-xj if xj >= zero else xj)    # exp(-|x|) in (0, 1]; NaN passes
+        r = one / (one + e)
+        s += <double>((xj if xj > zero else zero) - xj * t[j] + f_log1p(e))
+        g[j] = ((r if xj >= zero else e * r) - t[j]) * inv_size
+    return s
+
+
+def bce_with_logits_loss(const floating[::1] logits, const floating[::1] target,
+                         floating[::1] grad):
+    """logits, target, grad: (n,) flat views. Returns the mean binary cross-entropy of
+    sigmoid(logits)."""
+    cdef Py_ssize_t n = logits.shape[0], nblocks, b, start
+    cdef double total = 0
+    cdef double partial[MAX_CHUNKS]
+    cdef Py_ssize_t nch, k, b0, b1
+    cdef floating inv_size
+    if n == 0:
+        return 0.0
+    inv_size = <floating>(1.0 / n)
+    nblocks = (n + FLAT_CHUNK - 1) // FLAT_CHUNK
+    nch = min(nblocks, <Py_ssize_t>MAX_CHUNKS)
+    for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n)):
+        b0 = k * nblocks // nch
+        b1 = (k + 1) * nblocks // nch
+        partial[k] = 0
+        for b in range(b0, b1):
+            start = b * FLAT_CHUNK
+            partial[k] += _bce_logits_block(&logits[start], &target[start], &grad[start],
+                                            min(<Py_ssize_t>FLAT_CHUNK, n - start), inv_size)
+    for k in range(nch):
+        total += partial[k]
+    return total / n
 
 
 def mse_loss(const floating[::1] pred, const floating[::1] target, floating[::1] grad):

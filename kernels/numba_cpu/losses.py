@@ -137,6 +137,33 @@ def _bce(pred, target, grad, chunk):
     return _ordered_sum(partial)
 
 
+@kernel
+def _bce_logits(logits, target, grad, chunk):
+    # IN logits, target (n,); OUT grad (n,). Returns the summed loss.
+    n = logits.shape[0]
+    one = logits.dtype.type(1)
+    zero = logits.dtype.type(0)
+    inv_n = logits.dtype.type(1.0 / max(n, 1))
+    chunks = (n + chunk - 1) // chunk
+    partial = np.zeros(chunks)
+    for k in prange(chunks):
+        xs = logits[k * chunk:(k + 1) * chunk]
+        ts = target[k * chunk:(k + 1) * chunk]
+        gs = grad[k * chunk:(k + 1) * chunk]
+        total = 0.0
+        for i in range(xs.shape[0]):
+            x = xs[i]
+            t = ts[i]
+            e = vmath.exp(-abs(x))  # in (0, 1]: no overflow for any logit
+            r = one / (one + e)
+            sig = r if x >= zero else e * r
+            relu = x if x > zero else zero
+            total += float(relu - x * t + vmath.log1p(e))
+            gs[i] = (sig - t) * inv_n
+        partial[k] = total
+    return _ordered_sum(partial)
+
+
 def softmax_cross_entropy(logits, target, grad=None):
     """Mean cross-entropy of softmax(logits) and its gradient in one pass.
 
@@ -178,3 +205,17 @@ def bce_loss(pred, target, grad=None):
         grad = np.empty_like(pred)
     total = _bce(pred.size, pred.reshape(-1), target.reshape(-1), grad.reshape(-1), _ELEMENTS)
     return float(total / max(pred.size, 1)), grad
+
+
+def bce_with_logits_loss(logits, target, grad=None):
+    """Mean binary cross-entropy of sigmoid(logits) and its gradient in one pass.
+
+    logits, target, grad: same shape (grad may be None); each term is
+    max(x, 0) - x * t + log1p(exp(-|x|)), finite for any logit.
+    Returns (loss, grad = (sigmoid(logits) - target) / size).
+    """
+    if grad is None:
+        grad = np.empty_like(logits)
+    total = _bce_logits(logits.size, logits.reshape(-1), target.reshape(-1), grad.reshape(-1),
+                        _ELEMENTS)
+    return float(total / max(logits.size, 1)), grad

@@ -82,3 +82,26 @@ def bce_losses(pred, target):
         log_p = np.maximum(np.log(pred), -100)
         log_1mp = np.maximum(np.log1p(-pred), -100)
     return -(target * log_p + (1 - target) * log_1mp)
+
+
+def bce_with_logits_loss(logits, target, grad=None):
+    """Mean binary cross-entropy of sigmoid(logits), stable for logits of any magnitude.
+
+    logits, target, grad: same shape (grad may be None).
+    Returns (loss, grad = (sigmoid(logits) - target) / size).
+    """
+    loss = float(bce_with_logits_losses(logits, target).sum(dtype=np.float64)
+                 / max(logits.size, 1))
+    e = np.exp(-np.abs(logits))  # in (0, 1]: no overflow for any logit
+    sig = np.where(logits >= 0, 1 / (1 + e), e / (1 + e))
+    g = (sig - target) * logits.dtype.type(1.0 / max(logits.size, 1))
+    if grad is None:
+        return loss, g.astype(logits.dtype, copy=False)
+    grad[...] = g
+    return loss, grad
+
+
+def bce_with_logits_losses(logits, target):
+    """max(x, 0) - x * t + log1p(exp(-|x|)) per element (reduction 'none'): the binary
+    cross-entropy of sigmoid(x) against t without forming sigmoid(x)."""
+    return np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
