@@ -156,18 +156,33 @@ cdef inline double _bce_logits_block(const floating* x, const floating* t, float
     return s
 
 
-def bce_with_logits_loss(const floating[::1] logits, const floating[::1] target,
-                         floating[::1] grad):
-    """logits, target, grad: (n,) flat views. Returns the mean binary cross-entropy of
-    sigmoid(logits)."""
-    cdef Py_ssize_t n = logits.shape[0], nblocks, b, start
+cdef enum FlatLoss:
+    MSE = 0
+    BCE = 1
+    BCE_LOGITS = 2
+
+
+cdef inline double _flat_block(FlatLoss kind, const floating* p, const floating* t,
+                               floating* g, Py_ssize_t n, floating scale) noexcept nogil:
+    if kind == MSE:
+        return _mse_block(p, t, g, n, scale)
+    if kind == BCE:
+        return _bce_block(p, t, g, n, scale)
+    return _bce_logits_block(p, t, g, n, scale)
+
+
+cdef double _flat_loss(FlatLoss kind, const floating[::1] pred, const floating[::1] target,
+                       floating[::1] grad, double scale) noexcept:
+    """The mean of an elementwise loss over (n,) flat views, its gradient times scale
+    written into grad: blocks of FLAT_CHUNK in at most MAX_CHUNKS fixed chunks, the chunk
+    sums added in order (the same bits for any thread count)."""
+    cdef Py_ssize_t n = pred.shape[0], nblocks, b, start
     cdef double total = 0
     cdef double partial[MAX_CHUNKS]
     cdef Py_ssize_t nch, k, b0, b1
-    cdef floating inv_size
+    cdef floating s = <floating>scale
     if n == 0:
         return 0.0
-    inv_size = <floating>(1.0 / n)
     nblocks = (n + FLAT_CHUNK - 1) // FLAT_CHUNK
     nch = min(nblocks, <Py_ssize_t>MAX_CHUNKS)
     for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n)):
@@ -176,8 +191,8 @@ def bce_with_logits_loss(const floating[::1] logits, const floating[::1] target,
         partial[k] = 0
         for b in range(b0, b1):
             start = b * FLAT_CHUNK
-            partial[k] += _bce_logits_block(&logits[start], &target[start], &grad[start],
-                                            min(<Py_ssize_t>FLAT_CHUNK, n - start), inv_size)
+            partial[k] += _flat_block(kind, &pred[start], &target[start], &grad[start],
+                                      min(<Py_ssize_t>FLAT_CHUNK, n - start), s)
     for k in range(nch):
         total += partial[k]
     return total / n
@@ -185,49 +200,16 @@ def bce_with_logits_loss(const floating[::1] logits, const floating[::1] target,
 
 def mse_loss(const floating[::1] pred, const floating[::1] target, floating[::1] grad):
     """pred, target, grad: (n,) flat views. Returns the mean squared error."""
-    cdef Py_ssize_t n = pred.shape[0], nblocks, b, start
-    cdef double total = 0
-    cdef double partial[MAX_CHUNKS]
-    cdef Py_ssize_t nch, k, b0, b1
-    cdef floating scale
-    if n == 0:
-        return 0.0
-    scale = <floating>(2.0 / n)
-    nblocks = (n + FLAT_CHUNK - 1) // FLAT_CHUNK
-    nch = min(nblocks, <Py_ssize_t>MAX_CHUNKS)
-    for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n)):
-        b0 = k * nblocks // nch
-        b1 = (k + 1) * nblocks // nch
-        partial[k] = 0
-        for b in range(b0, b1):
-            start = b * FLAT_CHUNK
-            partial[k] += _mse_block(&pred[start], &target[start], &grad[start],
-                                     min(<Py_ssize_t>FLAT_CHUNK, n - start), scale)
-    for k in range(nch):
-        total += partial[k]
-    return total / n
+    return _flat_loss(MSE, pred, target, grad, 2.0 / max(pred.shape[0], 1))
 
 
 def bce_loss(const floating[::1] pred, const floating[::1] target, floating[::1] grad):
     """pred, target, grad: (n,) flat views. Returns the mean binary cross-entropy."""
-    cdef Py_ssize_t n = pred.shape[0], nblocks, b, start
-    cdef double total = 0
-    cdef double partial[MAX_CHUNKS]
-    cdef Py_ssize_t nch, k, b0, b1
-    cdef floating inv_size
-    if n == 0:
-        return 0.0
-    inv_size = <floating>(1.0 / n)
-    nblocks = (n + FLAT_CHUNK - 1) // FLAT_CHUNK
-    nch = min(nblocks, <Py_ssize_t>MAX_CHUNKS)
-    for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n)):
-        b0 = k * nblocks // nch
-        b1 = (k + 1) * nblocks // nch
-        partial[k] = 0
-        for b in range(b0, b1):
-            start = b * FLAT_CHUNK
-            partial[k] += _bce_block(&pred[start], &target[start], &grad[start],
-                                     min(<Py_ssize_t>FLAT_CHUNK, n - start), inv_size)
-    for k in range(nch):
-        total += partial[k]
-    return total / n
+    return _flat_loss(BCE, pred, target, grad, 1.0 / max(pred.shape[0], 1))
+
+
+def bce_with_logits_loss(const floating[::1] logits, const floating[::1] target,
+                         floating[::1] grad):
+    """logits, target, grad: (n,) flat views. Returns the mean binary cross-entropy of
+    sigmoid(logits)."""
+    return _flat_loss(BCE_LOGITS, logits, target, grad, 1.0 / max(logits.shape[0], 1))
