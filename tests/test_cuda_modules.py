@@ -168,6 +168,64 @@ def test_losses_run_where_pred_lives(rng):
         nn.BCELoss()(cuda.to_device(pred + 1), target)
 
 
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_loss_reductions_and_logits_loss_on_the_gpu(rng, reduction):
+    """reduction 'sum'/'none' and BCEWithLogitsLoss on device predictions: the host's
+    values, device gradients."""
+    pred = rng.standard_normal((4, 3))
+    target = rng.uniform(0, 1, (4, 3))
+    for make in (nn.MSELoss, nn.BCEWithLogitsLoss, nn.CrossEntropyLoss):
+        tgt = np.array([0, 2, 1, 2]) if make is nn.CrossEntropyLoss else target
+        host_fn, gpu_fn = make(reduction=reduction), make(reduction=reduction)
+        expected = host_fn(pred, tgt)
+        got = gpu_fn(cuda.to_device(pred), tgt)
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+        weights = rng.uniform(0.5, 2, np.shape(expected)) if reduction == "none" else 1.5
+        grad = gpu_fn.backward(weights)
+        assert fdevice.is_device_array(grad)
+        assert_close(grad.copy_to_host(), host_fn.backward(weights), np.float64)
+
+
+def test_batchnorm_options_adamw_scheduler_and_init_on_the_gpu(rng):
+    """BatchNorm without affine parameters or running statistics, AdamW with a StepLR
+    schedule and a frozen layer, and nn.init on device parameters, against the host."""
+    def build():
+        return nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5, affine=False),
+                             nn.ReLU(inplace=True), nn.Linear(5, 4, bias=False),
+                             nn.BatchNorm1d(4, track_running_stats=False), nn.Linear(4, 3))
+    # (no bias before a BatchNorm: its true gradient is 0, and Adam turns the rounding
+    # noise there into steps of +-lr that differ between any two implementations)
+    host, gpu = twins(build)
+    for model in (host, gpu):
+        model[0].requires_grad_(False)
+    opts = [fastnn.optim.AdamW(m.parameters(), lr=0.05, weight_decay=0.1) for m in (host, gpu)]
+    scheds = [fastnn.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5) for o in opts]
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(2):
+        x, y = rng.standard_normal((8, 6)), rng.integers(0, 3, 8)
+        for model, opt, sched, batch in ((host, opts[0], scheds[0], x),
+                                         (gpu, opts[1], scheds[1], cuda.to_device(x))):
+            opt.zero_grad()
+            loss_fn(model(batch), y)
+            model.backward(loss_fn.backward())
+            opt.step()
+            sched.step()
+    host_state, gpu_state = host.state_dict(), gpu.state_dict()
+    assert sorted(gpu_state) == sorted(host_state)
+    for key in host_state:
+        assert_close(gpu_state[key], host_state[key], np.float64, err_msg=key)
+    for model in (host, gpu):
+        model.eval()
+    x = rng.standard_normal((3, 6))
+    assert_close(gpu(x), host(x), np.float64)
+    fastnn.manual_seed(4)
+    nn.init.kaiming_uniform_(gpu[3].weight, nonlinearity="relu")
+    fastnn.manual_seed(4)
+    nn.init.kaiming_uniform_(host[3].weight, nonlinearity="relu")
+    assert fdevice.is_device_array(gpu[3].weight.data)
+    np.testing.assert_array_equal(gpu[3].weight.data.copy_to_host(), host[3].weight.data)
+
+
 def test_device_input_to_a_host_model_and_stale_optimizer_are_errors(rng):
     model = mlp()
     with pytest.raises(ValueError, match="cuda device array but the module is on the cpu"):
