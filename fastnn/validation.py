@@ -117,6 +117,13 @@ def check_choice(where, name, value, choices):
         raise ValueError(f"{where}: expected {name} in {list(choices)}, got {value!r}")
 
 
+def check_bool(where, name, value):
+    """value itself when it is a Python bool, else a TypeError."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: expected {name} to be a bool, got {value!r}")
+    return value
+
+
 def check_only(where, name, value, supported):
     """A PyTorch keyword fastnn takes at the value(s) it implements (PyTorch's default):
     anything else is a clear error rather than an unexpected-keyword TypeError.

@@ -13,6 +13,16 @@ def tolerance(dtype):
     return (2e-4, 2e-5) if np.dtype(dtype) == np.float32 else (1e-9, 1e-11)
 
 
+def torch_loss(fn, pred, target):
+    """A torch loss function fn(pred, target) on copies of the arrays: (the loss as a
+    float, its gradient w.r.t. pred as an array)."""
+    import torch
+    p = torch.from_numpy(np.array(pred, copy=True)).requires_grad_(True)
+    loss = fn(p, torch.from_numpy(np.array(target, copy=True)))
+    loss.backward()
+    return loss.item(), p.grad.numpy()
+
+
 def assert_close(actual, expected, dtype, scale=1.0, err_msg=""):
     rtol, atol = tolerance(dtype)
     np.testing.assert_allclose(np.asarray(actual, dtype=np.float64),

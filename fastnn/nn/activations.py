@@ -4,7 +4,7 @@ Every activation takes an input of any shape (Softmax: (N, C)) and returns an ou
 the same shape. ``fused_name`` names the activation in ``optable.FUSABLE_ACTIVATIONS``
 when ``Sequential`` may fuse it into a preceding Linear (None otherwise).
 """
-from ..validation import check_number, check_only
+from ..validation import check_bool, check_number, check_only
 from .module import Module
 
 
@@ -42,7 +42,7 @@ class ReLU(_Elementwise):
 
     def __init__(self, inplace=False):
         super().__init__()
-        self.inplace = _inplace("ReLU", inplace)
+        self.inplace = check_bool("ReLU", "inplace", inplace)
 
     def extra_repr(self):
         return "inplace=True" if self.inplace else ""
@@ -58,7 +58,7 @@ class LeakyReLU(_Elementwise):
         super().__init__()
         check_number("LeakyReLU", "negative_slope", negative_slope)
         self.negative_slope = float(negative_slope)
-        self.inplace = _inplace("LeakyReLU", inplace)  # accepted; outputs are fresh arrays
+        self.inplace = check_bool("LeakyReLU", "inplace", inplace)  # outputs are fresh arrays
 
     @property
     def fused_name(self):
@@ -152,9 +152,3 @@ class Identity(Module):
 
     def _backward(self, grad_out, buffered, need_grad_in):
         return grad_out if need_grad_in else None
-
-
-def _inplace(where, inplace):
-    if not isinstance(inplace, bool):
-        raise TypeError(f"{where}: expected inplace to be a bool, got {inplace!r}")
-    return inplace

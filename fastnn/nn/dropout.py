@@ -1,6 +1,6 @@
 """Inverted dropout: zero each element with probability p in training, scale the rest."""
 from .. import random as _random
-from ..validation import check_number
+from ..validation import check_bool, check_number
 from .module import Module
 
 
@@ -15,10 +15,9 @@ class Dropout(Module):
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
         check_number("Dropout", "p", p, low=0.0, high=1.0)
-        if not isinstance(inplace, bool):
-            raise TypeError(f"Dropout: expected inplace to be a bool, got {inplace!r}")
         self.p = float(p)
-        self.inplace = inplace  # accepted for PyTorch code; the output is a fresh array
+        # accepted for PyTorch code; the output is a fresh array
+        self.inplace = check_bool("Dropout", "inplace", inplace)
         self._mask = None
 
     @property

@@ -89,6 +89,10 @@ class Loss:
     def _loss_shape(self, pred_shape):
         return pred_shape
 
+    def _check(self, pred, target):
+        """(pred, target) checked: by default float arrays of one shape and dtype."""
+        return self._check_same(self._check_pred(pred), target)
+
     def _check_pred(self, pred):
         pred = check_float_array(self._where(), "pred", pred, device_ok=True)
         if pred.size == 0:
@@ -122,9 +126,6 @@ class Loss:
 class MSELoss(Loss):
     """mean((pred - target)**2) over all elements. pred, target: same shape and dtype."""
 
-    def _check(self, pred, target):
-        return self._check_same(self._check_pred(pred), target)
-
     def _kernel(self, k):
         return k.mse_loss
 
@@ -137,7 +138,7 @@ class BCELoss(Loss):
     shape and dtype); logs are clamped at -100 as in PyTorch, so 0 and 1 stay finite."""
 
     def _check(self, pred, target):
-        pred, target = self._check_same(self._check_pred(pred), target)
+        pred, target = super()._check(pred, target)
         # NaN passes (comparisons are False) so a diverged run reports a NaN loss.
         # (On the GPU this check copies pred to the host.)
         values = _device.to_host(pred)
@@ -160,9 +161,6 @@ class BCEWithLogitsLoss(Loss):
     and pos_weight): the layer to pair with a final Linear instead of Sigmoid + BCELoss,
     whose float32 probability rounds to exactly 1 from a logit of about 17 on (the clamped
     log then caps the loss and zeroes the gradient's information)."""
-
-    def _check(self, pred, target):
-        return self._check_same(self._check_pred(pred), target)
 
     def _kernel(self, k):
         return k.bce_with_logits_loss
