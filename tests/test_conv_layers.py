@@ -50,6 +50,24 @@ def test_conv2d_layer_matches_torch(backend, dtype, rng, args):
         assert_close(layer.bias.grad, grads["bias"], dtype, 30)
 
 
+@pytest.mark.parametrize("make", [
+    lambda: nn.Conv2d(3, 4, 3, padding=1), lambda: nn.MaxPool2d(3, stride=2, padding=1),
+    lambda: nn.AvgPool2d(2),
+    lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(0),
+                          nn.Linear(36, 2)),
+], ids=["conv", "maxpool", "avgpool", "cnn"])
+def test_unbatched_input_matches_torch(backend, dtype, rng, make):
+    """An unbatched (C, H, W) input, as PyTorch's Conv2d and pooling take it."""
+    layer = make().to_dtype(dtype)
+    x = rng.standard_normal((3, 8, 8)).astype(dtype)
+    (y, grad_in), (ty, tgrad), twin = run_both(layer, x, rng)
+    assert y.shape == ty.shape and grad_in.shape == x.shape
+    assert_close(y, ty, dtype, 10)
+    assert_close(grad_in, tgrad, dtype, 10)
+    for name, grad in torch_parameter_grads(twin).items():
+        assert_close(dict(layer.named_parameters())[name].grad, grad, dtype, 30)
+
+
 def test_conv2d_gradients_accumulate_until_zero_grad(backend, rng):
     layer = nn.Conv2d(2, 3, 3, padding=1).double()
     x = rng.standard_normal((2, 2, 5, 5))
@@ -149,11 +167,11 @@ def test_repr_and_state_dict_names():
 
 
 @pytest.mark.parametrize("make, x, match", [
-    (lambda: nn.Conv2d(3, 4, 3), np.zeros((2, 3, 5)), r"Conv2d\(3, 4.*expected input of shape \(N, 3, H, W\), got \(2, 3, 5\)"),
+    (lambda: nn.Conv2d(3, 4, 3), np.zeros((2, 3, 5)), r"Conv2d\(3, 4.*expected input of shape \(N, 3, H, W\) or \(3, H, W\), got \(2, 3, 5\)"),
     (lambda: nn.Conv2d(3, 4, 3), np.zeros((2, 2, 5, 5), np.float32), r"expected input of shape \(N, 3, H, W\)"),
     (lambda: nn.Conv2d(3, 4, 3), np.zeros((2, 3, 5, 5)), r"dtype float64 does not match"),
     (lambda: nn.Conv2d(3, 4, 5, padding=1), np.zeros((1, 3, 2, 9), np.float32), r"kernel size \(5, 5\) is larger than the padded input \(4, 11\)"),
-    (lambda: nn.MaxPool2d(3), np.zeros((2, 3, 5), np.float32), r"MaxPool2d.*expected input of shape \(N, C, H, W\)"),
+    (lambda: nn.MaxPool2d(3), np.zeros((3, 5), np.float32), r"MaxPool2d.*expected input of shape \(N, C, H, W\) or \(C, H, W\)"),
     (lambda: nn.AvgPool2d(4), np.zeros((1, 1, 3, 8), np.float32), r"AvgPool2d.*larger than the padded input"),
     (lambda: nn.MaxPool2d(2), np.zeros((1, 1, 4, 4), np.int32), r"float32 or float64"),
 ])

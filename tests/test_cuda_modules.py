@@ -112,6 +112,25 @@ def test_arrays_follow_the_caller(rng):
     assert_close(gpu(x), host(x), np.float64)
 
 
+def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
+    """Linear on (*, in) and Conv2d/pooling on unbatched (C, H, W), as on the host."""
+    seq = lambda: nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3))  # noqa: E731
+    cnn = lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2),  # noqa: E731
+                                nn.Flatten(0), nn.Linear(48, 2))
+    for build, shape in ((seq, (2, 3, 6)), (seq, (6,)), (cnn, (2, 8, 8))):
+        host, gpu = twins(build)
+        x = rng.standard_normal(shape)
+        for xin in (x, cuda.to_device(x)):
+            y = gpu(xin)
+            assert_close(fdevice.to_host(y), host(x), np.float64)
+            g = np.ones(y.shape)
+            gin = gpu.backward(g if isinstance(xin, np.ndarray) else cuda.to_device(g))
+            assert gin.shape == shape
+            assert_close(fdevice.to_host(gin), host.backward(g), np.float64)
+        for p_gpu, p_host in zip(gpu.parameters(), host.parameters()):
+            assert_close(fdevice.to_host(p_gpu.grad), p_host.grad, np.float64)
+
+
 def test_parameters_buffers_and_state_dict_move_and_come_back(rng):
     model = mlp()
     before = model.state_dict()

@@ -32,10 +32,10 @@ def _trained_layer(layer, x):
 F32 = np.float32
 LINEAR_CASES = [
     (np.zeros((4, 3, 1), F32), ValueError,
-     r"Linear\(in_features=3, out_features=2, bias=True\): expected input of shape \(N, 3\), "
+     r"Linear\(in_features=3, out_features=2, bias=True\): expected input of shape \(\*, 3\), "
      r"got \(4, 3, 1\)"),
-    (np.zeros((4, 5), F32), ValueError, r"expected input of shape \(N, 3\), got \(4, 5\)"),
-    (np.zeros(3, F32), ValueError, r"expected input of shape \(N, 3\), got \(3,\)"),
+    (np.zeros((4, 5), F32), ValueError, r"expected input of shape \(\*, 3\), got \(4, 5\)"),
+    (np.zeros((), F32), ValueError, r"expected input of shape \(\*, 3\), got \(\)"),
     (np.zeros((4, 3), np.int64), TypeError, "expected input of dtype float32 or float64, got int64"),
     (np.zeros((4, 3), np.float16), TypeError, "got float16"),
     (np.zeros((4, 3), np.float64), TypeError,
@@ -45,7 +45,7 @@ LINEAR_CASES = [
 
 
 @pytest.mark.parametrize("x, error, match", LINEAR_CASES,
-                         ids=["rank3", "features", "rank1", "int", "float16", "mixed", "list"])
+                         ids=["rank3", "features", "rank0", "int", "float16", "mixed", "list"])
 def test_linear_rejects_bad_input_and_changes_nothing(backend, x, error, match):
     layer = _trained_layer(nn.Linear(3, 2), np.ones((4, 3), F32))
     before = _state(layer)
@@ -61,7 +61,7 @@ def test_sequential_checks_every_layer_before_running_any(backend, rng):
     before = _state(model)
     with pytest.raises(ValueError, match=r"Sequential layer 5: Linear\(in_features=6, "
                                          r"out_features=2, bias=True\): expected input of "
-                                         r"shape \(N, 6\), got \(8, 5\)"):
+                                         r"shape \(\*, 6\), got \(8, 5\)"):
         model(rng.standard_normal((8, 4)).astype(F32))
     _assert_same(model, before)  # BatchNorm's running statistics included
 

@@ -182,5 +182,5 @@ def test_user_module_inside_sequential(backend, rng):
     np.testing.assert_allclose(gx, np.ones((5, 1)) @ w2 @ np.vstack([w1, w1]), rtol=1e-5)
     # A layer after the user module is still checked, with its index in the message.
     bad = nn.Sequential(nn.Linear(3, 2), _Double(), nn.Linear(3, 1))
-    with pytest.raises(ValueError, match=r"Sequential layer 2: Linear.*\(N, 3\), got \(5, 4\)"):
+    with pytest.raises(ValueError, match=r"Sequential layer 2: Linear.*\(\*, 3\), got \(5, 4\)"):
         bad(x)

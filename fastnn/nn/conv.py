@@ -20,14 +20,24 @@ def pair(layer, name, value, minimum):
 
 
 def spatial_out(where, shape, kernel_size, stride, padding):
-    """(H_out, W_out) of a window op on an (N, C, H, W) input; raises when the kernel
-    does not fit the padded input."""
-    h, w = shape[2], shape[3]
+    """(H_out, W_out) of a window op on an input of shape (..., H, W); raises when the
+    kernel does not fit the padded input."""
+    h, w = tuple(shape)[-2:]
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     if kh > h + 2 * ph or kw > w + 2 * pw:
         raise ValueError(f"{where}: kernel size ({kh}, {kw}) is larger than the padded input "
                          f"({h + 2 * ph}, {w + 2 * pw}) of an input of shape {shape}")
     return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+
+
+def add_batch_axis(x):
+    """x (C, H, W) as (1, C, H, W), a view; an (N, C, H, W) x as it is."""
+    return x.reshape((1,) + tuple(x.shape)) if x.ndim == 3 else x
+
+
+def drop_batch_axis(y, unbatched):
+    """y (1, C, H, W) as (C, H, W) (a view) when the input was unbatched; else y."""
+    return y.reshape(tuple(y.shape)[1:]) if unbatched and y is not None else y
 
 
 class Conv2d(Module):
@@ -38,8 +48,9 @@ class Conv2d(Module):
     PyTorch's default (kaiming_uniform with a=sqrt(5)), from fastnn's global generator.
     kernel_size, stride, padding: an int or a pair (height, width); padding may also be
     'valid' (0) or 'same' (stride 1, odd kernel sizes: H_out = H, W_out = W).
-    Input x: (N, in_channels, H, W); output: (N, out_channels, H_out, W_out) with
-    H_out = (H + 2 * padding - kH) // stride + 1 (likewise W_out).
+    Input x: (N, in_channels, H, W), or (in_channels, H, W) for one unbatched sample as in
+    PyTorch; output: (N, out_channels, H_out, W_out) (without N for an unbatched input)
+    with H_out = (H + 2 * padding - kH) // stride + 1 (likewise W_out).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
@@ -64,6 +75,7 @@ class Conv2d(Module):
         self.bias = (Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dtype))
                      if bias else None)
         self._x = None
+        self._unbatched = False
 
     def _padding(self, padding):
         """An int, a pair, or PyTorch's 'valid' (none) and 'same' (output size = input
@@ -79,33 +91,38 @@ class Conv2d(Module):
         return pair("Conv2d", "padding", padding, 0)
 
     def infer_shape(self, shape, dtype):
+        shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         where = self._where()
-        if len(shape) != 4 or shape[1] != self.in_channels:
-            raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W), "
-                             f"got {shape}")
+        if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
+            raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W) "
+                             f"or ({self.in_channels}, H, W), got {shape}")
         if dtype != self.weight.data.dtype:
             raise TypeError(f"{where}: input dtype {dtype} does not match the layer's "
                             f"parameters ({self.weight.data.dtype}); convert the input or "
                             f"call .float()/.double() on the model")
-        ho, wo = spatial_out(where, shape, self.kernel_size, self.stride, self.padding)
-        return (shape[0], self.out_channels, ho, wo)
+        ho, wo = spatial_out(where, shape[-2:], self.kernel_size, self.stride, self.padding)
+        return tuple(shape[:-3]) + (self.out_channels, ho, wo)
 
     def _forward(self, x, buffered):
+        self._unbatched = x.ndim == 3
+        x = add_batch_axis(x)
         out = self._buffer("y", self.infer_shape(x.shape, x.dtype), x.dtype) if buffered else None
         y = self._kernels().conv2d_forward(
             x, self.weight.data, None if self.bias is None else self.bias.data,
             self.stride, self.padding, out=out)
         self._x = x
-        return y
+        return drop_batch_axis(y, self._unbatched)
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        grad_out = add_batch_axis(grad_out)
         grad_in = (self._buffer("grad_in", self._x.shape, grad_out.dtype)
                    if buffered and need_grad_in else None)
-        return self._kernels().conv2d_backward(
+        grad_in = self._kernels().conv2d_backward(
             grad_out, self._x, self.weight.data, self.stride, self.padding,
             grad_weight=self.weight.grad,
             grad_bias=None if self.bias is None else self.bias.grad,
             grad_in=grad_in, need_grad_in=need_grad_in)
+        return drop_batch_axis(grad_in, self._unbatched)
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

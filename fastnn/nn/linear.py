@@ -20,7 +20,9 @@ class Linear(Module):
     weight: (out_features, in_features); bias: (out_features,) or None (bias=False).
     Both start U(-1/sqrt(in_features), 1/sqrt(in_features)), PyTorch's default
     (kaiming_uniform with a=sqrt(5)), drawn from fastnn's global generator.
-    Input x: (N, in_features); output: (N, out_features).
+    Input x: (*, in_features), any number of leading dimensions (none for a single
+    sample), as in PyTorch; output: (*, out_features). The kernels see the leading
+    dimensions flattened into one batch axis (a view: no copy).
     ``Sequential`` fuses a following activation into this layer's kernels.
     """
 
@@ -34,27 +36,34 @@ class Linear(Module):
             rng.uniform(-bound, bound, (self.out_features, self.in_features)).astype(dtype))
         self.bias = (Parameter(rng.uniform(-bound, bound, self.out_features).astype(dtype))
                      if bias else None)
-        self._ctx = None  # (x, y or None, activation, negative_slope) of the last forward
+        # (x as (N, in), y or None, activation, negative_slope, x's own shape) of the
+        # last forward
+        self._ctx = None
 
     def infer_shape(self, shape, dtype):
-        if len(shape) != 2 or shape[1] != self.in_features:
+        shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
+        if len(shape) == 0 or shape[-1] != self.in_features:
             raise ValueError(f"{self._where()}: expected input of shape "
-                             f"(N, {self.in_features}), got {shape}")
+                             f"(*, {self.in_features}), got {shape}")
         if dtype != self.weight.data.dtype:
             raise TypeError(f"{self._where()}: input dtype {dtype} does not match the "
                             f"layer's parameters ({self.weight.data.dtype}); convert the "
                             f"input or call .float()/.double() on the model")
-        return (shape[0], self.out_features)
+        return tuple(shape[:-1]) + (self.out_features,)
 
     def _forward(self, x, buffered, activation="identity", negative_slope=0.01):
         """activation, negative_slope: a fused activation (``Sequential`` passes them)."""
+        shape = tuple(x.shape)
+        if x.ndim != 2:
+            x = x.reshape(math.prod(shape[:-1]), self.in_features)
         out = (self._buffer("y", (x.shape[0], self.out_features), x.dtype)
                if buffered else None)
         bias = None if self.bias is None else self.bias.data
         y = self._kernels().linear_forward(x, self.weight.data, bias, activation,
                                              negative_slope, out=out)
-        self._ctx = (x, None if activation == "identity" else y, activation, negative_slope)
-        return y
+        self._ctx = (x, None if activation == "identity" else y, activation, negative_slope,
+                     shape)
+        return y if len(shape) == 2 else y.reshape(shape[:-1] + (self.out_features,))
 
     def _run_fused(self, x, buffered, activation, negative_slope):
         y = self._forward(x, buffered, activation, negative_slope)
@@ -62,17 +71,20 @@ class Linear(Module):
         return y
 
     def _backward(self, grad_out, buffered, need_grad_in):
-        x, y, activation, negative_slope = self._ctx
+        x, y, activation, negative_slope, shape = self._ctx
+        if grad_out.ndim != 2:
+            grad_out = grad_out.reshape(x.shape[0], self.out_features)
         dtype = grad_out.dtype
         scratch = (None if activation == "identity"
                    else self._buffer("scratch", grad_out.shape, dtype))
         grad_in = (self._buffer("grad_in", x.shape, dtype)
                    if buffered and need_grad_in else None)
-        return self._kernels().linear_backward(
+        grad_in = self._kernels().linear_backward(
             grad_out, x, self.weight.data, y=y, activation=activation,
             negative_slope=negative_slope, grad_weight=self.weight.grad,
             grad_bias=None if self.bias is None else self.bias.grad, grad_in=grad_in,
             need_grad_in=need_grad_in, scratch=scratch)
+        return grad_in if grad_in is None or len(shape) == 2 else grad_in.reshape(shape)
 
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

@@ -1,6 +1,6 @@
 """MaxPool2d and AvgPool2d over NCHW input (PyTorch's semantics, floor output sizes)."""
 from ..validation import FLOAT_DTYPES, check_only
-from .conv import pair, spatial_out
+from .conv import add_batch_axis, drop_batch_axis, pair, spatial_out
 from .module import Module
 
 
@@ -19,16 +19,33 @@ class _Pool2d(Module):
         if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{name}: padding {self.padding} must be at most half of "
                              f"kernel_size {self.kernel_size}")
-        self._in_shape = None
+        self._in_shape = None  # the (N, C, H, W) shape of the last forward's input
+        self._unbatched = False
 
     def infer_shape(self, shape, dtype):
+        shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         where = self._where()
-        if len(shape) != 4:
-            raise ValueError(f"{where}: expected input of shape (N, C, H, W), got {shape}")
+        if len(shape) not in (3, 4):
+            raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W), "
+                             f"got {shape}")
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"{where}: expected input of dtype float32 or float64, got {dtype}")
         ho, wo = spatial_out(where, shape, self.kernel_size, self.stride, self.padding)
-        return (shape[0], shape[1], ho, wo)
+        return tuple(shape[:-2]) + (ho, wo)
+
+    def _forward(self, x, buffered):
+        self._unbatched = x.ndim == 3
+        x = add_batch_axis(x)
+        self._in_shape = x.shape
+        return drop_batch_axis(self._pool(x, buffered), self._unbatched)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        grad_in = (self._buffer("grad_in", self._in_shape, grad_out.dtype)
+                   if buffered else None)
+        grad_in = self._unpool(add_batch_axis(grad_out), grad_in)
+        return drop_batch_axis(grad_in, self._unbatched)
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -37,7 +54,8 @@ class _Pool2d(Module):
 class MaxPool2d(_Pool2d):
     """Maximum over each window; padding counts as -inf (it never wins).
 
-    Input (N, C, H, W); output (N, C, H_out, W_out), H_out = (H + 2 p - k) // s + 1.
+    Input (N, C, H, W) or unbatched (C, H, W); output (N, C, H_out, W_out) (without N for
+    an unbatched input), H_out = (H + 2 p - k) // s + 1.
     Backward sends each output gradient to its window's argmax (the first maximum).
     PyTorch's dilation, return_indices and ceil_mode are taken at their defaults only.
     """
@@ -48,19 +66,15 @@ class MaxPool2d(_Pool2d):
         check_only("MaxPool2d", "return_indices", return_indices, (False,))
         super().__init__(kernel_size, stride, padding, ceil_mode)
 
-    def _forward(self, x, buffered):
+    def _pool(self, x, buffered):
         shape = self.infer_shape(x.shape, x.dtype)
         out = self._buffer("y", shape, x.dtype) if buffered else None
         indices = self._buffer("indices", shape, "int64")
         y, self._indices = self._kernels().max_pool2d_forward(
             x, self.kernel_size, self.stride, self.padding, out=out, indices=indices)
-        self._in_shape = x.shape
         return y
 
-    def _backward(self, grad_out, buffered, need_grad_in):
-        if not need_grad_in:
-            return None
-        grad_in = self._buffer("grad_in", self._in_shape, grad_out.dtype) if buffered else None
+    def _unpool(self, grad_out, grad_in):
         return self._kernels().max_pool2d_backward(grad_out, self._indices, self._in_shape,
                                                      grad_in=grad_in)
 
@@ -69,7 +83,8 @@ class AvgPool2d(_Pool2d):
     """Mean over each window, zero padding. count_include_pad=True (PyTorch's default)
     divides by kH * kW; False divides by the number of unpadded cells in the window.
 
-    Input (N, C, H, W); output (N, C, H_out, W_out).
+    Input (N, C, H, W) or unbatched (C, H, W); output (N, C, H_out, W_out) (without N
+    for an unbatched input).
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -78,16 +93,12 @@ class AvgPool2d(_Pool2d):
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 
-    def _forward(self, x, buffered):
+    def _pool(self, x, buffered):
         out = self._buffer("y", self.infer_shape(x.shape, x.dtype), x.dtype) if buffered else None
-        self._in_shape = x.shape
         return self._kernels().avg_pool2d_forward(
             x, self.kernel_size, self.stride, self.padding, self.count_include_pad, out=out)
 
-    def _backward(self, grad_out, buffered, need_grad_in):
-        if not need_grad_in:
-            return None
-        grad_in = self._buffer("grad_in", self._in_shape, grad_out.dtype) if buffered else None
+    def _unpool(self, grad_out, grad_in):
         return self._kernels().avg_pool2d_backward(
             grad_out, self._in_shape, self.kernel_size, self.stride, self.padding,
             self.count_include_pad, grad_in=grad_in)
