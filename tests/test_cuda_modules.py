@@ -205,6 +205,25 @@ def test_loss_reductions_and_logits_loss_on_the_gpu(rng, reduction):
         assert_close(grad.copy_to_host(), host_fn.backward(weights), np.float64)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_class_weighted_smoothed_and_nll_losses_on_the_gpu(rng, reduction):
+    """CrossEntropyLoss with weight/ignore_index/label_smoothing and NLLLoss on device
+    predictions and labels: the host's values, device gradients."""
+    pred = rng.standard_normal((5, 3))
+    labels = np.array([0, 2, -100, 1, 2])
+    weight = np.array([0.5, 1.0, 2.0])
+    for make in (lambda: nn.CrossEntropyLoss(weight=weight, label_smoothing=0.1,
+                                             reduction=reduction),
+                 lambda: nn.NLLLoss(weight=weight, reduction=reduction)):
+        host_fn, gpu_fn = make(), make()
+        expected = host_fn(pred, labels)
+        got = gpu_fn(cuda.to_device(pred), cuda.to_device(labels))
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+        grad = gpu_fn.backward()
+        assert fdevice.is_device_array(grad)
+        assert_close(grad.copy_to_host(), host_fn.backward(), np.float64)
+
+
 def test_batchnorm_options_adamw_scheduler_and_init_on_the_gpu(rng):
     """BatchNorm without affine parameters or running statistics, AdamW with a StepLR
     schedule and a frozen layer, and nn.init on device parameters, against the host."""

@@ -348,6 +348,90 @@ def test_loss_reduction_matches_torch(backend, dtype, rng, name, reduction):
     assert_close(plain, expected_plain, dtype, scale=n * c)
 
 
+CLASS_OPTIONS = [dict(label_smoothing=0.1), dict(label_smoothing=1.0), dict(weight=True),
+                 dict(ignore_index=2), dict(ignore_index=9), dict(ignore_index=-1, weight=True),
+                 dict(weight=True, label_smoothing=0.2, ignore_index=3)]
+
+
+# (kind, options) where PyTorch has them: NLLLoss has no label_smoothing, and
+# ignore_index applies to labels only
+CLASS_CASES = [(kind, options) for kind in ("cross_entropy_labels", "cross_entropy_soft", "nll")
+               for options in CLASS_OPTIONS
+               if not (kind == "nll" and "label_smoothing" in options)
+               and not (kind == "cross_entropy_soft" and "ignore_index" in options)]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kind, options", CLASS_CASES, ids=[
+    kind + ":" + "-".join(f"{k}={v}" for k, v in options.items()) for kind, options in CLASS_CASES])
+def test_class_weights_ignore_index_and_label_smoothing_match_torch(
+        backend, dtype, rng, kind, options, reduction):
+    """CrossEntropyLoss's weight, ignore_index and label_smoothing and NLLLoss's weight
+    and ignore_index: values and gradients (backward(grad) for 'none') equal torch's."""
+    n, c = 7, 5
+    pred = (rng.standard_normal((n, c)) * 3).astype(dtype)
+    if kind == "nll":
+        pred = torch.log_softmax(t(pred), 1).numpy()
+    target = rng.dirichlet(np.ones(c), n).astype(dtype)
+    if kind != "cross_entropy_soft":
+        target = rng.integers(0, c, n)
+        target[[1, 4]] = options.get("ignore_index", target[1])
+    kwargs = dict(options, reduction=reduction)
+    weight = rng.uniform(0.1, 2.0, c).astype(dtype) if options.get("weight") else None
+    kwargs["weight"] = weight
+    ours, theirs = ((nn.NLLLoss, torch.nn.NLLLoss) if kind == "nll"
+                    else (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss))
+    loss = ours(**kwargs)
+    value = loss.forward(pred, target)
+    pt = t(pred, True)
+    lt = theirs(**dict(kwargs, weight=None if weight is None else t(weight)))(pt, t(target))
+    grad = rng.uniform(0.5, 2.0, tuple(lt.shape)).astype(dtype)
+    (lt * t(grad)).sum().backward()
+    if reduction == "none":
+        assert type(value) is np.ndarray and value.dtype == dtype and value.shape == (n,)
+    else:
+        assert isinstance(value, float)
+    assert_close(value, lt.detach().numpy(), dtype, scale=n * c)
+    weighted = loss.backward(grad if reduction == "none" else float(grad))
+    assert weighted.dtype == dtype and weighted.shape == pred.shape
+    assert_close(weighted, pt.grad.numpy(), dtype, scale=n * c)
+
+
+@pytest.mark.parametrize("ours, theirs", [(nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss),
+                                          (nn.NLLLoss, torch.nn.NLLLoss)])
+def test_every_row_ignored_gives_nan_and_zero_gradient_as_torch(backend, ours, theirs):
+    pred = np.log(np.full((3, 4), 0.25, np.float32))
+    labels = np.array([-100, -100, -100])
+    expected = theirs()(t(pred), t(labels)).item()
+    loss = ours()
+    assert np.isnan(expected) and np.isnan(loss.forward(pred, labels))
+    np.testing.assert_array_equal(loss.backward(), 0)
+
+
+def test_class_option_errors():
+    logits, labels = np.zeros((3, 4), np.float32), np.array([0, 1, 5])
+    with pytest.raises(ValueError, match=r"labels out of range.*max 5"):
+        nn.CrossEntropyLoss(ignore_index=7).forward(logits, labels)
+    with pytest.raises(ValueError, match=r"labels out of range.*max 5"):
+        nn.NLLLoss().forward(logits, labels)
+    with pytest.raises(ValueError, match=r"weight of shape \(4,\).*got \(3,\)"):
+        nn.CrossEntropyLoss(weight=np.ones(3)).forward(logits, labels % 4)
+    with pytest.raises(ValueError, match=r"finite weights >= 0"):
+        nn.NLLLoss(weight=np.array([1.0, -1.0]))
+    with pytest.raises(ValueError, match=r"1-D array of class weights"):
+        nn.CrossEntropyLoss(weight=np.ones((2, 2)))
+    with pytest.raises(ValueError, match=r"label_smoothing in \[0.0, 1.0\], got 1.5"):
+        nn.CrossEntropyLoss(label_smoothing=1.5)
+    with pytest.raises(TypeError, match="ignore_index to be an int"):
+        nn.NLLLoss(ignore_index=1.5)
+    with pytest.raises(ValueError, match="size_average=True is not supported"):
+        nn.CrossEntropyLoss(size_average=True)
+    with pytest.raises(TypeError, match="integer class labels"):
+        nn.NLLLoss().forward(logits, logits)
+    assert repr(nn.CrossEntropyLoss(ignore_index=0, label_smoothing=0.1)) == \
+        "CrossEntropyLoss(ignore_index=0, label_smoothing=0.1)"
+
+
 def test_loss_reduction_errors():
     with pytest.raises(ValueError, match="reduction 'mean', 'sum' or 'none', got 'avg'"):
         nn.MSELoss(reduction="avg")

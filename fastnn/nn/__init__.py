@@ -7,11 +7,11 @@ from .dropout import Dropout
 from . import init
 from .flatten import Flatten
 from .linear import Linear
-from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss
+from .loss import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, MSELoss, NLLLoss
 from .module import Module, Parameter
 from .pooling import AvgPool2d, MaxPool2d
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU",
            "Sine", "Identity", "Softmax", "Flatten", "Dropout", "BatchNorm1d", "BatchNorm2d",
            "Conv2d", "MaxPool2d", "AvgPool2d", "Sequential", "ModuleList", "Loss", "MSELoss",
-           "CrossEntropyLoss", "BCELoss", "BCEWithLogitsLoss", "init"]
+           "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "init"]

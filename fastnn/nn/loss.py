@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import device as _device
 from ..kernels.reference import losses as _reference
-from ..validation import as_contiguous, as_labels, check_float_array
+from ..validation import (as_contiguous, as_labels, check_float_array, check_labels,
+                          check_number, check_only)
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -174,9 +175,69 @@ class CrossEntropyLoss(Loss):
 
     pred: logits (N, C); target: integer class labels (N,) in [0, C), or probabilities
     (N, C) (one-hot or soft) in pred's dtype; as in PyTorch, rows need not sum to 1.
+
+    PyTorch's options, with its formulas: weight (C,) rescales each class's term (for
+    labels, the mean divides by the summed weight of the labels instead of N);
+    ignore_index: rows whose label equals it add nothing (labels only; the mean is over
+    the other rows, NaN when none is left); label_smoothing ε in [0, 1] mixes the target
+    with the uniform distribution, (1 - ε) target + ε / C. With the defaults the kernel
+    takes the labels as they are; otherwise the (N, C) target that the options describe
+    is built on the host and the kernel runs on it, its result rescaled.
     """
 
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean", label_smoothing=0.0):
+        check_only(type(self).__name__, "size_average", size_average, (None,))
+        check_only(type(self).__name__, "reduce", reduce, (None,))
+        super().__init__(reduction)
+        self.weight = class_weights(type(self).__name__, weight)
+        self.ignore_index = _index(type(self).__name__, ignore_index)
+        check_number(type(self).__name__, "label_smoothing", label_smoothing, 0.0, 1.0,
+                     high_open=False)
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, pred, target):
+        if (self.weight is None and self.label_smoothing == 0.0
+                and (self.ignore_index < 0 or not self._ignores_some(target))):
+            try:
+                return super().forward(pred, target)
+            except ValueError:
+                # labels out of range: fine where they are the ignored ones
+                if not self._ignores_some(target):
+                    raise
+        pred, target = self._check_logits(pred, target, labels_checked=False)
+        return self._forward_dense(pred, target)
+
+    def _ignores_some(self, target):
+        """True when target holds integer labels equal to ignore_index."""
+        if not _device.is_array(target) or target.dtype.kind not in "iu":
+            return False
+        return bool(np.any(_device.to_host(target) == self.ignore_index))
+
+    def _forward_dense(self, pred, target):
+        """The loss through the (N, C) target the options make (see the class docstring)."""
+        n, c = pred.shape
+        dense, denominator = dense_target(self._where(), _device.to_host(target), c,
+                                          self.weight, self.ignore_index,
+                                          self.label_smoothing, pred.dtype)
+        kernels = _device.kernels(_device.device_of(pred))
+        loss, grad = kernels.softmax_cross_entropy(
+            pred, _device.namespace_of(pred).put(dense))
+        if self.reduction == "mean":
+            # the kernel's mean divides by N, PyTorch's by the weight of the rows counted;
+            # with none counted the loss is NaN and the gradient zero, as in PyTorch
+            factor = n / denominator if denominator else 0.0
+            self._grad = _scaled(grad, factor)
+            return loss * factor if denominator else float("nan")
+        self._grad = _scaled(grad, n)
+        if self.reduction == "sum":
+            return loss * n
+        return _reference.cross_entropy_losses(_device.to_host(pred), dense)
+
     def _check(self, pred, target):
+        return self._check_logits(pred, target, labels_checked=True)
+
+    def _check_logits(self, pred, target, labels_checked):
         where = self._where()
         pred = check_float_array(where, "logits", pred, ndim=2, device_ok=True)
         n, c = pred.shape
@@ -184,7 +245,11 @@ class CrossEntropyLoss(Loss):
             raise ValueError(f"{where}: expected non-empty logits (N, C), got shape {pred.shape}")
         kind = target.dtype.kind if _device.is_array(target) else None
         if kind is not None and kind in "iu":
-            return self._beside(pred, as_labels(where, target, n, c))
+            if labels_checked:
+                return self._beside(pred, as_labels(where, target, n, c))
+            if target.shape != (n,):
+                raise ValueError(f"{where}: expected labels of shape ({n},), got {target.shape}")
+            return as_contiguous(pred, where, "pred"), target
         if kind == "f":
             return self._check_same(pred, target)
         got = target.dtype if _device.is_array(target) else type(target).__name__
@@ -202,6 +267,120 @@ class CrossEntropyLoss(Loss):
 
     def _loss_shape(self, pred_shape):
         return pred_shape[:1]
+
+    def _where(self):
+        options = [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
+        if getattr(self, "weight", None) is not None:
+            options.append(f"weight=<{self.weight.size} class weights>")
+        if getattr(self, "ignore_index", -100) != -100:
+            options.append(f"ignore_index={self.ignore_index}")
+        if getattr(self, "label_smoothing", 0.0):
+            options.append(f"label_smoothing={self.label_smoothing}")
+        return f"{type(self).__name__}({', '.join(options)})"
+
+
+class NLLLoss(Loss):
+    """Mean negative log-likelihood: -pred[i, target[i]] averaged over the rows, for
+    log-probabilities pred (N, C) (a LogSoftmax's output) and integer labels (N,).
+
+    weight (C,) and ignore_index as in CrossEntropyLoss (the mean divides by the summed
+    weight of the rows counted; NaN when none is). LogSoftmax + NLLLoss computes what
+    CrossEntropyLoss computes in one fused kernel; this loss is a gather of N values, done
+    with NumPy on the host (for a device pred too, whose values come to the host).
+    """
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean"):
+        check_only(type(self).__name__, "size_average", size_average, (None,))
+        check_only(type(self).__name__, "reduce", reduce, (None,))
+        super().__init__(reduction)
+        self.weight = class_weights(type(self).__name__, weight)
+        self.ignore_index = _index(type(self).__name__, ignore_index)
+
+    def forward(self, pred, target):
+        where = self._where()
+        pred = check_float_array(where, "pred", pred, ndim=2, device_ok=True)
+        n, c = pred.shape
+        if n == 0 or c == 0:
+            raise ValueError(f"{where}: expected non-empty log-probabilities (N, C), got "
+                             f"shape {pred.shape}")
+        if not _device.is_array(target) or target.dtype.kind not in "iu":
+            got = target.dtype if _device.is_array(target) else type(target).__name__
+            raise TypeError(f"{where}: expected target to be integer class labels (N,), "
+                            f"got {got}")
+        if target.shape != (n,):
+            raise ValueError(f"{where}: expected labels of shape ({n},), got {target.shape}")
+        target = _device.to_host(target)
+        dense, denominator = dense_target(where, target, c, self.weight, self.ignore_index,
+                                          0.0, pred.dtype)
+        rows, kept = np.arange(n), target != self.ignore_index
+        labels = np.where(kept, target, 0)
+        # a gather, not (dense * pred).sum(1): -inf log-probabilities elsewhere stay out
+        picked = _device.to_host(pred)[rows, labels]
+        losses = np.where(kept, -dense[rows, labels] * picked, pred.dtype.type(0))
+        grad = -dense
+        if self.reduction == "mean":
+            grad *= pred.dtype.type(1.0 / denominator if denominator else 0.0)
+        self._grad = _device.namespace_of(pred).put(grad)
+        if self.reduction == "none":
+            return losses
+        total = float(losses.sum(dtype=np.float64))
+        if self.reduction == "sum":
+            return total
+        return total / denominator if denominator else float("nan")
+
+    def _loss_shape(self, pred_shape):
+        return pred_shape[:1]
+
+    _where = CrossEntropyLoss._where
+
+
+def class_weights(where, weight):
+    """None, or PyTorch's per-class weight as a 1-D float64 NumPy array of finite
+    values >= 0 (cast to pred's dtype when used)."""
+    if weight is None:
+        return None
+    array = np.asarray(_device.to_host(weight) if _device.is_array(weight) else weight)
+    if array.dtype.kind not in "iuf" or array.ndim != 1 or array.size == 0:
+        raise ValueError(f"{where}: expected weight to be a non-empty 1-D array of class "
+                         f"weights, got {array.dtype} of shape {array.shape}")
+    array = array.astype(np.float64)
+    if not np.all(np.isfinite(array)) or np.any(array < 0):
+        raise ValueError(f"{where}: expected finite weights >= 0, got {array}")
+    return array
+
+
+def _index(where, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{where}: expected ignore_index to be an int, got {value!r}")
+    return int(value)
+
+
+def dense_target(where, target, num_classes, weight, ignore_index, label_smoothing, dtype):
+    """(q, denominator): the (N, C) target in dtype whose plain cross-entropy (rows' sum
+    of -q log softmax) is PyTorch's loss with these options, and the mean's denominator.
+
+    target: host labels (N,) (entries equal to ignore_index are ignored) or probabilities
+    (N, C); weight: (C,) float64 or None; label_smoothing: ε in [0, 1].
+    """
+    n = target.shape[0]
+    eps = label_smoothing
+    if weight is not None and weight.size != num_classes:
+        raise ValueError(f"{where}: expected weight of shape ({num_classes},) (one per class), "
+                         f"got {weight.shape}")
+    w = np.ones(num_classes) if weight is None else weight
+    if target.dtype.kind == "f":
+        dense = target.astype(np.float64) * (1.0 - eps) + eps / num_classes
+        dense *= w
+        return dense.astype(dtype), float(n)
+    kept = target != ignore_index
+    labels = np.where(kept, target, 0)
+    check_labels(where, labels, n, num_classes)
+    dense = np.full((n, num_classes), eps / num_classes)
+    dense[np.arange(n), labels] += 1.0 - eps
+    dense *= w
+    dense[~kept] = 0.0
+    return dense.astype(dtype), float(w[labels[kept]].sum())
 
 
 def _scaled(grad, factor, copy=False):
