@@ -162,39 +162,47 @@ def _unary_backward(name, size):
                 nbytes=3 * 4 * n)
 
 
-def _softmax(size):
+def _softmax(size, log=False):
+    """softmax, or log_softmax when log."""
     shape = ROWWISE[size]
+    name = "log_softmax" if log else "softmax"
 
     def build(rng):
         x = _normal(rng, shape)
         return {"x": x, "out": np.empty_like(x)}
 
     def run(be, a):
-        return lambda: be.softmax(a["x"], out=a["out"])
+        kernel = getattr(be, name)
+        return lambda: kernel(a["x"], out=a["out"])
 
     def run_torch(t, ts, a):
-        return lambda: t.ops.aten._softmax.out(ts["x"], 1, False, out=ts["out"])
+        aten = getattr(t.ops.aten, "_" + name)
+        return lambda: aten.out(ts["x"], 1, False, out=ts["out"])
 
-    return Case("softmax", size, _shape_str(shape), build, run, run_torch,
+    return Case(name, size, _shape_str(shape), build, run, run_torch,
                 nbytes=2 * 4 * int(np.prod(shape)))
 
 
-def _softmax_backward(size):
+def _softmax_backward(size, log=False):
+    """softmax_backward, or log_softmax_backward when log (y the forward's output)."""
     shape = ROWWISE[size]
+    name = "log_softmax" if log else "softmax"
 
     def build(rng):
         from fastnn.kernels import reference
-        y = reference.softmax(_normal(rng, shape))
+        y = getattr(reference, name)(_normal(rng, shape))
         return {"g": _normal(rng, shape), "y": y, "out": np.empty_like(y)}
 
     def run(be, a):
-        return lambda: be.softmax_backward(a["g"], a["y"], out=a["out"])
+        kernel = getattr(be, name + "_backward")
+        return lambda: kernel(a["g"], a["y"], out=a["out"])
 
     def run_torch(t, ts, a):
-        return lambda: t.ops.aten._softmax_backward_data.out(
-            ts["g"], ts["y"], 1, t.float32, grad_input=ts["out"])
+        aten = getattr(t.ops.aten, f"_{name}_backward_data")
+        return lambda: aten.out(ts["g"], ts["y"], 1, t.float32, **{
+            "grad_input" if name == "softmax" else "out": ts["out"]})
 
-    return Case("softmax_backward", size, _shape_str(shape), build, run, run_torch,
+    return Case(name + "_backward", size, _shape_str(shape), build, run, run_torch,
                 nbytes=3 * 4 * int(np.prod(shape)))
 
 
@@ -575,8 +583,10 @@ def _case_for(op, size):
         if size not in ELEMENTWISE:
             return None
         return _unary_forward(op, size) if op == base else _unary_backward(base, size)
-    if op in ("softmax", "softmax_backward"):
-        return _softmax(size) if op == "softmax" else _softmax_backward(size)
+    if op in ("softmax", "log_softmax"):
+        return _softmax(size, log=op == "log_softmax")
+    if op in ("softmax_backward", "log_softmax_backward"):
+        return _softmax_backward(size, log=op == "log_softmax_backward")
     if op == "dropout_forward":
         return _dropout_forward(size)
     if op == "dropout_backward":

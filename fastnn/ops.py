@@ -176,6 +176,16 @@ def softmax_backward(grad_out, y, out=None):
     return _binary("softmax_backward", grad_out, "y", y, out)
 
 
+def log_softmax(x, out=None):
+    _check("log_softmax", "x", x, ndim=2)
+    return _unary("log_softmax", x, out)
+
+
+def log_softmax_backward(grad_out, y, out=None):
+    _check("log_softmax_backward", "grad_out", grad_out, ndim=2)
+    return _binary("log_softmax_backward", grad_out, "y", y, out)
+
+
 # ------------------------------------------------------------------------ dropout
 def dropout_forward(x, p, seed, mask=None, out=None):
     where = "dropout_forward"

@@ -129,6 +129,19 @@ def softmax_backward(grad_out, y, out=None):
     """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y: (N, C)."""
 
 
+@_op("activation")
+def log_softmax(x, out=None):
+    """Row-wise log(softmax(x)) = x - max - log(sum(exp(x - max))) along the last axis,
+    finite for logits of any magnitude (no log of an underflowed probability).
+    x: (N, C); out: (N, C)."""
+
+
+@_op("activation")
+def log_softmax_backward(grad_out, y, out=None):
+    """grad_in = grad_out - exp(y) * sum(grad_out, axis=1). grad_out, y: (N, C); y is
+    log_softmax's output."""
+
+
 # ------------------------------------------------------------------------ dropout
 @_op("dropout")
 def dropout_forward(x, p, seed, mask=None, out=None):

@@ -47,6 +47,7 @@ def kernels(t):
     geometry = (i64,) * 6  # kernel height and width, strides, paddings
     lanes, _ = config.row_groups()
     softmax_fwd, softmax_bwd = activations._softmax_kernels(config.THREADS, lanes, np_name)
+    log_fwd, log_bwd = activations._softmax_kernels(config.THREADS, lanes, np_name, True)
     bn2d = batchnorm._kernels2d(config.BN_THREADS)
     bn3d = batchnorm._kernels(config.BN_THREADS)
     bn_fwd = lambda x: (x, a1, a1, a1, a1, b, f64, f64, b, x, a1, a1)  # noqa: E731
@@ -66,6 +67,8 @@ def kernels(t):
         ("sine_backward", activations._sine_backward, (a1, a1, t, a1)),
         ("softmax forward", softmax_fwd, (a2, a2)),
         ("softmax backward", softmax_bwd, (a2, a2, a2)),
+        ("log-softmax forward", log_fwd, (a2, a2)),
+        ("log-softmax backward", log_bwd, (a2, a2, a2)),
         ("softmax-CE", losses._cross_entropy_kernel(config.THREADS, lanes, np_name),
          (a2, arr(i64, 1), a2, b, a2, arr(f64, 1))),
         ("mse", losses._mse, (a1, a1, t, a1, arr(f64, 1))),

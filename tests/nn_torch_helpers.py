@@ -54,6 +54,7 @@ def torch_twin(layer):
         nn.Sine: lambda l: _Sine(l.omega),
         nn.Identity: lambda l: torch.nn.Identity(),
         nn.Softmax: lambda l: torch.nn.Softmax(dim=-1),
+        nn.LogSoftmax: lambda l: torch.nn.LogSoftmax(dim=-1),
         nn.Flatten: lambda l: torch.nn.Flatten(l.start_dim, l.end_dim),
     }
     return simple[type(layer)](layer)

@@ -200,6 +200,21 @@ def test_softmax_forward_backward(backend, dtype, rng, shape):
     assert_close(ops.softmax_backward(g, y), xt.grad.numpy(), dtype)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (4, 10), (300, 1000)])
+def test_log_softmax_forward_backward(backend, dtype, rng, shape):
+    """Finite where log(softmax) is not: a logit 1e4 (float32: 80) above the rest."""
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    x[0, 0] = 1e4 if dtype == np.float64 else 80.0
+    g = rng.standard_normal(shape).astype(dtype)
+    y = ops.log_softmax(x)
+    xt = t(x, True)
+    yt = torch.log_softmax(xt, dim=1)
+    yt.backward(t(g))
+    assert np.all(np.isfinite(y))
+    assert_close(y, yt.detach().numpy(), dtype, scale=1e4 if dtype == np.float64 else 80)
+    assert_close(ops.log_softmax_backward(g, y), xt.grad.numpy(), dtype, scale=shape[1])
+
+
 # ---------------------------------------------------------------------- dropout
 @pytest.mark.parametrize("p", [0.0, 0.3, 0.9])
 def test_dropout(backend, dtype, rng, p):
@@ -479,7 +494,7 @@ def test_empty_batches_run_through_layers_and_losses_give_nan(backend):
     from fastnn import nn
     layers = [(nn.MaxPool2d(2), (0, 2, 4, 4)), (nn.AvgPool2d(2), (0, 2, 4, 4)),
               (nn.BatchNorm1d(3).eval(), (0, 3)), (nn.BatchNorm2d(3).eval(), (0, 3, 2, 2)),
-              (nn.Softmax(), (3, 0)), (nn.Conv2d(2, 3, 3, padding=1), (0, 2, 5, 5)),
+              (nn.Softmax(), (3, 0)), (nn.LogSoftmax(), (3, 0)), (nn.Conv2d(2, 3, 3, padding=1), (0, 2, 5, 5)),
               (nn.Linear(4, 3), (0, 4))]
     for layer, shape in layers:
         y = layer(np.zeros(shape, np.float32))

@@ -222,6 +222,13 @@ def test_class_weighted_smoothed_and_nll_losses_on_the_gpu(rng, reduction):
         grad = gpu_fn.backward()
         assert fdevice.is_device_array(grad)
         assert_close(grad.copy_to_host(), host_fn.backward(), np.float64)
+    host_head, gpu_head = nn.LogSoftmax().double(), nn.LogSoftmax().double().to("cuda")
+    logp = gpu_head(cuda.to_device(pred))
+    assert fdevice.is_device_array(logp)
+    assert_close(logp.copy_to_host(), host_head(pred), np.float64)
+    g = rng.standard_normal(pred.shape)
+    assert_close(gpu_head.backward(cuda.to_device(g)).copy_to_host(), host_head.backward(g),
+                 np.float64)
 
 
 def test_batchnorm_options_adamw_scheduler_and_init_on_the_gpu(rng):

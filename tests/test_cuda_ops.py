@@ -220,6 +220,19 @@ def test_softmax_forward_backward(dtype, rng, shape):
     assert_close(C.softmax_backward(g, y), xt.grad.numpy(), dtype)
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (5, 70), (3, 300)])
+def test_log_softmax_forward_backward(dtype, rng, shape):
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    x[0, 0] = 1e4 if dtype == np.float64 else 80.0
+    g = rng.standard_normal(shape).astype(dtype)
+    y = C.log_softmax(x)
+    xt = t(x, True)
+    yt = torch.log_softmax(xt, dim=1)
+    yt.backward(t(g))
+    assert_close(y, yt.detach().numpy(), dtype, scale=1e4 if dtype == np.float64 else 80)
+    assert_close(C.log_softmax_backward(g, y), xt.grad.numpy(), dtype, scale=shape[1])
+
+
 # --------------------------------------------------------------------- dropout
 def test_dropout_mask_statistics_seed_and_launch_independence(dtype, rng, monkeypatch):
     x = rng.standard_normal((60, 100)).astype(dtype)

@@ -53,6 +53,7 @@ def _workload(K, dtype, rng):
     results += list(K.mse_loss(x, x[::-1].copy()))
     results += list(K.bce_loss(K.sigmoid(x), K.sigmoid(x[::-1].copy())))
     results += list(K.bce_with_logits_loss(x, K.sigmoid(x[::-1].copy())))
+    results += [K.log_softmax(x), K.log_softmax_backward(x, K.log_softmax(x))]
     results += [K.softmax(x), K.softmax_backward(x, K.softmax(x)), K.gelu(x),
                 K.gelu_backward(x, x), K.leaky_relu_backward(x, x)]
     results += list(K.dropout_forward(x, 0.4, seed=7))
@@ -142,6 +143,8 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
         K.gelu_backward(x, x, out=out)
         K.softmax(x, out=out)
         K.softmax_backward(x, out, out=grad)
+        K.log_softmax(x, out=out)
+        K.log_softmax_backward(x, out, out=grad)
         K.softmax_cross_entropy(x, labels, grad=grad)
         K.mse_loss(x, out, grad=grad)
         K.bce_loss(K.sigmoid(x, out=out), out, grad=grad)
@@ -178,6 +181,8 @@ def test_float32_and_float64_runs_agree(K):
     x32 = x64.astype(np.float32)
     for op in (K.sigmoid, K.tanh, K.gelu, K.softmax):
         np.testing.assert_allclose(op(x32), op(x64), rtol=2e-6, atol=2e-7, err_msg=op.__name__)
+    # x - logsumexp(x) cancels near 0: float32's error is relative to |x| (up to ~20 here)
+    np.testing.assert_allclose(K.log_softmax(x32), K.log_softmax(x64), rtol=2e-6, atol=1e-5)
     labels = rng.integers(0, 257, 300)
     l32, g32 = K.softmax_cross_entropy(x32, labels)
     l64, g64 = K.softmax_cross_entropy(x64, labels)

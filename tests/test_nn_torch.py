@@ -67,6 +67,9 @@ LAYERS = {
     "sine": (lambda: nn.Sine(omega=3.0), (6, 9)),
     "identity": (nn.Identity, (6, 9)),
     "softmax": (nn.Softmax, (6, 9)),
+    "log_softmax": (lambda: nn.LogSoftmax(dim=1), (6, 9)),
+    "log_softmax_nll_classifier": (lambda: nn.Sequential(nn.Linear(9, 4), nn.LogSoftmax()),
+                                   (6, 9)),
     "flatten": (nn.Flatten, (4, 3, 2, 5)),
     "activation_4d": (nn.Tanh, (2, 3, 4, 5)),
     "batchnorm1d": (lambda: nn.BatchNorm1d(9), (6, 9)),
@@ -430,6 +433,21 @@ def test_class_option_errors():
         nn.NLLLoss().forward(logits, logits)
     assert repr(nn.CrossEntropyLoss(ignore_index=0, label_smoothing=0.1)) == \
         "CrossEntropyLoss(ignore_index=0, label_smoothing=0.1)"
+
+
+def test_log_softmax_with_nll_equals_cross_entropy(backend, dtype, rng):
+    """PyTorch's MNIST-example head: LogSoftmax + NLLLoss gives CrossEntropyLoss's loss
+    and input gradient (finite at logits of 1e3, where log(Softmax) is -inf)."""
+    logits = (rng.standard_normal((8, 5)) * 3).astype(dtype)
+    logits[0, 0] = 1e3
+    labels = rng.integers(0, 5, 8)
+    ce = nn.CrossEntropyLoss()
+    head, nll = nn.LogSoftmax(dim=1), nn.NLLLoss()
+    loss = nll(head(logits), labels)
+    grad = head.backward(nll.backward())
+    assert np.isfinite(loss) and np.all(np.isfinite(grad))
+    assert_close(loss, ce(logits, labels), dtype, scale=1e3)
+    assert_close(grad, ce.backward(), dtype)
 
 
 def test_loss_reduction_errors():

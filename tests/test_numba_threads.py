@@ -66,6 +66,8 @@ def _run_all(nb, d):
         out[name + "_backward"] = getattr(nb, name + "_backward")(x, backward_arg)
     out["softmax"] = nb.softmax(x)
     out["softmax_backward"] = nb.softmax_backward(x, out["softmax"])
+    out["log_softmax"] = nb.log_softmax(x)
+    out["log_softmax_backward"] = nb.log_softmax_backward(x, out["log_softmax"])
     out["ce labels"] = nb.softmax_cross_entropy(d["g"], d["labels"])
     probs = nb.softmax(d["g"])
     out["ce probs"] = nb.softmax_cross_entropy(d["g"], probs)

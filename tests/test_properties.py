@@ -98,6 +98,8 @@ def test_softmax_and_cross_entropy(compiled, seed, dtype, n, c, scale, probs):
     logits = make(rng, (n, c), dtype, scale=scale)
     y, y_ref = both("softmax", logits)
     assert_close(y, y_ref, dtype)
+    log_y, log_y_ref = both("log_softmax", logits)
+    assert_close(log_y, log_y_ref, dtype, scale=scale)
     if probs:
         target = rng.random((n, c)).astype(dtype)
         target /= target.sum(axis=1, keepdims=True)

@@ -1,5 +1,6 @@
 """Layers, containers and losses with explicit forward/backward (PyTorch's semantics)."""
-from .activations import GELU, Identity, LeakyReLU, ReLU, Sigmoid, Sine, Softmax, Tanh
+from .activations import (GELU, Identity, LeakyReLU, LogSoftmax, ReLU, Sigmoid, Sine, Softmax,
+                          Tanh)
 from .batchnorm import BatchNorm1d, BatchNorm2d
 from .container import ModuleList, Sequential
 from .conv import Conv2d
@@ -12,6 +13,6 @@ from .module import Module, Parameter
 from .pooling import AvgPool2d, MaxPool2d
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU",
-           "Sine", "Identity", "Softmax", "Flatten", "Dropout", "BatchNorm1d", "BatchNorm2d",
+           "Sine", "Identity", "Softmax", "LogSoftmax", "Flatten", "Dropout", "BatchNorm1d", "BatchNorm2d",
            "Conv2d", "MaxPool2d", "AvgPool2d", "Sequential", "ModuleList", "Loss", "MSELoss",
            "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "init"]

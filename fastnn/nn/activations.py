@@ -1,6 +1,6 @@
 """Activation layers: each calls its backend's kernel pair ``act`` / ``act_backward``.
 
-Every activation takes an input of any shape (Softmax: (N, C)) and returns an output of
+Every activation takes an input of any shape (Softmax, LogSoftmax: (N, C)) and returns an output of
 the same shape. ``fused_name`` names the activation in ``optable.FUSABLE_ACTIVATIONS``
 when ``Sequential`` may fuse it into a preceding Linear (None otherwise).
 """
@@ -125,8 +125,8 @@ class Softmax(_Elementwise):
     def __init__(self, dim=-1):
         super().__init__()
         if dim is not None and (isinstance(dim, bool) or dim not in (1, -1)):
-            raise ValueError(f"Softmax: only the class axis of a 2-D input (N, C) is "
-                             f"supported (dim=1 or -1), got dim={dim!r}")
+            raise ValueError(f"{type(self).__name__}: only the class axis of a 2-D input "
+                             f"(N, C) is supported (dim=1 or -1), got dim={dim!r}")
         self.dim = dim
 
     def extra_repr(self):
@@ -136,6 +136,14 @@ class Softmax(_Elementwise):
         if len(shape) != 2:
             raise ValueError(f"{self._where()}: expected a 2-D input (N, C), got shape {shape}")
         return shape
+
+
+class LogSoftmax(Softmax):
+    """log(softmax(x)) along the last axis of a 2-D input (N, C), computed as
+    x - logsumexp(x) (finite where the probability underflows); pair it with NLLLoss.
+    dim: as Softmax's."""
+
+    kernel = "log_softmax"
 
 
 class Identity(Module):

@@ -115,7 +115,8 @@ def _sine_backward(g, x, omega, out):
 
 
 @cached_factory
-def _softmax_kernels(threads, lanes, dtype):
+def _softmax_kernels(threads, lanes, dtype, log=False):
+    """(forward, backward) of softmax, or of log-softmax when log is True."""
     groups = threads // lanes
     cast = numba.from_dtype(np.dtype(dtype))  # a cast in device code
 
@@ -123,7 +124,7 @@ def _softmax_kernels(threads, lanes, dtype):
     def forward(x, out):
         """x, out: (N, C). A group of `lanes` threads per row (grid-stride over rows),
         two reads of it (``row_max_sumexp``, then the output); exp in x's type, the sum
-        in float64."""
+        in float64. out = exp(x - m) / s, or x - (m + log s) for log-softmax."""
         sh = cuda.shared.array((groups, lanes), np.float64)
         n, c = x.shape
         lane = cuda.threadIdx.x % lanes
@@ -131,15 +132,20 @@ def _softmax_kernels(threads, lanes, dtype):
             row = first + cuda.threadIdx.x // lanes
             valid = row < n
             m, s = row_max_sumexp(sh, x, row, valid, cast(-math.inf))
-            m = cast(m)
-            inv_s = cast(1.0 / s) if valid else cast(0.0)
-            if valid:
+            if valid and log:
+                shift = cast(m + math.log(s))
+                for j in range(lane, c, lanes):
+                    out[row, j] = x[row, j] - shift
+            elif valid:
+                m = cast(m)
+                inv_s = cast(1.0 / s)
                 for j in range(lane, c, lanes):
                     out[row, j] = math.exp(x[row, j] - m) * inv_s
 
     @cuda.jit
     def backward(g, y, out):
-        """out = y * (g - sum(g * y, axis=1)); g, y, out: (N, C), as forward."""
+        """out = y * (g - sum(g * y, axis=1)), or g - exp(y) * sum(g, axis=1) for
+        log-softmax; g, y, out: (N, C), as forward."""
         sh = cuda.shared.array((groups, lanes), np.float64)
         n, c = g.shape
         lane = cuda.threadIdx.x % lanes
@@ -149,9 +155,12 @@ def _softmax_kernels(threads, lanes, dtype):
             d = 0.0
             if valid:
                 for j in range(lane, c, lanes):
-                    d += g[row, j] * y[row, j]
+                    d += g[row, j] if log else g[row, j] * y[row, j]
             d = cast(group_sum(sh, d))
-            if valid:
+            if valid and log:
+                for j in range(lane, c, lanes):
+                    out[row, j] = g[row, j] - math.exp(y[row, j]) * d
+            elif valid:
                 for j in range(lane, c, lanes):
                     out[row, j] = y[row, j] * (g[row, j] - d)
 
@@ -239,30 +248,48 @@ def sine_backward(grad_out, x, omega=1.0, out=None):
     return _binary(_sine_backward, grad_out, x, out, grad_out.dtype.type(omega))
 
 
-def _row_kernels(x):
-    """(forward, backward, blocks, threads) of the softmax kernels for x: (N, C)."""
+def _row_kernels(x, log=False):
+    """(forward, backward, blocks, threads) of the (log-)softmax kernels for x: (N, C)."""
     lanes, groups = config.row_groups()
-    forward, backward = _softmax_kernels(config.THREADS, lanes, x.dtype)
+    forward, backward = _softmax_kernels(config.THREADS, lanes, x.dtype, log)
     return forward, backward, config.blocks(x.shape[0], groups), config.THREADS
 
 
-def softmax(x, out=None):
-    """Row-wise softmax. x: (N, C); out: (N, C) or None."""
+def _rows_forward(x, out, log):
     call = Call(x, out)
     dx = call.arg(x)
     dout = call.out(out, x.shape, x.dtype)
     if dx.size:
-        forward, _, blocks, threads = _row_kernels(dx)
+        forward, _, blocks, threads = _row_kernels(dx, log)
         forward[blocks, threads](dx, dout)
     return call.done(dout, out)
 
 
-def softmax_backward(grad_out, y, out=None):
-    """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y: (N, C)."""
+def _rows_backward(grad_out, y, out, log):
     call = Call(grad_out, y, out)
     dg, dy = call.arg(grad_out), call.arg(y)
     dout = call.out(out, grad_out.shape, grad_out.dtype)
     if dg.size:
-        _, backward, blocks, threads = _row_kernels(dg)
+        _, backward, blocks, threads = _row_kernels(dg, log)
         backward[blocks, threads](dg, dy, dout)
     return call.done(dout, out)
+
+
+def softmax(x, out=None):
+    """Row-wise softmax. x: (N, C); out: (N, C) or None."""
+    return _rows_forward(x, out, False)
+
+
+def softmax_backward(grad_out, y, out=None):
+    """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y: (N, C)."""
+    return _rows_backward(grad_out, y, out, False)
+
+
+def log_softmax(x, out=None):
+    """Row-wise log-softmax. x: (N, C); out: (N, C) or None."""
+    return _rows_forward(x, out, True)
+
+
+def log_softmax_backward(grad_out, y, out=None):
+    """grad_in = grad_out - exp(y) * sum(grad_out, axis=1). grad_out, y: (N, C)."""
+    return _rows_backward(grad_out, y, out, True)

@@ -183,6 +183,20 @@ def softmax_backward(grad_out, y, out=None):
     return out
 
 
+def log_softmax(x, out=None):
+    """Row-wise log-softmax. x, out: (N, C)."""
+    out = _like(x, out)
+    _activations.log_softmax(x, out)
+    return out
+
+
+def log_softmax_backward(grad_out, y, out=None):
+    """grad_in = grad_out - exp(y) * sum(grad_out, axis=1). grad_out, y, out: (N, C)."""
+    out = _like(grad_out, out)
+    _activations.log_softmax_backward(grad_out, y, out)
+    return out
+
+
 # ------------------------------------------------------------------------ dropout
 def dropout_forward(x, p, seed, mask=None, out=None):
     """Inverted dropout with a counter-based hash mask of (seed, index).

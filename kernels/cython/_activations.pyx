@@ -1,7 +1,7 @@
 # cython: language_level=3
 # distutils: extra_compile_args = -fno-math-errno
 """Activations and their backward passes, elementwise over flat contiguous arrays,
-plus the row-wise softmax.
+plus the row-wise softmax and log-softmax.
 
 Three layers per kernel: a per-block ``nogil`` helper with a plain loop the compiler
 vectorizes, a ``prange`` over blocks, and the ``def`` entry point the package
@@ -9,7 +9,7 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 """
 from cython.parallel cimport prange
 
-from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
+from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, row_max, row_sum, row_dot)
 
@@ -230,3 +230,50 @@ def softmax_backward(const floating[:, ::1] grad_out, const floating[:, ::1] y,
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
         _softmax_backward_row(&grad_out[i, 0], &y[i, 0], &out[i, 0], c)
+
+
+cdef inline void _log_softmax_row(const floating* x, floating* y, Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating m = row_max(x, c), shift
+    for j in range(c):
+        y[j] = f_exp(x[j] - m)
+    shift = m + f_log(row_sum(y, c))  # y holds exp(x - m) until the last loop
+    for j in range(c):
+        y[j] = x[j] - shift
+
+
+cdef inline void _log_softmax_backward_row(const floating* g, const floating* y, floating* out,
+                                           Py_ssize_t c) noexcept nogil:
+    cdef Py_ssize_t j
+    cdef floating total = row_sum(g, c)
+    for j in range(c):
+        out[j] = g[j] - f_exp(y[j]) * total
+
+
+def log_softmax(const floating[:, ::1] x, floating[:, ::1] out):
+    """x, out: (N, C); out may be x."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i
+    if n == 0 or c == 0:
+        return
+    if threads_for(n * c) == 1:                  # no OpenMP region for one thread
+        with nogil:
+            for i in range(n):
+                _log_softmax_row(&x[i, 0], &out[i, 0], c)
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
+        _log_softmax_row(&x[i, 0], &out[i, 0], c)
+
+
+def log_softmax_backward(const floating[:, ::1] grad_out, const floating[:, ::1] y,
+                         floating[:, ::1] out):
+    """grad_out, y, out: (N, C); out may be grad_out."""
+    cdef Py_ssize_t n = y.shape[0], c = y.shape[1], i
+    if n == 0 or c == 0:
+        return
+    if threads_for(n * c) == 1:                  # no OpenMP region for one thread
+        with nogil:
+            for i in range(n):
+                _log_softmax_backward_row(&grad_out[i, 0], &y[i, 0], &out[i, 0], c)
+        return
+    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
+        _log_softmax_backward_row(&grad_out[i, 0], &y[i, 0], &out[i, 0], c)

@@ -209,6 +209,30 @@ def _softmax_backward(grad_out, y, out):  # IN grad_out, y (N, C); OUT out (N, C
             out[i, j] = y[i, j] * (grad_out[i, j] - dot)
 
 
+@kernel
+def _log_softmax(x, out):  # IN x (N, C); OUT out (N, C)
+    n, c = x.shape
+    for i in prange(n):
+        m = vmath.row_max(x[i])
+        s = x.dtype.type(0)
+        for j in range(c):
+            s += vmath.exp(x[i, j] - m)
+        shift = m + math.log(s)  # scalar: one libm log per row
+        for j in range(c):
+            out[i, j] = x[i, j] - shift
+
+
+@kernel
+def _log_softmax_backward(grad_out, y, out):  # IN grad_out, y (N, C); OUT out (N, C)
+    n, c = y.shape
+    for i in prange(n):
+        total = y.dtype.type(0)
+        for j in range(c):
+            total += grad_out[i, j]
+        for j in range(c):
+            out[i, j] = grad_out[i, j] - vmath.exp(y[i, j]) * total
+
+
 # ------------------------------------------------------------------ op wrappers
 def relu(x, out=None):
     """y = max(x, 0). x: any shape; out: same shape. Returns y."""
@@ -305,4 +329,18 @@ def softmax_backward(grad_out, y, out=None):
     """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y: (N, C)."""
     out = out_like(grad_out, out)
     _softmax_backward(y.size, grad_out, y, out)
+    return out
+
+
+def log_softmax(x, out=None):
+    """Row-wise log-softmax along the last axis. x: (N, C); out: (N, C)."""
+    out = out_like(x, out)
+    _log_softmax(x.size, x, out)
+    return out
+
+
+def log_softmax_backward(grad_out, y, out=None):
+    """grad_in = grad_out - exp(y) * sum(grad_out, axis=1). grad_out, y: (N, C)."""
+    out = out_like(grad_out, out)
+    _log_softmax_backward(y.size, grad_out, y, out)
     return out

@@ -91,3 +91,18 @@ def softmax_backward(grad_out, y, out=None):
     """grad_in = y * (grad_out - sum(grad_out * y, axis=-1)). grad_out, y: (N, C)."""
     dot = (grad_out * y).sum(axis=-1, keepdims=True)
     return np.multiply(y, grad_out - dot, out=_out(grad_out, out))
+
+
+def log_softmax(x, out=None):
+    """Row-wise log-softmax along the last axis. x: (N, C)."""
+    if x.shape[-1] == 0:
+        return _out(x, out)
+    shifted = x - x.max(axis=-1, keepdims=True)
+    lse = np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return np.subtract(shifted, lse, out=_out(x, out))
+
+
+def log_softmax_backward(grad_out, y, out=None):
+    """grad_in = grad_out - exp(y) * sum(grad_out, axis=-1). y: log_softmax's output."""
+    total = grad_out.sum(axis=-1, keepdims=True)
+    return np.subtract(grad_out, np.exp(y) * total, out=_out(grad_out, out))

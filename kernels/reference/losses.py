@@ -6,6 +6,8 @@ which the loss layers return for ``reduction='none'``.
 """
 import numpy as np
 
+from .activations import log_softmax
+
 
 def softmax_cross_entropy(logits, target, grad=None):
     """Mean cross-entropy of softmax(logits).
@@ -15,7 +17,7 @@ def softmax_cross_entropy(logits, target, grad=None):
     probabilities (softmax(logits) * target.sum(1) - target) / N.
     """
     n = logits.shape[0]
-    log_prob = _log_softmax(logits)
+    log_prob = log_softmax(logits)
     if grad is None:
         grad = np.empty_like(logits)
     np.exp(log_prob, out=grad)
@@ -34,12 +36,7 @@ def softmax_cross_entropy(logits, target, grad=None):
 def cross_entropy_losses(logits, target):
     """Cross-entropy of each row (reduction 'none'). logits: (N, C); target: (N,) int64
     labels or (N, C) probabilities. Returns (N,) in logits' dtype."""
-    return _cross_entropy_rows(_log_softmax(logits), target)
-
-
-def _log_softmax(logits):  # (N, C) -> (N, C)
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return _cross_entropy_rows(log_softmax(logits), target)
 
 
 def _cross_entropy_rows(log_prob, target):  # (N, C), (N,) or (N, C) -> (N,)
