@@ -231,6 +231,21 @@ def test_class_weighted_smoothed_and_nll_losses_on_the_gpu(rng, reduction):
                  np.float64)
 
 
+def test_gradient_clipping_on_the_gpu(rng):
+    host, gpu = twins(mlp)
+    x = rng.standard_normal((8, 6))
+    for model in (host, gpu):
+        model(x)
+        model.backward(np.full((8, 3), 40.0))
+    totals = [fastnn.nn.utils.clip_grad_norm_(m.parameters(), 0.5) for m in (host, gpu)]
+    np.testing.assert_allclose(totals[1], totals[0], rtol=1e-12)
+    for model in (host, gpu):
+        fastnn.nn.utils.clip_grad_value_(model.parameters(), 0.01)
+    for p_gpu, p_host in zip(gpu.parameters(), host.parameters()):
+        assert fdevice.is_device_array(p_gpu.grad)
+        assert_close(p_gpu.grad.copy_to_host(), p_host.grad, np.float64)
+
+
 def test_batchnorm_options_adamw_scheduler_and_init_on_the_gpu(rng):
     """BatchNorm without affine parameters or running statistics, AdamW with a StepLR
     schedule and a frozen layer, and nn.init on device parameters, against the host."""

@@ -76,3 +76,46 @@ def test_bad_arguments_raise_clear_errors():
         lr_scheduler.StepLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1), 2)
     with pytest.raises(KeyError, match="no 'initial_lr'"):
         lr_scheduler.StepLR(optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), 2, last_epoch=3)
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(), dict(mode="max", factor=0.5, patience=2, threshold=0.05, cooldown=1),
+    dict(threshold_mode="abs", threshold=0.2, patience=1, min_lr=[0.05, 0.1]),
+    dict(patience=0, factor=0.5, eps=0.02),
+], ids=["defaults", "max_cooldown", "abs_min_lr", "eps"])
+def test_reduce_lr_on_plateau_matches_torch(backend, kwargs):
+    """The same noisy, flattening metric drives both: the rates epoch by epoch and the
+    parameters the optimizer moves with them."""
+    dtype = np.float64
+    ours, theirs, offsets = make_params(dtype)
+    opt = optim.SGD([{"params": ours[:2]}, {"params": ours[2:], "lr": 0.3}], lr=0.1)
+    ref = torch.optim.SGD([{"params": theirs[:2]}, {"params": theirs[2:], "lr": 0.3}], lr=0.1)
+    sched = lr_scheduler.ReduceLROnPlateau(opt, **kwargs)
+    ref_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(ref, **kwargs)
+    metrics = 1.0 / (1 + np.arange(40)) + 0.05 * np.random.default_rng(0).random(40)
+    for epoch, metric in enumerate(metrics):
+        fill_grads(ours, theirs, offsets)
+        opt.step()
+        ref.step()
+        sched.step(np.float64(metric))
+        ref_sched.step(metric)
+        np.testing.assert_allclose(sched.get_last_lr(), ref_sched.get_last_lr(), rtol=1e-12,
+                                   err_msg=f"epoch {epoch}")
+    assert sched.get_last_lr() != [0.1, 0.3]  # the rates did come down
+    for p, q in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-9, atol=1e-12)
+    resumed = lr_scheduler.ReduceLROnPlateau(opt, **kwargs)
+    resumed.load_state_dict(sched.state_dict())
+    assert resumed.best == sched.best and resumed.num_bad_epochs == sched.num_bad_epochs
+
+
+def test_reduce_lr_on_plateau_bad_arguments():
+    opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="expected factor < 1.0"):
+        lr_scheduler.ReduceLROnPlateau(opt, factor=1.0)
+    with pytest.raises(ValueError, match="expected mode 'min' or 'max'"):
+        lr_scheduler.ReduceLROnPlateau(opt, mode="lowest")
+    with pytest.raises(ValueError, match="expected 1 min_lr values"):
+        lr_scheduler.ReduceLROnPlateau(opt, min_lr=[0.1, 0.2])
+    with pytest.raises(TypeError, match="metric as a number"):
+        lr_scheduler.ReduceLROnPlateau(opt).step("low")

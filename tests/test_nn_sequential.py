@@ -184,3 +184,41 @@ def test_user_module_inside_sequential(backend, rng):
     bad = nn.Sequential(nn.Linear(3, 2), _Double(), nn.Linear(3, 1))
     with pytest.raises(ValueError, match=r"Sequential layer 2: Linear.*\(\*, 3\), got \(5, 4\)"):
         bad(x)
+
+
+def test_named_layers_add_module_and_torch_state_dict(rng):
+    """Sequential(OrderedDict(...)) and add_module name the layers as PyTorch does, run
+    them in order, and load the state dict of the same torch model."""
+    import collections
+
+    import torch
+    ours = nn.Sequential(collections.OrderedDict(
+        [("fc1", nn.Linear(3, 4)), ("act", nn.Tanh()), ("fc2", nn.Linear(4, 2))]))
+    ours.add_module("out", nn.Sigmoid())
+    theirs = torch.nn.Sequential(collections.OrderedDict(
+        [("fc1", torch.nn.Linear(3, 4)), ("act", torch.nn.Tanh()),
+         ("fc2", torch.nn.Linear(4, 2))])).double()
+    theirs.add_module("out", torch.nn.Sigmoid())
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    ours.double().load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    x = rng.standard_normal((5, 3))
+    np.testing.assert_allclose(ours(x), theirs(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-12)
+    assert len(ours) == 4 and ours.fc2 is ours[2] and isinstance(ours[-1], nn.Sigmoid)
+    with pytest.raises(KeyError, match="a layer named 'act' exists already"):
+        ours.add_module("act", nn.ReLU())
+    with pytest.raises(KeyError, match="without '.'"):
+        ours.add_module("a.b", nn.ReLU())
+
+
+def test_register_parameter_and_add_module_on_a_user_module():
+    module = nn.Module()
+    module.register_parameter("scale", nn.Parameter(np.ones(3)))
+    module.add_module("inner", nn.Linear(2, 2))
+    module.register_parameter("unused", None)
+    assert [n for n, _ in module.named_parameters()] == ["scale", "inner.weight", "inner.bias"]
+    assert module.scale.numel() == 3 and module.unused is None
+    with pytest.raises(TypeError, match="expected a Parameter or None"):
+        module.register_parameter("w", np.ones(2))
+    with pytest.raises(TypeError, match="expected a Module or None"):
+        module.add_module("m", 3)

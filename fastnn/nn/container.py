@@ -1,11 +1,14 @@
 """Sequential: layers run in order, with Linear + activation fusion and reused buffers."""
+import collections.abc
+
 from .. import device as _device
 from .linear import Linear
 from .module import FUSED, Module
 
 
 class Sequential(Module):
-    """Runs ``layers`` in order; indexable, ``len``, iterable.
+    """Runs ``layers`` in order; indexable, ``len``, iterable. ``Sequential(OrderedDict(
+    name=layer, ...))`` names the layers (state dict keys 'name.weight', as in PyTorch).
 
     Every layer's input is checked (shape and dtype) before any layer runs, so a bad
     input changes nothing (after a user module, whose output shape is known only by
@@ -22,17 +25,33 @@ class Sequential(Module):
         super().__init__()
         self._layers = []
         self._steps = None
+        if len(layers) == 1 and isinstance(layers[0], collections.abc.Mapping):
+            for name, layer in layers[0].items():  # PyTorch's Sequential(OrderedDict(...))
+                self.add_module(name, layer)
+            return
         for layer in layers:
             self.append(layer)
 
     def append(self, layer):
-        """Add a layer at the end; returns self."""
+        """Add a layer at the end (named by its index); returns self."""
+        return self._add(str(len(self._layers)), layer)
+
+    def add_module(self, name, module):
+        """Add a layer at the end under name (PyTorch's Sequential runs it too)."""
+        self._check_name("add_module", name)
+        if name in self._modules:
+            raise KeyError(f"Sequential.add_module: a layer named {name!r} exists already")
+        self._add(name, module)
+
+    register_module = add_module
+
+    def _add(self, name, layer):
         if not isinstance(layer, Module):
             raise TypeError(f"Sequential: expected a Module, got {type(layer).__name__}")
         if any(layer is other for other in self.modules()):
             raise ValueError(f"Sequential: layer {layer!r} is already in this Sequential; "
                              f"use a separate instance for each position")
-        setattr(self, str(len(self._layers)), layer)
+        setattr(self, name, layer)
         self._layers.append(layer)
         return self
 

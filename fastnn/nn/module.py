@@ -72,6 +72,14 @@ class Parameter:
     def size(self):
         return self.data.size
 
+    def numel(self):
+        """The number of elements (PyTorch's ``numel()``)."""
+        return self.data.size
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
     @property
     def device(self):
         """'cpu' or 'cuda': where ``data`` lives."""
@@ -145,6 +153,38 @@ class Module:
             array = _device.namespace(self._device).put(array)
         self._buffers[name] = array
         object.__setattr__(self, name, array)
+
+    def register_parameter(self, name, param):
+        """Add a Parameter (or None) under name, as ``setattr`` does (PyTorch's API)."""
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"{type(self).__name__}.register_parameter: expected a Parameter "
+                            f"or None, got {type(param).__name__}")
+        self._check_name("register_parameter", name)
+        if param is None:
+            self._parameters.pop(name, None)
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, param)
+
+    def add_module(self, name, module):
+        """Add a child module (or None) under name, as ``setattr`` does (PyTorch's API;
+        a Sequential's ``append`` is the way to add a layer it runs)."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(self).__name__}.add_module: expected a Module or None, "
+                            f"got {type(module).__name__}")
+        self._check_name("add_module", name)
+        if module is None:
+            self._modules.pop(name, None)
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, module)
+
+    register_module = add_module
+
+    def _check_name(self, method, name):
+        if not isinstance(name, str) or not name or "." in name:
+            raise KeyError(f"{type(self).__name__}.{method}: expected a non-empty name "
+                           f"without '.', got {name!r}")
 
     # ---------------------------------------------------------------- traversal
     def named_children(self):

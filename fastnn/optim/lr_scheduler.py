@@ -11,6 +11,10 @@ forms of PyTorch's schedules, a function of the epoch and each group's initial r
 * CosineAnnealingLR(optimizer, T_max, eta_min=0.0):
   eta_min + (lr0 - eta_min) * (1 + cos(pi * epoch / T_max)) / 2
 * LambdaLR(optimizer, lr_lambda): lr0 * lr_lambda(epoch) (one function, or one per group)
+
+ReduceLROnPlateau is the exception, as in PyTorch: no closed form, ``step(metric)``
+multiplies the rates by ``factor`` when the metric (a validation loss, say) has not
+improved for ``patience`` epochs.
 """
 import bisect
 import math
@@ -146,3 +150,101 @@ class LambdaLR(LRScheduler):
 
     def lr_at(self, base_lr, epoch, group_index):
         return base_lr * self.lr_lambdas[group_index](epoch)
+
+
+class ReduceLROnPlateau:
+    """PyTorch's ReduceLROnPlateau: ``step(metric)`` once per epoch; after more than
+    ``patience`` epochs without improvement every group's rate becomes
+    max(lr * factor, min_lr) (changes smaller than eps are skipped), then ``cooldown``
+    epochs pass before bad epochs count again.
+
+    mode 'min' (the metric should fall) or 'max'; improvement means beating the best so
+    far by threshold, relative (threshold_mode 'rel': best * (1 -+ threshold)) or
+    absolute ('abs': best -+ threshold). min_lr: one number or one per param group.
+    """
+
+    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
+                 threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+        where = "ReduceLROnPlateau"
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{where}: expected a fastnn optimizer, got "
+                            f"{type(optimizer).__name__}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"{where}: expected mode 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(f"{where}: expected threshold_mode 'rel' or 'abs', "
+                             f"got {threshold_mode!r}")
+        self.factor = _number(where, "factor", factor)
+        if self.factor >= 1.0:
+            raise ValueError(f"{where}: expected factor < 1.0, got {factor!r}")
+        groups = len(optimizer.param_groups)
+        min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * groups
+        if len(min_lrs) != groups:
+            raise ValueError(f"{where}: expected {groups} min_lr values (one per param "
+                             f"group), got {len(min_lrs)}")
+        self.optimizer = optimizer
+        self.min_lrs = [_number(where, "min_lr", v) for v in min_lrs]
+        self.mode, self.threshold_mode = mode, threshold_mode
+        self.patience = _count(where, "patience", patience)
+        self.cooldown = _count(where, "cooldown", cooldown)
+        self.threshold = _number(where, "threshold", threshold)
+        self.eps = _number(where, "eps", eps)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self.last_epoch = 0
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    def is_better(self, value, best):
+        """True when value improves on best by the threshold."""
+        if self.mode == "min":
+            bar = best * (1.0 - self.threshold) if self.threshold_mode == "rel" \
+                else best - self.threshold
+            return value < bar
+        bar = best * (1.0 + self.threshold) if self.threshold_mode == "rel" \
+            else best + self.threshold
+        return value > bar
+
+    def step(self, metrics):
+        """Record one epoch's metric (a number) and lower the rates if it is time."""
+        try:
+            current = float(metrics)
+        except (TypeError, ValueError):
+            raise TypeError(f"ReduceLROnPlateau.step: expected the metric as a number, "
+                            f"got {metrics!r}") from None
+        self.last_epoch += 1
+        if self.is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad epochs in cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs):
+                new_lr = max(group["lr"] * self.factor, min_lr)
+                if group["lr"] - new_lr > self.eps:
+                    group["lr"] = new_lr
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self):
+        """The rates after the last step, one per param group."""
+        return list(self._last_lr)
+
+    def state_dict(self):
+        """Everything but the optimizer (numbers and lists)."""
+        return {key: (list(value) if isinstance(value, list) else value)
+                for key, value in self.__dict__.items() if key != "optimizer"}
+
+    def load_state_dict(self, state_dict):
+        self.__dict__.update({key: value for key, value in state_dict.items()
+                              if key != "optimizer"})
+
+
+def _count(where, name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"{where}: expected {name} to be an int >= 0, got {value!r}")
+    return int(value)

@@ -1,0 +1,67 @@
+"""nn.utils.clip_grad_norm_ and clip_grad_value_ against torch.nn.utils."""
+import numpy as np
+import pytest
+import torch
+
+from fastnn import nn
+
+from conftest import assert_close
+
+
+def _twins(rng, dtype, scale):
+    """A small model with gradients, and torch parameters holding the same gradients."""
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).to_dtype(dtype)
+    tparams = []
+    for p in model.parameters():
+        p.grad[...] = rng.standard_normal(p.shape) * scale
+        t = torch.nn.Parameter(torch.from_numpy(p.data.copy()))
+        t.grad = torch.from_numpy(p.grad.copy())
+        tparams.append(t)
+    return model, tparams
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3, float("inf"), 0])
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_clip_grad_norm_matches_torch(dtype, rng, norm_type, max_norm):
+    model, tparams = _twins(rng, dtype, scale=2.0)
+    total = nn.utils.clip_grad_norm_(model.parameters(), max_norm, norm_type=norm_type)
+    expected = torch.nn.utils.clip_grad_norm_(tparams, max_norm, norm_type=norm_type)
+    assert isinstance(total, float)
+    assert_close(total, expected.item(), dtype, scale=10)
+    for p, t in zip(model.parameters(), tparams):
+        assert p.grad.dtype == dtype
+        assert_close(p.grad, t.grad.numpy(), dtype)
+
+
+def test_clip_grad_value_and_single_parameter(dtype, rng):
+    model, tparams = _twins(rng, dtype, scale=3.0)
+    nn.utils.clip_grad_value_(model.parameters(), 1.5)
+    torch.nn.utils.clip_grad_value_(tparams, 1.5)
+    for p, t in zip(model.parameters(), tparams):
+        np.testing.assert_array_equal(p.grad, t.grad.numpy())
+    weight = model[0].weight  # a single Parameter, as torch takes a single tensor
+    norm_before = float(np.linalg.norm(weight.grad.astype(np.float64)))
+    assert nn.utils.clip_grad_norm_(weight, 0.1) == pytest.approx(norm_before, rel=1e-6)
+    assert np.linalg.norm(weight.grad) == pytest.approx(0.1, rel=1e-4)
+
+
+def test_nonfinite_norm(rng):
+    model, tparams = _twins(rng, np.float64, scale=1.0)
+    model[0].weight.grad[0, 0] = np.inf
+    before = [p.grad.copy() for p in model.parameters()]
+    with pytest.raises(RuntimeError, match="non-finite"):
+        nn.utils.clip_grad_norm_(model.parameters(), 1.0, error_if_nonfinite=True)
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.grad, b)
+    tparams[0].grad[0, 0] = float("inf")
+    nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    torch.nn.utils.clip_grad_norm_(tparams, 1.0)
+    for p, t in zip(model.parameters(), tparams):
+        np.testing.assert_array_equal(p.grad, t.grad.numpy())  # NaN and zeros alike
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="max_norm to be a number >= 0"):
+        nn.utils.clip_grad_norm_(nn.Linear(2, 2).parameters(), -1.0)
+    with pytest.raises(TypeError, match="expected Parameters"):
+        nn.utils.clip_grad_value_([np.zeros(3)], 1.0)
