@@ -95,7 +95,7 @@ def test_training_batchnorm_rejects_one_value_per_channel(backend, make, shape):
 
 @pytest.mark.parametrize("make, x, match", [
     (lambda: nn.BatchNorm1d(3), np.zeros((4, 4), F32),
-     r"expected input of shape \(N, 3\), got \(4, 4\)"),
+     r"expected input of shape \(N, 3\) or \(N, 3, L\), got \(4, 4\)"),
     (lambda: nn.BatchNorm1d(3), np.zeros((4, 3, 2, 2), F32), r"expected input of shape \(N, 3\)"),
     (lambda: nn.BatchNorm2d(3), np.zeros((4, 3), F32),
      r"expected input of shape \(N, 3, H, W\), got \(4, 3\)"),

@@ -73,6 +73,7 @@ LAYERS = {
     "flatten": (nn.Flatten, (4, 3, 2, 5)),
     "activation_4d": (nn.Tanh, (2, 3, 4, 5)),
     "batchnorm1d": (lambda: nn.BatchNorm1d(9), (6, 9)),
+    "batchnorm1d_3d_input": (lambda: nn.BatchNorm1d(4), (5, 4, 3)),
     "batchnorm2d": (lambda: nn.BatchNorm2d(3), (4, 3, 5, 2)),
 }
 
@@ -115,31 +116,37 @@ def test_linear_gradients_accumulate_until_zero_grad(backend, dtype, rng):
 
 
 @pytest.mark.parametrize("mean_only", [False, True])
-def test_batchnorm1d_running_stats_and_eval_follow_torch(backend, dtype, rng, mean_only):
+@pytest.mark.parametrize("length", [None, 4], ids=["NC", "NCL"])
+def test_batchnorm1d_running_stats_and_eval_follow_torch(backend, dtype, rng, mean_only,
+                                                         length):
+    """(N, C) inputs, and (N, C, L) ones normalised over batch and length."""
     bn = nn.BatchNorm1d(5, momentum=0.3, mean_only=mean_only).to_dtype(dtype)
     tbn = torch.nn.BatchNorm1d(5, momentum=0.3, dtype=TORCH_DTYPES[dtype])
+    tail = () if length is None else (length,)
+    axes = (0,) if length is None else (0, 2)
     for step in range(3):
-        x = (rng.standard_normal((8, 5)) * (step + 1) + step).astype(dtype)
+        x = (rng.standard_normal((8, 5) + tail) * (step + 1) + step).astype(dtype)
         y = bn.forward(x)
         yt = tbn(t(x))
+        assert y.shape == x.shape
         assert_close(bn.running_mean, tbn.running_mean.numpy(), dtype)
         if mean_only:
             assert bn.running_var is None
-            assert_close(y, x - x.mean(axis=0, dtype=np.float64), dtype)
+            assert_close(y, x - x.mean(axis=axes, dtype=np.float64, keepdims=True), dtype)
         else:
             assert_close(bn.running_var, tbn.running_var.numpy(), dtype)
             assert_close(y, yt.detach().numpy(), dtype)
     bn.eval()
     tbn.eval()
-    x = rng.standard_normal((3, 5)).astype(dtype)
+    x = rng.standard_normal((3, 5) + tail).astype(dtype)
     xt = t(x, grad=True)
     y = bn.forward(x)
     if mean_only:
-        assert_close(y, x - bn.running_mean, dtype)
+        assert_close(y, x - bn.running_mean.reshape((5,) + (1,) * len(tail)), dtype)
     else:
         yt = tbn(xt)
         assert_close(y, yt.detach().numpy(), dtype)
-        g = rng.standard_normal((3, 5)).astype(dtype)
+        g = rng.standard_normal((3, 5) + tail).astype(dtype)
         yt.backward(t(g))
         bn.zero_grad()
         assert_close(bn.backward(g), xt.grad.numpy(), dtype)

@@ -44,11 +44,16 @@ class _BatchNorm(Module):
         self._ctx = None  # (x, save_mean, save_invstd, batch statistics?) of the last forward
 
     def _expected_shape(self):
-        return "(N, C)" if self.ndim == 2 else "(N, C, H, W)"
+        return "(N, C) or (N, C, L)" if self.ndim == 2 else "(N, C, H, W)"
+
+    def _ranks(self):
+        """The input ranks taken: BatchNorm1d's (N, C) and (N, C, L), BatchNorm2d's 4."""
+        return (2, 3) if self.ndim == 2 else (4,)
 
     def infer_shape(self, shape, dtype):
         where = self._where()
-        if len(shape) != self.ndim or shape[1] != self.num_features:
+        shape = tuple(shape)
+        if len(shape) not in self._ranks() or shape[1] != self.num_features:
             want = self._expected_shape().replace("C", str(self.num_features))
             raise ValueError(f"{where}: expected input of shape {want}, got {shape}")
         if self._param_dtype() not in (None, dtype):
@@ -99,6 +104,9 @@ class _BatchNorm(Module):
 
     def _forward(self, x, buffered):
         c, dtype = self.num_features, x.dtype
+        shape = tuple(x.shape)
+        if len(shape) == 3:  # (N, C, L): the (N, C, H, W) kernels on an (N, C, L, 1) view
+            x = x.reshape(shape + (1,))
         out = self._buffer("y", x.shape, dtype) if buffered else None
         save_mean = self._buffer("save_mean", (c,), dtype)
         save_invstd = None if self.mean_only else self._buffer("save_invstd", (c,), dtype)
@@ -109,19 +117,23 @@ class _BatchNorm(Module):
             momentum=self.momentum, eps=self.eps, mean_only=self.mean_only, out=out,
             save_mean=save_mean, save_invstd=save_invstd)
         self._ctx = (x, save_mean, save_invstd, batch)
-        return y
+        return y if len(shape) == x.ndim else y.reshape(shape)
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        x, save_mean, save_invstd, training = self._ctx
+        shape = tuple(grad_out.shape)
+        grad_out = grad_out.reshape(x.shape) if len(shape) != x.ndim else grad_out
         # The kernel always produces grad_in (its reductions are needed anyway).
         grad_in = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
-        x, save_mean, save_invstd, training = self._ctx
         weight = self._kernel_arrays(grad_out.dtype)[0]
         grad_in = self._kernels().batchnorm_backward(
             grad_out, x, weight, save_mean, save_invstd, training=training,
             mean_only=self.mean_only,
             grad_weight=None if self.weight is None else self.weight.grad,
             grad_bias=None if self.bias is None else self.bias.grad, grad_in=grad_in)
-        return grad_in if need_grad_in else None
+        if not need_grad_in:
+            return None
+        return grad_in if len(shape) == x.ndim else grad_in.reshape(shape)
 
     def extra_repr(self):
         text = f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
@@ -131,7 +143,8 @@ class _BatchNorm(Module):
 
 
 class BatchNorm1d(_BatchNorm):
-    """Batch normalisation of (N, C) inputs over the batch, per feature.
+    """Batch normalisation of (N, C) inputs over the batch, per feature, or of (N, C, L)
+    inputs over batch and length, per channel (PyTorch's two forms).
 
     .weight (gamma) and .bias (beta): (C,) parameters; .running_mean, .running_var: (C,)
     buffers updated in training (unbiased variance, PyTorch's momentum rule) and used in
