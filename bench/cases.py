@@ -562,6 +562,16 @@ def _optim(op, size):
         return Case(op, size, _shape_str(shape) + " momentum", build, run, run_torch,
                     nbytes=5 * 4 * n)
 
+    if op == "rmsprop_update":
+        def run(be, a):
+            return lambda: be.rmsprop_update(a["p"], a["g"], a["v"], 1e-2)
+
+        def run_torch(t, ts, a):
+            p = ts["p"]
+            p.grad = ts["g"]
+            return t.optim.RMSprop([p], lr=1e-2).step
+        return Case(op, size, _shape_str(shape), build, run, run_torch, nbytes=5 * 4 * n)
+
     def run(be, a):
         return lambda: be.adam_update(a["p"], a["g"], a["m"], a["v"], 10, 1e-3)
 
@@ -603,7 +613,7 @@ def _case_for(op, size):
         return _conv(op, size)
     if "pool2d" in op:
         return _pool(op, size)
-    if op in ("sgd_update", "adam_update"):
+    if op in ("sgd_update", "adam_update", "rmsprop_update"):
         return _optim(op, size)
     raise KeyError(f"bench.cases: no benchmark case for op {op!r}; add one")
 

@@ -150,10 +150,12 @@ def configure_train(parser):
     parser.add_argument("--dropout", type=float, default=0.0, help="MLP dropout probability")
     parser.add_argument("--width", type=float, default=None,
                         help="ConvNet width multiplier")
-    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd",
+    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"),
+                        default="sgd",
                         help="adamw: decoupled weight decay (--weight-decay)")
     parser.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=None,
-                        help="learning rate (default 0.1 for SGD, 0.001 for Adam and AdamW)")
+                        help="learning rate (default 0.1 for SGD, 0.001 for Adam, AdamW "
+                             "and RMSprop)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9; SGD only)")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
@@ -238,6 +240,8 @@ def build_optimizer(args, parameters):
                          weight_decay=args.weight_decay)
     if args.optimizer == "adamw":
         return optim.AdamW(parameters, lr=args.lr, weight_decay=args.weight_decay)
+    if args.optimizer == "rmsprop":
+        return optim.RMSprop(parameters, lr=args.lr, weight_decay=args.weight_decay)
     return optim.Adam(parameters, lr=args.lr, weight_decay=args.weight_decay)
 
 

@@ -492,6 +492,25 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
                             weight_decay)
 
 
+def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                   momentum=0.0, momentum_buffer=None, grad_avg=None):
+    where = "rmsprop_update"
+    _check_param_arrays(where, param, grad=grad, square_avg=square_avg,
+                        momentum_buffer=momentum_buffer, grad_avg=grad_avg)
+    check_number(where, "lr", lr, 0.0)
+    check_number(where, "alpha", alpha, 0.0, 1.0, high_open=False)
+    check_number(where, "eps", eps, 0.0)
+    check_number(where, "weight_decay", weight_decay, 0.0)
+    check_number(where, "momentum", momentum, 0.0, 1.0)
+    if momentum and momentum_buffer is None:
+        raise ValueError(f"{where}: momentum {momentum} needs a momentum_buffer")
+    check_no_overlap(where, [("param", param), ("square_avg", square_avg),
+                             ("momentum_buffer", momentum_buffer), ("grad_avg", grad_avg)],
+                     [("grad", grad)])
+    return _run("rmsprop_update", param, grad, square_avg, lr, alpha, eps, weight_decay,
+                momentum, momentum_buffer, grad_avg)
+
+
 def _attach_docs():
     for name in optable.op_names():
         globals()[name].__doc__ = optable.op_spec(name).__doc__

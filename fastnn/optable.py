@@ -306,6 +306,20 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     """
 
 
+@_op("optim")
+def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                   momentum=0.0, momentum_buffer=None, grad_avg=None):
+    """One RMSprop step in place, PyTorch's rule.
+
+    param, grad, square_avg and (when given) momentum_buffer, grad_avg: same shape.
+    g = grad + weight_decay * param; square_avg = alpha square_avg + (1 - alpha) g^2;
+    centered (grad_avg given): grad_avg = alpha grad_avg + (1 - alpha) g and
+    avg = sqrt(square_avg - grad_avg^2) + eps, else avg = sqrt(square_avg) + eps;
+    momentum > 0 (momentum_buffer given): buf = momentum buf + g / avg, param -= lr buf;
+    else param -= lr g / avg. Returns None.
+    """
+
+
 def op_names():
     """Every op name in table order."""
     return [name for names in OP_FAMILIES.values() for name in names]

@@ -97,6 +97,7 @@ def kernels(t):
         ("dropout backward", dropout._multiply, (a1, a1, a1)),
         ("sgd", optim._sgd, (a1, a1, a1, b, t, t, t, b)),
         ("adam", optim._adam, (a1, a1, a1, a1, t, t, t, t, t, t, t)),
+        ("rmsprop", optim._rmsprop, (a1, a1, a1, a1, b, a1, b, t, t, t, t, t)),
     ]
 
 

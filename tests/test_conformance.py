@@ -419,6 +419,27 @@ def test_adam_update_matches_torch(backend, dtype, rng, weight_decay):
     assert_close(p, pt.detach().numpy(), dtype)
 
 
+@pytest.mark.parametrize("momentum, centered, weight_decay",
+                         [(0.0, False, 0.0), (0.9, False, 0.01), (0.0, True, 0.0),
+                          (0.5, True, 0.01)])
+def test_rmsprop_update_matches_torch(backend, dtype, rng, momentum, centered, weight_decay):
+    p = rng.standard_normal(1000).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.RMSprop([pt], lr=1e-2, alpha=0.9, eps=1e-6, weight_decay=weight_decay,
+                              momentum=momentum, centered=centered)
+    square_avg = np.zeros_like(p)
+    buf = np.zeros_like(p) if momentum else None
+    grad_avg = np.zeros_like(p) if centered else None
+    for _ in range(5):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        ops.rmsprop_update(p, grad, square_avg, 1e-2, 0.9, 1e-6, weight_decay, momentum, buf,
+                           grad_avg)
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+    assert_close(square_avg, opt.state[pt]["square_avg"].numpy(), dtype)
+
+
 # ------------------------------------------------------------------- bad input
 BAD_CALLS = [
     (lambda: ops.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)),

@@ -421,6 +421,23 @@ def test_sgd_update_matches_torch(dtype, rng, momentum, weight_decay, nesterov):
     assert_close(p, pt.detach().numpy(), dtype)
 
 
+@pytest.mark.parametrize("momentum, centered", [(0.0, False), (0.9, True)])
+def test_rmsprop_update_matches_torch(dtype, rng, momentum, centered):
+    p = rng.standard_normal(300).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.RMSprop([pt], lr=1e-2, alpha=0.9, eps=1e-6, weight_decay=0.01,
+                              momentum=momentum, centered=centered)
+    square_avg = np.zeros_like(p)
+    buf = np.zeros_like(p) if momentum else None
+    grad_avg = np.zeros_like(p) if centered else None
+    for _ in range(3):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        C.rmsprop_update(p, grad, square_avg, 1e-2, 0.9, 1e-6, 0.01, momentum, buf, grad_avg)
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+
+
 def test_adam_update_matches_torch(dtype, rng):
     p = rng.standard_normal(100).astype(dtype)
     pt = t(p, True)

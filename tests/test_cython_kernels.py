@@ -71,6 +71,9 @@ def _workload(K, dtype, rng):
     m1, m2 = np.zeros_like(x), np.zeros_like(x)
     q = x.copy()
     K.adam_update(q, x[::-1].copy(), m1, m2, step=3, weight_decay=0.01)
+    r, s, b, a = x.copy(), np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    K.rmsprop_update(r, x[::-1].copy(), s, 0.01, 0.9, 1e-8, 0.01, 0.5, b, a)
+    results += [r, s, b, a]
     results += [p, v, q, m1, m2]
     return results
 
@@ -154,6 +157,7 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
         K.batchnorm_backward(x, x, wt, sm, si, grad_weight=bgw, grad_bias=bgb, grad_in=grad)
         K.sgd_update(w, gw, v, 0.01, momentum=0.9)
         K.adam_update(w, gw, m1, m2, 1)
+        K.rmsprop_update(w, gw, m1, 0.01, 0.9, 1e-8, 0.0, 0.5, m2)
 
     step()   # first call may import or cache something; the steady state is what counts
     assert _numpy_bytes_allocated(step) == 0

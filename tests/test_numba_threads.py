@@ -97,6 +97,9 @@ def _run_all(nb, d):
     p2 = x.copy()
     nb.adam_update(p2, g, m1, m2, 3, weight_decay=0.01)
     out["sgd"], out["adam"] = (p, v), (p2, m1, m2)
+    p3, s3, b3, a3 = x.copy(), np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
+    nb.rmsprop_update(p3, g, s3, 0.01, 0.9, 1e-8, 0.01, 0.5, b3, a3)
+    out["rmsprop"] = (p3, s3, b3, a3)
     return out, blas
 
 

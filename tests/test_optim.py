@@ -1,4 +1,4 @@
-"""SGD, Adam and AdamW trajectories against torch.optim, on every backend in float32 and float64.
+"""SGD, Adam, AdamW and RMSprop trajectories against torch.optim, on every backend in float32 and float64.
 
 Each framework computes the gradient from its own parameters with the same smooth
 function, so the two trajectories are compared step by step, not just the first update.
@@ -101,9 +101,53 @@ def test_adamw_matches_torch(backend, dtype, case):
     run_trajectory("AdamW", ADAMW_CASES[case], dtype)
 
 
+RMSPROP_CASES = {
+    "default": dict(),
+    "alpha_eps_wd": dict(lr=0.005, alpha=0.9, eps=1e-6, weight_decay=0.05),
+    "momentum": dict(lr=0.005, momentum=0.9),
+    "centered": dict(lr=0.005, centered=True, weight_decay=0.01),
+    "centered_momentum": dict(lr=0.002, alpha=0.95, momentum=0.5, centered=True),
+}
+
+
+@pytest.mark.parametrize("case", list(RMSPROP_CASES))
+def test_rmsprop_matches_torch(backend, dtype, case):
+    run_trajectory("RMSprop", RMSPROP_CASES[case], dtype)
+
+
+def test_rmsprop_state_dict_names_and_resume_like_torch(backend):
+    """State names as torch's (square_avg, momentum_buffer, grad_avg); a torch state
+    dict (tensors as arrays) resumes the same trajectory."""
+    kwargs = dict(lr=0.005, momentum=0.9, centered=True)
+    ours, theirs, offsets = make_params(np.float64)
+    opt = optim.RMSprop(ours, **kwargs)
+    ref = torch.optim.RMSprop(theirs, **kwargs)
+    for _ in range(3):
+        fill_grads(ours, theirs, offsets)
+        opt.step()
+        ref.step()
+    saved = ref.state_dict()
+    assert sorted(opt.state_dict()["state"][0]) == sorted(saved["state"][0])
+    state = {i: {k: (v.numpy() if torch.is_tensor(v) and v.ndim else int(v))
+                 for k, v in entry.items()} for i, entry in saved["state"].items()}
+    fresh = optim.RMSprop(ours, **kwargs)
+    fresh.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+    for _ in range(3):
+        fill_grads(ours, theirs, offsets)
+        fresh.step()
+        ref.step()
+    for p, q in zip(ours, theirs):
+        assert_close(p.data, q.detach().numpy(), np.float64)
+    with pytest.raises(ValueError, match="invalid alpha"):
+        optim.RMSprop(ours, alpha=1.5)
+    with pytest.raises(TypeError, match="centered to be a bool"):
+        optim.RMSprop(ours, centered=1)
+
+
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
                                          ("Adam", dict(lr=0.01)),
-                                         ("AdamW", dict(lr=0.01))])
+                                         ("AdamW", dict(lr=0.01)),
+                                         ("RMSprop", dict(lr=0.01, momentum=0.5))])
 def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwargs):
     groups = [((0, 2), {}), ((1, 3), {"lr": 0.003, "weight_decay": 0.1})]
     _, opt = run_trajectory(name, kwargs, dtype, groups=groups)
@@ -112,7 +156,8 @@ def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwarg
 
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
                                          ("Adam", dict(lr=0.05, weight_decay=0.01)),
-                                         ("AdamW", dict(lr=0.05, weight_decay=0.1))])
+                                         ("AdamW", dict(lr=0.05, weight_decay=0.1)),
+                                         ("RMSprop", dict(lr=0.01, centered=True))])
 def test_parameters_without_grad_are_skipped_like_torch(backend, dtype, name, kwargs):
     ours, theirs, offsets = make_params(dtype)
     opt = getattr(optim, name)(ours, **kwargs)

@@ -212,3 +212,54 @@ def test_bad_state_dict_raises_and_changes_nothing(backend, case):
         opt.load_state_dict(BAD_STATES[case](_adam_state()))
     assert_unchanged(params, opt, snap)
     train(opt, params, 1)  # and it still works
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
+    ("Adam", dict(lr=0.01, weight_decay=1e-3)),
+    ("AdamW", dict(lr=0.01)),
+    ("RMSprop", dict(lr=0.005, momentum=0.9, centered=True)),
+])
+def test_torch_state_dicts_load_and_resume_the_same_trajectory(backend, name, kwargs):
+    """A torch optimizer's state dict (tensors turned into arrays) loads, its flags
+    (maximize, foreach, amsgrad, dampening, ...) at the values fastnn implements, and the
+    trajectory continues as torch's does."""
+    import torch
+    from test_optim import fill_grads, make_params
+    ours, theirs, offsets = make_params(np.float64)
+    ref = getattr(torch.optim, name)(theirs, **kwargs)
+    for _ in range(3):
+        fill_grads(ours, theirs, offsets)
+        ref.step()
+    for p, q in zip(ours, theirs):
+        p.data[...] = q.detach().numpy()
+    saved = ref.state_dict()
+    state = {i: {k: (v.numpy() if v.ndim else int(v.item())) for k, v in entry.items()}
+             for i, entry in saved["state"].items()}
+    opt = getattr(optim, name)(ours, **kwargs)
+    opt.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+    for _ in range(3):
+        fill_grads(ours, theirs, offsets)
+        opt.step()
+        ref.step()
+    for p, q in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_torch_flags_at_other_values_are_clear_errors():
+    params = [Parameter(np.zeros(3))]
+    optim.SGD(params, lr=0.1, dampening=0, maximize=False, foreach=None)
+    optim.Adam(params, amsgrad=False, fused=None, capturable=False)
+    with pytest.raises(ValueError, match=r"SGD: dampening=0.5 is not supported \(only 0\)"):
+        optim.SGD(params, lr=0.1, dampening=0.5)
+    with pytest.raises(ValueError, match="Adam: maximize=True is not supported"):
+        optim.Adam(params, maximize=True)
+    with pytest.raises(ValueError, match="AdamW: decoupled_weight_decay=False"):
+        optim.AdamW(params, decoupled_weight_decay=False)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'betas'"):
+        optim.SGD(params, lr=0.1, betas=(0.9, 0.99))
+    opt = optim.Adam(params)
+    saved = opt.state_dict()
+    saved["param_groups"][0]["maximize"] = True
+    with pytest.raises(ValueError, match="parameter group 0: Adam: maximize=True"):
+        opt.load_state_dict(saved)

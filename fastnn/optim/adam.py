@@ -13,10 +13,13 @@ class Adam(Optimizer):
     """
 
     hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    torch_flags = dict(Optimizer.torch_flags, amsgrad=(False,), decoupled_weight_decay=(False,))
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+                 amsgrad=False, **torch_flags):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
-                                  "weight_decay": weight_decay})
+                                  "weight_decay": weight_decay},
+                         dict(torch_flags, amsgrad=amsgrad))
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
@@ -68,8 +71,12 @@ class AdamW(Adam):
     parameters as their own gradient (one more pass over them, on any backend).
     """
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay)
+    torch_flags = dict(Adam.torch_flags, decoupled_weight_decay=(True,))
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+                 amsgrad=False, **torch_flags):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         amsgrad=amsgrad, **torch_flags)
 
     def _decay(self, kernels, data, group):
         rate = float(group["lr"]) * float(group["weight_decay"])

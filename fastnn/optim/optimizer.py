@@ -37,7 +37,16 @@ class Optimizer:
     #: hyper-parameter names a state dict's groups must carry (set by subclasses)
     hyperparameters = ()
 
-    def __init__(self, params, defaults):
+    #: PyTorch keywords taken at the values fastnn implements (name -> accepted values):
+    #: implementation switches that change no result, and options at their defaults.
+    #: PyTorch's state dicts carry them in every param group; they load ignored.
+    torch_flags = {"maximize": (False,), "foreach": (None, False, True),
+                   "differentiable": (False,), "fused": (None, False, True),
+                   "capturable": (False, True)}
+
+    def __init__(self, params, defaults, flags=None):
+        for name, value in (flags or {}).items():
+            self._check_flag(name, value)
         self.defaults = dict(defaults)
         self._check(self.defaults)
         if isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
@@ -114,6 +123,15 @@ class Optimizer:
     def _check(self, group):
         """Raise ValueError naming the optimizer, argument and value for a bad one."""
         raise NotImplementedError
+
+    def _check_flag(self, name, value):
+        """A PyTorch keyword of ``torch_flags`` at a value fastnn implements, or an error."""
+        if name not in self.torch_flags:
+            raise TypeError(f"{self._name}.__init__() got an unexpected keyword argument "
+                            f"{name!r}")
+        if not _flag_ok(value, self.torch_flags[name]):
+            shown = " or ".join(repr(v) for v in self.torch_flags[name])
+            raise ValueError(f"{self._name}: {name}={value!r} is not supported (only {shown})")
 
     def _real(self, name, value):
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -304,14 +322,17 @@ class Optimizer:
                                  f"dict but {n} in this optimizer")
             start += n
             missing = [k for k in self.hyperparameters if k not in saved]
+            flags = {k: v for k, v in saved.items() if k in self.torch_flags}
             unknown = [k for k in saved if k not in self.defaults and k != "params"
-                       and k not in SCHEDULER_KEYS]
+                       and k not in SCHEDULER_KEYS and k not in flags]
             if missing or unknown:
                 raise ValueError(f"{where}: parameter group {gi}: missing hyper-parameters "
                                  f"{missing}, unknown {unknown}")
             hyper = {k: (tuple(v) if isinstance(v, list) else v)
-                     for k, v in saved.items() if k != "params"}
+                     for k, v in saved.items() if k != "params" and k not in flags}
             try:
+                for name, value in flags.items():
+                    self._check_flag(name, value)
                 self._check(hyper)
                 if "initial_lr" in hyper:
                     self._at_least("initial_lr", hyper["initial_lr"], 0.0)
@@ -358,6 +379,19 @@ class Optimizer:
         for index, (_, bucket, i) in enumerate(self._locate()):
             step, arrays = state.get(index, (0, {}))
             bucket.set_param_state(i, step, arrays)
+
+
+def _flag_ok(value, accepted):
+    """value is one of accepted: None and bools by identity, numbers by value."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    for a in accepted:
+        if a is None or isinstance(a, bool):
+            if value is a:
+                return True
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool) and value == a:
+            return True
+    return False
 
 
 def _as_index(key):

@@ -9,15 +9,21 @@ class SGD(Optimizer):
 
     PyTorch's update (dampening 0): g = grad + weight_decay * p;
     v = momentum * v + g (v starts at g); p -= lr * (g + momentum * v if nesterov else v).
-    One ``sgd_update`` kernel call per flat (group, dtype) buffer.
+    One ``sgd_update`` kernel call per flat (group, dtype) buffer. PyTorch's keywords
+    dampening (0 only), maximize, foreach, ... are taken at the values implemented
+    (``Optimizer.torch_flags``).
     """
 
     hyperparameters = ("lr", "momentum", "weight_decay", "nesterov")
     _optional_state = ("momentum_buffer",)
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    torch_flags = dict(Optimizer.torch_flags, dampening=(0,))
+
+    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
+                 **torch_flags):
         super().__init__(params, {"lr": lr, "momentum": momentum,
-                                  "weight_decay": weight_decay, "nesterov": nesterov})
+                                  "weight_decay": weight_decay, "nesterov": nesterov},
+                         torch_flags)
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)

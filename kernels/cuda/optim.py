@@ -1,4 +1,4 @@
-"""SGD (momentum, weight decay, Nesterov) and Adam, PyTorch's rules, each one in-place
+"""SGD (momentum, weight decay, Nesterov), Adam and RMSprop, PyTorch's rules, each one in-place
 grid-stride pass over the parameter. param, grad and the state: same shape, NumPy or
 device arrays; host ones are copied back (``_common.Call``). For a whole model on the
 device, pass the flat buffers of ``fastnn.optim.flat`` (one launch for all parameters)
@@ -35,6 +35,24 @@ def _adam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
         param[i] -= step_size * m / (math.sqrt(v) / bias2_sqrt + eps)
 
 
+@cuda.jit
+def _rmsprop(param, grad, square_avg, grad_avg, centered, buf, has_buf, lr, alpha, eps,
+             weight_decay, momentum):
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        g = grad[i] + weight_decay * param[i]
+        s = alpha * square_avg[i] + (1 - alpha) * g * g
+        square_avg[i] = s
+        if centered:
+            m = alpha * grad_avg[i] + (1 - alpha) * g
+            grad_avg[i] = m
+            s = s - m * m
+        step = g / (math.sqrt(s) + eps)
+        if has_buf:
+            step = momentum * buf[i] + step
+            buf[i] = step
+        param[i] -= lr * step
+
+
 def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
     """One SGD step in place. param, grad, velocity: same shape (velocity may be None
     when momentum == 0). Returns None."""
@@ -63,4 +81,22 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
             flat(dp), flat(dg), flat(dm), flat(dv), dt(lr), dt(beta1), dt(beta2), dt(eps),
             dt(weight_decay), dt(lr / (1 - beta1 ** step)),
             dt(math.sqrt(1 - beta2 ** step)))
+    call.sync()
+
+
+def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                   momentum=0.0, momentum_buffer=None, grad_avg=None):
+    """One RMSprop step in place (centered when grad_avg is given; momentum_buffer used
+    when momentum > 0). Arrays: same shape. Returns None."""
+    call = Call(param, grad, square_avg, momentum_buffer, grad_avg)
+    dp, dg, ds = call.inout(param), call.arg(grad), call.inout(square_avg)
+    centered = grad_avg is not None
+    has_buf = bool(momentum) and momentum_buffer is not None
+    da = call.inout(grad_avg) if centered else dp  # unread stand-ins keep one signature
+    db = call.inout(momentum_buffer) if has_buf else dp
+    if dp.size:
+        dt = param.dtype.type
+        _rmsprop[config.blocks(dp.size), config.THREADS](
+            flat(dp), flat(dg), flat(ds), flat(da), centered, flat(db), has_buf, dt(lr),
+            dt(alpha), dt(eps), dt(weight_decay), dt(momentum))
     call.sync()

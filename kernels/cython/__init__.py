@@ -309,4 +309,15 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
                        float(weight_decay))
 
 
+def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                   momentum=0.0, momentum_buffer=None, grad_avg=None):
+    """One RMSprop step in place (PyTorch's rule; centered when grad_avg is given).
+    param, grad, square_avg, momentum_buffer, grad_avg: same shape. Returns None."""
+    _optim.rmsprop_update(_flat(param), _flat(grad), _flat(square_avg),
+                          None if grad_avg is None else _flat(grad_avg),
+                          None if momentum_buffer is None else _flat(momentum_buffer),
+                          float(lr), float(alpha), float(eps), float(weight_decay),
+                          float(momentum))
+
+
 _threads.apply_num_threads()

@@ -1,7 +1,7 @@
 # cython: language_level=3
 # distutils: extra_compile_args = -fno-math-errno
-"""SGD (momentum, weight decay, Nesterov) and Adam updates, in place, one parallel
-pass over each parameter with PyTorch's update rules."""
+"""SGD (momentum, weight decay, Nesterov), Adam and RMSprop updates, in place, one
+parallel pass over each parameter with PyTorch's update rules."""
 from cython.parallel cimport prange
 
 from _common cimport floating, threads_for, f_sqrt
@@ -93,3 +93,60 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp
         _adam_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
                     min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
                     <floating>beta2, sqrt_bc2, <floating>eps, <floating>weight_decay)
+
+
+cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, floating* ga,
+                                floating* buf, Py_ssize_t n, floating lr, floating alpha,
+                                floating eps, floating wd, floating mom) noexcept nogil:
+    """p, g, sq: (n,); ga: (n,) or NULL (not centered); buf: (n,) or NULL (no momentum)."""
+    cdef Py_ssize_t i
+    cdef floating d, s, m, step, one = 1
+    for i in range(n):
+        d = g[i] + wd * p[i]
+        s = alpha * sq[i] + (one - alpha) * d * d
+        sq[i] = s
+        if ga != NULL:
+            m = alpha * ga[i] + (one - alpha) * d
+            ga[i] = m
+            s = s - m * m
+        step = d / (f_sqrt(s) + eps)
+        if buf != NULL:
+            step = mom * buf[i] + step
+            buf[i] = step
+        p[i] = p[i] - lr * step
+
+
+def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
+                   floating[::1] grad_avg, floating[::1] momentum_buffer, double lr,
+                   double alpha, double eps, double weight_decay, double momentum):
+    """param, grad, square_avg: (n,) flat views; grad_avg: (n,) or None (not centered);
+    momentum_buffer: (n,) or None (no momentum)."""
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, width
+    cdef floating* ga = NULL
+    cdef floating* buf = NULL
+    if n == 0:
+        return
+    if grad_avg is not None:
+        ga = &grad_avg[0]
+    if momentum_buffer is not None and momentum != 0:
+        buf = &momentum_buffer[0]
+    nblocks = (n + BLOCK - 1) // BLOCK
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        with nogil:
+            for b in range(nblocks):
+                start = b * BLOCK
+                width = min(<Py_ssize_t>BLOCK, n - start)
+                _rmsprop_block(&param[start], &grad[start], &square_avg[start],
+                               ga + start if ga != NULL else NULL,
+                               buf + start if buf != NULL else NULL, width, <floating>lr,
+                               <floating>alpha, <floating>eps, <floating>weight_decay,
+                               <floating>momentum)
+        return
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        width = min(<Py_ssize_t>BLOCK, n - start)
+        _rmsprop_block(&param[start], &grad[start], &square_avg[start],
+                       ga + start if ga != NULL else NULL,
+                       buf + start if buf != NULL else NULL, width, <floating>lr,
+                       <floating>alpha, <floating>eps, <floating>weight_decay,
+                       <floating>momentum)

@@ -19,7 +19,7 @@ from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, con
 from .dense import linear_backward, linear_forward
 from .dropout import dropout_backward, dropout_forward
 from .losses import bce_loss, bce_with_logits_loss, mse_loss, softmax_cross_entropy
-from .optim import adam_update, sgd_update
+from .optim import adam_update, rmsprop_update, sgd_update
 
 # Every op is implemented here; nothing is taken from another backend.
 REUSES = {}

@@ -16,6 +16,28 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
     param -= param.dtype.type(lr) * step
 
 
+def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                   momentum=0.0, momentum_buffer=None, grad_avg=None):
+    """PyTorch's RMSprop (centered when grad_avg is given). Arrays: same shape, updated
+    in place."""
+    dt = param.dtype.type
+    g = grad + dt(weight_decay) * param if weight_decay else grad
+    square_avg *= dt(alpha)
+    square_avg += dt(1 - alpha) * g * g
+    if grad_avg is not None:
+        grad_avg *= dt(alpha)
+        grad_avg += dt(1 - alpha) * g
+        avg = np.sqrt(square_avg - grad_avg * grad_avg) + dt(eps)
+    else:
+        avg = np.sqrt(square_avg) + dt(eps)
+    if momentum:
+        momentum_buffer *= dt(momentum)
+        momentum_buffer += g / avg
+        param -= dt(lr) * momentum_buffer
+    else:
+        param -= dt(lr) * (g / avg)
+
+
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
                 eps=1e-8, weight_decay=0.0):
     """PyTorch's Adam. param, grad, exp_avg, exp_avg_sq: same shape, updated in place."""
