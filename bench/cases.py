@@ -111,6 +111,11 @@ _UNARY = {
              lambda t, g, y, o: t.ops.aten.tanh_backward.grad_input(g, y, grad_input=o)),
     "gelu": ("x", lambda t, x, o: t.ops.aten.gelu.out(x, out=o),
              lambda t, g, x, o: t.ops.aten.gelu_backward.grad_input(g, x, grad_input=o)),
+    "silu": ("x", lambda t, x, o: t.ops.aten.silu.out(x, out=o),
+             lambda t, g, x, o: t.ops.aten.silu_backward.grad_input(g, x, grad_input=o)),
+    "elu": ("x", lambda t, x, o: t.ops.aten.elu.out(x, 1.0, 1, 1, out=o),
+            lambda t, g, x, o: t.ops.aten.elu_backward.grad_input(g, 1.0, 1, 1, False, x,
+                                                                   grad_input=o)),
     # PyTorch has no sine kernel: sin(omega * x) is two passes, as a user writes it.
     "sine": ("x", lambda t, x, o: t.sin(t.mul(x, OMEGA, out=o), out=o),
              lambda t, g, x, o: t.cos(t.mul(x, OMEGA, out=o), out=o).mul_(g).mul_(OMEGA)),

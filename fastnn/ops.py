@@ -156,6 +156,24 @@ def gelu_backward(grad_out, x, out=None):
     return _binary("gelu_backward", grad_out, "x", x, out)
 
 
+def silu(x, out=None):
+    return _unary("silu", x, out)
+
+
+def silu_backward(grad_out, x, out=None):
+    return _binary("silu_backward", grad_out, "x", x, out)
+
+
+def elu(x, alpha=1.0, out=None):
+    check_number("elu", "alpha", alpha)
+    return _unary("elu", x, out, alpha=alpha)
+
+
+def elu_backward(grad_out, x, alpha=1.0, out=None):
+    check_number("elu_backward", "alpha", alpha)
+    return _binary("elu_backward", grad_out, "x", x, out, alpha=alpha)
+
+
 def sine(x, omega=1.0, out=None):
     check_number("sine", "omega", omega)
     return _unary("sine", x, out, omega=omega)

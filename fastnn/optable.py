@@ -120,6 +120,26 @@ def sine_backward(grad_out, x, omega=1.0, out=None):
 
 
 @_op("activation")
+def silu(x, out=None):
+    """y = x * sigmoid(x) (SiLU, also called swish), overflow-free. x: any shape."""
+
+
+@_op("activation")
+def silu_backward(grad_out, x, out=None):
+    """grad_in = grad_out * s * (1 + x * (1 - s)), s = sigmoid(x). x is the forward input."""
+
+
+@_op("activation")
+def elu(x, alpha=1.0, out=None):
+    """y = x if x > 0 else alpha * (exp(x) - 1). x: any shape."""
+
+
+@_op("activation")
+def elu_backward(grad_out, x, alpha=1.0, out=None):
+    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x is the forward input."""
+
+
+@_op("activation")
 def softmax(x, out=None):
     """Row-wise softmax along the last axis. x: (N, C); out: (N, C)."""
 

@@ -51,6 +51,8 @@ def torch_twin(layer):
         nn.Sigmoid: lambda l: torch.nn.Sigmoid(),
         nn.Tanh: lambda l: torch.nn.Tanh(),
         nn.GELU: lambda l: torch.nn.GELU(),
+        nn.SiLU: lambda l: torch.nn.SiLU(),
+        nn.ELU: lambda l: torch.nn.ELU(l.alpha),
         nn.Sine: lambda l: _Sine(l.omega),
         nn.Identity: lambda l: torch.nn.Identity(),
         nn.Softmax: lambda l: torch.nn.Softmax(dim=-1),

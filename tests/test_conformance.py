@@ -131,6 +131,8 @@ ACTIVATIONS = {
     "sigmoid": (torch.sigmoid, {}, "y"),
     "tanh": (torch.tanh, {}, "y"),
     "gelu": (F.gelu, {}, "x"),
+    "silu": (F.silu, {}, "x"),
+    "elu": (lambda z: F.elu(z, 0.7), {"alpha": 0.7}, "x"),
     "sine": (lambda z: torch.sin(30.0 * z), {"omega": 30.0}, "x"),
 }
 
@@ -155,16 +157,17 @@ def test_activation_forward_backward(backend, dtype, rng, name, shape):
 
 def test_activations_at_extremes(backend, dtype):
     x = np.array([-1e4, -100, -20, -1e-8, 0, 1e-8, 20, 100, 1e4], dtype=dtype)
-    for name in ("sigmoid", "tanh", "gelu", "relu"):
-        y = getattr(ops, name)(x)
+    for name in ("sigmoid", "tanh", "gelu", "relu", "silu", "elu"):
+        y = getattr(ops, name)(x, **ACTIVATIONS[name][1])
         expected = ACTIVATIONS[name][0](t(x)).numpy()
         assert np.all(np.isfinite(y)), name
         assert_close(y, expected, dtype, err_msg=name)
     g = np.ones_like(x)
-    gelu_grad = ops.gelu_backward(g, x)
-    xt = t(x, True)
-    F.gelu(xt).backward(t(g))
-    assert_close(gelu_grad, xt.grad.numpy(), dtype)
+    for name in ("gelu", "silu", "elu"):
+        xt = t(x, True)
+        ACTIVATIONS[name][0](xt).backward(t(g))
+        grad = getattr(ops, name + "_backward")(g, x, **ACTIVATIONS[name][1])
+        assert_close(grad, xt.grad.numpy(), dtype, err_msg=name)
 
 
 def test_gelu_float32_within_1e7_plus_one_ulp_of_exact(backend):
@@ -183,7 +186,7 @@ def test_gelu_float32_within_1e7_plus_one_ulp_of_exact(backend):
 
 def test_nan_propagates(backend, dtype):
     x = np.array([np.nan, 1.0, -1.0], dtype=dtype)
-    for name in ("relu", "sigmoid", "tanh", "gelu", "sine"):
+    for name in ("relu", "sigmoid", "tanh", "gelu", "sine", "silu", "elu"):
         assert np.isnan(getattr(ops, name)(x)[0]), name
 
 

@@ -170,6 +170,8 @@ ACTIVATIONS = {
     "sigmoid": (torch.sigmoid, {}, "y"),
     "tanh": (torch.tanh, {}, "y"),
     "gelu": (F.gelu, {}, "x"),
+    "silu": (F.silu, {}, "x"),
+    "elu": (lambda z: F.elu(z, 0.7), {"alpha": 0.7}, "x"),
     "sine": (lambda z: torch.sin(30.0 * z), {"omega": 30.0}, "x"),
 }
 
@@ -193,15 +195,15 @@ def test_activation_forward_backward(dtype, rng, name):
 
 def test_activations_at_extremes_and_nan(dtype):
     x = np.array([-1e4, -100, -20, -1e-8, 0, 1e-8, 20, 100, 1e4], dtype=dtype)
-    for name in ("sigmoid", "tanh", "gelu", "relu"):
-        y = getattr(C, name)(x)
+    for name in ("sigmoid", "tanh", "gelu", "relu", "silu", "elu"):
+        y = getattr(C, name)(x, **ACTIVATIONS[name][1])
         assert np.all(np.isfinite(y)), name
         assert_close(y, ACTIVATIONS[name][0](t(x)).numpy(), dtype, err_msg=name)
     xt = t(x, True)
     F.gelu(xt).backward(t(np.ones_like(x)))
     assert_close(C.gelu_backward(np.ones_like(x), x), xt.grad.numpy(), dtype)
     nan = np.array([np.nan, 1.0, -1.0], dtype=dtype)
-    for name in ("relu", "sigmoid", "tanh", "gelu", "sine"):
+    for name in ("relu", "sigmoid", "tanh", "gelu", "sine", "silu", "elu"):
         assert np.isnan(getattr(C, name)(nan)[0]), name
 
 

@@ -54,6 +54,7 @@ def _workload(K, dtype, rng):
     results += list(K.bce_loss(K.sigmoid(x), K.sigmoid(x[::-1].copy())))
     results += list(K.bce_with_logits_loss(x, K.sigmoid(x[::-1].copy())))
     results += [K.log_softmax(x), K.log_softmax_backward(x, K.log_softmax(x))]
+    results += [K.silu(x), K.silu_backward(x, x), K.elu(x, 0.5), K.elu_backward(x, x, 0.5)]
     results += [K.softmax(x), K.softmax_backward(x, K.softmax(x)), K.gelu(x),
                 K.gelu_backward(x, x), K.leaky_relu_backward(x, x)]
     results += list(K.dropout_forward(x, 0.4, seed=7))
@@ -144,6 +145,8 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
         K.relu_backward(x, out, out=out)
         K.gelu(x, out=out)
         K.gelu_backward(x, x, out=out)
+        K.silu(x, out=out)
+        K.elu_backward(x, x, 0.5, out=out)
         K.softmax(x, out=out)
         K.softmax_backward(x, out, out=grad)
         K.log_softmax(x, out=out)

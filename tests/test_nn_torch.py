@@ -64,6 +64,8 @@ LAYERS = {
     "sigmoid": (nn.Sigmoid, (6, 9)),
     "tanh": (nn.Tanh, (6, 9)),
     "gelu": (nn.GELU, (6, 9)),
+    "silu": (nn.SiLU, (6, 9)),
+    "elu": (lambda: nn.ELU(alpha=0.7), (6, 9)),
     "sine": (lambda: nn.Sine(omega=3.0), (6, 9)),
     "identity": (nn.Identity, (6, 9)),
     "softmax": (nn.Softmax, (6, 9)),

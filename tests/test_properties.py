@@ -47,7 +47,8 @@ def compiled(request):
 
 ELEMENTWISE = [("relu", {}, "y"), ("leaky_relu", {"negative_slope": 0.05}, "x"),
                ("sigmoid", {}, "y"), ("tanh", {}, "y"), ("gelu", {}, "x"),
-               ("sine", {"omega": 3.0}, "x")]
+               ("sine", {"omega": 3.0}, "x"), ("silu", {}, "x"),
+               ("elu", {"alpha": 0.5}, "x")]
 
 
 @SETTINGS

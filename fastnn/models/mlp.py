@@ -10,6 +10,8 @@ _ACTIVATIONS = {
     "tanh": lambda slope: nn.Tanh(),
     "gelu": lambda slope: nn.GELU(),
     "sine": lambda slope: nn.Sine(),
+    "silu": lambda slope: nn.SiLU(),
+    "elu": lambda slope: nn.ELU(),
 }
 
 
@@ -25,7 +27,7 @@ class MLP(nn.Sequential):
     hidden: an int or a list of ints (``[]`` gives a linear model). Each hidden block is
     Linear -> [BatchNorm1d if batchnorm] -> activation -> [Dropout(dropout) if dropout > 0].
     activation: 'relu', 'leaky_relu' (with negative_slope), 'sigmoid', 'tanh', 'gelu',
-    'sine'. Input (N, in_features); output (N, out_features).
+    'sine', 'silu', 'elu'. Input (N, in_features); output (N, out_features).
     ``config`` holds the constructor arguments and ``config_name`` is 'mlp', so
     ``fastnn.save``/``fastnn.load`` can rebuild the model.
     """

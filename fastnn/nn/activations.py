@@ -116,6 +116,39 @@ class Sine(_Elementwise):
         return f"omega={self.omega}"
 
 
+class SiLU(_Elementwise):
+    """y = x * sigmoid(x) (SiLU, or swish). Input: any shape."""
+
+    kernel = "silu"
+    saves = "x"
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self.inplace = check_bool("SiLU", "inplace", inplace)  # outputs are fresh arrays
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""
+
+
+class ELU(_Elementwise):
+    """y = x if x > 0 else alpha * (exp(x) - 1). Input: any shape."""
+
+    kernel = "elu"
+    saves = "x"
+
+    def __init__(self, alpha=1.0, inplace=False):
+        super().__init__()
+        check_number("ELU", "alpha", alpha)
+        self.alpha = float(alpha)
+        self.inplace = check_bool("ELU", "inplace", inplace)  # outputs are fresh arrays
+
+    def _args(self):
+        return (self.alpha,)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+
+
 class Softmax(_Elementwise):
     """Softmax along the last axis of a 2-D input (N, C). dim: 1 or -1 (that axis), or
     None (PyTorch's implicit choice, also axis 1 for 2-D input)."""

@@ -103,6 +103,33 @@ def _gelu_backward(g, x, out):
 
 
 @cuda.jit
+def _silu(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = x[i] * sigmoid_scalar(x[i])
+
+
+@cuda.jit
+def _silu_backward(g, x, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        s = sigmoid_scalar(x[i])
+        out[i] = g[i] * s * (1 + x[i] * (1 - s))
+
+
+@cuda.jit
+def _elu(x, alpha, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = v if v > 0 else alpha * math.expm1(v)  # v <= 0 (or NaN) here
+
+
+@cuda.jit
+def _elu_backward(g, x, alpha, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = g[i] if v > 0 else g[i] * alpha * math.exp(v)
+
+
+@cuda.jit
 def _sine(x, omega, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = math.sin(omega * x[i])
@@ -236,6 +263,26 @@ def gelu(x, out=None):
 def gelu_backward(grad_out, x, out=None):
     """grad_in = grad_out * (Phi(x) + x * phi(x)). x: the forward input."""
     return _binary(_gelu_backward, grad_out, x, out)
+
+
+def silu(x, out=None):
+    """y = x * sigmoid(x). x: any shape."""
+    return _unary(_silu, x, out)
+
+
+def silu_backward(grad_out, x, out=None):
+    """grad_in = grad_out * s * (1 + x * (1 - s)), s = sigmoid(x). x: the forward input."""
+    return _binary(_silu_backward, grad_out, x, out)
+
+
+def elu(x, alpha=1.0, out=None):
+    """y = x if x > 0 else alpha * (exp(x) - 1). x: any shape."""
+    return _unary(_elu, x, out, x.dtype.type(alpha))
+
+
+def elu_backward(grad_out, x, alpha=1.0, out=None):
+    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x: the forward input."""
+    return _binary(_elu_backward, grad_out, x, out, grad_out.dtype.type(alpha))
 
 
 def sine(x, omega=1.0, out=None):

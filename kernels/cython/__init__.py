@@ -37,8 +37,8 @@ except ImportError:
 _ACT = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 # operation codes of _activations.unary / _activations.binary
-_U_RELU, _U_LEAKY, _U_SIGMOID, _U_TANH, _U_GELU, _U_SINE = range(6)
-_B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL = range(7)
+_U_RELU, _U_LEAKY, _U_SIGMOID, _U_TANH, _U_GELU, _U_SINE, _U_SILU, _U_ELU = range(8)
+_B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL, _B_SILU, _B_ELU = range(9)
 
 
 def backend_info():
@@ -167,6 +167,26 @@ def sine(x, omega=1.0, out=None):
 def sine_backward(grad_out, x, omega=1.0, out=None):
     """grad_in = grad_out * omega * cos(omega * x). x: the forward input."""
     return _binary(_B_SINE, grad_out, x, out, omega)
+
+
+def silu(x, out=None):
+    """y = x * sigmoid(x). x: any shape."""
+    return _unary(_U_SILU, x, out)
+
+
+def silu_backward(grad_out, x, out=None):
+    """grad_in = grad_out * s * (1 + x * (1 - s)), s = sigmoid(x). x: the forward input."""
+    return _binary(_B_SILU, grad_out, x, out)
+
+
+def elu(x, alpha=1.0, out=None):
+    """y = x if x > 0 else alpha * (exp(x) - 1). x: any shape."""
+    return _unary(_U_ELU, x, out, alpha)
+
+
+def elu_backward(grad_out, x, alpha=1.0, out=None):
+    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x: the forward input."""
+    return _binary(_B_ELU, grad_out, x, out, alpha)
 
 
 def softmax(x, out=None):

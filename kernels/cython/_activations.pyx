@@ -23,6 +23,8 @@ cdef enum:
     U_TANH = 3
     U_GELU = 4
     U_SINE = 5
+    U_SILU = 6
+    U_ELU = 7
 
 # binary backward ops: out = g * f'(s; a), s the saved input or output
 cdef enum:
@@ -33,11 +35,14 @@ cdef enum:
     B_GELU = 4          # s = x
     B_SINE = 5          # s = x
     B_MUL = 6           # out = g * s (dropout backward)
+    B_SILU = 7          # s = x
+    B_ELU = 8           # s = x
 
 cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t n,
                               floating a) noexcept nogil:
     """y[i] = f(x[i]) for one block. x, y: (n,); in place allowed."""
     cdef Py_ssize_t i
+    cdef floating v, e, zero = 0, one = 1
     if op == U_RELU:
         for i in range(n):
             y[i] = 0 if x[i] < 0 else x[i]        # NaN stays NaN
@@ -55,6 +60,14 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             y[i] = f_gelu(x[i])
     elif op == U_SINE:
         _sine_block(x, y, n, a)
+    elif op == U_SILU:
+        for i in range(n):
+            y[i] = x[i] * f_sigmoid(x[i])
+    elif op == U_ELU:
+        for i in range(n):       # both sides computed, then a select: gcc vectorizes it
+            v = x[i]             # (typed constants: a literal 0 or 1 is a C double)
+            e = a * (f_exp(v) - one)   # inf for large v is not selected
+            y[i] = v if v > zero else e
 
 
 cdef inline bint _overlap(const void* p, const void* q, Py_ssize_t nbytes) noexcept nogil:
@@ -115,7 +128,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
                                Py_ssize_t n, floating a) noexcept nogil:
     """out[i] = g[i] * f'(s[i]) for one block. g, s, out: (n,)."""
     cdef Py_ssize_t i
-    cdef floating v, one = 1
+    cdef floating v, one = 1, zero = 0
     if op == B_RELU:
         for i in range(n):
             out[i] = g[i] if s[i] > 0 else 0
@@ -136,6 +149,14 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
     elif op == B_MUL:
         for i in range(n):
             out[i] = g[i] * s[i]
+    elif op == B_SILU:
+        for i in range(n):
+            v = f_sigmoid(s[i])
+            out[i] = g[i] * v * (one + s[i] * (one - v))
+    elif op == B_ELU:
+        for i in range(n):       # both sides computed, then a select, as U_ELU
+            v = g[i] * a * f_exp(s[i])   # inf for large s is not selected
+            out[i] = g[i] if s[i] > zero else v
 
 
 cdef void unary_map(int op, const floating* x, floating* y, Py_ssize_t n,

@@ -76,6 +76,47 @@ def _sigmoid_backward(grad_out, y, out):  # IN grad_out, y (n,); OUT out (n,)
 
 
 @kernel
+def _silu(x, out):  # IN x (n,); OUT out (n,)
+    one = x.dtype.type(1)
+    lo = x.dtype.type(-87.0)
+    hi = x.dtype.type(88.0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        out[i] = v / (one + vmath.exp_core(min(max(-v, lo), hi)))  # x * sigmoid(x)
+
+
+@kernel
+def _silu_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
+    one = x.dtype.type(1)
+    lo = x.dtype.type(-87.0)
+    hi = x.dtype.type(88.0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        s = one / (one + vmath.exp_core(min(max(-v, lo), hi)))
+        out[i] = grad_out[i] * s * (one + v * (one - s))
+
+
+@kernel
+def _elu(x, alpha, out):  # IN x (n,); OUT out (n,)
+    a = x.dtype.type(alpha)
+    one = x.dtype.type(1)
+    zero = x.dtype.type(0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        out[i] = v if v > zero else a * (vmath.exp(min(v, zero)) - one)
+
+
+@kernel
+def _elu_backward(grad_out, x, alpha, out):  # IN grad_out, x (n,); OUT out (n,)
+    a = x.dtype.type(alpha)
+    one = x.dtype.type(1)
+    zero = x.dtype.type(0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        out[i] = grad_out[i] * (one if v > zero else a * vmath.exp(min(v, zero)))
+
+
+@kernel
 def _tanh(x, out):  # IN x (n,); OUT out (n,)
     for i in prange(x.shape[0]):
         out[i] = vmath.tanh(x[i])
@@ -315,6 +356,34 @@ def sine_backward(grad_out, x, omega=1.0, out=None):
     """grad_in = grad_out * omega * cos(omega * x). x: the forward input."""
     out = out_like(grad_out, out)
     _sine_backward(x.size, flat(grad_out), flat(x), float(omega), flat(out))
+    return out
+
+
+def silu(x, out=None):
+    """y = x * sigmoid(x). x: any shape."""
+    out = out_like(x, out)
+    _silu(x.size, flat(x), flat(out))
+    return out
+
+
+def silu_backward(grad_out, x, out=None):
+    """grad_in = grad_out * s * (1 + x * (1 - s)), s = sigmoid(x). x: the forward input."""
+    out = out_like(grad_out, out)
+    _silu_backward(x.size, flat(grad_out), flat(x), flat(out))
+    return out
+
+
+def elu(x, alpha=1.0, out=None):
+    """y = x if x > 0 else alpha * (exp(x) - 1). x: any shape."""
+    out = out_like(x, out)
+    _elu(x.size, flat(x), float(alpha), flat(out))
+    return out
+
+
+def elu_backward(grad_out, x, alpha=1.0, out=None):
+    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x: the forward input."""
+    out = out_like(grad_out, out)
+    _elu_backward(x.size, flat(grad_out), flat(x), float(alpha), flat(out))
     return out
 
 

@@ -79,6 +79,29 @@ def sine_backward(grad_out, x, omega=1.0, out=None):
     return np.multiply(grad_out, w * np.cos(w * x), out=_out(grad_out, out))
 
 
+def silu(x, out=None):
+    """y = x * sigmoid(x)."""
+    return np.multiply(x, sigmoid(x), out=_out(x, out))
+
+
+def silu_backward(grad_out, x, out=None):
+    """grad_in = grad_out * s * (1 + x * (1 - s)), s = sigmoid(x). x: the forward input."""
+    s = sigmoid(x)
+    return np.multiply(grad_out, s * (1 + x * (1 - s)), out=_out(grad_out, out))
+
+
+def elu(x, alpha=1.0, out=None):
+    """y = x if x > 0 else alpha * (exp(x) - 1) (expm1: exact near 0)."""
+    negative = x.dtype.type(alpha) * np.expm1(np.minimum(x, 0))
+    return _assign(_out(x, out), np.where(x > 0, x, negative))
+
+
+def elu_backward(grad_out, x, alpha=1.0, out=None):
+    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x: the forward input."""
+    slope = np.where(x > 0, x.dtype.type(1), x.dtype.type(alpha) * np.exp(np.minimum(x, 0)))
+    return np.multiply(grad_out, slope, out=_out(grad_out, out))
+
+
 def softmax(x, out=None):
     """Row-wise softmax along the last axis. x: (N, C)."""
     if x.shape[-1] == 0:  # no classes: nothing to normalise (max has no identity)
