@@ -303,6 +303,10 @@ def _pointwise_loss(name, size):
         if name == "mse_loss":
             return lambda: (aten.mse_loss(ts["pred"], ts["target"], 1),
                             aten.mse_loss_backward(one, ts["pred"], ts["target"], 1))
+        if name == "smooth_l1_loss":
+            return lambda: (aten.smooth_l1_loss(ts["pred"], ts["target"], 1, 1.0),
+                            aten.smooth_l1_loss_backward(one, ts["pred"], ts["target"], 1,
+                                                         1.0))
         if name == "bce_with_logits_loss":
             # PyTorch has no fused backward op for it: its autograd formula, written out
             inv = 1.0 / ts["pred"].numel()
@@ -608,7 +612,7 @@ def _case_for(op, size):
         return _dropout_backward(size)
     if op == "softmax_cross_entropy":
         return _softmax_cross_entropy(size)
-    if op in ("mse_loss", "bce_loss", "bce_with_logits_loss"):
+    if op in ("mse_loss", "bce_loss", "bce_with_logits_loss", "smooth_l1_loss"):
         return _pointwise_loss(op, size)
     if op.startswith("batchnorm"):
         return _batchnorm(op, size) if size in BATCHNORM else None

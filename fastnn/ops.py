@@ -282,6 +282,15 @@ def bce_with_logits_loss(logits, target, grad=None):
     return _run("bce_with_logits_loss", logits, target, grad=grad)
 
 
+def smooth_l1_loss(pred, target, beta=1.0, grad=None):
+    where = "smooth_l1_loss"
+    check_number(where, "beta", beta, 0.0)
+    pred, target = _check_pred_target(where, pred, target, grad)
+    if pred.size == 0:
+        return _empty_loss(pred, grad)
+    return _run(where, pred, target, float(beta), grad=grad)
+
+
 # ---------------------------------------------------------------------- batchnorm
 def _check_batchnorm(where, x, weight, bias, mean_only, training):
     x = as_contiguous(_check(where, "x", x, ndim=(2, 4)))

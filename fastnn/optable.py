@@ -220,6 +220,17 @@ def bce_with_logits_loss(logits, target, grad=None):
     """
 
 
+@_op("loss")
+def smooth_l1_loss(pred, target, beta=1.0, grad=None):
+    """Mean smooth-L1 (Huber-shaped) loss over all elements and its gradient in one pass.
+
+    pred, target: same shape; grad: same shape or None; beta >= 0. With d = pred - target:
+    0.5 d^2 / beta where |d| < beta, else |d| - beta / 2, and beta = 0 gives the L1 loss
+    |d| (PyTorch's smooth_l1_loss; HuberLoss(delta) is delta times it at beta = delta).
+    Returns (loss: float, grad = (d / beta where |d| < beta, else sign(d)) / size).
+    """
+
+
 # ---------------------------------------------------------------------- batchnorm
 @_op("batchnorm")
 def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,

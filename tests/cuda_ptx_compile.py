@@ -78,6 +78,7 @@ def kernels(t):
         ("mse", losses._mse, (a1, a1, t, a1, arr(f64, 1))),
         ("bce", losses._bce, (a1, a1, t, a1, arr(f64, 1))),
         ("bce with logits", losses._bce_logits, (a1, a1, t, a1, arr(f64, 1))),
+        ("smooth l1", losses._smooth_l1, (a1, a1, t, t, a1, arr(f64, 1))),
         ("column sums (+ act')", dense._column_partials(max(1, config.THREADS // dense.WARP)),
          (a2, a2, i64, t, a2, i64, arr(f64, 2), a1, b)),
         ("add partials", dense._add_partials, (arr(f64, 2), a1)),

@@ -301,6 +301,30 @@ def test_bce_with_logits_loss(backend, dtype, rng, shape):
     assert ops.bce_with_logits_loss(logits, target, grad=out)[1] is out
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.3, 1.0])
+@pytest.mark.parametrize("shape", [(6, 5), (128, 784)])
+def test_smooth_l1_loss(backend, dtype, rng, shape, beta):
+    """PyTorch's smooth_l1_loss (l1_loss at beta 0): loss and gradient, with differences of
+    exactly 0 and exactly beta, and NaN as PyTorch takes it (L1: gradient 0; else NaN)."""
+    pred = (rng.standard_normal(shape) * 2).astype(dtype)
+    target = rng.standard_normal(shape).astype(dtype)
+    pred.flat[0] = target.flat[0]
+    pred.flat[1] = target.flat[1] + dtype.type(beta)
+    fn = (lambda p, t: F.smooth_l1_loss(p, t, beta=beta)) if beta else F.l1_loss
+    loss, grad = ops.smooth_l1_loss(pred, target, beta)
+    expected, expected_grad = torch_loss(fn, pred, target)
+    assert grad.dtype == dtype
+    np.testing.assert_allclose(loss, expected, rtol=1e-5)
+    assert_close(grad, expected_grad, dtype)
+    out = np.empty_like(pred)
+    assert ops.smooth_l1_loss(pred, target, beta, grad=out)[1] is out
+    pred.flat[2] = np.nan
+    loss, grad = ops.smooth_l1_loss(pred, target, beta)
+    _, expected_grad = torch_loss(fn, pred, target)
+    assert np.isnan(loss)
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(expected_grad))
+
+
 def test_cross_entropy_with_targets_that_do_not_sum_to_one(backend, dtype, rng):
     """PyTorch's loss and gradient, (softmax * sum(t) - t) / N, for rows summing to 0.3,
     1.5 and 0 as well as to 1."""
@@ -526,7 +550,8 @@ def test_empty_batches_run_through_layers_and_losses_give_nan(backend):
     losses = [ops.softmax_cross_entropy(np.zeros((0, 3)), np.zeros(0, np.int64)),
               ops.mse_loss(np.zeros((0, 2)), np.zeros((0, 2))),
               ops.bce_loss(np.zeros(0), np.zeros(0)),
-              ops.bce_with_logits_loss(np.zeros(0), np.zeros(0))]
+              ops.bce_with_logits_loss(np.zeros(0), np.zeros(0)),
+              ops.smooth_l1_loss(np.zeros(0), np.zeros(0))]
     for loss, grad in losses:
         assert np.isnan(loss) and grad.size == 0
 

@@ -195,11 +195,12 @@ def test_losses_run_where_pred_lives(rng):
 
 @pytest.mark.parametrize("reduction", ["sum", "none"])
 def test_loss_reductions_and_logits_loss_on_the_gpu(rng, reduction):
-    """reduction 'sum'/'none' and BCEWithLogitsLoss on device predictions: the host's
-    values, device gradients."""
+    """reduction 'sum'/'none', BCEWithLogitsLoss, L1Loss and HuberLoss on device
+    predictions: the host's values, device gradients."""
     pred = rng.standard_normal((4, 3))
     target = rng.uniform(0, 1, (4, 3))
-    for make in (nn.MSELoss, nn.BCEWithLogitsLoss, nn.CrossEntropyLoss):
+    for make in (nn.MSELoss, nn.BCEWithLogitsLoss, nn.CrossEntropyLoss, nn.L1Loss,
+                 nn.HuberLoss):
         tgt = np.array([0, 2, 1, 2]) if make is nn.CrossEntropyLoss else target
         host_fn, gpu_fn = make(reduction=reduction), make(reduction=reduction)
         expected = host_fn(pred, tgt)

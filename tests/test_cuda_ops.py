@@ -326,6 +326,13 @@ def test_mse_and_bce_losses(dtype, rng):
     np.testing.assert_allclose(loss, expected, rtol=1e-5)
     assert_close(grad, expected_grad, dtype)
 
+    for beta in (0.0, 0.5):
+        fn = (lambda p, t: F.smooth_l1_loss(p, t, beta=beta)) if beta else F.l1_loss
+        loss, grad = C.smooth_l1_loss(pred, soft, beta)
+        expected, expected_grad = torch_loss(fn, pred, soft)
+        np.testing.assert_allclose(loss, expected, rtol=1e-5)
+        assert_close(grad, expected_grad, dtype)
+
 
 # ------------------------------------------------------------------- batchnorm
 @pytest.mark.parametrize("shape", [(6, 3), (5, 100), (3, 2, 4, 5)])

@@ -53,6 +53,8 @@ def _workload(K, dtype, rng):
     results += list(K.mse_loss(x, x[::-1].copy()))
     results += list(K.bce_loss(K.sigmoid(x), K.sigmoid(x[::-1].copy())))
     results += list(K.bce_with_logits_loss(x, K.sigmoid(x[::-1].copy())))
+    results += list(K.smooth_l1_loss(x, x[::-1].copy(), 0.5))
+    results += list(K.smooth_l1_loss(x, x[::-1].copy(), 0.0))
     results += [K.log_softmax(x), K.log_softmax_backward(x, K.log_softmax(x))]
     results += [K.silu(x), K.silu_backward(x, x), K.elu(x, 0.5), K.elu_backward(x, x, 0.5)]
     results += [K.softmax(x), K.softmax_backward(x, K.softmax(x)), K.gelu(x),

@@ -319,6 +319,11 @@ REDUCED_LOSSES = {
     "mse": (nn.MSELoss, torch.nn.MSELoss, "values"),
     "bce": (nn.BCELoss, torch.nn.BCELoss, "probabilities"),
     "bce_with_logits": (nn.BCEWithLogitsLoss, torch.nn.BCEWithLogitsLoss, "logits"),
+    "l1": (nn.L1Loss, torch.nn.L1Loss, "values"),
+    "smooth_l1": (lambda **kw: nn.SmoothL1Loss(beta=0.5, **kw),
+                  lambda **kw: torch.nn.SmoothL1Loss(beta=0.5, **kw), "values"),
+    "huber": (lambda **kw: nn.HuberLoss(delta=0.7, **kw),
+              lambda **kw: torch.nn.HuberLoss(delta=0.7, **kw), "values"),
     "cross_entropy_labels": (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, "labels"),
     "cross_entropy_soft": (nn.CrossEntropyLoss, torch.nn.CrossEntropyLoss, "soft"),
 }

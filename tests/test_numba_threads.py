@@ -74,6 +74,8 @@ def _run_all(nb, d):
     out["mse"] = nb.mse_loss(x, x[::-1].copy())
     out["bce"] = nb.bce_loss(nb.sigmoid(x), nb.sigmoid(x[::-1].copy()))
     out["bce logits"] = nb.bce_with_logits_loss(x, nb.sigmoid(x[::-1].copy()))
+    out["smooth l1"] = nb.smooth_l1_loss(x, x[::-1].copy(), 0.5)
+    out["l1"] = nb.smooth_l1_loss(x, x[::-1].copy(), 0.0)
     out["dropout"] = nb.dropout_forward(x, 0.3, 7)
     narrow = np.ascontiguousarray(np.concatenate([x[:, :20]] * 8))  # (2400, 20): row chunks
     for data, grad in ((x, np.ascontiguousarray(x[::-1])), (d["img"], d["gimg"]),

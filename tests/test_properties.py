@@ -130,6 +130,10 @@ def test_mse_and_bce(compiled, seed, dtype, layout, shape):
     (loss, grad), (loss_ref, grad_ref) = both("bce_with_logits_loss", pred * 8, p)
     np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
     assert_close(grad, grad_ref, dtype)
+    for beta in (0.0, 0.7):
+        (loss, grad), (loss_ref, grad_ref) = both("smooth_l1_loss", pred, target, beta)
+        np.testing.assert_allclose(loss, loss_ref, rtol=1e-5)
+        assert_close(grad, grad_ref, dtype)
 
 
 @SETTINGS

@@ -116,9 +116,12 @@ class Loss:
         return pred, target
 
     def _where(self):
-        if self.reduction == "mean":
-            return f"{type(self).__name__}()"
-        return f"{type(self).__name__}(reduction={self.reduction!r})"
+        options = [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
+        return f"{type(self).__name__}({', '.join(options + self._options())})"
+
+    def _options(self):
+        """The loss's own settings that differ from their defaults, as 'name=value'."""
+        return []
 
     def __repr__(self):
         return self._where()
@@ -132,6 +135,62 @@ class MSELoss(Loss):
 
     def _losses(self, pred, target):
         return _reference.mse_losses(pred, target)
+
+
+class L1Loss(Loss):
+    """mean(|pred - target|) over all elements (the gradient sign(d) / size, 0 at d = 0).
+    pred, target: same shape and dtype. The smooth_l1_loss op at beta = 0."""
+
+    def _kernel(self, k):
+        return lambda pred, target: k.smooth_l1_loss(pred, target, 0.0)
+
+    def _losses(self, pred, target):
+        return _reference.smooth_l1_losses(pred, target, 0.0)
+
+
+class SmoothL1Loss(Loss):
+    """Mean of 0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (d = pred - target),
+    PyTorch's SmoothL1Loss; beta = 0 is the L1 loss. pred, target: same shape and dtype."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0):
+        check_only(type(self).__name__, "size_average", size_average, (None,))
+        check_only(type(self).__name__, "reduce", reduce, (None,))
+        super().__init__(reduction)
+        check_number(type(self).__name__, "beta", beta, 0.0, None)
+        self.beta = float(beta)
+
+    def _kernel(self, k):
+        return lambda pred, target: k.smooth_l1_loss(pred, target, self.beta)
+
+    def _options(self):
+        return [f"beta={self.beta}"] if getattr(self, "beta", 1.0) != 1.0 else []
+
+    def _losses(self, pred, target):
+        return _reference.smooth_l1_losses(pred, target, self.beta)
+
+
+class HuberLoss(Loss):
+    """Mean of 0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2), PyTorch's
+    HuberLoss: delta times SmoothL1Loss(beta=delta) (the op smooth_l1_loss, rescaled).
+    pred, target: same shape and dtype; delta > 0."""
+
+    def __init__(self, reduction="mean", delta=1.0):
+        super().__init__(reduction)
+        check_number(type(self).__name__, "delta", delta, 0.0, None, low_open=True)
+        self.delta = float(delta)
+
+    def _kernel(self, k):
+        def huber(pred, target):
+            loss, grad = k.smooth_l1_loss(pred, target, self.delta)
+            return loss * self.delta, _scaled(grad, self.delta)
+        return huber
+
+    def _losses(self, pred, target):
+        return _reference.smooth_l1_losses(pred, target, self.delta) * pred.dtype.type(
+            self.delta)
+
+    def _options(self):
+        return [f"delta={self.delta}"] if getattr(self, "delta", 1.0) != 1.0 else []
 
 
 class BCELoss(Loss):
@@ -268,15 +327,15 @@ class CrossEntropyLoss(Loss):
     def _loss_shape(self, pred_shape):
         return pred_shape[:1]
 
-    def _where(self):
-        options = [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
+    def _options(self):
+        options = []
         if getattr(self, "weight", None) is not None:
             options.append(f"weight=<{self.weight.size} class weights>")
         if getattr(self, "ignore_index", -100) != -100:
             options.append(f"ignore_index={self.ignore_index}")
         if getattr(self, "label_smoothing", 0.0):
             options.append(f"label_smoothing={self.label_smoothing}")
-        return f"{type(self).__name__}({', '.join(options)})"
+        return options
 
 
 class NLLLoss(Loss):
@@ -332,7 +391,7 @@ class NLLLoss(Loss):
     def _loss_shape(self, pred_shape):
         return pred_shape[:1]
 
-    _where = CrossEntropyLoss._where
+    _options = CrossEntropyLoss._options
 
 
 def class_weights(where, weight):

@@ -159,6 +159,25 @@ def _bce_logits(logits, target, inv_size, grad, partial):
     partial[i0] = s
 
 
+@cuda.jit
+def _smooth_l1(pred, target, inv_size, beta, grad, partial):
+    """grad = (d / beta where |d| < beta, else sign(d)) / size; partial: per-thread sum
+    of 0.5 d^2 / beta or |d| - beta / 2 (|d| at beta = 0)."""
+    i0 = cuda.grid(1)
+    s = 0.0
+    for i in range(i0, pred.size, cuda.gridsize(1)):
+        d = pred[i] - target[i]
+        ad = abs(d)
+        sign = inv_size if d > 0 else (-inv_size if d < 0 else 0 * inv_size)
+        if beta == 0 or ad >= beta:  # NaN: the quadratic side, NaN as PyTorch (beta > 0)
+            s += ad - 0.5 * beta
+            grad[i] = sign
+        else:
+            s += 0.5 * d * d / beta
+            grad[i] = d / beta * inv_size
+    partial[i0] = s
+
+
 def _host_sum(d):
     return float(d.copy_to_host().sum(dtype=np.float64))
 
@@ -188,7 +207,7 @@ def softmax_cross_entropy(logits, target, grad=None):
     return loss, call.done(dgrad, grad)
 
 
-def _elementwise_loss(kernel, pred, target, grad, scale):
+def _elementwise_loss(kernel, pred, target, grad, scale, *params):
     call = Call(pred, target, grad)
     dp, dt = call.arg(pred), call.arg(target)
     dgrad = call.out(grad, pred.shape, pred.dtype)
@@ -197,8 +216,8 @@ def _elementwise_loss(kernel, pred, target, grad, scale):
         return 0.0, call.done(dgrad, grad)
     blocks = config.blocks(size)
     partial = scratch("loss_partial", (blocks * config.THREADS,), np.float64)
-    kernel[blocks, config.THREADS](flat(dp), flat(dt), pred.dtype.type(scale), flat(dgrad),
-                                   partial)
+    kernel[blocks, config.THREADS](flat(dp), flat(dt), pred.dtype.type(scale),
+                                   *[pred.dtype.type(v) for v in params], flat(dgrad), partial)
     loss = _host_sum(partial) / size
     return loss, call.done(dgrad, grad)
 
@@ -222,3 +241,10 @@ def bce_with_logits_loss(logits, target, grad=None):
 
     logits, target, grad: same shape. Returns (loss: float, grad)."""
     return _elementwise_loss(_bce_logits, logits, target, grad, 1.0 / max(logits.size, 1))
+
+
+def smooth_l1_loss(pred, target, beta=1.0, grad=None):
+    """Mean smooth-L1 loss (L1 at beta = 0) and its gradient.
+
+    pred, target, grad: same shape. Returns (loss: float, grad)."""
+    return _elementwise_loss(_smooth_l1, pred, target, grad, 1.0 / max(pred.size, 1), beta)

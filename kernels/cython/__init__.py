@@ -262,6 +262,14 @@ def bce_loss(pred, target, grad=None):
     return float(_losses.bce_loss(_flat(pred), _flat(target), _flat(grad))), grad
 
 
+def smooth_l1_loss(pred, target, beta=1.0, grad=None):
+    """Mean smooth-L1 loss (L1 at beta = 0) and its gradient. pred, target, grad: same
+    shape. Returns (loss, grad)."""
+    grad = _like(pred, grad)
+    return (float(_losses.smooth_l1_loss(_flat(pred), _flat(target), float(beta),
+                                         _flat(grad))), grad)
+
+
 def bce_with_logits_loss(logits, target, grad=None):
     """Mean binary cross-entropy of sigmoid(logits). logits, target, grad: same shape.
     Returns (loss, grad)."""

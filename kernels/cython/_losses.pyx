@@ -156,23 +156,59 @@ cdef inline double _bce_logits_block(const floating* x, const floating* t, float
     return s
 
 
+cdef inline double _smooth_l1_block(const floating* p, const floating* t, floating* g,
+                                    Py_ssize_t n, floating inv_size,
+                                    double beta) noexcept nogil:
+    """Sum of smooth-L1 terms (L1 at beta = 0) over one block and the gradient
+    g = (d / beta where |d| < beta, else sign(d)) * inv_size. p, t, g: (n,).
+    For beta > 0 in the select-free form gcc vectorizes (with the if/else form it wrote
+    scalar code with a branch, 15x slower): with c = min(|d|, beta) the term is
+    c (|d| - c / 2) / beta, and the gradient clamp(d / beta, -1, 1)."""
+    cdef Py_ssize_t j
+    cdef floating d, ad, c, r, zero = 0, one = 1
+    cdef floating b = <floating>beta, half = <floating>0.5
+    cdef floating inv_b = <floating>(1.0 / beta if beta else 0.0)
+    cdef double s = 0
+    if beta == 0:
+        for j in range(n):
+            d = p[j] - t[j]
+            s += <double>(d if d >= zero else -d)
+            # sign(d): 0 for d = 0 and for NaN, as PyTorch's L1 gradient
+            g[j] = inv_size * (<floating>(d > zero) - <floating>(d < zero))
+        return s
+    for j in range(n):
+        d = p[j] - t[j]
+        ad = d if d >= zero else -d
+        c = ad if ad < b else b                  # NaN: b, and the term stays NaN
+        s += <double>(c * (ad - half * c) * inv_b)
+        r = d * inv_b
+        r = one if r > one else r                # NaN passes both: NaN, as PyTorch
+        r = -one if r < -one else r
+        g[j] = r * inv_size
+    return s
+
+
 cdef enum FlatLoss:
     MSE = 0
     BCE = 1
     BCE_LOGITS = 2
+    SMOOTH_L1 = 3
 
 
 cdef inline double _flat_block(FlatLoss kind, const floating* p, const floating* t,
-                               floating* g, Py_ssize_t n, floating scale) noexcept nogil:
+                               floating* g, Py_ssize_t n, floating scale,
+                               double beta) noexcept nogil:
     if kind == MSE:
         return _mse_block(p, t, g, n, scale)
     if kind == BCE:
         return _bce_block(p, t, g, n, scale)
+    if kind == SMOOTH_L1:
+        return _smooth_l1_block(p, t, g, n, scale, beta)
     return _bce_logits_block(p, t, g, n, scale)
 
 
 cdef double _flat_loss(FlatLoss kind, const floating[::1] pred, const floating[::1] target,
-                       floating[::1] grad, double scale) noexcept:
+                       floating[::1] grad, double scale, double beta=0) noexcept:
     """The mean of an elementwise loss over (n,) flat views, its gradient times scale
     written into grad: blocks of FLAT_CHUNK in at most MAX_CHUNKS fixed chunks, the chunk
     sums added in order (the same bits for any thread count)."""
@@ -192,7 +228,7 @@ cdef double _flat_loss(FlatLoss kind, const floating[::1] pred, const floating[:
         for b in range(b0, b1):
             start = b * FLAT_CHUNK
             partial[k] += _flat_block(kind, &pred[start], &target[start], &grad[start],
-                                      min(<Py_ssize_t>FLAT_CHUNK, n - start), s)
+                                      min(<Py_ssize_t>FLAT_CHUNK, n - start), s, beta)
     for k in range(nch):
         total += partial[k]
     return total / n
@@ -213,3 +249,10 @@ def bce_with_logits_loss(const floating[::1] logits, const floating[::1] target,
     """logits, target, grad: (n,) flat views. Returns the mean binary cross-entropy of
     sigmoid(logits)."""
     return _flat_loss(BCE_LOGITS, logits, target, grad, 1.0 / max(logits.shape[0], 1))
+
+
+def smooth_l1_loss(const floating[::1] pred, const floating[::1] target, double beta,
+                   floating[::1] grad):
+    """pred, target, grad: (n,) flat views. Returns the mean smooth-L1 loss (L1 at
+    beta = 0)."""
+    return _flat_loss(SMOOTH_L1, pred, target, grad, 1.0 / max(pred.shape[0], 1), beta)

@@ -110,6 +110,40 @@ def _mse(pred, target, grad, chunk):
 
 
 @kernel
+def _smooth_l1(pred, target, beta, grad, chunk):
+    # IN pred, target (n,); OUT grad (n,). Returns the summed loss (L1 at beta = 0).
+    n = pred.shape[0]
+    dt = pred.dtype.type
+    inv_n = dt(1.0 / max(n, 1))
+    zero = dt(0)
+    b = dt(beta)
+    half_b = dt(0.5 * beta)
+    scale = dt(1.0 / beta if beta else 0.0) * inv_n  # d / beta / n
+    half_inv = 0.5 / beta if beta else 0.0
+    l1 = beta == 0.0
+    chunks = (n + chunk - 1) // chunk
+    partial = np.zeros(chunks)
+    for k in prange(chunks):
+        p = pred[k * chunk:(k + 1) * chunk]
+        t = target[k * chunk:(k + 1) * chunk]
+        g = grad[k * chunk:(k + 1) * chunk]
+        total = 0.0
+        for i in range(p.shape[0]):
+            d = p[i] - t[i]
+            ad = abs(d)
+            # sign(d) / n: 0 for d = 0 and for NaN, as PyTorch's L1 gradient
+            sign = inv_n if d > zero else (-inv_n if d < zero else zero)
+            if l1 or ad >= b:  # NaN fails the comparison: d / beta, NaN as PyTorch
+                total += float(ad if l1 else ad - half_b)
+                g[i] = sign
+            else:
+                total += float(d) * float(d) * half_inv
+                g[i] = d * scale
+        partial[k] = total
+    return _ordered_sum(partial)
+
+
+@kernel
 def _bce(pred, target, grad, chunk):
     # IN pred (probabilities), target (n,); OUT grad (n,). Returns the summed loss.
     n = pred.shape[0]
@@ -191,6 +225,19 @@ def mse_loss(pred, target, grad=None):
     if grad is None:
         grad = np.empty_like(pred)
     total = _mse(pred.size, pred.reshape(-1), target.reshape(-1), grad.reshape(-1), _ELEMENTS)
+    return float(total / max(pred.size, 1)), grad
+
+
+def smooth_l1_loss(pred, target, beta=1.0, grad=None):
+    """Mean smooth-L1 loss (L1 at beta = 0) and its gradient in one pass.
+
+    pred, target, grad: same shape (grad may be None). Returns (loss,
+    grad = (d / beta where |d| < beta, else sign(d)) / size), d = pred - target.
+    """
+    if grad is None:
+        grad = np.empty_like(pred)
+    total = _smooth_l1(pred.size, pred.reshape(-1), target.reshape(-1), float(beta),
+                       grad.reshape(-1), _ELEMENTS)
     return float(total / max(pred.size, 1)), grad
 
 

@@ -9,7 +9,8 @@ from .activations import (elu, elu_backward, gelu, gelu_backward, leaky_relu,
 from .batchnorm import batchnorm_backward, batchnorm_forward
 from .dense import linear_backward, linear_forward
 from .dropout import dropout_backward, dropout_forward
-from .losses import bce_loss, bce_with_logits_loss, mse_loss, softmax_cross_entropy
+from .losses import (bce_loss, bce_with_logits_loss, mse_loss, smooth_l1_loss,
+                     softmax_cross_entropy)
 from .optim import adam_update, rmsprop_update, sgd_update
 from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
                    max_pool2d_backward, max_pool2d_forward)

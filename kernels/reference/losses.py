@@ -81,6 +81,33 @@ def bce_losses(pred, target):
     return -(target * log_p + (1 - target) * log_1mp)
 
 
+def smooth_l1_loss(pred, target, beta=1.0, grad=None):
+    """Mean smooth-L1 loss (L1 at beta = 0) and its gradient. pred, target, grad: same
+    shape. Returns (loss, grad = (d / beta where |d| < beta, else sign(d)) / size)."""
+    loss = float(smooth_l1_losses(pred, target, beta).sum(dtype=np.float64)
+                 / max(pred.size, 1))
+    d = pred - target
+    sign = (d > 0).astype(d.dtype) - (d < 0)  # 0 for d = 0, and for NaN as PyTorch's L1
+    if beta:
+        # NaN fails the comparison and takes d / beta: NaN, as in PyTorch
+        sign = np.where(np.abs(d) >= beta, sign, d / d.dtype.type(beta))
+    g = sign * d.dtype.type(1.0 / max(pred.size, 1))
+    if grad is None:
+        return loss, g.astype(pred.dtype, copy=False)
+    grad[...] = g
+    return loss, grad
+
+
+def smooth_l1_losses(pred, target, beta=1.0):
+    """The smooth-L1 loss of every element (reduction 'none'); beta = 0: |d|."""
+    d = pred - target
+    ad = np.abs(d)
+    if not beta:
+        return ad
+    return np.where(ad >= beta, ad - d.dtype.type(0.5 * beta),
+                    d.dtype.type(0.5 / beta) * d * d).astype(d.dtype, copy=False)
+
+
 def bce_with_logits_loss(logits, target, grad=None):
     """Mean binary cross-entropy of sigmoid(logits), stable for logits of any magnitude.
 
