@@ -503,9 +503,10 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
-                eps=1e-8, weight_decay=0.0):
+                eps=1e-8, weight_decay=0.0, max_exp_avg_sq=None):
     where = "adam_update"
-    _check_param_arrays(where, param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    _check_param_arrays(where, param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
+                        max_exp_avg_sq=max_exp_avg_sq)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
         raise ValueError(f"{where}: expected step to be an int >= 1, got {step!r}")
     check_number(where, "lr", lr, 0.0)
@@ -513,10 +514,10 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     check_number(where, "beta2", beta2, 0.0, 1.0)
     check_number(where, "eps", eps, 0.0, low_open=True)
     check_number(where, "weight_decay", weight_decay, 0.0)
-    check_no_overlap(where, [("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)],
-                     [("grad", grad)])
+    check_no_overlap(where, [("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq),
+                             ("max_exp_avg_sq", max_exp_avg_sq)], [("grad", grad)])
     return _run("adam_update", param, grad, exp_avg, exp_avg_sq, int(step), lr, beta1, beta2, eps,
-                            weight_decay)
+                weight_decay, max_exp_avg_sq)
 
 
 def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,

@@ -328,12 +328,14 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
 
 @_op("optim")
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
-                eps=1e-8, weight_decay=0.0):
+                eps=1e-8, weight_decay=0.0, max_exp_avg_sq=None):
     """One Adam step in place, PyTorch's rule (L2 weight decay added to the gradient).
 
-    param, grad, exp_avg, exp_avg_sq: same shape; step: the 1-based step count.
-    m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
-    param -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). Returns None.
+    param, grad, exp_avg, exp_avg_sq and (AMSGrad) max_exp_avg_sq: same shape; step: the
+    1-based step count. m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    param -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). With
+    max_exp_avg_sq given (amsgrad): vmax = max(vmax, v) takes v's place in the
+    denominator. Returns None.
     """
 
 

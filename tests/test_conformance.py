@@ -432,15 +432,18 @@ def test_sgd_update_matches_torch(backend, dtype, rng, momentum, weight_decay, n
     assert_close(p, pt.detach().numpy(), dtype)
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_adam_update_matches_torch(backend, dtype, rng, weight_decay):
+@pytest.mark.parametrize("weight_decay, amsgrad", [(0.0, False), (0.01, False), (0.01, True)])
+def test_adam_update_matches_torch(backend, dtype, rng, weight_decay, amsgrad):
     p = rng.standard_normal(1000).astype(dtype)
     pt = t(p, True)
-    opt = torch.optim.Adam([pt], lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=weight_decay)
+    opt = torch.optim.Adam([pt], lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=weight_decay,
+                           amsgrad=amsgrad)
     m, v = np.zeros_like(p), np.zeros_like(p)
+    vmax = np.zeros_like(p) if amsgrad else None
     for step in range(1, 6):
-        grad = rng.standard_normal(p.shape).astype(dtype)
-        ops.adam_update(p, grad, m, v, step, 1e-2, 0.8, 0.99, 1e-7, weight_decay)
+        # shrinking gradients, so the running maximum of v differs from v
+        grad = (rng.standard_normal(p.shape) / step).astype(dtype)
+        ops.adam_update(p, grad, m, v, step, 1e-2, 0.8, 0.99, 1e-7, weight_decay, vmax)
         pt.grad = t(grad)
         opt.step()
     assert_close(p, pt.detach().numpy(), dtype)

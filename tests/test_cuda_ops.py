@@ -447,14 +447,17 @@ def test_rmsprop_update_matches_torch(dtype, rng, momentum, centered):
     assert_close(p, pt.detach().numpy(), dtype)
 
 
-def test_adam_update_matches_torch(dtype, rng):
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_update_matches_torch(dtype, rng, amsgrad):
     p = rng.standard_normal(100).astype(dtype)
     pt = t(p, True)
-    opt = torch.optim.Adam([pt], lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.01)
+    opt = torch.optim.Adam([pt], lr=1e-2, betas=(0.8, 0.99), eps=1e-7, weight_decay=0.01,
+                           amsgrad=amsgrad)
     m, v = np.zeros_like(p), np.zeros_like(p)
+    vmax = np.zeros_like(p) if amsgrad else None
     for step in range(1, 4):
-        grad = rng.standard_normal(p.shape).astype(dtype)
-        C.adam_update(p, grad, m, v, step, 1e-2, 0.8, 0.99, 1e-7, 0.01)
+        grad = (rng.standard_normal(p.shape) / step).astype(dtype)
+        C.adam_update(p, grad, m, v, step, 1e-2, 0.8, 0.99, 1e-7, 0.01, vmax)
         pt.grad = t(grad)
         opt.step()
     assert_close(p, pt.detach().numpy(), dtype)

@@ -74,6 +74,9 @@ def _workload(K, dtype, rng):
     m1, m2 = np.zeros_like(x), np.zeros_like(x)
     q = x.copy()
     K.adam_update(q, x[::-1].copy(), m1, m2, step=3, weight_decay=0.01)
+    q2, n1, n2, n3 = x.copy(), np.zeros_like(x), np.zeros_like(x), np.full_like(x, 0.5)
+    K.adam_update(q2, x[::-1].copy(), n1, n2, step=3, weight_decay=0.01, max_exp_avg_sq=n3)
+    results += [q2, n1, n2, n3]
     r, s, b, a = x.copy(), np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
     K.rmsprop_update(r, x[::-1].copy(), s, 0.01, 0.9, 1e-8, 0.01, 0.5, b, a)
     results += [r, s, b, a]
@@ -137,6 +140,7 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
     rm, rv, wt, bt = np.zeros(c, dtype), np.ones(c, dtype), np.ones(c, dtype), np.zeros(c, dtype)
     sm, si, bgw, bgb = (np.zeros(c, dtype) for _ in range(4))
     v, m1, m2 = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
+    scratch_vmax = np.zeros_like(w)
     g[...] = 1
 
     def step():
@@ -162,6 +166,7 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
         K.batchnorm_backward(x, x, wt, sm, si, grad_weight=bgw, grad_bias=bgb, grad_in=grad)
         K.sgd_update(w, gw, v, 0.01, momentum=0.9)
         K.adam_update(w, gw, m1, m2, 1)
+        K.adam_update(w, gw, m1, m2, 2, max_exp_avg_sq=scratch_vmax)
         K.rmsprop_update(w, gw, m1, 0.01, 0.9, 1e-8, 0.0, 0.5, m2)
 
     step()   # first call may import or cache something; the steady state is what counts

@@ -29,6 +29,7 @@ ADAM_CASES = {
     "lr": dict(lr=0.05),
     "weight_decay": dict(lr=0.02, weight_decay=0.1),
     "betas_eps": dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.01),
+    "amsgrad": dict(lr=0.05, amsgrad=True, weight_decay=0.01),
 }
 
 
@@ -93,6 +94,7 @@ ADAMW_CASES = {
     "lr_wd": dict(lr=0.05, weight_decay=0.1),
     "betas_eps": dict(lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.3),
     "no_decay": dict(lr=0.02, weight_decay=0.0),
+    "amsgrad": dict(lr=0.05, amsgrad=True),
 }
 
 
@@ -157,6 +159,7 @@ def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwarg
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
                                          ("Adam", dict(lr=0.05, weight_decay=0.01)),
                                          ("AdamW", dict(lr=0.05, weight_decay=0.1)),
+                                         ("Adam", dict(lr=0.05, amsgrad=True)),
                                          ("RMSprop", dict(lr=0.01, centered=True))])
 def test_parameters_without_grad_are_skipped_like_torch(backend, dtype, name, kwargs):
     ours, theirs, offsets = make_params(dtype)

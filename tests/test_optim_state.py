@@ -217,6 +217,7 @@ def test_bad_state_dict_raises_and_changes_nothing(backend, case):
 @pytest.mark.parametrize("name,kwargs", [
     ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
     ("Adam", dict(lr=0.01, weight_decay=1e-3)),
+    ("Adam", dict(lr=0.01, amsgrad=True)),
     ("AdamW", dict(lr=0.01)),
     ("RMSprop", dict(lr=0.005, momentum=0.9, centered=True)),
 ])
@@ -249,7 +250,7 @@ def test_torch_state_dicts_load_and_resume_the_same_trajectory(backend, name, kw
 def test_torch_flags_at_other_values_are_clear_errors():
     params = [Parameter(np.zeros(3))]
     optim.SGD(params, lr=0.1, dampening=0, maximize=False, foreach=None)
-    optim.Adam(params, amsgrad=False, fused=None, capturable=False)
+    optim.Adam(params, amsgrad=True, fused=None, capturable=False)
     with pytest.raises(ValueError, match=r"SGD: dampening=0.5 is not supported \(only 0\)"):
         optim.SGD(params, lr=0.1, dampening=0.5)
     with pytest.raises(ValueError, match="Adam: maximize=True is not supported"):

@@ -4,22 +4,24 @@ from .optimizer import Optimizer
 
 
 class Adam(Optimizer):
-    """Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0).
+    """Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False).
 
     PyTorch's update: g = grad + weight_decay * p; m = b1 m + (1 - b1) g;
     v = b2 v + (1 - b2) g^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
-    t counting each parameter's steps from 1. One ``adam_update`` kernel call per flat
-    (group, dtype) buffer whenever its parameters share one step count.
+    t counting each parameter's steps from 1; amsgrad: the running maximum of v
+    (state 'max_exp_avg_sq') replaces v in the denominator. One ``adam_update`` kernel
+    call per flat (group, dtype) buffer whenever its parameters share one step count.
     """
 
-    hyperparameters = ("lr", "betas", "eps", "weight_decay")
-    torch_flags = dict(Optimizer.torch_flags, amsgrad=(False,), decoupled_weight_decay=(False,))
+    hyperparameters = ("lr", "betas", "eps", "weight_decay", "amsgrad")
+    torch_flags = dict(Optimizer.torch_flags, decoupled_weight_decay=(False,))
+    _optional_state = ("max_exp_avg_sq",)
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  amsgrad=False, **torch_flags):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
-                                  "weight_decay": weight_decay},
-                         dict(torch_flags, amsgrad=amsgrad))
+                                  "weight_decay": weight_decay, "amsgrad": amsgrad},
+                         torch_flags)
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
@@ -30,9 +32,12 @@ class Adam(Optimizer):
         self._unit("betas[1]", betas[1])
         self._at_least("eps", group["eps"], 0.0, low_ok=False)
         self._at_least("weight_decay", group["weight_decay"], 0.0)
+        if not isinstance(group["amsgrad"], bool):
+            raise TypeError(f"{self._name}: expected amsgrad to be a bool, "
+                            f"got {group['amsgrad']!r}")
 
     def _state_names(self, group):
-        return ("exp_avg", "exp_avg_sq")
+        return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
 
     def _decay(self, kernels, data, group):
         """Decoupled weight decay before the update (AdamW); Adam's decay is in g."""
@@ -50,28 +55,32 @@ class Adam(Optimizer):
         if bucket.size:
             step = (steps[0] if steps else 0) + 1
             self._decay(kernels, bucket.data, group)
+            vmax = bucket.buffer("max_exp_avg_sq") if group["amsgrad"] else None
             kernels.adam_update(bucket.data, bucket.grad, bucket.buffer("exp_avg"),
-                                bucket.buffer("exp_avg_sq"), step, *self._args(group))
+                                bucket.buffer("exp_avg_sq"), step, *self._args(group), vmax)
         bucket.steps = [s + 1 for s in steps]
 
     def _update_one(self, kernels, bucket, i, group):
         self._decay(kernels, bucket.data_views[i], group)
+        vmax = (bucket.view(bucket.buffer("max_exp_avg_sq"), i) if group["amsgrad"]
+                else None)
         kernels.adam_update(bucket.data_views[i], bucket.grad_views[i],
                             bucket.view(bucket.buffer("exp_avg"), i),
                             bucket.view(bucket.buffer("exp_avg_sq"), i),
-                            bucket.steps[i] + 1, *self._args(group))
+                            bucket.steps[i] + 1, *self._args(group), vmax)
         bucket.steps[i] += 1
 
 
 class AdamW(Adam):
-    """AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2).
+    """AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
+    amsgrad=False).
 
     PyTorch's decoupled weight decay: p -= lr * weight_decay * p, then Adam's update
     with g = grad (no L2 term). The decay is the ``sgd_update`` kernel with the
     parameters as their own gradient (one more pass over them, on any backend).
     """
 
-    torch_flags = dict(Adam.torch_flags, decoupled_weight_decay=(True,))
+    torch_flags = dict(Optimizer.torch_flags, decoupled_weight_decay=(True,))
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
                  amsgrad=False, **torch_flags):

@@ -24,14 +24,18 @@ def _sgd(param, grad, velocity, has_velocity, lr, momentum, weight_decay, nester
 
 
 @cuda.jit
-def _adam(param, grad, exp_avg, exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-          step_size, bias2_sqrt):
+def _adam(param, grad, exp_avg, exp_avg_sq, vmax, amsgrad, lr, beta1, beta2, eps,
+          weight_decay, step_size, bias2_sqrt):
+    """vmax: the running maximum of exp_avg_sq when amsgrad (else an unread stand-in)."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i]
         m = beta1 * exp_avg[i] + (1 - beta1) * g
         v = beta2 * exp_avg_sq[i] + (1 - beta2) * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
+        if amsgrad:
+            v = vmax[i] if vmax[i] > v else v  # NaN in v propagates
+            vmax[i] = v
         param[i] -= step_size * m / (math.sqrt(v) / bias2_sqrt + eps)
 
 
@@ -69,16 +73,20 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
-                eps=1e-8, weight_decay=0.0):
-    """One Adam step in place. param, grad, exp_avg, exp_avg_sq: same shape; step: the
-    1-based step count. Returns None."""
-    call = Call(param, grad, exp_avg, exp_avg_sq)
+                eps=1e-8, weight_decay=0.0, max_exp_avg_sq=None):
+    """One Adam step in place (AMSGrad when max_exp_avg_sq is given). param, grad,
+    exp_avg, exp_avg_sq, max_exp_avg_sq: same shape; step: the 1-based step count.
+    Returns None."""
+    call = Call(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq)
     dp, dg = call.inout(param), call.arg(grad)
     dm, dv = call.inout(exp_avg), call.inout(exp_avg_sq)
+    amsgrad = max_exp_avg_sq is not None
+    dmax = call.inout(max_exp_avg_sq) if amsgrad else dv
     if dp.size:
         dt = param.dtype.type
         _adam[config.blocks(dp.size), config.THREADS](
-            flat(dp), flat(dg), flat(dm), flat(dv), dt(lr), dt(beta1), dt(beta2), dt(eps),
+            flat(dp), flat(dg), flat(dm), flat(dv), flat(dmax), amsgrad, dt(lr), dt(beta1),
+            dt(beta2), dt(eps),
             dt(weight_decay), dt(lr / (1 - beta1 ** step)),
             dt(math.sqrt(1 - beta2 ** step)))
     call.sync()

@@ -329,12 +329,14 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
-                eps=1e-8, weight_decay=0.0):
-    """One Adam step in place (PyTorch's rule). param, grad, exp_avg, exp_avg_sq: same
-    shape; step: 1-based. Returns None."""
+                eps=1e-8, weight_decay=0.0, max_exp_avg_sq=None):
+    """One Adam step in place (PyTorch's rule; AMSGrad when max_exp_avg_sq is given).
+    param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq: same shape; step: 1-based.
+    Returns None."""
     _optim.adam_update(_flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
                        int(step), float(lr), float(beta1), float(beta2), float(eps),
-                       float(weight_decay))
+                       float(weight_decay),
+                       None if max_exp_avg_sq is None else _flat(max_exp_avg_sq))
 
 
 def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,

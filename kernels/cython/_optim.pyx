@@ -44,6 +44,23 @@ cdef inline void _adam_block(floating* p, const floating* g, floating* m, floati
         p[i] = p[i] - step_size * m[i] / (f_sqrt(v[i]) * inv_root + eps)
 
 
+cdef inline void _amsgrad_block(floating* p, const floating* g, floating* m, floating* v,
+                                floating* vmax, Py_ssize_t n, floating step_size, floating b1,
+                                floating b2, floating sqrt_bc2, floating eps,
+                                floating wd) noexcept nogil:
+    """_adam_block with the running maximum of v (AMSGrad) in the denominator."""
+    cdef Py_ssize_t i
+    cdef floating d, w, one = 1
+    cdef floating inv_root = one / sqrt_bc2
+    for i in range(n):
+        d = g[i] + wd * p[i]
+        m[i] = b1 * m[i] + (one - b1) * d
+        v[i] = b2 * v[i] + (one - b2) * d * d
+        w = vmax[i] if vmax[i] > v[i] else v[i]
+        vmax[i] = w
+        p[i] = p[i] - step_size * m[i] / (f_sqrt(w) * inv_root + eps)
+
+
 def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
                double lr, double momentum, double weight_decay, bint nesterov):
     """param, grad: (n,) flat views; velocity: (n,) or None when momentum == 0."""
@@ -71,28 +88,46 @@ def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velo
 
 def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
                 floating[::1] exp_avg_sq, long step, double lr, double beta1, double beta2,
-                double eps, double weight_decay):
-    """param, grad, exp_avg, exp_avg_sq: (n,) flat views; step: 1-based."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start
+                double eps, double weight_decay, floating[::1] max_exp_avg_sq=None):
+    """param, grad, exp_avg, exp_avg_sq: (n,) flat views; step: 1-based;
+    max_exp_avg_sq: (n,) for AMSGrad, or None."""
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, width
     cdef double bc1 = 1.0 - beta1 ** step, bc2 = 1.0 - beta2 ** step
     cdef floating step_size = <floating>(lr / bc1)
     cdef floating sqrt_bc2 = <floating>(bc2 ** 0.5)
+    cdef floating* vmax = NULL
     if n == 0:
         return
+    if max_exp_avg_sq is not None:
+        vmax = &max_exp_avg_sq[0]
     nblocks = (n + BLOCK - 1) // BLOCK
     if threads_for(n) == 1:     # no OpenMP region for one thread (~0.6-1 us a call)
         with nogil:
             for b in range(nblocks):
                 start = b * BLOCK
-                _adam_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
-                            min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
-                            <floating>beta2, sqrt_bc2, <floating>eps, <floating>weight_decay)
+                width = min(<Py_ssize_t>BLOCK, n - start)
+                if vmax != NULL:
+                    _amsgrad_block(&param[start], &grad[start], &exp_avg[start],
+                                   &exp_avg_sq[start], vmax + start, width, step_size,
+                                   <floating>beta1, <floating>beta2, sqrt_bc2, <floating>eps,
+                                   <floating>weight_decay)
+                else:
+                    _adam_block(&param[start], &grad[start], &exp_avg[start],
+                                &exp_avg_sq[start], width, step_size, <floating>beta1,
+                                <floating>beta2, sqrt_bc2, <floating>eps,
+                                <floating>weight_decay)
         return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
         start = b * BLOCK
-        _adam_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
-                    min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
-                    <floating>beta2, sqrt_bc2, <floating>eps, <floating>weight_decay)
+        width = min(<Py_ssize_t>BLOCK, n - start)
+        if vmax != NULL:
+            _amsgrad_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
+                           vmax + start, width, step_size, <floating>beta1, <floating>beta2,
+                           sqrt_bc2, <floating>eps, <floating>weight_decay)
+        else:
+            _adam_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
+                        width, step_size, <floating>beta1, <floating>beta2, sqrt_bc2,
+                        <floating>eps, <floating>weight_decay)
 
 
 cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, floating* ga,

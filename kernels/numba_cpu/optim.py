@@ -37,6 +37,33 @@ def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov):
 
 
 @kernel
+def _amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size,
+             bias_correction2_sqrt, beta1, beta2, eps, weight_decay):
+    # INOUT param, exp_avg, exp_avg_sq, max_exp_avg_sq (n,); IN grad (n,). Adam's loop
+    # with the running maximum of v in the denominator (its own kernel: an optional
+    # array in one loop defeats vectorization, see _rmsprop).
+    dt = param.dtype.type
+    b1 = dt(beta1)
+    b2 = dt(beta2)
+    c1 = dt(1.0 - beta1)
+    c2 = dt(1.0 - beta2)
+    wd = dt(weight_decay)
+    eps_ = dt(eps)
+    size = dt(step_size)
+    root = dt(bias_correction2_sqrt)
+    decay = weight_decay != 0.0
+    for i in prange(param.shape[0]):
+        g = grad[i] + wd * param[i] if decay else grad[i]
+        m = exp_avg[i] * b1 + c1 * g
+        v = exp_avg_sq[i] * b2 + c2 * g * g
+        vmax = max(max_exp_avg_sq[i], v)
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        max_exp_avg_sq[i] = vmax
+        param[i] -= size * m / (math.sqrt(vmax) / root + eps_)
+
+
+@kernel
 def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2,
           eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,)
@@ -123,16 +150,21 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
-                eps=1e-8, weight_decay=0.0):
-    """One Adam step in place, PyTorch's rule (L2 weight decay added to the gradient).
+                eps=1e-8, weight_decay=0.0, max_exp_avg_sq=None):
+    """One Adam step in place, PyTorch's rule (L2 weight decay added to the gradient;
+    AMSGrad when max_exp_avg_sq is given).
 
-    param, grad, exp_avg, exp_avg_sq: same shape; step: the 1-based step count.
-    Returns None.
+    param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq: same shape; step: the 1-based
+    step count. Returns None.
     """
     step_size = lr / (1 - beta1 ** step)
-    _adam(param.size, flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq), step_size,
-          math.sqrt(1 - beta2 ** step), float(beta1), float(beta2), float(eps),
-          float(weight_decay))
+    args = (step_size, math.sqrt(1 - beta2 ** step), float(beta1), float(beta2), float(eps),
+            float(weight_decay))
+    if max_exp_avg_sq is not None:
+        _amsgrad(param.size, flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq),
+                 flat(max_exp_avg_sq), *args)
+        return
+    _adam(param.size, flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq), *args)
 
 
 def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,

@@ -39,8 +39,9 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
-                eps=1e-8, weight_decay=0.0):
-    """PyTorch's Adam. param, grad, exp_avg, exp_avg_sq: same shape, updated in place."""
+                eps=1e-8, weight_decay=0.0, max_exp_avg_sq=None):
+    """PyTorch's Adam (AMSGrad when max_exp_avg_sq is given). param, grad, exp_avg,
+    exp_avg_sq, max_exp_avg_sq: same shape, updated in place."""
     dt = param.dtype.type
     g = grad + dt(weight_decay) * param if weight_decay else grad
     exp_avg *= dt(beta1)
@@ -48,5 +49,9 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     exp_avg_sq *= dt(beta2)
     exp_avg_sq += dt(1 - beta2) * g * g
     step_size = lr / (1 - beta1 ** step)
-    denom = np.sqrt(exp_avg_sq) / dt(math.sqrt(1 - beta2 ** step)) + dt(eps)
+    second = exp_avg_sq
+    if max_exp_avg_sq is not None:
+        np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        second = max_exp_avg_sq
+    denom = np.sqrt(second) / dt(math.sqrt(1 - beta2 ** step)) + dt(eps)
     param -= dt(step_size) * exp_avg / denom
