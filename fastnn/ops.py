@@ -488,7 +488,8 @@ def _check_param_arrays(where, param, **others):
             check_out(where, name, arr, param.shape, param.dtype)
 
 
-def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
+               dampening=0.0):
     where = "sgd_update"
     _check_param_arrays(where, param, grad=grad, velocity=velocity)
     check_number(where, "lr", lr, 0.0)
@@ -498,8 +499,12 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
         raise ValueError(f"{where}: momentum {momentum} needs a velocity buffer")
     if nesterov and not momentum:
         raise ValueError(f"{where}: nesterov needs momentum > 0")
+    check_number(where, "dampening", dampening, 0.0, 1.0, high_open=False)
+    if nesterov and dampening:
+        raise ValueError(f"{where}: nesterov needs dampening 0")
     check_no_overlap(where, [("param", param), ("velocity", velocity)], [("grad", grad)])
-    return _run("sgd_update", param, grad, velocity, lr, momentum, weight_decay, bool(nesterov))
+    return _run("sgd_update", param, grad, velocity, lr, momentum, weight_decay, bool(nesterov),
+                dampening)
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,

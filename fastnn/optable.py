@@ -317,12 +317,16 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
 
 # --------------------------------------------------------------------- optimizers
 @_op("optim")
-def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-    """One SGD step in place, PyTorch's rule (dampening 0).
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
+               dampening=0.0):
+    """One SGD step in place, PyTorch's rule.
 
     param, grad, velocity: same shape (velocity may be None when momentum == 0; it
-    starts at zeros). g = grad + weight_decay * param; velocity = momentum * velocity + g;
-    param -= lr * (g + momentum * velocity if nesterov else velocity). Returns None.
+    starts at zeros). g = grad + weight_decay * param;
+    velocity = momentum * velocity + (1 - dampening) * g;
+    param -= lr * (g + momentum * velocity if nesterov else velocity). PyTorch's first
+    step sets velocity = g undamped: pass dampening 0 on a parameter's first step.
+    Returns None.
     """
 
 

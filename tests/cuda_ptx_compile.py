@@ -100,7 +100,7 @@ def kernels(t):
         ("avg pool backward", conv._avg_pool_backward, (a4, *geometry, b, a4)),
         ("dropout", dropout._dropout, (a1, f64, t, u64, u64, a1, a1)),
         ("dropout backward", dropout._multiply, (a1, a1, a1)),
-        ("sgd", optim._sgd, (a1, a1, a1, b, t, t, t, b)),
+        ("sgd", optim._sgd, (a1, a1, a1, b, t, t, t, b, t)),
         ("adam", optim._adam, (a1, a1, a1, a1, a1, b, t, t, t, t, t, t, t)),
         ("rmsprop", optim._rmsprop, (a1, a1, a1, a1, b, a1, b, t, t, t, t, t)),
     ]

@@ -430,6 +430,19 @@ def test_sgd_update_matches_torch(backend, dtype, rng, momentum, weight_decay, n
         pt.grad = t(grad)
         opt.step()
     assert_close(p, pt.detach().numpy(), dtype)
+    if not momentum or nesterov:
+        return
+    # dampening: PyTorch's first step is undamped (v = g), so the caller passes 0 there
+    opt = torch.optim.SGD([pt], lr=0.1, momentum=momentum, dampening=0.4,
+                          weight_decay=weight_decay)
+    velocity[...] = 0
+    for step in range(4):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        ops.sgd_update(p, grad, velocity, 0.1, momentum, weight_decay, False,
+                       0.0 if step == 0 else 0.4)
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
 
 
 @pytest.mark.parametrize("weight_decay, amsgrad", [(0.0, False), (0.01, False), (0.01, True)])

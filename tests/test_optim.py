@@ -23,6 +23,7 @@ SGD_CASES = {
     "weight_decay": dict(lr=0.1, weight_decay=0.05),
     "momentum_wd": dict(lr=0.05, momentum=0.8, weight_decay=0.01),
     "nesterov": dict(lr=0.05, momentum=0.9, weight_decay=0.01, nesterov=True),
+    "dampening": dict(lr=0.05, momentum=0.9, dampening=0.3, weight_decay=0.01),
 }
 ADAM_CASES = {
     "default": dict(),
@@ -157,6 +158,7 @@ def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwarg
 
 
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
+                                         ("SGD", dict(lr=0.1, momentum=0.9, dampening=0.5)),
                                          ("Adam", dict(lr=0.05, weight_decay=0.01)),
                                          ("AdamW", dict(lr=0.05, weight_decay=0.1)),
                                          ("Adam", dict(lr=0.05, amsgrad=True)),

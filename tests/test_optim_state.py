@@ -216,6 +216,7 @@ def test_bad_state_dict_raises_and_changes_nothing(backend, case):
 
 @pytest.mark.parametrize("name,kwargs", [
     ("SGD", dict(lr=0.05, momentum=0.9, weight_decay=1e-3)),
+    ("SGD", dict(lr=0.05, momentum=0.9, dampening=0.2)),
     ("Adam", dict(lr=0.01, weight_decay=1e-3)),
     ("Adam", dict(lr=0.01, amsgrad=True)),
     ("AdamW", dict(lr=0.01)),
@@ -251,8 +252,10 @@ def test_torch_flags_at_other_values_are_clear_errors():
     params = [Parameter(np.zeros(3))]
     optim.SGD(params, lr=0.1, dampening=0, maximize=False, foreach=None)
     optim.Adam(params, amsgrad=True, fused=None, capturable=False)
-    with pytest.raises(ValueError, match=r"SGD: dampening=0.5 is not supported \(only 0\)"):
-        optim.SGD(params, lr=0.1, dampening=0.5)
+    with pytest.raises(ValueError, match=r"SGD: invalid dampening: 1.5"):
+        optim.SGD(params, lr=0.1, momentum=0.9, dampening=1.5)
+    with pytest.raises(ValueError, match=r"zero dampening"):
+        optim.SGD(params, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)
     with pytest.raises(ValueError, match="Adam: maximize=True is not supported"):
         optim.Adam(params, maximize=True)
     with pytest.raises(ValueError, match="AdamW: decoupled_weight_decay=False"):

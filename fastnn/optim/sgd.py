@@ -1,56 +1,67 @@
-"""Stochastic gradient descent with momentum, weight decay and Nesterov, PyTorch's rule."""
+"""Stochastic gradient descent with momentum, dampening, weight decay and Nesterov,
+PyTorch's rule."""
 import numpy as np
 
 from .optimizer import Optimizer
 
 
 class SGD(Optimizer):
-    """SGD(params, lr, momentum=0.0, weight_decay=0.0, nesterov=False).
+    """SGD(params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0).
 
-    PyTorch's update (dampening 0): g = grad + weight_decay * p;
-    v = momentum * v + g (v starts at g); p -= lr * (g + momentum * v if nesterov else v).
-    One ``sgd_update`` kernel call per flat (group, dtype) buffer. PyTorch's keywords
-    dampening (0 only), maximize, foreach, ... are taken at the values implemented
+    PyTorch's update: g = grad + weight_decay * p; v = momentum * v + (1 - dampening) g,
+    v = g (undamped) on a parameter's first step; p -= lr * (g + momentum * v if nesterov
+    else v). One ``sgd_update`` kernel call per flat (group, dtype) buffer. (PyTorch's
+    positional order puts dampening before weight_decay: pass it by name.) PyTorch's
+    keywords maximize, foreach, ... are taken at the values implemented
     (``Optimizer.torch_flags``).
     """
 
-    hyperparameters = ("lr", "momentum", "weight_decay", "nesterov")
+    hyperparameters = ("lr", "momentum", "weight_decay", "nesterov", "dampening")
     _optional_state = ("momentum_buffer",)
 
-    torch_flags = dict(Optimizer.torch_flags, dampening=(0,))
-
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
-                 **torch_flags):
+                 dampening=0.0, **torch_flags):
         super().__init__(params, {"lr": lr, "momentum": momentum,
-                                  "weight_decay": weight_decay, "nesterov": nesterov},
-                         torch_flags)
+                                  "weight_decay": weight_decay, "nesterov": nesterov,
+                                  "dampening": dampening}, torch_flags)
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
         self._unit("momentum", group["momentum"])
         self._at_least("weight_decay", group["weight_decay"], 0.0)
+        dampening = self._real("dampening", group["dampening"])
+        if not 0.0 <= dampening <= 1.0:
+            raise ValueError(f"SGD: invalid dampening: {group['dampening']!r} "
+                             f"(expected 0 <= dampening <= 1)")
         nesterov = group["nesterov"]
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"SGD: expected nesterov to be a bool, got {nesterov!r}")
-        if nesterov and group["momentum"] == 0:
+        if nesterov and (group["momentum"] == 0 or dampening != 0):
             raise ValueError(f"SGD: invalid nesterov: {nesterov!r} "
-                             f"(Nesterov momentum requires momentum > 0)")
+                             f"(Nesterov momentum requires momentum > 0 and zero dampening)")
 
     def _state_names(self, group):
         return ("momentum_buffer",) if group["momentum"] else ()
 
+    def _args(self, group, first):
+        """The kernel's hyper-parameters; no dampening on a first step (v = g)."""
+        return (float(group["lr"]), float(group["momentum"]), float(group["weight_decay"]),
+                bool(group["nesterov"]), 0.0 if first else float(group["dampening"]))
+
     def _update(self, kernels, bucket, group):
+        steps = bucket.steps
+        if group["dampening"] and steps and min(steps) == 0 < max(steps):
+            self._update_each(kernels, bucket, group)  # first steps and later ones mixed
+            return
         if bucket.size:
             velocity = bucket.buffer("momentum_buffer") if group["momentum"] else None
-            kernels.sgd_update(bucket.data, bucket.grad, velocity, float(group["lr"]),
-                               float(group["momentum"]), float(group["weight_decay"]),
-                               bool(group["nesterov"]))
-        bucket.steps = [s + 1 for s in bucket.steps]
+            kernels.sgd_update(bucket.data, bucket.grad, velocity,
+                               *self._args(group, not steps or steps[0] == 0))
+        bucket.steps = [s + 1 for s in steps]
 
     def _update_one(self, kernels, bucket, i, group):
         velocity = (bucket.view(bucket.buffer("momentum_buffer"), i)
                     if group["momentum"] else None)
         kernels.sgd_update(bucket.data_views[i], bucket.grad_views[i], velocity,
-                           float(group["lr"]), float(group["momentum"]),
-                           float(group["weight_decay"]), bool(group["nesterov"]))
+                           *self._args(group, bucket.steps[i] == 0))
         bucket.steps[i] += 1

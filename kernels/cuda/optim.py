@@ -13,11 +13,12 @@ from ._common import Call, flat
 
 
 @cuda.jit
-def _sgd(param, grad, velocity, has_velocity, lr, momentum, weight_decay, nesterov):
+def _sgd(param, grad, velocity, has_velocity, lr, momentum, weight_decay, nesterov, keep):
+    """keep: 1 - dampening."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i]
         if has_velocity:
-            v = momentum * velocity[i] + g
+            v = momentum * velocity[i] + keep * g
             velocity[i] = v
             g = g + momentum * v if nesterov else v
         param[i] -= lr * g
@@ -57,7 +58,8 @@ def _rmsprop(param, grad, square_avg, grad_avg, centered, buf, has_buf, lr, alph
         param[i] -= lr * step
 
 
-def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
+               dampening=0.0):
     """One SGD step in place. param, grad, velocity: same shape (velocity may be None
     when momentum == 0). Returns None."""
     call = Call(param, grad, velocity)
@@ -68,7 +70,7 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
         dt = param.dtype.type
         _sgd[config.blocks(dp.size), config.THREADS](
             flat(dp), flat(dg), flat(dv) if use_velocity else flat(dp), use_velocity,
-            dt(lr), dt(momentum), dt(weight_decay), bool(nesterov))
+            dt(lr), dt(momentum), dt(weight_decay), bool(nesterov), dt(1.0 - dampening))
     call.sync()
 
 

@@ -320,12 +320,13 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
 
 
 # --------------------------------------------------------------------- optimizers
-def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-    """One SGD step in place (PyTorch's rule, dampening 0). param, grad, velocity:
-    same shape (velocity may be None when momentum == 0). Returns None."""
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
+               dampening=0.0):
+    """One SGD step in place (PyTorch's rule). param, grad, velocity: same shape
+    (velocity may be None when momentum == 0). Returns None."""
     _optim.sgd_update(_flat(param), _flat(grad),
                       None if velocity is None else _flat(velocity), float(lr),
-                      float(momentum), float(weight_decay), bool(nesterov))
+                      float(momentum), float(weight_decay), bool(nesterov), float(dampening))
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,

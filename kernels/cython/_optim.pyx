@@ -10,8 +10,9 @@ DEF BLOCK = 16384
 
 
 cdef inline void _sgd_block(floating* p, const floating* g, floating* v, Py_ssize_t n,
-                            floating lr, floating mom, floating wd, bint nesterov) noexcept nogil:
-    """p, g: (n,); v: (n,) or NULL when mom == 0."""
+                            floating lr, floating mom, floating wd, bint nesterov,
+                            floating keep) noexcept nogil:
+    """p, g: (n,); v: (n,) or NULL when mom == 0; keep: 1 - dampening."""
     cdef Py_ssize_t i
     cdef floating d
     if v == NULL:
@@ -22,6 +23,10 @@ cdef inline void _sgd_block(floating* p, const floating* g, floating* v, Py_ssiz
             d = g[i] + wd * p[i]
             v[i] = mom * v[i] + d
             p[i] = p[i] - lr * (d + mom * v[i])
+    elif keep != 1:
+        for i in range(n):
+            v[i] = mom * v[i] + keep * (g[i] + wd * p[i])
+            p[i] = p[i] - lr * v[i]
     else:
         for i in range(n):
             v[i] = mom * v[i] + (g[i] + wd * p[i])
@@ -62,7 +67,8 @@ cdef inline void _amsgrad_block(floating* p, const floating* g, floating* m, flo
 
 
 def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
-               double lr, double momentum, double weight_decay, bint nesterov):
+               double lr, double momentum, double weight_decay, bint nesterov,
+               double dampening=0.0):
     """param, grad: (n,) flat views; velocity: (n,) or None when momentum == 0."""
     cdef Py_ssize_t n = param.shape[0], nblocks, b, start
     cdef floating* v = NULL
@@ -77,13 +83,14 @@ def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velo
                 start = b * BLOCK
                 _sgd_block(&param[start], &grad[start], v + start if v != NULL else NULL,
                            min(<Py_ssize_t>BLOCK, n - start), <floating>lr,
-                           <floating>momentum, <floating>weight_decay, nesterov)
+                           <floating>momentum, <floating>weight_decay, nesterov,
+                           <floating>(1.0 - dampening))
         return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
         start = b * BLOCK
         _sgd_block(&param[start], &grad[start], v + start if v != NULL else NULL,
                    min(<Py_ssize_t>BLOCK, n - start), <floating>lr, <floating>momentum,
-                   <floating>weight_decay, nesterov)
+                   <floating>weight_decay, nesterov, <floating>(1.0 - dampening))
 
 
 def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,

@@ -17,18 +17,20 @@ _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
 
 
 @kernel
-def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov):
+def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov, dampening):
     # INOUT param (n,), velocity (n,) (unused when momentum == 0); IN grad (n,)
     dt = param.dtype.type
     lr_ = dt(lr)
     mu = dt(momentum)
     wd = dt(weight_decay)
+    keep = dt(1.0 - dampening)
+    damped = dampening != 0.0
     decay = weight_decay != 0.0
     use_momentum = momentum != 0.0
     for i in prange(param.shape[0]):
         g = grad[i] + wd * param[i] if decay else grad[i]
         if use_momentum:
-            v = velocity[i] * mu + g
+            v = velocity[i] * mu + (keep * g if damped else g)
             velocity[i] = v
             step = g + mu * v if nesterov else v
         else:
@@ -137,16 +139,17 @@ def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_deca
             param[i] -= lr_ * g / (math.sqrt(s) + eps_)
 
 
-def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-    """One SGD step in place, PyTorch's rule (dampening 0).
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
+               dampening=0.0):
+    """One SGD step in place, PyTorch's rule.
 
     param, grad, velocity: same shape (velocity may be None when momentum == 0).
-    g = grad + weight_decay * param; velocity = momentum * velocity + g;
+    g = grad + weight_decay * param; velocity = momentum * velocity + (1 - dampening) g;
     param -= lr * (g + momentum * velocity if nesterov else velocity). Returns None.
     """
     v = flat(velocity) if velocity is not None else _EMPTY[param.dtype]
     _sgd(param.size, flat(param), flat(grad), v, float(lr), float(momentum),
-         float(weight_decay), bool(nesterov))
+         float(weight_decay), bool(nesterov), float(dampening))
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,

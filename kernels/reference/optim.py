@@ -4,12 +4,13 @@ import math
 import numpy as np
 
 
-def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
-    """PyTorch's SGD (dampening 0). param, grad, velocity: same shape, updated in place."""
+def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
+               dampening=0.0):
+    """PyTorch's SGD. param, grad, velocity: same shape, updated in place."""
     g = grad + param.dtype.type(weight_decay) * param if weight_decay else grad
     if momentum:
         velocity *= param.dtype.type(momentum)
-        velocity += g
+        velocity += param.dtype.type(1 - dampening) * g if dampening else g
         step = g + param.dtype.type(momentum) * velocity if nesterov else velocity
     else:
         step = g
