@@ -81,21 +81,21 @@ cdef inline void _sine_block(const floating* x, floating* y, Py_ssize_t n,
     """y[i] = sin(a x[i]) for one block; in place allowed. The branch-free sin in a
     loop gcc vectorizes, and libm for the whole block when an argument is beyond its
     range (rare: |a x| > 2^20 in float), so every element gets the same value
-    whichever block it is in."""
+    whichever block it is in. When y overwrites x the range is tested first; the loop
+    that writes is then the same one either way, so in-place and out-of-place calls give
+    the same bits (two different loops had been compiled differently under
+    -fassociative-math: 1-ulp differences in half the elements)."""
     cdef Py_ssize_t i
+    cdef floating v
     cdef bint beyond = not FNN_HAVE_FMA           # without FMA: libm only
-    if beyond:
-        pass
-    elif _overlap(x, y, n * sizeof(floating)):   # x is overwritten: test first
-        for i in range(n):
+    if not beyond and _overlap(x, y, n * sizeof(floating)):
+        for i in range(n):                         # x is overwritten: test first
             beyond |= trig_beyond(a * x[i])
-        if not beyond:
-            for i in range(n):
-                y[i] = f_sin_fast(a * x[i])
-    else:                                          # one pass, the usual case
+    if not beyond:
         for i in range(n):
-            y[i] = f_sin_fast(a * x[i])
-            beyond |= trig_beyond(a * x[i])
+            v = a * x[i]                           # read once: y may be x
+            y[i] = f_sin_fast(v)
+            beyond |= trig_beyond(v)
     if beyond:
         for i in range(n):
             y[i] = f_sin(a * x[i])
@@ -105,20 +105,17 @@ cdef inline void _sine_backward_block(const floating* g, const floating* s, floa
                                       Py_ssize_t n, floating a) noexcept nogil:
     """out[i] = g[i] a cos(a s[i]) for one block, as _sine_block."""
     cdef Py_ssize_t i
+    cdef floating v
     cdef bint beyond = not FNN_HAVE_FMA           # without FMA: libm only
     cdef Py_ssize_t nbytes = n * sizeof(floating)
-    if beyond:
-        pass
-    elif _overlap(g, out, nbytes) or _overlap(s, out, nbytes):
+    if not beyond and (_overlap(g, out, nbytes) or _overlap(s, out, nbytes)):
         for i in range(n):
             beyond |= trig_beyond(a * s[i])
-        if not beyond:
-            for i in range(n):
-                out[i] = g[i] * a * f_cos_fast(a * s[i])
-    else:
+    if not beyond:
         for i in range(n):
-            out[i] = g[i] * a * f_cos_fast(a * s[i])
-            beyond |= trig_beyond(a * s[i])
+            v = a * s[i]                           # read once: out may be s
+            out[i] = g[i] * a * f_cos_fast(v)
+            beyond |= trig_beyond(v)
     if beyond:
         for i in range(n):
             out[i] = g[i] * a * f_cos(a * s[i])
