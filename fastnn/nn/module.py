@@ -156,30 +156,25 @@ class Module:
 
     def register_parameter(self, name, param):
         """Add a Parameter (or None) under name, as ``setattr`` does (PyTorch's API)."""
-        if param is not None and not isinstance(param, Parameter):
-            raise TypeError(f"{type(self).__name__}.register_parameter: expected a Parameter "
-                            f"or None, got {type(param).__name__}")
-        self._check_name("register_parameter", name)
-        if param is None:
-            self._parameters.pop(name, None)
-            object.__setattr__(self, name, None)
-        else:
-            setattr(self, name, param)
+        self._register("register_parameter", name, param, Parameter, self._parameters)
 
     def add_module(self, name, module):
         """Add a child module (or None) under name, as ``setattr`` does (PyTorch's API;
         a Sequential's ``append`` is the way to add a layer it runs)."""
-        if module is not None and not isinstance(module, Module):
-            raise TypeError(f"{type(self).__name__}.add_module: expected a Module or None, "
-                            f"got {type(module).__name__}")
-        self._check_name("add_module", name)
-        if module is None:
-            self._modules.pop(name, None)
-            object.__setattr__(self, name, None)
-        else:
-            setattr(self, name, module)
+        self._register("add_module", name, module, Module, self._modules)
 
     register_module = add_module
+
+    def _register(self, method, name, value, kind, table):
+        if value is not None and not isinstance(value, kind):
+            raise TypeError(f"{type(self).__name__}.{method}: expected a {kind.__name__} or "
+                            f"None, got {type(value).__name__}")
+        self._check_name(method, name)
+        if value is None:
+            table.pop(name, None)
+            object.__setattr__(self, name, None)
+        else:
+            setattr(self, name, value)
 
     def _check_name(self, method, name):
         if not isinstance(name, str) or not name or "." in name:

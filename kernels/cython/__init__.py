@@ -39,6 +39,7 @@ _ACT = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 # operation codes of _activations.unary / _activations.binary
 _U_RELU, _U_LEAKY, _U_SIGMOID, _U_TANH, _U_GELU, _U_SINE, _U_SILU, _U_ELU = range(8)
 _B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL, _B_SILU, _B_ELU = range(9)
+_R_SOFTMAX, _R_LOG_SOFTMAX = range(2)  # _activations.rows_forward / rows_backward
 
 
 def backend_info():
@@ -192,28 +193,28 @@ def elu_backward(grad_out, x, alpha=1.0, out=None):
 def softmax(x, out=None):
     """Row-wise softmax. x, out: (N, C)."""
     out = _like(x, out)
-    _activations.softmax(x, out)
+    _activations.rows_forward(_R_SOFTMAX, x, out)
     return out
 
 
 def softmax_backward(grad_out, y, out=None):
     """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y, out: (N, C)."""
     out = _like(grad_out, out)
-    _activations.softmax_backward(grad_out, y, out)
+    _activations.rows_backward(_R_SOFTMAX, grad_out, y, out)
     return out
 
 
 def log_softmax(x, out=None):
     """Row-wise log-softmax. x, out: (N, C)."""
     out = _like(x, out)
-    _activations.log_softmax(x, out)
+    _activations.rows_forward(_R_LOG_SOFTMAX, x, out)
     return out
 
 
 def log_softmax_backward(grad_out, y, out=None):
     """grad_in = grad_out - exp(y) * sum(grad_out, axis=1). grad_out, y, out: (N, C)."""
     out = _like(grad_out, out)
-    _activations.log_softmax_backward(grad_out, y, out)
+    _activations.rows_backward(_R_LOG_SOFTMAX, grad_out, y, out)
     return out
 
 

@@ -221,35 +221,6 @@ cdef inline void _softmax_backward_row(const floating* g, const floating* y, flo
         out[j] = y[j] * (g[j] - d)
 
 
-def softmax(const floating[:, ::1] x, floating[:, ::1] out):
-    """x, out: (N, C); out may be x."""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i
-    if n == 0 or c == 0:
-        return
-    if threads_for(n * c) == 1:                  # no OpenMP region for one thread
-        with nogil:
-            for i in range(n):
-                _softmax_row(&x[i, 0], &out[i, 0], c)
-        return
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
-        _softmax_row(&x[i, 0], &out[i, 0], c)
-
-
-def softmax_backward(const floating[:, ::1] grad_out, const floating[:, ::1] y,
-                     floating[:, ::1] out):
-    """grad_out, y, out: (N, C)."""
-    cdef Py_ssize_t n = y.shape[0], c = y.shape[1], i
-    if n == 0 or c == 0:
-        return
-    if threads_for(n * c) == 1:                  # no OpenMP region for one thread
-        with nogil:
-            for i in range(n):
-                _softmax_backward_row(&grad_out[i, 0], &y[i, 0], &out[i, 0], c)
-        return
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
-        _softmax_backward_row(&grad_out[i, 0], &y[i, 0], &out[i, 0], c)
-
-
 cdef inline void _log_softmax_row(const floating* x, floating* y, Py_ssize_t c) noexcept nogil:
     cdef Py_ssize_t j
     cdef floating m = row_max(x, c), shift
@@ -268,30 +239,52 @@ cdef inline void _log_softmax_backward_row(const floating* g, const floating* y,
         out[j] = g[j] - f_exp(y[j]) * total
 
 
-def log_softmax(const floating[:, ::1] x, floating[:, ::1] out):
-    """x, out: (N, C); out may be x."""
+# row-wise ops: codes of rows_forward / rows_backward
+cdef enum:
+    R_SOFTMAX = 0
+    R_LOG_SOFTMAX = 1
+
+
+cdef inline void _row_forward(int op, const floating* x, floating* y,
+                              Py_ssize_t c) noexcept nogil:
+    if op == R_SOFTMAX:
+        _softmax_row(x, y, c)
+    else:
+        _log_softmax_row(x, y, c)
+
+
+cdef inline void _row_backward(int op, const floating* g, const floating* y, floating* out,
+                               Py_ssize_t c) noexcept nogil:
+    if op == R_SOFTMAX:
+        _softmax_backward_row(g, y, out, c)
+    else:
+        _log_softmax_backward_row(g, y, out, c)
+
+
+def rows_forward(int op, const floating[:, ::1] x, floating[:, ::1] out):
+    """Softmax (op 0) or log-softmax (op 1) of each row. x, out: (N, C); out may be x."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i
     if n == 0 or c == 0:
         return
     if threads_for(n * c) == 1:                  # no OpenMP region for one thread
         with nogil:
             for i in range(n):
-                _log_softmax_row(&x[i, 0], &out[i, 0], c)
+                _row_forward(op, &x[i, 0], &out[i, 0], c)
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
-        _log_softmax_row(&x[i, 0], &out[i, 0], c)
+        _row_forward(op, &x[i, 0], &out[i, 0], c)
 
 
-def log_softmax_backward(const floating[:, ::1] grad_out, const floating[:, ::1] y,
-                         floating[:, ::1] out):
-    """grad_out, y, out: (N, C); out may be grad_out."""
+def rows_backward(int op, const floating[:, ::1] grad_out, const floating[:, ::1] y,
+                  floating[:, ::1] out):
+    """The backward of rows_forward's op; y its output. grad_out, y, out: (N, C)."""
     cdef Py_ssize_t n = y.shape[0], c = y.shape[1], i
     if n == 0 or c == 0:
         return
     if threads_for(n * c) == 1:                  # no OpenMP region for one thread
         with nogil:
             for i in range(n):
-                _log_softmax_backward_row(&grad_out[i, 0], &y[i, 0], &out[i, 0], c)
+                _row_backward(op, &grad_out[i, 0], &y[i, 0], &out[i, 0], c)
         return
     for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
-        _log_softmax_backward_row(&grad_out[i, 0], &y[i, 0], &out[i, 0], c)
+        _row_backward(op, &grad_out[i, 0], &y[i, 0], &out[i, 0], c)

@@ -93,12 +93,23 @@ def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velo
                    <floating>weight_decay, nesterov, <floating>(1.0 - dampening))
 
 
+cdef inline void _adam_any_block(floating* p, const floating* g, floating* m, floating* v,
+                                 floating* vmax, Py_ssize_t n, floating step_size,
+                                 floating b1, floating b2, floating sqrt_bc2, floating eps,
+                                 floating wd) noexcept nogil:
+    """_amsgrad_block when vmax is given, else _adam_block."""
+    if vmax != NULL:
+        _amsgrad_block(p, g, m, v, vmax, n, step_size, b1, b2, sqrt_bc2, eps, wd)
+    else:
+        _adam_block(p, g, m, v, n, step_size, b1, b2, sqrt_bc2, eps, wd)
+
+
 def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
                 floating[::1] exp_avg_sq, long step, double lr, double beta1, double beta2,
                 double eps, double weight_decay, floating[::1] max_exp_avg_sq=None):
     """param, grad, exp_avg, exp_avg_sq: (n,) flat views; step: 1-based;
     max_exp_avg_sq: (n,) for AMSGrad, or None."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, width
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start
     cdef double bc1 = 1.0 - beta1 ** step, bc2 = 1.0 - beta2 ** step
     cdef floating step_size = <floating>(lr / bc1)
     cdef floating sqrt_bc2 = <floating>(bc2 ** 0.5)
@@ -112,29 +123,18 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp
         with nogil:
             for b in range(nblocks):
                 start = b * BLOCK
-                width = min(<Py_ssize_t>BLOCK, n - start)
-                if vmax != NULL:
-                    _amsgrad_block(&param[start], &grad[start], &exp_avg[start],
-                                   &exp_avg_sq[start], vmax + start, width, step_size,
-                                   <floating>beta1, <floating>beta2, sqrt_bc2, <floating>eps,
-                                   <floating>weight_decay)
-                else:
-                    _adam_block(&param[start], &grad[start], &exp_avg[start],
-                                &exp_avg_sq[start], width, step_size, <floating>beta1,
+                _adam_any_block(&param[start], &grad[start], &exp_avg[start],
+                                &exp_avg_sq[start], vmax + start if vmax != NULL else NULL,
+                                min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
                                 <floating>beta2, sqrt_bc2, <floating>eps,
                                 <floating>weight_decay)
         return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
         start = b * BLOCK
-        width = min(<Py_ssize_t>BLOCK, n - start)
-        if vmax != NULL:
-            _amsgrad_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
-                           vmax + start, width, step_size, <floating>beta1, <floating>beta2,
-                           sqrt_bc2, <floating>eps, <floating>weight_decay)
-        else:
-            _adam_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
-                        width, step_size, <floating>beta1, <floating>beta2, sqrt_bc2,
-                        <floating>eps, <floating>weight_decay)
+        _adam_any_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
+                        vmax + start if vmax != NULL else NULL,
+                        min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
+                        <floating>beta2, sqrt_bc2, <floating>eps, <floating>weight_decay)
 
 
 cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, floating* ga,
