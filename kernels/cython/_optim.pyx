@@ -140,22 +140,44 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp
 cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, floating* ga,
                                 floating* buf, Py_ssize_t n, floating lr, floating alpha,
                                 floating eps, floating wd, floating mom) noexcept nogil:
-    """p, g, sq: (n,); ga: (n,) or NULL (not centered); buf: (n,) or NULL (no momentum)."""
+    """p, g, sq: (n,); ga: (n,) or NULL (not centered); buf: (n,) or NULL (no momentum).
+    One loop per variant: with the NULL tests inside one loop gcc kept it scalar (1.3-2x
+    numba's time at 16M values)."""
     cdef Py_ssize_t i
-    cdef floating d, s, m, step, one = 1
-    for i in range(n):
-        d = g[i] + wd * p[i]
-        s = alpha * sq[i] + (one - alpha) * d * d
-        sq[i] = s
-        if ga != NULL:
-            m = alpha * ga[i] + (one - alpha) * d
+    cdef floating d, s, m, b, one = 1
+    cdef floating c = one - alpha
+    if ga != NULL and buf != NULL:
+        for i in range(n):
+            d = g[i] + wd * p[i]
+            s = alpha * sq[i] + c * d * d
+            m = alpha * ga[i] + c * d
+            b = mom * buf[i] + d / (f_sqrt(s - m * m) + eps)
+            sq[i] = s
             ga[i] = m
-            s = s - m * m
-        step = d / (f_sqrt(s) + eps)
-        if buf != NULL:
-            step = mom * buf[i] + step
-            buf[i] = step
-        p[i] = p[i] - lr * step
+            buf[i] = b
+            p[i] = p[i] - lr * b
+    elif ga != NULL:
+        for i in range(n):
+            d = g[i] + wd * p[i]
+            s = alpha * sq[i] + c * d * d
+            m = alpha * ga[i] + c * d
+            sq[i] = s
+            ga[i] = m
+            p[i] = p[i] - lr * d / (f_sqrt(s - m * m) + eps)
+    elif buf != NULL:
+        for i in range(n):
+            d = g[i] + wd * p[i]
+            s = alpha * sq[i] + c * d * d
+            b = mom * buf[i] + d / (f_sqrt(s) + eps)
+            sq[i] = s
+            buf[i] = b
+            p[i] = p[i] - lr * b
+    else:
+        for i in range(n):
+            d = g[i] + wd * p[i]
+            s = alpha * sq[i] + c * d * d
+            sq[i] = s
+            p[i] = p[i] - lr * d / (f_sqrt(s) + eps)
 
 
 def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
