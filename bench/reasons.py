@@ -66,6 +66,12 @@ _POOL_ORDER = ("numba's max-pool forward loops output positions outermost and sc
                "and vectorizes along the output row with selects (_conv.pyx _max_pool_fwd); "
                "1 thread: course 10.0 vs 6.2 ms, large 4.3 vs 3.0 ms")
 
+_NEW_ACT = ("per-call cost: 4.6-5.8 us numba vs 6.0-7.2 us Cython calls on 12800 values "
+            "(Cython's entry: memoryviews and the fused-type dispatch); 16M values run "
+            "level on 2 threads (0.92-0.96x Cython/numba interleaved) and 1.25-1.39x on 1 "
+            "thread, where gcc's exp loop is the slower one (not isolated further; "
+            "2026-11-29 10:30 UTC)")
+
 REASONS = {
     # ---- course size (128x100 elementwise, 128x10 rows): per-call entry cost
     ("relu", "course"): _ENTRY_3,
@@ -95,6 +101,14 @@ REASONS = {
                                          "outweighs numba's; 16M values run level (0.94-0.95x "
                                          "Cython/numba interleaved, 1 and 2 threads, "
                                          "2026-11-29 07:50 UTC)"),
+    ("silu", "course"): _NEW_ACT,
+    ("silu_backward", "course"): _NEW_ACT,
+    ("elu", "course"): _NEW_ACT,
+    ("elu_backward", "course"): _NEW_ACT,
+    ("smooth_l1_loss", "course"): ("per-call cost: 1.7 vs 2.6 us calls (Cython's entry: three "
+                                   "memoryviews); 16M values run level (0.97x Cython/numba "
+                                   "interleaved, 2 threads; 1.18x on 1, 2026-11-29 10:30 "
+                                   "UTC)"),
     ("batchnorm_forward", "course"): _ENTRY_BN,
     ("batchnorm_backward", "course"): _ENTRY_BN,
     ("batchnorm_forward+batchnorm_backward", "course"): _ENTRY_BN,
@@ -159,6 +173,24 @@ REASONS = {
     ("linear_backward", "large"): _GEMM_LEVEL,
     ("sigmoid_backward", "large"): _LEVEL,
     ("softmax_backward", "large"): _LEVEL,
+    ("log_softmax", "large"): ("one row driver with softmax in both; interleaved "
+                               "Cython/numba 1.07x on 2 threads, 1.24x on 1 (2026-11-29 "
+                               "10:30 UTC): Cython writes exp(x - m) into the output and reads "
+                               "it back for the sum where numba sums in registers"),
+    ("log_softmax_backward", "large"): ("interleaved Cython/numba 1.21x on 2 threads, 1.31x "
+                                        "on 1 (2026-11-29 10:30 UTC); the same two passes a "
+                                        "row (sum of g, then g - exp(y) sum) in both, not "
+                                        "isolated further"),
+    ("conv2d_forward", "large"): ("level when timed interleaved: numba/Cython 0.90x on 1 "
+                                  "and 2 threads (2026-11-29 10:30 UTC); a single suite run's "
+                                  "gap is noise"),
+    ("sgd_update", "large"): ("level when timed interleaved: Cython/numba 1.04x (1 thread) "
+                              "and 1.11x (2 threads), 2026-11-29 10:30 UTC; a single suite "
+                              "run's gap is noise"),
+    ("rmsprop_update", "large"): ("one loop per variant in both since f120ced "
+                                  "(NULL tests inside one loop had kept gcc's scalar: 1.34x "
+                                  "and 1.99x); then 1.07x (2 threads) and 1.22x (1 thread) "
+                                  "Cython/numba interleaved, 2026-11-29 10:33 UTC"),
     ("bce_loss", "large"): _LEVEL,
     ("gelu_backward", "large"): ("level when timed interleaved (0.95x Cython/numba on 1 "
                                  "thread, 1.02x on 2); a single suite run's gap is noise"),
