@@ -32,6 +32,14 @@ class _Elementwise(Module):
         kernel = getattr(self._kernels(), self.kernel + "_backward")
         return kernel(grad_out, self._saved, *self._args(), out=out)
 
+    def _take_inplace(self, inplace):
+        """PyTorch's inplace flag, accepted for its code: outputs are fresh arrays either
+        way (the input is never overwritten)."""
+        self.inplace = check_bool(type(self).__name__, "inplace", inplace)
+
+    def _inplace_repr(self, sep=""):
+        return f"{sep}inplace=True" if self.inplace else ""
+
 
 class ReLU(_Elementwise):
     """y = max(x, 0). Input: any shape. inplace is accepted for PyTorch code: the output
@@ -42,10 +50,10 @@ class ReLU(_Elementwise):
 
     def __init__(self, inplace=False):
         super().__init__()
-        self.inplace = check_bool("ReLU", "inplace", inplace)
+        self._take_inplace(inplace)
 
     def extra_repr(self):
-        return "inplace=True" if self.inplace else ""
+        return self._inplace_repr()
 
 
 class LeakyReLU(_Elementwise):
@@ -58,7 +66,7 @@ class LeakyReLU(_Elementwise):
         super().__init__()
         check_number("LeakyReLU", "negative_slope", negative_slope)
         self.negative_slope = float(negative_slope)
-        self.inplace = check_bool("LeakyReLU", "inplace", inplace)  # outputs are fresh arrays
+        self._take_inplace(inplace)
 
     @property
     def fused_name(self):
@@ -69,7 +77,7 @@ class LeakyReLU(_Elementwise):
         return (self.negative_slope,)
 
     def extra_repr(self):
-        return f"negative_slope={self.negative_slope}" + (", inplace=True" if self.inplace else "")
+        return f"negative_slope={self.negative_slope}" + self._inplace_repr(", ")
 
 
 class Sigmoid(_Elementwise):
@@ -124,10 +132,10 @@ class SiLU(_Elementwise):
 
     def __init__(self, inplace=False):
         super().__init__()
-        self.inplace = check_bool("SiLU", "inplace", inplace)  # outputs are fresh arrays
+        self._take_inplace(inplace)
 
     def extra_repr(self):
-        return "inplace=True" if self.inplace else ""
+        return self._inplace_repr()
 
 
 class ELU(_Elementwise):
@@ -140,13 +148,13 @@ class ELU(_Elementwise):
         super().__init__()
         check_number("ELU", "alpha", alpha)
         self.alpha = float(alpha)
-        self.inplace = check_bool("ELU", "inplace", inplace)  # outputs are fresh arrays
+        self._take_inplace(inplace)
 
     def _args(self):
         return (self.alpha,)
 
     def extra_repr(self):
-        return f"alpha={self.alpha}" + (", inplace=True" if self.inplace else "")
+        return f"alpha={self.alpha}" + self._inplace_repr(", ")
 
 
 class Softmax(_Elementwise):
