@@ -185,6 +185,22 @@ class Cuda:
         Cuda._cuda().as_device(dst).copy_to_device(src)
 
 
+def scaled(a, factor, copy=False):
+    """a * factor in a's dtype: a itself scaled in place, or a new array when copy. A
+    device array goes through the host (a copy each way): for work off the GPU's hot
+    path (loss reductions other than 'mean', gradient clipping)."""
+    if is_device_array(a):
+        host = to_host(a) * a.dtype.type(factor)
+        if copy:
+            return Cuda.put(host)
+        Cuda.copy_into(a, host)
+        return a
+    if copy:
+        return a * a.dtype.type(factor)
+    a *= a.dtype.type(factor)
+    return a
+
+
 def namespace(device):
     """The array namespace of 'cpu' or 'cuda'."""
     return Cuda if device == "cuda" else Host

@@ -38,19 +38,23 @@ class Loss:
         pred, target = self._check(pred, target)
         kernels = _device.kernels(_device.device_of(pred))
         loss, grad = self._kernel(kernels)(pred, target)
-        if self.reduction == "mean":
-            self._grad = grad
-            return loss
         count = self._count(pred)
+        if self.reduction == "mean":
+            return self._mean(loss, grad, count)
         # the mean's gradient times the count: d(sum)/d(pred), also for 'none' (where
         # backward weights it by the gradient of each element's loss)
-        self._grad = _scaled(grad, count)
+        self._grad = _device.scaled(grad, count)
         if self.reduction == "sum":
             return loss * count
         return self._losses(_device.to_host(pred), _device.to_host(target))
 
     def __call__(self, pred, target):
         return self.forward(pred, target)
+
+    def _mean(self, loss, grad, count):
+        """The 'mean' loss from the kernel's mean over count elements; saves the gradient."""
+        self._grad = grad
+        return loss
 
     def backward(self, grad=None):
         """Gradient of the last forward's loss w.r.t. pred (same shape and dtype as pred;
@@ -70,7 +74,7 @@ class Loss:
         g = self._grad
         dtype = g.dtype.type
         if np.ndim(grad) == 0:
-            return _scaled(g, float(grad), copy=True)
+            return _device.scaled(g, float(grad), copy=True)
         if self.reduction != "none":
             raise ValueError(f"{where}: expected a number as the gradient of a "
                              f"{self.reduction!r}-reduced loss, got shape {np.shape(grad)}")
@@ -182,7 +186,7 @@ class HuberLoss(Loss):
     def _kernel(self, k):
         def huber(pred, target):
             loss, grad = k.smooth_l1_loss(pred, target, self.delta)
-            return loss * self.delta, _scaled(grad, self.delta)
+            return loss * self.delta, _device.scaled(grad, self.delta)
         return huber
 
     def _losses(self, pred, target):
@@ -229,97 +233,53 @@ class BCEWithLogitsLoss(Loss):
         return _reference.bce_with_logits_losses(pred, target)
 
 
-class CrossEntropyLoss(Loss):
-    """Mean cross-entropy of softmax(logits), stable for logits of any magnitude.
+class _ClassTargets(Loss):
+    """What CrossEntropyLoss and NLLLoss share: PyTorch's per-class weight (C,) and
+    ignore_index, the (N, C) target they describe (``dense_target``), and the mean over the
+    rows' summed weight instead of N (NaN loss and zero gradient when no row counts)."""
 
-    pred: logits (N, C); target: integer class labels (N,) in [0, C), or probabilities
-    (N, C) (one-hot or soft) in pred's dtype; as in PyTorch, rows need not sum to 1.
+    label_smoothing = 0.0
+    _pred_name, _pred_what = "pred", "pred"  # how error messages name pred
 
-    PyTorch's options, with its formulas: weight (C,) rescales each class's term (for
-    labels, the mean divides by the summed weight of the labels instead of N);
-    ignore_index: rows whose label equals it add nothing (labels only; the mean is over
-    the other rows, NaN when none is left); label_smoothing ε in [0, 1] mixes the target
-    with the uniform distribution, (1 - ε) target + ε / C. With the defaults the kernel
-    takes the labels as they are; otherwise the (N, C) target that the options describe
-    is built on the host and the kernel runs on it, its result rescaled.
-    """
-
-    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
-                 reduction="mean", label_smoothing=0.0):
+    def __init__(self, weight, size_average, ignore_index, reduce, reduction):
         check_only(type(self).__name__, "size_average", size_average, (None,))
         check_only(type(self).__name__, "reduce", reduce, (None,))
         super().__init__(reduction)
         self.weight = class_weights(type(self).__name__, weight)
         self.ignore_index = _index(type(self).__name__, ignore_index)
-        check_number(type(self).__name__, "label_smoothing", label_smoothing, 0.0, 1.0,
-                     high_open=False)
-        self.label_smoothing = float(label_smoothing)
+        self._denominator = None  # the last forward's mean denominator when not N
 
-    def forward(self, pred, target):
-        if (self.weight is None and self.label_smoothing == 0.0
-                and (self.ignore_index < 0 or not self._ignores_some(target))):
-            try:
-                return super().forward(pred, target)
-            except ValueError:
-                # labels out of range: fine where they are the ignored ones
-                if not self._ignores_some(target):
-                    raise
-        pred, target = self._check_logits(pred, target, labels_checked=False)
-        return self._forward_dense(pred, target)
+    def _dense(self, pred, target):
+        """The (N, C) target in pred's dtype for host labels or probabilities, and the
+        mean's denominator saved for ``_mean``."""
+        dense, self._denominator = dense_target(
+            self._where(), _device.to_host(target), pred.shape[1], self.weight,
+            self.ignore_index, self.label_smoothing, pred.dtype)
+        return dense
+
+    def _mean(self, loss, grad, count):
+        denominator = self._denominator
+        if denominator is None:
+            return super()._mean(loss, grad, count)
+        # the kernel's mean divides by N, PyTorch's by the weight of the rows counted
+        factor = count / denominator if denominator else 0.0
+        self._grad = _device.scaled(grad, factor)
+        return loss * factor if denominator else float("nan")
+
+    def _check_pred(self, pred):
+        where = self._where()
+        pred = check_float_array(where, self._pred_name, pred, ndim=2, device_ok=True)
+        if 0 in pred.shape:
+            raise ValueError(f"{where}: expected non-empty {self._pred_what} (N, C), got "
+                             f"shape {pred.shape}")
+        self._denominator = None
+        return pred
 
     def _ignores_some(self, target):
         """True when target holds integer labels equal to ignore_index."""
         if not _device.is_array(target) or target.dtype.kind not in "iu":
             return False
         return bool(np.any(_device.to_host(target) == self.ignore_index))
-
-    def _forward_dense(self, pred, target):
-        """The loss through the (N, C) target the options make (see the class docstring)."""
-        n, c = pred.shape
-        dense, denominator = dense_target(self._where(), _device.to_host(target), c,
-                                          self.weight, self.ignore_index,
-                                          self.label_smoothing, pred.dtype)
-        kernels = _device.kernels(_device.device_of(pred))
-        loss, grad = kernels.softmax_cross_entropy(
-            pred, _device.namespace_of(pred).put(dense))
-        if self.reduction == "mean":
-            # the kernel's mean divides by N, PyTorch's by the weight of the rows counted;
-            # with none counted the loss is NaN and the gradient zero, as in PyTorch
-            factor = n / denominator if denominator else 0.0
-            self._grad = _scaled(grad, factor)
-            return loss * factor if denominator else float("nan")
-        self._grad = _scaled(grad, n)
-        if self.reduction == "sum":
-            return loss * n
-        return _reference.cross_entropy_losses(_device.to_host(pred), dense)
-
-    def _check(self, pred, target):
-        return self._check_logits(pred, target, labels_checked=True)
-
-    def _check_logits(self, pred, target, labels_checked):
-        where = self._where()
-        pred = check_float_array(where, "logits", pred, ndim=2, device_ok=True)
-        n, c = pred.shape
-        if n == 0 or c == 0:
-            raise ValueError(f"{where}: expected non-empty logits (N, C), got shape {pred.shape}")
-        kind = target.dtype.kind if _device.is_array(target) else None
-        if kind is not None and kind in "iu":
-            if labels_checked:
-                return self._beside(pred, as_labels(where, target, n, c))
-            if target.shape != (n,):
-                raise ValueError(f"{where}: expected labels of shape ({n},), got {target.shape}")
-            return as_contiguous(pred, where, "pred"), target
-        if kind == "f":
-            return self._check_same(pred, target)
-        got = target.dtype if _device.is_array(target) else type(target).__name__
-        raise TypeError(f"{where}: expected target to be integer labels (N,) or "
-                        f"probabilities (N, C) as a numpy.ndarray, got {got}")
-
-    def _kernel(self, k):
-        return k.softmax_cross_entropy
-
-    def _losses(self, pred, target):
-        return _reference.cross_entropy_losses(pred, target)
 
     def _count(self, pred):
         return pred.shape[0]  # PyTorch's mean is over rows
@@ -338,7 +298,62 @@ class CrossEntropyLoss(Loss):
         return options
 
 
-class NLLLoss(Loss):
+class CrossEntropyLoss(_ClassTargets):
+    """Mean cross-entropy of softmax(logits), stable for logits of any magnitude.
+
+    pred: logits (N, C); target: integer class labels (N,) in [0, C), or probabilities
+    (N, C) (one-hot or soft) in pred's dtype; as in PyTorch, rows need not sum to 1.
+
+    PyTorch's options, with its formulas: weight (C,) rescales each class's term (for
+    labels, the mean divides by the summed weight of the labels instead of N);
+    ignore_index: rows whose label equals it add nothing (labels only; the mean is over
+    the other rows, NaN when none is left); label_smoothing ε in [0, 1] mixes the target
+    with the uniform distribution, (1 - ε) target + ε / C. With the defaults the kernel
+    takes the labels as they are; otherwise the (N, C) target that the options describe
+    is built on the host and the kernel runs on it, its mean rescaled.
+    """
+
+    _pred_name = _pred_what = "logits"
+
+    def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
+                 reduction="mean", label_smoothing=0.0):
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
+        check_number(type(self).__name__, "label_smoothing", label_smoothing, 0.0, 1.0,
+                     high_open=False)
+        self.label_smoothing = float(label_smoothing)
+
+    def _check(self, pred, target):
+        where = self._where()
+        pred = self._check_pred(pred)
+        n, c = pred.shape
+        plain = self.weight is None and self.label_smoothing == 0.0
+        kind = target.dtype.kind if _device.is_array(target) else None
+        if kind is not None and kind in "iu":
+            if plain and (self.ignore_index < 0 or not self._ignores_some(target)):
+                try:
+                    return self._beside(pred, as_labels(where, target, n, c))
+                except ValueError:
+                    # labels out of range: fine where they are the ignored ones
+                    if not self._ignores_some(target):
+                        raise
+            if target.shape != (n,):
+                raise ValueError(f"{where}: expected labels of shape ({n},), got {target.shape}")
+            return self._beside(pred, self._dense(pred, target))
+        if kind == "f":
+            pred, target = self._check_same(pred, target)
+            return (pred, target) if plain else self._beside(pred, self._dense(pred, target))
+        got = target.dtype if _device.is_array(target) else type(target).__name__
+        raise TypeError(f"{where}: expected target to be integer labels (N,) or "
+                        f"probabilities (N, C) as a numpy.ndarray, got {got}")
+
+    def _kernel(self, k):
+        return k.softmax_cross_entropy
+
+    def _losses(self, pred, target):
+        return _reference.cross_entropy_losses(pred, target)
+
+
+class NLLLoss(_ClassTargets):
     """Mean negative log-likelihood: -pred[i, target[i]] averaged over the rows, for
     log-probabilities pred (N, C) (a LogSoftmax's output) and integer labels (N,).
 
@@ -348,50 +363,43 @@ class NLLLoss(Loss):
     with NumPy on the host (for a device pred too, whose values come to the host).
     """
 
+    _pred_what = "log-probabilities"
+
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
                  reduction="mean"):
-        check_only(type(self).__name__, "size_average", size_average, (None,))
-        check_only(type(self).__name__, "reduce", reduce, (None,))
-        super().__init__(reduction)
-        self.weight = class_weights(type(self).__name__, weight)
-        self.ignore_index = _index(type(self).__name__, ignore_index)
+        super().__init__(weight, size_average, ignore_index, reduce, reduction)
+        self._coef = None  # the last forward's (N, C) weights of -pred (the dense target)
 
-    def forward(self, pred, target):
+    def _check(self, pred, target):
         where = self._where()
-        pred = check_float_array(where, "pred", pred, ndim=2, device_ok=True)
-        n, c = pred.shape
-        if n == 0 or c == 0:
-            raise ValueError(f"{where}: expected non-empty log-probabilities (N, C), got "
-                             f"shape {pred.shape}")
+        pred = self._check_pred(pred)
         if not _device.is_array(target) or target.dtype.kind not in "iu":
             got = target.dtype if _device.is_array(target) else type(target).__name__
             raise TypeError(f"{where}: expected target to be integer class labels (N,), "
                             f"got {got}")
-        if target.shape != (n,):
-            raise ValueError(f"{where}: expected labels of shape ({n},), got {target.shape}")
+        if target.shape != pred.shape[:1]:
+            raise ValueError(f"{where}: expected labels of shape ({pred.shape[0]},), got "
+                             f"{target.shape}")
         target = _device.to_host(target)
-        dense, denominator = dense_target(where, target, c, self.weight, self.ignore_index,
-                                          0.0, pred.dtype)
-        rows, kept = np.arange(n), target != self.ignore_index
-        labels = np.where(kept, target, 0)
-        # a gather, not (dense * pred).sum(1): -inf log-probabilities elsewhere stay out
-        picked = _device.to_host(pred)[rows, labels]
-        losses = np.where(kept, -dense[rows, labels] * picked, pred.dtype.type(0))
-        grad = -dense
-        if self.reduction == "mean":
-            grad *= pred.dtype.type(1.0 / denominator if denominator else 0.0)
-        self._grad = _device.namespace_of(pred).put(grad)
-        if self.reduction == "none":
-            return losses
-        total = float(losses.sum(dtype=np.float64))
-        if self.reduction == "sum":
-            return total
-        return total / denominator if denominator else float("nan")
+        self._coef = self._dense(pred, target)
+        return pred, target
 
-    def _loss_shape(self, pred_shape):
-        return pred_shape[:1]
+    def _kernel(self, k):
+        return self._nll
 
-    _options = CrossEntropyLoss._options
+    def _nll(self, pred, labels):
+        """(mean over the N rows, its gradient on pred's device): the kernels' convention."""
+        n = pred.shape[0]
+        losses = self._losses(_device.to_host(pred), labels)
+        grad = self._coef * pred.dtype.type(-1.0 / n)
+        return float(losses.sum(dtype=np.float64) / n), _device.namespace_of(pred).put(grad)
+
+    def _losses(self, pred, labels):
+        rows, kept = np.arange(labels.shape[0]), labels != self.ignore_index
+        labels = np.where(kept, labels, 0)
+        # a gather, not (coef * pred).sum(1): -inf log-probabilities elsewhere stay out
+        return np.where(kept, -self._coef[rows, labels] * pred[rows, labels],
+                        pred.dtype.type(0))
 
 
 def class_weights(where, weight):
@@ -440,15 +448,3 @@ def dense_target(where, target, num_classes, weight, ignore_index, label_smoothi
     dense *= w
     dense[~kept] = 0.0
     return dense.astype(dtype), float(w[labels[kept]].sum())
-
-
-def _scaled(grad, factor, copy=False):
-    """grad * factor in grad's dtype, in place unless copy (a device array goes through
-    the host: the reductions other than 'mean' are not the GPU's hot path)."""
-    if _device.is_device_array(grad):
-        host = _device.to_host(grad) * grad.dtype.type(factor)
-        return _device.namespace_of(grad).put(host)
-    if copy:
-        return grad * grad.dtype.type(factor)
-    grad *= grad.dtype.type(factor)
-    return grad

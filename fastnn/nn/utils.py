@@ -30,16 +30,6 @@ def _positive(where, name, value):
     return float(value)
 
 
-def _scale_in_place(grad, factor):
-    """grad *= factor (an infinite element times 0 becomes NaN, as in PyTorch)."""
-    if _device.is_device_array(grad):
-        host = _device.to_host(grad) * grad.dtype.type(factor)
-        _device.namespace_of(grad).copy_into(grad, host)
-    else:
-        with np.errstate(invalid="ignore"):
-            grad *= grad.dtype.type(factor)
-
-
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False,
                     foreach=None):
     """Scale every gradient by max_norm / (total_norm + 1e-6) when that is below 1, where
@@ -64,8 +54,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
                            f"error_if_nonfinite=False to clip anyway")
     coef = max_norm / (total + 1e-6)
     if coef < 1.0 or math.isnan(coef):
-        for g in grads:
-            _scale_in_place(g, coef)
+        with np.errstate(invalid="ignore"):  # an infinite element times 0: NaN, as torch
+            for g in grads:
+                _device.scaled(g, coef)
     return total
 
 
