@@ -216,16 +216,24 @@ def softmax_cross_entropy(logits, target, grad=None):
     return float(total / max(n, 1)), grad
 
 
+def _flat_mean(kernel, pred, target, grad, *params):
+    """(mean of an elementwise loss kernel's summed terms, grad): the kernel runs on flat
+    views of pred, target (same shape) and grad (allocated when None); params go between
+    target and grad, as the kernels take them."""
+    if grad is None:
+        grad = np.empty_like(pred)
+    total = kernel(pred.size, pred.reshape(-1), target.reshape(-1), *params, grad.reshape(-1),
+                   _ELEMENTS)
+    return float(total / max(pred.size, 1)), grad
+
+
 def mse_loss(pred, target, grad=None):
     """Mean squared error over all elements and its gradient.
 
     pred, target, grad: same shape (grad may be None).
     Returns (loss, grad = 2 * (pred - target) / pred.size).
     """
-    if grad is None:
-        grad = np.empty_like(pred)
-    total = _mse(pred.size, pred.reshape(-1), target.reshape(-1), grad.reshape(-1), _ELEMENTS)
-    return float(total / max(pred.size, 1)), grad
+    return _flat_mean(_mse, pred, target, grad)
 
 
 def smooth_l1_loss(pred, target, beta=1.0, grad=None):
@@ -234,11 +242,7 @@ def smooth_l1_loss(pred, target, beta=1.0, grad=None):
     pred, target, grad: same shape (grad may be None). Returns (loss,
     grad = (d / beta where |d| < beta, else sign(d)) / size), d = pred - target.
     """
-    if grad is None:
-        grad = np.empty_like(pred)
-    total = _smooth_l1(pred.size, pred.reshape(-1), target.reshape(-1), float(beta),
-                       grad.reshape(-1), _ELEMENTS)
-    return float(total / max(pred.size, 1)), grad
+    return _flat_mean(_smooth_l1, pred, target, grad, float(beta))
 
 
 def bce_loss(pred, target, grad=None):
@@ -248,10 +252,7 @@ def bce_loss(pred, target, grad=None):
     Logs are clamped at -100 as PyTorch does. Returns (loss,
     grad = (pred - target) / max(pred * (1 - pred), 1e-12) / size).
     """
-    if grad is None:
-        grad = np.empty_like(pred)
-    total = _bce(pred.size, pred.reshape(-1), target.reshape(-1), grad.reshape(-1), _ELEMENTS)
-    return float(total / max(pred.size, 1)), grad
+    return _flat_mean(_bce, pred, target, grad)
 
 
 def bce_with_logits_loss(logits, target, grad=None):
@@ -261,8 +262,4 @@ def bce_with_logits_loss(logits, target, grad=None):
     max(x, 0) - x * t + log1p(exp(-|x|)), finite for any logit.
     Returns (loss, grad = (sigmoid(logits) - target) / size).
     """
-    if grad is None:
-        grad = np.empty_like(logits)
-    total = _bce_logits(logits.size, logits.reshape(-1), target.reshape(-1), grad.reshape(-1),
-                        _ELEMENTS)
-    return float(total / max(logits.size, 1)), grad
+    return _flat_mean(_bce_logits, logits, target, grad)
