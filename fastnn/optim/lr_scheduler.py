@@ -71,9 +71,11 @@ class LRScheduler:
         self._last_lr = list(state_dict["_last_lr"])
 
 
-def _positive_int(where, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{where}: expected {name} to be a positive int, got {value!r}")
+def _int_at_least(where, name, value, low=1):
+    """value as an int >= low (1: a positive int), or a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        kind = "a positive int" if low == 1 else f"an int >= {low}"
+        raise ValueError(f"{where}: expected {name} to be {kind}, got {value!r}")
     return int(value)
 
 
@@ -89,7 +91,7 @@ class StepLR(LRScheduler):
     """lr0 * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self.step_size = _positive_int("StepLR", "step_size", step_size)
+        self.step_size = _int_at_least("StepLR", "step_size", step_size)
         self.gamma = _number("StepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
@@ -103,7 +105,7 @@ class MultiStepLR(LRScheduler):
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
         milestones = list(milestones)
         for m in milestones:
-            _positive_int("MultiStepLR", "each milestone", m)
+            _int_at_least("MultiStepLR", "each milestone", m)
         self.milestones = sorted(int(m) for m in milestones)
         self.gamma = _number("MultiStepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
@@ -127,7 +129,7 @@ class CosineAnnealingLR(LRScheduler):
     """eta_min + (lr0 - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):  # noqa: N803 (PyTorch's name)
-        self.T_max = _positive_int("CosineAnnealingLR", "T_max", T_max)
+        self.T_max = _int_at_least("CosineAnnealingLR", "T_max", T_max)
         self.eta_min = _number("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
@@ -185,8 +187,8 @@ class ReduceLROnPlateau:
         self.optimizer = optimizer
         self.min_lrs = [_number(where, "min_lr", v) for v in min_lrs]
         self.mode, self.threshold_mode = mode, threshold_mode
-        self.patience = _count(where, "patience", patience)
-        self.cooldown = _count(where, "cooldown", cooldown)
+        self.patience = _int_at_least(where, "patience", patience, low=0)
+        self.cooldown = _int_at_least(where, "cooldown", cooldown, low=0)
         self.threshold = _number(where, "threshold", threshold)
         self.eps = _number(where, "eps", eps)
         self.best = math.inf if mode == "min" else -math.inf
@@ -243,8 +245,3 @@ class ReduceLROnPlateau:
         self.__dict__.update({key: value for key, value in state_dict.items()
                               if key != "optimizer"})
 
-
-def _count(where, name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"{where}: expected {name} to be an int >= 0, got {value!r}")
-    return int(value)
