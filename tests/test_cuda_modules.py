@@ -117,13 +117,17 @@ def test_arrays_follow_the_caller(rng):
 
 
 def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
-    """Linear on (*, in), Conv2d/pooling on unbatched (C, H, W) and BatchNorm1d on
-    (N, C, L), as on the host."""
+    """Linear on (*, in), Conv2d/pooling on unbatched (C, H, W), BatchNorm1d on
+    (N, C, L), BatchNorm3d and the 1-D conv and pooling layers, as on the host."""
     seq = lambda: nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3))  # noqa: E731
     cnn = lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2),  # noqa: E731
                                 nn.Flatten(0), nn.Linear(48, 2))
     bn = lambda: nn.Sequential(nn.BatchNorm1d(2), nn.ReLU())  # noqa: E731
-    for build, shape in ((seq, (2, 3, 6)), (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5))):
+    bn3 = lambda: nn.Sequential(nn.BatchNorm3d(2), nn.ReLU())  # noqa: E731
+    conv1 = lambda: nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.MaxPool1d(2),  # noqa: E731
+                                  nn.AvgPool1d(2), nn.Flatten(), nn.Linear(6, 2))
+    for build, shape in ((seq, (2, 3, 6)), (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5)),
+                         (bn3, (2, 2, 2, 3, 2)), (conv1, (2, 2, 8))):
         host, gpu = twins(build)
         x = rng.standard_normal(shape)
         for xin in (x, cuda.to_device(x)):

@@ -44,11 +44,12 @@ class _BatchNorm(Module):
         self._ctx = None  # (x, save_mean, save_invstd, batch statistics?) of the last forward
 
     def _expected_shape(self):
-        return "(N, C) or (N, C, L)" if self.ndim == 2 else "(N, C, H, W)"
+        return {2: "(N, C) or (N, C, L)", 4: "(N, C, H, W)", 5: "(N, C, D, H, W)"}[self.ndim]
 
     def _ranks(self):
-        """The input ranks taken: BatchNorm1d's (N, C) and (N, C, L), BatchNorm2d's 4."""
-        return (2, 3) if self.ndim == 2 else (4,)
+        """The input ranks taken: BatchNorm1d's (N, C) and (N, C, L), BatchNorm2d's 4,
+        BatchNorm3d's 5."""
+        return (2, 3) if self.ndim == 2 else (self.ndim,)
 
     def infer_shape(self, shape, dtype):
         where = self._where()
@@ -105,8 +106,8 @@ class _BatchNorm(Module):
     def _forward(self, x, buffered):
         c, dtype = self.num_features, x.dtype
         shape = tuple(x.shape)
-        if len(shape) == 3:  # (N, C, L): the (N, C, H, W) kernels on an (N, C, L, 1) view
-            x = x.reshape(shape + (1,))
+        if len(shape) not in (2, 4):  # (N, C, L) or (N, C, D, H, W): the (N, C, H, W)
+            x = x.reshape(shape[:2] + (math.prod(shape[2:]), 1))  # kernels on a view
         out = self._buffer("y", x.shape, dtype) if buffered else None
         save_mean = self._buffer("save_mean", (c,), dtype)
         save_invstd = None if self.mean_only else self._buffer("save_invstd", (c,), dtype)
@@ -163,3 +164,10 @@ class BatchNorm2d(_BatchNorm):
                  track_running_stats=True, dtype=np.float32):
         super().__init__(num_features, eps=eps, momentum=momentum, mean_only=False,
                          dtype=dtype, affine=affine, track_running_stats=track_running_stats)
+
+
+class BatchNorm3d(BatchNorm2d):
+    """Batch normalisation of (N, C, D, H, W) inputs over batch and volume, per channel
+    (the 2-D kernels on an (N, C, D * H * W, 1) view)."""
+
+    ndim = 5

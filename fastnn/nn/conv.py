@@ -9,14 +9,15 @@ from ..validation import check_only
 from .module import Module, Parameter
 
 
-def pair(layer, name, value, minimum):
-    """An int or a pair of ints, each >= minimum, as a tuple (a, b)."""
-    items = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
-    if len(items) != 2 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+def pair(layer, name, value, minimum, n=2):
+    """An int or n ints (a pair by default), each >= minimum, as a tuple of n ints."""
+    items = (value,) * n if not isinstance(value, (tuple, list)) else tuple(value)
+    if len(items) != n or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
                               or v < minimum for v in items):
-        raise ValueError(f"{layer}: expected {name} to be an int >= {minimum} or a pair of "
-                         f"them, got {value!r}")
-    return int(items[0]), int(items[1])
+        what = "a pair of them" if n == 2 else f"a tuple of {n}"
+        raise ValueError(f"{layer}: expected {name} to be an int >= {minimum} or {what}, "
+                         f"got {value!r}")
+    return tuple(int(v) for v in items)
 
 
 def spatial_out(where, shape, kernel_size, stride, padding):
@@ -40,6 +41,54 @@ def drop_batch_axis(y, unbatched):
     return y.reshape(tuple(y.shape)[1:]) if unbatched and y is not None else y
 
 
+def add_height_axis(x):
+    """x (..., L) as (..., 1, L), a view: a 1-D layer's input for its 2-D kernels."""
+    shape = tuple(x.shape)
+    return x.reshape(shape[:-1] + (1, shape[-1]))
+
+
+def drop_height_axis(y):
+    """y (..., 1, L) as (..., L) (a view); None stays None."""
+    if y is None:
+        return None
+    shape = tuple(y.shape)
+    return y.reshape(shape[:-2] + shape[-1:])
+
+
+class As1d:
+    """Mixin running a 2-D layer (Conv2d, pooling) on (N, C, L) or unbatched (C, L)
+    inputs, as PyTorch's 1-D layers: the input viewed as (N, C, 1, L), the 2-D kernels'
+    output viewed back (no copies). The 2-D layer's kernel geometry comes from
+    ``_window()``, which the 1-D layer defines as (1, k), (1, s), (0, p)."""
+
+    dims = 1
+
+    def _window(self):
+        (k,), (s,), (p,) = self.kernel_size, self.stride, self.padding
+        return (1, k), (1, s), (0, p)
+
+    def _check_1d(self, shape):
+        shape = tuple(shape)
+        channels = getattr(self, "in_channels", None)
+        c = "C" if channels is None else str(channels)
+        if len(shape) not in (2, 3) or (channels is not None and shape[-2] != channels):
+            raise ValueError(f"{self._where()}: expected input of shape (N, {c}, L) or "
+                             f"({c}, L), got {shape}")
+        return shape
+
+    def infer_shape(self, shape, dtype):
+        shape = self._check_1d(shape)
+        out = self._shape_2d(shape[:-1] + (1, shape[-1]), dtype)
+        return out[:-2] + out[-1:]
+
+    def _forward(self, x, buffered):
+        return drop_height_axis(super()._forward(add_height_axis(x), buffered))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        return drop_height_axis(super()._backward(add_height_axis(grad_out), buffered,
+                                                  need_grad_in))
+
+
 class Conv2d(Module):
     """y = conv(x, weight) + bias, NCHW, zero padding.
 
@@ -53,21 +102,24 @@ class Conv2d(Module):
     with H_out = (H + 2 * padding - kH) // stride + 1 (likewise W_out).
     """
 
+    dims = 2  # spatial dimensions of the kernel (Conv1d: 1)
+
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
                  dtype=np.float32, dilation=1, groups=1, padding_mode="zeros"):
         super().__init__()
-        check_only("Conv2d", "dilation", dilation, (1, (1, 1)))
-        check_only("Conv2d", "groups", groups, (1,))
-        check_only("Conv2d", "padding_mode", padding_mode, ("zeros",))
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        name, n = type(self).__name__, self.dims
+        check_only(name, "dilation", dilation, (1, (1,) * n))
+        check_only(name, "groups", groups, (1,))
+        check_only(name, "padding_mode", padding_mode, ("zeros",))
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"Conv2d: expected {name} to be a positive int, got {value!r}")
+                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
         self.in_channels = int(in_channels)
         self.out_channels = int(out_channels)
-        self.kernel_size = pair("Conv2d", "kernel_size", kernel_size, 1)
-        self.stride = pair("Conv2d", "stride", stride, 1)
+        self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
+        self.stride = pair(name, "stride", stride, 1, n)
         self.padding = self._padding(padding)
-        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        fan_in = self.in_channels * math.prod(self.kernel_size)
         bound = 1.0 / math.sqrt(fan_in)
         rng = _random.generator()
         shape = (self.out_channels, self.in_channels) + self.kernel_size
@@ -80,17 +132,31 @@ class Conv2d(Module):
     def _padding(self, padding):
         """An int, a pair, or PyTorch's 'valid' (none) and 'same' (output size = input
         size; stride 1 and odd kernel sizes, whose padding is symmetric)."""
+        name, n = type(self).__name__, self.dims
         if padding == "valid":
-            return (0, 0)
+            return (0,) * n
         if padding == "same":
-            if self.stride != (1, 1) or any(k % 2 == 0 for k in self.kernel_size):
-                raise ValueError(f"Conv2d: padding='same' needs stride 1 and odd kernel "
+            if any(s != 1 for s in self.stride) or any(k % 2 == 0 for k in self.kernel_size):
+                raise ValueError(f"{name}: padding='same' needs stride 1 and odd kernel "
                                  f"sizes (symmetric padding), got stride {self.stride} and "
                                  f"kernel_size {self.kernel_size}")
             return tuple((k - 1) // 2 for k in self.kernel_size)
-        return pair("Conv2d", "padding", padding, 0)
+        return pair(name, "padding", padding, 0, n)
+
+    def _window(self):
+        """(kernel_size, stride, padding) of the 2-D kernels, each a pair."""
+        return self.kernel_size, self.stride, self.padding
+
+    def _kernel_weight(self, array):
+        """The weight's data or grad as the 2-D kernels take it: (out, in, kH, kW)."""
+        return array
 
     def infer_shape(self, shape, dtype):
+        return self._shape_2d(shape, dtype)
+
+    def _shape_2d(self, shape, dtype):
+        """Output shape of the 2-D kernels for an input of this (N, C, H, W) or (C, H, W)
+        shape; raises on a bad input (the 1-D layers' views come through here too)."""
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         where = self._where()
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
@@ -100,16 +166,17 @@ class Conv2d(Module):
             raise TypeError(f"{where}: input dtype {dtype} does not match the layer's "
                             f"parameters ({self.weight.data.dtype}); convert the input or "
                             f"call .float()/.double() on the model")
-        ho, wo = spatial_out(where, shape[-2:], self.kernel_size, self.stride, self.padding)
+        ho, wo = spatial_out(where, shape[-2:], *self._window())
         return tuple(shape[:-3]) + (self.out_channels, ho, wo)
 
     def _forward(self, x, buffered):
         self._unbatched = x.ndim == 3
         x = add_batch_axis(x)
-        out = self._buffer("y", self.infer_shape(x.shape, x.dtype), x.dtype) if buffered else None
+        out = self._buffer("y", self._shape_2d(x.shape, x.dtype), x.dtype) if buffered else None
+        _, stride, padding = self._window()
         y = self._kernels().conv2d_forward(
-            x, self.weight.data, None if self.bias is None else self.bias.data,
-            self.stride, self.padding, out=out)
+            x, self._kernel_weight(self.weight.data),
+            None if self.bias is None else self.bias.data, stride, padding, out=out)
         self._x = x
         return drop_batch_axis(y, self._unbatched)
 
@@ -117,9 +184,10 @@ class Conv2d(Module):
         grad_out = add_batch_axis(grad_out)
         grad_in = (self._buffer("grad_in", self._x.shape, grad_out.dtype)
                    if buffered and need_grad_in else None)
+        _, stride, padding = self._window()
         grad_in = self._kernels().conv2d_backward(
-            grad_out, self._x, self.weight.data, self.stride, self.padding,
-            grad_weight=self.weight.grad,
+            grad_out, self._x, self._kernel_weight(self.weight.data), stride, padding,
+            grad_weight=self._kernel_weight(self.weight.grad),
             grad_bias=None if self.bias is None else self.bias.grad,
             grad_in=grad_in, need_grad_in=need_grad_in)
         return drop_batch_axis(grad_in, self._unbatched)
@@ -127,3 +195,19 @@ class Conv2d(Module):
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+
+
+class Conv1d(As1d, Conv2d):
+    """y = conv(x, weight) + bias over (N, C, L) input (PyTorch's Conv1d), run by the
+    2-D kernels on an (N, C, 1, L) view.
+
+    weight: (out_channels, in_channels, k); bias: (out_channels,) or None; PyTorch's
+    default initialisation (fan_in = in_channels * k). kernel_size, stride, padding: an
+    int (or a 1-tuple); padding may be 'valid' or 'same' (stride 1, odd k).
+    Input x: (N, in_channels, L) or unbatched (in_channels, L); output
+    (N, out_channels, L_out), L_out = (L + 2 * padding - k) // stride + 1.
+    """
+
+    def _kernel_weight(self, array):
+        shape = tuple(array.shape)
+        return array.reshape(shape[:2] + (1, shape[2]))

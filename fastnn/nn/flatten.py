@@ -1,4 +1,5 @@
-"""Flatten: merge the axes start_dim..end_dim into one (a view, no copy)."""
+"""Flatten and Unflatten: merge axes into one, or split one into several (views, no
+copies)."""
 import math
 import numbers
 
@@ -42,3 +43,51 @@ class Flatten(Module):
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Split axis ``dim`` into ``unflattened_size`` (a tuple of ints, one of them may be
+    -1), PyTorch's Unflatten: (N, 12) -> (N, 3, 4) with dim=1, unflattened_size=(3, 4)."""
+
+    def __init__(self, dim, unflattened_size):
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+            raise TypeError(f"Unflatten: expected dim to be an int, got {dim!r}")
+        sizes = tuple(unflattened_size) if isinstance(unflattened_size, (tuple, list)) else None
+        if (not sizes or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                             or (v < 1 and v != -1) for v in sizes)
+                or sum(v == -1 for v in sizes) > 1):
+            raise ValueError(f"Unflatten: expected unflattened_size to be a tuple of positive "
+                             f"ints (at most one -1), got {unflattened_size!r}")
+        self.dim = int(dim)
+        self.unflattened_size = tuple(int(v) for v in sizes)
+        self._in_shape = None
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        dim = self.dim + len(shape) if self.dim < 0 else self.dim
+        if not 0 <= dim < len(shape):
+            raise ValueError(f"{self._where()}: dim {self.dim} is out of range for an input "
+                             f"of shape {shape}")
+        sizes, known = list(self.unflattened_size), math.prod(
+            v for v in self.unflattened_size if v != -1)
+        if -1 in sizes and known > 0 and shape[dim] % known == 0:
+            sizes[sizes.index(-1)] = shape[dim] // known
+        if math.prod(sizes) != shape[dim] or -1 in sizes:
+            raise ValueError(f"{self._where()}: cannot split dim {self.dim} of size "
+                             f"{shape[dim]} into {self.unflattened_size} (input shape {shape})")
+        return shape[:dim] + tuple(sizes) + shape[dim + 1:]
+
+    @property
+    def passthrough(self):
+        return True
+
+    def _forward(self, x, buffered):
+        self._in_shape = x.shape
+        return x.reshape(self.infer_shape(x.shape, x.dtype))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        return grad_out.reshape(self._in_shape) if need_grad_in else None
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

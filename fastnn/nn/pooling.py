@@ -1,6 +1,7 @@
-"""MaxPool2d and AvgPool2d over NCHW input (PyTorch's semantics, floor output sizes)."""
+"""Max and average pooling over NCHW (and NCL) input (PyTorch's semantics, floor output
+sizes)."""
 from ..validation import FLOAT_DTYPES, check_only
-from .conv import add_batch_axis, drop_batch_axis, pair, spatial_out
+from .conv import As1d, add_batch_axis, drop_batch_axis, pair, spatial_out
 from .module import Module
 
 
@@ -8,14 +9,16 @@ class _Pool2d(Module):
     """Shared arguments and checks. kernel_size, stride (None: kernel_size), padding: an
     int or a pair; padding at most half the kernel, as PyTorch requires."""
 
+    dims = 2  # spatial dimensions of the window (the 1-D layers: 1)
+
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
-        name = type(self).__name__
+        name, n = type(self).__name__, self.dims
         check_only(name, "ceil_mode", ceil_mode, (False,))
-        self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
+        self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
         self.stride = (self.kernel_size if stride is None
-                       else pair(name, "stride", stride, 1))
-        self.padding = pair(name, "padding", padding, 0)
+                       else pair(name, "stride", stride, 1, n))
+        self.padding = pair(name, "padding", padding, 0, n)
         if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{name}: padding {self.padding} must be at most half of "
                              f"kernel_size {self.kernel_size}")
@@ -23,6 +26,11 @@ class _Pool2d(Module):
         self._unbatched = False
 
     def infer_shape(self, shape, dtype):
+        return self._shape_2d(shape, dtype)
+
+    def _shape_2d(self, shape, dtype):
+        """Output shape of the 2-D kernels for an (N, C, H, W) or (C, H, W) input (the
+        1-D layers' views come through here too); raises on a bad input."""
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         where = self._where()
         if len(shape) not in (3, 4):
@@ -30,8 +38,12 @@ class _Pool2d(Module):
                              f"got {shape}")
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"{where}: expected input of dtype float32 or float64, got {dtype}")
-        ho, wo = spatial_out(where, shape, self.kernel_size, self.stride, self.padding)
+        ho, wo = spatial_out(where, shape, *self._window())
         return tuple(shape[:-2]) + (ho, wo)
+
+    def _window(self):
+        """(kernel_size, stride, padding) of the 2-D kernels, each a pair."""
+        return self.kernel_size, self.stride, self.padding
 
     def _forward(self, x, buffered):
         self._unbatched = x.ndim == 3
@@ -62,16 +74,17 @@ class MaxPool2d(_Pool2d):
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices=False, ceil_mode=False):
-        check_only("MaxPool2d", "dilation", dilation, (1, (1, 1)))
-        check_only("MaxPool2d", "return_indices", return_indices, (False,))
+        name = type(self).__name__
+        check_only(name, "dilation", dilation, (1, (1,) * self.dims))
+        check_only(name, "return_indices", return_indices, (False,))
         super().__init__(kernel_size, stride, padding, ceil_mode)
 
     def _pool(self, x, buffered):
-        shape = self.infer_shape(x.shape, x.dtype)
+        shape = self._shape_2d(x.shape, x.dtype)
         out = self._buffer("y", shape, x.dtype) if buffered else None
         indices = self._buffer("indices", shape, "int64")
         y, self._indices = self._kernels().max_pool2d_forward(
-            x, self.kernel_size, self.stride, self.padding, out=out, indices=indices)
+            x, *self._window(), out=out, indices=indices)
         return y
 
     def _unpool(self, grad_out, grad_in):
@@ -89,19 +102,38 @@ class AvgPool2d(_Pool2d):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
-        check_only("AvgPool2d", "divisor_override", divisor_override, (None,))
+        check_only(type(self).__name__, "divisor_override", divisor_override, (None,))
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
 
     def _pool(self, x, buffered):
-        out = self._buffer("y", self.infer_shape(x.shape, x.dtype), x.dtype) if buffered else None
+        out = self._buffer("y", self._shape_2d(x.shape, x.dtype), x.dtype) if buffered else None
         return self._kernels().avg_pool2d_forward(
-            x, self.kernel_size, self.stride, self.padding, self.count_include_pad, out=out)
+            x, *self._window(), self.count_include_pad, out=out)
 
     def _unpool(self, grad_out, grad_in):
         return self._kernels().avg_pool2d_backward(
-            grad_out, self._in_shape, self.kernel_size, self.stride, self.padding,
-            self.count_include_pad, grad_in=grad_in)
+            grad_out, self._in_shape, *self._window(), self.count_include_pad,
+            grad_in=grad_in)
 
     def extra_repr(self):
         return super().extra_repr() + f", count_include_pad={self.count_include_pad}"
+
+
+class MaxPool1d(As1d, MaxPool2d):
+    """Maximum over windows of (N, C, L) or unbatched (C, L) input (PyTorch's MaxPool1d),
+    by the 2-D kernels on an (N, C, 1, L) view. kernel_size, stride (None: kernel_size),
+    padding: an int (or a 1-tuple); L_out = (L + 2 p - k) // s + 1."""
+
+    dims = 1
+
+
+class AvgPool1d(As1d, AvgPool2d):
+    """Mean over windows of (N, C, L) or unbatched (C, L) input (PyTorch's AvgPool1d),
+    by the 2-D kernels on an (N, C, 1, L) view; count_include_pad as AvgPool2d's."""
+
+    dims = 1
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True):
+        super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
