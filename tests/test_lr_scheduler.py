@@ -18,6 +18,12 @@ SCHEDULES = {
     "cosine": lambda m, o: m.CosineAnnealingLR(o, T_max=7, eta_min=0.001),
     "lambda": lambda m, o: m.LambdaLR(o, lr_lambda=lambda e: 1.0 / (1 + e)),
     "lambda_per_group": lambda m, o: m.LambdaLR(o, [lambda e: 0.9 ** e, lambda e: 1 / (1 + e)]),
+    "linear": lambda m, o: m.LinearLR(o, start_factor=0.25, end_factor=0.9, total_iters=6),
+    "linear_default": lambda m, o: m.LinearLR(o),
+    "constant": lambda m, o: m.ConstantLR(o, factor=0.5, total_iters=4),
+    "polynomial": lambda m, o: m.PolynomialLR(o, total_iters=8, power=2.0),
+    "warm_restarts": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=4, eta_min=0.01),
+    "warm_restarts_mult": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=3),
 }
 
 
@@ -119,3 +125,82 @@ def test_reduce_lr_on_plateau_bad_arguments():
         lr_scheduler.ReduceLROnPlateau(opt, min_lr=[0.1, 0.2])
     with pytest.raises(TypeError, match="metric as a number"):
         lr_scheduler.ReduceLROnPlateau(opt).step("low")
+
+
+ONE_CYCLE = {
+    "sgd": (lambda m, p: m.SGD(p, lr=0.1, momentum=0.9), dict(max_lr=0.5, total_steps=30)),
+    "sgd_no_momentum_cycle": (lambda m, p: m.SGD(p, lr=0.1),
+                              dict(max_lr=[0.5, 0.2], epochs=3, steps_per_epoch=10,
+                                   cycle_momentum=False, anneal_strategy="linear")),
+    "adam_three_phase": (lambda m, p: m.Adam(p, lr=1e-3),
+                         dict(max_lr=0.05, total_steps=25, three_phase=True, pct_start=0.2,
+                              div_factor=10, final_div_factor=100)),
+    "rmsprop": (lambda m, p: m.RMSprop(p, lr=1e-3, momentum=0.5),
+                dict(max_lr=0.01, total_steps=20, base_momentum=0.5, max_momentum=0.8)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_CYCLE))
+def test_one_cycle_matches_torch(name):
+    """Rates, momentum (beta1) and parameters batch by batch, to the last step; one
+    step more is an error, as in PyTorch."""
+    build, kwargs = ONE_CYCLE[name]
+    ours, theirs, offsets = make_params(np.float64)
+    opt = build(optim, [{"params": ours[:2]}, {"params": ours[2:]}])
+    ref = build(torch.optim, [{"params": theirs[:2]}, {"params": theirs[2:]}])
+    sched = lr_scheduler.OneCycleLR(opt, **kwargs)
+    ref_sched = torch.optim.lr_scheduler.OneCycleLR(ref, **kwargs)
+    total = kwargs.get("total_steps") or kwargs["epochs"] * kwargs["steps_per_epoch"]
+    key = "betas" if "betas" in opt.defaults else "momentum"
+    for batch in range(total):
+        np.testing.assert_allclose(sched.get_last_lr(), ref_sched.get_last_lr(), rtol=1e-12,
+                                   err_msg=f"{name}: batch {batch}")
+        for g, h in zip(opt.param_groups, ref.param_groups):
+            np.testing.assert_allclose(g[key], h[key], rtol=1e-12)
+        fill_grads(ours, theirs, offsets)
+        opt.step()
+        ref.step()
+        if batch < total - 1:
+            sched.step()
+            ref_sched.step()
+    for p, q in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-9, atol=1e-12)
+    sched.step()
+    ref_sched.step()
+    with pytest.raises(ValueError, match="total_steps"):
+        sched.step()
+    with pytest.raises(ValueError):
+        ref_sched.step()
+
+
+def test_one_cycle_bad_arguments():
+    opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="expected total_steps, or epochs and steps_per_epoch"):
+        lr_scheduler.OneCycleLR(opt, max_lr=0.1)
+    with pytest.raises(ValueError, match="anneal_strategy"):
+        lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10, anneal_strategy="step")
+    with pytest.raises(ValueError, match="pct_start"):
+        lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10, pct_start=1.5)
+    with pytest.raises(ValueError, match="expected 1 max_lr values"):
+        lr_scheduler.OneCycleLR(opt, max_lr=[0.1, 0.2], total_steps=10)
+    with pytest.raises(ValueError, match="T_0"):
+        lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=0)
+    with pytest.raises(ValueError, match="start_factor"):
+        lr_scheduler.LinearLR(opt, start_factor=0.0)
+
+
+def test_one_cycle_state_survives_an_optimizer_state_dict():
+    """The keys OneCycleLR adds to the param groups travel with the optimizer's state."""
+    model = nn.Sequential(nn.Linear(3, 2))
+    opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    sched = lr_scheduler.OneCycleLR(opt, max_lr=1.0, total_steps=10)
+    for _ in range(4):
+        sched.step()
+    opt2 = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt2.load_state_dict(opt.state_dict())
+    sched2 = lr_scheduler.OneCycleLR(opt2, max_lr=1.0, total_steps=10, last_epoch=3)
+    sched2.load_state_dict(sched.state_dict())
+    sched.step()
+    sched2.step()
+    assert sched2.get_last_lr() == sched.get_last_lr()
+    assert opt2.param_groups[0]["momentum"] == opt.param_groups[0]["momentum"]

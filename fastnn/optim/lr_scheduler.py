@@ -11,6 +11,17 @@ forms of PyTorch's schedules, a function of the epoch and each group's initial r
 * CosineAnnealingLR(optimizer, T_max, eta_min=0.0):
   eta_min + (lr0 - eta_min) * (1 + cos(pi * epoch / T_max)) / 2
 * LambdaLR(optimizer, lr_lambda): lr0 * lr_lambda(epoch) (one function, or one per group)
+* LinearLR(optimizer, start_factor=1/3, end_factor=1.0, total_iters=5):
+  lr0 * (start_factor + (end_factor - start_factor) * min(epoch, total_iters) / total_iters)
+* ConstantLR(optimizer, factor=1/3, total_iters=5): lr0 * factor until total_iters, then lr0
+* PolynomialLR(optimizer, total_iters=5, power=1.0):
+  lr0 * (1 - min(epoch, total_iters) / total_iters) ** power
+* CosineAnnealingWarmRestarts(optimizer, T_0, T_mult=1, eta_min=0.0): the cosine of
+  CosineAnnealingLR restarted after T_0 epochs, then T_0 * T_mult, T_0 * T_mult ** 2, ...
+* OneCycleLR(optimizer, max_lr, total_steps or epochs and steps_per_epoch, ...): stepped
+  once per batch; the rate rises from max_lr / div_factor to max_lr over pct_start of the
+  steps, then falls to max_lr / (div_factor * final_div_factor) (cosine or linear), the
+  momentum (SGD's momentum, Adam's beta1) cycling the other way.
 
 ReduceLROnPlateau is the exception, as in PyTorch: no closed form, ``step(metric)``
 multiplies the rates by ``factor`` when the metric (a validation loss, say) has not
@@ -245,3 +256,193 @@ class ReduceLROnPlateau:
         self.__dict__.update({key: value for key, value in state_dict.items()
                               if key != "optimizer"})
 
+
+
+def _fraction(where, name, value, low=0.0, high=1.0):
+    value = _number(where, name, value, low)
+    if value > high:
+        raise ValueError(f"{where}: expected {name} to be at most {high}, got {value!r}")
+    return value
+
+
+class LinearLR(LRScheduler):
+    """lr0 times a factor going linearly from start_factor to end_factor over
+    total_iters epochs, then end_factor."""
+
+    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
+                 last_epoch=-1):
+        where = "LinearLR"
+        self.start_factor = _fraction(where, "start_factor", start_factor)
+        if self.start_factor == 0.0:
+            raise ValueError(f"{where}: expected start_factor > 0, got {start_factor!r}")
+        self.end_factor = _fraction(where, "end_factor", end_factor)
+        self.total_iters = _int_at_least(where, "total_iters", total_iters)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr, epoch, group_index):
+        done = min(epoch, self.total_iters) / self.total_iters
+        return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * done)
+
+
+class ConstantLR(LRScheduler):
+    """lr0 * factor for the first total_iters epochs, lr0 after."""
+
+    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
+        self.factor = _fraction("ConstantLR", "factor", factor)
+        self.total_iters = _int_at_least("ConstantLR", "total_iters", total_iters, low=0)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr, epoch, group_index):
+        return base_lr * (self.factor if epoch < self.total_iters else 1.0)
+
+
+class PolynomialLR(LRScheduler):
+    """lr0 * (1 - min(epoch, total_iters) / total_iters) ** power."""
+
+    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+        self.total_iters = _int_at_least("PolynomialLR", "total_iters", total_iters)
+        self.power = _number("PolynomialLR", "power", power)
+        super().__init__(optimizer, last_epoch)
+
+    def lr_at(self, base_lr, epoch, group_index):
+        return base_lr * (1.0 - min(epoch, self.total_iters) / self.total_iters) ** self.power
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    """eta_min + (lr0 - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2, where the i-th run
+    lasts T_i = T_0 * T_mult ** i epochs and T_cur counts the epochs since its start."""
+
+    def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):  # noqa: N803
+        where = "CosineAnnealingWarmRestarts"
+        self.T_0 = _int_at_least(where, "T_0", T_0)
+        self.T_mult = _int_at_least(where, "T_mult", T_mult)
+        self.eta_min = _number(where, "eta_min", eta_min)
+        super().__init__(optimizer, last_epoch)
+
+    def _position(self, epoch):
+        """(T_cur, T_i) at this epoch."""
+        t0, mult = self.T_0, self.T_mult
+        if mult == 1:
+            return epoch % t0, t0
+        start, length = 0, t0  # integer walk over the runs: no log() rounding at restarts
+        while epoch >= start + length:
+            start, length = start + length, length * mult
+        return epoch - start, length
+
+    def lr_at(self, base_lr, epoch, group_index):
+        t_cur, t_i = self._position(epoch)
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (PyTorch's OneCycleLR), ``step()`` after every batch.
+
+    max_lr: one number or one per param group; the schedule lasts total_steps, or
+    epochs * steps_per_epoch. Two phases (three_phase=False): over the first
+    pct_start * total_steps steps the rate goes from max_lr / div_factor up to max_lr,
+    then down to max_lr / div_factor / final_div_factor; three_phase=True climbs, comes
+    back to max_lr / div_factor symmetrically, then anneals to the minimum. Each move
+    follows a half cosine (anneal_strategy='cos') or a line ('linear'). With
+    cycle_momentum, SGD's momentum (Adam's beta1) moves from max_momentum to
+    base_momentum and back, against the rate. Stepping past total_steps is an error.
+    """
+
+    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None,
+                 steps_per_epoch=None, pct_start=0.3, anneal_strategy="cos",
+                 cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
+                 div_factor=25.0, final_div_factor=1e4, three_phase=False, last_epoch=-1):
+        where = "OneCycleLR"
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{where}: expected a fastnn optimizer, got "
+                            f"{type(optimizer).__name__}")
+        groups = optimizer.param_groups
+        if total_steps is not None:
+            self.total_steps = _int_at_least(where, "total_steps", total_steps)
+        elif epochs is not None and steps_per_epoch is not None:
+            self.total_steps = (_int_at_least(where, "epochs", epochs)
+                                * _int_at_least(where, "steps_per_epoch", steps_per_epoch))
+        else:
+            raise ValueError(f"{where}: expected total_steps, or epochs and steps_per_epoch")
+        pct_start = _fraction(where, "pct_start", pct_start)
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(f"{where}: expected anneal_strategy 'cos' or 'linear', got "
+                             f"{anneal_strategy!r}")
+        self.anneal_strategy = anneal_strategy
+        div_factor = _number(where, "div_factor", div_factor)
+        final_div_factor = _number(where, "final_div_factor", final_div_factor)
+        if div_factor == 0 or final_div_factor == 0:
+            raise ValueError(f"{where}: expected div_factor and final_div_factor > 0")
+        max_lrs = self._per_group(where, "max_lr", max_lr, len(groups))
+        self.cycle_momentum = bool(cycle_momentum)
+        if self.cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError(f"{where}: cycle_momentum=True needs an optimizer with "
+                                 f"momentum or betas ({type(optimizer).__name__} has "
+                                 f"neither); pass cycle_momentum=False")
+            self._beta1 = "betas" in optimizer.defaults
+            base_ms = self._per_group(where, "base_momentum", base_momentum, len(groups))
+            max_ms = self._per_group(where, "max_momentum", max_momentum, len(groups))
+        one = float(pct_start * self.total_steps)
+        if three_phase:
+            self._phases = ((one - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                            (2 * one - 2, "max_lr", "initial_lr", "base_momentum",
+                             "max_momentum"),
+                            (self.total_steps - 1, "initial_lr", "min_lr", "max_momentum",
+                             "max_momentum"))
+        else:
+            self._phases = ((one - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                            (self.total_steps - 1, "max_lr", "min_lr", "base_momentum",
+                             "max_momentum"))
+        if last_epoch == -1:
+            for i, group in enumerate(groups):
+                group["initial_lr"] = max_lrs[i] / div_factor
+                group["max_lr"] = max_lrs[i]
+                group["min_lr"] = group["initial_lr"] / final_div_factor
+                if self.cycle_momentum:
+                    group["base_momentum"], group["max_momentum"] = base_ms[i], max_ms[i]
+                    self._set_momentum(group, max_ms[i])
+        super().__init__(optimizer, last_epoch)
+
+    @staticmethod
+    def _per_group(where, name, value, groups):
+        values = list(value) if isinstance(value, (list, tuple)) else [value] * groups
+        if len(values) != groups:
+            raise ValueError(f"{where}: expected {groups} {name} values (one per param "
+                             f"group), got {len(values)}")
+        return [_number(where, name, v) for v in values]
+
+    def _set_momentum(self, group, momentum):
+        if self._beta1:
+            group["betas"] = (momentum, group["betas"][1])
+        else:
+            group["momentum"] = momentum
+
+    def _anneal(self, start, end, pct):
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def _at(self, group, step, lr_or_momentum):
+        """group's rate (0) or momentum (1) at this step."""
+        start_step = 0.0
+        for i, phase in enumerate(self._phases):
+            end_step = phase[0]
+            if step <= end_step or i == len(self._phases) - 1:
+                pct = (step - start_step) / (end_step - start_step)
+                first, last = phase[1:3] if lr_or_momentum == 0 else phase[3:5]
+                return self._anneal(group[first], group[last], pct)
+            start_step = end_step
+        raise AssertionError("unreachable")
+
+    def step(self):
+        """Advance one batch and write every group's rate (and momentum) for it."""
+        if self.last_epoch + 1 > self.total_steps:
+            raise ValueError(f"OneCycleLR: tried to step {self.last_epoch + 1} times; the "
+                             f"schedule has total_steps={self.total_steps}")
+        super().step()
+        if self.cycle_momentum:
+            for group in self.optimizer.param_groups:
+                self._set_momentum(group, self._at(group, self.last_epoch, 1))
+
+    def lr_at(self, base_lr, epoch, group_index):
+        return self._at(self.optimizer.param_groups[group_index], epoch, 0)

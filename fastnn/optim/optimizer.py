@@ -28,7 +28,7 @@ from .flat import build_buckets, check_parameter
 
 #: Keys a learning-rate scheduler keeps in a param group beside the hyper-parameters
 #: (as PyTorch's schedulers do): saved and loaded with the optimizer's state.
-SCHEDULER_KEYS = ("initial_lr",)
+SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "base_momentum", "max_momentum")
 
 
 class Optimizer:
