@@ -201,6 +201,14 @@ def scaled(a, factor, copy=False):
     return a
 
 
+def moved_axis(a, source, destination):
+    """A C-contiguous copy of a with axis source moved to destination (np.moveaxis), on
+    a's device; a device array goes through the host (off the GPU's hot path: softmax
+    over an axis other than the last)."""
+    return namespace_of(a).put(np.ascontiguousarray(np.moveaxis(to_host(a), source,
+                                                                destination)))
+
+
 def namespace(device):
     """The array namespace of 'cpu' or 'cuda'."""
     return Cuda if device == "cuda" else Host

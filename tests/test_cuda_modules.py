@@ -118,7 +118,8 @@ def test_arrays_follow_the_caller(rng):
 
 def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     """Linear on (*, in), Conv2d/pooling on unbatched (C, H, W), BatchNorm1d on
-    (N, C, L), BatchNorm3d and the 1-D conv and pooling layers, as on the host."""
+    (N, C, L), BatchNorm3d, the 1-D conv and pooling layers and LogSoftmax over a middle
+    axis, as on the host."""
     seq = lambda: nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3))  # noqa: E731
     cnn = lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2),  # noqa: E731
                                 nn.Flatten(0), nn.Linear(48, 2))
@@ -126,8 +127,9 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     bn3 = lambda: nn.Sequential(nn.BatchNorm3d(2), nn.ReLU())  # noqa: E731
     conv1 = lambda: nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.MaxPool1d(2),  # noqa: E731
                                   nn.AvgPool1d(2), nn.Flatten(), nn.Linear(6, 2))
+    softmax = lambda: nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=1))  # noqa: E731
     for build, shape in ((seq, (2, 3, 6)), (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5)),
-                         (bn3, (2, 2, 2, 3, 2)), (conv1, (2, 2, 8))):
+                         (bn3, (2, 2, 2, 3, 2)), (conv1, (2, 2, 8)), (softmax, (2, 3, 2))):
         host, gpu = twins(build)
         x = rng.standard_normal(shape)
         for xin in (x, cuda.to_device(x)):
@@ -233,6 +235,17 @@ def test_class_weighted_smoothed_and_nll_losses_on_the_gpu(rng, reduction):
         grad = gpu_fn.backward()
         assert fdevice.is_device_array(grad)
         assert_close(grad.copy_to_host(), host_fn.backward(), np.float64)
+    for shape in ((3,), (2, 3, 2)):  # one sample, and a (N, C, L) map of scores
+        pred, labels = rng.standard_normal(shape), rng.integers(0, 3, shape[:1] + shape[2:]
+                                                                if len(shape) > 1 else ())
+        host_fn, gpu_fn = nn.CrossEntropyLoss(reduction=reduction), \
+            nn.CrossEntropyLoss(reduction=reduction)
+        expected = host_fn(pred, labels)
+        np.testing.assert_allclose(gpu_fn(cuda.to_device(pred), labels), expected, rtol=1e-12)
+        grad = gpu_fn.backward()
+        assert fdevice.is_device_array(grad) and grad.shape == shape
+        assert_close(grad.copy_to_host(), host_fn.backward(), np.float64)
+    pred = rng.standard_normal((5, 3))
     host_head, gpu_head = nn.LogSoftmax().double(), nn.LogSoftmax().double().to("cuda")
     logp = gpu_head(cuda.to_device(pred))
     assert fdevice.is_device_array(logp)

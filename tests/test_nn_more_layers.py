@@ -1,4 +1,5 @@
-"""Conv1d, MaxPool1d, AvgPool1d, BatchNorm3d and Unflatten against their PyTorch twins
+"""Conv1d, MaxPool1d, AvgPool1d, BatchNorm3d, Unflatten and Softmax/LogSoftmax over any
+axis against their PyTorch twins
 (built by loading the fastnn layer's state dict into the torch layer), on every backend
 in float32 and float64."""
 import math
@@ -147,3 +148,88 @@ def test_conv1d_state_dict_loads_from_torch(rng):
     x = rng.standard_normal((1, 2, 8)).astype(np.float32)
     assert_close(layer.forward(x), twin(torch.from_numpy(x)).detach().numpy(), np.float32, 10)
     assert fastnn.nn.Conv1d(2, 3, 4).weight.data.std() > 0
+
+
+@pytest.mark.parametrize("cls", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("shape,dim", [((7,), 0), ((7,), None), ((4, 6), 0), ((4, 6), None),
+                                       ((2, 5, 3), 1), ((2, 5, 3), None), ((2, 5, 3), -1),
+                                       ((2, 4, 3, 3), 1), ((2, 4, 3, 3), None),
+                                       ((2, 4, 3, 3), -2)])
+def test_softmax_over_any_axis_matches_torch(backend, dtype, rng, cls, shape, dim):
+    """PyTorch's dim, the implicit choice of dim=None included (axis 0 of 1-D and 3-D
+    inputs, 1 otherwise): outputs and gradients."""
+    import warnings
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch's warning on the implicit dim
+        check_against(getattr(nn, cls)(dim=dim), getattr(torch.nn, cls)(dim=dim), x, rng,
+                      dtype)
+    assert repr(getattr(nn, cls)(dim=dim)) == repr(getattr(torch.nn, cls)(dim=dim))
+
+
+FORMS = ["unbatched", "unbatched_probs", "2d_map", "1d_map", "map_probs"]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("loss,form", [(loss, form) for loss in ("ce", "ce_options", "nll")
+                                       for form in FORMS
+                                       if not (loss == "nll" and form.endswith("probs"))])
+def test_class_losses_take_pytorchs_other_shapes(backend, dtype, rng, loss, reduction, form):
+    """CrossEntropyLoss and NLLLoss (labels only, as PyTorch's) on one sample (C,) and on
+    (N, C, d1, ..., dk) score maps, against PyTorch: loss, gradient, and backward(grad)
+    for 'none'."""
+    shape = {"unbatched": (5,), "unbatched_probs": (5,), "2d_map": (2, 5, 3, 4),
+             "1d_map": (3, 5, 6), "map_probs": (2, 5, 3)}[form]
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    if form.endswith("probs"):
+        target = rng.dirichlet(np.ones(5), size=math.prod(shape) // 5).astype(dtype)
+        target = np.moveaxis(target.reshape(shape[:1] + shape[2:] + (5,)), -1, 1).copy() \
+            if len(shape) > 1 else target.reshape(shape)
+    else:
+        target = rng.integers(0, 5, shape[:1] + shape[2:] if len(shape) > 1 else ())
+        if loss != "ce" and target.ndim:
+            target.reshape(-1)[0] = 3  # an ignored entry
+    kwargs = dict(reduction=reduction)
+    if loss == "ce_options":
+        kwargs.update(weight=np.linspace(0.5, 2, 5), label_smoothing=0.1 if
+                      form.endswith("probs") or target.ndim == 0 else 0.0)
+        if not form.endswith("probs") and target.ndim:
+            kwargs["ignore_index"] = 3
+    if loss == "nll":
+        kwargs["ignore_index"] = 3
+        x = torch.log_softmax(torch.from_numpy(x), 1 if x.ndim > 1 else 0).numpy()
+    ours = (nn.NLLLoss if loss == "nll" else nn.CrossEntropyLoss)(**kwargs)
+    tkwargs = dict(kwargs)
+    if "weight" in tkwargs:
+        tkwargs["weight"] = torch.from_numpy(tkwargs["weight"].astype(dtype))
+    theirs = (torch.nn.NLLLoss if loss == "nll" else torch.nn.CrossEntropyLoss)(**tkwargs)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    tl = theirs(tx, torch.from_numpy(np.asarray(target)))
+    got = ours(x, target)
+    if reduction == "none":
+        assert got.shape == tuple(tl.shape)
+        g = rng.uniform(0.5, 1.5, got.shape).astype(dtype)
+        tl.backward(torch.from_numpy(g))
+        grad = ours.backward(g)
+    else:
+        tl.backward()
+        grad = ours.backward()
+    assert_close(got, tl.detach().numpy(), dtype, 10)
+    assert grad.shape == x.shape
+    assert_close(grad, tx.grad.numpy(), dtype, 10)
+
+
+def test_class_losses_check_the_other_shapes(rng):
+    x = rng.standard_normal((2, 5, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match=r"expected labels of shape \(2, 3\) for logits of "
+                                         r"shape \(2, 5, 3\), got \(2, 5\)"):
+        nn.CrossEntropyLoss()(x, np.zeros((2, 5), np.int64))
+    with pytest.raises(ValueError, match=r"expected labels of shape \(\)"):
+        nn.CrossEntropyLoss()(x[0, :, 0].copy(), np.zeros(1, np.int64))
+    loss = nn.CrossEntropyLoss(reduction="none")
+    loss(x, np.zeros((2, 3), np.int64))
+    with pytest.raises(ValueError, match=r"expected grad of shape \(2, 3\)"):
+        loss.backward(np.ones(6, np.float32))
+    assert nn.CrossEntropyLoss()(x[0, :, 0].copy(), 2) == pytest.approx(
+        torch.nn.functional.cross_entropy(torch.from_numpy(x[0, :, 0].copy()),
+                                          torch.tensor(2)).item(), rel=1e-6)

@@ -1,9 +1,13 @@
 """Activation layers: each calls its backend's kernel pair ``act`` / ``act_backward``.
 
-Every activation takes an input of any shape (Softmax, LogSoftmax: (N, C)) and returns an output of
-the same shape. ``fused_name`` names the activation in ``optable.FUSABLE_ACTIVATIONS``
+Every activation takes an input of any shape (Softmax, LogSoftmax: rank >= 1) and returns
+an output of the same shape. ``fused_name`` names the activation in ``optable.FUSABLE_ACTIVATIONS``
 when ``Sequential`` may fuse it into a preceding Linear (None otherwise).
 """
+import math
+import numbers
+
+from .. import device as _device
 from ..validation import check_bool, check_number, check_only
 from .module import Module
 
@@ -158,31 +162,67 @@ class ELU(_Elementwise):
 
 
 class Softmax(_Elementwise):
-    """Softmax along the last axis of a 2-D input (N, C). dim: 1 or -1 (that axis), or
-    None (PyTorch's implicit choice, also axis 1 for 2-D input)."""
+    """Softmax along axis ``dim`` of an input of any rank >= 1 (PyTorch's semantics;
+    dim=None is PyTorch's implicit choice: axis 0 for 1-D and 3-D inputs, 1 otherwise).
+
+    The row kernels run on the input viewed as (rows, C) when dim is the last axis (no
+    copy); any other axis is moved last in a contiguous copy first (and the result moved
+    back), so e.g. (N, C, H, W) with dim=1 costs two transposing copies each way.
+    """
 
     kernel = "softmax"
 
-    def __init__(self, dim=-1):
+    def __init__(self, dim=None):
         super().__init__()
-        if dim is not None and (isinstance(dim, bool) or dim not in (1, -1)):
-            raise ValueError(f"{type(self).__name__}: only the class axis of a 2-D input "
-                             f"(N, C) is supported (dim=1 or -1), got dim={dim!r}")
-        self.dim = dim
+        if dim is not None and (isinstance(dim, bool) or not isinstance(dim, numbers.Integral)):
+            raise TypeError(f"{type(self).__name__}: expected dim to be an int or None, "
+                            f"got {dim!r}")
+        self.dim = None if dim is None else int(dim)
+        self._moved = None  # the axis moved last in the last forward, or None
 
     def extra_repr(self):
-        return "" if self.dim == -1 else f"dim={self.dim}"
+        return f"dim={self.dim}"
+
+    def _axis(self, ndim):
+        if self.dim is None:
+            return 0 if ndim in (1, 3) else 1
+        return self.dim + ndim if self.dim < 0 else self.dim
 
     def infer_shape(self, shape, dtype):
-        if len(shape) != 2:
-            raise ValueError(f"{self._where()}: expected a 2-D input (N, C), got shape {shape}")
+        shape = tuple(shape)
+        if len(shape) == 0 or not 0 <= self._axis(len(shape)) < len(shape):
+            raise ValueError(f"{self._where()}: dim {self.dim} is out of range for an input "
+                             f"of shape {shape}")
         return shape
+
+    def _rows(self, a, axis):
+        """a with axis moved last (a view when it is already), as (rows, C)."""
+        if axis != a.ndim - 1:
+            a = _device.moved_axis(a, axis, -1)
+        shape = tuple(a.shape)
+        return a.reshape(math.prod(shape[:-1]), shape[-1]), shape
+
+    def _unrows(self, rows, shape, axis):
+        y = rows.reshape(shape)
+        return y if axis == len(shape) - 1 else _device.moved_axis(y, -1, axis)
+
+    def _forward(self, x, buffered):
+        axis = self._axis(x.ndim)
+        rows, shape = self._rows(x, axis)
+        self._moved = axis
+        return self._unrows(super()._forward(rows, buffered), shape, axis)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        axis = self._moved
+        rows, shape = self._rows(grad_out, axis)
+        return self._unrows(super()._backward(rows, buffered, need_grad_in), shape, axis)
 
 
 class LogSoftmax(Softmax):
-    """log(softmax(x)) along the last axis of a 2-D input (N, C), computed as
-    x - logsumexp(x) (finite where the probability underflows); pair it with NLLLoss.
-    dim: as Softmax's."""
+    """log(softmax(x)) along axis dim (as Softmax's), computed as x - logsumexp(x)
+    (finite where the probability underflows); pair it with NLLLoss."""
 
     kernel = "log_softmax"
 

@@ -12,6 +12,8 @@ loss and gradient times the element count: N rows for cross-entropy), or 'none':
 NumPy array, computed by the reference formulas, and ``backward(grad)`` takes the
 gradient w.r.t. those losses (None: all ones, the gradient of their sum).
 """
+import math
+
 import numpy as np
 
 from .. import device as _device
@@ -248,6 +250,61 @@ class _ClassTargets(Loss):
         self.weight = class_weights(type(self).__name__, weight)
         self.ignore_index = _index(type(self).__name__, ignore_index)
         self._denominator = None  # the last forward's mean denominator when not N
+        self._layout = None  # (pred's shape, the losses' shape) when pred was not (N, C)
+
+    def forward(self, pred, target):
+        """As ``Loss.forward``; pred may also be one unbatched sample (C,) with a label
+        () or probabilities (C,), or (N, C, d1, ..., dk) with labels (N, d1, ..., dk) or
+        probabilities of pred's shape (PyTorch's K-dimensional form, a class score per
+        pixel): the kernels see (rows, C), the class axis moved last in a copy."""
+        layout = None
+        if _device.is_array(pred) and pred.ndim != 2 and pred.ndim >= 1:
+            pred, target, layout = self._as_rows(pred, target)
+        losses = super().forward(pred, target)
+        self._layout = layout  # (a failed call keeps the last gradient and its layout)
+        if layout is not None and self.reduction == "none":
+            return losses.reshape(layout[1])
+        return losses
+
+    def backward(self, grad=None):
+        if self._layout is None:
+            return super().backward(grad)
+        shape, loss_shape = self._layout
+        if grad is not None and np.ndim(grad) > 0:
+            if np.shape(grad) != loss_shape:
+                raise ValueError(f"{self._where()}.backward: expected grad of shape "
+                                 f"{loss_shape} (one per loss), got {np.shape(grad)}")
+            grad = np.reshape(_device.to_host(grad), (-1,))
+        rows = super().backward(grad)
+        if len(shape) == 1:
+            return rows.reshape(shape)
+        moved = rows.reshape(shape[:1] + shape[2:] + shape[1:2])
+        return _device.moved_axis(moved, -1, 1)
+
+    def _as_rows(self, pred, target):
+        """(pred as (rows, C), target as (rows,) labels or (rows, C) probabilities,
+        (pred's shape, the per-element losses' shape))."""
+        where, shape = self._where(), tuple(pred.shape)
+        if not _device.is_array(target):
+            target = np.asarray(target)  # a label given as a Python int
+        labels = target.dtype.kind in "iu"
+        if len(shape) == 1:
+            want, loss_shape = ((), ()) if labels else (shape, ())
+        else:
+            loss_shape = shape[:1] + shape[2:]
+            want = loss_shape if labels else shape
+        if tuple(target.shape) != want:
+            kind = "labels" if labels else "probabilities"
+            raise ValueError(f"{where}: expected {kind} of shape {want} for "
+                             f"{self._pred_what} of shape {shape}, got {tuple(target.shape)}")
+        c = shape[0] if len(shape) == 1 else shape[1]
+        if len(shape) > 2:
+            pred = _device.moved_axis(pred, 1, -1)
+            if not labels:
+                target = _device.moved_axis(target, 1, -1)
+        n = math.prod(loss_shape)
+        return (pred.reshape(n, c), target.reshape((n,) if labels else (n, c)),
+                (shape, loss_shape))
 
     def _dense(self, pred, target):
         """The (N, C) target in pred's dtype for host labels or probabilities, and the
@@ -303,6 +360,8 @@ class CrossEntropyLoss(_ClassTargets):
 
     pred: logits (N, C); target: integer class labels (N,) in [0, C), or probabilities
     (N, C) (one-hot or soft) in pred's dtype; as in PyTorch, rows need not sum to 1.
+    Also PyTorch's other forms: one sample (C,) with a label () or probabilities (C,),
+    and (N, C, d1, ..., dk) with labels (N, d1, ..., dk) (see ``forward``).
 
     PyTorch's options, with its formulas: weight (C,) rescales each class's term (for
     labels, the mean divides by the summed weight of the labels instead of N);
