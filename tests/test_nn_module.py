@@ -324,3 +324,46 @@ def test_requires_grad_freezes_a_layer_for_the_optimizer(backend, rng):
     assert not np.array_equal(model[2].weight.data, trained)
     model.requires_grad_()
     assert all(p.requires_grad for p in model.parameters())
+
+
+def _dict_net(lib):
+    """A model with heads in a ModuleDict, a scale per head in a ParameterDict and offsets
+    in a ParameterList (PyTorch's containers), built from fastnn.nn or torch.nn."""
+    model = lib.Module()
+    model.trunk = lib.Linear(3, 4)
+    model.heads = lib.ModuleDict({"digit": lib.Linear(4, 10), "parity": lib.Linear(4, 2)})
+    model.scales = lib.ParameterDict({"digit": lib.Parameter(_ones(lib, 10)),
+                                      "parity": lib.Parameter(_ones(lib, 2))})
+    model.offsets = lib.ParameterList([lib.Parameter(_ones(lib, 4)) for _ in range(2)])
+    return model
+
+
+def _ones(lib, n):
+    return np.ones(n, np.float32) if lib is nn else torch.ones(n)
+
+
+def test_module_dict_and_parameter_containers_follow_pytorch():
+    ours, theirs = _dict_net(nn), _dict_net(torch.nn)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    assert [n for n, _ in ours.named_modules()] == [n for n, _ in theirs.named_modules()]
+    ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+    assert list(ours.heads) == ["digit", "parity"] and "digit" in ours.heads
+    assert len(ours.scales) == 2 and len(ours.offsets) == 2
+    assert [k for k, _ in ours.heads.items()] == list(ours.heads.keys())
+    opt = fastnn.optim.SGD(ours.parameters(), lr=0.1)
+    assert len(opt.param_groups[0]["params"]) == len(list(theirs.parameters())) == 10
+    del ours.heads["parity"]
+    del theirs.heads["parity"]
+    ours.heads["extra"] = nn.Linear(4, 1)
+    theirs.heads["extra"] = torch.nn.Linear(4, 1)
+    ours.offsets.append(nn.Parameter(np.zeros(4, np.float32)))
+    theirs.offsets.append(torch.nn.Parameter(torch.zeros(4)))
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert ours.scales.pop("parity").shape == (2,) and list(ours.scales) == ["digit"]
+    with pytest.raises(TypeError, match="ModuleDict: expected a Module, got int"):
+        ours.heads["bad"] = 3
+    with pytest.raises(TypeError, match="ParameterList: expected a Parameter, got ndarray"):
+        nn.ParameterList([np.zeros(2)])
+    with pytest.raises(NotImplementedError, match="ModuleDict has no forward"):
+        ours.heads(np.zeros((1, 4), np.float32))

@@ -2,7 +2,7 @@
 from .activations import (ELU, GELU, Identity, LeakyReLU, LogSoftmax, ReLU, Sigmoid, SiLU, Sine,
                           Softmax, Tanh)
 from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
-from .container import ModuleList, Sequential
+from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import Conv1d, Conv2d
 from .dropout import Dropout
 from . import init
@@ -17,5 +17,6 @@ from . import utils
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "ELU",
            "Sine", "Identity", "Softmax", "LogSoftmax", "Flatten", "Unflatten", "Dropout", "BatchNorm1d",
            "BatchNorm2d", "BatchNorm3d", "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d",
-           "AvgPool2d", "Sequential", "ModuleList", "Loss", "MSELoss",
+           "AvgPool2d", "Sequential", "ModuleList", "ModuleDict",
+           "ParameterList", "ParameterDict", "Loss", "MSELoss",
            "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "init", "utils"]

@@ -1,9 +1,11 @@
-"""Sequential: layers run in order, with Linear + activation fusion and reused buffers."""
+"""Containers: Sequential (layers run in order, with Linear + activation fusion and reused
+buffers), and PyTorch's ModuleList, ModuleDict, ParameterList and ParameterDict, which
+only hold modules or parameters for the module that owns them."""
 import collections.abc
 
 from .. import device as _device
 from .linear import Linear
-from .module import FUSED, Module
+from .module import FUSED, Module, Parameter
 
 
 class Sequential(Module):
@@ -149,32 +151,51 @@ class Sequential(Module):
         return g
 
 
-class ModuleList(Module):
-    """A list of modules whose parameters and buffers belong to the owner (PyTorch's
-    ModuleList): indexable, ``len``, iterable, ``append``/``extend``; no forward of its
-    own (the owning module's forward and backward call the layers)."""
+class _Holder(Module):
+    """A container with no forward of its own: the owning module calls what it holds."""
 
-    def __init__(self, modules=()):
+    def forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} has no forward: use its contents "
+                                  f"from the owning module's forward")
+
+    def backward(self, grad_out, need_grad_in=True):
+        raise NotImplementedError(f"{type(self).__name__} has no backward: use its contents "
+                                  f"from the owning module's backward")
+
+    def _kind(self):
+        """The class of what it holds (Module or Parameter)."""
+        raise NotImplementedError
+
+    def _checked(self, value):
+        if not isinstance(value, self._kind()):
+            raise TypeError(f"{type(self).__name__}: expected a {self._kind().__name__}, got "
+                            f"{type(value).__name__}")
+        return value
+
+
+class _List(_Holder):
+    """The list behaviour of ModuleList and ParameterList: items named '0', '1', ...
+    under the owner."""
+
+    def __init__(self, values=()):
         super().__init__()
         self._list = []
-        self.extend(modules)
+        self.extend(values or ())
 
-    def append(self, module):
-        """Add a module at the end; returns self."""
-        if not isinstance(module, Module):
-            raise TypeError(f"ModuleList: expected a Module, got {type(module).__name__}")
-        setattr(self, str(len(self._list)), module)
-        self._list.append(module)
+    def append(self, value):
+        """Add an item at the end; returns self."""
+        setattr(self, str(len(self._list)), self._checked(value))
+        self._list.append(value)
         return self
 
-    def extend(self, modules):
-        for module in modules:
-            self.append(module)
+    def extend(self, values):
+        for value in values:
+            self.append(value)
         return self
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return ModuleList(self._list[index])
+            return type(self)(self._list[index])
         return self._list[index]
 
     def __len__(self):
@@ -183,10 +204,98 @@ class ModuleList(Module):
     def __iter__(self):
         return iter(self._list)
 
-    def forward(self, x):
-        raise NotImplementedError("ModuleList has no forward: call its modules from the "
-                                  "owning module's forward")
 
-    def backward(self, grad_out, need_grad_in=True):
-        raise NotImplementedError("ModuleList has no backward: call its modules' backward "
-                                  "from the owning module's backward")
+class ModuleList(_List):
+    """A list of modules whose parameters and buffers belong to the owner (PyTorch's
+    ModuleList): indexable, ``len``, iterable, ``append``/``extend``; no forward of its
+    own (the owning module's forward and backward call the layers)."""
+
+    def _kind(self):
+        return Module
+
+
+class ParameterList(_List):
+    """A list of Parameters (PyTorch's ParameterList), named '0', '1', ... in the owner's
+    parameters() and state dict; indexable, ``len``, iterable, ``append``/``extend``."""
+
+    def _kind(self):
+        return Parameter
+
+
+class _Dict(_Holder):
+    """The mapping behaviour of ModuleDict and ParameterDict (insertion order kept)."""
+
+    def _table(self):
+        """The owner's table of what it holds (_modules or _parameters)."""
+        raise NotImplementedError
+
+    def __init__(self, items=None):
+        super().__init__()
+        if items is not None:
+            self.update(items)
+
+    def __getitem__(self, key):
+        return self._table()[key]
+
+    def __setitem__(self, key, value):
+        self._check_name(f"{type(self).__name__}[...]", key)
+        setattr(self, key, self._checked(value))
+
+    def __delitem__(self, key):
+        del self._table()[key]
+        object.__delattr__(self, key)
+
+    def __len__(self):
+        return len(self._table())
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __contains__(self, key):
+        return key in self._table()
+
+    def keys(self):
+        return self._table().keys()
+
+    def values(self):
+        return self._table().values()
+
+    def items(self):
+        return self._table().items()
+
+    def pop(self, key):
+        value = self._table()[key]
+        del self[key]
+        return value
+
+    def clear(self):
+        for key in list(self._table()):
+            del self[key]
+
+    def update(self, items):
+        """Add (name, value) pairs from a mapping or an iterable of pairs."""
+        pairs = items.items() if isinstance(items, collections.abc.Mapping) else items
+        for key, value in pairs:
+            self[key] = value
+
+
+class ModuleDict(_Dict):
+    """Modules by name (PyTorch's ModuleDict): their parameters and buffers belong to the
+    owner under 'name.weight' etc.; ``d[name]``, ``keys()``, ``items()``, ``update``."""
+
+    def _table(self):
+        return self._modules
+
+    def _kind(self):
+        return Module
+
+
+class ParameterDict(_Dict):
+    """Parameters by name (PyTorch's ParameterDict), in the owner's parameters() and
+    state dict; ``d[name]``, ``keys()``, ``items()``, ``update``."""
+
+    def _table(self):
+        return self._parameters
+
+    def _kind(self):
+        return Parameter

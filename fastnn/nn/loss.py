@@ -4,7 +4,7 @@ Each loss computes its value and gradient in one kernel call during ``forward``;
 ``backward`` returns that gradient (a fresh array per forward, the caller's to keep).
 The kernels run where pred lives: a CUDA device array pred (the output of a model on
 the GPU) runs the cuda backend, the target is moved next to it, and the gradient is a
-device array; the loss is a Python float either way.
+device array; the loss is a number (NumPy float64, a Python float) either way.
 
 ``reduction`` is PyTorch's: 'mean' (the default, the kernels' own), 'sum' (the mean's
 loss and gradient times the element count: N rows for cross-entropy), or 'none':
@@ -35,19 +35,20 @@ class Loss:
         self._grad = None
 
     def forward(self, pred, target):
-        """Loss of pred against target: a Python float ('mean', 'sum') or a NumPy array
-        of per-element losses ('none': pred's shape; (N,) for cross-entropy)."""
+        """Loss of pred against target: a number ('mean', 'sum'; a NumPy float64, which
+        is a Python float with PyTorch's ``loss.item()``) or a NumPy array of
+        per-element losses ('none': pred's shape; (N,) for cross-entropy)."""
         pred, target = self._check(pred, target)
         kernels = _device.kernels(_device.device_of(pred))
         loss, grad = self._kernel(kernels)(pred, target)
         count = self._count(pred)
         if self.reduction == "mean":
-            return self._mean(loss, grad, count)
+            return np.float64(self._mean(loss, grad, count))
         # the mean's gradient times the count: d(sum)/d(pred), also for 'none' (where
         # backward weights it by the gradient of each element's loss)
         self._grad = _device.scaled(grad, count)
         if self.reduction == "sum":
-            return loss * count
+            return np.float64(loss * count)
         return self._losses(_device.to_host(pred), _device.to_host(target))
 
     def __call__(self, pred, target):
