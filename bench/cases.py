@@ -29,6 +29,7 @@ SEED = 1234
 ELEMENTWISE = {"course": (128, 100), "large": (4096, 4096)}     # large: 16M values
 ROWWISE = {"course": (128, 10), "large": (4096, 1000)}          # softmax, softmax-CE
 BATCHNORM = {"course": (128, 100), "large": (256, 1024), "conv": (32, 128, 16, 16)}
+LAYERNORM = {"course": (128, 100), "large": (4096, 1024)}        # (rows, features)
 LINEAR = {"course": (128, 784, 100, "relu"), "large": (256, 1024, 1024, "leaky_relu")}
 CONV = {"course": ((128, 1, 28, 28), 32, 3, 1, 1), "large": ((32, 64, 16, 16), 128, 3, 1, 1)}
 POOL = {"course": ((128, 32, 28, 28), 2, 2, 0), "large": ((32, 64, 16, 16), 3, 2, 1)}
@@ -319,6 +320,45 @@ def _pointwise_loss(name, size):
 
     return Case(name, size, _shape_str(shape), build, run, run_torch,
                 nbytes=3 * 4 * int(np.prod(shape)))
+
+
+# ----------------------------------------------------------------------- layernorm
+def _ln_arrays(rng, shape):
+    n, d = shape
+    x = _normal(rng, shape) * F32(2) + F32(0.5)
+    a = {"x": x, "w": (1 + 0.1 * _normal(rng, (d,))).astype(F32), "b": _normal(rng, (d,)) * F32(0.1),
+         "out": np.empty_like(x), "sm": np.empty(n, F32), "si": np.empty(n, F32),
+         "g": _normal(rng, shape), "gw": np.zeros(d, F32), "gb": np.zeros(d, F32),
+         "gi": np.empty_like(x)}
+    from fastnn.kernels import reference
+    _, a["sm"][...], a["si"][...] = reference.layer_norm_forward(x, a["w"], a["b"])
+    return a
+
+
+def _layer_norm(op, size):
+    shape = LAYERNORM[size]
+    n = int(np.prod(shape))
+    build = lambda rng: _ln_arrays(rng, shape)  # noqa: E731
+    d = [shape[1]]
+    if op == "layer_norm_forward":
+        return Case(op, size, _shape_str(shape), build,
+                    lambda be, a: lambda: be.layer_norm_forward(
+                        a["x"], a["w"], a["b"], 1e-5, out=a["out"], save_mean=a["sm"],
+                        save_invstd=a["si"]),
+                    lambda t, ts, a: lambda: t.ops.aten.native_layer_norm(
+                        ts["x"], d, ts["w"], ts["b"], 1e-5), nbytes=2 * 4 * n)
+
+    def run(be, a):
+        return lambda: be.layer_norm_backward(a["g"], a["x"], a["w"], a["sm"], a["si"],
+                                              grad_weight=a["gw"], grad_bias=a["gb"],
+                                              grad_in=a["gi"])
+
+    def run_torch(t, ts, a):
+        # PyTorch's rstd is (N, 1)
+        mean, rstd = ts["sm"].reshape(-1, 1), ts["si"].reshape(-1, 1)
+        return lambda: t.ops.aten.native_layer_norm_backward(
+            ts["g"], ts["x"], d, mean, rstd, ts["w"], ts["b"], [True, True, True])
+    return Case(op, size, _shape_str(shape), build, run, run_torch, nbytes=3 * 4 * n)
 
 
 # ----------------------------------------------------------------------- batchnorm
@@ -616,6 +656,8 @@ def _case_for(op, size):
         return _pointwise_loss(op, size)
     if op.startswith("batchnorm"):
         return _batchnorm(op, size) if size in BATCHNORM else None
+    if op.startswith("layer_norm"):
+        return _layer_norm(op, size)
     if op.startswith("linear"):
         return _linear(op, size)
     if op.startswith("conv2d"):

@@ -101,6 +101,15 @@ REASONS = {
                                          "outweighs numba's; 16M values run level (0.94-0.95x "
                                          "Cython/numba interleaved, 1 and 2 threads, "
                                          "2026-11-29 07:50 UTC)"),
+    ("layer_norm_forward", "course"): ("per-call cost: 6.7-6.9 us numba vs 8.8-8.9 us Cython "
+                                       "calls on 128x100 (Cython's entry acquires six typed "
+                                       "memoryviews, ~0.27 us each); the same loops; 4096x1024 "
+                                       "1.13x (2 threads) and 1.18x (1), interleaved "
+                                       "2026-11-29 11:45 UTC"),
+    ("layer_norm_forward", "large"): ("the same row loops (float64 sums, one output loop "
+                                      "per affine case); interleaved Cython/numba 1.13x on 2 "
+                                      "threads, 1.18x on 1 (2026-11-29 11:45 UTC), not "
+                                      "isolated further"),
     ("silu", "course"): _NEW_ACT,
     ("silu_backward", "course"): _NEW_ACT,
     ("elu", "course"): _NEW_ACT,

@@ -355,6 +355,52 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
                                    mean_only, grad_weight, grad_bias, grad_in)
 
 
+# ------------------------------------------------------------------- layernorm
+def _check_layer_norm(where, x, weight):
+    x = as_contiguous(_check(where, "x", x, ndim=2))
+    if weight is not None:
+        _check(where, "weight", weight, shape=(x.shape[1],), dtype=x.dtype)
+    return x
+
+
+def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None, save_mean=None,
+                       save_invstd=None):
+    where = "layer_norm_forward"
+    x = _check_layer_norm(where, x, weight)
+    n, d = x.shape
+    if bias is not None:
+        _check(where, "bias", bias, shape=(d,), dtype=x.dtype)
+    check_number(where, "eps", eps, 0.0, low_open=True)
+    check_out(where, "out", out, x.shape, x.dtype)
+    check_out(where, "save_mean", save_mean, (n,), x.dtype)
+    check_out(where, "save_invstd", save_invstd, (n,), x.dtype)
+    check_no_overlap(where, [("out", out), ("save_mean", save_mean),
+                             ("save_invstd", save_invstd)],
+                     [("x", x), ("weight", weight), ("bias", bias)], in_place={("out", "x")})
+    return _run("layer_norm_forward", x, weight, bias, float(eps), out=out,
+                save_mean=save_mean, save_invstd=save_invstd)
+
+
+def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight=None,
+                        grad_bias=None, grad_in=None):
+    where = "layer_norm_backward"
+    x = _check_layer_norm(where, x, weight)
+    n, d = x.shape
+    grad_out = as_contiguous(_check(where, "grad_out", grad_out, dtype=x.dtype))
+    check_same_shape(where, "grad_out", grad_out, "x", x)
+    _check(where, "save_mean", save_mean, shape=(n,), dtype=x.dtype)
+    _check(where, "save_invstd", save_invstd, shape=(n,), dtype=x.dtype)
+    check_out(where, "grad_weight", grad_weight, (d,), x.dtype)
+    check_out(where, "grad_bias", grad_bias, (d,), x.dtype)
+    check_out(where, "grad_in", grad_in, x.shape, x.dtype)
+    check_no_overlap(where, [("grad_weight", grad_weight), ("grad_bias", grad_bias),
+                             ("grad_in", grad_in)],
+                     [("grad_out", grad_out), ("x", x), ("weight", weight),
+                      ("save_mean", save_mean), ("save_invstd", save_invstd)])
+    return _run("layer_norm_backward", grad_out, x, weight, save_mean, save_invstd,
+                grad_weight, grad_bias, grad_in)
+
+
 # ------------------------------------------------------------------------ conv
 def _conv_out_size(where, size, kernel, stride, padding):
     if stride < 1 or padding < 0:

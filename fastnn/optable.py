@@ -263,6 +263,31 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
 
 
 # ------------------------------------------------------------------------ conv
+@_op("layernorm")
+def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None, save_mean=None,
+                       save_invstd=None):
+    """Layer normalisation of each row over its D values (biased variance).
+
+    x: (N, D); weight, bias: (D,) or None (no scale, no shift); out: (N, D) or None;
+    save_mean, save_invstd: (N,) buffers or None.
+    y = (x - mean) * invstd * weight + bias with invstd = 1 / sqrt(var + eps).
+    Returns (y, save_mean, save_invstd).
+    """
+
+
+@_op("layernorm")
+def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight=None,
+                        grad_bias=None, grad_in=None):
+    """Backward of ``layer_norm_forward``.
+
+    grad_out, x: (N, D); weight: (D,) or None; save_mean, save_invstd: (N,) as returned
+    by the forward; grad_weight, grad_bias: (D,) or None, accumulated in place
+    (column sums of grad_out * xhat and of grad_out); grad_in: (N, D) or None.
+    Returns grad_in = invstd * (gx - mean(gx) - xhat * mean(gx * xhat)) per row, where
+    gx = grad_out * weight and xhat = (x - mean) * invstd.
+    """
+
+
 @_op("conv")
 def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
     """2-D cross-correlation, NCHW, zero padding.

@@ -31,7 +31,7 @@ class _Device:
 numba.cuda.dispatcher.get_current_device = lambda: _Device()
 
 from fastnn.kernels.cuda import (activations, batchnorm, config, conv, dense,  # noqa: E402
-                                 device, dropout, gemm, losses, optim)
+                                 device, dropout, gemm, layernorm, losses, optim)
 
 i64, f64, u64, b = types.int64, types.float64, types.uint64, types.boolean
 
@@ -48,6 +48,7 @@ def kernels(t):
     lanes, _ = config.row_groups()
     softmax_fwd, softmax_bwd = activations._softmax_kernels(config.THREADS, lanes, np_name)
     log_fwd, log_bwd = activations._softmax_kernels(config.THREADS, lanes, np_name, True)
+    ln_fwd, ln_bwd = layernorm._layer_norm_kernels(config.THREADS, lanes, np_name)
     bn2d = batchnorm._kernels2d(config.BN_THREADS)
     bn3d = batchnorm._kernels(config.BN_THREADS)
     bn_fwd = lambda x: (x, a1, a1, a1, a1, b, f64, f64, b, x, a1, a1)  # noqa: E731
@@ -90,6 +91,8 @@ def kernels(t):
         ("BatchNorm (N, C) backward", bn2d[1], bn_bwd(a2)),
         ("BatchNorm (N, C, S) forward", bn3d[0], bn_fwd(a3)),
         ("BatchNorm (N, C, S) backward", bn3d[1], bn_bwd(a3)),
+        ("LayerNorm forward", ln_fwd, (a2, a1, a1, b, b, f64, a2, a1, a1)),
+        ("LayerNorm backward", ln_bwd, (a2, a2, a1, b, a1, a1, a2, a2, b)),
         ("im2col", conv._im2col, (a4, *geometry, i64, i64, a2)),
         ("col2im", conv._col2im, (a2, *geometry, i64, i64, a4)),
         ("rows to NCHW", conv._rows_to_nchw, (a2, a4)),

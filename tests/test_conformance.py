@@ -406,6 +406,58 @@ def test_batchnorm_constant_feature_is_finite(backend, dtype):
     assert np.all(np.isfinite(gin))
 
 
+# -------------------------------------------------------------------- layernorm
+@pytest.mark.parametrize("shape", [(2, 3), (64, 33), (256, 1024), (40, 1), (1000, 40)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm(backend, dtype, rng, shape, affine):
+    """Against PyTorch's F.layer_norm and the reference: output, statistics, gradients."""
+    d = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    w = rng.standard_normal(d).astype(dtype) if affine else None
+    b = rng.standard_normal(d).astype(dtype) if affine else None
+    g = rng.standard_normal(shape).astype(dtype)
+    xt = t(x, True)
+    wt, bt = (t(w, True), t(b, True)) if affine else (None, None)
+    yt = F.layer_norm(xt, (d,), wt, bt, 1e-5)
+    yt.backward(t(g))
+    y, mean, invstd = ops.layer_norm_forward(x, w, b, 1e-5)
+    assert_close(y, yt.detach().numpy(), dtype, scale=10)
+    (ref_y, ref_mean, ref_invstd), _, _ = run_reference("layer_norm_forward", x, w, b, 1e-5)
+    assert_close(mean, ref_mean, dtype)
+    assert_close(invstd, ref_invstd, dtype, scale=10)
+    gw = np.zeros(d, dtype) if affine else None
+    gb = np.zeros(d, dtype) if affine else None
+    gin = ops.layer_norm_backward(g, x, w, mean, invstd, gw, gb)
+    assert_close(gin, xt.grad.numpy(), dtype, scale=100 if d == 1 else 10)
+    if affine:
+        assert_close(gw, wt.grad.numpy(), dtype, scale=shape[0])
+        assert_close(gb, bt.grad.numpy(), dtype, scale=shape[0])
+
+
+def test_layer_norm_buffers_in_place_and_constant_rows(backend, dtype, rng):
+    """out= over x, the caller's statistics buffers, accumulation into the gradients, and
+    a constant row (variance 0) stays finite."""
+    x = rng.standard_normal((50, 700)).astype(dtype)
+    x[3] = 2.5
+    expected, _, _ = run_reference("layer_norm_forward", x, None, None, 1e-5)[0]
+    mean, invstd = np.empty(50, dtype), np.empty(50, dtype)
+    work = x.copy()
+    y, m, s = ops.layer_norm_forward(work, None, None, 1e-5, out=work, save_mean=mean,
+                                     save_invstd=invstd)
+    assert y is work and m is mean and s is invstd
+    assert_close(y, expected, dtype, scale=10)
+    assert np.all(np.isfinite(y)) and np.all(y[3] == 0)
+    w = np.ones(700, dtype)
+    gw, gb = np.ones(700, dtype), np.ones(700, dtype)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    gi = np.empty_like(x)
+    assert ops.layer_norm_backward(g, x, w, mean, invstd, gw, gb, grad_in=gi) is gi
+    assert np.all(np.isfinite(gi))
+    assert_close(gb, 1 + g.sum(0, dtype=np.float64), dtype, scale=50)
+    with pytest.raises(ValueError, match="layer_norm_forward"):
+        ops.layer_norm_forward(x, np.ones(3, dtype))
+
+
 # ------------------------------------------------------------------- optimizers
 @pytest.mark.parametrize("momentum,weight_decay,nesterov",
                          [(0.0, 0.0, False), (0.9, 0.0, False), (0.9, 1e-2, False),

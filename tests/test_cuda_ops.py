@@ -352,6 +352,36 @@ def test_batchnorm(dtype, rng, shape, training):
     assert_close(gb, bt.grad.numpy(), dtype, scale=x.size / c)
 
 
+@pytest.mark.parametrize("shape", [(6, 3), (5, 100), (3, 1)])
+@pytest.mark.parametrize("affine", [True, False])
+def test_layer_norm(dtype, rng, shape, affine):
+    """Rows of every length against PyTorch; the gradients' column sums on device arrays
+    too (host gradients are copied back in place)."""
+    d = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    w = rng.standard_normal(d).astype(dtype) if affine else None
+    b = rng.standard_normal(d).astype(dtype) if affine else None
+    g = rng.standard_normal(shape).astype(dtype)
+    xt = t(x, True)
+    wt, bt = (t(w, True), t(b, True)) if affine else (None, None)
+    yt = F.layer_norm(xt, (d,), wt, bt, 1e-5)
+    yt.backward(t(g))
+    y, mean, invstd = C.layer_norm_forward(x, w, b, 1e-5)
+    assert_close(y, yt.detach().numpy(), dtype, scale=10)
+    gw = np.zeros(d, dtype) if affine else None
+    gb = np.zeros(d, dtype) if affine else None
+    gin = C.layer_norm_backward(g, x, w, mean, invstd, gw, gb)
+    assert_close(gin, xt.grad.numpy(), dtype, scale=100)
+    if affine:
+        assert_close(gw, wt.grad.numpy(), dtype, scale=shape[0])
+        assert_close(gb, bt.grad.numpy(), dtype, scale=shape[0])
+        dgw = cuda.to_device(np.zeros(d, dtype))
+        dgi = C.layer_norm_backward(cuda.to_device(g), cuda.to_device(x), cuda.to_device(w),
+                                    cuda.to_device(mean), cuda.to_device(invstd), dgw, None)
+        assert_close(dgw.copy_to_host(), gw, dtype)
+        assert_close(dgi.copy_to_host(), gin, dtype)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_batchnorm_mean_only_matches_reference(dtype, rng, training):
     x = rng.standard_normal((2, 3, 3, 3)).astype(dtype)

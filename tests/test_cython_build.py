@@ -20,7 +20,7 @@ import fastnn
 from fastnn import backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KERNEL_MODULES = ("_activations", "_batchnorm", "_dense", "_dropout", "_losses", "_openmp",
+KERNEL_MODULES = ("_activations", "_batchnorm", "_dense", "_dropout", "_layernorm", "_losses", "_openmp",
                   "_optim")
 
 pytestmark = pytest.mark.skipif("cython" not in fastnn.backends(),

@@ -60,6 +60,11 @@ def _workload(K, dtype, rng):
     results += [K.softmax(x), K.softmax_backward(x, K.softmax(x)), K.gelu(x),
                 K.gelu_backward(x, x), K.leaky_relu_backward(x, x)]
     results += list(K.dropout_forward(x, 0.4, seed=7))
+    lw, lb = rng.standard_normal(300).astype(dtype), rng.standard_normal(300).astype(dtype)
+    ly, lmean, linv = K.layer_norm_forward(x, lw, lb)
+    lgw, lgb = np.zeros(300, dtype), np.zeros(300, dtype)
+    results += [ly, lmean, linv, lgw, lgb,
+                K.layer_norm_backward(x[::-1].copy(), x, lw, lmean, linv, lgw, lgb)]
     for data in (x, img, narrow):
         c = data.shape[1]
         rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
@@ -139,6 +144,7 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
     c = fin
     rm, rv, wt, bt = np.zeros(c, dtype), np.ones(c, dtype), np.ones(c, dtype), np.zeros(c, dtype)
     sm, si, bgw, bgb = (np.zeros(c, dtype) for _ in range(4))
+    lsm, lsi = np.zeros(n, dtype), np.zeros(n, dtype)
     v, m1, m2 = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
     scratch_vmax = np.zeros_like(w)
     g[...] = 1
@@ -164,6 +170,8 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
         K.dropout_backward(x, mask, out=out)
         K.batchnorm_forward(x, wt, bt, rm, rv, out=out, save_mean=sm, save_invstd=si)
         K.batchnorm_backward(x, x, wt, sm, si, grad_weight=bgw, grad_bias=bgb, grad_in=grad)
+        K.layer_norm_forward(x, wt, bt, out=out, save_mean=lsm, save_invstd=lsi)
+        K.layer_norm_backward(x, x, wt, lsm, lsi, grad_weight=bgw, grad_bias=bgb, grad_in=grad)
         K.sgd_update(w, gw, v, 0.01, momentum=0.9)
         K.adam_update(w, gw, m1, m2, 1)
         K.adam_update(w, gw, m1, m2, 2, max_exp_avg_sq=scratch_vmax)

@@ -233,3 +233,51 @@ def test_class_losses_check_the_other_shapes(rng):
     assert nn.CrossEntropyLoss()(x[0, :, 0].copy(), 2) == pytest.approx(
         torch.nn.functional.cross_entropy(torch.from_numpy(x[0, :, 0].copy()),
                                           torch.tensor(2)).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("shape,normalized,kwargs", [
+    ((4, 10), 10, {}), ((3, 5, 8), (8,), {}), ((2, 3, 4, 5), (4, 5), {}),
+    ((6, 7), 7, dict(elementwise_affine=False)), ((5, 9), 9, dict(bias=False, eps=1e-3)),
+    ((9,), 9, {}),
+], ids=["rows", "sequence", "two-dims", "no-affine", "no-bias", "one-sample"])
+def test_layernorm_matches_torch(backend, dtype, rng, shape, normalized, kwargs):
+    layer = nn.LayerNorm(normalized, **kwargs).to_dtype(dtype)
+    for p in layer.parameters():
+        p.data[...] = rng.uniform(0.5, 1.5, p.shape)
+    x = (rng.standard_normal(shape) * 2 + 0.5).astype(dtype)
+    check_against(layer, torch.nn.LayerNorm(normalized, **kwargs), x, rng, dtype)
+    assert repr(layer) == repr(torch.nn.LayerNorm(normalized, **kwargs))
+
+
+def test_layernorm_in_a_model_trains_like_torch(rng):
+    """A Linear-LayerNorm-GELU MLP, three Adam steps, in float64: the same parameters as
+    the torch twin."""
+    model = nn.Sequential(nn.Linear(6, 16), nn.LayerNorm(16), nn.GELU(), nn.Linear(16, 3)).double()
+    twin = torch_copy(model, torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.LayerNorm(16),
+                                                 torch.nn.GELU(), torch.nn.Linear(16, 3)).double())
+    opt = fastnn.optim.Adam(model.parameters(), lr=0.01)
+    topt = torch.optim.Adam(twin.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(3):
+        x = rng.standard_normal((8, 6))
+        y = rng.integers(0, 3, 8)
+        opt.zero_grad()
+        topt.zero_grad()
+        loss_fn(model(x), y)
+        model.backward(loss_fn.backward())
+        torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        opt.step()
+        topt.step()
+    for name, p in twin.state_dict().items():
+        np.testing.assert_allclose(model.state_dict()[name], p.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_layernorm_bad_input_and_arguments():
+    with pytest.raises(ValueError, match=r"expected input of shape \(\*, 4, 5\), got \(2, 5, 4\)"):
+        nn.LayerNorm((4, 5))(np.zeros((2, 5, 4), np.float32))
+    with pytest.raises(TypeError, match="does not match the layer's parameters"):
+        nn.LayerNorm(3)(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="normalized_shape"):
+        nn.LayerNorm(0)
+    with pytest.raises(ValueError, match="eps"):
+        nn.LayerNorm(3, eps=0)

@@ -92,6 +92,13 @@ def _run_all(nb, d):
             gi = nb.batchnorm_backward(grad, data, w, sm, si, mean_only=mean_only,
                                        grad_weight=gw, grad_bias=gb)
             out[f"batchnorm {data.shape} mean_only={mean_only}"] = (y, sm, si, rm, rv, gw, gb, gi)
+    for data, grad in ((x, np.ascontiguousarray(x[::-1])), (narrow, np.ascontiguousarray(narrow[::-1]))):
+        d_ = data.shape[1]
+        w = np.linspace(0.5, 2, d_).astype(data.dtype)
+        y, sm, si = nb.layer_norm_forward(data, w, np.zeros(d_, data.dtype))
+        gw, gb = np.zeros(d_, data.dtype), np.zeros(d_, data.dtype)
+        gi = nb.layer_norm_backward(grad, data, w, sm, si, gw, gb)
+        out[f"layer_norm {data.shape}"] = (y, sm, si, gw, gb, gi)
     p, g = x.copy(), d["x"][::-1].copy()
     v = np.zeros_like(p)
     nb.sgd_update(p, g, v, 0.1, 0.9, 1e-4, True)

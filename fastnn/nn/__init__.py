@@ -7,6 +7,7 @@ from .conv import Conv1d, Conv2d
 from .dropout import Dropout
 from . import init
 from .flatten import Flatten, Unflatten
+from .layernorm import LayerNorm
 from .linear import Linear
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, Loss,
                    MSELoss, NLLLoss, SmoothL1Loss)
@@ -16,7 +17,7 @@ from . import utils
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "ELU",
            "Sine", "Identity", "Softmax", "LogSoftmax", "Flatten", "Unflatten", "Dropout", "BatchNorm1d",
-           "BatchNorm2d", "BatchNorm3d", "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d",
+           "BatchNorm2d", "BatchNorm3d", "LayerNorm", "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d",
            "AvgPool2d", "Sequential", "ModuleList", "ModuleDict",
            "ParameterList", "ParameterDict", "Loss", "MSELoss",
            "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "init", "utils"]

@@ -1,8 +1,8 @@
 """The 'cython' backend: every op of ``fastnn.optable`` compiled ahead of time.
 
 Kernels live in one extension per op family (``_dense``, ``_activations``,
-``_losses``, ``_batchnorm``, ``_dropout``, ``_optim``), written over the fused type
-``floating`` (float32/float64) with ``prange``/OpenMP loops and BLAS from
+``_losses``, ``_batchnorm``, ``_layernorm``, ``_dropout``, ``_optim``), written over
+the fused type ``floating`` (float32/float64) with ``prange``/OpenMP loops and BLAS from
 ``scipy.linalg.cython_blas`` called without the GIL. This module holds the thin
 wrappers with the op table's exact signatures: they allocate ``out`` when it is
 None, hand the kernels contiguous (flat where the op is elementwise) views, and
@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 
 from ..gemm_shapes import transposed_forward  # noqa: E402
 from ..scratch import scratch  # noqa: E402
-from . import _activations, _batchnorm, _dense, _dropout, _losses, _openmp, _optim  # noqa: E402
+from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses,  # noqa: E402
+               _openmp, _optim)
 
 try:  # noqa: E402  the conv engineer's kernels join when their extension is built
     from ._conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward,
@@ -277,6 +278,29 @@ def bce_with_logits_loss(logits, target, grad=None):
     grad = _like(logits, grad)
     return (float(_losses.bce_with_logits_loss(_flat(logits), _flat(target), _flat(grad))),
             grad)
+
+
+# ---------------------------------------------------------------------- layernorm
+def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None, save_mean=None,
+                       save_invstd=None):
+    """Layer normalisation of each row. x, out: (N, D); weight, bias: (D,) or None;
+    save_mean, save_invstd: (N,) or None. Returns (y, save_mean, save_invstd)."""
+    n = x.shape[0]
+    out = _like(x, out)
+    save_mean = np.empty(n, x.dtype) if save_mean is None else save_mean
+    save_invstd = np.empty(n, x.dtype) if save_invstd is None else save_invstd
+    _layernorm.layer_norm_forward(x, weight, bias, float(eps), out, save_mean, save_invstd)
+    return out, save_mean, save_invstd
+
+
+def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight=None,
+                        grad_bias=None, grad_in=None):
+    """Backward of layer_norm_forward; accumulates grad_weight, grad_bias (D,) and
+    returns grad_in (N, D)."""
+    grad_in = _like(x, grad_in)
+    _layernorm.layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight,
+                                   grad_bias, grad_in)
+    return grad_in
 
 
 # ---------------------------------------------------------------------- batchnorm

@@ -9,6 +9,7 @@ from .activations import (elu, elu_backward, gelu, gelu_backward, leaky_relu,
 from .batchnorm import batchnorm_backward, batchnorm_forward
 from .dense import linear_backward, linear_forward
 from .dropout import dropout_backward, dropout_forward
+from .layernorm import layer_norm_backward, layer_norm_forward
 from .losses import (bce_loss, bce_with_logits_loss, mse_loss, smooth_l1_loss,
                      softmax_cross_entropy)
 from .optim import adam_update, rmsprop_update, sgd_update

@@ -1,0 +1,86 @@
+"""LayerNorm (PyTorch's semantics), run by the layer_norm kernels on an (rows, D) view."""
+import math
+import numbers
+
+import numpy as np
+
+from ..validation import check_number
+from .module import Module, Parameter
+
+
+class LayerNorm(Module):
+    """Normalise each sample over its last dimensions: y = (x - mean) / sqrt(var + eps)
+    * weight + bias, mean and (biased) variance over ``normalized_shape``.
+
+    normalized_shape: an int or a tuple, the trailing shape of the input;
+    .weight (ones) and .bias (zeros): parameters of that shape, absent with
+    elementwise_affine=False (bias=False drops the bias only). Input (*,
+    *normalized_shape), output the same shape; the kernels see it as (rows, D) with D the
+    product of normalized_shape (a view: no copy). The same in training and eval mode.
+    """
+
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
+                 dtype=np.float32):
+        super().__init__()
+        shape = (normalized_shape if isinstance(normalized_shape, (tuple, list))
+                 else (normalized_shape,))
+        if not shape or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                            or v < 1 for v in shape):
+            raise ValueError(f"LayerNorm: expected normalized_shape to be a positive int or "
+                             f"a tuple of them, got {normalized_shape!r}")
+        check_number("LayerNorm", "eps", eps, low=0.0, low_open=True, high=None)
+        self.normalized_shape = tuple(int(v) for v in shape)
+        self.eps = float(eps)
+        self.elementwise_affine = bool(elementwise_affine)
+        affine = self.elementwise_affine
+        self.weight = Parameter(np.ones(self.normalized_shape, dtype)) if affine else None
+        self.bias = (Parameter(np.zeros(self.normalized_shape, dtype))
+                     if affine and bias else None)
+        self._ctx = None  # (x as (rows, D), save_mean, save_invstd) of the last forward
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        k = len(self.normalized_shape)
+        if shape[len(shape) - k:] != self.normalized_shape:
+            raise ValueError(f"{self._where()}: expected input of shape "
+                             f"(*, {', '.join(map(str, self.normalized_shape))}), got {shape}")
+        if self.weight is not None and dtype != self.weight.data.dtype:
+            raise TypeError(f"{self._where()}: input dtype {dtype} does not match the "
+                            f"layer's parameters ({self.weight.data.dtype}); convert the "
+                            f"input or call .float()/.double() on the model")
+        return shape
+
+    @staticmethod
+    def _vector(param, grad=False):
+        """A parameter's data (or grad) as the kernels take it, (D,) (a view); or None."""
+        if param is None:
+            return None
+        return (param.grad if grad else param.data).reshape(-1)
+
+    def _forward(self, x, buffered):
+        shape = tuple(x.shape)
+        d = math.prod(self.normalized_shape)
+        rows = x.reshape(math.prod(shape) // d, d)
+        n = rows.shape[0]
+        out = self._buffer("y", rows.shape, x.dtype) if buffered else None
+        y, save_mean, save_invstd = self._kernels().layer_norm_forward(
+            rows, self._vector(self.weight), self._vector(self.bias), self.eps, out=out,
+            save_mean=self._buffer("save_mean", (n,), x.dtype),
+            save_invstd=self._buffer("save_invstd", (n,), x.dtype))
+        self._ctx = (rows, save_mean, save_invstd)
+        return y.reshape(shape)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        rows, save_mean, save_invstd = self._ctx
+        shape = tuple(grad_out.shape)
+        grad_rows = grad_out.reshape(rows.shape)
+        grad_in = self._buffer("grad_in", rows.shape, rows.dtype) if buffered else None
+        grad_in = self._kernels().layer_norm_backward(
+            grad_rows, rows, self._vector(self.weight), save_mean, save_invstd,
+            grad_weight=self._vector(self.weight, grad=True),
+            grad_bias=self._vector(self.bias, grad=True), grad_in=grad_in)
+        return grad_in.reshape(shape) if need_grad_in else None
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}, bias={self.bias is not None}")
