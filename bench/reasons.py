@@ -105,10 +105,10 @@ REASONS = {
                                        "calls on 128x100 (Cython's entry acquires six typed "
                                        "memoryviews, ~0.27 us each); the same loops; 4096x1024 "
                                        "1.13x (2 threads) and 1.18x (1), interleaved "
-                                       "2026-11-29 11:45 UTC"),
+                                       "2026-11-29 11:40 UTC"),
     ("layer_norm_forward", "large"): ("the same row loops (float64 sums, one output loop "
                                       "per affine case); interleaved Cython/numba 1.13x on 2 "
-                                      "threads, 1.18x on 1 (2026-11-29 11:45 UTC), not "
+                                      "threads, 1.18x on 1 (2026-11-29 11:40 UTC), not "
                                       "isolated further"),
     ("silu", "course"): _NEW_ACT,
     ("silu_backward", "course"): _NEW_ACT,
