@@ -114,6 +114,12 @@ _UNARY = {
              lambda t, g, x, o: t.ops.aten.gelu_backward.grad_input(g, x, grad_input=o)),
     "silu": ("x", lambda t, x, o: t.ops.aten.silu.out(x, out=o),
              lambda t, g, x, o: t.ops.aten.silu_backward.grad_input(g, x, grad_input=o)),
+    "softplus": ("x", lambda t, x, o: t.ops.aten.softplus.out(x, 1.0, 20.0, out=o),
+                 lambda t, g, x, o: t.ops.aten.softplus_backward.grad_input(
+                     g, x, 1.0, 20.0, grad_input=o)),
+    "hardtanh": ("x", lambda t, x, o: t.ops.aten.hardtanh.out(x, -1.0, 1.0, out=o),
+                 lambda t, g, x, o: t.ops.aten.hardtanh_backward.grad_input(
+                     g, x, -1.0, 1.0, grad_input=o)),
     "elu": ("x", lambda t, x, o: t.ops.aten.elu.out(x, 1.0, 1, 1, out=o),
             lambda t, g, x, o: t.ops.aten.elu_backward.grad_input(g, 1.0, 1, 1, False, x,
                                                                    grad_input=o)),

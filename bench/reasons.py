@@ -110,6 +110,15 @@ REASONS = {
                                       "per affine case); interleaved Cython/numba 1.13x on 2 "
                                       "threads, 1.18x on 1 (2026-11-29 11:40 UTC), not "
                                       "isolated further"),
+    ("softplus", "large"): ("the same formula (max(z, 0) + log1p(exp(-|z|)), log1p as 2 "
+                            "atanh(x / (2 + x))): interleaved Cython/numba 1.23x on 1 and 2 "
+                            "threads (2026-11-29 12:00 UTC); the exp (fnn_expf against "
+                            "vmath's) is the candidate, not isolated"),
+    ("softplus", "course"): ("per-call cost plus the large size's 1.2x loop: 9.7-10.3 vs "
+                             "11.5-11.8 us (2026-11-29 12:00 UTC)"),
+    ("softplus_backward", "course"): _NEW_ACT,
+    ("softplus_backward", "large"): ("level on 2 threads (1.00x interleaved), 1.25x on 1 "
+                                     "(2026-11-29 12:00 UTC): the exp, as softplus"),
     ("silu", "course"): _NEW_ACT,
     ("silu_backward", "course"): _NEW_ACT,
     ("elu", "course"): _NEW_ACT,

@@ -174,6 +174,39 @@ def elu_backward(grad_out, x, alpha=1.0, out=None):
     return _binary("elu_backward", grad_out, "x", x, out, alpha=alpha)
 
 
+def _check_softplus(where, beta, threshold):
+    check_number(where, "beta", beta, 0.0, low_open=True)
+    check_number(where, "threshold", threshold)
+
+
+def softplus(x, beta=1.0, threshold=20.0, out=None):
+    _check_softplus("softplus", beta, threshold)
+    return _unary("softplus", x, out, beta=beta, threshold=threshold)
+
+
+def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
+    _check_softplus("softplus_backward", beta, threshold)
+    return _binary("softplus_backward", grad_out, "x", x, out, beta=beta, threshold=threshold)
+
+
+def _check_hardtanh(where, min_val, max_val):
+    check_number(where, "min_val", min_val)
+    check_number(where, "max_val", max_val)
+    if max_val < min_val:
+        raise ValueError(f"{where}: expected min_val <= max_val, got {min_val} and {max_val}")
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
+    _check_hardtanh("hardtanh", min_val, max_val)
+    return _unary("hardtanh", x, out, min_val=min_val, max_val=max_val)
+
+
+def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
+    _check_hardtanh("hardtanh_backward", min_val, max_val)
+    return _binary("hardtanh_backward", grad_out, "x", x, out, min_val=min_val,
+                   max_val=max_val)
+
+
 def sine(x, omega=1.0, out=None):
     check_number("sine", "omega", omega)
     return _unary("sine", x, out, omega=omega)

@@ -140,6 +140,28 @@ def elu_backward(grad_out, x, alpha=1.0, out=None):
 
 
 @_op("activation")
+def softplus(x, beta=1.0, threshold=20.0, out=None):
+    """y = log(1 + exp(beta * x)) / beta, or x where beta * x > threshold. x: any shape."""
+
+
+@_op("activation")
+def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
+    """grad_in = grad_out * sigmoid(beta * x), or grad_out where beta * x > threshold.
+    x is the forward input."""
+
+
+@_op("activation")
+def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
+    """y = min(max(x, min_val), max_val) (ReLU6 is min_val=0, max_val=6). x: any shape."""
+
+
+@_op("activation")
+def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
+    """grad_in = grad_out where min_val < x < max_val, else 0 (NaN x passes grad_out, as
+    PyTorch's). x is the forward input."""
+
+
+@_op("activation")
 def softmax(x, out=None):
     """Row-wise softmax along the last axis. x: (N, C); out: (N, C)."""
 

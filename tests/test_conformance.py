@@ -134,6 +134,8 @@ ACTIVATIONS = {
     "silu": (F.silu, {}, "x"),
     "elu": (lambda z: F.elu(z, 0.7), {"alpha": 0.7}, "x"),
     "sine": (lambda z: torch.sin(30.0 * z), {"omega": 30.0}, "x"),
+    "softplus": (lambda z: F.softplus(z, 2.0, 5.0), {"beta": 2.0, "threshold": 5.0}, "x"),
+    "hardtanh": (lambda z: F.hardtanh(z, -0.5, 2.0), {"min_val": -0.5, "max_val": 2.0}, "x"),
 }
 
 
@@ -157,13 +159,13 @@ def test_activation_forward_backward(backend, dtype, rng, name, shape):
 
 def test_activations_at_extremes(backend, dtype):
     x = np.array([-1e4, -100, -20, -1e-8, 0, 1e-8, 20, 100, 1e4], dtype=dtype)
-    for name in ("sigmoid", "tanh", "gelu", "relu", "silu", "elu"):
+    for name in ("sigmoid", "tanh", "gelu", "relu", "silu", "elu", "softplus", "hardtanh"):
         y = getattr(ops, name)(x, **ACTIVATIONS[name][1])
         expected = ACTIVATIONS[name][0](t(x)).numpy()
         assert np.all(np.isfinite(y)), name
         assert_close(y, expected, dtype, err_msg=name)
     g = np.ones_like(x)
-    for name in ("gelu", "silu", "elu"):
+    for name in ("gelu", "silu", "elu", "softplus", "hardtanh"):
         xt = t(x, True)
         ACTIVATIONS[name][0](xt).backward(t(g))
         grad = getattr(ops, name + "_backward")(g, x, **ACTIVATIONS[name][1])
@@ -186,8 +188,32 @@ def test_gelu_float32_within_1e7_plus_one_ulp_of_exact(backend):
 
 def test_nan_propagates(backend, dtype):
     x = np.array([np.nan, 1.0, -1.0], dtype=dtype)
-    for name in ("relu", "sigmoid", "tanh", "gelu", "sine", "silu", "elu"):
+    for name in ("relu", "sigmoid", "tanh", "gelu", "sine", "silu", "elu", "softplus",
+                 "hardtanh"):
         assert np.isnan(getattr(ops, name)(x)[0]), name
+
+
+def test_softplus_keeps_tiny_values_and_hardtanh_its_edges(backend, dtype):
+    """softplus far below 0 is exp(beta x) / beta to full relative accuracy (libm log1p,
+    not log(1 + e)), as PyTorch's; hardtanh's gradient is 0 at the edges themselves and
+    passes where x is NaN, as PyTorch's."""
+    x = np.array([-80.0, -30.0, -15.0, -3.0, 0.0, 4.9, 5.1], dtype=dtype)
+    xt = t(x, True)
+    F.softplus(xt).backward(t(np.ones_like(x)))
+    y = ops.softplus(x)
+    np.testing.assert_allclose(y, F.softplus(t(x)).numpy(), rtol=1e-5 if dtype == np.float32
+                               else 1e-12)
+    assert_close(ops.softplus_backward(np.ones_like(x), x), xt.grad.numpy(), dtype)
+    edges = np.array([-1.0, 1.0, -1.5, 0.3, np.nan], dtype=dtype)
+    et = t(edges, True)
+    F.hardtanh(et).backward(t(np.ones_like(edges)))
+    np.testing.assert_array_equal(ops.hardtanh_backward(np.ones_like(edges), edges),
+                                  et.grad.numpy())
+    np.testing.assert_array_equal(ops.hardtanh(edges, 0.0, 6.0), F.relu6(t(edges)).numpy())
+    with pytest.raises(ValueError, match="min_val <= max_val"):
+        ops.hardtanh(x, 1.0, 0.0)
+    with pytest.raises(ValueError, match="beta"):
+        ops.softplus(x, beta=0.0)
 
 
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])

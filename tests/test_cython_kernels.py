@@ -57,6 +57,8 @@ def _workload(K, dtype, rng):
     results += list(K.smooth_l1_loss(x, x[::-1].copy(), 0.0))
     results += [K.log_softmax(x), K.log_softmax_backward(x, K.log_softmax(x))]
     results += [K.silu(x), K.silu_backward(x, x), K.elu(x, 0.5), K.elu_backward(x, x, 0.5)]
+    results += [K.softplus(x, 2.0, 3.0), K.softplus_backward(x, x, 2.0, 3.0),
+                K.hardtanh(x, -0.5, 0.5), K.hardtanh_backward(x, x, -0.5, 0.5)]
     results += [K.softmax(x), K.softmax_backward(x, K.softmax(x)), K.gelu(x),
                 K.gelu_backward(x, x), K.leaky_relu_backward(x, x)]
     results += list(K.dropout_forward(x, 0.4, seed=7))
@@ -159,6 +161,8 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
         K.gelu_backward(x, x, out=out)
         K.silu(x, out=out)
         K.elu_backward(x, x, 0.5, out=out)
+        K.softplus(x, out=out)
+        K.hardtanh_backward(x, x, out=out)
         K.softmax(x, out=out)
         K.softmax_backward(x, out, out=grad)
         K.log_softmax(x, out=out)

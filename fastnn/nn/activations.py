@@ -161,6 +161,63 @@ class ELU(_Elementwise):
         return f"alpha={self.alpha}" + self._inplace_repr(", ")
 
 
+class Softplus(_Elementwise):
+    """y = log(1 + exp(beta * x)) / beta, or x where beta * x > threshold (PyTorch's
+    Softplus: a smooth ReLU, e.g. for a positive standard deviation). Input: any shape."""
+
+    kernel = "softplus"
+    saves = "x"
+
+    def __init__(self, beta=1.0, threshold=20.0):
+        super().__init__()
+        check_number("Softplus", "beta", beta, low=0.0, low_open=True)
+        check_number("Softplus", "threshold", threshold)
+        self.beta = float(beta)
+        self.threshold = float(threshold)
+
+    def _args(self):
+        return (self.beta, self.threshold)
+
+    def extra_repr(self):
+        return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class Hardtanh(_Elementwise):
+    """y = min(max(x, min_val), max_val); the gradient is 0 outside (min_val, max_val).
+    Input: any shape. inplace is accepted (the output is a fresh array either way)."""
+
+    kernel = "hardtanh"
+    saves = "x"
+
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
+        super().__init__()
+        name = type(self).__name__
+        check_number(name, "min_val", min_val)
+        check_number(name, "max_val", max_val)
+        if max_val < min_val:
+            raise ValueError(f"{name}: expected min_val <= max_val, got {min_val} and "
+                             f"{max_val}")
+        self.min_val = float(min_val)
+        self.max_val = float(max_val)
+        self._take_inplace(inplace)
+
+    def _args(self):
+        return (self.min_val, self.max_val)
+
+    def extra_repr(self):
+        return f"min_val={self.min_val}, max_val={self.max_val}" + self._inplace_repr(", ")
+
+
+class ReLU6(Hardtanh):
+    """y = min(max(x, 0), 6) (MobileNet's activation): Hardtanh(0, 6). Input: any shape."""
+
+    def __init__(self, inplace=False):
+        super().__init__(0.0, 6.0, inplace)
+
+    def extra_repr(self):
+        return self._inplace_repr()
+
+
 class Softmax(_Elementwise):
     """Softmax along axis ``dim`` of an input of any rank >= 1 (PyTorch's semantics;
     dim=None is PyTorch's implicit choice: axis 0 for 1-D and 3-D inputs, 1 otherwise).

@@ -130,6 +130,37 @@ def _elu_backward(g, x, alpha, out):
 
 
 @cuda.jit
+def _softplus(x, beta, threshold, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        z = v * beta
+        e = math.exp(threshold if z > threshold else z)  # a select: NaN reaches the result
+        out[i] = v if z > threshold else math.log1p(e) / beta
+
+
+@cuda.jit
+def _softplus_backward(g, x, beta, threshold, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        z = x[i] * beta
+        e = math.exp(threshold if z > threshold else z)
+        out[i] = g[i] if z > threshold else g[i] * e / (e + 1)
+
+
+@cuda.jit
+def _hardtanh(x, lo, hi, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = lo if v < lo else (hi if v > hi else v)  # NaN stays NaN
+
+
+@cuda.jit
+def _hardtanh_backward(g, x, lo, hi, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = 0 if (v <= lo or v >= hi) else g[i]
+
+
+@cuda.jit
 def _sine(x, omega, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = math.sin(omega * x[i])
@@ -283,6 +314,30 @@ def elu(x, alpha=1.0, out=None):
 def elu_backward(grad_out, x, alpha=1.0, out=None):
     """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x: the forward input."""
     return _binary(_elu_backward, grad_out, x, out, grad_out.dtype.type(alpha))
+
+
+def softplus(x, beta=1.0, threshold=20.0, out=None):
+    """y = log(1 + exp(beta x)) / beta, or x where beta x > threshold. x: any shape."""
+    t = x.dtype.type
+    return _unary(_softplus, x, out, t(beta), t(threshold))
+
+
+def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
+    """grad_in = grad_out * sigmoid(beta x), or grad_out where beta x > threshold."""
+    t = grad_out.dtype.type
+    return _binary(_softplus_backward, grad_out, x, out, t(beta), t(threshold))
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
+    """y = min(max(x, min_val), max_val). x: any shape."""
+    t = x.dtype.type
+    return _unary(_hardtanh, x, out, t(min_val), t(max_val))
+
+
+def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
+    """grad_in = 0 where x <= min_val or x >= max_val, else grad_out."""
+    t = grad_out.dtype.type
+    return _binary(_hardtanh_backward, grad_out, x, out, t(min_val), t(max_val))
 
 
 def sine(x, omega=1.0, out=None):

@@ -38,8 +38,10 @@ except ImportError:
 _ACT = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 # operation codes of _activations.unary / _activations.binary
-_U_RELU, _U_LEAKY, _U_SIGMOID, _U_TANH, _U_GELU, _U_SINE, _U_SILU, _U_ELU = range(8)
-_B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL, _B_SILU, _B_ELU = range(9)
+(_U_RELU, _U_LEAKY, _U_SIGMOID, _U_TANH, _U_GELU, _U_SINE, _U_SILU, _U_ELU, _U_SOFTPLUS,
+ _U_HARDTANH) = range(10)
+(_B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL, _B_SILU, _B_ELU, _B_SOFTPLUS,
+ _B_HARDTANH) = range(11)
 _R_SOFTMAX, _R_LOG_SOFTMAX = range(2)  # _activations.rows_forward / rows_backward
 
 
@@ -99,15 +101,15 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
 
 
 # --------------------------------------------------------------------- activations
-def _unary(op, x, out, a=0.0):
+def _unary(op, x, out, a=0.0, b=0.0):
     out = _like(x, out)
-    _activations.unary(op, _flat(x), _flat(out), a)
+    _activations.unary(op, _flat(x), _flat(out), a, b)
     return out
 
 
-def _binary(op, grad_out, saved, out, a=0.0):
+def _binary(op, grad_out, saved, out, a=0.0, b=0.0):
     out = _like(grad_out, out)
-    _activations.binary(op, _flat(grad_out), _flat(saved), _flat(out), a)
+    _activations.binary(op, _flat(grad_out), _flat(saved), _flat(out), a, b)
     return out
 
 
@@ -189,6 +191,26 @@ def elu(x, alpha=1.0, out=None):
 def elu_backward(grad_out, x, alpha=1.0, out=None):
     """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x: the forward input."""
     return _binary(_B_ELU, grad_out, x, out, alpha)
+
+
+def softplus(x, beta=1.0, threshold=20.0, out=None):
+    """y = log(1 + exp(beta x)) / beta, or x where beta x > threshold. x: any shape."""
+    return _unary(_U_SOFTPLUS, x, out, beta, threshold)
+
+
+def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
+    """grad_in = grad_out * sigmoid(beta x), or grad_out where beta x > threshold."""
+    return _binary(_B_SOFTPLUS, grad_out, x, out, beta, threshold)
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
+    """y = min(max(x, min_val), max_val). x: any shape."""
+    return _unary(_U_HARDTANH, x, out, min_val, max_val)
+
+
+def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
+    """grad_in = 0 where x <= min_val or x >= max_val, else grad_out."""
+    return _binary(_B_HARDTANH, grad_out, x, out, min_val, max_val)
 
 
 def softmax(x, out=None):

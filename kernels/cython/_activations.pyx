@@ -11,7 +11,7 @@ from cython.parallel cimport prange
 
 from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
-                       f_sigmoid, row_max, row_sum, row_dot)
+                       f_sigmoid, f_log1p_small, row_max, row_sum, row_dot)
 
 DEF BLOCK = 16384
 
@@ -25,6 +25,8 @@ cdef enum:
     U_SINE = 5
     U_SILU = 6
     U_ELU = 7
+    U_SOFTPLUS = 8      # a = beta, b = threshold
+    U_HARDTANH = 9      # a = min_val, b = max_val
 
 # binary backward ops: out = g * f'(s; a), s the saved input or output
 cdef enum:
@@ -37,12 +39,14 @@ cdef enum:
     B_MUL = 6           # out = g * s (dropout backward)
     B_SILU = 7          # s = x
     B_ELU = 8           # s = x
+    B_SOFTPLUS = 9      # s = x; a = beta, b = threshold
+    B_HARDTANH = 10     # s = x; a = min_val, b = max_val
 
 cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t n,
-                              floating a) noexcept nogil:
-    """y[i] = f(x[i]) for one block. x, y: (n,); in place allowed."""
+                              floating a, floating b) noexcept nogil:
+    """y[i] = f(x[i]; a, b) for one block. x, y: (n,); in place allowed."""
     cdef Py_ssize_t i
-    cdef floating v, e, zero = 0, one = 1
+    cdef floating v, e, z, inv_a, zero = 0, one = 1
     if op == U_RELU:
         for i in range(n):
             y[i] = 0 if x[i] < 0 else x[i]        # NaN stays NaN
@@ -68,6 +72,18 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             v = x[i]             # (typed constants: a literal 0 or 1 is a C double)
             e = a * (f_exp(v) - one)   # inf for large v is not selected
             y[i] = v if v > zero else e
+    elif op == U_SOFTPLUS:
+        inv_a = one / a
+        for i in range(n):       # max(z, 0) + log1p(exp(-|z|)), z = a v: no overflow,
+            v = x[i]             # exact where exp(z) is tiny, vectorized in float
+            z = v * a            # (libm's log1p: 26 ns a value); NaN propagates
+            e = -z if z > zero else z    # (-|z| as a select: fabs is double)
+            e = f_log1p_small(f_exp(e))
+            y[i] = v if z > b else ((z if z > zero else zero) + e) * inv_a
+    elif op == U_HARDTANH:
+        for i in range(n):
+            v = x[i]
+            y[i] = a if v < a else (b if v > b else v)   # NaN stays NaN
 
 
 cdef inline bint _overlap(const void* p, const void* q, Py_ssize_t nbytes) noexcept nogil:
@@ -122,10 +138,10 @@ cdef inline void _sine_backward_block(const floating* g, const floating* s, floa
 
 
 cdef inline void _binary_block(int op, const floating* g, const floating* s, floating* out,
-                               Py_ssize_t n, floating a) noexcept nogil:
-    """out[i] = g[i] * f'(s[i]) for one block. g, s, out: (n,)."""
+                               Py_ssize_t n, floating a, floating b) noexcept nogil:
+    """out[i] = g[i] * f'(s[i]; a, b) for one block. g, s, out: (n,)."""
     cdef Py_ssize_t i
-    cdef floating v, one = 1, zero = 0
+    cdef floating v, z, one = 1, zero = 0
     if op == B_RELU:
         for i in range(n):
             out[i] = g[i] if s[i] > 0 else 0
@@ -154,53 +170,63 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
         for i in range(n):       # both sides computed, then a select, as U_ELU
             v = g[i] * a * f_exp(s[i])   # inf for large s is not selected
             out[i] = g[i] if s[i] > zero else v
+    elif op == B_SOFTPLUS:
+        for i in range(n):
+            z = s[i] * a
+            v = f_exp(b if z > b else z)
+            out[i] = g[i] if z > b else g[i] * v / (v + one)
+    elif op == B_HARDTANH:
+        for i in range(n):       # PyTorch's test: NaN passes the gradient
+            # (| not "or": a short-circuit branch kept gcc's loop scalar, 10x numba's time)
+            out[i] = zero if ((s[i] <= a) | (s[i] >= b)) else g[i]
 
 
 cdef void unary_map(int op, const floating* x, floating* y, Py_ssize_t n,
-                    floating a) noexcept nogil:
+                    floating a, floating b) noexcept nogil:
     """Parallel driver: blocks of BLOCK elements, contiguous per thread."""
-    cdef Py_ssize_t nblocks = (n + BLOCK - 1) // BLOCK, b, start
+    cdef Py_ssize_t nblocks = (n + BLOCK - 1) // BLOCK, blk, start
     # one thread: a plain loop, no OpenMP region (one costs ~0.6-1 us even for one thread)
     if threads_for(n) == 1:
-        for b in range(nblocks):
-            start = b * BLOCK
-            _unary_block(op, x + start, y + start, min(<Py_ssize_t>BLOCK, n - start), a)
+        for blk in range(nblocks):
+            start = blk * BLOCK
+            _unary_block(op, x + start, y + start, min(<Py_ssize_t>BLOCK, n - start), a, b)
         return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * BLOCK
-        _unary_block(op, x + start, y + start, min(<Py_ssize_t>BLOCK, n - start), a)
+    for blk in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = blk * BLOCK
+        _unary_block(op, x + start, y + start, min(<Py_ssize_t>BLOCK, n - start), a, b)
 
 
 cdef void binary_map(int op, const floating* g, const floating* s, floating* out,
-                     Py_ssize_t n, floating a) noexcept nogil:
-    cdef Py_ssize_t nblocks = (n + BLOCK - 1) // BLOCK, b, start
+                     Py_ssize_t n, floating a, floating b) noexcept nogil:
+    cdef Py_ssize_t nblocks = (n + BLOCK - 1) // BLOCK, blk, start
     # one thread: a plain loop, no OpenMP region (one costs ~0.6-1 us even for one thread)
     if threads_for(n) == 1:
-        for b in range(nblocks):
-            start = b * BLOCK
+        for blk in range(nblocks):
+            start = blk * BLOCK
             _binary_block(op, g + start, s + start, out + start,
-                          min(<Py_ssize_t>BLOCK, n - start), a)
+                          min(<Py_ssize_t>BLOCK, n - start), a, b)
         return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * BLOCK
+    for blk in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = blk * BLOCK
         _binary_block(op, g + start, s + start, out + start,
-                      min(<Py_ssize_t>BLOCK, n - start), a)
+                      min(<Py_ssize_t>BLOCK, n - start), a, b)
 
 
 # ------------------------------------------------------------------ entry points
 # x, y, grad_out, saved, out: (n,) contiguous views of the op's arrays.
 
-def unary(int op, const floating[::1] x, floating[::1] out, double a=0.0):
+def unary(int op, const floating[::1] x, floating[::1] out, double a=0.0, double b=0.0):
     if x.shape[0]:
         with nogil:
-            unary_map(op, &x[0], &out[0], x.shape[0], <floating>a)
+            unary_map(op, &x[0], &out[0], x.shape[0], <floating>a, <floating>b)
 
 
 def binary(int op, const floating[::1] grad_out, const floating[::1] saved,
-           floating[::1] out, double a=0.0):
+           floating[::1] out, double a=0.0, double b=0.0):
     if grad_out.shape[0]:
         with nogil:
-            binary_map(op, &grad_out[0], &saved[0], &out[0], grad_out.shape[0], <floating>a)
+            binary_map(op, &grad_out[0], &saved[0], &out[0], grad_out.shape[0], <floating>a,
+                       <floating>b)
 
 
 cdef inline void _softmax_row(const floating* x, floating* y, Py_ssize_t c) noexcept nogil:

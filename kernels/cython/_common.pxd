@@ -92,6 +92,22 @@ cdef inline floating f_log1p(floating x) noexcept nogil:
         return log1p(x)
 
 
+cdef inline floating f_log1p_small(floating x) noexcept nogil:
+    """log(1 + x) to full relative accuracy for 0 <= x <= 1. float: 2 atanh(s) with
+    s = x / (2 + x) <= 1/3, the odd series to s^15 (vmath's _log1p_small32; vectorizable,
+    and Kahan's log(w) x / (w - 1) does not survive -fassociative-math, which folds
+    (1 + x) - 1 to x); double: libm."""
+    cdef float s, q, one = 1, two = 2   # typed: a literal 2.0 is a C double
+    if floating is float:
+        s = x / (two + x)
+        q = s * s
+        return two * s * (one + q * (<float>(1.0 / 3) + q * (<float>0.2 + q * (
+            <float>(1.0 / 7) + q * (<float>(1.0 / 9) + q * (<float>(1.0 / 11) + q * (
+                <float>(1.0 / 13) + q * <float>(1.0 / 15))))))))
+    else:
+        return log1p(x)
+
+
 cdef inline floating f_tanh(floating x) noexcept nogil:
     if floating is float:
         return fnn_tanhf(x)

@@ -117,6 +117,52 @@ def _elu_backward(grad_out, x, alpha, out):  # IN grad_out, x (n,); OUT out (n,)
 
 
 @kernel
+def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
+    b = x.dtype.type(beta)
+    t = x.dtype.type(threshold)
+    zero = x.dtype.type(0)
+    inv_b = x.dtype.type(1) / b
+    for i in prange(x.shape[0]):
+        v = x[i]
+        z = v * b
+        # max(z, 0) + log1p(exp(-|z|)): no overflow, exact where exp(z) is tiny (a VAE's
+        # softplus std must not round to 0), and in float32 vectorized (libm's log1p
+        # is scalar: 26 ns a value); NaN propagates
+        lp = vmath.log1p_small(vmath.exp(-abs(z)))
+        out[i] = v if z > t else ((z if z > zero else zero) + lp) * inv_b
+
+
+@kernel
+def _softplus_backward(grad_out, x, beta, threshold, out):  # IN grad_out, x (n,); OUT out
+    b = x.dtype.type(beta)
+    t = x.dtype.type(threshold)
+    one = x.dtype.type(1)
+    for i in prange(x.shape[0]):
+        z = x[i] * b
+        e = vmath.exp(t if z > t else z)
+        out[i] = grad_out[i] if z > t else grad_out[i] * e / (e + one)
+
+
+@kernel
+def _hardtanh(x, lo, hi, out):  # IN x (n,); OUT out (n,)
+    a = x.dtype.type(lo)
+    b = x.dtype.type(hi)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        out[i] = a if v < a else (b if v > b else v)  # NaN: both false, stays NaN
+
+
+@kernel
+def _hardtanh_backward(grad_out, x, lo, hi, out):  # IN grad_out, x (n,); OUT out (n,)
+    a = x.dtype.type(lo)
+    b = x.dtype.type(hi)
+    zero = x.dtype.type(0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        out[i] = zero if (v <= a or v >= b) else grad_out[i]
+
+
+@kernel
 def _tanh(x, out):  # IN x (n,); OUT out (n,)
     for i in prange(x.shape[0]):
         out[i] = vmath.tanh(x[i])
@@ -384,6 +430,36 @@ def elu_backward(grad_out, x, alpha=1.0, out=None):
     """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x: the forward input."""
     out = out_like(grad_out, out)
     _elu_backward(x.size, flat(grad_out), flat(x), float(alpha), flat(out))
+    return out
+
+
+def softplus(x, beta=1.0, threshold=20.0, out=None):
+    """y = log(1 + exp(beta x)) / beta, or x where beta x > threshold. x: any shape."""
+    out = out_like(x, out)
+    _softplus(x.size, flat(x), float(beta), float(threshold), flat(out))
+    return out
+
+
+def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
+    """grad_in = grad_out * sigmoid(beta x), or grad_out where beta x > threshold."""
+    out = out_like(grad_out, out)
+    _softplus_backward(x.size, flat(grad_out), flat(x), float(beta), float(threshold),
+                       flat(out))
+    return out
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
+    """y = min(max(x, min_val), max_val). x: any shape."""
+    out = out_like(x, out)
+    _hardtanh(x.size, flat(x), float(min_val), float(max_val), flat(out))
+    return out
+
+
+def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
+    """grad_in = 0 where x <= min_val or x >= max_val, else grad_out."""
+    out = out_like(grad_out, out)
+    _hardtanh_backward(x.size, flat(grad_out), flat(x), float(min_val), float(max_val),
+                       flat(out))
     return out
 
 

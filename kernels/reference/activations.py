@@ -102,6 +102,32 @@ def elu_backward(grad_out, x, alpha=1.0, out=None):
     return np.multiply(grad_out, slope, out=_out(grad_out, out))
 
 
+def softplus(x, beta=1.0, threshold=20.0, out=None):
+    """y = log(1 + exp(beta x)) / beta, or x where beta x > threshold (PyTorch's)."""
+    z = x * x.dtype.type(beta)
+    smooth = np.log1p(np.exp(np.minimum(z, threshold))) / x.dtype.type(beta)
+    return _assign(_out(x, out), np.where(z > threshold, x, smooth))
+
+
+def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
+    """grad_in = grad_out * sigmoid(beta x), or grad_out where beta x > threshold."""
+    z = x * x.dtype.type(beta)
+    e = np.exp(np.minimum(z, threshold))
+    return _assign(_out(grad_out, out), np.where(z > threshold, grad_out, grad_out * e / (e + 1)))
+
+
+def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
+    """y = min(max(x, min_val), max_val); NaN stays NaN."""
+    lo, hi = x.dtype.type(min_val), x.dtype.type(max_val)
+    return _assign(_out(x, out), np.where(x < lo, lo, np.where(x > hi, hi, x)))
+
+
+def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
+    """grad_in = 0 where x <= min_val or x >= max_val, else grad_out (PyTorch's)."""
+    outside = (x <= x.dtype.type(min_val)) | (x >= x.dtype.type(max_val))
+    return _assign(_out(grad_out, out), np.where(outside, grad_out.dtype.type(0), grad_out))
+
+
 def softmax(x, out=None):
     """Row-wise softmax along the last axis. x: (N, C)."""
     if x.shape[-1] == 0:  # no classes: nothing to normalise (max has no identity)
