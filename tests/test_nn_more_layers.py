@@ -281,3 +281,40 @@ def test_layernorm_bad_input_and_arguments():
         nn.LayerNorm(0)
     with pytest.raises(ValueError, match="eps"):
         nn.LayerNorm(3, eps=0)
+
+
+@pytest.mark.parametrize("size,shape", [(1, (2, 3, 8, 6)), ((2, 3), (2, 3, 8, 6)),
+                                        ((3, 4), (2, 3, 8, 6)), ((5, None), (1, 2, 7, 9)),
+                                        ((4, 4), (3, 5, 5)), (7, (1, 2, 14, 14))],
+                         ids=["global", "divides", "overlapping", "none-keeps", "unbatched",
+                              "vgg-7x7"])
+def test_adaptive_avg_pool2d_matches_torch(backend, dtype, rng, size, shape):
+    """Output sizes that divide the input (the avg_pool2d kernels) and ones that do not
+    (overlapping windows of two lengths), against PyTorch."""
+    layer = nn.AdaptiveAvgPool2d(size)
+    check_against(layer, torch.nn.AdaptiveAvgPool2d(size),
+                  rng.standard_normal(shape).astype(dtype), rng, dtype)
+    assert repr(layer) == repr(torch.nn.AdaptiveAvgPool2d(size))
+
+
+@pytest.mark.parametrize("size,shape", [(1, (2, 3, 10)), (4, (2, 3, 10)), (3, (3, 9))])
+def test_adaptive_avg_pool1d_matches_torch(backend, dtype, rng, size, shape):
+    check_against(nn.AdaptiveAvgPool1d(size), torch.nn.AdaptiveAvgPool1d(size),
+                  rng.standard_normal(shape).astype(dtype), rng, dtype)
+
+
+def test_adaptive_pool_in_a_vgg_head(rng):
+    """conv -> AdaptiveAvgPool2d((2, 2)) -> Flatten -> Linear on two input sizes, as
+    torchvision's VGG head takes any image size."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d((2, 2)),
+                          nn.Flatten(), nn.Linear(16, 5))
+    twin = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d((2, 2)), torch.nn.Flatten(),
+                               torch.nn.Linear(16, 5))
+    for hw in ((8, 8), (7, 9)):
+        check_against(model, twin, rng.standard_normal((2, 3) + hw).astype(np.float32), rng,
+                      np.dtype(np.float32))
+    with pytest.raises(ValueError, match="output_size"):
+        nn.AdaptiveAvgPool2d(0)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        nn.AdaptiveAvgPool2d(2)(np.zeros((4, 4), np.float32))

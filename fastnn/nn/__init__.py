@@ -1,6 +1,7 @@
 """Layers, containers and losses with explicit forward/backward (PyTorch's semantics)."""
 from .activations import (ELU, GELU, Hardtanh, Identity, LeakyReLU, LogSoftmax, ReLU, ReLU6,
                           Sigmoid, SiLU, Sine, Softmax, Softplus, Tanh)
+from .adaptive import AdaptiveAvgPool1d, AdaptiveAvgPool2d
 from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import Conv1d, Conv2d
@@ -19,6 +20,7 @@ __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tan
            "ELU", "Softplus", "Hardtanh", "ReLU6", "Sine", "Identity", "Softmax", "LogSoftmax",
            "Flatten", "Unflatten", "Dropout", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "LayerNorm", "Conv1d", "Conv2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
+           "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Loss",
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
            "BCELoss", "BCEWithLogitsLoss", "init", "utils"]

@@ -1,0 +1,131 @@
+"""Adaptive average pooling: PyTorch's AdaptiveAvgPool2d/1d, any output size."""
+import math
+import numbers
+
+import numpy as np
+
+from .. import device as _device
+from ..validation import FLOAT_DTYPES
+from .conv import As1d, add_batch_axis, drop_batch_axis
+from .module import Module
+
+
+def _window_matrix(size, out, dtype):
+    """(out, size) averaging matrix of PyTorch's adaptive windows: row i averages
+    [floor(i * size / out), ceil((i + 1) * size / out))."""
+    m = np.zeros((out, size), dtype)
+    for i in range(out):
+        start, end = (i * size) // out, -(-((i + 1) * size) // out)
+        m[i, start:end] = 1.0 / (end - start)
+    return m
+
+
+class AdaptiveAvgPool2d(Module):
+    """Mean over PyTorch's adaptive windows, giving an output of ``output_size``.
+
+    output_size: an int or a pair (height, width), an entry None keeping that input
+    size; 1 is global average pooling. Input (N, C, H, W) or unbatched (C, H, W);
+    output (N, C, H_out, W_out). When the output sizes divide the input sizes the
+    windows are a plain average pooling (kernel = stride = H // H_out, the avg_pool2d
+    kernels of the backend, on the GPU too); otherwise windows overlap or differ in size
+    and the layer averages with two small matrices, on the host (NumPy; a device array
+    goes through the host).
+    """
+
+    dims = 2
+
+    def __init__(self, output_size):
+        super().__init__()
+        name = type(self).__name__
+        sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
+                 else (output_size,) * self.dims)
+        if len(sizes) != self.dims or any(
+                v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                                   or v < 1) for v in sizes):
+            raise ValueError(f"{name}: expected output_size to be a positive int, None or "
+                             f"a tuple of {self.dims} of them, got {output_size!r}")
+        self.output_size = output_size  # as given, as PyTorch keeps it
+        self._sizes = tuple(None if v is None else int(v) for v in sizes)
+        self._ctx = None  # (input (N, C, H, W) shape, plan) of the last forward
+
+    def _target(self):
+        """(H_out, W_out) of the 2-D computation, None entries keeping the input size."""
+        return self._sizes
+
+    def infer_shape(self, shape, dtype):
+        return self._shape_2d(shape, dtype)
+
+    def _shape_2d(self, shape, dtype):
+        shape = tuple(shape)
+        where = self._where()
+        if len(shape) not in (3, 4) or 0 in shape[-2:]:
+            raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W) "
+                             f"with H, W > 0, got {shape}")
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{where}: expected input of dtype float32 or float64, got {dtype}")
+        oh, ow = (s if t is None else t for t, s in zip(self._target(), shape[-2:]))
+        return shape[:-2] + (oh, ow)
+
+    def _plan(self, shape):
+        """('pool', kernel) when the output sizes divide the input's, else 'matrices'."""
+        shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
+        h, w = shape[-2:]
+        oh, ow = self._shape_2d(shape, np.float32)[-2:]
+        if h % oh == 0 and w % ow == 0:
+            return ("pool", (h // oh, w // ow))
+        return ("matrices", None)
+
+    def _forward(self, x, buffered):
+        unbatched = x.ndim == 3
+        x = add_batch_axis(x)
+        plan = self._plan(x.shape)
+        self._ctx = (tuple(x.shape), plan, unbatched)
+        if plan[0] == "pool":
+            out_shape = self._shape_2d(x.shape, x.dtype)
+            out = self._buffer("y", out_shape, x.dtype) if buffered else None
+            y = self._kernels().avg_pool2d_forward(x, plan[1], plan[1], (0, 0), True, out=out)
+        else:
+            a_h, a_w = self._matrices(x.shape, x.dtype)
+            y = _device.namespace_of(x).put(
+                np.einsum("ih,nchw,jw->ncij", a_h, _device.to_host(x), a_w, optimize=True))
+        return drop_batch_axis(y, unbatched)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        shape, plan, unbatched = self._ctx
+        grad_out = add_batch_axis(grad_out)
+        if plan[0] == "pool":
+            grad_in = self._buffer("grad_in", shape, grad_out.dtype) if buffered else None
+            grad_in = self._kernels().avg_pool2d_backward(grad_out, shape, plan[1], plan[1],
+                                                          (0, 0), True, grad_in=grad_in)
+        else:
+            a_h, a_w = self._matrices(shape, grad_out.dtype)
+            grad_in = _device.namespace_of(grad_out).put(
+                np.einsum("ih,ncij,jw->nchw", a_h, _device.to_host(grad_out), a_w,
+                          optimize=True))
+        return drop_batch_axis(grad_in, unbatched)
+
+    def _matrices(self, shape, dtype):
+        shape = tuple(shape)
+        oh, ow = self._shape_2d(shape, dtype)[-2:]
+        key = (tuple(shape[-2:]), oh, ow, np.dtype(dtype))
+        cached = self._scratch.get("matrices")
+        if cached is None or cached[0] != key:
+            cached = (key, (_window_matrix(shape[-2], oh, dtype),
+                            _window_matrix(shape[-1], ow, dtype)))
+            self._scratch["matrices"] = cached
+        return cached[1]
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool1d(As1d, AdaptiveAvgPool2d):
+    """Mean over PyTorch's adaptive windows of (N, C, L) or unbatched (C, L) input:
+    AdaptiveAvgPool2d on an (N, C, 1, L) view. output_size: an int (or a 1-tuple)."""
+
+    dims = 1
+
+    def _target(self):
+        return (1,) + self._sizes
