@@ -318,3 +318,52 @@ def test_adaptive_pool_in_a_vgg_head(rng):
         nn.AdaptiveAvgPool2d(0)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         nn.AdaptiveAvgPool2d(2)(np.zeros((4, 4), np.float32))
+
+
+@pytest.mark.parametrize("args", [
+    dict(in_channels=3, out_channels=4, kernel_size=3),
+    dict(in_channels=2, out_channels=3, kernel_size=4, stride=2, padding=1),
+    dict(in_channels=2, out_channels=3, kernel_size=3, stride=2, padding=1, output_padding=1),
+    dict(in_channels=2, out_channels=2, kernel_size=(2, 3), stride=(3, 1), padding=(2, 0),
+         bias=False),
+], ids=["k3", "k4s2p1", "output-padding", "crop-border"])
+def test_conv_transpose2d_matches_torch(backend, dtype, rng, args):
+    """Outputs, input and parameter gradients (the weight's through the flipped kernel)."""
+    layer = nn.ConvTranspose2d(**args).to_dtype(dtype)
+    x = rng.standard_normal((2, args["in_channels"], 5, 6)).astype(dtype)
+    check_against(layer, torch.nn.ConvTranspose2d(**args), x, rng, dtype,
+                  math.sqrt(layer.weight.data[:, 0].size) * 10)
+    assert repr(layer) == repr(torch.nn.ConvTranspose2d(**args))
+
+
+def test_conv_transpose2d_decoder_unbatched_and_init(rng):
+    """A small decoder (Linear -> Unflatten -> ConvTranspose2d x2) doubling the image
+    twice, an unbatched input, and PyTorch's initial weight bound 1/sqrt(out * kH * kW)."""
+    decoder = nn.Sequential(nn.Linear(4, 8 * 3 * 3), nn.Unflatten(1, (8, 3, 3)), nn.ReLU(),
+                            nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1), nn.ReLU(),
+                            nn.ConvTranspose2d(4, 1, 4, stride=2, padding=1), nn.Sigmoid())
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 72), torch.nn.Unflatten(1, (8, 3, 3)),
+                               torch.nn.ReLU(), torch.nn.ConvTranspose2d(8, 4, 4, 2, 1),
+                               torch.nn.ReLU(), torch.nn.ConvTranspose2d(4, 1, 4, 2, 1),
+                               torch.nn.Sigmoid())
+    check_against(decoder, twin, rng.standard_normal((3, 4)).astype(np.float32), rng,
+                  np.dtype(np.float32))
+    assert decoder.forward(rng.standard_normal((2, 4)).astype(np.float32)).shape == (2, 1, 12, 12)
+    one = nn.ConvTranspose2d(3, 2, 3, stride=2)
+    check_against(one, torch.nn.ConvTranspose2d(3, 2, 3, stride=2),
+                  rng.standard_normal((3, 4, 4)).astype(np.float32), rng, np.dtype(np.float32))
+    big = nn.ConvTranspose2d(64, 32, 3)
+    bound = 1 / math.sqrt(32 * 9)
+    assert big.weight.shape == (64, 32, 3, 3)
+    assert np.abs(big.weight.data).max() <= bound and np.abs(big.weight.data).max() > 0.9 * bound
+
+
+def test_conv_transpose2d_bad_arguments_and_inputs():
+    with pytest.raises(ValueError, match="output_padding"):
+        nn.ConvTranspose2d(2, 2, 3, stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="groups"):
+        nn.ConvTranspose2d(2, 2, 3, groups=2)
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 2, H, W\)"):
+        nn.ConvTranspose2d(2, 2, 3)(np.zeros((1, 3, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="would have size"):
+        nn.ConvTranspose2d(2, 2, 1, padding=3)(np.zeros((1, 2, 2, 2), np.float32))

@@ -1,0 +1,135 @@
+"""ConvTranspose2d: the adjoint of Conv2d (PyTorch's transposed convolution), run by the
+backend's conv2d kernels."""
+import math
+import numbers
+
+import numpy as np
+
+from .. import device as _device
+from .. import random as _random
+from ..validation import check_only
+from .conv import add_batch_axis, drop_batch_axis, pair
+from .module import Module, Parameter
+
+
+class ConvTranspose2d(Module):
+    """y = conv_transpose(x, weight) + bias, NCHW (a decoder's upsampling layer).
+
+    weight: (in_channels, out_channels, kH, kW) and bias (out_channels,), PyTorch's
+    layout and default initialisation (fan_in = out_channels * kH * kW).
+    kernel_size, stride, padding, output_padding: an int or a pair; output_padding <
+    stride. Input (N, in_channels, H, W) or unbatched (in_channels, H, W); output
+    (N, out_channels, H_out, W_out) with H_out = (H - 1) * stride - 2 * padding + kH +
+    output_padding.
+
+    The forward is a stride-1 convolution of x spread out by the stride (zeros between
+    the values, k - 1 - padding of zero border) with the flipped, channel-swapped
+    kernel, so the conv2d kernels of every backend do the work (and give the bias and
+    weight gradients); the input gradient is a plain strided conv2d of grad_out with the
+    weight. The spread input costs stride**2 times x's memory and products with zeros;
+    on the GPU it and the flipped kernel are built on the host.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
+                 dtype=np.float32):
+        super().__init__()
+        name = "ConvTranspose2d"
+        check_only(name, "groups", groups, (1,))
+        check_only(name, "dilation", dilation, (1, (1, 1)))
+        check_only(name, "padding_mode", padding_mode, ("zeros",))
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
+        self.stride = pair(name, "stride", stride, 1)
+        self.padding = pair(name, "padding", padding, 0)
+        self.output_padding = pair(name, "output_padding", output_padding, 0)
+        if any(o >= s for o, s in zip(self.output_padding, self.stride)):
+            raise ValueError(f"{name}: output_padding {self.output_padding} must be smaller "
+                             f"than stride {self.stride}")
+        fan_in = self.out_channels * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)
+        rng = _random.generator()
+        shape = (self.in_channels, self.out_channels) + self.kernel_size
+        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
+        self.bias = (Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dtype))
+                     if bias else None)
+        self._ctx = None  # (spread input, flipped kernel, unbatched) of the last forward
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        where = self._where()
+        if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
+            raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W) "
+                             f"or ({self.in_channels}, H, W), got {shape}")
+        if dtype != self.weight.data.dtype:
+            raise TypeError(f"{where}: input dtype {dtype} does not match the layer's "
+                            f"parameters ({self.weight.data.dtype}); convert the input or "
+                            f"call .float()/.double() on the model")
+        out = tuple((size - 1) * s - 2 * p + k + o for size, s, p, k, o in zip(
+            shape[-2:], self.stride, self.padding, self.kernel_size, self.output_padding))
+        if min(out) < 1:
+            raise ValueError(f"{where}: the output of an input of shape {shape} would have "
+                             f"size {out}")
+        return shape[:-3] + (self.out_channels,) + out
+
+    def _spread(self, x):
+        """x (N, C, H, W) with stride - 1 zeros between values and k - 1 - padding of zero
+        border (+ output_padding at the end), cropped where that border is negative."""
+        n, c, h, w = x.shape
+        lead = [k - 1 - p for k, p in zip(self.kernel_size, self.padding)]
+        sizes = [(size - 1) * s + 1 + 2 * q + o for size, s, q, o in zip(
+            (h, w), self.stride, lead, self.output_padding)]
+        room = [max(q, 0) for q in lead]  # allocate the border, then crop a negative one
+        full = np.zeros((n, c, sizes[0] + 2 * (room[0] - lead[0]),
+                         sizes[1] + 2 * (room[1] - lead[1])), x.dtype)
+        (sh, sw), (rh, rw) = self.stride, room
+        full[:, :, rh:rh + (h - 1) * sh + 1:sh, rw:rw + (w - 1) * sw + 1:sw] = x
+        ch, cw = room[0] - lead[0], room[1] - lead[1]
+        return np.ascontiguousarray(full[:, :, ch:ch + sizes[0], cw:cw + sizes[1]])
+
+    def _forward(self, x, buffered):
+        unbatched = x.ndim == 3
+        x = add_batch_axis(x)
+        ns = _device.namespace_of(x)
+        spread = ns.put(self._spread(_device.to_host(x)))
+        flipped = ns.put(np.ascontiguousarray(
+            _device.to_host(self.weight.data).transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]))
+        out_shape = self.infer_shape(x.shape, x.dtype)
+        out = self._buffer("y", out_shape, x.dtype) if buffered else None
+        y = self._kernels().conv2d_forward(
+            spread, flipped, None if self.bias is None else self.bias.data, (1, 1), (0, 0),
+            out=out)
+        self._ctx = (spread, flipped, unbatched)
+        return drop_batch_axis(y, unbatched)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        spread, flipped, unbatched = self._ctx
+        grad_out = add_batch_axis(grad_out)
+        ns = _device.namespace_of(grad_out)
+        grad_flipped = ns.zeros(tuple(flipped.shape), flipped.dtype)
+        self._kernels().conv2d_backward(
+            grad_out, spread, flipped, (1, 1), (0, 0), grad_weight=grad_flipped,
+            grad_bias=None if self.bias is None else self.bias.grad, need_grad_in=False)
+        g = _device.to_host(grad_flipped)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        if _device.is_device_array(self.weight.grad):
+            ns.copy_into(self.weight.grad, _device.to_host(self.weight.grad) + g)
+        else:
+            self.weight.grad += g
+        if not need_grad_in:
+            return None
+        grad_in = self._kernels().conv2d_forward(grad_out, self.weight.data, None, self.stride,
+                                                 self.padding)
+        return drop_batch_axis(grad_in, unbatched)
+
+    def extra_repr(self):
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}")
+        if self.padding != (0, 0):
+            text += f", padding={self.padding}"
+        if self.output_padding != (0, 0):
+            text += f", output_padding={self.output_padding}"
+        return text + ("" if self.bias is not None else ", bias=False")
