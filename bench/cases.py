@@ -617,6 +617,16 @@ def _optim(op, size):
         return Case(op, size, _shape_str(shape) + " momentum", build, run, run_torch,
                     nbytes=5 * 4 * n)
 
+    if op == "adagrad_update":
+        def run(be, a):
+            return lambda: be.adagrad_update(a["p"], a["g"], a["v"], 1e-2)
+
+        def run_torch(t, ts, a):
+            p = ts["p"]
+            p.grad = ts["g"]
+            return t.optim.Adagrad([p], lr=1e-2).step
+        return Case(op, size, _shape_str(shape), build, run, run_torch, nbytes=5 * 4 * n)
+
     if op == "rmsprop_update":
         def run(be, a):
             return lambda: be.rmsprop_update(a["p"], a["g"], a["v"], 1e-2)
@@ -670,7 +680,7 @@ def _case_for(op, size):
         return _conv(op, size)
     if "pool2d" in op:
         return _pool(op, size)
-    if op in ("sgd_update", "adam_update", "rmsprop_update"):
+    if op in ("sgd_update", "adam_update", "rmsprop_update", "adagrad_update"):
         return _optim(op, size)
     raise KeyError(f"bench.cases: no benchmark case for op {op!r}; add one")
 

@@ -205,6 +205,12 @@ REASONS = {
     ("sgd_update", "large"): ("level when timed interleaved: Cython/numba 1.04x (1 thread) "
                               "and 1.11x (2 threads), 2026-11-29 10:30 UTC; a single suite "
                               "run's gap is noise"),
+    ("adagrad_update", "large"): ("a loop bound by its division (g / (sqrt(s) + eps)): "
+                                  "_optim.pyx is built with 256-bit vectors (setup.py: "
+                                  "cache-line splits of 512-bit accesses, see adam_update) "
+                                  "where numba divides 16 floats at a time; interleaved "
+                                  "Cython/numba 1.29x (1 thread) and 1.35x (2), "
+                                  "2026-11-29 12:20 UTC"),
     ("rmsprop_update", "large"): ("one loop per variant in both since f120ced "
                                   "(NULL tests inside one loop had kept gcc's scalar: 1.34x "
                                   "and 1.99x); then 1.07x (2 threads) and 1.22x (1 thread) "

@@ -623,6 +623,16 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
                 momentum, momentum_buffer, grad_avg)
 
 
+def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10):
+    where = "adagrad_update"
+    _check_param_arrays(where, param, grad=grad, state_sum=state_sum)
+    check_number(where, "lr", lr, 0.0)
+    check_number(where, "weight_decay", weight_decay, 0.0)
+    check_number(where, "eps", eps, 0.0)
+    check_no_overlap(where, [("param", param), ("state_sum", state_sum)], [("grad", grad)])
+    return _run("adagrad_update", param, grad, state_sum, lr, weight_decay, eps)
+
+
 def _attach_docs():
     for name in optable.op_names():
         globals()[name].__doc__ = optable.op_spec(name).__doc__

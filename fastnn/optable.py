@@ -404,6 +404,16 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
     """
 
 
+@_op("optim")
+def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10):
+    """One Adagrad step in place, PyTorch's rule.
+
+    param, grad, state_sum: same shape. g = grad + weight_decay * param;
+    state_sum += g^2; param -= lr * g / (sqrt(state_sum) + eps). lr is the step's rate
+    (the optimizer divides its lr by 1 + (step - 1) * lr_decay). Returns None.
+    """
+
+
 def op_names():
     """Every op name in table order."""
     return [name for names in OP_FAMILIES.values() for name in names]

@@ -110,6 +110,7 @@ def kernels(t):
         ("sgd", optim._sgd, (a1, a1, a1, b, t, t, t, b, t)),
         ("adam", optim._adam, (a1, a1, a1, a1, a1, b, t, t, t, t, t, t, t)),
         ("rmsprop", optim._rmsprop, (a1, a1, a1, a1, b, a1, b, t, t, t, t, t)),
+        ("adagrad", optim._adagrad, (a1, a1, a1, t, t, t)),
     ]
 
 

@@ -553,6 +553,25 @@ def test_rmsprop_update_matches_torch(backend, dtype, rng, momentum, centered, w
     assert_close(square_avg, opt.state[pt]["square_avg"].numpy(), dtype)
 
 
+@pytest.mark.parametrize("lr_decay, weight_decay", [(0.0, 0.0), (0.1, 0.01)])
+def test_adagrad_update_matches_torch(backend, dtype, rng, lr_decay, weight_decay):
+    """The op at the step's decayed rate, against torch.optim.Adagrad (40000 values: the
+    compiled backends' parallel path)."""
+    p = rng.standard_normal(40000).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.Adagrad([pt], lr=1e-2, lr_decay=lr_decay, weight_decay=weight_decay,
+                              initial_accumulator_value=0.1, eps=1e-8)
+    state_sum = np.full_like(p, 0.1)
+    for step in range(1, 6):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        ops.adagrad_update(p, grad, state_sum, 1e-2 / (1 + (step - 1) * lr_decay),
+                           weight_decay, 1e-8)
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+    assert_close(state_sum, opt.state[pt]["sum"].numpy(), dtype, scale=10)
+
+
 # ------------------------------------------------------------------- bad input
 BAD_CALLS = [
     (lambda: ops.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)),

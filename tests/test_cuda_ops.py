@@ -474,6 +474,19 @@ def test_rmsprop_update_matches_torch(dtype, rng, momentum, centered):
     assert_close(p, pt.detach().numpy(), dtype)
 
 
+def test_adagrad_update_matches_torch(dtype, rng):
+    p = rng.standard_normal(300).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.Adagrad([pt], lr=1e-2, weight_decay=0.01, eps=1e-8)
+    state_sum = np.zeros_like(p)
+    for _ in range(3):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        C.adagrad_update(p, grad, state_sum, 1e-2, 0.01, 1e-8)
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+
+
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_adam_update_matches_torch(dtype, rng, amsgrad):
     p = rng.standard_normal(100).astype(dtype)

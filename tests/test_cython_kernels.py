@@ -86,6 +86,9 @@ def _workload(K, dtype, rng):
     results += [q2, n1, n2, n3]
     r, s, b, a = x.copy(), np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
     K.rmsprop_update(r, x[::-1].copy(), s, 0.01, 0.9, 1e-8, 0.01, 0.5, b, a)
+    ag_p, ag_s = x.copy(), np.full_like(x, 0.1)
+    K.adagrad_update(ag_p, x[::-1].copy(), ag_s, 0.01, 0.01, 1e-8)
+    results += [ag_p, ag_s]
     results += [r, s, b, a]
     results += [p, v, q, m1, m2]
     return results
@@ -180,6 +183,7 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
         K.adam_update(w, gw, m1, m2, 1)
         K.adam_update(w, gw, m1, m2, 2, max_exp_avg_sq=scratch_vmax)
         K.rmsprop_update(w, gw, m1, 0.01, 0.9, 1e-8, 0.0, 0.5, m2)
+        K.adagrad_update(w, gw, m1, 0.01)
 
     step()   # first call may import or cache something; the steady state is what counts
     assert _numpy_bytes_allocated(step) == 0

@@ -114,6 +114,9 @@ def _run_all(nb, d):
     p3, s3, b3, a3 = x.copy(), np.zeros_like(x), np.zeros_like(x), np.zeros_like(x)
     nb.rmsprop_update(p3, g, s3, 0.01, 0.9, 1e-8, 0.01, 0.5, b3, a3)
     out["rmsprop"] = (p3, s3, b3, a3)
+    p4, s4 = x.copy(), np.full_like(x, 0.1)
+    nb.adagrad_update(p4, g, s4, 0.01, 0.01, 1e-8)
+    out["adagrad"] = (p4, s4)
     return out, blas
 
 

@@ -147,10 +147,53 @@ def test_rmsprop_state_dict_names_and_resume_like_torch(backend):
         optim.RMSprop(ours, centered=1)
 
 
+ADAGRAD_CASES = {
+    "default": dict(),
+    "lr_decay_wd": dict(lr=0.05, lr_decay=0.1, weight_decay=0.05),
+    "initial_eps": dict(lr=0.02, initial_accumulator_value=0.5, eps=1e-6),
+}
+
+
+@pytest.mark.parametrize("case", list(ADAGRAD_CASES))
+def test_adagrad_matches_torch(backend, dtype, case):
+    run_trajectory("Adagrad", ADAGRAD_CASES[case], dtype)
+
+
+def test_adagrad_state_dict_and_partial_steps_like_torch(backend):
+    """State named 'sum' as torch's; a torch state dict resumes the trajectory; a
+    parameter without a gradient for some steps keeps its own step count (lr_decay)."""
+    kwargs = dict(lr=0.05, lr_decay=0.2, initial_accumulator_value=0.1)
+    ours, theirs, offsets = make_params(np.float64)
+    opt, ref = optim.Adagrad(ours, **kwargs), torch.optim.Adagrad(theirs, **kwargs)
+    for step in range(4):
+        fill_grads(ours, theirs, offsets)
+        if step == 1:  # parameter 0 sits this step out
+            ours[0].grad, theirs[0].grad = None, None
+        opt.step()
+        ref.step()
+    for p, q in zip(ours, theirs):
+        assert_close(p.data, q.detach().numpy(), np.float64)
+    saved = ref.state_dict()
+    assert sorted(opt.state_dict()["state"][1]) == sorted(saved["state"][1]) == ["step", "sum"]
+    state = {i: {k: (v.numpy() if v.ndim else int(v)) for k, v in entry.items()}
+             for i, entry in saved["state"].items()}
+    fresh = optim.Adagrad(ours, **kwargs)
+    fresh.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
+    for _ in range(2):
+        fill_grads(ours, theirs, offsets)
+        fresh.step()
+        ref.step()
+    for p, q in zip(ours, theirs):
+        assert_close(p.data, q.detach().numpy(), np.float64)
+    with pytest.raises(ValueError, match="lr_decay"):
+        optim.Adagrad(ours, lr_decay=-1)
+
+
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
                                          ("Adam", dict(lr=0.01)),
                                          ("AdamW", dict(lr=0.01)),
-                                         ("RMSprop", dict(lr=0.01, momentum=0.5))])
+                                         ("RMSprop", dict(lr=0.01, momentum=0.5)),
+                                         ("Adagrad", dict(lr=0.05, lr_decay=0.1))])
 def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwargs):
     groups = [((0, 2), {}), ((1, 3), {"lr": 0.003, "weight_decay": 0.1})]
     _, opt = run_trajectory(name, kwargs, dtype, groups=groups)

@@ -1,4 +1,4 @@
-"""SGD (momentum, weight decay, Nesterov), Adam and RMSprop, PyTorch's rules, each one in-place
+"""SGD (momentum, weight decay, Nesterov), Adam, RMSprop and Adagrad, PyTorch's rules, each one in-place
 grid-stride pass over the parameter. param, grad and the state: same shape, NumPy or
 device arrays; host ones are copied back (``_common.Call``). For a whole model on the
 device, pass the flat buffers of ``fastnn.optim.flat`` (one launch for all parameters)
@@ -38,6 +38,15 @@ def _adam(param, grad, exp_avg, exp_avg_sq, vmax, amsgrad, lr, beta1, beta2, eps
             v = vmax[i] if vmax[i] > v else v  # NaN in v propagates
             vmax[i] = v
         param[i] -= step_size * m / (math.sqrt(v) / bias2_sqrt + eps)
+
+
+@cuda.jit
+def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        g = grad[i] + weight_decay * param[i]
+        s = state_sum[i] + g * g
+        state_sum[i] = s
+        param[i] -= lr * g / (math.sqrt(s) + eps)
 
 
 @cuda.jit
@@ -109,4 +118,15 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
         _rmsprop[config.blocks(dp.size), config.THREADS](
             flat(dp), flat(dg), flat(ds), flat(da), centered, flat(db), has_buf, dt(lr),
             dt(alpha), dt(eps), dt(weight_decay), dt(momentum))
+    call.sync()
+
+
+def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10):
+    """One Adagrad step in place at the step's rate lr. Arrays: same shape. Returns None."""
+    call = Call(param, grad, state_sum)
+    dp, dg, ds = call.inout(param), call.arg(grad), call.inout(state_sum)
+    if dp.size:
+        dt = param.dtype.type
+        _adagrad[config.blocks(dp.size), config.THREADS](
+            flat(dp), flat(dg), flat(ds), dt(lr), dt(weight_decay), dt(eps))
     call.sync()

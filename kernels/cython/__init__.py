@@ -387,6 +387,13 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
                        None if max_exp_avg_sq is None else _flat(max_exp_avg_sq))
 
 
+def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10):
+    """One Adagrad step in place at the step's rate lr (PyTorch's rule). param, grad,
+    state_sum: same shape. Returns None."""
+    _optim.adagrad_update(_flat(param), _flat(grad), _flat(state_sum), float(lr),
+                          float(weight_decay), float(eps))
+
+
 def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
                    momentum=0.0, momentum_buffer=None, grad_avg=None):
     """One RMSprop step in place (PyTorch's rule; centered when grad_avg is given).

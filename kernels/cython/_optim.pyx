@@ -1,6 +1,6 @@
 # cython: language_level=3
 # distutils: extra_compile_args = -fno-math-errno
-"""SGD (momentum, weight decay, Nesterov), Adam and RMSprop updates, in place, one
+"""SGD (momentum, weight decay, Nesterov), Adam, RMSprop and Adagrad updates, in place, one
 parallel pass over each parameter with PyTorch's update rules."""
 from cython.parallel cimport prange
 
@@ -135,6 +135,41 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp
                         vmax + start if vmax != NULL else NULL,
                         min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
                         <floating>beta2, sqrt_bc2, <floating>eps, <floating>weight_decay)
+
+
+cdef inline void _adagrad_block(floating* p, const floating* g, floating* ssum,
+                                Py_ssize_t n, floating lr, floating wd,
+                                floating eps) noexcept nogil:
+    """p, g, ssum: (n,)."""
+    cdef Py_ssize_t i
+    cdef floating d, s
+    for i in range(n):
+        d = g[i] + wd * p[i]
+        s = ssum[i] + d * d
+        ssum[i] = s
+        p[i] = p[i] - lr * d / (f_sqrt(s) + eps)
+
+
+def adagrad_update(floating[::1] param, const floating[::1] grad, floating[::1] state_sum,
+                   double lr, double weight_decay, double eps):
+    """param, grad, state_sum: (n,) flat views."""
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, width
+    if n == 0:
+        return
+    nblocks = (n + BLOCK - 1) // BLOCK
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        with nogil:
+            for b in range(nblocks):
+                start = b * BLOCK
+                width = min(<Py_ssize_t>BLOCK, n - start)
+                _adagrad_block(&param[start], &grad[start], &state_sum[start], width,
+                               <floating>lr, <floating>weight_decay, <floating>eps)
+        return
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        width = min(<Py_ssize_t>BLOCK, n - start)
+        _adagrad_block(&param[start], &grad[start], &state_sum[start], width,
+                       <floating>lr, <floating>weight_decay, <floating>eps)
 
 
 cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, floating* ga,

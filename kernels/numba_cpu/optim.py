@@ -39,6 +39,20 @@ def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov, dampening)
 
 
 @kernel
+def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
+    # INOUT param, state_sum (n,); IN grad (n,)
+    dt = param.dtype.type
+    lr_ = dt(lr)
+    wd = dt(weight_decay)
+    eps_ = dt(eps)
+    for i in prange(param.shape[0]):
+        g = grad[i] + wd * param[i]
+        s = state_sum[i] + g * g
+        state_sum[i] = s
+        param[i] -= lr_ * g / (np.sqrt(s) + eps_)
+
+
+@kernel
 def _amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size,
              bias_correction2_sqrt, beta1, beta2, eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq, max_exp_avg_sq (n,); IN grad (n,). Adam's loop
@@ -168,6 +182,13 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
                  flat(max_exp_avg_sq), *args)
         return
     _adam(param.size, flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq), *args)
+
+
+def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10):
+    """One Adagrad step in place at the step's rate lr, PyTorch's rule. Arrays: same
+    shape. Returns None."""
+    _adagrad(param.size, flat(param), flat(grad), flat(state_sum), float(lr),
+             float(weight_decay), float(eps))
 
 
 def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,

@@ -39,6 +39,14 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
         param -= dt(lr) * (g / avg)
 
 
+def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10):
+    """PyTorch's Adagrad at the step's rate lr. Arrays: same shape, updated in place."""
+    dt = param.dtype.type
+    g = grad + dt(weight_decay) * param if weight_decay else grad
+    state_sum += g * g
+    param -= dt(lr) * g / (np.sqrt(state_sum) + dt(eps))
+
+
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
                 eps=1e-8, weight_decay=0.0, max_exp_avg_sq=None):
     """PyTorch's Adam (AMSGrad when max_exp_avg_sq is given). param, grad, exp_avg,
