@@ -340,6 +340,12 @@ def test_dropout_on_the_gpu_masks_and_scales():
     layer.eval()
     x = np.ones((2, 3), np.float32)
     np.testing.assert_array_equal(layer(x), x)
+    channels = nn.Dropout2d(0.5).to("cuda")
+    y = channels(cuda.to_device(np.ones((4, 8, 2, 2), np.float32)))
+    assert fdevice.is_device_array(y)
+    y = y.copy_to_host()
+    assert np.all(y == y[:, :, :1, :1]) and set(np.unique(y)) <= {0.0, 2.0}
+    np.testing.assert_array_equal(channels.backward(np.ones_like(y)), y)
 
 
 def test_fit_and_evaluate_train_a_gpu_model_like_a_host_one(rng):

@@ -218,7 +218,7 @@ def test_repr_of_every_layer():
     assert repr(nn.Linear(3, 2)) == "Linear(in_features=3, out_features=2, bias=True)"
     assert repr(nn.LeakyReLU(0.2)) == "LeakyReLU(negative_slope=0.2)"
     assert repr(nn.Sine(30.0)) == "Sine(omega=30.0)"
-    assert repr(nn.Dropout(0.1)) == "Dropout(p=0.1)"
+    assert repr(nn.Dropout(0.1)) == repr(torch.nn.Dropout(0.1)) == "Dropout(p=0.1, inplace=False)"
     assert repr(nn.BatchNorm1d(4, mean_only=True)) == \
         "BatchNorm1d(4, eps=1e-05, momentum=0.1, mean_only=True)"
     assert repr(nn.BatchNorm2d(8)) == "BatchNorm2d(8, eps=1e-05, momentum=0.1)"

@@ -367,3 +367,36 @@ def test_conv_transpose2d_bad_arguments_and_inputs():
         nn.ConvTranspose2d(2, 2, 3)(np.zeros((1, 3, 4, 4), np.float32))
     with pytest.raises(ValueError, match="would have size"):
         nn.ConvTranspose2d(2, 2, 1, padding=3)(np.zeros((1, 2, 2, 2), np.float32))
+
+
+@pytest.mark.parametrize("cls,shape", [(nn.Dropout1d, (4, 6, 5)), (nn.Dropout1d, (6, 5)),
+                                       (nn.Dropout2d, (4, 6, 3, 3)), (nn.Dropout2d, (4, 6, 5)),
+                                       (nn.Dropout3d, (2, 6, 2, 2, 2)),
+                                       (nn.Dropout3d, (6, 2, 2, 2))])
+def test_channel_dropout_zeroes_whole_channels(backend, cls, shape):
+    """Every (sample, channel) is all zeros or all x / (1 - p), about a fraction p of
+    them zero; backward uses the same mask; eval mode and p = 0 are the identity."""
+    fastnn.manual_seed(3)
+    layer = cls(0.4)
+    x = np.ones(shape, np.float32)
+    y = layer.forward(x)
+    lead = 2 if len(shape) == {nn.Dropout1d: 3, nn.Dropout2d: 4, nn.Dropout3d: 5}[cls] \
+        or (cls is nn.Dropout2d and len(shape) == 3) else 1
+    flat = y.reshape(math.prod(shape[:lead]), -1)
+    assert np.all((flat == 0).all(axis=1) | np.isclose(flat, 1 / 0.6).all(axis=1))
+    np.testing.assert_array_equal(layer.backward(np.ones(shape, np.float32)), y)
+    assert layer.eval().forward(x) is not None
+    np.testing.assert_array_equal(layer.forward(x), x)
+    assert 0 < (flat == 0).all(axis=1).sum() < flat.shape[0] or flat.shape[0] < 8
+
+
+def test_channel_dropout_rate_and_torch_layout():
+    """About p of the channels dropped over many draws; the layer keeps PyTorch's repr."""
+    fastnn.manual_seed(0)
+    layer = nn.Dropout2d(0.3)
+    y = layer.forward(np.ones((200, 50, 2, 2), np.float32))
+    dropped = (y[:, :, 0, 0] == 0).mean()
+    assert abs(dropped - 0.3) < 0.02
+    assert repr(layer) == repr(torch.nn.Dropout2d(0.3))
+    with pytest.raises(ValueError, match=r"\(N, C, D, H, W\)"):
+        nn.Dropout3d(0.5).forward(np.ones((2, 3), np.float32))
