@@ -243,6 +243,18 @@ def test_class_weighted_smoothed_and_nll_losses_on_the_gpu(rng, reduction):
         grad = gpu_fn.backward()
         assert fdevice.is_device_array(grad)
         assert_close(grad.copy_to_host(), host_fn.backward(), np.float64)
+    for make, target in ((lambda: nn.BCEWithLogitsLoss(pos_weight=np.array([0.5, 1.0, 3.0]),
+                                                       reduction=reduction),
+                          rng.uniform(0, 1, pred.shape)),
+                         (lambda: nn.KLDivLoss(reduction="batchmean" if reduction == "mean"
+                                               else reduction),
+                          rng.dirichlet(np.ones(3), size=pred.shape[0]))):
+        host_fn, gpu_fn = make(), make()
+        expected = host_fn(pred, target)
+        np.testing.assert_allclose(gpu_fn(cuda.to_device(pred), target), expected, rtol=1e-12)
+        grad = gpu_fn.backward()
+        assert fdevice.is_device_array(grad)
+        assert_close(grad.copy_to_host(), host_fn.backward(), np.float64)
     for shape in ((3,), (2, 3, 2)):  # one sample, and a (N, C, L) map of scores
         pred, labels = rng.standard_normal(shape), rng.integers(0, 3, shape[:1] + shape[2:]
                                                                 if len(shape) > 1 else ())

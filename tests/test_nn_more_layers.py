@@ -400,3 +400,72 @@ def test_channel_dropout_rate_and_torch_layout():
     assert repr(layer) == repr(torch.nn.Dropout2d(0.3))
     with pytest.raises(ValueError, match=r"\(N, C, D, H, W\)"):
         nn.Dropout3d(0.5).forward(np.ones((2, 3), np.float32))
+
+
+def _loss_against_torch(ours, theirs, pred, target, dtype, rng):
+    """Value and gradient of both losses (and backward(grad) for 'none')."""
+    tp = torch.from_numpy(pred.copy()).requires_grad_(True)
+    tl = theirs(tp, torch.from_numpy(target.copy()))
+    got = ours(pred, target)
+    if ours.reduction == "none":
+        g = rng.uniform(0.5, 1.5, np.shape(got)).astype(dtype)
+        tl.backward(torch.from_numpy(g))
+        grad = ours.backward(g)
+    else:
+        tl.backward()
+        grad = ours.backward()
+    assert_close(got, tl.detach().numpy(), dtype, 10)
+    assert grad.shape == pred.shape
+    assert_close(grad, tp.grad.numpy(), dtype, 10)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("options", ["weight", "pos_weight", "both"])
+def test_bce_with_logits_weights_match_torch(backend, dtype, rng, reduction, options):
+    logits = (rng.standard_normal((6, 4)) * 4).astype(dtype)
+    target = rng.uniform(0, 1, (6, 4)).astype(dtype)
+    kwargs = dict(reduction=reduction)
+    if options in ("weight", "both"):
+        kwargs["weight"] = rng.uniform(0.5, 2.0, (6, 1))
+    if options in ("pos_weight", "both"):
+        kwargs["pos_weight"] = rng.uniform(0.5, 3.0, 4)
+    tkwargs = {k: (torch.from_numpy(v.astype(dtype)) if isinstance(v, np.ndarray) else v)
+               for k, v in kwargs.items()}
+    _loss_against_torch(nn.BCEWithLogitsLoss(**kwargs), torch.nn.BCEWithLogitsLoss(**tkwargs),
+                        logits, target, dtype, rng)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_bce_weight_matches_torch(backend, dtype, rng, reduction):
+    pred = rng.uniform(0.01, 0.99, (5, 3)).astype(dtype)
+    target = (rng.uniform(0, 1, (5, 3)) > 0.5).astype(dtype)
+    weight = rng.uniform(0.5, 2.0, 3)
+    _loss_against_torch(nn.BCELoss(weight=weight, reduction=reduction),
+                        torch.nn.BCELoss(weight=torch.from_numpy(weight.astype(dtype)),
+                                         reduction=reduction), pred, target, dtype, rng)
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides")  # torch's note on 'mean'
+@pytest.mark.parametrize("reduction", ["mean", "batchmean", "sum", "none"])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div_matches_torch(backend, dtype, rng, reduction, log_target):
+    """A distillation loss: log-softmax of the student against the teacher's
+    probabilities (one of them exactly 0, whose term is 0, as PyTorch's xlogy)."""
+    logp = torch.log_softmax(torch.from_numpy(rng.standard_normal((4, 5)).astype(dtype)), 1).numpy()
+    q = torch.softmax(torch.from_numpy(rng.standard_normal((4, 5)).astype(dtype)), 1).numpy()
+    q[0, 0] = 0
+    target = np.log(q + (q == 0)) if log_target else q
+    _loss_against_torch(nn.KLDivLoss(reduction=reduction, log_target=log_target),
+                        torch.nn.KLDivLoss(reduction=reduction, log_target=log_target),
+                        logp, target.astype(dtype), dtype, rng)
+
+
+def test_weighted_losses_check_their_options():
+    with pytest.raises(ValueError, match="does not broadcast"):
+        nn.BCEWithLogitsLoss(weight=np.ones(3))(np.zeros((2, 4), np.float32),
+                                                np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="pos_weight"):
+        nn.BCEWithLogitsLoss(pos_weight=[])
+    assert nn.KLDivLoss(reduction="batchmean").reduction == "batchmean"
+    with pytest.raises(ValueError, match="reduction"):
+        nn.KLDivLoss(reduction="avg")

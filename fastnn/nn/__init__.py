@@ -11,8 +11,8 @@ from . import init
 from .flatten import Flatten, Unflatten
 from .layernorm import LayerNorm
 from .linear import Linear
-from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, Loss,
-                   MSELoss, NLLLoss, SmoothL1Loss)
+from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss,
+                   Loss, MSELoss, NLLLoss, SmoothL1Loss)
 from .module import Module, Parameter
 from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
 from . import utils
@@ -24,4 +24,4 @@ __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tan
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Loss",
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
-           "BCELoss", "BCEWithLogitsLoss", "init", "utils"]
+           "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "init", "utils"]

@@ -200,9 +200,51 @@ class HuberLoss(Loss):
         return [f"delta={self.delta}"] if getattr(self, "delta", 1.0) != 1.0 else []
 
 
-class BCELoss(Loss):
+class _Weighted(Loss):
+    """PyTorch's optional per-element ``weight`` of the binary losses (broadcast against
+    pred): without it the loss kernel runs; with it (or BCEWithLogitsLoss's pos_weight)
+    the losses and their gradient are NumPy formulas on the host (a device pred comes to
+    the host), reduced as the kernels' ('mean' over every element)."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        check_only(type(self).__name__, "size_average", size_average, (None,))
+        check_only(type(self).__name__, "reduce", reduce, (None,))
+        super().__init__(reduction)
+        self.weight = _host_factor(type(self).__name__, "weight", weight)
+
+    def _plain(self):
+        return self.weight is None
+
+    def _weights(self, pred):
+        """weight broadcast to pred's shape, in pred's dtype (ones without one)."""
+        w = np.ones(pred.shape, pred.dtype) if self.weight is None else self.weight
+        try:
+            return np.broadcast_to(w, pred.shape).astype(pred.dtype)
+        except ValueError:
+            raise ValueError(f"{self._where()}: weight of shape {self.weight.shape} does not "
+                             f"broadcast to pred's shape {pred.shape}") from None
+
+    def _kernel(self, k):
+        if self._plain():
+            return self._plain_kernel(k)
+        return self._host
+
+    def _host(self, pred, target):
+        """(mean loss, its gradient on pred's device), the kernels' convention."""
+        p, t = _device.to_host(pred), _device.to_host(target)
+        losses = self._losses(p, t)
+        grad = self._grad_terms(p, t) / p.dtype.type(p.size)
+        return (float(losses.sum(dtype=np.float64) / p.size),
+                _device.namespace_of(pred).put(grad))
+
+    def _options(self):
+        return ["weight=<array>"] if getattr(self, "weight", None) is not None else []
+
+
+class BCELoss(_Weighted):
     """Mean binary cross-entropy of probabilities pred in [0, 1] against target (same
-    shape and dtype); logs are clamped at -100 as in PyTorch, so 0 and 1 stay finite."""
+    shape and dtype); logs are clamped at -100 as in PyTorch, so 0 and 1 stay finite.
+    weight: PyTorch's per-element rescaling, broadcast against pred (host formulas)."""
 
     def _check(self, pred, target):
         pred, target = super()._check(pred, target)
@@ -215,25 +257,120 @@ class BCELoss(Loss):
                              f"got values in [{np.nanmin(values)}, {np.nanmax(values)}]")
         return pred, target
 
-    def _kernel(self, k):
+    def _plain_kernel(self, k):
         return k.bce_loss
 
     def _losses(self, pred, target):
-        return _reference.bce_losses(pred, target)
+        losses = _reference.bce_losses(pred, target)
+        return losses if self.weight is None else losses * self._weights(pred)
+
+    def _grad_terms(self, pred, target):
+        """d(loss)/d(pred) per element: w (p - y) / max(p (1 - p), 1e-12), as PyTorch's."""
+        denom = np.maximum(pred * (1 - pred), pred.dtype.type(1e-12))
+        return self._weights(pred) * (pred - target) / denom
 
 
-class BCEWithLogitsLoss(Loss):
+class BCEWithLogitsLoss(_Weighted):
     """Mean binary cross-entropy of sigmoid(logits) against target (same shape and dtype),
-    stable for logits of any magnitude (PyTorch's BCEWithLogitsLoss, without its weight
-    and pos_weight): the layer to pair with a final Linear instead of Sigmoid + BCELoss,
-    whose float32 probability rounds to exactly 1 from a logit of about 17 on (the clamped
-    log then caps the loss and zeroes the gradient's information)."""
+    stable for logits of any magnitude (PyTorch's BCEWithLogitsLoss): the layer to pair
+    with a final Linear instead of Sigmoid + BCELoss, whose float32 probability rounds to
+    exactly 1 from a logit of about 17 on (the clamped log then caps the loss and zeroes
+    the gradient's information).
 
-    def _kernel(self, k):
+    weight: per-element rescaling, broadcast against the logits; pos_weight: the weight of
+    the positive term per class (broadcast along the last axis), PyTorch's
+    (1 - y) x + (1 + (pos_weight - 1) y) log(1 + exp(-x)). Either option computes on the
+    host; without them the fused kernel runs.
+    """
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean",
+                 pos_weight=None):
+        super().__init__(weight, size_average, reduce, reduction)
+        self.pos_weight = _host_factor(type(self).__name__, "pos_weight", pos_weight)
+
+    def _plain(self):
+        return self.weight is None and self.pos_weight is None
+
+    def _plain_kernel(self, k):
         return k.bce_with_logits_loss
 
+    def _log_weight(self, logits, target):
+        if self.pos_weight is None:
+            return np.ones_like(logits)
+        pw = self.pos_weight.astype(logits.dtype)
+        return 1 + (pw - 1) * target
+
     def _losses(self, pred, target):
-        return _reference.bce_with_logits_losses(pred, target)
+        if self._plain():
+            return _reference.bce_with_logits_losses(pred, target)
+        softplus_neg = np.log1p(np.exp(-np.abs(pred))) + np.maximum(-pred, 0)
+        losses = (1 - target) * pred + self._log_weight(pred, target) * softplus_neg
+        return losses * self._weights(pred)
+
+    def _grad_terms(self, pred, target):
+        """w ((1 - y) - L sigmoid(-x)) per element, L the positive term's weight."""
+        with np.errstate(over="ignore"):
+            sig_neg = 1 / (1 + np.exp(pred))
+        return self._weights(pred) * ((1 - target) - self._log_weight(pred, target) * sig_neg)
+
+    def _options(self):
+        return super()._options() + (
+            ["pos_weight=<array>"] if getattr(self, "pos_weight", None) is not None else [])
+
+
+class KLDivLoss(Loss):
+    """PyTorch's KLDivLoss: target * (log(target) - pred) per element (0 where target is
+    0), pred the log-probabilities (a LogSoftmax's output) and target probabilities, or
+    log-probabilities with log_target=True (exp(target) (target - pred)).
+
+    reduction: 'mean' (over every element, PyTorch's default), 'batchmean' (the sum over
+    the batch size, the KL divergence proper), 'sum' or 'none'. Computed with NumPy on the
+    host (a device pred comes to the host; its gradient goes back).
+    """
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
+        check_only("KLDivLoss", "size_average", size_average, (None,))
+        check_only("KLDivLoss", "reduce", reduce, (None,))
+        batchmean = reduction == "batchmean"
+        super().__init__("sum" if batchmean else reduction)
+        self.reduction = reduction
+        if not isinstance(log_target, bool):
+            raise TypeError(f"KLDivLoss: expected log_target to be a bool, got {log_target!r}")
+        self.log_target = log_target
+
+    def forward(self, pred, target):
+        pred, target = self._check(pred, target)
+        p, t = _device.to_host(pred), _device.to_host(target)
+        losses = self._losses(p, t)
+        grad = -np.exp(t) if self.log_target else -t
+        divisor = {"mean": p.size, "batchmean": p.shape[0] if p.ndim else 1}.get(
+            self.reduction, 1)
+        self._grad = _device.namespace_of(pred).put(grad / p.dtype.type(divisor))
+        if self.reduction == "none":
+            return losses
+        return np.float64(losses.sum(dtype=np.float64) / divisor)
+
+    def _losses(self, pred, target):
+        if self.log_target:
+            return np.exp(target) * (target - pred)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(target > 0, target * (np.log(target) - pred),
+                            np.where(target == 0, pred.dtype.type(0), np.nan)).astype(pred.dtype)
+
+    def _options(self):
+        return ["log_target=True"] if getattr(self, "log_target", False) else []
+
+
+def _host_factor(where, name, value):
+    """None, or a weight given as an array (NumPy or device) or a list, as a float64 NumPy
+    array (cast to pred's dtype when used)."""
+    if value is None:
+        return None
+    array = np.asarray(_device.to_host(value) if _device.is_array(value) else value)
+    if array.dtype.kind not in "iuf" or array.size == 0:
+        raise ValueError(f"{where}: expected {name} to be a non-empty numeric array, got "
+                         f"{array.dtype} of shape {array.shape}")
+    return array.astype(np.float64)
 
 
 class _ClassTargets(Loss):
