@@ -120,7 +120,8 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     """Linear on (*, in), Conv2d/pooling on unbatched (C, H, W), BatchNorm1d on
     (N, C, L), BatchNorm3d, the 1-D conv and pooling layers, LogSoftmax over a middle
     axis, LayerNorm, adaptive pooling (the pooling kernels, and the host's matrices
-    for windows that do not divide the input) and ConvTranspose2d, as on the host."""
+    for windows that do not divide the input), ConvTranspose2d, Upsample and PReLU, as
+    on the host."""
     seq = lambda: nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3))  # noqa: E731
     cnn = lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2),  # noqa: E731
                                 nn.Flatten(0), nn.Linear(48, 2))
@@ -132,12 +133,15 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     layernorm = lambda: nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6))  # noqa: E731
     adaptive = lambda: nn.Sequential(nn.AdaptiveAvgPool2d((2, 3)), nn.Flatten(),  # noqa: E731
                                      nn.AdaptiveAvgPool1d(4))
+    upsample = lambda: nn.Sequential(nn.Upsample(scale_factor=2), nn.PReLU(),  # noqa: E731
+                                     nn.Upsample(size=(7, 9)), nn.PReLU(2))
     deconv = lambda: nn.Sequential(nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1,  # noqa: E731
                                                       output_padding=1), nn.Tanh())
     for build, shape in ((seq, (2, 3, 6)), (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5)),
                          (bn3, (2, 2, 2, 3, 2)), (conv1, (2, 2, 8)), (softmax, (2, 3, 2)),
                          (layernorm, (2, 3, 4)), (adaptive, (2, 2, 4, 6)),
-                         (adaptive, (2, 2, 5, 7)), (deconv, (2, 2, 3, 3))):
+                         (adaptive, (2, 2, 5, 7)), (deconv, (2, 2, 3, 3)),
+                         (upsample, (2, 2, 3, 3))):
         host, gpu = twins(build)
         x = rng.standard_normal(shape)
         for xin in (x, cuda.to_device(x)):

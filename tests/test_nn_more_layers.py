@@ -469,3 +469,48 @@ def test_weighted_losses_check_their_options():
     assert nn.KLDivLoss(reduction="batchmean").reduction == "batchmean"
     with pytest.raises(ValueError, match="reduction"):
         nn.KLDivLoss(reduction="avg")
+
+
+@pytest.mark.parametrize("num,shape", [(1, (4, 6)), (1, (2, 3, 4, 4)), (3, (2, 3, 4, 4)),
+                                       (5, (4, 5)), (1, (7,))],
+                         ids=["one-2d", "one-4d", "channels-4d", "channels-2d", "one-1d"])
+def test_prelu_matches_torch(backend, dtype, rng, num, shape):
+    """Outputs, input gradients and the slopes' gradient; several slopes need a channel
+    axis, as PyTorch's."""
+    layer = nn.PReLU(num, init=0.2).to_dtype(dtype)
+    check_against(layer, torch.nn.PReLU(num, init=0.2), rng.standard_normal(shape).astype(dtype),
+                  rng, dtype)
+    assert repr(layer) == repr(torch.nn.PReLU(num))
+    if num > 1:
+        with pytest.raises(ValueError, match=f"expected {num} channels on axis 1"):
+            layer.forward(np.zeros((num,), dtype))
+
+
+@pytest.mark.parametrize("kwargs,shape", [(dict(scale_factor=2), (2, 3, 4, 5)),
+                                          (dict(size=(8, 15)), (2, 3, 4, 5)),
+                                          (dict(scale_factor=1.5), (1, 2, 5, 4)),
+                                          (dict(size=(7, 9)), (1, 2, 3, 4)),
+                                          (dict(scale_factor=3), (2, 3, 4)),
+                                          (dict(scale_factor=(2, 3)), (1, 2, 2, 2))],
+                         ids=["x2", "size-multiple", "x1.5", "size-other", "1d-x3", "x2x3"])
+def test_upsample_nearest_matches_torch(backend, dtype, rng, kwargs, shape):
+    layer = nn.Upsample(**kwargs)
+    check_against(layer, torch.nn.Upsample(**kwargs), rng.standard_normal(shape).astype(dtype),
+                  rng, dtype)
+    assert repr(layer) == repr(torch.nn.Upsample(**kwargs))
+
+
+def test_upsample_decoder_and_bad_arguments(rng):
+    decoder = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2, 3, 3, padding=1),
+                            nn.ReLU(), nn.UpsamplingNearest2d(scale_factor=2))
+    twin = torch.nn.Sequential(torch.nn.Upsample(scale_factor=2),
+                               torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.UpsamplingNearest2d(scale_factor=2))
+    check_against(decoder, twin, rng.standard_normal((2, 2, 3, 3)).astype(np.float32), rng,
+                  np.dtype(np.float32))
+    with pytest.raises(ValueError, match="mode"):
+        nn.Upsample(scale_factor=2, mode="bilinear")
+    with pytest.raises(ValueError, match="exactly one of size and scale_factor"):
+        nn.Upsample()
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        nn.Upsample(scale_factor=2)(np.zeros((2, 3), np.float32))

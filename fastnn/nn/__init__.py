@@ -1,6 +1,6 @@
 """Layers, containers and losses with explicit forward/backward (PyTorch's semantics)."""
-from .activations import (ELU, GELU, Hardtanh, Identity, LeakyReLU, LogSoftmax, ReLU, ReLU6,
-                          Sigmoid, SiLU, Sine, Softmax, Softplus, Tanh)
+from .activations import (ELU, GELU, Hardtanh, Identity, LeakyReLU, LogSoftmax, PReLU, ReLU,
+                          ReLU6, Sigmoid, SiLU, Sine, Softmax, Softplus, Tanh)
 from .adaptive import AdaptiveAvgPool1d, AdaptiveAvgPool2d
 from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
@@ -15,13 +15,15 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDi
                    Loss, MSELoss, NLLLoss, SmoothL1Loss)
 from .module import Module, Parameter
 from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
+from .upsample import Upsample, UpsamplingNearest2d
 from . import utils
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
-           "ELU", "Softplus", "Hardtanh", "ReLU6", "Sine", "Identity", "Softmax", "LogSoftmax",
+           "ELU", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Sine", "Identity", "Softmax", "LogSoftmax",
            "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "LayerNorm", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
-           "AdaptiveAvgPool1d", "AdaptiveAvgPool2d",
+           "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Upsample",
+           "UpsamplingNearest2d",
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Loss",
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "init", "utils"]

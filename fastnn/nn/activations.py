@@ -7,9 +7,11 @@ when ``Sequential`` may fuse it into a preceding Linear (None otherwise).
 import math
 import numbers
 
+import numpy as np
+
 from .. import device as _device
 from ..validation import check_bool, check_number, check_only
-from .module import Module
+from .module import Module, Parameter
 
 
 class _Elementwise(Module):
@@ -216,6 +218,78 @@ class ReLU6(Hardtanh):
 
     def extra_repr(self):
         return self._inplace_repr()
+
+
+class PReLU(Module):
+    """y = x if x > 0 else a * x with a learned slope a (PyTorch's PReLU): one slope
+    (num_parameters=1, any input), or one per channel (axis 1 of an (N, C, ...) input).
+    ``weight``: the (num_parameters,) slopes, starting at ``init``.
+
+    One slope runs the backend's leaky_relu kernels with it (its value read to the host
+    each call); per-channel slopes, and the slopes' gradient (the sum of grad * x where
+    x <= 0), are NumPy on the host.
+    """
+
+    def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
+        super().__init__()
+        if (isinstance(num_parameters, bool) or not isinstance(num_parameters, numbers.Integral)
+                or num_parameters < 1):
+            raise ValueError(f"PReLU: expected num_parameters to be a positive int, got "
+                             f"{num_parameters!r}")
+        check_number("PReLU", "init", init)
+        self.num_parameters = int(num_parameters)
+        self.weight = Parameter(np.full(self.num_parameters, init, dtype))
+        self._x = None
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        if self.num_parameters > 1 and (len(shape) < 2 or shape[1] != self.num_parameters):
+            raise ValueError(f"{self._where()}: expected {self.num_parameters} channels on "
+                             f"axis 1, got input of shape {shape}")
+        if dtype != self.weight.data.dtype:
+            raise TypeError(f"{self._where()}: input dtype {dtype} does not match the "
+                            f"layer's parameters ({self.weight.data.dtype}); convert the "
+                            f"input or call .float()/.double() on the model")
+        return shape
+
+    def _slopes(self, ndim):
+        """The slopes on the host, shaped to broadcast against an input of rank ndim."""
+        a = _device.to_host(self.weight.data)
+        if self.num_parameters == 1:
+            return a.reshape(())
+        return a.reshape((-1,) + (1,) * (ndim - 2))
+
+    def _forward(self, x, buffered):
+        self._x = x
+        a = self._slopes(x.ndim)
+        if self.num_parameters == 1:
+            out = self._buffer("y", x.shape, x.dtype) if buffered else None
+            return self._kernels().leaky_relu(x, float(a), out=out)
+        host = _device.to_host(x)
+        return _device.namespace_of(x).put(np.where(host > 0, host, a * host))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        x = self._x
+        a = self._slopes(x.ndim)
+        hx, hg = _device.to_host(x), _device.to_host(grad_out)
+        axes = tuple(i for i in range(hx.ndim) if self.num_parameters == 1 or i != 1)
+        # d/da: grad * x where x <= 0 (PyTorch's), summed per slope
+        grad_a = np.where(hx > 0, hx.dtype.type(0), hx * hg).sum(axis=axes, dtype=np.float64)
+        grad_a = np.asarray(grad_a, hx.dtype).reshape(self.num_parameters)
+        if _device.is_device_array(self.weight.grad):
+            _device.namespace_of(self.weight.grad).copy_into(
+                self.weight.grad, _device.to_host(self.weight.grad) + grad_a)
+        else:
+            self.weight.grad += grad_a
+        if not need_grad_in:
+            return None
+        if self.num_parameters == 1:
+            out = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
+            return self._kernels().leaky_relu_backward(grad_out, x, float(a), out=out)
+        return _device.namespace_of(grad_out).put(np.where(hx > 0, hg, a * hg))
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"
 
 
 class Softmax(_Elementwise):

@@ -1,0 +1,144 @@
+"""Upsample (nearest neighbour), PyTorch's Upsample/UpsamplingNearest2d semantics."""
+import math
+import numbers
+
+import numpy as np
+
+from .. import device as _device
+from ..validation import FLOAT_DTYPES, check_only
+from .module import Module
+
+
+class Upsample(Module):
+    """Nearest-neighbour upsampling of (N, C, H, W) or (N, C, L) input (a decoder's
+    upsampling layer before a convolution).
+
+    size: the output's spatial size (an int or a tuple), or scale_factor: a number or one
+    per spatial axis (output = floor(input * scale_factor)). mode: 'nearest' only (other
+    modes are a ValueError). Output pixel i copies input pixel min(floor(i * scale),
+    in - 1), scale = 1 / scale_factor or in / out, as PyTorch's. Integer factors (every
+    output size a multiple of the input's) are one broadcast copy (the backward one
+    block sum) in NumPy, and on the GPU the backend's avg_pool2d backward (each value
+    spread over its block) times the block size and, backward, an average pooling times
+    it; other sizes gather (and scatter-add back) on the host.
+    """
+
+    def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                 recompute_scale_factor=None):
+        super().__init__()
+        name = type(self).__name__
+        check_only(name, "mode", mode, ("nearest",))
+        check_only(name, "align_corners", align_corners, (None,))
+        check_only(name, "recompute_scale_factor", recompute_scale_factor, (None, False))
+        if (size is None) == (scale_factor is None):
+            raise ValueError(f"{name}: expected exactly one of size and scale_factor")
+        values = size if size is not None else scale_factor
+        items = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+        integral = size is not None
+        if not items or any(isinstance(v, bool) or not isinstance(
+                v, numbers.Integral if integral else numbers.Real) or v <= 0 for v in items):
+            kind = "positive ints" if integral else "positive numbers"
+            raise ValueError(f"{name}: expected {'size' if integral else 'scale_factor'} to "
+                             f"be one or a tuple of {kind}, got {values!r}")
+        self.size = size
+        self.scale_factor = (None if scale_factor is None else  # floats, as PyTorch keeps them
+                             tuple(float(v) for v in items) if isinstance(values, (tuple, list))
+                             else float(scale_factor))
+        self.mode = mode
+        self._ctx = None  # (input (N, C, H, W) shape, plan) of the last forward
+
+    def _per_axis(self, value, n):
+        items = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
+        if len(items) != n:
+            raise ValueError(f"{self._where()}: expected {n} sizes or factors for "
+                             f"{n} spatial axes, got {value!r}")
+        return items
+
+    def _geometry(self, spatial):
+        """(output sizes, per-axis float32 scales from output to input index)."""
+        n = len(spatial)
+        if self.size is not None:
+            out = tuple(int(v) for v in self._per_axis(self.size, n))
+            scales = tuple(np.float32(i / o) for i, o in zip(spatial, out))
+        else:
+            factors = self._per_axis(self.scale_factor, n)
+            out = tuple(int(math.floor(i * float(f))) for i, f in zip(spatial, factors))
+            scales = tuple(np.float32(1.0 / float(f)) for f in factors)
+        return out, scales
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        if len(shape) not in (3, 4):
+            raise ValueError(f"{self._where()}: expected input of shape (N, C, H, W) or "
+                             f"(N, C, L), got {shape}")
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self._where()}: expected input of dtype float32 or float64, "
+                            f"got {dtype}")
+        out, _ = self._geometry(shape[2:])
+        if min(out) < 1:
+            raise ValueError(f"{self._where()}: the output of an input of shape {shape} would "
+                             f"have size {out}")
+        return shape[:2] + out
+
+    @staticmethod
+    def _indices(size, out, scale):
+        """Input index of every output index along one axis (PyTorch's nearest)."""
+        src = np.floor(np.arange(out, dtype=np.float32) * scale).astype(np.int64)
+        return np.minimum(src, size - 1)
+
+    def _forward(self, x, buffered):
+        shape = tuple(x.shape)
+        x4 = x.reshape(shape[:2] + (1, shape[2])) if len(shape) == 3 else x
+        h, w = tuple(x4.shape)[2:]
+        out, scales = self._geometry(shape[2:])
+        oh, ow = out if len(out) == 2 else (1, out[0])
+        sh, sw = scales if len(scales) == 2 else (np.float32(1), scales[0])
+        ih, iw = self._indices(h, oh, sh), self._indices(w, ow, sw)
+        blocks = (oh // h, ow // w)
+        repeat = (oh % h == 0 and ow % w == 0 and np.array_equal(ih, np.arange(oh) // blocks[0])
+                  and np.array_equal(iw, np.arange(ow) // blocks[1]))
+        full = tuple(x4.shape)[:2] + (oh, ow)
+        if repeat and not _device.is_device_array(x4):  # exact copies, one NumPy pass
+            n, c = full[:2]
+            y = self._buffer("y", full, x.dtype) if buffered else np.empty(full, x.dtype)
+            y.reshape(n, c, h, blocks[0], w, blocks[1])[...] = x4[:, :, :, None, :, None]
+        elif repeat:
+            y = self._kernels().avg_pool2d_backward(x4, full, blocks, blocks, (0, 0), True)
+            y = _device.scaled(y, blocks[0] * blocks[1])
+        else:
+            y = _device.namespace_of(x).put(
+                np.ascontiguousarray(_device.to_host(x4)[:, :, ih[:, None], iw[None, :]]))
+        self._ctx = (tuple(x4.shape), repeat, blocks, ih, iw, shape)
+        return y.reshape(shape[:2] + out)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        in4, repeat, blocks, ih, iw, shape = self._ctx
+        g4 = grad_out.reshape(tuple(grad_out.shape)[:2] + (len(ih), len(iw)))
+        if repeat and not _device.is_device_array(g4):
+            n, c, h, w = in4
+            buf = self._buffer("grad_in", in4, grad_out.dtype) if buffered else None
+            grad_in = np.sum(g4.reshape(n, c, h, blocks[0], w, blocks[1]), axis=(3, 5),
+                             out=buf)
+        elif repeat:
+            grad_in = self._kernels().avg_pool2d_forward(g4, blocks, blocks, (0, 0), True)
+            grad_in = _device.scaled(grad_in, blocks[0] * blocks[1])
+        else:
+            host = np.zeros(in4, grad_out.dtype)
+            np.add.at(host, (slice(None), slice(None), ih[:, None], iw[None, :]),
+                      _device.to_host(g4))
+            grad_in = _device.namespace_of(grad_out).put(host)
+        return grad_in.reshape(shape)
+
+    def extra_repr(self):
+        if self.size is not None:
+            return f"size={self.size}, mode='{self.mode}'"
+        return f"scale_factor={self.scale_factor}, mode='{self.mode}'"
+
+
+class UpsamplingNearest2d(Upsample):
+    """Upsample(size, scale_factor, mode='nearest') (PyTorch's older name)."""
+
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor)
