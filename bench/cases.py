@@ -606,45 +606,30 @@ def _optim(op, size):
         return {"p": _normal(rng, shape), "g": _normal(rng, shape) * F32(0.01),
                 "m": np.zeros(shape, F32), "v": np.zeros(shape, F32)}
 
-    if op == "sgd_update":
-        def run(be, a):
-            return lambda: be.sgd_update(a["p"], a["g"], a["m"], 0.01, 0.9, 0.0, False)
-
-        def run_torch(t, ts, a):  # PyTorch's optimizer as users call it (defaults)
-            p = ts["p"]
-            p.grad = ts["g"]
-            return t.optim.SGD([p], lr=0.01, momentum=0.9).step
-        return Case(op, size, _shape_str(shape) + " momentum", build, run, run_torch,
-                    nbytes=5 * 4 * n)
-
-    if op == "adagrad_update":
-        def run(be, a):
-            return lambda: be.adagrad_update(a["p"], a["g"], a["v"], 1e-2)
-
-        def run_torch(t, ts, a):
-            p = ts["p"]
-            p.grad = ts["g"]
-            return t.optim.Adagrad([p], lr=1e-2).step
-        return Case(op, size, _shape_str(shape), build, run, run_torch, nbytes=5 * 4 * n)
-
-    if op == "rmsprop_update":
-        def run(be, a):
-            return lambda: be.rmsprop_update(a["p"], a["g"], a["v"], 1e-2)
-
-        def run_torch(t, ts, a):
-            p = ts["p"]
-            p.grad = ts["g"]
-            return t.optim.RMSprop([p], lr=1e-2).step
-        return Case(op, size, _shape_str(shape), build, run, run_torch, nbytes=5 * 4 * n)
+    # op -> (fastnn call on the arrays, PyTorch's optimizer as users build it, label
+    # suffix, arrays read or written per value)
+    calls = {
+        "sgd_update": (lambda be, a: be.sgd_update(a["p"], a["g"], a["m"], 0.01, 0.9, 0.0,
+                                                   False),
+                       lambda t, p: t.optim.SGD([p], lr=0.01, momentum=0.9), " momentum", 5),
+        "adagrad_update": (lambda be, a: be.adagrad_update(a["p"], a["g"], a["v"], 1e-2),
+                           lambda t, p: t.optim.Adagrad([p], lr=1e-2), "", 5),
+        "rmsprop_update": (lambda be, a: be.rmsprop_update(a["p"], a["g"], a["v"], 1e-2),
+                           lambda t, p: t.optim.RMSprop([p], lr=1e-2), "", 5),
+        "adam_update": (lambda be, a: be.adam_update(a["p"], a["g"], a["m"], a["v"], 10, 1e-3),
+                        lambda t, p: t.optim.Adam([p], lr=1e-3), "", 7),
+    }
+    call, make_torch, label, arrays = calls[op]
 
     def run(be, a):
-        return lambda: be.adam_update(a["p"], a["g"], a["m"], a["v"], 10, 1e-3)
+        return lambda: call(be, a)
 
     def run_torch(t, ts, a):
         p = ts["p"]
         p.grad = ts["g"]
-        return t.optim.Adam([p], lr=1e-3).step
-    return Case(op, size, _shape_str(shape), build, run, run_torch, nbytes=7 * 4 * n)
+        return make_torch(t, p).step
+    return Case(op, size, _shape_str(shape) + label, build, run, run_torch,
+                nbytes=arrays * 4 * n)
 
 
 # ----------------------------------------------------------------------- the table

@@ -167,6 +167,24 @@ def test_softmax_over_any_axis_matches_torch(backend, dtype, rng, cls, shape, di
     assert repr(getattr(nn, cls)(dim=dim)) == repr(getattr(torch.nn, cls)(dim=dim))
 
 
+def _loss_against_torch(ours, theirs, pred, target, dtype, rng):
+    """Value and gradient of both losses (and backward(grad) for 'none')."""
+    tp = torch.from_numpy(pred.copy()).requires_grad_(True)
+    tl = theirs(tp, torch.from_numpy(target.copy()))
+    got = ours(pred, target)
+    if ours.reduction == "none":
+        assert np.shape(got) == tuple(tl.shape)
+        g = rng.uniform(0.5, 1.5, np.shape(got)).astype(dtype)
+        tl.backward(torch.from_numpy(g))
+        grad = ours.backward(g)
+    else:
+        tl.backward()
+        grad = ours.backward()
+    assert_close(got, tl.detach().numpy(), dtype, 10)
+    assert grad.shape == pred.shape
+    assert_close(grad, tp.grad.numpy(), dtype, 10)
+
+
 FORMS = ["unbatched", "unbatched_probs", "2d_map", "1d_map", "map_probs"]
 
 
@@ -203,20 +221,7 @@ def test_class_losses_take_pytorchs_other_shapes(backend, dtype, rng, loss, redu
     if "weight" in tkwargs:
         tkwargs["weight"] = torch.from_numpy(tkwargs["weight"].astype(dtype))
     theirs = (torch.nn.NLLLoss if loss == "nll" else torch.nn.CrossEntropyLoss)(**tkwargs)
-    tx = torch.from_numpy(x.copy()).requires_grad_(True)
-    tl = theirs(tx, torch.from_numpy(np.asarray(target)))
-    got = ours(x, target)
-    if reduction == "none":
-        assert got.shape == tuple(tl.shape)
-        g = rng.uniform(0.5, 1.5, got.shape).astype(dtype)
-        tl.backward(torch.from_numpy(g))
-        grad = ours.backward(g)
-    else:
-        tl.backward()
-        grad = ours.backward()
-    assert_close(got, tl.detach().numpy(), dtype, 10)
-    assert grad.shape == x.shape
-    assert_close(grad, tx.grad.numpy(), dtype, 10)
+    _loss_against_torch(ours, theirs, x, np.asarray(target), dtype, rng)
 
 
 def test_class_losses_check_the_other_shapes(rng):
@@ -400,23 +405,6 @@ def test_channel_dropout_rate_and_torch_layout():
     assert repr(layer) == repr(torch.nn.Dropout2d(0.3))
     with pytest.raises(ValueError, match=r"\(N, C, D, H, W\)"):
         nn.Dropout3d(0.5).forward(np.ones((2, 3), np.float32))
-
-
-def _loss_against_torch(ours, theirs, pred, target, dtype, rng):
-    """Value and gradient of both losses (and backward(grad) for 'none')."""
-    tp = torch.from_numpy(pred.copy()).requires_grad_(True)
-    tl = theirs(tp, torch.from_numpy(target.copy()))
-    got = ours(pred, target)
-    if ours.reduction == "none":
-        g = rng.uniform(0.5, 1.5, np.shape(got)).astype(dtype)
-        tl.backward(torch.from_numpy(g))
-        grad = ours.backward(g)
-    else:
-        tl.backward()
-        grad = ours.backward()
-    assert_close(got, tl.detach().numpy(), dtype, 10)
-    assert grad.shape == pred.shape
-    assert_close(grad, tp.grad.numpy(), dtype, 10)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])

@@ -221,6 +221,7 @@ def test_bad_state_dict_raises_and_changes_nothing(backend, case):
     ("Adam", dict(lr=0.01, amsgrad=True)),
     ("AdamW", dict(lr=0.01)),
     ("RMSprop", dict(lr=0.005, momentum=0.9, centered=True)),
+    ("Adagrad", dict(lr=0.05, lr_decay=0.2, initial_accumulator_value=0.1)),
 ])
 def test_torch_state_dicts_load_and_resume_the_same_trajectory(backend, name, kwargs):
     """A torch optimizer's state dict (tensors turned into arrays) loads, its flags

@@ -246,10 +246,7 @@ class PReLU(Module):
         if self.num_parameters > 1 and (len(shape) < 2 or shape[1] != self.num_parameters):
             raise ValueError(f"{self._where()}: expected {self.num_parameters} channels on "
                              f"axis 1, got input of shape {shape}")
-        if dtype != self.weight.data.dtype:
-            raise TypeError(f"{self._where()}: input dtype {dtype} does not match the "
-                            f"layer's parameters ({self.weight.data.dtype}); convert the "
-                            f"input or call .float()/.double() on the model")
+        self._check_dtype(dtype, self.weight.data.dtype)
         return shape
 
     def _slopes(self, ndim):

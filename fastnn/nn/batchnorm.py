@@ -57,10 +57,7 @@ class _BatchNorm(Module):
         if len(shape) not in self._ranks() or shape[1] != self.num_features:
             want = self._expected_shape().replace("C", str(self.num_features))
             raise ValueError(f"{where}: expected input of shape {want}, got {shape}")
-        if self._param_dtype() not in (None, dtype):
-            raise TypeError(f"{where}: input dtype {dtype} does not match the layer's "
-                            f"parameters ({self._param_dtype()}); convert the input or call "
-                            f".float()/.double() on the model")
+        self._check_dtype(dtype, self._param_dtype())
         if self._batch_statistics() and math.prod(shape) // self.num_features <= 1:
             if self.track_running_stats:
                 mode, remedy = "training mode (batch statistics)", "a larger batch or eval()"

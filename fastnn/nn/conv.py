@@ -20,6 +20,18 @@ def pair(layer, name, value, minimum, n=2):
     return tuple(int(v) for v in items)
 
 
+def check_conv_args(name, in_channels, out_channels, dims, dilation, groups, padding_mode):
+    """(in_channels, out_channels) as ints after the checks every convolution layer makes;
+    dilation, groups and padding_mode are taken at PyTorch's defaults only."""
+    check_only(name, "dilation", dilation, (1, (1,) * dims))
+    check_only(name, "groups", groups, (1,))
+    check_only(name, "padding_mode", padding_mode, ("zeros",))
+    for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
+    return int(in_channels), int(out_channels)
+
+
 def spatial_out(where, shape, kernel_size, stride, padding):
     """(H_out, W_out) of a window op on an input of shape (..., H, W); raises when the
     kernel does not fit the padded input."""
@@ -108,14 +120,8 @@ class Conv2d(Module):
                  dtype=np.float32, dilation=1, groups=1, padding_mode="zeros"):
         super().__init__()
         name, n = type(self).__name__, self.dims
-        check_only(name, "dilation", dilation, (1, (1,) * n))
-        check_only(name, "groups", groups, (1,))
-        check_only(name, "padding_mode", padding_mode, ("zeros",))
-        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
+        self.in_channels, self.out_channels = check_conv_args(
+            name, in_channels, out_channels, n, dilation, groups, padding_mode)
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
         self.stride = pair(name, "stride", stride, 1, n)
         self.padding = self._padding(padding)
@@ -162,10 +168,7 @@ class Conv2d(Module):
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
             raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W) "
                              f"or ({self.in_channels}, H, W), got {shape}")
-        if dtype != self.weight.data.dtype:
-            raise TypeError(f"{where}: input dtype {dtype} does not match the layer's "
-                            f"parameters ({self.weight.data.dtype}); convert the input or "
-                            f"call .float()/.double() on the model")
+        self._check_dtype(dtype, self.weight.data.dtype)
         ho, wo = spatial_out(where, shape[-2:], *self._window())
         return tuple(shape[:-3]) + (self.out_channels, ho, wo)
 

@@ -1,14 +1,12 @@
 """ConvTranspose2d: the adjoint of Conv2d (PyTorch's transposed convolution), run by the
 backend's conv2d kernels."""
 import math
-import numbers
 
 import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..validation import check_only
-from .conv import add_batch_axis, drop_batch_axis, pair
+from .conv import add_batch_axis, check_conv_args, drop_batch_axis, pair
 from .module import Module, Parameter
 
 
@@ -35,14 +33,8 @@ class ConvTranspose2d(Module):
                  dtype=np.float32):
         super().__init__()
         name = "ConvTranspose2d"
-        check_only(name, "groups", groups, (1,))
-        check_only(name, "dilation", dilation, (1, (1, 1)))
-        check_only(name, "padding_mode", padding_mode, ("zeros",))
-        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
+        self.in_channels, self.out_channels = check_conv_args(
+            name, in_channels, out_channels, 2, dilation, groups, padding_mode)
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
         self.stride = pair(name, "stride", stride, 1)
         self.padding = pair(name, "padding", padding, 0)
@@ -65,10 +57,7 @@ class ConvTranspose2d(Module):
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
             raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W) "
                              f"or ({self.in_channels}, H, W), got {shape}")
-        if dtype != self.weight.data.dtype:
-            raise TypeError(f"{where}: input dtype {dtype} does not match the layer's "
-                            f"parameters ({self.weight.data.dtype}); convert the input or "
-                            f"call .float()/.double() on the model")
+        self._check_dtype(dtype, self.weight.data.dtype)
         out = tuple((size - 1) * s - 2 * p + k + o for size, s, p, k, o in zip(
             shape[-2:], self.stride, self.padding, self.kernel_size, self.output_padding))
         if min(out) < 1:

@@ -6,7 +6,23 @@ import numbers
 from .module import Module
 
 
-class Flatten(Module):
+class _Reshape(Module):
+    """A view of the input in the shape ``infer_shape`` gives (no copy); backward views
+    the gradient back."""
+
+    @property
+    def passthrough(self):
+        return True
+
+    def _forward(self, x, buffered):
+        self._in_shape = x.shape
+        return x.reshape(self.infer_shape(x.shape, x.dtype))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        return grad_out.reshape(self._in_shape) if need_grad_in else None
+
+
+class Flatten(_Reshape):
     """(N, d1, ..., dk) -> (N, d1 * ... * dk) with the defaults start_dim=1, end_dim=-1."""
 
     def __init__(self, start_dim=1, end_dim=-1):
@@ -30,22 +46,11 @@ class Flatten(Module):
                              f"{self.start_dim}..{self.end_dim} of an input of shape {shape}")
         return shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
 
-    @property
-    def passthrough(self):
-        return True
-
-    def _forward(self, x, buffered):
-        self._in_shape = x.shape
-        return x.reshape(self.infer_shape(x.shape, x.dtype))
-
-    def _backward(self, grad_out, buffered, need_grad_in):
-        return grad_out.reshape(self._in_shape) if need_grad_in else None
-
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
 
 
-class Unflatten(Module):
+class Unflatten(_Reshape):
     """Split axis ``dim`` into ``unflattened_size`` (a tuple of ints, one of them may be
     -1), PyTorch's Unflatten: (N, 12) -> (N, 3, 4) with dim=1, unflattened_size=(3, 4)."""
 
@@ -77,17 +82,6 @@ class Unflatten(Module):
             raise ValueError(f"{self._where()}: cannot split dim {self.dim} of size "
                              f"{shape[dim]} into {self.unflattened_size} (input shape {shape})")
         return shape[:dim] + tuple(sizes) + shape[dim + 1:]
-
-    @property
-    def passthrough(self):
-        return True
-
-    def _forward(self, x, buffered):
-        self._in_shape = x.shape
-        return x.reshape(self.infer_shape(x.shape, x.dtype))
-
-    def _backward(self, grad_out, buffered, need_grad_in):
-        return grad_out.reshape(self._in_shape) if need_grad_in else None
 
     def extra_repr(self):
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -44,10 +44,7 @@ class LayerNorm(Module):
         if shape[len(shape) - k:] != self.normalized_shape:
             raise ValueError(f"{self._where()}: expected input of shape "
                              f"(*, {', '.join(map(str, self.normalized_shape))}), got {shape}")
-        if self.weight is not None and dtype != self.weight.data.dtype:
-            raise TypeError(f"{self._where()}: input dtype {dtype} does not match the "
-                            f"layer's parameters ({self.weight.data.dtype}); convert the "
-                            f"input or call .float()/.double() on the model")
+        self._check_dtype(dtype, None if self.weight is None else self.weight.data.dtype)
         return shape
 
     @staticmethod

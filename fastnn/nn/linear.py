@@ -45,10 +45,7 @@ class Linear(Module):
         if len(shape) == 0 or shape[-1] != self.in_features:
             raise ValueError(f"{self._where()}: expected input of shape "
                              f"(*, {self.in_features}), got {shape}")
-        if dtype != self.weight.data.dtype:
-            raise TypeError(f"{self._where()}: input dtype {dtype} does not match the "
-                            f"layer's parameters ({self.weight.data.dtype}); convert the "
-                            f"input or call .float()/.double() on the model")
+        self._check_dtype(dtype, self.weight.data.dtype)
         return tuple(shape[:-1]) + (self.out_features,)
 
     def _forward(self, x, buffered, activation="identity", negative_slope=0.01):

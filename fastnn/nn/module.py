@@ -522,6 +522,14 @@ class Module:
             self._scratch[key] = buf
         return buf
 
+    def _check_dtype(self, dtype, param_dtype):
+        """A TypeError unless an input of dtype suits parameters of param_dtype (None: a
+        layer without parameters takes either float type)."""
+        if param_dtype is not None and dtype != param_dtype:
+            raise TypeError(f"{self._where()}: input dtype {dtype} does not match the layer's "
+                            f"parameters ({param_dtype}); convert the input or call "
+                            f".float()/.double() on the model")
+
     def _where(self):
         """How error messages name this layer: its one-line repr."""
         return f"{type(self).__name__}({self.extra_repr()})"

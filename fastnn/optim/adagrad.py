@@ -48,17 +48,12 @@ class Adagrad(Optimizer):
         """The rate of a parameter's step (1-based)."""
         return float(group["lr"]) / (1.0 + (step - 1) * float(group["lr_decay"]))
 
-    def _update(self, kernels, bucket, group):
-        steps = bucket.steps
-        if steps and min(steps) != max(steps):  # after partial steps or a mixed state load
-            self._update_each(kernels, bucket, group)
-            return
-        if bucket.size:
-            step = (steps[0] if steps else 0) + 1
-            kernels.adagrad_update(bucket.data, bucket.grad, self._sum(bucket, group),
-                                   self._rate(group, step), float(group["weight_decay"]),
-                                   float(group["eps"]))
-        bucket.steps = [s + 1 for s in steps]
+    _update = Optimizer._update_at_step
+
+    def _step_bucket(self, kernels, bucket, group, step):
+        kernels.adagrad_update(bucket.data, bucket.grad, self._sum(bucket, group),
+                               self._rate(group, step), float(group["weight_decay"]),
+                               float(group["eps"]))
 
     def _update_one(self, kernels, bucket, i, group):
         kernels.adagrad_update(bucket.data_views[i], bucket.grad_views[i],

@@ -47,18 +47,13 @@ class Adam(Optimizer):
         return (float(group["lr"]), float(beta1), float(beta2), float(group["eps"]),
                 float(group["weight_decay"]))
 
-    def _update(self, kernels, bucket, group):
-        steps = bucket.steps
-        if steps and min(steps) != max(steps):  # after partial steps or a mixed state load
-            self._update_each(kernels, bucket, group)
-            return
-        if bucket.size:
-            step = (steps[0] if steps else 0) + 1
-            self._decay(kernels, bucket.data, group)
-            vmax = bucket.buffer("max_exp_avg_sq") if group["amsgrad"] else None
-            kernels.adam_update(bucket.data, bucket.grad, bucket.buffer("exp_avg"),
-                                bucket.buffer("exp_avg_sq"), step, *self._args(group), vmax)
-        bucket.steps = [s + 1 for s in steps]
+    _update = Optimizer._update_at_step
+
+    def _step_bucket(self, kernels, bucket, group, step):
+        self._decay(kernels, bucket.data, group)
+        vmax = bucket.buffer("max_exp_avg_sq") if group["amsgrad"] else None
+        kernels.adam_update(bucket.data, bucket.grad, bucket.buffer("exp_avg"),
+                            bucket.buffer("exp_avg_sq"), step, *self._args(group), vmax)
 
     def _update_one(self, kernels, bucket, i, group):
         self._decay(kernels, bucket.data_views[i], group)

@@ -221,6 +221,18 @@ class Optimizer:
         """Update parameter i of the bucket alone (its views), then advance its step."""
         raise NotImplementedError
 
+    def _update_at_step(self, kernels, bucket, group):
+        """``_update`` of optimizers whose rule depends on the step count (Adam, Adagrad):
+        one ``_step_bucket`` call for the whole bucket when its parameters share a step
+        count, else one update per parameter (after partial steps or a mixed state load)."""
+        steps = bucket.steps
+        if steps and min(steps) != max(steps):
+            self._update_each(kernels, bucket, group)
+            return
+        if bucket.size:
+            self._step_bucket(kernels, bucket, group, (steps[0] if steps else 0) + 1)
+        bucket.steps = [s + 1 for s in steps]
+
     def _update_each(self, kernels, bucket, group):
         """Slow path when some .grad is None: update the others one by one."""
         for i, p in enumerate(bucket.params):
