@@ -112,8 +112,12 @@ REASONS = {
                                       "isolated further"),
     ("softplus", "large"): ("the same formula (max(z, 0) + log1p(exp(-|z|)), log1p as 2 "
                             "atanh(x / (2 + x))): interleaved Cython/numba 1.23x on 1 and 2 "
-                            "threads (2026-11-29 12:00 UTC); the exp (fnn_expf against "
-                            "vmath's) is the candidate, not isolated"),
+                            "threads (2026-11-29 12:00 UTC), 1.38x on 1 thread at 12:45; "
+                            "perf shows gcc's loop vectorized (512-bit, no scalar calls); "
+                            "its exp is the slower one in ELU too (7.2 vs 5.6 ms on 1 "
+                            "thread). A division-free log1p (the log polynomial at f = x "
+                            "below sqrt(2) - 1) was slower in both backends (numba 6.5 vs "
+                            "5.9 ms, Cython 10.3 vs 7.1-8.3) and was dropped"),
     ("softplus", "course"): ("per-call cost plus the large size's 1.2x loop: 9.7-10.3 vs "
                              "11.5-11.8 us (2026-11-29 12:00 UTC)"),
     ("softplus_backward", "course"): _NEW_ACT,
@@ -123,6 +127,9 @@ REASONS = {
     ("silu_backward", "course"): _NEW_ACT,
     ("elu", "course"): _NEW_ACT,
     ("elu_backward", "course"): _NEW_ACT,
+    ("smooth_l1_loss", "large"): ("level when timed interleaved: Cython/numba 1.01x on 2 "
+                                  "threads, 1.25x the other way on 1 (2026-11-29 12:50 "
+                                  "UTC); the suite's 0.76x (numba slower) is noise"),
     ("smooth_l1_loss", "course"): ("per-call cost: 1.7 vs 2.6 us calls (Cython's entry: three "
                                    "memoryviews); 16M values run level (0.97x Cython/numba "
                                    "interleaved, 2 threads; 1.18x on 1, 2026-11-29 10:30 "
