@@ -346,6 +346,20 @@ def test_device_input_to_a_host_model_and_stale_optimizer_are_errors(rng):
         model.to("tpu")
 
 
+def test_embedding_on_the_gpu(rng):
+    """Indices in (host or device), the table and its gradient on the GPU."""
+    host, gpu = twins(lambda: nn.Sequential(nn.Embedding(7, 3), nn.Flatten(), nn.Linear(6, 2)))
+    idx = rng.integers(0, 7, (4, 2))
+    for given in (idx, cuda.to_device(idx)):
+        y = gpu(given)
+        assert_close(fdevice.to_host(y), host(idx), np.float64)
+    g = np.ones((4, 2))
+    assert gpu.backward(cuda.to_device(g)) is None and host.backward(g) is None
+    for p_gpu, p_host in zip(gpu.parameters(), host.parameters()):
+        assert fdevice.is_device_array(p_gpu.grad)
+        assert_close(fdevice.to_host(p_gpu.grad), p_host.grad, np.float64)
+
+
 def test_dropout_on_the_gpu_masks_and_scales():
     layer = nn.Dropout(0.5).to("cuda")
     y = layer(np.ones((16, 64), np.float32))

@@ -502,3 +502,53 @@ def test_upsample_decoder_and_bad_arguments(rng):
         nn.Upsample()
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         nn.Upsample(scale_factor=2)(np.zeros((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("padding_idx", [None, 0, -1])
+def test_embedding_matches_torch(backend, dtype, rng, padding_idx):
+    """Rows looked up, gradients added per index (repeats included), the padding row's
+    gradient kept at zero, PyTorch's init and repr."""
+    layer = nn.Embedding(10, 4, padding_idx=padding_idx).to_dtype(dtype)
+    twin = torch_copy(layer, torch.nn.Embedding(10, 4, padding_idx=padding_idx).to(
+        TORCH_DTYPES[np.dtype(dtype)]))
+    idx = np.array([[1, 0, 3, 3], [9, 9, 1, 0]])
+    y = layer.forward(idx)
+    yt = twin(torch.from_numpy(idx))
+    g = rng.standard_normal(y.shape).astype(dtype)
+    yt.backward(torch.from_numpy(g))
+    assert layer.backward(g) is None and y.dtype == dtype
+    assert_close(y, yt.detach().numpy(), dtype)
+    assert_close(layer.weight.grad, twin.weight.grad.numpy(), dtype)
+    assert repr(layer) == repr(twin)
+    if padding_idx is not None:
+        assert not layer.weight.data[padding_idx].any()
+
+
+def test_embedding_in_a_model_and_from_pretrained(rng):
+    """A bag-of-words classifier: Embedding first in a Sequential (indices in, floats on),
+    trained one SGD step as torch's; from_pretrained freezes the table by default."""
+    model = nn.Sequential(nn.Embedding(20, 5), nn.Flatten(), nn.Linear(15, 3))
+    twin = torch_copy(model, torch.nn.Sequential(torch.nn.Embedding(20, 5), torch.nn.Flatten(),
+                                                 torch.nn.Linear(15, 3)))
+    idx, labels = rng.integers(0, 20, (4, 3)), rng.integers(0, 3, 4)
+    opt, topt = fastnn.optim.SGD(model.parameters(), lr=0.5), torch.optim.SGD(
+        twin.parameters(), lr=0.5)
+    loss_fn = nn.CrossEntropyLoss()
+    loss_fn(model(idx), labels)
+    assert model.backward(loss_fn.backward()) is None
+    torch.nn.functional.cross_entropy(twin(torch.from_numpy(idx)),
+                                      torch.from_numpy(labels)).backward()
+    opt.step()
+    topt.step()
+    for name, p in twin.state_dict().items():
+        assert_close(model.state_dict()[name], p.numpy(), np.dtype(np.float32), err_msg=name)
+    table = rng.standard_normal((6, 2)).astype(np.float32)
+    frozen = nn.Embedding.from_pretrained(table)
+    assert not frozen.weight.requires_grad
+    np.testing.assert_array_equal(frozen.forward(np.array([5, 0])), table[[5, 0]])
+    with pytest.raises(TypeError, match="expected integer indices"):
+        model(np.zeros((2, 3), np.float32))
+    with pytest.raises(IndexError, match="out of range"):
+        frozen.forward(np.array([6]))
+    with pytest.raises(ValueError, match="max_norm"):
+        nn.Embedding(3, 2, max_norm=1.0)

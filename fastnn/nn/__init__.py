@@ -6,6 +6,7 @@ from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import Conv1d, Conv2d
 from .conv_transpose import ConvTranspose2d
+from .embedding import Embedding
 from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from . import init
 from .flatten import Flatten, Unflatten
@@ -21,7 +22,7 @@ from . import utils
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
            "ELU", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Sine", "Identity", "Softmax", "LogSoftmax",
            "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
-           "LayerNorm", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
+           "LayerNorm", "Embedding", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Upsample",
            "UpsamplingNearest2d",
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Loss",

@@ -68,6 +68,16 @@ class Sequential(Module):
     def __iter__(self):
         return iter(self._layers)
 
+    @property
+    def takes_indices(self):
+        """True when the first layer takes integer indices (an Embedding)."""
+        return bool(self._layers) and self._layers[0].takes_indices
+
+    def output_dtype(self, dtype):
+        for layer in self._layers:
+            dtype = layer.output_dtype(dtype)
+        return dtype
+
     def infer_shape(self, shape, dtype):
         """Checks every layer in turn; None once a layer's output shape is unknown (a
         user module with its own forward): the layers after it are checked as they run."""
@@ -75,6 +85,7 @@ class Sequential(Module):
             shape = self._check_layer(i, layer, shape, dtype)
             if shape is None:
                 return None
+            dtype = layer.output_dtype(dtype)
         return shape
 
     @staticmethod

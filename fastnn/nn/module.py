@@ -430,7 +430,12 @@ class Module:
 
         On a module moved to 'cuda', a NumPy x gives a NumPy output and a device array x
         a device array output."""
-        if type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES:
+        if self.takes_indices:  # an Embedding (or a Sequential starting with one)
+            if not _device.is_array(x) or x.dtype.kind not in "iu":
+                got = x.dtype if _device.is_array(x) else type(x).__name__
+                raise TypeError(f"{self._where()}: expected integer indices as a "
+                                f"numpy.ndarray, got {got}")
+        elif type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES:
             check_float_array(self._where(), "input", x, device_ok=True)
         self.infer_shape(x.shape, x.dtype)
         x, caller = self._arrive("input", x)
@@ -513,6 +518,13 @@ class Module:
     def passthrough(self):
         """True when forward returns its input (or a view of it) unchanged."""
         return False
+
+    #: True for a layer whose input is integer indices (Embedding), not floats
+    takes_indices = False
+
+    def output_dtype(self, dtype):
+        """The dtype of the output for an input of dtype (Embedding: its weight's)."""
+        return dtype
 
     def _buffer(self, key, shape, dtype):
         """A layer-owned array of this shape and dtype, reused while they stay the same."""

@@ -1,0 +1,118 @@
+"""Embedding: a lookup table of learned vectors (PyTorch's Embedding)."""
+import numbers
+
+import numpy as np
+
+from .. import device as _device
+from .. import random as _random
+from .module import Module, Parameter
+
+
+class Embedding(Module):
+    """y = weight[indices]: the row of each integer index.
+
+    weight: (num_embeddings, embedding_dim), drawn N(0, 1) as PyTorch's; padding_idx:
+    a row kept at zeros whose gradient stays zero. Input: integer indices of any shape
+    in [-num_embeddings, num_embeddings) (negative ones count from the end, as NumPy's;
+    PyTorch refuses them); output (*, embedding_dim) in the weight's dtype. backward
+    adds each output row's gradient to its index's row of weight.grad (np.add.at, on the
+    host) and returns None: indices have no gradient. A GPU model's lookup goes through
+    the host. In a Sequential it must come first (it takes indices, not floats).
+    """
+
+    takes_indices = True
+
+    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None,
+                 norm_type=2.0, scale_grad_by_freq=False, sparse=False, _weight=None,
+                 _freeze=False, dtype=np.float32):
+        super().__init__()
+        for name, value in (("num_embeddings", num_embeddings),
+                            ("embedding_dim", embedding_dim)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"Embedding: expected {name} to be a positive int, got "
+                                 f"{value!r}")
+        for name, value, default in (("max_norm", max_norm, None),
+                                     ("scale_grad_by_freq", scale_grad_by_freq, False),
+                                     ("sparse", sparse, False)):
+            if value is not default and value != default:
+                raise ValueError(f"Embedding: {name}={value!r} is not supported (only "
+                                 f"{default!r})")
+        self.num_embeddings = int(num_embeddings)
+        self.embedding_dim = int(embedding_dim)
+        if padding_idx is not None:
+            if (isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral)
+                    or not -self.num_embeddings <= padding_idx < self.num_embeddings):
+                raise ValueError(f"Embedding: padding_idx must be within num_embeddings, got "
+                                 f"{padding_idx!r}")
+            padding_idx = int(padding_idx) % self.num_embeddings
+        self.padding_idx = padding_idx
+        shape = (self.num_embeddings, self.embedding_dim)
+        if _weight is not None:
+            weight = np.asarray(_device.to_host(_weight), dtype=dtype)
+            if weight.shape != shape:
+                raise ValueError(f"Embedding: expected _weight of shape {shape}, got "
+                                 f"{weight.shape}")
+        else:
+            weight = _random.generator().standard_normal(shape).astype(dtype)
+            if padding_idx is not None:
+                weight[padding_idx] = 0
+        self.weight = Parameter(weight, requires_grad=not _freeze)
+        self._indices = None
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None):
+        """An Embedding holding these (num_embeddings, embedding_dim) vectors (frozen by
+        default), as PyTorch's."""
+        array = np.asarray(_device.to_host(embeddings))
+        if array.ndim != 2:
+            raise ValueError(f"Embedding.from_pretrained: expected a 2-D array, got shape "
+                             f"{array.shape}")
+        dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float32
+        return cls(array.shape[0], array.shape[1], padding_idx=padding_idx, _weight=array,
+                   _freeze=freeze, dtype=dtype)
+
+    def output_dtype(self, dtype):
+        """The dtype of the output for an input of dtype: the weight's."""
+        return self.weight.data.dtype
+
+    def infer_shape(self, shape, dtype):
+        if np.dtype(dtype).kind not in "iu":
+            raise TypeError(f"{self._where()}: expected integer indices, got {dtype}")
+        return tuple(shape) + (self.embedding_dim,)
+
+    def _checked_indices(self, x):
+        host = _device.to_host(x)
+        if host.size and (host.min() < -self.num_embeddings
+                          or host.max() >= self.num_embeddings):
+            raise IndexError(f"{self._where()}: indices out of range [-{self.num_embeddings}, "
+                             f"{self.num_embeddings}): min {host.min()}, max {host.max()}")
+        return host
+
+    def _forward(self, x, buffered):
+        idx = self._checked_indices(x)
+        self._indices = idx
+        weight = _device.to_host(self.weight.data)
+        shape = tuple(idx.shape) + (self.embedding_dim,)
+        if _device.is_device_array(self.weight.data):
+            return _device.namespace_of(self.weight.data).put(weight[idx])
+        out = self._buffer("y", shape, weight.dtype) if buffered else np.empty(shape, weight.dtype)
+        np.take(weight, idx, axis=0, out=out)
+        return out
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        idx = self._indices.reshape(-1) % self.num_embeddings
+        g = _device.to_host(grad_out).reshape(-1, self.embedding_dim)
+        if self.padding_idx is not None:
+            keep = idx != self.padding_idx
+            idx, g = idx[keep], g[keep]
+        if _device.is_device_array(self.weight.grad):
+            host = _device.to_host(self.weight.grad)
+            np.add.at(host, idx, g)
+            _device.namespace_of(self.weight.grad).copy_into(self.weight.grad, host)
+        else:
+            np.add.at(self.weight.grad, idx, g)
+        return None
+
+    def extra_repr(self):
+        text = f"{self.num_embeddings}, {self.embedding_dim}"
+        return text + ("" if self.padding_idx is None else f", padding_idx={self.padding_idx}")
