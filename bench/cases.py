@@ -117,6 +117,8 @@ _UNARY = {
     "softplus": ("x", lambda t, x, o: t.ops.aten.softplus.out(x, 1.0, 20.0, out=o),
                  lambda t, g, x, o: t.ops.aten.softplus_backward.grad_input(
                      g, x, 1.0, 20.0, grad_input=o)),
+    "softsign": ("x", lambda t, x, o: t.div(x, t.add(t.abs(x), 1, out=o), out=o),
+                 lambda t, g, x, o: t.div(g, t.add(t.abs(x), 1, out=o).square_(), out=o)),
     "hardtanh": ("x", lambda t, x, o: t.ops.aten.hardtanh.out(x, -1.0, 1.0, out=o),
                  lambda t, g, x, o: t.ops.aten.hardtanh_backward.grad_input(
                      g, x, -1.0, 1.0, grad_input=o)),

@@ -123,6 +123,7 @@ REASONS = {
     ("softplus_backward", "course"): _NEW_ACT,
     ("softplus_backward", "large"): ("level on 2 threads (1.00x interleaved), 1.25x on 1 "
                                      "(2026-11-29 12:00 UTC): the exp, as softplus"),
+    ("softsign_backward", "course"): _NEW_ACT,
     ("silu", "course"): _NEW_ACT,
     ("silu_backward", "course"): _NEW_ACT,
     ("elu", "course"): _NEW_ACT,

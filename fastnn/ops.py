@@ -189,6 +189,14 @@ def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     return _binary("softplus_backward", grad_out, "x", x, out, beta=beta, threshold=threshold)
 
 
+def softsign(x, out=None):
+    return _unary("softsign", x, out)
+
+
+def softsign_backward(grad_out, x, out=None):
+    return _binary("softsign_backward", grad_out, "x", x, out)
+
+
 def _check_hardtanh(where, min_val, max_val):
     check_number(where, "min_val", min_val)
     check_number(where, "max_val", max_val)

@@ -151,6 +151,16 @@ def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
 
 
 @_op("activation")
+def softsign(x, out=None):
+    """y = x / (1 + |x|). x: any shape."""
+
+
+@_op("activation")
+def softsign_backward(grad_out, x, out=None):
+    """grad_in = grad_out / (1 + |x|)^2. x is the forward input."""
+
+
+@_op("activation")
 def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
     """y = min(max(x, min_val), max_val) (ReLU6 is min_val=0, max_val=6). x: any shape."""
 

@@ -70,6 +70,8 @@ def kernels(t):
         ("elu_backward", activations._elu_backward, (a1, a1, t, a1)),
         ("softplus", activations._softplus, (a1, t, t, a1)),
         ("softplus_backward", activations._softplus_backward, (a1, a1, t, t, a1)),
+        ("softsign", activations._softsign, (a1, a1)),
+        ("softsign_backward", activations._softsign_backward, (a1, a1, a1)),
         ("hardtanh", activations._hardtanh, (a1, t, t, a1)),
         ("hardtanh_backward", activations._hardtanh_backward, (a1, a1, t, t, a1)),
         ("sine", activations._sine, (a1, t, a1)),

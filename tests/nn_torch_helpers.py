@@ -56,6 +56,7 @@ def torch_twin(layer):
         nn.Softplus: lambda l: torch.nn.Softplus(l.beta, l.threshold),
         nn.Hardtanh: lambda l: torch.nn.Hardtanh(l.min_val, l.max_val),
         nn.ReLU6: lambda l: torch.nn.ReLU6(),
+        nn.Softsign: lambda l: torch.nn.Softsign(),
         nn.Sine: lambda l: _Sine(l.omega),
         nn.Identity: lambda l: torch.nn.Identity(),
         nn.Softmax: lambda l: torch.nn.Softmax(dim=-1),

@@ -136,6 +136,7 @@ ACTIVATIONS = {
     "sine": (lambda z: torch.sin(30.0 * z), {"omega": 30.0}, "x"),
     "softplus": (lambda z: F.softplus(z, 2.0, 5.0), {"beta": 2.0, "threshold": 5.0}, "x"),
     "hardtanh": (lambda z: F.hardtanh(z, -0.5, 2.0), {"min_val": -0.5, "max_val": 2.0}, "x"),
+    "softsign": (F.softsign, {}, "x"),
 }
 
 
@@ -159,13 +160,14 @@ def test_activation_forward_backward(backend, dtype, rng, name, shape):
 
 def test_activations_at_extremes(backend, dtype):
     x = np.array([-1e4, -100, -20, -1e-8, 0, 1e-8, 20, 100, 1e4], dtype=dtype)
-    for name in ("sigmoid", "tanh", "gelu", "relu", "silu", "elu", "softplus", "hardtanh"):
+    for name in ("sigmoid", "tanh", "gelu", "relu", "silu", "elu", "softplus", "hardtanh",
+                 "softsign"):
         y = getattr(ops, name)(x, **ACTIVATIONS[name][1])
         expected = ACTIVATIONS[name][0](t(x)).numpy()
         assert np.all(np.isfinite(y)), name
         assert_close(y, expected, dtype, err_msg=name)
     g = np.ones_like(x)
-    for name in ("gelu", "silu", "elu", "softplus", "hardtanh"):
+    for name in ("gelu", "silu", "elu", "softplus", "hardtanh", "softsign"):
         xt = t(x, True)
         ACTIVATIONS[name][0](xt).backward(t(g))
         grad = getattr(ops, name + "_backward")(g, x, **ACTIVATIONS[name][1])
@@ -189,7 +191,7 @@ def test_gelu_float32_within_1e7_plus_one_ulp_of_exact(backend):
 def test_nan_propagates(backend, dtype):
     x = np.array([np.nan, 1.0, -1.0], dtype=dtype)
     for name in ("relu", "sigmoid", "tanh", "gelu", "sine", "silu", "elu", "softplus",
-                 "hardtanh"):
+                 "hardtanh", "softsign"):
         assert np.isnan(getattr(ops, name)(x)[0]), name
 
 

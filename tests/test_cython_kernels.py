@@ -58,7 +58,8 @@ def _workload(K, dtype, rng):
     results += [K.log_softmax(x), K.log_softmax_backward(x, K.log_softmax(x))]
     results += [K.silu(x), K.silu_backward(x, x), K.elu(x, 0.5), K.elu_backward(x, x, 0.5)]
     results += [K.softplus(x, 2.0, 3.0), K.softplus_backward(x, x, 2.0, 3.0),
-                K.hardtanh(x, -0.5, 0.5), K.hardtanh_backward(x, x, -0.5, 0.5)]
+                K.hardtanh(x, -0.5, 0.5), K.hardtanh_backward(x, x, -0.5, 0.5),
+                K.softsign(x), K.softsign_backward(x, x)]
     results += [K.softmax(x), K.softmax_backward(x, K.softmax(x)), K.gelu(x),
                 K.gelu_backward(x, x), K.leaky_relu_backward(x, x)]
     results += list(K.dropout_forward(x, 0.4, seed=7))
@@ -166,6 +167,7 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
         K.elu_backward(x, x, 0.5, out=out)
         K.softplus(x, out=out)
         K.hardtanh_backward(x, x, out=out)
+        K.softsign(x, out=out)
         K.softmax(x, out=out)
         K.softmax_backward(x, out, out=grad)
         K.log_softmax(x, out=out)

@@ -69,6 +69,7 @@ LAYERS = {
     "softplus": (lambda: nn.Softplus(beta=2.0, threshold=3.0), (6, 9)),
     "hardtanh": (lambda: nn.Hardtanh(-0.5, 0.8), (6, 9)),
     "relu6": (nn.ReLU6, (6, 9)),
+    "softsign": (nn.Softsign, (6, 9)),
     "sine": (lambda: nn.Sine(omega=3.0), (6, 9)),
     "identity": (nn.Identity, (6, 9)),
     "softmax": (nn.Softmax, (6, 9)),

@@ -184,6 +184,13 @@ class Softplus(_Elementwise):
         return f"beta={self.beta}, threshold={self.threshold}"
 
 
+class Softsign(_Elementwise):
+    """y = x / (1 + |x|). Input: any shape."""
+
+    kernel = "softsign"
+    saves = "x"
+
+
 class Hardtanh(_Elementwise):
     """y = min(max(x, min_val), max_val); the gradient is 0 outside (min_val, max_val).
     Input: any shape. inplace is accepted (the output is a fresh array either way)."""

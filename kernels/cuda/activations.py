@@ -147,6 +147,19 @@ def _softplus_backward(g, x, beta, threshold, out):
 
 
 @cuda.jit
+def _softsign(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        out[i] = x[i] / (1 + abs(x[i]))
+
+
+@cuda.jit
+def _softsign_backward(g, x, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        d = 1 + abs(x[i])
+        out[i] = g[i] / (d * d)
+
+
+@cuda.jit
 def _hardtanh(x, lo, hi, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
@@ -326,6 +339,16 @@ def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     """grad_in = grad_out * sigmoid(beta x), or grad_out where beta x > threshold."""
     t = grad_out.dtype.type
     return _binary(_softplus_backward, grad_out, x, out, t(beta), t(threshold))
+
+
+def softsign(x, out=None):
+    """y = x / (1 + |x|). x: any shape."""
+    return _unary(_softsign, x, out)
+
+
+def softsign_backward(grad_out, x, out=None):
+    """grad_in = grad_out / (1 + |x|)^2."""
+    return _binary(_softsign_backward, grad_out, x, out)
 
 
 def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):

@@ -39,9 +39,9 @@ _ACT = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 # operation codes of _activations.unary / _activations.binary
 (_U_RELU, _U_LEAKY, _U_SIGMOID, _U_TANH, _U_GELU, _U_SINE, _U_SILU, _U_ELU, _U_SOFTPLUS,
- _U_HARDTANH) = range(10)
+ _U_HARDTANH, _U_SOFTSIGN) = range(11)
 (_B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL, _B_SILU, _B_ELU, _B_SOFTPLUS,
- _B_HARDTANH) = range(11)
+ _B_HARDTANH, _B_SOFTSIGN) = range(12)
 _R_SOFTMAX, _R_LOG_SOFTMAX = range(2)  # _activations.rows_forward / rows_backward
 
 
@@ -201,6 +201,16 @@ def softplus(x, beta=1.0, threshold=20.0, out=None):
 def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     """grad_in = grad_out * sigmoid(beta x), or grad_out where beta x > threshold."""
     return _binary(_B_SOFTPLUS, grad_out, x, out, beta, threshold)
+
+
+def softsign(x, out=None):
+    """y = x / (1 + |x|). x: any shape."""
+    return _unary(_U_SOFTSIGN, x, out)
+
+
+def softsign_backward(grad_out, x, out=None):
+    """grad_in = grad_out / (1 + |x|)^2."""
+    return _binary(_B_SOFTSIGN, grad_out, x, out)
 
 
 def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):

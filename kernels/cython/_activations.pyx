@@ -27,6 +27,7 @@ cdef enum:
     U_ELU = 7
     U_SOFTPLUS = 8      # a = beta, b = threshold
     U_HARDTANH = 9      # a = min_val, b = max_val
+    U_SOFTSIGN = 10
 
 # binary backward ops: out = g * f'(s; a), s the saved input or output
 cdef enum:
@@ -41,6 +42,7 @@ cdef enum:
     B_ELU = 8           # s = x
     B_SOFTPLUS = 9      # s = x; a = beta, b = threshold
     B_HARDTANH = 10     # s = x; a = min_val, b = max_val
+    B_SOFTSIGN = 11     # s = x
 
 cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t n,
                               floating a, floating b) noexcept nogil:
@@ -84,6 +86,11 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
         for i in range(n):
             v = x[i]
             y[i] = a if v < a else (b if v > b else v)   # NaN stays NaN
+    elif op == U_SOFTSIGN:
+        for i in range(n):
+            v = x[i]
+            e = -v if v < zero else v
+            y[i] = v / (one + e)
 
 
 cdef inline bint _overlap(const void* p, const void* q, Py_ssize_t nbytes) noexcept nogil:
@@ -175,6 +182,11 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
             z = s[i] * a
             v = f_exp(b if z > b else z)
             out[i] = g[i] if z > b else g[i] * v / (v + one)
+    elif op == B_SOFTSIGN:
+        for i in range(n):
+            v = -s[i] if s[i] < zero else s[i]
+            v = one + v
+            out[i] = g[i] / (v * v)
     elif op == B_HARDTANH:
         for i in range(n):       # PyTorch's test: NaN passes the gradient
             # (| not "or": a short-circuit branch kept gcc's loop scalar, 10x numba's time)

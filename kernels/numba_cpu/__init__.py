@@ -13,7 +13,8 @@ from .activations import (elu, elu_backward, gelu, gelu_backward, hardtanh,
                           hardtanh_backward, leaky_relu, leaky_relu_backward, log_softmax,
                           log_softmax_backward, relu, relu_backward, sigmoid, sigmoid_backward,
                           silu, silu_backward, sine, sine_backward, softmax, softmax_backward,
-                          softplus, softplus_backward, tanh, tanh_backward)
+                          softplus, softplus_backward, softsign, softsign_backward, tanh,
+                          tanh_backward)
 from .batchnorm import batchnorm_backward, batchnorm_forward
 from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
                    max_pool2d_backward, max_pool2d_forward)

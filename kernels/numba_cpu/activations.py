@@ -144,6 +144,22 @@ def _softplus_backward(grad_out, x, beta, threshold, out):  # IN grad_out, x (n,
 
 
 @kernel
+def _softsign(x, out):  # IN x (n,); OUT out (n,)
+    one = x.dtype.type(1)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        out[i] = v / (one + abs(v))
+
+
+@kernel
+def _softsign_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
+    one = x.dtype.type(1)
+    for i in prange(x.shape[0]):
+        d = one + abs(x[i])
+        out[i] = grad_out[i] / (d * d)
+
+
+@kernel
 def _hardtanh(x, lo, hi, out):  # IN x (n,); OUT out (n,)
     a = x.dtype.type(lo)
     b = x.dtype.type(hi)
@@ -445,6 +461,20 @@ def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     out = out_like(grad_out, out)
     _softplus_backward(x.size, flat(grad_out), flat(x), float(beta), float(threshold),
                        flat(out))
+    return out
+
+
+def softsign(x, out=None):
+    """y = x / (1 + |x|). x: any shape."""
+    out = out_like(x, out)
+    _softsign(x.size, flat(x), flat(out))
+    return out
+
+
+def softsign_backward(grad_out, x, out=None):
+    """grad_in = grad_out / (1 + |x|)^2."""
+    out = out_like(grad_out, out)
+    _softsign_backward(x.size, flat(grad_out), flat(x), flat(out))
     return out
 
 

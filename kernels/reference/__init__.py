@@ -6,7 +6,8 @@ from .activations import (elu, elu_backward, gelu, gelu_backward, hardtanh,
                           hardtanh_backward, leaky_relu, leaky_relu_backward, log_softmax,
                           log_softmax_backward, relu, relu_backward, sigmoid, sigmoid_backward,
                           silu, silu_backward, sine, sine_backward, softmax, softmax_backward,
-                          softplus, softplus_backward, tanh, tanh_backward)
+                          softplus, softplus_backward, softsign, softsign_backward, tanh,
+                          tanh_backward)
 from .batchnorm import batchnorm_backward, batchnorm_forward
 from .dense import linear_backward, linear_forward
 from .dropout import dropout_backward, dropout_forward

@@ -116,6 +116,17 @@ def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     return _assign(_out(grad_out, out), np.where(z > threshold, grad_out, grad_out * e / (e + 1)))
 
 
+def softsign(x, out=None):
+    """y = x / (1 + |x|)."""
+    return np.divide(x, 1 + np.abs(x), out=_out(x, out))
+
+
+def softsign_backward(grad_out, x, out=None):
+    """grad_in = grad_out / (1 + |x|)^2."""
+    d = 1 + np.abs(x)
+    return np.divide(grad_out, d * d, out=_out(grad_out, out))
+
+
 def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
     """y = min(max(x, min_val), max_val); NaN stays NaN."""
     lo, hi = x.dtype.type(min_val), x.dtype.type(max_val)
