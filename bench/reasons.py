@@ -124,6 +124,10 @@ REASONS = {
     ("softplus_backward", "large"): ("level on 2 threads (1.00x interleaved), 1.25x on 1 "
                                      "(2026-11-29 12:00 UTC): the exp, as softplus"),
     ("softsign_backward", "course"): _NEW_ACT,
+    ("hardtanh_backward", "large"): ("level when timed interleaved, Cython the faster: "
+                                     "0.84x (1 thread) and 0.88-0.94x (2) Cython/numba, "
+                                     "2026-11-29 12:00 UTC (after | replaced 'or' in its "
+                                     "select); a single suite run's gap is noise"),
     ("silu", "course"): _NEW_ACT,
     ("silu_backward", "course"): _NEW_ACT,
     ("elu", "course"): _NEW_ACT,
