@@ -337,160 +337,129 @@ def _log_softmax_backward(grad_out, y, out):  # IN grad_out, y (N, C); OUT out (
 
 
 # ------------------------------------------------------------------ op wrappers
+def _unary(kernel, x, out, *params):
+    """out = kernel over the flat views of x (params between x and out); out allocated
+    when None."""
+    out = out_like(x, out)
+    kernel(x.size, flat(x), *params, flat(out))
+    return out
+
+
+def _binary(kernel, grad_out, saved, out, *params):
+    """out = kernel over grad_out and the saved forward input or output, flat."""
+    out = out_like(grad_out, out)
+    kernel(saved.size, flat(grad_out), flat(saved), *params, flat(out))
+    return out
+
+
 def relu(x, out=None):
     """y = max(x, 0). x: any shape; out: same shape. Returns y."""
-    out = out_like(x, out)
-    _relu(x.size, flat(x), flat(out))
-    return out
+    return _unary(_relu, x, out)
 
 
 def relu_backward(grad_out, y, out=None):
     """grad_in = grad_out * (y > 0). grad_out, y, out: same shape."""
-    out = out_like(grad_out, out)
-    _relu_backward(y.size, flat(grad_out), flat(y), flat(out))
-    return out
+    return _binary(_relu_backward, grad_out, y, out)
 
 
 def leaky_relu(x, negative_slope=0.01, out=None):
     """y = x if x > 0 else negative_slope * x. x: any shape; out: same shape."""
-    out = out_like(x, out)
-    _leaky_relu(x.size, flat(x), float(negative_slope), flat(out))
-    return out
+    return _unary(_leaky_relu, x, out, float(negative_slope))
 
 
 def leaky_relu_backward(grad_out, x, negative_slope=0.01, out=None):
     """grad_in = grad_out * (1 if x > 0 else negative_slope). x: the forward input."""
-    out = out_like(grad_out, out)
-    _leaky_relu_backward(x.size, flat(grad_out), flat(x), float(negative_slope), flat(out))
-    return out
+    return _binary(_leaky_relu_backward, grad_out, x, out, float(negative_slope))
 
 
 def sigmoid(x, out=None):
     """y = 1 / (1 + exp(-x)), overflow-free for any x. x: any shape."""
-    out = out_like(x, out)
-    _sigmoid(x.size, flat(x), flat(out))
-    return out
+    return _unary(_sigmoid, x, out)
 
 
 def sigmoid_backward(grad_out, y, out=None):
     """grad_in = grad_out * y * (1 - y). y: sigmoid's output, same shape."""
-    out = out_like(grad_out, out)
-    _sigmoid_backward(y.size, flat(grad_out), flat(y), flat(out))
-    return out
+    return _binary(_sigmoid_backward, grad_out, y, out)
 
 
 def tanh(x, out=None):
     """y = tanh(x). x: any shape."""
-    out = out_like(x, out)
-    _tanh(x.size, flat(x), flat(out))
-    return out
+    return _unary(_tanh, x, out)
 
 
 def tanh_backward(grad_out, y, out=None):
     """grad_in = grad_out * (1 - y**2). y: tanh's output, same shape."""
-    out = out_like(grad_out, out)
-    _tanh_backward(y.size, flat(grad_out), flat(y), flat(out))
-    return out
+    return _binary(_tanh_backward, grad_out, y, out)
 
 
 def gelu(x, out=None):
     """y = 0.5 * x * (1 + erf(x / sqrt(2))), PyTorch's exact GELU. x: any shape."""
-    out = out_like(x, out)
-    _gelu(x.size, flat(x), flat(out))
-    return out
+    return _unary(_gelu, x, out)
 
 
 def gelu_backward(grad_out, x, out=None):
     """grad_in = grad_out * (Phi(x) + x * phi(x)). x: the forward input, same shape."""
-    out = out_like(grad_out, out)
-    _gelu_backward(x.size, flat(grad_out), flat(x), flat(out))
-    return out
+    return _binary(_gelu_backward, grad_out, x, out)
 
 
 def sine(x, omega=1.0, out=None):
     """y = sin(omega * x). x: any shape."""
-    out = out_like(x, out)
-    _sine(x.size, flat(x), float(omega), flat(out))
-    return out
+    return _unary(_sine, x, out, float(omega))
 
 
 def sine_backward(grad_out, x, omega=1.0, out=None):
     """grad_in = grad_out * omega * cos(omega * x). x: the forward input."""
-    out = out_like(grad_out, out)
-    _sine_backward(x.size, flat(grad_out), flat(x), float(omega), flat(out))
-    return out
+    return _binary(_sine_backward, grad_out, x, out, float(omega))
 
 
 def silu(x, out=None):
     """y = x * sigmoid(x). x: any shape."""
-    out = out_like(x, out)
-    _silu(x.size, flat(x), flat(out))
-    return out
+    return _unary(_silu, x, out)
 
 
 def silu_backward(grad_out, x, out=None):
     """grad_in = grad_out * s * (1 + x * (1 - s)), s = sigmoid(x). x: the forward input."""
-    out = out_like(grad_out, out)
-    _silu_backward(x.size, flat(grad_out), flat(x), flat(out))
-    return out
+    return _binary(_silu_backward, grad_out, x, out)
 
 
 def elu(x, alpha=1.0, out=None):
     """y = x if x > 0 else alpha * (exp(x) - 1). x: any shape."""
-    out = out_like(x, out)
-    _elu(x.size, flat(x), float(alpha), flat(out))
-    return out
+    return _unary(_elu, x, out, float(alpha))
 
 
 def elu_backward(grad_out, x, alpha=1.0, out=None):
     """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x: the forward input."""
-    out = out_like(grad_out, out)
-    _elu_backward(x.size, flat(grad_out), flat(x), float(alpha), flat(out))
-    return out
+    return _binary(_elu_backward, grad_out, x, out, float(alpha))
 
 
 def softplus(x, beta=1.0, threshold=20.0, out=None):
     """y = log(1 + exp(beta x)) / beta, or x where beta x > threshold. x: any shape."""
-    out = out_like(x, out)
-    _softplus(x.size, flat(x), float(beta), float(threshold), flat(out))
-    return out
+    return _unary(_softplus, x, out, float(beta), float(threshold))
 
 
 def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     """grad_in = grad_out * sigmoid(beta x), or grad_out where beta x > threshold."""
-    out = out_like(grad_out, out)
-    _softplus_backward(x.size, flat(grad_out), flat(x), float(beta), float(threshold),
-                       flat(out))
-    return out
+    return _binary(_softplus_backward, grad_out, x, out, float(beta), float(threshold))
 
 
 def softsign(x, out=None):
     """y = x / (1 + |x|). x: any shape."""
-    out = out_like(x, out)
-    _softsign(x.size, flat(x), flat(out))
-    return out
+    return _unary(_softsign, x, out)
 
 
 def softsign_backward(grad_out, x, out=None):
     """grad_in = grad_out / (1 + |x|)^2."""
-    out = out_like(grad_out, out)
-    _softsign_backward(x.size, flat(grad_out), flat(x), flat(out))
-    return out
+    return _binary(_softsign_backward, grad_out, x, out)
 
 
 def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
     """y = min(max(x, min_val), max_val). x: any shape."""
-    out = out_like(x, out)
-    _hardtanh(x.size, flat(x), float(min_val), float(max_val), flat(out))
-    return out
+    return _unary(_hardtanh, x, out, float(min_val), float(max_val))
 
 
 def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
     """grad_in = 0 where x <= min_val or x >= max_val, else grad_out."""
-    out = out_like(grad_out, out)
-    _hardtanh_backward(x.size, flat(grad_out), flat(x), float(min_val), float(max_val),
-                       flat(out))
-    return out
+    return _binary(_hardtanh_backward, grad_out, x, out, float(min_val), float(max_val))
 
 
 def softmax(x, out=None):
