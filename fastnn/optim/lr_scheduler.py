@@ -190,13 +190,8 @@ class ReduceLROnPlateau:
         self.factor = _number(where, "factor", factor)
         if self.factor >= 1.0:
             raise ValueError(f"{where}: expected factor < 1.0, got {factor!r}")
-        groups = len(optimizer.param_groups)
-        min_lrs = list(min_lr) if isinstance(min_lr, (list, tuple)) else [min_lr] * groups
-        if len(min_lrs) != groups:
-            raise ValueError(f"{where}: expected {groups} min_lr values (one per param "
-                             f"group), got {len(min_lrs)}")
         self.optimizer = optimizer
-        self.min_lrs = [_number(where, "min_lr", v) for v in min_lrs]
+        self.min_lrs = _per_group(where, "min_lr", min_lr, len(optimizer.param_groups))
         self.mode, self.threshold_mode = mode, threshold_mode
         self.patience = _int_at_least(where, "patience", patience, low=0)
         self.cooldown = _int_at_least(where, "cooldown", cooldown, low=0)
@@ -256,6 +251,16 @@ class ReduceLROnPlateau:
         self.__dict__.update({key: value for key, value in state_dict.items()
                               if key != "optimizer"})
 
+
+
+def _per_group(where, name, value, groups):
+    """One finite number >= 0 per param group: value itself (a list or tuple of them) or
+    value repeated."""
+    values = list(value) if isinstance(value, (list, tuple)) else [value] * groups
+    if len(values) != groups:
+        raise ValueError(f"{where}: expected {groups} {name} values (one per param group), "
+                         f"got {len(values)}")
+    return [_number(where, name, v) for v in values]
 
 
 def _fraction(where, name, value, low=0.0, high=1.0):
@@ -372,7 +377,7 @@ class OneCycleLR(LRScheduler):
         final_div_factor = _number(where, "final_div_factor", final_div_factor)
         if div_factor == 0 or final_div_factor == 0:
             raise ValueError(f"{where}: expected div_factor and final_div_factor > 0")
-        max_lrs = self._per_group(where, "max_lr", max_lr, len(groups))
+        max_lrs = _per_group(where, "max_lr", max_lr, len(groups))
         self.cycle_momentum = bool(cycle_momentum)
         if self.cycle_momentum:
             if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
@@ -380,8 +385,8 @@ class OneCycleLR(LRScheduler):
                                  f"momentum or betas ({type(optimizer).__name__} has "
                                  f"neither); pass cycle_momentum=False")
             self._beta1 = "betas" in optimizer.defaults
-            base_ms = self._per_group(where, "base_momentum", base_momentum, len(groups))
-            max_ms = self._per_group(where, "max_momentum", max_momentum, len(groups))
+            base_ms = _per_group(where, "base_momentum", base_momentum, len(groups))
+            max_ms = _per_group(where, "max_momentum", max_momentum, len(groups))
         one = float(pct_start * self.total_steps)
         if three_phase:
             self._phases = ((one - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
@@ -402,14 +407,6 @@ class OneCycleLR(LRScheduler):
                     group["base_momentum"], group["max_momentum"] = base_ms[i], max_ms[i]
                     self._set_momentum(group, max_ms[i])
         super().__init__(optimizer, last_epoch)
-
-    @staticmethod
-    def _per_group(where, name, value, groups):
-        values = list(value) if isinstance(value, (list, tuple)) else [value] * groups
-        if len(values) != groups:
-            raise ValueError(f"{where}: expected {groups} {name} values (one per param "
-                             f"group), got {len(values)}")
-        return [_number(where, name, v) for v in values]
 
     def _set_momentum(self, group, momentum):
         if self._beta1:
