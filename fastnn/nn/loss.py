@@ -42,7 +42,7 @@ class Loss:
         kernels = _device.kernels(_device.device_of(pred))
         loss, grad = self._kernel(kernels)(pred, target)
         count = self._count(pred)
-        if self.reduction == "mean":
+        if self.reduction in ("mean", "batchmean"):  # (batchmean: KLDivLoss's count is N)
             return np.float64(self._mean(loss, grad, count))
         # the mean's gradient times the count: d(sum)/d(pred), also for 'none' (where
         # backward weights it by the gradient of each element's loss)
@@ -200,11 +200,27 @@ class HuberLoss(Loss):
         return [f"delta={self.delta}"] if getattr(self, "delta", 1.0) != 1.0 else []
 
 
-class _Weighted(Loss):
+class _OnHost(Loss):
+    """A loss computed by NumPy formulas on the host (a device pred comes to the host,
+    its gradient goes back): ``_losses`` per element and ``_grad_terms``, the derivative
+    of each element's loss w.r.t. its pred; ``_host`` returns them as a kernel does (the
+    mean over ``_count`` elements and its gradient), so Loss.forward reduces them."""
+
+    def _host(self, pred, target):
+        """(mean loss, its gradient on pred's device), the kernels' convention."""
+        p, t = _device.to_host(pred), _device.to_host(target)
+        losses = self._losses(p, t)
+        count = self._count(p)
+        grad = self._grad_terms(p, t) / p.dtype.type(count)
+        return (float(losses.sum(dtype=np.float64) / count),
+                _device.namespace_of(pred).put(grad))
+
+
+class _Weighted(_OnHost):
     """PyTorch's optional per-element ``weight`` of the binary losses (broadcast against
     pred): without it the loss kernel runs; with it (or BCEWithLogitsLoss's pos_weight)
-    the losses and their gradient are NumPy formulas on the host (a device pred comes to
-    the host), reduced as the kernels' ('mean' over every element)."""
+    the host formulas of ``_OnHost``, reduced as the kernels' ('mean' over every
+    element)."""
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
         check_only(type(self).__name__, "size_average", size_average, (None,))
@@ -228,14 +244,6 @@ class _Weighted(Loss):
         if self._plain():
             return self._plain_kernel(k)
         return self._host
-
-    def _host(self, pred, target):
-        """(mean loss, its gradient on pred's device), the kernels' convention."""
-        p, t = _device.to_host(pred), _device.to_host(target)
-        losses = self._losses(p, t)
-        grad = self._grad_terms(p, t) / p.dtype.type(p.size)
-        return (float(losses.sum(dtype=np.float64) / p.size),
-                _device.namespace_of(pred).put(grad))
 
     def _options(self):
         return ["weight=<array>"] if getattr(self, "weight", None) is not None else []
@@ -318,7 +326,7 @@ class BCEWithLogitsLoss(_Weighted):
             ["pos_weight=<array>"] if getattr(self, "pos_weight", None) is not None else [])
 
 
-class KLDivLoss(Loss):
+class KLDivLoss(_OnHost):
     """PyTorch's KLDivLoss: target * (log(target) - pred) per element (0 where target is
     0), pred the log-probabilities (a LogSoftmax's output) and target probabilities, or
     log-probabilities with log_target=True (exp(target) (target - pred)).
@@ -331,24 +339,23 @@ class KLDivLoss(Loss):
     def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
         check_only("KLDivLoss", "size_average", size_average, (None,))
         check_only("KLDivLoss", "reduce", reduce, (None,))
-        batchmean = reduction == "batchmean"
-        super().__init__("sum" if batchmean else reduction)
+        super().__init__("mean" if reduction == "batchmean" else reduction)
         self.reduction = reduction
         if not isinstance(log_target, bool):
             raise TypeError(f"KLDivLoss: expected log_target to be a bool, got {log_target!r}")
         self.log_target = log_target
 
-    def forward(self, pred, target):
-        pred, target = self._check(pred, target)
-        p, t = _device.to_host(pred), _device.to_host(target)
-        losses = self._losses(p, t)
-        grad = -np.exp(t) if self.log_target else -t
-        divisor = {"mean": p.size, "batchmean": p.shape[0] if p.ndim else 1}.get(
-            self.reduction, 1)
-        self._grad = _device.namespace_of(pred).put(grad / p.dtype.type(divisor))
-        if self.reduction == "none":
-            return losses
-        return np.float64(losses.sum(dtype=np.float64) / divisor)
+    def _kernel(self, k):
+        return self._host
+
+    def _count(self, pred):
+        """The mean's denominator: the batch size for 'batchmean', else every element."""
+        if self.reduction == "batchmean":
+            return pred.shape[0] if pred.ndim else 1
+        return pred.size
+
+    def _grad_terms(self, pred, target):
+        return -np.exp(target) if self.log_target else -target
 
     def _losses(self, pred, target):
         if self.log_target:
