@@ -204,14 +204,15 @@ class _OnHost(Loss):
     """A loss computed by NumPy formulas on the host (a device pred comes to the host,
     its gradient goes back): ``_losses`` per element and ``_grad_terms``, the derivative
     of each element's loss w.r.t. its pred; ``_host`` returns them as a kernel does (the
-    mean over ``_count`` elements and its gradient), so Loss.forward reduces them."""
+    mean over ``_count`` elements and its gradient), so Loss.forward reduces them.
+    NLLLoss, KLDivLoss and the weighted binary losses run this way."""
 
     def _host(self, pred, target):
         """(mean loss, its gradient on pred's device), the kernels' convention."""
         p, t = _device.to_host(pred), _device.to_host(target)
         losses = self._losses(p, t)
         count = self._count(p)
-        grad = self._grad_terms(p, t) / p.dtype.type(count)
+        grad = self._grad_terms(p, t) * p.dtype.type(1.0 / count)
         return (float(losses.sum(dtype=np.float64) / count),
                 _device.namespace_of(pred).put(grad))
 
@@ -557,7 +558,7 @@ class CrossEntropyLoss(_ClassTargets):
         return _reference.cross_entropy_losses(pred, target)
 
 
-class NLLLoss(_ClassTargets):
+class NLLLoss(_ClassTargets, _OnHost):
     """Mean negative log-likelihood: -pred[i, target[i]] averaged over the rows, for
     log-probabilities pred (N, C) (a LogSoftmax's output) and integer labels (N,).
 
@@ -589,14 +590,11 @@ class NLLLoss(_ClassTargets):
         return pred, target
 
     def _kernel(self, k):
-        return self._nll
+        return self._host
 
-    def _nll(self, pred, labels):
-        """(mean over the N rows, its gradient on pred's device): the kernels' convention."""
-        n = pred.shape[0]
-        losses = self._losses(_device.to_host(pred), labels)
-        grad = self._coef * pred.dtype.type(-1.0 / n)
-        return float(losses.sum(dtype=np.float64) / n), _device.namespace_of(pred).put(grad)
+    def _grad_terms(self, pred, labels):
+        """d(loss_i)/d(pred): -coef, the (N, C) dense target's weights."""
+        return -self._coef
 
     def _losses(self, pred, labels):
         rows, kept = np.arange(labels.shape[0]), labels != self.ignore_index
