@@ -201,6 +201,18 @@ def scaled(a, factor, copy=False):
     return a
 
 
+def update_on_host(a, update):
+    """Call update(h) on a host view of a, changing it in place: a itself for a NumPy
+    array; for a device array a host copy, written back after (off the GPU's hot path: the
+    host-side gradients of PReLU, ConvTranspose2d and Embedding on a GPU model)."""
+    if is_device_array(a):
+        host = to_host(a)
+        update(host)
+        Cuda.copy_into(a, host)
+    else:
+        update(a)
+
+
 def moved_axis(a, source, destination):
     """A C-contiguous copy of a with axis source moved to destination (np.moveaxis), on
     a's device; a device array goes through the host (off the GPU's hot path: softmax

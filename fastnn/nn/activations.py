@@ -280,11 +280,7 @@ class PReLU(Module):
         # d/da: grad * x where x <= 0 (PyTorch's), summed per slope
         grad_a = np.where(hx > 0, hx.dtype.type(0), hx * hg).sum(axis=axes, dtype=np.float64)
         grad_a = np.asarray(grad_a, hx.dtype).reshape(self.num_parameters)
-        if _device.is_device_array(self.weight.grad):
-            _device.namespace_of(self.weight.grad).copy_into(
-                self.weight.grad, _device.to_host(self.weight.grad) + grad_a)
-        else:
-            self.weight.grad += grad_a
+        _device.update_on_host(self.weight.grad, lambda g: np.add(g, grad_a, out=g))
         if not need_grad_in:
             return None
         if self.num_parameters == 1:

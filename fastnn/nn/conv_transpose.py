@@ -104,10 +104,7 @@ class ConvTranspose2d(Module):
             grad_out, spread, flipped, (1, 1), (0, 0), grad_weight=grad_flipped,
             grad_bias=None if self.bias is None else self.bias.grad, need_grad_in=False)
         g = _device.to_host(grad_flipped)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-        if _device.is_device_array(self.weight.grad):
-            ns.copy_into(self.weight.grad, _device.to_host(self.weight.grad) + g)
-        else:
-            self.weight.grad += g
+        _device.update_on_host(self.weight.grad, lambda w: np.add(w, g, out=w))
         if not need_grad_in:
             return None
         grad_in = self._kernels().conv2d_forward(grad_out, self.weight.data, None, self.stride,

@@ -105,12 +105,7 @@ class Embedding(Module):
         if self.padding_idx is not None:
             keep = idx != self.padding_idx
             idx, g = idx[keep], g[keep]
-        if _device.is_device_array(self.weight.grad):
-            host = _device.to_host(self.weight.grad)
-            np.add.at(host, idx, g)
-            _device.namespace_of(self.weight.grad).copy_into(self.weight.grad, host)
-        else:
-            np.add.at(self.weight.grad, idx, g)
+        _device.update_on_host(self.weight.grad, lambda w: np.add.at(w, idx, g))
         return None
 
     def extra_repr(self):
