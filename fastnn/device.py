@@ -14,6 +14,8 @@ operations the layers and optimizers need beyond the kernels: allocate, zero, co
 """
 import ctypes
 
+import math
+
 import numpy as np
 
 from . import backend
@@ -219,6 +221,23 @@ def moved_axis(a, source, destination):
     over an axis other than the last)."""
     return namespace_of(a).put(np.ascontiguousarray(np.moveaxis(to_host(a), source,
                                                                 destination)))
+
+
+def rows_along(a, axis):
+    """(a as 2-D rows along axis: (everything else, a.shape[axis]), the shape of a with
+    that axis moved last): a view when axis is the last one, else a moved copy. The row
+    kernels (softmax, cross-entropy) then run over any axis."""
+    if axis != a.ndim - 1:
+        a = moved_axis(a, axis, -1)
+    shape = tuple(a.shape)
+    return a.reshape(math.prod(shape[:-1]), shape[-1]), shape
+
+
+def from_rows(rows, shape, axis):
+    """Undo ``rows_along``: rows viewed as shape (the moved shape it returned), the last
+    axis put back at axis."""
+    y = rows.reshape(shape)
+    return y if axis == len(shape) - 1 else moved_axis(y, -1, axis)
 
 
 def namespace(device):

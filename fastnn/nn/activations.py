@@ -4,7 +4,6 @@ Every activation takes an input of any shape (Softmax, LogSoftmax: rank >= 1) an
 an output of the same shape. ``fused_name`` names the activation in ``optable.FUSABLE_ACTIVATIONS``
 when ``Sequential`` may fuse it into a preceding Linear (None otherwise).
 """
-import math
 import numbers
 
 import numpy as np
@@ -309,7 +308,7 @@ class Softmax(_Elementwise):
             raise TypeError(f"{type(self).__name__}: expected dim to be an int or None, "
                             f"got {dim!r}")
         self.dim = None if dim is None else int(dim)
-        self._moved = None  # the axis moved last in the last forward, or None
+        self._axis_used = None  # the softmax axis of the last forward
 
     def extra_repr(self):
         return f"dim={self.dim}"
@@ -326,29 +325,18 @@ class Softmax(_Elementwise):
                              f"of shape {shape}")
         return shape
 
-    def _rows(self, a, axis):
-        """a with axis moved last (a view when it is already), as (rows, C)."""
-        if axis != a.ndim - 1:
-            a = _device.moved_axis(a, axis, -1)
-        shape = tuple(a.shape)
-        return a.reshape(math.prod(shape[:-1]), shape[-1]), shape
-
-    def _unrows(self, rows, shape, axis):
-        y = rows.reshape(shape)
-        return y if axis == len(shape) - 1 else _device.moved_axis(y, -1, axis)
-
     def _forward(self, x, buffered):
         axis = self._axis(x.ndim)
-        rows, shape = self._rows(x, axis)
-        self._moved = axis
-        return self._unrows(super()._forward(rows, buffered), shape, axis)
+        rows, shape = _device.rows_along(x, axis)
+        self._axis_used = axis
+        return _device.from_rows(super()._forward(rows, buffered), shape, axis)
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
-        axis = self._moved
-        rows, shape = self._rows(grad_out, axis)
-        return self._unrows(super()._backward(rows, buffered, need_grad_in), shape, axis)
+        axis = self._axis_used
+        rows, shape = _device.rows_along(grad_out, axis)
+        return _device.from_rows(super()._backward(rows, buffered, need_grad_in), shape, axis)
 
 
 class LogSoftmax(Softmax):

@@ -12,7 +12,6 @@ loss and gradient times the element count: N rows for cross-entropy), or 'none':
 NumPy array, computed by the reference formulas, and ``backward(grad)`` takes the
 gradient w.r.t. those losses (None: all ones, the gradient of their sum).
 """
-import math
 
 import numpy as np
 
@@ -396,7 +395,7 @@ class _ClassTargets(Loss):
         self.weight = class_weights(type(self).__name__, weight)
         self.ignore_index = _index(type(self).__name__, ignore_index)
         self._denominator = None  # the last forward's mean denominator when not N
-        self._layout = None  # (pred's shape, the losses' shape) when pred was not (N, C)
+        self._layout = None  # (moved shape, losses' shape, class axis) when pred is not (N, C)
 
     def forward(self, pred, target):
         """As ``Loss.forward``; pred may also be one unbatched sample (C,) with a label
@@ -415,21 +414,18 @@ class _ClassTargets(Loss):
     def backward(self, grad=None):
         if self._layout is None:
             return super().backward(grad)
-        shape, loss_shape = self._layout
+        moved_shape, loss_shape, axis = self._layout
         if grad is not None and np.ndim(grad) > 0:
             if np.shape(grad) != loss_shape:
                 raise ValueError(f"{self._where()}.backward: expected grad of shape "
                                  f"{loss_shape} (one per loss), got {np.shape(grad)}")
             grad = np.reshape(_device.to_host(grad), (-1,))
-        rows = super().backward(grad)
-        if len(shape) == 1:
-            return rows.reshape(shape)
-        moved = rows.reshape(shape[:1] + shape[2:] + shape[1:2])
-        return _device.moved_axis(moved, -1, 1)
+        return _device.from_rows(super().backward(grad), moved_shape, axis)
 
     def _as_rows(self, pred, target):
         """(pred as (rows, C), target as (rows,) labels or (rows, C) probabilities,
-        (pred's shape, the per-element losses' shape))."""
+        (pred's shape with the class axis moved last, the per-element losses' shape, the
+        class axis))."""
         where, shape = self._where(), tuple(pred.shape)
         if not _device.is_array(target):
             target = np.asarray(target)  # a label given as a Python int
@@ -443,14 +439,11 @@ class _ClassTargets(Loss):
             kind = "labels" if labels else "probabilities"
             raise ValueError(f"{where}: expected {kind} of shape {want} for "
                              f"{self._pred_what} of shape {shape}, got {tuple(target.shape)}")
-        c = shape[0] if len(shape) == 1 else shape[1]
-        if len(shape) > 2:
-            pred = _device.moved_axis(pred, 1, -1)
-            if not labels:
-                target = _device.moved_axis(target, 1, -1)
-        n = math.prod(loss_shape)
-        return (pred.reshape(n, c), target.reshape((n,) if labels else (n, c)),
-                (shape, loss_shape))
+        axis = 0 if len(shape) == 1 else 1
+        rows, moved_shape = _device.rows_along(pred, axis)
+        target = (target.reshape(rows.shape[0]) if labels
+                  else _device.rows_along(target, axis)[0])
+        return rows, target, (moved_shape, loss_shape, axis)
 
     def _dense(self, pred, target):
         """The (N, C) target in pred's dtype for host labels or probabilities, and the
