@@ -12,7 +12,6 @@ loss and gradient times the element count: N rows for cross-entropy), or 'none':
 NumPy array, computed by the reference formulas, and ``backward(grad)`` takes the
 gradient w.r.t. those losses (None: all ones, the gradient of their sum).
 """
-
 import numpy as np
 
 from .. import device as _device
