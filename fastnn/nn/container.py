@@ -173,13 +173,11 @@ class _Holder(Module):
         raise NotImplementedError(f"{type(self).__name__} has no backward: use its contents "
                                   f"from the owning module's backward")
 
-    def _kind(self):
-        """The class of what it holds (Module or Parameter)."""
-        raise NotImplementedError
+    holds = None  # the class of what it holds: Module or Parameter
 
     def _checked(self, value):
-        if not isinstance(value, self._kind()):
-            raise TypeError(f"{type(self).__name__}: expected a {self._kind().__name__}, got "
+        if not isinstance(value, self.holds):
+            raise TypeError(f"{type(self).__name__}: expected a {self.holds.__name__}, got "
                             f"{type(value).__name__}")
         return value
 
@@ -221,16 +219,14 @@ class ModuleList(_List):
     ModuleList): indexable, ``len``, iterable, ``append``/``extend``; no forward of its
     own (the owning module's forward and backward call the layers)."""
 
-    def _kind(self):
-        return Module
+    holds = Module
 
 
 class ParameterList(_List):
     """A list of Parameters (PyTorch's ParameterList), named '0', '1', ... in the owner's
     parameters() and state dict; indexable, ``len``, iterable, ``append``/``extend``."""
 
-    def _kind(self):
-        return Parameter
+    holds = Parameter
 
 
 class _Dict(_Holder):
@@ -297,8 +293,7 @@ class ModuleDict(_Dict):
     def _table(self):
         return self._modules
 
-    def _kind(self):
-        return Module
+    holds = Module
 
 
 class ParameterDict(_Dict):
@@ -308,5 +303,4 @@ class ParameterDict(_Dict):
     def _table(self):
         return self._parameters
 
-    def _kind(self):
-        return Parameter
+    holds = Parameter
