@@ -83,11 +83,10 @@ class _ChannelDropout(Dropout):
         shape = tuple(x.shape)
         mask_shape = self._mask_shape(shape)
         size = (math.prod(mask_shape),)
+        kept = self._scratch.get("ones")
         ones = self._buffer("ones", size, x.dtype)
-        if _device.is_device_array(ones):
+        if ones is not kept:  # filled once per shape: the kernel only reads it
             _device.namespace_of(ones).copy_into(ones, np.ones(size, x.dtype))
-        else:
-            ones.fill(1)
         mask, _ = self._kernels().dropout_forward(
             ones, self.p, _random.draw_seed(), mask=self._buffer("channel_mask", size, x.dtype),
             out=self._buffer("scaled_ones", size, x.dtype))
