@@ -218,6 +218,21 @@ def test_softplus_keeps_tiny_values_and_hardtanh_its_edges(backend, dtype):
         ops.softplus(x, beta=0.0)
 
 
+def test_softplus_with_a_threshold_beyond_exps_range(backend, dtype):
+    """With threshold 1000, beta x up to it is computed, not passed through: exp(beta x)
+    overflows there (float32 above 88), and PyTorch's float32 kernel gives inf and a NaN
+    gradient; fastnn gives x and 1, as PyTorch in float64 where exp does not overflow."""
+    x = np.array([-500.0, -90.0, -1.0, 0.0, 2.0, 90.0, 500.0], dtype=dtype)
+    xt = t(x.astype(np.float64), True)
+    F.softplus(xt, 1.0, 1000.0).backward(t(np.ones_like(x, dtype=np.float64)))
+    expected = F.softplus(t(x.astype(np.float64)), 1.0, 1000.0).numpy()
+    y = ops.softplus(x, 1.0, 1000.0)
+    assert y.dtype == dtype and np.all(np.isfinite(y))
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-37)
+    g = ops.softplus_backward(np.ones_like(x), x, 1.0, 1000.0)
+    np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-6, atol=1e-37)
+
+
 @pytest.mark.parametrize("name", ["softmax", "log_softmax"])
 @pytest.mark.parametrize("shape", [(1, 1), (4, 10), (300, 1000)])
 def test_softmax_forward_backward(backend, dtype, rng, shape, name):

@@ -133,17 +133,17 @@ def _elu_backward(g, x, alpha, out):
 def _softplus(x, beta, threshold, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
-        z = v * beta
-        e = math.exp(threshold if z > threshold else z)  # a select: NaN reaches the result
-        out[i] = v if z > threshold else math.log1p(e) / beta
+        z = v * beta            # max(z, 0) + log1p(exp(-|z|)): no overflow; NaN propagates
+        lp = math.log1p(math.exp(-abs(z)))
+        smooth = z + lp if z > 0 else lp
+        out[i] = v if z > threshold else smooth / beta
 
 
 @cuda.jit
 def _softplus_backward(g, x, beta, threshold, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         z = x[i] * beta
-        e = math.exp(threshold if z > threshold else z)
-        out[i] = g[i] if z > threshold else g[i] * e / (e + 1)
+        out[i] = g[i] if z > threshold else g[i] * sigmoid_scalar(z)
 
 
 @cuda.jit

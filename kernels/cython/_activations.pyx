@@ -9,7 +9,7 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 """
 from cython.parallel cimport prange
 
-from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
+from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_exp_nonpos, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, f_log1p_small, row_max, row_sum, row_dot)
 
@@ -80,7 +80,7 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             v = x[i]             # exact where exp(z) is tiny, vectorized in float
             z = v * a            # (libm's log1p: 26 ns a value); NaN propagates
             e = -z if z > zero else z    # (-|z| as a select: fabs is double)
-            e = f_log1p_small(f_exp(e))
+            e = f_log1p_small(f_exp_nonpos(e))
             y[i] = v if z > b else ((z if z > zero else zero) + e) * inv_a
     elif op == U_HARDTANH:
         for i in range(n):
@@ -179,9 +179,8 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
             out[i] = g[i] if s[i] > zero else v
     elif op == B_SOFTPLUS:
         for i in range(n):
-            z = s[i] * a
-            v = f_exp(b if z > b else z)
-            out[i] = g[i] if z > b else g[i] * v / (v + one)
+            z = s[i] * a         # sigmoid(z): no inf / inf whatever the threshold
+            out[i] = g[i] if z > b else g[i] * f_sigmoid(z)
     elif op == B_SOFTSIGN:
         for i in range(n):
             v = -s[i] if s[i] < zero else s[i]

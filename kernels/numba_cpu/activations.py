@@ -138,9 +138,8 @@ def _softplus_backward(grad_out, x, beta, threshold, out):  # IN grad_out, x (n,
     t = x.dtype.type(threshold)
     one = x.dtype.type(1)
     for i in prange(x.shape[0]):
-        z = x[i] * b
-        e = vmath.exp(t if z > t else z)
-        out[i] = grad_out[i] if z > t else grad_out[i] * e / (e + one)
+        z = x[i] * b            # sigmoid(z) as 1 / (1 + exp(-z)): exp(88+) = inf gives 0
+        out[i] = grad_out[i] if z > t else grad_out[i] / (one + vmath.exp(-z))
 
 
 @kernel

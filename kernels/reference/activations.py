@@ -103,17 +103,18 @@ def elu_backward(grad_out, x, alpha=1.0, out=None):
 
 
 def softplus(x, beta=1.0, threshold=20.0, out=None):
-    """y = log(1 + exp(beta x)) / beta, or x where beta x > threshold (PyTorch's)."""
+    """y = log(1 + exp(beta x)) / beta, or x where beta x > threshold (PyTorch's).
+    Written as max(z, 0) + log1p(exp(-|z|)), z = beta x, so that nothing overflows
+    whatever the threshold (PyTorch's own kernel gives inf for z above 88 in float32)."""
     z = x * x.dtype.type(beta)
-    smooth = np.log1p(np.exp(np.minimum(z, threshold))) / x.dtype.type(beta)
+    smooth = (np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))) / x.dtype.type(beta)
     return _assign(_out(x, out), np.where(z > threshold, x, smooth))
 
 
 def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     """grad_in = grad_out * sigmoid(beta x), or grad_out where beta x > threshold."""
     z = x * x.dtype.type(beta)
-    e = np.exp(np.minimum(z, threshold))
-    return _assign(_out(grad_out, out), np.where(z > threshold, grad_out, grad_out * e / (e + 1)))
+    return _assign(_out(grad_out, out), np.where(z > threshold, grad_out, grad_out * sigmoid(z)))
 
 
 def softsign(x, out=None):
