@@ -112,6 +112,12 @@ _UNARY = {
              lambda t, g, y, o: t.ops.aten.tanh_backward.grad_input(g, y, grad_input=o)),
     "gelu": ("x", lambda t, x, o: t.ops.aten.gelu.out(x, out=o),
              lambda t, g, x, o: t.ops.aten.gelu_backward.grad_input(g, x, grad_input=o)),
+    "gelu_tanh": ("x", lambda t, x, o: t.ops.aten.gelu.out(x, approximate="tanh", out=o),
+                  lambda t, g, x, o: t.ops.aten.gelu_backward.grad_input(
+                      g, x, approximate="tanh", grad_input=o)),
+    # PyTorch's mish_backward has no out= variant: its result is a fresh tensor
+    "mish": ("x", lambda t, x, o: t.ops.aten.mish.out(x, out=o),
+             lambda t, g, x, o: t.ops.aten.mish_backward(g, x)),
     "silu": ("x", lambda t, x, o: t.ops.aten.silu.out(x, out=o),
              lambda t, g, x, o: t.ops.aten.silu_backward.grad_input(g, x, grad_input=o)),
     "softplus": ("x", lambda t, x, o: t.ops.aten.softplus.out(x, 1.0, 20.0, out=o),

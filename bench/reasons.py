@@ -124,6 +124,18 @@ REASONS = {
     ("softplus_backward", "large"): ("level on 2 threads (1.00x interleaved), 1.25x on 1 "
                                      "(2026-11-29 12:00 UTC): the exp, as softplus"),
     ("softsign_backward", "course"): _NEW_ACT,
+    ("gelu_tanh", "large"): ("x sigmoid(2u) in both, one exp and one division; gcc's "
+                             "NaN-preserving clamps of the exp argument are compare + "
+                             "blend pairs (as _CLAMPS): 0.46 ns per value in cache on 1 "
+                             "thread for Cython's loop compiled alone, 0.43 with the "
+                             "division folded (v / (1 + e)), fmaxf/fminf 6.0 (libm calls); "
+                             "4.5 vs 3.3 ms at 16M values (2026-11-29 15:20 UTC), still "
+                             "above the copy ceiling's 70%"),
+    ("gelu_tanh", "course"): ("per-call cost plus the large size's loop gap: 7.4 vs 5.9 us "
+                              "(2026-11-29 15:20 UTC)"),
+    ("gelu_tanh_backward", "course"): ("per-call cost (three arrays) plus the clamps of the "
+                                       "sigmoid, as gelu_tanh: 9.5 vs 7.5 us; 16M values "
+                                       "5.4 vs 5.1 ms (2026-11-29 15:20 UTC)"),
     ("hardtanh_backward", "large"): ("level when timed interleaved, Cython the faster: "
                                      "0.84x (1 thread) and 0.88-0.94x (2) Cython/numba, "
                                      "2026-11-29 12:00 UTC (after | replaced 'or' in its "

@@ -142,7 +142,7 @@ def configure_train(parser):
                         help="MLP hidden widths, comma-separated (default 100; '' for none)")
     parser.add_argument("--activation", default=None,
                         help="MLP activation: relu (default), leaky_relu, sigmoid, tanh, "
-                             "gelu, sine, silu, elu")
+                             "gelu, gelu_tanh, sine, silu, elu, mish")
     parser.add_argument("--neg-slope", dest="negative_slope", type=float, default=None,
                         help="LeakyReLU negative slope (implies --activation leaky_relu)")
     parser.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after each "

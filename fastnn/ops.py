@@ -156,6 +156,22 @@ def gelu_backward(grad_out, x, out=None):
     return _binary("gelu_backward", grad_out, "x", x, out)
 
 
+def gelu_tanh(x, out=None):
+    return _unary("gelu_tanh", x, out)
+
+
+def gelu_tanh_backward(grad_out, x, out=None):
+    return _binary("gelu_tanh_backward", grad_out, "x", x, out)
+
+
+def mish(x, out=None):
+    return _unary("mish", x, out)
+
+
+def mish_backward(grad_out, x, out=None):
+    return _binary("mish_backward", grad_out, "x", x, out)
+
+
 def silu(x, out=None):
     return _unary("silu", x, out)
 

@@ -110,6 +110,29 @@ def gelu_backward(grad_out, x, out=None):
 
 
 @_op("activation")
+def gelu_tanh(x, out=None):
+    """y = 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))), PyTorch's
+    GELU(approximate='tanh'). x: any shape."""
+
+
+@_op("activation")
+def gelu_tanh_backward(grad_out, x, out=None):
+    """grad_in = grad_out * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2 / pi) (1 + 0.134145 x^2)),
+    t = tanh(sqrt(2 / pi) (x + 0.044715 x^3)). x is the forward input."""
+
+
+@_op("activation")
+def mish(x, out=None):
+    """y = x * tanh(softplus(x)) (Mish). x: any shape."""
+
+
+@_op("activation")
+def mish_backward(grad_out, x, out=None):
+    """grad_in = grad_out * (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x)). x is the
+    forward input."""
+
+
+@_op("activation")
 def sine(x, omega=1.0, out=None):
     """y = sin(omega * x). x: any shape."""
 

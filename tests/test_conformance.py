@@ -137,6 +137,8 @@ ACTIVATIONS = {
     "softplus": (lambda z: F.softplus(z, 2.0, 5.0), {"beta": 2.0, "threshold": 5.0}, "x"),
     "hardtanh": (lambda z: F.hardtanh(z, -0.5, 2.0), {"min_val": -0.5, "max_val": 2.0}, "x"),
     "softsign": (F.softsign, {}, "x"),
+    "gelu_tanh": (lambda z: F.gelu(z, approximate="tanh"), {}, "x"),
+    "mish": (F.mish, {}, "x"),
 }
 
 
@@ -161,13 +163,13 @@ def test_activation_forward_backward(backend, dtype, rng, name, shape):
 def test_activations_at_extremes(backend, dtype):
     x = np.array([-1e4, -100, -20, -1e-8, 0, 1e-8, 20, 100, 1e4], dtype=dtype)
     for name in ("sigmoid", "tanh", "gelu", "relu", "silu", "elu", "softplus", "hardtanh",
-                 "softsign"):
+                 "softsign", "gelu_tanh", "mish"):
         y = getattr(ops, name)(x, **ACTIVATIONS[name][1])
         expected = ACTIVATIONS[name][0](t(x)).numpy()
         assert np.all(np.isfinite(y)), name
         assert_close(y, expected, dtype, err_msg=name)
     g = np.ones_like(x)
-    for name in ("gelu", "silu", "elu", "softplus", "hardtanh", "softsign"):
+    for name in ("gelu", "silu", "elu", "softplus", "hardtanh", "softsign", "gelu_tanh", "mish"):
         xt = t(x, True)
         ACTIVATIONS[name][0](xt).backward(t(g))
         grad = getattr(ops, name + "_backward")(g, x, **ACTIVATIONS[name][1])
@@ -191,7 +193,7 @@ def test_gelu_float32_within_1e7_plus_one_ulp_of_exact(backend):
 def test_nan_propagates(backend, dtype):
     x = np.array([np.nan, 1.0, -1.0], dtype=dtype)
     for name in ("relu", "sigmoid", "tanh", "gelu", "sine", "silu", "elu", "softplus",
-                 "hardtanh", "softsign"):
+                 "hardtanh", "softsign", "gelu_tanh", "mish"):
         assert np.isnan(getattr(ops, name)(x)[0]), name
 
 
@@ -216,6 +218,23 @@ def test_softplus_keeps_tiny_values_and_hardtanh_its_edges(backend, dtype):
         ops.hardtanh(x, 1.0, 0.0)
     with pytest.raises(ValueError, match="beta"):
         ops.softplus(x, beta=0.0)
+
+
+def test_mish_and_gelu_tanh_far_from_0_and_at_nan(backend, dtype):
+    """Both are x itself far above 0 (Mish's ratio is exactly 1 beyond 20, and x times it
+    must not round), their gradients exactly 1 there (also at inf: no inf * 0) and ~0 far
+    below 0, and NaN in gives NaN out in both directions."""
+    x = np.array([25.0, 60.0, 1e4, np.inf], dtype=dtype)
+    one = np.ones_like(x)
+    for name in ("mish", "gelu_tanh"):
+        np.testing.assert_array_equal(getattr(ops, name)(x), x, err_msg=name)
+        np.testing.assert_array_equal(getattr(ops, name + "_backward")(one, x), one,
+                                      err_msg=name)
+        far_below = getattr(ops, name + "_backward")(one[:2], -x[1:3])
+        np.testing.assert_allclose(far_below, 0.0, atol=1e-20, err_msg=name)  # mish: -59 e^-60
+        nan = np.array([np.nan, 1.0], dtype=dtype)
+        assert np.isnan(getattr(ops, name)(nan)[0]), name
+        assert np.isnan(getattr(ops, name + "_backward")(np.ones_like(nan), nan)[0]), name
 
 
 def test_softplus_with_a_threshold_beyond_exps_range(backend, dtype):

@@ -176,6 +176,8 @@ ACTIVATIONS = {
     "softplus": (lambda z: F.softplus(z, 2.0, 5.0), {"beta": 2.0, "threshold": 5.0}, "x"),
     "hardtanh": (lambda z: F.hardtanh(z, -0.5, 2.0), {"min_val": -0.5, "max_val": 2.0}, "x"),
     "softsign": (F.softsign, {}, "x"),
+    "gelu_tanh": (lambda z: F.gelu(z, approximate="tanh"), {}, "x"),
+    "mish": (F.mish, {}, "x"),
 }
 
 
@@ -199,7 +201,7 @@ def test_activation_forward_backward(dtype, rng, name):
 def test_activations_at_extremes_and_nan(dtype):
     x = np.array([-1e4, -100, -20, -1e-8, 0, 1e-8, 20, 100, 1e4], dtype=dtype)
     for name in ("sigmoid", "tanh", "gelu", "relu", "silu", "elu", "softplus", "hardtanh",
-                 "softsign"):
+                 "softsign", "gelu_tanh", "mish"):
         y = getattr(C, name)(x, **ACTIVATIONS[name][1])
         assert np.all(np.isfinite(y)), name
         assert_close(y, ACTIVATIONS[name][0](t(x)).numpy(), dtype, err_msg=name)
@@ -208,7 +210,7 @@ def test_activations_at_extremes_and_nan(dtype):
     assert_close(C.gelu_backward(np.ones_like(x), x), xt.grad.numpy(), dtype)
     nan = np.array([np.nan, 1.0, -1.0], dtype=dtype)
     for name in ("relu", "sigmoid", "tanh", "gelu", "sine", "silu", "elu", "softplus",
-                 "hardtanh", "softsign"):
+                 "hardtanh", "softsign", "gelu_tanh", "mish"):
         assert np.isnan(getattr(C, name)(nan)[0]), name
 
 

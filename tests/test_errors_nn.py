@@ -224,7 +224,8 @@ def test_failure_after_a_user_module_puts_running_statistics_back(name):
 
 
 @pytest.mark.parametrize("make, match", [
-    (lambda: nn.GELU(approximate="tanh"), r"GELU: approximate='tanh' is not supported \(only 'none'\)"),
+    (lambda: nn.GELU(approximate="sigmoid"),
+     r"GELU: approximate='sigmoid' is not supported \(only 'none' or 'tanh'\)"),
     (lambda: nn.Conv2d(3, 4, 3, dilation=2), r"Conv2d: dilation=2 is not supported"),
     (lambda: nn.Conv2d(4, 4, 3, groups=2), r"Conv2d: groups=2 is not supported \(only 1\)"),
     (lambda: nn.Conv2d(3, 4, 3, padding_mode="reflect"), r"padding_mode='reflect'"),

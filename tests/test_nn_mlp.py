@@ -19,7 +19,10 @@ from nn_torch_helpers import run_torch, torch_twin
     ([6, 5], "sigmoid", True),
     ([6], "gelu", False),
     ([6, 4], "sine", False),
-], ids=["linear", "relu", "leaky_relu-2", "tanh-bn-3", "sigmoid-bn-2", "gelu", "sine-2"])
+    ([6], "gelu_tanh", False),
+    ([6, 5], "mish", True),
+], ids=["linear", "relu", "leaky_relu-2", "tanh-bn-3", "sigmoid-bn-2", "gelu", "sine-2",
+        "gelu_tanh", "mish-bn-2"])
 def test_mlp_matches_torch(backend, dtype, rng, hidden, activation, batchnorm):
     model = MLP(10, hidden, 4, activation=activation, negative_slope=0.2,
                 batchnorm=batchnorm).to_dtype(dtype)

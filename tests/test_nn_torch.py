@@ -70,6 +70,9 @@ LAYERS = {
     "hardtanh": (lambda: nn.Hardtanh(-0.5, 0.8), (6, 9)),
     "relu6": (nn.ReLU6, (6, 9)),
     "softsign": (nn.Softsign, (6, 9)),
+    "gelu_tanh": (lambda: nn.GELU(approximate="tanh"), (6, 9)),
+    "mish": (nn.Mish, (6, 9)),
+    "logsigmoid": (nn.LogSigmoid, (6, 9)),
     "sine": (lambda: nn.Sine(omega=3.0), (6, 9)),
     "identity": (nn.Identity, (6, 9)),
     "softmax": (nn.Softmax, (6, 9)),
@@ -91,6 +94,14 @@ def test_layer_matches_torch(backend, dtype, rng, name):
     layer = make().to_dtype(dtype)
     x = (rng.standard_normal(shape) * 2).astype(dtype)
     compare_with_torch(layer, x, dtype, rng)
+
+
+def test_logsigmoid_far_from_0_matches_torch(backend, dtype, rng):
+    """log sigmoid(x) is x far below 0 and about -e^-x far above it (finite, not
+    log(0)); its gradient sigmoid(-x)."""
+    x = np.array([[-1e4, -100.0, -30.0, -1.0, 0.0, 1.0, 30.0, 100.0, 1e4]], dtype=dtype)
+    compare_with_torch(nn.LogSigmoid(), x, dtype, rng)
+    assert np.all(np.isfinite(nn.LogSigmoid().forward(x)))
 
 
 def test_linear_init_follows_pytorch(dtype):

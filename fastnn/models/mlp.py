@@ -12,6 +12,8 @@ _ACTIVATIONS = {
     "sine": lambda slope: nn.Sine(),
     "silu": lambda slope: nn.SiLU(),
     "elu": lambda slope: nn.ELU(),
+    "gelu_tanh": lambda slope: nn.GELU(approximate="tanh"),
+    "mish": lambda slope: nn.Mish(),
 }
 
 
@@ -27,7 +29,7 @@ class MLP(nn.Sequential):
     hidden: an int or a list of ints (``[]`` gives a linear model). Each hidden block is
     Linear -> [BatchNorm1d if batchnorm] -> activation -> [Dropout(dropout) if dropout > 0].
     activation: 'relu', 'leaky_relu' (with negative_slope), 'sigmoid', 'tanh', 'gelu',
-    'sine', 'silu', 'elu'. Input (N, in_features); output (N, out_features).
+    'sine', 'silu', 'elu', 'gelu_tanh', 'mish'. Input (N, in_features); output (N, out_features).
     ``config`` holds the constructor arguments and ``config_name`` is 'mlp', so
     ``fastnn.save``/``fastnn.load`` can rebuild the model.
     """

@@ -1,6 +1,7 @@
 """Layers, containers and losses with explicit forward/backward (PyTorch's semantics)."""
-from .activations import (ELU, GELU, Hardtanh, Identity, LeakyReLU, LogSoftmax, PReLU, ReLU,
-                          ReLU6, Sigmoid, SiLU, Sine, Softmax, Softplus, Softsign, Tanh)
+from .activations import (ELU, GELU, Hardtanh, Identity, LeakyReLU, LogSigmoid, LogSoftmax,
+                          Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Sine, Softmax, Softplus,
+                          Softsign, Tanh)
 from .adaptive import AdaptiveAvgPool1d, AdaptiveAvgPool2d
 from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
@@ -20,7 +21,7 @@ from .upsample import Upsample, UpsamplingNearest2d
 from . import utils
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
-           "ELU", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "LogSoftmax",
+           "ELU", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "LogSoftmax",
            "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "LayerNorm", "Embedding", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Upsample",

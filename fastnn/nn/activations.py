@@ -100,15 +100,34 @@ class Tanh(_Elementwise):
 
 
 class GELU(_Elementwise):
-    """y = x * Phi(x) with the exact erf form (PyTorch's default, approximate='none';
-    the tanh approximation is not implemented). Input: any shape."""
+    """y = x * Phi(x) with the exact erf form (PyTorch's default, approximate='none'), or
+    0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) with approximate='tanh'.
+    Input: any shape."""
 
-    kernel = "gelu"
     saves = "x"
 
     def __init__(self, approximate="none"):
         super().__init__()
-        check_only("GELU", "approximate", approximate, ("none",))
+        check_only("GELU", "approximate", approximate, ("none", "tanh"))
+        self.approximate = approximate
+        self.kernel = "gelu" if approximate == "none" else "gelu_tanh"
+
+    def extra_repr(self):
+        return "" if self.approximate == "none" else f"approximate={self.approximate!r}"
+
+
+class Mish(_Elementwise):
+    """y = x * tanh(softplus(x)) (Mish). Input: any shape."""
+
+    kernel = "mish"
+    saves = "x"
+
+    def __init__(self, inplace=False):
+        super().__init__()
+        self._take_inplace(inplace)
+
+    def extra_repr(self):
+        return self._inplace_repr()
 
 
 class Sine(_Elementwise):
@@ -181,6 +200,18 @@ class Softplus(_Elementwise):
 
     def extra_repr(self):
         return f"beta={self.beta}, threshold={self.threshold}"
+
+
+class LogSigmoid(_Elementwise):
+    """y = log(sigmoid(x)) = -softplus(-x), finite for every finite x: the softplus
+    kernels with beta = -1 and no threshold (max(z, 0) + log1p(exp(-|z|)) over -1, and
+    the gradient sigmoid(-x)). Input: any shape."""
+
+    kernel = "softplus"
+    saves = "x"
+
+    def _args(self):
+        return (-1.0, float("inf"))
 
 
 class Softsign(_Elementwise):

@@ -17,6 +17,8 @@ from ._reduce import cached_factory, group_sum, row_max_sumexp
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_GELU_TANH_C2 = 2.0 * math.sqrt(2.0 / math.pi)  # 0.5 (1 + tanh(u)) = sigmoid(2u)
+_GELU_TANH_K = 0.044715
 
 
 # ------------------------------------------------------------------ device functions
@@ -113,6 +115,42 @@ def _silu_backward(g, x, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         s = sigmoid_scalar(x[i])
         out[i] = g[i] * s * (1 + x[i] * (1 - s))
+
+
+@cuda.jit
+def _gelu_tanh(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = v * sigmoid_scalar(_GELU_TANH_C2 * (v + _GELU_TANH_K * v * v * v))
+
+
+@cuda.jit
+def _gelu_tanh_backward(g, x, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        v = x[i]   # clamped to +-100 (NaN stays): beyond, s (1 - s) is 0; no x^3 overflow
+        v = -100.0 if v < -100.0 else (100.0 if v > 100.0 else v)
+        s = sigmoid_scalar(_GELU_TANH_C2 * (v + _GELU_TANH_K * v * v * v))
+        out[i] = g[i] * (s + v * s * (1 - s) * _GELU_TANH_C2 * (1 + 3 * _GELU_TANH_K * v * v))
+
+
+@cuda.jit
+def _mish(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]   # tanh(softplus(v)) = n / (n + 2), n = e^v (e^v + 2); 1 beyond 20
+        e = math.exp(20.0 if v > 20.0 else v)
+        n = e * (e + 2)
+        out[i] = v if v > 20.0 else v * (n / (n + 2))   # exactly x beyond 20
+
+
+@cuda.jit
+def _mish_backward(g, x, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        v = x[i]   # beyond 20, 1 - t^2 is 0: inf gives 1, not inf * 0 (NaN stays NaN)
+        v = 20.0 if v > 20.0 else v
+        e = math.exp(v)
+        n = e * (e + 2)
+        t = n / (n + 2)
+        out[i] = g[i] if x[i] > 20.0 else g[i] * (t + v * (1 - t * t) * e / (1 + e))
 
 
 @cuda.jit
@@ -339,6 +377,26 @@ def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     """grad_in = grad_out * sigmoid(beta x), or grad_out where beta x > threshold."""
     t = grad_out.dtype.type
     return _binary(_softplus_backward, grad_out, x, out, t(beta), t(threshold))
+
+
+def gelu_tanh(x, out=None):
+    """y = 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))). x: any shape."""
+    return _unary(_gelu_tanh, x, out)
+
+
+def gelu_tanh_backward(grad_out, x, out=None):
+    """The gradient of gelu_tanh; x: the forward input."""
+    return _binary(_gelu_tanh_backward, grad_out, x, out)
+
+
+def mish(x, out=None):
+    """y = x tanh(softplus(x)). x: any shape."""
+    return _unary(_mish, x, out)
+
+
+def mish_backward(grad_out, x, out=None):
+    """grad_in = grad_out (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x))."""
+    return _binary(_mish_backward, grad_out, x, out)
 
 
 def softsign(x, out=None):

@@ -39,9 +39,9 @@ _ACT = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 # operation codes of _activations.unary / _activations.binary
 (_U_RELU, _U_LEAKY, _U_SIGMOID, _U_TANH, _U_GELU, _U_SINE, _U_SILU, _U_ELU, _U_SOFTPLUS,
- _U_HARDTANH, _U_SOFTSIGN) = range(11)
+ _U_HARDTANH, _U_SOFTSIGN, _U_GELU_TANH, _U_MISH) = range(13)
 (_B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL, _B_SILU, _B_ELU, _B_SOFTPLUS,
- _B_HARDTANH, _B_SOFTSIGN) = range(12)
+ _B_HARDTANH, _B_SOFTSIGN, _B_GELU_TANH, _B_MISH) = range(14)
 _R_SOFTMAX, _R_LOG_SOFTMAX = range(2)  # _activations.rows_forward / rows_backward
 
 
@@ -201,6 +201,26 @@ def softplus(x, beta=1.0, threshold=20.0, out=None):
 def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     """grad_in = grad_out * sigmoid(beta x), or grad_out where beta x > threshold."""
     return _binary(_B_SOFTPLUS, grad_out, x, out, beta, threshold)
+
+
+def gelu_tanh(x, out=None):
+    """y = 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))). x: any shape."""
+    return _unary(_U_GELU_TANH, x, out)
+
+
+def gelu_tanh_backward(grad_out, x, out=None):
+    """The gradient of gelu_tanh; x: the forward input."""
+    return _binary(_B_GELU_TANH, grad_out, x, out)
+
+
+def mish(x, out=None):
+    """y = x tanh(softplus(x)). x: any shape."""
+    return _unary(_U_MISH, x, out)
+
+
+def mish_backward(grad_out, x, out=None):
+    """grad_in = grad_out (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x))."""
+    return _binary(_B_MISH, grad_out, x, out)
 
 
 def softsign(x, out=None):

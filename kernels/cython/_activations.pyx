@@ -9,11 +9,13 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 """
 from cython.parallel cimport prange
 
-from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_exp_nonpos, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
+from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_exp_upto88, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, f_log1p_small, row_max, row_sum, row_dot)
 
 DEF BLOCK = 16384
+DEF GELU_TANH_C2 = 1.5957691216057308   # 2 sqrt(2 / pi): 0.5 (1 + tanh(u)) = sigmoid(2u)
+DEF GELU_TANH_K = 0.044715
 
 # unary forward ops: y = f(x; a)
 cdef enum:
@@ -28,6 +30,8 @@ cdef enum:
     U_SOFTPLUS = 8      # a = beta, b = threshold
     U_HARDTANH = 9      # a = min_val, b = max_val
     U_SOFTSIGN = 10
+    U_GELU_TANH = 11
+    U_MISH = 12
 
 # binary backward ops: out = g * f'(s; a), s the saved input or output
 cdef enum:
@@ -43,12 +47,15 @@ cdef enum:
     B_SOFTPLUS = 9      # s = x; a = beta, b = threshold
     B_HARDTANH = 10     # s = x; a = min_val, b = max_val
     B_SOFTSIGN = 11     # s = x
+    B_GELU_TANH = 12    # s = x
+    B_MISH = 13         # s = x
 
 cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t n,
                               floating a, floating b) noexcept nogil:
     """y[i] = f(x[i]; a, b) for one block. x, y: (n,); in place allowed."""
     cdef Py_ssize_t i
-    cdef floating v, e, z, inv_a, zero = 0, one = 1
+    cdef floating v, e, z, inv_a, zero = 0, one = 1, two = 2, twenty = 20
+    cdef floating c2 = GELU_TANH_C2, k = GELU_TANH_K
     if op == U_RELU:
         for i in range(n):
             y[i] = 0 if x[i] < 0 else x[i]        # NaN stays NaN
@@ -80,7 +87,7 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             v = x[i]             # exact where exp(z) is tiny, vectorized in float
             z = v * a            # (libm's log1p: 26 ns a value); NaN propagates
             e = -z if z > zero else z    # (-|z| as a select: fabs is double)
-            e = f_log1p_small(f_exp_nonpos(e))
+            e = f_log1p_small(f_exp_upto88(e))
             y[i] = v if z > b else ((z if z > zero else zero) + e) * inv_a
     elif op == U_HARDTANH:
         for i in range(n):
@@ -91,6 +98,16 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             v = x[i]
             e = -v if v < zero else v
             y[i] = v / (one + e)
+    elif op == U_GELU_TANH:
+        for i in range(n):       # 0.5 v (1 + tanh(u)) = v sigmoid(2u): one exp, one division
+            v = x[i]
+            y[i] = v * f_sigmoid(c2 * (v + k * v * v * v))
+    elif op == U_MISH:
+        for i in range(n):       # tanh(softplus(v)) = m / (m + 2), m = e^v (e^v + 2); 1 beyond 20
+            v = x[i]
+            e = f_exp_upto88(twenty if v > twenty else v)
+            z = e * (e + two)
+            y[i] = v if v > twenty else v * (z / (z + two))   # exactly x beyond 20
 
 
 cdef inline bint _overlap(const void* p, const void* q, Py_ssize_t nbytes) noexcept nogil:
@@ -148,7 +165,8 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
                                Py_ssize_t n, floating a, floating b) noexcept nogil:
     """out[i] = g[i] * f'(s[i]; a, b) for one block. g, s, out: (n,)."""
     cdef Py_ssize_t i
-    cdef floating v, z, one = 1, zero = 0
+    cdef floating v, z, e, t, one = 1, zero = 0, two = 2, three = 3, twenty = 20, bound = 100
+    cdef floating c2 = GELU_TANH_C2, k = GELU_TANH_K
     if op == B_RELU:
         for i in range(n):
             out[i] = g[i] if s[i] > 0 else 0
@@ -181,6 +199,21 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
         for i in range(n):
             z = s[i] * a         # sigmoid(z): no inf / inf whatever the threshold
             out[i] = g[i] if z > b else g[i] * f_sigmoid(z)
+    elif op == B_GELU_TANH:
+        for i in range(n):       # beyond |100|, s (1 - s) is 0: no x^3 overflow into inf * 0
+            v = s[i]
+            v = -bound if v < -bound else (bound if v > bound else v)
+            e = f_sigmoid(c2 * (v + k * v * v * v))
+            out[i] = g[i] * (e + v * e * (one - e) * c2 * (one + three * k * v * v))
+    elif op == B_MISH:
+        for i in range(n):       # beyond 20 the slope is 1 (and inf gives 1, not inf * 0)
+            v = s[i]
+            v = twenty if v > twenty else v
+            e = f_exp_upto88(v)
+            z = e * (e + two)
+            t = z / (z + two)
+            t = t + v * (one - t * t) * e / (one + e)
+            out[i] = g[i] if s[i] > twenty else g[i] * t
     elif op == B_SOFTSIGN:
         for i in range(n):
             v = -s[i] if s[i] < zero else s[i]

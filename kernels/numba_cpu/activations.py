@@ -12,6 +12,9 @@ from . import vmath
 from ._buffers import flat, out_like
 from .config import helper, kernel
 
+_GELU_TANH_C = math.sqrt(2 / math.pi)
+_GELU_TANH_K = 0.044715
+
 
 # ------------------------------------------------------------------ kernels
 @helper
@@ -94,6 +97,61 @@ def _silu_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
         v = x[i]
         s = one / (one + vmath.exp_core(min(max(-v, lo), hi)))
         out[i] = grad_out[i] * s * (one + v * (one - s))
+
+
+@kernel
+def _gelu_tanh(x, out):  # IN x (n,); OUT out (n,)
+    # 0.5 x (1 + tanh(u)) = x sigmoid(2u): one exp and one division, and no cancellation
+    # where tanh(u) is near -1 (far below 0 the product stays relatively accurate)
+    one = x.dtype.type(1)
+    c2 = x.dtype.type(2 * _GELU_TANH_C)
+    k = x.dtype.type(_GELU_TANH_K)
+    lo = x.dtype.type(-87.0)
+    hi = x.dtype.type(88.0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        out[i] = v / (one + vmath.exp_core(min(max(-c2 * (v + k * v * v * v), lo), hi)))
+
+
+@kernel
+def _gelu_tanh_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
+    one = x.dtype.type(1)
+    three = x.dtype.type(3)
+    c2 = x.dtype.type(2 * _GELU_TANH_C)
+    k = x.dtype.type(_GELU_TANH_K)
+    lo = x.dtype.type(-87.0)
+    hi = x.dtype.type(88.0)
+    bound = x.dtype.type(100.0)
+    for i in prange(x.shape[0]):
+        v = min(max(x[i], -bound), bound)   # beyond 100 s (1 - s) is 0: no x^3 overflow
+        s = one / (one + vmath.exp_core(min(max(-c2 * (v + k * v * v * v), lo), hi)))
+        out[i] = grad_out[i] * (s + v * s * (one - s) * c2 * (one + three * k * v * v))
+
+
+@kernel
+def _mish(x, out):  # IN x (n,); OUT out (n,)
+    # tanh(softplus(x)) = n / (n + 2), n = e^x (e^x + 2): one exp; 1 exactly beyond 20
+    two = x.dtype.type(2)
+    cap = x.dtype.type(20.0)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        e = vmath.exp(min(v, cap))
+        n = e * (e + two)
+        out[i] = v if v > cap else v * (n / (n + two))   # exactly x beyond 20
+
+
+@kernel
+def _mish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
+    one = x.dtype.type(1)
+    two = x.dtype.type(2)
+    cap = x.dtype.type(20.0)
+    for i in prange(x.shape[0]):
+        v = min(x[i], cap)   # beyond 20 the slope is 1 (and inf gives 1, not inf * 0)
+        e = vmath.exp(v)
+        n = e * (e + two)
+        t = n / (n + two)
+        slope = t + v * (one - t * t) * e / (one + e)
+        out[i] = grad_out[i] * (one if x[i] > cap else slope)
 
 
 @kernel
@@ -409,6 +467,28 @@ def sine(x, omega=1.0, out=None):
 def sine_backward(grad_out, x, omega=1.0, out=None):
     """grad_in = grad_out * omega * cos(omega * x). x: the forward input."""
     return _binary(_sine_backward, grad_out, x, out, float(omega))
+
+
+def gelu_tanh(x, out=None):
+    """y = 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))), PyTorch's
+    GELU(approximate='tanh'). x: any shape."""
+    return _unary(_gelu_tanh, x, out)
+
+
+def gelu_tanh_backward(grad_out, x, out=None):
+    """The gradient of gelu_tanh. x: the forward input, same shape."""
+    return _binary(_gelu_tanh_backward, grad_out, x, out)
+
+
+def mish(x, out=None):
+    """y = x tanh(softplus(x)). x: any shape."""
+    return _unary(_mish, x, out)
+
+
+def mish_backward(grad_out, x, out=None):
+    """grad_in = grad_out (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x)). x: the
+    forward input, same shape."""
+    return _binary(_mish_backward, grad_out, x, out)
 
 
 def silu(x, out=None):

@@ -68,6 +68,47 @@ def gelu_backward(grad_out, x, out=None):
     return np.multiply(grad_out, cdf + x * pdf, out=_out(grad_out, out))
 
 
+_GELU_TANH_C = math.sqrt(2 / math.pi)
+_GELU_TANH_K = 0.044715
+
+
+def gelu_tanh(x, out=None):
+    """y = 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))), PyTorch's
+    GELU(approximate='tanh')."""
+    inner = x.dtype.type(_GELU_TANH_C) * (x + x.dtype.type(_GELU_TANH_K) * x * x * x)
+    return _assign(_out(x, out), 0.5 * x * (1 + np.tanh(inner)))
+
+
+def gelu_tanh_backward(grad_out, x, out=None):
+    """grad_in = grad_out * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 k x^2)), t the tanh
+    of the forward. x: the forward input; beyond |x| = 100 the second term is 0 (1 - t^2
+    is), and x is clipped there so that x^3 cannot overflow into inf * 0."""
+    c, k = x.dtype.type(_GELU_TANH_C), x.dtype.type(_GELU_TANH_K)
+    xc = np.clip(x, -100, 100)
+    t = np.tanh(c * (xc + k * xc * xc * xc))
+    slope = 0.5 * (1 + t) + 0.5 * xc * (1 - t * t) * c * (1 + 3 * k * xc * xc)
+    return np.multiply(grad_out, slope, out=_out(grad_out, out))
+
+
+def mish(x, out=None):
+    """y = x * tanh(softplus(x)), with tanh(softplus(x)) = n / (n + 2), n = e^x (e^x + 2)
+    (one exp), and x itself beyond 20, where the ratio rounds to 1."""
+    e = np.exp(np.minimum(x, 20))
+    n = e * (e + 2)
+    return _assign(_out(x, out), np.where(x > 20, x, x * (n / (n + 2))))
+
+
+def mish_backward(grad_out, x, out=None):
+    """grad_in = grad_out * (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x)). x: the
+    forward input; 1 beyond 20 (x clipped there, so that inf gives no inf * 0)."""
+    xc = np.minimum(x, 20)
+    e = np.exp(xc)
+    n = e * (e + 2)
+    t = n / (n + 2)
+    slope = np.where(x > 20, x.dtype.type(1), t + xc * (1 - t * t) * (e / (1 + e)))
+    return np.multiply(grad_out, slope, out=_out(grad_out, out))
+
+
 def sine(x, omega=1.0, out=None):
     """y = sin(omega * x)."""
     return np.sin(x * x.dtype.type(omega), out=_out(x, out))
