@@ -134,7 +134,9 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     adaptive = lambda: nn.Sequential(nn.AdaptiveAvgPool2d((2, 3)), nn.Flatten(),  # noqa: E731
                                      nn.AdaptiveAvgPool1d(4))
     upsample = lambda: nn.Sequential(nn.Upsample(scale_factor=2), nn.PReLU(),  # noqa: E731
-                                     nn.Upsample(size=(7, 9)), nn.PReLU(2))
+                                     nn.Upsample(size=(7, 9)), nn.PReLU(2),
+                                     nn.UpsamplingBilinear2d(size=(8, 10)),
+                                     nn.Upsample(scale_factor=1.5, mode="bilinear"))
     deconv = lambda: nn.Sequential(nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1,  # noqa: E731
                                                       output_padding=1), nn.Tanh())
     for build, shape in ((seq, (2, 3, 6)), (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5)),

@@ -488,6 +488,38 @@ def test_upsample_nearest_matches_torch(backend, dtype, rng, kwargs, shape):
     assert repr(layer) == repr(torch.nn.Upsample(**kwargs))
 
 
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("kwargs,shape", [(dict(scale_factor=2, mode="bilinear"), (2, 3, 4, 5)),
+                                          (dict(size=(7, 9), mode="bilinear"), (1, 2, 3, 4)),
+                                          (dict(scale_factor=1.5, mode="bilinear"), (1, 2, 5, 4)),
+                                          (dict(size=(3, 2), mode="bilinear"), (1, 2, 5, 4)),
+                                          (dict(scale_factor=(2, 3), mode="bilinear"),
+                                           (1, 2, 1, 2)),
+                                          (dict(scale_factor=3, mode="linear"), (2, 3, 4)),
+                                          (dict(size=1, mode="linear"), (2, 3, 4))],
+                         ids=["x2", "size-other", "x1.5", "shrink", "x2x3-from-1-row", "1d-x3",
+                              "1d-to-1"])
+def test_upsample_linear_modes_match_torch(backend, dtype, rng, kwargs, shape, align_corners):
+    """PyTorch's source coordinates (half-pixel without align_corners, corners with it;
+    1 / scale_factor when a factor is given), forward and backward."""
+    kwargs = dict(kwargs, align_corners=align_corners)
+    layer = nn.Upsample(**kwargs)
+    check_against(layer, torch.nn.Upsample(**kwargs), rng.standard_normal(shape).astype(dtype),
+                  rng, dtype)
+    assert repr(layer) == repr(torch.nn.Upsample(**kwargs))
+
+
+def test_upsampling_bilinear2d_in_a_unet_style_decoder(rng):
+    x = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    ours = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                         nn.UpsamplingBilinear2d(scale_factor=2), nn.Conv2d(4, 2, 1))
+    twin = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.UpsamplingBilinear2d(scale_factor=2),
+                               torch.nn.Conv2d(4, 2, 1))
+    check_against(ours, twin, x, rng, np.dtype(np.float32))
+    assert repr(ours[2]) == repr(twin[2])
+
+
 def test_upsample_decoder_and_bad_arguments(rng):
     decoder = nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(2, 3, 3, padding=1),
                             nn.ReLU(), nn.UpsamplingNearest2d(scale_factor=2))
@@ -497,7 +529,13 @@ def test_upsample_decoder_and_bad_arguments(rng):
     check_against(decoder, twin, rng.standard_normal((2, 2, 3, 3)).astype(np.float32), rng,
                   np.dtype(np.float32))
     with pytest.raises(ValueError, match="mode"):
-        nn.Upsample(scale_factor=2, mode="bilinear")
+        nn.Upsample(scale_factor=2, mode="bicubic")
+    with pytest.raises(ValueError, match="mode 'bilinear' expects a 4-D input"):
+        nn.Upsample(scale_factor=2, mode="bilinear")(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(ValueError, match="mode 'linear' expects a 3-D input"):
+        nn.Upsample(scale_factor=2, mode="linear")(np.zeros((2, 3, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="align_corners"):
+        nn.Upsample(scale_factor=2, align_corners=True)
     with pytest.raises(ValueError, match="exactly one of size and scale_factor"):
         nn.Upsample()
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):

@@ -222,3 +222,18 @@ def test_register_parameter_and_add_module_on_a_user_module():
         module.register_parameter("w", np.ones(2))
     with pytest.raises(TypeError, match="expected a Module or None"):
         module.add_module("m", 3)
+
+
+def test_parameters_are_array_like_to_numpy():
+    """np.sum(p), np.asarray(p) and p.numpy() see a Parameter's values, as NumPy
+    functions see a torch parameter's (p.detach().numpy())."""
+    layer = nn.Linear(3, 2)
+    w = layer.weight
+    assert w.numpy() is w.data
+    assert np.asarray(w) is w.data
+    assert np.sum(w) == w.data.sum()
+    assert np.asarray(w, dtype=np.float64).dtype == np.float64
+    copied = np.array(w, copy=True)
+    copied[0, 0] += 1
+    assert copied[0, 0] != w.data[0, 0]
+    assert float(np.abs(nn.init.zeros_(layer.bias)).max()) == 0.0

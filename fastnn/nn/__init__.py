@@ -17,7 +17,7 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDi
                    Loss, MSELoss, NLLLoss, SmoothL1Loss)
 from .module import Module, Parameter
 from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
-from .upsample import Upsample, UpsamplingNearest2d
+from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from . import utils
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
@@ -25,7 +25,7 @@ __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tan
            "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "LayerNorm", "Embedding", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "Upsample",
-           "UpsamplingNearest2d",
+           "UpsamplingNearest2d", "UpsamplingBilinear2d",
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Loss",
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "init", "utils"]

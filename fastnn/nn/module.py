@@ -88,6 +88,18 @@ class Parameter:
     def zero_grad(self):
         _device.namespace_of(self.grad).fill_zero(self.grad)
 
+    def numpy(self):
+        """The values as a NumPy array: ``data`` itself on the CPU, a host copy of it on
+        a GPU (PyTorch's ``p.detach().numpy()``)."""
+        return _device.to_host(self.data)
+
+    def __array__(self, dtype=None, copy=None):
+        # NumPy functions take a Parameter as its values: np.sum(p), np.asarray(p)
+        values = self.numpy()
+        if dtype is not None and values.dtype != dtype:
+            return values.astype(dtype)
+        return values.copy() if copy else values
+
     def __repr__(self):
         where = ", device='cuda'" if self.device == "cuda" else ""
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{where})"

@@ -1,4 +1,5 @@
-"""Upsample (nearest neighbour), PyTorch's Upsample/UpsamplingNearest2d semantics."""
+"""Upsample (nearest neighbour and (bi)linear), PyTorch's Upsample,
+UpsamplingNearest2d and UpsamplingBilinear2d semantics."""
 import math
 import numbers
 
@@ -9,26 +10,56 @@ from ..validation import FLOAT_DTYPES, check_only
 from .module import Module
 
 
+def _linear_matrix(size, out, scale, align_corners, dtype):
+    """(out, size) interpolation matrix of PyTorch's linear modes along one axis: row i
+    weighs the two inputs around its source coordinate, (i + 0.5) scale - 0.5 (clamped
+    at 0) without align_corners, i (size - 1) / (out - 1) with it."""
+    i = np.arange(out, dtype=np.float64)
+    if align_corners:
+        src = i * ((size - 1) / (out - 1)) if out > 1 else np.zeros(out)
+    else:
+        src = np.maximum((i + 0.5) * float(scale) - 0.5, 0.0)
+    low = np.minimum(np.floor(src).astype(np.int64), size - 1)
+    high = np.minimum(low + 1, size - 1)
+    frac = src - low
+    m = np.zeros((out, size), np.float64)
+    np.add.at(m, (np.arange(out), low), 1.0 - frac)
+    np.add.at(m, (np.arange(out), high), frac)
+    return m.astype(dtype)
+
+
 class Upsample(Module):
-    """Nearest-neighbour upsampling of (N, C, H, W) or (N, C, L) input (a decoder's
-    upsampling layer before a convolution).
+    """Upsampling of (N, C, H, W) or (N, C, L) input (a decoder's upsampling layer
+    before a convolution), PyTorch's modes 'nearest', 'bilinear' (4-D input) and
+    'linear' (3-D input).
 
     size: the output's spatial size (an int or a tuple), or scale_factor: a number or one
-    per spatial axis (output = floor(input * scale_factor)). mode: 'nearest' only (other
-    modes are a ValueError). Output pixel i copies input pixel min(floor(i * scale),
-    in - 1), scale = 1 / scale_factor or in / out, as PyTorch's. Integer factors (every
-    output size a multiple of the input's) are one broadcast copy (the backward one
-    block sum) in NumPy, and on the GPU the backend's avg_pool2d backward (each value
-    spread over its block) times the block size and, backward, an average pooling times
-    it; other sizes gather (and scatter-add back) on the host.
+    per spatial axis (output = floor(input * scale_factor)).
+
+    'nearest': output pixel i copies input pixel min(floor(i * scale), in - 1), scale =
+    1 / scale_factor or in / out, as PyTorch's. Integer factors (every output size a
+    multiple of the input's) are one broadcast copy (the backward one block sum) in
+    NumPy, and on the GPU the backend's avg_pool2d backward (each value spread over its
+    block) times the block size and, backward, an average pooling times it; other sizes
+    gather (and scatter-add back) on the host.
+
+    'bilinear' / 'linear' (align_corners False, PyTorch's default, or True): each axis is
+    a small (out, in) interpolation matrix A with two weights a row, y = A_h x A_w^T and
+    grad_x = A_h^T grad_y A_w, two matrix products on the host (BLAS; a device array goes
+    through the host).
     """
 
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
                  recompute_scale_factor=None):
         super().__init__()
         name = type(self).__name__
-        check_only(name, "mode", mode, ("nearest",))
-        check_only(name, "align_corners", align_corners, (None,))
+        check_only(name, "mode", mode, ("nearest", "linear", "bilinear"))
+        if mode == "nearest":
+            check_only(name, "align_corners", align_corners, (None,))
+        elif align_corners is not None and not isinstance(align_corners, (bool, np.bool_)):
+            raise ValueError(f"{name}: expected align_corners to be a bool or None, got "
+                             f"{align_corners!r}")
+        self.align_corners = None if align_corners is None else bool(align_corners)
         check_only(name, "recompute_scale_factor", recompute_scale_factor, (None, False))
         if (size is None) == (scale_factor is None):
             raise ValueError(f"{name}: expected exactly one of size and scale_factor")
@@ -71,6 +102,10 @@ class Upsample(Module):
         if len(shape) not in (3, 4):
             raise ValueError(f"{self._where()}: expected input of shape (N, C, H, W) or "
                              f"(N, C, L), got {shape}")
+        wanted = {"bilinear": 4, "linear": 3}.get(self.mode)
+        if wanted is not None and len(shape) != wanted:
+            raise ValueError(f"{self._where()}: mode '{self.mode}' expects a "
+                             f"{wanted}-D input, got input of shape {shape}")
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"{self._where()}: expected input of dtype float32 or float64, "
                             f"got {dtype}")
@@ -87,6 +122,8 @@ class Upsample(Module):
         return np.minimum(src, size - 1)
 
     def _forward(self, x, buffered):
+        if self.mode != "nearest":
+            return self._linear_forward(x)
         shape = tuple(x.shape)
         x4 = x.reshape(shape[:2] + (1, shape[2])) if len(shape) == 3 else x
         h, w = tuple(x4.shape)[2:]
@@ -111,9 +148,36 @@ class Upsample(Module):
         self._ctx = (tuple(x4.shape), repeat, blocks, ih, iw, shape)
         return y.reshape(shape[:2] + out)
 
+    def _linear_forward(self, x):
+        shape = tuple(x.shape)
+        spatial = shape[2:]
+        out, _ = self._geometry(spatial)
+        if self.size is None:  # PyTorch's scale: 1 / scale_factor, in the input's float
+            factors = self._per_axis(self.scale_factor, len(spatial))
+            scales = tuple(x.dtype.type(1.0 / float(f)) for f in factors)
+        else:
+            scales = tuple(x.dtype.type(i / o) for i, o in zip(spatial, out))
+        mats = [_linear_matrix(i, o, s, self.align_corners, x.dtype)
+                for i, o, s in zip(spatial, out, scales)]
+        host = _device.to_host(x)
+        y = host @ mats[-1].T                       # along the last axis (W, or L)
+        if len(mats) == 2:
+            y = np.matmul(mats[0], y)               # along H: (oh, h) @ (N, C, h, ow)
+        self._ctx = ("linear", mats)
+        return _device.namespace_of(x).put(np.ascontiguousarray(y))
+
+    def _linear_backward(self, grad_out):
+        mats = self._ctx[1]
+        g = _device.to_host(grad_out)
+        if len(mats) == 2:
+            g = np.matmul(mats[0].T, g)
+        return _device.namespace_of(grad_out).put(np.ascontiguousarray(g @ mats[-1]))
+
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
+        if self.mode != "nearest":
+            return self._linear_backward(grad_out)
         in4, repeat, blocks, ih, iw, shape = self._ctx
         g4 = grad_out.reshape(tuple(grad_out.shape)[:2] + (len(ih), len(iw)))
         if repeat and not _device.is_device_array(g4):
@@ -132,7 +196,7 @@ class Upsample(Module):
         return grad_in.reshape(shape)
 
     def extra_repr(self):
-        if self.size is not None:
+        if self.size is not None:  # PyTorch's repr: align_corners not shown
             return f"size={self.size}, mode='{self.mode}'"
         return f"scale_factor={self.scale_factor}, mode='{self.mode}'"
 
@@ -142,3 +206,11 @@ class UpsamplingNearest2d(Upsample):
 
     def __init__(self, size=None, scale_factor=None):
         super().__init__(size, scale_factor)
+
+
+class UpsamplingBilinear2d(Upsample):
+    """Upsample(size, scale_factor, mode='bilinear', align_corners=True) (PyTorch's older
+    name, with its align_corners)."""
+
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
