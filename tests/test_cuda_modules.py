@@ -120,8 +120,8 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     """Linear on (*, in), Conv2d/pooling on unbatched (C, H, W), BatchNorm1d on
     (N, C, L), BatchNorm3d, the 1-D conv and pooling layers, LogSoftmax over a middle
     axis, LayerNorm, adaptive pooling (the pooling kernels, and the host's matrices
-    for windows that do not divide the input), ConvTranspose2d, Upsample and PReLU, as
-    on the host."""
+    for windows that do not divide the input), ConvTranspose2d, Upsample, PReLU,
+    GroupNorm and InstanceNorm2d, as on the host."""
     seq = lambda: nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3))  # noqa: E731
     cnn = lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2),  # noqa: E731
                                 nn.Flatten(0), nn.Linear(48, 2))
@@ -131,6 +131,8 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
                                   nn.AvgPool1d(2), nn.Flatten(), nn.Linear(6, 2))
     softmax = lambda: nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=1))  # noqa: E731
     layernorm = lambda: nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6))  # noqa: E731
+    groupnorm = lambda: nn.Sequential(nn.GroupNorm(2, 4), nn.Tanh(),  # noqa: E731
+                                      nn.InstanceNorm2d(4, affine=True), nn.InstanceNorm2d(4))
     adaptive = lambda: nn.Sequential(nn.AdaptiveAvgPool2d((2, 3)), nn.Flatten(),  # noqa: E731
                                      nn.AdaptiveAvgPool1d(4))
     upsample = lambda: nn.Sequential(nn.Upsample(scale_factor=2), nn.PReLU(),  # noqa: E731
@@ -143,7 +145,7 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
                          (bn3, (2, 2, 2, 3, 2)), (conv1, (2, 2, 8)), (softmax, (2, 3, 2)),
                          (layernorm, (2, 3, 4)), (adaptive, (2, 2, 4, 6)),
                          (adaptive, (2, 2, 5, 7)), (deconv, (2, 2, 3, 3)),
-                         (upsample, (2, 2, 3, 3))):
+                         (upsample, (2, 2, 3, 3)), (groupnorm, (2, 4, 3, 5))):
         host, gpu = twins(build)
         x = rng.standard_normal(shape)
         for xin in (x, cuda.to_device(x)):

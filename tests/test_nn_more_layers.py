@@ -590,3 +590,58 @@ def test_embedding_in_a_model_and_from_pretrained(rng):
         frozen.forward(np.array([6]))
     with pytest.raises(ValueError, match="max_norm"):
         nn.Embedding(3, 2, max_norm=1.0)
+
+
+@pytest.mark.parametrize("make, twin, shape", [
+    (lambda: nn.GroupNorm(2, 6), lambda: torch.nn.GroupNorm(2, 6), (3, 6, 4, 5)),
+    (lambda: nn.GroupNorm(3, 6, affine=False), lambda: torch.nn.GroupNorm(3, 6, affine=False),
+     (2, 6, 7)),
+    (lambda: nn.GroupNorm(1, 4, eps=1e-3), lambda: torch.nn.GroupNorm(1, 4, eps=1e-3), (5, 4)),
+    (lambda: nn.InstanceNorm2d(3), lambda: torch.nn.InstanceNorm2d(3), (2, 3, 5, 4)),
+    (lambda: nn.InstanceNorm2d(3, affine=True), lambda: torch.nn.InstanceNorm2d(3, affine=True),
+     (2, 3, 5, 4)),
+    (lambda: nn.InstanceNorm2d(3, affine=True), lambda: torch.nn.InstanceNorm2d(3, affine=True),
+     (3, 5, 4)),
+    (lambda: nn.InstanceNorm1d(4, affine=True), lambda: torch.nn.InstanceNorm1d(4, affine=True),
+     (3, 4, 9)),
+    (lambda: nn.InstanceNorm3d(2), lambda: torch.nn.InstanceNorm3d(2), (2, 2, 3, 4, 3)),
+    (lambda: nn.GroupNorm(2, 4, bias=False), lambda: torch.nn.GroupNorm(2, 4, bias=False),
+     (2, 4, 3)),
+], ids=["group2", "group3-noaffine", "group1-2d", "instance2d", "instance2d-affine",
+        "instance2d-unbatched", "instance1d-affine", "instance3d", "group-nobias"])
+def test_group_and_instance_norm_match_torch(backend, dtype, rng, make, twin, shape):
+    """Forward, input gradient and the per-channel weight and bias gradients (after a
+    random weight and bias, so the affine part is exercised), in train and eval mode."""
+    layer = make().to_dtype(dtype)
+    for p in layer.parameters():
+        p.data[...] = rng.standard_normal(p.shape).astype(dtype)
+    x = (rng.standard_normal(shape) * 3 + 1).astype(dtype)
+    check_against(layer, twin(), x, rng, dtype)
+    layer.eval().zero_grad()
+    check_against(layer, twin(), x, rng, dtype)
+    assert repr(layer) == repr(twin())
+
+
+def test_group_norm_in_a_cnn_trains_like_torch(rng):
+    x = rng.standard_normal((4, 3, 6, 6)).astype(np.float32)
+    ours = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.GroupNorm(4, 8), nn.ReLU(),
+                         nn.InstanceNorm2d(8, affine=True), nn.Flatten(), nn.Linear(288, 2))
+    twin = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.GroupNorm(4, 8),
+                               torch.nn.ReLU(), torch.nn.InstanceNorm2d(8, affine=True),
+                               torch.nn.Flatten(), torch.nn.Linear(288, 2))
+    check_against(ours, twin, x, rng, np.dtype(np.float32))
+
+
+def test_group_and_instance_norm_check_arguments_and_inputs():
+    with pytest.raises(ValueError, match="divisible by num_groups"):
+        nn.GroupNorm(4, 6)
+    with pytest.raises(ValueError, match="num_groups to be a positive int"):
+        nn.GroupNorm(0, 6)
+    with pytest.raises(ValueError, match="track_running_stats"):
+        nn.InstanceNorm2d(3, track_running_stats=True)
+    with pytest.raises(ValueError, match=r"expected input of shape \(N, 6, \*\)"):
+        nn.GroupNorm(2, 6)(np.zeros((2, 4, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(N, 3, H, W\) or \(3, H, W\)"):
+        nn.InstanceNorm2d(3)(np.zeros((2, 3, 4), np.float32))
+    with pytest.raises(TypeError, match="does not match"):
+        nn.GroupNorm(2, 6)(np.zeros((2, 6, 3)))

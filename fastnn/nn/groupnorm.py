@@ -1,0 +1,176 @@
+"""GroupNorm and InstanceNorm1d/2d/3d (PyTorch's semantics), run by the layer_norm
+kernels: each (sample, group) is one row of an (N * groups, C / groups * spatial) view.
+"""
+import numbers
+
+import numpy as np
+
+from .. import device as _device
+from ..validation import check_bool, check_number, check_only
+from .module import Module, Parameter
+
+
+class _GroupedNorm(Module):
+    """Normalise x (N, C, *) over each sample's channel groups and all spatial positions:
+    y = (x - mean) / sqrt(var + eps) * weight[c] + bias[c] (biased variance). The
+    normalisation is the backend's layer_norm kernels on the (N * G, C / G * spatial)
+    view (no copy), on the GPU too; the per-channel scale and shift (weight, bias of
+    shape (C,)) and their gradients are NumPy on the host (a device array goes through
+    the host). The same in training and eval mode."""
+
+    dims = None  # spatial rank of InstanceNorm{1,2,3}d; None: GroupNorm, any rank >= 2
+
+    def _setup(self, num_channels, eps, affine, bias, dtype):
+        name = type(self).__name__
+        check_number(name, "eps", eps, low=0.0, low_open=True, high=None)
+        self.eps = float(eps)
+        self.affine = check_bool(name, "affine", affine)
+        with_bias = self.affine and check_bool(name, "bias", bias)
+        self.weight = Parameter(np.ones(num_channels, dtype)) if self.affine else None
+        self.bias = Parameter(np.zeros(num_channels, dtype)) if with_bias else None
+        self._ctx = None
+
+    def _groups(self):
+        raise NotImplementedError
+
+    def _channels(self):
+        raise NotImplementedError
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        if self.dims is None:
+            ok = len(shape) >= 2 and shape[1] == self._channels()
+            wanted = f"(N, {self._channels()}, *)"
+        else:
+            batched = len(shape) == self.dims + 2
+            ok = len(shape) in (self.dims + 1, self.dims + 2) and \
+                shape[1 if batched else 0] == self._channels()
+            spatial = ", ".join("HW"[i] if self.dims == 2 else "DHW"[i] if self.dims == 3
+                                else "L" for i in range(self.dims))
+            wanted = f"(N, {self._channels()}, {spatial}) or ({self._channels()}, {spatial})"
+        if not ok:
+            raise ValueError(f"{self._where()}: expected input of shape {wanted}, got {shape}")
+        self._check_dtype(dtype, None if self.weight is None else self.weight.data.dtype)
+        return shape
+
+    def _forward(self, x, buffered):
+        shape = tuple(x.shape)
+        full = shape if self.dims is None or len(shape) == self.dims + 2 else (1,) + shape
+        n, c = full[:2]
+        g = self._groups()
+        rows = x.reshape(n * g, -1)
+        out = self._buffer("y", rows.shape, x.dtype) if buffered else None
+        xhat, save_mean, save_invstd = self._kernels().layer_norm_forward(
+            rows, None, None, self.eps, out=out,
+            save_mean=self._buffer("save_mean", (n * g,), x.dtype),
+            save_invstd=self._buffer("save_invstd", (n * g,), x.dtype))
+        self._ctx = (rows, xhat, save_mean, save_invstd, (n, c))
+        if not self.affine:
+            return xhat.reshape(shape)
+        h = _device.to_host(xhat).reshape(n, c, -1)
+        y = h * self.weight.numpy()[:, None]
+        if self.bias is not None:
+            y += self.bias.numpy()[:, None]
+        return _device.namespace_of(x).put(y.reshape(shape))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        rows, xhat, save_mean, save_invstd, (n, c) = self._ctx
+        shape = tuple(grad_out.shape)
+        grad_rows = grad_out.reshape(rows.shape)
+        if self.affine:
+            g = _device.to_host(grad_out).reshape(n, c, -1)
+            h = _device.to_host(xhat).reshape(n, c, -1)
+            dtype = g.dtype
+            grad_w = np.einsum("ncs,ncs->c", g, h, dtype=np.float64).astype(dtype)
+            _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
+            if self.bias is not None:
+                grad_b = g.sum(axis=(0, 2), dtype=np.float64).astype(dtype)
+                _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_b, out=a))
+            if not need_grad_in:
+                return None
+            scaled = (g * self.weight.numpy()[:, None]).reshape(rows.shape)
+            grad_rows = _device.namespace_of(grad_out).put(scaled)
+        if not need_grad_in:
+            return None
+        grad_in = self._buffer("grad_in", rows.shape, rows.dtype) if buffered else None
+        grad_in = self._kernels().layer_norm_backward(grad_rows, rows, None, save_mean,
+                                                      save_invstd, grad_in=grad_in)
+        return grad_in.reshape(shape)
+
+
+def _positive_int(name, what, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name}: expected {what} to be a positive int, got {value!r}")
+    return int(value)
+
+
+class GroupNorm(_GroupedNorm):
+    """Group normalisation (Wu & He): the C channels in num_groups groups, each sample's
+    group normalised over its channels and positions, then a per-channel affine (weight
+    ones, bias zeros, with affine=True; bias=False drops the bias). Input (N, C, *),
+    output the same shape."""
+
+    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32, *,
+                 bias=True):
+        super().__init__()
+        self.num_groups = _positive_int("GroupNorm", "num_groups", num_groups)
+        self.num_channels = _positive_int("GroupNorm", "num_channels", num_channels)
+        if self.num_channels % self.num_groups:
+            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible "
+                             f"by num_groups ({num_groups})")
+        self._setup(self.num_channels, eps, affine, bias, dtype)
+
+    def _groups(self):
+        return self.num_groups
+
+    def _channels(self):
+        return self.num_channels
+
+    def extra_repr(self):
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
+
+
+class _InstanceNorm(_GroupedNorm):
+    """Instance normalisation: each sample's channel normalised over its positions, in
+    training and eval mode (PyTorch's default track_running_stats=False; True is refused),
+    with a per-channel affine when affine=True (default False). Input (N, C, *spatial) or
+    unbatched (C, *spatial); output the same shape."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
+                 track_running_stats=False, dtype=np.float32, *, bias=True):
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = _positive_int(name, "num_features", num_features)
+        if momentum is not None:  # unused without running statistics, kept as PyTorch
+            check_number(name, "momentum", momentum, low=0.0, high=1.0, high_open=False)
+        self.momentum = None if momentum is None else float(momentum)
+        check_only(name, "track_running_stats", track_running_stats, (False,))
+        self.track_running_stats = False
+        self._setup(self.num_features, eps, affine, bias, dtype)
+
+    def _groups(self):
+        return self.num_features
+
+    def _channels(self):
+        return self.num_features
+
+    def extra_repr(self):
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class InstanceNorm1d(_InstanceNorm):
+    dims = 1
+    __doc__ = _InstanceNorm.__doc__
+
+
+class InstanceNorm2d(_InstanceNorm):
+    dims = 2
+    __doc__ = _InstanceNorm.__doc__
+
+
+class InstanceNorm3d(_InstanceNorm):
+    dims = 3
+    __doc__ = _InstanceNorm.__doc__
