@@ -121,7 +121,7 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     (N, C, L), BatchNorm3d, the 1-D conv and pooling layers, LogSoftmax over a middle
     axis, LayerNorm, adaptive pooling (the pooling kernels, and the host's matrices
     for windows that do not divide the input), ConvTranspose2d, Upsample, PReLU,
-    GroupNorm and InstanceNorm2d, as on the host."""
+    GroupNorm, InstanceNorm2d and AdaptiveMaxPool2d, as on the host."""
     seq = lambda: nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3))  # noqa: E731
     cnn = lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2),  # noqa: E731
                                 nn.Flatten(0), nn.Linear(48, 2))
@@ -131,6 +131,8 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
                                   nn.AvgPool1d(2), nn.Flatten(), nn.Linear(6, 2))
     softmax = lambda: nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=1))  # noqa: E731
     layernorm = lambda: nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6))  # noqa: E731
+    adaptive_max = lambda: nn.Sequential(nn.AdaptiveMaxPool2d((2, 3)),  # noqa: E731
+                                         nn.AdaptiveMaxPool2d((1, 2)))
     groupnorm = lambda: nn.Sequential(nn.GroupNorm(2, 4), nn.Tanh(),  # noqa: E731
                                       nn.InstanceNorm2d(4, affine=True), nn.InstanceNorm2d(4))
     adaptive = lambda: nn.Sequential(nn.AdaptiveAvgPool2d((2, 3)), nn.Flatten(),  # noqa: E731
@@ -145,7 +147,8 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
                          (bn3, (2, 2, 2, 3, 2)), (conv1, (2, 2, 8)), (softmax, (2, 3, 2)),
                          (layernorm, (2, 3, 4)), (adaptive, (2, 2, 4, 6)),
                          (adaptive, (2, 2, 5, 7)), (deconv, (2, 2, 3, 3)),
-                         (upsample, (2, 2, 3, 3)), (groupnorm, (2, 4, 3, 5))):
+                         (upsample, (2, 2, 3, 3)), (groupnorm, (2, 4, 3, 5)),
+                         (adaptive_max, (2, 2, 4, 6)), (adaptive_max, (2, 2, 5, 7))):
         host, gpu = twins(build)
         x = rng.standard_normal(shape)
         for xin in (x, cuda.to_device(x)):
@@ -157,6 +160,26 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
             assert_close(fdevice.to_host(gin), host.backward(g), np.float64)
         for p_gpu, p_host in zip(gpu.parameters(), host.parameters()):
             assert_close(fdevice.to_host(p_gpu.grad), p_host.grad, np.float64)
+
+
+def test_pool_indices_and_unpool_on_the_gpu(rng):
+    """MaxPool2d(return_indices=True) gives its indices where its output lives (host for
+    a NumPy input, device for a device input), and MaxUnpool2d takes them back, as on the
+    host."""
+    x = rng.standard_normal((2, 3, 4, 6))
+    host_pool, host_unpool = nn.MaxPool2d(2, return_indices=True), nn.MaxUnpool2d(2)
+    y, idx = host_pool(x)
+    z = host_unpool(y, idx)
+    pool, unpool = nn.MaxPool2d(2, return_indices=True).to("cuda"), nn.MaxUnpool2d(2).to("cuda")
+    for xin in (x, cuda.to_device(x)):
+        gy, gidx = pool(xin)
+        assert fdevice.is_device_array(gidx) == fdevice.is_device_array(xin)
+        np.testing.assert_array_equal(fdevice.to_host(gidx), idx)
+        gz = unpool(gy, gidx)
+        assert_close(fdevice.to_host(gz), z, np.float64)
+        g = np.ones(z.shape) if isinstance(xin, np.ndarray) else cuda.to_device(np.ones(z.shape))
+        assert_close(fdevice.to_host(unpool.backward(g)), host_unpool.backward(np.ones(z.shape)),
+                     np.float64)
 
 
 def test_parameters_buffers_and_state_dict_move_and_come_back(rng):

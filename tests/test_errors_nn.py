@@ -230,7 +230,6 @@ def test_failure_after_a_user_module_puts_running_statistics_back(name):
     (lambda: nn.Conv2d(4, 4, 3, groups=2), r"Conv2d: groups=2 is not supported \(only 1\)"),
     (lambda: nn.Conv2d(3, 4, 3, padding_mode="reflect"), r"padding_mode='reflect'"),
     (lambda: nn.MaxPool2d(2, ceil_mode=True), r"MaxPool2d: ceil_mode=True is not supported"),
-    (lambda: nn.MaxPool2d(2, return_indices=True), r"return_indices=True is not supported"),
     (lambda: nn.AvgPool2d(2, divisor_override=3), r"AvgPool2d: divisor_override=3"),
 ])
 def test_pytorch_keywords_beyond_their_defaults_are_clear_errors(make, match):

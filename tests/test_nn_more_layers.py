@@ -645,3 +645,114 @@ def test_group_and_instance_norm_check_arguments_and_inputs():
         nn.InstanceNorm2d(3)(np.zeros((2, 3, 4), np.float32))
     with pytest.raises(TypeError, match="does not match"):
         nn.GroupNorm(2, 6)(np.zeros((2, 6, 3)))
+
+
+@pytest.mark.parametrize("pool, tpool, unpool, tunpool, shape", [
+    (lambda: nn.MaxPool2d(2, return_indices=True),
+     lambda: torch.nn.MaxPool2d(2, return_indices=True),
+     lambda: nn.MaxUnpool2d(2), lambda: torch.nn.MaxUnpool2d(2), (2, 3, 6, 8)),
+    (lambda: nn.MaxPool2d(3, 2, 1, return_indices=True),
+     lambda: torch.nn.MaxPool2d(3, 2, 1, return_indices=True),
+     lambda: nn.MaxUnpool2d(3, 2, 1), lambda: torch.nn.MaxUnpool2d(3, 2, 1), (3, 7, 7)),
+    (lambda: nn.MaxPool1d(2, return_indices=True),
+     lambda: torch.nn.MaxPool1d(2, return_indices=True),
+     lambda: nn.MaxUnpool1d(2), lambda: torch.nn.MaxUnpool1d(2), (2, 3, 10)),
+], ids=["2d", "2d-k3s2p1-unbatched", "1d"])
+def test_max_pool_indices_and_unpool_match_torch(backend, dtype, rng, pool, tpool, unpool,
+                                                 tunpool, shape):
+    """PyTorch's flat indices, the unpooled map with and without output_size, and both
+    layers' backward (the pool's as usual, the unpool's a gather)."""
+    x = rng.standard_normal(shape).astype(dtype)
+    ours, theirs = pool(), tpool()
+    y, idx = ours(x)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty, tidx = theirs(tx)
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    assert idx.dtype == np.int64 and y.shape == idx.shape
+    assert_close(y, ty.detach().numpy(), dtype)
+    for size in (None, shape[len(shape) - unpool().dims:]):
+        up, tup = unpool(), tunpool()
+        z = up(y, idx) if size is None else up(y, idx, output_size=size)
+        ty_leaf = ty.detach().clone().requires_grad_(True)
+        tz = tup(ty_leaf, tidx) if size is None else tup(ty_leaf, tidx, output_size=size)
+        assert_close(z, tz.detach().numpy(), dtype)
+        g = rng.standard_normal(z.shape).astype(dtype)
+        tz.backward(torch.from_numpy(g))
+        assert_close(up.backward(g), ty_leaf.grad.numpy(), dtype)
+        assert repr(up) == repr(tup)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(torch.from_numpy(gy))
+    assert_close(ours.backward(gy), tx.grad.numpy(), dtype)
+
+
+def test_segnet_style_encoder_decoder_with_indices(rng):
+    """A user Module pooling with indices and unpooling with them, forward and backward
+    written out, against the same network in torch."""
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 4, 3, padding=1)
+            self.pool = nn.MaxPool2d(2, return_indices=True)
+            self.unpool = nn.MaxUnpool2d(2)
+            self.out = nn.Conv2d(4, 1, 1)
+
+        def forward(self, x):
+            y, self.idx = self.pool(self.conv(x))
+            return self.out(self.unpool(y, self.idx))
+
+        def backward(self, g):
+            g = self.unpool.backward(self.out.backward(g))
+            return self.conv.backward(self.pool.backward(g))
+
+    net = Net()
+    conv, out = torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.Conv2d(4, 1, 1)
+    for ours, theirs in ((net.conv, conv), (net.out, out)):
+        torch_copy(ours, theirs)
+    x = rng.standard_normal((2, 2, 6, 6)).astype(np.float32)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty, tidx = torch.nn.MaxPool2d(2, return_indices=True)(conv(tx))
+    tz = out(torch.nn.MaxUnpool2d(2)(ty, tidx))
+    g = rng.standard_normal(tuple(tz.shape)).astype(np.float32)
+    tz.backward(torch.from_numpy(g))
+    z = net(x)
+    assert_close(z, tz.detach().numpy(), np.float32)
+    assert_close(net.backward(g), tx.grad.numpy(), np.float32)
+    assert_close(net.conv.weight.grad, conv.weight.grad.numpy(), np.float32, 10)
+
+
+def test_unpool_checks_its_indices():
+    y, idx = nn.MaxPool2d(2, return_indices=True)(np.ones((1, 1, 4, 4), np.float32))
+    with pytest.raises(TypeError, match="integer indices"):
+        nn.MaxUnpool2d(2)(y, idx.astype(np.float32))
+    with pytest.raises(ValueError, match="indices of the input's shape"):
+        nn.MaxUnpool2d(2)(y, idx[..., :1])
+    with pytest.raises(ValueError, match="outside the output plane"):
+        nn.MaxUnpool2d(2)(y, idx + 100)
+    with pytest.raises(TypeError, match="return_indices"):
+        nn.MaxPool2d(2, return_indices=1)
+    plain = nn.MaxPool2d(2)(np.ones((1, 1, 4, 4), np.float32))
+    assert isinstance(plain, np.ndarray)
+
+
+@pytest.mark.parametrize("size, shape", [(1, (2, 3, 5, 6)), ((2, 3), (2, 3, 4, 6)),
+                                         ((3, 4), (2, 3, 5, 7)), ((None, 2), (3, 5, 5)),
+                                         (3, (2, 3, 7)), (4, (3, 10))],
+                         ids=["global", "divisible", "overlapping", "none-unbatched", "1d",
+                              "1d-unbatched"])
+def test_adaptive_max_pool_matches_torch(backend, dtype, rng, size, shape):
+    """Windows (divisible: the max_pool2d kernels; overlapping: the host loop), indices
+    and gradients (overlapping windows add) against torch."""
+    one_d = len(shape) == 3 and not isinstance(size, tuple) or len(shape) == 2
+    ours = (nn.AdaptiveMaxPool1d if one_d else nn.AdaptiveMaxPool2d)(size, return_indices=True)
+    theirs = (torch.nn.AdaptiveMaxPool1d if one_d else torch.nn.AdaptiveMaxPool2d)(
+        size, return_indices=True)
+    x = rng.standard_normal(shape).astype(dtype)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty, tidx = theirs(tx)
+    y, idx = ours(x)
+    assert_close(y, ty.detach().numpy(), dtype)
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    g = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(torch.from_numpy(g))
+    assert_close(ours.backward(g), tx.grad.numpy(), dtype)
+    assert repr(ours) == repr(theirs)

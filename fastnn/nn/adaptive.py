@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import FLOAT_DTYPES
+from ..validation import FLOAT_DTYPES, check_bool
 from .conv import As1d, add_batch_axis, drop_batch_axis
 from .module import Module
 
@@ -124,6 +124,87 @@ class AdaptiveAvgPool2d(Module):
 class AdaptiveAvgPool1d(As1d, AdaptiveAvgPool2d):
     """Mean over PyTorch's adaptive windows of (N, C, L) or unbatched (C, L) input:
     AdaptiveAvgPool2d on an (N, C, 1, L) view. output_size: an int (or a 1-tuple)."""
+
+    dims = 1
+
+    def _target(self):
+        return (1,) + self._sizes
+
+
+def _window_bounds(size, out):
+    """PyTorch's adaptive windows along one axis: [(start, end)] for each output index."""
+    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
+
+
+class AdaptiveMaxPool2d(AdaptiveAvgPool2d):
+    """Maximum over PyTorch's adaptive windows, giving an output of ``output_size`` (an int
+    or a pair, None keeping that input size). Output sizes that divide the input's run the
+    backend's max_pool2d kernels (kernel = stride = H // H_out; on the GPU too); other
+    sizes (overlapping windows) loop over the output positions with NumPy on the host.
+    return_indices=True: ``forward`` returns (output, indices), the flat h * W + w of each
+    maximum in its plane, as MaxPool2d's. Input (N, C, H, W) or unbatched (C, H, W)."""
+
+    def __init__(self, output_size, return_indices=False):
+        return_indices = check_bool(type(self).__name__, "return_indices", return_indices)
+        super().__init__(output_size)
+        self.return_indices = return_indices
+        self._indices = None
+
+    def forward(self, x):
+        y = super().forward(x)
+        if not self.return_indices:
+            return y
+        indices = _device.host_copy(self._indices).reshape(tuple(y.shape))
+        return y, _device.namespace_of(y).put(indices)
+
+    def _forward(self, x, buffered):
+        unbatched = x.ndim == 3
+        x = add_batch_axis(x)
+        plan = self._plan(x.shape)
+        self._ctx = (tuple(x.shape), plan, unbatched)
+        out_shape = self._shape_2d(x.shape, x.dtype)
+        if plan[0] == "pool":
+            out = self._buffer("y", out_shape, x.dtype) if buffered else None
+            y, self._indices = self._kernels().max_pool2d_forward(
+                x, plan[1], plan[1], (0, 0), out=out,
+                indices=self._buffer("indices", out_shape, "int64"))
+        else:
+            host = _device.to_host(x)
+            n, c, h, w = host.shape
+            y = np.empty(out_shape, host.dtype)
+            indices = np.empty(out_shape, np.int64)
+            for i, (h0, h1) in enumerate(_window_bounds(h, out_shape[2])):
+                for j, (w0, w1) in enumerate(_window_bounds(w, out_shape[3])):
+                    window = host[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+                    best = np.argmax(window, axis=2)  # the first maximum (or NaN)
+                    y[:, :, i, j] = np.take_along_axis(window, best[..., None], 2)[..., 0]
+                    indices[:, :, i, j] = (h0 + best // (w1 - w0)) * w + w0 + best % (w1 - w0)
+            self._indices = indices
+            y = _device.namespace_of(x).put(y)
+        return drop_batch_axis(y, unbatched)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        shape, plan, unbatched = self._ctx
+        grad_out = add_batch_axis(grad_out)
+        if plan[0] == "pool":
+            grad_in = self._buffer("grad_in", shape, grad_out.dtype) if buffered else None
+            grad_in = self._kernels().max_pool2d_backward(grad_out, self._indices, shape,
+                                                          grad_in=grad_in)
+        else:
+            n, c = shape[:2]
+            host = np.zeros((n * c, shape[2] * shape[3]), grad_out.dtype)
+            rows = np.arange(n * c)[:, None]
+            np.add.at(host, (rows, self._indices.reshape(n * c, -1)),
+                      _device.to_host(grad_out).reshape(n * c, -1))
+            grad_in = _device.namespace_of(grad_out).put(host.reshape(shape))
+        return drop_batch_axis(grad_in, unbatched)
+
+
+class AdaptiveMaxPool1d(As1d, AdaptiveMaxPool2d):
+    """Maximum over PyTorch's adaptive windows of (N, C, L) or unbatched (C, L) input:
+    AdaptiveMaxPool2d on an (N, C, 1, L) view (indices are positions along L)."""
 
     dims = 1
 

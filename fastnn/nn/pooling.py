@@ -1,6 +1,12 @@
 """Max and average pooling over NCHW (and NCL) input (PyTorch's semantics, floor output
 sizes)."""
-from ..validation import FLOAT_DTYPES, check_only
+import math
+import numbers
+
+import numpy as np
+
+from .. import device as _device
+from ..validation import FLOAT_DTYPES, check_bool, check_only
 from .conv import As1d, add_batch_axis, drop_batch_axis, pair, spatial_out
 from .module import Module
 
@@ -69,15 +75,27 @@ class MaxPool2d(_Pool2d):
     Input (N, C, H, W) or unbatched (C, H, W); output (N, C, H_out, W_out) (without N for
     an unbatched input), H_out = (H + 2 p - k) // s + 1.
     Backward sends each output gradient to its window's argmax (the first maximum).
-    PyTorch's dilation, return_indices and ceil_mode are taken at their defaults only.
+    return_indices=True: ``forward`` returns (output, indices), indices an int64 array of
+    the output's shape holding each maximum's flat position h * W + w in its (n, c) plane
+    (PyTorch's; the input of MaxUnpool2d); inside a Sequential only the output passes on.
+    PyTorch's dilation and ceil_mode are taken at their defaults only.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices=False, ceil_mode=False):
         name = type(self).__name__
         check_only(name, "dilation", dilation, (1, (1,) * self.dims))
-        check_only(name, "return_indices", return_indices, (False,))
+        return_indices = check_bool(name, "return_indices", return_indices)
         super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.return_indices = return_indices
+
+    def forward(self, x):
+        y = super().forward(x)
+        if not self.return_indices:
+            return y
+        # a fresh copy where the output lives (the 1-D view drops its height axis)
+        indices = _device.host_copy(self._indices).reshape(tuple(y.shape))
+        return y, _device.namespace_of(y).put(indices)
 
     def _pool(self, x, buffered):
         shape = self._shape_2d(x.shape, x.dtype)
@@ -137,3 +155,96 @@ class AvgPool1d(As1d, AvgPool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+class MaxUnpool2d(Module):
+    """The partial inverse of MaxPool2d (PyTorch's MaxUnpool2d): ``forward(x, indices,
+    output_size=None)`` puts each value of x at its position in indices (MaxPool2d's
+    return_indices output, flat h * W + w per (n, c) plane) of a zero (N, C, H, W)
+    output; the other positions stay 0. H, W = (H_in - 1) s - 2 p + k by default, or the
+    last two entries of output_size. Backward gathers grad_out at the indices. NumPy on
+    the host (a device array goes through the host). Input (N, C, H_in, W_in) or
+    unbatched (C, H_in, W_in)."""
+
+    dims = 2
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        name, n = type(self).__name__, self.dims
+        self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
+        self.stride = self.kernel_size if stride is None else pair(name, "stride", stride, 1, n)
+        self.padding = pair(name, "padding", padding, 0, n)
+        self._pending = None  # (indices, output_size) of the forward being run
+        self._ctx = None
+
+    def forward(self, x, indices, output_size=None):
+        where = self._where()
+        if not _device.is_array(indices) or indices.dtype.kind not in "iu":
+            got = indices.dtype if _device.is_array(indices) else type(indices).__name__
+            raise TypeError(f"{where}: expected integer indices (MaxPool's "
+                            f"return_indices output), got {got}")
+        if tuple(indices.shape) != tuple(x.shape):
+            raise ValueError(f"{where}: expected indices of the input's shape "
+                             f"{tuple(x.shape)}, got {tuple(indices.shape)}")
+        self._pending = (_device.to_host(indices), output_size)
+        try:
+            return super().forward(x)
+        finally:
+            self._pending = None
+
+    def _out_spatial(self, shape):
+        """The output's spatial sizes for an input of this shape."""
+        spatial = tuple(shape[len(shape) - self.dims:])
+        output_size = self._pending[1] if self._pending else None
+        if output_size is None:
+            return tuple((i - 1) * s - 2 * p + k for i, s, p, k in zip(
+                spatial, self.stride, self.padding, self.kernel_size))
+        sizes = tuple(output_size)[-self.dims:]
+        if len(sizes) != self.dims or any(isinstance(v, bool) or not isinstance(
+                v, numbers.Integral) or v < 1 for v in sizes):
+            raise ValueError(f"{self._where()}: expected output_size to end with "
+                             f"{self.dims} positive sizes, got {output_size!r}")
+        return tuple(int(v) for v in sizes)
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        if len(shape) not in (self.dims + 1, self.dims + 2):
+            raise ValueError(f"{self._where()}: expected input of rank {self.dims + 2} "
+                             f"(batched) or {self.dims + 1}, got shape {shape}")
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self._where()}: expected input of dtype float32 or float64, "
+                            f"got {dtype}")
+        return shape[:len(shape) - self.dims] + self._out_spatial(shape)
+
+    def _forward(self, x, buffered):
+        shape = tuple(x.shape)
+        out_shape = self.infer_shape(shape, x.dtype)
+        indices = self._pending[0].reshape(-1, math.prod(shape[len(shape) - self.dims:]))
+        plane = math.prod(out_shape[len(out_shape) - self.dims:])
+        if indices.size and (indices.min() < 0 or indices.max() >= plane):
+            raise ValueError(f"{self._where()}: an index is outside the output plane of "
+                             f"{plane} values")
+        values = _device.to_host(x).reshape(indices.shape)
+        y = np.zeros((indices.shape[0], plane), x.dtype)
+        np.put_along_axis(y, indices, values, axis=1)
+        self._ctx = (indices, shape)
+        return _device.namespace_of(x).put(y.reshape(out_shape))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        indices, shape = self._ctx
+        g = _device.to_host(grad_out).reshape(indices.shape[0], -1)
+        grad_in = np.take_along_axis(g, indices, axis=1).reshape(shape)
+        return _device.namespace_of(grad_out).put(grad_in)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxUnpool1d(MaxUnpool2d):
+    """MaxUnpool2d for (N, C, L) or unbatched (C, L) input (MaxPool1d's indices);
+    L = (L_in - 1) s - 2 p + k, or output_size's last entry."""
+
+    dims = 1
+
