@@ -220,6 +220,25 @@ def test_batchnorm_affine_and_track_running_stats_follow_torch(backend, dtype, r
     assert ("track_running_stats=False" in repr(bn)) != track
 
 
+@pytest.mark.parametrize("layer, shape", [("BatchNorm1d", (6, 3)), ("BatchNorm2d", (4, 3, 2, 5))])
+def test_batchnorm_momentum_none_is_the_cumulative_average(backend, dtype, rng, layer, shape):
+    """momentum=None: running statistics average every training batch equally (PyTorch's
+    1 / num_batches_tracked), eval forwards leave them and the count alone."""
+    ours = getattr(nn, layer)(3, momentum=None).to_dtype(dtype)
+    theirs = getattr(torch.nn, layer)(3, momentum=None).to(TORCH_DTYPES[np.dtype(dtype)])
+    for step in range(5):
+        x = (rng.standard_normal(shape) * (step + 1) + step).astype(dtype)
+        if step == 3:
+            ours.eval(), theirs.eval()
+        ours.forward(x)
+        theirs(t(x))
+        ours.train(), theirs.train()
+    assert ours.num_batches_tracked == int(theirs.num_batches_tracked) == 4
+    assert_close(ours.running_mean, theirs.running_mean.numpy(), dtype)
+    assert_close(ours.running_var, theirs.running_var.numpy(), dtype)
+    assert "momentum=None" in repr(ours)
+
+
 def test_batchnorm_mean_only_gradients(backend, dtype, rng):
     """mean_only: y = x - mean(x) + bias, checked against the same expression in torch."""
     bn = nn.BatchNorm1d(4, mean_only=True).to_dtype(dtype)

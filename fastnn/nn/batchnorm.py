@@ -25,10 +25,16 @@ class _BatchNorm(Module):
             raise ValueError(f"{name}: expected num_features to be a positive int, "
                              f"got {num_features!r}")
         check_number(name, "eps", eps, low=0.0, low_open=True, high=None)
-        check_number(name, "momentum", momentum, low=0.0, high=1.0, high_open=False)
+        if momentum is not None:
+            check_number(name, "momentum", momentum, low=0.0, high=1.0, high_open=False)
         self.num_features = int(num_features)
         self.eps = float(eps)
-        self.momentum = float(momentum)
+        #: None: the running statistics are the cumulative average of every batch's
+        #: (PyTorch's rule: factor 1 / num_batches_tracked)
+        self.momentum = None if momentum is None else float(momentum)
+        #: training forwards that updated the running statistics (PyTorch's counter; kept
+        #: on the host, not in the state dict, where PyTorch's entry loads as ignored)
+        self.num_batches_tracked = 0
         self.mean_only = bool(mean_only)
         self.affine = bool(affine)
         self.track_running_stats = bool(track_running_stats)
@@ -110,9 +116,14 @@ class _BatchNorm(Module):
         save_invstd = None if self.mean_only else self._buffer("save_invstd", (c,), dtype)
         batch = self._batch_statistics()
         weight, bias, running_mean, running_var = self._kernel_arrays(dtype)
+        momentum = self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked += 1
+            if momentum is None:
+                momentum = 1.0 / self.num_batches_tracked
         y, save_mean, save_invstd = self._kernels().batchnorm_forward(
             x, weight, bias, running_mean, running_var, training=batch,
-            momentum=self.momentum, eps=self.eps, mean_only=self.mean_only, out=out,
+            momentum=0.1 if momentum is None else momentum, eps=self.eps, mean_only=self.mean_only, out=out,
             save_mean=save_mean, save_invstd=save_invstd)
         self._ctx = (x, save_mean, save_invstd, batch)
         return y if len(shape) == x.ndim else y.reshape(shape)
