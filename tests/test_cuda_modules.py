@@ -121,7 +121,8 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     (N, C, L), BatchNorm3d, the 1-D conv and pooling layers, LogSoftmax over a middle
     axis, LayerNorm, adaptive pooling (the pooling kernels, and the host's matrices
     for windows that do not divide the input), ConvTranspose2d, Upsample, PReLU,
-    GroupNorm, InstanceNorm2d and AdaptiveMaxPool2d, as on the host."""
+    GroupNorm, InstanceNorm2d, AdaptiveMaxPool2d and dilated, grouped Conv2d, as on the
+    host."""
     seq = lambda: nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3))  # noqa: E731
     cnn = lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2),  # noqa: E731
                                 nn.Flatten(0), nn.Linear(48, 2))
@@ -131,6 +132,8 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
                                   nn.AvgPool1d(2), nn.Flatten(), nn.Linear(6, 2))
     softmax = lambda: nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=1))  # noqa: E731
     layernorm = lambda: nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6))  # noqa: E731
+    grouped = lambda: nn.Sequential(nn.Conv2d(4, 4, 3, padding=2, dilation=2,  # noqa: E731
+                                              groups=4), nn.ReLU(), nn.Conv2d(4, 2, 1))
     adaptive_max = lambda: nn.Sequential(nn.AdaptiveMaxPool2d((2, 3)),  # noqa: E731
                                          nn.AdaptiveMaxPool2d((1, 2)))
     groupnorm = lambda: nn.Sequential(nn.GroupNorm(2, 4), nn.Tanh(),  # noqa: E731
@@ -148,7 +151,8 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
                          (layernorm, (2, 3, 4)), (adaptive, (2, 2, 4, 6)),
                          (adaptive, (2, 2, 5, 7)), (deconv, (2, 2, 3, 3)),
                          (upsample, (2, 2, 3, 3)), (groupnorm, (2, 4, 3, 5)),
-                         (adaptive_max, (2, 2, 4, 6)), (adaptive_max, (2, 2, 5, 7))):
+                         (adaptive_max, (2, 2, 4, 6)), (adaptive_max, (2, 2, 5, 7)),
+                         (grouped, (2, 4, 5, 5))):
         host, gpu = twins(build)
         x = rng.standard_normal(shape)
         for xin in (x, cuda.to_device(x)):

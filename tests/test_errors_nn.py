@@ -226,8 +226,12 @@ def test_failure_after_a_user_module_puts_running_statistics_back(name):
 @pytest.mark.parametrize("make, match", [
     (lambda: nn.GELU(approximate="sigmoid"),
      r"GELU: approximate='sigmoid' is not supported \(only 'none' or 'tanh'\)"),
-    (lambda: nn.Conv2d(3, 4, 3, dilation=2), r"Conv2d: dilation=2 is not supported"),
-    (lambda: nn.Conv2d(4, 4, 3, groups=2), r"Conv2d: groups=2 is not supported \(only 1\)"),
+    (lambda: nn.Conv2d(3, 4, 3, groups=2), r"Conv2d: in_channels \(3\) and out_channels \(4\) "
+     r"must be divisible by groups \(2\)"),
+    (lambda: nn.Conv2d(4, 4, 3, groups=0), r"Conv2d: expected groups to be a positive int"),
+    (lambda: nn.Conv2d(4, 4, 3, dilation=0), r"Conv2d: expected dilation to be an int >= 1"),
+    (lambda: nn.Conv2d(4, 4, 2, dilation=1, padding="same"), r"padding='same' needs"),
+    (lambda: nn.ConvTranspose2d(4, 4, 3, dilation=2), r"dilation=2 is not supported"),
     (lambda: nn.Conv2d(3, 4, 3, padding_mode="reflect"), r"padding_mode='reflect'"),
     (lambda: nn.MaxPool2d(2, ceil_mode=True), r"MaxPool2d: ceil_mode=True is not supported"),
     (lambda: nn.AvgPool2d(2, divisor_override=3), r"AvgPool2d: divisor_override=3"),

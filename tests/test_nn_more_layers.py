@@ -756,3 +756,40 @@ def test_adaptive_max_pool_matches_torch(backend, dtype, rng, size, shape):
     ty.backward(torch.from_numpy(g))
     assert_close(ours.backward(g), tx.grad.numpy(), dtype)
     assert repr(ours) == repr(theirs)
+
+
+@pytest.mark.parametrize("cls, tcls, args, shape", [
+    (nn.Conv2d, torch.nn.Conv2d, dict(in_channels=4, out_channels=6, kernel_size=3, padding=2,
+                                      dilation=2), (2, 4, 9, 8)),
+    (nn.Conv2d, torch.nn.Conv2d, dict(in_channels=4, out_channels=8, kernel_size=3, padding=1,
+                                      groups=4), (2, 4, 7, 7)),
+    (nn.Conv2d, torch.nn.Conv2d, dict(in_channels=6, out_channels=6, kernel_size=(3, 2),
+                                      stride=2, dilation=(2, 3), groups=3, bias=False),
+     (2, 6, 11, 12)),
+    (nn.Conv2d, torch.nn.Conv2d, dict(in_channels=4, out_channels=4, kernel_size=3,
+                                      padding="same", dilation=3, groups=2), (4, 9, 9)),
+    (nn.Conv1d, torch.nn.Conv1d, dict(in_channels=4, out_channels=4, kernel_size=3, padding=2,
+                                      dilation=2, groups=2), (2, 4, 10)),
+], ids=["dilation2", "depthwise-x2", "dilated-grouped-strided-nobias", "same-unbatched",
+        "conv1d"])
+def test_dilated_and_grouped_convolutions_match_torch(backend, dtype, rng, cls, tcls, args,
+                                                     shape):
+    """Dilation (the zero-spread kernel) and groups (one kernel call per group): output,
+    input, weight and bias gradients, PyTorch's weight shape and init bound."""
+    layer = cls(**args).to_dtype(dtype)
+    twin = tcls(**args)
+    assert layer.weight.shape == tuple(twin.weight.shape)
+    bound = 1 / math.sqrt(math.prod(twin.weight.shape[1:]))
+    assert np.abs(layer.weight.data).max() <= bound
+    check_against(layer, twin, rng.standard_normal(shape).astype(dtype), rng, dtype)
+
+
+def test_depthwise_separable_block_trains_like_torch(rng):
+    """MobileNet's block: depthwise 3x3 (groups = channels), pointwise 1x1, BatchNorm, ReLU."""
+    ours = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False), nn.BatchNorm2d(4),
+                         nn.ReLU(), nn.Conv2d(4, 8, 1), nn.Flatten(), nn.Linear(8 * 36, 3))
+    twin = torch.nn.Sequential(torch.nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False),
+                               torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.Conv2d(4, 8, 1),
+                               torch.nn.Flatten(), torch.nn.Linear(8 * 36, 3))
+    check_against(ours, twin, rng.standard_normal((3, 4, 6, 6)).astype(np.float32), rng,
+                  np.dtype(np.float32))

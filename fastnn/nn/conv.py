@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from .. import device as _device
 from .. import random as _random
 from ..validation import check_only
 from .module import Module, Parameter
@@ -22,9 +23,12 @@ def pair(layer, name, value, minimum, n=2):
 
 def check_conv_args(name, in_channels, out_channels, dims, dilation, groups, padding_mode):
     """(in_channels, out_channels) as ints after the checks every convolution layer makes;
-    dilation, groups and padding_mode are taken at PyTorch's defaults only."""
-    check_only(name, "dilation", dilation, (1, (1,) * dims))
-    check_only(name, "groups", groups, (1,))
+    dilation, groups (None: not checked here, the layer takes any) and padding_mode are
+    taken at PyTorch's defaults only."""
+    if dilation is not None:
+        check_only(name, "dilation", dilation, (1, (1,) * dims))
+    if groups is not None:
+        check_only(name, "groups", groups, (1,))
     check_only(name, "padding_mode", padding_mode, ("zeros",))
     for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -77,7 +81,8 @@ class As1d:
 
     def _window(self):
         (k,), (s,), (p,) = self.kernel_size, self.stride, self.padding
-        return (1, k), (1, s), (0, p)
+        (d,) = getattr(self, "dilation", (1,))  # (pooling: no dilation)
+        return (1, d * (k - 1) + 1), (1, s), (0, p)
 
     def _check_1d(self, shape):
         shape = tuple(shape)
@@ -104,14 +109,21 @@ class As1d:
 class Conv2d(Module):
     """y = conv(x, weight) + bias, NCHW, zero padding.
 
-    weight: (out_channels, in_channels, kH, kW); bias: (out_channels,) or None.
-    Both start U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in_channels * kH * kW,
-    PyTorch's default (kaiming_uniform with a=sqrt(5)), from fastnn's global generator.
-    kernel_size, stride, padding: an int or a pair (height, width); padding may also be
-    'valid' (0) or 'same' (stride 1, odd kernel sizes: H_out = H, W_out = W).
+    weight: (out_channels, in_channels / groups, kH, kW); bias: (out_channels,) or None.
+    Both start U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in_channels / groups *
+    kH * kW, PyTorch's default (kaiming_uniform with a=sqrt(5)), from fastnn's global
+    generator. kernel_size, stride, padding, dilation: an int or a pair (height, width);
+    padding may also be 'valid' (0) or 'same' (stride 1, odd dilated kernel sizes:
+    H_out = H, W_out = W).
     Input x: (N, in_channels, H, W), or (in_channels, H, W) for one unbatched sample as in
     PyTorch; output: (N, out_channels, H_out, W_out) (without N for an unbatched input)
-    with H_out = (H + 2 * padding - kH) // stride + 1 (likewise W_out).
+    with H_out = (H + 2 * padding - dilation * (kH - 1) - 1) // stride + 1 (likewise W_out).
+
+    dilation 1 and groups 1 (the defaults) run the backend's conv kernels on the arrays
+    as they are (on the GPU too). Other values run the same kernels on the host: dilation
+    as the zero-spread kernel of size dilation * (k - 1) + 1 (exact; its zero taps cost
+    their multiply-adds), groups as one kernel call per group on contiguous copies of its
+    input channels (depthwise: groups = in_channels); a device array goes through the host.
     """
 
     dims = 2  # spatial dimensions of the kernel (Conv1d: 1)
@@ -121,14 +133,21 @@ class Conv2d(Module):
         super().__init__()
         name, n = type(self).__name__, self.dims
         self.in_channels, self.out_channels = check_conv_args(
-            name, in_channels, out_channels, n, dilation, groups, padding_mode)
+            name, in_channels, out_channels, n, None, None, padding_mode)
+        if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+            raise ValueError(f"{name}: expected groups to be a positive int, got {groups!r}")
+        if self.in_channels % groups or self.out_channels % groups:
+            raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels "
+                             f"({out_channels}) must be divisible by groups ({groups})")
+        self.groups = int(groups)
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
         self.stride = pair(name, "stride", stride, 1, n)
+        self.dilation = pair(name, "dilation", dilation, 1, n)
         self.padding = self._padding(padding)
-        fan_in = self.in_channels * math.prod(self.kernel_size)
+        fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
         bound = 1.0 / math.sqrt(fan_in)
         rng = _random.generator()
-        shape = (self.out_channels, self.in_channels) + self.kernel_size
+        shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
         self.bias = (Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dtype))
                      if bias else None)
@@ -142,16 +161,26 @@ class Conv2d(Module):
         if padding == "valid":
             return (0,) * n
         if padding == "same":
-            if any(s != 1 for s in self.stride) or any(k % 2 == 0 for k in self.kernel_size):
-                raise ValueError(f"{name}: padding='same' needs stride 1 and odd kernel "
-                                 f"sizes (symmetric padding), got stride {self.stride} and "
-                                 f"kernel_size {self.kernel_size}")
-            return tuple((k - 1) // 2 for k in self.kernel_size)
+            spans = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
+            if any(s != 1 for s in self.stride) or any(k % 2 == 0 for k in spans):
+                raise ValueError(f"{name}: padding='same' needs stride 1 and odd (dilated) "
+                                 f"kernel sizes (symmetric padding), got stride {self.stride} "
+                                 f"and kernel_size {self.kernel_size}")
+            return tuple((k - 1) // 2 for k in spans)
         return pair(name, "padding", padding, 0, n)
 
     def _window(self):
-        """(kernel_size, stride, padding) of the 2-D kernels, each a pair."""
-        return self.kernel_size, self.stride, self.padding
+        """(kernel_size, stride, padding) of the 2-D kernels, each a pair; the kernel size
+        is the dilated span d (k - 1) + 1."""
+        spans = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
+        return spans, self.stride, self.padding
+
+    def _simple(self):
+        """True when the kernels run on the arrays as they are (no dilation, no groups)."""
+        return self.groups == 1 and all(d == 1 for d in self.dilation)
+
+    def _dilation_2d(self):
+        return self.dilation if self.dims == 2 else (1,) + self.dilation
 
     def _kernel_weight(self, array):
         """The weight's data or grad as the 2-D kernels take it: (out, in, kH, kW)."""
@@ -175,6 +204,8 @@ class Conv2d(Module):
     def _forward(self, x, buffered):
         self._unbatched = x.ndim == 3
         x = add_batch_axis(x)
+        if not self._simple():
+            return drop_batch_axis(self._general_forward(x), self._unbatched)
         out = self._buffer("y", self._shape_2d(x.shape, x.dtype), x.dtype) if buffered else None
         _, stride, padding = self._window()
         y = self._kernels().conv2d_forward(
@@ -185,6 +216,9 @@ class Conv2d(Module):
 
     def _backward(self, grad_out, buffered, need_grad_in):
         grad_out = add_batch_axis(grad_out)
+        if not self._simple():
+            return drop_batch_axis(self._general_backward(grad_out, need_grad_in),
+                                   self._unbatched)
         grad_in = (self._buffer("grad_in", self._x.shape, grad_out.dtype)
                    if buffered and need_grad_in else None)
         _, stride, padding = self._window()
@@ -195,9 +229,73 @@ class Conv2d(Module):
             grad_in=grad_in, need_grad_in=need_grad_in)
         return drop_batch_axis(grad_in, self._unbatched)
 
+    def _spread_weight(self):
+        """The weight on the host as the 2-D kernels take it, (out, in / groups, kH', kW'),
+        with zeros between the taps when dilated."""
+        w = _device.to_host(self._kernel_weight(self.weight.data))
+        dh, dw = self._dilation_2d()
+        if dh == dw == 1:
+            return w
+        kh, kw = w.shape[2:]
+        spread = np.zeros(w.shape[:2] + ((kh - 1) * dh + 1, (kw - 1) * dw + 1), w.dtype)
+        spread[:, :, ::dh, ::dw] = w
+        return spread
+
+    def _groups_of(self, channels):
+        size = channels // self.groups
+        return [slice(g * size, (g + 1) * size) for g in range(self.groups)]
+
+    def _general_forward(self, x):
+        """Dilation or groups: the current CPU backend's kernels on host arrays, one call
+        per group (a group's input channels copied to a contiguous array)."""
+        kernels = _device.kernels("cpu")
+        host = _device.to_host(x)
+        weight = self._spread_weight()
+        bias = None if self.bias is None else _device.to_host(self.bias.data)
+        _, stride, padding = self._window()
+        out_shape = self._shape_2d(host.shape, host.dtype)
+        y = np.empty(out_shape, host.dtype)
+        inputs = []
+        for gi, go in zip(self._groups_of(self.in_channels), self._groups_of(self.out_channels)):
+            xg = np.ascontiguousarray(host[:, gi])
+            inputs.append(xg)
+            y[:, go] = kernels.conv2d_forward(xg, weight[go], None if bias is None
+                                              else bias[go], stride, padding)
+        self._x = (host, inputs, weight, _device.namespace_of(x))
+        return self._x[3].put(y)
+
+    def _general_backward(self, grad_out, need_grad_in):
+        kernels = _device.kernels("cpu")
+        host, inputs, weight, namespace = self._x
+        g = _device.to_host(grad_out)
+        _, stride, padding = self._window()
+        grad_weight = np.zeros_like(weight)
+        grad_bias = None if self.bias is None else np.zeros(self.out_channels, g.dtype)
+        grad_in = np.empty_like(host) if need_grad_in else None
+        for xg, gi, go in zip(inputs, self._groups_of(self.in_channels),
+                              self._groups_of(self.out_channels)):
+            result = kernels.conv2d_backward(
+                np.ascontiguousarray(g[:, go]), xg, weight[go], stride, padding,
+                grad_weight=grad_weight[go],
+                grad_bias=None if grad_bias is None else grad_bias[go],
+                need_grad_in=need_grad_in)
+            if need_grad_in:
+                grad_in[:, gi] = result
+        dh, dw = self._dilation_2d()
+        taps = grad_weight[:, :, ::dh, ::dw].reshape(self.weight.grad.shape)
+        _device.update_on_host(self.weight.grad, lambda a: np.add(a, taps, out=a))
+        if grad_bias is not None:
+            _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_bias, out=a))
+        return None if grad_in is None else namespace.put(grad_in)
+
     def extra_repr(self):
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}, bias={self.bias is not None}")
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+        if any(d != 1 for d in self.dilation):
+            text += f", dilation={self.dilation}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text + f", bias={self.bias is not None}"
 
 
 class Conv1d(As1d, Conv2d):
