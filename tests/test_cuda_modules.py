@@ -121,8 +121,8 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     (N, C, L), BatchNorm3d, the 1-D conv and pooling layers, LogSoftmax over a middle
     axis, LayerNorm, adaptive pooling (the pooling kernels, and the host's matrices
     for windows that do not divide the input), ConvTranspose2d, Upsample, PReLU,
-    GroupNorm, InstanceNorm2d, AdaptiveMaxPool2d and dilated, grouped Conv2d, as on the
-    host."""
+    GroupNorm, InstanceNorm2d, AdaptiveMaxPool2d, dilated, grouped and circularly padded
+    Conv2d and ReflectionPad2d, as on the host."""
     seq = lambda: nn.Sequential(nn.Linear(6, 4), nn.Tanh(), nn.Linear(4, 3))  # noqa: E731
     cnn = lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.MaxPool2d(2),  # noqa: E731
                                 nn.Flatten(0), nn.Linear(48, 2))
@@ -130,10 +130,13 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     bn3 = lambda: nn.Sequential(nn.BatchNorm3d(2), nn.ReLU())  # noqa: E731
     conv1 = lambda: nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.MaxPool1d(2),  # noqa: E731
                                   nn.AvgPool1d(2), nn.Flatten(), nn.Linear(6, 2))
-    softmax = lambda: nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=1))  # noqa: E731
+    softmax = lambda: nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=1),  # noqa: E731
+                                    nn.Softmin(dim=1))
     layernorm = lambda: nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6))  # noqa: E731
     grouped = lambda: nn.Sequential(nn.Conv2d(4, 4, 3, padding=2, dilation=2,  # noqa: E731
-                                              groups=4), nn.ReLU(), nn.Conv2d(4, 2, 1))
+                                              groups=4), nn.ReLU(), nn.Conv2d(4, 2, 1),
+                                    nn.ReflectionPad2d(1),
+                                    nn.Conv2d(2, 2, 3, padding=1, padding_mode="circular"))
     adaptive_max = lambda: nn.Sequential(nn.AdaptiveMaxPool2d((2, 3)),  # noqa: E731
                                          nn.AdaptiveMaxPool2d((1, 2)))
     groupnorm = lambda: nn.Sequential(nn.GroupNorm(2, 4), nn.Tanh(),  # noqa: E731

@@ -150,7 +150,7 @@ def test_conv1d_state_dict_loads_from_torch(rng):
     assert fastnn.nn.Conv1d(2, 3, 4).weight.data.std() > 0
 
 
-@pytest.mark.parametrize("cls", ["Softmax", "LogSoftmax"])
+@pytest.mark.parametrize("cls", ["Softmax", "LogSoftmax", "Softmin"])
 @pytest.mark.parametrize("shape,dim", [((7,), 0), ((7,), None), ((4, 6), 0), ((4, 6), None),
                                        ((2, 5, 3), 1), ((2, 5, 3), None), ((2, 5, 3), -1),
                                        ((2, 4, 3, 3), 1), ((2, 4, 3, 3), None),
@@ -793,3 +793,48 @@ def test_depthwise_separable_block_trains_like_torch(rng):
                                torch.nn.Flatten(), torch.nn.Linear(8 * 36, 3))
     check_against(ours, twin, rng.standard_normal((3, 4, 6, 6)).astype(np.float32), rng,
                   np.dtype(np.float32))
+
+
+@pytest.mark.parametrize("name, args, shape", [
+    ("ZeroPad2d", (1,), (2, 3, 4, 5)), ("ConstantPad2d", ((1, 2, 0, 3), 2.5), (2, 3, 4, 5)),
+    ("ReflectionPad2d", ((1, 2, 3, 0),), (3, 4, 5)), ("ReplicationPad1d", (3,), (2, 3, 4)),
+    ("CircularPad2d", ((2, 1, 1, 3),), (1, 2, 4, 5)), ("ReflectionPad1d", ((3, 2),), (2, 3, 4)),
+    ("ReplicationPad3d", (1,), (1, 2, 3, 4, 5)), ("CircularPad1d", (4,), (2, 2, 4)),
+    ("ZeroPad1d", ((0, 2),), (2, 3)), ("ConstantPad3d", (1, -1.0), (2, 3, 2, 2, 2)),
+    ("ReflectionPad3d", (1,), (1, 2, 3, 3, 3)), ("ReplicationPad2d", ((0, 3, 2, 0),), (2, 2, 3, 3)),
+])
+def test_padding_layers_match_torch(backend, dtype, rng, name, args, shape):
+    """Values, shape and repr; the backward sends a reflected, repeated or wrapped border's
+    gradient back to the values it copied."""
+    check_against(getattr(nn, name)(*args), getattr(torch.nn, name)(*args),
+                  rng.standard_normal(shape).astype(dtype), rng, dtype)
+    assert repr(getattr(nn, name)(*args)) == repr(getattr(torch.nn, name)(*args))
+
+
+def test_padding_layers_check_their_arguments():
+    with pytest.raises(ValueError, match="non-negative int or a tuple of 4"):
+        nn.ZeroPad2d((1, 2))
+    with pytest.raises(ValueError, match="non-negative"):
+        nn.ReflectionPad1d(-1)
+    with pytest.raises(ValueError, match="must be less than the input size 3"):
+        nn.ReflectionPad2d(3)(np.zeros((1, 1, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="must be at most the input size 2"):
+        nn.CircularPad1d(3)(np.zeros((1, 2), np.float32))
+    with pytest.raises(ValueError, match="rank 3 or 4"):
+        nn.ZeroPad2d(1)(np.zeros((4, 4), np.float32))
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("cls, tcls, args, shape", [
+    (nn.Conv2d, torch.nn.Conv2d, dict(in_channels=3, out_channels=4, kernel_size=3,
+                                      padding=(1, 2), stride=(1, 2)), (2, 3, 6, 7)),
+    (nn.Conv1d, torch.nn.Conv1d, dict(in_channels=3, out_channels=2, kernel_size=3, padding=2,
+                                      dilation=2), (2, 3, 8)),
+    (nn.Conv2d, torch.nn.Conv2d, dict(in_channels=4, out_channels=4, kernel_size=3,
+                                      padding="same", groups=2), (4, 5, 5)),
+], ids=["2d", "1d-dilated", "2d-same-grouped-unbatched"])
+def test_conv_padding_modes_match_torch(backend, dtype, rng, mode, cls, tcls, args, shape):
+    layer = cls(**args, padding_mode=mode).to_dtype(dtype)
+    check_against(layer, tcls(**args, padding_mode=mode), rng.standard_normal(shape).astype(dtype),
+                  rng, dtype)
+    assert f"padding_mode={mode}" in repr(layer)

@@ -1,7 +1,7 @@
 """Layers, containers and losses with explicit forward/backward (PyTorch's semantics)."""
 from .activations import (ELU, GELU, Hardtanh, Identity, LeakyReLU, LogSigmoid, LogSoftmax,
-                          Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Sine, Softmax, Softplus,
-                          Softsign, Tanh)
+                          Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Sine, Softmax, Softmin,
+                          Softplus, Softsign, Tanh)
 from .adaptive import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d
 from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
@@ -17,16 +17,24 @@ from .linear import Linear
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss,
                    Loss, MSELoss, NLLLoss, SmoothL1Loss)
 from .module import Module, Parameter
+from .padding import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d,
+                      ConstantPad2d, ConstantPad3d, ReflectionPad1d, ReflectionPad2d,
+                      ReflectionPad3d, ReplicationPad1d, ReplicationPad2d, ReplicationPad3d,
+                      ZeroPad1d, ZeroPad2d, ZeroPad3d)
 from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d, MaxUnpool1d, MaxUnpool2d
 from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from . import utils
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
-           "ELU", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "LogSoftmax",
+           "ELU", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",
            "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Embedding", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "MaxUnpool1d", "MaxUnpool2d", "AvgPool1d", "AvgPool2d",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Upsample",
            "UpsamplingNearest2d", "UpsamplingBilinear2d",
+           "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ConstantPad1d", "ConstantPad2d",
+           "ConstantPad3d", "ReflectionPad1d", "ReflectionPad2d", "ReflectionPad3d",
+           "ReplicationPad1d", "ReplicationPad2d", "ReplicationPad3d", "CircularPad1d",
+           "CircularPad2d", "CircularPad3d",
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Loss",
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "init", "utils"]

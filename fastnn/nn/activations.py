@@ -377,6 +377,18 @@ class LogSoftmax(Softmax):
     kernel = "log_softmax"
 
 
+class Softmin(Softmax):
+    """softmax(-x) along axis dim (as Softmax's): the softmax kernels on the negated
+    input (one extra pass each way; a device array's negation goes through the host)."""
+
+    def _forward(self, x, buffered):
+        return super()._forward(_device.scaled(x, -1, copy=True), buffered)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        grad_in = super()._backward(grad_out, buffered, need_grad_in)
+        return None if grad_in is None else _device.scaled(grad_in, -1)
+
+
 class Identity(Module):
     """y = x (the same array). Input: any shape."""
 

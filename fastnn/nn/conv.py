@@ -8,6 +8,7 @@ from .. import device as _device
 from .. import random as _random
 from ..validation import check_only
 from .module import Module, Parameter
+from .padding import check_pad_fits, pad_backward, pad_forward
 
 
 def pair(layer, name, value, minimum, n=2):
@@ -29,11 +30,15 @@ def check_conv_args(name, in_channels, out_channels, dims, dilation, groups, pad
         check_only(name, "dilation", dilation, (1, (1,) * dims))
     if groups is not None:
         check_only(name, "groups", groups, (1,))
-    check_only(name, "padding_mode", padding_mode, ("zeros",))
+    check_only(name, "padding_mode", padding_mode,
+               ("zeros",) if dilation is not None else PADDING_MODES)
     for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
     return int(in_channels), int(out_channels)
+
+
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
 def spatial_out(where, shape, kernel_size, stride, padding):
@@ -140,6 +145,7 @@ class Conv2d(Module):
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels "
                              f"({out_channels}) must be divisible by groups ({groups})")
         self.groups = int(groups)
+        self.padding_mode = padding_mode
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
         self.stride = pair(name, "stride", stride, 1, n)
         self.dilation = pair(name, "dilation", dilation, 1, n)
@@ -176,8 +182,15 @@ class Conv2d(Module):
         return spans, self.stride, self.padding
 
     def _simple(self):
-        """True when the kernels run on the arrays as they are (no dilation, no groups)."""
-        return self.groups == 1 and all(d == 1 for d in self.dilation)
+        """True when the kernels run on the arrays as they are (zero padding, no
+        dilation, no groups)."""
+        return (self.groups == 1 and all(d == 1 for d in self.dilation)
+                and self.padding_mode == "zeros")
+
+    def _border(self):
+        """((top, bottom), (left, right)) of a padding_mode other than 'zeros'."""
+        _, _, (ph, pw) = self._window()
+        return ((ph, ph), (pw, pw))
 
     def _dilation_2d(self):
         return self.dilation if self.dims == 2 else (1,) + self.dilation
@@ -254,6 +267,10 @@ class Conv2d(Module):
         bias = None if self.bias is None else _device.to_host(self.bias.data)
         _, stride, padding = self._window()
         out_shape = self._shape_2d(host.shape, host.dtype)
+        if self.padding_mode != "zeros":  # the border built first, then no padding
+            check_pad_fits(self._where(), self.padding_mode, host.shape[2:], self._border())
+            host = pad_forward(host, self._border(), self.padding_mode)
+            padding = (0, 0)
         y = np.empty(out_shape, host.dtype)
         inputs = []
         for gi, go in zip(self._groups_of(self.in_channels), self._groups_of(self.out_channels)):
@@ -269,6 +286,8 @@ class Conv2d(Module):
         host, inputs, weight, namespace = self._x
         g = _device.to_host(grad_out)
         _, stride, padding = self._window()
+        if self.padding_mode != "zeros":
+            padding = (0, 0)
         grad_weight = np.zeros_like(weight)
         grad_bias = None if self.bias is None else np.zeros(self.out_channels, g.dtype)
         grad_in = np.empty_like(host) if need_grad_in else None
@@ -286,7 +305,11 @@ class Conv2d(Module):
         _device.update_on_host(self.weight.grad, lambda a: np.add(a, taps, out=a))
         if grad_bias is not None:
             _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_bias, out=a))
-        return None if grad_in is None else namespace.put(grad_in)
+        if grad_in is None:
+            return None
+        if self.padding_mode != "zeros":  # the border's gradient back to what it copied
+            grad_in = pad_backward(grad_in, self._border(), self.padding_mode)
+        return namespace.put(grad_in)
 
     def extra_repr(self):
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -295,7 +318,9 @@ class Conv2d(Module):
             text += f", dilation={self.dilation}"
         if self.groups != 1:
             text += f", groups={self.groups}"
-        return text + f", bias={self.bias is not None}"
+        text += f", bias={self.bias is not None}"
+        return text + (f", padding_mode={self.padding_mode}" if self.padding_mode != "zeros"
+                       else "")
 
 
 class Conv1d(As1d, Conv2d):

@@ -1,0 +1,215 @@
+"""Padding layers (PyTorch's ZeroPad, ConstantPad, ReflectionPad, ReplicationPad and
+CircularPad in 1, 2 and 3 dimensions), NumPy on the host.
+
+Each padded axis maps every output index to an input index (np.pad of arange with the
+mode; -1 for a constant border): the forward is np.pad itself, the backward adds each
+output gradient to its source (np.add.at along the axis), so a reflected or wrapped
+border sends its gradient back to the values it copied.
+"""
+import numbers
+
+import numpy as np
+
+from .. import device as _device
+from ..validation import FLOAT_DTYPES, check_number
+from .module import Module
+
+_NUMPY_MODE = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
+               "circular": "wrap"}
+
+
+def pad_sizes(where, padding, dims):
+    """PyTorch's padding argument as ((before, after), ...) per padded axis, first axis
+    first: an int pads every side; a tuple lists (left, right, top, bottom, front, back),
+    the last axis first."""
+    items = (padding,) * (2 * dims) if not isinstance(padding, (tuple, list)) else tuple(padding)
+    if len(items) != 2 * dims or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                                     or v < 0 for v in items):
+        raise ValueError(f"{where}: expected padding to be a non-negative int or a tuple of "
+                         f"{2 * dims} of them, got {padding!r}")
+    pairs = [(int(items[2 * i]), int(items[2 * i + 1])) for i in range(dims)]
+    return tuple(reversed(pairs))
+
+
+def check_pad_fits(where, mode, spatial, sizes):
+    """PyTorch's limits: a reflection needs padding < the size, a wrap padding <= it."""
+    for n, (before, after) in zip(spatial, sizes):
+        if mode == "reflect" and max(before, after) >= n:
+            raise ValueError(f"{where}: reflection padding {(before, after)} must be less than "
+                             f"the input size {n}")
+        if mode == "circular" and max(before, after) > n:
+            raise ValueError(f"{where}: circular padding {(before, after)} must be at most the "
+                             f"input size {n}")
+
+
+def pad_forward(x, sizes, mode, value=0.0):
+    """x (host array) padded on its last len(sizes) axes."""
+    width = [(0, 0)] * (x.ndim - len(sizes)) + list(sizes)
+    if mode == "constant":
+        return np.pad(x, width, mode="constant", constant_values=x.dtype.type(value))
+    return np.pad(x, width, mode=_NUMPY_MODE[mode])
+
+
+def pad_backward(grad_out, sizes, mode):
+    """The gradient w.r.t. the unpadded input of pad_forward (host arrays)."""
+    g = grad_out
+    first = g.ndim - len(sizes)
+    for axis, (before, after) in enumerate(sizes, start=first):
+        n = g.shape[axis] - before - after
+        if mode == "constant" or before == after == 0:
+            g = g[(slice(None),) * axis + (slice(before, before + n),)]
+            continue
+        source = np.pad(np.arange(n), (before, after), mode=_NUMPY_MODE[mode])
+        moved = np.moveaxis(g, axis, 0)
+        total = np.zeros((n,) + moved.shape[1:], g.dtype)
+        np.add.at(total, source, moved)
+        g = np.moveaxis(total, 0, axis)
+    return np.ascontiguousarray(g)
+
+
+class _Pad(Module):
+    """Pads the last ``dims`` axes of (N, C, *spatial) or unbatched (C, *spatial) input."""
+
+    dims = None
+    mode = None
+
+    def __init__(self, padding, value=0.0):
+        super().__init__()
+        name = type(self).__name__
+        self.padding = padding
+        self._sizes = pad_sizes(name, padding, self.dims)
+        if self.mode == "constant":
+            check_number(name, "value", value)
+        self.value = float(value)
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        if len(shape) not in (self.dims + 1, self.dims + 2):
+            raise ValueError(f"{self._where()}: expected input of rank {self.dims + 1} or "
+                             f"{self.dims + 2}, got shape {shape}")
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self._where()}: expected input of dtype float32 or float64, "
+                            f"got {dtype}")
+        spatial = shape[len(shape) - self.dims:]
+        check_pad_fits(self._where(), self.mode, spatial, self._sizes)
+        return shape[:len(shape) - self.dims] + tuple(
+            n + b + a for n, (b, a) in zip(spatial, self._sizes))
+
+    def _forward(self, x, buffered):
+        y = pad_forward(_device.to_host(x), self._sizes, self.mode, self.value)
+        return _device.namespace_of(x).put(y)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        g = pad_backward(_device.to_host(grad_out), self._sizes, self.mode)
+        return _device.namespace_of(grad_out).put(g)
+
+    def _sizes_repr(self):
+        """The padding as PyTorch shows it: (left, right, top, bottom, ...)."""
+        return tuple(v for pair in reversed(self._sizes) for v in pair)
+
+    def extra_repr(self):
+        return f"{self._sizes_repr()}"
+
+
+class _ZeroPad(_Pad):
+    mode = "constant"
+
+    def __init__(self, padding):
+        super().__init__(padding, 0.0)
+
+
+class _ConstantPad(_Pad):
+    mode = "constant"
+
+    def __init__(self, padding, value):
+        super().__init__(padding, value)
+
+    def extra_repr(self):
+        return f"padding={self._sizes_repr()}, value={self.value}"
+
+
+class _BorderPad(_Pad):
+    def __init__(self, padding):
+        super().__init__(padding)
+
+
+class ZeroPad1d(_ZeroPad):
+    """Pads the last axis of (N, C, W) or (C, W) input with zeros; padding: an int or
+    (left, right)."""
+    dims = 1
+
+
+class ZeroPad2d(_ZeroPad):
+    """Pads the last two axes of (N, C, H, W) or (C, H, W) input with zeros; padding: an
+    int or (left, right, top, bottom)."""
+    dims = 2
+
+
+class ZeroPad3d(_ZeroPad):
+    """Pads the last three axes of (N, C, D, H, W) or (C, D, H, W) input with zeros;
+    padding: an int or (left, right, top, bottom, front, back)."""
+    dims = 3
+
+
+class ConstantPad1d(_ConstantPad):
+    """Pads the last axis with ``value`` (as ZeroPad1d's padding)."""
+    dims = 1
+
+
+class ConstantPad2d(_ConstantPad):
+    """Pads the last two axes with ``value`` (as ZeroPad2d's padding)."""
+    dims = 2
+
+
+class ConstantPad3d(_ConstantPad):
+    """Pads the last three axes with ``value`` (as ZeroPad3d's padding)."""
+    dims = 3
+
+
+class ReflectionPad1d(_BorderPad):
+    """Pads the last axis with its reflection, the border value not repeated (padding
+    below the size); as ZeroPad1d's padding."""
+    dims, mode = 1, "reflect"
+
+
+class ReflectionPad2d(_BorderPad):
+    """Pads the last two axes with their reflection (style-transfer and CycleGAN
+    networks); as ZeroPad2d's padding."""
+    dims, mode = 2, "reflect"
+
+
+class ReflectionPad3d(_BorderPad):
+    """Pads the last three axes with their reflection; as ZeroPad3d's padding."""
+    dims, mode = 3, "reflect"
+
+
+class ReplicationPad1d(_BorderPad):
+    """Pads the last axis by repeating its border value; as ZeroPad1d's padding."""
+    dims, mode = 1, "replicate"
+
+
+class ReplicationPad2d(_BorderPad):
+    """Pads the last two axes by repeating their border values; as ZeroPad2d's padding."""
+    dims, mode = 2, "replicate"
+
+
+class ReplicationPad3d(_BorderPad):
+    """Pads the last three axes by repeating their border values; as ZeroPad3d's."""
+    dims, mode = 3, "replicate"
+
+
+class CircularPad1d(_BorderPad):
+    """Pads the last axis by wrapping around (padding at most the size); as ZeroPad1d's."""
+    dims, mode = 1, "circular"
+
+
+class CircularPad2d(_BorderPad):
+    """Pads the last two axes by wrapping around; as ZeroPad2d's padding."""
+    dims, mode = 2, "circular"
+
+
+class CircularPad3d(_BorderPad):
+    """Pads the last three axes by wrapping around; as ZeroPad3d's padding."""
+    dims, mode = 3, "circular"
