@@ -169,9 +169,10 @@ class Conv2d(Module):
         if padding == "same":
             spans = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
             if any(s != 1 for s in self.stride) or any(k % 2 == 0 for k in spans):
-                raise ValueError(f"{name}: padding='same' needs stride 1 and odd (dilated) "
-                                 f"kernel sizes (symmetric padding), got stride {self.stride} "
-                                 f"and kernel_size {self.kernel_size}")
+                raise ValueError(f"{name}: padding='same' needs stride 1 and odd kernel "
+                                 f"sizes, dilated (symmetric padding), got stride "
+                                 f"{self.stride}, kernel_size {self.kernel_size} and "
+                                 f"dilation {self.dilation}")
             return tuple((k - 1) // 2 for k in spans)
         return pair(name, "padding", padding, 0, n)
 
