@@ -132,7 +132,8 @@ def test_bad_inputs_are_refused(make, shape, match):
 @pytest.mark.parametrize("make,match", [
     (lambda: nn.Conv1d(3, 4, (3, 3)), "kernel_size"),
     (lambda: nn.Conv1d(3, 4, 4, padding="same"), "odd kernel"),
-    (lambda: nn.Conv1d(3, 4, 3, dilation=2), "dilation"),
+    (lambda: nn.Conv1d(3, 4, 3, dilation=0), "dilation"),
+    (lambda: nn.MaxPool1d(2, dilation=2), "dilation"),
     (lambda: nn.MaxPool1d(2, padding=2), "at most half"),
     (lambda: nn.Unflatten(1, (-1, -1)), "unflattened_size"),
 ])
