@@ -46,12 +46,8 @@ class _Elementwise(Module):
         return f"{sep}inplace=True" if self.inplace else ""
 
 
-class ReLU(_Elementwise):
-    """y = max(x, 0). Input: any shape. inplace is accepted for PyTorch code: the output
-    is a fresh array either way (x is never overwritten)."""
-
-    kernel = "relu"
-    fused_name = "relu"
+class _InplaceFlag(_Elementwise):
+    """An activation whose only argument is PyTorch's inplace flag."""
 
     def __init__(self, inplace=False):
         super().__init__()
@@ -59,6 +55,14 @@ class ReLU(_Elementwise):
 
     def extra_repr(self):
         return self._inplace_repr()
+
+
+class ReLU(_InplaceFlag):
+    """y = max(x, 0). Input: any shape. inplace is accepted for PyTorch code: the output
+    is a fresh array either way (x is never overwritten)."""
+
+    kernel = "relu"
+    fused_name = "relu"
 
 
 class LeakyReLU(_Elementwise):
@@ -116,18 +120,11 @@ class GELU(_Elementwise):
         return "" if self.approximate == "none" else f"approximate={self.approximate!r}"
 
 
-class Mish(_Elementwise):
+class Mish(_InplaceFlag):
     """y = x * tanh(softplus(x)) (Mish). Input: any shape."""
 
     kernel = "mish"
     saves = "x"
-
-    def __init__(self, inplace=False):
-        super().__init__()
-        self._take_inplace(inplace)
-
-    def extra_repr(self):
-        return self._inplace_repr()
 
 
 class Sine(_Elementwise):
@@ -148,18 +145,11 @@ class Sine(_Elementwise):
         return f"omega={self.omega}"
 
 
-class SiLU(_Elementwise):
+class SiLU(_InplaceFlag):
     """y = x * sigmoid(x) (SiLU, or swish). Input: any shape."""
 
     kernel = "silu"
     saves = "x"
-
-    def __init__(self, inplace=False):
-        super().__init__()
-        self._take_inplace(inplace)
-
-    def extra_repr(self):
-        return self._inplace_repr()
 
 
 class ELU(_Elementwise):

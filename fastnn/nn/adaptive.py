@@ -1,5 +1,4 @@
 """Adaptive average pooling: PyTorch's AdaptiveAvgPool2d/1d, any output size."""
-import math
 import numbers
 
 import numpy as np
@@ -8,6 +7,7 @@ from .. import device as _device
 from ..validation import FLOAT_DTYPES, check_bool
 from .conv import As1d, add_batch_axis, drop_batch_axis
 from .module import Module
+from .pooling import with_indices
 
 
 def _window_matrix(size, out, dtype):
@@ -152,10 +152,7 @@ class AdaptiveMaxPool2d(AdaptiveAvgPool2d):
 
     def forward(self, x):
         y = super().forward(x)
-        if not self.return_indices:
-            return y
-        indices = _device.host_copy(self._indices).reshape(tuple(y.shape))
-        return y, _device.namespace_of(y).put(indices)
+        return with_indices(y, self._indices) if self.return_indices else y
 
     def _forward(self, x, buffered):
         unbatched = x.ndim == 3

@@ -11,6 +11,12 @@ from .conv import As1d, add_batch_axis, drop_batch_axis, pair, spatial_out
 from .module import Module
 
 
+def with_indices(y, indices):
+    """(y, a fresh copy of indices where y lives, in y's shape): the return_indices output
+    (the 1-D layers' views drop the height axis the kernels' indices have)."""
+    return y, _device.namespace_of(y).put(_device.host_copy(indices).reshape(tuple(y.shape)))
+
+
 class _Pool2d(Module):
     """Shared arguments and checks. kernel_size, stride (None: kernel_size), padding: an
     int or a pair; padding at most half the kernel, as PyTorch requires."""
@@ -91,11 +97,7 @@ class MaxPool2d(_Pool2d):
 
     def forward(self, x):
         y = super().forward(x)
-        if not self.return_indices:
-            return y
-        # a fresh copy where the output lives (the 1-D view drops its height axis)
-        indices = _device.host_copy(self._indices).reshape(tuple(y.shape))
-        return y, _device.namespace_of(y).put(indices)
+        return with_indices(y, self._indices) if self.return_indices else y
 
     def _pool(self, x, buffered):
         shape = self._shape_2d(x.shape, x.dtype)
