@@ -131,6 +131,15 @@ REASONS = {
                              "division folded (v / (1 + e)), fmaxf/fminf 6.0 (libm calls); "
                              "4.5 vs 3.3 ms at 16M values (2026-11-29 15:20 UTC), still "
                              "above the copy ceiling's 70%"),
+    ("silu", "large"): ("x sigmoid(x) with the sigmoid's NaN-preserving clamps, as "
+                        "_CLAMPS (gcc's compare + blend pairs) plus Cython's multiply by "
+                        "1 / (1 + e) where numba divides: interleaved Cython/numba 1.21x "
+                        "(1 thread) and 1.20x (2), 2026-11-29 15:25 UTC; in a quiet run "
+                        "both are at the copy ceiling"),
+    ("layer_norm_backward", "large"): ("level when timed interleaved, Cython the faster: "
+                                       "0.94x (1 thread) and 0.96x (2) Cython/numba, "
+                                       "2026-11-29 15:25 UTC; a single suite run's gap is "
+                                       "noise"),
     ("gelu_tanh", "course"): ("per-call cost plus the large size's loop gap: 7.4 vs 5.9 us "
                               "(2026-11-29 15:20 UTC)"),
     ("gelu_tanh_backward", "course"): ("per-call cost (three arrays) plus the clamps of the "

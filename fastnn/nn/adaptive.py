@@ -1,4 +1,5 @@
-"""Adaptive average pooling: PyTorch's AdaptiveAvgPool2d/1d, any output size."""
+"""Adaptive pooling: PyTorch's AdaptiveAvgPool2d/1d and AdaptiveMaxPool2d/1d, any output
+size."""
 import numbers
 
 import numpy as np
