@@ -66,13 +66,23 @@ def build_parser(command=None):
     return parser
 
 
+def _dashed(token):
+    """An option written with underscores as the dashed option it names: the course
+    scripts' --dnn_hidden_units, --learning_rate, --max_steps, --batch_size, --eval_freq,
+    --neg_slope, --data_dir (a value after '=' is kept as written)."""
+    if not token.startswith("--"):
+        return token
+    name, sep, value = token.partition("=")
+    return name.replace("_", "-") + sep + value
+
+
 def main(argv=None):
     """Run the CLI; returns the exit status."""
     from .data import CIFARError, IDXError
     from .io import CheckpointError
     from .train import TrainingDiverged
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [_dashed(a) for a in (sys.argv[1:] if argv is None else argv)]
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         args = build_parser(command).parse_args(argv)
@@ -134,7 +144,8 @@ def apply_runtime_arguments(args):
 def configure_train(parser):
     parser.add_argument("--model", choices=MODELS, default="mlp")
     parser.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
-    parser.add_argument("--data-root", help="directory holding the dataset files")
+    parser.add_argument("--data-root", "--data-dir", dest="data_root",
+                        help="directory holding the dataset files")
     parser.add_argument("--download", action="store_true",
                         help="download the dataset into ~/.cache/fastnn if missing")
     parser.add_argument("--hidden", "--dnn-hidden-units", dest="hidden", type=_hidden_units,

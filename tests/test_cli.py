@@ -66,6 +66,21 @@ def test_classic_course_flag_names(tmp_path):
     assert "MLP 64-32-16-10" in result.stdout
 
 
+def test_course_flags_with_underscores(tmp_path, capsys):
+    """The course scripts' spelling (--dnn_hidden_units, --learning_rate, --max_steps,
+    --batch_size, --eval_freq, --neg_slope, --data_dir=...) names the same options."""
+    metrics_path = tmp_path / "m.json"
+    status = cli.main(["train", "--dataset", "digits", "--dnn_hidden_units", "32,16",
+                       "--learning_rate", "0.05", "--max_steps", "20", "--eval_freq", "10",
+                       "--neg_slope=0.02", "--batch_size", "64", "--no_progress",
+                       f"--data_dir={tmp_path}", "--metrics", str(metrics_path)])
+    assert status == 0
+    config = json.loads(metrics_path.read_text())["config"]
+    assert config["hidden"] == [32, 16] and config["lr"] == 0.05
+    assert config["negative_slope"] == 0.02 and config["batch_size"] == 64
+    assert "test accuracy" in capsys.readouterr().out
+
+
 def test_divergence_exits_1_with_message(tmp_path):
     result = run_cli("train", "--dataset", "digits", "--lr", "1e30", "--max-steps", "40",
                      "--no-progress")
