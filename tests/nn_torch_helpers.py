@@ -53,6 +53,8 @@ def torch_twin(layer):
         nn.GELU: lambda l: torch.nn.GELU(approximate=l.approximate),
         nn.SiLU: lambda l: torch.nn.SiLU(),
         nn.ELU: lambda l: torch.nn.ELU(l.alpha),
+        nn.SELU: lambda l: torch.nn.SELU(),
+        nn.CELU: lambda l: torch.nn.CELU(l.alpha),
         nn.Softplus: lambda l: torch.nn.Softplus(l.beta, l.threshold),
         nn.Hardtanh: lambda l: torch.nn.Hardtanh(l.min_val, l.max_val),
         nn.ReLU6: lambda l: torch.nn.ReLU6(),
@@ -62,6 +64,7 @@ def torch_twin(layer):
         nn.Sine: lambda l: _Sine(l.omega),
         nn.Identity: lambda l: torch.nn.Identity(),
         nn.Softmax: lambda l: torch.nn.Softmax(dim=-1),
+        nn.Softmin: lambda l: torch.nn.Softmin(dim=l.dim),
         nn.LogSoftmax: lambda l: torch.nn.LogSoftmax(dim=-1),
         nn.Flatten: lambda l: torch.nn.Flatten(l.start_dim, l.end_dim),
     }

@@ -131,7 +131,7 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     conv1 = lambda: nn.Sequential(nn.Conv1d(2, 3, 3, padding=1), nn.MaxPool1d(2),  # noqa: E731
                                   nn.AvgPool1d(2), nn.Flatten(), nn.Linear(6, 2))
     softmax = lambda: nn.Sequential(nn.Linear(2, 2), nn.LogSoftmax(dim=1),  # noqa: E731
-                                    nn.Softmin(dim=1))
+                                    nn.Softmin(dim=1), nn.SELU(), nn.CELU(0.5))
     layernorm = lambda: nn.Sequential(nn.Linear(4, 6), nn.LayerNorm(6))  # noqa: E731
     grouped = lambda: nn.Sequential(nn.Conv2d(4, 4, 3, padding=2, dilation=2,  # noqa: E731
                                               groups=4), nn.ReLU(), nn.Conv2d(4, 2, 1),

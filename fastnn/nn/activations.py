@@ -171,6 +171,51 @@ class ELU(_Elementwise):
         return f"alpha={self.alpha}" + self._inplace_repr(", ")
 
 
+class SELU(_InplaceFlag):
+    """y = scale * (x if x > 0 else alpha * (exp(x) - 1)) with PyTorch's self-normalising
+    constants (alpha 1.6733, scale 1.0507): the elu kernels, then the scale applied in
+    place to their output (and to the input gradient). Input: any shape."""
+
+    kernel = "elu"
+    saves = "x"
+    ALPHA = 1.6732632423543772848170429916717
+    SCALE = 1.0507009873554804934193349852946
+
+    def _args(self):
+        return (self.ALPHA,)
+
+    def _forward(self, x, buffered):
+        return _device.scaled(super()._forward(x, buffered), self.SCALE)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        grad_in = super()._backward(grad_out, buffered, need_grad_in)
+        return None if grad_in is None else _device.scaled(grad_in, self.SCALE)
+
+
+class CELU(ELU):
+    """y = x if x > 0 else alpha * (exp(x / alpha) - 1) (continuously differentiable
+    ELU): alpha * elu(x / alpha), the elu kernels on the input scaled by 1 / alpha and
+    their output scaled back (alpha = 1 is ELU itself, no scaling). Input: any shape."""
+
+    def __init__(self, alpha=1.0, inplace=False):
+        super().__init__(alpha, inplace)
+        if self.alpha == 0:
+            raise ValueError("CELU: alpha cannot be 0")
+
+    def _args(self):
+        return (1.0,)
+
+    def _forward(self, x, buffered):
+        if self.alpha == 1.0:
+            return super()._forward(x, buffered)
+        y = super()._forward(_device.scaled(x, 1.0 / self.alpha, copy=True), buffered)
+        return _device.scaled(y, self.alpha)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        # d/dx alpha elu(x / alpha) = elu'(x / alpha): the saved input is already x / alpha
+        return super()._backward(grad_out, buffered, need_grad_in)
+
+
 class Softplus(_Elementwise):
     """y = log(1 + exp(beta * x)) / beta, or x where beta * x > threshold (PyTorch's
     Softplus: a smooth ReLU, e.g. for a positive standard deviation). Input: any shape."""
