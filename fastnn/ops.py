@@ -205,6 +205,22 @@ def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     return _binary("softplus_backward", grad_out, "x", x, out, beta=beta, threshold=threshold)
 
 
+def hardsigmoid(x, out=None):
+    return _unary("hardsigmoid", x, out)
+
+
+def hardsigmoid_backward(grad_out, x, out=None):
+    return _binary("hardsigmoid_backward", grad_out, "x", x, out)
+
+
+def hardswish(x, out=None):
+    return _unary("hardswish", x, out)
+
+
+def hardswish_backward(grad_out, x, out=None):
+    return _binary("hardswish_backward", grad_out, "x", x, out)
+
+
 def softsign(x, out=None):
     return _unary("softsign", x, out)
 

@@ -174,6 +174,28 @@ def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
 
 
 @_op("activation")
+def hardsigmoid(x, out=None):
+    """y = min(max(x + 3, 0), 6) / 6 (Hardsigmoid). x: any shape."""
+
+
+@_op("activation")
+def hardsigmoid_backward(grad_out, x, out=None):
+    """grad_in = grad_out / 6 where -3 < x < 3, else 0. x is the forward input (same
+    shape as grad_out)."""
+
+
+@_op("activation")
+def hardswish(x, out=None):
+    """y = x * min(max(x + 3, 0), 6) / 6 (Hardswish, MobileNetV3). x: any shape."""
+
+
+@_op("activation")
+def hardswish_backward(grad_out, x, out=None):
+    """grad_in = 0 where x <= -3, grad_out where x >= 3, grad_out (x / 3 + 1/2) between.
+    x is the forward input."""
+
+
+@_op("activation")
 def softsign(x, out=None):
     """y = x / (1 + |x|). x: any shape."""
 

@@ -18,6 +18,14 @@ class _Sine(torch.nn.Module):
         return torch.sin(self.omega * x)
 
 
+class _Hardsigmoid(torch.nn.Module):
+    """PyTorch's Hardsigmoid by its clamp formula: torch.nn.Hardsigmoid's own float64
+    gradient multiplies by a float32 1/6 (0.1666666716)."""
+
+    def forward(self, x):
+        return torch.clamp(x + 3, 0, 6) / 6
+
+
 def _copy(tensor, array):
     with torch.no_grad():
         tensor.copy_(torch.from_numpy(np.array(array)))
@@ -54,6 +62,8 @@ def torch_twin(layer):
         nn.SiLU: lambda l: torch.nn.SiLU(),
         nn.ELU: lambda l: torch.nn.ELU(l.alpha),
         nn.SELU: lambda l: torch.nn.SELU(),
+        nn.Hardsigmoid: lambda l: _Hardsigmoid(),
+        nn.Hardswish: lambda l: torch.nn.Hardswish(),
         nn.CELU: lambda l: torch.nn.CELU(l.alpha),
         nn.Softplus: lambda l: torch.nn.Softplus(l.beta, l.threshold),
         nn.Hardtanh: lambda l: torch.nn.Hardtanh(l.min_val, l.max_val),

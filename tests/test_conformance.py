@@ -139,6 +139,10 @@ ACTIVATIONS = {
     "softsign": (F.softsign, {}, "x"),
     "gelu_tanh": (lambda z: F.gelu(z, approximate="tanh"), {}, "x"),
     "mish": (F.mish, {}, "x"),
+    # PyTorch's own float64 hardsigmoid gradient multiplies by a float32 1/6
+    # (0.1666666716); its clamp formula gives the exact one (the edges +-3 are not drawn)
+    "hardsigmoid": (lambda z: torch.clamp(z + 3, 0, 6) / 6, {}, "x"),
+    "hardswish": (F.hardswish, {}, "x"),
 }
 
 
@@ -163,13 +167,14 @@ def test_activation_forward_backward(backend, dtype, rng, name, shape):
 def test_activations_at_extremes(backend, dtype):
     x = np.array([-1e4, -100, -20, -1e-8, 0, 1e-8, 20, 100, 1e4], dtype=dtype)
     for name in ("sigmoid", "tanh", "gelu", "relu", "silu", "elu", "softplus", "hardtanh",
-                 "softsign", "gelu_tanh", "mish"):
+                 "softsign", "gelu_tanh", "mish", "hardsigmoid", "hardswish"):
         y = getattr(ops, name)(x, **ACTIVATIONS[name][1])
         expected = ACTIVATIONS[name][0](t(x)).numpy()
         assert np.all(np.isfinite(y)), name
         assert_close(y, expected, dtype, err_msg=name)
     g = np.ones_like(x)
-    for name in ("gelu", "silu", "elu", "softplus", "hardtanh", "softsign", "gelu_tanh", "mish"):
+    for name in ("gelu", "silu", "elu", "softplus", "hardtanh", "softsign", "gelu_tanh", "mish",
+                 "hardsigmoid", "hardswish"):
         xt = t(x, True)
         ACTIVATIONS[name][0](xt).backward(t(g))
         grad = getattr(ops, name + "_backward")(g, x, **ACTIVATIONS[name][1])
@@ -193,7 +198,7 @@ def test_gelu_float32_within_1e7_plus_one_ulp_of_exact(backend):
 def test_nan_propagates(backend, dtype):
     x = np.array([np.nan, 1.0, -1.0], dtype=dtype)
     for name in ("relu", "sigmoid", "tanh", "gelu", "sine", "silu", "elu", "softplus",
-                 "hardtanh", "softsign", "gelu_tanh", "mish"):
+                 "hardtanh", "softsign", "gelu_tanh", "mish", "hardsigmoid", "hardswish"):
         assert np.isnan(getattr(ops, name)(x)[0]), name
 
 
@@ -235,6 +240,20 @@ def test_mish_and_gelu_tanh_far_from_0_and_at_nan(backend, dtype):
         nan = np.array([np.nan, 1.0], dtype=dtype)
         assert np.isnan(getattr(ops, name)(nan)[0]), name
         assert np.isnan(getattr(ops, name + "_backward")(np.ones_like(nan), nan)[0]), name
+
+
+def test_hardsigmoid_and_hardswish_edges_follow_torch(backend):
+    """At x = -3 and 3 exactly: hardsigmoid's gradient 0 at both, hardswish's 0 at -3 and
+    the full gradient at 3 (PyTorch's edges), in float32 (where torch's 1/6 is exact)."""
+    x = np.array([-4.0, -3.0, -2.5, 0.0, 2.5, 3.0, 4.0], dtype=np.float32)
+    g = np.full_like(x, 2.0)
+    for name in ("hardsigmoid", "hardswish"):
+        xt = t(x, True)
+        getattr(F, name)(xt).backward(t(g))
+        np.testing.assert_allclose(getattr(ops, name)(x), getattr(F, name)(t(x)).numpy(),
+                                   rtol=1e-6, err_msg=name)
+        np.testing.assert_allclose(getattr(ops, name + "_backward")(g, x), xt.grad.numpy(),
+                                   rtol=1e-6, err_msg=name)
 
 
 def test_softplus_with_a_threshold_beyond_exps_range(backend, dtype):

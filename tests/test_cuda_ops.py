@@ -178,6 +178,10 @@ ACTIVATIONS = {
     "softsign": (F.softsign, {}, "x"),
     "gelu_tanh": (lambda z: F.gelu(z, approximate="tanh"), {}, "x"),
     "mish": (F.mish, {}, "x"),
+    # PyTorch's own float64 hardsigmoid gradient multiplies by a float32 1/6
+    # (0.1666666716); its clamp formula gives the exact one (the edges +-3 are not drawn)
+    "hardsigmoid": (lambda z: torch.clamp(z + 3, 0, 6) / 6, {}, "x"),
+    "hardswish": (F.hardswish, {}, "x"),
 }
 
 
@@ -201,7 +205,7 @@ def test_activation_forward_backward(dtype, rng, name):
 def test_activations_at_extremes_and_nan(dtype):
     x = np.array([-1e4, -100, -20, -1e-8, 0, 1e-8, 20, 100, 1e4], dtype=dtype)
     for name in ("sigmoid", "tanh", "gelu", "relu", "silu", "elu", "softplus", "hardtanh",
-                 "softsign", "gelu_tanh", "mish"):
+                 "softsign", "gelu_tanh", "mish", "hardsigmoid", "hardswish"):
         y = getattr(C, name)(x, **ACTIVATIONS[name][1])
         assert np.all(np.isfinite(y)), name
         assert_close(y, ACTIVATIONS[name][0](t(x)).numpy(), dtype, err_msg=name)
@@ -210,7 +214,7 @@ def test_activations_at_extremes_and_nan(dtype):
     assert_close(C.gelu_backward(np.ones_like(x), x), xt.grad.numpy(), dtype)
     nan = np.array([np.nan, 1.0, -1.0], dtype=dtype)
     for name in ("relu", "sigmoid", "tanh", "gelu", "sine", "silu", "elu", "softplus",
-                 "hardtanh", "softsign", "gelu_tanh", "mish"):
+                 "hardtanh", "softsign", "gelu_tanh", "mish", "hardsigmoid", "hardswish"):
         assert np.isnan(getattr(C, name)(nan)[0]), name
 
 

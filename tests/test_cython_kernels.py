@@ -60,7 +60,9 @@ def _workload(K, dtype, rng):
     results += [K.softplus(x, 2.0, 3.0), K.softplus_backward(x, x, 2.0, 3.0),
                 K.hardtanh(x, -0.5, 0.5), K.hardtanh_backward(x, x, -0.5, 0.5),
                 K.softsign(x), K.softsign_backward(x, x), K.gelu_tanh(x),
-                K.gelu_tanh_backward(x, x), K.mish(x), K.mish_backward(x, x)]
+                K.gelu_tanh_backward(x, x), K.mish(x), K.mish_backward(x, x),
+                K.hardsigmoid(x), K.hardsigmoid_backward(x, x), K.hardswish(x),
+                K.hardswish_backward(x, x)]
     results += [K.softmax(x), K.softmax_backward(x, K.softmax(x)), K.gelu(x),
                 K.gelu_backward(x, x), K.leaky_relu_backward(x, x)]
     results += list(K.dropout_forward(x, 0.4, seed=7))
@@ -172,6 +174,8 @@ def test_no_array_allocated_when_buffers_are_passed(K, dtype):
         K.gelu_tanh_backward(x, x, out=out)
         K.mish(x, out=out)
         K.mish_backward(x, x, out=out)
+        K.hardswish(x, out=out)
+        K.hardsigmoid_backward(x, x, out=out)
         K.softmax(x, out=out)
         K.softmax_backward(x, out, out=grad)
         K.log_softmax(x, out=out)

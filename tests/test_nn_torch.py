@@ -74,6 +74,8 @@ LAYERS = {
     "mish": (nn.Mish, (6, 9)),
     "logsigmoid": (nn.LogSigmoid, (6, 9)),
     "selu": (nn.SELU, (6, 9)),
+    "hardsigmoid": (nn.Hardsigmoid, (6, 9)),
+    "hardswish": (nn.Hardswish, (6, 9)),
     "celu": (lambda: nn.CELU(0.5), (6, 9)),
     "softmin": (lambda: nn.Softmin(dim=1), (6, 9)),
     "sine": (lambda: nn.Sine(omega=3.0), (6, 9)),

@@ -61,10 +61,12 @@ def _run_all(nb, d):
         out[f"linear {act} grad_bias"] = gb
         blas[f"linear {act}"] = (y, gw, gi)
     for name in ("relu", "sigmoid", "tanh", "gelu", "sine", "leaky_relu", "silu", "elu",
-                 "softplus", "hardtanh", "softsign", "gelu_tanh", "mish"):
+                 "softplus", "hardtanh", "softsign", "gelu_tanh", "mish",
+                 "hardsigmoid", "hardswish"):
         out[name] = getattr(nb, name)(x)
         backward_arg = x if name in ("gelu", "sine", "leaky_relu", "silu", "elu", "softplus",
-                                     "hardtanh", "softsign", "gelu_tanh", "mish") else out[name]
+                                     "hardtanh", "softsign", "gelu_tanh", "mish", "hardsigmoid",
+                                     "hardswish") else out[name]
         out[name + "_backward"] = getattr(nb, name + "_backward")(x, backward_arg)
     out["softmax"] = nb.softmax(x)
     out["softmax_backward"] = nb.softmax_backward(x, out["softmax"])

@@ -50,7 +50,8 @@ ELEMENTWISE = [("relu", {}, "y"), ("leaky_relu", {"negative_slope": 0.05}, "x"),
                ("sine", {"omega": 3.0}, "x"), ("silu", {}, "x"),
                ("elu", {"alpha": 0.5}, "x"), ("softplus", {"beta": 2.0}, "x"),
                ("hardtanh", {"min_val": -0.5, "max_val": 2.0}, "x"), ("softsign", {}, "x"),
-               ("gelu_tanh", {}, "x"), ("mish", {}, "x")]
+               ("gelu_tanh", {}, "x"), ("mish", {}, "x"),
+               ("hardsigmoid", {}, "x"), ("hardswish", {}, "x")]
 
 
 @SETTINGS

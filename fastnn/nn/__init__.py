@@ -1,5 +1,5 @@
 """Layers, containers and losses with explicit forward/backward (PyTorch's semantics)."""
-from .activations import (CELU, ELU, GELU, SELU, Hardtanh, Identity, LeakyReLU, LogSigmoid, LogSoftmax,
+from .activations import (CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh, Identity, LeakyReLU, LogSigmoid, LogSoftmax,
                           Mish, PReLU, ReLU, ReLU6, Sigmoid, SiLU, Sine, Softmax, Softmin,
                           Softplus, Softsign, Tanh)
 from .adaptive import AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d, AdaptiveMaxPool2d
@@ -26,7 +26,7 @@ from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from . import utils
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
-           "ELU", "SELU", "CELU", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",
+           "ELU", "SELU", "CELU", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",
            "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Embedding", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "MaxUnpool1d", "MaxUnpool2d", "AvgPool1d", "AvgPool2d",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Upsample",

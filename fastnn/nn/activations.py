@@ -237,6 +237,21 @@ class Softplus(_Elementwise):
         return f"beta={self.beta}, threshold={self.threshold}"
 
 
+class Hardsigmoid(_InplaceFlag):
+    """y = min(max(x + 3, 0), 6) / 6 (piecewise-linear sigmoid, MobileNetV3). Input: any
+    shape."""
+
+    kernel = "hardsigmoid"
+    saves = "x"
+
+
+class Hardswish(_InplaceFlag):
+    """y = x * min(max(x + 3, 0), 6) / 6 (MobileNetV3). Input: any shape."""
+
+    kernel = "hardswish"
+    saves = "x"
+
+
 class LogSigmoid(_Elementwise):
     """y = log(sigmoid(x)) = -softplus(-x), finite for every finite x: the softplus
     kernels with beta = -1 and no threshold (max(z, 0) + log1p(exp(-|z|)) over -1, and

@@ -154,6 +154,39 @@ def _mish_backward(g, x, out):
 
 
 @cuda.jit
+def _hardsigmoid(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        t = x[i] + 3
+        t = 0 if t < 0 else t     # selects: NaN stays NaN
+        t = 6 if t > 6 else t
+        out[i] = t / 6
+
+
+@cuda.jit
+def _hardsigmoid_backward(g, x, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = g[i] / 6 if v > -3 and v < 3 else 0
+
+
+@cuda.jit
+def _hardswish(x, out):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        v = x[i]
+        t = v + 3
+        t = 0 if t < 0 else t
+        t = 6 if t > 6 else t
+        out[i] = v * t / 6
+
+
+@cuda.jit
+def _hardswish_backward(g, x, out):
+    for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
+        v = x[i]
+        out[i] = 0 if v <= -3 else (g[i] if v >= 3 else g[i] * (v / 3 + 0.5))
+
+
+@cuda.jit
 def _elu(x, alpha, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
@@ -397,6 +430,26 @@ def mish(x, out=None):
 def mish_backward(grad_out, x, out=None):
     """grad_in = grad_out (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x))."""
     return _binary(_mish_backward, grad_out, x, out)
+
+
+def hardsigmoid(x, out=None):
+    """y = min(max(x + 3, 0), 6) / 6. x: any shape."""
+    return _unary(_hardsigmoid, x, out)
+
+
+def hardsigmoid_backward(grad_out, x, out=None):
+    """grad_in = grad_out / 6 where -3 < x < 3, else 0."""
+    return _binary(_hardsigmoid_backward, grad_out, x, out)
+
+
+def hardswish(x, out=None):
+    """y = x * min(max(x + 3, 0), 6) / 6. x: any shape."""
+    return _unary(_hardswish, x, out)
+
+
+def hardswish_backward(grad_out, x, out=None):
+    """grad_in = 0 (x <= -3), grad_out (x >= 3), grad_out (x / 3 + 1/2) between."""
+    return _binary(_hardswish_backward, grad_out, x, out)
 
 
 def softsign(x, out=None):

@@ -39,9 +39,9 @@ _ACT = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 # operation codes of _activations.unary / _activations.binary
 (_U_RELU, _U_LEAKY, _U_SIGMOID, _U_TANH, _U_GELU, _U_SINE, _U_SILU, _U_ELU, _U_SOFTPLUS,
- _U_HARDTANH, _U_SOFTSIGN, _U_GELU_TANH, _U_MISH) = range(13)
+ _U_HARDTANH, _U_SOFTSIGN, _U_GELU_TANH, _U_MISH, _U_HARDSIGMOID, _U_HARDSWISH) = range(15)
 (_B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL, _B_SILU, _B_ELU, _B_SOFTPLUS,
- _B_HARDTANH, _B_SOFTSIGN, _B_GELU_TANH, _B_MISH) = range(14)
+ _B_HARDTANH, _B_SOFTSIGN, _B_GELU_TANH, _B_MISH, _B_HARDSIGMOID, _B_HARDSWISH) = range(16)
 _R_SOFTMAX, _R_LOG_SOFTMAX = range(2)  # _activations.rows_forward / rows_backward
 
 
@@ -221,6 +221,26 @@ def mish(x, out=None):
 def mish_backward(grad_out, x, out=None):
     """grad_in = grad_out (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x))."""
     return _binary(_B_MISH, grad_out, x, out)
+
+
+def hardsigmoid(x, out=None):
+    """y = min(max(x + 3, 0), 6) / 6. x: any shape."""
+    return _unary(_U_HARDSIGMOID, x, out)
+
+
+def hardsigmoid_backward(grad_out, x, out=None):
+    """grad_in = grad_out / 6 where -3 < x < 3, else 0."""
+    return _binary(_B_HARDSIGMOID, grad_out, x, out)
+
+
+def hardswish(x, out=None):
+    """y = x * min(max(x + 3, 0), 6) / 6. x: any shape."""
+    return _unary(_U_HARDSWISH, x, out)
+
+
+def hardswish_backward(grad_out, x, out=None):
+    """grad_in = 0 (x <= -3), grad_out (x >= 3), grad_out (x / 3 + 1/2) between."""
+    return _binary(_B_HARDSWISH, grad_out, x, out)
 
 
 def softsign(x, out=None):

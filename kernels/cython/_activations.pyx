@@ -32,6 +32,8 @@ cdef enum:
     U_SOFTSIGN = 10
     U_GELU_TANH = 11
     U_MISH = 12
+    U_HARDSIGMOID = 13
+    U_HARDSWISH = 14
 
 # binary backward ops: out = g * f'(s; a), s the saved input or output
 cdef enum:
@@ -49,12 +51,14 @@ cdef enum:
     B_SOFTSIGN = 11     # s = x
     B_GELU_TANH = 12    # s = x
     B_MISH = 13         # s = x
+    B_HARDSIGMOID = 14  # s = x
+    B_HARDSWISH = 15    # s = x
 
 cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t n,
                               floating a, floating b) noexcept nogil:
     """y[i] = f(x[i]; a, b) for one block. x, y: (n,); in place allowed."""
     cdef Py_ssize_t i
-    cdef floating v, e, z, inv_a, zero = 0, one = 1, two = 2, twenty = 20
+    cdef floating v, e, z, inv_a, zero = 0, one = 1, two = 2, three = 3, six = 6, twenty = 20
     cdef floating c2 = GELU_TANH_C2, k = GELU_TANH_K
     if op == U_RELU:
         for i in range(n):
@@ -89,6 +93,19 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             e = -z if z > zero else z    # (-|z| as a select: fabs is double)
             e = f_log1p_small(f_exp_upto88(e))
             y[i] = v if z > b else ((z if z > zero else zero) + e) * inv_a
+    elif op == U_HARDSIGMOID:
+        for i in range(n):       # selects: NaN stays NaN
+            e = x[i] + three
+            e = zero if e < zero else e
+            e = six if e > six else e
+            y[i] = e / six
+    elif op == U_HARDSWISH:
+        for i in range(n):
+            v = x[i]
+            e = v + three
+            e = zero if e < zero else e
+            e = six if e > six else e
+            y[i] = v * e / six
     elif op == U_HARDTANH:
         for i in range(n):
             v = x[i]
@@ -166,6 +183,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
     """out[i] = g[i] * f'(s[i]; a, b) for one block. g, s, out: (n,)."""
     cdef Py_ssize_t i
     cdef floating v, z, e, t, one = 1, zero = 0, two = 2, three = 3, twenty = 20, bound = 100
+    cdef floating sixth = <floating>(1.0 / 6), half = <floating>0.5
     cdef floating c2 = GELU_TANH_C2, k = GELU_TANH_K
     if op == B_RELU:
         for i in range(n):
@@ -214,6 +232,14 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
             t = z / (z + two)
             t = t + v * (one - t * t) * e / (one + e)
             out[i] = g[i] if s[i] > twenty else g[i] * t
+    elif op == B_HARDSIGMOID:
+        for i in range(n):       # (| not "or": a short-circuit branch keeps gcc's loop scalar)
+            v = s[i]
+            out[i] = g[i] * sixth if ((v > -three) & (v < three)) else zero
+    elif op == B_HARDSWISH:
+        for i in range(n):
+            v = s[i]
+            out[i] = zero if v <= -three else (g[i] if v >= three else g[i] * (v / three + half))
     elif op == B_SOFTSIGN:
         for i in range(n):
             v = -s[i] if s[i] < zero else s[i]

@@ -10,7 +10,8 @@ from fastnn import threads as _threads
 
 from . import config as _config
 from .activations import (elu, elu_backward, gelu, gelu_backward, gelu_tanh,
-                          gelu_tanh_backward, mish, mish_backward, hardtanh,
+                          gelu_tanh_backward, mish, mish_backward, hardsigmoid,
+                          hardsigmoid_backward, hardswish, hardswish_backward, hardtanh,
                           hardtanh_backward, leaky_relu, leaky_relu_backward, log_softmax,
                           log_softmax_backward, relu, relu_backward, sigmoid, sigmoid_backward,
                           silu, silu_backward, sine, sine_backward, softmax, softmax_backward,

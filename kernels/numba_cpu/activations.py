@@ -155,6 +155,55 @@ def _mish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
 
 
 @kernel
+def _hardsigmoid(x, out):  # IN x (n,); OUT out (n,)
+    zero = x.dtype.type(0)
+    three = x.dtype.type(3)
+    six = x.dtype.type(6)
+    for i in prange(x.shape[0]):
+        t = x[i] + three
+        t = zero if t < zero else t    # selects: NaN stays NaN
+        t = six if t > six else t
+        out[i] = t / six
+
+
+@kernel
+def _hardsigmoid_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
+    zero = x.dtype.type(0)
+    three = x.dtype.type(3)
+    sixth = x.dtype.type(1 / 6)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        out[i] = grad_out[i] * (sixth if (v > -three) & (v < three) else zero)
+
+
+@kernel
+def _hardswish(x, out):  # IN x (n,); OUT out (n,)
+    zero = x.dtype.type(0)
+    three = x.dtype.type(3)
+    six = x.dtype.type(6)
+    sixth = x.dtype.type(1 / 6)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        t = v + three
+        t = zero if t < zero else t
+        t = six if t > six else t
+        # (v t) times 1/6: v (t / 6) and v t / 6 compiled to different roundings in the
+        # serial and parallel versions (1 ulp between thread counts)
+        out[i] = (v * t) * sixth
+
+
+@kernel
+def _hardswish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
+    zero = x.dtype.type(0)
+    half = x.dtype.type(0.5)
+    three = x.dtype.type(3)
+    for i in prange(x.shape[0]):
+        v = x[i]
+        g = grad_out[i]
+        out[i] = zero if v <= -three else (g if v >= three else g * (v / three + half))
+
+
+@kernel
 def _elu(x, alpha, out):  # IN x (n,); OUT out (n,)
     a = x.dtype.type(alpha)
     one = x.dtype.type(1)
@@ -489,6 +538,26 @@ def mish_backward(grad_out, x, out=None):
     """grad_in = grad_out (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x)). x: the
     forward input, same shape."""
     return _binary(_mish_backward, grad_out, x, out)
+
+
+def hardsigmoid(x, out=None):
+    """y = min(max(x + 3, 0), 6) / 6. x: any shape."""
+    return _unary(_hardsigmoid, x, out)
+
+
+def hardsigmoid_backward(grad_out, x, out=None):
+    """grad_in = grad_out / 6 where -3 < x < 3, else 0. x: the forward input."""
+    return _binary(_hardsigmoid_backward, grad_out, x, out)
+
+
+def hardswish(x, out=None):
+    """y = x * min(max(x + 3, 0), 6) / 6. x: any shape."""
+    return _unary(_hardswish, x, out)
+
+
+def hardswish_backward(grad_out, x, out=None):
+    """grad_in = 0 (x <= -3), grad_out (x >= 3), grad_out (x / 3 + 1/2) between."""
+    return _binary(_hardswish_backward, grad_out, x, out)
 
 
 def silu(x, out=None):

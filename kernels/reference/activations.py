@@ -158,6 +158,29 @@ def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     return _assign(_out(grad_out, out), np.where(z > threshold, grad_out, grad_out * sigmoid(z)))
 
 
+def hardsigmoid(x, out=None):
+    """y = min(max(x + 3, 0), 6) / 6 (PyTorch's Hardsigmoid; NaN propagates)."""
+    return _assign(_out(x, out), np.clip(x + 3, 0, 6) / x.dtype.type(6))
+
+
+def hardsigmoid_backward(grad_out, x, out=None):
+    """grad_in = grad_out / 6 where -3 < x < 3, else 0. x: the forward input."""
+    slope = np.where((x > -3) & (x < 3), x.dtype.type(1 / 6), x.dtype.type(0))
+    return np.multiply(grad_out, slope, out=_out(grad_out, out))
+
+
+def hardswish(x, out=None):
+    """y = x * min(max(x + 3, 0), 6) / 6 (PyTorch's Hardswish)."""
+    return _assign(_out(x, out), x * np.clip(x + 3, 0, 6) / x.dtype.type(6))
+
+
+def hardswish_backward(grad_out, x, out=None):
+    """grad_in = 0 where x <= -3, grad_out where x >= 3, grad_out (x / 3 + 1/2) between
+    (PyTorch's edges). x: the forward input."""
+    slope = np.where(x <= -3, x.dtype.type(0), np.where(x >= 3, x.dtype.type(1), x / 3 + 0.5))
+    return np.multiply(grad_out, slope, out=_out(grad_out, out))
+
+
 def softsign(x, out=None):
     """y = x / (1 + |x|)."""
     return np.divide(x, 1 + np.abs(x), out=_out(x, out))
