@@ -839,3 +839,43 @@ def test_conv_padding_modes_match_torch(backend, dtype, rng, mode, cls, tcls, ar
     check_against(layer, tcls(**args, padding_mode=mode), rng.standard_normal(shape).astype(dtype),
                   rng, dtype)
     assert f"padding_mode={mode}" in repr(layer)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name, kwargs", [
+    ("SoftMarginLoss", {}), ("HingeEmbeddingLoss", {}), ("HingeEmbeddingLoss", {"margin": 0.5}),
+    ("PoissonNLLLoss", {}), ("PoissonNLLLoss", {"log_input": False}),
+    ("PoissonNLLLoss", {"full": True}),
+])
+def test_more_losses_match_torch(backend, dtype, rng, name, kwargs, reduction):
+    """Loss and gradient (weighted per element for 'none') against torch; SoftMargin at
+    margins of 1e3 is finite and exact (PyTorch's log(1 + exp(1000)) is inf)."""
+    shape = (4, 5)
+    pred = (rng.standard_normal(shape) * 2).astype(dtype)
+    if name == "PoissonNLLLoss":
+        target = rng.poisson(3.0, shape).astype(dtype)
+        if not kwargs.get("log_input", True):
+            pred = np.abs(pred) + 0.1
+    else:
+        target = np.where(rng.random(shape) > 0.5, 1.0, -1.0).astype(dtype)
+    if name == "SoftMarginLoss":
+        pred[0, :2] = [30.0, -30.0]
+        far = nn.SoftMarginLoss(reduction="none")(np.array([1e3, -1e3], dtype),
+                                                  np.array([-1.0, -1.0], dtype))
+        np.testing.assert_allclose(far, [1e3, 0.0], atol=1e-30)
+    ours = getattr(nn, name)(reduction=reduction, **kwargs)
+    theirs = getattr(torch.nn, name)(reduction=reduction, **kwargs)
+    tp = torch.from_numpy(pred.copy()).requires_grad_(True)
+    tl = theirs(tp, torch.from_numpy(target))
+    loss = ours(pred, target)
+    if reduction == "none":
+        g = rng.standard_normal(shape).astype(dtype)
+        tl.backward(torch.from_numpy(g))
+        grad = ours.backward(g)
+    else:
+        tl.backward()
+        grad = ours.backward()
+    assert np.all(np.isfinite(loss))
+    assert_close(np.asarray(loss), tl.detach().numpy(), dtype)
+    assert_close(grad, tp.grad.numpy(), dtype)
+    assert repr(ours).startswith(name)

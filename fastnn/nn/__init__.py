@@ -14,8 +14,9 @@ from .flatten import Flatten, Unflatten
 from .groupnorm import GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 from .layernorm import LayerNorm
 from .linear import Linear
-from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss,
-                   Loss, MSELoss, NLLLoss, SmoothL1Loss)
+from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingLoss, HuberLoss,
+                   KLDivLoss, L1Loss, Loss, MSELoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss,
+                   SoftMarginLoss)
 from .module import Module, Parameter
 from .padding import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d,
                       ConstantPad2d, ConstantPad3d, ReflectionPad1d, ReflectionPad2d,
@@ -37,4 +38,5 @@ __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tan
            "CircularPad2d", "CircularPad3d",
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Loss",
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
-           "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "init", "utils"]
+           "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "SoftMarginLoss", "HingeEmbeddingLoss",
+           "PoissonNLLLoss", "init", "utils"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import device as _device
 from ..kernels.reference import losses as _reference
-from ..validation import (as_contiguous, as_labels, check_float_array, check_labels,
+from ..validation import (as_contiguous, as_labels, check_bool, check_float_array, check_labels,
                           check_number, check_only)
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -365,6 +365,92 @@ class KLDivLoss(_OnHost):
 
     def _options(self):
         return ["log_target=True"] if getattr(self, "log_target", False) else []
+
+
+class _ElementwiseOnHost(_OnHost):
+    """A per-element loss of pred against a target of its shape, NumPy on the host."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
+        check_only(type(self).__name__, "size_average", size_average, (None,))
+        check_only(type(self).__name__, "reduce", reduce, (None,))
+        super().__init__(reduction)
+
+    def _kernel(self, k):
+        return self._host
+
+
+class SoftMarginLoss(_ElementwiseOnHost):
+    """log(1 + exp(-target * pred)) per element (two-class logistic loss), target in
+    {-1, 1}; computed as softplus(-target pred) (finite for any pred), the gradient
+    -target sigmoid(-target pred)."""
+
+    def _losses(self, pred, target):
+        z = -target * pred
+        return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+
+    def _grad_terms(self, pred, target):
+        z = -target * pred
+        e = np.exp(-np.abs(z))
+        return -target * np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+class HingeEmbeddingLoss(_ElementwiseOnHost):
+    """pred where target is 1, max(0, margin - pred) where it is -1 (PyTorch's
+    HingeEmbeddingLoss, pred typically a distance)."""
+
+    def __init__(self, margin=1.0, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        check_number("HingeEmbeddingLoss", "margin", margin)
+        self.margin = float(margin)
+
+    def _losses(self, pred, target):
+        m = pred.dtype.type(self.margin)
+        return (np.where(target != -1, pred, 0) +
+                np.where(target != 1, np.maximum(m - pred, 0), 0)).astype(pred.dtype)
+
+    def _grad_terms(self, pred, target):
+        m = pred.dtype.type(self.margin)
+        return (np.where(target != -1, 1, 0) -
+                np.where((target != 1) & (m - pred >= 0), 1, 0)).astype(pred.dtype)
+
+    def _options(self):
+        return [f"margin={self.margin}"] if getattr(self, "margin", 1.0) != 1.0 else []
+
+
+class PoissonNLLLoss(_ElementwiseOnHost):
+    """Poisson negative log-likelihood of counts target with rate exp(pred) (log_input,
+    the default: exp(pred) - target pred) or pred (pred - target log(pred + eps));
+    full=True adds Stirling's target log(target) - target + log(2 pi target) / 2 where
+    target > 1 (a constant: no gradient)."""
+
+    def __init__(self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
+                 reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        self.log_input = check_bool("PoissonNLLLoss", "log_input", log_input)
+        self.full = check_bool("PoissonNLLLoss", "full", full)
+        check_number("PoissonNLLLoss", "eps", eps, low=0.0, low_open=True, high=None)
+        self.eps = float(eps)
+
+    def _losses(self, pred, target):
+        if self.log_input:
+            loss = np.exp(pred) - target * pred
+        else:
+            loss = pred - target * np.log(pred + pred.dtype.type(self.eps))
+        if self.full:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                stirling = (target * np.log(target) - target
+                            + 0.5 * np.log(2 * np.pi * target))
+            loss = loss + np.where(target > 1, stirling, 0)
+        return loss.astype(pred.dtype)
+
+    def _grad_terms(self, pred, target):
+        if self.log_input:
+            return np.exp(pred) - target
+        return 1 - target / (pred + pred.dtype.type(self.eps))
+
+    def _options(self):
+        options = [] if getattr(self, "log_input", True) else ["log_input=False"]
+        return options + (["full=True"] if getattr(self, "full", False) else [])
 
 
 def _host_factor(where, name, value):
