@@ -140,6 +140,30 @@ REASONS = {
                                        "0.94x (1 thread) and 0.96x (2) Cython/numba, "
                                        "2026-11-29 15:25 UTC; a single suite run's gap is "
                                        "noise"),
+    ("hardsigmoid", "course"): ("per-call cost: 2.2-2.3 us numba vs 3.0 us Cython calls on "
+                                "12800 values (Cython's entry: memoryviews and the fused-type "
+                                "dispatch), interleaved 1.33-1.36x on 1 and 2 threads, "
+                                "2026-11-29 15:45 UTC; at 16M values both at the copy "
+                                "ceiling"),
+    ("hardsigmoid_backward", "course"): ("level when timed interleaved: 1.08x Cython/numba on "
+                                         "1 and 2 threads (2.8 vs 3.1 us, 2026-11-29 15:45 "
+                                         "UTC); a single suite run's gap is noise"),
+    ("hardswish", "course"): ("per-call cost, as hardsigmoid: 2.2 vs 3.1 us, interleaved "
+                              "1.39-1.44x (2026-11-29 15:45 UTC)"),
+    ("hardswish_backward", "course"): ("per-call cost, three arrays: 2.8-2.9 vs 3.6-4.4 us, "
+                                       "interleaved 1.24-1.53x (2026-11-29 15:45 UTC)"),
+    ("gelu_tanh_backward", "large"): ("compute-bound on one thread, the sigmoid's clamps as "
+                                      "gelu_tanh's: interleaved 1.36x on 1 thread, 1.08x on "
+                                      "2 (2026-11-29 15:45 UTC)"),
+    ("dropout_forward", "course"): ("level when timed interleaved: 1.00x and 0.99x "
+                                    "Cython/numba on 1 and 2 threads (6.1 us each, "
+                                    "2026-11-29 15:45 UTC); a single suite run's gap is noise"),
+    ("mish_backward", "large"): ("level when timed interleaved: 1.10x Cython/numba on 1 "
+                                 "thread, 0.99x on 2 (2026-11-29 15:58 UTC); a single suite "
+                                 "run's gap is noise"),
+    ("hardtanh", "large"): ("level when timed interleaved: 0.97x and 1.01x Cython/numba on 1 "
+                            "and 2 threads (2026-11-29 15:58 UTC); a single suite run's gap "
+                            "is noise"),
     ("gelu_tanh", "course"): ("per-call cost plus the large size's loop gap: 7.4 vs 5.9 us "
                               "(2026-11-29 15:20 UTC)"),
     ("gelu_tanh_backward", "course"): ("per-call cost (three arrays) plus the clamps of the "
