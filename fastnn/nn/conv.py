@@ -126,9 +126,11 @@ class Conv2d(Module):
 
     dilation 1 and groups 1 (the defaults) run the backend's conv kernels on the arrays
     as they are (on the GPU too). Other values run the same kernels on the host: dilation
-    as the zero-spread kernel of size dilation * (k - 1) + 1 (exact; its zero taps cost
-    their multiply-adds), groups as one kernel call per group on contiguous copies of its
-    input channels (depthwise: groups = in_channels); a device array goes through the host.
+    with stride 1 as one undilated convolution per phase of the zero-padded input (rows
+    i, i + d, ..., columns j, j + d, ...; the outputs interleave), strided dilation as the
+    zero-spread kernel of size dilation * (k - 1) + 1 (exact; its zero taps cost their
+    multiply-adds), groups as one kernel call per group on contiguous copies of its input
+    channels (depthwise: groups = in_channels); a device array goes through the host.
     """
 
     dims = 2  # spatial dimensions of the kernel (Conv1d: 1)
@@ -259,50 +261,86 @@ class Conv2d(Module):
         size = channels // self.groups
         return [slice(g * size, (g + 1) * size) for g in range(self.groups)]
 
+    def _phased(self, stride):
+        """True for a dilated stride-1 convolution: run as one undilated convolution per
+        phase (the input's rows i, i + d, ... and columns j, j + d, ...), which skips the
+        spread kernel's zero taps."""
+        return stride == (1, 1) and self._dilation_2d() != (1, 1)
+
     def _general_forward(self, x):
         """Dilation or groups: the current CPU backend's kernels on host arrays, one call
-        per group (a group's input channels copied to a contiguous array)."""
+        per group (a group's input channels copied to a contiguous array) and, dilated
+        with stride 1, per phase of the input; strided dilation spreads the kernel."""
         kernels = _device.kernels("cpu")
         host = _device.to_host(x)
-        weight = self._spread_weight()
-        bias = None if self.bias is None else _device.to_host(self.bias.data)
         _, stride, padding = self._window()
+        phased = self._phased(stride)
+        weight = (_device.to_host(self._kernel_weight(self.weight.data)) if phased
+                  else self._spread_weight())
+        bias = None if self.bias is None else _device.to_host(self.bias.data)
         out_shape = self._shape_2d(host.shape, host.dtype)
         if self.padding_mode != "zeros":  # the border built first, then no padding
             check_pad_fits(self._where(), self.padding_mode, host.shape[2:], self._border())
             host = pad_forward(host, self._border(), self.padding_mode)
             padding = (0, 0)
+        elif phased and padding != (0, 0):  # the phases need the zero border in place
+            host = pad_forward(host, ((padding[0],) * 2, (padding[1],) * 2), "constant")
         y = np.empty(out_shape, host.dtype)
         inputs = []
         for gi, go in zip(self._groups_of(self.in_channels), self._groups_of(self.out_channels)):
             xg = np.ascontiguousarray(host[:, gi])
-            inputs.append(xg)
-            y[:, go] = kernels.conv2d_forward(xg, weight[go], None if bias is None
-                                              else bias[go], stride, padding)
-        self._x = (host, inputs, weight, _device.namespace_of(x))
+            bg = None if bias is None else bias[go]
+            if phased:
+                parts = self._phases(xg, weight.shape[2:])
+                for (i, j), sub in parts:
+                    y[:, go, i::self._dilation_2d()[0], j::self._dilation_2d()[1]] = (
+                        kernels.conv2d_forward(sub, weight[go], bg, (1, 1), (0, 0)))
+                inputs.append(parts)
+            else:
+                inputs.append(xg)
+                y[:, go] = kernels.conv2d_forward(xg, weight[go], bg, stride, padding)
+        self._x = (host, inputs, weight, _device.namespace_of(x), phased, padding)
         return self._x[3].put(y)
+
+    def _phases(self, xg, kernel_size):
+        """[((i, j), contiguous xg[:, :, i::dh, j::dw])] for the phases with outputs."""
+        (dh, dw), (kh, kw) = self._dilation_2d(), kernel_size
+        parts = []
+        for i in range(dh):
+            for j in range(dw):
+                sub = np.ascontiguousarray(xg[:, :, i::dh, j::dw])
+                if sub.shape[2] >= kh and sub.shape[3] >= kw:
+                    parts.append(((i, j), sub))
+        return parts
 
     def _general_backward(self, grad_out, need_grad_in):
         kernels = _device.kernels("cpu")
-        host, inputs, weight, namespace = self._x
+        host, inputs, weight, namespace, phased, padding = self._x
         g = _device.to_host(grad_out)
-        _, stride, padding = self._window()
-        if self.padding_mode != "zeros":
-            padding = (0, 0)
+        _, stride, _ = self._window()
+        dh, dw = self._dilation_2d()
         grad_weight = np.zeros_like(weight)
         grad_bias = None if self.bias is None else np.zeros(self.out_channels, g.dtype)
-        grad_in = np.empty_like(host) if need_grad_in else None
+        grad_in = np.zeros_like(host) if need_grad_in else None
         for xg, gi, go in zip(inputs, self._groups_of(self.in_channels),
                               self._groups_of(self.out_channels)):
-            result = kernels.conv2d_backward(
-                np.ascontiguousarray(g[:, go]), xg, weight[go], stride, padding,
-                grad_weight=grad_weight[go],
-                grad_bias=None if grad_bias is None else grad_bias[go],
-                need_grad_in=need_grad_in)
-            if need_grad_in:
-                grad_in[:, gi] = result
-        dh, dw = self._dilation_2d()
-        taps = grad_weight[:, :, ::dh, ::dw].reshape(self.weight.grad.shape)
+            gb = None if grad_bias is None else grad_bias[go]
+            if not phased:
+                result = kernels.conv2d_backward(
+                    np.ascontiguousarray(g[:, go]), xg, weight[go], stride, padding,
+                    grad_weight=grad_weight[go], grad_bias=gb, need_grad_in=need_grad_in)
+                if need_grad_in:
+                    grad_in[:, gi] = result
+                continue
+            for (i, j), sub in xg:
+                result = kernels.conv2d_backward(
+                    np.ascontiguousarray(g[:, go, i::dh, j::dw]), sub, weight[go], (1, 1),
+                    (0, 0), grad_weight=grad_weight[go], grad_bias=gb,
+                    need_grad_in=need_grad_in)
+                if need_grad_in:
+                    grad_in[:, gi, i::dh, j::dw] = result
+        taps = (grad_weight if phased else grad_weight[:, :, ::dh, ::dw])
+        taps = taps.reshape(self.weight.grad.shape)
         _device.update_on_host(self.weight.grad, lambda a: np.add(a, taps, out=a))
         if grad_bias is not None:
             _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_bias, out=a))
@@ -310,6 +348,9 @@ class Conv2d(Module):
             return None
         if self.padding_mode != "zeros":  # the border's gradient back to what it copied
             grad_in = pad_backward(grad_in, self._border(), self.padding_mode)
+        elif phased and padding != (0, 0):
+            grad_in = pad_backward(grad_in, ((padding[0],) * 2, (padding[1],) * 2),
+                                   "constant")
         return namespace.put(grad_in)
 
     def extra_repr(self):
