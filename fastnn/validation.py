@@ -3,6 +3,8 @@
 Every check raises before anything is written, so a failed call changes nothing.
 Messages name the caller (op or layer), what it expected and what it got.
 """
+import numbers
+
 import numpy as np
 
 from .device import is_contiguous, is_device_array, to_host
@@ -115,6 +117,13 @@ def as_labels(where, labels, n, num_classes):
 def check_choice(where, name, value, choices):
     if value not in choices:
         raise ValueError(f"{where}: expected {name} in {list(choices)}, got {value!r}")
+
+
+def check_positive_int(where, name, value):
+    """value as an int when it is an integer >= 1 (not a bool), else a ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{where}: expected {name} to be a positive int, got {value!r}")
+    return int(value)
 
 
 def check_bool(where, name, value):

@@ -9,7 +9,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool, check_number, check_only
+from ..validation import check_bool, check_number, check_only, check_positive_int
 from .module import Module, Parameter
 
 
@@ -319,10 +319,7 @@ class PReLU(Module):
 
     def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
         super().__init__()
-        if (isinstance(num_parameters, bool) or not isinstance(num_parameters, numbers.Integral)
-                or num_parameters < 1):
-            raise ValueError(f"PReLU: expected num_parameters to be a positive int, got "
-                             f"{num_parameters!r}")
+        check_positive_int("PReLU", "num_parameters", num_parameters)
         check_number("PReLU", "init", init)
         self.num_parameters = int(num_parameters)
         self.weight = Parameter(np.full(self.num_parameters, init, dtype))

@@ -1,11 +1,10 @@
 """Batch normalisation layers (PyTorch's semantics), run by the batchnorm kernels."""
 import math
-import numbers
 
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_number
+from ..validation import check_number, check_positive_int
 from .module import Module, Parameter
 
 
@@ -20,10 +19,7 @@ class _BatchNorm(Module):
                  dtype=np.float32, affine=True, track_running_stats=True):
         super().__init__()
         name = type(self).__name__
-        if (isinstance(num_features, bool) or not isinstance(num_features, numbers.Integral)
-                or num_features < 1):
-            raise ValueError(f"{name}: expected num_features to be a positive int, "
-                             f"got {num_features!r}")
+        check_positive_int(name, "num_features", num_features)
         check_number(name, "eps", eps, low=0.0, low_open=True, high=None)
         if momentum is not None:
             check_number(name, "momentum", momentum, low=0.0, high=1.0, high_open=False)

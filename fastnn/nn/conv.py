@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..validation import check_only
+from ..validation import check_only, check_positive_int
 from .module import Module, Parameter
 from .padding import check_pad_fits, pad_backward, pad_forward
 
@@ -32,10 +32,8 @@ def check_conv_args(name, in_channels, out_channels, dims, dilation, groups, pad
         check_only(name, "groups", groups, (1,))
     check_only(name, "padding_mode", padding_mode,
                ("zeros",) if dilation is not None else PADDING_MODES)
-    for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name}: expected {arg} to be a positive int, got {value!r}")
-    return int(in_channels), int(out_channels)
+    return (check_positive_int(name, "in_channels", in_channels),
+            check_positive_int(name, "out_channels", out_channels))
 
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -141,8 +139,7 @@ class Conv2d(Module):
         name, n = type(self).__name__, self.dims
         self.in_channels, self.out_channels = check_conv_args(
             name, in_channels, out_channels, n, None, None, padding_mode)
-        if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
-            raise ValueError(f"{name}: expected groups to be a positive int, got {groups!r}")
+        groups = check_positive_int(name, "groups", groups)
         if self.in_channels % groups or self.out_channels % groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels "
                              f"({out_channels}) must be divisible by groups ({groups})")

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..validation import check_positive_int
 from .module import Module, Parameter
 
 
@@ -28,9 +29,7 @@ class Embedding(Module):
         super().__init__()
         for name, value in (("num_embeddings", num_embeddings),
                             ("embedding_dim", embedding_dim)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"Embedding: expected {name} to be a positive int, got "
-                                 f"{value!r}")
+            check_positive_int("Embedding", name, value)
         for name, value, default in (("max_norm", max_norm, None),
                                      ("scale_grad_by_freq", scale_grad_by_freq, False),
                                      ("sparse", sparse, False)):

@@ -1,12 +1,10 @@
 """GroupNorm and InstanceNorm1d/2d/3d (PyTorch's semantics), run by the layer_norm
 kernels: each (sample, group) is one row of an (N * groups, C / groups * spatial) view.
 """
-import numbers
-
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool, check_number, check_only
+from ..validation import check_bool, check_number, check_only, check_positive_int
 from .module import Module, Parameter
 
 
@@ -98,12 +96,6 @@ class _GroupedNorm(Module):
         return grad_in.reshape(shape)
 
 
-def _positive_int(name, what, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name}: expected {what} to be a positive int, got {value!r}")
-    return int(value)
-
-
 class GroupNorm(_GroupedNorm):
     """Group normalisation (Wu & He): the C channels in num_groups groups, each sample's
     group normalised over its channels and positions, then a per-channel affine (weight
@@ -113,8 +105,8 @@ class GroupNorm(_GroupedNorm):
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=np.float32, *,
                  bias=True):
         super().__init__()
-        self.num_groups = _positive_int("GroupNorm", "num_groups", num_groups)
-        self.num_channels = _positive_int("GroupNorm", "num_channels", num_channels)
+        self.num_groups = check_positive_int("GroupNorm", "num_groups", num_groups)
+        self.num_channels = check_positive_int("GroupNorm", "num_channels", num_channels)
         if self.num_channels % self.num_groups:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible "
                              f"by num_groups ({num_groups})")
@@ -141,7 +133,7 @@ class _InstanceNorm(_GroupedNorm):
                  track_running_stats=False, dtype=np.float32, *, bias=True):
         super().__init__()
         name = type(self).__name__
-        self.num_features = _positive_int(name, "num_features", num_features)
+        self.num_features = check_positive_int(name, "num_features", num_features)
         if momentum is not None:  # unused without running statistics, kept as PyTorch
             check_number(name, "momentum", momentum, low=0.0, high=1.0, high_open=False)
         self.momentum = None if momentum is None else float(momentum)

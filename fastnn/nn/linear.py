@@ -1,17 +1,11 @@
 """Linear (fully connected) layer with PyTorch's layout and initialisation."""
 import math
-import numbers
 
 import numpy as np
 
 from .. import random as _random
+from ..validation import check_positive_int
 from .module import Module, Parameter
-
-
-def _check_features(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"Linear: expected {name} to be a positive int, got {value!r}")
-    return int(value)
 
 
 class Linear(Module):
@@ -28,8 +22,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
         super().__init__()
-        self.in_features = _check_features("in_features", in_features)
-        self.out_features = _check_features("out_features", out_features)
+        self.in_features = check_positive_int("Linear", "in_features", in_features)
+        self.out_features = check_positive_int("Linear", "out_features", out_features)
         bound = 1.0 / math.sqrt(self.in_features)
         rng = _random.generator()
         self.weight = Parameter(
