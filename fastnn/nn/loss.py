@@ -25,7 +25,10 @@ REDUCTIONS = ("mean", "sum", "none")
 class Loss:
     """Base class: validation, the reduction, the saved gradient and repr."""
 
-    def __init__(self, reduction="mean"):
+    def __init__(self, reduction="mean", size_average=None, reduce=None):
+        # PyTorch's deprecated size_average/reduce are taken at their default only
+        check_only(type(self).__name__, "size_average", size_average, (None,))
+        check_only(type(self).__name__, "reduce", reduce, (None,))
         if not isinstance(reduction, str) or reduction not in REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: expected reduction 'mean', 'sum' or "
                              f"'none', got {reduction!r}")
@@ -158,9 +161,7 @@ class SmoothL1Loss(Loss):
     PyTorch's SmoothL1Loss; beta = 0 is the L1 loss. pred, target: same shape and dtype."""
 
     def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0):
-        check_only(type(self).__name__, "size_average", size_average, (None,))
-        check_only(type(self).__name__, "reduce", reduce, (None,))
-        super().__init__(reduction)
+        super().__init__(reduction, size_average, reduce)
         check_number(type(self).__name__, "beta", beta, 0.0, None)
         self.beta = float(beta)
 
@@ -222,9 +223,7 @@ class _Weighted(_OnHost):
     element)."""
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
-        check_only(type(self).__name__, "size_average", size_average, (None,))
-        check_only(type(self).__name__, "reduce", reduce, (None,))
-        super().__init__(reduction)
+        super().__init__(reduction, size_average, reduce)
         self.weight = _host_factor(type(self).__name__, "weight", weight)
 
     def _plain(self):
@@ -336,9 +335,8 @@ class KLDivLoss(_OnHost):
     """
 
     def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
-        check_only("KLDivLoss", "size_average", size_average, (None,))
-        check_only("KLDivLoss", "reduce", reduce, (None,))
-        super().__init__("mean" if reduction == "batchmean" else reduction)
+        super().__init__("mean" if reduction == "batchmean" else reduction, size_average,
+                         reduce)
         self.reduction = reduction
         if not isinstance(log_target, bool):
             raise TypeError(f"KLDivLoss: expected log_target to be a bool, got {log_target!r}")
@@ -371,9 +369,7 @@ class _ElementwiseOnHost(_OnHost):
     """A per-element loss of pred against a target of its shape, NumPy on the host."""
 
     def __init__(self, size_average=None, reduce=None, reduction="mean"):
-        check_only(type(self).__name__, "size_average", size_average, (None,))
-        check_only(type(self).__name__, "reduce", reduce, (None,))
-        super().__init__(reduction)
+        super().__init__(reduction, size_average, reduce)
 
     def _kernel(self, k):
         return self._host
@@ -474,9 +470,7 @@ class _ClassTargets(Loss):
     _pred_name, _pred_what = "pred", "pred"  # how error messages name pred
 
     def __init__(self, weight, size_average, ignore_index, reduce, reduction):
-        check_only(type(self).__name__, "size_average", size_average, (None,))
-        check_only(type(self).__name__, "reduce", reduce, (None,))
-        super().__init__(reduction)
+        super().__init__(reduction, size_average, reduce)
         self.weight = class_weights(type(self).__name__, weight)
         self.ignore_index = _index(type(self).__name__, ignore_index)
         self._denominator = None  # the last forward's mean denominator when not N
