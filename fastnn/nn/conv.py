@@ -188,7 +188,8 @@ class Conv2d(Module):
                 and self.padding_mode == "zeros")
 
     def _border(self):
-        """((top, bottom), (left, right)) of a padding_mode other than 'zeros'."""
+        """((top, bottom), (left, right)) of the padding, built on the host (a padding_mode
+        other than 'zeros', or the zero border of a dilated convolution's phases)."""
         _, _, (ph, pw) = self._window()
         return ((ph, ph), (pw, pw))
 
@@ -281,17 +282,18 @@ class Conv2d(Module):
             host = pad_forward(host, self._border(), self.padding_mode)
             padding = (0, 0)
         elif phased and padding != (0, 0):  # the phases need the zero border in place
-            host = pad_forward(host, ((padding[0],) * 2, (padding[1],) * 2), "constant")
+            host = pad_forward(host, self._border(), "constant")
         y = np.empty(out_shape, host.dtype)
         inputs = []
         for gi, go in zip(self._groups_of(self.in_channels), self._groups_of(self.out_channels)):
             xg = np.ascontiguousarray(host[:, gi])
             bg = None if bias is None else bias[go]
             if phased:
+                dh, dw = self._dilation_2d()
                 parts = self._phases(xg, weight.shape[2:])
                 for (i, j), sub in parts:
-                    y[:, go, i::self._dilation_2d()[0], j::self._dilation_2d()[1]] = (
-                        kernels.conv2d_forward(sub, weight[go], bg, (1, 1), (0, 0)))
+                    y[:, go, i::dh, j::dw] = kernels.conv2d_forward(sub, weight[go], bg,
+                                                                     (1, 1), (0, 0))
                 inputs.append(parts)
             else:
                 inputs.append(xg)
@@ -346,8 +348,7 @@ class Conv2d(Module):
         if self.padding_mode != "zeros":  # the border's gradient back to what it copied
             grad_in = pad_backward(grad_in, self._border(), self.padding_mode)
         elif phased and padding != (0, 0):
-            grad_in = pad_backward(grad_in, ((padding[0],) * 2, (padding[1],) * 2),
-                                   "constant")
+            grad_in = pad_backward(grad_in, self._border(), "constant")
         return namespace.put(grad_in)
 
     def extra_repr(self):
