@@ -18,8 +18,10 @@ class _GroupedNorm(Module):
 
     dims = None  # spatial rank of InstanceNorm{1,2,3}d; None: GroupNorm, any rank >= 2
 
-    def _setup(self, num_channels, eps, affine, bias, dtype):
+    def _setup(self, num_channels, groups, eps, affine, bias, dtype):
+        """Set the channels, groups, eps and the (C,) affine parameters."""
         name = type(self).__name__
+        self._channels, self._groups = num_channels, groups
         check_number(name, "eps", eps, low=0.0, low_open=True, high=None)
         self.eps = float(eps)
         self.affine = check_bool(name, "affine", affine)
@@ -28,24 +30,17 @@ class _GroupedNorm(Module):
         self.bias = Parameter(np.zeros(num_channels, dtype)) if with_bias else None
         self._ctx = None
 
-    def _groups(self):
-        raise NotImplementedError
-
-    def _channels(self):
-        raise NotImplementedError
-
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
         if self.dims is None:
-            ok = len(shape) >= 2 and shape[1] == self._channels()
-            wanted = f"(N, {self._channels()}, *)"
+            ok = len(shape) >= 2 and shape[1] == self._channels
+            wanted = f"(N, {self._channels}, *)"
         else:
             batched = len(shape) == self.dims + 2
             ok = len(shape) in (self.dims + 1, self.dims + 2) and \
-                shape[1 if batched else 0] == self._channels()
-            spatial = ", ".join("HW"[i] if self.dims == 2 else "DHW"[i] if self.dims == 3
-                                else "L" for i in range(self.dims))
-            wanted = f"(N, {self._channels()}, {spatial}) or ({self._channels()}, {spatial})"
+                shape[1 if batched else 0] == self._channels
+            spatial = ", ".join({1: "L", 2: "HW", 3: "DHW"}[self.dims])
+            wanted = f"(N, {self._channels}, {spatial}) or ({self._channels}, {spatial})"
         if not ok:
             raise ValueError(f"{self._where()}: expected input of shape {wanted}, got {shape}")
         self._check_dtype(dtype, None if self.weight is None else self.weight.data.dtype)
@@ -55,7 +50,7 @@ class _GroupedNorm(Module):
         shape = tuple(x.shape)
         full = shape if self.dims is None or len(shape) == self.dims + 2 else (1,) + shape
         n, c = full[:2]
-        g = self._groups()
+        g = self._groups
         rows = x.reshape(n * g, -1)
         out = self._buffer("y", rows.shape, x.dtype) if buffered else None
         xhat, save_mean, save_invstd = self._kernels().layer_norm_forward(
@@ -110,13 +105,7 @@ class GroupNorm(_GroupedNorm):
         if self.num_channels % self.num_groups:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible "
                              f"by num_groups ({num_groups})")
-        self._setup(self.num_channels, eps, affine, bias, dtype)
-
-    def _groups(self):
-        return self.num_groups
-
-    def _channels(self):
-        return self.num_channels
+        self._setup(self.num_channels, self.num_groups, eps, affine, bias, dtype)
 
     def extra_repr(self):
         return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
@@ -139,13 +128,7 @@ class _InstanceNorm(_GroupedNorm):
         self.momentum = None if momentum is None else float(momentum)
         check_only(name, "track_running_stats", track_running_stats, (False,))
         self.track_running_stats = False
-        self._setup(self.num_features, eps, affine, bias, dtype)
-
-    def _groups(self):
-        return self.num_features
-
-    def _channels(self):
-        return self.num_features
+        self._setup(self.num_features, self.num_features, eps, affine, bias, dtype)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
