@@ -81,14 +81,13 @@ class AdaptiveAvgPool2d(Module):
         x = add_batch_axis(x)
         plan = self._plan(x.shape)
         self._ctx = (tuple(x.shape), plan, unbatched)
+        out_shape = self._shape_2d(x.shape, x.dtype)
         if plan[0] == "pool":
-            out_shape = self._shape_2d(x.shape, x.dtype)
             out = self._buffer("y", out_shape, x.dtype) if buffered else None
-            y = self._kernels().avg_pool2d_forward(x, plan[1], plan[1], (0, 0), True, out=out)
+            y = self._pool_forward(x, plan[1], out_shape, out)
         else:
-            a_h, a_w = self._matrices(x.shape, x.dtype)
-            y = _device.namespace_of(x).put(
-                np.einsum("ih,nchw,jw->ncij", a_h, _device.to_host(x), a_w, optimize=True))
+            y = _device.namespace_of(x).put(self._windows_forward(_device.to_host(x),
+                                                                  out_shape))
         return drop_batch_axis(y, unbatched)
 
     def _backward(self, grad_out, buffered, need_grad_in):
@@ -98,14 +97,28 @@ class AdaptiveAvgPool2d(Module):
         grad_out = add_batch_axis(grad_out)
         if plan[0] == "pool":
             grad_in = self._buffer("grad_in", shape, grad_out.dtype) if buffered else None
-            grad_in = self._kernels().avg_pool2d_backward(grad_out, shape, plan[1], plan[1],
-                                                          (0, 0), True, grad_in=grad_in)
+            grad_in = self._pool_backward(grad_out, shape, plan[1], grad_in)
         else:
-            a_h, a_w = self._matrices(shape, grad_out.dtype)
             grad_in = _device.namespace_of(grad_out).put(
-                np.einsum("ih,ncij,jw->nchw", a_h, _device.to_host(grad_out), a_w,
-                          optimize=True))
+                self._windows_backward(_device.to_host(grad_out), shape))
         return drop_batch_axis(grad_in, unbatched)
+
+    # The two plans: windows that tile the input (a pooling kernel with kernel = stride,
+    # on the layer's device) and any others (NumPy on host arrays, (N, C, H, W)).
+    def _pool_forward(self, x, kernel, out_shape, out):
+        return self._kernels().avg_pool2d_forward(x, kernel, kernel, (0, 0), True, out=out)
+
+    def _pool_backward(self, grad_out, shape, kernel, grad_in):
+        return self._kernels().avg_pool2d_backward(grad_out, shape, kernel, kernel, (0, 0),
+                                                   True, grad_in=grad_in)
+
+    def _windows_forward(self, x, out_shape):
+        a_h, a_w = self._matrices(x.shape, x.dtype)
+        return np.einsum("ih,nchw,jw->ncij", a_h, x, a_w, optimize=True)
+
+    def _windows_backward(self, grad_out, shape):
+        a_h, a_w = self._matrices(shape, grad_out.dtype)
+        return np.einsum("ih,ncij,jw->nchw", a_h, grad_out, a_w, optimize=True)
 
     def _matrices(self, shape, dtype):
         shape = tuple(shape)
@@ -155,49 +168,38 @@ class AdaptiveMaxPool2d(AdaptiveAvgPool2d):
         y = super().forward(x)
         return with_indices(y, self._indices) if self.return_indices else y
 
-    def _forward(self, x, buffered):
-        unbatched = x.ndim == 3
-        x = add_batch_axis(x)
-        plan = self._plan(x.shape)
-        self._ctx = (tuple(x.shape), plan, unbatched)
-        out_shape = self._shape_2d(x.shape, x.dtype)
-        if plan[0] == "pool":
-            out = self._buffer("y", out_shape, x.dtype) if buffered else None
-            y, self._indices = self._kernels().max_pool2d_forward(
-                x, plan[1], plan[1], (0, 0), out=out,
-                indices=self._buffer("indices", out_shape, "int64"))
-        else:
-            host = _device.to_host(x)
-            n, c, h, w = host.shape
-            y = np.empty(out_shape, host.dtype)
-            indices = np.empty(out_shape, np.int64)
-            for i, (h0, h1) in enumerate(_window_bounds(h, out_shape[2])):
-                for j, (w0, w1) in enumerate(_window_bounds(w, out_shape[3])):
-                    window = host[:, :, h0:h1, w0:w1].reshape(n, c, -1)
-                    best = np.argmax(window, axis=2)  # the first maximum (or NaN)
-                    y[:, :, i, j] = np.take_along_axis(window, best[..., None], 2)[..., 0]
-                    indices[:, :, i, j] = (h0 + best // (w1 - w0)) * w + w0 + best % (w1 - w0)
-            self._indices = indices
-            y = _device.namespace_of(x).put(y)
-        return drop_batch_axis(y, unbatched)
+    def _pool_forward(self, x, kernel, out_shape, out):
+        y, self._indices = self._kernels().max_pool2d_forward(
+            x, kernel, kernel, (0, 0), out=out,
+            indices=self._buffer("indices", out_shape, "int64"))
+        return y
 
-    def _backward(self, grad_out, buffered, need_grad_in):
-        if not need_grad_in:
-            return None
-        shape, plan, unbatched = self._ctx
-        grad_out = add_batch_axis(grad_out)
-        if plan[0] == "pool":
-            grad_in = self._buffer("grad_in", shape, grad_out.dtype) if buffered else None
-            grad_in = self._kernels().max_pool2d_backward(grad_out, self._indices, shape,
-                                                          grad_in=grad_in)
-        else:
-            n, c = shape[:2]
-            host = np.zeros((n * c, shape[2] * shape[3]), grad_out.dtype)
-            rows = np.arange(n * c)[:, None]
-            np.add.at(host, (rows, self._indices.reshape(n * c, -1)),
-                      _device.to_host(grad_out).reshape(n * c, -1))
-            grad_in = _device.namespace_of(grad_out).put(host.reshape(shape))
-        return drop_batch_axis(grad_in, unbatched)
+    def _pool_backward(self, grad_out, shape, kernel, grad_in):
+        return self._kernels().max_pool2d_backward(grad_out, self._indices, shape,
+                                                   grad_in=grad_in)
+
+    def _windows_forward(self, x, out_shape):
+        """The maximum of each window by a loop over the output positions, and its flat
+        index h * W + w (the first maximum, or NaN, as np.argmax)."""
+        n, c, h, w = x.shape
+        y = np.empty(out_shape, x.dtype)
+        indices = np.empty(out_shape, np.int64)
+        for i, (h0, h1) in enumerate(_window_bounds(h, out_shape[2])):
+            for j, (w0, w1) in enumerate(_window_bounds(w, out_shape[3])):
+                window = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+                best = np.argmax(window, axis=2)
+                y[:, :, i, j] = np.take_along_axis(window, best[..., None], 2)[..., 0]
+                indices[:, :, i, j] = (h0 + best // (w1 - w0)) * w + w0 + best % (w1 - w0)
+        self._indices = indices
+        return y
+
+    def _windows_backward(self, grad_out, shape):
+        """Each output gradient added at its maximum (overlapping windows add)."""
+        n, c = shape[:2]
+        grad_in = np.zeros((n * c, shape[2] * shape[3]), grad_out.dtype)
+        np.add.at(grad_in, (np.arange(n * c)[:, None], self._indices.reshape(n * c, -1)),
+                  grad_out.reshape(n * c, -1))
+        return grad_in.reshape(shape)
 
 
 class AdaptiveMaxPool1d(As1d, AdaptiveMaxPool2d):
