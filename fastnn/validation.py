@@ -119,6 +119,12 @@ def check_choice(where, name, value, choices):
         raise ValueError(f"{where}: expected {name} in {list(choices)}, got {value!r}")
 
 
+def check_float_dtype(where, dtype, name="input"):
+    """A TypeError unless dtype is float32 or float64 (a layer's input dtype)."""
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{where}: expected {name} of dtype float32 or float64, got {dtype}")
+
+
 def check_positive_int(where, name, value):
     """value as an int when it is an integer >= 1 (not a bool), else a ValueError."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import FLOAT_DTYPES, check_bool
+from ..validation import check_bool, check_float_dtype
 from .conv import As1d, add_batch_axis, drop_batch_axis
 from .module import Module
 from .pooling import with_indices
@@ -62,8 +62,7 @@ class AdaptiveAvgPool2d(Module):
         if len(shape) not in (3, 4) or 0 in shape[-2:]:
             raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W) "
                              f"with H, W > 0, got {shape}")
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{where}: expected input of dtype float32 or float64, got {dtype}")
+        check_float_dtype(where, dtype)
         oh, ow = (s if t is None else t for t, s in zip(self._target(), shape[-2:]))
         return shape[:-2] + (oh, ow)
 

@@ -11,7 +11,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import FLOAT_DTYPES, check_number
+from ..validation import check_float_dtype, check_number
 from .module import Module
 
 _NUMPY_MODE = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
@@ -87,9 +87,7 @@ class _Pad(Module):
         if len(shape) not in (self.dims + 1, self.dims + 2):
             raise ValueError(f"{self._where()}: expected input of rank {self.dims + 1} or "
                              f"{self.dims + 2}, got shape {shape}")
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{self._where()}: expected input of dtype float32 or float64, "
-                            f"got {dtype}")
+        check_float_dtype(self._where(), dtype)
         spatial = shape[len(shape) - self.dims:]
         check_pad_fits(self._where(), self.mode, spatial, self._sizes)
         return shape[:len(shape) - self.dims] + tuple(

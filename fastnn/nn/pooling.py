@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import FLOAT_DTYPES, check_bool, check_only
+from ..validation import check_bool, check_float_dtype, check_only
 from .conv import As1d, add_batch_axis, drop_batch_axis, pair, spatial_out
 from .module import Module
 
@@ -48,8 +48,7 @@ class _Pool2d(Module):
         if len(shape) not in (3, 4):
             raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W), "
                              f"got {shape}")
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{where}: expected input of dtype float32 or float64, got {dtype}")
+        check_float_dtype(where, dtype)
         ho, wo = spatial_out(where, shape, *self._window())
         return tuple(shape[:-2]) + (ho, wo)
 
@@ -213,9 +212,7 @@ class MaxUnpool2d(Module):
         if len(shape) not in (self.dims + 1, self.dims + 2):
             raise ValueError(f"{self._where()}: expected input of rank {self.dims + 2} "
                              f"(batched) or {self.dims + 1}, got shape {shape}")
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{self._where()}: expected input of dtype float32 or float64, "
-                            f"got {dtype}")
+        check_float_dtype(self._where(), dtype)
         return shape[:len(shape) - self.dims] + self._out_spatial(shape)
 
     def _forward(self, x, buffered):

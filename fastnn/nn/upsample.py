@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import FLOAT_DTYPES, check_only
+from ..validation import check_float_dtype, check_only
 from .module import Module
 
 
@@ -106,9 +106,7 @@ class Upsample(Module):
         if wanted is not None and len(shape) != wanted:
             raise ValueError(f"{self._where()}: mode '{self.mode}' expects a "
                              f"{wanted}-D input, got input of shape {shape}")
-        if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{self._where()}: expected input of dtype float32 or float64, "
-                            f"got {dtype}")
+        check_float_dtype(self._where(), dtype)
         out, _ = self._geometry(shape[2:])
         if min(out) < 1:
             raise ValueError(f"{self._where()}: the output of an input of shape {shape} would "
