@@ -146,17 +146,26 @@ class Upsample(Module):
         self._ctx = (tuple(x4.shape), repeat, blocks, ih, iw, shape)
         return y.reshape(shape[:2] + out)
 
-    def _linear_forward(self, x):
-        shape = tuple(x.shape)
-        spatial = shape[2:]
+    def _linear_matrices(self, spatial, dtype):
+        """The per-axis interpolation matrices for this input size, kept while the size
+        and dtype stay the same (a training loop builds them once)."""
+        key = (spatial, np.dtype(dtype))
+        cached = self._scratch.get("linear_matrices")
+        if cached is not None and cached[0] == key:
+            return cached[1]
         out, _ = self._geometry(spatial)
         if self.size is None:  # PyTorch's scale: 1 / scale_factor, in the input's float
             factors = self._per_axis(self.scale_factor, len(spatial))
-            scales = tuple(x.dtype.type(1.0 / float(f)) for f in factors)
+            scales = tuple(dtype.type(1.0 / float(f)) for f in factors)
         else:
-            scales = tuple(x.dtype.type(i / o) for i, o in zip(spatial, out))
-        mats = [_linear_matrix(i, o, s, self.align_corners, x.dtype)
+            scales = tuple(dtype.type(i / o) for i, o in zip(spatial, out))
+        mats = [_linear_matrix(i, o, s, self.align_corners, dtype)
                 for i, o, s in zip(spatial, out, scales)]
+        self._scratch["linear_matrices"] = (key, mats)
+        return mats
+
+    def _linear_forward(self, x):
+        mats = self._linear_matrices(tuple(x.shape)[2:], x.dtype)
         host = _device.to_host(x)
         y = host @ mats[-1].T                       # along the last axis (W, or L)
         if len(mats) == 2:
