@@ -25,8 +25,10 @@ import numpy as np
 from . import device as _device
 from . import optable
 from .backend import current
+from .kernels.window_shapes import window_out_size
 from .validation import (as_contiguous, as_labels, check_choice, check_float_array,
-                         check_no_overlap, check_number, check_out, check_same_shape, pair)
+                         check_no_overlap, check_number, check_out, check_positive_int,
+                         check_same_shape, pair)
 
 __all__ = optable.op_names()
 
@@ -475,14 +477,14 @@ def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight
 
 
 # ------------------------------------------------------------------------ conv
-def _conv_out_size(where, size, kernel, stride, padding):
+def _conv_out_size(where, size, kernel, stride, padding, ceil_mode=False):
     if stride < 1 or padding < 0:
         raise ValueError(f"{where}: expected stride >= 1 and padding >= 0, "
                          f"got stride {stride} and padding {padding}")
     if kernel > size + 2 * padding:
         raise ValueError(f"{where}: kernel size {kernel} is larger than the padded input "
                          f"size {size + 2 * padding}")
-    return (size + 2 * padding - kernel) // stride + 1
+    return window_out_size(size, kernel, stride, padding, ceil_mode)
 
 
 def _check_conv(where, x, weight, stride, padding):
@@ -524,7 +526,7 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
                                 grad_in, need_grad_in)
 
 
-def _check_pool(where, shape, kernel_size, stride, padding):
+def _check_pool(where, shape, kernel_size, stride, padding, ceil_mode=False):
     kernel_size = pair(where, "kernel_size", kernel_size)
     stride = kernel_size if stride is None else pair(where, "stride", stride)
     padding = pair(where, "padding", padding)
@@ -532,22 +534,32 @@ def _check_pool(where, shape, kernel_size, stride, padding):
         if k < 1 or p > k // 2:
             raise ValueError(f"{where}: expected kernel_size >= 1 and padding <= kernel_size / 2, "
                              f"got kernel_size {kernel_size} and padding {padding}")
-    out_hw = tuple(_conv_out_size(where, shape[2 + i], kernel_size[i], stride[i], padding[i])
-                   for i in range(2))
+    out_hw = tuple(_conv_out_size(where, shape[2 + i], kernel_size[i], stride[i], padding[i],
+                                  ceil_mode) for i in range(2))
     return kernel_size, stride, padding, tuple(shape[:2]) + out_hw
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None):
+def _check_divisor(where, divisor_override):
+    """None, or divisor_override as a positive int."""
+    if divisor_override is None:
+        return None
+    return check_positive_int(where, "divisor_override", divisor_override)
+
+
+def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
+                       ceil_mode=False):
     where = "max_pool2d_forward"
     x = as_contiguous(_check(where, "x", x, ndim=4))
+    ceil_mode = bool(ceil_mode)
     kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
-                                                          padding)
+                                                          padding, ceil_mode)
     check_out(where, "out", out, out_shape, x.dtype)
     if indices is not None and (indices.shape != out_shape or indices.dtype != np.int64):
         raise ValueError(f"{where}: expected indices of shape {out_shape} and dtype int64, "
                          f"got {indices.shape} {indices.dtype}")
     check_no_overlap(where, [("out", out), ("indices", indices)], [("x", x)])
-    return _run("max_pool2d_forward", x, kernel_size, stride, padding, out=out, indices=indices)
+    return _run("max_pool2d_forward", x, kernel_size, stride, padding, out=out, indices=indices,
+                ceil_mode=ceil_mode)
 
 
 def _check_input_shape(where, input_shape):
@@ -570,29 +582,35 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
 
 
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
-                       out=None):
+                       out=None, ceil_mode=False, divisor_override=None):
     where = "avg_pool2d_forward"
     x = as_contiguous(_check(where, "x", x, ndim=4))
+    ceil_mode = bool(ceil_mode)
+    divisor_override = _check_divisor(where, divisor_override)
     kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
-                                                          padding)
+                                                          padding, ceil_mode)
     check_out(where, "out", out, out_shape, x.dtype)
     check_no_overlap(where, [("out", out)], [("x", x)])
     return _run("avg_pool2d_forward", x, kernel_size, stride, padding, bool(count_include_pad),
-                                   out=out)
+                out=out, ceil_mode=ceil_mode, divisor_override=divisor_override)
 
 
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 0),
-                        count_include_pad=True, grad_in=None):
+                        count_include_pad=True, grad_in=None, ceil_mode=False,
+                        divisor_override=None):
     where = "avg_pool2d_backward"
     grad_out = as_contiguous(_check(where, "grad_out", grad_out, ndim=4))
     input_shape = _check_input_shape(where, input_shape)
+    ceil_mode = bool(ceil_mode)
+    divisor_override = _check_divisor(where, divisor_override)
     kernel_size, stride, padding, out_shape = _check_pool(where, input_shape, kernel_size,
-                                                          stride, padding)
+                                                          stride, padding, ceil_mode)
     _check(where, "grad_out", grad_out, shape=out_shape)
     check_out(where, "grad_in", grad_in, input_shape, grad_out.dtype)
     check_no_overlap(where, [("grad_in", grad_in)], [("grad_out", grad_out)])
     return _run("avg_pool2d_backward", grad_out, input_shape, kernel_size, stride, padding,
-                                    bool(count_include_pad), grad_in=grad_in)
+                bool(count_include_pad), grad_in=grad_in, ceil_mode=ceil_mode,
+                divisor_override=divisor_override)
 
 
 # --------------------------------------------------------------------- optimizers

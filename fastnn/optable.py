@@ -387,10 +387,12 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
 
 
 @_op("conv")
-def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None):
+def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
+                       ceil_mode=False):
     """Max pooling, NCHW, padding with -inf as PyTorch does.
 
-    x: (N, C, H, W); kernel_size, stride, padding: (int, int).
+    x: (N, C, H, W); kernel_size, stride, padding: (int, int); ceil_mode: PyTorch's
+    (output sizes rounded up, kernels/window_shapes.py).
     Returns (y: (N, C, H_out, W_out), indices: same shape, int64 flat index h * W + w
     of each maximum in its (n, c) plane, as PyTorch's return_indices gives).
     """
@@ -406,13 +408,18 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
 
 @_op("conv")
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
-                       out=None):
-    """Average pooling, NCHW. x: (N, C, H, W). Returns (N, C, H_out, W_out)."""
+                       out=None, ceil_mode=False, divisor_override=None):
+    """Average pooling, NCHW. x: (N, C, H, W). Returns (N, C, H_out, W_out).
+
+    Each window's sum is divided by divisor_override (a positive int) when given, else by
+    its cells inside the padded input (count_include_pad) or inside the input; ceil_mode
+    as max_pool2d_forward's."""
 
 
 @_op("conv")
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 0),
-                        count_include_pad=True, grad_in=None):
+                        count_include_pad=True, grad_in=None, ceil_mode=False,
+                        divisor_override=None):
     """Backward of ``avg_pool2d_forward``. grad_out: (N, C, H_out, W_out);
     input_shape: (N, C, H, W). Returns grad_in of input_shape."""
 

@@ -221,6 +221,56 @@ def test_avg_pool2d_matches_torch(backend, dtype, rng, case, count_include_pad):
     assert_close(grad_in, tx.grad.numpy(), dtype)
 
 
+# (N, C, H, W, kernel, stride, padding): each last window runs past the padding in ceil mode
+CEIL_CASES = [
+    (2, 3, 7, 9, (3, 3), (2, 2), (1, 1)),
+    (1, 2, 6, 5, (2, 3), (3, 2), (1, 1)),
+    (2, 2, 10, 8, (3, 2), (2, 3), (0, 1)),
+    (1, 1, 4, 4, (4, 4), (3, 3), (2, 2)),   # a window that would start in the padding: dropped
+]
+
+
+@pytest.mark.parametrize("case", CEIL_CASES, ids=lambda c: "x".join(map(str, c[:4])))
+def test_pooling_ceil_mode_and_divisor_override_match_torch(backend, dtype, rng, case):
+    n, c, h, w, k, stride, padding = case
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    tx = tt(x, True)
+    ty, tidx = F.max_pool2d(tx, k, stride, padding, ceil_mode=True, return_indices=True)
+    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(tt(g))
+    y, idx = ops.max_pool2d_forward(x, k, stride, padding, ceil_mode=True)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    assert_close(ops.max_pool2d_backward(g, idx, x.shape), tx.grad.numpy(), dtype)
+    for include, divisor, ceil in ((True, None, True), (False, None, True), (True, 5, True),
+                                   (False, 2, False)):
+        tx = tt(x, True)
+        ty = F.avg_pool2d(tx, k, stride, padding, ceil_mode=ceil, count_include_pad=include,
+                          divisor_override=divisor)
+        g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+        ty.backward(tt(g))
+        out = np.full(tuple(ty.shape), np.nan, dtype)
+        assert ops.avg_pool2d_forward(x, k, stride, padding, include, out=out, ceil_mode=ceil,
+                                      divisor_override=divisor) is out
+        assert_close(out, ty.detach().numpy(), dtype)
+        grad_in = ops.avg_pool2d_backward(g, x.shape, k, stride, padding, include,
+                                          ceil_mode=ceil, divisor_override=divisor)
+        assert_close(grad_in, tx.grad.numpy(), dtype)
+
+
+def test_pooling_ceil_mode_checks_shapes_and_divisor(backend):
+    x = np.zeros((1, 1, 7, 7), np.float32)
+    with pytest.raises(ValueError, match=r"avg_pool2d_forward: expected divisor_override to be "
+                                         r"a positive int, got 0"):
+        ops.avg_pool2d_forward(x, (2, 2), (2, 2), divisor_override=0)
+    with pytest.raises(ValueError, match=r"avg_pool2d_backward: .*shape \(1, 1, 4, 4\)"):
+        ops.avg_pool2d_backward(np.zeros((1, 1, 3, 3), np.float32), x.shape, (2, 2), (2, 2),
+                                ceil_mode=True)
+    with pytest.raises(ValueError, match=r"max_pool2d_forward: .*\(1, 1, 4, 4\)"):
+        ops.max_pool2d_forward(x, (2, 2), (2, 2), out=np.zeros((1, 1, 3, 3), np.float32),
+                               ceil_mode=True)
+
+
 def test_avg_pool2d_large_input_and_out_buffers(backend, dtype, rng):
     x = rng.standard_normal((8, 16, 17, 15)).astype(dtype)
     tx = tt(x, True)

@@ -234,8 +234,9 @@ def test_failure_after_a_user_module_puts_running_statistics_back(name):
     (lambda: nn.ConvTranspose2d(4, 4, 3, dilation=2), r"dilation=2 is not supported"),
     (lambda: nn.Conv2d(3, 4, 3, padding_mode="mirror"), r"padding_mode='mirror'"),
     (lambda: nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect"), r"padding_mode='reflect'"),
-    (lambda: nn.MaxPool2d(2, ceil_mode=True), r"MaxPool2d: ceil_mode=True is not supported"),
-    (lambda: nn.AvgPool2d(2, divisor_override=3), r"AvgPool2d: divisor_override=3"),
+    (lambda: nn.MaxPool2d(2, dilation=2), r"MaxPool2d: dilation=2 is not supported"),
+    (lambda: nn.AvgPool2d(2, divisor_override=0),
+     r"AvgPool2d: expected divisor_override to be a positive int, got 0"),
 ])
 def test_pytorch_keywords_beyond_their_defaults_are_clear_errors(make, match):
     with pytest.raises(ValueError, match=match):

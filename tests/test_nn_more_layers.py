@@ -85,12 +85,73 @@ def test_conv1d_unbatched_and_in_a_sequential(backend, dtype, rng):
     (nn.MaxPool1d, torch.nn.MaxPool1d, dict(kernel_size=2)),
     (nn.AvgPool1d, torch.nn.AvgPool1d, dict(kernel_size=3, stride=2, padding=1)),
     (nn.AvgPool1d, torch.nn.AvgPool1d, dict(kernel_size=3, padding=1, count_include_pad=False)),
-], ids=["max-k3s2p1", "max-k2", "avg-k3s2p1", "avg-exclude-pad"])
+    (nn.MaxPool1d, torch.nn.MaxPool1d, dict(kernel_size=3, stride=2, ceil_mode=True)),
+    (nn.AvgPool1d, torch.nn.AvgPool1d, dict(kernel_size=2, stride=3, padding=1,
+                                            ceil_mode=True)),
+], ids=["max-k3s2p1", "max-k2", "avg-k3s2p1", "avg-exclude-pad", "max-ceil", "avg-ceil"])
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
 def test_pool1d_matches_torch(backend, dtype, rng, cls, tcls, args, batched):
     shape = (2, 3, 11) if batched else (3, 11)
     check_against(cls(**args), tcls(**args), rng.standard_normal(shape).astype(dtype), rng,
                   dtype)
+
+
+@pytest.mark.parametrize("cls,tcls,args", [
+    (nn.MaxPool2d, torch.nn.MaxPool2d, dict(kernel_size=3, stride=2, ceil_mode=True)),
+    (nn.MaxPool2d, torch.nn.MaxPool2d, dict(kernel_size=(2, 3), stride=(3, 2), padding=1,
+                                            ceil_mode=True)),
+    (nn.AvgPool2d, torch.nn.AvgPool2d, dict(kernel_size=3, stride=2, padding=1,
+                                            ceil_mode=True)),
+    (nn.AvgPool2d, torch.nn.AvgPool2d, dict(kernel_size=2, stride=3, padding=1,
+                                            ceil_mode=True, count_include_pad=False)),
+    (nn.AvgPool2d, torch.nn.AvgPool2d, dict(kernel_size=3, stride=2, padding=1,
+                                            divisor_override=4)),
+    (nn.AvgPool2d, torch.nn.AvgPool2d, dict(kernel_size=2, stride=3, ceil_mode=True,
+                                            divisor_override=3)),
+], ids=["max-k3s2", "max-k2x3s3x2p1", "avg-k3s2p1", "avg-k2s3p1-exclude",
+        "avg-divisor", "avg-ceil-divisor"])
+def test_pool2d_ceil_mode_and_divisor_match_torch(backend, dtype, rng, cls, tcls, args):
+    """10x9 inputs: with ceil_mode the last windows run past the padding (or the edge)."""
+    layer = cls(**args)
+    assert layer.infer_shape((2, 3, 10, 9), dtype) == tuple(
+        tcls(**args)(torch.zeros(2, 3, 10, 9)).shape)
+    check_against(layer, tcls(**args), rng.standard_normal((2, 3, 10, 9)).astype(dtype), rng,
+                  dtype)
+
+
+def test_googlenet_style_ceil_mode_stem_trains_like_torch(rng):
+    """Conv, ceil-mode max pooling and a ceil-mode average pooling head, a step of SGD,
+    against the same network in PyTorch (float64)."""
+    from fastnn import optim
+    dtype = np.float64
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, dtype=dtype), nn.ReLU(),
+                          nn.MaxPool2d(3, 2, ceil_mode=True),
+                          nn.AvgPool2d(3, 2, ceil_mode=True), nn.Flatten(),
+                          nn.Linear(4 * 2 * 2, 5, dtype=dtype))
+    tmodel = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.ReLU(),
+                                 torch.nn.MaxPool2d(3, 2, ceil_mode=True),
+                                 torch.nn.AvgPool2d(3, 2, ceil_mode=True), torch.nn.Flatten(),
+                                 torch.nn.Linear(4 * 2 * 2, 5)).double()
+    with torch.no_grad():
+        for p, tp in zip(model.parameters(), tmodel.parameters()):
+            tp.copy_(torch.from_numpy(p.data))
+    x = rng.standard_normal((3, 3, 10, 10))
+    labels = rng.integers(0, 5, 3)
+    loss_fn, opt = nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD(tmodel.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        opt.zero_grad()
+        loss = loss_fn(model(x), labels)
+        model.backward(loss_fn.backward())
+        opt.step()
+        topt.zero_grad()
+        tloss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)),
+                                                  torch.from_numpy(labels))
+        tloss.backward()
+        topt.step()
+        np.testing.assert_allclose(loss, tloss.item(), rtol=1e-12)
+    for p, tp in zip(model.parameters(), tmodel.parameters()):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])

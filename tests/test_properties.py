@@ -206,23 +206,25 @@ def test_conv2d(compiled, seed, dtype, n, cin, cout, h, w, k, stride, padding, l
 @SETTINGS
 @given(seed=st.integers(0, 2**16), dtype=dtypes, n=st.integers(1, 3), c=st.integers(1, 4),
        h=st.integers(1, 10), w=st.integers(1, 10), k=st.integers(1, 4),
-       stride=st.integers(1, 3), padding=st.integers(0, 2), include_pad=st.booleans())
-def test_pooling(compiled, seed, dtype, n, c, h, w, k, stride, padding, include_pad):
+       stride=st.integers(1, 3), padding=st.integers(0, 2), include_pad=st.booleans(),
+       ceil=st.booleans(), divisor=st.sampled_from([None, None, 1, 5]))
+def test_pooling(compiled, seed, dtype, n, c, h, w, k, stride, padding, include_pad, ceil,
+                 divisor):
     if padding > k // 2 or k > h + 2 * padding or k > w + 2 * padding:
         return  # PyTorch rejects these too; tested in test_conformance / test_conv*
     rng = np.random.default_rng(seed)
     x = make(rng, (n, c, h, w), dtype)
-    (y, idx), (y_ref, idx_ref) = both("max_pool2d_forward", x, (k, k), (stride, stride),
-                                      (padding, padding))
+    window = ((k, k), (stride, stride), (padding, padding))
+    (y, idx), (y_ref, idx_ref) = both("max_pool2d_forward", x, *window, ceil_mode=ceil)
     assert_close(y, y_ref, dtype)
     g = make(rng, y_ref.shape, dtype)
     gi, gi_ref = both("max_pool2d_backward", g, idx_ref, x.shape)
     assert_close(gi, gi_ref, dtype)
-    a, a_ref = both("avg_pool2d_forward", x, (k, k), (stride, stride), (padding, padding),
-                    include_pad)
+    a, a_ref = both("avg_pool2d_forward", x, *window, include_pad, ceil_mode=ceil,
+                    divisor_override=divisor)
     assert_close(a, a_ref, dtype)
-    ga, ga_ref = both("avg_pool2d_backward", g, x.shape, (k, k), (stride, stride),
-                      (padding, padding), include_pad)
+    ga, ga_ref = both("avg_pool2d_backward", g, x.shape, *window, include_pad, ceil_mode=ceil,
+                      divisor_override=divisor)
     assert_close(ga, ga_ref, dtype)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..kernels.window_shapes import pool_out_shape
 from ..validation import check_only, check_positive_int
 from .module import Module, Parameter
 from .padding import check_pad_fits, pad_backward, pad_forward
@@ -39,15 +40,15 @@ def check_conv_args(name, in_channels, out_channels, dims, dilation, groups, pad
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def spatial_out(where, shape, kernel_size, stride, padding):
-    """(H_out, W_out) of a window op on an input of shape (..., H, W); raises when the
-    kernel does not fit the padded input."""
+def spatial_out(where, shape, kernel_size, stride, padding, ceil_mode=False):
+    """(H_out, W_out) of a window op on an input of shape (..., H, W) (ceil_mode: pooling's,
+    PyTorch's rule); raises when the kernel does not fit the padded input."""
     h, w = tuple(shape)[-2:]
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    (kh, kw), (ph, pw) = kernel_size, padding
     if kh > h + 2 * ph or kw > w + 2 * pw:
         raise ValueError(f"{where}: kernel size ({kh}, {kw}) is larger than the padded input "
                          f"({h + 2 * ph}, {w + 2 * pw}) of an input of shape {shape}")
-    return (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    return pool_out_shape((0, 0, h, w), kernel_size, stride, padding, ceil_mode)[2:]
 
 
 def add_batch_axis(x):

@@ -1,12 +1,12 @@
-"""Max and average pooling over NCHW (and NCL) input (PyTorch's semantics, floor output
-sizes)."""
+"""Max and average pooling over NCHW (and NCL) input (PyTorch's semantics, ceil_mode
+included)."""
 import math
 import numbers
 
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool, check_float_dtype, check_only
+from ..validation import check_bool, check_float_dtype, check_only, check_positive_int
 from .conv import As1d, add_batch_axis, drop_batch_axis, pair, spatial_out
 from .module import Module
 
@@ -19,14 +19,17 @@ def with_indices(y, indices):
 
 class _Pool2d(Module):
     """Shared arguments and checks. kernel_size, stride (None: kernel_size), padding: an
-    int or a pair; padding at most half the kernel, as PyTorch requires."""
+    int or a pair; padding at most half the kernel, as PyTorch requires. ceil_mode=True:
+    output sizes rounded up, ceil((H + 2 p - k) / s) + 1, less one if that last window
+    would start in the bottom (right) padding; the last windows may run past the padding
+    and cover fewer cells."""
 
     dims = 2  # spatial dimensions of the window (the 1-D layers: 1)
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
         name, n = type(self).__name__, self.dims
-        check_only(name, "ceil_mode", ceil_mode, (False,))
+        self.ceil_mode = check_bool(name, "ceil_mode", ceil_mode)
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
         self.stride = (self.kernel_size if stride is None
                        else pair(name, "stride", stride, 1, n))
@@ -49,7 +52,7 @@ class _Pool2d(Module):
             raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W), "
                              f"got {shape}")
         check_float_dtype(where, dtype)
-        ho, wo = spatial_out(where, shape, *self._window())
+        ho, wo = spatial_out(where, shape, *self._window(), self.ceil_mode)
         return tuple(shape[:-2]) + (ho, wo)
 
     def _window(self):
@@ -71,19 +74,20 @@ class _Pool2d(Module):
         return drop_batch_axis(grad_in, self._unbatched)
 
     def extra_repr(self):
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+                + (", ceil_mode=True" if self.ceil_mode else ""))
 
 
 class MaxPool2d(_Pool2d):
     """Maximum over each window; padding counts as -inf (it never wins).
 
     Input (N, C, H, W) or unbatched (C, H, W); output (N, C, H_out, W_out) (without N for
-    an unbatched input), H_out = (H + 2 p - k) // s + 1.
+    an unbatched input), H_out = (H + 2 p - k) // s + 1 (ceil_mode: see _Pool2d).
     Backward sends each output gradient to its window's argmax (the first maximum).
     return_indices=True: ``forward`` returns (output, indices), indices an int64 array of
     the output's shape holding each maximum's flat position h * W + w in its (n, c) plane
     (PyTorch's; the input of MaxUnpool2d); inside a Sequential only the output passes on.
-    PyTorch's dilation and ceil_mode are taken at their defaults only.
+    PyTorch's dilation is taken at its default (1) only.
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
@@ -103,7 +107,7 @@ class MaxPool2d(_Pool2d):
         out = self._buffer("y", shape, x.dtype) if buffered else None
         indices = self._buffer("indices", shape, "int64")
         y, self._indices = self._kernels().max_pool2d_forward(
-            x, *self._window(), out=out, indices=indices)
+            x, *self._window(), out=out, indices=indices, ceil_mode=self.ceil_mode)
         return y
 
     def _unpool(self, grad_out, grad_in):
@@ -113,7 +117,9 @@ class MaxPool2d(_Pool2d):
 
 class AvgPool2d(_Pool2d):
     """Mean over each window, zero padding. count_include_pad=True (PyTorch's default)
-    divides by kH * kW; False divides by the number of unpadded cells in the window.
+    divides by kH * kW (fewer where a ceil_mode window runs past the padding); False
+    divides by the number of unpadded cells in the window; divisor_override (a positive
+    int) divides every window's sum by that number instead.
 
     Input (N, C, H, W) or unbatched (C, H, W); output (N, C, H_out, W_out) (without N
     for an unbatched input).
@@ -121,22 +127,29 @@ class AvgPool2d(_Pool2d):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
-        check_only(type(self).__name__, "divisor_override", divisor_override, (None,))
+        name = type(self).__name__
+        if divisor_override is not None:
+            divisor_override = check_positive_int(name, "divisor_override", divisor_override)
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = bool(count_include_pad)
+        self.divisor_override = divisor_override
 
     def _pool(self, x, buffered):
         out = self._buffer("y", self._shape_2d(x.shape, x.dtype), x.dtype) if buffered else None
         return self._kernels().avg_pool2d_forward(
-            x, *self._window(), self.count_include_pad, out=out)
+            x, *self._window(), self.count_include_pad, out=out, ceil_mode=self.ceil_mode,
+            divisor_override=self.divisor_override)
 
     def _unpool(self, grad_out, grad_in):
         return self._kernels().avg_pool2d_backward(
             grad_out, self._in_shape, *self._window(), self.count_include_pad,
-            grad_in=grad_in)
+            grad_in=grad_in, ceil_mode=self.ceil_mode,
+            divisor_override=self.divisor_override)
 
     def extra_repr(self):
-        return super().extra_repr() + f", count_include_pad={self.count_include_pad}"
+        return (super().extra_repr() + f", count_include_pad={self.count_include_pad}"
+                + (f", divisor_override={self.divisor_override}"
+                   if self.divisor_override is not None else ""))
 
 
 class MaxPool1d(As1d, MaxPool2d):

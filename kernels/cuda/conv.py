@@ -15,14 +15,11 @@ import math
 import numpy as np
 from numba import cuda
 
+from ..window_shapes import pool_out_shape
 from . import config
 from ._common import Call, dmax, dmin, scratch
 from .dense import column_sums_add
 from .gemm import gemm
-
-
-def _out_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
 
 
 def _launch(kernel, n, *args):
@@ -142,18 +139,22 @@ def _max_pool_backward(grad_out, indices, grad_in):
 
 
 @cuda.jit(device=True)
-def _avg_divisor(ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw, count_include_pad):
-    if count_include_pad:
-        return kh * kw
+def _avg_divisor(ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
+    """kernels/reference/conv.py's rule: divisor when > 0; else the window's cells inside
+    the padded input (count_include_pad) or inside the input."""
+    if divisor > 0:
+        return divisor
     h0 = ho * sh - ph
     w0 = wo * sw - pw
+    if count_include_pad:
+        return (dmin(h0 + kh, h_n + ph) - h0) * (dmin(w0 + kw, w_n + pw) - w0)
     rows = dmin(h0 + kh, h_n) - dmax(h0, 0)
     cols = dmin(w0 + kw, w_n) - dmax(w0, 0)
     return rows * cols
 
 
 @cuda.jit
-def _avg_pool(x, kh, kw, sh, sw, ph, pw, count_include_pad, out):
+def _avg_pool(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, out):
     _, c_n, h_n, w_n = x.shape
     _, _, ho_n, wo_n = out.shape
     for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
@@ -171,11 +172,12 @@ def _avg_pool(x, kh, kw, sh, sw, ph, pw, count_include_pad, out):
                 if 0 <= w < w_n:
                     acc += x[n, c, h, w]
         out[n, c, ho, wo] = acc / _avg_divisor(ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw,
-                                               count_include_pad)
+                                               count_include_pad, divisor)
 
 
 @cuda.jit
-def _avg_pool_backward(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, grad_in):
+def _avg_pool_backward(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor,
+                       grad_in):
     _, c_n, h_n, w_n = grad_in.shape
     _, _, ho_n, wo_n = grad_out.shape
     for idx in range(cuda.grid(1), grad_in.size, cuda.gridsize(1)):
@@ -191,7 +193,7 @@ def _avg_pool_backward(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, grad
         for ho in range(ho_lo, ho_hi + 1):
             for wo in range(wo_lo, wo_hi + 1):
                 acc += grad_out[n, c, ho, wo] / _avg_divisor(
-                    ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw, count_include_pad)
+                    ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw, count_include_pad, divisor)
         grad_in[n, c, h, w] = acc
 
 
@@ -213,8 +215,7 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     """
     n = x.shape[0]
     c_out, _, kh, kw = weight.shape
-    ho = _out_size(x.shape[2], kh, stride[0], padding[0])
-    wo = _out_size(x.shape[3], kw, stride[1], padding[1])
+    ho, wo = pool_out_shape(x.shape, (kh, kw), stride, padding)[2:]
     call = Call(x, weight, bias, out)
     dx, dw, db = call.arg(x), call.arg(weight), call.arg(bias)
     dy = call.out(out, (n, c_out, ho, wo), x.dtype)
@@ -258,12 +259,13 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     return call.done(din, grad_in)
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None):
+def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
+                       ceil_mode=False):
     """Max pooling with -inf padding. x: (N, C, H, W); out, indices: (N, C, H_out, W_out)
-    or None. Returns (y, indices) with indices the int64 flat h * W + w of each maximum."""
-    n, c, h, w = x.shape
+    or None; ceil_mode: PyTorch's. Returns (y, indices) with indices the int64 flat
+    h * W + w of each maximum."""
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    shape = (n, c, _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw))
+    shape = pool_out_shape(tuple(x.shape), kernel_size, stride, padding, ceil_mode)
     call = Call(x, out, indices)
     dx = call.arg(x)
     dy = call.out(out, shape, x.dtype)
@@ -292,21 +294,22 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
 
 
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
-                       out=None):
+                       out=None, ceil_mode=False, divisor_override=None):
     """Average pooling with zero padding. x: (N, C, H, W); out: (N, C, H_out, W_out) or
     None. Returns (N, C, H_out, W_out)."""
-    n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    shape = (n, c, _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw))
+    shape = pool_out_shape(tuple(x.shape), kernel_size, stride, padding, ceil_mode)
     call = Call(x, out)
     dx = call.arg(x)
     dy = call.out(out, shape, x.dtype)
-    _launch(_avg_pool, dy.size, dx, kh, kw, sh, sw, ph, pw, bool(count_include_pad), dy)
+    _launch(_avg_pool, dy.size, dx, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
+            int(divisor_override or 0), dy)
     return call.done(dy, out)
 
 
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 0),
-                        count_include_pad=True, grad_in=None):
+                        count_include_pad=True, grad_in=None, ceil_mode=False,
+                        divisor_override=None):
     """grad_out: (N, C, H_out, W_out); input_shape: (N, C, H, W). Returns grad_in of
     input_shape, each window's grad_out / divisor spread over its cells."""
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
@@ -314,5 +317,5 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
     dg = call.arg(grad_out)
     din = call.out(grad_in, tuple(input_shape), grad_out.dtype)
     _launch(_avg_pool_backward, din.size, dg, kh, kw, sh, sw, ph, pw,
-            bool(count_include_pad), din)
+            bool(count_include_pad), int(divisor_override or 0), din)
     return call.done(din, grad_in)

@@ -67,6 +67,7 @@ time 128x32x28x28 2x2/2 19.0 -> 6-9 ms (PyTorch 18-20 ms), 32x64x16x16 3x3/2/1
 import numpy as np
 
 from fastnn.kernels import blas_threads
+from fastnn.kernels.window_shapes import pool_out_shape
 
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport calloc, malloc, free
@@ -100,11 +101,6 @@ cdef inline void gemm(char transa, char transb, int m, int n, int k, floating al
     else:
         dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
               &beta, c, &ldc)
-
-
-cdef inline Py_ssize_t _out_size(Py_ssize_t size, Py_ssize_t k, Py_ssize_t s,
-                                 Py_ssize_t p) noexcept nogil:
-    return (size + 2 * p - k) // s + 1
 
 
 cdef inline Py_ssize_t _first_inside(Py_ssize_t wo, Py_ssize_t sw, Py_ssize_t pw,
@@ -520,9 +516,25 @@ def _max_pool_bwd(const floating[:, :, ::1] grad_out,    # IN  (N, C, P_out)
             plane[indices[b, ch, q]] += grad_out[b, ch, q]
 
 
+cdef inline Py_ssize_t _avg_count(Py_ssize_t h0, Py_ssize_t w0, Py_ssize_t ha,
+                                  Py_ssize_t hb, Py_ssize_t wa, Py_ssize_t wb,
+                                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t h_in,
+                                  Py_ssize_t w_in, Py_ssize_t ph, Py_ssize_t pw,
+                                  bint count_include_pad, Py_ssize_t divisor) noexcept nogil:
+    """The divisor of the window at (h0, w0) (kernels/reference/conv.py's rule): divisor
+    when > 0; else its cells inside the padded input (count_include_pad; kH * kW except
+    where a ceil-mode window runs past the padding) or inside the input [ha, hb) x [wa, wb)."""
+    if divisor > 0:
+        return divisor
+    if count_include_pad:
+        return (min(h0 + kh, h_in + ph) - h0) * (min(w0 + kw, w_in + pw) - w0)
+    return (hb - ha) * (wb - wa)
+
+
 def _avg_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                   Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
+                  Py_ssize_t divisor,                    # > 0: divisor_override
                   floating[:, :, :, ::1] y):             # OUT (N, C, H_out, W_out)
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
@@ -545,13 +557,14 @@ def _avg_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                 for hh in range(ha, hb):
                     for ww in range(wa, wb):
                         acc = acc + plane[hh * w_in + ww]
-                count = kh * kw if count_include_pad else (hb - ha) * (wb - wa)
-                y[b, ch, oh, ow] = acc / count
+                y[b, ch, oh, ow] = acc / _avg_count(h0, w0, ha, hb, wa, wb, kh, kw, h_in,
+                                                    w_in, ph, pw, count_include_pad, divisor)
 
 
 def _avg_pool_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, W_out)
                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                   Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
+                  Py_ssize_t divisor,                     # > 0: divisor_override
                   floating[:, :, :, ::1] grad_in):        # OUT (N, C, H, W)
     cdef Py_ssize_t n = grad_in.shape[0], c = grad_in.shape[1]
     cdef Py_ssize_t h_in = grad_in.shape[2], w_in = grad_in.shape[3]
@@ -572,20 +585,15 @@ def _avg_pool_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, W_
                 w0 = ow * sw - pw
                 wa = w0 if w0 > 0 else 0
                 wb = w0 + kw if w0 + kw < w_in else w_in
-                count = kh * kw if count_include_pad else (hb - ha) * (wb - wa)
-                share = grad_out[b, ch, oh, ow] / count
+                share = grad_out[b, ch, oh, ow] / _avg_count(
+                    h0, w0, ha, hb, wa, wb, kh, kw, h_in, w_in, ph, pw, count_include_pad,
+                    divisor)
                 for hh in range(ha, hb):
                     for ww in range(wa, wb):
                         plane[hh * w_in + ww] += share
 
 
 # ------------------------------------------------------- the op table's entry points
-def _pool_out_shape(shape, kernel_size, stride, padding):
-    n, c, h, w = shape
-    return (n, c, _out_size(h, kernel_size[0], stride[0], padding[0]),
-            _out_size(w, kernel_size[1], stride[1], padding[1]))
-
-
 def _threads(xshape, wshape, p, itemsize):
     """Threads for a conv kernel: the batch split over our threads, each calling BLAS
     on one thread; 1 (BLAS keeps its own threads) when SciPy's BLAS thread count
@@ -604,8 +612,8 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     n, _, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     if out is None:
-        out = np.empty((n, c_out, _out_size(h, kh, stride[0], padding[0]),
-                        _out_size(w, kw, stride[1], padding[1])), dtype=x.dtype)
+        out = np.empty(pool_out_shape((n, c_out, h, w), (kh, kw), stride, padding),
+                       dtype=x.dtype)
     if bias is None:
         bias = np.zeros(c_out, dtype=x.dtype)
     t = _threads(x.shape, weight.shape, out.shape[2] * out.shape[3], x.itemsize)
@@ -638,10 +646,12 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     return grad_in if need_grad_in else None
 
 
-def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None):
+def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
+                       ceil_mode=False):
     """Max pooling with -inf padding. x: (N, C, H, W); out, indices: (N, C, H_out, W_out)
-    or None. Returns (y, indices), indices the int64 flat h * W + w of each maximum."""
-    shape = _pool_out_shape(x.shape, kernel_size, stride, padding)
+    or None; ceil_mode: PyTorch's. Returns (y, indices), indices the int64 flat h * W + w
+    of each maximum."""
+    shape = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode)
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     if indices is None:
@@ -664,20 +674,24 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
 
 
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
-                       out=None):
+                       out=None, ceil_mode=False, divisor_override=None):
     """Average pooling, zero padding. x: (N, C, H, W). Returns (N, C, H_out, W_out)."""
     if out is None:
-        out = np.empty(_pool_out_shape(x.shape, kernel_size, stride, padding), dtype=x.dtype)
+        out = np.empty(pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode),
+                       dtype=x.dtype)
     _avg_pool_fwd(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
-                  padding[1], bool(count_include_pad), out)
+                  padding[1], bool(count_include_pad), divisor_override or 0, out)
     return out
 
 
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 0),
-                        count_include_pad=True, grad_in=None):
-    """grad_out: (N, C, H_out, W_out); input_shape: (N, C, H, W). Returns grad_in."""
+                        count_include_pad=True, grad_in=None, ceil_mode=False,
+                        divisor_override=None):
+    """grad_out: (N, C, H_out, W_out) (its shape gives the output size, so ceil_mode is
+    not needed here); input_shape: (N, C, H, W). Returns grad_in."""
     if grad_in is None:
         grad_in = np.empty(tuple(input_shape), dtype=grad_out.dtype)
     _avg_pool_bwd(grad_out, kernel_size[0], kernel_size[1], stride[0], stride[1],
-                  padding[0], padding[1], bool(count_include_pad), grad_in)
+                  padding[0], padding[1], bool(count_include_pad), divisor_override or 0,
+                  grad_in)
     return grad_in

@@ -40,8 +40,9 @@ import numpy as np
 from numba import prange
 
 from .. import blas_threads
+from ..window_shapes import pool_out_shape
 from ._buffers import scratch
-from .config import PARALLEL_MIN, kernel, serial_kernel, sync_threads
+from .config import PARALLEL_MIN, helper, kernel, serial_kernel, sync_threads
 
 __all__ = ["conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
            "avg_pool2d_forward", "avg_pool2d_backward"]
@@ -51,10 +52,6 @@ _COL_BYTES = 4 << 20
 # Samples are grouped until a group's GEMMs have this many columns; groups of one
 # sample (P >= _GROUP_MIN_COLS) run their GEMMs straight into/out of the NCHW arrays.
 _GROUP_MIN_COLS = 128
-
-def _out_size(size, kernel_size, stride, padding):
-    return (size + 2 * padding - kernel_size) // stride + 1
-
 
 def _group(n, k, p, itemsize):
     """Samples per group: enough for _GROUP_MIN_COLS GEMM columns, within _COL_BYTES."""
@@ -316,7 +313,7 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
-    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
+    ho, wo = pool_out_shape(x.shape, (kh, kw), stride, padding)[2:]
     p, k = ho * wo, c_in * kh * kw
     if out is None:
         out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
@@ -428,8 +425,21 @@ def _max_pool_bwd(grad_out, indices, grad_in):  # pragma: no cover - compiled
             grad_in[b, ch, indices[b, ch, q]] += grad_out[b, ch, q]
 
 
+@helper
+def _avg_count(h0, w0, ha, hb, wa, wb, kh, kw, h_in, w_in, ph, pw, count_include_pad,
+               divisor):  # pragma: no cover - compiled
+    """The divisor of the window at (h0, w0) (kernels/reference/conv.py's rule): divisor
+    when > 0; else its cells inside the padded input (count_include_pad; kH * kW except
+    where a ceil-mode window runs past the padding) or inside the input [ha, hb) x [wa, wb)."""
+    if divisor > 0:
+        return divisor
+    if count_include_pad:
+        return (min(h0 + kh, h_in + ph) - h0) * (min(w0 + kw, w_in + pw) - w0)
+    return (hb - ha) * (wb - wa)
+
+
 @kernel
-def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):  # pragma: no cover
+def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, y):  # pragma: no cover
     """x: (N, C, H, W) IN; y: (N, C, H_out, W_out) OUT."""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
@@ -446,12 +456,13 @@ def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, count_include_pad, y):  # pragma: n
                 for hh in range(ha, hb):
                     for ww in range(wa, wb):
                         acc += x[b, ch, hh, ww]
-                count = kh * kw if count_include_pad else (hb - ha) * (wb - wa)
-                y[b, ch, oh, ow] = acc / count
+                y[b, ch, oh, ow] = acc / _avg_count(h0, w0, ha, hb, wa, wb, kh, kw, h_in,
+                                                    w_in, ph, pw, count_include_pad, divisor)
 
 
 @kernel
-def _avg_pool_bwd(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, grad_in):  # pragma: no cover
+def _avg_pool_bwd(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor,
+                  grad_in):  # pragma: no cover - compiled
     """grad_out: (N, C, H_out, W_out) IN; grad_in: (N, C, H, W) OUT."""
     n, c, h_in, w_in = grad_in.shape
     ho, wo = grad_out.shape[2], grad_out.shape[3]
@@ -465,23 +476,20 @@ def _avg_pool_bwd(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, grad_in):
             for ow in range(wo):
                 w0 = ow * sw - pw
                 wa, wb = max(w0, 0), min(w0 + kw, w_in)
-                count = kh * kw if count_include_pad else (hb - ha) * (wb - wa)
-                share = grad_out[b, ch, oh, ow] / count
+                share = grad_out[b, ch, oh, ow] / _avg_count(
+                    h0, w0, ha, hb, wa, wb, kh, kw, h_in, w_in, ph, pw, count_include_pad,
+                    divisor)
                 for hh in range(ha, hb):
                     for ww in range(wa, wb):
                         grad_in[b, ch, hh, ww] += share
 
 
-def _pool_out_shape(shape, kernel_size, stride, padding):
-    n, c, h, w = shape
-    return (n, c, _out_size(h, kernel_size[0], stride[0], padding[0]),
-            _out_size(w, kernel_size[1], stride[1], padding[1]))
-
-
-def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None):
+def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
+                       ceil_mode=False):
     """Max pooling with -inf padding. x: (N, C, H, W); out, indices: (N, C, H_out, W_out)
-    or None. Returns (y, indices), indices the int64 flat h * W + w of each maximum."""
-    shape = _pool_out_shape(x.shape, kernel_size, stride, padding)
+    or None; ceil_mode: PyTorch's. Returns (y, indices), indices the int64 flat h * W + w
+    of each maximum."""
+    shape = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode)
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     if indices is None:
@@ -504,21 +512,25 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
 
 
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
-                       out=None):
+                       out=None, ceil_mode=False, divisor_override=None):
     """Average pooling, zero padding. x: (N, C, H, W). Returns (N, C, H_out, W_out)."""
     if out is None:
-        out = np.empty(_pool_out_shape(x.shape, kernel_size, stride, padding), dtype=x.dtype)
+        out = np.empty(pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode),
+                       dtype=x.dtype)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    _avg_pool_fwd(x.size, x, kh, kw, sh, sw, ph, pw, bool(count_include_pad), out)
+    _avg_pool_fwd(x.size, x, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
+                  int(divisor_override or 0), out)
     return out
 
 
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 0),
-                        count_include_pad=True, grad_in=None):
-    """grad_out: (N, C, H_out, W_out); input_shape: (N, C, H, W). Returns grad_in."""
+                        count_include_pad=True, grad_in=None, ceil_mode=False,
+                        divisor_override=None):
+    """grad_out: (N, C, H_out, W_out) (its shape gives the output size, so ceil_mode is
+    not needed here); input_shape: (N, C, H, W). Returns grad_in."""
     if grad_in is None:
         grad_in = np.empty(tuple(input_shape), dtype=grad_out.dtype)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     _avg_pool_bwd(grad_in.size, grad_out, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
-                  grad_in)
+                  int(divisor_override or 0), grad_in)
     return grad_in

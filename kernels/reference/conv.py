@@ -5,25 +5,33 @@ input, no copy until the reshape) followed by one matrix product; its backward i
 transposed product and a col2im that adds each kernel offset's slice back in place.
 Pooling uses the same window view. Semantics are PyTorch's: zero padding for
 convolution and average pooling, -inf padding for max pooling (a padded cell never
-wins), ``count_include_pad`` as in ``torch.nn.AvgPool2d``, floor output sizes.
+wins), ``count_include_pad``, ``ceil_mode`` and ``divisor_override`` as in
+``torch.nn.AvgPool2d`` and ``MaxPool2d`` (output sizes: kernels/window_shapes.py).
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from ..window_shapes import pool_out_shape
 
 __all__ = ["conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
            "avg_pool2d_forward", "avg_pool2d_backward"]
 
 
-def _out_size(size, kernel, stride, padding):
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-def _pad(x, padding, value=0.0):
-    """x: (N, C, H, W) -> (N, C, H + 2 ph, W + 2 pw), the border filled with ``value``."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
+def _pad(x, padding, value=0.0, extra=(0, 0)):
+    """x: (N, C, H, W) -> (N, C, H + 2 ph + eh, W + 2 pw + ew), the border filled with
+    ``value``; extra = (eh, ew) more cells after the bottom and right padding (where
+    ceil-mode windows run past it)."""
+    (ph, pw), (eh, ew) = padding, extra
+    if ph == pw == eh == ew == 0:
         return x
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)), constant_values=value)
+
+
+def _overhang(input_hw, kernel_size, stride, padding, out_hw):
+    """(eh, ew): how far the last windows of an out_hw output reach past the padded input
+    (0 in floor mode)."""
+    return tuple(max(0, (o - 1) * s + k - (n + 2 * p)) for n, k, s, p, o in
+                 zip(input_hw, kernel_size, stride, padding, out_hw))
 
 
 def _windows(xp, kernel_size, stride, out_hw):
@@ -39,8 +47,7 @@ def _windows(xp, kernel_size, stride, out_hw):
 def _im2col(x, kernel_size, stride, padding):
     """x: (N, C, H, W) -> cols: (N * H_out * W_out, C * kH * kW), rows in (n, ho, wo) order."""
     n, c = x.shape[:2]
-    ho = _out_size(x.shape[2], kernel_size[0], stride[0], padding[0])
-    wo = _out_size(x.shape[3], kernel_size[1], stride[1], padding[1])
+    ho, wo = pool_out_shape(x.shape, kernel_size, stride, padding)[2:]
     win = _windows(_pad(x, padding), kernel_size, stride, (ho, wo))
     cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kernel_size[0] * kernel_size[1])
     return cols, (ho, wo)
@@ -56,7 +63,8 @@ def _window_adjoint(grad_win, input_shape, stride, padding):
     ph, pw = padding
     sh, sw = stride
     _, _, ho, wo, kh, kw = grad_win.shape
-    grad_p = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=grad_win.dtype)
+    eh, ew = _overhang((h, w), (kh, kw), stride, padding, (ho, wo))
+    grad_p = np.zeros((n, c, h + 2 * ph + eh, w + 2 * pw + ew), dtype=grad_win.dtype)
     for i in range(kh):
         for j in range(kw):
             grad_p[:, :, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw] += \
@@ -112,18 +120,21 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
 
 
 # ----------------------------------------------------------------------- max pooling
-def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None):
+def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
+                       ceil_mode=False):
     """Max pooling with -inf padding.
 
-    x: (N, C, H, W); out, indices: (N, C, H_out, W_out) or None.
+    x: (N, C, H, W); out, indices: (N, C, H_out, W_out) or None. ceil_mode: PyTorch's
+    (H_out rounded up; the last windows may run past the padding, never start in it).
     Returns (y, indices) where indices holds the int64 flat position h * W + w of each
     window's maximum in its (n, c) plane (the first one in row-major window order on
     ties; a NaN wins, as in PyTorch).
     """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    ho, wo = _out_size(h, kh, sh, ph), _out_size(w, kw, sw, pw)
-    win = _windows(_pad(x, padding, -np.inf), kernel_size, stride, (ho, wo))
+    ho, wo = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode)[2:]
+    extra = _overhang((h, w), kernel_size, stride, padding, (ho, wo))
+    win = _windows(_pad(x, padding, -np.inf, extra), kernel_size, stride, (ho, wo))
     flat = win.reshape(n, c, ho, wo, kh * kw)
     arg = np.argmax(flat, axis=-1)                          # NaN counts as the maximum
     y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
@@ -147,41 +158,54 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
 
 
 # ------------------------------------------------------------------- average pooling
-def _avg_divisor(input_shape, kernel_size, stride, padding, count_include_pad, dtype):
-    """The number each window's sum is divided by: (H_out, W_out), or a scalar."""
-    kh, kw = kernel_size
+def _avg_divisor(input_shape, kernel_size, stride, padding, count_include_pad, out_hw,
+                 divisor_override, dtype):
+    """The number each window's sum is divided by: (H_out, W_out), or a scalar.
+
+    divisor_override when given; else the window's cells inside the padded input
+    (count_include_pad: kH * kW except where a ceil-mode window runs past the padding)
+    or inside the input itself.
+    """
+    if divisor_override:
+        return dtype.type(divisor_override)
+    counted = np.ones((1, 1) + tuple(input_shape[2:]), dtype=dtype)
     if count_include_pad:
-        return dtype.type(kh * kw)
-    ones = np.ones((1, 1) + tuple(input_shape[2:]), dtype=dtype)
-    _, _, h, w = input_shape
-    ho = _out_size(h, kh, stride[0], padding[0])
-    wo = _out_size(w, kw, stride[1], padding[1])
-    return _windows(_pad(ones, padding), kernel_size, stride, (ho, wo)).sum(axis=(-2, -1))[0, 0]
+        counted = _pad(counted, padding, 1.0)
+        padding = (0, 0)
+    extra = _overhang(counted.shape[2:], kernel_size, stride, padding, out_hw)
+    return _windows(_pad(counted, padding, 0.0, extra), kernel_size, stride,
+                    out_hw).sum(axis=(-2, -1))[0, 0]
 
 
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
-                       out=None):
+                       out=None, ceil_mode=False, divisor_override=None):
     """Average pooling with zero padding.
 
-    x: (N, C, H, W); out: (N, C, H_out, W_out) or None. With count_include_pad every
-    window is divided by kH * kW; without it, by the number of unpadded cells it covers.
+    x: (N, C, H, W); out: (N, C, H_out, W_out) or None. Each window's sum is divided by
+    divisor_override when given (a positive int); else, with count_include_pad, by the
+    number of its cells inside the padded input (kH * kW unless ceil_mode's last windows
+    run past the padding); without it, by the number of input cells it covers.
     """
-    ho = _out_size(x.shape[2], kernel_size[0], stride[0], padding[0])
-    wo = _out_size(x.shape[3], kernel_size[1], stride[1], padding[1])
-    sums = _windows(_pad(x, padding), kernel_size, stride, (ho, wo)).sum(axis=(-2, -1))
-    divisor = _avg_divisor(x.shape, kernel_size, stride, padding, count_include_pad, x.dtype)
+    out_hw = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode)[2:]
+    extra = _overhang(x.shape[2:], kernel_size, stride, padding, out_hw)
+    sums = _windows(_pad(x, padding, 0.0, extra), kernel_size, stride,
+                    out_hw).sum(axis=(-2, -1))
+    divisor = _avg_divisor(x.shape, kernel_size, stride, padding, count_include_pad, out_hw,
+                           divisor_override, x.dtype)
     return _write(sums / divisor, out)
 
 
 def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 0),
-                        count_include_pad=True, grad_in=None):
-    """grad_out: (N, C, H_out, W_out); input_shape: (N, C, H, W).
+                        count_include_pad=True, grad_in=None, ceil_mode=False,
+                        divisor_override=None):
+    """grad_out: (N, C, H_out, W_out); input_shape: (N, C, H, W); the window arguments
+    as avg_pool2d_forward's (grad_out's shape gives the output size).
 
     Returns grad_in: input_shape, each window's grad_out / divisor spread over its cells.
     """
     kh, kw = kernel_size
     divisor = _avg_divisor(input_shape, kernel_size, stride, padding, count_include_pad,
-                           grad_out.dtype)
+                           grad_out.shape[2:], divisor_override, grad_out.dtype)
     share = grad_out / divisor                              # (N, C, H_out, W_out)
     grad_win = np.broadcast_to(share[..., None, None], share.shape + (kh, kw))
     return _write(_window_adjoint(grad_win, input_shape, stride, padding), grad_in)

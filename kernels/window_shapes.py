@@ -1,0 +1,28 @@
+"""Output sizes of sliding-window ops (convolution, pooling), PyTorch's rules, for every
+backend and for fastnn.ops' checks.
+
+Along one axis of length ``size`` with ``padding`` on both sides, windows of ``kernel``
+cells start every ``stride`` cells. Floor mode keeps the windows that fit inside the
+padded axis. Ceil mode (pooling's ``ceil_mode=True``) adds one more when the last
+stride leaves a remainder, the window then running past the padding, but never one that
+would start in the right-hand padding: every window holds at least one input cell.
+"""
+
+
+def window_out_size(size, kernel, stride, padding, ceil_mode=False):
+    """The number of windows along one axis (may be < 1 when the kernel does not fit)."""
+    span = size + 2 * padding - kernel
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    if (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
+def pool_out_shape(shape, kernel_size, stride, padding, ceil_mode=False):
+    """(N, C, H_out, W_out) of a 2-D window op on an (N, C, H, W) input; kernel_size,
+    stride, padding: pairs."""
+    n, c, h, w = shape
+    return (n, c, window_out_size(h, kernel_size[0], stride[0], padding[0], ceil_mode),
+            window_out_size(w, kernel_size[1], stride[1], padding[1], ceil_mode))
