@@ -393,7 +393,14 @@ def test_adaptive_pool_in_a_vgg_head(rng):
     dict(in_channels=2, out_channels=3, kernel_size=3, stride=2, padding=1, output_padding=1),
     dict(in_channels=2, out_channels=2, kernel_size=(2, 3), stride=(3, 1), padding=(2, 0),
          bias=False),
-], ids=["k3", "k4s2p1", "output-padding", "crop-border"])
+    dict(in_channels=4, out_channels=6, kernel_size=3, stride=2, padding=1, output_padding=1,
+         groups=2),
+    dict(in_channels=2, out_channels=3, kernel_size=3, dilation=2),
+    dict(in_channels=3, out_channels=6, kernel_size=(3, 2), stride=(3, 2), padding=(2, 1),
+         dilation=(2, 3), output_padding=(1, 2), groups=3, bias=False),
+    dict(in_channels=4, out_channels=4, kernel_size=3, stride=2, groups=4),
+], ids=["k3", "k4s2p1", "output-padding", "crop-border", "groups", "dilation",
+        "groups-dilation-output-padding", "depthwise"])
 def test_conv_transpose2d_matches_torch(backend, dtype, rng, args):
     """Outputs, input and parameter gradients (the weight's through the flipped kernel)."""
     layer = nn.ConvTranspose2d(**args).to_dtype(dtype)
@@ -423,13 +430,25 @@ def test_conv_transpose2d_decoder_unbatched_and_init(rng):
     bound = 1 / math.sqrt(32 * 9)
     assert big.weight.shape == (64, 32, 3, 3)
     assert np.abs(big.weight.data).max() <= bound and np.abs(big.weight.data).max() > 0.9 * bound
+    state = fastnn.random.get_state()
+    grouped = nn.ConvTranspose2d(64, 32, 3, groups=4, dilation=2)
+    bound = 1 / math.sqrt(8 * 9)
+    assert grouped.weight.shape == (64, 8, 3, 3)
+    assert np.abs(grouped.weight.data).max() <= bound
+    grouped(rng.standard_normal((1, 64, 4, 4)).astype(np.float32))
+    fastnn.random.set_state(state)
+    again = nn.ConvTranspose2d(64, 32, 3, groups=4, dilation=2)  # the forward drew nothing
+    np.testing.assert_array_equal(again.weight.data, grouped.weight.data)
 
 
 def test_conv_transpose2d_bad_arguments_and_inputs():
     with pytest.raises(ValueError, match="output_padding"):
         nn.ConvTranspose2d(2, 2, 3, stride=2, output_padding=2)
-    with pytest.raises(ValueError, match="groups"):
-        nn.ConvTranspose2d(2, 2, 3, groups=2)
+    with pytest.raises(ValueError, match=r"in_channels \(2\) and out_channels \(3\) must be "
+                                         r"divisible by groups \(2\)"):
+        nn.ConvTranspose2d(2, 3, 3, groups=2)
+    with pytest.raises(ValueError, match="expected dilation to be an int >= 1"):
+        nn.ConvTranspose2d(2, 2, 3, dilation=0)
     with pytest.raises(ValueError, match=r"expected input of shape \(N, 2, H, W\)"):
         nn.ConvTranspose2d(2, 2, 3)(np.zeros((1, 3, 4, 4), np.float32))
     with pytest.raises(ValueError, match="would have size"):
