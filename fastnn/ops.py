@@ -477,14 +477,16 @@ def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight
 
 
 # ------------------------------------------------------------------------ conv
-def _conv_out_size(where, size, kernel, stride, padding, ceil_mode=False):
-    if stride < 1 or padding < 0:
-        raise ValueError(f"{where}: expected stride >= 1 and padding >= 0, "
-                         f"got stride {stride} and padding {padding}")
-    if kernel > size + 2 * padding:
-        raise ValueError(f"{where}: kernel size {kernel} is larger than the padded input "
+def _conv_out_size(where, size, kernel, stride, padding, ceil_mode=False, dilation=1):
+    if stride < 1 or padding < 0 or dilation < 1:
+        raise ValueError(f"{where}: expected stride >= 1, padding >= 0 and dilation >= 1, "
+                         f"got stride {stride}, padding {padding} and dilation {dilation}")
+    span = dilation * (kernel - 1) + 1
+    if span > size + 2 * padding:
+        what = "kernel size" if dilation == 1 else "dilated kernel span"
+        raise ValueError(f"{where}: {what} {span} is larger than the padded input "
                          f"size {size + 2 * padding}")
-    return window_out_size(size, kernel, stride, padding, ceil_mode)
+    return window_out_size(size, kernel, stride, padding, ceil_mode, dilation)
 
 
 def _check_conv(where, x, weight, stride, padding):
@@ -526,8 +528,10 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
                                 grad_in, need_grad_in)
 
 
-def _check_pool(where, shape, kernel_size, stride, padding, ceil_mode=False):
+def _check_pool(where, shape, kernel_size, stride, padding, ceil_mode=False,
+                dilation=(1, 1)):
     kernel_size = pair(where, "kernel_size", kernel_size)
+    dilation = pair(where, "dilation", dilation)
     stride = kernel_size if stride is None else pair(where, "stride", stride)
     padding = pair(where, "padding", padding)
     for k, p in zip(kernel_size, padding):
@@ -535,7 +539,7 @@ def _check_pool(where, shape, kernel_size, stride, padding, ceil_mode=False):
             raise ValueError(f"{where}: expected kernel_size >= 1 and padding <= kernel_size / 2, "
                              f"got kernel_size {kernel_size} and padding {padding}")
     out_hw = tuple(_conv_out_size(where, shape[2 + i], kernel_size[i], stride[i], padding[i],
-                                  ceil_mode) for i in range(2))
+                                  ceil_mode, dilation[i]) for i in range(2))
     return kernel_size, stride, padding, tuple(shape[:2]) + out_hw
 
 
@@ -547,19 +551,20 @@ def _check_divisor(where, divisor_override):
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
-                       ceil_mode=False):
+                       ceil_mode=False, dilation=(1, 1)):
     where = "max_pool2d_forward"
     x = as_contiguous(_check(where, "x", x, ndim=4))
     ceil_mode = bool(ceil_mode)
     kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
-                                                          padding, ceil_mode)
+                                                          padding, ceil_mode, dilation)
+    dilation = pair(where, "dilation", dilation)
     check_out(where, "out", out, out_shape, x.dtype)
     if indices is not None and (indices.shape != out_shape or indices.dtype != np.int64):
         raise ValueError(f"{where}: expected indices of shape {out_shape} and dtype int64, "
                          f"got {indices.shape} {indices.dtype}")
     check_no_overlap(where, [("out", out), ("indices", indices)], [("x", x)])
     return _run("max_pool2d_forward", x, kernel_size, stride, padding, out=out, indices=indices,
-                ceil_mode=ceil_mode)
+                ceil_mode=ceil_mode, dilation=dilation)
 
 
 def _check_input_shape(where, input_shape):

@@ -388,11 +388,11 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
 
 @_op("conv")
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
-                       ceil_mode=False):
+                       ceil_mode=False, dilation=(1, 1)):
     """Max pooling, NCHW, padding with -inf as PyTorch does.
 
-    x: (N, C, H, W); kernel_size, stride, padding: (int, int); ceil_mode: PyTorch's
-    (output sizes rounded up, kernels/window_shapes.py).
+    x: (N, C, H, W); kernel_size, stride, padding, dilation: (int, int); ceil_mode:
+    PyTorch's (output sizes rounded up, kernels/window_shapes.py).
     Returns (y: (N, C, H_out, W_out), indices: same shape, int64 flat index h * W + w
     of each maximum in its (n, c) plane, as PyTorch's return_indices gives).
     """

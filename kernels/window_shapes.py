@@ -9,9 +9,10 @@ would start in the right-hand padding: every window holds at least one input cel
 """
 
 
-def window_out_size(size, kernel, stride, padding, ceil_mode=False):
-    """The number of windows along one axis (may be < 1 when the kernel does not fit)."""
-    span = size + 2 * padding - kernel
+def window_out_size(size, kernel, stride, padding, ceil_mode=False, dilation=1):
+    """The number of windows along one axis (may be < 1 when the kernel does not fit);
+    a dilated window spans dilation * (kernel - 1) + 1 cells."""
+    span = size + 2 * padding - dilation * (kernel - 1) - 1
     if not ceil_mode:
         return span // stride + 1
     out = -(-span // stride) + 1
@@ -20,9 +21,10 @@ def window_out_size(size, kernel, stride, padding, ceil_mode=False):
     return out
 
 
-def pool_out_shape(shape, kernel_size, stride, padding, ceil_mode=False):
+def pool_out_shape(shape, kernel_size, stride, padding, ceil_mode=False, dilation=(1, 1)):
     """(N, C, H_out, W_out) of a 2-D window op on an (N, C, H, W) input; kernel_size,
-    stride, padding: pairs."""
+    stride, padding, dilation: pairs."""
     n, c, h, w = shape
-    return (n, c, window_out_size(h, kernel_size[0], stride[0], padding[0], ceil_mode),
-            window_out_size(w, kernel_size[1], stride[1], padding[1], ceil_mode))
+    return (n, c, window_out_size(h, kernel_size[0], stride[0], padding[0], ceil_mode,
+                                  dilation[0]),
+            window_out_size(w, kernel_size[1], stride[1], padding[1], ceil_mode, dilation[1]))

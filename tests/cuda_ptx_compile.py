@@ -111,7 +111,7 @@ def kernels(t):
         ("col2im", conv._col2im, (a2, *geometry, i64, i64, a4)),
         ("rows to NCHW", conv._rows_to_nchw, (a2, a4)),
         ("NCHW to rows", conv._nchw_to_rows, (a4, a2)),
-        ("max pool", conv._max_pool, (a4, *geometry, a4, arr(i64, 4))),
+        ("max pool", conv._max_pool, (a4, *geometry, i64, i64, a4, arr(i64, 4))),
         ("max pool backward", conv._max_pool_backward, (a2, arr(i64, 2), a2)),
         ("avg pool", conv._avg_pool, (a4, *geometry, b, i64, a4)),
         ("avg pool backward", conv._avg_pool_backward, (a4, *geometry, b, i64, a4)),

@@ -231,17 +231,23 @@ CEIL_CASES = [
 
 
 @pytest.mark.parametrize("case", CEIL_CASES, ids=lambda c: "x".join(map(str, c[:4])))
-def test_pooling_ceil_mode_and_divisor_override_match_torch(backend, dtype, rng, case):
+def test_pooling_ceil_mode_dilation_and_divisor_override_match_torch(backend, dtype, rng, case):
     n, c, h, w, k, stride, padding = case
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     tx = tt(x, True)
-    ty, tidx = F.max_pool2d(tx, k, stride, padding, ceil_mode=True, return_indices=True)
-    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
-    ty.backward(tt(g))
-    y, idx = ops.max_pool2d_forward(x, k, stride, padding, ceil_mode=True)
-    np.testing.assert_array_equal(y, ty.detach().numpy())
-    np.testing.assert_array_equal(idx, tidx.numpy())
-    assert_close(ops.max_pool2d_backward(g, idx, x.shape), tx.grad.numpy(), dtype)
+    for ceil, dilation in ((True, (1, 1)), (True, (2, 1)), (False, (1, 3))):
+        if dilation[1] * (k[1] - 1) + 1 > w + 2 * padding[1]:
+            continue
+        tx = tt(x, True)
+        ty, tidx = F.max_pool2d(tx, k, stride, padding, dilation, ceil_mode=ceil,
+                                return_indices=True)
+        g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+        ty.backward(tt(g))
+        y, idx = ops.max_pool2d_forward(x, k, stride, padding, ceil_mode=ceil,
+                                        dilation=dilation)
+        np.testing.assert_array_equal(y, ty.detach().numpy())
+        np.testing.assert_array_equal(idx, tidx.numpy())
+        assert_close(ops.max_pool2d_backward(g, idx, x.shape), tx.grad.numpy(), dtype)
     for include, divisor, ceil in ((True, None, True), (False, None, True), (True, 5, True),
                                    (False, 2, False)):
         tx = tt(x, True)

@@ -532,25 +532,30 @@ def test_conv2d_forward_backward(dtype, rng, stride, padding, kernel):
     assert C.conv2d_backward(g, x, w, stride, padding, None, None, need_grad_in=False) is None
 
 
-@pytest.mark.parametrize("kernel,stride,padding,ceil", [((3, 3), (2, 2), (1, 1), False),
-                                                        ((2, 3), (1, 2), (0, 1), False),
-                                                        ((3, 2), (2, 3), (1, 1), True)])
-def test_pooling_forward_backward(dtype, rng, kernel, stride, padding, ceil):
-    """ceil_mode=True on 7x6: the last windows run past the padding in both axes."""
+@pytest.mark.parametrize("kernel,stride,padding,ceil,dilation", [
+    ((3, 3), (2, 2), (1, 1), False, (1, 1)),
+    ((2, 3), (1, 2), (0, 1), False, (2, 1)),
+    ((3, 2), (2, 3), (1, 1), True, (1, 2))])
+def test_pooling_forward_backward(dtype, rng, kernel, stride, padding, ceil, dilation):
+    """ceil_mode=True on 7x6: the last windows run past the padding in both axes; the
+    dilation is max pooling's."""
     x = rng.standard_normal((2, 3, 7, 6)).astype(dtype)
     xt = t(x, True)
-    yt, idx_t = F.max_pool2d(xt, kernel, stride, padding, return_indices=True, ceil_mode=ceil)
-    g = rng.standard_normal(tuple(yt.shape)).astype(dtype)
-    yt.backward(t(g))
-    y, idx = C.max_pool2d_forward(x, kernel, stride, padding, ceil_mode=ceil)
+    yt, idx_t = F.max_pool2d(xt, kernel, stride, padding, dilation, return_indices=True,
+                             ceil_mode=ceil)
+    g_max = rng.standard_normal(tuple(yt.shape)).astype(dtype)
+    yt.backward(t(g_max))
+    y, idx = C.max_pool2d_forward(x, kernel, stride, padding, ceil_mode=ceil,
+                                  dilation=dilation)
     assert_close(y, yt.detach().numpy(), dtype)
     np.testing.assert_array_equal(idx, idx_t.numpy())
     assert idx.dtype == np.int64
-    assert_close(C.max_pool2d_backward(g, idx, x.shape), xt.grad.numpy(), dtype)
+    assert_close(C.max_pool2d_backward(g_max, idx, x.shape), xt.grad.numpy(), dtype)
     for include, divisor in ((True, None), (False, None), (True, 5)):
         xt = t(x, True)
         yt = F.avg_pool2d(xt, kernel, stride, padding, count_include_pad=include,
                           ceil_mode=ceil, divisor_override=divisor)
+        g = rng.standard_normal(tuple(yt.shape)).astype(dtype)
         yt.backward(t(g))
         y = C.avg_pool2d_forward(x, kernel, stride, padding, include, ceil_mode=ceil,
                                  divisor_override=divisor)

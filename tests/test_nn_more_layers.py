@@ -86,9 +86,11 @@ def test_conv1d_unbatched_and_in_a_sequential(backend, dtype, rng):
     (nn.AvgPool1d, torch.nn.AvgPool1d, dict(kernel_size=3, stride=2, padding=1)),
     (nn.AvgPool1d, torch.nn.AvgPool1d, dict(kernel_size=3, padding=1, count_include_pad=False)),
     (nn.MaxPool1d, torch.nn.MaxPool1d, dict(kernel_size=3, stride=2, ceil_mode=True)),
+    (nn.MaxPool1d, torch.nn.MaxPool1d, dict(kernel_size=3, padding=1, dilation=2)),
     (nn.AvgPool1d, torch.nn.AvgPool1d, dict(kernel_size=2, stride=3, padding=1,
                                             ceil_mode=True)),
-], ids=["max-k3s2p1", "max-k2", "avg-k3s2p1", "avg-exclude-pad", "max-ceil", "avg-ceil"])
+], ids=["max-k3s2p1", "max-k2", "avg-k3s2p1", "avg-exclude-pad", "max-ceil", "max-dilation",
+        "avg-ceil"])
 @pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
 def test_pool1d_matches_torch(backend, dtype, rng, cls, tcls, args, batched):
     shape = (2, 3, 11) if batched else (3, 11)
@@ -100,6 +102,8 @@ def test_pool1d_matches_torch(backend, dtype, rng, cls, tcls, args, batched):
     (nn.MaxPool2d, torch.nn.MaxPool2d, dict(kernel_size=3, stride=2, ceil_mode=True)),
     (nn.MaxPool2d, torch.nn.MaxPool2d, dict(kernel_size=(2, 3), stride=(3, 2), padding=1,
                                             ceil_mode=True)),
+    (nn.MaxPool2d, torch.nn.MaxPool2d, dict(kernel_size=3, stride=2, padding=1, dilation=(2, 3),
+                                            ceil_mode=True)),
     (nn.AvgPool2d, torch.nn.AvgPool2d, dict(kernel_size=3, stride=2, padding=1,
                                             ceil_mode=True)),
     (nn.AvgPool2d, torch.nn.AvgPool2d, dict(kernel_size=2, stride=3, padding=1,
@@ -108,9 +112,9 @@ def test_pool1d_matches_torch(backend, dtype, rng, cls, tcls, args, batched):
                                             divisor_override=4)),
     (nn.AvgPool2d, torch.nn.AvgPool2d, dict(kernel_size=2, stride=3, ceil_mode=True,
                                             divisor_override=3)),
-], ids=["max-k3s2", "max-k2x3s3x2p1", "avg-k3s2p1", "avg-k2s3p1-exclude",
+], ids=["max-k3s2", "max-k2x3s3x2p1", "max-dilated", "avg-k3s2p1", "avg-k2s3p1-exclude",
         "avg-divisor", "avg-ceil-divisor"])
-def test_pool2d_ceil_mode_and_divisor_match_torch(backend, dtype, rng, cls, tcls, args):
+def test_pool2d_ceil_mode_dilation_and_divisor_match_torch(backend, dtype, rng, cls, tcls, args):
     """10x9 inputs: with ceil_mode the last windows run past the padding (or the edge)."""
     layer = cls(**args)
     assert layer.infer_shape((2, 3, 10, 9), dtype) == tuple(
@@ -194,7 +198,7 @@ def test_bad_inputs_are_refused(make, shape, match):
     (lambda: nn.Conv1d(3, 4, (3, 3)), "kernel_size"),
     (lambda: nn.Conv1d(3, 4, 4, padding="same"), "odd kernel"),
     (lambda: nn.Conv1d(3, 4, 3, dilation=0), "dilation"),
-    (lambda: nn.MaxPool1d(2, dilation=2), "dilation"),
+    (lambda: nn.MaxPool1d(2, dilation=(1, 2)), "dilation"),
     (lambda: nn.MaxPool1d(2, padding=2), "at most half"),
     (lambda: nn.Unflatten(1, (-1, -1)), "unflattened_size"),
 ])

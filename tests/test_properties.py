@@ -207,15 +207,19 @@ def test_conv2d(compiled, seed, dtype, n, cin, cout, h, w, k, stride, padding, l
 @given(seed=st.integers(0, 2**16), dtype=dtypes, n=st.integers(1, 3), c=st.integers(1, 4),
        h=st.integers(1, 10), w=st.integers(1, 10), k=st.integers(1, 4),
        stride=st.integers(1, 3), padding=st.integers(0, 2), include_pad=st.booleans(),
-       ceil=st.booleans(), divisor=st.sampled_from([None, None, 1, 5]))
+       ceil=st.booleans(), divisor=st.sampled_from([None, None, 1, 5]),
+       dilation=st.sampled_from([1, 1, 2, 3]))
 def test_pooling(compiled, seed, dtype, n, c, h, w, k, stride, padding, include_pad, ceil,
-                 divisor):
+                 divisor, dilation):
     if padding > k // 2 or k > h + 2 * padding or k > w + 2 * padding:
         return  # PyTorch rejects these too; tested in test_conformance / test_conv*
     rng = np.random.default_rng(seed)
     x = make(rng, (n, c, h, w), dtype)
     window = ((k, k), (stride, stride), (padding, padding))
-    (y, idx), (y_ref, idx_ref) = both("max_pool2d_forward", x, *window, ceil_mode=ceil)
+    if dilation * (k - 1) + 1 > min(h, w) + 2 * padding:
+        dilation = 1
+    (y, idx), (y_ref, idx_ref) = both("max_pool2d_forward", x, *window, ceil_mode=ceil,
+                                      dilation=(dilation, dilation))
     assert_close(y, y_ref, dtype)
     g = make(rng, y_ref.shape, dtype)
     gi, gi_ref = both("max_pool2d_backward", g, idx_ref, x.shape)

@@ -85,7 +85,9 @@ class As1d:
 
     def _window(self):
         (k,), (s,), (p,) = self.kernel_size, self.stride, self.padding
-        (d,) = getattr(self, "dilation", (1,))  # (pooling: no dilation)
+        # a convolution's dilation widens the kernel it gives the 2-D kernels (zeros
+        # between taps); max pooling passes its dilation to the kernels as it is
+        (d,) = self.dilation if isinstance(self, Conv2d) else (1,)
         return (1, d * (k - 1) + 1), (1, s), (0, p)
 
     def _check_1d(self, shape):

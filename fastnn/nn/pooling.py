@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool, check_float_dtype, check_only, check_positive_int
+from ..validation import check_bool, check_float_dtype, check_positive_int
 from .conv import As1d, add_batch_axis, drop_batch_axis, pair, spatial_out
 from .module import Module
 
@@ -52,12 +52,17 @@ class _Pool2d(Module):
             raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W), "
                              f"got {shape}")
         check_float_dtype(where, dtype)
-        ho, wo = spatial_out(where, shape, *self._window(), self.ceil_mode)
+        ho, wo = spatial_out(where, shape, *self._extent(), self.ceil_mode)
         return tuple(shape[:-2]) + (ho, wo)
 
     def _window(self):
         """(kernel_size, stride, padding) of the 2-D kernels, each a pair."""
         return self.kernel_size, self.stride, self.padding
+
+    def _extent(self):
+        """_window() with the kernel size as the cells a window spans (MaxPool's
+        dilation), which give the output size."""
+        return self._window()
 
     def _forward(self, x, buffered):
         self._unbatched = x.ndim == 3
@@ -87,16 +92,30 @@ class MaxPool2d(_Pool2d):
     return_indices=True: ``forward`` returns (output, indices), indices an int64 array of
     the output's shape holding each maximum's flat position h * W + w in its (n, c) plane
     (PyTorch's; the input of MaxUnpool2d); inside a Sequential only the output passes on.
-    PyTorch's dilation is taken at its default (1) only.
+    dilation: an int or a pair, the window's taps that far apart (H_out as a kernel of
+    d (k - 1) + 1 cells; padding still at most half of k, as PyTorch requires).
     """
 
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices=False, ceil_mode=False):
         name = type(self).__name__
-        check_only(name, "dilation", dilation, (1, (1,) * self.dims))
         return_indices = check_bool(name, "return_indices", return_indices)
         super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.dilation = pair(name, "dilation", dilation, 1, self.dims)
         self.return_indices = return_indices
+
+    def _dilation_2d(self):
+        return self.dilation if self.dims == 2 else (1,) + self.dilation
+
+    def _extent(self):
+        (kh, kw), stride, padding = self._window()
+        (dh, dw) = self._dilation_2d()
+        return ((kh - 1) * dh + 1, (kw - 1) * dw + 1), stride, padding
+
+    def extra_repr(self):
+        text = super().extra_repr()
+        return text + (f", dilation={self.dilation}"
+                       if self.dilation != (1,) * self.dims else "")
 
     def forward(self, x):
         y = super().forward(x)
@@ -107,7 +126,8 @@ class MaxPool2d(_Pool2d):
         out = self._buffer("y", shape, x.dtype) if buffered else None
         indices = self._buffer("indices", shape, "int64")
         y, self._indices = self._kernels().max_pool2d_forward(
-            x, *self._window(), out=out, indices=indices, ceil_mode=self.ceil_mode)
+            x, *self._window(), out=out, indices=indices, ceil_mode=self.ceil_mode,
+            dilation=self._dilation_2d())
         return y
 
     def _unpool(self, grad_out, grad_in):

@@ -97,8 +97,9 @@ def _nchw_to_rows(x, rows):
 
 
 @cuda.jit
-def _max_pool(x, kh, kw, sh, sw, ph, pw, out, indices):
-    """Window maximum (first on ties, a NaN wins) and its flat index h * W + w."""
+def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
+    """Window maximum (first on ties, a NaN wins) and its flat index h * W + w; the
+    window's taps dh (dw) apart."""
     _, c_n, h_n, w_n = x.shape
     _, _, ho_n, wo_n = out.shape
     for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
@@ -109,11 +110,11 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, out, indices):
         best = -math.inf
         best_at = -1
         for i in range(kh):
-            h = ho * sh - ph + i
+            h = ho * sh - ph + i * dh
             if h < 0 or h >= h_n:
                 continue
             for j in range(kw):
-                w = wo * sw - pw + j
+                w = wo * sw - pw + j * dw
                 if w < 0 or w >= w_n:
                     continue
                 v = x[n, c, h, w]
@@ -260,17 +261,17 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
-                       ceil_mode=False):
+                       ceil_mode=False, dilation=(1, 1)):
     """Max pooling with -inf padding. x: (N, C, H, W); out, indices: (N, C, H_out, W_out)
-    or None; ceil_mode: PyTorch's. Returns (y, indices) with indices the int64 flat
-    h * W + w of each maximum."""
+    or None; ceil_mode, dilation: PyTorch's. Returns (y, indices) with indices the int64
+    flat h * W + w of each maximum."""
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    shape = pool_out_shape(tuple(x.shape), kernel_size, stride, padding, ceil_mode)
+    shape = pool_out_shape(tuple(x.shape), kernel_size, stride, padding, ceil_mode, dilation)
     call = Call(x, out, indices)
     dx = call.arg(x)
     dy = call.out(out, shape, x.dtype)
     di = call.out(indices, shape, np.int64)
-    _launch(_max_pool, dy.size, dx, kh, kw, sh, sw, ph, pw, dy, di)
+    _launch(_max_pool, dy.size, dx, kh, kw, sh, sw, ph, pw, dilation[0], dilation[1], dy, di)
     call.sync()
     return call.result(dy, out), call.result(di, indices)
 

@@ -457,14 +457,27 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
 
 
 # --------------------------------------------------------------------------- pooling
+cdef inline Py_ssize_t _tap_lo(Py_ssize_t start, Py_ssize_t d) noexcept nogil:
+    """First tap i of a window starting at ``start`` (cells start + i d) that is >= 0."""
+    return (d - 1 - start) // d if start < 0 else 0
+
+
+cdef inline Py_ssize_t _tap_hi(Py_ssize_t start, Py_ssize_t k, Py_ssize_t d,
+                               Py_ssize_t size) noexcept nogil:
+    """One past the last tap i (< k) of that window whose cell start + i d is < size."""
+    if start >= size:
+        return 0
+    return min(k, (size - 1 - start) // d + 1)
+
+
 def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
-                  Py_ssize_t ph, Py_ssize_t pw,
+                  Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
                   floating[:, :, :, ::1] y,              # OUT (N, C, H_out, W_out)
                   int64_t[:, :, :, ::1] indices):      # OUT (N, C, H_out, W_out)
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
-    cdef Py_ssize_t t, b, ch, oh, ow, h0, ha, hb, hh, j, lo, hi, q
+    cdef Py_ssize_t t, b, ch, oh, ow, h0, w0, ia, ib, i, hh, j, lo, hi, q
     cdef floating v
     cdef bint take
     cdef const floating* plane
@@ -477,27 +490,31 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
         plane = &x[b, ch, 0, 0]
         for oh in range(ho):
             h0 = oh * sh - ph
-            ha = h0 if h0 > 0 else 0
-            hb = h0 + kh if h0 + kh < h_in else h_in
+            ia = _tap_lo(h0, dh)
+            ib = _tap_hi(h0, kh, dh, h_in)
             # the output row is the running maximum; window positions outermost, so the
             # loop over the row vectorises (selects, not branches: which element wins
-            # is random) and each output still sees its window in order
+            # is random) and each output still sees its window in order; the index
+            # starts at the window's first cell inside the input (PyTorch's, for a
+            # window of -inf)
             best = &y[b, ch, oh, 0]
             arg = &indices[b, ch, oh, 0]
             for ow in range(wo):
+                w0 = ow * sw - pw
                 best[ow] = -INFINITY
-                arg[ow] = ha * w_in + (ow * sw - pw if ow * sw - pw > 0 else 0)
-            for hh in range(ha, hb):
+                arg[ow] = (h0 + ia * dh) * w_in + w0 + _tap_lo(w0, dw) * dw
+            for i in range(ia, ib):
+                hh = h0 + i * dh
                 for j in range(kw):
-                    lo = _first_inside(wo, sw, pw, j)
-                    hi = _end_inside(lo, wo, sw, pw, j, w_in)
-                    src = plane + hh * w_in - pw + j
+                    lo = _first_inside(wo, sw, pw, j * dw)
+                    hi = _end_inside(lo, wo, sw, pw, j * dw, w_in)
+                    src = plane + hh * w_in - pw + j * dw
                     for ow in range(lo, hi):
                         v = src[ow * sw]
                         # PyTorch's rule: first maximum in window order, a NaN wins
                         take = (v > best[ow]) | (v != v)
                         best[ow] = v if take else best[ow]
-                        arg[ow] = hh * w_in + ow * sw - pw + j if take else arg[ow]
+                        arg[ow] = hh * w_in + ow * sw - pw + j * dw if take else arg[ow]
 
 
 def _max_pool_bwd(const floating[:, :, ::1] grad_out,    # IN  (N, C, P_out)
@@ -647,17 +664,17 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
-                       ceil_mode=False):
+                       ceil_mode=False, dilation=(1, 1)):
     """Max pooling with -inf padding. x: (N, C, H, W); out, indices: (N, C, H_out, W_out)
-    or None; ceil_mode: PyTorch's. Returns (y, indices), indices the int64 flat h * W + w
-    of each maximum."""
-    shape = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode)
+    or None; ceil_mode, dilation: PyTorch's. Returns (y, indices), indices the int64 flat
+    h * W + w of each maximum."""
+    shape = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode, dilation)
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     if indices is None:
         indices = np.empty(shape, dtype=np.int64)
     _max_pool_fwd(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
-                  padding[1], out, indices)
+                  padding[1], dilation[0], dilation[1], out, indices)
     return out, indices
 
 

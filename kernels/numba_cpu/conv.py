@@ -386,9 +386,21 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
 
 
 # -------------------------------------------------------------------------- pooling
+@helper
+def _taps(start, k, d, size):  # pragma: no cover - compiled
+    """(first, end) of the taps i of a window starting at ``start`` (cells start + i d)
+    that fall inside [0, size)."""
+    if d == 1:  # (no divisions: most pooling layers)
+        lo = max(-start, 0)
+        return lo, max(min(k, size - start), lo)
+    lo = (d - 1 - start) // d if start < 0 else 0
+    hi = min(k, (size - 1 - start) // d + 1) if start < size else 0
+    return lo, max(hi, lo)
+
+
 @kernel
-def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, y, indices):  # pragma: no cover - compiled
-    """x: (N, C, H, W) IN; y, indices: (N, C, H_out, W_out) OUT."""
+def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no cover
+    """x: (N, C, H, W) IN; y, indices: (N, C, H_out, W_out) OUT; taps dh, dw apart."""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
     for t in prange(n * c):
@@ -396,21 +408,30 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, y, indices):  # pragma: no cover - 
         ch = t - b * c
         for oh in range(ho):
             h0 = oh * sh - ph
-            ha, hb = max(h0, 0), min(h0 + kh, h_in)
+            ia, ib = _taps(h0, kh, dh, h_in)
+            ha, hb = h0 + ia * dh, h0 + (ib - 1) * dh + 1   # the rows inside, dh apart
             for ow in range(wo):
                 w0 = ow * sw - pw
-                wa, wb = max(w0, 0), min(w0 + kw, w_in)
-                best = -np.inf
-                arg = ha * w_in + wa
-                for hh in range(ha, hb):
-                    for ww in range(wa, wb):
-                        v = x[b, ch, hh, ww]
-                        # PyTorch's rule: first maximum in window order, a NaN wins
-                        if v > best or v != v:
-                            best = v
-                            arg = hh * w_in + ww
+                ja, jb = _taps(w0, kw, dw, w_in)
+                wa, wb = w0 + ja * dw, w0 + (jb - 1) * dw + 1
+                best, arg = _window_max(x, b, ch, ha, hb, dh, wa, wb, dw, w_in)
                 y[b, ch, oh, ow] = best
                 indices[b, ch, oh, ow] = arg
+
+
+@helper
+def _window_max(x, b, ch, ha, hb, dh, wa, wb, dw, w_in):  # pragma: no cover - compiled
+    """(maximum, flat index) over rows ha, ha + dh, ... < hb and columns wa, ... < wb of
+    plane (b, ch): PyTorch's rule, the first maximum in window order, a NaN wins."""
+    best = -np.inf
+    arg = ha * w_in + wa
+    for hh in range(ha, hb, dh):
+        for ww in range(wa, wb, dw):
+            v = x[b, ch, hh, ww]
+            if v > best or v != v:
+                best = v
+                arg = hh * w_in + ww
+    return best, arg
 
 
 @kernel
@@ -485,17 +506,17 @@ def _avg_pool_bwd(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor,
 
 
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
-                       ceil_mode=False):
+                       ceil_mode=False, dilation=(1, 1)):
     """Max pooling with -inf padding. x: (N, C, H, W); out, indices: (N, C, H_out, W_out)
-    or None; ceil_mode: PyTorch's. Returns (y, indices), indices the int64 flat h * W + w
-    of each maximum."""
-    shape = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode)
+    or None; ceil_mode, dilation: PyTorch's. Returns (y, indices), indices the int64 flat
+    h * W + w of each maximum."""
+    shape = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode, dilation)
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     if indices is None:
         indices = np.empty(shape, dtype=np.int64)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    _max_pool_fwd(x.size, x, kh, kw, sh, sw, ph, pw, out, indices)
+    _max_pool_fwd(x.size, x, kh, kw, sh, sw, ph, pw, dilation[0], dilation[1], out, indices)
     return out, indices
 
 

@@ -121,25 +121,27 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
 
 # ----------------------------------------------------------------------- max pooling
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
-                       ceil_mode=False):
+                       ceil_mode=False, dilation=(1, 1)):
     """Max pooling with -inf padding.
 
     x: (N, C, H, W); out, indices: (N, C, H_out, W_out) or None. ceil_mode: PyTorch's
-    (H_out rounded up; the last windows may run past the padding, never start in it).
+    (H_out rounded up; the last windows may run past the padding, never start in it);
+    dilation: a pair, the window's taps that far apart (it spans d (k - 1) + 1 cells).
     Returns (y, indices) where indices holds the int64 flat position h * W + w of each
     window's maximum in its (n, c) plane (the first one in row-major window order on
     ties; a NaN wins, as in PyTorch).
     """
     n, c, h, w = x.shape
-    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    ho, wo = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode)[2:]
-    extra = _overhang((h, w), kernel_size, stride, padding, (ho, wo))
-    win = _windows(_pad(x, padding, -np.inf, extra), kernel_size, stride, (ho, wo))
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    ho, wo = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode, dilation)[2:]
+    span = (dh * (kh - 1) + 1, dw * (kw - 1) + 1)
+    extra = _overhang((h, w), span, stride, padding, (ho, wo))
+    win = _windows(_pad(x, padding, -np.inf, extra), span, stride, (ho, wo))[..., ::dh, ::dw]
     flat = win.reshape(n, c, ho, wo, kh * kw)
     arg = np.argmax(flat, axis=-1)                          # NaN counts as the maximum
     y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
-    rows = np.arange(ho)[:, None] * sh - ph + arg // kw
-    cols = np.arange(wo)[None, :] * sw - pw + arg % kw
+    rows = np.arange(ho)[:, None] * sh - ph + arg // kw * dh
+    cols = np.arange(wo)[None, :] * sw - pw + arg % kw * dw
     return _write(y, out), _write((rows * w + cols).astype(np.int64), indices)
 
 
