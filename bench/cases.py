@@ -632,6 +632,13 @@ def _optim(op, size):
                            lambda t, p: t.optim.RMSprop([p], lr=1e-2), "", 5),
         "adam_update": (lambda be, a: be.adam_update(a["p"], a["g"], a["m"], a["v"], 10, 1e-3),
                         lambda t, p: t.optim.Adam([p], lr=1e-3), "", 7),
+        "adamax_update": (lambda be, a: be.adamax_update(a["p"], a["g"], a["m"], a["v"], 10,
+                                                         2e-3),
+                          lambda t, p: t.optim.Adamax([p], lr=2e-3), "", 7),
+        # NAdam's step-10 rates (the op also runs RAdam's); PyTorch's NAdam the twin
+        "adaptive_moments_update": (lambda be, a: be.adaptive_moments_update(
+            a["p"], a["g"], a["m"], a["v"], 1.9e-3, 1.1e-4, 0.9, 0.999, 10.0, 1e-8),
+            lambda t, p: t.optim.NAdam([p], lr=2e-3), "", 7),
     }
     call, make_torch, label, arrays = calls[op]
 
@@ -679,7 +686,7 @@ def _case_for(op, size):
         return _conv(op, size)
     if "pool2d" in op:
         return _pool(op, size)
-    if op in ("sgd_update", "adam_update", "rmsprop_update", "adagrad_update"):
+    if op.endswith("_update"):
         return _optim(op, size)
     raise KeyError(f"bench.cases: no benchmark case for op {op!r}; add one")
 

@@ -161,12 +161,14 @@ def configure_train(parser):
     parser.add_argument("--dropout", type=float, default=0.0, help="MLP dropout probability")
     parser.add_argument("--width", type=float, default=None,
                         help="ConvNet width multiplier")
-    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop", "adagrad"),
+    parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop", "adagrad",
+                                                "adamax", "nadam", "radam"),
                         default="sgd",
                         help="adamw: decoupled weight decay (--weight-decay)")
     parser.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=None,
-                        help="learning rate (default 0.1 for SGD, 0.01 for Adagrad, 0.001 "
-                             "for Adam, AdamW and RMSprop)")
+                        help="learning rate (default 0.1 for SGD, 0.01 for Adagrad, 0.002 "
+                             "for Adamax and NAdam, 0.001 for Adam, AdamW, RAdam and "
+                             "RMSprop: PyTorch's defaults but SGD's)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9; SGD only)")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
@@ -202,7 +204,8 @@ def _check_train_args(args):
     if args.negative_slope is None:
         args.negative_slope = 0.01
     if args.lr is None:
-        args.lr = {"sgd": 0.1, "adagrad": 1e-2}.get(args.optimizer, 1e-3)
+        args.lr = {"sgd": 0.1, "adagrad": 1e-2, "adamax": 2e-3,
+                   "nadam": 2e-3}.get(args.optimizer, 1e-3)
     if args.epochs is None and args.max_steps is None:
         args.epochs = 10
     if args.model != "mlp" and (args.batchnorm or args.dropout or args.hidden != [100]):
@@ -255,7 +258,9 @@ def build_optimizer(args, parameters):
         return optim.RMSprop(parameters, lr=args.lr, weight_decay=args.weight_decay)
     if args.optimizer == "adagrad":
         return optim.Adagrad(parameters, lr=args.lr, weight_decay=args.weight_decay)
-    return optim.Adam(parameters, lr=args.lr, weight_decay=args.weight_decay)
+    named = {"adamax": optim.Adamax, "nadam": optim.NAdam, "radam": optim.RAdam}
+    return named.get(args.optimizer, optim.Adam)(parameters, lr=args.lr,
+                                                 weight_decay=args.weight_decay)
 
 
 def _write_json(path, payload):

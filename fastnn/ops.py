@@ -654,17 +654,57 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     where = "adam_update"
     _check_param_arrays(where, param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
                         max_exp_avg_sq=max_exp_avg_sq)
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-        raise ValueError(f"{where}: expected step to be an int >= 1, got {step!r}")
+    _check_step(where, step)
     check_number(where, "lr", lr, 0.0)
-    check_number(where, "beta1", beta1, 0.0, 1.0)
-    check_number(where, "beta2", beta2, 0.0, 1.0)
+    _check_betas(where, beta1, beta2)
     check_number(where, "eps", eps, 0.0, low_open=True)
     check_number(where, "weight_decay", weight_decay, 0.0)
     check_no_overlap(where, [("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq),
                              ("max_exp_avg_sq", max_exp_avg_sq)], [("grad", grad)])
     return _run("adam_update", param, grad, exp_avg, exp_avg_sq, int(step), lr, beta1, beta2, eps,
                 weight_decay, max_exp_avg_sq)
+
+
+def _check_step(where, step):
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
+        raise ValueError(f"{where}: expected step to be an int >= 1, got {step!r}")
+
+
+def _check_betas(where, beta1, beta2):
+    check_number(where, "beta1", beta1, 0.0, 1.0)
+    check_number(where, "beta2", beta2, 0.0, 1.0)
+
+
+def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2=0.999,
+                  eps=1e-8, weight_decay=0.0):
+    where = "adamax_update"
+    _check_param_arrays(where, param, grad=grad, exp_avg=exp_avg, exp_inf=exp_inf)
+    _check_step(where, step)
+    check_number(where, "lr", lr, 0.0)
+    _check_betas(where, beta1, beta2)
+    check_number(where, "eps", eps, 0.0)
+    check_number(where, "weight_decay", weight_decay, 0.0)
+    check_no_overlap(where, [("param", param), ("exp_avg", exp_avg), ("exp_inf", exp_inf)],
+                     [("grad", grad)])
+    return _run("adamax_update", param, grad, exp_avg, exp_inf, int(step), lr, beta1, beta2,
+                eps, weight_decay)
+
+
+def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate=0.0,
+                            beta1=0.9, beta2=0.999, sq_scale=1.0, eps=1e-8,
+                            weight_decay=0.0):
+    where = "adaptive_moments_update"
+    _check_param_arrays(where, param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    check_number(where, "avg_rate", avg_rate, 0.0)
+    check_number(where, "grad_rate", grad_rate, 0.0)
+    _check_betas(where, beta1, beta2)
+    check_number(where, "sq_scale", sq_scale, 0.0)
+    check_number(where, "eps", eps, 0.0)
+    check_number(where, "weight_decay", weight_decay, 0.0)
+    check_no_overlap(where, [("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq)],
+                     [("grad", grad)])
+    return _run("adaptive_moments_update", param, grad, exp_avg, exp_avg_sq, avg_rate,
+                grad_rate, beta1, beta2, sq_scale, eps, weight_decay)
 
 
 def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,

@@ -476,6 +476,35 @@ def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10)
     """
 
 
+@_op("optim")
+def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2=0.999,
+                  eps=1e-8, weight_decay=0.0):
+    """One Adamax step in place, PyTorch's rule.
+
+    param, grad, exp_avg, exp_inf: same shape; step: the 1-based step count.
+    g = grad + weight_decay * param; m = b1 m + (1 - b1) g;
+    u = max(b2 u, |g| + eps) (a NaN propagates); param -= lr / (1 - b1^step) * m / u.
+    Returns None.
+    """
+
+
+@_op("optim")
+def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate=0.0,
+                            beta1=0.9, beta2=0.999, sq_scale=1.0, eps=1e-8,
+                            weight_decay=0.0):
+    """One step of the Adam variants whose step-dependent factors the optimizer computes
+    (NAdam, RAdam), in place.
+
+    param, grad, exp_avg, exp_avg_sq: same shape. g = grad + weight_decay * param;
+    m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    param -= (avg_rate m + grad_rate g) / (sq_scale sqrt(v) + eps).
+    NAdam: avg_rate = lr mu' / (1 - prod mu mu'), grad_rate = lr (1 - mu) / (1 - prod mu),
+    sq_scale = 1 / sqrt(1 - b2^step); RAdam: grad_rate = 0 and avg_rate = lr r
+    sqrt(1 - b2^step) / (1 - b1^step) with its rectification r, sq_scale 1, or in its
+    first steps avg_rate = lr / (1 - b1^step), sq_scale = 0, eps = 1. Returns None.
+    """
+
+
 def op_names():
     """Every op name in table order."""
     return [name for names in OP_FAMILIES.values() for name in names]

@@ -121,6 +121,8 @@ def kernels(t):
         ("adam", optim._adam, (a1, a1, a1, a1, a1, b, t, t, t, t, t, t, t)),
         ("rmsprop", optim._rmsprop, (a1, a1, a1, a1, b, a1, b, t, t, t, t, t)),
         ("adagrad", optim._adagrad, (a1, a1, a1, t, t, t)),
+        ("adamax", optim._adamax, (a1, a1, a1, a1, t, t, t, t, t)),
+        ("adaptive moments", optim._adaptive_moments, (a1, a1, a1, a1, t, t, t, t, t, t, t)),
     ]
 
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import fastnn
 from fastnn import backend as registry
-from fastnn import ops, optable
+from fastnn import ops, optable, optim
 
 from conftest import BACKENDS, assert_close, torch_loss
 
@@ -627,6 +627,60 @@ def test_adagrad_update_matches_torch(backend, dtype, rng, lr_decay, weight_deca
     assert_close(state_sum, opt.state[pt]["sum"].numpy(), dtype, scale=10)
 
 
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adamax_update_matches_torch(backend, dtype, rng, weight_decay):
+    """40000 values: the compiled backends' parallel path; shrinking gradients, so the
+    running maximum u is not just |g|."""
+    p = rng.standard_normal(40000).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.Adamax([pt], lr=1e-2, betas=(0.8, 0.99), eps=1e-7,
+                             weight_decay=weight_decay)
+    m, u = np.zeros_like(p), np.zeros_like(p)
+    for step in range(1, 6):
+        grad = (rng.standard_normal(p.shape) / step).astype(dtype)
+        ops.adamax_update(p, grad, m, u, step, 1e-2, 0.8, 0.99, 1e-7, weight_decay)
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+    assert_close(u, opt.state[pt]["exp_inf"].numpy(), dtype)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_adaptive_moments_update_is_torch_nadam_and_radam(backend, dtype, rng, weight_decay):
+    """The op with NAdam's rates follows torch.optim.NAdam, with RAdam's (both of its
+    rules) torch.optim.RAdam (40000 values, float64 scalars in torch's NAdam)."""
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        for kind in ("NAdam", "RAdam"):
+            p = rng.standard_normal(40000).astype(dtype)
+            pt = t(p, True)
+            betas = (0.8, 0.9)
+            opt = getattr(torch.optim, kind)([pt], lr=1e-2, betas=betas, eps=1e-7,
+                                             weight_decay=weight_decay)
+            m, v, product = np.zeros_like(p), np.zeros_like(p), 1.0
+            for step in range(1, 9):
+                grad = rng.standard_normal(p.shape).astype(dtype)
+                if kind == "NAdam":
+                    mu = 0.8 * (1 - 0.5 * 0.96 ** (step * 4e-3))
+                    mu_next = 0.8 * (1 - 0.5 * 0.96 ** ((step + 1) * 4e-3))
+                    product *= mu
+                    ops.adaptive_moments_update(
+                        p, grad, m, v, 1e-2 * mu_next / (1 - product * mu_next),
+                        1e-2 * (1 - mu) / (1 - product), 0.8, 0.9,
+                        1 / np.sqrt(1 - 0.9 ** step), 1e-7, weight_decay)
+                else:
+                    avg_rate, sq_scale, eps = optim.RAdam.rates(1e-2, 0.8, 0.9, 1e-7, step)
+                    ops.adaptive_moments_update(p, grad, m, v, avg_rate, 0.0, 0.8, 0.9,
+                                                sq_scale, eps, weight_decay)
+                pt.grad = t(grad)
+                opt.step()
+            assert_close(p, pt.detach().numpy(), dtype, err_msg=kind)
+            assert_close(v, opt.state[pt]["exp_avg_sq"].numpy(), dtype)
+    finally:
+        torch.set_default_dtype(saved)
+
+
 # ------------------------------------------------------------------- bad input
 BAD_CALLS = [
     (lambda: ops.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)),
@@ -645,6 +699,12 @@ BAD_CALLS = [
      ValueError, "more than one value per channel"),
     (lambda: ops.sgd_update(np.ones(3), np.ones(3), None, lr=-0.1),
      ValueError, "sgd_update.*lr"),
+    (lambda: ops.adamax_update(np.ones(3), np.ones(3), np.ones(3), np.ones(2), 1),
+     ValueError, "adamax_update.*exp_inf"),
+    (lambda: ops.adamax_update(np.ones(3), np.ones(3), np.ones(3), np.ones(3), 0),
+     ValueError, "adamax_update: expected step to be an int >= 1"),
+    (lambda: ops.adaptive_moments_update(np.ones(3), np.ones(3), np.ones(3), np.ones(3), -1.0),
+     ValueError, r"adaptive_moments_update: expected avg_rate in \[0.0, inf\)"),
     (lambda: ops.dropout_forward(np.ones(3), 1.0, 0), ValueError, "dropout_forward.*p"),
     (lambda: ops.mse_loss(np.ones(3), np.ones(4)), ValueError, "mse_loss.*shape"),
 ]

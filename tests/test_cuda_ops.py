@@ -495,6 +495,28 @@ def test_adagrad_update_matches_torch(dtype, rng):
     assert_close(p, pt.detach().numpy(), dtype)
 
 
+def test_adamax_and_adaptive_moments_updates_match_torch(dtype, rng):
+    """Adamax against torch's; the NAdam/RAdam op with RAdam's rates (both of its rules:
+    betas (0.9, 0.9) rectify from step 6) against torch's RAdam."""
+    from fastnn import optim
+    p = rng.standard_normal(300).astype(dtype)
+    q = p.copy()
+    pt, qt = t(p, True), t(q, True)
+    adamax = torch.optim.Adamax([pt], lr=1e-2, weight_decay=0.01)
+    radam = torch.optim.RAdam([qt], lr=1e-2, betas=(0.9, 0.9), weight_decay=0.01)
+    m, u, m2, v2 = (np.zeros_like(p) for _ in range(4))
+    for step in range(1, 8):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        C.adamax_update(p, grad, m, u, step, 1e-2, 0.9, 0.999, 1e-8, 0.01)
+        avg_rate, sq_scale, eps = optim.RAdam.rates(1e-2, 0.9, 0.9, 1e-8, step)
+        C.adaptive_moments_update(q, grad, m2, v2, avg_rate, 0.0, 0.9, 0.9, sq_scale, eps, 0.01)
+        pt.grad, qt.grad = t(grad), t(grad)
+        adamax.step()
+        radam.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+    assert_close(q, qt.detach().numpy(), dtype)
+
+
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_adam_update_matches_torch(dtype, rng, amsgrad):
     p = rng.standard_normal(100).astype(dtype)

@@ -119,6 +119,12 @@ def _run_all(nb, d):
     p4, s4 = x.copy(), np.full_like(x, 0.1)
     nb.adagrad_update(p4, g, s4, 0.01, 0.01, 1e-8)
     out["adagrad"] = (p4, s4)
+    p5, m6, u6 = x.copy(), np.zeros_like(x), np.zeros_like(x)
+    nb.adamax_update(p5, g, m6, u6, 3, 0.01, weight_decay=0.01)
+    out["adamax"] = (p5, m6, u6)
+    p6, m7, v7 = x.copy(), np.zeros_like(x), np.zeros_like(x)
+    nb.adaptive_moments_update(p6, g, m7, v7, 0.01, 0.002, sq_scale=1.5, weight_decay=0.01)
+    out["adaptive_moments"] = (p6, m7, v7)
     return out, blas
 
 

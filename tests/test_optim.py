@@ -1,4 +1,5 @@
-"""SGD, Adam, AdamW and RMSprop trajectories against torch.optim, on every backend in float32 and float64.
+"""SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam and RAdam trajectories against
+torch.optim, on every backend in float32 and float64.
 
 Each framework computes the gradient from its own parameters with the same smooth
 function, so the two trajectories are compared step by step, not just the first update.
@@ -180,12 +181,94 @@ def test_adagrad_state_names_and_partial_steps_like_torch(backend):
         optim.Adagrad(ours, lr_decay=-1)
 
 
+@pytest.fixture
+def torch_float64_scalars():
+    """torch's NAdam keeps mu_product in the default dtype (float32 unless changed),
+    fastnn in float64: compare against torch with float64 scalars."""
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(saved)
+
+
+ADAM_VARIANT_CASES = {
+    "adamax": ("Adamax", dict()),
+    "adamax_wd": ("Adamax", dict(lr=0.02, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    "nadam": ("NAdam", dict()),
+    "nadam_wd": ("NAdam", dict(lr=0.01, weight_decay=0.1, momentum_decay=0.01)),
+    "nadam_decoupled": ("NAdam", dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)),
+    # betas (0.9, 0.9): the rectified steps start at step 6 (rho_t > 5)
+    "radam": ("RAdam", dict(lr=0.01, betas=(0.9, 0.9))),
+    "radam_wd": ("RAdam", dict(lr=0.01, betas=(0.8, 0.9), eps=1e-6, weight_decay=0.1)),
+    "radam_decoupled": ("RAdam", dict(lr=0.01, betas=(0.9, 0.9), weight_decay=0.1,
+                                      decoupled_weight_decay=True)),
+}
+
+
+@pytest.mark.parametrize("case", list(ADAM_VARIANT_CASES))
+def test_adam_variants_match_torch(backend, dtype, case, torch_float64_scalars):
+    name, kwargs = ADAM_VARIANT_CASES[case]
+    run_trajectory(name, kwargs, dtype, steps=10)
+
+
+def test_radam_default_betas_switch_to_the_rectified_rule(torch_float64_scalars):
+    """PyTorch's betas: rho_t passes 5 at step 7; 12 steps cover both rules."""
+    run_trajectory("RAdam", dict(lr=0.05), np.float64, steps=12)
+
+
+def test_nadam_state_dict_resumes_with_its_mu_product(backend, torch_float64_scalars):
+    """mu_product is state (a number a parameter, as torch's): a state dict made after
+    some steps, loaded into a new optimizer, continues torch's trajectory; a parameter
+    that skipped steps keeps its own step count and product."""
+    kwargs = dict(lr=0.01, momentum_decay=0.05)
+    ours, theirs, offsets = make_params(np.float64)
+    opt, ref = optim.NAdam(ours, **kwargs), torch.optim.NAdam(theirs, **kwargs)
+    for step in range(4):
+        fill_grads(ours, theirs, offsets)
+        if step == 1:
+            ours[2].grad, theirs[2].grad = None, None
+        opt.step()
+        ref.step()
+    saved = opt.state_dict()
+    assert sorted(saved["state"][0]) == sorted(ref.state_dict()["state"][0])
+    assert saved["state"][2]["step"] == 3 and saved["state"][0]["step"] == 4
+    assert saved["state"][2]["mu_product"] != saved["state"][0]["mu_product"]
+    fresh = optim.NAdam(ours, **kwargs)
+    fresh.load_state_dict(saved)
+    for _ in range(3):
+        fill_grads(ours, theirs, offsets)
+        fresh.step()
+        ref.step()
+    for p, q in zip(ours, theirs):
+        assert_close(p.data, q.detach().numpy(), np.float64)
+    bad = {"state": {0: dict(saved["state"][0], mu_product="x")},
+           "param_groups": saved["param_groups"]}
+    with pytest.raises(ValueError, match="'mu_product' must be a finite number"):
+        fresh.load_state_dict(bad)
+
+
+@pytest.mark.parametrize("name,kwargs,match", [
+    ("NAdam", dict(momentum_decay=-1), "momentum_decay"),
+    ("RAdam", dict(decoupled_weight_decay=1), "decoupled_weight_decay to be a bool"),
+    ("Adamax", dict(betas=(0.9, 1.0)), r"betas\[1\]"),
+    ("Adamax", dict(eps=-1e-8), "eps"),
+])
+def test_adam_variants_refuse_bad_hyperparameters(name, kwargs, match):
+    ours, _, _ = make_params(np.float32)
+    with pytest.raises((ValueError, TypeError), match=match):
+        getattr(optim, name)(ours, **kwargs)
+
+
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
                                          ("Adam", dict(lr=0.01)),
                                          ("AdamW", dict(lr=0.01)),
                                          ("RMSprop", dict(lr=0.01, momentum=0.5)),
-                                         ("Adagrad", dict(lr=0.05, lr_decay=0.1))])
-def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwargs):
+                                         ("Adagrad", dict(lr=0.05, lr_decay=0.1)),
+                                         ("Adamax", dict(lr=0.01)),
+                                         ("NAdam", dict(lr=0.01)),
+                                         ("RAdam", dict(lr=0.01, betas=(0.9, 0.9)))])
+def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwargs,
+                                                     torch_float64_scalars):
     groups = [((0, 2), {}), ((1, 3), {"lr": 0.003, "weight_decay": 0.1})]
     _, opt = run_trajectory(name, kwargs, dtype, groups=groups)
     assert [g["lr"] for g in opt.param_groups] == [kwargs["lr"], 0.003]
@@ -196,8 +279,12 @@ def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwarg
                                          ("Adam", dict(lr=0.05, weight_decay=0.01)),
                                          ("AdamW", dict(lr=0.05, weight_decay=0.1)),
                                          ("Adam", dict(lr=0.05, amsgrad=True)),
-                                         ("RMSprop", dict(lr=0.01, centered=True))])
-def test_parameters_without_grad_are_skipped_like_torch(backend, dtype, name, kwargs):
+                                         ("RMSprop", dict(lr=0.01, centered=True)),
+                                         ("Adamax", dict(lr=0.05, weight_decay=0.01)),
+                                         ("NAdam", dict(lr=0.05, weight_decay=0.01)),
+                                         ("RAdam", dict(lr=0.05, betas=(0.9, 0.9)))])
+def test_parameters_without_grad_are_skipped_like_torch(backend, dtype, name, kwargs,
+                                                        torch_float64_scalars):
     ours, theirs, offsets = make_params(dtype)
     opt = getattr(optim, name)(ours, **kwargs)
     ref = getattr(torch.optim, name)(theirs, **kwargs)

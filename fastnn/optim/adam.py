@@ -25,16 +25,10 @@ class Adam(Optimizer):
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
-        betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"Adam: invalid betas: {betas!r} (expected a pair (beta1, beta2))")
-        self._unit("betas[0]", betas[0])
-        self._unit("betas[1]", betas[1])
+        self._betas(group)
         self._at_least("eps", group["eps"], 0.0, low_ok=False)
         self._at_least("weight_decay", group["weight_decay"], 0.0)
-        if not isinstance(group["amsgrad"], bool):
-            raise TypeError(f"{self._name}: expected amsgrad to be a bool, "
-                            f"got {group['amsgrad']!r}")
+        self._flag(group, "amsgrad")
 
     def _state_names(self, group):
         return ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
@@ -72,7 +66,8 @@ class AdamW(Adam):
 
     PyTorch's decoupled weight decay: p -= lr * weight_decay * p, then Adam's update
     with g = grad (no L2 term). The decay is the ``sgd_update`` kernel with the
-    parameters as their own gradient (one more pass over them, on any backend).
+    parameters as their own gradient (one more pass over them, on any backend;
+    Optimizer._decoupled_decay).
     """
 
     torch_flags = dict(Optimizer.torch_flags, decoupled_weight_decay=(True,))
@@ -83,9 +78,7 @@ class AdamW(Adam):
                          amsgrad=amsgrad, **torch_flags)
 
     def _decay(self, kernels, data, group):
-        rate = float(group["lr"]) * float(group["weight_decay"])
-        if rate:
-            kernels.sgd_update(data, data, None, rate, 0.0, 0.0, False)
+        self._decoupled_decay(kernels, data, group)
 
     def _args(self, group):
         beta1, beta2 = group["betas"]

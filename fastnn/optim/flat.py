@@ -26,7 +26,8 @@ class FlatBucket:
     params: list of Parameters (``.data`` float32/float64 arrays of this dtype, all on
     one device; ``.grad`` None or an array of the same shape, dtype and device).
     Attributes: data, grad: (size,) flat buffers; state: name -> (size,) buffer;
-    steps: per-parameter count of updates applied (int list).
+    steps: per-parameter count of updates applied (int list); scalars: name -> a float
+    per parameter (state that is one number a parameter, as NAdam's mu_product).
     """
 
     def __init__(self, params, dtype, indices=None):
@@ -44,6 +45,8 @@ class FlatBucket:
         self.data = self.ns.empty(self.size, self.dtype)
         self.grad = self.ns.zeros(self.size, self.dtype)
         self.state = {}
+        self.scalars = {}
+        self._scalar_defaults = {}
         self.steps = [0] * len(self.params)
         self.data_views = [self.view(self.data, i) for i in range(len(self.params))]
         self.grad_views = [self.view(self.grad, i) for i in range(len(self.params))]
@@ -64,6 +67,14 @@ class FlatBucket:
         if buf is None:
             buf = self.state[name] = self.ns.zeros(self.size, self.dtype)
         return buf
+
+    def scalar(self, name, default):
+        """The per-parameter floats ``name`` (a list), every one ``default`` at first."""
+        values = self.scalars.get(name)
+        if values is None:
+            values = self.scalars[name] = [float(default)] * len(self.params)
+            self._scalar_defaults[name] = float(default)
+        return values
 
     # ------------------------------------------------------------------ re-homing
     def _home_data(self, i):
@@ -121,17 +132,29 @@ class FlatBucket:
 
     # ---------------------------------------------------------------- state views
     def param_state(self, i):
-        """Copies of parameter i's state: {name: array of the parameter's shape}."""
-        return {name: _device.host_copy(self.view(buf, i)) for name, buf in self.state.items()}
+        """Copies of parameter i's state: {name: array of the parameter's shape, or a
+        float for a scalar state}."""
+        state = {name: _device.host_copy(self.view(buf, i)) for name, buf in self.state.items()}
+        state.update((name, values[i]) for name, values in self.scalars.items())
+        return state
 
-    def set_param_state(self, i, step, arrays):
-        """Set parameter i's step count and state slots (absent names are zeroed)."""
+    def set_param_state(self, i, step, arrays, scalars=None):
+        """Set parameter i's step count, state slots (absent names are zeroed) and scalar
+        states ({name: float}; absent ones back to their first value)."""
         self.steps[i] = int(step)
         for name, value in arrays.items():
             self.ns.copy_into(self.view(self.buffer(name), i), value)
         for name, buf in self.state.items():
             if name not in arrays:
                 self.ns.fill_zero(self.view(buf, i))
+        scalars = scalars or {}
+        for name, value in scalars.items():
+            if name not in self.scalars:
+                self.scalar(name, value)
+            self.scalars[name][i] = float(value)
+        for name, values in self.scalars.items():
+            if name not in scalars:
+                values[i] = self._scalar_defaults[name]
 
 
 def check_parameter(where, p, index):

@@ -152,6 +152,30 @@ class Optimizer:
             raise ValueError(f"{self._name}: invalid {name}: {value!r} "
                              f"(expected 0 <= {name} < 1)")
 
+    def _betas(self, group):
+        """The group's betas, a pair of numbers in [0, 1), as floats."""
+        betas = group["betas"]
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{self._name}: invalid betas: {betas!r} (expected a pair "
+                             f"(beta1, beta2))")
+        self._unit("betas[0]", betas[0])
+        self._unit("betas[1]", betas[1])
+        return float(betas[0]), float(betas[1])
+
+    @staticmethod
+    def _decoupled_decay(kernels, data, group):
+        """p *= 1 - lr * weight_decay (AdamW's decay; NAdam's and RAdam's decoupled one): the
+        sgd_update kernel with the parameters as their own gradient, one pass over them."""
+        rate = float(group["lr"]) * float(group["weight_decay"])
+        if rate:
+            kernels.sgd_update(data, data, None, rate, 0.0, 0.0, False)
+
+    def _flag(self, group, name):
+        """A bool hyper-parameter of the group, or a TypeError."""
+        if not isinstance(group[name], bool):
+            raise TypeError(f"{self._name}: expected {name} to be a bool, got {group[name]!r}")
+        return group[name]
+
     # ------------------------------------------------------------------- step
     def zero_grad(self, set_to_none=True):
         """Set every parameter's .grad to zero in place (one fill per flat buffer).
@@ -252,8 +276,8 @@ class Optimizer:
         buckets = build_buckets(self.param_groups[gi]["params"], self._group_start(gi))
         for bucket in buckets:
             for i, p in enumerate(bucket.params):
-                step, arrays = saved[id(p)]
-                bucket.set_param_state(i, step, arrays)
+                step, state = saved[id(p)]
+                bucket.set_param_state(i, step, *self._split_state(state))
         self._buckets[gi] = buckets
 
     # ------------------------------------------------------------------ state
@@ -353,8 +377,13 @@ class Optimizer:
             groups.append(hyper)
         return groups
 
+    def _split_state(self, state):
+        """({name: array}, {name: float}) of a parameter's state: arrays and scalars."""
+        return ({k: v for k, v in state.items() if k not in self._scalar_state},
+                {k: v for k, v in state.items() if k in self._scalar_state})
+
     def _validate_param_state(self, where, entry, shape, group):
-        """(step, {name: array}) of one parameter's saved state, checked."""
+        """(step, {name: array or float}) of one parameter's saved state, checked."""
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: its state is not a dict")
         step = entry.get("step", 1)  # PyTorch's SGD keeps no step: a buffer means >= 1
@@ -362,10 +391,19 @@ class Optimizer:
             step = step.item()
         if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
             raise ValueError(f"{where}: step must be an int >= 0, got {step!r}")
-        allowed = set(self._state_names(group)) | set(self._optional_state)
+        allowed = (set(self._state_names(group)) | set(self._optional_state)
+                   | set(self._scalar_state))
         arrays = {}
         for name, value in entry.items():
             if name == "step":
+                continue
+            if name in self._scalar_state:
+                value = np.asarray(value)
+                if value.size != 1 or value.dtype.kind not in "fiu" \
+                        or not np.isfinite(value).all():
+                    raise ValueError(f"{where}: state {name!r} must be a finite number, "
+                                     f"got {value!r}")
+                arrays[name] = float(value.reshape(()))
                 continue
             if name not in allowed:
                 raise ValueError(f"{where}: unexpected state {name!r}; "
@@ -382,6 +420,8 @@ class Optimizer:
 
     #: state names accepted on load even when the group's settings do not use them
     _optional_state = ()
+    #: per-parameter state that is one number (FlatBucket.scalars), not an array
+    _scalar_state = ()
 
     def load_state_dict(self, state_dict):
         """Load hyper-parameters and state (copied in); a bad state dict changes nothing."""
@@ -389,8 +429,8 @@ class Optimizer:
         for group, hyper in zip(self.param_groups, groups):
             group.update(hyper)
         for index, (_, bucket, i) in enumerate(self._locate()):
-            step, arrays = state.get(index, (0, {}))
-            bucket.set_param_state(i, step, arrays)
+            step, saved = state.get(index, (0, {}))
+            bucket.set_param_state(i, step, *self._split_state(saved))
 
 
 def _flag_ok(value, accepted):

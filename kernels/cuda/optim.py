@@ -1,4 +1,5 @@
-"""SGD (momentum, weight decay, Nesterov), Adam, RMSprop and Adagrad, PyTorch's rules, each one in-place
+"""SGD (momentum, weight decay, Nesterov), Adam, RMSprop, Adagrad, Adamax and the NAdam /
+RAdam step (adaptive_moments_update), PyTorch's rules, each one in-place
 grid-stride pass over the parameter. param, grad and the state: same shape, NumPy or
 device arrays; host ones are copied back (``_common.Call``). For a whole model on the
 device, pass the flat buffers of ``fastnn.optim.flat`` (one launch for all parameters)
@@ -47,6 +48,31 @@ def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
         s = state_sum[i] + g * g
         state_sum[i] = s
         param[i] -= lr * g / (math.sqrt(s) + eps)
+
+
+@cuda.jit
+def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_decay):
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        g = grad[i] + weight_decay * param[i]
+        m = beta1 * exp_avg[i] + (1 - beta1) * g
+        u = beta2 * exp_inf[i]
+        a = abs(g) + eps
+        u = u if u > a or u != u else a  # max, NaN propagating (torch.maximum)
+        exp_avg[i] = m
+        exp_inf[i] = u
+        param[i] -= step_size * m / u
+
+
+@cuda.jit
+def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, beta1, beta2,
+                      sq_scale, eps, weight_decay):
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        g = grad[i] + weight_decay * param[i]
+        m = beta1 * exp_avg[i] + (1 - beta1) * g
+        v = beta2 * exp_avg_sq[i] + (1 - beta2) * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        param[i] -= (avg_rate * m + grad_rate * g) / (sq_scale * math.sqrt(v) + eps)
 
 
 @cuda.jit
@@ -129,4 +155,34 @@ def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10)
         dt = param.dtype.type
         _adagrad[config.blocks(dp.size), config.THREADS](
             flat(dp), flat(dg), flat(ds), dt(lr), dt(weight_decay), dt(eps))
+    call.sync()
+
+
+def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2=0.999,
+                  eps=1e-8, weight_decay=0.0):
+    """One Adamax step in place; step: 1-based. Arrays: same shape. Returns None."""
+    call = Call(param, grad, exp_avg, exp_inf)
+    dp, dg = call.inout(param), call.arg(grad)
+    dm, du = call.inout(exp_avg), call.inout(exp_inf)
+    if dp.size:
+        dt = param.dtype.type
+        _adamax[config.blocks(dp.size), config.THREADS](
+            flat(dp), flat(dg), flat(dm), flat(du), dt(lr / (1 - beta1 ** step)), dt(beta1),
+            dt(beta2), dt(eps), dt(weight_decay))
+    call.sync()
+
+
+def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate=0.0,
+                            beta1=0.9, beta2=0.999, sq_scale=1.0, eps=1e-8,
+                            weight_decay=0.0):
+    """NAdam's and RAdam's step in place with the rates their optimizers computed
+    (fastnn.optable). Arrays: same shape. Returns None."""
+    call = Call(param, grad, exp_avg, exp_avg_sq)
+    dp, dg = call.inout(param), call.arg(grad)
+    dm, dv = call.inout(exp_avg), call.inout(exp_avg_sq)
+    if dp.size:
+        dt = param.dtype.type
+        _adaptive_moments[config.blocks(dp.size), config.THREADS](
+            flat(dp), flat(dg), flat(dm), flat(dv), dt(avg_rate), dt(grad_rate), dt(beta1),
+            dt(beta2), dt(sq_scale), dt(eps), dt(weight_decay))
     call.sync()

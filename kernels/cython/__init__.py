@@ -444,6 +444,26 @@ def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10)
                           float(weight_decay), float(eps))
 
 
+def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2=0.999,
+                  eps=1e-8, weight_decay=0.0):
+    """One Adamax step in place (PyTorch's rule). param, grad, exp_avg, exp_inf: same
+    shape; step: 1-based. Returns None."""
+    _optim.adamax_update(_flat(param), _flat(grad), _flat(exp_avg), _flat(exp_inf),
+                         int(step), float(lr), float(beta1), float(beta2), float(eps),
+                         float(weight_decay))
+
+
+def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate=0.0,
+                            beta1=0.9, beta2=0.999, sq_scale=1.0, eps=1e-8,
+                            weight_decay=0.0):
+    """NAdam's and RAdam's step in place with the rates their optimizers computed
+    (fastnn.optable). Arrays: same shape. Returns None."""
+    _optim.adaptive_moments_update(_flat(param), _flat(grad), _flat(exp_avg),
+                                   _flat(exp_avg_sq), float(avg_rate), float(grad_rate),
+                                   float(beta1), float(beta2), float(sq_scale), float(eps),
+                                   float(weight_decay))
+
+
 def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
                    momentum=0.0, momentum_buffer=None, grad_avg=None):
     """One RMSprop step in place (PyTorch's rule; centered when grad_avg is given).

@@ -1,7 +1,8 @@
 # cython: language_level=3
 # distutils: extra_compile_args = -fno-math-errno
-"""SGD (momentum, weight decay, Nesterov), Adam, RMSprop and Adagrad updates, in place, one
-parallel pass over each parameter with PyTorch's update rules."""
+"""SGD (momentum, weight decay, Nesterov), Adam, RMSprop, Adagrad, Adamax and the NAdam /
+RAdam step (adaptive_moments_update) in place, one parallel pass over each parameter with
+PyTorch's update rules."""
 from cython.parallel cimport prange
 
 from _common cimport floating, threads_for, f_sqrt
@@ -249,3 +250,87 @@ def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] 
                        buf + start if buf != NULL else NULL, width, <floating>lr,
                        <floating>alpha, <floating>eps, <floating>weight_decay,
                        <floating>momentum)
+
+
+cdef inline void _adamax_block(floating* p, const floating* g, floating* m, floating* u,
+                               Py_ssize_t n, floating step_size, floating b1, floating b2,
+                               floating eps, floating wd) noexcept nogil:
+    """p, g, m, u: (n,). u = max(b2 u, |d| + eps) as selects that keep a NaN."""
+    cdef Py_ssize_t i
+    cdef floating d, a, w, mi, one = 1
+    for i in range(n):
+        d = g[i] + wd * p[i]
+        mi = b1 * m[i] + (one - b1) * d
+        a = (d if d >= 0 else -d) + eps
+        w = b2 * u[i]
+        w = w if (w > a) | (w != w) else a
+        m[i] = mi
+        u[i] = w
+        p[i] = p[i] - step_size * mi / w
+
+
+def adamax_update(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
+                  floating[::1] exp_inf, long step, double lr, double beta1, double beta2,
+                  double eps, double weight_decay):
+    """param, grad, exp_avg, exp_inf: (n,) flat views; step: 1-based."""
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start
+    cdef floating step_size = <floating>(lr / (1.0 - beta1 ** step))
+    if n == 0:
+        return
+    nblocks = (n + BLOCK - 1) // BLOCK
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        with nogil:
+            for b in range(nblocks):
+                start = b * BLOCK
+                _adamax_block(&param[start], &grad[start], &exp_avg[start], &exp_inf[start],
+                              min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
+                              <floating>beta2, <floating>eps, <floating>weight_decay)
+        return
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        _adamax_block(&param[start], &grad[start], &exp_avg[start], &exp_inf[start],
+                      min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
+                      <floating>beta2, <floating>eps, <floating>weight_decay)
+
+
+cdef inline void _moments_block(floating* p, const floating* g, floating* m, floating* v,
+                                Py_ssize_t n, floating ra, floating rg, floating b1,
+                                floating b2, floating scale, floating eps,
+                                floating wd) noexcept nogil:
+    """p, g, m, v: (n,)."""
+    cdef Py_ssize_t i
+    cdef floating d, mi, vi, one = 1
+    for i in range(n):
+        d = g[i] + wd * p[i]
+        mi = b1 * m[i] + (one - b1) * d
+        vi = b2 * v[i] + (one - b2) * d * d
+        m[i] = mi
+        v[i] = vi
+        p[i] = p[i] - (ra * mi + rg * d) / (scale * f_sqrt(vi) + eps)
+
+
+def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
+                            floating[::1] exp_avg, floating[::1] exp_avg_sq, double avg_rate,
+                            double grad_rate, double beta1, double beta2, double sq_scale,
+                            double eps, double weight_decay):
+    """param, grad, exp_avg, exp_avg_sq: (n,) flat views."""
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start
+    if n == 0:
+        return
+    nblocks = (n + BLOCK - 1) // BLOCK
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        with nogil:
+            for b in range(nblocks):
+                start = b * BLOCK
+                _moments_block(&param[start], &grad[start], &exp_avg[start],
+                               &exp_avg_sq[start], min(<Py_ssize_t>BLOCK, n - start),
+                               <floating>avg_rate, <floating>grad_rate, <floating>beta1,
+                               <floating>beta2, <floating>sq_scale, <floating>eps,
+                               <floating>weight_decay)
+        return
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        _moments_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
+                       min(<Py_ssize_t>BLOCK, n - start), <floating>avg_rate,
+                       <floating>grad_rate, <floating>beta1, <floating>beta2,
+                       <floating>sq_scale, <floating>eps, <floating>weight_decay)

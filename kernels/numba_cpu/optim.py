@@ -153,6 +153,52 @@ def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_deca
             param[i] -= lr_ * g / (math.sqrt(s) + eps_)
 
 
+@kernel
+def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_decay):
+    # INOUT param, exp_avg, exp_inf (n,); IN grad (n,)
+    dt = param.dtype.type
+    b1 = dt(beta1)
+    c1 = dt(1.0 - beta1)
+    b2 = dt(beta2)
+    eps_ = dt(eps)
+    wd = dt(weight_decay)
+    size = dt(step_size)
+    decay = weight_decay != 0.0
+    for i in prange(param.shape[0]):
+        g = grad[i] + wd * param[i] if decay else grad[i]
+        m = exp_avg[i] * b1 + c1 * g
+        u = exp_inf[i] * b2
+        a = abs(g) + eps_
+        u = u if u > a or u != u else a   # max, NaN propagating (torch.maximum)
+        exp_avg[i] = m
+        exp_inf[i] = u
+        param[i] -= size * m / u
+
+
+@kernel
+def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, beta1, beta2,
+                      sq_scale, eps, weight_decay):
+    # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,)
+    dt = param.dtype.type
+    b1 = dt(beta1)
+    c1 = dt(1.0 - beta1)
+    b2 = dt(beta2)
+    c2 = dt(1.0 - beta2)
+    ra = dt(avg_rate)
+    rg = dt(grad_rate)
+    scale = dt(sq_scale)
+    eps_ = dt(eps)
+    wd = dt(weight_decay)
+    decay = weight_decay != 0.0
+    for i in prange(param.shape[0]):
+        g = grad[i] + wd * param[i] if decay else grad[i]
+        m = exp_avg[i] * b1 + c1 * g
+        v = exp_avg_sq[i] * b2 + c2 * g * g
+        exp_avg[i] = m
+        exp_avg_sq[i] = v
+        param[i] -= (ra * m + rg * g) / (scale * np.sqrt(v) + eps_)
+
+
 def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
                dampening=0.0):
     """One SGD step in place, PyTorch's rule.
@@ -200,3 +246,22 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
     _rmsprop(param.size, flat(param), flat(grad), flat(square_avg),
              empty if grad_avg is None else flat(grad_avg), buf, float(lr), float(alpha),
              float(eps), float(weight_decay), float(momentum))
+
+
+def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2=0.999,
+                  eps=1e-8, weight_decay=0.0):
+    """One Adamax step in place, PyTorch's rule. param, grad, exp_avg, exp_inf: same
+    shape; step: the 1-based step count. Returns None."""
+    _adamax(param.size, flat(param), flat(grad), flat(exp_avg), flat(exp_inf),
+            lr / (1 - beta1 ** step), float(beta1), float(beta2), float(eps),
+            float(weight_decay))
+
+
+def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate=0.0,
+                            beta1=0.9, beta2=0.999, sq_scale=1.0, eps=1e-8,
+                            weight_decay=0.0):
+    """NAdam's and RAdam's step in place with the rates their optimizers computed
+    (fastnn.optable). Arrays: same shape. Returns None."""
+    _adaptive_moments(param.size, flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq),
+                      float(avg_rate), float(grad_rate), float(beta1), float(beta2),
+                      float(sq_scale), float(eps), float(weight_decay))

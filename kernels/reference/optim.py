@@ -64,3 +64,29 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
         second = max_exp_avg_sq
     denom = np.sqrt(second) / dt(math.sqrt(1 - beta2 ** step)) + dt(eps)
     param -= dt(step_size) * exp_avg / denom
+
+
+def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2=0.999,
+                  eps=1e-8, weight_decay=0.0):
+    """PyTorch's Adamax. param, grad, exp_avg, exp_inf: same shape, updated in place."""
+    dt = param.dtype.type
+    g = grad + dt(weight_decay) * param if weight_decay else grad
+    exp_avg *= dt(beta1)
+    exp_avg += dt(1 - beta1) * g
+    np.maximum(exp_inf * dt(beta2), np.abs(g) + dt(eps), out=exp_inf)  # NaN propagates
+    param -= dt(lr / (1 - beta1 ** step)) * exp_avg / exp_inf
+
+
+def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate=0.0,
+                            beta1=0.9, beta2=0.999, sq_scale=1.0, eps=1e-8,
+                            weight_decay=0.0):
+    """NAdam's and RAdam's step with the rates their optimizers computed. Arrays: same
+    shape, updated in place."""
+    dt = param.dtype.type
+    g = grad + dt(weight_decay) * param if weight_decay else grad
+    exp_avg *= dt(beta1)
+    exp_avg += dt(1 - beta1) * g
+    exp_avg_sq *= dt(beta2)
+    exp_avg_sq += dt(1 - beta2) * g * g
+    denom = dt(sq_scale) * np.sqrt(exp_avg_sq) + dt(eps)
+    param -= (dt(avg_rate) * exp_avg + dt(grad_rate) * g) / denom
