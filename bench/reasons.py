@@ -51,6 +51,12 @@ _ADAM_SPLITS = ("cache-line splits until this run's build: the bench's four arra
                 "and 1.19x (2); 16M values 1.23-1.27x remain, not isolated (numba's fastmath "
                 "arcp/afn square root and division against gcc's vsqrtps + vdivps is the "
                 "candidate)")
+_MOMENTS = ("the same one-pass loop as numba's, one division a value (NAdam/RAdam: "
+            "(a m + b g) / (s sqrt(v) + eps); Adamax: m / u), in _optim.pyx's 256-bit build "
+            "(see adam_update) against numba's 512-bit fastmath loop; interleaved "
+            "Cython/numba 2026-11-29 17:35 UTC: adaptive_moments 0.96x course and 1.22x "
+            "16M values on 1 thread, 1.19-1.26x and 1.07-1.19x on 2; adamax 0.91-0.98x "
+            "course, 1.10-1.19x 16M values; not isolated further")
 _GEMM_LEVEL = ("the same BLAS product dominates both: level when timed interleaved "
                "(1.00x and 0.99x Cython/numba on 1 and 2 threads, 15 alternating blocks, "
                "2026-11-29 04:59 UTC); a single suite run's gap is noise")
@@ -161,6 +167,15 @@ REASONS = {
     ("mish_backward", "large"): ("level when timed interleaved: 1.10x Cython/numba on 1 "
                                  "thread, 0.99x on 2 (2026-11-29 15:58 UTC); a single suite "
                                  "run's gap is noise"),
+    ("mish", "large"): ("level when timed interleaved: Cython/numba 1.08x and 1.06x on 1 and "
+                        "2 threads (2026-11-29 17:55 UTC; a suite run had numba at 7.2 ms "
+                        "against its usual 3.3-4.1); a single suite run's gap is noise"),
+    ("softsign_backward", "large"): ("level when timed interleaved: Cython/numba 1.01x and "
+                                     "0.96x on 1 and 2 threads (2026-11-29 17:55 UTC); a "
+                                     "single suite run's gap is noise"),
+    ("mish_backward", "course"): ("level when timed interleaved: 1.13x and 1.09x Cython/numba "
+                                  "on 1 and 2 threads (9.5 vs 8.5 us, 2026-11-29 17:45 UTC); "
+                                  "a single suite run's gap is noise"),
     ("hardtanh", "large"): ("level when timed interleaved: 0.97x and 1.01x Cython/numba on 1 "
                             "and 2 threads (2026-11-29 15:58 UTC); a single suite run's gap "
                             "is noise"),
@@ -268,6 +283,10 @@ REASONS = {
                                   "where numba divides 16 floats at a time; interleaved "
                                   "Cython/numba 1.29x (1 thread) and 1.35x (2), "
                                   "2026-11-29 12:20 UTC"),
+    ("adaptive_moments_update", "course"): _MOMENTS,
+    ("adaptive_moments_update", "large"): _MOMENTS,
+    ("adamax_update", "course"): _MOMENTS,
+    ("adamax_update", "large"): _MOMENTS,
     ("rmsprop_update", "large"): ("one loop per variant in both since f120ced "
                                   "(NULL tests inside one loop had kept gcc's scalar: 1.34x "
                                   "and 1.99x); then 1.07x (2 threads) and 1.22x (1 thread) "
