@@ -963,3 +963,75 @@ def test_more_losses_match_torch(backend, dtype, rng, name, kwargs, reduction):
     assert_close(np.asarray(loss), tl.detach().numpy(), dtype)
     assert_close(grad, tp.grad.numpy(), dtype)
     assert repr(ours).startswith(name)
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda m: m.Hardshrink(), (3, 4, 5)), (lambda m: m.Hardshrink(1.2), (6, 7)),
+    (lambda m: m.Softshrink(0.3), (3, 4, 5)), (lambda m: m.Tanhshrink(), (4, 6)),
+    (lambda m: m.Threshold(0.1, 20.0), (3, 4, 5)), (lambda m: m.GLU(), (3, 4, 6)),
+    (lambda m: m.GLU(1), (3, 4, 5)), (lambda m: m.Softmax2d(), (2, 3, 4, 5)),
+    (lambda m: m.Softmax2d(), (3, 4, 5)), (lambda m: m.PixelShuffle(2), (2, 8, 3, 5)),
+    (lambda m: m.PixelShuffle(3), (9, 2, 2)), (lambda m: m.PixelUnshuffle(2), (2, 3, 4, 6)),
+], ids=["hardshrink", "hardshrink-1.2", "softshrink", "tanhshrink", "threshold", "glu",
+        "glu-dim1", "softmax2d", "softmax2d-unbatched", "pixel-shuffle", "pixel-shuffle-3d",
+        "pixel-unshuffle"])
+def test_host_layers_match_torch(backend, dtype, rng, make, shape):
+    """The NumPy-on-host layers (fastnn/nn/host_layers.py): outputs, input gradients,
+    inferred shapes and reprs as PyTorch's; shrink thresholds at +-lambd exactly."""
+    layer, twin = make(nn), make(torch.nn)
+    x = (rng.standard_normal(shape) * 2).astype(dtype)
+    x.flat[:2] = [0.5, -0.3]  # on Hardshrink's and Softshrink's thresholds
+    check_against(layer, twin, x, rng, dtype)
+    assert layer.infer_shape(shape, dtype) == tuple(twin(torch.zeros(shape)).shape)
+    assert repr(layer) == repr(twin)
+
+
+def test_host_layers_nan_inf_and_bad_input():
+    x = np.array([np.nan, 0.2, -0.7, 0.5, -0.5, 1.0, np.inf, -np.inf])
+    for make in (lambda m: m.Hardshrink(), lambda m: m.Softshrink(0.5),
+                 lambda m: m.Threshold(0.5, -3.0)):
+        layer, twin = make(nn), make(torch.nn)
+        tx = torch.from_numpy(x.copy()).requires_grad_(True)
+        ty = twin(tx)
+        ty.backward(torch.ones_like(ty))
+        np.testing.assert_array_equal(layer(x), ty.detach().numpy())
+        np.testing.assert_array_equal(layer.backward(np.ones_like(x)), tx.grad.numpy())
+    with pytest.raises(ValueError, match=r"GLU\(dim=-1\): the size along dim -1 must be even"):
+        nn.GLU()(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"expected input of shape \(\*, C \* 4, H, W\)"):
+        nn.PixelShuffle(2)(np.zeros((1, 6, 2, 2)))
+    with pytest.raises(ValueError, match="divisible by 2"):
+        nn.PixelUnshuffle(2)(np.zeros((1, 1, 3, 4)))
+    with pytest.raises(ValueError, match="Softshrink: expected lambd in"):
+        nn.Softshrink(-1.0)
+    with pytest.raises(ValueError, match=r"Softmax2d\(\): expected input of shape"):
+        nn.Softmax2d()(np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weight"])
+def test_multilabel_soft_margin_loss_matches_torch(backend, dtype, rng, reduction, weighted):
+    """Per-sample mean over the labels, then the reduction; logits of +-40 stay finite."""
+    pred = (rng.standard_normal((5, 4)) * 3).astype(dtype)
+    pred[0, :2] = [40.0, -40.0]
+    target = (rng.random((5, 4)) > 0.5).astype(dtype)
+    weight = np.array([1.0, 2.0, 0.5, 3.0]) if weighted else None
+    ours = nn.MultiLabelSoftMarginLoss(weight=weight, reduction=reduction)
+    theirs = torch.nn.MultiLabelSoftMarginLoss(
+        weight=None if weight is None else torch.from_numpy(weight.astype(dtype)),
+        reduction=reduction)
+    tp = torch.from_numpy(pred.copy()).requires_grad_(True)
+    tl = theirs(tp, torch.from_numpy(target))
+    loss = ours(pred, target)
+    if reduction == "none":
+        g = rng.standard_normal(5).astype(dtype)
+        tl.backward(torch.from_numpy(g))
+        grad = ours.backward(g)
+        assert loss.shape == (5,)
+    else:
+        tl.backward()
+        grad = ours.backward()
+    assert_close(np.asarray(loss), tl.detach().numpy(), dtype)
+    assert_close(grad, tp.grad.numpy(), dtype)
+    with pytest.raises(ValueError, match="weight of shape"):
+        nn.MultiLabelSoftMarginLoss(weight=np.ones(3))(pred, target)

@@ -12,11 +12,13 @@ from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from . import init
 from .flatten import Flatten, Unflatten
 from .groupnorm import GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
+from .host_layers import (GLU, Hardshrink, PixelShuffle, PixelUnshuffle, Softmax2d, Softshrink,
+                          Tanhshrink, Threshold)
 from .layernorm import LayerNorm
 from .linear import Linear
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingLoss, HuberLoss,
-                   KLDivLoss, L1Loss, Loss, MSELoss, NLLLoss, PoissonNLLLoss, SmoothL1Loss,
-                   SoftMarginLoss)
+                   KLDivLoss, L1Loss, Loss, MSELoss, MultiLabelSoftMarginLoss, NLLLoss,
+                   PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss)
 from .module import Module, Parameter
 from .padding import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d,
                       ConstantPad2d, ConstantPad3d, ReflectionPad1d, ReflectionPad2d,
@@ -28,6 +30,8 @@ from . import utils
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
            "ELU", "SELU", "CELU", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",
+           "Softmax2d", "Hardshrink", "Softshrink", "Tanhshrink", "Threshold", "GLU",
+           "PixelShuffle", "PixelUnshuffle",
            "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Embedding", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "MaxUnpool1d", "MaxUnpool2d", "AvgPool1d", "AvgPool2d",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Upsample",
@@ -39,4 +43,4 @@ __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tan
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Loss",
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "SoftMarginLoss", "HingeEmbeddingLoss",
-           "PoissonNLLLoss", "init", "utils"]
+           "PoissonNLLLoss", "MultiLabelSoftMarginLoss", "init", "utils"]

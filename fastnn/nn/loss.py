@@ -413,6 +413,53 @@ class HingeEmbeddingLoss(_ElementwiseOnHost):
         return [f"margin={self.margin}"] if getattr(self, "margin", 1.0) != 1.0 else []
 
 
+class MultiLabelSoftMarginLoss(_OnHost):
+    """Multi-label one-vs-all logistic loss: pred (N, C) logits (or (C,)), target of that
+    shape with 1 for each label present and 0 otherwise; per sample
+    -mean_c w_c [t log sigmoid(x) + (1 - t) log sigmoid(-x)] (weight (C,) optional),
+    then the reduction over the samples ('none': (N,)). Computed as softplus terms
+    (finite for any logit); the gradient w_c (sigmoid(x) - t) / C."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(reduction, size_average, reduce)
+        self.weight = _host_factor(type(self).__name__, "weight", weight)
+
+    def _kernel(self, k):
+        return self._host
+
+    def _check(self, pred, target):
+        pred, target = super()._check(pred, target)
+        if pred.ndim not in (1, 2) or (self.weight is not None
+                                       and self.weight.shape not in ((pred.shape[-1],), ())):
+            raise ValueError(f"{self._where()}: expected pred of shape (N, C) or (C,) and a "
+                             f"weight of shape (C,), got {pred.shape} and "
+                             f"{None if self.weight is None else self.weight.shape}")
+        return pred, target
+
+    def _w(self, pred):
+        return pred.dtype.type(1) if self.weight is None else self.weight.astype(pred.dtype)
+
+    def _losses(self, pred, target):
+        def softplus(z):
+            return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
+        per_label = target * softplus(-pred) + (1 - target) * softplus(pred)
+        return (per_label * self._w(pred)).mean(axis=-1).astype(pred.dtype)
+
+    def _grad_terms(self, pred, target):
+        e = np.exp(-np.abs(pred))
+        sigmoid = np.where(pred >= 0, 1 / (1 + e), e / (1 + e))
+        return ((sigmoid - target) * self._w(pred) / pred.shape[-1]).astype(pred.dtype)
+
+    def _count(self, pred):
+        return pred.shape[0] if pred.ndim == 2 else 1
+
+    def _loss_shape(self, pred_shape):
+        return tuple(pred_shape)[:-1]
+
+    def _options(self):
+        return ["weight=<array>"] if getattr(self, "weight", None) is not None else []
+
+
 class PoissonNLLLoss(_ElementwiseOnHost):
     """Poisson negative log-likelihood of counts target with rate exp(pred) (log_input,
     the default: exp(pred) - target pred) or pred (pred - target log(pred + eps));
