@@ -1035,3 +1035,60 @@ def test_multilabel_soft_margin_loss_matches_torch(backend, dtype, rng, reductio
     assert_close(grad, tp.grad.numpy(), dtype)
     with pytest.raises(ValueError, match="weight of shape"):
         nn.MultiLabelSoftMarginLoss(weight=np.ones(3))(pred, target)
+
+
+PAIR_LOSS_CASES = [
+    ("MarginRankingLoss", dict(margin=0.3), [(6,), (6,)], True),
+    ("MarginRankingLoss", dict(), [(), ()], True),
+    ("CosineEmbeddingLoss", dict(margin=0.2), [(6, 5), (6, 5)], True),
+    ("CosineEmbeddingLoss", dict(), [(5,), (5,)], True),
+    ("TripletMarginLoss", dict(), [(6, 5)] * 3, False),
+    ("TripletMarginLoss", dict(margin=2.0, swap=True), [(6, 5)] * 3, False),
+    ("TripletMarginLoss", dict(p=1.0), [(6, 5)] * 3, False),
+    ("TripletMarginLoss", dict(p=3.0, swap=True, margin=0.5), [(5,)] * 3, False),
+]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name, kwargs, shapes, labelled", PAIR_LOSS_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(PAIR_LOSS_CASES)])
+def test_multi_input_losses_match_torch(dtype, rng, name, kwargs, shapes, labelled,
+                                        reduction):
+    """forward(*inputs) and backward() -> one gradient per float input, against torch
+    (batched and unbatched inputs, swap, p-norms, margins)."""
+    xs = [rng.standard_normal(s).astype(dtype) for s in shapes]
+    label_shape = shapes[0] if name == "MarginRankingLoss" else shapes[0][:-1]
+    y = (np.where(rng.random(label_shape) > 0.5, 1.0, -1.0).astype(dtype)
+         if labelled else None)
+    ours = getattr(nn, name)(reduction=reduction, **kwargs)
+    theirs = getattr(torch.nn, name)(reduction=reduction, **kwargs)
+    txs = [torch.from_numpy(x.copy()).requires_grad_(True) for x in xs]
+    tl = theirs(*txs, *([torch.from_numpy(y)] if labelled else []))
+    loss = ours(*xs, *([y] if labelled else []))
+    g = rng.standard_normal(tuple(tl.shape)).astype(dtype) if tl.ndim else None
+    tl.backward(None if g is None else torch.from_numpy(g))
+    grads = ours.backward(g)
+    assert len(grads) == len(xs)
+    assert_close(np.asarray(loss), tl.detach().numpy(), dtype)
+    for ours_g, tx in zip(grads, txs):
+        assert ours_g.shape == tuple(tx.shape) and ours_g.dtype == dtype
+        assert_close(ours_g, tx.grad.numpy(), dtype)
+    assert repr(ours).startswith(name)
+
+
+def test_multi_input_losses_bad_input():
+    x = np.zeros((3, 4))
+    with pytest.raises(TypeError, match=r"expected 3 inputs \(input1, input2, target\), got 2"):
+        nn.CosineEmbeddingLoss()(x, x)
+    with pytest.raises(ValueError, match="expected target values of 1 or -1"):
+        nn.MarginRankingLoss()(np.zeros(3), np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match=r"expected negative of shape \(3, 4\)"):
+        nn.TripletMarginLoss()(x, x, np.zeros((3, 5)))
+    with pytest.raises(TypeError, match="dtype"):
+        nn.TripletMarginLoss()(x, x, x.astype(np.float32))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        nn.TripletMarginLoss().backward()
+    loss = nn.MarginRankingLoss(reduction="none")
+    loss(np.zeros(3), np.ones(3), np.ones(3))
+    with pytest.raises(ValueError, match=r"number or of shape \(3,\)"):
+        loss.backward(np.ones(4))

@@ -20,6 +20,7 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingL
                    KLDivLoss, L1Loss, Loss, MSELoss, MultiLabelSoftMarginLoss, NLLLoss,
                    PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss)
 from .module import Module, Parameter
+from .pair_losses import CosineEmbeddingLoss, MarginRankingLoss, TripletMarginLoss
 from .padding import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d,
                       ConstantPad2d, ConstantPad3d, ReflectionPad1d, ReflectionPad2d,
                       ReflectionPad3d, ReplicationPad1d, ReplicationPad2d, ReplicationPad3d,
@@ -43,4 +44,5 @@ __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tan
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Loss",
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "SoftMarginLoss", "HingeEmbeddingLoss",
-           "PoissonNLLLoss", "MultiLabelSoftMarginLoss", "init", "utils"]
+           "PoissonNLLLoss", "MultiLabelSoftMarginLoss", "MarginRankingLoss",
+           "CosineEmbeddingLoss", "TripletMarginLoss", "init", "utils"]

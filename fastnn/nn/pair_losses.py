@@ -1,0 +1,195 @@
+"""Losses of two or three inputs (PyTorch's MarginRankingLoss, CosineEmbeddingLoss and
+TripletMarginLoss), NumPy on the host.
+
+``forward(*inputs)`` returns the loss as the other losses do (a float for 'mean' and
+'sum', the per-sample losses for 'none'); ``backward(grad=None)`` returns a tuple with
+the gradient of each float input, in the order given (the label input of the first two
+gets none). A device input's gradient goes back to the device.
+"""
+import numpy as np
+
+from .. import device as _device
+from ..validation import check_float_array, check_number
+from .loss import Loss
+
+
+class _MultiInputLoss(Loss):
+    """Per-sample losses (N,) and their gradients w.r.t. each float input, computed by
+    ``_per_sample`` on host arrays, then reduced."""
+
+    #: names of the float inputs, then of the label input (or None)
+    inputs = ()
+    labels = None
+
+    def forward(self, *args):
+        names = self.inputs + ((self.labels,) if self.labels else ())
+        if len(args) != len(names):
+            raise TypeError(f"{self._where()}: expected {len(names)} inputs "
+                            f"({', '.join(names)}), got {len(args)}")
+        where = self._where()
+        first = check_float_array(where, names[0], args[0], device_ok=True)
+        arrays = [_device.to_host(first)]
+        for name, a in zip(names[1:], args[1:]):
+            a = check_float_array(where, name, a, dtype=first.dtype, device_ok=True)
+            arrays.append(_device.to_host(a))
+        self._check_shapes(arrays)
+        batched = arrays[0].ndim == self.sample_ndim + 1
+        if not batched:  # one unbatched sample: as a batch of one
+            arrays = [a.reshape((1,) + a.shape) for a in arrays]
+        losses, grads = self._per_sample(*arrays)
+        self._ctx = (grads, batched, _device.namespace_of(first), losses.shape[0])
+        if self.reduction == "none":
+            return losses if batched else losses[0]
+        total = losses.sum(dtype=np.float64)
+        return np.float64(total / losses.shape[0] if self.reduction == "mean" else total)
+
+    def __call__(self, *args):
+        return self.forward(*args)
+
+    def backward(self, grad=None):
+        """(gradient w.r.t. each float input), scaled by grad: a number for 'mean' and
+        'sum', for 'none' one per sample (None: ones)."""
+        if getattr(self, "_ctx", None) is None:
+            raise RuntimeError(f"{self._where()}: backward called before forward")
+        grads, batched, namespace, n = self._ctx
+        dtype = grads[0].dtype
+        if grad is None:
+            scale = np.ones(n, dtype)
+        elif np.ndim(grad) == 0:
+            scale = np.full(n, grad, dtype)
+        elif self.reduction == "none" and np.shape(grad) == ((n,) if batched else ()):
+            scale = np.asarray(grad, dtype).reshape(n)
+        else:
+            raise ValueError(f"{self._where()}.backward: expected grad to be a number"
+                             + (f" or of shape {(n,) if batched else ()}"
+                                if self.reduction == "none" else "")
+                             + f", got shape {np.shape(grad)}")
+        if self.reduction == "mean":
+            scale = scale / dtype.type(n)
+        out = []
+        for g in grads:
+            g = g * scale.reshape((n,) + (1,) * (g.ndim - 1))
+            out.append(namespace.put(np.array(g if batched else g[0], dtype)))  # (0-d stays)
+        return tuple(out)
+
+    def _check_shapes(self, arrays):
+        where = self._where()
+        shape = arrays[0].shape
+        if len(shape) not in (self.sample_ndim, self.sample_ndim + 1):
+            raise ValueError(f"{where}: expected {self.inputs[0]} of rank "
+                             f"{self.sample_ndim + 1} (batched) or {self.sample_ndim}, "
+                             f"got shape {shape}")
+        for name, a in zip(self.inputs[1:], arrays[1:len(self.inputs)]):
+            if a.shape != shape:
+                raise ValueError(f"{where}: expected {name} of shape {shape} (as "
+                                 f"{self.inputs[0]}), got {a.shape}")
+        if self.labels:
+            expected = shape[:len(shape) - self.sample_ndim]
+            y = arrays[-1]
+            if y.shape != expected:
+                raise ValueError(f"{where}: expected {self.labels} of shape {expected}, "
+                                 f"got {y.shape}")
+            if not np.isin(y, (-1.0, 1.0)).all():
+                raise ValueError(f"{where}: expected {self.labels} values of 1 or -1")
+
+
+class MarginRankingLoss(_MultiInputLoss):
+    """max(0, -y (x1 - x2) + margin) per sample: x1, x2 scores of shape (N,) (or ()),
+    y of that shape with 1 where x1 should rank higher, -1 where x2 should. backward
+    returns (grad_x1, grad_x2)."""
+
+    inputs, labels, sample_ndim = ("input1", "input2"), "target", 0
+
+    def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(reduction, size_average, reduce)
+        check_number(type(self).__name__, "margin", margin)
+        self.margin = float(margin)
+
+    def _per_sample(self, x1, x2, y):
+        z = -y * (x1 - x2) + x1.dtype.type(self.margin)
+        active = (z >= 0).astype(x1.dtype)  # PyTorch's clamp_min passes the gradient at 0
+        return np.maximum(z, 0), (-y * active, y * active)
+
+    def _options(self):
+        return [f"margin={self.margin}"] if getattr(self, "margin", 0.0) else []
+
+
+class CosineEmbeddingLoss(_MultiInputLoss):
+    """1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1, per
+    sample: x1, x2 (N, D) (or (D,)), y (N,); cos with PyTorch's 1e-12 added to each
+    squared norm. backward returns (grad_x1, grad_x2)."""
+
+    inputs, labels, sample_ndim = ("input1", "input2"), "target", 1
+
+    def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(reduction, size_average, reduce)
+        check_number(type(self).__name__, "margin", margin, -1.0, 1.0, high_open=False)
+        self.margin = float(margin)
+
+    def _per_sample(self, x1, x2, y):
+        dt = x1.dtype.type
+        dot = (x1 * x2).sum(axis=1)
+        sq1 = (x1 * x1).sum(axis=1) + dt(1e-12)
+        sq2 = (x2 * x2).sum(axis=1) + dt(1e-12)
+        denom = np.sqrt(sq1 * sq2)
+        cos = dot / denom
+        d1 = x2 / denom[:, None] - (cos / sq1)[:, None] * x1   # d cos / d x1
+        d2 = x1 / denom[:, None] - (cos / sq2)[:, None] * x2
+        neg = cos - dt(self.margin)
+        losses = np.where(y == 1, 1 - cos, np.maximum(neg, 0)).astype(x1.dtype)
+        factor = np.where(y == 1, dt(-1), (neg >= 0).astype(x1.dtype)).astype(x1.dtype)
+        return losses, (d1 * factor[:, None], d2 * factor[:, None])
+
+    def _options(self):
+        return [f"margin={self.margin}"] if getattr(self, "margin", 0.0) else []
+
+
+class TripletMarginLoss(_MultiInputLoss):
+    """max(d(a, p) - d(a, n) + margin, 0) per sample, d(u, v) = ||u - v + eps||_p
+    (PyTorch's pairwise distance); swap: d(p, n) replaces d(a, n) where smaller.
+    anchor, positive, negative: (N, D) (or (D,)). backward returns (grad_anchor,
+    grad_positive, grad_negative)."""
+
+    inputs, sample_ndim = ("anchor", "positive", "negative"), 1
+
+    def __init__(self, margin=1.0, p=2.0, eps=1e-6, swap=False, size_average=None,
+                 reduce=None, reduction="mean"):
+        super().__init__(reduction, size_average, reduce)
+        name = type(self).__name__
+        check_number(name, "margin", margin, 0.0, low_open=True)
+        check_number(name, "p", p, 1.0)
+        check_number(name, "eps", eps, 0.0)
+        self.margin, self.p, self.eps, self.swap = float(margin), float(p), float(eps), bool(swap)
+
+    def _distance(self, u, v):
+        """(||u - v + eps||_p, its gradient w.r.t. u), one a row."""
+        diff = u - v + u.dtype.type(self.eps)
+        if self.p == 2.0:
+            norm = np.sqrt((diff * diff).sum(axis=1))
+            grad = diff / np.where(norm > 0, norm, 1)[:, None]
+        else:
+            a = np.abs(diff)
+            norm = (a ** self.p).sum(axis=1) ** (1 / self.p)
+            safe = np.where(norm > 0, norm, 1)[:, None]
+            grad = np.sign(diff) * (a / safe) ** (self.p - 1)
+        return norm, grad
+
+    def _per_sample(self, a, pos, neg):
+        d_ap, g_ap = self._distance(a, pos)
+        d_an, g_an = self._distance(a, neg)
+        use_pn = np.zeros((len(a), 1), bool)   # rows where swap takes d(p, n)
+        g_pn = np.zeros_like(a)
+        if self.swap:
+            d_pn, g_pn = self._distance(pos, neg)
+            use_pn = (d_pn < d_an)[:, None]
+            d_an = np.where(use_pn[:, 0], d_pn, d_an)
+        z = d_ap - d_an + a.dtype.type(self.margin)
+        active = (z >= 0).astype(a.dtype)[:, None]  # (clamp_min's gradient at 0, PyTorch's)
+        grad_a = (g_ap - np.where(use_pn, 0, g_an)) * active
+        grad_p = (-g_ap - np.where(use_pn, g_pn, 0)) * active
+        grad_n = np.where(use_pn, g_pn, g_an) * active
+        return np.maximum(z, 0).astype(a.dtype), (grad_a, grad_p, grad_n)
+
+    def _options(self):
+        options = [f"margin={self.margin}"] if getattr(self, "margin", 1.0) != 1.0 else []
+        return options + (["swap=True"] if getattr(self, "swap", False) else [])
