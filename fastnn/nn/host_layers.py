@@ -181,59 +181,58 @@ def _unshuffle(x, r):
     return np.ascontiguousarray(y).reshape(tuple(lead) + (c * r * r, h, w))
 
 
-class PixelShuffle(Module):
+class _Rearrange(Module):
+    """A layer that only moves values (PixelShuffle, PixelUnshuffle): ``_there`` forward,
+    its inverse ``_back`` backward, with ``factor``."""
+
+    def _forward(self, x, buffered):
+        return _device.namespace_of(x).put(self._there(_device.to_host(x), self.factor))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        return _device.namespace_of(grad_out).put(self._back(_device.to_host(grad_out),
+                                                             self.factor))
+
+
+class PixelShuffle(_Rearrange):
     """(*, C r^2, H, W) -> (*, C, H r, W r) (sub-pixel convolution's upsampling,
     PyTorch's element order); backward the inverse rearrangement."""
 
+    _there, _back = staticmethod(_shuffle), staticmethod(_unshuffle)
+
     def __init__(self, upscale_factor):
         super().__init__()
-        self.upscale_factor = check_positive_int(type(self).__name__, "upscale_factor",
-                                                 upscale_factor)
+        self.upscale_factor = self.factor = check_positive_int(
+            type(self).__name__, "upscale_factor", upscale_factor)
 
     def infer_shape(self, shape, dtype):
-        shape, r = tuple(shape), self.upscale_factor
+        shape, r = tuple(shape), self.factor
         if len(shape) < 3 or shape[-3] % (r * r):
             raise ValueError(f"{self._where()}: expected input of shape (*, C * {r * r}, H, W), "
                              f"got {shape}")
         return shape[:-3] + (shape[-3] // (r * r), shape[-2] * r, shape[-1] * r)
 
-    def _forward(self, x, buffered):
-        return _device.namespace_of(x).put(_shuffle(_device.to_host(x), self.upscale_factor))
-
-    def _backward(self, grad_out, buffered, need_grad_in):
-        if not need_grad_in:
-            return None
-        return _device.namespace_of(grad_out).put(
-            _unshuffle(_device.to_host(grad_out), self.upscale_factor))
-
     def extra_repr(self):
-        return f"upscale_factor={self.upscale_factor}"
+        return f"upscale_factor={self.factor}"
 
 
-class PixelUnshuffle(Module):
+class PixelUnshuffle(_Rearrange):
     """(*, C, H r, W r) -> (*, C r^2, H, W), the inverse of PixelShuffle."""
+
+    _there, _back = staticmethod(_unshuffle), staticmethod(_shuffle)
 
     def __init__(self, downscale_factor):
         super().__init__()
-        self.downscale_factor = check_positive_int(type(self).__name__, "downscale_factor",
-                                                   downscale_factor)
+        self.downscale_factor = self.factor = check_positive_int(
+            type(self).__name__, "downscale_factor", downscale_factor)
 
     def infer_shape(self, shape, dtype):
-        shape, r = tuple(shape), self.downscale_factor
+        shape, r = tuple(shape), self.factor
         if len(shape) < 3 or shape[-2] % r or shape[-1] % r:
             raise ValueError(f"{self._where()}: expected input of shape (*, C, H, W) with H "
                              f"and W divisible by {r}, got {shape}")
         return shape[:-3] + (shape[-3] * r * r, shape[-2] // r, shape[-1] // r)
 
-    def _forward(self, x, buffered):
-        return _device.namespace_of(x).put(_unshuffle(_device.to_host(x),
-                                                      self.downscale_factor))
-
-    def _backward(self, grad_out, buffered, need_grad_in):
-        if not need_grad_in:
-            return None
-        return _device.namespace_of(grad_out).put(
-            _shuffle(_device.to_host(grad_out), self.downscale_factor))
-
     def extra_repr(self):
-        return f"downscale_factor={self.downscale_factor}"
+        return f"downscale_factor={self.factor}"

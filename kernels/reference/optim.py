@@ -47,16 +47,29 @@ def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10)
     param -= dt(lr) * g / (np.sqrt(state_sum) + dt(eps))
 
 
+def _decayed(grad, param, weight_decay):
+    """grad + weight_decay * param (PyTorch's L2 term), or grad itself without decay."""
+    return grad + param.dtype.type(weight_decay) * param if weight_decay else grad
+
+
+def _moments(g, exp_avg, exp_avg_sq, beta1, beta2):
+    """Adam's moving averages in place: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2
+    (v skipped when exp_avg_sq is None)."""
+    dt = g.dtype.type
+    exp_avg *= dt(beta1)
+    exp_avg += dt(1 - beta1) * g
+    if exp_avg_sq is not None:
+        exp_avg_sq *= dt(beta2)
+        exp_avg_sq += dt(1 - beta2) * g * g
+
+
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
                 eps=1e-8, weight_decay=0.0, max_exp_avg_sq=None):
     """PyTorch's Adam (AMSGrad when max_exp_avg_sq is given). param, grad, exp_avg,
     exp_avg_sq, max_exp_avg_sq: same shape, updated in place."""
     dt = param.dtype.type
-    g = grad + dt(weight_decay) * param if weight_decay else grad
-    exp_avg *= dt(beta1)
-    exp_avg += dt(1 - beta1) * g
-    exp_avg_sq *= dt(beta2)
-    exp_avg_sq += dt(1 - beta2) * g * g
+    g = _decayed(grad, param, weight_decay)
+    _moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     step_size = lr / (1 - beta1 ** step)
     second = exp_avg_sq
     if max_exp_avg_sq is not None:
@@ -70,9 +83,8 @@ def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2
                   eps=1e-8, weight_decay=0.0):
     """PyTorch's Adamax. param, grad, exp_avg, exp_inf: same shape, updated in place."""
     dt = param.dtype.type
-    g = grad + dt(weight_decay) * param if weight_decay else grad
-    exp_avg *= dt(beta1)
-    exp_avg += dt(1 - beta1) * g
+    g = _decayed(grad, param, weight_decay)
+    _moments(g, exp_avg, None, beta1, beta2)
     np.maximum(exp_inf * dt(beta2), np.abs(g) + dt(eps), out=exp_inf)  # NaN propagates
     param -= dt(lr / (1 - beta1 ** step)) * exp_avg / exp_inf
 
@@ -83,10 +95,7 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     """NAdam's and RAdam's step with the rates their optimizers computed. Arrays: same
     shape, updated in place."""
     dt = param.dtype.type
-    g = grad + dt(weight_decay) * param if weight_decay else grad
-    exp_avg *= dt(beta1)
-    exp_avg += dt(1 - beta1) * g
-    exp_avg_sq *= dt(beta2)
-    exp_avg_sq += dt(1 - beta2) * g * g
+    g = _decayed(grad, param, weight_decay)
+    _moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     denom = dt(sq_scale) * np.sqrt(exp_avg_sq) + dt(eps)
     param -= (dt(avg_rate) * exp_avg + dt(grad_rate) * g) / denom
