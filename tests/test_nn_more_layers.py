@@ -1092,3 +1092,32 @@ def test_multi_input_losses_bad_input():
     loss(np.zeros(3), np.ones(3), np.ones(3))
     with pytest.raises(ValueError, match=r"number or of shape \(3,\)"):
         loss.backward(np.ones(4))
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda m: m.CosineSimilarity(), (4, 5)), (lambda m: m.CosineSimilarity(dim=-1), (2, 3, 6)),
+    (lambda m: m.CosineSimilarity(dim=0), (5,)), (lambda m: m.PairwiseDistance(), (4, 5)),
+    (lambda m: m.PairwiseDistance(p=1.0, keepdim=True), (4, 5)),
+    (lambda m: m.PairwiseDistance(p=3.0), (5,)),
+], ids=["cos", "cos-last", "cos-unbatched", "dist", "dist-p1-keepdim", "dist-p3-unbatched"])
+def test_two_input_modules_match_torch(dtype, rng, make, shape):
+    """forward(x1, x2) and backward(grad) -> (grad_x1, grad_x2) against torch; a zero
+    vector's cosine (eps-clamped norm) and its gradients too."""
+    ours, theirs = make(nn), make(torch.nn)
+    x1, x2 = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    zero_row = isinstance(ours, nn.CosineSimilarity) and len(shape) == 2
+    if zero_row:  # its gradient is x2 / (eps |x2|): about 1e8
+        x1[0] = 0.0
+    t1, t2 = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x1, x2))
+    ty = theirs(t1, t2)
+    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.from_numpy(g))
+    y = ours(x1, x2)
+    g1, g2 = ours.backward(g)
+    assert y.shape == tuple(ty.shape) and y.dtype == dtype
+    assert_close(y, ty.detach().numpy(), dtype)
+    assert_close(g1, t1.grad.numpy(), dtype, scale=1e8 if zero_row else 1)
+    assert_close(g2, t2.grad.numpy(), dtype)
+    assert repr(ours) == repr(theirs)
+    with pytest.raises(ValueError, match="of one shape"):
+        ours(x1, x2[..., :-1])
