@@ -400,6 +400,28 @@ def test_embedding_on_the_gpu(rng):
         assert_close(fdevice.to_host(p_gpu.grad), p_host.grad, np.float64)
 
 
+def test_recurrent_layers_on_the_gpu(rng):
+    """LSTM and GRU (2 layers, bidirectional) moved to the GPU: outputs, states and
+    gradients where the input lives, parameters' gradients on the device, as on the host."""
+    for build in (lambda: nn.LSTM(3, 4, num_layers=2, bidirectional=True),
+                  lambda: nn.GRU(3, 4, num_layers=2, batch_first=True)):
+        host, gpu = twins(build)
+        x = rng.standard_normal((5, 2, 3))
+        out, state = gpu(cuda.to_device(x))
+        ref, ref_state = host(x)
+        assert fdevice.is_device_array(out)
+        assert_close(out.copy_to_host(), ref, np.float64)
+        h, h_ref = (state[0], ref_state[0]) if isinstance(state, tuple) else (state, ref_state)
+        assert_close(fdevice.to_host(h), h_ref, np.float64)
+        g = rng.standard_normal(ref.shape)
+        grad = gpu.backward(cuda.to_device(g))
+        assert fdevice.is_device_array(grad)
+        assert_close(grad.copy_to_host(), host.backward(g), np.float64)
+        for p_gpu, p_host in zip(gpu.parameters(), host.parameters()):
+            assert fdevice.is_device_array(p_gpu.grad)
+            assert_close(fdevice.to_host(p_gpu.grad), p_host.grad, np.float64)
+
+
 def test_dropout_on_the_gpu_masks_and_scales():
     layer = nn.Dropout(0.5).to("cuda")
     y = layer(np.ones((16, 64), np.float32))

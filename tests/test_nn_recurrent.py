@@ -1,0 +1,164 @@
+"""RNN, LSTM and GRU against torch.nn: outputs, final states, the gradients of the input,
+of the initial state and of every parameter, through layers, directions and time."""
+import numpy as np
+import pytest
+import torch
+
+import fastnn
+from fastnn import nn
+
+from conftest import assert_close
+from nn_torch_helpers import TORCH_DTYPES
+
+torch.set_num_threads(2)
+
+CONFIGS = [
+    dict(),
+    dict(num_layers=2, batch_first=True),
+    dict(bidirectional=True, bias=False),
+    dict(num_layers=2, bidirectional=True, batch_first=True),
+]
+
+
+def twins(name, dtype, **kwargs):
+    ours = getattr(nn, name)(3, 4, dtype=dtype, **kwargs)
+    theirs = getattr(torch.nn, name)(3, 4, **kwargs).to(TORCH_DTYPES[np.dtype(dtype)])
+    ours.load_state_dict({k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()})
+    return ours, theirs
+
+
+def run_both(ours, theirs, x, hx, rng, dtype):
+    """Forward both, backward with random output and final-state gradients; compare."""
+    lstm = isinstance(ours, nn.LSTM)
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    thx = None if hx is None else tuple(torch.from_numpy(h.copy()).requires_grad_(True)
+                                        for h in hx)
+    if lstm:
+        tout, (th, tc) = theirs(tx, thx)
+        out, (h, c) = ours(x, hx)
+        finals = [(h, th), (c, tc)]
+    else:
+        tout, th = theirs(tx, None if thx is None else thx[0])
+        out, h = ours(x, None if hx is None else hx[0])
+        finals = [(h, th)]
+    go = rng.standard_normal(tuple(tout.shape)).astype(dtype)
+    gfinal = [rng.standard_normal(tuple(t.shape)).astype(dtype) for _, t in finals]
+    loss = (tout * torch.from_numpy(go)).sum()
+    for g, (_, t) in zip(gfinal, finals):
+        loss = loss + (t * torch.from_numpy(g)).sum()
+    loss.backward()
+    grad_x = ours.backward(go, tuple(gfinal) if lstm else gfinal[0])
+    assert out.shape == tuple(tout.shape) and out.dtype == dtype
+    assert_close(out, tout.detach().numpy(), dtype)
+    for ours_state, t in finals:
+        assert_close(ours_state, t.detach().numpy(), dtype)
+    assert_close(grad_x, tx.grad.numpy(), dtype, scale=10)
+    named = dict(theirs.named_parameters())
+    assert [n for n, _ in ours.named_parameters()] == list(named)
+    for name, p in ours.named_parameters():
+        assert_close(p.grad, named[name].grad.numpy(), dtype, scale=30, err_msg=name)
+    if thx is not None:
+        grads = ours.grad_hx if lstm else (ours.grad_hx,)
+        for g, t in zip(grads, thx):
+            assert_close(g, t.grad.numpy(), dtype, scale=10)
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=["1-layer", "2-layer-batch-first",
+                                                 "bidirectional-no-bias", "2-layer-bi-bf"])
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_recurrent_layers_match_torch(dtype, rng, name, config):
+    ours, theirs = twins(name, dtype, **config)
+    d = 2 if config.get("bidirectional") else 1
+    layers = config.get("num_layers", 1)
+    shape = (2, 5, 3) if config.get("batch_first") else (5, 2, 3)
+    x = rng.standard_normal(shape).astype(dtype)
+    hx = tuple(rng.standard_normal((d * layers, 2, 4)).astype(dtype) for _ in range(2))
+    run_both(ours, theirs, x, hx, rng, dtype)
+    ours.zero_grad()
+    theirs.zero_grad()
+    run_both(ours, theirs, x, None, rng, dtype)   # zero initial state
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_unbatched_sequence_and_relu_rnn(rng, name):
+    dtype = np.float64
+    kwargs = dict(nonlinearity="relu") if name == "RNN" else {}
+    ours, theirs = twins(name, dtype, num_layers=2, **kwargs)
+    x = rng.standard_normal((6, 3))
+    run_both(ours, theirs, x, tuple(rng.standard_normal((2, 4)) for _ in range(2)), rng,
+             dtype)
+    assert repr(ours) == repr(theirs)
+
+
+def test_dropout_between_layers(rng):
+    """Training mode drops (and rescales) the outputs of every layer but the last, from
+    fastnn's generator; eval mode matches torch's eval exactly."""
+    ours, theirs = twins("LSTM", np.float64, num_layers=3, dropout=0.5)
+    x = rng.standard_normal((4, 2, 3))
+    fastnn.manual_seed(3)
+    a, _ = ours(x)
+    grad = ours.backward(np.ones_like(a))
+    fastnn.manual_seed(3)
+    b, _ = ours(x)
+    np.testing.assert_array_equal(a, b)
+    assert grad.shape == x.shape and np.isfinite(grad).all()
+    ours.eval()
+    theirs.eval()
+    ours.zero_grad()
+    run_both(ours, theirs, x, None, rng, np.float64)
+    assert not np.allclose(a, ours(x)[0])
+
+
+def test_lstm_training_follows_torch_and_learns_to_remember(rng):
+    """An LSTM and a Linear head trained with Adam on sequences labelled by the sign of
+    their first element (noise after it), from torch's initial weights (float64): the
+    losses follow torch's step for step, and the model learns the task."""
+    torch.manual_seed(0)
+    tlstm, thead = torch.nn.LSTM(1, 16, batch_first=True).double(), torch.nn.Linear(16, 2).double()
+    lstm, head = nn.LSTM(1, 16, batch_first=True, dtype=np.float64), nn.Linear(16, 2, dtype=np.float64)
+    for ours, theirs in ((lstm, tlstm), (head, thead)):
+        ours.load_state_dict({k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()})
+    opt = fastnn.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=0.02)
+    topt = torch.optim.Adam(list(tlstm.parameters()) + list(thead.parameters()), lr=0.02)
+    loss_fn = nn.CrossEntropyLoss()
+    for step in range(200):
+        x = rng.standard_normal((32, 8, 1))
+        y = (x[:, 0, 0] > 0).astype(np.int64)
+        opt.zero_grad()
+        out, (h, _) = lstm(x)
+        loss = loss_fn(head(h[0]), y)
+        grad_h = head.backward(loss_fn.backward())
+        lstm.backward(np.zeros_like(out), (grad_h[None], None))
+        opt.step()
+        topt.zero_grad()
+        _, (th, _) = tlstm(torch.from_numpy(x))
+        tloss = torch.nn.functional.cross_entropy(thead(th[0]), torch.from_numpy(y))
+        tloss.backward()
+        topt.step()
+        if step < 100:
+            np.testing.assert_allclose(loss, tloss.item(), rtol=1e-6, err_msg=f"step {step}")
+    x = rng.standard_normal((256, 8, 1))
+    _, (h, _) = lstm(x)
+    assert (head(h[0]).argmax(1) == (x[:, 0, 0] > 0)).mean() > 0.8  # chance: 0.5
+
+
+def test_recurrent_bad_arguments_and_inputs():
+    with pytest.raises(ValueError, match="proj_size"):
+        nn.LSTM(3, 4, proj_size=2)
+    with pytest.raises(ValueError, match="nonlinearity"):
+        nn.RNN(3, 4, nonlinearity="sigmoid")
+    f32 = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
+    with pytest.raises(ValueError, match=r"expected input of shape \(L, N, F\) or \(L, F\)"):
+        nn.GRU(3, 4)(f32(2, 5, 2))
+    with pytest.raises(ValueError, match=r"expected hx of shape \(2, 5, 4\)"):
+        nn.GRU(3, 4, num_layers=2)(f32(2, 5, 3), f32(1, 5, 4))
+    with pytest.raises(ValueError, match=r"pair \(h_0, c_0\)"):
+        nn.LSTM(3, 4)(f32(2, 5, 3), f32(1, 5, 4))
+    with pytest.raises(TypeError, match="does not match the layer's parameters"):
+        nn.GRU(3, 4)(np.zeros((2, 5, 3)))
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        nn.RNN(3, 4).backward(np.zeros((2, 5, 4)))
+    layer = nn.RNN(3, 4)
+    layer(f32(2, 5, 3))
+    with pytest.raises(ValueError, match=r"expected grad_output of shape \(2, 5, 4\)"):
+        layer.backward(f32(5, 2, 4))
