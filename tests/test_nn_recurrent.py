@@ -162,3 +162,48 @@ def test_recurrent_bad_arguments_and_inputs():
     layer(f32(2, 5, 3))
     with pytest.raises(ValueError, match=r"expected grad_output of shape \(2, 5, 4\)"):
         layer.backward(f32(5, 2, 4))
+
+
+@pytest.mark.parametrize("name, kwargs", [("RNNCell", {}), ("RNNCell", dict(nonlinearity="relu")),
+                                          ("LSTMCell", {}), ("GRUCell", dict(bias=False))])
+def test_cells_unrolled_by_hand_match_torch(dtype, rng, name, kwargs):
+    """Three steps of a cell, then three backward calls in reverse order: the inputs',
+    the initial state's and the parameters' gradients as torch's; reprs too."""
+    theirs = getattr(torch.nn, name)(3, 4, **kwargs).to(TORCH_DTYPES[np.dtype(dtype)])
+    ours = getattr(nn, name)(3, 4, dtype=dtype, **kwargs)
+    ours.load_state_dict({k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()})
+    lstm = name == "LSTMCell"
+    xs = [rng.standard_normal((2, 3)).astype(dtype) for _ in range(3)]
+    h0, c0 = (rng.standard_normal((2, 4)).astype(dtype) for _ in range(2))
+    txs = [torch.from_numpy(x.copy()).requires_grad_(True) for x in xs]
+    th0, tc0 = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (h0, c0))
+    th, tc, h, c = th0, tc0, h0, c0
+    for tx, x in zip(txs, xs):
+        if lstm:
+            th, tc = theirs(tx, (th, tc))
+            h, c = ours(x, (h, c))
+        else:
+            th = theirs(tx, th)
+            h = ours(x, h)
+    g = rng.standard_normal((2, 4)).astype(dtype)
+    (th * torch.from_numpy(g)).sum().backward()
+    assert_close(h, th.detach().numpy(), dtype)
+    grad, grads_x = (g, None) if lstm else g, []
+    for _ in xs:
+        gx, grad = ours.backward(grad)
+        grads_x.append(gx)
+    for gx, tx in zip(reversed(grads_x), txs):
+        assert_close(gx, tx.grad.numpy(), dtype, scale=10)
+    assert_close(grad[0] if lstm else grad, th0.grad.numpy(), dtype, scale=10)
+    if lstm:
+        assert_close(grad[1], tc0.grad.numpy(), dtype, scale=10)
+    named = dict(theirs.named_parameters())
+    for pname, p in ours.named_parameters():
+        assert_close(p.grad, named[pname].grad.numpy(), dtype, scale=30, err_msg=pname)
+    assert repr(ours) == repr(theirs)
+    with pytest.raises(RuntimeError, match="no forward left to take back"):
+        ours.backward(grad)
+    ours.eval()
+    ours(xs[0])   # eval mode keeps nothing for a backward
+    with pytest.raises(RuntimeError, match="no forward left"):
+        ours.backward((g, None) if lstm else g)

@@ -366,3 +366,155 @@ class GRU(_Recurrent):
         dax = np.concatenate([dar, daz, dan], axis=1)
         dah = np.concatenate([dar, daz, dan * r], axis=1)
         return dax, dah, dh * z + dah @ w_hh, None
+
+
+class _Cell(Module):
+    """One time step as a layer (PyTorch's RNNCell, LSTMCell, GRUCell), the update rule
+    of the matching sequence layer (``rule``). Each forward in training mode keeps what
+    its backward needs on a stack: call backward once per forward, in reverse order
+    (backward through time by hand); backward returns (grad_input, grad_hx). Eval mode
+    keeps nothing; ``clear_history()`` drops forwards that will not be taken back."""
+
+    rule = None
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
+        super().__init__()
+        name = type(self).__name__
+        self.input_size = check_positive_int(name, "input_size", input_size)
+        self.hidden_size = check_positive_int(name, "hidden_size", hidden_size)
+        self.bias = check_bool(name, "bias", bias)
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        rng = _random.generator()
+        gh = self.rule.gates * self.hidden_size
+        shapes = [("weight_ih", (gh, self.input_size)), ("weight_hh", (gh, self.hidden_size))]
+        if self.bias:
+            shapes += [("bias_ih", (gh,)), ("bias_hh", (gh,))]
+        for pname, shape in shapes:
+            setattr(self, pname, Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
+        self._stack = []
+
+    def infer_shape(self, shape, dtype):
+        return None
+
+    def __call__(self, x, hx=None):
+        return self.forward(x, hx)
+
+    def clear_history(self):
+        """Forget the forwards not taken back yet (e.g. after a truncated BPTT window)."""
+        self._stack.clear()
+
+    def _host(self, name):
+        p = getattr(self, name, None)
+        return None if p is None else _device.to_host(p.data)
+
+    def forward(self, x, hx=None):
+        """h' for x (N, input_size) or (input_size,) and hx (N, hidden_size) (None:
+        zeros; LSTMCell: a pair (h, c), returning (h', c'))."""
+        where = self._where()
+        x = check_float_array(where, "input", x, device_ok=True)
+        shape = tuple(x.shape)
+        if len(shape) not in (1, 2) or shape[-1] != self.input_size:
+            raise ValueError(f"{where}: expected input of shape (N, {self.input_size}) or "
+                             f"({self.input_size},), got {shape}")
+        self._check_dtype(x.dtype, self.weight_ih.data.dtype)
+        namespace = _device.namespace_of(x)
+        host = _device.to_host(x).reshape((-1, self.input_size))
+        states = self._states(hx, shape[:-1], x.dtype)
+        h, c = (s.reshape(host.shape[0], self.hidden_size) if s is not None else None
+                for s in states)
+        xp = host @ self._host("weight_ih").T
+        if self.bias:
+            xp += self._host("bias_ih")
+        h_new, c_new, cache = self.rule._step(self, xp, h, c, self._host("weight_hh"),
+                                              self._host("bias_hh"))
+        if self.training:
+            self._stack.append((host, cache, shape[:-1], namespace))
+        put = lambda a: namespace.put(np.ascontiguousarray(  # noqa: E731
+            a.reshape(shape[:-1] + (self.hidden_size,))))
+        return (put(h_new), put(c_new)) if self.rule.has_cell else put(h_new)
+
+    def _states(self, hx, lead, dtype):
+        shape = lead + (self.hidden_size,)
+        if hx is None:
+            zeros = np.zeros(shape, dtype)
+            return zeros, (zeros.copy() if self.rule.has_cell else None)
+        parts = hx if self.rule.has_cell else (hx,)
+        if self.rule.has_cell and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            raise ValueError(f"{self._where()}: expected hx to be a pair (h, c)")
+        out = []
+        for name, h in zip(("h", "c"), parts):
+            h = check_float_array(self._where(), name, h, dtype=dtype, device_ok=True)
+            if tuple(h.shape) != shape:
+                raise ValueError(f"{self._where()}: expected {name} of shape {shape}, got "
+                                 f"{tuple(h.shape)}")
+            out.append(_device.to_host(h))
+        return out[0], (out[1] if self.rule.has_cell else None)
+
+    def backward(self, grad):
+        """(grad_input, grad_hx) of the latest forward not yet taken back, for grad, the
+        gradient w.r.t. its h' (LSTMCell: (grad_h, grad_c), either may be None)."""
+        if not self._stack:
+            raise RuntimeError(f"{self._where()}: backward called with no forward left to "
+                               f"take back (one backward per training-mode forward)")
+        host, cache, lead, namespace = self._stack[-1]
+        shape = lead + (self.hidden_size,)
+        parts = grad if self.rule.has_cell else (grad, None)
+        if self.rule.has_cell and (not isinstance(grad, (tuple, list)) or len(grad) != 2):
+            raise ValueError(f"{self._where()}: expected grad to be a pair (grad_h, grad_c)")
+        dtype = host.dtype
+        flat = []
+        for g in parts:
+            if g is None:
+                flat.append(np.zeros((host.shape[0], self.hidden_size), dtype))
+                continue
+            g = np.asarray(_device.to_host(g), dtype)
+            if g.shape != shape:
+                raise ValueError(f"{self._where()}: expected grad of shape {shape}, got "
+                                 f"{g.shape}")
+            flat.append(g.reshape(host.shape[0], self.hidden_size))
+        self._stack.pop()
+        w_hh = self._host("weight_hh")
+        dax, dah, dh, dc = self.rule._step_back(self, flat[0], flat[1], cache, w_hh)
+        grads = [("weight_ih", dax.T @ host), ("weight_hh", dah.T @ cache[0])]
+        if self.bias:
+            grads += [("bias_ih", dax.sum(axis=0)), ("bias_hh", dah.sum(axis=0))]
+        for pname, value in grads:
+            _device.update_on_host(getattr(self, pname).grad,
+                                   lambda a, v=value: np.add(a, v, out=a))
+        put = lambda a, n: namespace.put(np.ascontiguousarray(  # noqa: E731
+            a.reshape(lead + (n,))))
+        grad_x = put(dax @ self._host("weight_ih"), self.input_size)
+        if self.rule.has_cell:
+            return grad_x, (put(dh, self.hidden_size), put(dc, self.hidden_size))
+        return grad_x, put(dh, self.hidden_size)
+
+    def extra_repr(self):
+        return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
+
+
+class RNNCell(_Cell):
+    """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act tanh (or 'relu')."""
+
+    rule = RNN
+
+    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
+                 dtype=np.float32):
+        check_only("RNNCell", "nonlinearity", nonlinearity, ("tanh", "relu"))
+        super().__init__(input_size, hidden_size, bias, dtype)
+        self.nonlinearity = nonlinearity
+
+    def extra_repr(self):
+        return super().extra_repr() + (", nonlinearity=relu"
+                                       if self.nonlinearity == "relu" else "")
+
+
+class LSTMCell(_Cell):
+    """One LSTM step: (h', c') from x and (h, c) (gates i, f, g, o)."""
+
+    rule = LSTM
+
+
+class GRUCell(_Cell):
+    """One GRU step: h' from x and h (gates r, z, n)."""
+
+    rule = GRU
