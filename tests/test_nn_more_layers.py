@@ -1121,3 +1121,27 @@ def test_two_input_modules_match_torch(dtype, rng, make, shape):
     assert repr(ours) == repr(theirs)
     with pytest.raises(ValueError, match="of one shape"):
         ours(x1, x2[..., :-1])
+
+
+@pytest.mark.parametrize("bias, lead", [(True, (4,)), (False, (2, 3)), (True, ())],
+                         ids=["batch", "no-bias-leading-dims", "unbatched"])
+def test_bilinear_matches_torch(dtype, rng, bias, lead):
+    theirs = torch.nn.Bilinear(3, 5, 2, bias=bias).to(TORCH_DTYPES[np.dtype(dtype)])
+    ours = nn.Bilinear(3, 5, 2, bias=bias, dtype=dtype)
+    ours.load_state_dict({k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()})
+    x1, x2 = (rng.standard_normal(lead + (n,)).astype(dtype) for n in (3, 5))
+    t1, t2 = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x1, x2))
+    ty = theirs(t1, t2)
+    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.from_numpy(g))
+    y = ours(x1, x2)
+    g1, g2 = ours.backward(g)
+    assert_close(y, ty.detach().numpy(), dtype)
+    assert_close(g1, t1.grad.numpy(), dtype)
+    assert_close(g2, t2.grad.numpy(), dtype)
+    named = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        assert_close(p.grad, named[name].grad.numpy(), dtype, err_msg=name)
+    assert repr(ours) == repr(theirs)
+    with pytest.raises(ValueError, match="same leading dimensions"):
+        ours(x1, x2[..., :4])

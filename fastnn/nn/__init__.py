@@ -7,7 +7,7 @@ from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import Conv1d, Conv2d
 from .conv_transpose import ConvTranspose2d
-from .distance import CosineSimilarity, PairwiseDistance
+from .distance import Bilinear, CosineSimilarity, PairwiseDistance
 from .embedding import Embedding
 from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from . import init
@@ -34,7 +34,7 @@ from . import utils
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
            "ELU", "SELU", "CELU", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",
            "Softmax2d", "Hardshrink", "Softshrink", "Tanhshrink", "Threshold", "GLU",
-           "PixelShuffle", "PixelUnshuffle", "CosineSimilarity", "PairwiseDistance",
+           "PixelShuffle", "PixelUnshuffle", "CosineSimilarity", "PairwiseDistance", "Bilinear",
            "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Embedding", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "MaxUnpool1d", "MaxUnpool2d", "AvgPool1d", "AvgPool2d",

@@ -1,13 +1,15 @@
-"""PyTorch's CosineSimilarity and PairwiseDistance: modules of two inputs, NumPy on the
-host. ``forward(x1, x2)`` returns the similarity or distance; ``backward(grad_out)``
-returns (grad_x1, grad_x2). A device input's results go back to the device."""
+"""PyTorch's CosineSimilarity, PairwiseDistance and Bilinear: modules of two inputs,
+NumPy on the host. ``forward(x1, x2)`` returns the similarity, distance or output;
+``backward(grad_out)`` returns (grad_x1, grad_x2). A device input's results go back to
+the device."""
 import numbers
 
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool, check_float_array, check_number
-from .module import Module
+from .. import random as _random
+from ..validation import check_bool, check_float_array, check_number, check_positive_int
+from .module import Module, Parameter
 
 
 class _TwoInputs(Module):
@@ -101,3 +103,78 @@ class PairwiseDistance(_TwoInputs):
 
     def extra_repr(self):
         return ""
+
+
+class Bilinear(_TwoInputs):
+    """y = x1^T A x2 + b for each output: weight A (out_features, in1_features,
+    in2_features), bias (out_features,), both U(-1/sqrt(in1), 1/sqrt(in1)) (PyTorch's).
+    x1 (*, in1_features), x2 (*, in2_features) with the same leading dimensions;
+    y (*, out_features). backward(grad_out) returns (grad_x1, grad_x2) and accumulates
+    the parameters' gradients. NumPy on the host (two matrix products each way)."""
+
+    def __init__(self, in1_features, in2_features, out_features, bias=True,
+                 dtype=np.float32):
+        super().__init__()
+        name = "Bilinear"
+        self.in1_features = check_positive_int(name, "in1_features", in1_features)
+        self.in2_features = check_positive_int(name, "in2_features", in2_features)
+        self.out_features = check_positive_int(name, "out_features", out_features)
+        bound = 1.0 / np.sqrt(self.in1_features)
+        rng = _random.generator()
+        shape = (self.out_features, self.in1_features, self.in2_features)
+        self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
+        self.bias = (Parameter(rng.uniform(-bound, bound, self.out_features).astype(dtype))
+                     if bias else None)
+
+    def _inputs(self, x1, x2):
+        where = self._where()
+        x1 = check_float_array(where, "x1", x1, device_ok=True)
+        x2 = check_float_array(where, "x2", x2, dtype=x1.dtype, device_ok=True)
+        s1, s2 = tuple(x1.shape), tuple(x2.shape)
+        if (not s1 or s1[-1] != self.in1_features or not s2 or s2[-1] != self.in2_features
+                or s1[:-1] != s2[:-1]):
+            raise ValueError(f"{where}: expected x1 (*, {self.in1_features}) and x2 "
+                             f"(*, {self.in2_features}) with the same leading dimensions, "
+                             f"got {s1} and {s2}")
+        self._check_dtype(x1.dtype, self.weight.data.dtype)
+        self._namespace = _device.namespace_of(x1)
+        return (_device.to_host(x1).reshape(-1, self.in1_features),
+                _device.to_host(x2).reshape(-1, self.in2_features), s1[:-1])
+
+    def forward(self, x1, x2):
+        a, b, lead = self._inputs(x1, x2)
+        w = _device.to_host(self.weight.data)
+        # (N, in1) @ (in1, out * in2) -> (N, out, in2), then contract in2 with x2
+        t = (a @ w.transpose(1, 0, 2).reshape(self.in1_features, -1)).reshape(
+            a.shape[0], self.out_features, self.in2_features)
+        y = np.einsum("noj,nj->no", t, b)
+        if self.bias is not None:
+            y += _device.to_host(self.bias.data)
+        self._ctx = (a, b, t, lead)
+        return self._namespace.put(np.ascontiguousarray(y.reshape(lead + (self.out_features,))))
+
+    def backward(self, grad_out):
+        """(grad_x1, grad_x2) for grad_out (*, out_features); parameter gradients
+        accumulate."""
+        if getattr(self, "_ctx", None) is None:
+            raise RuntimeError(f"{self._where()}: backward called before forward")
+        a, b, t, lead = self._ctx
+        g = np.asarray(_device.to_host(grad_out), a.dtype)
+        if g.shape != lead + (self.out_features,):
+            raise ValueError(f"{self._where()}: expected grad_out of shape "
+                             f"{lead + (self.out_features,)}, got {g.shape}")
+        g = g.reshape(-1, self.out_features)
+        w = _device.to_host(self.weight.data)
+        grad_x2 = np.einsum("no,noj->nj", g, t)
+        u = np.einsum("no,oij->nij", g, w)                    # (N, in1, in2)
+        grad_x1 = np.einsum("nij,nj->ni", u, b)
+        grad_w = np.einsum("no,ni,nj->oij", g, a, b, optimize=True)
+        _device.update_on_host(self.weight.grad, lambda x: np.add(x, grad_w, out=x))
+        if self.bias is not None:
+            _device.update_on_host(self.bias.grad, lambda x: np.add(x, g.sum(axis=0), out=x))
+        put = lambda x, n: self._namespace.put(np.ascontiguousarray(x.reshape(lead + (n,))))  # noqa: E731
+        return put(grad_x1, self.in1_features), put(grad_x2, self.in2_features)
+
+    def extra_repr(self):
+        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+                f"out_features={self.out_features}, bias={self.bias is not None}")
