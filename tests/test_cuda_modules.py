@@ -422,6 +422,22 @@ def test_recurrent_layers_on_the_gpu(rng):
             assert_close(fdevice.to_host(p_gpu.grad), p_host.grad, np.float64)
 
 
+def test_multihead_attention_on_the_gpu(rng):
+    host, gpu = twins(lambda: nn.MultiheadAttention(4, 2, batch_first=True))
+    q, kv = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 5, 4))
+    out, weights = gpu(cuda.to_device(q), cuda.to_device(kv), cuda.to_device(kv))
+    ref, ref_weights = host(q, kv, kv)
+    assert fdevice.is_device_array(out) and fdevice.is_device_array(weights)
+    assert_close(out.copy_to_host(), ref, np.float64)
+    assert_close(weights.copy_to_host(), ref_weights, np.float64)
+    g = rng.standard_normal(ref.shape)
+    for ours, theirs in zip(gpu.backward(cuda.to_device(g)), host.backward(g)):
+        assert fdevice.is_device_array(ours)
+        assert_close(ours.copy_to_host(), theirs, np.float64)
+    for p_gpu, p_host in zip(gpu.parameters(), host.parameters()):
+        assert_close(fdevice.to_host(p_gpu.grad), p_host.grad, np.float64)
+
+
 def test_dropout_on_the_gpu_masks_and_scales():
     layer = nn.Dropout(0.5).to("cuda")
     y = layer(np.ones((16, 64), np.float32))
