@@ -203,6 +203,21 @@ def scaled(a, factor, copy=False):
     return a
 
 
+def added(*arrays):
+    """The sum of arrays of one shape, where the first lives (a new array); device arrays
+    go through the host (off the GPU's hot path: the residuals of the transformer layers
+    and the summed gradients of self-attention)."""
+    if not any(is_device_array(a) for a in arrays):
+        total = arrays[0] + arrays[1]
+        for a in arrays[2:]:
+            total += a
+        return total
+    total = to_host(arrays[0]).copy()
+    for a in arrays[1:]:
+        total += to_host(a)
+    return namespace_of(arrays[0]).put(total)
+
+
 def update_on_host(a, update):
     """Call update(h) on a host view of a, changing it in place: a itself for a NumPy
     array; for a device array a host copy, written back after (off the GPU's hot path: the

@@ -1,0 +1,131 @@
+"""PyTorch's TransformerEncoderLayer and TransformerEncoder, built from fastnn's layers
+(MultiheadAttention, Linear, LayerNorm, Dropout, ReLU/GELU) with the backward written
+out: each sub-layer's backward is called in reverse order of its forward."""
+import copy
+
+import numpy as np
+
+from .. import device as _device
+from ..validation import check_bool, check_number, check_positive_int
+from .activations import GELU, ReLU
+from .attention import MultiheadAttention
+from .container import ModuleList
+from .dropout import Dropout
+from .layernorm import LayerNorm
+from .linear import Linear
+from .module import Module
+
+
+class TransformerEncoderLayer(Module):
+    """Self-attention then a feed-forward block, each with dropout, a residual and a
+    LayerNorm: post-norm x = norm1(x + sa(x)), x = norm2(x + ff(x)) (norm_first:
+    x = x + sa(norm1(x)), x = x + ff(norm2(x))), ff(x) = linear2(dropout(act(linear1(x)))).
+    Input (L, N, d_model) ((N, L, d_model) with batch_first; (L, d_model) unbatched).
+    forward(src, src_mask=None, src_key_padding_mask=None) as PyTorch's;
+    backward(grad_out) returns the gradient of src. activation: 'relu', 'gelu' or a fastnn
+    activation layer. Parameter names as PyTorch's (its state dicts load)."""
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
+                 layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True,
+                 dtype=np.float32):
+        super().__init__()
+        name = "TransformerEncoderLayer"
+        d_model = check_positive_int(name, "d_model", d_model)
+        dim_feedforward = check_positive_int(name, "dim_feedforward", dim_feedforward)
+        check_number(name, "dropout", dropout, 0.0, 1.0)
+        self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
+                                            batch_first=batch_first, dtype=dtype)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dtype)
+        self.norm_first = check_bool(name, "norm_first", norm_first)
+        self.norm1 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)
+        self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        if isinstance(activation, str):
+            if activation not in ("relu", "gelu"):
+                raise ValueError(f"{name}: activation should be 'relu' or 'gelu' (or a "
+                                 f"fastnn activation layer), got {activation!r}")
+            activation = ReLU() if activation == "relu" else GELU()
+        elif not isinstance(activation, Module):
+            raise TypeError(f"{name}: expected activation to be 'relu', 'gelu' or a fastnn "
+                            f"Module, got {activation!r}")
+        self.activation = activation
+
+    def infer_shape(self, shape, dtype):
+        return tuple(shape)
+
+    def __call__(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        return self.forward(src, src_mask, src_key_padding_mask, is_causal)
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        add, x = _device.added, src
+        if self.norm_first:
+            x = add(x, self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal))
+            return add(x, self._ff(self.norm2(x)))
+        x = self.norm1(add(x, self._sa(x, src_mask, src_key_padding_mask, is_causal)))
+        return self.norm2(add(x, self._ff(x)))
+
+    def _sa(self, x, attn_mask, key_padding_mask, is_causal):
+        out, _ = self.self_attn(x, x, x, attn_mask=attn_mask,
+                                key_padding_mask=key_padding_mask, need_weights=False,
+                                is_causal=is_causal)
+        return self.dropout1(out)
+
+    def _ff(self, x):
+        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    def _sa_back(self, g):
+        return _device.added(*self.self_attn.backward(self.dropout1.backward(g)))
+
+    def _ff_back(self, g):
+        g = self.dropout.backward(self.linear2.backward(self.dropout2.backward(g)))
+        return self.linear1.backward(self.activation.backward(g))
+
+    def backward(self, grad_out):
+        """The gradient of src for grad_out (the output's shape); parameters' gradients
+        accumulate."""
+        add, g = _device.added, grad_out
+        if self.norm_first:
+            g = add(g, self.norm2.backward(self._ff_back(g)))
+            return add(g, self.norm1.backward(self._sa_back(g)))
+        g = self.norm2.backward(g)
+        g = add(g, self._ff_back(g))
+        g = self.norm1.backward(g)
+        return add(g, self._sa_back(g))
+
+
+class TransformerEncoder(Module):
+    """``num_layers`` copies of ``encoder_layer`` (named layers.0, layers.1, ... as
+    PyTorch's), then ``norm`` when given. forward(src, mask=None,
+    src_key_padding_mask=None); backward(grad_out) -> gradient of src."""
+
+    def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True,
+                 mask_check=True):
+        super().__init__()  # (the last two: PyTorch's implementation switches, no effect)
+        if not isinstance(encoder_layer, TransformerEncoderLayer):
+            raise TypeError(f"TransformerEncoder: expected a TransformerEncoderLayer, got "
+                            f"{type(encoder_layer).__name__}")
+        count = check_positive_int("TransformerEncoder", "num_layers", num_layers)
+        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(count)])
+        self.num_layers = count
+        self.norm = norm
+
+    def infer_shape(self, shape, dtype):
+        return tuple(shape)
+
+    def __call__(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        return self.forward(src, mask, src_key_padding_mask, is_causal)
+
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        x = src
+        for layer in self.layers:
+            x = layer(x, mask, src_key_padding_mask, bool(is_causal))
+        return x if self.norm is None else self.norm(x)
+
+    def backward(self, grad_out):
+        g = grad_out if self.norm is None else self.norm.backward(grad_out)
+        for layer in reversed(list(self.layers)):
+            g = layer.backward(g)
+        return g

@@ -1,0 +1,80 @@
+"""TransformerEncoderLayer and TransformerEncoder against torch.nn: outputs, the
+gradient of the input and of every parameter (post-norm and norm_first, relu and gelu,
+masks, layouts, a final norm), and eval mode with dropout."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from fastnn import nn
+
+from conftest import assert_close
+from nn_torch_helpers import TORCH_DTYPES
+
+torch.set_num_threads(2)
+
+CASES = [
+    dict(),
+    dict(norm_first=True, activation="gelu", batch_first=True),
+    dict(mask=True, layers=2, final_norm=True),
+    dict(norm_first=True, unbatched=True, layers=2),
+]
+
+
+def twins(dtype, layers=1, final_norm=False, dropout=0.0, **kwargs):
+    kwargs = dict(dim_feedforward=16, dropout=dropout, **kwargs)
+    tdtype = TORCH_DTYPES[np.dtype(dtype)]
+    theirs = torch.nn.TransformerEncoder(
+        torch.nn.TransformerEncoderLayer(8, 2, **kwargs), layers,
+        norm=torch.nn.LayerNorm(8) if final_norm else None,
+        enable_nested_tensor=False).to(tdtype)
+    ours = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, dtype=dtype, **kwargs),
+                                 layers, norm=nn.LayerNorm(8, dtype=dtype) if final_norm else None)
+    ours.load_state_dict({k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()})
+    return ours, theirs
+
+
+@pytest.mark.parametrize("case", CASES, ids=["post-norm", "norm-first-gelu-batch-first",
+                                             "causal-2-layers-final-norm",
+                                             "norm-first-unbatched"])
+def test_transformer_encoder_matches_torch(dtype, rng, case):
+    case = dict(case)
+    mask, unbatched = case.pop("mask", False), case.pop("unbatched", False)
+    ours, theirs = twins(dtype, **case)
+    shape = (5, 8) if unbatched else ((2, 5, 8) if case.get("batch_first") else (5, 2, 8))
+    x = rng.standard_normal(shape).astype(dtype)
+    causal = np.triu(np.ones((5, 5), bool), 1) if mask else None
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ty = theirs(tx, mask=None if causal is None else torch.from_numpy(causal))
+    y = ours(x, mask=causal)
+    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.from_numpy(g))
+    grad = ours.backward(g)
+    assert_close(y, ty.detach().numpy(), dtype, scale=10)
+    assert_close(grad, tx.grad.numpy(), dtype, scale=30)
+    named = dict(theirs.named_parameters())
+    assert [name for name, _ in ours.named_parameters()] == list(named)
+    for name, p in ours.named_parameters():
+        assert_close(p.grad, named[name].grad.numpy(), dtype, scale=100, err_msg=name)
+
+
+def test_eval_mode_with_dropout_matches_torch(rng):
+    ours, theirs = twins(np.float64, layers=2, dropout=0.1)
+    x = rng.standard_normal((4, 3, 8))
+    train_out = ours(x)
+    ours.eval()
+    theirs.eval()
+    y = ours(x)
+    np.testing.assert_allclose(y, theirs(torch.from_numpy(x)).detach().numpy(), rtol=1e-9,
+                               atol=1e-11)
+    assert not np.allclose(train_out, y)
+
+
+def test_transformer_bad_arguments():
+    with pytest.raises(ValueError, match="activation should be 'relu' or 'gelu'"):
+        nn.TransformerEncoderLayer(8, 2, activation="tanh")
+    with pytest.raises(TypeError, match="expected a TransformerEncoderLayer"):
+        nn.TransformerEncoder(nn.Linear(2, 2), 2)
