@@ -438,6 +438,20 @@ def test_multihead_attention_on_the_gpu(rng):
         assert_close(fdevice.to_host(p_gpu.grad), p_host.grad, np.float64)
 
 
+def test_transformer_encoder_on_the_gpu(rng):
+    host, gpu = twins(lambda: nn.TransformerEncoder(
+        nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, dropout=0.0, norm_first=True), 2))
+    x = rng.standard_normal((4, 2, 8))
+    y = gpu(cuda.to_device(x))
+    assert fdevice.is_device_array(y)
+    assert_close(y.copy_to_host(), host(x), np.float64)
+    g = rng.standard_normal((4, 2, 8))
+    grad = gpu.backward(cuda.to_device(g))
+    assert_close(grad.copy_to_host(), host.backward(g), np.float64)
+    for p_gpu, p_host in zip(gpu.parameters(), host.parameters()):
+        assert_close(fdevice.to_host(p_gpu.grad), p_host.grad, np.float64)
+
+
 def test_dropout_on_the_gpu_masks_and_scales():
     layer = nn.Dropout(0.5).to("cuda")
     y = layer(np.ones((16, 64), np.float32))
