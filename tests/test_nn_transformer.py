@@ -78,3 +78,44 @@ def test_transformer_bad_arguments():
         nn.TransformerEncoderLayer(8, 2, activation="tanh")
     with pytest.raises(TypeError, match="expected a TransformerEncoderLayer"):
         nn.TransformerEncoder(nn.Linear(2, 2), 2)
+
+
+@pytest.mark.parametrize("case", [dict(), dict(norm_first=True, batch_first=True, layers=2,
+                                                final_norm=True, activation="gelu")],
+                         ids=["post-norm", "norm-first-2-layers"])
+def test_transformer_decoder_matches_torch(dtype, rng, case):
+    """tgt with a causal mask attending to memory with a padding mask: output and the
+    gradients of tgt, memory (summed over the layers) and every parameter."""
+    case = dict(case)
+    layers, final_norm = case.pop("layers", 1), case.pop("final_norm", False)
+    kwargs = dict(dim_feedforward=16, dropout=0.0, **case)
+    tdtype = TORCH_DTYPES[np.dtype(dtype)]
+    theirs = torch.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(8, 2, **kwargs),
+                                         layers, norm=torch.nn.LayerNorm(8) if final_norm
+                                         else None).to(tdtype)
+    ours = nn.TransformerDecoder(nn.TransformerDecoderLayer(8, 2, dtype=dtype, **kwargs),
+                                 layers, norm=nn.LayerNorm(8, dtype=dtype) if final_norm
+                                 else None)
+    ours.load_state_dict({k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()})
+    first = case.get("batch_first", False)
+    tgt = rng.standard_normal((2, 4, 8) if first else (4, 2, 8)).astype(dtype)
+    memory = rng.standard_normal((2, 6, 8) if first else (6, 2, 8)).astype(dtype)
+    causal = np.triu(np.ones((4, 4), bool), 1)
+    padding = np.zeros((2, 6), bool)
+    padding[:, -2:] = True
+    tt, tm = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (tgt, memory))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ty = theirs(tt, tm, tgt_mask=torch.from_numpy(causal),
+                    memory_key_padding_mask=torch.from_numpy(padding))
+    y = ours(tgt, memory, tgt_mask=causal, memory_key_padding_mask=padding)
+    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(torch.from_numpy(g))
+    grad_tgt, grad_memory = ours.backward(g)
+    assert_close(y, ty.detach().numpy(), dtype, scale=10)
+    assert_close(grad_tgt, tt.grad.numpy(), dtype, scale=30)
+    assert_close(grad_memory, tm.grad.numpy(), dtype, scale=30)
+    named = dict(theirs.named_parameters())
+    assert [name for name, _ in ours.named_parameters()] == list(named)
+    for name, p in ours.named_parameters():
+        assert_close(p.grad, named[name].grad.numpy(), dtype, scale=100, err_msg=name)

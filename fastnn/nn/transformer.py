@@ -16,6 +16,26 @@ from .linear import Linear
 from .module import Module
 
 
+def _activation(name, activation):
+    """'relu' / 'gelu' as a layer, or a fastnn activation Module as it is."""
+    if isinstance(activation, str):
+        if activation not in ("relu", "gelu"):
+            raise ValueError(f"{name}: activation should be 'relu' or 'gelu' (or a fastnn "
+                             f"activation layer), got {activation!r}")
+        return ReLU() if activation == "relu" else GELU()
+    if not isinstance(activation, Module):
+        raise TypeError(f"{name}: expected activation to be 'relu', 'gelu' or a fastnn "
+                        f"Module, got {activation!r}")
+    return activation
+
+
+def _copies(where, layer, kind, num_layers):
+    if not isinstance(layer, kind):
+        raise TypeError(f"{where}: expected a {kind.__name__}, got {type(layer).__name__}")
+    count = check_positive_int(where, "num_layers", num_layers)
+    return ModuleList([copy.deepcopy(layer) for _ in range(count)]), count
+
+
 class TransformerEncoderLayer(Module):
     """Self-attention then a feed-forward block, each with dropout, a residual and a
     LayerNorm: post-norm x = norm1(x + sa(x)), x = norm2(x + ff(x)) (norm_first:
@@ -43,15 +63,7 @@ class TransformerEncoderLayer(Module):
         self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
-        if isinstance(activation, str):
-            if activation not in ("relu", "gelu"):
-                raise ValueError(f"{name}: activation should be 'relu' or 'gelu' (or a "
-                                 f"fastnn activation layer), got {activation!r}")
-            activation = ReLU() if activation == "relu" else GELU()
-        elif not isinstance(activation, Module):
-            raise TypeError(f"{name}: expected activation to be 'relu', 'gelu' or a fastnn "
-                            f"Module, got {activation!r}")
-        self.activation = activation
+        self.activation = _activation(name, activation)
 
     def infer_shape(self, shape, dtype):
         return tuple(shape)
@@ -104,12 +116,8 @@ class TransformerEncoder(Module):
     def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True,
                  mask_check=True):
         super().__init__()  # (the last two: PyTorch's implementation switches, no effect)
-        if not isinstance(encoder_layer, TransformerEncoderLayer):
-            raise TypeError(f"TransformerEncoder: expected a TransformerEncoderLayer, got "
-                            f"{type(encoder_layer).__name__}")
-        count = check_positive_int("TransformerEncoder", "num_layers", num_layers)
-        self.layers = ModuleList([copy.deepcopy(encoder_layer) for _ in range(count)])
-        self.num_layers = count
+        self.layers, self.num_layers = _copies("TransformerEncoder", encoder_layer,
+                                               TransformerEncoderLayer, num_layers)
         self.norm = norm
 
     def infer_shape(self, shape, dtype):
@@ -129,3 +137,136 @@ class TransformerEncoder(Module):
         for layer in reversed(list(self.layers)):
             g = layer.backward(g)
         return g
+
+
+class TransformerDecoderLayer(Module):
+    """Self-attention over tgt, attention from tgt to ``memory`` (the encoder's output),
+    then the feed-forward block, each with dropout, a residual and a LayerNorm (post-norm
+    or norm_first, as TransformerEncoderLayer). forward(tgt, memory, tgt_mask=None,
+    memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None) as
+    PyTorch's; backward(grad_out) returns (grad_tgt, grad_memory). Parameter names as
+    PyTorch's (self_attn, multihead_attn, linear1, linear2, norm1..3)."""
+
+    def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
+                 layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True,
+                 dtype=np.float32):
+        super().__init__()
+        name = "TransformerDecoderLayer"
+        d_model = check_positive_int(name, "d_model", d_model)
+        dim_feedforward = check_positive_int(name, "dim_feedforward", dim_feedforward)
+        check_number(name, "dropout", dropout, 0.0, 1.0)
+        attention = dict(dropout=dropout, bias=bias, batch_first=batch_first, dtype=dtype)
+        self.self_attn = MultiheadAttention(d_model, nhead, **attention)
+        self.multihead_attn = MultiheadAttention(d_model, nhead, **attention)
+        self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype)
+        self.dropout = Dropout(dropout)
+        self.linear2 = Linear(dim_feedforward, d_model, bias=bias, dtype=dtype)
+        self.norm_first = check_bool(name, "norm_first", norm_first)
+        for i in (1, 2, 3):
+            setattr(self, f"norm{i}", LayerNorm(d_model, eps=layer_norm_eps, bias=bias,
+                                                dtype=dtype))
+        for i in (1, 2, 3):
+            setattr(self, f"dropout{i}", Dropout(dropout))
+        self.activation = _activation(name, activation)
+
+    def infer_shape(self, shape, dtype):
+        return None
+
+    def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None,
+                 tgt_key_padding_mask=None, memory_key_padding_mask=None, tgt_is_causal=False,
+                 memory_is_causal=False):
+        return self.forward(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                            memory_key_padding_mask, tgt_is_causal, memory_is_causal)
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        add, x = _device.added, tgt
+        sa = lambda y: self._sa(y, tgt_mask, tgt_key_padding_mask, tgt_is_causal)  # noqa: E731
+        ca = lambda y: self._ca(y, memory, memory_mask, memory_key_padding_mask,  # noqa: E731
+                                memory_is_causal)
+        if self.norm_first:
+            x = add(x, sa(self.norm1(x)))
+            x = add(x, ca(self.norm2(x)))
+            return add(x, self._ff(self.norm3(x)))
+        x = self.norm1(add(x, sa(x)))
+        x = self.norm2(add(x, ca(x)))
+        return self.norm3(add(x, self._ff(x)))
+
+    def _sa(self, x, mask, padding, is_causal):
+        out, _ = self.self_attn(x, x, x, attn_mask=mask, key_padding_mask=padding,
+                                need_weights=False, is_causal=is_causal)
+        return self.dropout1(out)
+
+    def _ca(self, x, memory, mask, padding, is_causal):
+        out, _ = self.multihead_attn(x, memory, memory, attn_mask=mask,
+                                     key_padding_mask=padding, need_weights=False,
+                                     is_causal=is_causal)
+        return self.dropout2(out)
+
+    def _ff(self, x):
+        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+
+    def backward(self, grad_out):
+        """(grad_tgt, grad_memory) for grad_out (the output's shape); parameters'
+        gradients accumulate."""
+        add, g = _device.added, grad_out
+
+        def ff_back(h):
+            h = self.dropout.backward(self.linear2.backward(self.dropout3.backward(h)))
+            return self.linear1.backward(self.activation.backward(h))
+
+        def ca_back(h):
+            dq, dk, dv = self.multihead_attn.backward(self.dropout2.backward(h))
+            return dq, add(dk, dv)
+
+        def sa_back(h):
+            return add(*self.self_attn.backward(self.dropout1.backward(h)))
+        if self.norm_first:
+            g = add(g, self.norm3.backward(ff_back(g)))
+            dq, grad_memory = ca_back(g)
+            g = add(g, self.norm2.backward(dq))
+            return add(g, self.norm1.backward(sa_back(g))), grad_memory
+        g = self.norm3.backward(g)
+        g = add(g, ff_back(g))
+        g = self.norm2.backward(g)
+        dq, grad_memory = ca_back(g)
+        g = self.norm1.backward(add(g, dq))
+        return add(g, sa_back(g)), grad_memory
+
+
+class TransformerDecoder(Module):
+    """``num_layers`` copies of ``decoder_layer`` (layers.0, ...), each attending to the
+    same memory, then ``norm`` when given. forward(tgt, memory, tgt_mask=None,
+    memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None);
+    backward(grad_out) -> (grad_tgt, grad_memory), memory's summed over the layers."""
+
+    def __init__(self, decoder_layer, num_layers, norm=None):
+        super().__init__()
+        self.layers, self.num_layers = _copies("TransformerDecoder", decoder_layer,
+                                               TransformerDecoderLayer, num_layers)
+        self.norm = norm
+
+    def infer_shape(self, shape, dtype):
+        return None
+
+    def __call__(self, tgt, memory, tgt_mask=None, memory_mask=None,
+                 tgt_key_padding_mask=None, memory_key_padding_mask=None, tgt_is_causal=None,
+                 memory_is_causal=False):
+        return self.forward(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                            memory_key_padding_mask, tgt_is_causal, memory_is_causal)
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+        x = tgt
+        for layer in self.layers:
+            x = layer(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                      memory_key_padding_mask, bool(tgt_is_causal), memory_is_causal)
+        return x if self.norm is None else self.norm(x)
+
+    def backward(self, grad_out):
+        g = grad_out if self.norm is None else self.norm.backward(grad_out)
+        grad_memory = None
+        for layer in reversed(list(self.layers)):
+            g, gm = layer.backward(g)
+            grad_memory = gm if grad_memory is None else _device.added(grad_memory, gm)
+        return g, grad_memory
