@@ -119,3 +119,36 @@ def test_transformer_decoder_matches_torch(dtype, rng, case):
     assert [name for name, _ in ours.named_parameters()] == list(named)
     for name, p in ours.named_parameters():
         assert_close(p.grad, named[name].grad.numpy(), dtype, scale=100, err_msg=name)
+
+
+@pytest.mark.parametrize("norm_first, batch_first", [(False, False), (True, True)])
+def test_full_transformer_matches_torch(rng, norm_first, batch_first):
+    """Encoder-decoder with the causal mask of generate_square_subsequent_mask: output
+    and the gradients of src, tgt and every parameter (float64); xavier init bounds."""
+    theirs = torch.nn.Transformer(8, 2, 2, 2, 16, 0.0, batch_first=batch_first,
+                                  norm_first=norm_first).double()
+    ours = nn.Transformer(8, 2, 2, 2, 16, 0.0, batch_first=batch_first, norm_first=norm_first,
+                          dtype=np.float64)
+    assert [n for n, _ in ours.named_parameters()] == [n for n, _ in theirs.named_parameters()]
+    ours.load_state_dict({k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()})
+    src = rng.standard_normal((2, 6, 8) if batch_first else (6, 2, 8))
+    tgt = rng.standard_normal((2, 4, 8) if batch_first else (4, 2, 8))
+    mask = nn.Transformer.generate_square_subsequent_mask(4, np.float64)
+    np.testing.assert_array_equal(
+        mask, torch.nn.Transformer.generate_square_subsequent_mask(4, dtype=torch.float64))
+    ts, tt = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (src, tgt))
+    ty = theirs(ts, tt, tgt_mask=torch.from_numpy(mask))
+    y = ours(src, tgt, tgt_mask=mask)
+    g = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.from_numpy(g))
+    grad_src, grad_tgt = ours.backward(g)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(grad_src, ts.grad.numpy(), rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(grad_tgt, tt.grad.numpy(), rtol=1e-8, atol=1e-10)
+    named = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad, named[name].grad.numpy(), rtol=1e-8, atol=1e-10,
+                                   err_msg=name)
+    fresh = nn.Transformer(16, 4, 1, 1, 32)
+    w = fresh.encoder.layers[0].linear1.weight.data
+    assert np.abs(w).max() <= np.sqrt(6 / (16 + 32))   # xavier_uniform, as PyTorch's

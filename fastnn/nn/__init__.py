@@ -23,8 +23,8 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingL
                    PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss)
 from .module import Module, Parameter
 from .pair_losses import CosineEmbeddingLoss, MarginRankingLoss, TripletMarginLoss
-from .transformer import (TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,
-                          TransformerEncoderLayer)
+from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
+                          TransformerEncoder, TransformerEncoderLayer)
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from .padding import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d,
                       ConstantPad2d, ConstantPad3d, ReflectionPad1d, ReflectionPad2d,
@@ -39,7 +39,7 @@ __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tan
            "Softmax2d", "Hardshrink", "Softshrink", "Tanhshrink", "Threshold", "GLU",
            "PixelShuffle", "PixelUnshuffle", "CosineSimilarity", "PairwiseDistance", "Bilinear", "MultiheadAttention",
            "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
-           "TransformerDecoder",
+           "TransformerDecoder", "Transformer",
            "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Embedding", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "MaxUnpool1d", "MaxUnpool2d", "AvgPool1d", "AvgPool2d",

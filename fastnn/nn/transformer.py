@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import device as _device
 from ..validation import check_bool, check_number, check_positive_int
+from . import init
 from .activations import GELU, ReLU
 from .attention import MultiheadAttention
 from .container import ModuleList
@@ -270,3 +271,56 @@ class TransformerDecoder(Module):
             g, gm = layer.backward(g)
             grad_memory = gm if grad_memory is None else _device.added(grad_memory, gm)
         return g, grad_memory
+
+
+class Transformer(Module):
+    """PyTorch's encoder-decoder Transformer: ``encoder`` (num_encoder_layers
+    TransformerEncoderLayers and a final LayerNorm) reads src, ``decoder``
+    (num_decoder_layers TransformerDecoderLayers and a final LayerNorm) reads tgt and
+    the encoder's output. Matrices start xavier_uniform, as PyTorch's. forward(src, tgt,
+    src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
+    tgt_key_padding_mask=None, memory_key_padding_mask=None); backward(grad_out) ->
+    (grad_src, grad_tgt). ``generate_square_subsequent_mask(n)``: the causal mask."""
+
+    def __init__(self, d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6,
+                 dim_feedforward=2048, dropout=0.1, activation="relu", custom_encoder=None,
+                 custom_decoder=None, layer_norm_eps=1e-5, batch_first=False,
+                 norm_first=False, bias=True, dtype=np.float32):
+        super().__init__()
+        layer = dict(dim_feedforward=dim_feedforward, dropout=dropout, activation=activation,
+                     layer_norm_eps=layer_norm_eps, batch_first=batch_first,
+                     norm_first=norm_first, bias=bias, dtype=dtype)
+        norm = lambda: LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)  # noqa: E731
+        self.encoder = custom_encoder or TransformerEncoder(
+            TransformerEncoderLayer(d_model, nhead, **layer), num_encoder_layers, norm())
+        self.decoder = custom_decoder or TransformerDecoder(
+            TransformerDecoderLayer(d_model, nhead, **layer), num_decoder_layers, norm())
+        self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
+        for p in self.parameters():
+            if p.data.ndim > 1:
+                init.xavier_uniform_(p)
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz, dtype=np.float32):
+        """(sz, sz) float mask: -inf above the diagonal (a position sees itself and the
+        ones before), 0 elsewhere."""
+        return np.triu(np.full((sz, sz), -np.inf, dtype), 1)
+
+    def infer_shape(self, shape, dtype):
+        return None
+
+    def __call__(self, src, tgt, *args, **kwargs):
+        return self.forward(src, tgt, *args, **kwargs)
+
+    def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
+                src_key_padding_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
+                memory_is_causal=False):
+        memory = self.encoder(src, src_mask, src_key_padding_mask, src_is_causal)
+        return self.decoder(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                            memory_key_padding_mask, tgt_is_causal, memory_is_causal)
+
+    def backward(self, grad_out):
+        """(grad_src, grad_tgt) for grad_out; parameters' gradients accumulate."""
+        grad_tgt, grad_memory = self.decoder.backward(grad_out)
+        return self.encoder.backward(grad_memory), grad_tgt
