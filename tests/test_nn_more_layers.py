@@ -1145,3 +1145,23 @@ def test_bilinear_matches_torch(dtype, rng, bias, lead):
     assert repr(ours) == repr(theirs)
     with pytest.raises(ValueError, match="same leading dimensions"):
         ours(x1, x2[..., :4])
+
+
+@pytest.mark.parametrize("make, shape, weighted", [
+    (lambda m, dt: m.ChannelShuffle(2), (2, 6, 3, 2), False),
+    (lambda m, dt: m.ChannelShuffle(3), (2, 6, 5), False),
+    (lambda m, dt: m.RMSNorm(5, **dt), (3, 4, 5), True),
+    (lambda m, dt: m.RMSNorm((4, 5), eps=1e-3, **dt), (3, 4, 5), True),
+    (lambda m, dt: m.RMSNorm(5, elementwise_affine=False), (3, 5), False),
+    (lambda m, dt: m.LocalResponseNorm(2, alpha=0.1, k=2.0), (2, 6, 3, 3), False),
+    (lambda m, dt: m.LocalResponseNorm(5, alpha=0.1, beta=0.5, k=2.0), (2, 6, 3, 3), False),
+    (lambda m, dt: m.LocalResponseNorm(3), (2, 5, 7), False),
+], ids=["shuffle-2", "shuffle-3", "rmsnorm", "rmsnorm-2d-eps", "rmsnorm-no-affine",
+        "lrn-even", "lrn-5", "lrn-1d"])
+def test_channel_shuffle_rmsnorm_lrn_match_torch(dtype, rng, make, shape, weighted):
+    layer = make(nn, {"dtype": dtype} if weighted else {})
+    twin = make(torch.nn, {})
+    if weighted:
+        layer.weight.data[...] = rng.uniform(0.5, 1.5, layer.weight.shape)
+    check_against(layer, twin, rng.standard_normal(shape).astype(dtype), rng, dtype)
+    assert repr(layer) == repr(twin)

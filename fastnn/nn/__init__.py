@@ -14,8 +14,9 @@ from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
 from . import init
 from .flatten import Flatten, Unflatten
 from .groupnorm import GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
-from .host_layers import (GLU, Hardshrink, PixelShuffle, PixelUnshuffle, Softmax2d, Softshrink,
-                          Tanhshrink, Threshold)
+from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, PixelShuffle,
+                          PixelUnshuffle, RMSNorm, Softmax2d, Softshrink, Tanhshrink,
+                          Threshold)
 from .layernorm import LayerNorm
 from .linear import Linear
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingLoss, HuberLoss,
@@ -37,7 +38,7 @@ from . import utils
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
            "ELU", "SELU", "CELU", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",
            "Softmax2d", "Hardshrink", "Softshrink", "Tanhshrink", "Threshold", "GLU",
-           "PixelShuffle", "PixelUnshuffle", "CosineSimilarity", "PairwiseDistance", "Bilinear", "MultiheadAttention",
+           "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "RMSNorm", "LocalResponseNorm", "CosineSimilarity", "PairwiseDistance", "Bilinear", "MultiheadAttention",
            "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
            "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",

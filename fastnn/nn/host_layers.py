@@ -1,6 +1,6 @@
 """Less common PyTorch layers computed with NumPy on the host (a device array goes through
-the host and comes back): the shrink activations, Threshold and GLU, and the
-PixelShuffle / PixelUnshuffle rearrangements. Each is a few array operations a call;
+the host and comes back): the shrink activations, Threshold and GLU, the PixelShuffle /
+PixelUnshuffle / ChannelShuffle rearrangements, RMSNorm and LocalResponseNorm. Each is a few array operations a call;
 none has a kernel of its own in the op table."""
 import numbers
 
@@ -9,7 +9,7 @@ import numpy as np
 from .. import device as _device
 from ..validation import check_bool, check_number, check_positive_int
 from .activations import Softmax
-from .module import Module
+from .module import Module, Parameter
 
 
 class _HostElementwise(Module):
@@ -236,3 +236,149 @@ class PixelUnshuffle(_Rearrange):
 
     def extra_repr(self):
         return f"downscale_factor={self.factor}"
+
+
+class ChannelShuffle(_Rearrange):
+    """(N, C, *) with C = groups * k: the channels read as (groups, k) and transposed
+    (ShuffleNet's channel shuffle, PyTorch's order); backward the inverse."""
+
+    def __init__(self, groups):
+        super().__init__()
+        self.groups = self.factor = check_positive_int(type(self).__name__, "groups", groups)
+
+    @staticmethod
+    def _there(x, groups):
+        n, c = x.shape[:2]
+        y = x.reshape((n, groups, c // groups) + x.shape[2:]).swapaxes(1, 2)
+        return np.ascontiguousarray(y).reshape(x.shape)
+
+    @staticmethod
+    def _back(x, groups):
+        return ChannelShuffle._there(x, x.shape[1] // groups)
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        if len(shape) < 3 or shape[1] % self.groups:
+            raise ValueError(f"{self._where()}: expected input of shape (N, C, *) with C "
+                             f"divisible by {self.groups}, got {shape}")
+        return shape
+
+    def extra_repr(self):
+        return f"groups={self.groups}"
+
+
+class RMSNorm(Module):
+    """y = x / sqrt(mean(x^2) + eps) * weight over the trailing ``normalized_shape``
+    (PyTorch's RMSNorm; eps None: the dtype's machine epsilon). weight: ones of
+    normalized_shape (absent with elementwise_affine=False). NumPy on the host."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype=np.float32):
+        super().__init__()
+        shape = (normalized_shape if isinstance(normalized_shape, (tuple, list))
+                 else (normalized_shape,))
+        if not shape or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                            or v < 1 for v in shape):
+            raise ValueError(f"RMSNorm: expected normalized_shape to be a positive int or a "
+                             f"tuple of them, got {normalized_shape!r}")
+        if eps is not None:
+            check_number("RMSNorm", "eps", eps, 0.0)
+        self.normalized_shape = tuple(int(v) for v in shape)
+        self.eps = None if eps is None else float(eps)
+        self.elementwise_affine = check_bool("RMSNorm", "elementwise_affine",
+                                             elementwise_affine)
+        self.weight = (Parameter(np.ones(self.normalized_shape, dtype))
+                       if elementwise_affine else None)
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        k = len(self.normalized_shape)
+        if shape[len(shape) - k:] != self.normalized_shape:
+            raise ValueError(f"{self._where()}: expected input of shape (*, "
+                             f"{', '.join(map(str, self.normalized_shape))}), got {shape}")
+        if self.weight is not None:
+            self._check_dtype(dtype, self.weight.data.dtype)
+        return shape
+
+    def _forward(self, x, buffered):
+        host = _device.to_host(x)
+        axes = tuple(range(host.ndim - len(self.normalized_shape), host.ndim))
+        eps = np.finfo(host.dtype).eps if self.eps is None else self.eps
+        inv = 1 / np.sqrt((host * host).mean(axis=axes, keepdims=True) + host.dtype.type(eps))
+        normed = host * inv
+        self._ctx = (host, inv, normed, axes)
+        y = normed if self.weight is None else normed * _device.to_host(self.weight.data)
+        return _device.namespace_of(x).put(np.ascontiguousarray(y, host.dtype))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        host, inv, normed, axes = self._ctx
+        g = _device.to_host(grad_out)
+        if self.weight is not None:
+            lead = tuple(range(host.ndim - len(axes)))
+            grad_w = (g * normed).sum(axis=lead)
+            _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
+            g = g * _device.to_host(self.weight.data)
+        if not need_grad_in:
+            return None
+        grad = inv * (g - normed * (g * normed).mean(axis=axes, keepdims=True))
+        return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))
+
+    def extra_repr(self):
+        return (f"{self.normalized_shape}, eps={self.eps}, "
+                f"elementwise_affine={self.elementwise_affine}")
+
+
+class LocalResponseNorm(Module):
+    """AlexNet's normalisation across channels: b_c = a_c / (k + alpha / size *
+    sum of a_j^2 over the ``size`` channels around c)^beta (PyTorch's window: size // 2
+    before, (size - 1) // 2 after). Input (N, C, *). NumPy on the host."""
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
+        super().__init__()
+        name = "LocalResponseNorm"
+        self.size = check_positive_int(name, "size", size)
+        for arg, value in (("alpha", alpha), ("beta", beta), ("k", k)):
+            check_number(name, arg, value)
+        self.alpha, self.beta, self.k = float(alpha), float(beta), float(k)
+
+    def infer_shape(self, shape, dtype):
+        if len(tuple(shape)) < 3:
+            raise ValueError(f"{self._where()}: expected input of shape (N, C, *), got "
+                             f"{tuple(shape)}")
+        return tuple(shape)
+
+    def _window_sum(self, a, mirrored=False):
+        """For each channel c of a (N, C, *): the sum of a over its window (size // 2
+        channels before, (size - 1) // 2 after; zero beyond the ends), or mirrored, over
+        the channels whose window contains c."""
+        before, after = self.size // 2, (self.size - 1) // 2
+        pad = [(0, 0)] * a.ndim
+        pad[1] = (after, before) if mirrored else (before, after)
+        cs = np.cumsum(np.pad(a, pad), axis=1)
+        cs = np.concatenate([np.zeros_like(cs[:, :1]), cs], axis=1)
+        c = a.shape[1]
+        return cs[:, self.size:self.size + c] - cs[:, :c]
+
+    def _forward(self, x, buffered):
+        host = _device.to_host(x)
+        dt = host.dtype.type
+        scale = dt(self.k) + dt(self.alpha / self.size) * self._window_sum(host * host)
+        y = host * scale ** dt(-self.beta)
+        self._ctx = (host, scale, y)
+        return _device.namespace_of(x).put(np.ascontiguousarray(y, host.dtype))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        host, scale, y = self._ctx
+        g = _device.to_host(grad_out)
+        dt = host.dtype.type
+        # d b_c / d a_j = scale_c^-beta [c = j] - 2 alpha beta / size a_c a_j scale_c^(-beta-1)
+        # summed over the windows that contain j (the same window, mirrored)
+        t = g * y / scale                                    # g_c a_c scale_c^(-beta-1)
+        mirrored = self._window_sum(t, mirrored=True)
+        grad = g * scale ** dt(-self.beta) - dt(2 * self.alpha * self.beta / self.size) \
+            * host * mirrored
+        return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
