@@ -1165,3 +1165,28 @@ def test_channel_shuffle_rmsnorm_lrn_match_torch(dtype, rng, make, shape, weight
         layer.weight.data[...] = rng.uniform(0.5, 1.5, layer.weight.shape)
     check_against(layer, twin, rng.standard_normal(shape).astype(dtype), rng, dtype)
     assert repr(layer) == repr(twin)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("full", [False, True], ids=["plain", "full"])
+@pytest.mark.parametrize("var_shape", [(4, 3), (4,), (4, 1)], ids=["same", "per-row", "row-1"])
+def test_gaussian_nll_loss_matches_torch(dtype, rng, reduction, full, var_shape):
+    """Loss and the gradients of input, target and var (a var below eps clamped, its
+    gradient as PyTorch's; per-row var summed over the row)."""
+    x, t = (rng.standard_normal((4, 3)).astype(dtype) for _ in range(2))
+    var = rng.uniform(0.1, 2.0, var_shape).astype(dtype)
+    var.flat[0] = 1e-8
+    ours = nn.GaussianNLLLoss(full=full, reduction=reduction)
+    theirs = torch.nn.GaussianNLLLoss(full=full, reduction=reduction)
+    tx, tt, tv = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, t, var))
+    tl = theirs(tx, tt, tv)
+    loss = ours(x, t, var)
+    g = rng.standard_normal(tuple(tl.shape)).astype(dtype) if tl.ndim else None
+    tl.backward(None if g is None else torch.from_numpy(g))
+    grads = ours.backward(g)
+    assert_close(np.asarray(loss), tl.detach().numpy(), dtype)
+    for ours_g, tg in zip(grads, (tx, tt, tv)):
+        assert ours_g.shape == tuple(tg.shape)
+        assert_close(ours_g, tg.grad.numpy(), dtype, scale=10)
+    with pytest.raises(ValueError, match="var has negative entries"):
+        ours(x, t, -np.ones_like(var))

@@ -23,7 +23,8 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingL
                    KLDivLoss, L1Loss, Loss, MSELoss, MultiLabelSoftMarginLoss, NLLLoss,
                    PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss)
 from .module import Module, Parameter
-from .pair_losses import CosineEmbeddingLoss, MarginRankingLoss, TripletMarginLoss
+from .pair_losses import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss,
+                          TripletMarginLoss)
 from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
                           TransformerEncoder, TransformerEncoderLayer)
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
@@ -54,4 +55,4 @@ __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tan
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "SoftMarginLoss", "HingeEmbeddingLoss",
            "PoissonNLLLoss", "MultiLabelSoftMarginLoss", "MarginRankingLoss",
-           "CosineEmbeddingLoss", "TripletMarginLoss", "init", "utils"]
+           "CosineEmbeddingLoss", "TripletMarginLoss", "GaussianNLLLoss", "init", "utils"]

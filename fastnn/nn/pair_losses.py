@@ -1,5 +1,5 @@
-"""Losses of two or three inputs (PyTorch's MarginRankingLoss, CosineEmbeddingLoss and
-TripletMarginLoss), NumPy on the host.
+"""Losses of two or three inputs (PyTorch's MarginRankingLoss, CosineEmbeddingLoss,
+TripletMarginLoss and GaussianNLLLoss), NumPy on the host.
 
 ``forward(*inputs)`` returns the loss as the other losses do (a float for 'mean' and
 'sum', the per-sample losses for 'none'); ``backward(grad=None)`` returns a tuple with
@@ -9,6 +9,7 @@ gets none). A device input's gradient goes back to the device.
 import numpy as np
 
 from .. import device as _device
+from ..validation import check_bool as check_bool_arg
 from ..validation import check_float_array, check_number
 from .loss import Loss
 
@@ -193,3 +194,75 @@ class TripletMarginLoss(_MultiInputLoss):
     def _options(self):
         options = [f"margin={self.margin}"] if getattr(self, "margin", 1.0) != 1.0 else []
         return options + (["swap=True"] if getattr(self, "swap", False) else [])
+
+
+class GaussianNLLLoss(Loss):
+    """Gaussian negative log-likelihood of target under N(input, var): per element
+    0.5 (log v + (input - target)^2 / v) with v = max(var, eps) (+ 0.5 log(2 pi) when
+    full), then the reduction over all elements ('none': input's shape). var: input's
+    shape, or one value for each input row (input.shape[:-1], or with a last axis of 1).
+    forward(input, target, var); backward(grad=None) -> (grad_input, grad_target,
+    grad_var), var's gradient taken as PyTorch's (through the clamp unchanged)."""
+
+    def __init__(self, full=False, eps=1e-6, reduction="mean"):
+        super().__init__(reduction)
+        self.full = check_bool_arg("GaussianNLLLoss", "full", full)
+        check_number("GaussianNLLLoss", "eps", eps, 0.0, low_open=True)
+        self.eps = float(eps)
+        self._ctx = None
+
+    def __call__(self, input, target, var):
+        return self.forward(input, target, var)
+
+    def forward(self, input, target, var):
+        where = self._where()
+        x = check_float_array(where, "input", input, device_ok=True)
+        namespace = _device.namespace_of(x)
+        t = check_float_array(where, "target", target, dtype=x.dtype, device_ok=True)
+        v = check_float_array(where, "var", var, dtype=x.dtype, device_ok=True)
+        x, t, v = (_device.to_host(a) for a in (x, t, v))
+        if t.shape != x.shape:
+            raise ValueError(f"{where}: expected target of shape {x.shape}, got {t.shape}")
+        var_shape = v.shape
+        if v.shape == x.shape[:-1]:
+            v = v[..., None]
+        if v.shape != x.shape and v.shape != x.shape[:-1] + (1,):
+            raise ValueError(f"{where}: expected var of shape {x.shape}, {x.shape[:-1]} or "
+                             f"{x.shape[:-1] + (1,)}, got {var_shape}")
+        if (v < 0).any():
+            raise ValueError(f"{where}: var has negative entries")
+        clamped = np.maximum(v, x.dtype.type(self.eps))
+        diff = x - t
+        losses = 0.5 * (np.log(clamped) + diff * diff / clamped)
+        if self.full:
+            losses = losses + x.dtype.type(0.5 * np.log(2 * np.pi))
+        grad_x = diff / clamped
+        grad_v = 0.5 * (1 / clamped - diff * diff / (clamped * clamped))
+        grad_v = np.broadcast_to(grad_v, x.shape)
+        self._ctx = (grad_x, grad_v, var_shape, namespace, losses.size)
+        if self.reduction == "none":
+            return namespace.put(np.ascontiguousarray(losses, x.dtype))
+        total = losses.sum(dtype=np.float64)
+        return np.float64(total / losses.size if self.reduction == "mean" else total)
+
+    def backward(self, grad=None):
+        """(grad_input, grad_target, grad_var) for grad: a number ('mean', 'sum'), or for
+        'none' an array of input's shape (None: ones)."""
+        if self._ctx is None:
+            raise RuntimeError(f"{self._where()}: backward called before forward")
+        grad_x, grad_v, var_shape, namespace, count = self._ctx
+        scale = np.asarray(1.0 if grad is None else _device.to_host(grad), grad_x.dtype)
+        if scale.ndim and (self.reduction != "none" or scale.shape != grad_x.shape):
+            raise ValueError(f"{self._where()}.backward: expected grad to be a number"
+                             + (f" or of shape {grad_x.shape}" if self.reduction == "none"
+                                else "") + f", got shape {scale.shape}")
+        if self.reduction == "mean":
+            scale = scale / grad_x.dtype.type(count)
+        gx, gv = grad_x * scale, grad_v * scale
+        if gv.shape != var_shape:   # var broadcast along the last axis: its sum
+            gv = gv.sum(axis=-1).reshape(var_shape)
+        put = lambda a: namespace.put(np.ascontiguousarray(a, grad_x.dtype))  # noqa: E731
+        return put(gx), put(-gx), put(gv)
+
+    def _options(self):
+        return ["full=True"] if getattr(self, "full", False) else []
