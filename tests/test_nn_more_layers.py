@@ -1190,3 +1190,28 @@ def test_gaussian_nll_loss_matches_torch(dtype, rng, reduction, full, var_shape)
         assert_close(ours_g, tg.grad.numpy(), dtype, scale=10)
     with pytest.raises(ValueError, match="var has negative entries"):
         ours(x, t, -np.ones_like(var))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("p, margin, weighted", [(1, 1.0, False), (2, 0.3, True)],
+                         ids=["p1", "p2-margin-weight"])
+def test_multi_margin_loss_matches_torch(backend, dtype, rng, reduction, p, margin, weighted):
+    pred = rng.standard_normal((6, 5)).astype(dtype)
+    labels = rng.integers(0, 5, 6)
+    weight = rng.uniform(0.5, 2.0, 5) if weighted else None
+    ours = nn.MultiMarginLoss(p=p, margin=margin, weight=weight, reduction=reduction)
+    theirs = torch.nn.MultiMarginLoss(
+        p=p, margin=margin, reduction=reduction,
+        weight=None if weight is None else torch.from_numpy(weight.astype(dtype)))
+    tp = torch.from_numpy(pred.copy()).requires_grad_(True)
+    tl = theirs(tp, torch.from_numpy(labels))
+    loss = ours(pred, labels)
+    g = rng.standard_normal(6).astype(dtype) if reduction == "none" else None
+    tl.backward(None if g is None else torch.from_numpy(g))
+    grad = ours.backward(g)
+    assert_close(np.asarray(loss), tl.detach().numpy(), dtype)
+    assert_close(grad, tp.grad.numpy(), dtype)
+    with pytest.raises(ValueError, match="labels out of range"):
+        ours(pred, np.full(6, 5))
+    with pytest.raises(ValueError, match="only p = 1 and p = 2"):
+        nn.MultiMarginLoss(p=3)

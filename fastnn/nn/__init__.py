@@ -20,7 +20,8 @@ from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, Pi
 from .layernorm import LayerNorm
 from .linear import Linear
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingLoss, HuberLoss,
-                   KLDivLoss, L1Loss, Loss, MSELoss, MultiLabelSoftMarginLoss, NLLLoss,
+                   KLDivLoss, L1Loss, Loss, MSELoss, MultiLabelSoftMarginLoss, MultiMarginLoss,
+                   NLLLoss,
                    PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss)
 from .module import Module, Parameter
 from .pair_losses import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss,
@@ -54,5 +55,5 @@ __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tan
            "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Loss",
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "SoftMarginLoss", "HingeEmbeddingLoss",
-           "PoissonNLLLoss", "MultiLabelSoftMarginLoss", "MarginRankingLoss",
+           "PoissonNLLLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss", "MarginRankingLoss",
            "CosineEmbeddingLoss", "TripletMarginLoss", "GaussianNLLLoss", "init", "utils"]

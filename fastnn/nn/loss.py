@@ -460,6 +460,76 @@ class MultiLabelSoftMarginLoss(_OnHost):
         return ["weight=<array>"] if getattr(self, "weight", None) is not None else []
 
 
+class MultiMarginLoss(_OnHost):
+    """Multi-class hinge loss: pred (N, C) scores (or (C,)), target integer labels (N,)
+    (or a 0-d label); per sample sum over i != y of w_y max(0, margin - x_y + x_i)^p / C,
+    p 1 or 2, weight (C,) optional; 'none' gives one loss a sample."""
+
+    def __init__(self, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
+                 reduction="mean"):
+        super().__init__(reduction, size_average, reduce)
+        name = type(self).__name__
+        if p not in (1, 2) or isinstance(p, bool):
+            raise ValueError(f"{name}: only p = 1 and p = 2 are supported, got {p!r}")
+        check_number(name, "margin", margin)
+        self.p, self.margin = int(p), float(margin)
+        self.weight = _host_factor(name, "weight", weight)
+
+    def _kernel(self, k):
+        return self._host
+
+    def _check(self, pred, target):
+        pred = as_contiguous(self._check_pred(pred), self._where(), "pred")
+        if pred.ndim not in (1, 2):
+            raise ValueError(f"{self._where()}: expected pred of shape (N, C) or (C,), got "
+                             f"{pred.shape}")
+        rows = pred.reshape((-1, pred.shape[-1]))
+        labels = as_labels(self._where(), np.reshape(_device.to_host(target), -1),
+                           rows.shape[0], rows.shape[1])
+        if self.weight is not None and self.weight.shape != (pred.shape[-1],):
+            raise ValueError(f"{self._where()}: expected a weight of shape "
+                             f"({pred.shape[-1]},), got {self.weight.shape}")
+        return pred, labels
+
+    def _margins(self, pred, target):
+        rows = pred.reshape((-1, pred.shape[-1]))
+        n = rows.shape[0]
+        picked = rows[np.arange(n), target][:, None]
+        z = pred.dtype.type(self.margin) - picked + rows
+        z[np.arange(n), target] = 0
+        w = (np.ones(n, pred.dtype) if self.weight is None
+             else self.weight.astype(pred.dtype)[target])
+        return rows, z, w
+
+    def _losses(self, pred, target):
+        rows, z, w = self._margins(pred, target)
+        hinge = np.maximum(z, 0) ** self.p
+        losses = (hinge.sum(axis=1) * w / rows.shape[1]).astype(pred.dtype)
+        return losses if pred.ndim == 2 else losses[0]
+
+    def _grad_terms(self, pred, target):
+        rows, z, w = self._margins(pred, target)
+        n = rows.shape[0]
+        active = (z > 0).astype(pred.dtype)
+        slope = active if self.p == 1 else 2 * np.maximum(z, 0)
+        grad = slope * (w / rows.shape[1])[:, None]
+        grad[np.arange(n), target] = -grad.sum(axis=1)
+        return grad.reshape(pred.shape).astype(pred.dtype)
+
+    def _count(self, pred):
+        return pred.shape[0] if pred.ndim == 2 else 1
+
+    def _loss_shape(self, pred_shape):
+        return tuple(pred_shape)[:-1]
+
+    def _options(self):
+        options = [f"p={self.p}"] if getattr(self, "p", 1) != 1 else []
+        if getattr(self, "margin", 1.0) != 1.0:
+            options.append(f"margin={self.margin}")
+        return options + (["weight=<array>"] if getattr(self, "weight", None) is not None
+                          else [])
+
+
 class PoissonNLLLoss(_ElementwiseOnHost):
     """Poisson negative log-likelihood of counts target with rate exp(pred) (log_input,
     the default: exp(pred) - target pred) or pred (pred - target log(pred + eps));
