@@ -982,7 +982,8 @@ def test_host_layers_match_torch(backend, dtype, rng, make, shape):
     x = (rng.standard_normal(shape) * 2).astype(dtype)
     x.flat[:2] = [0.5, -0.3]  # on Hardshrink's and Softshrink's thresholds
     check_against(layer, twin, x, rng, dtype)
-    assert layer.infer_shape(shape, dtype) == tuple(twin(torch.zeros(shape)).shape)
+    zeros = torch.zeros(shape, dtype=twin.weight.dtype)
+    assert layer.infer_shape(shape, dtype) == tuple(twin(zeros).shape)
     assert repr(layer) == repr(twin)
 
 
@@ -1215,3 +1216,21 @@ def test_multi_margin_loss_matches_torch(backend, dtype, rng, reduction, p, marg
         ours(pred, np.full(6, 5))
     with pytest.raises(ValueError, match="only p = 1 and p = 2"):
         nn.MultiMarginLoss(p=3)
+
+
+@pytest.mark.parametrize("args", [
+    dict(kernel_size=3), dict(kernel_size=4, stride=2, padding=1),
+    dict(kernel_size=3, stride=2, padding=1, output_padding=1),
+    dict(kernel_size=3, groups=2, dilation=2, bias=False),
+    dict(kernel_size=(2,), stride=(3,), padding=(2,), dilation=(2,), output_padding=(1,)),
+], ids=["k3", "k4s2p1", "output-padding", "groups-dilation", "tuples-crop"])
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
+def test_conv_transpose1d_matches_torch(backend, dtype, rng, args, batched):
+    layer = nn.ConvTranspose1d(4, 6, **args).to_dtype(dtype)
+    twin = torch.nn.ConvTranspose1d(4, 6, **args)
+    assert layer.weight.shape == tuple(twin.weight.shape)
+    shape = (2, 4, 7) if batched else (4, 7)
+    check_against(layer, twin, rng.standard_normal(shape).astype(dtype), rng, dtype, 30)
+    assert repr(layer) == repr(twin)
+    zeros = torch.zeros(shape, dtype=twin.weight.dtype)
+    assert layer.infer_shape(shape, dtype) == tuple(twin(zeros).shape)

@@ -1,5 +1,6 @@
-"""ConvTranspose2d: the adjoint of Conv2d (PyTorch's transposed convolution), run by the
-backend's conv2d kernels."""
+"""ConvTranspose2d and ConvTranspose1d: the adjoint of Conv2d (PyTorch's transposed
+convolution), run by the backend's conv2d kernels (the 1-D layer on an (N, C, 1, L)
+view)."""
 import math
 
 import numpy as np
@@ -7,7 +8,8 @@ import numpy as np
 from .. import device as _device
 from .. import random as _random
 from ..validation import check_only, check_positive_int
-from .conv import Conv2d, add_batch_axis, check_conv_args, drop_batch_axis, pair
+from .conv import (Conv2d, add_batch_axis, add_height_axis, check_conv_args, drop_batch_axis,
+                   drop_height_axis, pair)
 from .module import Module, Parameter
 
 
@@ -66,6 +68,10 @@ class ConvTranspose2d(Module):
         self._ctx = None  # (spread input, flipped kernel, unbatched) of the last forward
 
     def infer_shape(self, shape, dtype):
+        return self._shape_2d(shape, dtype)
+
+    def _shape_2d(self, shape, dtype):
+        """Output shape for an (N, C, H, W) or (C, H, W) input; raises on a bad one."""
         shape = tuple(shape)
         where = self._where()
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
@@ -95,6 +101,11 @@ class ConvTranspose2d(Module):
         full[:, :, rh:rh + (h - 1) * sh + 1:sh, rw:rw + (w - 1) * sw + 1:sw] = x
         ch, cw = room[0] - lead[0], room[1] - lead[1]
         return np.ascontiguousarray(full[:, :, ch:ch + sizes[0], cw:cw + sizes[1]])
+
+    def _weight_2d(self, array):
+        """The weight (or an array of its shape) as the 2-D kernels take it, (in, out /
+        groups, kH, kW) (ConvTranspose1d: its (in, out / groups, k) viewed with kH = 1)."""
+        return array
 
     def _flipped(self):
         """The weight as the forward convolution's, on the host: (out_channels,
@@ -130,7 +141,7 @@ class ConvTranspose2d(Module):
         ns = _device.namespace_of(x)
         spread = ns.put(self._spread(_device.to_host(x)))
         flipped = ns.put(self._flipped())
-        out_shape = self.infer_shape(x.shape, x.dtype)
+        out_shape = self._shape_2d(x.shape, x.dtype)
         out = self._buffer("y", out_shape, x.dtype) if buffered else None
         y = self._kernels().conv2d_forward(
             spread, flipped, None if self.bias is None else self.bias.data, (1, 1), (0, 0),
@@ -141,7 +152,7 @@ class ConvTranspose2d(Module):
     def _general_forward(self, x):
         unbatched = x.ndim == 3
         x = add_batch_axis(x)
-        self.infer_shape(x.shape, x.dtype)
+        self._shape_2d(x.shape, x.dtype)
         conv, _ = self._convs()
         conv.weight.data = self._flipped()
         if self.bias is not None:
@@ -164,7 +175,7 @@ class ConvTranspose2d(Module):
                                    lambda b: np.add(b, conv.bias.grad, out=b))
         if not need_grad_in:
             return None
-        conv_in.weight.data = _device.to_host(self.weight.data)
+        conv_in.weight.data = self._weight_2d(_device.to_host(self.weight.data))
         grad_in = conv_in._forward(grad_out, False)
         if tuple(grad_in.shape) == in_shape:
             return grad_in
@@ -187,10 +198,12 @@ class ConvTranspose2d(Module):
             grad_out, spread, flipped, (1, 1), (0, 0), grad_weight=grad_flipped,
             grad_bias=None if self.bias is None else self.bias.grad, need_grad_in=False)
         g = _device.to_host(grad_flipped)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        g = g.reshape(self.weight.grad.shape)
         _device.update_on_host(self.weight.grad, lambda w: np.add(w, g, out=w))
         if not need_grad_in:
             return None
-        grad_in = self._kernels().conv2d_forward(grad_out, self.weight.data, None, self.stride,
+        grad_in = self._kernels().conv2d_forward(grad_out, self._weight_2d(self.weight.data),
+                                                 None, self.stride,
                                                  self.padding)
         return drop_batch_axis(grad_in, unbatched)
 
@@ -203,6 +216,59 @@ class ConvTranspose2d(Module):
             text += f", dilation={self.dilation}"
         if self.output_padding != (0, 0):
             text += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            text += f", groups={self.groups}"
+        return text + ("" if self.bias is not None else ", bias=False")
+
+
+class ConvTranspose1d(ConvTranspose2d):
+    """ConvTranspose2d over (N, C, L) or unbatched (C, L) input (PyTorch's
+    ConvTranspose1d): weight (in_channels, out_channels / groups, k), L_out = (L - 1) s -
+    2 p + d (k - 1) + output_padding + 1; the 2-D layer's work on an (N, C, 1, L) view
+    with the weight viewed as (in, out / groups, 1, k)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
+                 dtype=np.float32):
+        name = "ConvTranspose1d"
+        def as_2d(arg, value, low):   # the height axis: kernel 1, no padding
+            return (1 if low else 0,) + pair(name, arg, value, low, 1)
+        super().__init__(in_channels, out_channels, as_2d("kernel_size", kernel_size, 1),
+                         as_2d("stride", stride, 1), as_2d("padding", padding, 0),
+                         as_2d("output_padding", output_padding, 0), groups, bias,
+                         as_2d("dilation", dilation, 1), padding_mode, dtype)
+        w = self.weight.data
+        self.weight = Parameter(np.ascontiguousarray(w.reshape(w.shape[:2] + w.shape[3:])))
+
+    def _weight_2d(self, array):
+        shape = tuple(array.shape)
+        return array.reshape(shape[:2] + (1,) + shape[2:])
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        if len(shape) not in (2, 3) or shape[-2] != self.in_channels:
+            raise ValueError(f"{self._where()}: expected input of shape (N, "
+                             f"{self.in_channels}, L) or ({self.in_channels}, L), got {shape}")
+        out = self._shape_2d(shape[:-1] + (1, shape[-1]), dtype)
+        return out[:-2] + out[-1:]
+
+    def _forward(self, x, buffered):
+        return drop_height_axis(super()._forward(add_height_axis(x), buffered))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        return drop_height_axis(super()._backward(add_height_axis(grad_out), buffered,
+                                                  need_grad_in))
+
+    def extra_repr(self):
+        one = lambda pair_: (pair_[1],)  # noqa: E731
+        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={one(self.kernel_size)}, "
+                f"stride={one(self.stride)}")
+        if self.padding != (0, 0):
+            text += f", padding={one(self.padding)}"
+        if self.dilation != (1, 1):
+            text += f", dilation={one(self.dilation)}"
+        if self.output_padding != (0, 0):
+            text += f", output_padding={one(self.output_padding)}"
         if self.groups != 1:
             text += f", groups={self.groups}"
         return text + ("" if self.bias is not None else ", bias=False")
