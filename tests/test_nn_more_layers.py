@@ -982,7 +982,7 @@ def test_host_layers_match_torch(backend, dtype, rng, make, shape):
     x = (rng.standard_normal(shape) * 2).astype(dtype)
     x.flat[:2] = [0.5, -0.3]  # on Hardshrink's and Softshrink's thresholds
     check_against(layer, twin, x, rng, dtype)
-    zeros = torch.zeros(shape, dtype=twin.weight.dtype)
+    zeros = torch.zeros(shape, dtype=TORCH_DTYPES[np.dtype(dtype)])
     assert layer.infer_shape(shape, dtype) == tuple(twin(zeros).shape)
     assert repr(layer) == repr(twin)
 
