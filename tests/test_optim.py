@@ -219,7 +219,8 @@ def test_radam_default_betas_switch_to_the_rectified_rule(torch_float64_scalars)
 def test_nadam_state_dict_resumes_with_its_mu_product(backend, torch_float64_scalars):
     """mu_product is state (a number a parameter, as torch's): a state dict made after
     some steps, loaded into a new optimizer, continues torch's trajectory; a parameter
-    that skipped steps keeps its own step count and product."""
+    that skipped steps keeps its own step count and product, one with no state yet
+    starts from a product of 1."""
     kwargs = dict(lr=0.01, momentum_decay=0.05)
     ours, theirs, offsets = make_params(np.float64)
     opt, ref = optim.NAdam(ours, **kwargs), torch.optim.NAdam(theirs, **kwargs)
@@ -227,9 +228,11 @@ def test_nadam_state_dict_resumes_with_its_mu_product(backend, torch_float64_sca
         fill_grads(ours, theirs, offsets)
         if step == 1:
             ours[2].grad, theirs[2].grad = None, None
+        ours[3].grad, theirs[3].grad = None, None   # no state yet when saved
         opt.step()
         ref.step()
     saved = opt.state_dict()
+    assert 3 not in saved["state"]
     assert sorted(saved["state"][0]) == sorted(ref.state_dict()["state"][0])
     assert saved["state"][2]["step"] == 3 and saved["state"][0]["step"] == 4
     assert saved["state"][2]["mu_product"] != saved["state"][0]["mu_product"]

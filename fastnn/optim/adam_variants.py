@@ -135,7 +135,7 @@ class NAdam(_AdamVariant):
 
     hyperparameters = ("lr", "betas", "eps", "weight_decay", "momentum_decay",
                        "decoupled_weight_decay")
-    _scalar_state = ("mu_product",)
+    _scalar_state = {"mu_product": 1.0}
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  momentum_decay=4e-3, decoupled_weight_decay=False, **torch_flags):
@@ -153,7 +153,7 @@ class NAdam(_AdamVariant):
     def _update(self, kernels, bucket, group):
         """One kernel call for the bucket when its parameters share a step count and a
         mu_product (always, unless a loaded state dict mixed them)."""
-        products = bucket.scalar("mu_product", 1.0)
+        products = bucket.scalars["mu_product"]
         if products and min(products) != max(products):
             self._update_each(kernels, bucket, group)
             return
@@ -166,7 +166,7 @@ class NAdam(_AdamVariant):
         lr, psi = float(group["lr"]), float(group["momentum_decay"])
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
-        products = bucket.scalar("mu_product", 1.0)
+        products = bucket.scalars["mu_product"]
         product = (products[0] if i is None else products[i]) * mu
         if i is None:
             products[:] = [product] * len(products)

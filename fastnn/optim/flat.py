@@ -30,7 +30,7 @@ class FlatBucket:
     per parameter (state that is one number a parameter, as NAdam's mu_product).
     """
 
-    def __init__(self, params, dtype, indices=None):
+    def __init__(self, params, dtype, indices=None, scalars=None):
         self.params = list(params)
         # each parameter's index in the optimizer (for error messages and state dicts)
         self.indices = list(indices) if indices is not None else list(range(len(self.params)))
@@ -45,8 +45,10 @@ class FlatBucket:
         self.data = self.ns.empty(self.size, self.dtype)
         self.grad = self.ns.zeros(self.size, self.dtype)
         self.state = {}
-        self.scalars = {}
-        self._scalar_defaults = {}
+        # scalars: {name: starting value} of the optimizer's per-parameter numbers
+        self._scalar_starts = dict(scalars or {})
+        self.scalars = {name: [float(v)] * len(self.params)
+                        for name, v in self._scalar_starts.items()}
         self.steps = [0] * len(self.params)
         self.data_views = [self.view(self.data, i) for i in range(len(self.params))]
         self.grad_views = [self.view(self.grad, i) for i in range(len(self.params))]
@@ -67,14 +69,6 @@ class FlatBucket:
         if buf is None:
             buf = self.state[name] = self.ns.zeros(self.size, self.dtype)
         return buf
-
-    def scalar(self, name, default):
-        """The per-parameter floats ``name`` (a list), every one ``default`` at first."""
-        values = self.scalars.get(name)
-        if values is None:
-            values = self.scalars[name] = [float(default)] * len(self.params)
-            self._scalar_defaults[name] = float(default)
-        return values
 
     # ------------------------------------------------------------------ re-homing
     def _home_data(self, i):
@@ -148,13 +142,8 @@ class FlatBucket:
             if name not in arrays:
                 self.ns.fill_zero(self.view(buf, i))
         scalars = scalars or {}
-        for name, value in scalars.items():
-            if name not in self.scalars:
-                self.scalar(name, value)
-            self.scalars[name][i] = float(value)
         for name, values in self.scalars.items():
-            if name not in scalars:
-                values[i] = self._scalar_defaults[name]
+            values[i] = float(scalars.get(name, self._scalar_starts[name]))
 
 
 def check_parameter(where, p, index):
@@ -181,13 +170,14 @@ def check_parameter(where, p, index):
                              f"but .data {data.shape} {data.dtype}; they must match")
 
 
-def build_buckets(params, start=0):
+def build_buckets(params, start=0, scalars=None):
     """Group params by device and dtype (first-seen order) into FlatBuckets.
 
-    start: the optimizer index of params[0] (parameters are numbered across groups).
+    start: the optimizer index of params[0] (parameters are numbered across groups);
+    scalars: {name: starting value} of per-parameter scalar state (FlatBucket.scalars).
     """
     by_dtype = {}
     for index, p in enumerate(params, start):
         by_dtype.setdefault((_device.device_of(p.data), p.data.dtype), []).append((index, p))
-    return [FlatBucket([p for _, p in members], dtype, [i for i, _ in members])
+    return [FlatBucket([p for _, p in members], dtype, [i for i, _ in members], scalars)
             for (_, dtype), members in by_dtype.items()]

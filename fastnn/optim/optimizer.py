@@ -110,7 +110,8 @@ class Optimizer:
         self.param_groups.append(group)
         self._checked.append(None)
         gi = len(self.param_groups) - 1
-        self._buckets.append(build_buckets(group["params"], self._group_start(gi)))
+        self._buckets.append(build_buckets(group["params"], self._group_start(gi),
+                                           self._scalar_state))
 
     def add_param_group(self, param_group):
         """Add a group of parameters (a dict with 'params' and optional hyper-parameters)."""
@@ -273,7 +274,8 @@ class Optimizer:
         for bucket in self._buckets[gi]:
             for i, p in enumerate(bucket.params):
                 saved[id(p)] = (bucket.steps[i], bucket.param_state(i))
-        buckets = build_buckets(self.param_groups[gi]["params"], self._group_start(gi))
+        buckets = build_buckets(self.param_groups[gi]["params"], self._group_start(gi),
+                                self._scalar_state)
         for bucket in buckets:
             for i, p in enumerate(bucket.params):
                 step, state = saved[id(p)]
@@ -420,8 +422,9 @@ class Optimizer:
 
     #: state names accepted on load even when the group's settings do not use them
     _optional_state = ()
-    #: per-parameter state that is one number (FlatBucket.scalars), not an array
-    _scalar_state = ()
+    #: per-parameter state that is one number (FlatBucket.scalars), not an array:
+    #: {name: its value before the first step}
+    _scalar_state = {}
 
     def load_state_dict(self, state_dict):
         """Load hyper-parameters and state (copied in); a bad state dict changes nothing."""
