@@ -76,10 +76,11 @@ def drop_height_axis(y):
 
 
 class As1d:
-    """Mixin running a 2-D layer (Conv2d, pooling) on (N, C, L) or unbatched (C, L)
-    inputs, as PyTorch's 1-D layers: the input viewed as (N, C, 1, L), the 2-D kernels'
-    output viewed back (no copies). The 2-D layer's kernel geometry comes from
-    ``_window()``, which the 1-D layer defines as (1, k), (1, s), (0, p)."""
+    """Mixin running a 2-D layer (Conv2d, pooling, ConvTranspose2d) on (N, C, L) or
+    unbatched (C, L) inputs, as PyTorch's 1-D layers: the input viewed as (N, C, 1, L),
+    the 2-D kernels' output viewed back (no copies). The 2-D layer's kernel geometry
+    comes from ``_window()``, which the 1-D layer defines as (1, k), (1, s), (0, p)
+    (ConvTranspose1d keeps height-1 pairs itself and has no window)."""
 
     dims = 1
 

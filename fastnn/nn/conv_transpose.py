@@ -8,8 +8,7 @@ import numpy as np
 from .. import device as _device
 from .. import random as _random
 from ..validation import check_only, check_positive_int
-from .conv import (Conv2d, add_batch_axis, add_height_axis, check_conv_args, drop_batch_axis,
-                   drop_height_axis, pair)
+from .conv import As1d, Conv2d, add_batch_axis, check_conv_args, drop_batch_axis, pair
 from .module import Module, Parameter
 
 
@@ -207,21 +206,27 @@ class ConvTranspose2d(Module):
                                                  self.padding)
         return drop_batch_axis(grad_in, unbatched)
 
+    @staticmethod
+    def _shown(pair_):
+        """A geometry pair as PyTorch's repr shows it (the 1-D layer: its width only)."""
+        return pair_
+
     def extra_repr(self):
-        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}")
+        shown = self._shown
+        text = (f"{self.in_channels}, {self.out_channels}, "
+                f"kernel_size={shown(self.kernel_size)}, stride={shown(self.stride)}")
         if self.padding != (0, 0):
-            text += f", padding={self.padding}"
+            text += f", padding={shown(self.padding)}"
         if self.dilation != (1, 1):
-            text += f", dilation={self.dilation}"
+            text += f", dilation={shown(self.dilation)}"
         if self.output_padding != (0, 0):
-            text += f", output_padding={self.output_padding}"
+            text += f", output_padding={shown(self.output_padding)}"
         if self.groups != 1:
             text += f", groups={self.groups}"
         return text + ("" if self.bias is not None else ", bias=False")
 
 
-class ConvTranspose1d(ConvTranspose2d):
+class ConvTranspose1d(As1d, ConvTranspose2d):
     """ConvTranspose2d over (N, C, L) or unbatched (C, L) input (PyTorch's
     ConvTranspose1d): weight (in_channels, out_channels / groups, k), L_out = (L - 1) s -
     2 p + d (k - 1) + output_padding + 1; the 2-D layer's work on an (N, C, 1, L) view
@@ -244,31 +249,6 @@ class ConvTranspose1d(ConvTranspose2d):
         shape = tuple(array.shape)
         return array.reshape(shape[:2] + (1,) + shape[2:])
 
-    def infer_shape(self, shape, dtype):
-        shape = tuple(shape)
-        if len(shape) not in (2, 3) or shape[-2] != self.in_channels:
-            raise ValueError(f"{self._where()}: expected input of shape (N, "
-                             f"{self.in_channels}, L) or ({self.in_channels}, L), got {shape}")
-        out = self._shape_2d(shape[:-1] + (1, shape[-1]), dtype)
-        return out[:-2] + out[-1:]
-
-    def _forward(self, x, buffered):
-        return drop_height_axis(super()._forward(add_height_axis(x), buffered))
-
-    def _backward(self, grad_out, buffered, need_grad_in):
-        return drop_height_axis(super()._backward(add_height_axis(grad_out), buffered,
-                                                  need_grad_in))
-
-    def extra_repr(self):
-        one = lambda pair_: (pair_[1],)  # noqa: E731
-        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={one(self.kernel_size)}, "
-                f"stride={one(self.stride)}")
-        if self.padding != (0, 0):
-            text += f", padding={one(self.padding)}"
-        if self.dilation != (1, 1):
-            text += f", dilation={one(self.dilation)}"
-        if self.output_padding != (0, 0):
-            text += f", output_padding={one(self.output_padding)}"
-        if self.groups != 1:
-            text += f", groups={self.groups}"
-        return text + ("" if self.bias is not None else ", bias=False")
+    @staticmethod
+    def _shown(pair_):
+        return (pair_[1],)

@@ -9,6 +9,7 @@ import numpy as np
 from .. import device as _device
 from ..validation import check_bool, check_number, check_positive_int
 from .activations import Softmax
+from .layernorm import normalized_shape_of
 from .module import Module, Parameter
 
 
@@ -274,15 +275,9 @@ class RMSNorm(Module):
 
     def __init__(self, normalized_shape, eps=None, elementwise_affine=True, dtype=np.float32):
         super().__init__()
-        shape = (normalized_shape if isinstance(normalized_shape, (tuple, list))
-                 else (normalized_shape,))
-        if not shape or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                            or v < 1 for v in shape):
-            raise ValueError(f"RMSNorm: expected normalized_shape to be a positive int or a "
-                             f"tuple of them, got {normalized_shape!r}")
+        self.normalized_shape = normalized_shape_of("RMSNorm", normalized_shape)
         if eps is not None:
             check_number("RMSNorm", "eps", eps, 0.0)
-        self.normalized_shape = tuple(int(v) for v in shape)
         self.eps = None if eps is None else float(eps)
         self.elementwise_affine = check_bool("RMSNorm", "elementwise_affine",
                                              elementwise_affine)

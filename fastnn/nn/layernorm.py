@@ -8,6 +8,17 @@ from ..validation import check_number
 from .module import Module, Parameter
 
 
+def normalized_shape_of(name, normalized_shape):
+    """normalized_shape (a positive int or a tuple of them) as a tuple of ints."""
+    shape = (normalized_shape if isinstance(normalized_shape, (tuple, list))
+             else (normalized_shape,))
+    if not shape or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                        or v < 1 for v in shape):
+        raise ValueError(f"{name}: expected normalized_shape to be a positive int or a "
+                         f"tuple of them, got {normalized_shape!r}")
+    return tuple(int(v) for v in shape)
+
+
 class LayerNorm(Module):
     """Normalise each sample over its last dimensions: y = (x - mean) / sqrt(var + eps)
     * weight + bias, mean and (biased) variance over ``normalized_shape``.
@@ -22,14 +33,8 @@ class LayerNorm(Module):
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True,
                  dtype=np.float32):
         super().__init__()
-        shape = (normalized_shape if isinstance(normalized_shape, (tuple, list))
-                 else (normalized_shape,))
-        if not shape or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                            or v < 1 for v in shape):
-            raise ValueError(f"LayerNorm: expected normalized_shape to be a positive int or "
-                             f"a tuple of them, got {normalized_shape!r}")
+        self.normalized_shape = normalized_shape_of("LayerNorm", normalized_shape)
         check_number("LayerNorm", "eps", eps, low=0.0, low_open=True, high=None)
-        self.normalized_shape = tuple(int(v) for v in shape)
         self.eps = float(eps)
         self.elementwise_affine = bool(elementwise_affine)
         affine = self.elementwise_affine
