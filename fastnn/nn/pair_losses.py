@@ -9,7 +9,7 @@ gets none). A device input's gradient goes back to the device.
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool as check_bool_arg
+from ..validation import check_bool
 from ..validation import check_float_array, check_number
 from .loss import Loss
 
@@ -206,7 +206,7 @@ class GaussianNLLLoss(Loss):
 
     def __init__(self, full=False, eps=1e-6, reduction="mean"):
         super().__init__(reduction)
-        self.full = check_bool_arg("GaussianNLLLoss", "full", full)
+        self.full = check_bool("GaussianNLLLoss", "full", full)
         check_number("GaussianNLLLoss", "eps", eps, 0.0, low_open=True)
         self.eps = float(eps)
         self._ctx = None
