@@ -11,6 +11,8 @@ from conftest import assert_close
 from nn_torch_helpers import TORCH_DTYPES
 
 torch.set_num_threads(2)
+# torch's CPU LSTM with proj_size says it skips oneDNN: its reference path is what we test
+pytestmark = pytest.mark.filterwarnings("ignore:LSTM with projections is not supported")
 
 CONFIGS = [
     dict(),
@@ -142,9 +144,132 @@ def test_lstm_training_follows_torch_and_learns_to_remember(rng):
     assert (head(h[0]).argmax(1) == (x[:, 0, 0] > 0)).mean() > 0.8  # chance: 0.5
 
 
+def states(ours, n, rng, dtype):
+    """A random initial (h_0, c_0) for ours, batch n (None: unbatched): h's last axis
+    proj_size when ours projects, c's hidden_size."""
+    lead = (ours.num_layers * (2 if ours.bidirectional else 1),) + (() if n is None else (n,))
+    return (rng.standard_normal(lead + (ours.proj_size or ours.hidden_size,)).astype(dtype),
+            rng.standard_normal(lead + (ours.hidden_size,)).astype(dtype))
+
+
+@pytest.mark.parametrize("config", [dict(), dict(num_layers=2, bidirectional=True),
+                                    dict(num_layers=3, batch_first=True, bias=False)],
+                         ids=["1-layer", "2-layer-bi", "3-layer-bf-no-bias"])
+def test_lstm_with_projections_matches_torch(dtype, rng, config):
+    """proj_size > 0: torch's parameters (weight_hr, in its state dict's order and
+    shapes), outputs, states and every gradient, through layers, directions and time."""
+    ours, theirs = twins("LSTM", dtype, proj_size=2, **config)
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in theirs.state_dict().items()]
+    assert repr(ours) == repr(theirs) and ours.proj_size == 2
+    shape = (2, 5, 3) if config.get("batch_first") else (5, 2, 3)
+    x = rng.standard_normal(shape).astype(dtype)
+    run_both(ours, theirs, x, states(ours, 2, rng, dtype), rng, dtype)
+    ours.zero_grad()
+    theirs.zero_grad()
+    run_both(ours, theirs, x, None, rng, dtype)
+    ours.zero_grad()
+    theirs.zero_grad()
+    run_both(ours, theirs, x[:, 0] if config.get("batch_first") else x[0],  # unbatched
+             states(ours, None, rng, dtype), rng, dtype)
+
+
+def test_lstm_projection_init_and_arguments():
+    """weight_hr drawn like every weight, U(-1/sqrt(hidden_size), ...); RNN and GRU
+    have proj_size 0, as torch's; a proj_size torch refuses is refused."""
+    fastnn.manual_seed(0)
+    lstm = nn.LSTM(3, 16, num_layers=2, bidirectional=True, proj_size=5)
+    for name, p in lstm.named_parameters():
+        assert p.data.dtype == np.float32
+        assert np.abs(p.data).max() <= 0.25 and np.abs(p.data).max() > 0.2, name
+    assert lstm.weight_hr_l1_reverse.data.shape == (5, 16)
+    assert lstm.weight_ih_l1.data.shape == (64, 10) and lstm.weight_hh_l1.data.shape == (64, 5)
+    assert nn.RNN(3, 4).proj_size == 0 and nn.GRU(3, 4).proj_size == 0
+    assert nn.LSTM(3, 4).proj_size == torch.nn.LSTM(3, 4).proj_size == 0
+    for bad in (4, 5, -1, 1.5, True):
+        with pytest.raises(ValueError, match=r"LSTM: expected proj_size to be an int in "
+                                             r"\[0, hidden_size = 4\)"):
+            nn.LSTM(3, 4, proj_size=bad)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("RNN", dict(num_layers=2, bidirectional=True)), ("GRU", dict(batch_first=True)),
+    ("LSTM", dict(num_layers=2, bidirectional=True, batch_first=True)),
+    ("LSTM", dict(num_layers=2, proj_size=2))])
+def test_empty_batch_matches_torch(rng, name, kwargs):
+    """N = 0 sequences: empty outputs and states of torch's shapes, empty input and
+    state gradients and zero parameter gradients."""
+    ours, theirs = twins(name, np.float64, **kwargs)
+    x = np.zeros((0, 5, 3) if kwargs.get("batch_first") else (5, 0, 3))
+    run_both(ours, theirs, x, states(ours, 0, rng, np.float64), rng, np.float64)
+    run_both(ours, theirs, x, None, rng, np.float64)
+    for p in ours.parameters():
+        np.testing.assert_array_equal(p.grad, 0)
+    cell = getattr(nn, name + "Cell")(3, 4, dtype=np.float64)
+    h = cell(np.zeros((0, 3)))
+    assert (h[0] if name == "LSTM" else h).shape == (0, 4)
+    gx, _ = cell.backward((np.zeros((0, 4)), None) if name == "LSTM" else np.zeros((0, 4)))
+    assert gx.shape == (0, 3) and not cell.weight_ih.grad.any()
+
+
+def test_sequence_of_length_zero_is_an_error():
+    """torch raises a RuntimeError ("Expected sequence length to be larger than 0");
+    fastnn a ValueError naming the layer, before any work."""
+    for layer, x in ((nn.RNN(3, 4), np.zeros((0, 2, 3), np.float32)),
+                     (nn.GRU(3, 4, batch_first=True), np.zeros((2, 0, 3), np.float32)),
+                     (nn.LSTM(3, 4, proj_size=1), np.zeros((0, 3), np.float32))):
+        with pytest.raises(ValueError, match=rf"{type(layer).__name__}\(3, 4.*expected a "
+                                             rf"sequence length L larger than 0"):
+            layer(x)
+        with pytest.raises(RuntimeError, match="sequence length"):
+            getattr(torch.nn, type(layer).__name__)(3, 4, batch_first=layer.batch_first)(
+                torch.from_numpy(x))
+
+
+@pytest.mark.parametrize("name", ["RNN", "LSTM", "GRU"])
+def test_backward_without_output_gradient(rng, name):
+    """grad_output None: zeros, for a loss on h_n only (autograd's view)."""
+    kwargs = dict(proj_size=2) if name == "LSTM" else {}
+    ours, theirs = twins(name, np.float64, num_layers=2, bidirectional=True, **kwargs)
+    x = rng.standard_normal((5, 2, 3))
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    _, th = theirs(tx)
+    th = th[0] if name == "LSTM" else th
+    g = rng.standard_normal(tuple(th.shape))
+    (th * torch.from_numpy(g)).sum().backward()
+    ours(x)
+    grad_x = ours.backward(None, (g, None) if name == "LSTM" else g)
+    assert_close(grad_x, tx.grad.numpy(), np.float64, scale=10)
+    named = dict(theirs.named_parameters())
+    for pname, p in ours.named_parameters():
+        assert_close(p.grad, named[pname].grad.numpy(), np.float64, scale=30, err_msg=pname)
+    ours(x)
+    np.testing.assert_array_equal(ours.backward(None), 0)   # no gradient at all: zeros
+
+
+def test_gradients_of_another_dtype_are_refused():
+    """As every layer's backward: a float32 gradient for a float64 layer is a TypeError
+    (not a silent cast), for the output's, the final states' and a cell's gradients."""
+    lstm = nn.LSTM(3, 4, dtype=np.float64)
+    out, (h, c) = lstm(np.zeros((2, 1, 3)))
+    with pytest.raises(TypeError, match=r"LSTM\(3, 4\): dtype mismatch: grad_output is "
+                                        r"float32 but expected float64"):
+        lstm.backward(out.astype(np.float32))
+    with pytest.raises(TypeError, match="dtype mismatch: grad_c_n is float32"):
+        lstm.backward(out, (h, c.astype(np.float32)))
+    with pytest.raises(TypeError, match="expected grad_output to be a numpy.ndarray"):
+        lstm.backward(out.tolist())
+    gru = nn.GRU(3, 4, dtype=np.float64)
+    _, h = gru(np.zeros((2, 1, 3)))
+    with pytest.raises(TypeError, match="dtype mismatch: grad_hn is float32"):
+        gru.backward(None, h.astype(np.float32))
+    cell = nn.GRUCell(3, 4, dtype=np.float64)
+    h = cell(np.zeros((1, 3)))
+    with pytest.raises(TypeError, match=r"GRUCell\(3, 4\): dtype mismatch: grad is float32"):
+        cell.backward(h.astype(np.float32))
+
+
 def test_recurrent_bad_arguments_and_inputs():
-    with pytest.raises(ValueError, match="proj_size"):
-        nn.LSTM(3, 4, proj_size=2)
     with pytest.raises(ValueError, match="nonlinearity"):
         nn.RNN(3, 4, nonlinearity="sigmoid")
     f32 = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
@@ -154,6 +279,10 @@ def test_recurrent_bad_arguments_and_inputs():
         nn.GRU(3, 4, num_layers=2)(f32(2, 5, 3), f32(1, 5, 4))
     with pytest.raises(ValueError, match=r"pair \(h_0, c_0\)"):
         nn.LSTM(3, 4)(f32(2, 5, 3), f32(1, 5, 4))
+    with pytest.raises(ValueError, match=r"expected h_0 of shape \(1, 5, 2\)"):
+        nn.LSTM(3, 4, proj_size=2)(f32(2, 5, 3), (f32(1, 5, 4), f32(1, 5, 4)))
+    with pytest.raises(ValueError, match=r"expected c_0 of shape \(1, 5, 4\)"):
+        nn.LSTM(3, 4, proj_size=2)(f32(2, 5, 3), (f32(1, 5, 2), f32(1, 5, 2)))
     with pytest.raises(TypeError, match="does not match the layer's parameters"):
         nn.GRU(3, 4)(np.zeros((2, 5, 3)))
     with pytest.raises(RuntimeError, match="backward called before forward"):

@@ -1,14 +1,17 @@
-"""Recurrent layers: PyTorch's RNN, LSTM and GRU (any number of layers, bidirectional,
-batch_first, dropout between layers), with an explicit backward through time.
+"""Recurrent layers: PyTorch's RNN, LSTM (with projections too) and GRU (any number of
+layers, bidirectional, batch_first, dropout between layers), with an explicit backward
+through time.
 
 NumPy on the host: the input projections of a whole sequence are one matrix product a
 layer and direction, each time step one product with the hidden state; a GPU model's
 arrays go through the host. ``forward(x, hx=None)`` returns (output, h_n) (LSTM:
 (output, (h_n, c_n))) as PyTorch's; ``backward(grad_output, grad_hn=None)`` returns
 the gradient w.r.t. x, accumulates the parameters' gradients, and leaves the gradient
-w.r.t. hx in ``grad_hx`` (LSTM: a pair).
+w.r.t. hx in ``grad_hx`` (LSTM: a pair). A batch of 0 sequences gives empty outputs
+and zero gradients, as in PyTorch; a sequence of length 0 is an error, as there.
 """
 import math
+import numbers
 
 import numpy as np
 
@@ -27,17 +30,24 @@ def _sigmoid(a):
 class _Recurrent(Module):
     """What RNN, LSTM and GRU share: parameters, shapes, layers and directions, the
     backward through time. A subclass gives ``gates`` (G: weights are (G * H, in)) and the
-    cell's ``_step`` / ``_step_back``."""
+    cell's ``_step`` / ``_step_back``. With ``proj_size`` P > 0 (LSTM only) each step's
+    h is projected, h_t = raw h_t W_hr^T with W_hr (P, hidden_size): h, the outputs and
+    the recurrent weights' second axis have size P (``_out_size``), c keeps hidden_size."""
 
     gates = 1
     has_cell = False  # LSTM's cell state c next to h
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32):
+                 dropout=0.0, bidirectional=False, dtype=np.float32, proj_size=0):
         super().__init__()
         name = type(self).__name__
         self.input_size = check_positive_int(name, "input_size", input_size)
         self.hidden_size = check_positive_int(name, "hidden_size", hidden_size)
+        if (isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral)
+                or not 0 <= proj_size < self.hidden_size):
+            raise ValueError(f"{name}: expected proj_size to be an int in [0, hidden_size = "
+                             f"{self.hidden_size}) (0: no projection), got {proj_size!r}")
+        self.proj_size = int(proj_size)
         self.num_layers = check_positive_int(name, "num_layers", num_layers)
         self.bias = check_bool(name, "bias", bias)
         self.batch_first = check_bool(name, "batch_first", batch_first)
@@ -46,15 +56,18 @@ class _Recurrent(Module):
         self.dropout = float(dropout)
         bound = 1.0 / math.sqrt(self.hidden_size)
         rng = _random.generator()
-        gh = self.gates * self.hidden_size
+        gh, out = self.gates * self.hidden_size, self._out_size
         for layer in range(self.num_layers):
-            width = self.input_size if layer == 0 else self.hidden_size * self._directions
-            for suffix in self._suffixes():
+            width = self.input_size if layer == 0 else out * self._directions
+            for suffix in self._suffixes():  # PyTorch's order (its state dict's keys)
                 shapes = [(f"weight_ih_l{layer}{suffix}", (gh, width)),
-                          (f"weight_hh_l{layer}{suffix}", (gh, self.hidden_size))]
+                          (f"weight_hh_l{layer}{suffix}", (gh, out))]
                 if self.bias:
                     shapes += [(f"bias_ih_l{layer}{suffix}", (gh,)),
                                (f"bias_hh_l{layer}{suffix}", (gh,))]
+                if self.proj_size:
+                    shapes += [(f"weight_hr_l{layer}{suffix}", (self.proj_size,
+                                                                self.hidden_size))]
                 for pname, shape in shapes:
                     setattr(self, pname, Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
         self._ctx = None
@@ -67,15 +80,23 @@ class _Recurrent(Module):
     def _suffixes(self):
         return ("", "_reverse") if self.bidirectional else ("",)
 
+    @property
+    def _out_size(self):
+        """The size of h and of each direction's output: proj_size, or hidden_size."""
+        return self.proj_size or self.hidden_size
+
     def _params(self, layer, suffix):
-        """(W_ih, W_hh, b_ih, b_hh) Parameters of a layer and direction (biases None)."""
+        """(W_ih, W_hh, b_ih, b_hh, W_hr) Parameters of a layer and direction (None where
+        absent: biases with bias=False, W_hr without a projection)."""
         get = lambda kind: getattr(self, f"{kind}_l{layer}{suffix}", None)  # noqa: E731
-        return get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh")
+        return (get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"),
+                get("weight_hr"))
 
     # ------------------------------------------------------------------ shapes
-    def _state_shape(self, n):
+    def _state_shape(self, n, size=None):
+        """(num_layers * directions, [n,] size), size the h's (default) or c's."""
         return (self.num_layers * self._directions,) + (() if n is None else (n,)) + (
-            self.hidden_size,)
+            self._out_size if size is None else size,)
 
     def _check_input(self, x):
         where = self._where()
@@ -85,11 +106,13 @@ class _Recurrent(Module):
             batched = "(N, L, F)" if self.batch_first else "(L, N, F)"
             raise ValueError(f"{where}: expected input of shape {batched} or (L, F) with "
                              f"F = input_size = {self.input_size}, got {shape}")
+        if shape[1 if len(shape) == 3 and self.batch_first else 0] == 0:
+            raise ValueError(f"{where}: expected a sequence length L larger than 0, got input "
+                             f"of shape {shape}")
         self._check_dtype(x.dtype, self.weight_ih_l0.data.dtype)
         return x
 
-    def _check_state(self, name, h, n, dtype):
-        shape = self._state_shape(n)
+    def _check_state(self, name, h, shape, dtype):
         h = check_float_array(self._where(), name, h, dtype=dtype, device_ok=True)
         if tuple(h.shape) != shape:
             raise ValueError(f"{self._where()}: expected {name} of shape {shape}, got "
@@ -105,8 +128,11 @@ class _Recurrent(Module):
 
     def forward(self, x, hx=None):
         """(output, h_n) (LSTM: (output, (h_n, c_n))) for x (L, N, input_size)
-        ((N, L, input_size) with batch_first; (L, input_size) for one sequence) and an
-        optional initial state (num_layers * directions, N, hidden_size) (LSTM: a pair)."""
+        ((N, L, input_size) with batch_first; (L, input_size) for one sequence; L >= 1,
+        N >= 0) and an optional initial state (num_layers * directions, N, hidden_size)
+        (LSTM: a pair (h_0, c_0); h_0's last axis proj_size when it is > 0). output is
+        (L, N, directions * H) (batch_first: (N, L, ...)), H = proj_size or hidden_size;
+        h_n (and c_n) as the initial state; None for it means zeros."""
         x = self._check_input(x)
         namespace = _device.namespace_of(x)
         seq = _device.to_host(x)
@@ -152,53 +178,64 @@ class _Recurrent(Module):
         return put(out), (h_n, put(c_n[:, 0] if unbatched else c_n))
 
     def _initial_state(self, hx, n, dtype):
-        zeros = np.zeros(self._state_shape(n), dtype)
+        h_shape, c_shape = self._state_shape(n), self._state_shape(n, self.hidden_size)
         if not self.has_cell:
-            return (zeros if hx is None else self._check_state("hx", hx, n, dtype)), None
+            return (np.zeros(h_shape, dtype) if hx is None
+                    else self._check_state("hx", hx, h_shape, dtype)), None
         if hx is None:
-            return zeros, zeros.copy()
+            return np.zeros(h_shape, dtype), np.zeros(c_shape, dtype)
         if not isinstance(hx, (tuple, list)) or len(hx) != 2:
             raise ValueError(f"{self._where()}: expected hx to be a pair (h_0, c_0)")
-        return (self._check_state("h_0", hx[0], n, dtype),
-                self._check_state("c_0", hx[1], n, dtype))
+        return (self._check_state("h_0", hx[0], h_shape, dtype),
+                self._check_state("c_0", hx[1], c_shape, dtype))
 
     def _run(self, seq, h, c, layer, suffix, reverse):
         """One layer and direction over seq (L, N, in): (outputs (L, N, H), h_L, c_L,
-        cache for the backward)."""
-        w_ih, w_hh, b_ih, b_hh = (None if p is None else _device.to_host(p.data)
-                                  for p in self._params(layer, suffix))
-        length, n, _ = seq.shape
-        projected = seq.reshape(length * n, -1) @ w_ih.T
+        cache for the backward), H = ``_out_size``. Sizes are explicit: N may be 0."""
+        w_ih, w_hh, b_ih, b_hh, w_hr = (None if p is None else _device.to_host(p.data)
+                                        for p in self._params(layer, suffix))
+        length, n, width = seq.shape
+        gh = w_ih.shape[0]
+        projected = seq.reshape(length * n, width) @ w_ih.T
         if b_ih is not None:
             projected += b_ih
-        projected = projected.reshape(length, n, -1)
-        outputs = np.empty((length, n, self.hidden_size), seq.dtype)
-        steps = []
+        projected = projected.reshape(length, n, gh)
+        outputs = np.empty((length, n, self._out_size), seq.dtype)
+        steps = []   # (the cell's cache, the h before the projection or None)
         order = range(length - 1, -1, -1) if reverse else range(length)
         for t in order:
             h, c, cache = self._step(projected[t], h, c, w_hh, b_hh)
+            raw = None
+            if w_hr is not None:
+                raw, h = h, h @ w_hr.T
             outputs[t] = h
-            steps.append(cache)
-        return outputs, h, c, (seq, steps, w_ih, w_hh, layer, suffix, reverse)
+            steps.append((cache, raw))
+        return outputs, h, c, (seq, steps, w_ih, w_hh, w_hr, layer, suffix, reverse)
 
     # ------------------------------------------------------------------ backward
     def backward(self, grad_output, grad_hn=None):
-        """The gradient w.r.t. the last forward's x, for grad_output (the output's shape)
-        and optionally the gradient w.r.t. h_n (LSTM: (grad_h_n, grad_c_n), either may be
-        None). Parameter gradients accumulate; ``grad_hx`` gets the gradient w.r.t. the
-        initial state (LSTM: a pair)."""
+        """The gradient w.r.t. the last forward's x (x's shape), for grad_output, the
+        gradient w.r.t. output (its shape), and optionally grad_hn, the gradient w.r.t.
+        h_n (its shape; LSTM: a pair (grad_h_n, grad_c_n), either may be None). None
+        stands for zeros: ``backward(None, grad_h_n)`` when the loss uses h_n only (as
+        autograd leaves output's gradient out). The gradients have the parameters' dtype
+        (another is a TypeError, as for every layer). Parameter gradients accumulate;
+        ``grad_hx`` gets the gradient w.r.t. the initial state (LSTM: a pair)."""
         if self._ctx is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
         caches, (length, n, _), unbatched, namespace, _ = self._ctx
-        g = np.asarray(_device.to_host(grad_output))
-        expected = ((length, self._directions * self.hidden_size) if unbatched else
-                    ((n, length) if self.batch_first else (length, n))
-                    + (self._directions * self.hidden_size,))
+        dtype = self.weight_ih_l0.data.dtype
+        width = self._directions * self._out_size
+        expected = ((length, width) if unbatched else
+                    ((n, length) if self.batch_first else (length, n)) + (width,))
+        if grad_output is None:
+            g = np.zeros(expected, dtype)
+        else:
+            g = _device.to_host(check_float_array(self._where(), "grad_output", grad_output,
+                                                  dtype=dtype, device_ok=True))
         if g.shape != expected:
             raise ValueError(f"{self._where()}: expected grad_output of shape {expected}, got "
                              f"{g.shape}")
-        dtype = self.weight_ih_l0.data.dtype
-        g = g.astype(dtype, copy=False)
         g = g[:, None] if unbatched else (g.transpose(1, 0, 2) if self.batch_first else g)
         dh_n, dc_n = self._final_state_grads(grad_hn, None if unbatched else n, dtype)
         if unbatched:
@@ -214,7 +251,7 @@ class _Recurrent(Module):
             for k in range(d):
                 cache = caches[layer * (d + 1) + k]
                 idx = layer * d + k
-                part = g[:, :, k * self.hidden_size:(k + 1) * self.hidden_size]
+                part = g[:, :, k * self._out_size:(k + 1) * self._out_size]
                 dx, grad_h0[idx], grad_c0[idx] = self._run_back(part, dh_n[idx], dc_n[idx],
                                                                 cache)
                 grad_in = dx if grad_in is None else grad_in + dx
@@ -228,51 +265,61 @@ class _Recurrent(Module):
         return put(g)
 
     def _final_state_grads(self, grad_hn, n, dtype):
-        shape = self._state_shape(n)
-        zeros = np.zeros(shape, dtype)
-        pair = grad_hn if self.has_cell and grad_hn is not None else (grad_hn, None)
+        """(grad of h_n, grad of c_n) on the host, zeros for None (c's: RNN and GRU)."""
+        shapes = (self._state_shape(n), self._state_shape(n, self.hidden_size))
         if self.has_cell and grad_hn is not None and (
                 not isinstance(grad_hn, (tuple, list)) or len(grad_hn) != 2):
             raise ValueError(f"{self._where()}: expected grad_hn to be a pair "
                              f"(grad_h_n, grad_c_n)")
+        pair = grad_hn if self.has_cell and grad_hn is not None else (grad_hn, None)
+        names = ("grad_h_n", "grad_c_n") if self.has_cell else ("grad_hn", None)
         out = []
-        for a in pair:
+        for a, shape, name in zip(pair, shapes, names):
             if a is None:
-                out.append(zeros.copy())
+                out.append(np.zeros(shape, dtype))
                 continue
-            a = np.asarray(_device.to_host(a), dtype)
-            if a.shape != shape:
-                raise ValueError(f"{self._where()}: expected grad_hn of shape {shape}, got "
-                                 f"{a.shape}")
-            out.append(a)
+            a = check_float_array(self._where(), name, a, dtype=dtype, device_ok=True)
+            if tuple(a.shape) != shape:
+                raise ValueError(f"{self._where()}: expected {name} of shape {shape}, got "
+                                 f"{tuple(a.shape)}")
+            out.append(_device.to_host(a))
         return out[0], out[1]
 
     def _run_back(self, dout, dh, dc, cache):
         """Backward of one ``_run``: (grad of its input seq, grad of h0, grad of c0);
-        parameter gradients accumulated."""
-        seq, steps, w_ih, w_hh, layer, suffix, reverse = cache
-        length, n, _ = seq.shape
-        da_x = np.empty((length, n, self.gates * self.hidden_size), seq.dtype)
+        parameter gradients accumulated. dout (L, N, H) and dh (N, H), H = ``_out_size``:
+        the gradients w.r.t. the (projected) outputs and h_L."""
+        seq, steps, w_ih, w_hh, w_hr, layer, suffix, reverse = cache
+        length, n, width = seq.shape
+        gh = w_ih.shape[0]
+        da_x = np.empty((length, n, gh), seq.dtype)
         grad_w_hh = np.zeros_like(w_hh)
-        grad_b_hh = np.zeros(w_hh.shape[0], seq.dtype)
+        grad_b_hh = np.zeros(gh, seq.dtype)
+        grad_w_hr = None if w_hr is None else np.zeros_like(w_hr)
         order = range(length) if reverse else range(length - 1, -1, -1)
-        for t, step in zip(order, reversed(steps)):
-            dax, dah, dh, dc = self._step_back(dh + dout[t], dc, step, w_hh)
+        for t, (step, raw) in zip(order, reversed(steps)):
+            dh = dh + dout[t]
+            if w_hr is not None:   # h = raw W_hr^T
+                grad_w_hr += dh.T @ raw
+                dh = dh @ w_hr
+            dax, dah, dh, dc = self._step_back(dh, dc, step, w_hh)
             da_x[t] = dax
             grad_w_hh += dah.T @ step[0]   # step[0]: the h the step started from
             grad_b_hh += dah.sum(axis=0)
-        flat = da_x.reshape(length * n, -1)
-        p_ih, p_hh, b_ih, b_hh = self._params(layer, suffix)
-        grad_w_ih = flat.T @ seq.reshape(length * n, -1)
+        flat = da_x.reshape(length * n, gh)
+        p_ih, p_hh, b_ih, b_hh, p_hr = self._params(layer, suffix)
+        grad_w_ih = flat.T @ seq.reshape(length * n, width)
         for param, value in ((p_ih, grad_w_ih), (p_hh, grad_w_hh),
-                             (b_ih, flat.sum(axis=0)), (b_hh, grad_b_hh)):
+                             (b_ih, flat.sum(axis=0)), (b_hh, grad_b_hh), (p_hr, grad_w_hr)):
             if param is not None:
                 _device.update_on_host(param.grad, lambda a, v=value: np.add(a, v, out=a))
-        dx = (flat @ w_ih).reshape(length, n, -1)
+        dx = (flat @ w_ih).reshape(length, n, width)
         return dx, dh, (dc if dc is not None else 0)
 
     def extra_repr(self):
         text = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size:
+            text += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             text += f", num_layers={self.num_layers}"
         if not self.bias:
@@ -312,16 +359,18 @@ class RNN(_Recurrent):
 
 class LSTM(_Recurrent):
     """Long short-term memory: gates i, f, g, o (PyTorch's order in the (4 H, in)
-    weights): c_t = f c_{t-1} + i g, h_t = o tanh(c_t). PyTorch's proj_size is taken at
-    its default (0) only."""
+    weights): c_t = f c_{t-1} + i g, h_t = o tanh(c_t). With proj_size P (0 < P <
+    hidden_size), PyTorch's LSTM with projections: h_t = (o tanh(c_t)) W_hr^T, W_hr
+    ``weight_hr_l{k}{suffix}`` (P, hidden_size); h_0, h_n, weight_hh (4 H, P) and the
+    outputs (directions * P) have size P, c keeps hidden_size, layer k > 0 reads
+    directions * P features."""
 
     gates, has_cell = 4, True
 
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32):
-        check_only("LSTM", "proj_size", proj_size, (0,))
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype)
+                         bidirectional, dtype, proj_size)
 
     def _step(self, xp, h, c, w_hh, b_hh):
         a = xp + h @ w_hh.T
@@ -452,7 +501,8 @@ class _Cell(Module):
 
     def backward(self, grad):
         """(grad_input, grad_hx) of the latest forward not yet taken back, for grad, the
-        gradient w.r.t. its h' (LSTMCell: (grad_h, grad_c), either may be None)."""
+        gradient w.r.t. its h' (LSTMCell: (grad_h, grad_c), either may be None), of the
+        parameters' dtype (another is a TypeError, as for every layer)."""
         if not self._stack:
             raise RuntimeError(f"{self._where()}: backward called with no forward left to "
                                f"take back (one backward per training-mode forward)")
@@ -463,15 +513,16 @@ class _Cell(Module):
             raise ValueError(f"{self._where()}: expected grad to be a pair (grad_h, grad_c)")
         dtype = host.dtype
         flat = []
-        for g in parts:
+        names = ("grad_h", "grad_c") if self.rule.has_cell else ("grad", None)
+        for g, name in zip(parts, names):
             if g is None:
                 flat.append(np.zeros((host.shape[0], self.hidden_size), dtype))
                 continue
-            g = np.asarray(_device.to_host(g), dtype)
-            if g.shape != shape:
-                raise ValueError(f"{self._where()}: expected grad of shape {shape}, got "
-                                 f"{g.shape}")
-            flat.append(g.reshape(host.shape[0], self.hidden_size))
+            g = check_float_array(self._where(), name, g, dtype=dtype, device_ok=True)
+            if tuple(g.shape) != shape:
+                raise ValueError(f"{self._where()}: expected {name} of shape {shape}, got "
+                                 f"{tuple(g.shape)}")
+            flat.append(_device.to_host(g).reshape(host.shape[0], self.hidden_size))
         self._stack.pop()
         w_hh = self._host("weight_hh")
         dax, dah, dh, dc = self.rule._step_back(self, flat[0], flat[1], cache, w_hh)
