@@ -155,7 +155,9 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
                                    nn.ConvTranspose2d(3, 3, 2, dilation=2, groups=3))
     host_layers = lambda: nn.Sequential(nn.PixelShuffle(2), nn.Hardshrink(0.1),  # noqa: E731
                                         nn.GLU(1), nn.Softmax2d())
-    for build, shape in ((seq, (2, 3, 6)), (host_layers, (2, 8, 3, 3)), (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5)),
+    blocks = lambda: nn.Sequential(nn.LPPool2d(2, 2, ceil_mode=True),  # noqa: E731
+                                   nn.Unfold(2, padding=1), nn.Fold((2, 2), 2, padding=1))
+    for build, shape in ((seq, (2, 3, 6)), (host_layers, (2, 8, 3, 3)), (blocks, (2, 8, 3, 3)), (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5)),
                          (bn3, (2, 2, 2, 3, 2)), (conv1, (2, 2, 8)), (softmax, (2, 3, 2)),
                          (layernorm, (2, 3, 4)), (adaptive, (2, 2, 4, 6)),
                          (adaptive, (2, 2, 5, 7)), (deconv, (2, 2, 3, 3)),

@@ -10,12 +10,13 @@ from .conv import Conv1d, Conv2d
 from .conv_transpose import ConvTranspose1d, ConvTranspose2d
 from .distance import Bilinear, CosineSimilarity, PairwiseDistance
 from .embedding import Embedding
-from .dropout import Dropout, Dropout1d, Dropout2d, Dropout3d
+from .dropout import (AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d,
+                      FeatureAlphaDropout)
 from . import init
 from .flatten import Flatten, Unflatten
 from .groupnorm import GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, PixelShuffle,
-                          PixelUnshuffle, RMSNorm, Softmax2d, Softshrink, Tanhshrink,
+                          PixelUnshuffle, RMSNorm, RReLU, Softmax2d, Softshrink, Tanhshrink,
                           Threshold)
 from .layernorm import LayerNorm
 from .linear import Linear
@@ -33,19 +34,22 @@ from .padding import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d
                       ConstantPad2d, ConstantPad3d, ReflectionPad1d, ReflectionPad2d,
                       ReflectionPad3d, ReplicationPad1d, ReplicationPad2d, ReplicationPad3d,
                       ZeroPad1d, ZeroPad2d, ZeroPad3d)
-from .pooling import AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d, MaxUnpool1d, MaxUnpool2d
+from .pooling import (AvgPool1d, AvgPool2d, LPPool1d, LPPool2d, MaxPool1d, MaxPool2d,
+                      MaxUnpool1d, MaxUnpool2d)
+from .unfold import Fold, Unfold
 from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from . import utils
 
 __all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
            "ELU", "SELU", "CELU", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",
-           "Softmax2d", "Hardshrink", "Softshrink", "Tanhshrink", "Threshold", "GLU",
+           "Softmax2d", "Hardshrink", "Softshrink", "Tanhshrink", "Threshold", "GLU", "RReLU",
            "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "RMSNorm", "LocalResponseNorm", "CosineSimilarity", "PairwiseDistance", "Bilinear", "MultiheadAttention",
            "TransformerEncoderLayer", "TransformerEncoder", "TransformerDecoderLayer",
            "TransformerDecoder", "Transformer",
            "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
-           "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
+           "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Embedding", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "MaxUnpool1d", "MaxUnpool2d", "AvgPool1d", "AvgPool2d",
+           "LPPool1d", "LPPool2d", "Fold", "Unfold",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Upsample",
            "UpsamplingNearest2d", "UpsamplingBilinear2d",
            "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ConstantPad1d", "ConstantPad2d",

@@ -135,3 +135,77 @@ class Dropout3d(_ChannelDropout):
     """Channel dropout of (N, C, D, H, W) or (C, D, H, W) inputs (PyTorch's Dropout3d)."""
 
     rank = 5
+
+
+# SELU's negative saturation, scale * alpha: AlphaDropout's dropped value is its negative
+_SELU_SATURATION = 1.7580993408473766
+
+
+class AlphaDropout(Module):
+    """Dropout that keeps a SELU network's activations at mean 0 and variance 1
+    (PyTorch's AlphaDropout): in training each element is kept with probability 1 - p
+    or set to SELU's saturation -alpha', then y = a * x' + b with
+    a = ((1 - p) (1 + p alpha'^2))^(-1/2) and b = a alpha' p, so y = a x where kept and
+    -a alpha' (1 - p) where dropped; p = 1 gives zeros. Identity in eval mode. Backward:
+    grad * a where kept, 0 where dropped.
+
+    The mask is drawn on the host from a seed of fastnn's generator (``manual_seed``
+    makes it reproducible); NumPy on the host (a device array goes through the host).
+    Input: any shape.
+    """
+
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__()
+        name = type(self).__name__
+        check_number(name, "p", p, low=0.0, high=1.0, high_open=False)
+        self.p = float(p)
+        self.inplace = check_bool(name, "inplace", inplace)
+        self._gain = None  # per element (or channel): a where kept, 0 where dropped
+
+    def _mask_shape(self, shape):
+        return shape
+
+    def _forward(self, x, buffered):
+        if not self.training or self.p == 0.0:
+            self._gain = None
+            return x
+        host = _device.to_host(x)
+        dt = host.dtype.type
+        if self.p == 1.0:
+            self._gain = np.zeros((1,) * host.ndim, host.dtype)
+            return _device.namespace_of(x).put(host * dt(0))
+        rng = np.random.default_rng(_random.draw_seed())
+        keep = rng.random(self._mask_shape(tuple(host.shape))) >= self.p
+        a = ((1 - self.p) * (1 + self.p * _SELU_SATURATION ** 2)) ** -0.5
+        self._gain = np.where(keep, dt(a), dt(0))
+        shift = np.where(keep, dt(a * _SELU_SATURATION * self.p),
+                         dt(a * _SELU_SATURATION * (self.p - 1)))
+        return _device.namespace_of(x).put(np.ascontiguousarray(host * self._gain + shift,
+                                                                 host.dtype))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        if self._gain is None:
+            return grad_out
+        g = _device.to_host(grad_out)
+        return _device.namespace_of(grad_out).put(np.ascontiguousarray(g * self._gain,
+                                                                       g.dtype))
+
+    def extra_repr(self):
+        return f"p={self.p}, inplace={self.inplace}"
+
+
+class FeatureAlphaDropout(AlphaDropout):
+    """AlphaDropout of whole channels (PyTorch's FeatureAlphaDropout): one keep/drop draw
+    per (sample, channel) of an (N, C, *) input, broadcast over the other axes."""
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(f"{self._where()}: expected input of shape (N, C, *), got "
+                             f"{shape}")
+        return shape
+
+    def _mask_shape(self, shape):
+        return shape[:2] + (1,) * (len(shape) - 2)

@@ -1,12 +1,13 @@
 """Less common PyTorch layers computed with NumPy on the host (a device array goes through
 the host and comes back): the shrink activations, Threshold and GLU, the PixelShuffle /
-PixelUnshuffle / ChannelShuffle rearrangements, RMSNorm and LocalResponseNorm. Each is a few array operations a call;
+PixelUnshuffle / ChannelShuffle rearrangements, RMSNorm, LocalResponseNorm and RReLU. Each is a few array operations a call;
 none has a kernel of its own in the op table."""
 import numbers
 
 import numpy as np
 
 from .. import device as _device
+from .. import random as _random
 from ..validation import check_bool, check_number, check_positive_int
 from .activations import Softmax
 from .layernorm import normalized_shape_of
@@ -98,6 +99,47 @@ class Threshold(_HostElementwise):
     def extra_repr(self):
         return (f"threshold={self.threshold}, value={self.value}"
                 + (", inplace=True" if self.inplace else ""))
+
+
+class RReLU(Module):
+    """Randomized leaky ReLU (PyTorch's RReLU): in training each element x <= 0 gets its
+    own slope drawn uniformly from [lower, upper] (y = slope * x, the slope kept for
+    backward), x > 0 passes; in eval mode a leaky ReLU of slope (lower + upper) / 2.
+    The slopes come from a seed of fastnn's generator (``manual_seed`` makes them
+    reproducible). Input: any shape. NumPy on the host."""
+
+    def __init__(self, lower=1.0 / 8, upper=1.0 / 3, inplace=False):
+        super().__init__()
+        name = type(self).__name__
+        check_number(name, "lower", lower)
+        check_number(name, "upper", upper)
+        if lower > upper:
+            raise ValueError(f"{name}: expected lower <= upper, got lower={lower}, "
+                             f"upper={upper}")
+        self.lower, self.upper = float(lower), float(upper)
+        self.inplace = check_bool(name, "inplace", inplace)
+        self._slope = None
+
+    def _forward(self, x, buffered):
+        host = _device.to_host(x)
+        dt = host.dtype.type
+        if self.training:
+            rng = np.random.default_rng(_random.draw_seed())
+            drawn = rng.uniform(self.lower, self.upper, host.shape).astype(host.dtype)
+            self._slope = np.where(host <= 0, drawn, dt(1))
+        else:
+            self._slope = np.where(host > 0, dt(1), dt((self.lower + self.upper) / 2))
+        return _device.namespace_of(x).put(np.ascontiguousarray(host * self._slope))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        g = _device.to_host(grad_out)
+        return _device.namespace_of(grad_out).put(np.ascontiguousarray(g * self._slope))
+
+    def extra_repr(self):
+        return f"lower={self.lower}, upper={self.upper}" + (", inplace=True"
+                                                           if self.inplace else "")
 
 
 def _axis(layer, dim, ndim):

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool, check_float_dtype, check_positive_int
+from ..validation import check_bool, check_float_dtype, check_number, check_positive_int
 from .conv import As1d, add_batch_axis, drop_batch_axis, pair, spatial_out
 from .module import Module
 
@@ -189,6 +189,72 @@ class AvgPool1d(As1d, AvgPool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
+
+
+class LPPool2d(AvgPool2d):
+    """Power-average pooling (PyTorch's LPPool2d): y = (sum of x^p over each window)^(1/p),
+    computed as PyTorch computes it: the mean of x^p over the window (no padding;
+    ceil_mode windows cut at the edge) times kH * kW, to the power 1/p. So p = 2 with
+    negative inputs is the windows' Euclidean norm, a non-integer p with a negative
+    input or window sum gives NaN, and an all-zero window has gradient 0.
+
+    norm_type: p (a number); kernel_size, stride (None: kernel_size): an int or a pair.
+    Input (N, C, H, W) or unbatched (C, H, W). The powers are NumPy on the host, the
+    windows the CPU backend's average-pooling kernels (a device array goes through the
+    host).
+    """
+
+    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+        check_number(type(self).__name__, "norm_type", norm_type)
+        if norm_type == 0:
+            raise ValueError(f"{type(self).__name__}: norm_type must not be 0")
+        super().__init__(kernel_size, stride, 0, ceil_mode)
+        self.norm_type = norm_type
+        self._arguments = (kernel_size, stride)  # PyTorch's repr shows them as given
+        self._ctx = None
+
+    def _area(self):
+        (kh, kw), _, _ = self._window()
+        return kh * kw
+
+    def _pool(self, x, buffered):
+        host = _device.to_host(x)
+        p = host.dtype.type(self.norm_type)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            mean = _device.kernels("cpu").avg_pool2d_forward(
+                host ** p, *self._window(), True, ceil_mode=self.ceil_mode)
+            total = mean * host.dtype.type(self._area())
+            y = total ** (host.dtype.type(1) / p)
+        self._ctx = (host, mean, total)
+        return _device.namespace_of(x).put(np.ascontiguousarray(y, host.dtype))
+
+    def _unpool(self, grad_out, grad_in):
+        host, mean, total = self._ctx
+        g = _device.to_host(grad_out)
+        dt = host.dtype.type
+        p = dt(self.norm_type)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            grad_total = g * (dt(1) / p) * total ** (dt(1) / p - dt(1))
+            # PyTorch's sign(m) * relu(|m|) passes no gradient where the mean m is 0
+            grad_mean = np.where(np.abs(mean) > 0, grad_total * dt(self._area()), dt(0))
+            grad_power = _device.kernels("cpu").avg_pool2d_backward(
+                np.ascontiguousarray(grad_mean, host.dtype), host.shape, *self._window(),
+                True, ceil_mode=self.ceil_mode)
+            grad = grad_power * p * host ** (p - dt(1))
+        return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))
+
+    def extra_repr(self):
+        kernel_size, stride = self._arguments
+        return (f"norm_type={self.norm_type}, kernel_size={kernel_size}, stride={stride}, "
+                f"ceil_mode={self.ceil_mode}")
+
+
+class LPPool1d(As1d, LPPool2d):
+    """Power-average pooling over (N, C, L) or unbatched (C, L) input (PyTorch's
+    LPPool1d), LPPool2d's rule on an (N, C, 1, L) view; the window sum is the mean
+    times kernel_size."""
+
+    dims = 1
 
 
 class MaxUnpool2d(Module):
