@@ -24,6 +24,22 @@ SCHEDULES = {
     "polynomial": lambda m, o: m.PolynomialLR(o, total_iters=8, power=2.0),
     "warm_restarts": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=4, eta_min=0.01),
     "warm_restarts_mult": lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=3),
+    "multiplicative": lambda m, o: m.MultiplicativeLR(o, lr_lambda=lambda e: 0.9 + 0.01 * e),
+    "multiplicative_per_group": lambda m, o: m.MultiplicativeLR(
+        o, [lambda e: 0.95, lambda e: 1.0 if e % 2 else 0.5]),
+    "sequential_warmup_cosine": lambda m, o: m.SequentialLR(
+        o, [m.LinearLR(o, start_factor=0.1, total_iters=4), m.CosineAnnealingLR(o, T_max=12)],
+        milestones=[4]),
+    "sequential_three": lambda m, o: m.SequentialLR(
+        o, [m.ConstantLR(o, factor=0.2, total_iters=2), m.ExponentialLR(o, gamma=0.8),
+            m.StepLR(o, step_size=3, gamma=0.5)], milestones=[3, 9]),
+    "sequential_multiplicative_after": lambda m, o: m.SequentialLR(
+        o, [m.ExponentialLR(o, gamma=0.5), m.MultiplicativeLR(o, lambda e: 0.9)],
+        milestones=[5]),
+    "sequential_nested": lambda m, o: m.SequentialLR(
+        o, [m.SequentialLR(o, [m.LinearLR(o, start_factor=0.5, total_iters=2),
+                               m.ExponentialLR(o, gamma=0.9)], milestones=[2]),
+            m.PolynomialLR(o, total_iters=6)], milestones=[7]),
 }
 
 
@@ -204,3 +220,84 @@ def test_one_cycle_state_survives_an_optimizer_state_dict():
     sched2.step()
     assert sched2.get_last_lr() == sched.get_last_lr()
     assert opt2.param_groups[0]["momentum"] == opt.param_groups[0]["momentum"]
+
+
+CYCLIC = {
+    "triangular_sgd": (lambda m, p: m.SGD(p, lr=0.1, momentum=0.9),
+                       dict(base_lr=0.01, max_lr=0.1, step_size_up=4)),
+    "triangular2_uneven": (lambda m, p: m.SGD(p, lr=0.1, momentum=0.5),
+                           dict(base_lr=[0.01, 0.02], max_lr=[0.1, 0.3], step_size_up=3,
+                                step_size_down=5, mode="triangular2", base_momentum=0.4,
+                                max_momentum=0.6)),
+    "exp_range_adam": (lambda m, p: m.Adam(p, lr=1e-3),
+                       dict(base_lr=1e-3, max_lr=1e-2, step_size_up=2, mode="exp_range",
+                            gamma=0.9)),
+    "scale_fn_iterations_no_momentum": (
+        lambda m, p: m.SGD(p, lr=0.1),
+        dict(base_lr=0.05, max_lr=0.2, step_size_up=3, scale_fn=lambda x: 1 / (1 + x),
+             scale_mode="iterations", cycle_momentum=False)),
+    "scale_fn_cycle": (lambda m, p: m.RMSprop(p, lr=0.01, momentum=0.3),
+                       dict(base_lr=0.001, max_lr=0.01, step_size_up=2, step_size_down=1,
+                            scale_fn=lambda c: 0.5 ** c)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CYCLIC))
+def test_cyclic_matches_torch(name):
+    """Rates, momentum (beta1) and parameters batch by batch over several cycles."""
+    build, kwargs = CYCLIC[name]
+    ours, theirs, offsets = make_params(np.float64)
+    opt = build(optim, [{"params": ours[:2]}, {"params": ours[2:]}])
+    ref = build(torch.optim, [{"params": theirs[:2]}, {"params": theirs[2:]}])
+    sched = lr_scheduler.CyclicLR(opt, **kwargs)
+    ref_sched = torch.optim.lr_scheduler.CyclicLR(ref, **kwargs)
+    key = "betas" if "betas" in opt.defaults else "momentum"
+    for batch in range(25):
+        np.testing.assert_allclose(sched.get_last_lr(), ref_sched.get_last_lr(), rtol=1e-12,
+                                   err_msg=f"{name}: batch {batch}")
+        assert [g["lr"] for g in opt.param_groups] == sched.get_last_lr()
+        for g, h in zip(opt.param_groups, ref.param_groups):
+            np.testing.assert_allclose(g[key], h[key], rtol=1e-12)
+        fill_grads(ours, theirs, offsets)
+        opt.step()
+        ref.step()
+        sched.step()
+        ref_sched.step()
+    for p, q in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_new_schedulers_bad_arguments_and_state():
+    opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="mode"):
+        lr_scheduler.CyclicLR(opt, 0.01, 0.1, mode="sawtooth")
+    with pytest.raises(ValueError, match="momentum or betas"):
+        lr_scheduler.CyclicLR(optim.Adagrad(nn.Linear(2, 2).parameters()), 0.01, 0.1)
+    with pytest.raises(ValueError, match="expected 1 lr_lambdas"):
+        lr_scheduler.MultiplicativeLR(opt, [lambda e: 1, lambda e: 1])
+    with pytest.raises(TypeError, match="functions"):
+        lr_scheduler.MultiplicativeLR(opt, 0.9)
+    first = lr_scheduler.ExponentialLR(opt, gamma=0.9)
+    with pytest.raises(ValueError, match="milestones"):
+        lr_scheduler.SequentialLR(opt, [first], milestones=[3])
+    other = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="another optimizer"):
+        lr_scheduler.SequentialLR(opt, [first, lr_scheduler.StepLR(other, 2)], milestones=[3])
+    with pytest.raises(TypeError, match="ReduceLROnPlateau"):
+        lr_scheduler.SequentialLR(opt, [first, lr_scheduler.ReduceLROnPlateau(opt)], [3])
+    # a SequentialLR's state resumes the rates of an uninterrupted run
+    def build(o):
+        return lr_scheduler.SequentialLR(o, [lr_scheduler.LinearLR(o, 0.5, total_iters=2),
+                                             lr_scheduler.StepLR(o, 2, 0.5)], milestones=[2])
+    opt_a = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    sched_a = build(opt_a)
+    for _ in range(3):
+        sched_a.step()
+    opt_b = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    sched_b = build(opt_b)
+    sched_b.load_state_dict(sched_a.state_dict())
+    opt_b.load_state_dict(opt_a.state_dict())
+    for _ in range(4):
+        sched_a.step()
+        sched_b.step()
+        assert sched_b.get_last_lr() == sched_a.get_last_lr()

@@ -23,6 +23,14 @@ forms of PyTorch's schedules, a function of the epoch and each group's initial r
   steps, then falls to max_lr / (div_factor * final_div_factor) (cosine or linear), the
   momentum (SGD's momentum, Adam's beta1) cycling the other way.
 
+* MultiplicativeLR(optimizer, lr_lambda): each step multiplies the current rate by
+  lr_lambda(epoch) (PyTorch's recursive rule)
+* CyclicLR(optimizer, base_lr, max_lr, step_size_up, ...): stepped once per batch; the
+  rate goes back and forth between base_lr and max_lr (triangular, triangular2,
+  exp_range or a scale_fn), the momentum the other way
+* SequentialLR(optimizer, schedulers, milestones): one schedule after another, each
+  starting from its epoch 0 at its milestone
+
 ReduceLROnPlateau is the exception, as in PyTorch: no closed form, ``step(metric)``
 multiplies the rates by ``factor`` when the metric (a validation loss, say) has not
 improved for ``patience`` epochs.
@@ -71,6 +79,16 @@ class LRScheduler:
     def get_last_lr(self):
         """The rates of the last step, one per param group."""
         return list(self._last_lr)
+
+    def _initial_step(self):
+        """The step a scheduler makes when built (SequentialLR makes it for the first of
+        its schedulers after taking the others' back)."""
+        self.step()
+
+    def _restart(self):
+        """Go to epoch 0 and write its rates (SequentialLR, at a milestone)."""
+        self.last_epoch = -1
+        self.step()
 
     def state_dict(self):
         return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs),
@@ -443,3 +461,231 @@ class OneCycleLR(LRScheduler):
 
     def lr_at(self, base_lr, epoch, group_index):
         return self._at(self.optimizer.param_groups[group_index], epoch, 0)
+
+
+class MultiplicativeLR(LRScheduler):
+    """Each epoch after the first multiplies every group's current rate by
+    lr_lambda(epoch) (one function, or one per group): PyTorch's recursive rule, so a
+    rate changed by hand between steps is multiplied from there."""
+
+    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+        groups = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
+        lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
+        if len(lambdas) != groups:
+            raise ValueError(f"MultiplicativeLR: expected {groups} lr_lambdas (one per param "
+                             f"group), got {len(lambdas)}")
+        if not all(callable(f) for f in lambdas):
+            raise TypeError(f"MultiplicativeLR: expected functions, got {lr_lambda!r}")
+        self.lr_lambdas = lambdas
+        self._built = False
+        super().__init__(optimizer, last_epoch)
+        self._built = True
+
+    def step(self):
+        """Advance one epoch: every group's rate times its factor for the new epoch (none
+        on the step made when the scheduler is built)."""
+        self.last_epoch += 1
+        if self._built:
+            self._multiply(self.last_epoch)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _initial_step(self):
+        self.last_epoch += 1
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _multiply(self, epoch):
+        for group, factor in zip(self.optimizer.param_groups, self.lr_lambdas):
+            group["lr"] = group["lr"] * factor(epoch)
+
+    def _restart(self):
+        self.last_epoch = 0
+        self._multiply(0)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["lr_lambdas"] = [None] * len(self.lr_lambdas)
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict({k: v for k, v in state_dict.items() if k != "lr_lambdas"})
+
+
+class CyclicLR(LRScheduler):
+    """The cyclical learning rate policy (PyTorch's CyclicLR), ``step()`` after every
+    batch: the rate climbs linearly from base_lr to max_lr over step_size_up batches and
+    comes back over step_size_down (None: the same), the cycle's height scaled by mode:
+    'triangular' (constant), 'triangular2' (halved each cycle), 'exp_range'
+    (gamma ** batch), or scale_fn(x) with scale_mode 'cycle' (x the cycle, from 1) or
+    'iterations' (x the batch). base_lr, max_lr: one number or one per group; building
+    it sets every group's rate to base_lr. With cycle_momentum SGD's momentum (Adam's
+    beta1) moves the other way, between max_momentum and base_momentum.
+    """
+
+    def __init__(self, optimizer, base_lr, max_lr, step_size_up=2000, step_size_down=None,
+                 mode="triangular", gamma=1.0, scale_fn=None, scale_mode="cycle",
+                 cycle_momentum=True, base_momentum=0.8, max_momentum=0.9, last_epoch=-1):
+        where = "CyclicLR"
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"{where}: expected a fastnn optimizer, got "
+                            f"{type(optimizer).__name__}")
+        groups = optimizer.param_groups
+        base_lrs = _per_group(where, "base_lr", base_lr, len(groups))
+        self.max_lrs = _per_group(where, "max_lr", max_lr, len(groups))
+        up = _number(where, "step_size_up", step_size_up)
+        down = up if step_size_down is None else _number(where, "step_size_down",
+                                                         step_size_down)
+        if up + down <= 0:
+            raise ValueError(f"{where}: expected step_size_up + step_size_down > 0")
+        self.total_size = up + down
+        self.step_ratio = up / self.total_size
+        if scale_fn is None and mode not in ("triangular", "triangular2", "exp_range"):
+            raise ValueError(f"{where}: expected mode 'triangular', 'triangular2' or "
+                             f"'exp_range' (or a scale_fn), got {mode!r}")
+        if scale_fn is not None and not callable(scale_fn):
+            raise TypeError(f"{where}: expected scale_fn to be a function, got {scale_fn!r}")
+        if scale_fn is not None and scale_mode not in ("cycle", "iterations"):
+            raise ValueError(f"{where}: expected scale_mode 'cycle' or 'iterations', got "
+                             f"{scale_mode!r}")
+        self.mode, self.gamma = mode, float(gamma)
+        self._scale_fn_custom = scale_fn
+        self.scale_mode = (scale_mode if scale_fn is not None
+                           else "iterations" if mode == "exp_range" else "cycle")
+        if last_epoch == -1:
+            for lr, group in zip(base_lrs, groups):
+                group["lr"] = lr
+        self.cycle_momentum = bool(cycle_momentum)
+        if self.cycle_momentum:
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError(f"{where}: cycle_momentum=True needs an optimizer with "
+                                 f"momentum or betas ({type(optimizer).__name__} has "
+                                 f"neither); pass cycle_momentum=False")
+            self.use_beta1 = "betas" in optimizer.defaults
+            self.base_momentums = _per_group(where, "base_momentum", base_momentum,
+                                             len(groups))
+            self.max_momentums = _per_group(where, "max_momentum", max_momentum, len(groups))
+            if last_epoch == -1:
+                for group, low, high in zip(groups, self.base_momentums, self.max_momentums):
+                    self._set_momentum(group, high)
+                    group["max_momentum"], group["base_momentum"] = high, low
+        self._cycle_base_lrs = base_lrs
+        super().__init__(optimizer, last_epoch)
+        self.base_lrs = list(base_lrs)
+
+    def scale_fn(self, x):
+        """The height factor at x (a cycle number or a batch index, by scale_mode)."""
+        if self._scale_fn_custom is not None:
+            return self._scale_fn_custom(x)
+        if self.mode == "triangular":
+            return 1.0
+        if self.mode == "triangular2":
+            return 1 / (2.0 ** (x - 1))
+        return self.gamma ** x
+
+    def _set_momentum(self, group, momentum):
+        if self.use_beta1:
+            group["betas"] = (momentum,) + tuple(group["betas"][1:])
+        else:
+            group["momentum"] = momentum
+
+    def _position(self, batch):
+        """(the height factor in [0, 1] at this batch, the scale_fn's argument)."""
+        cycle = math.floor(1 + batch / self.total_size)
+        x = 1.0 + batch / self.total_size - cycle
+        height = x / self.step_ratio if x <= self.step_ratio else (x - 1) / (self.step_ratio - 1)
+        return height, self.scale_fn(cycle if self.scale_mode == "cycle" else batch)
+
+    def lr_at(self, base_lr, epoch, group_index):
+        height, scale = self._position(epoch)
+        low = self._cycle_base_lrs[group_index]
+        return low + (self.max_lrs[group_index] - low) * height * scale
+
+    def step(self):
+        """Advance one batch: every group's rate (and momentum) for it."""
+        super().step()
+        if self.cycle_momentum:
+            height, scale = self._position(self.last_epoch)
+            for group, low, high in zip(self.optimizer.param_groups, self.base_momentums,
+                                        self.max_momentums):
+                self._set_momentum(group, high - (high - low) * height * scale)
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["_scale_fn_custom"] = None
+        return state
+
+
+class SequentialLR(LRScheduler):
+    """Schedulers one after another (PyTorch's SequentialLR): schedulers[0] runs until
+    the first milestone, where schedulers[1] starts from its epoch 0, and so on; e.g. a
+    LinearLR warm-up then a CosineAnnealingLR. Build the schedulers on the same optimizer
+    first (their own first steps are undone here); ``step()`` once per epoch."""
+
+    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+        where = "SequentialLR"
+        schedulers = list(schedulers)
+        if not schedulers:
+            raise ValueError(f"{where}: expected at least one scheduler")
+        for i, scheduler in enumerate(schedulers):
+            if isinstance(scheduler, ReduceLROnPlateau) or not isinstance(scheduler,
+                                                                          LRScheduler):
+                raise TypeError(f"{where}: scheduler {i} must be an epoch-based scheduler "
+                                f"(not ReduceLROnPlateau), got {type(scheduler).__name__}")
+            if scheduler.optimizer is not optimizer:
+                raise ValueError(f"{where}: scheduler {i} ({type(scheduler).__name__}) "
+                                 f"belongs to another optimizer")
+        milestones = list(milestones)
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(f"{where}: expected {len(schedulers) - 1} milestones (one fewer "
+                             f"than the schedulers), got {len(milestones)}")
+        for m in milestones:
+            _int_at_least(where, "milestones", m, low=0)
+        self._schedulers, self._milestones = schedulers, milestones
+        self.optimizer = optimizer
+        self.last_epoch = last_epoch + 1
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
+        self._undo(self)
+        first = schedulers[bisect.bisect_right(milestones, 0)]
+        first._initial_step()
+        self._last_lr = first.get_last_lr()
+
+    @staticmethod
+    def _undo(scheduler):
+        """Take back the step every (nested) scheduler made when it was built."""
+        if isinstance(scheduler, SequentialLR):
+            for inner in scheduler._schedulers:
+                SequentialLR._undo(inner)
+        else:
+            scheduler.last_epoch -= 1
+
+    def step(self):
+        """Advance one epoch: the scheduler of this epoch steps, or starts at a milestone."""
+        self.last_epoch += 1
+        i = bisect.bisect_right(self._milestones, self.last_epoch)
+        scheduler = self._schedulers[i]
+        if i > 0 and self._milestones[i - 1] == self.last_epoch:
+            scheduler._restart()
+        else:
+            scheduler.step()
+        self._last_lr = scheduler.get_last_lr()
+
+    def _initial_step(self):
+        self.step()
+
+    def _restart(self):
+        self.last_epoch = 0
+        self._schedulers[0]._restart()
+        self._last_lr = self._schedulers[0].get_last_lr()
+
+    def state_dict(self):
+        return {"last_epoch": self.last_epoch, "_milestones": list(self._milestones),
+                "_last_lr": list(self._last_lr),
+                "_schedulers": [s.state_dict() for s in self._schedulers]}
+
+    def load_state_dict(self, state_dict):
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._milestones = list(state_dict["_milestones"])
+        self._last_lr = list(state_dict["_last_lr"])
+        for scheduler, state in zip(self._schedulers, state_dict["_schedulers"]):
+            scheduler.load_state_dict(state)
