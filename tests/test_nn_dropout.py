@@ -2,6 +2,7 @@
 fastnn's global generator, and a backward that reuses the forward's mask."""
 import numpy as np
 import pytest
+import torch
 
 import fastnn
 from fastnn import nn
@@ -51,3 +52,17 @@ def test_dropout_inside_sequential_trains_the_kept_units_only(backend, rng):
     np.testing.assert_array_equal(model[2].weight.grad[0, dropped], 0)
     np.testing.assert_array_equal(model[0].weight.grad[dropped], 0)
     assert np.all(model[0].bias.grad[~dropped] != 0)
+
+
+@pytest.mark.parametrize("cls", ["Dropout", "Dropout1d", "Dropout2d"])
+def test_p_one_drops_everything_as_torch(cls):
+    """PyTorch's p = 1: x * 0 (NaN stays NaN), gradient 0; eval mode the identity."""
+    x = np.arange(24, dtype=np.float64).reshape(2, 3, 4) - 5
+    x[0, 0, 0] = np.nan
+    layer = getattr(nn, cls)(1.0)
+    y = layer(x)
+    expected = getattr(torch.nn, cls)(1.0)(torch.from_numpy(x)).numpy()
+    np.testing.assert_array_equal(y, expected)
+    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), np.zeros_like(x))
+    layer.eval()
+    np.testing.assert_array_equal(layer(x), x)

@@ -37,10 +37,14 @@ from .padding import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d
 from .pooling import (AvgPool1d, AvgPool2d, LPPool1d, LPPool2d, MaxPool1d, MaxPool2d,
                       MaxUnpool1d, MaxUnpool2d)
 from .unfold import Fold, Unfold
+from .lazy import (LazyBatchNorm1d, LazyBatchNorm2d, LazyBatchNorm3d, LazyConv1d, LazyConv2d,
+                   LazyConvTranspose1d, LazyConvTranspose2d, LazyLinear)
 from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from . import utils
 
-__all__ = ["Module", "Parameter", "Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
+__all__ = ["Module", "Parameter", "Linear", "LazyLinear", "LazyConv1d", "LazyConv2d",
+           "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyBatchNorm1d", "LazyBatchNorm2d",
+           "LazyBatchNorm3d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
            "ELU", "SELU", "CELU", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",
            "Softmax2d", "Hardshrink", "Softshrink", "Tanhshrink", "Threshold", "GLU", "RReLU",
            "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "RMSNorm", "LocalResponseNorm", "CosineSimilarity", "PairwiseDistance", "Bilinear", "MultiheadAttention",

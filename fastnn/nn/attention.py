@@ -6,8 +6,8 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..validation import (check_bool, check_float_array, check_number, check_only,
-                          check_positive_int)
+from ..validation import check_bool, check_float_array, check_number, check_positive_int
+from . import init
 from .module import Module, Parameter
 
 
@@ -30,18 +30,32 @@ class _OutProj(Module):
 class MultiheadAttention(Module):
     """softmax(Q K^T / sqrt(d) + mask) V over ``num_heads`` heads of size d = embed_dim /
     num_heads, Q, K, V the projections of query, key and value by ``in_proj_weight``
-    (3 E, E) and ``in_proj_bias``, the heads concatenated and projected by ``out_proj``.
+    (3 E, E) and ``in_proj_bias`` (3 E,), the heads concatenated and projected by
+    ``out_proj``. With kdim or vdim other than E, key and value have kdim and vdim
+    features and the projections are ``q_proj_weight`` (E, E), ``k_proj_weight``
+    (E, kdim), ``v_proj_weight`` (E, vdim) (``in_proj_weight`` is None), as PyTorch's.
+    add_bias_kv appends one learnt key ``bias_k`` and value ``bias_v`` (1, 1, E) to the
+    projected keys and values; add_zero_attn then one zero key and value to every head
+    (masks get a column of zeros for each: those keys are never masked).
 
     forward(query, key, value, key_padding_mask=None, need_weights=True, attn_mask=None,
-    average_attn_weights=True) -> (attn_output, attn_weights or None): query (L, N, E),
-    key and value (S, N, E) ((N, L, E) with batch_first; (L, E) unbatched);
-    key_padding_mask (N, S) (True: ignored key, or a float added); attn_mask (L, S) or
-    (N * num_heads, L, S) (bool: True masks, or float: added); attn_weights (N, L, S)
-    averaged over heads, or (N, num_heads, L, S). dropout drops attention weights in
+    average_attn_weights=True, is_causal=False) -> (attn_output, attn_weights or None):
+    query (L, N, E), key (S, N, kdim) and value (S, N, vdim) ((N, L, E) with
+    batch_first; (L, E) unbatched, all three alike); key_padding_mask (N, S) ((S,)
+    unbatched; bool: True ignores the key, or float: added); attn_mask (L, S) or
+    (N * num_heads, L, S) (bool: True masks, or float: added); other mask dtypes are a
+    TypeError, as in PyTorch. is_causal=True is PyTorch's hint that attn_mask is the
+    causal mask (an attn_mask is required): without key_padding_mask and with
+    need_weights=False the causal mask (key j hidden from query i for j > i) is used in
+    its place, as PyTorch's scaled_dot_product_attention path does; otherwise attn_mask.
+    attn_weights (N, L, S) averaged over heads, or (N, num_heads, L, S) (after
+    dropout). A query whose keys are all masked gets NaN weights and output with
+    need_weights=True, and zero weights (output out_proj.bias, zero gradients) with
+    need_weights=False, PyTorch's two paths. dropout (0 to 1) drops attention weights in
     training mode (fastnn's generator). backward(grad_output) returns (grad_query,
-    grad_key, grad_value) and accumulates the parameters' gradients (PyTorch's
-    initialisation: xavier_uniform in_proj_weight, zero biases). kdim, vdim, add_bias_kv,
-    add_zero_attn are taken at their defaults only.
+    grad_key, grad_value) and accumulates the parameters' gradients. PyTorch's
+    initialisation: xavier_uniform projection weights, xavier_normal bias_k and bias_v,
+    zero biases.
     """
 
     def __init__(self, embed_dim, num_heads, dropout=0.0, bias=True, add_bias_kv=False,
@@ -54,20 +68,32 @@ class MultiheadAttention(Module):
         if self.embed_dim % self.num_heads:
             raise ValueError(f"{name}: embed_dim ({embed_dim}) must be divisible by "
                              f"num_heads ({num_heads})")
-        check_number(name, "dropout", dropout, 0.0, 1.0)
-        check_only(name, "add_bias_kv", add_bias_kv, (False,))
-        check_only(name, "add_zero_attn", add_zero_attn, (False,))
-        check_only(name, "kdim", kdim, (None, embed_dim))
-        check_only(name, "vdim", vdim, (None, embed_dim))
+        check_number(name, "dropout", dropout, 0.0, 1.0, high_open=False)
+        e = self.embed_dim
+        self.kdim = e if kdim is None else check_positive_int(name, "kdim", kdim)
+        self.vdim = e if vdim is None else check_positive_int(name, "vdim", vdim)
+        self._qkv_same_embed_dim = self.kdim == e and self.vdim == e
+        add_bias_kv = check_bool(name, "add_bias_kv", add_bias_kv)
+        self.add_zero_attn = check_bool(name, "add_zero_attn", add_zero_attn)
         self.dropout = float(dropout)
         self.batch_first = check_bool(name, "batch_first", batch_first)
-        self.head_dim = self.embed_dim // self.num_heads
-        e = self.embed_dim
-        bound = math.sqrt(6.0 / (e + 3 * e))   # xavier_uniform on (3 E, E)
-        rng = _random.generator()
-        self.in_proj_weight = Parameter(rng.uniform(-bound, bound, (3 * e, e)).astype(dtype))
+        self.head_dim = e // self.num_heads
+        if self._qkv_same_embed_dim:
+            bound = math.sqrt(6.0 / (e + 3 * e))   # xavier_uniform on (3 E, E)
+            rng = _random.generator()
+            self.in_proj_weight = Parameter(rng.uniform(-bound, bound, (3 * e, e)).astype(dtype))
+            self.q_proj_weight = self.k_proj_weight = self.v_proj_weight = None
+        else:
+            for part, features in (("q", e), ("k", self.kdim), ("v", self.vdim)):
+                weight = init.xavier_uniform_(Parameter(np.empty((e, features), dtype)))
+                setattr(self, f"{part}_proj_weight", weight)
+            self.in_proj_weight = None
         self.in_proj_bias = Parameter(np.zeros(3 * e, dtype)) if bias else None
         self.out_proj = _OutProj(e, bias, dtype)
+        self.bias_k = self.bias_v = None
+        if add_bias_kv:
+            self.bias_k = init.xavier_normal_(Parameter(np.empty((1, 1, e), dtype)))
+            self.bias_v = init.xavier_normal_(Parameter(np.empty((1, 1, e), dtype)))
         self._ctx = None
 
     def infer_shape(self, shape, dtype):
@@ -76,56 +102,95 @@ class MultiheadAttention(Module):
     def __call__(self, query, key, value, **kwargs):
         return self.forward(query, key, value, **kwargs)
 
+    def _proj_weights(self):
+        """The host (E, E), (E, kdim), (E, vdim) weights projecting query, key, value."""
+        if self._qkv_same_embed_dim:
+            w, e = _device.to_host(self.in_proj_weight.data), self.embed_dim
+            return [w[i * e:(i + 1) * e] for i in range(3)]
+        return [_device.to_host(p.data) for p in (self.q_proj_weight, self.k_proj_weight,
+                                                   self.v_proj_weight)]
+
     # ------------------------------------------------------------------ forward
-    def _seq(self, where, name, x, dtype):
+    def _seq(self, where, name, x, dtype, features):
+        """x checked (2-D or 3-D, ``features`` last), on the host, as given."""
         x = check_float_array(where, name, x, dtype=dtype, device_ok=True)
         shape = tuple(x.shape)
-        if len(shape) not in (2, 3) or shape[-1] != self.embed_dim:
+        if len(shape) not in (2, 3) or shape[-1] != features:
             layout = "(N, L, E)" if self.batch_first else "(L, N, E)"
             raise ValueError(f"{where}: expected {name} of shape {layout} or (L, E) with "
-                             f"E = {self.embed_dim}, got {shape}")
-        x = _device.to_host(x)
+                             f"E = {features}, got {shape}")
+        return _device.to_host(x)
+
+    def _batched(self, x):
+        """(N, L, E) from the caller's layout."""
         if x.ndim == 2:
             return x[None]
-        return x if self.batch_first else x.transpose(1, 0, 2)   # (N, L, E)
+        return x if self.batch_first else x.transpose(1, 0, 2)
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
         where = self._where()
-        check_only(where, "is_causal", is_causal, (False,))
         query_arr = check_float_array(where, "query", query, device_ok=True)
-        self._check_dtype(query_arr.dtype, self.in_proj_weight.data.dtype)
+        self._check_dtype(query_arr.dtype, self.out_proj.weight.data.dtype)
         dtype = query_arr.dtype
-        unbatched = query_arr.ndim == 2
-        q_in, k_in, v_in = (self._seq(where, n, a, dtype) for n, a in
-                            (("query", query), ("key", key), ("value", value)))
+        q_in, k_in, v_in = (self._seq(where, n, a, dtype, f) for n, a, f in
+                            (("query", query, self.embed_dim), ("key", key, self.kdim),
+                             ("value", value, self.vdim)))
+        ndims = (q_in.ndim, k_in.ndim, v_in.ndim)
+        if len(set(ndims)) > 1:
+            raise ValueError(f"{where}: expected query, key and value all batched (3-D) or "
+                             f"all unbatched (2-D), got {ndims[0]}-D, {ndims[1]}-D and "
+                             f"{ndims[2]}-D")
+        unbatched = q_in.ndim == 2
+        shapes = (tuple(q_in.shape), tuple(k_in.shape), tuple(v_in.shape))
+        q_in, k_in, v_in = (self._batched(x) for x in (q_in, k_in, v_in))
         n, length, e = q_in.shape
         source = k_in.shape[1]
-        if k_in.shape != v_in.shape or k_in.shape[0] != n or k_in.ndim != q_in.ndim:
-            raise ValueError(f"{where}: expected key and value of one shape with query's "
-                             f"batch, got {q_in.shape}, {k_in.shape}, {v_in.shape}")
-        w = _device.to_host(self.in_proj_weight.data)
-        b = (None if self.in_proj_bias is None else _device.to_host(self.in_proj_bias.data))
+        if k_in.shape[:2] != v_in.shape[:2] or k_in.shape[0] != n:
+            raise ValueError(f"{where}: expected key and value of one length with query's "
+                             f"batch, got query {shapes[0]}, key {shapes[1]}, value "
+                             f"{shapes[2]}")
+        mask = self._mask(where, attn_mask, key_padding_mask, n, length, source, dtype,
+                          unbatched)
+        extra = int(self.bias_k is not None) + int(self.add_zero_attn)
+        keys = source + extra
+        if is_causal:
+            if attn_mask is None:
+                raise ValueError(f"{where}: is_causal=True is a hint that attn_mask is the "
+                                 f"causal mask and needs that attn_mask, as PyTorch's "
+                                 f"(Transformer.generate_square_subsequent_mask makes one)")
+            if key_padding_mask is None and not need_weights:   # PyTorch's SDPA path
+                mask = np.triu(np.full((length, keys), -np.inf, dtype), 1)
+                extra = 0
+        if mask is not None and extra:   # the appended keys are never masked
+            mask = np.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, extra)])
         projected = []
-        for i, x in enumerate((q_in, k_in, v_in)):
-            p = x @ w[i * e:(i + 1) * e].T
-            if b is not None:
-                p += b[i * e:(i + 1) * e]
+        bias = (None if self.in_proj_bias is None else _device.to_host(self.in_proj_bias.data))
+        for i, (x, w) in enumerate(zip((q_in, k_in, v_in), self._proj_weights())):
+            p = x @ w.T
+            if bias is not None:
+                p += bias[i * e:(i + 1) * e]
             projected.append(p)
+        if self.bias_k is not None:
+            for i, param in ((1, self.bias_k), (2, self.bias_v)):
+                row = np.broadcast_to(_device.to_host(param.data), (n, 1, e))
+                projected[i] = np.concatenate([projected[i], row], axis=1)
         h, d = self.num_heads, self.head_dim
-        heads = [p.reshape(n, -1, h, d).transpose(0, 2, 1, 3) for p in projected]  # (N, h, ., d)
-        q, k, v = heads
+        q, k, v = (p.reshape(n, p.shape[1], h, d).transpose(0, 2, 1, 3)      # (N, h, ., d)
+                   for p in projected)
+        if self.add_zero_attn:
+            zeros = np.zeros((n, h, 1, d), dtype)
+            k, v = np.concatenate([k, zeros], axis=2), np.concatenate([v, zeros], axis=2)
         scores = (q @ k.transpose(0, 1, 3, 2)) * dtype.type(1.0 / math.sqrt(d))
-        scores = scores + self._mask(where, attn_mask, key_padding_mask, n, length, source,
-                                     dtype, unbatched)
-        scores -= scores.max(axis=-1, keepdims=True)
-        weights = np.exp(scores)
-        weights /= weights.sum(axis=-1, keepdims=True)
+        if mask is not None:
+            scores += mask
+        weights = self._softmax(scores, zero_masked_rows=not need_weights)
         dropped = weights
         drop_mask = None
         if self.dropout and self.training:
             keep = 1.0 - self.dropout
-            drop_mask = ((_random.generator().random(weights.shape) < keep) / keep).astype(dtype)
+            scale = 1.0 / keep if keep else 0.0
+            drop_mask = ((_random.generator().random(weights.shape) < keep) * scale).astype(dtype)
             dropped = weights * drop_mask
         heads_out = dropped @ v                                              # (N, h, L, d)
         concat = heads_out.transpose(0, 2, 1, 3).reshape(n, length, e)
@@ -144,6 +209,30 @@ class MultiheadAttention(Module):
             attn = namespace.put(np.ascontiguousarray(attn))
         return namespace.put(np.ascontiguousarray(out)), attn
 
+    @staticmethod
+    def _softmax(scores, zero_masked_rows):
+        """Softmax over the last axis of scores (overwritten). A row of -inf only (every
+        key masked) is NaN, or zeros with zero_masked_rows (PyTorch's
+        scaled_dot_product_attention); no keys at all give an empty row."""
+        if scores.shape[-1] == 0:
+            return scores
+        peak = scores.max(axis=-1, keepdims=True)
+        dead = None
+        if zero_masked_rows:
+            dead = peak == -np.inf
+            if dead.any():
+                peak[dead] = 0
+            else:
+                dead = None
+        with np.errstate(invalid="ignore"):   # -inf - -inf: NaN, meant
+            scores -= peak
+        weights = np.exp(scores, out=scores)
+        total = weights.sum(axis=-1, keepdims=True)
+        if dead is not None:
+            total[dead] = 1   # exp(-inf) = 0 everywhere: the row stays zeros
+        weights /= total
+        return weights
+
     def _layout(self, x, unbatched):
         """(N, L, E) as the caller's layout."""
         if unbatched:
@@ -151,10 +240,11 @@ class MultiheadAttention(Module):
         return x if self.batch_first else x.transpose(1, 0, 2)
 
     def _mask(self, where, attn_mask, key_padding_mask, n, length, source, dtype, unbatched):
-        """The additive mask (broadcast to (N, h, L, S)): -inf where masked."""
-        total = np.zeros((1, 1, 1, 1), dtype)
+        """The additive mask (broadcast to (N, h, L, S)): -inf where masked; None
+        without masks."""
+        total = None
         if attn_mask is not None:
-            m = np.asarray(_device.to_host(attn_mask))
+            m = self._mask_values(where, "attn_mask", attn_mask, dtype)
             if m.shape == (length, source):
                 m = m[None, None]
             elif m.shape == (n * self.num_heads, length, source):
@@ -162,21 +252,28 @@ class MultiheadAttention(Module):
             else:
                 raise ValueError(f"{where}: expected attn_mask of shape {(length, source)} or "
                                  f"{(n * self.num_heads, length, source)}, got {m.shape}")
-            total = total + self._additive(m, dtype)
+            total = m
         if key_padding_mask is not None:
-            m = np.asarray(_device.to_host(key_padding_mask))
+            m = self._mask_values(where, "key_padding_mask", key_padding_mask, dtype)
             expected = (source,) if unbatched else (n, source)
             if m.shape != expected:
                 raise ValueError(f"{where}: expected key_padding_mask of shape {expected}, "
                                  f"got {m.shape}")
-            total = total + self._additive(m.reshape(n, 1, 1, source), dtype)
+            m = m.reshape(n, 1, 1, source)
+            total = m if total is None else total + m
         return total
 
     @staticmethod
-    def _additive(mask, dtype):
-        if mask.dtype == bool:
-            return np.where(mask, dtype.type(-np.inf), dtype.type(0))
-        return mask.astype(dtype)
+    def _mask_values(where, name, mask, dtype):
+        """A bool mask as 0 / -inf, a float mask as it is, in dtype; other dtypes (integer
+        masks) are a TypeError, as in PyTorch."""
+        m = np.asarray(_device.to_host(mask))
+        if m.dtype == bool:
+            return np.where(m, dtype.type(-np.inf), dtype.type(0))
+        if m.dtype.kind != "f":
+            raise TypeError(f"{where}: expected {name} of dtype bool (True: masked) or float "
+                            f"(added to the scores), got {m.dtype}")
+        return m.astype(dtype)
 
     # ------------------------------------------------------------------ backward
     def backward(self, grad_output):
@@ -208,18 +305,28 @@ class MultiheadAttention(Module):
         d_scores = d_scores * q_in.dtype.type(1.0 / math.sqrt(d))
         dq = d_scores @ k
         dk = d_scores.transpose(0, 1, 3, 2) @ q
-        w = _device.to_host(self.in_proj_weight.data)
-        grad_w = np.zeros_like(w)
-        grad_b = np.zeros(3 * e, w.dtype)
-        grads_in = []
-        for i, (dh, x) in enumerate(((dq, q_in), (dk, k_in), (dv, v_in))):
-            dp = dh.transpose(0, 2, 1, 3).reshape(-1, e)                     # (N * len, E)
-            grad_w[i * e:(i + 1) * e] = dp.T @ x.reshape(-1, e)
-            grad_b[i * e:(i + 1) * e] = dp.sum(axis=0)
-            grads_in.append((dp @ w[i * e:(i + 1) * e]).reshape(x.shape))
-        self._accumulate(self.in_proj_weight, grad_w)
+        if self.add_zero_attn:   # the zero key and value are constants
+            dk, dv = dk[:, :, :-1], dv[:, :, :-1]
+        dq, dk, dv = (dh.transpose(0, 2, 1, 3).reshape(n, dh.shape[2], e)   # (N, len, E)
+                      for dh in (dq, dk, dv))
+        if self.bias_k is not None:
+            self._accumulate(self.bias_k, dk[:, -1].sum(axis=0).reshape(1, 1, e))
+            self._accumulate(self.bias_v, dv[:, -1].sum(axis=0).reshape(1, 1, e))
+            dk, dv = dk[:, :-1], dv[:, :-1]
+        grads_w, grads_b, grads_in = [], [], []
+        for dp, x, w in zip((dq, dk, dv), (q_in, k_in, v_in), self._proj_weights()):
+            dp = dp.reshape(-1, e)                                           # (N * len, E)
+            grads_w.append(dp.T @ x.reshape(-1, x.shape[-1]))
+            grads_b.append(dp.sum(axis=0))
+            grads_in.append((dp @ w).reshape(x.shape))
+        if self._qkv_same_embed_dim:
+            self._accumulate(self.in_proj_weight, np.concatenate(grads_w))
+        else:
+            for param, grad in zip((self.q_proj_weight, self.k_proj_weight,
+                                    self.v_proj_weight), grads_w):
+                self._accumulate(param, grad)
         if self.in_proj_bias is not None:
-            self._accumulate(self.in_proj_bias, grad_b)
+            self._accumulate(self.in_proj_bias, np.concatenate(grads_b))
         return tuple(namespace.put(np.ascontiguousarray(self._layout(gi, unbatched)))
                      for gi in grads_in)
 

@@ -10,8 +10,12 @@ from ..validation import check_bool, check_number
 from .module import Module
 
 
+_ALL_DROPPED = "all dropped"  # Dropout's mask when p = 1
+
+
 class Dropout(Module):
-    """y = x * mask, mask = 0 with probability p, else 1 / (1 - p); identity in eval mode.
+    """y = x * mask, mask = 0 with probability p, else 1 / (1 - p); identity in eval mode;
+    p = 1 drops everything (y = x * 0, PyTorch's).
 
     The mask comes from the backend's ``dropout_forward`` with a seed drawn from fastnn's
     global generator, so ``fastnn.manual_seed`` makes it reproducible on one backend.
@@ -20,7 +24,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
-        check_number("Dropout", "p", p, low=0.0, high=1.0)
+        check_number("Dropout", "p", p, low=0.0, high=1.0, high_open=False)
         self.p = float(p)
         # accepted for PyTorch code; the output is a fresh array
         self.inplace = check_bool("Dropout", "inplace", inplace)
@@ -34,6 +38,9 @@ class Dropout(Module):
         if self.passthrough:
             self._mask = None
             return x
+        if self.p == 1.0:  # PyTorch's p = 1: all dropped, x * 0 (a NaN stays NaN)
+            self._mask = _ALL_DROPPED
+            return _device.scaled(x, 0.0, copy=True)
         mask = self._buffer("mask", x.shape, x.dtype)
         out = self._buffer("y", x.shape, x.dtype) if buffered else None
         y, self._mask = self._kernels().dropout_forward(x, self.p, _random.draw_seed(),
@@ -45,6 +52,8 @@ class Dropout(Module):
             return None
         if self._mask is None:  # the forward was the identity
             return grad_out
+        if self._mask is _ALL_DROPPED:
+            return _device.scaled(grad_out, 0.0, copy=True)
         out = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
         return self._kernels().dropout_backward(grad_out, self._mask, out=out)
 
@@ -82,6 +91,9 @@ class _ChannelDropout(Dropout):
             return x
         shape = tuple(x.shape)
         mask_shape = self._mask_shape(shape)
+        if self.p == 1.0:  # every channel dropped
+            self._mask = np.zeros(mask_shape, x.dtype)
+            return self._times_mask(x, "y" if buffered else None)
         size = (math.prod(mask_shape),)
         kept = self._scratch.get("ones")
         ones = self._buffer("ones", size, x.dtype)

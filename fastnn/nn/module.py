@@ -212,7 +212,7 @@ class Module:
 
     def requires_grad_(self, requires_grad=True):
         """Freeze (False) or unfreeze every parameter for the optimizers; self."""
-        for param in self.parameters():
+        for _, param in self._named_parameters():
             param.requires_grad_(requires_grad)
         return self
 
@@ -237,9 +237,18 @@ class Module:
 
     def named_parameters(self, prefix=""):
         """(dotted name, Parameter) pairs in registration order, recursing into children;
-        a parameter shared by two modules is listed once."""
+        a parameter shared by two modules is listed once. A lazy layer that has not seen
+        an input yet has none to give: that is an error (run one forward first)."""
+        return self._named_parameters(prefix, lazy_ok=False)
+
+    def _named_parameters(self, prefix="", lazy_ok=True):
         out, seen = [], set()
         for mprefix, module in self._named_modules(prefix):
+            if not lazy_ok and "_lazy" in module.__dict__:
+                raise RuntimeError(f"{type(module).__name__} ({mprefix.rstrip('.') or 'the model'}) "
+                                   f"has no parameters until it sees an input: run one "
+                                   f"forward (a dry run) before asking for them, e.g. "
+                                   f"before building the optimizer")
             for name, param in module._parameters.items():
                 if id(param) not in seen:
                     seen.add(id(param))
@@ -275,7 +284,7 @@ class Module:
     def zero_grad(self, set_to_none=True):
         """Set every parameter gradient to zero, in place (set_to_none is accepted for
         PyTorch code and changes nothing, as in ``Optimizer.zero_grad``)."""
-        for param in self.parameters():
+        for _, param in self._named_parameters():
             param.zero_grad()
 
     # ------------------------------------------------------------------ devices
@@ -368,6 +377,9 @@ class Module:
         if not isinstance(state_dict, collections.abc.Mapping):
             raise TypeError(f"{where}: expected a mapping of names to arrays, "
                             f"got {type(state_dict).__name__}")
+        for mprefix, module in self._named_modules(""):
+            if "_lazy" in module.__dict__:  # a lazy layer takes its size from the arrays
+                module._lazy_from_state(state_dict, mprefix)
         live = self._state_arrays()
         missing = [k for k in live if k not in state_dict]
         modules = dict(self._named_modules(""))
@@ -418,6 +430,8 @@ class Module:
             device = self._device
             return self.to("cpu").to_dtype(dtype).to(device)
         for module in self.modules():
+            if "_lazy" in module.__dict__:  # its parameters, once made, take this dtype
+                module._lazy_dtype = dtype
             for param in module._parameters.values():
                 param.data = np.ascontiguousarray(param.data, dtype=dtype)
                 param.grad = np.ascontiguousarray(param.grad, dtype=dtype)

@@ -2,13 +2,14 @@
 (MultiheadAttention, Linear, LayerNorm, Dropout, ReLU/GELU) with the backward written
 out: each sub-layer's backward is called in reverse order of its forward."""
 import copy
+import numbers
 
 import numpy as np
 
 from .. import device as _device
 from ..validation import check_bool, check_number, check_positive_int
+from . import activations as _act
 from . import init
-from .activations import GELU, ReLU
 from .attention import MultiheadAttention
 from .container import ModuleList
 from .dropout import Dropout
@@ -17,24 +18,82 @@ from .linear import Linear
 from .module import Module
 
 
+def _functional_activations():
+    """fastnn.ops' activation functions (at their defaults) -> a layer making the same."""
+    from .. import ops
+    return {ops.relu: _act.ReLU, ops.gelu: _act.GELU, ops.gelu_tanh: lambda: _act.GELU("tanh"),
+            ops.leaky_relu: _act.LeakyReLU, ops.sigmoid: _act.Sigmoid, ops.tanh: _act.Tanh,
+            ops.silu: _act.SiLU, ops.mish: _act.Mish, ops.elu: _act.ELU,
+            ops.softplus: _act.Softplus, ops.hardsigmoid: _act.Hardsigmoid,
+            ops.hardswish: _act.Hardswish, ops.softsign: _act.Softsign,
+            ops.hardtanh: _act.Hardtanh}
+
+
 def _activation(name, activation):
-    """'relu' / 'gelu' as a layer, or a fastnn activation Module as it is."""
+    """'relu' / 'gelu' as a layer, a fastnn activation Module as it is, or a fastnn.ops
+    activation function (fastnn.ops.relu, ...) as its layer. Any other callable is a
+    TypeError: PyTorch differentiates it by autograd, fastnn's backward needs a layer's."""
     if isinstance(activation, str):
         if activation not in ("relu", "gelu"):
             raise ValueError(f"{name}: activation should be 'relu' or 'gelu' (or a fastnn "
                              f"activation layer), got {activation!r}")
-        return ReLU() if activation == "relu" else GELU()
-    if not isinstance(activation, Module):
-        raise TypeError(f"{name}: expected activation to be 'relu', 'gelu' or a fastnn "
-                        f"Module, got {activation!r}")
-    return activation
+        return _act.ReLU() if activation == "relu" else _act.GELU()
+    if isinstance(activation, Module):
+        return activation
+    if callable(activation):
+        try:
+            layer = _functional_activations().get(activation)
+        except TypeError:   # an unhashable callable
+            layer = None
+        if layer is not None:
+            return layer()
+        raise TypeError(f"{name}: activation {activation!r} is a plain callable, whose "
+                        f"derivative fastnn's backward cannot take (PyTorch uses autograd); "
+                        f"pass 'relu', 'gelu', a fastnn activation layer (nn.ReLU(), "
+                        f"nn.GELU(), nn.SiLU(), ...) or a fastnn.ops activation function "
+                        f"(fastnn.ops.relu, fastnn.ops.gelu, ...)")
+    raise TypeError(f"{name}: expected activation to be 'relu', 'gelu', a fastnn Module or a "
+                    f"fastnn.ops activation function, got {activation!r}")
 
 
 def _copies(where, layer, kind, num_layers):
     if not isinstance(layer, kind):
         raise TypeError(f"{where}: expected a {kind.__name__}, got {type(layer).__name__}")
-    count = check_positive_int(where, "num_layers", num_layers)
+    if (isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral)
+            or num_layers < 0):
+        raise ValueError(f"{where}: expected num_layers to be a non-negative int, got "
+                         f"{num_layers!r}")
+    count = int(num_layers)
     return ModuleList([copy.deepcopy(layer) for _ in range(count)]), count
+
+
+def _check_no_layers(module):
+    """PyTorch's encoder and decoder without layers build (their state dict is the
+    norm's) but cannot run: its forward reads layers[0] (an IndexError); so does this."""
+    if not len(module.layers):
+        raise IndexError(f"{module._where()}: it has no layers (num_layers=0) to run; "
+                         f"PyTorch's forward fails on it too")
+
+
+def _check_alike(where, first, second, names):
+    """Both inputs batched (3-D) or both unbatched (2-D), as PyTorch requires."""
+    ndims = tuple(getattr(a, "ndim", None) for a in (first, second))
+    if None not in ndims and ndims[0] != ndims[1] and set(ndims) <= {2, 3}:
+        raise ValueError(f"{where}: expected {names[0]} and {names[1]} both batched (3-D) or "
+                         f"both unbatched (2-D), got {ndims[0]}-D and {ndims[1]}-D")
+
+
+def _check_masks(where, **masks):
+    """Masks are bool (True: masked) or float (added), as in PyTorch: checked here to
+    name the argument before any sub-layer runs."""
+    for name, mask in masks.items():
+        if mask is None:
+            continue
+        dt = getattr(mask, "dtype", None)
+        kind = np.dtype(dt) if dt is not None else np.asarray(mask).dtype
+        if kind != bool and kind.kind != "f":
+            raise TypeError(f"{where}: expected {name} of dtype bool (True: masked) or float "
+                            f"(added to the scores), got {kind}")
 
 
 class TransformerEncoderLayer(Module):
@@ -42,9 +101,12 @@ class TransformerEncoderLayer(Module):
     LayerNorm: post-norm x = norm1(x + sa(x)), x = norm2(x + ff(x)) (norm_first:
     x = x + sa(norm1(x)), x = x + ff(norm2(x))), ff(x) = linear2(dropout(act(linear1(x)))).
     Input (L, N, d_model) ((N, L, d_model) with batch_first; (L, d_model) unbatched).
-    forward(src, src_mask=None, src_key_padding_mask=None) as PyTorch's;
-    backward(grad_out) returns the gradient of src. activation: 'relu', 'gelu' or a fastnn
-    activation layer. Parameter names as PyTorch's (its state dicts load)."""
+    forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False) as PyTorch's
+    (masks bool or float; is_causal: the hint that src_mask is the causal mask, see
+    MultiheadAttention); backward(grad_out) returns the gradient of src. activation:
+    'relu', 'gelu', a fastnn activation layer or a fastnn.ops activation function
+    (fastnn.ops.relu, ...). dropout in [0, 1]. Parameter names as PyTorch's (its state
+    dicts load)."""
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
                  layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True,
@@ -53,7 +115,7 @@ class TransformerEncoderLayer(Module):
         name = "TransformerEncoderLayer"
         d_model = check_positive_int(name, "d_model", d_model)
         dim_feedforward = check_positive_int(name, "dim_feedforward", dim_feedforward)
-        check_number(name, "dropout", dropout, 0.0, 1.0)
+        check_number(name, "dropout", dropout, 0.0, 1.0, high_open=False)
         self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout, bias=bias,
                                             batch_first=batch_first, dtype=dtype)
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype)
@@ -73,6 +135,8 @@ class TransformerEncoderLayer(Module):
         return self.forward(src, src_mask, src_key_padding_mask, is_causal)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        _check_masks(self._where(), src_mask=src_mask,
+                     src_key_padding_mask=src_key_padding_mask)
         add, x = _device.added, src
         if self.norm_first:
             x = add(x, self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal))
@@ -112,7 +176,10 @@ class TransformerEncoderLayer(Module):
 class TransformerEncoder(Module):
     """``num_layers`` copies of ``encoder_layer`` (named layers.0, layers.1, ... as
     PyTorch's), then ``norm`` when given. forward(src, mask=None,
-    src_key_padding_mask=None); backward(grad_out) -> gradient of src."""
+    src_key_padding_mask=None, is_causal=None) (is_causal None: False, which gives the
+    same values as PyTorch's detection of a causal mask); backward(grad_out) -> gradient
+    of src. num_layers=0 builds (its state dict is the norm's) but, as PyTorch's, cannot
+    run forward (IndexError)."""
 
     def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True,
                  mask_check=True):
@@ -128,6 +195,8 @@ class TransformerEncoder(Module):
         return self.forward(src, mask, src_key_padding_mask, is_causal)
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        _check_no_layers(self)
+        _check_masks(self._where(), mask=mask, src_key_padding_mask=src_key_padding_mask)
         x = src
         for layer in self.layers:
             x = layer(x, mask, src_key_padding_mask, bool(is_causal))
@@ -144,9 +213,11 @@ class TransformerDecoderLayer(Module):
     """Self-attention over tgt, attention from tgt to ``memory`` (the encoder's output),
     then the feed-forward block, each with dropout, a residual and a LayerNorm (post-norm
     or norm_first, as TransformerEncoderLayer). forward(tgt, memory, tgt_mask=None,
-    memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None) as
-    PyTorch's; backward(grad_out) returns (grad_tgt, grad_memory). Parameter names as
-    PyTorch's (self_attn, multihead_attn, linear1, linear2, norm1..3)."""
+    memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None,
+    tgt_is_causal=False, memory_is_causal=False) as PyTorch's (tgt and memory both
+    batched or both unbatched; the hints as TransformerEncoderLayer's is_causal);
+    backward(grad_out) returns (grad_tgt, grad_memory). Parameter names as PyTorch's
+    (self_attn, multihead_attn, linear1, linear2, norm1..3)."""
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
                  layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True,
@@ -155,7 +226,7 @@ class TransformerDecoderLayer(Module):
         name = "TransformerDecoderLayer"
         d_model = check_positive_int(name, "d_model", d_model)
         dim_feedforward = check_positive_int(name, "dim_feedforward", dim_feedforward)
-        check_number(name, "dropout", dropout, 0.0, 1.0)
+        check_number(name, "dropout", dropout, 0.0, 1.0, high_open=False)
         attention = dict(dropout=dropout, bias=bias, batch_first=batch_first, dtype=dtype)
         self.self_attn = MultiheadAttention(d_model, nhead, **attention)
         self.multihead_attn = MultiheadAttention(d_model, nhead, **attention)
@@ -181,6 +252,11 @@ class TransformerDecoderLayer(Module):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        where = self._where()
+        _check_alike(where, tgt, memory, ("tgt", "memory"))
+        _check_masks(where, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                     tgt_key_padding_mask=tgt_key_padding_mask,
+                     memory_key_padding_mask=memory_key_padding_mask)
         add, x = _device.added, tgt
         sa = lambda y: self._sa(y, tgt_mask, tgt_key_padding_mask, tgt_is_causal)  # noqa: E731
         ca = lambda y: self._ca(y, memory, memory_mask, memory_key_padding_mask,  # noqa: E731
@@ -238,8 +314,10 @@ class TransformerDecoderLayer(Module):
 class TransformerDecoder(Module):
     """``num_layers`` copies of ``decoder_layer`` (layers.0, ...), each attending to the
     same memory, then ``norm`` when given. forward(tgt, memory, tgt_mask=None,
-    memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None);
-    backward(grad_out) -> (grad_tgt, grad_memory), memory's summed over the layers."""
+    memory_mask=None, tgt_key_padding_mask=None, memory_key_padding_mask=None,
+    tgt_is_causal=None, memory_is_causal=False); backward(grad_out) -> (grad_tgt,
+    grad_memory), memory's summed over the layers. num_layers=0: as TransformerEncoder's
+    (builds, forward is an IndexError, as PyTorch's)."""
 
     def __init__(self, decoder_layer, num_layers, norm=None):
         super().__init__()
@@ -258,6 +336,12 @@ class TransformerDecoder(Module):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+        where = self._where()
+        _check_no_layers(self)
+        _check_alike(where, tgt, memory, ("tgt", "memory"))
+        _check_masks(where, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                     tgt_key_padding_mask=tgt_key_padding_mask,
+                     memory_key_padding_mask=memory_key_padding_mask)
         x = tgt
         for layer in self.layers:
             x = layer(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
@@ -279,8 +363,10 @@ class Transformer(Module):
     (num_decoder_layers TransformerDecoderLayers and a final LayerNorm) reads tgt and
     the encoder's output. Matrices start xavier_uniform, as PyTorch's. forward(src, tgt,
     src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
-    tgt_key_padding_mask=None, memory_key_padding_mask=None); backward(grad_out) ->
-    (grad_src, grad_tgt). ``generate_square_subsequent_mask(n)``: the causal mask."""
+    tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None,
+    tgt_is_causal=None, memory_is_causal=False) (src and tgt both batched, of one batch
+    size, or both unbatched, d_model features); backward(grad_out) -> (grad_src,
+    grad_tgt). ``generate_square_subsequent_mask(n)``: the causal mask."""
 
     def __init__(self, d_model=512, nhead=8, num_encoder_layers=6, num_decoder_layers=6,
                  dim_feedforward=2048, dropout=0.1, activation="relu", custom_encoder=None,
@@ -316,6 +402,21 @@ class Transformer(Module):
                 src_key_padding_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
                 memory_is_causal=False):
+        where = self._where()
+        _check_alike(where, src, tgt, ("src", "tgt"))
+        shapes = tuple(tuple(getattr(a, "shape", ())) for a in (src, tgt))
+        if all(len(shape) == 3 for shape in shapes):
+            axis = 0 if self.batch_first else 1
+            if shapes[0][axis] != shapes[1][axis]:
+                raise ValueError(f"{where}: expected src and tgt of one batch size, got "
+                                 f"{shapes[0]} and {shapes[1]}")
+        if any(shape and shape[-1] != self.d_model for shape in shapes):
+            raise ValueError(f"{where}: expected src and tgt of d_model = {self.d_model} "
+                             f"features, got {shapes[0]} and {shapes[1]}")
+        _check_masks(where, src_mask=src_mask, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                     src_key_padding_mask=src_key_padding_mask,
+                     tgt_key_padding_mask=tgt_key_padding_mask,
+                     memory_key_padding_mask=memory_key_padding_mask)
         memory = self.encoder(src, src_mask, src_key_padding_mask, src_is_causal)
         return self.decoder(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                             memory_key_padding_mask, tgt_is_causal, memory_is_causal)

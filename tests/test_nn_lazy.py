@@ -1,0 +1,103 @@
+"""Lazy layers: the input size from the first input, the module becoming the regular
+layer, against PyTorch's lazy layers (outputs and gradients after a dry run), and the
+errors and conversions around them."""
+import numpy as np
+import pytest
+import torch
+
+from fastnn import nn, optim
+
+from conftest import assert_close
+
+torch.set_num_threads(2)
+
+
+def _cnn(m):
+    return m.Sequential(m.LazyConv2d(4, 3, padding=1), m.LazyBatchNorm2d(), m.ReLU(),
+                        m.LazyConvTranspose2d(3, 2, stride=2), m.Flatten(), m.LazyLinear(6),
+                        m.ReLU(), m.LazyLinear(2))
+
+
+def _seq1d(m):
+    return m.Sequential(m.LazyConv1d(5, 3, groups=1), m.LazyBatchNorm1d(), m.Tanh(),
+                        m.LazyConvTranspose1d(2, 3, stride=2, output_padding=1))
+
+
+@pytest.mark.parametrize("build, shape", [(_cnn, (3, 2, 5, 5)), (_seq1d, (4, 3, 9))],
+                         ids=["cnn", "conv1d"])
+def test_lazy_models_become_regular_and_match_torch(dtype, rng, build, shape):
+    ours, theirs = build(nn), build(torch.nn).to(
+        torch.float64 if dtype == np.float64 else torch.float32)
+    if dtype == np.float64:
+        ours.double()  # before the parameters exist: they are made in float64
+    x = rng.standard_normal(shape).astype(dtype)
+    y = ours(x)  # the dry run
+    assert not any(type(layer).__name__.startswith("Lazy") for layer in ours)
+    assert all(p.data.dtype == dtype for p in ours.parameters())
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    theirs(tx)  # torch's dry run
+    theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
+                            ours.state_dict().items()}, strict=False)
+    assert set(theirs.state_dict()) - set(ours.state_dict()) <= {
+        k for k in theirs.state_dict() if k.endswith("num_batches_tracked")}
+    ty = theirs(tx)
+    assert_close(ours(x), ty.detach().numpy(), dtype, 10)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(torch.from_numpy(g))
+    assert_close(ours.backward(g), tx.grad.numpy(), dtype, 10)
+    params = dict(ours.named_parameters())
+    for name, p in theirs.named_parameters():
+        assert_close(params[name].grad, p.grad.numpy(), dtype, 30, err_msg=name)
+
+
+def test_lazy_reprs_are_torch_reprs_before_and_after():
+    assert repr(nn.LazyLinear(10)) == repr(torch.nn.LazyLinear(10))
+    assert repr(nn.LazyConvTranspose2d(4, 2, stride=2)) == repr(
+        torch.nn.LazyConvTranspose2d(4, 2, stride=2))
+    layer = nn.LazyLinear(3)
+    layer(np.zeros((2, 7), np.float32))
+    assert repr(layer) == "Linear(in_features=7, out_features=3, bias=True)"
+    assert isinstance(layer, nn.Linear) and type(layer) is nn.Linear
+
+
+def test_parameters_before_a_dry_run_are_an_error_and_after_it_train():
+    model = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(RuntimeError, match="dry run"):
+        optim.SGD(model.parameters(), lr=0.1)
+    model.zero_grad()  # fine: nothing to zero yet
+    x = np.random.default_rng(0).standard_normal((16, 5)).astype(np.float32)
+    target = np.arange(16) % 2
+    model(x)
+    opt = optim.SGD(model.parameters(), lr=0.5)
+    loss_fn = nn.CrossEntropyLoss()
+    losses = []
+    for _ in range(30):
+        opt.zero_grad()
+        losses.append(loss_fn(model(x), target))
+        model.backward(loss_fn.backward())
+        opt.step()
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_a_state_dict_makes_the_parameters():
+    trained = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten(),
+                            nn.Linear(16, 2))
+    lazy = nn.Sequential(nn.LazyConv2d(4, 3), nn.LazyBatchNorm2d(), nn.Flatten(),
+                         nn.LazyLinear(2))
+    lazy.load_state_dict(trained.state_dict())
+    x = np.random.default_rng(1).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    np.testing.assert_array_equal(lazy(x), trained(x))
+    grouped = nn.LazyConv2d(4, 3, groups=2)
+    grouped.load_state_dict(nn.Conv2d(6, 4, 3, groups=2).state_dict())
+    assert grouped.in_channels == 6
+
+
+def test_bad_lazy_inputs_and_arguments():
+    with pytest.raises(ValueError):
+        nn.LazyConv2d(4, 3, groups=3)  # checked when built, as PyTorch does
+    with pytest.raises(ValueError):
+        nn.LazyLinear(0)
+    with pytest.raises(ValueError, match="input size"):
+        nn.LazyBatchNorm2d()(np.zeros((2, 3), np.float32))
+    with pytest.raises(ValueError):
+        nn.LazyLinear(3)(np.zeros((2, 0), np.float32))
