@@ -301,3 +301,75 @@ def test_new_schedulers_bad_arguments_and_state():
         sched_a.step()
         sched_b.step()
         assert sched_b.get_last_lr() == sched_a.get_last_lr()
+
+
+CHAINED = {
+    "constant_exponential": lambda m, o: [m.ConstantLR(o, factor=0.1, total_iters=2),
+                                          m.ExponentialLR(o, gamma=0.9)],
+    "linear_cosine": lambda m, o: [m.LinearLR(o, 0.2, total_iters=4),
+                                   m.CosineAnnealingLR(o, T_max=6, eta_min=0.001)],
+    "step_poly_multistep": lambda m, o: [m.StepLR(o, 2, 0.7),
+                                         m.PolynomialLR(o, total_iters=12, power=1.5),
+                                         m.MultiStepLR(o, [3, 3, 8], 0.5)],
+    "exponential_then_lambda": lambda m, o: [m.ExponentialLR(o, 0.95),
+                                             m.LambdaLR(o, lambda e: 1 / (1 + e))],
+    "multiplicative_linear": lambda m, o: [m.MultiplicativeLR(o, lambda e: 0.97),
+                                           m.LinearLR(o, 0.5, 1.0, total_iters=5)],
+    "sequential_inside": lambda m, o: [
+        m.ExponentialLR(o, 0.9),
+        m.SequentialLR(o, [m.ConstantLR(o, 0.5, total_iters=2), m.StepLR(o, 3, 0.5)],
+                       milestones=[4])],
+}
+
+
+@pytest.mark.parametrize("name", sorted(CHAINED))
+def test_chained_scheduler_matches_torch(name):
+    """Each step every scheduler by PyTorch's recursive rule, in order; 25 epochs of
+    rates and parameters, then a state dict resumed mid-run."""
+    ours, theirs, offsets = make_params(np.float64)
+    opt = optim.SGD([{"params": ours[:2]}, {"params": ours[2:], "lr": 0.3}], lr=0.1,
+                    momentum=0.9)
+    ref = torch.optim.SGD([{"params": theirs[:2]}, {"params": theirs[2:], "lr": 0.3}],
+                          lr=0.1, momentum=0.9)
+    sched = lr_scheduler.ChainedScheduler(CHAINED[name](lr_scheduler, opt))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref_sched = torch.optim.lr_scheduler.ChainedScheduler(
+            CHAINED[name](torch.optim.lr_scheduler, ref))
+    for epoch in range(25):
+        np.testing.assert_allclose(sched.get_last_lr(), ref_sched.get_last_lr(), rtol=1e-12,
+                                   err_msg=f"{name}: epoch {epoch}")
+        assert [g["lr"] for g in opt.param_groups] == sched.get_last_lr()
+        fill_grads(ours, theirs, offsets)
+        opt.step()
+        ref.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            sched.step()
+            ref_sched.step()
+    for p, q in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_chained_scheduler_state_and_errors():
+    def build(o):
+        return lr_scheduler.ChainedScheduler([lr_scheduler.ConstantLR(o, 0.5, total_iters=3),
+                                              lr_scheduler.ExponentialLR(o, 0.8)])
+    opt_a = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    sched_a = build(opt_a)
+    for _ in range(2):
+        sched_a.step()
+    opt_b = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    sched_b = build(opt_b)
+    opt_b.load_state_dict(opt_a.state_dict())
+    sched_b.load_state_dict(sched_a.state_dict())
+    for _ in range(4):
+        sched_a.step()
+        sched_b.step()
+        assert sched_b.get_last_lr() == sched_a.get_last_lr()
+    with pytest.raises(ValueError, match="at least one"):
+        lr_scheduler.ChainedScheduler([])
+    other = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="another optimizer"):
+        lr_scheduler.ChainedScheduler([lr_scheduler.StepLR(opt_a, 2),
+                                       lr_scheduler.StepLR(other, 2)])

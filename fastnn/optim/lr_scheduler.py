@@ -30,6 +30,8 @@ forms of PyTorch's schedules, a function of the epoch and each group's initial r
   exp_range or a scale_fn), the momentum the other way
 * SequentialLR(optimizer, schedulers, milestones): one schedule after another, each
   starting from its epoch 0 at its milestone
+* ChainedScheduler(schedulers): every schedule each step, composed by PyTorch's
+  recursive rules (each scheduler's ``_chain``: the next rate from the current one)
 
 ReduceLROnPlateau is the exception, as in PyTorch: no closed form, ``step(metric)``
 multiplies the rates by ``factor`` when the metric (a validation loss, say) has not
@@ -63,18 +65,37 @@ class LRScheduler:
                                f"(last_epoch={last_epoch}); build it with last_epoch=-1")
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = int(last_epoch)
-        self.step()
+        self._initial_step()
+
+    _rule = "closed"  # how step() finds the rates: "closed", "initial" or "chain"
 
     def lr_at(self, base_lr, epoch, group_index):
         """The rate of a group whose initial rate is base_lr, at epoch (>= 0)."""
         raise NotImplementedError
 
+    def _chain(self, lr, epoch, group_index, initial):
+        """PyTorch's recursive rule (its get_lr): the group's rate at epoch from its
+        current rate lr; ``initial`` on the step a scheduler makes when built. It is what
+        ChainedScheduler composes, and what a scheduler built on an optimizer another
+        scheduler already set starts from. Schedules with no recursive form (LambdaLR,
+        the restarts, the cycles) give their closed form."""
+        return self.lr_at(self.base_lrs[group_index], epoch, group_index)
+
     def step(self):
         """Advance one epoch and write every group's rate for it."""
         self.last_epoch += 1
         for i, (group, base) in enumerate(zip(self.optimizer.param_groups, self.base_lrs)):
-            group["lr"] = self.lr_at(base, self.last_epoch, i)
+            group["lr"] = (self.lr_at(base, self.last_epoch, i) if self._rule == "closed"
+                           else self._chain(group["lr"], self.last_epoch, i,
+                                            self._rule == "initial"))
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _with_rule(self, rule):
+        self._rule = rule
+        try:
+            self.step()
+        finally:
+            del self._rule  # back to the class's "closed"
 
     def get_last_lr(self):
         """The rates of the last step, one per param group."""
@@ -82,8 +103,14 @@ class LRScheduler:
 
     def _initial_step(self):
         """The step a scheduler makes when built (SequentialLR makes it for the first of
-        its schedulers after taking the others' back)."""
-        self.step()
+        its schedulers after taking the others' back): PyTorch's recursive rule from the
+        group's rate, which is the closed form at epoch 0 unless another scheduler on the
+        same optimizer moved the rate first."""
+        self._with_rule("initial")
+
+    def _chain_step(self):
+        """A step by PyTorch's recursive rule (ChainedScheduler's)."""
+        self._with_rule("chain")
 
     def _restart(self):
         """Go to epoch 0 and write its rates (SequentialLR, at a milestone)."""
@@ -127,6 +154,9 @@ class StepLR(LRScheduler):
     def lr_at(self, base_lr, epoch, group_index):
         return base_lr * self.gamma ** (epoch // self.step_size)
 
+    def _chain(self, lr, epoch, group_index, initial):
+        return lr if epoch == 0 or epoch % self.step_size else lr * self.gamma
+
 
 class MultiStepLR(LRScheduler):
     """lr0 * gamma ** (number of milestones <= epoch)."""
@@ -142,6 +172,10 @@ class MultiStepLR(LRScheduler):
     def lr_at(self, base_lr, epoch, group_index):
         return base_lr * self.gamma ** bisect.bisect_right(self.milestones, epoch)
 
+    def _chain(self, lr, epoch, group_index, initial):
+        hits = self.milestones.count(epoch)
+        return lr * self.gamma ** hits if hits else lr
+
 
 class ExponentialLR(LRScheduler):
     """lr0 * gamma ** epoch."""
@@ -152,6 +186,9 @@ class ExponentialLR(LRScheduler):
 
     def lr_at(self, base_lr, epoch, group_index):
         return base_lr * self.gamma ** epoch
+
+    def _chain(self, lr, epoch, group_index, initial):
+        return lr if initial else lr * self.gamma
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -165,6 +202,16 @@ class CosineAnnealingLR(LRScheduler):
     def lr_at(self, base_lr, epoch, group_index):
         return self.eta_min + (base_lr - self.eta_min) * (
             1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+    def _chain(self, lr, epoch, group_index, initial):
+        if initial:
+            return lr
+        if (epoch - 1 - self.T_max) % (2 * self.T_max) == 0:
+            return lr + (self.base_lrs[group_index] - self.eta_min) * (
+                1 - math.cos(math.pi / self.T_max)) / 2
+        return ((1 + math.cos(math.pi * epoch / self.T_max))
+                / (1 + math.cos(math.pi * (epoch - 1) / self.T_max))
+                * (lr - self.eta_min) + self.eta_min)
 
 
 class LambdaLR(LRScheduler):
@@ -306,6 +353,15 @@ class LinearLR(LRScheduler):
         done = min(epoch, self.total_iters) / self.total_iters
         return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * done)
 
+    def _chain(self, lr, epoch, group_index, initial):
+        if epoch == 0:
+            return lr * self.start_factor
+        if initial or epoch > self.total_iters:
+            return lr
+        change = self.end_factor - self.start_factor
+        return lr * (1.0 + change / (self.total_iters * self.start_factor
+                                     + (epoch - 1) * change))
+
 
 class ConstantLR(LRScheduler):
     """lr0 * factor for the first total_iters epochs, lr0 after."""
@@ -318,6 +374,11 @@ class ConstantLR(LRScheduler):
     def lr_at(self, base_lr, epoch, group_index):
         return base_lr * (self.factor if epoch < self.total_iters else 1.0)
 
+    def _chain(self, lr, epoch, group_index, initial):
+        if epoch == 0:
+            return lr * self.factor
+        return lr * (1.0 / self.factor) if epoch == self.total_iters else lr
+
 
 class PolynomialLR(LRScheduler):
     """lr0 * (1 - min(epoch, total_iters) / total_iters) ** power."""
@@ -329,6 +390,12 @@ class PolynomialLR(LRScheduler):
 
     def lr_at(self, base_lr, epoch, group_index):
         return base_lr * (1.0 - min(epoch, self.total_iters) / self.total_iters) ** self.power
+
+    def _chain(self, lr, epoch, group_index, initial):
+        if initial or epoch > self.total_iters:
+            return lr
+        return lr * ((1.0 - epoch / self.total_iters)
+                     / (1.0 - (epoch - 1) / self.total_iters)) ** self.power
 
 
 class CosineAnnealingWarmRestarts(LRScheduler):
@@ -477,20 +544,14 @@ class MultiplicativeLR(LRScheduler):
         if not all(callable(f) for f in lambdas):
             raise TypeError(f"MultiplicativeLR: expected functions, got {lr_lambda!r}")
         self.lr_lambdas = lambdas
-        self._built = False
         super().__init__(optimizer, last_epoch)
-        self._built = True
 
     def step(self):
         """Advance one epoch: every group's rate times its factor for the new epoch (none
         on the step made when the scheduler is built)."""
         self.last_epoch += 1
-        if self._built:
+        if self._rule != "initial":
             self._multiply(self.last_epoch)
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
-
-    def _initial_step(self):
-        self.last_epoch += 1
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def _multiply(self, epoch):
@@ -659,16 +720,21 @@ class SequentialLR(LRScheduler):
         else:
             scheduler.last_epoch -= 1
 
-    def step(self):
+    def step(self, chain=False):
         """Advance one epoch: the scheduler of this epoch steps, or starts at a milestone."""
         self.last_epoch += 1
         i = bisect.bisect_right(self._milestones, self.last_epoch)
         scheduler = self._schedulers[i]
         if i > 0 and self._milestones[i - 1] == self.last_epoch:
             scheduler._restart()
+        elif chain:
+            scheduler._chain_step()
         else:
             scheduler.step()
         self._last_lr = scheduler.get_last_lr()
+
+    def _chain_step(self):
+        self.step(chain=True)
 
     def _initial_step(self):
         self.step()
@@ -686,6 +752,48 @@ class SequentialLR(LRScheduler):
     def load_state_dict(self, state_dict):
         self.last_epoch = int(state_dict["last_epoch"])
         self._milestones = list(state_dict["_milestones"])
+        self._last_lr = list(state_dict["_last_lr"])
+        for scheduler, state in zip(self._schedulers, state_dict["_schedulers"]):
+            scheduler.load_state_dict(state)
+
+
+class ChainedScheduler(LRScheduler):
+    """Schedulers composed (PyTorch's ChainedScheduler): each ``step()`` steps every one
+    of them in order, each by PyTorch's recursive rule from the rate the one before left,
+    so multiplicative schedules multiply (a warm-up factor times a decay). Build the
+    schedulers on the same optimizer first; their first steps compose the same way."""
+
+    def __init__(self, schedulers, optimizer=None):
+        where = "ChainedScheduler"
+        schedulers = list(schedulers)
+        if not schedulers:
+            raise ValueError(f"{where}: expected at least one scheduler")
+        optimizer = optimizer if optimizer is not None else schedulers[0].optimizer
+        for i, scheduler in enumerate(schedulers):
+            if isinstance(scheduler, ReduceLROnPlateau) or not isinstance(scheduler,
+                                                                          LRScheduler):
+                raise TypeError(f"{where}: scheduler {i} must be an epoch-based scheduler "
+                                f"(not ReduceLROnPlateau), got {type(scheduler).__name__}")
+            if scheduler.optimizer is not optimizer:
+                raise ValueError(f"{where}: scheduler {i} ({type(scheduler).__name__}) "
+                                 f"belongs to another optimizer")
+        self._schedulers = schedulers
+        self.optimizer = optimizer
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    def step(self):
+        """Every scheduler's step, in order."""
+        for scheduler in self._schedulers:
+            scheduler._chain_step()
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    _chain_step = step
+
+    def state_dict(self):
+        return {"_last_lr": list(self._last_lr),
+                "_schedulers": [s.state_dict() for s in self._schedulers]}
+
+    def load_state_dict(self, state_dict):
         self._last_lr = list(state_dict["_last_lr"])
         for scheduler, state in zip(self._schedulers, state_dict["_schedulers"]):
             scheduler.load_state_dict(state)
