@@ -373,3 +373,34 @@ def test_chained_scheduler_state_and_errors():
     with pytest.raises(ValueError, match="another optimizer"):
         lr_scheduler.ChainedScheduler([lr_scheduler.StepLR(opt_a, 2),
                                        lr_scheduler.StepLR(other, 2)])
+
+
+COMPOSED = {
+    # OneCycleLR rewrites initial_lr, which SequentialLR starts the first schedule from
+    "sequential_step_then_one_cycle": lambda m, o: [m.SequentialLR(
+        o, [m.StepLR(o, 3, 0.5), m.OneCycleLR(o, 0.5, total_steps=60)], milestones=[5])],
+    # two schedulers stepped by hand on one optimizer compose through their rates
+    "two_by_hand": lambda m, o: [m.ExponentialLR(o, 0.9), m.StepLR(o, 3, 0.5)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSED))
+def test_schedules_carry_on_from_the_current_rate_as_torch(name):
+    opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9)
+    ref = torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1, momentum=0.9)
+    ours = COMPOSED[name](lr_scheduler, opt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = COMPOSED[name](torch.optim.lr_scheduler, ref)
+    for epoch in range(30):
+        np.testing.assert_allclose([g["lr"] for g in opt.param_groups],
+                                   [g["lr"] for g in ref.param_groups], rtol=1e-12,
+                                   err_msg=f"{name}: epoch {epoch}")
+        if epoch == 12:  # a rate set by hand is carried on from
+            opt.param_groups[0]["lr"] = ref.param_groups[0]["lr"] = 0.05
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for s in ours:
+                s.step()
+            for s in theirs:
+                s.step()

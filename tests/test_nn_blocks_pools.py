@@ -191,3 +191,30 @@ def test_feature_alpha_dropout_drops_whole_channels(rng):
     assert 0.4 < dropped.mean() < 0.6
     with pytest.raises(ValueError):
         layer(np.zeros(5))
+
+
+@pytest.mark.parametrize("shape, k, s, pad", [((1, 1), 2, 2, 0), ((2, 3), 3, 2, 1),
+                                              ((2, 2), 3, 2, 0), ((1, 5), (2, 3), 2, 0)])
+@pytest.mark.parametrize("kind", ["max", "avg", "avg_no_pad", "lp"])
+def test_ceil_mode_windows_larger_than_the_input_as_torch(backend, rng, shape, k, s, pad,
+                                                          kind):
+    """ceil_mode keeps a first window running past a small input (PyTorch's rule)."""
+    if kind == "lp" and pad:
+        return  # LPPool has no padding
+    build = {"max": lambda m: m.MaxPool2d(k, s, pad, ceil_mode=True),
+             "avg": lambda m: m.AvgPool2d(k, s, pad, ceil_mode=True),
+             "avg_no_pad": lambda m: m.AvgPool2d(k, s, pad, ceil_mode=True,
+                                                 count_include_pad=False),
+             "lp": lambda m: m.LPPool2d(2, k, s, ceil_mode=True)}[kind]
+    x = rng.standard_normal((2, 3) + shape)
+    _against(build(nn), build(torch.nn), x, rng, np.dtype(np.float64))
+
+
+def test_lppool_nan_windows_give_nan_gradients_as_torch():
+    for x, p in [([1.0, np.nan], 2), ([1.0, -1.0], 0.5), ([1.0, np.nan], 1)]:
+        x = np.array([[x]])
+        tx = torch.tensor(x, requires_grad=True)
+        torch.nn.LPPool1d(p, 2)(tx).backward(torch.ones(1, 1, 1, dtype=torch.float64))
+        layer = nn.LPPool1d(p, 2)
+        layer(x)
+        np.testing.assert_array_equal(layer.backward(np.ones((1, 1, 1))), tx.grad.numpy())

@@ -45,10 +45,12 @@ def spatial_out(where, shape, kernel_size, stride, padding, ceil_mode=False):
     PyTorch's rule); raises when the kernel does not fit the padded input."""
     h, w = tuple(shape)[-2:]
     (kh, kw), (ph, pw) = kernel_size, padding
-    if kh > h + 2 * ph or kw > w + 2 * pw:
+    out = pool_out_shape((0, 0, h, w), kernel_size, stride, padding, ceil_mode)[2:]
+    # ceil_mode keeps a first window that runs past the input (PyTorch's rule)
+    if (kh > h + 2 * ph or kw > w + 2 * pw) and not (ceil_mode and min(out) >= 1):
         raise ValueError(f"{where}: kernel size ({kh}, {kw}) is larger than the padded input "
                          f"({h + 2 * ph}, {w + 2 * pw}) of an input of shape {shape}")
-    return pool_out_shape((0, 0, h, w), kernel_size, stride, padding, ceil_mode)[2:]
+    return out
 
 
 def add_batch_axis(x):

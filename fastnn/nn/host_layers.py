@@ -116,7 +116,7 @@ class RReLU(Module):
         if lower > upper:
             raise ValueError(f"{name}: expected lower <= upper, got lower={lower}, "
                              f"upper={upper}")
-        self.lower, self.upper = float(lower), float(upper)
+        self.lower, self.upper = lower, upper  # as given (PyTorch's repr shows them so)
         self.inplace = check_bool(name, "inplace", inplace)
         self._slope = None
 

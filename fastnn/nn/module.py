@@ -368,7 +368,8 @@ class Module:
         """Copy arrays in place (``param.data[...] = value``) into parameters and buffers.
 
         Every name, shape and dtype is checked before anything is written, so a failed
-        load changes nothing. strict=False ignores missing and unexpected names. PyTorch's
+        load changes nothing (except that lazy layers first take their sizes from the
+        saved arrays, as PyTorch's do). strict=False ignores missing and unexpected names. PyTorch's
         BatchNorm ``num_batches_tracked`` entries are skipped (a PyTorch state dict, its
         tensors turned into arrays, loads as it is).
         Returns LoadResult(missing_keys, unexpected_keys).

@@ -235,8 +235,11 @@ class LPPool2d(AvgPool2d):
         p = dt(self.norm_type)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             grad_total = g * (dt(1) / p) * total ** (dt(1) / p - dt(1))
-            # PyTorch's sign(m) * relu(|m|) passes no gradient where the mean m is 0
-            grad_mean = np.where(np.abs(mean) > 0, grad_total * dt(self._area()), dt(0))
+            # PyTorch's sign(m) * relu(|m|): the gradient times sign(m) twice, blocked by
+            # relu where |m| <= 0 (not at a NaN m; sign(NaN) is 0, times a NaN gradient)
+            sign = np.where(np.isnan(mean), dt(0), np.sign(mean))
+            grad_mean = np.where(np.abs(mean) <= 0, dt(0),
+                                 grad_total * dt(self._area()) * sign) * sign
             grad_power = _device.kernels("cpu").avg_pool2d_backward(
                 np.ascontiguousarray(grad_mean, host.dtype), host.shape, *self._window(),
                 True, ceil_mode=self.ceil_mode)

@@ -67,7 +67,9 @@ class LRScheduler:
         self.last_epoch = int(last_epoch)
         self._initial_step()
 
-    _rule = "closed"  # how step() finds the rates: "closed", "initial" or "chain"
+    # how step() finds the rates: PyTorch's recursive rule from the current rates
+    # ("chain"), its first step when built ("initial"), or the closed form ("closed")
+    _rule = "chain"
 
     def lr_at(self, base_lr, epoch, group_index):
         """The rate of a group whose initial rate is base_lr, at epoch (>= 0)."""
@@ -75,10 +77,11 @@ class LRScheduler:
 
     def _chain(self, lr, epoch, group_index, initial):
         """PyTorch's recursive rule (its get_lr): the group's rate at epoch from its
-        current rate lr; ``initial`` on the step a scheduler makes when built. It is what
-        ChainedScheduler composes, and what a scheduler built on an optimizer another
-        scheduler already set starts from. Schedules with no recursive form (LambdaLR,
-        the restarts, the cycles) give their closed form."""
+        current rate lr; ``initial`` on the step a scheduler makes when built. Every step
+        follows it, as PyTorch's do: a rate set by hand (or by another scheduler on the
+        same optimizer) is carried on from, and ChainedScheduler composes schedules
+        through it. Left alone, it gives the closed form ``lr_at``. Schedules with no
+        recursive form (LambdaLR, the restarts, the cycles) give their closed form."""
         return self.lr_at(self.base_lrs[group_index], epoch, group_index)
 
     def step(self):
@@ -95,7 +98,7 @@ class LRScheduler:
         try:
             self.step()
         finally:
-            del self._rule  # back to the class's "closed"
+            del self._rule  # back to the class's "chain"
 
     def get_last_lr(self):
         """The rates of the last step, one per param group."""
@@ -109,13 +112,14 @@ class LRScheduler:
         self._with_rule("initial")
 
     def _chain_step(self):
-        """A step by PyTorch's recursive rule (ChainedScheduler's)."""
-        self._with_rule("chain")
+        """A step of ChainedScheduler's: the recursive rule, as every step."""
+        self.step()
 
     def _restart(self):
-        """Go to epoch 0 and write its rates (SequentialLR, at a milestone)."""
+        """Go to epoch 0 and write its closed-form rates (SequentialLR, at a milestone,
+        as PyTorch's)."""
         self.last_epoch = -1
-        self.step()
+        self._with_rule("closed")
 
     def state_dict(self):
         return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs),
