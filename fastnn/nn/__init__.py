@@ -8,8 +8,11 @@ from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import Conv1d, Conv2d
 from .conv_transpose import ConvTranspose1d, ConvTranspose2d
+from .conv3d import Conv3d, ConvTranspose3d
 from .distance import Bilinear, CosineSimilarity, PairwiseDistance
 from .embedding import Embedding
+from .embedding_bag import EmbeddingBag
+from .ctc import CTCLoss
 from .dropout import (AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d,
                       FeatureAlphaDropout)
 from . import init
@@ -21,12 +24,12 @@ from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, Pi
 from .layernorm import LayerNorm
 from .linear import Linear
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingLoss, HuberLoss,
-                   KLDivLoss, L1Loss, Loss, MSELoss, MultiLabelSoftMarginLoss, MultiMarginLoss,
-                   NLLLoss,
+                   KLDivLoss, L1Loss, Loss, MSELoss, MultiLabelMarginLoss,
+                   MultiLabelSoftMarginLoss, MultiMarginLoss, NLLLoss,
                    PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss)
 from .module import Module, Parameter
 from .pair_losses import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss,
-                          TripletMarginLoss)
+                          TripletMarginLoss, TripletMarginWithDistanceLoss)
 from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
                           TransformerEncoder, TransformerEncoderLayer)
 from .recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
@@ -36,6 +39,8 @@ from .padding import (CircularPad1d, CircularPad2d, CircularPad3d, ConstantPad1d
                       ZeroPad1d, ZeroPad2d, ZeroPad3d)
 from .pooling import (AvgPool1d, AvgPool2d, LPPool1d, LPPool2d, MaxPool1d, MaxPool2d,
                       MaxUnpool1d, MaxUnpool2d)
+from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
+                     MaxUnpool3d)
 from .unfold import Fold, Unfold
 from .lazy import (LazyBatchNorm1d, LazyBatchNorm2d, LazyBatchNorm3d, LazyConv1d, LazyConv2d,
                    LazyConvTranspose1d, LazyConvTranspose2d, LazyLinear)
@@ -52,8 +57,10 @@ __all__ = ["Module", "Parameter", "Linear", "LazyLinear", "LazyConv1d", "LazyCon
            "TransformerDecoder", "Transformer",
            "RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell",
            "Flatten", "Unflatten", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "BatchNorm1d", "BatchNorm2d", "BatchNorm3d",
-           "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Embedding", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "MaxUnpool1d", "MaxUnpool2d", "AvgPool1d", "AvgPool2d",
+           "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Embedding", "EmbeddingBag", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "MaxUnpool1d", "MaxUnpool2d", "AvgPool1d", "AvgPool2d",
            "LPPool1d", "LPPool2d", "Fold", "Unfold",
+           "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "LPPool3d", "MaxUnpool3d",
+           "AdaptiveAvgPool3d", "AdaptiveMaxPool3d",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Upsample",
            "UpsamplingNearest2d", "UpsamplingBilinear2d",
            "ZeroPad1d", "ZeroPad2d", "ZeroPad3d", "ConstantPad1d", "ConstantPad2d",
@@ -64,4 +71,5 @@ __all__ = ["Module", "Parameter", "Linear", "LazyLinear", "LazyConv1d", "LazyCon
            "MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "CrossEntropyLoss", "NLLLoss",
            "BCELoss", "BCEWithLogitsLoss", "KLDivLoss", "SoftMarginLoss", "HingeEmbeddingLoss",
            "PoissonNLLLoss", "MultiLabelSoftMarginLoss", "MultiMarginLoss", "MarginRankingLoss",
-           "CosineEmbeddingLoss", "TripletMarginLoss", "GaussianNLLLoss", "init", "utils"]
+           "CosineEmbeddingLoss", "TripletMarginLoss", "GaussianNLLLoss", "MultiLabelMarginLoss",
+           "TripletMarginWithDistanceLoss", "CTCLoss", "init", "utils"]

@@ -530,6 +530,97 @@ class MultiMarginLoss(_OnHost):
                           else [])
 
 
+class MultiLabelMarginLoss(_OnHost):
+    """Multi-label hinge loss (PyTorch's MultiLabelMarginLoss): pred (N, C) scores (or
+    (C,), or a 0-d score), target integer class indices of pred's shape, each row's
+    labels listed first and ended by -1 (the entries after the first -1 are ignored; a row
+    without -1 uses all C). Per sample, over each listed label j (a label listed twice
+    counts twice) and each class i not listed,
+    sum max(0, 1 - (x[j] - x[i])) / C, then the reduction over the samples ('none': (N,),
+    or () for one sample). The gradient: -1/C at j and +1/C at i for each term with
+    1 - x[j] + x[i] > 0 (0 at the hinge, as PyTorch's). Every target entry must lie in
+    [-1, C), as PyTorch checks; any integer dtype is taken (PyTorch: int64 only)."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(reduction, size_average, reduce)
+
+    def _kernel(self, k):
+        return self._host
+
+    def _host(self, pred, target):
+        loss, grad = super()._host(pred, target)
+        return loss, grad.reshape(pred.shape)   # (a 0-d pred's gradient stays 0-d)
+
+    def backward(self, grad=None):
+        out = super().backward(grad)
+        return out if _device.is_array(out) else np.asarray(out)   # (0-d: an array)
+
+    def _check(self, pred, target):
+        where = self._where()
+        self._last = None   # (the losses kept by _hinges are this forward's only)
+        pred = self._check_pred(pred)
+        if pred.ndim > 2:
+            raise ValueError(f"{where}: expected pred of shape (N, C), (C,) or (), got "
+                             f"{pred.shape}")
+        if not _device.is_array(target) or target.dtype.kind not in "iu":
+            got = target.dtype if _device.is_array(target) else type(target).__name__
+            raise TypeError(f"{where}: expected target to be integer class indices ended by "
+                            f"-1, got {got}")
+        target = _device.to_host(target)
+        if target.shape != tuple(pred.shape):
+            raise ValueError(f"{where}: expected target of shape {tuple(pred.shape)} (as "
+                             f"pred), got {target.shape}")
+        c = tuple(pred.shape)[-1] if pred.ndim else 1
+        if target.min() < -1 or target.max() >= c:
+            raise ValueError(f"{where}: target out of range: expected values in [-1, {c}), "
+                             f"got min {target.min()} and max {target.max()}")
+        return as_contiguous(pred, where, "pred"), np.ascontiguousarray(target, np.int64)
+
+    def _hinges(self, pred, target):
+        """(per-sample losses, d(loss)/d(pred) per sample) in one pass over the label
+        positions k (each vectorised over the samples and classes); kept for the 'none'
+        losses of the same forward."""
+        last = getattr(self, "_last", None)
+        if last is not None and last[0] is pred and last[1] is target:
+            return last[2]
+        c = tuple(pred.shape)[-1] if pred.ndim else 1
+        x = pred.reshape(-1, c)
+        t = target.reshape(x.shape)
+        n = x.shape[0]
+        negative = t < 0
+        listed = np.arange(c) < np.where(negative.any(axis=1), negative.argmax(axis=1),
+                                         c)[:, None]  # (N, C): positions before the first -1
+        rows = np.arange(n)
+        is_target = np.zeros((n, c), bool)
+        is_target[rows[:, None].repeat(c, 1)[listed], t[listed]] = True
+        one, step = x.dtype.type(1), x.dtype.type(1.0 / c)
+        total = np.zeros(n)
+        grad = np.zeros((n, c), x.dtype)
+        for k in range(int(listed.sum(axis=1).max(initial=0))):
+            labels = np.where(listed[:, k], t[:, k], 0)
+            z = one - x[rows, labels][:, None] + x   # PyTorch's 1 - x[j] + x[i]
+            active = (z > 0) & ~is_target & listed[:, k:k + 1]
+            total += np.where(active, z, 0).sum(axis=1, dtype=np.float64)
+            grad += active * step
+            grad[rows, labels] -= active.sum(axis=1) * step
+        result = ((total / c).astype(x.dtype).reshape(pred.shape[:-1]),
+                  grad.reshape(pred.shape))
+        self._last = (pred, target, result)
+        return result
+
+    def _losses(self, pred, target):
+        return self._hinges(pred, target)[0]
+
+    def _grad_terms(self, pred, target):
+        return self._hinges(pred, target)[1]
+
+    def _count(self, pred):
+        return pred.shape[0] if pred.ndim == 2 else 1
+
+    def _loss_shape(self, pred_shape):
+        return tuple(pred_shape)[:-1]
+
+
 class PoissonNLLLoss(_ElementwiseOnHost):
     """Poisson negative log-likelihood of counts target with rate exp(pred) (log_input,
     the default: exp(pred) - target pred) or pred (pred - target log(pred + eps));

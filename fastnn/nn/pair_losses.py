@@ -1,5 +1,5 @@
 """Losses of two or three inputs (PyTorch's MarginRankingLoss, CosineEmbeddingLoss,
-TripletMarginLoss and GaussianNLLLoss), NumPy on the host.
+TripletMarginLoss, TripletMarginWithDistanceLoss and GaussianNLLLoss), NumPy on the host.
 
 ``forward(*inputs)`` returns the loss as the other losses do (a float for 'mean' and
 'sum', the per-sample losses for 'none'); ``backward(grad=None)`` returns a tuple with
@@ -11,6 +11,7 @@ import numpy as np
 from .. import device as _device
 from ..validation import check_bool
 from ..validation import check_float_array, check_number
+from .distance import PairwiseDistance
 from .loss import Loss
 
 
@@ -266,3 +267,160 @@ class GaussianNLLLoss(Loss):
 
     def _options(self):
         return ["full=True"] if getattr(self, "full", False) else []
+
+
+class TripletMarginWithDistanceLoss(Loss):
+    """max(d(a, p) - d(a, n) + margin, 0) for a distance function d of your choice
+    (PyTorch's TripletMarginWithDistanceLoss; keyword arguments only, as there).
+
+    distance_function: None for ``nn.PairwiseDistance()`` (p = 2, eps = 1e-6, PyTorch's
+    default), or a fastnn module of two inputs with ``forward(x1, x2)`` and
+    ``backward(grad) -> (grad_x1, grad_x2)``: ``nn.PairwiseDistance(p, eps)``,
+    ``nn.CosineSimilarity`` inside a small Module subclass (``forward`` returns
+    ``1 - self.cos(a, b)``, ``backward(g)`` returns ``self.cos.backward(-g)``), or any
+    module written that way, with parameters of its own if it likes (their gradients
+    accumulate). A plain callable (``lambda a, b: 1 - cos(a, b)``) has no backward, so
+    fastnn cannot differentiate through it: it is a TypeError here, where PyTorch's
+    autograd takes it.
+
+    margin > 0; swap: d(p, n) replaces d(a, n) where smaller (PyTorch's torch.minimum,
+    whose gradient at a tie goes half to each). anchor, positive, negative: arrays of one
+    float dtype and the same rank, broadcast against each other as PyTorch does (each
+    gradient summed back to its input's shape); the losses have the distances' shape
+    ('none'), 'mean' and 'sum' reduce over them (an empty batch: 'mean' NaN, 'sum' 0).
+
+    ``backward(grad=None)`` -> (grad_anchor, grad_positive, grad_negative). A module keeps
+    only its last forward, so backward runs the distance's forward again on each pair
+    before that pair's backward: the distance must be deterministic between the two calls
+    (no dropout in training mode). NumPy on the host; a device input's gradients go back
+    to the device.
+    """
+
+    def __init__(self, *, distance_function=None, margin=1.0, swap=False, reduction="mean"):
+        super().__init__(reduction)
+        name = type(self).__name__
+        if distance_function is None:
+            distance_function = PairwiseDistance()
+        elif not callable(distance_function) or not callable(
+                getattr(distance_function, "backward", None)):
+            raise TypeError(
+                f"{name}: expected distance_function to be None or a fastnn module of two "
+                f"inputs with forward(x1, x2) and backward(grad) -> (grad_x1, grad_x2) (e.g. "
+                f"nn.PairwiseDistance(), or a Module subclass wrapping nn.CosineSimilarity); "
+                f"{distance_function!r} has no backward, so fastnn cannot differentiate "
+                f"through it")
+        check_number(name, "margin", margin)
+        if margin <= 0:
+            raise ValueError(f"{name}: expected margin to be greater than 0, got {margin} "
+                             f"instead")
+        self.distance_function = distance_function
+        self.margin, self.swap = float(margin), check_bool(name, "swap", swap)
+        self._ctx = None
+
+    def __call__(self, anchor, positive, negative):
+        return self.forward(anchor, positive, negative)
+
+    def forward(self, anchor, positive, negative):
+        where = self._where()
+        first = check_float_array(where, "anchor", anchor, device_ok=True)
+        namespace = _device.namespace_of(first)
+        arrays = [_device.to_host(first)]
+        for name, a in (("positive", positive), ("negative", negative)):
+            a = check_float_array(where, name, a, dtype=first.dtype, device_ok=True)
+            arrays.append(_device.to_host(a))
+        ranks = [a.ndim for a in arrays]
+        if len(set(ranks)) != 1:
+            raise ValueError(f"{where}: expected anchor, positive and negative of the same "
+                             f"rank, got {ranks[0]}-D, {ranks[1]}-D and {ranks[2]}-D inputs")
+        shapes = [a.shape for a in arrays]
+        try:
+            shape = np.broadcast_shapes(*shapes)
+        except ValueError:
+            raise ValueError(f"{where}: anchor, positive and negative of shapes {shapes[0]}, "
+                             f"{shapes[1]} and {shapes[2]} do not broadcast") from None
+        a, p, n = (np.ascontiguousarray(np.broadcast_to(x, shape)) for x in arrays)
+        dtype = a.dtype
+        pairs = [(a, p), (a, n)] + ([(p, n)] if self.swap else [])
+        dists = [self._distance(x1, x2, dtype) for x1, x2 in pairs]
+        d_pos, d_neg = dists[0], dists[1]
+        weights = None
+        if self.swap:   # torch.minimum, its gradient split at a tie
+            d_an, d_pn = dists[1], dists[2]
+            d_neg = np.minimum(d_an, d_pn)
+            half = dtype.type(0.5)
+            weights = (np.where(d_an == d_pn, half, (d_an < d_pn).astype(dtype)),
+                       np.where(d_an == d_pn, half, (d_pn < d_an).astype(dtype)))
+        with np.errstate(invalid="ignore"):
+            z = np.asarray(dtype.type(self.margin) + d_pos - d_neg, dtype)
+            active = (z >= 0).astype(dtype)   # clamp_min passes the gradient at 0
+        losses = np.asarray(np.maximum(z, dtype.type(0)))
+        self._ctx = (pairs, [d.shape for d in dists], weights, active, shapes, namespace)
+        if self.reduction == "none":
+            return losses
+        total = losses.sum(dtype=np.float64)
+        if self.reduction == "sum":
+            return np.float64(total)
+        return np.float64(total / losses.size if losses.size else np.nan)
+
+    def _distance(self, x1, x2, dtype):
+        d = self.distance_function(x1, x2)
+        if not _device.is_array(d) or np.dtype(d.dtype).kind != "f":
+            raise TypeError(f"{self._where()}: expected the distance function to return a "
+                            f"float array, got {type(d).__name__}")
+        return np.asarray(_device.to_host(d), dtype)
+
+    def backward(self, grad=None):
+        """(grad_anchor, grad_positive, grad_negative) for grad: a number for 'mean' and
+        'sum', for 'none' one per loss (None: ones)."""
+        if self._ctx is None:
+            raise RuntimeError(f"{self._where()}: backward called before forward")
+        pairs, dist_shapes, weights, active, shapes, namespace = self._ctx
+        dtype = active.dtype
+        if grad is None:
+            scale = np.ones(active.shape, dtype)
+        elif np.ndim(grad) == 0:
+            scale = np.full(active.shape, grad, dtype)
+        elif self.reduction == "none" and np.shape(grad) == active.shape:
+            scale = np.asarray(_device.to_host(grad), dtype)
+        else:
+            raise ValueError(f"{self._where()}.backward: expected grad to be a number"
+                             + (f" or of shape {active.shape}" if self.reduction == "none"
+                                else "") + f", got shape {np.shape(grad)}")
+        if self.reduction == "mean":
+            scale = scale / dtype.type(active.size)
+        g = scale * active   # d loss / d (margin + d_pos - d_neg)
+        grads_d = [g, -g] if weights is None else [g, -g * weights[0], -g * weights[1]]
+        totals = [np.zeros(pairs[0][0].shape, dtype) for _ in range(3)]  # a, p, n
+        slots = [(0, 1), (0, 2), (1, 2)]
+        for (x1, x2), gd, d_shape, (i, j) in zip(pairs, grads_d, dist_shapes, slots):
+            self.distance_function(x1, x2)   # its forward again, for its backward
+            result = self.distance_function.backward(
+                np.array(_summed_to(gd, d_shape), dtype, order="C"))
+            if not isinstance(result, tuple) or len(result) != 2:
+                raise TypeError(f"{self._where()}: expected the distance function's backward "
+                                f"to return (grad_x1, grad_x2), got {type(result).__name__}")
+            totals[i] += _device.to_host(result[0])
+            totals[j] += _device.to_host(result[1])
+        return tuple(namespace.put(np.array(_summed_to(t, s), dtype, order="C"))
+                     for t, s in zip(totals, shapes))
+
+    def _options(self):
+        options = []
+        fn = getattr(self, "distance_function", None)
+        if fn is not None and not (type(fn) is PairwiseDistance and fn.norm == 2.0
+                                   and fn.eps == 1e-6 and not fn.keepdim):
+            options.append(f"distance_function={fn!r}")
+        if getattr(self, "margin", 1.0) != 1.0:
+            options.append(f"margin={self.margin}")
+        return options + (["swap=True"] if getattr(self, "swap", False) else [])
+
+
+def _summed_to(g, shape):
+    """g (of a broadcast shape) summed over the axes broadcasting added to shape."""
+    g = np.asarray(g)
+    if g.shape == tuple(shape):
+        return g
+    lead = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(lead))) if lead > 0 else g
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)

@@ -1,0 +1,428 @@
+"""Volumetric pooling over (N, C, D, H, W) input: PyTorch's MaxPool3d, AvgPool3d, LPPool3d,
+AdaptiveAvgPool3d, AdaptiveMaxPool3d and MaxUnpool3d, computed with NumPy on the host (a
+device array goes through the host and comes back).
+
+The window layers loop over the kernel offsets only: each offset reads one strided block
+of the padded input (one output-sized array), and the blocks are combined elementwise
+(a running maximum and its index, or a running sum), in PyTorch's order of the taps
+(depth, then height, then width). Backward adds each output gradient to the cells it
+came from: one strided addition per offset (average) or one ``np.bincount`` over the
+maxima's flat indices (maximum). Adaptive average pooling is three small averaging
+matrices, one per axis, applied by matrix products.
+"""
+import numbers
+
+import numpy as np
+
+from .. import device as _device
+from ..kernels.window_shapes import window_out_size
+from ..validation import check_bool, check_float_dtype, check_number
+from .adaptive import _window_matrix
+from .conv3d import _batched, kernel_offsets, tap_slices, triple
+from .module import Module
+from .pooling import MaxUnpool2d, with_indices
+
+_ALL = (slice(None), slice(None))
+
+
+def _scatter(grad_out, indices, in_shape):
+    """The gradient of a max pooling: each value of grad_out (N, C, *out) added at its
+    flat index (d * H * W + h * W + w) of its (n, c) plane of a zero (N, C, D, H, W)."""
+    n, c = in_shape[:2]
+    plane = int(np.prod(in_shape[2:]))
+    rows = indices.reshape(n * c, int(np.prod(indices.shape[2:])))
+    flat = rows + (np.arange(n * c, dtype=np.int64) * plane)[:, None]
+    total = np.bincount(flat.ravel(), weights=grad_out.ravel(), minlength=n * c * plane)
+    return total.astype(grad_out.dtype, copy=False).reshape(in_shape)
+
+
+def _flat_index(pos_d, pos_h, pos_w, spatial):
+    """The flat index d * H * W + h * W + w of the grid of positions pos_d x pos_h x pos_w
+    (each a 1-D array along its axis), as a (D_out, H_out, W_out) array."""
+    _, h, w = spatial
+    return ((pos_d[:, None, None] * h + pos_h[None, :, None]) * w
+            + pos_w[None, None, :]).astype(np.int64)
+
+
+class _Pool3d(Module):
+    """Shared arguments and checks of the window layers. kernel_size, stride (None:
+    kernel_size), padding: an int or a triple, kept as given (PyTorch's repr shows them
+    so); padding at most half of the kernel size, as PyTorch requires. ceil_mode=True:
+    output sizes rounded up, less one if the last window would start in the far padding
+    (PyTorch's rule); the last windows may then run past the padding."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False, dilation=1):
+        super().__init__()
+        name = type(self).__name__
+        self.ceil_mode = check_bool(name, "ceil_mode", ceil_mode)
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.padding = padding
+        self._k = triple(name, "kernel_size", kernel_size, 1)
+        self._s = self._k if stride is None else triple(name, "stride", stride, 1)
+        self._p = triple(name, "padding", padding, 0)
+        self._d = triple(name, "dilation", dilation, 1)
+        if any(p > k // 2 for p, k in zip(self._p, self._k)):
+            raise ValueError(f"{name}: pad should be at most half of kernel size, got "
+                             f"padding {self._p} and kernel_size {self._k}")
+        self._ctx = None
+
+    def _grid(self, shape):
+        """(D_out, H_out, W_out) for an input of this shape; raises when there is none."""
+        spatial = tuple(shape[-3:])
+        out = tuple(window_out_size(n, k, s, p, self.ceil_mode, d) for n, k, s, p, d in zip(
+            spatial, self._k, self._s, self._p, self._d))
+        if min(out) < 1:
+            padded = tuple(n + 2 * p for n, p in zip(spatial, self._p))
+            raise ValueError(f"{self._where()}: kernel size {self._k} (dilation {self._d}) "
+                             f"is larger than the padded input {padded} of an input of "
+                             f"shape {tuple(shape)}: output size {out}")
+        return out
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
+        if len(shape) not in (4, 5):
+            raise ValueError(f"{self._where()}: expected input of shape (N, C, D, H, W) or "
+                             f"(C, D, H, W), got {shape}")
+        check_float_dtype(self._where(), dtype)
+        return shape[:-3] + self._grid(shape)
+
+    def _padded(self, host, out, value):
+        """host with the padding (value) around, and past the far padding as far as the
+        last (ceil_mode) windows reach."""
+        widths = [(0, 0), (0, 0)]
+        for n, k, s, p, d, o in zip(host.shape[2:], self._k, self._s, self._p, self._d, out):
+            widths.append((p, max((o - 1) * s + d * (k - 1) + 1 - n - p, 0)))
+        if not any(map(any, widths)):
+            return host
+        return np.pad(host, widths, constant_values=host.dtype.type(value))
+
+    def _starts(self, out):
+        """Each axis's window starts in input coordinates (negative in the padding)."""
+        return [np.arange(o, dtype=np.int64) * s - p
+                for o, s, p in zip(out, self._s, self._p)]
+
+    def _forward(self, x, buffered):
+        host, unbatched = _batched(x)
+        y = self._pool(host)
+        return _device.namespace_of(x).put(y[0] if unbatched else y)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        g, unbatched = _batched(grad_out)
+        grad_in = self._unpool(g)
+        return _device.namespace_of(grad_out).put(grad_in[0] if unbatched else grad_in)
+
+
+class MaxPool3d(_Pool3d):
+    """Maximum over each window of (N, C, D, H, W) or unbatched (C, D, H, W) input
+    (PyTorch's MaxPool3d); padding counts as -inf (it never wins).
+
+    kernel_size, stride (None: kernel_size), padding, dilation: an int or a triple;
+    D_out = (D + 2 padding - dilation (kD - 1) - 1) // stride + 1 (ceil_mode: rounded
+    up, see _Pool3d). The maximum is PyTorch's: the first of equal maxima, a NaN wins
+    (the last NaN of a window). return_indices=True: ``forward`` returns (output,
+    indices), indices an int64 array of the output's shape holding each maximum's flat
+    position d * H * W + h * W + w in its (n, c) volume (PyTorch's; the input of
+    MaxUnpool3d); inside a Sequential only the output passes on. Backward sends each
+    output gradient to its window's maximum (overlapping windows add).
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
+                 return_indices=False, ceil_mode=False):
+        return_indices = check_bool(type(self).__name__, "return_indices", return_indices)
+        super().__init__(kernel_size, stride, padding, ceil_mode, dilation)
+        self.dilation = dilation
+        self.return_indices = return_indices
+        self._indices = None
+
+    def forward(self, x):
+        y = super().forward(x)
+        return with_indices(y, self._indices) if self.return_indices else y
+
+    def _pool(self, host):
+        out = self._grid(host.shape)
+        padded = self._padded(host, out, -np.inf)
+        starts = self._starts(out)
+        # the index of a window that holds no number above -inf: its first input cell
+        first = [np.where(b < 0, b + (-b + d - 1) // d * d, b) for b, d in zip(starts, self._d)]
+        best = np.full(host.shape[:2] + out, -np.inf, host.dtype)
+        indices = np.empty(best.shape, np.int64)
+        indices[...] = _flat_index(*first, host.shape[2:])
+        for offset in kernel_offsets(self._k):
+            v = padded[_ALL + tap_slices(offset, self._d, self._s, out)]
+            wins = v > best
+            wins |= np.isnan(v)
+            np.copyto(best, v, where=wins)
+            taps = [b + o * d for b, o, d in zip(starts, offset, self._d)]
+            np.copyto(indices, _flat_index(*taps, host.shape[2:]), where=wins)
+        self._indices = indices
+        self._ctx = host.shape
+        return best
+
+    def _unpool(self, g):
+        return _scatter(g, self._indices, self._ctx)
+
+    def extra_repr(self):
+        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
+                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+
+
+class AvgPool3d(_Pool3d):
+    """Mean over each window of (N, C, D, H, W) or unbatched (C, D, H, W) input
+    (PyTorch's AvgPool3d), zero padding. The window's sum (in PyTorch's order of the
+    taps) is divided by kD * kH * kW with count_include_pad=True (PyTorch's default;
+    fewer where a ceil_mode window runs past the padding), by the number of input cells
+    in the window with False, or by divisor_override (a non-zero int) when given.
+    kernel_size, stride (None: kernel_size), padding: an int or a triple.
+    """
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        name = type(self).__name__
+        if divisor_override is not None and (
+                isinstance(divisor_override, bool)
+                or not isinstance(divisor_override, numbers.Integral) or divisor_override == 0):
+            raise ValueError(f"{name}: expected divisor_override to be a non-zero int or "
+                             f"None, got {divisor_override!r}")
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = check_bool(name, "count_include_pad", count_include_pad)
+        self.divisor_override = None if divisor_override is None else int(divisor_override)
+
+    def infer_shape(self, shape, dtype):
+        out = super().infer_shape(shape, dtype)
+        spatial = tuple(shape)[-3:]
+        if any(n < k for n, k in zip(spatial, self._k)):  # PyTorch's avg_pool3d check
+            raise ValueError(f"{self._where()}: the input {spatial} (padding aside) is "
+                             f"smaller than the kernel size {self._k}")
+        return out
+
+    def _divisor(self, spatial, out, dtype):
+        """Each window's divisor, an array broadcasting to (D_out, H_out, W_out)."""
+        if self.divisor_override is not None:
+            return dtype.type(self.divisor_override)
+        counts = []
+        for n, k, p, b in zip(spatial, self._k, self._p, self._starts(out)):
+            end = np.minimum(b + k, n + p)
+            counts.append(end - b if self.count_include_pad
+                          else np.minimum(end, n) - np.maximum(b, 0))
+        d, h, w = counts
+        return (d[:, None, None] * h[None, :, None] * w[None, None, :]).astype(dtype)
+
+    def _pool(self, host):
+        out = self._grid(host.shape)
+        padded = self._padded(host, out, 0.0)
+        total = None
+        for offset in kernel_offsets(self._k):
+            v = padded[_ALL + tap_slices(offset, self._d, self._s, out)]
+            if total is None:
+                total = v.copy()
+            else:
+                total += v
+        self._ctx = (host.shape, padded.shape, out)
+        return total / self._divisor(host.shape[2:], out, host.dtype)
+
+    def _unpool(self, g):
+        shape, padded_shape, out = self._ctx
+        share = g / self._divisor(shape[2:], out, g.dtype)
+        grad = np.zeros(padded_shape, g.dtype)
+        for offset in kernel_offsets(self._k):
+            grad[_ALL + tap_slices(offset, self._d, self._s, out)] += share
+        crop = tuple(slice(p, p + n) for p, n in zip(self._p, shape[2:]))
+        return np.ascontiguousarray(grad[_ALL + crop])
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class LPPool3d(AvgPool3d):
+    """Power-average pooling (PyTorch's LPPool3d): y = (sum of x^p over each window)^(1/p),
+    computed as PyTorch computes it: the average pooling of x^p (no padding; ceil_mode
+    windows cut at the edge and averaged over their cells) times kD * kH * kW, to the
+    power 1/p. So p = 2 with negative inputs is the windows' Euclidean norm, a
+    non-integer p with a negative input or window sum gives NaN, and a window whose sum
+    is 0 has gradient 0. norm_type: p (a non-zero number); kernel_size, stride (None:
+    kernel_size): an int or a triple. Input (N, C, D, H, W) or unbatched (C, D, H, W).
+    """
+
+    def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
+        check_number(type(self).__name__, "norm_type", norm_type)
+        if norm_type == 0:
+            raise ValueError(f"{type(self).__name__}: norm_type must not be 0")
+        super().__init__(kernel_size, stride, 0, ceil_mode)
+        self.norm_type = norm_type
+        self.stride = stride  # PyTorch's LPPool keeps (and shows) the stride as given
+
+    def _pool(self, host):
+        dt = host.dtype.type
+        p, volume = dt(self.norm_type), dt(np.prod(self._k))
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            mean = super()._pool(host ** p)
+            total = mean * volume
+            y = total ** (dt(1) / p)
+        self._lp = (host, mean, total)
+        return np.asarray(y, host.dtype)
+
+    def _unpool(self, g):
+        host, mean, total = self._lp
+        dt = host.dtype.type
+        p, volume = dt(self.norm_type), dt(np.prod(self._k))
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            grad_total = g * (dt(1) / p) * total ** (dt(1) / p - dt(1))
+            # PyTorch's sign(m) * relu(|m|) passes no gradient where the mean m is 0
+            grad_mean = np.where(mean == 0, dt(0), grad_total * volume)
+            grad = super()._unpool(np.asarray(grad_mean, host.dtype)) * p * host ** (p - dt(1))
+        return np.ascontiguousarray(grad, host.dtype)
+
+    def extra_repr(self):
+        return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, ceil_mode={self.ceil_mode}")
+
+
+def _adaptive_bounds(size, out):
+    """PyTorch's adaptive windows along one axis: (starts, ends), window i covering
+    [floor(i * size / out), ceil((i + 1) * size / out))."""
+    i = np.arange(out, dtype=np.int64)
+    return (i * size) // out, -((-(i + 1) * size) // out)
+
+
+class AdaptiveAvgPool3d(Module):
+    """Mean over PyTorch's adaptive windows of (N, C, D, H, W) or unbatched (C, D, H, W)
+    input, giving an output of ``output_size``: an int or a triple (depth, height,
+    width), an entry None keeping that input size; 1 is global average pooling. Three
+    small averaging matrices (one per axis) applied by matrix products."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        name = type(self).__name__
+        sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
+                 else (output_size,) * 3)
+        if len(sizes) != 3 or any(
+                v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                                   or v < 1) for v in sizes):
+            raise ValueError(f"{name}: expected output_size to be a positive int, None or "
+                             f"a tuple of 3 of them, got {output_size!r}")
+        self.output_size = output_size  # as given, as PyTorch keeps it
+        self._sizes = tuple(None if v is None else int(v) for v in sizes)
+        self._ctx = None
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        where = self._where()
+        if len(shape) not in (4, 5) or 0 in shape[-4:]:
+            raise ValueError(f"{where}: expected input of shape (N, C, D, H, W) or "
+                             f"(C, D, H, W) with non-zero C, D, H, W, got {shape}")
+        check_float_dtype(where, dtype)
+        return shape[:-3] + tuple(n if t is None else t
+                                  for t, n in zip(self._sizes, shape[-3:]))
+
+    def _forward(self, x, buffered):
+        host, unbatched = _batched(x)
+        y = self._pool(host, self.infer_shape(host.shape, host.dtype)[2:])
+        return _device.namespace_of(x).put(y[0] if unbatched else y)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        g, unbatched = _batched(grad_out)
+        grad_in = self._unpool(g)
+        return _device.namespace_of(grad_out).put(grad_in[0] if unbatched else grad_in)
+
+    def _pool(self, host, out):
+        n, c, d, h, w = host.shape
+        a_d, a_h, a_w = (_window_matrix(size, o, host.dtype)
+                         for size, o in zip(host.shape[2:], out))
+        t = (host.reshape(-1, w) @ a_w.T).reshape(n * c * d, h, out[2])  # width
+        t = (a_h @ t).reshape(n * c, d, out[1] * out[2])                   # height
+        y = (a_d @ t).reshape((n, c) + tuple(out))                         # depth
+        self._ctx = (host.shape, (a_d, a_h, a_w))
+        return y
+
+    def _unpool(self, g):
+        shape, (a_d, a_h, a_w) = self._ctx
+        n, c, d, h, w = shape
+        do, ho, wo = g.shape[2:]
+        t = (a_d.T @ g.reshape(n * c, do, ho * wo)).reshape(n * c * d, ho, wo)
+        t = (a_h.T @ t).reshape(-1, wo)
+        return np.ascontiguousarray((t @ a_w).reshape(shape))
+
+    def extra_repr(self):
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool3d(AdaptiveAvgPool3d):
+    """Maximum over PyTorch's adaptive windows of (N, C, D, H, W) or unbatched
+    (C, D, H, W) input (output_size as AdaptiveAvgPool3d's). The maximum is PyTorch's
+    (the first of equal maxima; a NaN wins, the last NaN of a window); windows of
+    different sizes are read as the largest one's taps, a tap past a window's end not
+    counting. return_indices=True: ``forward`` returns (output, indices), the flat
+    d * H * W + h * W + w of each maximum in its volume, as MaxPool3d's."""
+
+    def __init__(self, output_size, return_indices=False):
+        return_indices = check_bool(type(self).__name__, "return_indices", return_indices)
+        super().__init__(output_size)
+        self.return_indices = return_indices
+        self._indices = None
+
+    def forward(self, x):
+        y = super().forward(x)
+        return with_indices(y, self._indices) if self.return_indices else y
+
+    def _pool(self, host, out):
+        spatial = host.shape[2:]
+        bounds = [_adaptive_bounds(size, o) for size, o in zip(spatial, out)]
+        widest = tuple(int((end - start).max()) for start, end in bounds)
+        best = np.full(host.shape[:2] + tuple(out), -np.inf, host.dtype)
+        indices = np.empty(best.shape, np.int64)
+        indices[...] = _flat_index(*(start for start, _ in bounds), spatial)
+        for offset in kernel_offsets(widest):
+            taps = [start + o for (start, _), o in zip(bounds, offset)]
+            inside = [t < end for t, (_, end) in zip(taps, bounds)]
+            pos = [np.minimum(t, end - 1) for t, (_, end) in zip(taps, bounds)]
+            v = host[:, :, pos[0][:, None, None], pos[1][None, :, None], pos[2][None, None, :]]
+            wins = v > best
+            wins |= np.isnan(v)
+            if not all(i.all() for i in inside):
+                wins &= (inside[0][:, None, None] & inside[1][None, :, None]
+                         & inside[2][None, None, :])
+            np.copyto(best, v, where=wins)
+            np.copyto(indices, _flat_index(*pos, spatial), where=wins)
+        self._indices = indices
+        self._ctx = host.shape
+        return best
+
+    def _unpool(self, g):
+        return _scatter(g, self._indices, self._ctx)
+
+
+class MaxUnpool3d(MaxUnpool2d):
+    """The partial inverse of MaxPool3d (PyTorch's MaxUnpool3d): ``forward(x, indices,
+    output_size=None)`` puts each value of x at its flat position d * H * W + h * W + w
+    (MaxPool3d's return_indices output) of a zero (N, C, D, H, W) output; the other
+    positions stay 0. D, H, W = (D_in - 1) stride - 2 padding + kernel_size by default,
+    or output_size (3 entries, or 5 with batch and channels; each within stride of the
+    default, PyTorch's check). Backward gathers grad_out at the indices. Input
+    (N, C, D_in, H_in, W_in) or unbatched (C, D_in, H_in, W_in)."""
+
+    dims = 3
+
+    def _out_spatial(self, shape):
+        spatial = tuple(shape[len(shape) - 3:])
+        default = tuple((i - 1) * s - 2 * p + k for i, s, p, k in zip(
+            spatial, self.stride, self.padding, self.kernel_size))
+        output_size = self._pending[1] if self._pending else None
+        if output_size is None:
+            return default
+        sizes = tuple(output_size)
+        if len(sizes) == 5:
+            sizes = sizes[2:]
+        if len(sizes) != 3 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                                  for v in sizes):
+            raise ValueError(f"{self._where()}: output_size should be a sequence of 3 or 5 "
+                             f"ints, got {output_size!r}")
+        for axis, (v, m, s) in enumerate(zip(sizes, default, self.stride)):
+            if not m - s < v < m + s:
+                raise ValueError(f"{self._where()}: invalid output_size {output_size!r} (dim "
+                                 f"{axis} must be between {m - s} and {m + s})")
+        return tuple(int(v) for v in sizes)
