@@ -16,11 +16,11 @@ import numpy as np
 
 from .. import device as _device
 from ..kernels.window_shapes import window_out_size
-from ..validation import check_bool, check_float_dtype, check_number
+from ..validation import check_bool, check_float_dtype
 from .adaptive import _window_matrix
 from .conv3d import _batched, kernel_offsets, tap_slices, triple
 from .module import Module
-from .pooling import MaxUnpool2d, with_indices
+from .pooling import MaxUnpool2d, check_norm_type, with_indices
 
 _ALL = (slice(None), slice(None))
 
@@ -44,7 +44,25 @@ def _flat_index(pos_d, pos_h, pos_w, spatial):
             + pos_w[None, None, :]).astype(np.int64)
 
 
-class _Pool3d(Module):
+class _OnHost(Module):
+    """A 3-D layer computed on the host: ``_pool(host)`` forward and ``_unpool(g)``
+    backward on (N, C, D, H, W) arrays; an unbatched (C, D, H, W) input gets a batch axis
+    and a device array goes through the host."""
+
+    def _forward(self, x, buffered):
+        host, unbatched = _batched(x)
+        y = self._pool(host)
+        return _device.namespace_of(x).put(y[0] if unbatched else y)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        g, unbatched = _batched(grad_out)
+        grad_in = self._unpool(g)
+        return _device.namespace_of(grad_out).put(grad_in[0] if unbatched else grad_in)
+
+
+class _Pool3d(_OnHost):
     """Shared arguments and checks of the window layers. kernel_size, stride (None:
     kernel_size), padding: an int or a triple, kept as given (PyTorch's repr shows them
     so); padding at most half of the kernel size, as PyTorch requires. ceil_mode=True:
@@ -101,19 +119,6 @@ class _Pool3d(Module):
         """Each axis's window starts in input coordinates (negative in the padding)."""
         return [np.arange(o, dtype=np.int64) * s - p
                 for o, s, p in zip(out, self._s, self._p)]
-
-    def _forward(self, x, buffered):
-        host, unbatched = _batched(x)
-        y = self._pool(host)
-        return _device.namespace_of(x).put(y[0] if unbatched else y)
-
-    def _backward(self, grad_out, buffered, need_grad_in):
-        if not need_grad_in:
-            return None
-        g, unbatched = _batched(grad_out)
-        grad_in = self._unpool(g)
-        return _device.namespace_of(grad_out).put(grad_in[0] if unbatched else grad_in)
-
 
 class MaxPool3d(_Pool3d):
     """Maximum over each window of (N, C, D, H, W) or unbatched (C, D, H, W) input
@@ -247,9 +252,7 @@ class LPPool3d(AvgPool3d):
     """
 
     def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
-        check_number(type(self).__name__, "norm_type", norm_type)
-        if norm_type == 0:
-            raise ValueError(f"{type(self).__name__}: norm_type must not be 0")
+        check_norm_type(type(self).__name__, norm_type)
         super().__init__(kernel_size, stride, 0, ceil_mode)
         self.norm_type = norm_type
         self.stride = stride  # PyTorch's LPPool keeps (and shows) the stride as given
@@ -287,7 +290,7 @@ def _adaptive_bounds(size, out):
     return (i * size) // out, -((-(i + 1) * size) // out)
 
 
-class AdaptiveAvgPool3d(Module):
+class AdaptiveAvgPool3d(_OnHost):
     """Mean over PyTorch's adaptive windows of (N, C, D, H, W) or unbatched (C, D, H, W)
     input, giving an output of ``output_size``: an int or a triple (depth, height,
     width), an entry None keeping that input size; 1 is global average pooling. Three
@@ -317,20 +320,12 @@ class AdaptiveAvgPool3d(Module):
         return shape[:-3] + tuple(n if t is None else t
                                   for t, n in zip(self._sizes, shape[-3:]))
 
-    def _forward(self, x, buffered):
-        host, unbatched = _batched(x)
-        y = self._pool(host, self.infer_shape(host.shape, host.dtype)[2:])
-        return _device.namespace_of(x).put(y[0] if unbatched else y)
+    def _out(self, host):
+        return self.infer_shape(host.shape, host.dtype)[2:]
 
-    def _backward(self, grad_out, buffered, need_grad_in):
-        if not need_grad_in:
-            return None
-        g, unbatched = _batched(grad_out)
-        grad_in = self._unpool(g)
-        return _device.namespace_of(grad_out).put(grad_in[0] if unbatched else grad_in)
-
-    def _pool(self, host, out):
+    def _pool(self, host):
         n, c, d, h, w = host.shape
+        out = self._out(host)
         a_d, a_h, a_w = (_window_matrix(size, o, host.dtype)
                          for size, o in zip(host.shape[2:], out))
         t = (host.reshape(-1, w) @ a_w.T).reshape(n * c * d, h, out[2])  # width
@@ -369,8 +364,8 @@ class AdaptiveMaxPool3d(AdaptiveAvgPool3d):
         y = super().forward(x)
         return with_indices(y, self._indices) if self.return_indices else y
 
-    def _pool(self, host, out):
-        spatial = host.shape[2:]
+    def _pool(self, host):
+        spatial, out = host.shape[2:], self._out(host)
         bounds = [_adaptive_bounds(size, o) for size, o in zip(spatial, out)]
         widest = tuple(int((end - start).max()) for start, end in bounds)
         best = np.full(host.shape[:2] + tuple(out), -np.inf, host.dtype)

@@ -191,6 +191,13 @@ class AvgPool1d(As1d, AvgPool2d):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
 
 
+def check_norm_type(where, norm_type):
+    """LPPool's p: a non-zero number."""
+    check_number(where, "norm_type", norm_type)
+    if norm_type == 0:
+        raise ValueError(f"{where}: norm_type must not be 0")
+
+
 class LPPool2d(AvgPool2d):
     """Power-average pooling (PyTorch's LPPool2d): y = (sum of x^p over each window)^(1/p),
     computed as PyTorch computes it: the mean of x^p over the window (no padding;
@@ -205,9 +212,7 @@ class LPPool2d(AvgPool2d):
     """
 
     def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
-        check_number(type(self).__name__, "norm_type", norm_type)
-        if norm_type == 0:
-            raise ValueError(f"{type(self).__name__}: norm_type must not be 0")
+        check_norm_type(type(self).__name__, norm_type)
         super().__init__(kernel_size, stride, 0, ceil_mode)
         self.norm_type = norm_type
         self._arguments = (kernel_size, stride)  # PyTorch's repr shows them as given

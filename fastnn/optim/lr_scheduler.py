@@ -680,6 +680,21 @@ class CyclicLR(LRScheduler):
         return state
 
 
+def _check_schedulers(where, schedulers, optimizer):
+    """schedulers as a list: at least one, each an epoch-based scheduler of optimizer."""
+    schedulers = list(schedulers)
+    if not schedulers:
+        raise ValueError(f"{where}: expected at least one scheduler")
+    for i, scheduler in enumerate(schedulers):
+        if isinstance(scheduler, ReduceLROnPlateau) or not isinstance(scheduler, LRScheduler):
+            raise TypeError(f"{where}: scheduler {i} must be an epoch-based scheduler "
+                            f"(not ReduceLROnPlateau), got {type(scheduler).__name__}")
+        if scheduler.optimizer is not optimizer:
+            raise ValueError(f"{where}: scheduler {i} ({type(scheduler).__name__}) belongs "
+                             f"to another optimizer")
+    return schedulers
+
+
 class SequentialLR(LRScheduler):
     """Schedulers one after another (PyTorch's SequentialLR): schedulers[0] runs until
     the first milestone, where schedulers[1] starts from its epoch 0, and so on; e.g. a
@@ -688,17 +703,7 @@ class SequentialLR(LRScheduler):
 
     def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
         where = "SequentialLR"
-        schedulers = list(schedulers)
-        if not schedulers:
-            raise ValueError(f"{where}: expected at least one scheduler")
-        for i, scheduler in enumerate(schedulers):
-            if isinstance(scheduler, ReduceLROnPlateau) or not isinstance(scheduler,
-                                                                          LRScheduler):
-                raise TypeError(f"{where}: scheduler {i} must be an epoch-based scheduler "
-                                f"(not ReduceLROnPlateau), got {type(scheduler).__name__}")
-            if scheduler.optimizer is not optimizer:
-                raise ValueError(f"{where}: scheduler {i} ({type(scheduler).__name__}) "
-                                 f"belongs to another optimizer")
+        schedulers = _check_schedulers(where, schedulers, optimizer)
         milestones = list(milestones)
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(f"{where}: expected {len(schedulers) - 1} milestones (one fewer "
@@ -770,18 +775,9 @@ class ChainedScheduler(LRScheduler):
     def __init__(self, schedulers, optimizer=None):
         where = "ChainedScheduler"
         schedulers = list(schedulers)
-        if not schedulers:
-            raise ValueError(f"{where}: expected at least one scheduler")
-        optimizer = optimizer if optimizer is not None else schedulers[0].optimizer
-        for i, scheduler in enumerate(schedulers):
-            if isinstance(scheduler, ReduceLROnPlateau) or not isinstance(scheduler,
-                                                                          LRScheduler):
-                raise TypeError(f"{where}: scheduler {i} must be an epoch-based scheduler "
-                                f"(not ReduceLROnPlateau), got {type(scheduler).__name__}")
-            if scheduler.optimizer is not optimizer:
-                raise ValueError(f"{where}: scheduler {i} ({type(scheduler).__name__}) "
-                                 f"belongs to another optimizer")
-        self._schedulers = schedulers
+        if schedulers and optimizer is None:
+            optimizer = getattr(schedulers[0], "optimizer", None)
+        self._schedulers = _check_schedulers(where, schedulers, optimizer)
         self.optimizer = optimizer
         self._last_lr = [group["lr"] for group in optimizer.param_groups]
 
