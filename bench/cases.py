@@ -639,6 +639,14 @@ def _optim(op, size):
         "adaptive_moments_update": (lambda be, a: be.adaptive_moments_update(
             a["p"], a["g"], a["m"], a["v"], 1.9e-3, 1.1e-4, 0.9, 0.999, 10.0, 1e-8),
             lambda t, p: t.optim.NAdam([p], lr=2e-3), "", 7),
+        "adadelta_update": (lambda be, a: be.adadelta_update(a["p"], a["g"], a["m"], a["v"]),
+                            lambda t, p: t.optim.Adadelta([p]), "", 7),
+        # m as prev, v as step_size (zeros at first: clamped up to step_size_min)
+        "rprop_update": (lambda be, a: be.rprop_update(a["p"], a["g"], a["m"], a["v"]),
+                         lambda t, p: t.optim.Rprop([p]), "", 7),
+        # eta at PyTorch's default lr, mu 1 (ax a copy of p: t0 1e6 steps away)
+        "asgd_update": (lambda be, a: be.asgd_update(a["p"], a["g"], a["m"], 1e-2, 1.0),
+                        lambda t, p: t.optim.ASGD([p]), "", 4),
     }
     call, make_torch, label, arrays = calls[op]
 

@@ -162,13 +162,16 @@ def configure_train(parser):
     parser.add_argument("--width", type=float, default=None,
                         help="ConvNet width multiplier")
     parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop", "adagrad",
-                                                "adamax", "nadam", "radam"),
+                                                "adamax", "nadam", "radam", "adadelta",
+                                                "rprop", "asgd"),
                         default="sgd",
-                        help="adamw: decoupled weight decay (--weight-decay)")
+                        help="adamw: decoupled weight decay (--weight-decay); rprop takes "
+                             "no weight decay")
     parser.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=None,
-                        help="learning rate (default 0.1 for SGD, 0.01 for Adagrad, 0.002 "
-                             "for Adamax and NAdam, 0.001 for Adam, AdamW, RAdam and "
-                             "RMSprop: PyTorch's defaults but SGD's)")
+                        help="learning rate (default 0.1 for SGD, 1.0 for Adadelta, 0.01 "
+                             "for Adagrad, Rprop and ASGD, 0.002 for Adamax and NAdam, "
+                             "0.001 for Adam, AdamW, RAdam and RMSprop: PyTorch's defaults "
+                             "but SGD's)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9; SGD only)")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
@@ -204,8 +207,11 @@ def _check_train_args(args):
     if args.negative_slope is None:
         args.negative_slope = 0.01
     if args.lr is None:
-        args.lr = {"sgd": 0.1, "adagrad": 1e-2, "adamax": 2e-3,
-                   "nadam": 2e-3}.get(args.optimizer, 1e-3)
+        args.lr = {"sgd": 0.1, "adagrad": 1e-2, "adamax": 2e-3, "nadam": 2e-3,
+                   "adadelta": 1.0, "rprop": 1e-2, "asgd": 1e-2}.get(args.optimizer, 1e-3)
+    if args.optimizer == "rprop" and args.weight_decay:
+        raise CLIError("--weight-decay does not apply to --optimizer rprop (PyTorch's Rprop "
+                       "has none)")
     if args.epochs is None and args.max_steps is None:
         args.epochs = 10
     if args.model != "mlp" and (args.batchnorm or args.dropout or args.hidden != [100]):
@@ -258,7 +264,10 @@ def build_optimizer(args, parameters):
         return optim.RMSprop(parameters, lr=args.lr, weight_decay=args.weight_decay)
     if args.optimizer == "adagrad":
         return optim.Adagrad(parameters, lr=args.lr, weight_decay=args.weight_decay)
-    named = {"adamax": optim.Adamax, "nadam": optim.NAdam, "radam": optim.RAdam}
+    if args.optimizer == "rprop":
+        return optim.Rprop(parameters, lr=args.lr)
+    named = {"adamax": optim.Adamax, "nadam": optim.NAdam, "radam": optim.RAdam,
+             "adadelta": optim.Adadelta, "asgd": optim.ASGD}
     return named.get(args.optimizer, optim.Adam)(parameters, lr=args.lr,
                                                  weight_decay=args.weight_decay)
 

@@ -26,9 +26,9 @@ from . import device as _device
 from . import optable
 from .backend import current
 from .kernels.window_shapes import window_out_size
-from .validation import (as_contiguous, as_labels, check_choice, check_float_array,
-                         check_no_overlap, check_number, check_out, check_positive_int,
-                         check_same_shape, pair)
+from .validation import (as_contiguous, as_labels, check_bool, check_choice,
+                         check_float_array, check_no_overlap, check_number, check_out,
+                         check_positive_int, check_same_shape, pair)
 
 __all__ = optable.op_names()
 
@@ -734,6 +734,48 @@ def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10)
     check_number(where, "eps", eps, 0.0)
     check_no_overlap(where, [("param", param), ("state_sum", state_sum)], [("grad", grad)])
     return _run("adagrad_update", param, grad, state_sum, lr, weight_decay, eps)
+
+
+def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
+                    weight_decay=0.0, maximize=False):
+    where = "adadelta_update"
+    _check_param_arrays(where, param, grad=grad, square_avg=square_avg, acc_delta=acc_delta)
+    check_number(where, "lr", lr, 0.0)
+    check_number(where, "rho", rho, 0.0, 1.0, high_open=False)
+    check_number(where, "eps", eps, 0.0)
+    check_number(where, "weight_decay", weight_decay, 0.0)
+    check_bool(where, "maximize", maximize)
+    check_no_overlap(where, [("param", param), ("square_avg", square_avg),
+                             ("acc_delta", acc_delta)], [("grad", grad)])
+    return _run("adadelta_update", param, grad, square_avg, acc_delta, lr, rho, eps,
+                weight_decay, maximize)
+
+
+def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
+                 step_size_min=1e-6, step_size_max=50.0, maximize=False):
+    where = "rprop_update"
+    _check_param_arrays(where, param, grad=grad, prev=prev, step_size=step_size)
+    check_number(where, "etaminus", etaminus, 0.0, 1.0, low_open=True)
+    check_number(where, "etaplus", etaplus, 1.0, low_open=True)
+    check_number(where, "step_size_min", step_size_min)
+    check_number(where, "step_size_max", step_size_max)
+    check_bool(where, "maximize", maximize)
+    check_no_overlap(where, [("param", param), ("prev", prev), ("step_size", step_size)],
+                     [("grad", grad)])
+    return _run("rprop_update", param, grad, prev, step_size, etaminus, etaplus,
+                step_size_min, step_size_max, maximize)
+
+
+def asgd_update(param, grad, ax, eta, mu, lambd=1e-4, weight_decay=0.0, maximize=False):
+    where = "asgd_update"
+    _check_param_arrays(where, param, grad=grad, ax=ax)
+    check_number(where, "eta", eta, 0.0)
+    check_number(where, "mu", mu, 0.0, 1.0, high_open=False)
+    check_number(where, "lambd", lambd, 0.0)
+    check_number(where, "weight_decay", weight_decay, 0.0)
+    check_bool(where, "maximize", maximize)
+    check_no_overlap(where, [("param", param), ("ax", ax)], [("grad", grad)])
+    return _run("asgd_update", param, grad, ax, eta, mu, lambd, weight_decay, maximize)
 
 
 def _attach_docs():

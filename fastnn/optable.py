@@ -505,6 +505,45 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     """
 
 
+@_op("optim")
+def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
+                    weight_decay=0.0, maximize=False):
+    """One Adadelta step in place, PyTorch's rule.
+
+    param, grad, square_avg, acc_delta: same shape (the state starts at zeros).
+    g = (-grad if maximize else grad) + weight_decay * param;
+    square_avg = rho square_avg + (1 - rho) g^2;
+    delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g;
+    acc_delta = rho acc_delta + (1 - rho) delta^2; param -= lr * delta. Returns None.
+    """
+
+
+@_op("optim")
+def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
+                 step_size_min=1e-6, step_size_max=50.0, maximize=False):
+    """One Rprop step in place, PyTorch's rule.
+
+    param, grad, prev, step_size: same shape (prev starts at zeros, step_size at the
+    optimizer's lr). g = -grad if maximize else grad; s = g * prev (in the arrays'
+    dtype); step_size *= etaplus where s > 0, etaminus where s < 0, else 1 (s zero or
+    NaN), then clamped to [step_size_min, step_size_max] (min first, then max, a NaN
+    kept); where s < 0, g = 0; param -= sign(g) * step_size with PyTorch's sign, 0 for a
+    NaN (a NaN gradient moves nothing but prev); prev = g. Returns None.
+    """
+
+
+@_op("optim")
+def asgd_update(param, grad, ax, eta, mu, lambd=1e-4, weight_decay=0.0, maximize=False):
+    """One ASGD step in place at the parameter's current eta and mu, PyTorch's rule.
+
+    param, grad, ax: same shape; eta, mu: the parameter's scalar state (the optimizer
+    computes the next ones: eta = lr / (1 + lambd lr step)^alpha, mu = 1 / max(1,
+    step - t0)). g = (-grad if maximize else grad) + weight_decay * param;
+    param = param * (1 - lambd eta) - eta g; ax = param when mu == 1, else
+    ax += (param - ax) mu. Returns None.
+    """
+
+
 def op_names():
     """Every op name in table order."""
     return [name for names in OP_FAMILIES.values() for name in names]

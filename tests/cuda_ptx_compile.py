@@ -123,6 +123,9 @@ def kernels(t):
         ("adagrad", optim._adagrad, (a1, a1, a1, t, t, t)),
         ("adamax", optim._adamax, (a1, a1, a1, a1, t, t, t, t, t)),
         ("adaptive moments", optim._adaptive_moments, (a1, a1, a1, a1, t, t, t, t, t, t, t)),
+        ("adadelta", optim._adadelta, (a1, a1, a1, a1, t, t, t, t, t)),
+        ("rprop", optim._rprop, (a1, a1, a1, a1, t, t, t, t, t)),
+        ("asgd", optim._asgd, (a1, a1, a1, t, t, t, t, t, b)),
     ]
 
 

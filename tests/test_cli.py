@@ -95,6 +95,7 @@ def test_divergence_exits_1_with_message(tmp_path):
     (["--lr", "-1"], "SGD"),
     (["--dropout", "1.5"], "Dropout"),
     (["--activation", "swish"], "MLP: expected activation"),
+    (["--optimizer", "rprop", "--weight-decay", "0.1"], "--weight-decay does not apply"),
 ])
 def test_user_errors_are_one_line(capsys, argv, message):
     assert cli.main(["train", "--dataset", "digits", *argv]) == 2
@@ -137,7 +138,8 @@ def test_demo_falls_back_to_digits(tmp_path, monkeypatch):
 @pytest.mark.parametrize("model,extra,optimizer", [
     ("cnn", [], "adam"), ("convnet", ["--width", "0.125"], "adam"),
     ("cnn", ["--weight-decay", "0.01"], "adamw"), ("cnn", [], "rmsprop"),
-    ("cnn", [], "adagrad"), ("cnn", [], "adamax"), ("cnn", [], "nadam"), ("cnn", [], "radam")])
+    ("cnn", [], "adagrad"), ("cnn", [], "adamax"), ("cnn", [], "nadam"), ("cnn", [], "radam"),
+    ("cnn", [], "adadelta"), ("cnn", [], "rprop"), ("cnn", ["--weight-decay", "0.01"], "asgd")])
 def test_conv_models_train_in_process(tmp_path, capsys, model, extra, optimizer):
     metrics_path = tmp_path / "m.json"
     status = cli.main(["train", "--model", model, "--dataset", "digits", "--max-steps", "2",

@@ -681,6 +681,95 @@ def test_adaptive_moments_update_is_torch_nadam_and_radam(backend, dtype, rng, w
         torch.set_default_dtype(saved)
 
 
+@pytest.mark.parametrize("weight_decay,maximize", [(0.0, False), (0.01, True)])
+def test_adadelta_update_matches_torch(backend, dtype, rng, weight_decay, maximize):
+    """40000 values: the compiled backends' parallel path; the reference backend's step
+    too."""
+    p = rng.standard_normal(40000).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.Adadelta([pt], lr=0.5, rho=0.8, eps=1e-5, weight_decay=weight_decay,
+                               maximize=maximize, foreach=False)
+    square_avg, acc_delta = np.zeros_like(p), np.zeros_like(p)
+    for _ in range(5):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        args = (grad, square_avg, acc_delta, 0.5, 0.8, 1e-5, weight_decay, maximize)
+        _, expected, _ = run_reference("adadelta_update", p, *args)
+        ops.adadelta_update(p, *args)
+        for got, want in zip((p, square_avg, acc_delta), expected[:1] + expected[2:4]):
+            assert_close(got, want, dtype)
+        pt.grad = t(grad)
+        opt.step()
+    assert_close(p, pt.detach().numpy(), dtype)
+    assert_close(square_avg, opt.state[pt]["square_avg"].numpy(), dtype)
+    assert_close(acc_delta, opt.state[pt]["acc_delta"].numpy(), dtype)
+
+
+@pytest.mark.parametrize("maximize", [False, True])
+def test_rprop_update_matches_torch(backend, dtype, rng, maximize):
+    """Sign changes and both clamps (step sizes in [0.004, 0.05] from 0.01, etas 0.3 and
+    1.6), zero gradients, and NaN and inf ones as torch's: torch.sign(NaN) is 0, so a
+    NaN gradient moves neither its parameter nor its step size (prev keeps it for a
+    step), an infinite one steps by -sign(g) * step_size. 40000 values; the reference
+    backend's step too."""
+    p = rng.standard_normal(40000).astype(dtype)
+    pt = t(p, True)
+    opt = torch.optim.Rprop([pt], lr=0.01, etas=(0.3, 1.6), step_sizes=(0.004, 0.05),
+                            maximize=maximize, foreach=False)
+    prev, size = np.zeros_like(p), np.full_like(p, 0.01)
+    for step in range(6):
+        grad = rng.standard_normal(p.shape).astype(dtype)
+        grad[:100] = 0
+        if step == 3:
+            grad[100:103] = [np.nan, np.inf, -np.inf]
+        args = (grad, prev, size, 0.3, 1.6, 0.004, 0.05, maximize)
+        with np.errstate(invalid="ignore"):
+            _, expected, _ = run_reference("rprop_update", p, *args)
+            ops.rprop_update(p, *args)
+        for got, want in zip((p, prev, size), expected[:1] + expected[2:4]):
+            assert_close(got, want, dtype)
+        pt.grad = t(grad)
+        opt.step()
+        if step == 3:
+            assert np.isnan(prev[100]) and np.isinf(prev[101])
+    assert np.isfinite(p).all() and np.isfinite(size).all()
+    assert_close(p, pt.detach().numpy(), dtype)
+    assert_close(prev, opt.state[pt]["prev"].numpy(), dtype)
+    assert_close(size, opt.state[pt]["step_size"].numpy(), dtype)
+    finite = np.isfinite(size)
+    assert size[finite].min() == dtype.type(0.004) and size[finite].max() == dtype.type(0.05)
+
+
+@pytest.mark.parametrize("weight_decay,maximize", [(0.0, False), (0.01, True)])
+def test_asgd_update_is_torch_asgd(backend, dtype, rng, weight_decay, maximize):
+    """The op at the eta and mu of optim.ASGD.rates follows torch.optim.ASGD (float64
+    scalars, as fastnn's): t0 2, so ax is a copy of p for four steps, then an average.
+    40000 values; the reference backend's step too."""
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        p = rng.standard_normal(40000).astype(dtype)
+        pt = t(p, True)
+        opt = torch.optim.ASGD([pt], lr=0.05, lambd=1e-2, alpha=0.75, t0=2,
+                               weight_decay=weight_decay, maximize=maximize, foreach=False)
+        ax, eta, mu = np.zeros_like(p), 0.05, 1.0
+        for step in range(1, 8):
+            grad = rng.standard_normal(p.shape).astype(dtype)
+            args = (grad, ax, eta, mu, 1e-2, weight_decay, maximize)
+            _, expected, _ = run_reference("asgd_update", p, *args)
+            ops.asgd_update(p, *args)
+            assert_close(p, expected[0], dtype)
+            assert_close(ax, expected[2], dtype)
+            eta, mu = optim.ASGD.rates(0.05, 1e-2, 0.75, 2, step)
+            pt.grad = t(grad)
+            opt.step()
+        assert mu == 0.2 and not np.array_equal(ax, p)
+        assert eta == opt.state[pt]["eta"].item() and mu == opt.state[pt]["mu"].item()
+        assert_close(p, pt.detach().numpy(), dtype)
+        assert_close(ax, opt.state[pt]["ax"].numpy(), dtype)
+    finally:
+        torch.set_default_dtype(saved)
+
+
 # ------------------------------------------------------------------- bad input
 BAD_CALLS = [
     (lambda: ops.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)),
@@ -705,6 +794,18 @@ BAD_CALLS = [
      ValueError, "adamax_update: expected step to be an int >= 1"),
     (lambda: ops.adaptive_moments_update(np.ones(3), np.ones(3), np.ones(3), np.ones(3), -1.0),
      ValueError, r"adaptive_moments_update: expected avg_rate in \[0.0, inf\)"),
+    (lambda: ops.adadelta_update(np.ones(3), np.ones(3), np.ones(3), np.ones(3), rho=1.5),
+     ValueError, r"adadelta_update: expected rho in \[0.0, 1.0\]"),
+    (lambda: ops.adadelta_update(np.ones(3), np.ones(3), np.ones(3), np.ones(3), maximize=1),
+     TypeError, "adadelta_update: expected maximize to be a bool"),
+    (lambda: ops.rprop_update(np.ones(3), np.ones(3), np.ones(3), np.ones(3), etaminus=1.5),
+     ValueError, r"rprop_update: expected etaminus in \(0.0, 1.0\)"),
+    (lambda: (lambda a: ops.rprop_update(np.ones(3), np.ones(3), a, a))(np.ones(3)),
+     ValueError, "rprop_update: prev shares memory with step_size"),
+    (lambda: ops.asgd_update(np.ones(3), np.ones(3), np.ones(3), 0.1, 1.5),
+     ValueError, r"asgd_update: expected mu in \[0.0, 1.0\]"),
+    (lambda: ops.asgd_update(np.ones(3), np.ones(3), np.ones(4), 0.1, 1.0),
+     ValueError, "asgd_update.*ax"),
     (lambda: ops.dropout_forward(np.ones(3), 1.0, 0), ValueError, "dropout_forward.*p"),
     (lambda: ops.mse_loss(np.ones(3), np.ones(4)), ValueError, "mse_loss.*shape"),
 ]

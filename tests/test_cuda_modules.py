@@ -45,6 +45,13 @@ def mlp():
     return fastnn.models.MLP(6, [7, 5], 3, activation="leaky_relu", batchnorm=True)
 
 
+def mlp_without_batchnorm():
+    """For Rprop, which steps by the gradient's sign: a Linear's bias before BatchNorm has
+    a gradient of 0 up to rounding, whose sign the GPU's and the host's sums decide
+    differently."""
+    return fastnn.models.MLP(6, [7, 5], 3, activation="leaky_relu")
+
+
 def assert_on_gpu(model, optimizer=None):
     arrays = [p.data for p in model.parameters()] + [p.grad for p in model.parameters()]
     arrays += model.buffers()
@@ -56,7 +63,8 @@ def assert_on_gpu(model, optimizer=None):
 
 
 TRAINING_CASES = [(mlp, (8, 6), "SGD"), (mlp, (8, 6), "Adam"), (mlp, (8, 6), "RMSprop"),
-                  (mlp, (8, 6), "NAdam"), (small_cnn, (2, 2, 8, 8), "SGD")]
+                  (mlp, (8, 6), "NAdam"), (mlp, (8, 6), "Adadelta"), (mlp, (8, 6), "ASGD"),
+                  (mlp_without_batchnorm, (8, 6), "Rprop"), (small_cnn, (2, 2, 8, 8), "SGD")]
 if not SIMULATOR:
     TRAINING_CASES.append((small_cnn, (2, 2, 8, 8), "Adam"))
 
@@ -68,6 +76,9 @@ def test_training_on_the_gpu_matches_the_host(rng, build, shape, opt_name):
     kwargs = {"SGD": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3},
               "Adam": {"lr": 1e-2, "weight_decay": 1e-3},
               "NAdam": {"lr": 1e-2, "weight_decay": 1e-3},
+              "Adadelta": {"lr": 0.5, "weight_decay": 1e-3},
+              "Rprop": {"lr": 1e-2, "etas": (0.4, 1.3)},
+              "ASGD": {"lr": 1e-2, "lambd": 1e-2, "t0": 0, "weight_decay": 1e-3},
               # eps well above float64 noise: g / sqrt(mean g^2) turns the last-bit
               # differences of a near-zero gradient (GPU vs host sums) into O(lr) ones
               "RMSprop": {"lr": 1e-2, "momentum": 0.5, "centered": True, "eps": 1e-4}}[opt_name]
@@ -94,7 +105,7 @@ def test_training_on_the_gpu_matches_the_host(rng, build, shape, opt_name):
     for key, value in opts[0].state_dict()["state"].items():
         for name, array in value.items():
             got = opts[1].state_dict()["state"][key][name]
-            if isinstance(array, float):  # NAdam's mu_product, on the host either way
+            if isinstance(array, float):  # NAdam's mu_product, ASGD's eta and mu: host
                 assert got == array
             elif name != "step":
                 assert isinstance(got, np.ndarray)
@@ -157,7 +168,7 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
                                         nn.GLU(1), nn.Softmax2d())
     blocks = lambda: nn.Sequential(nn.LPPool2d(2, 2, ceil_mode=True),  # noqa: E731
                                    nn.Unfold(2, padding=1), nn.Fold((2, 2), 2, padding=1))
-    for build, shape in ((seq, (2, 3, 6)), (host_layers, (2, 8, 3, 3)), (blocks, (2, 8, 3, 3)), (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5)),
+    for build, shape in ((seq, (2, 3, 6)), (host_layers, (2, 8, 3, 3)), (blocks, (2, 8, 3, 3)), (lambda: nn.Sequential(nn.Conv3d(2, 2, 3, padding=1, groups=2), nn.MaxPool3d(2), nn.ConvTranspose3d(2, 2, 2, stride=2), nn.AvgPool3d(2), nn.AdaptiveMaxPool3d((1, 2, 1))), (2, 2, 4, 4, 4)), (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5)),
                          (bn3, (2, 2, 2, 3, 2)), (conv1, (2, 2, 8)), (softmax, (2, 3, 2)),
                          (layernorm, (2, 3, 4)), (adaptive, (2, 2, 4, 6)),
                          (adaptive, (2, 2, 5, 7)), (deconv, (2, 2, 3, 3)),

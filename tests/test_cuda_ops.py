@@ -517,6 +517,52 @@ def test_adamax_and_adaptive_moments_updates_match_torch(dtype, rng):
     assert_close(q, qt.detach().numpy(), dtype)
 
 
+# the simulator's NumPy scalars warn on inf * 0, in its own threads (np.errstate is per thread)
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_adadelta_rprop_asgd_updates_match_torch(dtype, rng):
+    """Each op against its torch optimizer: Adadelta maximizing with weight decay; Rprop
+    with both clamps binding and, at step 3, NaN and inf gradients (torch.sign(NaN) is
+    0); ASGD at the eta and mu of optim.ASGD.rates, averaging from step 3 (t0 1; torch
+    with float64 scalars, as fastnn's)."""
+    from fastnn import optim
+    saved = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        p = rng.standard_normal(300).astype(dtype)
+        q, r = p.copy(), p.copy()
+        pt, qt, rt = t(p, True), t(q, True), t(r, True)
+        adadelta = torch.optim.Adadelta([pt], lr=0.5, rho=0.8, weight_decay=0.01,
+                                        maximize=True, foreach=False)
+        rprop = torch.optim.Rprop([qt], lr=0.01, etas=(0.3, 1.6), step_sizes=(0.004, 0.05),
+                                  foreach=False)
+        asgd = torch.optim.ASGD([rt], lr=0.05, lambd=1e-2, t0=1, weight_decay=0.01,
+                                foreach=False)
+        square_avg, acc_delta, prev, ax = (np.zeros_like(p) for _ in range(4))
+        size, eta, mu = np.full_like(p, 0.01), 0.05, 1.0
+        for step in range(1, 7):
+            grad = rng.standard_normal(p.shape).astype(dtype)
+            rgrad = grad.copy()
+            if step == 3:
+                rgrad[:3] = [np.nan, np.inf, -np.inf]
+            C.adadelta_update(p, grad, square_avg, acc_delta, 0.5, 0.8, 1e-6, 0.01, True)
+            C.rprop_update(q, rgrad, prev, size, 0.3, 1.6, 0.004, 0.05, False)
+            C.asgd_update(r, grad, ax, eta, mu, 1e-2, 0.01, False)
+            eta, mu = optim.ASGD.rates(0.05, 1e-2, 0.75, 1, step)
+            pt.grad, qt.grad, rt.grad = t(grad), t(rgrad), t(grad)
+            for opt in (adadelta, rprop, asgd):
+                opt.step()
+        assert_close(p, pt.detach().numpy(), dtype)
+        assert_close(acc_delta, adadelta.state[pt]["acc_delta"].numpy(), dtype)
+        assert_close(q, qt.detach().numpy(), dtype)
+        assert_close(size, rprop.state[qt]["step_size"].numpy(), dtype)
+        assert size.min() == dtype.type(0.004) and size.max() == dtype.type(0.05)
+        assert_close(r, rt.detach().numpy(), dtype)
+        assert_close(ax, asgd.state[rt]["ax"].numpy(), dtype)
+        assert mu == asgd.state[rt]["mu"].item() < 1
+    finally:
+        torch.set_default_dtype(saved)
+
+
 @pytest.mark.parametrize("amsgrad", [False, True])
 def test_adam_update_matches_torch(dtype, rng, amsgrad):
     p = rng.standard_normal(100).astype(dtype)

@@ -125,6 +125,16 @@ def _run_all(nb, d):
     p6, m7, v7 = x.copy(), np.zeros_like(x), np.zeros_like(x)
     nb.adaptive_moments_update(p6, g, m7, v7, 0.01, 0.002, sq_scale=1.5, weight_decay=0.01)
     out["adaptive_moments"] = (p6, m7, v7)
+    p7, s8, a8 = x.copy(), np.zeros_like(x), np.full_like(x, 0.01)
+    nb.adadelta_update(p7, g, s8, a8, 0.5, 0.8, weight_decay=0.01, maximize=True)
+    out["adadelta"] = (p7, s8, a8)
+    p8, prev, size = x.copy(), np.ascontiguousarray(x[::-1]), np.full_like(x, 0.01)
+    nb.rprop_update(p8, g, prev, size, 0.3, 1.6, 0.004, 0.05)
+    out["rprop"] = (p8, prev, size)
+    for mu in (1.0, 0.25):
+        p9, ax = x.copy(), np.ascontiguousarray(x[::-1])
+        nb.asgd_update(p9, g, ax, 0.05, mu, 1e-2, 0.01)
+        out[f"asgd mu={mu}"] = (p9, ax)
     return out, blas
 
 

@@ -1,5 +1,5 @@
-"""SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam and RAdam trajectories against
-torch.optim, on every backend in float32 and float64.
+"""SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, RAdam, Adadelta, Rprop and ASGD
+trajectories against torch.optim, on every backend in float32 and float64.
 
 Each framework computes the gradient from its own parameters with the same smooth
 function, so the two trajectories are compared step by step, not just the first update.
@@ -60,7 +60,9 @@ def fill_grads(ours, theirs, offsets):
             p.grad = torch.sin(3 * p) + 0.5 * p + torch.from_numpy(c)
 
 
-def run_trajectory(name, kwargs, dtype, steps=STEPS, groups=None):
+def run_trajectory(name, kwargs, dtype, steps=STEPS, groups=None, with_torch=False):
+    """Both optimizers over `steps` steps, the parameters compared after each; returns
+    (fastnn parameters, fastnn optimizer), and torch's optimizer third when with_torch."""
     ours, theirs, offsets = make_params(dtype)
     if groups is None:
         opt = getattr(optim, name)(ours, **kwargs)
@@ -78,7 +80,7 @@ def run_trajectory(name, kwargs, dtype, steps=STEPS, groups=None):
             assert p.data.dtype == dtype
             assert_close(p.data, q.detach().numpy(), dtype,
                          err_msg=f"{name} {kwargs}: parameter {i} after step {step + 1}")
-    return ours, opt
+    return (ours, opt, ref) if with_torch else (ours, opt)
 
 
 @pytest.mark.parametrize("case", list(SGD_CASES))
@@ -183,8 +185,8 @@ def test_adagrad_state_names_and_partial_steps_like_torch(backend):
 
 @pytest.fixture
 def torch_float64_scalars():
-    """torch's NAdam keeps mu_product in the default dtype (float32 unless changed),
-    fastnn in float64: compare against torch with float64 scalars."""
+    """torch's NAdam keeps mu_product, its ASGD eta and mu in the default dtype (float32
+    unless changed), fastnn in float64: compare against torch with float64 scalars."""
     saved = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     yield
@@ -262,6 +264,175 @@ def test_adam_variants_refuse_bad_hyperparameters(name, kwargs, match):
         getattr(optim, name)(ours, **kwargs)
 
 
+OTHER_CASES = {
+    "adadelta": ("Adadelta", dict()),
+    "adadelta_options": ("Adadelta", dict(lr=0.5, rho=0.8, eps=1e-5, weight_decay=0.1)),
+    "adadelta_maximize": ("Adadelta", dict(lr=0.5, weight_decay=0.05, maximize=True)),
+    "rprop": ("Rprop", dict()),
+    # from 0.05, both bounds bind: 0.05 * 1.5^2 > 0.1 and 0.05 * 0.3 < 0.02
+    "rprop_options": ("Rprop", dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(0.02, 0.1))),
+    "rprop_maximize": ("Rprop", dict(lr=0.02, maximize=True)),
+    "asgd": ("ASGD", dict()),
+    # t0 3: averaging (mu < 1) from step 5; lambd 1e-2: eta decays, p shrinks visibly
+    "asgd_options": ("ASGD", dict(lr=0.05, lambd=1e-2, alpha=0.6, t0=3, weight_decay=0.1)),
+    "asgd_maximize": ("ASGD", dict(lr=0.02, t0=2.5, maximize=True)),
+}
+
+
+def assert_state_like_torch(opt, ref, dtype):
+    """fastnn's state dict holds torch's state: the same parameters, names, step counts,
+    arrays (to the dtype's tolerance) and scalar states (eta, mu: the same floats)."""
+    ours, theirs = opt.state_dict()["state"], ref.state_dict()["state"]
+    assert sorted(ours) == sorted(theirs)
+    for index, entry in theirs.items():
+        assert sorted(ours[index]) == sorted(entry), index
+        for name, value in entry.items():
+            got = ours[index][name]
+            if name == "step":
+                assert got == int(value.item()), (index, name)
+            elif value.ndim == 0:
+                assert isinstance(got, float) and got == value.item(), (index, name, got)
+            else:
+                assert_close(got, value.numpy(), dtype, err_msg=f"{index} {name}")
+
+
+def torch_state_as_numpy(state_dict):
+    """torch's optimizer state dict with its tensors as NumPy arrays, its 0-d ones as
+    numbers (steps as ints)."""
+    def value(name, v):
+        if v.ndim:
+            return v.numpy()
+        return int(v.item()) if name == "step" else v.item()
+    return {"state": {i: {k: value(k, v) for k, v in entry.items()}
+                      for i, entry in state_dict["state"].items()},
+            "param_groups": state_dict["param_groups"]}
+
+
+@pytest.mark.parametrize("case", list(OTHER_CASES))
+def test_adadelta_rprop_asgd_match_torch(backend, dtype, case, torch_float64_scalars):
+    """Ten steps of each option set; the state too (Rprop's step sizes, ASGD's average
+    ax, eta and mu)."""
+    name, kwargs = OTHER_CASES[case]
+    _, opt, ref = run_trajectory(name, kwargs, dtype, steps=10, with_torch=True)
+    assert_state_like_torch(opt, ref, dtype)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("Adadelta", dict(lr=0.5, weight_decay=0.01, maximize=True)),
+    ("Rprop", dict(lr=0.05, etas=(0.4, 1.3))),
+    ("ASGD", dict(lr=0.05, lambd=1e-2, t0=2)),
+])
+def test_adadelta_rprop_asgd_state_dicts_resume_like_torch(backend, name, kwargs,
+                                                           torch_float64_scalars):
+    """After partial steps (parameter 2 skips one, parameter 3 has no state yet), the state
+    dict is torch's; it and torch's own (tensors as arrays) each resume torch's
+    trajectory in a new optimizer, parameter 3 starting its state at its first step."""
+    ours, theirs, offsets = make_params(np.float64)
+    opt = getattr(optim, name)(ours, **kwargs)
+    ref = getattr(torch.optim, name)(theirs, **kwargs)
+    for step in range(4):
+        fill_grads(ours, theirs, offsets)
+        if step == 1:
+            ours[2].grad, theirs[2].grad = None, None
+        ours[3].grad, theirs[3].grad = None, None
+        opt.step()
+        ref.step()
+    saved = opt.state_dict()
+    assert 3 not in saved["state"]
+    assert saved["state"][2]["step"] == 3 and saved["state"][0]["step"] == 4
+    assert saved["param_groups"][0]["maximize"] == kwargs.get("maximize", False)
+    assert_state_like_torch(opt, ref, np.float64)
+    clones = [Parameter(p.data.copy()) for p in ours]
+    fresh = getattr(optim, name)(ours, lr=0.9)
+    fresh.load_state_dict(saved)
+    from_torch = getattr(optim, name)(clones)
+    from_torch.load_state_dict(torch_state_as_numpy(ref.state_dict()))
+    assert from_torch.param_groups[0]["lr"] == kwargs["lr"]
+    for _ in range(3):
+        fill_grads(ours, theirs, offsets)
+        fill_grads(clones, [], offsets)
+        fresh.step()
+        from_torch.step()
+        ref.step()
+    for p, c, q in zip(ours, clones, theirs):
+        assert_close(p.data, q.detach().numpy(), np.float64)
+        assert_close(c.data, q.detach().numpy(), np.float64)
+    assert_state_like_torch(fresh, ref, np.float64)
+
+
+@pytest.mark.parametrize("name", ["Rprop", "ASGD"])
+def test_state_starts_at_the_lr_of_each_parameters_first_step(backend, name,
+                                                             torch_float64_scalars):
+    """Rprop's step sizes and ASGD's eta start at the group's lr when a parameter first
+    has a gradient, as torch creates its state then: the lr changes every step here
+    (a schedule) and parameter 1 joins at the third."""
+    ours, theirs, offsets = make_params(np.float64)
+    opt = getattr(optim, name)(ours, lr=0.05)
+    ref = getattr(torch.optim, name)(theirs, lr=0.05)
+    for step in range(5):
+        for group in (opt.param_groups[0], ref.param_groups[0]):
+            group["lr"] = 0.05 / (step + 1)
+        fill_grads(ours, theirs, offsets)
+        if step < 2:
+            ours[1].grad, theirs[1].grad = None, None
+        opt.step()
+        ref.step()
+        for p, q in zip(ours, theirs):
+            assert_close(p.data, q.detach().numpy(), np.float64)
+    assert_state_like_torch(opt, ref, np.float64)
+
+
+def test_asgd_zero_size_parameter_advances_its_eta_and_mu_like_torch(backend,
+                                                                     torch_float64_scalars):
+    shapes = [(3,), (0, 4), (2,)]
+    ours = [Parameter(np.linspace(-1, 1, int(np.prod(s))).reshape(s)) for s in shapes]
+    theirs = [torch.tensor(p.data.copy(), requires_grad=True) for p in ours]
+    opt = optim.ASGD(ours, lr=0.1, lambd=0.05, t0=1)
+    ref = torch.optim.ASGD(theirs, lr=0.1, lambd=0.05, t0=1)
+    for step in range(4):
+        for p, q in zip(ours, theirs):
+            p.grad = np.cos(p.data)  # a new array: re-homed into the flat buffer
+            q.grad = torch.cos(q.detach())
+        if step == 2:  # the slow path (one parameter without a gradient) too
+            ours[2].grad, theirs[2].grad = None, None
+        opt.step()
+        ref.step()
+    for p, q in zip(ours, theirs):
+        assert_close(p.data, q.detach().numpy(), np.float64)
+    assert_state_like_torch(opt, ref, np.float64)
+
+
+def test_rprop_param_groups_with_their_own_etas_and_step_sizes(backend, dtype):
+    groups = [((0, 2), {}), ((1, 3), {"lr": 0.003, "etas": (0.4, 1.1),
+                                      "step_sizes": (1e-4, 0.01)})]
+    _, opt = run_trajectory("Rprop", dict(lr=0.05), dtype, groups=groups)
+    assert opt.param_groups[1]["etas"] == (0.4, 1.1)
+
+
+@pytest.mark.parametrize("name,kwargs,error,match", [
+    ("Adadelta", dict(rho=1.5), ValueError, r"Adadelta: invalid rho: 1.5"),
+    ("Adadelta", dict(lr=-1.0), ValueError, "Adadelta: invalid lr"),
+    ("Adadelta", dict(eps=-1e-6), ValueError, "Adadelta: invalid eps"),
+    ("Adadelta", dict(maximize=1), TypeError, "maximize to be a bool"),
+    ("Adadelta", dict(differentiable=True), ValueError, "differentiable=True is not supported"),
+    ("Rprop", dict(etas=(1.2, 0.5)), ValueError, r"Rprop: invalid etas: \(1.2, 0.5\)"),
+    ("Rprop", dict(etas=(0.5,)), ValueError, "Rprop: invalid etas"),
+    ("Rprop", dict(step_sizes=(1e-6, float("inf"))), ValueError, "invalid step_sizes"),
+    ("Rprop", dict(step_sizes=("a", 1.0)), TypeError, r"step_sizes\[0\]"),
+    ("Rprop", dict(weight_decay=0.1), TypeError, "unexpected keyword argument 'weight_decay'"),
+    ("ASGD", dict(lambd=-1e-4), ValueError, "ASGD: invalid lambd"),
+    ("ASGD", dict(t0=float("nan")), ValueError, "ASGD: invalid t0"),
+    ("ASGD", dict(alpha="x"), TypeError, "alpha to be a real number"),
+    ("ASGD", dict(weight_decay=-1.0), ValueError, "ASGD: invalid weight_decay"),
+])
+def test_adadelta_rprop_asgd_refuse_bad_hyperparameters(name, kwargs, error, match):
+    ours, _, _ = make_params(np.float32)
+    with pytest.raises(error, match=match):
+        getattr(optim, name)(ours, **kwargs)
+    # torch's implementation switches, at any value that changes no result
+    getattr(optim, name)(ours, foreach=False, capturable=True)
+
+
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
                                          ("Adam", dict(lr=0.01)),
                                          ("AdamW", dict(lr=0.01)),
@@ -269,7 +440,9 @@ def test_adam_variants_refuse_bad_hyperparameters(name, kwargs, match):
                                          ("Adagrad", dict(lr=0.05, lr_decay=0.1)),
                                          ("Adamax", dict(lr=0.01)),
                                          ("NAdam", dict(lr=0.01)),
-                                         ("RAdam", dict(lr=0.01, betas=(0.9, 0.9)))])
+                                         ("RAdam", dict(lr=0.01, betas=(0.9, 0.9))),
+                                         ("Adadelta", dict(lr=0.5)),
+                                         ("ASGD", dict(lr=0.05, t0=2))])
 def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwargs,
                                                      torch_float64_scalars):
     groups = [((0, 2), {}), ((1, 3), {"lr": 0.003, "weight_decay": 0.1})]
@@ -285,7 +458,10 @@ def test_param_groups_with_their_own_hyperparameters(backend, dtype, name, kwarg
                                          ("RMSprop", dict(lr=0.01, centered=True)),
                                          ("Adamax", dict(lr=0.05, weight_decay=0.01)),
                                          ("NAdam", dict(lr=0.05, weight_decay=0.01)),
-                                         ("RAdam", dict(lr=0.05, betas=(0.9, 0.9)))])
+                                         ("RAdam", dict(lr=0.05, betas=(0.9, 0.9))),
+                                         ("Adadelta", dict(lr=0.5, weight_decay=0.01)),
+                                         ("Rprop", dict(lr=0.05)),
+                                         ("ASGD", dict(lr=0.05, t0=2))])
 def test_parameters_without_grad_are_skipped_like_torch(backend, dtype, name, kwargs,
                                                         torch_float64_scalars):
     ours, theirs, offsets = make_params(dtype)
@@ -355,8 +531,11 @@ def test_mlp_training_matches_torch_on_the_same_data(backend, dtype, name, kwarg
 
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.1)),
                                          ("Adam", dict(lr=0.05, weight_decay=0.01)),
-                                         ("AdamW", dict(lr=0.05))])
-def test_frozen_parameters_are_left_alone_like_torch(backend, dtype, name, kwargs):
+                                         ("AdamW", dict(lr=0.05)),
+                                         ("Rprop", dict(lr=0.05)),
+                                         ("ASGD", dict(lr=0.05, t0=2))])
+def test_frozen_parameters_are_left_alone_like_torch(backend, dtype, name, kwargs,
+                                                     torch_float64_scalars):
     """requires_grad False (set before or between steps, then cleared): the optimizer
     skips the parameter and its state, as torch skips a tensor without a gradient."""
     ours, theirs, offsets = make_params(dtype)

@@ -153,8 +153,12 @@ def test_zero_grad_zeroes_in_place_including_rebound_grads():
 
 
 @pytest.mark.parametrize("name,kwargs", [("SGD", dict(lr=0.1, momentum=0.9)),
-                                         ("Adam", dict(lr=0.1))])
+                                         ("Adam", dict(lr=0.1)),
+                                         ("Adadelta", dict(lr=1.0)),
+                                         ("ASGD", dict(lr=0.01))])
 def test_nan_and_inf_gradients_propagate(backend, dtype, name, kwargs):
+    """(Rprop is the exception, as PyTorch's: its step is sign(g) * step_size with
+    torch.sign(NaN) = 0; tests/test_conformance.py follows torch's there.)"""
     params = make_params(dtype)
     opt = getattr(optim, name)(params, **kwargs)
     params[0].grad[0, 0] = np.nan
@@ -191,8 +195,20 @@ class CountingKernels:
         self.calls.append(param.size)
         return self.kernels.adam_update(param, *args)
 
+    def adadelta_update(self, param, *args):
+        self.calls.append(param.size)
+        return self.kernels.adadelta_update(param, *args)
 
-@pytest.mark.parametrize("name", ["SGD", "Adam"])
+    def rprop_update(self, param, *args):
+        self.calls.append(param.size)
+        return self.kernels.rprop_update(param, *args)
+
+    def asgd_update(self, param, *args):
+        self.calls.append(param.size)
+        return self.kernels.asgd_update(param, *args)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adadelta", "Rprop", "ASGD"])
 def test_one_kernel_call_per_flat_buffer(backend, monkeypatch, name):
     from fastnn import backend as registry
     counting = CountingKernels(registry.current())

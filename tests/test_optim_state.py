@@ -137,6 +137,9 @@ def test_repr_lists_groups():
     ("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True)),
     ("SGD", dict(lr=0.1)),
     ("Adam", dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.01)),
+    ("Adadelta", dict(lr=0.5, rho=0.8, weight_decay=0.01, maximize=True)),
+    ("Rprop", dict(lr=0.05, etas=(0.4, 1.3), step_sizes=(1e-3, 0.2))),
+    ("ASGD", dict(lr=0.05, lambd=1e-2, t0=1, weight_decay=0.01)),
 ])
 def test_state_dict_round_trip_continues_bitwise(backend, dtype, name, kwargs):
     params = make_params(dtype)
@@ -222,6 +225,8 @@ def test_bad_state_dict_raises_and_changes_nothing(backend, case):
     ("AdamW", dict(lr=0.01)),
     ("RMSprop", dict(lr=0.005, momentum=0.9, centered=True)),
     ("Adagrad", dict(lr=0.05, lr_decay=0.2, initial_accumulator_value=0.1)),
+    ("Adadelta", dict(lr=0.5, weight_decay=1e-3, maximize=True)),
+    ("Rprop", dict(lr=0.02, etas=(0.4, 1.3))),
 ])
 def test_torch_state_dicts_load_and_resume_the_same_trajectory(backend, name, kwargs):
     """A torch optimizer's state dict (tensors turned into arrays) loads, its flags
@@ -268,3 +273,28 @@ def test_torch_flags_at_other_values_are_clear_errors():
     saved["param_groups"][0]["maximize"] = True
     with pytest.raises(ValueError, match="parameter group 0: Adam: maximize=True"):
         opt.load_state_dict(saved)
+    for name in ("Adadelta", "Rprop", "ASGD"):  # maximize is theirs: a hyper-parameter
+        opt = getattr(optim, name)(params, maximize=True, foreach=None, capturable=False)
+        assert opt.param_groups[0]["maximize"] is True
+        with pytest.raises(ValueError, match=f"{name}: differentiable=True is not supported"):
+            getattr(optim, name)(params, differentiable=True)
+
+
+def test_asgd_state_dict_needs_its_eta_and_mu():
+    """A parameter with steps but no eta (or mu) is a bad state dict, not a NaN start."""
+    params = make_params()
+    opt = optim.ASGD(params, lr=0.1, t0=1)
+    train(opt, params, 2)
+    snap = snapshot(params, opt)
+    saved = opt.state_dict()
+    assert sorted(saved["state"][0]) == ["ax", "eta", "mu", "step"]
+    bad = copy.deepcopy(saved)
+    del bad["state"][1]["eta"]
+    with pytest.raises(ValueError, match=r"ASGD.load_state_dict: parameter 1: missing "
+                                         r"state \['eta'\]"):
+        opt.load_state_dict(bad)
+    bad = copy.deepcopy(saved)
+    bad["state"][0]["mu"] = float("nan")
+    with pytest.raises(ValueError, match="'mu' must be a finite number"):
+        opt.load_state_dict(bad)
+    assert_unchanged(params, opt, snap)

@@ -1,12 +1,15 @@
-"""Optimizers: SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam and RAdam with PyTorch's
-update rules, one kernel call per flat buffer."""
+"""Optimizers: SGD, Adam, AdamW, RMSprop, Adagrad, Adamax, NAdam, RAdam, Adadelta, Rprop
+and ASGD with PyTorch's update rules, one kernel call per flat buffer."""
+from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam, AdamW
 from .adam_variants import Adamax, NAdam, RAdam
+from .asgd import ASGD
 from .optimizer import Optimizer
 from .rmsprop import RMSprop
+from .rprop import Rprop
 from .sgd import SGD
 from . import lr_scheduler  # noqa: E402 (after Optimizer, which it imports)
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adamax", "NAdam",
-           "RAdam", "lr_scheduler"]
+           "RAdam", "Adadelta", "Rprop", "ASGD", "lr_scheduler"]

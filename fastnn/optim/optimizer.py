@@ -199,7 +199,8 @@ class Optimizer:
         closure: optional callable re-evaluating the model and returning the loss, called
         first. Parameters whose .grad is None or whose requires_grad is False are
         skipped, as in PyTorch. NaN or inf in a
-        gradient propagates into the parameters (nothing is skipped silently).
+        gradient propagates into the parameters (nothing is skipped silently), except
+        through Rprop's sign step (PyTorch's: torch.sign(NaN) is 0).
         Returns the closure's loss, or None.
         """
         loss = closure() if closure is not None else None
@@ -434,6 +435,11 @@ class Optimizer:
         for index, (_, bucket, i) in enumerate(self._locate()):
             step, saved = state.get(index, (0, {}))
             bucket.set_param_state(i, step, *self._split_state(saved))
+
+
+#: Optimizer.torch_flags less ``maximize``: the torch_flags of the optimizers that
+#: implement maximize=True (Adadelta, Rprop, ASGD), where it is a hyper-parameter.
+FLAGS_WITHOUT_MAXIMIZE = {k: v for k, v in Optimizer.torch_flags.items() if k != "maximize"}
 
 
 def _flag_ok(value, accepted):

@@ -41,8 +41,9 @@ from .gemm import engine as _gemm_engine
 from .layernorm import layer_norm_backward, layer_norm_forward
 from .losses import (bce_loss, bce_with_logits_loss, mse_loss, smooth_l1_loss,
                      softmax_cross_entropy)
-from .optim import (adagrad_update, adam_update, adamax_update, adaptive_moments_update,
-                    rmsprop_update, sgd_update)
+from .optim import (adadelta_update, adagrad_update, adam_update, adamax_update,
+                    adaptive_moments_update, asgd_update, rmsprop_update, rprop_update,
+                    sgd_update)
 
 # Every op runs on the device here; nothing is taken from another backend.
 REUSES = {}

@@ -1,9 +1,9 @@
-"""SGD (momentum, weight decay, Nesterov), Adam, RMSprop, Adagrad, Adamax and the NAdam /
-RAdam step (adaptive_moments_update), PyTorch's rules, each one in-place
-grid-stride pass over the parameter. param, grad and the state: same shape, NumPy or
-device arrays; host ones are copied back (``_common.Call``). For a whole model on the
-device, pass the flat buffers of ``fastnn.optim.flat`` (one launch for all parameters)
-or each parameter's device arrays.
+"""SGD (momentum, weight decay, Nesterov), Adam, RMSprop, Adagrad, Adamax, the NAdam /
+RAdam step (adaptive_moments_update), Adadelta, Rprop and ASGD, PyTorch's rules, each one
+in-place grid-stride pass over the parameter. param, grad and the state: same shape,
+NumPy or device arrays; host ones are copied back (``_common.Call``). For a whole model
+on the device, pass the flat buffers of ``fastnn.optim.flat`` (one launch for all
+parameters) or each parameter's device arrays.
 """
 import math
 
@@ -73,6 +73,68 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
         exp_avg[i] = m
         exp_avg_sq[i] = v
         param[i] -= (avg_rate * m + grad_rate * g) / (sq_scale * math.sqrt(v) + eps)
+
+
+@cuda.jit
+def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, sign):
+    """sign: -1 to maximize, else 1."""
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        g = sign * grad[i]
+        if weight_decay != 0:
+            g = g + weight_decay * param[i]
+        v = rho * square_avg[i] + (1 - rho) * g * g
+        d = math.sqrt(acc_delta[i] + eps) / math.sqrt(v + eps) * g
+        square_avg[i] = v
+        acc_delta[i] = rho * acc_delta[i] + (1 - rho) * d * d
+        param[i] -= lr * d
+
+
+@cuda.jit
+def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_size_max,
+           sign):
+    """sign: -1 to maximize, else 1. The factor from the sign of g * prev in the dtype
+    (1 for 0 or NaN), torch.clamp's lower, then upper bound; the step's direction is
+    torch.sign(g), 0 for a NaN."""
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        g = sign * grad[i]
+        s = g * prev[i]
+        z = step_size[i]
+        if s > 0:
+            z = z * etaplus
+        elif s < 0:
+            z = z * etaminus
+        if z < step_size_min:
+            z = step_size_min
+        if z > step_size_max:
+            z = step_size_max
+        step_size[i] = z
+        if s < 0:  # a sign change: no step (direction 0), and g kept as 0
+            prev[i] = 0
+            param[i] -= 0 * z  # 0 * a NaN step size is still NaN, as torch's
+        else:
+            prev[i] = g
+            if g > 0:
+                param[i] -= z
+            elif g < 0:
+                param[i] += z
+            else:
+                param[i] -= 0 * z  # g 0 or NaN: direction 0
+
+
+@cuda.jit
+def _asgd(param, grad, ax, keep, eta, mu, weight_decay, sign, average):
+    """keep: 1 - lambd eta; sign: -1 to maximize, else 1; average: mu != 1 (else ax is
+    a copy of the new param, as torch's)."""
+    for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
+        g = sign * grad[i]
+        if weight_decay != 0:
+            g = g + weight_decay * param[i]
+        p = param[i] * keep - eta * g
+        param[i] = p
+        if average:
+            ax[i] = ax[i] + (p - ax[i]) * mu
+        else:
+            ax[i] = p
 
 
 @cuda.jit
@@ -185,4 +247,46 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
         _adaptive_moments[config.blocks(dp.size), config.THREADS](
             flat(dp), flat(dg), flat(dm), flat(dv), dt(avg_rate), dt(grad_rate), dt(beta1),
             dt(beta2), dt(sq_scale), dt(eps), dt(weight_decay))
+    call.sync()
+
+
+def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
+                    weight_decay=0.0, maximize=False):
+    """One Adadelta step in place. param, grad, square_avg, acc_delta: same shape.
+    Returns None."""
+    call = Call(param, grad, square_avg, acc_delta)
+    dp, dg = call.inout(param), call.arg(grad)
+    ds, da = call.inout(square_avg), call.inout(acc_delta)
+    if dp.size:
+        dt = param.dtype.type
+        _adadelta[config.blocks(dp.size), config.THREADS](
+            flat(dp), flat(dg), flat(ds), flat(da), dt(lr), dt(rho), dt(eps),
+            dt(weight_decay), dt(-1.0 if maximize else 1.0))
+    call.sync()
+
+
+def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
+                 step_size_min=1e-6, step_size_max=50.0, maximize=False):
+    """One Rprop step in place. param, grad, prev, step_size: same shape. Returns None."""
+    call = Call(param, grad, prev, step_size)
+    dp, dg = call.inout(param), call.arg(grad)
+    dprev, dsize = call.inout(prev), call.inout(step_size)
+    if dp.size:
+        dt = param.dtype.type
+        _rprop[config.blocks(dp.size), config.THREADS](
+            flat(dp), flat(dg), flat(dprev), flat(dsize), dt(etaminus), dt(etaplus),
+            dt(step_size_min), dt(step_size_max), dt(-1.0 if maximize else 1.0))
+    call.sync()
+
+
+def asgd_update(param, grad, ax, eta, mu, lambd=1e-4, weight_decay=0.0, maximize=False):
+    """One ASGD step in place at the parameter's eta and mu. param, grad, ax: same
+    shape. Returns None."""
+    call = Call(param, grad, ax)
+    dp, dg, dax = call.inout(param), call.arg(grad), call.inout(ax)
+    if dp.size:
+        dt = param.dtype.type
+        _asgd[config.blocks(dp.size), config.THREADS](
+            flat(dp), flat(dg), flat(dax), dt(1.0 - lambd * eta), dt(eta), dt(mu),
+            dt(weight_decay), dt(-1.0 if maximize else 1.0), bool(mu != 1))
     call.sync()

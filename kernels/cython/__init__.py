@@ -475,4 +475,29 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
                           float(momentum))
 
 
+
+def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
+                    weight_decay=0.0, maximize=False):
+    """One Adadelta step in place (PyTorch's rule). param, grad, square_avg, acc_delta:
+    same shape. Returns None."""
+    _optim.adadelta_update(_flat(param), _flat(grad), _flat(square_avg), _flat(acc_delta),
+                           float(lr), float(rho), float(eps), float(weight_decay),
+                           bool(maximize))
+
+
+def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
+                 step_size_min=1e-6, step_size_max=50.0, maximize=False):
+    """One Rprop step in place (PyTorch's rule). param, grad, prev, step_size: same
+    shape. Returns None."""
+    _optim.rprop_update(_flat(param), _flat(grad), _flat(prev), _flat(step_size),
+                        float(etaminus), float(etaplus), float(step_size_min),
+                        float(step_size_max), bool(maximize))
+
+
+def asgd_update(param, grad, ax, eta, mu, lambd=1e-4, weight_decay=0.0, maximize=False):
+    """One ASGD step in place at the parameter's eta and mu (PyTorch's rule). param,
+    grad, ax: same shape. Returns None."""
+    _optim.asgd_update(_flat(param), _flat(grad), _flat(ax), float(eta), float(mu),
+                       float(lambd), float(weight_decay), bool(maximize))
+
 _threads.apply_num_threads()

@@ -1,8 +1,8 @@
 # cython: language_level=3
 # distutils: extra_compile_args = -fno-math-errno
-"""SGD (momentum, weight decay, Nesterov), Adam, RMSprop, Adagrad, Adamax and the NAdam /
-RAdam step (adaptive_moments_update) in place, one parallel pass over each parameter with
-PyTorch's update rules."""
+"""SGD (momentum, weight decay, Nesterov), Adam, RMSprop, Adagrad, Adamax, the NAdam /
+RAdam step (adaptive_moments_update), Adadelta, Rprop and ASGD in place, one parallel pass
+over each parameter with PyTorch's update rules."""
 from cython.parallel cimport prange
 
 from _common cimport floating, threads_for, f_sqrt
@@ -334,3 +334,144 @@ def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
                        min(<Py_ssize_t>BLOCK, n - start), <floating>avg_rate,
                        <floating>grad_rate, <floating>beta1, <floating>beta2,
                        <floating>sq_scale, <floating>eps, <floating>weight_decay)
+
+
+cdef inline void _adadelta_block(floating* p, const floating* g, floating* sq,
+                                 floating* acc, Py_ssize_t n, floating lr, floating rho,
+                                 floating eps, floating wd, floating sign,
+                                 bint decay) noexcept nogil:
+    """p, g, sq, acc: (n,); sign: -1 to maximize, else 1."""
+    cdef Py_ssize_t i
+    cdef floating d, v, delta, one = 1
+    cdef floating c = one - rho
+    for i in range(n):
+        d = sign * g[i]
+        if decay:
+            d = d + wd * p[i]
+        v = rho * sq[i] + c * d * d
+        delta = f_sqrt(acc[i] + eps) / f_sqrt(v + eps) * d
+        sq[i] = v
+        acc[i] = rho * acc[i] + c * delta * delta
+        p[i] = p[i] - lr * delta
+
+
+def adadelta_update(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
+                    floating[::1] acc_delta, double lr, double rho, double eps,
+                    double weight_decay, bint maximize):
+    """param, grad, square_avg, acc_delta: (n,) flat views."""
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start
+    cdef floating sign = -1 if maximize else 1
+    cdef bint decay = weight_decay != 0
+    if n == 0:
+        return
+    nblocks = (n + BLOCK - 1) // BLOCK
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        with nogil:
+            for b in range(nblocks):
+                start = b * BLOCK
+                _adadelta_block(&param[start], &grad[start], &square_avg[start],
+                                &acc_delta[start], min(<Py_ssize_t>BLOCK, n - start),
+                                <floating>lr, <floating>rho, <floating>eps,
+                                <floating>weight_decay, sign, decay)
+        return
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        _adadelta_block(&param[start], &grad[start], &square_avg[start], &acc_delta[start],
+                        min(<Py_ssize_t>BLOCK, n - start), <floating>lr, <floating>rho,
+                        <floating>eps, <floating>weight_decay, sign, decay)
+
+
+cdef inline void _rprop_block(floating* p, const floating* g, floating* prev, floating* size,
+                              Py_ssize_t n, floating minus, floating plus, floating lo,
+                              floating hi, floating sign) noexcept nogil:
+    """p, g, prev, size: (n,); sign: -1 to maximize, else 1. The factor comes from the
+    sign of g * prev in the dtype (as torch's grad.mul(prev).sign(): 1 for 0 or NaN);
+    the clamp takes lo, then hi, and keeps a NaN; the step's direction is torch.sign(g),
+    0 for a NaN."""
+    cdef Py_ssize_t i
+    cdef floating d, s, f, z, direction, zero = 0, one = 1
+    for i in range(n):
+        d = sign * g[i]
+        s = d * prev[i]
+        f = plus if s > zero else (minus if s < zero else one)
+        z = size[i] * f
+        if z < lo:
+            z = lo
+        if z > hi:
+            z = hi
+        if s < zero:
+            d = zero
+        direction = one if d > zero else (-one if d < zero else zero)
+        size[i] = z
+        prev[i] = d
+        p[i] = p[i] - direction * z
+
+
+def rprop_update(floating[::1] param, const floating[::1] grad, floating[::1] prev,
+                 floating[::1] step_size, double etaminus, double etaplus,
+                 double step_size_min, double step_size_max, bint maximize):
+    """param, grad, prev, step_size: (n,) flat views."""
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start
+    cdef floating sign = -1 if maximize else 1
+    if n == 0:
+        return
+    nblocks = (n + BLOCK - 1) // BLOCK
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        with nogil:
+            for b in range(nblocks):
+                start = b * BLOCK
+                _rprop_block(&param[start], &grad[start], &prev[start], &step_size[start],
+                             min(<Py_ssize_t>BLOCK, n - start), <floating>etaminus,
+                             <floating>etaplus, <floating>step_size_min,
+                             <floating>step_size_max, sign)
+        return
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        _rprop_block(&param[start], &grad[start], &prev[start], &step_size[start],
+                     min(<Py_ssize_t>BLOCK, n - start), <floating>etaminus,
+                     <floating>etaplus, <floating>step_size_min, <floating>step_size_max,
+                     sign)
+
+
+cdef inline void _asgd_block(floating* p, const floating* g, floating* ax, Py_ssize_t n,
+                             floating keep, floating eta, floating mu, floating wd,
+                             floating sign, bint decay, bint average) noexcept nogil:
+    """p, g, ax: (n,); keep: 1 - lambd eta; sign: -1 to maximize, else 1; average:
+    mu != 1 (else ax is a copy of the new p, as torch's)."""
+    cdef Py_ssize_t i
+    cdef floating d, q
+    for i in range(n):
+        d = sign * g[i]
+        if decay:
+            d = d + wd * p[i]
+        q = p[i] * keep - eta * d
+        p[i] = q
+        if average:
+            ax[i] = ax[i] + (q - ax[i]) * mu
+        else:
+            ax[i] = q
+
+
+def asgd_update(floating[::1] param, const floating[::1] grad, floating[::1] ax, double eta,
+                double mu, double lambd, double weight_decay, bint maximize):
+    """param, grad, ax: (n,) flat views."""
+    cdef Py_ssize_t n = param.shape[0], nblocks, b, start
+    cdef floating sign = -1 if maximize else 1
+    cdef floating keep = <floating>(1.0 - lambd * eta)
+    cdef bint decay = weight_decay != 0, average = mu != 1
+    if n == 0:
+        return
+    nblocks = (n + BLOCK - 1) // BLOCK
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        with nogil:
+            for b in range(nblocks):
+                start = b * BLOCK
+                _asgd_block(&param[start], &grad[start], &ax[start],
+                            min(<Py_ssize_t>BLOCK, n - start), keep, <floating>eta,
+                            <floating>mu, <floating>weight_decay, sign, decay, average)
+        return
+    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+        start = b * BLOCK
+        _asgd_block(&param[start], &grad[start], &ax[start], min(<Py_ssize_t>BLOCK, n - start),
+                    keep, <floating>eta, <floating>mu, <floating>weight_decay, sign, decay,
+                    average)

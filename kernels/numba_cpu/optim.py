@@ -199,6 +199,81 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
         param[i] -= (ra * m + rg * g) / (scale * np.sqrt(v) + eps_)
 
 
+@kernel
+def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize):
+    # INOUT param, square_avg, acc_delta (n,); IN grad (n,)
+    dt = param.dtype.type
+    lr_ = dt(lr)
+    r = dt(rho)
+    c = dt(1.0 - rho)
+    eps_ = dt(eps)
+    wd = dt(weight_decay)
+    decay = weight_decay != 0.0
+    for i in prange(param.shape[0]):
+        g = -grad[i] if maximize else grad[i]
+        if decay:
+            g = g + wd * param[i]
+        v = square_avg[i] * r + c * g * g
+        # sqrt(u + eps) / sqrt(v + eps) as one root of the ratio: LLVM turns a division
+        # by a root into an approximate reciprocal root (+ a Newton step) in vectorized
+        # float32 code only, so elements at the end of a thread's range (scalar) would
+        # round differently with another thread count
+        d = np.sqrt((acc_delta[i] + eps_) / (v + eps_)) * g
+        square_avg[i] = v
+        acc_delta[i] = acc_delta[i] * r + c * d * d
+        param[i] -= lr_ * d
+
+
+@kernel
+def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_size_max,
+           maximize):
+    # INOUT param, prev, step_size (n,); IN grad (n,)
+    dt = param.dtype.type
+    minus = dt(etaminus)
+    plus = dt(etaplus)
+    lo = dt(step_size_min)
+    hi = dt(step_size_max)
+    one = dt(1.0)
+    zero = dt(0.0)
+    for i in prange(param.shape[0]):
+        g = -grad[i] if maximize else grad[i]
+        s = g * prev[i]   # in the dtype, as torch's grad.mul(prev); 0 or NaN: factor 1
+        f = plus if s > zero else (minus if s < zero else one)
+        size = step_size[i] * f
+        if size < lo:     # torch.clamp: the lower bound, then the upper; NaN kept
+            size = lo
+        if size > hi:
+            size = hi
+        if s < zero:
+            g = zero
+        direction = one if g > zero else (-one if g < zero else zero)  # torch.sign(NaN) 0
+        step_size[i] = size
+        prev[i] = g
+        param[i] -= direction * size
+
+
+@kernel
+def _asgd(param, grad, ax, keep, eta, mu, weight_decay, maximize):
+    # INOUT param, ax (n,); IN grad (n,). keep: 1 - lambd * eta
+    dt = param.dtype.type
+    k = dt(keep)
+    rate = dt(eta)
+    m = dt(mu)
+    wd = dt(weight_decay)
+    decay = weight_decay != 0.0
+    average = mu != 1.0
+    for i in prange(param.shape[0]):
+        g = -grad[i] if maximize else grad[i]
+        if decay:
+            g = g + wd * param[i]
+        p = param[i] * k - rate * g
+        param[i] = p
+        if average:
+            ax[i] = ax[i] + (p - ax[i]) * m
+        else:
+            ax[i] = p
+
+
 def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
                dampening=0.0):
     """One SGD step in place, PyTorch's rule.
@@ -265,3 +340,26 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     _adaptive_moments(param.size, flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq),
                       float(avg_rate), float(grad_rate), float(beta1), float(beta2),
                       float(sq_scale), float(eps), float(weight_decay))
+
+
+def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
+                    weight_decay=0.0, maximize=False):
+    """One Adadelta step in place, PyTorch's rule. param, grad, square_avg, acc_delta:
+    same shape. Returns None."""
+    _adadelta(param.size, flat(param), flat(grad), flat(square_avg), flat(acc_delta),
+              float(lr), float(rho), float(eps), float(weight_decay), bool(maximize))
+
+
+def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
+                 step_size_min=1e-6, step_size_max=50.0, maximize=False):
+    """One Rprop step in place, PyTorch's rule. param, grad, prev, step_size: same
+    shape. Returns None."""
+    _rprop(param.size, flat(param), flat(grad), flat(prev), flat(step_size), float(etaminus),
+           float(etaplus), float(step_size_min), float(step_size_max), bool(maximize))
+
+
+def asgd_update(param, grad, ax, eta, mu, lambd=1e-4, weight_decay=0.0, maximize=False):
+    """One ASGD step in place at the parameter's eta and mu, PyTorch's rule. param,
+    grad, ax: same shape. Returns None."""
+    _asgd(param.size, flat(param), flat(grad), flat(ax), 1.0 - float(lambd) * float(eta),
+          float(eta), float(mu), float(weight_decay), bool(maximize))

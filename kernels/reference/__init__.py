@@ -16,7 +16,8 @@ from .dropout import dropout_backward, dropout_forward
 from .layernorm import layer_norm_backward, layer_norm_forward
 from .losses import (bce_loss, bce_with_logits_loss, mse_loss, smooth_l1_loss,
                      softmax_cross_entropy)
-from .optim import (adagrad_update, adam_update, adamax_update, adaptive_moments_update,
-                    rmsprop_update, sgd_update)
+from .optim import (adadelta_update, adagrad_update, adam_update, adamax_update,
+                    adaptive_moments_update, asgd_update, rmsprop_update, rprop_update,
+                    sgd_update)
 from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
                    max_pool2d_backward, max_pool2d_forward)

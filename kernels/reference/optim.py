@@ -99,3 +99,46 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     _moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     denom = dt(sq_scale) * np.sqrt(exp_avg_sq) + dt(eps)
     param -= (dt(avg_rate) * exp_avg + dt(grad_rate) * g) / denom
+
+
+def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
+                    weight_decay=0.0, maximize=False):
+    """PyTorch's Adadelta. param, grad, square_avg, acc_delta: same shape, updated in
+    place."""
+    dt = param.dtype.type
+    g = _decayed(-grad if maximize else grad, param, weight_decay)
+    square_avg *= dt(rho)
+    square_avg += dt(1 - rho) * g * g
+    delta = np.sqrt(acc_delta + dt(eps)) / np.sqrt(square_avg + dt(eps)) * g
+    acc_delta *= dt(rho)
+    acc_delta += dt(1 - rho) * delta * delta
+    param -= dt(lr) * delta
+
+
+def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
+                 step_size_min=1e-6, step_size_max=50.0, maximize=False):
+    """PyTorch's Rprop. param, grad, prev, step_size: same shape, updated in place."""
+    dt = param.dtype.type
+    g = -grad if maximize else grad.copy()
+    s = g * prev                       # its sign picks the factor: 1 for 0 or NaN
+    step_size *= np.where(s > 0, dt(etaplus), np.where(s < 0, dt(etaminus), dt(1)))
+    # torch.clamp(min, max): the lower bound first, then the upper; NaN propagates
+    np.minimum(np.maximum(step_size, dt(step_size_min)), dt(step_size_max), out=step_size)
+    g[s < 0] = 0                       # a sign change: no step, and no memory of it
+    # torch.sign: (g > 0) - (g < 0), 0 for a NaN (np.sign would give NaN)
+    direction = (g > 0).astype(param.dtype) - (g < 0).astype(param.dtype)
+    param -= direction * step_size
+    prev[...] = g
+
+
+def asgd_update(param, grad, ax, eta, mu, lambd=1e-4, weight_decay=0.0, maximize=False):
+    """PyTorch's ASGD at the parameter's eta and mu. param, grad, ax: same shape,
+    updated in place."""
+    dt = param.dtype.type
+    g = _decayed(-grad if maximize else grad, param, weight_decay)
+    param *= dt(1 - lambd * eta)
+    param -= dt(eta) * g
+    if mu == 1:
+        ax[...] = param
+    else:
+        ax += (param - ax) * dt(mu)
