@@ -57,6 +57,18 @@ _MOMENTS = ("the same one-pass loop as numba's, one division a value (NAdam/RAda
             "Cython/numba 2026-11-29 17:35 UTC: adaptive_moments 0.96x course and 1.22x "
             "16M values on 1 thread, 1.19-1.26x and 1.07-1.19x on 2; adamax 0.91-0.98x "
             "course, 1.10-1.19x 16M values; not isolated further")
+_ADADELTA = ("one root a value in both since this run (sqrt((u + eps) / (v + eps)); "
+             "Cython's two roots and a division had made it 1.45x course, 1.24x 16M values "
+             "on 1 thread): interleaved Cython/numba 2026-11-29 20:40 UTC 1.04x course and "
+             "1.22x 16M values on 1 thread, 1.22x and 1.12x on 2; a 512-bit build of "
+             "_optim.pyx took them to 0.94-1.16x and 1.01-1.08x: the 256-bit build (see "
+             "adam_update)")
+_RPROP = ("the same select chain as numba's (factor from the sign of g * prev, clamp, "
+          "sign of g), which gcc vectorizes at 256 bits in _optim.pyx's build (see "
+          "adam_update) against numba's 512: interleaved Cython/numba 2026-11-29 20:40 UTC "
+          "1.46-1.50x at 16M values (1 and 2 threads), 1.07-1.11x with a 512-bit build; "
+          "course 1.5-1.9x with either build, the four memoryviews' entry (~1.1 us) and "
+          "unaligned 78400-value arrays on a 12-20 us call, not isolated further")
 _GEMM_LEVEL = ("the same BLAS product dominates both: level when timed interleaved "
                "(1.00x and 0.99x Cython/numba on 1 and 2 threads, 15 alternating blocks, "
                "2026-11-29 04:59 UTC); a single suite run's gap is noise")
@@ -283,6 +295,10 @@ REASONS = {
                                   "where numba divides 16 floats at a time; interleaved "
                                   "Cython/numba 1.29x (1 thread) and 1.35x (2), "
                                   "2026-11-29 12:20 UTC"),
+    ("adadelta_update", "course"): _ADADELTA,
+    ("adadelta_update", "large"): _ADADELTA,
+    ("rprop_update", "course"): _RPROP,
+    ("rprop_update", "large"): _RPROP,
     ("adaptive_moments_update", "course"): _MOMENTS,
     ("adaptive_moments_update", "large"): _MOMENTS,
     ("adamax_update", "course"): _MOMENTS,

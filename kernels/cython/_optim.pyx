@@ -349,7 +349,7 @@ cdef inline void _adadelta_block(floating* p, const floating* g, floating* sq,
         if decay:
             d = d + wd * p[i]
         v = rho * sq[i] + c * d * d
-        delta = f_sqrt(acc[i] + eps) / f_sqrt(v + eps) * d
+        delta = f_sqrt((acc[i] + eps) / (v + eps)) * d  # one root, as the numba kernel
         sq[i] = v
         acc[i] = rho * acc[i] + c * delta * delta
         p[i] = p[i] - lr * delta
