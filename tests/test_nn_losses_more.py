@@ -625,3 +625,18 @@ def test_device_arrays_under_the_cuda_simulator():
     proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT], cwd=root, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "device ok" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_triplet_with_distance_gives_each_pair_to_the_distance_unbroadcast(swap):
+    """PyTorch computes d(a, p) and d(a, n) on the inputs as given (the distance
+    broadcasts each pair), not on all three broadcast to one shape."""
+    rng = np.random.default_rng(0)
+    a, p, n = rng.standard_normal((2, 1)), rng.standard_normal((2, 1)), rng.standard_normal((2, 3))
+    ta, tp, tn = (torch.tensor(x, requires_grad=True) for x in (a, p, n))
+    expected = torch.nn.TripletMarginWithDistanceLoss(swap=swap, reduction="none")(ta, tp, tn)
+    expected.sum().backward()
+    crit = nn.TripletMarginWithDistanceLoss(swap=swap, reduction="none")
+    np.testing.assert_allclose(crit(a, p, n), expected.detach().numpy())
+    for ours, t in zip(crit.backward(), (ta, tp, tn)):
+        np.testing.assert_allclose(ours, t.grad.numpy())

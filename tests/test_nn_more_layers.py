@@ -1120,8 +1120,28 @@ def test_two_input_modules_match_torch(dtype, rng, make, shape):
     assert_close(g1, t1.grad.numpy(), dtype, scale=1e8 if zero_row else 1)
     assert_close(g2, t2.grad.numpy(), dtype)
     assert repr(ours) == repr(theirs)
-    with pytest.raises(ValueError, match="of one shape"):
+    with pytest.raises(ValueError, match="broadcast"):
         ours(x1, x2[..., :-1])
+
+
+@pytest.mark.parametrize("name", ["cos", "pairwise"])
+@pytest.mark.parametrize("shapes", [((4, 5), (1, 5)), ((4, 5), (5,)), ((3, 1, 5), (4, 5))])
+def test_two_input_modules_broadcast_as_torch(rng, name, shapes):
+    """PyTorch broadcasts x1 and x2; each gradient is summed back to its input's shape."""
+    build = {"cos": lambda m: m.CosineSimilarity(dim=-1),
+             "pairwise": lambda m: m.PairwiseDistance()}[name]
+    x1, x2 = (rng.standard_normal(s) for s in shapes)
+    t1, t2 = (torch.tensor(x, requires_grad=True) for x in (x1, x2))
+    ty = build(torch.nn)(t1, t2)
+    g = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.from_numpy(g))
+    ours = build(nn)
+    y = ours(x1, x2)
+    g1, g2 = ours.backward(g)
+    assert_close(y, ty.detach().numpy(), np.float64)
+    assert g1.shape == x1.shape and g2.shape == x2.shape
+    assert_close(g1, t1.grad.numpy(), np.float64)
+    assert_close(g2, t2.grad.numpy(), np.float64)
 
 
 @pytest.mark.parametrize("bias, lead", [(True, (4,)), (False, (2, 3)), (True, ())],

@@ -298,3 +298,34 @@ def test_asgd_state_dict_needs_its_eta_and_mu():
     with pytest.raises(ValueError, match="'mu' must be a finite number"):
         opt.load_state_dict(bad)
     assert_unchanged(params, opt, snap)
+
+
+@pytest.mark.parametrize("name", ["Adadelta", "Rprop", "Adam", "SGD"])
+def test_a_group_of_empty_parameters_round_trips(name):
+    """A group holding only zero-size parameters has no state arrays to save; its state
+    dict loads back (nothing to restore)."""
+    kwargs = {"SGD": dict(lr=0.1, momentum=0.9)}.get(name, dict(lr=0.1))
+    empty, w = Parameter(np.zeros(0)), Parameter(np.ones(2))
+    opt = getattr(optim, name)([{"params": [empty]}, {"params": [w]}], **kwargs)
+    empty.grad, w.grad = np.zeros(0), np.ones(2)
+    opt.step()
+    again = getattr(optim, name)([{"params": [empty]}, {"params": [w]}], **kwargs)
+    again.load_state_dict(opt.state_dict())
+    np.testing.assert_array_equal(again.state_dict()["state"][1][
+        next(k for k in again.state_dict()["state"][1] if k != "step")],
+        opt.state_dict()["state"][1][next(k for k in opt.state_dict()["state"][1]
+                                          if k != "step")])
+
+
+def test_rprop_maximize_on_a_scalar_parameter_alone():
+    """The per-parameter path (another parameter without a gradient) with a 0-d
+    parameter, on the reference kernels too."""
+    import fastnn
+    with fastnn.use_backend("numpy"):
+        p, q = Parameter(np.array(1.0, np.float32)), Parameter(np.ones(3, np.float32))
+        opt = optim.Rprop([p, q], lr=0.1, maximize=True)
+        p.grad, q.grad = np.array(0.5, np.float32), np.ones(3, np.float32)
+        opt.step()
+        p.grad, q.grad = np.array(0.25, np.float32), None
+        opt.step()
+        assert p.data == np.float32(1.0 + 0.1 + 0.12)

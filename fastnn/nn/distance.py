@@ -13,18 +13,24 @@ from .module import Module, Parameter
 
 
 class _TwoInputs(Module):
-    """Shared checks: two float arrays of one shape and dtype (PyTorch broadcasts them;
-    fastnn takes equal shapes)."""
+    """Shared checks: two float arrays of one dtype whose shapes broadcast (PyTorch's), of
+    rank >= 1; the gradients come back summed to each input's own shape."""
 
     def _inputs(self, x1, x2):
         where = self._where()
         x1 = check_float_array(where, "x1", x1, device_ok=True)
         x2 = check_float_array(where, "x2", x2, dtype=x1.dtype, device_ok=True)
-        if x1.shape != x2.shape or x1.ndim == 0:
-            raise ValueError(f"{where}: expected x1 and x2 of one shape (rank >= 1), got "
-                             f"{x1.shape} and {x2.shape}")
+        shapes = (tuple(x1.shape), tuple(x2.shape))
+        try:
+            shape = np.broadcast_shapes(*shapes)
+        except ValueError:
+            shape = ()
+        if not shape or min(map(len, shapes)) == 0:
+            raise ValueError(f"{where}: expected x1 and x2 of shapes that broadcast (rank "
+                             f">= 1), got {shapes[0]} and {shapes[1]}")
         self._namespace = _device.namespace_of(x1)
-        return _device.to_host(x1), _device.to_host(x2)
+        self._shapes = shapes
+        return tuple(np.broadcast_to(_device.to_host(x), shape) for x in (x1, x2))
 
     def __call__(self, x1, x2):
         return self.forward(x1, x2)
@@ -40,7 +46,19 @@ class _TwoInputs(Module):
             raise ValueError(f"{self._where()}: expected grad_out of shape {out_shape}, got "
                              f"{g.shape}")
         g = np.expand_dims(g, axis) if len(out_shape) < d1.ndim else g
-        return tuple(self._namespace.put(np.ascontiguousarray(g * d)) for d in (d1, d2))
+        return tuple(self._namespace.put(np.ascontiguousarray(summed_to(g * d, shape)))
+                     for d, shape in zip((d1, d2), self._shapes))
+
+
+def summed_to(g, shape):
+    """g (of a broadcast shape) summed over the axes broadcasting added to shape."""
+    g = np.asarray(g)
+    if g.shape == tuple(shape):
+        return g
+    lead = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(lead))) if lead > 0 else g
+    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)
 
 
 class CosineSimilarity(_TwoInputs):

@@ -11,7 +11,7 @@ import numpy as np
 from .. import device as _device
 from ..validation import check_bool
 from ..validation import check_float_array, check_number
-from .distance import PairwiseDistance
+from .distance import PairwiseDistance, summed_to
 from .loss import Loss
 
 
@@ -338,7 +338,8 @@ class TripletMarginWithDistanceLoss(Loss):
         except ValueError:
             raise ValueError(f"{where}: anchor, positive and negative of shapes {shapes[0]}, "
                              f"{shapes[1]} and {shapes[2]} do not broadcast") from None
-        a, p, n = (np.ascontiguousarray(np.broadcast_to(x, shape)) for x in arrays)
+        del shape  # only checked: each pair goes to the distance as given (PyTorch's)
+        a, p, n = (np.ascontiguousarray(x) for x in arrays)
         dtype = a.dtype
         pairs = [(a, p), (a, n)] + ([(p, n)] if self.swap else [])
         dists = [self._distance(x1, x2, dtype) for x1, x2 in pairs]
@@ -364,6 +365,8 @@ class TripletMarginWithDistanceLoss(Loss):
 
     def _distance(self, x1, x2, dtype):
         d = self.distance_function(x1, x2)
+        if isinstance(d, np.floating):  # a distance of two vectors, as a NumPy scalar
+            d = np.asarray(d)
         if not _device.is_array(d) or np.dtype(d.dtype).kind != "f":
             raise TypeError(f"{self._where()}: expected the distance function to return a "
                             f"float array, got {type(d).__name__}")
@@ -390,18 +393,18 @@ class TripletMarginWithDistanceLoss(Loss):
             scale = scale / dtype.type(active.size)
         g = scale * active   # d loss / d (margin + d_pos - d_neg)
         grads_d = [g, -g] if weights is None else [g, -g * weights[0], -g * weights[1]]
-        totals = [np.zeros(pairs[0][0].shape, dtype) for _ in range(3)]  # a, p, n
+        totals = [np.zeros(shape, dtype) for shape in shapes]  # a, p, n
         slots = [(0, 1), (0, 2), (1, 2)]
         for (x1, x2), gd, d_shape, (i, j) in zip(pairs, grads_d, dist_shapes, slots):
             self.distance_function(x1, x2)   # its forward again, for its backward
             result = self.distance_function.backward(
-                np.array(_summed_to(gd, d_shape), dtype, order="C"))
+                np.array(summed_to(gd, d_shape), dtype, order="C"))
             if not isinstance(result, tuple) or len(result) != 2:
                 raise TypeError(f"{self._where()}: expected the distance function's backward "
                                 f"to return (grad_x1, grad_x2), got {type(result).__name__}")
-            totals[i] += _device.to_host(result[0])
-            totals[j] += _device.to_host(result[1])
-        return tuple(namespace.put(np.array(_summed_to(t, s), dtype, order="C"))
+            totals[i] += summed_to(_device.to_host(result[0]), shapes[i])
+            totals[j] += summed_to(_device.to_host(result[1]), shapes[j])
+        return tuple(namespace.put(np.array(summed_to(t, s), dtype, order="C"))
                      for t, s in zip(totals, shapes))
 
     def _options(self):
@@ -413,14 +416,3 @@ class TripletMarginWithDistanceLoss(Loss):
         if getattr(self, "margin", 1.0) != 1.0:
             options.append(f"margin={self.margin}")
         return options + (["swap=True"] if getattr(self, "swap", False) else [])
-
-
-def _summed_to(g, shape):
-    """g (of a broadcast shape) summed over the axes broadcasting added to shape."""
-    g = np.asarray(g)
-    if g.shape == tuple(shape):
-        return g
-    lead = g.ndim - len(shape)
-    g = g.sum(axis=tuple(range(lead))) if lead > 0 else g
-    axes = tuple(i for i, s in enumerate(shape) if s == 1 and g.shape[i] != 1)
-    return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)

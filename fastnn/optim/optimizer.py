@@ -417,7 +417,7 @@ class Optimizer:
                                  f"{shape}, got {value.dtype} {value.shape}")
             arrays[name] = value
         required = [n for n in self._state_names(group) if n not in arrays]
-        if required and step > 0:
+        if required and step > 0 and math.prod(shape):  # (an empty parameter has none)
             raise ValueError(f"{where}: missing state {required}")
         return int(step), arrays
 

@@ -119,7 +119,7 @@ def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
                  step_size_min=1e-6, step_size_max=50.0, maximize=False):
     """PyTorch's Rprop. param, grad, prev, step_size: same shape, updated in place."""
     dt = param.dtype.type
-    g = -grad if maximize else grad.copy()
+    g = np.negative(grad, out=np.empty_like(grad)) if maximize else grad.copy()  # 0-d too
     s = g * prev                       # its sign picks the factor: 1 for 0 or NaN
     step_size *= np.where(s > 0, dt(etaplus), np.where(s < 0, dt(etaminus), dt(1)))
     # torch.clamp(min, max): the lower bound first, then the upper; NaN propagates
