@@ -374,3 +374,15 @@ def test_bad_arguments_raise_as_torch():
         nn.LPPool3d(0, 2)
     with pytest.raises(ValueError, match="divisor_override"):
         nn.AvgPool3d(2, divisor_override=0)
+
+
+def test_conv_transpose3d_unbatched_output_size_with_the_channel_entry():
+    """An unbatched (C, D, H, W) input takes output_size of 3 or 4 entries (PyTorch's)."""
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 5))
+    twin = torch.nn.ConvTranspose3d(2, 3, 2, stride=2).double()
+    layer = nn.ConvTranspose3d(2, 3, 2, stride=2).to_dtype(np.float64)
+    layer.load_state_dict({k: v.detach().numpy() for k, v in twin.state_dict().items()})
+    y = layer(x, [3, 7, 8, 11])
+    np.testing.assert_allclose(y, twin(torch.from_numpy(x), [3, 7, 8, 11]).detach().numpy())
+    with pytest.raises(ValueError, match="3 or 5 elements"):
+        layer(x[None], [3, 7, 8, 11])

@@ -337,7 +337,7 @@ class ConvTranspose3d(_Conv3dBase):
     def _forward(self, x, buffered):
         host, unbatched = _batched(x)
         n, grid = host.shape[0], host.shape[2:]
-        out = self.infer_shape(host.shape, host.dtype)[2:]
+        out = self.infer_shape(tuple(x.shape), host.dtype)[-3:]  # (output_size as given)
         # the uncropped output: every window whole, output_padding added at the far end
         full = tuple(m + 2 * p for m, p in zip(out, self.padding))
         xm = _channels_first(host, self.groups)  # (groups, in / groups, N * L)
