@@ -94,13 +94,52 @@ def _pack(model, optimizer, extra):
         osd = optimizer.state_dict()
         steps = {}
         for index, entry in osd["state"].items():
-            names = [k for k in entry if k != "step"]
-            steps[str(index)] = {"step": int(entry["step"]), "arrays": names}
+            names = [k for k, v in entry.items() if k != "step" and isinstance(v, np.ndarray)]
+            saved = {"arrays": names}
+            if "step" in entry:
+                saved["step"] = int(entry["step"])
+            # anything else (LBFGS's counters, scalars and lists of arrays) by _encode
+            others = {k: v for k, v in entry.items() if k != "step" and k not in names}
+            if others:
+                saved["values"] = {k: _encode(v, f"{OPTIMIZER_PREFIX}{index}/{k}", arrays)
+                                   for k, v in others.items()}
+            steps[str(index)] = saved
             for name in names:
                 arrays[f"{OPTIMIZER_PREFIX}{index}/{name}"] = entry[name]
         meta["optimizer"] = {"type": osd.get("type", type(optimizer).__name__),
                              "param_groups": osd["param_groups"], "state": steps}
     return meta, arrays
+
+
+def _encode(value, key, arrays):
+    """A JSON description of an optimizer state value that is not one array: None, a
+    number (with its NumPy dtype, so a float32 scalar comes back float32) or a list of
+    such values and arrays (the arrays go to ``arrays`` under key/<i>)."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        arrays[key] = value
+        return {"array": key}
+    if isinstance(value, (list, tuple)):
+        return {"list": [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]}
+    if isinstance(value, (bool, int, float, np.generic)):
+        number = np.asarray(value)
+        return {"number": number.item(), "dtype": None if isinstance(value, (bool, int, float))
+                else number.dtype.str}
+    raise TypeError(f"fastnn.save: cannot store optimizer state of type "
+                    f"{type(value).__name__}")
+
+
+def _decode(desc, arrays):
+    """The value _encode described."""
+    if desc is None:
+        return None
+    if "array" in desc:
+        return arrays[desc["array"]]
+    if "list" in desc:
+        return [_decode(d, arrays) for d in desc["list"]]
+    return desc["number"] if desc["dtype"] is None else np.dtype(desc["dtype"]).type(
+        desc["number"])
 
 
 def _json_default(value):
@@ -297,9 +336,11 @@ def _optimizer_state(path, meta, arrays, optimizer):
         raise CheckpointError(f"{path}: the checkpoint holds no optimizer state")
     state = {}
     for index, entry in opt.get("state", {}).items():
-        state[index] = {"step": entry.get("step", 0),
+        state[index] = {**({"step": entry["step"]} if "step" in entry else {}),
                         **{name: arrays[f"{OPTIMIZER_PREFIX}{index}/{name}"]
-                           for name in entry.get("arrays", [])}}
+                           for name in entry.get("arrays", [])},
+                        **{name: _decode(desc, arrays)
+                           for name, desc in entry.get("values", {}).items()}}
     osd = {"type": opt.get("type"), "param_groups": opt.get("param_groups"), "state": state}
     try:
         optimizer.validate_state_dict(osd)
