@@ -480,18 +480,7 @@ class LBFGS(Optimizer):
         """Check a state dict (this optimizer's or PyTorch's with tensors as arrays)
         against this optimizer; raise, change nothing. Returns (groups, state): the
         hyper-parameters and the state converted to the parameters' dtype."""
-        where = f"{self._name}.load_state_dict"
-        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
-            raise ValueError(f"{where}: expected a dict with 'state' and 'param_groups', "
-                             f"got {type(state_dict).__name__}")
-        kind = state_dict.get("type", self._name)
-        if kind != self._name:
-            raise ValueError(f"{where}: the state dict belongs to a {kind} optimizer, "
-                             f"not to {self._name}")
-        groups = self._validate_groups(where, state_dict["param_groups"])
-        saved = state_dict["state"]
-        if not isinstance(saved, dict):
-            raise ValueError(f"{where}: 'state' must be a dict, got {type(saved).__name__}")
+        where, groups, saved = self._state_dict_parts(state_dict)
         if not saved:
             return groups, {}
         if len(saved) != 1 or _as_index(next(iter(saved))) != 0:

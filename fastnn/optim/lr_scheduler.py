@@ -428,6 +428,16 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
 
 
+def _cycles_beta1(where, optimizer):
+    """For cycle_momentum: True when the optimizer's momentum is Adam's beta1 (betas),
+    False for SGD's momentum; an error when it has neither."""
+    if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+        raise ValueError(f"{where}: cycle_momentum=True needs an optimizer with momentum or "
+                         f"betas ({type(optimizer).__name__} has neither); pass "
+                         f"cycle_momentum=False")
+    return "betas" in optimizer.defaults
+
+
 class OneCycleLR(LRScheduler):
     """The 1cycle policy (PyTorch's OneCycleLR), ``step()`` after every batch.
 
@@ -469,11 +479,7 @@ class OneCycleLR(LRScheduler):
         max_lrs = _per_group(where, "max_lr", max_lr, len(groups))
         self.cycle_momentum = bool(cycle_momentum)
         if self.cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError(f"{where}: cycle_momentum=True needs an optimizer with "
-                                 f"momentum or betas ({type(optimizer).__name__} has "
-                                 f"neither); pass cycle_momentum=False")
-            self._beta1 = "betas" in optimizer.defaults
+            self._beta1 = _cycles_beta1(where, optimizer)
             base_ms = _per_group(where, "base_momentum", base_momentum, len(groups))
             max_ms = _per_group(where, "max_momentum", max_momentum, len(groups))
         one = float(pct_start * self.total_steps)
@@ -621,11 +627,7 @@ class CyclicLR(LRScheduler):
                 group["lr"] = lr
         self.cycle_momentum = bool(cycle_momentum)
         if self.cycle_momentum:
-            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError(f"{where}: cycle_momentum=True needs an optimizer with "
-                                 f"momentum or betas ({type(optimizer).__name__} has "
-                                 f"neither); pass cycle_momentum=False")
-            self.use_beta1 = "betas" in optimizer.defaults
+            self.use_beta1 = _cycles_beta1(where, optimizer)
             self.base_momentums = _per_group(where, "base_momentum", base_momentum,
                                              len(groups))
             self.max_momentums = _per_group(where, "max_momentum", max_momentum, len(groups))

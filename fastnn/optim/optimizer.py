@@ -312,12 +312,9 @@ class Optimizer:
                 state[index] = {"step": bucket.steps[i], **bucket.param_state(i)}
         return {"type": self._name, "state": state, "param_groups": groups}
 
-    def validate_state_dict(self, state_dict):
-        """Check a state dict against this optimizer's parameters; raise, change nothing.
-
-        Returns the normalised (groups, state) load_state_dict applies: groups is a list of
-        hyper-parameter dicts, state maps index -> (step, {name: array}).
-        """
+    def _state_dict_parts(self, state_dict):
+        """(where, groups, state) of a state dict whose outer layout, optimizer type and
+        param groups are checked (the groups' hyper-parameters validated)."""
         where = f"{self._name}.load_state_dict"
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
             raise ValueError(f"{where}: expected a dict with 'state' and 'param_groups', "
@@ -327,9 +324,18 @@ class Optimizer:
             raise ValueError(f"{where}: the state dict belongs to a {kind} optimizer, "
                              f"not to {self._name}")
         groups = self._validate_groups(where, state_dict["param_groups"])
-        saved_state = state_dict["state"]
-        if not isinstance(saved_state, dict):
-            raise ValueError(f"{where}: 'state' must be a dict, got {type(saved_state).__name__}")
+        state = state_dict["state"]
+        if not isinstance(state, dict):
+            raise ValueError(f"{where}: 'state' must be a dict, got {type(state).__name__}")
+        return where, groups, state
+
+    def validate_state_dict(self, state_dict):
+        """Check a state dict against this optimizer's parameters; raise, change nothing.
+
+        Returns the normalised (groups, state) load_state_dict applies: groups is a list of
+        hyper-parameter dicts, state maps index -> (step, {name: array}).
+        """
+        where, groups, saved_state = self._state_dict_parts(state_dict)
         located = self._locate()
         state = {}
         for key, entry in saved_state.items():
