@@ -54,6 +54,8 @@ def test_lazy_reprs_are_torch_reprs_before_and_after():
     assert repr(nn.LazyLinear(10)) == repr(torch.nn.LazyLinear(10))
     assert repr(nn.LazyConvTranspose2d(4, 2, stride=2)) == repr(
         torch.nn.LazyConvTranspose2d(4, 2, stride=2))
+    assert repr(nn.LazyConv2d(16, 3, padding=1)) == repr(torch.nn.LazyConv2d(16, 3, padding=1))
+    assert repr(nn.LazyBatchNorm1d()) == repr(torch.nn.LazyBatchNorm1d())
     layer = nn.LazyLinear(3)
     layer(np.zeros((2, 7), np.float32))
     assert repr(layer) == "Linear(in_features=7, out_features=3, bias=True)"

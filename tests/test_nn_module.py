@@ -221,7 +221,15 @@ def test_repr_of_every_layer():
     assert repr(nn.Dropout(0.1)) == repr(torch.nn.Dropout(0.1)) == "Dropout(p=0.1, inplace=False)"
     assert repr(nn.BatchNorm1d(4, mean_only=True)) == \
         "BatchNorm1d(4, eps=1e-05, momentum=0.1, mean_only=True)"
-    assert repr(nn.BatchNorm2d(8)) == "BatchNorm2d(8, eps=1e-05, momentum=0.1)"
+    assert repr(nn.BatchNorm2d(8)) == repr(torch.nn.BatchNorm2d(8))
+    assert repr(nn.BatchNorm1d(3, affine=False, track_running_stats=False)) == repr(
+        torch.nn.BatchNorm1d(3, affine=False, track_running_stats=False))
+    for args, kwargs in [((1, 3, 2), {}), ((1, 4, 3), dict(padding="same", dilation=2,
+                                                          bias=False, padding_mode="reflect")),
+                         ((2, 4, 3), dict(padding=1, groups=2, stride=2)),
+                         ((1, 2, 3), dict(padding="valid"))]:
+        assert repr(nn.Conv2d(*args, **kwargs)) == repr(torch.nn.Conv2d(*args, **kwargs))
+        assert repr(nn.Conv1d(*args, **kwargs)) == repr(torch.nn.Conv1d(*args, **kwargs))
     assert repr(nn.Flatten()) == "Flatten(start_dim=1, end_dim=-1)"
     for cls in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Identity):
         assert repr(cls()) == f"{cls.__name__}()"

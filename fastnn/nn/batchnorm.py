@@ -141,10 +141,12 @@ class _BatchNorm(Module):
         return grad_in if len(shape) == x.ndim else grad_in.reshape(shape)
 
     def extra_repr(self):
+        """PyTorch's; the mean-only variant (fastnn's own) says so instead."""
         text = f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
-        text += ", mean_only=True" if self.mean_only else ""
-        text += "" if self.affine else ", affine=False"
-        return text + ("" if self.track_running_stats else ", track_running_stats=False")
+        if self.mean_only:
+            return text + ", mean_only=True"
+        return (text + f", affine={self.affine}, bias={self.bias is not None}, "
+                f"track_running_stats={self.track_running_stats}")
 
 
 class BatchNorm1d(_BatchNorm):

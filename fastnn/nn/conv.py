@@ -155,6 +155,7 @@ class Conv2d(Module):
         self.stride = pair(name, "stride", stride, 1, n)
         self.dilation = pair(name, "dilation", dilation, 1, n)
         self.padding = self._padding(padding)
+        self._padding_shown = padding if isinstance(padding, str) else self.padding
         fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
         bound = 1.0 / math.sqrt(fan_in)
         rng = _random.generator()
@@ -358,13 +359,18 @@ class Conv2d(Module):
         return namespace.put(grad_in)
 
     def extra_repr(self):
+        """PyTorch's: the defaults left out ('same' / 'valid' padding shown as given)."""
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, padding={self.padding}")
+                f"stride={self.stride}")
+        padding = getattr(self, "_padding_shown", self.padding)
+        if isinstance(padding, str) or any(p != 0 for p in padding):
+            text += f", padding={padding}"
         if any(d != 1 for d in self.dilation):
             text += f", dilation={self.dilation}"
         if self.groups != 1:
             text += f", groups={self.groups}"
-        text += f", bias={self.bias is not None}"
+        if self.bias is None:
+            text += ", bias=False"
         return text + (f", padding_mode={self.padding_mode}" if self.padding_mode != "zeros"
                        else "")
 
