@@ -23,8 +23,14 @@ def _seq1d(m):
                         m.LazyConvTranspose1d(2, 3, stride=2, output_padding=1))
 
 
-@pytest.mark.parametrize("build, shape", [(_cnn, (3, 2, 5, 5)), (_seq1d, (4, 3, 9))],
-                         ids=["cnn", "conv1d"])
+def _instance(m):
+    return m.Sequential(m.LazyConv2d(4, 3), m.LazyInstanceNorm2d(), m.ReLU(), m.Flatten(),
+                        m.LazyLinear(2))
+
+
+@pytest.mark.parametrize("build, shape", [(_cnn, (3, 2, 5, 5)), (_seq1d, (4, 3, 9)),
+                                          (_instance, (2, 3, 6, 6))],
+                         ids=["cnn", "conv1d", "instance_norm"])
 def test_lazy_models_become_regular_and_match_torch(dtype, rng, build, shape):
     ours, theirs = build(nn), build(torch.nn).to(
         torch.float64 if dtype == np.float64 else torch.float32)
@@ -56,6 +62,7 @@ def test_lazy_reprs_are_torch_reprs_before_and_after():
         torch.nn.LazyConvTranspose2d(4, 2, stride=2))
     assert repr(nn.LazyConv2d(16, 3, padding=1)) == repr(torch.nn.LazyConv2d(16, 3, padding=1))
     assert repr(nn.LazyBatchNorm1d()) == repr(torch.nn.LazyBatchNorm1d())
+    assert repr(nn.LazyInstanceNorm3d()) == repr(torch.nn.LazyInstanceNorm3d())
     layer = nn.LazyLinear(3)
     layer(np.zeros((2, 7), np.float32))
     assert repr(layer) == "Linear(in_features=7, out_features=3, bias=True)"

@@ -717,13 +717,58 @@ def test_group_norm_in_a_cnn_trains_like_torch(rng):
     check_against(ours, twin, x, rng, np.dtype(np.float32))
 
 
+@pytest.mark.parametrize("cls, shape", [("InstanceNorm1d", (3, 4, 7)),
+                                        ("InstanceNorm2d", (2, 3, 4, 5)),
+                                        ("InstanceNorm2d", (3, 4, 5)),
+                                        ("InstanceNorm3d", (2, 3, 2, 3, 4))])
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("momentum", [0.1, 0.5, None])
+def test_instance_norm_running_statistics_match_torch(dtype, rng, cls, shape, affine,
+                                                      momentum):
+    """track_running_stats=True: three training steps move the running statistics as
+    PyTorch's (momentum None leaves them), then eval mode normalises with them; outputs,
+    input and parameter gradients, buffers and repr."""
+    batched = len(shape) == int(cls[-2]) + 2
+    channels = shape[1 if batched else 0]
+    twin = getattr(torch.nn, cls)(channels, affine=affine, momentum=momentum,
+                                  track_running_stats=True).to(TORCH_DTYPES[dtype])
+    ours = getattr(nn, cls)(channels, affine=affine, momentum=momentum,
+                            track_running_stats=True, dtype=dtype)
+    assert repr(ours) == repr(twin)
+    if affine:
+        with torch.no_grad():
+            twin.weight.uniform_(0.5, 1.5)
+            twin.bias.uniform_(-0.5, 0.5)
+    ours.load_state_dict({k: v.numpy().copy() for k, v in twin.state_dict().items()
+                          if not k.endswith("num_batches_tracked")})
+    for mode in ("train", "train", "train", "eval"):
+        twin.train(mode == "train")
+        ours.train(mode == "train")
+        twin.zero_grad()
+        ours.zero_grad()
+        x = (rng.standard_normal(shape) * 2 + 1).astype(dtype)
+        tx = torch.from_numpy(x.copy()).requires_grad_(True)
+        ty = twin(tx)
+        g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+        ty.backward(torch.from_numpy(g))
+        y = ours(x)
+        grad = ours.backward(g)
+        assert_close(y, ty.detach().numpy(), dtype, err_msg=mode)
+        assert_close(grad, tx.grad.numpy(), dtype, err_msg=mode)
+        if affine:
+            assert_close(ours.weight.grad, twin.weight.grad.numpy(), dtype, 30)
+            assert_close(ours.bias.grad, twin.bias.grad.numpy(), dtype, 30)
+        assert_close(ours.running_mean, twin.running_mean.numpy(), dtype)
+        assert_close(ours.running_var, twin.running_var.numpy(), dtype)
+
+
 def test_group_and_instance_norm_check_arguments_and_inputs():
     with pytest.raises(ValueError, match="divisible by num_groups"):
         nn.GroupNorm(4, 6)
     with pytest.raises(ValueError, match="num_groups to be a positive int"):
         nn.GroupNorm(0, 6)
-    with pytest.raises(ValueError, match="track_running_stats"):
-        nn.InstanceNorm2d(3, track_running_stats=True)
+    with pytest.raises(TypeError, match="track_running_stats"):
+        nn.InstanceNorm2d(3, track_running_stats="yes")
     with pytest.raises(ValueError, match=r"expected input of shape \(N, 6, \*\)"):
         nn.GroupNorm(2, 6)(np.zeros((2, 4, 3), np.float32))
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\) or \(3, H, W\)"):

@@ -43,13 +43,14 @@ from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, 
                      MaxUnpool3d)
 from .unfold import Fold, Unfold
 from .lazy import (LazyBatchNorm1d, LazyBatchNorm2d, LazyBatchNorm3d, LazyConv1d, LazyConv2d,
-                   LazyConvTranspose1d, LazyConvTranspose2d, LazyLinear)
+                   LazyConvTranspose1d, LazyConvTranspose2d, LazyInstanceNorm1d,
+                   LazyInstanceNorm2d, LazyInstanceNorm3d, LazyLinear)
 from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from . import utils
 
 __all__ = ["Module", "Parameter", "Linear", "LazyLinear", "LazyConv1d", "LazyConv2d",
            "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyBatchNorm1d", "LazyBatchNorm2d",
-           "LazyBatchNorm3d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
+           "LazyBatchNorm3d", "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
            "ELU", "SELU", "CELU", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",
            "Softmax2d", "Hardshrink", "Softshrink", "Tanhshrink", "Threshold", "GLU", "RReLU",
            "PixelShuffle", "PixelUnshuffle", "ChannelShuffle", "RMSNorm", "LocalResponseNorm", "CosineSimilarity", "PairwiseDistance", "Bilinear", "MultiheadAttention",

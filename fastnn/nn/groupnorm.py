@@ -4,7 +4,7 @@ kernels: each (sample, group) is one row of an (N * groups, C / groups * spatial
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool, check_number, check_only, check_positive_int
+from ..validation import check_bool, check_number, check_positive_int
 from .module import Module, Parameter
 
 
@@ -113,10 +113,17 @@ class GroupNorm(_GroupedNorm):
 
 
 class _InstanceNorm(_GroupedNorm):
-    """Instance normalisation: each sample's channel normalised over its positions, in
-    training and eval mode (PyTorch's default track_running_stats=False; True is refused),
-    with a per-channel affine when affine=True (default False). Input (N, C, *spatial) or
-    unbatched (C, *spatial); output the same shape."""
+    """Instance normalisation: each sample's channel normalised over its positions, with a
+    per-channel affine when affine=True (default False). Input (N, C, *spatial) or
+    unbatched (C, *spatial); output the same shape.
+
+    track_running_stats=True (PyTorch's option; default False) keeps running_mean and
+    running_var (C,): each training forward moves them by momentum towards the batch's
+    average of the instances' means and unbiased variances (momentum None leaves them
+    where they are, as PyTorch's instance norm takes it as 0), and eval mode normalises
+    with them, a per-channel affine as BatchNorm's eval (NumPy on the host)."""
+
+    ignores_batch_count = True  # PyTorch's num_batches_tracked loads as ignored
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
                  track_running_stats=False, dtype=np.float32, *, bias=True):
@@ -126,9 +133,75 @@ class _InstanceNorm(_GroupedNorm):
         if momentum is not None:  # unused without running statistics, kept as PyTorch
             check_number(name, "momentum", momentum, low=0.0, high=1.0, high_open=False)
         self.momentum = None if momentum is None else float(momentum)
-        check_only(name, "track_running_stats", track_running_stats, (False,))
-        self.track_running_stats = False
+        self.track_running_stats = check_bool(name, "track_running_stats",
+                                              track_running_stats)
         self._setup(self.num_features, self.num_features, eps, affine, bias, dtype)
+        c, tracked = self.num_features, self.track_running_stats
+        self.register_buffer("running_mean", np.zeros(c, dtype) if tracked else None)
+        self.register_buffer("running_var", np.ones(c, dtype) if tracked else None)
+        self._eval_ctx = None
+
+    def _forward(self, x, buffered):
+        if self.track_running_stats and not self.training:
+            return self._forward_running(x)
+        self._eval_ctx = None
+        y = super()._forward(x, buffered)
+        if self.track_running_stats:
+            self._update_running()
+        return y
+
+    def _update_running(self):
+        """Move the running statistics towards this batch's instance statistics."""
+        rows, _, save_mean, save_invstd, (n, c) = self._ctx
+        count = rows.shape[1]
+        mean = _device.to_host(save_mean).reshape(n, c).astype(np.float64)
+        invstd = _device.to_host(save_invstd).reshape(n, c).astype(np.float64)
+        var = (1.0 / (invstd * invstd) - self.eps) * count / max(count - 1, 1)
+        # PyTorch's instance norm takes momentum None as 0: the statistics stay put
+        m = 0.0 if self.momentum is None else self.momentum
+        for name, batch in (("running_mean", mean), ("running_var", var)):
+            buf = getattr(self, name)
+            _device.update_on_host(buf, lambda a, b=batch: np.copyto(
+                a, (1 - m) * a + m * b.mean(axis=0), casting="unsafe"))
+
+    def _forward_running(self, x):
+        """Eval mode with running statistics: y = (x - running_mean) * scale + bias."""
+        host = _device.to_host(x)
+        shape = tuple(host.shape)
+        full = host.reshape((1,) + shape if len(shape) == self.dims + 1 else shape)
+        n, c = full.shape[:2]
+        dt = host.dtype
+        invstd = (1.0 / np.sqrt(_device.to_host(self.running_var).astype(np.float64)
+                                + self.eps)).astype(dt)
+        xhat = ((full.reshape(n, c, -1) - _device.to_host(self.running_mean)[:, None])
+                * invstd[:, None])
+        y = xhat
+        if self.affine:
+            y = xhat * self.weight.numpy()[:, None]
+            if self.bias is not None:
+                y = y + self.bias.numpy()[:, None]
+        self._eval_ctx = (xhat, invstd, (n, c))
+        return _device.namespace_of(x).put(np.ascontiguousarray(y.reshape(shape), dt))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if self._eval_ctx is None:
+            return super()._backward(grad_out, buffered, need_grad_in)
+        xhat, invstd, (n, c) = self._eval_ctx
+        g = _device.to_host(grad_out)
+        shape = tuple(g.shape)
+        g3 = g.reshape(n, c, -1)
+        scale = invstd
+        if self.affine:
+            grad_w = np.einsum("ncs,ncs->c", g3, xhat, dtype=np.float64).astype(g.dtype)
+            _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
+            if self.bias is not None:
+                grad_b = g3.sum(axis=(0, 2), dtype=np.float64).astype(g.dtype)
+                _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_b, out=a))
+            scale = invstd * self.weight.numpy()
+        if not need_grad_in:
+            return None
+        grad = (g3 * scale[:, None]).reshape(shape)
+        return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, g.dtype))
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -1,13 +1,12 @@
 """Lazy layers (PyTorch's LazyLinear, LazyConv1d/2d, LazyConvTranspose1d/2d,
-LazyBatchNorm1d/2d/3d): the input size (in_features, in_channels, num_features) comes from the first input, whose
+LazyBatchNorm1d/2d/3d, LazyInstanceNorm1d/2d/3d): the input size (in_features,
+in_channels, num_features) comes from the first input, whose
 shape check makes the parameters; the module then becomes the regular layer (its class
 changes, as PyTorch's ``cls_to_become``) and trains like one.
 
 Until then it has no parameters: asking for them (building an optimizer) is an error
 that says to run one forward first (PyTorch's advice: a dry run before the optimizer).
 A state dict loaded into a lazy module makes its parameters from the saved shapes.
-(PyTorch's LazyInstanceNorm* default to track_running_stats=True, which fastnn's
-InstanceNorm does not have, so they are not here.)
 """
 import numpy as np
 
@@ -15,6 +14,7 @@ from .. import random as _random
 from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .conv import Conv1d, Conv2d
 from .conv_transpose import ConvTranspose1d, ConvTranspose2d
+from .groupnorm import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 from .linear import Linear
 from .module import Module
 
@@ -190,3 +190,32 @@ class LazyBatchNorm3d(_LazyBatchNorm, BatchNorm3d):
     cls_to_become = BatchNorm3d
     ranks = (5,)
     __doc__ = "BatchNorm3d whose num_features is axis 1 of the first (N, C, D, H, W) input."
+
+
+class _LazyInstanceNorm(_LazyNorm):
+    """PyTorch's lazy instance norms default to affine=True and track_running_stats=True
+    (the regular layers to False)."""
+
+    def __init__(self, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 dtype=np.float32):
+        self._lazy_init(dtype, eps=eps, momentum=momentum, affine=affine,
+                        track_running_stats=track_running_stats)
+
+    def _in_size(self, shape):
+        self._check_rank(shape, (self.dims + 1, self.dims + 2))
+        return shape[-self.dims - 1]
+
+
+class LazyInstanceNorm1d(_LazyInstanceNorm, InstanceNorm1d):
+    cls_to_become = InstanceNorm1d
+    __doc__ = "InstanceNorm1d whose num_features is the channel axis of the first input."
+
+
+class LazyInstanceNorm2d(_LazyInstanceNorm, InstanceNorm2d):
+    cls_to_become = InstanceNorm2d
+    __doc__ = "InstanceNorm2d whose num_features is the channel axis of the first input."
+
+
+class LazyInstanceNorm3d(_LazyInstanceNorm, InstanceNorm3d):
+    cls_to_become = InstanceNorm3d
+    __doc__ = "InstanceNorm3d whose num_features is the channel axis of the first input."
