@@ -87,3 +87,33 @@ def test_a_pytorch_state_dict_loads_with_its_batch_counter_ignored():
                                rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match=r"unexpected keys \['3.num_batches_tracked'\]"):
         model.load_state_dict({**state, "3.num_batches_tracked": np.array(1)})
+
+
+@pytest.mark.parametrize("cls, shape", [("BatchNorm1d", (8, 5)), ("BatchNorm1d", (4, 5, 3)),
+                                        ("BatchNorm2d", (3, 5, 4, 4)),
+                                        ("BatchNorm3d", (2, 5, 2, 3, 3))])
+def test_bias_false_has_a_weight_and_no_bias_as_torch(backend, dtype, rng, cls, shape):
+    """PyTorch 2.13's BatchNorm(bias=False): training steps then eval, outputs, input and
+    weight gradients, running statistics, state dict keys and repr."""
+    twin = getattr(torch.nn, cls)(5, bias=False).to(
+        torch.float64 if dtype == np.float64 else torch.float32)
+    with torch.no_grad():
+        twin.weight.uniform_(0.5, 1.5)
+    ours = getattr(nn, cls)(5, bias=False, dtype=dtype)
+    ours.load_state_dict({k: v.numpy().copy() for k, v in twin.state_dict().items()})
+    assert ours.bias is None and "bias" not in ours.state_dict()
+    assert repr(ours) == repr(twin)
+    for mode in ("train", "train", "eval"):
+        twin.train(mode == "train")
+        ours.train(mode == "train")
+        twin.zero_grad()
+        ours.zero_grad()
+        x = rng.standard_normal(shape).astype(dtype)
+        tx = torch.from_numpy(x.copy()).requires_grad_(True)
+        ty = twin(tx)
+        g = rng.standard_normal(shape).astype(dtype)
+        ty.backward(torch.from_numpy(g))
+        assert_close(ours(x), ty.detach().numpy(), dtype, 10, err_msg=mode)
+        assert_close(ours.backward(g), tx.grad.numpy(), dtype, 10, err_msg=mode)
+        assert_close(ours.weight.grad, twin.weight.grad.numpy(), dtype, 100, err_msg=mode)
+        assert_close(ours.running_var, twin.running_var.numpy(), dtype, 10)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_number, check_positive_int
+from ..validation import check_bool, check_number, check_positive_int
 from .module import Module, Parameter
 
 
@@ -16,7 +16,7 @@ class _BatchNorm(Module):
     ignores_batch_count = True  # PyTorch's num_batches_tracked loads as ignored
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, mean_only=False,
-                 dtype=np.float32, affine=True, track_running_stats=True):
+                 dtype=np.float32, affine=True, track_running_stats=True, *, bias=True):
         super().__init__()
         name = type(self).__name__
         check_positive_int(name, "num_features", num_features)
@@ -38,7 +38,9 @@ class _BatchNorm(Module):
         # affine=False: no parameters; the kernels get constant ones and zeros instead
         self.weight = (None if self.mean_only or not self.affine
                        else Parameter(np.ones(c, dtype=dtype)))
-        self.bias = Parameter(np.zeros(c, dtype=dtype)) if self.affine else None
+        # PyTorch 2.13's bias=False: an affine layer with a weight and no bias
+        with_bias = self.affine and check_bool(type(self).__name__, "bias", bias)
+        self.bias = Parameter(np.zeros(c, dtype=dtype)) if with_bias else None
         tracked = self.track_running_stats
         self.register_buffer("running_mean", np.zeros(c, dtype=dtype) if tracked else None)
         self.register_buffer("running_var", np.ones(c, dtype=dtype)
@@ -77,8 +79,9 @@ class _BatchNorm(Module):
         """The dtype of the parameters and buffers (set by .float()/.double()); None for
         a layer that has neither (affine=False, track_running_stats=False): it takes
         either float type."""
-        if self.bias is not None:
-            return self.bias.data.dtype
+        for param in (self.bias, self.weight):
+            if param is not None:
+                return param.data.dtype
         return None if self.running_mean is None else self.running_mean.dtype
 
     def _constant(self, key, value, dtype):
@@ -95,7 +98,7 @@ class _BatchNorm(Module):
         weight = None
         if not self.mean_only:
             weight = self.weight.data if self.affine else self._constant("ones", 1, dtype)
-        bias = self.bias.data if self.affine else self._constant("zeros", 0, dtype)
+        bias = self.bias.data if self.bias is not None else self._constant("zeros", 0, dtype)
         if self.track_running_stats:
             return weight, bias, self.running_mean, self.running_var
         # batch statistics only: the kernels' running-statistics update goes to scratch
@@ -156,6 +159,7 @@ class BatchNorm1d(_BatchNorm):
     .weight (gamma) and .bias (beta): (C,) parameters; .running_mean, .running_var: (C,)
     buffers updated in training (unbiased variance, PyTorch's momentum rule) and used in
     eval mode. mean_only=True: y = x - batch mean + bias (no weight, no running_var).
+    bias=False (keyword, PyTorch 2.13's): a weight and no bias.
     """
 
     ndim = 2
@@ -167,9 +171,10 @@ class BatchNorm2d(_BatchNorm):
     ndim = 4
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=np.float32):
+                 track_running_stats=True, dtype=np.float32, *, bias=True):
         super().__init__(num_features, eps=eps, momentum=momentum, mean_only=False,
-                         dtype=dtype, affine=affine, track_running_stats=track_running_stats)
+                         dtype=dtype, affine=affine, track_running_stats=track_running_stats,
+                         bias=bias)
 
 
 class BatchNorm3d(BatchNorm2d):
