@@ -386,3 +386,17 @@ def test_conv_transpose3d_unbatched_output_size_with_the_channel_entry():
     np.testing.assert_allclose(y, twin(torch.from_numpy(x), [3, 7, 8, 11]).detach().numpy())
     with pytest.raises(ValueError, match="3 or 5 elements"):
         layer(x[None], [3, 7, 8, 11])
+
+
+def test_lppool3d_nan_windows_give_nan_gradients_as_torch():
+    """The 2-D layers' rule (one shared helper): a window whose power-mean is NaN passes
+    NaN back, an all-zero window 0."""
+    for x, p in [([1.0, np.nan], 2), ([1.0, -1.0], 0.5), ([0.0, 0.0], 2), ([-1.0, 2.0], 3)]:
+        x = np.array(x).reshape(1, 1, 1, 1, 2)
+        tx = torch.tensor(x, requires_grad=True)
+        torch.nn.LPPool3d(p, (1, 1, 2))(tx).backward(torch.ones(1, 1, 1, 1, 1,
+                                                                dtype=torch.float64))
+        layer = nn.LPPool3d(p, (1, 1, 2))
+        layer(x)
+        np.testing.assert_array_equal(layer.backward(np.ones((1, 1, 1, 1, 1))),
+                                      tx.grad.numpy())

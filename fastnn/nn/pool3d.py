@@ -20,7 +20,7 @@ from ..validation import check_bool, check_float_dtype
 from .adaptive import _window_matrix
 from .conv3d import _batched, kernel_offsets, tap_slices, triple
 from .module import Module
-from .pooling import MaxUnpool2d, check_norm_type, with_indices
+from .pooling import MaxUnpool2d, check_norm_type, lp_mean_grad, lp_of_mean, with_indices
 
 _ALL = (slice(None), slice(None))
 
@@ -258,24 +258,20 @@ class LPPool3d(AvgPool3d):
         self.stride = stride  # PyTorch's LPPool keeps (and shows) the stride as given
 
     def _pool(self, host):
-        dt = host.dtype.type
-        p, volume = dt(self.norm_type), dt(np.prod(self._k))
+        p = host.dtype.type(self.norm_type)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             mean = super()._pool(host ** p)
-            total = mean * volume
-            y = total ** (dt(1) / p)
+            total, y = lp_of_mean(mean, p, np.prod(self._k))
         self._lp = (host, mean, total)
         return np.asarray(y, host.dtype)
 
     def _unpool(self, g):
         host, mean, total = self._lp
         dt = host.dtype.type
-        p, volume = dt(self.norm_type), dt(np.prod(self._k))
+        p = dt(self.norm_type)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            grad_total = g * (dt(1) / p) * total ** (dt(1) / p - dt(1))
-            # PyTorch's sign(m) * relu(|m|) passes no gradient where the mean m is 0
-            grad_mean = np.where(mean == 0, dt(0), grad_total * volume)
-            grad = super()._unpool(np.asarray(grad_mean, host.dtype)) * p * host ** (p - dt(1))
+            grad_mean = lp_mean_grad(g, mean, total, p, np.prod(self._k))
+            grad = super()._unpool(grad_mean) * p * host ** (p - dt(1))
         return np.ascontiguousarray(grad, host.dtype)
 
     def extra_repr(self):

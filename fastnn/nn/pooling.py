@@ -191,6 +191,26 @@ class AvgPool1d(As1d, AvgPool2d):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
 
 
+def lp_of_mean(mean, p, size):
+    """PyTorch's LPPool from the windows' mean of x^p: (total, y), total = mean * size (the
+    window sum, mean times the window's cell count) and y = total^(1/p). p: a scalar of
+    mean's dtype. Call under np.errstate (NaN and inf are meant)."""
+    total = mean * mean.dtype.type(size)
+    return total, total ** (mean.dtype.type(1) / p)
+
+
+def lp_mean_grad(g, mean, total, p, size):
+    """The gradient w.r.t. the windows' mean of x^p for grad g of lp_of_mean's y:
+    through the power 1/p, then PyTorch's sign(m) * relu(|m|) (the gradient times sign(m)
+    twice, blocked by relu where |m| <= 0 but not at a NaN m: sign(NaN) is 0, times a NaN
+    gradient), then times size. Under np.errstate, as lp_of_mean."""
+    dt = mean.dtype.type
+    grad_total = g * (dt(1) / p) * total ** (dt(1) / p - dt(1))
+    sign = np.where(np.isnan(mean), dt(0), np.sign(mean))
+    return np.ascontiguousarray(
+        np.where(np.abs(mean) <= 0, dt(0), grad_total * dt(size) * sign) * sign, mean.dtype)
+
+
 def check_norm_type(where, norm_type):
     """LPPool's p: a non-zero number."""
     check_number(where, "norm_type", norm_type)
@@ -228,8 +248,7 @@ class LPPool2d(AvgPool2d):
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             mean = _device.kernels("cpu").avg_pool2d_forward(
                 host ** p, *self._window(), True, ceil_mode=self.ceil_mode)
-            total = mean * host.dtype.type(self._area())
-            y = total ** (host.dtype.type(1) / p)
+            total, y = lp_of_mean(mean, p, self._area())
         self._ctx = (host, mean, total)
         return _device.namespace_of(x).put(np.ascontiguousarray(y, host.dtype))
 
@@ -239,14 +258,8 @@ class LPPool2d(AvgPool2d):
         dt = host.dtype.type
         p = dt(self.norm_type)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            grad_total = g * (dt(1) / p) * total ** (dt(1) / p - dt(1))
-            # PyTorch's sign(m) * relu(|m|): the gradient times sign(m) twice, blocked by
-            # relu where |m| <= 0 (not at a NaN m; sign(NaN) is 0, times a NaN gradient)
-            sign = np.where(np.isnan(mean), dt(0), np.sign(mean))
-            grad_mean = np.where(np.abs(mean) <= 0, dt(0),
-                                 grad_total * dt(self._area()) * sign) * sign
             grad_power = _device.kernels("cpu").avg_pool2d_backward(
-                np.ascontiguousarray(grad_mean, host.dtype), host.shape, *self._window(),
+                lp_mean_grad(g, mean, total, p, self._area()), host.shape, *self._window(),
                 True, ceil_mode=self.ceil_mode)
             grad = grad_power * p * host ** (p - dt(1))
         return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))
