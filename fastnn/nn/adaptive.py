@@ -8,7 +8,7 @@ from .. import device as _device
 from ..validation import check_bool, check_float_dtype
 from .conv import As1d, add_batch_axis, drop_batch_axis
 from .module import Module
-from .pooling import with_indices
+from .pooling import ReturnsIndices
 
 
 def _window_matrix(size, out, dtype):
@@ -149,7 +149,7 @@ def _window_bounds(size, out):
     return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
 
 
-class AdaptiveMaxPool2d(AdaptiveAvgPool2d):
+class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
     """Maximum over PyTorch's adaptive windows, giving an output of ``output_size`` (an int
     or a pair, None keeping that input size). Output sizes that divide the input's run the
     backend's max_pool2d kernels (kernel = stride = H // H_out; on the GPU too); other
@@ -162,10 +162,6 @@ class AdaptiveMaxPool2d(AdaptiveAvgPool2d):
         super().__init__(output_size)
         self.return_indices = return_indices
         self._indices = None
-
-    def forward(self, x):
-        y = super().forward(x)
-        return with_indices(y, self._indices) if self.return_indices else y
 
     def _pool_forward(self, x, kernel, out_shape, out):
         y, self._indices = self._kernels().max_pool2d_forward(

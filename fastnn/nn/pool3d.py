@@ -20,7 +20,8 @@ from ..validation import check_bool, check_float_dtype
 from .adaptive import _window_matrix
 from .conv3d import _batched, kernel_offsets, tap_slices, triple
 from .module import Module
-from .pooling import MaxUnpool2d, check_norm_type, lp_mean_grad, lp_of_mean, with_indices
+from .pooling import (MaxUnpool2d, ReturnsIndices, check_norm_type, lp_mean_grad,
+                      lp_of_mean)
 
 _ALL = (slice(None), slice(None))
 
@@ -120,7 +121,7 @@ class _Pool3d(_OnHost):
         return [np.arange(o, dtype=np.int64) * s - p
                 for o, s, p in zip(out, self._s, self._p)]
 
-class MaxPool3d(_Pool3d):
+class MaxPool3d(ReturnsIndices, _Pool3d):
     """Maximum over each window of (N, C, D, H, W) or unbatched (C, D, H, W) input
     (PyTorch's MaxPool3d); padding counts as -inf (it never wins).
 
@@ -141,10 +142,6 @@ class MaxPool3d(_Pool3d):
         self.dilation = dilation
         self.return_indices = return_indices
         self._indices = None
-
-    def forward(self, x):
-        y = super().forward(x)
-        return with_indices(y, self._indices) if self.return_indices else y
 
     def _pool(self, host):
         out = self._grid(host.shape)
@@ -342,7 +339,7 @@ class AdaptiveAvgPool3d(_OnHost):
         return f"output_size={self.output_size}"
 
 
-class AdaptiveMaxPool3d(AdaptiveAvgPool3d):
+class AdaptiveMaxPool3d(ReturnsIndices, AdaptiveAvgPool3d):
     """Maximum over PyTorch's adaptive windows of (N, C, D, H, W) or unbatched
     (C, D, H, W) input (output_size as AdaptiveAvgPool3d's). The maximum is PyTorch's
     (the first of equal maxima; a NaN wins, the last NaN of a window); windows of
@@ -355,10 +352,6 @@ class AdaptiveMaxPool3d(AdaptiveAvgPool3d):
         super().__init__(output_size)
         self.return_indices = return_indices
         self._indices = None
-
-    def forward(self, x):
-        y = super().forward(x)
-        return with_indices(y, self._indices) if self.return_indices else y
 
     def _pool(self, host):
         spatial, out = host.shape[2:], self._out(host)

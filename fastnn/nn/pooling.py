@@ -17,6 +17,15 @@ def with_indices(y, indices):
     return y, _device.namespace_of(y).put(_device.host_copy(indices).reshape(tuple(y.shape)))
 
 
+class ReturnsIndices:
+    """Mixin of the max pools: with ``return_indices`` set, ``forward`` returns (output,
+    indices), the indices the pool left in ``_indices``, where the output lives."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        return with_indices(y, self._indices) if self.return_indices else y
+
+
 class _Pool2d(Module):
     """Shared arguments and checks. kernel_size, stride (None: kernel_size), padding: an
     int or a pair; padding at most half the kernel, as PyTorch requires. ceil_mode=True:
@@ -83,7 +92,7 @@ class _Pool2d(Module):
                 + (", ceil_mode=True" if self.ceil_mode else ""))
 
 
-class MaxPool2d(_Pool2d):
+class MaxPool2d(ReturnsIndices, _Pool2d):
     """Maximum over each window; padding counts as -inf (it never wins).
 
     Input (N, C, H, W) or unbatched (C, H, W); output (N, C, H_out, W_out) (without N for
@@ -116,10 +125,6 @@ class MaxPool2d(_Pool2d):
         text = super().extra_repr()
         return text + (f", dilation={self.dilation}"
                        if self.dilation != (1,) * self.dims else "")
-
-    def forward(self, x):
-        y = super().forward(x)
-        return with_indices(y, self._indices) if self.return_indices else y
 
     def _pool(self, x, buffered):
         shape = self._shape_2d(x.shape, x.dtype)
