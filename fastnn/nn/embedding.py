@@ -9,6 +9,29 @@ from ..validation import check_positive_int
 from .module import Module, Parameter
 
 
+def embedding_table(where, num_embeddings, embedding_dim, padding_idx, weight, dtype):
+    """(the (num_embeddings, embedding_dim) table, padding_idx as an index >= 0 or None):
+    weight (the ``_weight`` argument) copied in the dtype, else N(0, 1) draws from
+    fastnn's generator with the padding row zeroed (PyTorch's); padding_idx may count
+    from the end."""
+    if padding_idx is not None:
+        if (isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral)
+                or not -num_embeddings <= padding_idx < num_embeddings):
+            raise ValueError(f"{where}: padding_idx must be within num_embeddings, got "
+                             f"{padding_idx!r}")
+        padding_idx = int(padding_idx) % num_embeddings
+    shape = (num_embeddings, embedding_dim)
+    if weight is not None:
+        table = np.asarray(_device.to_host(weight), dtype=dtype)
+        if table.shape != shape:
+            raise ValueError(f"{where}: expected _weight of shape {shape}, got {table.shape}")
+    else:
+        table = _random.generator().standard_normal(shape).astype(dtype)
+        if padding_idx is not None:
+            table[padding_idx] = 0
+    return table, padding_idx
+
+
 class Embedding(Module):
     """y = weight[indices]: the row of each integer index.
 
@@ -38,23 +61,9 @@ class Embedding(Module):
                                  f"{default!r})")
         self.num_embeddings = int(num_embeddings)
         self.embedding_dim = int(embedding_dim)
-        if padding_idx is not None:
-            if (isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral)
-                    or not -self.num_embeddings <= padding_idx < self.num_embeddings):
-                raise ValueError(f"Embedding: padding_idx must be within num_embeddings, got "
-                                 f"{padding_idx!r}")
-            padding_idx = int(padding_idx) % self.num_embeddings
-        self.padding_idx = padding_idx
-        shape = (self.num_embeddings, self.embedding_dim)
-        if _weight is not None:
-            weight = np.asarray(_device.to_host(_weight), dtype=dtype)
-            if weight.shape != shape:
-                raise ValueError(f"Embedding: expected _weight of shape {shape}, got "
-                                 f"{weight.shape}")
-        else:
-            weight = _random.generator().standard_normal(shape).astype(dtype)
-            if padding_idx is not None:
-                weight[padding_idx] = 0
+        weight, self.padding_idx = embedding_table("Embedding", self.num_embeddings,
+                                                   self.embedding_dim, padding_idx, _weight,
+                                                   dtype)
         self.weight = Parameter(weight, requires_grad=not _freeze)
         self._indices = None
 

@@ -1,13 +1,11 @@
 """EmbeddingBag: the sum, mean or max of bags of embedding rows (PyTorch's EmbeddingBag),
 NumPy on the host (a GPU model's table comes to the host and its gradient goes back)."""
-import numbers
-
 import numpy as np
 
 from .. import device as _device
-from .. import random as _random
 from ..validation import check_bool, check_float_array, check_number, check_only, \
     check_positive_int
+from .embedding import embedding_table
 from .module import Module, Parameter
 
 MODES = ("sum", "mean", "max")
@@ -72,25 +70,11 @@ class EmbeddingBag(Module):
                              f"frequency")
         check_only(name, "sparse", sparse, (False,))
         self.include_last_offset = check_bool(name, "include_last_offset", include_last_offset)
-        if padding_idx is not None:
-            if (isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral)
-                    or not -self.num_embeddings <= padding_idx < self.num_embeddings):
-                raise ValueError(f"{name}: padding_idx must be within num_embeddings, got "
-                                 f"{padding_idx!r}")
-            padding_idx = int(padding_idx) % self.num_embeddings
+        weight, padding_idx = embedding_table(name, self.num_embeddings, self.embedding_dim,
+                                              padding_idx, _weight, dtype)
         self.max_norm, self.norm_type = max_norm, float(norm_type)
         self.scale_grad_by_freq, self.mode, self.padding_idx = (scale_grad_by_freq, mode,
                                                                 padding_idx)
-        shape = (self.num_embeddings, self.embedding_dim)
-        if _weight is not None:
-            weight = np.asarray(_device.to_host(_weight), dtype=dtype)
-            if weight.shape != shape:
-                raise ValueError(f"{name}: expected _weight of shape {shape}, got "
-                                 f"{weight.shape}")
-        else:
-            weight = _random.generator().standard_normal(shape).astype(dtype)
-            if padding_idx is not None:
-                weight[padding_idx] = 0
         self.weight = Parameter(weight)
         self._ctx = None
 

@@ -21,8 +21,9 @@ from .module import Module
 
 class _Lazy:
     """Mixin before the regular layer class ``cls_to_become``. A subclass gives
-    ``_in_size(shape)`` (the input size from an input shape) and ``_size_from_state
-    (state_dict, prefix)`` (from saved arrays, or None)."""
+    ``_size_from_state(state_dict, prefix)`` (the input size from saved arrays, or None)
+    and, where the input size is not the channel axis of a batched or unbatched input
+    with ``dims`` spatial axes, ``_in_size(shape)``."""
 
     cls_to_become = None
 
@@ -74,6 +75,11 @@ class _Lazy:
         if device != "cpu":
             self.to(device)
 
+    def _in_size(self, shape):
+        """The input size from the first input's shape: its channel axis."""
+        self._check_rank(shape, (self.dims + 1, self.dims + 2))
+        return shape[-self.dims - 1]
+
     def _check_rank(self, shape, ranks):
         if len(shape) not in ranks:
             raise ValueError(f"{self._where()}: cannot take its input size from an input of "
@@ -109,10 +115,6 @@ class _LazyConv(_Lazy):
         self._lazy_init(dtype, out_channels=out_channels, kernel_size=kernel_size,
                         stride=stride, padding=padding, dilation=dilation, groups=groups,
                         bias=bias, padding_mode=padding_mode)
-
-    def _in_size(self, shape):
-        self._check_rank(shape, (self.dims + 1, self.dims + 2))
-        return shape[-self.dims - 1]
 
     def _size_from_state(self, state_dict, prefix):
         # weight (out, in / groups, *kernel)
@@ -200,10 +202,6 @@ class _LazyInstanceNorm(_LazyNorm):
                  dtype=np.float32):
         self._lazy_init(dtype, eps=eps, momentum=momentum, affine=affine,
                         track_running_stats=track_running_stats)
-
-    def _in_size(self, shape):
-        self._check_rank(shape, (self.dims + 1, self.dims + 2))
-        return shape[-self.dims - 1]
 
 
 class LazyInstanceNorm1d(_LazyInstanceNorm, InstanceNorm1d):
