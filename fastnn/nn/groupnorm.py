@@ -66,19 +66,22 @@ class _GroupedNorm(Module):
             y += self.bias.numpy()[:, None]
         return _device.namespace_of(x).put(y.reshape(shape))
 
+    def _accumulate_affine_grads(self, g, xhat):
+        """weight.grad += sum of g * xhat, bias.grad += sum of g, per channel; g, xhat:
+        (N, C, S) on the host."""
+        grad_w = np.einsum("ncs,ncs->c", g, xhat, dtype=np.float64).astype(g.dtype)
+        _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
+        if self.bias is not None:
+            grad_b = g.sum(axis=(0, 2), dtype=np.float64).astype(g.dtype)
+            _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_b, out=a))
+
     def _backward(self, grad_out, buffered, need_grad_in):
         rows, xhat, save_mean, save_invstd, (n, c) = self._ctx
         shape = tuple(grad_out.shape)
         grad_rows = grad_out.reshape(rows.shape)
         if self.affine:
             g = _device.to_host(grad_out).reshape(n, c, -1)
-            h = _device.to_host(xhat).reshape(n, c, -1)
-            dtype = g.dtype
-            grad_w = np.einsum("ncs,ncs->c", g, h, dtype=np.float64).astype(dtype)
-            _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
-            if self.bias is not None:
-                grad_b = g.sum(axis=(0, 2), dtype=np.float64).astype(dtype)
-                _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_b, out=a))
+            self._accumulate_affine_grads(g, _device.to_host(xhat).reshape(n, c, -1))
             if not need_grad_in:
                 return None
             scaled = (g * self.weight.numpy()[:, None]).reshape(rows.shape)
@@ -192,11 +195,7 @@ class _InstanceNorm(_GroupedNorm):
         g3 = g.reshape(n, c, -1)
         scale = invstd
         if self.affine:
-            grad_w = np.einsum("ncs,ncs->c", g3, xhat, dtype=np.float64).astype(g.dtype)
-            _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
-            if self.bias is not None:
-                grad_b = g3.sum(axis=(0, 2), dtype=np.float64).astype(g.dtype)
-                _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_b, out=a))
+            self._accumulate_affine_grads(g3, xhat)
             scale = invstd * self.weight.numpy()
         if not need_grad_in:
             return None
