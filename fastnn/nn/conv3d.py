@@ -32,6 +32,9 @@ def triple(layer, name, value, minimum):
     return pair(layer, name, value, minimum, 3)
 
 
+ALL = (slice(None), slice(None))  # every sample and channel: ALL + tap_slices(...)
+
+
 def tap_slices(offset, dilation, stride, out):
     """The slices (depth, height, width) of a padded volume that the kernel offset
     (a, b, c) reads for the out windows along each axis."""
@@ -64,7 +67,7 @@ def col2im(cols, shape, kernel, dilation, stride, out):
     blocks = cols.reshape((c,) + tuple(kernel) + (n,) + tuple(out))
     total = np.zeros((c, n) + tuple(shape[2:]), cols.dtype)
     for offset in kernel_offsets(kernel):
-        total[(slice(None), slice(None)) + tap_slices(offset, dilation, stride, out)] += \
+        total[ALL + tap_slices(offset, dilation, stride, out)] += \
             blocks[(slice(None),) + offset]
     return total.transpose(1, 0, 2, 3, 4)
 

@@ -18,12 +18,10 @@ from .. import device as _device
 from ..kernels.window_shapes import window_out_size
 from ..validation import check_bool, check_float_dtype
 from .adaptive import _window_matrix
-from .conv3d import _batched, kernel_offsets, tap_slices, triple
+from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
 from .pooling import (MaxUnpool2d, ReturnsIndices, check_norm_type, lp_mean_grad,
                       lp_of_mean)
-
-_ALL = (slice(None), slice(None))
 
 
 def _scatter(grad_out, indices, in_shape):
@@ -153,7 +151,7 @@ class MaxPool3d(ReturnsIndices, _Pool3d):
         indices = np.empty(best.shape, np.int64)
         indices[...] = _flat_index(*first, host.shape[2:])
         for offset in kernel_offsets(self._k):
-            v = padded[_ALL + tap_slices(offset, self._d, self._s, out)]
+            v = padded[ALL + tap_slices(offset, self._d, self._s, out)]
             wins = v > best
             wins |= np.isnan(v)
             np.copyto(best, v, where=wins)
@@ -217,7 +215,7 @@ class AvgPool3d(_Pool3d):
         padded = self._padded(host, out, 0.0)
         total = None
         for offset in kernel_offsets(self._k):
-            v = padded[_ALL + tap_slices(offset, self._d, self._s, out)]
+            v = padded[ALL + tap_slices(offset, self._d, self._s, out)]
             if total is None:
                 total = v.copy()
             else:
@@ -230,9 +228,9 @@ class AvgPool3d(_Pool3d):
         share = g / self._divisor(shape[2:], out, g.dtype)
         grad = np.zeros(padded_shape, g.dtype)
         for offset in kernel_offsets(self._k):
-            grad[_ALL + tap_slices(offset, self._d, self._s, out)] += share
+            grad[ALL + tap_slices(offset, self._d, self._s, out)] += share
         crop = tuple(slice(p, p + n) for p, n in zip(self._p, shape[2:]))
-        return np.ascontiguousarray(grad[_ALL + crop])
+        return np.ascontiguousarray(grad[ALL + crop])
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"

@@ -10,7 +10,9 @@ adjoint: it adds each column's entries back at their window positions of an
 import numpy as np
 
 from .. import device as _device
+from ..kernels.window_shapes import window_out_size
 from .conv import pair
+from .conv3d import ALL, kernel_offsets, tap_slices
 from .module import Module
 
 
@@ -22,17 +24,8 @@ def _block_grid(where, size, kernel, dilation, padding, stride):
         if n + 2 * p < span:
             raise ValueError(f"{where}: the kernel (span {span} with dilation {d}) does not "
                              f"fit an image of size {tuple(size)} padded by {p}")
-        grid.append((n + 2 * p - span) // s + 1)
+        grid.append(window_out_size(n, k, s, p, dilation=d))
     return tuple(grid)
-
-
-def _taps(kernel, dilation, stride, grid):
-    """For each kernel offset (i, j): the slices of the padded image it reads."""
-    (kh, kw), (dh, dw), (sh, sw), (ho, wo) = kernel, dilation, stride, grid
-    for i in range(kh):
-        for j in range(kw):
-            yield i, j, (slice(i * dh, i * dh + sh * (ho - 1) + 1, sh),
-                         slice(j * dw, j * dw + sw * (wo - 1) + 1, sw))
 
 
 def unfold(x, kernel, dilation, padding, stride):
@@ -42,8 +35,8 @@ def unfold(x, kernel, dilation, padding, stride):
     grid = _block_grid("unfold", (h, w), kernel, dilation, padding, stride)
     padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
     cols = np.empty((n, c) + tuple(kernel) + grid, x.dtype)
-    for i, j, (rows, columns) in _taps(kernel, dilation, stride, grid):
-        cols[:, :, i, j] = padded[:, :, rows, columns]
+    for offset in kernel_offsets(kernel):
+        cols[ALL + offset] = padded[ALL + tap_slices(offset, dilation, stride, grid)]
     return cols.reshape(n, c * kernel[0] * kernel[1], grid[0] * grid[1])
 
 
@@ -55,8 +48,8 @@ def fold(cols, size, kernel, dilation, padding, stride):
     c = cols.shape[1] // (kernel[0] * kernel[1])
     blocks = cols.reshape((n, c) + tuple(kernel) + grid)
     padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), cols.dtype)
-    for i, j, (rows, columns) in _taps(kernel, dilation, stride, grid):
-        padded[:, :, rows, columns] += blocks[:, :, i, j]
+    for offset in kernel_offsets(kernel):
+        padded[ALL + tap_slices(offset, dilation, stride, grid)] += blocks[ALL + offset]
     return np.ascontiguousarray(padded[:, :, ph:ph + h, pw:pw + w])
 
 
