@@ -6,7 +6,6 @@ import pytest
 
 pytest.importorskip("numba")
 from numba import njit  # noqa: E402
-from scipy.special import erf as scipy_erf  # noqa: E402
 from scipy.special import erfc as scipy_erfc  # noqa: E402
 
 from fastnn.kernels.numba_cpu import vmath  # noqa: E402
@@ -87,6 +86,23 @@ def test_log1p_within_log_accuracy_plus_6e8_and_libm_in_float64():
     np.testing.assert_array_equal(_apply_log(x64, True), np.array([math.log1p(v) for v in x64]))
 
 
+@njit
+def _apply_log1p_small(x):
+    out = np.empty_like(x)
+    for i in range(x.shape[0]):
+        out[i] = vmath.log1p_small(x[i])
+    return out
+
+
+def test_log1p_small_within_2_5_ulp_on_0_to_1_and_tiny_values():
+    """softplus's log1p(e**-|z|): relative accuracy down to the smallest normals."""
+    x = np.concatenate([np.linspace(0, 1, 200_001),
+                        2.0 ** -np.arange(1, 127)]).astype(np.float32)
+    exact = np.log1p(x.astype(np.float64))
+    assert _apply_log1p_small(x)[0] == 0.0
+    assert _ulps(_apply_log1p_small(x)[1:], exact[1:]).max() <= 2.5
+
+
 def test_edges_nan_and_infinities():
     x = np.array([np.nan, np.inf, -np.inf, -100.0, 100.0], np.float32)
     e = _apply(x, 0)
@@ -114,11 +130,13 @@ def _apply_core(x):
 
 
 @njit
-def _apply_erf_with_gauss(x):
+def _apply_phi_with_gauss(x):
     out = np.empty_like(x)
     for i in range(x.shape[0]):
         v = x[i]
-        out[i] = vmath.erf_with_gauss(v, vmath.exp_core(max(-v * v, x.dtype.type(-87.0))))
+        w = -x.dtype.type(0.5) * v * v
+        e = vmath.exp_core(max(w, x.dtype.type(-87.0)))
+        out[i] = vmath.phi_with_gauss(v, x.dtype.type(0) if w < -87.0 else e)
     return out
 
 
@@ -134,11 +152,13 @@ def test_exp_core_over_its_whole_range():
     assert ulps.max() <= 5
 
 
-def test_erf_with_gauss_within_5e7_absolute_and_libm_in_float64():
+def test_phi_with_gauss_within_3e7_absolute_and_libm_in_float64():
     x32 = _grid()
-    assert np.abs(_apply_erf_with_gauss(x32) - scipy_erf(x32.astype(np.float64))).max() < 5e-7
+    exact = 0.5 * scipy_erfc(-x32.astype(np.float64) / np.sqrt(2))
+    assert np.abs(_apply_phi_with_gauss(x32) - exact).max() < 3e-7
     x64 = np.linspace(-6, 6, 1001)
-    np.testing.assert_array_equal(_apply_erf_with_gauss(x64), np.array([math.erf(v) for v in x64]))
+    np.testing.assert_array_equal(_apply_phi_with_gauss(x64),
+                                  np.array([0.5 * (1 + math.erf(v * (1 / math.sqrt(2)))) for v in x64]))
 
 
 @njit

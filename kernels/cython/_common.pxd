@@ -103,17 +103,23 @@ cdef inline floating f_log1p(floating x) noexcept nogil:
 
 
 cdef inline floating f_log1p_small(floating x) noexcept nogil:
-    """log(1 + x) to full relative accuracy for 0 <= x <= 1. float: 2 atanh(s) with
-    s = x / (2 + x) <= 1/3, the odd series to s^15 (vmath's _log1p_small32; vectorizable,
-    and Kahan's log(w) x / (w - 1) does not survive -fassociative-math, which folds
-    (1 + x) - 1 to x); double: libm."""
-    cdef float s, q, one = 1, two = 2   # typed: a literal 2.0 is a C double
+    """log(1 + x) to full relative accuracy for 0 <= x <= 1. float: x Q(x), Q of degree
+    10 (vmath's _log1p_small32, where the fit is described; ~2 ulp, no division, so
+    softplus's loop is not bound by the divider); double: libm."""
+    cdef float p
     if floating is float:
-        s = x / (two + x)
-        q = s * s
-        return two * s * (one + q * (<float>(1.0 / 3) + q * (<float>0.2 + q * (
-            <float>(1.0 / 7) + q * (<float>(1.0 / 9) + q * (<float>(1.0 / 11) + q * (
-                <float>(1.0 / 13) + q * <float>(1.0 / 15))))))))
+        p = <float>0.002030215924605727
+        p = p * x + <float>-0.013407406397163868
+        p = p * x + <float>0.04147797450423241
+        p = p * x + <float>-0.08244146406650543
+        p = p * x + <float>0.12418416887521744
+        p = p * x + <float>-0.16105683147907257
+        p = p * x + <float>0.19890746474266052
+        p = p * x + <float>-0.24987269937992096
+        p = p * x + <float>0.33332559466362
+        p = p * x + <float>-0.4999998211860657
+        p = p * x + <float>1.0
+        return x * p
     else:
         return log1p(x)
 

@@ -172,7 +172,7 @@ static inline float fnn_tanhf(float x) {
  * GELU compute-bound (0.93 ns per element against 0.6 here, 1 thread, in cache).
  * glibc's erff is a scalar call that held GELU to 1 GB/s. GELU's backward uses it (the
  * forward, fnn_gelu_f, needs no Gaussian); the same formula as the numba backend's
- * vmath.erf_with_gauss. */
+ * vmath.phi_with_gauss. */
 static inline float fnn_phi_gauss_f(float x, float e) {
     float a = fabsf(x) * 0.70710678118654752f;
     float t = 1.0f / (1.0f + 0.4f * a);

@@ -210,7 +210,7 @@ def _elu(x, alpha, out):  # IN x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
-        out[i] = v if v > zero else a * (vmath.exp(min(v, zero)) - one)
+        out[i] = v if v > zero else a * (vmath.exp_nonpos(min(v, zero)) - one)
 
 
 @kernel
@@ -220,7 +220,7 @@ def _elu_backward(grad_out, x, alpha, out):  # IN grad_out, x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
-        out[i] = grad_out[i] * (one if v > zero else a * vmath.exp(min(v, zero)))
+        out[i] = grad_out[i] * (one if v > zero else a * vmath.exp_nonpos(min(v, zero)))
 
 
 @kernel
@@ -235,7 +235,7 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
         # max(z, 0) + log1p(exp(-|z|)): no overflow, exact where exp(z) is tiny (a VAE's
         # softplus std must not round to 0), and in float32 vectorized (libm's log1p
         # is scalar: 26 ns a value); NaN propagates
-        lp = vmath.log1p_small(vmath.exp(-abs(z)))
+        lp = vmath.log1p_small(vmath.exp_nonpos(-abs(z)))
         out[i] = v if z > t else ((z if z > zero else zero) + lp) * inv_b
 
 
@@ -306,20 +306,13 @@ def _gelu(x, out):  # IN x (n,); OUT out (n,)
 @kernel
 def _gelu_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     half = x.dtype.type(0.5)
-    one = x.dtype.type(1)
-    inv_sqrt2 = x.dtype.type(1 / math.sqrt(2))
     inv_sqrt_2pi = x.dtype.type(1 / math.sqrt(2 * math.pi))
-    zero = x.dtype.type(0)
-    lo = x.dtype.type(-87.0)
     for i in prange(x.shape[0]):
         v = x[i]
-        # one exp: e**(-v*v/2) is both the Gaussian and erf's e**(-a*a) at a = v/sqrt2;
-        # 0 where it underflows (the clamp keeps exp_core in range)
-        e = vmath.exp_core(max(-half * v * v, lo))
-        if -half * v * v < lo:
-            e = zero
-        cdf = half * (one + vmath.erf_with_gauss(v * inv_sqrt2, e))
-        out[i] = grad_out[i] * (cdf + v * e * inv_sqrt_2pi)
+        # one exp: e**(-v*v/2) is both the Gaussian density and the factor of Phi's
+        # tail formula
+        e = vmath.exp_nonpos(-half * v * v)
+        out[i] = grad_out[i] * (vmath.phi_with_gauss(v, e) + v * e * inv_sqrt_2pi)
 
 
 # sin/cos go block by block: the branch-free vmath.sin_fast in a loop LLVM vectorizes,
@@ -399,7 +392,7 @@ def _softmax(x, out):  # IN x (N, C); OUT out (N, C)
         m = vmath.row_max(x[i])
         s = x.dtype.type(0)
         for j in range(c):
-            e = vmath.exp(x[i, j] - m)
+            e = vmath.exp_nonpos(x[i, j] - m)
             out[i, j] = e
             s += e
         inv = one / s
@@ -425,7 +418,7 @@ def _log_softmax(x, out):  # IN x (N, C); OUT out (N, C)
         m = vmath.row_max(x[i])
         s = x.dtype.type(0)
         for j in range(c):
-            s += vmath.exp(x[i, j] - m)
+            s += vmath.exp_nonpos(x[i, j] - m)
         shift = m + math.log(s)  # scalar: one libm log per row
         for j in range(c):
             out[i, j] = x[i, j] - shift

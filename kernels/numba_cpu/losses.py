@@ -43,7 +43,7 @@ def _softmax_ce_labels(logits, labels, grad, rows):
             m = vmath.row_max(x)
             s = x.dtype.type(0)
             for j in range(c):
-                e = vmath.exp(x[j] - m)
+                e = vmath.exp_nonpos(x[j] - m)
                 g[j] = e
                 s += e
             scale = inv_n / s
@@ -74,7 +74,7 @@ def _softmax_ce_probs(logits, target, grad, rows):
             t_sum = x.dtype.type(0)
             tx = x.dtype.type(0)
             for j in range(c):
-                e = vmath.exp(x[j] - m)
+                e = vmath.exp_nonpos(x[j] - m)
                 g[j] = e
                 s += e
                 t_sum += t[j]
@@ -188,7 +188,7 @@ def _bce_logits(logits, target, grad, chunk):
         for i in range(xs.shape[0]):
             x = xs[i]
             t = ts[i]
-            e = vmath.exp(-abs(x))  # in (0, 1]: no overflow for any logit
+            e = vmath.exp_nonpos(-abs(x))  # in (0, 1]: no overflow for any logit
             r = one / (one + e)
             sig = r if x >= zero else e * r
             relu = x if x > zero else zero
