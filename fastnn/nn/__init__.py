@@ -42,6 +42,10 @@ from .pooling import (AvgPool1d, AvgPool2d, LPPool1d, LPPool2d, MaxPool1d, MaxPo
 from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
                      MaxUnpool3d)
 from .unfold import Fold, Unfold
+from .fractional_pool import FractionalMaxPool2d, FractionalMaxPool3d
+from .lazy import LazyConv3d, LazyConvTranspose3d
+from .host_layers import CrossMapLRN2d
+from .recurrent import RNNBase, RNNCellBase
 from .lazy import (LazyBatchNorm1d, LazyBatchNorm2d, LazyBatchNorm3d, LazyConv1d, LazyConv2d,
                    LazyConvTranspose1d, LazyConvTranspose2d, LazyInstanceNorm1d,
                    LazyInstanceNorm2d, LazyInstanceNorm3d, LazyLinear)
@@ -61,6 +65,8 @@ __all__ = ["Module", "Parameter", "Linear", "LazyLinear", "LazyConv1d", "LazyCon
            "LayerNorm", "GroupNorm", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "Embedding", "EmbeddingBag", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "MaxUnpool1d", "MaxUnpool2d", "AvgPool1d", "AvgPool2d",
            "LPPool1d", "LPPool2d", "Fold", "Unfold",
            "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "LPPool3d", "MaxUnpool3d",
+           "FractionalMaxPool2d", "FractionalMaxPool3d",
+           "LazyConv3d", "LazyConvTranspose3d", "CrossMapLRN2d", "RNNBase", "RNNCellBase",
            "AdaptiveAvgPool3d", "AdaptiveMaxPool3d",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Upsample",
            "UpsamplingNearest2d", "UpsamplingBilinear2d",
