@@ -1299,3 +1299,23 @@ def test_conv_transpose1d_matches_torch(backend, dtype, rng, args, batched):
     assert repr(layer) == repr(twin)
     zeros = torch.zeros(shape, dtype=twin.weight.dtype)
     assert layer.infer_shape(shape, dtype) == tuple(twin(zeros).shape)
+
+
+def test_max_unpool_output_size_entries_and_range_as_torch():
+    """output_size has dims or dims + 2 entries, each within one stride of the default
+    ((H_in - 1) s - 2 p + k), as PyTorch's _unpool_output_size checks."""
+    x = np.random.default_rng(0).standard_normal((3, 8, 8))
+    y, idx = nn.MaxPool2d(2, return_indices=True)(x)
+    unpool = nn.MaxUnpool2d(2)
+    ty, tidx = torch.nn.MaxPool2d(2, return_indices=True)(torch.from_numpy(x))
+    for size in [(8, 8), (1, 3, 8, 8), (9, 9), (7, 9)]:
+        np.testing.assert_array_equal(
+            unpool(y, idx, output_size=size),
+            torch.nn.MaxUnpool2d(2)(ty, tidx, output_size=size).numpy())
+    for size in [(3, 8, 8), (10, 8), (8, 6)]:
+        with pytest.raises(ValueError, match="output_size"):
+            unpool(y, idx, output_size=size)
+    y1, idx1 = nn.MaxPool1d(2, return_indices=True)(x)
+    assert nn.MaxUnpool1d(2)(y1, idx1, output_size=(3, 8, 9)).shape == (3, 8, 9)
+    with pytest.raises(ValueError, match="between 6 and 10"):
+        nn.MaxUnpool1d(2)(y1, idx1, output_size=(10,))

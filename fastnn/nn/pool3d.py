@@ -388,23 +388,3 @@ class MaxUnpool3d(MaxUnpool2d):
     (N, C, D_in, H_in, W_in) or unbatched (C, D_in, H_in, W_in)."""
 
     dims = 3
-
-    def _out_spatial(self, shape):
-        spatial = tuple(shape[len(shape) - 3:])
-        default = tuple((i - 1) * s - 2 * p + k for i, s, p, k in zip(
-            spatial, self.stride, self.padding, self.kernel_size))
-        output_size = self._pending[1] if self._pending else None
-        if output_size is None:
-            return default
-        sizes = tuple(output_size)
-        if len(sizes) == 5:
-            sizes = sizes[2:]
-        if len(sizes) != 3 or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                                  for v in sizes):
-            raise ValueError(f"{self._where()}: output_size should be a sequence of 3 or 5 "
-                             f"ints, got {output_size!r}")
-        for axis, (v, m, s) in enumerate(zip(sizes, default, self.stride)):
-            if not m - s < v < m + s:
-                raise ValueError(f"{self._where()}: invalid output_size {output_size!r} (dim "
-                                 f"{axis} must be between {m - s} and {m + s})")
-        return tuple(int(v) for v in sizes)

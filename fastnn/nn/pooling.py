@@ -287,8 +287,9 @@ class MaxUnpool2d(Module):
     """The partial inverse of MaxPool2d (PyTorch's MaxUnpool2d): ``forward(x, indices,
     output_size=None)`` puts each value of x at its position in indices (MaxPool2d's
     return_indices output, flat h * W + w per (n, c) plane) of a zero (N, C, H, W)
-    output; the other positions stay 0. H, W = (H_in - 1) s - 2 p + k by default, or the
-    last two entries of output_size. Backward gathers grad_out at the indices. NumPy on
+    output; the other positions stay 0. H, W = (H_in - 1) s - 2 p + k by default, or
+    output_size (2 entries, or 4 with batch and channels, each within one stride of the
+    default: PyTorch's check). Backward gathers grad_out at the indices. NumPy on
     the host (a device array goes through the host). Input (N, C, H_in, W_in) or
     unbatched (C, H_in, W_in)."""
 
@@ -319,17 +320,26 @@ class MaxUnpool2d(Module):
             self._pending = None
 
     def _out_spatial(self, shape):
-        """The output's spatial sizes for an input of this shape."""
-        spatial = tuple(shape[len(shape) - self.dims:])
+        """The output's spatial sizes for an input of this shape: the default, or
+        output_size (dims entries, or dims + 2 with batch and channels), each within one
+        stride of the default (PyTorch's _unpool_output_size)."""
+        n = self.dims
+        default = tuple((i - 1) * s - 2 * p + k for i, s, p, k in zip(
+            shape[len(shape) - n:], self.stride, self.padding, self.kernel_size))
         output_size = self._pending[1] if self._pending else None
         if output_size is None:
-            return tuple((i - 1) * s - 2 * p + k for i, s, p, k in zip(
-                spatial, self.stride, self.padding, self.kernel_size))
-        sizes = tuple(output_size)[-self.dims:]
-        if len(sizes) != self.dims or any(isinstance(v, bool) or not isinstance(
-                v, numbers.Integral) or v < 1 for v in sizes):
-            raise ValueError(f"{self._where()}: expected output_size to end with "
-                             f"{self.dims} positive sizes, got {output_size!r}")
+            return default
+        sizes = tuple(output_size)
+        if len(sizes) == n + 2:
+            sizes = sizes[2:]
+        if len(sizes) != n or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                                  for v in sizes):
+            raise ValueError(f"{self._where()}: output_size should be a sequence of {n} or "
+                             f"{n + 2} ints, got {output_size!r}")
+        for axis, (v, m, s) in enumerate(zip(sizes, default, self.stride)):
+            if not m - s < v < m + s:
+                raise ValueError(f"{self._where()}: invalid output_size {output_size!r} (dim "
+                                 f"{axis} must be between {m - s} and {m + s})")
         return tuple(int(v) for v in sizes)
 
     def infer_shape(self, shape, dtype):
@@ -368,7 +378,7 @@ class MaxUnpool2d(Module):
 
 class MaxUnpool1d(MaxUnpool2d):
     """MaxUnpool2d for (N, C, L) or unbatched (C, L) input (MaxPool1d's indices);
-    L = (L_in - 1) s - 2 p + k, or output_size's last entry."""
+    L = (L_in - 1) s - 2 p + k, or output_size (1 entry, or 3)."""
 
     dims = 1
 
