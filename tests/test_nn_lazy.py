@@ -8,6 +8,8 @@ import torch
 import fastnn
 from fastnn import nn, optim
 
+from fastnn.nn.lazy import LazyConv3d, LazyConvTranspose3d
+
 from conftest import assert_close
 
 torch.set_num_threads(2)
@@ -112,3 +114,103 @@ def test_bad_lazy_inputs_and_arguments():
         nn.LazyBatchNorm2d()(np.zeros((2, 3), np.float32))
     with pytest.raises(ValueError):
         nn.LazyLinear(3)(np.zeros((2, 0), np.float32))
+
+
+class _Lazy3d:
+    """fastnn's namespace for the model builders, with the 3-d lazy layers (not yet
+    exported from fastnn.nn)."""
+
+    Sequential, ReLU, LazyConv3d, LazyConvTranspose3d = (
+        nn.Sequential, nn.ReLU, LazyConv3d, LazyConvTranspose3d)
+
+
+def _vol(m):
+    return m.Sequential(m.LazyConv3d(4, 3, padding=1), m.ReLU(),
+                        m.LazyConvTranspose3d(3, 2, stride=2, output_padding=1, dilation=2))
+
+
+def _vol_grouped(m):
+    return m.Sequential(m.LazyConv3d(4, (1, 2, 3), stride=(2, 1, 1), padding=(0, 1, 1),
+                                     dilation=(1, 2, 1), groups=2, padding_mode="reflect"),
+                        m.LazyConvTranspose3d(6, (2, 1, 2), stride=(1, 2, 2), padding=(0, 0, 1),
+                                              groups=2, bias=False))
+
+
+@pytest.mark.parametrize("build, shape", [(_vol, (2, 3, 3, 4, 3)),
+                                          (_vol_grouped, (2, 4, 3, 4, 5)), (_vol, (3, 2, 3, 4))],
+                         ids=["conv3d", "grouped", "unbatched"])
+def test_lazy_3d_convolutions_become_regular_and_match_torch(dtype, rng, build, shape):
+    ours, theirs = build(_Lazy3d), build(torch.nn).to(
+        torch.float64 if dtype == np.float64 else torch.float32)
+    if dtype == np.float64:
+        ours.double()
+    x = rng.standard_normal(shape).astype(dtype)
+    y = ours(x)  # the dry run
+    assert [type(layer).__name__ for layer in ours] == [
+        type(layer).__name__.replace("Lazy", "") for layer in build(_Lazy3d)]
+    assert all(p.data.dtype == dtype for p in ours.parameters())
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    theirs(tx)  # torch's dry run
+    assert list(theirs.state_dict()) == list(ours.state_dict())
+    theirs.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
+                            ours.state_dict().items()})
+    assert [repr(a) for a in ours] == [repr(b) for b in theirs]
+    ty = theirs(tx)
+    assert_close(y, ty.detach().numpy(), dtype, 10)
+    g = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(torch.from_numpy(g))
+    assert_close(ours.backward(g), tx.grad.numpy(), dtype, 10)
+    params = dict(ours.named_parameters())
+    assert list(params) == [name for name, _ in theirs.named_parameters()]
+    for name, p in theirs.named_parameters():
+        assert_close(params[name].grad, p.grad.numpy(), dtype, 30, err_msg=name)
+
+
+def test_lazy_conv_transpose3d_dry_run_with_output_size():
+    ours = LazyConvTranspose3d(2, 3, stride=2)
+    theirs = torch.nn.LazyConvTranspose3d(2, 3, stride=2)
+    x = np.random.default_rng(2).standard_normal((1, 3, 2, 2, 2)).astype(np.float32)
+    y = ours(x, output_size=[6, 5, 6])
+    assert y.shape == tuple(theirs(torch.from_numpy(x), output_size=[6, 5, 6]).shape)
+    assert type(ours).__name__ == "ConvTranspose3d" and ours(x).shape == (1, 2, 5, 5, 5)
+
+
+def test_lazy_3d_reprs_parameters_and_state_dicts():
+    for args, kwargs in [((16, 3), dict(padding=1)), ((4, (1, 2, 3)), dict(padding="same")),
+                         ((4, 3), dict(stride=2, dilation=2, groups=2, bias=False,
+                                       padding_mode="circular"))]:
+        assert repr(LazyConv3d(*args, **kwargs)) == repr(torch.nn.LazyConv3d(*args, **kwargs))
+    kwargs = dict(stride=2, padding=1, output_padding=1, groups=2, bias=False, dilation=2)
+    assert repr(LazyConvTranspose3d(4, 3, **kwargs)) == repr(
+        torch.nn.LazyConvTranspose3d(4, 3, **kwargs))
+    model = nn.Sequential(LazyConv3d(4, 3), nn.ReLU(), LazyConvTranspose3d(2, 2))
+    with pytest.raises(RuntimeError, match="dry run"):
+        optim.SGD(model.parameters(), lr=0.1)
+    model(np.zeros((1, 3, 4, 4, 4), np.float32))
+    assert repr(model[0]) == "Conv3d(3, 4, kernel_size=(3, 3, 3), stride=(1, 1, 1))"
+    assert type(model[2]) is nn.ConvTranspose3d and model[2].in_channels == 4
+    optim.SGD(model.parameters(), lr=0.1)
+    assert [name for name, _ in model.named_parameters()] == [
+        "0.weight", "0.bias", "2.weight", "2.bias"]
+    for lazy, trained in [(LazyConv3d(4, 3, groups=2), nn.Conv3d(6, 4, 3, groups=2)),
+                          (LazyConvTranspose3d(4, 3, groups=2),
+                           nn.ConvTranspose3d(6, 4, 3, groups=2))]:
+        lazy.load_state_dict(trained.state_dict())
+        assert type(lazy) is type(trained) and lazy.in_channels == 6
+        x = np.random.default_rng(1).standard_normal((2, 6, 3, 3, 3)).astype(np.float32)
+        np.testing.assert_array_equal(lazy(x), trained(x))
+
+
+def test_bad_lazy_3d_inputs_and_arguments():
+    with pytest.raises(ValueError):
+        LazyConv3d(4, 3, groups=3)
+    with pytest.raises(ValueError):
+        LazyConvTranspose3d(4, 2, stride=2, output_padding=2)
+    with pytest.raises(ValueError):
+        LazyConv3d(4, 3, padding="same", stride=2)
+    layer = LazyConv3d(4, 3)
+    with pytest.raises(ValueError, match="input size"):
+        layer(np.zeros((3, 4, 4), np.float32))
+    assert type(layer) is LazyConv3d  # still lazy after a refused input
+    with pytest.raises(ValueError):
+        LazyConvTranspose3d(4, 3, groups=2)(np.zeros((1, 3, 2, 2, 2), np.float32))

@@ -6,6 +6,7 @@ import torch
 
 import fastnn
 from fastnn import nn
+from fastnn.nn.recurrent import RNNBase, RNNCellBase
 
 from conftest import assert_close
 from nn_torch_helpers import TORCH_DTYPES
@@ -31,7 +32,7 @@ def twins(name, dtype, **kwargs):
 
 def run_both(ours, theirs, x, hx, rng, dtype):
     """Forward both, backward with random output and final-state gradients; compare."""
-    lstm = isinstance(ours, nn.LSTM)
+    lstm = ours.mode == "LSTM"
     tx = torch.from_numpy(x.copy()).requires_grad_(True)
     thx = None if hx is None else tuple(torch.from_numpy(h.copy()).requires_grad_(True)
                                         for h in hx)
@@ -336,3 +337,64 @@ def test_cells_unrolled_by_hand_match_torch(dtype, rng, name, kwargs):
     ours(xs[0])   # eval mode keeps nothing for a backward
     with pytest.raises(RuntimeError, match="no forward left"):
         ours.backward((g, None) if lstm else g)
+
+
+TORCH_OF_MODE = {"RNN_TANH": ("RNN", {}), "RNN_RELU": ("RNN", dict(nonlinearity="relu")),
+                 "LSTM": ("LSTM", {}), "GRU": ("GRU", {})}
+
+
+@pytest.mark.parametrize("mode", list(TORCH_OF_MODE))
+def test_rnn_base_builds_and_runs_the_layer_of_its_mode(rng, mode):
+    """RNNBase(mode, ...) as torch's: its parameters (names, shapes, all_weights) and
+    repr; it runs as torch's layer of that mode (torch's RNNBase has no forward)."""
+    kwargs = dict(num_layers=2, bidirectional=True, batch_first=True)
+    ours = RNNBase(mode, 3, 4, dtype=np.float64, **kwargs)
+    base = torch.nn.RNNBase(mode, 3, 4, **kwargs)
+    assert repr(ours) == repr(base) and ours.mode == base.mode
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in base.state_dict().items()}
+    assert [[p.data.shape for p in w] for w in ours.all_weights] == [
+        [tuple(p.shape) for p in w] for w in base.all_weights]
+    name, extra = TORCH_OF_MODE[mode]
+    theirs = getattr(torch.nn, name)(3, 4, **kwargs, **extra).double()
+    assert theirs.mode == mode == getattr(nn, name)(3, 4, **extra).mode
+    ours.load_state_dict({k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()})
+    x = rng.standard_normal((2, 5, 3))
+    hx = tuple(rng.standard_normal((4, 2, 4)) for _ in range(2))
+    run_both(ours, theirs, x, hx, rng, np.float64)
+    ours.flatten_parameters()  # nothing to do, as torch's on the CPU
+
+
+def test_rnn_base_is_the_base_of_the_layers_and_refuses_what_torch_refuses():
+    for layer in (nn.RNN(3, 4), nn.LSTM(3, 4, proj_size=2), nn.GRU(3, 4)):
+        assert isinstance(layer, RNNBase) and not isinstance(layer, RNNCellBase)
+    lstm = RNNBase("LSTM", 3, 4, proj_size=2)
+    assert repr(lstm) == repr(torch.nn.RNNBase("LSTM", 3, 4, proj_size=2))
+    assert lstm.weight_hr_l0.data.shape == (2, 4) and lstm.weight_hh_l0.data.shape == (16, 2)
+    for mode in ("lstm", "RNN", "", None):
+        with pytest.raises(ValueError, match="Unrecognized RNN mode"):
+            RNNBase(mode, 3, 4)
+    with pytest.raises(ValueError, match="Unrecognized RNN mode"):
+        torch.nn.RNNBase("lstm", 3, 4)
+    for make in (lambda: RNNBase("GRU", 3, 4, proj_size=2), lambda: nn.RNN(3, 4, proj_size=1),
+                 lambda: nn.GRU(3, 4, proj_size=1)):
+        with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
+            make()
+    with pytest.raises(ValueError, match="proj_size argument is only supported for LSTM"):
+        torch.nn.RNN(3, 4, proj_size=1)
+
+
+def test_rnn_cell_base_is_the_base_of_the_cells():
+    for cell in (nn.RNNCell(3, 4), nn.LSTMCell(3, 4), nn.GRUCell(3, 4)):
+        assert isinstance(cell, RNNCellBase) and not isinstance(cell, RNNBase)
+    ours, theirs = RNNCellBase(3, 4, False, 4), torch.nn.RNNCellBase(3, 4, False, 4)
+    assert repr(ours) == repr(theirs)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: tuple(v.shape) for k, v in theirs.state_dict().items()}
+    assert np.abs(ours.weight_ih.data).max() <= 0.5  # U(-1/sqrt(hidden_size), ...)
+    with pytest.raises(NotImplementedError):   # no update rule of its own, as torch's
+        ours(np.zeros((2, 3), np.float32))
+    with pytest.raises(NotImplementedError):
+        theirs(torch.zeros(2, 3))
+    with pytest.raises(ValueError):
+        RNNCellBase(3, 4, True, 0)

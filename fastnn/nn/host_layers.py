@@ -1,6 +1,7 @@
 """Less common PyTorch layers computed with NumPy on the host (a device array goes through
 the host and comes back): the shrink activations, Threshold and GLU, the PixelShuffle /
-PixelUnshuffle / ChannelShuffle rearrangements, RMSNorm, LocalResponseNorm and RReLU. Each is a few array operations a call;
+PixelUnshuffle / ChannelShuffle rearrangements, RMSNorm, LocalResponseNorm, the legacy
+CrossMapLRN2d and RReLU. Each is a few array operations a call;
 none has a kernel of its own in the op table."""
 import numbers
 
@@ -364,18 +365,30 @@ class RMSNorm(Module):
                 f"elementwise_affine={self.elementwise_affine}")
 
 
-class LocalResponseNorm(Module):
+class _AcrossChannels(Module):
+    """The arguments and repr LocalResponseNorm and CrossMapLRN2d share: size (a
+    positive int), alpha, beta and k (numbers, kept as given, as PyTorch's repr shows
+    them)."""
+
+    def __init__(self, size, alpha, beta, k):
+        super().__init__()
+        name = type(self).__name__
+        self.size = check_positive_int(name, "size", size)
+        for arg, value in (("alpha", alpha), ("beta", beta), ("k", k)):
+            check_number(name, arg, value)
+        self.alpha, self.beta, self.k = alpha, beta, k
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class LocalResponseNorm(_AcrossChannels):
     """AlexNet's normalisation across channels: b_c = a_c / (k + alpha / size *
     sum of a_j^2 over the ``size`` channels around c)^beta (PyTorch's window: size // 2
     before, (size - 1) // 2 after). Input (N, C, *). NumPy on the host."""
 
     def __init__(self, size, alpha=1e-4, beta=0.75, k=1.0):
-        super().__init__()
-        name = "LocalResponseNorm"
-        self.size = check_positive_int(name, "size", size)
-        for arg, value in (("alpha", alpha), ("beta", beta), ("k", k)):
-            check_number(name, arg, value)
-        self.alpha, self.beta, self.k = float(alpha), float(beta), float(k)
+        super().__init__(size, alpha, beta, k)
 
     def infer_shape(self, shape, dtype):
         if len(tuple(shape)) < 3:
@@ -417,5 +430,81 @@ class LocalResponseNorm(Module):
             * host * mirrored
         return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))
 
-    def extra_repr(self):
-        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+class CrossMapLRN2d(_AcrossChannels):
+    """PyTorch's legacy cross-channel LRN (``nn.CrossMapLRN2d``, from Lua Torch) over
+    (N, C, H, W) input: b_c = a_c / (k + alpha / size * s_c)^beta, with its own window
+    and its own backward, both reproduced as PyTorch computes them (its running sums,
+    in its order of operations):
+
+    * forward: with p = (size - 1) // 2 + 1, s_c is the sum of a_j^2 over channels
+      max(0, c - p + 1) .. min(C - 1, c + p - 1), plus a_0^2 once c >= p (PyTorch's
+      running sum never drops channel 0). An even size spans size - 1 channels.
+      LocalResponseNorm's window differs (size channels, size // 2 before).
+    * backward: PyTorch's formula, which is not the exact gradient of that forward:
+      grad_c = g_c scale_c^-beta - 2 alpha beta / size a_c sum_j r_j with r_j = g_j b_j /
+      scale_j over j in c - q .. c + size - 1 - q, q = (size + 1) // 2 (an odd size
+      reads its window one channel early). Size 1 has no backward: PyTorch's fails
+      there, and so does this one (RuntimeError).
+
+    The arguments are kept as given (the repr shows them so, ``k=1`` by default, as
+    PyTorch's). NumPy on the host.
+    """
+
+    def __init__(self, size, alpha=1e-4, beta=0.75, k=1):
+        super().__init__(size, alpha, beta, k)
+
+    def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        if len(shape) != 4:
+            raise ValueError(f"{self._where()}: expected input to be 4D (N, C, H, W), got "
+                             f"{len(shape)}D input of shape {shape}")
+        if shape[1] == 0:
+            raise ValueError(f"{self._where()}: expected at least one channel, got input of "
+                             f"shape {shape}")
+        return shape
+
+    def _forward(self, x, buffered):
+        host = _device.to_host(x)
+        dt = host.dtype.type
+        square = host * host
+        channels, pre = host.shape[1], (self.size - 1) // 2 + 1
+        scale = np.empty_like(host)
+        running = np.zeros_like(host[:, 0])
+        for c in range(min(pre, channels)):
+            running += square[:, c]
+        scale[:, 0] = running
+        for c in range(1, channels):  # PyTorch's running sum: the next channel in ...
+            if c + pre - 1 < channels:
+                running += square[:, c + pre - 1]
+            if c > pre:  # ... and the one before the window out (never channel 0)
+                running -= square[:, c - pre]
+            scale[:, c] = running
+        scale *= dt(float(self.alpha) / self.size)
+        scale += dt(self.k)
+        y = scale ** dt(-float(self.beta)) * host
+        self._ctx = (host, scale, y)
+        return _device.namespace_of(x).put(np.ascontiguousarray(y, host.dtype))
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if self.size == 1:
+            raise RuntimeError(f"{self._where()}: no backward for size 1 (PyTorch's "
+                               f"CrossMapLRN2d backward fails for it too)")
+        if not need_grad_in:
+            return None
+        host, scale, y = self._ctx
+        g = _device.to_host(grad_out)
+        dt = host.dtype.type
+        n, channels = host.shape[:2]
+        size, early = self.size, (self.size + 1) // 2
+        grad = scale ** dt(-float(self.beta)) * g
+        # the ratios g b / scale with early zero channels before and size - 1 - early after
+        ratio = np.zeros((n, channels + size - 1) + host.shape[2:], host.dtype)
+        ratio[:, early:early + channels] = g * y / scale
+        running = ratio[:, :size - 1].sum(axis=1)
+        factor = dt(-2 * float(self.alpha) * float(self.beta) / size)
+        for c in range(channels):
+            running += ratio[:, c + size - 1]
+            grad[:, c] += factor * host[:, c] * running
+            running -= ratio[:, c]
+        return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))

@@ -1,4 +1,4 @@
-"""Lazy layers (PyTorch's LazyLinear, LazyConv1d/2d, LazyConvTranspose1d/2d,
+"""Lazy layers (PyTorch's LazyLinear, LazyConv1d/2d/3d, LazyConvTranspose1d/2d/3d,
 LazyBatchNorm1d/2d/3d, LazyInstanceNorm1d/2d/3d): the input size (in_features,
 in_channels, num_features) comes from the first input, whose
 shape check makes the parameters; the module then becomes the regular layer (its class
@@ -13,6 +13,7 @@ import numpy as np
 from .. import random as _random
 from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
 from .conv import Conv1d, Conv2d
+from .conv3d import Conv3d, ConvTranspose3d
 from .conv_transpose import ConvTranspose1d, ConvTranspose2d
 from .groupnorm import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 from .linear import Linear
@@ -131,6 +132,12 @@ class LazyConv2d(_LazyConv, Conv2d):
     __doc__ = "Conv2d whose in_channels is the channel axis of the first input."
 
 
+class LazyConv3d(_LazyConv, Conv3d):
+    cls_to_become = Conv3d
+    dims = 3
+    __doc__ = "Conv3d whose in_channels is the channel axis of the first input."
+
+
 class _LazyConvTranspose(_LazyConv):
     def __init__(self, out_channels, kernel_size, stride=1, padding=0, output_padding=0,
                  groups=1, bias=True, dilation=1, padding_mode="zeros", dtype=np.float32):
@@ -152,6 +159,19 @@ class LazyConvTranspose2d(_LazyConvTranspose, ConvTranspose2d):
     cls_to_become = ConvTranspose2d
     dims = 2
     __doc__ = "ConvTranspose2d whose in_channels is the channel axis of the first input."
+
+
+class LazyConvTranspose3d(_LazyConvTranspose, ConvTranspose3d):
+    """ConvTranspose3d whose in_channels is the channel axis of the first input (the
+    dry run may pass ``output_size`` too, as PyTorch's)."""
+
+    cls_to_become = ConvTranspose3d
+    dims = 3
+
+    def _materialize(self, in_size):
+        pending = self.__dict__.get("_pending")  # the output_size of the forward being run
+        super()._materialize(in_size)
+        self._pending = pending
 
 
 class _LazyNorm(_Lazy):

@@ -9,6 +9,11 @@ arrays go through the host. ``forward(x, hx=None)`` returns (output, h_n) (LSTM:
 the gradient w.r.t. x, accumulates the parameters' gradients, and leaves the gradient
 w.r.t. hx in ``grad_hx`` (LSTM: a pair). A batch of 0 sequences gives empty outputs
 and zero gradients, as in PyTorch; a sequence of length 0 is an error, as there.
+
+``RNNBase`` and ``RNNCellBase`` are PyTorch's public base classes of the layers and of
+the cells (``isinstance(m, nn.RNNBase)``); ``RNNBase(mode, input_size, hidden_size,
+...)`` builds a layer of that mode ('RNN_TANH', 'RNN_RELU', 'LSTM' or 'GRU'), the
+update rule of each mode living in one ``_Rule`` object the layers and cells share.
 """
 import math
 import numbers
@@ -27,26 +32,120 @@ def _sigmoid(a):
     return np.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype)
 
 
-class _Recurrent(Module):
-    """What RNN, LSTM and GRU share: parameters, shapes, layers and directions, the
-    backward through time. A subclass gives ``gates`` (G: weights are (G * H, in)) and the
-    cell's ``_step`` / ``_step_back``. With ``proj_size`` P > 0 (LSTM only) each step's
-    h is projected, h_t = raw h_t W_hr^T with W_hr (P, hidden_size): h, the outputs and
-    the recurrent weights' second axis have size P (``_out_size``), c keeps hidden_size."""
+class _Rule:
+    """One time step of a recurrent cell, shared by the sequence layer and the cell of a
+    mode: ``gates`` G (the weights are (G * hidden_size, in)), ``has_cell`` (LSTM's
+    cell state c next to h), ``step(xp, h, c, w_hh, b_hh) -> (h', c', cache)`` with xp
+    the step's input projection x W_ih^T + b_ih, and ``step_back(dh, dc, cache, w_hh) ->
+    (grad of xp, grad of the pre-activations h W_hh^T + b_hh, grad of h, grad of c)``."""
 
-    gates = 1
-    has_cell = False  # LSTM's cell state c next to h
+    gates, has_cell = 1, False
 
-    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
-                 dropout=0.0, bidirectional=False, dtype=np.float32, proj_size=0):
+
+class _Elman(_Rule):
+    """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act tanh or relu."""
+
+    def __init__(self, relu):
+        self.relu = relu
+
+    def step(self, xp, h, c, w_hh, b_hh):
+        a = xp + h @ w_hh.T
+        if b_hh is not None:
+            a += b_hh
+        h_new = np.maximum(a, 0) if self.relu else np.tanh(a)
+        return h_new, None, (h, h_new)
+
+    def step_back(self, dh, dc, step, w_hh):
+        _, h_new = step
+        da = dh * (h_new > 0) if self.relu else dh * (1 - h_new * h_new)
+        return da, da, da @ w_hh, None
+
+
+class _LSTMRule(_Rule):
+    """Gates i, f, g, o: c' = f c + i g, h' = o tanh(c')."""
+
+    gates, has_cell = 4, True
+
+    def step(self, xp, h, c, w_hh, b_hh):
+        a = xp + h @ w_hh.T
+        if b_hh is not None:
+            a += b_hh
+        i, f, g, o = np.split(a, 4, axis=1)
+        i, f, o, g = _sigmoid(i), _sigmoid(f), _sigmoid(o), np.tanh(g)
+        c_new = f * c + i * g
+        tc = np.tanh(c_new)
+        return o * tc, c_new, (h, c, i, f, g, o, tc)
+
+    def step_back(self, dh, dc, step, w_hh):
+        _, c, i, f, g, o, tc = step
+        do = dh * tc
+        dc = dc + dh * o * (1 - tc * tc)
+        da = np.concatenate([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g),
+                             do * o * (1 - o)], axis=1)
+        return da, da, da @ w_hh, dc * f
+
+
+class _GRURule(_Rule):
+    """Gates r, z, n: n = tanh(x_n + r (h W_hn^T + b_hn)), h' = (1 - z) n + z h."""
+
+    gates = 3
+
+    def step(self, xp, h, c, w_hh, b_hh):
+        hp = h @ w_hh.T
+        if b_hh is not None:
+            hp += b_hh
+        xr, xz, xn = np.split(xp, 3, axis=1)
+        hr, hz, hn = np.split(hp, 3, axis=1)
+        r, z = _sigmoid(xr + hr), _sigmoid(xz + hz)
+        n = np.tanh(xn + r * hn)
+        return (1 - z) * n + z * h, None, (h, r, z, n, hn)
+
+    def step_back(self, dh, dc, step, w_hh):
+        h, r, z, n, hn = step
+        dan = dh * (1 - z) * (1 - n * n)
+        dar = dan * hn * r * (1 - r)
+        daz = dh * (h - n) * z * (1 - z)
+        dax = np.concatenate([dar, daz, dan], axis=1)
+        dah = np.concatenate([dar, daz, dan * r], axis=1)
+        return dax, dah, dh * z + dah @ w_hh, None
+
+
+#: PyTorch's RNNBase modes and their update rules
+_RULES = {"RNN_TANH": _Elman(relu=False), "RNN_RELU": _Elman(relu=True), "LSTM": _LSTMRule(),
+         "GRU": _GRURule()}
+
+
+class RNNBase(Module):
+    """The base class of RNN, LSTM and GRU (PyTorch's ``nn.RNNBase``): parameters,
+    shapes, layers and directions, the forward and the backward through time, for the
+    update rule of ``mode``: 'RNN_TANH', 'RNN_RELU', 'LSTM' or 'GRU' (another is a
+    ValueError, as PyTorch's). ``RNNBase(mode, input_size, hidden_size, num_layers=1,
+    bias=True, batch_first=False, dropout=0.0, bidirectional=False, proj_size=0)``
+    takes PyTorch's arguments in PyTorch's order, and its parameters are those of the
+    mode's layer; unlike PyTorch's (which leaves forward to the subclasses) it runs as
+    that layer too. With ``proj_size`` P > 0 (LSTM only, a ValueError for the other
+    modes) each step's h is projected, h_t = raw h_t W_hr^T with W_hr (P, hidden_size):
+    h, the outputs and the recurrent weights' second axis have size P (``_out_size``),
+    c keeps hidden_size."""
+
+    def __init__(self, mode, input_size, hidden_size, num_layers=1, bias=True,
+                 batch_first=False, dropout=0.0, bidirectional=False, proj_size=0,
+                 dtype=np.float32):
         super().__init__()
         name = type(self).__name__
+        if not isinstance(mode, str) or mode not in _RULES:
+            raise ValueError(f"{name}: Unrecognized RNN mode: {mode!r} (expected one of "
+                             f"{', '.join(map(repr, _RULES))})")
+        self.mode = mode
         self.input_size = check_positive_int(name, "input_size", input_size)
         self.hidden_size = check_positive_int(name, "hidden_size", hidden_size)
         if (isinstance(proj_size, bool) or not isinstance(proj_size, numbers.Integral)
                 or not 0 <= proj_size < self.hidden_size):
             raise ValueError(f"{name}: expected proj_size to be an int in [0, hidden_size = "
                              f"{self.hidden_size}) (0: no projection), got {proj_size!r}")
+        if proj_size and mode != "LSTM":
+            raise ValueError(f"{name}: proj_size argument is only supported for LSTM, not "
+                             f"RNN or GRU (mode {mode!r}), got proj_size={proj_size}")
         self.proj_size = int(proj_size)
         self.num_layers = check_positive_int(name, "num_layers", num_layers)
         self.bias = check_bool(name, "bias", bias)
@@ -72,6 +171,37 @@ class _Recurrent(Module):
                     setattr(self, pname, Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
         self._ctx = None
         self.grad_hx = None
+
+    @property
+    def _rule(self):
+        return _RULES[self.mode]
+
+    @property
+    def gates(self):
+        """G: the weights are (G * hidden_size, in) (4 for LSTM, 3 for GRU, 1 for RNN)."""
+        return self._rule.gates
+
+    @property
+    def has_cell(self):
+        """True for LSTM: a cell state c next to h."""
+        return self._rule.has_cell
+
+    def _step(self, xp, h, c, w_hh, b_hh):
+        return self._rule.step(xp, h, c, w_hh, b_hh)
+
+    def _step_back(self, dh, dc, step, w_hh):
+        return self._rule.step_back(dh, dc, step, w_hh)
+
+    @property
+    def all_weights(self):
+        """The parameters of each layer and direction, in PyTorch's order (W_ih, W_hh,
+        b_ih, b_hh, W_hr where present), as PyTorch's ``all_weights``."""
+        return [[p for p in self._params(layer, suffix) if p is not None]
+                for layer in range(self.num_layers) for suffix in self._suffixes()]
+
+    def flatten_parameters(self):
+        """Nothing to do (PyTorch's compacts the weights for cuDNN; on the CPU it does
+        nothing either)."""
 
     @property
     def _directions(self):
@@ -333,31 +463,22 @@ class _Recurrent(Module):
         return text
 
 
-class RNN(_Recurrent):
+class RNN(RNNBase):
     """Elman RNN: h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh), act tanh (or
-    'relu'). Weights (hidden_size, in) and (hidden_size, hidden_size) per layer."""
+    'relu': mode 'RNN_RELU'). Weights (hidden_size, in) and (hidden_size, hidden_size)
+    per layer."""
 
     def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", bias=True,
-                 batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32):
+                 batch_first=False, dropout=0.0, bidirectional=False, dtype=np.float32,
+                 proj_size=0):
         check_only("RNN", "nonlinearity", nonlinearity, ("tanh", "relu"))
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype)
+        super().__init__("RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU", input_size,
+                         hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+                         proj_size, dtype)
         self.nonlinearity = nonlinearity
 
-    def _step(self, xp, h, c, w_hh, b_hh):
-        a = xp + h @ w_hh.T
-        if b_hh is not None:
-            a += b_hh
-        h_new = np.tanh(a) if self.nonlinearity == "tanh" else np.maximum(a, 0)
-        return h_new, None, (h, h_new)
 
-    def _step_back(self, dh, dc, step, w_hh):
-        _, h_new = step
-        da = dh * (1 - h_new * h_new) if self.nonlinearity == "tanh" else dh * (h_new > 0)
-        return da, da, da @ w_hh, None
-
-
-class LSTM(_Recurrent):
+class LSTM(RNNBase):
     """Long short-term memory: gates i, f, g, o (PyTorch's order in the (4 H, in)
     weights): c_t = f c_{t-1} + i g, h_t = o tanh(c_t). With proj_size P (0 < P <
     hidden_size), PyTorch's LSTM with projections: h_t = (o tanh(c_t)) W_hr^T, W_hr
@@ -365,68 +486,38 @@ class LSTM(_Recurrent):
     outputs (directions * P) have size P, c keeps hidden_size, layer k > 0 reads
     directions * P features."""
 
-    gates, has_cell = 4, True
-
     def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
                  dropout=0.0, bidirectional=False, proj_size=0, dtype=np.float32):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, dtype, proj_size)
-
-    def _step(self, xp, h, c, w_hh, b_hh):
-        a = xp + h @ w_hh.T
-        if b_hh is not None:
-            a += b_hh
-        i, f, g, o = np.split(a, 4, axis=1)
-        i, f, o, g = _sigmoid(i), _sigmoid(f), _sigmoid(o), np.tanh(g)
-        c_new = f * c + i * g
-        tc = np.tanh(c_new)
-        return o * tc, c_new, (h, c, i, f, g, o, tc)
-
-    def _step_back(self, dh, dc, step, w_hh):
-        _, c, i, f, g, o, tc = step
-        do = dh * tc
-        dc = dc + dh * o * (1 - tc * tc)
-        da = np.concatenate([dc * g * i * (1 - i), dc * c * f * (1 - f), dc * i * (1 - g * g),
-                             do * o * (1 - o)], axis=1)
-        return da, da, da @ w_hh, dc * f
+        super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, proj_size, dtype)
 
 
-class GRU(_Recurrent):
+class GRU(RNNBase):
     """Gated recurrent unit: gates r, z, n (PyTorch's order): r = sigmoid(x_r + h_r),
     z = sigmoid(x_z + h_z), n = tanh(x_n + r (h W_hn^T + b_hn)), h_t = (1 - z) n + z h."""
 
-    gates = 3
-
-    def _step(self, xp, h, c, w_hh, b_hh):
-        hp = h @ w_hh.T
-        if b_hh is not None:
-            hp += b_hh
-        xr, xz, xn = np.split(xp, 3, axis=1)
-        hr, hz, hn = np.split(hp, 3, axis=1)
-        r, z = _sigmoid(xr + hr), _sigmoid(xz + hz)
-        n = np.tanh(xn + r * hn)
-        return (1 - z) * n + z * h, None, (h, r, z, n, hn)
-
-    def _step_back(self, dh, dc, step, w_hh):
-        h, r, z, n, hn = step
-        dan = dh * (1 - z) * (1 - n * n)
-        dar = dan * hn * r * (1 - r)
-        daz = dh * (h - n) * z * (1 - z)
-        dax = np.concatenate([dar, daz, dan], axis=1)
-        dah = np.concatenate([dar, daz, dan * r], axis=1)
-        return dax, dah, dh * z + dah @ w_hh, None
+    def __init__(self, input_size, hidden_size, num_layers=1, bias=True, batch_first=False,
+                 dropout=0.0, bidirectional=False, dtype=np.float32, proj_size=0):
+        super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first,
+                         dropout, bidirectional, proj_size, dtype)
 
 
-class _Cell(Module):
-    """One time step as a layer (PyTorch's RNNCell, LSTMCell, GRUCell), the update rule
-    of the matching sequence layer (``rule``). Each forward in training mode keeps what
-    its backward needs on a stack: call backward once per forward, in reverse order
-    (backward through time by hand); backward returns (grad_input, grad_hx). Eval mode
-    keeps nothing; ``clear_history()`` drops forwards that will not be taken back."""
+class RNNCellBase(Module):
+    """The base class of the cells (PyTorch's ``nn.RNNCellBase``): one time step as a
+    layer (RNNCell, LSTMCell, GRUCell), the update rule of the matching sequence layer
+    (``_rule``). ``RNNCellBase(input_size, hidden_size, bias, num_chunks)`` makes the
+    weights (num_chunks * hidden_size, input_size) and (num_chunks * hidden_size,
+    hidden_size) and the biases, as PyTorch's; it has no update rule of its own, so its
+    forward is a NotImplementedError, as PyTorch's.
 
-    rule = None
+    Each forward in training mode keeps what its backward needs on a stack: call
+    backward once per forward, in reverse order (backward through time by hand);
+    backward returns (grad_input, grad_hx). Eval mode keeps nothing; ``clear_history()``
+    drops forwards that will not be taken back."""
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
+    _rule = None
+
+    def __init__(self, input_size, hidden_size, bias, num_chunks, dtype=np.float32):
         super().__init__()
         name = type(self).__name__
         self.input_size = check_positive_int(name, "input_size", input_size)
@@ -434,7 +525,7 @@ class _Cell(Module):
         self.bias = check_bool(name, "bias", bias)
         bound = 1.0 / math.sqrt(self.hidden_size)
         rng = _random.generator()
-        gh = self.rule.gates * self.hidden_size
+        gh = check_positive_int(name, "num_chunks", num_chunks) * self.hidden_size
         shapes = [("weight_ih", (gh, self.input_size)), ("weight_hh", (gh, self.hidden_size))]
         if self.bias:
             shapes += [("bias_ih", (gh,)), ("bias_hh", (gh,))]
@@ -460,6 +551,9 @@ class _Cell(Module):
         """h' for x (N, input_size) or (input_size,) and hx (N, hidden_size) (None:
         zeros; LSTMCell: a pair (h, c), returning (h', c'))."""
         where = self._where()
+        if self._rule is None:
+            raise NotImplementedError(f"{where}: RNNCellBase has no update rule of its own; "
+                                      f"use RNNCell, LSTMCell or GRUCell")
         x = check_float_array(where, "input", x, device_ok=True)
         shape = tuple(x.shape)
         if len(shape) not in (1, 2) or shape[-1] != self.input_size:
@@ -474,21 +568,21 @@ class _Cell(Module):
         xp = host @ self._host("weight_ih").T
         if self.bias:
             xp += self._host("bias_ih")
-        h_new, c_new, cache = self.rule._step(self, xp, h, c, self._host("weight_hh"),
+        h_new, c_new, cache = self._rule.step(xp, h, c, self._host("weight_hh"),
                                               self._host("bias_hh"))
         if self.training:
             self._stack.append((host, cache, shape[:-1], namespace))
         put = lambda a: namespace.put(np.ascontiguousarray(  # noqa: E731
             a.reshape(shape[:-1] + (self.hidden_size,))))
-        return (put(h_new), put(c_new)) if self.rule.has_cell else put(h_new)
+        return (put(h_new), put(c_new)) if self._rule.has_cell else put(h_new)
 
     def _states(self, hx, lead, dtype):
         shape = lead + (self.hidden_size,)
         if hx is None:
             zeros = np.zeros(shape, dtype)
-            return zeros, (zeros.copy() if self.rule.has_cell else None)
-        parts = hx if self.rule.has_cell else (hx,)
-        if self.rule.has_cell and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
+            return zeros, (zeros.copy() if self._rule.has_cell else None)
+        parts = hx if self._rule.has_cell else (hx,)
+        if self._rule.has_cell and (not isinstance(hx, (tuple, list)) or len(hx) != 2):
             raise ValueError(f"{self._where()}: expected hx to be a pair (h, c)")
         out = []
         for name, h in zip(("h", "c"), parts):
@@ -497,7 +591,7 @@ class _Cell(Module):
                 raise ValueError(f"{self._where()}: expected {name} of shape {shape}, got "
                                  f"{tuple(h.shape)}")
             out.append(_device.to_host(h))
-        return out[0], (out[1] if self.rule.has_cell else None)
+        return out[0], (out[1] if self._rule.has_cell else None)
 
     def backward(self, grad):
         """(grad_input, grad_hx) of the latest forward not yet taken back, for grad, the
@@ -508,12 +602,12 @@ class _Cell(Module):
                                f"take back (one backward per training-mode forward)")
         host, cache, lead, namespace = self._stack[-1]
         shape = lead + (self.hidden_size,)
-        parts = grad if self.rule.has_cell else (grad, None)
-        if self.rule.has_cell and (not isinstance(grad, (tuple, list)) or len(grad) != 2):
+        parts = grad if self._rule.has_cell else (grad, None)
+        if self._rule.has_cell and (not isinstance(grad, (tuple, list)) or len(grad) != 2):
             raise ValueError(f"{self._where()}: expected grad to be a pair (grad_h, grad_c)")
         dtype = host.dtype
         flat = []
-        names = ("grad_h", "grad_c") if self.rule.has_cell else ("grad", None)
+        names = ("grad_h", "grad_c") if self._rule.has_cell else ("grad", None)
         for g, name in zip(parts, names):
             if g is None:
                 flat.append(np.zeros((host.shape[0], self.hidden_size), dtype))
@@ -525,7 +619,7 @@ class _Cell(Module):
             flat.append(_device.to_host(g).reshape(host.shape[0], self.hidden_size))
         self._stack.pop()
         w_hh = self._host("weight_hh")
-        dax, dah, dh, dc = self.rule._step_back(self, flat[0], flat[1], cache, w_hh)
+        dax, dah, dh, dc = self._rule.step_back(flat[0], flat[1], cache, w_hh)
         grads = [("weight_ih", dax.T @ host), ("weight_hh", dah.T @ cache[0])]
         if self.bias:
             grads += [("bias_ih", dax.sum(axis=0)), ("bias_hh", dah.sum(axis=0))]
@@ -535,7 +629,7 @@ class _Cell(Module):
         put = lambda a, n: namespace.put(np.ascontiguousarray(  # noqa: E731
             a.reshape(lead + (n,))))
         grad_x = put(dax @ self._host("weight_ih"), self.input_size)
-        if self.rule.has_cell:
+        if self._rule.has_cell:
             return grad_x, (put(dh, self.hidden_size), put(dc, self.hidden_size))
         return grad_x, put(dh, self.hidden_size)
 
@@ -543,29 +637,37 @@ class _Cell(Module):
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
 
-class RNNCell(_Cell):
+class RNNCell(RNNCellBase):
     """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), act tanh (or 'relu')."""
-
-    rule = RNN
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
                  dtype=np.float32):
         check_only("RNNCell", "nonlinearity", nonlinearity, ("tanh", "relu"))
-        super().__init__(input_size, hidden_size, bias, dtype)
+        super().__init__(input_size, hidden_size, bias, 1, dtype)
         self.nonlinearity = nonlinearity
+
+    @property
+    def _rule(self):
+        return _RULES["RNN_RELU" if self.nonlinearity == "relu" else "RNN_TANH"]
 
     def extra_repr(self):
         return super().extra_repr() + (", nonlinearity=relu"
                                        if self.nonlinearity == "relu" else "")
 
 
-class LSTMCell(_Cell):
+class LSTMCell(RNNCellBase):
     """One LSTM step: (h', c') from x and (h, c) (gates i, f, g, o)."""
 
-    rule = LSTM
+    _rule = _RULES["LSTM"]
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
+        super().__init__(input_size, hidden_size, bias, 4, dtype)
 
 
-class GRUCell(_Cell):
+class GRUCell(RNNCellBase):
     """One GRU step: h' from x and h (gates r, z, n)."""
 
-    rule = GRU
+    _rule = _RULES["GRU"]
+
+    def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
+        super().__init__(input_size, hidden_size, bias, 3, dtype)
