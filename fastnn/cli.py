@@ -163,7 +163,7 @@ def configure_train(parser):
                         help="ConvNet width multiplier")
     parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop", "adagrad",
                                                 "adamax", "nadam", "radam", "adadelta",
-                                                "rprop", "asgd"),
+                                                "rprop", "asgd", "adafactor"),
                         default="sgd",
                         help="adamw: decoupled weight decay (--weight-decay); rprop takes "
                              "no weight decay")
@@ -208,7 +208,8 @@ def _check_train_args(args):
         args.negative_slope = 0.01
     if args.lr is None:
         args.lr = {"sgd": 0.1, "adagrad": 1e-2, "adamax": 2e-3, "nadam": 2e-3,
-                   "adadelta": 1.0, "rprop": 1e-2, "asgd": 1e-2}.get(args.optimizer, 1e-3)
+                   "adadelta": 1.0, "rprop": 1e-2, "asgd": 1e-2,
+                   "adafactor": 1e-2}.get(args.optimizer, 1e-3)
     if args.optimizer == "rprop" and args.weight_decay:
         raise CLIError("--weight-decay does not apply to --optimizer rprop (PyTorch's Rprop "
                        "has none)")
@@ -267,7 +268,7 @@ def build_optimizer(args, parameters):
     if args.optimizer == "rprop":
         return optim.Rprop(parameters, lr=args.lr)
     named = {"adamax": optim.Adamax, "nadam": optim.NAdam, "radam": optim.RAdam,
-             "adadelta": optim.Adadelta, "asgd": optim.ASGD}
+             "adadelta": optim.Adadelta, "asgd": optim.ASGD, "adafactor": optim.Adafactor}
     return named.get(args.optimizer, optim.Adam)(parameters, lr=args.lr,
                                                  weight_decay=args.weight_decay)
 

@@ -139,7 +139,8 @@ def test_demo_falls_back_to_digits(tmp_path, monkeypatch):
     ("cnn", [], "adam"), ("convnet", ["--width", "0.125"], "adam"),
     ("cnn", ["--weight-decay", "0.01"], "adamw"), ("cnn", [], "rmsprop"),
     ("cnn", [], "adagrad"), ("cnn", [], "adamax"), ("cnn", [], "nadam"), ("cnn", [], "radam"),
-    ("cnn", [], "adadelta"), ("cnn", [], "rprop"), ("cnn", ["--weight-decay", "0.01"], "asgd")])
+    ("cnn", [], "adadelta"), ("cnn", [], "rprop"), ("cnn", ["--weight-decay", "0.01"], "asgd"),
+    ("cnn", [], "adafactor")])
 def test_conv_models_train_in_process(tmp_path, capsys, model, extra, optimizer):
     metrics_path = tmp_path / "m.json"
     status = cli.main(["train", "--model", model, "--dataset", "digits", "--max-steps", "2",
