@@ -46,6 +46,8 @@ from .fractional_pool import FractionalMaxPool2d, FractionalMaxPool3d
 from .lazy import LazyConv3d, LazyConvTranspose3d
 from .host_layers import CrossMapLRN2d
 from .recurrent import RNNBase, RNNCellBase
+from .adaptive_softmax import AdaptiveLogSoftmaxWithLoss
+from .linear_cross_entropy import LinearCrossEntropyLoss
 from .lazy import (LazyBatchNorm1d, LazyBatchNorm2d, LazyBatchNorm3d, LazyConv1d, LazyConv2d,
                    LazyConvTranspose1d, LazyConvTranspose2d, LazyInstanceNorm1d,
                    LazyInstanceNorm2d, LazyInstanceNorm3d, LazyLinear)
@@ -67,6 +69,7 @@ __all__ = ["Module", "Parameter", "Linear", "LazyLinear", "LazyConv1d", "LazyCon
            "Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "LPPool3d", "MaxUnpool3d",
            "FractionalMaxPool2d", "FractionalMaxPool3d",
            "LazyConv3d", "LazyConvTranspose3d", "CrossMapLRN2d", "RNNBase", "RNNCellBase",
+           "AdaptiveLogSoftmaxWithLoss", "LinearCrossEntropyLoss",
            "AdaptiveAvgPool3d", "AdaptiveMaxPool3d",
            "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "Upsample",
            "UpsamplingNearest2d", "UpsamplingBilinear2d",

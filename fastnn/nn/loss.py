@@ -672,7 +672,10 @@ def _host_factor(where, name, value):
 class _ClassTargets(Loss):
     """What CrossEntropyLoss and NLLLoss share: PyTorch's per-class weight (C,) and
     ignore_index, the (N, C) target they describe (``dense_target``), and the mean over the
-    rows' summed weight instead of N (NaN loss and zero gradient when no row counts)."""
+    rows' summed weight instead of N. When that weight is 0 the loss is PyTorch's x / 0
+    (NaN, or an infinity when negative weights cancel) and the gradient of every row not
+    ignored is NaN (PyTorch's holds NaN and infinities there); all rows ignored: NaN and
+    a zero gradient."""
 
     label_smoothing = 0.0
     _pred_name, _pred_what = "pred", "pred"  # how error messages name pred
@@ -682,6 +685,7 @@ class _ClassTargets(Loss):
         self.weight = class_weights(type(self).__name__, weight)
         self.ignore_index = _index(type(self).__name__, ignore_index)
         self._denominator = None  # the last forward's mean denominator when not N
+        self._ignored = None  # host mask (N,) of the rows ignore_index dropped, or None
         self._layout = None  # (moved shape, losses' shape, class axis) when pred is not (N, C)
 
     def forward(self, pred, target):
@@ -735,9 +739,11 @@ class _ClassTargets(Loss):
     def _dense(self, pred, target):
         """The (N, C) target in pred's dtype for host labels or probabilities, and the
         mean's denominator saved for ``_mean``."""
+        target = _device.to_host(target)
         dense, self._denominator = dense_target(
-            self._where(), _device.to_host(target), pred.shape[1], self.weight,
+            self._where(), target, pred.shape[1], self.weight,
             self.ignore_index, self.label_smoothing, pred.dtype)
+        self._ignored = target == self.ignore_index if target.dtype.kind in "iu" else None
         return dense
 
     def _mean(self, loss, grad, count):
@@ -745,9 +751,17 @@ class _ClassTargets(Loss):
         if denominator is None:
             return super()._mean(loss, grad, count)
         # the kernel's mean divides by N, PyTorch's by the weight of the rows counted
-        factor = count / denominator if denominator else 0.0
-        self._grad = _device.scaled(grad, factor)
-        return loss * factor if denominator else float("nan")
+        if denominator:
+            factor = count / denominator
+            self._grad = _device.scaled(grad, factor)
+            return loss * factor
+        host = np.full(tuple(grad.shape), np.nan, grad.dtype)  # PyTorch's 0 / 0
+        if self._ignored is not None:
+            host[self._ignored] = 0
+        self._grad = _device.namespace_of(grad).put(host) if _device.is_device_array(
+            grad) else host
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.float64(loss) * count / np.float64(0.0))
 
     def _check_pred(self, pred):
         where = self._where()
@@ -885,8 +899,8 @@ class NLLLoss(_ClassTargets, _OnHost):
 
 
 def class_weights(where, weight):
-    """None, or PyTorch's per-class weight as a 1-D float64 NumPy array of finite
-    values >= 0 (cast to pred's dtype when used)."""
+    """None, or PyTorch's per-class weight as a 1-D float64 NumPy array of finite values
+    (negative ones too, as PyTorch takes them; cast to pred's dtype when used)."""
     if weight is None:
         return None
     array = np.asarray(_device.to_host(weight) if _device.is_array(weight) else weight)
@@ -894,8 +908,8 @@ def class_weights(where, weight):
         raise ValueError(f"{where}: expected weight to be a non-empty 1-D array of class "
                          f"weights, got {array.dtype} of shape {array.shape}")
     array = array.astype(np.float64)
-    if not np.all(np.isfinite(array)) or np.any(array < 0):
-        raise ValueError(f"{where}: expected finite weights >= 0, got {array}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{where}: expected finite weights, got {array}")
     return array
 
 
