@@ -237,3 +237,14 @@ def test_parameters_are_array_like_to_numpy():
     copied[0, 0] += 1
     assert copied[0, 0] != w.data[0, 0]
     assert float(np.abs(nn.init.zeros_(layer.bias)).max()) == 0.0
+
+
+def test_module_list_repr_writes_runs_of_equal_children_once_as_torch():
+    import torch
+    ours = nn.ModuleList([nn.Linear(2, 3), nn.Linear(2, 3), nn.ReLU(),
+                          nn.Sequential(nn.Linear(3, 3)), nn.Sequential(nn.Linear(3, 3))])
+    theirs = torch.nn.ModuleList([torch.nn.Linear(2, 3), torch.nn.Linear(2, 3),
+                                  torch.nn.ReLU(), torch.nn.Sequential(torch.nn.Linear(3, 3)),
+                                  torch.nn.Sequential(torch.nn.Linear(3, 3))])
+    assert repr(ours) == repr(theirs)
+    assert repr(nn.ModuleList()) == repr(torch.nn.ModuleList()) == "ModuleList()"

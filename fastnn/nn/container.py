@@ -217,9 +217,29 @@ class _List(_Holder):
 class ModuleList(_List):
     """A list of modules whose parameters and buffers belong to the owner (PyTorch's
     ModuleList): indexable, ``len``, iterable, ``append``/``extend``; no forward of its
-    own (the owning module's forward and backward call the layers)."""
+    own (the owning module's forward and backward call the layers). Its repr writes a
+    run of consecutive children with the same repr once, as PyTorch's:
+    ``(0-2): 3 x Linear(...)``."""
 
     holds = Module
+
+    def __repr__(self):
+        runs = []  # [first index, last index, repr] of each run of equal reprs
+        for i, child in enumerate(self):
+            text = repr(child)
+            if runs and runs[-1][2] == text:
+                runs[-1][1] = i
+            else:
+                runs.append([i, i, text])
+        if not runs:
+            return f"{type(self).__name__}()"
+        lines = [f"{type(self).__name__}("]
+        for first, last, text in runs:
+            text = text.replace("\n", "\n  ")
+            label = (f"({first})" if first == last
+                     else f"({first}-{last}): {last - first + 1} x")
+            lines.append(f"  {label}: {text}" if first == last else f"  {label} {text}")
+        return "\n".join(lines) + "\n)"
 
 
 class ParameterList(_List):
