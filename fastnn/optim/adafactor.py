@@ -5,7 +5,7 @@ import numbers
 
 import numpy as np
 
-from .host import HostOptimizer, _is_real, lerp_, vector_norm
+from .host import HostOptimizer, lerp_, vector_norm
 
 
 class Adafactor(HostOptimizer):
@@ -42,12 +42,6 @@ class Adafactor(HostOptimizer):
     # ------------------------------------------------------------------ checks
     def _bad(self, name, value, message):
         return ValueError(f"Adafactor: invalid {name}: {value!r} ({message})")
-
-    def _number(self, name, value):
-        if not _is_real(value):
-            raise TypeError(f"Adafactor: expected {name} to be a real number, "
-                            f"got {value!r} ({type(value).__name__})")
-        return float(value)
 
     def _check(self, group):
         """PyTorch's checks, with its messages; NaN fails them as in PyTorch."""

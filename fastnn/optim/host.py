@@ -88,6 +88,13 @@ class HostOptimizer(Optimizer):
     ``Optimizer``'s.
     """
 
+    def _number(self, name, value):
+        """value as a float, or a TypeError naming the hyper-parameter."""
+        if not _is_real(value):
+            raise TypeError(f"{self._name}: expected {name} to be a real number, "
+                            f"got {value!r} ({type(value).__name__})")
+        return float(value)
+
     def __init__(self, params, defaults, flags=None):
         super().__init__(params, defaults, flags)
         self._state = {}  # id(parameter) -> its state (PyTorch's optimizer.state[p])
@@ -167,13 +174,7 @@ class HostOptimizer(Optimizer):
     def state_dict(self):
         """{"type", "state", "param_groups"}: PyTorch's layout; state (copies) for every
         parameter that had a gradient at some step, under PyTorch's names."""
-        groups, start = [], 0
-        for group in self.param_groups:
-            entry = {k: (tuple(v) if isinstance(v, list) else v)
-                     for k, v in group.items() if k != "params"}
-            entry["params"] = list(range(start, start + len(group["params"])))
-            start += len(group["params"])
-            groups.append(entry)
+        groups = self._saved_groups()
         state = {}
         for index, p in enumerate(self._all_params()):
             saved = self._state.get(id(p))

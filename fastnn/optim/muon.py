@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from .host import HostOptimizer, _is_real, lerp_
+from .host import HostOptimizer, lerp_
 
 # Keller Jordan's constants, PyTorch's defaults
 EPS = 1e-7
@@ -148,12 +148,6 @@ class Muon(HostOptimizer):
                                   "ns_steps": ns_steps, "adjust_lr_fn": adjust_lr_fn})
 
     # ------------------------------------------------------------------ checks
-    def _number(self, name, value):
-        if not _is_real(value):
-            raise TypeError(f"Muon: expected {name} to be a real number, "
-                            f"got {value!r} ({type(value).__name__})")
-        return float(value)
-
     def _check(self, group):
         """PyTorch's checks, with its messages; NaN fails them as in PyTorch."""
         lr = group["lr"]

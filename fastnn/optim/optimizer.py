@@ -297,8 +297,9 @@ class Optimizer:
                     where[id(p)] = (gi, bucket, i)
         return [where[id(p)] for group in self.param_groups for p in group["params"]]
 
-    def state_dict(self):
-        """The optimizer's state (copies): {"type", "state", "param_groups"} as in PyTorch."""
+    def _saved_groups(self):
+        """The param groups as a state dict holds them: hyper-parameters (lists as
+        tuples) and "params" as the parameters' running indices, as in PyTorch."""
         groups, start = [], 0
         for group in self.param_groups:
             entry = {k: (tuple(v) if isinstance(v, list) else v)
@@ -306,6 +307,11 @@ class Optimizer:
             entry["params"] = list(range(start, start + len(group["params"])))
             start += len(group["params"])
             groups.append(entry)
+        return groups
+
+    def state_dict(self):
+        """The optimizer's state (copies): {"type", "state", "param_groups"} as in PyTorch."""
+        groups = self._saved_groups()
         state = {}
         for index, (_, bucket, i) in enumerate(self._locate()):
             if bucket.steps[i] > 0:
