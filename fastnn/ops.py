@@ -482,11 +482,13 @@ def _conv_out_size(where, size, kernel, stride, padding, ceil_mode=False, dilati
         raise ValueError(f"{where}: expected stride >= 1, padding >= 0 and dilation >= 1, "
                          f"got stride {stride}, padding {padding} and dilation {dilation}")
     span = dilation * (kernel - 1) + 1
-    if span > size + 2 * padding:
+    out = window_out_size(size, kernel, stride, padding, ceil_mode, dilation)
+    # ceil_mode keeps a first window that runs past the padded input (PyTorch's rule)
+    if span > size + 2 * padding and not (ceil_mode and out >= 1):
         what = "kernel size" if dilation == 1 else "dilated kernel span"
         raise ValueError(f"{where}: {what} {span} is larger than the padded input "
                          f"size {size + 2 * padding}")
-    return window_out_size(size, kernel, stride, padding, ceil_mode, dilation)
+    return out
 
 
 def _check_conv(where, x, weight, stride, padding):

@@ -264,6 +264,24 @@ def test_pooling_ceil_mode_dilation_and_divisor_override_match_torch(backend, dt
         assert_close(grad_in, tx.grad.numpy(), dtype)
 
 
+def test_ceil_mode_window_past_the_padded_input_as_torch(backend, dtype, rng):
+    """ceil_mode keeps one window larger than the padded input (PyTorch's rule)."""
+    x = rng.standard_normal((1, 2, 1, 2)).astype(dtype)
+    for k, stride in (((4, 4), (2, 3)), ((3, 4), (1, 1))):
+        tx = tt(x, True)
+        ty, tidx = F.max_pool2d(tx, k, stride, (1, 1), ceil_mode=True, return_indices=True)
+        ty.backward(torch.ones_like(ty))
+        y, idx = ops.max_pool2d_forward(x, k, stride, (1, 1), ceil_mode=True)
+        np.testing.assert_array_equal(y, ty.detach().numpy())
+        np.testing.assert_array_equal(idx, tidx.numpy())
+        assert_close(ops.max_pool2d_backward(np.ones_like(y), idx, x.shape), tx.grad.numpy(),
+                     dtype)
+        ta = F.avg_pool2d(tt(x), k, stride, (1, 1), ceil_mode=True).numpy()
+        assert_close(ops.avg_pool2d_forward(x, k, stride, (1, 1), ceil_mode=True), ta, dtype)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        ops.max_pool2d_forward(x, (4, 4), (2, 3), (1, 1))
+
+
 def test_pooling_ceil_mode_checks_shapes_and_divisor(backend):
     x = np.zeros((1, 1, 7, 7), np.float32)
     with pytest.raises(ValueError, match=r"avg_pool2d_forward: expected divisor_override to be "

@@ -53,8 +53,9 @@ from .lazy import (LazyBatchNorm1d, LazyBatchNorm2d, LazyBatchNorm3d, LazyConv1d
                    LazyInstanceNorm2d, LazyInstanceNorm3d, LazyLinear)
 from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from . import utils
+from . import functional
 
-__all__ = ["Module", "Parameter", "Linear", "LazyLinear", "LazyConv1d", "LazyConv2d",
+__all__ = ["Module", "Parameter", "functional", "Linear", "LazyLinear", "LazyConv1d", "LazyConv2d",
            "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyBatchNorm1d", "LazyBatchNorm2d",
            "LazyBatchNorm3d", "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
            "ELU", "SELU", "CELU", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",

@@ -1,0 +1,1253 @@
+"""``fastnn.nn.functional``: PyTorch's ``torch.nn.functional`` for NumPy arrays, forward only.
+
+For code ported from PyTorch or NumPy that runs models forward (inference, evaluation,
+a loss to report)::
+
+    from fastnn.nn import functional as F
+    h = F.relu(F.conv2d(x, w, b, padding="same"))
+    loss = F.cross_entropy(logits, labels, label_smoothing=0.1)
+
+Each function has PyTorch 2.13's name, parameters, defaults and semantics (dim arguments,
+reductions, keyword names), takes NumPy float32/float64 arrays (integer arrays for class
+indices and embedding indices) and returns NumPy arrays in the input's dtype; a reduced
+loss is a 0-d array (PyTorch's 0-d tensor: ``float(loss)`` or ``loss.item()`` gives the
+number). All float arrays of one call share one dtype.
+
+**Forward only**: nothing here keeps what a backward pass would need. To train, use the
+layers of ``fastnn.nn`` (explicit ``forward``/``backward``, gradients in ``param.grad``)
+or the functional kernels of ``fastnn.ops``, each with its ``*_backward`` twin
+(``ops.relu`` / ``ops.relu_backward``, ``ops.conv2d_forward`` / ``ops.conv2d_backward``).
+
+The functions adapt what fastnn already computes: the ops of the current backend
+(``fastnn.ops``: activations, softmax, linear, dropout, conv2d, pooling, batch and layer
+norm, the fused losses) or, where no op exists, the forward of the matching layer
+(adaptive pooling, cosine similarity, pairwise distance, the weighted binary
+cross-entropy with logits, KL divergence), nn's padding helper and the reference
+per-element loss formulas (``reduction='none'``). Options the ops lack are composed
+around them: conv2d's groups run one op call per group, its dilation a kernel spread with
+zeros, an even-sized ``padding='same'`` an explicit zero border; cross_entropy with class
+weights, ignored classes or label smoothing is PyTorch's formula over ops.log_softmax.
+What has no fastnn counterpart is a few lines of NumPy (one_hot, normalize, embedding's
+gather and max_norm, nll_loss's gather).
+
+Errors: PyTorch's exception type for bad shapes and argument values (RuntimeError,
+ValueError, IndexError, NotImplementedError, as ``torch.nn.functional`` raises them), and
+fastnn's TypeError for a wrong array type or dtype (PyTorch often says RuntimeError).
+Where PyTorch warns (an implicit softmax dim, a loss target broadcast against its input,
+the deprecated size_average/reduce, kl_div's 'mean'), a Python warning says the same.
+"""
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from .. import device as _device
+from .. import ops
+from .. import random as _random
+from ..backend import current as _current_backend
+from ..kernels.reference import losses as _reference
+from ..kernels.window_shapes import window_out_size
+from ..validation import as_contiguous, check_float_array, check_float_dtype
+from .activations import SELU
+from .adaptive import AdaptiveAvgPool1d, AdaptiveAvgPool2d
+from .distance import CosineSimilarity, PairwiseDistance
+from .loss import BCEWithLogitsLoss, KLDivLoss
+from .padding import pad_forward
+
+__all__ = [
+    "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid",
+    "tanh", "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid",
+    "softmax", "log_softmax", "softmin", "linear", "dropout", "conv1d", "conv2d",
+    "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
+    "adaptive_avg_pool2d", "batch_norm", "layer_norm", "group_norm", "embedding", "one_hot",
+    "pad", "normalize", "cosine_similarity", "pairwise_distance", "cross_entropy",
+    "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
+]
+
+
+# ------------------------------------------------------------------------ helpers
+def _float(where, name, x, dtype=None):
+    """x checked: a float32/float64 numpy.ndarray (of dtype when given)."""
+    return check_float_array(where, name, x, dtype=dtype)
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _ints(where, name, value, n):
+    """An int or a sequence of n ints (or of one, repeated) as a tuple of n ints."""
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    if len(items) == 1:
+        items = items * n
+    if len(items) != n or not all(_is_int(v) for v in items):
+        raise TypeError(f"{where}: expected {name} to be an int or a tuple of {n} ints, "
+                        f"got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def _axis(dim, ndim):
+    """dim (an int, negative counting from the end) as an axis of a rank-ndim array, with
+    PyTorch's IndexError when out of range (a 0-d array takes dim 0 or -1)."""
+    if not _is_int(dim):
+        raise TypeError(f"expected dim to be an int, got {dim!r}")
+    low, high = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
+    if not low <= dim <= high:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{low}, {high}], "
+                         f"but got {dim})")
+    return int(dim) % max(ndim, 1)
+
+
+def _elementwise(op, x, inplace, *args):
+    """op(x, *args) of fastnn.ops; inplace=True writes the result into x and returns x
+    (PyTorch's in-place variant)."""
+    if not inplace:
+        return op(x, *args)
+    if isinstance(x, np.ndarray) and x.flags.c_contiguous and x.flags.writeable:
+        return op(x, *args, out=x)
+    x[...] = op(x, *args)
+    return x
+
+
+def _in_place(x, y, inplace):
+    """y, or x overwritten with y when inplace."""
+    if not inplace:
+        return y
+    x[...] = y
+    return x
+
+
+def _kernel(name, x):
+    """The current backend's kernel ``name`` and x checked and C-contiguous, for the few
+    calls whose arguments fastnn.ops refuses (softplus with beta <= 0, as LogSigmoid)."""
+    return getattr(_current_backend(), name), as_contiguous(_float(name, "input", x))
+
+
+# ---------------------------------------------------------------------- activations
+def relu(input, inplace=False):
+    """max(input, 0), elementwise. input: any shape; output: the same shape (input itself,
+    overwritten, with inplace=True)."""
+    return _elementwise(ops.relu, input, inplace)
+
+
+def relu6(input, inplace=False):
+    """min(max(input, 0), 6), elementwise (hardtanh(input, 0, 6)). input: any shape."""
+    return _elementwise(ops.hardtanh, input, inplace, 0.0, 6.0)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    """input where input > 0, else negative_slope * input. input: any shape."""
+    return _elementwise(ops.leaky_relu, input, inplace, negative_slope)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    """input where input > 0, else alpha * (exp(input) - 1). input: any shape."""
+    return _elementwise(ops.elu, input, inplace, alpha)
+
+
+def selu(input, inplace=False):
+    """scale * elu(input, alpha) with PyTorch's constants (alpha 1.6733, scale 1.0507).
+    input: any shape."""
+    y = _elementwise(ops.elu, input, inplace, SELU.ALPHA)
+    y *= y.dtype.type(SELU.SCALE)
+    return y
+
+
+def celu(input, alpha=1.0, inplace=False):
+    """input where input > 0, else alpha * (exp(input / alpha) - 1): alpha * elu(input /
+    alpha). input: any shape; alpha != 0."""
+    if alpha == 0:
+        raise RuntimeError("celu: ZeroDivisionError: alpha cannot be 0 for CELU")
+    x = _float("celu", "input", input)
+    if alpha == 1.0:
+        return _elementwise(ops.elu, x, inplace, 1.0)
+    y = ops.elu(np.multiply(x, x.dtype.type(1.0 / alpha), out=np.empty_like(x)), 1.0)
+    y *= y.dtype.type(alpha)
+    return _in_place(x, y, inplace)
+
+
+def gelu(input, approximate="none"):
+    """input * Phi(input) (the exact erf form), or with approximate='tanh' 0.5 input (1 +
+    tanh(sqrt(2 / pi) (input + 0.044715 input^3))). input: any shape."""
+    if approximate == "none":
+        return ops.gelu(input)
+    if approximate == "tanh":
+        return ops.gelu_tanh(input)
+    raise RuntimeError("approximate argument must be either none or tanh.")
+
+
+def silu(input, inplace=False):
+    """input * sigmoid(input) (SiLU, swish). input: any shape."""
+    return _elementwise(ops.silu, input, inplace)
+
+
+def mish(input, inplace=False):
+    """input * tanh(softplus(input)). input: any shape."""
+    return _elementwise(ops.mish, input, inplace)
+
+
+def sigmoid(input):
+    """1 / (1 + exp(-input)), finite for any input. input: any shape."""
+    return ops.sigmoid(input)
+
+
+def tanh(input):
+    """tanh(input). input: any shape."""
+    return ops.tanh(input)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    """log(1 + exp(beta * input)) / beta, or input where beta * input > threshold.
+    input: any shape. beta may be negative, as PyTorch's (0 gives inf)."""
+    if not isinstance(beta, (numbers.Real, np.floating)) or beta > 0:
+        return ops.softplus(input, beta, threshold)
+    kernel, x = _kernel("softplus", input)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return kernel(x, float(beta), float(threshold))
+
+
+def softsign(input):
+    """input / (1 + |input|). input: any shape."""
+    return ops.softsign(input)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    """min(max(input, min_val), max_val). input: any shape; min_val <= max_val."""
+    if isinstance(min_val, numbers.Real) and isinstance(max_val, numbers.Real) \
+            and min_val > max_val:
+        raise ValueError("min_val cannot be greater than max_val")
+    return _elementwise(ops.hardtanh, input, inplace, min_val, max_val)
+
+
+def hardsigmoid(input, inplace=False):
+    """min(max(input + 3, 0), 6) / 6. input: any shape."""
+    return _elementwise(ops.hardsigmoid, input, inplace)
+
+
+def hardswish(input, inplace=False):
+    """input * min(max(input + 3, 0), 6) / 6. input: any shape."""
+    return _elementwise(ops.hardswish, input, inplace)
+
+
+def logsigmoid(input):
+    """log(sigmoid(input)) = -softplus(-input), finite for every finite input (the softplus
+    kernel at beta = -1 without threshold, as nn.LogSigmoid). input: any shape."""
+    kernel, x = _kernel("softplus", input)
+    return kernel(x, -1.0, float("inf"))
+
+
+def _softmax_dim(name, ndim, stacklevel):
+    """PyTorch's implicit dim, with its deprecation warning."""
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
+                  f"to include dim=X as an argument.", stacklevel=stacklevel)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _along(name, op, input, dim, stacklevel, dtype, negate=False):
+    """op (a row kernel of fastnn.ops) along axis dim of input of any rank: the axis moved
+    last in a copy unless it already is (a view)."""
+    x = _float(name, "input", input)
+    if dtype is not None:
+        check_float_dtype(name, np.dtype(dtype), "dtype")
+        x = x.astype(dtype, copy=False)
+    if dim is None:
+        dim = _softmax_dim(name, x.ndim, stacklevel + 1)
+    axis = _axis(dim, x.ndim)
+    if x.ndim == 0:
+        return op(-x.reshape(1, 1) if negate else x.reshape(1, 1)).reshape(())
+    rows, shape = _device.rows_along(x, axis)
+    return _device.from_rows(op(-rows if negate else rows), shape, axis)
+
+
+def softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """exp(input) / sum(exp(input)) along dim (any rank; dim=None: PyTorch's deprecated
+    implicit choice, 0 for ranks 0, 1 and 3, else 1, with its warning). dtype: cast input to
+    it first (np.float32 or np.float64). Output: input's shape."""
+    return _along("softmax", ops.softmax, input, dim, _stacklevel, dtype)
+
+
+def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    """log(softmax(input, dim)), computed as input - logsumexp (finite where the probability
+    underflows). As softmax's arguments; output: input's shape."""
+    return _along("log_softmax", ops.log_softmax, input, dim, _stacklevel, dtype)
+
+
+def softmin(input, dim=None, _stacklevel=3, dtype=None):
+    """softmax(-input, dim). As softmax's arguments; output: input's shape."""
+    return _along("softmin", ops.softmax, input, dim, _stacklevel, dtype, negate=True)
+
+
+# ---------------------------------------------------------------------------- linear
+def linear(input, weight, bias=None):
+    """input @ weight.T + bias.
+
+    input: (*, in_features); weight: (out_features, in_features), or (in_features,) for
+    one output (the out axis then dropped); bias: (out_features,) or None.
+    Output: (*, out_features). One ops.linear_forward call on the (rows, in) view.
+    """
+    where = "linear"
+    x = _float(where, "input", input)
+    w = _float(where, "weight", weight, dtype=x.dtype)
+    if x.ndim == 0 or w.ndim not in (1, 2):
+        raise RuntimeError(f"{where}: expected input of rank >= 1 and weight of rank 1 or 2, "
+                           f"got shapes {x.shape} and {w.shape}")
+    w2 = w if w.ndim == 2 else w.reshape(1, -1)
+    in_features = x.shape[-1]
+    rows = math.prod(x.shape[:-1])
+    if w2.shape[1] != in_features:
+        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{in_features} "
+                           f"and {w2.shape[1]}x{w2.shape[0]})")
+    out_features = w2.shape[0]
+    b = None
+    if bias is not None:
+        b = _float(where, "bias", bias, dtype=x.dtype)
+        if b.shape not in (((out_features,),) if w.ndim == 2 else ((), (1,))):
+            raise RuntimeError(f"{where}: expected bias of shape ({out_features},), got "
+                               f"{b.shape}")
+        b = b.reshape(out_features)
+    y = ops.linear_forward(x.reshape(rows, in_features), w2, b)
+    return y.reshape(x.shape[:-1] + ((out_features,) if w.ndim == 2 else ()))
+
+
+# --------------------------------------------------------------------------- dropout
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Inverted dropout: each element zeroed with probability p, the others scaled by
+    1 / (1 - p), when training; input itself when not training or p = 0.
+
+    The mask comes from ops.dropout_forward with a seed drawn from fastnn's generator
+    (``fastnn.manual_seed`` makes it reproducible on one backend; masks differ from
+    PyTorch's). input: any shape; output: the same shape.
+    """
+    if not isinstance(p, (numbers.Real, np.floating)) or isinstance(p, bool) \
+            or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    x = _float("dropout", "input", input)
+    if not training or p == 0:
+        return x
+    if p == 1:
+        y = np.multiply(x, x.dtype.type(0), out=np.empty_like(x))  # a NaN stays NaN
+    else:
+        y, _ = ops.dropout_forward(x, float(p), _random.draw_seed())
+    return _in_place(x, y, inplace)
+
+
+# ------------------------------------------------------------------------ convolution
+def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
+    """The N-d convolution (dims 1 or 2) by ops.conv2d_forward (1-D on an (N, C, 1, L)
+    view): groups one call per group, dilation a kernel spread with zeros, an asymmetric
+    'same' border (even spans) an explicit zero pad."""
+    x = _float(where, "input", input)
+    if x.ndim not in (dims + 1, dims + 2):
+        raise RuntimeError(f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input "
+                           f"to {where}, but got input of size: {list(x.shape)}")
+    w = _float(where, "weight", weight, dtype=x.dtype)
+    if w.ndim != dims + 2:
+        raise RuntimeError(f"{where}: expected weight to be {dims + 2}-D (out_channels, "
+                           f"in_channels / groups, *kernel_size), got shape {w.shape}")
+    if not _is_int(groups) or groups < 1:
+        raise RuntimeError("non-positive groups is not supported")
+    stride = _ints(where, "stride", stride, dims)
+    dilation = _ints(where, "dilation", dilation, dims)
+    if min(stride) < 1:
+        raise RuntimeError("non-positive stride is not supported")
+    if min(dilation) < 1:
+        raise RuntimeError("dilation should be greater than zero")
+    unbatched = x.ndim == dims + 1
+    xb = x[None] if unbatched else x
+    c, size = xb.shape[1], xb.shape[2:]
+    out_channels, group_in = w.shape[:2]
+    if out_channels % groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} "
+                           f"at dimension 0, but got weight of size [{list(w.shape)}] instead")
+    if c != group_in * groups:
+        raise RuntimeError(f"Given groups={groups}, weight of size {list(w.shape)}, expected "
+                           f"input{list(xb.shape)} to have {group_in * groups} channels, but "
+                           f"got {c} channels instead")
+    b = None
+    if bias is not None:
+        b = _float(where, "bias", bias, dtype=x.dtype)
+        if b.shape != (out_channels,):
+            raise RuntimeError(f"Given weight of size {list(w.shape)}, expected bias to be "
+                               f"1-dimensional with {out_channels} elements, but got bias of "
+                               f"size {list(b.shape)} instead")
+    spans = tuple(d * (k - 1) + 1 for d, k in zip(dilation, w.shape[2:]))
+    if isinstance(padding, str):
+        if padding == "valid":
+            border = ((0, 0),) * dims
+        elif padding == "same":
+            if max(stride) != 1:
+                raise RuntimeError("padding='same' is not supported for strided convolutions")
+            border = tuple(((s - 1) // 2, (s - 1) - (s - 1) // 2) for s in spans)
+        else:
+            raise RuntimeError(f"Invalid padding string: {padding!r}")
+    else:
+        pads = _ints(where, "padding", padding, dims)
+        if min(pads) < 0:
+            raise RuntimeError("negative padding is not supported")
+        border = tuple((p, p) for p in pads)
+    padded = tuple(n + lo + hi for n, (lo, hi) in zip(size, border))
+    if any(s > n for s, n in zip(spans, padded)):
+        raise RuntimeError(f"Calculated padded input size per channel: "
+                           f"({' x '.join(map(str, padded))}). Kernel size: "
+                           f"({' x '.join(map(str, spans))}). Kernel size can't be greater "
+                           f"than actual input size")
+    if dims == 1:  # the 2-D kernels on height-1 views
+        xb, w = xb[:, :, None, :], w[:, :, None, :]
+        stride, dilation, border = (1,) + stride, (1,) + dilation, ((0, 0),) + border
+    if any(lo != hi for lo, hi in border):
+        xb = pad_forward(xb, border, "constant")
+        border = ((0, 0), (0, 0))
+    padding2 = tuple(lo for lo, _ in border)
+    if dilation != (1, 1):
+        dh, dw = dilation
+        kh, kw = w.shape[2:]
+        spread = np.zeros(w.shape[:2] + ((kh - 1) * dh + 1, (kw - 1) * dw + 1), w.dtype)
+        spread[:, :, ::dh, ::dw] = w
+        w = spread
+    if groups == 1:
+        y = ops.conv2d_forward(xb, w, b, stride, padding2)
+    else:
+        cin, cout = c // groups, out_channels // groups
+        parts = [ops.conv2d_forward(np.ascontiguousarray(xb[:, g * cin:(g + 1) * cin]),
+                                    w[g * cout:(g + 1) * cout],
+                                    None if b is None else b[g * cout:(g + 1) * cout],
+                                    stride, padding2) for g in range(groups)]
+        y = np.concatenate(parts, axis=1)
+    if dims == 1:
+        y = y[:, :, 0, :]
+    return y[0] if unbatched else y
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """1-D cross-correlation, PyTorch's conv1d.
+
+    input: (N, C_in, L) or unbatched (C_in, L); weight: (C_out, C_in / groups, k); bias:
+    (C_out,) or None; stride, padding, dilation: an int or a 1-tuple; padding may be
+    'valid' or 'same' (stride 1; an even span pads one more on the right, as PyTorch).
+    Output: (N, C_out, L_out), L_out = (L + 2 padding - dilation (k - 1) - 1) // stride + 1
+    (without N for an unbatched input). The 2-D kernels on an (N, C, 1, L) view.
+    """
+    return _conv("conv1d", 1, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """2-D cross-correlation over NCHW input, PyTorch's conv2d.
+
+    input: (N, C_in, H, W) or unbatched (C_in, H, W); weight: (C_out, C_in / groups, kH,
+    kW); bias: (C_out,) or None; stride, padding, dilation: an int or a pair; padding may
+    be 'valid' (0) or 'same' (stride 1; output H, W = input H, W; an even dilated kernel
+    span pads one more at the bottom/right, as PyTorch). Output: (N, C_out, H_out, W_out),
+    H_out = (H + 2 padding - dilation (kH - 1) - 1) // stride + 1 (likewise W_out).
+    ops.conv2d_forward; groups > 1 is one call per group, dilation > 1 the kernel spread
+    with zeros (its zero taps cost their multiply-adds).
+    """
+    return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+
+
+# --------------------------------------------------------------------------- pooling
+def _pool_args(where, dims, kernel_size, stride, padding, dilation=1):
+    """(kernel_size, stride, padding, dilation) as dims-tuples with PyTorch's checks;
+    stride None (or empty) is kernel_size."""
+    kernel = _ints(where, "kernel_size", kernel_size, dims)
+    no_stride = stride is None or (isinstance(stride, (tuple, list)) and not stride)
+    stride = kernel if no_stride else _ints(where, "stride", stride, dims)
+    padding = _ints(where, "padding", padding, dims)
+    dilation = _ints(where, "dilation", dilation, dims)
+    if min(kernel) < 1:
+        raise RuntimeError("kernel_size must be greater than zero")
+    if min(stride) < 1:
+        raise RuntimeError("stride should be greater than zero")
+    if min(dilation) < 1:
+        raise RuntimeError("dilation should be greater than zero")
+    if min(padding) < 0:
+        raise RuntimeError("pad must be non-negative")
+    for k, p, d in zip(kernel, padding, dilation):
+        if p > k // 2:
+            raise RuntimeError(f"pad should be at most half of effective kernel size, but got "
+                               f"pad={p}, kernel_size={k} and dilation={d}")
+    return kernel, stride, padding, dilation
+
+
+def _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run):
+    """run(x4, kernel2, stride2, padding2, dilation2) on input (N, C, *spatial) or
+    unbatched (C, *spatial) as an (N, C, H, W) array (1-D: H = 1, a view); its outputs
+    (arrays of the output's shape) shaped back."""
+    x = _float(where, "input", input)
+    if x.ndim not in (dims + 1, dims + 2) or 0 in x.shape[x.ndim - dims - 1:]:
+        raise RuntimeError(f"{where}: non-empty {dims + 1}D or {dims + 2}D (batch mode) tensor "
+                           f"expected for input, got shape {x.shape}")
+    sizes = x.shape[x.ndim - dims:]
+    out = tuple(window_out_size(n, k, s, p, bool(ceil_mode), d)
+                for n, k, s, p, d in zip(sizes, kernel, stride, padding, dilation))
+    if min(out) < 1:
+        c = x.shape[x.ndim - dims - 1]
+        raise RuntimeError(f"Given input size: ({'x'.join(map(str, (c,) + sizes))}). "
+                           f"Calculated output size: ({'x'.join(map(str, (c,) + out))}). "
+                           f"Output size is too small")
+    lead = x.shape[:x.ndim - dims]
+    x4 = x.reshape((math.prod(lead[:-1]),) + lead[-1:] + (1,) * (2 - dims) + sizes)
+    if dims == 1:
+        kernel, stride, padding, dilation = ((1,) + kernel, (1,) + stride, (0,) + padding,
+                                             (1,) + dilation)
+    results = run(x4, kernel, stride, padding, dilation)
+    return tuple(r.reshape(lead + out) for r in results)
+
+
+def _max_pool(where, dims, input, kernel_size, stride, padding, dilation, ceil_mode,
+              return_indices):
+    kernel, stride, padding, dilation = _pool_args(where, dims, kernel_size, stride, padding,
+                                                   dilation)
+
+    def run(x4, k, s, p, d):
+        return ops.max_pool2d_forward(x4, k, s, p, ceil_mode=bool(ceil_mode), dilation=d)
+
+    y, indices = _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)
+    return (y, indices) if return_indices else y
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Maximum over windows of (N, C, L) or unbatched (C, L) input; padding (at most half
+    the kernel) counts as -inf. kernel_size, stride (None: kernel_size), padding, dilation:
+    an int or a 1-tuple. Output (N, C, L_out), L_out = (L + 2 p - d (k - 1) - 1) // s + 1
+    (ceil_mode: rounded up, PyTorch's rule); with return_indices, (output, int64 indices of
+    the maxima along L)."""
+    return _max_pool("max_pool1d", 1, input, kernel_size, stride, padding, dilation,
+                     ceil_mode, return_indices)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Maximum over windows of (N, C, H, W) or unbatched (C, H, W) input; padding (at most
+    half the kernel) counts as -inf. kernel_size, stride (None: kernel_size), padding,
+    dilation: an int or a pair. Output (N, C, H_out, W_out), H_out = (H + 2 p - d (k - 1) -
+    1) // s + 1 (ceil_mode: rounded up, PyTorch's rule); with return_indices, (output,
+    int64 indices h * W + w of each maximum in its plane, MaxUnpool2d's input)."""
+    return _max_pool("max_pool2d", 2, input, kernel_size, stride, padding, dilation,
+                     ceil_mode, return_indices)
+
+
+def _avg_pool(where, dims, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
+              divisor_override):
+    kernel, stride, padding, dilation = _pool_args(where, dims, kernel_size, stride, padding)
+    if divisor_override is not None and (not _is_int(divisor_override)
+                                         or divisor_override == 0):
+        raise RuntimeError("divisor must be not zero")
+
+    def run(x4, k, s, p, d):
+        return (ops.avg_pool2d_forward(x4, k, s, p, bool(count_include_pad),
+                                       ceil_mode=bool(ceil_mode),
+                                       divisor_override=divisor_override),)
+
+    return _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)[0]
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True):
+    """Mean over windows of (N, C, L) or unbatched (C, L) input, zero padding (at most half
+    the kernel); count_include_pad=False divides by the unpadded cells only. Output
+    (N, C, L_out), L_out = (L + 2 p - k) // s + 1 (ceil_mode: rounded up)."""
+    return _avg_pool("avg_pool1d", 1, input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, None)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """Mean over windows of (N, C, H, W) or unbatched (C, H, W) input, zero padding (at most
+    half the kernel); count_include_pad=False divides by the unpadded cells only,
+    divisor_override (a positive int) replaces the divisor. Output (N, C, H_out, W_out),
+    H_out = (H + 2 p - k) // s + 1 (ceil_mode: rounded up)."""
+    return _avg_pool("avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode,
+                     count_include_pad, divisor_override)
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """Mean over PyTorch's adaptive windows of (N, C, L) or unbatched (C, L) input, giving
+    (N, C, output_size). output_size: an int (or a 1-tuple). The forward of
+    nn.AdaptiveAvgPool1d (a pooling op when output_size divides L)."""
+    return AdaptiveAvgPool1d(output_size).forward(input)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Mean over PyTorch's adaptive windows of (N, C, H, W) or unbatched (C, H, W) input,
+    giving (N, C, H_out, W_out). output_size: an int or a pair, an entry None keeping that
+    input size. The forward of nn.AdaptiveAvgPool2d (a pooling op when the output sizes
+    divide the input's)."""
+    return AdaptiveAvgPool2d(output_size).forward(input)
+
+
+# ----------------------------------------------------------------------- normalisation
+def _channel_vector(where, name, value, c, dtype):
+    """None, or a (C,) float array of dtype (PyTorch's RuntimeError on another size)."""
+    if value is None:
+        return None
+    v = _float(where, name, value, dtype=dtype)
+    if v.shape != (c,):
+        raise RuntimeError(f"{name} should contain {c} elements not {v.size}")
+    return v
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False,
+               momentum=0.1, eps=1e-05):
+    """Batch normalisation per channel (axis 1), PyTorch's batch_norm.
+
+    input: (N, C, *) (any rank >= 2); running_mean, running_var: (C,) arrays, or None
+    (then training must be True); weight, bias: (C,) or None (1 and 0).
+    training=True normalises with the batch's mean and biased variance and, when given,
+    updates running_mean and running_var in place (new = (1 - momentum) old + momentum
+    batch statistic, the variance unbiased); training=False normalises with them.
+    y = (input - mean) / sqrt(var + eps) * weight + bias; output: input's shape.
+    ops.batchnorm_forward (a rank other than 2 and 4 on an (N, C, S, 1) view).
+    """
+    where = "batch_norm"
+    x = _float(where, "input", input)
+    if x.ndim < 2:
+        raise ValueError(f"{where}: expected input of shape (N, C, *), got {x.shape}")
+    c, dtype = x.shape[1], x.dtype
+    if training and x.size // max(c, 1) <= 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {x.shape}")
+    if not training and (running_mean is None or running_var is None):
+        raise RuntimeError("running_mean must be defined in evaluation mode")
+    running_mean = _channel_vector(where, "running_mean", running_mean, c, dtype)
+    running_var = _channel_vector(where, "running_var", running_var, c, dtype)
+    weight = _channel_vector(where, "weight", weight, c, dtype)
+    bias = _channel_vector(where, "bias", bias, c, dtype)
+    # batch statistics without (one of) the running ones: the kernel updates scratch
+    running_mean = np.zeros(c, dtype) if running_mean is None else running_mean
+    running_var = np.ones(c, dtype) if running_var is None else running_var
+    shape = x.shape
+    if x.ndim not in (2, 4):
+        x = x.reshape(shape[:2] + (math.prod(shape[2:]), 1))
+    y, _, _ = ops.batchnorm_forward(
+        x, np.ones(c, dtype) if weight is None else weight,
+        np.zeros(c, dtype) if bias is None else bias, running_mean, running_var,
+        training=bool(training), momentum=momentum, eps=eps)
+    return y.reshape(shape)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
+    """Normalise over the trailing dimensions normalized_shape: (input - mean) /
+    sqrt(var + eps) * weight + bias, mean and biased variance over those dimensions.
+
+    input: (*, *normalized_shape); normalized_shape: an int or a tuple; weight, bias: of
+    shape normalized_shape, or None. Output: input's shape. ops.layer_norm_forward on
+    the (rows, prod(normalized_shape)) view.
+    """
+    where = "layer_norm"
+    x = _float(where, "input", input)
+    shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) \
+        else (normalized_shape,)
+    if not shape or not all(_is_int(v) for v in shape):
+        raise TypeError(f"{where}: expected normalized_shape to be an int or a tuple of "
+                        f"ints, got {normalized_shape!r}")
+    shape = tuple(int(v) for v in shape)
+    if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
+        raise RuntimeError(f"Given normalized_shape={list(shape)}, expected input with shape "
+                           f"[*, {', '.join(map(str, shape))}], but got input of size"
+                           f"{list(x.shape)}")
+    vectors = []
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None:
+            value = _float(where, name, value, dtype=x.dtype)
+            if value.shape != shape:
+                raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, "
+                                   f"but got {name} of shape {list(value.shape)} and "
+                                   f"normalized_shape = {list(shape)}")
+            value = value.reshape(-1)
+        vectors.append(value)
+    d = math.prod(shape)
+    y, _, _ = ops.layer_norm_forward(x.reshape(-1, d), *vectors, eps=eps)
+    return y.reshape(x.shape)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
+    """Group normalisation: the C channels in num_groups groups, each sample's group
+    normalised over its channels and positions, then weight[c] * . + bias[c].
+
+    input: (N, C, *); weight, bias: (C,) or None. Output: input's shape.
+    ops.layer_norm_forward on the (N * num_groups, -1) view, then the per-channel affine
+    (as nn.GroupNorm).
+    """
+    where = "group_norm"
+    x = _float(where, "input", input)
+    if x.ndim < 2:
+        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received "
+                           f"{x.ndim}")
+    if not _is_int(num_groups) or num_groups < 1:
+        raise TypeError(f"{where}: expected num_groups to be a positive int, got "
+                        f"{num_groups!r}")
+    n, c = x.shape[:2]
+    if c % num_groups:
+        raise RuntimeError(f"Expected number of channels in input to be divisible by "
+                           f"num_groups, but got input of shape {list(x.shape)} and "
+                           f"num_groups={num_groups}")
+    if n * c // num_groups * math.prod(x.shape[2:]) == 1:  # PyTorch's _verify_batch_size
+        raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {[n * c // num_groups, num_groups, *x.shape[2:]]}")
+    affine = []
+    for name, value in (("weight", weight), ("bias", bias)):
+        if value is not None:
+            value = _float(where, name, value, dtype=x.dtype)
+            if value.shape != (c,):
+                raise RuntimeError(f"Expected {name} to be a vector of size equal to the "
+                                   f"number of channels in input, but got {name} of shape "
+                                   f"{list(value.shape)} and input of shape {list(x.shape)}")
+        affine.append(value)
+    xhat, _, _ = ops.layer_norm_forward(x.reshape(n * num_groups, -1), None, None, eps=eps)
+    y = xhat.reshape(n, c, -1)
+    if affine[0] is not None:
+        y *= affine[0][:, None]
+    if affine[1] is not None:
+        y += affine[1][:, None]
+    return y.reshape(x.shape)
+
+
+# ---------------------------------------------------------------------- embeddings
+def _integers(where, name, value):
+    if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu":
+        got = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
+        raise TypeError(f"{where}: expected {name} to be an integer numpy.ndarray, got {got}")
+    return value
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
+              scale_grad_by_freq=False, sparse=False):
+    """The rows of weight at the integer indices input: weight[input].
+
+    input: integer indices of any shape, each in [0, num_embeddings); weight:
+    (num_embeddings, embedding_dim). Output: (*input.shape, embedding_dim) in weight's
+    dtype. max_norm: the referenced rows whose norm_type-norm exceeds it are first scaled
+    to max_norm / (norm + 1e-7) in weight, in place (PyTorch's). padding_idx (checked
+    within range), scale_grad_by_freq and sparse only shape gradients: accepted, they
+    change nothing here.
+    """
+    where = "embedding"
+    idx = _integers(where, "input", input)
+    w = _float(where, "weight", weight)
+    if w.ndim != 2:
+        raise RuntimeError("'weight' must be 2-D")
+    num = w.shape[0]
+    if padding_idx is not None and not (_is_int(padding_idx) and -num <= padding_idx < num):
+        raise AssertionError("Padding_idx must be within num_embeddings")
+    if idx.size and (idx.min() < 0 or idx.max() >= num):
+        raise IndexError("index out of range in self")
+    if max_norm is not None:
+        rows = np.unique(idx)
+        norms = np.linalg.norm(w[rows].astype(np.float64), ord=norm_type, axis=1)
+        over = norms > max_norm
+        scale = (max_norm / (norms[over] + 1e-7)).astype(w.dtype)
+        w[rows[over]] *= scale[:, None]
+    return np.take(w, idx, axis=0)
+
+
+def one_hot(tensor, num_classes=-1):
+    """One-hot encoding: an int64 array of shape (*tensor.shape, num_classes) with 1 at
+    each class index and 0 elsewhere. tensor: integer class indices >= 0; num_classes:
+    -1 takes max(tensor) + 1."""
+    where = "one_hot"
+    t = _integers(where, "tensor", tensor)
+    if not _is_int(num_classes) or num_classes < -1:
+        raise RuntimeError(f"{where}: expected num_classes to be -1 or an int >= 0, got "
+                           f"{num_classes!r}")
+    if num_classes == -1:
+        if t.size == 0:
+            raise RuntimeError("Can not infer total number of classes from empty tensor.")
+        num_classes = int(t.max()) + 1
+    if t.size and t.min() < 0:
+        raise RuntimeError("Class values must be non-negative.")
+    if t.size and t.max() >= num_classes:
+        raise RuntimeError("Class values must be smaller than num_classes.")
+    out = np.zeros(t.shape + (int(num_classes),), np.int64)
+    np.put_along_axis(out, t.astype(np.int64)[..., None], 1, axis=-1)
+    return out
+
+
+# --------------------------------------------------------------------------- padding
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def pad(input, pad, mode="constant", value=None):
+    """Pad the last len(pad) // 2 dimensions of input: pad = (left, right) for the last,
+    then (top, bottom) for the one before, then (front, back); negative entries crop.
+
+    mode: 'constant' (value, default 0, any rank), 'reflect' (the border not repeated;
+    padding below the size), 'replicate' (the border repeated) or 'circular' (wrapping;
+    padding at most the size); the last three pad the last 1, 2 or 3 dimensions of an
+    input of that rank plus 1 or 2, as PyTorch. Output: input's shape with each padded
+    size grown by its two entries. np.pad through nn's padding helper.
+    """
+    where = "pad"
+    x = _float(where, "input", input)
+    if not isinstance(pad, (tuple, list)) or not all(_is_int(v) for v in pad):
+        raise TypeError(f"{where}: expected pad to be a tuple of ints, got {pad!r}")
+    if len(pad) % 2:
+        raise RuntimeError("Padding length must be divisible by 2")
+    k = len(pad) // 2
+    if k > x.ndim:
+        raise RuntimeError(f"Padding length should be less than or equal to two times the "
+                           f"input dimension but got padding length {len(pad)} and input of "
+                           f"dimension {x.ndim}")
+    if mode not in _PAD_MODES:
+        raise NotImplementedError(f"Unrecognised padding mode {mode}")
+    if mode != "constant":
+        if value is not None and value != 0:
+            raise RuntimeError(f'Padding mode "{mode}" doesn\'t take in value argument')
+        if k not in (1, 2, 3) or x.ndim not in (k + 1, k + 2):
+            raise NotImplementedError(f"Padding size {len(pad)} is not supported for "
+                                      f"{x.ndim}D input tensor (non-constant padding of the "
+                                      f"last k dimensions takes input of rank k + 1 or k + 2)")
+    sizes = tuple(reversed([(int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(k)]))
+    first = x.ndim - k
+    for axis, (n, (before, after)) in enumerate(zip(x.shape[first:], sizes), start=first):
+        out = n + before + after
+        if mode in ("constant", "circular") and n + min(before, 0) + min(after, 0) < 0:
+            raise RuntimeError(f"{where}: cropping ({before}, {after}) removes more than the "
+                               f"{n} values along dimension {axis}")
+        if out < 0 or (out == 0 and k == 1 and mode in ("reflect", "replicate")):
+            raise RuntimeError(f"input (size {n} at dimension {axis}) is too small. "
+                               f"Calculated output size: {out}")
+        if mode == "reflect" and max(before, after) >= n:
+            raise RuntimeError(f"Argument #4: Padding size should be less than the "
+                               f"corresponding input dimension, but got: padding ({before}, "
+                               f"{after}) at dimension {axis} of input {list(x.shape)}")
+        if mode == "circular" and max(before, after) > n + min(before, 0) + min(after, 0):
+            raise RuntimeError("Padding value causes wrapping around more than once.")
+    crop = (Ellipsis,) + tuple(slice(max(-b, 0), None if a >= 0 else a) for b, a in sizes)
+    grown = tuple((max(b, 0), max(a, 0)) for b, a in sizes)
+    value = 0.0 if value is None else value
+    if mode == "circular":  # PyTorch wraps what is left after cropping
+        return pad_forward(as_contiguous(x[crop]), grown, mode, value)
+    y = pad_forward(x, grown, mode, value)
+    if any(b < 0 or a < 0 for b, a in sizes):  # the other modes crop the padded array
+        crop = (Ellipsis,) + tuple(slice(max(-b, 0), y.shape[axis] - max(-a, 0))
+                                   for axis, (b, a) in enumerate(sizes, start=first))
+        y = as_contiguous(np.array(y[crop]))
+    return y
+
+
+# ------------------------------------------------------------------------- distances
+def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
+    """input / max(||input||_p, eps), the p-norm taken along dim (p may be inf, -inf or 0
+    as np.linalg.norm's vector orders). input: any shape with that dimension; out: an array
+    of input's shape and dtype to write into, or None. Output: input's shape."""
+    where = "normalize"
+    x = _float(where, "input", input)
+    axis = _axis(dim, x.ndim)
+    if out is not None:
+        _float(where, "out", out, dtype=x.dtype)
+        if out.shape != x.shape:
+            raise RuntimeError(f"{where}: expected out of shape {x.shape}, got {out.shape}")
+    if x.ndim == 0:
+        norm = np.abs(x) if p != 0 else (x != 0).astype(x.dtype)
+    else:
+        norm = np.linalg.norm(x, ord=p, axis=axis, keepdims=True)
+    denom = np.maximum(norm.astype(x.dtype, copy=False), x.dtype.type(eps))
+    return np.divide(x, denom, out=np.empty_like(x) if out is None else out)
+
+
+def _broadcast_shape(where, a, b):
+    try:
+        return np.broadcast_shapes(a.shape, b.shape)
+    except ValueError:
+        raise RuntimeError(f"{where}: the shapes {a.shape} and {b.shape} do not "
+                           f"broadcast") from None
+
+
+def cosine_similarity(x1, x2, dim=1, eps=1e-08):
+    """sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps)) along dim.
+
+    x1, x2: shapes that broadcast, of rank >= 1. Output: the broadcast shape without dim.
+    The forward of nn.CosineSimilarity.
+    """
+    where = "cosine_similarity"
+    a = _float(where, "x1", x1)
+    b = _float(where, "x2", x2, dtype=a.dtype)
+    shape = _broadcast_shape(where, a, b)
+    _axis(dim, len(shape))
+    return CosineSimilarity(dim, eps).forward(a, b)
+
+
+def pairwise_distance(x1, x2, p=2.0, eps=1e-06, keepdim=False):
+    """||x1 - x2 + eps||_p along the last dimension (keepdim keeps it as size 1).
+
+    x1, x2: (N, D) or (D,), or shapes that broadcast. Output: the broadcast shape without
+    (or, keepdim, with size 1 in) the last dimension. The forward of nn.PairwiseDistance
+    for p > 0; p = 0, negative or infinite p by np.linalg.norm's vector orders.
+    """
+    where = "pairwise_distance"
+    a = _float(where, "x1", x1)
+    b = _float(where, "x2", x2, dtype=a.dtype)
+    shape = _broadcast_shape(where, a, b)
+    if not shape:
+        raise RuntimeError(f"{where}: expected inputs of rank >= 1, got shapes {a.shape} and "
+                           f"{b.shape}")
+    if isinstance(p, numbers.Real) and 0 < p < math.inf:
+        return PairwiseDistance(p, eps, keepdim).forward(a, b)
+    diff = a - b + a.dtype.type(eps)
+    return np.asarray(np.linalg.norm(diff, ord=p, axis=-1, keepdims=bool(keepdim)), a.dtype)
+
+
+# --------------------------------------------------------------------------- losses
+_REDUCTIONS = ("none", "mean", "sum")
+
+
+def _reduction(size_average, reduce, reduction, allowed=_REDUCTIONS):
+    """PyTorch's reduction, the deprecated size_average/reduce turned into one with its
+    warning."""
+    if size_average is not None or reduce is not None:
+        size_average = True if size_average is None else size_average
+        reduce = True if reduce is None else reduce
+        reduction = "none" if not reduce else ("mean" if size_average else "sum")
+        warnings.warn(f"size_average and reduce args will be deprecated, please use "
+                      f"reduction='{reduction}' instead.", stacklevel=3)
+    if reduction not in allowed:
+        raise ValueError(f"{reduction} is not a valid value for reduction")
+    return reduction
+
+
+def _scalar(value, dtype):
+    """A reduced loss: a 0-d array of dtype (PyTorch's 0-d tensor)."""
+    return np.asarray(value, dtype=dtype)
+
+
+def _reduced(losses, reduction, denominator=None):
+    """Per-element losses reduced: 'none' as they are, 'sum', 'mean' (over denominator, by
+    default their count; NaN when it is 0)."""
+    if reduction == "none":
+        return losses
+    total = np.sum(losses, dtype=np.float64)
+    if reduction == "sum":
+        return _scalar(total, losses.dtype)
+    count = losses.size if denominator is None else denominator
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return _scalar(total / np.float64(count), losses.dtype)
+
+
+def _op_reduced(op, x, t, reduction, *args, count=None):
+    """A loss op's mean as 'mean', or times its count (by default every element) as
+    'sum'."""
+    count = x.size if count is None else count
+    if count == 0 or x.size == 0:
+        return _scalar(np.nan if reduction == "mean" else 0.0, x.dtype)
+    loss, _ = op(x, t, *args)
+    return _scalar(loss * (count if reduction == "sum" else 1), x.dtype)
+
+
+def _pair(where, input, target):
+    """(input, target) of one float dtype, broadcast to one shape with PyTorch's warning
+    when their shapes differ, C-contiguous."""
+    x = _float(where, "input", input)
+    t = _float(where, "target", target, dtype=x.dtype)
+    if t.shape != x.shape:
+        warnings.warn(f"Using a target size ({t.shape}) that is different to the input size "
+                      f"({x.shape}). This will likely lead to incorrect results due to "
+                      f"broadcasting. Please ensure they have the same size.", stacklevel=3)
+        shape = _broadcast_shape(where, x, t)
+        x, t = np.broadcast_to(x, shape), np.broadcast_to(t, shape)
+    return as_contiguous(x), as_contiguous(t)
+
+
+def _element_weight(where, weight, input):
+    """mse/l1/huber's weight: an array of input's shape and dtype."""
+    w = _float(where, "weight", weight, dtype=_float(where, "input", input).dtype)
+    if w.shape != input.shape:
+        raise ValueError("Weights and input must have the same size.")
+    return w
+
+
+def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """(input - target)^2 per element, reduced ('mean' over every element, 'sum', 'none':
+    input's shape). input, target: shapes that broadcast (a warning when they differ);
+    weight: input's shape, multiplies each term ('mean' then divides by sum(weight)).
+    ops.mse_loss for 'mean' and 'sum'."""
+    reduction = _reduction(size_average, reduce, reduction)
+    w = None if weight is None else _element_weight("mse_loss", weight, input)
+    x, t = _pair("mse_loss", input, target)
+    if w is not None:
+        losses = _reference.mse_losses(x, t) * w
+        return _reduced(losses, reduction, None if reduction != "mean" else w.sum(
+            dtype=np.float64))
+    if reduction == "none":
+        return _reference.mse_losses(x, t)
+    return _op_reduced(ops.mse_loss, x, t, reduction)
+
+
+def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
+    """|input - target| per element, reduced as mse_loss (weight likewise). ops.smooth_l1_loss
+    at beta = 0 for 'mean' and 'sum'."""
+    reduction = _reduction(size_average, reduce, reduction)
+    w = None if weight is None else _element_weight("l1_loss", weight, input)
+    x, t = _pair("l1_loss", input, target)
+    if w is not None:
+        losses = _reference.smooth_l1_losses(x, t, 0.0) * w
+        return _reduced(losses, reduction, None if reduction != "mean" else w.sum(
+            dtype=np.float64))
+    if reduction == "none":
+        return _reference.smooth_l1_losses(x, t, 0.0)
+    return _op_reduced(ops.smooth_l1_loss, x, t, reduction, 0.0)
+
+
+def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean",
+                   beta=1.0):
+    """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (d = input - target), reduced
+    as mse_loss; beta >= 0 (0: the L1 loss). ops.smooth_l1_loss for 'mean' and 'sum'."""
+    reduction = _reduction(size_average, reduce, reduction)
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    x, t = _pair("smooth_l1_loss", input, target)
+    if reduction == "none":
+        return _reference.smooth_l1_losses(x, t, float(beta))
+    return _op_reduced(ops.smooth_l1_loss, x, t, reduction, float(beta))
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
+    """0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2) (d = input - target):
+    delta * smooth_l1_loss(beta=delta). Reduced as mse_loss, except that a weighted 'mean'
+    is the plain mean of the weighted terms (PyTorch's). delta > 0."""
+    reduction = _reduction(None, None, reduction)
+    if delta <= 0:
+        raise RuntimeError("huber_loss does not support non-positive values for delta.")
+    w = None if weight is None else _element_weight("huber_loss", weight, input)
+    x, t = _pair("huber_loss", input, target)
+    if w is not None or reduction == "none":
+        losses = _reference.smooth_l1_losses(x, t, float(delta)) * x.dtype.type(delta)
+        return _reduced(losses if w is None else losses * w, reduction)
+    loss = _op_reduced(ops.smooth_l1_loss, x, t, reduction, float(delta))
+    return _scalar(loss * x.dtype.type(delta), x.dtype)
+
+
+def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
+                         reduction="mean"):
+    """-(t log(p) + (1 - t) log(1 - p)) per element, the logs clamped at -100 (PyTorch's),
+    reduced as mse_loss. input: probabilities p in [0, 1]; target t: input's shape; weight:
+    broadcast to it, multiplies each term. ops.bce_loss for unweighted 'mean' and 'sum'."""
+    where = "binary_cross_entropy"
+    reduction = _reduction(size_average, reduce, reduction)
+    x = _float(where, "input", input)
+    t = _float(where, "target", target, dtype=x.dtype)
+    if t.shape != x.shape:
+        raise ValueError(f"Using a target size ({t.shape}) that is different to the input "
+                         f"size ({x.shape}) is deprecated. Please ensure they have the same "
+                         f"size.")
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise RuntimeError("all elements of input should be between 0 and 1")
+    x, t = as_contiguous(x), as_contiguous(t)
+    if weight is None and reduction != "none":
+        return _op_reduced(ops.bce_loss, x, t, reduction)
+    losses = _reference.bce_losses(x, t)
+    if weight is not None:
+        w = _float(where, "weight", weight, dtype=x.dtype)
+        try:
+            losses = losses * np.broadcast_to(w, x.shape)
+        except ValueError:
+            raise RuntimeError(f"{where}: weight of shape {w.shape} does not broadcast to "
+                               f"input's shape {x.shape}") from None
+    return _reduced(losses, reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, size_average=None,
+                                     reduce=None, reduction="mean", pos_weight=None):
+    """Binary cross-entropy of sigmoid(input) against target per element, stable for any
+    logit, reduced as mse_loss. input: logits; target: input's shape; weight: broadcast to
+    it; pos_weight: the positive term's weight per class (broadcast along the last
+    dimension). ops.bce_with_logits_loss without weights; with them the forward of
+    nn.BCEWithLogitsLoss."""
+    where = "binary_cross_entropy_with_logits"
+    reduction = _reduction(size_average, reduce, reduction)
+    x = _float(where, "input", input)
+    t = _float(where, "target", target, dtype=x.dtype)
+    if t.shape != x.shape:
+        raise ValueError(f"Target size ({t.shape}) must be the same as input size "
+                         f"({x.shape})")
+    x, t = as_contiguous(x), as_contiguous(t)
+    if weight is None and pos_weight is None:
+        if reduction == "none":
+            return _reference.bce_with_logits_losses(x, t)
+        return _op_reduced(ops.bce_with_logits_loss, x, t, reduction)
+    for name, value in (("weight", weight), ("pos_weight", pos_weight)):
+        if value is not None:
+            _broadcast_shape(where, _float(where, name, value, dtype=x.dtype), x)
+    if x.size == 0:
+        return _reduced(np.zeros(x.shape, x.dtype), reduction)
+    losses = BCEWithLogitsLoss(weight=weight, reduction="none",
+                               pos_weight=pos_weight).forward(x, t)
+    return _reduced(np.asarray(losses, x.dtype), reduction)
+
+
+def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_target=False):
+    """KL divergence terms target (log(target) - input) per element (0 where target is 0),
+    or with log_target exp(target) (target - input); input: log-probabilities, target of a
+    shape that broadcasts with it. reduction: 'mean' (over every element, with PyTorch's
+    warning), 'batchmean' (the sum over input.shape[0], the KL divergence proper), 'sum'
+    or 'none'. The forward of nn.KLDivLoss."""
+    where = "kl_div"
+    reduction = _reduction(size_average, reduce, reduction, _REDUCTIONS + ("batchmean",))
+    if reduction == "mean":
+        warnings.warn("reduction: 'mean' divides the total loss by both the batch size and "
+                      "the support size.'batchmean' divides only by the batch size, and "
+                      "aligns with the KL div math definition.'mean' will be changed to "
+                      "behave the same as 'batchmean' in the next major release.",
+                      stacklevel=2)
+    x = _float(where, "input", input)
+    t = _float(where, "target", target, dtype=x.dtype)
+    batch = x.shape[0] if x.ndim else 1  # (input's own first size: PyTorch's batchmean)
+    shape = _broadcast_shape(where, x, t)
+    x = as_contiguous(np.broadcast_to(x, shape))
+    t = as_contiguous(np.broadcast_to(t, shape))
+    if x.size == 0:
+        losses = np.zeros(shape, x.dtype)
+    else:
+        losses = np.asarray(KLDivLoss(reduction="none", log_target=bool(log_target))
+                            .forward(x, t), x.dtype)
+    if reduction == "batchmean":
+        return _reduced(losses, "mean", batch)
+    return _reduced(losses, reduction)
+
+
+def _class_layout(where, x, target):
+    """(input as rows (M, C), labels (M,), the per-element losses' shape) for integer
+    targets: input (N, C) and target (N,), input (C,) and target (), or input
+    (N, C, d1, ..., dk) and target (N, d1, ..., dk); PyTorch's errors."""
+    if x.ndim == 0:
+        raise ValueError(f"{where}: expected input of shape (N, C), (C,) or (N, C, d1, ...), "
+                         f"got a 0-d array")
+    if x.ndim == 1:
+        want = ()
+    else:
+        if target.ndim == 0 or target.shape[0] != x.shape[0]:
+            raise ValueError(f"Expected input batch_size ({x.shape[0]}) to match target "
+                             f"batch_size ({target.shape[0] if target.ndim else 0}).")
+        want = x.shape[:1] + x.shape[2:]
+    if target.shape != want:
+        raise RuntimeError(f"Expected target size {list(want)}, got {list(target.shape)}")
+    rows, _ = _device.rows_along(x, 0 if x.ndim == 1 else 1)
+    return rows, target.reshape(-1), want
+
+
+def _class_weight(where, weight, c, dtype):
+    if weight is None:
+        return None
+    w = _float(where, "weight", weight, dtype=dtype)
+    if w.shape != (c,):
+        raise RuntimeError(f"weight tensor should be defined either for all {c} classes or no "
+                           f"classes but got weight tensor of shape: {list(w.shape)}")
+    return w
+
+
+def _nll_rows(log_prob, labels, weight, ignore_index, reduction, loss_shape):
+    """PyTorch's nll_loss of log-probabilities (M, C) at labels (M,): -weight[y] *
+    log_prob[y] per row (0 where y == ignore_index), 'mean' over the summed weight of the
+    rows counted (NaN when none is)."""
+    m, c = log_prob.shape
+    kept = labels != ignore_index
+    bad = labels[kept & ((labels < 0) | (labels >= c))]
+    if bad.size:
+        raise IndexError(f"Target {bad[0]} is out of bounds.")
+    safe = np.where(kept, labels, 0)
+    w = np.ones(c, log_prob.dtype) if weight is None else weight
+    coef = np.where(kept, w[safe], log_prob.dtype.type(0))
+    picked = log_prob[np.arange(m), safe]
+    losses = np.where(kept, -coef * picked, log_prob.dtype.type(0)).astype(log_prob.dtype)
+    if reduction == "none":
+        return losses.reshape(loss_shape)
+    return _reduced(losses, reduction, coef.sum(dtype=np.float64))
+
+
+def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
+             reduction="mean"):
+    """Negative log-likelihood: -weight[y] * input[y] for each sample's class y, reduced
+    ('mean' divides by the summed weight of the samples counted; 'none': target's shape).
+
+    input: log-probabilities (N, C), one sample (C,), or (N, C, d1, ..., dk); target:
+    integer classes (N,), () or (N, d1, ..., dk) in [0, C), those equal to ignore_index
+    skipped; weight: (C,) or None.
+    """
+    where = "nll_loss"
+    reduction = _reduction(size_average, reduce, reduction)
+    x = _float(where, "input", input)
+    labels = _integers(where, "target", target)
+    rows, flat, loss_shape = _class_layout(where, x, labels)
+    w = _class_weight(where, weight, rows.shape[1], x.dtype)
+    return _nll_rows(rows, flat, w, int(ignore_index), reduction, loss_shape)
+
+
+def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-100,
+                  reduce=None, reduction="mean", label_smoothing=0.0):
+    """Cross-entropy of softmax(input) along the class dimension (1, or 0 for one sample).
+
+    input: logits (N, C), one sample (C,), or (N, C, d1, ..., dk). target: integer classes
+    of shape (N,), () or (N, d1, ..., dk) in [0, C) (those equal to ignore_index skipped),
+    or class probabilities of input's shape (rows need not sum to 1; ignore_index must
+    then be negative). weight: (C,) class weights or None; label_smoothing: eps in [0, 1],
+    the target mixed with the uniform distribution. reduction: 'mean' (classes: over the
+    summed weight of the samples counted; probabilities: over the samples), 'sum', or
+    'none' (one loss per sample: target's shape for classes, input's without C for
+    probabilities). The fused ops.softmax_cross_entropy for the plain 'mean' and 'sum';
+    otherwise ops.log_softmax and PyTorch's formulas (nll_loss plus the smoothing term).
+    """
+    where = "cross_entropy"
+    reduction = _reduction(size_average, reduce, reduction)
+    x = _float(where, "input", input)
+    if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
+        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: "
+                           f"{label_smoothing}")
+    eps = float(label_smoothing)
+    if not isinstance(target, np.ndarray):
+        raise TypeError(f"{where}: expected target to be a numpy.ndarray, got "
+                        f"{type(target).__name__}")
+    if x.ndim == 0:
+        raise ValueError(f"{where}: expected input of shape (N, C), (C,) or (N, C, d1, ...), "
+                         f"got a 0-d array")
+    axis = 0 if x.ndim == 1 else 1
+    c = x.shape[axis]
+    w = _class_weight(where, weight, c, x.dtype)
+    if target.dtype.kind == "f" and target.shape == x.shape:
+        t = _float(where, "target", target, dtype=x.dtype)
+        if ignore_index >= 0:
+            raise RuntimeError("ignore_index is not supported for floating point target")
+        rows, _ = _device.rows_along(x, axis)
+        probs, _ = _device.rows_along(t, axis)
+        loss_shape = x.shape[:axis] + x.shape[axis + 1:]
+        if w is None and eps == 0 and reduction != "none":
+            return _op_reduced(ops.softmax_cross_entropy, rows, probs, reduction,
+                               count=rows.shape[0])
+        if eps:
+            probs = probs * x.dtype.type(1 - eps) + x.dtype.type(eps / c)
+        if w is not None:
+            probs = probs * w
+        losses = -(ops.log_softmax(rows) * probs).sum(axis=1)
+        return _reduced(losses.astype(x.dtype, copy=False), reduction).reshape(
+            loss_shape if reduction == "none" else ())
+    if target.dtype.kind == "f":
+        raise TypeError(f"{where}: expected target to be integer classes of shape "
+                        f"{x.shape[:axis] + x.shape[axis + 1:]} or probabilities of input's "
+                        f"shape {x.shape}, got {target.dtype} of shape {target.shape}")
+    rows, flat, loss_shape = _class_layout(where, x, _integers(where, "target", target))
+    ignored = np.any(flat == ignore_index)
+    if w is None and eps == 0 and reduction != "none" and not ignored and rows.shape[0]:
+        bad = flat[(flat < 0) | (flat >= c)]
+        if bad.size:
+            raise IndexError(f"Target {bad[0]} is out of bounds.")
+        return _op_reduced(ops.softmax_cross_entropy, rows, flat, reduction,
+                           count=rows.shape[0])
+    log_prob = ops.log_softmax(rows)
+    nll = _nll_rows(log_prob, flat, w, int(ignore_index), reduction, loss_shape)
+    if not eps:
+        return nll
+    # PyTorch's smoothing term: -sum_c weight[c] log_prob[c] per sample, / C, mixed in
+    kept = flat != ignore_index
+    smooth = -(log_prob if w is None else log_prob * w).sum(axis=1)
+    smooth = np.where(kept, smooth, x.dtype.type(0)).astype(x.dtype)
+    if reduction == "none":
+        smooth = smooth.reshape(loss_shape)
+    elif reduction == "sum":
+        smooth = smooth.sum(dtype=np.float64)
+    else:
+        count = (kept.sum() if w is None
+                 else w[np.where(kept, flat, 0)][kept].sum(dtype=np.float64))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            smooth = smooth.sum(dtype=np.float64) / np.float64(count)
+    return np.asarray((1 - eps) * np.asarray(nll, np.float64) + smooth * (eps / c), x.dtype)
