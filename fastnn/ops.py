@@ -395,7 +395,7 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
             raise ValueError(f"{where}: running_var is required unless mean_only")
         check_out(where, "running_var", running_var, (c,), x.dtype)
     check_number(where, "momentum", momentum, 0.0, 1.0, high_open=False)
-    check_number(where, "eps", eps, 0.0, low_open=True)
+    check_number(where, "eps", eps, 0.0)
     check_out(where, "out", out, x.shape, x.dtype)
     check_out(where, "save_mean", save_mean, (c,), x.dtype)
     check_out(where, "save_invstd", save_invstd, (c,), x.dtype)
@@ -445,7 +445,7 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None, save_mean=
     n, d = x.shape
     if bias is not None:
         _check(where, "bias", bias, shape=(d,), dtype=x.dtype)
-    check_number(where, "eps", eps, 0.0, low_open=True)
+    check_number(where, "eps", eps, 0.0)
     check_out(where, "out", out, x.shape, x.dtype)
     check_out(where, "save_mean", save_mean, (n,), x.dtype)
     check_out(where, "save_invstd", save_invstd, (n,), x.dtype)
@@ -659,7 +659,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     _check_step(where, step)
     check_number(where, "lr", lr, 0.0)
     _check_betas(where, beta1, beta2)
-    check_number(where, "eps", eps, 0.0, low_open=True)
+    check_number(where, "eps", eps, 0.0)
     check_number(where, "weight_decay", weight_decay, 0.0)
     check_no_overlap(where, [("param", param), ("exp_avg", exp_avg), ("exp_avg_sq", exp_avg_sq),
                              ("max_exp_avg_sq", max_exp_avg_sq)], [("grad", grad)])

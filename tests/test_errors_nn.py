@@ -184,7 +184,7 @@ def test_mse_and_bce_reject_bad_input(backend):
     (lambda: nn.Sine(float("nan")), ValueError, "Sine: expected a finite omega"),
     (lambda: nn.BatchNorm1d(0), ValueError, "BatchNorm1d: expected num_features to be a positive int"),
     (lambda: nn.BatchNorm1d(3, momentum=1.5), ValueError, r"expected momentum in \[0.0, 1.0\]"),
-    (lambda: nn.BatchNorm2d(3, eps=0), ValueError, r"expected eps in \(0.0, inf\)"),
+    (lambda: nn.BatchNorm2d(3, eps=-1e-5), ValueError, r"expected eps in \[0.0, inf\)"),
     (lambda: nn.Flatten(1.5), TypeError, "Flatten: expected start_dim to be an int"),
     (lambda: MLP(4, [3, 0], 2), ValueError, "MLP: expected each hidden width to be a positive int, got 0"),
     (lambda: MLP(4, "3", 2), TypeError, "MLP: expected hidden to be an int or a list of ints"),

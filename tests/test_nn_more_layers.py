@@ -351,7 +351,7 @@ def test_layernorm_bad_input_and_arguments():
     with pytest.raises(ValueError, match="normalized_shape"):
         nn.LayerNorm(0)
     with pytest.raises(ValueError, match="eps"):
-        nn.LayerNorm(3, eps=0)
+        nn.LayerNorm(3, eps=-1.0)
 
 
 @pytest.mark.parametrize("size,shape", [(1, (2, 3, 8, 6)), ((2, 3), (2, 3, 8, 6)),

@@ -145,7 +145,7 @@ def test_rmsprop_state_dict_names_and_resume_like_torch(backend):
     for p, q in zip(ours, theirs):
         assert_close(p.data, q.detach().numpy(), np.float64)
     with pytest.raises(ValueError, match="invalid alpha"):
-        optim.RMSprop(ours, alpha=1.5)
+        optim.RMSprop(ours, alpha=-0.5)
     with pytest.raises(TypeError, match="centered to be a bool"):
         optim.RMSprop(ours, centered=1)
 

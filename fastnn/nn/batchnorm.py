@@ -20,7 +20,7 @@ class _BatchNorm(Module):
         super().__init__()
         name = type(self).__name__
         check_positive_int(name, "num_features", num_features)
-        check_number(name, "eps", eps, low=0.0, low_open=True, high=None)
+        check_number(name, "eps", eps, low=0.0, high=None)
         if momentum is not None:
             check_number(name, "momentum", momentum, low=0.0, high=1.0, high_open=False)
         self.num_features = int(num_features)

@@ -22,7 +22,7 @@ class _GroupedNorm(Module):
         """Set the channels, groups, eps and the (C,) affine parameters."""
         name = type(self).__name__
         self._channels, self._groups = num_channels, groups
-        check_number(name, "eps", eps, low=0.0, low_open=True, high=None)
+        check_number(name, "eps", eps, low=0.0, high=None)
         self.eps = float(eps)
         self.affine = check_bool(name, "affine", affine)
         with_bias = self.affine and check_bool(name, "bias", bias)

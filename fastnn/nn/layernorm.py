@@ -34,7 +34,7 @@ class LayerNorm(Module):
                  dtype=np.float32):
         super().__init__()
         self.normalized_shape = normalized_shape_of("LayerNorm", normalized_shape)
-        check_number("LayerNorm", "eps", eps, low=0.0, low_open=True, high=None)
+        check_number("LayerNorm", "eps", eps, low=0.0, high=None)
         self.eps = float(eps)
         self.elementwise_affine = bool(elementwise_affine)
         affine = self.elementwise_affine

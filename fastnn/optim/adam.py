@@ -26,7 +26,7 @@ class Adam(Optimizer):
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
         self._betas(group)
-        self._at_least("eps", group["eps"], 0.0, low_ok=False)
+        self._at_least("eps", group["eps"], 0.0)
         self._at_least("weight_decay", group["weight_decay"], 0.0)
         self._flag(group, "amsgrad")
 

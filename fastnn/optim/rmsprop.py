@@ -25,13 +25,10 @@ class RMSprop(Optimizer):
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
-        alpha = self._real("alpha", group["alpha"])
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"RMSprop: invalid alpha: {group['alpha']!r} "
-                             f"(expected 0 <= alpha <= 1)")
+        self._at_least("alpha", group["alpha"], 0.0)  # PyTorch's only bound
         self._at_least("eps", group["eps"], 0.0)
         self._at_least("weight_decay", group["weight_decay"], 0.0)
-        self._unit("momentum", group["momentum"])
+        self._at_least("momentum", group["momentum"], 0.0)
         if not isinstance(group["centered"], bool):
             raise TypeError(f"RMSprop: expected centered to be a bool, "
                             f"got {group['centered']!r}")

@@ -27,7 +27,7 @@ class SGD(Optimizer):
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
-        self._unit("momentum", group["momentum"])
+        self._at_least("momentum", group["momentum"], 0.0)  # PyTorch's only bound
         self._at_least("weight_decay", group["weight_decay"], 0.0)
         dampening = self._real("dampening", group["dampening"])
         if not 0.0 <= dampening <= 1.0:
