@@ -282,6 +282,18 @@ def test_ceil_mode_window_past_the_padded_input_as_torch(backend, dtype, rng):
         ops.max_pool2d_forward(x, (4, 4), (2, 3), (1, 1))
 
 
+def test_max_pool2d_index_of_an_all_minus_inf_window_as_torch(backend):
+    """A window of only -inf values (dilated taps in the padding, or -inf inputs) points
+    at its first tap at or past row 0 and column 0, as PyTorch's kernel."""
+    x = np.array([[[[1.0, -np.inf], [-np.inf, -np.inf]]]], np.float32)
+    for k, stride, pad, dil in (((2, 2), (1, 1), (1, 1), (3, 3)), ((2, 2), (1, 1), (1, 1),
+                                                                  (1, 1))):
+        ty, tidx = F.max_pool2d(tt(x), k, stride, pad, dil, return_indices=True)
+        y, idx = ops.max_pool2d_forward(x, k, stride, pad, dilation=dil)
+        np.testing.assert_array_equal(y, ty.numpy())
+        np.testing.assert_array_equal(idx, tidx.numpy())
+
+
 def test_pooling_ceil_mode_checks_shapes_and_divisor(backend):
     x = np.zeros((1, 1, 7, 7), np.float32)
     with pytest.raises(ValueError, match=r"avg_pool2d_forward: expected divisor_override to be "

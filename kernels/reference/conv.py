@@ -140,8 +140,13 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     flat = win.reshape(n, c, ho, wo, kh * kw)
     arg = np.argmax(flat, axis=-1)                          # NaN counts as the maximum
     y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
-    rows = np.arange(ho)[:, None] * sh - ph + arg // kw * dh
-    cols = np.arange(wo)[None, :] * sw - pw + arg % kw * dw
+    top, left = np.arange(ho)[:, None] * sh - ph, np.arange(wo)[None, :] * sw - pw
+    rows, cols = top + arg // kw * dh, left + arg % kw * dw
+    # a window whose every value is -inf (padding or input) points, as PyTorch's, at its
+    # first tap at or past row 0 and column 0 (even one beyond the input)
+    empty = y == -np.inf
+    rows = np.where(empty, top + -(top // dh) * dh * (top < 0), rows)
+    cols = np.where(empty, left + -(left // dw) * dw * (left < 0), cols)
     return _write(y, out), _write((rows * w + cols).astype(np.int64), indices)
 
 
