@@ -37,8 +37,7 @@ class Embedding(Module):
 
     weight: (num_embeddings, embedding_dim), drawn N(0, 1) as PyTorch's; padding_idx:
     a row kept at zeros whose gradient stays zero. Input: integer indices of any shape
-    in [-num_embeddings, num_embeddings) (negative ones count from the end, as NumPy's;
-    PyTorch refuses them); output (*, embedding_dim) in the weight's dtype. backward
+    in [0, num_embeddings) (an IndexError otherwise, as PyTorch's); output (*, embedding_dim) in the weight's dtype. backward
     adds each output row's gradient to its index's row of weight.grad (np.add.at, on the
     host) and returns None: indices have no gradient. A GPU model's lookup goes through
     the host. In a Sequential it must come first (it takes indices, not floats).
@@ -90,9 +89,8 @@ class Embedding(Module):
 
     def _checked_indices(self, x):
         host = _device.to_host(x)
-        if host.size and (host.min() < -self.num_embeddings
-                          or host.max() >= self.num_embeddings):
-            raise IndexError(f"{self._where()}: indices out of range [-{self.num_embeddings}, "
+        if host.size and (host.min() < 0 or host.max() >= self.num_embeddings):
+            raise IndexError(f"{self._where()}: indices out of range [0, "
                              f"{self.num_embeddings}): min {host.min()}, max {host.max()}")
         return host
 

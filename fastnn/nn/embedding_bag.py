@@ -22,8 +22,8 @@ class EmbeddingBag(Module):
       non-decreasing, at most len(input)): bag i is input[offsets[i]:offsets[i + 1]],
       the last one running to the end of input; with include_last_offset=True offsets has
       one more entry, the end of the last bag (CSR style; entries past it belong to no
-      bag). Indices lie in [-num_embeddings, num_embeddings) (negative ones count from the
-      end, as fastnn's Embedding takes them; PyTorch refuses them).
+      bag). Indices lie in [0, num_embeddings) (an IndexError otherwise; PyTorch's is a
+      RuntimeError).
     * per_sample_weights: input's shape, the weight's dtype, mode='sum' only (as
       PyTorch): each row is scaled by its weight before the sum.
 
@@ -176,10 +176,10 @@ class EmbeddingBag(Module):
         else:
             raise ValueError(f"{where}: input has to be 1-D or 2-D, got shape {x.shape}")
         idx = x.reshape(-1).astype(np.int64)
-        if idx.size and (idx.min() < -self.num_embeddings or idx.max() >= self.num_embeddings):
-            raise IndexError(f"{where}: indices out of range [-{self.num_embeddings}, "
-                             f"{self.num_embeddings}): min {idx.min()}, max {idx.max()}")
-        return idx % self.num_embeddings, bag, b
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
+            raise IndexError(f"{where}: indices out of range [0, {self.num_embeddings}): "
+                             f"min {idx.min()}, max {idx.max()}")
+        return idx, bag, b
 
     def _bag_forward(self, x, offsets, weights, caller):
         where = self._where()
