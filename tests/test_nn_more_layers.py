@@ -1145,7 +1145,11 @@ def test_multi_input_losses_bad_input():
     (lambda m: m.CosineSimilarity(dim=0), (5,)), (lambda m: m.PairwiseDistance(), (4, 5)),
     (lambda m: m.PairwiseDistance(p=1.0, keepdim=True), (4, 5)),
     (lambda m: m.PairwiseDistance(p=3.0), (5,)),
-], ids=["cos", "cos-last", "cos-unbatched", "dist", "dist-p1-keepdim", "dist-p3-unbatched"])
+    (lambda m: m.PairwiseDistance(p=float("inf")), (4, 5)),
+    (lambda m: m.PairwiseDistance(p=-float("inf")), (4, 5)),
+    (lambda m: m.PairwiseDistance(p=-1.5), (4, 5)),
+], ids=["cos", "cos-last", "cos-unbatched", "dist", "dist-p1-keepdim", "dist-p3-unbatched",
+        "dist-inf", "dist-minus-inf", "dist-negative"])
 def test_two_input_modules_match_torch(dtype, rng, make, shape):
     """forward(x1, x2) and backward(grad) -> (grad_x1, grad_x2) against torch; a zero
     vector's cosine (eps-clamped norm) and its gradients too."""
@@ -1165,6 +1169,12 @@ def test_two_input_modules_match_torch(dtype, rng, make, shape):
     assert_close(g1, t1.grad.numpy(), dtype, scale=1e8 if zero_row else 1)
     assert_close(g2, t2.grad.numpy(), dtype)
     assert repr(ours) == repr(theirs)
+    if isinstance(ours, nn.PairwiseDistance):   # p = 0 counts the nonzero differences
+        x2[..., 0] = x1[..., 0] + ours.eps
+        count = nn.PairwiseDistance(p=0)
+        assert_close(count(x1, x2), torch.nn.PairwiseDistance(p=0)(
+            torch.from_numpy(x1), torch.from_numpy(x2)).numpy(), dtype)
+        assert not np.any(count.backward(np.ones(count(x1, x2).shape, dtype))[0])
     with pytest.raises(ValueError, match="broadcast"):
         ours(x1, x2[..., :-1])
 

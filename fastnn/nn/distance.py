@@ -2,7 +2,9 @@
 NumPy on the host. ``forward(x1, x2)`` returns the similarity, distance or output;
 ``backward(grad_out)`` returns (grad_x1, grad_x2). A device input's results go back to
 the device."""
+import math
 import numbers
+
 
 import numpy as np
 
@@ -94,12 +96,16 @@ class CosineSimilarity(_TwoInputs):
 
 
 class PairwiseDistance(_TwoInputs):
-    """||x1 - x2 + eps||_p along the last axis (PyTorch's; keepdim keeps that axis as 1).
+    """||x1 - x2 + eps||_p along the last axis (PyTorch's; keepdim keeps that axis as 1),
+    for any p as torch.norm: p = 0 counts the nonzero entries, +-inf is the largest
+    (smallest) |entry|, a negative p the same formula as a positive one.
     x1, x2: (N, D) or (D,)."""
 
     def __init__(self, p=2.0, eps=1e-6, keepdim=False):
         super().__init__()
-        check_number("PairwiseDistance", "p", p, 0.0, low_open=True)
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p):
+            raise TypeError(f"PairwiseDistance: expected p to be a number (0, negative and "
+                            f"+-inf included, as torch.norm's), got {p!r}")
         check_number("PairwiseDistance", "eps", eps, 0.0)
         self.norm, self.eps = float(p), float(eps)
         self.keepdim = check_bool("PairwiseDistance", "keepdim", keepdim)
@@ -108,13 +114,21 @@ class PairwiseDistance(_TwoInputs):
         x1, x2 = self._inputs(x1, x2)
         diff = x1 - x2 + x1.dtype.type(self.eps)
         p = self.norm
+        a = np.abs(diff)
         if p == 2.0:
             dist = np.sqrt((diff * diff).sum(axis=-1, keepdims=True))
             grad = diff / np.where(dist > 0, dist, 1)
+        elif p == 0.0:   # the number of nonzero entries; gradient 0
+            dist = (a != 0).sum(axis=-1, keepdims=True).astype(diff.dtype)
+            grad = np.zeros_like(diff)
+        elif math.isinf(p):   # max (min) |d|, the gradient shared by the tied entries
+            dist = a.max(axis=-1, keepdims=True) if p > 0 else a.min(axis=-1, keepdims=True)
+            hit = (a == dist)
+            grad = np.sign(diff) * hit / np.maximum(hit.sum(axis=-1, keepdims=True), 1)
         else:
-            a = np.abs(diff)
-            dist = (a ** p).sum(axis=-1, keepdims=True) ** (1 / p)
-            grad = np.sign(diff) * (a / np.where(dist > 0, dist, 1)) ** (p - 1)
+            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+                dist = (a ** p).sum(axis=-1, keepdims=True) ** (1 / p)
+                grad = np.sign(diff) * (a / np.where(dist > 0, dist, 1)) ** (p - 1)
         out = dist if self.keepdim else dist[..., 0]
         self._ctx = (grad, -grad, out.shape, x1.ndim - 1)
         return self._namespace.put(np.array(out))  # (a copy; 0-d stays 0-d)
