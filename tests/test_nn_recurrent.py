@@ -398,3 +398,8 @@ def test_rnn_cell_base_is_the_base_of_the_cells():
         theirs(torch.zeros(2, 3))
     with pytest.raises(ValueError):
         RNNCellBase(3, 4, True, 0)
+
+
+def test_dropout_with_one_layer_warns_as_torch():
+    with pytest.warns(UserWarning, match="num_layers=1"):
+        nn.GRU(3, 4, dropout=0.2)

@@ -17,6 +17,7 @@ update rule of each mode living in one ``_Rule`` object the layers and cells sha
 """
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -153,6 +154,10 @@ class RNNBase(Module):
         self.bidirectional = check_bool(name, "bidirectional", bidirectional)
         check_number(name, "dropout", dropout, 0.0, 1.0, high_open=False)
         self.dropout = float(dropout)
+        if self.dropout and self.num_layers == 1:
+            warnings.warn(f"{name}: dropout is applied between stacked layers only, so "
+                          f"dropout={self.dropout} does nothing with num_layers=1 (PyTorch "
+                          f"warns the same)", UserWarning, stacklevel=3)
         bound = 1.0 / math.sqrt(self.hidden_size)
         rng = _random.generator()
         gh, out = self.gates * self.hidden_size, self._out_size
