@@ -2,13 +2,17 @@
 
 Each function takes a Parameter (its ``.data`` is filled) or an array, fills it in
 place from fastnn's generator (``fastnn.manual_seed`` fixes the draws) and returns it.
-A parameter on the GPU is filled on the host and copied over.
+A parameter on the GPU is filled on the host and copied over. The random ones take
+PyTorch's ``generator`` argument as an ``np.random.Generator`` to draw from instead.
+The names without the trailing underscore (``normal``, ``xavier_uniform``, ...) are
+PyTorch's deprecated aliases: they warn (FutureWarning) and call the new function.
 
 Fans follow PyTorch: for a weight of shape (out, in, *kernel), fan_in = in * prod(kernel)
 and fan_out = out * prod(kernel); a 1-D array has no fans (an error, as in PyTorch).
 """
 import math
 import numbers
+import warnings
 
 import numpy as np
 
@@ -75,15 +79,34 @@ def _shape(target, where):
     return _array(target, where).shape
 
 
-def uniform_(tensor, a=0.0, b=1.0):
+def _generator(where, generator):
+    """The generator to draw from: fastnn's (None) or the caller's np.random.Generator."""
+    if generator is None:
+        return _random.generator()
+    if not isinstance(generator, np.random.Generator):
+        raise TypeError(f"init.{where}: expected generator to be None or an "
+                        f"np.random.Generator, got {type(generator).__name__}")
+    return generator
+
+
+def _empty_warning(target, where):
+    """PyTorch's no-op on an array with a zero-length axis (kaiming_*): True after warning."""
+    if 0 in _shape(target, where):
+        warnings.warn("Initializing zero-element tensors is a no-op", stacklevel=3)
+        return True
+    return False
+
+
+def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with U(a, b)."""
-    return _fill(tensor, "uniform_", _random.generator().uniform(a, b, _shape(tensor, "uniform_")))
+    shape = _shape(tensor, "uniform_")
+    return _fill(tensor, "uniform_", _generator("uniform_", generator).uniform(a, b, shape))
 
 
-def normal_(tensor, mean=0.0, std=1.0):
+def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with N(mean, std**2)."""
-    return _fill(tensor, "normal_",
-                 _random.generator().normal(mean, std, _shape(tensor, "normal_")))
+    shape = _shape(tensor, "normal_")
+    return _fill(tensor, "normal_", _generator("normal_", generator).normal(mean, std, shape))
 
 
 def constant_(tensor, val):
@@ -99,28 +122,218 @@ def ones_(tensor):
     return _fill(tensor, "ones_", 1)
 
 
-def xavier_uniform_(tensor, gain=1.0):
+def xavier_uniform_(tensor, gain=1.0, generator=None):
     """Glorot: U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def xavier_normal_(tensor, gain=1.0):
+def xavier_normal_(tensor, gain=1.0, generator=None):
     """Glorot: N(0, std**2), std = gain * sqrt(2 / (fan_in + fan_out))."""
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
-    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
+    return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
 
-def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
+def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     """He: U(-bound, bound), bound = gain * sqrt(3 / fan) (gain of nonlinearity with
-    slope a). PyTorch's Linear/Conv2d default is a = sqrt(5)."""
+    slope a). PyTorch's Linear/Conv2d default is a = sqrt(5). An array with a
+    zero-length axis is left as it is, with PyTorch's warning."""
+    if _empty_warning(tensor, "kaiming_uniform_"):
+        return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
     bound = math.sqrt(3.0) * std
-    return uniform_(tensor, -bound, bound)
+    return uniform_(tensor, -bound, bound, generator)
 
 
-def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
-    """He: N(0, std**2), std = gain / sqrt(fan)."""
+def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
+    """He: N(0, std**2), std = gain / sqrt(fan). An array with a zero-length axis is
+    left as it is, with PyTorch's warning."""
+    if _empty_warning(tensor, "kaiming_normal_"):
+        return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
-    return normal_(tensor, 0.0, std)
+    return normal_(tensor, 0.0, std, generator)
+
+
+def eye_(tensor):
+    """Fill a 2-D array with the identity matrix (ones on the main diagonal, zeros
+    elsewhere; a Linear layer then passes as many inputs through as it can)."""
+    shape = _shape(tensor, "eye_")
+    if len(shape) != 2:
+        raise ValueError(f"init.eye_: Only tensors with 2 dimensions are supported, got "
+                         f"shape {shape}")
+    return _fill(tensor, "eye_", np.eye(*shape))
+
+
+def dirac_(tensor, groups=1):
+    """Fill a 3-, 4- or 5-D convolution weight (out, in, *kernel) with the Dirac delta:
+    zeros but a 1 at the kernel's centre (index size // 2 along each kernel axis)
+    joining output channel d of each of the groups to input channel d, for d below
+    min(out / groups, in), so the convolution passes its input channels through."""
+    shape = _shape(tensor, "dirac_")
+    if len(shape) not in (3, 4, 5):
+        raise ValueError(f"init.dirac_: Only tensors with 3, 4, or 5 dimensions are "
+                         f"supported, got shape {shape}")
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"init.dirac_: expected groups to be a positive int, got {groups!r}")
+    if shape[0] % groups:
+        raise ValueError(f"init.dirac_: dim 0 must be divisible by groups, got dim 0 of "
+                         f"size {shape[0]} and groups {groups}")
+    per_group = shape[0] // groups
+    channels = np.arange(min(per_group, shape[1]))
+    values = np.zeros(shape)
+    centre = tuple(size // 2 for size in shape[2:])
+    for g in range(int(groups)):
+        values[(g * per_group + channels, channels) + centre] = 1
+    return _fill(tensor, "dirac_", values)
+
+
+def orthogonal_(tensor, gain=1, generator=None):
+    """Fill with a (semi-)orthogonal matrix times gain (Saxe et al. 2013): the array seen
+    as (rows, cols) = (shape[0], the product of the rest) gets orthonormal rows (rows <=
+    cols) or columns (rows >= cols), the Q of the QR factorisation of a standard normal
+    draw with its signs fixed by R's diagonal (uniform over the orthogonal group).
+    The factorisation runs in float64 whatever the array's dtype."""
+    shape = _shape(tensor, "orthogonal_")
+    if len(shape) < 2:
+        raise ValueError(f"init.orthogonal_: Only tensors with 2 or more dimensions are "
+                         f"supported, got shape {shape}")
+    rows = shape[0]
+    cols = math.prod(shape[1:])
+    if rows * cols == 0:
+        return tensor
+    flat = _generator("orthogonal_", generator).standard_normal((rows, cols))
+    if rows < cols:
+        flat = flat.T
+    q, r = np.linalg.qr(flat)
+    q *= np.sign(np.diag(r))
+    if rows < cols:
+        q = q.T
+    return _fill(tensor, "orthogonal_", (q * gain).reshape(shape))
+
+
+def sparse_(tensor, sparsity, std=0.01, generator=None):
+    """Fill a 2-D array with N(0, std**2) values and then zeros at ceil(sparsity * rows)
+    randomly chosen rows of each column (Martens 2010); sparsity >= 1 zeros every row."""
+    shape = _shape(tensor, "sparse_")
+    if len(shape) != 2:
+        raise ValueError(f"init.sparse_: Only tensors with 2 dimensions are supported, got "
+                         f"shape {shape}")
+    if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real) \
+            or math.isnan(sparsity) or sparsity < 0:
+        raise ValueError(f"init.sparse_: expected sparsity to be a number >= 0, got "
+                         f"{sparsity!r}")
+    rows, cols = shape
+    zeros = min(math.ceil(sparsity * rows), rows)
+    gen = _generator("sparse_", generator)
+    values = gen.normal(0.0, std, shape)
+    if zeros and cols:
+        # each column's first `zeros` rows of a random permutation of the rows
+        picked = np.argsort(gen.random(shape), axis=0)[:zeros]
+        np.put_along_axis(values, picked, 0.0, axis=0)
+    return _fill(tensor, "sparse_", values)
+
+
+def _norm_cdf(x):
+    return (1.0 + math.erf(x / math.sqrt(2.0))) / 2.0
+
+
+def _truncated_standard_normal(gen, size, lo, hi):
+    """size draws of N(0, 1) conditioned on [lo, hi] (lo < hi, either may be infinite),
+    exactly, by rejection from the proposal that suits the interval: the normal itself
+    when it keeps more than 30% of its draws (PyTorch's rule); otherwise the uniform on
+    [lo, hi] under the density's peak (PyTorch's other proposal) where that accepts at
+    least 30%, else (a wide interval out in one tail) the exponential proposal of
+    Robert (1995), shifted to the bound nearer 0, which accepts at least ~60%."""
+    out = np.empty(size)
+    pending = np.arange(size)
+    mass = _norm_cdf(hi) - _norm_cdf(lo)
+    mode = max(lo, min(0.0, hi))
+    width = hi - lo
+    uniform_rate = 0.0  # the uniform proposal's acceptance rate, by the midpoint rule
+    if math.isfinite(width):
+        z = lo + width * (np.arange(64) + 0.5) / 64
+        with np.errstate(over="ignore"):
+            uniform_rate = float(np.exp(-0.5 * (z * z - mode * mode)).mean())
+    if mass > 0.3:
+        def draw(n):
+            return gen.standard_normal(n), None  # None: kept when inside [lo, hi]
+    elif uniform_rate >= 0.3:
+        def draw(n):
+            z = gen.uniform(lo, hi, n)
+            return z, np.log(gen.random(n)) <= -0.5 * (z * z - mode * mode)
+    else:
+        sign, edge, far = (1.0, lo, hi) if lo >= 0 else (-1.0, -hi, -lo)
+        rate = (edge + math.sqrt(edge * edge + 4.0)) / 2.0
+
+        def draw(n):
+            z = edge + gen.exponential(1.0 / rate, n)
+            accept = np.log(gen.random(n)) <= -0.5 * (z - rate) ** 2
+            return sign * z, accept & (z <= far)
+    while pending.size:
+        z, accept = draw(pending.size)
+        inside = (z >= lo) & (z <= hi)
+        accept = inside if accept is None else accept & inside
+        out[pending[accept]] = z[accept]
+        pending = pending[~accept]
+    return out
+
+
+def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
+    """Fill with N(mean, std**2) truncated to [a, b]: the normal's draws conditioned on
+    lying in [a, b] (bounds taken in the array's dtype, so every stored value lies in
+    them), exact also far out in a tail. Warns, as PyTorch does, when mean is more than
+    2 std outside [a, b]; a == b fills with a."""
+    where = "trunc_normal_"
+    data = _array(tensor, where)
+    for name, value in (("mean", mean), ("std", std), ("a", a), ("b", b)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+            raise ValueError(f"init.{where}: expected {name} to be a number, got {value!r}")
+    if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+        raise ValueError(f"init.{where}: expected a finite mean and a finite std > 0, got "
+                         f"mean {mean!r} and std {std!r}")
+    if a > b:
+        raise ValueError(f"init.{where}: expected a <= b, got a={a!r} and b={b!r}")
+    if (mean < a - 2 * std) or (mean > b + 2 * std):
+        warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
+                      "The distribution of values may be incorrect.", stacklevel=2)
+    gen = _generator(where, generator)
+    dtype = np.dtype(data.dtype).type
+    lo, hi = float(dtype(a)), float(dtype(b))
+    if lo == hi:
+        return _fill(tensor, where, lo)
+    z = _truncated_standard_normal(gen, math.prod(data.shape), (lo - mean) / std,
+                                   (hi - mean) / std)
+    # rounding to the dtype is monotone, so this clip changes nothing but the last ulp
+    # that mean + std * z may spill over a bound
+    values = np.clip(mean + std * z, lo, hi).astype(dtype)
+    return _fill(tensor, where, values.reshape(data.shape))
+
+
+def _make_deprecate(method):
+    """PyTorch's deprecated alias of method without its trailing underscore."""
+    new_name = method.__name__
+    old_name = new_name[:-1]
+
+    def deprecated_init(*args, **kwargs):
+        warnings.warn(f"`nn.init.{old_name}` is now deprecated in favor of "
+                      f"`nn.init.{new_name}`.", FutureWarning, stacklevel=2)
+        return method(*args, **kwargs)
+
+    deprecated_init.__doc__ = (f"{old_name}(...)\n\nDeprecated in favor of "
+                               f"``{new_name}`` (a FutureWarning, then the same call).")
+    deprecated_init.__name__ = deprecated_init.__qualname__ = old_name
+    return deprecated_init
+
+
+uniform = _make_deprecate(uniform_)
+normal = _make_deprecate(normal_)
+constant = _make_deprecate(constant_)
+eye = _make_deprecate(eye_)
+dirac = _make_deprecate(dirac_)
+xavier_uniform = _make_deprecate(xavier_uniform_)
+xavier_normal = _make_deprecate(xavier_normal_)
+kaiming_uniform = _make_deprecate(kaiming_uniform_)
+kaiming_normal = _make_deprecate(kaiming_normal_)
+orthogonal = _make_deprecate(orthogonal_)
+sparse = _make_deprecate(sparse_)
