@@ -27,7 +27,7 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingL
                    KLDivLoss, L1Loss, Loss, MSELoss, MultiLabelMarginLoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, NLLLoss,
                    PoissonNLLLoss, SmoothL1Loss, SoftMarginLoss)
-from .module import Module, Parameter
+from .module import Module, Parameter, RemovableHandle
 from .pair_losses import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss,
                           TripletMarginLoss, TripletMarginWithDistanceLoss)
 from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer,
@@ -55,7 +55,7 @@ from .upsample import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 from . import utils
 from . import functional
 
-__all__ = ["Module", "Parameter", "functional", "Linear", "LazyLinear", "LazyConv1d", "LazyConv2d",
+__all__ = ["Module", "Parameter", "RemovableHandle", "functional", "Linear", "LazyLinear", "LazyConv1d", "LazyConv2d",
            "LazyConvTranspose1d", "LazyConvTranspose2d", "LazyBatchNorm1d", "LazyBatchNorm2d",
            "LazyBatchNorm3d", "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
            "ELU", "SELU", "CELU", "Hardsigmoid", "Hardswish", "Mish", "LogSigmoid", "Softplus", "Hardtanh", "ReLU6", "PReLU", "Softsign", "Sine", "Identity", "Softmax", "Softmin", "LogSoftmax",

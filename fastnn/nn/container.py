@@ -2,10 +2,23 @@
 buffers), and PyTorch's ModuleList, ModuleDict, ParameterList and ParameterDict, which
 only hold modules or parameters for the module that owns them."""
 import collections.abc
+import operator
+from collections import OrderedDict
 
 from .. import device as _device
 from .linear import Linear
 from .module import FUSED, Module, Parameter
+
+
+# (callers check Module._hooks_seen and module._hooked first: with no hook ever
+# registered, nothing here runs)
+def _has_forward_hooks(module):
+    return bool(module._forward_pre_hooks or module._forward_hooks)
+
+
+def _has_hooks(module):
+    return bool(module._forward_pre_hooks or module._forward_hooks
+                or module._backward_pre_hooks or module._backward_hooks)
 
 
 class Sequential(Module):
@@ -21,12 +34,19 @@ class Sequential(Module):
     the unfused pair. Outputs no caller sees live in layer-owned buffers reused every step;
     the arrays ``forward`` and ``backward`` return are fresh.
     A layer instance may appear only once (it keeps one forward's state for backward).
+
+    Its layers' hooks run as in PyTorch's Sequential, whose forward calls each layer (see
+    ``fastnn.nn.module``): a Linear or activation with a hook is not fused, so its hooks
+    see its own input, output and gradients. ``append``, ``extend``, ``insert``, ``pop``,
+    ``seq[i] = layer``, ``del seq[i]`` follow PyTorch's (deleting renumbers the layers
+    '0', '1', ...); after a change, run forward again before backward.
     """
 
     def __init__(self, *layers):
         super().__init__()
-        self._layers = []
+        self._layers = []  # the layers in the order they run: _modules' values
         self._steps = None
+        self._hooked_steps = ()  # steps whose layer had forward hooks in the last forward
         if len(layers) == 1 and isinstance(layers[0], collections.abc.Mapping):
             for name, layer in layers[0].items():  # PyTorch's Sequential(OrderedDict(...))
                 self.add_module(name, layer)
@@ -34,9 +54,117 @@ class Sequential(Module):
         for layer in layers:
             self.append(layer)
 
+    def __setattr__(self, name, value):
+        # a module set as an attribute is a layer, as in PyTorch's: it replaces the layer
+        # of that name in place or runs last
+        if "_modules" not in self.__dict__:
+            return super().__setattr__(name, value)  # (raises: Module.__init__ first)
+        if isinstance(value, Module):
+            old = self._modules.get(name)
+            if value is not old and any(value is other for other in self.modules()):
+                raise ValueError(f"Sequential: layer {value!r} is already in this "
+                                 f"Sequential; use a separate instance for each position")
+            super().__setattr__(name, value)
+            self._relayer()
+        elif name in self._modules:
+            super().__setattr__(name, value)  # (None removes the layer)
+            self._relayer()
+        else:
+            super().__setattr__(name, value)
+
+    def __delattr__(self, name):
+        layer = name in self._modules
+        super().__delattr__(name)
+        if layer:
+            self._relayer()
+
+    def _relayer(self):
+        """_layers from _modules after a change; the last forward no longer counts."""
+        object.__setattr__(self, "_layers", list(self._modules.values()))
+        object.__setattr__(self, "_out_meta", None)
+
     def append(self, layer):
         """Add a layer at the end (named by its index); returns self."""
         return self._add(str(len(self._layers)), layer)
+
+    def extend(self, sequential):
+        """Append every layer of an iterable of modules (another Sequential, a list);
+        returns self. Every layer is checked before any is added."""
+        layers = list(sequential)
+        for layer in layers:
+            self._check_module(layer)
+        if len({id(layer) for layer in layers}) != len(layers) or any(
+                layer is other for other in self.modules() for layer in layers):
+            raise ValueError("Sequential.extend: a layer appears twice (in the layers given "
+                             "or already in this Sequential); use a separate instance for "
+                             "each position")
+        for layer in layers:
+            self.append(layer)
+        return self
+
+    def insert(self, index, module):
+        """Put module at position index (-len <= index <= len, negative counting from the
+        end, PyTorch's), moving the layers from there one place on and renaming them
+        '{index + 1}', ...; returns self. As in PyTorch, the layers from index on must be
+        named by their positions (KeyError otherwise, before anything changes)."""
+        self._check_module(module)
+        n = len(self._modules)
+        index = operator.index(index)
+        if not -n <= index <= n:
+            raise IndexError(f"Index out of range: {index}")
+        if index < 0:
+            index += n
+        names = list(self._modules)
+        if names[index:] != [str(i) for i in range(index, n)]:
+            raise KeyError(f"Sequential.insert: the layers from position {index} on are named "
+                           f"{names[index:]}, not by their positions, so they cannot move "
+                           f"up one place (PyTorch's insert fails there too)")
+        if any(module is other for other in self.modules()):
+            raise ValueError(f"Sequential: layer {module!r} is already in this Sequential; "
+                             f"use a separate instance for each position")
+        self._rename(names[:index], [module] + self._layers[index:], index)
+        return self
+
+    def pop(self, key):
+        """Remove the layer at index key (or the layers of a slice, as a Sequential) and
+        return it; the layers after it are renumbered, as in PyTorch."""
+        value = self[key] if isinstance(key, slice) else self._modules[self._key_at(key)]
+        del self[key]
+        return value
+
+    def __setitem__(self, index, module):
+        self._check_module(module)
+        setattr(self, self._key_at(index), module)
+
+    def __delitem__(self, index):
+        keys = (list(self._modules)[index] if isinstance(index, slice)
+                else [self._key_at(index)])
+        for key in keys:
+            Module.__delattr__(self, key)
+        self._rename([], list(self._modules.values()), 0)  # PyTorch's: '0', '1', ...
+
+    def _key_at(self, index):
+        """The name of the layer at index (PyTorch's index checks and messages)."""
+        size = len(self._modules)
+        index = operator.index(index)
+        if not -size <= index < size:
+            raise IndexError(f"index {index} is out of range")
+        return list(self._modules)[index % size]
+
+    def _rename(self, keep, layers, start):
+        """Keep the layers named keep, then name layers str(start), str(start + 1), ..."""
+        for name in [name for name in self._modules if name not in keep]:
+            del self._modules[name]
+            self.__dict__.pop(name, None)
+        for i, layer in enumerate(layers, start):
+            self._modules[str(i)] = layer
+            object.__setattr__(self, str(i), layer)
+        self._relayer()
+
+    @staticmethod
+    def _check_module(layer):
+        if not isinstance(layer, Module):
+            raise TypeError(f"Sequential: expected a Module, got {type(layer).__name__}")
 
     def add_module(self, name, module):
         """Add a layer at the end under name (PyTorch's Sequential runs it too)."""
@@ -48,13 +176,8 @@ class Sequential(Module):
     register_module = add_module
 
     def _add(self, name, layer):
-        if not isinstance(layer, Module):
-            raise TypeError(f"Sequential: expected a Module, got {type(layer).__name__}")
-        if any(layer is other for other in self.modules()):
-            raise ValueError(f"Sequential: layer {layer!r} is already in this Sequential; "
-                             f"use a separate instance for each position")
-        setattr(self, name, layer)
-        self._layers.append(layer)
+        self._check_module(layer)
+        setattr(self, name, layer)  # (refuses a layer already in this Sequential)
         return self
 
     def __getitem__(self, index):
@@ -78,10 +201,22 @@ class Sequential(Module):
             dtype = layer.output_dtype(dtype)
         return dtype
 
+    @property
+    def _opaque(self):
+        """True when some layer's output shape is known only by running it: a user module
+        with its own forward, or a layer with forward hooks (also in a nested Sequential)."""
+        hooks = Module._hooks_seen
+        return any(layer._opaque or (hooks and layer._hooked and _has_forward_hooks(layer))
+                   for layer in self._layers)
+
     def infer_shape(self, shape, dtype):
         """Checks every layer in turn; None once a layer's output shape is unknown (a
-        user module with its own forward): the layers after it are checked as they run."""
+        user module with its own forward, or a layer with forward hooks, which may change
+        its input and output): the layers from there on are checked as they run."""
+        hooks = Module._hooks_seen
         for i, layer in enumerate(self._layers):
+            if hooks and layer._hooked and _has_forward_hooks(layer):
+                return None
             shape = self._check_layer(i, layer, shape, dtype)
             if shape is None:
                 return None
@@ -96,42 +231,59 @@ class Sequential(Module):
             raise type(err)(f"Sequential layer {i}: {err}") from None
 
     def _plan(self):
-        """[(layer, fused activation or None, passthrough)] for this forward."""
+        """([(layer, fused activation or None, passthrough)], the indices of the steps
+        whose layer has forward hooks) for this forward. A Linear and an activation with
+        hooks are not fused: the hooks see each on its own."""
         steps = []
         layers = self._layers
+        hooks = Module._hooks_seen
+        hooked_steps = ()
         i = 0
         while i < len(layers):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             if (type(layer) is Linear and nxt is not None
-                    and getattr(nxt, "fused_name", None) is not None):
+                    and getattr(nxt, "fused_name", None) is not None
+                    and not (hooks and ((layer._hooked and _has_hooks(layer))
+                                        or (nxt._hooked and _has_hooks(nxt))))):
                 steps.append((layer, nxt, False))
                 i += 2
             else:
+                if hooks and layer._hooked and _has_forward_hooks(layer):
+                    hooked_steps += (len(steps),)
                 steps.append((layer, None, layer.passthrough))
                 i += 1
-        return steps
+        return steps, hooked_steps
 
     def _forward(self, x, buffered):
-        steps = self._plan()
-        if any(layer._opaque for layer, _, _ in steps[:-1]):
-            # layers after a user module are checked only as they run: should one fail,
-            # the buffers (running statistics) of those before it are put back
+        steps, hooked = self._plan()
+        if hooked or any(layer._opaque for layer, _, _ in steps[:-1]):
+            # layers after a user module (or one with hooks) are checked only as they
+            # run: should one fail, the buffers (running statistics) of those before it
+            # are put back
             saved = [(buf, _device.host_copy(buf)) for buf in self.buffers()]
             try:
-                return self._run_steps(steps, x, buffered)
+                return self._run_steps(steps, x, buffered, hooked)
             except Exception:
                 for buf, copy in saved:
                     _device.namespace_of(buf).copy_into(buf, copy)
                 raise
-        return self._run_steps(steps, x, buffered)
+        return self._run_steps(steps, x, buffered, hooked)
 
-    def _run_steps(self, steps, x, buffered):
-        # Layers from the last one that computes a new array onward return fresh arrays.
-        fresh_from = len(steps) if buffered else max(
-            (j for j, (_, _, through) in enumerate(steps) if not through), default=0)
+    def _run_steps(self, steps, x, buffered, hooked):
+        # Layers from the last one that computes a new array onward return fresh arrays;
+        # with hooks every array is fresh (a hook may keep what it is given).
+        if hooked:
+            buffered, fresh_from = False, 0
+        else:
+            fresh_from = len(steps) if buffered else max(
+                (j for j, (_, _, through) in enumerate(steps) if not through), default=0)
         unchecked = False  # True after a layer whose output shape was not known upfront
         for j, (layer, act, _) in enumerate(steps):
+            if hooked and j in hooked:
+                x = self._call_layer(layer, x)
+                unchecked = True
+                continue
             if unchecked:
                 self._check_layer(self._layers.index(layer), layer, x.shape, x.dtype)
             unchecked = unchecked or layer._opaque
@@ -143,23 +295,89 @@ class Sequential(Module):
                                      getattr(act, "negative_slope", 0.01))
                 object.__setattr__(act, "_out_meta", FUSED)  # the Linear did its work
         object.__setattr__(self, "_steps", steps)
+        if hooked or self._hooked_steps:
+            object.__setattr__(self, "_hooked_steps", hooked)
         return x
+
+    def _call_layer(self, layer, x):
+        """layer(x) with its forward hooks, as PyTorch's Sequential calls it: a fresh
+        output; an input a pre-hook gave is checked as ``forward`` checks one."""
+        i = self._layers.index(layer)
+
+        def run(*args, **kwargs):
+            if len(args) != 1 or kwargs:
+                return layer.forward(*args, **kwargs)
+            x = args[0]
+            layer._check_input(x)
+            self._check_layer(i, layer, x.shape, x.dtype)
+            return layer._run_forward(layer._arrive("input", x)[0], False)
+
+        y = layer._call_impl(run, (x,), {})
+        if not _device.is_array(y):
+            raise TypeError(f"Sequential layer {i}: a forward hook of {layer._where()} "
+                            f"returned a {type(y).__name__}; expected an array")
+        return layer._arrive("output", y)[0]
 
     def _backward(self, grad_out, buffered, need_grad_in):
         steps = self._steps
         n = len(steps)
+        hooked = self._backward_hooked_steps(steps) if Module._hooks_seen else ()
         first_param = next((j for j, (layer, _, _) in enumerate(steps)
                             if layer.has_parameters()), n)
-        # Layers up to the first one that computes a new array return fresh arrays.
-        fresh_upto = -1 if buffered else min(
-            (j for j, (_, _, through) in enumerate(steps) if not through), default=n)
+        # Layers up to the first one that computes a new array return fresh arrays; with
+        # hooks every array is fresh (a hook may keep what it is given).
+        if hooked:
+            buffered, fresh_upto = False, n
+        else:
+            fresh_upto = -1 if buffered else min(
+                (j for j, (_, _, through) in enumerate(steps) if not through), default=n)
+        reshaped = self._hooked_steps  # a forward hook may have changed the output
         g = grad_out
         for j in range(n - 1, -1, -1):
             need = need_grad_in or j > first_param
             if not need and j < first_param:
                 return None
-            g = steps[j][0]._backward(g, buffered or j > fresh_upto, need)
+            layer = steps[j][0]
+            if reshaped and j in reshaped:
+                layer._check_grad_out(g)
+            if hooked and j in hooked:
+                g = self._backward_layer(layer, g, need)
+                if g is None:  # (a hook cut the gradient: the layers before get none)
+                    return None
+            else:
+                g = layer._backward(g, buffered or j > fresh_upto, need)
         return g
+
+    @staticmethod
+    def _backward_hooked_steps(steps):
+        """The steps whose layer has backward hooks; a RuntimeError for hooks registered
+        on a Linear + activation pair after the forward that ran them fused (before any
+        gradient is touched)."""
+        hooked = set()
+        for j, (layer, act, _) in enumerate(steps):
+            if not ((layer._hooked and (layer._backward_pre_hooks or layer._backward_hooks))
+                    or (act is not None and act._hooked
+                        and (act._backward_pre_hooks or act._backward_hooks))):
+                continue
+            if act is not None:
+                raise RuntimeError(f"Sequential layer {j}: {layer._where()} and "
+                                   f"{act._where()} ran fused in the last forward, before a "
+                                   f"backward hook was registered on them; run forward "
+                                   f"again (a layer with hooks is not fused)")
+            hooked.add(j)
+        return hooked
+
+    @staticmethod
+    def _backward_layer(layer, g, need):
+        """layer's backward for g with its backward hooks; fresh arrays."""
+        def run(grad):
+            if grad is not g:  # a pre-hook's replacement: checked as backward checks one
+                layer._check_grad_out(grad)
+                grad = layer._arrive("grad_out", grad)[0]
+            return layer._backward(grad, False, need)
+
+        grad_in = layer._backward_hooked((g,), run, need)
+        return None if grad_in is None else layer._arrive("grad_in", grad_in)[0]
 
 
 class _Holder(Module):
@@ -207,6 +425,27 @@ class _List(_Holder):
             return type(self)(self._list[index])
         return self._list[index]
 
+    def __setitem__(self, index, value):
+        i = self._abs_index(index)
+        setattr(self, str(i), self._checked(value))
+        self._list[i] = value
+
+    def _abs_index(self, index):
+        """index as a position 0 <= i < len (PyTorch's checks and message)."""
+        index = operator.index(index)
+        if not -len(self._list) <= index < len(self._list):
+            raise IndexError(f"index {index} is out of range")
+        return index + len(self._list) if index < 0 else index
+
+    def _reset(self, values):
+        """Hold values, named '0', '1', ... again (after a deletion or an insertion)."""
+        table = self._table()
+        for i in range(len(self._list)):
+            table.pop(str(i), None)
+            self.__dict__.pop(str(i), None)
+        self._list = []
+        self.extend(values)
+
     def __len__(self):
         return len(self._list)
 
@@ -222,6 +461,37 @@ class ModuleList(_List):
     ``(0-2): 3 x Linear(...)``."""
 
     holds = Module
+
+    def _table(self):
+        return self._modules
+
+    def __delitem__(self, index):
+        """Remove the module at index (or those of a slice); the rest are renumbered
+        '0', '1', ... (PyTorch's)."""
+        drop = (set(range(len(self._list))[index]) if isinstance(index, slice)
+                else {self._abs_index(index)})
+        self._reset([m for i, m in enumerate(self._list) if i not in drop])
+
+    def pop(self, key):
+        """Remove the module at index key (or the modules of a slice, as a ModuleList)
+        and return it; the rest are renumbered (PyTorch's)."""
+        value = self[key] if isinstance(key, slice) else self._list[self._abs_index(key)]
+        del self[key]
+        return value
+
+    def insert(self, index, module):
+        """Put module before position index, renumbering those after it; returns None
+        (PyTorch's). index as in Sequential.insert: -len <= index <= len, negative counting
+        from the end (PyTorch's ModuleList.insert breaks on those two cases: KeyError for a
+        negative index, a gap in the numbering past the end)."""
+        module = self._checked(module)
+        n = len(self._list)
+        index = operator.index(index)
+        if not -n <= index <= n:
+            raise IndexError(f"Index out of range: {index}")
+        if index < 0:
+            index += n
+        self._reset(self._list[:index] + [module] + self._list[index:])
 
     def __repr__(self):
         runs = []  # [first index, last index, repr] of each run of equal reprs
@@ -247,6 +517,9 @@ class ParameterList(_List):
     parameters() and state dict; indexable, ``len``, iterable, ``append``/``extend``."""
 
     holds = Parameter
+
+    def _table(self):
+        return self._parameters
 
 
 class _Dict(_Holder):
@@ -324,3 +597,32 @@ class ParameterDict(_Dict):
         return self._parameters
 
     holds = Parameter
+
+    def copy(self):
+        """A new ParameterDict holding the same Parameters (PyTorch's)."""
+        return ParameterDict(OrderedDict((key, self[key]) for key in self))
+
+    def get(self, key, default=None):
+        """The Parameter under key, or default."""
+        return self[key] if key in self else default
+
+    def fromkeys(self, keys, default=None):
+        """A new ParameterDict with default (a Parameter) under every key of keys
+        (PyTorch's: an instance method, one shared Parameter)."""
+        return ParameterDict((key, default) for key in keys)
+
+    def popitem(self):
+        """Remove and return the last inserted (key, Parameter) pair."""
+        if not self._parameters:
+            raise KeyError("popitem(): dictionary is empty")
+        key = next(reversed(self._parameters))
+        value = self[key]
+        del self[key]
+        return key, value
+
+    def setdefault(self, key, default=None):
+        """The Parameter under key; when there is none, default (a Parameter) is put
+        there first."""
+        if key not in self:
+            self[key] = default
+        return self[key]

@@ -25,8 +25,43 @@ modifying them in place in between changes the gradients computed.
 then run the cuda backend's kernels on device arrays, and arrays follow the caller: a
 NumPy input gives a NumPy output, a device array input a device array output (see
 ``fastnn.device``).
+
+Hooks (PyTorch's ``register_forward_pre_hook``, ``register_forward_hook``,
+``register_full_backward_pre_hook``, ``register_full_backward_hook``; each returns a
+``RemovableHandle``):
+
+* Forward hooks run where PyTorch runs them: in ``module(x)`` (``__call__``), not in a
+  direct ``module.forward(x)``. A pre-hook ``hook(module, args)`` may return new args (a
+  single value is wrapped in a tuple); a hook ``hook(module, args, output)`` may return a
+  new output. ``with_kwargs=True`` passes kwargs too; ``always_call=True`` runs the hook
+  even when forward raises. A subclass that defines its own ``__call__`` (attention,
+  recurrent, transformer and distance layers) runs them the same way.
+* Backward hooks run around ``module.backward(...)``, the explicit counterpart of
+  PyTorch's autograd pass through the module: ``hook(module, grad_output)`` sees
+  ``(grad_out,)`` and may return a replacement tuple; ``hook(module, grad_input,
+  grad_output)`` sees ``(grad_in,)`` (``(None,)`` when ``need_grad_in=False``, and then may
+  only return None or all-None, as PyTorch's for inputs that need no gradient) and may
+  return a replacement (same shapes and dtypes; None cuts the gradient there). A module
+  with its own ``backward(*grads)`` passes its positional arguments as grad_output and
+  its return value (a tuple, or one value) as grad_input. Hooks registered when
+  ``backward`` runs are the ones that fire (PyTorch binds them at forward time).
+* ``Sequential`` runs its layers' hooks as PyTorch's, whose forward calls each layer:
+  a layer with hooks is never fused with its neighbour (the hooks see its real input,
+  output and gradients), its arrays are fresh (hooks may keep them), and the layers after
+  one with forward hooks are checked as they run (a hook may change the shape).
+* What a hook returns in place of an input or output is not differentiated through
+  (fastnn has no autograd): ``backward`` takes the gradient w.r.t. a forward hook's
+  replacement output as the gradient w.r.t. the layer's output, and returns the gradient
+  w.r.t. a pre-hook's replacement input. Exact for a replacement whose derivative is the
+  identity (adding a constant, a copy); for another, a backward pre-hook can apply its
+  derivative to grad_output (e.g. the same mask).
+  With no hook registered nothing of this runs: the fast path is unchanged.
 """
 import collections
+import functools
+import types
+import warnings
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -110,9 +145,98 @@ FUSED = "fused"
 
 LoadResult = collections.namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
 
+#: the state_dict key (after the module's prefix) of ``get_extra_state()``, as PyTorch's
+EXTRA_STATE_KEY = "_extra_state"
+
+
+class RemovableHandle:
+    """What every ``register_*hook`` returns (PyTorch's ``torch.utils.hooks.RemovableHandle``):
+    ``remove()`` unregisters the hook (again: nothing happens); ``with handle: ...`` removes
+    it when the block ends. ``id`` is unique in the process; the handle holds the hook
+    tables weakly, so it does not keep a module alive."""
+
+    next_id = 0
+
+    def __init__(self, hooks_dict, *, extra_dict=None):
+        self.hooks_dict_ref = weakref.ref(hooks_dict)
+        self.id = RemovableHandle.next_id
+        RemovableHandle.next_id += 1
+        self.extra_dict_ref = ()
+        if isinstance(extra_dict, dict):
+            self.extra_dict_ref = (weakref.ref(extra_dict),)
+        elif isinstance(extra_dict, list):
+            self.extra_dict_ref = tuple(weakref.ref(d) for d in extra_dict)
+
+    def remove(self):
+        hooks_dict = self.hooks_dict_ref()
+        if hooks_dict is not None and self.id in hooks_dict:
+            del hooks_dict[self.id]
+        for ref in self.extra_dict_ref:
+            extra_dict = ref()
+            if extra_dict is not None and self.id in extra_dict:
+                del extra_dict[self.id]
+
+    def __getstate__(self):
+        return (self.hooks_dict_ref(), self.id, tuple(ref() for ref in self.extra_dict_ref))
+
+    def __setstate__(self, state):
+        self.hooks_dict_ref = weakref.ref(OrderedDict() if state[0] is None else state[0])
+        self.id = state[1]
+        RemovableHandle.next_id = max(RemovableHandle.next_id, self.id + 1)
+        self.extra_dict_ref = (() if len(state) < 3 or state[2] is None
+                               else tuple(weakref.ref(d) for d in state[2]))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, type, value, tb):
+        self.remove()
+
+
+#: the hook tables of a Module (PyTorch's attribute names); each an OrderedDict id -> hook
+#: (or id -> True for the flag tables)
+_HOOK_TABLES = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+                "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+                "_backward_pre_hooks", "_backward_hooks")
+_NO_HOOKS = types.MappingProxyType({})  # a module's tables until its first hook
+
+
+def _runs_forward_hooks(call):
+    """A subclass's own ``__call__``, made to run the forward hooks as Module's does."""
+    @functools.wraps(call)
+    def __call__(self, *args, **kwargs):
+        if (self._hooked and (self._forward_pre_hooks or self._forward_hooks)
+                and not self.__dict__.get("_in_call_hooks")):
+            return self._call_impl(functools.partial(call, self), args, kwargs, guard=True)
+        return call(self, *args, **kwargs)
+    __call__._runs_hooks = True
+    return __call__
+
+
+def _runs_backward_hooks(backward):
+    """A subclass's own ``backward(*grads)``, made to run the backward hooks: grad_output
+    is its positional arguments, grad_input its return value."""
+    @functools.wraps(backward)
+    def wrapper(self, *args, **kwargs):
+        if (self._hooked and (self._backward_pre_hooks or self._backward_hooks)
+                and not self.__dict__.get("_in_backward_hooks")):
+            return self._backward_hooked(args, lambda *grads: backward(self, *grads, **kwargs))
+        return backward(self, *args, **kwargs)
+    wrapper._runs_hooks = True
+    return wrapper
+
 
 class Module:
     """Base class of layers and containers (see the module docstring for the hooks)."""
+
+    #: True once any module has had a hook registered: containers look for hooks on
+    #: their layers only then (and only on a layer whose own ``_hooked`` is True: one
+    #: that has had a hook registered). A module's hook tables (PyTorch's names) are
+    #: made by its first registration; until then they read as empty.
+    _hooks_seen = False
+    _forward_pre_hooks = _forward_pre_hooks_with_kwargs = _forward_hooks = _NO_HOOKS
+    _forward_hooks_with_kwargs = _forward_hooks_always_called = _NO_HOOKS
+    _backward_pre_hooks = _backward_hooks = _NO_HOOKS
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -122,6 +246,26 @@ class Module:
         object.__setattr__(self, "_out_meta", None)
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_device", "cpu")
+        object.__setattr__(self, "_hooked", False)  # True from its first hook on
+
+    def __setstate__(self, state):
+        # (pickle, deepcopy) a module saved before hooks existed gets its _hooked flag
+        state, slots = state if isinstance(state, tuple) else (state, None)
+        self.__dict__.update(state or {})
+        for name, value in (slots or {}).items():
+            object.__setattr__(self, name, value)
+        if "_hooked" not in self.__dict__:
+            object.__setattr__(self, "_hooked", any(name in self.__dict__
+                                                    for name in _HOOK_TABLES))
+
+    def __init_subclass__(cls, **kwargs):
+        # A subclass's own __call__ or backward runs the hooks too (see the docstring).
+        super().__init_subclass__(**kwargs)
+        for name, wrap in (("__call__", _runs_forward_hooks), ("backward", _runs_backward_hooks)):
+            method = cls.__dict__.get(name)
+            if isinstance(method, types.FunctionType) and not getattr(method, "_runs_hooks",
+                                                                       False):
+                setattr(cls, name, wrap(method))
 
     # ------------------------------------------------------------ registration
     def __setattr__(self, name, value):
@@ -151,6 +295,15 @@ class Module:
             params.pop(name, None)
             self._modules.pop(name, None)
         object.__setattr__(self, name, value)
+
+    def __delattr__(self, name):
+        # as PyTorch's: a parameter, buffer or child leaves its table too
+        for table in (self._parameters, self._buffers, self._modules):
+            if name in table:
+                del table[name]
+                self.__dict__.pop(name, None)
+                return
+        object.__delattr__(self, name)
 
     def register_buffer(self, name, array):
         """Register a non-trainable array (running statistics) that state_dict includes.
@@ -223,6 +376,255 @@ class Module:
             child.apply(fn)
         fn(self)
         return self
+
+    def get_submodule(self, target):
+        """The module at the dotted path target ('' is self), as PyTorch's; AttributeError
+        naming the first part of the path that is missing or not a Module."""
+        if target == "":
+            return self
+        mod = self
+        for item in target.split("."):
+            if not hasattr(mod, item):
+                raise AttributeError(f"{type(mod).__name__} has no attribute `{item}`")
+            mod = getattr(mod, item)
+            if not isinstance(mod, Module):
+                raise AttributeError(f"`{item}` is not an nn.Module")
+        return mod
+
+    def set_submodule(self, target, module, strict=False):
+        """Put module at the dotted path target (PyTorch's): it replaces the module there,
+        or (strict=False) becomes a new child of the module the path's head names.
+        ValueError for an empty target or a module that is not a Module; AttributeError
+        for a path that does not lead to a module (or, strict=True, to an existing one)."""
+        if target == "":
+            raise ValueError("Cannot set the submodule without a target name!")
+        atoms = target.split(".")
+        if not isinstance(module, Module):
+            raise ValueError(f"`module` is not an nn.Module, found {type(module)}")
+        parent = self if len(atoms) == 1 else self.get_submodule(".".join(atoms[:-1]))
+        name = atoms[-1]
+        if strict and not hasattr(parent, name):
+            raise AttributeError(f"{type(parent).__name__} has no attribute `{name}`")
+        if hasattr(parent, name) and not isinstance(getattr(parent, name), Module):
+            raise AttributeError(f"`{name}` is not an nn.Module")
+        setattr(parent, name, module)
+
+    def get_parameter(self, target):
+        """The Parameter at the dotted path target ('0.weight'), as PyTorch's;
+        AttributeError for a bad path or something that is not a Parameter."""
+        module_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(module_path)
+        if not hasattr(mod, name):
+            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
+        param = getattr(mod, name)
+        if not isinstance(param, Parameter):
+            raise AttributeError(f"`{name}` is not an nn.Parameter")
+        return param
+
+    def get_buffer(self, target):
+        """The buffer (the live array, or None for an absent one) at the dotted path
+        target ('1.running_mean'), as PyTorch's; AttributeError for a bad path or a name
+        that is not a registered buffer."""
+        module_path, _, name = target.rpartition(".")
+        mod = self.get_submodule(module_path)
+        if not hasattr(mod, name):
+            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
+        buf = getattr(mod, name)
+        if name not in mod._buffers:
+            raise AttributeError(f"`{name}` is not a buffer")
+        return buf
+
+    # -------------------------------------------------------------------- hooks
+    def _add_hook(self, method, name, hook, prepend, flags=()):
+        """Register hook in the table name, with the flag tables of flags (table name,
+        set?) listing it; the handle removes it from all of them."""
+        if not callable(hook):
+            raise TypeError(f"{type(self).__name__}.{method}: expected a callable hook, got "
+                            f"{type(hook).__name__}")
+        if not self._hooked:
+            for table_name in _HOOK_TABLES:
+                object.__setattr__(self, table_name, OrderedDict())
+        table = self.__dict__[name]
+        extra = [self.__dict__[flag] for flag, _ in flags]
+        handle = RemovableHandle(table, extra_dict=extra)
+        table[handle.id] = hook
+        for (_, on), flag_table in zip(flags, extra):
+            if on:
+                flag_table[handle.id] = True
+        if prepend:
+            table.move_to_end(handle.id, last=False)
+        object.__setattr__(self, "_hooked", True)
+        Module._hooks_seen = True
+        return handle
+
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """hook(module, args) -> None or new args (a single value is made a 1-tuple), or
+        with_kwargs=True: hook(module, args, kwargs) -> None or (new args, new kwargs);
+        called by ``module(...)`` before forward. prepend=True: before the hooks already
+        registered. Returns a RemovableHandle."""
+        return self._add_hook("register_forward_pre_hook", "_forward_pre_hooks", hook,
+                              prepend, [("_forward_pre_hooks_with_kwargs", with_kwargs)])
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False,
+                              always_call=False):
+        """hook(module, args, output) -> None or a new output (with_kwargs=True:
+        hook(module, args, kwargs, output)); called by ``module(...)`` after forward, and
+        with always_call=True also when forward (or an earlier hook) raised, with output
+        None. Returns a RemovableHandle."""
+        return self._add_hook("register_forward_hook", "_forward_hooks", hook, prepend,
+                              [("_forward_hooks_with_kwargs", with_kwargs),
+                               ("_forward_hooks_always_called", always_call)])
+
+    def register_full_backward_pre_hook(self, hook, prepend=False):
+        """hook(module, grad_output) -> None or a replacement tuple of the same length;
+        called by ``backward`` before the module's backward runs (grad_output is
+        ``(grad_out,)`` for a layer). Returns a RemovableHandle."""
+        return self._add_hook("register_full_backward_pre_hook", "_backward_pre_hooks",
+                              hook, prepend)
+
+    def register_full_backward_hook(self, hook, prepend=False):
+        """hook(module, grad_input, grad_output) -> None or a replacement grad_input tuple
+        of the same length (each gradient None or of the same shape and dtype); called by
+        ``backward`` after the module's backward (grad_input is ``(grad_in,)`` for a layer,
+        ``(None,)`` with need_grad_in=False). Returns a RemovableHandle."""
+        return self._add_hook("register_full_backward_hook", "_backward_hooks", hook,
+                              prepend)
+
+    def _call_impl(self, forward_call, args, kwargs, guard=False):
+        """PyTorch's ``Module._call_impl``: forward pre-hooks, forward_call, forward hooks,
+        and on an exception the always_call hooks not yet run. guard: a subclass's own
+        __call__ runs: a Module.__call__ it reaches runs no hooks a second time."""
+        result = None
+        called_always = set()
+        try:
+            if self._forward_pre_hooks:
+                with_kwargs = self._forward_pre_hooks_with_kwargs
+                for hook_id, hook in list(self._forward_pre_hooks.items()):
+                    if hook_id in with_kwargs:
+                        out = hook(self, args, kwargs)
+                        if out is not None:
+                            if isinstance(out, tuple) and len(out) == 2:
+                                args, kwargs = out
+                            else:
+                                raise RuntimeError("forward pre-hook must return None or a "
+                                                   "tuple of (new_args, new_kwargs), but "
+                                                   f"got {out}.")
+                    else:
+                        out = hook(self, args)
+                        if out is not None:
+                            args = out if isinstance(out, tuple) else (out,)
+            if guard:
+                was = self.__dict__.get("_in_call_hooks", False)
+                object.__setattr__(self, "_in_call_hooks", True)
+                try:
+                    result = forward_call(*args, **kwargs)
+                finally:
+                    object.__setattr__(self, "_in_call_hooks", was)
+            else:
+                result = forward_call(*args, **kwargs)
+            if self._forward_hooks:
+                for hook_id, hook in list(self._forward_hooks.items()):
+                    if hook_id in self._forward_hooks_always_called:
+                        called_always.add(hook_id)
+                    if hook_id in self._forward_hooks_with_kwargs:
+                        out = hook(self, args, kwargs, result)
+                    else:
+                        out = hook(self, args, result)
+                    if out is not None:
+                        result = out
+            return result
+        except Exception:
+            for hook_id, hook in list(self._forward_hooks.items()):
+                if (hook_id in self._forward_hooks_always_called
+                        and hook_id not in called_always):
+                    try:
+                        if hook_id in self._forward_hooks_with_kwargs:
+                            out = hook(self, args, kwargs, result)
+                        else:
+                            out = hook(self, args, result)
+                        if out is not None:
+                            result = out
+                    except Exception as err:
+                        warnings.warn("module forward hook with ``always_call=True`` raised "
+                                      "an exception that was silenced as another error was "
+                                      f"raised in forward: {err}", stacklevel=2)
+            raise
+
+    def _backward_hooked(self, grad_outputs, run, need_grad_in=True):
+        """The backward pre-hooks on grad_outputs (a tuple), run(*grad_outputs) -> the
+        input gradient (one array or None, or a tuple), then the backward hooks; returns
+        the input gradient as the hooks left it. need_grad_in=False (one input, no
+        gradient for it): the backward hooks run before run, with grad_input (None,), as
+        PyTorch's fire as soon as grad_output is known when no input needs a gradient.
+        While run runs, this module's own backward (a subclass's, or Module's through
+        super()) runs no hooks again."""
+        for hook in list(self._backward_pre_hooks.values()):
+            out = hook(self, grad_outputs)
+            if out is None:
+                continue
+            if not isinstance(out, (tuple, list)):
+                raise TypeError(f"{self._where()}: a backward pre-hook must return None or a "
+                                f"tuple of gradients (one per output), got "
+                                f"{type(out).__name__}")
+            if len(out) != len(grad_outputs):
+                raise RuntimeError("Backward pre hook returned an invalid number of "
+                                   f"grad_output, got {len(out)}, but expected "
+                                   f"{len(grad_outputs)}")
+            grad_outputs = tuple(out)
+        if not need_grad_in:
+            self._no_input_grad_hooks((None,), grad_outputs)
+        was = self.__dict__.get("_in_backward_hooks", False)
+        object.__setattr__(self, "_in_backward_hooks", True)
+        try:
+            result = run(*grad_outputs)
+        finally:
+            object.__setattr__(self, "_in_backward_hooks", was)
+        if not need_grad_in or not self._backward_hooks:
+            return result
+        single = not isinstance(result, tuple)
+        grad_inputs = originals = (result,) if single else result
+        if all(g is None for g in originals):
+            self._no_input_grad_hooks(grad_inputs, grad_outputs)
+            return result
+        for hook in list(self._backward_hooks.values()):
+            out = hook(self, grad_inputs, grad_outputs)
+            if out is None:
+                continue
+            if not isinstance(out, (tuple, list)):
+                raise TypeError(f"{self._where()}: a backward hook must return None or a "
+                                f"tuple of gradients (one per input), got "
+                                f"{type(out).__name__}")
+            if len(out) != len(grad_inputs):
+                raise RuntimeError("Backward hook returned an invalid number of grad_input, "
+                                   f"got {len(out)}, but expected {len(grad_inputs)}")
+            for i, (old, new) in enumerate(zip(originals, out)):
+                if new is not None and _device.is_array(old):
+                    self._check_replacement(f"grad_input[{i}]", new, old)
+            grad_inputs = tuple(out)
+        return grad_inputs[0] if single else grad_inputs
+
+    def _no_input_grad_hooks(self, grad_inputs, grad_outputs):
+        """The backward hooks when no input gets a gradient: each may return only None or
+        all None (PyTorch's rule and message)."""
+        for hook in list(self._backward_hooks.values()):
+            out = hook(self, grad_inputs, grad_outputs)
+            if out is not None and not (isinstance(out, tuple)
+                                        and all(el is None for el in out)):
+                raise RuntimeError("Backward hook for Modules where no input requires "
+                                   "gradient should always return None or None for all "
+                                   "gradients.")
+
+    def _check_replacement(self, name, new, old):
+        """A gradient a hook returned in place of old: an array of old's shape and dtype."""
+        if not _device.is_array(new):
+            raise TypeError(f"{self._where()}: a backward hook returned {name} as a "
+                            f"{type(new).__name__}, expected an array or None")
+        if tuple(new.shape) != tuple(old.shape):
+            raise ValueError(f"{self._where()}: a backward hook returned {name} of shape "
+                             f"{tuple(new.shape)}, expected {tuple(old.shape)}")
+        if new.dtype != old.dtype:
+            raise TypeError(f"{self._where()}: a backward hook returned {name} of dtype "
+                            f"{new.dtype}, expected {old.dtype}")
 
     def _named_modules(self, prefix, seen=None):
         """(prefix ending in '.' or '', module) for this module and its descendants."""
@@ -360,9 +762,40 @@ class Module:
 
     def state_dict(self):
         """An ordered dict: dotted name -> copy of every parameter and buffer (NumPy
-        arrays, also for a model on the GPU)."""
-        return OrderedDict((name, _device.host_copy(array))
-                           for name, array in self._state_arrays().items())
+        arrays, also for a model on the GPU), and for a module that overrides
+        ``get_extra_state`` its value under 'prefix._extra_state' (after the module's own
+        arrays, before its children's: PyTorch's order)."""
+        out = OrderedDict()
+        for prefix, module in self._named_modules(""):
+            for name, param in module._parameters.items():
+                out[prefix + name] = _device.host_copy(param.data)
+            for name, buf in module._buffers.items():
+                if buf is not None:
+                    out[prefix + name] = _device.host_copy(buf)
+            if type(module).get_extra_state is not Module.get_extra_state:
+                out[prefix + EXTRA_STATE_KEY] = module.get_extra_state()
+        return out
+
+    def _extra_state_modules(self):
+        """'prefix._extra_state' -> module, for the modules that override set_extra_state."""
+        return OrderedDict((prefix + EXTRA_STATE_KEY, module)
+                           for prefix, module in self._named_modules("")
+                           if type(module).set_extra_state is not Module.set_extra_state)
+
+    def get_extra_state(self):
+        """The extra state (any object) state_dict stores under '_extra_state' for this
+        module: override it and ``set_extra_state`` to keep state that is not an array
+        (PyTorch's API). The base method is never called by state_dict."""
+        raise RuntimeError(f"{type(self).__name__}.get_extra_state: this module has no extra "
+                           f"state (a module with some overrides get_extra_state and "
+                           f"set_extra_state)")
+
+    def set_extra_state(self, state):
+        """Restore what ``get_extra_state`` returned (load_state_dict calls it with the
+        '_extra_state' entry). Override it together with ``get_extra_state``."""
+        raise RuntimeError(f"{type(self).__name__}.set_extra_state: this module has no extra "
+                           f"state (a module with some overrides get_extra_state and "
+                           f"set_extra_state)")
 
     def load_state_dict(self, state_dict, strict=True):
         """Copy arrays in place (``param.data[...] = value``) into parameters and buffers.
@@ -371,7 +804,9 @@ class Module:
         load changes nothing (except that lazy layers first take their sizes from the
         saved arrays, as PyTorch's do). strict=False ignores missing and unexpected names. PyTorch's
         BatchNorm ``num_batches_tracked`` entries are skipped (a PyTorch state dict, its
-        tensors turned into arrays, loads as it is).
+        tensors turned into arrays, loads as it is). A module that overrides
+        ``set_extra_state`` gets its '_extra_state' entry (any object) after the arrays
+        are copied; for one that does not, such an entry is an unexpected key.
         Returns LoadResult(missing_keys, unexpected_keys).
         """
         where = f"{type(self).__name__}.load_state_dict"
@@ -382,10 +817,11 @@ class Module:
             if "_lazy" in module.__dict__:  # a lazy layer takes its size from the arrays
                 module._lazy_from_state(state_dict, mprefix)
         live = self._state_arrays()
-        missing = [k for k in live if k not in state_dict]
+        extra = self._extra_state_modules()
+        missing = [k for k in self._state_keys(live, extra) if k not in state_dict]
         modules = dict(self._named_modules(""))
-        unexpected = [k for k in state_dict
-                      if k not in live and not self._foreign_counter(k, modules)]
+        unexpected = [k for k in state_dict if k not in live and k not in extra
+                      and not self._foreign_counter(k, modules)]
         problems = []
         if strict and missing:
             problems.append(f"missing keys {missing}")
@@ -409,7 +845,24 @@ class Module:
         for name, target in live.items():
             if name in state_dict:
                 _device.namespace_of(target).copy_into(target, state_dict[name])
+        for key, module in extra.items():
+            if key in state_dict:
+                module.set_extra_state(state_dict[key])
         return LoadResult(missing, unexpected)
+
+    def _state_keys(self, live, extra):
+        """The state_dict keys in state_dict's order (each module's extra state after its
+        arrays, before its children's), for the order of missing keys."""
+        if not extra:
+            return list(live)
+        keys = []
+        for prefix, module in self._named_modules(""):
+            keys.extend(prefix + name for name in module._parameters)
+            keys.extend(prefix + name for name, buf in module._buffers.items()
+                        if buf is not None)
+            if prefix + EXTRA_STATE_KEY in extra:
+                keys.append(prefix + EXTRA_STATE_KEY)
+        return keys
 
     @staticmethod
     def _foreign_counter(key, modules):
@@ -443,6 +896,25 @@ class Module:
             object.__setattr__(module, "_out_meta", None)
         return self
 
+    def type(self, dst_type):
+        """Convert every parameter and buffer to dst_type, in place; self (PyTorch's
+        ``Module.type``). dst_type: float32 or float64 as a NumPy dtype or its name, or
+        PyTorch's names ('torch.FloatTensor', 'torch.float64', ...). float16 and bfloat16
+        are TypeErrors: fastnn's kernels run float32 and float64 only."""
+        where = f"{type(self).__name__}.type"
+        name = dst_type if isinstance(dst_type, str) else str(dst_type)
+        if name in _HALF_NAMES or (_is_dtype_like(dst_type)
+                                    and np.dtype(dst_type) == np.float16):
+            label = np.dtype(dst_type).name if _is_dtype_like(dst_type) else name
+            raise TypeError(f"{where}: {label} is not supported: fastnn runs float32 and "
+                            f"float64 only (use .float() or .double())")
+        if name in _TORCH_FLOAT_NAMES:
+            return self.to_dtype(_TORCH_FLOAT_NAMES[name])
+        if not _is_dtype_like(dst_type) or np.dtype(dst_type) not in FLOAT_DTYPES:
+            got = np.dtype(dst_type) if _is_dtype_like(dst_type) else repr(dst_type)
+            raise TypeError(f"{where}: expected float32 or float64, got {got}")
+        return self.to_dtype(dst_type)
+
     def float(self):
         """Convert parameters and buffers to float32 (in place); returns self."""
         return self.to_dtype(np.float32)
@@ -457,6 +929,15 @@ class Module:
 
         On a module moved to 'cuda', a NumPy x gives a NumPy output and a device array x
         a device array output."""
+        if self.takes_indices or type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES:
+            self._check_input(x)
+        self.infer_shape(x.shape, x.dtype)
+        x, caller = self._arrive("input", x)
+        return caller.put(self._run_forward(x, False))
+
+    def _check_input(self, x):
+        """A TypeError naming the layer unless x is an array it takes (float, or integer
+        indices for an Embedding)."""
         if self.takes_indices:  # an Embedding (or a Sequential starting with one)
             if not _device.is_array(x) or x.dtype.kind not in "iu":
                 got = x.dtype if _device.is_array(x) else type(x).__name__
@@ -464,17 +945,34 @@ class Module:
                                 f"numpy.ndarray, got {got}")
         elif type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES:
             check_float_array(self._where(), "input", x, device_ok=True)
-        self.infer_shape(x.shape, x.dtype)
-        x, caller = self._arrive("input", x)
-        return caller.put(self._run_forward(x, False))
 
     def __call__(self, *args, **kwargs):
+        if (self._hooked and (self._forward_pre_hooks or self._forward_hooks)
+                and not self.__dict__.get("_in_call_hooks")):
+            return self._call_impl(self.forward, args, kwargs)
         return self.forward(*args, **kwargs)
 
     def backward(self, grad_out, need_grad_in=True):
         """Accumulate parameter gradients for grad_out (the gradient of the loss w.r.t.
         the last forward's output, same shape and dtype) and return the gradient w.r.t.
-        the input (a fresh array), or None when need_grad_in is False."""
+        the input (a fresh array), or None when need_grad_in is False. Runs this module's
+        backward hooks around it."""
+        if (self._hooked and (self._backward_pre_hooks or self._backward_hooks)
+                and not self.__dict__.get("_in_backward_hooks")):
+            self._check_grad_out(grad_out)  # before the hooks see it
+            return self._backward_hooked(
+                (grad_out,), lambda grad: Module.backward(self, grad, need_grad_in),
+                need_grad_in)
+        meta = self._out_meta
+        if (meta is None or meta is FUSED or type(grad_out) is not np.ndarray
+                or grad_out.dtype != meta[1] or grad_out.shape != meta[0]):
+            self._check_grad_out(grad_out)
+        grad_out, caller = self._arrive("grad_out", grad_out)
+        grad_in = self._backward(grad_out, False, need_grad_in)
+        return None if grad_in is None else caller.put(grad_in)
+
+    def _check_grad_out(self, grad_out):
+        """Raise unless grad_out fits the last forward's output (shape and dtype)."""
         if self._out_meta is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
         if self._out_meta is FUSED:
@@ -487,9 +985,6 @@ class Module:
         if grad_out.shape != shape:
             raise ValueError(f"{self._where()}: expected grad_out of shape {shape} (the shape "
                              f"of the last forward output), got {grad_out.shape}")
-        grad_out, caller = self._arrive("grad_out", grad_out)
-        grad_in = self._backward(grad_out, False, need_grad_in)
-        return None if grad_in is None else caller.put(grad_in)
 
     def _arrive(self, name, x):
         """(x on this module's device, C-contiguous; the caller's array namespace).
@@ -586,6 +1081,16 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return "\n".join(lines) + "\n)"
+
+
+#: PyTorch's names of the two float types (str of its dtypes, and its tensor type names)
+_TORCH_FLOAT_NAMES = {"torch.float32": np.dtype(np.float32), "torch.float": np.dtype(np.float32),
+                      "torch.FloatTensor": np.dtype(np.float32),
+                      "torch.float64": np.dtype(np.float64), "torch.double": np.dtype(np.float64),
+                      "torch.DoubleTensor": np.dtype(np.float64)}
+_HALF_NAMES = {"float16", "half", "bfloat16", "torch.float16", "torch.half", "torch.bfloat16",
+               "torch.HalfTensor", "torch.BFloat16Tensor", "torch.cuda.HalfTensor",
+               "torch.cuda.BFloat16Tensor"}
 
 
 def _is_dtype_like(value):
