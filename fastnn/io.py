@@ -68,9 +68,14 @@ def _pack(model, optimizer, extra):
     if not hasattr(model, "state_dict"):
         raise TypeError(f"fastnn.save: expected a Module, got {type(model).__name__}")
     state = model.state_dict()
-    arrays = {MODEL_PREFIX + name: value for name, value in state.items()}
+    arrays = {MODEL_PREFIX + name: value for name, value in state.items()
+              if isinstance(value, np.ndarray)}
+    # anything else (a module's get_extra_state()) is described in the metadata
+    values = {name: _encode(value, MODEL_PREFIX + name, arrays)
+              for name, value in state.items() if not isinstance(value, np.ndarray)}
     config = getattr(model, "config", None)
-    float_dtypes = {str(v.dtype) for v in state.values() if v.dtype.kind == "f"}
+    float_dtypes = {str(v.dtype) for v in state.values()
+                    if isinstance(v, np.ndarray) and v.dtype.kind == "f"}
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -80,6 +85,7 @@ def _pack(model, optimizer, extra):
             "config": dict(config) if config is not None else None,
             "keys": list(state),
             "dtype": float_dtypes.pop() if len(float_dtypes) == 1 else None,
+            **({"values": values} if values else {}),
         },
         "optimizer": None,
         "random_state": _random_state(),
@@ -112,11 +118,16 @@ def _pack(model, optimizer, extra):
 
 
 def _encode(value, key, arrays):
-    """A JSON description of an optimizer state value that is not one array: None, a
-    number (with its NumPy dtype, so a float32 scalar comes back float32) or a list of
-    such values and arrays (the arrays go to ``arrays`` under key/<i>)."""
+    """A JSON description of a state value that is not one array (optimizer counters, a
+    module's extra state): None, a string, a number (with its NumPy dtype, so a float32
+    scalar comes back float32), or a list or string-keyed dict of such values and arrays
+    (the arrays go to ``arrays`` under key/<i> or key/<name>)."""
     if value is None:
         return None
+    if isinstance(value, str):
+        return {"string": value}
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {"dict": {k: _encode(v, f"{key}/{k}", arrays) for k, v in value.items()}}
     if isinstance(value, np.ndarray):
         arrays[key] = value
         return {"array": key}
@@ -126,8 +137,8 @@ def _encode(value, key, arrays):
         number = np.asarray(value)
         return {"number": number.item(), "dtype": None if isinstance(value, (bool, int, float))
                 else number.dtype.str}
-    raise TypeError(f"fastnn.save: cannot store optimizer state of type "
-                    f"{type(value).__name__}")
+    raise TypeError(f"fastnn.save: cannot store state of type {type(value).__name__} "
+                    f"(at {key})")
 
 
 def _decode(desc, arrays):
@@ -138,6 +149,10 @@ def _decode(desc, arrays):
         return arrays[desc["array"]]
     if "list" in desc:
         return [_decode(d, arrays) for d in desc["list"]]
+    if "dict" in desc:
+        return {k: _decode(d, arrays) for k, d in desc["dict"].items()}
+    if "string" in desc:
+        return desc["string"]
     return desc["number"] if desc["dtype"] is None else np.dtype(desc["dtype"]).type(
         desc["number"])
 
@@ -272,7 +287,8 @@ def _parse_meta(path, raw):
 
 
 def _check_complete(path, meta, arrays):
-    wanted = [MODEL_PREFIX + k for k in meta["model"]["keys"]]
+    described = meta["model"].get("values", {})
+    wanted = [MODEL_PREFIX + k for k in meta["model"]["keys"] if k not in described]
     opt = meta.get("optimizer")
     if opt is not None:
         for index, entry in opt.get("state", {}).items():
@@ -308,7 +324,10 @@ def build_model(meta, path="checkpoint"):
 def _model_state(path, meta, arrays, model):
     """The checkpoint's model state, checked against model and cast to its dtypes."""
     live = model.state_dict()
-    saved = collections.OrderedDict((k, arrays[MODEL_PREFIX + k]) for k in meta["model"]["keys"])
+    described = meta["model"].get("values", {})
+    saved = collections.OrderedDict(
+        (k, _decode(described[k], arrays) if k in described else arrays[MODEL_PREFIX + k])
+        for k in meta["model"]["keys"])
     missing = [k for k in live if k not in saved]
     unexpected = [k for k in saved if k not in live]
     if missing or unexpected:
@@ -317,6 +336,9 @@ def _model_state(path, meta, arrays, model):
     state = collections.OrderedDict()
     for name, target in live.items():
         value = saved[name]
+        if not isinstance(target, np.ndarray) or not isinstance(value, np.ndarray):
+            state[name] = value   # extra state: the module's set_extra_state checks it
+            continue
         if value.shape != target.shape:
             raise CheckpointError(f"{path}: the checkpoint does not fit "
                                   f"{type(model).__name__}: {name!r} has shape {value.shape} "
