@@ -2,7 +2,8 @@
 
 Issue 2: the numpy backend's MLP step against the student NumPy loop. Issues 3 and 4:
 each compiled backend's MLP steps and BatchNorm1d 256x1024 forward+backward against
-PyTorch in the same process.
+PyTorch in the same process, and each elementwise kernel on 16M float32 values against
+the memory-copy ceiling (its share of the copy bandwidth of the same moment).
 
 pytest-benchmark times one contender after the other, so slow drift of the machine (other
 virtual machines, frequency changes) lands on one side of the ratio: on this 2-core
@@ -21,6 +22,7 @@ from . import steps
 OVERHEAD_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                              "overhead.json")
 VS_TORCH_JSON = os.path.join(os.path.dirname(OVERHEAD_JSON), "vs_torch.json")
+BANDWIDTH_JSON = os.path.join(os.path.dirname(OVERHEAD_JSON), "bandwidth.json")
 BATCHNORM_TARGET = "BatchNorm1d 256x1024 forward+backward"
 
 
@@ -86,6 +88,39 @@ def measure_vs_torch(backends, blocks=15):
             t, f, ratio = interleaved_ratio(torch_fn, ours, blocks=blocks)
             results[name][target] = {"torch": t, "fastnn": f, "ratio": ratio,
                                      "blocks": blocks, "threads": fastnn.get_num_threads()}
+    return results
+
+
+def elementwise_cases():
+    """The suite's elementwise activation cases at 16M float32 values (forward and
+    backward; not the row-wise softmaxes): the ops issues 3 and 4 hold to 70% of the
+    copy bandwidth."""
+    from . import cases
+    return [c for c in cases.all_cases() if c.size == "large" and c.family == "activation"
+            and "softmax" not in c.op and c.bytes]
+
+
+def measure_bandwidth(backends, blocks=15):
+    """{backend: {op: {'fraction', 'op_s', 'copy_s', 'blocks', 'threads'}}}: each
+    elementwise op timed in blocks alternating with the copy ceiling (bench/ceilings.py's
+    Numba copy of 256 MB), fraction = the median over blocks of (op bytes / op time) /
+    (copy bytes / copy time): the machine's bandwidth of that moment is the reference, so
+    drift between the ceiling's measurement and the op's does not move the result."""
+    import fastnn
+    from fastnn import backend
+
+    from . import ceilings, contenders
+    contenders.set_threads(contenders.all_threads())
+    copy, copy_bytes = ceilings.copy_runner()
+    results = {}
+    for name in backends:
+        be = backend.load(name)
+        results[name] = {}
+        for case in elementwise_cases():
+            copy_s, op_s, ratio = interleaved_ratio(copy, case.fastnn(be), blocks=blocks)
+            results[name][case.op] = {"fraction": case.bytes / copy_bytes / ratio,
+                                      "op_s": op_s, "copy_s": copy_s, "blocks": blocks,
+                                      "threads": fastnn.get_num_threads()}
     return results
 
 
