@@ -109,11 +109,7 @@ class Sequential(Module):
         named by their positions (KeyError otherwise, before anything changes)."""
         self._check_module(module)
         n = len(self._modules)
-        index = operator.index(index)
-        if not -n <= index <= n:
-            raise IndexError(f"Index out of range: {index}")
-        if index < 0:
-            index += n
+        index = _insert_position(index, n)
         names = list(self._modules)
         if names[index:] != [str(i) for i in range(index, n)]:
             raise KeyError(f"Sequential.insert: the layers from position {index} on are named "
@@ -485,12 +481,7 @@ class ModuleList(_List):
         from the end (PyTorch's ModuleList.insert breaks on those two cases: KeyError for a
         negative index, a gap in the numbering past the end)."""
         module = self._checked(module)
-        n = len(self._list)
-        index = operator.index(index)
-        if not -n <= index <= n:
-            raise IndexError(f"Index out of range: {index}")
-        if index < 0:
-            index += n
+        index = _insert_position(index, len(self._list))
         self._reset(self._list[:index] + [module] + self._list[index:])
 
     def __repr__(self):
@@ -626,3 +617,12 @@ class ParameterDict(_Dict):
         if key not in self:
             self[key] = default
         return self[key]
+
+
+def _insert_position(index, n):
+    """An insert position into n items: -n <= index <= n (an IndexError otherwise),
+    negative counting from the end, as a non-negative position."""
+    index = operator.index(index)
+    if not -n <= index <= n:
+        raise IndexError(f"Index out of range: {index}")
+    return index + n if index < 0 else index

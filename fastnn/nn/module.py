@@ -562,14 +562,8 @@ class Module:
             out = hook(self, grad_outputs)
             if out is None:
                 continue
-            if not isinstance(out, (tuple, list)):
-                raise TypeError(f"{self._where()}: a backward pre-hook must return None or a "
-                                f"tuple of gradients (one per output), got "
-                                f"{type(out).__name__}")
-            if len(out) != len(grad_outputs):
-                raise RuntimeError("Backward pre hook returned an invalid number of "
-                                   f"grad_output, got {len(out)}, but expected "
-                                   f"{len(grad_outputs)}")
+            self._check_hook_grads(out, len(grad_outputs), "pre-hook", "output",
+                                   "Backward pre hook")
             grad_outputs = tuple(out)
         if not need_grad_in:
             self._no_input_grad_hooks((None,), grad_outputs)
@@ -590,18 +584,22 @@ class Module:
             out = hook(self, grad_inputs, grad_outputs)
             if out is None:
                 continue
-            if not isinstance(out, (tuple, list)):
-                raise TypeError(f"{self._where()}: a backward hook must return None or a "
-                                f"tuple of gradients (one per input), got "
-                                f"{type(out).__name__}")
-            if len(out) != len(grad_inputs):
-                raise RuntimeError("Backward hook returned an invalid number of grad_input, "
-                                   f"got {len(out)}, but expected {len(grad_inputs)}")
+            self._check_hook_grads(out, len(grad_inputs), "hook", "input", "Backward hook")
             for i, (old, new) in enumerate(zip(originals, out)):
                 if new is not None and _device.is_array(old):
                     self._check_replacement(f"grad_input[{i}]", new, old)
             grad_inputs = tuple(out)
         return grad_inputs[0] if single else grad_inputs
+
+    def _check_hook_grads(self, out, expected, kind, side, torch_name):
+        """A backward (pre-)hook's returned gradients: a tuple or list of one per
+        input/output (PyTorch's message for a wrong count)."""
+        if not isinstance(out, (tuple, list)):
+            raise TypeError(f"{self._where()}: a backward {kind} must return None or a "
+                            f"tuple of gradients (one per {side}), got {type(out).__name__}")
+        if len(out) != expected:
+            raise RuntimeError(f"{torch_name} returned an invalid number of grad_{side}, "
+                               f"got {len(out)}, but expected {expected}")
 
     def _no_input_grad_hooks(self, grad_inputs, grad_outputs):
         """The backward hooks when no input gets a gradient: each may return only None or

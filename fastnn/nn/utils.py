@@ -267,16 +267,8 @@ def fuse_conv_bn_weights(conv_w, conv_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b, trans
     axis 1 with transpose for a transposed convolution's (in, out, ...) weight), bias =
     (conv_b - bn_rm) * bn_w / sqrt(bn_rv + eps) + bn_b. PyTorch's formula and dtypes (the
     weight's, the bias's), on conv_w's device."""
-    w = _host_values(conv_w)
-    b = _host_values(conv_b)
-    rm, rv = _host_values(bn_rm), _host_values(bn_rv)
-    weight_dtype = w.dtype
-    bias_dtype = b.dtype if b is not None else weight_dtype
-    if b is None:
-        b = np.zeros_like(rm)
-    scale = _host_values(bn_w) if bn_w is not None else np.ones_like(rm)
-    shift = _host_values(bn_b) if bn_b is not None else np.zeros_like(rm)
-    inv_std = 1.0 / np.sqrt(rv + bn_eps)
+    w, b, rm, inv_std, scale, shift, weight_dtype, bias_dtype = _bn_terms(
+        conv_w, conv_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b)
     axis = 1 if transpose else 0
     channel_scale = scale * inv_std
     if w.ndim < 2 or channel_scale.shape[0] not in (1, w.shape[axis]):
@@ -293,6 +285,21 @@ def fuse_conv_bn_weights(conv_w, conv_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b, trans
             _fused_parameter(fused_b, _raw(conv_w), _requires_grad(conv_b)))
 
 
+def _bn_terms(layer_w, layer_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b):
+    """What both fusions start from, as host arrays: (the layer's weight, its bias (zeros
+    when None), the running mean, 1 / sqrt(running var + eps), the BatchNorm's weight
+    (ones when None) and bias (zeros when None), the fused weight's dtype, the fused
+    bias's dtype (the layer bias's, else the weight's))."""
+    w, b = _host_values(layer_w), _host_values(layer_b)
+    rm, rv = _host_values(bn_rm), _host_values(bn_rv)
+    bias_dtype = b.dtype if b is not None else w.dtype
+    if b is None:
+        b = np.zeros_like(rm)
+    scale = _host_values(bn_w) if bn_w is not None else np.ones_like(rm)
+    shift = _host_values(bn_b) if bn_b is not None else np.zeros_like(rm)
+    return w, b, rm, 1.0 / np.sqrt(rv + bn_eps), scale, shift, w.dtype, bias_dtype
+
+
 def _raw(x):
     return x.data if isinstance(x, Parameter) else x
 
@@ -304,16 +311,9 @@ def fuse_linear_bn_weights(linear_w, linear_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b)
     bn_w / sqrt(bn_rv + eps) + bn_b. PyTorch's formula and dtypes, on linear_w's device;
     a BatchNorm of one feature broadcasts over every output (the bias then has one
     element when linear_b is None, as PyTorch's)."""
-    w = _host_values(linear_w)
-    b = _host_values(linear_b)
-    rm, rv = _host_values(bn_rm), _host_values(bn_rv)
-    weight_dtype = w.dtype
-    bias_dtype = b.dtype if b is not None else weight_dtype
-    if b is None:
-        b = np.zeros_like(rm)
-    bn_w = _host_values(bn_w) if bn_w is not None else np.ones_like(rm)
-    bn_b = _host_values(bn_b) if bn_b is not None else np.zeros_like(rm)
-    scale = bn_w * (1.0 / np.sqrt(rv + bn_eps))
+    w, b, rm, inv_std, bn_w, bn_b, weight_dtype, bias_dtype = _bn_terms(
+        linear_w, linear_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b)
+    scale = bn_w * inv_std
     if w.ndim != 2 or scale.shape[0] not in (1, w.shape[0]):
         raise RuntimeError(f"fuse_linear_bn_weights: the BatchNorm's {scale.shape[0]} "
                            f"features do not match the Linear weight of shape {w.shape}")
