@@ -640,3 +640,17 @@ def test_triplet_with_distance_gives_each_pair_to_the_distance_unbroadcast(swap)
     np.testing.assert_allclose(crit(a, p, n), expected.detach().numpy())
     for ours, t in zip(crit.backward(), (ta, tp, tn)):
         np.testing.assert_allclose(ours, t.grad.numpy())
+
+
+def test_losses_take_pytorchs_module_idioms():
+    """criterion.to(device), .cpu(), .eval(), .train(), .float(), .parameters(): a loss
+    follows its input, so they return it unchanged (a bad device is still an error)."""
+    crit = nn.CrossEntropyLoss()
+    assert crit.to("cpu") is crit and crit.cpu() is crit and crit.to(np.float64) is crit
+    assert crit.float() is crit and crit.double() is crit
+    assert crit.eval() is crit and crit.training is False and crit.train().training
+    assert list(crit.parameters()) == [] and list(crit.named_parameters()) == []
+    with pytest.raises(ValueError, match="expected device 'cpu' or 'cuda'"):
+        nn.MSELoss().to("tpu")
+    logits = np.array([[1.0, 2.0, 0.5]], np.float32)
+    assert crit(logits, np.array([1])) == nn.CrossEntropyLoss()(logits, np.array([1]))

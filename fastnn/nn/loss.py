@@ -55,6 +55,46 @@ class Loss:
     def __call__(self, pred, target):
         return self.forward(pred, target)
 
+    # PyTorch's losses are Modules, and its idioms on them (``criterion.to(device)``,
+    # ``.cuda()``, ``.eval()``) work here too: a loss has no parameters and follows its
+    # input's device and dtype, so they check their argument and return the loss.
+    training = True
+
+    def to(self, device=None, dtype=None):
+        """self; a device other than 'cpu' / 'cuda' (or 'cuda' with no GPU) is an error,
+        as Module.to's, and a dtype (in either place) changes nothing."""
+        from .module import _is_dtype_like
+        if device is not None and not _is_dtype_like(device):
+            if _device.check_device(f"{type(self).__name__}.to", device) == "cuda":
+                _device.kernels("cuda")  # a clear error where CUDA is unavailable
+        return self
+
+    def cpu(self):
+        return self
+
+    def cuda(self, device=None):
+        return self.to("cuda")
+
+    def float(self):
+        return self
+
+    def double(self):
+        return self
+
+    def train(self, mode=True):
+        self.training = bool(mode)
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def parameters(self, recurse=True):
+        """No parameters (an empty iterator), as a PyTorch loss."""
+        return iter(())
+
+    def named_parameters(self, prefix="", recurse=True):
+        return iter(())
+
     def _mean(self, loss, grad, count):
         """The 'mean' loss from the kernel's mean over count elements; saves the gradient."""
         self._grad = grad
