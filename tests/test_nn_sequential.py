@@ -248,3 +248,16 @@ def test_module_list_repr_writes_runs_of_equal_children_once_as_torch():
                                   torch.nn.Sequential(torch.nn.Linear(3, 3))])
     assert repr(ours) == repr(theirs)
     assert repr(nn.ModuleList()) == repr(torch.nn.ModuleList()) == "ModuleList()"
+
+
+def test_parameter_dict_adds_a_plain_dicts_entries_in_sorted_order_as_torch():
+    from collections import OrderedDict
+
+    import torch
+    mine = {"b": np.ones(1), "a": np.zeros(1)}
+    ours = nn.ParameterDict({k: nn.Parameter(v) for k, v in mine.items()})
+    theirs = torch.nn.ParameterDict({k: torch.nn.Parameter(torch.from_numpy(v))
+                                     for k, v in mine.items()})
+    assert list(ours.keys()) == list(theirs.keys()) == ["a", "b"]
+    ordered = nn.ParameterDict(OrderedDict((k, nn.Parameter(v)) for k, v in mine.items()))
+    assert list(ordered.keys()) == ["b", "a"]

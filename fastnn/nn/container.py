@@ -589,6 +589,14 @@ class ParameterDict(_Dict):
 
     holds = Parameter
 
+    def update(self, items):
+        """As _Dict.update, but a plain dict's entries are added in sorted key order, as
+        PyTorch's ParameterDict does (an OrderedDict, a ParameterDict or pairs keep
+        theirs)."""
+        if isinstance(items, dict) and not isinstance(items, OrderedDict):
+            items = sorted(items.items())
+        super().update(items)
+
     def copy(self):
         """A new ParameterDict holding the same Parameters (PyTorch's)."""
         return ParameterDict(OrderedDict((key, self[key]) for key in self))
