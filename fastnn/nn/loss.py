@@ -18,6 +18,7 @@ from .. import device as _device
 from ..kernels.reference import losses as _reference
 from ..validation import (as_contiguous, as_labels, check_bool, check_float_array, check_labels,
                           check_number, check_only)
+from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -63,7 +64,6 @@ class Loss:
     def to(self, device=None, dtype=None):
         """self; a device other than 'cpu' / 'cuda' (or 'cuda' with no GPU) is an error,
         as Module.to's, and a dtype (in either place) changes nothing."""
-        from .module import _is_dtype_like
         if device is not None and not _is_dtype_like(device):
             if _device.check_device(f"{type(self).__name__}.to", device) == "cuda":
                 _device.kernels("cuda")  # a clear error where CUDA is unavailable

@@ -412,11 +412,7 @@ class Module:
     def get_parameter(self, target):
         """The Parameter at the dotted path target ('0.weight'), as PyTorch's;
         AttributeError for a bad path or something that is not a Parameter."""
-        module_path, _, name = target.rpartition(".")
-        mod = self.get_submodule(module_path)
-        if not hasattr(mod, name):
-            raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
-        param = getattr(mod, name)
+        mod, name, param = self._attribute_at(target)
         if not isinstance(param, Parameter):
             raise AttributeError(f"`{name}` is not an nn.Parameter")
         return param
@@ -425,14 +421,19 @@ class Module:
         """The buffer (the live array, or None for an absent one) at the dotted path
         target ('1.running_mean'), as PyTorch's; AttributeError for a bad path or a name
         that is not a registered buffer."""
+        mod, name, buf = self._attribute_at(target)
+        if name not in mod._buffers:
+            raise AttributeError(f"`{name}` is not a buffer")
+        return buf
+
+    def _attribute_at(self, target):
+        """(owning module, name, value) of the dotted path target ('0.weight'), or
+        PyTorch's AttributeError for a path that leads nowhere."""
         module_path, _, name = target.rpartition(".")
         mod = self.get_submodule(module_path)
         if not hasattr(mod, name):
             raise AttributeError(f"{type(mod).__name__} has no attribute `{name}`")
-        buf = getattr(mod, name)
-        if name not in mod._buffers:
-            raise AttributeError(f"`{name}` is not a buffer")
-        return buf
+        return mod, name, getattr(mod, name)
 
     # -------------------------------------------------------------------- hooks
     def _add_hook(self, method, name, hook, prepend, flags=()):

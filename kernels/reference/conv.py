@@ -145,8 +145,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     # a window whose every value is -inf (padding or input) points, as PyTorch's, at its
     # first tap at or past row 0 and column 0 (even one beyond the input)
     empty = y == -np.inf
-    rows = np.where(empty, top + -(top // dh) * dh * (top < 0), rows)
-    cols = np.where(empty, left + -(left // dw) * dw * (left < 0), cols)
+    rows = np.where(empty, np.where(top < 0, top % dh, top), rows)
+    cols = np.where(empty, np.where(left < 0, left % dw, left), cols)
     return _write(y, out), _write((rows * w + cols).astype(np.int64), indices)
 
 
