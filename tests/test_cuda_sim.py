@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -32,13 +33,53 @@ CONFORMANCE_K = ("cuda and (table or reuse or bad_input or failed_update or non_
                  "or out_buffers or constant_feature or extremes or nan_propagates or threshold_beyond or far_from_0)")
 
 
-def _pytest_under_simulator(*args):
+# The two simulator runs below are single-threaded (the simulator runs a block's threads
+# under the GIL) and take minutes each, so they start together, one per core, when the
+# first of them is reached, and each test collects its own run's result.
+SIMULATOR_RUNS = {
+    "test_cuda_ops_and_conformance_under_simulator": (
+        "tests/test_cuda_ops.py", "tests/test_conformance.py",
+        "-k", f"test_cuda_ops or ({CONFORMANCE_K})"),
+    "test_models_on_the_gpu_under_simulator": ("tests/test_cuda_modules.py", "-m", "not gpu"),
+}
+
+
+def _start_pytest_under_simulator(*args):
     env = dict(os.environ, **SIM_ENV)
     env.pop("FASTNN_BACKEND", None)
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)
-    return proc.returncode, proc.stdout + proc.stderr
+    log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would stall the run
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            text=True)
+    return proc, log
+
+
+@pytest.fixture(scope="module")
+def simulator_runs(request):
+    """{test name: (its started pytest subprocess, its output file)} for the selected
+    simulator tests."""
+    selected = {item.name for item in request.session.items} & set(SIMULATOR_RUNS)
+    procs = {name: _start_pytest_under_simulator(*SIMULATOR_RUNS[name]) for name in selected}
+    yield procs
+    for proc, log in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _result(simulator_runs, name):
+    proc, log = simulator_runs[name]
+    try:
+        proc.wait(timeout=900)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.seek(0)
+    output = log.read()
+    assert proc.returncode is not None and proc.returncode >= 0, \
+        f"the simulator run was stopped after 900 s:\n{output[-3000:]}"
+    return proc.returncode, output
 
 
 def _counts(output):
@@ -46,18 +87,17 @@ def _counts(output):
                                                    output)}
 
 
-def test_cuda_ops_and_conformance_under_simulator():
-    code, output = _pytest_under_simulator("tests/test_cuda_ops.py", "tests/test_conformance.py",
-                                           "-k", f"test_cuda_ops or ({CONFORMANCE_K})")
+def test_cuda_ops_and_conformance_under_simulator(simulator_runs):
+    code, output = _result(simulator_runs, "test_cuda_ops_and_conformance_under_simulator")
     counts = _counts(output)
     assert code == 0, output[-6000:]
     assert counts.get("passed", 0) >= 120, output[-3000:]
     assert not counts.get("failed") and not counts.get("skipped"), output[-3000:]
 
 
-def test_models_on_the_gpu_under_simulator():
+def test_models_on_the_gpu_under_simulator(simulator_runs):
     """Module.to('cuda') with layers, losses, optimizers and fit (tests/test_cuda_modules.py)."""
-    code, output = _pytest_under_simulator("tests/test_cuda_modules.py", "-m", "not gpu")
+    code, output = _result(simulator_runs, "test_models_on_the_gpu_under_simulator")
     counts = _counts(output)
     assert code == 0, output[-6000:]
     assert counts.get("passed", 0) >= 10, output[-3000:]
