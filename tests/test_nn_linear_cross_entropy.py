@@ -129,6 +129,22 @@ def test_nothing_counted_and_empty_batch(dtype):
     assert empty(np.zeros((0, IN), dtype), np.zeros((0, 2), np.int64)).shape == (0, 2)
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_counted_weights_summing_to_zero_leave_ignored_rows_zero(dtype, training):
+    """A 'mean' whose counted labels all have weight 0: PyTorch's NaN loss and NaN
+    gradients of the counted rows, while rows whose labels are all ignored keep 0."""
+    ours, twin = _pair(dtype, (2,), "mean", dict(weight=[1.0, 0.0, 0.0, 1.0, 1.0]))
+    ours.train(training)
+    x = np.random.default_rng(5).standard_normal((4, IN)).astype(dtype)
+    t = np.array([[1, -100], [-100, -100], [2, 1], [-100, -100]])
+    tx = torch.from_numpy(x).requires_grad_(True)
+    twin(tx, torch.from_numpy(t)).backward()
+    assert np.isnan(ours(x, t))
+    grad = ours.backward()
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(tx.grad.numpy()))
+    assert np.isnan(grad[[0, 2]]).all() and not grad[[1, 3]].any()
+
+
 def test_repr_and_state_dict_as_torch():
     ours = LinearCrossEntropyLoss(5, 10, out_features=(4, 3), bias=True, weight=np.ones(10),
                                   ignore_index=3, label_smoothing=0.1)

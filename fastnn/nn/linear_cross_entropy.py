@@ -141,14 +141,15 @@ class LinearCrossEntropyLoss(Module):
             with np.errstate(divide="ignore", invalid="ignore"):
                 scale = 1.0 / np.float64(denominator)
                 loss = total / np.float64(denominator)
-            ignore = -100 if self.ignore_index is None else self.ignore_index
-            if not denominator and (probabilities or np.all(target == ignore)):
+            if not denominator and (probabilities or np.all(target == self._ignore())):
                 scale = 0.0   # no row counted: PyTorch's NaN loss and zero gradient
             scale = float(scale) if np.isfinite(scale) else float("nan")
         if grads is not None and scale != 1.0:
             for g in grads:
                 if g is not None:
                     _device.scaled(g, scale)
+            if scale != scale and not probabilities:
+                _zero_ignored_rows(grads[0], target, self._ignore())
         self._ctx = (x, target, batched, probabilities, scale, grads, loss_shape, caller)
         return np.float64(loss)
 
@@ -197,7 +198,7 @@ class LinearCrossEntropyLoss(Module):
             if tuple(target.shape) != want:
                 raise ValueError(f"{where}: expected labels of shape {want} or probabilities "
                                  f"of shape {logits_shape}, got {tuple(target.shape)}")
-            ignore = -100 if self.ignore_index is None else self.ignore_index
+            ignore = self._ignore()
             valid = target[target != ignore]
             if valid.size and (valid.min() < 0 or valid.max() >= self.num_classes):
                 raise ValueError(f"{where}: labels out of range: expected values in [0, "
@@ -301,7 +302,13 @@ class LinearCrossEntropyLoss(Module):
                                    else None if factor == 1.0 else factor)
             self._linear_backward(g, x[start:stop], self.linear.weight.grad, bias_grad,
                                   grad_in[start:stop])
+        if factor is not None and factor != factor and not probabilities:
+            _zero_ignored_rows(grad_in, target, self._ignore())
         return grad_in
+
+    def _ignore(self):
+        """The label value that is not counted (ignore_index, -100 by default)."""
+        return -100 if self.ignore_index is None else self.ignore_index
 
     def extra_repr(self):
         return (f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
@@ -330,3 +337,14 @@ def _accumulate(grad, value, factor):
         v = _device.to_host(value)
         np.add(host, v if factor == 1.0 else v * host.dtype.type(factor), out=host)
     _device.update_on_host(grad, add)
+
+
+def _zero_ignored_rows(grad_in, target, ignore):
+    """Rows of grad_in (N, in_features) whose labels (N, d1, ..., dk) all equal ignore set
+    back to 0 after a NaN scale (a 'mean' whose counted labels' weights sum to 0): PyTorch
+    masks an ignored label's gradient, so only the counted rows' gradients are NaN."""
+    ignored = np.all(np.reshape(target == ignore, (target.shape[0], -1)), axis=1)
+    if ignored.any():
+        def zero(host):
+            host[ignored] = 0
+        _device.update_on_host(grad_in, zero)
