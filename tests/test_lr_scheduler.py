@@ -139,7 +139,7 @@ def test_reduce_lr_on_plateau_bad_arguments():
         lr_scheduler.ReduceLROnPlateau(opt, mode="lowest")
     with pytest.raises(ValueError, match="expected 1 min_lr values"):
         lr_scheduler.ReduceLROnPlateau(opt, min_lr=[0.1, 0.2])
-    with pytest.raises(TypeError, match="metric as a number"):
+    with pytest.raises(ValueError, match="metric as a number"):
         lr_scheduler.ReduceLROnPlateau(opt).step("low")
 
 
@@ -283,7 +283,7 @@ def test_new_schedulers_bad_arguments_and_state():
     other = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
     with pytest.raises(ValueError, match="another optimizer"):
         lr_scheduler.SequentialLR(opt, [first, lr_scheduler.StepLR(other, 2)], milestones=[3])
-    with pytest.raises(TypeError, match="ReduceLROnPlateau"):
+    with pytest.raises(ValueError, match="ReduceLROnPlateau"):
         lr_scheduler.SequentialLR(opt, [first, lr_scheduler.ReduceLROnPlateau(opt)], [3])
     # a SequentialLR's state resumes the rates of an uninterrupted run
     def build(o):

@@ -260,16 +260,16 @@ def test_torch_flags_at_other_values_are_clear_errors():
         optim.SGD(params, lr=0.1, momentum=0.9, dampening=1.5)
     with pytest.raises(ValueError, match=r"zero dampening"):
         optim.SGD(params, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)
-    with pytest.raises(ValueError, match="Adam: maximize=True is not supported"):
-        optim.Adam(params, maximize=True)
-    with pytest.raises(ValueError, match="AdamW: decoupled_weight_decay=False"):
+    with pytest.raises(ValueError, match="Adam: differentiable=True is not supported"):
+        optim.Adam(params, differentiable=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'decoupled_weight_decay'"):
         optim.AdamW(params, decoupled_weight_decay=False)
     with pytest.raises(TypeError, match="unexpected keyword argument 'betas'"):
         optim.SGD(params, lr=0.1, betas=(0.9, 0.99))
     opt = optim.Adam(params)
     saved = opt.state_dict()
-    saved["param_groups"][0]["maximize"] = True
-    with pytest.raises(ValueError, match="parameter group 0: Adam: maximize=True"):
+    saved["param_groups"][0]["differentiable"] = True
+    with pytest.raises(ValueError, match="parameter group 0: Adam: differentiable=True"):
         opt.load_state_dict(saved)
     for name in ("Adadelta", "Rprop", "ASGD"):  # maximize is theirs: a hyper-parameter
         opt = getattr(optim, name)(params, maximize=True, foreach=None, capturable=False)

@@ -1,28 +1,32 @@
 """Adagrad with learning-rate decay and L2 weight decay, PyTorch's rule."""
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
 
 
 class Adagrad(Optimizer):
     """Adagrad(params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-    initial_accumulator_value=0.0, eps=1e-10).
+    initial_accumulator_value=0.0, eps=1e-10, *, maximize=False).
 
     PyTorch's update at a parameter's step t (from 1): clr = lr / (1 + (t - 1) lr_decay);
-    g = grad + weight_decay * p; sum += g^2; p -= clr * g / (sqrt(sum) + eps). The state
-    ``sum`` starts at initial_accumulator_value (PyTorch's name). One ``adagrad_update``
-    kernel call per flat (group, dtype) buffer whenever its parameters share one step
-    count.
+    g = (-grad if maximize else grad) + weight_decay * p; sum += g^2;
+    p -= clr * g / (sqrt(sum) + eps). The state ``sum`` starts at
+    initial_accumulator_value (PyTorch's name). One ``adagrad_update`` kernel call per
+    flat (group, dtype) buffer whenever its parameters share one step count.
     """
 
-    hyperparameters = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps")
+    hyperparameters = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
+                       "maximize")
+    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    _maximize_by_negation = True
 
     def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10, **torch_flags):
+                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False,
+                 **torch_flags):
         super().__init__(params, {"lr": lr, "lr_decay": lr_decay,
                                   "weight_decay": weight_decay,
                                   "initial_accumulator_value": initial_accumulator_value,
-                                  "eps": eps}, torch_flags)
+                                  "eps": eps, "maximize": maximize}, torch_flags)
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
@@ -30,6 +34,7 @@ class Adagrad(Optimizer):
         self._at_least("weight_decay", group["weight_decay"], 0.0)
         self._at_least("initial_accumulator_value", group["initial_accumulator_value"], 0.0)
         self._at_least("eps", group["eps"], 0.0)
+        self._flag(group, "maximize")
 
     def _state_names(self, group):
         return ("sum",)

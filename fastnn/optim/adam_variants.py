@@ -2,21 +2,25 @@
 NAdam and RAdam by ``adaptive_moments_update`` with the step's rates computed here."""
 import math
 
-from .optimizer import Optimizer
+from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
 
 
 class _AdamVariant(Optimizer):
     """Shared shape of the three: state (exp_avg, a second moment), one kernel call per
     flat bucket whose parameters share a step count, else one per parameter.
-    Subclasses give ``_second`` (the second state's name) and ``_run_kernel``."""
+    Subclasses give ``_second`` (the second state's name) and ``_run_kernel``.
+    maximize=True (PyTorch's keyword, after the others) negates the gradient first."""
 
     _second = "exp_avg_sq"
+    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    _maximize_by_negation = True
 
     def _check_common(self, group):
         self._at_least("lr", group["lr"], 0.0)
         self._betas(group)
         self._at_least("eps", group["eps"], 0.0)
         self._at_least("weight_decay", group["weight_decay"], 0.0)
+        self._flag(group, "maximize")
 
     def _state_names(self, group):
         return ("exp_avg", self._second)
@@ -50,20 +54,23 @@ class _AdamVariant(Optimizer):
 
 
 class Adamax(_AdamVariant):
-    """Adamax(params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0).
+    """Adamax(params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
+    maximize=False).
 
-    PyTorch's update at a parameter's step t: g = grad + weight_decay * p;
+    PyTorch's update at a parameter's step t: g = (-grad if maximize else grad)
+    + weight_decay * p;
     m = b1 m + (1 - b1) g; u = max(b2 u, |g| + eps); p -= lr / (1 - b1^t) * m / u.
     State: exp_avg, exp_inf.
     """
 
-    hyperparameters = ("lr", "betas", "eps", "weight_decay")
+    hyperparameters = ("lr", "betas", "eps", "weight_decay", "maximize")
     _second = "exp_inf"
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 **torch_flags):
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
+                 maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
-                                  "weight_decay": weight_decay}, torch_flags)
+                                  "weight_decay": weight_decay, "maximize": maximize},
+                         torch_flags)
 
     def _check(self, group):
         self._check_common(group)
@@ -76,7 +83,7 @@ class Adamax(_AdamVariant):
 
 class RAdam(_AdamVariant):
     """RAdam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-    decoupled_weight_decay=False).
+    decoupled_weight_decay=False, *, maximize=False).
 
     PyTorch's rectified Adam at a parameter's step t: m and v as Adam's;
     rho_inf = 2 / (1 - b2) - 1, rho_t = rho_inf - 2 t b2^t / (1 - b2^t); while rho_t <= 5
@@ -86,14 +93,15 @@ class RAdam(_AdamVariant):
     (AdamW's), else wd p is added to the gradient. State: exp_avg, exp_avg_sq.
     """
 
-    hyperparameters = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay")
+    hyperparameters = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay",
+                       "maximize")
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 decoupled_weight_decay=False, **torch_flags):
+                 decoupled_weight_decay=False, *, maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
                                   "weight_decay": weight_decay,
-                                  "decoupled_weight_decay": decoupled_weight_decay},
-                         torch_flags)
+                                  "decoupled_weight_decay": decoupled_weight_decay,
+                                  "maximize": maximize}, torch_flags)
 
     def _check(self, group):
         self._check_common(group)
@@ -123,7 +131,7 @@ class RAdam(_AdamVariant):
 
 class NAdam(_AdamVariant):
     """NAdam(params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-    momentum_decay=4e-3, decoupled_weight_decay=False).
+    momentum_decay=4e-3, decoupled_weight_decay=False, *, maximize=False).
 
     PyTorch's Nesterov Adam at a parameter's step t: mu_t = b1 (1 - 0.5 * 0.96^(t psi)),
     psi the momentum_decay, mu_product the product of mu_1 .. mu_t (per-parameter state);
@@ -134,16 +142,17 @@ class NAdam(_AdamVariant):
     """
 
     hyperparameters = ("lr", "betas", "eps", "weight_decay", "momentum_decay",
-                       "decoupled_weight_decay")
+                       "decoupled_weight_decay", "maximize")
     _scalar_state = {"mu_product": 1.0}
 
     def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 momentum_decay=4e-3, decoupled_weight_decay=False, **torch_flags):
+                 momentum_decay=4e-3, decoupled_weight_decay=False, *, maximize=False,
+                 **torch_flags):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
                                   "weight_decay": weight_decay,
                                   "momentum_decay": momentum_decay,
-                                  "decoupled_weight_decay": decoupled_weight_decay},
-                         torch_flags)
+                                  "decoupled_weight_decay": decoupled_weight_decay,
+                                  "maximize": maximize}, torch_flags)
 
     def _check(self, group):
         self._check_common(group)

@@ -468,13 +468,9 @@ class LBFGS(Optimizer):
     def state_dict(self):
         """{"type", "state", "param_groups"}: PyTorch's layout, the state (copies) under
         parameter 0 once a step ran."""
-        group = self.param_groups[0]
-        entry = {k: (tuple(v) if isinstance(v, list) else v)
-                 for k, v in group.items() if k != "params"}
-        entry["params"] = list(range(len(group["params"])))
         state = {0: {k: _copied(self._state[k]) for k in STATE_KEYS if k in self._state}}
         return {"type": self._name, "state": state if self._state else {},
-                "param_groups": [entry]}
+                "param_groups": self._saved_groups()}
 
     def validate_state_dict(self, state_dict):
         """Check a state dict (this optimizer's or PyTorch's with tensors as arrays)

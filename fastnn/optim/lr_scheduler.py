@@ -36,10 +36,16 @@ forms of PyTorch's schedules, a function of the epoch and each group's initial r
 ReduceLROnPlateau is the exception, as in PyTorch: no closed form, ``step(metric)``
 multiplies the rates by ``factor`` when the metric (a validation loss, say) has not
 improved for ``patience`` epochs.
+
+``step(epoch)`` is PyTorch's deprecated form (it warns as PyTorch's does): it goes to
+that epoch and writes the closed form there. CosineAnnealingWarmRestarts is the
+exception, as in PyTorch: its ``step(epoch)``, with fractional epochs too (once per
+batch: ``step(epoch + i / iters)``), is its documented use and does not warn.
 """
 import bisect
 import math
 import numbers
+import warnings
 
 from .optimizer import Optimizer
 
@@ -84,11 +90,20 @@ class LRScheduler:
         recursive form (LambdaLR, the restarts, the cycles) give their closed form."""
         return self.lr_at(self.base_lrs[group_index], epoch, group_index)
 
-    def step(self):
-        """Advance one epoch and write every group's rate for it."""
-        self.last_epoch += 1
+    def step(self, epoch=None):
+        """Advance one epoch and write every group's rate for it.
+
+        epoch: PyTorch's deprecated argument (it warns): go to this epoch (a number >= 0)
+        and write the closed form there, as PyTorch's does.
+        """
+        closed = self._rule == "closed"
+        if epoch is None:
+            self.last_epoch += 1
+        else:
+            self.last_epoch = _epoch_argument(type(self).__name__, epoch, warn=True)
+            closed = True
         for i, (group, base) in enumerate(zip(self.optimizer.param_groups, self.base_lrs)):
-            group["lr"] = (self.lr_at(base, self.last_epoch, i) if self._rule == "closed"
+            group["lr"] = (self.lr_at(base, self.last_epoch, i) if closed
                            else self._chain(group["lr"], self.last_epoch, i,
                                             self._rule == "initial"))
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
@@ -129,6 +144,20 @@ class LRScheduler:
         self.last_epoch = int(state_dict["last_epoch"])
         self.base_lrs = list(state_dict["base_lrs"])
         self._last_lr = list(state_dict["_last_lr"])
+
+
+def _epoch_argument(where, epoch, warn):
+    """The epoch given to step(epoch): a finite number >= 0 (an int stays an int);
+    warn: PyTorch's deprecation warning for the schedulers whose step(epoch) has one."""
+    if isinstance(epoch, bool) or not isinstance(epoch, numbers.Real) \
+            or not math.isfinite(epoch) or epoch < 0:
+        raise ValueError(f"{where}.step: expected epoch to be a finite number >= 0, "
+                         f"got {epoch!r}")
+    if warn:
+        warnings.warn(f"{where}.step(epoch) is deprecated, as in PyTorch: call step() once "
+                      f"per epoch (with an epoch the closed-form rate of that epoch is "
+                      f"written)", UserWarning, stacklevel=3)
+    return int(epoch) if isinstance(epoch, numbers.Integral) else float(epoch)
 
 
 def _int_at_least(where, name, value, low=1):
@@ -224,9 +253,11 @@ class LambdaLR(LRScheduler):
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
         groups = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
         lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
-        if len(lambdas) != groups or not all(callable(f) for f in lambdas):
+        if len(lambdas) != groups:
             raise ValueError(f"LambdaLR: expected a function or a list of {groups} functions "
                              f"(one per param group), got {lr_lambda!r}")
+        if not all(callable(f) for f in lambdas):
+            raise TypeError(f"LambdaLR: expected functions, got {lr_lambda!r}")
         self.lr_lambdas = lambdas
         super().__init__(optimizer, last_epoch)
 
@@ -282,14 +313,18 @@ class ReduceLROnPlateau:
             else best + self.threshold
         return value > bar
 
-    def step(self, metrics):
-        """Record one epoch's metric (a number) and lower the rates if it is time."""
+    def step(self, metrics, epoch=None):
+        """Record one epoch's metric (a number) and lower the rates if it is time.
+        epoch: PyTorch's deprecated argument (it warns): the epoch number to record."""
         try:
             current = float(metrics)
-        except (TypeError, ValueError):
-            raise TypeError(f"ReduceLROnPlateau.step: expected the metric as a number, "
+        except (TypeError, ValueError) as exc:  # float()'s own type, as PyTorch's
+            raise type(exc)(f"ReduceLROnPlateau.step: expected the metric as a number, "
                             f"got {metrics!r}") from None
-        self.last_epoch += 1
+        if epoch is None:
+            self.last_epoch += 1
+        else:
+            self.last_epoch = _epoch_argument("ReduceLROnPlateau", epoch, warn=True)
         if self.is_better(current, self.best):
             self.best = current
             self.num_bad_epochs = 0
@@ -404,17 +439,25 @@ class PolynomialLR(LRScheduler):
 
 class CosineAnnealingWarmRestarts(LRScheduler):
     """eta_min + (lr0 - eta_min) * (1 + cos(pi * T_cur / T_i)) / 2, where the i-th run
-    lasts T_i = T_0 * T_mult ** i epochs and T_cur counts the epochs since its start."""
+    lasts T_i = T_0 * T_mult ** i epochs and T_cur counts the epochs since its start.
+
+    PyTorch's stateful rule: ``step()`` adds 1 to T_cur (a restart when it reaches T_i);
+    ``step(epoch)`` (no warning: PyTorch's documented use) goes to any epoch >= 0,
+    fractional too, e.g. ``step(epoch + i / iters)`` after every batch; a later
+    ``step()`` carries on from there (T_cur + 1). T_cur and T_i are in the state dict.
+    """
 
     def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):  # noqa: N803
         where = "CosineAnnealingWarmRestarts"
         self.T_0 = _int_at_least(where, "T_0", T_0)
         self.T_mult = _int_at_least(where, "T_mult", T_mult)
         self.eta_min = _number(where, "eta_min", eta_min)
+        self.T_i = self.T_0
+        self.T_cur = last_epoch  # PyTorch's start: the first step() adds 1
         super().__init__(optimizer, last_epoch)
 
     def _position(self, epoch):
-        """(T_cur, T_i) at this epoch."""
+        """(T_cur, T_i) at this epoch (a number >= 0)."""
         t0, mult = self.T_0, self.T_mult
         if mult == 1:
             return epoch % t0, t0
@@ -426,6 +469,35 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     def lr_at(self, base_lr, epoch, group_index):
         t_cur, t_i = self._position(epoch)
         return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
+
+    def step(self, epoch=None):
+        """Advance one epoch (T_cur + 1), or go to ``epoch``; write every group's rate."""
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0  # the step made when built, and a restart within SequentialLR
+        if epoch is None:
+            self.T_cur += 1
+            if self.T_cur >= self.T_i:
+                self.T_cur %= self.T_i
+                self.T_i *= self.T_mult
+            self.last_epoch += 1
+        else:
+            epoch = _epoch_argument(type(self).__name__, epoch, warn=False)
+            self.T_cur, self.T_i = self._position(epoch)
+            self.last_epoch = math.floor(epoch)
+        wave = 1 + math.cos(math.pi * self.T_cur / self.T_i)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = self.eta_min + (base - self.eta_min) * wave / 2
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def state_dict(self):
+        return dict(super().state_dict(), T_cur=self.T_cur, T_i=self.T_i)
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        if "T_cur" in state_dict:
+            self.T_cur, self.T_i = state_dict["T_cur"], state_dict["T_i"]
+        else:  # an older fastnn state dict: the position of its epoch
+            self.T_cur, self.T_i = self._position(max(self.last_epoch, 0))
 
 
 def _cycles_beta1(where, optimizer):
@@ -526,12 +598,15 @@ class OneCycleLR(LRScheduler):
             start_step = end_step
         raise AssertionError("unreachable")
 
-    def step(self):
-        """Advance one batch and write every group's rate (and momentum) for it."""
-        if self.last_epoch + 1 > self.total_steps:
-            raise ValueError(f"OneCycleLR: tried to step {self.last_epoch + 1} times; the "
+    def step(self, epoch=None):
+        """Advance one batch and write every group's rate (and momentum) for it (epoch:
+        as LRScheduler.step's)."""
+        target = (self.last_epoch + 1 if epoch is None
+                  else _epoch_argument("OneCycleLR", epoch, warn=False))
+        if target > self.total_steps:
+            raise ValueError(f"OneCycleLR: tried to step {target} times; the "
                              f"schedule has total_steps={self.total_steps}")
-        super().step()
+        super().step(epoch)
         if self.cycle_momentum:
             for group in self.optimizer.param_groups:
                 self._set_momentum(group, self._at(group, self.last_epoch, 1))
@@ -556,10 +631,14 @@ class MultiplicativeLR(LRScheduler):
         self.lr_lambdas = lambdas
         super().__init__(optimizer, last_epoch)
 
-    def step(self):
+    def step(self, epoch=None):
         """Advance one epoch: every group's rate times its factor for the new epoch (none
-        on the step made when the scheduler is built)."""
-        self.last_epoch += 1
+        on the step made when the scheduler is built). epoch: PyTorch's deprecated
+        argument (it warns): the epoch whose factor multiplies the rates."""
+        if epoch is None:
+            self.last_epoch += 1
+        else:
+            self.last_epoch = _epoch_argument("MultiplicativeLR", epoch, warn=True)
         if self._rule != "initial":
             self._multiply(self.last_epoch)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
@@ -667,9 +746,10 @@ class CyclicLR(LRScheduler):
         low = self._cycle_base_lrs[group_index]
         return low + (self.max_lrs[group_index] - low) * height * scale
 
-    def step(self):
-        """Advance one batch: every group's rate (and momentum) for it."""
-        super().step()
+    def step(self, epoch=None):
+        """Advance one batch: every group's rate (and momentum) for it (epoch: as
+        LRScheduler.step's)."""
+        super().step(epoch)
         if self.cycle_momentum:
             height, scale = self._position(self.last_epoch)
             for group, low, high in zip(self.optimizer.param_groups, self.base_momentums,
@@ -688,7 +768,10 @@ def _check_schedulers(where, schedulers, optimizer):
     if not schedulers:
         raise ValueError(f"{where}: expected at least one scheduler")
     for i, scheduler in enumerate(schedulers):
-        if isinstance(scheduler, ReduceLROnPlateau) or not isinstance(scheduler, LRScheduler):
+        if isinstance(scheduler, ReduceLROnPlateau):  # (PyTorch's error type)
+            raise ValueError(f"{where}: scheduler {i} is a ReduceLROnPlateau, whose step "
+                             f"needs the metric; expected an epoch-based scheduler")
+        if not isinstance(scheduler, LRScheduler):
             raise TypeError(f"{where}: scheduler {i} must be an epoch-based scheduler "
                             f"(not ReduceLROnPlateau), got {type(scheduler).__name__}")
         if scheduler.optimizer is not optimizer:

@@ -5,7 +5,9 @@ their state buffers (``_state_names``) and apply one update to a flat bucket
 (``_update``). Everything else lives here:
 
 * parameter groups as in PyTorch (``params`` is an iterable of Parameters, or of dicts
-  ``{"params": [...], "lr": ...}`` overriding the defaults per group);
+  ``{"params": [...], "lr": ...}`` overriding the defaults per group; parameters may come
+  as (name, parameter) pairs, ``model.named_parameters()``, whose names the group keeps
+  under "param_names", in the state dict too);
 * flat buffers: within each group, parameters of one dtype share one contiguous data
   buffer, one grad buffer and one buffer per state name (see ``flat.py``), so a step is
   one kernel call per (group, dtype);
@@ -32,10 +34,20 @@ SCHEDULER_KEYS = ("initial_lr", "max_lr", "min_lr", "base_momentum", "max_moment
 
 
 class Optimizer:
-    """Base class of SGD and Adam. params: iterable of Parameters or of group dicts."""
+    """Base class of the optimizers. params: iterable of Parameters, of (name, Parameter)
+    pairs or of group dicts."""
 
     #: hyper-parameter names a state dict's groups must carry (set by subclasses)
     hyperparameters = ()
+
+    #: hyper-parameters fastnn's older state dicts may lack, with the values those had
+    #: (filled in on load)
+    _later_hyperparameters = {"maximize": False, "decoupled_weight_decay": False}
+
+    #: maximize=True by negating the flat gradients around the update kernel, which take
+    #: no such flag (PyTorch's rules negate the gradient first); optimizers whose kernels
+    #: take maximize (Adadelta, Rprop, ASGD) leave it False
+    _maximize_by_negation = False
 
     #: PyTorch keywords taken at the values fastnn implements (name -> accepted values):
     #: implementation switches that change no result, and options at their defaults.
@@ -59,6 +71,7 @@ class Optimizer:
             params = [{"params": params}]
         groups = [self._make_group(g) for g in params]
         self._check_distinct([p for g in groups for p in g["params"]])
+        self._check_names(groups)
         self.param_groups = []
         self._buckets = []
         self._checked = []  # per group: the hyper-parameter values last found valid
@@ -82,12 +95,14 @@ class Optimizer:
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError(f"{self._name}: a parameter group must be a dict with a 'params' "
                             f"entry, got {type(group).__name__}")
-        unknown = set(group) - set(self.defaults) - {"params"} - set(SCHEDULER_KEYS)
+        unknown = (set(group) - set(self.defaults) - {"params", "param_names"}
+                   - set(SCHEDULER_KEYS))
         if unknown:
             raise ValueError(f"{self._name}: unknown hyper-parameter(s) {sorted(unknown)} in "
                              f"a parameter group; expected {sorted(self.defaults)}")
         plist = group["params"]
         plist = [plist] if hasattr(plist, "data") and hasattr(plist, "grad") else list(plist)
+        plist, names = self._split_names(plist)
         if not plist:
             raise ValueError(f"{self._name}: a parameter group has an empty parameter list")
         for i, p in enumerate(plist):
@@ -96,7 +111,28 @@ class Optimizer:
         full.update({k: v for k, v in group.items() if k != "params"})
         self._check(full)
         full["params"] = plist
+        if names is not None:
+            full["param_names"] = names
+        elif "param_names" in full:
+            full["param_names"] = list(full["param_names"])
         return full
+
+    def _split_names(self, plist):
+        """(parameters, names or None) of a group's list: PyTorch's named form, (name,
+        parameter) pairs as ``model.named_parameters()`` gives, or parameters alone."""
+        named = [isinstance(p, tuple) and len(p) == 2 for p in plist]
+        if not any(named):
+            return plist, None
+        if not all(named):
+            raise ValueError(f"{self._name}: all parameters of a group should be with names, "
+                             f"(name, parameter) pairs, or without; some names are missing")
+        return [p for _, p in plist], [name for name, _ in plist]
+
+    def _check_names(self, groups):
+        """Every group with names (a 'param_names' entry) or none, as PyTorch's."""
+        if len({"param_names" in g for g in groups}) > 1:
+            raise ValueError(f"{self._name}: all parameter groups should be with names or "
+                             f"without; cannot mix the two")
 
     def _check_distinct(self, params):
         if len({id(p) for p in params}) != len(params):
@@ -118,6 +154,7 @@ class Optimizer:
         group = self._make_group(param_group)
         self._check_distinct([p for g in self.param_groups for p in g["params"]]
                              + group["params"])
+        self._check_names(self.param_groups + [group])
         self._install_group(group)
 
     # ------------------------------------------------------- hyper-parameter checks
@@ -211,14 +248,21 @@ class Optimizer:
             if any(dtype_changed for _, dtype_changed, _ in plans[gi]):
                 self._regroup(gi)
                 plans[gi] = [b.inspect(self._name) for b in self._buckets[gi]]
+            ascent = self._maximize_by_negation and group["maximize"]
             for bucket, (intact, _, missing_grad) in zip(self._buckets[gi], plans[gi]):
                 kernels = _device.kernels(bucket.ns.name)  # where the bucket lives
                 if not intact:
                     bucket.rehome()
-                if missing_grad:
-                    self._update_each(kernels, bucket, group)
-                else:
-                    self._update(kernels, bucket, group)
+                if ascent:
+                    _device.scaled(bucket.grad, -1.0)
+                try:
+                    if missing_grad:
+                        self._update_each(kernels, bucket, group)
+                    else:
+                        self._update(kernels, bucket, group)
+                finally:
+                    if ascent:  # negation is exact: the gradients are restored bit for bit
+                        _device.scaled(bucket.grad, -1.0)
         return loss
 
     def _check_groups(self):
@@ -302,7 +346,8 @@ class Optimizer:
         tuples) and "params" as the parameters' running indices, as in PyTorch."""
         groups, start = [], 0
         for group in self.param_groups:
-            entry = {k: (tuple(v) if isinstance(v, list) else v)
+            entry = {k: (list(v) if k == "param_names" else
+                         tuple(v) if isinstance(v, list) else v)
                      for k, v in group.items() if k != "params"}
             entry["params"] = list(range(start, start + len(group["params"])))
             start += len(group["params"])
@@ -367,6 +412,8 @@ class Optimizer:
             n = len(group["params"])
             if not isinstance(saved, dict):
                 raise ValueError(f"{where}: parameter group {gi} is not a dict")
+            saved = {**{k: v for k, v in self._later_hyperparameters.items()
+                        if k in self.hyperparameters}, **saved}
             if list(saved.get("params", ())) != list(range(start, start + n)):
                 raise ValueError(f"{where}: parameter group {gi} holds "
                                  f"{len(saved.get('params', ()))} parameters in the state "
@@ -374,13 +421,16 @@ class Optimizer:
             start += n
             missing = [k for k in self.hyperparameters if k not in saved]
             flags = {k: v for k, v in saved.items() if k in self.torch_flags}
-            unknown = [k for k in saved if k not in self.defaults and k != "params"
+            unknown = [k for k in saved if k not in self.defaults
+                       and k not in ("params", "param_names")
                        and k not in SCHEDULER_KEYS and k not in flags]
             if missing or unknown:
                 raise ValueError(f"{where}: parameter group {gi}: missing hyper-parameters "
                                  f"{missing}, unknown {unknown}")
             hyper = {k: (tuple(v) if isinstance(v, list) else v)
                      for k, v in saved.items() if k != "params" and k not in flags}
+            if "param_names" in hyper:  # (they replace the group's, as in PyTorch)
+                hyper["param_names"] = list(hyper["param_names"])
             try:
                 for name, value in flags.items():
                     self._check_flag(name, value)
@@ -450,7 +500,7 @@ class Optimizer:
 
 
 #: Optimizer.torch_flags less ``maximize``: the torch_flags of the optimizers that
-#: implement maximize=True (Adadelta, Rprop, ASGD), where it is a hyper-parameter.
+#: implement maximize=True, where it is a hyper-parameter.
 FLAGS_WITHOUT_MAXIMIZE = {k: v for k, v in Optimizer.torch_flags.items() if k != "maximize"}
 
 

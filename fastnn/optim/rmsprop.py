@@ -1,12 +1,13 @@
 """RMSprop with momentum, centering and L2 weight decay, PyTorch's rule."""
-from .optimizer import Optimizer
+from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
 
 
 class RMSprop(Optimizer):
     """RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-    centered=False).
+    centered=False, *, maximize=False).
 
-    PyTorch's update: g = grad + weight_decay * p; s = alpha s + (1 - alpha) g^2;
+    PyTorch's update: g = (-grad if maximize else grad) + weight_decay * p;
+    s = alpha s + (1 - alpha) g^2;
     centered: a = alpha a + (1 - alpha) g and avg = sqrt(s - a^2) + eps, else
     avg = sqrt(s) + eps; with momentum b = momentum b + g / avg and p -= lr b, else
     p -= lr g / avg. State (as PyTorch names it): square_avg, momentum_buffer when
@@ -14,14 +15,17 @@ class RMSprop(Optimizer):
     (group, dtype) buffer.
     """
 
-    hyperparameters = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered")
+    hyperparameters = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered",
+                       "maximize")
+    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    _maximize_by_negation = True
     _optional_state = ("momentum_buffer", "grad_avg")
 
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, **torch_flags):
+                 centered=False, *, maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps,
                                   "weight_decay": weight_decay, "momentum": momentum,
-                                  "centered": centered}, torch_flags)
+                                  "centered": centered, "maximize": maximize}, torch_flags)
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
@@ -32,6 +36,7 @@ class RMSprop(Optimizer):
         if not isinstance(group["centered"], bool):
             raise TypeError(f"RMSprop: expected centered to be a bool, "
                             f"got {group['centered']!r}")
+        self._flag(group, "maximize")
 
     def _state_names(self, group):
         return (("square_avg",) + (("momentum_buffer",) if group["momentum"] else ())

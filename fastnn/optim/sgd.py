@@ -2,28 +2,34 @@
 PyTorch's rule."""
 import numpy as np
 
-from .optimizer import Optimizer
+from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
 
 
 class SGD(Optimizer):
-    """SGD(params, lr, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0).
+    """SGD(params, lr=1e-3, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0,
+    *, maximize=False).
 
-    PyTorch's update: g = grad + weight_decay * p; v = momentum * v + (1 - dampening) g,
+    PyTorch's update: g = (-grad if maximize else grad) + weight_decay * p;
+    v = momentum * v + (1 - dampening) g,
     v = g (undamped) on a parameter's first step; p -= lr * (g + momentum * v if nesterov
     else v). One ``sgd_update`` kernel call per flat (group, dtype) buffer. (PyTorch's
     positional order puts dampening before weight_decay: pass it by name.) PyTorch's
-    keywords maximize, foreach, ... are taken at the values implemented
+    keywords foreach, fused, ... are taken at the values implemented
     (``Optimizer.torch_flags``).
     """
 
-    hyperparameters = ("lr", "momentum", "weight_decay", "nesterov", "dampening")
+    hyperparameters = ("lr", "momentum", "weight_decay", "nesterov", "dampening",
+                       "maximize")
+    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    _maximize_by_negation = True
     _optional_state = ("momentum_buffer",)
 
-    def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
-                 dampening=0.0, **torch_flags):
+    def __init__(self, params, lr=1e-3, momentum=0.0, weight_decay=0.0, nesterov=False,
+                 dampening=0.0, *, maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "momentum": momentum,
                                   "weight_decay": weight_decay, "nesterov": nesterov,
-                                  "dampening": dampening}, torch_flags)
+                                  "dampening": dampening, "maximize": maximize},
+                         torch_flags)
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
@@ -39,6 +45,7 @@ class SGD(Optimizer):
         if nesterov and (group["momentum"] == 0 or dampening != 0):
             raise ValueError(f"SGD: invalid nesterov: {nesterov!r} "
                              f"(Nesterov momentum requires momentum > 0 and zero dampening)")
+        self._flag(group, "maximize")
 
     def _state_names(self, group):
         return ("momentum_buffer",) if group["momentum"] else ()
