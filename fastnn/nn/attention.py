@@ -8,23 +8,19 @@ from .. import device as _device
 from .. import random as _random
 from ..validation import check_bool, check_float_array, check_number, check_positive_int
 from . import init
+from .linear import Linear
 from .module import Module, Parameter
 
 
-class _OutProj(Module):
-    """The output projection's parameters (weight (E, E), bias (E,)), a child named
-    ``out_proj`` as PyTorch's, so state dicts keep its keys."""
+class NonDynamicallyQuantizableLinear(Linear):
+    """The output projection, a Linear (E, E) named as PyTorch's class of it (its repr
+    and ``out_proj`` child match PyTorch's, so state dicts keep their keys); the bias
+    starts at zero, as PyTorch's MultiheadAttention sets it."""
 
     def __init__(self, embed_dim, bias, dtype):
-        super().__init__()
-        bound = 1.0 / math.sqrt(embed_dim)
-        rng = _random.generator()
-        self.weight = Parameter(rng.uniform(-bound, bound, (embed_dim, embed_dim)).astype(dtype))
-        self.bias = Parameter(np.zeros(embed_dim, dtype)) if bias else None
-
-    def extra_repr(self):
-        e = self.weight.data.shape[0]
-        return f"in_features={e}, out_features={e}, bias={self.bias is not None}"
+        super().__init__(embed_dim, embed_dim, bias=bias, dtype=dtype)
+        if self.bias is not None:
+            self.bias.data[...] = 0
 
 
 class MultiheadAttention(Module):
@@ -89,7 +85,7 @@ class MultiheadAttention(Module):
                 setattr(self, f"{part}_proj_weight", weight)
             self.in_proj_weight = None
         self.in_proj_bias = Parameter(np.zeros(3 * e, dtype)) if bias else None
-        self.out_proj = _OutProj(e, bias, dtype)
+        self.out_proj = NonDynamicallyQuantizableLinear(e, bias, dtype)
         self.bias_k = self.bias_v = None
         if add_bias_kv:
             self.bias_k = init.xavier_normal_(Parameter(np.empty((1, 1, e), dtype)))
@@ -99,8 +95,8 @@ class MultiheadAttention(Module):
     def infer_shape(self, shape, dtype):
         return None
 
-    def __call__(self, query, key, value, **kwargs):
-        return self.forward(query, key, value, **kwargs)
+    def __call__(self, query, key, value, *args, **kwargs):
+        return self.forward(query, key, value, *args, **kwargs)
 
     def _proj_weights(self):
         """The host (E, E), (E, kdim), (E, vdim) weights projecting query, key, value."""

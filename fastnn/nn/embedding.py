@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..validation import check_positive_int
+from ..validation import check_bool, check_only, check_number, check_positive_int
 from .module import Module, Parameter
 
 
@@ -32,6 +32,35 @@ def embedding_table(where, num_embeddings, embedding_dim, padding_idx, weight, d
     return table, padding_idx
 
 
+def check_renorm(where, max_norm, norm_type):
+    """max_norm (None, or a number >= 0) and norm_type (a number > 0, inf for the max
+    norm), as given: PyTorch keeps them so (its repr shows them as passed)."""
+    if max_norm is not None:
+        check_number(where, "max_norm", max_norm, 0.0)
+    if not (isinstance(norm_type, (int, float, np.integer, np.floating))
+            and not isinstance(norm_type, bool) and norm_type > 0):
+        raise ValueError(f"{where}: expected norm_type to be a number > 0 (inf for the "
+                         f"max norm), got {norm_type!r}")
+    return max_norm, norm_type
+
+
+def renorm_rows(table, indices, max_norm, norm_type):
+    """PyTorch's embedding_renorm_, in place: each row of table (num_embeddings, D)
+    named in indices (any shape) whose norm_type-norm exceeds max_norm is scaled by
+    max_norm / (norm + 1e-7); the norms in float64."""
+    rows = np.unique(indices)
+    norms = np.linalg.norm(table[rows].astype(np.float64), ord=float(norm_type), axis=1)
+    over = norms > max_norm
+    scale = max_norm / (norms[over] + 1e-7)
+    table[rows[over]] *= scale[:, None].astype(table.dtype)
+
+
+def renorm_repr(max_norm, norm_type):
+    """The max_norm / norm_type part of PyTorch's Embedding and EmbeddingBag reprs."""
+    text = "" if max_norm is None else f", max_norm={max_norm}"
+    return text + ("" if norm_type == 2 else f", norm_type={norm_type}")
+
+
 class Embedding(Module):
     """y = weight[indices]: the row of each integer index.
 
@@ -41,6 +70,12 @@ class Embedding(Module):
     adds each output row's gradient to its index's row of weight.grad (np.add.at, on the
     host) and returns None: indices have no gradient. A GPU model's lookup goes through
     the host. In a Sequential it must come first (it takes indices, not floats).
+
+    PyTorch's max_norm: each forward first rescales, in place, the rows of the indices
+    whose norm_type-norm exceeds it to max_norm / (norm + 1e-7) (embedding_renorm_; not
+    differentiated, as in PyTorch). scale_grad_by_freq: each row's gradient divided by
+    the count of its index in the last forward's input. sparse=True (PyTorch's sparse
+    gradient) is refused: weight.grad is a dense array.
     """
 
     takes_indices = True
@@ -52,12 +87,11 @@ class Embedding(Module):
         for name, value in (("num_embeddings", num_embeddings),
                             ("embedding_dim", embedding_dim)):
             check_positive_int("Embedding", name, value)
-        for name, value, default in (("max_norm", max_norm, None),
-                                     ("scale_grad_by_freq", scale_grad_by_freq, False),
-                                     ("sparse", sparse, False)):
-            if value is not default and value != default:
-                raise ValueError(f"Embedding: {name}={value!r} is not supported (only "
-                                 f"{default!r})")
+        self.max_norm, self.norm_type = check_renorm("Embedding", max_norm, norm_type)
+        self.scale_grad_by_freq = check_bool("Embedding", "scale_grad_by_freq",
+                                             scale_grad_by_freq)
+        check_only("Embedding", "sparse", sparse, (False,))
+        self.sparse = False
         self.num_embeddings = int(num_embeddings)
         self.embedding_dim = int(embedding_dim)
         weight, self.padding_idx = embedding_table("Embedding", self.num_embeddings,
@@ -67,15 +101,18 @@ class Embedding(Module):
         self._indices = None
 
     @classmethod
-    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None):
+    def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None,
+                        norm_type=2.0, scale_grad_by_freq=False, sparse=False):
         """An Embedding holding these (num_embeddings, embedding_dim) vectors (frozen by
-        default), as PyTorch's."""
+        default), with PyTorch's arguments."""
         array = np.asarray(_device.to_host(embeddings))
         if array.ndim != 2:
             raise ValueError(f"Embedding.from_pretrained: expected a 2-D array, got shape "
                              f"{array.shape}")
         dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float32
-        return cls(array.shape[0], array.shape[1], padding_idx=padding_idx, _weight=array,
+        return cls(array.shape[0], array.shape[1], padding_idx=padding_idx,
+                   max_norm=max_norm, norm_type=norm_type,
+                   scale_grad_by_freq=scale_grad_by_freq, sparse=sparse, _weight=array,
                    _freeze=freeze, dtype=dtype)
 
     def output_dtype(self, dtype):
@@ -97,6 +134,9 @@ class Embedding(Module):
     def _forward(self, x, buffered):
         idx = self._checked_indices(x)
         self._indices = idx
+        if self.max_norm is not None and idx.size:
+            _device.update_on_host(self.weight.data, lambda w: renorm_rows(
+                w, idx, self.max_norm, self.norm_type))
         weight = _device.to_host(self.weight.data)
         shape = tuple(idx.shape) + (self.embedding_dim,)
         if _device.is_device_array(self.weight.data):
@@ -108,6 +148,9 @@ class Embedding(Module):
     def _backward(self, grad_out, buffered, need_grad_in):
         idx = self._indices.reshape(-1) % self.num_embeddings
         g = _device.to_host(grad_out).reshape(-1, self.embedding_dim)
+        if self.scale_grad_by_freq and idx.size:
+            counts = np.bincount(idx, minlength=self.num_embeddings)
+            g = g / counts[idx].astype(g.dtype)[:, None]
         if self.padding_idx is not None:
             keep = idx != self.padding_idx
             idx, g = idx[keep], g[keep]
@@ -116,4 +159,7 @@ class Embedding(Module):
 
     def extra_repr(self):
         text = f"{self.num_embeddings}, {self.embedding_dim}"
-        return text + ("" if self.padding_idx is None else f", padding_idx={self.padding_idx}")
+        if self.padding_idx is not None:
+            text += f", padding_idx={self.padding_idx}"
+        text += renorm_repr(self.max_norm, self.norm_type)
+        return text + (", scale_grad_by_freq=True" if self.scale_grad_by_freq else "")

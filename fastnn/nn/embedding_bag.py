@@ -3,9 +3,8 @@ NumPy on the host (a GPU model's table comes to the host and its gradient goes b
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool, check_float_array, check_number, check_only, \
-    check_positive_int
-from .embedding import embedding_table
+from ..validation import check_bool, check_float_array, check_only, check_positive_int
+from .embedding import check_renorm, embedding_table, renorm_repr, renorm_rows
 from .module import Module, Parameter
 
 MODES = ("sum", "mean", "max")
@@ -55,13 +54,7 @@ class EmbeddingBag(Module):
         name = "EmbeddingBag"
         self.num_embeddings = check_positive_int(name, "num_embeddings", num_embeddings)
         self.embedding_dim = check_positive_int(name, "embedding_dim", embedding_dim)
-        if max_norm is not None:
-            check_number(name, "max_norm", max_norm, 0.0)
-            max_norm = float(max_norm)
-        if not (isinstance(norm_type, (int, float, np.integer, np.floating))
-                and not isinstance(norm_type, bool) and norm_type > 0):
-            raise ValueError(f"{name}: expected norm_type to be a number > 0 (inf for the "
-                             f"max norm), got {norm_type!r}")
+        max_norm, norm_type = check_renorm(name, max_norm, norm_type)
         if mode not in MODES:
             raise ValueError(f"{name}: expected mode 'sum', 'mean' or 'max', got {mode!r}")
         check_bool(name, "scale_grad_by_freq", scale_grad_by_freq)
@@ -72,7 +65,7 @@ class EmbeddingBag(Module):
         self.include_last_offset = check_bool(name, "include_last_offset", include_last_offset)
         weight, padding_idx = embedding_table(name, self.num_embeddings, self.embedding_dim,
                                               padding_idx, _weight, dtype)
-        self.max_norm, self.norm_type = max_norm, float(norm_type)
+        self.max_norm, self.norm_type = max_norm, norm_type
         self.scale_grad_by_freq, self.mode, self.padding_idx = (scale_grad_by_freq, mode,
                                                                 padding_idx)
         self.weight = Parameter(weight)
@@ -185,7 +178,8 @@ class EmbeddingBag(Module):
         where = self._where()
         idx, bag, b = self._bags(where, x, offsets)
         if self.max_norm is not None and idx.size:
-            _device.update_on_host(self.weight.data, lambda w: self._renorm(w, idx))
+            _device.update_on_host(self.weight.data, lambda w: renorm_rows(
+                w, idx, self.max_norm, self.norm_type))
         table = _device.to_host(self.weight.data)
         kept = bag >= 0
         if self.padding_idx is not None:
@@ -212,20 +206,6 @@ class EmbeddingBag(Module):
                 ctx["rows"] = table[ki]
         self._ctx = ctx
         return np.ascontiguousarray(out, table.dtype)
-
-    def _renorm(self, w, idx):
-        """PyTorch's embedding_renorm_: rows of these indices scaled to max_norm where
-        their norm exceeds it."""
-        uniq = np.unique(idx)
-        rows = w[uniq].astype(np.float64)
-        p = self.norm_type
-        if p == np.inf:
-            norms = np.abs(rows).max(axis=1)
-        else:
-            norms = (np.abs(rows) ** p).sum(axis=1) ** (1.0 / p)
-        over = norms > self.max_norm
-        scale = self.max_norm / (norms[over] + 1e-7)
-        w[uniq[over]] = w[uniq[over]] * scale[:, None].astype(w.dtype)
 
     # -------------------------------------------------------------- backward
     def backward(self, grad_out):
@@ -273,10 +253,7 @@ class EmbeddingBag(Module):
 
     def extra_repr(self):
         text = f"{self.num_embeddings}, {self.embedding_dim}"
-        if self.max_norm is not None:
-            text += f", max_norm={self.max_norm!r}"
-        if self.norm_type != 2:
-            text += f", norm_type={self.norm_type!r}"
+        text += renorm_repr(self.max_norm, self.norm_type)
         if self.scale_grad_by_freq:
             text += ", scale_grad_by_freq=True"
         text += f", mode={self.mode!r}"

@@ -15,7 +15,7 @@ from .container import ModuleList
 from .dropout import Dropout
 from .layernorm import LayerNorm
 from .linear import Linear
-from .module import Module
+from .module import Module, _is_dtype_like
 
 
 def _functional_activations():
@@ -387,10 +387,17 @@ class Transformer(Module):
                 init.xavier_uniform_(p)
 
     @staticmethod
-    def generate_square_subsequent_mask(sz, dtype=np.float32):
+    def generate_square_subsequent_mask(sz, device=None, dtype=None):
         """(sz, sz) float mask: -inf above the diagonal (a position sees itself and the
-        ones before), 0 elsewhere."""
-        return np.triu(np.full((sz, sz), -np.inf, dtype), 1)
+        ones before), 0 elsewhere. PyTorch's arguments: device 'cpu' or 'cuda' (None:
+        the host), dtype float32 (None) or float64; a dtype in device's place is taken
+        as the dtype, as ``Module.to`` does."""
+        if device is not None and dtype is None and _is_dtype_like(device):
+            device, dtype = None, device
+        where = "Transformer.generate_square_subsequent_mask"
+        place = "cpu" if device is None else _device.check_device(where, device)
+        mask = np.triu(np.full((sz, sz), -np.inf, np.float32 if dtype is None else dtype), 1)
+        return _device.namespace(place).put(mask)
 
     def infer_shape(self, shape, dtype):
         return None
