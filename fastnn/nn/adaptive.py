@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..kernels.reference.conv import last_nan_or_argmax
 from ..validation import check_bool, check_float_dtype
 from .conv import As1d, add_batch_axis, drop_batch_axis
 from .module import Module
@@ -19,6 +20,27 @@ def _window_matrix(size, out, dtype):
         start, end = (i * size) // out, -(-((i + 1) * size) // out)
         m[i, start:end] = 1.0 / (end - start)
     return m
+
+
+def window_means(x, axis, out):
+    """x's means over PyTorch's ``out`` adaptive windows along ``axis``, one window at a
+    time, so a NaN or inf reaches only its own windows' outputs (a product with the
+    window matrix spreads it through the zero weights: 0 * inf is NaN)."""
+    moved = np.moveaxis(x, axis, -1)
+    y = np.empty(moved.shape[:-1] + (out,), x.dtype)
+    for i, (start, end) in enumerate(_window_bounds(moved.shape[-1], out)):
+        y[..., i] = moved[..., start:end].sum(axis=-1) / x.dtype.type(end - start)
+    return np.moveaxis(y, -1, axis)
+
+
+def window_means_adjoint(g, axis, size):
+    """The gradient of window_means for g (its output's gradient): each value of g
+    divided by its window's cell count, added over the window's ``size``-long axis."""
+    moved = np.moveaxis(g, axis, -1)
+    grad = np.zeros(moved.shape[:-1] + (size,), g.dtype)
+    for i, (start, end) in enumerate(_window_bounds(size, moved.shape[-1])):
+        grad[..., start:end] += (moved[..., i] / g.dtype.type(end - start))[..., None]
+    return np.moveaxis(grad, -1, axis)
 
 
 class AdaptiveAvgPool2d(Module):
@@ -113,11 +135,20 @@ class AdaptiveAvgPool2d(Module):
 
     def _windows_forward(self, x, out_shape):
         a_h, a_w = self._matrices(x.shape, x.dtype)
-        return np.einsum("ih,nchw,jw->ncij", a_h, x, a_w, optimize=True)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN and inf as PyTorch's
+            y = np.einsum("ih,nchw,jw->ncij", a_h, x, a_w, optimize=True)
+            if not np.isfinite(y).all():  # a NaN or inf in x: window by window
+                y = window_means(window_means(x, 3, out_shape[3]), 2, out_shape[2])
+        return y
 
     def _windows_backward(self, grad_out, shape):
         a_h, a_w = self._matrices(shape, grad_out.dtype)
-        return np.einsum("ih,ncij,jw->nchw", a_h, grad_out, a_w, optimize=True)
+        with np.errstate(invalid="ignore", over="ignore"):
+            grad = np.einsum("ih,ncij,jw->nchw", a_h, grad_out, a_w, optimize=True)
+            if not np.isfinite(grad).all():
+                grad = window_means_adjoint(window_means_adjoint(grad_out, 2, shape[2]), 3,
+                                            shape[3])
+        return grad
 
     def _matrices(self, shape, dtype):
         shape = tuple(shape)
@@ -175,14 +206,14 @@ class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
 
     def _windows_forward(self, x, out_shape):
         """The maximum of each window by a loop over the output positions, and its flat
-        index h * W + w (the first maximum, or NaN, as np.argmax)."""
+        index h * W + w (PyTorch's: the first maximum, or the last NaN)."""
         n, c, h, w = x.shape
         y = np.empty(out_shape, x.dtype)
         indices = np.empty(out_shape, np.int64)
         for i, (h0, h1) in enumerate(_window_bounds(h, out_shape[2])):
             for j, (w0, w1) in enumerate(_window_bounds(w, out_shape[3])):
                 window = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
-                best = np.argmax(window, axis=2)
+                best = last_nan_or_argmax(window)
                 y[:, :, i, j] = np.take_along_axis(window, best[..., None], 2)[..., 0]
                 indices[:, :, i, j] = (h0 + best // (w1 - w0)) * w + w0 + best % (w1 - w0)
         self._indices = indices

@@ -1,6 +1,8 @@
 """GroupNorm and InstanceNorm1d/2d/3d (PyTorch's semantics), run by the layer_norm
 kernels: each (sample, group) is one row of an (N * groups, C / groups * spatial) view.
 """
+import math
+
 import numpy as np
 
 from .. import device as _device
@@ -44,7 +46,11 @@ class _GroupedNorm(Module):
         if not ok:
             raise ValueError(f"{self._where()}: expected input of shape {wanted}, got {shape}")
         self._check_dtype(dtype, None if self.weight is None else self.weight.data.dtype)
+        self._check_statistics(shape)
         return shape
+
+    def _check_statistics(self, shape):
+        """PyTorch's refusal of statistics over a single value (ValueError)."""
 
     def _forward(self, x, buffered):
         shape = tuple(x.shape)
@@ -110,6 +116,13 @@ class GroupNorm(_GroupedNorm):
                              f"by num_groups ({num_groups})")
         self._setup(self.num_channels, self.num_groups, eps, affine, bias, dtype)
 
+    def _check_statistics(self, shape):
+        """As PyTorch (in training and eval mode): N * C / G * spatial values in all,
+        more than 1."""
+        if math.prod(shape) // self.num_groups == 1:
+            raise ValueError(f"{self._where()}: expected more than 1 value per channel "
+                             f"group over the batch, got input of shape {shape}")
+
     def extra_repr(self):
         return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
                 f"bias={self.bias is not None}")
@@ -142,7 +155,18 @@ class _InstanceNorm(_GroupedNorm):
         c, tracked = self.num_features, self.track_running_stats
         self.register_buffer("running_mean", np.zeros(c, dtype) if tracked else None)
         self.register_buffer("running_var", np.ones(c, dtype) if tracked else None)
+        #: PyTorch's counter, which instance norm never moves (not in the state dict)
+        self.num_batches_tracked = 0
         self._eval_ctx = None
+
+    def _check_statistics(self, shape):
+        """As PyTorch: statistics of the input (training, or no running statistics)
+        need more than 1 spatial position."""
+        if (self.training or not self.track_running_stats) \
+                and math.prod(shape[len(shape) - self.dims:]) == 1:
+            raise ValueError(f"{self._where()}: expected more than 1 spatial element for "
+                             f"instance statistics (training mode or no running "
+                             f"statistics), got input of shape {shape}")
 
     def _forward(self, x, buffered):
         if self.track_running_stats and not self.training:

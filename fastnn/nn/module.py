@@ -802,8 +802,9 @@ class Module:
         Every name, shape and dtype is checked before anything is written, so a failed
         load changes nothing (except that lazy layers first take their sizes from the
         saved arrays, as PyTorch's do). strict=False ignores missing and unexpected names. PyTorch's
-        BatchNorm ``num_batches_tracked`` entries are skipped (a PyTorch state dict, its
-        tensors turned into arrays, loads as it is). A module that overrides
+        BatchNorm ``num_batches_tracked`` entries set the layer's counter (momentum
+        None's divisor), which fastnn keeps outside its state dict (a PyTorch state
+        dict, its tensors turned into arrays, loads as it is). A module that overrides
         ``set_extra_state`` gets its '_extra_state' entry (any object) after the arrays
         are copied; for one that does not, such an entry is an unexpected key.
         Returns LoadResult(missing_keys, unexpected_keys).
@@ -839,11 +840,17 @@ class Module:
             elif value.dtype != target.dtype:
                 problems.append(f"{name!r}: the model has dtype {target.dtype}, the state "
                                 f"dict has {value.dtype} (convert with .float()/.double())")
+        counters = {k: v for k, v in state_dict.items() if self._foreign_counter(k, modules)}
+        for name, value in counters.items():
+            if np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "iu":
+                problems.append(f"{name!r}: expected an integer count, got {value!r}")
         if problems:
             raise ValueError(f"{where}: nothing was loaded: " + "; ".join(problems))
         for name, target in live.items():
             if name in state_dict:
                 _device.namespace_of(target).copy_into(target, state_dict[name])
+        for key, value in counters.items():
+            modules[key[:-len("num_batches_tracked")]].num_batches_tracked = int(value)
         for key, module in extra.items():
             if key in state_dict:
                 module.set_extra_state(state_dict[key])
@@ -865,8 +872,8 @@ class Module:
 
     @staticmethod
     def _foreign_counter(key, modules):
-        """True for PyTorch's BatchNorm ``num_batches_tracked``: it only serves momentum
-        None, which fastnn does not have, so a PyTorch state dict loads with it ignored."""
+        """True for PyTorch's BatchNorm ``num_batches_tracked`` (a counter fastnn's
+        layers keep outside the state dict): a PyTorch state dict loads with it."""
         head, _, last = key.rpartition(".")
         module = modules.get(head + "." if head else "")
         return last == "num_batches_tracked" and getattr(module, "ignores_batch_count", False)

@@ -17,7 +17,7 @@ import numpy as np
 from .. import device as _device
 from ..kernels.window_shapes import window_out_size
 from ..validation import check_bool, check_float_dtype
-from .adaptive import _window_matrix
+from .adaptive import _window_matrix, window_means, window_means_adjoint
 from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
 from .pooling import (MaxUnpool2d, ReturnsIndices, check_norm_type, lp_mean_grad,
@@ -26,12 +26,16 @@ from .pooling import (MaxUnpool2d, ReturnsIndices, check_norm_type, lp_mean_grad
 
 def _scatter(grad_out, indices, in_shape):
     """The gradient of a max pooling: each value of grad_out (N, C, *out) added at its
-    flat index (d * H * W + h * W + w) of its (n, c) plane of a zero (N, C, D, H, W)."""
+    flat index (d * H * W + h * W + w) of its (n, c) plane of a zero (N, C, D, H, W). An
+    index outside the plane (PyTorch's for a window wholly in the padding, whose -inf
+    output no input moves) adds nothing."""
     n, c = in_shape[:2]
     plane = int(np.prod(in_shape[2:]))
     rows = indices.reshape(n * c, int(np.prod(indices.shape[2:])))
-    flat = rows + (np.arange(n * c, dtype=np.int64) * plane)[:, None]
-    total = np.bincount(flat.ravel(), weights=grad_out.ravel(), minlength=n * c * plane)
+    inside = (rows >= 0) & (rows < plane)
+    flat = np.where(inside, rows, 0) + (np.arange(n * c, dtype=np.int64) * plane)[:, None]
+    weights = np.where(inside, grad_out.reshape(rows.shape), 0)
+    total = np.bincount(flat.ravel(), weights=weights.ravel(), minlength=n * c * plane)
     return total.astype(grad_out.dtype, copy=False).reshape(in_shape)
 
 
@@ -46,18 +50,21 @@ def _flat_index(pos_d, pos_h, pos_w, spatial):
 class _OnHost(Module):
     """A 3-D layer computed on the host: ``_pool(host)`` forward and ``_unpool(g)``
     backward on (N, C, D, H, W) arrays; an unbatched (C, D, H, W) input gets a batch axis
-    and a device array goes through the host."""
+    and a device array goes through the host. A NaN or inf in the input gives NaN or inf
+    outputs without NumPy's warnings, as PyTorch's (no warning either)."""
 
     def _forward(self, x, buffered):
         host, unbatched = _batched(x)
-        y = self._pool(host)
+        with np.errstate(invalid="ignore", over="ignore"):
+            y = self._pool(host)
         return _device.namespace_of(x).put(y[0] if unbatched else y)
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
         g, unbatched = _batched(grad_out)
-        grad_in = self._unpool(g)
+        with np.errstate(invalid="ignore", over="ignore"):
+            grad_in = self._unpool(g)
         return _device.namespace_of(grad_out).put(grad_in[0] if unbatched else grad_in)
 
 
@@ -322,6 +329,10 @@ class AdaptiveAvgPool3d(_OnHost):
         t = (host.reshape(-1, w) @ a_w.T).reshape(n * c * d, h, out[2])  # width
         t = (a_h @ t).reshape(n * c, d, out[1] * out[2])                   # height
         y = (a_d @ t).reshape((n, c) + tuple(out))                         # depth
+        if not np.isfinite(y).all():  # a NaN or inf in host: window by window
+            y = host
+            for axis in (4, 3, 2):
+                y = window_means(y, axis, out[axis - 2])
         self._ctx = (host.shape, (a_d, a_h, a_w))
         return y
 
@@ -331,7 +342,12 @@ class AdaptiveAvgPool3d(_OnHost):
         do, ho, wo = g.shape[2:]
         t = (a_d.T @ g.reshape(n * c, do, ho * wo)).reshape(n * c * d, ho, wo)
         t = (a_h.T @ t).reshape(-1, wo)
-        return np.ascontiguousarray((t @ a_w).reshape(shape))
+        grad = (t @ a_w).reshape(shape)
+        if not np.isfinite(grad).all():  # a NaN or inf in g: window by window
+            grad = g
+            for axis in (2, 3, 4):
+                grad = window_means_adjoint(grad, axis, shape[axis])
+        return np.ascontiguousarray(grad)
 
     def extra_repr(self):
         return f"output_size={self.output_size}"

@@ -43,6 +43,8 @@ class _Pool2d(Module):
         self.stride = (self.kernel_size if stride is None
                        else pair(name, "stride", stride, 1, n))
         self.padding = pair(name, "padding", padding, 0, n)
+        # PyTorch's repr shows the arguments as given (stride None: the kernel size)
+        self._given = (kernel_size, kernel_size if stride is None else stride, padding)
         if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
             raise ValueError(f"{name}: padding {self.padding} must be at most half of "
                              f"kernel_size {self.kernel_size}")
@@ -88,8 +90,9 @@ class _Pool2d(Module):
         return drop_batch_axis(grad_in, self._unbatched)
 
     def extra_repr(self):
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
-                + (", ceil_mode=True" if self.ceil_mode else ""))
+        """PyTorch's (AvgPool2d's: kernel size, stride and padding only)."""
+        kernel_size, stride, padding = self._given
+        return f"kernel_size={kernel_size}, stride={stride}, padding={padding}"
 
 
 class MaxPool2d(ReturnsIndices, _Pool2d):
@@ -111,6 +114,7 @@ class MaxPool2d(ReturnsIndices, _Pool2d):
         return_indices = check_bool(name, "return_indices", return_indices)
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.dilation = pair(name, "dilation", dilation, 1, self.dims)
+        self._given_dilation = dilation
         self.return_indices = return_indices
 
     def _dilation_2d(self):
@@ -122,9 +126,8 @@ class MaxPool2d(ReturnsIndices, _Pool2d):
         return ((kh - 1) * dh + 1, (kw - 1) * dw + 1), stride, padding
 
     def extra_repr(self):
-        text = super().extra_repr()
-        return text + (f", dilation={self.dilation}"
-                       if self.dilation != (1,) * self.dims else "")
+        return (super().extra_repr() + f", dilation={self._given_dilation}, "
+                f"ceil_mode={self.ceil_mode}")
 
     def _pool(self, x, buffered):
         shape = self._shape_2d(x.shape, x.dtype)
@@ -171,11 +174,6 @@ class AvgPool2d(_Pool2d):
             grad_in=grad_in, ceil_mode=self.ceil_mode,
             divisor_override=self.divisor_override)
 
-    def extra_repr(self):
-        return (super().extra_repr() + f", count_include_pad={self.count_include_pad}"
-                + (f", divisor_override={self.divisor_override}"
-                   if self.divisor_override is not None else ""))
-
 
 class MaxPool1d(As1d, MaxPool2d):
     """Maximum over windows of (N, C, L) or unbatched (C, L) input (PyTorch's MaxPool1d),
@@ -194,6 +192,9 @@ class AvgPool1d(As1d, AvgPool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
+        # PyTorch's AvgPool1d keeps (and shows) its arguments as 1-tuples
+        self._given = tuple(tuple(v) if isinstance(v, (tuple, list)) else (v,)
+                            for v in self._given)
 
 
 def lp_of_mean(mean, p, size):

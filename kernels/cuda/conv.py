@@ -129,14 +129,17 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
 def _max_pool_backward(grad_out, indices, grad_in):
     """One thread per (n, c) plane, in a fixed order over the plane's outputs: each
     grad_out value is added at its argmax. grad_out, indices: (P, H_out * W_out);
-    grad_in: (P, H * W), zeroed here first."""
+    grad_in: (P, H * W), zeroed here first. An index outside the plane (PyTorch's for a
+    window wholly in the padding, whose -inf output no input moves) adds nothing."""
     planes, outs = grad_out.shape
     cells = grad_in.shape[1]
     for p in range(cuda.grid(1), planes, cuda.gridsize(1)):
         for k in range(cells):
             grad_in[p, k] = 0
         for k in range(outs):
-            grad_in[p, indices[p, k]] += grad_out[p, k]
+            i = indices[p, k]
+            if 0 <= i < cells:
+                grad_in[p, i] += grad_out[p, k]
 
 
 @cuda.jit(device=True)

@@ -522,7 +522,7 @@ def _max_pool_bwd(const floating[:, :, ::1] grad_out,    # IN  (N, C, P_out)
                   floating[:, :, ::1] grad_in):          # OUT (N, C, P_in)
     cdef Py_ssize_t n = grad_in.shape[0], c = grad_in.shape[1], p_in = grad_in.shape[2]
     cdef Py_ssize_t p_out = grad_out.shape[2]
-    cdef Py_ssize_t t, b, ch, q
+    cdef Py_ssize_t t, b, ch, q, i
     cdef floating* plane
     for t in prange(n * c, nogil=True, schedule="static", num_threads=threads_for(n * c * p_in)):
         b = t // c
@@ -530,7 +530,11 @@ def _max_pool_bwd(const floating[:, :, ::1] grad_out,    # IN  (N, C, P_out)
         plane = &grad_in[b, ch, 0]
         memset(plane, 0, p_in * sizeof(floating))
         for q in range(p_out):
-            plane[indices[b, ch, q]] += grad_out[b, ch, q]
+            # an index outside the plane (PyTorch's for a window wholly in the padding,
+            # whose -inf output no input moves) adds nothing
+            i = indices[b, ch, q]
+            if 0 <= i < p_in:
+                plane[i] += grad_out[b, ch, q]
 
 
 cdef inline Py_ssize_t _avg_count(Py_ssize_t h0, Py_ssize_t w0, Py_ssize_t ha,

@@ -436,14 +436,19 @@ def _window_max(x, b, ch, ha, hb, dh, wa, wb, dw, w_in):  # pragma: no cover - c
 
 @kernel
 def _max_pool_bwd(grad_out, indices, grad_in):  # pragma: no cover - compiled
-    """grad_out, indices: (N, C, P_out) IN; grad_in: (N, C, P_in) OUT."""
+    """grad_out, indices: (N, C, P_out) IN; grad_in: (N, C, P_in) OUT. An index outside
+    the plane (PyTorch's for a window wholly in the padding, whose -inf output no input
+    moves) adds nothing."""
     n, c, p_out = grad_out.shape
+    p_in = grad_in.shape[2]
     for t in prange(n * c):
         b = t // c
         ch = t - b * c
         grad_in[b, ch, :] = 0
         for q in range(p_out):
-            grad_in[b, ch, indices[b, ch, q]] += grad_out[b, ch, q]
+            i = indices[b, ch, q]
+            if 0 <= i < p_in:
+                grad_in[b, ch, i] += grad_out[b, ch, q]
 
 
 @helper

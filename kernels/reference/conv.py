@@ -120,6 +120,15 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
 
 
 # ----------------------------------------------------------------------- max pooling
+def last_nan_or_argmax(values):
+    """Index along the last axis of values (..., K) of PyTorch's window maximum: the last
+    NaN where there is one (its kernels take every NaN they meet), else the first of
+    the equal maxima."""
+    nan = np.isnan(values)
+    last_nan = values.shape[-1] - 1 - np.argmax(nan[..., ::-1], axis=-1)
+    return np.where(nan.any(axis=-1), last_nan, np.argmax(values, axis=-1))
+
+
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
                        ceil_mode=False, dilation=(1, 1)):
     """Max pooling with -inf padding.
@@ -129,7 +138,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     dilation: a pair, the window's taps that far apart (it spans d (k - 1) + 1 cells).
     Returns (y, indices) where indices holds the int64 flat position h * W + w of each
     window's maximum in its (n, c) plane (the first one in row-major window order on
-    ties; a NaN wins, as in PyTorch).
+    ties; a NaN wins, the window's last one, as in PyTorch).
     """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
@@ -138,7 +147,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     extra = _overhang((h, w), span, stride, padding, (ho, wo))
     win = _windows(_pad(x, padding, -np.inf, extra), span, stride, (ho, wo))[..., ::dh, ::dw]
     flat = win.reshape(n, c, ho, wo, kh * kw)
-    arg = np.argmax(flat, axis=-1)                          # NaN counts as the maximum
+    arg = last_nan_or_argmax(flat)
     y = np.take_along_axis(flat, arg[..., None], axis=-1)[..., 0]
     top, left = np.arange(ho)[:, None] * sh - ph, np.arange(wo)[None, :] * sw - pw
     rows, cols = top + arg // kw * dh, left + arg % kw * dw
@@ -154,13 +163,17 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
     """grad_out, indices: (N, C, H_out, W_out); input_shape: (N, C, H, W).
 
     Returns grad_in: input_shape, each grad_out value added at its argmax (windows that
-    overlap may share one, so contributions sum).
+    overlap may share one, so contributions sum). An index outside the plane (PyTorch's
+    for a window wholly in the padding, whose -inf output no input moves) adds nothing.
     """
     n, c, h, w = input_shape
-    result = np.zeros((n * c, h * w), dtype=grad_out.dtype)
+    result = np.zeros((n * c, h * w + 1), dtype=grad_out.dtype)  # + 1: a bin for those
     planes = np.arange(n * c)[:, None]
     p = grad_out.shape[2] * grad_out.shape[3]  # not -1: an empty batch has no size to infer
-    np.add.at(result, (planes, indices.reshape(n * c, p)), grad_out.reshape(n * c, p))
+    flat = indices.reshape(n * c, p)
+    flat = np.where((flat >= 0) & (flat < h * w), flat, h * w)
+    np.add.at(result, (planes, flat), grad_out.reshape(n * c, p))
+    result = result[:, :h * w]
     return _write(result.reshape(input_shape), grad_in)
 
 
