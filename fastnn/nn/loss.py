@@ -16,6 +16,7 @@ import numpy as np
 
 from .. import device as _device
 from ..kernels.reference import losses as _reference
+from ..kernels.reference.activations import log_softmax as _log_softmax
 from ..validation import (as_contiguous, as_labels, check_bool, check_float_array, check_labels,
                           check_number, check_only)
 from .module import _is_dtype_like
@@ -251,7 +252,8 @@ class _OnHost(Loss):
         p, t = _device.to_host(pred), _device.to_host(target)
         losses = self._losses(p, t)
         count = self._count(p)
-        grad = self._grad_terms(p, t) * p.dtype.type(1.0 / count)
+        # (asarray: a 0-d pred's gradient stays a 0-d array, not a NumPy scalar)
+        grad = np.asarray(self._grad_terms(p, t) * p.dtype.type(1.0 / count), p.dtype)
         return (float(losses.sum(dtype=np.float64) / count),
                 _device.namespace_of(pred).put(grad))
 
@@ -271,11 +273,17 @@ class _Weighted(_OnHost):
 
     def _weights(self, pred):
         """weight broadcast to pred's shape, in pred's dtype (ones without one)."""
-        w = np.ones(pred.shape, pred.dtype) if self.weight is None else self.weight
+        if self.weight is None:
+            return np.ones(pred.shape, pred.dtype)
+        return self._broadcast("weight", self.weight, pred)
+
+    def _broadcast(self, name, factor, pred):
+        """factor (a weight) broadcast to pred's shape, in pred's dtype; one that does not
+        broadcast to it (or would enlarge it, as PyTorch refuses too) is an error."""
         try:
-            return np.broadcast_to(w, pred.shape).astype(pred.dtype)
+            return np.broadcast_to(factor, pred.shape).astype(pred.dtype)
         except ValueError:
-            raise ValueError(f"{self._where()}: weight of shape {self.weight.shape} does not "
+            raise ValueError(f"{self._where()}: {name} of shape {factor.shape} does not "
                              f"broadcast to pred's shape {pred.shape}") from None
 
     def _kernel(self, k):
@@ -312,7 +320,7 @@ class BCELoss(_Weighted):
 
     def _grad_terms(self, pred, target):
         """d(loss)/d(pred) per element: w (p - y) / max(p (1 - p), 1e-12), as PyTorch's."""
-        denom = np.maximum(pred * (1 - pred), pred.dtype.type(1e-12))
+        denom = np.maximum(pred * (1 - pred), pred.dtype.type(_reference.BCE_EPSILON))
         return self._weights(pred) * (pred - target) / denom
 
 
@@ -343,7 +351,7 @@ class BCEWithLogitsLoss(_Weighted):
     def _log_weight(self, logits, target):
         if self.pos_weight is None:
             return np.ones_like(logits)
-        pw = self.pos_weight.astype(logits.dtype)
+        pw = self._broadcast("pos_weight", self.pos_weight, logits)
         return 1 + (pw - 1) * target
 
     def _losses(self, pred, target):
@@ -366,8 +374,8 @@ class BCEWithLogitsLoss(_Weighted):
 
 class KLDivLoss(_OnHost):
     """PyTorch's KLDivLoss: target * (log(target) - pred) per element (0 where target is
-    0), pred the log-probabilities (a LogSoftmax's output) and target probabilities, or
-    log-probabilities with log_target=True (exp(target) (target - pred)).
+    0 and pred finite), pred the log-probabilities (a LogSoftmax's output) and target
+    probabilities, or log-probabilities with log_target=True (exp(target) (target - pred)).
 
     reduction: 'mean' (over every element, PyTorch's default), 'batchmean' (the sum over
     the batch size, the KL divergence proper), 'sum' or 'none'. Computed with NumPy on the
@@ -397,9 +405,11 @@ class KLDivLoss(_OnHost):
     def _losses(self, pred, target):
         if self.log_target:
             return np.exp(target) * (target - pred)
+        # PyTorch's xlogy(target, target) - target * pred: 0 log 0 is 0, but 0 times an
+        # infinite pred NaN; a negative target's log NaN
         with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(target > 0, target * (np.log(target) - pred),
-                            np.where(target == 0, pred.dtype.type(0), np.nan)).astype(pred.dtype)
+            xlogx = np.where(target == 0, pred.dtype.type(0), target * np.log(target))
+            return (xlogx - target * pred).astype(pred.dtype)
 
     def _options(self):
         return ["log_target=True"] if getattr(self, "log_target", False) else []
@@ -454,11 +464,12 @@ class HingeEmbeddingLoss(_ElementwiseOnHost):
 
 
 class MultiLabelSoftMarginLoss(_OnHost):
-    """Multi-label one-vs-all logistic loss: pred (N, C) logits (or (C,)), target of that
-    shape with 1 for each label present and 0 otherwise; per sample
+    """Multi-label one-vs-all logistic loss: pred (N, C) logits (or (C,), or
+    (N, d1, ..., dk, C) as PyTorch takes it, the classes last), target of that shape with
+    1 for each label present and 0 otherwise; per sample
     -mean_c w_c [t log sigmoid(x) + (1 - t) log sigmoid(-x)] (weight (C,) optional),
-    then the reduction over the samples ('none': (N,)). Computed as softplus terms
-    (finite for any logit); the gradient w_c (sigmoid(x) - t) / C."""
+    then the reduction over the samples ('none': pred's shape without C). Computed as
+    softplus terms (finite for any logit); the gradient w_c (sigmoid(x) - t) / C."""
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
         super().__init__(reduction, size_average, reduce)
@@ -469,10 +480,10 @@ class MultiLabelSoftMarginLoss(_OnHost):
 
     def _check(self, pred, target):
         pred, target = super()._check(pred, target)
-        if pred.ndim not in (1, 2) or (self.weight is not None
-                                       and self.weight.shape not in ((pred.shape[-1],), ())):
-            raise ValueError(f"{self._where()}: expected pred of shape (N, C) or (C,) and a "
-                             f"weight of shape (C,), got {pred.shape} and "
+        if pred.ndim == 0 or (self.weight is not None
+                              and self.weight.shape not in ((pred.shape[-1],), ())):
+            raise ValueError(f"{self._where()}: expected pred of shape (N, C), (C,) or "
+                             f"(N, ..., C) and a weight of shape (C,), got {pred.shape} and "
                              f"{None if self.weight is None else self.weight.shape}")
         return pred, target
 
@@ -491,7 +502,7 @@ class MultiLabelSoftMarginLoss(_OnHost):
         return ((sigmoid - target) * self._w(pred) / pred.shape[-1]).astype(pred.dtype)
 
     def _count(self, pred):
-        return pred.shape[0] if pred.ndim == 2 else 1
+        return pred.size // pred.shape[-1]  # the samples: every position but the classes
 
     def _loss_shape(self, pred_shape):
         return tuple(pred_shape)[:-1]
@@ -726,6 +737,9 @@ class _ClassTargets(Loss):
         self.ignore_index = _index(type(self).__name__, ignore_index)
         self._denominator = None  # the last forward's mean denominator when not N
         self._ignored = None  # host mask (N,) of the rows ignore_index dropped, or None
+        # host labels (N,) (0 where ignored) when the dense target holds one term a row
+        # (labels without smoothing), whose loss is then that term alone: else None
+        self._labels = None
         self._layout = None  # (moved shape, losses' shape, class axis) when pred is not (N, C)
 
     def forward(self, pred, target):
@@ -783,7 +797,10 @@ class _ClassTargets(Loss):
         dense, self._denominator = dense_target(
             self._where(), target, pred.shape[1], self.weight,
             self.ignore_index, self.label_smoothing, pred.dtype)
-        self._ignored = target == self.ignore_index if target.dtype.kind in "iu" else None
+        labels = target.dtype.kind in "iu"
+        self._ignored = target == self.ignore_index if labels else None
+        self._labels = (np.where(self._ignored, 0, target)
+                        if labels and not self.label_smoothing else None)
         return dense
 
     def _mean(self, loss, grad, count):
@@ -809,7 +826,7 @@ class _ClassTargets(Loss):
         if 0 in pred.shape:
             raise ValueError(f"{where}: expected non-empty {self._pred_what} (N, C), got "
                              f"shape {pred.shape}")
-        self._denominator = None
+        self._denominator = self._labels = self._ignored = None
         return pred
 
     def _ignores_some(self, target):
@@ -879,6 +896,9 @@ class CrossEntropyLoss(_ClassTargets):
                 raise ValueError(f"{where}: expected labels of shape ({n},), got {target.shape}")
             return self._beside(pred, self._dense(pred, target))
         if kind == "f":
+            if self.ignore_index >= 0:   # (a negative one never matches: PyTorch's rule)
+                raise ValueError(f"{where}: ignore_index is not supported for probability "
+                                 f"targets, got ignore_index={self.ignore_index}")
             pred, target = self._check_same(pred, target)
             return (pred, target) if plain else self._beside(pred, self._dense(pred, target))
         got = target.dtype if _device.is_array(target) else type(target).__name__
@@ -886,10 +906,31 @@ class CrossEntropyLoss(_ClassTargets):
                         f"probabilities (N, C) as a numpy.ndarray, got {got}")
 
     def _kernel(self, k):
-        return k.softmax_cross_entropy
+        if self._ignored is None:
+            return k.softmax_cross_entropy
+
+        def from_labels(pred, dense):
+            with np.errstate(invalid="ignore"):   # (the NumPy kernel's 0 * -inf)
+                loss, grad = k.softmax_cross_entropy(pred, dense)
+            if loss != loss:  # NaN: perhaps a 0 in the dense target times a -inf log-prob
+                loss = float(self._losses(_device.to_host(pred), _device.to_host(dense)).sum(
+                    dtype=np.float64) / pred.shape[0])
+            return loss, grad
+        return from_labels
 
     def _losses(self, pred, target):
-        return _reference.cross_entropy_losses(pred, target)
+        if self._ignored is None:
+            return _reference.cross_entropy_losses(pred, target)
+        # the dense target of labels: as PyTorch, an ignored row adds 0 and a row without
+        # smoothing its label's term alone (a gather), where a -inf logit elsewhere in the
+        # row would give 0 * -inf in the row's sum
+        with np.errstate(invalid="ignore"):   # (0 * -inf in ignored rows, dropped)
+            if self._labels is None:
+                terms = _reference.cross_entropy_losses(pred, target)
+            else:
+                rows = np.arange(pred.shape[0])
+                terms = -target[rows, self._labels] * _log_softmax(pred)[rows, self._labels]
+        return np.where(self._ignored, pred.dtype.type(0), terms).astype(pred.dtype)
 
 
 class NLLLoss(_ClassTargets, _OnHost):

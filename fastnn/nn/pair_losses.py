@@ -16,12 +16,18 @@ from .loss import Loss
 
 
 class _MultiInputLoss(Loss):
-    """Per-sample losses (N,) and their gradients w.r.t. each float input, computed by
-    ``_per_sample`` on host arrays, then reduced."""
+    """Per-sample losses and their gradients w.r.t. each float input, computed by
+    ``_per_sample`` on host arrays of N samples, then reduced.
+
+    The inputs broadcast against each other as PyTorch's do (one rank for all; each
+    gradient summed back to its input's shape); the samples are every position of the
+    broadcast shape but its last ``sample_ndim`` axes (the losses' shape for 'none')."""
 
     #: names of the float inputs, then of the label input (or None)
     inputs = ()
     labels = None
+    #: the ranks the float inputs may have (None: any from sample_ndim on)
+    ranks = None
 
     def forward(self, *args):
         names = self.inputs + ((self.labels,) if self.labels else ())
@@ -34,71 +40,104 @@ class _MultiInputLoss(Loss):
         for name, a in zip(names[1:], args[1:]):
             a = check_float_array(where, name, a, dtype=first.dtype, device_ok=True)
             arrays.append(_device.to_host(a))
-        self._check_shapes(arrays)
-        batched = arrays[0].ndim == self.sample_ndim + 1
-        if not batched:  # one unbatched sample: as a batch of one
-            arrays = [a.reshape((1,) + a.shape) for a in arrays]
-        losses, grads = self._per_sample(*arrays)
-        self._ctx = (grads, batched, _device.namespace_of(first), losses.shape[0])
+        shapes = [a.shape for a in arrays]
+        full, samples = self._broadcast_shapes(shapes)
+        n = int(np.prod(samples))
+        flat = [np.broadcast_to(a, full).reshape((n,) + full[len(samples):])
+                for a in arrays[:len(self.inputs)]]
+        if self.labels:
+            flat.append(np.broadcast_to(arrays[-1], samples).reshape(n))
+        losses, grads = self._per_sample(*flat)
+        self._ctx = (grads, samples, shapes, full, _device.namespace_of(first))
         if self.reduction == "none":
-            return losses if batched else losses[0]
+            return np.asarray(losses).reshape(samples)
         total = losses.sum(dtype=np.float64)
-        return np.float64(total / losses.shape[0] if self.reduction == "mean" else total)
+        if self.reduction == "sum":
+            return np.float64(total)
+        return np.float64(total / n if n else np.nan)
 
     def __call__(self, *args):
         return self.forward(*args)
 
     def backward(self, grad=None):
         """(gradient w.r.t. each float input), scaled by grad: a number for 'mean' and
-        'sum', for 'none' one per sample (None: ones)."""
+        'sum', for 'none' an array of the losses' shape (None: ones)."""
         if getattr(self, "_ctx", None) is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
-        grads, batched, namespace, n = self._ctx
+        grads, samples, shapes, full, namespace = self._ctx
         dtype = grads[0].dtype
+        n = int(np.prod(samples))
         if grad is None:
             scale = np.ones(n, dtype)
         elif np.ndim(grad) == 0:
             scale = np.full(n, grad, dtype)
-        elif self.reduction == "none" and np.shape(grad) == ((n,) if batched else ()):
-            scale = np.asarray(grad, dtype).reshape(n)
+        elif self.reduction == "none" and np.shape(grad) == samples:
+            scale = np.asarray(_device.to_host(grad), dtype).reshape(n)
         else:
             raise ValueError(f"{self._where()}.backward: expected grad to be a number"
-                             + (f" or of shape {(n,) if batched else ()}"
-                                if self.reduction == "none" else "")
+                             + (f" or of shape {samples}" if self.reduction == "none" else "")
                              + f", got shape {np.shape(grad)}")
         if self.reduction == "mean":
-            scale = scale / dtype.type(n)
+            scale = scale / dtype.type(max(n, 1))
         out = []
-        for g in grads:
-            g = g * scale.reshape((n,) + (1,) * (g.ndim - 1))
-            out.append(namespace.put(np.array(g if batched else g[0], dtype)))  # (0-d stays)
+        for g, shape in zip(grads, shapes):
+            g = (g * scale.reshape((n,) + (1,) * (g.ndim - 1))).reshape(full)
+            # (np.array, not ascontiguousarray: a 0-d input's gradient stays 0-d)
+            out.append(namespace.put(np.array(summed_to(g, shape), dtype, order="C")))
         return tuple(out)
 
-    def _check_shapes(self, arrays):
+    def _broadcast_shapes(self, shapes):
+        """(the float inputs' broadcast shape, the samples' shape: its leading axes, with
+        the labels' shape broadcast in) for the inputs' shapes; PyTorch's rank rules."""
         where = self._where()
-        shape = arrays[0].shape
-        if len(shape) not in (self.sample_ndim, self.sample_ndim + 1):
-            raise ValueError(f"{where}: expected {self.inputs[0]} of rank "
-                             f"{self.sample_ndim + 1} (batched) or {self.sample_ndim}, "
-                             f"got shape {shape}")
-        for name, a in zip(self.inputs[1:], arrays[1:len(self.inputs)]):
-            if a.shape != shape:
-                raise ValueError(f"{where}: expected {name} of shape {shape} (as "
-                                 f"{self.inputs[0]}), got {a.shape}")
+        floats = shapes[:len(self.inputs)]
+        rank = len(floats[0])
+        if rank not in self.ranks if self.ranks else rank < self.sample_ndim:
+            ranks = (" or ".join(str(r) for r in sorted(self.ranks, reverse=True))
+                     if self.ranks else f"{self.sample_ndim} or more")
+            raise ValueError(f"{where}: expected {self.inputs[0]} of rank {ranks}, got shape "
+                             f"{floats[0]}")
+        for name, shape in zip(self.inputs[1:], floats[1:]):
+            if len(shape) != rank:
+                raise ValueError(f"{where}: expected {name} of the rank of {self.inputs[0]} "
+                                 f"({rank}), got shape {shape}")
+            try:
+                np.broadcast_shapes(floats[0], shape)
+            except ValueError:
+                raise ValueError(f"{where}: expected {name} of shape {floats[0]} (as "
+                                 f"{self.inputs[0]}, or broadcasting with it), got "
+                                 f"{shape}") from None
+        try:
+            full = np.broadcast_shapes(*floats)
+        except ValueError:
+            raise ValueError(f"{where}: {', '.join(self.inputs)} of shapes "
+                             f"{', '.join(map(str, floats))} do not broadcast") from None
+        samples = full[:rank - self.sample_ndim]
         if self.labels:
-            expected = shape[:len(shape) - self.sample_ndim]
-            y = arrays[-1]
-            if y.shape != expected:
-                raise ValueError(f"{where}: expected {self.labels} of shape {expected}, "
-                                 f"got {y.shape}")
-            if not np.isin(y, (-1.0, 1.0)).all():
-                raise ValueError(f"{where}: expected {self.labels} values of 1 or -1")
+            y = shapes[-1]
+            if len(y) != len(samples):
+                raise ValueError(f"{where}: expected {self.labels} of shape {samples}, "
+                                 f"got {y}")
+            try:
+                samples = np.broadcast_shapes(samples, y)
+            except ValueError:
+                raise ValueError(f"{where}: expected {self.labels} of shape {samples}, "
+                                 f"got {y}") from None
+            full = samples + full[len(samples):]
+        return full, samples
+
+    def _per_sample(self, *arrays):
+        """(losses (N,), the gradient of each loss w.r.t. each float input, (N, ...)),
+        the labels checked; arrays: the float inputs (N, ...) then the labels (N,)."""
+        if self.labels and not np.isin(arrays[-1], (-1.0, 1.0)).all():
+            raise ValueError(f"{self._where()}: expected {self.labels} values of 1 or -1")
+        return self._losses_and_grads(*arrays)
 
 
 class MarginRankingLoss(_MultiInputLoss):
-    """max(0, -y (x1 - x2) + margin) per sample: x1, x2 scores of shape (N,) (or ()),
-    y of that shape with 1 where x1 should rank higher, -1 where x2 should. backward
-    returns (grad_x1, grad_x2)."""
+    """max(0, -y (x1 - x2) + margin) per sample: x1, x2 scores of shape (N,) (or (), or
+    any one rank, broadcasting), y of that rank with 1 where x1 should rank higher, -1
+    where x2 should. backward returns (grad_x1, grad_x2)."""
 
     inputs, labels, sample_ndim = ("input1", "input2"), "target", 0
 
@@ -107,7 +146,7 @@ class MarginRankingLoss(_MultiInputLoss):
         check_number(type(self).__name__, "margin", margin)
         self.margin = float(margin)
 
-    def _per_sample(self, x1, x2, y):
+    def _losses_and_grads(self, x1, x2, y):
         z = -y * (x1 - x2) + x1.dtype.type(self.margin)
         active = (z >= 0).astype(x1.dtype)  # PyTorch's clamp_min passes the gradient at 0
         return np.maximum(z, 0), (-y * active, y * active)
@@ -118,21 +157,32 @@ class MarginRankingLoss(_MultiInputLoss):
 
 class CosineEmbeddingLoss(_MultiInputLoss):
     """1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1, per
-    sample: x1, x2 (N, D) (or (D,)), y (N,); cos with PyTorch's 1e-12 added to each
-    squared norm. backward returns (grad_x1, grad_x2)."""
+    sample: x1, x2 (N, D) (or (D,); broadcasting), y (N,) (or ()); cos with PyTorch's
+    1e-12 added to each
+    squared norm (its float32 value, as PyTorch adds in float64 too). backward returns
+    (grad_x1, grad_x2)."""
 
-    inputs, labels, sample_ndim = ("input1", "input2"), "target", 1
+    inputs, labels, sample_ndim, ranks = ("input1", "input2"), "target", 1, (1, 2)
 
     def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
         super().__init__(reduction, size_average, reduce)
         check_number(type(self).__name__, "margin", margin, -1.0, 1.0, high_open=False)
         self.margin = float(margin)
 
-    def _per_sample(self, x1, x2, y):
+    def _broadcast_shapes(self, shapes):
+        # one feature size: PyTorch takes the norm of a broadcast feature axis before
+        # broadcasting it (a "cosine" beyond [-1, 1]); that is refused here
+        if shapes[0][-1:] != shapes[1][-1:]:
+            raise ValueError(f"{self._where()}: expected input1 and input2 of one feature "
+                             f"size (last axis), got shapes {shapes[0]} and {shapes[1]}")
+        return super()._broadcast_shapes(shapes)
+
+    def _losses_and_grads(self, x1, x2, y):
         dt = x1.dtype.type
         dot = (x1 * x2).sum(axis=1)
-        sq1 = (x1 * x1).sum(axis=1) + dt(1e-12)
-        sq2 = (x2 * x2).sum(axis=1) + dt(1e-12)
+        tiny = dt(np.float32(1e-12))
+        sq1 = (x1 * x1).sum(axis=1) + tiny
+        sq2 = (x2 * x2).sum(axis=1) + tiny
         denom = np.sqrt(sq1 * sq2)
         cos = dot / denom
         d1 = x2 / denom[:, None] - (cos / sq1)[:, None] * x1   # d cos / d x1
@@ -148,8 +198,10 @@ class CosineEmbeddingLoss(_MultiInputLoss):
 
 class TripletMarginLoss(_MultiInputLoss):
     """max(d(a, p) - d(a, n) + margin, 0) per sample, d(u, v) = ||u - v + eps||_p
-    (PyTorch's pairwise distance); swap: d(p, n) replaces d(a, n) where smaller.
-    anchor, positive, negative: (N, D) (or (D,)). backward returns (grad_anchor,
+    (PyTorch's pairwise distance); swap: d(p, n) replaces d(a, n) where smaller (the
+    gradient split half to each at a tie, as PyTorch's torch.minimum).
+    anchor, positive, negative: (N, D) (or (D,), or (N, d1, ..., D): the distance along
+    the last axis), one rank, broadcasting. backward returns (grad_anchor,
     grad_positive, grad_negative)."""
 
     inputs, sample_ndim = ("anchor", "positive", "negative"), 1
@@ -176,20 +228,22 @@ class TripletMarginLoss(_MultiInputLoss):
             grad = np.sign(diff) * (a / safe) ** (self.p - 1)
         return norm, grad
 
-    def _per_sample(self, a, pos, neg):
+    def _losses_and_grads(self, a, pos, neg):
         d_ap, g_ap = self._distance(a, pos)
         d_an, g_an = self._distance(a, neg)
-        use_pn = np.zeros((len(a), 1), bool)   # rows where swap takes d(p, n)
+        # the shares of d(a, n) and d(p, n) in the negative distance, one a row
+        w_an, w_pn = np.ones((len(a), 1), a.dtype), np.zeros((len(a), 1), a.dtype)
         g_pn = np.zeros_like(a)
-        if self.swap:
+        if self.swap:   # PyTorch's torch.minimum: at a tie its gradient goes half to each
             d_pn, g_pn = self._distance(pos, neg)
-            use_pn = (d_pn < d_an)[:, None]
-            d_an = np.where(use_pn[:, 0], d_pn, d_an)
+            w_pn = np.where(d_pn == d_an, 0.5, d_pn < d_an).astype(a.dtype)[:, None]
+            w_an = 1 - w_pn
+            d_an = np.minimum(d_an, d_pn)
         z = d_ap - d_an + a.dtype.type(self.margin)
         active = (z >= 0).astype(a.dtype)[:, None]  # (clamp_min's gradient at 0, PyTorch's)
-        grad_a = (g_ap - np.where(use_pn, 0, g_an)) * active
-        grad_p = (-g_ap - np.where(use_pn, g_pn, 0)) * active
-        grad_n = np.where(use_pn, g_pn, g_an) * active
+        grad_a = (g_ap - w_an * g_an) * active
+        grad_p = (-g_ap - w_pn * g_pn) * active
+        grad_n = (w_an * g_an + w_pn * g_pn) * active
         return np.maximum(z, 0).astype(a.dtype), (grad_a, grad_p, grad_n)
 
     def _options(self):
@@ -200,10 +254,12 @@ class TripletMarginLoss(_MultiInputLoss):
 class GaussianNLLLoss(Loss):
     """Gaussian negative log-likelihood of target under N(input, var): per element
     0.5 (log v + (input - target)^2 / v) with v = max(var, eps) (+ 0.5 log(2 pi) when
-    full), then the reduction over all elements ('none': input's shape). var: input's
-    shape, or one value for each input row (input.shape[:-1], or with a last axis of 1).
-    forward(input, target, var); backward(grad=None) -> (grad_input, grad_target,
-    grad_var), var's gradient taken as PyTorch's (through the clamp unchanged)."""
+    full), then the reduction over all elements ('none': the broadcast shape, input's
+    as a rule). PyTorch's shapes: target broadcasts against input; var is input's shape,
+    input.shape[:-1] (one value a row), input's shape with one axis of 1 (shared along
+    it), or a number. forward(input, target, var); backward(grad=None) -> (grad_input,
+    grad_target, grad_var), each of its input's shape (a 0-d one for a number var), var's
+    gradient taken as PyTorch's (through the clamp unchanged)."""
 
     def __init__(self, full=False, eps=1e-6, reduction="mean"):
         super().__init__(reduction)
@@ -220,27 +276,30 @@ class GaussianNLLLoss(Loss):
         x = check_float_array(where, "input", input, device_ok=True)
         namespace = _device.namespace_of(x)
         t = check_float_array(where, "target", target, dtype=x.dtype, device_ok=True)
+        number = isinstance(var, (int, float, np.integer, np.floating)) and not isinstance(
+            var, bool)
+        if number:
+            var = np.asarray(var, x.dtype)   # PyTorch's float var: one for every element
         v = check_float_array(where, "var", var, dtype=x.dtype, device_ok=True)
         x, t, v = (_device.to_host(a) for a in (x, t, v))
-        if t.shape != x.shape:
-            raise ValueError(f"{where}: expected target of shape {x.shape}, got {t.shape}")
-        var_shape = v.shape
-        if v.shape == x.shape[:-1]:
-            v = v[..., None]
-        if v.shape != x.shape and v.shape != x.shape[:-1] + (1,):
-            raise ValueError(f"{where}: expected var of shape {x.shape}, {x.shape[:-1]} or "
-                             f"{x.shape[:-1] + (1,)}, got {var_shape}")
         if (v < 0).any():
             raise ValueError(f"{where}: var has negative entries")
+        var_shape = v.shape
+        v = v.reshape(v.shape if number else _var_shape(where, x.shape, v.shape))
+        try:
+            shape = np.broadcast_shapes(x.shape, t.shape, v.shape)
+        except ValueError:
+            raise ValueError(f"{where}: input, target and var of shapes {x.shape}, {t.shape} "
+                             f"and {var_shape} do not broadcast") from None
         clamped = np.maximum(v, x.dtype.type(self.eps))
         diff = x - t
-        losses = 0.5 * (np.log(clamped) + diff * diff / clamped)
+        losses = np.broadcast_to(0.5 * (np.log(clamped) + diff * diff / clamped), shape)
         if self.full:
             losses = losses + x.dtype.type(0.5 * np.log(2 * np.pi))
-        grad_x = diff / clamped
-        grad_v = 0.5 * (1 / clamped - diff * diff / (clamped * clamped))
-        grad_v = np.broadcast_to(grad_v, x.shape)
-        self._ctx = (grad_x, grad_v, var_shape, namespace, losses.size)
+        grad_x = np.broadcast_to(diff / clamped, shape)
+        grad_v = np.broadcast_to(0.5 * (1 / clamped - diff * diff / (clamped * clamped)), shape)
+        self._ctx = (grad_x, grad_v, (x.shape, t.shape, v.shape, var_shape), namespace,
+                     losses.size)
         if self.reduction == "none":
             return namespace.put(np.ascontiguousarray(losses, x.dtype))
         total = losses.sum(dtype=np.float64)
@@ -248,10 +307,10 @@ class GaussianNLLLoss(Loss):
 
     def backward(self, grad=None):
         """(grad_input, grad_target, grad_var) for grad: a number ('mean', 'sum'), or for
-        'none' an array of input's shape (None: ones)."""
+        'none' an array of the losses' shape (None: ones)."""
         if self._ctx is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
-        grad_x, grad_v, var_shape, namespace, count = self._ctx
+        grad_x, grad_v, (x_shape, t_shape, v_shape, var_shape), namespace, count = self._ctx
         scale = np.asarray(1.0 if grad is None else _device.to_host(grad), grad_x.dtype)
         if scale.ndim and (self.reduction != "none" or scale.shape != grad_x.shape):
             raise ValueError(f"{self._where()}.backward: expected grad to be a number"
@@ -260,13 +319,29 @@ class GaussianNLLLoss(Loss):
         if self.reduction == "mean":
             scale = scale / grad_x.dtype.type(count)
         gx, gv = grad_x * scale, grad_v * scale
-        if gv.shape != var_shape:   # var broadcast along the last axis: its sum
-            gv = gv.sum(axis=-1).reshape(var_shape)
-        put = lambda a: namespace.put(np.ascontiguousarray(a, grad_x.dtype))  # noqa: E731
-        return put(gx), put(-gx), put(gv)
+        # each summed over the axes it was broadcast along (np.array, not
+        # ascontiguousarray: a 0-d gradient stays 0-d)
+        grads = summed_to(gx, x_shape), summed_to(-gx, t_shape), summed_to(
+            gv, v_shape).reshape(var_shape)
+        return tuple(namespace.put(np.array(g, grad_x.dtype, order="C")) for g in grads)
 
     def _options(self):
         return ["full=True"] if getattr(self, "full", False) else []
+
+
+def _var_shape(where, input_shape, var_shape):
+    """var's shape as it broadcasts against input (PyTorch's rules): input's shape;
+    input.shape[:-1], given a last axis of 1; or input's rank with the sizes differing at
+    one axis only, where var's is 1."""
+    if var_shape == input_shape:
+        return var_shape
+    if var_shape == input_shape[:-1]:
+        return var_shape + (1,)
+    if len(var_shape) == len(input_shape) and sum(
+            v for i, v in zip(input_shape, var_shape) if i != v) == 1:
+        return var_shape
+    raise ValueError(f"{where}: expected var of shape {input_shape}, {input_shape[:-1]} or "
+                     f"{input_shape} with one axis of 1, got {var_shape}")
 
 
 class TripletMarginWithDistanceLoss(Loss):

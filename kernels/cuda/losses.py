@@ -124,6 +124,9 @@ def _mse(pred, target, scale, grad, partial):
     partial[i0] = s
 
 
+_BCE_EPSILON = float(np.float32(1e-12))  # PyTorch's floor of p (1 - p), a float32 1e-12
+
+
 @cuda.jit
 def _bce(pred, target, inv_size, grad, partial):
     """grad = (p - t) / max(p (1 - p), 1e-12) / size; partial: per-thread -log-likelihood,
@@ -138,14 +141,15 @@ def _bce(pred, target, inv_size, grad, partial):
         log_p = dmax(log_p, -100.0)
         log_1mp = dmax(log_1mp, -100.0)
         s -= t * log_p + (1 - t) * log_1mp
-        grad[i] = (p - t) / dmax(p * (1 - p), 1e-12) * inv_size
+        grad[i] = (p - t) / dmax(p * (1 - p), _BCE_EPSILON) * inv_size
     partial[i0] = s
 
 
 @cuda.jit
 def _bce_logits(logits, target, inv_size, grad, partial):
     """grad = (sigmoid(x) - t) / size; partial: per-thread sum of
-    max(x, 0) - x t + log1p(exp(-|x|)), finite for any logit."""
+    (1 - t) x - min(x, 0) + log1p(exp(-|x|)) (PyTorch's (1 - t) x - log sigmoid(x)),
+    finite for any finite logit."""
     i0 = cuda.grid(1)
     s = 0.0
     for i in range(i0, logits.size, cuda.gridsize(1)):
@@ -154,7 +158,7 @@ def _bce_logits(logits, target, inv_size, grad, partial):
         e = math.exp(-abs(x))  # in (0, 1]
         r = 1.0 / (1.0 + e)
         sig = r if x >= 0 else e * r
-        s += (x if x > 0 else 0.0) - x * t + math.log1p(e)
+        s += (1.0 - t) * x - (x if x < 0 else 0.0) + math.log1p(e)
         grad[i] = (sig - t) * inv_size
     partial[i0] = s
 

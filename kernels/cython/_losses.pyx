@@ -126,7 +126,8 @@ cdef inline double _bce_block(const floating* p, const floating* t, floating* g,
                               Py_ssize_t n, floating inv_size) noexcept nogil:
     """Sum of BCE terms over one block and their gradient. p, t, g: (n,)."""
     cdef Py_ssize_t j
-    cdef floating lp, l1p, den, one = 1, lo = -100, tiny = <floating>1e-12
+    # tiny: PyTorch's floor of p (1 - p), 1e-12 rounded to a float32 (in double too)
+    cdef floating lp, l1p, den, one = 1, lo = -100, tiny = <floating><float>1e-12
     cdef double s = 0
     for j in range(n):
         lp = f_log(p[j])
@@ -142,7 +143,8 @@ cdef inline double _bce_block(const floating* p, const floating* t, floating* g,
 
 cdef inline double _bce_logits_block(const floating* x, const floating* t, floating* g,
                                      Py_ssize_t n, floating inv_size) noexcept nogil:
-    """Sum of max(x, 0) - x t + log1p(exp(-|x|)) over one block and the gradient
+    """Sum of (1 - t) x - min(x, 0) + log1p(exp(-|x|)) (PyTorch's (1 - t) x - log
+    sigmoid(x), in its order: an infinite x as there) over one block and the gradient
     g = (sigmoid(x) - t) * inv_size, sigmoid from the same exp. x, t, g: (n,)."""
     cdef Py_ssize_t j
     cdef floating xj, e, r, zero = 0, one = 1
@@ -151,7 +153,7 @@ cdef inline double _bce_logits_block(const floating* x, const floating* t, float
         xj = x[j]
         e = f_exp(-xj if xj >= zero else xj)    # exp(-|x|) in (0, 1]; NaN passes
         r = one / (one + e)
-        s += <double>((xj if xj > zero else zero) - xj * t[j] + f_log1p(e))
+        s += <double>((one - t[j]) * xj - (xj if xj < zero else zero) + f_log1p(e))
         g[j] = ((r if xj >= zero else e * r) - t[j]) * inv_size
     return s
 

@@ -16,6 +16,7 @@ from .config import helper, kernel
 
 _ROWS = 16        # rows per chunk for softmax-cross-entropy
 _ELEMENTS = 4096  # elements per chunk for the elementwise losses
+_BCE_EPSILON = float(np.float32(1e-12))  # PyTorch's floor of p (1 - p), a float32 1e-12
 
 
 @helper
@@ -36,7 +37,12 @@ def _softmax_ce_labels(logits, labels, grad, rows):
     chunks = (n + rows - 1) // rows
     partial = np.zeros(chunks)
     for k in prange(chunks):
-        total = 0.0
+        # the loss is sum(log s) - sum(x_label - m), each in its own float64 sum: in one
+        # expression fastmath narrows log(float(s)) to float32 and reassociates the
+        # term to (log s + m) - x_label in float32, which rounds log s off where |m|
+        # is large (1e4 logits: 0.69336 for ln 2)
+        log_sums = 0.0
+        shifted = 0.0
         for i in range(k * rows, min(n, (k + 1) * rows)):
             x = logits[i]
             g = grad[i]
@@ -51,8 +57,9 @@ def _softmax_ce_labels(logits, labels, grad, rows):
                 g[j] *= scale
             label = labels[i]
             g[label] -= inv_n
-            total += math.log(float(s)) + float(m) - float(x[label])
-        partial[k] = total
+            log_sums += math.log(float(s))
+            shifted += float(x[label] - m)
+        partial[k] = log_sums - shifted
     return _ordered_sum(partial)
 
 
@@ -148,7 +155,7 @@ def _bce(pred, target, grad, chunk):
     # IN pred (probabilities), target (n,); OUT grad (n,). Returns the summed loss.
     n = pred.shape[0]
     one = pred.dtype.type(1)
-    eps = pred.dtype.type(1e-12)
+    eps = pred.dtype.type(_BCE_EPSILON)
     lo = pred.dtype.type(-100.0)
     inv_n = pred.dtype.type(1.0 / max(n, 1))
     chunks = (n + chunk - 1) // chunk
@@ -191,8 +198,9 @@ def _bce_logits(logits, target, grad, chunk):
             e = vmath.exp_nonpos(-abs(x))  # in (0, 1]: no overflow for any logit
             r = one / (one + e)
             sig = r if x >= zero else e * r
-            relu = x if x > zero else zero
-            total += float(relu - x * t + vmath.log1p(e))
+            # (1 - t) x - log sigmoid(x), PyTorch's order (an infinite x as there)
+            neg = x if x < zero else zero
+            total += float((one - t) * x - neg + vmath.log1p(e))
             gs[i] = (sig - t) * inv_n
         partial[k] = total
     return _ordered_sum(partial)

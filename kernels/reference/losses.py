@@ -8,6 +8,9 @@ import numpy as np
 
 from .activations import log_softmax
 
+# PyTorch's floor of p (1 - p) in the BCE gradient: 1e-12 as a float32, in float64 too
+BCE_EPSILON = float(np.float32(1e-12))
+
 
 def softmax_cross_entropy(logits, target, grad=None):
     """Mean cross-entropy of softmax(logits).
@@ -64,7 +67,7 @@ def bce_loss(pred, target, grad=None):
     pred (probabilities), target, grad: same shape.
     """
     loss = float(bce_losses(pred, target).sum(dtype=np.float64) / max(pred.size, 1))
-    eps = pred.dtype.type(1e-12)
+    eps = pred.dtype.type(BCE_EPSILON)
     g = (pred - target) / np.maximum(pred * (1 - pred), eps) / pred.dtype.type(max(pred.size, 1))
     if grad is None:
         return loss, g.astype(pred.dtype, copy=False)
@@ -126,6 +129,9 @@ def bce_with_logits_loss(logits, target, grad=None):
 
 
 def bce_with_logits_losses(logits, target):
-    """max(x, 0) - x * t + log1p(exp(-|x|)) per element (reduction 'none'): the binary
-    cross-entropy of sigmoid(x) against t without forming sigmoid(x)."""
-    return np.maximum(logits, 0) - logits * target + np.log1p(np.exp(-np.abs(logits)))
+    """(1 - t) x - log sigmoid(x) = (1 - t) x - min(x, 0) + log1p(exp(-|x|)) per element
+    (reduction 'none'): the binary cross-entropy of sigmoid(x) against t without forming
+    sigmoid(x), in PyTorch's order (so an infinite logit gives its inf or NaN too)."""
+    with np.errstate(invalid="ignore"):   # (-inf - -inf: NaN, as PyTorch's)
+        return ((1 - target) * logits - np.minimum(logits, 0)
+                + np.log1p(np.exp(-np.abs(logits))))
