@@ -161,7 +161,7 @@ def test_repr_and_state_dict_names():
                            "bias=False)")
     assert list(layer.state_dict()) == ["weight"]
     assert repr(nn.MaxPool2d(3, 2, 1)) == \
-        "MaxPool2d(kernel_size=(3, 3), stride=(2, 2), padding=(1, 1))"
+        "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False)"
     assert nn.AvgPool2d(2).stride == (2, 2)
     assert list(nn.MaxPool2d(2).parameters()) == []
 
@@ -190,9 +190,9 @@ def test_bad_inputs_raise_clear_errors(make, x, match):
     (lambda: nn.Conv2d(3, 4, (3, 3, 3)), r"kernel_size"),
     (lambda: nn.Conv2d(3, 4, 3, stride=0), r"stride"),
     (lambda: nn.Conv2d(3, 4, 3, padding=-1), r"padding to be an int >= 0"),
-    (lambda: nn.Conv2d(3, 4, 2, padding="same"), r"padding='same' needs stride 1 and odd"),
-    (lambda: nn.Conv2d(3, 4, 3, stride=2, padding="same"), r"padding='same' needs stride 1"),
-    (lambda: nn.Conv2d(3, 4, 3, padding="full"), r"padding to be an int >= 0"),
+    (lambda: nn.Conv2d(3, 4, 3, stride=2, padding="same"),
+     r"padding='same' is not supported for strided convolutions"),
+    (lambda: nn.Conv2d(3, 4, 3, padding="full"), r"invalid padding string 'full'"),
     (lambda: nn.MaxPool2d(3, padding=2), r"MaxPool2d: padding \(2, 2\) must be at most half"),
     (lambda: nn.AvgPool2d(2, stride=1.5), r"AvgPool2d: expected stride"),
 ])

@@ -192,10 +192,28 @@ class SELU(_InplaceFlag):
         return None if grad_in is None else _device.scaled(grad_in, self.SCALE)
 
 
+def celu_host(x, alpha):
+    """CELU of a host array x for any alpha != 0, PyTorch's formula: x where x > 0, else
+    alpha * (exp(x / alpha) - 1) (for alpha < 0 exp grows: -inf far below 0). x: any
+    shape; returns x's shape and dtype."""
+    dt = x.dtype.type
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.where(x > 0, x, dt(alpha) * np.expm1(x / dt(alpha))).astype(x.dtype)
+
+
+def celu_host_slope(x, alpha):
+    """d celu(x) / dx: 1 where x > 0, else exp(x / alpha) (a NaN x gives NaN)."""
+    dt = x.dtype.type
+    with np.errstate(over="ignore"):
+        return np.where(x > 0, dt(1), np.exp(x / dt(alpha))).astype(x.dtype)
+
+
 class CELU(ELU):
     """y = x if x > 0 else alpha * (exp(x / alpha) - 1) (continuously differentiable
     ELU): alpha * elu(x / alpha), the elu kernels on the input scaled by 1 / alpha and
-    their output scaled back (alpha = 1 is ELU itself, no scaling). Input: any shape."""
+    their output scaled back (alpha = 1 is ELU itself, no scaling). A negative alpha
+    flips x / alpha's sign, which the elu kernels cannot take: NumPy on the host (a
+    device array goes through the host). Input: any shape."""
 
     def __init__(self, alpha=1.0, inplace=False):
         super().__init__(alpha, inplace)
@@ -206,12 +224,19 @@ class CELU(ELU):
         return (1.0,)
 
     def _forward(self, x, buffered):
+        if self.alpha < 0:
+            self._saved = host = _device.to_host(x)
+            return _device.namespace_of(x).put(celu_host(host, self.alpha))
         if self.alpha == 1.0:
             return super()._forward(x, buffered)
         y = super()._forward(_device.scaled(x, 1.0 / self.alpha, copy=True), buffered)
         return _device.scaled(y, self.alpha)
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if self.alpha < 0 and need_grad_in:
+            g = _device.to_host(grad_out)
+            slope = celu_host_slope(self._saved, self.alpha)
+            return _device.namespace_of(grad_out).put(np.multiply(g, slope, dtype=g.dtype))
         # d/dx alpha elu(x / alpha) = elu'(x / alpha): the saved input is already x / alpha
         return super()._backward(grad_out, buffered, need_grad_in)
 
@@ -370,8 +395,9 @@ class PReLU(Module):
 
 
 class Softmax(_Elementwise):
-    """Softmax along axis ``dim`` of an input of any rank >= 1 (PyTorch's semantics;
-    dim=None is PyTorch's implicit choice: axis 0 for 1-D and 3-D inputs, 1 otherwise).
+    """Softmax along axis ``dim`` of an input of any rank (PyTorch's semantics; dim=None
+    is PyTorch's implicit choice: axis 0 for 0-D, 1-D and 3-D inputs, 1 otherwise; a 0-D
+    input, dim 0 or -1, is one row of one value).
 
     The row kernels run on the input viewed as (rows, C) when dim is the last axis (no
     copy); any other axis is moved last in a contiguous copy first (and the result moved
@@ -393,28 +419,32 @@ class Softmax(_Elementwise):
 
     def _axis(self, ndim):
         if self.dim is None:
-            return 0 if ndim in (1, 3) else 1
-        return self.dim + ndim if self.dim < 0 else self.dim
+            return 0 if ndim in (0, 1, 3) else 1
+        return self.dim + max(ndim, 1) if self.dim < 0 else self.dim
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
-        if len(shape) == 0 or not 0 <= self._axis(len(shape)) < len(shape):
+        if not 0 <= self._axis(len(shape)) < max(len(shape), 1):
             raise ValueError(f"{self._where()}: dim {self.dim} is out of range for an input "
                              f"of shape {shape}")
         return shape
 
     def _forward(self, x, buffered):
         axis = self._axis(x.ndim)
-        rows, shape = _device.rows_along(x, axis)
+        rows, shape = _device.rows_along(x.reshape(1) if x.ndim == 0 else x, axis)
         self._axis_used = axis
-        return _device.from_rows(super()._forward(rows, buffered), shape, axis)
+        y = _device.from_rows(super()._forward(rows, buffered), shape, axis)
+        return y.reshape(x.shape)
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
         axis = self._axis_used
-        rows, shape = _device.rows_along(grad_out, axis)
-        return _device.from_rows(super()._backward(rows, buffered, need_grad_in), shape, axis)
+        g = grad_out.reshape(1) if grad_out.ndim == 0 else grad_out
+        rows, shape = _device.rows_along(g, axis)
+        grad_in = _device.from_rows(super()._backward(rows, buffered, need_grad_in), shape,
+                                    axis)
+        return grad_in.reshape(grad_out.shape)
 
 
 class LogSoftmax(Softmax):

@@ -40,16 +40,18 @@ def check_conv_args(name, in_channels, out_channels, dims, dilation, groups, pad
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
-def spatial_out(where, shape, kernel_size, stride, padding, ceil_mode=False):
+def spatial_out(where, shape, kernel_size, stride, padding, ceil_mode=False, dims=2):
     """(H_out, W_out) of a window op on an input of shape (..., H, W) (ceil_mode: pooling's,
-    PyTorch's rule); raises when the kernel does not fit the padded input."""
+    PyTorch's rule); raises when the kernel does not fit the padded input (the message
+    names the last ``dims`` axes: a 1-D layer's (1, L) view shows its length only)."""
     h, w = tuple(shape)[-2:]
     (kh, kw), (ph, pw) = kernel_size, padding
     out = pool_out_shape((0, 0, h, w), kernel_size, stride, padding, ceil_mode)[2:]
     # ceil_mode keeps a first window that runs past the input (PyTorch's rule)
     if (kh > h + 2 * ph or kw > w + 2 * pw) and not (ceil_mode and min(out) >= 1):
-        raise ValueError(f"{where}: kernel size ({kh}, {kw}) is larger than the padded input "
-                         f"({h + 2 * ph}, {w + 2 * pw}) of an input of shape {shape}")
+        raise ValueError(f"{where}: kernel size {(kh, kw)[2 - dims:]} is larger than the "
+                         f"padded input {(h + 2 * ph, w + 2 * pw)[2 - dims:]} of an input of "
+                         f"shape {shape if dims == 2 else tuple(shape)[-dims:]}")
     return out
 
 
@@ -87,10 +89,13 @@ class As1d:
     dims = 1
 
     def _window(self):
-        (k,), (s,), (p,) = self.kernel_size, self.stride, self.padding
+        (k,), (s,) = self.kernel_size, self.stride
         # a convolution's dilation widens the kernel it gives the 2-D kernels (zeros
         # between taps); max pooling passes its dilation to the kernels as it is
-        (d,) = self.dilation if isinstance(self, Conv2d) else (1,)
+        if isinstance(self, Conv2d):
+            (d,), ((p, _),) = self.dilation, self._pads
+        else:
+            d, (p,) = 1, self.padding
         return (1, d * (k - 1) + 1), (1, s), (0, p)
 
     def _check_1d(self, shape):
@@ -122,8 +127,9 @@ class Conv2d(Module):
     Both start U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in_channels / groups *
     kH * kW, PyTorch's default (kaiming_uniform with a=sqrt(5)), from fastnn's global
     generator. kernel_size, stride, padding, dilation: an int or a pair (height, width);
-    padding may also be 'valid' (0) or 'same' (stride 1, odd dilated kernel sizes:
-    H_out = H, W_out = W).
+    padding may also be 'valid' (0) or 'same' (stride 1: H_out = H, W_out = W; an even
+    dilated kernel span pads one more at the bottom/right, as PyTorch). ``padding`` keeps
+    the value given (the string, or the pair), as PyTorch's attribute.
     Input x: (N, in_channels, H, W), or (in_channels, H, W) for one unbatched sample as in
     PyTorch; output: (N, out_channels, H_out, W_out) (without N for an unbatched input)
     with H_out = (H + 2 * padding - dilation * (kH - 1) - 1) // stride + 1 (likewise W_out).
@@ -154,8 +160,9 @@ class Conv2d(Module):
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
         self.stride = pair(name, "stride", stride, 1, n)
         self.dilation = pair(name, "dilation", dilation, 1, n)
-        self.padding = self._padding(padding)
-        self._padding_shown = padding if isinstance(padding, str) else self.padding
+        self.padding, self._pads = self._padding(padding)
+        self.output_padding = (0,) * n  # PyTorch's _ConvNd attributes (no effect here)
+        self.transposed = False
         fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
         bound = 1.0 / math.sqrt(fan_in)
         rng = _random.generator()
@@ -167,38 +174,45 @@ class Conv2d(Module):
         self._unbatched = False
 
     def _padding(self, padding):
-        """An int, a pair, or PyTorch's 'valid' (none) and 'same' (output size = input
-        size; stride 1 and odd kernel sizes, whose padding is symmetric)."""
+        """(padding as PyTorch keeps it, ((before, after),) per spatial axis) for an int, a
+        tuple, or PyTorch's 'valid' (none) and 'same' (stride 1, output size = input size;
+        an even dilated kernel span puts the odd cell of the border after, as PyTorch)."""
         name, n = type(self).__name__, self.dims
-        if padding == "valid":
-            return (0,) * n
-        if padding == "same":
-            spans = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
-            if any(s != 1 for s in self.stride) or any(k % 2 == 0 for k in spans):
-                raise ValueError(f"{name}: padding='same' needs stride 1 and odd kernel "
-                                 f"sizes, dilated (symmetric padding), got stride "
-                                 f"{self.stride}, kernel_size {self.kernel_size} and "
-                                 f"dilation {self.dilation}")
-            return tuple((k - 1) // 2 for k in spans)
-        return pair(name, "padding", padding, 0, n)
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"{name}: invalid padding string {padding!r}, should be one "
+                                 f"of ['valid', 'same']")
+            if padding == "valid":
+                return padding, ((0, 0),) * n
+            if any(s != 1 for s in self.stride):
+                raise ValueError(f"{name}: padding='same' is not supported for strided "
+                                 f"convolutions, got stride {self.stride}")
+            totals = tuple(d * (k - 1) for d, k in zip(self.dilation, self.kernel_size))
+            return padding, tuple((t // 2, t - t // 2) for t in totals)
+        pads = pair(name, "padding", padding, 0, n)
+        return pads, tuple((p, p) for p in pads)
 
     def _window(self):
         """(kernel_size, stride, padding) of the 2-D kernels, each a pair; the kernel size
         is the dilated span d (k - 1) + 1."""
         spans = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
-        return spans, self.stride, self.padding
+        return spans, self.stride, tuple(before for before, _ in self._pads)
+
+    def _symmetric(self):
+        """False for 'same' padding of an even dilated kernel span (one more after)."""
+        return all(before == after for before, after in self._pads)
 
     def _simple(self):
-        """True when the kernels run on the arrays as they are (zero padding, no
-        dilation, no groups)."""
+        """True when the kernels run on the arrays as they are (symmetric zero padding,
+        no dilation, no groups)."""
         return (self.groups == 1 and all(d == 1 for d in self.dilation)
-                and self.padding_mode == "zeros")
+                and self.padding_mode == "zeros" and self._symmetric())
 
     def _border(self):
         """((top, bottom), (left, right)) of the padding, built on the host (a padding_mode
-        other than 'zeros', or the zero border of a dilated convolution's phases)."""
-        _, _, (ph, pw) = self._window()
-        return ((ph, ph), (pw, pw))
+        other than 'zeros', an asymmetric 'same' border, or the zero border of a dilated
+        convolution's phases)."""
+        return self._pads if self.dims == 2 else ((0, 0),) + self._pads
 
     def _dilation_2d(self):
         return self.dilation if self.dims == 2 else (1,) + self.dilation
@@ -219,7 +233,10 @@ class Conv2d(Module):
             raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W) "
                              f"or ({self.in_channels}, H, W), got {shape}")
         self._check_dtype(dtype, self.weight.data.dtype)
-        ho, wo = spatial_out(where, shape[-2:], *self._window())
+        if self._symmetric():
+            ho, wo = spatial_out(where, shape[-2:], *self._window(), dims=self.dims)
+        else:  # 'same' (stride 1) with an even span: the input's size
+            ho, wo = shape[-2:]
         return tuple(shape[:-3]) + (self.out_channels, ho, wo)
 
     def _forward(self, x, buffered):
@@ -284,12 +301,14 @@ class Conv2d(Module):
                   else self._spread_weight())
         bias = None if self.bias is None else _device.to_host(self.bias.data)
         out_shape = self._shape_2d(host.shape, host.dtype)
-        if self.padding_mode != "zeros":  # the border built first, then no padding
+        # the border built first, then no padding: another padding_mode, an asymmetric
+        # border, or the zero border the phases need in place
+        bordered = (self.padding_mode != "zeros" or not self._symmetric()
+                    or (phased and padding != (0, 0)))
+        if bordered:
             check_pad_fits(self._where(), self.padding_mode, host.shape[2:], self._border())
-            host = pad_forward(host, self._border(), self.padding_mode)
+            host = pad_forward(host, self._border(), self._pad_mode())
             padding = (0, 0)
-        elif phased and padding != (0, 0):  # the phases need the zero border in place
-            host = pad_forward(host, self._border(), "constant")
         y = np.empty(out_shape, host.dtype)
         inputs = []
         for gi, go in zip(self._groups_of(self.in_channels), self._groups_of(self.out_channels)):
@@ -305,8 +324,12 @@ class Conv2d(Module):
             else:
                 inputs.append(xg)
                 y[:, go] = kernels.conv2d_forward(xg, weight[go], bg, stride, padding)
-        self._x = (host, inputs, weight, _device.namespace_of(x), phased, padding)
+        self._x = (host, inputs, weight, _device.namespace_of(x), phased, padding, bordered)
         return self._x[3].put(y)
+
+    def _pad_mode(self):
+        """pad_forward's name for the padding_mode."""
+        return "constant" if self.padding_mode == "zeros" else self.padding_mode
 
     def _phases(self, xg, kernel_size):
         """[((i, j), contiguous xg[:, :, i::dh, j::dw])] for the phases with outputs."""
@@ -321,7 +344,7 @@ class Conv2d(Module):
 
     def _general_backward(self, grad_out, need_grad_in):
         kernels = _device.kernels("cpu")
-        host, inputs, weight, namespace, phased, padding = self._x
+        host, inputs, weight, namespace, phased, padding, bordered = self._x
         g = _device.to_host(grad_out)
         _, stride, _ = self._window()
         dh, dw = self._dilation_2d()
@@ -352,17 +375,15 @@ class Conv2d(Module):
             _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_bias, out=a))
         if grad_in is None:
             return None
-        if self.padding_mode != "zeros":  # the border's gradient back to what it copied
-            grad_in = pad_backward(grad_in, self._border(), self.padding_mode)
-        elif phased and padding != (0, 0):
-            grad_in = pad_backward(grad_in, self._border(), "constant")
+        if bordered:  # the border's gradient back to what it copied
+            grad_in = pad_backward(grad_in, self._border(), self._pad_mode())
         return namespace.put(grad_in)
 
     def extra_repr(self):
         """PyTorch's: the defaults left out ('same' / 'valid' padding shown as given)."""
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}")
-        padding = getattr(self, "_padding_shown", self.padding)
+        padding = self.padding
         if isinstance(padding, str) or any(p != 0 for p in padding):
             text += f", padding={padding}"
         if any(d != 1 for d in self.dilation):
@@ -380,8 +401,9 @@ class Conv1d(As1d, Conv2d):
     2-D kernels on an (N, C, 1, L) view.
 
     weight: (out_channels, in_channels, k); bias: (out_channels,) or None; PyTorch's
-    default initialisation (fan_in = in_channels * k). kernel_size, stride, padding: an
-    int (or a 1-tuple); padding may be 'valid' or 'same' (stride 1, odd k).
+    default initialisation (fan_in = in_channels / groups * k). kernel_size, stride,
+    padding, dilation: an int (or a 1-tuple); padding may be 'valid' or 'same' (stride 1;
+    an even dilated span pads one more on the right, as PyTorch).
     Input x: (N, in_channels, L) or unbatched (in_channels, L); output
     (N, out_channels, L_out), L_out = (L + 2 * padding - k) // stride + 1.
     """

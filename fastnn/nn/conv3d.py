@@ -23,6 +23,7 @@ from .. import device as _device
 from .. import random as _random
 from ..validation import check_only, check_positive_int
 from .conv import PADDING_MODES, pair
+from .conv_transpose import output_padding_for
 from .module import Module, Parameter
 from .padding import check_pad_fits, pad_backward, pad_forward
 
@@ -97,6 +98,20 @@ def _samples_first(a, n, spatial, bias=None):
     return y
 
 
+def conv3d_forward(x, weight, bias, stride, pads, dilation, groups, mode="constant"):
+    """conv3d of host arrays: x (N, C, D, H, W), weight (C_out, C / groups, kD, kH, kW),
+    bias (C_out,) or None; pads ((before, after),) * 3, the border pad_forward builds in
+    this mode (the dilated kernel must fit the padded input). Returns (y (N, C_out, D_out,
+    H_out, W_out), the columns of im2col, the padded input's shape)."""
+    padded = pad_forward(x, pads, mode) if any(map(any, pads)) else x
+    kernel = weight.shape[2:]
+    out = tuple((n - d * (k - 1) - 1) // s + 1
+                for n, k, d, s in zip(padded.shape[2:], kernel, dilation, stride))
+    cols = im2col(padded, groups, kernel, dilation, stride, out)
+    y = np.matmul(weight.reshape(groups, weight.shape[0] // groups, -1), cols)
+    return _samples_first(y, x.shape[0], out, bias), cols, padded.shape
+
+
 def _accumulate(param, value):
     """param.grad += value (a host array of its shape), on the device the param lives."""
     _device.update_on_host(param.grad, lambda a: np.add(a, value, out=a))
@@ -120,6 +135,7 @@ class _Conv3dBase(Module):
         self.kernel_size = triple(name, "kernel_size", kernel_size, 1)
         self.stride = triple(name, "stride", stride, 1)
         self.dilation = triple(name, "dilation", dilation, 1)
+        self.transposed = transposed  # PyTorch's _ConvNd attribute
         # PyTorch's kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in
         # from the weight's second axis times the kernel volume; the bias likewise
         lead = ((self.in_channels, self.out_channels // self.groups) if transposed
@@ -190,6 +206,7 @@ class Conv3d(_Conv3dBase):
         self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                     dtype, transposed=False)
         self.padding, self._pads = self._padding(padding)
+        self.output_padding = (0, 0, 0)  # PyTorch's _ConvNd attribute (no effect here)
 
     def _padding(self, padding):
         """(padding as PyTorch keeps it, ((before, after),) * 3 of the padded input)."""
@@ -228,14 +245,11 @@ class Conv3d(_Conv3dBase):
     def _forward(self, x, buffered):
         host, unbatched = _batched(x)
         mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
-        padded = (pad_forward(host, self._pads, mode) if any(map(any, self._pads))
-                  else host)
-        out = self._grid(host.shape)
-        cols = im2col(padded, self.groups, self.kernel_size, self.dilation, self.stride, out)
-        y = np.matmul(self._weight_groups(), cols)  # (groups, out / groups, N * L)
         bias = None if self.bias is None else _device.to_host(self.bias.data)
-        y = _samples_first(y, host.shape[0], out, bias)
-        self._ctx = (cols, padded.shape, unbatched)
+        y, cols, padded_shape = conv3d_forward(
+            host, _device.to_host(self.weight.data), bias, self.stride, self._pads,
+            self.dilation, self.groups, mode)
+        self._ctx = (cols, padded_shape, unbatched)
         return _device.namespace_of(x).put(y[0] if unbatched else y)
 
     def _backward(self, grad_out, buffered, need_grad_in):
@@ -314,19 +328,8 @@ class ConvTranspose3d(_Conv3dBase):
         _output_padding: the 3 last entries, each within [smallest, smallest + stride))."""
         if self._pending is None:
             return self.output_padding
-        sizes = tuple(self._pending)
-        if len(sizes) == len(shape):  # with the batch and channel entries
-            sizes = sizes[len(shape) - 3:]
-        if len(sizes) != 3:
-            raise ValueError(f"{self._where()}: for {len(shape) - 2}D input, output_size "
-                             f"must have 3 or {len(shape)} elements (got {len(sizes)})")
-        low = self._smallest(shape[-3:])
-        high = tuple(m + s - 1 for m, s in zip(low, self.stride))
-        if any(not lo <= v <= hi for v, lo, hi in zip(sizes, low, high)):
-            raise ValueError(f"{self._where()}: requested an output size of {list(sizes)}, "
-                             f"but valid sizes range from {list(low)} to {list(high)} (for "
-                             f"an input of {shape[-3:]})")
-        return tuple(int(v) - m for v, m in zip(sizes, low))
+        return output_padding_for(self._where(), self._pending, shape,
+                                  self._smallest(shape[-3:]), self.stride)
 
     def infer_shape(self, shape, dtype):
         shape = self._check_input(shape, dtype)

@@ -12,6 +12,25 @@ from .conv import As1d, Conv2d, add_batch_axis, check_conv_args, drop_batch_axis
 from .module import Module, Parameter
 
 
+def output_padding_for(where, output_size, shape, smallest, stride):
+    """PyTorch's _output_padding: the output_padding that gives output_size for an input
+    of this shape ((N, C, *spatial) or unbatched (C, *spatial)). output_size: one size
+    per spatial axis, or the whole output shape (its spatial entries taken); each size
+    within [smallest, smallest + stride - 1], smallest being the output at output_padding 0."""
+    dims, sizes = len(smallest), tuple(output_size)
+    if len(sizes) == len(shape):  # with the batch and channel entries
+        sizes = sizes[len(shape) - dims:]
+    if len(sizes) != dims:
+        raise ValueError(f"{where}: for {len(shape)}D input, output_size must have {dims} "
+                         f"or {len(shape)} elements (got {len(sizes)})")
+    high = tuple(m + s - 1 for m, s in zip(smallest, stride))
+    if any(not lo <= v <= hi for v, lo, hi in zip(sizes, smallest, high)):
+        raise ValueError(f"{where}: requested an output size of {list(sizes)}, but valid "
+                         f"sizes range from {list(smallest)} to {list(high)} (for an input "
+                         f"of {tuple(shape[-dims:])})")
+    return tuple(int(v) - m for v, m in zip(sizes, smallest))
+
+
 class ConvTranspose2d(Module):
     """y = conv_transpose(x, weight) + bias, NCHW (a decoder's upsampling layer).
 
@@ -33,14 +52,21 @@ class ConvTranspose2d(Module):
     grad_out with the weight. The spread input costs stride**2 times x's memory and
     products with zeros; on the GPU it and the flipped kernel are built on the host.
     With groups or dilation both convolutions are Conv2d's (its host path for those).
+
+    ``forward(x, output_size)`` picks the output size instead of output_padding (the
+    spatial entries of output_size, each within one stride of the smallest), as PyTorch's.
     """
+
+    dims = 2  # spatial dimensions (ConvTranspose1d: 1)
+    transposed = True  # PyTorch's _ConvNd attribute
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
                  dtype=np.float32):
         super().__init__()
-        name = "ConvTranspose2d"
+        name = f"ConvTranspose{self.dims}d"
         check_only(name, "padding_mode", padding_mode, ("zeros",))  # as PyTorch's
+        self.padding_mode = padding_mode
         self.in_channels, self.out_channels = check_conv_args(
             name, in_channels, out_channels, 2, None, None, padding_mode)
         groups = check_positive_int(name, "groups", groups)
@@ -55,8 +81,10 @@ class ConvTranspose2d(Module):
         self.output_padding = pair(name, "output_padding", output_padding, 0)
         if any(o >= max(s, d) for o, s, d in zip(self.output_padding, self.stride,
                                                  self.dilation)):
-            raise ValueError(f"{name}: output_padding {self.output_padding} must be smaller "
-                             f"than stride {self.stride} or dilation {self.dilation}")
+            n = self.dims
+            raise ValueError(f"{name}: output_padding {self.output_padding[-n:]} must be "
+                             f"smaller than stride {self.stride[-n:]} or dilation "
+                             f"{self.dilation[-n:]}")
         fan_in = self.out_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
         rng = _random.generator()
@@ -65,6 +93,32 @@ class ConvTranspose2d(Module):
         self.bias = (Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dtype))
                      if bias else None)
         self._ctx = None  # (spread input, flipped kernel, unbatched) of the last forward
+        self._pending = None  # the output_size of the forward being run
+
+    def forward(self, x, output_size=None):
+        self._pending = output_size
+        try:
+            return super().forward(x)
+        finally:
+            self._pending = None
+
+    def _pairs(self):
+        """(kernel_size, stride, padding, output_padding, dilation) as the 2-D kernels take
+        them, pairs (ConvTranspose1d: its 1-tuples with a height entry)."""
+        return self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation
+
+    def _output_padding_2d(self, shape):
+        """The output_padding pair for an (N, C, H, W) or (C, H, W) input: the layer's, or
+        the one that gives the output_size of the forward being run."""
+        kernel, stride, padding, output_padding, dilation = self._pairs()
+        if self._pending is None:
+            return output_padding
+        n = self.dims
+        smallest = tuple((size - 1) * s - 2 * p + d * (k - 1) + 1 for size, s, p, d, k in zip(
+            shape[-2:], stride, padding, dilation, kernel))
+        own = shape[:-2] + shape[-n:]  # the input's shape at the layer's rank
+        return output_padding[:2 - n] + output_padding_for(
+            self._where(), self._pending, own, smallest[-n:], stride[-n:])
 
     def infer_shape(self, shape, dtype):
         return self._shape_2d(shape, dtype)
@@ -77,26 +131,27 @@ class ConvTranspose2d(Module):
             raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W) "
                              f"or ({self.in_channels}, H, W), got {shape}")
         self._check_dtype(dtype, self.weight.data.dtype)
+        kernel, stride, padding, _, dilation = self._pairs()
         out = tuple((size - 1) * s - 2 * p + d * (k - 1) + 1 + o for size, s, p, d, k, o in zip(
-            shape[-2:], self.stride, self.padding, self.dilation, self.kernel_size,
-            self.output_padding))
+            shape[-2:], stride, padding, dilation, kernel, self._output_padding_2d(shape)))
         if min(out) < 1:
-            raise ValueError(f"{where}: the output of an input of shape {shape} would have "
-                             f"size {out}")
+            n = self.dims  # (a 1-D layer's message shows its (N, C, L) shapes)
+            raise ValueError(f"{where}: the output of an input of shape "
+                             f"{shape[:-2] + shape[-n:]} would have size {out[-n:]}")
         return shape[:-3] + (self.out_channels,) + out
 
-    def _spread(self, x):
+    def _spread(self, x, output_padding):
         """x (N, C, H, W) with stride - 1 zeros between values and d (k - 1) - padding of
         zero border (+ output_padding at the end), cropped where that border is negative."""
         n, c, h, w = x.shape
-        lead = [d * (k - 1) - p for d, k, p in zip(self.dilation, self.kernel_size,
-                                                   self.padding)]
+        kernel, stride, padding, _, dilation = self._pairs()
+        lead = [d * (k - 1) - p for d, k, p in zip(dilation, kernel, padding)]
         sizes = [(size - 1) * s + 1 + 2 * q + o for size, s, q, o in zip(
-            (h, w), self.stride, lead, self.output_padding)]
+            (h, w), stride, lead, output_padding)]
         room = [max(q, 0) for q in lead]  # allocate the border, then crop a negative one
         full = np.zeros((n, c, sizes[0] + 2 * (room[0] - lead[0]),
                          sizes[1] + 2 * (room[1] - lead[1])), x.dtype)
-        (sh, sw), (rh, rw) = self.stride, room
+        (sh, sw), (rh, rw) = stride, room
         full[:, :, rh:rh + (h - 1) * sh + 1:sh, rw:rw + (w - 1) * sw + 1:sw] = x
         ch, cw = room[0] - lead[0], room[1] - lead[1]
         return np.ascontiguousarray(full[:, :, ch:ch + sizes[0], cw:cw + sizes[1]])
@@ -109,8 +164,8 @@ class ConvTranspose2d(Module):
     def _flipped(self):
         """The weight as the forward convolution's, on the host: (out_channels,
         in_channels / groups, kH, kW), each group's channels swapped, taps reversed."""
-        g, (kh, kw) = self.groups, self.kernel_size
-        w = _device.to_host(self.weight.data)
+        g, (kh, kw) = self.groups, self._pairs()[0]
+        w = _device.to_host(self._weight_2d(self.weight.data))
         w = w.reshape((g, self.in_channels // g, self.out_channels // g, kh, kw))
         return np.ascontiguousarray(
             w.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1].reshape(
@@ -122,25 +177,27 @@ class ConvTranspose2d(Module):
         convs = self._scratch.get("convs")
         if convs is None:
             dtype = self.weight.data.dtype
+            kernel, stride, padding, _, dilation = self._pairs()
             with _random.fork(0):
-                convs = (Conv2d(self.in_channels, self.out_channels, self.kernel_size,
+                convs = (Conv2d(self.in_channels, self.out_channels, kernel,
                                 bias=self.bias is not None, dtype=dtype,
-                                dilation=self.dilation, groups=self.groups),
-                         Conv2d(self.out_channels, self.in_channels, self.kernel_size,
-                                self.stride, self.padding, bias=False, dtype=dtype,
-                                dilation=self.dilation, groups=self.groups))
+                                dilation=dilation, groups=self.groups),
+                         Conv2d(self.out_channels, self.in_channels, kernel, stride, padding,
+                                bias=False, dtype=dtype, dilation=dilation,
+                                groups=self.groups))
             self._scratch["convs"] = convs
         return convs
 
     def _forward(self, x, buffered):
-        if self.groups != 1 or self.dilation != (1, 1):
+        if self.groups != 1 or any(d != 1 for d in self.dilation):
             return self._general_forward(x)
         unbatched = x.ndim == 3
+        out_shape = (1,) * unbatched + self._shape_2d(x.shape, x.dtype)
+        output_padding = self._output_padding_2d(tuple(x.shape))
         x = add_batch_axis(x)
         ns = _device.namespace_of(x)
-        spread = ns.put(self._spread(_device.to_host(x)))
+        spread = ns.put(self._spread(_device.to_host(x), output_padding))
         flipped = ns.put(self._flipped())
-        out_shape = self._shape_2d(x.shape, x.dtype)
         out = self._buffer("y", out_shape, x.dtype) if buffered else None
         y = self._kernels().conv2d_forward(
             spread, flipped, None if self.bias is None else self.bias.data, (1, 1), (0, 0),
@@ -150,13 +207,14 @@ class ConvTranspose2d(Module):
 
     def _general_forward(self, x):
         unbatched = x.ndim == 3
+        output_padding = self._output_padding_2d(tuple(x.shape))
         x = add_batch_axis(x)
-        self._shape_2d(x.shape, x.dtype)
         conv, _ = self._convs()
         conv.weight.data = self._flipped()
         if self.bias is not None:
             conv.bias.data = _device.to_host(self.bias.data)
-        y = conv._forward(_device.namespace_of(x).put(self._spread(_device.to_host(x))), False)
+        spread = self._spread(_device.to_host(x), output_padding)
+        y = conv._forward(_device.namespace_of(x).put(spread), False)
         self._ctx = (None, tuple(x.shape), unbatched)
         return drop_batch_axis(y, unbatched)
 
@@ -164,7 +222,7 @@ class ConvTranspose2d(Module):
         conv, conv_in = self._convs()
         conv.zero_grad()
         conv._backward(grad_out, False, False)
-        g, (kh, kw) = self.groups, self.kernel_size
+        g, (kh, kw) = self.groups, self._pairs()[0]
         taps = conv.weight.grad.reshape((g, self.out_channels // g, self.in_channels // g,
                                          kh, kw))[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
         taps = taps.reshape(self.weight.grad.shape)
@@ -201,26 +259,20 @@ class ConvTranspose2d(Module):
         _device.update_on_host(self.weight.grad, lambda w: np.add(w, g, out=w))
         if not need_grad_in:
             return None
+        _, stride, padding, _, _ = self._pairs()
         grad_in = self._kernels().conv2d_forward(grad_out, self._weight_2d(self.weight.data),
-                                                 None, self.stride,
-                                                 self.padding)
+                                                 None, stride, padding)
         return drop_batch_axis(grad_in, unbatched)
 
-    @staticmethod
-    def _shown(pair_):
-        """A geometry pair as PyTorch's repr shows it (the 1-D layer: its width only)."""
-        return pair_
-
     def extra_repr(self):
-        shown = self._shown
         text = (f"{self.in_channels}, {self.out_channels}, "
-                f"kernel_size={shown(self.kernel_size)}, stride={shown(self.stride)}")
-        if self.padding != (0, 0):
-            text += f", padding={shown(self.padding)}"
-        if self.dilation != (1, 1):
-            text += f", dilation={shown(self.dilation)}"
-        if self.output_padding != (0, 0):
-            text += f", output_padding={shown(self.output_padding)}"
+                f"kernel_size={self.kernel_size}, stride={self.stride}")
+        if any(self.padding):
+            text += f", padding={self.padding}"
+        if any(d != 1 for d in self.dilation):
+            text += f", dilation={self.dilation}"
+        if any(self.output_padding):
+            text += f", output_padding={self.output_padding}"
         if self.groups != 1:
             text += f", groups={self.groups}"
         return text + ("" if self.bias is not None else ", bias=False")
@@ -230,7 +282,8 @@ class ConvTranspose1d(As1d, ConvTranspose2d):
     """ConvTranspose2d over (N, C, L) or unbatched (C, L) input (PyTorch's
     ConvTranspose1d): weight (in_channels, out_channels / groups, k), L_out = (L - 1) s -
     2 p + d (k - 1) + output_padding + 1; the 2-D layer's work on an (N, C, 1, L) view
-    with the weight viewed as (in, out / groups, 1, k)."""
+    with the weight viewed as (in, out / groups, 1, k). kernel_size, stride, padding,
+    output_padding and dilation are 1-tuples, as PyTorch's."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  output_padding=0, groups=1, bias=True, dilation=1, padding_mode="zeros",
@@ -244,11 +297,13 @@ class ConvTranspose1d(As1d, ConvTranspose2d):
                          as_2d("dilation", dilation, 1), padding_mode, dtype)
         w = self.weight.data
         self.weight = Parameter(np.ascontiguousarray(w.reshape(w.shape[:2] + w.shape[3:])))
+        (self.kernel_size, self.stride, self.padding, self.output_padding,
+         self.dilation) = (v[1:] for v in ConvTranspose2d._pairs(self))
+
+    def _pairs(self):
+        return ((1,) + self.kernel_size, (1,) + self.stride, (0,) + self.padding,
+                (0,) + self.output_padding, (1,) + self.dilation)
 
     def _weight_2d(self, array):
         shape = tuple(array.shape)
         return array.reshape(shape[:2] + (1,) + shape[2:])
-
-    @staticmethod
-    def _shown(pair_):
-        return (pair_[1],)

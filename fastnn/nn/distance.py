@@ -63,10 +63,16 @@ def summed_to(g, shape):
     return g.sum(axis=axes, keepdims=True).reshape(shape) if axes else g.reshape(shape)
 
 
+def _unit(x, norm):
+    """x / norm, 0 where norm is 0 (the 2-norm's gradient, as PyTorch's)."""
+    return x / np.where(norm > 0, norm, norm.dtype.type(1)) * (norm > 0)
+
+
 class CosineSimilarity(_TwoInputs):
     """sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps)) along ``dim`` (PyTorch's: each
-    norm clamped at eps, the gradient that of the unclamped norms). x1, x2: one shape;
-    the output drops the dim axis."""
+    norm clamped at eps, the gradient through the norm that of the unclamped norm,
+    x / ||x||, 0 for a zero x). x1, x2: shapes that broadcast; the output drops the dim
+    axis."""
 
     def __init__(self, dim=1, eps=1e-8):
         super().__init__()
@@ -82,11 +88,14 @@ class CosineSimilarity(_TwoInputs):
             raise ValueError(f"{self._where()}: dim {self.dim} is out of range for inputs of "
                              f"shape {x1.shape}")
         eps = x1.dtype.type(self.eps)
-        n1 = np.maximum(np.sqrt((x1 * x1).sum(axis=axis, keepdims=True)), eps)
-        n2 = np.maximum(np.sqrt((x2 * x2).sum(axis=axis, keepdims=True)), eps)
+        r1 = np.sqrt((x1 * x1).sum(axis=axis, keepdims=True))
+        r2 = np.sqrt((x2 * x2).sum(axis=axis, keepdims=True))
+        n1, n2 = np.maximum(r1, eps), np.maximum(r2, eps)
         cos = ((x1 / n1) * (x2 / n2)).sum(axis=axis, keepdims=True)
-        d1 = x2 / (n1 * n2) - cos * x1 / (n1 * n1)
-        d2 = x1 / (n1 * n2) - cos * x2 / (n2 * n2)
+        # d cos / d x1 = x2 / (n1 n2) - cos / n1 * d||x1|| / d x1, with the unclamped
+        # norm's x1 / ||x1|| (PyTorch clamps the norms' values outside autograd)
+        d1 = x2 / (n1 * n2) - cos / n1 * _unit(x1, r1)
+        d2 = x1 / (n1 * n2) - cos / n2 * _unit(x2, r2)
         out = np.squeeze(cos, axis=axis)
         self._ctx = (d1, d2, out.shape, axis)
         return self._namespace.put(np.array(out))  # (a copy; 0-d stays 0-d)
@@ -117,14 +126,15 @@ class PairwiseDistance(_TwoInputs):
         a = np.abs(diff)
         if p == 2.0:
             dist = np.sqrt((diff * diff).sum(axis=-1, keepdims=True))
-            grad = diff / np.where(dist > 0, dist, 1)
+            grad = diff / np.where(dist == 0, 1, dist)  # (a NaN distance: a NaN row)
         elif p == 0.0:   # the number of nonzero entries; gradient 0
             dist = (a != 0).sum(axis=-1, keepdims=True).astype(diff.dtype)
             grad = np.zeros_like(diff)
         elif math.isinf(p):   # max (min) |d|, the gradient shared by the tied entries
             dist = a.max(axis=-1, keepdims=True) if p > 0 else a.min(axis=-1, keepdims=True)
             hit = (a == dist)
-            grad = np.sign(diff) * hit / np.maximum(hit.sum(axis=-1, keepdims=True), 1)
+            ties = np.maximum(hit.sum(axis=-1, keepdims=True), 1).astype(diff.dtype)
+            grad = np.sign(diff) * hit / ties
         else:
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 dist = (a ** p).sum(axis=-1, keepdims=True) ** (1 / p)

@@ -40,6 +40,10 @@ class Flatten(_Reshape):
         return start, end
 
     def infer_shape(self, shape, dtype):
+        if len(shape) == 0:  # PyTorch's: a 0-D input (dims 0 or -1) flattens to (1,)
+            start, end = self._span(1)
+            if start == end == 0:
+                return (1,)
         start, end = self._span(len(shape))
         if not 0 <= start <= end < len(shape):
             raise ValueError(f"{self._where()}: cannot flatten dims "

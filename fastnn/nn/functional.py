@@ -25,7 +25,9 @@ norm, the fused losses) or, where no op exists, the forward of the matching laye
 cross-entropy with logits, KL divergence), nn's padding helper and the reference
 per-element loss formulas (``reduction='none'``). Options the ops lack are composed
 around them: conv2d's groups run one op call per group, its dilation a kernel spread with
-zeros, an even-sized ``padding='same'`` an explicit zero border; cross_entropy with class
+zeros, an even-sized ``padding='same'`` an explicit zero border, a transposed convolution
+the convolution of its stride-spread input with the flipped kernel (conv3d: nn's im2col
+and one matrix product per group, NumPy); cross_entropy with class
 weights, ignored classes or label smoothing is PyTorch's formula over ops.log_softmax.
 What has no fastnn counterpart is a few lines of NumPy (one_hot, normalize, embedding's
 gather and max_norm, nll_loss's gather).
@@ -49,16 +51,26 @@ from ..backend import current as _current_backend
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import as_contiguous, check_float_array, check_float_dtype
-from .activations import SELU
+from .activations import SELU, celu_host
 from .adaptive import AdaptiveAvgPool1d, AdaptiveAvgPool2d
+from .conv3d import conv3d_forward
 from .distance import CosineSimilarity, PairwiseDistance
+from .dropout import AlphaDropout, FeatureAlphaDropout
+from .host_layers import (GLU, ChannelShuffle, Hardshrink, PixelShuffle, PixelUnshuffle,
+                          Softshrink, Tanhshrink, Threshold)
 from .loss import BCEWithLogitsLoss, KLDivLoss
 from .padding import pad_forward
+from .unfold import Fold, Unfold
+from .upsample import MODE_RANKS, Upsample
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid",
     "tanh", "softplus", "softsign", "hardtanh", "hardsigmoid", "hardswish", "logsigmoid",
-    "softmax", "log_softmax", "softmin", "linear", "dropout", "conv1d", "conv2d",
+    "hardshrink", "softshrink", "tanhshrink", "threshold", "glu", "prelu", "dropout1d",
+    "dropout2d", "dropout3d", "alpha_dropout", "feature_alpha_dropout", "interpolate",
+    "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "unfold", "fold",
+    "softmax", "log_softmax", "softmin", "linear", "dropout", "conv1d", "conv2d", "conv3d",
+    "conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
     "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
     "adaptive_avg_pool2d", "batch_norm", "layer_norm", "group_norm", "embedding", "one_hot",
     "pad", "normalize", "cosine_similarity", "pairwise_distance", "cross_entropy",
@@ -161,6 +173,8 @@ def celu(input, alpha=1.0, inplace=False):
     if alpha == 0:
         raise RuntimeError("celu: ZeroDivisionError: alpha cannot be 0 for CELU")
     x = _float("celu", "input", input)
+    if alpha < 0:  # x / alpha flips the sign: the elu kernels cannot take it
+        return _in_place(x, celu_host(x, alpha), inplace)
     if alpha == 1.0:
         return _elementwise(ops.elu, x, inplace, 1.0)
     y = ops.elu(np.multiply(x, x.dtype.type(1.0 / alpha), out=np.empty_like(x)), 1.0)
@@ -333,45 +347,318 @@ def dropout(input, p=0.5, training=True, inplace=False):
     return _in_place(x, y, inplace)
 
 
+# ------------------------------------------- the host layers' activations and dropouts
+def _layer_forward(layer, x):
+    """layer.forward(x) for a function adapted from a layer: the layer's shape errors
+    (ValueError, fastnn's layer convention) as PyTorch's RuntimeError."""
+    try:
+        return layer.forward(x)
+    except ValueError as error:
+        raise RuntimeError(str(error)) from None
+
+
+def hardshrink(input, lambd=0.5):
+    """input where |input| > lambd, else 0 (a NaN stays NaN). input: any shape."""
+    return Hardshrink(lambd).forward(_float("hardshrink", "input", input))
+
+
+def softshrink(input, lambd=0.5):
+    """input - lambd above lambd, input + lambd below -lambd, 0 between; lambd >= 0.
+    input: any shape."""
+    if isinstance(lambd, numbers.Real) and lambd < 0:
+        raise RuntimeError(f"lambda must be greater or equal to 0, but found to be {lambd}.")
+    return Softshrink(lambd).forward(_float("softshrink", "input", input))
+
+
+def tanhshrink(input):
+    """input - tanh(input). input: any shape."""
+    return Tanhshrink().forward(_float("tanhshrink", "input", input))
+
+
+def threshold(input, threshold, value, inplace=False):
+    """input where input > threshold, else value (a NaN stays NaN). input: any shape."""
+    x = _float("threshold", "input", input)
+    return _in_place(x, Threshold(threshold, value).forward(x), inplace)
+
+
+def glu(input, dim=-1):
+    """a * sigmoid(b), a and b the halves of input along dim (even size there): half the
+    size along dim."""
+    x = _float("glu", "input", input)
+    if x.ndim == 0:
+        raise RuntimeError("glu does not support scalars because halving size must be even")
+    axis = _axis(dim, x.ndim)
+    if x.shape[axis] % 2:
+        raise RuntimeError(f"Halving dimension must be even, but dimension {axis} is size "
+                           f"{x.shape[axis]}")
+    return GLU(axis).forward(x)
+
+
+def prelu(input, weight):
+    """input where input > 0, else weight * input: weight (1,) one slope, or (C,) one per
+    channel of input's axis 1. input: any shape of rank >= 1 (rank >= 2 for C slopes)."""
+    where = "prelu"
+    x = _float(where, "input", input)
+    w = _float(where, "weight", weight, dtype=x.dtype)
+    if x.ndim == 0 and w.size != 1:
+        raise RuntimeError("Not allow zero-dim input tensor.")
+    if w.ndim > 1:
+        raise RuntimeError(f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: "
+                           f"ndim = {w.ndim}")
+    channels = x.shape[1] if x.ndim >= 2 else 1
+    if w.size != 1 and w.size != channels:
+        raise RuntimeError(f"Mismatch of parameter numbers and input channel size. Found "
+                           f"parameter numbers = {w.size} and channel size = {channels}.")
+    slope = w.reshape(()) if w.size == 1 else w.reshape((-1,) + (1,) * (x.ndim - 2))
+    return np.where(x > 0, x, slope * x).astype(x.dtype, copy=False)
+
+
+def _channel_dropout(layer, where, input, training, inplace):
+    """layer (an alpha dropout) run in training mode when training, else input itself;
+    inplace writes the result into input."""
+    x = _float(where, "input", input)
+    if not training:
+        return x
+    return _in_place(x, _layer_forward(layer, x), inplace)
+
+
+def _dropout_p(p):
+    if not isinstance(p, (numbers.Real, np.floating)) or isinstance(p, bool) \
+            or not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    return float(p)
+
+
+def _feature_dropout(x, p, lead, training, inplace):
+    """x times one mask value per index of its first ``lead`` axes (0 with probability p,
+    else 1 / (1 - p); the mask from ops.dropout_forward of ones, as nn.Dropout2d's),
+    broadcast over the rest; x itself when not training or p = 0."""
+    if x.ndim < 2 and lead == 2 or x.ndim < 1:
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+    if not training or p == 0:
+        return x
+    shape = x.shape[:lead] + (1,) * (x.ndim - lead)
+    if p == 1:
+        mask = np.zeros(shape, x.dtype)
+    else:
+        mask, _ = ops.dropout_forward(np.ones(math.prod(shape), x.dtype), p,
+                                      _random.draw_seed())
+    return _in_place(x, x * mask.reshape(shape), inplace)
+
+
+def _deprecated_rank(name, ndim, ranks, spatial):
+    """PyTorch's warning for a channel dropout given an input of another rank."""
+    if ndim not in ranks:
+        warnings.warn(f"{name}: Received a {ndim}-D input to {name}, which is deprecated and "
+                      f"will result in an error in a future release. To retain the behavior "
+                      f"and silence this warning, please use dropout instead. Note that "
+                      f"{name} exists to provide channel-wise dropout on inputs with "
+                      f"{spatial} spatial dimensions, a channel dimension, and an optional "
+                      f"batch dimension (i.e. {ranks[0]}D or {ranks[1]}D inputs).",
+                      stacklevel=3)
+
+
+def dropout1d(input, p=0.5, training=True, inplace=False):
+    """Whole channels zeroed with probability p (the others scaled by 1 / (1 - p)) when
+    training. input: (N, C, L) or (C, L)."""
+    p = _dropout_p(p)
+    x = _float("dropout1d", "input", input)
+    if x.ndim not in (2, 3):
+        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {x.ndim}D "
+                           f"input. Note that dropout1d exists to provide channel-wise "
+                           f"dropout on inputs with 1 spatial dimension, a channel dimension, "
+                           f"and an optional batch dimension (i.e. 2D or 3D inputs).")
+    return _feature_dropout(x, p, x.ndim - 1, training, inplace)
+
+
+def dropout2d(input, p=0.5, training=True, inplace=False):
+    """As dropout1d for (N, C, H, W) input; as PyTorch's, a 3-D input is read as
+    (N, C, L), and other ranks (>= 2) drop per (axis 0, axis 1) index with its
+    deprecation warning."""
+    p = _dropout_p(p)
+    x = _float("dropout2d", "input", input)
+    _deprecated_rank("dropout2d", x.ndim, (3, 4), 2)
+    return _feature_dropout(x, p, 2, training, inplace)
+
+
+def dropout3d(input, p=0.5, training=True, inplace=False):
+    """As dropout1d for (N, C, D, H, W) or (C, D, H, W) input; other ranks are read as
+    unbatched (one mask value per axis-0 index), with PyTorch's deprecation warning."""
+    p = _dropout_p(p)
+    x = _float("dropout3d", "input", input)
+    _deprecated_rank("dropout3d", x.ndim, (4, 5), 3)
+    return _feature_dropout(x, p, 2 if x.ndim == 5 else 1, training, inplace)
+
+
+def alpha_dropout(input, p=0.5, training=False, inplace=False):
+    """SELU-preserving dropout (nn.AlphaDropout's) when training (False by default, as
+    PyTorch's). input: any shape."""
+    return _channel_dropout(AlphaDropout(_dropout_p(p)), "alpha_dropout", input, training,
+                            inplace)
+
+
+def feature_alpha_dropout(input, p=0.5, training=False, inplace=False):
+    """Alpha dropout of whole channels of an (N, C, *) input when training (False by
+    default, as PyTorch's)."""
+    return _channel_dropout(FeatureAlphaDropout(_dropout_p(p)), "feature_alpha_dropout",
+                            input, training, inplace)
+
+
+# ------------------------------------------------------------------------ resampling
+def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None, antialias=False):
+    """Resample the spatial axes of (N, C, L), (N, C, H, W) or (N, C, D, H, W) input to
+    ``size`` or by ``scale_factor`` (output floor(in * factor)): mode 'nearest',
+    'nearest-exact', 'area' (any of the three ranks), 'linear' (3-D), 'bilinear' and
+    'bicubic' (4-D) or 'trilinear' (5-D), with PyTorch's indices, weights and
+    align_corners (None: False for the interpolating modes); recompute_scale_factor=True
+    interpolates as for that output size. The forward of nn.Upsample. antialias=True is
+    not implemented (NotImplementedError)."""
+    where = "interpolate"
+    x = _float(where, "input", input)
+    if mode in ("nearest", "area", "nearest-exact"):
+        if align_corners is not None:
+            raise ValueError("align_corners option can only be set with the interpolating "
+                             "modes: linear | bilinear | bicubic | trilinear")
+    elif align_corners is None:
+        align_corners = False
+    dims = x.ndim - 2
+    if size is not None and scale_factor is not None:
+        raise ValueError("only one of size or scale_factor should be defined")
+    if size is None and scale_factor is None:
+        raise ValueError("either size or scale_factor should be defined")
+    given = size if size is not None else scale_factor
+    if isinstance(given, (tuple, list)) and len(given) != dims:
+        raise ValueError(f"Input and {'output size' if size is not None else 'scale_factor'} "
+                         f"must have the same number of spatial dimensions, but got input "
+                         f"with spatial dimensions of {list(x.shape[2:])} and "
+                         f"{'output size' if size is not None else 'scale_factor'} of "
+                         f"{given}.")
+    if recompute_scale_factor and size is not None:
+        raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
+    if dims >= 1 and all(isinstance(v, numbers.Real) for v in (
+            given if isinstance(given, (tuple, list)) else (given,))):
+        per_axis = given if isinstance(given, (tuple, list)) else (given,) * dims
+        out = [int(v) if size is not None else int(n * float(v))
+               for n, v in zip(x.shape[2:], per_axis)]
+        if min(out) <= 0 or min(x.shape[2:]) <= 0:
+            raise RuntimeError(f"Input and output sizes should be greater than 0, but got "
+                               f"input {tuple(x.shape[2:])} output {tuple(out)}")
+    if antialias and (mode not in ("bilinear", "bicubic") or x.ndim != 4):
+        raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos "
+                         "modes and requires a 4-D tensor as input")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not implemented in fastnn")
+    if x.ndim not in (3, 4, 5) or mode not in MODE_RANKS:
+        raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported "
+                                  f"(got {x.ndim}D) for the modes: nearest | linear | "
+                                  f"bilinear | bicubic | trilinear | area | nearest-exact "
+                                  f"(got {mode})")
+    if x.ndim not in MODE_RANKS[mode]:
+        raise NotImplementedError(f"Got {x.ndim}D input, but {mode} mode needs "
+                                  f"{MODE_RANKS[mode][0]}D input")
+    layer = Upsample(size, scale_factor, mode, align_corners, recompute_scale_factor)
+    return _layer_forward(layer, x)
+
+
+def pixel_shuffle(input, upscale_factor):
+    """(*, C r^2, H, W) -> (*, C, H r, W r), r = upscale_factor (PyTorch's order)."""
+    return _layer_forward(PixelShuffle(upscale_factor),
+                          _float("pixel_shuffle", "input", input))
+
+
+def pixel_unshuffle(input, downscale_factor):
+    """(*, C, H r, W r) -> (*, C r^2, H, W), the inverse of pixel_shuffle."""
+    return _layer_forward(PixelUnshuffle(downscale_factor),
+                          _float("pixel_unshuffle", "input", input))
+
+
+def channel_shuffle(input, groups):
+    """(N, C, *) with C = groups * k: the channels read as (groups, k) and transposed
+    (ShuffleNet's)."""
+    if _is_int(groups) and groups <= 0:
+        raise RuntimeError(f"Number of groups to divide channels in must be positive. Value "
+                           f"of groups:{groups}")
+    return _layer_forward(ChannelShuffle(groups), _float("channel_shuffle", "input", input))
+
+
+def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
+    """The sliding blocks of (N, C, H, W) (or (C, H, W)) input: (N, C * kH * kW, L), one
+    column per window position (im2col, nn.Unfold's forward)."""
+    return _layer_forward(Unfold(kernel_size, dilation, padding, stride),
+                          _float("unfold", "input", input))
+
+
+def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
+    """Blocks (N, C * kH * kW, L) (or unbatched) added back into an (N, C, *output_size)
+    image (col2im, nn.Fold's forward)."""
+    return _layer_forward(Fold(output_size, kernel_size, dilation, padding, stride),
+                          _float("fold", "input", input))
+
+
 # ------------------------------------------------------------------------ convolution
-def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
-    """The N-d convolution (dims 1 or 2) by ops.conv2d_forward (1-D on an (N, C, 1, L)
-    view): groups one call per group, dilation a kernel spread with zeros, an asymmetric
-    'same' border (even spans) an explicit zero pad."""
+def _conv_ints(where, name, value, dims):
+    """_ints, with PyTorch's RuntimeError for a sequence of ints of the wrong length."""
+    if (isinstance(value, (tuple, list)) and len(value) not in (1, dims)
+            and all(_is_int(v) for v in value)):
+        raise RuntimeError(f"expected {name} to be a single integer value or a list of {dims} "
+                           f"values to match the convolution dimensions, but got "
+                           f"{name}={list(value)}")
+    return _ints(where, name, value, dims)
+
+
+def _conv_operands(where, dims, input, weight, groups, stride, dilation):
+    """(x, weight, stride, dilation) after the checks every convolution makes (ranks,
+    dtypes, groups, stride and dilation)."""
     x = _float(where, "input", input)
     if x.ndim not in (dims + 1, dims + 2):
         raise RuntimeError(f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input "
                            f"to {where}, but got input of size: {list(x.shape)}")
     w = _float(where, "weight", weight, dtype=x.dtype)
     if w.ndim != dims + 2:
-        raise RuntimeError(f"{where}: expected weight to be {dims + 2}-D (out_channels, "
-                           f"in_channels / groups, *kernel_size), got shape {w.shape}")
+        raise RuntimeError(f"{where}: expected weight to be {dims + 2}-D, got shape {w.shape}")
     if not _is_int(groups) or groups < 1:
         raise RuntimeError("non-positive groups is not supported")
-    stride = _ints(where, "stride", stride, dims)
-    dilation = _ints(where, "dilation", dilation, dims)
+    if w.shape[0] % groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} "
+                           f"at dimension 0, but got weight of size [{list(w.shape)}] instead")
+    stride = _conv_ints(where, "stride", stride, dims)
+    dilation = _conv_ints(where, "dilation", dilation, dims)
     if min(stride) < 1:
         raise RuntimeError("non-positive stride is not supported")
     if min(dilation) < 1:
         raise RuntimeError("dilation should be greater than zero")
+    return x, w, stride, dilation
+
+
+def _conv_bias(where, bias, w, out_channels, dtype, transposed=False):
+    """bias checked: None, or (out_channels,) of dtype."""
+    if bias is None:
+        return None
+    b = _float(where, "bias", bias, dtype=dtype)
+    if b.shape != (out_channels,):
+        raise RuntimeError(f"Given {'transposed=1, ' if transposed else ''}weight of size "
+                           f"{list(w.shape)}, expected bias to be 1-dimensional with "
+                           f"{out_channels} elements, but got bias of size {list(b.shape)} "
+                           f"instead")
+    return b
+
+
+def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
+    """The N-d convolution: dims 1 and 2 by ops.conv2d_forward (1-D on an (N, C, 1, L)
+    view; groups one call per group, dilation a kernel spread with zeros, an asymmetric
+    'same' border (even spans) an explicit zero pad), dims 3 by nn's im2col."""
+    x, w, stride, dilation = _conv_operands(where, dims, input, weight, groups, stride,
+                                            dilation)
     unbatched = x.ndim == dims + 1
     xb = x[None] if unbatched else x
     c, size = xb.shape[1], xb.shape[2:]
     out_channels, group_in = w.shape[:2]
-    if out_channels % groups:
-        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} "
-                           f"at dimension 0, but got weight of size [{list(w.shape)}] instead")
     if c != group_in * groups:
         raise RuntimeError(f"Given groups={groups}, weight of size {list(w.shape)}, expected "
                            f"input{list(xb.shape)} to have {group_in * groups} channels, but "
                            f"got {c} channels instead")
-    b = None
-    if bias is not None:
-        b = _float(where, "bias", bias, dtype=x.dtype)
-        if b.shape != (out_channels,):
-            raise RuntimeError(f"Given weight of size {list(w.shape)}, expected bias to be "
-                               f"1-dimensional with {out_channels} elements, but got bias of "
-                               f"size {list(b.shape)} instead")
+    b = _conv_bias(where, bias, w, out_channels, x.dtype)
     spans = tuple(d * (k - 1) + 1 for d, k in zip(dilation, w.shape[2:]))
     if isinstance(padding, str):
         if padding == "valid":
@@ -383,7 +670,7 @@ def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
         else:
             raise RuntimeError(f"Invalid padding string: {padding!r}")
     else:
-        pads = _ints(where, "padding", padding, dims)
+        pads = _conv_ints(where, "padding", padding, dims)
         if min(pads) < 0:
             raise RuntimeError("negative padding is not supported")
         border = tuple((p, p) for p in pads)
@@ -393,6 +680,9 @@ def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
                            f"({' x '.join(map(str, padded))}). Kernel size: "
                            f"({' x '.join(map(str, spans))}). Kernel size can't be greater "
                            f"than actual input size")
+    if dims == 3:
+        y = conv3d_forward(xb, w, b, stride, border, dilation, groups)[0]
+        return y[0] if unbatched else y
     if dims == 1:  # the 2-D kernels on height-1 views
         xb, w = xb[:, :, None, :], w[:, :, None, :]
         stride, dilation, border = (1,) + stride, (1,) + dilation, ((0, 0),) + border
@@ -444,6 +734,119 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     with zeros (its zero taps cost their multiply-adds).
     """
     return _conv("conv2d", 2, input, weight, bias, stride, padding, dilation, groups)
+
+
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    """3-D cross-correlation over (N, C, D, H, W) input, PyTorch's conv3d.
+
+    input: (N, C_in, D, H, W) or unbatched (C_in, D, H, W); weight: (C_out, C_in / groups,
+    kD, kH, kW); bias: (C_out,) or None; stride, padding, dilation: an int or a triple;
+    padding may be 'valid' or 'same' (stride 1; an even dilated span pads one more after).
+    Output: (N, C_out, D_out, H_out, W_out), D_out = (D + 2 padding - dilation (kD - 1) -
+    1) // stride + 1 (likewise H_out, W_out). NumPy on the host: im2col and one matrix
+    product per group (nn.Conv3d's).
+    """
+    return _conv("conv3d", 3, input, weight, bias, stride, padding, dilation, groups)
+
+
+def _spread(x, stride, before, after):
+    """x (N, C, *spatial) with stride - 1 zeros between its values along each spatial axis
+    and before / after cells of zero border (a negative count crops instead)."""
+    sizes = [(n - 1) * s + 1 for n, s in zip(x.shape[2:], stride)]
+    lead = [max(b, 0) for b in before]
+    full = np.zeros(x.shape[:2] + tuple(z + b + max(a, 0) for z, b, a in
+                                         zip(sizes, lead, after)), x.dtype)
+    full[(slice(None),) * 2 + tuple(slice(b, b + z, s) for b, z, s in
+                                    zip(lead, sizes, stride))] = x
+    crop = tuple(slice(max(-b, 0), n - max(-a, 0)) for b, a, n in
+                 zip(before, after, full.shape[2:]))
+    return np.ascontiguousarray(full[(slice(None),) * 2 + crop])
+
+
+def _conv_transpose(where, dims, input, weight, bias, stride, padding, output_padding,
+                    groups, dilation):
+    """The N-d transposed convolution: the convolution (stride 1, the same dilation and
+    groups) of x spread by the stride, with d (k - 1) - padding of zero border (plus
+    output_padding after), and the flipped kernel, its channel axes swapped per group."""
+    x, w, stride, dilation = _conv_operands(where, dims, input, weight, groups, stride,
+                                            dilation)
+    if isinstance(padding, str):
+        raise TypeError(f"{where}(): argument 'padding' must be tuple of ints, not str")
+    padding = _conv_ints(where, "padding", padding, dims)
+    output_padding = _conv_ints(where, "output_padding", output_padding, dims)
+    if min(padding) < 0:
+        raise RuntimeError("negative padding is not supported")
+    if min(output_padding) < 0:
+        raise RuntimeError("negative output_padding is not supported")
+    if any(o >= s and o >= d for o, s, d in zip(output_padding, stride, dilation)):
+        raise RuntimeError(f"output padding must be smaller than either stride or dilation, "
+                           f"but got output_padding {output_padding}, stride {stride} and "
+                           f"dilation {dilation}")
+    unbatched = x.ndim == dims + 1
+    xb = x[None] if unbatched else x
+    c, kernel = xb.shape[1], w.shape[2:]
+    if c != w.shape[0]:
+        raise RuntimeError(f"Given transposed=1, weight of size {list(w.shape)}, expected "
+                           f"input{list(xb.shape)} to have {w.shape[0]} channels, but got {c} "
+                           f"channels instead")
+    out_channels = w.shape[1] * groups
+    b = _conv_bias(where, bias, w, out_channels, x.dtype, transposed=True)
+    lead = [d * (k - 1) - p for d, k, p in zip(dilation, kernel, padding)]
+    out = [(n - 1) * s + 1 + 2 * q + o
+           - d * (k - 1) for n, s, q, o, d, k in zip(xb.shape[2:], stride, lead,
+                                                      output_padding, dilation, kernel)]
+    if min(out) < 1:
+        raise RuntimeError(f"Given input size per channel: "
+                           f"({' x '.join(map(str, xb.shape[2:]))}). Calculated output size "
+                           f"per channel: ({' x '.join(map(str, out))}). Output size is too "
+                           f"small")
+    flip = (slice(None),) * 3 + (slice(None, None, -1),) * dims
+    flipped = np.ascontiguousarray(
+        w.reshape((groups, c // groups, w.shape[1]) + kernel).swapaxes(1, 2)[flip]
+        .reshape((out_channels, c // groups) + kernel))
+    spread = _spread(xb, stride, lead, [q + o for q, o in zip(lead, output_padding)])
+    y = _conv(where, dims, spread, flipped, b, 1, 0, dilation, groups)
+    return y[0] if unbatched else y
+
+
+def conv_transpose1d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    """1-D transposed convolution, PyTorch's conv_transpose1d.
+
+    input: (N, C_in, L) or unbatched (C_in, L); weight: (C_in, C_out / groups, k); bias:
+    (C_out,) or None; stride, padding, output_padding, dilation: an int or a 1-tuple
+    (output_padding below the stride or the dilation). Output: (N, C_out, L_out), L_out =
+    (L - 1) stride - 2 padding + dilation (k - 1) + output_padding + 1.
+    """
+    return _conv_transpose("conv_transpose1d", 1, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation)
+
+
+def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    """2-D transposed convolution over NCHW input, PyTorch's conv_transpose2d.
+
+    input: (N, C_in, H, W) or unbatched (C_in, H, W); weight: (C_in, C_out / groups, kH,
+    kW); bias: (C_out,) or None; stride, padding, output_padding, dilation: an int or a
+    pair. Output: (N, C_out, H_out, W_out), H_out = (H - 1) stride - 2 padding + dilation
+    (kH - 1) + output_padding + 1 (likewise W_out). conv2d of the spread input.
+    """
+    return _conv_transpose("conv_transpose2d", 2, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation)
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0,
+                     groups=1, dilation=1):
+    """3-D transposed convolution over (N, C, D, H, W) input, PyTorch's conv_transpose3d.
+
+    input: (N, C_in, D, H, W) or unbatched (C_in, D, H, W); weight: (C_in, C_out / groups,
+    kD, kH, kW); bias: (C_out,) or None; stride, padding, output_padding, dilation: an int
+    or a triple. Output: (N, C_out, D_out, H_out, W_out), D_out = (D - 1) stride - 2
+    padding + dilation (kD - 1) + output_padding + 1 (likewise H_out, W_out). conv3d of
+    the spread input (its stride**3 cells cost memory and products with zeros).
+    """
+    return _conv_transpose("conv_transpose3d", 3, input, weight, bias, stride, padding,
+                           output_padding, groups, dilation)
 
 
 # --------------------------------------------------------------------------- pooling
@@ -806,7 +1209,7 @@ def pad(input, pad, mode="constant", value=None):
         if mode in ("constant", "circular") and n + min(before, 0) + min(after, 0) < 0:
             raise RuntimeError(f"{where}: cropping ({before}, {after}) removes more than the "
                                f"{n} values along dimension {axis}")
-        if out < 0 or (out == 0 and k == 1 and mode in ("reflect", "replicate")):
+        if out < 0:
             raise RuntimeError(f"input (size {n} at dimension {axis}) is too small. "
                                f"Calculated output size: {out}")
         if mode == "reflect" and max(before, after) >= n:
@@ -815,6 +1218,10 @@ def pad(input, pad, mode="constant", value=None):
                                f"{after}) at dimension {axis} of input {list(x.shape)}")
         if mode == "circular" and max(before, after) > n + min(before, 0) + min(after, 0):
             raise RuntimeError("Padding value causes wrapping around more than once.")
+    outs = [n + b + a for n, (b, a) in zip(x.shape[first:], sizes)]
+    if mode in ("reflect", "replicate") and max(outs) < 1:  # (one empty axis is allowed)
+        raise RuntimeError(f"input (sizes {list(x.shape[first:])}) is too small. Calculated "
+                           f"output sizes: {outs}")
     crop = (Ellipsis,) + tuple(slice(max(-b, 0), None if a >= 0 else a) for b, a in sizes)
     grown = tuple((max(b, 0), max(a, 0)) for b, a in sizes)
     value = 0.0 if value is None else value

@@ -149,6 +149,11 @@ class _LazyConvTranspose(_LazyConv):
         # weight (in, out / groups, *kernel)
         return _saved_size(state_dict, prefix + "weight", 0)
 
+    def _materialize(self, in_size):
+        pending = self.__dict__.get("_pending")  # the output_size of the forward being run
+        super()._materialize(in_size)
+        self._pending = pending
+
 
 class LazyConvTranspose1d(_LazyConvTranspose, ConvTranspose1d):
     cls_to_become = ConvTranspose1d
@@ -167,11 +172,6 @@ class LazyConvTranspose3d(_LazyConvTranspose, ConvTranspose3d):
 
     cls_to_become = ConvTranspose3d
     dims = 3
-
-    def _materialize(self, in_size):
-        pending = self.__dict__.get("_pending")  # the output_size of the forward being run
-        super()._materialize(in_size)
-        self._pending = pending
 
 
 class _LazyNorm(_Lazy):

@@ -4,7 +4,9 @@ CircularPad in 1, 2 and 3 dimensions), NumPy on the host.
 Each padded axis maps every output index to an input index (np.pad of arange with the
 mode; -1 for a constant border): the forward is np.pad itself, the backward adds each
 output gradient to its source (np.add.at along the axis), so a reflected or wrapped
-border sends its gradient back to the values it copied.
+border sends its gradient back to the values it copied. A negative padding crops, as
+PyTorch's: after the other side is padded, or for 'circular' before the wrap (which then
+wraps what is left).
 """
 import numbers
 
@@ -21,37 +23,87 @@ _NUMPY_MODE = {"constant": "constant", "reflect": "reflect", "replicate": "edge"
 def pad_sizes(where, padding, dims):
     """PyTorch's padding argument as ((before, after), ...) per padded axis, first axis
     first: an int pads every side; a tuple lists (left, right, top, bottom, front, back),
-    the last axis first."""
+    the last axis first. A negative entry crops."""
     items = (padding,) * (2 * dims) if not isinstance(padding, (tuple, list)) else tuple(padding)
     if len(items) != 2 * dims or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                                     or v < 0 for v in items):
-        raise ValueError(f"{where}: expected padding to be a non-negative int or a tuple of "
-                         f"{2 * dims} of them, got {padding!r}")
+                                     for v in items):
+        raise ValueError(f"{where}: expected padding to be an int or a tuple of "
+                         f"{2 * dims} ints, got {padding!r}")
     pairs = [(int(items[2 * i]), int(items[2 * i + 1])) for i in range(dims)]
     return tuple(reversed(pairs))
 
 
 def check_pad_fits(where, mode, spatial, sizes):
-    """PyTorch's limits: a reflection needs padding < the size, a wrap padding <= it."""
-    for n, (before, after) in zip(spatial, sizes):
+    """PyTorch's limits: a reflection needs padding < the size, a wrap padding <= it (and
+    what is left after its cropping, here: PyTorch's wrap reads past it); no output size
+    below 0, and not all below 1 for a reflection or replication."""
+    outs = [n + before + after for n, (before, after) in zip(spatial, sizes)]
+    for n, out, (before, after) in zip(spatial, outs, sizes):
         if mode == "reflect" and max(before, after) >= n:
             raise ValueError(f"{where}: reflection padding {(before, after)} must be less than "
                              f"the input size {n}")
-        if mode == "circular" and max(before, after) > n:
+        if mode == "circular" and max(before, after) > n + min(before, 0) + min(after, 0):
             raise ValueError(f"{where}: circular padding {(before, after)} must be at most the "
-                             f"input size {n}")
+                             f"input size {n} (less what it crops)")
+        # (PyTorch's constant padding crops before it pads)
+        if out < 0 or mode == "constant" and n + min(before, 0) + min(after, 0) < 0:
+            raise ValueError(f"{where}: padding {(before, after)} crops more than the input "
+                             f"size {n}")
+    if mode in ("reflect", "replicate") and outs and max(outs) < 1:
+        raise ValueError(f"{where}: the input of spatial size {tuple(spatial)} is too small "
+                         f"for padding {tuple(sizes)} (output {tuple(outs)})")
+
+
+def _crop(shape, sizes):
+    """The index of what a negative size keeps along the last len(sizes) axes of an array
+    of that shape."""
+    first = len(shape) - len(sizes)
+    return (slice(None),) * first + tuple(
+        slice(max(-before, 0), n - max(-after, 0))
+        for n, (before, after) in zip(shape[first:], sizes))
+
+
+def _grown(sizes):
+    return tuple((max(before, 0), max(after, 0)) for before, after in sizes)
 
 
 def pad_forward(x, sizes, mode, value=0.0):
-    """x (host array) padded on its last len(sizes) axes."""
-    width = [(0, 0)] * (x.ndim - len(sizes)) + list(sizes)
+    """x (host array) padded on its last len(sizes) axes; negative sizes crop (the
+    padded array, or for 'circular' the input first)."""
+    if mode == "circular" and any(min(pair) < 0 for pair in sizes):
+        return pad_forward(np.ascontiguousarray(x[_crop(x.shape, sizes)]), _grown(sizes), mode)
+    width = [(0, 0)] * (x.ndim - len(sizes)) + list(_grown(sizes))
     if mode == "constant":
-        return np.pad(x, width, mode="constant", constant_values=x.dtype.type(value))
-    return np.pad(x, width, mode=_NUMPY_MODE[mode])
+        y = np.pad(x, width, mode="constant", constant_values=x.dtype.type(value))
+    else:
+        y = np.pad(x, width, mode=_NUMPY_MODE[mode])
+    if any(min(pair) < 0 for pair in sizes):
+        y = np.ascontiguousarray(y[_crop(y.shape, sizes)])
+    return y
+
+
+def _embed(g, sizes):
+    """g put back where a crop by the negative sizes took it from, zeros around it."""
+    first = g.ndim - len(sizes)
+    shape = g.shape[:first] + tuple(n - min(before, 0) - min(after, 0)
+                                    for n, (before, after) in zip(g.shape[first:], sizes))
+    full = np.zeros(shape, g.dtype)
+    full[_crop(shape, sizes)] = g
+    return full
 
 
 def pad_backward(grad_out, sizes, mode):
-    """The gradient w.r.t. the unpadded input of pad_forward (host arrays)."""
+    """The gradient w.r.t. the unpadded input of pad_forward (host arrays): a cropped
+    value gets 0."""
+    if all(min(pair) >= 0 for pair in sizes):
+        return _grown_backward(grad_out, sizes, mode)
+    if mode == "circular":  # cropped, then wrapped
+        return _embed(_grown_backward(grad_out, _grown(sizes), mode), sizes)
+    return _grown_backward(_embed(grad_out, sizes), _grown(sizes), mode)
+
+
+def _grown_backward(grad_out, sizes, mode):
+    """pad_backward for non-negative sizes."""
     g = grad_out
     first = g.ndim - len(sizes)
     for axis, (before, after) in enumerate(sizes, start=first):

@@ -1,5 +1,6 @@
-"""Upsample (nearest neighbour and (bi)linear), PyTorch's Upsample,
-UpsamplingNearest2d and UpsamplingBilinear2d semantics."""
+"""Upsample (PyTorch's Upsample, UpsamplingNearest2d and UpsamplingBilinear2d, and the
+interpolation behind ``functional.interpolate``): modes 'nearest', 'nearest-exact',
+'linear', 'bilinear', 'bicubic', 'trilinear' and 'area' over 1, 2 or 3 spatial axes."""
 import math
 import numbers
 
@@ -9,60 +10,163 @@ from .. import device as _device
 from ..validation import check_float_dtype, check_only
 from .module import Module
 
+# the input ranks (N, C and 1, 2 or 3 spatial axes) each mode takes, as PyTorch's
+MODE_RANKS = {"nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "area": (3, 4, 5),
+              "linear": (3,), "bilinear": (4,), "bicubic": (4,), "trilinear": (5,)}
+_CORNER_MODES = ("linear", "bilinear", "bicubic", "trilinear")  # take align_corners
+_CUBIC_A = -0.75
 
-def _linear_matrix(size, out, scale, align_corners, dtype):
-    """(out, size) interpolation matrix of PyTorch's linear modes along one axis: row i
-    weighs the two inputs around its source coordinate, (i + 0.5) scale - 0.5 (clamped
-    at 0) without align_corners, i (size - 1) / (out - 1) with it."""
-    i = np.arange(out, dtype=np.float64)
-    if align_corners:
-        src = i * ((size - 1) / (out - 1)) if out > 1 else np.zeros(out)
+
+def output_geometry(spatial, size, scale_factor, recompute_scale_factor):
+    """(output sizes, per-axis scale factors PyTorch's kernels get) for an input of spatial
+    sizes ``spatial``: ``size`` (a tuple, one per axis), or ``int(n * factor)`` for the
+    ``scale_factor`` tuple; the factors are None where the size was given or
+    recompute_scale_factor asks for in / out instead."""
+    if size is not None:
+        return tuple(int(v) for v in size), (None,) * len(spatial)
+    out = tuple(int(n * float(f)) for n, f in zip(spatial, scale_factor))
+    if recompute_scale_factor:
+        return out, (None,) * len(spatial)
+    return out, tuple(float(f) for f in scale_factor)
+
+
+def _ratio(size, out, factor, dtype):
+    """PyTorch's compute_scales_value in dtype: 1 / factor when given, else in / out."""
+    if factor is not None and factor > 0:
+        return dtype.type(1.0 / factor)
+    return dtype.type(size) / dtype.type(out)
+
+
+def nearest_indices(size, out, factor, exact=False, shortcuts=True):
+    """The input index of each output index along one axis: PyTorch's 'nearest'
+    (floor(i * scale); with shortcuts its exact copy for out == in and halving for
+    out == 2 in, whatever the factor) or 'nearest-exact' (floor((i + 0.5) * scale)),
+    scale in float32, clamped to the input."""
+    i = np.arange(out)
+    if shortcuts and not exact and out == size:
+        return i
+    if shortcuts and not exact and out == 2 * size:
+        return i >> 1
+    scale = _ratio(size, out, factor, np.dtype(np.float32))
+    if exact:  # (i + 0.5) * scale in double, then floorf's float
+        src = np.floor(((i + 0.5) * np.float64(scale)).astype(np.float32))
     else:
-        src = np.maximum((i + 0.5) * float(scale) - 0.5, 0.0)
-    low = np.minimum(np.floor(src).astype(np.int64), size - 1)
-    high = np.minimum(low + 1, size - 1)
-    frac = src - low
+        src = np.floor(i.astype(np.float32) * scale)
+    return np.minimum(src.astype(np.int64), size - 1)
+
+
+def _source(size, out, factor, align_corners, dtype, cubic):
+    """PyTorch's source coordinate of each output index along one axis, in dtype (its
+    opmath): i (in - 1) / (out - 1) with align_corners, else (i + 0.5) scale - 0.5,
+    clamped at 0 except for cubic."""
+    dt = dtype.type
+    i = np.arange(out).astype(dtype)
+    if align_corners:
+        scale = dt(size - 1) / dt(out - 1) if out > 1 else dt(0)
+        return i * scale
+    src = _ratio(size, out, factor, dtype) * (i + dt(0.5)) - dt(0.5)
+    return src if cubic else np.maximum(src, dt(0))
+
+
+def _cubic_weights(t):
+    """The four cubic-convolution weights (A = -0.75) of the inputs at floor - 1 ..
+    floor + 2 for fractions t: (out, 4)."""
+    a = t.dtype.type(_CUBIC_A)
+
+    def near(x):   # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):    # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    one = t.dtype.type(1)
+    return np.stack([far(t + one), near(t), near(one - t), far(one - t + one)], axis=1)
+
+
+def interpolation_matrix(mode, size, out, factor, align_corners, dtype):
+    """(out, size) matrix of one axis's weights in a separable mode ('linear',
+    'bilinear', 'trilinear', 'bicubic' or 'area'): row i weighs the inputs output i reads
+    (PyTorch's indices and weights: two around the source coordinate, four for cubic with
+    the indices clamped to the input, or the adaptive-average window for 'area'; the
+    linear modes copy where out == size, even with a scale factor other than 1)."""
     m = np.zeros((out, size), np.float64)
-    np.add.at(m, (np.arange(out), low), 1.0 - frac)
-    np.add.at(m, (np.arange(out), high), frac)
+    rows = np.arange(out)
+    if mode == "area":  # adaptive average pooling's windows
+        start = rows * size // out
+        end = ((rows + 1) * size + out - 1) // out
+        for r, (s, e) in enumerate(zip(start, end)):
+            m[r, s:e] = 1.0 / (e - s)
+        return m.astype(dtype)
+    cubic = mode == "bicubic"
+    if out == size and not cubic:  # PyTorch's linear kernels copy (whatever the factor)
+        return np.eye(size, dtype=dtype)
+    src = _source(size, out, factor, bool(align_corners), dtype, cubic)
+    low = np.minimum(np.floor(src).astype(np.int64), size - 1)
+    t = np.clip(src - low.astype(dtype), 0, 1).astype(dtype)
+    if cubic:
+        weights = _cubic_weights(t)
+        for j in range(4):
+            np.add.at(m, (rows, np.clip(low - 1 + j, 0, size - 1)), weights[:, j])
+    else:
+        np.add.at(m, (rows, low), (1 - t).astype(np.float64))
+        np.add.at(m, (rows, low + (low < size - 1)), t.astype(np.float64))
     return m.astype(dtype)
 
 
+def along_axis(a, m, axis):
+    """a with axis ``axis`` (of size m.shape[1]) mapped through m (out, in): that axis
+    becomes m.shape[0] long."""
+    if axis == a.ndim - 1:
+        return a @ m.T
+    return np.moveaxis(np.tensordot(m, a, axes=(1, axis)), 0, axis)
+
+
 class Upsample(Module):
-    """Upsampling of (N, C, H, W) or (N, C, L) input (a decoder's upsampling layer
-    before a convolution), PyTorch's modes 'nearest', 'bilinear' (4-D input) and
-    'linear' (3-D input).
+    """Upsampling (or resampling) of (N, C, L), (N, C, H, W) or (N, C, D, H, W) input
+    (a decoder's upsampling layer before a convolution), PyTorch's modes:
+
+    * 'nearest' (any of the three ranks): output i copies input min(floor(i * scale),
+      in - 1), scale = 1 / scale_factor or in / out in float32 (PyTorch's, with its exact
+      copy when out == in and i // 2 when out == 2 in); 'nearest-exact': floor((i + 0.5)
+      scale) instead (Pillow's and scikit-image's).
+    * 'linear' (3-D input), 'bilinear' (4-D), 'trilinear' (5-D), 'bicubic' (4-D, cubic
+      convolution with A = -0.75): align_corners False (PyTorch's default) or True.
+    * 'area' (any rank): adaptive average pooling to the output size.
 
     size: the output's spatial size (an int or a tuple), or scale_factor: a number or one
-    per spatial axis (output = floor(input * scale_factor)).
+    per spatial axis (output = floor(input * scale_factor)); recompute_scale_factor=True
+    interpolates as if that output size had been given (in / out instead of the factor).
 
-    'nearest': output pixel i copies input pixel min(floor(i * scale), in - 1), scale =
-    1 / scale_factor or in / out, as PyTorch's. Integer factors (every output size a
-    multiple of the input's) are one broadcast copy (the backward one block sum) in
-    NumPy, and on the GPU the backend's avg_pool2d backward (each value spread over its
-    block) times the block size and, backward, an average pooling times it; other sizes
-    gather (and scatter-add back) on the host.
-
-    'bilinear' / 'linear' (align_corners False, PyTorch's default, or True): each axis is
-    a small (out, in) interpolation matrix A with two weights a row, y = A_h x A_w^T and
-    grad_x = A_h^T grad_y A_w, two matrix products on the host (BLAS; a device array goes
-    through the host).
+    'nearest' with integer factors (every output size a multiple of the input's, 3-D and
+    4-D input) is one broadcast copy (the backward one block sum) in NumPy, and on the
+    GPU the backend's avg_pool2d backward (each value spread over its block) times the
+    block size and, backward, an average pooling times it; other sizes gather (and
+    scatter-add back) on the host. The other modes are separable: each spatial axis is a
+    small (out, in) matrix A, y = x times A along each axis and grad_x = grad_y times A^T
+    along each, matrix products on the host (BLAS; a device array goes through the host).
     """
 
     def __init__(self, size=None, scale_factor=None, mode="nearest", align_corners=None,
                  recompute_scale_factor=None):
         super().__init__()
         name = type(self).__name__
-        check_only(name, "mode", mode, ("nearest", "linear", "bilinear"))
-        if mode == "nearest":
+        check_only(name, "mode", mode, tuple(MODE_RANKS))
+        if mode not in _CORNER_MODES:
             check_only(name, "align_corners", align_corners, (None,))
         elif align_corners is not None and not isinstance(align_corners, (bool, np.bool_)):
             raise ValueError(f"{name}: expected align_corners to be a bool or None, got "
                              f"{align_corners!r}")
         self.align_corners = None if align_corners is None else bool(align_corners)
-        check_only(name, "recompute_scale_factor", recompute_scale_factor, (None, False))
+        if recompute_scale_factor is not None and not isinstance(recompute_scale_factor,
+                                                                 (bool, np.bool_)):
+            raise ValueError(f"{name}: expected recompute_scale_factor to be a bool or "
+                             f"None, got {recompute_scale_factor!r}")
+        self.recompute_scale_factor = (None if recompute_scale_factor is None
+                                       else bool(recompute_scale_factor))
         if (size is None) == (scale_factor is None):
             raise ValueError(f"{name}: expected exactly one of size and scale_factor")
+        if self.recompute_scale_factor and size is not None:
+            raise ValueError(f"{name}: recompute_scale_factor is not meaningful with an "
+                             f"explicit size.")
         values = size if size is not None else scale_factor
         items = tuple(values) if isinstance(values, (tuple, list)) else (values,)
         integral = size is not None
@@ -76,7 +180,7 @@ class Upsample(Module):
                              tuple(float(v) for v in items) if isinstance(values, (tuple, list))
                              else float(scale_factor))
         self.mode = mode
-        self._ctx = None  # (input (N, C, H, W) shape, plan) of the last forward
+        self._ctx = None  # what the last forward's backward needs
 
     def _per_axis(self, value, n):
         items = tuple(value) if isinstance(value, (tuple, list)) else (value,) * n
@@ -86,49 +190,60 @@ class Upsample(Module):
         return items
 
     def _geometry(self, spatial):
-        """(output sizes, per-axis float32 scales from output to input index)."""
+        """(output sizes, per-axis scale factors for the kernels, None for in / out)."""
         n = len(spatial)
-        if self.size is not None:
-            out = tuple(int(v) for v in self._per_axis(self.size, n))
-            scales = tuple(np.float32(i / o) for i, o in zip(spatial, out))
-        else:
-            factors = self._per_axis(self.scale_factor, n)
-            out = tuple(int(math.floor(i * float(f))) for i, f in zip(spatial, factors))
-            scales = tuple(np.float32(1.0 / float(f)) for f in factors)
-        return out, scales
+        size = None if self.size is None else self._per_axis(self.size, n)
+        factors = None if self.scale_factor is None else self._per_axis(self.scale_factor, n)
+        recompute = self.recompute_scale_factor or (self.mode == "area" and size is None)
+        return output_geometry(spatial, size, factors, recompute)
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
-        if len(shape) not in (3, 4):
-            raise ValueError(f"{self._where()}: expected input of shape (N, C, H, W) or "
-                             f"(N, C, L), got {shape}")
-        wanted = {"bilinear": 4, "linear": 3}.get(self.mode)
-        if wanted is not None and len(shape) != wanted:
+        if len(shape) not in (3, 4, 5):
+            raise ValueError(f"{self._where()}: expected input of shape (N, C, H, W), "
+                             f"(N, C, L) or (N, C, D, H, W), got {shape}")
+        wanted = MODE_RANKS[self.mode]
+        if len(shape) not in wanted:
             raise ValueError(f"{self._where()}: mode '{self.mode}' expects a "
-                             f"{wanted}-D input, got input of shape {shape}")
+                             f"{wanted[0]}-D input, got input of shape {shape}")
         check_float_dtype(self._where(), dtype)
         out, _ = self._geometry(shape[2:])
-        if min(out) < 1:
+        if min(out) < 1 or min(shape[2:]) < 1:
             raise ValueError(f"{self._where()}: the output of an input of shape {shape} would "
                              f"have size {out}")
         return shape[:2] + out
 
-    @staticmethod
-    def _indices(size, out, scale):
-        """Input index of every output index along one axis (PyTorch's nearest)."""
-        src = np.floor(np.arange(out, dtype=np.float32) * scale).astype(np.int64)
-        return np.minimum(src, size - 1)
-
     def _forward(self, x, buffered):
-        if self.mode != "nearest":
-            return self._linear_forward(x)
+        if self.mode in ("nearest", "nearest-exact"):
+            return self._nearest_forward(x, buffered)
+        return self._separable_forward(x)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if not need_grad_in:
+            return None
+        if self._ctx[0] == "separable":
+            return self._separable_backward(grad_out)
+        if self._ctx[0] == "gather":
+            return self._gather_backward(grad_out)
+        return self._nearest_backward(grad_out, buffered)
+
+    # ---------------------------------------------------------------- nearest
+    def _nearest_forward(self, x, buffered):
         shape = tuple(x.shape)
+        out, factors = self._geometry(shape[2:])
+        exact = self.mode == "nearest-exact"
+        # PyTorch's 'nearest' takes its out == in and out == 2 in shortcuts in the 2-D
+        # forward and every backward, not in the 1-D and 3-D forwards: with a factor that
+        # lands there (3 * 1.3333 -> 3), those backwards are not their forward's adjoint
+        idx = [nearest_indices(n, o, f, exact, len(shape) == 4)
+               for n, o, f in zip(shape[2:], out, factors)]
+        back = [nearest_indices(n, o, f, exact) for n, o, f in zip(shape[2:], out, factors)]
+        if len(shape) == 5 or any(not np.array_equal(a, b) for a, b in zip(idx, back)):
+            return self._gather_forward(x, idx, back)
         x4 = x.reshape(shape[:2] + (1, shape[2])) if len(shape) == 3 else x
         h, w = tuple(x4.shape)[2:]
-        out, scales = self._geometry(shape[2:])
-        oh, ow = out if len(out) == 2 else (1, out[0])
-        sh, sw = scales if len(scales) == 2 else (np.float32(1), scales[0])
-        ih, iw = self._indices(h, oh, sh), self._indices(w, ow, sw)
+        ih, iw = idx if len(idx) == 2 else (np.zeros(1, np.int64), idx[0])
+        oh, ow = len(ih), len(iw)
         blocks = (oh // h, ow // w)
         repeat = (oh % h == 0 and ow % w == 0 and np.array_equal(ih, np.arange(oh) // blocks[0])
                   and np.array_equal(iw, np.arange(ow) // blocks[1]))
@@ -143,49 +258,11 @@ class Upsample(Module):
         else:
             y = _device.namespace_of(x).put(
                 np.ascontiguousarray(_device.to_host(x4)[:, :, ih[:, None], iw[None, :]]))
-        self._ctx = (tuple(x4.shape), repeat, blocks, ih, iw, shape)
+        self._ctx = ("nearest", tuple(x4.shape), repeat, blocks, ih, iw, shape)
         return y.reshape(shape[:2] + out)
 
-    def _linear_matrices(self, spatial, dtype):
-        """The per-axis interpolation matrices for this input size, kept while the size
-        and dtype stay the same (a training loop builds them once)."""
-        key = (spatial, np.dtype(dtype))
-        cached = self._scratch.get("linear_matrices")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        out, _ = self._geometry(spatial)
-        if self.size is None:  # PyTorch's scale: 1 / scale_factor, in the input's float
-            factors = self._per_axis(self.scale_factor, len(spatial))
-            scales = tuple(dtype.type(1.0 / float(f)) for f in factors)
-        else:
-            scales = tuple(dtype.type(i / o) for i, o in zip(spatial, out))
-        mats = [_linear_matrix(i, o, s, self.align_corners, dtype)
-                for i, o, s in zip(spatial, out, scales)]
-        self._scratch["linear_matrices"] = (key, mats)
-        return mats
-
-    def _linear_forward(self, x):
-        mats = self._linear_matrices(tuple(x.shape)[2:], x.dtype)
-        host = _device.to_host(x)
-        y = host @ mats[-1].T                       # along the last axis (W, or L)
-        if len(mats) == 2:
-            y = np.matmul(mats[0], y)               # along H: (oh, h) @ (N, C, h, ow)
-        self._ctx = ("linear", mats)
-        return _device.namespace_of(x).put(np.ascontiguousarray(y))
-
-    def _linear_backward(self, grad_out):
-        mats = self._ctx[1]
-        g = _device.to_host(grad_out)
-        if len(mats) == 2:
-            g = np.matmul(mats[0].T, g)
-        return _device.namespace_of(grad_out).put(np.ascontiguousarray(g @ mats[-1]))
-
-    def _backward(self, grad_out, buffered, need_grad_in):
-        if not need_grad_in:
-            return None
-        if self.mode != "nearest":
-            return self._linear_backward(grad_out)
-        in4, repeat, blocks, ih, iw, shape = self._ctx
+    def _nearest_backward(self, grad_out, buffered):
+        _, in4, repeat, blocks, ih, iw, shape = self._ctx
         g4 = grad_out.reshape(tuple(grad_out.shape)[:2] + (len(ih), len(iw)))
         if repeat and not _device.is_device_array(g4):
             n, c, h, w = in4
@@ -201,6 +278,53 @@ class Upsample(Module):
                       _device.to_host(g4))
             grad_in = _device.namespace_of(grad_out).put(host)
         return grad_in.reshape(shape)
+
+    def _gather_forward(self, x, idx, back):
+        """Nearest of any rank on the host: the input at the outer product of the
+        per-axis indices idx; the backward adds the gradient back at those of back."""
+        host = _device.to_host(x)
+        lead = (slice(None), slice(None))
+        self._ctx = ("gather", tuple(host.shape), lead + np.ix_(*back))
+        return _device.namespace_of(x).put(np.ascontiguousarray(host[lead + np.ix_(*idx)]))
+
+    def _gather_backward(self, grad_out):
+        _, shape, where = self._ctx
+        grad_in = np.zeros(shape, grad_out.dtype)
+        np.add.at(grad_in, where, _device.to_host(grad_out))
+        return _device.namespace_of(grad_out).put(grad_in)
+
+    # ------------------------------------------------------------- separable
+    def _matrices(self, spatial, dtype):
+        """The per-axis interpolation matrices for this input size, kept while the size
+        and dtype stay the same (a training loop builds them once)."""
+        key = (spatial, np.dtype(dtype))
+        cached = self._scratch.get("interpolation_matrices")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        out, factors = self._geometry(spatial)
+        mats = [interpolation_matrix(self.mode, n, o, f, self.align_corners, np.dtype(dtype))
+                for n, o, f in zip(spatial, out, factors)]
+        self._scratch["interpolation_matrices"] = (key, mats)
+        return mats
+
+    def _separable_forward(self, x):
+        mats = self._matrices(tuple(x.shape)[2:], x.dtype)
+        y = _device.to_host(x)
+        for axis, m in zip(range(2, y.ndim), mats):
+            y = along_axis(y, m, axis)
+        self._ctx = ("separable", mats)
+        return _device.namespace_of(x).put(np.ascontiguousarray(y))
+
+    def _separable_backward(self, grad_out):
+        g = _device.to_host(grad_out)
+        mats = self._ctx[1]
+        if self.mode == "bicubic" and all(m.shape[0] == m.shape[1] for m in mats):
+            # PyTorch's bicubic backward copies the gradient when no size changes, even
+            # where the forward's scale factor made it interpolate
+            return _device.namespace_of(grad_out).put(np.array(g))
+        for axis, m in zip(range(2, g.ndim), mats):
+            g = along_axis(g, m.T, axis)
+        return _device.namespace_of(grad_out).put(np.ascontiguousarray(g))
 
     def extra_repr(self):
         if self.size is not None:  # PyTorch's repr: align_corners not shown

@@ -266,7 +266,7 @@ def _softmax_kernels(threads, lanes, dtype, log=False):
     def forward(x, out):
         """x, out: (N, C). A group of `lanes` threads per row (grid-stride over rows),
         two reads of it (``row_max_sumexp``, then the output); exp in x's type, the sum
-        in float64. out = exp(x - m) / s, or x - (m + log s) for log-softmax."""
+        in float64. out = exp(x - m) / s, or (x - m) - log s for log-softmax."""
         sh = cuda.shared.array((groups, lanes), np.float64)
         n, c = x.shape
         lane = cuda.threadIdx.x % lanes
@@ -275,9 +275,10 @@ def _softmax_kernels(threads, lanes, dtype, log=False):
             valid = row < n
             m, s = row_max_sumexp(sh, x, row, valid, cast(-math.inf))
             if valid and log:
-                shift = cast(m + math.log(s))
+                # (x - m) - log(s): a rounded m + log(s) loses log(s)'s digits for large m
+                log_s = math.log(s)
                 for j in range(lane, c, lanes):
-                    out[row, j] = x[row, j] - shift
+                    out[row, j] = cast((x[row, j] - m) - log_s)
             elif valid:
                 m = cast(m)
                 inv_s = cast(1.0 / s)

@@ -83,9 +83,12 @@ def _silu(x, out):  # IN x (n,); OUT out (n,)
     one = x.dtype.type(1)
     lo = x.dtype.type(-87.0)
     hi = x.dtype.type(88.0)
+    zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
-        out[i] = v / (one + vmath.exp_core(min(max(-v, lo), hi)))  # x * sigmoid(x)
+        # x * sigmoid(x); below -88 it underflows: x * 0 (not x / (1 + e**88), which is
+        # far from 0 near the float's max; -inf gives NaN, as PyTorch's x * sigmoid(x))
+        out[i] = (v if -v <= hi else v * zero) / (one + vmath.exp_core(min(max(-v, lo), hi)))
 
 
 @kernel
@@ -93,9 +96,11 @@ def _silu_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     one = x.dtype.type(1)
     lo = x.dtype.type(-87.0)
     hi = x.dtype.type(88.0)
+    zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
         s = one / (one + vmath.exp_core(min(max(-v, lo), hi)))
+        s = s if -v <= hi else zero     # as the forward: 0 below -88
         out[i] = grad_out[i] * s * (one + v * (one - s))
 
 
@@ -108,9 +113,12 @@ def _gelu_tanh(x, out):  # IN x (n,); OUT out (n,)
     k = x.dtype.type(_GELU_TANH_K)
     lo = x.dtype.type(-87.0)
     hi = x.dtype.type(88.0)
+    zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
-        out[i] = v / (one + vmath.exp_core(min(max(-c2 * (v + k * v * v * v), lo), hi)))
+        u = -c2 * (v + k * v * v * v)
+        # where sigmoid(2u) underflows, v * 0 (as _silu: -inf gives NaN, as PyTorch's)
+        out[i] = (v if u <= hi else v * zero) / (one + vmath.exp_core(min(max(u, lo), hi)))
 
 
 @kernel
@@ -418,10 +426,15 @@ def _log_softmax(x, out):  # IN x (N, C); OUT out (N, C)
         m = vmath.row_max(x[i])
         s = x.dtype.type(0)
         for j in range(c):
-            s += vmath.exp_nonpos(x[i, j] - m)
-        shift = m + math.log(s)  # scalar: one libm log per row
+            # x - m stored here, log(s) taken off in a second pass: in one expression
+            # fastmath's reassociation makes (x - m) - log(s) into x - (m + log(s)), and
+            # m + log(s) rounds log(s) off where |m| is large (1e4 in float32: -0.69336
+            # for log(1/2))
+            out[i, j] = x[i, j] - m
+            s += vmath.exp_nonpos(out[i, j])
+        log_s = math.log(s)  # scalar: one libm log per row
         for j in range(c):
-            out[i, j] = x[i, j] - shift
+            out[i, j] -= log_s
 
 
 @kernel
