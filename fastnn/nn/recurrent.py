@@ -9,6 +9,10 @@ arrays go through the host. ``forward(x, hx=None)`` returns (output, h_n) (LSTM:
 the gradient w.r.t. x, accumulates the parameters' gradients, and leaves the gradient
 w.r.t. hx in ``grad_hx`` (LSTM: a pair). A batch of 0 sequences gives empty outputs
 and zero gradients, as in PyTorch; a sequence of length 0 is an error, as there.
+Sequences of different lengths go in as a PackedSequence (``fastnn.nn.utils.rnn``):
+each step then runs the sequences still going (the first batch_sizes[t] of the sorted
+batch), so each keeps the state of its own last step; output and the input's gradient
+are PackedSequences.
 
 ``RNNBase`` and ``RNNCellBase`` are PyTorch's public base classes of the layers and of
 the cells (``isinstance(m, nn.RNNBase)``); ``RNNBase(mode, input_size, hidden_size,
@@ -26,6 +30,7 @@ from .. import random as _random
 from ..validation import (check_bool, check_float_array, check_number, check_only,
                           check_positive_int)
 from .module import Module, Parameter
+from .rnn_utils import PackedSequence, _check_batch_sizes
 
 
 def _sigmoid(a):
@@ -267,7 +272,15 @@ class RNNBase(Module):
         N >= 0) and an optional initial state (num_layers * directions, N, hidden_size)
         (LSTM: a pair (h_0, c_0); h_0's last axis proj_size when it is > 0). output is
         (L, N, directions * H) (batch_first: (N, L, ...)), H = proj_size or hidden_size;
-        h_n (and c_n) as the initial state; None for it means zeros."""
+        h_n (and c_n) as the initial state; None for it means zeros.
+
+        x may be a PackedSequence (``fastnn.nn.utils.rnn``; batch_first does not apply):
+        output is then a PackedSequence of the same batch_sizes and indices, h_n (and
+        c_n) hold each sequence's state after its own last step (the reverse direction
+        starts at each sequence's last element), and hx and h_n follow the batch order
+        the sequences had before packing, as PyTorch's."""
+        if isinstance(x, PackedSequence):
+            return self._forward_packed(x, hx)
         x = self._check_input(x)
         namespace = _device.namespace_of(x)
         seq = _device.to_host(x)
@@ -281,26 +294,7 @@ class RNNBase(Module):
         h0, c0 = self._initial_state(hx, None if unbatched else n, dtype)
         if unbatched:
             h0, c0 = h0[:, None], (None if c0 is None else c0[:, None])
-        inputs, caches, h_n, c_n = seq, [], [], []
-        for layer in range(self.num_layers):
-            outs = []
-            for d, suffix in enumerate(self._suffixes()):
-                k = layer * self._directions + d
-                out, h_last, c_last, cache = self._run(
-                    inputs, h0[k], None if c0 is None else c0[k], layer, suffix, d == 1)
-                outs.append(out)
-                h_n.append(h_last)
-                c_n.append(c_last)
-                caches.append(cache)
-            output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=2)
-            mask = None
-            if self.dropout and self.training and layer < self.num_layers - 1:
-                keep = 1.0 - self.dropout
-                mask = ((_random.generator().random(output.shape) < keep)
-                        / keep).astype(dtype) if keep > 0 else np.zeros_like(output)
-                output = output * mask
-            caches.append(mask)
-            inputs = output
+        inputs, caches, h_n, c_n = self._layers(seq, h0, c0, self._run)
         self._ctx = (caches, seq.shape, unbatched, namespace, hx is not None)
         out = inputs[:, 0] if unbatched else (inputs.transpose(1, 0, 2) if self.batch_first
                                               else inputs)
@@ -311,6 +305,61 @@ class RNNBase(Module):
             return put(out), h_n
         c_n = np.stack(c_n)
         return put(out), (h_n, put(c_n[:, 0] if unbatched else c_n))
+
+    def _layers(self, seq, h0, c0, run):
+        """Every layer and direction over seq (the first layer's input; its last axis the
+        features), ``run(inputs, h, c, layer, suffix, reverse)`` one of them (``_run`` or
+        ``_run_packed``), with dropout between the layers in training mode: (the last
+        layer's output, the caches and dropout masks, the h_n and c_n of each layer and
+        direction)."""
+        inputs, caches, h_n, c_n = seq, [], [], []
+        for layer in range(self.num_layers):
+            outs = []
+            for d, suffix in enumerate(self._suffixes()):
+                k = layer * self._directions + d
+                out, h_last, c_last, cache = run(
+                    inputs, h0[k], None if c0 is None else c0[k], layer, suffix, d == 1)
+                outs.append(out)
+                h_n.append(h_last)
+                c_n.append(c_last)
+                caches.append(cache)
+            output = outs[0] if len(outs) == 1 else np.concatenate(outs, axis=-1)
+            mask = None
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                keep = 1.0 - self.dropout
+                mask = ((_random.generator().random(output.shape) < keep)
+                        / keep).astype(seq.dtype) if keep > 0 else np.zeros_like(output)
+                output = output * mask
+            caches.append(mask)
+            inputs = output
+        return inputs, caches, h_n, c_n
+
+    def _forward_packed(self, packed, hx):
+        """``forward`` for a PackedSequence (see there)."""
+        where = self._where()
+        sizes = _check_batch_sizes(where, packed)
+        x = check_float_array(where, "input.data", packed.data, device_ok=True)
+        if len(x.shape) != 2 or x.shape[1] != self.input_size:
+            raise ValueError(f"{where}: expected a PackedSequence whose data has shape (sum of "
+                             f"lengths, input_size = {self.input_size}), got "
+                             f"{tuple(x.shape)}")
+        self._check_dtype(x.dtype, self.weight_ih_l0.data.dtype)
+        namespace = _device.namespace_of(x)
+        data = np.ascontiguousarray(_device.to_host(x))
+        h0, c0 = self._initial_state(hx, int(sizes[0]), data.dtype)
+        order, back = (None if i is None else np.asarray(_device.to_host(i))
+                       for i in (packed.sorted_indices, packed.unsorted_indices))
+        if order is not None:   # hx is in the caller's order, the packed batch sorted
+            h0, c0 = h0[:, order], (None if c0 is None else c0[:, order])
+        run = lambda *args: self._run_packed(sizes, *args)  # noqa: E731
+        output, caches, h_n, c_n = self._layers(data, h0, c0, run)
+        self._ctx = _PackedContext(caches, sizes, packed, order, back, namespace)
+        put = lambda a: namespace.put(np.ascontiguousarray(  # noqa: E731
+            a if back is None else a[:, back]))
+        out = PackedSequence(namespace.put(output), packed.batch_sizes, packed.sorted_indices,
+                             packed.unsorted_indices)
+        h_n = put(np.stack(h_n))
+        return (out, (h_n, put(np.stack(c_n)))) if self.has_cell else (out, h_n)
 
     def _initial_state(self, hx, n, dtype):
         h_shape, c_shape = self._state_shape(n), self._state_shape(n, self.hidden_size)
@@ -324,11 +373,15 @@ class RNNBase(Module):
         return (self._check_state("h_0", hx[0], h_shape, dtype),
                 self._check_state("c_0", hx[1], c_shape, dtype))
 
+    def _host_params(self, layer, suffix):
+        """``_params``' values as host arrays (None where absent)."""
+        return tuple(None if p is None else _device.to_host(p.data)
+                     for p in self._params(layer, suffix))
+
     def _run(self, seq, h, c, layer, suffix, reverse):
         """One layer and direction over seq (L, N, in): (outputs (L, N, H), h_L, c_L,
         cache for the backward), H = ``_out_size``. Sizes are explicit: N may be 0."""
-        w_ih, w_hh, b_ih, b_hh, w_hr = (None if p is None else _device.to_host(p.data)
-                                        for p in self._params(layer, suffix))
+        w_ih, w_hh, b_ih, b_hh, w_hr = self._host_params(layer, suffix)
         length, n, width = seq.shape
         gh = w_ih.shape[0]
         projected = seq.reshape(length * n, width) @ w_ih.T
@@ -347,6 +400,31 @@ class RNNBase(Module):
             steps.append((cache, raw))
         return outputs, h, c, (seq, steps, w_ih, w_hh, w_hr, layer, suffix, reverse)
 
+    def _run_packed(self, sizes, data, h, c, layer, suffix, reverse):
+        """``_run`` over packed steps: data (S, in) the steps of sequences sorted by
+        decreasing length, step after step, sizes[t] of them running at step t; h (N, H)
+        (and c) the sorted batch's initial state. Step t updates the first sizes[t]
+        rows only, so a finished sequence keeps the state of its last step, and in
+        reverse a sequence starts at its own last step from its initial state.
+        Returns (outputs (S, H), h, c, cache)."""
+        w_ih, w_hh, b_ih, b_hh, w_hr = self._host_params(layer, suffix)
+        projected = data @ w_ih.T
+        if b_ih is not None:
+            projected += b_ih
+        outputs = np.empty((data.shape[0], self._out_size), data.dtype)
+        steps, spans = [], _step_spans(sizes)
+        for t in (range(sizes.size - 1, -1, -1) if reverse else range(sizes.size)):
+            rows, b = spans[t]
+            h_b, c_b, cache = self._step(projected[rows], h[:b], None if c is None else c[:b],
+                                         w_hh, b_hh)
+            raw = None
+            if w_hr is not None:
+                raw, h_b = h_b, h_b @ w_hr.T
+            outputs[rows] = h_b
+            h, c = _over_rows(h_b, h), (None if c is None else _over_rows(c_b, c))
+            steps.append((cache, raw))
+        return outputs, h, c, (data, sizes, steps, w_ih, w_hh, w_hr, layer, suffix, reverse)
+
     # ------------------------------------------------------------------ backward
     def backward(self, grad_output, grad_hn=None):
         """The gradient w.r.t. the last forward's x (x's shape), for grad_output, the
@@ -355,9 +433,17 @@ class RNNBase(Module):
         stands for zeros: ``backward(None, grad_h_n)`` when the loss uses h_n only (as
         autograd leaves output's gradient out). The gradients have the parameters' dtype
         (another is a TypeError, as for every layer). Parameter gradients accumulate;
-        ``grad_hx`` gets the gradient w.r.t. the initial state (LSTM: a pair)."""
+        ``grad_hx`` gets the gradient w.r.t. the initial state (LSTM: a pair).
+
+        After a PackedSequence forward, grad_output is a PackedSequence like the output
+        (or its data, (sum of lengths, directions * H)), grad_hn and grad_hx follow the
+        caller's batch order, and the result is a PackedSequence like the input, its
+        data the gradient w.r.t. the input's data (PyTorch's gradient of packed.data;
+        ``pad_packed_sequence`` of it: the gradient w.r.t. the padded input)."""
         if self._ctx is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
+        if isinstance(self._ctx, _PackedContext):
+            return self._backward_packed(grad_output, grad_hn)
         caches, (length, n, _), unbatched, namespace, _ = self._ctx
         dtype = self.weight_ih_l0.data.dtype
         width = self._directions * self._out_size
@@ -375,6 +461,19 @@ class RNNBase(Module):
         dh_n, dc_n = self._final_state_grads(grad_hn, None if unbatched else n, dtype)
         if unbatched:
             dh_n, dc_n = dh_n[:, None], dc_n[:, None]
+        g, grad_h0, grad_c0 = self._layers_back(g, caches, dh_n, dc_n, self._run_back)
+        if unbatched:
+            g, grad_h0, grad_c0 = g[:, 0], grad_h0[:, 0], grad_c0[:, 0]
+        elif self.batch_first:
+            g = g.transpose(1, 0, 2)
+        put = lambda a: namespace.put(np.ascontiguousarray(a))  # noqa: E731
+        self.grad_hx = (put(grad_h0), put(grad_c0)) if self.has_cell else put(grad_h0)
+        return put(g)
+
+    def _layers_back(self, g, caches, dh_n, dc_n, run_back):
+        """Backward of ``_layers``: g the gradient w.r.t. its output, dh_n and dc_n
+        w.r.t. the final states, ``run_back(dout, dh, dc, cache)`` the backward of its
+        ``run``: (the gradient w.r.t. seq, grad_h0, grad_c0)."""
         d = self._directions
         grad_h0 = np.zeros_like(dh_n)
         grad_c0 = np.zeros_like(dc_n)
@@ -386,18 +485,43 @@ class RNNBase(Module):
             for k in range(d):
                 cache = caches[layer * (d + 1) + k]
                 idx = layer * d + k
-                part = g[:, :, k * self._out_size:(k + 1) * self._out_size]
-                dx, grad_h0[idx], grad_c0[idx] = self._run_back(part, dh_n[idx], dc_n[idx],
-                                                                cache)
+                part = g[..., k * self._out_size:(k + 1) * self._out_size]
+                dx, grad_h0[idx], grad_c0[idx] = run_back(part, dh_n[idx], dc_n[idx], cache)
                 grad_in = dx if grad_in is None else grad_in + dx
             g = grad_in
-        if unbatched:
-            g, grad_h0, grad_c0 = g[:, 0], grad_h0[:, 0], grad_c0[:, 0]
-        elif self.batch_first:
-            g = g.transpose(1, 0, 2)
-        put = lambda a: namespace.put(np.ascontiguousarray(a))  # noqa: E731
+        return g, grad_h0, grad_c0
+
+    def _backward_packed(self, grad_output, grad_hn):
+        """``backward`` after a PackedSequence forward (see there)."""
+        ctx, where = self._ctx, self._where()
+        dtype = self.weight_ih_l0.data.dtype
+        expected = (ctx.packed.data.shape[0], self._directions * self._out_size)
+        if isinstance(grad_output, PackedSequence):
+            same = (np.array_equal(_check_batch_sizes(where, grad_output), ctx.sizes)
+                    and _same_indices(grad_output.sorted_indices, ctx.packed.sorted_indices))
+            if not same:
+                raise ValueError(f"{where}: expected grad_output packed as the output (same "
+                                 f"batch_sizes and sorted_indices)")
+            grad_output = grad_output.data
+        if grad_output is None:
+            g = np.zeros(expected, dtype)
+        else:
+            g = _device.to_host(check_float_array(where, "grad_output", grad_output,
+                                                  dtype=dtype, device_ok=True))
+        if g.shape != expected:
+            raise ValueError(f"{where}: expected grad_output of shape {expected} (the packed "
+                             f"output's data), got {g.shape}")
+        dh_n, dc_n = self._final_state_grads(grad_hn, int(ctx.sizes[0]), dtype)
+        if ctx.order is not None:
+            dh_n, dc_n = dh_n[:, ctx.order], dc_n[:, ctx.order]
+        g, grad_h0, grad_c0 = self._layers_back(g, ctx.caches, dh_n, dc_n,
+                                                self._run_packed_back)
+        put = lambda a: ctx.namespace.put(np.ascontiguousarray(  # noqa: E731
+            a if ctx.back is None else a[:, ctx.back]))
         self.grad_hx = (put(grad_h0), put(grad_c0)) if self.has_cell else put(grad_h0)
-        return put(g)
+        packed = ctx.packed
+        return PackedSequence(ctx.namespace.put(g), packed.batch_sizes, packed.sorted_indices,
+                              packed.unsorted_indices)
 
     def _final_state_grads(self, grad_hn, n, dtype):
         """(grad of h_n, grad of c_n) on the host, zeros for None (c's: RNN and GRU)."""
@@ -442,14 +566,52 @@ class RNNBase(Module):
             grad_w_hh += dah.T @ step[0]   # step[0]: the h the step started from
             grad_b_hh += dah.sum(axis=0)
         flat = da_x.reshape(length * n, gh)
+        dx = self._input_side_back(flat, seq.reshape(length * n, width), w_ih, grad_w_hh,
+                                   grad_b_hh, grad_w_hr, layer, suffix)
+        return dx.reshape(length, n, width), dh, (dc if dc is not None else 0)
+
+    def _input_side_back(self, da_x, inputs, w_ih, grad_w_hh, grad_b_hh, grad_w_hr, layer,
+                         suffix):
+        """Accumulates a layer and direction's parameter gradients, given da_x (rows, G H)
+        the gradient w.r.t. the input projections of inputs (rows, in) and the recurrent
+        side's sums; returns the gradient w.r.t. inputs (rows, in)."""
         p_ih, p_hh, b_ih, b_hh, p_hr = self._params(layer, suffix)
-        grad_w_ih = flat.T @ seq.reshape(length * n, width)
-        for param, value in ((p_ih, grad_w_ih), (p_hh, grad_w_hh),
-                             (b_ih, flat.sum(axis=0)), (b_hh, grad_b_hh), (p_hr, grad_w_hr)):
+        for param, value in ((p_ih, da_x.T @ inputs), (p_hh, grad_w_hh),
+                             (b_ih, da_x.sum(axis=0)), (b_hh, grad_b_hh), (p_hr, grad_w_hr)):
             if param is not None:
                 _device.update_on_host(param.grad, lambda a, v=value: np.add(a, v, out=a))
-        dx = (flat @ w_ih).reshape(length, n, width)
-        return dx, dh, (dc if dc is not None else 0)
+        return da_x @ w_ih
+
+    def _run_packed_back(self, dout, dh, dc, cache):
+        """Backward of one ``_run_packed``: (grad of its data (S, in), grad of h0, grad of
+        c0); parameter gradients accumulated. dout (S, H) and dh (N, H): the gradients
+        w.r.t. the outputs and the final h of the sorted batch. A sequence's rows of dh
+        wait, untouched, until the backward reaches its last step (forward) or pass on
+        to h0 from its last step (reverse), mirroring the forward's row updates."""
+        data, sizes, steps, w_ih, w_hh, w_hr, layer, suffix, reverse = cache
+        gh = w_ih.shape[0]
+        da_x = np.empty((data.shape[0], gh), data.dtype)
+        grad_w_hh = np.zeros_like(w_hh)
+        grad_b_hh = np.zeros(gh, data.dtype)
+        grad_w_hr = None if w_hr is None else np.zeros_like(w_hr)
+        spans = _step_spans(sizes)
+        order = range(sizes.size) if reverse else range(sizes.size - 1, -1, -1)
+        for t, (step, raw) in zip(order, reversed(steps)):
+            rows, b = spans[t]
+            dh_b = dh[:b] + dout[rows]
+            if w_hr is not None:
+                grad_w_hr += dh_b.T @ raw
+                dh_b = dh_b @ w_hr
+            dax, dah, dh_b, dc_b = self._step_back(dh_b, dc[:b], step, w_hh)
+            da_x[rows] = dax
+            grad_w_hh += dah.T @ step[0]
+            grad_b_hh += dah.sum(axis=0)
+            dh = _over_rows(dh_b, dh)
+            if dc_b is not None:
+                dc = _over_rows(dc_b, dc)
+        dx = self._input_side_back(da_x, data, w_ih, grad_w_hh, grad_b_hh, grad_w_hr, layer,
+                                   suffix)
+        return dx, dh, (dc if self.has_cell else 0)
 
     def extra_repr(self):
         text = f"{self.input_size}, {self.hidden_size}"
@@ -466,6 +628,37 @@ class RNNBase(Module):
         if self.bidirectional:
             text += ", bidirectional=True"
         return text
+
+
+class _PackedContext:
+    """What a PackedSequence forward keeps for its backward: the layers' caches, the
+    batch_sizes (int64), the input PackedSequence, its sorted and unsorted indices as
+    host arrays (or None) and the namespace of its data."""
+
+    def __init__(self, caches, sizes, packed, order, back, namespace):
+        self.caches, self.sizes, self.packed = caches, sizes, packed
+        self.order, self.back, self.namespace = order, back, namespace
+
+
+def _step_spans(sizes):
+    """For each step t of a packed sequence: (the slice of its rows in data, sizes[t])."""
+    ends = np.cumsum(sizes).tolist()
+    return [(slice(end - b, end), b) for end, b in zip(ends, sizes.tolist())]
+
+
+def _over_rows(head, full):
+    """full with its first len(head) rows replaced by head (a new array; full itself
+    may be cached by a step and stays as it was)."""
+    if head.shape[0] == full.shape[0]:
+        return head
+    return np.concatenate([head, full[head.shape[0]:]])
+
+
+def _same_indices(a, b):
+    """True when two sorted_indices (arrays or None) are the same permutation."""
+    if a is None or b is None:
+        return a is None and b is None
+    return np.array_equal(_device.to_host(a), _device.to_host(b))
 
 
 class RNN(RNNBase):

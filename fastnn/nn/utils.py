@@ -9,6 +9,8 @@
   new convolution or Linear whose output equals the layer followed by an eval-mode
   BatchNorm.
 * ``skip_init``: a module built without initialising its parameters and buffers.
+* ``rnn``: PyTorch's ``torch.nn.utils.rnn`` (PackedSequence, pack/pad helpers), the
+  module ``fastnn.nn.rnn_utils``; ``import fastnn.nn.utils.rnn`` works too.
 
 Arrays on the GPU go through the host here (a copy each way): none of this is the GPU's
 hot path.
@@ -16,6 +18,7 @@ hot path.
 import copy
 import inspect
 import math
+import sys
 import types
 import warnings
 
@@ -23,7 +26,12 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from . import rnn_utils as rnn
 from .module import Module, Parameter
+
+# utils is a module, not a package: registering rnn under its dotted name lets
+# ``import fastnn.nn.utils.rnn`` and ``from fastnn.nn.utils.rnn import ...`` find it
+sys.modules.setdefault(f"{__name__}.rnn", rnn)
 
 
 def _grads(where, parameters):
