@@ -22,22 +22,31 @@ The functions adapt what fastnn already computes: the ops of the current backend
 (``fastnn.ops``: activations, softmax, linear, dropout, conv2d, pooling, batch and layer
 norm, the fused losses) or, where no op exists, the forward of the matching layer
 (adaptive pooling, cosine similarity, pairwise distance, the weighted binary
-cross-entropy with logits, KL divergence), nn's padding helper and the reference
-per-element loss formulas (``reduction='none'``). Options the ops lack are composed
+cross-entropy with logits, KL divergence, and the loss classes of nn.loss, nn.pair_losses
+and nn.ctc behind poisson_nll_loss, gaussian_nll_loss, soft_margin_loss,
+hinge_embedding_loss, margin_ranking_loss, multilabel_margin_loss,
+multilabel_soft_margin_loss, multi_margin_loss, cosine_embedding_loss,
+triplet_margin_loss, triplet_margin_with_distance_loss and ctc_loss), nn's padding and
+embedding max_norm helpers and the reference per-element loss formulas
+(``reduction='none'``). Options the ops lack are composed
 around them: conv2d's groups run one op call per group, its dilation a kernel spread with
 zeros, an even-sized ``padding='same'`` an explicit zero border, a transposed convolution
 the convolution of its stride-spread input with the flipped kernel (conv3d: nn's im2col
 and one matrix product per group, NumPy); cross_entropy with class
 weights, ignored classes or label smoothing is PyTorch's formula over ops.log_softmax.
 What has no fastnn counterpart is a few lines of NumPy (one_hot, normalize, embedding's
-gather and max_norm, nll_loss's gather).
+gather, nll_loss's gather).
 
 Errors: PyTorch's exception type for bad shapes and argument values (RuntimeError,
 ValueError, IndexError, NotImplementedError, as ``torch.nn.functional`` raises them), and
 fastnn's TypeError for a wrong array type or dtype (PyTorch often says RuntimeError).
+The loss classes' ValueError for the shapes or values of their arrays comes out as
+PyTorch's RuntimeError; their own limits stay (targets of 1 and -1 only for
+margin_ranking_loss and cosine_embedding_loss, eps > 0 for gaussian_nll_loss, ...).
 Where PyTorch warns (an implicit softmax dim, a loss target broadcast against its input,
 the deprecated size_average/reduce, kl_div's 'mean'), a Python warning says the same.
 """
+import contextlib
 import math
 import numbers
 import warnings
@@ -54,12 +63,17 @@ from ..validation import as_contiguous, check_float_array, check_float_dtype
 from .activations import SELU, celu_host
 from .adaptive import AdaptiveAvgPool1d, AdaptiveAvgPool2d
 from .conv3d import conv3d_forward
+from .ctc import CTCLoss
 from .distance import CosineSimilarity, PairwiseDistance
 from .dropout import AlphaDropout, FeatureAlphaDropout
+from .embedding import renorm_rows
 from .host_layers import (GLU, ChannelShuffle, Hardshrink, PixelShuffle, PixelUnshuffle,
                           Softshrink, Tanhshrink, Threshold)
-from .loss import BCEWithLogitsLoss, KLDivLoss
+from .loss import (BCEWithLogitsLoss, HingeEmbeddingLoss, KLDivLoss, MultiLabelMarginLoss,
+                   MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss)
 from .padding import pad_forward
+from .pair_losses import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss,
+                          TripletMarginLoss, TripletMarginWithDistanceLoss, _var_shape)
 from .unfold import Fold, Unfold
 from .upsample import MODE_RANKS, Upsample
 
@@ -76,6 +90,10 @@ __all__ = [
     "pad", "normalize", "cosine_similarity", "pairwise_distance", "cross_entropy",
     "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
+    "poisson_nll_loss", "gaussian_nll_loss", "soft_margin_loss", "hinge_embedding_loss",
+    "margin_ranking_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
+    "multi_margin_loss", "cosine_embedding_loss", "triplet_margin_loss",
+    "triplet_margin_with_distance_loss", "ctc_loss",
 ]
 
 
@@ -1123,9 +1141,9 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     input: integer indices of any shape, each in [0, num_embeddings); weight:
     (num_embeddings, embedding_dim). Output: (*input.shape, embedding_dim) in weight's
     dtype. max_norm: the referenced rows whose norm_type-norm exceeds it are first scaled
-    to max_norm / (norm + 1e-7) in weight, in place (PyTorch's). padding_idx (checked
-    within range), scale_grad_by_freq and sparse only shape gradients: accepted, they
-    change nothing here.
+    to max_norm / (norm + 1e-7) in weight, in place (PyTorch's, by nn.Embedding's
+    renorm_rows). padding_idx (checked within range), scale_grad_by_freq and sparse only
+    shape gradients: accepted, they change nothing here.
     """
     where = "embedding"
     idx = _integers(where, "input", input)
@@ -1138,11 +1156,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     if idx.size and (idx.min() < 0 or idx.max() >= num):
         raise IndexError("index out of range in self")
     if max_norm is not None:
-        rows = np.unique(idx)
-        norms = np.linalg.norm(w[rows].astype(np.float64), ord=norm_type, axis=1)
-        over = norms > max_norm
-        scale = (max_norm / (norms[over] + 1e-7)).astype(w.dtype)
-        w[rows[over]] *= scale[:, None]
+        renorm_rows(w, idx, max_norm, norm_type)
     return np.take(w, idx, axis=0)
 
 
@@ -1658,3 +1672,329 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         with np.errstate(invalid="ignore", divide="ignore"):
             smooth = smooth.sum(dtype=np.float64) / np.float64(count)
     return np.asarray((1 - eps) * np.asarray(nll, np.float64) + smooth * (eps / c), x.dtype)
+
+
+# ---------------------------------------------------- losses of nn's loss classes
+# Each is the forward of its nn loss class (fastnn.nn.loss, pair_losses, ctc), the
+# value returned as the losses above return theirs: a 0-d array ('mean', 'sum') or the
+# per-sample losses ('none'), in the input's dtype.
+@contextlib.contextmanager
+def _runtime_errors():
+    """A loss class's ValueError for the shapes or values of its arrays as PyTorch's
+    RuntimeError."""
+    try:
+        yield
+    except ValueError as error:
+        raise RuntimeError(str(error)) from None
+
+
+def _class_loss(loss, dtype, *arrays):
+    """loss.forward(*arrays) as a 0-d array or the 'none' losses, in dtype."""
+    with _runtime_errors():
+        value = loss.forward(*arrays)
+    return np.asarray(value, dtype)
+
+
+def _empty(shape, dtype, reduction, fill=0.0):
+    """The loss of empty inputs (which the loss classes refuse) as PyTorch's: 'mean' NaN,
+    'sum' 0, 'none' the losses' (empty) shape filled with fill."""
+    return _reduced(np.full(shape, fill, dtype), reduction)
+
+
+def _broadcast(where, input, target, to_input=False):
+    """(input, target) of one float dtype broadcast to one shape (silently, as PyTorch's
+    poisson, soft-margin and hinge losses broadcast; to_input: input's shape, target
+    broadcast to it), C-contiguous."""
+    x = _float(where, "input", input)
+    t = _float(where, "target", target, dtype=x.dtype)
+    shape = _broadcast_shape(where, x, t)
+    if to_input and shape != x.shape:
+        raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast "
+                           f"shape {list(shape)}")
+    return (as_contiguous(np.broadcast_to(x, shape)),
+            as_contiguous(np.broadcast_to(t, shape)))
+
+
+def _floats(where, names, arrays):
+    """arrays checked: float arrays of the first one's dtype."""
+    first = _float(where, names[0], arrays[0])
+    return [first] + [_float(where, name, a, dtype=first.dtype)
+                      for name, a in zip(names[1:], arrays[1:])]
+
+
+def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-08,
+                     reduce=None, reduction="mean"):
+    """Poisson negative log-likelihood per element: exp(input) - target * input (log_input:
+    input is the log-rate) or input - target * log(input + eps); full adds Stirling's
+    target log(target) - target + log(2 pi target) / 2 where target > 1. input, target:
+    shapes that broadcast; reduced as mse_loss. The forward of nn.PoissonNLLLoss (whose
+    eps must be > 0 without log_input)."""
+    where = "poisson_nll_loss"
+    reduction = _reduction(size_average, reduce, reduction)
+    # (eps plays no part with log_input, where PyTorch takes any; nn.PoissonNLLLoss's > 0)
+    loss = PoissonNLLLoss(log_input, full, eps=1e-08 if log_input is True else eps,
+                          reduction=reduction)
+    x, t = _broadcast(where, input, target)
+    if x.size == 0:
+        return _empty(x.shape, x.dtype, reduction)
+    return _class_loss(loss, x.dtype, x, t)
+
+
+def gaussian_nll_loss(input, target, var, full=False, eps=1e-06, reduction="mean"):
+    """Gaussian negative log-likelihood per element: 0.5 (log v + (input - target)^2 / v),
+    v = max(var, eps) (+ 0.5 log(2 pi) when full), reduced over every element ('none':
+    the broadcast shape).
+
+    target: a shape that broadcasts with input's; var: input's shape, input.shape[:-1],
+    input's shape with one axis of 1, or a Python float for every element; no negative
+    entry (ValueError, as a var of any other shape). The forward of nn.GaussianNLLLoss
+    (whose eps must be > 0).
+    """
+    where = "gaussian_nll_loss"
+    x, t = _floats(where, ("input", "target"), (input, target))
+    if isinstance(var, float):
+        if var < 0:
+            raise ValueError("var has negative entry/entries")
+    else:
+        v = _float(where, "var", var, dtype=x.dtype)
+        if np.any(v < 0):
+            raise ValueError("var has negative entry/entries")
+        _var_shape(where, x.shape, v.shape)
+    reduction = _reduction(None, None, reduction)
+    loss = GaussianNLLLoss(bool(full), eps, reduction)
+    _broadcast_shape(where, x, t)
+    with np.errstate(invalid="ignore", divide="ignore"):  # (an empty 'mean': NaN)
+        losses = _class_loss(loss, x.dtype, x, t, var)
+    # (nn.GaussianNLLLoss gives 0-d inputs' 'none' loss the shape (1,))
+    return losses.reshape(()) if x.ndim == t.ndim == 0 else losses
+
+
+def soft_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """log(1 + exp(-target * input)) per element (the two-class logistic loss, target
+    1 or -1); target: broadcast to input's shape; reduced as mse_loss. The forward of
+    nn.SoftMarginLoss."""
+    reduction = _reduction(size_average, reduce, reduction)
+    x, t = _broadcast("soft_margin_loss", input, target, to_input=True)
+    if x.size == 0:
+        return _empty(x.shape, x.dtype, reduction)
+    return _class_loss(SoftMarginLoss(reduction=reduction), x.dtype, x, t)
+
+
+def hinge_embedding_loss(input, target, margin=1.0, size_average=None, reduce=None,
+                         reduction="mean"):
+    """input where target is 1, max(0, margin - input) where it is -1 (both terms for any
+    other target, as PyTorch's) per element; input, target: shapes that broadcast; reduced
+    as mse_loss. The forward of nn.HingeEmbeddingLoss."""
+    reduction = _reduction(size_average, reduce, reduction)
+    loss = HingeEmbeddingLoss(margin, reduction=reduction)
+    x, t = _broadcast("hinge_embedding_loss", input, target)
+    if x.size == 0:
+        return _empty(x.shape, x.dtype, reduction)
+    return _class_loss(loss, x.dtype, x, t)
+
+
+def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, reduce=None,
+                        reduction="mean"):
+    """max(0, -target (input1 - input2) + margin) per element: input1, input2, target (1
+    where input1 should rank higher, -1 where input2 should) of one rank, broadcasting;
+    reduced as mse_loss. The forward of nn.MarginRankingLoss (which refuses targets other
+    than 1 and -1)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    arrays = _floats("margin_ranking_loss", ("input1", "input2", "target"),
+                     (input1, input2, target))
+    loss = MarginRankingLoss(margin, reduction=reduction)
+    return _class_loss(loss, arrays[0].dtype, *arrays)
+
+
+def multilabel_margin_loss(input, target, size_average=None, reduce=None, reduction="mean"):
+    """Multi-label hinge loss: per sample, over each listed label j and each class i not
+    listed, sum max(0, 1 - (input[j] - input[i])) / C; reduced over the samples ('none':
+    (N,), or () for one sample).
+
+    input: (N, C) scores, (C,) or a 0-d score; target: integer class indices of input's
+    shape, each row's labels first and ended by -1 (a row without -1 uses all C), every
+    entry in [-1, C). The forward of nn.MultiLabelMarginLoss.
+    """
+    where = "multilabel_margin_loss"
+    reduction = _reduction(size_average, reduce, reduction)
+    x = _float(where, "input", input)
+    y = _integers(where, "target", target)
+    if x.ndim == 2 and x.shape[0] == 0 < x.shape[1] and y.shape == x.shape:
+        return _empty((0,), x.dtype, reduction)  # (PyTorch's own: an uninitialised value)
+    return _class_loss(MultiLabelMarginLoss(reduction=reduction), x.dtype, x, y)
+
+
+def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, reduce=None,
+                                reduction="mean"):
+    """Multi-label one-vs-all logistic loss: per sample -mean_c weight[c] (t log
+    sigmoid(x) + (1 - t) log sigmoid(-x)) over the classes (input's last dimension), then
+    the reduction over the samples ('none': input's shape without C).
+
+    input: (N, C) logits, (C,) or (N, ..., C); target: 1 for each label present, 0
+    otherwise, broadcast to input's shape; weight: (C,) or None. The forward of
+    nn.MultiLabelSoftMarginLoss.
+    """
+    where = "multilabel_soft_margin_loss"
+    reduction = _reduction(size_average, reduce, reduction)
+    x, t = _floats(where, ("input", "target"), (input, target))
+    w = None if weight is None else _float(where, "weight", weight, dtype=x.dtype)
+    if x.ndim == 0:
+        raise IndexError("Dimension specified as -1 but tensor has no dimensions")
+    if _broadcast_shape(where, x, t) != x.shape:
+        raise RuntimeError(f"{where}: target of shape {t.shape} does not broadcast to "
+                           f"input's shape {x.shape}")
+    t = as_contiguous(np.broadcast_to(t, x.shape))
+    if x.size == 0:  # (no class: each sample's mean NaN)
+        return _empty(x.shape[:-1], x.dtype, reduction, np.nan if x.shape[-1] == 0 else 0.0)
+    return _class_loss(MultiLabelSoftMarginLoss(w, reduction=reduction), x.dtype, x, t)
+
+
+def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=None,
+                      reduce=None, reduction="mean"):
+    """Multi-class hinge loss: per sample sum over i != y of weight[y] max(0, margin -
+    input[y] + input[i])^p / C, y the sample's class; reduced over the samples ('none':
+    target's shape).
+
+    input: (N, C) scores, (C,) or a 0-d score; target: integer classes (N,) in [0, C)
+    (or () for one sample); p: 1 or 2; weight: (C,) or None. The forward of
+    nn.MultiMarginLoss.
+    """
+    where = "multi_margin_loss"
+    reduction = _reduction(size_average, reduce, reduction)
+    if p != 1 and p != 2:
+        raise ValueError("only p == 1 and p == 2 supported")
+    x = _float(where, "input", input)
+    w = None if weight is None else _float(where, "weight", weight, dtype=x.dtype)
+    if w is not None and w.ndim != 1:
+        raise ValueError("weight must be one-dimensional")
+    y = _integers(where, "target", target)
+    if x.ndim > 2 or (x.ndim and x.shape[-1] == 0):
+        raise RuntimeError(f"Expected non-empty vector or matrix with optional 0-dim batch "
+                           f"size, but got: {list(x.shape)}")
+    n = x.shape[0] if x.ndim == 2 else 1
+    if y.size != n or y.ndim > 1:
+        raise RuntimeError(f"{where}: target tensor should be 1-D with size equal to the "
+                           f"number of input samples (batch size). Expected target size "
+                           f"[{n}], but got {list(y.shape)}.")
+    loss = MultiMarginLoss(int(p), margin, w, reduction=reduction)
+    if n == 0:
+        return _empty((0,), x.dtype, reduction)  # (PyTorch's own: an uninitialised value)
+    losses = _class_loss(loss, x.dtype, x.reshape(x.shape or (1,)), y.reshape(n))
+    return losses.reshape(y.shape) if reduction == "none" else losses
+
+
+def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, reduce=None,
+                          reduction="mean"):
+    """1 - cos(input1, input2) where target is 1, max(0, cos(input1, input2) - margin)
+    where it is -1, per sample: input1, input2 (N, D) (or (D,); broadcasting), target (N,)
+    (or ()); reduced over the samples. The forward of nn.CosineEmbeddingLoss (which takes
+    margin in [-1, 1], targets 1 and -1, and one feature size D)."""
+    reduction = _reduction(size_average, reduce, reduction)
+    arrays = _floats("cosine_embedding_loss", ("input1", "input2", "target"),
+                     (input1, input2, target))
+    loss = CosineEmbeddingLoss(margin, reduction=reduction)
+    return _class_loss(loss, arrays[0].dtype, *arrays)
+
+
+def triplet_margin_loss(anchor, positive, negative, margin=1.0, p=2, eps=1e-06, swap=False,
+                        size_average=None, reduce=None, reduction="mean"):
+    """max(d(a, p) - d(a, n) + margin, 0) per sample, d(u, v) = pairwise_distance(u, v, p,
+    eps) along the last dimension; swap: d(p, n) replaces d(a, n) where smaller.
+
+    anchor, positive, negative: (N, D), (D,) or (N, ..., D), of one rank, broadcasting
+    (0-d: one-element vectors); margin > 0. The forward of nn.TripletMarginLoss for
+    1 <= p < inf, else of nn.TripletMarginWithDistanceLoss with an nn.PairwiseDistance(p,
+    eps) (eps >= 0 either way).
+    """
+    where = "triplet_margin_loss"
+    reduction = _reduction(size_average, reduce, reduction)
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    if not isinstance(swap, bool):
+        raise TypeError(f"{where}: expected swap to be a bool, got {swap!r}")
+    arrays = _floats(where, ("anchor", "positive", "negative"), (anchor, positive, negative))
+    scalar = all(a.ndim == 0 for a in arrays)
+    if isinstance(p, numbers.Real) and 1 <= p < math.inf:
+        loss = TripletMarginLoss(margin, p, eps, swap, reduction=reduction)
+    else:
+        loss = TripletMarginWithDistanceLoss(distance_function=PairwiseDistance(p, eps),
+                                             margin=margin, swap=swap, reduction=reduction)
+    losses = _class_loss(loss, arrays[0].dtype, *(a.reshape(1) if scalar else a
+                                                  for a in arrays))
+    return losses.reshape(()) if scalar else losses
+
+
+class _ForwardOnly:
+    """A plain distance callable as TripletMarginWithDistanceLoss takes one (a module with
+    a backward): the functional loss runs forward only, so its backward is never called."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, x1, x2):
+        return self.fn(x1, x2)
+
+    def backward(self, grad):
+        raise NotImplementedError("a distance function of F.triplet_margin_with_distance_loss "
+                                  "has no backward: use nn.TripletMarginWithDistanceLoss")
+
+    def __repr__(self):
+        return repr(self.fn)
+
+
+def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_function=None,
+                                      margin=1.0, swap=False, reduction="mean"):
+    """max(d(a, p) - d(a, n) + margin, 0) for a distance d of your choice; swap: d(p, n)
+    replaces d(a, n) where smaller.
+
+    distance_function: None for pairwise_distance (p = 2, eps = 1e-6), or any callable of
+    two arrays returning their distances (a NumPy function, an nn module); anchor,
+    positive, negative: arrays of one rank whose shapes broadcast, each pair passed to it
+    as given; margin > 0. 'none': the distances' shape. The forward of
+    nn.TripletMarginWithDistanceLoss (errors raised by distance_function pass unchanged).
+    """
+    where = "triplet_margin_with_distance_loss"
+    reduction = _reduction(None, None, reduction)
+    if margin <= 0:
+        raise ValueError(f"margin must be greater than 0, got {margin}")
+    arrays = _floats(where, ("anchor", "positive", "negative"), (anchor, positive, negative))
+    a, p, n = (x.ndim for x in arrays)
+    if not a == p == n:
+        raise RuntimeError(f"The anchor, positive, and negative tensors are expected to have "
+                           f"the same number of dimensions, but got: anchor {a}D, positive "
+                           f"{p}D, and negative {n}D inputs")
+    try:
+        np.broadcast_shapes(*(x.shape for x in arrays))
+    except ValueError:
+        raise RuntimeError(f"{where}: anchor, positive and negative of shapes "
+                           f"{', '.join(str(x.shape) for x in arrays)} do not broadcast") from None
+    fn = distance_function
+    scalar = fn is None and a == 0  # (pairwise_distance of 0-d arrays: one-element vectors)
+    if fn is not None and callable(fn) and not callable(getattr(fn, "backward", None)):
+        fn = _ForwardOnly(fn)
+    loss = TripletMarginWithDistanceLoss(distance_function=fn, margin=margin, swap=bool(swap),
+                                         reduction=reduction)
+    value = loss.forward(*(x.reshape(1) if scalar else x for x in arrays))
+    return np.asarray(value, arrays[0].dtype).reshape(() if scalar else np.shape(value))
+
+
+def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reduction="mean",
+             zero_infinity=False):
+    """Connectionist temporal classification loss: -log p(target | log_probs) summed over
+    the alignments, per sequence; 'mean' divides each by its target length (at least 1)
+    before the mean over the batch, 'none' gives (N,) (or () unbatched).
+
+    log_probs: (T, N, C) log-probabilities (log_softmax along C) or (T, C) unbatched;
+    targets: integer classes, padded (N, S) or concatenated (sum(target_lengths),);
+    input_lengths, target_lengths: N integers each (arrays or sequences; an int
+    unbatched), input lengths <= T; blank: the blank's class; zero_infinity: an impossible
+    alignment (loss inf) counts 0. The forward of nn.CTCLoss.
+    """
+    where = "ctc_loss"
+    reduction = _reduction(None, None, reduction)
+    lp = _float(where, "log_probs", log_probs)
+    if not _is_int(blank):
+        raise TypeError(f"{where}: expected blank to be an int, got {blank!r}")
+    with _runtime_errors():  # (PyTorch: "blank must be in label range")
+        loss = CTCLoss(blank, reduction, zero_infinity)
+    return _class_loss(loss, lp.dtype, lp, targets, input_lengths, target_lengths)
