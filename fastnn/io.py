@@ -328,13 +328,17 @@ def _model_state(path, meta, arrays, model):
     saved = collections.OrderedDict(
         (k, _decode(described[k], arrays) if k in described else arrays[MODEL_PREFIX + k])
         for k in meta["model"]["keys"])
-    missing = [k for k in live if k not in saved]
+    # A file written before state dicts carried the norm layers' batch counter loads
+    # without it: load_state_dict then leaves the counters as they are.
+    missing = [k for k in live if k not in saved and not _batch_count_key(k, live)]
     unexpected = [k for k in saved if k not in live]
     if missing or unexpected:
         raise CheckpointError(f"{path}: the checkpoint does not fit {type(model).__name__}: "
                               f"missing keys {missing}, unexpected keys {unexpected}")
     state = collections.OrderedDict()
     for name, target in live.items():
+        if name not in saved:
+            continue
         value = saved[name]
         if not isinstance(target, np.ndarray) or not isinstance(value, np.ndarray):
             state[name] = value   # extra state: the module's set_extra_state checks it
@@ -350,6 +354,14 @@ def _model_state(path, meta, arrays, model):
             value = value.astype(target.dtype)
         state[name] = value
     return state
+
+
+def _batch_count_key(name, live):
+    """True for a norm layer's num_batches_tracked entry of state_dict (a 0-d integer
+    array), which checkpoints written before fastnn saved it lack."""
+    value = live[name]
+    return (name.rpartition(".")[2] == "num_batches_tracked" and isinstance(value, np.ndarray)
+            and value.ndim == 0 and value.dtype.kind in "iu")
 
 
 def _optimizer_state(path, meta, arrays, optimizer):
@@ -386,7 +398,10 @@ def load_checkpoint(path, model=None, optimizer=None, restore_random=False):
     optimizer: an Optimizer over the model's parameters to load into, or None;
     restore_random: also restore fastnn's global random generator (dropout masks) to its
     state at save time, for an exact resume. Raises CheckpointError (nothing changed)
-    when the file is not a checkpoint or does not fit the model or optimizer.
+    when the file is not a checkpoint or does not fit the model or optimizer. The norm
+    layers' num_batches_tracked is the one state entry a file may lack (checkpoints
+    written before fastnn saved it): those layers keep their counts (0 in a rebuilt
+    model), as load_state_dict does with such a state dict.
     """
     meta, arrays = read_checkpoint(path)
     if model is None:

@@ -68,9 +68,9 @@ def test_constant_feature_has_zero_output_and_finite_gradient(backend, dtype, rn
     assert_close(gx, gx_t, dtype, scale=100 * loose)
 
 
-def test_a_pytorch_state_dict_loads_with_its_batch_counter_ignored():
-    """PyTorch's BatchNorm keeps num_batches_tracked (for momentum=None, which fastnn
-    has not): its state dict, tensors turned into arrays, loads strictly and the model
+def test_a_pytorch_state_dict_loads_with_its_batch_counter():
+    """PyTorch's BatchNorm keeps num_batches_tracked (momentum=None's divisor): its state
+    dict, tensors turned into arrays, loads strictly (the counter with it) and the model
     then gives PyTorch's outputs; the key is still refused where no BatchNorm is."""
     torch.manual_seed(0)
     reference = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3),

@@ -213,11 +213,13 @@ def test_batchnorm_affine_and_track_running_stats_follow_torch(backend, dtype, r
             assert_close(bn.bias.grad, tbn.bias.grad.numpy(), dtype, scale=10)
             tbn.zero_grad()
         ours = bn.state_dict()
-        theirs = {k: v.numpy() for k, v in tbn.state_dict().items()
-                  if not k.endswith("num_batches_tracked")}
-        assert sorted(ours) == sorted(theirs)
+        theirs = {k: v.numpy() for k, v in tbn.state_dict().items()}
+        assert list(ours) == list(theirs)
         for k in theirs:
-            assert_close(ours[k], theirs[k], dtype)
+            if k == "num_batches_tracked":
+                assert ours[k].dtype == theirs[k].dtype and ours[k] == theirs[k]
+            else:
+                assert_close(ours[k], theirs[k], dtype)
     if not track:
         with pytest.raises(ValueError, match="track_running_stats=False"):
             bn.eval().forward(np.ones((1, 5) + (1, 1) * (len(shape) == 4), dtype))

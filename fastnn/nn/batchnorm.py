@@ -13,7 +13,9 @@ class _BatchNorm(Module):
 
     ndim = None
 
-    ignores_batch_count = True  # PyTorch's num_batches_tracked loads as ignored
+    #: state_dict carries num_batches_tracked after running_var when
+    #: track_running_stats (PyTorch's entry; Module.state_dict writes it)
+    counts_batches = True
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, mean_only=False,
                  dtype=np.float32, affine=True, track_running_stats=True, *, bias=True):
@@ -28,8 +30,8 @@ class _BatchNorm(Module):
         #: None: the running statistics are the cumulative average of every batch's
         #: (PyTorch's rule: factor 1 / num_batches_tracked)
         self.momentum = None if momentum is None else float(momentum)
-        #: training forwards that updated the running statistics (PyTorch's counter; kept
-        #: on the host, not in the state dict, where PyTorch's entry loads as ignored)
+        #: training forwards that updated the running statistics (PyTorch's counter): a
+        #: host int on any device, in the state dict as a 0-d int64 array
         self.num_batches_tracked = 0
         self.mean_only = bool(mean_only)
         self.affine = bool(affine)
@@ -158,7 +160,11 @@ class BatchNorm1d(_BatchNorm):
 
     .weight (gamma) and .bias (beta): (C,) parameters; .running_mean, .running_var: (C,)
     buffers updated in training (unbiased variance, PyTorch's momentum rule) and used in
-    eval mode. mean_only=True: y = x - batch mean + bias (no weight, no running_var).
+    eval mode; .num_batches_tracked: the training forwards counted (momentum=None's
+    divisor), a host int that state_dict gives as a 0-d int64 array after running_var
+    (PyTorch's key order; absent with track_running_stats=False). A state dict without
+    it (an older checkpoint) loads strictly and leaves the count as it is.
+    mean_only=True: y = x - batch mean + bias (no weight, no running_var).
     bias=False (keyword, PyTorch 2.13's): a weight and no bias.
     """
 

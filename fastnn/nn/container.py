@@ -255,14 +255,18 @@ class Sequential(Module):
         steps, hooked = self._plan()
         if hooked or any(layer._opaque for layer, _, _ in steps[:-1]):
             # layers after a user module (or one with hooks) are checked only as they
-            # run: should one fail, the buffers (running statistics) of those before it
-            # are put back
+            # run: should one fail, the buffers (running statistics) and batch counters
+            # of those before it are put back
             saved = [(buf, _device.host_copy(buf)) for buf in self.buffers()]
+            counts = [(m, m.num_batches_tracked) for m in self.modules()
+                      if "num_batches_tracked" in m.__dict__]
             try:
                 return self._run_steps(steps, x, buffered, hooked)
             except Exception:
                 for buf, copy in saved:
                     _device.namespace_of(buf).copy_into(buf, copy)
+                for module, count in counts:
+                    module.num_batches_tracked = count
                 raise
         return self._run_steps(steps, x, buffered, hooked)
 

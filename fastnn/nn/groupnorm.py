@@ -137,9 +137,13 @@ class _InstanceNorm(_GroupedNorm):
     running_var (C,): each training forward moves them by momentum towards the batch's
     average of the instances' means and unbiased variances (momentum None leaves them
     where they are, as PyTorch's instance norm takes it as 0), and eval mode normalises
-    with them, a per-channel affine as BatchNorm's eval (NumPy on the host)."""
+    with them, a per-channel affine as BatchNorm's eval (NumPy on the host). With
+    track_running_stats the state dict also holds PyTorch's num_batches_tracked (a 0-d
+    int64 array that instance norm never moves) after running_var."""
 
-    ignores_batch_count = True  # PyTorch's num_batches_tracked loads as ignored
+    #: state_dict carries num_batches_tracked after running_var when
+    #: track_running_stats (PyTorch's entry; Module.state_dict writes it)
+    counts_batches = True
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
                  track_running_stats=False, dtype=np.float32, *, bias=True):
@@ -155,7 +159,8 @@ class _InstanceNorm(_GroupedNorm):
         c, tracked = self.num_features, self.track_running_stats
         self.register_buffer("running_mean", np.zeros(c, dtype) if tracked else None)
         self.register_buffer("running_var", np.ones(c, dtype) if tracked else None)
-        #: PyTorch's counter, which instance norm never moves (not in the state dict)
+        #: PyTorch's counter, which instance norm never moves (in the state dict, as
+        #: PyTorch's, when track_running_stats)
         self.num_batches_tracked = 0
         self._eval_ctx = None
 

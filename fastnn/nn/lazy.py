@@ -6,7 +6,10 @@ changes, as PyTorch's ``cls_to_become``) and trains like one.
 
 Until then it has no parameters: asking for them (building an optimizer) is an error
 that says to run one forward first (PyTorch's advice: a dry run before the optimizer).
-A state dict loaded into a lazy module makes its parameters from the saved shapes.
+A state dict loaded into a lazy module makes its parameters from the saved shapes (and
+a norm's batch counter from its num_batches_tracked). Its own state dict is empty until
+then (PyTorch's holds uninitialized parameters, which have no NumPy form); afterwards it
+is the regular layer's, the norms' num_batches_tracked included.
 """
 import numpy as np
 

@@ -148,6 +148,17 @@ LoadResult = collections.namedtuple("LoadResult", ["missing_keys", "unexpected_k
 #: the state_dict key (after the module's prefix) of ``get_extra_state()``, as PyTorch's
 EXTRA_STATE_KEY = "_extra_state"
 
+#: the state_dict key (after the module's prefix) of a norm layer's batch counter
+BATCH_COUNT_KEY = "num_batches_tracked"
+
+
+def _has_batch_count(module):
+    """True for a norm layer whose state dict holds ``num_batches_tracked`` as PyTorch's
+    does: a class with ``counts_batches`` that tracks running statistics (a lazy layer
+    before its first input has no state at all)."""
+    return (getattr(type(module), "counts_batches", False)
+            and getattr(module, "track_running_stats", False))
+
 
 class RemovableHandle:
     """What every ``register_*hook`` returns (PyTorch's ``torch.utils.hooks.RemovableHandle``):
@@ -761,9 +772,11 @@ class Module:
 
     def state_dict(self):
         """An ordered dict: dotted name -> copy of every parameter and buffer (NumPy
-        arrays, also for a model on the GPU), and for a module that overrides
-        ``get_extra_state`` its value under 'prefix._extra_state' (after the module's own
-        arrays, before its children's: PyTorch's order)."""
+        arrays, also for a model on the GPU), then a norm layer's PyTorch batch counter
+        'prefix.num_batches_tracked' (a 0-d int64 array, where PyTorch has one: running
+        statistics tracked), and for a module that overrides ``get_extra_state`` its
+        value under 'prefix._extra_state' (after the module's own arrays, before its
+        children's: PyTorch's order)."""
         out = OrderedDict()
         for prefix, module in self._named_modules(""):
             for name, param in module._parameters.items():
@@ -771,6 +784,9 @@ class Module:
             for name, buf in module._buffers.items():
                 if buf is not None:
                     out[prefix + name] = _device.host_copy(buf)
+            if _has_batch_count(module):
+                out[prefix + BATCH_COUNT_KEY] = np.array(module.num_batches_tracked,
+                                                         dtype=np.int64)
             if type(module).get_extra_state is not Module.get_extra_state:
                 out[prefix + EXTRA_STATE_KEY] = module.get_extra_state()
         return out
@@ -801,10 +817,13 @@ class Module:
 
         Every name, shape and dtype is checked before anything is written, so a failed
         load changes nothing (except that lazy layers first take their sizes from the
-        saved arrays, as PyTorch's do). strict=False ignores missing and unexpected names. PyTorch's
-        BatchNorm ``num_batches_tracked`` entries set the layer's counter (momentum
-        None's divisor), which fastnn keeps outside its state dict (a PyTorch state
-        dict, its tensors turned into arrays, loads as it is). A module that overrides
+        saved arrays, as PyTorch's do). strict=False ignores missing and unexpected names.
+        A norm layer's ``num_batches_tracked`` entry (an integer count, 0-d) sets its batch
+        counter (momentum None's divisor; the counter itself stays a host int, on any
+        device); where the entry is absent (a state dict or checkpoint written before
+        fastnn's state dicts carried it) the counter keeps its value and strict=True
+        accepts the absence, not listing it in missing_keys: PyTorch's rule for a state
+        dict without version metadata (a plain dict). A module that overrides
         ``set_extra_state`` gets its '_extra_state' entry (any object) after the arrays
         are copied; for one that does not, such an entry is an unexpected key.
         Returns LoadResult(missing_keys, unexpected_keys).
@@ -821,7 +840,7 @@ class Module:
         missing = [k for k in self._state_keys(live, extra) if k not in state_dict]
         modules = dict(self._named_modules(""))
         unexpected = [k for k in state_dict if k not in live and k not in extra
-                      and not self._foreign_counter(k, modules)]
+                      and not self._counter_key(k, modules)]
         problems = []
         if strict and missing:
             problems.append(f"missing keys {missing}")
@@ -840,7 +859,7 @@ class Module:
             elif value.dtype != target.dtype:
                 problems.append(f"{name!r}: the model has dtype {target.dtype}, the state "
                                 f"dict has {value.dtype} (convert with .float()/.double())")
-        counters = {k: v for k, v in state_dict.items() if self._foreign_counter(k, modules)}
+        counters = {k: v for k, v in state_dict.items() if self._counter_key(k, modules)}
         for name, value in counters.items():
             if np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "iu":
                 problems.append(f"{name!r}: expected an integer count, got {value!r}")
@@ -850,7 +869,7 @@ class Module:
             if name in state_dict:
                 _device.namespace_of(target).copy_into(target, state_dict[name])
         for key, value in counters.items():
-            modules[key[:-len("num_batches_tracked")]].num_batches_tracked = int(value)
+            modules[key[:-len(BATCH_COUNT_KEY)]].num_batches_tracked = int(value)
         for key, module in extra.items():
             if key in state_dict:
                 module.set_extra_state(state_dict[key])
@@ -871,12 +890,12 @@ class Module:
         return keys
 
     @staticmethod
-    def _foreign_counter(key, modules):
-        """True for PyTorch's BatchNorm ``num_batches_tracked`` (a counter fastnn's
-        layers keep outside the state dict): a PyTorch state dict loads with it."""
+    def _counter_key(key, modules):
+        """True for a norm layer's ``num_batches_tracked`` entry (state_dict's, PyTorch's):
+        a host int, not one of the arrays load_state_dict copies into."""
         head, _, last = key.rpartition(".")
         module = modules.get(head + "." if head else "")
-        return last == "num_batches_tracked" and getattr(module, "ignores_batch_count", False)
+        return last == BATCH_COUNT_KEY and _has_batch_count(module)
 
     # ------------------------------------------------------------------ dtypes
     def to_dtype(self, dtype):
