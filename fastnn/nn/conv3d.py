@@ -23,7 +23,7 @@ from .. import device as _device
 from .. import random as _random
 from ..validation import check_only, check_positive_int
 from .conv import PADDING_MODES, pair
-from .conv_transpose import output_padding_for
+from .conv_transpose import OutputSizeForward, output_padding_for
 from .module import Module, Parameter
 from .padding import check_pad_fits, pad_backward, pad_forward
 
@@ -275,7 +275,7 @@ class Conv3d(_Conv3dBase):
             f", padding_mode={self.padding_mode}" if self.padding_mode != "zeros" else "")
 
 
-class ConvTranspose3d(_Conv3dBase):
+class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
     """The adjoint of Conv3d (PyTorch's ConvTranspose3d), a volumetric decoder's
     upsampling layer.
 
@@ -310,13 +310,6 @@ class ConvTranspose3d(_Conv3dBase):
                              f"dilation, got output_padding {self.output_padding}, stride "
                              f"{self.stride} and dilation {self.dilation}")
         self._pending = None  # the output_size of the forward being run
-
-    def forward(self, x, output_size=None):
-        self._pending = output_size
-        try:
-            return super().forward(x)
-        finally:
-            self._pending = None
 
     def _smallest(self, spatial):
         """The output sizes at output_padding 0."""

@@ -31,7 +31,20 @@ def output_padding_for(where, output_size, shape, smallest, stride):
     return tuple(int(v) - m for v, m in zip(sizes, smallest))
 
 
-class ConvTranspose2d(Module):
+class OutputSizeForward:
+    """``forward(x, output_size=None)`` of the transposed convolutions: PyTorch's
+    output_size is held in ``self._pending`` while the layer's own forward runs, which
+    reads it to pick the output padding."""
+
+    def forward(self, x, output_size=None):
+        self._pending = output_size
+        try:
+            return super().forward(x)
+        finally:
+            self._pending = None
+
+
+class ConvTranspose2d(OutputSizeForward, Module):
     """y = conv_transpose(x, weight) + bias, NCHW (a decoder's upsampling layer).
 
     weight: (in_channels, out_channels, kH, kW) and bias (out_channels,), PyTorch's
@@ -94,13 +107,6 @@ class ConvTranspose2d(Module):
                      if bias else None)
         self._ctx = None  # (spread input, flipped kernel, unbatched) of the last forward
         self._pending = None  # the output_size of the forward being run
-
-    def forward(self, x, output_size=None):
-        self._pending = output_size
-        try:
-            return super().forward(x)
-        finally:
-            self._pending = None
 
     def _pairs(self):
         """(kernel_size, stride, padding, output_padding, dilation) as the 2-D kernels take
