@@ -538,29 +538,28 @@ class Module:
                 for hook_id, hook in list(self._forward_hooks.items()):
                     if hook_id in self._forward_hooks_always_called:
                         called_always.add(hook_id)
-                    if hook_id in self._forward_hooks_with_kwargs:
-                        out = hook(self, args, kwargs, result)
-                    else:
-                        out = hook(self, args, result)
-                    if out is not None:
-                        result = out
+                    result = self._run_forward_hook(hook_id, hook, args, kwargs, result)
             return result
         except Exception:
             for hook_id, hook in list(self._forward_hooks.items()):
                 if (hook_id in self._forward_hooks_always_called
                         and hook_id not in called_always):
                     try:
-                        if hook_id in self._forward_hooks_with_kwargs:
-                            out = hook(self, args, kwargs, result)
-                        else:
-                            out = hook(self, args, result)
-                        if out is not None:
-                            result = out
+                        result = self._run_forward_hook(hook_id, hook, args, kwargs, result)
                     except Exception as err:
                         warnings.warn("module forward hook with ``always_call=True`` raised "
                                       "an exception that was silenced as another error was "
                                       f"raised in forward: {err}", stacklevel=2)
             raise
+
+    def _run_forward_hook(self, hook_id, hook, args, kwargs, result):
+        """One forward hook called as it was registered (with kwargs or not); its
+        non-None return replaces result (PyTorch's rule). Returns the result."""
+        if hook_id in self._forward_hooks_with_kwargs:
+            out = hook(self, args, kwargs, result)
+        else:
+            out = hook(self, args, result)
+        return result if out is None else out
 
     def _backward_hooked(self, grad_outputs, run, need_grad_in=True):
         """The backward pre-hooks on grad_outputs (a tuple), run(*grad_outputs) -> the
