@@ -12,6 +12,21 @@ from .linear import Linear
 from .module import Module, Parameter
 
 
+class AttentionAssertionError(ValueError, AssertionError):
+    """A bad shape or argument that PyTorch's attention asserts against: a ValueError
+    as fastnn's other shape errors, and an AssertionError, PyTorch's type for it."""
+
+
+class AttentionRuntimeError(ValueError, RuntimeError):
+    """A bad shape or argument for which PyTorch raises RuntimeError (a wrongly shaped
+    attn_mask, is_causal without its mask): a ValueError and a RuntimeError."""
+
+
+class AttentionMaskTypeError(TypeError, AssertionError):
+    """A mask of a dtype other than bool or float: a TypeError, and an AssertionError as
+    PyTorch's ("only bool and floating types of attn_mask are supported")."""
+
+
 class NonDynamicallyQuantizableLinear(Linear):
     """The output projection, a Linear (E, E) named as PyTorch's class of it (its repr
     and ``out_proj`` child match PyTorch's, so state dicts keep their keys); the bias
@@ -62,8 +77,9 @@ class MultiheadAttention(Module):
         self.embed_dim = check_positive_int(name, "embed_dim", embed_dim)
         self.num_heads = check_positive_int(name, "num_heads", num_heads)
         if self.embed_dim % self.num_heads:
-            raise ValueError(f"{name}: embed_dim ({embed_dim}) must be divisible by "
-                             f"num_heads ({num_heads})")
+            raise AttentionAssertionError(
+                f"{name}: embed_dim must be divisible by num_heads: embed_dim ({embed_dim}) "
+                f"must be divisible by num_heads ({num_heads}) to split it into heads")
         check_number(name, "dropout", dropout, 0.0, 1.0, high_open=False)
         e = self.embed_dim
         self.kdim = e if kdim is None else check_positive_int(name, "kdim", kdim)
@@ -113,8 +129,8 @@ class MultiheadAttention(Module):
         shape = tuple(x.shape)
         if len(shape) not in (2, 3) or shape[-1] != features:
             layout = "(N, L, E)" if self.batch_first else "(L, N, E)"
-            raise ValueError(f"{where}: expected {name} of shape {layout} or (L, E) with "
-                             f"E = {features}, got {shape}")
+            raise AttentionAssertionError(f"{where}: expected {name} of shape {layout} or "
+                                          f"(L, E) with E = {features}, got {shape}")
         return _device.to_host(x)
 
     def _batched(self, x):
@@ -134,27 +150,30 @@ class MultiheadAttention(Module):
                              ("value", value, self.vdim)))
         ndims = (q_in.ndim, k_in.ndim, v_in.ndim)
         if len(set(ndims)) > 1:
-            raise ValueError(f"{where}: expected query, key and value all batched (3-D) or "
-                             f"all unbatched (2-D), got {ndims[0]}-D, {ndims[1]}-D and "
-                             f"{ndims[2]}-D")
+            raise AttentionAssertionError(
+                f"{where}: expected query, key and value all batched (3-D) or all "
+                f"unbatched (2-D), got {ndims[0]}-D, {ndims[1]}-D and {ndims[2]}-D")
         unbatched = q_in.ndim == 2
         shapes = (tuple(q_in.shape), tuple(k_in.shape), tuple(v_in.shape))
         q_in, k_in, v_in = (self._batched(x) for x in (q_in, k_in, v_in))
         n, length, e = q_in.shape
         source = k_in.shape[1]
         if k_in.shape[:2] != v_in.shape[:2] or k_in.shape[0] != n:
-            raise ValueError(f"{where}: expected key and value of one length with query's "
-                             f"batch, got query {shapes[0]}, key {shapes[1]}, value "
-                             f"{shapes[2]}")
+            # PyTorch asserts key and value alike, and fails a reshape on another batch
+            error = (AttentionAssertionError if k_in.shape[:2] != v_in.shape[:2] else
+                     AttentionRuntimeError)
+            raise error(f"{where}: expected key and value of one length with query's batch, "
+                        f"got query {shapes[0]}, key {shapes[1]}, value {shapes[2]}")
         mask = self._mask(where, attn_mask, key_padding_mask, n, length, source, dtype,
                           unbatched)
         extra = int(self.bias_k is not None) + int(self.add_zero_attn)
         keys = source + extra
         if is_causal:
             if attn_mask is None:
-                raise ValueError(f"{where}: is_causal=True is a hint that attn_mask is the "
-                                 f"causal mask and needs that attn_mask, as PyTorch's "
-                                 f"(Transformer.generate_square_subsequent_mask makes one)")
+                raise AttentionRuntimeError(
+                    f"{where}: is_causal=True is a hint that attn_mask is the "
+                    f"causal mask and needs that attn_mask, as PyTorch's "
+                    f"(Transformer.generate_square_subsequent_mask makes one)")
             if key_padding_mask is None and not need_weights:   # PyTorch's SDPA path
                 mask = np.triu(np.full((length, keys), -np.inf, dtype), 1)
                 extra = 0
@@ -245,16 +264,17 @@ class MultiheadAttention(Module):
                 m = m[None, None]
             elif m.shape == (n * self.num_heads, length, source):
                 m = m.reshape(n, self.num_heads, length, source)
-            else:
-                raise ValueError(f"{where}: expected attn_mask of shape {(length, source)} or "
-                                 f"{(n * self.num_heads, length, source)}, got {m.shape}")
+            else:   # PyTorch: RuntimeError for a 2-D or 3-D mask, else AssertionError
+                error = AttentionRuntimeError if m.ndim in (2, 3) else AttentionAssertionError
+                raise error(f"{where}: expected attn_mask of shape {(length, source)} or "
+                            f"{(n * self.num_heads, length, source)}, got {m.shape}")
             total = m
         if key_padding_mask is not None:
             m = self._mask_values(where, "key_padding_mask", key_padding_mask, dtype)
             expected = (source,) if unbatched else (n, source)
             if m.shape != expected:
-                raise ValueError(f"{where}: expected key_padding_mask of shape {expected}, "
-                                 f"got {m.shape}")
+                raise AttentionAssertionError(f"{where}: expected key_padding_mask of shape "
+                                              f"{expected}, got {m.shape}")
             m = m.reshape(n, 1, 1, source)
             total = m if total is None else total + m
         return total
@@ -267,8 +287,9 @@ class MultiheadAttention(Module):
         if m.dtype == bool:
             return np.where(m, dtype.type(-np.inf), dtype.type(0))
         if m.dtype.kind != "f":
-            raise TypeError(f"{where}: expected {name} of dtype bool (True: masked) or float "
-                            f"(added to the scores), got {m.dtype}")
+            raise AttentionMaskTypeError(f"{where}: expected {name} of dtype bool (True: "
+                                         f"masked) or float (added to the scores), got "
+                                         f"{m.dtype}")
         return m.astype(dtype)
 
     # ------------------------------------------------------------------ backward

@@ -10,7 +10,8 @@ from .. import device as _device
 from ..validation import check_bool, check_number, check_positive_int
 from . import activations as _act
 from . import init
-from .attention import MultiheadAttention
+from .attention import (AttentionAssertionError, AttentionMaskTypeError,
+                        AttentionRuntimeError, MultiheadAttention)
 from .container import ModuleList
 from .dropout import Dropout
 from .layernorm import LayerNorm
@@ -19,24 +20,38 @@ from .module import Module, _is_dtype_like
 
 
 def _functional_activations():
-    """fastnn.ops' activation functions (at their defaults) -> a layer making the same."""
+    """fastnn.ops' and fastnn.nn.functional's activation functions (at their defaults)
+    -> a layer making the same."""
     from .. import ops
-    return {ops.relu: _act.ReLU, ops.gelu: _act.GELU, ops.gelu_tanh: lambda: _act.GELU("tanh"),
-            ops.leaky_relu: _act.LeakyReLU, ops.sigmoid: _act.Sigmoid, ops.tanh: _act.Tanh,
-            ops.silu: _act.SiLU, ops.mish: _act.Mish, ops.elu: _act.ELU,
-            ops.softplus: _act.Softplus, ops.hardsigmoid: _act.Hardsigmoid,
-            ops.hardswish: _act.Hardswish, ops.softsign: _act.Softsign,
-            ops.hardtanh: _act.Hardtanh}
+    from . import functional as F
+    from . import host_layers as _host
+    table = {ops.relu: _act.ReLU, ops.gelu: _act.GELU, ops.gelu_tanh: lambda: _act.GELU("tanh"),
+             ops.leaky_relu: _act.LeakyReLU, ops.sigmoid: _act.Sigmoid, ops.tanh: _act.Tanh,
+             ops.silu: _act.SiLU, ops.mish: _act.Mish, ops.elu: _act.ELU,
+             ops.softplus: _act.Softplus, ops.hardsigmoid: _act.Hardsigmoid,
+             ops.hardswish: _act.Hardswish, ops.softsign: _act.Softsign,
+             ops.hardtanh: _act.Hardtanh}
+    table.update({F.relu: _act.ReLU, F.relu6: _act.ReLU6, F.gelu: _act.GELU,
+                  F.leaky_relu: _act.LeakyReLU, F.sigmoid: _act.Sigmoid, F.tanh: _act.Tanh,
+                  F.silu: _act.SiLU, F.mish: _act.Mish, F.elu: _act.ELU, F.selu: _act.SELU,
+                  F.celu: _act.CELU, F.softplus: _act.Softplus,
+                  F.hardsigmoid: _act.Hardsigmoid, F.hardswish: _act.Hardswish,
+                  F.softsign: _act.Softsign, F.hardtanh: _act.Hardtanh,
+                  F.logsigmoid: _act.LogSigmoid, F.tanhshrink: _host.Tanhshrink,
+                  F.softshrink: _host.Softshrink, F.hardshrink: _host.Hardshrink})
+    return table
 
 
 def _activation(name, activation):
-    """'relu' / 'gelu' as a layer, a fastnn activation Module as it is, or a fastnn.ops
-    activation function (fastnn.ops.relu, ...) as its layer. Any other callable is a
-    TypeError: PyTorch differentiates it by autograd, fastnn's backward needs a layer's."""
+    """'relu' / 'gelu' as a layer, a fastnn activation Module as it is, or a fastnn.ops /
+    fastnn.nn.functional activation function (F.relu, F.gelu, ...) as its layer. Any
+    other callable is a TypeError: PyTorch differentiates it by autograd, fastnn's
+    backward needs a layer's."""
     if isinstance(activation, str):
         if activation not in ("relu", "gelu"):
-            raise ValueError(f"{name}: activation should be 'relu' or 'gelu' (or a fastnn "
-                             f"activation layer), got {activation!r}")
+            raise AttentionRuntimeError(f"{name}: activation should be relu/gelu, not "
+                                        f"{activation} (activation should be 'relu' or "
+                                        f"'gelu', a fastnn activation layer or function)")
         return _act.ReLU() if activation == "relu" else _act.GELU()
     if isinstance(activation, Module):
         return activation
@@ -50,10 +65,44 @@ def _activation(name, activation):
         raise TypeError(f"{name}: activation {activation!r} is a plain callable, whose "
                         f"derivative fastnn's backward cannot take (PyTorch uses autograd); "
                         f"pass 'relu', 'gelu', a fastnn activation layer (nn.ReLU(), "
-                        f"nn.GELU(), nn.SiLU(), ...) or a fastnn.ops activation function "
-                        f"(fastnn.ops.relu, fastnn.ops.gelu, ...)")
+                        f"nn.GELU(), nn.SiLU(), ...) or a fastnn.nn.functional / fastnn.ops "
+                        f"activation function (F.relu, F.gelu, fastnn.ops.relu, ...)")
     raise TypeError(f"{name}: expected activation to be 'relu', 'gelu', a fastnn Module or a "
                     f"fastnn.ops activation function, got {activation!r}")
+
+
+def _set_activation(layer, name, activation):
+    """layer.activation from the argument, as PyTorch keeps it: an activation Module is a
+    child (in the repr and modules()); a name or a function is a plain attribute (PyTorch
+    stores a function there), here the layer computing it."""
+    act = _activation(name, activation)
+    if isinstance(activation, Module):
+        layer.activation = act
+    else:
+        object.__setattr__(layer, "activation", act)
+
+
+def _activation_of(layer):
+    """layer.activation, on the layer's device (a plain attribute is not among the
+    modules that ``Module.to`` moves)."""
+    act = layer.activation
+    if isinstance(act, Module) and act._device != layer._device:
+        act._scratch.clear()   # as Module.to does for its modules
+        object.__setattr__(act, "_out_meta", None)
+        object.__setattr__(act, "_device", layer._device)
+    return act
+
+
+def _relu_or_gelu(activation):
+    """PyTorch's TransformerEncoderLayer.activation_relu_or_gelu: 1 for ReLU, 2 for GELU
+    (any approximate), 0 otherwise."""
+    from . import functional as F
+    from .. import ops
+    if activation in ("relu", F.relu, ops.relu) or isinstance(activation, _act.ReLU):
+        return 1
+    if activation in ("gelu", F.gelu, ops.gelu) or isinstance(activation, _act.GELU):
+        return 2
+    return 0
 
 
 def _copies(where, layer, kind, num_layers):
@@ -79,8 +128,9 @@ def _check_alike(where, first, second, names):
     """Both inputs batched (3-D) or both unbatched (2-D), as PyTorch requires."""
     ndims = tuple(getattr(a, "ndim", None) for a in (first, second))
     if None not in ndims and ndims[0] != ndims[1] and set(ndims) <= {2, 3}:
-        raise ValueError(f"{where}: expected {names[0]} and {names[1]} both batched (3-D) or "
-                         f"both unbatched (2-D), got {ndims[0]}-D and {ndims[1]}-D")
+        raise AttentionAssertionError(f"{where}: expected {names[0]} and {names[1]} both "
+                                      f"batched (3-D) or both unbatched (2-D), got "
+                                      f"{ndims[0]}-D and {ndims[1]}-D")
 
 
 def _check_masks(where, **masks):
@@ -92,8 +142,17 @@ def _check_masks(where, **masks):
         dt = getattr(mask, "dtype", None)
         kind = np.dtype(dt) if dt is not None else np.asarray(mask).dtype
         if kind != bool and kind.kind != "f":
-            raise TypeError(f"{where}: expected {name} of dtype bool (True: masked) or float "
-                            f"(added to the scores), got {kind}")
+            raise AttentionMaskTypeError(f"{where}: expected {name} of dtype bool (True: "
+                                         f"masked) or float (added to the scores), got "
+                                         f"{kind}")
+
+
+def _nested_ok(layer):
+    """PyTorch's TransformerEncoder.use_nested_tensor condition on its layer."""
+    attn = layer.self_attn
+    return (not layer.norm_first and attn.batch_first and attn._qkv_same_embed_dim
+            and attn.in_proj_bias is not None and bool(layer.activation_relu_or_gelu)
+            and layer.norm1.eps == layer.norm2.eps and attn.num_heads % 2 == 0)
 
 
 class TransformerEncoderLayer(Module):
@@ -104,9 +163,11 @@ class TransformerEncoderLayer(Module):
     forward(src, src_mask=None, src_key_padding_mask=None, is_causal=False) as PyTorch's
     (masks bool or float; is_causal: the hint that src_mask is the causal mask, see
     MultiheadAttention); backward(grad_out) returns the gradient of src. activation:
-    'relu', 'gelu', a fastnn activation layer or a fastnn.ops activation function
-    (fastnn.ops.relu, ...). dropout in [0, 1]. Parameter names as PyTorch's (its state
-    dicts load)."""
+    'relu', 'gelu', a fastnn activation layer (a child, as PyTorch's module) or a
+    fastnn.nn.functional / fastnn.ops activation function (F.relu, F.gelu, ...; a name or
+    function is a plain attribute, as PyTorch's function: not in the repr or modules());
+    activation_relu_or_gelu as PyTorch's. dropout in [0, 1]. Parameter names as
+    PyTorch's (its state dicts load)."""
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
                  layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True,
@@ -126,7 +187,8 @@ class TransformerEncoderLayer(Module):
         self.norm2 = LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)
         self.dropout1 = Dropout(dropout)
         self.dropout2 = Dropout(dropout)
-        self.activation = _activation(name, activation)
+        _set_activation(self, name, activation)
+        self.activation_relu_or_gelu = _relu_or_gelu(activation)
 
     def infer_shape(self, shape, dtype):
         return tuple(shape)
@@ -151,14 +213,14 @@ class TransformerEncoderLayer(Module):
         return self.dropout1(out)
 
     def _ff(self, x):
-        return self.dropout2(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        return self.dropout2(self.linear2(self.dropout(_activation_of(self)(self.linear1(x)))))
 
     def _sa_back(self, g):
         return _device.added(*self.self_attn.backward(self.dropout1.backward(g)))
 
     def _ff_back(self, g):
         g = self.dropout.backward(self.linear2.backward(self.dropout2.backward(g)))
-        return self.linear1.backward(self.activation.backward(g))
+        return self.linear1.backward(_activation_of(self).backward(g))
 
     def backward(self, grad_out):
         """The gradient of src for grad_out (the output's shape); parameters' gradients
@@ -179,14 +241,22 @@ class TransformerEncoder(Module):
     src_key_padding_mask=None, is_causal=None) (is_causal None: False, which gives the
     same values as PyTorch's detection of a causal mask); backward(grad_out) -> gradient
     of src. num_layers=0 builds (its state dict is the norm's) but, as PyTorch's, cannot
-    run forward (IndexError)."""
+    run forward (IndexError). enable_nested_tensor, use_nested_tensor (PyTorch's rule) and
+    mask_check are kept as attributes; with them PyTorch's inference under no_grad (eval,
+    batch_first, a left-aligned src_key_padding_mask) zeroes the padded positions, while
+    fastnn computes them as PyTorch's differentiable path does."""
 
     def __init__(self, encoder_layer, num_layers, norm=None, enable_nested_tensor=True,
                  mask_check=True):
-        super().__init__()  # (the last two: PyTorch's implementation switches, no effect)
+        super().__init__()
         self.layers, self.num_layers = _copies("TransformerEncoder", encoder_layer,
                                                TransformerEncoderLayer, num_layers)
         self.norm = norm
+        # PyTorch's switches of its nested-tensor inference path, kept as attributes (no
+        # effect: fastnn computes every position, as PyTorch does with grad enabled)
+        self.enable_nested_tensor = enable_nested_tensor
+        self.use_nested_tensor = bool(enable_nested_tensor) and _nested_ok(encoder_layer)
+        self.mask_check = mask_check
 
     def infer_shape(self, shape, dtype):
         return tuple(shape)
@@ -217,7 +287,10 @@ class TransformerDecoderLayer(Module):
     tgt_is_causal=False, memory_is_causal=False) as PyTorch's (tgt and memory both
     batched or both unbatched; the hints as TransformerEncoderLayer's is_causal);
     backward(grad_out) returns (grad_tgt, grad_memory). Parameter names as PyTorch's
-    (self_attn, multihead_attn, linear1, linear2, norm1..3)."""
+    (self_attn, multihead_attn, linear1, linear2, norm1..3). activation as
+    TransformerEncoderLayer's; a copy of a layer whose activation is a Module (the
+    layers of TransformerDecoder and Transformer, deepcopy, pickle) computes relu, as
+    PyTorch's (see __setstate__)."""
 
     def __init__(self, d_model, nhead, dim_feedforward=2048, dropout=0.1, activation="relu",
                  layer_norm_eps=1e-5, batch_first=False, norm_first=False, bias=True,
@@ -239,7 +312,17 @@ class TransformerDecoderLayer(Module):
                                                 dtype=dtype))
         for i in (1, 2, 3):
             setattr(self, f"dropout{i}", Dropout(dropout))
-        self.activation = _activation(name, activation)
+        _set_activation(self, name, activation)
+
+    def __setstate__(self, state):
+        # PyTorch's TransformerDecoderLayer.__setstate__ sets activation to relu when its
+        # __dict__ has none, which is the case for an activation Module (a child): every
+        # copy of such a layer (TransformerDecoder's and Transformer's clones, deepcopy,
+        # pickle) computes relu, its repr still naming the module. The same here, so that
+        # weights copied from such a PyTorch model give its outputs.
+        super().__setstate__(state)
+        if "activation" in self._modules:
+            object.__setattr__(self, "activation", _act.ReLU())
 
     def infer_shape(self, shape, dtype):
         return None
@@ -281,7 +364,7 @@ class TransformerDecoderLayer(Module):
         return self.dropout2(out)
 
     def _ff(self, x):
-        return self.dropout3(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        return self.dropout3(self.linear2(self.dropout(_activation_of(self)(self.linear1(x)))))
 
     def backward(self, grad_out):
         """(grad_tgt, grad_memory) for grad_out (the output's shape); parameters'
@@ -290,7 +373,7 @@ class TransformerDecoderLayer(Module):
 
         def ff_back(h):
             h = self.dropout.backward(self.linear2.backward(self.dropout3.backward(h)))
-            return self.linear1.backward(self.activation.backward(h))
+            return self.linear1.backward(_activation_of(self).backward(h))
 
         def ca_back(h):
             dq, dk, dv = self.multihead_attn.backward(self.dropout2.backward(h))
@@ -377,9 +460,9 @@ class Transformer(Module):
                      layer_norm_eps=layer_norm_eps, batch_first=batch_first,
                      norm_first=norm_first, bias=bias, dtype=dtype)
         norm = lambda: LayerNorm(d_model, eps=layer_norm_eps, bias=bias, dtype=dtype)  # noqa: E731
-        self.encoder = custom_encoder or TransformerEncoder(
+        self.encoder = custom_encoder if custom_encoder is not None else TransformerEncoder(
             TransformerEncoderLayer(d_model, nhead, **layer), num_encoder_layers, norm())
-        self.decoder = custom_decoder or TransformerDecoder(
+        self.decoder = custom_decoder if custom_decoder is not None else TransformerDecoder(
             TransformerDecoderLayer(d_model, nhead, **layer), num_decoder_layers, norm())
         self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
         for p in self.parameters():
@@ -415,11 +498,12 @@ class Transformer(Module):
         if all(len(shape) == 3 for shape in shapes):
             axis = 0 if self.batch_first else 1
             if shapes[0][axis] != shapes[1][axis]:
-                raise ValueError(f"{where}: expected src and tgt of one batch size, got "
-                                 f"{shapes[0]} and {shapes[1]}")
+                raise AttentionRuntimeError(f"{where}: expected src and tgt of one batch "
+                                            f"size, got {shapes[0]} and {shapes[1]}")
         if any(shape and shape[-1] != self.d_model for shape in shapes):
-            raise ValueError(f"{where}: expected src and tgt of d_model = {self.d_model} "
-                             f"features, got {shapes[0]} and {shapes[1]}")
+            raise AttentionRuntimeError(f"{where}: expected src and tgt of d_model = "
+                                        f"{self.d_model} features, got {shapes[0]} and "
+                                        f"{shapes[1]}")
         _check_masks(where, src_mask=src_mask, tgt_mask=tgt_mask, memory_mask=memory_mask,
                      src_key_padding_mask=src_key_padding_mask,
                      tgt_key_padding_mask=tgt_key_padding_mask,
