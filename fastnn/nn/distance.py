@@ -116,13 +116,13 @@ class PairwiseDistance(_TwoInputs):
             raise TypeError(f"PairwiseDistance: expected p to be a number (0, negative and "
                             f"+-inf included, as torch.norm's), got {p!r}")
         check_number("PairwiseDistance", "eps", eps, 0.0)
-        self.norm, self.eps = float(p), float(eps)
+        self.norm, self.eps = p, eps   # as given, PyTorch's attributes
         self.keepdim = check_bool("PairwiseDistance", "keepdim", keepdim)
 
     def forward(self, x1, x2):
         x1, x2 = self._inputs(x1, x2)
         diff = x1 - x2 + x1.dtype.type(self.eps)
-        p = self.norm
+        p = float(self.norm)
         a = np.abs(diff)
         if p == 2.0:
             dist = np.sqrt((diff * diff).sum(axis=-1, keepdims=True))

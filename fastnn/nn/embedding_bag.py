@@ -62,6 +62,7 @@ class EmbeddingBag(Module):
             raise ValueError(f"{name}: max mode does not support scaling the gradient by the "
                              f"frequency")
         check_only(name, "sparse", sparse, (False,))
+        self.sparse = False
         self.include_last_offset = check_bool(name, "include_last_offset", include_last_offset)
         weight, padding_idx = embedding_table(name, self.num_embeddings, self.embedding_dim,
                                               padding_idx, _weight, dtype)

@@ -88,7 +88,7 @@ class Threshold(_HostElementwise):
         name = type(self).__name__
         check_number(name, "threshold", threshold)
         check_number(name, "value", value)
-        self.threshold, self.value = float(threshold), float(value)
+        self.threshold, self.value = threshold, value   # as given (PyTorch's repr)
         self.inplace = check_bool(name, "inplace", inplace)
 
     def _f(self, x):
@@ -130,13 +130,14 @@ class RReLU(Module):
             self._slope = np.where(host <= 0, drawn, dt(1))
         else:
             self._slope = np.where(host > 0, dt(1), dt((self.lower + self.upper) / 2))
-        return _device.namespace_of(x).put(np.ascontiguousarray(host * self._slope))
+        # (np.asarray: ascontiguousarray makes a 0-d input 1-d)
+        return _device.namespace_of(x).put(np.asarray(host * self._slope, order="C"))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
         g = _device.to_host(grad_out)
-        return _device.namespace_of(grad_out).put(np.ascontiguousarray(g * self._slope))
+        return _device.namespace_of(grad_out).put(np.asarray(g * self._slope, order="C"))
 
     def extra_repr(self):
         return f"lower={self.lower}, upper={self.upper}" + (", inplace=True"

@@ -128,11 +128,11 @@ class _Pad(Module):
     def __init__(self, padding, value=0.0):
         super().__init__()
         name = type(self).__name__
-        self.padding = padding
         self._sizes = pad_sizes(name, padding, self.dims)
+        self.padding = self._sizes_repr()   # PyTorch's attribute: the full tuple
         if self.mode == "constant":
             check_number(name, "value", value)
-        self.value = float(value)
+        self.value = value   # as given (PyTorch's repr shows it so)
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)

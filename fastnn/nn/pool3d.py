@@ -20,8 +20,8 @@ from ..validation import check_bool, check_float_dtype
 from .adaptive import _window_matrix, window_means, window_means_adjoint
 from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
-from .pooling import (MaxUnpool2d, ReturnsIndices, check_norm_type, lp_mean_grad,
-                      lp_of_mean)
+from .pooling import (MaxUnpool2d, ReturnsIndices, abs_extreme_backward,
+                      abs_extreme_forward, check_norm_type, lp_mean_grad, lp_of_mean)
 
 
 def _scatter(grad_out, indices, in_shape):
@@ -249,7 +249,8 @@ class LPPool3d(AvgPool3d):
     windows cut at the edge and averaged over their cells) times kD * kH * kW, to the
     power 1/p. So p = 2 with negative inputs is the windows' Euclidean norm, a
     non-integer p with a negative input or window sum gives NaN, and a window whose sum
-    is 0 has gradient 0. norm_type: p (a non-zero number); kernel_size, stride (None:
+    is 0 has gradient 0; p = +-inf: the windows' largest (least) |x|, as PyTorch 2.13.
+    norm_type: p (a non-zero number or +-inf); kernel_size, stride (None:
     kernel_size): an int or a triple. Input (N, C, D, H, W) or unbatched (C, D, H, W).
     """
 
@@ -261,6 +262,11 @@ class LPPool3d(AvgPool3d):
 
     def _pool(self, host):
         p = host.dtype.type(self.norm_type)
+        if np.isinf(p):
+            pool = MaxPool3d(self._k, self._s, ceil_mode=self.ceil_mode)
+            y, ctx = abs_extreme_forward(host, lambda a: (pool._pool(a), pool), p)
+            self._lp = ctx
+            return y
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             mean = super()._pool(host ** p)
             total, y = lp_of_mean(mean, p, np.prod(self._k))
@@ -268,6 +274,8 @@ class LPPool3d(AvgPool3d):
         return np.asarray(y, host.dtype)
 
     def _unpool(self, g):
+        if np.isinf(self.norm_type):
+            return abs_extreme_backward(g, self._lp, lambda a, pool: pool._unpool(a))
         host, mean, total = self._lp
         dt = host.dtype.type
         p = dt(self.norm_type)

@@ -218,10 +218,28 @@ def lp_mean_grad(g, mean, total, p, size):
 
 
 def check_norm_type(where, norm_type):
-    """LPPool's p: a non-zero number."""
-    check_number(where, "norm_type", norm_type)
+    """LPPool's p: a non-zero number, or +-inf (PyTorch 2.13's max / min of |x|)."""
+    if not (isinstance(norm_type, (float, np.floating)) and np.isinf(norm_type)):
+        check_number(where, "norm_type", norm_type)
     if norm_type == 0:
         raise ValueError(f"{where}: norm_type must not be 0")
+
+
+def abs_extreme_forward(host, pool, p):
+    """PyTorch's LPPool for p = +-inf: max_pool(|x|), or -max_pool(-|x|) (the windows'
+    least |x|), pool(a) -> (maximum, where the backward sends it) on host (N, C, *)
+    arrays. Returns (y, ctx for abs_extreme_backward)."""
+    sign = host.dtype.type(1 if p > 0 else -1)
+    y, where = pool(sign * np.abs(host))
+    return np.ascontiguousarray(sign * y, host.dtype), (host, where, sign)
+
+
+def abs_extreme_backward(g, ctx, unpool):
+    """The gradient of abs_extreme_forward: g sent to each window's chosen cell by
+    unpool(g, where), times sign(x) (the gradient of |x|, 0 at 0)."""
+    host, where, sign = ctx
+    grad = unpool(np.ascontiguousarray(g * sign, host.dtype), where) * sign
+    return np.ascontiguousarray(grad * np.sign(host).astype(host.dtype), host.dtype)
 
 
 class LPPool2d(AvgPool2d):
@@ -229,9 +247,11 @@ class LPPool2d(AvgPool2d):
     computed as PyTorch computes it: the mean of x^p over the window (no padding;
     ceil_mode windows cut at the edge) times kH * kW, to the power 1/p. So p = 2 with
     negative inputs is the windows' Euclidean norm, a non-integer p with a negative
-    input or window sum gives NaN, and an all-zero window has gradient 0.
+    input or window sum gives NaN, and an all-zero window has gradient 0. p = inf is
+    the windows' largest |x|, p = -inf their least (PyTorch's max pooling of |x|, its
+    gradient to the first such cell).
 
-    norm_type: p (a number); kernel_size, stride (None: kernel_size): an int or a pair.
+    norm_type: p (a non-zero number or +-inf); kernel_size, stride (None: kernel_size): an int or a pair.
     Input (N, C, H, W) or unbatched (C, H, W). The powers are NumPy on the host, the
     windows the CPU backend's average-pooling kernels (a device array goes through the
     host).
@@ -241,8 +261,14 @@ class LPPool2d(AvgPool2d):
         check_norm_type(type(self).__name__, norm_type)
         super().__init__(kernel_size, stride, 0, ceil_mode)
         self.norm_type = norm_type
-        self._arguments = (kernel_size, stride)  # PyTorch's repr shows them as given
+        # PyTorch's attributes (and repr) keep kernel_size and stride as given (stride
+        # None included); the windows use the pairs
+        self._pairs = (self.kernel_size, self.stride, self.padding)
+        self.kernel_size, self.stride = kernel_size, stride
         self._ctx = None
+
+    def _window(self):
+        return self._pairs
 
     def _area(self):
         (kh, kw), _, _ = self._window()
@@ -251,6 +277,11 @@ class LPPool2d(AvgPool2d):
     def _pool(self, x, buffered):
         host = _device.to_host(x)
         p = host.dtype.type(self.norm_type)
+        if np.isinf(p):
+            kernels = _device.kernels("cpu")
+            y, self._ctx = abs_extreme_forward(host, lambda a: kernels.max_pool2d_forward(
+                a, *self._window(), ceil_mode=self.ceil_mode), p)
+            return _device.namespace_of(x).put(y)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             mean = _device.kernels("cpu").avg_pool2d_forward(
                 host ** p, *self._window(), True, ceil_mode=self.ceil_mode)
@@ -259,8 +290,13 @@ class LPPool2d(AvgPool2d):
         return _device.namespace_of(x).put(np.ascontiguousarray(y, host.dtype))
 
     def _unpool(self, grad_out, grad_in):
-        host, mean, total = self._ctx
         g = _device.to_host(grad_out)
+        if np.isinf(self.norm_type):
+            kernels = _device.kernels("cpu")
+            grad = abs_extreme_backward(g, self._ctx, lambda a, where: (
+                kernels.max_pool2d_backward(a, where, self._ctx[0].shape)))
+            return _device.namespace_of(grad_out).put(grad)
+        host, mean, total = self._ctx
         dt = host.dtype.type
         p = dt(self.norm_type)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -271,9 +307,8 @@ class LPPool2d(AvgPool2d):
         return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))
 
     def extra_repr(self):
-        kernel_size, stride = self._arguments
-        return (f"norm_type={self.norm_type}, kernel_size={kernel_size}, stride={stride}, "
-                f"ceil_mode={self.ceil_mode}")
+        return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, ceil_mode={self.ceil_mode}")
 
 
 class LPPool1d(As1d, LPPool2d):
@@ -282,6 +317,10 @@ class LPPool1d(As1d, LPPool2d):
     times kernel_size."""
 
     dims = 1
+
+    def _window(self):
+        (k,), (s,), _ = self._pairs
+        return (1, k), (1, s), (0, 0)
 
 
 class MaxUnpool2d(Module):
@@ -356,6 +395,9 @@ class MaxUnpool2d(Module):
         out_shape = self.infer_shape(shape, x.dtype)
         indices = self._pending[0].reshape(-1, math.prod(shape[len(shape) - self.dims:]))
         plane = math.prod(out_shape[len(out_shape) - self.dims:])
+        if plane == 0:   # PyTorch's: an empty output, no index checked
+            self._ctx = (indices, shape)
+            return _device.namespace_of(x).put(np.zeros(out_shape, x.dtype))
         if indices.size and (indices.min() < 0 or indices.max() >= plane):
             raise ValueError(f"{self._where()}: an index is outside the output plane of "
                              f"{plane} values")
