@@ -62,7 +62,7 @@ def test_state_dict_holds_copies_and_round_trips(backend, rng):
     np.testing.assert_array_equal(other(x), expected)
 
 
-@pytest.mark.parametrize("corrupt", ["shape", "dtype", "missing", "unexpected", "not_array"])
+@pytest.mark.parametrize("corrupt", ["shape", "missing", "unexpected", "not_array"])
 def test_failed_load_changes_nothing(corrupt):
     model = _model()
     before = _snapshot(model)
@@ -70,9 +70,6 @@ def test_failed_load_changes_nothing(corrupt):
     if corrupt == "shape":
         state["4.weight"] = np.zeros((2, 2), np.float32)
         match = r"'4.weight': the model has shape \(3, 6\), the state dict has \(2, 2\)"
-    elif corrupt == "dtype":
-        state["5.running_mean"] = state["5.running_mean"].astype(np.float64)
-        match = "'5.running_mean': the model has dtype float32, the state dict has float64"
     elif corrupt == "missing":
         del state["1.running_var"]
         match = r"missing keys \['1.running_var'\]"
@@ -371,7 +368,7 @@ def test_module_dict_and_parameter_containers_follow_pytorch():
     assert ours.scales.pop("parity").shape == (2,) and list(ours.scales) == ["digit"]
     with pytest.raises(TypeError, match="ModuleDict: expected a Module, got int"):
         ours.heads["bad"] = 3
-    with pytest.raises(TypeError, match="ParameterList: expected a Parameter, got ndarray"):
-        nn.ParameterList([np.zeros(2)])
+    with pytest.raises(TypeError, match="ParameterList: expected a Parameter, got str"):
+        nn.ParameterList(["w"])  # (a plain array is made a Parameter, as PyTorch's)
     with pytest.raises(NotImplementedError, match="ModuleDict has no forward"):
         ours.heads(np.zeros((1, 4), np.float32))

@@ -347,6 +347,7 @@ class PReLU(Module):
         check_positive_int("PReLU", "num_parameters", num_parameters)
         check_number("PReLU", "init", init)
         self.num_parameters = int(num_parameters)
+        self.init = init   # PyTorch's attribute
         self.weight = Parameter(np.full(self.num_parameters, init, dtype))
         self._x = None
 
@@ -467,9 +468,12 @@ class Softmin(Softmax):
 
 
 class Identity(Module):
-    """y = x (the same array). Input: any shape."""
+    """y = x (the same array). Input: any shape. Any arguments are ignored (PyTorch's)."""
 
     fused_name = "identity"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
 
     @property
     def passthrough(self):

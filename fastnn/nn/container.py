@@ -5,6 +5,8 @@ import collections.abc
 import operator
 from collections import OrderedDict
 
+import numpy as np
+
 from .. import device as _device
 from .linear import Linear
 from .module import FUSED, Module, Parameter
@@ -164,7 +166,8 @@ class Sequential(Module):
 
     def add_module(self, name, module):
         """Add a layer at the end under name (PyTorch's Sequential runs it too)."""
-        self._check_name("add_module", name)
+        self._check_module(module)
+        self._check_name("module", name, self._modules)
         if name in self._modules:
             raise KeyError(f"Sequential.add_module: a layer named {name!r} exists already")
         self._add(name, module)
@@ -177,12 +180,53 @@ class Sequential(Module):
         return self
 
     def __getitem__(self, index):
-        if isinstance(index, slice):
-            return Sequential(*self._layers[index])
+        if isinstance(index, slice):  # the layers keep their names (PyTorch's)
+            return type(self)(OrderedDict(list(self._modules.items())[index]))
         return self._layers[index]
 
     def __len__(self):
         return len(self._layers)
+
+    def __add__(self, other):
+        """A new Sequential of this one's layers, then other's (the same instances)."""
+        if not isinstance(other, Sequential):
+            raise ValueError(f"add operator supports only objects of Sequential class, but "
+                             f"{type(other)} is given.")
+        return Sequential(*self, *other)
+
+    def __iadd__(self, other):
+        """Append other's layers (a Sequential); self."""
+        if not isinstance(other, Sequential):
+            raise ValueError(f"add operator supports only objects of Sequential class, but "
+                             f"{type(other)} is given.")
+        return self.extend(other)
+
+    def __mul__(self, other):
+        """PyTorch's repetition of the layers (the same instances): only ``* 1`` works in
+        fastnn, whose layers may appear once (ValueError for more, as for any
+        repeated layer)."""
+        if not isinstance(other, int) or isinstance(other, bool):
+            raise TypeError(f"unsupported operand type(s) for *: {type(self)} and "
+                            f"{type(other)}")
+        if other <= 0:
+            raise ValueError(f"Non-positive multiplication factor {other} for {type(self)}")
+        combined = Sequential()
+        for _ in range(other):
+            combined.extend(self)
+        return combined
+
+    __rmul__ = __mul__
+
+    def __imul__(self, other):
+        if not isinstance(other, int) or isinstance(other, bool):
+            raise TypeError(f"unsupported operand type(s) for *: {type(self)} and "
+                            f"{type(other)}")
+        if other <= 0:
+            raise ValueError(f"Non-positive multiplication factor {other} for {type(self)}")
+        return self.extend(list(self) * (other - 1))
+
+    def __dir__(self):
+        return [key for key in super().__dir__() if not key.isdigit()]
 
     def __iter__(self):
         return iter(self._layers)
@@ -404,30 +448,49 @@ class _List(_Holder):
     """The list behaviour of ModuleList and ParameterList: items named '0', '1', ...
     under the owner."""
 
-    def __init__(self, values=()):
+    def __init__(self, values=None):
         super().__init__()
         self._list = []
-        self.extend(values or ())
+        if values is not None:
+            self.extend(values)
 
     def append(self, value):
         """Add an item at the end; returns self."""
-        setattr(self, str(len(self._list)), self._checked(value))
+        value = self._checked(value)
+        setattr(self, str(len(self._list)), value)
         self._list.append(value)
         return self
 
     def extend(self, values):
+        """Append every item of an iterable; returns self."""
+        if not isinstance(values, collections.abc.Iterable):
+            raise TypeError(f"{type(self).__name__}.extend should be called with an "
+                            f"iterable, but got {type(values).__name__}")
         for value in values:
             self.append(value)
         return self
 
+    def __iadd__(self, values):
+        return self.extend(values)
+
+    def __add__(self, other):
+        """A new list of this one's items, then other's (renumbered; PyTorch's)."""
+        if not isinstance(other, collections.abc.Iterable):
+            return NotImplemented
+        return type(self)(list(self) + list(other))
+
+    def __dir__(self):
+        return [key for key in super().__dir__() if not key.isdigit()]
+
     def __getitem__(self, index):
         if isinstance(index, slice):
             return type(self)(self._list[index])
-        return self._list[index]
+        return self._list[self._abs_index(index)]
 
     def __setitem__(self, index, value):
         i = self._abs_index(index)
-        setattr(self, str(i), self._checked(value))
+        value = self._checked(value)
+        setattr(self, str(i), value)
         self._list[i] = value
 
     def _abs_index(self, index):
@@ -516,6 +579,28 @@ class ParameterList(_List):
     def _table(self):
         return self._parameters
 
+    def _checked(self, value):
+        # PyTorch's: a plain array (its tensor) is made a Parameter
+        return Parameter(value) if isinstance(value, np.ndarray) else super()._checked(value)
+
+    def extra_repr(self):
+        return _parameter_lines(enumerate(self))
+
+
+def _parameter_lines(items):
+    """PyTorch's lines for a ParameterList/ParameterDict repr: '  (key): Parameter
+    containing: [float32 of size 2x3]' (the device added on the GPU)."""
+    lines = []
+    for key, p in items:
+        size = "x".join(str(n) for n in p.shape)
+        where = " (cuda)" if p.device == "cuda" else ""
+        lines.append(f"  ({key}): Parameter containing: [{p.dtype} of size {size}{where}]")
+    return "\n".join(lines)
+
+
+class _MissingKey(KeyError, AttributeError):
+    """A key a ParameterDict does not have: KeyError, and PyTorch's AttributeError."""
+
 
 class _Dict(_Holder):
     """The mapping behaviour of ModuleDict and ParameterDict (insertion order kept)."""
@@ -530,13 +615,19 @@ class _Dict(_Holder):
             self.update(items)
 
     def __getitem__(self, key):
-        return self._table()[key]
+        table = self._table()
+        if key not in table:
+            raise _MissingKey(key)
+        return table[key]
 
     def __setitem__(self, key, value):
-        self._check_name(f"{type(self).__name__}[...]", key)
-        setattr(self, key, self._checked(value))
+        value = self._checked(value)
+        self._check_name(self._kind, key, self._table())
+        setattr(self, key, value)
 
     def __delitem__(self, key):
+        if key not in self._table():
+            raise _MissingKey(key)
         del self._table()[key]
         object.__delattr__(self, key)
 
@@ -559,17 +650,37 @@ class _Dict(_Holder):
         return self._table().items()
 
     def pop(self, key):
-        value = self._table()[key]
+        value = self[key]
         del self[key]
         return value
+
+    def __reversed__(self):
+        return reversed(list(self._table()))
 
     def clear(self):
         for key in list(self._table()):
             del self[key]
 
     def update(self, items):
-        """Add (name, value) pairs from a mapping or an iterable of pairs."""
-        pairs = items.items() if isinstance(items, collections.abc.Mapping) else items
+        """Add (name, value) pairs from a mapping (or another ModuleDict/ParameterDict)
+        or an iterable of pairs (PyTorch's errors for anything else)."""
+        name = type(self).__name__
+        if isinstance(items, (collections.abc.Mapping, _Dict)):
+            pairs = list(items.items())
+        elif isinstance(items, collections.abc.Iterable):
+            pairs = []
+            for j, pair in enumerate(items):
+                if not isinstance(pair, collections.abc.Iterable):
+                    raise TypeError(f"{name} update sequence element #{j} should be "
+                                    f"Iterable; is {type(pair).__name__}")
+                pair = tuple(pair)
+                if len(pair) != 2:
+                    raise ValueError(f"{name} update sequence element #{j} has length "
+                                     f"{len(pair)}; 2 is required")
+                pairs.append(pair)
+        else:
+            raise TypeError(f"{name}.update should be called with an iterable of key/value "
+                            f"pairs, but got {type(items).__name__}")
         for key, value in pairs:
             self[key] = value
 
@@ -582,6 +693,7 @@ class ModuleDict(_Dict):
         return self._modules
 
     holds = Module
+    _kind = "module"
 
 
 class ParameterDict(_Dict):
@@ -592,6 +704,29 @@ class ParameterDict(_Dict):
         return self._parameters
 
     holds = Parameter
+    _kind = "parameter"
+
+    def _checked(self, value):
+        # PyTorch's: a plain array (its tensor) is made a Parameter
+        return Parameter(value) if isinstance(value, np.ndarray) else super()._checked(value)
+
+    def extra_repr(self):
+        return _parameter_lines(self.items())
+
+    def __or__(self, other):
+        """A copy updated with other (PyTorch's)."""
+        out = self.copy()
+        out.update(other)
+        return out
+
+    def __ror__(self, other):
+        out = ParameterDict(other)
+        out.update(self)
+        return out
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
 
     def update(self, items):
         """As _Dict.update, but a plain dict's entries are added in sorted key order, as

@@ -62,14 +62,22 @@ class Unflatten(_Reshape):
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
             raise TypeError(f"Unflatten: expected dim to be an int, got {dim!r}")
-        sizes = tuple(unflattened_size) if isinstance(unflattened_size, (tuple, list)) else None
-        if (not sizes or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                             or (v < 1 and v != -1) for v in sizes)
+        if not isinstance(unflattened_size, (tuple, list)):
+            raise TypeError(f"unflattened_size must be a tuple of ints, but found type "
+                            f"{type(unflattened_size).__name__}")
+        sizes = tuple(unflattened_size)
+        for i, v in enumerate(sizes):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"unflattened_size must be tuple of ints, but found element "
+                                f"of type {type(v).__name__} at pos {i}")
+        if (not sizes or any(v < 1 and v != -1 for v in sizes)
                 or sum(v == -1 for v in sizes) > 1):
             raise ValueError(f"Unflatten: expected unflattened_size to be a tuple of positive "
                              f"ints (at most one -1), got {unflattened_size!r}")
         self.dim = int(dim)
-        self.unflattened_size = tuple(int(v) for v in sizes)
+        # a list stays a list, as PyTorch's (its repr shows it)
+        kind = list if isinstance(unflattened_size, list) else tuple
+        self.unflattened_size = kind(int(v) for v in sizes)
         self._in_shape = None
 
     def infer_shape(self, shape, dtype):

@@ -20,7 +20,7 @@ from .conv3d import Conv3d, ConvTranspose3d
 from .conv_transpose import ConvTranspose1d, ConvTranspose2d
 from .groupnorm import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
 from .linear import Linear
-from .module import Module
+from .module import _HOOK_TABLES, Module
 
 
 class _Lazy:
@@ -72,8 +72,12 @@ class _Lazy:
                              f"positive, got {in_size}")
         regular = self.cls_to_become(in_size, dtype=self._lazy_dtype, **self._lazy)
         training, device = self.training, self._device
+        # the hooks registered on the lazy module stay (PyTorch's do)
+        hooks = {name: value for name, value in self.__dict__.items()
+                 if name in _HOOK_TABLES or name == "_hooked"}
         self.__dict__.clear()
         self.__dict__.update(regular.__dict__)
+        self.__dict__.update(hooks)
         self.__class__ = self.cls_to_become
         self.train(training)
         if device != "cpu":

@@ -143,7 +143,41 @@ class Parameter:
 #: ``_out_meta`` of an activation whose forward a Sequential ran inside a Linear's kernel.
 FUSED = "fused"
 
-LoadResult = collections.namedtuple("LoadResult", ["missing_keys", "unexpected_keys"])
+class _IncompatibleKeys(collections.namedtuple("_IncompatibleKeys",
+                                               ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict`` returns (PyTorch's ``_IncompatibleKeys``, its repr too)."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
+
+
+LoadResult = _IncompatibleKeys  # (fastnn's earlier name)
+
+
+class StateDictError(RuntimeError, ValueError):
+    """A state dict that does not fit the model (PyTorch raises RuntimeError; fastnn's
+    earlier ValueError is kept as a base)."""
+
+
+class _Items(list):
+    """What the traversal methods (``parameters()``, ``modules()``, ...) return: a list
+    (walk it twice, index it, ``len``) that ``next()`` also steps through, as PyTorch's
+    generators (``next(model.parameters())``)."""
+
+    __slots__ = ("_next",)
+
+    def __next__(self):
+        i = getattr(self, "_next", 0)
+        if i >= len(self):
+            raise StopIteration
+        self._next = i + 1
+        return self[i]
 
 #: the state_dict key (after the module's prefix) of ``get_extra_state()``, as PyTorch's
 EXTRA_STATE_KEY = "_extra_state"
@@ -208,7 +242,9 @@ class RemovableHandle:
 #: (or id -> True for the flag tables)
 _HOOK_TABLES = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
                 "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-                "_backward_pre_hooks", "_backward_hooks")
+                "_backward_pre_hooks", "_backward_hooks", "_state_dict_pre_hooks",
+                "_state_dict_hooks", "_load_state_dict_pre_hooks",
+                "_load_state_dict_post_hooks")
 _NO_HOOKS = types.MappingProxyType({})  # a module's tables until its first hook
 
 
@@ -248,6 +284,8 @@ class Module:
     _forward_pre_hooks = _forward_pre_hooks_with_kwargs = _forward_hooks = _NO_HOOKS
     _forward_hooks_with_kwargs = _forward_hooks_always_called = _NO_HOOKS
     _backward_pre_hooks = _backward_hooks = _NO_HOOKS
+    _state_dict_pre_hooks = _state_dict_hooks = _NO_HOOKS
+    _load_state_dict_pre_hooks = _load_state_dict_post_hooks = _NO_HOOKS
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -281,16 +319,21 @@ class Module:
     # ------------------------------------------------------------ registration
     def __setattr__(self, name, value):
         params = self.__dict__.get("_parameters")
-        if params is None:
-            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before "
-                               f"assigning attributes")
+        if params is None:  # before Module.__init__: plain attributes only (PyTorch's)
+            if isinstance(value, (Parameter, Module)):
+                kind = "parameters" if isinstance(value, Parameter) else "module"
+                raise AttributeError(f"cannot assign {kind} before Module.__init__() call "
+                                     f"({type(self).__name__}: call super().__init__() "
+                                     f"first)")
+            object.__setattr__(self, name, value)
+            return
         if isinstance(value, Parameter):
             self._modules.pop(name, None)
-            self._buffers.pop(name, None)
+            self._drop_buffer(name)
             params[name] = value
         elif isinstance(value, Module):
             params.pop(name, None)
-            self._buffers.pop(name, None)
+            self._drop_buffer(name)
             self._modules[name] = value
         elif name in self._buffers:
             if value is not None and not _device.is_array(value):
@@ -312,67 +355,133 @@ class Module:
         for table in (self._parameters, self._buffers, self._modules):
             if name in table:
                 del table[name]
+                self.__dict__.get("_non_persistent_buffers_set", set()).discard(name)
                 self.__dict__.pop(name, None)
                 return
         object.__delattr__(self, name)
 
-    def register_buffer(self, name, array):
-        """Register a non-trainable array (running statistics) that state_dict includes.
+    def _drop_buffer(self, name):
+        """Forget the buffer name (persistent or not), if there is one."""
+        if name in self._buffers:
+            del self._buffers[name]
+            self.__dict__.get("_non_persistent_buffers_set", set()).discard(name)
 
-        array: a NumPy array, or None for an absent buffer (skipped by state_dict); it is
-        moved to the module's device.
+    def register_buffer(self, name, tensor, persistent=True):
+        """Register a non-trainable array (running statistics) that state_dict includes
+        (PyTorch's API; ``persistent=False``: kept out of the state dict).
+
+        tensor: a NumPy array, or None for an absent buffer (skipped by state_dict); it is
+        moved to the module's device. PyTorch's errors for a bad name (KeyError for '.',
+        '' or an attribute that is not a buffer; TypeError for a name that is not a str).
         """
-        if array is not None and not _device.is_array(array):
-            raise TypeError(f"{type(self).__name__}: buffer {name!r} must be a numpy array "
-                            f"or None, got {type(array).__name__}")
-        if array is not None:
-            array = _device.namespace(self._device).put(array)
-        self._buffers[name] = array
-        object.__setattr__(self, name, array)
+        if "_buffers" not in self.__dict__:
+            raise AttributeError("cannot assign buffer before Module.__init__() call")
+        self._check_name("buffer", name, self._buffers)
+        if tensor is not None and not _device.is_array(tensor):
+            raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer "
+                            f"'{name}' (numpy array or None required)")
+        if tensor is not None:
+            tensor = _device.namespace(self._device).put(tensor)
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        self._buffers[name] = tensor
+        hidden = self._non_persistent()
+        if persistent:
+            hidden.discard(name)
+        else:
+            hidden.add(name)
+        object.__setattr__(self, name, tensor)
+
+    def _non_persistent(self):
+        """The names of the buffers state_dict leaves out (PyTorch's
+        ``_non_persistent_buffers_set``; made on first use, for modules pickled before)."""
+        hidden = self.__dict__.get("_non_persistent_buffers_set")
+        if hidden is None:
+            hidden = set()
+            object.__setattr__(self, "_non_persistent_buffers_set", hidden)
+        return hidden
 
     def register_parameter(self, name, param):
-        """Add a Parameter (or None) under name, as ``setattr`` does (PyTorch's API)."""
-        self._register("register_parameter", name, param, Parameter, self._parameters)
+        """Add a Parameter (or None) under name, as ``setattr`` does (PyTorch's API and
+        errors)."""
+        if "_parameters" not in self.__dict__:
+            raise AttributeError("cannot assign parameter before Module.__init__() call")
+        self._check_name("parameter", name, self._parameters)
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(f"cannot assign '{type(param).__name__}' object to parameter "
+                            f"'{name}' (expected a Parameter or None)")
+        self._set_or_clear(name, param, self._parameters)
 
     def add_module(self, name, module):
-        """Add a child module (or None) under name, as ``setattr`` does (PyTorch's API;
-        a Sequential's ``append`` is the way to add a layer it runs)."""
-        self._register("add_module", name, module, Module, self._modules)
+        """Add a child module (or None) under name, as ``setattr`` does (PyTorch's API and
+        errors; a Sequential's ``append`` is the way to add a layer it runs)."""
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"{type(module).__name__} is not a Module subclass (expected a "
+                            f"Module or None)")
+        self._check_name("module", name, self._modules)
+        self._set_or_clear(name, module, self._modules)
 
-    register_module = add_module
+    def register_module(self, name, module):
+        """``add_module`` (PyTorch's alias)."""
+        self.add_module(name, module)
 
-    def _register(self, method, name, value, kind, table):
-        if value is not None and not isinstance(value, kind):
-            raise TypeError(f"{type(self).__name__}.{method}: expected a {kind.__name__} or "
-                            f"None, got {type(value).__name__}")
-        self._check_name(method, name)
+    def _set_or_clear(self, name, value, table):
         if value is None:
             table.pop(name, None)
             object.__setattr__(self, name, None)
         else:
             setattr(self, name, value)
 
-    def _check_name(self, method, name):
-        if not isinstance(name, str) or not name or "." in name:
-            raise KeyError(f"{type(self).__name__}.{method}: expected a non-empty name "
-                           f"without '.', got {name!r}")
+    def _check_name(self, kind, name, table):
+        """PyTorch's checks of a name to register (kind: 'parameter', 'buffer' or
+        'module'): a str, not empty, without '.', not an attribute of another sort (an
+        attribute that is None is free: fastnn keeps no None entries in its tables)."""
+        if not isinstance(name, str):
+            raise TypeError(f"{kind} name should be a string. Got {type(name).__name__}")
+        if "." in name:
+            raise KeyError(f"{kind} name can't contain '.', got: {name}; use a name "
+                           f"without '.'")
+        if name == "":
+            raise KeyError(f"{kind} name can't be empty string \"\"")
+        if name not in table and getattr(self, name, None) is not None:
+            raise KeyError(f"attribute '{name}' already exists")
 
     # ---------------------------------------------------------------- traversal
     def named_children(self):
-        return list(self._modules.items())
+        """(name, child) for each direct child, a child held under two names once."""
+        seen, out = set(), _Items()
+        for name, module in self._modules.items():
+            if module is not None and id(module) not in seen:
+                seen.add(id(module))
+                out.append((name, module))
+        return out
 
     def children(self):
-        return list(self._modules.values())
+        return _Items(module for _, module in self.named_children())
 
     def modules(self):
         """This module and every module under it, depth first, each once."""
-        return [module for _, module in self._named_modules("")]
+        return _Items(module for _, module in self.named_modules())
 
-    def named_modules(self, prefix=""):
-        """(dotted name, module) for this module ('' or prefix) and every module under
-        it, depth first, each once (PyTorch's order)."""
-        return [(name[:-1] if name.endswith(".") else name, module)
-                for name, module in self._named_modules(f"{prefix}." if prefix else "")]
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """(dotted name, module) for this module (named prefix) and every module under
+        it, depth first, each once (PyTorch's order and arguments: memo, a set of
+        modules not to list, is added to; remove_duplicate=False lists a module held
+        under two names twice)."""
+        out = _Items()
+        self._walk_modules(set() if memo is None else memo, prefix, remove_duplicate, out)
+        return out
+
+    def _walk_modules(self, memo, prefix, remove_duplicate, out):
+        if self in memo:
+            return
+        if remove_duplicate:
+            memo.add(self)
+        out.append((prefix, self))
+        for name, module in self._modules.items():
+            if module is not None:
+                module._walk_modules(memo, prefix + ("." if prefix else "") + name,
+                                     remove_duplicate, out)
 
     def requires_grad_(self, requires_grad=True):
         """Freeze (False) or unfreeze every parameter for the optimizers; self."""
@@ -501,6 +610,35 @@ class Module:
         ``(None,)`` with need_grad_in=False). Returns a RemovableHandle."""
         return self._add_hook("register_full_backward_hook", "_backward_hooks", hook,
                               prepend)
+
+    def register_state_dict_pre_hook(self, hook):
+        """hook(module, prefix, keep_vars), called by ``state_dict`` before it saves this
+        module's entries (PyTorch's). Returns a RemovableHandle."""
+        return self._add_hook("register_state_dict_pre_hook", "_state_dict_pre_hooks",
+                              hook, False)
+
+    def register_state_dict_post_hook(self, hook):
+        """hook(module, state_dict, prefix, local_metadata) -> None, called by
+        ``state_dict`` after this module's entries and its children's are in state_dict,
+        which it may edit in place (PyTorch's). Returns a RemovableHandle."""
+        return self._add_hook("register_state_dict_post_hook", "_state_dict_hooks", hook,
+                              False)
+
+    def register_load_state_dict_pre_hook(self, hook):
+        """hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
+        unexpected_keys, error_msgs), called by ``load_state_dict`` before anything is
+        loaded; it may edit state_dict (a copy of the one given) and append to the lists
+        (an error message makes the load fail). Returns a RemovableHandle."""
+        return self._add_hook("register_load_state_dict_pre_hook",
+                              "_load_state_dict_pre_hooks", hook, False)
+
+    def register_load_state_dict_post_hook(self, hook):
+        """hook(module, incompatible_keys) -> None, called by ``load_state_dict`` after
+        the arrays are loaded; it may edit incompatible_keys.missing_keys and
+        .unexpected_keys in place before strict=True checks them (PyTorch's). Returns a
+        RemovableHandle."""
+        return self._add_hook("register_load_state_dict_post_hook",
+                              "_load_state_dict_post_hooks", hook, False)
 
     def _call_impl(self, forward_call, args, kwargs, guard=False):
         """PyTorch's ``Module._call_impl``: forward pre-hooks, forward_call, forward hooks,
@@ -635,55 +773,63 @@ class Module:
             raise TypeError(f"{self._where()}: a backward hook returned {name} of dtype "
                             f"{new.dtype}, expected {old.dtype}")
 
-    def _named_modules(self, prefix, seen=None):
-        """(prefix ending in '.' or '', module) for this module and its descendants."""
-        seen = set() if seen is None else seen
-        if id(self) in seen:
-            return []
-        seen.add(id(self))
-        found = [(prefix, self)]
-        for name, child in self._modules.items():
-            found.extend(child._named_modules(f"{prefix}{name}.", seen))
-        return found
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+        """(dotted name, Parameter) pairs in registration order, recursing into children
+        (recurse=False: this module's own); a parameter shared by two modules (or held by
+        a module under two names) is listed once unless remove_duplicate=False, as in
+        PyTorch. A lazy layer that has not seen an input yet has none to give: that is
+        an error (run one forward first)."""
+        return self._named_parameters(prefix, False, recurse, remove_duplicate)
 
-    def named_parameters(self, prefix=""):
-        """(dotted name, Parameter) pairs in registration order, recursing into children;
-        a parameter shared by two modules is listed once. A lazy layer that has not seen
-        an input yet has none to give: that is an error (run one forward first)."""
-        return self._named_parameters(prefix, lazy_ok=False)
-
-    def _named_parameters(self, prefix="", lazy_ok=True):
-        out, seen = [], set()
-        for mprefix, module in self._named_modules(prefix):
+    def _named_parameters(self, prefix="", lazy_ok=True, recurse=True, remove_duplicate=True):
+        def members(module, mprefix):
             if not lazy_ok and "_lazy" in module.__dict__:
-                raise RuntimeError(f"{type(module).__name__} ({mprefix.rstrip('.') or 'the model'}) "
+                raise RuntimeError(f"{type(module).__name__} ({mprefix or 'the model'}) "
                                    f"has no parameters until it sees an input: run one "
                                    f"forward (a dry run) before asking for them, e.g. "
                                    f"before building the optimizer")
-            for name, param in module._parameters.items():
-                if id(param) not in seen:
-                    seen.add(id(param))
-                    out.append((mprefix + name, param))
+            return module._parameters.items()
+        return self._named_members(members, prefix, recurse, remove_duplicate)
+
+    def _named_members(self, members, prefix, recurse, remove_duplicate):
+        """PyTorch's ``_named_members``: (dotted name, value) of members(module, name)
+        for this module (and with recurse its descendants), each value once unless
+        remove_duplicate is False."""
+        modules = (self.named_modules(prefix=prefix, remove_duplicate=remove_duplicate)
+                   if recurse else [(prefix, self)])
+        out, seen = _Items(), set()
+        for mprefix, module in modules:
+            for name, value in members(module, mprefix):
+                if value is None or id(value) in seen:
+                    continue
+                if remove_duplicate:
+                    seen.add(id(value))
+                out.append((mprefix + ("." if mprefix else "") + name, value))
         return out
 
-    def parameters(self):
-        """Every Parameter in registration order (a list, so it can be walked twice)."""
-        return [param for _, param in self.named_parameters()]
+    def parameters(self, recurse=True):
+        """Every Parameter in registration order (a list, so it can be walked twice, that
+        ``next()`` steps through as PyTorch's generator)."""
+        return _Items(param for _, param in self.named_parameters(recurse=recurse))
 
-    def named_buffers(self, prefix=""):
-        """(dotted name, array) pairs of registered buffers (running statistics)."""
-        return [(mprefix + name, buf) for mprefix, module in self._named_modules(prefix)
-                for name, buf in module._buffers.items() if buf is not None]
+    def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
+        """(dotted name, array) pairs of registered buffers (running statistics), the
+        non-persistent ones too; arguments as ``named_parameters``'s."""
+        return self._named_members(lambda module, _: module._buffers.items(), prefix,
+                                   recurse, remove_duplicate)
 
-    def buffers(self):
-        return [buf for _, buf in self.named_buffers()]
+    def buffers(self, recurse=True):
+        return _Items(buf for _, buf in self.named_buffers(recurse=recurse))
 
     def has_parameters(self):
         return bool(self._parameters) or any(m.has_parameters() for m in self._modules.values())
 
     # ------------------------------------------------------------------- modes
     def train(self, mode=True):
-        """Training mode (BatchNorm batch statistics, dropout on), recursively; self."""
+        """Training mode (BatchNorm batch statistics, dropout on), recursively; self.
+        mode must be a bool (PyTorch's ValueError otherwise)."""
+        if not isinstance(mode, bool):
+            raise ValueError("training mode is expected to be boolean")
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
@@ -757,44 +903,67 @@ class Module:
         return _device.kernels(self._device)
 
     # -------------------------------------------------------------- state dict
-    def _state_arrays(self):
-        """name -> the live array a state_dict entry copies (and load_state_dict writes):
-        per module its parameters, then its buffers, then its children (PyTorch's order)."""
-        live = OrderedDict()
-        for prefix, module in self._named_modules(""):
-            for name, param in module._parameters.items():
-                live[prefix + name] = param.data
-            for name, buf in module._buffers.items():
-                if buf is not None:
-                    live[prefix + name] = buf
-        return live
+    def _all_modules(self, prefix=""):
+        """(prefix ending in '.' or '', module) for this module and every module under it
+        under every name it is held by: state dict's walk (PyTorch's: a module held
+        twice is saved, and loaded, under both names)."""
+        found = [(prefix, self)]
+        for name, child in self._modules.items():
+            if child is not None:
+                found.extend(child._all_modules(f"{prefix}{name}."))
+        return found
 
-    def state_dict(self):
-        """An ordered dict: dotted name -> copy of every parameter and buffer (NumPy
-        arrays, also for a model on the GPU), then a norm layer's PyTorch batch counter
+    def _own_state(self):
+        """(name, live Parameter or array) of this module's own state dict arrays: its
+        parameters, then its persistent buffers (PyTorch's order)."""
+        hidden = self.__dict__.get("_non_persistent_buffers_set", ())
+        return ([(name, p) for name, p in self._parameters.items() if p is not None]
+                + [(name, b) for name, b in self._buffers.items()
+                   if b is not None and name not in hidden])
+
+    def state_dict(self, *args, destination=None, prefix="", keep_vars=False):
+        """An ordered dict: dotted name -> copy of every parameter and persistent buffer
+        (NumPy arrays, also for a model on the GPU; keep_vars=True: the Parameters and
+        live buffers themselves), then a norm layer's PyTorch batch counter
         'prefix.num_batches_tracked' (a 0-d int64 array, where PyTorch has one: running
         statistics tracked), and for a module that overrides ``get_extra_state`` its
         value under 'prefix._extra_state' (after the module's own arrays, before its
-        children's: PyTorch's order)."""
-        out = OrderedDict()
-        for prefix, module in self._named_modules(""):
-            for name, param in module._parameters.items():
-                out[prefix + name] = _device.host_copy(param.data)
-            for name, buf in module._buffers.items():
-                if buf is not None:
-                    out[prefix + name] = _device.host_copy(buf)
-            if _has_batch_count(module):
-                out[prefix + BATCH_COUNT_KEY] = np.array(module.num_batches_tracked,
-                                                         dtype=np.int64)
-            if type(module).get_extra_state is not Module.get_extra_state:
-                out[prefix + EXTRA_STATE_KEY] = module.get_extra_state()
-        return out
+        children's: PyTorch's order). A module held under two names is saved under both.
+        destination (a mapping, returned) and prefix (put before every key) as in
+        PyTorch, also positionally (its deprecated ``state_dict(destination, prefix,
+        keep_vars)``). Runs the state dict pre- and post-hooks."""
+        if args:
+            if len(args) > 3:
+                raise TypeError(f"state_dict() takes at most 3 positional arguments, got "
+                                f"{len(args)}")
+            destination, prefix, keep_vars = (
+                list(args) + [destination, prefix, keep_vars][len(args):])
+        if destination is None:
+            destination = OrderedDict()
+        for hook in list(self._state_dict_pre_hooks.values()):
+            hook(self, prefix, keep_vars)
+        self._save_to_state_dict(destination, prefix, keep_vars)
+        for name, child in self._modules.items():
+            if child is not None:
+                child.state_dict(destination=destination, prefix=f"{prefix}{name}.",
+                                 keep_vars=keep_vars)
+        for hook in list(self._state_dict_hooks.values()):
+            if hook(self, destination, prefix, {}) is not None:
+                raise RuntimeError("state_dict post-hook must return None")
+        return destination
 
-    def _extra_state_modules(self):
-        """'prefix._extra_state' -> module, for the modules that override set_extra_state."""
-        return OrderedDict((prefix + EXTRA_STATE_KEY, module)
-                           for prefix, module in self._named_modules("")
-                           if type(module).set_extra_state is not Module.set_extra_state)
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        """This module's own entries (not its children's) into destination."""
+        for name, value in self._own_state():
+            if not keep_vars:
+                value = _device.host_copy(value.data if isinstance(value, Parameter)
+                                          else value)
+            destination[prefix + name] = value
+        if _has_batch_count(self):
+            destination[prefix + BATCH_COUNT_KEY] = np.array(self.num_batches_tracked,
+                                                             dtype=np.int64)
+        if type(self).get_extra_state is not Module.get_extra_state:
+            destination[prefix + EXTRA_STATE_KEY] = self.get_extra_state()
 
     def get_extra_state(self):
         """The extra state (any object) state_dict stores under '_extra_state' for this
@@ -811,90 +980,147 @@ class Module:
                            f"state (a module with some overrides get_extra_state and "
                            f"set_extra_state)")
 
-    def load_state_dict(self, state_dict, strict=True):
-        """Copy arrays in place (``param.data[...] = value``) into parameters and buffers.
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        """Copy arrays in place (``param.data[...] = value``, converted to the model's
+        dtype, as PyTorch's ``copy_``) into parameters and persistent buffers; values
+        are NumPy arrays, or anything ``np.asarray`` takes that has ``__array__`` (a
+        Parameter, a CPU tensor). assign=True (PyTorch's) instead makes each parameter a
+        new Parameter holding the state dict's array (its dtype, no copy) and each
+        buffer that array.
 
-        Every name, shape and dtype is checked before anything is written, so a failed
+        Every name, shape and value is checked before anything is written, so a failed
         load changes nothing (except that lazy layers first take their sizes from the
-        saved arrays, as PyTorch's do). strict=False ignores missing and unexpected names.
-        A norm layer's ``num_batches_tracked`` entry (an integer count, 0-d) sets its batch
-        counter (momentum None's divisor; the counter itself stays a host int, on any
-        device); where the entry is absent (a state dict or checkpoint written before
-        fastnn's state dicts carried it) the counter keeps its value and strict=True
-        accepts the absence, not listing it in missing_keys: PyTorch's rule for a state
-        dict without version metadata (a plain dict). A module that overrides
-        ``set_extra_state`` gets its '_extra_state' entry (any object) after the arrays
-        are copied; for one that does not, such an entry is an unexpected key.
-        Returns LoadResult(missing_keys, unexpected_keys).
+        saved arrays, as PyTorch's do); the error is a StateDictError, a RuntimeError
+        (PyTorch's type) and a ValueError. strict=False ignores missing and unexpected
+        names. A norm layer's ``num_batches_tracked`` entry (an integer count, 0-d) sets
+        its batch counter (momentum None's divisor; the counter itself stays a host int,
+        on any device); where the entry is absent (a state dict or checkpoint written
+        before fastnn's state dicts carried it) the counter keeps its value and
+        strict=True accepts the absence, not listing it in missing_keys: PyTorch's rule
+        for a state dict without version metadata (a plain dict). A module that
+        overrides ``set_extra_state`` gets its '_extra_state' entry (any object) after
+        the arrays are copied; for one that does not, such an entry is an unexpected key.
+        Load pre-hooks run first (on a copy of state_dict, which they may edit), post
+        hooks after the copy (they may edit the key lists strict=True then checks).
+        Returns LoadResult(missing_keys, unexpected_keys) (PyTorch's _IncompatibleKeys).
         """
-        where = f"{type(self).__name__}.load_state_dict"
+        where = type(self).__name__
         if not isinstance(state_dict, collections.abc.Mapping):
-            raise TypeError(f"{where}: expected a mapping of names to arrays, "
-                            f"got {type(state_dict).__name__}")
-        for mprefix, module in self._named_modules(""):
+            raise TypeError(f"Expected state_dict to be dict-like, got {type(state_dict)}.")
+        modules = self._all_modules("")
+        missing, unexpected, problems = [], [], []
+        if any(module._load_state_dict_pre_hooks for _, module in modules):
+            state_dict = OrderedDict(state_dict)  # the hooks edit this copy
+            for mprefix, module in modules:
+                for hook in list(module._load_state_dict_pre_hooks.values()):
+                    hook(module, state_dict, mprefix, {}, strict, missing, unexpected,
+                         problems)
+        for mprefix, module in modules:
             if "_lazy" in module.__dict__:  # a lazy layer takes its size from the arrays
                 module._lazy_from_state(state_dict, mprefix)
-        live = self._state_arrays()
-        extra = self._extra_state_modules()
-        missing = [k for k in self._state_keys(live, extra) if k not in state_dict]
-        modules = dict(self._named_modules(""))
-        unexpected = [k for k in state_dict if k not in live and k not in extra
-                      and not self._counter_key(k, modules)]
-        problems = []
-        if strict and missing:
+        entries = self._load_entries(modules)
+        missing += [k for k, (_, _, kind) in entries.items()
+                    if k not in state_dict and kind != "count"]
+        unexpected += [k for k in state_dict if k not in entries]
+        post_hooks = [m for _, m in modules if m._load_state_dict_post_hooks]
+        if strict and missing and not post_hooks:
             problems.append(f"missing keys {missing}")
-        if strict and unexpected:
+        if strict and unexpected and not post_hooks:
             problems.append(f"unexpected keys {unexpected}")
-        for name, target in live.items():
-            if name not in state_dict:
-                continue
-            value = state_dict[name]
-            if not isinstance(value, np.ndarray):
-                problems.append(f"{name!r}: expected a numpy.ndarray, got "
-                                f"{type(value).__name__}")
-            elif value.shape != target.shape:
-                problems.append(f"{name!r}: the model has shape {target.shape}, the state "
-                                f"dict has {value.shape}")
-            elif value.dtype != target.dtype:
-                problems.append(f"{name!r}: the model has dtype {target.dtype}, the state "
-                                f"dict has {value.dtype} (convert with .float()/.double())")
-        counters = {k: v for k, v in state_dict.items() if self._counter_key(k, modules)}
-        for name, value in counters.items():
-            if np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "iu":
-                problems.append(f"{name!r}: expected an integer count, got {value!r}")
+        values = self._loadable_values(entries, state_dict, problems)
         if problems:
-            raise ValueError(f"{where}: nothing was loaded: " + "; ".join(problems))
-        for name, target in live.items():
-            if name in state_dict:
-                _device.namespace_of(target).copy_into(target, state_dict[name])
-        for key, value in counters.items():
-            modules[key[:-len(BATCH_COUNT_KEY)]].num_batches_tracked = int(value)
-        for key, module in extra.items():
-            if key in state_dict:
-                module.set_extra_state(state_dict[key])
-        return LoadResult(missing, unexpected)
-
-    def _state_keys(self, live, extra):
-        """The state_dict keys in state_dict's order (each module's extra state after its
-        arrays, before its children's), for the order of missing keys."""
-        if not extra:
-            return list(live)
-        keys = []
-        for prefix, module in self._named_modules(""):
-            keys.extend(prefix + name for name in module._parameters)
-            keys.extend(prefix + name for name, buf in module._buffers.items()
-                        if buf is not None)
-            if prefix + EXTRA_STATE_KEY in extra:
-                keys.append(prefix + EXTRA_STATE_KEY)
-        return keys
+            raise StateDictError(f"Error(s) in loading state_dict for {where}: nothing was "
+                                 f"loaded: " + "; ".join(problems))
+        for key, value in values.items():
+            module, name, kind = entries[key]
+            if kind == "count":
+                module.num_batches_tracked = int(value)
+            elif kind == "extra":
+                module.set_extra_state(value)
+            else:
+                self._load_array(module, name, value, assign)
+        result = LoadResult(missing, unexpected)
+        for module in post_hooks:
+            for hook in list(module._load_state_dict_post_hooks.values()):
+                if hook(module, result) is not None:
+                    raise RuntimeError("Hooks registered with "
+                                       "``register_load_state_dict_post_hook`` are not "
+                                       "expected to return new values")
+        if strict and post_hooks and (result.missing_keys or result.unexpected_keys):
+            raise StateDictError(f"Error(s) in loading state_dict for {where}: missing keys "
+                                 f"{result.missing_keys}; unexpected keys "
+                                 f"{result.unexpected_keys}")
+        return result
 
     @staticmethod
-    def _counter_key(key, modules):
-        """True for a norm layer's ``num_batches_tracked`` entry (state_dict's, PyTorch's):
-        a host int, not one of the arrays load_state_dict copies into."""
-        head, _, last = key.rpartition(".")
-        module = modules.get(head + "." if head else "")
-        return last == BATCH_COUNT_KEY and _has_batch_count(module)
+    def _load_entries(modules):
+        """key -> (module, name, kind) of what load_state_dict takes, in state_dict's
+        order; kind: 'array' (a parameter or persistent buffer), 'count' (a norm layer's
+        num_batches_tracked) or 'extra' (a module that overrides set_extra_state)."""
+        entries = OrderedDict()
+        for prefix, module in modules:
+            for name, _ in module._own_state():
+                entries[prefix + name] = (module, name, "array")
+            if _has_batch_count(module):
+                entries[prefix + BATCH_COUNT_KEY] = (module, BATCH_COUNT_KEY, "count")
+            if type(module).set_extra_state is not Module.set_extra_state:
+                entries[prefix + EXTRA_STATE_KEY] = (module, EXTRA_STATE_KEY, "extra")
+        return entries
+
+    @staticmethod
+    def _loadable_values(entries, state_dict, problems):
+        """key -> the value to load for every entry state_dict has (arrays as arrays);
+        what does not fit (type, shape, a count that is not an integer) goes to
+        problems."""
+        values = OrderedDict()
+        for key, (module, name, kind) in entries.items():
+            if key not in state_dict:
+                continue
+            value = state_dict[key]
+            if kind == "extra":
+                values[key] = value
+                continue
+            if kind == "count":
+                if np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "iu":
+                    problems.append(f"{key!r}: expected an integer count, got {value!r}")
+                values[key] = value
+                continue
+            target = getattr(module, name)
+            target = target.data if isinstance(target, Parameter) else target
+            array = _as_loadable(value)
+            if array is None:
+                problems.append(f"{key!r}: expected a numpy.ndarray, got "
+                                f"{type(value).__name__}")
+            elif tuple(array.shape) != tuple(target.shape):
+                problems.append(f"{key!r}: the model has shape {tuple(target.shape)}, the "
+                                f"state dict has {tuple(array.shape)} (size mismatch)")
+            elif np.dtype(array.dtype).kind not in "fiub":
+                problems.append(f"{key!r}: expected real numbers, got dtype {array.dtype}")
+            values[key] = array
+        return values
+
+    @staticmethod
+    def _load_array(module, name, array, assign):
+        """Write array into the parameter or buffer name of module: a cast copy, or
+        (assign, on the host) the array itself."""
+        current = getattr(module, name)
+        is_param = isinstance(current, Parameter)
+        target = current.data if is_param else current
+        if not assign or module._device != "cpu":
+            _device.namespace_of(target).copy_into(target, array)
+            return
+        if np.dtype(array.dtype) not in FLOAT_DTYPES:
+            array = np.asarray(_device.to_host(array), dtype=target.dtype)
+        array = _device.Host.put(array)
+        if is_param:
+            new = Parameter.__new__(Parameter)
+            new.data, new.grad = array, np.zeros_like(array)
+            new.requires_grad = current.requires_grad
+            setattr(module, name, new)
+        else:
+            setattr(module, name, array)
+        module._scratch.clear()
+        object.__setattr__(module, "_out_meta", None)
 
     # ------------------------------------------------------------------ dtypes
     def to_dtype(self, dtype):
@@ -938,6 +1164,23 @@ class Module:
             got = np.dtype(dst_type) if _is_dtype_like(dst_type) else repr(dst_type)
             raise TypeError(f"{where}: expected float32 or float64, got {got}")
         return self.to_dtype(dst_type)
+
+    def half(self):
+        """PyTorch's float16 conversion: a TypeError here (fastnn runs float32 and
+        float64 only)."""
+        return self.type("float16")
+
+    def bfloat16(self):
+        """PyTorch's bfloat16 conversion: a TypeError here, as ``half``."""
+        return self.type("bfloat16")
+
+    def share_memory(self):
+        """PyTorch's ``share_memory``: nothing to do for NumPy arrays; self."""
+        return self
+
+    def _get_name(self):
+        """The class name, as repr shows it (PyTorch's)."""
+        return type(self).__name__
 
     def float(self):
         """Convert parameters and buffers to float32 (in place); returns self."""
@@ -1097,14 +1340,17 @@ class Module:
         return ""
 
     def __repr__(self):
+        # PyTorch's layout: one extra_repr line and no children inline, else one line each
         extra = self.extra_repr()
-        if not self._modules:
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [f"({name}): " + repr(child).replace("\n", "\n  ")
+                       for name, child in self._modules.items() if child is not None]
+        if len(extra_lines) == 1 and not child_lines:
             return f"{type(self).__name__}({extra})"
-        lines = [f"{type(self).__name__}("] + ([f"  {extra}"] if extra else [])
-        for name, child in self._modules.items():
-            child_repr = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {child_repr}")
-        return "\n".join(lines) + "\n)"
+        if not extra_lines and not child_lines:
+            return f"{type(self).__name__}()"
+        return (f"{type(self).__name__}(\n  " + "\n  ".join(extra_lines + child_lines)
+                + "\n)")
 
 
 #: PyTorch's names of the two float types (str of its dtypes, and its tensor type names)
@@ -1128,3 +1374,18 @@ def _is_dtype_like(value):
     except TypeError:
         return False
     return True
+
+
+def _as_loadable(value):
+    """value as an array load_state_dict can copy from (a host or device array; a
+    Parameter's data; what has ``__array__``, such as a CPU tensor), or None."""
+    if isinstance(value, Parameter):
+        return value.data
+    if _device.is_array(value):
+        return value
+    if hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
+        try:
+            return np.asarray(value)
+        except Exception:  # e.g. a tensor that requires grad: not an array as it is
+            return None
+    return None
