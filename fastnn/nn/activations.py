@@ -117,7 +117,7 @@ class GELU(_Elementwise):
         self.kernel = "gelu" if approximate == "none" else "gelu_tanh"
 
     def extra_repr(self):
-        return "" if self.approximate == "none" else f"approximate={self.approximate!r}"
+        return f"approximate={self.approximate!r}"
 
 
 class Mish(_InplaceFlag):

@@ -35,7 +35,11 @@ the convolution of its stride-spread input with the flipped kernel (conv3d: nn's
 and one matrix product per group, NumPy); cross_entropy with class
 weights, ignored classes or label smoothing is PyTorch's formula over ops.log_softmax.
 What has no fastnn counterpart is a few lines of NumPy (one_hot, normalize, embedding's
-gather, nll_loss's gather).
+gather, nll_loss's gather; bilinear, rms_norm, pdist, scaled_dot_product_attention,
+gumbel_softmax, affine_grid and grid_sample). The 3-D, adaptive-max, LP and fractional
+pools, unpooling, local_response_norm, rrelu's training draw and embedding_bag are the
+forward of their nn layers; instance_norm is PyTorch's batch_norm of the (1, N * C, *)
+view.
 
 Errors: PyTorch's exception type for bad shapes and argument values (RuntimeError,
 ValueError, IndexError, NotImplementedError, as ``torch.nn.functional`` raises them), and
@@ -61,17 +65,24 @@ from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import as_contiguous, check_float_array, check_float_dtype
 from .activations import SELU, celu_host
-from .adaptive import AdaptiveAvgPool1d, AdaptiveAvgPool2d
+from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
+                       AdaptiveMaxPool2d)
 from .conv3d import conv3d_forward
 from .ctc import CTCLoss
 from .distance import CosineSimilarity, PairwiseDistance
 from .dropout import AlphaDropout, FeatureAlphaDropout
 from .embedding import renorm_rows
-from .host_layers import (GLU, ChannelShuffle, Hardshrink, PixelShuffle, PixelUnshuffle,
-                          Softshrink, Tanhshrink, Threshold)
+from .embedding_bag import EmbeddingBag
+from .fractional_pool import FractionalMaxPool2d, FractionalMaxPool3d
+from .grid_sampling import affine_grid, grid_sample
+from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, PixelShuffle,
+                          PixelUnshuffle, RReLU, Softshrink, Tanhshrink, Threshold)
 from .loss import (BCEWithLogitsLoss, HingeEmbeddingLoss, KLDivLoss, MultiLabelMarginLoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss)
 from .padding import pad_forward
+from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
+                     MaxUnpool3d)
+from .pooling import LPPool1d, LPPool2d, MaxUnpool1d, MaxUnpool2d
 from .pair_losses import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss,
                           TripletMarginLoss, TripletMarginWithDistanceLoss, _var_shape)
 from .unfold import Fold, Unfold
@@ -1998,3 +2009,608 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
     with _runtime_errors():  # (PyTorch: "blank must be in label range")
         loss = CTCLoss(blank, reduction, zero_infinity)
     return _class_loss(loss, lp.dtype, lp, targets, input_lengths, target_lengths)
+
+
+# ===================================================== more of torch.nn.functional
+# In-place twins, the 3-D and adaptive-max pools, unpooling, the remaining norms,
+# attention and sampling grids: the forward of the matching layer where fastnn has one,
+# else a few lines of NumPy.
+__all__ += [
+    "relu_", "elu_", "leaky_relu_", "hardtanh_", "celu_", "selu_", "threshold_", "rrelu",
+    "rrelu_", "bilinear", "rms_norm", "instance_norm", "local_response_norm",
+    "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d",
+    "max_pool3d_with_indices", "avg_pool3d", "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d",
+    "adaptive_max_pool3d", "adaptive_max_pool1d_with_indices",
+    "adaptive_max_pool2d_with_indices", "adaptive_max_pool3d_with_indices",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d", "fractional_max_pool2d",
+    "fractional_max_pool3d", "fractional_max_pool2d_with_indices",
+    "fractional_max_pool3d_with_indices", "pdist", "scaled_dot_product_attention",
+    "gumbel_softmax", "affine_grid", "grid_sample", "upsample", "upsample_nearest",
+    "upsample_bilinear", "native_channel_shuffle", "embedding_bag", "conv_tbc",
+]
+
+
+def relu_(input):
+    """relu(input, inplace=True): input overwritten and returned."""
+    return relu(input, inplace=True)
+
+
+def elu_(input, alpha=1.0):
+    """elu(input, alpha, inplace=True)."""
+    return elu(input, alpha, inplace=True)
+
+
+def leaky_relu_(input, negative_slope=0.01):
+    """leaky_relu(input, negative_slope, inplace=True)."""
+    return leaky_relu(input, negative_slope, inplace=True)
+
+
+def hardtanh_(input, min_val=-1.0, max_val=1.0):
+    """hardtanh(input, min_val, max_val, inplace=True)."""
+    return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def celu_(input, alpha=1.0):
+    """celu(input, alpha, inplace=True)."""
+    return celu(input, alpha, inplace=True)
+
+
+def selu_(input):
+    """selu(input, inplace=True)."""
+    return selu(input, inplace=True)
+
+
+_threshold = threshold  # (threshold_'s argument of that name hides the function)
+
+
+def threshold_(input, threshold, value):
+    """threshold(input, threshold, value, inplace=True)."""
+    return _threshold(input, threshold, value, inplace=True)
+
+
+def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
+    """Randomized leaky ReLU: training, each element x <= 0 times its own slope drawn
+    uniformly from [lower, upper] (fastnn's generator); not training, leaky_relu of slope
+    (lower + upper) / 2. input: any shape."""
+    x = _float("rrelu", "input", input)
+    if isinstance(lower, numbers.Real) and isinstance(upper, numbers.Real) and lower > upper:
+        raise RuntimeError("Lower bound should be less than or equal to the upper bound")
+    if not training:
+        return leaky_relu(x, (lower + upper) / 2, inplace=inplace)
+    layer = RReLU(lower, upper)
+    return _in_place(x, _layer_forward(layer, x), inplace)
+
+
+def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
+    """rrelu(input, lower, upper, training, inplace=True)."""
+    return rrelu(input, lower, upper, training, inplace=True)
+
+
+def bilinear(input1, input2, weight, bias=None):
+    """y[..., o] = input1 @ weight[o] @ input2 + bias[o].
+
+    input1: (*, in1); input2: (*, in2), the same leading dimensions; weight
+    (out, in1, in2); bias (out,) or None. Output: (*, out)."""
+    where = "bilinear"
+    a = _float(where, "input1", input1)
+    b = _float(where, "input2", input2, dtype=a.dtype)
+    w = _float(where, "weight", weight, dtype=a.dtype)
+    if a.ndim == 0 or b.ndim == 0 or a.shape[:-1] != b.shape[:-1]:
+        raise RuntimeError(f"bilinear(): input batch dimensions do not match: got "
+                           f"{list(a.shape[:-1])} and {list(b.shape[:-1])}")
+    if w.ndim != 3 or w.shape[1:] != (a.shape[-1], b.shape[-1]):
+        raise RuntimeError(f"bilinear(): expected weight of shape (out, {a.shape[-1]}, "
+                           f"{b.shape[-1]}), got {w.shape}")
+    rows1, rows2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    t = (rows1 @ w.transpose(1, 0, 2).reshape(w.shape[1], -1)).reshape(
+        rows1.shape[0], w.shape[0], w.shape[2])
+    y = np.einsum("noj,nj->no", t, rows2)
+    if bias is not None:
+        bv = _float(where, "bias", bias, dtype=a.dtype)
+        if bv.shape != (w.shape[0],):
+            raise RuntimeError(f"bilinear(): expected bias of shape ({w.shape[0]},), got "
+                               f"{bv.shape}")
+        y += bv
+    return np.ascontiguousarray(y.reshape(a.shape[:-1] + (w.shape[0],)), a.dtype)
+
+
+# -------------------------------------------------------------- more normalisation
+def _trailing_shape(where, x, normalized_shape):
+    """normalized_shape as a tuple of ints matching x's trailing dimensions."""
+    shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) \
+        else (normalized_shape,)
+    if not all(_is_int(v) for v in shape):
+        raise TypeError(f"{where}: expected normalized_shape to be an int or a tuple of "
+                        f"ints, got {normalized_shape!r}")
+    shape = tuple(int(v) for v in shape)
+    if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
+        raise RuntimeError(f"Given normalized_shape={list(shape)}, expected input with shape "
+                           f"[*, {', '.join(map(str, shape))}], but got input of size"
+                           f"{list(x.shape)}")
+    return shape
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """input / sqrt(mean(input^2) + eps) * weight over the trailing normalized_shape
+    (eps None: the dtype's machine epsilon). weight: normalized_shape or None.
+    Output: input's shape."""
+    where = "rms_norm"
+    x = _float(where, "input", input)
+    shape = _trailing_shape(where, x, normalized_shape)
+    axes = tuple(range(x.ndim - len(shape), x.ndim))
+    eps = np.finfo(x.dtype).eps if eps is None else eps
+    inv = 1 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + x.dtype.type(eps))
+    y = x * inv.astype(x.dtype, copy=False)
+    if weight is not None:
+        w = _float(where, "weight", weight, dtype=x.dtype)
+        if w.shape != shape:
+            raise RuntimeError(f"Expected weight to be of same shape as normalized_shape, "
+                               f"but got weight of shape {list(w.shape)} and "
+                               f"normalized_shape = {list(shape)}")
+        y *= w
+    return np.ascontiguousarray(y, x.dtype)
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats=True, momentum=0.1, eps=1e-05):
+    """Each sample's channel normalised over its positions, then weight[c] * . + bias[c].
+
+    input: (N, C, *); running_mean, running_var: (C,) or None; use_input_stats=True
+    (more than one position per instance) normalises with each instance's own statistics and, when
+    given, moves the running statistics (in place) towards the batch's average of the
+    instances' means and unbiased variances; False normalises with the running ones.
+    PyTorch's rule: batch_norm of the (1, N * C, *) view with the running statistics
+    repeated N times. Output: input's shape."""
+    where = "instance_norm"
+    x = _float(where, "input", input)
+    if use_input_stats and math.prod(x.shape[2:]) == 1:
+        raise ValueError(f"Expected more than 1 spatial element when training, got input "
+                         f"size {list(x.shape)}")
+    if x.ndim < 2:
+        raise IndexError(f"Dimension out of range (expected to be in range of [-1, 0], but "
+                         f"got 1)")
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("running_mean and running_var must either both be None or neither "
+                         "be None")
+    n, c = x.shape[:2]
+    stats = [_channel_vector(where, name, v, c, x.dtype)
+             for name, v in (("running_mean", running_mean), ("running_var", running_var))]
+    affine = [_channel_vector(where, name, v, c, x.dtype)
+              for name, v in (("weight", weight), ("bias", bias))]
+    tiled = [None if s is None else np.tile(s, n) for s in stats]
+    y = batch_norm(x.reshape((1, n * c) + x.shape[2:]), *tiled,
+                   *(None if a is None else np.tile(a, n) for a in affine),
+                   training=bool(use_input_stats), momentum=momentum, eps=eps)
+    if use_input_stats:
+        for s, t in zip(stats, tiled):
+            if s is not None:
+                s[...] = t.reshape(n, c).mean(axis=0)
+    return y.reshape(x.shape)
+
+
+def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
+    """input / (k + alpha / size * sum of input^2 over the size channels around each
+    one)^beta, across axis 1 of (N, C, *) input (nn.LocalResponseNorm's forward)."""
+    x = _float("local_response_norm", "input", input)
+    if x.ndim < 3:
+        raise ValueError(f"Expected 3D or higher dimensionality input (got {x.ndim} "
+                         f"dimensions)")
+    if x.size == 0:
+        return x
+    with _runtime_errors():
+        layer = LocalResponseNorm(size, alpha, beta, k)
+    return _layer_forward(layer, x)
+
+
+# ---------------------------------------------------------------- more pooling
+def _window_layer(make, x):
+    """make() (a pooling layer) run on x: its ValueErrors, from the arguments or the
+    input, as PyTorch's RuntimeError."""
+    with _runtime_errors():
+        layer = make()
+    return _layer_forward(layer, x)
+
+
+def _stride(stride):
+    """None for PyTorch's 'no stride' (None or an empty sequence): the kernel size."""
+    return None if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
+        else stride
+
+
+def _pooled(where, dims, input):
+    """input checked as (N, C, *dims spatial) or (C, *dims spatial)."""
+    x = _float(where, "input", input)
+    if x.ndim not in (dims + 1, dims + 2):
+        raise RuntimeError(f"{where}: non-empty {dims + 1}D or {dims + 2}D (batch mode) "
+                           f"tensor expected for input, got shape {x.shape}")
+    return x
+
+
+def max_pool1d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False, return_indices=False):
+    """max_pool1d(..., return_indices=True): (output, int64 indices)."""
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False, return_indices=False):
+    """max_pool2d(..., return_indices=True): (output, int64 indices)."""
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    """Maximum over windows of (N, C, D, H, W) or unbatched (C, D, H, W) input (padding
+    at most half the kernel, counting as -inf); with return_indices, (output, int64 flat
+    indices d * H * W + h * W + w). nn.MaxPool3d's forward."""
+    x = _pooled("max_pool3d", 3, input)
+    return _window_layer(lambda: MaxPool3d(kernel_size, _stride(stride), padding, dilation,
+                                           bool(return_indices), bool(ceil_mode)), x)
+
+
+def max_pool3d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
+                            ceil_mode=False, return_indices=False):
+    """max_pool3d(..., return_indices=True): (output, int64 indices)."""
+    return max_pool3d(input, kernel_size, stride, padding, dilation, ceil_mode, True)
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+               count_include_pad=True, divisor_override=None):
+    """Mean over windows of (N, C, D, H, W) or unbatched (C, D, H, W) input, zero
+    padding; count_include_pad=False divides by the unpadded cells only,
+    divisor_override replaces the divisor. nn.AvgPool3d's forward."""
+    x = _pooled("avg_pool3d", 3, input)
+    return _window_layer(lambda: AvgPool3d(kernel_size, _stride(stride), padding,
+                                           bool(ceil_mode), bool(count_include_pad),
+                                           divisor_override), x)
+
+
+_LP_POOLS = {1: LPPool1d, 2: LPPool2d, 3: LPPool3d}
+
+
+def _lp_pool(dims, input, norm_type, kernel_size, stride, ceil_mode):
+    x = _pooled(f"lp_pool{dims}d", dims, input)
+    if isinstance(norm_type, numbers.Real) and norm_type == 0:
+        raise ZeroDivisionError("float division by zero")  # PyTorch's 1 / norm_type
+    return _window_layer(lambda: _LP_POOLS[dims](norm_type, kernel_size, _stride(stride),
+                                                 bool(ceil_mode)), x)
+
+
+def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """(sum of input^p over each window)^(1/p) of (N, C, L) or (C, L) input, as
+    PyTorch computes it (nn.LPPool1d's forward). norm_type: p."""
+    return _lp_pool(1, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool2d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """lp_pool1d over the windows of (N, C, H, W) or (C, H, W) input."""
+    return _lp_pool(2, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
+    """lp_pool1d over the windows of (N, C, D, H, W) or (C, D, H, W) input."""
+    return _lp_pool(3, input, norm_type, kernel_size, stride, ceil_mode)
+
+
+def adaptive_avg_pool3d(input, output_size):
+    """Mean over PyTorch's adaptive windows of (N, C, D, H, W) or (C, D, H, W) input:
+    (N, C, *output_size); an entry None keeps that input size."""
+    return _window_layer(lambda: AdaptiveAvgPool3d(output_size),
+                         _float("adaptive_avg_pool3d", "input", input))
+
+
+_ADAPTIVE_MAX = {1: AdaptiveMaxPool1d, 2: AdaptiveMaxPool2d, 3: AdaptiveMaxPool3d}
+
+
+def _adaptive_max(dims, input, output_size, return_indices):
+    x = _float(f"adaptive_max_pool{dims}d", "input", input)
+    return _window_layer(lambda: _ADAPTIVE_MAX[dims](output_size, bool(return_indices)), x)
+
+
+def adaptive_max_pool1d(input, output_size, return_indices=False):
+    """Maximum over PyTorch's adaptive windows of (N, C, L) or (C, L) input; with
+    return_indices, (output, int64 indices along L)."""
+    return _adaptive_max(1, input, output_size, return_indices)
+
+
+def adaptive_max_pool2d(input, output_size, return_indices=False):
+    """adaptive_max_pool1d over (N, C, H, W) or (C, H, W) input (flat h * W + w
+    indices)."""
+    return _adaptive_max(2, input, output_size, return_indices)
+
+
+def adaptive_max_pool3d(input, output_size, return_indices=False):
+    """adaptive_max_pool1d over (N, C, D, H, W) or (C, D, H, W) input."""
+    return _adaptive_max(3, input, output_size, return_indices)
+
+
+def adaptive_max_pool1d_with_indices(input, output_size, return_indices=False):
+    """adaptive_max_pool1d(..., return_indices=True)."""
+    return _adaptive_max(1, input, output_size, True)
+
+
+def adaptive_max_pool2d_with_indices(input, output_size, return_indices=False):
+    """adaptive_max_pool2d(..., return_indices=True)."""
+    return _adaptive_max(2, input, output_size, True)
+
+
+def adaptive_max_pool3d_with_indices(input, output_size, return_indices=False):
+    """adaptive_max_pool3d(..., return_indices=True)."""
+    return _adaptive_max(3, input, output_size, True)
+
+
+_UNPOOLS = {1: MaxUnpool1d, 2: MaxUnpool2d, 3: MaxUnpool3d}
+
+
+def _max_unpool(dims, input, indices, kernel_size, stride, padding, output_size):
+    x = _float(f"max_unpool{dims}d", "input", input)
+    with _runtime_errors():
+        layer = _UNPOOLS[dims](kernel_size, _stride(stride), padding)
+    if output_size is not None:  # PyTorch's ValueError for a wrong output_size
+        sizes = tuple(output_size)[2:] if len(output_size) == dims + 2 else tuple(output_size)
+        if len(sizes) != dims:
+            raise ValueError(f"output_size should be a sequence containing {dims} or "
+                             f"{dims + 2} elements, but it has a length of "
+                             f"'{len(output_size)}'")
+        for d, (n, k, s, p, v) in enumerate(zip(x.shape[x.ndim - dims:], layer.kernel_size,
+                                                layer.stride, layer.padding, sizes)):
+            default = (n - 1) * s + k - 2 * p
+            if not default - s < v < default + s:
+                raise ValueError(f'invalid output_size "{output_size}" (dim {d} must be '
+                                 f'between {default - s} and {default + s})')
+    with _runtime_errors():
+        return layer.forward(x, indices, output_size)
+
+
+def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """The partial inverse of max_pool1d: each value of (N, C, L_in) input put at its
+    index of a zero (N, C, L) output, L = (L_in - 1) stride - 2 padding + kernel_size or
+    output_size."""
+    return _max_unpool(1, input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """max_unpool1d for (N, C, H_in, W_in) input and max_pool2d's flat indices."""
+    return _max_unpool(2, input, indices, kernel_size, stride, padding, output_size)
+
+
+def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """max_unpool1d for (N, C, D_in, H_in, W_in) input and max_pool3d's flat indices."""
+    return _max_unpool(3, input, indices, kernel_size, stride, padding, output_size)
+
+
+_FRACTIONAL = {2: FractionalMaxPool2d, 3: FractionalMaxPool3d}
+
+
+def _fractional(dims, input, kernel_size, output_size, output_ratio, return_indices,
+                _random_samples):
+    x = _float(f"fractional_max_pool{dims}d", "input", input)
+    if output_size is None and output_ratio is None:
+        raise ValueError(f"fractional_max_pool{dims}d requires specifying either an "
+                         f"output_size or an output_ratio")
+    if output_size is not None:  # PyTorch's: output_size wins
+        output_ratio = None
+    return _window_layer(lambda: _FRACTIONAL[dims](kernel_size, output_size, output_ratio,
+                                                   bool(return_indices), _random_samples), x)
+
+
+def fractional_max_pool2d(input, kernel_size, output_size=None, output_ratio=None,
+                          return_indices=False, _random_samples=None):
+    """Maximum over kernel_size windows of (N, C, H, W) or (C, H, W) input at
+    pseudo-random fractional steps to output_size (or int(size * output_ratio));
+    _random_samples (N, C, 2) in [0, 1) fix the steps, else drawn from fastnn's
+    generator. nn.FractionalMaxPool2d's forward."""
+    return _fractional(2, input, kernel_size, output_size, output_ratio, return_indices,
+                       _random_samples)
+
+
+def fractional_max_pool3d(input, kernel_size, output_size=None, output_ratio=None,
+                          return_indices=False, _random_samples=None):
+    """fractional_max_pool2d for (N, C, D, H, W) or (C, D, H, W) input (samples
+    (N, C, 3))."""
+    return _fractional(3, input, kernel_size, output_size, output_ratio, return_indices,
+                       _random_samples)
+
+
+def fractional_max_pool2d_with_indices(input, kernel_size, output_size=None,
+                                       output_ratio=None, return_indices=False,
+                                       _random_samples=None):
+    """fractional_max_pool2d(..., return_indices=True)."""
+    return _fractional(2, input, kernel_size, output_size, output_ratio, True,
+                       _random_samples)
+
+
+def fractional_max_pool3d_with_indices(input, kernel_size, output_size=None,
+                                       output_ratio=None, return_indices=False,
+                                       _random_samples=None):
+    """fractional_max_pool3d(..., return_indices=True)."""
+    return _fractional(3, input, kernel_size, output_size, output_ratio, True,
+                       _random_samples)
+
+
+# ---------------------------------------------------------------- more distances
+def pdist(input, p=2):
+    """The p-norm distances between the rows of (N, M) input, pairs i < j in row-major
+    order: (N (N - 1) / 2,). p >= 0 (0 counts the differing entries, inf the largest)."""
+    where = "pdist"
+    x = _float(where, "input", input)
+    if x.ndim != 2:
+        raise RuntimeError(f"pdist only supports 2D tensors, got: {x.ndim}D")
+    if not isinstance(p, numbers.Real) or p < 0:
+        raise RuntimeError("pdist only supports non-negative p values")
+    i, j = np.triu_indices(x.shape[0], 1)
+    diff = x[i] - x[j]
+    if diff.shape[1] == 0:
+        return np.zeros(len(i), x.dtype)
+    return np.asarray(np.linalg.norm(diff, ord=p, axis=1), x.dtype)
+
+
+# -------------------------------------------------------------------- attention
+def _attention_bias(where, attn_mask, is_causal, shape, dtype):
+    """The additive mask of attention scores of this shape (..., L, S): 0 where a key
+    takes part, -inf where not (a boolean mask's False, the causal mask's upper
+    triangle), or a float mask as given; None for none."""
+    if is_causal:
+        if attn_mask is not None:
+            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should "
+                               "not be set when is_causal=True")
+        attn_mask = np.tril(np.ones(shape[-2:], bool))
+    if attn_mask is None:
+        return None
+    if not isinstance(attn_mask, np.ndarray):
+        raise TypeError(f"{where}: expected attn_mask to be a numpy.ndarray, got "
+                        f"{type(attn_mask).__name__}")
+    try:
+        np.broadcast_shapes(attn_mask.shape, shape)
+    except ValueError:
+        raise RuntimeError(f"{where}: attn_mask of shape {attn_mask.shape} does not "
+                           f"broadcast to the attention weights {shape}") from None
+    if attn_mask.dtype == bool:
+        return np.where(attn_mask, dtype.type(0), dtype.type(-np.inf))
+    return _float(where, "attn_mask", attn_mask, dtype=dtype)
+
+
+def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
+                                 is_causal=False, scale=None, enable_gqa=False):
+    """softmax(query key^T * scale + mask) value, PyTorch's math.
+
+    query (*, L, E), key (*, S, E), value (*, S, Ev), leading dimensions broadcasting
+    (enable_gqa: key and value heads, axis -3, repeated to query's); attn_mask: a boolean
+    array (True: take part) or a float array added to the scores, broadcasting to
+    (*, L, S); is_causal: the lower-triangular mask (top-left aligned); scale: None for
+    1 / sqrt(E); dropout_p: the weights' dropout (always applied when > 0, as PyTorch's).
+    A query whose keys are all masked gets 0. Output (*, L, Ev).
+    """
+    where = "scaled_dot_product_attention"
+    q = _float(where, "query", query)
+    k = _float(where, "key", key, dtype=q.dtype)
+    v = _float(where, "value", value, dtype=q.dtype)
+    if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] \
+            or k.shape[-2] != v.shape[-2]:
+        raise RuntimeError(f"{where}: expected query (*, L, E), key (*, S, E) and value "
+                           f"(*, S, Ev), got {q.shape}, {k.shape} and {v.shape}")
+    if enable_gqa and k.ndim >= 3 and q.ndim >= 3 and k.shape[-3] != q.shape[-3]:
+        if q.shape[-3] % k.shape[-3] or q.shape[-3] % v.shape[-3]:
+            raise RuntimeError(f"{where}: the query heads {q.shape[-3]} are not a multiple "
+                               f"of the key and value heads {k.shape[-3]}, {v.shape[-3]}")
+        k = np.repeat(k, q.shape[-3] // k.shape[-3], axis=-3)
+        v = np.repeat(v, q.shape[-3] // v.shape[-3], axis=-3)
+    dt = q.dtype.type
+    factor = dt(1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    try:
+        scores = (q * factor) @ np.swapaxes(k, -1, -2)
+        np.broadcast_shapes(scores.shape[:-2], v.shape[:-2])
+    except ValueError:
+        raise RuntimeError(f"{where}: the leading dimensions of query {q.shape}, key "
+                           f"{k.shape} and value {v.shape} do not broadcast") from None
+    bias = _attention_bias(where, attn_mask, is_causal, scores.shape, q.dtype)
+    if bias is not None:
+        scores = scores + bias
+    shape = scores.shape
+    rows = np.ascontiguousarray(scores.reshape(-1, shape[-1]))
+    dead = np.isneginf(rows).all(axis=1)
+    rows[dead] = 0
+    weights = ops.softmax(rows)
+    weights[dead] = 0
+    weights = weights.reshape(shape)
+    if dropout_p > 0:
+        weights = dropout(weights, dropout_p, training=True)
+    return np.ascontiguousarray(weights @ v, q.dtype)
+
+
+def gumbel_softmax(logits, tau=1, hard=False, eps=1e-10, dim=-1):
+    """softmax((logits + g) / tau, dim) with g Gumbel(0, 1) noise from fastnn's generator;
+    hard=True returns the one-hot of its argmax (PyTorch's straight-through value).
+    logits: any shape; output: the same shape."""
+    where = "gumbel_softmax"
+    if eps != 1e-10:
+        warnings.warn("`eps` parameter is deprecated and has no effect.", stacklevel=2)
+    x = _float(where, "logits", logits)
+    axis = _axis(dim, x.ndim)
+    gumbels = -np.log(_random.generator().exponential(size=x.shape)).astype(x.dtype)
+    soft = softmax((x + gumbels) / x.dtype.type(tau), dim=axis)
+    if not hard:
+        return soft
+    index = np.expand_dims(np.argmax(soft, axis=axis), axis)
+    one_hot_ = np.zeros_like(soft)
+    np.put_along_axis(one_hot_, index, 1, axis=axis)
+    return one_hot_ - soft + soft
+
+
+# ------------------------------------------------ deprecated resampling, misc
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """interpolate(...), with PyTorch's deprecation warning."""
+    warnings.warn("`nn.functional.upsample` is deprecated. Use `nn.functional.interpolate` "
+                  "instead.", stacklevel=2)
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def upsample_nearest(input, size=None, scale_factor=None):
+    """interpolate(input, size, scale_factor, mode='nearest'), with PyTorch's deprecation
+    warning."""
+    warnings.warn("`nn.functional.upsample_nearest` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input, size=None, scale_factor=None):
+    """interpolate(input, size, scale_factor, mode='bilinear', align_corners=True), with
+    PyTorch's deprecation warning."""
+    warnings.warn("`nn.functional.upsample_bilinear` is deprecated. Use "
+                  "`nn.functional.interpolate` instead.", stacklevel=2)
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+def native_channel_shuffle(input, groups):
+    """channel_shuffle(input, groups)."""
+    return channel_shuffle(input, groups)
+
+
+def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
+                  scale_grad_by_freq=False, mode="mean", sparse=False, per_sample_weights=None,
+                  include_last_offset=False, padding_idx=None):
+    """The sum, mean or max of each bag's rows of weight (num_embeddings, D): bags the
+    rows of (B, N) input, or 1-D input cut at offsets (include_last_offset: offsets also
+    ends the last bag); per_sample_weights (input's shape, mode 'sum') scale the rows;
+    padding_idx entries are left out; max_norm renormalises the referenced rows of weight
+    in place first. Output (B, D) in weight's dtype (nn.EmbeddingBag's forward)."""
+    where = "embedding_bag"
+    idx = _integers(where, "input", input)
+    w = _float(where, "weight", weight)
+    if w.ndim != 2:
+        raise ValueError(f"weight has to be a 2D Tensor, but got Tensor of dimension {w.ndim}")
+    if idx.ndim == 2 and offsets is not None:
+        raise ValueError("if input is 2D, then offsets has to be None, as input is treated "
+                         "is a mini-batch of fixed length sequences.")
+    if idx.ndim == 1 and offsets is None:
+        raise ValueError("offsets has to be a 1D Tensor but got None")
+    if idx.ndim not in (1, 2):
+        raise ValueError(f"input has to be 1D or 2D Tensor, but got Tensor of dimension "
+                         f"{idx.ndim}")
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError("mode has to be one of sum, mean or max")
+    if idx.size and (idx.min() < 0 or idx.max() >= w.shape[0]):
+        raise RuntimeError(f"embedding_bag: an index lies outside [0, {w.shape[0]})")
+    if max_norm is not None:
+        renorm_rows(w, idx, max_norm, norm_type)
+    with _runtime_errors():
+        bag = EmbeddingBag(w.shape[0], w.shape[1], mode=mode, _weight=w,
+                           include_last_offset=bool(include_last_offset),
+                           padding_idx=padding_idx, dtype=w.dtype)
+        return bag.forward(idx, offsets, per_sample_weights)
+
+
+def conv_tbc(input, weight, bias, pad=0):
+    """A 1-D convolution of time-batch-channel input (T, B, C_in) with weight
+    (k, C_in, C_out) and bias (C_out,), zero padding pad at both ends of T: output
+    (T + 2 pad - k + 1, B, C_out)."""
+    where = "conv_tbc"
+    x = _float(where, "input", input)
+    w = _float(where, "weight", weight, dtype=x.dtype)
+    if x.ndim != 3 or w.ndim != 3 or w.shape[1] != x.shape[2]:
+        raise RuntimeError(f"{where}: expected input (T, B, C_in) and weight (k, C_in, C_out), "
+                           f"got {x.shape} and {w.shape}")
+    y = conv1d(np.ascontiguousarray(x.transpose(1, 2, 0)),
+               np.ascontiguousarray(w.transpose(2, 1, 0)), bias, padding=pad)
+    return np.ascontiguousarray(y.transpose(2, 0, 1))
