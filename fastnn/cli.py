@@ -40,7 +40,14 @@ def _resolve(target):
     add_arguments, run = module.add_arguments, module.run
 
     def run_command(args):
-        result = run(args)  # experiments return their metrics dict
+        from .data import CIFARError, IDXError
+        from .io import CheckpointError
+        try:
+            result = run(args)  # experiments return their metrics dict
+        except (IDXError, CIFARError, CheckpointError):
+            raise  # a bad file: exit status 1 in main
+        except ValueError as exc:  # an option value the library refused (lr, p, backend...)
+            raise CLIError(str(exc)) from None
         return result if isinstance(result, int) else 0
 
     def configure(parser):
@@ -116,12 +123,32 @@ def _hidden_units(text):
     return units
 
 
+def _int_at_least(text, least, what):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < least:
+        raise argparse.ArgumentTypeError(f"expected a {what} int, got {value}")
+    return value
+
+
+def positive_int(text):
+    """argparse type: an int >= 1 (epochs, batch sizes, sample counts)."""
+    return _int_at_least(text, 1, "positive")
+
+
+def non_negative_int(text):
+    """argparse type: an int >= 0 (seeds: what fastnn.manual_seed takes; step counts)."""
+    return _int_at_least(text, 0, "non-negative")
+
+
 def add_runtime_arguments(parser):
     """--backend, --threads, --seed, --no-progress: shared by commands that compute."""
     parser.add_argument("--backend", help="numpy, numba, cython or cuda "
                         "(default: FASTNN_BACKEND or the fastest available)")
     parser.add_argument("--threads", type=int, help="threads for the kernels and BLAS")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seeds initialisation, shuffling and dropout (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -217,6 +244,18 @@ def _check_train_args(args):
         args.epochs = 10
     if args.model != "mlp" and (args.batchnorm or args.dropout or args.hidden != [100]):
         raise CLIError("--hidden, --batchnorm and --dropout apply to --model mlp")
+    if args.width is not None and args.model != "convnet":
+        raise CLIError("--width applies to --model convnet")
+    _check_output_paths(args)
+
+
+def _check_output_paths(args):
+    """Refuse --metrics/--plot/--save paths that are folders before training, not after."""
+    for flag in ("metrics", "plot", "save"):
+        path = getattr(args, flag)
+        if path is not None and (path == "" or os.path.isdir(path)):
+            raise CLIError(f"--{flag} expects a file path, got {path!r}"
+                           + (" (a folder)" if path else ""))
 
 
 def load_dataset(args):
@@ -248,8 +287,6 @@ def build_model(args, input_shape, num_classes):
     channels, size = input_shape[0], input_shape[1]
     kwargs = {"in_channels": channels, "input_size": size, "num_classes": num_classes}
     if args.width is not None:
-        if args.model != "convnet":
-            raise CLIError("--width applies to --model convnet")
         kwargs["width"] = args.width
     return cls(**kwargs)
 
@@ -353,6 +390,8 @@ def run_train(args):
         plot_curves(history, args.plot, title=f"{description}, {args.dataset}, {backend}")
         print(f"curves written to {args.plot}")
     if args.save:
+        # made like --metrics' and --plot's folders
+        os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
         fastnn.save(model, args.save, optimizer=optimizer, extra={"config": config})
         print(f"model written to {args.save}")
     print(f"train accuracy {metrics['train_accuracy']:.4f}, "

@@ -18,6 +18,7 @@ None); ``load_checkpoint`` returns everything (model, optimizer, extra). Every c
 fit the optimizer) runs before anything is written: a failed load changes nothing.
 """
 import collections
+import errno
 import importlib
 import json
 import os
@@ -180,6 +181,11 @@ def _random_state():
 def _write_atomically(path, arrays):
     """Write arrays as .npz to a temporary file beside path, fsync, then os.replace."""
     folder = os.path.dirname(os.path.abspath(path))
+    # said up front: otherwise the error would name the temporary file
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, "fastnn.save: no such folder", folder)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "fastnn.save: the path is a folder", path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=folder)
     try:
@@ -238,6 +244,7 @@ def _fsync_folder(folder):
 def read_checkpoint(path):
     """(metadata dict, {key: array}) of a checkpoint file; CheckpointError if it is not one."""
     path = os.fspath(path)
+    _check_zip_magic(path)
     try:
         npz = np.load(path, allow_pickle=False)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
@@ -259,6 +266,16 @@ def read_checkpoint(path):
     meta = _parse_meta(path, arrays.pop(META_KEY))
     _check_complete(path, meta, arrays)
     return meta, arrays
+
+
+def _check_zip_magic(path):
+    """CheckpointError for a file that is not a zip archive (np.load would call any
+    other file a pickle and suggest allow_pickle, which a checkpoint never needs)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head not in (b"PK\x03\x04", b"PK\x05\x06") and not head.startswith(b"\x93NUM"):
+        raise CheckpointError(f"{path} is not a fastnn checkpoint (not an .npz archive: it "
+                              f"starts with {head!r})")
 
 
 def read_metadata(path):

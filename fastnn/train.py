@@ -86,6 +86,15 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
     return total_loss / n, correct / n
 
 
+def _check_count(name, value, least=1):
+    """fit's epochs, max_steps and eval_freq: None or an int >= least."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+        kind = "a positive" if least == 1 else "a non-negative"
+        raise ValueError(f"fit: {name} must be {kind} int or None, got {value!r}")
+
+
 def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_size=128,
         seed=0, max_steps=None, eval_freq=None, eval_batch_size=1000, lr_schedule=None,
         progress=True, log=True):
@@ -108,6 +117,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     test_accuracy every eval_freq steps).
     Raises TrainingDiverged when the loss becomes NaN or infinite.
     """
+    _check_count("epochs", epochs)
+    _check_count("max_steps", max_steps)
+    _check_count("eval_freq", eval_freq, least=0)  # 0, like None: no evaluation by steps
     x_train, y_train = train_data
     loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True, seed=seed)
     if len(loader) == 0:

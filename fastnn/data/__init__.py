@@ -8,6 +8,7 @@ from .digits import load_digits
 from .idx import IDXError, parse_idx, read_idx
 from .loader import DataLoader
 from .mnist import load_fashion_mnist, load_mnist
+from .pixels import float_dtype
 
 DATASETS = {
     "fashion-mnist": load_fashion_mnist,
@@ -20,10 +21,11 @@ DATASETS = {
 _FILE_DATASETS = ("fashion-mnist", "mnist", "cifar10")
 
 
-def load(name, root=None, download=False, flatten=False):
+def load(name, root=None, download=False, flatten=False, dtype="float32"):
     """Load dataset ``name`` ('fashion-mnist', 'mnist', 'cifar10', 'digits').
 
-    Returns (x_train, y_train, x_test, y_test): float32 images in [0, 1] of shape
+    Returns (x_train, y_train, x_test, y_test): float32 images (``dtype="float64"``
+    for float64) in [0, 1] of shape
     (N, 28, 28), (N, 3, 32, 32) or (N, 8, 8) (flattened to (N, features) with
     ``flatten=True``), int64 labels of shape (N,). ``root`` and ``download`` apply
     to the file-based datasets.
@@ -33,9 +35,10 @@ def load(name, root=None, download=False, flatten=False):
            "cifar-10": "cifar10"}.get(key, key)
     if key not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}")
+    dtype = float_dtype(dtype)
     if key in _FILE_DATASETS:
-        return DATASETS[key](root=root, download=download, flatten=flatten)
-    return DATASETS[key](flatten=flatten)
+        return DATASETS[key](root=root, download=download, flatten=flatten, dtype=dtype)
+    return DATASETS[key](flatten=flatten, dtype=dtype)
 
 
 __all__ = ["load", "DATASETS", "DataLoader", "read_idx", "parse_idx", "IDXError",

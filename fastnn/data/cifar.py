@@ -14,6 +14,7 @@ import numpy as np
 
 from .download import fetch
 from .paths import cache_dir, search_dirs
+from .pixels import float_dtype, to_unit_float
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 BATCH_DIR = "cifar-10-batches-py"
@@ -33,6 +34,14 @@ def _numpy_reconstruct():
     return multiarray
 
 
+def _numpy_frombuffer():
+    try:
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # NumPy < 2
+        from numpy.core.numeric import _frombuffer
+    return _frombuffer
+
+
 class _ArrayUnpickler(pickle.Unpickler):
     """Unpickler that resolves only the globals a pickled ndarray needs."""
 
@@ -42,6 +51,10 @@ class _ArrayUnpickler(pickle.Unpickler):
             return getattr(_numpy_reconstruct(), name)
         if module == "numpy" and name in ("ndarray", "dtype"):
             return getattr(np, name)
+        if module in ("numpy.core.numeric", "numpy._core.numeric") and name == "_frombuffer":
+            return _numpy_frombuffer()  # how protocol 5 writes an array
+        if module in ("builtins", "__builtin__") and name == "bytes":
+            return bytes  # how protocol 2 writes b"" (an empty batch's data)
         if module == "_codecs" and name == "encode":  # how protocol 2 writes bytes from Python 3
             return codecs.encode
         raise CIFARError(f"refusing to unpickle {module}.{name}: a CIFAR-10 batch holds "
@@ -65,9 +78,10 @@ def read_batch(path):
         raise CIFARError(f"{path}: expected a pickled dict, got {type(batch).__name__}")
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
-        raise CIFARError(f"{path}: expected keys 'data' and 'labels', got {sorted(batch)}")
+        raise CIFARError(f"{path}: expected keys 'data' and 'labels', got "
+                         f"{sorted(batch, key=repr)}")
     data = np.asarray(batch["data"])
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    labels = _labels(path, batch["labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise CIFARError(f"{path}: expected 'data' uint8 of shape (N, 3072), "
                          f"got {data.dtype} {data.shape}")
@@ -76,6 +90,19 @@ def read_batch(path):
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise CIFARError(f"{path}: labels must lie in 0..9, got {labels.min()}..{labels.max()}")
     return data.reshape(-1, 3, 32, 32), labels
+
+
+def _labels(path, value):
+    """The batch's labels as int64; CIFARError for anything but integers (no rounding)."""
+    try:
+        labels = np.asarray(value)
+    except ValueError as exc:  # a ragged list
+        raise CIFARError(f"{path}: unreadable 'labels' ({exc})") from None
+    if labels.size == 0:  # np.asarray([]) is float64
+        return labels.astype(np.int64)
+    if labels.dtype.kind not in "iu":
+        raise CIFARError(f"{path}: expected integer 'labels', got {labels.dtype} values")
+    return labels.astype(np.int64)
 
 
 def _find_dir(root):
@@ -101,24 +128,21 @@ def _download(root):
     return os.path.join(target, BATCH_DIR)
 
 
-def _load(directory, names, flatten):
+def _load(directory, names, flatten, dtype):
     xs, ys = zip(*(read_batch(os.path.join(directory, n)) for n in names))
-    x = np.concatenate(xs).astype(np.float32)
-    x *= np.float32(1.0 / 255.0)
-    if flatten:
-        x = x.reshape(x.shape[0], -1)
-    return x, np.concatenate(ys)
+    return to_unit_float(np.concatenate(xs), 255, dtype, flatten), np.concatenate(ys)
 
 
-def load_cifar10(root=None, download=False, flatten=False):
+def load_cifar10(root=None, download=False, flatten=False, dtype=np.float32):
     """CIFAR-10: 50,000 training and 10,000 test colour images of 10 classes.
 
     root: a directory holding the batch files or a ``cifar-10-batches-py`` folder;
     None searches ``$FASTNN_DATA``, ``~/.cache/fastnn/cifar10`` and
     ``/usr/share/datasets/cifar10``. Returns (x_train, y_train, x_test, y_test):
-    x float32 in [0, 1] of shape (N, 3, 32, 32) (or (N, 3072) with ``flatten``),
-    y int64 of shape (N,).
+    x float32 (or ``dtype``: float64) in [0, 1], pixel / 255, of shape (N, 3, 32, 32)
+    (or (N, 3072) with ``flatten``), y int64 of shape (N,).
     """
+    float_dtype(dtype)  # checked before any file is read
     directory = _find_dir(root)
     if directory is None:
         if not download:
@@ -127,6 +151,6 @@ def load_cifar10(root=None, download=False, flatten=False):
                 f"CIFAR-10 not found; looked for {BATCH_DIR}/data_batch_1..5 and test_batch "
                 f"in:\n  {looked}\nPass download=True (CLI: --download) or set FASTNN_DATA.")
         directory = _download(root)
-    x_train, y_train = _load(directory, TRAIN_BATCHES, flatten)
-    x_test, y_test = _load(directory, TEST_BATCHES, flatten)
+    x_train, y_train = _load(directory, TRAIN_BATCHES, flatten, dtype)
+    x_test, y_test = _load(directory, TEST_BATCHES, flatten, dtype)
     return x_train, y_train, x_test, y_test

@@ -1,16 +1,20 @@
 """scikit-learn's bundled 8x8 handwritten digits (1,797 images; no download needed)."""
 import numpy as np
 
+from .pixels import to_unit_float
+
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
 
 
-def load_digits(flatten=False, seed=SPLIT_SEED, test_fraction=TEST_FRACTION):
+def load_digits(flatten=False, seed=SPLIT_SEED, test_fraction=TEST_FRACTION,
+                dtype=np.float32):
     """The digits data set with a fixed, seeded train/test split.
 
-    Returns (x_train, y_train, x_test, y_test): x float32 in [0, 1] of shape
-    (N, 8, 8) (or (N, 64) with ``flatten``), y int64 of shape (N,). The split is
-    a seeded permutation: 1,438 training and 359 test images by default.
+    Returns (x_train, y_train, x_test, y_test): x float32 (or ``dtype``: float64) in
+    [0, 1], pixel / 16, of shape (N, 8, 8) (or (N, 64) with ``flatten``), y int64 of
+    shape (N,). The split is a seeded permutation: 1,438 training and 359 test images
+    by default.
     Needs scikit-learn (``pip install scikit-learn``).
     """
     try:
@@ -19,7 +23,7 @@ def load_digits(flatten=False, seed=SPLIT_SEED, test_fraction=TEST_FRACTION):
         raise ImportError("the digits data set comes with scikit-learn: "
                           "pip install scikit-learn") from None
     bunch = sk_load_digits()
-    x = (bunch.data / 16.0).astype(np.float32)  # pixel values are 0..16
+    x = to_unit_float(bunch.data, 16, dtype)  # pixel values are 0..16
     y = bunch.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = int(round(test_fraction * len(x)))

@@ -5,8 +5,10 @@ dimensions ``ndim``, ``ndim`` big-endian uint32 sizes, then the values in C orde
 big-endian. See http://yann.lecun.com/exdb/mnist/ (bottom of the page).
 """
 import gzip
+import math
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -33,7 +35,7 @@ def _read_bytes(path):
     if raw[:2] == _GZIP_MAGIC:  # decided by content, so a misnamed file still reads
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise IDXError(f"{path}: corrupt gzip data ({exc})") from None
     return raw
 
@@ -61,7 +63,7 @@ def parse_idx(raw, name="<bytes>"):
                        f"{header_len} bytes, file has {len(raw)}")
     shape = struct.unpack(f">{ndim}I", raw[4:header_len])
     dtype = IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: four uint32 sizes overflow int64
     got = len(raw) - header_len
     if got != expected:
         raise IDXError(f"{name}: IDX header gives shape {shape} of {dtype.name} "

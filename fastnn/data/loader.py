@@ -33,7 +33,8 @@ class DataLoader:
         x = np.asarray(x)
         if x.ndim == 0:
             raise ValueError("DataLoader: x must have a leading sample axis, got a scalar")
-        self._multi_y = isinstance(y, (tuple, list))
+        # only a tuple is several targets: a list is one target (e.g. a list of labels)
+        self._multi_y = isinstance(y, tuple)
         ys = [np.asarray(a) for a in y] if self._multi_y else ([] if y is None else [np.asarray(y)])
         for a in ys:
             if a.ndim == 0 or a.shape[0] != x.shape[0]:

@@ -13,6 +13,7 @@ import numpy as np
 from .download import fetch
 from .idx import IDXError, read_idx
 from .paths import cache_dir, search_dirs
+from .pixels import float_dtype, to_unit_float
 
 FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -70,7 +71,7 @@ def download_files(name, root=None):
     return paths
 
 
-def _load_split(images_path, labels_path, flatten):
+def _load_split(images_path, labels_path, flatten, dtype):
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.ndim != 3 or images.dtype != np.uint8:
@@ -81,23 +82,21 @@ def _load_split(images_path, labels_path, flatten):
     if labels.shape[0] != images.shape[0]:
         raise IDXError(f"{images_path} holds {images.shape[0]} images but {labels_path} "
                        f"holds {labels.shape[0]} labels")
-    x = images.astype(np.float32)
-    x *= np.float32(1.0 / 255.0)
-    if flatten:
-        x = x.reshape(x.shape[0], -1)
-    return x, labels.astype(np.int64)
+    return to_unit_float(images, 255, dtype, flatten), labels.astype(np.int64)
 
 
-def load_idx_dataset(name, root=None, download=False, flatten=False):
+def load_idx_dataset(name, root=None, download=False, flatten=False, dtype=np.float32):
     """Load an MNIST-format dataset (``name`` is 'mnist' or 'fashion-mnist').
 
-    Returns (x_train, y_train, x_test, y_test): x float32 in [0, 1] of shape
-    (N, 28, 28), or (N, 784) with ``flatten=True``; y int64 of shape (N,).
+    Returns (x_train, y_train, x_test, y_test): x float32 (or ``dtype``: float64) in
+    [0, 1], pixel / 255, of shape (N, 28, 28), or (N, 784) with ``flatten=True``;
+    y int64 of shape (N,).
     Raises FileNotFoundError (saying where it looked) when the files are absent
     and ``download`` is False.
     """
     if name not in MIRRORS:
         raise ValueError(f"unknown IDX dataset {name!r}; expected one of {sorted(MIRRORS)}")
+    float_dtype(dtype)  # checked before any file is read
     paths = find_files(name, root)
     if paths is None:
         if not download:
@@ -108,16 +107,16 @@ def load_idx_dataset(name, root=None, download=False, flatten=False):
                 f"{name} not found; looked for {', '.join(FILES.values())} (plain or .gz) in:\n  "
                 f"{looked}\nPass download=True (CLI: --download), set FASTNN_DATA{hint}.")
         paths = download_files(name, root)
-    x_train, y_train = _load_split(paths["train_images"], paths["train_labels"], flatten)
-    x_test, y_test = _load_split(paths["test_images"], paths["test_labels"], flatten)
+    x_train, y_train = _load_split(paths["train_images"], paths["train_labels"], flatten, dtype)
+    x_test, y_test = _load_split(paths["test_images"], paths["test_labels"], flatten, dtype)
     return x_train, y_train, x_test, y_test
 
 
-def load_mnist(root=None, download=False, flatten=False):
+def load_mnist(root=None, download=False, flatten=False, dtype=np.float32):
     """MNIST handwritten digits; see ``load_idx_dataset`` for the returned arrays."""
-    return load_idx_dataset("mnist", root, download, flatten)
+    return load_idx_dataset("mnist", root, download, flatten, dtype)
 
 
-def load_fashion_mnist(root=None, download=False, flatten=False):
+def load_fashion_mnist(root=None, download=False, flatten=False, dtype=np.float32):
     """Fashion-MNIST (Zalando article images); see ``load_idx_dataset``."""
-    return load_idx_dataset("fashion-mnist", root, download, flatten)
+    return load_idx_dataset("fashion-mnist", root, download, flatten, dtype)

@@ -22,8 +22,9 @@ def write_metrics(metrics, path):
 
 
 def add_common_arguments(parser, default_out):
+    from ..cli import non_negative_int
     parser.add_argument("--backend", default=None, help="fastnn backend (default: fastest)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--metrics", default=None, help="write metrics JSON here")
     parser.add_argument("--out", default=default_out, help="PNG output path")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

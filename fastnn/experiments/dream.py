@@ -26,9 +26,10 @@ def save_image(image, path, title=None):
 
 
 def add_arguments(parser):
+    from ..cli import non_negative_int
     parser.add_argument("--checkpoint", required=True, help="classifier saved by `train --save`")
-    parser.add_argument("--target-class", type=int, required=True)
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--target-class", type=non_negative_int, required=True)
+    parser.add_argument("--steps", type=non_negative_int, default=300)
     parser.add_argument("--lr", type=float, default=1.0)
     parser.add_argument("--jitter", type=int, default=None,
                         help="largest random shift in pixels (default: image size // 14)")
@@ -38,7 +39,7 @@ def add_arguments(parser):
     parser.add_argument("--blur-sigma", type=float, default=0.5)
     parser.add_argument("--scales", default="1", help="coarse-to-fine divisors, e.g. 4,2,1")
     parser.add_argument("--backend", default=None)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument("--metrics", default=None)
     parser.add_argument("--out", default="runs/dream/class.png")
     parser.add_argument("--no-progress", action="store_true")

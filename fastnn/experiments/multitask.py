@@ -96,12 +96,13 @@ def plot_multitask(curves, mean_baseline, alone_accuracy, path):
 
 
 def add_arguments(parser):
+    from ..cli import positive_int
     parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--hidden-a", type=int, default=256)
+    parser.add_argument("--hidden-a", type=positive_int, default=256)
     parser.add_argument("--omega", type=float, default=1.0, help="sine frequency of task A")
     parser.add_argument("--dropout", type=float, default=0.1)
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=positive_int, default=5)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--momentum", type=float, default=0.9)
     add_common_arguments(parser, "runs/multitask/curves.png")

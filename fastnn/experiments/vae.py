@@ -68,13 +68,14 @@ def plot_samples(data, samples, path, title, curve=None):
 
 
 def add_arguments(parser):
+    from ..cli import positive_int
     parser.add_argument("--distribution", choices=sorted(DISTRIBUTIONS), default="ring")
-    parser.add_argument("--n-train", type=int, default=20000)
-    parser.add_argument("--n-test", type=int, default=2000)
-    parser.add_argument("--latent-dim", type=int, default=2)
+    parser.add_argument("--n-train", type=positive_int, default=20000)
+    parser.add_argument("--n-test", type=positive_int, default=2000)
+    parser.add_argument("--latent-dim", type=positive_int, default=2)
     parser.add_argument("--hidden", default="64,64", help="comma-separated hidden widths")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=positive_int, default=30)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
     add_common_arguments(parser, "runs/vae/samples.png")
 

@@ -7,6 +7,7 @@ Loss (negative ELBO), per sample, summed over dimensions and averaged over the b
     NLL = ½ log 2π + log σx + (x − μx)² / (2 σx²)
     KL  = −log σz − ½ + ½ (μz² + σz²)
 """
+import json
 import math
 
 import numpy as np
@@ -76,6 +77,24 @@ class VAE(nn.Module):
         grad_log_sz = grad_z * sigma_z * eps + (sigma_z ** 2 - 1) * scale
         self.encoder.backward(np.concatenate([grad_mu_z, grad_log_sz], axis=1))
         self._cache = None
+
+    def get_extra_state(self):
+        """The noise generator's state as a JSON string (state_dict's '_extra_state'), so a
+        model loaded from a checkpoint draws the same eps as the saved one would have."""
+        return json.dumps(self._rng.bit_generator.state)
+
+    def set_extra_state(self, state):
+        """Restore the noise generator from ``get_extra_state``'s string."""
+        try:
+            parsed = json.loads(state)
+            kind = parsed["bit_generator"]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"VAE.set_extra_state: expected the JSON string of a NumPy "
+                             f"generator state, got {state!r:.80} ({exc})") from None
+        if kind != type(self._rng.bit_generator).__name__:
+            raise ValueError(f"VAE.set_extra_state: a {kind} state does not fit the "
+                             f"{type(self._rng.bit_generator).__name__} generator")
+        self._rng.bit_generator.state = parsed
 
     def sample(self, n, rng=None, dtype=np.float32):
         """Draw n points from the generative model: z ~ N(0, I), x ~ N(mu_x, sigma_x²)."""
