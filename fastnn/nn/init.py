@@ -20,12 +20,19 @@ from .. import device as _device
 from .. import random as _random
 from .module import Parameter
 
-_GAINS = {"linear": 1.0, "identity": 1.0, "conv1d": 1.0, "conv2d": 1.0, "sigmoid": 1.0,
-          "tanh": 5.0 / 3, "relu": math.sqrt(2.0), "selu": 0.75}
+_GAINS = {"linear": 1.0, "identity": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0,
+          "conv_transpose1d": 1.0, "conv_transpose2d": 1.0, "conv_transpose3d": 1.0,
+          "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0), "selu": 0.75}
+
+
+class InitRangeError(ValueError, RuntimeError):
+    """An empty or negative range for a random fill (uniform_'s a > b, normal_'s
+    std < 0): a ValueError, as fastnn's bad arguments, and PyTorch's RuntimeError."""
 
 
 def calculate_gain(nonlinearity, param=None):
-    """PyTorch's recommended gain for a nonlinearity: 1 (linear, conv, sigmoid), 5/3
+    """PyTorch's recommended gain for a nonlinearity: 1 (linear, identity, conv1d/2d/3d,
+    conv_transpose1d/2d/3d, sigmoid), 5/3
     (tanh), sqrt(2) (relu), sqrt(2 / (1 + slope**2)) (leaky_relu, slope param or 0.01),
     3/4 (selu)."""
     if nonlinearity == "leaky_relu":
@@ -53,6 +60,9 @@ def _fan(array, mode):
         raise ValueError(f"init: mode {mode!r} not supported, expected 'fan_in' or 'fan_out'")
     fan_in, fan_out = _calculate_fan_in_and_fan_out(array)
     return fan_in if mode == "fan_in" else fan_out
+
+
+_calculate_correct_fan = _fan  # PyTorch's private name, which some user code calls
 
 
 def _array(target, where):
@@ -98,14 +108,18 @@ def _empty_warning(target, where):
 
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
-    """Fill with U(a, b)."""
+    """Fill with U(a, b) (a <= b)."""
     shape = _shape(tensor, "uniform_")
+    if a > b:
+        raise InitRangeError(f"init.uniform_: expected a <= b, got a={a!r} and b={b!r}")
     return _fill(tensor, "uniform_", _generator("uniform_", generator).uniform(a, b, shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
-    """Fill with N(mean, std**2)."""
+    """Fill with N(mean, std**2) (std >= 0)."""
     shape = _shape(tensor, "normal_")
+    if std < 0:
+        raise InitRangeError(f"init.normal_: expected std >= 0, got {std!r}")
     return _fill(tensor, "normal_", _generator("normal_", generator).normal(mean, std, shape))
 
 
@@ -293,7 +307,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
         raise ValueError(f"init.{where}: expected a finite mean and a finite std > 0, got "
                          f"mean {mean!r} and std {std!r}")
     if a > b:
-        raise ValueError(f"init.{where}: expected a <= b, got a={a!r} and b={b!r}")
+        raise InitRangeError(f"init.{where}: expected a <= b, got a={a!r} and b={b!r}")
     if (mean < a - 2 * std) or (mean > b + 2 * std):
         warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
                       "The distribution of values may be incorrect.", stacklevel=2)

@@ -35,8 +35,14 @@ sys.modules.setdefault(f"{__name__}.rnn", rnn)
 
 
 def _grads(where, parameters):
-    """The .grad arrays of a Parameter or an iterable of them."""
-    return [p.grad for p in _parameter_list(where, parameters) if p.grad is not None]
+    """The .grad arrays of a Parameter or an iterable of them, frozen ones left out."""
+    return _live_grads(_parameter_list(where, parameters))
+
+
+def _live_grads(params):
+    """The .grad arrays of params that train: backward fills a frozen parameter's .grad
+    too, where PyTorch leaves it None, so it must not count in a norm or be clipped."""
+    return [p.grad for p in params if p.grad is not None and p.requires_grad]
 
 
 def _parameter_list(where, parameters):
@@ -66,7 +72,8 @@ def _norm_order(where, norm_type):
 
 
 def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=None):
-    """The norm_type-norm of the arrays taken together, as a float: the norm of their
+    """The norm_type-norm of the arrays taken together, as a float (np.float64, so
+    ``.item()`` works as on PyTorch's 0-d tensor): the norm of their
     norms (inf: the largest magnitude; order 0 counts the arrays with a nonzero
     element, as PyTorch's does), summed in float64. tensors: an array, a Parameter (its
     values) or an iterable of them, e.g. ``[p.grad for p in model.parameters()]``; none
@@ -76,10 +83,13 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     arrays = _array_list(where, tensors)
     norm_type = _norm_order(where, norm_type)
     if not arrays:
-        return 0.0
+        return np.float64(0.0)
+    if math.isinf(norm_type) and any(math.prod(a.shape) == 0 for a in arrays):
+        raise RuntimeError(f"{where}: the inf norm of an empty array is undefined (a max "
+                           f"over no elements), as in PyTorch; drop the zero-size arrays")
     norms = [np.linalg.norm(_device.to_host(a).ravel().astype(np.float64), ord=norm_type)
              for a in arrays]
-    total = float(np.linalg.norm(np.array(norms), ord=norm_type))
+    total = np.float64(np.linalg.norm(np.array(norms), ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"{where}: the total norm of order {norm_type} of the gradients "
                            f"is non-finite ({total}), so it cannot be clipped; pass "
@@ -143,21 +153,21 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     """Scale every gradient by max_norm / (total_norm + 1e-6) when that is below 1, where
     total_norm is the norm_type-norm of all gradients taken together (inf: the largest
     magnitude; a NaN or infinite total turns the gradients to NaN, as in PyTorch).
-    Returns total_norm (a float) before clipping. error_if_nonfinite: raise
-    RuntimeError, changing nothing, when total_norm is NaN or infinite. foreach is
-    accepted for PyTorch code and changes nothing. PyTorch's composition:
-    ``get_total_norm`` of the gradients, then ``clip_grads_with_norm_``."""
+    Returns total_norm (an np.float64, a float with ``.item()``) before clipping.
+    error_if_nonfinite: raise RuntimeError, changing nothing, when total_norm is NaN or
+    infinite. foreach is accepted for PyTorch code and changes nothing. PyTorch's
+    composition: ``get_total_norm`` of the gradients, then ``clip_grads_with_norm_``."""
     where = "clip_grad_norm_"
     is_generator = isinstance(parameters, types.GeneratorType)
     params = _parameter_list(where, parameters)
     if is_generator and not params:
         warnings.warn("`parameters` is an empty generator, no gradient clipping will occur.",
                       stacklevel=2)
-    grads = [p.grad for p in params if p.grad is not None]
+    grads = _live_grads(params)
     max_norm = _positive(where, "max_norm", max_norm)
     norm_type = _norm_order(where, norm_type)
     if not grads:
-        return 0.0
+        return np.float64(0.0)
     total = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
     clip_grads_with_norm_(params, max_norm, total, foreach)
     return total
@@ -185,6 +195,10 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
 
 
 # ---------------------------------------------------------------- flat vectors
+class _EmptyError(ValueError, RuntimeError):
+    """No parameters to flatten: PyTorch 2.13's ValueError, its earlier RuntimeError."""
+
+
 def _flat_arrays(where, parameters):
     """(the arrays of an iterable of Parameters or arrays, 'cpu' or 'cuda'); a
     TypeError when they live in both places (PyTorch's check)."""
@@ -206,8 +220,8 @@ def parameters_to_vector(parameters):
     Parameters (or arrays), all on one device."""
     where = "parameters_to_vector"
     arrays, place = _flat_arrays(where, parameters)
-    if not arrays:
-        raise RuntimeError(f"{where}: expected a non-empty iterable of parameters")
+    if not arrays:  # torch.cat's ValueError in PyTorch 2.13 (a RuntimeError before)
+        raise _EmptyError(f"{where}: expected a non-empty iterable of parameters")
     vec = np.concatenate([_device.to_host(a).ravel() for a in arrays])
     return _device.namespace(place).put(vec) if place == "cuda" else vec
 

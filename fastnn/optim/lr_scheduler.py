@@ -41,10 +41,15 @@ improved for ``patience`` epochs.
 that epoch and writes the closed form there. CosineAnnealingWarmRestarts is the
 exception, as in PyTorch: its ``step(epoch)``, with fractional epochs too (once per
 batch: ``step(epoch + i / iters)``), is its documented use and does not warn.
+
+``state_dict()`` holds every attribute but the optimizer, as PyTorch's: the
+hyper-parameters too, which ``load_state_dict`` restores; of user functions (lr_lambda,
+scale_fn) only a callable object's attributes, a plain function or lambda as None.
 """
 import bisect
 import math
 import numbers
+import types
 import warnings
 
 from .optimizer import Optimizer
@@ -137,13 +142,21 @@ class LRScheduler:
         self._with_rule("closed")
 
     def state_dict(self):
-        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs),
-                "_last_lr": list(self._last_lr)}
+        """Every attribute but the optimizer, as PyTorch's (the hyper-parameters too, so
+        loading restores them); lists are copied."""
+        return {key: (list(value) if isinstance(value, list) else value)
+                for key, value in vars(self).items() if key != "optimizer"}
 
     def load_state_dict(self, state_dict):
-        self.last_epoch = int(state_dict["last_epoch"])
-        self.base_lrs = list(state_dict["base_lrs"])
-        self._last_lr = list(state_dict["_last_lr"])
+        """Take every attribute of state_dict (PyTorch's rule: hyper-parameters too)."""
+        self.__dict__.update({key: (list(value) if isinstance(value, list) else value)
+                              for key, value in state_dict.items() if key != "optimizer"})
+        self.last_epoch = _saved_epoch(self.last_epoch)
+
+
+def _saved_epoch(epoch):
+    """A state dict's last_epoch as a Python number (an int stays an int)."""
+    return int(epoch) if float(epoch).is_integer() else float(epoch)
 
 
 def _epoch_argument(where, epoch, warn):
@@ -166,6 +179,16 @@ def _int_at_least(where, name, value, low=1):
         kind = "a positive int" if low == 1 else f"an int >= {low}"
         raise ValueError(f"{where}: expected {name} to be {kind}, got {value!r}")
     return int(value)
+
+
+def _positive_period(where, name, value):
+    """A period > 0: an int stays an int, a fractional one (PyTorch takes it) a float."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return _int_at_least(where, name, value)
+    value = _number(where, name, value)
+    if value == 0:
+        raise ValueError(f"{where}: expected {name} to be > 0, got {value!r}")
+    return value
 
 
 def _number(where, name, value, low=0.0):
@@ -196,8 +219,8 @@ class MultiStepLR(LRScheduler):
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
         milestones = list(milestones)
-        for m in milestones:
-            _int_at_least("MultiStepLR", "each milestone", m)
+        for m in milestones:  # 0 too: PyTorch's first step then decays at once
+            _int_at_least("MultiStepLR", "each milestone", m, low=0)
         self.milestones = sorted(int(m) for m in milestones)
         self.gamma = _number("MultiStepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
@@ -228,7 +251,7 @@ class CosineAnnealingLR(LRScheduler):
     """eta_min + (lr0 - eta_min) * (1 + cos(pi * epoch / T_max)) / 2."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):  # noqa: N803 (PyTorch's name)
-        self.T_max = _int_at_least("CosineAnnealingLR", "T_max", T_max)
+        self.T_max = _positive_period("CosineAnnealingLR", "T_max", T_max)
         self.eta_min = _number("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
@@ -264,8 +287,35 @@ class LambdaLR(LRScheduler):
     def lr_at(self, base_lr, epoch, group_index):
         return base_lr * self.lr_lambdas[group_index](epoch)
 
+    def state_dict(self):
+        """PyTorch's: every attribute but the optimizer; of lr_lambdas only the
+        attributes of callable objects (a plain function or lambda: None)."""
+        state = {k: v for k, v in LRScheduler.state_dict(self).items() if k != "lr_lambdas"}
+        state["lr_lambdas"] = [_callable_state(fn) for fn in self.lr_lambdas]
+        return state
 
-class ReduceLROnPlateau:
+    def load_state_dict(self, state_dict):
+        """PyTorch's: the attributes, and those saved of callable-object lr_lambdas."""
+        LRScheduler.load_state_dict(
+            self, {k: v for k, v in state_dict.items() if k != "lr_lambdas"})
+        for fn, saved in zip(self.lr_lambdas, state_dict.get("lr_lambdas", ())):
+            if saved is not None:
+                fn.__dict__.update(saved)
+
+
+def _callable_state(fn):
+    """What a state dict keeps of a user function: None for a plain function or lambda,
+    a copy of the attributes of a callable object (PyTorch's rule)."""
+    if fn is None or isinstance(fn, types.FunctionType):
+        return None
+    return dict(getattr(fn, "__dict__", {}))
+
+
+_lambdas_state_dict = LambdaLR.state_dict
+_lambdas_load_state_dict = LambdaLR.load_state_dict
+
+
+class ReduceLROnPlateau(LRScheduler):
     """PyTorch's ReduceLROnPlateau: ``step(metric)`` once per epoch; after more than
     ``patience`` epochs without improvement every group's rate becomes
     max(lr * factor, min_lr) (changes smaller than eps are skipped), then ``cooldown``
@@ -273,7 +323,10 @@ class ReduceLROnPlateau:
 
     mode 'min' (the metric should fall) or 'max'; improvement means beating the best so
     far by threshold, relative (threshold_mode 'rel': best * (1 -+ threshold)) or
-    absolute ('abs': best -+ threshold). min_lr: one number or one per param group.
+    absolute ('abs': best -+ threshold). min_lr: one number or one per param group (one
+    number also covers groups added to the optimizer later). An LRScheduler, as
+    PyTorch's, but with no epoch-based schedule: ChainedScheduler and SequentialLR
+    refuse it.
     """
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
@@ -292,12 +345,14 @@ class ReduceLROnPlateau:
             raise ValueError(f"{where}: expected factor < 1.0, got {factor!r}")
         self.optimizer = optimizer
         self.min_lrs = _per_group(where, "min_lr", min_lr, len(optimizer.param_groups))
+        self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else self.min_lrs[0]
         self.mode, self.threshold_mode = mode, threshold_mode
         self.patience = _int_at_least(where, "patience", patience, low=0)
         self.cooldown = _int_at_least(where, "cooldown", cooldown, low=0)
         self.threshold = _number(where, "threshold", threshold)
         self.eps = _number(where, "eps", eps)
-        self.best = math.inf if mode == "min" else -math.inf
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+        self.best = self.mode_worse
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self.last_epoch = 0
@@ -334,6 +389,7 @@ class ReduceLROnPlateau:
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0  # bad epochs in cooldown do not count
         if self.num_bad_epochs > self.patience:
+            self._match_groups()
             for group, min_lr in zip(self.optimizer.param_groups, self.min_lrs):
                 new_lr = max(group["lr"] * self.factor, min_lr)
                 if group["lr"] - new_lr > self.eps:
@@ -342,18 +398,23 @@ class ReduceLROnPlateau:
             self.num_bad_epochs = 0
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def get_last_lr(self):
-        """The rates after the last step, one per param group."""
-        return list(self._last_lr)
-
-    def state_dict(self):
-        """Everything but the optimizer (numbers and lists)."""
-        return {key: (list(value) if isinstance(value, list) else value)
-                for key, value in self.__dict__.items() if key != "optimizer"}
+    def _match_groups(self):
+        """min_lrs for a param group added since: PyTorch's rule (one min_lr given: it,
+        for every group; a list: RuntimeError)."""
+        groups = len(self.optimizer.param_groups)
+        if groups == len(self.min_lrs):
+            return
+        if self.default_min_lr is None:
+            raise RuntimeError(f"ReduceLROnPlateau: the optimizer has {groups} param groups "
+                               f"but min_lr gave {len(self.min_lrs)} (a param group added "
+                               f"since?); set min_lrs to one value per group")
+        self.min_lrs = [self.default_min_lr] * groups
 
     def load_state_dict(self, state_dict):
-        self.__dict__.update({key: value for key, value in state_dict.items()
-                              if key != "optimizer"})
+        """Every attribute of state_dict (PyTorch's rule); a state dict without
+        mode_worse (fastnn's before) gets it from its mode."""
+        super().load_state_dict(state_dict)
+        self.mode_worse = math.inf if self.mode == "min" else -math.inf
 
 
 
@@ -489,14 +550,9 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             group["lr"] = self.eta_min + (base - self.eta_min) * wave / 2
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def state_dict(self):
-        return dict(super().state_dict(), T_cur=self.T_cur, T_i=self.T_i)
-
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
-        if "T_cur" in state_dict:
-            self.T_cur, self.T_i = state_dict["T_cur"], state_dict["T_i"]
-        else:  # an older fastnn state dict: the position of its epoch
+        if "T_cur" not in state_dict:  # an older fastnn state dict: its epoch's position
             self.T_cur, self.T_i = self._position(max(self.last_epoch, 0))
 
 
@@ -551,7 +607,7 @@ class OneCycleLR(LRScheduler):
         max_lrs = _per_group(where, "max_lr", max_lr, len(groups))
         self.cycle_momentum = bool(cycle_momentum)
         if self.cycle_momentum:
-            self._beta1 = _cycles_beta1(where, optimizer)
+            self.use_beta1 = _cycles_beta1(where, optimizer)
             base_ms = _per_group(where, "base_momentum", base_momentum, len(groups))
             max_ms = _per_group(where, "max_momentum", max_momentum, len(groups))
         one = float(pct_start * self.total_steps)
@@ -576,7 +632,7 @@ class OneCycleLR(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def _set_momentum(self, group, momentum):
-        if self._beta1:
+        if self.use_beta1:
             group["betas"] = (momentum, group["betas"][1])
         else:
             group["momentum"] = momentum
@@ -652,13 +708,8 @@ class MultiplicativeLR(LRScheduler):
         self._multiply(0)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def state_dict(self):
-        state = super().state_dict()
-        state["lr_lambdas"] = [None] * len(self.lr_lambdas)
-        return state
-
-    def load_state_dict(self, state_dict):
-        super().load_state_dict({k: v for k, v in state_dict.items() if k != "lr_lambdas"})
+    state_dict = _lambdas_state_dict
+    load_state_dict = _lambdas_load_state_dict
 
 
 class CyclicLR(LRScheduler):
@@ -714,7 +765,8 @@ class CyclicLR(LRScheduler):
                 for group, low, high in zip(groups, self.base_momentums, self.max_momentums):
                     self._set_momentum(group, high)
                     group["max_momentum"], group["base_momentum"] = high, low
-        self._cycle_base_lrs = base_lrs
+        # as PyTorch's, the step made when built runs from the groups' initial_lr (the
+        # base_lr, unless a scheduler built before set another), the later ones from base_lr
         super().__init__(optimizer, last_epoch)
         self.base_lrs = list(base_lrs)
 
@@ -743,7 +795,7 @@ class CyclicLR(LRScheduler):
 
     def lr_at(self, base_lr, epoch, group_index):
         height, scale = self._position(epoch)
-        low = self._cycle_base_lrs[group_index]
+        low = self.base_lrs[group_index]
         return low + (self.max_lrs[group_index] - low) * height * scale
 
     def step(self, epoch=None):
@@ -757,9 +809,18 @@ class CyclicLR(LRScheduler):
                 self._set_momentum(group, high - (high - low) * height * scale)
 
     def state_dict(self):
+        """PyTorch's: every attribute but the optimizer; of a custom scale_fn only a
+        callable object's attributes (a function or lambda: None)."""
         state = super().state_dict()
-        state["_scale_fn_custom"] = None
+        state["_scale_fn_custom"] = _callable_state(self._scale_fn_custom)
         return state
+
+    def load_state_dict(self, state_dict):
+        saved = state_dict.get("_scale_fn_custom")
+        super().load_state_dict({k: v for k, v in state_dict.items()
+                                 if k not in ("_scale_fn_custom", "_scale_fn_ref")})
+        if saved is not None and self._scale_fn_custom is not None:
+            self._scale_fn_custom.__dict__.update(saved)
 
 
 def _check_schedulers(where, schedulers, optimizer):
