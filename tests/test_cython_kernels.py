@@ -110,9 +110,11 @@ def test_one_and_two_threads_agree(K, threads, dtype):
     two = _workload(K, dtype, np.random.default_rng(1))
     assert len(one) == len(two)
     for i, (a, b) in enumerate(zip(one, two)):
-        if i < 4:    # the Linear layer's outputs go through BLAS
+        if i < 4:    # the Linear layer's outputs go through BLAS, whose sums a thread
+            # split may round differently in float32 (OpenBLAS on AMD Zen)
             np.testing.assert_allclose(a, b, rtol=1e-5 if dtype == np.float32 else 1e-12,
-                                       atol=1e-6, err_msg=f"result {i}")
+                                       atol=1e-4 if dtype == np.float32 else 1e-12,
+                                       err_msg=f"result {i}")
         else:
             np.testing.assert_array_equal(a, b, err_msg=f"result {i}")
 

@@ -151,10 +151,12 @@ def test_one_and_two_threads_bitwise_equal(nb, dtype):
         d["y " + act] = nb.linear_forward(d["x"], d["w"], d["b"], act)
     one, blas_one = _with_threads(1, lambda: _run_all(nb, d))
     two, blas_two = _with_threads(2, lambda: _run_all(nb, d))
-    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    # OpenBLAS may split a product's sums between threads (on AMD Zen it does): float32
+    # partial sums of 300 products then round differently, a few 1e-5 near zero outputs
+    rtol, atol = (1e-5, 1e-4) if dtype == np.float32 else (1e-12, 1e-12)
     for name in blas_one:
         for a, b in zip(blas_one[name], blas_two[name]):
-            np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol, err_msg=name)
+            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=name)
     assert one.keys() == two.keys()
     for name in one:
         for a, b in zip(_flatten(one[name]), _flatten(two[name])):
