@@ -16,7 +16,8 @@ from .backend import backend_info, backends, get_backend, set_backend, use_backe
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("nn", "optim", "ops", "models", "data", "optable")
+_LAZY_MODULES = ("nn", "optim", "ops", "models", "data", "optable", "train", "io", "device",
+                 "random", "visualize")
 _LAZY_ATTRS = {
     "save": ("io", "save"),
     "load": ("io", "load"),

@@ -196,9 +196,9 @@ def configure_train(parser):
                              "no weight decay")
     parser.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=None,
                         help="learning rate (default 0.1 for SGD, 1.0 for Adadelta, 0.01 "
-                             "for Adagrad, Rprop and ASGD, 0.002 for Adamax and NAdam, "
-                             "0.001 for Adam, AdamW, RAdam and RMSprop: PyTorch's defaults "
-                             "but SGD's)")
+                             "for Adagrad, Rprop, ASGD and Adafactor, 0.002 for Adamax and "
+                             "NAdam, 0.001 for Adam, AdamW, RAdam and RMSprop: PyTorch's "
+                             "defaults but SGD's)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9; SGD only)")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",

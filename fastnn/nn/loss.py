@@ -42,6 +42,8 @@ class Loss:
         is a Python float with PyTorch's ``loss.item()``) or a NumPy array of
         per-element losses ('none': pred's shape; (N,) for cross-entropy)."""
         pred, target = self._check(pred, target)
+        if pred.size == 0:
+            return self._empty(pred)
         kernels = _device.kernels(_device.device_of(pred))
         loss, grad = self._kernel(kernels)(pred, target)
         count = self._count(pred)
@@ -101,6 +103,19 @@ class Loss:
         self._grad = grad
         return loss
 
+    def _empty(self, pred):
+        """PyTorch's loss of an empty batch pred (no kernel runs): the mean over no
+        elements NaN (0 / 0), the sum 0, no per-element losses; the gradient pred's
+        empty shape."""
+        host = np.zeros(tuple(pred.shape), pred.dtype)
+        self._grad = (_device.namespace_of(pred).put(host) if _device.is_device_array(pred)
+                      else host)
+        if self.reduction in ("mean", "batchmean"):
+            return np.float64(np.nan)
+        if self.reduction == "sum":
+            return np.float64(0.0)
+        return np.zeros(self._loss_shape(tuple(pred.shape)), pred.dtype)
+
     def backward(self, grad=None):
         """Gradient of the last forward's loss w.r.t. pred (same shape and dtype as pred;
         a fresh array when grad is given).
@@ -144,10 +159,7 @@ class Loss:
         return self._check_same(self._check_pred(pred), target)
 
     def _check_pred(self, pred):
-        pred = check_float_array(self._where(), "pred", pred, device_ok=True)
-        if pred.size == 0:
-            raise ValueError(f"{self._where()}: expected a non-empty pred, got shape {pred.shape}")
-        return pred
+        return check_float_array(self._where(), "pred", pred, device_ok=True)
 
     def _check_same(self, pred, target):
         where = self._where()
@@ -305,6 +317,8 @@ class BCELoss(_Weighted):
         # NaN passes (comparisons are False) so a diverged run reports a NaN loss.
         # (On the GPU this check copies pred to the host.)
         values = _device.to_host(pred)
+        if values.size == 0:
+            return pred, target
         lo, hi = values.min(), values.max()  # two reductions, no temporaries
         if lo < 0 or hi > 1 or (lo != lo and (np.any(values < 0) or np.any(values > 1))):
             raise ValueError(f"{self._where()}: expected pred to be probabilities in [0, 1], "
@@ -610,6 +624,9 @@ class MultiLabelMarginLoss(_OnHost):
         where = self._where()
         self._last = None   # (the losses kept by _hinges are this forward's only)
         pred = self._check_pred(pred)
+        if tuple(pred.shape)[-1:] == (0,):   # (no samples is an empty batch)
+            raise ValueError(f"{where}: expected pred with a non-empty class dimension, got "
+                             f"shape {tuple(pred.shape)}")
         if pred.ndim > 2:
             raise ValueError(f"{where}: expected pred of shape (N, C), (C,) or (), got "
                              f"{pred.shape}")
@@ -622,7 +639,7 @@ class MultiLabelMarginLoss(_OnHost):
             raise ValueError(f"{where}: expected target of shape {tuple(pred.shape)} (as "
                              f"pred), got {target.shape}")
         c = tuple(pred.shape)[-1] if pred.ndim else 1
-        if target.min() < -1 or target.max() >= c:
+        if target.size and (target.min() < -1 or target.max() >= c):
             raise ValueError(f"{where}: target out of range: expected values in [-1, {c}), "
                              f"got min {target.min()} and max {target.max()}")
         return as_contiguous(pred, where, "pred"), np.ascontiguousarray(target, np.int64)
@@ -823,9 +840,9 @@ class _ClassTargets(Loss):
     def _check_pred(self, pred):
         where = self._where()
         pred = check_float_array(where, self._pred_name, pred, ndim=2, device_ok=True)
-        if 0 in pred.shape:
-            raise ValueError(f"{where}: expected non-empty {self._pred_what} (N, C), got "
-                             f"shape {pred.shape}")
+        if pred.shape[1] == 0:   # (no rows is an empty batch: PyTorch's NaN mean)
+            raise ValueError(f"{where}: expected {self._pred_what} (N, C) with at least one "
+                             f"class, got shape {pred.shape}")
         self._denominator = self._labels = self._ignored = None
         return pred
 
