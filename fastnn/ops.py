@@ -305,6 +305,9 @@ def softmax_cross_entropy(logits, target, grad=None):
     if _device.is_array(target) and target.ndim == 2:
         target = as_contiguous(_check(where, "target", target, shape=(n, c),
                                                  dtype=logits.dtype))
+    elif _device.is_array(target) and target.ndim > 2:
+        raise ValueError(f"{where}: expected target of shape ({n},) (class labels) or {(n, c)} "
+                         f"(probabilities), got {target.shape}")
     else:
         target = as_labels(where, target, n, c)
     check_out(where, "grad", grad, logits.shape, logits.dtype)
@@ -374,7 +377,8 @@ def _check_batchnorm(where, x, weight, bias, mean_only, training):
         _check(where, "weight", weight, shape=(c,), dtype=x.dtype)
     if bias is not None:
         _check(where, "bias", bias, shape=(c,), dtype=x.dtype)
-    if training and x.size // max(c, 1) < 2:
+    # PyTorch's rule: one value per channel is an error, an empty batch is not
+    if training and x.size // max(c, 1) == 1:
         raise ValueError(f"{where}: training-mode batch normalisation needs more than one value "
                          f"per channel, got input of shape {x.shape}")
     return x
@@ -403,9 +407,25 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
                              ("running_var", running_var), ("save_mean", save_mean),
                              ("save_invstd", save_invstd)],
                      [("x", x), ("weight", weight), ("bias", bias)], in_place={("out", "x")})
+    if training and x.size == 0:
+        return _empty_batchnorm(x, mean_only, out, save_mean, save_invstd)
     return _run("batchnorm_forward", x, weight, bias, running_mean, running_var, training,
                                   momentum, eps, mean_only, out=out, save_mean=save_mean,
                                   save_invstd=save_invstd)
+
+
+def _empty_batchnorm(x, mean_only, out, save_mean, save_invstd):
+    """An empty batch in training, as PyTorch's F.batch_norm: an empty output and the
+    running statistics left alone (no batch statistics exist); the saved ones read 0."""
+    xp = _device.namespace_of(x)
+    out = xp.empty(x.shape, x.dtype) if out is None else out
+    saved = []
+    for buf in (save_mean, None if mean_only else save_invstd):
+        if buf is None:
+            buf = xp.zeros((x.shape[1],), x.dtype)
+        xp.fill_zero(buf)
+        saved.append(buf)
+    return (out, saved[0], None) if mean_only else (out, *saved)
 
 
 def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=True,
@@ -426,6 +446,8 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
                      [("grad_out", grad_out), ("x", x), ("weight", weight),
                       ("save_mean", save_mean), ("save_invstd", save_invstd)],
                      in_place={("grad_in", "grad_out"), ("grad_in", "x")})
+    if x.size == 0:  # no values: nothing to accumulate (and no mean over them)
+        return _device.namespace_of(x).empty(x.shape, x.dtype) if grad_in is None else grad_in
     return _run("batchnorm_backward", grad_out, x, weight, save_mean, save_invstd, training,
                                    mean_only, grad_weight, grad_bias, grad_in)
 
@@ -561,12 +583,27 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
                                                           padding, ceil_mode, dilation)
     dilation = pair(where, "dilation", dilation)
     check_out(where, "out", out, out_shape, x.dtype)
-    if indices is not None and (indices.shape != out_shape or indices.dtype != np.int64):
-        raise ValueError(f"{where}: expected indices of shape {out_shape} and dtype int64, "
-                         f"got {indices.shape} {indices.dtype}")
+    if indices is not None:
+        _check_indices(where, indices, out_shape)
+        if not _device.is_contiguous(indices):
+            raise ValueError(f"{where}: expected indices to be C-contiguous")
+        if isinstance(indices, np.ndarray) and not indices.flags.writeable:
+            raise ValueError(f"{where}: expected indices to be writeable (the op writes it), "
+                             f"got a read-only array")
     check_no_overlap(where, [("out", out), ("indices", indices)], [("x", x)])
     return _run("max_pool2d_forward", x, kernel_size, stride, padding, out=out, indices=indices,
                 ceil_mode=ceil_mode, dilation=dilation)
+
+
+def _check_indices(where, indices, shape):
+    """int64 argmax indices of the pooled shape: TypeError for the type, ValueError for
+    the shape (as for the float arrays)."""
+    if not _device.is_array(indices) or indices.dtype != np.int64:
+        got = indices.dtype if _device.is_array(indices) else type(indices).__name__
+        raise TypeError(f"{where}: expected indices to be an int64 array, got {got}")
+    if indices.shape != tuple(shape):
+        raise ValueError(f"{where}: expected indices of shape {tuple(shape)}, "
+                         f"got {indices.shape}")
 
 
 def _check_input_shape(where, input_shape):
@@ -579,9 +616,7 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
     where = "max_pool2d_backward"
     grad_out = as_contiguous(_check(where, "grad_out", grad_out, ndim=4))
     input_shape = _check_input_shape(where, input_shape)
-    if not _device.is_array(indices) or indices.shape != grad_out.shape \
-            or indices.dtype != np.int64:
-        raise ValueError(f"{where}: expected int64 indices of shape {grad_out.shape}")
+    _check_indices(where, indices, grad_out.shape)
     check_out(where, "grad_in", grad_in, input_shape, grad_out.dtype)
     check_no_overlap(where, [("grad_in", grad_in)], [("grad_out", grad_out), ("indices", indices)])
     return _run("max_pool2d_backward", grad_out, as_contiguous(indices), input_shape,
@@ -621,21 +656,28 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
 
 
 # --------------------------------------------------------------------- optimizers
-def _check_param_arrays(where, param, **others):
+def _check_param_arrays(where, param, grad, **state):
+    """Check an update's arrays; returns grad, C-contiguous (a strided grad is only read,
+    so it is copied; param and the state are written in place and must be contiguous)."""
     _check(where, "param", param)
     if not _device.is_contiguous(param):
         raise ValueError(f"{where}: param is updated in place and must be C-contiguous")
-    for name, arr in others.items():
-        if arr is None and name == "grad":
-            raise ValueError(f"{where}: grad is required")
-        if arr is not None:
-            check_out(where, name, arr, param.shape, param.dtype)
+    if isinstance(param, np.ndarray) and not param.flags.writeable:
+        raise ValueError(f"{where}: param is updated in place and must be writeable, got a "
+                         f"read-only array")
+    if grad is None:
+        raise ValueError(f"{where}: grad is required")
+    grad = as_contiguous(_check(where, "grad", grad, dtype=param.dtype), where, "grad")
+    check_same_shape(where, "grad", grad, "param", param)
+    for name, arr in state.items():
+        check_out(where, name, arr, param.shape, param.dtype)
+    return grad
 
 
 def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
                dampening=0.0):
     where = "sgd_update"
-    _check_param_arrays(where, param, grad=grad, velocity=velocity)
+    grad = _check_param_arrays(where, param, grad, velocity=velocity)
     check_number(where, "lr", lr, 0.0)
     check_number(where, "momentum", momentum, 0.0, 1.0)
     check_number(where, "weight_decay", weight_decay, 0.0)
@@ -654,7 +696,7 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
                 eps=1e-8, weight_decay=0.0, max_exp_avg_sq=None):
     where = "adam_update"
-    _check_param_arrays(where, param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
+    grad = _check_param_arrays(where, param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
                         max_exp_avg_sq=max_exp_avg_sq)
     _check_step(where, step)
     check_number(where, "lr", lr, 0.0)
@@ -680,7 +722,7 @@ def _check_betas(where, beta1, beta2):
 def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2=0.999,
                   eps=1e-8, weight_decay=0.0):
     where = "adamax_update"
-    _check_param_arrays(where, param, grad=grad, exp_avg=exp_avg, exp_inf=exp_inf)
+    grad = _check_param_arrays(where, param, grad, exp_avg=exp_avg, exp_inf=exp_inf)
     _check_step(where, step)
     check_number(where, "lr", lr, 0.0)
     _check_betas(where, beta1, beta2)
@@ -696,7 +738,7 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
                             beta1=0.9, beta2=0.999, sq_scale=1.0, eps=1e-8,
                             weight_decay=0.0):
     where = "adaptive_moments_update"
-    _check_param_arrays(where, param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
+    grad = _check_param_arrays(where, param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
     check_number(where, "avg_rate", avg_rate, 0.0)
     check_number(where, "grad_rate", grad_rate, 0.0)
     _check_betas(where, beta1, beta2)
@@ -712,7 +754,7 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
 def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
                    momentum=0.0, momentum_buffer=None, grad_avg=None):
     where = "rmsprop_update"
-    _check_param_arrays(where, param, grad=grad, square_avg=square_avg,
+    grad = _check_param_arrays(where, param, grad, square_avg=square_avg,
                         momentum_buffer=momentum_buffer, grad_avg=grad_avg)
     check_number(where, "lr", lr, 0.0)
     check_number(where, "alpha", alpha, 0.0, 1.0, high_open=False)
@@ -730,7 +772,7 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
 
 def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10):
     where = "adagrad_update"
-    _check_param_arrays(where, param, grad=grad, state_sum=state_sum)
+    grad = _check_param_arrays(where, param, grad, state_sum=state_sum)
     check_number(where, "lr", lr, 0.0)
     check_number(where, "weight_decay", weight_decay, 0.0)
     check_number(where, "eps", eps, 0.0)
@@ -741,7 +783,7 @@ def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10)
 def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
                     weight_decay=0.0, maximize=False):
     where = "adadelta_update"
-    _check_param_arrays(where, param, grad=grad, square_avg=square_avg, acc_delta=acc_delta)
+    grad = _check_param_arrays(where, param, grad, square_avg=square_avg, acc_delta=acc_delta)
     check_number(where, "lr", lr, 0.0)
     check_number(where, "rho", rho, 0.0, 1.0, high_open=False)
     check_number(where, "eps", eps, 0.0)
@@ -756,7 +798,7 @@ def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-
 def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
                  step_size_min=1e-6, step_size_max=50.0, maximize=False):
     where = "rprop_update"
-    _check_param_arrays(where, param, grad=grad, prev=prev, step_size=step_size)
+    grad = _check_param_arrays(where, param, grad, prev=prev, step_size=step_size)
     check_number(where, "etaminus", etaminus, 0.0, 1.0, low_open=True)
     check_number(where, "etaplus", etaplus, 1.0, low_open=True)
     check_number(where, "step_size_min", step_size_min)
@@ -770,7 +812,7 @@ def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
 
 def asgd_update(param, grad, ax, eta, mu, lambd=1e-4, weight_decay=0.0, maximize=False):
     where = "asgd_update"
-    _check_param_arrays(where, param, grad=grad, ax=ax)
+    grad = _check_param_arrays(where, param, grad, ax=ax)
     check_number(where, "eta", eta, 0.0)
     check_number(where, "mu", mu, 0.0, 1.0, high_open=False)
     check_number(where, "lambd", lambd, 0.0)

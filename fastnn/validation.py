@@ -52,6 +52,9 @@ def check_out(where, name, out, shape, dtype):
     check_float_array(where, name, out, shape=tuple(shape), dtype=dtype, device_ok=True)
     if not is_contiguous(out):
         raise ValueError(f"{where}: expected {name} to be C-contiguous")
+    if isinstance(out, np.ndarray) and not out.flags.writeable:
+        raise ValueError(f"{where}: expected {name} to be writeable (the op writes it), "
+                         f"got a read-only array")
     return out
 
 

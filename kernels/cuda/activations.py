@@ -52,7 +52,7 @@ def _relu(x, out):
 @cuda.jit
 def _relu_backward(g, y, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        out[i] = g[i] if y[i] > 0 else 0
+        out[i] = 0 if y[i] <= 0 else g[i]  # NaN y passes g, as PyTorch's
 
 
 @cuda.jit

@@ -198,7 +198,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
     cdef floating c2 = GELU_TANH_C2, k = GELU_TANH_K
     if op == B_RELU:
         for i in range(n):
-            out[i] = g[i] if s[i] > 0 else 0
+            out[i] = 0 if s[i] <= 0 else g[i]  # NaN y passes g, as PyTorch's
     elif op == B_LEAKY:
         for i in range(n):
             out[i] = g[i] if s[i] > 0 else g[i] * a

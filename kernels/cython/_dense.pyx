@@ -64,7 +64,7 @@ cdef inline void _act_grad_rows(const floating* gout, const floating* y, floatin
     for r in range(rows):
         if act == ACT_RELU:
             for j in range(m):
-                g[j] = gout[j] if y[j] > 0 else 0
+                g[j] = 0 if y[j] <= 0 else gout[j]  # NaN y passes gout, as PyTorch's
         elif act == ACT_LEAKY_RELU:
             for j in range(m):
                 g[j] = gout[j] if y[j] > 0 else gout[j] * slope

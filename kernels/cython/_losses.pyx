@@ -13,6 +13,13 @@ from libc.stdint cimport int64_t
 from _common cimport (floating, threads_for, n_chunks, f_exp, f_log, f_log1p,
                       row_max, row_sum, MAX_CHUNKS)
 
+cdef extern from *:
+    """
+    /* x, opaque to -fassociative-math: a sum cannot be reassociated across it */
+    static inline double fnn_opaque(double x) { volatile double v = x; return v; }
+    """
+    double fnn_opaque(double x) noexcept nogil
+
 
 cdef inline double _sce_label_row(const floating* x, int64_t t, floating* g, Py_ssize_t c,
                                   floating inv_n) noexcept nogil:
@@ -27,7 +34,9 @@ cdef inline double _sce_label_row(const floating* x, int64_t t, floating* g, Py_
     for j in range(c):
         g[j] = g[j] * scale
     g[t] -= inv_n
-    return <double>f_log(s) + <double>(m - xt)
+    # m - xt kept whole: reassociated into the row sum as (partial + m) - xt it lost the
+    # partial sum where |m| is 1e16 (float64)
+    return <double>f_log(s) + fnn_opaque(<double>(m - xt))
 
 
 cdef inline double _sce_prob_row(const floating* x, const floating* t, floating* g,

@@ -6,6 +6,7 @@ dtype (``x.dtype.type``) so float32 kernels never widen to float64.
 """
 import math
 
+import numba
 from numba import prange
 
 from . import vmath
@@ -35,10 +36,10 @@ def _relu(x, out):  # IN x (n,); OUT out (n,)
 
 @kernel
 def _relu_backward(grad_out, y, out):  # IN grad_out, y (n,); OUT out (n,)
-    one = y.dtype.type(1)
     zero = y.dtype.type(0)
     for i in prange(y.shape[0]):
-        out[i] = grad_out[i] * (one if y[i] > zero else zero)
+        # selected, as PyTorch's threshold_backward: NaN y passes grad_out, y <= 0 gives 0
+        out[i] = zero if y[i] <= zero else grad_out[i]
 
 
 @kernel
@@ -181,7 +182,14 @@ def _hardsigmoid_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,
     sixth = x.dtype.type(1 / 6)
     for i in prange(x.shape[0]):
         v = x[i]
-        out[i] = grad_out[i] * (sixth if (v > -three) & (v < three) else zero)
+        # selected, as PyTorch's: an infinite grad_out outside (-3, 3) gives 0
+        out[i] = grad_out[i] * sixth if (v > -three) & (v < three) else zero
+
+
+@numba.njit(cache=True, fastmath=False)  # explicit: a callee inherits an unset fastmath
+def _divide(a, b):
+    """a / b that fastmath cannot turn into a * (1 / b) nor reassociate."""
+    return a / b
 
 
 @kernel
@@ -189,15 +197,15 @@ def _hardswish(x, out):  # IN x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     three = x.dtype.type(3)
     six = x.dtype.type(6)
-    sixth = x.dtype.type(1 / 6)
     for i in prange(x.shape[0]):
         v = x[i]
         t = v + three
         t = zero if t < zero else t
         t = six if t > six else t
-        # (v t) times 1/6: v (t / 6) and v t / 6 compiled to different roundings in the
-        # serial and parallel versions (1 ulp between thread counts)
-        out[i] = (v * t) * sixth
+        # PyTorch's (v t) / 6, the division kept: times 1/6 was 1 ulp off it for a third
+        # of float32 inputs, and fastmath compiled v t / 6 differently in the serial and
+        # parallel versions
+        out[i] = _divide(v * t, six)
 
 
 @kernel

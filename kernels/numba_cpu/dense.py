@@ -92,7 +92,7 @@ def _activation_grad(grad_out, y, act, slope, g, grad_bias, has_bias, block):
             gr = g[i, j0:j1]
             if act == RELU:
                 for j in range(m):
-                    gr[j] = go[j] * (one if yr[j] > zero else zero)
+                    gr[j] = zero if yr[j] <= zero else go[j]  # PyTorch's select
             elif act == LEAKY_RELU:
                 for j in range(m):
                     gr[j] = go[j] * (one if yr[j] > zero else s)

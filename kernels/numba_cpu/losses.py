@@ -8,6 +8,7 @@ number of threads.
 """
 import math
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -27,6 +28,13 @@ def _ordered_sum(partial):
     for k in range(partial.shape[0]):
         total += partial[k]
     return total
+
+
+@numba.njit(cache=True, fastmath=False)  # explicit: a callee inherits an unset fastmath
+def _exact_difference(a, b):
+    """a - b as a value fastmath cannot reassociate into a sum: in shifted += x - m it
+    made (shifted + x) - m, which loses shifted wholly where |m| is 1e16 (float64)."""
+    return a - b
 
 
 @kernel
@@ -58,7 +66,7 @@ def _softmax_ce_labels(logits, labels, grad, rows):
             label = labels[i]
             g[label] -= inv_n
             log_sums += math.log(float(s))
-            shifted += float(x[label] - m)
+            shifted += float(_exact_difference(x[label], m))
         partial[k] = log_sums - shifted
     return _ordered_sum(partial)
 

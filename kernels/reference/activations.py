@@ -15,8 +15,9 @@ def relu(x, out=None):
 
 
 def relu_backward(grad_out, y, out=None):
-    """grad_in = grad_out * (y > 0). grad_out, y: same shape."""
-    return np.multiply(grad_out, y > 0, out=_out(grad_out, out))
+    """grad_in = 0 where y <= 0, else grad_out (PyTorch's threshold_backward: a NaN y
+    passes grad_out, an infinite grad_out at y <= 0 gives 0). grad_out, y: same shape."""
+    return _assign(_out(grad_out, out), np.where(y <= 0, grad_out.dtype.type(0), grad_out))
 
 
 def leaky_relu(x, negative_slope=0.01, out=None):
@@ -164,9 +165,10 @@ def hardsigmoid(x, out=None):
 
 
 def hardsigmoid_backward(grad_out, x, out=None):
-    """grad_in = grad_out / 6 where -3 < x < 3, else 0. x: the forward input."""
-    slope = np.where((x > -3) & (x < 3), x.dtype.type(1 / 6), x.dtype.type(0))
-    return np.multiply(grad_out, slope, out=_out(grad_out, out))
+    """grad_in = grad_out / 6 where -3 < x < 3, else 0 (selected, as PyTorch's: an
+    infinite grad_out outside gives 0). x: the forward input."""
+    inside = grad_out * x.dtype.type(1 / 6)
+    return _assign(_out(grad_out, out), np.where((x > -3) & (x < 3), inside, x.dtype.type(0)))
 
 
 def hardswish(x, out=None):
@@ -177,8 +179,9 @@ def hardswish(x, out=None):
 def hardswish_backward(grad_out, x, out=None):
     """grad_in = 0 where x <= -3, grad_out where x >= 3, grad_out (x / 3 + 1/2) between
     (PyTorch's edges). x: the forward input."""
-    slope = np.where(x <= -3, x.dtype.type(0), np.where(x >= 3, x.dtype.type(1), x / 3 + 0.5))
-    return np.multiply(grad_out, slope, out=_out(grad_out, out))
+    inside = grad_out * (x / 3 + x.dtype.type(0.5))
+    grad = np.where(x <= -3, x.dtype.type(0), np.where(x >= 3, grad_out, inside))
+    return _assign(_out(grad_out, out), grad)
 
 
 def softsign(x, out=None):

@@ -47,6 +47,8 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
     """
     if activation == "identity":
         g = grad_out
+    elif activation == "relu":  # selected, as the standalone relu_backward
+        g = _act.relu_backward(grad_out, y, out=scratch)
     else:
         g = np.multiply(grad_out, _activation_grad(y, activation, negative_slope), out=scratch)
     if grad_weight is not None:
