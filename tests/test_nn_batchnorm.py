@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+import fastnn
 from fastnn import nn
 
 from conftest import assert_close
@@ -117,3 +118,26 @@ def test_bias_false_has_a_weight_and_no_bias_as_torch(backend, dtype, rng, cls, 
         assert_close(ours.backward(g), tx.grad.numpy(), dtype, 10, err_msg=mode)
         assert_close(ours.weight.grad, twin.weight.grad.numpy(), dtype, 100, err_msg=mode)
         assert_close(ours.running_var, twin.running_var.numpy(), dtype, 10)
+
+
+@pytest.mark.parametrize("name", fastnn.backends())
+@pytest.mark.parametrize("cls, shape", [("BatchNorm1d", (0, 3)), ("BatchNorm1d", (0, 3, 5)),
+                                        ("BatchNorm2d", (0, 3, 4, 4)),
+                                        ("BatchNorm2d", (2, 3, 0, 4)),
+                                        ("BatchNorm3d", (0, 3, 2, 2, 2))])
+def test_an_empty_training_batch_runs_as_in_pytorch(name, cls, shape):
+    """PyTorch: an empty output, running statistics untouched, the batch counted, zero
+    parameter gradients; fastnn's kernels would average over no values (NaN)."""
+    with fastnn.use_backend(name):
+        layer = getattr(nn, cls)(3, dtype=np.float64)
+        y = layer.forward(np.zeros(shape))
+        grad_in = layer.backward(np.zeros(shape))
+    ref = getattr(torch.nn, cls)(3).double()
+    x = torch.zeros(shape, dtype=torch.float64, requires_grad=True)
+    ref(x).sum().backward()
+    assert y.shape == grad_in.shape == shape
+    np.testing.assert_array_equal(layer.running_mean, ref.running_mean.numpy())
+    np.testing.assert_array_equal(layer.running_var, ref.running_var.numpy())
+    assert layer.num_batches_tracked == int(ref.num_batches_tracked) == 1
+    np.testing.assert_array_equal(layer.weight.grad, ref.weight.grad.numpy())
+    np.testing.assert_array_equal(layer.bias.grad, ref.bias.grad.numpy())

@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from .. import device as _device
+from .. import ops
 from ..validation import check_bool, check_number, check_positive_int
 from .module import Module, Parameter
 
@@ -64,7 +65,8 @@ class _BatchNorm(Module):
             want = self._expected_shape().replace("C", str(self.num_features))
             raise ValueError(f"{where}: expected input of shape {want}, got {shape}")
         self._check_dtype(dtype, self._param_dtype())
-        if self._batch_statistics() and math.prod(shape) // self.num_features <= 1:
+        # one value per channel has no variance; none (an empty batch) runs, as PyTorch
+        if self._batch_statistics() and math.prod(shape) // self.num_features == 1:
             if self.track_running_stats:
                 mode, remedy = "training mode (batch statistics)", "a larger batch or eval()"
             else:
@@ -122,7 +124,11 @@ class _BatchNorm(Module):
             self.num_batches_tracked += 1
             if momentum is None:
                 momentum = 1.0 / self.num_batches_tracked
-        y, save_mean, save_invstd = self._kernels().batchnorm_forward(
+        # an empty batch with batch statistics: ops' early exit (PyTorch's empty output,
+        # running statistics untouched) instead of a kernel's mean over no values
+        run = ops.batchnorm_forward if batch and x.size == 0 else \
+            self._kernels().batchnorm_forward
+        y, save_mean, save_invstd = run(
             x, weight, bias, running_mean, running_var, training=batch,
             momentum=0.1 if momentum is None else momentum, eps=self.eps, mean_only=self.mean_only, out=out,
             save_mean=save_mean, save_invstd=save_invstd)
@@ -136,7 +142,8 @@ class _BatchNorm(Module):
         # The kernel always produces grad_in (its reductions are needed anyway).
         grad_in = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
         weight = self._kernel_arrays(grad_out.dtype)[0]
-        grad_in = self._kernels().batchnorm_backward(
+        run = ops.batchnorm_backward if x.size == 0 else self._kernels().batchnorm_backward
+        grad_in = run(
             grad_out, x, weight, save_mean, save_invstd, training=training,
             mean_only=self.mean_only,
             grad_weight=None if self.weight is None else self.weight.grad,
