@@ -6,25 +6,18 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import AssertionTypeError, AssertionValueError, RuntimeValueError
 from ..validation import check_bool, check_float_array, check_number, check_positive_int
 from . import init
 from .linear import Linear
 from .module import Module, Parameter
 
 
-class AttentionAssertionError(ValueError, AssertionError):
-    """A bad shape or argument that PyTorch's attention asserts against: a ValueError
-    as fastnn's other shape errors, and an AssertionError, PyTorch's type for it."""
-
-
-class AttentionRuntimeError(ValueError, RuntimeError):
-    """A bad shape or argument for which PyTorch raises RuntimeError (a wrongly shaped
-    attn_mask, is_causal without its mask): a ValueError and a RuntimeError."""
-
-
-class AttentionMaskTypeError(TypeError, AssertionError):
-    """A mask of a dtype other than bool or float: a TypeError, and an AssertionError as
-    PyTorch's ("only bool and floating types of attn_mask are supported")."""
+# PyTorch's attention asserts its shapes (AssertionError), raises RuntimeError for a
+# wrongly shaped attn_mask or is_causal without its mask, and asserts a mask's dtype
+AttentionAssertionError = AssertionValueError
+AttentionRuntimeError = RuntimeValueError
+AttentionMaskTypeError = AssertionTypeError
 
 
 class NonDynamicallyQuantizableLinear(Linear):

@@ -61,6 +61,7 @@ from .. import device as _device
 from .. import ops
 from .. import random as _random
 from ..backend import current as _current_backend
+from ..errors import RuntimeValueError
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import as_contiguous, check_float_array, check_float_dtype
@@ -1692,11 +1693,11 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 @contextlib.contextmanager
 def _runtime_errors():
     """A loss class's ValueError for the shapes or values of its arrays as PyTorch's
-    RuntimeError."""
+    RuntimeError (still a ValueError, fastnn's type)."""
     try:
         yield
     except ValueError as error:
-        raise RuntimeError(str(error)) from None
+        raise RuntimeValueError(str(error)) from None
 
 
 def _class_loss(loss, dtype, *arrays):

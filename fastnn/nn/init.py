@@ -18,6 +18,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import RuntimeValueError
 from .module import Parameter
 
 _GAINS = {"linear": 1.0, "identity": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0,
@@ -25,9 +26,8 @@ _GAINS = {"linear": 1.0, "identity": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d"
           "sigmoid": 1.0, "tanh": 5.0 / 3, "relu": math.sqrt(2.0), "selu": 0.75}
 
 
-class InitRangeError(ValueError, RuntimeError):
-    """An empty or negative range for a random fill (uniform_'s a > b, normal_'s
-    std < 0): a ValueError, as fastnn's bad arguments, and PyTorch's RuntimeError."""
+# an empty or negative range for a random fill (uniform_'s a > b, normal_'s std < 0)
+InitRangeError = RuntimeValueError
 
 
 def calculate_gain(nonlinearity, param=None):

@@ -67,6 +67,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import device as _device
+from ..errors import RuntimeValueError
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array
 
 
@@ -160,7 +161,7 @@ class _IncompatibleKeys(collections.namedtuple("_IncompatibleKeys",
 LoadResult = _IncompatibleKeys  # (fastnn's earlier name)
 
 
-class StateDictError(RuntimeError, ValueError):
+class StateDictError(RuntimeValueError):
     """A state dict that does not fit the model (PyTorch raises RuntimeError; fastnn's
     earlier ValueError is kept as a base)."""
 

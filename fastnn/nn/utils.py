@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import RuntimeValueError
 from . import rnn_utils as rnn
 from .module import Module, Parameter
 
@@ -195,8 +196,8 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
 
 
 # ---------------------------------------------------------------- flat vectors
-class _EmptyError(ValueError, RuntimeError):
-    """No parameters to flatten: PyTorch 2.13's ValueError, its earlier RuntimeError."""
+# no parameters to flatten: PyTorch 2.13's ValueError, its earlier RuntimeError
+_EmptyError = RuntimeValueError
 
 
 def _flat_arrays(where, parameters):

@@ -1,0 +1,15 @@
+"""Exceptions that are two types at once: fastnn's ValueError/TypeError for a bad
+argument (its convention, see DESIGN.md) and the type PyTorch raises for the same
+mistake, so that code written against either catches them."""
+
+
+class RuntimeValueError(ValueError, RuntimeError):
+    """A bad shape or value for which PyTorch raises RuntimeError."""
+
+
+class AssertionValueError(ValueError, AssertionError):
+    """A bad shape or argument that PyTorch asserts against (AssertionError)."""
+
+
+class AssertionTypeError(TypeError, AssertionError):
+    """A bad type that PyTorch asserts against (AssertionError)."""
