@@ -3,7 +3,8 @@
 Gradient ascent on the input through the model's explicit backward pass, regularised as in
 the classic recipe: random jitter (roll) before each step, an L2 penalty (weight decay) on the
 image, gradient clipping, a Gaussian blur every few steps, clamping to [0, 1], and optionally
-several scales (optimise a small image first, then upsample and continue).
+several scales (optimise a small image first, then upsample and continue; the gradient goes
+back through the upsampling exactly, by the interpolation's transpose).
 """
 import numpy as np
 
@@ -47,22 +48,43 @@ def _blur(img, sigma):
     return sum(w * padded[:, :, i:i + img.shape[2]] for i, w in enumerate(taps))
 
 
+def _interpolation(n_in, size):
+    """(size, n_in) matrix of 1-D linear interpolation from n_in samples to size samples,
+    the end points kept (the rows sum to 1)."""
+    pos = np.linspace(0, n_in - 1, size)
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, n_in - 1)
+    frac = pos - lo
+    matrix = np.zeros((size, n_in))
+    rows = np.arange(size)
+    np.add.at(matrix, (rows, lo), 1 - frac)
+    np.add.at(matrix, (rows, hi), frac)
+    return matrix
+
+
 def _resize(img, size):
     """Bilinear resize of (C, h, w) to (C, size, size)."""
     c, h, w = img.shape
-    ys = np.linspace(0, h - 1, size)
-    xs = np.linspace(0, w - 1, size)
-    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    wy, wx = (ys - y0)[None, :, None], (xs - x0)[None, None, :]
-    top = img[:, y0][:, :, x0] * (1 - wx) + img[:, y0][:, :, x1] * wx
-    bottom = img[:, y1][:, :, x0] * (1 - wx) + img[:, y1][:, :, x1] * wx
-    return top * (1 - wy) + bottom * wy
+    return _interpolation(h, size) @ img @ _interpolation(w, size).T
+
+
+def _resize_backward(grad, h, w):
+    """Gradient w.r.t. the (C, h, w) input of ``_resize`` given its (C, size, size) output
+    gradient: the transposed (adjoint) interpolation, exact since the resize is linear."""
+    size = grad.shape[1]
+    return _interpolation(h, size).T @ grad @ _interpolation(w, size)
+
+
+def _model_dtype(model):
+    """The float dtype of the model's parameters (float32 for a model without any)."""
+    for p in model.parameters():
+        return p.data.dtype
+    return np.dtype(np.float32)
 
 
 def class_probability(model, image, target_class):
     """Softmax probability of target_class for one (C, H, W) image."""
-    logits = model(_model_input(model, image[None].astype(np.float32)))
+    logits = model(_model_input(model, image[None].astype(_model_dtype(model))))
     return float(_softmax(logits.astype(np.float64))[0, target_class])
 
 
@@ -75,12 +97,25 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
     jitter: largest random shift in pixels (None: H // 14, so 2 for 28x28 images and none
     for tiny ones, which a shift would destroy);
     scales: image size divisors, coarse to fine, e.g. (4, 2, 1).
+    The model runs in eval mode in its own dtype; its training mode is restored after.
     Returns (image (C, H, W) float32 in [0, 1], prob_before, prob_after).
     """
     shape = image_shape(model)
+    dtype = _model_dtype(model)
     rng = np.random.default_rng(seed)
+    was_training = model.training
     model.eval()
-    num_classes = model(_model_input(model, np.zeros((1,) + shape, np.float32))).shape[1]
+    try:
+        return _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter,
+                       weight_decay, clip, blur_every, blur_sigma, scales, progress)
+    finally:
+        model.train(was_training)
+
+
+def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_decay, clip,
+            blur_every, blur_sigma, scales, progress):
+    """visualize_class's loop on a model already in eval mode; (image, before, after)."""
+    num_classes = model(_model_input(model, np.zeros((1,) + shape, dtype))).shape[1]
     if not 0 <= target_class < num_classes:
         raise ValueError(f"visualize: target class {target_class} out of range "
                          f"[0, {num_classes})")
@@ -89,7 +124,7 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
         jitter = h // 14
     image = np.clip(0.5 + 0.05 * rng.standard_normal(shape), 0, 1).astype(np.float32)
     prob_before = class_probability(model, image, target_class)
-    one_hot = np.zeros((1, num_classes), np.float32)
+    one_hot = np.zeros((1, num_classes), dtype)
     one_hot[0, target_class] = 1.0
     steps_per_scale = max(1, steps // len(scales))
     for scale in scales:
@@ -99,11 +134,11 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
             dy, dx = rng.integers(-jitter, jitter + 1, 2) if jitter else (0, 0)
             shifted = np.roll(small, (dy, dx), axis=(1, 2))
             full = _resize(shifted, h) if size != h else shifted
-            model(_model_input(model, full[None].astype(np.float32)))
+            model(_model_input(model, full[None].astype(dtype)))
             grad = model.backward(one_hot).reshape(shape)
             model.zero_grad()  # parameter gradients are a by-product here
-            if size != h:  # chain rule through the upsampling, approximately
-                grad = _resize(grad, size) * (h / size) ** 2
+            if size != h:  # chain rule through the upsampling of the small image
+                grad = _resize_backward(grad, size, size)
             grad = np.roll(grad, (-dy, -dx), axis=(1, 2)) - weight_decay * small
             norm = np.linalg.norm(grad)
             if clip and norm > clip:

@@ -28,8 +28,6 @@ class MultiTaskNet(nn.Module):
 
     def __init__(self, in_features, hidden_a, hidden_b, num_classes, omega=1.0, dropout=0.1):
         super().__init__()
-        self.config = dict(in_features=in_features, hidden_a=hidden_a, hidden_b=hidden_b,
-                           num_classes=num_classes, omega=omega, dropout=dropout)
         self.fc1a = nn.Linear(in_features, hidden_a)
         self.sine = nn.Sine(omega)
         self.drop = nn.Dropout(dropout)
@@ -38,6 +36,10 @@ class MultiTaskNet(nn.Module):
         self.bn = nn.BatchNorm1d(hidden_b, mean_only=True)
         self.relu = nn.ReLU()
         self.fc2b = nn.Linear(hidden_b, num_classes)
+        # the values the layers validated, as plain ints and floats (JSON in checkpoints)
+        self.config = dict(in_features=self.fc1a.in_features, hidden_a=self.fc1a.out_features,
+                           hidden_b=self.fc1b.out_features, num_classes=self.fc2b.out_features,
+                           omega=float(self.sine.omega), dropout=self.drop.p)
 
     def forward(self, x):
         a = self.fc2a(self.drop(self.sine(self.fc1a(x))))
@@ -48,6 +50,10 @@ class MultiTaskNet(nn.Module):
     def backward(self, grad_a, grad_logits):
         """grad_a: (N, hidden_b), gradient w.r.t. task A's output from its own loss;
         grad_logits: (N, num_classes). Returns the gradient w.r.t. x: (N, in_features)."""
+        # checked before any gradient accumulates: a wrong grad_a would broadcast in the sum
+        check_float_array("MultiTaskNet", "grad_logits", grad_logits, ndim=2, device_ok=True)
+        check_float_array("MultiTaskNet", "grad_a", grad_a, device_ok=True,
+                          shape=(grad_logits.shape[0], self.fc1b.out_features))
         grad_s = self.fc2b.backward(grad_logits)
         grad_x_b = self.fc1b.backward(self.bn.backward(self.relu.backward(grad_s)))
         total_a = grad_a + grad_s  # the addition s = h + a routes task B's gradient into A
@@ -67,13 +73,17 @@ class MultiTaskLoss:
         where = "MultiTaskLoss"
         check_float_array(where, "a", a, ndim=2)
         check_float_array(where, "y_a", y_a, shape=a.shape, dtype=a.dtype)
-        check_float_array(where, "logits", logits, ndim=2, dtype=a.dtype)
+        check_float_array(where, "logits", logits, ndim=2, shape=(a.shape[0], None),
+                          dtype=a.dtype)
         check_labels(where, y_b, logits.shape[0], logits.shape[1])
         n = a.shape[0]
         diff = a - y_a
-        regression = float(0.5 * np.square(diff, dtype=np.float64).sum() / n)
+        with np.errstate(invalid="ignore"):  # an empty batch's mean is NaN, as in PyTorch
+            regression = float(0.5 * np.square(diff, dtype=np.float64).sum() / n)
         classification, grad_logits = current().softmax_cross_entropy(
             np.ascontiguousarray(logits), y_b.astype(np.int64, copy=False))
+        if n == 0:  # the kernel's sum over no rows is 0; the mean over no rows is NaN
+            classification = float("nan")
         self._grads = (diff / a.dtype.type(n), grad_logits)
         return regression + classification, regression, classification
 

@@ -9,6 +9,7 @@ Loss (negative ELBO), per sample, summed over dimensions and averaged over the b
 """
 import json
 import math
+import numbers
 
 import numpy as np
 
@@ -19,19 +20,33 @@ from .mlp import MLP
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
-class VAE(nn.Module):
-    """VAE(data_dim, latent_dim=2, hidden=(64, 64), activation='tanh').
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"VAE: expected {name} to be a positive int, got {value!r}")
+    return int(value)
 
-    forward(x) -> negative ELBO (float, batch mean) with the sample drawn from the
-    module's own seeded generator; backward() -> gradient w.r.t. x is not needed, so it
-    accumulates parameter gradients and returns None.
+
+class VAE(nn.Module):
+    """VAE(data_dim, latent_dim=2, hidden=(64, 64), activation='tanh', seed=0).
+
+    forward(x, eps=None) -> (loss, nll, kl): the negative ELBO and its two terms (floats,
+    batch means), with eps drawn from the module's own generator (seeded by ``seed``) when
+    not given; backward() accumulates every parameter's gradient of that loss and returns
+    its gradient w.r.t. x, (N, data_dim).
     """
 
     config_name = "vae"
 
     def __init__(self, data_dim, latent_dim=2, hidden=(64, 64), activation="tanh", seed=0):
         super().__init__()
-        hidden = [hidden] if isinstance(hidden, int) else list(hidden)
+        data_dim = _positive_int("data_dim", data_dim)
+        latent_dim = _positive_int("latent_dim", latent_dim)
+        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+            hidden = [hidden]
+        if not isinstance(hidden, (list, tuple)):
+            raise TypeError(f"VAE: expected hidden to be an int or a list of ints, "
+                            f"got {hidden!r}")
+        hidden = [_positive_int("each hidden width", h) for h in hidden]
         self.config = dict(data_dim=data_dim, latent_dim=latent_dim, hidden=hidden,
                            activation=activation, seed=seed)
         self.data_dim, self.latent_dim = data_dim, latent_dim
@@ -46,6 +61,8 @@ class VAE(nn.Module):
         Returns (loss, nll, kl) as floats (batch means of the per-sample sums)."""
         check_float_array("VAE", "x", x, ndim=2, shape=(None, self.data_dim))
         n, latent = x.shape[0], self.latent_dim
+        if eps is not None:
+            check_float_array("VAE", "eps", eps, shape=(n, latent), dtype=x.dtype)
         enc = self.encoder(x)
         mu_z, log_sz = enc[:, :latent], enc[:, latent:]
         if eps is None:
@@ -56,27 +73,30 @@ class VAE(nn.Module):
         mu_x, log_sx = dec[:, :self.data_dim], dec[:, self.data_dim:]
         inv_var_x = np.exp(-2 * log_sx)
         resid = x - mu_x
-        nll = (_HALF_LOG_2PI + log_sx + 0.5 * resid ** 2 * inv_var_x).sum() / n
-        kl = (-log_sz - 0.5 + 0.5 * (mu_z ** 2 + sigma_z ** 2)).sum() / n
+        with np.errstate(invalid="ignore"):  # an empty batch's mean is NaN, as in PyTorch
+            nll = (_HALF_LOG_2PI + log_sx + 0.5 * resid ** 2 * inv_var_x).sum() / n
+            kl = (-log_sz - 0.5 + 0.5 * (mu_z ** 2 + sigma_z ** 2)).sum() / n
         self._cache = (n, mu_z, sigma_z, eps, resid, inv_var_x)
         return float(nll + kl), float(nll), float(kl)
 
     __call__ = forward
 
     def backward(self):
-        """Accumulate every parameter's gradient of the last forward's loss."""
+        """Accumulate every parameter's gradient of the last forward's loss; returns the
+        loss's gradient w.r.t. x, (N, data_dim) (through the encoder and the NLL)."""
         if self._cache is None:
             raise RuntimeError("VAE: backward() called before forward()")
         n, mu_z, sigma_z, eps, resid, inv_var_x = self._cache
-        scale = resid.dtype.type(1.0 / n)
+        scale = resid.dtype.type(1.0 / max(n, 1))  # an empty batch has nothing to scale
         grad_mu_x = -resid * inv_var_x * scale
         grad_log_sx = (1 - resid ** 2 * inv_var_x) * scale
         grad_z = self.decoder.backward(np.concatenate([grad_mu_x, grad_log_sx], axis=1))
         # through z = mu_z + exp(log_sz) * eps, plus the KL term's own gradient
         grad_mu_z = grad_z + mu_z * scale
         grad_log_sz = grad_z * sigma_z * eps + (sigma_z ** 2 - 1) * scale
-        self.encoder.backward(np.concatenate([grad_mu_z, grad_log_sz], axis=1))
+        grad_x = self.encoder.backward(np.concatenate([grad_mu_z, grad_log_sz], axis=1))
         self._cache = None
+        return grad_x - grad_mu_x  # x also enters the NLL, opposite to mu_x
 
     def get_extra_state(self):
         """The noise generator's state as a JSON string (state_dict's '_extra_state'), so a
@@ -96,9 +116,12 @@ class VAE(nn.Module):
                              f"{type(self._rng.bit_generator).__name__} generator")
         self._rng.bit_generator.state = parsed
 
-    def sample(self, n, rng=None, dtype=np.float32):
-        """Draw n points from the generative model: z ~ N(0, I), x ~ N(mu_x, sigma_x²)."""
+    def sample(self, n, rng=None, dtype=None):
+        """Draw n points (n, data_dim) from the generative model: z ~ N(0, I),
+        x ~ N(mu_x, sigma_x²); dtype defaults to the parameters' dtype."""
         rng = rng or np.random.default_rng(0)
+        if dtype is None:
+            dtype = self.decoder[0].weight.data.dtype
         was_training = self.training
         self.eval()
         z = rng.standard_normal((n, self.latent_dim)).astype(dtype)
