@@ -8,8 +8,6 @@ back through the upsampling exactly, by the interpolation's transpose).
 """
 import numpy as np
 
-from . import backend
-
 
 def image_shape(model):
     """(C, H, W) of the images a saved classifier takes, from its config."""

@@ -2169,8 +2169,8 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         raise ValueError(f"Expected more than 1 spatial element when training, got input "
                          f"size {list(x.shape)}")
     if x.ndim < 2:
-        raise IndexError(f"Dimension out of range (expected to be in range of [-1, 0], but "
-                         f"got 1)")
+        raise IndexError("Dimension out of range (expected to be in range of [-1, 0], but "
+                         "got 1)")
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must either both be None or neither "
                          "be None")

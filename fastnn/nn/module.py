@@ -180,6 +180,7 @@ class _Items(list):
         self._next = i + 1
         return self[i]
 
+
 #: the state_dict key (after the module's prefix) of ``get_extra_state()``, as PyTorch's
 EXTRA_STATE_KEY = "_extra_state"
 
