@@ -1,7 +1,6 @@
 """Upsample (PyTorch's Upsample, UpsamplingNearest2d and UpsamplingBilinear2d, and the
 interpolation behind ``functional.interpolate``): modes 'nearest', 'nearest-exact',
 'linear', 'bilinear', 'bicubic', 'trilinear' and 'area' over 1, 2 or 3 spatial axes."""
-import math
 import numbers
 
 import numpy as np
