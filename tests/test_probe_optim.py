@@ -24,11 +24,10 @@ TOL = {np.float64: dict(rtol=1e-10, atol=1e-12), np.float32: dict(rtol=2e-4, ato
 
 @pytest.fixture(autouse=True)
 def _float64_torch_scalars():
-    """torch's default dtype float64 (its NAdam keeps mu_product in it), restored after."""
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
+    """torch at its default dtype, float32, in which its NAdam keeps mu_product and its
+    ASGD eta and mu, as fastnn does."""
+    assert torch.get_default_dtype() == torch.float32
     yield
-    torch.set_default_dtype(before)
 
 
 def twin_groups(specs, dtype, rng):

@@ -1,9 +1,9 @@
 """Adadelta with L2 weight decay and maximize, PyTorch's rule."""
-from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
+from .optimizer import Optimizer, torch_flags_of
 
 
 class Adadelta(Optimizer):
-    """Adadelta(params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *, maximize=False).
+    """Adadelta(params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False).
 
     PyTorch's update: g = (-grad if maximize else grad) + weight_decay * p;
     v = rho v + (1 - rho) g^2; delta = sqrt(u + eps) / sqrt(v + eps) * g;
@@ -13,9 +13,9 @@ class Adadelta(Optimizer):
     """
 
     hyperparameters = ("lr", "rho", "eps", "weight_decay", "maximize")
-    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    torch_flags = torch_flags_of("capturable", "foreach", "differentiable")
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, *,
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *,
                  maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "rho": rho, "eps": eps,
                                   "weight_decay": weight_decay, "maximize": maximize},

@@ -1,11 +1,11 @@
 """Adafactor with PyTorch's rule (torch.optim.Adafactor): factored second moments,
 relative step sizes, update clipping; NumPy on the host per parameter (``host.py``).
 """
-import numbers
 
 import numpy as np
 
 from .host import HostOptimizer, lerp_, vector_norm
+from .optimizer import as_count
 
 
 class Adafactor(HostOptimizer):
@@ -94,14 +94,8 @@ class Adafactor(HostOptimizer):
         missing = [k for k in ("step", *names) if k not in entry]
         if missing:
             raise ValueError(f"{where}: missing state {missing}")
-        step = entry["step"]
-        if isinstance(step, np.ndarray) and step.ndim == 0:
-            step = step.item()
-        if isinstance(step, np.generic):
-            step = step.item()
-        if isinstance(step, float) and step.is_integer():
-            step = int(step)  # PyTorch keeps the step as a float tensor
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+        step = as_count(entry["step"])  # PyTorch keeps the step as a float tensor
+        if step is None:
             raise ValueError(f"{where}: step must be an int >= 0, got {entry['step']!r}")
         shapes = (dict(zip(names, self._factored_shapes(shape))) if len(shape) > 1
                   else {"variance": shape})

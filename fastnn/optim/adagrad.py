@@ -1,12 +1,12 @@
 """Adagrad with learning-rate decay and L2 weight decay, PyTorch's rule."""
 import numpy as np
 
-from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
+from .optimizer import Optimizer, torch_flags_of
 
 
 class Adagrad(Optimizer):
-    """Adagrad(params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-    initial_accumulator_value=0.0, eps=1e-10, *, maximize=False).
+    """Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0,
+    initial_accumulator_value=0, eps=1e-10, *, maximize=False).
 
     PyTorch's update at a parameter's step t (from 1): clr = lr / (1 + (t - 1) lr_decay);
     g = (-grad if maximize else grad) + weight_decay * p; sum += g^2;
@@ -17,11 +17,11 @@ class Adagrad(Optimizer):
 
     hyperparameters = ("lr", "lr_decay", "weight_decay", "initial_accumulator_value", "eps",
                        "maximize")
-    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    torch_flags = torch_flags_of("foreach", "differentiable", "fused")
     _maximize_by_negation = True
 
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0,
-                 initial_accumulator_value=0.0, eps=1e-10, *, maximize=False,
+    def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0,
+                 initial_accumulator_value=0, eps=1e-10, *, maximize=False,
                  **torch_flags):
         super().__init__(params, {"lr": lr, "lr_decay": lr_decay,
                                   "weight_decay": weight_decay,

@@ -1,10 +1,10 @@
 """Adam with L2 weight decay and AdamW with decoupled decay, PyTorch's rules
 (bias-corrected moments)."""
-from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
+from .optimizer import Optimizer, torch_flags_of
 
 
 class Adam(Optimizer):
-    """Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
+    """Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False,
     *, maximize=False, decoupled_weight_decay=False).
 
     PyTorch's update: g = (-grad if maximize else grad) + weight_decay * p
@@ -18,11 +18,11 @@ class Adam(Optimizer):
 
     hyperparameters = ("lr", "betas", "eps", "weight_decay", "amsgrad", "maximize",
                        "decoupled_weight_decay")
-    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    torch_flags = torch_flags_of("foreach", "capturable", "differentiable", "fused")
     _maximize_by_negation = True
     _optional_state = ("max_exp_avg_sq",)
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  amsgrad=False, *, maximize=False, decoupled_weight_decay=False,
                  **torch_flags):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,

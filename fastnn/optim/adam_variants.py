@@ -2,7 +2,7 @@
 NAdam and RAdam by ``adaptive_moments_update`` with the step's rates computed here."""
 import math
 
-from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
+from .optimizer import Optimizer, torch_flags_of
 
 
 class _AdamVariant(Optimizer):
@@ -12,7 +12,7 @@ class _AdamVariant(Optimizer):
     maximize=True (PyTorch's keyword, after the others) negates the gradient first."""
 
     _second = "exp_avg_sq"
-    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    torch_flags = torch_flags_of("foreach", "capturable", "differentiable")
     _maximize_by_negation = True
 
     def _check_common(self, group):
@@ -54,7 +54,7 @@ class _AdamVariant(Optimizer):
 
 
 class Adamax(_AdamVariant):
-    """Adamax(params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
+    """Adamax(params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *,
     maximize=False).
 
     PyTorch's update at a parameter's step t: g = (-grad if maximize else grad)
@@ -66,7 +66,7 @@ class Adamax(_AdamVariant):
     hyperparameters = ("lr", "betas", "eps", "weight_decay", "maximize")
     _second = "exp_inf"
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *,
                  maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
                                   "weight_decay": weight_decay, "maximize": maximize},
@@ -82,7 +82,7 @@ class Adamax(_AdamVariant):
 
 
 class RAdam(_AdamVariant):
-    """RAdam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+    """RAdam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
     decoupled_weight_decay=False, *, maximize=False).
 
     PyTorch's rectified Adam at a parameter's step t: m and v as Adam's;
@@ -96,7 +96,7 @@ class RAdam(_AdamVariant):
     hyperparameters = ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay",
                        "maximize")
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  decoupled_weight_decay=False, *, maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
                                   "weight_decay": weight_decay,
@@ -130,7 +130,7 @@ class RAdam(_AdamVariant):
 
 
 class NAdam(_AdamVariant):
-    """NAdam(params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+    """NAdam(params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
     momentum_decay=4e-3, decoupled_weight_decay=False, *, maximize=False).
 
     PyTorch's Nesterov Adam at a parameter's step t: mu_t = b1 (1 - 0.5 * 0.96^(t psi)),
@@ -138,14 +138,16 @@ class NAdam(_AdamVariant):
     m and v as Adam's; with d = sqrt(v / (1 - b2^t)) + eps,
     p -= lr (1 - mu_t) / (1 - mu_product) * g / d
          + lr mu_{t+1} / (1 - mu_product mu_{t+1}) * m / d.
-    decoupled_weight_decay as RAdam's. State: exp_avg, exp_avg_sq, mu_product.
+    decoupled_weight_decay as RAdam's. State: mu_product (float32, as PyTorch's 0-d
+    tensor of its default dtype; the parameter's dtype once loaded from an array, as
+    PyTorch casts a loaded tensor: ``Optimizer._scalar_type``), exp_avg, exp_avg_sq.
     """
 
     hyperparameters = ("lr", "betas", "eps", "weight_decay", "momentum_decay",
                        "decoupled_weight_decay", "maximize")
     _scalar_state = {"mu_product": 1.0}
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  momentum_decay=4e-3, decoupled_weight_decay=False, *, maximize=False,
                  **torch_flags):
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
@@ -159,11 +161,15 @@ class NAdam(_AdamVariant):
         self._at_least("momentum_decay", group["momentum_decay"], 0.0)
         self._flag(group, "decoupled_weight_decay")
 
+    def _state_names(self, group):
+        return ("mu_product", "exp_avg", "exp_avg_sq")  # PyTorch's order
+
     def _update(self, kernels, bucket, group):
         """One kernel call for the bucket when its parameters share a step count and a
         mu_product (always, unless a loaded state dict mixed them)."""
         products = bucket.scalars["mu_product"]
-        if products and min(products) != max(products):
+        if products and (min(products) != max(products)
+                         or not self._uniform_scalar_type(bucket)):
             self._update_each(kernels, bucket, group)
             return
         super()._update(kernels, bucket, group)
@@ -176,7 +182,9 @@ class NAdam(_AdamVariant):
         mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
         mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
         products = bucket.scalars["mu_product"]
-        product = (products[0] if i is None else products[i]) * mu
+        # PyTorch's mu_product *= mu on its 0-d tensor: mu and the product in its dtype
+        real = self._scalar_type(bucket, 0 if i is None else i)
+        product = float(real(products[0] if i is None else products[i]) * real(mu))
         if i is None:
             products[:] = [product] * len(products)
         else:

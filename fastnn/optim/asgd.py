@@ -2,11 +2,13 @@
 PyTorch's rule."""
 import math
 
-from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
+import numpy as np
+
+from .optimizer import Optimizer, torch_flags_of
 
 
 class ASGD(Optimizer):
-    """ASGD(params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, *,
+    """ASGD(params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *,
     maximize=False).
 
     PyTorch's update at a parameter's step t, with its eta and mu from the step before:
@@ -14,19 +16,20 @@ class ASGD(Optimizer):
     ax = p while mu == 1, else ax += (p - ax) mu; then eta = lr / (1 + lambd lr t)^alpha
     and mu = 1 / max(1, t - t0). State (PyTorch's names): ax, and eta and mu, one number
     per parameter (eta starts at the group's lr at the parameter's first step, mu at 1);
-    fastnn keeps eta and mu as float64 numbers, PyTorch in its default dtype. One
+    both are float32 values whatever the parameters' dtype, as PyTorch computes them
+    into 0-d tensors of its default dtype, float32 (a loaded value is taken as given). One
     ``asgd_update`` kernel call per flat (group, dtype) buffer whose parameters share a
     step count, eta and mu (always, unless partial steps or a loaded state dict mixed
     them), else one per parameter.
     """
 
     hyperparameters = ("lr", "lambd", "alpha", "t0", "weight_decay", "maximize")
-    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    torch_flags = torch_flags_of("foreach", "capturable", "differentiable")
     #: eta is the group's lr at the parameter's first step (set then, as PyTorch creates
     #: its state): NaN until then, so that no update can use it unset
     _scalar_state = {"eta": math.nan, "mu": 1.0}
 
-    def __init__(self, params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0.0, *,
+    def __init__(self, params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *,
                  maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "lambd": lambd, "alpha": alpha, "t0": t0,
                                   "weight_decay": weight_decay, "maximize": maximize},
@@ -43,12 +46,12 @@ class ASGD(Optimizer):
         self._flag(group, "maximize")
 
     def _state_names(self, group):
-        return ("ax", "eta", "mu")
+        return ("eta", "mu", "ax")
 
     @staticmethod
     def rates(lr, lambd, alpha, t0, step):
         """(eta, mu) after a parameter's step ``step`` (1-based), as PyTorch computes
-        them (Python floats)."""
+        them (Python floats; PyTorch then stores them in 0-d tensors)."""
         return lr / ((1 + lambd * lr * step) ** alpha), 1 / max(1, step - t0)
 
     @staticmethod
@@ -57,7 +60,7 @@ class ASGD(Optimizer):
         group's lr, mu 1 (ax, zeros, is overwritten by the first step: mu is 1)."""
         etas, mus = bucket.scalars["eta"], bucket.scalars["mu"]
         for i in indices:
-            etas[i], mus[i] = float(group["lr"]), 1.0
+            etas[i], mus[i] = float(np.float32(group["lr"])), 1.0
 
     def _update(self, kernels, bucket, group):
         steps = bucket.steps
@@ -97,6 +100,9 @@ class ASGD(Optimizer):
         step = bucket.steps[first] + 1
         eta, mu = self.rates(float(group["lr"]), float(group["lambd"]),
                              float(group["alpha"]), float(group["t0"]), step)
+        # PyTorch's eta.copy_(torch.as_tensor(eta)): a float32 tensor (its default dtype)
+        # copied in, so float32 values even where a load made eta a float64 tensor
+        eta, mu = float(np.float32(eta)), float(np.float32(mu))
         if i is None:
             n = len(bucket.params)
             etas[:], mus[:], bucket.steps = [eta] * n, [mu] * n, [step] * n

@@ -8,6 +8,7 @@ allocates no parameter-sized array after the first. A parameter on the GPU
 (``Module.to("cuda")``) has its data and gradient copied to host scratch, updated there
 and its data copied back, as LBFGS does; its state stays on the host.
 """
+import collections
 import math
 import numbers
 
@@ -168,6 +169,16 @@ class HostOptimizer(Optimizer):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ state
+    @property
+    def state(self):
+        """PyTorch's ``optimizer.state``: a defaultdict(dict) {parameter: its state dict}
+        (the optimizer's own dicts: changes to them change its state)."""
+        out = collections.defaultdict(dict)
+        for p in self._all_params():
+            if self._state.get(id(p)):
+                out[p] = self._state[id(p)]
+        return out
+
     def _all_params(self):
         return [p for group in self.param_groups for p in group["params"]]
 

@@ -14,6 +14,7 @@ dtype and Python floats where PyTorch's are Python numbers: with NumPy 2's promo
 (NEP 50) float32 arithmetic and comparisons stay in float32 where PyTorch's 0-dim float32
 tensors do.
 """
+import collections
 import numbers
 
 import numpy as np
@@ -465,10 +466,20 @@ class LBFGS(Optimizer):
         return orig_loss
 
     # ------------------------------------------------------------------ state
+    @property
+    def state(self):
+        """PyTorch's ``optimizer.state``: a defaultdict(dict) holding the state under the
+        first parameter once a step ran (the optimizer's own dict)."""
+        out = collections.defaultdict(dict)
+        if self._state:
+            out[self._params[0]] = self._state
+        return out
+
     def state_dict(self):
         """{"type", "state", "param_groups"}: PyTorch's layout, the state (copies) under
         parameter 0 once a step ran."""
-        state = {0: {k: _copied(self._state[k]) for k in STATE_KEYS if k in self._state}}
+        # in the order PyTorch's dict has them: as the steps (or a load) inserted them
+        state = {0: {k: _copied(v) for k, v in self._state.items() if k in STATE_KEYS}}
         return {"type": self._name, "state": state if self._state else {},
                 "param_groups": self._saved_groups()}
 
@@ -559,7 +570,7 @@ class LBFGS(Optimizer):
         if "al" in entry:
             out["al"] = sequence("al", entry["al"],
                                  lambda n, v: None if v is None else scalar(n, v))
-        return out
+        return {k: out[k] for k in entry}  # the saved order, as PyTorch's load keeps it
 
     def load_state_dict(self, state_dict):
         """Load hyper-parameters and state (copied in); a bad state dict changes nothing."""

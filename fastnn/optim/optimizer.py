@@ -18,6 +18,8 @@ their state buffers (``_state_names``) and apply one update to a flat bucket
 Every check runs before anything is written: a bad hyper-parameter, a bad state dict or a
 parameter that changed shape raises and leaves parameters and state as they were.
 """
+import collections
+import functools
 import math
 import numbers
 import operator
@@ -49,17 +51,31 @@ class Optimizer:
     #: take maximize (Adadelta, Rprop, ASGD) leave it False
     _maximize_by_negation = False
 
-    #: PyTorch keywords taken at the values fastnn implements (name -> accepted values):
-    #: implementation switches that change no result, and options at their defaults.
-    #: PyTorch's state dicts carry them in every param group; they load ignored.
+    #: PyTorch keywords taken at the values fastnn implements (name -> accepted values,
+    #: PyTorch's default first): implementation switches that change no result, and
+    #: options at their defaults. Each group keeps them, as PyTorch's do (the value
+    #: given, else the default); a group or a loaded state dict may set them too.
     torch_flags = {"maximize": (False,), "foreach": (None, False, True),
                    "differentiable": (False,), "fused": (None, False, True),
                    "capturable": (False, True)}
 
+    def __init_subclass__(cls, **kwargs):
+        """Every subclass's own step, state_dict and load_state_dict run the hooks
+        registered with ``register_*_hook`` (as PyTorch patches its optimizers' step)."""
+        super().__init_subclass__(**kwargs)
+        for name, wrap in _HOOKED.items():
+            if name in cls.__dict__:
+                setattr(cls, name, wrap(cls.__dict__[name]))
+
     def __init__(self, params, defaults, flags=None):
+        for name in _HOOK_TABLES:
+            setattr(self, name, collections.OrderedDict())
         for name, value in (flags or {}).items():
             self._check_flag(name, value)
         self.defaults = dict(defaults)
+        self.defaults.update((name, (flags or {}).get(name, accepted[0]))
+                             for name, accepted in self.torch_flags.items()
+                             if name not in self.defaults)
         self._check(self.defaults)
         if isinstance(params, np.ndarray) or not hasattr(params, "__iter__"):
             raise TypeError(f"{self._name}: params must be an iterable of Parameters or of "
@@ -75,6 +91,9 @@ class Optimizer:
         self.param_groups = []
         self._buckets = []
         self._checked = []  # per group: the hyper-parameter values last found valid
+        # ids of the parameters whose scalar state (_scalar_state) is in their own dtype
+        # (loaded as arrays), not float32: see _scalar_type
+        self._exact_scalars = set()
         for group in groups:
             self._install_group(group)
 
@@ -82,9 +101,63 @@ class Optimizer:
     def _name(self):
         return type(self).__name__
 
+    # ------------------------------------------------------------------ hooks
+    def _register(self, table, hook, prepend=False):
+        from ..nn.module import RemovableHandle  # (fastnn.nn imports nothing of optim)
+        hooks = getattr(self, table)
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        if prepend:
+            hooks.move_to_end(handle.id, last=False)
+        return handle
+
+    def register_step_pre_hook(self, hook):
+        """hook(optimizer, args, kwargs) -> None or (args, kwargs), called before each
+        step with step's arguments, the optimizer first in args as in PyTorch (a result
+        replaces them). Returns a handle whose remove() unregisters the hook."""
+        return self._register("_optimizer_step_pre_hooks", hook)
+
+    def register_step_post_hook(self, hook):
+        """hook(optimizer, args, kwargs) -> None, called after each step."""
+        return self._register("_optimizer_step_post_hooks", hook)
+
+    def register_state_dict_pre_hook(self, hook, prepend=False):
+        """hook(optimizer) -> None, called before state_dict() builds the state dict."""
+        return self._register("_optimizer_state_dict_pre_hooks", hook, prepend)
+
+    def register_state_dict_post_hook(self, hook, prepend=False):
+        """hook(optimizer, state_dict) -> None or a state dict returned instead."""
+        return self._register("_optimizer_state_dict_post_hooks", hook, prepend)
+
+    def register_load_state_dict_pre_hook(self, hook, prepend=False):
+        """hook(optimizer, state_dict) -> None or a state dict loaded instead."""
+        return self._register("_optimizer_load_state_dict_pre_hooks", hook, prepend)
+
+    def register_load_state_dict_post_hook(self, hook, prepend=False):
+        """hook(optimizer) -> None, called after load_state_dict()."""
+        return self._register("_optimizer_load_state_dict_post_hooks", hook, prepend)
+
+    @property
+    def state(self):
+        """PyTorch's ``optimizer.state``: a defaultdict(dict) {parameter: its state}
+        holding each parameter that has state, as the state dict does; its arrays are
+        views of the optimizer's buffers (writing into them changes its state), the step
+        and scalar states copies."""
+        out = collections.defaultdict(dict)
+        for gi, bucket, i in self._locate():
+            if bucket.steps[i] > 0:
+                values = {name: bucket.view(buf, i) for name, buf in bucket.state.items()}
+                values.update((name, np.array(v[i], self._scalar_type(bucket, i)))
+                              for name, v in bucket.scalars.items())
+                entry = self._saved_state(bucket.steps[i], values, self.param_groups[gi])
+                if entry:
+                    out[bucket.params[i]] = entry
+        return out
+
     def __repr__(self):
         lines = [f"{self._name} ("]
         for i, group in enumerate(self.param_groups):
+            lines += [""] if i else []  # (PyTorch's blank line between groups)
             lines.append(f"Parameter Group {i}")
             for key in sorted(k for k in group if k != "params"):
                 lines.append(f"    {key}: {group[key]}")
@@ -109,6 +182,9 @@ class Optimizer:
             check_parameter(self._name, p, i)
         full = dict(self.defaults)
         full.update({k: v for k, v in group.items() if k != "params"})
+        for name in self.torch_flags:
+            if name in group:
+                self._check_flag(name, group[name])
         self._check(full)
         full["params"] = plist
         if names is not None:
@@ -358,10 +434,23 @@ class Optimizer:
         """The optimizer's state (copies): {"type", "state", "param_groups"} as in PyTorch."""
         groups = self._saved_groups()
         state = {}
-        for index, (_, bucket, i) in enumerate(self._locate()):
+        for index, (gi, bucket, i) in enumerate(self._locate()):
             if bucket.steps[i] > 0:
-                state[index] = {"step": bucket.steps[i], **bucket.param_state(i)}
+                values = bucket.param_state(i)
+                for name in self._scalar_state:  # 0-d arrays, as PyTorch's 0-d tensors
+                    values[name] = np.array(values[name], self._scalar_type(bucket, i))
+                entry = self._saved_state(bucket.steps[i], values, self.param_groups[gi])
+                if entry:
+                    state[index] = entry
         return {"type": self._name, "state": state, "param_groups": groups}
+
+    def _saved_state(self, step, state, group):
+        """A parameter's state-dict entry: its step, then its state in PyTorch's order
+        (that of ``_state_names``)."""
+        order = ("step",) + tuple(self._state_names(group)) + tuple(self._optional_state)
+        entry = {"step": step, **state}
+        return {k: entry[k] for k in sorted(entry, key=lambda k: (
+            order.index(k) if k in order else len(order)))}
 
     def _state_dict_parts(self, state_dict):
         """(where, groups, state) of a state dict whose outer layout, optimizer type and
@@ -428,7 +517,7 @@ class Optimizer:
                 raise ValueError(f"{where}: parameter group {gi}: missing hyper-parameters "
                                  f"{missing}, unknown {unknown}")
             hyper = {k: (tuple(v) if isinstance(v, list) else v)
-                     for k, v in saved.items() if k != "params" and k not in flags}
+                     for k, v in saved.items() if k != "params"}
             if "param_names" in hyper:  # (they replace the group's, as in PyTorch)
                 hyper["param_names"] = list(hyper["param_names"])
             try:
@@ -451,11 +540,9 @@ class Optimizer:
         """(step, {name: array or float}) of one parameter's saved state, checked."""
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: its state is not a dict")
-        step = entry.get("step", 1)  # PyTorch's SGD keeps no step: a buffer means >= 1
-        if isinstance(step, np.ndarray) and step.ndim == 0:
-            step = step.item()
-        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
-            raise ValueError(f"{where}: step must be an int >= 0, got {step!r}")
+        step = as_count(entry.get("step", 1))  # PyTorch's SGD keeps none: a buffer means >= 1
+        if step is None:
+            raise ValueError(f"{where}: step must be an int >= 0, got {entry['step']!r}")
         allowed = (set(self._state_names(group)) | set(self._optional_state)
                    | set(self._scalar_state))
         arrays = {}
@@ -494,14 +581,40 @@ class Optimizer:
         groups, state = self.validate_state_dict(state_dict)
         for group, hyper in zip(self.param_groups, groups):
             group.update(hyper)
+        raw = {_as_index(k): v for k, v in state_dict["state"].items()}
+        exact = set()
         for index, (_, bucket, i) in enumerate(self._locate()):
             step, saved = state.get(index, (0, {}))
-            bucket.set_param_state(i, step, *self._split_state(saved))
+            arrays, scalars = self._split_state(saved)
+            if scalars and all(not isinstance(raw[index][k], numbers.Number) for k in scalars):
+                exact.add(id(bucket.params[i]))
+            else:
+                scalars = {k: float(np.float32(v)) for k, v in scalars.items()}
+            bucket.set_param_state(i, step, arrays, scalars)
+        self._exact_scalars = exact
+
+    def _scalar_type(self, bucket, i):
+        """The NumPy type parameter i's scalar state (NAdam's mu_product, ASGD's eta and
+        mu) is rounded to after each update, as PyTorch keeps it in a 0-d tensor: of its
+        default dtype, float32, when the optimizer creates it (or loads it from a number);
+        of the parameter's dtype once loaded from a tensor (an array here), which its
+        load_state_dict casts to the parameter's dtype."""
+        return bucket.dtype.type if id(bucket.params[i]) in self._exact_scalars else np.float32
+
+    def _uniform_scalar_type(self, bucket):
+        """Whether every parameter of the bucket rounds its scalar state alike."""
+        return len({self._scalar_type(bucket, i) for i in range(len(bucket.params))}) <= 1
 
 
 #: Optimizer.torch_flags less ``maximize``: the torch_flags of the optimizers that
 #: implement maximize=True, where it is a hyper-parameter.
 FLAGS_WITHOUT_MAXIMIZE = {k: v for k, v in Optimizer.torch_flags.items() if k != "maximize"}
+
+
+def torch_flags_of(*names):
+    """The torch_flags of an optimizer whose PyTorch counterpart takes (and keeps in its
+    groups) these keywords: any other is an unexpected keyword, as in PyTorch."""
+    return {name: Optimizer.torch_flags[name] for name in names}
 
 
 def _flag_ok(value, accepted):
@@ -515,6 +628,110 @@ def _flag_ok(value, accepted):
         elif isinstance(value, numbers.Real) and not isinstance(value, bool) and value == a:
             return True
     return False
+
+
+_HOOK_TABLES = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",
+                "_optimizer_state_dict_pre_hooks", "_optimizer_state_dict_post_hooks",
+                "_optimizer_load_state_dict_pre_hooks",
+                "_optimizer_load_state_dict_post_hooks")
+
+
+def _hooks(opt, table):
+    return list(getattr(opt, table, {}).values())
+
+
+def _outermost(method):
+    """method(self, ...) that, called again inside itself (a subclass's method calling
+    super()'s), runs the inner call bare: hooks run once per user call."""
+    def decorate(wrapper):
+        @functools.wraps(method)
+        def guarded(self, *args, **kwargs):
+            running = self.__dict__.setdefault("_hooks_running", set())
+            if method.__name__ in running:
+                return method(self, *args, **kwargs)
+            running.add(method.__name__)
+            try:
+                return wrapper(self, *args, **kwargs)
+            finally:
+                running.discard(method.__name__)
+        return guarded
+    return decorate
+
+
+def _hooked_step(step):
+    @_outermost(step)
+    def wrapper(self, *args, **kwargs):
+        args = (self,) + args  # PyTorch's hooks see step's arguments with the optimizer
+        for hook in _hooks(self, "_optimizer_step_pre_hooks"):
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(f"{type(self).__name__}: a step pre-hook must return "
+                                       f"None or a tuple (new_args, new_kwargs), "
+                                       f"got {result!r}")
+                args, kwargs = result
+        out = step(*args, **kwargs)
+        for hook in _hooks(self, "_optimizer_step_post_hooks"):
+            hook(self, args, kwargs)
+        return out
+    return wrapper
+
+
+def _hooked_state_dict(state_dict):
+    @_outermost(state_dict)
+    def wrapper(self):
+        for hook in _hooks(self, "_optimizer_state_dict_pre_hooks"):
+            hook(self)
+        out = state_dict(self)
+        for hook in _hooks(self, "_optimizer_state_dict_post_hooks"):
+            result = hook(self, out)
+            if result is not None:
+                out = result
+        return out
+    return wrapper
+
+
+def _hooked_load_state_dict(load_state_dict):
+    @_outermost(load_state_dict)
+    def wrapper(self, state_dict):
+        for hook in _hooks(self, "_optimizer_load_state_dict_pre_hooks"):
+            result = hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        out = load_state_dict(self, state_dict)
+        for hook in _hooks(self, "_optimizer_load_state_dict_post_hooks"):
+            hook(self)
+        return out
+    return wrapper
+
+
+_HOOKED = {"step": _hooked_step, "state_dict": _hooked_state_dict,
+           "load_state_dict": _hooked_load_state_dict}
+for _name, _wrap in _HOOKED.items():
+    setattr(Optimizer, _name, _wrap(getattr(Optimizer, _name)))
+
+
+def as_count(value):
+    """value as an int if it is a whole number >= 0, else None: an int, or PyTorch's
+    step as it saves it (a float tensor), converted (a 0-d array, a NumPy scalar, a
+    float) or as given (anything with ``__array__``)."""
+    if isinstance(value, bool):
+        return None
+    if not isinstance(value, numbers.Number):
+        try:
+            value = np.asarray(value)
+        except Exception:  # noqa: BLE001 (any object that is not array-like)
+            return None
+        if value.shape != () or value.dtype.kind not in "fiu":
+            return None
+        value = value.item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        return None
+    return int(value)
 
 
 def _as_index(key):

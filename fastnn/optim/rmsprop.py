@@ -1,9 +1,9 @@
 """RMSprop with momentum, centering and L2 weight decay, PyTorch's rule."""
-from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
+from .optimizer import Optimizer, torch_flags_of
 
 
 class RMSprop(Optimizer):
-    """RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+    """RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
     centered=False, *, maximize=False).
 
     PyTorch's update: g = (-grad if maximize else grad) + weight_decay * p;
@@ -17,11 +17,11 @@ class RMSprop(Optimizer):
 
     hyperparameters = ("lr", "alpha", "eps", "weight_decay", "momentum", "centered",
                        "maximize")
-    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    torch_flags = torch_flags_of("capturable", "foreach", "differentiable")
     _maximize_by_negation = True
     _optional_state = ("momentum_buffer", "grad_avg")
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
                  centered=False, *, maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps,
                                   "weight_decay": weight_decay, "momentum": momentum,

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
+from .optimizer import Optimizer, torch_flags_of
 
 
 class Rprop(Optimizer):
@@ -24,7 +24,7 @@ class Rprop(Optimizer):
     """
 
     hyperparameters = ("lr", "etas", "step_sizes", "maximize")
-    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    torch_flags = torch_flags_of("capturable", "foreach", "differentiable")
 
     def __init__(self, params, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50), *,
                  maximize=False, **torch_flags):

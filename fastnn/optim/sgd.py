@@ -2,11 +2,11 @@
 PyTorch's rule."""
 import numpy as np
 
-from .optimizer import FLAGS_WITHOUT_MAXIMIZE, Optimizer
+from .optimizer import Optimizer, torch_flags_of
 
 
 class SGD(Optimizer):
-    """SGD(params, lr=1e-3, momentum=0.0, weight_decay=0.0, nesterov=False, dampening=0.0,
+    """SGD(params, lr=1e-3, momentum=0, weight_decay=0, nesterov=False, dampening=0,
     *, maximize=False).
 
     PyTorch's update: g = (-grad if maximize else grad) + weight_decay * p;
@@ -20,12 +20,12 @@ class SGD(Optimizer):
 
     hyperparameters = ("lr", "momentum", "weight_decay", "nesterov", "dampening",
                        "maximize")
-    torch_flags = FLAGS_WITHOUT_MAXIMIZE
+    torch_flags = torch_flags_of("foreach", "differentiable", "fused")
     _maximize_by_negation = True
     _optional_state = ("momentum_buffer",)
 
-    def __init__(self, params, lr=1e-3, momentum=0.0, weight_decay=0.0, nesterov=False,
-                 dampening=0.0, *, maximize=False, **torch_flags):
+    def __init__(self, params, lr=1e-3, momentum=0, weight_decay=0, nesterov=False,
+                 dampening=0, *, maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "momentum": momentum,
                                   "weight_decay": weight_decay, "nesterov": nesterov,
                                   "dampening": dampening, "maximize": maximize},
@@ -49,6 +49,11 @@ class SGD(Optimizer):
 
     def _state_names(self, group):
         return ("momentum_buffer",) if group["momentum"] else ()
+
+    def _saved_state(self, step, state, group):
+        """PyTorch's SGD entry: the momentum buffer alone (no step, which a buffer
+        implies on load), and no entry without one (momentum 0)."""
+        return {k: v for k, v in state.items() if k == "momentum_buffer"}
 
     def _args(self, group, first):
         """The kernel's hyper-parameters; no dampening on a first step (v = g)."""
