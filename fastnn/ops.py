@@ -616,6 +616,10 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
     where = "max_pool2d_backward"
     grad_out = as_contiguous(_check(where, "grad_out", grad_out, ndim=4))
     input_shape = _check_input_shape(where, input_shape)
+    if tuple(grad_out.shape[:2]) != input_shape[:2]:
+        n, c = input_shape[:2]
+        raise ValueError(f"{where}: expected grad_out of shape ({n}, {c}, H_out, W_out) (N and C "
+                         f"of input_shape {input_shape}), got {grad_out.shape}")
     _check_indices(where, indices, grad_out.shape)
     check_out(where, "grad_in", grad_in, input_shape, grad_out.dtype)
     check_no_overlap(where, [("grad_in", grad_in)], [("grad_out", grad_out), ("indices", indices)])

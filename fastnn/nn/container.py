@@ -363,6 +363,19 @@ class Sequential(Module):
         return layer._arrive("output", y)[0]
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if not any(layer._opaque for layer, _, _ in self._steps[1:]):
+            return self._backward_steps(grad_out, buffered, need_grad_in)
+        # the gradient a user module returns is checked only as it arrives: should the
+        # layer before it refuse it, the gradients the later layers added are taken back
+        saved = [(p, _device.host_copy(p.grad)) for p in self.parameters()]
+        try:
+            return self._backward_steps(grad_out, buffered, need_grad_in)
+        except Exception:
+            for p, grad in saved:
+                _device.namespace_of(p.grad).copy_into(p.grad, grad)
+            raise
+
+    def _backward_steps(self, grad_out, buffered, need_grad_in):
         steps = self._steps
         n = len(steps)
         hooked = self._backward_hooked_steps(steps) if Module._hooks_seen else ()
@@ -384,6 +397,8 @@ class Sequential(Module):
             layer = steps[j][0]
             if reshaped and j in reshaped:
                 layer._check_grad_out(g)
+            elif j + 1 < n and steps[j + 1][0]._opaque:
+                self._check_grad_from_user(layer, g)
             if hooked and j in hooked:
                 g = self._backward_layer(layer, g, need)
                 if g is None:  # (a hook cut the gradient: the layers before get none)
@@ -391,6 +406,14 @@ class Sequential(Module):
             else:
                 g = layer._backward(g, buffered or j > fresh_upto, need)
         return g
+
+    def _check_grad_from_user(self, layer, grad):
+        """Raise, naming the layer, unless grad (what the user module after it returned)
+        fits layer's last forward output."""
+        try:
+            layer._check_grad_out(grad)
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"Sequential layer {self._layers.index(layer)}: {err}") from None
 
     @staticmethod
     def _backward_hooked_steps(steps):

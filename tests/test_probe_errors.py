@@ -1,0 +1,121 @@
+"""Error contract probes: bad input raises ValueError/TypeError naming the op or layer and
+leaves every parameter, gradient and running statistic as it was (also for a gradient a
+user module returns inside a Sequential, and for max_pool2d_backward's grad_out)."""
+import warnings
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn, ops, optim
+
+
+def _state(*modules):
+    return [(p.data.copy(), p.grad.copy()) for m in modules for p in m.parameters()] + [
+        b.copy() for m in modules for b in m.buffers()]
+
+
+def _assert_same(before, after):
+    assert len(before) == len(after)
+    for a, b in zip(before, after):
+        for x, y in zip(a if isinstance(a, tuple) else (a,), b if isinstance(b, tuple) else (b,)):
+            np.testing.assert_array_equal(x, y)
+
+
+class _DropsAColumn(nn.Module):
+    """A user module whose backward returns a gradient one column short."""
+
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, grad_out):
+        return grad_out[:, :-1].copy()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bad_gradient_from_a_user_module_is_named_and_taken_back(backend, dtype):
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), _DropsAColumn(), nn.Linear(5, 3))
+    model = model.double() if dtype == np.float64 else model
+    x = np.random.default_rng(0).standard_normal((6, 4)).astype(dtype)
+    y = model(x)
+    before = _state(model)
+    with pytest.raises(ValueError, match=r"Sequential layer 0: Linear\(.*\): expected grad_out of "
+                                         r"shape \(6, 5\).*got \(6, 4\)"):
+        model.backward(np.ones_like(y))
+    _assert_same(before, _state(model))  # layer 3's gradient was put back
+
+
+def test_max_pool_backward_checks_batch_and_channels(backend):
+    x = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    y, idx = ops.max_pool2d_forward(x, (2, 2), (2, 2))
+    for shape in [(1, 3, 6, 6), (2, 2, 6, 6), (4, 3, 6, 6)]:
+        with pytest.raises(ValueError, match=r"max_pool2d_backward: expected grad_out of shape "
+                                             rf"\({shape[0]}, {shape[1]}, H_out, W_out\)"):
+            ops.max_pool2d_backward(np.ones_like(y), idx, shape)
+    assert ops.max_pool2d_backward(np.ones_like(y), idx, x.shape).sum() == y.size
+
+
+def _layers(rng):
+    c, f = int(rng.integers(2, 5)), int(rng.integers(2, 6))
+    return [(nn.Linear(f, 3), (4, f), [(4, f + 1), (2, 4, f + 1), ()]),
+            (nn.BatchNorm1d(c), (4, c), [(4, c + 1), (1, c), (4, c, 2, 2)]),
+            (nn.BatchNorm2d(c), (3, c, 4, 4), [(3, c + 1, 4, 4), (1, c, 1, 1), (3, c)]),
+            (nn.Conv2d(c, 2, 3), (2, c, 5, 5), [(2, c + 1, 5, 5), (2, c, 2, 2), (2, c)]),
+            (nn.MaxPool2d(3), (2, c, 6, 6), [(2, c, 2, 6), (2, c)]),
+            (nn.AvgPool2d(3, 2), (2, c, 6, 6), [(2, c, 6, 1), (2, c, 6, 6, 1)]),
+            (nn.Flatten(), (2, c, 3), [(2,)]), (nn.Dropout(0.3), (4, c), []),
+            (nn.GELU(), (4, c), [])]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_random_bad_inputs_change_nothing(backend, dtype):
+    """A small randomized campaign: bad dtype, shape and grad_out for each layer, training
+    and eval, after a forward and backward that filled gradients and statistics."""
+    rng = np.random.default_rng(7)
+    other = np.float64 if dtype == np.float32 else np.float32
+    for layer, good, bad_shapes in _layers(rng):
+        layer = layer.double() if dtype == np.float64 else layer
+        x = rng.standard_normal(good).astype(dtype)
+        y = layer(x)
+        layer.backward(rng.standard_normal(y.shape).astype(dtype))
+        y = layer(x)
+        name = type(layer).__name__
+        bads = [np.zeros(good, t) for t in (np.int64, np.float16, np.bool_, np.complex64)]
+        bads += [rng.standard_normal(s).astype(dtype) for s in bad_shapes]
+        if list(layer.parameters()):
+            bads.append(x.astype(other))
+        before = _state(layer)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            for xb in bads:
+                with pytest.raises((ValueError, TypeError), match=name):
+                    layer(xb)
+            for gb in (np.ones(y.shape + (1,), dtype), np.ones(y.shape, other),
+                       np.ones(y.shape, np.int64), np.ones(y.shape[:-1] + (y.shape[-1] + 1,), dtype)):
+                with pytest.raises((ValueError, TypeError), match=name):
+                    layer.backward(gb)
+        _assert_same(before, _state(layer))
+        layer.backward(np.ones_like(y))  # the saved forward state is still usable
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: optim.Adam(ps, lr=0.01)], ids=["sgd", "adam"])
+def test_optimizer_with_a_bad_grad_moves_no_parameter(backend, make):
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    y = model(np.random.default_rng(2).standard_normal((5, 3)).astype(np.float32))
+    model.backward(np.ones_like(y))
+    params = list(model.parameters())
+    opt = make(params)
+    opt.step()
+    last = params[-1]
+    for bad in (np.ones(last.shape + (1,), np.float32), np.ones(last.shape, np.float64),
+                np.ones(last.shape, np.int64), np.ones((1,), np.float32)):
+        keep, last.grad = last.grad, bad
+        before = _state(model) + [np.array(v, copy=True) for s in opt.state.values()
+                                  for v in s.values() if isinstance(v, np.ndarray)]
+        with pytest.raises((ValueError, TypeError)):
+            opt.step()
+        after = _state(model) + [np.array(v, copy=True) for s in opt.state.values()
+                                 for v in s.values() if isinstance(v, np.ndarray)]
+        _assert_same(before, after)  # the parameters before the bad one did not move
+        last.grad = keep
