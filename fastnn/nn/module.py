@@ -59,6 +59,7 @@ Hooks (PyTorch's ``register_forward_pre_hook``, ``register_forward_hook``,
 """
 import collections
 import functools
+import operator
 import types
 import warnings
 import weakref
@@ -71,15 +72,26 @@ from ..errors import RuntimeValueError
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array
 
 
+def _kernel_ready(value):
+    """value, or a C-contiguous writeable copy of a strided or read-only NumPy array
+    (device arrays and None pass as they are)."""
+    if type(value) is np.ndarray and not (value.flags.c_contiguous and value.flags.writeable):
+        return np.array(value, order="C")
+    return value
+
+
 class Parameter:
     """A trainable array and its gradient.
 
     data: float32/float64 array of any shape; grad: same shape and dtype, zeros at first,
     accumulated into in place by ``backward`` until ``Module.zero_grad()``. An optimizer may
     rebind ``.data``/``.grad`` to views of a flat buffer; layers read them at call time.
+    A NumPy array assigned to ``.data`` or ``.grad`` that is strided (e.g. ``W.T``) or
+    read-only is stored as a C-contiguous copy, because the kernels read and write them
+    as such; a C-contiguous writeable array is kept itself (shared, as in PyTorch).
     """
 
-    __slots__ = ("data", "grad", "requires_grad")
+    __slots__ = ("_data", "_grad", "requires_grad")
 
     def __init__(self, data, requires_grad=True):
         data = np.array(data, copy=True, order="C")
@@ -90,6 +102,11 @@ class Parameter:
         #: False freezes the parameter: optimizers leave it (and its state) untouched, as
         #: PyTorch's do; backward still accumulates its .grad (layers do not skip it).
         self.requires_grad = bool(requires_grad)
+
+    data = property(operator.attrgetter("_data"),
+                    lambda self, value: object.__setattr__(self, "_data", _kernel_ready(value)))
+    grad = property(operator.attrgetter("_grad"),
+                    lambda self, value: object.__setattr__(self, "_grad", _kernel_ready(value)))
 
     def requires_grad_(self, requires_grad=True):
         """Set requires_grad in place; self."""
