@@ -2,6 +2,7 @@
 import numbers
 
 from .. import nn
+from ..validation import check_positive_int
 
 _ACTIVATIONS = {
     "relu": lambda slope: nn.ReLU(),
@@ -17,10 +18,14 @@ _ACTIVATIONS = {
 }
 
 
-def _check_width(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"MLP: expected {name} to be a positive int, got {value!r}")
-    return int(value)
+def hidden_widths(where, hidden):
+    """hidden (an int or a list/tuple of ints) as a list of positive ints."""
+    if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
+        hidden = [hidden]
+    if not isinstance(hidden, (list, tuple)):
+        raise TypeError(f"{where}: expected hidden to be an int or a list of ints, "
+                        f"got {hidden!r}")
+    return [check_positive_int(where, "each hidden width", h) for h in hidden]
 
 
 class MLP(nn.Sequential):
@@ -38,14 +43,9 @@ class MLP(nn.Sequential):
 
     def __init__(self, in_features, hidden, out_features, activation="relu",
                  negative_slope=0.01, batchnorm=False, dropout=0.0):
-        in_features = _check_width("in_features", in_features)
-        out_features = _check_width("out_features", out_features)
-        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
-            hidden = [hidden]
-        if not isinstance(hidden, (list, tuple)):
-            raise TypeError(f"MLP: expected hidden to be an int or a list of ints, "
-                            f"got {hidden!r}")
-        hidden = [_check_width("each hidden width", h) for h in hidden]
+        in_features = check_positive_int("MLP", "in_features", in_features)
+        out_features = check_positive_int("MLP", "out_features", out_features)
+        hidden = hidden_widths("MLP", hidden)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"MLP: expected activation in {sorted(_ACTIVATIONS)}, "
                              f"got {activation!r}")

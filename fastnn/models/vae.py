@@ -9,21 +9,14 @@ Loss (negative ELBO), per sample, summed over dimensions and averaged over the b
 """
 import json
 import math
-import numbers
 
 import numpy as np
 
 from .. import nn
-from ..validation import check_float_array
-from .mlp import MLP
+from ..validation import check_float_array, check_positive_int
+from .mlp import MLP, hidden_widths
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"VAE: expected {name} to be a positive int, got {value!r}")
-    return int(value)
 
 
 class VAE(nn.Module):
@@ -39,14 +32,9 @@ class VAE(nn.Module):
 
     def __init__(self, data_dim, latent_dim=2, hidden=(64, 64), activation="tanh", seed=0):
         super().__init__()
-        data_dim = _positive_int("data_dim", data_dim)
-        latent_dim = _positive_int("latent_dim", latent_dim)
-        if isinstance(hidden, numbers.Integral) and not isinstance(hidden, bool):
-            hidden = [hidden]
-        if not isinstance(hidden, (list, tuple)):
-            raise TypeError(f"VAE: expected hidden to be an int or a list of ints, "
-                            f"got {hidden!r}")
-        hidden = [_positive_int("each hidden width", h) for h in hidden]
+        data_dim = check_positive_int("VAE", "data_dim", data_dim)
+        latent_dim = check_positive_int("VAE", "latent_dim", latent_dim)
+        hidden = hidden_widths("VAE", hidden)
         self.config = dict(data_dim=data_dim, latent_dim=latent_dim, hidden=hidden,
                            activation=activation, seed=seed)
         self.data_dim, self.latent_dim = data_dim, latent_dim
