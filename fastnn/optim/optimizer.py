@@ -144,14 +144,8 @@ class Optimizer:
         views of the optimizer's buffers (writing into them changes its state), the step
         and scalar states copies."""
         out = collections.defaultdict(dict)
-        for gi, bucket, i in self._locate():
-            if bucket.steps[i] > 0:
-                values = {name: bucket.view(buf, i) for name, buf in bucket.state.items()}
-                values.update((name, np.array(v[i], self._scalar_type(bucket, i)))
-                              for name, v in bucket.scalars.items())
-                entry = self._saved_state(bucket.steps[i], values, self.param_groups[gi])
-                if entry:
-                    out[bucket.params[i]] = entry
+        for _, param, entry in self._state_entries(views=True):
+            out[param] = entry
         return out
 
     def __repr__(self):
@@ -433,16 +427,26 @@ class Optimizer:
     def state_dict(self):
         """The optimizer's state (copies): {"type", "state", "param_groups"} as in PyTorch."""
         groups = self._saved_groups()
-        state = {}
-        for index, (gi, bucket, i) in enumerate(self._locate()):
-            if bucket.steps[i] > 0:
-                values = bucket.param_state(i)
-                for name in self._scalar_state:  # 0-d arrays, as PyTorch's 0-d tensors
-                    values[name] = np.array(values[name], self._scalar_type(bucket, i))
-                entry = self._saved_state(bucket.steps[i], values, self.param_groups[gi])
-                if entry:
-                    state[index] = entry
+        state = {index: entry for index, _, entry in self._state_entries(views=False)}
         return {"type": self._name, "state": state, "param_groups": groups}
+
+    def _state_entries(self, views):
+        """(position, parameter, state entry) of each parameter with a non-empty entry
+        (it has taken a step): its arrays views of the optimizer's buffers (views) or
+        copies, its scalar states 0-d arrays, as PyTorch's 0-d tensors."""
+        for index, (gi, bucket, i) in enumerate(self._locate()):
+            if bucket.steps[i] == 0:
+                continue
+            if views:
+                values = {name: bucket.view(buf, i) for name, buf in bucket.state.items()}
+                values.update((name, v[i]) for name, v in bucket.scalars.items())
+            else:
+                values = bucket.param_state(i)
+            for name in bucket.scalars:
+                values[name] = np.array(values[name], self._scalar_type(bucket, i))
+            entry = self._saved_state(bucket.steps[i], values, self.param_groups[gi])
+            if entry:
+                yield index, bucket.params[i], entry
 
     def _saved_state(self, step, state, group):
         """A parameter's state-dict entry: its step, then its state in PyTorch's order
