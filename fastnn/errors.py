@@ -13,3 +13,8 @@ class AssertionValueError(ValueError, AssertionError):
 
 class AssertionTypeError(TypeError, AssertionError):
     """A bad type that PyTorch asserts against (AssertionError)."""
+
+
+class MissingKeyError(KeyError, AttributeError):
+    """A key a ParameterDict (or ModuleDict) does not have: PyTorch raises
+    AttributeError for a ParameterDict."""

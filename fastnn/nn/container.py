@@ -8,6 +8,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import device as _device
+from ..errors import MissingKeyError
 from .linear import Linear
 from .module import FUSED, Module, Parameter
 
@@ -189,41 +190,31 @@ class Sequential(Module):
 
     def __add__(self, other):
         """A new Sequential of this one's layers, then other's (the same instances)."""
-        if not isinstance(other, Sequential):
-            raise ValueError(f"add operator supports only objects of Sequential class, but "
-                             f"{type(other)} is given.")
-        return Sequential(*self, *other)
+        return Sequential(*self, *_sequential_operand(other))
 
     def __iadd__(self, other):
         """Append other's layers (a Sequential); self."""
-        if not isinstance(other, Sequential):
-            raise ValueError(f"add operator supports only objects of Sequential class, but "
-                             f"{type(other)} is given.")
-        return self.extend(other)
+        return self.extend(_sequential_operand(other))
 
     def __mul__(self, other):
         """PyTorch's repetition of the layers (the same instances): only ``* 1`` works in
         fastnn, whose layers may appear once (ValueError for more, as for any
         repeated layer)."""
-        if not isinstance(other, int) or isinstance(other, bool):
-            raise TypeError(f"unsupported operand type(s) for *: {type(self)} and "
-                            f"{type(other)}")
-        if other <= 0:
-            raise ValueError(f"Non-positive multiplication factor {other} for {type(self)}")
-        combined = Sequential()
-        for _ in range(other):
-            combined.extend(self)
-        return combined
+        return Sequential().extend(list(self) * self._factor(other))
 
     __rmul__ = __mul__
 
     def __imul__(self, other):
+        return self.extend(list(self) * (self._factor(other) - 1))
+
+    def _factor(self, other):
+        """other, a repetition count >= 1, checked as PyTorch does."""
         if not isinstance(other, int) or isinstance(other, bool):
             raise TypeError(f"unsupported operand type(s) for *: {type(self)} and "
                             f"{type(other)}")
         if other <= 0:
             raise ValueError(f"Non-positive multiplication factor {other} for {type(self)}")
-        return self.extend(list(self) * (other - 1))
+        return other
 
     def __dir__(self):
         return [key for key in super().__dir__() if not key.isdigit()]
@@ -447,6 +438,15 @@ class Sequential(Module):
         return None if grad_in is None else layer._arrive("grad_in", grad_in)[0]
 
 
+def _sequential_operand(other):
+    """other, the right side of a Sequential's ``+``, checked as PyTorch does."""
+    if not isinstance(other, Sequential):
+        raise ValueError(f"add operator supports only objects of Sequential class, but "
+                         f"{type(other)} is given.")
+    return other
+
+
+
 class _Holder(Module):
     """A container with no forward of its own: the owning module calls what it holds."""
 
@@ -621,10 +621,6 @@ def _parameter_lines(items):
     return "\n".join(lines)
 
 
-class _MissingKey(KeyError, AttributeError):
-    """A key a ParameterDict does not have: KeyError, and PyTorch's AttributeError."""
-
-
 class _Dict(_Holder):
     """The mapping behaviour of ModuleDict and ParameterDict (insertion order kept)."""
 
@@ -640,7 +636,7 @@ class _Dict(_Holder):
     def __getitem__(self, key):
         table = self._table()
         if key not in table:
-            raise _MissingKey(key)
+            raise MissingKeyError(key)
         return table[key]
 
     def __setitem__(self, key, value):
@@ -650,7 +646,7 @@ class _Dict(_Holder):
 
     def __delitem__(self, key):
         if key not in self._table():
-            raise _MissingKey(key)
+            raise MissingKeyError(key)
         del self._table()[key]
         object.__delattr__(self, key)
 
