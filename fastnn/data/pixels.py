@@ -1,7 +1,7 @@
 """Integer pixel values to floating-point images in [0, 1]."""
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+from ..validation import FLOAT_DTYPES
 
 
 def float_dtype(dtype):
