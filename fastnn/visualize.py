@@ -6,7 +6,11 @@ image, gradient clipping, a Gaussian blur every few steps, clamping to [0, 1], a
 several scales (optimise a small image first, then upsample and continue; the gradient goes
 back through the upsampling exactly, by the interpolation's transpose).
 """
+import numbers
+
 import numpy as np
+
+from .validation import check_number
 
 
 def image_shape(model):
@@ -98,6 +102,8 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
     The model runs in eval mode in its own dtype; its training mode is restored after.
     Returns (image (C, H, W) float32 in [0, 1], prob_before, prob_after).
     """
+    steps, jitter, blur_every, scales = _check_options(
+        steps, lr, jitter, weight_decay, clip, blur_every, blur_sigma, scales)
     shape = image_shape(model)
     dtype = _model_dtype(model)
     rng = np.random.default_rng(seed)
@@ -110,10 +116,41 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
         model.train(was_training)
 
 
+def _non_negative_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+        raise ValueError(f"visualize: expected {name} to be a non-negative int, got {value!r}")
+    return int(value)
+
+
+def _check_options(steps, lr, jitter, weight_decay, clip, blur_every, blur_sigma, scales):
+    """visualize_class's options checked before anything runs (a negative clip reversed
+    the step, a zero scale divided by zero, a NaN lr gave a NaN image);
+    returns (steps, jitter, blur_every, scales) as ints."""
+    steps = _non_negative_int("steps", steps)
+    check_number("visualize", "lr", lr, low=0)
+    check_number("visualize", "weight_decay", weight_decay, low=0)
+    if clip is not None:
+        check_number("visualize", "clip", clip, low=0)
+    if jitter is not None:
+        jitter = _non_negative_int("jitter", jitter)
+    blur_every = _non_negative_int("blur_every", blur_every or 0)
+    if blur_every:
+        check_number("visualize", "blur_sigma", blur_sigma, low=0, low_open=True)
+    scales = tuple(scales) if isinstance(scales, (list, tuple)) else (scales,)
+    if not scales or any(isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1
+                         for s in scales):
+        raise ValueError(f"visualize: expected scales to be positive ints, got {scales!r}")
+    return steps, jitter, blur_every, tuple(int(s) for s in scales)
+
+
 def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_decay, clip,
             blur_every, blur_sigma, scales, progress):
     """visualize_class's loop on a model already in eval mode; (image, before, after)."""
-    num_classes = model(_model_input(model, np.zeros((1,) + shape, dtype))).shape[1]
+    logits = model(_model_input(model, np.zeros((1,) + shape, dtype)))
+    if len(getattr(logits, "shape", ())) != 2 or logits.shape[0] != 1:
+        raise ValueError(f"visualize: expected a classifier returning (N, num_classes) "
+                         f"logits, got {type(logits).__name__} from {type(model).__name__}")
+    num_classes = logits.shape[1]
     if not 0 <= target_class < num_classes:
         raise ValueError(f"visualize: target class {target_class} out of range "
                          f"[0, {num_classes})")
@@ -124,11 +161,13 @@ def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_de
     prob_before = class_probability(model, image, target_class)
     one_hot = np.zeros((1, num_classes), dtype)
     one_hot[0, target_class] = 1.0
-    steps_per_scale = max(1, steps // len(scales))
-    for scale in scales:
+    for index, scale in enumerate(scales):  # steps in all, the remainder to the finest
+        steps_here = steps // len(scales) + (index >= len(scales) - steps % len(scales))
+        if not steps_here:  # a scale without steps leaves the image as it is
+            continue
         size = max(4, h // scale)
         small = _resize(image, size) if size != h else image
-        for step in range(steps_per_scale):
+        for step in range(steps_here):
             dy, dx = rng.integers(-jitter, jitter + 1, 2) if jitter else (0, 0)
             shifted = np.roll(small, (dy, dx), axis=(1, 2))
             full = _resize(shifted, h) if size != h else shifted

@@ -32,8 +32,13 @@ def add_common_arguments(parser, default_out):
 
 
 def apply_runtime(args):
-    """Use the backend and seed the command line asked for."""
+    """Use the backend and seed the command line asked for, after refusing --out and
+    --metrics paths that are folders (they failed only after the whole run)."""
     import fastnn
+    for flag in ("out", "metrics"):
+        path = getattr(args, flag, None)
+        if path and os.path.isdir(path):
+            raise ValueError(f"--{flag} expects a file path, got {path!r} (a folder)")
     if args.backend:
         fastnn.set_backend(args.backend)
     fastnn.manual_seed(args.seed)

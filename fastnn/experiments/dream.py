@@ -47,6 +47,8 @@ def add_arguments(parser):
 
 def run(args):
     import fastnn
+    if not args.out:
+        raise ValueError("--out expects a file path for the image, got ''")
     apply_runtime(args)
     model = fastnn.load(args.checkpoint)
     scales = tuple(int(s) for s in str(args.scales).split(",") if s)

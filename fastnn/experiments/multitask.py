@@ -14,10 +14,10 @@ from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
 
 def downsample(images):
-    """(N, H, W) -> (N, H//2 * W//2) by 2x2 average pooling (task A's target)."""
-    n, h, w = images.shape
-    pooled = images[:, :h - h % 2, :w - w % 2].reshape(n, h // 2, 2, w // 2, 2).mean(axis=(2, 4))
-    return pooled.reshape(n, -1).astype(np.float32)
+    """(N, [C,] H, W) -> (N, [C *] H//2 * W//2) by 2x2 average pooling (task A's target)."""
+    *lead, h, w = images.shape
+    pooled = images[..., :h - h % 2, :w - w % 2].reshape(*lead, h // 2, 2, w // 2, 2)
+    return pooled.mean(axis=(-3, -1)).reshape(images.shape[0], -1).astype(np.float32)
 
 
 def load_multitask(dataset):
@@ -110,6 +110,9 @@ def add_arguments(parser):
 
 def run(args):
     import fastnn
+    if args.batch_size < 2:  # batches of one are skipped: nothing would train
+        raise ValueError(f"--batch-size must be at least 2 (the mean-only BatchNorm needs "
+                         f"two samples), got {args.batch_size}")
     apply_runtime(args)
     rng = np.random.default_rng(args.seed)
     (x, y_a, y_b), (x_test, y_a_test, y_b_test) = load_multitask(args.dataset)

@@ -53,7 +53,8 @@ class MultiTaskNet(nn.Module):
         # checked before any gradient accumulates: a wrong grad_a would broadcast in the sum
         check_float_array("MultiTaskNet", "grad_logits", grad_logits, ndim=2, device_ok=True)
         check_float_array("MultiTaskNet", "grad_a", grad_a, device_ok=True,
-                          shape=(grad_logits.shape[0], self.fc1b.out_features))
+                          shape=(grad_logits.shape[0], self.fc1b.out_features),
+                          dtype=grad_logits.dtype)
         grad_s = self.fc2b.backward(grad_logits)
         grad_x_b = self.fc1b.backward(self.bn.backward(self.relu.backward(grad_s)))
         total_a = grad_a + grad_s  # the addition s = h + a routes task B's gradient into A

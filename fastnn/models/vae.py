@@ -106,14 +106,16 @@ class VAE(nn.Module):
 
     def sample(self, n, rng=None, dtype=None):
         """Draw n points (n, data_dim) from the generative model: z ~ N(0, I),
-        x ~ N(mu_x, sigma_x²); dtype defaults to the parameters' dtype."""
+        x ~ N(mu_x, sigma_x²), computed in the parameters' dtype and returned in ``dtype``
+        (default: that dtype)."""
         rng = rng or np.random.default_rng(0)
-        if dtype is None:
-            dtype = self.decoder[0].weight.data.dtype
+        own = self.decoder[0].weight.data.dtype  # the decoder runs in its own dtype
+        dtype = own if dtype is None else np.dtype(dtype)
         was_training = self.training
         self.eval()
-        z = rng.standard_normal((n, self.latent_dim)).astype(dtype)
+        z = rng.standard_normal((n, self.latent_dim)).astype(own)
         dec = self.decoder(z)
         self.train(was_training)
         mu_x, log_sx = dec[:, :self.data_dim], dec[:, self.data_dim:]
-        return mu_x + np.exp(log_sx) * rng.standard_normal(mu_x.shape).astype(dtype)
+        points = mu_x + np.exp(log_sx) * rng.standard_normal(mu_x.shape).astype(own)
+        return points.astype(dtype, copy=False)
