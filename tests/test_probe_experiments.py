@@ -259,3 +259,13 @@ def test_downsample_pools_every_channel():
                            for i in range(3)] for c in range(3)] for n in range(2)])
     np.testing.assert_allclose(downsample(x), expected.reshape(2, -1), rtol=1e-6)
     np.testing.assert_allclose(downsample(x[:, 0]), expected[:, 0].reshape(2, -1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("command", ["multitask", "vae", "dream"])
+def test_experiments_take_the_train_commands_runtime_flags(command):
+    required = ["--checkpoint", "m.npz", "--target-class", "0"] if command == "dream" else []
+    args = cli.build_parser(command).parse_args(
+        [command, *required, "--threads", "1", "--backend", "numpy", "--seed", "3",
+         "--no-progress"])
+    assert (args.threads, args.backend, args.seed, args.no_progress) == (1, "numpy", 3, True)
+    assert cli.main([command, *required, "--threads", "0"]) == 2

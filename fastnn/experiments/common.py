@@ -22,23 +22,20 @@ def write_metrics(metrics, path):
 
 
 def add_common_arguments(parser, default_out):
-    from ..cli import non_negative_int
-    parser.add_argument("--backend", default=None, help="fastnn backend (default: fastest)")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
+    """The train command's --backend, --threads, --seed and --no-progress, plus --metrics
+    and --out (the PNG)."""
+    from ..cli import add_runtime_arguments
+    add_runtime_arguments(parser)
     parser.add_argument("--metrics", default=None, help="write metrics JSON here")
     parser.add_argument("--out", default=default_out, help="PNG output path")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-
 
 
 def apply_runtime(args):
-    """Use the backend and seed the command line asked for, after refusing --out and
-    --metrics paths that are folders (they failed only after the whole run)."""
-    import fastnn
+    """Use the backend, thread count and seed the command line asked for, after refusing
+    --out and --metrics paths that are folders (they failed only after the whole run)."""
+    from ..cli import apply_runtime_arguments
     for flag in ("out", "metrics"):
         path = getattr(args, flag, None)
         if path and os.path.isdir(path):
             raise ValueError(f"--{flag} expects a file path, got {path!r} (a folder)")
-    if args.backend:
-        fastnn.set_backend(args.backend)
-    fastnn.manual_seed(args.seed)
+    apply_runtime_arguments(args)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..visualize import visualize_class
-from .common import apply_runtime, progress, write_metrics
+from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
 
 def save_image(image, path, title=None):
@@ -38,11 +38,7 @@ def add_arguments(parser):
     parser.add_argument("--blur-every", type=int, default=10)
     parser.add_argument("--blur-sigma", type=float, default=0.5)
     parser.add_argument("--scales", default="1", help="coarse-to-fine divisors, e.g. 4,2,1")
-    parser.add_argument("--backend", default=None)
-    parser.add_argument("--seed", type=non_negative_int, default=0)
-    parser.add_argument("--metrics", default=None)
-    parser.add_argument("--out", default="runs/dream/class.png")
-    parser.add_argument("--no-progress", action="store_true")
+    add_common_arguments(parser, "runs/dream/class.png")
 
 
 def run(args):
