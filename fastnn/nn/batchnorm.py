@@ -64,6 +64,10 @@ class _BatchNorm(Module):
         if len(shape) not in self._ranks() or shape[1] != self.num_features:
             want = self._expected_shape().replace("C", str(self.num_features))
             raise ValueError(f"{where}: expected input of shape {want}, got {shape}")
+        c = (self.num_features,)
+        self._check_params((("weight", self.weight, c), ("bias", self.bias, c),
+                            ("running_mean", self.running_mean, c),
+                            ("running_var", self.running_var, c)))
         self._check_dtype(dtype, self._param_dtype())
         # one value per channel has no variance; none (an empty batch) runs, as PyTorch
         if self._batch_statistics() and math.prod(shape) // self.num_features == 1:

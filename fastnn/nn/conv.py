@@ -232,6 +232,10 @@ class Conv2d(Module):
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
             raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W) "
                              f"or ({self.in_channels}, H, W), got {shape}")
+        self._check_params((
+            ("weight", self.weight,
+             (self.out_channels, self.in_channels // self.groups) + tuple(self.kernel_size)),
+            ("bias", self.bias, (self.out_channels,))))
         self._check_dtype(dtype, self.weight.data.dtype)
         if self._symmetric():
             ho, wo = spatial_out(where, shape[-2:], *self._window(), dims=self.dims)

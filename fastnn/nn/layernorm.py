@@ -49,6 +49,8 @@ class LayerNorm(Module):
         if shape[len(shape) - k:] != self.normalized_shape:
             raise ValueError(f"{self._where()}: expected input of shape "
                              f"(*, {', '.join(map(str, self.normalized_shape))}), got {shape}")
+        self._check_params((("weight", self.weight, self.normalized_shape),
+                            ("bias", self.bias, self.normalized_shape)))
         self._check_dtype(dtype, None if self.weight is None else self.weight.data.dtype)
         return shape
 

@@ -39,6 +39,8 @@ class Linear(Module):
         if len(shape) == 0 or shape[-1] != self.in_features:
             raise ValueError(f"{self._where()}: expected input of shape "
                              f"(*, {self.in_features}), got {shape}")
+        self._check_params((("weight", self.weight, (self.out_features, self.in_features)),
+                            ("bias", self.bias, (self.out_features,))))
         self._check_dtype(dtype, self.weight.data.dtype)
         return tuple(shape[:-1]) + (self.out_features,)
 

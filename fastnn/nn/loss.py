@@ -913,6 +913,11 @@ class CrossEntropyLoss(_ClassTargets):
                 raise ValueError(f"{where}: expected labels of shape ({n},), got {target.shape}")
             return self._beside(pred, self._dense(pred, target))
         if kind == "f":
+            if target.ndim == 1:  # (N,) class labels of a float dtype, as PyTorch refuses
+                raise TypeError(f"{where}: expected integer class labels ({n},) or "
+                                f"probabilities ({n}, {c}), got a {target.dtype} target of "
+                                f"shape {tuple(target.shape)}; class labels need an integer "
+                                f"dtype (y.astype(np.int64))")
             if self.ignore_index >= 0:   # (a negative one never matches: PyTorch's rule)
                 raise ValueError(f"{where}: ignore_index is not supported for probability "
                                  f"targets, got ignore_index={self.ignore_index}")

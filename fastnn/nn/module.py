@@ -89,6 +89,8 @@ class Parameter:
     A NumPy array assigned to ``.data`` or ``.grad`` that is strided (e.g. ``W.T``) or
     read-only is stored as a C-contiguous copy, because the kernels read and write them
     as such; a C-contiguous writeable array is kept itself (shared, as in PyTorch).
+    Float values of another dtype or shape assigned to ``.data`` bring ``.grad`` along
+    (cast, or zeros of the new shape), as PyTorch's grad follows the data's dtype.
     """
 
     __slots__ = ("_data", "_grad", "requires_grad")
@@ -103,8 +105,23 @@ class Parameter:
         #: PyTorch's do; backward still accumulates its .grad (layers do not skip it).
         self.requires_grad = bool(requires_grad)
 
-    data = property(operator.attrgetter("_data"),
-                    lambda self, value: object.__setattr__(self, "_data", _kernel_ready(value)))
+    def _set_data(self, value):
+        value = _kernel_ready(value)
+        object.__setattr__(self, "_data", value)
+        grad = getattr(self, "_grad", None)
+        if (_device.is_array(grad) and _device.is_array(value) and value.dtype in FLOAT_DTYPES
+                and (grad.dtype != value.dtype or tuple(grad.shape) != tuple(value.shape))):
+            # values of another float dtype or shape (``p.data = W``, a float64 W in a
+            # float32 layer): the gradient follows them, as PyTorch's, None until a
+            # backward makes it in the data's dtype; accumulated values are kept, cast
+            ns = _device.namespace_of(value)
+            if tuple(grad.shape) == tuple(value.shape):
+                grad = ns.put(np.asarray(_device.to_host(grad), dtype=value.dtype))
+            else:
+                grad = ns.zeros(value.shape, value.dtype)
+            object.__setattr__(self, "_grad", grad)
+
+    data = property(operator.attrgetter("_data"), _set_data)
     grad = property(operator.attrgetter("_grad"),
                     lambda self, value: object.__setattr__(self, "_grad", _kernel_ready(value)))
 
@@ -1349,6 +1366,53 @@ class Module:
             raise TypeError(f"{self._where()}: input dtype {dtype} does not match the layer's "
                             f"parameters ({param_dtype}); convert the input or call "
                             f".float()/.double() on the model")
+
+    def _check_params(self, entries):
+        """A ValueError / TypeError naming the layer unless each (name, Parameter or
+        array, shape) of entries (None skipped) has that shape, a Parameter's .grad (when
+        not None) too, and all share one dtype: arrays a user rebinds (``p.data = W``, a
+        transposed or float64 W) are checked before the kernels read or write them."""
+        dtype = None
+        for _, value, shape in entries:  # the usual case, host arrays that fit: quick
+            if value is None:
+                continue
+            if type(value) is Parameter:
+                data, grad = value._data, value._grad
+                if (type(data) is np.ndarray and data.shape == shape
+                        and (dtype is None or data.dtype == dtype)
+                        and (grad is None or (type(grad) is np.ndarray and grad.shape == shape
+                                              and grad.dtype == data.dtype))):
+                    dtype = data.dtype
+                    continue
+            elif (type(value) is np.ndarray and value.shape == shape
+                  and (dtype is None or value.dtype == dtype)):
+                dtype = value.dtype
+                continue
+            self._explain_params(entries)  # raises, unless device arrays that fit
+            return
+
+    def _explain_params(self, entries):
+        dtype = first = None
+        for name, value, shape in entries:
+            if value is None:
+                continue
+            pairs = (((name, value.data), (name + ".grad", value.grad))
+                     if isinstance(value, Parameter) else ((name, value),))
+            for label, a in pairs:
+                if a is None:
+                    continue
+                if not _device.is_array(a):
+                    raise TypeError(f"{self._where()}: expected {label} to be a "
+                                    f"numpy.ndarray, got {type(a).__name__}")
+                if tuple(a.shape) != shape:
+                    raise ValueError(f"{self._where()}: expected {label} of shape {shape}, "
+                                     f"got {tuple(a.shape)}")
+                if dtype is None:
+                    dtype, first = a.dtype, label
+                elif a.dtype != dtype:
+                    raise TypeError(f"{self._where()}: {label} has dtype {a.dtype} but "
+                                    f"{first} has {dtype}; a layer's parameters and buffers "
+                                    f"must share one dtype (call .float()/.double())")
 
     def _where(self):
         """How error messages name this layer: its one-line repr."""
