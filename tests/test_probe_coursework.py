@@ -159,3 +159,24 @@ def test_cross_entropy_float_labels_say_labels_need_an_integer_dtype(backend):
         assert nn.CrossEntropyLoss()(logits, y.astype(dtype)) == pytest.approx(expected,
                                                                                rel=1e-14)
     assert nn.CrossEntropyLoss()(logits, np.eye(4)[y]) == pytest.approx(expected, rel=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make,attr,value,x_shape,error", [
+    (lambda: nn.Conv2d(3, 4, 3), "bias", np.zeros(4), (2, 3, 8, 8), TypeError),
+    (lambda: nn.Conv2d(3, 4, 3), "weight", np.zeros((4, 3, 5, 5), np.float32), (2, 3, 8, 8),
+     ValueError),
+    (lambda: nn.Conv1d(3, 4, 3), "weight", np.zeros((4, 3, 2), np.float32), (2, 3, 8),
+     ValueError),
+    (lambda: nn.LayerNorm(4), "weight", np.ones(3, np.float32), (2, 4), ValueError),
+    (lambda: nn.LayerNorm(4), "bias", np.ones(4), (2, 4), TypeError)])
+def test_conv_and_layernorm_check_assigned_parameters(backend, make, attr, value, x_shape,
+                                                      error):
+    with fastnn.use_backend(backend):
+        layer = make()
+        before = {k: v.copy() for k, v in layer.state_dict().items() if k != attr}
+        getattr(layer, attr).data = value
+        with pytest.raises(error, match=type(layer).__name__):
+            layer(np.ones(x_shape, np.float32))
+        for k, v in before.items():
+            np.testing.assert_array_equal(layer.state_dict()[k], v)
