@@ -1,5 +1,6 @@
 """One thread-count setting for every backend: Numba's parallel loops, the Cython
 kernels' OpenMP loops and the BLAS library NumPy/SciPy use."""
+import contextlib
 import os
 import sys
 import warnings
@@ -93,6 +94,37 @@ def get_num_threads():
     return _num_threads if _num_threads is not None else _default_threads()
 
 
+# Fork. GNU libgomp, the OpenMP runtime of the Cython kernels and of numba's 'omp'
+# threading layer, is not fork-safe: a child made by os.fork() (multiprocessing's 'fork'
+# start method, Linux's default before Python 3.14) inherits the bookkeeping of the
+# forking thread's OpenMP pool but not its threads, so that thread's next parallel region
+# waits forever for them (measured: ops.relu on 2**18 floats hung in the child after one
+# 2-thread region in the parent). Numba's omp layer refuses instead: any parallel kernel
+# in the child kills it with SIGTERM ("Terminating: fork() called from a process already
+# using GNU OpenMP, this is unsafe."). So in a child forked from a process where libgomp is
+# loaded, fastnn's own parallel loops run on one thread (a one-thread region does not
+# touch the pool; kernels/numba_cpu/config.py runs the serial compiles), whatever
+# set_num_threads says; BLAS keeps the count (OpenBLAS re-creates its threads in the
+# child). 'spawn' and 'forkserver' children start a fresh runtime and keep every thread.
+_forked_openmp = False
+
+
+def _after_fork_in_child():
+    global _forked_openmp
+    if not _forked_openmp:
+        _forked_openmp = _openmp_loaded()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def openmp_num_threads():
+    """The thread count of fastnn's own parallel loops (OpenMP, numba): get_num_threads(),
+    or 1 in a child forked from a process that had loaded OpenMP (see above)."""
+    return 1 if _forked_openmp else get_num_threads()
+
+
 def set_num_threads(n):
     """Use ``n`` threads in every backend's parallel loops and in BLAS."""
     global _num_threads
@@ -110,19 +142,37 @@ def apply_num_threads():
     n = get_num_threads()
     if "numba" in sys.modules:
         import numba
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        numba.set_num_threads(min(openmp_num_threads(), numba.config.NUMBA_NUM_THREADS))
     try:
         from .kernels.cython import _openmp
     except ImportError:  # the Cython extensions are not built (a source checkout)
         pass
     else:
-        _openmp.set_num_threads(n)
+        # this thread's count only (OpenMP's is per thread): the backend's ops apply the
+        # setting in every other thread that calls them (kernels/cython/__init__.py)
+        _openmp.set_num_threads(openmp_num_threads())
     try:
-        from threadpoolctl import threadpool_limits
+        import threadpoolctl
     except ImportError:
         return
     global _blas_limit
-    _blas_limit = threadpool_limits(limits=n, user_api="blas")
+    # threadpoolctl (3.8 on) lets only the first thread that limits OpenBLAS's
+    # process-wide pool change it and silently ignores every other thread, so
+    # set_num_threads from a worker thread left BLAS alone. fastnn's count is process-wide:
+    # the calling thread takes control for this call and gives it back.
+    release = getattr(getattr(threadpoolctl, "OpenBLASController", None),
+                      "clear_controlling_thread", None)
+    # a conv call in another thread may hold SciPy's BLAS at one thread right now: the
+    # count must become the one it restores when it ends, not the one it saved
+    serial = sys.modules.get(__package__ + ".kernels.blas_threads")
+    with serial.changing_count(n) if serial is not None else contextlib.nullcontext():
+        if release is not None:
+            release(force=True)
+        try:
+            _blas_limit = threadpoolctl.threadpool_limits(limits=n, user_api="blas")
+        finally:
+            if release is not None:
+                release(force=True)
 
 
 _blas_limit = None

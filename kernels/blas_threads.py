@@ -14,6 +14,7 @@ at once cannot leave BLAS stuck at one thread).
 functions (another BLAS, or an unexpected build); the kernels then keep BLAS's own
 threading and run their per-sample loop on one thread.
 """
+import contextlib
 import ctypes
 import threading
 
@@ -79,3 +80,17 @@ _SERIAL = _SerialBlas()
 def serial_blas():
     """Context manager: SciPy's BLAS runs on the calling thread inside the block."""
     return _SERIAL
+
+
+@contextlib.contextmanager
+def changing_count(n):
+    """Context manager around a change of BLAS's thread count to ``n`` (what
+    ``fastnn.set_num_threads`` does): while ``serial_blas`` blocks run in other threads,
+    they keep BLAS at one thread, and the last to end restores ``n``, not the count it
+    saved (which would undo the change)."""
+    global _saved
+    with _lock:
+        yield
+        if _set is not None and _depth:
+            _saved = n
+            _set(1)

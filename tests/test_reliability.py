@@ -67,7 +67,6 @@ def test_two_models_in_two_threads_match_sequential_runs(name):
 
     def work(i, seed):
         try:
-            fastnn.set_num_threads(fastnn.get_num_threads())  # each thread applies the count
             results[i] = train_mlp(name, seed=seed, dropout=0.0)
         except Exception as exc:  # surfaced below
             errors.append(exc)

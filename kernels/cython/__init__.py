@@ -17,10 +17,12 @@ from ... import threads as _threads
 # `import fastnn` set GOMP_SPINCOUNT before libgomp loads (fastnn/threads.py says why).
 _threads.warn_if_spin_too_late("cython")
 
+import functools  # noqa: E402
 import math  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+from ... import optable as _optable  # noqa: E402
 from ..gemm_shapes import transposed_forward  # noqa: E402
 from ..scratch import scratch  # noqa: E402
 from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses,  # noqa: E402
@@ -499,5 +501,30 @@ def asgd_update(param, grad, ax, eta, mu, lambd=1e-4, weight_decay=0.0, maximize
     grad, ax: same shape. Returns None."""
     _optim.asgd_update(_flat(param), _flat(grad), _flat(ax), float(eta), float(mu),
                        float(lambd), float(weight_decay), bool(maximize))
+
+
+# OpenMP's thread count is per calling thread: omp_set_num_threads (what
+# fastnn.set_num_threads calls) sets the calling thread's count only, and every other
+# Python thread's regions kept OpenMP's start-up default (all cores), so after
+# set_num_threads(1) a worker thread's kernels still ran on every core, and the conv ops,
+# whose per-thread partial sums follow the thread count, gave other bits there than in
+# the main thread. Each op applies fastnn's count to the thread that calls it (as the
+# numba backend's sync_threads does); one C call when nothing changed.
+def _per_thread_count(op, wanted=_threads.openmp_num_threads, get=_openmp.get_max_threads,
+                      set_=_openmp.set_num_threads):
+    @functools.wraps(op)
+    def run(*args, **kwargs):
+        n = wanted()
+        if get() != n:
+            set_(n)
+        return op(*args, **kwargs)
+    return run
+
+
+if _openmp.openmp_enabled():
+    for _name in _optable.op_names():
+        if _name not in REUSES and _name in globals():
+            globals()[_name] = _per_thread_count(globals()[_name])
+    del _name
 
 _threads.apply_num_threads()

@@ -51,7 +51,7 @@ class Kernel:
         self.__name__ = fn.__name__
 
     def __call__(self, size, *args):
-        if size >= PARALLEL_MIN:
+        if size >= PARALLEL_MIN and not _forked_from_gnu_omp:
             sync_threads()
             return self.parallel(*args)
         return self.serial(*args)
@@ -72,12 +72,41 @@ helper = numba.njit(inline="always", **OPTIONS)
 
 _local = threading.local()
 
+# Set in a child made by os.fork() (multiprocessing's 'fork') from a process where GNU
+# OpenMP is loaded, when numba's threading layer is (or will be) 'omp': numba kills such
+# a child with SIGTERM on its first parallel kernel ("fork() called from a process
+# already using GNU OpenMP, this is unsafe"), whatever the thread count, and a layer
+# started in the child would hang on the forked thread's OpenMP pool (fastnn/threads.py
+# says why). The child runs the serial compiles instead (results within rounding of
+# the parallel ones). 'workqueue' and 'tbb' layers keep running in parallel.
+_forked_from_gnu_omp = False
+
+
+def _after_fork_in_child():
+    # also run on import, in a forked child that loads this backend only after the fork;
+    # fastnn.threads' handler, registered before this one (after-fork handlers run in
+    # registration order), has set _forked_openmp
+    global _forked_from_gnu_omp
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # not started yet: the child would start one (omp by preference)
+        layer = numba.config.THREADING_LAYER
+    if _threads._forked_openmp and layer not in ("tbb", "workqueue"):
+        _forked_from_gnu_omp = True
+
+
+_after_fork_in_child()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 def sync_threads():
     """Numba's thread count is per calling thread: apply fastn's setting to this one.
 
     Returns the thread count in effect. Cheap when nothing changed (one attribute read).
     """
+    if _forked_from_gnu_omp:
+        return 1
     n = _threads.get_num_threads()
     if getattr(_local, "applied", None) != n:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
