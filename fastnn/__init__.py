@@ -23,6 +23,11 @@ _LAZY_ATTRS = {
     "load": ("io", "load"),
     "gradcheck": ("gradcheck", "gradcheck"),
     "manual_seed": ("random", "manual_seed"),
+    "no_grad": ("grad_mode", "no_grad"),
+    "enable_grad": ("grad_mode", "enable_grad"),
+    "set_grad_enabled": ("grad_mode", "set_grad_enabled"),
+    "inference_mode": ("grad_mode", "inference_mode"),
+    "is_grad_enabled": ("grad_mode", "is_grad_enabled"),
 }
 
 __all__ = ["backends", "set_backend", "get_backend", "use_backend", "backend_info",

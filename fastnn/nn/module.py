@@ -68,6 +68,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from ..errors import RuntimeValueError
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array
 
@@ -177,6 +178,8 @@ class Parameter:
 
 #: ``_out_meta`` of an activation whose forward a Sequential ran inside a Linear's kernel.
 FUSED = "fused"
+#: ``_out_meta`` after a forward run with gradients disabled (fastnn.no_grad()).
+NO_GRAD = "no_grad"
 
 class _IncompatibleKeys(collections.namedtuple("_IncompatibleKeys",
                                                ["missing_keys", "unexpected_keys"])):
@@ -1267,7 +1270,7 @@ class Module:
                 (grad_out,), lambda grad: Module.backward(self, grad, need_grad_in),
                 need_grad_in)
         meta = self._out_meta
-        if (meta is None or meta is FUSED or type(grad_out) is not np.ndarray
+        if (type(meta) is not tuple or type(grad_out) is not np.ndarray
                 or grad_out.dtype != meta[1] or grad_out.shape != meta[0]):
             self._check_grad_out(grad_out)
         grad_out, caller = self._arrive("grad_out", grad_out)
@@ -1278,6 +1281,10 @@ class Module:
         """Raise unless grad_out fits the last forward's output (shape and dtype)."""
         if self._out_meta is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
+        if self._out_meta is NO_GRAD:
+            raise RuntimeError(f"{self._where()}: its last forward ran with gradients "
+                               f"disabled (fastnn.no_grad() or inference_mode()); run the "
+                               f"forward again outside it before backward")
         if self._out_meta is FUSED:
             raise RuntimeError(f"{self._where()}: its last forward ran fused into the "
                                f"preceding Linear inside a Sequential; call the "
@@ -1307,7 +1314,8 @@ class Module:
 
     def _run_forward(self, x, buffered):
         y = self._forward(x, buffered)
-        object.__setattr__(self, "_out_meta", (y.shape, y.dtype))
+        object.__setattr__(self, "_out_meta", (y.shape, y.dtype) if _grad_mode._MODE.enabled
+                           else NO_GRAD)
         return y
 
     def infer_shape(self, shape, dtype):
