@@ -141,7 +141,7 @@ class Host:
                 and a.flags.writeable):
             _memset(a.ctypes.data, 0, a.nbytes)
         else:
-            a[...] = 0
+            a.fill(0)  # (a[...] = 0 allocates a 0-d array for the 0 at every call)
 
     @staticmethod
     def copy_into(dst, src):

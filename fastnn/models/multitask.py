@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import nn
 from ..backend import current
-from ..validation import check_float_array, check_labels
+from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array, check_labels
 
 
 class MultiTaskNet(nn.Module):
@@ -42,10 +42,40 @@ class MultiTaskNet(nn.Module):
                            omega=float(self.sine.omega), dropout=self.drop.p)
 
     def forward(self, x):
-        a = self.fc2a(self.drop(self.sine(self.fc1a(x))))
-        h = self.relu(self.bn(self.fc1b(x)))
-        logits = self.fc2b(h + a)
-        return a, logits
+        inner = self._inner
+        a = self.fc2a(inner(self.drop, inner(self.sine, inner(self.fc1a, x))))
+        h = inner(self.relu, inner(self.bn, inner(self.fc1b, x)))
+        logits = self.fc2b(self._add("s", h, a))
+        return a, logits  # (fresh arrays, the caller's)
+
+    # Arrays no caller sees (a layer's output that only feeds another layer, and the
+    # gradients between layers) live in buffers the layers and the model own, reused every
+    # step, as inside a Sequential; a layer with hooks (which may keep what they are given)
+    # or on the GPU runs through its public call, which returns fresh arrays.
+    @staticmethod
+    def _inner(layer, x):
+        """layer(x), the output in the layer's own buffer."""
+        if layer._hooked or layer._device != "cpu" or type(x) is not np.ndarray:
+            return layer(x)
+        if x.dtype not in FLOAT_DTYPES:
+            layer._check_input(x)  # (raises, naming the layer)
+        layer.infer_shape(x.shape, x.dtype)
+        return layer._run_forward(as_contiguous(x), True)
+
+    @staticmethod
+    def _inner_backward(layer, grad):
+        """layer.backward(grad), the input gradient in the layer's own buffer."""
+        if layer._hooked or layer._device != "cpu" or type(grad) is not np.ndarray:
+            return layer.backward(grad)
+        layer._check_grad_out(grad)
+        return layer._backward(as_contiguous(grad), True, True)
+
+    def _add(self, key, p, q):
+        """p + q in this model's buffer key (p and q alike), else a fresh array."""
+        if (type(p) is np.ndarray and type(q) is np.ndarray and p.shape == q.shape
+                and p.dtype == q.dtype):
+            return np.add(p, q, out=self._buffer(key, p.shape, p.dtype))
+        return p + q
 
     def backward(self, grad_a, grad_logits):
         """grad_a: (N, hidden_b), gradient w.r.t. task A's output from its own loss;
@@ -55,12 +85,13 @@ class MultiTaskNet(nn.Module):
         check_float_array("MultiTaskNet", "grad_a", grad_a, device_ok=True,
                           shape=(grad_logits.shape[0], self.fc1b.out_features),
                           dtype=grad_logits.dtype)
-        grad_s = self.fc2b.backward(grad_logits)
-        grad_x_b = self.fc1b.backward(self.bn.backward(self.relu.backward(grad_s)))
-        total_a = grad_a + grad_s  # the addition s = h + a routes task B's gradient into A
-        grad_x_a = self.fc1a.backward(self.sine.backward(self.drop.backward(
-            self.fc2a.backward(total_a))))
-        return grad_x_a + grad_x_b
+        back = self._inner_backward
+        grad_s = back(self.fc2b, grad_logits)
+        grad_x_b = back(self.fc1b, back(self.bn, back(self.relu, grad_s)))
+        # the addition s = h + a routes task B's gradient into A
+        total_a = self._add("total_a", grad_a, grad_s)
+        grad_x_a = back(self.fc1a, back(self.sine, back(self.drop, back(self.fc2a, total_a))))
+        return grad_x_a + grad_x_b  # (fresh, the caller's)
 
 
 class MultiTaskLoss:
@@ -78,14 +109,20 @@ class MultiTaskLoss:
                           dtype=a.dtype)
         check_labels(where, y_b, logits.shape[0], logits.shape[1])
         n = a.shape[0]
-        diff = a - y_a
+        grad_a = np.subtract(a, y_a)  # (divided by n below, in place: the caller's)
+        squares = getattr(self, "_squares", None)  # float64 scratch kept between steps
+        if squares is None or squares.shape != a.shape:
+            squares = self._squares = np.empty(a.shape, np.float64)
+        squares[...] = grad_a  # (squared in place: a ufunc's own cast takes a buffer)
+        np.square(squares, out=squares)
         with np.errstate(invalid="ignore"):  # an empty batch's mean is NaN, as in PyTorch
-            regression = float(0.5 * np.square(diff, dtype=np.float64).sum() / n)
+            regression = float(0.5 * squares.sum() / n)
         classification, grad_logits = current().softmax_cross_entropy(
             np.ascontiguousarray(logits), y_b.astype(np.int64, copy=False))
         if n == 0:  # the kernel's sum over no rows is 0; the mean over no rows is NaN
             classification = float("nan")
-        self._grads = (diff / a.dtype.type(n), grad_logits)
+        grad_a /= a.dtype.type(n)
+        self._grads = (grad_a, grad_logits)
         return regression + classification, regression, classification
 
     __call__ = forward
