@@ -18,6 +18,7 @@ None); ``load_checkpoint`` returns everything (model, optimizer, extra). Every c
 fit the optimizer) runs before anything is written: a failed load changes nothing.
 """
 import collections
+import collections.abc
 import errno
 import importlib
 import json
@@ -58,6 +59,10 @@ def save(model, path, optimizer=None, extra=None):
     extra: a JSON-serialisable value stored as metadata (e.g. {"epoch": 3}), or None.
     The file at ``path`` is either the complete new checkpoint or, on any failure, left as
     it was. Returns ``path``.
+
+    As PyTorch's ``torch.save(model.state_dict(), path)``, model may instead be a dict
+    with string keys: a state dict, or a dict of state dicts, optimizer state dicts,
+    numbers and strings (PyTorch's "general checkpoint"); ``load(path)`` returns it.
     """
     meta, arrays = _pack(model, optimizer, extra)
     arrays[META_KEY] = np.array(_dumps(meta, "checkpoint metadata"))
@@ -66,9 +71,19 @@ def save(model, path, optimizer=None, extra=None):
 
 
 def _pack(model, optimizer, extra):
-    if not hasattr(model, "state_dict"):
-        raise TypeError(f"fastnn.save: expected a Module, got {type(model).__name__}")
-    state = model.state_dict()
+    if isinstance(model, collections.abc.Mapping) and not hasattr(model, "state_dict"):
+        # torch.save(model.state_dict(), path): the dict itself, given back by load(path)
+        if optimizer is not None:
+            raise TypeError("fastnn.save: optimizer= needs the model, not a state dict; "
+                            "put optimizer.state_dict() in the dict instead")
+        if not all(isinstance(k, str) for k in model):
+            raise TypeError("fastnn.save: a dict to save must have string keys")
+        state, model = model, None
+    elif not hasattr(model, "state_dict"):
+        raise TypeError(f"fastnn.save: expected a Module or a state dict, got "
+                        f"{type(model).__name__}")
+    else:
+        state = model.state_dict()
     arrays = {MODEL_PREFIX + name: value for name, value in state.items()
               if isinstance(value, np.ndarray)}
     # anything else (a module's get_extra_state()) is described in the metadata
@@ -81,12 +96,13 @@ def _pack(model, optimizer, extra):
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": {
-            "class": type(model).__name__,
+            "class": None if model is None else type(model).__name__,
             "config_name": getattr(model, "config_name", None),
             "config": dict(config) if config is not None else None,
             "keys": list(state),
             "dtype": float_dtypes.pop() if len(float_dtypes) == 1 else None,
             **({"values": values} if values else {}),
+            **({"dict_only": True} if model is None else {}),
         },
         "optimizer": None,
         "random_state": _random_state(),
@@ -129,6 +145,10 @@ def _encode(value, key, arrays):
         return {"string": value}
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {"dict": {k: _encode(v, f"{key}/{k}", arrays) for k, v in value.items()}}
+    if isinstance(value, dict) and all(isinstance(k, (str, int)) and not isinstance(k, bool)
+                                       for k in value):
+        # an optimizer state dict's "state" (parameter positions as keys): key, value pairs
+        return {"items": [[k, _encode(v, f"{key}/{k}", arrays)] for k, v in value.items()]}
     if isinstance(value, np.ndarray):
         arrays[key] = value
         return {"array": key}
@@ -152,6 +172,8 @@ def _decode(desc, arrays):
         return [_decode(d, arrays) for d in desc["list"]]
     if "dict" in desc:
         return {k: _decode(d, arrays) for k, d in desc["dict"].items()}
+    if "items" in desc:
+        return {k: _decode(d, arrays) for k, d in desc["items"]}
     if "string" in desc:
         return desc["string"]
     return desc["number"] if desc["dtype"] is None else np.dtype(desc["dtype"]).type(
@@ -318,6 +340,9 @@ def _check_complete(path, meta, arrays):
 def build_model(meta, path="checkpoint"):
     """A fresh model from the metadata's config_name and config (fastnn.models registry)."""
     info = meta["model"]
+    if info.get("dict_only"):
+        raise CheckpointError(f"{path} holds a dict written by fastnn.save(dict, path), not a "
+                              f"model: fastnn.load(path) returns it (or pass model=)")
     name, config = info.get("config_name"), info.get("config")
     if name is None or config is None:
         raise CheckpointError(f"{path}: the checkpoint's model ({info.get('class')}) has no "
@@ -438,9 +463,21 @@ def load_checkpoint(path, model=None, optimizer=None, restore_random=False):
     return Checkpoint(model, optimizer, meta.get("extra"), meta["format_version"])
 
 
-def load(path, model=None, optimizer=None, restore_random=False):
+def load(path, model=None, optimizer=None, restore_random=False, *, weights_only=None,
+         map_location=None):
     """Load a checkpoint and return the model (rebuilt from its config when None).
 
-    See ``load_checkpoint`` for the arguments and for getting ``extra`` back.
+    See ``load_checkpoint`` for the arguments and for getting ``extra`` back. A file
+    written by ``save(state_dict, path)`` gives that dict back when model is None
+    (PyTorch's ``model.load_state_dict(torch.load(path))``). ``weights_only`` and
+    ``map_location`` are accepted for PyTorch code: no file is ever unpickled, and the
+    arrays are NumPy arrays that ``load_state_dict`` puts on the module's device.
     """
+    if model is None and optimizer is None:
+        meta, arrays = read_checkpoint(path)
+        if meta["model"].get("dict_only"):
+            described = meta["model"].get("values", {})
+            return collections.OrderedDict(
+                (k, _decode(described[k], arrays) if k in described
+                 else arrays[MODEL_PREFIX + k]) for k in meta["model"]["keys"])
     return load_checkpoint(path, model, optimizer, restore_random).model

@@ -1,9 +1,13 @@
 """Datasets and batch iteration.
 
 ``load(name)`` returns (x_train, y_train, x_test, y_test) for 'fashion-mnist',
-'mnist', 'cifar10' or 'digits'; ``DataLoader`` iterates over arrays in batches.
+'mnist', 'cifar10' or 'digits'; ``DataLoader`` iterates over arrays, or a map-style
+``Dataset`` (``TensorDataset``, ``Subset``, ``ConcatDataset``, ``random_split``: PyTorch's
+``torch.utils.data`` names), in batches.
 """
 from .cifar import CIFARError, load_cifar10, read_batch
+from .dataset import (ConcatDataset, Dataset, Subset, TensorDataset, default_collate,
+                      random_split)
 from .digits import load_digits
 from .idx import IDXError, parse_idx, read_idx
 from .loader import DataLoader
@@ -43,4 +47,5 @@ def load(name, root=None, download=False, flatten=False, dtype="float32"):
 
 __all__ = ["load", "DATASETS", "DataLoader", "read_idx", "parse_idx", "IDXError",
            "load_mnist", "load_fashion_mnist", "load_cifar10", "read_batch", "CIFARError",
-           "load_digits"]
+           "load_digits", "Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
+           "default_collate"]

@@ -71,6 +71,7 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..errors import RuntimeValueError
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array
+from .parameter_ops import ParameterArithmetic
 
 
 def _kernel_ready(value):
@@ -81,7 +82,7 @@ def _kernel_ready(value):
     return value
 
 
-class Parameter:
+class Parameter(ParameterArithmetic):
     """A trainable array and its gradient.
 
     data: float32/float64 array of any shape; grad: same shape and dtype, zeros at first,
@@ -92,6 +93,8 @@ class Parameter:
     as such; a C-contiguous writeable array is kept itself (shared, as in PyTorch).
     Float values of another dtype or shape assigned to ``.data`` bring ``.grad`` along
     (cast, or zeros of the new shape), as PyTorch's grad follows the data's dtype.
+    Arithmetic, indexing, ``item()`` and in-place updates (``p -= lr * p.grad``) work
+    on the values as on a PyTorch parameter (``parameter_ops.py``).
     """
 
     __slots__ = ("_data", "_grad", "requires_grad")
@@ -1280,6 +1283,15 @@ class Module:
     def _check_grad_out(self, grad_out):
         """Raise unless grad_out fits the last forward's output (shape and dtype)."""
         if self._out_meta is None:
+            cls = type(self)
+            if (cls.forward is not Module.forward and cls.backward is Module.backward
+                    and cls._backward is Module._backward):
+                # a PyTorch-style subclass: its forward ran, but it has no backward
+                raise NotImplementedError(
+                    f"{cls.__name__} defines forward() but not backward(grad_out): fastnn "
+                    f"has no autograd, so a Module subclass defines backward, calling its "
+                    f"layers' backward in the reverse order of forward and returning the "
+                    f"gradient w.r.t. its input")
             raise RuntimeError(f"{self._where()}: backward called before forward")
         if self._out_meta is NO_GRAD:
             raise RuntimeError(f"{self._where()}: its last forward ran with gradients "

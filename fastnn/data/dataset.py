@@ -1,0 +1,207 @@
+"""Map-style datasets, as ``torch.utils.data``'s, for ``fastnn.data.DataLoader``.
+
+``Dataset`` (subclass it with ``__len__`` and ``__getitem__``), ``TensorDataset(*arrays)``,
+``Subset(dataset, indices)``, ``ConcatDataset(datasets)`` (also ``dataset_a + dataset_b``),
+``random_split(dataset, lengths, generator=None)`` and ``default_collate(samples)``, with
+PyTorch's behaviour on NumPy arrays: a sample is whatever ``__getitem__`` returns, and
+``default_collate`` stacks a list of samples into a batch (arrays stacked on a new first
+axis, Python ints into int64 and floats into float64 arrays, tuples and lists of fields
+into a list of batched fields, dicts key by key, strings left as a list).
+"""
+import bisect
+import collections.abc
+import itertools
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from .. import random as _random
+
+
+class Dataset:
+    """Base class of map-style datasets: a subclass defines ``__getitem__(index)`` (one
+    sample) and ``__len__()``; ``a + b`` concatenates two datasets."""
+
+    def __getitem__(self, index):
+        raise NotImplementedError("Subclasses of Dataset should implement __getitem__.")
+
+    def __add__(self, other):
+        return ConcatDataset([self, other])
+
+
+class TensorDataset(Dataset):
+    """Samples ``(a[i] for a in arrays)``: arrays of one length along their first axis
+    (views, no copy; ``.tensors`` holds them)."""
+
+    def __init__(self, *tensors):
+        arrays = tuple(np.asarray(t) for t in tensors)
+        if not arrays:
+            raise ValueError("TensorDataset: expected at least one array")
+        for a in arrays:
+            if a.ndim == 0 or a.shape[0] != arrays[0].shape[0]:
+                raise ValueError(f"TensorDataset: size mismatch between tensors (first axes "
+                                 f"of the arrays' shapes {[t.shape for t in arrays]} differ)")
+        self.tensors = arrays
+
+    def __getitem__(self, index):
+        return tuple(t[index] for t in self.tensors)
+
+    def __len__(self):
+        return self.tensors[0].shape[0]
+
+
+class Subset(Dataset):
+    """The samples of ``dataset`` at ``indices`` (a sequence of ints), in that order."""
+
+    def __init__(self, dataset, indices):
+        self.dataset = dataset
+        self.indices = indices
+
+    def __getitem__(self, idx):
+        if isinstance(idx, list):
+            return self.dataset[[self.indices[i] for i in idx]]
+        return self.dataset[self.indices[idx]]
+
+    def __getitems__(self, indices):
+        if callable(getattr(self.dataset, "__getitems__", None)):
+            return self.dataset.__getitems__([self.indices[i] for i in indices])
+        return [self.dataset[self.indices[i]] for i in indices]
+
+    def __len__(self):
+        return len(self.indices)
+
+
+class ConcatDataset(Dataset):
+    """The samples of several datasets one after the other (``cumulative_sizes`` holds
+    the running lengths); negative indices count from the end."""
+
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+        self.cumulative_sizes = list(itertools.accumulate(len(d) for d in self.datasets))
+
+    def __len__(self):
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, idx):
+        if idx < 0:
+            if -idx > len(self):
+                raise ValueError("absolute value of index should not exceed dataset length")
+            idx = len(self) + idx
+        which = bisect.bisect_right(self.cumulative_sizes, idx)
+        start = self.cumulative_sizes[which - 1] if which > 0 else 0
+        return self.datasets[which][idx - start]
+
+
+def _generator(generator, where):
+    """An np.random.Generator: fastnn's (seeded by fastnn.manual_seed) for None, a fresh
+    one seeded with an int, or the Generator given."""
+    if generator is None:
+        return _random.generator()
+    if isinstance(generator, np.random.Generator):
+        return generator
+    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
+        return np.random.default_rng(int(generator))
+    raise TypeError(f"{where}: generator must be None, an int seed or a "
+                    f"numpy.random.Generator, got {type(generator).__name__}")
+
+
+def random_split(dataset, lengths, generator=None):
+    """Split ``dataset`` at random into ``Subset``s of the given lengths (ints summing to
+    ``len(dataset)``, or fractions summing to 1, floored with the remainder handed out
+    one sample at a time from the first split, as PyTorch's). ``generator``: None
+    (fastnn's generator, which ``fastnn.manual_seed`` seeds), an int seed or a
+    numpy.random.Generator."""
+    lengths = list(lengths)
+    n = len(dataset)
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        counts = []
+        for i, frac in enumerate(lengths):
+            if frac < 0 or frac > 1:
+                raise ValueError(f"Fraction at index {i} is not between 0 and 1")
+            counts.append(int(math.floor(n * frac)))
+        for i in range(n - sum(counts)):
+            counts[i % len(counts)] += 1
+        for i, length in enumerate(counts):
+            if length == 0:
+                warnings.warn(f"Length of split at index {i} is 0. This might result in an "
+                              f"empty dataset.", stacklevel=2)
+        lengths = counts
+    if any(isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 0
+           for k in lengths):
+        raise ValueError(f"random_split: lengths must be non-negative ints or fractions "
+                         f"summing to 1, got {lengths}")
+    if sum(lengths) != n:
+        raise ValueError("Sum of input lengths does not equal the length of the input "
+                         "dataset!")
+    order = _generator(generator, "random_split").permutation(n).tolist()
+    return [Subset(dataset, order[end - k:end])
+            for end, k in zip(itertools.accumulate(lengths), lengths)]
+
+
+def default_collate(batch):
+    """A batch from a list of samples, as PyTorch's ``default_collate`` on NumPy data."""
+    elem = batch[0]
+    if isinstance(elem, np.ndarray):
+        return np.stack(batch)
+    if isinstance(elem, np.generic):
+        return np.array(batch)
+    if isinstance(elem, bool):
+        return np.array(batch, dtype=bool)
+    if isinstance(elem, numbers.Integral):
+        return np.array(batch, dtype=np.int64)
+    if isinstance(elem, numbers.Real):
+        return np.array(batch, dtype=np.float64)
+    if isinstance(elem, (str, bytes)):
+        return batch
+    if isinstance(elem, collections.abc.Mapping):
+        collated = {key: default_collate([d[key] for d in batch]) for key in elem}
+        try:
+            return type(elem)(collated)
+        except TypeError:
+            return collated
+    if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # a namedtuple
+        return type(elem)(*(default_collate(list(s)) for s in zip(*batch)))
+    if isinstance(elem, collections.abc.Sequence):
+        size = len(elem)
+        if any(len(sample) != size for sample in batch):
+            raise RuntimeError("each element in list of batch should be of equal size")
+        return [default_collate(list(s)) for s in zip(*batch)]
+    raise TypeError(f"default_collate: batch must contain arrays, numbers, dicts or lists; "
+                    f"found {type(elem).__name__}")
+
+
+def is_dataset(obj):
+    """True for a map-style dataset: a Dataset, or another object with __len__ and
+    __getitem__ that is not array-like (an array, list or tuple is data, not a dataset)."""
+    if isinstance(obj, Dataset):
+        return True
+    return (hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
+            and not hasattr(obj, "__array__") and not hasattr(obj, "__array_interface__")
+            and not isinstance(obj, (list, tuple, str, bytes, collections.abc.Mapping)))
+
+
+def array_view(dataset):
+    """(arrays, index) when every sample of dataset is ``tuple(a[index[i]] for a in
+    arrays)`` (a TensorDataset, or Subsets of one; index None for all rows in order), so
+    a batch can be gathered with one ``np.take`` per array; None otherwise."""
+    if type(dataset) is TensorDataset:
+        return dataset.tensors, None
+    if type(dataset) is Subset:
+        inner = array_view(dataset.dataset)
+        if inner is None:
+            return None
+        arrays, index = inner
+        mine = np.asarray(dataset.indices)
+        if mine.ndim != 1 or (mine.size and mine.dtype.kind not in "iu"):
+            return None
+        mine = mine.astype(np.int64)
+        n = len(arrays[0]) if index is None else len(index)
+        if len(mine) and (mine.min() < -n or mine.max() >= n):
+            return None  # out of range: __getitem__ raises when that sample is reached
+        mine = np.where(mine < 0, mine + n, mine)
+        return arrays, (mine if index is None else np.take(index, mine))
+    return None
