@@ -584,3 +584,25 @@ def test_save_and_load_state_dicts_as_torch(tmp_path):
         fastnn.save({1: np.zeros(2)}, tmp_path / "x.pth")
     with pytest.raises(TypeError, match="expected a Module or a state dict, got int"):
         fastnn.save(3, tmp_path / "x.pth")
+
+
+def test_unseeded_shuffling_follows_manual_seed_as_pytorchs():
+    from fastnn.data import DataLoader
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+
+    def first_epoch():
+        return [b.copy() for b in DataLoader(x, batch_size=5, shuffle=True)]
+
+    fastnn.manual_seed(3)
+    a = first_epoch()
+    fastnn.manual_seed(3)
+    b = first_epoch()
+    fastnn.manual_seed(4)
+    c = first_epoch()
+    assert all(np.array_equal(p, q) for p, q in zip(a, b))
+    assert not all(np.array_equal(p, q) for p, q in zip(a, c))
+    # a loader that does not shuffle leaves the global generator alone
+    fastnn.manual_seed(3)
+    state = fastnn.random.get_state()
+    list(DataLoader(x, batch_size=5))
+    assert fastnn.random.get_state() == state

@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from .. import random as _random
 from .dataset import TensorDataset, array_view, default_collate, is_dataset
 
 class _BatchSizeDefault:
@@ -30,8 +31,10 @@ class DataLoader:
     or None. Without shuffling, batches are views (slices) of x and y; with
     ``shuffle=True`` each pass draws a new permutation from the generator and
     gathers each batch with one fancy-indexing call (a fresh copy, no Python loop
-    over samples). ``seed`` (int, None or np.random.Generator) makes the sequence of
-    permutations reproducible. ``drop_last`` drops a final batch smaller than
+    over samples). ``seed`` (int or np.random.Generator) makes the sequence of
+    permutations reproducible; None draws the loader's seed from fastnn's global
+    generator, so ``fastnn.manual_seed`` fixes it, as ``torch.manual_seed`` fixes a
+    PyTorch DataLoader's shuffling. ``drop_last`` drops a final batch smaller than
     ``batch_size``.
 
     Each iteration yields ``(x_batch, y_batch)`` (``y_batch`` a tuple when y is a
@@ -84,7 +87,9 @@ class DataLoader:
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        self.rng = as_generator(seed)
+        # (None: a seed from fastnn's generator, not fresh entropy: runs after
+        # fastnn.manual_seed repeat, as PyTorch's after torch.manual_seed)
+        self.rng = as_generator(_random.draw_seed() if seed is None and shuffle else seed)
         if self._dataset is not None:
             return
         x = np.asarray(x)
