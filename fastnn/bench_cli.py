@@ -41,6 +41,9 @@ def add_arguments(parser):
 
 
 def run(args):
+    if args.threads is not None and args.threads < 1:  # (0 ran on every core)
+        print(f"error: --threads must be positive, got {args.threads}", file=sys.stderr)
+        return 2
     try:
         _import_bench()
     except RuntimeError as err:
@@ -48,6 +51,10 @@ def run(args):
         return 2
     if not args.quick:
         from bench import report
+        if args.threads is not None:  # the suite's processes take their count from here
+            os.environ["FASTNN_NUM_THREADS"] = str(args.threads)
+            import fastnn
+            fastnn.set_num_threads(args.threads)
         argv = ["-k", args.keyword] if args.keyword else []
         return report.main(argv)
     quick_table(threads=args.threads, out=sys.stdout)

@@ -198,7 +198,7 @@ def configure_train(parser):
                         help="learning rate (default 0.1 for SGD, 1.0 for Adadelta, 0.01 "
                              "for Adagrad, Rprop, ASGD and Adafactor, 0.002 for Adamax and "
                              "NAdam, 0.001 for Adam, AdamW, RAdam and RMSprop: PyTorch's "
-                             "defaults but SGD's)")
+                             "defaults but SGD's and RMSprop's)")
     parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9; SGD only)")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
@@ -249,13 +249,29 @@ def _check_train_args(args):
     _check_output_paths(args)
 
 
+def output_path_problem(path):
+    """Why ``path`` cannot be written as a file, or None: it is a folder, or a folder on
+    its way exists as a file (found before a run, not after it)."""
+    if path == "":
+        return "expects a file path, got ''"
+    if os.path.isdir(path):
+        return f"expects a file path, got {path!r} (a folder)"
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"expects a file path, got {path!r} ({parent!r} is a file, not a folder)"
+    return None
+
+
 def _check_output_paths(args):
-    """Refuse --metrics/--plot/--save paths that are folders before training, not after."""
+    """Refuse --metrics/--plot/--save paths that cannot be written (a folder, or under a
+    file) before training, not after."""
     for flag in ("metrics", "plot", "save"):
         path = getattr(args, flag)
-        if path is not None and (path == "" or os.path.isdir(path)):
-            raise CLIError(f"--{flag} expects a file path, got {path!r}"
-                           + (" (a folder)" if path else ""))
+        problem = None if path is None else output_path_problem(path)
+        if problem:
+            raise CLIError(f"--{flag} {problem}")
 
 
 def load_dataset(args):
@@ -422,6 +438,9 @@ def run_demo(args):
     from .data.mnist import find_files
     from .data.paths import search_dirs
 
+    if args.out == "" or (os.path.exists(args.out) and not os.path.isdir(args.out)):
+        raise CLIError(f"--out expects a folder, got {args.out!r}"
+                       + (" (a file)" if args.out else ""))
     dataset = "fashion-mnist"
     if find_files(dataset) is None:
         print("Fashion-MNIST not found (looked in " + ", ".join(search_dirs(dataset)) +

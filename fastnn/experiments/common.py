@@ -32,10 +32,12 @@ def add_common_arguments(parser, default_out):
 
 def apply_runtime(args):
     """Use the backend, thread count and seed the command line asked for, after refusing
-    --out and --metrics paths that are folders (they failed only after the whole run)."""
-    from ..cli import apply_runtime_arguments
+    --out and --metrics paths that are folders or under a file (they failed only after
+    the whole run)."""
+    from ..cli import apply_runtime_arguments, output_path_problem
     for flag in ("out", "metrics"):
         path = getattr(args, flag, None)
-        if path and os.path.isdir(path):
-            raise ValueError(f"--{flag} expects a file path, got {path!r} (a folder)")
+        problem = output_path_problem(path) if path else None
+        if problem:  # a folder, or a path under a file
+            raise ValueError(f"--{flag} {problem}")
     apply_runtime_arguments(args)

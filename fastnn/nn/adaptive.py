@@ -212,7 +212,7 @@ class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
         indices = np.empty(out_shape, np.int64)
         for i, (h0, h1) in enumerate(_window_bounds(h, out_shape[2])):
             for j, (w0, w1) in enumerate(_window_bounds(w, out_shape[3])):
-                window = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+                window = x[:, :, h0:h1, w0:w1].reshape(n, c, (h1 - h0) * (w1 - w0))
                 best = last_nan_or_argmax(window)
                 y[:, :, i, j] = np.take_along_axis(window, best[..., None], 2)[..., 0]
                 indices[:, :, i, j] = (h0 + best // (w1 - w0)) * w + w0 + best % (w1 - w0)
@@ -223,8 +223,9 @@ class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
         """Each output gradient added at its maximum (overlapping windows add)."""
         n, c = shape[:2]
         grad_in = np.zeros((n * c, shape[2] * shape[3]), grad_out.dtype)
-        np.add.at(grad_in, (np.arange(n * c)[:, None], self._indices.reshape(n * c, -1)),
-                  grad_out.reshape(n * c, -1))
+        cells = grad_out.shape[-2] * grad_out.shape[-1]  # (explicit: n may be 0)
+        np.add.at(grad_in, (np.arange(n * c)[:, None], self._indices.reshape(n * c, cells)),
+                  grad_out.reshape(n * c, cells))
         return grad_in.reshape(shape)
 
 

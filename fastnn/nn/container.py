@@ -321,6 +321,8 @@ class Sequential(Module):
                 continue
             if unchecked:
                 self._check_layer(self._layers.index(layer), layer, x.shape, x.dtype)
+                if type(x) is np.ndarray:  # a user module may return a strided view
+                    x = np.ascontiguousarray(x)
             unchecked = unchecked or layer._opaque
             keep = buffered or j < fresh_from
             if act is None:
@@ -390,6 +392,8 @@ class Sequential(Module):
                 layer._check_grad_out(g)
             elif j + 1 < n and steps[j + 1][0]._opaque:
                 self._check_grad_from_user(layer, g)
+                if type(g) is np.ndarray:  # a user module may return a strided view
+                    g = np.ascontiguousarray(g)
             if hooked and j in hooked:
                 g = self._backward_layer(layer, g, need)
                 if g is None:  # (a hook cut the gradient: the layers before get none)

@@ -57,7 +57,8 @@ class _GroupedNorm(Module):
         full = shape if self.dims is None or len(shape) == self.dims + 2 else (1,) + shape
         n, c = full[:2]
         g = self._groups
-        rows = x.reshape(n * g, -1)
+        # explicit sizes: -1 cannot be inferred for an empty batch
+        rows = x.reshape(n * g, c // g * math.prod(full[2:]))
         out = self._buffer("y", rows.shape, x.dtype) if buffered else None
         xhat, save_mean, save_invstd = self._kernels().layer_norm_forward(
             rows, None, None, self.eps, out=out,
@@ -66,7 +67,7 @@ class _GroupedNorm(Module):
         self._ctx = (rows, xhat, save_mean, save_invstd, (n, c))
         if not self.affine:
             return xhat.reshape(shape)
-        h = _device.to_host(xhat).reshape(n, c, -1)
+        h = _device.to_host(xhat).reshape(n, c, rows.shape[1] * g // c)
         y = h * self.weight.numpy()[:, None]
         if self.bias is not None:
             y += self.bias.numpy()[:, None]
@@ -86,8 +87,9 @@ class _GroupedNorm(Module):
         shape = tuple(grad_out.shape)
         grad_rows = grad_out.reshape(rows.shape)
         if self.affine:
-            g = _device.to_host(grad_out).reshape(n, c, -1)
-            self._accumulate_affine_grads(g, _device.to_host(xhat).reshape(n, c, -1))
+            spatial = rows.shape[1] * self._groups // c
+            g = _device.to_host(grad_out).reshape(n, c, spatial)
+            self._accumulate_affine_grads(g, _device.to_host(xhat).reshape(n, c, spatial))
             if not need_grad_in:
                 return None
             scaled = (g * self.weight.numpy()[:, None]).reshape(rows.shape)
@@ -185,6 +187,8 @@ class _InstanceNorm(_GroupedNorm):
     def _update_running(self):
         """Move the running statistics towards this batch's instance statistics."""
         rows, _, save_mean, save_invstd, (n, c) = self._ctx
+        if n == 0:  # an empty batch has no instance statistics: leave the running ones
+            return
         count = rows.shape[1]
         mean = _device.to_host(save_mean).reshape(n, c).astype(np.float64)
         invstd = _device.to_host(save_invstd).reshape(n, c).astype(np.float64)
@@ -205,8 +209,8 @@ class _InstanceNorm(_GroupedNorm):
         dt = host.dtype
         invstd = (1.0 / np.sqrt(_device.to_host(self.running_var).astype(np.float64)
                                 + self.eps)).astype(dt)
-        xhat = ((full.reshape(n, c, -1) - _device.to_host(self.running_mean)[:, None])
-                * invstd[:, None])
+        xhat = ((full.reshape(n, c, math.prod(full.shape[2:]))
+                 - _device.to_host(self.running_mean)[:, None]) * invstd[:, None])
         y = xhat
         if self.affine:
             y = xhat * self.weight.numpy()[:, None]
@@ -221,7 +225,7 @@ class _InstanceNorm(_GroupedNorm):
         xhat, invstd, (n, c) = self._eval_ctx
         g = _device.to_host(grad_out)
         shape = tuple(g.shape)
-        g3 = g.reshape(n, c, -1)
+        g3 = g.reshape(xhat.shape)
         scale = invstd
         if self.affine:
             self._accumulate_affine_grads(g3, xhat)

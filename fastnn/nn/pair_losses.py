@@ -303,7 +303,8 @@ class GaussianNLLLoss(Loss):
         if self.reduction == "none":
             return namespace.put(np.ascontiguousarray(losses, x.dtype))
         total = losses.sum(dtype=np.float64)
-        return np.float64(total / losses.size if self.reduction == "mean" else total)
+        with np.errstate(invalid="ignore"):  # an empty batch's mean is NaN, as in PyTorch
+            return np.float64(total / losses.size if self.reduction == "mean" else total)
 
     def backward(self, grad=None):
         """(grad_input, grad_target, grad_var) for grad: a number ('mean', 'sum'), or for
@@ -317,7 +318,8 @@ class GaussianNLLLoss(Loss):
                              + (f" or of shape {grad_x.shape}" if self.reduction == "none"
                                 else "") + f", got shape {scale.shape}")
         if self.reduction == "mean":
-            scale = scale / grad_x.dtype.type(count)
+            with np.errstate(divide="ignore"):  # (count 0: an empty batch's gradient)
+                scale = scale / grad_x.dtype.type(count)
         gx, gv = grad_x * scale, grad_v * scale
         # each summed over the axes it was broadcast along (np.array, not
         # ascontiguousarray: a 0-d gradient stays 0-d)
