@@ -5,7 +5,8 @@ file in the same folder, fsync, then ``os.replace``), one ``.npz`` holding:
 
 * ``__fastnn_checkpoint__``: a JSON string with the format name and version, the model's
   class, ``config_name`` and ``config`` (when it has them, so ``load(path)`` alone can
-  rebuild it), the order of its state arrays, the optimizer's type, hyper-parameters and
+  rebuild it; a tree of fastnn.nn's own layers instead gets a ``rebuild`` recipe: each
+  module's class name and constructor arguments, see ``_rebuild_recipe``), the order of its state arrays, the optimizer's type, hyper-parameters and
   step counts, the state of fastnn's global random generator, and ``extra`` (any
   JSON-serialisable value: epoch, metrics...);
 * ``model/<name>``: every array of ``model.state_dict()``;
@@ -103,6 +104,7 @@ def _pack(model, optimizer, extra):
             "dtype": float_dtypes.pop() if len(float_dtypes) == 1 else None,
             **({"values": values} if values else {}),
             **({"dict_only": True} if model is None else {}),
+            **(_rebuild_recipe(model) if model is not None and config is None else {}),
         },
         "optimizer": None,
         "random_state": _random_state(),
@@ -198,6 +200,272 @@ def _dumps(value, what):
 def _random_state():
     from . import random
     return random.generator().bit_generator.state
+
+
+# ------------------------------------------------- rebuilding fastnn.nn layer trees
+#: containers rebuilt from their children (the others from their constructor arguments)
+_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict")
+
+
+class _NotRebuildable(Exception):
+    """Why a model cannot be rebuilt by load(path) alone (the message says)."""
+
+
+def _encode_arg(value):
+    """A JSON form of a constructor argument or plain attribute: None, bool, int, float,
+    str, tuples, lists and string-keyed dicts of those, NumPy scalars and dtypes (by
+    name); _NotRebuildable for anything else (arrays, modules, functions...)."""
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind in (tuple, list):
+        return {kind.__name__: [_encode_arg(v) for v in value]}
+    if kind is dict and all(type(k) is str for k in value):
+        return {"dict": {k: _encode_arg(v) for k, v in value.items()}}
+    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)
+                                       and value is not np.generic):
+        try:
+            return {"dtype": np.dtype(value).name, "type": isinstance(value, type)}
+        except TypeError:
+            pass
+    elif isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return {"scalar": value.item(), "dtype": value.dtype.name}
+    module = "" if kind.__module__ == "builtins" else kind.__module__ + "."
+    raise _NotRebuildable(f"a {module}{kind.__qualname__}")
+
+
+def _decode_arg(desc):
+    """The value _encode_arg described."""
+    if not isinstance(desc, dict):
+        return desc
+    if "tuple" in desc:
+        return tuple(_decode_arg(v) for v in desc["tuple"])
+    if "list" in desc:
+        return [_decode_arg(v) for v in desc["list"]]
+    if "dict" in desc:
+        return {k: _decode_arg(v) for k, v in desc["dict"].items()}
+    if "scalar" in desc:
+        return np.dtype(desc["dtype"]).type(desc["scalar"])
+    dtype = np.dtype(desc["dtype"])
+    return dtype.type if desc["type"] else dtype
+
+
+def _where(path):
+    return f"'{path}'" if path else "the model"
+
+
+def _fastnn_nn_class(cls):
+    """cls's name when cls is a public fastnn.nn Module class, else None."""
+    from . import nn
+    name = cls.__name__
+    return name if name in nn.__all__ and getattr(nn, name, None) is cls else None
+
+
+def _plain_attrs(module):
+    """A module's public attributes with plain values (numbers, strings, dtypes, tuples
+    of them), in _encode_arg's form: what its constructor arguments set, compared on
+    load with the rebuilt module's so a change made after construction is noticed."""
+    # (state dict entries, such as a norm layer's num_batches_tracked, are not compared)
+    skip = {"training", *module._parameters, *module._buffers, *module._modules,
+            *(key for key in module.state_dict(keep_vars=True) if "." not in key)}
+    attrs = {}
+    for name, value in module.__dict__.items():
+        if name.startswith("_") or name in skip:
+            continue
+        try:
+            attrs[name] = _encode_arg(value)
+        except _NotRebuildable:
+            pass
+    return attrs
+
+
+def _module_init():
+    from .nn.module import Module
+    return Module.__init__
+
+
+def _init_record(module):
+    """(args, kwargs) of the module's constructor call in _encode_arg's form."""
+    init = module.__dict__.get("_init_args")
+    if init is None and type(module).__init__ is _module_init():
+        return [], {}  # (a layer with Module's own __init__, which takes no arguments)
+    if init is None or init[0] is not type(module):
+        raise _NotRebuildable("was not made by its own class's constructor (built before "
+                              "fastnn recorded constructor arguments, or its class changed)")
+    cls, args, kwargs = init
+    if args is None:  # (the constructor was given something else: kwargs says what)
+        raise _NotRebuildable(f"has a constructor argument that is {kwargs}, not a "
+                              f"number, string, tuple or dtype")
+    try:
+        return ([_encode_arg(a) for a in args],
+                {k: _encode_arg(v) for k, v in kwargs.items()})
+    except _NotRebuildable as exc:
+        raise _NotRebuildable(f"has a constructor argument that is {exc}, not a number, "
+                              f"string, tuple or dtype") from None
+
+
+def _recipe_node(module, path):
+    """The rebuild recipe of module: a container's class and children, or a layer's class,
+    constructor arguments and float dtype."""
+    name = _fastnn_nn_class(type(module))
+    if name is None:
+        cls = type(module)
+        raise _NotRebuildable(f"{_where(path)} is a {cls.__module__}.{cls.__qualname__}, "
+                              f"not one of fastnn.nn's layers")
+    if name in _CONTAINERS:
+        names = list(module._modules)
+        if name == "ModuleList" and names != [str(i) for i in range(len(names))]:
+            raise _NotRebuildable(f"{_where(path)}: a ModuleList whose children are named "
+                                  f"{names}, not by their positions")
+        children = []
+        for key, child in module._modules.items():
+            sub = f"{path}.{key}" if path else key
+            if child is None:
+                raise _NotRebuildable(f"{_where(sub)} is None")
+            children.append([key, _recipe_node(child, sub)])
+        return {"class": name, "children": children}
+    try:
+        args, kwargs = _init_record(module)
+    except _NotRebuildable as exc:
+        raise _NotRebuildable(f"{_where(path)} ({name}) {exc}") from None
+    dtypes = {str(v.dtype) for v in (getattr(v, "data", v) for v in
+                                     module.state_dict(keep_vars=True).values())
+              if hasattr(v, "dtype") and v.dtype.kind == "f"}
+    if len(dtypes) > 1:
+        raise _NotRebuildable(f"{_where(path)} ({name}) mixes float dtypes {sorted(dtypes)}")
+    return {"class": name, "args": args, "kwargs": kwargs,
+            "dtype": dtypes.pop() if dtypes else None}
+
+
+def _rebuild_recipe(model):
+    """{"rebuild": recipe} for a model that is a tree of fastnn.nn's layers built by
+    their constructors, or {"not_rebuildable": why} (load then needs model=).
+
+    The recipe: "tree" (_recipe_node's nested nodes), "modules" (for every module, by
+    its dotted path: class, training flag, plain attributes and encoded constructor
+    arguments, which load compares with the rebuilt model's) and "frozen" (the
+    parameters with requires_grad False). No code and no pickle: load looks class names
+    up among fastnn.nn's public names only."""
+    try:
+        if not hasattr(model, "named_modules") or not hasattr(model, "_modules"):
+            raise _NotRebuildable(f"a {type(model).__name__} is not a fastnn Module")
+        modules = list(model.named_modules(remove_duplicate=False))
+        seen = {}
+        for path, module in modules:
+            if id(module) in seen:
+                raise _NotRebuildable(f"one module is held twice (at {_where(seen[id(module)])}"
+                                      f" and {_where(path)})")
+            seen[id(module)] = path
+        params = {}
+        for path, param in model.named_parameters(remove_duplicate=False):
+            if id(param) in params:
+                raise _NotRebuildable(f"parameters {params[id(param)]!r} and {path!r} are "
+                                      f"shared (the same Parameter)")
+            params[id(param)] = path
+        tree = _recipe_node(model, "")
+        checks = []
+        for path, module in modules:
+            try:
+                init = _init_record(module)
+            except _NotRebuildable:
+                init = None
+            checks.append([path, type(module).__name__, bool(module.training),
+                           _plain_attrs(module), init])
+        frozen = [path for path, param in model.named_parameters()
+                  if not param.requires_grad]
+    except _NotRebuildable as exc:
+        return {"not_rebuildable": str(exc)}
+    return {"rebuild": {"tree": tree, "modules": checks, "frozen": frozen}}
+
+
+def _build_node(node, path, where):
+    """A fresh module from a recipe node (class names looked up in fastnn.nn only)."""
+    from . import nn
+    if not isinstance(node, dict) or not isinstance(node.get("class"), str):
+        raise CheckpointError(f"{path}: damaged rebuild recipe at {_where(where)}")
+    name = node["class"]
+    cls = getattr(nn, name, None) if name in nn.__all__ else None
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise CheckpointError(f"{path}: cannot rebuild {_where(where)}: {name!r} is not one "
+                              f"of fastnn.nn's layers; pass model=")
+    try:
+        if name in _CONTAINERS:
+            children = collections.OrderedDict(
+                (key, _build_node(child, path, f"{where}.{key}" if where else key))
+                for key, child in node["children"])
+            return cls(list(children.values())) if name == "ModuleList" else cls(children)
+        module = cls(*[_decode_arg(a) for a in node["args"]],
+                     **{k: _decode_arg(v) for k, v in node["kwargs"].items()})
+        if node.get("dtype") in ("float32", "float64"):
+            module.to_dtype(node["dtype"])
+        return module
+    except CheckpointError:
+        raise
+    except Exception as exc:  # the layer refused its arguments (another fastnn version?)
+        raise CheckpointError(f"{path}: cannot rebuild {_where(where)} ({name}) from its "
+                              f"recorded constructor arguments: {exc}; pass model=") from None
+
+
+def _rebuild(meta, path):
+    """The model of a checkpoint with a rebuild recipe, checked against what was saved
+    (modules, plain attributes, state keys and shapes), in its saved training modes,
+    requires_grad flags and dtypes, on the CPU. fastnn's random generator (used by the
+    layers' initialisation) is left as it was."""
+    from . import random
+    recipe = meta["model"]["rebuild"]
+    state = random.get_state()
+    try:
+        model = _build_node(recipe.get("tree"), path, "")
+    finally:
+        random.set_state(state)
+    saved = {entry[0]: entry for entry in recipe.get("modules", [])}
+    built = list(model.named_modules(remove_duplicate=False))
+    problems = []
+    if [p for p, _ in built] != list(saved):
+        problems.append(f"its modules are {list(saved)} in the file but "
+                        f"{[p for p, _ in built]} when rebuilt")
+    for where, module in ([] if problems else built):
+        _, name, training, attrs, init = saved[where]
+        if type(module).__name__ != name:
+            problems.append(f"{_where(where)} is a {name} in the file but a "
+                            f"{type(module).__name__} when rebuilt")
+            continue
+        now = _plain_attrs(module)
+        for key in sorted(set(attrs) | set(now)):
+            if json.dumps(attrs.get(key), sort_keys=True) != json.dumps(now.get(key),
+                                                                      sort_keys=True):
+                problems.append(f"{_where(where)} ({name}) has {key}="
+                                f"{_decode_arg(attrs[key]) if key in attrs else '(none)'!r} "
+                                f"in the saved model but "
+                                f"{_decode_arg(now[key]) if key in now else '(none)'!r} when "
+                                f"rebuilt from its constructor arguments")
+        if init is not None and name not in _CONTAINERS:
+            try:
+                rebuilt_init = list(_init_record(module))
+            except _NotRebuildable:
+                rebuilt_init = None
+            if json.dumps(rebuilt_init, sort_keys=True) != json.dumps(init, sort_keys=True):
+                problems.append(f"{_where(where)} ({name}) was built with other constructor "
+                                f"arguments than its parent makes (a replaced child?)")
+    if not problems:
+        live = model.state_dict()
+        keys = list(meta["model"]["keys"])
+        if list(live) != keys:
+            problems.append(f"its state keys are {keys} in the file but {list(live)} when "
+                            f"rebuilt")
+    if problems:
+        raise CheckpointError(f"{path}: the checkpoint's model ({meta['model'].get('class')}) "
+                              f"cannot be rebuilt from fastnn.nn layers and their constructor "
+                              f"arguments (changed after construction?): "
+                              f"{'; '.join(problems[:3])}; pass model=")
+    modes = {where: entry[2] for where, entry in saved.items()}
+    for where, module in built:
+        object.__setattr__(module, "training", bool(modes[where]))
+    frozen = set(recipe.get("frozen", []))
+    for name, param in model.named_parameters():
+        if name in frozen:
+            param.requires_grad = False
+    return model
 
 
 def _write_atomically(path, arrays):
@@ -344,9 +612,13 @@ def build_model(meta, path="checkpoint"):
         raise CheckpointError(f"{path} holds a dict written by fastnn.save(dict, path), not a "
                               f"model: fastnn.load(path) returns it (or pass model=)")
     name, config = info.get("config_name"), info.get("config")
+    if (name is None or config is None) and isinstance(info.get("rebuild"), dict):
+        return _rebuild(meta, path)
     if name is None or config is None:
+        why = info.get("not_rebuildable")
+        why = (f", and it cannot be rebuilt from fastnn.nn layers: {why}" if why else "")
         raise CheckpointError(f"{path}: the checkpoint's model ({info.get('class')}) has no "
-                              f"config_name/config to rebuild it from; pass model=")
+                              f"config_name/config to rebuild it from{why}; pass model=")
     class_name = MODEL_REGISTRY.get(name)
     if class_name is None:
         raise CheckpointError(f"{path}: unknown model config_name {name!r}; known: "
@@ -446,9 +718,17 @@ def load_checkpoint(path, model=None, optimizer=None, restore_random=False):
     model), as load_state_dict does with such a state dict.
     """
     meta, arrays = read_checkpoint(path)
+    rebuilt = model is None and isinstance(meta["model"].get("rebuild"), dict)
     if model is None:
         model = build_model(meta, path)
-    model_state = _model_state(path, meta, arrays, model)
+    try:
+        model_state = _model_state(path, meta, arrays, model)
+    except CheckpointError as exc:
+        if not rebuilt:
+            raise
+        raise CheckpointError(f"{exc} (the model rebuilt from its fastnn.nn layers and "
+                              f"their constructor arguments differs from the saved one: "
+                              f"changed after construction?); pass model=") from None
     optimizer_state = (_optimizer_state(path, meta, arrays, optimizer)
                        if optimizer is not None else None)
     random_state = meta.get("random_state") if restore_random else None

@@ -180,13 +180,22 @@ def test_cli_lr_defaults_as_in_the_train_table():
 
 # --- Statements the probe corrected in README --------------------------------------------
 
+class _UserReLU(nn.ReLU):
+    pass
+
+
 def test_checkpoint_of_a_user_model_loads_into_model(tmp_path):
-    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
+    # a Sequential of fastnn.nn's own layers loads without model=; one holding a
+    # user-defined module needs model=
+    plain = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
+    fastnn.save(plain, tmp_path / "plain.npz")
+    assert repr(fastnn.load(tmp_path / "plain.npz")) == repr(plain)
+    model = nn.Sequential(nn.Linear(4, 5), _UserReLU(), nn.Linear(5, 2))
     opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     fastnn.save(model, tmp_path / "model.npz", optimizer=opt)
     with pytest.raises(fastnn.io.CheckpointError, match="pass model="):
         fastnn.load(tmp_path / "model.npz")
-    back = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 2))
+    back = nn.Sequential(nn.Linear(4, 5), _UserReLU(), nn.Linear(5, 2))
     assert fastnn.load(tmp_path / "model.npz", model=back) is back
     for p, q in zip(model.parameters(), back.parameters()):
         assert np.array_equal(p.data, q.data)

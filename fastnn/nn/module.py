@@ -315,6 +315,47 @@ def _runs_backward_hooks(backward):
     return wrapper
 
 
+_PLAIN_TYPES = frozenset({int, float, bool, str, type(None)})
+
+
+def _plain_arg(value):
+    """True for a constructor argument fastnn.save can record: a number, string, None,
+    NumPy scalar or dtype, or a tuple, list or string-keyed dict of those."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return True
+    if kind is tuple or kind is list:
+        return all(_plain_arg(v) for v in value)
+    if kind is dict:
+        return all(type(k) is str and _plain_arg(v) for k, v in value.items())
+    return isinstance(value, (np.generic, np.dtype)) or (isinstance(value, type)
+                                                         and issubclass(value, np.generic))
+
+
+def _records_init_args(init):
+    """A fastnn.nn class's own ``__init__``, made to keep the arguments of the outermost
+    call as ``_init_args`` = (class, args, kwargs), so ``fastnn.save`` can record how to
+    rebuild the module (``fastnn.io``). Only plain arguments (``_plain_arg``) are kept,
+    so a module keeps no reference to its layers, arrays or functions through them
+    (pickle and deepcopy are unchanged); otherwise (class, None, what was not plain)."""
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        if "_init_args" in self.__dict__:  # a super().__init__(...) inside the outer call
+            return init(self, *args, **kwargs)
+        object.__setattr__(self, "_init_args", None)
+        init(self, *args, **kwargs)
+        other = next((v for v in (*args, *kwargs.values()) if not _plain_arg(v)), _PLAIN_TYPES)
+        if other is _PLAIN_TYPES:
+            record = (type(self), args, kwargs)
+        else:
+            kind = type(other)
+            where = "" if kind.__module__ == "builtins" else kind.__module__ + "."
+            record = (type(self), None, f"a {where}{kind.__qualname__}")
+        object.__setattr__(self, "_init_args", record)
+    __init__._records_args = True
+    return __init__
+
+
 class Module:
     """Base class of layers and containers (see the module docstring for the hooks)."""
 
@@ -357,6 +398,12 @@ class Module:
             if isinstance(method, types.FunctionType) and not getattr(method, "_runs_hooks",
                                                                        False):
                 setattr(cls, name, wrap(method))
+        # fastnn.nn's own layers keep their constructor arguments (fastnn.save records
+        # them so that fastnn.load(path) can rebuild a tree of built-in layers)
+        init = cls.__dict__.get("__init__")
+        if (cls.__module__.startswith("fastnn.nn.") and isinstance(init, types.FunctionType)
+                and not getattr(init, "_records_args", False)):
+            cls.__init__ = _records_init_args(init)
 
     # ------------------------------------------------------------ registration
     def __setattr__(self, name, value):
