@@ -5,10 +5,6 @@ state dicts go strictly both ways between fastnn and torch models, fastnn.save/l
 keep it (older checkpoints without it still load), momentum=None's cumulative average
 goes on after a round trip, and the counter stays a host int on the GPU."""
 import collections
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,8 +16,8 @@ from fastnn.models import MLP, ConvNet, SmallCNN
 import torch  # noqa: E402  (after fastnn)
 
 from conftest import assert_close
+from cuda_sim_script import assert_script_ok
 
-ROOT = Path(__file__).resolve().parents[1]
 CPU_BACKENDS = [b for b in fastnn.backends() if b != "cuda"]
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 COUNTER = "num_batches_tracked"
@@ -302,7 +298,7 @@ def test_a_failed_forward_puts_the_counter_back_with_the_statistics():
 def test_the_counter_stays_a_host_int_on_the_gpu_under_the_simulator():
     """Module.to('cuda') moves the statistics, not the counter: state_dict gives it as a
     host int64 array, load_state_dict sets it on a GPU model, .cpu() keeps it."""
-    script = "\n".join([
+    assert_script_ok([
         "import numpy as np, fastnn",
         "from fastnn import device as fdevice, nn",
         "from numba import cuda",
@@ -331,9 +327,3 @@ def test_the_counter_stays_a_host_int_on_the_gpu_under_the_simulator():
         "                           fdevice.to_host(model[1].running_mean), rtol=1e-12)",
         "print('ok')",
     ])
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTNN_CUDA_THREADS="32",
-               FASTNN_CUDA_MAX_BLOCKS="2", FASTNN_CUDA_BN_THREADS="32")
-    env.pop("FASTNN_BACKEND", None)
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

@@ -4,9 +4,6 @@ constructor arguments fastnn.save records (no pickle: class names are looked up 
 fastnn.nn's public names only); anything it cannot rebuild faithfully is refused with
 CheckpointError, and model= still works."""
 import json
-import os
-import subprocess
-import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -15,8 +12,9 @@ import pytest
 import fastnn
 from fastnn import io, nn, optim
 
+from cuda_sim_script import assert_script_ok
+
 RNG = np.random.default_rng(0)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def ten_lines():
@@ -250,7 +248,7 @@ def test_models_and_state_dicts_load_as_before(tmp_path):
 def test_a_model_saved_on_the_gpu_comes_back_on_the_cpu_under_the_simulator(tmp_path):
     """As torch.load(..., map_location='cpu'): the arrays are NumPy, the rebuilt model is
     on the host, in its saved dtype and modes, with the GPU model's outputs."""
-    script = "\n".join([
+    assert_script_ok([
         "import sys, numpy as np, fastnn",
         "from fastnn import nn",
         "m = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))",
@@ -265,10 +263,4 @@ def test_a_model_saved_on_the_gpu_comes_back_on_the_cpu_under_the_simulator(tmp_
         "assert b[0].weight.data.dtype == np.float64",
         "np.testing.assert_allclose(b.forward(x), m.forward(x), rtol=1e-12, atol=1e-14)",
         "print('ok')",
-    ])
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTNN_CUDA_THREADS="32",
-               FASTNN_CUDA_MAX_BLOCKS="2", FASTNN_CUDA_BN_THREADS="32")
-    env.pop("FASTNN_BACKEND", None)
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "gpu.npz")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+    ], tmp_path / "gpu.npz")
