@@ -29,6 +29,10 @@ import zipfile
 
 import numpy as np
 
+from . import nn
+from .nn import plain_values
+from .nn.module import Module
+
 FORMAT = "fastnn-checkpoint"
 FORMAT_VERSION = 1
 META_KEY = "__fastnn_checkpoint__"
@@ -211,59 +215,19 @@ class _NotRebuildable(Exception):
     """Why a model cannot be rebuilt by load(path) alone (the message says)."""
 
 
-def _encode_arg(value):
-    """A JSON form of a constructor argument or plain attribute: None, bool, int, float,
-    str, tuples, lists and string-keyed dicts of those, NumPy scalars and dtypes (by
-    name); _NotRebuildable for anything else (arrays, modules, functions...)."""
-    kind = type(value)
-    if value is None or kind in (bool, int, float, str):
-        return value
-    if kind in (tuple, list):
-        return {kind.__name__: [_encode_arg(v) for v in value]}
-    if kind is dict and all(type(k) is str for k in value):
-        return {"dict": {k: _encode_arg(v) for k, v in value.items()}}
-    if isinstance(value, np.dtype) or (isinstance(value, type) and issubclass(value, np.generic)
-                                       and value is not np.generic):
-        try:
-            return {"dtype": np.dtype(value).name, "type": isinstance(value, type)}
-        except TypeError:
-            pass
-    elif isinstance(value, np.generic) and value.dtype.kind in "biuf":
-        return {"scalar": value.item(), "dtype": value.dtype.name}
-    module = "" if kind.__module__ == "builtins" else kind.__module__ + "."
-    raise _NotRebuildable(f"a {module}{kind.__qualname__}")
-
-
-def _decode_arg(desc):
-    """The value _encode_arg described."""
-    if not isinstance(desc, dict):
-        return desc
-    if "tuple" in desc:
-        return tuple(_decode_arg(v) for v in desc["tuple"])
-    if "list" in desc:
-        return [_decode_arg(v) for v in desc["list"]]
-    if "dict" in desc:
-        return {k: _decode_arg(v) for k, v in desc["dict"].items()}
-    if "scalar" in desc:
-        return np.dtype(desc["dtype"]).type(desc["scalar"])
-    dtype = np.dtype(desc["dtype"])
-    return dtype.type if desc["type"] else dtype
-
-
 def _where(path):
     return f"'{path}'" if path else "the model"
 
 
 def _fastnn_nn_class(cls):
     """cls's name when cls is a public fastnn.nn Module class, else None."""
-    from . import nn
     name = cls.__name__
     return name if name in nn.__all__ and getattr(nn, name, None) is cls else None
 
 
 def _plain_attrs(module):
     """A module's public attributes with plain values (numbers, strings, dtypes, tuples
-    of them), in _encode_arg's form: what its constructor arguments set, compared on
+    of them), in plain_values' form: what its constructor arguments set, compared on
     load with the rebuilt module's so a change made after construction is noticed."""
     # (state dict entries, such as a norm layer's num_batches_tracked, are not compared)
     skip = {"training", *module._parameters, *module._buffers, *module._modules,
@@ -273,21 +237,16 @@ def _plain_attrs(module):
         if name.startswith("_") or name in skip:
             continue
         try:
-            attrs[name] = _encode_arg(value)
-        except _NotRebuildable:
+            attrs[name] = plain_values.encode(value)
+        except plain_values.NotPlain:
             pass
     return attrs
 
 
-def _module_init():
-    from .nn.module import Module
-    return Module.__init__
-
-
 def _init_record(module):
-    """(args, kwargs) of the module's constructor call in _encode_arg's form."""
+    """(args, kwargs) of the module's constructor call in plain_values' form."""
     init = module.__dict__.get("_init_args")
-    if init is None and type(module).__init__ is _module_init():
+    if init is None and type(module).__init__ is Module.__init__:
         return [], {}  # (a layer with Module's own __init__, which takes no arguments)
     if init is None or init[0] is not type(module):
         raise _NotRebuildable("was not made by its own class's constructor (built before "
@@ -296,12 +255,7 @@ def _init_record(module):
     if args is None:  # (the constructor was given something else: kwargs says what)
         raise _NotRebuildable(f"has a constructor argument that is {kwargs}, not a "
                               f"number, string, tuple or dtype")
-    try:
-        return ([_encode_arg(a) for a in args],
-                {k: _encode_arg(v) for k, v in kwargs.items()})
-    except _NotRebuildable as exc:
-        raise _NotRebuildable(f"has a constructor argument that is {exc}, not a number, "
-                              f"string, tuple or dtype") from None
+    return args, kwargs
 
 
 def _recipe_node(module, path):
@@ -380,12 +334,11 @@ def _rebuild_recipe(model):
 
 def _build_node(node, path, where):
     """A fresh module from a recipe node (class names looked up in fastnn.nn only)."""
-    from . import nn
     if not isinstance(node, dict) or not isinstance(node.get("class"), str):
         raise CheckpointError(f"{path}: damaged rebuild recipe at {_where(where)}")
     name = node["class"]
     cls = getattr(nn, name, None) if name in nn.__all__ else None
-    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+    if not (isinstance(cls, type) and issubclass(cls, Module)):
         raise CheckpointError(f"{path}: cannot rebuild {_where(where)}: {name!r} is not one "
                               f"of fastnn.nn's layers; pass model=")
     try:
@@ -394,8 +347,8 @@ def _build_node(node, path, where):
                 (key, _build_node(child, path, f"{where}.{key}" if where else key))
                 for key, child in node["children"])
             return cls(list(children.values())) if name == "ModuleList" else cls(children)
-        module = cls(*[_decode_arg(a) for a in node["args"]],
-                     **{k: _decode_arg(v) for k, v in node["kwargs"].items()})
+        module = cls(*[plain_values.decode(a) for a in node["args"]],
+                     **{k: plain_values.decode(v) for k, v in node["kwargs"].items()})
         if node.get("dtype") in ("float32", "float64"):
             module.to_dtype(node["dtype"])
         return module
@@ -435,9 +388,9 @@ def _rebuild(meta, path):
             if json.dumps(attrs.get(key), sort_keys=True) != json.dumps(now.get(key),
                                                                       sort_keys=True):
                 problems.append(f"{_where(where)} ({name}) has {key}="
-                                f"{_decode_arg(attrs[key]) if key in attrs else '(none)'!r} "
+                                f"{plain_values.decode(attrs[key]) if key in attrs else '(none)'!r} "
                                 f"in the saved model but "
-                                f"{_decode_arg(now[key]) if key in now else '(none)'!r} when "
+                                f"{plain_values.decode(now[key]) if key in now else '(none)'!r} when "
                                 f"rebuilt from its constructor arguments")
         if init is not None and name not in _CONTAINERS:
             try:

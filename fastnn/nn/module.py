@@ -71,6 +71,7 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..errors import RuntimeValueError
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array
+from . import plain_values
 from .parameter_ops import ParameterArithmetic
 
 
@@ -315,42 +316,24 @@ def _runs_backward_hooks(backward):
     return wrapper
 
 
-_PLAIN_TYPES = frozenset({int, float, bool, str, type(None)})
-
-
-def _plain_arg(value):
-    """True for a constructor argument fastnn.save can record: a number, string, None,
-    NumPy scalar or dtype, or a tuple, list or string-keyed dict of those."""
-    kind = type(value)
-    if kind in _PLAIN_TYPES:
-        return True
-    if kind is tuple or kind is list:
-        return all(_plain_arg(v) for v in value)
-    if kind is dict:
-        return all(type(k) is str and _plain_arg(v) for k, v in value.items())
-    return isinstance(value, (np.generic, np.dtype)) or (isinstance(value, type)
-                                                         and issubclass(value, np.generic))
-
-
 def _records_init_args(init):
     """A fastnn.nn class's own ``__init__``, made to keep the arguments of the outermost
-    call as ``_init_args`` = (class, args, kwargs), so ``fastnn.save`` can record how to
-    rebuild the module (``fastnn.io``). Only plain arguments (``_plain_arg``) are kept,
-    so a module keeps no reference to its layers, arrays or functions through them
-    (pickle and deepcopy are unchanged); otherwise (class, None, what was not plain)."""
+    call as ``_init_args`` = (class, args, kwargs) in ``plain_values``' JSON form, so
+    ``fastnn.save`` can record how to rebuild the module (``fastnn.io``). Encoded, a
+    module keeps no reference to its layers, arrays or functions through them (pickle and
+    deepcopy are unchanged); with an argument that is not plain, (class, None, what it
+    was)."""
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
         if "_init_args" in self.__dict__:  # a super().__init__(...) inside the outer call
             return init(self, *args, **kwargs)
         object.__setattr__(self, "_init_args", None)
         init(self, *args, **kwargs)
-        other = next((v for v in (*args, *kwargs.values()) if not _plain_arg(v)), _PLAIN_TYPES)
-        if other is _PLAIN_TYPES:
-            record = (type(self), args, kwargs)
-        else:
-            kind = type(other)
-            where = "" if kind.__module__ == "builtins" else kind.__module__ + "."
-            record = (type(self), None, f"a {where}{kind.__qualname__}")
+        try:
+            record = (type(self), [plain_values.encode(a) for a in args],
+                      {k: plain_values.encode(v) for k, v in kwargs.items()})
+        except plain_values.NotPlain as exc:
+            record = (type(self), None, str(exc))
         object.__setattr__(self, "_init_args", record)
     __init__._records_args = True
     return __init__
