@@ -670,7 +670,11 @@ def load_checkpoint(path, model=None, optimizer=None, restore_random=False):
     written before fastnn saved it): those layers keep their counts (0 in a rebuilt
     model), as load_state_dict does with such a state dict.
     """
-    meta, arrays = read_checkpoint(path)
+    return _load_read(path, *read_checkpoint(path), model, optimizer, restore_random)
+
+
+def _load_read(path, meta, arrays, model, optimizer, restore_random):
+    """load_checkpoint on a file read_checkpoint has read: (meta, arrays)."""
     rebuilt = model is None and isinstance(meta["model"].get("rebuild"), dict)
     if model is None:
         model = build_model(meta, path)
@@ -706,11 +710,10 @@ def load(path, model=None, optimizer=None, restore_random=False, *, weights_only
     ``map_location`` are accepted for PyTorch code: no file is ever unpickled, and the
     arrays are NumPy arrays that ``load_state_dict`` puts on the module's device.
     """
-    if model is None and optimizer is None:
-        meta, arrays = read_checkpoint(path)
-        if meta["model"].get("dict_only"):
-            described = meta["model"].get("values", {})
-            return collections.OrderedDict(
-                (k, _decode(described[k], arrays) if k in described
-                 else arrays[MODEL_PREFIX + k]) for k in meta["model"]["keys"])
-    return load_checkpoint(path, model, optimizer, restore_random).model
+    meta, arrays = read_checkpoint(path)
+    if model is None and optimizer is None and meta["model"].get("dict_only"):
+        described = meta["model"].get("values", {})
+        return collections.OrderedDict(
+            (k, _decode(described[k], arrays) if k in described
+             else arrays[MODEL_PREFIX + k]) for k in meta["model"]["keys"])
+    return _load_read(path, meta, arrays, model, optimizer, restore_random).model
