@@ -130,8 +130,17 @@ def check_float_dtype(where, dtype, name="input"):
 
 def check_positive_int(where, name, value):
     """value as an int when it is an integer >= 1 (not a bool), else a ValueError."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{where}: expected {name} to be a positive int, got {value!r}")
+    return _check_int_from(where, name, value, 1, "a positive int")
+
+
+def check_non_negative_int(where, name, value):
+    """value as an int when it is an integer >= 0 (not a bool), else a ValueError."""
+    return _check_int_from(where, name, value, 0, "a non-negative int")
+
+
+def _check_int_from(where, name, value, least, kind):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise ValueError(f"{where}: expected {name} to be {kind}, got {value!r}")
     return int(value)
 
 

@@ -10,7 +10,7 @@ import numbers
 
 import numpy as np
 
-from .validation import check_number
+from .validation import check_non_negative_int, check_number
 
 
 def image_shape(model):
@@ -116,24 +116,18 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
         model.train(was_training)
 
 
-def _non_negative_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
-        raise ValueError(f"visualize: expected {name} to be a non-negative int, got {value!r}")
-    return int(value)
-
-
 def _check_options(steps, lr, jitter, weight_decay, clip, blur_every, blur_sigma, scales):
     """visualize_class's options checked before anything runs (a negative clip reversed
     the step, a zero scale divided by zero, a NaN lr gave a NaN image);
     returns (steps, jitter, blur_every, scales) as ints."""
-    steps = _non_negative_int("steps", steps)
+    steps = check_non_negative_int("visualize", "steps", steps)
     check_number("visualize", "lr", lr, low=0)
     check_number("visualize", "weight_decay", weight_decay, low=0)
     if clip is not None:
         check_number("visualize", "clip", clip, low=0)
     if jitter is not None:
-        jitter = _non_negative_int("jitter", jitter)
-    blur_every = _non_negative_int("blur_every", blur_every or 0)
+        jitter = check_non_negative_int("visualize", "jitter", jitter)
+    blur_every = check_non_negative_int("visualize", "blur_every", blur_every or 0)
     if blur_every:
         check_number("visualize", "blur_sigma", blur_sigma, low=0, low_open=True)
     scales = tuple(scales) if isinstance(scales, (list, tuple)) else (scales,)
