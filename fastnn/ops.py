@@ -93,7 +93,7 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
 
 def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
                     grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
-                    scratch=None):
+                    scratch=None, accumulate=True):
     where = "linear_backward"
     x, weight, _ = _check_linear(where, x, weight, None)
     _check_activation(where, activation, negative_slope)
@@ -112,7 +112,8 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
                              ("grad_in", grad_in), ("scratch", scratch)],
                      [("grad_out", grad_out), ("x", x), ("weight", weight), ("y", y)])
     return _run("linear_backward", grad_out, x, weight, y, activation, negative_slope,
-                                grad_weight, grad_bias, grad_in, need_grad_in, scratch)
+                                grad_weight, grad_bias, grad_in, need_grad_in, scratch,
+                                bool(accumulate))
 
 
 # --------------------------------------------------------------------- activations

@@ -13,7 +13,8 @@ Conventions shared by all ops:
 * ``out=`` (and ``grad_in=``, ``grad=``...) may be given to reuse a buffer; the op
   writes into it and returns it. When omitted the op allocates.
 * Parameter gradients (``grad_weight``, ``grad_bias``) are *accumulated*
-  (``+=``), as PyTorch accumulates ``.grad`` until ``zero_grad()``.
+  (``+=``), as PyTorch accumulates ``.grad`` until ``zero_grad()``
+  (``linear_backward(accumulate=False)`` overwrites them instead).
 * Activations that a Linear layer can fuse are those whose derivative can be
   computed from the output alone: ``FUSABLE_ACTIVATIONS``.
 """
@@ -46,15 +47,17 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
 @_op("dense")
 def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
                     grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
-                    scratch=None):
+                    scratch=None, accumulate=True):
     """Backward of ``linear_forward``.
 
     grad_out: (N, out_features), gradient of the loss w.r.t. y (not modified);
     x: (N, in); weight: (out_features, in); y: (N, out_features), the forward output,
     needed unless activation is 'identity'; grad_weight: (out_features, in) and
     grad_bias: (out_features,) or None, accumulated in place (g.T @ x, g.sum(0)) where
-    g = grad_out * act'(y); grad_in: (N, in) or None, written; scratch: (N, out_features)
-    buffer for g, or None. Returns grad_in = g @ weight, or None if not need_grad_in.
+    g = grad_out * act'(y), or overwritten with those values when accumulate is False
+    (what a gradient zeroed by ``zero_grad()`` needs: the product then never reads the
+    old values); grad_in: (N, in) or None, written; scratch: (N, out_features) buffer
+    for g, or None. Returns grad_in = g @ weight, or None if not need_grad_in.
     """
 
 

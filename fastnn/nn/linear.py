@@ -72,11 +72,23 @@ class Linear(Module):
                    else self._buffer("scratch", grad_out.shape, dtype))
         grad_in = (self._buffer("grad_in", x.shape, dtype)
                    if buffered and need_grad_in else None)
+        # After zero_grad() the kernel writes the gradients rather than adding them to
+        # zeros (one pass over grad_weight fewer, and no fill): both must be pending
+        grad_weight = self.weight._grad_to_overwrite()
+        grad_bias = None if self.bias is None else self.bias._grad_to_overwrite()
+        overwrite = grad_weight is not None and (self.bias is None or grad_bias is not None)
+        if not overwrite:
+            grad_weight = self.weight.grad
+            grad_bias = None if self.bias is None else self.bias.grad
         grad_in = self._kernels().linear_backward(
             grad_out, x, self.weight.data, y=y, activation=activation,
-            negative_slope=negative_slope, grad_weight=self.weight.grad,
-            grad_bias=None if self.bias is None else self.bias.grad, grad_in=grad_in,
-            need_grad_in=need_grad_in, scratch=scratch)
+            negative_slope=negative_slope, grad_weight=grad_weight, grad_bias=grad_bias,
+            grad_in=grad_in, need_grad_in=need_grad_in, scratch=scratch,
+            accumulate=not overwrite)
+        if overwrite:
+            self.weight._grad_overwritten()
+            if self.bias is not None:
+                self.bias._grad_overwritten()
         return grad_in if grad_in is None or len(shape) == 2 else grad_in.reshape(shape)
 
     def extra_repr(self):

@@ -98,7 +98,9 @@ class Parameter(ParameterArithmetic):
     on the values as on a PyTorch parameter (``parameter_ops.py``).
     """
 
-    __slots__ = ("_data", "_grad", "requires_grad")
+    # _zero_pending: zero_grad(set_to_none=True) ran and .grad's zeros are not written
+    # yet (see _grad_to_overwrite)
+    __slots__ = ("_data", "_grad", "requires_grad", "_zero_pending")
 
     def __init__(self, data, requires_grad=True):
         data = np.array(data, copy=True, order="C")
@@ -126,9 +128,33 @@ class Parameter(ParameterArithmetic):
                 grad = ns.zeros(value.shape, value.dtype)
             object.__setattr__(self, "_grad", grad)
 
+    def _get_grad(self):
+        if self._zero_pending:
+            self.zero_grad()
+        return self._grad
+
+    def _set_grad(self, value):
+        object.__setattr__(self, "_grad", _kernel_ready(value))
+        object.__setattr__(self, "_zero_pending", False)
+
     data = property(operator.attrgetter("_data"), _set_data)
-    grad = property(operator.attrgetter("_grad"),
-                    lambda self, value: object.__setattr__(self, "_grad", _kernel_ready(value)))
+    grad = property(_get_grad, _set_grad)
+
+    def _zero_grad_lazily(self):
+        """zero_grad(set_to_none=True): .grad reads as zeros from now on, but the zeros are
+        written only when something reads .grad; a Linear layer's backward instead
+        overwrites the gradient it would have added to them (``_grad_to_overwrite``),
+        saving a pass over memory, as PyTorch's set_to_none saves it."""
+        object.__setattr__(self, "_zero_pending", True)
+
+    def _grad_to_overwrite(self):
+        """The .grad array when zero_grad(set_to_none=True) left it pending, for a kernel to
+        overwrite rather than accumulate into (the caller then calls
+        ``_grad_overwritten``); None otherwise."""
+        return self._grad if self._zero_pending else None
+
+    def _grad_overwritten(self):
+        object.__setattr__(self, "_zero_pending", False)
 
     def requires_grad_(self, requires_grad=True):
         """Set requires_grad in place; self."""
@@ -161,7 +187,11 @@ class Parameter(ParameterArithmetic):
         return _device.device_of(self.data)
 
     def zero_grad(self):
-        _device.namespace_of(self.grad).fill_zero(self.grad)
+        """Write zeros into .grad (unless it is None), in place, now."""
+        grad = self._grad
+        if grad is not None:
+            _device.namespace_of(grad).fill_zero(grad)
+        object.__setattr__(self, "_zero_pending", False)
 
     def numpy(self):
         """The values as a NumPy array: ``data`` itself on the CPU, a host copy of it on
@@ -911,10 +941,21 @@ class Module:
         return self.train(False)
 
     def zero_grad(self, set_to_none=True):
-        """Set every parameter gradient to zero, in place (set_to_none is accepted for
-        PyTorch code and changes nothing, as in ``Optimizer.zero_grad``)."""
+        """Set every parameter gradient to zero: ``.grad`` stays an array (layers
+        accumulate into it) and reads as zeros.
+
+        set_to_none=True (the default, as in PyTorch) writes the zeros lazily: the next
+        backward of a Linear layer writes its weight and bias gradients instead of adding
+        them to zeros (PyTorch's set_to_none saves the same pass over memory), and any
+        other read of ``.grad`` writes the zeros first. An array taken from ``.grad``
+        before the call keeps its values until then, as a PyTorch gradient tensor kept
+        across ``zero_grad()`` does. set_to_none=False writes the zeros now, in place.
+        """
         for _, param in self._named_parameters():
-            param.zero_grad()
+            if set_to_none:
+                param._zero_grad_lazily()
+            else:
+                param.zero_grad()
 
     # ------------------------------------------------------------------ devices
     @property

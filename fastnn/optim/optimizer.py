@@ -286,18 +286,23 @@ class Optimizer:
 
     # ------------------------------------------------------------------- step
     def zero_grad(self, set_to_none=True):
-        """Set every parameter's .grad to zero in place (one fill per flat buffer).
+        """Set every parameter's .grad to zero.
 
-        Gradients are zeroed, not set to None as PyTorch's default does: layers accumulate
-        into ``.grad`` in place, so it must stay an array. set_to_none is accepted for
-        PyTorch code and changes nothing: the next backward gives every parameter its
-        gradient either way.
+        Gradients stay arrays (layers accumulate into ``.grad`` in place), not None as
+        PyTorch's default makes them; they read as zeros either way. set_to_none=True
+        (the default) writes the zeros lazily, as ``Module.zero_grad`` does: the next
+        Linear backward overwrites its gradients instead of adding to zeros, and any
+        other read of ``.grad`` (a layer's backward, ``step``) writes the zeros first.
+        set_to_none=False writes them now (one fill per flat buffer).
         """
         for buckets in self._buckets:
             for bucket in buckets:
-                bucket.ns.fill_zero(bucket.grad)
+                if not set_to_none:
+                    bucket.ns.fill_zero(bucket.grad)
                 for p, view in zip(bucket.params, bucket.grad_views):
-                    if p.grad is not None and p.grad is not view:
+                    if set_to_none:
+                        p._zero_grad_lazily()
+                    elif p.grad is not None and p.grad is not view:
                         _device.namespace_of(p.grad).fill_zero(p.grad)
 
     def step(self, closure=None):

@@ -11,6 +11,7 @@ from . import config
 from ._common import Call, dmin, flat
 from ._common import scratch as temporary
 from ._reduce import cached_factory, column_sum
+from .device import fill_zero
 from .gemm import ACT_CODES, activation_grad, gemm
 
 
@@ -135,30 +136,34 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
 
 def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
                     grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
-                    scratch=None):
-    """Backward of linear_forward; accumulates grad_weight (out, in) and grad_bias (out,).
+                    scratch=None, accumulate=True):
+    """Backward of linear_forward; accumulates grad_weight (out, in) and grad_bias (out,)
+    (overwrites them when not accumulate).
 
     grad_out, y, scratch: (N, out_features); x, grad_in: (N, in); weight: (out_features, in).
     Returns grad_in = g @ weight with g = grad_out * act'(y), or None if not need_grad_in.
     """
     call = Call(grad_out, x, weight, y, grad_weight, grad_bias, grad_in, scratch)
     dgo, dx, dw = call.arg(grad_out), call.arg(x), call.arg(weight)
+    dgb = call.inout(grad_bias)
+    if dgb is not None and not accumulate:
+        fill_zero(dgb)  # the column sums add into it
     if activation == "identity":
         g = dgo
-        if grad_bias is not None:
-            column_sums_add(g, call.inout(grad_bias))
+        if dgb is not None:
+            column_sums_add(g, dgb)
     else:
         dy = call.arg(y)
         g = call.arg(scratch) if scratch is not None else temporary("act_grad", dgo.shape,
                                                                      dgo.dtype)
-        if grad_bias is not None:  # act'(y) and the bias gradient in one kernel
-            column_sums_add(dgo, call.inout(grad_bias), dy, activation, negative_slope, g)
+        if dgb is not None:  # act'(y) and the bias gradient in one kernel
+            column_sums_add(dgo, dgb, dy, activation, negative_slope, g)
         elif g.size:
             _act_grad[config.blocks(g.size), config.THREADS](
                 flat(dgo), flat(dy), ACT_CODES[activation],
                 grad_out.dtype.type(negative_slope), flat(g))
     if grad_weight is not None:
-        gemm(g, dx, call.inout(grad_weight), trans_a=True, accumulate=True)
+        gemm(g, dx, call.inout(grad_weight), trans_a=True, accumulate=accumulate)
     if not need_grad_in:
         call.sync()
         return None

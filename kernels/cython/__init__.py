@@ -83,9 +83,10 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
 
 def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
                     grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
-                    scratch=None):
+                    scratch=None, accumulate=True):
     """Backward of linear_forward: act' and the bias sum fused, then two GEMMs, the
-    first accumulating into grad_weight (beta = 1).
+    first accumulating into grad_weight (beta = 1; beta = 0, overwriting grad_weight and
+    grad_bias, when not accumulate).
 
     grad_out, y, scratch: (N, out_features); x, grad_in: (N, in);
     weight, grad_weight: (out_features, in); grad_bias: (out_features,).
@@ -98,7 +99,7 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
         grad_in = np.empty_like(x)
     _dense.linear_backward(grad_out, x, weight, y if act else None, act, negative_slope,
                            grad_weight, grad_bias, grad_in if need_grad_in else None,
-                           scratch if act else None)
+                           scratch if act else None, bool(accumulate))
     return grad_in if need_grad_in else None
 
 

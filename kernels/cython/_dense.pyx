@@ -113,15 +113,18 @@ cdef void linear_backward_kernel(const floating* gout, const floating* x, const 
                                  const floating* y, int act, floating slope,
                                  floating* grad_w, floating* grad_b, floating* grad_in,
                                  floating* g, floating* partial, Py_ssize_t n,
-                                 Py_ssize_t fin, Py_ssize_t fout) noexcept nogil:
+                                 Py_ssize_t fin, Py_ssize_t fout,
+                                 bint accumulate) noexcept nogil:
     """Backward of linear_forward_kernel.
 
     gout, y, g: (n, fout) (g is gout when act is identity); x: (n, fin);
     w, grad_w: (fout, fin); grad_b: (fout,) or NULL; grad_in: (n, fin) or NULL;
-    partial: (n_chunks(n), fout) scratch when grad_b is given. grad_w and grad_b are
-    accumulated; grad_in is written.
+    partial: (n_chunks(n), fout) scratch when grad_b is given. n, fout >= 1; grad_w and
+    grad_in are NULL when fin == 0. grad_w and grad_b are accumulated (overwritten when
+    not accumulate); grad_in is written.
     """
     cdef Py_ssize_t nch = n_chunks(n), c, r0, r1, j
+    cdef floating beta = 1 if accumulate else 0
     if act != ACT_IDENTITY or grad_b != NULL:
         for c in prange(nch, schedule="static", num_threads=threads_for(n * fout)):
             r0 = c * n // nch
@@ -134,12 +137,16 @@ cdef void linear_backward_kernel(const floating* gout, const floating* x, const 
             for c in range(1, nch):
                 for j in range(fout):
                     partial[j] = partial[j] + partial[c * fout + j]
-            for j in range(fout):
-                grad_b[j] += partial[j]
+            if accumulate:
+                for j in range(fout):
+                    grad_b[j] += partial[j]
+            else:
+                for j in range(fout):
+                    grad_b[j] = partial[j]
     if grad_w != NULL:
-        # grad_w.T (fin, fout) += x.T (fin, n) @ g (n, fout)
+        # grad_w.T (fin, fout) = beta grad_w.T + x.T (fin, n) @ g (n, fout)
         gemm(c"N", c"T", <int>fin, <int>fout, <int>n, 1, x, <int>max(fin, 1), g,
-             <int>max(fout, 1), 1, grad_w, <int>max(fin, 1))
+             <int>max(fout, 1), beta, grad_w, <int>max(fin, 1))
     if grad_in != NULL:
         # grad_in.T (fin, n) = w.T (fin, fout) @ g.T (fout, n)
         gemm(c"N", c"N", <int>fin, <int>n, <int>fout, 1, w, <int>max(fin, 1), g,
@@ -173,10 +180,11 @@ def linear_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
                     const floating[:, ::1] weight, const floating[:, ::1] y, int act,
                     double negative_slope, floating[:, ::1] grad_weight,
                     floating[::1] grad_bias, floating[:, ::1] grad_in,
-                    floating[:, ::1] scratch):
+                    floating[:, ::1] scratch, bint accumulate=True):
     """grad_out, y, scratch: (N, out); x, grad_in: (N, in); weight, grad_weight: (out, in);
     grad_bias: (out,). y and scratch may be None for the identity activation; the
-    gradients may be None when not wanted."""
+    gradients may be None when not wanted. grad_weight and grad_bias are accumulated,
+    or overwritten when not accumulate."""
     cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = weight.shape[0]
     cdef const floating* yp = NULL
     cdef floating* g = NULL
@@ -184,21 +192,29 @@ def linear_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
     cdef floating* gb = NULL
     cdef floating* gi = NULL
     cdef floating* partial = NULL
-    if fout == 0 or fin == 0:
+    cdef const floating* xp = NULL
+    cdef const floating* wp = NULL
+    if n == 0 or fout == 0:   # empty products: zero gradients (no sums to add when accumulating)
         if grad_in is not None and fin and n:
             grad_in[:, :] = 0
-        return
-    if n == 0:
+        if not accumulate:
+            if grad_weight is not None and fin and fout:
+                grad_weight[:, :] = 0
+            if grad_bias is not None and fout:
+                grad_bias[:] = 0
         return
     if act != ACT_IDENTITY:
         yp = &y[0, 0]
         g = &scratch[0, 0]
     else:
         g = <floating*>&grad_out[0, 0]     # only read: the identity writes no g
-    if grad_weight is not None:
-        gw = &grad_weight[0, 0]
-    if grad_in is not None:
-        gi = &grad_in[0, 0]
+    if fin:   # with no input features only the bias gradient is defined
+        xp = &x[0, 0]
+        wp = &weight[0, 0]
+        if grad_weight is not None:
+            gw = &grad_weight[0, 0]
+        if grad_in is not None:
+            gi = &grad_in[0, 0]
     if grad_bias is not None:
         gb = &grad_bias[0]
         partial = <floating*>malloc(n_chunks(n) * fout * sizeof(floating))
@@ -206,8 +222,8 @@ def linear_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
             raise MemoryError("linear_backward: no memory for the bias-gradient partials")
     try:
         with nogil:
-            linear_backward_kernel(&grad_out[0, 0], &x[0, 0], &weight[0, 0], yp, act,
+            linear_backward_kernel(&grad_out[0, 0], xp, wp, yp, act,
                                    <floating>negative_slope, gw, gb, gi, g, partial,
-                                   n, fin, fout)
+                                   n, fin, fout, accumulate)
     finally:
         free(partial)

@@ -32,6 +32,16 @@ def matmul_nn(a, b, out):
     return out
 
 
+def matmul_tn(a, b, out):
+    """out = a.T @ b. a: (N, M); b: (N, K); out: (M, K), written."""
+    if out.size and a.shape[0]:
+        # out.T (K, M) = b.T (K, N) @ a (N, M)
+        _GEMM[a.dtype](1.0, b.T, a.T, beta=0.0, c=out.T, trans_b=1, overwrite_c=1)
+    else:
+        out[...] = 0
+    return out
+
+
 def matmul_tn_accumulate(a, b, out):
     """out += a.T @ b. a: (N, M); b: (N, K); out: (M, K), accumulated in place."""
     if out.size and a.shape[0]:

@@ -150,17 +150,20 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
 
 def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
                     grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
-                    scratch=None):
+                    scratch=None, accumulate=True):
     """Backward of ``linear_forward``.
 
     grad_out: (N, out_features), not modified; x: (N, in); weight: (out_features, in);
     y: (N, out_features), the forward output (unused for 'identity');
-    grad_weight: (out_features, in) and grad_bias: (out_features,) or None, accumulated;
+    grad_weight: (out_features, in) and grad_bias: (out_features,) or None, accumulated
+    (overwritten when not accumulate);
     grad_in: (N, in) or None, written; scratch: (N, out_features) buffer for
     g = grad_out * act'(y), or None. Returns grad_in = g @ weight, or None.
     """
     act = _CODES[activation]
     has_bias = grad_bias is not None
+    if has_bias and not accumulate:
+        grad_bias[...] = 0      # (out_features,): the column sums below add into it
     if act == IDENTITY:
         g = grad_out
         if has_bias:
@@ -170,7 +173,7 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
         _activation_grad(g.size, grad_out, y, act, float(negative_slope), g,
                          grad_bias if has_bias else _NO_BIAS[x.dtype], has_bias, _BLOCK)
     if grad_weight is not None:
-        blas.matmul_tn_accumulate(g, x, grad_weight)
+        (blas.matmul_tn_accumulate if accumulate else blas.matmul_tn)(g, x, grad_weight)
     if not need_grad_in:
         return None
     if grad_in is None:

@@ -39,8 +39,9 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
 
 def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
                     grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
-                    scratch=None):
-    """Backward of linear_forward; accumulates grad_weight (out, in) and grad_bias (out,).
+                    scratch=None, accumulate=True):
+    """Backward of linear_forward; accumulates grad_weight (out, in) and grad_bias (out,)
+    (overwrites them when not accumulate).
 
     grad_out, y: (N, out_features); x: (N, in); weight: (out_features, in).
     Returns grad_in: (N, in) = g @ weight with g = grad_out * act'(y), or None.
@@ -52,9 +53,15 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
     else:
         g = np.multiply(grad_out, _activation_grad(y, activation, negative_slope), out=scratch)
     if grad_weight is not None:
-        grad_weight += g.T @ x
+        if accumulate:
+            grad_weight += g.T @ x
+        else:
+            np.matmul(g.T, x, out=grad_weight)
     if grad_bias is not None:
-        grad_bias += g.sum(axis=0)
+        if accumulate:
+            grad_bias += g.sum(axis=0)
+        else:
+            np.sum(g, axis=0, out=grad_bias)
     if not need_grad_in:
         return None
     return np.matmul(g, weight, out=grad_in)
