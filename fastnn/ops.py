@@ -313,7 +313,7 @@ def softmax_cross_entropy(logits, target, grad=None):
         target = as_labels(where, target, n, c)
     check_out(where, "grad", grad, logits.shape, logits.dtype)
     check_no_overlap(where, [("grad", grad)], [("logits", logits), ("target", target)])
-    if n == 0:
+    if logits.size == 0:  # no rows, or (probability targets) rows of no class
         return _empty_loss(logits, grad)
     return _run("softmax_cross_entropy", logits, target, grad=grad)
 

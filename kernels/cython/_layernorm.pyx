@@ -11,7 +11,7 @@ x's type (compute-bound loop). Optional weight and bias are NULL pointers tested
 the inner loops (ones stand in for a missing weight in the backward).
 """
 from cython.parallel cimport prange
-from libc.math cimport sqrt
+from libc.math cimport NAN, sqrt
 from libc.stdlib cimport free, malloc
 
 from _common cimport floating, n_chunks, threads_for
@@ -90,7 +90,12 @@ def layer_norm_forward(const floating[:, ::1] x, const floating[::1] weight,
     cdef Py_ssize_t n = x.shape[0], d = x.shape[1], i
     cdef const floating* wp = NULL
     cdef const floating* bp = NULL
-    if n == 0 or d == 0:
+    if n == 0:
+        return
+    if d == 0:  # rows of no values: their mean and invstd are NaN (0 / 0), as the reference's
+        for i in range(n):
+            save_mean[i] = NAN
+            save_invstd[i] = NAN
         return
     if weight is not None:
         wp = &weight[0]

@@ -23,7 +23,7 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     (weight and running_var None when mean_only). Returns (y, save_mean, save_invstd).
     """
     axes = _axes(x)
-    count = x.size // x.shape[1]
+    count = x.size // max(x.shape[1], 1)  # (no channel: an empty x, as eval may get)
     dt = x.dtype.type
     if training:
         mean = x.mean(axis=axes, dtype=np.float64)
@@ -61,7 +61,7 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
     grad_out, x: (N, C) or (N, C, H, W); save_mean, save_invstd: (C,) from the forward.
     """
     axes = _axes(x)
-    count = x.size // x.shape[1]
+    count = x.size // max(x.shape[1], 1)  # (no channel: an empty x, as eval may get)
     sum_g = grad_out.sum(axis=axes, dtype=np.float64)
     if grad_bias is not None:
         grad_bias += sum_g.astype(x.dtype)

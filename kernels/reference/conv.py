@@ -89,7 +89,8 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     n = x.shape[0]
     c_out = weight.shape[0]
     cols, (ho, wo) = _im2col(x, weight.shape[2:], stride, padding)
-    y = cols @ weight.reshape(c_out, -1).T                # (N * H_out * W_out, C_out)
+    # sizes spelled out, not -1: with C_out = 0 there is no size to infer
+    y = cols @ weight.reshape(c_out, cols.shape[1]).T     # (N * H_out * W_out, C_out)
     if bias is not None:
         y += bias
     return _write(y.reshape(n, ho, wo, c_out).transpose(0, 3, 1, 2), out)
@@ -105,7 +106,9 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     """
     n, c_in = x.shape[:2]
     c_out, _, kh, kw = weight.shape
-    g = grad_out.transpose(0, 2, 3, 1).reshape(-1, c_out)  # (N * H_out * W_out, C_out)
+    ho, wo = grad_out.shape[2:]
+    # sizes spelled out, not -1: with C_out = 0 there is no size to infer
+    g = grad_out.transpose(0, 2, 3, 1).reshape(n * ho * wo, c_out)  # (N * H_out * W_out, C_out)
     if grad_weight is not None:
         cols, _ = _im2col(x, (kh, kw), stride, padding)
         grad_weight += (g.T @ cols).reshape(weight.shape)
@@ -113,8 +116,7 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
         grad_bias += grad_out.sum(axis=(0, 2, 3))
     if not need_grad_in:
         return None
-    ho, wo = grad_out.shape[2:]
-    grad_cols = g @ weight.reshape(c_out, -1)               # (N * H_out * W_out, C_in*kH*kW)
+    grad_cols = g @ weight.reshape(c_out, c_in * kh * kw)  # (N * H_out * W_out, C_in*kH*kW)
     grad_win = grad_cols.reshape(n, ho, wo, c_in, kh, kw).transpose(0, 3, 1, 2, 4, 5)
     return _write(_window_adjoint(grad_win, x.shape, stride, padding), grad_in)
 
