@@ -83,6 +83,48 @@ def _kernel_ready(value):
     return value
 
 
+class _DeviceValues:
+    """A device array's values inside a pickled or deep-copied Parameter or Module: a host
+    copy, put back on the GPU when loaded (numba's device arrays can be neither pickled
+    nor deep-copied)."""
+
+    __slots__ = ("host",)
+
+    def __init__(self, host):
+        self.host = host
+
+    def __reduce__(self):
+        return _DeviceValues, (self.host,)
+
+
+def _picklable(value, memo):
+    """value with each device array in it (through tuples, lists and dicts) replaced by a
+    _DeviceValues; memo (id -> marker) makes an array held twice one marker, so that it
+    is one array again when loaded."""
+    if _device.is_device_array(value):
+        if id(value) not in memo:
+            memo[id(value)] = _DeviceValues(np.asarray(_device.to_host(value)))
+        return memo[id(value)]
+    if type(value) in (tuple, list):
+        return type(value)(_picklable(v, memo) for v in value)
+    if isinstance(value, dict):
+        return type(value)((k, _picklable(v, memo)) for k, v in value.items())
+    return value
+
+
+def _unpickled(value, memo):
+    """The inverse of _picklable: each _DeviceValues back on the GPU (memo: id -> array)."""
+    if type(value) is _DeviceValues:
+        if id(value) not in memo:
+            memo[id(value)] = _device.namespace("cuda").put(value.host)
+        return memo[id(value)]
+    if type(value) in (tuple, list):
+        return type(value)(_unpickled(v, memo) for v in value)
+    if isinstance(value, dict):
+        return type(value)((k, _unpickled(v, memo)) for k, v in value.items())
+    return value
+
+
 class Parameter(ParameterArithmetic):
     """A trainable array and its gradient.
 
@@ -117,10 +159,12 @@ class Parameter(ParameterArithmetic):
         object.__setattr__(self, "_data", value)
         grad = getattr(self, "_grad", None)
         if (_device.is_array(grad) and _device.is_array(value) and value.dtype in FLOAT_DTYPES
-                and (grad.dtype != value.dtype or tuple(grad.shape) != tuple(value.shape))):
-            # values of another float dtype or shape (``p.data = W``, a float64 W in a
-            # float32 layer): the gradient follows them, as PyTorch's, None until a
-            # backward makes it in the data's dtype; accumulated values are kept, cast
+                and (grad.dtype != value.dtype or tuple(grad.shape) != tuple(value.shape)
+                     or _device.device_of(grad) != _device.device_of(value))):
+            # values of another float dtype, shape or device (``p.data = W``, a float64 W
+            # in a float32 layer, a host W in a layer on the GPU): the gradient follows
+            # them, as PyTorch's, None until a backward makes it in the data's dtype;
+            # accumulated values are kept, cast
             ns = _device.namespace_of(value)
             if tuple(grad.shape) == tuple(value.shape):
                 grad = ns.put(np.asarray(_device.to_host(grad), dtype=value.dtype))
@@ -155,6 +199,19 @@ class Parameter(ParameterArithmetic):
 
     def _grad_overwritten(self):
         object.__setattr__(self, "_zero_pending", False)
+
+    def __getstate__(self):
+        # (pickle, deepcopy) a parameter on the GPU travels with host copies
+        state = {name: getattr(self, name) for name in self.__slots__ if hasattr(self, name)}
+        if _device.is_device_array(state.get("_data")):
+            state = _picklable(state, {})
+        return None, state
+
+    def __setstate__(self, state):
+        state = state[1] if isinstance(state, tuple) else state
+        object.__setattr__(self, "_zero_pending", False)  # (pickled before it existed)
+        for name, value in _unpickled(state, {}).items():
+            object.__setattr__(self, name, value)
 
     def requires_grad_(self, requires_grad=True):
         """Set requires_grad in place; self."""
@@ -393,9 +450,19 @@ class Module:
         object.__setattr__(self, "_device", "cpu")
         object.__setattr__(self, "_hooked", False)  # True from its first hook on
 
+    def __getstate__(self):
+        # (pickle, deepcopy) a module on the GPU travels with host copies of its device
+        # arrays (buffers, caches), put back on the GPU by __setstate__; scratch is dropped
+        state = self.__dict__
+        if state.get("_device", "cpu") == "cpu":
+            return state
+        return _picklable(dict(state, _scratch={}), {})
+
     def __setstate__(self, state):
         # (pickle, deepcopy) a module saved before hooks existed gets its _hooked flag
         state, slots = state if isinstance(state, tuple) else (state, None)
+        if state and state.get("_device", "cpu") != "cpu":
+            state = _unpickled(state, {})
         self.__dict__.update(state or {})
         for name, value in (slots or {}).items():
             object.__setattr__(self, name, value)
