@@ -91,6 +91,30 @@ def test_linear_forward_backward(dtype, rng, activation, shape, with_bias):
                              need_grad_in=False) is None
 
 
+@pytest.mark.parametrize("activation", ["identity", "tanh"])
+@pytest.mark.parametrize("direct_rows", [None, 4])
+def test_linear_backward_overwrites_when_not_accumulating(dtype, rng, monkeypatch, activation,
+                                                          direct_rows):
+    """accumulate=False (what a Linear layer passes after zero_grad): stale gradients are
+    overwritten, by the one-launch column sums and (direct_rows=4: 9 rows in row blocks) by
+    the partial sums' second kernel, and by the GEMM with beta = 0."""
+    from fastnn.kernels.cuda import dense
+    if direct_rows is not None:
+        monkeypatch.setattr(dense, "DIRECT_ROWS", direct_rows)
+        monkeypatch.setattr(dense, "ROWS_PER_THREAD", 1)
+    n, fin, fout = 9, 6, 5
+    x = rng.standard_normal((n, fin)).astype(dtype)
+    w = rng.standard_normal((fout, fin)).astype(dtype)
+    g = rng.standard_normal((n, fout)).astype(dtype)
+    y = ref("linear_forward", x, w, None, activation, 0.1)
+    want_w, want_b = np.zeros_like(w), np.zeros(fout, dtype)
+    R.linear_backward(g, x, w, y, activation, 0.1, want_w, want_b)
+    gw, gb = np.full_like(w, np.nan), np.full(fout, 7.0, dtype)
+    C.linear_backward(g, x, w, y, activation, 0.1, gw, gb, accumulate=False)
+    assert_close(gw, want_w, dtype, scale=n)
+    assert_close(gb, want_b, dtype, scale=n)
+
+
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
 def test_gemm_transposes_tiles_and_grid_stride(dtype, rng, monkeypatch, trans_a, trans_b):

@@ -11,7 +11,6 @@ from . import config
 from ._common import Call, dmin, flat
 from ._common import scratch as temporary
 from ._reduce import cached_factory, column_sum
-from .device import fill_zero
 from .gemm import ACT_CODES, activation_grad, gemm
 
 
@@ -48,10 +47,10 @@ def _grad_value(g, y, g_out, i, j, act, slope):
 @cached_factory
 def _column_partials(groups):
     @cuda.jit
-    def kernel(g, y, act, slope, g_out, row_block, partial, out, direct):
-        """partial[blockIdx.y, j] (or out[j] += when direct) = sum of g[i, j] (times
-        act'(y[i, j]), also stored in g_out, when act is not 0) over the rows of this
-        block's row range. Block: (WARP, groups) threads."""
+    def kernel(g, y, act, slope, g_out, row_block, partial, out, direct, accumulate):
+        """partial[blockIdx.y, j] (or out[j] += when direct; = when direct and not
+        accumulate) = sum of g[i, j] (times act'(y[i, j]), also stored in g_out, when act
+        is not 0) over the rows of this block's row range. Block: (WARP, groups) threads."""
         sh = cuda.shared.array((groups, WARP), np.float64)
         rows, cols = g.shape
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
@@ -76,7 +75,10 @@ def _column_partials(groups):
             total = column_sum(sh, s)
             if ty == 0 and j < cols:
                 if direct:
-                    out[j] += total
+                    if accumulate:
+                        out[j] += total
+                    else:
+                        out[j] = total
                 else:
                     partial[cuda.blockIdx.y, j] = total
 
@@ -84,19 +86,24 @@ def _column_partials(groups):
 
 
 @cuda.jit
-def _add_partials(partial, out):
-    """out[j] += sum over row blocks of partial[:, j], one thread per column."""
+def _add_partials(partial, out, accumulate):
+    """out[j] += (= when not accumulate) sum over row blocks of partial[:, j], one thread
+    per column."""
     blocks, cols = partial.shape
     for j in range(cuda.grid(1), cols, cuda.gridsize(1)):
         s = 0.0
         for b in range(blocks):
             s += partial[b, j]
-        out[j] += s
+        if accumulate:
+            out[j] += s
+        else:
+            out[j] = s
 
 
-def column_sums_add(g, out, y=None, activation="identity", negative_slope=0.0, g_out=None):
+def column_sums_add(g, out, y=None, activation="identity", negative_slope=0.0, g_out=None,
+                    accumulate=True):
     """Device arrays g: (rows, cols), out: (cols,) += column sums of g (summed in float64,
-    in a fixed order).
+    in a fixed order); out = those sums when not accumulate (no fill launch first).
 
     With y and g_out (rows, cols) and an activation other than identity, the sums are of
     g * act'(y), which are also written to g_out (may not be g)."""
@@ -116,9 +123,9 @@ def column_sums_add(g, out, y=None, activation="identity", negative_slope=0.0, g
     partial = temporary("column_partials", (1, 1) if direct else (row_blocks, cols), np.float64)
     _column_partials(groups)[(col_blocks, row_blocks), (WARP, groups)](
         g, y if code else g, code, g.dtype.type(negative_slope), g_out if code else g,
-        row_block, partial, out, direct)
+        row_block, partial, out, direct, accumulate)
     if not direct:
-        _add_partials[config.blocks(cols), config.THREADS](partial, out)
+        _add_partials[config.blocks(cols), config.THREADS](partial, out, accumulate)
 
 
 def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0.01, out=None):
@@ -146,18 +153,17 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
     call = Call(grad_out, x, weight, y, grad_weight, grad_bias, grad_in, scratch)
     dgo, dx, dw = call.arg(grad_out), call.arg(x), call.arg(weight)
     dgb = call.inout(grad_bias)
-    if dgb is not None and not accumulate:
-        fill_zero(dgb)  # the column sums add into it
     if activation == "identity":
         g = dgo
         if dgb is not None:
-            column_sums_add(g, dgb)
+            column_sums_add(g, dgb, accumulate=accumulate)
     else:
         dy = call.arg(y)
         g = call.arg(scratch) if scratch is not None else temporary("act_grad", dgo.shape,
                                                                      dgo.dtype)
         if dgb is not None:  # act'(y) and the bias gradient in one kernel
-            column_sums_add(dgo, dgb, dy, activation, negative_slope, g)
+            column_sums_add(dgo, dgb, dy, activation, negative_slope, g,
+                            accumulate=accumulate)
         elif g.size:
             _act_grad[config.blocks(g.size), config.THREADS](
                 flat(dgo), flat(dy), ACT_CODES[activation],
