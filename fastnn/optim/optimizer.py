@@ -293,14 +293,18 @@ class Optimizer:
         (the default) writes the zeros lazily, as ``Module.zero_grad`` does: the next
         Linear backward overwrites its gradients instead of adding to zeros, and any
         other read of ``.grad`` (a layer's backward, ``step``) writes the zeros first.
-        set_to_none=False writes them now (one fill per flat buffer).
+        set_to_none=False writes them now (one fill per flat buffer), as does every call
+        on the GPU, where one fill launch for the whole buffer costs less host time than
+        the launches of lazy zeros (a fill per parameter that a layer other than Linear
+        reads).
         """
         for buckets in self._buckets:
             for bucket in buckets:
-                if not set_to_none:
+                lazy = set_to_none and bucket.ns is _device.Host
+                if not lazy:
                     bucket.ns.fill_zero(bucket.grad)
                 for p, view in zip(bucket.params, bucket.grad_views):
-                    if set_to_none:
+                    if lazy:
                         p._zero_grad_lazily()
                     elif p.grad is not None and p.grad is not view:
                         _device.namespace_of(p.grad).fill_zero(p.grad)
