@@ -97,32 +97,31 @@ class _DeviceValues:
         return _DeviceValues, (self.host,)
 
 
-def _picklable(value, memo):
-    """value with each device array in it (through tuples, lists and dicts) replaced by a
-    _DeviceValues; memo (id -> marker) makes an array held twice one marker, so that it
-    is one array again when loaded."""
-    if _device.is_device_array(value):
+def _swapped(value, is_leaf, make, memo):
+    """value with make(leaf) in place of each leaf in it (through tuples, lists and dicts);
+    memo (id -> made) makes a leaf held twice one made value."""
+    if is_leaf(value):
         if id(value) not in memo:
-            memo[id(value)] = _DeviceValues(np.asarray(_device.to_host(value)))
+            memo[id(value)] = make(value)
         return memo[id(value)]
     if type(value) in (tuple, list):
-        return type(value)(_picklable(v, memo) for v in value)
+        return type(value)(_swapped(v, is_leaf, make, memo) for v in value)
     if isinstance(value, dict):
-        return type(value)((k, _picklable(v, memo)) for k, v in value.items())
+        return type(value)((k, _swapped(v, is_leaf, make, memo)) for k, v in value.items())
     return value
 
 
-def _unpickled(value, memo):
-    """The inverse of _picklable: each _DeviceValues back on the GPU (memo: id -> array)."""
-    if type(value) is _DeviceValues:
-        if id(value) not in memo:
-            memo[id(value)] = _device.namespace("cuda").put(value.host)
-        return memo[id(value)]
-    if type(value) in (tuple, list):
-        return type(value)(_unpickled(v, memo) for v in value)
-    if isinstance(value, dict):
-        return type(value)((k, _unpickled(v, memo)) for k, v in value.items())
-    return value
+def _picklable(value):
+    """value with each device array in it a _DeviceValues (an array held twice is one
+    marker, so that it is one array again when loaded)."""
+    return _swapped(value, _device.is_device_array,
+                    lambda a: _DeviceValues(np.asarray(_device.to_host(a))), {})
+
+
+def _unpickled(value):
+    """The inverse of _picklable: each _DeviceValues back on the GPU."""
+    return _swapped(value, lambda v: type(v) is _DeviceValues,
+                    lambda marker: _device.namespace("cuda").put(marker.host), {})
 
 
 class Parameter(ParameterArithmetic):
@@ -204,13 +203,13 @@ class Parameter(ParameterArithmetic):
         # (pickle, deepcopy) a parameter on the GPU travels with host copies
         state = {name: getattr(self, name) for name in self.__slots__ if hasattr(self, name)}
         if _device.is_device_array(state.get("_data")):
-            state = _picklable(state, {})
+            state = _picklable(state)
         return None, state
 
     def __setstate__(self, state):
         state = state[1] if isinstance(state, tuple) else state
         object.__setattr__(self, "_zero_pending", False)  # (pickled before it existed)
-        for name, value in _unpickled(state, {}).items():
+        for name, value in _unpickled(state).items():
             object.__setattr__(self, name, value)
 
     def requires_grad_(self, requires_grad=True):
@@ -456,13 +455,13 @@ class Module:
         state = self.__dict__
         if state.get("_device", "cpu") == "cpu":
             return state
-        return _picklable(dict(state, _scratch={}), {})
+        return _picklable(dict(state, _scratch={}))
 
     def __setstate__(self, state):
         # (pickle, deepcopy) a module saved before hooks existed gets its _hooked flag
         state, slots = state if isinstance(state, tuple) else (state, None)
         if state and state.get("_device", "cpu") != "cpu":
-            state = _unpickled(state, {})
+            state = _unpickled(state)
         self.__dict__.update(state or {})
         for name, value in (slots or {}).items():
             object.__setattr__(self, name, value)
