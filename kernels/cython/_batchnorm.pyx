@@ -355,8 +355,13 @@ def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
     cdef floating* rv = NULL
     cdef floating* si = NULL
     cdef bint want_var = not mean_only
+    cdef const floating* xp = NULL
+    cdef floating* yp = NULL
     if c == 0:
         return
+    if n * s:  # (an empty x has no element 0 to address; the loops then read none)
+        xp = &x[0, 0, 0]
+        yp = &out[0, 0, 0]
     if not training and (running_mean is None or (want_var and running_var is None)):
         raise ValueError("batchnorm_forward: eval mode needs running_mean and running_var")
     if weight is not None and want_var:
@@ -388,19 +393,19 @@ def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
                     if want_var:
                         var[j] = rv[j]
             if s == 1:
-                _forward_rows(&x[0, 0, 0], &out[0, 0, 0], n, c, training, want_var, mean, var,
+                _forward_rows(xp, yp, n, c, training, want_var, mean, var,
                               meanf, partial, wp, bp, rm, rv, momentum, eps, &save_mean[0],
                               si, scale, shift)
             else:
                 if training:
-                    _plane_batch_stats(&x[0, 0, 0], n, c, s, want_var, mean, var, meanf)
+                    _plane_batch_stats(xp, n, c, s, want_var, mean, var, meanf)
                 _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
                                 momentum, eps, <double>(n * s), 0, c, &save_mean[0], si,
                                 scale, shift)
                 for p in prange(n * c, schedule="static",
                                 num_threads=threads_for(n * c * s)):
-                    _affine_plane(&x[p // c, p % c, 0], meanf[p % c], scale[p % c],
-                                  shift[p % c], &out[p // c, p % c, 0], s)
+                    _affine_plane(xp + p * s, meanf[p % c], scale[p % c],
+                                  shift[p % c], yp + p * s, s)
     finally:
         free(mean)
         free(meanf)
@@ -427,8 +432,13 @@ def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, 
     cdef floating* gb = NULL
     cdef floating* gi = NULL
     cdef bint need_sums = training or grad_weight is not None or grad_bias is not None
+    cdef const floating* gp = NULL
+    cdef const floating* xp = NULL
     if c == 0:
         return
+    if n * s:  # (an empty x has no element 0 to address; the loops then read none)
+        gp = &grad_out[0, 0, 0]
+        xp = &x[0, 0, 0]
     if not mean_only:
         if weight is not None:
             wp = &weight[0]
@@ -437,7 +447,7 @@ def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, 
             gw = &grad_weight[0]
     if grad_bias is not None:
         gb = &grad_bias[0]
-    if grad_in is not None:
+    if grad_in is not None and n * s:
         gi = &grad_in[0, 0, 0]
     nch = n_chunks(n)
     sum_g = <double*>malloc((2 * c + 2 * nch * c) * sizeof(double))
@@ -453,21 +463,21 @@ def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, 
     try:
         with nogil:
             if s == 1:
-                _backward_rows(&grad_out[0, 0, 0], &x[0, 0, 0], gi, n, c, &save_mean[0], wp,
+                _backward_rows(gp, xp, gi, n, c, &save_mean[0], wp,
                                si, training, need_sums, gw, gb, partial, a, b, d)
             else:
                 if need_sums:
                     for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
-                        _plane_grad_sums(&grad_out[0, j, 0], &x[0, j, 0], save_mean[j],
+                        _plane_grad_sums(gp + j * s, xp + j * s, save_mean[j],
                                          n, c * s, s, sum_g + j, sum_gx + j)
                 _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums,
                                    <double>(n * s), 0, c, gw, gb, a, b, d)
                 if gi != NULL:
                     for p in prange(n * c, schedule="static",
                                     num_threads=threads_for(n * c * s)):
-                        _grad_plane(&grad_out[p // c, p % c, 0], &x[p // c, p % c, 0],
+                        _grad_plane(gp + p * s, xp + p * s,
                                     save_mean[p % c], a[p % c], b[p % c], d[p % c],
-                                    &grad_in[p // c, p % c, 0], s)
+                                    gi + p * s, s)
     finally:
         free(sum_g)
         free(a)

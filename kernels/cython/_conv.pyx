@@ -69,6 +69,7 @@ import numpy as np
 from fastnn.kernels import blas_threads
 from fastnn.kernels.window_shapes import pool_out_shape
 
+cimport cython
 from cython.parallel cimport prange, threadid
 from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t
@@ -350,8 +351,15 @@ def _forward(const floating[:, :, :, ::1] x,            # IN  (N, C_in, H, W)
     cdef int tid
     cdef floating* col
     cdef floating* yc = NULL
+    cdef Py_ssize_t x_size = c_in * h_in * w_in
+    cdef const floating* xp = NULL
+    cdef const floating* wp = NULL
     if n == 0 or c_out == 0 or p == 0:
         return
+    if x_size:  # (an empty x or weight has no element 0 to address; nothing reads them)
+        xp = &x[0, 0, 0, 0]
+    if k:
+        wp = &weight[0, 0, 0, 0]
     if nthreads > groups:
         nthreads = <int>groups
     if nthreads < 1:
@@ -369,7 +377,7 @@ def _forward(const floating[:, :, :, ::1] x,            # IN  (N, C_in, H, W)
             tid = threadid()
             n0 = gi * nb
             m = nb if n0 + nb <= n else n - n0
-            _forward_group(&x[n0, 0, 0, 0], &weight[0, 0, 0, 0], &bias[0], m, c_in, h_in,
+            _forward_group(xp + n0 * x_size, wp, &bias[0], m, c_in, h_in,
                            w_in, c_out, kh, kw, sh, sw, ph, pw, ho, wo,
                            col + tid * col_size, yc + tid * yc_size, &y[n0, 0, 0, 0])
         free(col)
@@ -404,12 +412,26 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
     cdef floating* gin_t
     cdef floating acc_w
     cdef double acc
+    cdef Py_ssize_t x_size = c_in * h_in * w_in
+    cdef const floating* gp = NULL
+    cdef const floating* xp = NULL
+    cdef const floating* wp = NULL
+    cdef floating* gip = NULL
+    # (an empty array has no element 0 to address; nothing reads or writes it then)
+    if n * c_out * p:
+        gp = &grad_out[0, 0, 0, 0]
+    if n * x_size:
+        xp = &x[0, 0, 0, 0]
+        if want_in:
+            gip = &grad_in[0, 0, 0, 0]
+    if c_out * k:
+        wp = &weight[0, 0, 0, 0]
     if want_b:
         for co in prange(c_out, nogil=True, schedule="static",
                          num_threads=threads_for(n * c_out * p)):
             acc = 0
             for b in range(n):
-                acc = acc + row_sum(&grad_out[b, co, 0, 0], p)
+                acc = acc + row_sum(gp + (b * c_out + co) * p, p)
             grad_bias[co] += <floating>acc
     if not (want_w or want_in) or n == 0 or p == 0:
         return
@@ -417,7 +439,7 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
         nthreads = <int>groups
     if nthreads < 1:
         nthreads = 1
-    if want_w:
+    if want_w and c_out * k:
         gw = &grad_weight[0, 0, 0, 0]
     with nogil:
         col = <floating*>malloc(nthreads * col_size * sizeof(floating))
@@ -440,8 +462,8 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
             gw_t = NULL
             if want_w:
                 gw_t = gw if tid == 0 else parts + (tid - 1) * part_size
-            gin_t = &grad_in[n0, 0, 0, 0] if want_in else NULL
-            _backward_group(&grad_out[n0, 0, 0, 0], &x[n0, 0, 0, 0], &weight[0, 0, 0, 0], m,
+            gin_t = gip + n0 * x_size if want_in else NULL
+            _backward_group(gp + n0 * c_out * p, xp + n0 * x_size, wp, m,
                             c_in, h_in, w_in, c_out, kh, kw, sh, sw, ph, pw, ho, wo,
                             col + tid * col_size, g + tid * g_size, gw_t, gin_t)
         if parts != NULL:  # merge the partials in thread order
@@ -484,10 +506,14 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
     cdef const floating* src
     cdef floating* best
     cdef int64_t* arg
+    # (an empty array has no element 0 to address; nothing reads or writes it then)
+    cdef const floating* xp = &x[0, 0, 0, 0] if n * c * h_in * w_in else NULL
+    cdef floating* yp = &y[0, 0, 0, 0] if n * c * ho * wo else NULL
+    cdef int64_t* ip = &indices[0, 0, 0, 0] if n * c * ho * wo else NULL
     for t in prange(n * c, nogil=True, schedule="static", num_threads=threads_for(n * c * h_in * w_in)):
         b = t // c
         ch = t - b * c
-        plane = &x[b, ch, 0, 0]
+        plane = xp + t * h_in * w_in
         for oh in range(ho):
             h0 = oh * sh - ph
             ia = _tap_lo(h0, dh)
@@ -497,8 +523,8 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
             # is random) and each output still sees its window in order; the index
             # starts at the window's first cell inside the input (PyTorch's, for a
             # window of -inf)
-            best = &y[b, ch, oh, 0]
-            arg = &indices[b, ch, oh, 0]
+            best = yp + (t * ho + oh) * wo
+            arg = ip + (t * ho + oh) * wo
             for ow in range(wo):
                 w0 = ow * sw - pw
                 best[ow] = -INFINITY
@@ -524,6 +550,8 @@ def _max_pool_bwd(const floating[:, :, ::1] grad_out,    # IN  (N, C, P_out)
     cdef Py_ssize_t p_out = grad_out.shape[2]
     cdef Py_ssize_t t, b, ch, q, i
     cdef floating* plane
+    if n * c * p_in == 0:  # (nothing to write, and no element 0 to address)
+        return
     for t in prange(n * c, nogil=True, schedule="static", num_threads=threads_for(n * c * p_in)):
         b = t // c
         ch = t - b * c
@@ -552,6 +580,7 @@ cdef inline Py_ssize_t _avg_count(Py_ssize_t h0, Py_ssize_t w0, Py_ssize_t ha,
     return (hb - ha) * (wb - wa)
 
 
+@cython.cdivision(True)  # (IEEE even in the debug build: a window of no cell is 0/0)
 def _avg_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                   Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
@@ -561,11 +590,12 @@ def _avg_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
     cdef Py_ssize_t t, b, ch, oh, ow, h0, w0, ha, hb, wa, wb, hh, ww, count
     cdef floating acc
+    cdef const floating* xp = &x[0, 0, 0, 0] if n * c * h_in * w_in else NULL
     cdef const floating* plane
     for t in prange(n * c, nogil=True, schedule="static", num_threads=threads_for(n * c * h_in * w_in)):
         b = t // c
         ch = t - b * c
-        plane = &x[b, ch, 0, 0]
+        plane = xp + t * h_in * w_in  # (NULL when the plane is empty)
         for oh in range(ho):
             h0 = oh * sh - ph
             ha = h0 if h0 > 0 else 0
@@ -582,6 +612,7 @@ def _avg_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                                                     w_in, ph, pw, count_include_pad, divisor)
 
 
+@cython.cdivision(True)  # (IEEE even in the debug build: a window of no cell is 0/0)
 def _avg_pool_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, W_out)
                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                   Py_ssize_t ph, Py_ssize_t pw, bint count_include_pad,
@@ -593,6 +624,8 @@ def _avg_pool_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, W_
     cdef Py_ssize_t t, b, ch, oh, ow, h0, w0, ha, hb, wa, wb, hh, ww, count
     cdef floating share
     cdef floating* plane
+    if n * c * h_in * w_in == 0:  # (nothing to write, and no element 0 to address)
+        return
     for t in prange(n * c, nogil=True, schedule="static", num_threads=threads_for(n * c * h_in * w_in)):
         b = t // c
         ch = t - b * c
