@@ -32,19 +32,13 @@ def matmul_nn(a, b, out):
     return out
 
 
-def matmul_tn(a, b, out):
-    """out = a.T @ b. a: (N, M); b: (N, K); out: (M, K), written."""
+def matmul_tn(a, b, out, accumulate=False):
+    """out = a.T @ b, or out += a.T @ b when accumulate. a: (N, M); b: (N, K);
+    out: (M, K)."""
     if out.size and a.shape[0]:
-        # out.T (K, M) = b.T (K, N) @ a (N, M)
-        _GEMM[a.dtype](1.0, b.T, a.T, beta=0.0, c=out.T, trans_b=1, overwrite_c=1)
-    else:
+        # out.T (K, M) = b.T (K, N) @ a (N, M) [+ out.T]
+        _GEMM[a.dtype](1.0, b.T, a.T, beta=1.0 if accumulate else 0.0, c=out.T, trans_b=1,
+                       overwrite_c=1)
+    elif not accumulate:
         out[...] = 0
-    return out
-
-
-def matmul_tn_accumulate(a, b, out):
-    """out += a.T @ b. a: (N, M); b: (N, K); out: (M, K), accumulated in place."""
-    if out.size and a.shape[0]:
-        # out.T (K, M) += b.T (K, N) @ a (N, M)
-        _GEMM[a.dtype](1.0, b.T, a.T, beta=1.0, c=out.T, trans_b=1, overwrite_c=1)
     return out

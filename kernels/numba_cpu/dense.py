@@ -173,7 +173,7 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
         _activation_grad(g.size, grad_out, y, act, float(negative_slope), g,
                          grad_bias if has_bias else _NO_BIAS[x.dtype], has_bias, _BLOCK)
     if grad_weight is not None:
-        (blas.matmul_tn_accumulate if accumulate else blas.matmul_tn)(g, x, grad_weight)
+        blas.matmul_tn(g, x, grad_weight, accumulate)
     if not need_grad_in:
         return None
     if grad_in is None:
