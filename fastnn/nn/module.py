@@ -124,6 +124,21 @@ def _unpickled(value):
                     lambda marker: _device.namespace("cuda").put(marker.host), {})
 
 
+def zero_grads_lazily(params):
+    """``zero_grad(set_to_none=True)`` of each Parameter in params: pending zeros (see
+    ``Parameter._zero_grad_lazily``), except for a gradient array that two distinct
+    Parameters hold (``q.grad = p.grad``), zeroed now: a Linear backward overwriting it
+    for each of them would keep only the last one's gradient."""
+    owner = {}
+    for p in params:
+        first = owner.setdefault(id(p._grad), p) if p._grad is not None else p
+        if first is p:
+            p._zero_grad_lazily()
+        else:
+            first.zero_grad()
+            p.zero_grad()
+
+
 class Parameter(ParameterArithmetic):
     """A trainable array and its gradient.
 
@@ -1017,10 +1032,11 @@ class Module:
         before the call keeps its values until then, as a PyTorch gradient tensor kept
         across ``zero_grad()`` does. set_to_none=False writes the zeros now, in place.
         """
-        for _, param in self._named_parameters():
-            if set_to_none:
-                param._zero_grad_lazily()
-            else:
+        params = [param for _, param in self._named_parameters()]
+        if set_to_none:
+            zero_grads_lazily(params)
+        else:
+            for param in params:
                 param.zero_grad()
 
     # ------------------------------------------------------------------ devices

@@ -27,6 +27,7 @@ import operator
 import numpy as np
 
 from .. import device as _device
+from ..nn.module import zero_grads_lazily
 from .flat import build_buckets, check_parameter
 
 
@@ -298,16 +299,17 @@ class Optimizer:
         the launches of lazy zeros (a fill per parameter that a layer other than Linear
         reads).
         """
+        lazy_params = []
         for buckets in self._buckets:
             for bucket in buckets:
-                lazy = set_to_none and bucket.ns is _device.Host
-                if not lazy:
-                    bucket.ns.fill_zero(bucket.grad)
+                if set_to_none and bucket.ns is _device.Host:
+                    lazy_params.extend(bucket.params)
+                    continue
+                bucket.ns.fill_zero(bucket.grad)
                 for p, view in zip(bucket.params, bucket.grad_views):
-                    if lazy:
-                        p._zero_grad_lazily()
-                    elif p.grad is not None and p.grad is not view:
+                    if p.grad is not None and p.grad is not view:
                         _device.namespace_of(p.grad).fill_zero(p.grad)
+        zero_grads_lazily(lazy_params)
 
     def step(self, closure=None):
         """Apply one update to every parameter that has a gradient.
