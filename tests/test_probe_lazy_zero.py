@@ -330,34 +330,22 @@ def test_overwrite_matches_accumulate_into_zeros_on_tall_inputs(backend, n, fin,
     np.testing.assert_array_equal(got_b, want_b)
 
 
-def test_gradient_array_shared_by_two_parameters_accumulates_both():
+@pytest.mark.parametrize("via", ["module", "optimizer"])
+def test_gradient_array_shared_by_two_parameters_accumulates_both(via):
     """Fixed: two distinct Parameters holding one .grad array (b.weight.grad =
     a.weight.grad) were both left pending, so each Linear backward overwrote the array and
     the second wiped the first's gradient; such an array is now zeroed at once
-    (fastnn/nn/module.py zero_grads_lazily), through the module or the optimizer."""
-    def run(lazy):
-        fastnn.manual_seed(0)
-        a, b = nn.Linear(6, 6), nn.Linear(6, 6)
-        b.weight.grad, b.bias.grad = a.weight.grad, a.bias.grad
-        model = nn.Sequential(a, nn.Tanh(), b)
-        ones = np.ones((7, 6), np.float32)
-        _fb(model, X, ones)
-        model.zero_grad(set_to_none=lazy)
-        _fb(model, X, ones)
-        return [a.weight.grad.copy(), b.bias.grad.copy()]
-    _same_lazy_and_eager(run, exact=False)
-
-
-def test_gradient_array_shared_by_two_parameters_through_the_optimizer():
+    (fastnn/nn/module.py zero_grads_lazily), through the module or the optimizer (whose
+    flat buffers the arrays are tied after)."""
     def run(lazy):
         fastnn.manual_seed(0)
         a, b = nn.Linear(6, 6), nn.Linear(6, 6)
         model = nn.Sequential(a, nn.Tanh(), b)
         opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        b.weight.grad, b.bias.grad = a.weight.grad, a.bias.grad   # after the optimizer
+        b.weight.grad, b.bias.grad = a.weight.grad, a.bias.grad
         ones = np.ones((7, 6), np.float32)
         _fb(model, X, ones)
-        opt.zero_grad(set_to_none=lazy)
+        (model if via == "module" else opt).zero_grad(set_to_none=lazy)
         _fb(model, X, ones)
         return [a.weight.grad.copy(), b.bias.grad.copy()]
     _same_lazy_and_eager(run, exact=False)
