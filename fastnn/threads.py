@@ -9,10 +9,14 @@ _num_threads = None
 
 # libgomp (the OpenMP runtime of the Cython kernels and of Numba's parallel loops) keeps
 # an idle worker spinning for GOMP_SPINCOUNT iterations (300000 by default:
-# milliseconds) after each parallel region. Between our regions OpenBLAS runs its own
-# threads on the same cores, and the spinning worker takes a core from every GEMM: with
-# 2 threads on 2 cores an MLP training step ran 2x (bench/scratch_cython.py) to 15x
-# (PyTorch imported first) slower. A short spin still catches back-to-back regions.
+# milliseconds) after each parallel region, so back-to-back regions find it awake (on
+# this virtual machine a sleeping worker takes 50-100 us to wake). That is right when
+# one pool does all the parallel work: the compiled backends hand SciPy's OpenBLAS the
+# same OpenMP pool (fastnn/blas_pool.py), and PyTorch's loops run on it too. Where
+# that cannot be done (an OpenBLAS older than 0.3.27 or another BLAS, or the Cython
+# extensions not built), OpenBLAS keeps its own threads, and a spinning OpenMP worker
+# takes a core from every GEMM (an MLP training step ran 2x to 15x slower with 2
+# threads on 2 cores); a short spin then still catches back-to-back regions.
 # libgomp reads the variable once, when it loads; PyTorch ships a libgomp.so.1 of its
 # own that the kernels then share, so it must be set before `import torch`.
 SPINCOUNT = "1000"
@@ -20,11 +24,12 @@ _spin_too_late = False  # libgomp was already loaded, with the default spin
 
 # OpenBLAS (SciPy's, which runs the compiled backends' matrix products) keeps each idle
 # worker spinning for 2**OPENBLAS_THREAD_TIMEOUT cycles after every product: 2**28, about
-# 0.1 s, by default. The spinning worker takes a core from the fused kernel that follows
-# each product (and from PyTorch's threads in the same process). 2**16 cycles (~20 us)
-# still covers back-to-back products. Measured on 2 cores, layer API, min of 5-6 runs:
-# SmallCNN step 72-77 -> 40-46 ms (cython), MLP 784-1024-1024-10 batch 32 step
-# 4.5-4.9 -> 3.5-4.0 ms; batch 256 unchanged. OpenBLAS reads it once, when it loads.
+# 0.1 s, by default. Where its own threads run the products (no shared pool, above), the
+# spinning worker takes a core from the fused kernel that follows each product (and from
+# PyTorch's threads in the same process). 2**16 cycles (~20 us) still covers
+# back-to-back products. Measured on 2 cores, layer API, min of 5-6 runs, before the
+# shared pool: SmallCNN step 72-77 -> 40-46 ms (cython), MLP 784-1024-1024-10 batch 32
+# step 4.5-4.9 -> 3.5-4.0 ms; batch 256 unchanged. OpenBLAS reads it once, when it loads.
 BLAS_THREAD_TIMEOUT = "16"
 
 
@@ -38,13 +43,17 @@ def _openmp_loaded():
 
 
 def limit_openmp_spin():
-    """Set GOMP_SPINCOUNT for libgomp before it loads (``import fastnn`` calls this).
+    """Set GOMP_SPINCOUNT for libgomp before it loads (``import fastnn`` calls this,
+    after ``limit_blas_spin``) unless OpenBLAS will run on the OpenMP pool.
 
     A value the user set (GOMP_SPINCOUNT or OMP_WAIT_POLICY) wins. When libgomp is
     already loaded (``import torch`` came first), setting it is too late: the compiled
     CPU backends then warn once, on load (``warn_if_spin_too_late``)."""
     global _spin_too_late
     if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        return
+    from . import blas_pool
+    if blas_pool.expected():
         return
     _spin_too_late = _openmp_loaded()
     os.environ["GOMP_SPINCOUNT"] = SPINCOUNT

@@ -18,6 +18,8 @@ import contextlib
 import ctypes
 import threading
 
+from fastnn import blas_pool
+
 _lock = threading.Lock()
 _depth = 0
 _saved = None
@@ -26,10 +28,8 @@ _get = _set = None
 
 def _bind():
     global _get, _set
-    try:
-        import scipy.linalg.cython_blas as cython_blas
-        lib = ctypes.CDLL(cython_blas.__file__)  # dlsym also searches its dependencies
-    except (ImportError, OSError):
+    lib = blas_pool.scipy_blas_library()  # dlsym also searches its dependencies
+    if lib is None:
         return
     for prefix in ("scipy_openblas_", "openblas_"):
         try:

@@ -6,6 +6,7 @@ Cython's boundscheck, wraparound and initializedcheck back on in every kernel
 past a buffer. ``backend_info()['debug']`` says which build is loaded; run the suite
 against a debug build to catch indexing bugs, then rebuild without the variable.
 """
+import glob
 import importlib.machinery
 import importlib.util
 import os
@@ -82,7 +83,8 @@ def test_debug_flag_turns_bounds_checks_on(tmp_path):
     # a fresh tree: cythonize reuses a generated .c whose .pyx did not change
     src = tmp_path / "kernels" / "cython"
     src.mkdir(parents=True)
-    for name in ("_openmp.pyx", "_fastnn_math.h", "_common.pxd"):
+    headers = glob.glob(os.path.join(ROOT, "kernels", "cython", "*.h"))
+    for name in ["_openmp.pyx", "_common.pxd"] + [os.path.basename(h) for h in headers]:
         shutil.copy(os.path.join(ROOT, "kernels", "cython", name), src / name)
     for name in ("setup.py", "pyproject.toml"):
         shutil.copy(os.path.join(ROOT, name), tmp_path / name)

@@ -186,21 +186,27 @@ def _run_python(code, **env):
 
 @pytest.mark.parametrize("torch_first", [False, True])
 def test_openmp_spin_is_limited_or_the_user_is_told(torch_first):
-    """`import fastnn` sets GOMP_SPINCOUNT before libgomp loads; when PyTorch loaded its
-    libgomp first (default busy-wait, 10x slower steps measured with 2 threads), the
-    compiled backends say so once, with the fix."""
+    """Where SciPy's OpenBLAS runs on the OpenMP pool (fastnn/blas_pool.py), libgomp
+    keeps its default busy-wait and nothing is said. Elsewhere `import fastnn` sets
+    GOMP_SPINCOUNT before libgomp loads; when PyTorch loaded its libgomp first (default
+    busy-wait, 10x slower steps measured with 2 threads), the compiled backends say so
+    once, with the fix."""
+    from fastnn import blas_pool
     backend = "cython" if "cython" in fastnn.backends() else "numba"
     code = ("import os\n"
             + ("import torch\n" if torch_first else "")
             + "import fastnn\nimport numpy as np\n"
             + "print('spin', os.environ.get('GOMP_SPINCOUNT'))\n"
             + f"fastnn.set_num_threads(2)\nfastnn.set_backend('{backend}')\n"
-            + "fastnn.ops.relu(np.ones(4, np.float32))\n")
+            + "fastnn.ops.relu(np.ones(4, np.float32))\n"
+            + "print('pool', fastnn.blas_pool.on_openmp_pool())\n")
     proc = _run_python(code)
     assert proc.returncode == 0, proc.stderr
-    assert "spin 1000" in proc.stdout
+    shared = blas_pool.expected()
+    assert ("spin None" if shared else "spin 1000") in proc.stdout
+    assert f"pool {shared}" in proc.stdout
     warned = "an OpenMP runtime was loaded before fastnn" in proc.stderr
-    assert warned == torch_first, proc.stderr
+    assert warned == (torch_first and not shared), proc.stderr
     assert proc.stderr.count("an OpenMP runtime was loaded before fastnn") <= 1
 
 

@@ -14,19 +14,22 @@ tests/test_cython_build.py).
 """
 from ... import threads as _threads
 
-# `import fastnn` set GOMP_SPINCOUNT before libgomp loads (fastnn/threads.py says why).
-_threads.warn_if_spin_too_late("cython")
-
 import functools  # noqa: E402
 import math  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from ... import optable as _optable  # noqa: E402
+from ... import blas_pool  # noqa: E402
 from ..gemm_shapes import transposed_forward  # noqa: E402
 from ..scratch import scratch  # noqa: E402
 from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses,  # noqa: E402
                _openmp, _optim)
+
+# SciPy's OpenBLAS runs its threads on this OpenMP pool (fastnn/blas_pool.py); where it
+# cannot, `import fastnn` set GOMP_SPINCOUNT before libgomp loaded (fastnn/threads.py).
+blas_pool.use_openmp_pool()
+_threads.warn_if_spin_too_late("cython")
 
 try:  # noqa: E402  the conv engineer's kernels join when their extension is built
     from ._conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward,
@@ -53,7 +56,8 @@ def backend_info():
     return {"openmp": bool(_openmp.openmp_enabled()),
             "num_threads": int(_openmp.get_max_threads()),
             "debug": bool(_openmp.bounds_checked()),
-            "blas": "scipy.linalg.cython_blas"}
+            "blas": "scipy.linalg.cython_blas",
+            "blas_threads": blas_pool.describe()}
 
 
 def _flat(a):

@@ -38,3 +38,15 @@ def bounds_checked():
     except IndexError:
         return True
     return False
+
+
+cdef extern from "_blas_pool.h" nogil:
+    ctypedef void (*fnn_dojob_t)(int, void *, int)
+    void fnn_blas_jobs(int sync, fnn_dojob_t dojob, int numjobs, size_t elsize,
+                       void *jobdata, int dojob_data)
+
+
+def blas_jobs_callback():
+    """The address of the C function that runs OpenBLAS's parallel jobs on this OpenMP
+    pool (kernels/cython/_blas_pool.h), for openblas_set_threads_callback_function."""
+    return <size_t>&fnn_blas_jobs

@@ -8,6 +8,7 @@ Conventions (fastmath flags, threading layer, serial/parallel split) live in
 """
 from fastnn import threads as _threads
 
+from fastnn import blas_pool as _blas_pool
 from . import config as _config
 from .activations import (elu, elu_backward, gelu, gelu_backward, gelu_tanh,
                           gelu_tanh_backward, mish, mish_backward, hardsigmoid,
@@ -33,6 +34,9 @@ from .optim import (adadelta_update, adagrad_update, adam_update, adamax_update,
 REUSES = {}
 
 _threads.apply_num_threads()
+# SciPy's OpenBLAS (the dense products) runs its threads on the OpenMP pool of the
+# parallel loops (fastnn/blas_pool.py)
+_blas_pool.use_openmp_pool()
 _threads.warn_if_spin_too_late("numba")
 
 

@@ -13,6 +13,8 @@ import numba
 
 from fastnn import threads as _threads
 
+from fastnn import blas_pool as _blas_pool
+
 # Everything except nnan/ninf: NaN and inf must still propagate through every kernel.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
@@ -123,4 +125,5 @@ def info():
     return {"numba_version": numba.__version__, "threading_layer": layer,
             "fastmath": sorted(FASTMATH), "parallel_min_elements": PARALLEL_MIN,
             "numba_num_threads": numba.get_num_threads(),
-            "max_threads": numba.config.NUMBA_NUM_THREADS}
+            "max_threads": numba.config.NUMBA_NUM_THREADS,
+            "blas_threads": _blas_pool.describe()}

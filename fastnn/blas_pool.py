@@ -1,0 +1,140 @@
+"""One thread pool: SciPy's OpenBLAS runs its parallel work on the kernels' OpenMP pool.
+
+The compiled backends call SciPy's BLAS for every dense matrix product and their own
+OpenMP loops (Cython's prange, numba's 'omp' layer; one libgomp) for everything around
+it. OpenBLAS's pthreads build keeps a pool of its own, so a training step hands the
+cores back and forth between two pools: each pool's idle workers either spin, taking a
+core from the other pool's next region, or sleep, and a sleeping worker on this
+virtual machine takes 50-100 us to wake. With GOMP_SPINCOUNT cut to 1000 so that the
+OpenMP workers got out of BLAS's way, every product and every fused kernel paid that
+wake-up, and PyTorch in the same process (its loops run on the same libgomp) was
+slowed as much: 784-100-10 batch 128 took 1.5-2.6 ms in PyTorch against 0.9-1.4 ms
+with libgomp's default wait.
+
+OpenBLAS >= 0.3.27 runs its jobs through a callback when one is registered
+(``openblas_set_threads_callback_function``). kernels/cython/_blas_pool.h is that
+callback: it runs the jobs of each call on an OpenMP team. ``use_openmp_pool()``
+registers it when a compiled backend loads, and libgomp keeps its default wait (see
+fastnn/threads.py). Measured on 2 cores against PyTorch in the same process (both on
+libgomp's default wait), cython backend, fastnn/PyTorch time: 784-100-10 b128 0.71-0.74,
+784-1024-1024-10 b32 0.72-0.93, b256 0.93-0.94 (BENCHMARKS.md has the suite's numbers).
+
+In a child made by os.fork() the OpenMP pool is unusable (fastnn/threads.py says why):
+the child unregisters the callback and OpenBLAS's own threads take over again.
+"""
+import ctypes
+import importlib.machinery
+import importlib.util
+import os
+import threading
+
+from . import threads as _threads
+
+_SETTERS = ("openblas_set_threads_callback_function",
+            "scipy_openblas_set_threads_callback_function")
+_lock = threading.Lock()
+_library = None     # ctypes handle of SciPy's cython_blas (and so of its OpenBLAS)
+_setter = None      # OpenBLAS's callback setter, when it has one
+_bound = False
+_installed = False
+
+
+def _extension_path(package_dirs, name):
+    for directory in package_dirs or ():
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            path = os.path.join(directory, name + suffix)
+            if os.path.exists(path):
+                return path
+    return None
+
+
+def scipy_blas_library():
+    """ctypes handle of ``scipy.linalg.cython_blas``'s shared object (its OpenBLAS
+    symbols are reachable through it), or None. Found by path: importing
+    scipy.linalg costs a tenth of a second, and this runs on ``import fastnn``."""
+    global _library, _setter, _bound
+    with _lock:
+        if not _bound:
+            _bound = True
+            try:
+                spec = importlib.util.find_spec("scipy")
+            except (ImportError, ValueError):
+                spec = None
+            dirs = [os.path.join(d, "linalg")
+                    for d in (spec.submodule_search_locations or ())] if spec else []
+            path = _extension_path(dirs, "cython_blas")
+            if path is not None:
+                try:
+                    _library = ctypes.CDLL(path)
+                except OSError:
+                    _library = None
+            for name in _SETTERS if _library is not None else ():
+                setter = getattr(_library, name, None)
+                if setter is not None:
+                    setter.restype, setter.argtypes = None, [ctypes.c_void_p]
+                    _setter = setter
+                    break
+    return _library
+
+
+def _openmp_extension_built():
+    """True when the Cython OpenMP helper is on disk (looked up without importing it:
+    loading it loads libgomp)."""
+    try:
+        spec = importlib.util.find_spec("fastnn.kernels")
+    except (ImportError, ValueError):
+        return False
+    dirs = [os.path.join(d, "cython") for d in (spec.submodule_search_locations or ())]
+    return spec is not None and _extension_path(dirs, "_openmp") is not None
+
+
+def expected():
+    """Whether ``use_openmp_pool()`` can succeed here, decided without loading any
+    OpenMP runtime (``import fastnn`` asks, to leave libgomp's wait policy alone)."""
+    scipy_blas_library()
+    return _setter is not None and _openmp_extension_built()
+
+
+def use_openmp_pool():
+    """Register the OpenMP callback with SciPy's OpenBLAS (once; the numba and cython
+    backends call this when they load). Returns True when OpenBLAS runs on the pool."""
+    global _installed
+    if _installed:
+        return True
+    scipy_blas_library()
+    if _setter is None or _threads._forked_openmp:
+        return False
+    try:
+        from .kernels.cython import _openmp
+    except ImportError:  # the Cython extensions are not built
+        return False
+    if not _openmp.openmp_enabled():
+        return False
+    with _lock:
+        if not _installed:
+            _setter(ctypes.c_void_p(_openmp.blas_jobs_callback()))
+            _installed = True
+    return True
+
+
+def on_openmp_pool():
+    """True while SciPy's OpenBLAS runs its parallel jobs on the OpenMP pool."""
+    return _installed
+
+
+def describe():
+    """What runs OpenBLAS's parallel jobs, for ``fastnn.backend_info()``."""
+    if _installed:
+        return "the OpenMP pool of the kernels (fastnn/blas_pool.py)"
+    return "OpenBLAS's own threads"
+
+
+def _after_fork_in_child():
+    global _installed
+    if _installed:
+        _setter(None)
+        _installed = False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

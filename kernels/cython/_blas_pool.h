@@ -1,0 +1,105 @@
+/* OpenBLAS's parallel jobs run on the OpenMP pool of the kernels (see _openmp.pyx).
+ *
+ * OpenBLAS >= 0.3.27 hands its parallel work to a caller's callback when one is
+ * registered (openblas_set_threads_callback_function): numjobs jobs, job i at
+ * jobdata + i * elsize, each run as dojob(i, job, dojob_data). The jobs of one level-3
+ * call wait on each other (a job packs a panel that the others read), so all of them
+ * must run at the same time: on a team of exactly numjobs threads, else (a nested call,
+ * or OpenMP granting fewer threads) one new thread per job but the first. */
+#ifndef FNN_BLAS_POOL_H
+#define FNN_BLAS_POOL_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdlib.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef void (*fnn_dojob_t)(int, void *, int);
+
+typedef struct {
+    fnn_dojob_t dojob;
+    int index;
+    void *job;
+    int dojob_data;
+} fnn_blas_job;
+
+static void *fnn_blas_job_main(void *arg)
+{
+    fnn_blas_job *j = (fnn_blas_job *)arg;
+    j->dojob(j->index, j->job, j->dojob_data);
+    return NULL;
+}
+
+/* Jobs 1.. on new threads, job 0 on the caller; returns when all have ended. */
+static void fnn_blas_jobs_on_new_threads(fnn_dojob_t dojob, int numjobs, size_t elsize,
+                                         char *jobdata, int dojob_data)
+{
+    fnn_blas_job *jobs = (fnn_blas_job *)malloc(numjobs * sizeof(fnn_blas_job));
+    pthread_t *threads = (pthread_t *)malloc(numjobs * sizeof(pthread_t));
+    char *started = (char *)calloc(numjobs, 1);
+    int i;
+    if (jobs == NULL || threads == NULL || started == NULL) {
+        abort();  /* running the jobs one after the other would hang */
+    }
+    for (i = 0; i < numjobs; i++) {
+        jobs[i].dojob = dojob;
+        jobs[i].index = i;
+        jobs[i].job = jobdata + (size_t)i * elsize;
+        jobs[i].dojob_data = dojob_data;
+    }
+    for (i = 1; i < numjobs; i++) {
+        if (pthread_create(&threads[i], NULL, fnn_blas_job_main, &jobs[i]) != 0) {
+            abort();
+        }
+        started[i] = 1;
+    }
+    fnn_blas_job_main(&jobs[0]);
+    for (i = 1; i < numjobs; i++) {
+        if (started[i]) {
+            pthread_join(threads[i], NULL);
+        }
+    }
+    free(started);
+    free(threads);
+    free(jobs);
+}
+
+/* The callback OpenBLAS calls: `sync` is 1 in every path of OpenBLAS 0.3.27-0.3.31
+ * (wait for the jobs); this returns only when they have all ended either way. */
+static void fnn_blas_jobs(int sync, fnn_dojob_t dojob, int numjobs, size_t elsize,
+                          void *jobdata, int dojob_data)
+{
+    char *base = (char *)jobdata;
+    (void)sync;
+    if (numjobs <= 0) {
+        return;
+    }
+    if (numjobs == 1) {
+        dojob(0, base, dojob_data);
+        return;
+    }
+#ifdef _OPENMP
+    {
+        int ran = 0;
+        #pragma omp parallel num_threads(numjobs)
+        {
+            /* all or none: a team smaller than numjobs runs no job (they would hang) */
+            if (omp_get_num_threads() == numjobs) {
+                int t = omp_get_thread_num();
+                dojob(t, base + (size_t)t * elsize, dojob_data);
+                if (t == 0) {
+                    ran = 1;
+                }
+            }
+        }
+        if (ran) {
+            return;
+        }
+    }
+#endif
+    fnn_blas_jobs_on_new_threads(dojob, numjobs, elsize, base, dojob_data);
+}
+
+#endif
