@@ -14,7 +14,8 @@ with libgomp's default wait.
 OpenBLAS >= 0.3.27 runs its jobs through a callback when one is registered
 (``openblas_set_threads_callback_function``). kernels/cython/_blas_pool.h is that
 callback: it runs the jobs of each call on an OpenMP team. ``use_openmp_pool()``
-registers it when a compiled backend loads, and libgomp keeps its default wait (see
+registers it, with SciPy's OpenBLAS and with NumPy's (whose sgemm the Linear layers
+then use: ``numpy_gemm_addresses``), when a compiled backend loads, and libgomp keeps its default wait (see
 fastnn/threads.py). Measured on 2 cores against PyTorch in the same process (both on
 libgomp's default wait), cython backend, fastnn/PyTorch time: 784-100-10 b128 0.71-0.74,
 784-1024-1024-10 b32 0.72-0.93, b256 0.93-0.94 (BENCHMARKS.md has the suite's numbers).
@@ -37,6 +38,14 @@ _library = None     # ctypes handle of SciPy's cython_blas (and so of its OpenBL
 _setter = None      # OpenBLAS's callback setter, when it has one
 _bound = False
 _installed = False
+_numpy = None       # NumPy's OpenBLAS, when it is an ILP64 one: (setter, sgemm, dgemm)
+_numpy_installed = False
+
+# NumPy's wheels ship OpenBLAS with 64-bit integers and a '64_' symbol suffix (the
+# suffix is what tells the integer width; a library without it is left alone)
+_NUMPY_SETTERS = ("scipy_openblas_set_threads_callback_function64_",
+                  "openblas_set_threads_callback_function64_")
+_NUMPY_GEMMS = (("scipy_sgemm_64_", "scipy_dgemm_64_"), ("sgemm_64_", "dgemm_64_"))
 
 
 def _extension_path(package_dirs, name):
@@ -77,6 +86,38 @@ def scipy_blas_library():
     return _library
 
 
+def _numpy_blas():
+    """(callback setter, sgemm_64_, dgemm_64_) of NumPy's OpenBLAS when it is an ILP64
+    OpenBLAS that takes the callback, else None."""
+    global _numpy
+    if _numpy is None:
+        _numpy = ()
+        try:
+            from numpy._core import _multiarray_umath as umath
+        except ImportError:
+            try:
+                from numpy.core import _multiarray_umath as umath
+            except ImportError:
+                return None
+        try:
+            lib = ctypes.CDLL(umath.__file__)  # dlsym also searches its dependencies
+        except OSError:
+            return None
+        setter = next((getattr(lib, n) for n in _NUMPY_SETTERS if hasattr(lib, n)), None)
+        gemms = next(((getattr(lib, s), getattr(lib, d)) for s, d in _NUMPY_GEMMS
+                      if hasattr(lib, s) and hasattr(lib, d)), None)
+        if setter is not None and gemms is not None:
+            setter.restype, setter.argtypes = None, [ctypes.c_void_p]
+            i64 = ctypes.POINTER(ctypes.c_int64)
+            for gemm in gemms:  # (transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+                gemm.restype = None
+                gemm.argtypes = [ctypes.c_char_p, ctypes.c_char_p, i64, i64, i64,
+                                 ctypes.c_void_p, ctypes.c_void_p, i64, ctypes.c_void_p, i64,
+                                 ctypes.c_void_p, ctypes.c_void_p, i64]
+            _numpy = (setter,) + gemms
+    return _numpy or None
+
+
 def _openmp_extension_built():
     """True when the Cython OpenMP helper is on disk (looked up without importing it:
     loading it loads libgomp)."""
@@ -96,9 +137,10 @@ def expected():
 
 
 def use_openmp_pool():
-    """Register the OpenMP callback with SciPy's OpenBLAS (once; the numba and cython
-    backends call this when they load). Returns True when OpenBLAS runs on the pool."""
-    global _installed
+    """Register the OpenMP callback with SciPy's OpenBLAS, and with NumPy's when it is an
+    ILP64 OpenBLAS (once; the numba and cython backends call this when they load).
+    Returns True when SciPy's OpenBLAS runs on the pool."""
+    global _installed, _numpy_installed
     if _installed:
         return True
     scipy_blas_library()
@@ -110,11 +152,35 @@ def use_openmp_pool():
         return False
     if not _openmp.openmp_enabled():
         return False
+    numpy_blas = _numpy_blas()
     with _lock:
         if not _installed:
-            _setter(ctypes.c_void_p(_openmp.blas_jobs_callback()))
+            callback = ctypes.c_void_p(_openmp.blas_jobs_callback())
+            _setter(callback)
+            if numpy_blas is not None:
+                numpy_blas[0](callback)
+                _numpy_installed = True
             _installed = True
     return True
+
+
+def numpy_gemm_addresses():
+    """(sgemm, dgemm) addresses of NumPy's ILP64 OpenBLAS ?gemm_64_ when that library
+    runs on the OpenMP pool too, else None. Its sgemm ran the Linear products of this
+    machine 5-22% faster than SciPy's (0.3.31 against 0.3.30, both Haswell kernels,
+    interleaved in one process: 32x784 @ 784x1024 0.54 vs 0.83 ms, 256-row products
+    2-6% apart), so the compiled backends' Linear layers use it."""
+    if not _numpy_installed:
+        return None
+    return tuple(ctypes.cast(f, ctypes.c_void_p).value for f in _numpy[1:])
+
+
+def numpy_gemm_functions():
+    """(sgemm_64_, dgemm_64_) of NumPy's OpenBLAS as ctypes functions taking the Fortran
+    arguments (pointers; 64-bit integers) when ``numpy_gemm_addresses()`` is not None."""
+    if not _numpy_installed:
+        return None
+    return _numpy[1:]
 
 
 def on_openmp_pool():
@@ -125,15 +191,19 @@ def on_openmp_pool():
 def describe():
     """What runs OpenBLAS's parallel jobs, for ``fastnn.backend_info()``."""
     if _installed:
-        return "the OpenMP pool of the kernels (fastnn/blas_pool.py)"
+        return ("the OpenMP pool of the kernels (fastnn/blas_pool.py), for SciPy's"
+                + (" and NumPy's" if _numpy_installed else "") + " OpenBLAS")
     return "OpenBLAS's own threads"
 
 
 def _after_fork_in_child():
-    global _installed
+    global _installed, _numpy_installed
     if _installed:
         _setter(None)
         _installed = False
+    if _numpy_installed:
+        _numpy[0](None)
+        _numpy_installed = False
 
 
 if hasattr(os, "register_at_fork"):

@@ -182,3 +182,67 @@ def test_import_fastnn_leaves_libgomps_wait_alone_when_blas_shares_the_pool():
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "None"
     assert "OpenMP runtime was loaded" not in proc.stderr
+
+
+# ------------------------------------------- the Linear products on NumPy's OpenBLAS
+needs_numpy_blas = pytest.mark.skipif(
+    blas_pool._numpy_blas() is None,
+    reason="NumPy's BLAS is not an ILP64 OpenBLAS that takes the callback")
+
+
+def _linear_case(rng, dtype, n, fin, fout):
+    x = rng.standard_normal((n, fin)).astype(dtype)
+    w = rng.standard_normal((fout, fin)).astype(dtype)
+    b = rng.standard_normal(fout).astype(dtype)
+    g = rng.standard_normal((n, fout)).astype(dtype)
+    return x, w, b, g
+
+
+def _linear_both_ways(be, x, w, b, g, accumulate):
+    y = be.linear_forward(x, w, b, "leaky_relu", 0.01)
+    gw = np.full_like(w, 0.5)
+    gb = np.full_like(b, 0.25)
+    gi = be.linear_backward(g, x, w, y, "leaky_relu", 0.01, grad_weight=gw, grad_bias=gb,
+                            accumulate=accumulate)
+    return y, gw, gb, gi
+
+
+@needs_numpy_blas
+@pytest.mark.parametrize("name", ["numba", "cython"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_products_on_numpys_blas_match_scipys(name, dtype):
+    from fastnn import backend
+    be = backend.load(name)
+    assert blas_pool.numpy_gemm_addresses() is not None
+    if name == "cython":
+        from fastnn.kernels.cython import _dense
+        assert _dense.ilp64_gemm_in_use()
+        addresses = blas_pool.numpy_gemm_addresses()
+        switch = (lambda on: _dense.use_ilp64_gemm(*(addresses if on else (0, 0))))
+    else:
+        from fastnn.kernels.numba_cpu import blas
+        assert blas._numpy_products
+        switch = blas.use_numpy_products
+    rng = np.random.default_rng(3)
+    tol = 2e-4 if dtype == np.float32 else 1e-11
+    try:
+        # batch 32 of a wide layer takes the transposed forward (kernels/gemm_shapes.py)
+        for shape in [(32, 784, 1024), (256, 100, 10), (1, 3, 2), (0, 5, 4), (7, 0, 3)]:
+            case = _linear_case(rng, dtype, *shape)
+            for accumulate in (False, True):
+                switch(False)
+                want = _linear_both_ways(be, *case, accumulate)
+                switch(True)
+                got = _linear_both_ways(be, *case, accumulate)
+                for a, b in zip(got, want):
+                    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.sqrt(shape[1] + 1))
+    finally:
+        switch(True)
+
+
+def test_use_ilp64_gemm_takes_both_addresses_or_neither():
+    from fastnn import backend
+    backend.load("cython")
+    from fastnn.kernels.cython import _dense
+    with pytest.raises(ValueError):
+        _dense.use_ilp64_gemm(1, 0)

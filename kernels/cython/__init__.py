@@ -29,6 +29,8 @@ from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses, 
 # SciPy's OpenBLAS runs its threads on this OpenMP pool (fastnn/blas_pool.py); where it
 # cannot, `import fastnn` set GOMP_SPINCOUNT before libgomp loaded (fastnn/threads.py).
 blas_pool.use_openmp_pool()
+if blas_pool.numpy_gemm_addresses() is not None:
+    _dense.use_ilp64_gemm(*blas_pool.numpy_gemm_addresses())
 _threads.warn_if_spin_too_late("cython")
 
 try:  # noqa: E402  the conv engineer's kernels join when their extension is built
@@ -56,7 +58,8 @@ def backend_info():
     return {"openmp": bool(_openmp.openmp_enabled()),
             "num_threads": int(_openmp.get_max_threads()),
             "debug": bool(_openmp.bounds_checked()),
-            "blas": "scipy.linalg.cython_blas",
+            "blas": ("NumPy's OpenBLAS (ILP64) for Linear, scipy.linalg.cython_blas for conv"
+                     if _dense.ilp64_gemm_in_use() else "scipy.linalg.cython_blas"),
             "blas_threads": blas_pool.describe()}
 
 

@@ -37,6 +37,8 @@ _threads.apply_num_threads()
 # SciPy's OpenBLAS (the dense products) runs its threads on the OpenMP pool of the
 # parallel loops (fastnn/blas_pool.py)
 _blas_pool.use_openmp_pool()
+from . import blas as _blas  # noqa: E402
+_blas.use_numpy_products(_blas_pool.numpy_gemm_addresses() is not None)
 _threads.warn_if_spin_too_late("numba")
 
 
