@@ -1,24 +1,26 @@
-"""One thread pool: SciPy's OpenBLAS runs its parallel work on the kernels' OpenMP pool.
+"""One thread pool: OpenBLAS runs its parallel work on the kernels' OpenMP pool.
 
-The compiled backends call SciPy's BLAS for every dense matrix product and their own
-OpenMP loops (Cython's prange, numba's 'omp' layer; one libgomp) for everything around
-it. OpenBLAS's pthreads build keeps a pool of its own, so a training step hands the
-cores back and forth between two pools: each pool's idle workers either spin, taking a
-core from the other pool's next region, or sleep, and a sleeping worker on this
-virtual machine takes 50-100 us to wake. With GOMP_SPINCOUNT cut to 1000 so that the
-OpenMP workers got out of BLAS's way, every product and every fused kernel paid that
-wake-up, and PyTorch in the same process (its loops run on the same libgomp) was
-slowed as much: 784-100-10 batch 128 took 1.5-2.6 ms in PyTorch against 0.9-1.4 ms
-with libgomp's default wait.
+The compiled backends call OpenBLAS for every dense matrix product (SciPy's, and
+NumPy's for the Linear layers) and their own OpenMP loops (Cython's prange, numba's
+'omp' layer; one libgomp) for everything around it. OpenBLAS's pthreads build keeps a
+pool of its own, so a training step hands the cores back and forth between two pools:
+each pool's idle workers either spin, taking a core from the other pool's next region,
+or sleep, and a sleeping worker on this virtual machine takes 50-100 us to wake. With
+GOMP_SPINCOUNT cut to 1000 so that the OpenMP workers got out of BLAS's way, every
+product and every fused kernel paid that wake-up, and PyTorch in the same process (its
+loops run on the same libgomp) was slowed as much: 784-100-10 batch 128 took 1.5-2.6 ms
+in PyTorch against 0.9-1.4 ms with libgomp's default wait.
 
 OpenBLAS >= 0.3.27 runs its jobs through a callback when one is registered
 (``openblas_set_threads_callback_function``). kernels/cython/_blas_pool.h is that
 callback: it runs the jobs of each call on an OpenMP team. ``use_openmp_pool()``
-registers it, with SciPy's OpenBLAS and with NumPy's (whose sgemm the Linear layers
-then use: ``numpy_gemm_addresses``), when a compiled backend loads, and libgomp keeps its default wait (see
-fastnn/threads.py). Measured on 2 cores against PyTorch in the same process (both on
-libgomp's default wait), cython backend, fastnn/PyTorch time: 784-100-10 b128 0.71-0.74,
-784-1024-1024-10 b32 0.72-0.93, b256 0.93-0.94 (BENCHMARKS.md has the suite's numbers).
+registers it with SciPy's OpenBLAS, and with NumPy's when that is an ILP64 OpenBLAS
+(NumPy's wheels; its ?gemm_64_ then run the Linear products: ``numpy_gemm_addresses``),
+when a compiled backend loads; libgomp keeps its default wait (fastnn/threads.py).
+Measured on 2 cores against PyTorch in the same process (both on libgomp's default
+wait), fastnn/PyTorch step time with SciPy's OpenBLAS on the pool: 784-100-10 b128
+0.71-0.76, 784-1024-1024-10 b32 0.75-0.93, b256 0.93-1.05; with the Linear products on
+NumPy's too: 0.62-0.68, 0.73-0.79, 0.88-0.91 (BENCHMARKS.md has the suite's numbers).
 
 In a child made by os.fork() the OpenMP pool is unusable (fastnn/threads.py says why):
 the child unregisters the callback and OpenBLAS's own threads take over again.
