@@ -121,14 +121,28 @@ def _numpy_blas():
 
 
 def _openmp_extension_built():
-    """True when the Cython OpenMP helper is on disk (looked up without importing it:
-    loading it loads libgomp)."""
+    """True when the Cython OpenMP helper is on disk, built with OpenMP. Looked up
+    without importing it (loading it loads libgomp): an OpenMP build calls into the
+    runtime (GOMP_parallel with gcc's libgomp, __kmpc_fork_call with LLVM's libomp)."""
     try:
         spec = importlib.util.find_spec("fastnn.kernels")
     except (ImportError, ValueError):
         return False
+    if spec is None:
+        return False
     dirs = [os.path.join(d, "cython") for d in (spec.submodule_search_locations or ())]
-    return spec is not None and _extension_path(dirs, "_openmp") is not None
+    path = _extension_path(dirs, "_openmp")
+    return path is not None and built_with_openmp(path)
+
+
+def built_with_openmp(path):
+    """True when the shared object at ``path`` calls into an OpenMP runtime."""
+    try:
+        with open(path, "rb") as f:
+            binary = f.read()
+    except OSError:
+        return False
+    return b"GOMP_parallel" in binary or b"__kmpc_fork_call" in binary
 
 
 def expected():
@@ -152,7 +166,7 @@ def use_openmp_pool():
         from .kernels.cython import _openmp
     except ImportError:  # the Cython extensions are not built
         return False
-    if not _openmp.openmp_enabled():
+    if not _openmp.openmp_enabled() or not _openmp.blas_jobs_callback():
         return False
     numpy_blas = _numpy_blas()
     with _lock:

@@ -75,11 +75,9 @@ def test_set_num_threads_reaches_openmp():
         fastnn.set_num_threads(before)
 
 
-@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
-def test_debug_flag_turns_bounds_checks_on(tmp_path):
-    """Build the smallest extension through setup.py with FASTNN_CYTHON_DEBUG=1 and
-    probe it; the release build this suite runs on is probed in
-    test_backend_info_reports_the_build."""
+def _build_openmp_helper(tmp_path, **env):
+    """Build kernels/cython/_openmp.pyx alone through setup.py with ``env``; returns the
+    path of the shared object."""
     # a fresh tree: cythonize reuses a generated .c whose .pyx did not change
     src = tmp_path / "kernels" / "cython"
     src.mkdir(parents=True)
@@ -89,16 +87,43 @@ def test_debug_flag_turns_bounds_checks_on(tmp_path):
     for name in ("setup.py", "pyproject.toml"):
         shutil.copy(os.path.join(ROOT, name), tmp_path / name)
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", "out"],
-                   cwd=tmp_path, env=dict(os.environ, FASTNN_CYTHON_DEBUG="1"), check=True,
+                   cwd=tmp_path, env=dict(os.environ, **env), check=True,
                    capture_output=True)
     (so,) = (tmp_path / "out" / "fastnn" / "kernels" / "cython").glob("_openmp*.so")
+    return str(so)
+
+
+def _probe(so, expression):
     probe = ("import importlib.util as u\n"
-             f"s = u.spec_from_file_location('fastnn.kernels.cython._openmp', {str(so)!r})\n"
+             f"s = u.spec_from_file_location('fastnn.kernels.cython._openmp', {so!r})\n"
              "m = u.module_from_spec(s); s.loader.exec_module(m)\n"
-             "print(m.bounds_checked())\n")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                            check=True)
-    assert result.stdout.strip() == "True"
+             f"print({expression})\n")
+    return subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
+def test_debug_flag_turns_bounds_checks_on(tmp_path):
+    """Build the smallest extension through setup.py with FASTNN_CYTHON_DEBUG=1 and
+    probe it; the release build this suite runs on is probed in
+    test_backend_info_reports_the_build."""
+    so = _build_openmp_helper(tmp_path, FASTNN_CYTHON_DEBUG="1")
+    assert _probe(so, "m.bounds_checked()") == "True"
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
+def test_a_build_without_openmp_offers_no_blas_pool(tmp_path):
+    """FASTNN_NO_OPENMP=1 builds the helper serial: it offers no callback for OpenBLAS
+    (its stub would run jobs that wait on each other one after the other), and
+    fastnn/blas_pool.py tells that build from the file alone, before loading it."""
+    from fastnn import blas_pool
+    so = _build_openmp_helper(tmp_path, FASTNN_NO_OPENMP="1")
+    assert _probe(so, "(m.openmp_enabled(), m.blas_jobs_callback())") == "(False, 0)"
+    assert not blas_pool.built_with_openmp(so)
+    import fastnn.kernels.cython._openmp as built
+    if built.openmp_enabled():
+        assert blas_pool.built_with_openmp(built.__file__)
+        assert built.blas_jobs_callback() != 0
 
 
 def test_debug_build_raises_on_out_of_range_index():

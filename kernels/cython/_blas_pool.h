@@ -9,14 +9,18 @@
 #ifndef FNN_BLAS_POOL_H
 #define FNN_BLAS_POOL_H
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 typedef void (*fnn_dojob_t)(int, void *, int);
+
+#if defined(_OPENMP) && !defined(_WIN32)
+#include <omp.h>
+#include <pthread.h>
+
+/* 1: fnn_blas_jobs can be registered (an OpenMP build with POSIX threads for the
+ * fallback); 0: it is a stub that must not be (fastnn/blas_pool.py asks first). */
+#define FNN_BLAS_POOL 1
 
 typedef struct {
     fnn_dojob_t dojob;
@@ -80,7 +84,6 @@ static void fnn_blas_jobs(int sync, fnn_dojob_t dojob, int numjobs, size_t elsiz
         dojob(0, base, dojob_data);
         return;
     }
-#ifdef _OPENMP
     {
         int ran = 0;
         #pragma omp parallel num_threads(numjobs)
@@ -98,8 +101,22 @@ static void fnn_blas_jobs(int sync, fnn_dojob_t dojob, int numjobs, size_t elsiz
             return;
         }
     }
-#endif
     fnn_blas_jobs_on_new_threads(dojob, numjobs, elsize, base, dojob_data);
 }
+
+#else  /* no OpenMP, or Windows: never registered */
+#define FNN_BLAS_POOL 0
+
+static void fnn_blas_jobs(int sync, fnn_dojob_t dojob, int numjobs, size_t elsize,
+                          void *jobdata, int dojob_data)
+{
+    (void)sync;
+    if (numjobs == 1) {
+        dojob(0, jobdata, dojob_data);
+        return;
+    }
+    abort();  /* jobs that wait on each other cannot run one after the other */
+}
+#endif
 
 #endif

@@ -41,6 +41,7 @@ def bounds_checked():
 
 
 cdef extern from "_blas_pool.h" nogil:
+    int FNN_BLAS_POOL
     ctypedef void (*fnn_dojob_t)(int, void *, int)
     void fnn_blas_jobs(int sync, fnn_dojob_t dojob, int numjobs, size_t elsize,
                        void *jobdata, int dojob_data)
@@ -48,5 +49,6 @@ cdef extern from "_blas_pool.h" nogil:
 
 def blas_jobs_callback():
     """The address of the C function that runs OpenBLAS's parallel jobs on this OpenMP
-    pool (kernels/cython/_blas_pool.h), for openblas_set_threads_callback_function."""
-    return <size_t>&fnn_blas_jobs
+    pool (kernels/cython/_blas_pool.h), for openblas_set_threads_callback_function; 0 in
+    a build without OpenMP (or on Windows), where there is no pool to run them on."""
+    return <size_t>&fnn_blas_jobs if FNN_BLAS_POOL else 0
