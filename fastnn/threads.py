@@ -53,7 +53,9 @@ def limit_openmp_spin():
     if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
         return
     from . import blas_pool
-    if blas_pool.expected():
+    # one pool, unless the user moved numba's loops off OpenMP (a 'tbb' or 'workqueue'
+    # layer keeps threads of its own next to libgomp's)
+    if blas_pool.expected() and os.environ.get("NUMBA_THREADING_LAYER", "omp") == "omp":
         return
     _spin_too_late = _openmp_loaded()
     os.environ["GOMP_SPINCOUNT"] = SPINCOUNT

@@ -246,3 +246,12 @@ def test_use_ilp64_gemm_takes_both_addresses_or_neither():
     from fastnn.kernels.cython import _dense
     with pytest.raises(ValueError):
         _dense.use_ilp64_gemm(1, 0)
+
+
+def test_a_numba_layer_off_openmp_keeps_the_short_openmp_wait():
+    # numba's 'workqueue' threads beside libgomp's: two pools again, so the OpenMP
+    # workers must not spin on the cores the other pool needs
+    proc = _run("import os, fastnn\nprint(os.environ.get('GOMP_SPINCOUNT'))\n",
+                NUMBA_THREADING_LAYER="workqueue")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "1000"
