@@ -19,8 +19,8 @@ import math  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ... import optable as _optable  # noqa: E402
 from ... import blas_pool  # noqa: E402
+from ... import optable as _optable  # noqa: E402
 from ..gemm_shapes import transposed_forward  # noqa: E402
 from ..scratch import scratch  # noqa: E402
 from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses,  # noqa: E402

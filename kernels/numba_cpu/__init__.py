@@ -6,9 +6,9 @@ the on-disk cache (``__pycache__`` next to each module) in later processes.
 Conventions (fastmath flags, threading layer, serial/parallel split) live in
 ``config.py``.
 """
+from fastnn import blas_pool as _blas_pool
 from fastnn import threads as _threads
 
-from fastnn import blas_pool as _blas_pool
 from . import config as _config
 from .activations import (elu, elu_backward, gelu, gelu_backward, gelu_tanh,
                           gelu_tanh_backward, mish, mish_backward, hardsigmoid,

@@ -11,9 +11,8 @@ import types
 
 import numba
 
-from fastnn import threads as _threads
-
 from fastnn import blas_pool as _blas_pool
+from fastnn import threads as _threads
 
 # Everything except nnan/ninf: NaN and inf must still propagate through every kernel.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
