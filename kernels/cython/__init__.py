@@ -29,8 +29,9 @@ from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses, 
 # SciPy's OpenBLAS runs its threads on this OpenMP pool (fastnn/blas_pool.py); where it
 # cannot, `import fastnn` set GOMP_SPINCOUNT before libgomp loaded (fastnn/threads.py).
 blas_pool.use_openmp_pool()
-if blas_pool.numpy_gemm_addresses() is not None:
-    _dense.use_ilp64_gemm(*blas_pool.numpy_gemm_addresses())
+_numpy_gemm = blas_pool.numpy_gemm_addresses()
+if _numpy_gemm is not None:
+    _dense.use_ilp64_gemm(*_numpy_gemm)
 _threads.warn_if_spin_too_late("cython")
 
 try:  # noqa: E402  the conv engineer's kernels join when their extension is built

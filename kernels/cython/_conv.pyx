@@ -74,8 +74,8 @@ from cython.parallel cimport prange, threadid
 from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
-from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+from _blas cimport blas_gemm as gemm
 from _common cimport floating, row_sum, threads_for
 
 cdef extern from "_conv_rows.h" nogil:
@@ -90,18 +90,6 @@ cdef Py_ssize_t COL_BYTES = 4 << 20
 # Samples are grouped until a group's GEMMs have this many columns; groups of one
 # sample (P >= GROUP_MIN_COLS) run their GEMMs straight into/out of the NCHW arrays.
 cdef Py_ssize_t GROUP_MIN_COLS = 128
-
-
-cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
-                      const floating* a, int lda, const floating* b, int ldb,
-                      floating beta, floating* c, int ldc) noexcept nogil:
-    """Column-major C = alpha op(A) op(B) + beta C through SciPy's BLAS."""
-    if floating is float:
-        sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
-              &beta, c, &ldc)
-    else:
-        dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
-              &beta, c, &ldc)
 
 
 cdef inline Py_ssize_t _first_inside(Py_ssize_t wo, Py_ssize_t sw, Py_ssize_t pw,

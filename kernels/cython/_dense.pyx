@@ -9,8 +9,8 @@ a C-contiguous (R, K) array is a Fortran (K, R) matrix with leading dimension K.
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t
-from scipy.linalg.cython_blas cimport sgemm, dgemm
 
+from _blas cimport blas_gemm
 from _common cimport (floating, threads_for, n_chunks, f_sigmoid, f_tanh,
                       ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH)
 
@@ -46,20 +46,14 @@ cdef inline void gemm(char transa, char transb, int m, int n, int k, floating al
     """Column-major C = alpha op(A) op(B) + beta C through NumPy's ILP64 OpenBLAS (see
     use_ilp64_gemm) or SciPy's BLAS."""
     cdef int64_t m64 = m, n64 = n, k64 = k, lda64 = lda, ldb64 = ldb, ldc64 = ldc
-    if floating is float:
-        if _sgemm64 != NULL:
-            _sgemm64(&transa, &transb, &m64, &n64, &k64, &alpha, <float*>a, &lda64,
-                     <float*>b, &ldb64, &beta, c, &ldc64)
-        else:
-            sgemm(&transa, &transb, &m, &n, &k, &alpha, <float*>a, &lda, <float*>b, &ldb,
-                  &beta, c, &ldc)
+    if floating is float and _sgemm64 != NULL:
+        _sgemm64(&transa, &transb, &m64, &n64, &k64, &alpha, <float*>a, &lda64,
+                 <float*>b, &ldb64, &beta, c, &ldc64)
+    elif floating is double and _dgemm64 != NULL:
+        _dgemm64(&transa, &transb, &m64, &n64, &k64, &alpha, <double*>a, &lda64,
+                 <double*>b, &ldb64, &beta, c, &ldc64)
     else:
-        if _dgemm64 != NULL:
-            _dgemm64(&transa, &transb, &m64, &n64, &k64, &alpha, <double*>a, &lda64,
-                     <double*>b, &ldb64, &beta, c, &ldc64)
-        else:
-            dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
-                  &beta, c, &ldc)
+        blas_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
 
 
 cdef inline void _bias_act_row(floating* y, const floating* bias, Py_ssize_t m, int act,

@@ -9,6 +9,7 @@ Conventions (fastmath flags, threading layer, serial/parallel split) live in
 from fastnn import blas_pool as _blas_pool
 from fastnn import threads as _threads
 
+from . import blas as _blas
 from . import config as _config
 from .activations import (elu, elu_backward, gelu, gelu_backward, gelu_tanh,
                           gelu_tanh_backward, mish, mish_backward, hardsigmoid,
@@ -37,8 +38,7 @@ _threads.apply_num_threads()
 # SciPy's OpenBLAS (the dense products) runs its threads on the OpenMP pool of the
 # parallel loops (fastnn/blas_pool.py)
 _blas_pool.use_openmp_pool()
-from . import blas as _blas  # noqa: E402
-_blas.use_numpy_products(_blas_pool.numpy_gemm_addresses() is not None)
+_blas.use_numpy_products(True)  # when NumPy's OpenBLAS is on the pool
 _threads.warn_if_spin_too_late("numba")
 
 
