@@ -10,7 +10,7 @@ chunk order, so the loss is the same bit for bit for any thread count.
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from _common cimport (floating, threads_for, n_chunks, f_exp, f_log, f_log1p,
+from _common cimport (floating, threads_for, n_chunks, f_exp_upto88, f_log, f_log1p,
                       row_max, row_sum, MAX_CHUNKS)
 
 cdef extern from *:
@@ -28,7 +28,7 @@ cdef inline double _sce_label_row(const floating* x, int64_t t, floating* g, Py_
     cdef floating m = row_max(x, c), s, scale
     cdef floating xt = x[t]
     for j in range(c):
-        g[j] = f_exp(x[j] - m)
+        g[j] = f_exp_upto88(x[j] - m)   # x - max <= 0: no upper clamp
     s = row_sum(g, c)
     scale = inv_n / s
     for j in range(c):
@@ -47,7 +47,7 @@ cdef inline double _sce_prob_row(const floating* x, const floating* t, floating*
     cdef double lse, tot
     cdef double acc[8]
     for j in range(c):
-        g[j] = f_exp(x[j] - m)
+        g[j] = f_exp_upto88(x[j] - m)   # x - max <= 0: no upper clamp
     s = row_sum(g, c)
     lse = <double>f_log(s)
     inv_s = row_sum(t, c) / s  # softmax * sum(t) - t: rows of t need not sum to 1
@@ -160,7 +160,7 @@ cdef inline double _bce_logits_block(const floating* x, const floating* t, float
     cdef double s = 0
     for j in range(n):
         xj = x[j]
-        e = f_exp(-xj if xj >= zero else xj)    # exp(-|x|) in (0, 1]; NaN passes
+        e = f_exp_upto88(-xj if xj >= zero else xj)   # exp(-|x|) in (0, 1]; NaN passes
         r = one / (one + e)
         s += <double>((one - t[j]) * xj - (xj if xj < zero else zero) + f_log1p(e))
         g[j] = ((r if xj >= zero else e * r) - t[j]) * inv_size
