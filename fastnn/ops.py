@@ -36,11 +36,17 @@ __all__ = optable.op_names()
 _check = functools.partial(check_float_array, device_ok=True)
 
 
+def _any_on_device(values):
+    for a in values:
+        if a is not None and type(a) is not np.ndarray and _device.is_device_array(a):
+            return True
+    return False
+
+
 def _run(name, *args, **kwargs):
     """Op ``name`` on the cuda backend when any argument is a device array, else on the
     current backend."""
-    on_device = any(_device.is_device_array(a) for a in args) or any(
-        _device.is_device_array(a) for a in kwargs.values())
+    on_device = _any_on_device(args) or _any_on_device(kwargs.values())
     return getattr(_device.kernels("cuda") if on_device else current(), name)(*args, **kwargs)
 
 
