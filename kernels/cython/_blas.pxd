@@ -2,7 +2,7 @@
 """SciPy's BLAS for the kernels that run matrix products (_dense, _conv): an inline
 function, kept out of _common.pxd because cimporting it makes a module import
 scipy.linalg.cython_blas when it loads."""
-from scipy.linalg.cython_blas cimport sgemm, dgemm
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 
 from _common cimport floating
 
@@ -17,3 +17,15 @@ cdef inline void blas_gemm(char transa, char transb, int m, int n, int k, floati
     else:
         dgemm(&transa, &transb, &m, &n, &k, &alpha, <double*>a, &lda, <double*>b, &ldb,
               &beta, c, &ldc)
+
+
+cdef inline void blas_gemv(char trans, int m, int n, floating alpha, const floating* a,
+                           int lda, const floating* x, floating beta,
+                           floating* y) noexcept nogil:
+    """Column-major y = alpha op(A) x + beta y, A (m, n), x and y with unit stride,
+    through SciPy's BLAS (LP64). With beta = 0, y is not read."""
+    cdef int one = 1
+    if floating is float:
+        sgemv(&trans, &m, &n, &alpha, <float*>a, &lda, <float*>x, &one, &beta, y, &one)
+    else:
+        dgemv(&trans, &m, &n, &alpha, <double*>a, &lda, <double*>x, &one, &beta, y, &one)

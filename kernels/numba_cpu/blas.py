@@ -73,9 +73,11 @@ def matmul_tn(a, b, out, accumulate=False):
     """out = a.T @ b, or out += a.T @ b when accumulate. a: (N, M); b: (N, K);
     out: (M, K)."""
     if out.size and a.shape[0] and _numpy_products:
-        if accumulate or min(out.shape) == 1:
+        if accumulate or min(out.shape) == 1 or a.shape[0] == 1:
             # np.matmul takes a dot or gemv path for a vector result, which would not
-            # equal the accumulating gemm bit for bit
+            # equal the accumulating gemm bit for bit; and for one row (an outer
+            # product, batch 1) its own loop instead of BLAS: (1, 100) x (1, 784)
+            # 176 us against 23 us here
             _numpy_gemm_tn(a, b, out, accumulate)
         else:  # the gemm that _numpy_gemm_tn runs, with beta = 0
             np.matmul(a.T, b, out=out)
