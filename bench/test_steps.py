@@ -24,14 +24,18 @@ def test_mlp_step(benchmark, config, contender):
             flops=steps.mlp_step_flops(sizes, batch))
 
 
+# batch 1 as well: one image per step (online learning, the class-visualisation
+# experiment) runs every conv as a single group, whose GEMM must reach BLAS outside any
+# parallel region (kernels/numba_cpu/conv.py's _run_groups)
 @pytest.mark.parametrize("contender", contenders.op_contenders())
-def test_cnn_step(benchmark, contender):
+@pytest.mark.parametrize("batch", [steps.CNN_BATCH, 1])
+def test_cnn_step(benchmark, contender, batch):
     _prepare(contender)
     try:
-        model_fn = steps.cnn_step(contender)
+        model_fn = steps.cnn_step(contender, batch)
     except ImportError as err:
         pytest.skip(f"SmallCNN not available: {err}")
-    name = f"SmallCNN b{steps.CNN_BATCH}"
-    flops = steps.model_step_flops(steps.small_cnn(), (steps.CNN_BATCH, 1, 28, 28))
-    measure(benchmark, model_fn, name, kind="step", op=name, size=f"b{steps.CNN_BATCH}",
-            contender=contender, shape=f"{steps.CNN_BATCH}x1x28x28", flops=flops)
+    name = f"SmallCNN b{batch}"
+    flops = steps.model_step_flops(steps.small_cnn(), (batch, 1, 28, 28))
+    measure(benchmark, model_fn, name, kind="step", op=name, size=f"b{batch}",
+            contender=contender, shape=f"{batch}x1x28x28", flops=flops)

@@ -24,6 +24,14 @@ NumPy's too: 0.62-0.68, 0.73-0.79, 0.88-0.91 (BENCHMARKS.md has the suite's numb
 
 In a child made by os.fork() the OpenMP pool is unusable (fastnn/threads.py says why):
 the child unregisters the callback and OpenBLAS's own threads take over again.
+
+Kernels must call multi-threaded BLAS outside any OpenMP parallel region, even one of a
+single thread (OpenMP's ``if`` clause, Cython's ``use_threads_if``, or numba's prange
+with one thread's share): inside one, the callback's team is a nested team of new
+threads, which compete with the pool's spinning workers; a batch-1 convolution's GEMM
+took 6-7.5 ms instead of 0.2 ms that way. The conv kernels run a one-thread plan as a
+plain loop (kernels/cython/_conv.pyx, kernels/numba_cpu/conv.py's _run_groups) and
+make BLAS serial inside their parallel regions (kernels/blas_threads.py).
 """
 import ctypes
 import importlib.machinery
