@@ -126,15 +126,10 @@ cdef void linear_forward_kernel(const floating* x, const floating* w, const floa
         # for one column (784 -> 100 at batch 1: 23 -> 8 us a call). (With no input
         # features gemv returns without writing y; gemm below writes zeros.)
         if n == 1:   # y (fout,) = w (fout, fin) @ x (fin,), w column-major (fin, fout)
-            blas_gemv(c"T", <int>fin, <int>fout, 1, w, <int>max(fin, 1), x, 0, y)
+            blas_gemv(c"T", <int>fin, <int>fout, 1, w, <int>fin, x, 0, y)
         else:        # y (n,) = x (n, fin) @ w (fin,), x column-major (fin, n)
-            blas_gemv(c"T", <int>fin, <int>n, 1, x, <int>max(fin, 1), w, 0, y)
-        if bias == NULL and act == ACT_IDENTITY:
-            return
-        for i in prange(n, schedule="static", num_threads=threads_for(n * fout)):
-            _bias_act_row(y + i * fout, bias, fout, act, slope)
-        return
-    if yt != NULL:
+            blas_gemv(c"T", <int>fin, <int>n, 1, x, <int>fin, w, 0, y)
+    elif yt != NULL:
         # Column-major: yt.T (n, fout) = x (n, fin) @ w.T (fin, fout).
         gemm(c"T", c"N", <int>n, <int>fout, <int>fin, 1, x, <int>max(fin, 1), w,
              <int>max(fin, 1), 0, yt, <int>n)
@@ -143,9 +138,10 @@ cdef void linear_forward_kernel(const floating* x, const floating* w, const floa
                 y[i * fout + j] = yt[j * n + i]
             _bias_act_row(y + i * fout, bias, fout, act, slope)
         return
-    # Column-major: y.T (fout, n) = w (fout, fin) @ x.T (fin, n).
-    gemm(c"T", c"N", <int>fout, <int>n, <int>fin, 1, w, <int>max(fin, 1), x,
-         <int>max(fin, 1), 0, y, <int>fout)
+    else:
+        # Column-major: y.T (fout, n) = w (fout, fin) @ x.T (fin, n).
+        gemm(c"T", c"N", <int>fout, <int>n, <int>fin, 1, w, <int>max(fin, 1), x,
+             <int>max(fin, 1), 0, y, <int>fout)
     if bias == NULL and act == ACT_IDENTITY:
         return
     for i in prange(n, schedule="static", num_threads=threads_for(n * fout)):
@@ -189,14 +185,14 @@ cdef void linear_backward_kernel(const floating* gout, const floating* x, const 
     # matrix-vector products go to gemv, as in the forward
     if grad_w != NULL and fout == 1:
         # grad_w (fin,) = beta grad_w + x.T (fin, n) @ g (n,)
-        blas_gemv(c"N", <int>fin, <int>n, 1, x, <int>max(fin, 1), g, beta, grad_w)
+        blas_gemv(c"N", <int>fin, <int>n, 1, x, <int>fin, g, beta, grad_w)
     elif grad_w != NULL:
         # grad_w.T (fin, fout) = beta grad_w.T + x.T (fin, n) @ g (n, fout)
         gemm(c"N", c"T", <int>fin, <int>fout, <int>n, 1, x, <int>max(fin, 1), g,
              <int>max(fout, 1), beta, grad_w, <int>max(fin, 1))
     if grad_in != NULL and n == 1:
         # grad_in (fin,) = w.T (fin, fout) @ g (fout,)
-        blas_gemv(c"N", <int>fin, <int>fout, 1, w, <int>max(fin, 1), g, 0, grad_in)
+        blas_gemv(c"N", <int>fin, <int>fout, 1, w, <int>fin, g, 0, grad_in)
     elif grad_in != NULL:
         # grad_in.T (fin, n) = w.T (fin, fout) @ g.T (fout, n)
         gemm(c"N", c"N", <int>fin, <int>n, <int>fout, 1, w, <int>max(fin, 1), g,
