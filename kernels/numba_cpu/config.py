@@ -5,11 +5,13 @@ loops run on Numba's thread pool and a serial one for small inputs, where waking
 pool costs more than it saves. Both are cached on disk, so a second process loads
 machine code instead of compiling.
 """
+import inspect
 import os
 import threading
 import types
 
 import numba
+from numba.extending import overload
 
 from fastnn import blas_pool as _blas_pool
 from fastnn import threads as _threads
@@ -42,12 +44,7 @@ class Kernel:
 
     def __init__(self, fn):
         self.parallel = numba.njit(parallel=True, **OPTIONS)(fn)
-        serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
-                                       fn.__defaults__, fn.__closure__)
-        # a distinct qualname gives the serial variant its own on-disk cache entry
-        serial_fn.__qualname__ = fn.__qualname__ + "_serial"
-        serial_fn.__module__ = fn.__module__
-        self.serial = numba.njit(parallel=False, **OPTIONS)(serial_fn)
+        self.serial = _compile_serial(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 
@@ -61,6 +58,73 @@ class Kernel:
 def kernel(fn):
     """Decorator: ``Kernel(fn)``."""
     return Kernel(fn)
+
+
+# Values per block of an elementwise kernel's parallel variant: 16 KB of float32, so a
+# call's overhead (~50 ns) is under 3% of the block's work even for ReLU.
+ELEMENTWISE_BLOCK = 4096
+
+
+def block_of(a, start, stop):
+    """``a[start:stop]`` for an array, ``a`` itself for a scalar (compiled: see below)."""
+    return a
+
+
+@overload(block_of, jit_options=OPTIONS, inline="always")
+def _block_of_overload(a, start, stop):
+    if isinstance(a, numba.types.Array):
+        return lambda a, start, stop: a[start:stop]
+    return lambda a, start, stop: a
+
+
+class ElementwiseKernel(Kernel):
+    """A ``Kernel`` whose loop is elementwise over 1-D arrays of one length (its first
+    argument is one of them; other arguments are scalars). The parallel variant runs the
+    serial one on blocks of ``ELEMENTWISE_BLOCK`` values in a ``prange``, instead of
+    the loop itself inside Numba's parallel function: there LLVM reloads the loop's
+    constants from memory every iteration (broadcast loads of exp's polynomial
+    coefficients), and sigmoid ran at 0.72 ns a value per thread against the serial
+    loop's 0.50. The block split depends on the length only, never on the thread count."""
+
+    def __init__(self, fn):
+        self.serial = _compile_serial(fn)
+        self.parallel = _compile_blocked(fn, self.serial)
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+
+
+def elementwise(fn):
+    """Decorator: ``ElementwiseKernel(fn)``."""
+    return ElementwiseKernel(fn)
+
+
+def _compile_serial(fn):
+    serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
+                                   fn.__defaults__, fn.__closure__)
+    # a distinct qualname gives the serial variant its own on-disk cache entry
+    serial_fn.__qualname__ = fn.__qualname__ + "_serial"
+    serial_fn.__module__ = fn.__module__
+    return numba.njit(parallel=False, **OPTIONS)(serial_fn)
+
+
+def _compile_blocked(fn, serial):
+    """``prange`` over blocks calling ``serial`` on each, generated for fn's parameters.
+    The source is compiled under fn's file name so that Numba's disk cache (keyed by
+    file, qualified name and line) can store it."""
+    params = list(inspect.signature(fn).parameters)
+    name = fn.__name__ + "_blocks"
+    source = (f"def {name}({', '.join(params)}):\n"
+              f"    n = {params[0]}.shape[0]\n"
+              f"    for b in prange((n + BLOCK - 1) // BLOCK):\n"
+              f"        start = b * BLOCK\n"
+              f"        stop = min(n, start + BLOCK)\n"
+              f"        serial({', '.join(f'block_of({p}, start, stop)' for p in params)})\n")
+    namespace = {"prange": numba.prange, "block_of": block_of, "serial": serial,
+                 "BLOCK": ELEMENTWISE_BLOCK, "__name__": fn.__module__}
+    exec(compile(source, fn.__code__.co_filename, "exec"), namespace)
+    blocked = namespace[name]
+    blocked.__qualname__ = fn.__qualname__ + "_blocks"
+    return numba.njit(parallel=True, **OPTIONS)(blocked)
 
 
 def serial_kernel(fn):
