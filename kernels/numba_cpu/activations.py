@@ -17,6 +17,11 @@ _GELU_TANH_C = math.sqrt(2 / math.pi)
 _GELU_TANH_K = 0.044715
 
 
+# Values per tile of the two-pass kernels (softplus, GELU, mish): x's and out's tiles
+# stay in L1 between the passes.
+_TILE = 1024
+
+
 # ------------------------------------------------------------------ kernels
 @helper
 def _overlap(a, b):
@@ -137,30 +142,82 @@ def _gelu_tanh_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
         out[i] = grad_out[i] * (s + v * s * (one - s) * c2 * (one + three * k * v * v))
 
 
-@elementwise
-def _mish(x, out):  # IN x (n,); OUT out (n,)
-    # tanh(softplus(x)) = n / (n + 2), n = e^x (e^x + 2): one exp; 1 exactly beyond 20
+@helper
+def _mish_value(v, e, two, cap):
+    """mish(v) given e = exp(min(v, cap)): tanh(softplus(v)) = n / (n + 2) with
+    n = e (e + 2); exactly v beyond cap."""
+    n = e * (e + two)
+    return v if v > cap else v * (n / (n + two))
+
+
+@serial_kernel
+def _mish_exps(x, out):  # IN x (m,); OUT out (m,) = exp(min(x, 20))
+    cap = x.dtype.type(20.0)
+    for i in range(x.shape[0]):
+        out[i] = vmath.exp(min(x[i], cap))
+
+
+@serial_kernel
+def _mish_finish(x, out):  # IN x (m,); INOUT out (m,): exps -> mish
     two = x.dtype.type(2)
     cap = x.dtype.type(20.0)
-    for i in prange(x.shape[0]):
-        v = x[i]
-        e = vmath.exp(min(v, cap))
-        n = e * (e + two)
-        out[i] = v if v > cap else v * (n / (n + two))   # exactly x beyond 20
+    for i in range(x.shape[0]):
+        out[i] = _mish_value(x[i], out[i], two, cap)
+
+
+@elementwise
+def _mish(x, out):  # IN x (n,); OUT out (n,)
+    # one exp; two passes per tile (see _softplus), one when out overlaps x
+    two = x.dtype.type(2)
+    cap = x.dtype.type(20.0)
+    n = x.shape[0]
+    if _overlap(x, out):
+        for i in prange(n):
+            v = x[i]
+            out[i] = _mish_value(v, vmath.exp(min(v, cap)), two, cap)
+    else:
+        for start in range(0, n, _TILE):
+            stop = min(n, start + _TILE)
+            _mish_exps(x[start:stop], out[start:stop])
+            _mish_finish(x[start:stop], out[start:stop])
+
+
+@helper
+def _mish_slope(v, e, one, two):
+    """d mish / dv at v <= 20 given e = exp(v)."""
+    n = e * (e + two)
+    t = n / (n + two)
+    return t + v * (one - t * t) * e / (one + e)
+
+
+@serial_kernel
+def _mish_backward_finish(grad_out, x, out):  # IN grad_out, x (m,); INOUT out (m,): exps
+    one = x.dtype.type(1)
+    two = x.dtype.type(2)
+    cap = x.dtype.type(20.0)
+    for i in range(x.shape[0]):
+        # beyond 20 the slope is 1 (and inf gives 1, not inf * 0)
+        slope = _mish_slope(min(x[i], cap), out[i], one, two)
+        out[i] = grad_out[i] * (one if x[i] > cap else slope)
 
 
 @elementwise
 def _mish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
+    # two passes per tile as the forward; one when out overlaps an input
     one = x.dtype.type(1)
     two = x.dtype.type(2)
     cap = x.dtype.type(20.0)
-    for i in prange(x.shape[0]):
-        v = min(x[i], cap)   # beyond 20 the slope is 1 (and inf gives 1, not inf * 0)
-        e = vmath.exp(v)
-        n = e * (e + two)
-        t = n / (n + two)
-        slope = t + v * (one - t * t) * e / (one + e)
-        out[i] = grad_out[i] * (one if x[i] > cap else slope)
+    n = x.shape[0]
+    if _overlap(x, out) or _overlap(grad_out, out):
+        for i in prange(n):
+            v = min(x[i], cap)
+            slope = _mish_slope(v, vmath.exp(v), one, two)
+            out[i] = grad_out[i] * (one if x[i] > cap else slope)
+    else:
+        for start in range(0, n, _TILE):
+            stop = min(n, start + _TILE)
+            _mish_exps(x[start:stop], out[start:stop])
+            _mish_backward_finish(grad_out[start:stop], x[start:stop], out[start:stop])
 
 
 @elementwise
@@ -260,9 +317,6 @@ def _softplus_finish(x, b, t, inv_b, out):  # IN x (m,); INOUT out (m,): exps ->
         out[i] = _softplus_value(x[i], b, t, inv_b, out[i], zero)
 
 
-_SOFTPLUS_TILE = 1024
-
-
 @elementwise
 def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
     # max(z, 0) + log1p(exp(-|z|)), z = beta x: no overflow, exact where exp(z) is tiny
@@ -281,8 +335,8 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
             v = x[i]
             out[i] = _softplus_value(v, b, t, inv_b, vmath.exp_nonpos(-abs(v * b)), zero)
     else:
-        for start in range(0, n, _SOFTPLUS_TILE):
-            stop = min(n, start + _SOFTPLUS_TILE)
+        for start in range(0, n, _TILE):
+            stop = min(n, start + _TILE)
             _softplus_exps(x[start:stop], b, out[start:stop])
             _softplus_finish(x[start:stop], b, t, inv_b, out[start:stop])
 
@@ -345,10 +399,31 @@ def _tanh_backward(grad_out, y, out):  # IN grad_out, y (n,); OUT out (n,)
         out[i] = grad_out[i] * (one - y[i] * y[i])
 
 
+@serial_kernel
+def _gelu_heads(x, out):  # IN x (m,); OUT out (m,) = gelu_head(x)
+    for i in range(x.shape[0]):
+        out[i] = vmath.gelu_head(x[i])
+
+
+@serial_kernel
+def _gelu_tails(x, out):  # IN x (m,); INOUT out (m,): heads -> gelu
+    for i in range(x.shape[0]):
+        out[i] = vmath.gelu_tail(x[i], out[i])
+
+
 @elementwise
 def _gelu(x, out):  # IN x (n,); OUT out (n,)
-    for i in prange(x.shape[0]):
-        out[i] = vmath.gelu(x[i])
+    # two passes per tile (see _softplus; 0.74 -> 0.58 ns a value, 1 thread in cache),
+    # one when out overlaps x
+    n = x.shape[0]
+    if _overlap(x, out):
+        for i in prange(n):
+            out[i] = vmath.gelu(x[i])
+    else:
+        for start in range(0, n, _TILE):
+            stop = min(n, start + _TILE)
+            _gelu_heads(x[start:stop], out[start:stop])
+            _gelu_tails(x[start:stop], out[start:stop])
 
 
 @elementwise

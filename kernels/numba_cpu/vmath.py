@@ -327,20 +327,55 @@ _PHI_CUT = _F(5.6)
 
 
 @register_jitable(**_OPTIONS)
-def _phi_lower32(u):
-    # Phi(-u) for u >= 0; 0 beyond 5.6 (Phi(-5.6) = 1e-8; PyTorch's float32 1 + erf is 0)
-    v = min(u, _PHI_CUT) - _F(1.0)
-    p = _estrin11(_PHI_LOWER_LOG2, v)  # in [-26.5, -1]: 2**n is a normal float
-    n = np.rint(p)
-    r = p - n
-    q = _estrin6(_EXP2_REDUCED, r)
+def _phi_lower_log2_32(u):
+    """log2 Phi(-u) for 0 <= u <= 5.6 (the first half of _phi_lower32)."""
+    return _estrin11(_PHI_LOWER_LOG2, min(u, _PHI_CUT) - _F(1.0))  # in [-26.5, -1]
+
+
+@register_jitable(**_OPTIONS)
+def _phi_lower_from_log2_32(u, p):
+    """Phi(-u) for u >= 0 given p = _phi_lower_log2_32(u): 2**p; 0 beyond 5.6
+    (Phi(-5.6) = 1e-8; PyTorch's float32 1 + erf is 0)."""
+    n = np.rint(p)              # 2**n is a normal float
+    q = _estrin6(_EXP2_REDUCED, p - n)
     lower = q * _float32_from_bits((np.int32(n) + 127) << 23)
     return _F(0.0) if u > _PHI_CUT else lower
 
 
-def _gelu32(x):
-    lower = _phi_lower32(abs(x))
+@register_jitable(**_OPTIONS)
+def _gelu_tail32(x, p):
+    lower = _phi_lower_from_log2_32(abs(x), p)
     return x * (lower if x < _F(0.0) else _F(1.0) - lower)  # NaN stays NaN
+
+
+def _gelu32(x):
+    return _gelu_tail32(x, _phi_lower_log2_32(abs(x)))
+
+
+def gelu_head(x):
+    """The first half of gelu(x), for kernels that run it in two passes over a tile
+    (each half's dependency chain then fits the out-of-order window): in float32
+    log2 Phi(-|x|), in float64 gelu(x) itself (Python fallback)."""
+    return gelu(x)
+
+
+def gelu_tail(x, head):
+    """gelu(x) given head = gelu_head(x) (Python fallback)."""
+    return head
+
+
+@overload(gelu_head, jit_options=_OPTIONS)
+def _gelu_head_overload(x):
+    if x == types.float32:
+        return lambda x: _phi_lower_log2_32(abs(x))
+    return lambda x: gelu(x)
+
+
+@overload(gelu_tail, jit_options=_OPTIONS)
+def _gelu_tail_overload(x, head):
+    if x == types.float32:
+        return lambda x, head: _gelu_tail32(x, head)
+    return lambda x, head: head
 
 
 def _float32_fast(fn, fast32, libm, inline="never"):
