@@ -9,12 +9,13 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 """
 from cython.parallel cimport prange
 
-from _common cimport (FNN_HAVE_FMA, floating, threads_for, f_exp, f_exp_upto88, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
+from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, threads_for, f_exp, f_exp_upto88, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, f_log1p_small, row_max, row_sum, row_dot)
 
 DEF BLOCK = 16384
 DEF TILE = 256          # values per pass of softplus's two-pass loop (its buffer stays in L1)
+DEF PASS_TILE = 1024    # values per pass of GELU's and mish's two passes over y (L1-resident)
 DEF GELU_TANH_C2 = 1.5957691216057308   # 2 sqrt(2 / pi): 0.5 (1 + tanh(u)) = sigmoid(2u)
 DEF GELU_TANH_K = 0.044715
 
@@ -85,6 +86,10 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
         for i in range(n):
             y[i] = f_tanh(x[i])
     elif op == U_GELU:
+        if floating is float:
+            if not _overlap(x, y, n * sizeof(float)):
+                _gelu_two_pass(x, y, n)
+                return
         for i in range(n):
             y[i] = f_gelu(x[i])
     elif op == U_SINE:
@@ -128,11 +133,54 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             v = x[i]
             y[i] = v * _gate(c2 * (v + k * v * v * v))
     elif op == U_MISH:
+        if not _overlap(x, y, n * sizeof(floating)):
+            _mish_two_pass(x, y, n)
+            return
         for i in range(n):       # tanh(softplus(v)) = m / (m + 2), m = e^v (e^v + 2); 1 beyond 20
             v = x[i]
-            e = f_exp_upto88(twenty if v > twenty else v)
-            z = e * (e + two)
-            y[i] = v if v > twenty else v * (z / (z + two))   # exactly x beyond 20
+            y[i] = _mish_value(v, f_exp_upto88(twenty if v > twenty else v))
+
+
+cdef inline floating _mish_value(floating v, floating e) noexcept nogil:
+    """mish(v) given e = exp(min(v, 20)): v tanh(softplus(v)) = v m / (m + 2) with
+    m = e (e + 2); exactly v beyond 20."""
+    cdef floating two = 2, twenty = 20       # typed: a literal 2 is a C double
+    cdef floating z = e * (e + two)
+    return v if v > twenty else v * (z / (z + two))
+
+
+cdef inline void _mish_exps(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
+    """y[i] = exp(min(x[i], 20)): the first pass of mish's forward and backward."""
+    cdef Py_ssize_t i
+    cdef floating v, twenty = 20
+    for i in range(n):
+        v = x[i]
+        y[i] = f_exp_upto88(twenty if v > twenty else v)
+
+
+cdef inline void _mish_two_pass(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
+    """y = mish(x) in two passes per tile of y (the exps, then the rest): in one loop
+    each element's exp chain feeds a division, longer than the out-of-order window
+    covers. x and y must not overlap."""
+    cdef Py_ssize_t t0, m, i
+    for t0 in range(0, n, PASS_TILE):
+        m = min(<Py_ssize_t>PASS_TILE, n - t0)
+        _mish_exps(x + t0, y + t0, m)
+        for i in range(m):
+            y[t0 + i] = _mish_value(x[t0 + i], y[t0 + i])
+
+
+cdef inline void _gelu_two_pass(const float* x, float* y, Py_ssize_t n) noexcept nogil:
+    """y = GELU(x) in two passes per tile of y (fnn_gelu_head_f, then fnn_gelu_tail_f:
+    the same bits as fnn_gelu_f; 0.79 -> 0.57 ns a value, 1 thread, in cache). x and y
+    must not overlap."""
+    cdef Py_ssize_t t0, m, i
+    for t0 in range(0, n, PASS_TILE):
+        m = min(<Py_ssize_t>PASS_TILE, n - t0)
+        for i in range(m):
+            y[t0 + i] = fnn_gelu_head_f(x[t0 + i])
+        for i in range(m):
+            y[t0 + i] = fnn_gelu_tail_f(x[t0 + i], y[t0 + i])
 
 
 cdef inline void _softplus_block(const floating* x, floating* y, Py_ssize_t n, floating a,
@@ -145,9 +193,9 @@ cdef inline void _softplus_block(const floating* x, floating* y, Py_ssize_t n, f
     log1ps. In one loop each element's exp polynomial feeds its log1p polynomial, a
     chain longer than the out-of-order window covers: 1.05 ns a value (1 thread, in
     cache) against 0.76 in two passes; 16M floats with 2 threads 9.4 -> 7.1 ms
-    (interleaved), 40-45% -> 55-59% of the copy bandwidth. The same split did not help
-    the ops with one exp and a division (sigmoid, SiLU, mish, tanh-GELU: level or
-    slower), so they stay one pass."""
+    (interleaved), 40-45% -> 55-59% of the copy bandwidth. GELU and mish split too
+    (_gelu_two_pass, _mish_two_pass); sigmoid, SiLU and tanh-GELU (one exp, one
+    division) measured level or slower split, so they stay one pass."""
     cdef floating t[TILE]
     cdef Py_ssize_t t0, m, i
     cdef floating v, z, zero = 0, one = 1, inv_a = one / a
@@ -213,6 +261,28 @@ cdef inline void _sine_backward_block(const floating* g, const floating* s, floa
             out[i] = g[i] * a * f_cos(a * s[i])
 
 
+cdef inline floating _mish_slope(floating v, floating e) noexcept nogil:
+    """d mish / dv at v <= 20 given e = exp(v)."""
+    cdef floating one = 1, two = 2
+    cdef floating z = e * (e + two), t
+    t = z / (z + two)
+    return t + v * (one - t * t) * e / (one + e)
+
+
+cdef inline void _mish_backward_two_pass(const floating* g, const floating* s, floating* out,
+                                         Py_ssize_t n) noexcept nogil:
+    """out = g * mish'(s) in two passes per tile of out, as _mish_two_pass. out must
+    overlap neither g nor s."""
+    cdef Py_ssize_t t0, m, i
+    cdef floating v, twenty = 20
+    for t0 in range(0, n, PASS_TILE):
+        m = min(<Py_ssize_t>PASS_TILE, n - t0)
+        _mish_exps(s + t0, out + t0, m)
+        for i in range(m):
+            v = s[t0 + i]
+            out[t0 + i] = g[t0 + i] if v > twenty else g[t0 + i] * _mish_slope(v, out[t0 + i])
+
+
 cdef inline void _binary_block(int op, const floating* g, const floating* s, floating* out,
                                Py_ssize_t n, floating a, floating b) noexcept nogil:
     """out[i] = g[i] * f'(s[i]; a, b) for one block. g, s, out: (n,)."""
@@ -260,14 +330,12 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
             e = f_sigmoid(c2 * (v + k * v * v * v))
             out[i] = g[i] * (e + v * e * (one - e) * c2 * (one + three * k * v * v))
     elif op == B_MISH:
+        if not (_overlap(g, out, n * sizeof(floating)) or _overlap(s, out, n * sizeof(floating))):
+            _mish_backward_two_pass(g, s, out, n)
+            return
         for i in range(n):       # beyond 20 the slope is 1 (and inf gives 1, not inf * 0)
             v = s[i]
-            v = twenty if v > twenty else v
-            e = f_exp_upto88(v)
-            z = e * (e + two)
-            t = z / (z + two)
-            t = t + v * (one - t * t) * e / (one + e)
-            out[i] = g[i] if s[i] > twenty else g[i] * t
+            out[i] = g[i] if v > twenty else g[i] * _mish_slope(v, f_exp_upto88(v))
     elif op == B_HARDSIGMOID:
         for i in range(n):       # (| not "or": a short-circuit branch keeps gcc's loop scalar)
             v = s[i]

@@ -18,6 +18,8 @@ cdef extern from "_fastnn_math.h" nogil:
     float fnn_tanhf(float x)
     float fnn_sigmoidf(float x)
     float fnn_gelu_f(float x)
+    float fnn_gelu_head_f(float x)
+    float fnn_gelu_tail_f(float x, float head)
     float fnn_gelu_gradf(float x)
     float fnn_sinf(float x)          # the branch-free sin/cos: valid where not trig_beyond
     float fnn_cosf(float x)

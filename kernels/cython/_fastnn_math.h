@@ -201,7 +201,7 @@ static inline float fnn_gauss_unnormed_f(float x) {
  * loop (0.52 -> 0.44 ns per value, 1 thread, in cache). x Phi(x) from it is within
  * 1e-7 + 1 ulp of the exact value (tests/test_cython_kernels.py); relative to Phi(-u)
  * within 1.2e-6 for u < 5. The same coefficients as the numba backend's vmath.gelu. */
-static inline float fnn_phi_lower_f(float u) {
+static inline float fnn_phi_lower_log2_f(float u) {   /* P(u): the first half */
     float v = (u < 5.6f ? u : 5.6f) - 1.0f;
     float p = -1.653284087e-08f;
     p = p * v + 3.642024069e-07f;
@@ -213,7 +213,10 @@ static inline float fnn_phi_lower_f(float u) {
     p = p * v - 2.811893634e-02f;
     p = p * v - 5.777262449e-01f;
     p = p * v - 2.200304747e+00f;
-    p = p * v - 2.656033039e+00f;   /* P in [-26.5, -1]: 2^n a normal float */
+    return p * v - 2.656033039e+00f;   /* P in [-26.5, -1]: 2^n a normal float */
+}
+
+static inline float fnn_phi_lower_from_log2_f(float u, float p) {   /* 2^P(u) */
     float n = rintf(p);
     float r = p - n;
     float q = 1.327646663e-03f;
@@ -228,10 +231,25 @@ static inline float fnn_phi_lower_f(float u) {
     return u > 5.6f ? 0.0f : q * scale;
 }
 
+static inline float fnn_phi_lower_f(float u) {
+    return fnn_phi_lower_from_log2_f(u, fnn_phi_lower_log2_f(u));
+}
+
+/* GELU in two halves, for loops that run them in two passes over a tile (each
+ * half's dependency chain then fits the out-of-order window; 0.79 -> 0.57 ns a value,
+ * 1 thread, in cache): the head log2 Phi(-|x|), the tail x Phi(x) from it. */
+static inline float fnn_gelu_head_f(float x) {
+    return fnn_phi_lower_log2_f(fabsf(x));
+}
+
+static inline float fnn_gelu_tail_f(float x, float head) {
+    float lower = fnn_phi_lower_from_log2_f(fabsf(x), head);
+    return x * (x < 0.0f ? lower : 1.0f - lower);
+}
+
 /* x Phi(x), GELU, for float; NaN propagates through the final product */
 static inline float fnn_gelu_f(float x) {
-    float lower = fnn_phi_lower_f(fabsf(x));
-    return x * (x < 0.0f ? lower : 1.0f - lower);
+    return fnn_gelu_tail_f(x, fnn_gelu_head_f(x));
 }
 
 /* d/dx [x Phi(x)] = Phi(x) + x e^(-x^2/2) / sqrt(2 pi) for float: one exp */
