@@ -208,6 +208,21 @@ REASONS = {
                        "where gcc's exp loop is the slower one, as in softplus before "
                        "8b69a08 (2026-11-29 23:35 UTC; the suite's 1.81x is mostly noise)"),
     ("elu_backward", "course"): _NEW_ACT,
+    ("silu_backward", "large"): ("level when timed interleaved: Cython/numba 1.05x on 2 "
+                                 "threads, 1.12x on 1 (2026-11-30 18:00 UTC); a single suite "
+                                 "run's gap is noise"),
+    ("elu_backward", "large"): ("level when timed interleaved: Cython/numba 1.02x on 2 "
+                                "threads, 1.14x on 1 (2026-11-30 18:00 UTC); a single suite "
+                                "run's gap is noise"),
+    ("hardswish_backward", "large"): ("in this run's build gcc turned the grad_out read "
+                                      "under the select into a masked load (vmaskmovps): "
+                                      "interleaved Cython/numba 1.17x on 2 threads, 1.35x on "
+                                      "1; fixed right after the run (read unconditionally): "
+                                      "1.03x and 1.02x (2026-11-30 18:10 UTC)"),
+    ("hardtanh", "course"): ("per-call cost: 3.0 vs 3.6 us for 12800 values, 1.23x "
+                             "interleaved on 1 and 2 threads (2026-11-30 18:00 UTC), Cython's "
+                             "entry (two memoryviews, the fused-type dispatch); 16M values "
+                             "level (see hardtanh large)"),
     ("smooth_l1_loss", "large"): ("level when timed interleaved: Cython/numba 1.01x on 2 "
                                   "threads, 1.25x the other way on 1 (2026-11-29 12:50 "
                                   "UTC); the suite's 0.76x (numba slower) is noise"),
