@@ -2,8 +2,10 @@
 
 ``kernel`` compiles a function twice from one body: a parallel version whose ``prange``
 loops run on Numba's thread pool and a serial one for small inputs, where waking the
-pool costs more than it saves. Both are cached on disk, so a second process loads
-machine code instead of compiling.
+pool costs more than it saves. ``elementwise`` does the same for loops over 1-D arrays
+of one length, with a parallel version that runs the serial one on blocks (see
+``ElementwiseKernel``). All are cached on disk, so a second process loads machine code
+instead of compiling.
 """
 import inspect
 import os
