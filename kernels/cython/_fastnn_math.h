@@ -143,14 +143,17 @@ static inline float fnn_sigmoidf(float x) {
 
 /* tanh(x) for float: E / (E + 2) with E = e^2x - 1 = 2^n (e^r - 1) + (2^n - 1), which
  * keeps full relative accuracy near 0 (n = 0 there) without a separate polynomial;
- * |x| > 9 gives +-1 (tanh 9 = 1 - 3e-8). One exp-sized polynomial, one division, no
- * select; within 4 ulp. NaN propagates. glibc's tanhf is a scalar call that ran at
+ * |x| > 9 gives +-1 (tanh 9 = 1 - 3e-8). One exp-sized polynomial, one division, the
+ * sign copied from x; within 4 ulp. NaN propagates. glibc's tanhf is a scalar call that ran at
  * 1 GB/s here. */
 static inline float fnn_tanhf(float x) {
-    float xc = x > 9.0f ? 9.0f : x;
-    xc = xc < -9.0f ? -9.0f : xc;
+    /* tanh(|x|) signed as x: a one-sided clamp (NaN stays NaN), where the two-sided
+     * one became four compares and four blends in gcc's loop (0.60 -> 0.52 ns a
+     * value, 1 thread, in cache); tanh(-0) is -0 */
+    float a = fabsf(x);
+    a = a > 9.0f ? 9.0f : a;
     float scale;
-    float q = fnn_expm1_reduced_f(xc + xc, &scale, 0);
+    float q = fnn_expm1_reduced_f(a + a, &scale, 0);
     /* an explicit fma: under -fassociative-math gcc rewrote scale*q + (scale - 1) as
      * (scale*q + scale) - 1, which cancels to 0 for tiny x (tanh(1e-8) gave 0) */
 #if FNN_HAVE_FMA
@@ -158,7 +161,7 @@ static inline float fnn_tanhf(float x) {
 #else
     float e = scale == 1.0f ? q : scale * q + (scale - 1.0f);  /* exact q where n = 0 */
 #endif
-    return e / (e + 2.0f);
+    return copysignf(e / (e + 2.0f), x);
 }
 
 /* Phi(x), the standard normal CDF, for float, given e = e^(-x^2/2) (GELU's backward
