@@ -131,8 +131,9 @@ def _huge_page_array(nbytes):
     batch 32 (its parameters, gradients and momentum are three 7.3 MB flat buffers) ran
     3.5 or 5.0 ms from one process to the next (Cython; PyTorch's step 5 ms both
     times); with its buffers here, 3.4-3.6 ms in every process tried (8 of 8). Page
-    sizes were not traced in the slow processes: the 4 KB pages are the likely cause. The unused head of the mapping (at most 2 MB
-    before the aligned start) is never touched, so it costs address space only."""
+    sizes were not traced in the slow processes: the 4 KB pages are the likely cause.
+    The unused head of the mapping (at most 2 MB before the aligned start) is never
+    touched, so it costs address space only."""
     size = -(-nbytes // _HUGE_PAGE) * _HUGE_PAGE + _HUGE_PAGE
     region = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     try:

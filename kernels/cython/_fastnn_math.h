@@ -144,8 +144,8 @@ static inline float fnn_sigmoidf(float x) {
 /* tanh(x) for float: E / (E + 2) with E = e^2x - 1 = 2^n (e^r - 1) + (2^n - 1), which
  * keeps full relative accuracy near 0 (n = 0 there) without a separate polynomial;
  * |x| > 9 gives +-1 (tanh 9 = 1 - 3e-8). One exp-sized polynomial, one division, the
- * sign copied from x; within 4 ulp. NaN propagates. glibc's tanhf is a scalar call that ran at
- * 1 GB/s here. */
+ * sign copied from x; within 4 ulp. NaN propagates. glibc's tanhf is a scalar call
+ * that ran at 1 GB/s here. */
 static inline float fnn_tanhf(float x) {
     /* tanh(|x|) signed as x: a one-sided clamp (NaN stays NaN), where the two-sided
      * one became four compares and four blends in gcc's loop (0.60 -> 0.52 ns a

@@ -45,10 +45,13 @@ class Kernel:
     ``set_num_threads`` (one thread runs the parallel version on one thread)."""
 
     def __init__(self, fn):
-        self.parallel = numba.njit(parallel=True, **OPTIONS)(fn)
         self.serial = _compile_serial(fn)
+        self.parallel = self._compile_parallel(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
+
+    def _compile_parallel(self, fn):
+        return numba.njit(parallel=True, **OPTIONS)(fn)
 
     def __call__(self, size, *args):
         if size >= PARALLEL_MIN and not _forked_from_gnu_omp:
@@ -88,11 +91,8 @@ class ElementwiseKernel(Kernel):
     coefficients), and sigmoid ran at 0.72 ns a value per thread against the serial
     loop's 0.50. The block split depends on the length only, never on the thread count."""
 
-    def __init__(self, fn):
-        self.serial = _compile_serial(fn)
-        self.parallel = _compile_blocked(fn, self.serial)
-        self.__doc__ = fn.__doc__
-        self.__name__ = fn.__name__
+    def _compile_parallel(self, fn):
+        return _compile_blocked(fn, self.serial)
 
 
 def elementwise(fn):

@@ -216,7 +216,7 @@ def _estrin11(c, x):
     as in ``_horner``) by Estrin's scheme: four dependent steps instead of Horner's ten.
     Kernels built on these are latency-bound (each value's chain is longer than the
     out-of-order window covers), so the shorter chain is the speed: softplus
-    1.6 -> 1.0 ns a value (1 thread, in cache)."""
+    1.68 -> 1.44 ns a value (1 thread, in cache, before its two passes)."""
     x2 = x * x
     x4 = x2 * x2
     q0 = (c[10] + c[9] * x) + (c[8] + c[7] * x) * x2
@@ -328,7 +328,8 @@ _PHI_CUT = _F(5.6)
 
 @register_jitable(**_OPTIONS)
 def _phi_lower_log2_32(u):
-    """log2 Phi(-u) for 0 <= u <= 5.6 (the first half of _phi_lower32)."""
+    """log2 Phi(-u) for u >= 0, u taken as 5.6 beyond it: the first half of Phi(-u),
+    whose second is _phi_lower_from_log2_32."""
     return _estrin11(_PHI_LOWER_LOG2, min(u, _PHI_CUT) - _F(1.0))  # in [-26.5, -1]
 
 
