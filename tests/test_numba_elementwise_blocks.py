@@ -2,7 +2,7 @@
 of ``config.ELEMENTWISE_BLOCK`` values, each block the serial loop
 (config.ElementwiseKernel). That variant must give the serial loop's bits on every
 element, including a ragged last block, blocks split at any offset and outputs that are
-the input itself (softplus switches to its one-pass loop there)."""
+the input itself (the two-pass kernels copy each tile of the input first there)."""
 import numpy as np
 import pytest
 

@@ -8,6 +8,7 @@ vectorizes, a ``prange`` over blocks, and the ``def`` entry point the package
 wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 """
 from cython.parallel cimport prange
+from libc.string cimport memcpy
 
 from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, threads_for, f_exp, f_exp_upto88, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
@@ -87,11 +88,10 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             y[i] = f_tanh(x[i])
     elif op == U_GELU:
         if floating is float:
-            if not _overlap(x, y, n * sizeof(float)):
-                _gelu_two_pass(x, y, n)
-                return
-        for i in range(n):
-            y[i] = f_gelu(x[i])
+            _gelu_two_pass(x, y, n)
+        else:
+            for i in range(n):
+                y[i] = f_gelu(x[i])
     elif op == U_SINE:
         _sine_block(x, y, n, a)
     elif op == U_SILU:
@@ -133,12 +133,7 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             v = x[i]
             y[i] = v * _gate(c2 * (v + k * v * v * v))
     elif op == U_MISH:
-        if not _overlap(x, y, n * sizeof(floating)):
-            _mish_two_pass(x, y, n)
-            return
-        for i in range(n):       # tanh(softplus(v)) = m / (m + 2), m = e^v (e^v + 2); 1 beyond 20
-            v = x[i]
-            y[i] = _mish_value(v, f_exp_upto88(twenty if v > twenty else v))
+        _mish_two_pass(x, y, n)
 
 
 cdef inline floating _mish_value(floating v, floating e) noexcept nogil:
@@ -158,29 +153,50 @@ cdef inline void _mish_exps(const floating* x, floating* y, Py_ssize_t n) noexce
         y[i] = f_exp_upto88(twenty if v > twenty else v)
 
 
+cdef inline const floating* _input_tile(const floating* x, floating* copy, Py_ssize_t m,
+                                        bint in_place) noexcept nogil:
+    """x (m values), or copy holding them when the output is x: a two-pass kernel writes
+    its output's tile before its second pass reads x's. The same two loops then run in
+    place and out of place, so both give the same bits (a separate one-pass loop for
+    the in-place case was compiled differently under -fassociative-math: 1-ulp
+    differences in mish on AVX-512)."""
+    if in_place:
+        memcpy(copy, x, m * sizeof(floating))
+        return copy
+    return x
+
+
 cdef inline void _mish_two_pass(const floating* x, floating* y, Py_ssize_t n) noexcept nogil:
     """y = mish(x) in two passes per tile of y (the exps, then the rest): in one loop
     each element's exp chain feeds a division, longer than the out-of-order window
-    covers. x and y must not overlap."""
+    covers. In place allowed (y = x), through _input_tile."""
+    cdef floating copy[PASS_TILE]
+    cdef const floating* xt
+    cdef bint in_place = _overlap(x, y, n * sizeof(floating))
     cdef Py_ssize_t t0, m, i
     for t0 in range(0, n, PASS_TILE):
         m = min(<Py_ssize_t>PASS_TILE, n - t0)
-        _mish_exps(x + t0, y + t0, m)
+        xt = _input_tile(x + t0, copy, m, in_place)
+        _mish_exps(xt, y + t0, m)
         for i in range(m):
-            y[t0 + i] = _mish_value(x[t0 + i], y[t0 + i])
+            y[t0 + i] = _mish_value(xt[i], y[t0 + i])
 
 
 cdef inline void _gelu_two_pass(const float* x, float* y, Py_ssize_t n) noexcept nogil:
     """y = GELU(x) in two passes per tile of y (fnn_gelu_head_f, then fnn_gelu_tail_f:
-    the same bits as fnn_gelu_f; 0.79 -> 0.57 ns a value, 1 thread, in cache). x and y
-    must not overlap."""
+    the same bits as fnn_gelu_f; 0.79 -> 0.57 ns a value, 1 thread, in cache). In
+    place allowed (y = x), through _input_tile."""
+    cdef float copy[PASS_TILE]
+    cdef const float* xt
+    cdef bint in_place = _overlap(x, y, n * sizeof(float))
     cdef Py_ssize_t t0, m, i
     for t0 in range(0, n, PASS_TILE):
         m = min(<Py_ssize_t>PASS_TILE, n - t0)
+        xt = _input_tile(x + t0, copy, m, in_place)
         for i in range(m):
-            y[t0 + i] = fnn_gelu_head_f(x[t0 + i])
+            y[t0 + i] = fnn_gelu_head_f(xt[i])
         for i in range(m):
-            y[t0 + i] = fnn_gelu_tail_f(x[t0 + i], y[t0 + i])
+            y[t0 + i] = fnn_gelu_tail_f(xt[i], y[t0 + i])
 
 
 cdef inline void _softplus_block(const floating* x, floating* y, Py_ssize_t n, floating a,
@@ -271,16 +287,24 @@ cdef inline floating _mish_slope(floating v, floating e) noexcept nogil:
 
 cdef inline void _mish_backward_two_pass(const floating* g, const floating* s, floating* out,
                                          Py_ssize_t n) noexcept nogil:
-    """out = g * mish'(s) in two passes per tile of out, as _mish_two_pass. out must
-    overlap neither g nor s."""
+    """out = g * mish'(s) in two passes per tile of out, as _mish_two_pass; out may be
+    g or s (in place)."""
+    cdef floating g_copy[PASS_TILE]
+    cdef floating s_copy[PASS_TILE]
+    cdef const floating* gt
+    cdef const floating* st
+    cdef bint g_in_place = _overlap(g, out, n * sizeof(floating))
+    cdef bint s_in_place = _overlap(s, out, n * sizeof(floating))
     cdef Py_ssize_t t0, m, i
     cdef floating v, twenty = 20
     for t0 in range(0, n, PASS_TILE):
         m = min(<Py_ssize_t>PASS_TILE, n - t0)
-        _mish_exps(s + t0, out + t0, m)
+        gt = _input_tile(g + t0, g_copy, m, g_in_place)
+        st = _input_tile(s + t0, s_copy, m, s_in_place)
+        _mish_exps(st, out + t0, m)
         for i in range(m):
-            v = s[t0 + i]
-            out[t0 + i] = g[t0 + i] if v > twenty else g[t0 + i] * _mish_slope(v, out[t0 + i])
+            v = st[i]
+            out[t0 + i] = gt[i] if v > twenty else gt[i] * _mish_slope(v, out[t0 + i])
 
 
 cdef inline void _binary_block(int op, const floating* g, const floating* s, floating* out,
@@ -329,13 +353,8 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
             v = -bound if v < -bound else (bound if v > bound else v)
             e = f_sigmoid(c2 * (v + k * v * v * v))
             out[i] = g[i] * (e + v * e * (one - e) * c2 * (one + three * k * v * v))
-    elif op == B_MISH:
-        if not (_overlap(g, out, n * sizeof(floating)) or _overlap(s, out, n * sizeof(floating))):
-            _mish_backward_two_pass(g, s, out, n)
-            return
-        for i in range(n):       # beyond 20 the slope is 1 (and inf gives 1, not inf * 0)
-            v = s[i]
-            out[i] = g[i] if v > twenty else g[i] * _mish_slope(v, f_exp_upto88(v))
+    elif op == B_MISH:           # beyond 20 the slope is 1 (and inf gives 1, not inf * 0)
+        _mish_backward_two_pass(g, s, out, n)
     elif op == B_HARDSIGMOID:
         for i in range(n):       # (| not "or": a short-circuit branch keeps gcc's loop scalar)
             v = s[i]

@@ -7,6 +7,7 @@ dtype (``x.dtype.type``) so float32 kernels never widen to float64.
 import math
 
 import numba
+import numpy as np
 from numba import prange
 
 from . import vmath
@@ -29,6 +30,26 @@ def _overlap(a, b):
     pa = a.ctypes.data
     pb = b.ctypes.data
     return pa < pb + b.size * b.itemsize and pb < pa + a.size * a.itemsize
+
+
+@helper
+def _scratch_tile(a, in_place):
+    """A tile-sized buffer for copies of a's tiles when out is a (in place), else an
+    empty view of a (no allocation)."""
+    return np.empty(min(a.shape[0], _TILE), a.dtype) if in_place else a[:0]
+
+
+@helper
+def _input_tile(a, start, stop, scratch, in_place):
+    """a[start:stop], or a copy of it in scratch when out is a: the first pass writes
+    out's tile before the second reads a's. The same two compiled passes then run in
+    place and out of place, so the two give the same bits (a one-pass loop for the in-
+    place case did not: fastmath reassociates a fused expression differently)."""
+    if in_place:
+        m = stop - start
+        scratch[:m] = a[start:stop]
+        return scratch[:m]
+    return a[start:stop]
 
 
 @elementwise
@@ -167,19 +188,15 @@ def _mish_finish(x, out):  # IN x (m,); INOUT out (m,): exps -> mish
 
 @elementwise
 def _mish(x, out):  # IN x (n,); OUT out (n,)
-    # one exp; two passes per tile (see _softplus), one when out overlaps x
-    two = x.dtype.type(2)
-    cap = x.dtype.type(20.0)
+    # one exp; two passes per tile (see _softplus)
     n = x.shape[0]
-    if _overlap(x, out):
-        for i in prange(n):
-            v = x[i]
-            out[i] = _mish_value(v, vmath.exp(min(v, cap)), two, cap)
-    else:
-        for start in range(0, n, _TILE):
-            stop = min(n, start + _TILE)
-            _mish_exps(x[start:stop], out[start:stop])
-            _mish_finish(x[start:stop], out[start:stop])
+    in_place = _overlap(x, out)
+    scratch = _scratch_tile(x, in_place)
+    for start in range(0, n, _TILE):
+        stop = min(n, start + _TILE)
+        xs = _input_tile(x, start, stop, scratch, in_place)
+        _mish_exps(xs, out[start:stop])
+        _mish_finish(xs, out[start:stop])
 
 
 @helper
@@ -203,21 +220,18 @@ def _mish_backward_finish(grad_out, x, out):  # IN grad_out, x (m,); INOUT out (
 
 @elementwise
 def _mish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
-    # two passes per tile as the forward; one when out overlaps an input
-    one = x.dtype.type(1)
-    two = x.dtype.type(2)
-    cap = x.dtype.type(20.0)
+    # two passes per tile as the forward
     n = x.shape[0]
-    if _overlap(x, out) or _overlap(grad_out, out):
-        for i in prange(n):
-            v = min(x[i], cap)
-            slope = _mish_slope(v, vmath.exp(v), one, two)
-            out[i] = grad_out[i] * (one if x[i] > cap else slope)
-    else:
-        for start in range(0, n, _TILE):
-            stop = min(n, start + _TILE)
-            _mish_exps(x[start:stop], out[start:stop])
-            _mish_backward_finish(grad_out[start:stop], x[start:stop], out[start:stop])
+    x_in_place = _overlap(x, out)
+    g_in_place = _overlap(grad_out, out)
+    x_scratch = _scratch_tile(x, x_in_place)
+    g_scratch = _scratch_tile(grad_out, g_in_place)
+    for start in range(0, n, _TILE):
+        stop = min(n, start + _TILE)
+        xs = _input_tile(x, start, stop, x_scratch, x_in_place)
+        gs = _input_tile(grad_out, start, stop, g_scratch, g_in_place)
+        _mish_exps(xs, out[start:stop])
+        _mish_backward_finish(gs, xs, out[start:stop])
 
 
 @elementwise
@@ -324,21 +338,18 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
     # log1p is scalar: 26 ns a value); NaN propagates. Two passes per tile of out (the
     # exps, then the log1ps: each element's exp chain feeding its log1p chain in one
     # loop is longer than the out-of-order window covers; 1.44 -> 0.85 ns a value, 1
-    # thread in cache); one pass when out overlaps x.
+    # thread in cache); in place through a copy of each tile of x (_input_tile).
     b = x.dtype.type(beta)
     t = x.dtype.type(threshold)
     inv_b = x.dtype.type(1) / b
-    zero = x.dtype.type(0)
     n = x.shape[0]
-    if _overlap(x, out):
-        for i in prange(n):
-            v = x[i]
-            out[i] = _softplus_value(v, b, t, inv_b, vmath.exp_nonpos(-abs(v * b)), zero)
-    else:
-        for start in range(0, n, _TILE):
-            stop = min(n, start + _TILE)
-            _softplus_exps(x[start:stop], b, out[start:stop])
-            _softplus_finish(x[start:stop], b, t, inv_b, out[start:stop])
+    in_place = _overlap(x, out)
+    scratch = _scratch_tile(x, in_place)
+    for start in range(0, n, _TILE):
+        stop = min(n, start + _TILE)
+        xs = _input_tile(x, start, stop, scratch, in_place)
+        _softplus_exps(xs, b, out[start:stop])
+        _softplus_finish(xs, b, t, inv_b, out[start:stop])
 
 
 @elementwise
@@ -413,17 +424,15 @@ def _gelu_tails(x, out):  # IN x (m,); INOUT out (m,): heads -> gelu
 
 @elementwise
 def _gelu(x, out):  # IN x (n,); OUT out (n,)
-    # two passes per tile (see _softplus; 0.74 -> 0.58 ns a value, 1 thread in cache),
-    # one when out overlaps x
+    # two passes per tile (see _softplus; 0.74 -> 0.58 ns a value, 1 thread in cache)
     n = x.shape[0]
-    if _overlap(x, out):
-        for i in prange(n):
-            out[i] = vmath.gelu(x[i])
-    else:
-        for start in range(0, n, _TILE):
-            stop = min(n, start + _TILE)
-            _gelu_heads(x[start:stop], out[start:stop])
-            _gelu_tails(x[start:stop], out[start:stop])
+    in_place = _overlap(x, out)
+    scratch = _scratch_tile(x, in_place)
+    for start in range(0, n, _TILE):
+        stop = min(n, start + _TILE)
+        xs = _input_tile(x, start, stop, scratch, in_place)
+        _gelu_heads(xs, out[start:stop])
+        _gelu_tails(xs, out[start:stop])
 
 
 @elementwise
