@@ -364,6 +364,24 @@ REASONS = {
                                         "per thread); numba's compile of it runs 1.22x "
                                         "Cython's on 1 thread, 1.15x on 2 (interleaved, "
                                         "2026-11-28 16:20 UTC); not isolated further"),
+    ("conv2d_forward+conv2d_backward", "large"): (
+        "Cython the faster when timed interleaved on the Xeon (2026-11-30 23:10 UTC, 11 "
+        "alternating blocks): 0.85x Cython/numba on 2 threads (forward 0.80x, backward "
+        "0.87x), 0.83x on 1; a single suite run's gap is noise"),
+    # ---- rows first over 20% in the Xeon run of 2026-11-30 22:42 UTC, timed interleaved
+    # in that session (15 alternating blocks of ~50 ms, 2 threads)
+    ("hardsigmoid", "large"): ("level when timed interleaved: 0.88x Cython/numba (numba "
+                               "6.4 ms, Cython 5.3 ms on 16M values); a single suite "
+                               "run's gap is noise"),
+    ("hardtanh_backward", "course"): ("per-call cost: 3.4 us numba vs 4.5 us Cython "
+                                      "(interleaved, 1.31x), the three memoryviews of "
+                                      "Cython's entry (~0.27 us each) on a short call"),
+    ("log_softmax", "course"): ("level when timed interleaved: 0.89x Cython/numba (8.7 vs "
+                                "7.7 us); a single suite run's gap is noise"),
+    ("log_softmax_backward", "course"): ("per-call cost: 3.7 us numba vs 5.3 us Cython "
+                                         "(interleaved, 1.47x) on 128x10 rows, the three "
+                                         "memoryviews of Cython's entry and its fused-type "
+                                         "dispatch"),
     ("max_pool2d_backward", "course"): ("scatter of each output's gradient to its argmax, "
                                         "one plane per thread in both: 0.94-0.97x at 1 thread "
                                         "(interleaved); a single run's gap is not the kernel"),
