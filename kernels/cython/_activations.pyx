@@ -72,7 +72,7 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
                               floating a, floating b) noexcept nogil:
     """y[i] = f(x[i]; a, b) for one block. x, y: (n,); in place allowed."""
     cdef Py_ssize_t i
-    cdef floating v, e, z, zero = 0, one = 1, two = 2, three = 3, six = 6, twenty = 20
+    cdef floating v, e, zero = 0, one = 1, three = 3, six = 6
     cdef floating c2 = GELU_TANH_C2, k = GELU_TANH_K
     if op == U_RELU:
         for i in range(n):
@@ -311,7 +311,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
                                Py_ssize_t n, floating a, floating b) noexcept nogil:
     """out[i] = g[i] * f'(s[i]; a, b) for one block. g, s, out: (n,)."""
     cdef Py_ssize_t i
-    cdef floating v, z, e, t, one = 1, zero = 0, two = 2, three = 3, twenty = 20, bound = 100
+    cdef floating v, z, e, one = 1, zero = 0, three = 3, bound = 100
     cdef floating sixth = <floating>(1.0 / 6), half = <floating>0.5
     cdef floating c2 = GELU_TANH_C2, k = GELU_TANH_K
     if op == B_RELU:
