@@ -13,6 +13,7 @@ pytest.importorskip("numba")
 _PROBE = """
 import json, os, numba
 from fastnn.kernels.numba_cpu import config
+assert config.info()["vectors_512_bit"] == config.PREFERS_512_BIT
 print(json.dumps({"set": config.PREFERS_512_BIT, "features": numba.config.CPU_FEATURES,
                   "env": os.environ.get("NUMBA_CPU_FEATURES")}))
 """

@@ -221,4 +221,6 @@ def info():
             "fastmath": sorted(FASTMATH), "parallel_min_elements": PARALLEL_MIN,
             "numba_num_threads": numba.get_num_threads(),
             "max_threads": numba.config.NUMBA_NUM_THREADS,
+            # True where LLVM may use 512-bit vectors on AVX-512 (_prefer_512_bit_vectors)
+            "vectors_512_bit": "-prefer-256-bit" in (numba.config.CPU_FEATURES or "").split(","),
             "blas_threads": _blas_pool.describe()}
