@@ -19,11 +19,13 @@ print(json.dumps({"set": config.PREFERS_512_BIT, "features": numba.config.CPU_FE
 """
 
 
-def _probe(**env):
+def _probe(first="", **env):
+    """_PROBE's result in a fresh process that runs ``first`` before it, with env set and
+    neither variable of the parent's environment."""
     environ = {k: v for k, v in os.environ.items()
                if k not in ("NUMBA_CPU_FEATURES", "FASTNN_NUMBA_512")}
     environ.update(env)
-    out = subprocess.run([sys.executable, "-c", _PROBE], env=environ, check=True,
+    out = subprocess.run([sys.executable, "-c", first + _PROBE], env=environ, check=True,
                          capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -55,10 +57,5 @@ def test_switched_off_by_environment():
 
 
 def test_not_after_numba_has_compiled():
-    code = ("import numba\nnumba.njit(lambda x: x + 1)(1)\n" + _PROBE)
-    environ = {k: v for k, v in os.environ.items()
-               if k not in ("NUMBA_CPU_FEATURES", "FASTNN_NUMBA_512")}
-    out = subprocess.run([sys.executable, "-c", code], env=environ, check=True,
-                         capture_output=True, text=True).stdout
-    assert json.loads(out.strip().splitlines()[-1]) == {"set": False, "features": None,
-                                                        "env": None}
+    result = _probe(first="import numba\nnumba.njit(lambda x: x + 1)(1)\n")
+    assert result == {"set": False, "features": None, "env": None}

@@ -31,7 +31,6 @@ OPTIONS = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
 PARALLEL_MIN = 1 << 15
 
 
-
 def _prefer_512_bit_vectors():
     """On a CPU with AVX-512, let LLVM vectorize with 512-bit registers. For the Xeons
     that have it LLVM's tuning prefers 256-bit vectors (the clock drop of older ones);
