@@ -12,7 +12,7 @@ $(VENV)/.installed: setup.py pyproject.toml $(wildcard kernels/cython/*.pyx kern
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q "Cython>=3.0" "numpy>=1.24" "scipy>=1.10"
-	$(PY) -m pip install -q --no-build-isolation -e ".[test]"
+	$(PY) -m pip install -q --no-build-isolation -e ".[test,mkl]"
 	touch $@
 
 # Fashion-MNIST from Debian's dataset-fashion-mnist package, when we can install it.

@@ -1,5 +1,7 @@
-"""The MLP steps' matrix products in each BLAS at hand: NumPy's OpenBLAS (what fastnn
-uses), Intel MKL when its ``mkl`` wheel is installed somewhere, and PyTorch.
+"""The MLP steps' matrix products in each BLAS at hand: NumPy's OpenBLAS (fastnn's
+Linear products without MKL), Intel MKL when its ``mkl`` wheel is installed (fastnn's
+Linear products then run there: fastnn/mkl_blas.py; the default --mkl is the one it
+finds), and PyTorch.
 
     .venv/bin/python bench/gemm_libraries.py [--mkl PATH/libmkl_rt.so.N] [--threads 2]
 
@@ -17,7 +19,7 @@ g.T @ x):
     256, 1024, 1024                  2360     2038  2004                 2012     1811  1720
 
 (fastnn computes the batch-32 forward as the transposed product, 0.36 ms for the
-784 -> 1024 layer.) Not part of the suite; MKL is not a dependency.
+784 -> 1024 layer.) Not part of the suite.
 """
 import argparse
 import ctypes
@@ -66,9 +68,13 @@ def _mkl_products(path, threads):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mkl", help="path of libmkl_rt.so.N (from the mkl wheel)")
+    parser.add_argument("--mkl", help="path of libmkl_rt.so.N (from the mkl wheel); "
+                                      "default: the one fastnn/mkl_blas.py finds")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    if args.mkl is None:
+        from fastnn import mkl_blas
+        args.mkl = next(iter(mkl_blas.library_paths()), None)
     mkl = _mkl_products(args.mkl, args.threads) if args.mkl else None
     import torch  # after MKL: its threading layer is chosen when it loads
     from threadpoolctl import threadpool_limits

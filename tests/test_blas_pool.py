@@ -207,22 +207,51 @@ def _linear_both_ways(be, x, w, b, g, accumulate):
     return y, gw, gb, gi
 
 
-@needs_numpy_blas
-@pytest.mark.parametrize("name", ["numba", "cython"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_linear_products_on_numpys_blas_match_scipys(name, dtype):
-    from fastnn import backend
-    be = backend.load(name)
-    assert blas_pool.numpy_gemm_addresses() is not None
+def _library_switch(name, library):
+    """(switch, restore) for backend ``name``'s Linear products: switch(True) puts them
+    on ``library`` ('numpy': NumPy's OpenBLAS, 'mkl': fastnn/mkl_blas.py), switch(False)
+    on SciPy's OpenBLAS; restore() puts back what the backend chose when it loaded."""
+    from fastnn import mkl_blas
     if name == "cython":
+        from fastnn.kernels import cython as kernels
         from fastnn.kernels.cython import _dense
         assert _dense.ilp64_gemm_in_use()
-        addresses = blas_pool.numpy_gemm_addresses()
-        switch = (lambda on: _dense.use_ilp64_gemm(*(addresses if on else (0, 0))))
+        addresses = (blas_pool.numpy_gemm_addresses() if library == "numpy"
+                     else mkl_blas.gemm_addresses())
+        return (lambda on: _dense.use_ilp64_gemm(*(addresses if on else (0, 0))),
+                lambda: _dense.use_ilp64_gemm(*kernels._linear_gemm))
+    from fastnn.kernels.numba_cpu import blas
+    if library == "numpy":
+        def switch(on):
+            blas.use_mkl_products(False)
+            blas.use_numpy_products(on)
     else:
-        from fastnn.kernels.numba_cpu import blas
-        assert blas._numpy_products
-        switch = blas.use_numpy_products
+        def switch(on):
+            blas.use_numpy_products(False)
+            blas.use_mkl_products(on)
+
+    def restore():
+        blas.use_numpy_products(True)
+        blas.use_mkl_products(True)
+    return switch, restore
+
+
+def _mkl_installed():
+    from fastnn import mkl_blas
+    return bool(mkl_blas.library_paths()) and mkl_blas.wanted()
+
+
+@pytest.mark.parametrize("library", [
+    pytest.param("numpy", marks=needs_numpy_blas),
+    pytest.param("mkl", marks=pytest.mark.skipif(
+        not _mkl_installed(), reason="the mkl wheel is not installed (Makefile installs it "
+                                     "on x86-64 Linux) or FASTNN_BLAS=openblas"))])
+@pytest.mark.parametrize("name", ["numba", "cython"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_products_on_another_blas_match_scipys(library, name, dtype):
+    from fastnn import backend
+    be = backend.load(name)
+    switch, restore = _library_switch(name, library)
     rng = np.random.default_rng(3)
     tol = 2e-4 if dtype == np.float32 else 1e-11
     try:
@@ -237,7 +266,7 @@ def test_linear_products_on_numpys_blas_match_scipys(name, dtype):
                 for a, b in zip(got, want):
                     np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.sqrt(shape[1] + 1))
     finally:
-        switch(True)
+        restore()
 
 
 def test_use_ilp64_gemm_takes_both_addresses_or_neither():

@@ -19,7 +19,7 @@ import math  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ... import blas_pool  # noqa: E402
+from ... import blas_pool, mkl_blas  # noqa: E402
 from ... import optable as _optable  # noqa: E402
 from ..gemm_shapes import transposed_forward  # noqa: E402
 from ..scratch import scratch  # noqa: E402
@@ -29,9 +29,11 @@ from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses, 
 # SciPy's OpenBLAS runs its threads on this OpenMP pool (fastnn/blas_pool.py); where it
 # cannot, `import fastnn` set GOMP_SPINCOUNT before libgomp loaded (fastnn/threads.py).
 blas_pool.use_openmp_pool()
-_numpy_gemm = blas_pool.numpy_gemm_addresses()
-if _numpy_gemm is not None:
-    _dense.use_ilp64_gemm(*_numpy_gemm)
+# the Linear products: Intel MKL when its wheel is installed (fastnn/mkl_blas.py), else
+# NumPy's OpenBLAS when it is on the pool too, else SciPy's
+_linear_gemm = mkl_blas.gemm_addresses() or blas_pool.numpy_gemm_addresses()
+if _linear_gemm is not None:
+    _dense.use_ilp64_gemm(*_linear_gemm)
 _threads.warn_if_spin_too_late("cython")
 
 try:  # noqa: E402  the conv engineer's kernels join when their extension is built
@@ -59,9 +61,16 @@ def backend_info():
     return {"openmp": bool(_openmp.openmp_enabled()),
             "num_threads": int(_openmp.get_max_threads()),
             "debug": bool(_openmp.bounds_checked()),
-            "blas": ("NumPy's OpenBLAS (ILP64) for Linear, scipy.linalg.cython_blas for conv"
-                     if _dense.ilp64_gemm_in_use() else "scipy.linalg.cython_blas"),
+            "blas": _linear_blas(),
             "blas_threads": blas_pool.describe()}
+
+
+def _linear_blas():
+    if not _dense.ilp64_gemm_in_use():
+        return "scipy.linalg.cython_blas"
+    library = (mkl_blas.describe() if _linear_gemm == mkl_blas.gemm_addresses()
+               else "NumPy's OpenBLAS (ILP64)")
+    return library + " for Linear, scipy.linalg.cython_blas for conv"
 
 
 def _flat(a):

@@ -39,6 +39,7 @@ _threads.apply_num_threads()
 # parallel loops (fastnn/blas_pool.py)
 _blas_pool.use_openmp_pool()
 _blas.use_numpy_products(True)  # when NumPy's OpenBLAS is on the pool
+_blas.use_mkl_products(True)    # when MKL is installed (fastnn/mkl_blas.py): it goes first
 _threads.warn_if_spin_too_late("numba")
 
 

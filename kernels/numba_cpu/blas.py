@@ -1,10 +1,12 @@
 """The three matrix products of a Linear layer, straight to BLAS ``?gemm``.
 
-When NumPy's OpenBLAS runs on the kernels' OpenMP pool (fastnn/blas_pool.py), the
-products go to it instead of SciPy's (its sgemm ran these shapes 5-22% faster here):
-through ``np.matmul`` when they overwrite their output, through its ``?gemm_64_`` (by
-ctypes: 8 us more per call than np.matmul) with beta = 1 when they accumulate, so that
-overwriting equals adding to zeros bit for bit.
+Which BLAS, best first: Intel MKL when its wheel is installed (fastnn/mkl_blas.py: it
+runs these shapes up to 2.2x faster than OpenBLAS on AVX-512 Xeons), through its
+``?gemm_64`` by ctypes; NumPy's OpenBLAS when it runs on the kernels' OpenMP pool
+(fastnn/blas_pool.py; its sgemm ran these shapes 5-22% faster than SciPy's), through
+``np.matmul`` when the product overwrites its output and through its ``?gemm_64_`` with
+beta = 1 when it accumulates (so that overwriting equals adding to zeros bit for bit);
+else SciPy's.
 
 SciPy's BLAS wrappers take Fortran-ordered arrays; a C-contiguous (N, F) array is a
 Fortran-ordered (F, N) one through ``.T``, so every product here is expressed on
@@ -18,10 +20,15 @@ import numpy as np
 from scipy.linalg import blas as _blas
 
 from fastnn import blas_pool as _blas_pool
+from fastnn import mkl_blas as _mkl_blas
 
 _GEMM = {np.dtype(np.float32): _blas.sgemm, np.dtype(np.float64): _blas.dgemm}
 _numpy_products = False
+_mkl_products = None    # (sgemm_64, dgemm_64) of MKL while the products run there
 _SCALAR = {np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
+# the by-reference scalar arguments of each call shape, built once: a ctypes call that
+# builds them took 8 us more than np.matmul, one that reuses them 2 us more
+_ARGUMENTS = {}
 
 
 def use_numpy_products(flag):
@@ -31,23 +38,62 @@ def use_numpy_products(flag):
     _numpy_products = bool(flag) and _blas_pool.numpy_gemm_functions() is not None
 
 
+def use_mkl_products(flag):
+    """Products through MKL when flag and MKL is in use (``mkl_blas.load()``); else
+    as ``use_numpy_products`` says."""
+    global _mkl_products
+    _mkl_products = _mkl_blas.gemm_functions() if flag else None
+
+
+def _fortran_gemm(gemms, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """Column-major c (m, n) = op(a) @ op(b) + beta c through an ILP64 Fortran ?gemm
+    (``gemms``: its float32 and float64 ctypes functions); a, b, c: C-contiguous arrays
+    of one dtype, read as the column-major matrices with leading dimensions lda, ldb,
+    ldc."""
+    gemm = gemms[0] if c.dtype == np.float32 else gemms[1]
+    key = (id(gemm), trans_a, trans_b, m, n, k, lda, ldb, beta, ldc)  # gemm lives on
+    arguments = _ARGUMENTS.get(key)
+    if arguments is None:
+        if len(_ARGUMENTS) > 4096:  # a bound, for a process that sees endless shapes
+            _ARGUMENTS.clear()
+        scalar = _SCALAR[c.dtype]
+        m, n, k, lda, ldb, ldc = (ctypes.c_int64(v) for v in (m, n, k, lda, ldb, ldc))
+        one, beta = scalar(1.0), scalar(beta)
+        arguments = _ARGUMENTS[key] = (
+            gemm, trans_a, trans_b,
+            ctypes.byref(m), ctypes.byref(n), ctypes.byref(k), ctypes.byref(one),
+            ctypes.byref(lda), ctypes.byref(ldb), ctypes.byref(beta), ctypes.byref(ldc))
+    gemm, ta, tb, m, n, k, alpha, lda, ldb, beta, ldc = arguments
+    gemm(ta, tb, m, n, k, alpha, _data(a), lda, _data(b), ldb, beta, _data(c), ldc)
+
+
+def _data(a):
+    """A ctypes pointer to a's first element (a: C-contiguous, not empty): 0.5 us where
+    ``a.ctypes.data`` takes 1.2 us, for a writeable array."""
+    if a.flags.writeable:
+        return ctypes.byref(ctypes.c_char.from_buffer(a))
+    return ctypes.c_void_p(a.ctypes.data)
+
+
+def _contiguous(*arrays):
+    return all(a.flags.c_contiguous for a in arrays)
+
+
 def _numpy_gemm_tn(a, b, out, accumulate):
-    """out = a.T @ b (+ out when accumulate) through NumPy's ?gemm_64_: column-major
-    out.T (K, M) = b.T (K, N) @ a (N, M) [+ out.T]."""
+    """out = a.T @ b (+ out when accumulate) through NumPy's ?gemm_64_."""
     (n, m), k = a.shape, b.shape[1]
-    sgemm, dgemm = _blas_pool.numpy_gemm_functions()
-    gemm = sgemm if a.dtype == np.float32 else dgemm
-    scalar = _SCALAR[a.dtype]
-    i64 = ctypes.c_int64
-    gemm(b"N", b"T", ctypes.byref(i64(k)), ctypes.byref(i64(m)), ctypes.byref(i64(n)),
-         ctypes.byref(scalar(1.0)), b.ctypes.data, ctypes.byref(i64(k)), a.ctypes.data,
-         ctypes.byref(i64(m)), ctypes.byref(scalar(1.0 if accumulate else 0.0)),
-         out.ctypes.data, ctypes.byref(i64(k)))
+    # column-major out.T (K, M) = b.T (K, N) @ a (N, M) [+ out.T]
+    _fortran_gemm(_blas_pool.numpy_gemm_functions(), b"N", b"T", k, m, n, b, k, a, m,
+                  1.0 if accumulate else 0.0, out, k)
 
 
 def matmul_nt(a, b, out):
     """out = a @ b.T. a: (N, K); b: (M, K); out: (N, M), written."""
-    if out.size and a.shape[1] and _numpy_products:
+    if out.size and a.shape[1] and _mkl_products and _contiguous(a, b, out):
+        # column-major out.T (M, N) = b (M, K) @ a.T (K, N)
+        (n, k), m = a.shape, b.shape[0]
+        _fortran_gemm(_mkl_products, b"T", b"N", m, n, k, b, k, a, k, 0.0, out, m)
+    elif out.size and a.shape[1] and _numpy_products:
         np.matmul(a, b.T, out=out)
     elif out.size and a.shape[1]:
         # out.T (M, N) = b (M, K) @ a.T (K, N)
@@ -59,7 +105,11 @@ def matmul_nt(a, b, out):
 
 def matmul_nn(a, b, out):
     """out = a @ b. a: (N, K); b: (K, M); out: (N, M), written."""
-    if out.size and a.shape[1] and _numpy_products:
+    if out.size and a.shape[1] and _mkl_products and _contiguous(a, b, out):
+        # column-major out.T (M, N) = b.T (M, K) @ a.T (K, N)
+        (n, k), m = a.shape, b.shape[1]
+        _fortran_gemm(_mkl_products, b"N", b"N", m, n, k, b, m, a, k, 0.0, out, m)
+    elif out.size and a.shape[1] and _numpy_products:
         np.matmul(a, b, out=out)
     elif out.size and a.shape[1]:
         # out.T (M, N) = b.T (M, K) @ a.T (K, N)
@@ -72,7 +122,12 @@ def matmul_nn(a, b, out):
 def matmul_tn(a, b, out, accumulate=False):
     """out = a.T @ b, or out += a.T @ b when accumulate. a: (N, M); b: (N, K);
     out: (M, K)."""
-    if out.size and a.shape[0] and _numpy_products:
+    if out.size and a.shape[0] and _mkl_products and _contiguous(a, b, out):
+        # column-major out.T (K, M) = b.T (K, N) @ a (N, M) [+ out.T]
+        (n, m), k = a.shape, b.shape[1]
+        _fortran_gemm(_mkl_products, b"N", b"T", k, m, n, b, k, a, m,
+                      1.0 if accumulate else 0.0, out, k)
+    elif out.size and a.shape[0] and _numpy_products:
         if accumulate or min(out.shape) == 1 or a.shape[0] == 1:
             # np.matmul takes a dot or gemv path for a vector result, which would not
             # equal the accumulating gemm bit for bit; and for one row (an outer

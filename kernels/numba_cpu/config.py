@@ -16,6 +16,7 @@ import numba
 from numba.extending import overload
 
 from fastnn import blas_pool as _blas_pool
+from fastnn import mkl_blas as _mkl_blas
 from fastnn import threads as _threads
 
 # Everything except nnan/ninf: NaN and inf must still propagate through every kernel.
@@ -222,4 +223,16 @@ def info():
             "max_threads": numba.config.NUMBA_NUM_THREADS,
             # True where LLVM may use 512-bit vectors on AVX-512 (_prefer_512_bit_vectors)
             "vectors_512_bit": "-prefer-256-bit" in (numba.config.CPU_FEATURES or "").split(","),
+            "blas": _linear_blas(),
             "blas_threads": _blas_pool.describe()}
+
+
+def _linear_blas():
+    from . import blas
+    if blas._mkl_products:
+        library = _mkl_blas.describe()
+    elif blas._numpy_products:
+        library = "NumPy's OpenBLAS (ILP64)"
+    else:
+        library = "SciPy's OpenBLAS"
+    return library + " for Linear, SciPy's OpenBLAS for conv"

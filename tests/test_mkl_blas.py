@@ -1,0 +1,145 @@
+"""Intel MKL for the Linear products (fastnn/mkl_blas.py): found and used by both
+compiled backends, on fastnn's thread count, on one thread in a forked child (2 threads
+there hang in libgomp), kept out by FASTNN_BLAS=openblas. The products' values against
+SciPy's OpenBLAS are checked in test_blas_pool.py."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import mkl_blas
+
+pytestmark = pytest.mark.skipif(
+    not mkl_blas.library_paths() or not mkl_blas.wanted(),
+    reason="the mkl wheel is not installed (the Makefile installs it on x86-64 Linux) "
+           "or FASTNN_BLAS=openblas")
+
+
+def _run(code, timeout=120, **env):
+    full = dict(os.environ)
+    full.pop(mkl_blas.ENV, None)
+    full.update(env)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+def test_a_compiled_backend_runs_the_linear_products_on_mkl(backend):
+    proc = _run(f"""
+        import fastnn
+        with open('/proc/self/maps') as maps:
+            print('libmkl' in maps.read())
+        fastnn.set_backend({backend!r})
+        print(fastnn.backend_info()['blas'])
+        """)
+    assert proc.returncode == 0, proc.stderr
+    before, blas = proc.stdout.splitlines()
+    assert before == "False"  # import fastnn loads no MKL
+    assert blas.startswith("Intel MKL (libmkl_rt.so.") and "GNU OpenMP threads" in blas
+
+
+def test_fastnn_blas_openblas_keeps_mkl_out():
+    proc = _run("""
+        import numpy as np
+        import fastnn
+        fastnn.set_backend('cython')
+        x = np.ones((4, 3), np.float32)
+        w = np.ones((2, 3), np.float32)
+        y = fastnn.ops.linear_forward(x, w, None)
+        from fastnn import mkl_blas
+        print(mkl_blas.load(), fastnn.backend_info()['blas'], y[0, 0])
+        with open('/proc/self/maps') as maps:
+            print('libmkl' in maps.read())
+        """, FASTNN_BLAS="openblas")
+    assert proc.returncode == 0, proc.stderr
+    first, loaded = proc.stdout.splitlines()
+    assert first.startswith("None ") and "MKL" not in first and first.endswith(" 3.0")
+    assert loaded == "False"
+
+
+def test_mkl_follows_set_num_threads():
+    from fastnn import backend
+    backend.load("cython")
+    assert mkl_blas.load() is not None
+    old = fastnn.get_num_threads()
+    try:
+        fastnn.set_num_threads(64)
+        cap = mkl_blas.num_threads()  # MKL runs no more threads than physical cores
+        assert 1 <= cap <= 64
+        for n in (1, 3, 2):
+            fastnn.set_num_threads(n)
+            assert mkl_blas.num_threads() == min(n, cap)
+    finally:
+        fastnn.set_num_threads(old)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+def test_linear_layer_on_mkl_matches_float64_numpy_with_any_thread_count(backend, threads):
+    from fastnn import backend as backends
+    be = backends.load(backend)
+    rng = np.random.default_rng(threads)
+    old = fastnn.get_num_threads()
+    fastnn.set_num_threads(threads)
+    try:
+        for n, fin, fout in [(32, 784, 1024), (128, 784, 100), (5, 7, 3)]:
+            x = rng.standard_normal((n, fin)).astype(np.float32)
+            w = rng.standard_normal((fout, fin)).astype(np.float32)
+            x.flags.writeable = False  # read-only inputs take another pointer path (numba)
+            g = rng.standard_normal((n, fout)).astype(np.float32)
+            y = be.linear_forward(x, w, None)
+            gw = np.zeros_like(w)
+            gi = be.linear_backward(g, x, w, y, grad_weight=gw, accumulate=False)
+            x64, w64, g64 = (a.astype(np.float64) for a in (x, w, g))
+            tol = 1e-4 * np.sqrt(fin)
+            np.testing.assert_allclose(y, x64 @ w64.T, rtol=1e-4, atol=tol)
+            np.testing.assert_allclose(gw, g64.T @ x64, rtol=1e-4, atol=1e-4 * np.sqrt(n))
+            np.testing.assert_allclose(gi, g64 @ w64, rtol=1e-4, atol=1e-4 * np.sqrt(fout))
+    finally:
+        fastnn.set_num_threads(old)
+
+
+def test_numba_products_of_strided_arrays_leave_mkl_for_scipy():
+    from fastnn import backend
+    backend.load("numba")
+    from fastnn.kernels.numba_cpu import blas
+    assert blas._mkl_products
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((20, 30)).astype(np.float32)[:, ::2]   # (20, 15), strided
+    b = rng.standard_normal((9, 15)).astype(np.float32)
+    out = np.empty((20, 9), np.float32)
+    blas.matmul_nt(a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.T, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+def test_a_forked_child_runs_mkl_on_one_thread(backend):
+    proc = _run(f"""
+        import multiprocessing as mp
+        import numpy as np
+        import fastnn
+        from fastnn import mkl_blas
+        fastnn.set_backend({backend!r})
+        fastnn.set_num_threads(2)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((256, 600)).astype(np.float32)
+        w = rng.standard_normal((700, 600)).astype(np.float32)
+        want = x.astype(np.float64) @ w.T.astype(np.float64)
+        err = lambda: float(np.abs(fastnn.ops.linear_forward(x, w, None) - want).max())
+        assert err() < 1e-2 and mkl_blas.num_threads() == 2  # MKL's pool has run
+        def child(q):
+            q.put((mkl_blas.num_threads(), err()))
+        q = mp.get_context('fork').Queue()
+        p = mp.get_context('fork').Process(target=child, args=(q,))
+        p.start()
+        threads, child_err = q.get(timeout=60)
+        p.join(60)
+        print(threads, child_err < 1e-2, p.exitcode, mkl_blas.num_threads(), err() < 1e-2)
+        """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "True", "0", "2", "True"]
