@@ -35,6 +35,14 @@ def blas_info():
                      for p in pools) or "unknown"
 
 
+def _linear_products(fastnn):
+    """The BLAS of the compiled backends' Linear products (fastnn/mkl_blas.py)."""
+    for name in ("cython", "numba"):
+        if name in fastnn.backends():
+            return fastnn.backend_info(name).get("blas", "unknown")
+    return "unknown"
+
+
 def machine_info():
     """A flat dict of strings describing this machine and the software measured."""
     import fastnn
@@ -49,6 +57,7 @@ def machine_info():
         "scipy": _version("scipy"),
         "torch": _version("torch"),
         "blas": blas_info(),
+        "linear_products": _linear_products(fastnn),
         "fastnn_backends": ", ".join(fastnn.backends()),
         "fastnn_threads": str(threads.get_num_threads()),
     }

@@ -271,7 +271,7 @@ def _machine_section(data):
     commit = data.get("commit_info") or {}
     lines = ["| | |", "|---|---|"]
     for key in ("cpu", "logical_cores", "python", "numpy", "numba", "numba_threading_layer",
-                "cython", "scipy", "torch", "blas", "fastnn_backends", "fastnn_threads",
+                "cython", "scipy", "torch", "blas", "linear_products", "fastnn_backends", "fastnn_threads",
                 "torch_threads", "warmup_calls"):
         if key in info:
             lines.append(f"| {key} | {info[key]} |")
