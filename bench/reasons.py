@@ -330,6 +330,14 @@ REASONS = {
                                   "(NULL tests inside one loop had kept gcc's scalar: 1.34x "
                                   "and 1.99x); then 1.07x (2 threads) and 1.22x (1 thread) "
                                   "Cython/numba interleaved, 2026-11-29 10:33 UTC"),
+    ("asgd_update", "course"): ("2 threads only: interleaved Cython/numba 1.38x on 2 "
+                                "threads, 0.84x on 1 (2026-12-01, 15 blocks): Cython's "
+                                "78400-value update gains little from its second thread "
+                                "(20.5 -> 21.5 us; numba 24.4 -> 15.4 us; at 1M values "
+                                "494 -> 365 us where its SGD goes 469 -> 242). One loop "
+                                "per flag case (decay, average) instead of the tests "
+                                "inside the loop took 2 threads to 1.27-1.30x but one "
+                                "thread to 1.16x: not kept; cause not isolated"),
     ("bce_loss", "large"): _LEVEL,
     ("gelu_backward", "large"): ("level when timed interleaved (0.95x Cython/numba on 1 "
                                  "thread, 1.02x on 2); a single suite run's gap is noise"),
