@@ -2,15 +2,13 @@
 kernels/cython/_blas_pool.h): products stay right with any thread count, from several
 Python threads at once, on a team too small for the jobs, and in a forked child."""
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 
 import fastnn
 from fastnn import blas_pool
+from subprocess_helpers import run_python
 
 pytestmark = pytest.mark.skipif(not blas_pool.expected(),
                                 reason="SciPy's BLAS takes no threads callback here "
@@ -18,11 +16,8 @@ pytestmark = pytest.mark.skipif(not blas_pool.expected(),
 
 
 def _run(code, timeout=120, **env):
-    full = {k: v for k, v in os.environ.items()
-            if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_THREAD_LIMIT")}
-    full.update(env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_python(code, timeout,
+                      drop=("GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_THREAD_LIMIT"), **env)
 
 
 @pytest.mark.parametrize("backend", ["numba", "cython"])

@@ -3,15 +3,13 @@ compiled backends, on fastnn's thread count, on one thread in a forked child (2 
 there hang in libgomp), kept out by FASTNN_BLAS=openblas. The products' values against
 SciPy's OpenBLAS are checked in test_blas_pool.py."""
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
 
 import fastnn
 from fastnn import mkl_blas
+from subprocess_helpers import run_python
 
 pytestmark = pytest.mark.skipif(
     not mkl_blas.library_paths() or not mkl_blas.wanted(),
@@ -20,11 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def _run(code, timeout=120, **env):
-    full = dict(os.environ)
-    full.pop(mkl_blas.ENV, None)
-    full.update(env)
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full,
-                          capture_output=True, text=True, timeout=timeout)
+    return run_python(code, timeout, drop=(mkl_blas.ENV,), **env)
 
 
 @pytest.mark.parametrize("backend", ["numba", "cython"])
