@@ -16,8 +16,10 @@ count; in a child made by os.fork() from a process that had loaded libgomp, MKL 
 one thread (libgomp's pool does not survive fork: a 2-thread MKL product hung there).
 
 Only the products of ``linear_forward``/``linear_backward`` (and the layers built on
-them) go to MKL; everything else keeps SciPy's OpenBLAS. ``FASTNN_BLAS=openblas``
-in the environment keeps MKL out (read when a compiled backend loads).
+them) go to MKL; everything else keeps SciPy's OpenBLAS. By default MKL is used on
+Intel CPUs only: it was measured there, and on the 2-core AMD EPYC of earlier runs
+PyTorch's own MKL/oneDNN products were no faster than OpenBLAS's. ``FASTNN_BLAS=mkl``
+uses it on any CPU, ``FASTNN_BLAS=openblas`` never (read when a compiled backend loads).
 """
 import ctypes
 import glob
@@ -82,14 +84,30 @@ def library_paths():
     return paths
 
 
+def intel_cpu():
+    """True when /proc/cpuinfo names an Intel CPU."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip() == "GenuineIntel"
+    except OSError:
+        pass
+    return False
+
+
 def wanted():
-    """False when FASTNN_BLAS asks for OpenBLAS."""
-    return os.environ.get(ENV, "").strip().lower() not in ("openblas", "scipy", "0")
+    """Whether to use MKL when it is installed: FASTNN_BLAS=mkl says yes, =openblas no;
+    unset, yes on an Intel CPU (see the module doc)."""
+    choice = os.environ.get(ENV, "").strip().lower()
+    if choice in ("openblas", "scipy", "0"):
+        return False
+    return choice == "mkl" or intel_cpu()
 
 
 def load():
     """The MKL runtime in use for the Linear products, loading it on the first call, or
-    None (not installed, an MKL without ILP64 entry points, or FASTNN_BLAS=openblas)."""
+    None (not installed, an MKL without ILP64 entry points, or not ``wanted()``)."""
     global _mkl
     if _mkl is None:
         with _lock:

@@ -1,8 +1,16 @@
 """Shared fixtures: every available backend, both float types, dtype-aware tolerances."""
+import os
+
 import numpy as np
 import pytest
 
-import fastnn
+# The Linear products run on Intel MKL where its wheel is installed (fastnn/mkl_blas.py),
+# by default on Intel CPUs only: the suite runs them there on any CPU, so that the MKL
+# path is tested wherever `make test` runs (FASTNN_BLAS=openblas in the environment still
+# tests the OpenBLAS path)
+os.environ.setdefault("FASTNN_BLAS", "mkl")
+
+import fastnn  # noqa: E402
 
 BACKENDS = fastnn.backends()
 DTYPES = [np.float32, np.float64]

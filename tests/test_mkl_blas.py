@@ -18,22 +18,40 @@ pytestmark = pytest.mark.skipif(
 
 
 def _run(code, timeout=120, **env):
-    return run_python(code, timeout, drop=(mkl_blas.ENV,), **env)
+    """``code`` in a fresh interpreter with FASTNN_BLAS as ``env`` says (None: unset);
+    without it in ``env``, as this process has it (tests/conftest.py: mkl)."""
+    drop = (mkl_blas.ENV,) if env.get(mkl_blas.ENV, "") is None else ()
+    env = {k: v for k, v in env.items() if v is not None}
+    return run_python(code, timeout, drop=drop, **env)
 
 
+@pytest.mark.parametrize("choice", [None, "mkl"])
 @pytest.mark.parametrize("backend", ["numba", "cython"])
-def test_a_compiled_backend_runs_the_linear_products_on_mkl(backend):
+def test_a_compiled_backend_runs_the_linear_products_on_mkl(backend, choice):
+    # FASTNN_BLAS unset: MKL on an Intel CPU only; =mkl: on any
+    env = {mkl_blas.ENV: choice}
     proc = _run(f"""
         import fastnn
         with open('/proc/self/maps') as maps:
             print('libmkl' in maps.read())
         fastnn.set_backend({backend!r})
         print(fastnn.backend_info()['blas'])
-        """)
+        """, **env)
     assert proc.returncode == 0, proc.stderr
     before, blas = proc.stdout.splitlines()
     assert before == "False"  # import fastnn loads no MKL
-    assert blas.startswith("Intel MKL (libmkl_rt.so.") and "GNU OpenMP threads" in blas
+    if choice or mkl_blas.intel_cpu():
+        assert blas.startswith("Intel MKL (libmkl_rt.so.") and "GNU OpenMP threads" in blas
+    else:
+        assert "MKL" not in blas
+
+
+def test_fastnn_blas_decides_whether_mkl_is_wanted(monkeypatch):
+    for choice, intel, want in [("openblas", True, False), ("mkl", False, True),
+                                ("", True, True), ("", False, False), ("OpenBLAS", True, False)]:
+        monkeypatch.setenv(mkl_blas.ENV, choice)
+        monkeypatch.setattr(mkl_blas, "intel_cpu", lambda: intel)
+        assert mkl_blas.wanted() is want, (choice, intel)
 
 
 def test_fastnn_blas_openblas_keeps_mkl_out():
