@@ -121,11 +121,31 @@ def test_numba_products_of_strided_arrays_leave_mkl_for_scipy():
     from fastnn.kernels.numba_cpu import blas
     assert blas._mkl_products
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((20, 30)).astype(np.float32)[:, ::2]   # (20, 15), strided
-    b = rng.standard_normal((9, 15)).astype(np.float32)
-    out = np.empty((20, 9), np.float32)
+    a = rng.standard_normal((200, 300)).astype(np.float32)[:, ::2]   # (200, 150), strided
+    b = rng.standard_normal((90, 150)).astype(np.float32)
+    out = np.empty((200, 90), np.float32)
+    assert out.size * a.shape[1] >= blas.MKL_MIN_WORK  # MKL's size, but not contiguous
     blas.matmul_nt(a, b, out)
-    np.testing.assert_allclose(out, a.astype(np.float64) @ b.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.T, rtol=1e-4, atol=1e-4)
+
+
+def test_numba_sends_small_products_to_numpy_and_large_ones_to_mkl(monkeypatch):
+    from fastnn import backend
+    backend.load("numba")
+    from fastnn.kernels.numba_cpu import blas
+    calls = []
+    real = blas._fortran_gemm
+    monkeypatch.setattr(blas, "_fortran_gemm", lambda gemms, *args: (
+        calls.append(gemms is blas._mkl_products), real(gemms, *args)))
+    rng = np.random.default_rng(1)
+    for n, k, m, on_mkl in [(8, 100, 10, False), (64, 300, 200, True)]:
+        a = rng.standard_normal((n, k)).astype(np.float32)
+        b = rng.standard_normal((m, k)).astype(np.float32)
+        out = np.empty((n, m), np.float32)
+        calls.clear()
+        blas.matmul_nt(a, b, out)
+        assert calls == ([True] if on_mkl else []), (n, k, m)
+        np.testing.assert_allclose(out, a.astype(np.float64) @ b.T, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -25,6 +25,12 @@ from fastnn import mkl_blas as _mkl_blas
 _GEMM = {np.dtype(np.float32): _blas.sgemm, np.dtype(np.float64): _blas.dgemm}
 _numpy_products = False
 _mkl_products = None    # (sgemm_64, dgemm_64) of MKL while the products run there
+# Products of fewer multiply-adds (rows x inner x outputs) stay on the NumPy/SciPy path:
+# a ctypes call costs 2-3 us more than np.matmul, and MKL did not win them back below
+# this (2 threads, Xeon, us, MKL / NumPy's OpenBLAS, x @ W.T: 1x100->10 3.7 / 1.3,
+# 8x784->100 15-21 / 11-15 (weight gradient 20-24 / 12-15), 128x100->10 7.6 / 8.2;
+# 16x784->100 22.8 / 58.7 and up MKL)
+MKL_MIN_WORK = 1_000_000
 _SCALAR = {np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
 # the by-reference scalar arguments of each call shape, built once: a ctypes call that
 # builds them took 8 us more than np.matmul, one that reuses them 2 us more
@@ -75,8 +81,11 @@ def _data(a):
     return ctypes.c_void_p(a.ctypes.data)
 
 
-def _contiguous(*arrays):
-    return all(a.flags.c_contiguous for a in arrays)
+def _on_mkl(work, *arrays):
+    """Whether a product of ``work`` multiply-adds on these arrays goes to MKL (never an
+    empty one: the callers' other paths write its zeros)."""
+    return (_mkl_products is not None and work > 0 and work >= MKL_MIN_WORK
+            and all(a.flags.c_contiguous for a in arrays))
 
 
 def _numpy_gemm_tn(a, b, out, accumulate):
@@ -89,7 +98,7 @@ def _numpy_gemm_tn(a, b, out, accumulate):
 
 def matmul_nt(a, b, out):
     """out = a @ b.T. a: (N, K); b: (M, K); out: (N, M), written."""
-    if out.size and a.shape[1] and _mkl_products and _contiguous(a, b, out):
+    if _on_mkl(out.size * a.shape[1], a, b, out):
         # column-major out.T (M, N) = b (M, K) @ a.T (K, N)
         (n, k), m = a.shape, b.shape[0]
         _fortran_gemm(_mkl_products, b"T", b"N", m, n, k, b, k, a, k, 0.0, out, m)
@@ -105,7 +114,7 @@ def matmul_nt(a, b, out):
 
 def matmul_nn(a, b, out):
     """out = a @ b. a: (N, K); b: (K, M); out: (N, M), written."""
-    if out.size and a.shape[1] and _mkl_products and _contiguous(a, b, out):
+    if _on_mkl(out.size * a.shape[1], a, b, out):
         # column-major out.T (M, N) = b.T (M, K) @ a.T (K, N)
         (n, k), m = a.shape, b.shape[1]
         _fortran_gemm(_mkl_products, b"N", b"N", m, n, k, b, m, a, k, 0.0, out, m)
@@ -122,7 +131,7 @@ def matmul_nn(a, b, out):
 def matmul_tn(a, b, out, accumulate=False):
     """out = a.T @ b, or out += a.T @ b when accumulate. a: (N, M); b: (N, K);
     out: (M, K)."""
-    if out.size and a.shape[0] and _mkl_products and _contiguous(a, b, out):
+    if _on_mkl(out.size * a.shape[0], a, b, out):
         # column-major out.T (K, M) = b.T (K, N) @ a (N, M) [+ out.T]
         (n, m), k = a.shape, b.shape[1]
         _fortran_gemm(_mkl_products, b"N", b"T", k, m, n, b, k, a, m,
