@@ -381,6 +381,11 @@ REASONS = {
     ("hardsigmoid", "large"): ("level when timed interleaved: 0.88x Cython/numba (numba "
                                "6.4 ms, Cython 5.3 ms on 16M values); a single suite "
                                "run's gap is noise"),
+    ("hardsigmoid_backward", "large"): ("level when timed interleaved (2026-12-01, 15 "
+                                        "blocks): 0.90x Cython/numba on 2 threads (numba "
+                                        "10.0-10.4 ms, Cython 9.0-9.3 ms on 16M values), "
+                                        "1.10-1.12x on 1; a single suite run's gap (1.83x "
+                                        "that day) is noise"),
     ("hardtanh_backward", "course"): ("per-call cost: 3.4 us numba vs 4.5 us Cython "
                                       "(interleaved, 1.31x), the three memoryviews of "
                                       "Cython's entry (~0.27 us each) on a short call"),
