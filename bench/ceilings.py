@@ -1,7 +1,9 @@
 """The machine's ceilings, measured in the same run as everything else.
 
-* GEMM: single-precision matrix product of two n x n float32 matrices with NumPy's
-  BLAS (all BLAS threads): 2 n^3 FLOP per call.
+* GEMM: single-precision matrix product of two n x n float32 matrices with each BLAS
+  at hand (all BLAS threads): NumPy's, and Intel MKL when fastnn runs its Linear
+  products there (fastnn/mkl_blas.py); 2 n^3 FLOP per call. The ceiling is the faster
+  of the two: with MKL in use, fastnn's products beat NumPy's BLAS.
 * Memory bandwidth: copy of one float32 array of ``nbytes`` into another with a
   Numba ``prange`` loop (all Numba threads), counted as 2 * nbytes moved per call
   (one read stream, one write stream, as STREAM's Copy counts it). ``np.copyto``
@@ -19,15 +21,37 @@ GEMM_N = 2048
 COPY_BYTES = 256 * 2**20
 
 
-def gemm_runner(n=GEMM_N, seed=0):
-    """(fn, flops): fn() does one float32 (n, n) @ (n, n) product into a kept buffer."""
+def gemm_libraries():
+    """The BLAS libraries to measure: 'numpy', and 'mkl' when fastnn uses MKL here."""
+    from fastnn import mkl_blas
+    return ["numpy"] + (["mkl"] if mkl_blas.load() is not None else [])
+
+
+def gemm_runner(n=GEMM_N, seed=0, library="numpy"):
+    """(fn, flops): fn() does one float32 (n, n) @ (n, n) product into a kept buffer,
+    with NumPy's BLAS ('numpy') or MKL's sgemm_64 ('mkl')."""
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     c = np.empty((n, n), dtype=np.float32)
+    if library == "numpy":
+        def fn():
+            np.matmul(a, b, out=c)
+    elif library == "mkl":
+        import ctypes
 
-    def fn():
-        np.matmul(a, b, out=c)
+        from fastnn import mkl_blas
+        sgemm = mkl_blas.gemm_functions()[0]
+        size, one, zero = ctypes.c_int64(n), ctypes.c_float(1.0), ctypes.c_float(0.0)
+        by = ctypes.byref
+        pointers = [ctypes.c_void_p(m.ctypes.data) for m in (a, b, c)]
+
+        def fn():  # column-major c.T = b.T @ a.T
+            sgemm(b"N", b"N", by(size), by(size), by(size), by(one), pointers[1], by(size),
+                  pointers[0], by(size), by(zero), pointers[2], by(size))
+    else:
+        raise ValueError(f"gemm_runner: library must be 'numpy' or 'mkl', got {library!r}")
+    fn.arrays = (a, b, c)  # (a, b, out): kept alive with fn (MKL's call holds pointers)
     return fn, 2.0 * n ** 3
 
 
@@ -66,11 +90,15 @@ def copy_runner(nbytes=COPY_BYTES, method="numba"):
     return fn, 2.0 * n * 4
 
 
-def measure_gemm_gflops(n=GEMM_N, max_time=0.5):
-    """Median sgemm GFLOP/s of an (n, n) @ (n, n) float32 product."""
-    fn, flops = gemm_runner(n)
-    seconds, _ = median_time(fn, min_runs=3, max_time=max_time)
-    return flops / seconds / 1e9
+def measure_gemm_gflops(n=GEMM_N, max_time=0.5, library=None):
+    """Median sgemm GFLOP/s of an (n, n) @ (n, n) float32 product in ``library``, or
+    the best of ``gemm_libraries()`` when None."""
+    best = 0.0
+    for name in [library] if library else gemm_libraries():
+        fn, flops = gemm_runner(n, library=name)
+        seconds, _ = median_time(fn, min_runs=3, max_time=max_time)
+        best = max(best, flops / seconds / 1e9)
+    return best
 
 
 def measure_copy_gbps(nbytes=COPY_BYTES, method="numba", max_time=0.5):

@@ -5,9 +5,11 @@ from . import ceilings
 from .conftest import measure
 
 
-def test_gemm(benchmark):
-    fn, flops = ceilings.gemm_runner()
-    measure(benchmark, fn, "ceiling", kind="ceiling", op="sgemm", contender="numpy BLAS",
+@pytest.mark.parametrize("library", ceilings.gemm_libraries())
+def test_gemm(benchmark, library):
+    fn, flops = ceilings.gemm_runner(library=library)
+    contender = "numpy BLAS" if library == "numpy" else "MKL"
+    measure(benchmark, fn, "ceiling", kind="ceiling", op="sgemm", contender=contender,
             shape=f"{ceilings.GEMM_N}x{ceilings.GEMM_N} @ {ceilings.GEMM_N}x{ceilings.GEMM_N}",
             flops=flops)
 

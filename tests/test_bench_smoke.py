@@ -22,11 +22,23 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 # ------------------------------------------------------------------------- ceilings
-def test_gemm_runner_computes_the_product_and_counts_flops():
-    fn, flops = ceilings.gemm_runner(n=32)
+@pytest.mark.parametrize("library", ceilings.gemm_libraries())
+def test_gemm_runner_computes_the_product_and_counts_flops(library):
+    fn, flops = ceilings.gemm_runner(n=32, library=library)
     assert flops == 2 * 32 ** 3
     fn()  # runs into its kept buffer
+    a, b, out = fn.arrays
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-4, atol=1e-4)
+    assert math.isfinite(ceilings.measure_gemm_gflops(n=32, max_time=0.01, library=library))
     assert math.isfinite(ceilings.measure_gemm_gflops(n=32, max_time=0.01))
+
+
+def test_the_gemm_ceiling_is_the_fastest_library():
+    rows = [{"kind": "ceiling", "op": "sgemm", "contender": name, "flops": 2e9, "min": t}
+            for name, t in (("numpy BLAS", 0.02), ("MKL", 0.01))]
+    limits = results_io.Ceilings(rows)
+    assert limits.gemm == 2e11
+    assert limits.gemm_by_library == {"numpy BLAS": 1e11, "MKL": 2e11}
 
 
 @pytest.mark.parametrize("method", ["numba", "numpy"])
