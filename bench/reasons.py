@@ -381,6 +381,10 @@ REASONS = {
     ("hardsigmoid", "large"): ("level when timed interleaved: 0.88x Cython/numba (numba "
                                "6.4 ms, Cython 5.3 ms on 16M values); a single suite "
                                "run's gap is noise"),
+    ("softsign", "large"): ("level when timed interleaved (2026-12-01, 15 blocks): "
+                            "0.95-0.97x Cython/numba on 2 threads (numba 5.2 ms, Cython "
+                            "5.0 ms on 16M values), 0.93-0.95x on 1; a single suite run's "
+                            "gap (0.80x that day) is noise"),
     ("hardsigmoid_backward", "large"): ("level when timed interleaved (2026-12-01, 15 "
                                         "blocks): 0.90x Cython/numba on 2 threads (numba "
                                         "10.0-10.4 ms, Cython 9.0-9.3 ms on 16M values), "
