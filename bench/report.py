@@ -271,8 +271,8 @@ def _machine_section(data):
     commit = data.get("commit_info") or {}
     lines = ["| | |", "|---|---|"]
     for key in ("cpu", "logical_cores", "python", "numpy", "numba", "numba_threading_layer",
-                "cython", "scipy", "torch", "blas", "linear_products", "fastnn_backends", "fastnn_threads",
-                "torch_threads", "warmup_calls"):
+                "cython", "scipy", "torch", "blas", "linear_products", "fastnn_backends",
+                "fastnn_threads", "torch_threads", "warmup_calls"):
         if key in info:
             lines.append(f"| {key} | {info[key]} |")
     if commit.get("id"):
@@ -334,8 +334,8 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
 
     out += ["## Ceilings (measured in this run)", ""]
     body = []
+    several = len(ceilings.gemm_by_library) > 1
     for library, rate in ceilings.gemm_by_library.items():
-        several = len(ceilings.gemm_by_library) > 1
         best = " (the ceiling)" if several and rate == ceilings.gemm else ""
         body.append([f"sgemm, {library}, {threads} threads", "2048x2048 float32 product",
                      f"{rate / 1e9:.1f} GFLOP/s{best}"])
@@ -349,8 +349,8 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
     out += [_table(["ceiling", "method", "value (fastest round)"], body), "",
             "Products (linear, conv, whole steps) are given as GFLOP/s and a percentage of "
             "the sgemm ceiling (the fastest BLAS measured); everything else as GB/s of its "
-            "minimum memory traffic (each "
-            "array read or written once) and a percentage of the Numba copy bandwidth.", ""]
+            "minimum memory traffic (each array read or written once) and a percentage of "
+            "the Numba copy bandwidth.", ""]
 
     out += ["## Targets from the issues", "",
             _table(["issue", "target", "backend", "measured", "verdict"],

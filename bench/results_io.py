@@ -40,13 +40,14 @@ class Ceilings:
         for r in all_rows:
             if r["kind"] != "ceiling":
                 continue
-            if r["op"] == "sgemm":  # the fastest BLAS at hand is the ceiling
+            if r["op"] == "sgemm":
                 self.gemm_by_library[r["contender"]] = r["flops"] / r["min"]
-                self.gemm = max(self.gemm_by_library.values())
             elif r["op"] == "copy-numba":
                 self.copy = r["bytes"] / r["min"]
             elif r["op"] == "copy-numpy":
                 self.copy_single = r["bytes"] / r["min"]
+        # the fastest BLAS at hand is the ceiling
+        self.gemm = max(self.gemm_by_library.values(), default=None)
 
     def achieved(self, row):
         """(text like '123 GFLOP/s' or '20.1 GB/s', percent of the ceiling or None)."""

@@ -39,13 +39,6 @@ _mkl = None             # None: not looked for yet; (): not in use; else a _Mkl
 class _Mkl:
     """The loaded runtime: path, threading layer and the ILP64 Fortran ?gemm_64."""
 
-    def set_threads(self, n):
-        """n threads for every thread's products: MKL's process-wide count, and the
-        calling thread back on it (0 clears a count of its own, which threadpoolctl
-        sets and a forked child inherits)."""
-        self.set_global_threads(n)
-        self.set_local_threads(0)
-
     def __init__(self, path, library, layer):
         self.path, self.library, self.layer = path, library, layer
         self.gemms = []
@@ -64,6 +57,13 @@ class _Mkl:
         self.set_local_threads.argtypes = [ctypes.c_int]
         self.max_threads = library.MKL_Get_Max_Threads
         self.max_threads.restype, self.max_threads.argtypes = ctypes.c_int, []
+
+    def set_threads(self, n):
+        """n threads for every thread's products: MKL's process-wide count, and the
+        calling thread back on it (0 clears a count of its own, which threadpoolctl
+        sets and a forked child inherits)."""
+        self.set_global_threads(n)
+        self.set_local_threads(0)
 
 
 def library_paths():
@@ -180,6 +180,6 @@ def _after_fork_in_child():
 
 
 if hasattr(os, "register_at_fork"):
-    # after threads.py's handler (registered when this module imports it), which sets
-    # the flag openmp_num_threads() reads
+    # the condition of threads.py's own handler (fastnn's loops go to one thread there);
+    # tested here again, since the order of the two handlers is not relied on
     os.register_at_fork(after_in_child=_after_fork_in_child)

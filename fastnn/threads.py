@@ -162,14 +162,15 @@ def apply_num_threads():
         # this thread's count only (OpenMP's is per thread): the backend's ops apply the
         # setting in every other thread that calls them (kernels/cython/__init__.py)
         _openmp.set_num_threads(openmp_num_threads())
-    _limit_openblas(n)
+    _limit_blas(n)
     # after threadpoolctl, which sets every BLAS it finds loaded (MKL too) to n
     mkl_blas = sys.modules.get(__package__ + ".mkl_blas")
     if mkl_blas is not None:
         mkl_blas.apply_num_threads()
 
 
-def _limit_openblas(n):
+def _limit_blas(n):
+    """Every BLAS threadpoolctl finds loaded (OpenBLAS, and MKL's calling thread) to n."""
     try:
         import threadpoolctl
     except ImportError:

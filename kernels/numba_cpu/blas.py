@@ -14,13 +14,13 @@ transposes and runs without a copy. ``gemm`` with ``beta=1`` accumulates the wei
 gradient in place (``grad_weight += g.T @ x``) with no temporary, which
 ``np.matmul`` cannot do.
 """
-import ctypes
-
 import numpy as np
 from scipy.linalg import blas as _blas
 
 from fastnn import blas_pool as _blas_pool
 from fastnn import mkl_blas as _mkl_blas
+
+from ..fortran_gemm import gemm as _fortran_gemm
 
 _GEMM = {np.dtype(np.float32): _blas.sgemm, np.dtype(np.float64): _blas.dgemm}
 _numpy_products = False
@@ -31,10 +31,6 @@ _mkl_products = None    # (sgemm_64, dgemm_64) of MKL while the products run the
 # 8x784->100 15-21 / 11-15 (weight gradient 20-24 / 12-15), 128x100->10 7.6 / 8.2;
 # 16x784->100 22.8 / 58.7 and up MKL)
 MKL_MIN_WORK = 1_000_000
-_SCALAR = {np.dtype(np.float32): ctypes.c_float, np.dtype(np.float64): ctypes.c_double}
-# the by-reference scalar arguments of each call shape, built once: a ctypes call that
-# builds them took 8 us more than np.matmul, one that reuses them 2 us more
-_ARGUMENTS = {}
 
 
 def use_numpy_products(flag):
@@ -49,36 +45,6 @@ def use_mkl_products(flag):
     as ``use_numpy_products`` says."""
     global _mkl_products
     _mkl_products = _mkl_blas.gemm_functions() if flag else None
-
-
-def _fortran_gemm(gemms, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
-    """Column-major c (m, n) = op(a) @ op(b) + beta c through an ILP64 Fortran ?gemm
-    (``gemms``: its float32 and float64 ctypes functions); a, b, c: C-contiguous arrays
-    of one dtype, read as the column-major matrices with leading dimensions lda, ldb,
-    ldc."""
-    gemm = gemms[0] if c.dtype == np.float32 else gemms[1]
-    key = (id(gemm), trans_a, trans_b, m, n, k, lda, ldb, beta, ldc)  # gemm lives on
-    arguments = _ARGUMENTS.get(key)
-    if arguments is None:
-        if len(_ARGUMENTS) > 4096:  # a bound, for a process that sees endless shapes
-            _ARGUMENTS.clear()
-        scalar = _SCALAR[c.dtype]
-        m, n, k, lda, ldb, ldc = (ctypes.c_int64(v) for v in (m, n, k, lda, ldb, ldc))
-        one, beta = scalar(1.0), scalar(beta)
-        arguments = _ARGUMENTS[key] = (
-            gemm, trans_a, trans_b,
-            ctypes.byref(m), ctypes.byref(n), ctypes.byref(k), ctypes.byref(one),
-            ctypes.byref(lda), ctypes.byref(ldb), ctypes.byref(beta), ctypes.byref(ldc))
-    gemm, ta, tb, m, n, k, alpha, lda, ldb, beta, ldc = arguments
-    gemm(ta, tb, m, n, k, alpha, _data(a), lda, _data(b), ldb, beta, _data(c), ldc)
-
-
-def _data(a):
-    """A ctypes pointer to a's first element (a: C-contiguous, not empty): 0.5 us where
-    ``a.ctypes.data`` takes 1.2 us, for a writeable array."""
-    if a.flags.writeable:
-        return ctypes.byref(ctypes.c_char.from_buffer(a))
-    return ctypes.c_void_p(a.ctypes.data)
 
 
 def _on_mkl(work, *arrays):
