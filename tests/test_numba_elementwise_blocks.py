@@ -59,3 +59,14 @@ def test_blocked_variant_in_place(name):
     getattr(activations, name).serial(x, *scalars, expected)
     getattr(activations, name).parallel(x, *scalars, x)
     np.testing.assert_array_equal(x, expected)
+
+
+def test_a_parameter_named_like_a_generated_variable_is_refused():
+    # the generated variants' own names must not shadow a kernel's parameter (a
+    # parameter ``b`` once met the loop index ``b`` of the blocked variant)
+    def _bad(x, block_, out):  # IN x (n,); OUT out (n,)
+        for i in range(x.shape[0]):
+            out[i] = x[i] + block_
+
+    with pytest.raises(TypeError, match="taken by the generated"):
+        config.elementwise(_bad)

@@ -23,6 +23,7 @@ from ... import blas_pool, mkl_blas  # noqa: E402
 from ... import optable as _optable  # noqa: E402
 from ..gemm_shapes import transposed_forward  # noqa: E402
 from ..scratch import scratch  # noqa: E402
+from .. import streaming as _streaming  # noqa: E402
 from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses,  # noqa: E402
                _openmp, _optim)
 
@@ -35,6 +36,8 @@ _linear_gemm = mkl_blas.gemm_addresses() or blas_pool.numpy_gemm_addresses()
 if _linear_gemm is not None:
     _dense.use_ilp64_gemm(*_linear_gemm)
 _threads.warn_if_spin_too_late("cython")
+# large elementwise outputs are written with streaming stores (kernels/streaming.py)
+_streaming.on_change(_activations.set_stream_min_bytes)
 
 try:  # noqa: E402  the conv engineer's kernels join when their extension is built
     from ._conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward,

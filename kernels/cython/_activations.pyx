@@ -10,11 +10,22 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 
+cdef extern from "_stream.h" nogil:
+    int fnn_can_stream()
+    void fnn_stream_f(float* dst, const float* src, Py_ssize_t n)
+    void fnn_stream_d(double* dst, const double* src, Py_ssize_t n)
+    void fnn_stream_fence()
+
+# Outputs of at least this many bytes are written with streaming stores (_stream.h);
+# the package sets it at import from kernels/streaming.py, where it is measured.
+cdef Py_ssize_t stream_min_bytes = 2**62
+
 from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, threads_for, f_exp, f_exp_upto88, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, f_log1p_small, row_max, row_sum, row_dot)
 
 DEF BLOCK = 16384
+DEF STREAM_TILE = 2048  # values per tile of a streamed block (8 KB in float: stays in L1)
 DEF TILE = 256          # values per pass of softplus's two-pass loop (its buffer stays in L1)
 DEF PASS_TILE = 1024    # values per pass of GELU's and mish's two passes over y (L1-resident)
 DEF GELU_TANH_C2 = 1.5957691216057308   # 2 sqrt(2 / pi): 0.5 (1 + tanh(u)) = sigmoid(2u)
@@ -375,10 +386,68 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
             out[i] = zero if ((s[i] <= a) | (s[i] >= b)) else g[i]
 
 
+cdef inline void _stream(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        fnn_stream_f(dst, src, n)
+    else:
+        fnn_stream_d(dst, src, n)
+
+
+cdef inline bint _streams(Py_ssize_t n, Py_ssize_t itemsize) noexcept nogil:
+    """True when an output of n values is large enough for streaming stores."""
+    return fnn_can_stream() and n * itemsize >= stream_min_bytes
+
+
+cdef inline bint _unary_streams(int op) noexcept nogil:
+    """The memory-bound forward ops (a few arithmetic operations a value), which stream
+    large outputs; the transcendental ones are compute-bound here, and measured level or
+    slower streamed (the tile's burst of stores stalls the next tile's arithmetic)."""
+    return (op == U_RELU or op == U_LEAKY or op == U_HARDTANH or op == U_HARDSIGMOID
+            or op == U_HARDSWISH or op == U_SOFTSIGN)
+
+
+cdef inline bint _binary_streams(int op) noexcept nogil:
+    """The memory-bound backward ops, as _unary_streams."""
+    return (op == B_RELU or op == B_LEAKY or op == B_SIGMOID or op == B_TANH or op == B_MUL
+            or op == B_HARDTANH or op == B_HARDSIGMOID or op == B_HARDSWISH
+            or op == B_SOFTSIGN)
+
+
+cdef void _unary_block_streamed(int op, const floating* x, floating* y, Py_ssize_t n,
+                                floating a, floating b) noexcept nogil:
+    """_unary_block into an L1 tile, streamed out to y a tile at a time."""
+    cdef floating tile[STREAM_TILE]
+    cdef Py_ssize_t t0, m
+    for t0 in range(0, n, STREAM_TILE):
+        m = min(<Py_ssize_t>STREAM_TILE, n - t0)
+        _unary_block(op, x + t0, tile, m, a, b)
+        _stream(y + t0, tile, m)
+    fnn_stream_fence()
+
+
+cdef void _binary_block_streamed(int op, const floating* g, const floating* s,
+                                 floating* out, Py_ssize_t n, floating a,
+                                 floating b) noexcept nogil:
+    """_binary_block into an L1 tile, streamed out to out a tile at a time."""
+    cdef floating tile[STREAM_TILE]
+    cdef Py_ssize_t t0, m
+    for t0 in range(0, n, STREAM_TILE):
+        m = min(<Py_ssize_t>STREAM_TILE, n - t0)
+        _binary_block(op, g + t0, s + t0, tile, m, a, b)
+        _stream(out + t0, tile, m)
+    fnn_stream_fence()
+
+
 cdef void unary_map(int op, const floating* x, floating* y, Py_ssize_t n,
                     floating a, floating b) noexcept nogil:
     """Parallel driver: blocks of BLOCK elements, contiguous per thread."""
     cdef Py_ssize_t nblocks = (n + BLOCK - 1) // BLOCK, blk, start
+    if _unary_streams(op) and _streams(n, sizeof(floating)):
+        for blk in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+            start = blk * BLOCK
+            _unary_block_streamed(op, x + start, y + start,
+                                  min(<Py_ssize_t>BLOCK, n - start), a, b)
+        return
     # one thread: a plain loop, no OpenMP region (one costs ~0.6-1 us even for one thread)
     if threads_for(n) == 1:
         for blk in range(nblocks):
@@ -393,6 +462,12 @@ cdef void unary_map(int op, const floating* x, floating* y, Py_ssize_t n,
 cdef void binary_map(int op, const floating* g, const floating* s, floating* out,
                      Py_ssize_t n, floating a, floating b) noexcept nogil:
     cdef Py_ssize_t nblocks = (n + BLOCK - 1) // BLOCK, blk, start
+    if _binary_streams(op) and _streams(n, sizeof(floating)):
+        for blk in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
+            start = blk * BLOCK
+            _binary_block_streamed(op, g + start, s + start, out + start,
+                                   min(<Py_ssize_t>BLOCK, n - start), a, b)
+        return
     # one thread: a plain loop, no OpenMP region (one costs ~0.6-1 us even for one thread)
     if threads_for(n) == 1:
         for blk in range(nblocks):
@@ -408,6 +483,12 @@ cdef void binary_map(int op, const floating* g, const floating* s, floating* out
 
 # ------------------------------------------------------------------ entry points
 # x, y, grad_out, saved, out: (n,) contiguous views of the op's arrays.
+
+def set_stream_min_bytes(Py_ssize_t nbytes):
+    """Write outputs of at least nbytes with streaming stores (elementwise maps only)."""
+    global stream_min_bytes
+    stream_min_bytes = nbytes
+
 
 def unary(int op, const floating[::1] x, floating[::1] out, double a=0.0, double b=0.0):
     if x.shape[0]:

@@ -52,7 +52,7 @@ def _input_tile(a, start, stop, scratch, in_place):
     return a[start:stop]
 
 
-@elementwise
+@elementwise(streams=True)
 def _relu(x, out):  # IN x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
@@ -60,7 +60,7 @@ def _relu(x, out):  # IN x (n,); OUT out (n,)
         out[i] = zero if v < zero else v  # NaN is not < 0: it propagates
 
 
-@elementwise
+@elementwise(streams=True)
 def _relu_backward(grad_out, y, out):  # IN grad_out, y (n,); OUT out (n,)
     zero = y.dtype.type(0)
     for i in prange(y.shape[0]):
@@ -68,7 +68,7 @@ def _relu_backward(grad_out, y, out):  # IN grad_out, y (n,); OUT out (n,)
         out[i] = zero if y[i] <= zero else grad_out[i]
 
 
-@elementwise
+@elementwise(streams=True)
 def _leaky_relu(x, slope, out):  # IN x (n,); OUT out (n,)
     s = x.dtype.type(slope)
     zero = x.dtype.type(0)
@@ -77,7 +77,7 @@ def _leaky_relu(x, slope, out):  # IN x (n,); OUT out (n,)
         out[i] = v if v > zero else v * s
 
 
-@elementwise
+@elementwise(streams=True)
 def _leaky_relu_backward(grad_out, x, slope, out):  # IN grad_out, x (n,); OUT out (n,)
     s = x.dtype.type(slope)
     one = x.dtype.type(1)
@@ -98,7 +98,7 @@ def _sigmoid(x, out):  # IN x (n,); OUT out (n,)
         out[i] = one / (one + vmath.exp_core(min(max(-x[i], lo), hi)))
 
 
-@elementwise
+@elementwise(streams=True)
 def _sigmoid_backward(grad_out, y, out):  # IN grad_out, y (n,); OUT out (n,)
     one = y.dtype.type(1)
     for i in prange(y.shape[0]):
@@ -234,7 +234,7 @@ def _mish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
         _mish_backward_finish(gs, xs, out[start:stop])
 
 
-@elementwise
+@elementwise(streams=True)
 def _hardsigmoid(x, out):  # IN x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     three = x.dtype.type(3)
@@ -246,7 +246,7 @@ def _hardsigmoid(x, out):  # IN x (n,); OUT out (n,)
         out[i] = t / six
 
 
-@elementwise
+@elementwise(streams=True)
 def _hardsigmoid_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     three = x.dtype.type(3)
@@ -263,7 +263,7 @@ def _divide(a, b):
     return a / b
 
 
-@elementwise
+@elementwise(streams=True)
 def _hardswish(x, out):  # IN x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     three = x.dtype.type(3)
@@ -279,7 +279,7 @@ def _hardswish(x, out):  # IN x (n,); OUT out (n,)
         out[i] = _divide(v * t, six)
 
 
-@elementwise
+@elementwise(streams=True)
 def _hardswish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     half = x.dtype.type(0.5)
@@ -362,7 +362,7 @@ def _softplus_backward(grad_out, x, beta, threshold, out):  # IN grad_out, x (n,
         out[i] = grad_out[i] if z > t else grad_out[i] / (one + vmath.exp(-z))
 
 
-@elementwise
+@elementwise(streams=True)
 def _softsign(x, out):  # IN x (n,); OUT out (n,)
     one = x.dtype.type(1)
     for i in prange(x.shape[0]):
@@ -370,7 +370,7 @@ def _softsign(x, out):  # IN x (n,); OUT out (n,)
         out[i] = v / (one + abs(v))
 
 
-@elementwise
+@elementwise(streams=True)
 def _softsign_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     one = x.dtype.type(1)
     for i in prange(x.shape[0]):
@@ -378,7 +378,7 @@ def _softsign_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
         out[i] = grad_out[i] / (d * d)
 
 
-@elementwise
+@elementwise(streams=True)
 def _hardtanh(x, lo, hi, out):  # IN x (n,); OUT out (n,)
     a = x.dtype.type(lo)
     b = x.dtype.type(hi)
@@ -387,7 +387,7 @@ def _hardtanh(x, lo, hi, out):  # IN x (n,); OUT out (n,)
         out[i] = a if v < a else (b if v > b else v)  # NaN: both false, stays NaN
 
 
-@elementwise
+@elementwise(streams=True)
 def _hardtanh_backward(grad_out, x, lo, hi, out):  # IN grad_out, x (n,); OUT out (n,)
     a = x.dtype.type(lo)
     b = x.dtype.type(hi)
@@ -403,7 +403,7 @@ def _tanh(x, out):  # IN x (n,); OUT out (n,)
         out[i] = vmath.tanh(x[i])
 
 
-@elementwise
+@elementwise(streams=True)
 def _tanh_backward(grad_out, y, out):  # IN grad_out, y (n,); OUT out (n,)
     one = y.dtype.type(1)
     for i in prange(y.shape[0]):

@@ -13,11 +13,14 @@ import threading
 import types
 
 import numba
+import numpy as np
 from numba.extending import overload
 
 from fastnn import blas_pool as _blas_pool
 from fastnn import mkl_blas as _mkl_blas
 from fastnn import threads as _threads
+
+from .. import streaming as _streaming
 
 # Everything except nnan/ninf: NaN and inf must still propagate through every kernel.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -121,13 +124,36 @@ class ElementwiseKernel(Kernel):
     coefficients), and sigmoid ran at 0.72 ns a value per thread against the serial
     loop's 0.50. The block split depends on the length only, never on the thread count."""
 
+    def __init__(self, fn, streams=False):
+        super().__init__(fn)
+        self.streamed = None
+        if streams:
+            # a third variant for outputs past kernels/streaming.py's threshold: blocks
+            # computed into an L1 tile and streamed out (the last parameter is the output)
+            if list(inspect.signature(fn).parameters)[-1] != "out":
+                raise TypeError(f"elementwise kernel {fn.__name__}: streaming needs the "
+                                f"output as the last parameter, named 'out'")
+            self.streamed = _compile_streamed(fn, self.serial)
+
     def _compile_parallel(self, fn):
         return _compile_blocked(fn, self.serial)
 
+    def __call__(self, size, *args):
+        if size >= PARALLEL_MIN and not _forked_from_gnu_omp:
+            threads = sync_threads()
+            if self.streamed is not None and args[-1].nbytes >= _streaming.min_bytes():
+                return self.streamed(threads, *args)
+            return self.parallel(*args)
+        return self.serial(*args)
 
-def elementwise(fn):
-    """Decorator: ``ElementwiseKernel(fn)``."""
-    return ElementwiseKernel(fn)
+
+def elementwise(fn=None, *, streams=False):
+    """Decorator: ``ElementwiseKernel(fn)``; ``@elementwise(streams=True)`` for a kernel
+    whose output large enough is written with streaming stores (kernels/streaming.py:
+    the memory-bound ones, a few arithmetic operations a value)."""
+    if fn is None:
+        return lambda f: ElementwiseKernel(f, streams)
+    return ElementwiseKernel(fn, streams)
 
 
 def _compile_serial(fn):
@@ -139,24 +165,74 @@ def _compile_serial(fn):
     return numba.njit(parallel=False, **OPTIONS)(serial_fn)
 
 
+# Names the generated variants use; a kernel parameter of one of these names would
+# shadow it (a parameter ``b`` once met a loop index ``b``), so they are refused.
+_GENERATED_NAMES = {"prange", "block_of", "serial", "BLOCK", "np", "stream_store", "fence",
+                    "threads_", "n_", "blocks_", "block_", "start_", "stop_", "thread_",
+                    "nthreads_", "tiles_", "tile_"}
+
+
+def _parameters(fn):
+    params = list(inspect.signature(fn).parameters)
+    clash = _GENERATED_NAMES.intersection(params)
+    if clash:
+        raise TypeError(f"elementwise kernel {fn.__name__}: parameter names "
+                        f"{sorted(clash)} are taken by the generated parallel variants")
+    return params
+
+
 def _compile_blocked(fn, serial):
     """``prange`` over blocks calling ``serial`` on each, generated for fn's parameters.
     The source is compiled under fn's file name so that Numba's disk cache (keyed by
     file, qualified name and line) can store it."""
-    params = list(inspect.signature(fn).parameters)
+    params = _parameters(fn)
     name = fn.__name__ + "_blocks"
     source = (f"def {name}({', '.join(params)}):\n"
-              f"    n = {params[0]}.shape[0]\n"
-              f"    for b in prange((n + BLOCK - 1) // BLOCK):\n"
-              f"        start = b * BLOCK\n"
-              f"        stop = min(n, start + BLOCK)\n"
-              f"        serial({', '.join(f'block_of({p}, start, stop)' for p in params)})\n")
+              f"    n_ = {params[0]}.shape[0]\n"
+              f"    for block_ in prange((n_ + BLOCK - 1) // BLOCK):\n"
+              f"        start_ = block_ * BLOCK\n"
+              f"        stop_ = min(n_, start_ + BLOCK)\n"
+              f"        serial({', '.join(f'block_of({p}, start_, stop_)' for p in params)})\n")
     namespace = {"prange": numba.prange, "block_of": block_of, "serial": serial,
                  "BLOCK": ELEMENTWISE_BLOCK, "__name__": fn.__module__}
+    return _compile_generated(fn, name, source, namespace)
+
+
+def _compile_generated(fn, name, source, namespace):
     exec(compile(source, fn.__code__.co_filename, "exec"), namespace)
-    blocked = namespace[name]
-    blocked.__qualname__ = fn.__qualname__ + "_blocks"
-    return numba.njit(parallel=True, **OPTIONS)(blocked)
+    generated = namespace[name]
+    generated.__qualname__ = fn.__qualname__ + name[len(fn.__name__):]
+    return numba.njit(parallel=True, **OPTIONS)(generated)
+
+
+def _compile_streamed(fn, serial):
+    """As ``_compile_blocked``, but each block is computed into a tile (one per thread,
+    ``ELEMENTWISE_BLOCK`` values: L1-resident) and streamed out to ``out``
+    (nt_store.py). Each thread takes a contiguous run of blocks; the blocks are the same
+    as the other variants', so the values are too. Takes the thread count first
+    (numba.get_num_threads inside a kernel would keep it out of the disk cache)."""
+    from .nt_store import fence, stream_store
+    params = _parameters(fn)
+    inputs = "".join(f"block_of({p}, start_, stop_), " for p in params[:-1])
+    name = fn.__name__ + "_streamed"
+    source = (f"def {name}(threads_, {', '.join(params)}):\n"
+              f"    n_ = {params[0]}.shape[0]\n"
+              f"    blocks_ = (n_ + BLOCK - 1) // BLOCK\n"
+              f"    nthreads_ = max(1, min(threads_, blocks_))\n"
+              f"    tiles_ = np.empty((nthreads_, BLOCK), out.dtype)\n"
+              f"    for thread_ in prange(nthreads_):\n"
+              f"        for block_ in range(thread_ * blocks_ // nthreads_,\n"
+              f"                            (thread_ + 1) * blocks_ // nthreads_):\n"
+              f"            start_ = block_ * BLOCK\n"
+              f"            stop_ = min(n_, start_ + BLOCK)\n"
+              f"            tile_ = tiles_[thread_, :stop_ - start_]\n"
+              f"            serial({inputs}tile_)\n"
+              f"            stream_store(out[start_:stop_], tile_)\n"
+              f"        fence()\n")
+    namespace = {"prange": numba.prange, "block_of": block_of, "serial": serial,
+                 "BLOCK": ELEMENTWISE_BLOCK, "np": np,
+                 "stream_store": stream_store, "fence": fence, "__name__": fn.__module__}
+    return _compile_generated(fn, name, source, namespace)
 
 
 def serial_kernel(fn):

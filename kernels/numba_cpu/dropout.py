@@ -9,7 +9,7 @@ import numpy as np
 from numba import prange
 
 from ._buffers import flat, out_like
-from .config import helper, kernel
+from .config import elementwise, helper, kernel
 
 _MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -43,7 +43,7 @@ def _dropout(x, p, key, mask, out):  # IN x (n,); OUT mask, out (n,)
         out[i] = x[i] * m
 
 
-@kernel
+@elementwise(streams=True)
 def _multiply(a, b, out):  # IN a, b (n,); OUT out (n,)
     for i in prange(a.shape[0]):
         out[i] = a[i] * b[i]
