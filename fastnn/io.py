@@ -109,6 +109,7 @@ def _pack(model, optimizer, extra):
             **({"values": values} if values else {}),
             **({"dict_only": True} if model is None else {}),
             **(_rebuild_recipe(model) if model is not None and config is None else {}),
+            **(_modes_record(model) if model is not None and config is not None else {}),
         },
         "optimizer": None,
         "random_state": _random_state(),
@@ -332,6 +333,28 @@ def _rebuild_recipe(model):
     return {"rebuild": {"tree": tree, "modules": checks, "frozen": frozen}}
 
 
+def _modes_record(model):
+    """{"modes": {dotted path: training flag}, "frozen": [parameters with requires_grad
+    False]} of a model rebuilt from its config (fastnn.models), which load restores as
+    torch.load restores a pickled model's."""
+    return {"modes": {where: bool(module.training)
+                      for where, module in model.named_modules(remove_duplicate=False)},
+            "frozen": [name for name, param in model.named_parameters()
+                       if not param.requires_grad]}
+
+
+def _restore_modes(model, modes, frozen):
+    """Set each module's training flag from modes (by dotted path; a path the model
+    lacks is skipped) and requires_grad False on the parameters named in frozen."""
+    for where, module in model.named_modules(remove_duplicate=False):
+        if where in modes:
+            object.__setattr__(module, "training", bool(modes[where]))
+    frozen = set(frozen)
+    for name, param in model.named_parameters():
+        if name in frozen:
+            param.requires_grad = False
+
+
 def _build_node(node, path, where):
     """A fresh module from a recipe node (class names looked up in fastnn.nn only)."""
     if not isinstance(node, dict) or not isinstance(node.get("class"), str):
@@ -411,13 +434,8 @@ def _rebuild(meta, path):
                               f"cannot be rebuilt from fastnn.nn layers and their constructor "
                               f"arguments (changed after construction?): "
                               f"{'; '.join(problems[:3])}; pass model=")
-    modes = {where: entry[2] for where, entry in saved.items()}
-    for where, module in built:
-        object.__setattr__(module, "training", bool(modes[where]))
-    frozen = set(recipe.get("frozen", []))
-    for name, param in model.named_parameters():
-        if name in frozen:
-            param.requires_grad = False
+    _restore_modes(model, {where: entry[2] for where, entry in saved.items()},
+                   recipe.get("frozen", []))
     return model
 
 
@@ -585,6 +603,11 @@ def build_model(meta, path="checkpoint"):
     dtype = info.get("dtype")
     if dtype in ("float32", "float64") and hasattr(model, "to_dtype"):
         model.to_dtype(dtype)
+    # training modes and frozen parameters as saved (checkpoints before these were
+    # recorded load in training mode, every parameter trainable, as they always did)
+    modes, frozen = info.get("modes"), info.get("frozen", [])
+    if isinstance(modes, dict) and isinstance(frozen, list):
+        _restore_modes(model, modes, frozen)
     return model
 
 

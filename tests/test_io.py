@@ -354,3 +354,28 @@ def test_module_extra_state_travels_through_a_checkpoint(tmp_path):
     model.tag = {"bad": object()}
     with pytest.raises(TypeError, match="cannot store state of type object"):
         fastnn.save(model, str(tmp_path / "bad.npz"))
+
+
+@pytest.mark.parametrize("build", [
+    lambda: MLP(6, [8], 3, batchnorm=True, dropout=0.5),
+    lambda: __import__("fastnn.models", fromlist=["SmallCNN"]).SmallCNN(
+        in_channels=1, input_size=8, num_classes=3, channels=(2, 3), hidden=5)],
+    ids=["MLP", "SmallCNN"])
+def test_load_alone_restores_a_models_eval_mode_and_frozen_parameters(tmp_path, build):
+    # as torch.load of a pickled model: eval mode and requires_grad come back as saved
+    model = build()
+    model.eval()
+    first = next(iter(model.parameters()))
+    first.requires_grad = False
+    path = tmp_path / "m.npz"
+    fastnn.save(model, path)
+    loaded = fastnn.load(path)
+    assert [m.training for m in loaded.modules()] == [False] * len(list(model.modules()))
+    assert [p.requires_grad for p in loaded.parameters()] == \
+        [p.requires_grad for p in model.parameters()]
+    shape = (4, 6) if isinstance(model, MLP) else (4, 1, 8, 8)
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    np.testing.assert_array_equal(loaded.forward(x), model.forward(x))
+    model.train()                                   # and training mode comes back too
+    fastnn.save(model, path)
+    assert all(m.training for m in fastnn.load(path).modules())
