@@ -118,6 +118,25 @@ def test_labels_count_mismatch_is_an_error(tmp_path):
         data.load_fashion_mnist(root=tmp_path)
 
 
+@pytest.mark.parametrize("labels,code,message", [
+    (np.array([1.7, 2.2, 3.9], np.float32), 0x0D, "integer class labels"),
+    (np.array([-1, 2, 3], np.int32), 0x0C, "labels >= 0")])
+def test_labels_must_be_class_indices(tmp_path, labels, code, message):
+    # no silent truncation of float labels, no negative classes
+    make_mnist_dir(tmp_path)
+    write(tmp_path / "t10k-labels-idx1-ubyte", idx_bytes(labels, code=code), True)
+    with pytest.raises(IDXError, match=message):
+        data.load_fashion_mnist(root=tmp_path)
+
+
+def test_train_and_test_images_must_have_one_shape(tmp_path):
+    make_mnist_dir(tmp_path)
+    write(tmp_path / "train-images-idx3-ubyte", idx_bytes(np.zeros((7, 10, 10), np.uint8)),
+          True)
+    with pytest.raises(IDXError, match=r"\(10, 10\) but .* \(28, 28\)"):
+        data.load_fashion_mnist(root=tmp_path)
+
+
 def write_cifar_batch(path, n, seed):
     """A batch as CIFAR-10 ships it: a pickled dict with bytes keys (Python 2 str)."""
     rng = np.random.default_rng(seed)
@@ -232,3 +251,21 @@ def test_cifar_download_extracts_the_archive(tmp_path, monkeypatch):
     x_train, y_train, x_test, y_test = data.load_cifar10(tmp_path / "root", download=True)
     assert x_train.shape == (30, 3, 32, 32)
     np.testing.assert_array_equal(y_test, written["test_batch"][1])
+
+
+@pytest.mark.parametrize("damage", ["opcode_binbytes8", "opcode_long", "encoding"])
+def test_cifar_damaged_pickle_is_a_cifar_error(tmp_path, damage):
+    # one corrupted byte makes the unpickler fail with MemoryError, TypeError or
+    # LookupError; the reader says which file and that it is not a batch
+    import pickle
+
+    from fastnn.data import cifar
+    raw = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2]}, 2)
+    raw = {"opcode_binbytes8": b"\x8e" + raw[1:], "opcode_long": b"J" + raw[1:],
+           "encoding": raw.replace(b"latin1", b"latXn1")}[damage]
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(raw)
+    with pytest.raises(cifar.CIFARError, match="data_batch_1"):
+        cifar.read_batch(path)
+    with pytest.raises(FileNotFoundError):
+        cifar.read_batch(tmp_path / "missing")

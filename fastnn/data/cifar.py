@@ -67,13 +67,19 @@ def read_batch(path):
     Returns (x, y): x uint8 of shape (N, 3, 32, 32), y int64 of shape (N,).
     """
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
+    with open(path, "rb") as f:  # a missing or unreadable file: the OSError as it is
+        try:
             batch = _ArrayUnpickler(f, encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError) as exc:
-        if isinstance(exc, CIFARError):
+        except CIFARError as exc:
             raise CIFARError(f"{path}: {exc}") from None
-        raise CIFARError(f"{path}: not a CIFAR-10 python batch ({exc})") from None
+        except (OSError, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            # a damaged pickle fails in many ways: UnpicklingError and EOFError, but also
+            # TypeError, IndexError, LookupError (an unknown encoding) or MemoryError (a
+            # corrupted length)
+            raise CIFARError(f"{path}: not a CIFAR-10 python batch "
+                             f"({type(exc).__name__}: {exc})") from None
     if not isinstance(batch, dict):
         raise CIFARError(f"{path}: expected a pickled dict, got {type(batch).__name__}")
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}

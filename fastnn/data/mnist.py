@@ -79,6 +79,10 @@ def _load_split(images_path, labels_path, flatten, dtype):
                        f"got {images.dtype} {images.shape}")
     if labels.ndim != 1:
         raise IDXError(f"{labels_path}: expected labels of shape (N,), got {labels.shape}")
+    if labels.dtype.kind not in "ui":   # class indices: no silent truncation of floats
+        raise IDXError(f"{labels_path}: expected integer class labels, got {labels.dtype}")
+    if labels.size and labels.min() < 0:
+        raise IDXError(f"{labels_path}: expected class labels >= 0, got {labels.min()}")
     if labels.shape[0] != images.shape[0]:
         raise IDXError(f"{images_path} holds {images.shape[0]} images but {labels_path} "
                        f"holds {labels.shape[0]} labels")
@@ -109,6 +113,9 @@ def load_idx_dataset(name, root=None, download=False, flatten=False, dtype=np.fl
         paths = download_files(name, root)
     x_train, y_train = _load_split(paths["train_images"], paths["train_labels"], flatten, dtype)
     x_test, y_test = _load_split(paths["test_images"], paths["test_labels"], flatten, dtype)
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise IDXError(f"{paths['train_images']} holds images of shape {x_train.shape[1:]} "
+                       f"but {paths['test_images']} of shape {x_test.shape[1:]}")
     return x_train, y_train, x_test, y_test
 
 
