@@ -13,6 +13,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 
 COMMANDS = {
     "train": ("fastnn.cli:configure_train", "train a model on a dataset"),
@@ -199,7 +200,8 @@ def configure_train(parser):
                              "for Adagrad, Rprop, ASGD and Adafactor, 0.002 for Adamax and "
                              "NAdam, 0.001 for Adam, AdamW, RAdam and RMSprop: PyTorch's "
                              "defaults but SGD's and RMSprop's)")
-    parser.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (0.9; SGD only)")
+    parser.add_argument("--momentum", type=float, default=None,
+                        help="SGD momentum (0.9; SGD only: refused with another optimizer)")
     parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
                         help="constant, or cosine decay to 0 over the run (per step)")
@@ -237,6 +239,10 @@ def _check_train_args(args):
         args.lr = {"sgd": 0.1, "adagrad": 1e-2, "adamax": 2e-3, "nadam": 2e-3,
                    "adadelta": 1.0, "rprop": 1e-2, "asgd": 1e-2,
                    "adafactor": 1e-2}.get(args.optimizer, 1e-3)
+    if args.momentum is not None and args.optimizer != "sgd":
+        raise CLIError(f"--momentum applies to --optimizer sgd, not {args.optimizer}")
+    if args.momentum is None and args.optimizer == "sgd":
+        args.momentum = 0.9
     if args.optimizer == "rprop" and args.weight_decay:
         raise CLIError("--weight-decay does not apply to --optimizer rprop (PyTorch's Rprop "
                        "has none)")
@@ -261,6 +267,15 @@ def output_path_problem(path):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         return f"expects a file path, got {path!r} ({parent!r} is a file, not a folder)"
+    # the folder is made now (as it would be after the run) and a file tried in it, so
+    # that a folder that cannot be made or written is found before training
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot be written: {exc.strerror or exc} ({folder!r})"
     return None
 
 

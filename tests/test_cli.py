@@ -96,6 +96,9 @@ def test_divergence_exits_1_with_message(tmp_path):
     (["--dropout", "1.5"], "Dropout"),
     (["--activation", "swish"], "MLP: expected activation"),
     (["--optimizer", "rprop", "--weight-decay", "0.1"], "--weight-decay does not apply"),
+    (["--optimizer", "adam", "--momentum", "0.5"], "--momentum applies to --optimizer sgd"),
+    (["--save", "/proc/fastnn-test/m.npz"], "--save cannot be written"),
+    (["--metrics", "/proc/fastnn-test/m.json"], "--metrics cannot be written"),
 ])
 def test_user_errors_are_one_line(capsys, argv, message):
     assert cli.main(["train", "--dataset", "digits", *argv]) == 2
