@@ -37,10 +37,17 @@ def test_names_and_order_match_pytorch():
                      "5.running_mean", "5.num_batches_tracked"]
     assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias", "1.weight",
                                                         "1.bias", "4.weight", "5.bias"]
-    assert [n for n, _ in model.named_buffers()] == ["1.running_mean", "1.running_var",
-                                                     "5.running_mean"]
+    # num_batches_tracked is a buffer, as PyTorch's (a live 0-d int64 array)
+    assert [n for n, _ in model.named_buffers()] == [
+        "1.running_mean", "1.running_var", "1.num_batches_tracked", "5.running_mean",
+        "5.num_batches_tracked"]
     twin = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.BatchNorm1d(6))
     assert names[:7] == list(twin.state_dict())
+    assert [n for n, _ in model.named_buffers()][:3] == [n for n, _ in twin.named_buffers()]
+    count = model.get_buffer("1.num_batches_tracked")
+    assert count.shape == () and count.dtype == np.int64
+    count[()] = 5
+    assert model[1].num_batches_tracked == 5 and len(list(model.buffers())) == 5
 
 
 def test_state_dict_holds_copies_and_round_trips(backend, rng):
@@ -142,7 +149,9 @@ def test_double_and_float_convert_parameters_buffers_and_grads(backend, rng):
     model.double()
     for p in model.parameters():
         assert p.data.dtype == np.float64 and p.grad.dtype == np.float64
-    assert all(b.dtype == np.float64 for b in model.buffers())
+    # the float buffers convert; num_batches_tracked stays int64, as PyTorch's
+    assert [b.dtype for b in model.buffers()] == [np.float64, np.float64, np.int64,
+                                                  np.float64, np.int64]
     y = model(rng.standard_normal((4, 4)))
     assert y.dtype == np.float64
     model.float()
@@ -155,7 +164,7 @@ def test_to_takes_a_dtype_or_a_device_and_a_dtype_as_in_pytorch(backend, rng):
     model = _model()
     assert model.to(np.float64) is model
     assert all(p.data.dtype == np.float64 for p in model.parameters())
-    assert all(b.dtype == np.float64 for b in model.buffers())
+    assert all(b.dtype == np.float64 for b in model.buffers() if b.dtype.kind == "f")
     assert model(rng.standard_normal((4, 4))).dtype == np.float64
     model.to("cpu", "float32")
     assert all(p.grad.dtype == np.float32 for p in model.parameters())

@@ -308,8 +308,8 @@ class Hardtanh(_Elementwise):
         name = type(self).__name__
         check_number(name, "min_val", min_val)
         check_number(name, "max_val", max_val)
-        if max_val < min_val:
-            raise ValueError(f"{name}: expected min_val <= max_val, got {min_val} and "
+        if max_val <= min_val:   # PyTorch's module asserts it (its functional form not)
+            raise ValueError(f"{name}: expected min_val < max_val, got {min_val} and "
                              f"{max_val}")
         self.min_val = float(min_val)
         self.max_val = float(max_val)

@@ -6,17 +6,13 @@ import numpy as np
 from .. import device as _device
 from .. import ops
 from ..validation import check_bool, check_number, check_positive_int
-from .module import Module, Parameter
+from .module import BatchCounter, Module, Parameter
 
 
-class _BatchNorm(Module):
+class _BatchNorm(BatchCounter, Module):
     """Shared body of BatchNorm1d and BatchNorm2d; ``ndim`` is the input rank."""
 
     ndim = None
-
-    #: state_dict carries num_batches_tracked after running_var when
-    #: track_running_stats (PyTorch's entry; Module.state_dict writes it)
-    counts_batches = True
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, mean_only=False,
                  dtype=np.float32, affine=True, track_running_stats=True, *, bias=True):
@@ -69,6 +65,10 @@ class _BatchNorm(Module):
                             ("running_mean", self.running_mean, c),
                             ("running_var", self.running_var, c)))
         self._check_dtype(dtype, self._param_dtype())
+        if self._batch_statistics() and self.eps <= 0 and not self.mean_only:
+            # PyTorch's check: a constant channel would divide 0 by sqrt(0)
+            raise ValueError(f"{where}: eps must be positive when normalising with batch "
+                             f"statistics (training), got {self.eps}")
         # one value per channel has no variance; none (an empty batch) runs, as PyTorch
         if self._batch_statistics() and math.prod(shape) // self.num_features == 1:
             if self.track_running_stats:

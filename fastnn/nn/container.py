@@ -294,7 +294,7 @@ class Sequential(Module):
             # of those before it are put back
             saved = [(buf, _device.host_copy(buf)) for buf in self.buffers()]
             counts = [(m, m.num_batches_tracked) for m in self.modules()
-                      if "num_batches_tracked" in m.__dict__]
+                      if getattr(type(m), "counts_batches", False)]
             try:
                 return self._run_steps(steps, x, buffered, hooked)
             except Exception:

@@ -8,6 +8,7 @@ from .. import device as _device
 from .. import random as _random
 from ..kernels.window_shapes import pool_out_shape
 from ..validation import check_only, check_positive_int
+from . import init
 from .module import Module, Parameter
 from .padding import check_pad_fits, pad_backward, pad_forward
 
@@ -172,6 +173,10 @@ class Conv2d(Module):
                      if bias else None)
         self._x = None
         self._unbatched = False
+
+    def reset_parameters(self):
+        """Draw weight and bias again as the constructor does (PyTorch's), in place."""
+        init.reset_fan_in_uniform(self.weight, self.bias)
 
     def _padding(self, padding):
         """(padding as PyTorch keeps it, ((before, after),) per spatial axis) for an int, a

@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import as_strided
 from .. import device as _device
 from .. import random as _random
 from ..validation import check_only, check_positive_int
+from . import init
 from .conv import PADDING_MODES, pair
 from .conv_transpose import OutputSizeForward, output_padding_for
 from .module import Module, Parameter
@@ -147,6 +148,10 @@ class _Conv3dBase(Module):
         self.bias = (Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dtype))
                      if bias else None)
         self._ctx = None
+
+    def reset_parameters(self):
+        """Draw weight and bias again as the constructor does (PyTorch's), in place."""
+        init.reset_fan_in_uniform(self.weight, self.bias)
 
     def _check_input(self, shape, dtype):
         """shape as a tuple after the rank, channel and dtype checks."""

@@ -8,6 +8,7 @@ import numpy as np
 from .. import device as _device
 from .. import random as _random
 from ..validation import check_only, check_positive_int
+from . import init
 from .conv import As1d, Conv2d, add_batch_axis, check_conv_args, drop_batch_axis, pair
 from .module import Module, Parameter
 
@@ -107,6 +108,10 @@ class ConvTranspose2d(OutputSizeForward, Module):
                      if bias else None)
         self._ctx = None  # (spread input, flipped kernel, unbatched) of the last forward
         self._pending = None  # the output_size of the forward being run
+
+    def reset_parameters(self):
+        """Draw weight and bias again as the constructor does (PyTorch's), in place."""
+        init.reset_fan_in_uniform(self.weight, self.bias)
 
     def _pairs(self):
         """(kernel_size, stride, padding, output_padding, dilation) as the 2-D kernels take

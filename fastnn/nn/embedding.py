@@ -6,6 +6,7 @@ import numpy as np
 from .. import device as _device
 from .. import random as _random
 from ..validation import check_bool, check_only, check_number, check_positive_int
+from . import init
 from .module import Module, Parameter
 
 
@@ -99,6 +100,13 @@ class Embedding(Module):
                                                    dtype)
         self.weight = Parameter(weight, requires_grad=not _freeze)
         self._indices = None
+
+    def reset_parameters(self):
+        """PyTorch's: weight drawn N(0, 1) again, the padding_idx row zeroed, in place."""
+        host = _random.generator().standard_normal(self.weight.data.shape)
+        if self.padding_idx is not None:
+            host[self.padding_idx] = 0
+        init._fill(self.weight, "reset_parameters", host)   # (on its device, in its dtype)
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, padding_idx=None, max_norm=None,

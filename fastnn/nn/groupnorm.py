@@ -7,7 +7,8 @@ import numpy as np
 
 from .. import device as _device
 from ..validation import check_bool, check_number, check_positive_int
-from .module import Module, Parameter
+from . import init
+from .module import BatchCounter, Module, Parameter
 
 
 class _GroupedNorm(Module):
@@ -19,6 +20,10 @@ class _GroupedNorm(Module):
     the host). The same in training and eval mode."""
 
     dims = None  # spatial rank of InstanceNorm{1,2,3}d; None: GroupNorm, any rank >= 2
+
+    def reset_parameters(self):
+        """PyTorch's: weight 1 and bias 0 (where present), in place."""
+        init.reset_affine(self.weight, self.bias)
 
     def _setup(self, num_channels, groups, eps, affine, bias, dtype):
         """Set the channels, groups, eps and the (C,) affine parameters."""
@@ -130,7 +135,7 @@ class GroupNorm(_GroupedNorm):
                 f"bias={self.bias is not None}")
 
 
-class _InstanceNorm(_GroupedNorm):
+class _InstanceNorm(BatchCounter, _GroupedNorm):
     """Instance normalisation: each sample's channel normalised over its positions, with a
     per-channel affine when affine=True (default False). Input (N, C, *spatial) or
     unbatched (C, *spatial); output the same shape.
@@ -142,10 +147,6 @@ class _InstanceNorm(_GroupedNorm):
     with them, a per-channel affine as BatchNorm's eval (NumPy on the host). With
     track_running_stats the state dict also holds PyTorch's num_batches_tracked (a 0-d
     int64 array that instance norm never moves) after running_var."""
-
-    #: state_dict carries num_batches_tracked after running_var when
-    #: track_running_stats (PyTorch's entry; Module.state_dict writes it)
-    counts_batches = True
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
                  track_running_stats=False, dtype=np.float32, *, bias=True):

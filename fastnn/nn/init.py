@@ -65,6 +65,26 @@ def _fan(array, mode):
 _calculate_correct_fan = _fan  # PyTorch's private name, which some user code calls
 
 
+def reset_affine(weight, bias):
+    """PyTorch's reset_parameters of the norm layers, in place: weight 1, bias 0 (either
+    may be None)."""
+    if weight is not None:
+        ones_(weight)
+    if bias is not None:
+        zeros_(bias)
+
+
+def reset_fan_in_uniform(weight, bias):
+    """PyTorch's reset_parameters of Linear and the convolutions, in place: weight, then
+    bias, from U(-b, b), b = 1 / sqrt(fan_in) (kaiming_uniform_ with a = sqrt(5)), fan_in
+    = weight.shape[1] times the kernel volume; the draws the constructors make."""
+    fan_in, _ = _calculate_fan_in_and_fan_out(weight)
+    bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+    uniform_(weight, -bound, bound)
+    if bias is not None:
+        uniform_(bias, -bound, bound)
+
+
 def _array(target, where):
     data = target.data if isinstance(target, Parameter) else target
     if not _device.is_array(data) or np.dtype(data.dtype).kind != "f":

@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from ..validation import check_number
+from . import init
 from .module import Module, Parameter
 
 
@@ -42,6 +43,10 @@ class LayerNorm(Module):
         self.bias = (Parameter(np.zeros(self.normalized_shape, dtype))
                      if affine and bias else None)
         self._ctx = None  # (x as (rows, D), save_mean, save_invstd) of the last forward
+
+    def reset_parameters(self):
+        """PyTorch's: weight 1 and bias 0 (where present), in place."""
+        init.reset_affine(self.weight, self.bias)
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import random as _random
 from ..validation import check_positive_int
+from . import init
 from .module import Module, Parameter
 
 
@@ -33,6 +34,10 @@ class Linear(Module):
         # (x as (N, in), y or None, activation, negative_slope, x's own shape) of the
         # last forward
         self._ctx = None
+
+    def reset_parameters(self):
+        """Draw weight and bias again as the constructor does (PyTorch's), in place."""
+        init.reset_fan_in_uniform(self.weight, self.bias)
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)

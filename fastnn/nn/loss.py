@@ -118,14 +118,17 @@ class Loss:
 
     def backward(self, grad=None):
         """Gradient of the last forward's loss w.r.t. pred (same shape and dtype as pred;
-        a fresh array when grad is given).
+        a fresh array, the caller's: changing it changes no later call's).
 
         grad: the gradient w.r.t. the loss, None for 1: a number for 'mean' and 'sum',
         for 'none' an array of the per-element losses' shape (or a number)."""
         if self._grad is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
         if grad is None:
-            return self._grad
+            ns = _device.namespace_of(self._grad)    # (a device copy on the GPU)
+            out = ns.empty(self._grad.shape, self._grad.dtype)
+            ns.copy_into(out, self._grad)
+            return out
         return self._weighted(grad)
 
     def _weighted(self, grad):
@@ -316,13 +319,17 @@ class BCELoss(_Weighted):
         pred, target = super()._check(pred, target)
         # NaN passes (comparisons are False) so a diverged run reports a NaN loss.
         # (On the GPU this check copies pred to the host.)
-        values = _device.to_host(pred)
-        if values.size == 0:
+        if pred.size == 0:
             return pred, target
-        lo, hi = values.min(), values.max()  # two reductions, no temporaries
-        if lo < 0 or hi > 1 or (lo != lo and (np.any(values < 0) or np.any(values > 1))):
-            raise ValueError(f"{self._where()}: expected pred to be probabilities in [0, 1], "
-                             f"got values in [{np.nanmin(values)}, {np.nanmax(values)}]")
+        for name, array in (("pred", pred), ("target", target)):
+            values = _device.to_host(array)
+            lo, hi = values.min(), values.max()  # two reductions, no temporaries
+            if lo < 0 or hi > 1 or (lo != lo and (np.any(values < 0) or np.any(values > 1))):
+                # (PyTorch checks target too: "all elements of target should be between
+                # 0 and 1")
+                raise ValueError(f"{self._where()}: expected {name} to be probabilities in "
+                                 f"[0, 1], got values in [{np.nanmin(values)}, "
+                                 f"{np.nanmax(values)}]")
         return pred, target
 
     def _plain_kernel(self, k):

@@ -338,6 +338,60 @@ def _has_batch_count(module):
             and getattr(module, "track_running_stats", False))
 
 
+class BatchCounter:
+    """Mixin of the norm layers that count their training forwards (PyTorch's
+    ``num_batches_tracked``). The count lives in a 0-d int64 array on the host (on any
+    device: momentum=None divides by it every step), which ``named_buffers()``,
+    ``buffers()`` and ``get_buffer()`` give as PyTorch's buffer where the layer tracks
+    running statistics (a live array: writing it sets the count); the attribute reads
+    and sets it as an int. Also PyTorch's reset_running_stats and reset_parameters of
+    these layers (their running_mean, running_var, weight and bias)."""
+
+    #: state_dict carries num_batches_tracked after running_var when
+    #: track_running_stats (PyTorch's entry; Module.state_dict writes it)
+    counts_batches = True
+
+    def _batch_count(self):
+        count = self.__dict__.get("_batch_count_array")
+        if count is None:  # first use (or a module pickled when the count was an int)
+            count = np.array(self.__dict__.pop(BATCH_COUNT_KEY, 0), np.int64)
+            object.__setattr__(self, "_batch_count_array", count)
+        return count
+
+    @property
+    def num_batches_tracked(self):
+        return int(self._batch_count()[()])
+
+    @num_batches_tracked.setter
+    def num_batches_tracked(self, value):
+        self._batch_count()[()] = value
+
+    def reset_running_stats(self):
+        """PyTorch's: running_mean 0, running_var 1 and the count 0, in place (nothing
+        without running statistics)."""
+        from . import init
+        if getattr(self, "track_running_stats", False):
+            init.zeros_(self.running_mean)
+            if self.running_var is not None:
+                init.ones_(self.running_var)
+            self.num_batches_tracked = 0
+
+    def reset_parameters(self):
+        """PyTorch's: reset_running_stats, then weight 1 and bias 0 (where present)."""
+        from . import init
+        self.reset_running_stats()
+        init.reset_affine(self.weight, self.bias)
+
+
+def _buffer_items(module):
+    """(name, array) of a module's buffers, its batch counter last where it has one in
+    the state dict (PyTorch's order: running_mean, running_var, num_batches_tracked)."""
+    items = list(module._buffers.items())
+    if _has_batch_count(module):
+        items.append((BATCH_COUNT_KEY, module._batch_count()))
+    return items
+
+
 class RemovableHandle:
     """What every ``register_*hook`` returns (PyTorch's ``torch.utils.hooks.RemovableHandle``):
     ``remove()`` unregisters the hook (again: nothing happens); ``with handle: ...`` removes
@@ -725,6 +779,8 @@ class Module:
         target ('1.running_mean'), as PyTorch's; AttributeError for a bad path or a name
         that is not a registered buffer."""
         mod, name, buf = self._attribute_at(target)
+        if name == BATCH_COUNT_KEY and _has_batch_count(mod):
+            return mod._batch_count()
         if name not in mod._buffers:
             raise AttributeError(f"`{name}` is not a buffer")
         return buf
@@ -998,7 +1054,7 @@ class Module:
     def named_buffers(self, prefix="", recurse=True, remove_duplicate=True):
         """(dotted name, array) pairs of registered buffers (running statistics), the
         non-persistent ones too; arguments as ``named_parameters``'s."""
-        return self._named_members(lambda module, _: module._buffers.items(), prefix,
+        return self._named_members(lambda module, _: _buffer_items(module), prefix,
                                    recurse, remove_duplicate)
 
     def buffers(self, recurse=True):

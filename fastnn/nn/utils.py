@@ -367,8 +367,8 @@ def _fresh_copy(module):
                 memo[id(param)] = twin
         memo[id(m._scratch)] = {}
         for name, value in vars(m).items():
-            if name in ("_parameters", "_buffers", "_modules", "_scratch") \
-                    or id(value) in memo:
+            if name in ("_parameters", "_buffers", "_modules", "_scratch",
+                        "_batch_count_array") or id(value) in memo:
                 continue
             if name.startswith("_") and _holds_arrays(value):
                 memo[id(value)] = None  # the inputs and outputs of the last forward
