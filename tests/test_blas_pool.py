@@ -88,6 +88,39 @@ def test_products_from_several_python_threads_at_once():
     assert proc.stdout.strip() == "errors []"
 
 
+@pytest.mark.parametrize("backend", ["cython", "numba"])
+def test_numpy_products_from_two_python_threads_are_right(backend):
+    # NumPy's OpenBLAS on the pool: OpenBLAS gives every call through the callback the
+    # same per-thread buffers, so two threads' products at once corrupted each other's
+    # (about half wrong, errors of order 100) until the callback ran one call at a time
+    proc = _run(f"""
+        import threading
+        import numpy as np
+        import fastnn
+        fastnn.set_backend({backend!r})
+        fastnn.set_num_threads(2)
+        fastnn.ops.relu(np.ones(3))
+        def products(seed):
+            rng = np.random.default_rng(seed)
+            x = rng.standard_normal((200, 180))
+            w = rng.standard_normal((180, 64))
+            g = rng.standard_normal((200, 64))
+            return x @ w, g.T @ x
+        expected = [products(seed) for seed in range(2)]
+        wrong = [0, 0]
+        def work(seed):
+            for _ in range(40):
+                for got, want in zip(products(seed), expected[seed]):
+                    wrong[seed] += not np.allclose(got, want)
+        ts = [threading.Thread(target=work, args=(s,)) for s in range(2)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+        print('wrong', wrong)
+        """)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "wrong [0, 0]"
+
+
 def test_a_team_smaller_than_the_jobs_runs_them_on_new_threads():
     # OMP_THREAD_LIMIT=1 gives every parallel region one thread while OpenBLAS splits a
     # product into 3 jobs that wait on each other: run on one thread they would hang

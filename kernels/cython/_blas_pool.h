@@ -5,7 +5,14 @@
  * jobdata + i * elsize, each run as dojob(i, job, dojob_data). The jobs of one level-3
  * call wait on each other (a job packs a panel that the others read), so all of them
  * must run at the same time: on a team of exactly numjobs threads, else (a nested call,
- * or OpenMP granting fewer threads) one new thread per job but the first. */
+ * or OpenMP granting fewer threads) one new thread per job but the first.
+ *
+ * One call's jobs at a time, process-wide: OpenBLAS (0.3.27-0.3.31, the pthreads builds
+ * NumPy and SciPy ship) hands every call that goes through the callback the same set of
+ * per-thread work buffers, so two Python threads multiplying at once wrote into each
+ * other's packed panels (wrong products, errors of order 100, in about half the calls).
+ * Its own thread server queues concurrent callers; the lock below does the same. It is
+ * recursive, so a job that called BLAS again on its own thread could not deadlock. */
 #ifndef FNN_BLAS_POOL_H
 #define FNN_BLAS_POOL_H
 
@@ -21,6 +28,18 @@ typedef void (*fnn_dojob_t)(int, void *, int);
 /* 1: fnn_blas_jobs can be registered (an OpenMP build with POSIX threads for the
  * fallback); 0: it is a stub that must not be (fastnn/blas_pool.py asks first). */
 #define FNN_BLAS_POOL 1
+
+static pthread_mutex_t fnn_blas_lock;
+static pthread_once_t fnn_blas_lock_once = PTHREAD_ONCE_INIT;
+
+static void fnn_blas_lock_init(void)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+    pthread_mutex_init(&fnn_blas_lock, &attr);
+    pthread_mutexattr_destroy(&attr);
+}
 
 typedef struct {
     fnn_dojob_t dojob;
@@ -80,11 +99,11 @@ static void fnn_blas_jobs(int sync, fnn_dojob_t dojob, int numjobs, size_t elsiz
     if (numjobs <= 0) {
         return;
     }
+    pthread_once(&fnn_blas_lock_once, fnn_blas_lock_init);
+    pthread_mutex_lock(&fnn_blas_lock);   /* (one job too: it uses the shared buffers) */
     if (numjobs == 1) {
         dojob(0, base, dojob_data);
-        return;
-    }
-    {
+    } else {
         int ran = 0;
         #pragma omp parallel num_threads(numjobs)
         {
@@ -97,11 +116,11 @@ static void fnn_blas_jobs(int sync, fnn_dojob_t dojob, int numjobs, size_t elsiz
                 }
             }
         }
-        if (ran) {
-            return;
+        if (!ran) {
+            fnn_blas_jobs_on_new_threads(dojob, numjobs, elsize, base, dojob_data);
         }
     }
-    fnn_blas_jobs_on_new_threads(dojob, numjobs, elsize, base, dojob_data);
+    pthread_mutex_unlock(&fnn_blas_lock);
 }
 
 #else  /* no OpenMP, or Windows: never registered */
