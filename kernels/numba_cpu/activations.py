@@ -33,10 +33,11 @@ def _overlap(a, b):
 
 
 @helper
-def _scratch_tile(a, in_place):
+def _scratch_tile(a, out, in_place):
     """A tile-sized buffer for copies of a's tiles when out is a (in place), else an
-    empty view of a (no allocation)."""
-    return np.empty(min(a.shape[0], _TILE), a.dtype) if in_place else a[:0]
+    empty view of out (no allocation; out's, not a's: a may be read-only, and the
+    buffer's type must be writable for the copy in _input_tile to compile)."""
+    return np.empty(min(a.shape[0], _TILE), a.dtype) if in_place else out[:0]
 
 
 @helper
@@ -191,7 +192,7 @@ def _mish(x, out):  # IN x (n,); OUT out (n,)
     # one exp; two passes per tile (see _softplus)
     n = x.shape[0]
     in_place = _overlap(x, out)
-    scratch = _scratch_tile(x, in_place)
+    scratch = _scratch_tile(x, out, in_place)
     for start in range(0, n, _TILE):
         stop = min(n, start + _TILE)
         xs = _input_tile(x, start, stop, scratch, in_place)
@@ -224,8 +225,8 @@ def _mish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     n = x.shape[0]
     x_in_place = _overlap(x, out)
     g_in_place = _overlap(grad_out, out)
-    x_scratch = _scratch_tile(x, x_in_place)
-    g_scratch = _scratch_tile(grad_out, g_in_place)
+    x_scratch = _scratch_tile(x, out, x_in_place)
+    g_scratch = _scratch_tile(grad_out, out, g_in_place)
     for start in range(0, n, _TILE):
         stop = min(n, start + _TILE)
         xs = _input_tile(x, start, stop, x_scratch, x_in_place)
@@ -344,7 +345,7 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
     inv_b = x.dtype.type(1) / b
     n = x.shape[0]
     in_place = _overlap(x, out)
-    scratch = _scratch_tile(x, in_place)
+    scratch = _scratch_tile(x, out, in_place)
     for start in range(0, n, _TILE):
         stop = min(n, start + _TILE)
         xs = _input_tile(x, start, stop, scratch, in_place)
@@ -427,7 +428,7 @@ def _gelu(x, out):  # IN x (n,); OUT out (n,)
     # two passes per tile (see _softplus; 0.74 -> 0.58 ns a value, 1 thread in cache)
     n = x.shape[0]
     in_place = _overlap(x, out)
-    scratch = _scratch_tile(x, in_place)
+    scratch = _scratch_tile(x, out, in_place)
     for start in range(0, n, _TILE):
         stop = min(n, start + _TILE)
         xs = _input_tile(x, start, stop, scratch, in_place)
