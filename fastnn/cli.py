@@ -96,7 +96,8 @@ def main(argv=None):
         args = build_parser(command).parse_args(argv)
         status = args.func(args)
         return status if isinstance(status, int) else 0
-    except (TrainingDiverged, IDXError, CIFARError, CheckpointError) as exc:
+    except (TrainingDiverged, IDXError, CIFARError, CheckpointError,
+            FloatingPointError) as exc:   # (FloatingPointError: an experiment diverged)
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (CLIError, FileNotFoundError) as exc:

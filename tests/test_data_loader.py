@@ -64,3 +64,22 @@ def test_bad_arguments():
         DataLoader(x, y, batch_size=0)
     with pytest.raises(ValueError, match="6 samples"):
         DataLoader(x, y[:5])
+
+
+def test_unseeded_shuffle_draws_each_pass_from_the_global_generator():
+    # as PyTorch's RandomSampler: manual_seed then a pass repeats the order, and building
+    # the loader draws nothing (a model built after it gets the same weights)
+    import fastnn
+    from fastnn import data
+    x, y = np.arange(20.0), np.arange(20)
+    loader = data.DataLoader(x, y, batch_size=5, shuffle=True)
+    fastnn.manual_seed(0)
+    first = [batch[1].tolist() for batch in loader]
+    fastnn.manual_seed(0)
+    assert [batch[1].tolist() for batch in loader] == first
+    assert [batch[1].tolist() for batch in loader] != first      # the next pass differs
+    fastnn.manual_seed(0)
+    weights = fastnn.nn.Linear(3, 2).weight.data.copy()
+    fastnn.manual_seed(0)
+    data.DataLoader(x, y, batch_size=5, shuffle=True)
+    np.testing.assert_array_equal(fastnn.nn.Linear(3, 2).weight.data, weights)

@@ -157,3 +157,30 @@ def test_experiment_commands_end_to_end(tmp_path):
     v = json.loads((tmp_path / "v.json").read_text())
     assert v["test_nelbo_final"] < v["test_nelbo_initial"]
     assert (tmp_path / "v.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv,status,message", [
+    (["multitask", "--dataset", "digits", "--epochs", "1", "--lr", "1e6", "--no-progress"],
+     1, "multitask: training diverged"),
+    (["vae", "--epochs", "2", "--lr", "1e6", "--n-train", "200", "--no-progress"], 1,
+     "vae: training diverged"),
+    (["dream", "--checkpoint", "{tmp}", "--target-class", "3"], 2, "(a folder)"),
+    (["dream", "--checkpoint", "{tmp}/missing.npz", "--target-class", "3"], 2,
+     "no such file"),
+    (["dream", "--checkpoint", "{tmp}/state.npz", "--target-class", "1"], 2,
+     "holds a state dict, not a model"),
+    (["train", "--dataset", "digits", "--model", "convnet", "--width", "inf"], 2,
+     "positive finite number"),
+])
+def test_experiment_errors_are_one_line(tmp_path, capsys, argv, status, message):
+    from fastnn import cli, models
+    fastnn.save(models.MLP(64, [8], 10).state_dict(), tmp_path / "state.npz")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    argv += ["--out", str(tmp_path / "out.png")] if argv[0] in ("multitask", "vae") else []
+    backend = fastnn.get_backend()
+    try:
+        assert cli.main(argv) == status
+    finally:
+        fastnn.set_backend(backend)
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1, err

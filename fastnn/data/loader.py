@@ -38,9 +38,10 @@ class DataLoader:
     ``shuffle=True`` each pass draws a new permutation from the generator and
     gathers each batch with one fancy-indexing call (a fresh copy, no Python loop
     over samples). ``seed`` (int or np.random.Generator) makes the sequence of
-    permutations reproducible; None draws the loader's seed from fastnn's global
-    generator, so ``fastnn.manual_seed`` fixes it, as ``torch.manual_seed`` fixes a
-    PyTorch DataLoader's shuffling. ``drop_last`` drops a final batch smaller than
+    permutations reproducible; None draws each pass's seed from fastnn's global
+    generator when the pass starts, so a pass after ``fastnn.manual_seed`` repeats and
+    building the loader draws nothing, as ``torch.manual_seed`` and a PyTorch
+    DataLoader's shuffling. ``drop_last`` drops a final batch smaller than
     ``batch_size``.
 
     Each iteration yields ``(x_batch, y_batch)`` (``y_batch`` a tuple when y is a
@@ -93,9 +94,11 @@ class DataLoader:
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
-        # (None: a seed from fastnn's generator, not fresh entropy: runs after
-        # fastnn.manual_seed repeat, as PyTorch's after torch.manual_seed)
-        self.rng = as_generator(_random.draw_seed() if seed is None and shuffle else seed)
+        # None: each shuffled pass draws its seed from fastnn's generator when it starts
+        # (not fresh entropy, and not at construction): a pass after fastnn.manual_seed
+        # repeats, and building a loader leaves the generator alone, as PyTorch's
+        # RandomSampler with torch.manual_seed
+        self.rng = None if seed is None and shuffle else as_generator(seed)
         if self._dataset is not None:
             return
         x = np.asarray(x)
@@ -142,7 +145,10 @@ class DataLoader:
         """Each batch's rows of one pass: slices in order, or runs of a new permutation
         (drawn from the generator) when shuffling."""
         n, b = self.num_samples, self.batch_size
-        order = self.rng.permutation(n) if self.shuffle else None
+        order = None
+        if self.shuffle:
+            rng = self.rng if self.rng is not None else as_generator(_random.draw_seed())
+            order = rng.permutation(n)
         for start in range(0, len(self) * b, b):
             yield slice(start, min(start + b, n)) if order is None else order[start:start + b]
 

@@ -1,4 +1,6 @@
 """`python -m fastnn dream`: visualise a class of a trained classifier checkpoint."""
+import os
+
 import numpy as np
 
 from ..visualize import visualize_class
@@ -45,8 +47,16 @@ def run(args):
     import fastnn
     if not args.out:
         raise ValueError("--out expects a file path for the image, got ''")
+    if os.path.isdir(args.checkpoint):
+        raise ValueError(f"--checkpoint expects a checkpoint file, got {args.checkpoint!r} "
+                         f"(a folder)")
+    if not os.path.exists(args.checkpoint):
+        raise ValueError(f"--checkpoint: no such file: {args.checkpoint!r}")
     apply_runtime(args)
     model = fastnn.load(args.checkpoint)
+    if not hasattr(model, "parameters"):   # fastnn.save(model.state_dict(), path)
+        raise ValueError(f"--checkpoint {args.checkpoint!r} holds a state dict, not a model: "
+                         f"save the model itself (fastnn.save(model, path), or train --save)")
     scales = tuple(int(s) for s in str(args.scales).split(",") if s)
     bar = progress(args.steps, f"class {args.target_class}", not args.no_progress)
     image, before, after = visualize_class(

@@ -20,8 +20,8 @@ def downsample(images):
     return pooled.mean(axis=(-3, -1)).reshape(images.shape[0], -1).astype(np.float32)
 
 
-def load_multitask(dataset):
-    x_train, y_train, x_test, y_test = data.load(dataset)
+def load_multitask(dataset, root=None, download=False):
+    x_train, y_train, x_test, y_test = data.load(dataset, root=root, download=download)
     return ((x_train.reshape(len(x_train), -1), downsample(x_train), y_train),
             (x_test.reshape(len(x_test), -1), downsample(x_test), y_test))
 
@@ -98,6 +98,10 @@ def plot_multitask(curves, mean_baseline, alone_accuracy, path):
 def add_arguments(parser):
     from ..cli import positive_int
     parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--data-root", "--data-dir", dest="data_root",
+                        help="directory holding the dataset files")
+    parser.add_argument("--download", action="store_true",
+                        help="download the dataset into ~/.cache/fastnn if missing")
     parser.add_argument("--hidden-a", type=positive_int, default=256)
     parser.add_argument("--omega", type=float, default=1.0, help="sine frequency of task A")
     parser.add_argument("--dropout", type=float, default=0.1)
@@ -115,7 +119,8 @@ def run(args):
                          f"two samples), got {args.batch_size}")
     apply_runtime(args)
     rng = np.random.default_rng(args.seed)
-    (x, y_a, y_b), (x_test, y_a_test, y_b_test) = load_multitask(args.dataset)
+    (x, y_a, y_b), (x_test, y_a_test, y_b_test) = load_multitask(
+        args.dataset, root=args.data_root, download=args.download)
     num_classes = int(y_b.max()) + 1
     model = MultiTaskNet(x.shape[1], args.hidden_a, y_a.shape[1], num_classes,
                          omega=args.omega, dropout=args.dropout)
@@ -132,7 +137,9 @@ def run(args):
             a, logits = model(x[idx])
             loss, _, _ = loss_fn(a, logits, y_a[idx], y_b[idx])
             if not np.isfinite(loss):
-                raise FloatingPointError(f"multitask: loss became {loss} in epoch {epoch + 1}")
+                raise FloatingPointError(f"multitask: training diverged: the loss became "
+                                         f"{loss} in epoch {epoch + 1}; try a smaller "
+                                         f"learning rate")
             opt.zero_grad()
             model.backward(*loss_fn.backward())
             opt.step()

@@ -99,7 +99,8 @@ def run(args):
         for s in range(0, len(x), args.batch_size):
             loss, _, _ = model(x[order[s:s + args.batch_size]])
             if not np.isfinite(loss):
-                raise FloatingPointError(f"vae: loss became {loss} in epoch {epoch + 1}")
+                raise FloatingPointError(f"vae: training diverged: the loss became {loss} in "
+                                         f"epoch {epoch + 1}; try a smaller learning rate")
             opt.zero_grad()
             model.backward()
             opt.step()

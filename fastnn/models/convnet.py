@@ -3,6 +3,7 @@
 Both are ``nn.Sequential`` (so their buffers are reused between steps) and record their
 constructor arguments in ``config`` with a ``config_name`` for ``fastnn.save``/``load``.
 """
+import math
 import numbers
 
 from .. import nn
@@ -43,8 +44,10 @@ class ConvNet(nn.Sequential):
         in_channels = _positive_int("ConvNet", "in_channels", in_channels)
         input_size = _positive_int("ConvNet", "input_size", input_size)
         num_classes = _positive_int("ConvNet", "num_classes", num_classes)
-        if isinstance(width, bool) or not isinstance(width, numbers.Real) or not width > 0:
-            raise ValueError(f"ConvNet: expected width to be a positive number, got {width!r}")
+        if (isinstance(width, bool) or not isinstance(width, numbers.Real) or not width > 0
+                or not math.isfinite(width)):
+            raise ValueError(f"ConvNet: expected width to be a positive finite number, got "
+                             f"{width!r}")
         layers = []
         channels, size = in_channels, input_size
         for stage in _CONVNET_STAGES:
