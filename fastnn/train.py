@@ -107,7 +107,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     evaluates on the test set every that many steps. ``lr_schedule`` ('constant',
     'cosine' or a function (step, total_steps) -> factor) scales every parameter
     group's initial learning rate before each step. ``progress`` shows a tqdm
-    bar per epoch; ``log`` prints one line per epoch.
+    bar per epoch; ``log`` prints one line per epoch (and one per ``eval_freq`` evaluation).
 
     Returns a metrics dict: per-epoch lists 'epoch', 'train_loss', 'train_accuracy'
     (running means over the epoch's batches, in training mode), 'test_loss',
@@ -183,8 +183,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                 step_curve["step"].append(step)
                 step_curve["test_loss"].append(test_loss)
                 step_curve["test_accuracy"].append(test_acc)
-                _write(f"step {step}: test loss {test_loss:.4f}  test accuracy {test_acc:.4f}",
-                       progress)
+                if log:
+                    _write(f"step {step}: test loss {test_loss:.4f}  test accuracy "
+                           f"{test_acc:.4f}", progress)
                 eval_seconds += time.perf_counter() - t0
             if max_steps is not None and step >= max_steps:
                 break

@@ -35,7 +35,7 @@ def test_mlp_reaches_095_on_digits(digits):
     assert model.training
 
 
-def test_max_steps_and_eval_freq(digits):
+def test_max_steps_and_eval_freq(digits, capsys):
     x_train, y_train, x_test, y_test = digits
     model, loss_fn, optimizer = make(hidden=(16,))
     with fastnn.use_backend("numpy"):
@@ -46,6 +46,7 @@ def test_max_steps_and_eval_freq(digits):
     assert metrics["epoch"] == [1, 2, 3]  # 23 batches per epoch: the third stops early
     assert metrics["step_curve"]["step"] == [20, 40]
     assert len(metrics["step_curve"]["test_accuracy"]) == 2
+    assert capsys.readouterr().out == ""          # log=False: no step lines either
 
 
 def test_same_seed_same_trajectory(digits):
