@@ -110,7 +110,7 @@ MODELS = ("mlp", "cnn", "convnet")
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "digits")
 
 
-def _hidden_units(text):
+def hidden_units(text):
     """'100,100' -> [100, 100]; '' or 'none' -> [] (a linear model)."""
     text = text.strip()
     if text.lower() in ("", "none"):
@@ -177,7 +177,7 @@ def configure_train(parser):
                         help="directory holding the dataset files")
     parser.add_argument("--download", action="store_true",
                         help="download the dataset into ~/.cache/fastnn if missing")
-    parser.add_argument("--hidden", "--dnn-hidden-units", dest="hidden", type=_hidden_units,
+    parser.add_argument("--hidden", "--dnn-hidden-units", dest="hidden", type=hidden_units,
                         default=[100], metavar="UNITS",
                         help="MLP hidden widths, comma-separated (default 100; '' for none)")
     parser.add_argument("--activation", default=None,

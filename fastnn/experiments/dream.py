@@ -57,7 +57,11 @@ def run(args):
     if not hasattr(model, "parameters"):   # fastnn.save(model.state_dict(), path)
         raise ValueError(f"--checkpoint {args.checkpoint!r} holds a state dict, not a model: "
                          f"save the model itself (fastnn.save(model, path), or train --save)")
-    scales = tuple(int(s) for s in str(args.scales).split(",") if s)
+    try:
+        scales = tuple(int(s) for s in str(args.scales).split(","))
+    except ValueError:
+        raise ValueError(f"--scales expects comma-separated integers such as 4,2,1, got "
+                         f"{args.scales!r}") from None
     bar = progress(args.steps, f"class {args.target_class}", not args.no_progress)
     image, before, after = visualize_class(
         model, args.target_class, steps=args.steps, lr=args.lr, jitter=args.jitter,

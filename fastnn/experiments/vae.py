@@ -68,12 +68,13 @@ def plot_samples(data, samples, path, title, curve=None):
 
 
 def add_arguments(parser):
-    from ..cli import positive_int
+    from ..cli import hidden_units, positive_int
     parser.add_argument("--distribution", choices=sorted(DISTRIBUTIONS), default="ring")
     parser.add_argument("--n-train", type=positive_int, default=20000)
     parser.add_argument("--n-test", type=positive_int, default=2000)
     parser.add_argument("--latent-dim", type=positive_int, default=2)
-    parser.add_argument("--hidden", default="64,64", help="comma-separated hidden widths")
+    parser.add_argument("--hidden", type=hidden_units, default="64,64",
+                        help="comma-separated hidden widths (train's --hidden rules)")
     parser.add_argument("--epochs", type=positive_int, default=30)
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -86,7 +87,7 @@ def run(args):
     rng = np.random.default_rng(args.seed)
     make = DISTRIBUTIONS[args.distribution]
     x, x_test = make(args.n_train, rng), make(args.n_test, rng)
-    hidden = [int(h) for h in str(args.hidden).split(",") if h]
+    hidden = args.hidden
     model = VAE(2, args.latent_dim, hidden, seed=args.seed)
     opt = optim.Adam(model.parameters(), lr=args.lr)
     curve = [held_out_nelbo(model, x_test)]
