@@ -170,7 +170,7 @@ def test_experiment_commands_end_to_end(tmp_path):
     (["dream", "--checkpoint", "{tmp}/state.npz", "--target-class", "1"], 2,
      "holds a state dict, not a model"),
     (["train", "--dataset", "digits", "--model", "convnet", "--width", "inf"], 2,
-     "positive finite number"),
+     "expected width to be a positive number, got inf"),
 ])
 def test_experiment_errors_are_one_line(tmp_path, capsys, argv, status, message):
     from fastnn import cli, models

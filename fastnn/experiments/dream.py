@@ -47,12 +47,12 @@ def run(args):
     import fastnn
     if not args.out:
         raise ValueError("--out expects a file path for the image, got ''")
+    apply_runtime(args)   # (first: it refuses bad --out/--metrics paths)
     if os.path.isdir(args.checkpoint):
         raise ValueError(f"--checkpoint expects a checkpoint file, got {args.checkpoint!r} "
                          f"(a folder)")
     if not os.path.exists(args.checkpoint):
         raise ValueError(f"--checkpoint: no such file: {args.checkpoint!r}")
-    apply_runtime(args)
     model = fastnn.load(args.checkpoint)
     if not hasattr(model, "parameters"):   # fastnn.save(model.state_dict(), path)
         raise ValueError(f"--checkpoint {args.checkpoint!r} holds a state dict, not a model: "

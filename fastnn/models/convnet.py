@@ -46,8 +46,7 @@ class ConvNet(nn.Sequential):
         num_classes = _positive_int("ConvNet", "num_classes", num_classes)
         if (isinstance(width, bool) or not isinstance(width, numbers.Real) or not width > 0
                 or not math.isfinite(width)):
-            raise ValueError(f"ConvNet: expected width to be a positive finite number, got "
-                             f"{width!r}")
+            raise ValueError(f"ConvNet: expected width to be a positive number, got {width!r}")
         layers = []
         channels, size = in_channels, input_size
         for stage in _CONVNET_STAGES:
