@@ -139,12 +139,10 @@ class ElementwiseKernel(Kernel):
         return _compile_blocked(fn, self.serial)
 
     def __call__(self, size, *args):
-        if size >= PARALLEL_MIN and not _forked_from_gnu_omp:
-            threads = sync_threads()
-            if self.streamed is not None and args[-1].nbytes >= _streaming.min_bytes():
-                return self.streamed(threads, *args)
-            return self.parallel(*args)
-        return self.serial(*args)
+        if (self.streamed is not None and size >= PARALLEL_MIN and not _forked_from_gnu_omp
+                and args[-1].nbytes >= _streaming.min_bytes()):
+            return self.streamed(sync_threads(), *args)
+        return super().__call__(size, *args)   # Kernel's choice of parallel or serial
 
 
 def elementwise(fn=None, *, streams=False):
