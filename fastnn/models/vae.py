@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 from .. import nn
-from ..validation import check_float_array, check_positive_int
+from .. import random as _random
+from ..validation import check_float_array, check_non_negative_int, check_positive_int
 from .mlp import MLP, hidden_widths
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -107,15 +108,26 @@ class VAE(nn.Module):
     def sample(self, n, rng=None, dtype=None):
         """Draw n points (n, data_dim) from the generative model: z ~ N(0, I),
         x ~ N(mu_x, sigma_x²), computed in the parameters' dtype and returned in ``dtype``
-        (default: that dtype)."""
-        rng = rng or np.random.default_rng(0)
+        (default: that dtype).
+
+        rng: a np.random.Generator, or a seed for one; None draws from fastnn's generator
+        (``fastnn.manual_seed`` repeats it), as PyTorch's sampling draws from its global
+        one. The training noise generator (``seed``) is not touched."""
+        n = check_non_negative_int("VAE.sample", "n", n)
+        try:
+            rng = _random.generator() if rng is None else np.random.default_rng(rng)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"VAE.sample: expected rng to be None, a seed or a "
+                            f"np.random.Generator, got {rng!r:.80} ({exc})") from None
         own = self.decoder[0].weight.data.dtype  # the decoder runs in its own dtype
         dtype = own if dtype is None else np.dtype(dtype)
         was_training = self.training
         self.eval()
-        z = rng.standard_normal((n, self.latent_dim)).astype(own)
-        dec = self.decoder(z)
-        self.train(was_training)
+        try:
+            z = rng.standard_normal((n, self.latent_dim)).astype(own)
+            dec = self.decoder(z)
+        finally:
+            self.train(was_training)
         mu_x, log_sx = dec[:, :self.data_dim], dec[:, self.data_dim:]
         points = mu_x + np.exp(log_sx) * rng.standard_normal(mu_x.shape).astype(own)
         return points.astype(dtype, copy=False)
