@@ -17,11 +17,15 @@ def image_shape(model):
     """(C, H, W) of the images a saved classifier takes, from its config."""
     config = getattr(model, "config", {}) or {}
     if "in_features" in config:
-        side = int(round(np.sqrt(config["in_features"])))
-        if side * side != config["in_features"]:
-            raise ValueError(f"visualize: cannot view {config['in_features']} input features "
-                             f"as a square image")
-        return (1, side, side)
+        # a flat MLP input: grey (H*W, MNIST's 784) or colour (3*H*W channel-major, as
+        # CIFAR-10's 3072 are flattened); 3 s^2 is never a square, so no case is both
+        features = config["in_features"]
+        for channels in (1, 3):
+            side = int(round(np.sqrt(features / channels)))
+            if channels * side * side == features:
+                return (channels, side, side)
+        raise ValueError(f"visualize: cannot view {features} input features as a square "
+                         f"image of 1 or 3 channels")
     channels = config.get("in_channels", 1)
     size = config.get("input_size", 28)
     return (channels, size, size)

@@ -1,0 +1,36 @@
+"""Which image a flat MLP's input is viewed as for class visualisation: grey H*W
+(MNIST's 784), colour 3*H*W channel-major (CIFAR-10's 3072), anything else refused."""
+import numpy as np
+import pytest
+
+from fastnn import cli, models
+from fastnn.visualize import image_shape, visualize_class
+import fastnn
+
+
+@pytest.mark.parametrize("features,shape", [(784, (1, 28, 28)), (64, (1, 8, 8)),
+                                            (3072, (3, 32, 32)), (48, (3, 4, 4))])
+def test_flat_inputs(features, shape):
+    assert image_shape(models.MLP(features, [4], 3)) == shape
+
+
+def test_other_sizes_refused():
+    with pytest.raises(ValueError, match="cannot view 50 input features"):
+        image_shape(models.MLP(50, [4], 3))
+
+
+def test_colour_mlp_dreams(tmp_path):
+    fastnn.manual_seed(0)
+    model = models.MLP(3 * 8 * 8, [16], 4)
+    image, before, after = visualize_class(model, 2, steps=30, seed=0)
+    assert image.shape == (3, 8, 8) and after > before
+    fastnn.save(model, tmp_path / "m.npz")
+    backend = fastnn.get_backend()
+    try:
+        assert cli.main(["dream", "--checkpoint", str(tmp_path / "m.npz"), "--target-class",
+                         "1", "--steps", "5", "--out", str(tmp_path / "d.png"),
+                         "--no-progress"]) == 0
+    finally:
+        fastnn.set_backend(backend)
+    assert (tmp_path / "d.png").stat().st_size > 0
+    assert np.all((image >= 0) & (image <= 1))
