@@ -64,12 +64,52 @@ def check_out(where, name, out, shape, dtype):
 _TOO_HARD = getattr(np, "exceptions", np).TooHardError  # np.TooHardError before 1.25
 
 
+class _DeviceSpan:
+    """A device array's bytes as an interval, for check_no_overlap: from its
+    ``__cuda_array_interface__`` (pointer, shape, strides; None strides: C-contiguous)."""
+
+    def __init__(self, a):
+        face = a.__cuda_array_interface__
+        self.start = face["data"][0]
+        self.shape = tuple(face["shape"])
+        itemsize = np.dtype(face["typestr"]).itemsize
+        strides = face.get("strides") or tuple(
+            int(np.prod(self.shape[i + 1:], dtype=np.int64)) * itemsize
+            for i in range(len(self.shape)))
+        self.strides = tuple(strides)
+        low = sum(min(0, (d - 1) * st) for d, st in zip(self.shape, strides))
+        high = sum(max(0, (d - 1) * st) for d, st in zip(self.shape, strides)) + itemsize
+        empty = any(d == 0 for d in self.shape)
+        self.low, self.high = (self.start, self.start) if empty else (
+            self.start + low, self.start + high)
+
+
+def _comparable(a):
+    """What the overlap checks compare: a NumPy array as it is, a CUDA simulator array as
+    the NumPy array it wraps, a device array as its _DeviceSpan; None for anything else."""
+    if isinstance(a, np.ndarray):
+        return a
+    if type(a).__name__ == "FakeCUDAArray":
+        return getattr(a, "_ary", None)
+    if hasattr(a, "__cuda_array_interface__"):
+        return _DeviceSpan(a)
+    return None
+
+
 def _same_memory(a, b):
+    if isinstance(a, _DeviceSpan):
+        return (a.start, a.shape, a.strides) == (b.start, b.shape, b.strides)
     return (a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
             and a.shape == b.shape and a.strides == b.strides)
 
 
 def _overlap(a, b):
+    if isinstance(a, _DeviceSpan) or isinstance(b, _DeviceSpan):
+        # device memory: by bounds (the device kernels take C-contiguous arrays, whose
+        # bounds are exact); a host array never meets a device one
+        if not (isinstance(a, _DeviceSpan) and isinstance(b, _DeviceSpan)):
+            return False
+        return a.low < b.high and b.low < a.high
     if not np.may_share_memory(a, b):  # bounds only: cheap
         return False
     try:
@@ -83,16 +123,17 @@ def check_no_overlap(where, written, read, in_place=()):
     call (PyTorch refuses such out= tensors too): the results would depend on the order
     the kernel reads and writes in. The pairs (written name, read name) in ``in_place``
     may be the very same array (an elementwise op in place), never partly overlapping.
-    written, read: sequences of (name, array or None); device arrays are not checked."""
-    written = [(n, a) for n, a in written if isinstance(a, np.ndarray)]
+    written, read: sequences of (name, array or None), NumPy or device arrays."""
+    written = [(n, c) for n, c in ((n, _comparable(a)) for n, a in written) if c is not None]
     if not written:  # no out= buffer given: nothing to check
         return
-    others = written + [(n, a) for n, a in read if isinstance(a, np.ndarray)]
+    others = written + [(n, c) for n, c in ((n, _comparable(a)) for n, a in read)
+                        if c is not None]
     for i, (name, w) in enumerate(written):
         for other, a in others[i + 1:]:
             if not _overlap(w, a):
                 continue
-            if (name, other) in in_place and _same_memory(w, a):
+            if (name, other) in in_place and type(w) is type(a) and _same_memory(w, a):
                 continue
             allowed = " (it may be the same array, in place)" if (name, other) in in_place else ""
             raise ValueError(f"{where}: {name} shares memory with {other}; pass separate "
