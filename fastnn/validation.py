@@ -228,14 +228,13 @@ def check_number(where, name, value, low=None, high=None, low_open=False, high_o
 
 
 def as_contiguous(x, where=None, name="input"):
-    """x itself when C-contiguous, else a contiguous copy (kernels need [::1] memory).
-
-    A non-contiguous device array is an error (no device-side copy is made for it)."""
+    """x itself when C-contiguous, else a contiguous copy (kernels need [::1] memory): a
+    strided device array is copied on the device, as a strided NumPy array on the host."""
     if isinstance(x, np.ndarray):
         return x if x.flags.c_contiguous else np.ascontiguousarray(x)
     if not is_contiguous(x):
-        raise ValueError(f"{where or 'fastnn'}: expected {name} to be a C-contiguous device "
-                         f"array (copy it with numba.cuda.device_array and copy_to_device)")
+        from .device import Cuda
+        return Cuda.contiguous(x)
     return x
 
 

@@ -780,8 +780,8 @@ def test_functional_ops_run_on_the_gpu_for_device_arrays(rng):
         assert_close(param.copy_to_host(), w - 0.5, np.float64)
         with pytest.raises(ValueError, match="labels out of range"):
             ops.softmax_cross_entropy(dy, cuda.to_device(labels + 1))
-        with pytest.raises(ValueError, match="C-contiguous"):
-            ops.relu(cuda.to_device(x)[:, ::2])
+        strided = ops.relu(cuda.to_device(x)[:, ::2])   # copied on the device, as NumPy's
+        assert_close(strided.copy_to_host(), np.maximum(x[:, ::2], 0), np.float64)
         with pytest.raises(ValueError, match="expected out of shape"):
             ops.relu(dy, out=cuda.device_array((6, 5), np.float64))
 
@@ -804,3 +804,42 @@ def test_op_temporaries_are_reused_per_thread():
     thread.join()
     other[0].copy_to_device(np.full((2, 2), -1, np.float32))
     assert np.all(scratch("test_buffer", (2, 2), np.float32).copy_to_host() != -1)
+
+
+# ------------------------------------------------------- strided device inputs, out= overlap
+@pytest.mark.parametrize("shape,index", [((7,), np.s_[::2]), ((6, 9), np.s_[:, ::2]),
+                                         ((4, 6, 5), np.s_[1:, ::2, ::-1]),
+                                         ((3, 4, 5, 6), np.s_[:, 1::2, :, ::3]),
+                                         ((2, 3, 2, 3, 2), np.s_[..., ::-1])])
+def test_strided_device_arrays_copied_on_device(shape, index):
+    from kernels.cuda.device import contiguous_copy
+    host = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    copy = contiguous_copy(cuda.to_device(host)[index])
+    np.testing.assert_array_equal(copy.copy_to_host(), host[index])
+
+
+def test_ops_take_strided_device_arrays():
+    """as NumPy inputs: a strided device array is copied (it was refused)"""
+    from fastnn import ops
+    host = np.linspace(-2, 2, 96, dtype=np.float32).reshape(8, 12)
+    x = cuda.to_device(host)
+    w = np.arange(18, dtype=np.float32).reshape(3, 6) / 10
+    with fastnn.use_backend("cuda"):
+        relu = ops.relu(x[:, ::2]).copy_to_host()
+        linear = ops.linear_forward(x[:, ::2], cuda.to_device(w), None).copy_to_host()
+        loss, grad = ops.softmax_cross_entropy(x[::2], np.zeros(4, np.int64))
+    np.testing.assert_array_equal(relu, np.maximum(host[:, ::2], 0))
+    np.testing.assert_allclose(linear, host[:, ::2] @ w.T, rtol=1e-5, atol=1e-5)
+    want = F.cross_entropy(t(host[::2], True), torch.zeros(4, dtype=torch.int64))
+    want.backward()
+    assert loss == pytest.approx(want.item(), rel=1e-5)
+
+
+def test_device_out_overlapping_an_input_refused():
+    from fastnn import ops
+    x = cuda.to_device(np.ones((4, 8), np.float32))
+    w = cuda.to_device(np.ones((8, 8), np.float32))
+    with fastnn.use_backend("cuda"):
+        with pytest.raises(ValueError, match="out shares memory with x"):
+            ops.linear_forward(x, w, None, out=x)
+        assert ops.relu(x, out=x) is not None   # elementwise in place stays allowed

@@ -1,10 +1,12 @@
 """The few device-array operations ``fastnn.device`` needs beyond the ops: a view of any
-device array as a numba device array, and zero-filling in place.
+device array as a numba device array, zero-filling in place, and a contiguous copy of a
+strided array.
 
 Models move with ``Module.to("cuda")`` (``fastnn/nn/module.py``); their optimizers'
 flat buffers follow (``fastnn/optim/flat.py``). Both reach the GPU through
 ``fastnn.device``'s ``Cuda`` namespace, which calls this module.
 """
+import numpy as np
 from numba import cuda  # noqa: F401  (fastnn.device allocates through it)
 
 from . import config
@@ -22,3 +24,56 @@ def fill_zero(a):
     a = as_device(a)
     if a.size:
         _fill_zero[config.blocks(a.size), config.THREADS](flat(a))
+
+
+@cuda.jit
+def _gather1(a, out):
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        out[i] = a[i]
+
+
+@cuda.jit
+def _gather2(a, out):
+    cols = a.shape[1]
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        r = i // cols
+        out[i] = a[r, i - r * cols]
+
+
+@cuda.jit
+def _gather3(a, out):
+    d1, d2 = a.shape[1], a.shape[2]
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        r = i // d2
+        k = i - r * d2
+        p = r // d1
+        out[i] = a[p, r - p * d1, k]
+
+
+@cuda.jit
+def _gather4(a, out):
+    d1, d2, d3 = a.shape[1], a.shape[2], a.shape[3]
+    for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
+        r = i // d3
+        l = i - r * d3
+        q = r // d2
+        k = r - q * d2
+        p = q // d1
+        out[i] = a[p, q - p * d1, k, l]
+
+
+_GATHERS = {1: _gather1, 2: _gather2, 3: _gather3, 4: _gather4}
+
+
+def contiguous_copy(a):
+    """A C-contiguous device copy of a strided device array of 1 to 4 dimensions (a
+    gather on the device, as NumPy's ascontiguousarray); more dimensions go through the
+    host. (N, ...) in, the same shape out."""
+    a = as_device(a)
+    out = cuda.device_array(a.shape, dtype=a.dtype)
+    gather = _GATHERS.get(a.ndim)
+    if gather is None:
+        out.copy_to_device(np.ascontiguousarray(a.copy_to_host()))
+    elif a.size:
+        gather[config.blocks(a.size), config.THREADS](a, flat(out))
+    return out
