@@ -1375,7 +1375,10 @@ class Module:
 
     # ------------------------------------------------------------------ dtypes
     def to_dtype(self, dtype):
-        """Convert every parameter (data and grad) and buffer to dtype, in place; self."""
+        """Convert every parameter (data and grad) and floating-point buffer to dtype, in
+        place; self. Integer and bool buffers (indices, masks, counters) keep their dtype,
+        as PyTorch's ``.float()``, ``.double()`` and ``.to(dtype)`` keep them (``.type``
+        keeps them here too, where PyTorch's would convert them)."""
         if not _is_dtype_like(dtype) or np.dtype(dtype) not in FLOAT_DTYPES:
             got = np.dtype(dtype) if _is_dtype_like(dtype) else repr(dtype)
             raise TypeError(f"{type(self).__name__}.to_dtype: expected float32 or float64, "
@@ -1391,7 +1394,7 @@ class Module:
                 param.data = np.ascontiguousarray(param.data, dtype=dtype)
                 param.grad = np.ascontiguousarray(param.grad, dtype=dtype)
             for name, buf in list(module._buffers.items()):
-                if buf is not None:
+                if buf is not None and np.dtype(buf.dtype).kind == "f":
                     setattr(module, name, np.ascontiguousarray(buf, dtype=dtype))
             module._scratch.clear()
             object.__setattr__(module, "_out_meta", None)
