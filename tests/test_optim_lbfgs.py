@@ -569,8 +569,6 @@ def test_bad_state_dicts_change_nothing():
         {"state": good["state"], "param_groups": [dict(good["param_groups"][0],
                                                        history_size=0)]},
         {"state": good["state"], "param_groups": [dict(good["param_groups"][0],
-                                                       momentum=0.9)]},
-        {"state": good["state"], "param_groups": [dict(good["param_groups"][0],
                                                        params=[0])]},
         {"type": "SGD", "state": good["state"], "param_groups": good["param_groups"]},
         {"state": good["state"]},

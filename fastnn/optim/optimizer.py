@@ -163,11 +163,8 @@ class Optimizer:
         if not isinstance(group, dict) or "params" not in group:
             raise TypeError(f"{self._name}: a parameter group must be a dict with a 'params' "
                             f"entry, got {type(group).__name__}")
-        unknown = (set(group) - set(self.defaults) - {"params", "param_names"}
-                   - set(SCHEDULER_KEYS))
-        if unknown:
-            raise ValueError(f"{self._name}: unknown hyper-parameter(s) {sorted(unknown)} in "
-                             f"a parameter group; expected {sorted(self.defaults)}")
+        # keys that are no hyper-parameter of this optimizer (a group's name, a tag) are
+        # kept as the group's own data, as PyTorch keeps them, and saved with it
         plist = group["params"]
         plist = [plist] if hasattr(plist, "data") and hasattr(plist, "grad") else list(plist)
         plist, names = self._split_names(plist)
@@ -525,12 +522,9 @@ class Optimizer:
             start += n
             missing = [k for k in self.hyperparameters if k not in saved]
             flags = {k: v for k, v in saved.items() if k in self.torch_flags}
-            unknown = [k for k in saved if k not in self.defaults
-                       and k not in ("params", "param_names")
-                       and k not in SCHEDULER_KEYS and k not in flags]
-            if missing or unknown:
+            if missing:   # (other keys are the group's own data: kept, as PyTorch keeps them)
                 raise ValueError(f"{where}: parameter group {gi}: missing hyper-parameters "
-                                 f"{missing}, unknown {unknown}")
+                                 f"{missing}")
             hyper = {k: (tuple(v) if isinstance(v, list) else v)
                      for k, v in saved.items() if k != "params"}
             if "param_names" in hyper:  # (they replace the group's, as in PyTorch)
