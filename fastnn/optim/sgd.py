@@ -69,11 +69,15 @@ class SGD(Optimizer):
             velocity = bucket.buffer("momentum_buffer") if group["momentum"] else None
             kernels.sgd_update(bucket.data, bucket.grad, velocity,
                                *self._args(group, not steps or steps[0] == 0))
-        bucket.steps = [s + 1 for s in steps]
+        # steps count momentum steps only: the first step with momentum (v = g, undamped)
+        # is the first one taken with it on, as PyTorch's first buffer, whenever that is
+        if group["momentum"]:
+            bucket.steps = [s + 1 for s in steps]
 
     def _update_one(self, kernels, bucket, i, group):
         velocity = (bucket.view(bucket.buffer("momentum_buffer"), i)
                     if group["momentum"] else None)
         kernels.sgd_update(bucket.data_views[i], bucket.grad_views[i], velocity,
                            *self._args(group, bucket.steps[i] == 0))
-        bucket.steps[i] += 1
+        if group["momentum"]:
+            bucket.steps[i] += 1
