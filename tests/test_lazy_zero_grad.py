@@ -125,20 +125,35 @@ def test_grad_reads_as_zeros_after_zero_grad(backend):
             np.testing.assert_allclose(p.grad, 2 * g, rtol=1e-6, atol=1e-6)
 
 
-def test_step_without_backward_after_zero_grad_sees_zero_gradients():
-    """Parameters no backward reached: momentum still moves them, with zero gradients."""
-    outs = []
+@pytest.mark.parametrize("name,kwargs", [
+    ("SGD", {"lr": 0.1, "momentum": 0.9}), ("SGD", {"lr": 0.1, "weight_decay": 0.1}),
+    ("Adam", {"lr": 0.01}), ("AdamW", {"lr": 0.01}), ("RMSprop", {"lr": 0.01}),
+    ("Adagrad", {"lr": 0.1}), ("ASGD", {"lr": 0.1})])
+def test_step_without_backward_after_zero_grad_as_pytorch(backend, name, kwargs):
+    """Parameters no backward reached since zero_grad: set_to_none=True leaves them
+    alone (PyTorch's grad is None: skipped), set_to_none=False steps them with zero
+    gradients (momentum, weight decay and Adam's moments move them); both as PyTorch.
+    Here the second layer's backward is skipped: only the first layer has gradients."""
+    import torch
     for set_to_none in (True, False):
         model = _mlp(np.float32)
-        opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-        model(np.ones((3, 12), np.float32))
-        model.backward(np.ones((3, 5), np.float32))
-        opt.step()
-        opt.zero_grad(set_to_none=set_to_none)
-        opt.step()
-        outs.append([p.data.copy() for p in model.parameters()])
-    for a, b in zip(*outs):
-        np.testing.assert_array_equal(a, b)
+        tparams = [torch.tensor(p.data.copy(), requires_grad=True)
+                   for p in model.parameters()]
+        opt = getattr(optim, name)(model.parameters(), **kwargs)
+        topt = getattr(torch.optim, name)(tparams, **kwargs)
+        x = np.ones((3, 12), np.float32)
+        for step in range(3):
+            opt.zero_grad(set_to_none=set_to_none)
+            topt.zero_grad(set_to_none=set_to_none)
+            if step != 1:   # step 1: no backward at all
+                model(x)
+                model.backward(np.ones((3, 5), np.float32))
+                for p, q in zip(model.parameters(), tparams):
+                    q.grad = torch.tensor(p.grad.copy())
+            opt.step()
+            topt.step()
+            for p, q in zip(model.parameters(), tparams):
+                np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_tied_weight_accumulates_both_uses():

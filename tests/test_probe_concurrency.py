@@ -109,9 +109,10 @@ def test_forked_child_runs_kernels_after_parallel_regions_in_the_parent(name, tw
         want = _work()  # the parent's OpenMP pool / numba's omp layer are now live
         got = _in_forked_child(_work)
         again = _work()  # and the parent still runs on its threads afterwards
-    # cython: one OpenMP thread in the child gives the same bits; numba: the child runs
-    # the serial compiles, whose reductions may round differently
-    _assert_same(got, want, exact=(name == "cython"))
+    # not bit for bit: the child runs one thread, and its BLAS products may round
+    # differently (OpenBLAS on AMD Zen splits the sums between threads; numba's serial
+    # compiles reduce in another order)
+    _assert_same(got, want, exact=False)
     _assert_same(again, want, exact=True)
 
 
@@ -143,7 +144,7 @@ def test_multiprocessing_fork_pool_trains_after_the_parent_did(two_threads):
     with multiprocessing.get_context("fork").Pool(2) as pool:
         got = pool.map_async(_train_mlp, COMPILED).get(timeout=DEADLINE_S)
     for name, result in zip(COMPILED, got):
-        _assert_same(result, want[name], exact=(name == "cython"))
+        _assert_same(result, want[name], exact=False)   # (one thread there: see above)
 
 
 def _in_thread(fn):

@@ -211,6 +211,13 @@ class Parameter(ParameterArithmetic):
         ``_grad_overwritten``); None otherwise."""
         return self._grad if self._zero_pending else None
 
+    def _no_grad_yet(self):
+        """True where PyTorch's .grad would be None: None here, or zeros still pending
+        from zero_grad(set_to_none=True) that no backward (nor any read of .grad) has
+        touched since. Optimizers skip such a parameter, as PyTorch's skip a None grad.
+        Reads nothing: the pending zeros stay unwritten."""
+        return self._zero_pending or self._grad is None
+
     def _grad_overwritten(self):
         object.__setattr__(self, "_zero_pending", False)
 

@@ -76,7 +76,7 @@ class ASGD(Optimizer):
         """Each parameter with a gradient alone; zero-size ones too (their eta and mu
         advance, as PyTorch's)."""
         for i, p in enumerate(bucket.params):
-            if p.grad is not None and p.requires_grad:
+            if not p._no_grad_yet() and p.requires_grad:
                 self._update_one(kernels, bucket, i, group)
 
     def _update_one(self, kernels, bucket, i, group):

@@ -79,8 +79,13 @@ class FlatBucket:
 
     def _home_grad(self, i):
         p, view = self.params[i], self.grad_views[i]
-        if p.grad is None:
-            self.ns.fill_zero(view)  # a None grad is skipped at step time; keep it clean
+        if p._no_grad_yet():
+            # skipped at step time; keep the view clean, and pending zeros pending
+            pending = p._zero_pending and p._grad is not None
+            self.ns.fill_zero(view)
+            if pending and p._grad is not view:
+                p.grad = view
+                p._zero_grad_lazily()
         elif p.grad is not view:
             self.ns.copy_into(view, p.grad)
             p.grad = view
@@ -90,15 +95,16 @@ class FlatBucket:
 
         Returns (intact, dtype_changed, missing_grad): intact when every .data and .grad is
         its view; dtype_changed when a parameter now holds another dtype (the group must be
-        regrouped); missing_grad when some .grad is None or some parameter is frozen
-        (requires_grad False): those parameters are skipped.
+        regrouped); missing_grad when some parameter has no gradient (None, or zeros
+        pending from zero_grad that no backward touched: ``Parameter._no_grad_yet``) or
+        is frozen (requires_grad False): those parameters are skipped.
         Raises ValueError when a parameter changed shape, TypeError on a bad rebinding.
         """
         intact, dtype_changed, missing_grad = True, False, False
         for i, p in enumerate(self.params):
-            data, grad = p.data, p.grad
-            if not p.requires_grad:
-                missing_grad = True  # frozen: skipped like a missing gradient
+            data, grad = p.data, p._grad   # (._grad: reading .grad would write pending zeros)
+            if not p.requires_grad or p._no_grad_yet():
+                missing_grad = True  # frozen or no gradient: skipped
             if data is self.data_views[i] and grad is self.grad_views[i]:
                 continue
             intact = False

@@ -126,7 +126,7 @@ class HostOptimizer(Optimizer):
             for group in self.param_groups:
                 hyper = self._group_hyper(group)
                 for p in group["params"]:
-                    if p.grad is None or not p.requires_grad:
+                    if p._no_grad_yet() or not p.requires_grad:
                         continue
                     state = self._state.get(id(p))
                     if not state:

@@ -287,7 +287,10 @@ class Optimizer:
         """Set every parameter's .grad to zero.
 
         Gradients stay arrays (layers accumulate into ``.grad`` in place), not None as
-        PyTorch's default makes them; they read as zeros either way. set_to_none=True
+        PyTorch's default makes them; they read as zeros either way. After
+        set_to_none=True, ``step`` skips a parameter no backward has reached since (as
+        PyTorch skips a None grad); reading its ``.grad`` first writes the zeros, and it
+        is then stepped with them. set_to_none=True
         (the default) writes the zeros lazily, as ``Module.zero_grad`` does: the next
         Linear backward overwrites its gradients instead of adding to zeros, and any
         other read of ``.grad`` (a layer's backward, ``step``) writes the zeros first.
@@ -382,9 +385,10 @@ class Optimizer:
         bucket.steps = [s + 1 for s in steps]
 
     def _update_each(self, kernels, bucket, group):
-        """Slow path when some .grad is None: update the others one by one."""
+        """Slow path when some parameter has no gradient (None, or zeros pending from
+        zero_grad that no backward touched) or is frozen: update the others one by one."""
         for i, p in enumerate(bucket.params):
-            if p.grad is None or not p.requires_grad:
+            if p._no_grad_yet() or not p.requires_grad:
                 continue
             if bucket.offsets[i + 1] > bucket.offsets[i]:
                 self._update_one(kernels, bucket, i, group)
