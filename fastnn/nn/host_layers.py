@@ -32,8 +32,9 @@ class _HostElementwise(Module):
 
 
 class Hardshrink(_HostElementwise):
-    """y = x where |x| > lambd, else 0 (a NaN stays NaN, as in PyTorch); slope 1 where
-    |x| > lambd, 0 elsewhere (at a NaN too, as PyTorch's)."""
+    """y = x where |x| > lambd, else 0 (a NaN stays NaN, as in PyTorch); slope 0 where
+    -lambd <= x <= lambd, 1 elsewhere (at a NaN too: PyTorch's backward passes the
+    gradient wherever x is not inside the band)."""
 
     def __init__(self, lambd=0.5):
         super().__init__()
@@ -48,8 +49,7 @@ class Hardshrink(_HostElementwise):
         return np.where(self._inside(x), x.dtype.type(0), x)
 
     def _slope(self, x):
-        lam = x.dtype.type(self.lambd)
-        return ((x < -lam) | (x > lam)).astype(x.dtype)
+        return (~self._inside(x)).astype(x.dtype)
 
     def extra_repr(self):
         return f"{self.lambd}"
