@@ -32,9 +32,8 @@ class _HostElementwise(Module):
 
 
 class Hardshrink(_HostElementwise):
-    """y = x where |x| > lambd, else 0 (a NaN stays NaN, as in PyTorch); slope 0 where
-    -lambd <= x <= lambd, 1 elsewhere (at a NaN too: PyTorch's backward passes the
-    gradient wherever x is not inside the band)."""
+    """y = x where |x| > lambd, else 0 (a NaN stays NaN, as in PyTorch); slope 1 where
+    |x| > lambd, 0 elsewhere (at a NaN too, as PyTorch's)."""
 
     def __init__(self, lambd=0.5):
         super().__init__()
@@ -49,7 +48,8 @@ class Hardshrink(_HostElementwise):
         return np.where(self._inside(x), x.dtype.type(0), x)
 
     def _slope(self, x):
-        return (~self._inside(x)).astype(x.dtype)
+        lam = x.dtype.type(self.lambd)
+        return ((x < -lam) | (x > lam)).astype(x.dtype)
 
     def extra_repr(self):
         return f"{self.lambd}"
