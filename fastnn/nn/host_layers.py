@@ -33,7 +33,9 @@ class _HostElementwise(Module):
 
 class Hardshrink(_HostElementwise):
     """y = x where |x| > lambd, else 0 (a NaN stays NaN, as in PyTorch); slope 1 where
-    |x| > lambd, 0 elsewhere (at a NaN too, as PyTorch's)."""
+    |x| > lambd, 0 elsewhere (at a NaN too, as PyTorch's vectorized backward: its scalar
+    tail, the last elements past a multiple of the vector width, gives 1 there, so
+    PyTorch's own answer at a NaN depends on where it lies)."""
 
     def __init__(self, lambd=0.5):
         super().__init__()
