@@ -89,14 +89,15 @@ def _reflect(coord, twice_low, twice_high):
 
 
 def _padded_coordinate(coord, size, padding_mode, align_corners):
-    """PyTorch's compute_coordinates: coord (in pixels) under the padding mode."""
+    """PyTorch's compute_coordinates: coord (in pixels) under the padding mode. Border
+    and reflection put a NaN coordinate on pixel 0, as PyTorch (its clip of NaN)."""
     dt = coord.dtype.type
     if padding_mode == "border":
-        return np.clip(coord, dt(0), dt(size - 1))
+        return np.where(np.isnan(coord), dt(0), np.clip(coord, dt(0), dt(size - 1)))
     if padding_mode == "reflection":
         coord = (_reflect(coord, 0, 2 * (size - 1)) if align_corners
                  else _reflect(coord, -1, 2 * size - 1))
-        return np.clip(coord, dt(0), dt(size - 1))
+        return np.where(np.isnan(coord), dt(0), np.clip(coord, dt(0), dt(size - 1)))
     return coord
 
 
@@ -110,7 +111,10 @@ def _gather(x, taps, sizes):
         flat = flat * n + np.clip(t, 0, n - 1)
     n, c = x.shape[:2]
     values = np.take_along_axis(x.reshape(n, c, -1), flat.reshape(n, 1, -1), axis=2)
-    return values.reshape((n, c) + taps[0].shape[1:]) * inside[:, None]
+    # a select, not a product with the mask: an inf or NaN pixel read for an outside tap
+    # (its index clipped) must give 0 there, as PyTorch's skipped read does
+    values = values.reshape((n, c) + taps[0].shape[1:])
+    return np.where(inside[:, None], values, values.dtype.type(0))
 
 
 def _cubic_coefficients(t):
