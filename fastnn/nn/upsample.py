@@ -82,41 +82,50 @@ def _cubic_weights(t):
 
 
 def interpolation_matrix(mode, size, out, factor, align_corners, dtype):
-    """(out, size) matrix of one axis's weights in a separable mode ('linear',
-    'bilinear', 'trilinear', 'bicubic' or 'area'): row i weighs the inputs output i reads
-    (PyTorch's indices and weights: two around the source coordinate, four for cubic with
-    the indices clamped to the input, or the adaptive-average window for 'area'; the
-    linear modes copy where out == size, even with a scale factor other than 1)."""
-    m = np.zeros((out, size), np.float64)
+    """(out, size) sparse matrix (SciPy CSR) of one axis's weights in a separable mode
+    ('linear', 'bilinear', 'trilinear', 'bicubic' or 'area'): row i weighs the inputs
+    output i reads (PyTorch's indices and weights: two around the source coordinate, four
+    for cubic with the indices clamped to the input, or the adaptive-average window for
+    'area'; the linear modes copy where out == size, even with a scale factor other than
+    1). Only those taps are stored (a zero-weight tap PyTorch computes too, at t = 0,
+    included): a dense product would multiply every other input by 0 too, and one NaN or
+    inf pixel would make the whole output plane NaN."""
+    from scipy import sparse
     rows = np.arange(out)
     if mode == "area":  # adaptive average pooling's windows
         start = rows * size // out
         end = ((rows + 1) * size + out - 1) // out
-        for r, (s, e) in enumerate(zip(start, end)):
-            m[r, s:e] = 1.0 / (e - s)
-        return m.astype(dtype)
+        counts = end - start
+        cols = np.concatenate([np.arange(s, e) for s, e in zip(start, end)])
+        weights = np.repeat(1.0 / counts, counts)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        return sparse.csr_matrix((weights.astype(dtype), cols, indptr), shape=(out, size))
     cubic = mode == "bicubic"
     if out == size and not cubic:  # PyTorch's linear kernels copy (whatever the factor)
-        return np.eye(size, dtype=dtype)
+        return sparse.identity(size, dtype=dtype, format="csr")
     src = _source(size, out, factor, bool(align_corners), dtype, cubic)
     low = np.minimum(np.floor(src).astype(np.int64), size - 1)
     t = np.clip(src - low.astype(dtype), 0, 1).astype(dtype)
     if cubic:
-        weights = _cubic_weights(t)
-        for j in range(4):
-            np.add.at(m, (rows, np.clip(low - 1 + j, 0, size - 1)), weights[:, j])
+        weights = _cubic_weights(t)                                    # (out, 4)
+        cols = np.clip(low[:, None] - 1 + np.arange(4), 0, size - 1)   # (out, 4)
     else:
-        np.add.at(m, (rows, low), (1 - t).astype(np.float64))
-        np.add.at(m, (rows, low + (low < size - 1)), t.astype(np.float64))
-    return m.astype(dtype)
+        weights = np.stack([1 - t, t], axis=1)
+        cols = np.stack([low, low + (low < size - 1)], axis=1)
+    # repeated columns (clamped cubic taps, the last input) add up, as they did densely
+    matrix = sparse.coo_matrix((weights.reshape(-1).astype(np.float64),
+                                (np.repeat(rows, cols.shape[1]), cols.reshape(-1))),
+                               shape=(out, size)).tocsr()
+    return matrix.astype(dtype)
 
 
 def along_axis(a, m, axis):
-    """a with axis ``axis`` (of size m.shape[1]) mapped through m (out, in): that axis
-    becomes m.shape[0] long."""
-    if axis == a.ndim - 1:
-        return a @ m.T
-    return np.moveaxis(np.tensordot(m, a, axes=(1, axis)), 0, axis)
+    """a with axis ``axis`` (of size m.shape[1]) mapped through the sparse m (out, in):
+    that axis becomes m.shape[0] long."""
+    moved = np.moveaxis(a, axis, 0)
+    rest = moved.shape[1:]
+    y = m @ moved.reshape(moved.shape[0], -1)
+    return np.moveaxis(np.asarray(y, dtype=a.dtype).reshape((m.shape[0],) + rest), 0, axis)
 
 
 class Upsample(Module):
