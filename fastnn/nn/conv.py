@@ -276,18 +276,6 @@ class Conv2d(Module):
             grad_in=grad_in, need_grad_in=need_grad_in)
         return drop_batch_axis(grad_in, self._unbatched)
 
-    def _spread_weight(self):
-        """The weight on the host as the 2-D kernels take it, (out, in / groups, kH', kW'),
-        with zeros between the taps when dilated."""
-        w = _device.to_host(self._kernel_weight(self.weight.data))
-        dh, dw = self._dilation_2d()
-        if dh == dw == 1:
-            return w
-        kh, kw = w.shape[2:]
-        spread = np.zeros(w.shape[:2] + ((kh - 1) * dh + 1, (kw - 1) * dw + 1), w.dtype)
-        spread[:, :, ::dh, ::dw] = w
-        return spread
-
     def _groups_of(self, channels):
         size = channels // self.groups
         return [slice(g * size, (g + 1) * size) for g in range(self.groups)]
@@ -298,16 +286,49 @@ class Conv2d(Module):
         spread kernel's zero taps."""
         return stride == (1, 1) and self._dilation_2d() != (1, 1)
 
+    def _tapped(self, stride):
+        """True for a dilated convolution with a stride: run as im2col of the taps the
+        kernel reads (conv3d.py's, on a depth-1 volume) and one product per group. A
+        kernel spread with zeros between its taps would multiply the inputs between them
+        by 0, and an inf or NaN there would reach outputs PyTorch keeps finite."""
+        return stride != (1, 1) and self._dilation_2d() != (1, 1)
+
+    def _tapped_forward(self, host, stride):
+        from .conv3d import conv3d_forward
+        weight = _device.to_host(self._kernel_weight(self.weight.data))
+        bias = None if self.bias is None else _device.to_host(self.bias.data)
+        check_pad_fits(self._where(), self.padding_mode, host.shape[2:], self._border())
+        y, cols, padded_shape = conv3d_forward(
+            host[:, :, None], weight[:, :, None], bias, (1,) + tuple(stride),
+            ((0, 0),) + tuple(self._border()), (1,) + tuple(self._dilation_2d()),
+            self.groups, self._pad_mode())
+        return y[:, :, 0], (weight, cols, padded_shape)
+
+    def _tapped_backward(self, g, need_grad_in):
+        """(grad of the 2-D kernel weight, of the bias, of the input or None)"""
+        from .conv3d import conv3d_backward
+        weight, cols, padded_shape = self._x[1]
+        _, stride, _ = self._window()
+        grad_weight, grad_bias, grad_in = conv3d_backward(
+            g[:, :, None], weight[:, :, None], cols, padded_shape, (1,) + tuple(stride),
+            ((0, 0),) + tuple(self._border()), (1,) + tuple(self._dilation_2d()),
+            self.groups, self._pad_mode(), need_grad_in)
+        return grad_weight[:, :, 0], grad_bias, None if grad_in is None else grad_in[:, :, 0]
+
     def _general_forward(self, x):
         """Dilation or groups: the current CPU backend's kernels on host arrays, one call
         per group (a group's input channels copied to a contiguous array) and, dilated
-        with stride 1, per phase of the input; strided dilation spreads the kernel."""
+        with stride 1, per phase of the input; strided dilation runs on its taps
+        (``_tapped``)."""
         kernels = _device.kernels("cpu")
         host = _device.to_host(x)
         _, stride, padding = self._window()
+        if self._tapped(stride):
+            y, saved = self._tapped_forward(host, stride)
+            self._x = ("taps", saved, _device.namespace_of(x))
+            return self._x[2].put(y)
         phased = self._phased(stride)
-        weight = (_device.to_host(self._kernel_weight(self.weight.data)) if phased
-                  else self._spread_weight())
+        weight = _device.to_host(self._kernel_weight(self.weight.data))
         bias = None if self.bias is None else _device.to_host(self.bias.data)
         out_shape = self._shape_2d(host.shape, host.dtype)
         # the border built first, then no padding: another padding_mode, an asymmetric
@@ -353,8 +374,16 @@ class Conv2d(Module):
 
     def _general_backward(self, grad_out, need_grad_in):
         kernels = _device.kernels("cpu")
-        host, inputs, weight, namespace, phased, padding, bordered = self._x
         g = _device.to_host(grad_out)
+        if isinstance(self._x[0], str):   # ("taps", ...): _tapped_forward ran
+            grad_weight, grad_bias, grad_in = self._tapped_backward(g, need_grad_in)
+            taps = grad_weight.reshape(self.weight.grad.shape)
+            _device.update_on_host(self.weight.grad, lambda a: np.add(a, taps, out=a))
+            if self.bias is not None:
+                _device.update_on_host(self.bias.grad,
+                                       lambda a: np.add(a, grad_bias, out=a))
+            return None if grad_in is None else self._x[2].put(np.ascontiguousarray(grad_in))
+        host, inputs, weight, namespace, phased, padding, bordered = self._x
         _, stride, _ = self._window()
         dh, dw = self._dilation_2d()
         grad_weight = np.zeros_like(weight)
@@ -377,8 +406,7 @@ class Conv2d(Module):
                     need_grad_in=need_grad_in)
                 if need_grad_in:
                     grad_in[:, gi, i::dh, j::dw] = result
-        taps = (grad_weight if phased else grad_weight[:, :, ::dh, ::dw])
-        taps = taps.reshape(self.weight.grad.shape)
+        taps = grad_weight.reshape(self.weight.grad.shape)
         _device.update_on_host(self.weight.grad, lambda a: np.add(a, taps, out=a))
         if grad_bias is not None:
             _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_bias, out=a))

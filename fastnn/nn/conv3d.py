@@ -113,6 +113,25 @@ def conv3d_forward(x, weight, bias, stride, pads, dilation, groups, mode="consta
     return _samples_first(y, x.shape[0], out, bias), cols, padded.shape
 
 
+def conv3d_backward(g, weight, cols, padded_shape, stride, pads, dilation, groups,
+                    mode="constant", need_grad_in=True):
+    """The adjoint of conv3d_forward on host arrays: g (N, C_out, D_out, H_out, W_out),
+    weight (C_out, C / groups, kD, kH, kW), cols and padded_shape as conv3d_forward
+    returned them. Returns (grad_weight (weight's shape), grad_bias (C_out,), grad_in
+    (N, C, D, H, W) or None): the weight's gradient from the columns, the input's
+    through col2im and the border's adjoint."""
+    out = g.shape[2:]
+    gm = _channels_first(g, groups)  # (groups, out / groups, N * L)
+    grad_weight = np.matmul(gm, cols.transpose(0, 2, 1)).reshape(weight.shape)
+    grad_bias = g.sum(axis=(0, 2, 3, 4))
+    if not need_grad_in:
+        return grad_weight, grad_bias, None
+    w = weight.reshape(groups, weight.shape[0] // groups, -1)
+    grad_cols = np.matmul(w.transpose(0, 2, 1), gm)
+    grad_padded = col2im(grad_cols, padded_shape, weight.shape[2:], dilation, stride, out)
+    return grad_weight, grad_bias, pad_backward(grad_padded, pads, mode)
+
+
 def _accumulate(param, value):
     """param.grad += value (a host array of its shape), on the device the param lives."""
     _device.update_on_host(param.grad, lambda a: np.add(a, value, out=a))
@@ -260,19 +279,15 @@ class Conv3d(_Conv3dBase):
     def _backward(self, grad_out, buffered, need_grad_in):
         cols, padded_shape, unbatched = self._ctx
         g, _ = _batched(grad_out)
-        out = g.shape[2:]
-        gm = _channels_first(g, self.groups)  # (groups, out / groups, N * L)
-        _accumulate(self.weight, np.matmul(gm, cols.transpose(0, 2, 1))
-                    .reshape(self.weight.grad.shape))
+        mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+        grad_weight, grad_bias, grad_in = conv3d_backward(
+            g, _device.to_host(self.weight.data), cols, padded_shape, self.stride,
+            self._pads, self.dilation, self.groups, mode, need_grad_in)
+        _accumulate(self.weight, grad_weight)
         if self.bias is not None:
-            _accumulate(self.bias, g.sum(axis=(0, 2, 3, 4)))
+            _accumulate(self.bias, grad_bias)
         if not need_grad_in:
             return None
-        grad_cols = np.matmul(self._weight_groups().transpose(0, 2, 1), gm)
-        grad_padded = col2im(grad_cols, padded_shape, self.kernel_size, self.dilation,
-                             self.stride, out)
-        mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
-        grad_in = pad_backward(grad_padded, self._pads, mode)
         return _device.namespace_of(grad_out).put(grad_in[0] if unbatched else grad_in)
 
     def extra_repr(self):

@@ -721,12 +721,13 @@ def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
         border = ((0, 0), (0, 0))
     padding2 = tuple(lo for lo, _ in border)
     if dilation != (1, 1):
-        dh, dw = dilation
-        kh, kw = w.shape[2:]
-        spread = np.zeros(w.shape[:2] + ((kh - 1) * dh + 1, (kw - 1) * dw + 1), w.dtype)
-        spread[:, :, ::dh, ::dw] = w
-        w = spread
-    if groups == 1:
+        # on the taps the kernel reads (im2col of a depth-1 volume): a kernel spread with
+        # zeros would multiply the inputs between its taps by 0, and an inf or NaN there
+        # would reach outputs PyTorch keeps finite
+        y = conv3d_forward(xb[:, :, None], w[:, :, None], b, (1,) + tuple(stride),
+                           ((0, 0),) + tuple(border), (1,) + tuple(dilation), groups)[0]
+        y = y[:, :, 0]
+    elif groups == 1:
         y = ops.conv2d_forward(xb, w, b, stride, padding2)
     else:
         cin, cout = c // groups, out_channels // groups
