@@ -211,3 +211,20 @@ def test_linear_after_zero_grad_overwrites_without_filling(monkeypatch):
             model.backward(np.ones((2, 2), np.float32))
             opt.step()
     assert calls == [False, False, False, False] and fills == []
+
+
+def test_skipped_after_rebinding_data_too():
+    """A step that re-homes a rebound parameter (not intact) still skips the parameters
+    no backward reached since zero_grad."""
+    model = _mlp(np.float32)
+    params = list(model.parameters())
+    opt = optim.SGD(params, lr=0.1, momentum=0.9)
+    model(np.ones((3, 12), np.float32))
+    model.backward(np.ones((3, 5), np.float32))
+    opt.step()
+    opt.zero_grad()
+    params[0].data = params[0].data.copy()       # rebound: the bucket re-homes it
+    before = [p.data.copy() for p in params]
+    opt.step()
+    for p, b in zip(params, before):
+        np.testing.assert_array_equal(p.data, b)

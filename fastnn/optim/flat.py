@@ -156,13 +156,16 @@ def check_parameter(where, p, index):
     """A Parameter-like object: float32/float64 .data (a NumPy or device array), .grad
     None or an array of the same shape, dtype and device."""
     data = getattr(p, "data", None)
-    if not _device.is_array(data) or not hasattr(p, "grad"):
+    # a Parameter's raw ._grad: reading .grad would write zeros pending from zero_grad,
+    # and the step would then update a parameter it should skip
+    raw = hasattr(type(p), "_no_grad_yet")
+    if not _device.is_array(data) or not (raw or hasattr(p, "grad")):
         raise TypeError(f"{where}: expected Parameters (objects with .data and .grad arrays), "
                         f"got {type(p).__name__} at position {index}")
     if data.dtype not in (np.float32, np.float64):
         raise TypeError(f"{where}: parameter {index} has dtype {data.dtype}; "
                         f"expected float32 or float64")
-    grad = p.grad
+    grad = p._grad if raw else p.grad
     if grad is not None:
         if not _device.is_array(grad):
             raise TypeError(f"{where}: parameter {index} has a .grad of type "
