@@ -118,17 +118,31 @@ def _overlap(a, b):
         return True
 
 
+def _comparables(pairs):
+    """[(name, _comparable(array))] of the (name, array) pairs with an array to compare;
+    NumPy arrays as they are (a training step makes tens of these checks)."""
+    out = []
+    for name, a in pairs:
+        if type(a) is not np.ndarray:
+            if a is None:
+                continue
+            a = _comparable(a)
+            if a is None:
+                continue
+        out.append((name, a))
+    return out
+
+
 def check_no_overlap(where, written, read, in_place=()):
     """Raise ValueError when an array an op writes shares memory with another array of the
     call (PyTorch refuses such out= tensors too): the results would depend on the order
     the kernel reads and writes in. The pairs (written name, read name) in ``in_place``
     may be the very same array (an elementwise op in place), never partly overlapping.
     written, read: sequences of (name, array or None), NumPy or device arrays."""
-    written = [(n, c) for n, c in ((n, _comparable(a)) for n, a in written) if c is not None]
+    written = _comparables(written)
     if not written:  # no out= buffer given: nothing to check
         return
-    others = written + [(n, c) for n, c in ((n, _comparable(a)) for n, a in read)
-                        if c is not None]
+    others = written + _comparables(read)
     for i, (name, w) in enumerate(written):
         for other, a in others[i + 1:]:
             if not _overlap(w, a):
