@@ -291,7 +291,10 @@ def _check_output_paths(args):
 
 
 def load_dataset(args):
-    """The dataset as (x_train, y_train, x_test, y_test), shaped for ``args.model``."""
+    """The dataset as (x_train, y_train, x_test, y_test), shaped for ``args.model``; with
+    --standardize, the training set's pixel mean and std are kept in
+    ``args.pixel_mean`` / ``args.pixel_std`` (saved in the config of --save, so that
+    ``dream`` feeds its images as training did)."""
     from . import data
     x_train, y_train, x_test, y_test = data.load(
         args.dataset, root=args.data_root, download=args.download, flatten=args.model == "mlp")
@@ -299,6 +302,7 @@ def load_dataset(args):
         x_train, x_test = x_train[:, None], x_test[:, None]
     if args.standardize:  # one scalar mean and std, from the training set only
         mean, std = float(x_train.mean()), float(x_train.std())
+        args.pixel_mean, args.pixel_std = mean, std
         x_train = (x_train - mean) / std
         x_test = (x_test - mean) / std
     return x_train, y_train, x_test, y_test

@@ -88,26 +88,32 @@ def _model_dtype(model):
     return np.dtype(np.float32)
 
 
-def class_probability(model, image, target_class):
-    """Softmax probability of target_class for one (C, H, W) image."""
-    logits = model(_model_input(model, image[None].astype(_model_dtype(model))))
+def class_probability(model, image, target_class, mean=0.0, std=1.0):
+    """Softmax probability of target_class for one (C, H, W) image in [0, 1], fed to the
+    model as (image - mean) / std."""
+    pixels = (image[None] - mean) / std
+    logits = model(_model_input(model, pixels.astype(_model_dtype(model))))
     return float(_softmax(logits.astype(np.float64))[0, target_class])
 
 
 def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_decay=1e-3,
                     clip=1.0, blur_every=10, blur_sigma=0.5, scales=(1,), seed=0,
-                    progress=None):
+                    progress=None, mean=0.0, std=1.0):
     """Optimise an image to maximise ``target_class``'s logit.
 
     model: a trained classifier (Module mapping images to (1, num_classes) logits);
     jitter: largest random shift in pixels (None: H // 14, so 2 for 28x28 images and none
     for tiny ones, which a shift would destroy);
-    scales: image size divisors, coarse to fine, e.g. (4, 2, 1).
+    scales: image size divisors, coarse to fine, e.g. (4, 2, 1);
+    mean, std: the standardization the model was trained with (``train --standardize``
+    saves them): the image stays in [0, 1] pixels and the model sees (image - mean) / std.
     The model runs in eval mode in its own dtype; its training mode is restored after.
     Returns (image (C, H, W) float32 in [0, 1], prob_before, prob_after).
     """
     steps, jitter, blur_every, scales = _check_options(
         steps, lr, jitter, weight_decay, clip, blur_every, blur_sigma, scales)
+    check_number("visualize", "mean", mean)
+    check_number("visualize", "std", std, low=0, low_open=True)
     shape = image_shape(model)
     dtype = _model_dtype(model)
     rng = np.random.default_rng(seed)
@@ -115,7 +121,8 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
     model.eval()
     try:
         return _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter,
-                       weight_decay, clip, blur_every, blur_sigma, scales, progress)
+                       weight_decay, clip, blur_every, blur_sigma, scales, progress,
+                       float(mean), float(std))
     finally:
         model.train(was_training)
 
@@ -142,7 +149,7 @@ def _check_options(steps, lr, jitter, weight_decay, clip, blur_every, blur_sigma
 
 
 def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_decay, clip,
-            blur_every, blur_sigma, scales, progress):
+            blur_every, blur_sigma, scales, progress, mean, std):
     """visualize_class's loop on a model already in eval mode; (image, before, after)."""
     logits = model(_model_input(model, np.zeros((1,) + shape, dtype)))
     if len(getattr(logits, "shape", ())) != 2 or logits.shape[0] != 1:
@@ -156,7 +163,7 @@ def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_de
     if jitter is None:
         jitter = h // 14
     image = np.clip(0.5 + 0.05 * rng.standard_normal(shape), 0, 1).astype(np.float32)
-    prob_before = class_probability(model, image, target_class)
+    prob_before = class_probability(model, image, target_class, mean, std)
     one_hot = np.zeros((1, num_classes), dtype)
     one_hot[0, target_class] = 1.0
     for index, scale in enumerate(scales):  # steps in all, the remainder to the finest
@@ -169,8 +176,8 @@ def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_de
             dy, dx = rng.integers(-jitter, jitter + 1, 2) if jitter else (0, 0)
             shifted = np.roll(small, (dy, dx), axis=(1, 2))
             full = _resize(shifted, h) if size != h else shifted
-            model(_model_input(model, full[None].astype(dtype)))
-            grad = model.backward(one_hot).reshape(shape)
+            model(_model_input(model, ((full[None] - mean) / std).astype(dtype)))
+            grad = model.backward(one_hot).reshape(shape) / std  # d/d pixels
             model.zero_grad()  # parameter gradients are a by-product here
             if size != h:  # chain rule through the upsampling of the small image
                 grad = _resize_backward(grad, size, size)
@@ -184,5 +191,5 @@ def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_de
             if progress is not None:
                 progress(1)
         image = (_resize(small, h) if size != h else small).astype(np.float32)
-    prob_after = class_probability(model, image, target_class)
+    prob_after = class_probability(model, image, target_class, mean, std)
     return image, prob_before, prob_after

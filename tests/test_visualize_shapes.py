@@ -34,3 +34,35 @@ def test_colour_mlp_dreams(tmp_path):
         fastnn.set_backend(backend)
     assert (tmp_path / "d.png").stat().st_size > 0
     assert np.all((image >= 0) & (image <= 1))
+
+
+def test_standardized_checkpoint_is_fed_standardized(tmp_path):
+    """train --standardize saves the pixel mean and std; dream feeds (image - mean) / std,
+    and the gradient reaches the [0, 1] image through the division."""
+    import json
+    fastnn.manual_seed(0)
+    model = models.MLP(64, [16], 4)
+    mean, std = 0.3, 0.4
+    image, before, after = visualize_class(model, 1, steps=20, seed=0, mean=mean, std=std)
+    raw, raw_before, _ = visualize_class(model, 1, steps=20, seed=0)
+    assert after > before and not np.allclose(image, raw)
+    from fastnn.visualize import class_probability
+    x = np.clip(image, 0, 1)
+    logits = model(((x[None] - mean) / std).reshape(1, -1).astype(np.float32))
+    e = np.exp(logits - logits.max())
+    assert class_probability(model, image, 1, mean, std) == pytest.approx(
+        float(e[0, 1] / e.sum()), rel=1e-5)
+    with pytest.raises(ValueError, match="std"):
+        visualize_class(model, 1, steps=1, std=0.0)
+
+    backend = fastnn.get_backend()
+    try:
+        assert cli.main(["train", "--dataset", "digits", "--standardize", "--epochs", "1",
+                         "--save", str(tmp_path / "m.npz"), "--no-progress"]) == 0
+        assert cli.main(["dream", "--checkpoint", str(tmp_path / "m.npz"), "--target-class",
+                         "2", "--steps", "3", "--out", str(tmp_path / "d.png"), "--metrics",
+                         str(tmp_path / "d.json"), "--no-progress"]) == 0
+    finally:
+        fastnn.set_backend(backend)
+    metrics = json.loads((tmp_path / "d.json").read_text())
+    assert 0.2 < metrics["pixel_mean"] < 0.4 and 0.3 < metrics["pixel_std"] < 0.5

@@ -27,6 +27,19 @@ def save_image(image, path, title=None):
     fig.savefig(path, format="png")
 
 
+def _pixel_standardization(path):
+    """(mean, std) the checkpoint's model was trained on: those ``train --standardize``
+    saved in its config, else (0, 1) (raw pixels in [0, 1])."""
+    from ..io import load_checkpoint
+    extra = load_checkpoint(path).extra or {}
+    config = extra.get("config") if isinstance(extra, dict) else None
+    if isinstance(config, dict) and config.get("standardize"):
+        mean, std = config.get("pixel_mean"), config.get("pixel_std")
+        if isinstance(mean, (int, float)) and isinstance(std, (int, float)) and std > 0:
+            return float(mean), float(std)
+    return 0.0, 1.0
+
+
 def add_arguments(parser):
     from ..cli import non_negative_int
     parser.add_argument("--checkpoint", required=True, help="classifier saved by `train --save`")
@@ -57,6 +70,7 @@ def run(args):
     if not hasattr(model, "parameters"):   # fastnn.save(model.state_dict(), path)
         raise ValueError(f"--checkpoint {args.checkpoint!r} holds a state dict, not a model: "
                          f"save the model itself (fastnn.save(model, path), or train --save)")
+    mean, std = _pixel_standardization(args.checkpoint)
     try:
         scales = tuple(int(s) for s in str(args.scales).split(","))
     except ValueError:
@@ -67,12 +81,13 @@ def run(args):
         model, args.target_class, steps=args.steps, lr=args.lr, jitter=args.jitter,
         weight_decay=args.weight_decay, clip=args.clip, blur_every=args.blur_every,
         blur_sigma=args.blur_sigma, scales=scales, seed=args.seed,
-        progress=bar.update if bar is not None else None)
+        progress=bar.update if bar is not None else None, mean=mean, std=std)
     if bar is not None:
         bar.close()
     save_image(image, args.out, f"class {args.target_class}: p {before:.3f} -> {after:.3f}")
     metrics = {"target_class": args.target_class, "probability_before": before,
                "probability_after": after, "checkpoint": args.checkpoint, "out": args.out,
+               "pixel_mean": mean, "pixel_std": std,
                "backend": fastnn.get_backend(),
                "config": {k: v for k, v in vars(args).items() if k != "func"}}
     write_metrics(metrics, args.metrics)
