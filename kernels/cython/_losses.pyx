@@ -9,6 +9,7 @@ chunk order, so the loss is the same bit for bit for any thread count.
 """
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
+from libc.math cimport INFINITY, NAN
 
 from _common cimport (floating, threads_for, n_chunks, f_exp_upto88, f_log, f_log1p,
                       row_max, row_sum, MAX_CHUNKS)
@@ -153,16 +154,21 @@ cdef inline double _bce_block(const floating* p, const floating* t, floating* g,
 cdef inline double _bce_logits_block(const floating* x, const floating* t, floating* g,
                                      Py_ssize_t n, floating inv_size) noexcept nogil:
     """Sum of (1 - t) x - min(x, 0) + log1p(exp(-|x|)) (PyTorch's (1 - t) x - log
-    sigmoid(x), in its order: an infinite x as there) over one block and the gradient
-    g = (sigmoid(x) - t) * inv_size, sigmoid from the same exp. x, t, g: (n,)."""
+    sigmoid(x)) over one block and the gradient g = (sigmoid(x) - t) * inv_size, sigmoid
+    from the same exp. x, t, g: (n,). The linear part as (1 - t) x for x >= 0 and -t x
+    below, so that no two large terms of opposite sign meet (reassociated, they cancel
+    against the running sum); x = -inf gives PyTorch's NaN ((1 - t)(-inf) + inf)."""
     cdef Py_ssize_t j
-    cdef floating xj, e, r, zero = 0, one = 1
+    cdef floating xj, e, r, lin, zero = 0, one = 1
+    cdef floating lowest = -INFINITY, nan = NAN
     cdef double s = 0
     for j in range(n):
         xj = x[j]
         e = f_exp_upto88(-xj if xj >= zero else xj)   # exp(-|x|) in (0, 1]; NaN passes
         r = one / (one + e)
-        s += <double>((one - t[j]) * xj - (xj if xj < zero else zero) + f_log1p(e))
+        lin = (one - t[j]) * xj if xj >= zero else -(t[j] * xj)
+        lin = lin if xj > lowest else nan
+        s += <double>(lin + f_log1p(e))
         g[j] = ((r if xj >= zero else e * r) - t[j]) * inv_size
     return s
 

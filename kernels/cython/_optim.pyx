@@ -36,8 +36,10 @@ cdef inline void _sgd_block(floating* p, const floating* g, floating* v, Py_ssiz
 
 cdef inline void _adam_block(floating* p, const floating* g, floating* m, floating* v,
                              Py_ssize_t n, floating step_size, floating b1, floating b2,
-                             floating sqrt_bc2, floating eps, floating wd) noexcept nogil:
-    """p, g, m, v: (n,). sqrt(v) / sqrt_bc2 as a multiplication by its reciprocal (as
+                             floating c1, floating c2, floating sqrt_bc2, floating eps,
+                             floating wd) noexcept nogil:
+    """p, g, m, v: (n,); c1, c2: 1 - beta1, 1 - beta2 formed in double (1 - float32(beta)
+    is off by 1e-4 relative at beta2 0.9999). sqrt(v) / sqrt_bc2 as a multiplication by its reciprocal (as
     the numba backend's fastmath 'arcp' does): one division per element instead of
     two, which had made this loop 1.4-2.2x slower than numba's."""
     cdef Py_ssize_t i
@@ -45,23 +47,23 @@ cdef inline void _adam_block(floating* p, const floating* g, floating* m, floati
     cdef floating inv_root = one / sqrt_bc2
     for i in range(n):
         d = g[i] + wd * p[i]
-        m[i] = b1 * m[i] + (one - b1) * d
-        v[i] = b2 * v[i] + (one - b2) * d * d
+        m[i] = b1 * m[i] + c1 * d
+        v[i] = b2 * v[i] + c2 * d * d
         p[i] = p[i] - step_size * m[i] / (f_sqrt(v[i]) * inv_root + eps)
 
 
 cdef inline void _amsgrad_block(floating* p, const floating* g, floating* m, floating* v,
                                 floating* vmax, Py_ssize_t n, floating step_size, floating b1,
-                                floating b2, floating sqrt_bc2, floating eps,
-                                floating wd) noexcept nogil:
+                                floating b2, floating c1, floating c2, floating sqrt_bc2,
+                                floating eps, floating wd) noexcept nogil:
     """_adam_block with the running maximum of v (AMSGrad) in the denominator."""
     cdef Py_ssize_t i
     cdef floating d, w, one = 1
     cdef floating inv_root = one / sqrt_bc2
     for i in range(n):
         d = g[i] + wd * p[i]
-        m[i] = b1 * m[i] + (one - b1) * d
-        v[i] = b2 * v[i] + (one - b2) * d * d
+        m[i] = b1 * m[i] + c1 * d
+        v[i] = b2 * v[i] + c2 * d * d
         w = vmax[i] if vmax[i] > v[i] else v[i]
         vmax[i] = w
         p[i] = p[i] - step_size * m[i] / (f_sqrt(w) * inv_root + eps)
@@ -96,13 +98,13 @@ def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velo
 
 cdef inline void _adam_any_block(floating* p, const floating* g, floating* m, floating* v,
                                  floating* vmax, Py_ssize_t n, floating step_size,
-                                 floating b1, floating b2, floating sqrt_bc2, floating eps,
-                                 floating wd) noexcept nogil:
+                                 floating b1, floating b2, floating c1, floating c2,
+                                 floating sqrt_bc2, floating eps, floating wd) noexcept nogil:
     """_amsgrad_block when vmax is given, else _adam_block."""
     if vmax != NULL:
-        _amsgrad_block(p, g, m, v, vmax, n, step_size, b1, b2, sqrt_bc2, eps, wd)
+        _amsgrad_block(p, g, m, v, vmax, n, step_size, b1, b2, c1, c2, sqrt_bc2, eps, wd)
     else:
-        _adam_block(p, g, m, v, n, step_size, b1, b2, sqrt_bc2, eps, wd)
+        _adam_block(p, g, m, v, n, step_size, b1, b2, c1, c2, sqrt_bc2, eps, wd)
 
 
 def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
@@ -127,7 +129,8 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp
                 _adam_any_block(&param[start], &grad[start], &exp_avg[start],
                                 &exp_avg_sq[start], vmax + start if vmax != NULL else NULL,
                                 min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
-                                <floating>beta2, sqrt_bc2, <floating>eps,
+                                <floating>beta2, <floating>(1.0 - beta1),
+                                <floating>(1.0 - beta2), sqrt_bc2, <floating>eps,
                                 <floating>weight_decay)
         return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
@@ -135,7 +138,8 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp
         _adam_any_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
                         vmax + start if vmax != NULL else NULL,
                         min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
-                        <floating>beta2, sqrt_bc2, <floating>eps, <floating>weight_decay)
+                        <floating>beta2, <floating>(1.0 - beta1), <floating>(1.0 - beta2),
+                        sqrt_bc2, <floating>eps, <floating>weight_decay)
 
 
 cdef inline void _adagrad_block(floating* p, const floating* g, floating* ssum,
@@ -175,13 +179,13 @@ def adagrad_update(floating[::1] param, const floating[::1] grad, floating[::1] 
 
 cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, floating* ga,
                                 floating* buf, Py_ssize_t n, floating lr, floating alpha,
-                                floating eps, floating wd, floating mom) noexcept nogil:
+                                floating c, floating eps, floating wd,
+                                floating mom) noexcept nogil:
     """p, g, sq: (n,); ga: (n,) or NULL (not centered); buf: (n,) or NULL (no momentum).
     One loop per variant: with the NULL tests inside one loop gcc kept it scalar (1.3-2x
     numba's time at 16M values)."""
     cdef Py_ssize_t i
-    cdef floating d, s, m, b, one = 1
-    cdef floating c = one - alpha
+    cdef floating d, s, m, b
     if ga != NULL and buf != NULL:
         for i in range(n):
             d = g[i] + wd * p[i]
@@ -239,7 +243,7 @@ def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] 
                 _rmsprop_block(&param[start], &grad[start], &square_avg[start],
                                ga + start if ga != NULL else NULL,
                                buf + start if buf != NULL else NULL, width, <floating>lr,
-                               <floating>alpha, <floating>eps, <floating>weight_decay,
+                               <floating>alpha, <floating>(1.0 - alpha), <floating>eps, <floating>weight_decay,
                                <floating>momentum)
         return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
@@ -248,19 +252,19 @@ def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] 
         _rmsprop_block(&param[start], &grad[start], &square_avg[start],
                        ga + start if ga != NULL else NULL,
                        buf + start if buf != NULL else NULL, width, <floating>lr,
-                       <floating>alpha, <floating>eps, <floating>weight_decay,
+                       <floating>alpha, <floating>(1.0 - alpha), <floating>eps, <floating>weight_decay,
                        <floating>momentum)
 
 
 cdef inline void _adamax_block(floating* p, const floating* g, floating* m, floating* u,
-                               Py_ssize_t n, floating step_size, floating b1, floating b2,
-                               floating eps, floating wd) noexcept nogil:
+                               Py_ssize_t n, floating step_size, floating b1, floating c1,
+                               floating b2, floating eps, floating wd) noexcept nogil:
     """p, g, m, u: (n,). u = max(b2 u, |d| + eps) as selects that keep a NaN."""
     cdef Py_ssize_t i
-    cdef floating d, a, w, mi, one = 1
+    cdef floating d, a, w, mi
     for i in range(n):
         d = g[i] + wd * p[i]
-        mi = b1 * m[i] + (one - b1) * d
+        mi = b1 * m[i] + c1 * d
         a = (d if d >= 0 else -d) + eps
         w = b2 * u[i]
         w = w if (w > a) | (w != w) else a
@@ -284,26 +288,28 @@ def adamax_update(floating[::1] param, const floating[::1] grad, floating[::1] e
                 start = b * BLOCK
                 _adamax_block(&param[start], &grad[start], &exp_avg[start], &exp_inf[start],
                               min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
-                              <floating>beta2, <floating>eps, <floating>weight_decay)
+                              <floating>(1.0 - beta1), <floating>beta2, <floating>eps,
+                              <floating>weight_decay)
         return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
         start = b * BLOCK
         _adamax_block(&param[start], &grad[start], &exp_avg[start], &exp_inf[start],
                       min(<Py_ssize_t>BLOCK, n - start), step_size, <floating>beta1,
-                      <floating>beta2, <floating>eps, <floating>weight_decay)
+                      <floating>(1.0 - beta1), <floating>beta2, <floating>eps,
+                      <floating>weight_decay)
 
 
 cdef inline void _moments_block(floating* p, const floating* g, floating* m, floating* v,
                                 Py_ssize_t n, floating ra, floating rg, floating b1,
-                                floating b2, floating scale, floating eps,
-                                floating wd) noexcept nogil:
+                                floating b2, floating c1, floating c2, floating scale,
+                                floating eps, floating wd) noexcept nogil:
     """p, g, m, v: (n,)."""
     cdef Py_ssize_t i
-    cdef floating d, mi, vi, one = 1
+    cdef floating d, mi, vi
     for i in range(n):
         d = g[i] + wd * p[i]
-        mi = b1 * m[i] + (one - b1) * d
-        vi = b2 * v[i] + (one - b2) * d * d
+        mi = b1 * m[i] + c1 * d
+        vi = b2 * v[i] + c2 * d * d
         m[i] = mi
         v[i] = vi
         p[i] = p[i] - (ra * mi + rg * d) / (scale * f_sqrt(vi) + eps)
@@ -325,7 +331,8 @@ def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
                 _moments_block(&param[start], &grad[start], &exp_avg[start],
                                &exp_avg_sq[start], min(<Py_ssize_t>BLOCK, n - start),
                                <floating>avg_rate, <floating>grad_rate, <floating>beta1,
-                               <floating>beta2, <floating>sq_scale, <floating>eps,
+                               <floating>beta2, <floating>(1.0 - beta1),
+                               <floating>(1.0 - beta2), <floating>sq_scale, <floating>eps,
                                <floating>weight_decay)
         return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
@@ -333,17 +340,17 @@ def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
         _moments_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
                        min(<Py_ssize_t>BLOCK, n - start), <floating>avg_rate,
                        <floating>grad_rate, <floating>beta1, <floating>beta2,
+                       <floating>(1.0 - beta1), <floating>(1.0 - beta2),
                        <floating>sq_scale, <floating>eps, <floating>weight_decay)
 
 
 cdef inline void _adadelta_block(floating* p, const floating* g, floating* sq,
                                  floating* acc, Py_ssize_t n, floating lr, floating rho,
-                                 floating eps, floating wd, floating sign,
+                                 floating c, floating eps, floating wd, floating sign,
                                  bint decay) noexcept nogil:
-    """p, g, sq, acc: (n,); sign: -1 to maximize, else 1."""
+    """p, g, sq, acc: (n,); c: 1 - rho formed in double; sign: -1 to maximize, else 1."""
     cdef Py_ssize_t i
-    cdef floating d, v, delta, one = 1
-    cdef floating c = one - rho
+    cdef floating d, v, delta
     for i in range(n):
         d = sign * g[i]
         if decay:
@@ -371,14 +378,16 @@ def adadelta_update(floating[::1] param, const floating[::1] grad, floating[::1]
                 start = b * BLOCK
                 _adadelta_block(&param[start], &grad[start], &square_avg[start],
                                 &acc_delta[start], min(<Py_ssize_t>BLOCK, n - start),
-                                <floating>lr, <floating>rho, <floating>eps,
+                                <floating>lr, <floating>rho, <floating>(1.0 - rho),
+                                <floating>eps,
                                 <floating>weight_decay, sign, decay)
         return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
         start = b * BLOCK
         _adadelta_block(&param[start], &grad[start], &square_avg[start], &acc_delta[start],
                         min(<Py_ssize_t>BLOCK, n - start), <floating>lr, <floating>rho,
-                        <floating>eps, <floating>weight_decay, sign, decay)
+                        <floating>(1.0 - rho), <floating>eps, <floating>weight_decay, sign,
+                        decay)
 
 
 cdef inline void _rprop_block(floating* p, const floating* g, floating* prev, floating* size,

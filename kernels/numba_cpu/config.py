@@ -30,6 +30,12 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 # vectorize loops that can raise.
 OPTIONS = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
 
+# The same without reassociation, for elementwise kernels whose written order matters:
+# the optimizer updates' (1 - beta2) g g, which PyTorch forms as ((1 - beta2) g) g, and
+# LLVM under reassoc as (1 - beta2) (g g), inf in float32 from |g| > 1.8e19 (finite up to
+# 5.8e20 the other way). An elementwise loop loses nothing by it.
+ORDERED_OPTIONS = {**OPTIONS, "fastmath": FASTMATH - {"reassoc"}}
+
 # Inputs with fewer elements than this run the serial variant. The OpenMP pool costs
 # ~2 us to wake; below ~32K elements one core finishes an elementwise pass in that time.
 PARALLEL_MIN = 1 << 15
@@ -77,14 +83,15 @@ class Kernel:
     a reduction differently in the two compiles, and results must not change with
     ``set_num_threads`` (one thread runs the parallel version on one thread)."""
 
-    def __init__(self, fn):
-        self.serial = _compile_serial(fn)
+    def __init__(self, fn, options=OPTIONS):
+        self.options = options
+        self.serial = _compile_serial(fn, options)
         self.parallel = self._compile_parallel(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 
     def _compile_parallel(self, fn):
-        return numba.njit(parallel=True, **OPTIONS)(fn)
+        return numba.njit(parallel=True, **self.options)(fn)
 
     def __call__(self, size, *args):
         if size >= PARALLEL_MIN and not _forked_from_gnu_omp:
@@ -96,6 +103,11 @@ class Kernel:
 def kernel(fn):
     """Decorator: ``Kernel(fn)``."""
     return Kernel(fn)
+
+
+def ordered_kernel(fn):
+    """Decorator: ``Kernel(fn)`` compiled without reassociation (ORDERED_OPTIONS)."""
+    return Kernel(fn, ORDERED_OPTIONS)
 
 
 # Values per block of an elementwise kernel's parallel variant: 16 KB of float32, so a
@@ -154,13 +166,13 @@ def elementwise(fn=None, *, streams=False):
     return ElementwiseKernel(fn, streams)
 
 
-def _compile_serial(fn):
+def _compile_serial(fn, options=OPTIONS):
     serial_fn = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_serial",
                                    fn.__defaults__, fn.__closure__)
     # a distinct qualname gives the serial variant its own on-disk cache entry
     serial_fn.__qualname__ = fn.__qualname__ + "_serial"
     serial_fn.__module__ = fn.__module__
-    return numba.njit(parallel=False, **OPTIONS)(serial_fn)
+    return numba.njit(parallel=False, **options)(serial_fn)
 
 
 # Names the generated variants use; a kernel parameter of one of these names would

@@ -193,6 +193,8 @@ def _bce_logits(logits, target, grad, chunk):
     one = logits.dtype.type(1)
     zero = logits.dtype.type(0)
     inv_n = logits.dtype.type(1.0 / max(n, 1))
+    lowest = logits.dtype.type(-np.inf)
+    nan = logits.dtype.type(np.nan)
     chunks = (n + chunk - 1) // chunk
     partial = np.zeros(chunks)
     for k in prange(chunks):
@@ -206,9 +208,14 @@ def _bce_logits(logits, target, grad, chunk):
             e = vmath.exp_nonpos(-abs(x))  # in (0, 1]: no overflow for any logit
             r = one / (one + e)
             sig = r if x >= zero else e * r
-            # (1 - t) x - log sigmoid(x), PyTorch's order (an infinite x as there)
-            neg = x if x < zero else zero
-            total += float((one - t) * x - neg + vmath.log1p(e))
+            # (1 - t) x - min(x, 0) + log1p(e): as -t x for x < 0, (1 - t) x for x >= 0,
+            # so that no two large terms of opposite sign meet: under reassociation
+            # LLVM formed (total + x) - x for x = -1e20, t = 0 in float64, which rounds
+            # the loss summed so far away (PyTorch: 50, it gave 0). x = -inf gives
+            # PyTorch's NaN ((1 - t)(-inf) + inf), x = inf its inf (NaN at t = 1).
+            lin = (one - t) * x if x >= zero else -(t * x)
+            lin = lin if x > lowest else nan
+            total += float(lin + vmath.log1p(e))
             gs[i] = (sig - t) * inv_n
         partial[k] = total
     return _ordered_sum(partial)

@@ -2,7 +2,8 @@
 
 The arrays are flat views of the parameter, its gradient and its state; each element
 is read once and written once. Constants are cast to the parameter's dtype first, as
-the reference does, so float32 updates round exactly like it.
+the reference does, so float32 updates round exactly like it; the loops are compiled
+without reassociation (``ordered_kernel``), so each product runs in its written order.
 """
 import math
 
@@ -10,13 +11,13 @@ import numpy as np
 from numba import prange
 
 from ._buffers import flat
-from .config import kernel
+from .config import ordered_kernel
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
           np.dtype(np.float64): np.empty(0, np.float64)}
 
 
-@kernel
+@ordered_kernel
 def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov, dampening):
     # INOUT param (n,), velocity (n,) (unused when momentum == 0); IN grad (n,)
     dt = param.dtype.type
@@ -38,7 +39,7 @@ def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov, dampening)
         param[i] -= lr_ * step
 
 
-@kernel
+@ordered_kernel
 def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
     # INOUT param, state_sum (n,); IN grad (n,)
     dt = param.dtype.type
@@ -52,7 +53,7 @@ def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
         param[i] -= lr_ * g / (np.sqrt(s) + eps_)
 
 
-@kernel
+@ordered_kernel
 def _amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size,
              bias_correction2_sqrt, beta1, beta2, eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq, max_exp_avg_sq (n,); IN grad (n,). Adam's loop
@@ -79,7 +80,7 @@ def _amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size,
         param[i] -= size * m / (math.sqrt(vmax) / root + eps_)
 
 
-@kernel
+@ordered_kernel
 def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2,
           eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,)
@@ -102,7 +103,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, be
         param[i] -= size * m / (math.sqrt(v) / root + eps_)
 
 
-@kernel
+@ordered_kernel
 def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum):
     # INOUT param, square_avg (n,), grad_avg (n,) or empty (not centered), buf (n,) or
     # empty (no momentum); IN grad (n,)
@@ -153,7 +154,7 @@ def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_deca
             param[i] -= lr_ * g / (math.sqrt(s) + eps_)
 
 
-@kernel
+@ordered_kernel
 def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_decay):
     # INOUT param, exp_avg, exp_inf (n,); IN grad (n,)
     dt = param.dtype.type
@@ -175,7 +176,7 @@ def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_
         param[i] -= size * m / u
 
 
-@kernel
+@ordered_kernel
 def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, beta1, beta2,
                       sq_scale, eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,)
@@ -199,7 +200,7 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
         param[i] -= (ra * m + rg * g) / (scale * np.sqrt(v) + eps_)
 
 
-@kernel
+@ordered_kernel
 def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize):
     # INOUT param, square_avg, acc_delta (n,); IN grad (n,)
     dt = param.dtype.type
@@ -224,7 +225,7 @@ def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, ma
         param[i] -= lr_ * d
 
 
-@kernel
+@ordered_kernel
 def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_size_max,
            maximize):
     # INOUT param, prev, step_size (n,); IN grad (n,)
@@ -252,7 +253,7 @@ def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_
         param[i] -= direction * size
 
 
-@kernel
+@ordered_kernel
 def _asgd(param, grad, ax, keep, eta, mu, weight_decay, maximize):
     # INOUT param, ax (n,); IN grad (n,). keep: 1 - lambd * eta
     dt = param.dtype.type

@@ -1,0 +1,87 @@
+"""Where the compiled kernels' fast-math once changed results: a huge logit cancelling
+the BCE-with-logits sum (float64, numba), in-place softmax summed by one scalar float32
+accumulator (numba), the optimizers' (1 - beta2) g g formed as (1 - beta2) (g g) (inf in
+float32 past |g| = 1.8e19), and 1 - beta formed in float32 (Cython). Each as the
+reference and PyTorch, on every backend."""
+import numpy as np
+import pytest
+import torch
+
+import fastnn
+from fastnn import ops, optim, nn
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+def test_bce_with_logits_large_and_infinite_logits(backend, dt):
+    x = np.array([100.0, -1e20] + [0.0] * 30, dt)
+    t = np.zeros(32, dt)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.tensor(x), torch.tensor(t)).item()
+    assert ops.bce_with_logits_loss(x, t)[0] == pytest.approx(want, rel=1e-6)
+    x = np.array([1e20, 0.5, -3e19], dt)
+    t = np.array([1.0, 0.3, 0.0], dt)
+    want = torch.nn.functional.binary_cross_entropy_with_logits(
+        torch.tensor(x), torch.tensor(t)).item()
+    assert ops.bce_with_logits_loss(x, t)[0] == pytest.approx(want, rel=1e-6)
+    with np.errstate(all="ignore"):
+        for xi, ti in [(np.inf, 0.0), (np.inf, 0.5), (np.inf, 1.0), (-np.inf, 0.0),
+                       (-np.inf, 0.5), (-np.inf, 1.0)]:
+            xs, ts = np.array([xi, 0.3], dt), np.array([ti, 1.0], dt)
+            want = torch.nn.functional.binary_cross_entropy_with_logits(
+                torch.tensor(xs), torch.tensor(ts)).item()
+            got = ops.bce_with_logits_loss(xs, ts)[0]
+            assert (np.isnan(got) and np.isnan(want)) or got == want, (xi, ti, got, want)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_in_place_wide_row_as_out_of_place(backend, op):
+    x = np.random.default_rng(0).standard_normal((1, 400_000)).astype(np.float32)
+    out = getattr(ops, op)(x.copy())
+    inplace = x.copy()
+    getattr(ops, op)(inplace, out=inplace)
+    exact = getattr(torch, op)(torch.tensor(x, dtype=torch.float64), dim=1).numpy()
+    if op == "softmax":
+        err = np.abs(inplace / exact - 1).max()
+        assert err < 5e-5 and np.abs(out / exact - 1).max() < 5e-5
+    else:
+        assert np.abs(inplace - exact).max() < 5e-5 and np.abs(out - exact).max() < 5e-5
+
+
+def _twins(name, kwargs, grads, dtype=np.float32):
+    p = nn.Parameter(np.full(len(grads[0]), 0.5, dtype))
+    q = torch.tensor(np.full(len(grads[0]), 0.5, dtype), requires_grad=True)
+    opt = getattr(optim, name)([p], **kwargs)
+    topt = getattr(torch.optim, name)([q], **kwargs)
+    for g in grads:
+        p.grad[...] = g
+        q.grad = torch.tensor(np.asarray(g, dtype))
+        opt.step()
+        topt.step()
+    return p, q, opt, topt
+
+
+@pytest.mark.parametrize("name,kwargs,key", [
+    ("Adam", {"lr": 0.1}, "exp_avg_sq"), ("Adam", {"lr": 0.1, "amsgrad": True}, "exp_avg_sq"),
+    ("AdamW", {"lr": 0.1}, "exp_avg_sq"), ("RMSprop", {"lr": 0.1}, "square_avg"),
+    ("RMSprop", {"lr": 0.1, "centered": True, "momentum": 0.5}, "square_avg"),
+    ("RAdam", {"lr": 0.1}, "exp_avg_sq")])
+def test_huge_gradients_keep_second_moments_finite(backend, name, kwargs, key):
+    p, q, opt, topt = _twins(name, kwargs, [[-1e20, 3e19, 1.0]])
+    want = topt.state_dict()["state"][0][key].numpy()
+    got = opt.state_dict()["state"][0][key]
+    assert np.all(np.isfinite(want))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,kwargs,key", [
+    ("Adam", {"lr": 0.01, "betas": (0.9, 0.99999)}, "exp_avg_sq"),
+    ("Adamax", {"lr": 0.01, "betas": (0.99999, 0.999)}, "exp_avg"),
+    ("RMSprop", {"lr": 0.01, "alpha": 0.9999}, "square_avg"),
+    ("Adadelta", {"lr": 0.5, "rho": 0.99999}, "square_avg")])
+def test_one_minus_beta_formed_in_double(backend, name, kwargs, key):
+    grads = np.random.default_rng(1).standard_normal((3, 64)).astype(np.float32)
+    p, q, opt, topt = _twins(name, kwargs, grads)
+    np.testing.assert_allclose(opt.state_dict()["state"][0][key],
+                               topt.state_dict()["state"][0][key].numpy(), rtol=1e-5)
+    np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-5, atol=1e-7)
