@@ -16,31 +16,14 @@ threads on the 2-core EPYC, median-ish of 7 runs, microseconds, as written -> tr
 keeps the transposed form to where it won). Intel MKL (fastnn/mkl_blas.py) on the 2-core
 Xeon, same way: batch 32 784 -> 1024 324 -> 246-262, 1024 -> 1024 497-515 -> 333-354,
 784 -> 100 50 -> 49; batch 128 and 256 level or 2-8% for the transposed form; so the
-rule held there too. The transpose read in the bias/activation
+rule holds there too. The transpose read in the bias/activation
 pass costs one extra in-cache pass over y (N x F <= 128 x F values).
-
-Measured again on the 2-core AMD EPYC (Zen 4, NumPy's OpenBLAS 0.3.30, 2 threads) on 1
-Dec 2026, the whole Cython linear_forward with bias and ReLU, interleaved (/tmp script),
-microseconds as written / transposed, in = 784:
-
-    batch  16:  -> 64  17/18    -> 100  53/27    -> 128  55/31    -> 256  99/52    -> 512 189/101
-    batch  32:  -> 64  39/34    -> 100  67/47    -> 128  67/53    -> 256 128/91    -> 512 241/175
-    batch  64:  -> 64  59/60    -> 100 103/86    -> 128 103/98    -> 256 185/171   -> 512 357/310
-    batch 128:  -> 64  96/105   -> 100 148/161   -> 128 190/189   -> 256 321/320   -> 512 616/591
-
-(in = 256 alike; at batch 128 -> 100 the transposed form lost 8-21%). So the transposed
-form is kept for up to 64 rows from 96 outputs, and for up to 128 rows from 256 outputs:
-the course MLP's 784 -> 100 at batch 128 now runs as written (13 us a step on the EPYC).
 """
 
 TRANSPOSED_MAX_ROWS = 128
-TRANSPOSED_MIN_FEATURES = 96         # up to TRANSPOSED_SHORT_ROWS rows
-TRANSPOSED_SHORT_ROWS = 64
-TRANSPOSED_MIN_FEATURES_TALL = 256   # from TRANSPOSED_SHORT_ROWS + 1 to TRANSPOSED_MAX_ROWS
+TRANSPOSED_MIN_FEATURES = 64
 
 
 def transposed_forward(n, fout):
     """True when the Linear forward of n rows and fout outputs should compute y.T."""
-    if n <= TRANSPOSED_SHORT_ROWS:
-        return fout >= TRANSPOSED_MIN_FEATURES
-    return n <= TRANSPOSED_MAX_ROWS and fout >= TRANSPOSED_MIN_FEATURES_TALL
+    return n <= TRANSPOSED_MAX_ROWS and fout >= TRANSPOSED_MIN_FEATURES
