@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-import fastnn
 from fastnn import ops, optim, nn
 
 

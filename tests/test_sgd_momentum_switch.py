@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-import fastnn
 from fastnn import nn, optim
 
 
