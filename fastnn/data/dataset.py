@@ -10,6 +10,7 @@ into a list of batched fields, dicts key by key, strings left as a list).
 """
 import bisect
 import collections.abc
+import copy
 import itertools
 import math
 import numbers
@@ -149,20 +150,27 @@ def default_collate(batch):
         return np.stack(batch)
     if isinstance(elem, np.generic):
         return np.array(batch)
-    if isinstance(elem, bool):
-        return np.array(batch, dtype=bool)
-    if isinstance(elem, numbers.Integral):
-        return np.array(batch, dtype=np.int64)
     if isinstance(elem, numbers.Real):
+        # the dtype from every sample, as torch.tensor(batch) infers it: [1, 2.5] is
+        # float, [True, 2] int (the first sample alone truncated 2.5 to 2)
+        if all(isinstance(v, bool) for v in batch):
+            return np.array(batch, dtype=bool)
+        if all(isinstance(v, numbers.Integral) for v in batch):
+            return np.array(batch, dtype=np.int64)
         return np.array(batch, dtype=np.float64)
     if isinstance(elem, (str, bytes)):
         return batch
     if isinstance(elem, collections.abc.Mapping):
         collated = {key: default_collate([d[key] for d in batch]) for key in elem}
-        try:
-            return type(elem)(collated)
-        except TypeError:
-            return collated
+        try:   # the sample's own mapping type (a defaultdict keeps its factory)
+            clone = copy.copy(elem)
+            clone.update(collated)
+            return clone
+        except (TypeError, AttributeError):
+            try:
+                return type(elem)(collated)
+            except TypeError:
+                return collated
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # a namedtuple
         return type(elem)(*(default_collate(list(s)) for s in zip(*batch)))
     if isinstance(elem, collections.abc.Sequence):

@@ -1,0 +1,41 @@
+"""default_collate as PyTorch's: the dtype of a batch of Python numbers from every
+sample (not the first alone, which truncated [1, 2.5] to [1, 2]), and a mapping sample's
+own type kept (a defaultdict keeps its factory)."""
+import collections
+
+import numpy as np
+import pytest
+
+from fastnn.data import DataLoader
+from fastnn.data.dataset import default_collate
+
+
+@pytest.mark.parametrize("batch,dtype,values", [
+    ([1, 2.5], np.float64, [1.0, 2.5]), ([True, 2], np.int64, [1, 2]),
+    ([True, False], np.bool_, [True, False]), ([3, 4], np.int64, [3, 4]),
+    ([0.5, 1], np.float64, [0.5, 1.0])])
+def test_numbers(batch, dtype, values):
+    out = default_collate(batch)
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, values)
+
+
+def test_dataset_of_mixed_targets():
+    class Targets:
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return np.zeros(3, np.float32), [0, 0.75][i]
+    (x, y), = list(DataLoader(Targets(), batch_size=2))
+    np.testing.assert_array_equal(y, [0.0, 0.75])
+
+
+def test_mapping_type_kept():
+    sample = collections.defaultdict(list, {"a": 1})
+    out = default_collate([sample, collections.defaultdict(list, {"a": 2})])
+    assert isinstance(out, collections.defaultdict) and out.default_factory is list
+    np.testing.assert_array_equal(out["a"], [1, 2])
+    assert type(default_collate([{"a": 1.0}])) is dict
+    ordered = default_collate([collections.OrderedDict(b=1, a=2)])
+    assert isinstance(ordered, collections.OrderedDict) and list(ordered) == ["b", "a"]
