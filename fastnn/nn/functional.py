@@ -1040,7 +1040,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if x.ndim < 2:
         raise ValueError(f"{where}: expected input of shape (N, C, *), got {x.shape}")
     c, dtype = x.shape[1], x.dtype
-    if training and x.size // max(c, 1) <= 1:
+    if training and x.size // max(c, 1) == 1:  # (an empty input is PyTorch's empty output)
         raise ValueError(f"Expected more than 1 value per channel when training, got input "
                          f"size {x.shape}")
     if not training and (running_mean is None or running_var is None):
@@ -1130,8 +1130,10 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
                                    f"number of channels in input, but got {name} of shape "
                                    f"{list(value.shape)} and input of shape {list(x.shape)}")
         affine.append(value)
-    xhat, _, _ = ops.layer_norm_forward(x.reshape(n * num_groups, -1), None, None, eps=eps)
-    y = xhat.reshape(n, c, -1)
+    group_size = c // num_groups * math.prod(x.shape[2:])   # (explicit: x may be empty)
+    xhat, _, _ = ops.layer_norm_forward(x.reshape(n * num_groups, group_size), None, None,
+                                        eps=eps)
+    y = xhat.reshape(n, c, math.prod(x.shape[2:]))
     if affine[0] is not None:
         y *= affine[0][:, None]
     if affine[1] is not None:
