@@ -228,3 +228,14 @@ def test_skipped_after_rebinding_data_too():
     opt.step()
     for p, b in zip(params, before):
         np.testing.assert_array_equal(p.data, b)
+
+
+def test_parameter_like_objects_still_step():
+    """Objects with .data and .grad (not Parameters) step as before, a None grad skipped."""
+    from types import SimpleNamespace
+    p = SimpleNamespace(data=np.ones(3, np.float32), grad=np.ones(3, np.float32),
+                        requires_grad=True)
+    q = SimpleNamespace(data=np.ones(3, np.float32), grad=None, requires_grad=True)
+    optim.SGD([p, q], lr=0.1).step()
+    np.testing.assert_allclose(p.data, 0.9)
+    np.testing.assert_array_equal(q.data, 1.0)

@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 
+from .flat import has_no_grad
 from .optimizer import Optimizer, torch_flags_of
 
 
@@ -76,7 +77,7 @@ class ASGD(Optimizer):
         """Each parameter with a gradient alone; zero-size ones too (their eta and mu
         advance, as PyTorch's)."""
         for i, p in enumerate(bucket.params):
-            if not p._no_grad_yet() and p.requires_grad:
+            if not has_no_grad(p) and p.requires_grad:
                 self._update_one(kernels, bucket, i, group)
 
     def _update_one(self, kernels, bucket, i, group):

@@ -17,6 +17,7 @@ NumPy copies either way.
 import numpy as np
 
 from .. import device as _device
+from ..nn.module import Parameter
 
 
 class FlatBucket:
@@ -79,9 +80,9 @@ class FlatBucket:
 
     def _home_grad(self, i):
         p, view = self.params[i], self.grad_views[i]
-        if p._no_grad_yet():
+        if has_no_grad(p):
             # skipped at step time; keep the view clean, and pending zeros pending
-            pending = p._zero_pending and p._grad is not None
+            pending = getattr(p, "_zero_pending", False) and p._grad is not None
             self.ns.fill_zero(view)
             if pending and p._grad is not view:
                 p.grad = view
@@ -102,8 +103,8 @@ class FlatBucket:
         """
         intact, dtype_changed, missing_grad = True, False, False
         for i, p in enumerate(self.params):
-            data, grad = p.data, p._grad   # (._grad: reading .grad would write pending zeros)
-            if not p.requires_grad or p._no_grad_yet():
+            data, grad = p.data, raw_grad(p)
+            if not p.requires_grad or has_no_grad(p):
                 missing_grad = True  # frozen or no gradient: skipped
             if data is self.data_views[i] and grad is self.grad_views[i]:
                 continue
@@ -120,8 +121,6 @@ class FlatBucket:
                     f"after moving the model")
             if data.dtype != self.dtype:
                 dtype_changed = True
-            if grad is None:
-                missing_grad = True
         return intact, dtype_changed, missing_grad
 
     def rehome(self):
@@ -152,20 +151,31 @@ class FlatBucket:
             values[i] = float(scalars.get(name, self._scalar_starts[name]))
 
 
+def raw_grad(p):
+    """p's gradient array as it is: a Parameter's ._grad, since reading .grad writes the
+    zeros zero_grad left pending, and the step would then update a parameter it should
+    skip; .grad of a Parameter-like object."""
+    return p._grad if isinstance(p, Parameter) else p.grad
+
+
+def has_no_grad(p):
+    """True where PyTorch's .grad would be None: a Parameter's ``_no_grad_yet`` (None,
+    or zeros pending from zero_grad that no backward touched), a Parameter-like
+    object's .grad None. Optimizers skip such a parameter."""
+    return p._no_grad_yet() if isinstance(p, Parameter) else p.grad is None
+
+
 def check_parameter(where, p, index):
     """A Parameter-like object: float32/float64 .data (a NumPy or device array), .grad
     None or an array of the same shape, dtype and device."""
     data = getattr(p, "data", None)
-    # a Parameter's raw ._grad: reading .grad would write zeros pending from zero_grad,
-    # and the step would then update a parameter it should skip
-    raw = hasattr(type(p), "_no_grad_yet")
-    if not _device.is_array(data) or not (raw or hasattr(p, "grad")):
+    if not _device.is_array(data) or not (isinstance(p, Parameter) or hasattr(p, "grad")):
         raise TypeError(f"{where}: expected Parameters (objects with .data and .grad arrays), "
                         f"got {type(p).__name__} at position {index}")
     if data.dtype not in (np.float32, np.float64):
         raise TypeError(f"{where}: parameter {index} has dtype {data.dtype}; "
                         f"expected float32 or float64")
-    grad = p._grad if raw else p.grad
+    grad = raw_grad(p)
     if grad is not None:
         if not _device.is_array(grad):
             raise TypeError(f"{where}: parameter {index} has a .grad of type "

@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from .flat import has_no_grad
 from .optimizer import Optimizer, _as_index
 
 
@@ -126,7 +127,7 @@ class HostOptimizer(Optimizer):
             for group in self.param_groups:
                 hyper = self._group_hyper(group)
                 for p in group["params"]:
-                    if p._no_grad_yet() or not p.requires_grad:
+                    if has_no_grad(p) or not p.requires_grad:
                         continue
                     state = self._state.get(id(p))
                     if not state:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import device as _device
 from ..nn.module import zero_grads_lazily
-from .flat import build_buckets, check_parameter
+from .flat import build_buckets, check_parameter, has_no_grad
 
 
 #: Keys a learning-rate scheduler keeps in a param group beside the hyper-parameters
@@ -388,7 +388,7 @@ class Optimizer:
         """Slow path when some parameter has no gradient (None, or zeros pending from
         zero_grad that no backward touched) or is frozen: update the others one by one."""
         for i, p in enumerate(bucket.params):
-            if p._no_grad_yet() or not p.requires_grad:
+            if has_no_grad(p) or not p.requires_grad:
                 continue
             if bucket.offsets[i + 1] > bucket.offsets[i]:
                 self._update_one(kernels, bucket, i, group)
