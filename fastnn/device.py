@@ -178,11 +178,6 @@ class Host:
             a.fill(0)  # (a[...] = 0 allocates a 0-d array for the 0 at every call)
 
     @staticmethod
-    def contiguous(a):
-        """a C-contiguous device copy of a strided device array (made on the device)"""
-        return Cuda._cuda().contiguous_copy(a)
-
-    @staticmethod
     def copy_into(dst, src):
         """dst[...] = src, src from either place (same shape)."""
         dst[...] = to_host(src)
