@@ -293,25 +293,28 @@ class Conv2d(Module):
         by 0, and an inf or NaN there would reach outputs PyTorch keeps finite."""
         return stride != (1, 1) and self._dilation_2d() != (1, 1)
 
+    def _depth_one(self, stride):
+        """conv3d's (stride, pads, dilation) of this 2-D geometry on a depth-1 volume."""
+        return ((1,) + tuple(stride), ((0, 0),) + tuple(self._border()),
+                (1,) + tuple(self._dilation_2d()))
+
     def _tapped_forward(self, host, stride):
+        """(y, what _tapped_backward needs) of host x (N, C, H, W)."""
         from .conv3d import conv3d_forward
         weight = _device.to_host(self._kernel_weight(self.weight.data))
         bias = None if self.bias is None else _device.to_host(self.bias.data)
         check_pad_fits(self._where(), self.padding_mode, host.shape[2:], self._border())
         y, cols, padded_shape = conv3d_forward(
-            host[:, :, None], weight[:, :, None], bias, (1,) + tuple(stride),
-            ((0, 0),) + tuple(self._border()), (1,) + tuple(self._dilation_2d()),
+            host[:, :, None], weight[:, :, None], bias, *self._depth_one(stride),
             self.groups, self._pad_mode())
-        return y[:, :, 0], (weight, cols, padded_shape)
+        return y[:, :, 0], (weight, cols, padded_shape, stride)
 
-    def _tapped_backward(self, g, need_grad_in):
+    def _tapped_backward(self, g, saved, need_grad_in):
         """(grad of the 2-D kernel weight, of the bias, of the input or None)"""
         from .conv3d import conv3d_backward
-        weight, cols, padded_shape = self._x[1]
-        _, stride, _ = self._window()
+        weight, cols, padded_shape, stride = saved
         grad_weight, grad_bias, grad_in = conv3d_backward(
-            g[:, :, None], weight[:, :, None], cols, padded_shape, (1,) + tuple(stride),
-            ((0, 0),) + tuple(self._border()), (1,) + tuple(self._dilation_2d()),
+            g[:, :, None], weight[:, :, None], cols, padded_shape, *self._depth_one(stride),
             self.groups, self._pad_mode(), need_grad_in)
         return grad_weight[:, :, 0], grad_bias, None if grad_in is None else grad_in[:, :, 0]
 
@@ -375,14 +378,10 @@ class Conv2d(Module):
     def _general_backward(self, grad_out, need_grad_in):
         kernels = _device.kernels("cpu")
         g = _device.to_host(grad_out)
-        if isinstance(self._x[0], str):   # ("taps", ...): _tapped_forward ran
-            grad_weight, grad_bias, grad_in = self._tapped_backward(g, need_grad_in)
-            taps = grad_weight.reshape(self.weight.grad.shape)
-            _device.update_on_host(self.weight.grad, lambda a: np.add(a, taps, out=a))
-            if self.bias is not None:
-                _device.update_on_host(self.bias.grad,
-                                       lambda a: np.add(a, grad_bias, out=a))
-            return None if grad_in is None else self._x[2].put(np.ascontiguousarray(grad_in))
+        if isinstance(self._x[0], str):   # ("taps", saved, namespace): _tapped_forward ran
+            grad_weight, grad_bias, grad_in = self._tapped_backward(g, self._x[1],
+                                                                    need_grad_in)
+            return self._accumulate_grads(grad_weight, grad_bias, grad_in, self._x[2])
         host, inputs, weight, namespace, phased, padding, bordered = self._x
         _, stride, _ = self._window()
         dh, dw = self._dilation_2d()
@@ -406,15 +405,18 @@ class Conv2d(Module):
                     need_grad_in=need_grad_in)
                 if need_grad_in:
                     grad_in[:, gi, i::dh, j::dw] = result
+        if grad_in is not None and bordered:  # the border's gradient back to what it copied
+            grad_in = pad_backward(grad_in, self._border(), self._pad_mode())
+        return self._accumulate_grads(grad_weight, grad_bias, grad_in, namespace)
+
+    def _accumulate_grads(self, grad_weight, grad_bias, grad_in, namespace):
+        """Add the host gradients of the kernel weight and the bias (None without one) to
+        .grad wherever they live; grad_in (host, or None) back where the input came from."""
         taps = grad_weight.reshape(self.weight.grad.shape)
         _device.update_on_host(self.weight.grad, lambda a: np.add(a, taps, out=a))
-        if grad_bias is not None:
+        if self.bias is not None:
             _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_bias, out=a))
-        if grad_in is None:
-            return None
-        if bordered:  # the border's gradient back to what it copied
-            grad_in = pad_backward(grad_in, self._border(), self._pad_mode())
-        return namespace.put(grad_in)
+        return None if grad_in is None else namespace.put(np.ascontiguousarray(grad_in))
 
     def extra_repr(self):
         """PyTorch's: the defaults left out ('same' / 'valid' padding shown as given)."""
