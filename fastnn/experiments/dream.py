@@ -27,11 +27,9 @@ def save_image(image, path, title=None):
     fig.savefig(path, format="png")
 
 
-def _pixel_standardization(path):
-    """(mean, std) the checkpoint's model was trained on: those ``train --standardize``
-    saved in its config, else (0, 1) (raw pixels in [0, 1])."""
-    from ..io import load_checkpoint
-    extra = load_checkpoint(path).extra or {}
+def _pixel_standardization(extra):
+    """(mean, std) a checkpoint's model was trained on, from its ``extra``: those
+    ``train --standardize`` saved in its config, else (0, 1) (raw pixels in [0, 1])."""
     config = extra.get("config") if isinstance(extra, dict) else None
     if isinstance(config, dict) and config.get("standardize"):
         mean, std = config.get("pixel_mean"), config.get("pixel_std")
@@ -66,11 +64,17 @@ def run(args):
                          f"(a folder)")
     if not os.path.exists(args.checkpoint):
         raise ValueError(f"--checkpoint: no such file: {args.checkpoint!r}")
-    model = fastnn.load(args.checkpoint)
-    if not hasattr(model, "parameters"):   # fastnn.save(model.state_dict(), path)
-        raise ValueError(f"--checkpoint {args.checkpoint!r} holds a state dict, not a model: "
-                         f"save the model itself (fastnn.save(model, path), or train --save)")
-    mean, std = _pixel_standardization(args.checkpoint)
+    from ..io import CheckpointError, load_checkpoint
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)   # (the file read once: model, extra)
+    except CheckpointError:
+        if isinstance(fastnn.load(args.checkpoint), dict):   # fastnn.save(state_dict, path)
+            raise ValueError(f"--checkpoint {args.checkpoint!r} holds a state dict, not a "
+                             f"model: save the model itself (fastnn.save(model, path), or "
+                             f"train --save)") from None
+        raise
+    model = checkpoint.model
+    mean, std = _pixel_standardization(checkpoint.extra)
     try:
         scales = tuple(int(s) for s in str(args.scales).split(","))
     except ValueError:
