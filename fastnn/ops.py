@@ -416,7 +416,7 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
                      [("x", x), ("weight", weight), ("bias", bias)], in_place={("out", "x")})
     if training and x.size == 0:
         return _empty_batchnorm(x, mean_only, out, save_mean, save_invstd)
-    weight, bias = _vectors(where, weight=weight, bias=bias)
+    weight, bias = _vectors(weight=weight, bias=bias)
     return _run("batchnorm_forward", x, weight, bias, running_mean, running_var, training,
                                   momentum, eps, mean_only, out=out, save_mean=save_mean,
                                   save_invstd=save_invstd)
@@ -456,17 +456,16 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
                      in_place={("grad_in", "grad_out"), ("grad_in", "x")})
     if x.size == 0:  # no values: nothing to accumulate (and no mean over them)
         return _device.namespace_of(x).empty(x.shape, x.dtype) if grad_in is None else grad_in
-    weight, save_mean, save_invstd = _vectors(where, weight=weight, save_mean=save_mean,
-                                              save_invstd=save_invstd)
+    weight, save_mean, save_invstd = _vectors(weight=weight, save_mean=save_mean,
+                                       save_invstd=save_invstd)
     return _run("batchnorm_backward", grad_out, x, weight, save_mean, save_invstd, training,
                                    mean_only, grad_weight, grad_bias, grad_in)
 
 
-def _vectors(where, **vectors):
+def _vectors(**vectors):
     """The per-channel (or per-row) input vectors, each itself when C-contiguous or None,
     else a contiguous copy (the kernels take [::1] memory), in the order given."""
-    return [None if v is None else as_contiguous(v, where, name)
-            for name, v in vectors.items()]
+    return [None if v is None else as_contiguous(v) for v in vectors.values()]
 
 
 # ------------------------------------------------------------------- layernorm
@@ -491,7 +490,7 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None, save_mean=
     check_no_overlap(where, [("out", out), ("save_mean", save_mean),
                              ("save_invstd", save_invstd)],
                      [("x", x), ("weight", weight), ("bias", bias)], in_place={("out", "x")})
-    weight, bias = _vectors(where, weight=weight, bias=bias)
+    weight, bias = _vectors(weight=weight, bias=bias)
     return _run("layer_norm_forward", x, weight, bias, float(eps), out=out,
                 save_mean=save_mean, save_invstd=save_invstd)
 
@@ -512,8 +511,8 @@ def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight
                              ("grad_in", grad_in)],
                      [("grad_out", grad_out), ("x", x), ("weight", weight),
                       ("save_mean", save_mean), ("save_invstd", save_invstd)])
-    weight, save_mean, save_invstd = _vectors(where, weight=weight, save_mean=save_mean,
-                                              save_invstd=save_invstd)
+    weight, save_mean, save_invstd = _vectors(weight=weight, save_mean=save_mean,
+                                       save_invstd=save_invstd)
     return _run("layer_norm_backward", grad_out, x, weight, save_mean, save_invstd,
                 grad_weight, grad_bias, grad_in)
 
@@ -691,7 +690,7 @@ def _check_param_arrays(where, param, grad, **state):
                          f"read-only array")
     if grad is None:
         raise ValueError(f"{where}: grad is required")
-    grad = as_contiguous(_check(where, "grad", grad, dtype=param.dtype), where, "grad")
+    grad = as_contiguous(_check(where, "grad", grad, dtype=param.dtype))
     check_same_shape(where, "grad", grad, "param", param)
     for name, arr in state.items():
         check_out(where, name, arr, param.shape, param.dtype)

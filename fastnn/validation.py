@@ -241,7 +241,7 @@ def check_number(where, name, value, low=None, high=None, low_open=False, high_o
         raise ValueError(f"{where}: expected {name} in {interval}, got {value!r}")
 
 
-def as_contiguous(x, where=None, name="input"):
+def as_contiguous(x):
     """x itself when C-contiguous, else a contiguous copy (kernels need [::1] memory): a
     strided device array is copied on the device, as a strided NumPy array on the host."""
     if isinstance(x, np.ndarray):

@@ -174,9 +174,8 @@ class Loss:
 
     def _beside(self, pred, target):
         """(pred, target) C-contiguous, target moved to where pred lives."""
-        where = self._where()
-        pred = as_contiguous(pred, where, "pred")
-        target = _device.namespace_of(pred).put(as_contiguous(target, where, "target"))
+        pred = as_contiguous(pred)
+        target = _device.namespace_of(pred).put(as_contiguous(target))
         return pred, target
 
     def _where(self):
@@ -551,7 +550,7 @@ class MultiMarginLoss(_OnHost):
         return self._host
 
     def _check(self, pred, target):
-        pred = as_contiguous(self._check_pred(pred), self._where(), "pred")
+        pred = as_contiguous(self._check_pred(pred))
         if pred.ndim not in (1, 2):
             raise ValueError(f"{self._where()}: expected pred of shape (N, C) or (C,), got "
                              f"{pred.shape}")
@@ -649,7 +648,7 @@ class MultiLabelMarginLoss(_OnHost):
         if target.size and (target.min() < -1 or target.max() >= c):
             raise ValueError(f"{where}: target out of range: expected values in [-1, {c}), "
                              f"got min {target.min()} and max {target.max()}")
-        return as_contiguous(pred, where, "pred"), np.ascontiguousarray(target, np.int64)
+        return as_contiguous(pred), np.ascontiguousarray(target, np.int64)
 
     def _hinges(self, pred, target):
         """(per-sample losses, d(loss)/d(pred) per sample) in one pass over the label

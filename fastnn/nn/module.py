@@ -1534,9 +1534,7 @@ class Module:
         device array given to a module on the host is an error, as in PyTorch."""
         caller = _device.namespace_of(x)
         if caller.name == self._device:
-            if caller is _device.Host or _device.is_contiguous(x):
-                return as_contiguous(x), caller
-            return as_contiguous(x, self._where(), name), caller  # raises, naming the layer
+            return as_contiguous(x), caller   # (a strided device array copied on the device)
         if self._device == "cpu":
             raise ValueError(f"{self._where()}: {name} is a cuda device array but the module "
                              f"is on the cpu; call .to('cuda') on the model or pass a NumPy "
