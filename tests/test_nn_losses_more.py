@@ -191,6 +191,35 @@ def test_triplet_with_distance_ties_and_hinge(dtype):
             assert_close(ours_g, tx.grad.numpy(), dtype)
 
 
+@pytest.mark.parametrize("p", [0.5, -1.0, 1.0, 3.0])
+def test_distance_gradient_at_a_zero_coordinate(dtype, p):
+    """A coordinate where x1 - x2 + eps is exactly 0: its gradient is 0 for every p, as
+    PyTorch's norm backward (p < 1 had computed sign(0) * 0**(p - 1) = 0 * inf = NaN),
+    in PairwiseDistance and in TripletMarginLoss's own distance (p >= 1 there)."""
+    a = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]], dtype)
+    b = np.array([[1.0, 0.0, 0.0], [0.5, -1.0, 2.0]], dtype)   # row 1: the same point
+    c = np.array([[3.0, 2.0, 1.0], [2.0, 2.0, 2.0]], dtype)
+    ours = nn.PairwiseDistance(p=p, eps=0.0)
+    theirs = torch.nn.PairwiseDistance(p=p, eps=0.0)
+    ta, tb = _t(a, grad=True), _t(b, grad=True)
+    td = theirs(ta, tb)
+    td.sum().backward()
+    assert_close(ours(a, b), td.detach().numpy(), dtype)
+    for ours_g, tx in zip(ours.backward(np.ones(2, dtype)), (ta, tb)):
+        assert not np.isnan(ours_g).any()
+        assert_close(ours_g, tx.grad.numpy(), dtype)
+    if p < 1:
+        return
+    ours_loss = nn.TripletMarginLoss(margin=50.0, p=p, eps=0.0, reduction="sum")
+    theirs_loss = torch.nn.TripletMarginLoss(margin=50.0, p=p, eps=0.0, reduction="sum")
+    txs = [_t(x, grad=True) for x in (a, b, c)]
+    tl = theirs_loss(*txs)
+    tl.backward()
+    assert_close(ours_loss(a, b, c), tl.item(), dtype)
+    for ours_g, tx in zip(ours_loss.backward(), txs):
+        assert_close(ours_g, tx.grad.numpy(), dtype)
+
+
 def test_triplet_with_distance_options_and_errors():
     x = np.zeros((3, 4))
     with pytest.raises(TypeError, match="has no backward, so fastnn cannot differentiate"):

@@ -139,6 +139,9 @@ class PairwiseDistance(_TwoInputs):
             with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
                 dist = (a ** p).sum(axis=-1, keepdims=True) ** (1 / p)
                 grad = np.sign(diff) * (a / np.where(dist > 0, dist, 1)) ** (p - 1)
+            # p < 1: an entry of 0 gave 0 * inf, and a negative p's distance of 0 (an
+            # entry of 0 makes it 0) a finite ratio: PyTorch's norm backward gives 0 to both
+            grad[(a == 0) | (dist == 0)] = 0
         out = dist if self.keepdim else dist[..., 0]
         self._ctx = (grad, -grad, out.shape, x1.ndim - 1)
         return self._namespace.put(np.array(out))  # (a copy; 0-d stays 0-d)
