@@ -28,7 +28,7 @@ from .backend import current
 from .kernels.window_shapes import window_out_size
 from .validation import (as_contiguous, as_labels, check_bool, check_choice,
                          check_float_array, check_no_overlap, check_number, check_out,
-                         check_positive_int, check_same_shape, pair)
+                         check_positive_int, check_probabilities, check_same_shape, pair)
 
 __all__ = optable.op_names()
 
@@ -351,9 +351,8 @@ def mse_loss(pred, target, grad=None):
 def bce_loss(pred, target, grad=None):
     where = "bce_loss"
     pred, target = _check_pred_target(where, pred, target, grad)
-    if pred.size and (pred.min() < 0 or pred.max() > 1):
-        raise ValueError(f"{where}: expected pred to hold probabilities in [0, 1], got values "
-                         f"in [{pred.min()}, {pred.max()}]")
+    check_probabilities(where, "pred", _device.to_host(pred))
+    check_probabilities(where, "target", _device.to_host(target))
     if pred.size == 0:
         return _empty_loss(pred, grad)
     return _run("bce_loss", pred, target, grad=grad)
@@ -519,6 +518,8 @@ def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight
 
 # ------------------------------------------------------------------------ conv
 def _conv_out_size(where, size, kernel, stride, padding, ceil_mode=False, dilation=1):
+    if kernel < 1:
+        raise ValueError(f"{where}: expected a kernel size >= 1, got {kernel}")
     if stride < 1 or padding < 0 or dilation < 1:
         raise ValueError(f"{where}: expected stride >= 1, padding >= 0 and dilation >= 1, "
                          f"got stride {stride}, padding {padding} and dilation {dilation}")

@@ -21,6 +21,9 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
     """
     if not isinstance(x, np.ndarray) and not (device_ok and is_device_array(x)):
         raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got {type(x).__name__}")
+    if isinstance(x, np.ma.MaskedArray):   # the kernels would read the masked values
+        raise TypeError(f"{where}: expected {name} to be a plain numpy.ndarray, got a masked "
+                        f"array (.filled(value) fills the masked entries, .data drops the mask)")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}")
     if dtype is not None and x.dtype != dtype:
@@ -36,6 +39,18 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{where}: expected {name} of shape {want}, got {x.shape}")
     return x
+
+
+def check_probabilities(where, name, values):
+    """Refuse values outside [0, 1] (BCE's pred and target). values: a NumPy array of
+    any shape. NaN passes: a diverged network's loss is NaN, which training reports
+    (PyTorch raises)."""
+    if values.size == 0:
+        return
+    lo, hi = values.min(), values.max()  # two reductions, no temporaries
+    if lo < 0 or hi > 1 or (lo != lo and (np.any(values < 0) or np.any(values > 1))):
+        raise ValueError(f"{where}: expected {name} to be probabilities in [0, 1], got values "
+                         f"in [{np.nanmin(values)}, {np.nanmax(values)}]")
 
 
 def check_same_shape(where, name, x, ref_name, ref):

@@ -119,3 +119,40 @@ def test_optimizer_with_a_bad_grad_moves_no_parameter(backend, make):
                                  for v in s.values() if isinstance(v, np.ndarray)]
         _assert_same(before, after)  # the parameters before the bad one did not move
         last.grad = keep
+
+
+def test_functional_bce_checks_pred_and_target_as_the_layer(backend):
+    """ops.bce_loss refuses pred or target outside [0, 1] (also next to a NaN), with
+    nn.BCELoss's message; NaN alone passes into a NaN loss, as in the layer."""
+    f32 = np.float32
+    with pytest.raises(ValueError, match=r"bce_loss: expected pred to be probabilities in "
+                                         r"\[0, 1\], got values in \[0.5, 2.0\]"):
+        ops.bce_loss(np.array([np.nan, 0.5, 2.0], f32), np.zeros(3, f32))
+    with pytest.raises(ValueError, match=r"bce_loss: expected target to be probabilities"):
+        ops.bce_loss(np.full(2, 0.5, f32), np.array([0.0, -1.0], f32))
+    loss, grad = ops.bce_loss(np.array([np.nan, 0.5], f32), np.array([1.0, 0.0], f32))
+    assert np.isnan(loss) and np.isnan(grad[0]) and np.isfinite(grad[1])
+
+
+@pytest.mark.parametrize("kernel", [(0, 0), (0, 2), (2, 0)])
+def test_functional_conv_refuses_an_empty_kernel(backend, kernel):
+    """A 0-sized kernel (PyTorch: "kernel size should be greater than zero") had given an
+    output one pixel larger than the input, filled with the bias."""
+    x = np.ones((1, 1, 3, 3), np.float32)
+    w = np.ones((1, 1) + kernel, np.float32)
+    with pytest.raises(ValueError, match="conv2d_forward: expected a kernel size >= 1, got 0"):
+        ops.conv2d_forward(x, w, np.ones(1, np.float32))
+    with pytest.raises(ValueError, match="conv2d_backward: expected a kernel size >= 1, got 0"):
+        ops.conv2d_backward(np.ones((1, 1, 4, 4), np.float32), x, w)
+
+
+def test_masked_arrays_are_refused_by_name(backend):
+    """A masked array would reach the kernels with its masked values read (compiled
+    backends) or fail inside NumPy's ma module (numpy backend): refused up front."""
+    x = np.ma.masked_array(np.ones((2, 3), np.float32), mask=[[0, 1, 0], [0, 0, 0]])
+    with pytest.raises(TypeError, match="Linear.*expected input to be a plain numpy.ndarray, got "
+                                        "a masked array"):
+        nn.Linear(3, 2)(x)
+    with pytest.raises(TypeError, match="linear_forward: expected x to be a plain"):
+        ops.linear_forward(x, np.ones((2, 3), np.float32))
+    np.testing.assert_array_equal(nn.ReLU()(x.filled(0)), [[1, 0, 1], [1, 1, 1]])

@@ -18,7 +18,7 @@ from .. import device as _device
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
 from ..validation import (as_contiguous, as_labels, check_bool, check_float_array, check_labels,
-                          check_number, check_only)
+                          check_number, check_only, check_probabilities)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -320,15 +320,8 @@ class BCELoss(_Weighted):
         # (On the GPU this check copies pred to the host.)
         if pred.size == 0:
             return pred, target
-        for name, array in (("pred", pred), ("target", target)):
-            values = _device.to_host(array)
-            lo, hi = values.min(), values.max()  # two reductions, no temporaries
-            if lo < 0 or hi > 1 or (lo != lo and (np.any(values < 0) or np.any(values > 1))):
-                # (PyTorch checks target too: "all elements of target should be between
-                # 0 and 1")
-                raise ValueError(f"{self._where()}: expected {name} to be probabilities in "
-                                 f"[0, 1], got values in [{np.nanmin(values)}, "
-                                 f"{np.nanmax(values)}]")
+        for name, array in (("pred", pred), ("target", target)):   # (PyTorch checks both)
+            check_probabilities(self._where(), name, _device.to_host(array))
         return pred, target
 
     def _plain_kernel(self, k):
