@@ -256,6 +256,8 @@ class Sequential(Module):
 
     @staticmethod
     def _check_layer(i, layer, shape, dtype):
+        if layer._user_forward:   # what the user's own forward accepts is its own affair
+            return None
         try:
             return layer.infer_shape(shape, dtype)
         except (ValueError, TypeError) as err:
@@ -274,7 +276,7 @@ class Sequential(Module):
             layer = layers[i]
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             if (type(layer) is Linear and nxt is not None
-                    and getattr(nxt, "fused_name", None) is not None
+                    and getattr(nxt, "fused_name", None) is not None and not nxt._opaque
                     and not (hooks and ((layer._hooked and _has_hooks(layer))
                                         or (nxt._hooked and _has_hooks(nxt))))):
                 steps.append((layer, nxt, False))
@@ -282,7 +284,7 @@ class Sequential(Module):
             else:
                 if hooks and layer._hooked and _has_forward_hooks(layer):
                     hooked_steps += (len(steps),)
-                steps.append((layer, None, layer.passthrough))
+                steps.append((layer, None, layer.passthrough and not layer._user_forward))
                 i += 1
         return steps, hooked_steps
 
@@ -325,7 +327,9 @@ class Sequential(Module):
                     x = np.ascontiguousarray(x)
             unchecked = unchecked or layer._opaque
             keep = buffered or j < fresh_from
-            if act is None:
+            if layer._user_forward:
+                x = layer.forward(x)
+            elif act is None:
                 x = layer._run_forward(x, keep)
             else:
                 x = layer._run_fused(x, keep, act.fused_name,
@@ -342,7 +346,7 @@ class Sequential(Module):
         i = self._layers.index(layer)
 
         def run(*args, **kwargs):
-            if len(args) != 1 or kwargs:
+            if len(args) != 1 or kwargs or layer._user_forward:
                 return layer.forward(*args, **kwargs)
             x = args[0]
             layer._check_input(x)
@@ -388,7 +392,9 @@ class Sequential(Module):
             if not need and j < first_param:
                 return None
             layer = steps[j][0]
-            if reshaped and j in reshaped:
+            if layer._user_forward:
+                pass   # g goes to the user's method (Module.backward under it checks g)
+            elif reshaped and j in reshaped:
                 layer._check_grad_out(g)
             elif j + 1 < n and steps[j + 1][0]._opaque:
                 self._check_grad_from_user(layer, g)
@@ -398,6 +404,8 @@ class Sequential(Module):
                 g = self._backward_layer(layer, g, need)
                 if g is None:  # (a hook cut the gradient: the layers before get none)
                     return None
+            elif layer._user_forward or layer._user_backward:
+                g = layer.backward(g)
             else:
                 g = layer._backward(g, buffered or j > fresh_upto, need)
         return g
@@ -433,9 +441,12 @@ class Sequential(Module):
     def _backward_layer(layer, g, need):
         """layer's backward for g with its backward hooks; fresh arrays."""
         def run(grad):
-            if grad is not g:  # a pre-hook's replacement: checked as backward checks one
+            if grad is not g and not layer._user_forward:
+                # a pre-hook's replacement: checked as backward checks one
                 layer._check_grad_out(grad)
                 grad = layer._arrive("grad_out", grad)[0]
+            if layer._user_forward or layer._user_backward:
+                return layer.backward(grad)
             return layer._backward(grad, False, need)
 
         grad_in = layer._backward_hooked((g,), run, need)

@@ -478,6 +478,11 @@ def _runs_backward_hooks(backward):
     return wrapper
 
 
+def _defined_in_fastnn(method):
+    """True for a method fastnn defines (not a user's override)."""
+    return (getattr(method, "__module__", None) or "").startswith("fastnn.")
+
+
 def _records_init_args(init):
     """A fastnn.nn class's own ``__init__``, made to keep the arguments of the outermost
     call as ``_init_args`` = (class, args, kwargs) in ``plain_values``' JSON form, so
@@ -514,6 +519,10 @@ class Module:
     _backward_pre_hooks = _backward_hooks = _NO_HOOKS
     _state_dict_pre_hooks = _state_dict_hooks = _NO_HOOKS
     _load_state_dict_pre_hooks = _load_state_dict_post_hooks = _NO_HOOKS
+    #: True on a user's subclass of a built-in layer that defines its own forward
+    #: (backward): containers then call that method, as PyTorch's call module(x), not
+    #: the built-in kernels under it (set by __init_subclass__)
+    _user_forward = _user_backward = False
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -555,6 +564,10 @@ class Module:
                 setattr(cls, name, wrap(method))
         # fastnn.nn's own layers keep their constructor arguments (fastnn.save records
         # them so that fastnn.load(path) can rebuild a tree of built-in layers)
+        cls._user_forward = (cls._forward is not Module._forward
+                             and not _defined_in_fastnn(cls.forward))
+        cls._user_backward = (cls._backward is not Module._backward
+                              and not _defined_in_fastnn(cls.backward))
         init = cls.__dict__.get("__init__")
         if (cls.__module__.startswith("fastnn.nn.") and isinstance(init, types.FunctionType)
                 and not getattr(init, "_records_args", False)):
@@ -1558,9 +1571,11 @@ class Module:
     @property
     def _opaque(self):
         """A user module whose forward() is its own: its output shape is known only by
-        running it."""
+        running it (and what it returns, or its own backward returns, is checked as it
+        arrives)."""
         cls = type(self)
-        return cls.forward is not Module.forward and cls.infer_shape is Module.infer_shape
+        return (cls._user_forward or cls._user_backward
+                or (cls.forward is not Module.forward and cls.infer_shape is Module.infer_shape))
 
     def _forward(self, x, buffered):
         # A user module that overrides forward() runs through it (always fresh output).
