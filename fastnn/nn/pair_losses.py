@@ -248,6 +248,8 @@ class TripletMarginLoss(_MultiInputLoss):
 
     def _options(self):
         options = [f"margin={self.margin}"] if getattr(self, "margin", 1.0) != 1.0 else []
+        options += [f"p={self.p}"] if getattr(self, "p", 2.0) != 2.0 else []
+        options += [f"eps={self.eps}"] if getattr(self, "eps", 1e-6) != 1e-6 else []
         return options + (["swap=True"] if getattr(self, "swap", False) else [])
 
 
@@ -328,7 +330,8 @@ class GaussianNLLLoss(Loss):
         return tuple(namespace.put(np.array(g, grad_x.dtype, order="C")) for g in grads)
 
     def _options(self):
-        return ["full=True"] if getattr(self, "full", False) else []
+        return ((["full=True"] if getattr(self, "full", False) else [])
+                + ([f"eps={self.eps}"] if getattr(self, "eps", 1e-6) != 1e-6 else []))
 
 
 def _var_shape(where, input_shape, var_shape):
