@@ -202,6 +202,26 @@ def test_nan_propagates(backend, dtype):
         assert np.isnan(getattr(ops, name)(x)[0]), name
 
 
+def test_backward_at_nan_input_follows_torch(backend, dtype):
+    """Where PyTorch's backward is a select whose comparisons a NaN input fails, grad_out
+    passes (ELU, Hardswish, Hardtanh); elsewhere NaN gives NaN, as in PyTorch. Also each
+    backward at the edges of its pieces."""
+    x = np.array([np.nan, -3.0, 3.0, 0.0, -1.0, 2.0, -5.0, 5.0], dtype=dtype)
+    g = np.linspace(0.5, 2.0, x.size).astype(dtype)
+    for name, torch_fn in (("elu", F.elu), ("hardswish", F.hardswish), ("silu", F.silu),
+                           ("softplus", F.softplus), ("sigmoid", torch.sigmoid),
+                           ("tanh", torch.tanh), ("softsign", F.softsign),
+                           ("hardsigmoid", F.hardsigmoid), ("relu", F.relu)):
+        xt = t(x, True)
+        torch_fn(xt).backward(t(g))
+        saved = getattr(ops, name)(x) if name in ("sigmoid", "tanh") else x  # (their output)
+        ours = getattr(ops, name + "_backward")(g, saved)
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(xt.grad.numpy()), err_msg=name)
+        # (PyTorch's hardsigmoid gradient uses float32's 1/6 in float64 too)
+        assert_close(np.nan_to_num(ours), np.nan_to_num(xt.grad.numpy()), dtype,
+                     1e3 if name == "hardsigmoid" else 1.0, err_msg=name)
+
+
 def test_softplus_keeps_tiny_values_and_hardtanh_its_edges(backend, dtype):
     """softplus far below 0 is exp(beta x) / beta to full relative accuracy (libm log1p,
     not log(1 + e)), as PyTorch's; hardtanh's gradient is 0 at the edges themselves and

@@ -183,7 +183,7 @@ def _hardswish(x, out):
 def _hardswish_backward(g, x, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = 0 if v <= -3 else (g[i] if v >= 3 else g[i] * (v / 3 + 0.5))
+        out[i] = 0 if v <= -3 else (g[i] * (v / 3 + 0.5) if v < 3 else g[i])  # NaN: g
 
 
 @cuda.jit
@@ -197,7 +197,7 @@ def _elu(x, alpha, out):
 def _elu_backward(g, x, alpha, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = g[i] if v > 0 else g[i] * alpha * math.exp(v)
+        out[i] = g[i] * alpha * math.exp(v) if v <= 0 else g[i]  # NaN: g, as PyTorch
 
 
 @cuda.jit

@@ -353,7 +353,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
         for i in range(n):       # both sides computed, then a select, as U_ELU
             v = s[i]
             v = g[i] * a * f_exp_upto88(zero if v > zero else v)   # min(s, 0), as U_ELU
-            out[i] = g[i] if s[i] > zero else v
+            out[i] = v if s[i] <= zero else g[i]      # NaN: g, PyTorch's select
     elif op == B_SOFTPLUS:
         for i in range(n):
             z = s[i] * a         # sigmoid(z): no inf / inf whatever the threshold
@@ -374,7 +374,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
         for i in range(n):       # g read unconditionally: a load under the select was a
             v = s[i]             # masked load (vmaskmovps), 1.35x numba on 16M values
             e = g[i]
-            out[i] = zero if v <= -three else (e if v >= three else e * (v / three + half))
+            out[i] = zero if v <= -three else (e * (v / three + half) if v < three else e)
     elif op == B_SOFTSIGN:
         for i in range(n):
             v = -s[i] if s[i] < zero else s[i]

@@ -288,7 +288,7 @@ def _hardswish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     for i in prange(x.shape[0]):
         v = x[i]
         g = grad_out[i]
-        out[i] = zero if v <= -three else (g if v >= three else g * (v / three + half))
+        out[i] = zero if v <= -three else (g * (v / three + half) if v < three else g)
 
 
 @elementwise
@@ -308,7 +308,7 @@ def _elu_backward(grad_out, x, alpha, out):  # IN grad_out, x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
-        out[i] = grad_out[i] * (one if v > zero else a * vmath.exp_nonpos(min(v, zero)))
+        out[i] = grad_out[i] * (a * vmath.exp_nonpos(min(v, zero)) if v <= zero else one)
 
 
 @helper

@@ -139,8 +139,9 @@ def elu(x, alpha=1.0, out=None):
 
 
 def elu_backward(grad_out, x, alpha=1.0, out=None):
-    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x: the forward input."""
-    slope = np.where(x > 0, x.dtype.type(1), x.dtype.type(alpha) * np.exp(np.minimum(x, 0)))
+    """grad_in = grad_out * (alpha * exp(x) if x <= 0 else 1). x: the forward input; a
+    NaN x passes grad_out (PyTorch's select)."""
+    slope = np.where(x <= 0, x.dtype.type(alpha) * np.exp(np.minimum(x, 0)), x.dtype.type(1))
     return np.multiply(grad_out, slope, out=_out(grad_out, out))
 
 
@@ -177,10 +178,10 @@ def hardswish(x, out=None):
 
 
 def hardswish_backward(grad_out, x, out=None):
-    """grad_in = 0 where x <= -3, grad_out where x >= 3, grad_out (x / 3 + 1/2) between
-    (PyTorch's edges). x: the forward input."""
+    """grad_in = 0 where x <= -3, grad_out (x / 3 + 1/2) where -3 < x < 3, grad_out
+    elsewhere, NaN included (PyTorch's edges and select). x: the forward input."""
     inside = grad_out * (x / 3 + x.dtype.type(0.5))
-    grad = np.where(x <= -3, x.dtype.type(0), np.where(x >= 3, grad_out, inside))
+    grad = np.where(x <= -3, x.dtype.type(0), np.where(x < 3, inside, grad_out))
     return _assign(_out(grad_out, out), grad)
 
 
