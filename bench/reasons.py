@@ -188,6 +188,13 @@ REASONS = {
     ("mish_backward", "course"): ("level when timed interleaved: 1.13x and 1.09x Cython/numba "
                                   "on 1 and 2 threads (9.5 vs 8.5 us, 2026-11-29 17:45 UTC); "
                                   "a single suite run's gap is noise"),
+    ("hardswish", "large"): ("the output streaming, not the arithmetic: in L2 (64K values, 1 "
+                             "thread) the two run level, 0.164 vs 0.172 ns a value; at 16M "
+                             "values (2 threads, interleaved, AMD EPYC, 2026-12-01 12:50 UTC) "
+                             "Cython/numba 0.63-0.82x on hardswish, and 0.81-0.82x on relu "
+                             "and hardtanh in the same run: numba's streamed tiles write "
+                             "DRAM slower than Cython's on this machine (both pass the 70% "
+                             "bandwidth target)"),
     ("hardtanh", "large"): ("level when timed interleaved: 0.97x and 1.01x Cython/numba on 1 "
                             "and 2 threads (2026-11-29 15:58 UTC); a single suite run's gap "
                             "is noise"),

@@ -10,6 +10,11 @@ the issues' targets and the scaling plots (bench/results/*.png).
   python -m bench.report -k "mlp_step"    run a subset (pytest -k), then render
   python -m bench.report --dry-run --json /tmp/d.json --output /tmp/D.md
                                           one round each: does everything run?
+
+What a run measures besides the suite (the interleaved ratios: overhead.json,
+vs_torch.json, bandwidth.json), the list of benchmarks that did not run (not_run.json)
+and the plots are kept in the folder of --json: bench/results by default, so a dry run
+or a render with --json elsewhere leaves the committed results alone.
 """
 import argparse
 import datetime
@@ -36,8 +41,9 @@ ORDER = ("numpy", "numba", "cython", "cuda", "student", "torch")
 
 
 # ------------------------------------------------------------------------ running
-def run_suite(json_path=LATEST, keyword=None, extra_args=()):
-    """Run bench/ under pytest-benchmark; returns pytest's exit status."""
+def run_suite(json_path=LATEST, keyword=None, extra_args=(), not_run=NOT_RUN):
+    """Run bench/ under pytest-benchmark; returns pytest's exit status. not_run: where
+    the benchmarks that were skipped are listed."""
     os.makedirs(os.path.dirname(json_path), exist_ok=True)
     cmd = [sys.executable, "-m", "pytest", os.path.join(ROOT, "bench"), "-q", "-rs",
            "-p", "no:cacheprovider", f"--benchmark-json={json_path}", "--benchmark-autosave",
@@ -45,7 +51,7 @@ def run_suite(json_path=LATEST, keyword=None, extra_args=()):
     if keyword:
         cmd += ["-k", keyword]
     cmd += list(extra_args)
-    env = dict(os.environ, FASTNN_BENCH_NOT_RUN=NOT_RUN,
+    env = dict(os.environ, FASTNN_BENCH_NOT_RUN=not_run,
                PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     print("running:", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=ROOT, env=env)
@@ -92,8 +98,19 @@ def _vs_torch(entry, contender):
     return t / ref if ref and t else None
 
 
+#: a median more than this many times the fastest round: rounds that spread this far
+#: (another process, descheduling, a thread pool waking up) make the median say more
+#: about the moment than about the code; such medians are marked in the tables
+DISTURBED = 3.0
+
+
+def _disturbed(row):
+    return row.get("min") and row["median"] > DISTURBED * row["min"]
+
+
 def comparison_table(table, ceilings, keys=None, label="case"):
-    """Rows per (case, contender): median, speed-up over numpy, ratio to torch, achieved."""
+    """Rows per (case, contender): median, speed-up over numpy, ratio to torch, achieved.
+    A disturbed median (see DISTURBED) is marked with its fastest round."""
     header = [label, "shape", "contender", "median", "speed-up vs numpy", "time / PyTorch",
               "achieved", "% of ceiling"]
     body = []
@@ -105,7 +122,9 @@ def comparison_table(table, ceilings, keys=None, label="case"):
             row = entry[contender]
             achieved, pct = ceilings.achieved(row)
             body.append([key[0] + (f" [{key[1]}]" if key[1] and label == "op" else ""),
-                         row.get("shape", ""), contender, fmt_time(row["median"]),
+                         row.get("shape", ""), contender,
+                         fmt_time(row["median"]) + (f" (rounds spread: fastest {fmt_time(row['min'])})"
+                                                    if _disturbed(row) else ""),
                          fmt_ratio(_speedup(entry, contender)),
                          fmt_ratio(_vs_torch(entry, contender)), achieved,
                          "—" if pct is None else f"{pct:.0f}%"])
@@ -113,6 +132,14 @@ def comparison_table(table, ceilings, keys=None, label="case"):
 
 
 # --------------------------------------------------------------------------- targets
+def _against(value, limit):
+    """fmt_ratio, with a third decimal where two would read as the limit itself (1.0031
+    shown as 1.00x next to its FAIL for "at most 1.0x")."""
+    if value is not None and value != limit and f"{value:.2f}" == f"{limit:.2f}":
+        return f"{value:.3f}x"
+    return fmt_ratio(value)
+
+
 def _check(value, limit, higher_is_better=False):
     if value is None:
         return "not measured"
@@ -142,7 +169,7 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None):
             s, n = _median(entry, "student"), _median(entry, "numpy")
             value, how = (n / s if s and n else None), ""
         out.append(("2", f"{config}: numpy backend ≤ 1.3x the student NumPy loop{how}",
-                    "numpy", fmt_ratio(value), _check(value, 1.3)))
+                    "numpy", _against(value, 1.3), _check(value, 1.3)))
     compiled = [c for c in ("numba", "cython") if any(c in e for e in ops.values())]
     limits = {"mlp 784-1024-1024-10 leaky b256": 1.0, "mlp 784-1024-1024-10 leaky b32": 0.8,
               "mlp 784-100-10 relu b128": 0.7}
@@ -157,14 +184,14 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None):
 
         for config, limit in limits.items():
             value, how = versus_torch(config, step(config))
-            out.append((issue, f"{config} step ≤ {limit}x PyTorch{how}", c, fmt_ratio(value),
-                        _check(value, limit)))
+            out.append((issue, f"{config} step ≤ {limit}x PyTorch{how}", c,
+                        _against(value, limit), _check(value, limit)))
         value, how = versus_torch(overhead_results.BATCHNORM_TARGET,
                                   ops.get(("batchnorm_forward+batchnorm_backward", "large"), {}))
         out.append((issue, f"BatchNorm1d 256x1024 forward+backward ≤ 0.3x PyTorch{how}", c,
-                    fmt_ratio(value), _check(value, 0.3)))
+                    _against(value, 0.3), _check(value, 0.3)))
         value = _vs_torch(ops.get(("softmax_cross_entropy", "large"), {}), c)
-        out.append((issue, "softmax-CE 4096x1000 ≤ 1.0x PyTorch", c, fmt_ratio(value),
+        out.append((issue, "softmax-CE 4096x1000 ≤ 1.0x PyTorch", c, _against(value, 1.0),
                     _check(value, 1.0)))
         for (op, size), entry in ops.items():
             row = entry.get(c)
@@ -185,17 +212,17 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None):
                    "rmsprop_update"):
             value = _speedup(ops.get((op, "large"), {}), c)
             out.append((issue, f"fused {op} (large) ≥ 2x faster than the NumPy reference", c,
-                        fmt_ratio(value), _check(value, 2.0, higher_is_better=True)))
+                        _against(value, 2.0), _check(value, 2.0, higher_is_better=True)))
     for c in [c for c in ORDER if c not in ("student", "torch")]:
         entry = ops.get(("conv2d_forward+conv2d_backward", "large"), {})
         if c not in entry:
             continue
         value = _vs_torch(entry, c)
         out.append(("5", "Conv2d 32x64x16x16->128 3x3 pad 1 fwd+bwd ≤ 1.5x PyTorch", c,
-                    fmt_ratio(value), _check(value, 1.5)))
+                    _against(value, 1.5), _check(value, 1.5)))
         value = _vs_torch(ops.get(("max_pool2d_forward+max_pool2d_backward", "large"), {}), c)
         out.append(("5", "MaxPool2d 3x3/2 pad 1 on 32x64x16x16 fwd+bwd ≤ 1.0x PyTorch", c,
-                    fmt_ratio(value), _check(value, 1.0)))
+                    _against(value, 1.0), _check(value, 1.0)))
     return out
 
 
@@ -226,8 +253,17 @@ def _best_fastnn(entry):
     return best, times[best]
 
 
-def headline(all_rows, ceilings):
-    """A few bullet lines with the main results (the README quotes them)."""
+def _interleaved(results, target, backend=None, before=", "):
+    """The interleaved ratio bench/overhead.py measured for target (and backend), as
+    before + "X.XXx interleaved", or "" when it was not measured."""
+    entry = ((results or {}).get(backend, {}) if backend else (results or {})).get(target)
+    return "" if not entry else f"{before}{entry['ratio']:.2f}x interleaved"
+
+
+def headline(all_rows, ceilings, overhead=None, vs_torch=None):
+    """A few bullet lines with the main results (the README quotes them): the suite's
+    medians, and next to a ratio the targets take from interleaved timing
+    (bench/overhead.py), that ratio too."""
     lines = []
     steps = index(all_rows, "step")
     for (op, _), entry in steps.items():
@@ -237,10 +273,11 @@ def headline(all_rows, ceilings):
         parts = [f"{op}: fastest fastnn backend **{best}** {fmt_time(t)}"]
         if "torch" in entry:
             parts.append(f"{t / entry['torch']['median']:.2f}x PyTorch's time "
-                         f"({fmt_time(entry['torch']['median'])})")
+                         f"({fmt_time(entry['torch']['median'])}) in the suite"
+                         + _interleaved(vs_torch, op, best))
         if "numpy" in entry and "student" in entry:
             parts.append(f"numpy backend {entry['numpy']['median'] / entry['student']['median']:.2f}x "
-                         "the hand-written NumPy loop")
+                         "the hand-written NumPy loop in the suite" + _interleaved(overhead, op))
         lines.append("- " + "; ".join(parts))
     ops = index(all_rows, "op")
     for key, label in ((("batchnorm_forward+batchnorm_backward", "large"),
@@ -257,6 +294,9 @@ def headline(all_rows, ceilings):
         text = f"- {label}: **{best}** {fmt_time(t)}"
         if "torch" in entry:
             text += f", {t / entry['torch']['median']:.2f}x PyTorch's time"
+            if key[0] == "batchnorm_forward+batchnorm_backward":
+                text += _interleaved(vs_torch, overhead_results.BATCHNORM_TARGET, best,
+                                     before=" in the suite, ")
         if "numpy" in entry:
             text += f", {entry['numpy']['median'] / t:.1f}x faster than the NumPy reference"
         if pct is not None:
@@ -324,11 +364,14 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
            "preallocated `out=` buffers, as the layers do; PyTorch rows call the same "
            "computation through `torch.ops.aten` (its layers' kernels, `out=` variants where "
            "they exist) and `torch.optim` for the optimizers. 'time / PyTorch' below 1 means "
-           "faster than PyTorch.", "",
+           "faster than PyTorch. A median more than "
+           f"{DISTURBED:.0f} times the case's fastest round is marked 'rounds spread' with "
+           "that round: its ratios say more about that moment of the machine than about the "
+           "code.", "",
            "Compare two runs: `.venv/bin/pytest-benchmark compare 0001 0002 --group-by=group` "
            "(each `make bench` autosaves a numbered run under `.benchmarks/`).", "",
            "## Machine", "", _machine_section(data), ""]
-    head = headline(all_rows, ceilings)
+    head = headline(all_rows, ceilings, overhead, vs_torch)
     if head:
         out += ["## Headline", "", head, ""]
 
@@ -465,24 +508,30 @@ def main(argv=None):
         os.environ.update(FASTNN_BENCH_MAX_TIME="0", FASTNN_BENCH_MIN_ROUNDS="1",
                           FASTNN_BENCH_EPOCH_ROUNDS="1")
     status = 0
+    results_dir = os.path.dirname(os.path.abspath(args.json))
+    not_run_path = os.path.join(results_dir, os.path.basename(NOT_RUN))
+    side = {path: os.path.join(results_dir, os.path.basename(path))
+            for path in (overhead_results.OVERHEAD_JSON, overhead_results.VS_TORCH_JSON,
+                         overhead_results.BANDWIDTH_JSON)}
     if not args.no_run:
-        if os.path.exists(NOT_RUN):
-            os.remove(NOT_RUN)
+        if os.path.exists(not_run_path):
+            os.remove(not_run_path)
         started = datetime.datetime.now()
-        status = run_suite(args.json, args.keyword)
+        status = run_suite(args.json, args.keyword, not_run=not_run_path)
         if not args.keyword:
             blocks = 1 if args.dry_run else 15
-            overhead_results.save(overhead_results.measure(blocks=blocks))
+            overhead_results.save(overhead_results.measure(blocks=blocks),
+                                  side[overhead_results.OVERHEAD_JSON])
             from . import contenders
             compiled = [b for b in ("numba", "cython") if b in contenders.backends()]
             if contenders.torch_available() and compiled:
                 overhead_results.save(
                     overhead_results.measure_vs_torch(compiled, 1 if args.dry_run else 25),
-                    overhead_results.VS_TORCH_JSON)
+                    side[overhead_results.VS_TORCH_JSON])
             if compiled:
                 overhead_results.save(
                     overhead_results.measure_bandwidth(compiled, 1 if args.dry_run else 15),
-                    overhead_results.BANDWIDTH_JSON)
+                    side[overhead_results.BANDWIDTH_JSON])
         print(f"suite finished in {(datetime.datetime.now() - started).seconds} s "
               f"(pytest status {status})", flush=True)
     if not os.path.exists(args.json):
@@ -490,13 +539,14 @@ def main(argv=None):
         return 1
     data = results_io.load_json(args.json)
     not_run = []
-    if os.path.exists(NOT_RUN):
-        with open(NOT_RUN) as f:
+    if os.path.exists(not_run_path):
+        with open(not_run_path) as f:
             not_run = json.load(f)
-    text = render(data, not_run, md_dir=os.path.dirname(os.path.abspath(args.output)),
-                  note=args.note, overhead=overhead_results.load(),
-                  vs_torch=overhead_results.load(overhead_results.VS_TORCH_JSON),
-                  bandwidth=overhead_results.load(overhead_results.BANDWIDTH_JSON),
+    text = render(data, not_run, plots_dir=results_dir,
+                  md_dir=os.path.dirname(os.path.abspath(args.output)), note=args.note,
+                  overhead=overhead_results.load(side[overhead_results.OVERHEAD_JSON]),
+                  vs_torch=overhead_results.load(side[overhead_results.VS_TORCH_JSON]),
+                  bandwidth=overhead_results.load(side[overhead_results.BANDWIDTH_JSON]),
                   cuda=cuda_results.load())
     with open(args.output, "w") as f:
         f.write(text + "\n")
