@@ -327,6 +327,19 @@ def build_model(args, input_shape, num_classes):
     return cls(**kwargs)
 
 
+def _check_batch_of_one(model, x_train, batch_size):
+    """A CLIError, before any training, when each epoch's last batch (one sample) is one
+    the model cannot train on: a BatchNorm over a single value per channel (PyTorch
+    raises there too). Tried on a copy of the model, so nothing is changed."""
+    import copy
+    try:
+        copy.deepcopy(model).train()(x_train[:1])
+    except ValueError as exc:
+        raise CLIError(f"the last batch of each epoch holds one sample ({len(x_train)} "
+                       f"training samples, --batch-size {batch_size}), which this model "
+                       f"cannot train on: {exc}; choose another --batch-size") from None
+
+
 def build_optimizer(args, parameters):
     from . import optim
     if args.optimizer == "sgd":
@@ -384,6 +397,8 @@ def run_train(args):
         optimizer = build_optimizer(args, model.parameters())
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None
+    if len(y_train) % args.batch_size == 1:
+        _check_batch_of_one(model, x_train, args.batch_size)
     loss_fn = nn.CrossEntropyLoss()
     backend, threads = fastnn.get_backend(), fastnn.get_num_threads()
     description = _describe(args, input_shape, num_classes)

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import device as _device
 from .data.loader import DataLoader
+from .nn.module import evaluating
 
 
 class TrainingDiverged(RuntimeError):
@@ -70,18 +71,13 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
     x: (N, ...) inputs; y: (N,) int64 class labels. The model is left in the
     mode it was in. Returns (loss, accuracy) as floats.
     """
-    was_training = model.training
-    model.eval()
     total_loss, correct = 0.0, 0
     move = _batch_mover(model)
-    try:
+    with evaluating(model):   # (every submodule's own mode given back)
         for bx, by in DataLoader(x, y, batch_size=batch_size):
             logits = model.forward(move(bx))
             total_loss += float(loss_fn.forward(logits, by)) * len(by)
             correct += _correct(logits, by)
-    finally:
-        if was_training:
-            model.train()
     n = len(y)
     return total_loss / n, correct / n
 

@@ -10,6 +10,7 @@ import numbers
 
 import numpy as np
 
+from .nn.module import evaluating
 from .validation import check_non_negative_int, check_number
 
 
@@ -117,14 +118,10 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
     shape = image_shape(model)
     dtype = _model_dtype(model)
     rng = np.random.default_rng(seed)
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter,
                        weight_decay, clip, blur_every, blur_sigma, scales, progress,
                        float(mean), float(std))
-    finally:
-        model.train(was_training)
 
 
 def _check_options(steps, lr, jitter, weight_decay, clip, blur_every, blur_sigma, scales):

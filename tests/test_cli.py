@@ -99,6 +99,10 @@ def test_divergence_exits_1_with_message(tmp_path):
     (["--optimizer", "adam", "--momentum", "0.5"], "--momentum applies to --optimizer sgd"),
     (["--save", "/proc/fastnn-test/m.npz"], "--save cannot be written"),
     (["--metrics", "/proc/fastnn-test/m.json"], "--metrics cannot be written"),
+    # digits has 1438 training samples: a last batch of one, which BatchNorm cannot
+    # train on, is found before any training (the model is tried on a copy)
+    (["--batchnorm", "--batch-size", "1437"], "the last batch of each epoch holds one sample"),
+    (["--batchnorm", "--batch-size", "3"], "BatchNorm1d"),
 ])
 def test_user_errors_are_one_line(capsys, argv, message):
     assert cli.main(["train", "--dataset", "digits", *argv]) == 2
@@ -155,3 +159,10 @@ def test_conv_models_train_in_process(tmp_path, capsys, model, extra, optimizer)
     assert "on 1x8x8 inputs" in out[0]
     metrics = json.loads(metrics_path.read_text())
     assert metrics["steps"] == 2 and metrics["config"]["optimizer"] == optimizer
+
+
+def test_a_last_batch_of_one_trains_without_batchnorm(tmp_path, capsys):
+    """The batch-of-one check refuses only what cannot train: the same batch size trains
+    an MLP without BatchNorm."""
+    assert cli.main(["train", "--dataset", "digits", "--batch-size", "1437", "--epochs", "1",
+                     "--no-progress", "--metrics", str(tmp_path / "m.json")]) == 0

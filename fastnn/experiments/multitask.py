@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import data, nn, optim
 from ..models.multitask import MultiTaskLoss, MultiTaskNet
+from ..nn.module import evaluating
 from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
 
@@ -33,13 +34,12 @@ def _batches(n, batch_size, rng):
 
 
 def evaluate(model, x, y_a, y_b, batch_size=1000):
-    model.eval()
     sq_err, correct = 0.0, 0
-    for start in range(0, len(x), batch_size):
-        a, logits = model(x[start:start + batch_size])
-        sq_err += float(np.square(a - y_a[start:start + batch_size], dtype=np.float64).sum())
-        correct += int((logits.argmax(axis=1) == y_b[start:start + batch_size]).sum())
-    model.train()
+    with evaluating(model):
+        for start in range(0, len(x), batch_size):
+            a, logits = model(x[start:start + batch_size])
+            sq_err += float(np.square(a - y_a[start:start + batch_size], dtype=np.float64).sum())
+            correct += int((logits.argmax(axis=1) == y_b[start:start + batch_size]).sum())
     return sq_err / y_a.size, correct / len(x)
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import optim
 from ..models.vae import VAE
+from ..nn.module import evaluating
 from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
 
@@ -33,9 +34,8 @@ DISTRIBUTIONS = {"ring": make_ring, "moons": make_moons}
 def held_out_nelbo(model, x, seed=123):
     """Single-sample negative ELBO on held-out points with fixed noise (comparable across epochs)."""
     eps = np.random.default_rng(seed).standard_normal((len(x), model.latent_dim)).astype(x.dtype)
-    model.eval()
-    loss, _, _ = model(x, eps=eps)
-    model.train()
+    with evaluating(model):
+        loss, _, _ = model(x, eps=eps)
     return loss
 
 

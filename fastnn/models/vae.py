@@ -15,6 +15,7 @@ import numpy as np
 from .. import nn
 from .. import random as _random
 from ..validation import check_float_array, check_non_negative_int, check_positive_int
+from ..nn.module import evaluating
 from .mlp import MLP, hidden_widths
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -121,13 +122,9 @@ class VAE(nn.Module):
                             f"np.random.Generator, got {rng!r:.80} ({exc})") from None
         own = self.decoder[0].weight.data.dtype  # the decoder runs in its own dtype
         dtype = own if dtype is None else np.dtype(dtype)
-        was_training = self.training
-        self.eval()
-        try:
+        with evaluating(self):
             z = rng.standard_normal((n, self.latent_dim)).astype(own)
             dec = self.decoder(z)
-        finally:
-            self.train(was_training)
         mu_x, log_sx = dec[:, :self.data_dim], dec[:, self.data_dim:]
         points = mu_x + np.exp(log_sx) * rng.standard_normal(mu_x.shape).astype(own)
         return points.astype(dtype, copy=False)

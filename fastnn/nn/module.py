@@ -58,6 +58,7 @@ Hooks (PyTorch's ``register_forward_pre_hook``, ``register_forward_hook``,
   With no hook registered nothing of this runs: the fast path is unchanged.
 """
 import collections
+import contextlib
 import functools
 import operator
 import types
@@ -137,6 +138,20 @@ def zero_grads_lazily(params):
         else:
             first.zero_grad()
             p.zero_grad()
+
+
+@contextlib.contextmanager
+def evaluating(module):
+    """``with evaluating(model):`` runs the block with every submodule in eval mode, then
+    gives each its own mode back (``model.train(was)`` would set a submodule the user had
+    put in eval, a frozen BatchNorm, back to training)."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, training in modes:
+            object.__setattr__(m, "training", training)
 
 
 class Parameter(ParameterArithmetic):
