@@ -6,7 +6,6 @@ import warnings
 import numpy as np
 import pytest
 
-import fastnn
 from fastnn import nn, ops, optim
 
 
