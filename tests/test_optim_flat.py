@@ -124,6 +124,8 @@ def test_dtype_change_regroups_and_keeps_state(backend):
 
 def test_shape_change_raises_and_changes_nothing(backend):
     params = make_params()
+    for p in params:   # (a new parameter's gradient is PyTorch's None: not stepped)
+        p.grad = np.ones_like(p.data)
     opt = optim.Adam(params, lr=0.1)
     opt.step()
     state = opt.state_dict()
@@ -214,6 +216,8 @@ def test_one_kernel_call_per_flat_buffer(backend, monkeypatch, name):
     counting = CountingKernels(registry.current())
     monkeypatch.setattr(registry, "current", lambda: counting)
     params = make_params(np.float32) + make_params(np.float64, seed=1)
+    for p in params:   # (a new parameter's gradient is PyTorch's None: not stepped)
+        p.grad = np.ones_like(p.data)
     opt = getattr(optim, name)(params, lr=0.1)
     opt.step()
     total = sum(p.size for p in params[:3])

@@ -158,11 +158,17 @@ class Parameter(ParameterArithmetic):
     """A trainable array and its gradient.
 
     data: float32/float64 array of any shape; grad: same shape and dtype, zeros at first,
-    accumulated into in place by ``backward`` until ``Module.zero_grad()``. An optimizer may
-    rebind ``.data``/``.grad`` to views of a flat buffer; layers read them at call time.
+    accumulated into in place by ``backward`` until ``Module.zero_grad()``. Until a backward
+    writes it (at first, after ``zero_grad()`` and after ``p.grad = None``) the gradient is
+    PyTorch's None to an optimizer, which skips the parameter; ``.grad`` reads as zeros.
+    An optimizer rebinds ``.data``/``.grad`` to views of its flat buffer when it is built
+    (and again after a user rebinds them): an array bound to ``.data``/``.grad`` is then
+    copied in, not shared, so a reference taken to it before goes stale; re-read
+    ``p.data``/``p.grad``. Layers read them at call time.
     A NumPy array assigned to ``.data`` or ``.grad`` that is strided (e.g. ``W.T``) or
     read-only is stored as a C-contiguous copy, because the kernels read and write them
-    as such; a C-contiguous writeable array is kept itself (shared, as in PyTorch).
+    as such; a C-contiguous writeable array is kept itself (shared, as in PyTorch, until
+    an optimizer homes it, above).
     Float values of another dtype or shape assigned to ``.data`` bring ``.grad`` along
     (cast, or zeros of the new shape), as PyTorch's grad follows the data's dtype.
     Arithmetic, indexing, ``item()`` and in-place updates (``p -= lr * p.grad``) work
@@ -179,6 +185,9 @@ class Parameter(ParameterArithmetic):
             raise TypeError(f"Parameter: expected float32 or float64 data, got {data.dtype}")
         self.data = data
         self.grad = np.zeros_like(data)
+        # zeros that no backward wrote yet: PyTorch's None grad of a new parameter,
+        # which an optimizer skips (weight decay would otherwise move an unused one)
+        self._zero_grad_lazily()
         #: False freezes the parameter: optimizers leave it (and its state) untouched, as
         #: PyTorch's do; backward still accumulates its .grad (layers do not skip it).
         self.requires_grad = bool(requires_grad)
@@ -197,9 +206,10 @@ class Parameter(ParameterArithmetic):
             ns = _device.namespace_of(value)
             if tuple(grad.shape) == tuple(value.shape):
                 grad = ns.put(np.asarray(_device.to_host(grad), dtype=value.dtype))
+                object.__setattr__(self, "_grad", grad)
             else:
-                grad = ns.zeros(value.shape, value.dtype)
-            object.__setattr__(self, "_grad", grad)
+                object.__setattr__(self, "_grad", ns.zeros(value.shape, value.dtype))
+                self._zero_grad_lazily()   # (PyTorch's None: no backward made it yet)
 
     def _get_grad(self):
         if self._zero_pending:
@@ -209,6 +219,8 @@ class Parameter(ParameterArithmetic):
     def _set_grad(self, value):
         object.__setattr__(self, "_grad", _kernel_ready(value))
         object.__setattr__(self, "_zero_pending", False)
+        if value is None:   # PyTorch's way of clearing a gradient: see _fill_no_grads
+            Module._none_grads_seen = True
 
     data = property(operator.attrgetter("_data"), _set_data)
     grad = property(_get_grad, _set_grad)
@@ -485,6 +497,8 @@ def _runs_backward_hooks(backward):
     is its positional arguments, grad_input its return value."""
     @functools.wraps(backward)
     def wrapper(self, *args, **kwargs):
+        if Module._none_grads_seen:
+            self._fill_no_grads()
         if (self._hooked and (self._backward_pre_hooks or self._backward_hooks)
                 and not self.__dict__.get("_in_backward_hooks")):
             return self._backward_hooked(args, lambda *grads: backward(self, *grads, **kwargs))
@@ -529,6 +543,9 @@ class Module:
     #: that has had a hook registered). A module's hook tables (PyTorch's names) are
     #: made by its first registration; until then they read as empty.
     _hooks_seen = False
+    #: True once a Parameter's .grad was set to None (PyTorch's way of clearing it): a
+    #: backward then first gives such parameters zeros to write into (_fill_no_grads)
+    _none_grads_seen = False
     _forward_pre_hooks = _forward_pre_hooks_with_kwargs = _forward_hooks = _NO_HOOKS
     _forward_hooks_with_kwargs = _forward_hooks_always_called = _NO_HOOKS
     _backward_pre_hooks = _backward_hooks = _NO_HOOKS
@@ -1524,8 +1541,22 @@ class Module:
                 or grad_out.dtype != meta[1] or grad_out.shape != meta[0]):
             self._check_grad_out(grad_out)
         grad_out, caller = self._arrive("grad_out", grad_out)
+        if Module._none_grads_seen:
+            self._fill_no_grads()
         grad_in = self._backward(grad_out, False, need_grad_in)
         return None if grad_in is None else caller.put(grad_in)
+
+    def _fill_no_grads(self):
+        """Zeros, pending as after zero_grad(), for each parameter of this module whose
+        .grad is None (``p.grad = None``, PyTorch's way of clearing it): the backward about
+        to run writes a fresh gradient there, as PyTorch's makes one (layers read and
+        write .grad arrays); one it does not reach stays skipped by optimizers."""
+        for p in self.parameters():
+            if type(p) is Parameter and p._grad is None and _device.is_array(p._data):
+                data = p._data
+                object.__setattr__(p, "_grad", _device.namespace_of(data).zeros(
+                    data.shape, data.dtype))
+                p._zero_grad_lazily()
 
     def _check_grad_out(self, grad_out):
         """Raise unless grad_out fits the last forward's output (shape and dtype)."""

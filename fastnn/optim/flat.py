@@ -60,6 +60,15 @@ class FlatBucket:
     def __len__(self):
         return len(self.params)
 
+    def __setstate__(self, state):
+        # A copy (deepcopy, pickle) copies each view apart from the flat buffer it was
+        # a view of: made anew here, the views are no longer the parameters' arrays, so
+        # inspect finds the parameters away from home and rehome copies them back in
+        # (the copied optimizer then updates the copied parameters, as in PyTorch).
+        self.__dict__.update(state)
+        self.data_views = [self.view(self.data, i) for i in range(len(self.params))]
+        self.grad_views = [self.view(self.grad, i) for i in range(len(self.params))]
+
     def view(self, flat, i):
         """Parameter i's slot of a flat buffer, shaped like the parameter (a view)."""
         return flat[self.offsets[i]:self.offsets[i + 1]].reshape(self.shapes[i])

@@ -315,8 +315,11 @@ class Optimizer:
         """Apply one update to every parameter that has a gradient.
 
         closure: optional callable re-evaluating the model and returning the loss, called
-        first. Parameters whose .grad is None or whose requires_grad is False are
-        skipped, as in PyTorch. NaN or inf in a
+        first. Parameters no backward gave a gradient since they were made, since
+        zero_grad() or since ``p.grad = None`` are skipped, as PyTorch skips a None
+        grad; so are those whose requires_grad is False (PyTorch, which does not look at
+        requires_grad, would still move them by momentum or weight decay when their grad
+        is a zero array, after zero_grad(set_to_none=False)). NaN or inf in a
         gradient propagates into the parameters (nothing is skipped silently), except
         through Rprop's sign step (PyTorch's: torch.sign(NaN) is 0).
         Returns the closure's loss, or None.

@@ -1,0 +1,105 @@
+"""Three ways PyTorch users handle parameters that fastnn's flat optimizer buffers must
+follow: a deep copy or pickle of a model with its optimizer trains on its own; ``p.grad =
+None`` clears a gradient (the next backward makes a fresh one); a parameter no backward
+reached (new, or cleared) is skipped by step(), weight decay included."""
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import fastnn
+from fastnn import nn, optim
+from tests.conftest import assert_close
+
+X = np.random.default_rng(0).standard_normal((6, 4)).astype(np.float32)
+IDX = np.array([0, 2, 5, 1, 2, 3])
+Y = np.array([0, 1, 2, 1, 0, 2])
+
+
+def _models():
+    fastnn.manual_seed(0)
+    ours = nn.Sequential(nn.Linear(4, 5), nn.LayerNorm(5), nn.ReLU(), nn.Linear(5, 3))
+    emb = nn.Embedding(6, 4)
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.LayerNorm(5),
+                                 torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    temb = torch.nn.Embedding(6, 4)
+    for a, b in ((ours, theirs), (emb, temb)):
+        b.load_state_dict({k: torch.tensor(v) for k, v in a.state_dict().items()})
+    return ours, emb, theirs, temb
+
+
+def _ours_step(model, emb, opt, loss_fn):
+    loss_fn(model(emb(IDX)), Y)
+    emb.backward(model.backward(loss_fn.backward()))
+    opt.step()
+
+
+def _theirs_step(model, emb, opt):
+    torch.nn.functional.cross_entropy(model(emb(torch.tensor(IDX))), torch.tensor(Y)).backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+    lambda ps: optim.AdamW(ps, lr=0.05)], ids=["sgd", "adamw"])
+def test_grad_set_to_none_each_step_trains_as_torch(backend, make):
+    ours, emb, theirs, temb = _models()
+    params = list(ours.parameters()) + list(emb.parameters())
+    tparams = list(theirs.parameters()) + list(temb.parameters())
+    opt = make(params)
+    topt = {"SGD": lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.01),
+            "AdamW": lambda ps: torch.optim.AdamW(ps, lr=0.05)}[type(opt).__name__](tparams)
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(3):
+        for p in params:
+            p.grad = None
+        for t in tparams:
+            t.grad = None
+        _ours_step(ours, emb, opt, loss_fn)
+        _theirs_step(theirs, temb, topt)
+    for p, t in zip(params, tparams):
+        assert_close(p.data, t.detach().numpy(), np.float32, 10)
+
+
+def test_parameters_no_backward_reached_are_skipped(backend):
+    """An unused head: PyTorch's grad stays None, so neither weight decay nor state."""
+    fastnn.manual_seed(1)
+    used, unused = nn.Linear(4, 3), nn.Linear(4, 3)
+    kept = unused.weight.data.copy()
+    for opt in (optim.AdamW(list(used.parameters()) + list(unused.parameters()), lr=0.1),
+                optim.SGD(list(used.parameters()) + list(unused.parameters()), lr=0.1,
+                          weight_decay=0.5, momentum=0.9)):
+        opt.step()   # before any backward: nothing moves
+        assert not opt.state_dict()["state"]
+        used(X)
+        used.backward(np.ones((6, 3), np.float32))
+        opt.step()
+        opt.zero_grad()
+        np.testing.assert_array_equal(unused.weight.data, kept)
+        assert sorted(opt.state_dict()["state"]) == [0, 1]
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_copied_model_and_optimizer_train_on_their_own(backend, how):
+    ours, emb, _, _ = _models()
+    opt = optim.Adam(list(ours.parameters()) + list(emb.parameters()), lr=0.05)
+    loss_fn = nn.CrossEntropyLoss()
+    opt.zero_grad()
+    _ours_step(ours, emb, opt, loss_fn)
+    state = (ours, emb, opt)
+    copied = copy.deepcopy(state) if how == "deepcopy" else pickle.loads(pickle.dumps(state))
+    ours2, emb2, opt2 = copied
+    before = [p.data.copy() for p in ours.parameters()]
+    for _ in range(2):   # the copy trains, and exactly as the original would
+        opt2.zero_grad()
+        _ours_step(ours2, emb2, opt2, loss_fn)
+    for p, b in zip(ours.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)   # the original is not touched
+    for _ in range(2):
+        opt.zero_grad()
+        _ours_step(ours, emb, opt, loss_fn)
+    for p, q in zip(list(ours.parameters()) + list(emb.parameters()),
+                    list(ours2.parameters()) + list(emb2.parameters())):
+        np.testing.assert_array_equal(p.data, q.data)
