@@ -55,11 +55,15 @@ def _softmax_ce_labels(logits, labels, grad, rows):
             x = logits[i]
             g = grad[i]
             m = vmath.row_max(x)
+            for j in range(c):
+                g[j] = vmath.exp_nonpos(x[j] - m)
+            # the sum in a loop of its own, with no store: in one loop with g's, LLVM
+            # versions it on a runtime check that g and x do not overlap, and the two
+            # versions add in different orders, so the bits depended on where the
+            # arrays lay (g allocated within 256 bytes after x: 1 ulp off)
             s = x.dtype.type(0)
             for j in range(c):
-                e = vmath.exp_nonpos(x[j] - m)
-                g[j] = e
-                s += e
+                s += g[j]
             scale = inv_n / s
             for j in range(c):
                 g[j] *= scale
@@ -85,13 +89,13 @@ def _softmax_ce_probs(logits, target, grad, rows):
             t = target[i]
             g = grad[i]
             m = vmath.row_max(x)
-            s = x.dtype.type(0)
+            for j in range(c):
+                g[j] = vmath.exp_nonpos(x[j] - m)
+            s = x.dtype.type(0)   # (sums apart from the store: see _softmax_ce_labels)
             t_sum = x.dtype.type(0)
             tx = x.dtype.type(0)
             for j in range(c):
-                e = vmath.exp_nonpos(x[j] - m)
-                g[j] = e
-                s += e
+                s += g[j]
                 t_sum += t[j]
                 tx += t[j] * (x[j] - m)
             scale = inv_n * t_sum / s  # softmax * sum(t) - t: rows need not sum to 1
@@ -115,11 +119,12 @@ def _mse(pred, target, grad, chunk):
         p = pred[k * chunk:(k + 1) * chunk]
         t = target[k * chunk:(k + 1) * chunk]
         g = grad[k * chunk:(k + 1) * chunk]
-        total = 0.0
         for i in range(p.shape[0]):
+            g[i] = (p[i] - t[i]) * scale
+        total = 0.0
+        for i in range(p.shape[0]):   # no store here (see _softmax_ce_labels); in L2
             d = p[i] - t[i]
             total += float(d) * float(d)
-            g[i] = d * scale
         partial[k] = total
     return _ordered_sum(partial)
 
@@ -142,18 +147,20 @@ def _smooth_l1(pred, target, beta, grad, chunk):
         p = pred[k * chunk:(k + 1) * chunk]
         t = target[k * chunk:(k + 1) * chunk]
         g = grad[k * chunk:(k + 1) * chunk]
-        total = 0.0
         for i in range(p.shape[0]):
             d = p[i] - t[i]
-            ad = abs(d)
             # sign(d) / n: 0 for d = 0 and for NaN, as PyTorch's L1 gradient
             sign = inv_n if d > zero else (-inv_n if d < zero else zero)
-            if l1 or ad >= b:  # NaN fails the comparison: d / beta, NaN as PyTorch
+            # NaN fails the comparison: d / beta, NaN as PyTorch
+            g[i] = sign if l1 or abs(d) >= b else d * scale
+        total = 0.0
+        for i in range(p.shape[0]):   # no store here (see _softmax_ce_labels); in L2
+            d = p[i] - t[i]
+            ad = abs(d)
+            if l1 or ad >= b:
                 total += float(ad if l1 else ad - half_b)
-                g[i] = sign
             else:
                 total += float(d) * float(d) * half_inv
-                g[i] = d * scale
         partial[k] = total
     return _ordered_sum(partial)
 
