@@ -127,3 +127,23 @@ def test_results_do_not_depend_on_where_the_gradient_lies(backend, dt, op):
                 loss, g = kernels.smooth_l1_loss(xs, other, grad=grad)
             results.add(np.float64(loss).tobytes() + g.tobytes())
         assert len(results) == 1
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("op", ["mse_loss", "smooth_l1_loss", "bce_loss"])
+def test_losses_in_place_as_out_of_place(backend, dt, op):
+    """grad=pred and grad=target (which the losses allow) give the out-of-place loss and
+    gradient bit for bit: a gradient stored before the loss was summed from the same
+    arrays had once made numba's in-place MSE and smooth-L1 losses wrong, and numba's
+    BCE summed in place in another order (its stores and sum in one loop)."""
+    kernels = fastnn.backend.current()
+    rng = np.random.default_rng(5)
+    for n in (7, 100, 3000):
+        p = rng.uniform(0.02, 0.98, n).astype(dt)
+        t = rng.uniform(0.0, 1.0, n).astype(dt)
+        want_loss, want_grad = getattr(kernels, op)(p, t, grad=np.empty_like(p))
+        for which in ("pred", "target"):
+            a, b = p.copy(), t.copy()
+            loss, grad = getattr(kernels, op)(a, b, grad=a if which == "pred" else b)
+            assert np.float64(loss).tobytes() == np.float64(want_loss).tobytes(), which
+            np.testing.assert_array_equal(grad, want_grad)

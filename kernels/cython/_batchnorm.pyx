@@ -21,9 +21,8 @@ with 2 threads that ran 1.3-1.5x slower from 1024 rows up (forward+backward
 """
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
-from libc.stdlib cimport malloc, free
 
-from _common cimport floating, threads_for, n_chunks, merge_chunks
+from _common cimport floating, fnn_workspace, threads_for, n_chunks, merge_chunks
 
 
 # Column sums run over a (rows, w) block with row stride ld. Four rows are added
@@ -374,41 +373,36 @@ def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
         rv = &running_var[0]
     if want_var:
         si = &save_invstd[0]
-    mean = <double*>malloc((2 * c + 2 * n_chunks(n) * c) * sizeof(double))
-    meanf = <floating*>malloc(3 * c * sizeof(floating))
+    # work buffers kept per thread between calls (_workspace.h)
+    mean = <double*>fnn_workspace(0, (2 * c + 2 * n_chunks(n) * c) * sizeof(double))
+    meanf = <floating*>fnn_workspace(1, 3 * c * sizeof(floating))
     if mean == NULL or meanf == NULL:
-        free(mean)
-        free(meanf)
         raise MemoryError("batchnorm_forward: no memory for the statistics")
     var = mean + c
     partial = var + c
     scale = meanf + c
     shift = scale + c
-    try:
-        with nogil:
-            if not training:
-                for j in range(c):
-                    mean[j] = rm[j]
-                    meanf[j] = rm[j]
-                    if want_var:
-                        var[j] = rv[j]
-            if s == 1:
-                _forward_rows(xp, yp, n, c, training, want_var, mean, var,
-                              meanf, partial, wp, bp, rm, rv, momentum, eps, &save_mean[0],
-                              si, scale, shift)
-            else:
-                if training:
-                    _plane_batch_stats(xp, n, c, s, want_var, mean, var, meanf)
-                _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
-                                momentum, eps, <double>(n * s), 0, c, &save_mean[0], si,
-                                scale, shift)
-                for p in prange(n * c, schedule="static",
-                                num_threads=threads_for(n * c * s)):
-                    _affine_plane(xp + p * s, meanf[p % c], scale[p % c],
-                                  shift[p % c], yp + p * s, s)
-    finally:
-        free(mean)
-        free(meanf)
+    with nogil:
+        if not training:
+            for j in range(c):
+                mean[j] = rm[j]
+                meanf[j] = rm[j]
+                if want_var:
+                    var[j] = rv[j]
+        if s == 1:
+            _forward_rows(xp, yp, n, c, training, want_var, mean, var,
+                          meanf, partial, wp, bp, rm, rv, momentum, eps, &save_mean[0],
+                          si, scale, shift)
+        else:
+            if training:
+                _plane_batch_stats(xp, n, c, s, want_var, mean, var, meanf)
+            _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
+                            momentum, eps, <double>(n * s), 0, c, &save_mean[0], si,
+                            scale, shift)
+            for p in prange(n * c, schedule="static",
+                            num_threads=threads_for(n * c * s)):
+                _affine_plane(xp + p * s, meanf[p % c], scale[p % c],
+                              shift[p % c], yp + p * s, s)
 
 
 def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
@@ -450,34 +444,29 @@ def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, 
     if grad_in is not None and n * s:
         gi = &grad_in[0, 0, 0]
     nch = n_chunks(n)
-    sum_g = <double*>malloc((2 * c + 2 * nch * c) * sizeof(double))
-    a = <floating*>malloc(3 * c * sizeof(floating))
+    sum_g = <double*>fnn_workspace(0, (2 * c + 2 * nch * c) * sizeof(double))
+    a = <floating*>fnn_workspace(1, 3 * c * sizeof(floating))
     if sum_g == NULL or a == NULL:
-        free(sum_g)
-        free(a)
         raise MemoryError("batchnorm_backward: no memory for the reductions")
     sum_gx = sum_g + c
     partial = sum_gx + c
     b = a + c
     d = b + c
-    try:
-        with nogil:
-            if s == 1:
-                _backward_rows(gp, xp, gi, n, c, &save_mean[0], wp,
-                               si, training, need_sums, gw, gb, partial, a, b, d)
-            else:
-                if need_sums:
-                    for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
-                        _plane_grad_sums(gp + j * s, xp + j * s, save_mean[j],
-                                         n, c * s, s, sum_g + j, sum_gx + j)
-                _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums,
-                                   <double>(n * s), 0, c, gw, gb, a, b, d)
-                if gi != NULL:
-                    for p in prange(n * c, schedule="static",
-                                    num_threads=threads_for(n * c * s)):
-                        _grad_plane(gp + p * s, xp + p * s,
-                                    save_mean[p % c], a[p % c], b[p % c], d[p % c],
-                                    gi + p * s, s)
-    finally:
-        free(sum_g)
-        free(a)
+    with nogil:
+        if s == 1:
+            _backward_rows(gp, xp, gi, n, c, &save_mean[0], wp,
+                           si, training, need_sums, gw, gb, partial, a, b, d)
+        else:
+            if need_sums:
+                for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
+                    _plane_grad_sums(gp + j * s, xp + j * s, save_mean[j],
+                                     n, c * s, s, sum_g + j, sum_gx + j)
+            _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums,
+                               <double>(n * s), 0, c, gw, gb, a, b, d)
+            if gi != NULL:
+                for p in prange(n * c, schedule="static",
+                                num_threads=threads_for(n * c * s)):
+                    _grad_plane(gp + p * s, xp + p * s,
+                                save_mean[p % c], a[p % c], b[p % c], d[p % c],
+                                gi + p * s, s)
+

@@ -9,6 +9,11 @@ from libc.math cimport (exp, expf, log, log1p, tanh as c_tanh,
                         erfc, sin, sinf, cos, cosf, sqrt, sqrtf, fabs, fabsf)
 from libc.stdint cimport uint32_t, uint64_t
 
+cdef extern from "_workspace.h" nogil:
+    # a work buffer kept per calling thread between calls (see the header); NULL when
+    # out of memory. Never freed by the caller.
+    void* fnn_workspace(int slot, size_t nbytes)
+
 cdef extern from "_fastnn_math.h" nogil:
     int fnn_max_threads()
     float fnn_expf(float x)

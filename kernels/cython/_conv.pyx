@@ -71,12 +71,11 @@ from fastnn.kernels.window_shapes import pool_out_shape
 
 cimport cython
 from cython.parallel cimport prange, threadid
-from libc.stdlib cimport calloc, malloc, free
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from _blas cimport blas_gemm as gemm
-from _common cimport floating, row_sum, threads_for
+from _common cimport floating, fnn_workspace, row_sum, threads_for
 
 cdef extern from "_conv_rows.h" nogil:
     void fnn_add_row_f(float* dst, const float* src, Py_ssize_t n)
@@ -353,12 +352,11 @@ def _forward(const floating[:, :, :, ::1] x,            # IN  (N, C_in, H, W)
     if nthreads < 1:
         nthreads = 1
     with nogil:
-        col = <floating*>malloc(nthreads * col_size * sizeof(floating))
+        # work buffers kept per thread between calls (_workspace.h)
+        col = <floating*>fnn_workspace(0, nthreads * col_size * sizeof(floating))
         if yc_size:
-            yc = <floating*>malloc(nthreads * yc_size * sizeof(floating))
+            yc = <floating*>fnn_workspace(1, nthreads * yc_size * sizeof(floating))
         if col == NULL or (yc == NULL and yc_size):
-            free(col)
-            free(yc)
             with gil:
                 raise MemoryError("conv2d_forward: cannot allocate the im2col buffer")
         if nthreads == 1:   # no parallel region: see _backward
@@ -376,8 +374,6 @@ def _forward(const floating[:, :, :, ::1] x,            # IN  (N, C_in, H, W)
                 _forward_group(xp + n0 * x_size, wp, &bias[0], m, c_in, h_in,
                                w_in, c_out, kh, kw, sh, sw, ph, pw, ho, wo,
                                col + tid * col_size, yc + tid * yc_size, &y[n0, 0, 0, 0])
-        free(col)
-        free(yc)
 
 
 def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out, W_out)
@@ -438,17 +434,17 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
     if want_w and c_out * k:
         gw = &grad_weight[0, 0, 0, 0]
     with nogil:
-        col = <floating*>malloc(nthreads * col_size * sizeof(floating))
+        # work buffers kept per thread between calls (_workspace.h)
+        col = <floating*>fnn_workspace(0, nthreads * col_size * sizeof(floating))
         if g_size:
-            g = <floating*>malloc(nthreads * g_size * sizeof(floating))
+            g = <floating*>fnn_workspace(1, nthreads * g_size * sizeof(floating))
         if want_w and nthreads > 1:
             # thread 0 accumulates into grad_weight, the others into their own partials
-            parts = <floating*>calloc((nthreads - 1) * part_size, sizeof(floating))
+            parts = <floating*>fnn_workspace(2, (nthreads - 1) * part_size * sizeof(floating))
+            if parts != NULL:
+                memset(parts, 0, (nthreads - 1) * part_size * sizeof(floating))
         if (col == NULL or (g == NULL and g_size)
                 or (parts == NULL and want_w and nthreads > 1)):
-            free(col)
-            free(g)
-            free(parts)
             with gil:
                 raise MemoryError("conv2d_backward: cannot allocate the im2col buffers")
         if nthreads == 1:
@@ -483,9 +479,6 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
                 for t in range(nthreads - 1):
                     acc_w = acc_w + parts[t * part_size + e]
                 gw[e] = acc_w
-        free(col)
-        free(g)
-        free(parts)
 
 
 # --------------------------------------------------------------------------- pooling

@@ -7,11 +7,10 @@ Row-major arrays are handed to the column-major BLAS as their transposes:
 a C-contiguous (R, K) array is a Fortran (K, R) matrix with leading dimension K.
 """
 from cython.parallel cimport prange
-from libc.stdlib cimport malloc, free
 from libc.stdint cimport int64_t
 
 from _blas cimport blas_gemm, blas_gemv
-from _common cimport (floating, threads_for, n_chunks, f_sigmoid, f_tanh,
+from _common cimport (floating, fnn_workspace, threads_for, n_chunks, f_sigmoid, f_tanh,
                       ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH)
 
 # NumPy's OpenBLAS (64-bit integers), when fastnn/blas_pool.py found it on the OpenMP pool:
@@ -263,13 +262,12 @@ def linear_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
             gi = &grad_in[0, 0]
     if grad_bias is not None:
         gb = &grad_bias[0]
-        partial = <floating*>malloc(n_chunks(n) * fout * sizeof(floating))
+        # kept per thread between calls (_workspace.h)
+        partial = <floating*>fnn_workspace(0, n_chunks(n) * fout * sizeof(floating))
         if partial == NULL:
             raise MemoryError("linear_backward: no memory for the bias-gradient partials")
-    try:
-        with nogil:
-            linear_backward_kernel(&grad_out[0, 0], xp, wp, yp, act,
-                                   <floating>negative_slope, gw, gb, gi, g, partial,
-                                   n, fin, fout, accumulate)
-    finally:
-        free(partial)
+    with nogil:
+        linear_backward_kernel(&grad_out[0, 0], xp, wp, yp, act,
+                               <floating>negative_slope, gw, gb, gi, g, partial,
+                               n, fin, fout, accumulate)
+

@@ -12,9 +12,8 @@ the inner loops (ones stand in for a missing weight in the backward).
 """
 from cython.parallel cimport prange
 from libc.math cimport NAN, sqrt
-from libc.stdlib cimport free, malloc
 
-from _common cimport floating, n_chunks, threads_for
+from _common cimport floating, fnn_workspace, n_chunks, threads_for
 
 
 cdef inline void _norm_row(const floating* x, floating* y, const floating* w,
@@ -120,33 +119,31 @@ def layer_norm_backward(const floating[:, ::1] grad_out, const floating[:, ::1] 
     if n == 0 or d == 0:
         return
     # the chunks' partial sums (nch, 2, d), then ones for a missing weight
-    work = <floating*>malloc(((2 * nch * d) if want else 0) * sizeof(floating)
-                             + d * sizeof(floating))
+    work = <floating*>fnn_workspace(0, ((2 * nch * d) if want else 0) * sizeof(floating)
+                                    + d * sizeof(floating))   # kept per thread
     if work == NULL:
         raise MemoryError("layer_norm_backward: no memory for the partial sums")
-    try:
-        with nogil:
-            if weight is not None:
-                wp = &weight[0]
-            else:
-                for j in range(d):
-                    work[(2 * nch * d if want else 0) + j] = 1
-                wp = work + (2 * nch * d if want else 0)
-            for k in prange(nch, schedule="static", num_threads=threads_for(n * d)):
-                _grad_rows(&grad_out[0, 0], &x[0, 0], wp, &save_mean[0], &save_invstd[0],
-                           &grad_in[0, 0], k * n // nch, (k + 1) * n // nch, d,
-                           work + 2 * k * d if want else NULL,
-                           work + 2 * k * d + d if want else NULL)
-            if want:
-                for j in range(d):   # the partials in chunk order, in double
-                    sw = 0
-                    sb = 0
-                    for k in range(nch):
-                        sw += work[2 * k * d + j]
-                        sb += work[2 * k * d + d + j]
-                    if grad_weight is not None:
-                        grad_weight[j] += <floating>sw
-                    if grad_bias is not None:
-                        grad_bias[j] += <floating>sb
-    finally:
-        free(work)
+    with nogil:
+        if weight is not None:
+            wp = &weight[0]
+        else:
+            for j in range(d):
+                work[(2 * nch * d if want else 0) + j] = 1
+            wp = work + (2 * nch * d if want else 0)
+        for k in prange(nch, schedule="static", num_threads=threads_for(n * d)):
+            _grad_rows(&grad_out[0, 0], &x[0, 0], wp, &save_mean[0], &save_invstd[0],
+                       &grad_in[0, 0], k * n // nch, (k + 1) * n // nch, d,
+                       work + 2 * k * d if want else NULL,
+                       work + 2 * k * d + d if want else NULL)
+        if want:
+            for j in range(d):   # the partials in chunk order, in double
+                sw = 0
+                sb = 0
+                for k in range(nch):
+                    sw += work[2 * k * d + j]
+                    sb += work[2 * k * d + d + j]
+                if grad_weight is not None:
+                    grad_weight[j] += <floating>sw
+                if grad_bias is not None:
+                    grad_bias[j] += <floating>sb
+

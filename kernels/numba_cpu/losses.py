@@ -119,12 +119,14 @@ def _mse(pred, target, grad, chunk):
         p = pred[k * chunk:(k + 1) * chunk]
         t = target[k * chunk:(k + 1) * chunk]
         g = grad[k * chunk:(k + 1) * chunk]
-        for i in range(p.shape[0]):
-            g[i] = (p[i] - t[i]) * scale
+        # the sum first, in a loop with no store (see _softmax_ce_labels), then the
+        # gradient: grad may be pred or target itself (in place), read here before
         total = 0.0
-        for i in range(p.shape[0]):   # no store here (see _softmax_ce_labels); in L2
+        for i in range(p.shape[0]):
             d = p[i] - t[i]
             total += float(d) * float(d)
+        for i in range(p.shape[0]):   # (the chunk's values from L2)
+            g[i] = (p[i] - t[i]) * scale
         partial[k] = total
     return _ordered_sum(partial)
 
@@ -147,20 +149,20 @@ def _smooth_l1(pred, target, beta, grad, chunk):
         p = pred[k * chunk:(k + 1) * chunk]
         t = target[k * chunk:(k + 1) * chunk]
         g = grad[k * chunk:(k + 1) * chunk]
+        total = 0.0   # the sum first, with no store, then the gradient: as _mse
         for i in range(p.shape[0]):
-            d = p[i] - t[i]
-            # sign(d) / n: 0 for d = 0 and for NaN, as PyTorch's L1 gradient
-            sign = inv_n if d > zero else (-inv_n if d < zero else zero)
-            # NaN fails the comparison: d / beta, NaN as PyTorch
-            g[i] = sign if l1 or abs(d) >= b else d * scale
-        total = 0.0
-        for i in range(p.shape[0]):   # no store here (see _softmax_ce_labels); in L2
             d = p[i] - t[i]
             ad = abs(d)
             if l1 or ad >= b:
                 total += float(ad if l1 else ad - half_b)
             else:
                 total += float(d) * float(d) * half_inv
+        for i in range(p.shape[0]):
+            d = p[i] - t[i]
+            # sign(d) / n: 0 for d = 0 and for NaN, as PyTorch's L1 gradient
+            sign = inv_n if d > zero else (-inv_n if d < zero else zero)
+            # NaN fails the comparison: d / beta, NaN as PyTorch
+            g[i] = sign if l1 or abs(d) >= b else d * scale
         partial[k] = total
     return _ordered_sum(partial)
 
@@ -179,7 +181,7 @@ def _bce(pred, target, grad, chunk):
         ps = pred[k * chunk:(k + 1) * chunk]
         ts = target[k * chunk:(k + 1) * chunk]
         gs = grad[k * chunk:(k + 1) * chunk]
-        total = 0.0
+        total = 0.0   # the sum first, with no store, then the gradient: as _mse
         for i in range(ps.shape[0]):
             p = ps[i]
             t = ts[i]
@@ -188,7 +190,9 @@ def _bce(pred, target, grad, chunk):
             log_p = max(vmath.log(p), lo)
             log_1mp = max(vmath.log1p(-p), lo)
             total -= float(t) * float(log_p) + (1.0 - float(t)) * float(log_1mp)
-            gs[i] = (p - t) / max(p * (one - p), eps) * inv_n
+        for i in range(ps.shape[0]):
+            p = ps[i]
+            gs[i] = (p - ts[i]) / max(p * (one - p), eps) * inv_n
         partial[k] = total
     return _ordered_sum(partial)
 
