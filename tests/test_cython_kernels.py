@@ -242,3 +242,59 @@ def test_fast_float_exp_and_tanh_edges(K):
     np.testing.assert_allclose(K.tanh(x), np.tanh(x.astype(np.float64)), rtol=3e-7)
     big = np.array([[0.0, 1e4, -1e4]], np.float32)
     np.testing.assert_array_equal(K.softmax(big), [[0.0, 1.0, 0.0]])
+
+
+def test_work_buffers_are_each_threads_own():
+    """The kernels keep their work buffers per calling thread (_workspace.h): four
+    Python threads running convolutions, BatchNorm, LayerNorm and Linear backward of
+    different shapes at once get what each gets alone, bit for bit, and so does a
+    thread started after they have exited (their buffers freed)."""
+    import threading
+
+    from fastnn import ops
+
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        n, c = 3 + seed, 4 + 2 * seed
+        x = rng.standard_normal((n, c, 9, 9)).astype(np.float32)
+        w = rng.standard_normal((c + 1, c, 3, 3)).astype(np.float32)
+        y = ops.conv2d_forward(x, w, None, padding=1)
+        grads = ops.conv2d_backward(np.ones_like(y), x, w, padding=1)
+        flat = rng.standard_normal((n * 8, c * 5)).astype(np.float32)
+        ones = np.ones(c * 5, np.float32)
+        bn = ops.batchnorm_forward(flat, ones, 0 * ones, 0 * ones, ones.copy())
+        bn_grads = ops.batchnorm_backward(np.ones_like(flat), flat, ones, bn[1], bn[2],
+                                          grad_weight=0 * ones, grad_bias=0 * ones)
+        ln = ops.layer_norm_forward(flat)
+        ln_grads = ops.layer_norm_backward(np.ones_like(flat), flat, ones, ln[1], ln[2],
+                                           grad_weight=0 * ones, grad_bias=0 * ones)
+        lin_bias = np.zeros(c, np.float32)
+        lin = ops.linear_backward(np.ascontiguousarray(flat[:, :c]),
+                                  np.ascontiguousarray(flat[:, c:3 * c]),
+                                  np.ones((c, 2 * c), np.float32),
+                                  grad_weight=np.zeros((c, 2 * c), np.float32),
+                                  grad_bias=lin_bias)
+        out = []
+        for a in (y, grads, bn, bn_grads, ln, ln_grads, lin, lin_bias):
+            out += [np.array(v) for v in (a if isinstance(a, tuple) else (a,))
+                    if v is not None]
+        return out
+
+    with fastnn.use_backend("cython"):
+        alone = [work(s) for s in range(4)]
+        for _ in range(3):
+            got = [None] * 4
+
+            def run(s):
+                with fastnn.use_backend("cython"):
+                    got[s] = [work(s) for _ in range(5)][-1]
+
+            threads = [threading.Thread(target=run, args=(s,)) for s in range(4)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            for s in range(4):
+                assert len(got[s]) == len(alone[s])
+                for a, b in zip(got[s], alone[s]):
+                    np.testing.assert_array_equal(a, b)
