@@ -183,12 +183,17 @@ def test_triplet_with_distance_ties_and_hinge(dtype):
                                                 swap=swap, reduction="sum")
         theirs = torch.nn.TripletMarginWithDistanceLoss(
             distance_function=torch.nn.PairwiseDistance(eps=0.0), swap=swap, reduction="sum")
-        txs = [_t(x, grad=True) for x in (a, p, n)]
-        tl = theirs(*txs)
-        tl.backward()
-        assert_close(ours(a, p, n), tl.item(), dtype)
-        for ours_g, tx in zip(ours.backward(), txs):
-            assert_close(ours_g, tx.grad.numpy(), dtype)
+        _summed_triplet_as_torch(ours, theirs, (a, p, n), dtype)
+
+
+def _summed_triplet_as_torch(ours, theirs, xs, dtype):
+    """A 'sum' triplet loss and its three gradients against PyTorch's."""
+    txs = [_t(x, grad=True) for x in xs]
+    tl = theirs(*txs)
+    tl.backward()
+    assert_close(ours(*xs), tl.item(), dtype)
+    for ours_g, tx in zip(ours.backward(), txs):
+        assert_close(ours_g, tx.grad.numpy(), dtype)
 
 
 @pytest.mark.parametrize("p", [0.5, -1.0, 1.0, 3.0])
@@ -210,14 +215,10 @@ def test_distance_gradient_at_a_zero_coordinate(dtype, p):
         assert_close(ours_g, tx.grad.numpy(), dtype)
     if p < 1:
         return
-    ours_loss = nn.TripletMarginLoss(margin=50.0, p=p, eps=0.0, reduction="sum")
-    theirs_loss = torch.nn.TripletMarginLoss(margin=50.0, p=p, eps=0.0, reduction="sum")
-    txs = [_t(x, grad=True) for x in (a, b, c)]
-    tl = theirs_loss(*txs)
-    tl.backward()
-    assert_close(ours_loss(a, b, c), tl.item(), dtype)
-    for ours_g, tx in zip(ours_loss.backward(), txs):
-        assert_close(ours_g, tx.grad.numpy(), dtype)
+    _summed_triplet_as_torch(
+        nn.TripletMarginLoss(margin=50.0, p=p, eps=0.0, reduction="sum"),
+        torch.nn.TripletMarginLoss(margin=50.0, p=p, eps=0.0, reduction="sum"), (a, b, c),
+        dtype)
 
 
 def test_triplet_with_distance_options_and_errors():
