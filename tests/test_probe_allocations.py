@@ -201,3 +201,28 @@ def test_scratch_keeps_one_array_per_shape_and_a_bounded_number():
     assert scratch("probe_allocations", (3, 5), np.float32) is not a
     assert scratch("probe_allocations", (100 + KEPT_PER_NAME - 1,), np.float32).shape == (
         100 + KEPT_PER_NAME - 1,)
+
+
+@pytest.mark.parametrize("make, target", [
+    (nn.CrossEntropyLoss, lambda rng: rng.integers(0, 64, 256)),
+    (nn.MSELoss, lambda rng: rng.standard_normal((256, 64)).astype(np.float32))],
+    ids=["cross_entropy", "mse"])
+def test_loss_forward_writes_its_gradient_into_its_own_array(compiled, make, target):
+    """The course losses' forward writes the gradient into an array the loss keeps (it
+    had been a new one each step, then copied again by backward); backward still hands
+    out a fresh copy, which the caller may change."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 64)).astype(np.float32)
+    y = target(rng)
+    loss_fn = make()
+    for _ in range(2):
+        loss_fn(x, y)
+    _, allocated = _peak(lambda: loss_fn(x, y))
+    assert allocated <= SLACK
+    first = loss_fn.backward()
+    want = first.copy()
+    first[...] = 7
+    np.testing.assert_array_equal(loss_fn.backward(), want)
+    loss_fn(x * 2, y)
+    assert not np.array_equal(loss_fn.backward(), want)
+    np.testing.assert_array_equal(first, 7)   # the caller's array untouched by the forward

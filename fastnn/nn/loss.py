@@ -45,7 +45,11 @@ class Loss:
         if pred.size == 0:
             return self._empty(pred)
         kernels = _device.kernels(_device.device_of(pred))
-        loss, grad = self._kernel(kernels)(pred, target)
+        into = self._kernel_into(kernels)
+        if into is not None:   # the gradient into the loss's own array: no allocation
+            loss, grad = into(pred, target, grad=self._grad_buffer(pred))
+        else:
+            loss, grad = self._kernel(kernels)(pred, target)
         count = self._count(pred)
         if self.reduction in ("mean", "batchmean"):  # (batchmean: KLDivLoss's count is N)
             return np.float64(self._mean(loss, grad, count))
@@ -178,6 +182,20 @@ class Loss:
         target = _device.namespace_of(pred).put(as_contiguous(target))
         return pred, target
 
+    def _kernel_into(self, k):
+        """The op of backend k when this loss is it as is, taking grad= (pred, target,
+        grad=) -> (loss, grad), or None (then ``_kernel``'s result allocates)."""
+        return None
+
+    def _grad_buffer(self, pred):
+        """The array the kernel writes the gradient into, kept between calls of pred's
+        shape, dtype and device (backward hands the caller a copy of it)."""
+        buf = self.__dict__.get("_grad_buf")
+        if (buf is None or buf.shape != pred.shape or buf.dtype != pred.dtype
+                or _device.device_of(buf) != _device.device_of(pred)):
+            buf = self._grad_buf = _device.namespace_of(pred).empty(pred.shape, pred.dtype)
+        return buf
+
     def _where(self):
         options = [f"reduction={self.reduction!r}"] if self.reduction != "mean" else []
         return f"{type(self).__name__}({', '.join(options + self._options())})"
@@ -194,6 +212,9 @@ class MSELoss(Loss):
     """mean((pred - target)**2) over all elements. pred, target: same shape and dtype."""
 
     def _kernel(self, k):
+        return k.mse_loss
+
+    def _kernel_into(self, k):
         return k.mse_loss
 
     def _losses(self, pred, target):
@@ -925,6 +946,9 @@ class CrossEntropyLoss(_ClassTargets):
         got = target.dtype if _device.is_array(target) else type(target).__name__
         raise TypeError(f"{where}: expected target to be integer labels (N,) or "
                         f"probabilities (N, C) as a numpy.ndarray, got {got}")
+
+    def _kernel_into(self, k):
+        return k.softmax_cross_entropy if self._ignored is None else None
 
     def _kernel(self, k):
         if self._ignored is None:
