@@ -203,12 +203,31 @@ def test_scratch_keeps_one_array_per_shape_and_a_bounded_number():
         100 + KEPT_PER_NAME - 1,)
 
 
+class _Sigmoided:
+    """BCELoss on sigmoid(x) (x's sigmoid made once, outside what is measured)."""
+
+    def __init__(self, loss):
+        self.loss, self.memo = loss, {}
+
+    def __call__(self, x, y):
+        key = (id(x), float(x.flat[0]))
+        if key not in self.memo:
+            self.memo[key] = (1 / (1 + np.exp(-x))).astype(x.dtype)
+        return self.loss(self.memo[key], y)
+
+    def backward(self):
+        return self.loss.backward()
+
+
 @pytest.mark.parametrize("make, target", [
     (nn.CrossEntropyLoss, lambda rng: rng.integers(0, 64, 256)),
-    (nn.MSELoss, lambda rng: rng.standard_normal((256, 64)).astype(np.float32))],
-    ids=["cross_entropy", "mse"])
+    (nn.MSELoss, lambda rng: rng.standard_normal((256, 64)).astype(np.float32)),
+    (lambda: _Sigmoided(nn.BCELoss()),
+     lambda rng: rng.uniform(size=(256, 64)).astype(np.float32)),
+    (nn.BCEWithLogitsLoss, lambda rng: rng.uniform(size=(256, 64)).astype(np.float32))],
+    ids=["cross_entropy", "mse", "bce", "bce_with_logits"])
 def test_loss_forward_writes_its_gradient_into_its_own_array(compiled, make, target):
-    """The course losses' forward writes the gradient into an array the loss keeps (it
+    """The course losses' forward write the gradient into an array the loss keeps (it
     had been a new one each step, then copied again by backward); backward still hands
     out a fresh copy, which the caller may change."""
     rng = np.random.default_rng(0)

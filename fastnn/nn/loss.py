@@ -326,6 +326,9 @@ class _Weighted(_OnHost):
             return self._plain_kernel(k)
         return self._host
 
+    def _kernel_into(self, k):
+        return self._plain_kernel(k) if self._plain() else None
+
     def _options(self):
         return ["weight=<array>"] if getattr(self, "weight", None) is not None else []
 
