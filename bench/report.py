@@ -393,7 +393,11 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
             "Products (linear, conv, whole steps) are given as GFLOP/s and a percentage of "
             "the sgemm ceiling (the fastest BLAS measured); everything else as GB/s of its "
             "minimum memory traffic (each array read or written once) and a percentage of "
-            "the Numba copy bandwidth.", ""]
+            "the Numba copy bandwidth. Shares above 100% are real: the copy counts 2 bytes "
+            "a byte copied, but its stores first read each destination line (write-"
+            "allocate), so it moves about 3; kernels whose large outputs are written with "
+            "streaming stores skip that read, and in-cache (course-size) cases are not "
+            "bound by memory at all.", ""]
 
     out += ["## Targets from the issues", "",
             _table(["issue", "target", "backend", "measured", "verdict"],
