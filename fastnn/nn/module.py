@@ -594,12 +594,12 @@ class Module:
             if isinstance(method, types.FunctionType) and not getattr(method, "_runs_hooks",
                                                                        False):
                 setattr(cls, name, wrap(method))
-        # fastnn.nn's own layers keep their constructor arguments (fastnn.save records
-        # them so that fastnn.load(path) can rebuild a tree of built-in layers)
         cls._user_forward = (cls._forward is not Module._forward
                              and not _defined_in_fastnn(cls.forward))
         cls._user_backward = (cls._backward is not Module._backward
                               and not _defined_in_fastnn(cls.backward))
+        # fastnn.nn's own layers keep their constructor arguments (fastnn.save records
+        # them so that fastnn.load(path) can rebuild a tree of built-in layers)
         init = cls.__dict__.get("__init__")
         if (cls.__module__.startswith("fastnn.nn.") and isinstance(init, types.FunctionType)
                 and not getattr(init, "_records_args", False)):
