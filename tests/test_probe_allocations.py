@@ -224,8 +224,10 @@ class _Sigmoided:
     (nn.MSELoss, lambda rng: rng.standard_normal((256, 64)).astype(np.float32)),
     (lambda: _Sigmoided(nn.BCELoss()),
      lambda rng: rng.uniform(size=(256, 64)).astype(np.float32)),
-    (nn.BCEWithLogitsLoss, lambda rng: rng.uniform(size=(256, 64)).astype(np.float32))],
-    ids=["cross_entropy", "mse", "bce", "bce_with_logits"])
+    (nn.BCEWithLogitsLoss, lambda rng: rng.uniform(size=(256, 64)).astype(np.float32)),
+    (nn.L1Loss, lambda rng: rng.standard_normal((256, 64)).astype(np.float32)),
+    (nn.SmoothL1Loss, lambda rng: rng.standard_normal((256, 64)).astype(np.float32))],
+    ids=["cross_entropy", "mse", "bce", "bce_with_logits", "l1", "smooth_l1"])
 def test_loss_forward_writes_its_gradient_into_its_own_array(compiled, make, target):
     """The course losses' forward write the gradient into an array the loss keeps (it
     had been a new one each step, then copied again by backward); backward still hands

@@ -228,6 +228,9 @@ class L1Loss(Loss):
     def _kernel(self, k):
         return lambda pred, target: k.smooth_l1_loss(pred, target, 0.0)
 
+    def _kernel_into(self, k):
+        return lambda pred, target, grad: k.smooth_l1_loss(pred, target, 0.0, grad=grad)
+
     def _losses(self, pred, target):
         return _reference.smooth_l1_losses(pred, target, 0.0)
 
@@ -243,6 +246,10 @@ class SmoothL1Loss(Loss):
 
     def _kernel(self, k):
         return lambda pred, target: k.smooth_l1_loss(pred, target, self.beta)
+
+    def _kernel_into(self, k):
+        return lambda pred, target, grad: k.smooth_l1_loss(pred, target, self.beta,
+                                                           grad=grad)
 
     def _options(self):
         return [f"beta={self.beta}"] if getattr(self, "beta", 1.0) != 1.0 else []
