@@ -187,6 +187,11 @@ class Loss:
         grad=) -> (loss, grad), or None (then ``_kernel``'s result allocates)."""
         return None
 
+    def _kernel(self, k):
+        """(pred, target) -> (loss, grad of the mean) on backend k: ``_kernel_into``'s
+        op unless a loss defines another way (host formulas, options)."""
+        return self._kernel_into(k)
+
     def _grad_buffer(self, pred):
         """The array the kernel writes the gradient into, kept between calls of pred's
         shape, dtype and device (backward hands the caller a copy of it)."""
@@ -211,9 +216,6 @@ class Loss:
 class MSELoss(Loss):
     """mean((pred - target)**2) over all elements. pred, target: same shape and dtype."""
 
-    def _kernel(self, k):
-        return k.mse_loss
-
     def _kernel_into(self, k):
         return k.mse_loss
 
@@ -225,11 +227,8 @@ class L1Loss(Loss):
     """mean(|pred - target|) over all elements (the gradient sign(d) / size, 0 at d = 0).
     pred, target: same shape and dtype. The smooth_l1_loss op at beta = 0."""
 
-    def _kernel(self, k):
-        return lambda pred, target: k.smooth_l1_loss(pred, target, 0.0)
-
     def _kernel_into(self, k):
-        return lambda pred, target, grad: k.smooth_l1_loss(pred, target, 0.0, grad=grad)
+        return lambda pred, target, grad=None: k.smooth_l1_loss(pred, target, 0.0, grad=grad)
 
     def _losses(self, pred, target):
         return _reference.smooth_l1_losses(pred, target, 0.0)
@@ -244,12 +243,9 @@ class SmoothL1Loss(Loss):
         check_number(type(self).__name__, "beta", beta, 0.0, None)
         self.beta = float(beta)
 
-    def _kernel(self, k):
-        return lambda pred, target: k.smooth_l1_loss(pred, target, self.beta)
-
     def _kernel_into(self, k):
-        return lambda pred, target, grad: k.smooth_l1_loss(pred, target, self.beta,
-                                                           grad=grad)
+        return lambda pred, target, grad=None: k.smooth_l1_loss(pred, target, self.beta,
+                                                                grad=grad)
 
     def _options(self):
         return [f"beta={self.beta}"] if getattr(self, "beta", 1.0) != 1.0 else []
@@ -328,13 +324,11 @@ class _Weighted(_OnHost):
             raise ValueError(f"{self._where()}: {name} of shape {factor.shape} does not "
                              f"broadcast to pred's shape {pred.shape}") from None
 
-    def _kernel(self, k):
-        if self._plain():
-            return self._plain_kernel(k)
-        return self._host
-
     def _kernel_into(self, k):
         return self._plain_kernel(k) if self._plain() else None
+
+    def _kernel(self, k):
+        return self._kernel_into(k) or self._host
 
     def _options(self):
         return ["weight=<array>"] if getattr(self, "weight", None) is not None else []
@@ -962,7 +956,7 @@ class CrossEntropyLoss(_ClassTargets):
 
     def _kernel(self, k):
         if self._ignored is None:
-            return k.softmax_cross_entropy
+            return self._kernel_into(k)
 
         def from_labels(pred, dense):
             with np.errstate(invalid="ignore"):   # (the NumPy kernel's 0 * -inf)
