@@ -456,7 +456,7 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
     if x.size == 0:  # no values: nothing to accumulate (and no mean over them)
         return _device.namespace_of(x).empty(x.shape, x.dtype) if grad_in is None else grad_in
     weight, save_mean, save_invstd = _vectors(weight=weight, save_mean=save_mean,
-                                       save_invstd=save_invstd)
+                                              save_invstd=save_invstd)
     return _run("batchnorm_backward", grad_out, x, weight, save_mean, save_invstd, training,
                                    mean_only, grad_weight, grad_bias, grad_in)
 
@@ -511,7 +511,7 @@ def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight
                      [("grad_out", grad_out), ("x", x), ("weight", weight),
                       ("save_mean", save_mean), ("save_invstd", save_invstd)])
     weight, save_mean, save_invstd = _vectors(weight=weight, save_mean=save_mean,
-                                       save_invstd=save_invstd)
+                                              save_invstd=save_invstd)
     return _run("layer_norm_backward", grad_out, x, weight, save_mean, save_invstd,
                 grad_weight, grad_bias, grad_in)
 

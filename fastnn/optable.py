@@ -285,7 +285,8 @@ def bce_loss(pred, target, grad=None):
 
     pred: probabilities in [0, 1], any shape; target: same shape, in [0, 1] too; grad:
     same shape. Values outside [0, 1] are refused; NaN passes (the loss is NaN, which the
-    trainer reports as divergence; PyTorch raises). Logs are clamped at -100 as PyTorch does, so pred of exactly 0 or 1 stays finite.
+    trainer reports as divergence; PyTorch raises). Logs are clamped at -100 as PyTorch
+    does, so pred of exactly 0 or 1 stays finite.
     Returns (loss: float, grad = (pred - target) / max(pred * (1 - pred), 1e-12) / size).
     """
 
