@@ -72,7 +72,9 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
         v = beta2 * exp_avg_sq[i] + (1 - beta2) * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
-        param[i] -= (avg_rate * m + grad_rate * g) / (sq_scale * math.sqrt(v) + eps)
+        # RAdam's first steps (sq_scale 0): eps alone, even where v overflowed
+        param[i] -= (avg_rate * m + grad_rate * g) / (
+            sq_scale * math.sqrt(v) + eps if sq_scale != 0 else eps)
 
 
 @cuda.jit

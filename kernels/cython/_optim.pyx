@@ -306,13 +306,14 @@ cdef inline void _moments_block(floating* p, const floating* g, floating* m, flo
     """p, g, m, v: (n,)."""
     cdef Py_ssize_t i
     cdef floating d, mi, vi
-    for i in range(n):
+    cdef bint adaptive = scale != 0  # RAdam's first steps: the denominator is eps alone,
+    for i in range(n):               # even where v overflowed (0 * sqrt(inf) is NaN)
         d = g[i] + wd * p[i]
         mi = b1 * m[i] + c1 * d
         vi = b2 * v[i] + c2 * d * d
         m[i] = mi
         v[i] = vi
-        p[i] = p[i] - (ra * mi + rg * d) / (scale * f_sqrt(vi) + eps)
+        p[i] = p[i] - (ra * mi + rg * d) / (scale * f_sqrt(vi) + eps if adaptive else eps)
 
 
 def adaptive_moments_update(floating[::1] param, const floating[::1] grad,

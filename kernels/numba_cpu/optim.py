@@ -191,13 +191,14 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
     eps_ = dt(eps)
     wd = dt(weight_decay)
     decay = weight_decay != 0.0
-    for i in prange(param.shape[0]):
+    adaptive = sq_scale != 0.0  # RAdam's first steps: the denominator is eps alone, even
+    for i in prange(param.shape[0]):  # where v overflowed (0 * sqrt(inf) would be NaN)
         g = grad[i] + wd * param[i] if decay else grad[i]
         m = exp_avg[i] * b1 + c1 * g
         v = exp_avg_sq[i] * b2 + c2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
-        param[i] -= (ra * m + rg * g) / (scale * np.sqrt(v) + eps_)
+        param[i] -= (ra * m + rg * g) / (scale * np.sqrt(v) + eps_ if adaptive else eps_)
 
 
 @ordered_kernel

@@ -97,7 +97,8 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     dt = param.dtype.type
     g = _decayed(grad, param, weight_decay)
     _moments(g, exp_avg, exp_avg_sq, beta1, beta2)
-    denom = dt(sq_scale) * np.sqrt(exp_avg_sq) + dt(eps)
+    # sq_scale 0 (RAdam's first steps): eps alone, even where v overflowed to inf
+    denom = dt(sq_scale) * np.sqrt(exp_avg_sq) + dt(eps) if sq_scale != 0 else dt(eps)
     param -= (dt(avg_rate) * exp_avg + dt(grad_rate) * g) / denom
 
 
