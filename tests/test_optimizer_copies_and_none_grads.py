@@ -103,3 +103,54 @@ def test_copied_model_and_optimizer_train_on_their_own(backend, how):
     for p, q in zip(list(ours.parameters()) + list(emb.parameters()),
                     list(ours2.parameters()) + list(emb2.parameters())):
         np.testing.assert_array_equal(p.data, q.data)
+
+
+@pytest.mark.parametrize("prepare", [
+    lambda m: m.double(),
+    lambda m: m.to(np.float64),
+    lambda m: m.float(),
+    lambda m: (m.load_state_dict({k: v.copy() for k, v in m.state_dict().items()},
+                                 assign=True), m)[1],
+], ids=["double", "to_float64", "float", "load_assign"])
+def test_converted_unused_head_is_skipped_as_torch(backend, prepare):
+    """A model converted (.double(), .to(dtype)) or loaded with assign=True before any
+    backward: its gradients are still PyTorch's None, and gradient clipping does not
+    make them gradients, so an unused head stays put under weight decay."""
+    fastnn.manual_seed(2)
+    used, unused = prepare(nn.Linear(4, 3)), prepare(nn.Linear(4, 3))
+    tdtype = torch.float64 if used.weight.dtype == np.float64 else torch.float32
+    tused, tunused = torch.nn.Linear(4, 3).to(tdtype), torch.nn.Linear(4, 3).to(tdtype)
+    for a, b in ((used, tused), (unused, tunused)):
+        b.load_state_dict({k: torch.tensor(v) for k, v in a.state_dict().items()})
+    opt = optim.SGD(list(used.parameters()) + list(unused.parameters()), lr=0.1,
+                    weight_decay=0.5)
+    topt = torch.optim.SGD(list(tused.parameters()) + list(tunused.parameters()), lr=0.1,
+                           weight_decay=0.5)
+    x = X.astype(used.weight.dtype)
+    used(x)
+    used.backward(np.ones((6, 3), x.dtype))
+    tused(torch.tensor(x)).sum().backward()
+    nn.utils.clip_grad_norm_(list(used.parameters()) + list(unused.parameters()), 1.0)
+    torch.nn.utils.clip_grad_norm_(list(tused.parameters()) + list(tunused.parameters()), 1.0)
+    opt.step()
+    topt.step()
+    for p, t in zip(list(used.parameters()) + list(unused.parameters()),
+                    list(tused.parameters()) + list(tunused.parameters())):
+        assert_close(p.data, t.detach().numpy(), x.dtype, 10)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # the numpy reference: g * g overflows
+@pytest.mark.parametrize("dtype,big", [(np.float64, 1e160), (np.float32, 1e30)])
+def test_radam_first_steps_with_an_overflowing_square(backend, dtype, big):
+    """RAdam's un-rectified steps use no second moment, so a gradient whose square
+    overflows moves the parameter by lr * m, not to NaN (PyTorch)."""
+    p = nn.Parameter(np.array([1.0, 2.0], dtype))
+    t = torch.nn.Parameter(torch.tensor([1.0, 2.0], dtype=torch.float64 if dtype == np.float64
+                                        else torch.float32))
+    opt, topt = optim.RAdam([p]), torch.optim.RAdam([t])
+    for _ in range(2):
+        p.grad = np.array([big, 1.0], dtype)
+        t.grad = torch.tensor([big, 1.0], dtype=t.dtype)
+        opt.step()
+        topt.step()
+        assert_close(p.data, t.detach().numpy(), dtype, 10)

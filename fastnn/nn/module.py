@@ -245,6 +245,14 @@ class Parameter(ParameterArithmetic):
         Reads nothing: the pending zeros stay unwritten."""
         return self._zero_pending or self._grad is None
 
+    def _replace_grad(self, grad):
+        """Bind grad (the same values moved or converted) to .grad, keeping a gradient
+        no backward has written yet as such (``.grad = `` would count as one)."""
+        pending = self._zero_pending
+        self.grad = grad
+        if pending:
+            self._zero_grad_lazily()
+
     def _grad_overwritten(self):
         object.__setattr__(self, "_zero_pending", False)
 
@@ -1181,8 +1189,8 @@ class Module:
                     continue
                 if _device.device_of(param.data) != device:
                     param.data = ns.put(param.data)
-                if param.grad is not None and _device.device_of(param.grad) != device:
-                    param.grad = ns.put(param.grad)
+                if param._grad is not None and _device.device_of(param._grad) != device:
+                    param._replace_grad(ns.put(param._grad))
             for name, buf in list(module._buffers.items()):
                 if buf is not None and _device.device_of(buf) != device:
                     module._buffers[name] = ns.put(buf)
@@ -1418,6 +1426,7 @@ class Module:
         if is_param:
             new = Parameter.__new__(Parameter)
             new.data, new.grad = array, np.zeros_like(array)
+            new._zero_grad_lazily()  # a new parameter: no backward made its gradient yet
             new.requires_grad = current.requires_grad
             setattr(module, name, new)
         else:
@@ -1444,7 +1453,8 @@ class Module:
                 module._lazy_dtype = dtype
             for param in module._parameters.values():
                 param.data = np.ascontiguousarray(param.data, dtype=dtype)
-                param.grad = np.ascontiguousarray(param.grad, dtype=dtype)
+                if param._grad is not None:
+                    param._replace_grad(np.ascontiguousarray(param._grad, dtype=dtype))
             for name, buf in list(module._buffers.items()):
                 if buf is not None and np.dtype(buf.dtype).kind == "f":
                     setattr(module, name, np.ascontiguousarray(buf, dtype=dtype))

@@ -41,9 +41,12 @@ def _grads(where, parameters):
 
 
 def _live_grads(params):
-    """The .grad arrays of params that train: backward fills a frozen parameter's .grad
-    too, where PyTorch leaves it None, so it must not count in a norm or be clipped."""
-    return [p.grad for p in params if p.grad is not None and p.requires_grad]
+    """The .grad arrays of params that train and have a gradient: backward fills a
+    frozen parameter's .grad too, where PyTorch leaves it None, so it must not count in
+    a norm or be clipped; one no backward reached since zero_grad (PyTorch's None) is
+    left out without reading it, which would write its zeros and make optimizers step
+    it."""
+    return [p.grad for p in params if not p._no_grad_yet() and p.requires_grad]
 
 
 def _parameter_list(where, parameters):

@@ -309,6 +309,8 @@ class Optimizer:
                 for p, view in zip(bucket.params, bucket.grad_views):
                     if p.grad is not None and p.grad is not view:
                         _device.namespace_of(p.grad).fill_zero(p.grad)
+                if set_to_none:  # written, and still PyTorch's None to step()
+                    lazy_params.extend(bucket.params)
         zero_grads_lazily(lazy_params)
 
     def step(self, closure=None):
