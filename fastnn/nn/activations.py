@@ -211,7 +211,8 @@ def celu_host_slope(x, alpha):
 class CELU(ELU):
     """y = x if x > 0 else alpha * (exp(x / alpha) - 1) (continuously differentiable
     ELU): alpha * elu(x / alpha), the elu kernels on the input scaled by 1 / alpha and
-    their output scaled back (alpha = 1 is ELU itself, no scaling). A negative alpha
+    their output scaled back, x itself kept where x > 0 (alpha = 1 is ELU itself, no
+    scaling). A negative alpha
     flips x / alpha's sign, which the elu kernels cannot take: NumPy on the host (a
     device array goes through the host). Input: any shape."""
 
@@ -229,14 +230,21 @@ class CELU(ELU):
             return _device.namespace_of(x).put(celu_host(host, self.alpha))
         if self.alpha == 1.0:
             return super()._forward(x, buffered)
-        y = super()._forward(_device.scaled(x, 1.0 / self.alpha, copy=True), buffered)
-        return _device.scaled(y, self.alpha)
+        with np.errstate(over="ignore"):  # x / alpha past the float range: x is kept
+            scaled = _device.scaled(x, 1.0 / self.alpha, copy=True)
+        y = _device.scaled(super()._forward(scaled, buffered), self.alpha)
+        # x itself where x > 0, as PyTorch: alpha * (x / alpha) is off by an ulp for
+        # some x, and inf where x / alpha overflows
+        host_x = _device.to_host(x)
+        _device.update_on_host(y, lambda h: np.copyto(h, host_x, where=host_x > 0))
+        return y
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if self.alpha < 0 and need_grad_in:
             g = _device.to_host(grad_out)
             slope = celu_host_slope(self._saved, self.alpha)
-            return _device.namespace_of(grad_out).put(np.multiply(g, slope, dtype=g.dtype))
+            grad_in = np.multiply(g, slope, dtype=g.dtype, out=np.empty_like(g))  # (0-d too)
+            return _device.namespace_of(grad_out).put(grad_in)
         # d/dx alpha elu(x / alpha) = elu'(x / alpha): the saved input is already x / alpha
         return super()._backward(grad_out, buffered, need_grad_in)
 
@@ -250,7 +258,7 @@ class Softplus(_Elementwise):
 
     def __init__(self, beta=1.0, threshold=20.0):
         super().__init__()
-        check_number("Softplus", "beta", beta, low=0.0, low_open=True)
+        check_number("Softplus", "beta", beta)  # any, as PyTorch (0: inf, its value)
         check_number("Softplus", "threshold", threshold)
         self.beta = float(beta)
         self.threshold = float(threshold)

@@ -20,7 +20,7 @@ cdef extern from "_stream.h" nogil:
 # the package sets it at import from kernels/streaming.py, where it is measured.
 cdef Py_ssize_t stream_min_bytes = 2**62
 
-from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, threads_for, f_exp, f_exp_upto88, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
+from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, threads_for, f_exp, f_exp_upto88, f_expm1_nonpos, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, f_log1p_small, row_max, row_sum, row_dot)
 
@@ -111,9 +111,9 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
     elif op == U_ELU:
         for i in range(n):       # both sides computed, then a select: gcc vectorizes it
             v = x[i]             # (typed constants: a literal 0 or 1 is a C double)
-            # exp of min(v, 0): the positive side is never selected, so exp needs
-            # neither the upper clamp nor the cap (NaN: not > 0, passes into exp)
-            e = a * (f_exp_upto88(zero if v > zero else v) - one)
+            # expm1 of min(v, 0): the positive side is never selected (NaN: not > 0,
+            # passes into expm1); expm1, not exp - 1: relative accuracy near 0
+            e = a * f_expm1_nonpos(zero if v > zero else v)
             y[i] = v if v > zero else e
     elif op == U_SOFTPLUS:
         _softplus_block(x, y, n, a, b)

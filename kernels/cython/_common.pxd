@@ -5,7 +5,7 @@ the math helpers that pick the float or double libm routine, and work-splitting.
 Everything here is a ctypedef or an inline function, so cimporting it adds no
 runtime import.
 """
-from libc.math cimport (exp, expf, log, log1p, tanh as c_tanh,
+from libc.math cimport (exp, expf, expm1, log, log1p, tanh as c_tanh,
                         erfc, sin, sinf, cos, cosf, sqrt, sqrtf, fabs, fabsf)
 from libc.stdint cimport uint32_t, uint64_t
 
@@ -18,6 +18,7 @@ cdef extern from "_fastnn_math.h" nogil:
     int fnn_max_threads()
     float fnn_expf(float x)
     float fnn_exp_nonpos_f(float x)  # x <= 88.3 (or NaN): one clamp fewer than fnn_expf
+    float fnn_expm1_nonpos_f(float x)  # e^x - 1 for x <= 0, accurate near 0
     float fnn_logf(float x)
     float fnn_log1pf(float x)
     float fnn_tanhf(float x)
@@ -91,6 +92,14 @@ cdef inline floating f_exp_upto88(floating x) noexcept nogil:
         return fnn_exp_nonpos_f(x)
     else:
         return exp(x)
+
+
+cdef inline floating f_expm1_nonpos(floating x) noexcept nogil:
+    """e^x - 1 for x <= 0 (NaN propagates), relatively accurate near 0."""
+    if floating is float:
+        return fnn_expm1_nonpos_f(x)
+    else:
+        return expm1(x)
 
 
 cdef inline floating f_log(floating x) noexcept nogil:

@@ -131,6 +131,22 @@ static inline float fnn_exp_nonpos_f(float x) {
     return x < lo ? 0.0f : y;
 }
 
+/* e^x - 1 for x <= 0 (ELU's negative side), branch-free: 2^n (e^r - 1) + (2^n - 1),
+ * exact in its leading term where n = 0, so full relative accuracy near 0 (e^x - 1
+ * computed as exp then minus 1 flushed x > -3e-8 to 0); -1 below -87.3. NaN
+ * propagates. */
+static inline float fnn_expm1_nonpos_f(float x) {
+    const float lo = -87.33654f;
+    float scale;
+    float q = fnn_expm1_reduced_f(x < lo ? lo : x, &scale, 0);
+#if FNN_HAVE_FMA
+    float e = fmaf(scale, q, scale - 1.0f);   /* explicit: see fnn_tanhf */
+#else
+    float e = scale == 1.0f ? q : scale * q + (scale - 1.0f);
+#endif
+    return x < lo ? -1.0f : e;
+}
+
 /* 1 / (1 + e^-x) for float: -x clamped to fnn_expf_core's range (1 for x > 87, and
  * 1 / (1 + e^88) ~ 6e-39 below x = -88 where the exact value is smaller still); one
  * exp and one division, no select on the sign. NaN propagates. */

@@ -90,11 +90,10 @@ def _leaky_relu_backward(grad_out, x, slope, out):  # IN grad_out, x (n,); OUT o
 @elementwise
 def _sigmoid(x, out):  # IN x (n,); OUT out (n,)
     one = x.dtype.type(1)
-    lo = x.dtype.type(-87.0)
-    hi = x.dtype.type(88.0)
+    lo, hi = vmath.exp_limits(one)   # (-87, 88) in float32; float64's own range
     for i in prange(x.shape[0]):
-        # 1 / (1 + e**-x) with -x clamped to exp_core's range: 1 for x > 87 and
-        # 1 / (1 + e**88) ~ 6e-39 for x < -88, where the exact value is smaller still.
+        # 1 / (1 + e**-x) with -x clamped to exp_core's range: in float32 1 for x > 87
+        # and 1 / (1 + e**88) ~ 6e-39 for x < -88, where the exact value is smaller still.
         # No abs and no select: one exp and one division per element.
         out[i] = one / (one + vmath.exp_core(min(max(-x[i], lo), hi)))
 
@@ -109,8 +108,7 @@ def _sigmoid_backward(grad_out, y, out):  # IN grad_out, y (n,); OUT out (n,)
 @elementwise
 def _silu(x, out):  # IN x (n,); OUT out (n,)
     one = x.dtype.type(1)
-    lo = x.dtype.type(-87.0)
-    hi = x.dtype.type(88.0)
+    lo, hi = vmath.exp_limits(one)   # (-87, 88) in float32; float64's own range
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
@@ -122,8 +120,7 @@ def _silu(x, out):  # IN x (n,); OUT out (n,)
 @elementwise
 def _silu_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     one = x.dtype.type(1)
-    lo = x.dtype.type(-87.0)
-    hi = x.dtype.type(88.0)
+    lo, hi = vmath.exp_limits(one)   # (-87, 88) in float32; float64's own range
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
@@ -139,8 +136,7 @@ def _gelu_tanh(x, out):  # IN x (n,); OUT out (n,)
     one = x.dtype.type(1)
     c2 = x.dtype.type(2 * _GELU_TANH_C)
     k = x.dtype.type(_GELU_TANH_K)
-    lo = x.dtype.type(-87.0)
-    hi = x.dtype.type(88.0)
+    lo, hi = vmath.exp_limits(one)   # (-87, 88) in float32; float64's own range
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
@@ -155,8 +151,7 @@ def _gelu_tanh_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     three = x.dtype.type(3)
     c2 = x.dtype.type(2 * _GELU_TANH_C)
     k = x.dtype.type(_GELU_TANH_K)
-    lo = x.dtype.type(-87.0)
-    hi = x.dtype.type(88.0)
+    lo, hi = vmath.exp_limits(one)   # (-87, 88) in float32; float64's own range
     bound = x.dtype.type(100.0)
     for i in prange(x.shape[0]):
         v = min(max(x[i], -bound), bound)   # beyond 100 s (1 - s) is 0: no x^3 overflow
@@ -294,11 +289,10 @@ def _hardswish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
 @elementwise
 def _elu(x, alpha, out):  # IN x (n,); OUT out (n,)
     a = x.dtype.type(alpha)
-    one = x.dtype.type(1)
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
-        out[i] = v if v > zero else a * (vmath.exp_nonpos(min(v, zero)) - one)
+        out[i] = v if v > zero else a * vmath.expm1_nonpos(min(v, zero))
 
 
 @elementwise

@@ -117,6 +117,18 @@ def exp_nonpos(x):
     return math.exp(x)
 
 
+def expm1_nonpos(x):
+    """e**x - 1 for x <= 0, relatively accurate near 0 (Python fallback)."""
+    return math.expm1(x)
+
+
+def exp_limits(one):
+    """(lo, hi): the range exp_core takes for one's float type, where e**lo is still
+    normal and e**hi finite: (-87, 88) in float32, (-708, 709) in float64 (Python
+    fallback: float64's)."""
+    return -708.0, 709.0
+
+
 def phi_with_gauss(x, gauss):
     """Phi(x), the standard normal CDF, given gauss = e**(-x*x/2), for kernels that need
     both (GELU's backward; Python fallback)."""
@@ -379,6 +391,16 @@ def _gelu_tail_overload(x, head):
     return lambda x, head: head
 
 
+def _expm1_nonpos32(x):
+    # 2**n (e**r - 1) + (2**n - 1): exact in its leading term where n = 0, so full
+    # relative accuracy near 0 (exp(x) - 1 flushed x > -3e-8 to 0); -1 below -87.3;
+    # NaN passes. The explicit fma keeps fastmath from regrouping it as
+    # (scale q + scale) - 1, which cancels near 0 (see _tanh32).
+    q, scale = _expm1_reduced32(max(x, _EXP_LO))
+    e = _fma(scale, q, scale - _F(1.0))
+    return _F(-1.0) if x < _EXP_LO else e
+
+
 def _float32_fast(fn, fast32, libm, inline="never"):
     """Compile ``fn(x)`` as ``fast32`` for float32 arguments and ``libm`` for others."""
     def typer(x):
@@ -389,6 +411,7 @@ def _float32_fast(fn, fast32, libm, inline="never"):
 _float32_fast(exp, _exp32, lambda x: math.exp(x))
 _float32_fast(exp_core, _exp_core32, lambda x: math.exp(x))
 _float32_fast(exp_nonpos, _exp_nonpos32, lambda x: math.exp(x))
+_float32_fast(expm1_nonpos, _expm1_nonpos32, lambda x: math.expm1(x))
 _float32_fast(tanh, _tanh32, lambda x: math.tanh(x))
 _float32_fast(log, _log32, lambda x: math.log(x))
 _float32_fast(log1p, _log1p32, lambda x: math.log1p(x))
@@ -396,6 +419,13 @@ _float32_fast(log1p, _log1p32, lambda x: math.log1p(x))
 # value against 0.65 ns)
 _float32_fast(log1p_small, _log1p_small32, lambda x: math.log1p(x), inline="always")
 _float32_fast(gelu, _gelu32, lambda x: 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476)))
+
+
+@overload(exp_limits, jit_options=_OPTIONS, inline="always")
+def _exp_limits_overload(one):
+    if one == types.float32:
+        return lambda one: (_F(-87.0), _F(88.0))
+    return lambda one: (-708.0, 709.0)
 
 
 @overload(phi_with_gauss, jit_options=_OPTIONS)

@@ -1,0 +1,91 @@
+"""Values a numerical probe against PyTorch 2.13 found wrong on the compiled backends:
+ELU's negative side near 0 (exp(x) - 1 lost every digit above -3e-8), CELU's positive
+side (alpha * (x / alpha) is not x), a 0-d CELU gradient, and float64 sigmoid-family
+kernels clamped at float32's exp range (numba). Every CPU backend, float32 and float64."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import fastnn
+from fastnn import nn, ops
+
+BACKENDS = [b for b in ("numpy", "numba", "cython") if b in fastnn.backends()]
+DTYPES = [np.float32, np.float64]
+NEAR_ZERO = [-1e-30, -1e-12, -1e-8, -3e-8, -1e-5, -1e-3, -0.1, -0.0]
+
+
+def _relative(ours, theirs):
+    theirs = theirs.detach().numpy()
+    scale = np.maximum(np.abs(theirs.astype(np.float64)), np.finfo(theirs.dtype).tiny)
+    return np.max(np.abs(ours.astype(np.float64) - theirs) / scale)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("make,tmake", [
+    (lambda: nn.ELU(), lambda: torch.nn.ELU()),
+    (lambda: nn.ELU(0.3), lambda: torch.nn.ELU(0.3)),
+    (lambda: nn.SELU(), lambda: torch.nn.SELU()),
+], ids=["elu", "elu0.3", "selu"])
+def test_elu_family_keeps_relative_accuracy_near_zero(backend, dtype, make, tmake):
+    x = np.array(NEAR_ZERO, dtype)
+    with fastnn.use_backend(backend):
+        y = make()(x)
+    ulp = np.finfo(dtype).eps
+    assert _relative(y, tmake()(torch.tensor(x))) <= 8 * ulp
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("alpha", [0.3, 2.5, 1e-30])
+def test_celu_is_the_identity_above_zero(backend, dtype, alpha):
+    """PyTorch keeps x where x > 0; alpha * (x / alpha) was an ulp off for about a fifth
+    of float32 inputs at alpha 0.3, and inf where x / alpha overflows."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(4096) * 3, [3.0000002, 1e30, 3e38]]).astype(dtype)
+    with fastnn.use_backend(backend), warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning for x / alpha either
+        m = nn.CELU(alpha)
+        y = m(x)
+        g = m.backward(np.ones_like(y))
+    positive = x > 0
+    np.testing.assert_array_equal(y[positive], x[positive])
+    np.testing.assert_array_equal(g[positive], np.ones_like(x[positive]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("alpha", [-1.0, 0.5])
+def test_celu_of_a_0d_input_keeps_its_shape(backend, alpha):
+    x = np.array(-0.7)
+    with fastnn.use_backend(backend):
+        m = nn.CELU(alpha)
+        y = m(x)
+        g = m.backward(np.ones_like(y))
+    t = torch.tensor(-0.7, dtype=torch.float64, requires_grad=True)
+    torch.nn.CELU(alpha)(t).backward()
+    assert y.shape == () and g.shape == ()
+    np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-7)  # (torch: 1 / alpha in float32)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("op,top", [
+    ("sigmoid", torch.sigmoid),
+    ("silu", torch.nn.functional.silu),
+    ("gelu_tanh", lambda t: torch.nn.functional.gelu(t, approximate="tanh")),
+], ids=["sigmoid", "silu", "gelu_tanh"])
+def test_float64_sigmoid_family_far_below_zero(backend, op, top):
+    """float64 tails past float32's exp range (-88): numba clamped them there."""
+    x = np.array([-100.0, -300.0, -700.0, -15.0, -2.0, 0.5, 40.0, 700.0])
+    with fastnn.use_backend(backend), np.errstate(all="ignore"):
+        y = getattr(ops, op)(x)
+        g = getattr(ops, op + "_backward")(np.ones_like(x), x) if op != "sigmoid" else None
+    tx = torch.tensor(x, requires_grad=True)
+    ty = top(tx)
+    ty.sum().backward()
+    finite = ty.detach().numpy() != 0
+    assert _relative(y[finite], ty[finite]) <= 1e-12
+    if g is not None:
+        nz = tx.grad.numpy() != 0
+        assert _relative(g[nz], tx.grad[nz]) <= 1e-10
