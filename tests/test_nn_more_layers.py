@@ -951,7 +951,10 @@ def test_padding_layers_check_their_arguments():
     with pytest.raises(ValueError, match="must be at most the input size 2"):
         nn.CircularPad1d(3)(np.zeros((1, 2), np.float32))
     with pytest.raises(ValueError, match="rank 3 or 4"):
-        nn.ZeroPad2d(1)(np.zeros((4, 4), np.float32))
+        nn.ReflectionPad2d(1)(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="rank 2 or more"):  # constant pads: any rank >= 2
+        nn.ZeroPad2d(1)(np.zeros((4,), np.float32))
+    assert nn.ZeroPad2d(1)(np.zeros((4, 4), np.float32)).shape == (6, 6)  # as PyTorch
 
 
 @pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])

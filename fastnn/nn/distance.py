@@ -104,6 +104,42 @@ class CosineSimilarity(_TwoInputs):
         return ""
 
 
+def check_norm_order(where, p):
+    """p as a float: any number, 0, negative and +-inf included (torch.norm's); a
+    TypeError for anything else (NaN too)."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p):
+        raise TypeError(f"{where}: expected p to be a number (0, negative and +-inf "
+                        f"included, as torch.norm's), got {p!r}")
+    return float(p)
+
+
+def norm_and_grad(diff, p):
+    """(||diff||_p along the last axis, keepdims, and its gradient w.r.t. diff) for
+    any p as torch.norm: 0 counts the nonzero entries (gradient 0), +-inf is the largest
+    (smallest) |entry| (the gradient shared by the tied entries), others the usual
+    formula. diff: (..., D)."""
+    a = np.abs(diff)
+    if p == 2.0:
+        dist = np.sqrt((diff * diff).sum(axis=-1, keepdims=True))
+        grad = diff / np.where(dist == 0, 1, dist)  # (a NaN distance: a NaN row)
+    elif p == 0.0:
+        dist = (a != 0).sum(axis=-1, keepdims=True).astype(diff.dtype)
+        grad = np.zeros_like(diff)
+    elif math.isinf(p):
+        dist = a.max(axis=-1, keepdims=True) if p > 0 else a.min(axis=-1, keepdims=True)
+        hit = (a == dist)
+        ties = np.maximum(hit.sum(axis=-1, keepdims=True), 1).astype(diff.dtype)
+        grad = np.sign(diff) * hit / ties
+    else:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            dist = (a ** p).sum(axis=-1, keepdims=True) ** (1 / p)
+            grad = np.sign(diff) * (a / np.where(dist > 0, dist, 1)) ** (p - 1)
+        # p < 1: an entry of 0 gave 0 * inf, and a negative p's distance of 0 (an
+        # entry of 0 makes it 0) a finite ratio: PyTorch's norm backward gives 0 to both
+        grad[(a == 0) | (dist == 0)] = 0
+    return dist, grad
+
+
 class PairwiseDistance(_TwoInputs):
     """||x1 - x2 + eps||_p along the last axis (PyTorch's; keepdim keeps that axis as 1),
     for any p as torch.norm: p = 0 counts the nonzero entries, +-inf is the largest
@@ -112,36 +148,14 @@ class PairwiseDistance(_TwoInputs):
 
     def __init__(self, p=2.0, eps=1e-6, keepdim=False):
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, numbers.Real) or math.isnan(p):
-            raise TypeError(f"PairwiseDistance: expected p to be a number (0, negative and "
-                            f"+-inf included, as torch.norm's), got {p!r}")
+        check_norm_order("PairwiseDistance", p)
         check_number("PairwiseDistance", "eps", eps, 0.0)
         self.norm, self.eps = p, eps   # as given, PyTorch's attributes
         self.keepdim = check_bool("PairwiseDistance", "keepdim", keepdim)
 
     def forward(self, x1, x2):
         x1, x2 = self._inputs(x1, x2)
-        diff = x1 - x2 + x1.dtype.type(self.eps)
-        p = float(self.norm)
-        a = np.abs(diff)
-        if p == 2.0:
-            dist = np.sqrt((diff * diff).sum(axis=-1, keepdims=True))
-            grad = diff / np.where(dist == 0, 1, dist)  # (a NaN distance: a NaN row)
-        elif p == 0.0:   # the number of nonzero entries; gradient 0
-            dist = (a != 0).sum(axis=-1, keepdims=True).astype(diff.dtype)
-            grad = np.zeros_like(diff)
-        elif math.isinf(p):   # max (min) |d|, the gradient shared by the tied entries
-            dist = a.max(axis=-1, keepdims=True) if p > 0 else a.min(axis=-1, keepdims=True)
-            hit = (a == dist)
-            ties = np.maximum(hit.sum(axis=-1, keepdims=True), 1).astype(diff.dtype)
-            grad = np.sign(diff) * hit / ties
-        else:
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                dist = (a ** p).sum(axis=-1, keepdims=True) ** (1 / p)
-                grad = np.sign(diff) * (a / np.where(dist > 0, dist, 1)) ** (p - 1)
-            # p < 1: an entry of 0 gave 0 * inf, and a negative p's distance of 0 (an
-            # entry of 0 makes it 0) a finite ratio: PyTorch's norm backward gives 0 to both
-            grad[(a == 0) | (dist == 0)] = 0
+        dist, grad = norm_and_grad(x1 - x2 + x1.dtype.type(self.eps), float(self.norm))
         out = dist if self.keepdim else dist[..., 0]
         self._ctx = (grad, -grad, out.shape, x1.ndim - 1)
         return self._namespace.put(np.array(out))  # (a copy; 0-d stays 0-d)

@@ -27,6 +27,10 @@ REDUCTIONS = ("mean", "sum", "none")
 class Loss:
     """Base class: validation, the reduction, the saved gradient and repr."""
 
+    #: True where PyTorch takes integer targets (cast to pred's dtype) for a loss whose
+    #: target is otherwise a float array like pred
+    integer_target = False
+
     def __init__(self, reduction="mean", size_average=None, reduce=None):
         # PyTorch's deprecated size_average/reduce are taken at their default only
         check_only(type(self).__name__, "size_average", size_average, (None,))
@@ -170,6 +174,9 @@ class Loss:
 
     def _check_same(self, pred, target):
         where = self._where()
+        if (self.integer_target and _device.is_array(target)
+                and np.dtype(target.dtype).kind in "iu"):
+            target = np.asarray(_device.to_host(target), pred.dtype)
         target = check_float_array(where, "target", target, dtype=pred.dtype, device_ok=True)
         if target.shape != pred.shape:
             raise ValueError(f"{where}: expected target of shape {pred.shape} (same as pred), "
@@ -216,6 +223,8 @@ class Loss:
 class MSELoss(Loss):
     """mean((pred - target)**2) over all elements. pred, target: same shape and dtype."""
 
+    integer_target = True
+
     def _kernel_into(self, k):
         return k.mse_loss
 
@@ -225,7 +234,10 @@ class MSELoss(Loss):
 
 class L1Loss(Loss):
     """mean(|pred - target|) over all elements (the gradient sign(d) / size, 0 at d = 0).
-    pred, target: same shape and dtype. The smooth_l1_loss op at beta = 0."""
+    pred, target: same shape and dtype (an integer target is cast, as PyTorch takes one).
+    The smooth_l1_loss op at beta = 0."""
+
+    integer_target = True
 
     def _kernel_into(self, k):
         return lambda pred, target, grad=None: k.smooth_l1_loss(pred, target, 0.0, grad=grad)
@@ -237,6 +249,8 @@ class L1Loss(Loss):
 class SmoothL1Loss(Loss):
     """Mean of 0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (d = pred - target),
     PyTorch's SmoothL1Loss; beta = 0 is the L1 loss. pred, target: same shape and dtype."""
+
+    integer_target = True
 
     def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0):
         super().__init__(reduction, size_average, reduce)
@@ -258,6 +272,8 @@ class HuberLoss(Loss):
     """Mean of 0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2), PyTorch's
     HuberLoss: delta times SmoothL1Loss(beta=delta) (the op smooth_l1_loss, rescaled).
     pred, target: same shape and dtype; delta > 0."""
+
+    integer_target = True
 
     def __init__(self, reduction="mean", delta=1.0):
         super().__init__(reduction)
@@ -468,6 +484,8 @@ class SoftMarginLoss(_ElementwiseOnHost):
     {-1, 1}; computed as softplus(-target pred) (finite for any pred), the gradient
     -target sigmoid(-target pred)."""
 
+    integer_target = True
+
     def _losses(self, pred, target):
         z = -target * pred
         return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
@@ -481,6 +499,8 @@ class SoftMarginLoss(_ElementwiseOnHost):
 class HingeEmbeddingLoss(_ElementwiseOnHost):
     """pred where target is 1, max(0, margin - pred) where it is -1 (PyTorch's
     HingeEmbeddingLoss, pred typically a distance)."""
+
+    integer_target = True
 
     def __init__(self, margin=1.0, size_average=None, reduce=None, reduction="mean"):
         super().__init__(size_average, reduce, reduction)
@@ -508,6 +528,8 @@ class MultiLabelSoftMarginLoss(_OnHost):
     -mean_c w_c [t log sigmoid(x) + (1 - t) log sigmoid(-x)] (weight (C,) optional),
     then the reduction over the samples ('none': pred's shape without C). Computed as
     softplus terms (finite for any logit); the gradient w_c (sigmoid(x) - t) / C."""
+
+    integer_target = True
 
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
         super().__init__(reduction, size_average, reduce)
@@ -718,6 +740,8 @@ class PoissonNLLLoss(_ElementwiseOnHost):
     the default: exp(pred) - target pred) or pred (pred - target log(pred + eps));
     full=True adds Stirling's target log(target) - target + log(2 pi target) / 2 where
     target > 1 (a constant: no gradient)."""
+
+    integer_target = True
 
     def __init__(self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
                  reduction="mean"):

@@ -136,7 +136,11 @@ class _Pad(Module):
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
-        if len(shape) not in (self.dims + 1, self.dims + 2):
+        if self.mode == "constant":  # PyTorch's constant pads take any rank >= dims
+            if len(shape) < self.dims:
+                raise ValueError(f"{self._where()}: expected input of rank {self.dims} or "
+                                 f"more, got shape {shape}")
+        elif len(shape) not in (self.dims + 1, self.dims + 2):
             raise ValueError(f"{self._where()}: expected input of rank {self.dims + 1} or "
                              f"{self.dims + 2}, got shape {shape}")
         check_float_dtype(self._where(), dtype)

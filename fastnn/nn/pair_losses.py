@@ -11,7 +11,7 @@ import numpy as np
 from .. import device as _device
 from ..validation import check_bool
 from ..validation import check_float_array, check_number
-from .distance import PairwiseDistance, summed_to
+from .distance import PairwiseDistance, check_norm_order, norm_and_grad, summed_to
 from .loss import Loss
 
 
@@ -38,6 +38,8 @@ class _MultiInputLoss(Loss):
         first = check_float_array(where, names[0], args[0], device_ok=True)
         arrays = [_device.to_host(first)]
         for name, a in zip(names[1:], args[1:]):
+            if name == self.labels and _device.is_array(a) and np.dtype(a.dtype).kind in "iu":
+                a = np.asarray(_device.to_host(a), first.dtype)  # as PyTorch: integer labels
             a = check_float_array(where, name, a, dtype=first.dtype, device_ok=True)
             arrays.append(_device.to_host(a))
         shapes = [a.shape for a in arrays]
@@ -211,22 +213,14 @@ class TripletMarginLoss(_MultiInputLoss):
         super().__init__(reduction, size_average, reduce)
         name = type(self).__name__
         check_number(name, "margin", margin, 0.0, low_open=True)
-        check_number(name, "p", p, 1.0)
+        p = check_norm_order(name, p)
         check_number(name, "eps", eps, 0.0)
         self.margin, self.p, self.eps, self.swap = float(margin), float(p), float(eps), bool(swap)
 
     def _distance(self, u, v):
-        """(||u - v + eps||_p, its gradient w.r.t. u), one a row."""
-        diff = u - v + u.dtype.type(self.eps)
-        if self.p == 2.0:
-            norm = np.sqrt((diff * diff).sum(axis=1))
-            grad = diff / np.where(norm > 0, norm, 1)[:, None]
-        else:
-            a = np.abs(diff)
-            norm = (a ** self.p).sum(axis=1) ** (1 / self.p)
-            safe = np.where(norm > 0, norm, 1)[:, None]
-            grad = np.sign(diff) * (a / safe) ** (self.p - 1)
-        return norm, grad
+        """(||u - v + eps||_p, its gradient w.r.t. u), one a row (PairwiseDistance's)."""
+        dist, grad = norm_and_grad(u - v + u.dtype.type(self.eps), self.p)
+        return dist[:, 0], grad
 
     def _losses_and_grads(self, a, pos, neg):
         d_ap, g_ap = self._distance(a, pos)
