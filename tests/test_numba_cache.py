@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -49,3 +50,28 @@ def test_import_compiles_nothing_and_second_process_hits_cache(tmp_path):
     assert first["misses"] == 3 and first["hits"] == 0  # empty cache: compiled and saved
     second = _run(tmp_path)
     assert second["hits"] == 3 and second["misses"] == 0, second
+
+
+def test_cache_location_for_checkouts_installs_and_read_only_places(tmp_path):
+    """An installed package caches in the user's cache (nothing written into
+    site-packages); a checkout beside its kernels; a read-only place falls through to
+    the next writable one, and with none the kernels compile in memory, no crash."""
+    from fastnn.kernels.numba_cpu.config import cache_dir_for
+    checkout = tmp_path / "repo" / "kernels" / "numba_cpu"
+    installed = tmp_path / "site-packages" / "fastnn" / "kernels" / "numba_cpu"
+    for d in (checkout, installed):
+        d.mkdir(parents=True)
+    (tmp_path / "repo" / "setup.py").write_text("")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    user = str(tmp_path / "xdg" / "fastnn" / "numba")
+    anywhere = lambda path: True  # noqa: E731
+    assert cache_dir_for(str(checkout), env, anywhere) == (None, True)
+    assert cache_dir_for(str(installed), env, anywhere) == (user, True)
+    assert cache_dir_for(str(checkout), dict(env, NUMBA_CACHE_DIR="/x"), anywhere) == (None,
+                                                                                       True)
+    not_in_tree = lambda path: "__pycache__" not in path  # noqa: E731
+    assert cache_dir_for(str(checkout), env, not_in_tree) == (user, True)
+    only_tmp = lambda path: path.startswith(tempfile.gettempdir()) and "xdg" not in path  # noqa: E731
+    place, caching = cache_dir_for(str(installed), env, only_tmp)
+    assert caching and os.path.basename(place).startswith("fastnn-numba-")
+    assert cache_dir_for(str(installed), env, lambda path: False) == (None, False)

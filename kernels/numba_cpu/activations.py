@@ -12,7 +12,7 @@ from numba import prange
 
 from . import vmath
 from ._buffers import flat, out_like
-from .config import elementwise, helper, kernel, serial_kernel
+from .config import OPTIONS, elementwise, helper, kernel, serial_kernel
 
 _GELU_TANH_C = math.sqrt(2 / math.pi)
 _GELU_TANH_K = 0.044715
@@ -253,7 +253,7 @@ def _hardsigmoid_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,
         out[i] = grad_out[i] * sixth if (v > -three) & (v < three) else zero
 
 
-@numba.njit(cache=True, fastmath=False)  # explicit: a callee inherits an unset fastmath
+@numba.njit(cache=OPTIONS["cache"], fastmath=False)  # explicit: a callee inherits an unset fastmath
 def _divide(a, b):
     """a / b that fastmath cannot turn into a * (1 / b) nor reassociate."""
     return a / b

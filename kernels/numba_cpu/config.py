@@ -9,6 +9,7 @@ instead of compiling.
 """
 import inspect
 import os
+import tempfile
 import threading
 import types
 
@@ -22,13 +23,53 @@ from fastnn import threads as _threads
 
 from .. import streaming as _streaming
 
+def writable_dir(path):
+    """True when files can be made in the directory path (made first if missing): a
+    file is tried, as Numba's own check does (a read-only mount, another user's
+    install)."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
+
+
+def cache_dir_for(module_dir, environ, writable=writable_dir):
+    """Where the kernels' disk cache goes: (directory or None for Numba's default,
+    caching on). NUMBA_CACHE_DIR when set; in a source checkout Numba's default, the
+    ``__pycache__`` beside the kernels (``make clean-numba-cache`` empties it); for an
+    installed package, or a checkout whose ``__pycache__`` cannot be written, the
+    user's cache (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``fastnn/numba``), else one
+    in the temporary directory, so that nothing is written into site-packages (``pip
+    uninstall`` leaves nothing behind) and a read-only install still caches. None of
+    them writable: (None, False), compiled in memory each process."""
+    if environ.get("NUMBA_CACHE_DIR"):
+        return None, True
+    checkout = os.path.exists(os.path.join(module_dir, os.pardir, os.pardir, "setup.py"))
+    if checkout and writable(os.path.join(module_dir, "__pycache__")):
+        return None, True
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    user = "fastnn-numba-" + str(os.getuid() if hasattr(os, "getuid") else "user")
+    for candidate in (os.path.join(base, "fastnn", "numba"),
+                      os.path.join(tempfile.gettempdir(), user)):
+        if writable(candidate):
+            return candidate, True
+    return None, False
+
+
+_CACHE_DIR, _CACHING = cache_dir_for(os.path.dirname(os.path.abspath(__file__)), os.environ)
+if _CACHE_DIR is not None:
+    os.environ["NUMBA_CACHE_DIR"] = _CACHE_DIR  # numba.config re-reads the environment
+    numba.config.CACHE_DIR = _CACHE_DIR
+
 # Everything except nnan/ninf: NaN and inf must still propagate through every kernel.
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
 # Division by zero gives inf/NaN as in NumPy instead of raising ZeroDivisionError: the
 # raise path would be a branch in every loop with a division, and LLVM does not
 # vectorize loops that can raise.
-OPTIONS = {"cache": True, "fastmath": FASTMATH, "error_model": "numpy"}
+OPTIONS = {"cache": _CACHING, "fastmath": FASTMATH, "error_model": "numpy"}
 
 # The same without reassociation, for elementwise kernels whose written order matters:
 # the optimizer updates' (1 - beta2) g g, which PyTorch forms as ((1 - beta2) g) g, and

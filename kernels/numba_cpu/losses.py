@@ -13,7 +13,7 @@ import numpy as np
 from numba import prange
 
 from . import vmath
-from .config import helper, kernel
+from .config import OPTIONS, helper, kernel
 
 _ROWS = 16        # rows per chunk for softmax-cross-entropy
 _ELEMENTS = 4096  # elements per chunk for the elementwise losses
@@ -30,7 +30,7 @@ def _ordered_sum(partial):
     return total
 
 
-@numba.njit(cache=True, fastmath=False)  # explicit: a callee inherits an unset fastmath
+@numba.njit(cache=OPTIONS["cache"], fastmath=False)  # explicit: a callee inherits an unset fastmath
 def _exact_difference(a, b):
     """a - b as a value fastmath cannot reassociate into a sum: in shifted += x - m it
     made (shifted + x) - m, which loses shifted wholly where |m| is 1e16 (float64)."""
