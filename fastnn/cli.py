@@ -87,6 +87,7 @@ def _dashed(token):
 def main(argv=None):
     """Run the CLI; returns the exit status."""
     from .data import CIFARError, IDXError
+    from .errors import MissingDependencyError
     from .io import CheckpointError
     from .train import TrainingDiverged
 
@@ -100,7 +101,7 @@ def main(argv=None):
             FloatingPointError) as exc:   # (FloatingPointError: an experiment diverged)
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except (CLIError, FileNotFoundError) as exc:
+    except (CLIError, FileNotFoundError, MissingDependencyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, CLIError) else 1
 

@@ -18,3 +18,8 @@ class AssertionTypeError(TypeError, AssertionError):
 class MissingKeyError(KeyError, AttributeError):
     """A key a ParameterDict (or ModuleDict) does not have: PyTorch raises
     AttributeError for a ParameterDict."""
+
+
+class MissingDependencyError(ImportError):
+    """An optional package a feature needs is not installed (scikit-learn for the
+    digits data set, matplotlib for plots): the CLI reports it in one line."""

@@ -122,6 +122,15 @@ def test_missing_dataset_is_reported(tmp_path, capsys):
     assert "mnist not found" in err and str(tmp_path) in err
 
 
+def test_missing_scikit_learn_is_one_line(monkeypatch, capsys):
+    """The digits set without scikit-learn (a plain pip install): the CLI says what to
+    install, no traceback."""
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import raises
+    assert cli.main(["train", "--dataset", "digits", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and "pip install scikit-learn" in err
+
+
 def test_commands_are_registered_lazily(monkeypatch):
     monkeypatch.setitem(cli.COMMANDS, "broken", ("fastnn.no_such_module:configure", "x"))
     assert cli.main(["broken"]) == 2

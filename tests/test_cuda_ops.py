@@ -812,7 +812,7 @@ def test_op_temporaries_are_reused_per_thread():
                                          ((3, 4, 5, 6), np.s_[:, 1::2, :, ::3]),
                                          ((2, 3, 2, 3, 2), np.s_[..., ::-1])])
 def test_strided_device_arrays_copied_on_device(shape, index):
-    from kernels.cuda.device import contiguous_copy
+    from fastnn.kernels.cuda.device import contiguous_copy
     host = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     copy = contiguous_copy(cuda.to_device(host)[index])
     np.testing.assert_array_equal(copy.copy_to_host(), host[index])

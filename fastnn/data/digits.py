@@ -1,6 +1,7 @@
 """scikit-learn's bundled 8x8 handwritten digits (1,797 images; no download needed)."""
 import numpy as np
 
+from ..errors import MissingDependencyError
 from .pixels import to_unit_float
 
 TEST_FRACTION = 0.2
@@ -20,8 +21,8 @@ def load_digits(flatten=False, seed=SPLIT_SEED, test_fraction=TEST_FRACTION,
     try:
         from sklearn.datasets import load_digits as sk_load_digits
     except ImportError:
-        raise ImportError("the digits data set comes with scikit-learn: "
-                          "pip install scikit-learn") from None
+        raise MissingDependencyError("the digits data set comes with scikit-learn: "
+                                     "pip install scikit-learn") from None
     bunch = sk_load_digits()
     x = to_unit_float(bunch.data, 16, dtype)  # pixel values are 0..16
     y = bunch.target.astype(np.int64)
