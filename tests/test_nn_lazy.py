@@ -213,3 +213,24 @@ def test_bad_lazy_3d_inputs_and_arguments():
     assert type(layer) is LazyConv3d  # still lazy after a refused input
     with pytest.raises(ValueError):
         LazyConvTranspose3d(4, 3, groups=2)(np.zeros((1, 3, 2, 2, 2), np.float32))
+
+
+def test_a_strict_load_misses_the_arrays_of_a_lazy_layer_not_saved():
+    """PyTorch's lazy layer lists its uninitialised parameters and buffers, so a state
+    dict without them is missing keys (strict: an error, not a layer left without
+    weights)."""
+    import torch
+    sd = {"0.weight": np.zeros((4, 5), np.float32), "0.bias": np.zeros(4, np.float32)}
+    model = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.LazyLinear(2))
+    with pytest.raises(ValueError, match=r"missing keys \['2.weight', '2.bias'\]"):
+        model.load_state_dict(sd)
+    for make, tmake, saved in (
+            (lambda: nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.LazyLinear(2)),
+             lambda: torch.nn.Sequential(torch.nn.LazyLinear(4), torch.nn.ReLU(),
+                                         torch.nn.LazyLinear(2)), sd),
+            (lambda: nn.Sequential(nn.LazyBatchNorm1d()),
+             lambda: torch.nn.Sequential(torch.nn.LazyBatchNorm1d()), {})):
+        ours = make().load_state_dict(saved, strict=False)
+        theirs = tmake().load_state_dict({k: torch.tensor(v) for k, v in saved.items()},
+                                         strict=False)
+        assert ours.missing_keys == theirs.missing_keys

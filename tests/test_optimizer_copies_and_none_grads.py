@@ -154,3 +154,43 @@ def test_radam_first_steps_with_an_overflowing_square(backend, dtype, big):
         opt.step()
         topt.step()
         assert_close(p.data, t.detach().numpy(), dtype, 10)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copied_module_has_no_gradient_yet(backend, how):
+    """PyTorch's copy of a module has grad None: the copy's step skips it, and a layer
+    stack deep-copied from a used layer (TransformerEncoder's) starts clean."""
+    fastnn.manual_seed(3)
+    used = nn.Linear(4, 3)
+    used(X)
+    used.backward(np.ones((6, 3), np.float32))
+    copied = copy.deepcopy(used) if how == "deepcopy" else pickle.loads(pickle.dumps(used))
+    np.testing.assert_array_equal(copied.weight.data, used.weight.data)
+    kept = copied.weight.data.copy()
+    opt = optim.SGD(copied.parameters(), lr=0.1, weight_decay=0.5)
+    opt.step()
+    np.testing.assert_array_equal(copied.weight.data, kept)
+    np.testing.assert_array_equal(copied.weight.grad, np.zeros_like(kept))
+    assert np.abs(used.weight.grad).sum() > 0   # the original keeps its gradient
+
+
+def test_transformer_layers_cloned_from_a_used_layer_start_clean():
+    layer = nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((3, 2, 4))
+    layer(x)
+    layer.backward(np.ones((3, 2, 4)))
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+    for p in encoder.parameters():
+        np.testing.assert_array_equal(p.grad, np.zeros_like(p.data))
+
+
+def test_apply_visits_a_child_held_twice_once():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(2, 2)
+            self.b = self.a
+
+    seen = []
+    Net().apply(lambda m: seen.append(type(m).__name__))
+    assert seen == ["Linear", "Net"]   # PyTorch's

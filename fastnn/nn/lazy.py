@@ -65,6 +65,14 @@ class _Lazy:
         if size is not None:
             self._materialize(size)
 
+    def _lazy_state_names(self):
+        """The state dict names (no prefix) the layer will have once made: PyTorch's
+        lazy module lists them before, so a strict load misses them."""
+        with _random.fork(0):
+            template = self.cls_to_become(self._lazy.get("groups", 1),
+                                          dtype=self._lazy_dtype, **self._lazy)
+        return [name for name in template.state_dict() if name != "num_batches_tracked"]
+
     def _materialize(self, in_size):
         where = type(self).__name__
         if in_size < 1:

@@ -265,9 +265,11 @@ class Parameter(ParameterArithmetic):
 
     def __setstate__(self, state):
         state = state[1] if isinstance(state, tuple) else state
-        object.__setattr__(self, "_zero_pending", False)  # (pickled before it existed)
         for name, value in _unpickled(state).items():
             object.__setattr__(self, name, value)
+        # a copy (deepcopy, pickle) has no gradient yet, as PyTorch's (its grad is None):
+        # zeros, skipped by optimizers until a backward reaches it
+        object.__setattr__(self, "_zero_pending", getattr(self, "_grad", None) is not None)
 
     def requires_grad_(self, requires_grad=True):
         """Set requires_grad in place; self."""
@@ -788,8 +790,9 @@ class Module:
 
     def apply(self, fn):
         """Call fn(module) on every child's modules, then on this one (PyTorch's order,
-        e.g. to initialise weights); self."""
-        for child in self._modules.values():
+        e.g. to initialise weights); self. A child held under two names is visited
+        once (``children()``, as PyTorch's)."""
+        for child in self.children():
             child.apply(fn)
         fn(self)
         return self
@@ -1329,6 +1332,8 @@ class Module:
         for mprefix, module in modules:
             if "_lazy" in module.__dict__:  # a lazy layer takes its size from the arrays
                 module._lazy_from_state(state_dict, mprefix)
+                if "_lazy" in module.__dict__:  # none saved: its arrays are missing
+                    missing += [mprefix + name for name in module._lazy_state_names()]
         entries = self._load_entries(modules)
         missing += [k for k, (_, _, kind) in entries.items()
                     if k not in state_dict and kind != "count"]
