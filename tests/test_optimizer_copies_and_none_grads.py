@@ -174,6 +174,17 @@ def test_a_copied_module_has_no_gradient_yet(backend, how):
     assert np.abs(used.weight.grad).sum() > 0   # the original keeps its gradient
 
 
+def test_a_shallow_copy_shares_the_gradient_and_leaves_it():
+    used = nn.Linear(4, 3)
+    used(X)
+    used.backward(np.ones((6, 3), np.float32))
+    before = used.weight.grad.copy()
+    shallow = copy.copy(used.weight)
+    assert shallow.data is used.weight.data
+    np.testing.assert_array_equal(shallow.grad, before)
+    np.testing.assert_array_equal(used.weight.grad, before)
+
+
 def test_transformer_layers_cloned_from_a_used_layer_start_clean():
     layer = nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0, dtype=np.float64)
     x = np.random.default_rng(0).standard_normal((3, 2, 4))

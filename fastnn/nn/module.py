@@ -263,6 +263,17 @@ class Parameter(ParameterArithmetic):
             state = _picklable(state)
         return None, state
 
+    def __copy__(self):
+        # copy.copy: the same arrays and flags (not __setstate__'s fresh copy without a
+        # gradient, whose pending zeros would be written into the shared .grad)
+        new = object.__new__(type(self))
+        if hasattr(self, "__dict__"):  # (a subclass without __slots__)
+            new.__dict__.update(self.__dict__)
+        for name in Parameter.__slots__:
+            if hasattr(self, name):
+                object.__setattr__(new, name, getattr(self, name))
+        return new
+
     def __setstate__(self, state):
         state = state[1] if isinstance(state, tuple) else state
         for name, value in _unpickled(state).items():
