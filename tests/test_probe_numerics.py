@@ -89,3 +89,45 @@ def test_float64_sigmoid_family_far_below_zero(backend, op, top):
     if g is not None:
         nz = tx.grad.numpy() != 0
         assert _relative(g[nz], tx.grad[nz]) <= 1e-10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_memmaps_and_subclasses_bound_to_parameters(backend, tmp_path):
+    """An ndarray subclass bound to .data or .grad (np.load's memmap, read-only or
+    transposed, or a user's subclass) is taken as a plain C-contiguous array: the
+    same gradients as plain arrays, and a read-only array is never written."""
+    class Sub(np.ndarray):
+        pass
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 2, 7, 7))
+    g = rng.standard_normal((4, 4, 3, 3))
+    with fastnn.use_backend(backend):
+        plain = nn.Conv2d(2, 4, 3, stride=2, groups=2).double()
+        w = plain.weight.data.copy()
+        plain(x)
+        plain.backward(g)
+        np.save(tmp_path / "wT.npy", np.ascontiguousarray(w.T))
+        np.save(tmp_path / "g.npy", np.zeros_like(w))
+        conv = nn.Conv2d(2, 4, 3, stride=2, groups=2).double()
+        conv.bias.data = plain.bias.data.copy()
+        conv.weight.data = np.load(tmp_path / "wT.npy", mmap_mode="r").T
+        conv.weight.grad = np.load(tmp_path / "g.npy", mmap_mode="r")
+        frozen = np.zeros_like(plain.bias.data).view(Sub)
+        frozen.flags.writeable = False
+        conv.bias.grad = frozen
+        conv(x)
+        conv.backward(g)
+    np.testing.assert_array_equal(conv.weight.grad, plain.weight.grad)
+    np.testing.assert_array_equal(conv.bias.grad, plain.bias.grad)
+    assert not frozen.any() and not np.load(tmp_path / "g.npy").any()
+    assert type(conv.weight.data) is np.ndarray and type(conv.bias.grad) is np.ndarray
+
+
+def test_conv3d_takes_a_memmap_input_and_names_a_bad_dtype(tmp_path):
+    x = np.random.default_rng(1).standard_normal((1, 2, 3, 3, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    conv = nn.Conv3d(2, 2, 2)
+    np.testing.assert_array_equal(conv(np.load(tmp_path / "x.npy", mmap_mode="r")), conv(x))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        conv(x.astype(np.float16))

@@ -172,7 +172,7 @@ class _Conv3dBase(Module):
         """Draw weight and bias again as the constructor does (PyTorch's), in place."""
         init.reset_fan_in_uniform(self.weight, self.bias)
 
-    def _check_input(self, shape, dtype):
+    def _checked_shape(self, shape, dtype):
         """shape as a tuple after the rank, channel and dtype checks."""
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         c = self.in_channels
@@ -261,7 +261,7 @@ class Conv3d(_Conv3dBase):
         return tuple((n - s) // st + 1 for n, s, st in zip(padded, spans, self.stride))
 
     def infer_shape(self, shape, dtype):
-        shape = self._check_input(shape, dtype)
+        shape = self._checked_shape(shape, dtype)
         if self.padding_mode != "zeros":
             check_pad_fits(self._where(), self.padding_mode, shape[-3:], self._pads)
         return shape[:-4] + (self.out_channels,) + self._grid(shape)
@@ -345,7 +345,7 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
                                   self._smallest(shape[-3:]), self.stride)
 
     def infer_shape(self, shape, dtype):
-        shape = self._check_input(shape, dtype)
+        shape = self._checked_shape(shape, dtype)
         out = tuple(m + o for m, o in zip(self._smallest(shape[-3:]),
                                           self._output_padding(shape)))
         if min(out) < 1:

@@ -78,9 +78,14 @@ from .parameter_ops import ParameterArithmetic
 
 def _kernel_ready(value):
     """value, or a C-contiguous writeable copy of a strided or read-only NumPy array
-    (device arrays and None pass as they are)."""
-    if type(value) is np.ndarray and not (value.flags.c_contiguous and value.flags.writeable):
-        return np.array(value, order="C")
+    (device arrays and None pass as they are). An ndarray subclass (np.memmap, a
+    user's) becomes a plain ndarray: a view of it where it is C-contiguous and
+    writeable (shared, as a plain array is), else a copy."""
+    if isinstance(value, np.ndarray):
+        if not (value.flags.c_contiguous and value.flags.writeable):
+            return np.array(value, order="C", subok=False)
+        if type(value) is not np.ndarray:
+            return value.view(np.ndarray)
     return value
 
 
