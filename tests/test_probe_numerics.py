@@ -131,3 +131,21 @@ def test_conv3d_takes_a_memmap_input_and_names_a_bad_dtype(tmp_path):
     np.testing.assert_array_equal(conv(np.load(tmp_path / "x.npy", mmap_mode="r")), conv(x))
     with pytest.raises(TypeError, match="float32 or float64"):
         conv(x.astype(np.float16))
+
+
+@pytest.mark.parametrize("weight,ignore_index", [(np.zeros(4), -100), (np.zeros(4), 2),
+                                                 (np.array([0.0, 1.0, 0.0, 1.0]), -100)])
+def test_nll_loss_with_no_weight_counted_is_nan_at_the_labels_only(weight, ignore_index):
+    """0 / 0 for the mean: PyTorch's NLL backward puts NaN at each kept row's label
+    entry, 0 elsewhere (cross-entropy's softmax spreads it over the row)."""
+    x = np.log(np.full((3, 4), 0.25))
+    y = np.array([0, 2, 0]) if weight[1] else np.array([0, 2, 1])
+    loss = nn.NLLLoss(weight=weight, ignore_index=ignore_index)
+    value = loss(x, y)
+    grad = loss.backward()
+    xt = torch.tensor(x, requires_grad=True)
+    tv = torch.nn.NLLLoss(weight=torch.tensor(weight), ignore_index=ignore_index)(
+        xt, torch.tensor(y))
+    tv.backward()
+    np.testing.assert_array_equal(value, tv.item())
+    np.testing.assert_array_equal(grad, xt.grad.numpy())

@@ -1040,6 +1040,17 @@ class NLLLoss(_ClassTargets, _OnHost):
     def _kernel(self, k):
         return self._host
 
+    def _mean(self, loss, grad, count):
+        value = super()._mean(loss, grad, count)
+        if self._denominator == 0 and self._labels is not None:
+            # no weight counted: PyTorch's NLL backward gives -w / 0 at each kept row's
+            # label entry (NaN) and 0 elsewhere (CrossEntropyLoss's softmax spreads it)
+            host = np.zeros(tuple(grad.shape), grad.dtype)
+            kept = np.flatnonzero(~self._ignored)
+            host[kept, self._labels[kept]] = np.nan
+            self._grad = _device.namespace_of(grad).put(host)
+        return value
+
     def _grad_terms(self, pred, labels):
         """d(loss_i)/d(pred): -coef, the (N, C) dense target's weights."""
         return -self._coef
