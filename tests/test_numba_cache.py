@@ -71,7 +71,22 @@ def test_cache_location_for_checkouts_installs_and_read_only_places(tmp_path):
                                                                                        True)
     not_in_tree = lambda path: "__pycache__" not in path  # noqa: E731
     assert cache_dir_for(str(checkout), env, not_in_tree) == (user, True)
-    only_tmp = lambda path: path.startswith(tempfile.gettempdir()) and "xdg" not in path  # noqa: E731
-    place, caching = cache_dir_for(str(installed), env, only_tmp)
-    assert caching and os.path.basename(place).startswith("fastnn-numba-")
-    assert cache_dir_for(str(installed), env, lambda path: False) == (None, False)
+    nowhere = lambda path: False  # noqa: E731
+    place, caching = cache_dir_for(str(installed), env, nowhere, private=anywhere)
+    assert caching and os.path.dirname(place) == tempfile.gettempdir()
+    assert os.path.basename(place).startswith("fastnn-numba-")
+    assert cache_dir_for(str(installed), env, nowhere, private=nowhere) == (None, False)
+
+
+def test_a_shared_temporary_cache_must_be_this_users_alone(tmp_path):
+    """Numba's cache index files are pickles: a directory in the shared temporary
+    directory that another user made, or anyone may write, is not used."""
+    from fastnn.kernels.numba_cpu.config import private_dir
+    mine = tmp_path / "mine"
+    assert private_dir(str(mine)) and (os.stat(mine).st_mode & 0o777) == 0o700
+    open_to_all = tmp_path / "open"
+    open_to_all.mkdir()
+    os.chmod(open_to_all, 0o777)
+    assert not private_dir(str(open_to_all))
+    (tmp_path / "file").write_text("")
+    assert not private_dir(str(tmp_path / "file"))

@@ -174,15 +174,19 @@ def test_a_copied_module_has_no_gradient_yet(backend, how):
     assert np.abs(used.weight.grad).sum() > 0   # the original keeps its gradient
 
 
-def test_a_shallow_copy_shares_the_gradient_and_leaves_it():
+def test_a_shallow_copy_shares_the_data_and_has_no_gradient():
+    """PyTorch's copy.copy of a Parameter: the same data, grad None; the original's
+    gradient untouched."""
     used = nn.Linear(4, 3)
     used(X)
     used.backward(np.ones((6, 3), np.float32))
     before = used.weight.grad.copy()
     shallow = copy.copy(used.weight)
-    assert shallow.data is used.weight.data
-    np.testing.assert_array_equal(shallow.grad, before)
+    assert shallow.data is used.weight.data and shallow.grad is None
     np.testing.assert_array_equal(used.weight.grad, before)
+    t = torch.nn.Parameter(torch.ones(2))
+    t.grad = torch.ones(2)
+    assert copy.copy(t).grad is None
 
 
 def test_transformer_layers_cloned_from_a_used_layer_start_clean():

@@ -313,6 +313,39 @@ def check_deepcopy_of_a_cuda_model_stays_on_the_device():
             assert mine.data is not theirs.data, how
 
 
+def check_gpu_zero_grad_skips_an_unused_head_without_extra_fills():
+    """On the GPU zero_grad fills each flat buffer once; the parameters are still
+    PyTorch's None to step() (an unused head is not moved by weight decay), and a
+    backward reading .grad writes no second zeros."""
+    from fastnn import device as fd
+    from fastnn import nn, optim
+    fills = [0]
+    fill = fd.Cuda.fill_zero
+
+    def counting(a):
+        fills[0] += 1
+        fill(a)
+
+    used = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4)).to("cuda")
+    unused = nn.Linear(3, 2).to("cuda")
+    kept = fd.to_host(unused.weight.data).copy()
+    opt = optim.SGD(list(used.parameters()) + list(unused.parameters()), lr=0.1,
+                    weight_decay=0.5)
+    x = fd.namespace("cuda").put(np.ones((2, 3), np.float32))
+    fd.Cuda.fill_zero = staticmethod(counting)
+    try:
+        for _ in range(2):
+            opt.zero_grad()
+            before = fills[0]
+            used(x)
+            used.backward(fd.namespace("cuda").put(np.ones((2, 4), np.float32)))
+            assert fills[0] == before, fills[0] - before
+            opt.step()
+    finally:
+        fd.Cuda.fill_zero = staticmethod(fill)
+    np.testing.assert_array_equal(fd.to_host(unused.weight.data), kept)
+
+
 def _run_checks():
     """{check name: None, or 'ErrorType: message'} for every check_* of this module."""
     import traceback

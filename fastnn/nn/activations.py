@@ -234,9 +234,10 @@ class CELU(ELU):
             scaled = _device.scaled(x, 1.0 / self.alpha, copy=True)
         y = _device.scaled(super()._forward(scaled, buffered), self.alpha)
         # x itself where x > 0, as PyTorch: alpha * (x / alpha) is off by an ulp for
-        # some x, and inf where x / alpha overflows
-        host_x = _device.to_host(x)
-        _device.update_on_host(y, lambda h: np.copyto(h, host_x, where=host_x > 0))
+        # some x, and inf where x / alpha overflows (on the host: a GPU model keeps
+        # alpha * (x / alpha), not worth two copies each way)
+        if not _device.is_device_array(y):
+            np.copyto(y, x, where=x > 0)
         return y
 
     def _backward(self, grad_out, buffered, need_grad_in):

@@ -27,8 +27,8 @@ REDUCTIONS = ("mean", "sum", "none")
 class Loss:
     """Base class: validation, the reduction, the saved gradient and repr."""
 
-    #: True where PyTorch takes integer targets (cast to pred's dtype) for a loss whose
-    #: target is otherwise a float array like pred
+    #: True where PyTorch takes integer (and bool) targets, cast to pred's dtype, for a
+    #: loss whose target is otherwise a float array like pred
     integer_target = False
 
     def __init__(self, reduction="mean", size_average=None, reduce=None):
@@ -175,7 +175,7 @@ class Loss:
     def _check_same(self, pred, target):
         where = self._where()
         if (self.integer_target and _device.is_array(target)
-                and np.dtype(target.dtype).kind in "iu"):
+                and np.dtype(target.dtype).kind in "iub"):
             target = np.asarray(_device.to_host(target), pred.dtype)
         target = check_float_array(where, "target", target, dtype=pred.dtype, device_ok=True)
         if target.shape != pred.shape:

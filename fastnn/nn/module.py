@@ -76,6 +76,10 @@ from . import plain_values
 from .parameter_ops import ParameterArithmetic
 
 
+# Parameter._zero_pending's value for zeros already written (see Parameter)
+_ZEROS_WRITTEN = "written"
+
+
 def _kernel_ready(value):
     """value, or a C-contiguous writeable copy of a strided or read-only NumPy array
     (device arrays and None pass as they are). An ndarray subclass (np.memmap, a
@@ -181,7 +185,8 @@ class Parameter(ParameterArithmetic):
     """
 
     # _zero_pending: zero_grad(set_to_none=True) ran and .grad's zeros are not written
-    # yet (see _grad_to_overwrite)
+    # yet (see _grad_to_overwrite); _ZEROS_WRITTEN: they are (a GPU optimizer's one fill
+    # of its flat buffer), but no backward has made a gradient yet
     __slots__ = ("_data", "_grad", "requires_grad", "_zero_pending")
 
     def __init__(self, data, requires_grad=True):
@@ -218,7 +223,10 @@ class Parameter(ParameterArithmetic):
 
     def _get_grad(self):
         if self._zero_pending:
-            self.zero_grad()
+            if self._zero_pending is _ZEROS_WRITTEN:
+                object.__setattr__(self, "_zero_pending", False)
+            else:
+                self.zero_grad()
         return self._grad
 
     def _set_grad(self, value):
@@ -236,6 +244,12 @@ class Parameter(ParameterArithmetic):
         overwrites the gradient it would have added to them (``_grad_to_overwrite``),
         saving a pass over memory, as PyTorch's set_to_none saves it."""
         object.__setattr__(self, "_zero_pending", True)
+
+    def _zeroed_without_grad(self):
+        """After zeros were written into .grad (by a GPU optimizer's zero_grad): no
+        gradient yet for step(), as after zero_grad(set_to_none=True), and none to
+        write when .grad is read."""
+        object.__setattr__(self, "_zero_pending", _ZEROS_WRITTEN)
 
     def _grad_to_overwrite(self):
         """The .grad array when zero_grad(set_to_none=True) left it pending, for a kernel to
@@ -269,14 +283,15 @@ class Parameter(ParameterArithmetic):
         return None, state
 
     def __copy__(self):
-        # copy.copy: the same arrays and flags (not __setstate__'s fresh copy without a
-        # gradient, whose pending zeros would be written into the shared .grad)
+        # copy.copy: PyTorch's shares the data and has no gradient (grad None); not
+        # __setstate__'s pending zeros, which a read would write into the shared .grad
         new = object.__new__(type(self))
         if hasattr(self, "__dict__"):  # (a subclass without __slots__)
             new.__dict__.update(self.__dict__)
         for name in Parameter.__slots__:
             if hasattr(self, name):
                 object.__setattr__(new, name, getattr(self, name))
+        new.grad = None
         return new
 
     def __setstate__(self, state):

@@ -27,8 +27,8 @@ import operator
 import numpy as np
 
 from .. import device as _device
-from ..nn.module import zero_grads_lazily
-from .flat import build_buckets, check_parameter, has_no_grad
+from ..nn.module import Parameter, zero_grads_lazily
+from .flat import build_buckets, check_parameter, has_no_grad, raw_grad
 
 
 #: Keys a learning-rate scheduler keeps in a param group beside the hyper-parameters
@@ -307,10 +307,11 @@ class Optimizer:
                     continue
                 bucket.ns.fill_zero(bucket.grad)
                 for p, view in zip(bucket.params, bucket.grad_views):
-                    if p.grad is not None and p.grad is not view:
-                        _device.namespace_of(p.grad).fill_zero(p.grad)
-                if set_to_none:  # written, and still PyTorch's None to step()
-                    lazy_params.extend(bucket.params)
+                    grad = raw_grad(p)
+                    if grad is not None and grad is not view:
+                        _device.namespace_of(grad).fill_zero(grad)
+                    if set_to_none and isinstance(p, Parameter):
+                        p._zeroed_without_grad()  # still PyTorch's None to step()
         zero_grads_lazily(lazy_params)
 
     def step(self, closure=None):

@@ -9,6 +9,7 @@ instead of compiling.
 """
 import inspect
 import os
+import stat
 import tempfile
 import threading
 import types
@@ -35,15 +36,30 @@ def writable_dir(path):
         return False
 
 
-def cache_dir_for(module_dir, environ, writable=writable_dir):
+def private_dir(path):
+    """True when path is (or is made as) a directory of this user's alone (mode 700):
+    a cache in the shared temporary directory must not be one another user made first,
+    since Numba's index files are pickles."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+    except OSError:
+        return False
+    mine = not hasattr(os, "getuid") or st.st_uid == os.getuid()
+    return stat.S_ISDIR(st.st_mode) and mine and not st.st_mode & 0o077 and writable_dir(path)
+
+
+def cache_dir_for(module_dir, environ, writable=writable_dir, private=private_dir):
     """Where the kernels' disk cache goes: (directory or None for Numba's default,
     caching on). NUMBA_CACHE_DIR when set; in a source checkout Numba's default, the
     ``__pycache__`` beside the kernels (``make clean-numba-cache`` empties it); for an
     installed package, or a checkout whose ``__pycache__`` cannot be written, the
-    user's cache (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``fastnn/numba``), else one
-    in the temporary directory, so that nothing is written into site-packages (``pip
-    uninstall`` leaves nothing behind) and a read-only install still caches. None of
-    them writable: (None, False), compiled in memory each process."""
+    user's cache (``$XDG_CACHE_HOME`` or ``~/.cache``, then ``fastnn/numba``), else a
+    private one (mode 700, this user's) in the temporary directory, so that nothing is
+    written into site-packages (``pip uninstall`` leaves nothing behind) and a
+    read-only install still caches. None of them usable: (None, False), compiled in
+    memory each process. (The choice is Numba's NUMBA_CACHE_DIR, so it holds for the
+    whole process.)"""
     if environ.get("NUMBA_CACHE_DIR"):
         return None, True
     checkout = os.path.exists(os.path.join(module_dir, os.pardir, os.pardir, "setup.py"))
@@ -51,10 +67,10 @@ def cache_dir_for(module_dir, environ, writable=writable_dir):
         return None, True
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     user = "fastnn-numba-" + str(os.getuid() if hasattr(os, "getuid") else "user")
-    for candidate in (os.path.join(base, "fastnn", "numba"),
-                      os.path.join(tempfile.gettempdir(), user)):
-        if writable(candidate):
-            return candidate, True
+    if writable(os.path.join(base, "fastnn", "numba")):
+        return os.path.join(base, "fastnn", "numba"), True
+    if private(os.path.join(tempfile.gettempdir(), user)):
+        return os.path.join(tempfile.gettempdir(), user), True
     return None, False
 
 
