@@ -344,3 +344,26 @@ def test_dropout_one_matches_torch(rng):
     theirs.eval()
     np.testing.assert_allclose(ours(x), theirs(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-9, atol=1e-11)
+
+
+def test_stacks_pass_masks_to_their_layers_as_keywords():
+    """PyTorch's TransformerEncoder/Decoder call each layer with keyword masks, so a
+    with_kwargs forward pre-hook on a layer sees the same arguments."""
+    import torch
+    seen, tseen = [], []
+    hook = lambda into: lambda m, a, k: into.append((len(a), sorted(k)))  # noqa: E731
+    enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0), 2,
+                                enable_nested_tensor=False)
+    enc.layers[0].register_forward_pre_hook(hook(seen), with_kwargs=True)
+    enc(np.ones((3, 2, 4), np.float32), mask=nn.Transformer.generate_square_subsequent_mask(3))
+    dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(4, 2, 8, dropout=0.0), 1)
+    dec.layers[0].register_forward_pre_hook(hook(seen), with_kwargs=True)
+    dec(np.ones((3, 2, 4), np.float32), np.ones((5, 2, 4), np.float32))
+    tenc = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0),
+                                       2, enable_nested_tensor=False)
+    tenc.layers[0].register_forward_pre_hook(hook(tseen), with_kwargs=True)
+    tenc(torch.ones(3, 2, 4), mask=torch.nn.Transformer.generate_square_subsequent_mask(3))
+    tdec = torch.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(4, 2, 8, dropout=0.0), 1)
+    tdec.layers[0].register_forward_pre_hook(hook(tseen), with_kwargs=True)
+    tdec(torch.ones(3, 2, 4), torch.ones(5, 2, 4))
+    assert seen == tseen

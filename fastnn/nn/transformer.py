@@ -269,7 +269,9 @@ class TransformerEncoder(Module):
         _check_masks(self._where(), mask=mask, src_key_padding_mask=src_key_padding_mask)
         x = src
         for layer in self.layers:
-            x = layer(x, mask, src_key_padding_mask, bool(is_causal))
+            # keywords, as PyTorch's (a with_kwargs forward pre-hook sees them so)
+            x = layer(x, src_mask=mask, is_causal=bool(is_causal),
+                      src_key_padding_mask=src_key_padding_mask)
         return x if self.norm is None else self.norm(x)
 
     def backward(self, grad_out):
@@ -427,8 +429,10 @@ class TransformerDecoder(Module):
                      memory_key_padding_mask=memory_key_padding_mask)
         x = tgt
         for layer in self.layers:
-            x = layer(x, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                      memory_key_padding_mask, bool(tgt_is_causal), memory_is_causal)
+            x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                      tgt_key_padding_mask=tgt_key_padding_mask,
+                      memory_key_padding_mask=memory_key_padding_mask,
+                      tgt_is_causal=bool(tgt_is_causal), memory_is_causal=memory_is_causal)
         return x if self.norm is None else self.norm(x)
 
     def backward(self, grad_out):
