@@ -24,6 +24,9 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
     if isinstance(x, np.ma.MaskedArray):   # the kernels would read the masked values
         raise TypeError(f"{where}: expected {name} to be a plain numpy.ndarray, got a masked "
                         f"array (.filled(value) fills the masked entries, .data drops the mask)")
+    if isinstance(x, np.matrix):   # always 2-D, * is a matrix product: not an array kernel
+        raise TypeError(f"{where}: expected {name} to be a plain numpy.ndarray, got a "
+                        f"numpy.matrix (np.asarray(x) is its array)")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}")
     if dtype is not None and x.dtype != dtype:

@@ -74,20 +74,24 @@ _GELU_TANH_K = 0.044715
 
 
 def gelu_tanh(x, out=None):
-    """y = 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))), PyTorch's
-    GELU(approximate='tanh')."""
-    inner = x.dtype.type(_GELU_TANH_C) * (x + x.dtype.type(_GELU_TANH_K) * x * x * x)
-    return _assign(_out(x, out), 0.5 * x * (1 + np.tanh(inner)))
+    """y = 0.5 * x * (1 + tanh(u)), u = sqrt(2 / pi) * (x + 0.044715 * x^3), PyTorch's
+    GELU(approximate='tanh'), computed as x * sigmoid(2u): 1 + tanh(u) cancels far below
+    0, where the sigmoid keeps its relative accuracy (as the compiled kernels)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # x^3 beyond the float range
+        inner = x.dtype.type(_GELU_TANH_C) * (x + x.dtype.type(_GELU_TANH_K) * x * x * x)
+        return _assign(_out(x, out), x * sigmoid(inner + inner))
 
 
 def gelu_tanh_backward(grad_out, x, out=None):
-    """grad_in = grad_out * (0.5 (1 + t) + 0.5 x (1 - t^2) c (1 + 3 k x^2)), t the tanh
-    of the forward. x: the forward input; beyond |x| = 100 the second term is 0 (1 - t^2
-    is), and x is clipped there so that x^3 cannot overflow into inf * 0."""
+    """grad_in = grad_out * (s + 2 x s (1 - s) c (1 + 3 k x^2)), s = sigmoid(2u) =
+    (1 + tanh(u)) / 2, the forward's (1 - tanh(u)^2 / 2 is 2 s (1 - s): no cancellation
+    far below 0). x: the forward input; beyond |x| = 100 the second term is 0, and x is
+    clipped there so that x^3 cannot overflow into inf * 0."""
     c, k = x.dtype.type(_GELU_TANH_C), x.dtype.type(_GELU_TANH_K)
     xc = np.clip(x, -100, 100)
-    t = np.tanh(c * (xc + k * xc * xc * xc))
-    slope = 0.5 * (1 + t) + 0.5 * xc * (1 - t * t) * c * (1 + 3 * k * xc * xc)
+    inner = c * (xc + k * xc * xc * xc)
+    s = sigmoid(inner + inner)
+    slope = s + 2 * xc * s * (1 - s) * c * (1 + 3 * k * xc * xc)
     return np.multiply(grad_out, slope, out=_out(grad_out, out))
 
 
