@@ -843,3 +843,14 @@ def test_device_out_overlapping_an_input_refused():
         with pytest.raises(ValueError, match="out shares memory with x"):
             ops.linear_forward(x, w, None, out=x)
         assert ops.relu(x, out=x) is not None   # elementwise in place stays allowed
+
+
+@pytest.mark.parametrize("name,value", [("THREADS", 1024), ("THREADS", 48), ("BN_THREADS", 2048),
+                                        ("TILE", 33), ("MAX_BLOCKS", 65536)])
+def test_config_refuses_what_a_gpu_cannot_launch(monkeypatch, name, value):
+    """1024-thread blocks of the register-heavy row kernels exceed a block's registers;
+    2048 threads, a 33 x 33 tile or 65,536 blocks along y exceed the hardware's limits
+    (the simulator runs them all)."""
+    monkeypatch.setattr(config, name, value)
+    with pytest.raises(ValueError, match=name):
+        config.check()

@@ -47,15 +47,26 @@ def blocks(n, threads=None):
 
 
 def check():
-    if THREADS < 1 or THREADS & (THREADS - 1):
-        raise ValueError(f"fastnn cuda config: THREADS must be a power of two, got {THREADS}")
-    if BN_THREADS < 8 or BN_THREADS & (BN_THREADS - 1):
-        raise ValueError("fastnn cuda config: BN_THREADS must be a power of two >= 8, "
-                         f"got {BN_THREADS}")
+    """A ValueError for settings a GPU cannot launch: THREADS at most 512 (the
+    row-wise softmax, cross-entropy, layer-norm and pooling kernels use 69-104
+    registers a thread, so 1024-thread blocks exceed a block's 65,536 registers),
+    BN_THREADS at most 1024 (its kernels carry launch bounds), TILE x TILE at most 1024
+    threads, MAX_BLOCKS at most 65,535 (a grid's y limit, where the dense kernels put
+    it)."""
+    if THREADS < 1 or THREADS & (THREADS - 1) or THREADS > 512:
+        raise ValueError(f"fastnn cuda config: THREADS must be a power of two up to 512, "
+                         f"got {THREADS}")
+    if BN_THREADS < 8 or BN_THREADS & (BN_THREADS - 1) or BN_THREADS > 1024:
+        raise ValueError("fastnn cuda config: BN_THREADS must be a power of two from 8 to "
+                         f"1024, got {BN_THREADS}")
     if ROW_LANES < 1 or ROW_LANES & (ROW_LANES - 1):
         raise ValueError(f"fastnn cuda config: ROW_LANES must be a power of two, got {ROW_LANES}")
-    if TILE < 1:
-        raise ValueError(f"fastnn cuda config: TILE must be positive, got {TILE}")
+    if not 1 <= TILE <= 32:
+        raise ValueError(f"fastnn cuda config: TILE must be from 1 to 32 (TILE x TILE "
+                         f"threads a block), got {TILE}")
+    if not 1 <= MAX_BLOCKS <= 65535:
+        raise ValueError(f"fastnn cuda config: MAX_BLOCKS must be from 1 to 65535, got "
+                         f"{MAX_BLOCKS}")
 
 
 def row_groups():
