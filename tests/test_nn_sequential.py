@@ -1,5 +1,7 @@
 """Sequential: Linear + activation fusion equals the unfused layers exactly, returned arrays
 are fresh, intermediate buffers are reused, and need_grad_in=False skips the input grad."""
+import copy
+
 import numpy as np
 import pytest
 
@@ -261,3 +263,40 @@ def test_parameter_dict_adds_a_plain_dicts_entries_in_sorted_order_as_torch():
     assert list(ours.keys()) == list(theirs.keys()) == ["a", "b"]
     ordered = nn.ParameterDict(OrderedDict((k, nn.Parameter(v)) for k, v in mine.items()))
     assert list(ordered.keys()) == ["b", "a"]
+
+
+def test_backward_refuses_after_a_layer_ran_on_its_own(backend):
+    """model[0](x) after model(x) (to look at a pre-activation) replaced what the
+    Linear's backward reads, and a fused Linear + ReLU then dropped the ReLU's mask:
+    the Sequential's backward refuses instead of returning wrong gradients."""
+    fastnn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = np.random.default_rng(0).standard_normal((5, 3)).astype(np.float32)
+    g = np.ones((5, 2), np.float32)
+    model(x)
+    with fastnn.no_grad():
+        model[0](x)
+    with pytest.raises(RuntimeError, match="layer 0.*forward of its own"):
+        model.backward(g)
+    reference = copy.deepcopy(model)
+    reference.zero_grad()
+    model.zero_grad()
+    reference(x)
+    expected = reference.backward(g)
+    model(x)   # forward again: backward is right
+    np.testing.assert_array_equal(model.backward(g), expected)
+
+
+@pytest.mark.parametrize("backend_name", ["numpy", "numba", "cython"])
+def test_fused_sigmoid_keeps_float64_tails(backend_name):
+    """numba's fused Linear + Sigmoid clamped float64 at float32's exp range (6e-39
+    below -88), where the unfused sigmoid gives the float64 value."""
+    if backend_name not in fastnn.backends():
+        pytest.skip(f"{backend_name} not available")
+    with fastnn.use_backend(backend_name):
+        lin = nn.Linear(1, 1, bias=False, dtype=np.float64)
+        lin.weight.data = np.ones((1, 1))
+        model = nn.Sequential(lin, nn.Sigmoid())
+        x = np.array([[-89.0], [-100.0], [-300.0], [5.0]])
+        y = model(x)
+    np.testing.assert_allclose(y[:, 0], 1 / (1 + np.exp(-x[:, 0])), rtol=1e-15)

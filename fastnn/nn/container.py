@@ -49,6 +49,7 @@ class Sequential(Module):
         super().__init__()
         self._layers = []  # the layers in the order they run: _modules' values
         self._steps = None
+        self._step_metas = ()
         self._hooked_steps = ()  # steps whose layer had forward hooks in the last forward
         if len(layers) == 1 and isinstance(layers[0], collections.abc.Mapping):
             for name, layer in layers[0].items():  # PyTorch's Sequential(OrderedDict(...))
@@ -336,6 +337,9 @@ class Sequential(Module):
                                      getattr(act, "negative_slope", 0.01))
                 object.__setattr__(act, "_out_meta", FUSED)  # the Linear did its work
         object.__setattr__(self, "_steps", steps)
+        # each layer's record of this forward (a new object every forward): a layer run
+        # again on its own before backward is caught there
+        object.__setattr__(self, "_step_metas", tuple(layer._out_meta for layer, _, _ in steps))
         if hooked or self._hooked_steps:
             object.__setattr__(self, "_hooked_steps", hooked)
         return x
@@ -372,8 +376,22 @@ class Sequential(Module):
                 _device.namespace_of(p.grad).copy_into(p.grad, grad)
             raise
 
+    def _check_no_forward_since(self, steps):
+        """A RuntimeError (before any gradient is touched) when a layer ran a forward
+        of its own since this Sequential's forward: its backward would differentiate
+        that one (and a Linear fused with its activation would drop the activation's
+        derivative)."""
+        for j, ((layer, act, _), meta) in enumerate(zip(steps, self._step_metas)):
+            if layer._out_meta is not meta or (act is not None and act._out_meta is not FUSED):
+                raise RuntimeError(
+                    f"Sequential layer {j}: {layer._where()} ran a forward of its own after "
+                    f"the Sequential's forward, so its backward would differentiate that "
+                    f"one; run the Sequential's forward again (or copy.deepcopy the layer "
+                    f"to inspect it)")
+
     def _backward_steps(self, grad_out, buffered, need_grad_in):
         steps = self._steps
+        self._check_no_forward_since(steps)
         n = len(steps)
         hooked = self._backward_hooked_steps(steps) if Module._hooks_seen else ()
         first_param = next((j for j, (layer, _, _) in enumerate(steps)

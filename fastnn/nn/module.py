@@ -198,8 +198,9 @@ class Parameter(ParameterArithmetic):
         # zeros that no backward wrote yet: PyTorch's None grad of a new parameter,
         # which an optimizer skips (weight decay would otherwise move an unused one)
         self._zero_grad_lazily()
-        #: False freezes the parameter: optimizers leave it (and its state) untouched, as
-        #: PyTorch's do; backward still accumulates its .grad (layers do not skip it).
+        #: False freezes the parameter: optimizers leave it (and its state) untouched
+        #: (PyTorch's skip it while its grad is None); backward still accumulates its
+        #: .grad (layers do not skip it).
         self.requires_grad = bool(requires_grad)
 
     def _set_data(self, value):

@@ -34,8 +34,7 @@ def _bias_activation_row(row, bias, has_bias, act, slope):  # INOUT row (F,); IN
     zero = row.dtype.type(0)
     one = row.dtype.type(1)
     s = row.dtype.type(slope)
-    lo = row.dtype.type(-87.0)
-    hi = row.dtype.type(88.0)
+    lo, hi = vmath.exp_limits(one)   # as the standalone sigmoid: float64's own range
     if has_bias:
         for j in range(f):
             row[j] += bias[j]
