@@ -403,3 +403,25 @@ def test_rnn_cell_base_is_the_base_of_the_cells():
 def test_dropout_with_one_layer_warns_as_torch():
     with pytest.warns(UserWarning, match="num_layers=1"):
         nn.GRU(3, 4, dropout=0.2)
+
+
+def test_no_grad_forwards_keep_nothing_and_refuse_backward():
+    """Under fastnn.no_grad() a cell keeps no state for backward (a generation loop in
+    training mode grew the stack without bound) and a recurrent layer refuses a
+    backward, as every layer does after a no_grad forward."""
+    x = np.ones((2, 3), np.float32)
+    for cell in (nn.RNNCell(3, 4), nn.GRUCell(3, 4), nn.LSTMCell(3, 4)):
+        h = None
+        with fastnn.no_grad():
+            for _ in range(5):
+                h = cell(x, h)
+        assert not cell._stack
+        with pytest.raises(RuntimeError, match="no forward left"):
+            cell.backward(h)
+    for layer in (nn.LSTM(3, 4), nn.GRU(3, 4, batch_first=True)):
+        with fastnn.no_grad():
+            out, _ = layer(np.ones((5, 2, 3), np.float32))
+        with pytest.raises(RuntimeError, match="gradients disabled"):
+            layer.backward(np.ones_like(out))
+        out, _ = layer(np.ones((5, 2, 3), np.float32))
+        assert layer.backward(np.ones_like(out)).shape == (5, 2, 3)

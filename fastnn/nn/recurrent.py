@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from .. import random as _random
 from ..validation import (check_bool, check_float_array, check_number, check_only,
                           check_positive_int)
@@ -295,7 +296,8 @@ class RNNBase(Module):
         if unbatched:
             h0, c0 = h0[:, None], (None if c0 is None else c0[:, None])
         inputs, caches, h_n, c_n = self._layers(seq, h0, c0, self._run)
-        self._ctx = (caches, seq.shape, unbatched, namespace, hx is not None)
+        self._ctx = (caches, seq.shape, unbatched, namespace, hx is not None) \
+            if _grad_mode._MODE.enabled else _NO_GRAD_CTX
         out = inputs[:, 0] if unbatched else (inputs.transpose(1, 0, 2) if self.batch_first
                                               else inputs)
         put = lambda a: namespace.put(np.ascontiguousarray(a))  # noqa: E731
@@ -353,7 +355,8 @@ class RNNBase(Module):
             h0, c0 = h0[:, order], (None if c0 is None else c0[:, order])
         run = lambda *args: self._run_packed(sizes, *args)  # noqa: E731
         output, caches, h_n, c_n = self._layers(data, h0, c0, run)
-        self._ctx = _PackedContext(caches, sizes, packed, order, back, namespace)
+        self._ctx = (_PackedContext(caches, sizes, packed, order, back, namespace)
+                     if _grad_mode._MODE.enabled else _NO_GRAD_CTX)
         put = lambda a: namespace.put(np.ascontiguousarray(  # noqa: E731
             a if back is None else a[:, back]))
         out = PackedSequence(namespace.put(output), packed.batch_sizes, packed.sorted_indices,
@@ -442,6 +445,10 @@ class RNNBase(Module):
         ``pad_packed_sequence`` of it: the gradient w.r.t. the padded input)."""
         if self._ctx is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
+        if self._ctx is _NO_GRAD_CTX:
+            raise RuntimeError(f"{self._where()}: its last forward ran with gradients "
+                               f"disabled (fastnn.no_grad() or inference_mode()); run the "
+                               f"forward again outside it before backward")
         if isinstance(self._ctx, _PackedContext):
             return self._backward_packed(grad_output, grad_hn)
         caches, (length, n, _), unbatched, namespace, _ = self._ctx
@@ -630,6 +637,10 @@ class RNNBase(Module):
         return text
 
 
+# RNN._ctx after a forward run with gradients disabled: backward refuses
+_NO_GRAD_CTX = "no_grad"
+
+
 class _PackedContext:
     """What a PackedSequence forward keeps for its backward: the layers' caches, the
     batch_sizes (int64), the input PackedSequence, its sorted and unsorted indices as
@@ -768,7 +779,7 @@ class RNNCellBase(Module):
             xp += self._host("bias_ih")
         h_new, c_new, cache = self._rule.step(xp, h, c, self._host("weight_hh"),
                                               self._host("bias_hh"))
-        if self.training:
+        if self.training and _grad_mode._MODE.enabled:  # (no_grad: nothing to take back)
             self._stack.append((host, cache, shape[:-1], namespace))
         put = lambda a: namespace.put(np.ascontiguousarray(  # noqa: E731
             a.reshape(shape[:-1] + (self.hidden_size,))))
