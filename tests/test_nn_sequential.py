@@ -300,3 +300,42 @@ def test_fused_sigmoid_keeps_float64_tails(backend_name):
         x = np.array([[-89.0], [-100.0], [-300.0], [5.0]])
         y = model(x)
     np.testing.assert_allclose(y[:, 0], 1 / (1 + np.exp(-x[:, 0])), rtol=1e-15)
+
+
+def test_flows_the_refusal_leaves_alone(backend):
+    """An activation fused into its Linear and also used elsewhere (the Linear keeps
+    what its backward reads), a shared passthrough layer run again on the same shapes,
+    and a pickled copy between forward and backward all differentiate as before."""
+    import pickle
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    g = np.ones((5, 2), np.float32)
+
+    fastnn.manual_seed(2)
+    act = nn.ReLU()
+    seq, lin2 = nn.Sequential(nn.Linear(3, 4), act), nn.Linear(4, 2)
+    twin_seq, twin_lin2 = copy.deepcopy(seq), copy.deepcopy(lin2)
+    twin_act = nn.ReLU()
+    y = act(lin2(seq(x)))
+    grad = seq.backward(lin2.backward(act.backward(g)))
+    twin_seq[1] = nn.ReLU()
+    np.testing.assert_array_equal(twin_act(twin_lin2(twin_seq(x))), y)
+    np.testing.assert_array_equal(twin_seq.backward(twin_lin2.backward(twin_act.backward(g))),
+                                  grad)
+
+    flat = nn.Flatten()
+    a, b = nn.Sequential(nn.Conv2d(1, 2, 3), flat), nn.Sequential(nn.Conv2d(1, 2, 3), flat)
+    xi = rng.standard_normal((2, 1, 5, 5)).astype(np.float32)
+    ya, yb = a(xi), b(xi)
+    b.backward(np.ones_like(yb))
+    assert a.backward(np.ones_like(ya)).shape == xi.shape
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(),
+                          nn.Linear(4, 2))
+    model(x)
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.backward(g), model.backward(g))
+    with fastnn.no_grad():
+        model[2](np.ones((5, 4), np.float32))
+    with pytest.raises(RuntimeError, match="layer 2: Linear"):
+        model.backward(g)

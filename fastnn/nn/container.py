@@ -380,14 +380,18 @@ class Sequential(Module):
         """A RuntimeError (before any gradient is touched) when a layer ran a forward
         of its own since this Sequential's forward: its backward would differentiate
         that one (and a Linear fused with its activation would drop the activation's
-        derivative)."""
-        for j, ((layer, act, _), meta) in enumerate(zip(steps, self._step_metas)):
-            if layer._out_meta is not meta or (act is not None and act._out_meta is not FUSED):
-                raise RuntimeError(
-                    f"Sequential layer {j}: {layer._where()} ran a forward of its own after "
-                    f"the Sequential's forward, so its backward would differentiate that "
-                    f"one; run the Sequential's forward again (or copy.deepcopy the layer "
-                    f"to inspect it)")
+        derivative). A passthrough layer (Flatten, Identity, eval-mode Dropout) needs
+        only its shapes, so one run again with the same shapes passes; so does an
+        activation fused into its Linear (the Linear keeps what its backward reads)."""
+        for (layer, _, through), meta in zip(steps, self._step_metas):
+            now = layer._out_meta
+            if now is meta or (through and now == meta):
+                continue
+            raise RuntimeError(
+                f"Sequential layer {self._layers.index(layer)}: {layer._where()} ran a "
+                f"forward of its own after the Sequential's forward, so its backward would "
+                f"differentiate that one; run the Sequential's forward again (or "
+                f"copy.deepcopy the layer to inspect it)")
 
     def _backward_steps(self, grad_out, buffered, need_grad_in):
         steps = self._steps

@@ -357,10 +357,26 @@ class Parameter(ParameterArithmetic):
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{where})"
 
 
+class _Marker:
+    """A named marker compared by identity that stays itself through pickle and deepcopy
+    (a plain string comes back from pickle as another object)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+    def __reduce__(self):
+        return self.name   # this module's global of that name
+
+    def __repr__(self):
+        return self.name
+
+
 #: ``_out_meta`` of an activation whose forward a Sequential ran inside a Linear's kernel.
-FUSED = "fused"
+FUSED = _Marker("FUSED")
 #: ``_out_meta`` after a forward run with gradients disabled (fastnn.no_grad()).
-NO_GRAD = "no_grad"
+NO_GRAD = _Marker("NO_GRAD")
 
 class _IncompatibleKeys(collections.namedtuple("_IncompatibleKeys",
                                                ["missing_keys", "unexpected_keys"])):

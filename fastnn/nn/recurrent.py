@@ -445,7 +445,7 @@ class RNNBase(Module):
         ``pad_packed_sequence`` of it: the gradient w.r.t. the padded input)."""
         if self._ctx is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
-        if self._ctx is _NO_GRAD_CTX:
+        if isinstance(self._ctx, str):  # _NO_GRAD_CTX (a pickled copy's too)
             raise RuntimeError(f"{self._where()}: its last forward ran with gradients "
                                f"disabled (fastnn.no_grad() or inference_mode()); run the "
                                f"forward again outside it before backward")
