@@ -469,8 +469,9 @@ def test_every_row_ignored_gives_nan_and_zero_gradient_as_torch(backend, ours, t
 @pytest.mark.parametrize("name", ["CrossEntropyLoss", "NLLLoss"])
 def test_negative_and_zero_total_class_weights_as_torch(name):
     """PyTorch takes negative class weights; when the counted rows' weights sum to 0 the
-    mean is x / 0: PyTorch's loss (NaN or inf), a NaN gradient on each row not ignored
-    (PyTorch's has NaN or inf there), 0 on ignored ones."""
+    mean is x / 0: PyTorch's loss (NaN or inf); cross-entropy's gradient NaN on each row
+    not ignored (PyTorch's has NaN or inf there), 0 on ignored ones; NLL's exactly
+    PyTorch's, -w / 0 at each counted row's label and 0 elsewhere."""
     rng = np.random.default_rng(3)
     x = rng.standard_normal((4, 3))
     if name == "NLLLoss":
@@ -488,6 +489,8 @@ def test_negative_and_zero_total_class_weights_as_torch(name):
         expected = xt.grad.numpy()
         if np.isfinite(tl.item()):
             np.testing.assert_allclose(grad, expected, rtol=1e-12, atol=1e-15)
+        elif name == "NLLLoss":   # -w / 0 at the labels (NaN or -+inf), 0 elsewhere
+            np.testing.assert_array_equal(grad, expected)
         else:
             broken = ~np.isfinite(expected).all(axis=1)
             assert np.isnan(grad[broken]).all() and (grad[~broken] == 0).all()

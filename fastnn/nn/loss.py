@@ -1043,11 +1043,16 @@ class NLLLoss(_ClassTargets, _OnHost):
     def _mean(self, loss, grad, count):
         value = super()._mean(loss, grad, count)
         if self._denominator == 0 and self._labels is not None:
-            # no weight counted: PyTorch's NLL backward gives -w / 0 at each kept row's
-            # label entry (NaN) and 0 elsewhere (CrossEntropyLoss's softmax spreads it)
+            # the counted weights sum to 0: PyTorch's NLL backward gives -w / 0 at each
+            # kept row's label entry (NaN for a weight of 0, else -+inf) and 0 elsewhere
+            # (CrossEntropyLoss's softmax spreads it over the row)
             host = np.zeros(tuple(grad.shape), grad.dtype)
             kept = np.flatnonzero(~self._ignored)
-            host[kept, self._labels[kept]] = np.nan
+            labels = self._labels[kept]
+            w = (np.ones(len(kept)) if self.weight is None
+                 else np.asarray(self.weight, np.float64)[labels])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                host[kept, labels] = -w / 0.0
             self._grad = _device.namespace_of(grad).put(host)
         return value
 
