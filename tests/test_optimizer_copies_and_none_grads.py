@@ -209,3 +209,33 @@ def test_apply_visits_a_child_held_twice_once():
     seen = []
     Net().apply(lambda m: seen.append(type(m).__name__))
     assert seen == ["Linear", "Net"]   # PyTorch's
+
+
+def test_a_module_pickled_with_none_grads_trains_in_a_new_process(tmp_path):
+    """p.grad = None before pickling: the process that loads it (a spawn worker, a
+    model read from disk) makes the gradients at the next backward, as PyTorch does
+    (it had left them None: Linear and conv never trained, LayerNorm crashed)."""
+    import subprocess
+    import sys
+    script = (
+        "import pickle, sys, numpy as np, fastnn\n"
+        "from fastnn import nn\n"
+        "path = sys.argv[2]\n"
+        "if sys.argv[1] == 'write':\n"
+        "    fastnn.manual_seed(0)\n"
+        "    m = nn.Sequential(nn.Linear(4, 3), nn.LayerNorm(3))\n"
+        "    for p in m.parameters():\n"
+        "        p.grad = None\n"
+        "    pickle.dump(m, open(path, 'wb'))\n"
+        "else:\n"
+        "    m = pickle.load(open(path, 'rb'))\n"
+        "m(np.ones((2, 4), np.float32))\n"
+        "m.backward(np.ones((2, 3), np.float32))\n"
+        "print([None if p.grad is None else float(np.abs(p.grad).sum()) "
+        "for p in m.parameters()])\n")
+    path = str(tmp_path / "model.pkl")
+    runs = [subprocess.run([sys.executable, "-c", script, how, path], capture_output=True,
+                           text=True, timeout=300) for how in ("write", "read")]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    assert runs[0].stdout == runs[1].stdout and "None" not in runs[1].stdout

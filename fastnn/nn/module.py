@@ -302,6 +302,8 @@ class Parameter(ParameterArithmetic):
         # a copy (deepcopy, pickle) has no gradient yet, as PyTorch's (its grad is None):
         # zeros, skipped by optimizers until a backward reaches it
         object.__setattr__(self, "_zero_pending", getattr(self, "_grad", None) is not None)
+        if getattr(self, "_grad", None) is None:  # None (p.grad = None before pickling):
+            Module._none_grads_seen = True        # backward makes it, as in this process
 
     def requires_grad_(self, requires_grad=True):
         """Set requires_grad in place; self."""
