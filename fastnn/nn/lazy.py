@@ -33,13 +33,17 @@ class _Lazy:
 
     def _lazy_init(self, dtype, **args):
         Module.__init__(self)
-        # checks the arguments now, as PyTorch does, with an input size they accept (the
-        # generator's state is left as it was)
-        with _random.fork(0):
-            template = self.cls_to_become(args.get("groups", 1), dtype=dtype, **args)
-        self._lazy = args
+        self._lazy, self._lazy_dtype = args, dtype
+        # checks the arguments (dtype too) now, as PyTorch does
+        self._shown = self._lazy_repr(self._template().extra_repr())
         self._lazy_dtype = np.dtype(dtype)
-        self._shown = self._lazy_repr(template.extra_repr())
+
+    def _template(self):
+        """The regular layer with an input size its arguments accept (the generator's
+        state is left as it was)."""
+        with _random.fork(0):
+            return self.cls_to_become(self._lazy.get("groups", 1), dtype=self._lazy_dtype,
+                                      **self._lazy)
 
     @staticmethod
     def _lazy_repr(text):
@@ -68,10 +72,8 @@ class _Lazy:
     def _lazy_state_names(self):
         """The state dict names (no prefix) the layer will have once made: PyTorch's
         lazy module lists them before, so a strict load misses them."""
-        with _random.fork(0):
-            template = self.cls_to_become(self._lazy.get("groups", 1),
-                                          dtype=self._lazy_dtype, **self._lazy)
-        return [name for name in template.state_dict() if name != "num_batches_tracked"]
+        return [name for name in self._template().state_dict()
+                if name != "num_batches_tracked"]
 
     def _materialize(self, in_size):
         where = type(self).__name__

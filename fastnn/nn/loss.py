@@ -877,13 +877,19 @@ class _ClassTargets(Loss):
             factor = count / denominator
             self._grad = _device.scaled(grad, factor)
             return loss * factor
-        host = np.full(tuple(grad.shape), np.nan, grad.dtype)  # PyTorch's 0 / 0
-        if self._ignored is not None:
-            host[self._ignored] = 0
+        host = self._grad_over_zero_weight(grad)
         self._grad = _device.namespace_of(grad).put(host) if _device.is_device_array(
             grad) else host
         with np.errstate(divide="ignore", invalid="ignore"):
             return float(np.float64(loss) * count / np.float64(0.0))
+
+    def _grad_over_zero_weight(self, grad):
+        """The gradient (a host array of grad's shape) when the counted rows' weights sum
+        to 0: NaN on each row not ignored, as PyTorch's 0 / 0 through the softmax."""
+        host = np.full(tuple(grad.shape), np.nan, grad.dtype)
+        if self._ignored is not None:
+            host[self._ignored] = 0
+        return host
 
     def _check_pred(self, pred):
         where = self._where()
@@ -1040,21 +1046,19 @@ class NLLLoss(_ClassTargets, _OnHost):
     def _kernel(self, k):
         return self._host
 
-    def _mean(self, loss, grad, count):
-        value = super()._mean(loss, grad, count)
-        if self._denominator == 0 and self._labels is not None:
-            # the counted weights sum to 0: PyTorch's NLL backward gives -w / 0 at each
-            # kept row's label entry (NaN for a weight of 0, else -+inf) and 0 elsewhere
-            # (CrossEntropyLoss's softmax spreads it over the row)
-            host = np.zeros(tuple(grad.shape), grad.dtype)
-            kept = np.flatnonzero(~self._ignored)
-            labels = self._labels[kept]
-            w = (np.ones(len(kept)) if self.weight is None
-                 else np.asarray(self.weight, np.float64)[labels])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                host[kept, labels] = -w / 0.0
-            self._grad = _device.namespace_of(grad).put(host)
-        return value
+    def _grad_over_zero_weight(self, grad):
+        """PyTorch's NLL backward: -w / 0 at each kept row's label entry (NaN for a
+        weight of 0, else -+inf) and 0 elsewhere (no softmax spreads it over the row)."""
+        if self._labels is None:
+            return super()._grad_over_zero_weight(grad)
+        host = np.zeros(tuple(grad.shape), grad.dtype)
+        kept = np.flatnonzero(~self._ignored)
+        labels = self._labels[kept]
+        w = (np.ones(len(kept)) if self.weight is None
+             else np.asarray(self.weight, np.float64)[labels])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            host[kept, labels] = -w / 0.0
+        return host
 
     def _grad_terms(self, pred, labels):
         """d(loss_i)/d(pred): -coef, the (N, C) dense target's weights."""

@@ -380,6 +380,13 @@ FUSED = _Marker("FUSED")
 #: ``_out_meta`` after a forward run with gradients disabled (fastnn.no_grad()).
 NO_GRAD = _Marker("NO_GRAD")
 
+def no_grad_backward_error(module):
+    """The RuntimeError of a backward after a forward run with gradients disabled."""
+    return RuntimeError(f"{module._where()}: its last forward ran with gradients disabled "
+                        f"(fastnn.no_grad() or inference_mode()); run the forward again "
+                        f"outside it before backward")
+
+
 class _IncompatibleKeys(collections.namedtuple("_IncompatibleKeys",
                                                ["missing_keys", "unexpected_keys"])):
     """What ``load_state_dict`` returns (PyTorch's ``_IncompatibleKeys``, its repr too)."""
@@ -1637,9 +1644,7 @@ class Module:
                     f"gradient w.r.t. its input")
             raise RuntimeError(f"{self._where()}: backward called before forward")
         if self._out_meta is NO_GRAD:
-            raise RuntimeError(f"{self._where()}: its last forward ran with gradients "
-                               f"disabled (fastnn.no_grad() or inference_mode()); run the "
-                               f"forward again outside it before backward")
+            raise no_grad_backward_error(self)
         if self._out_meta is FUSED:
             raise RuntimeError(f"{self._where()}: its last forward ran fused into the "
                                f"preceding Linear inside a Sequential; call the "

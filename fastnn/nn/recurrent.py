@@ -30,7 +30,7 @@ from .. import grad_mode as _grad_mode
 from .. import random as _random
 from ..validation import (check_bool, check_float_array, check_number, check_only,
                           check_positive_int)
-from .module import Module, Parameter
+from .module import NO_GRAD, Module, Parameter, no_grad_backward_error
 from .rnn_utils import PackedSequence, _check_batch_sizes
 
 
@@ -297,7 +297,7 @@ class RNNBase(Module):
             h0, c0 = h0[:, None], (None if c0 is None else c0[:, None])
         inputs, caches, h_n, c_n = self._layers(seq, h0, c0, self._run)
         self._ctx = (caches, seq.shape, unbatched, namespace, hx is not None) \
-            if _grad_mode._MODE.enabled else _NO_GRAD_CTX
+            if _grad_mode._MODE.enabled else NO_GRAD
         out = inputs[:, 0] if unbatched else (inputs.transpose(1, 0, 2) if self.batch_first
                                               else inputs)
         put = lambda a: namespace.put(np.ascontiguousarray(a))  # noqa: E731
@@ -356,7 +356,7 @@ class RNNBase(Module):
         run = lambda *args: self._run_packed(sizes, *args)  # noqa: E731
         output, caches, h_n, c_n = self._layers(data, h0, c0, run)
         self._ctx = (_PackedContext(caches, sizes, packed, order, back, namespace)
-                     if _grad_mode._MODE.enabled else _NO_GRAD_CTX)
+                     if _grad_mode._MODE.enabled else NO_GRAD)
         put = lambda a: namespace.put(np.ascontiguousarray(  # noqa: E731
             a if back is None else a[:, back]))
         out = PackedSequence(namespace.put(output), packed.batch_sizes, packed.sorted_indices,
@@ -445,10 +445,8 @@ class RNNBase(Module):
         ``pad_packed_sequence`` of it: the gradient w.r.t. the padded input)."""
         if self._ctx is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
-        if isinstance(self._ctx, str):  # _NO_GRAD_CTX (a pickled copy's too)
-            raise RuntimeError(f"{self._where()}: its last forward ran with gradients "
-                               f"disabled (fastnn.no_grad() or inference_mode()); run the "
-                               f"forward again outside it before backward")
+        if self._ctx is NO_GRAD:
+            raise no_grad_backward_error(self)
         if isinstance(self._ctx, _PackedContext):
             return self._backward_packed(grad_output, grad_hn)
         caches, (length, n, _), unbatched, namespace, _ = self._ctx
@@ -635,10 +633,6 @@ class RNNBase(Module):
         if self.bidirectional:
             text += ", bidirectional=True"
         return text
-
-
-# RNN._ctx after a forward run with gradients disabled: backward refuses
-_NO_GRAD_CTX = "no_grad"
 
 
 class _PackedContext:

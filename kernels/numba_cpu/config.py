@@ -66,11 +66,13 @@ def cache_dir_for(module_dir, environ, writable=writable_dir, private=private_di
     if checkout and writable(os.path.join(module_dir, "__pycache__")):
         return None, True
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    user = "fastnn-numba-" + str(os.getuid() if hasattr(os, "getuid") else "user")
-    if writable(os.path.join(base, "fastnn", "numba")):
-        return os.path.join(base, "fastnn", "numba"), True
-    if private(os.path.join(tempfile.gettempdir(), user)):
-        return os.path.join(tempfile.gettempdir(), user), True
+    user_cache = os.path.join(base, "fastnn", "numba")
+    if writable(user_cache):
+        return user_cache, True
+    shared = os.path.join(tempfile.gettempdir(), "fastnn-numba-" + str(
+        os.getuid() if hasattr(os, "getuid") else "user"))
+    if private(shared):
+        return shared, True
     return None, False
 
 

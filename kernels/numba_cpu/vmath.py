@@ -395,7 +395,7 @@ def _expm1_nonpos32(x):
     # 2**n (e**r - 1) + (2**n - 1): exact in its leading term where n = 0, so full
     # relative accuracy near 0 (exp(x) - 1 flushed x > -3e-8 to 0); -1 below -87.3;
     # NaN passes. The explicit fma keeps fastmath from regrouping it as
-    # (scale q + scale) - 1, which cancels near 0 (see _tanh32).
+    # (scale q + scale) - 1, which cancels near 0 (as fnn_tanhf's in the Cython header).
     q, scale = _expm1_reduced32(max(x, _EXP_LO))
     e = _fma(scale, q, scale - _F(1.0))
     return _F(-1.0) if x < _EXP_LO else e
