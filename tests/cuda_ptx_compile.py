@@ -5,7 +5,8 @@ Run by tests/test_cuda_ptx.py in a subprocess: it pretends a device is present s
 backend's modules import, which must not leak into other tests. Exit status 77 when
 CUDA's libNVVM is not installed (nothing can be compiled), 0 when every kernel compiled.
 Each kernel is compiled for the argument types its launcher passes, in float32 and
-float64, with the launch sizes of ``config`` (shared arrays are sized by them).
+float64, with the launch sizes of ``config`` (shared arrays are sized by them); the
+float32 versions must not compute in float64 except where FLOAT64_ON_PURPOSE says.
 """
 import sys
 
@@ -115,18 +116,39 @@ def kernels(t):
         ("max pool backward", conv._max_pool_backward, (a2, arr(i64, 2), a2)),
         ("avg pool", conv._avg_pool, (a4, *geometry, b, i64, a4)),
         ("avg pool backward", conv._avg_pool_backward, (a4, *geometry, b, i64, a4)),
-        ("dropout", dropout._dropout, (a1, f64, t, u64, u64, a1, a1)),
+        ("dropout", dropout._dropout, (a1, u64, t, u64, u64, a1, a1)),
         ("dropout backward", dropout._multiply, (a1, a1, a1)),
         ("sgd", optim._sgd, (a1, a1, a1, b, t, t, t, b, t)),
-        ("adam", optim._adam, (a1, a1, a1, a1, a1, b, t, t, t, t, t, t, t)),
-        ("rmsprop", optim._rmsprop, (a1, a1, a1, a1, b, a1, b, t, t, t, t, t)),
+        ("adam", optim._adam, (a1, a1, a1, a1, a1, b, t, t, t, t, t, t, t, t)),
+        ("rmsprop", optim._rmsprop, (a1, a1, a1, a1, b, a1, b, t, t, t, t, t, t)),
         ("adagrad", optim._adagrad, (a1, a1, a1, t, t, t)),
-        ("adamax", optim._adamax, (a1, a1, a1, a1, t, t, t, t, t)),
-        ("adaptive moments", optim._adaptive_moments, (a1, a1, a1, a1, t, t, t, t, t, t, t)),
-        ("adadelta", optim._adadelta, (a1, a1, a1, a1, t, t, t, t, t)),
+        ("adamax", optim._adamax, (a1, a1, a1, a1, t, t, t, t, t, t)),
+        ("adaptive moments", optim._adaptive_moments, (a1, a1, a1, a1, *(t,) * 9)),
+        ("adadelta", optim._adadelta, (a1, a1, a1, a1, t, t, t, t, t, t)),
         ("rprop", optim._rprop, (a1, a1, a1, a1, t, t, t, t, t)),
         ("asgd", optim._asgd, (a1, a1, a1, t, t, t, t, t, b)),
     ]
+
+
+# Kernels whose float32 versions do float64 arithmetic on purpose: the reductions (row,
+# channel and loss sums, the tiled GEMM's accumulator, col2im's overlapping adds: see
+# kernels/cuda/_reduce.py) and sine (libdevice's sinf reduces huge arguments in float64).
+# Every other float32 kernel must compute in float32: a Python float or int literal in a
+# float32 expression makes numba compute it in float64 (1/64 of the float32 rate on most
+# GPUs), so those kernels take their constants as x.dtype.type(c) or type(z)(c).
+FLOAT64_ON_PURPOSE = {
+    "softmax forward", "softmax backward", "log-softmax forward", "log-softmax backward",
+    "softmax-CE", "mse", "bce", "bce with logits", "smooth l1", "column sums (+ act')",
+    "add partials", "gemm tiled", "BatchNorm (N, C) forward", "BatchNorm (N, C) backward",
+    "BatchNorm (N, C, S) forward", "BatchNorm (N, C, S) backward", "LayerNorm forward",
+    "LayerNorm backward", "col2im", "sine", "sine_backward"}
+
+
+def float64_instructions(ptx):
+    """The PTX instructions that compute on, load or convert to float64 (register
+    declarations and parameter loads aside)."""
+    return [line.strip() for line in ptx.splitlines()
+            if ".f64" in line and not line.strip().startswith((".reg", "ld.param", "//"))]
 
 
 def main():
@@ -134,10 +156,16 @@ def main():
     for t in (types.float32, types.float64):
         for name, kernel, sig in kernels(t):
             try:
-                cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
+                ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=(9, 0))
             except Exception as exc:  # noqa: BLE001 - report every kernel, then fail
                 failed += 1
                 print(f"FAILED {name} [{t}]: {type(exc).__name__}: {exc}")
+                continue
+            wide = float64_instructions(ptx) if t == types.float32 else []
+            if wide and name not in FLOAT64_ON_PURPOSE:
+                failed += 1
+                print(f"FAILED {name} [{t}]: {len(wide)} float64 instructions, e.g. "
+                      + "; ".join(wide[:4]))
             else:
                 print(f"ok {name} [{t}]")
     return 1 if failed else 0

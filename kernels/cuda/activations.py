@@ -24,21 +24,25 @@ _GELU_TANH_K = 0.044715
 # ------------------------------------------------------------------ device functions
 @cuda.jit(device=True)
 def sigmoid_scalar(z):
-    """1 / (1 + exp(-z)) with neither branch overflowing."""
+    """1 / (1 + exp(-z)) with neither branch overflowing, in z's type."""
+    one = type(z)(1)
     if z >= 0:
-        return 1.0 / (1.0 + math.exp(-z))
+        return one / (one + math.exp(-z))
     e = math.exp(z)
-    return e / (1.0 + e)
+    return e / (one + e)
 
 
 @cuda.jit(device=True)
 def gelu_scalar(z):
-    return 0.5 * z * (1.0 + math.erf(z * _SQRT1_2))
+    f = type(z)
+    return f(0.5) * z * (f(1) + math.erf(z * f(_SQRT1_2)))
 
 
 @cuda.jit(device=True)
 def gelu_grad_scalar(z):
-    return 0.5 * (1.0 + math.erf(z * _SQRT1_2)) + z * math.exp(-0.5 * z * z) * _INV_SQRT_2PI
+    f = type(z)
+    return (f(0.5) * (f(1) + math.erf(z * f(_SQRT1_2)))
+            + z * math.exp(f(-0.5) * z * z) * f(_INV_SQRT_2PI))
 
 
 # --------------------------------------------------------------------------- kernels
@@ -51,8 +55,9 @@ def _relu(x, out):
 
 @cuda.jit
 def _relu_backward(g, y, out):
+    zero = g.dtype.type(0)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        out[i] = 0 if y[i] <= 0 else g[i]  # NaN y passes g, as PyTorch's
+        out[i] = zero if y[i] <= 0 else g[i]  # NaN y passes g, as PyTorch's
 
 
 @cuda.jit
@@ -76,8 +81,9 @@ def _sigmoid(x, out):
 
 @cuda.jit
 def _sigmoid_backward(g, y, out):
+    one = y.dtype.type(1)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        out[i] = g[i] * y[i] * (1 - y[i])
+        out[i] = g[i] * y[i] * (one - y[i])
 
 
 @cuda.jit
@@ -88,8 +94,9 @@ def _tanh(x, out):
 
 @cuda.jit
 def _tanh_backward(g, y, out):
+    one = y.dtype.type(1)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        out[i] = g[i] * (1 - y[i] * y[i])
+        out[i] = g[i] * (one - y[i] * y[i])
 
 
 @cuda.jit
@@ -112,78 +119,88 @@ def _silu(x, out):
 
 @cuda.jit
 def _silu_backward(g, x, out):
+    one = x.dtype.type(1)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         s = sigmoid_scalar(x[i])
-        out[i] = g[i] * s * (1 + x[i] * (1 - s))
+        out[i] = g[i] * s * (one + x[i] * (one - s))
 
 
 @cuda.jit
 def _gelu_tanh(x, out):
+    c2, k = x.dtype.type(_GELU_TANH_C2), x.dtype.type(_GELU_TANH_K)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = v * sigmoid_scalar(_GELU_TANH_C2 * (v + _GELU_TANH_K * v * v * v))
+        out[i] = v * sigmoid_scalar(c2 * (v + k * v * v * v))
 
 
 @cuda.jit
 def _gelu_tanh_backward(g, x, out):
+    f = x.dtype.type
+    c2, k, k3, one, lim = f(_GELU_TANH_C2), f(_GELU_TANH_K), f(3 * _GELU_TANH_K), f(1), f(100)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]   # clamped to +-100 (NaN stays): beyond, s (1 - s) is 0; no x^3 overflow
-        v = -100.0 if v < -100.0 else (100.0 if v > 100.0 else v)
-        s = sigmoid_scalar(_GELU_TANH_C2 * (v + _GELU_TANH_K * v * v * v))
-        out[i] = g[i] * (s + v * s * (1 - s) * _GELU_TANH_C2 * (1 + 3 * _GELU_TANH_K * v * v))
+        v = -lim if v < -lim else (lim if v > lim else v)
+        s = sigmoid_scalar(c2 * (v + k * v * v * v))
+        out[i] = g[i] * (s + v * s * (one - s) * c2 * (one + k3 * v * v))
 
 
 @cuda.jit
 def _mish(x, out):
+    two, cap = x.dtype.type(2), x.dtype.type(20)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]   # tanh(softplus(v)) = n / (n + 2), n = e^v (e^v + 2); 1 beyond 20
-        e = math.exp(20.0 if v > 20.0 else v)
-        n = e * (e + 2)
-        out[i] = v if v > 20.0 else v * (n / (n + 2))   # exactly x beyond 20
+        e = math.exp(cap if v > cap else v)
+        n = e * (e + two)
+        out[i] = v if v > cap else v * (n / (n + two))   # exactly x beyond 20
 
 
 @cuda.jit
 def _mish_backward(g, x, out):
+    one, two, cap = x.dtype.type(1), x.dtype.type(2), x.dtype.type(20)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]   # beyond 20, 1 - t^2 is 0: inf gives 1, not inf * 0 (NaN stays NaN)
-        v = 20.0 if v > 20.0 else v
+        v = cap if v > cap else v
         e = math.exp(v)
-        n = e * (e + 2)
-        t = n / (n + 2)
-        out[i] = g[i] if x[i] > 20.0 else g[i] * (t + v * (1 - t * t) * e / (1 + e))
+        n = e * (e + two)
+        t = n / (n + two)
+        out[i] = g[i] if x[i] > cap else g[i] * (t + v * (one - t * t) * e / (one + e))
 
 
 @cuda.jit
 def _hardsigmoid(x, out):
+    zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        t = x[i] + 3
-        t = 0 if t < 0 else t     # selects: NaN stays NaN
-        t = 6 if t > 6 else t
-        out[i] = t / 6
+        t = x[i] + three
+        t = zero if t < zero else t     # selects: NaN stays NaN
+        t = six if t > six else t
+        out[i] = t / six
 
 
 @cuda.jit
 def _hardsigmoid_backward(g, x, out):
+    zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = g[i] / 6 if v > -3 and v < 3 else 0
+        out[i] = g[i] / six if v > -three and v < three else zero
 
 
 @cuda.jit
 def _hardswish(x, out):
+    zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
-        t = v + 3
-        t = 0 if t < 0 else t
-        t = 6 if t > 6 else t
-        out[i] = v * t / 6
+        t = v + three
+        t = zero if t < zero else t
+        t = six if t > six else t
+        out[i] = v * t / six
 
 
 @cuda.jit
 def _hardswish_backward(g, x, out):
+    zero, half, three = x.dtype.type(0), x.dtype.type(0.5), x.dtype.type(3)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = 0 if v <= -3 else (g[i] * (v / 3 + 0.5) if v < 3 else g[i])  # NaN: g
+        out[i] = zero if v <= -three else (g[i] * (v / three + half) if v < three else g[i])  # NaN: g
 
 
 @cuda.jit
@@ -219,14 +236,16 @@ def _softplus_backward(g, x, beta, threshold, out):
 
 @cuda.jit
 def _softsign(x, out):
+    one = x.dtype.type(1)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        out[i] = x[i] / (1 + abs(x[i]))
+        out[i] = x[i] / (one + abs(x[i]))
 
 
 @cuda.jit
 def _softsign_backward(g, x, out):
+    one = x.dtype.type(1)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        d = 1 + abs(x[i])
+        d = one + abs(x[i])
         out[i] = g[i] / (d * d)
 
 
@@ -239,9 +258,10 @@ def _hardtanh(x, lo, hi, out):
 
 @cuda.jit
 def _hardtanh_backward(g, x, lo, hi, out):
+    zero = g.dtype.type(0)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = 0 if (v <= lo or v >= hi) else g[i]
+        out[i] = zero if (v <= lo or v >= hi) else g[i]
 
 
 @cuda.jit

@@ -107,7 +107,7 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
         c = (idx // (ho_n * wo_n)) % c_n
         ho = (idx // wo_n) % ho_n
         wo = idx % wo_n
-        best = -math.inf
+        best = x.dtype.type(-math.inf)
         best_at = -1
         for i in range(kh):
             h = ho * sh - ph + i * dh
@@ -159,6 +159,8 @@ def _avg_divisor(ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw, count_include_pad, di
 
 @cuda.jit
 def _avg_pool(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, out):
+    """Window sums and divisions in x's type, as PyTorch's GPU kernel."""
+    f = x.dtype.type
     _, c_n, h_n, w_n = x.shape
     _, _, ho_n, wo_n = out.shape
     for idx in range(cuda.grid(1), out.size, cuda.gridsize(1)):
@@ -166,7 +168,7 @@ def _avg_pool(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, out):
         c = (idx // (ho_n * wo_n)) % c_n
         ho = (idx // wo_n) % ho_n
         wo = idx % wo_n
-        acc = 0.0
+        acc = f(0)
         for i in range(kh):
             h = ho * sh - ph + i
             if h < 0 or h >= h_n:
@@ -175,13 +177,16 @@ def _avg_pool(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, out):
                 w = wo * sw - pw + j
                 if 0 <= w < w_n:
                     acc += x[n, c, h, w]
-        out[n, c, ho, wo] = acc / _avg_divisor(ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw,
-                                               count_include_pad, divisor)
+        out[n, c, ho, wo] = acc / f(_avg_divisor(ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw,
+                                                 count_include_pad, divisor))
 
 
 @cuda.jit
 def _avg_pool_backward(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor,
                        grad_in):
+    """Each input cell's sum of grad_out / divisor over the windows holding it, in the
+    gradient's type."""
+    f = grad_in.dtype.type
     _, c_n, h_n, w_n = grad_in.shape
     _, _, ho_n, wo_n = grad_out.shape
     for idx in range(cuda.grid(1), grad_in.size, cuda.gridsize(1)):
@@ -193,11 +198,11 @@ def _avg_pool_backward(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, divi
         ho_hi = dmin(ho_n - 1, (h + ph) // sh)
         wo_lo = dmax(0, (w + pw - kw + sw) // sw)
         wo_hi = dmin(wo_n - 1, (w + pw) // sw)
-        acc = 0.0
+        acc = f(0)
         for ho in range(ho_lo, ho_hi + 1):
             for wo in range(wo_lo, wo_hi + 1):
-                acc += grad_out[n, c, ho, wo] / _avg_divisor(
-                    ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw, count_include_pad, divisor)
+                acc += grad_out[n, c, ho, wo] / f(_avg_divisor(
+                    ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw, count_include_pad, divisor))
         grad_in[n, c, h, w] = acc
 
 

@@ -6,6 +6,8 @@ The hash is MurmurHash3's 32-bit finalizer applied twice with seed-derived keys;
 product is of two 32-bit numbers, so nothing overflows 64-bit unsigned arithmetic.
 x, mask, out: any shape, same shape; NumPy or device arrays (``_common.Call``).
 """
+import math
+
 import numpy as np
 from numba import cuda
 
@@ -32,19 +34,22 @@ def _fmix32(h):
 
 
 @cuda.jit(device=True)
-def uniform(key_a, key_b, i):
-    """A uniform number in [0, 1) for index i (uint64) under keys (uint64 < 2**32)."""
+def uniform_bits(key_a, key_b, i):
+    """A uniform 32-bit number (in a uint64) for index i (uint64) under keys (uint64 <
+    2**32); its uniform number in [0, 1) is this / 2**32."""
     lo = i & _MASK32
     hi = i >> _S32
     h = _fmix32(((lo * _GOLDEN) & _MASK32) ^ key_a)
-    h = _fmix32(h ^ ((hi + key_b) & _MASK32))
-    return h * (1.0 / 4294967296.0)
+    return _fmix32(h ^ ((hi + key_b) & _MASK32))
 
 
 @cuda.jit
-def _dropout(x, p, scale, key_a, key_b, mask, out):
+def _dropout(x, threshold, scale, key_a, key_b, mask, out):
+    """Keeps element i when uniform_bits >= threshold = ceil(p 2**32) (that is, when
+    bits / 2**32 >= p: integers compared, no floating point)."""
+    zero = x.dtype.type(0)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        m = scale if uniform(key_a, key_b, np.uint64(i)) >= p else 0.0
+        m = scale if uniform_bits(key_a, key_b, np.uint64(i)) >= threshold else zero
         mask[i] = m
         out[i] = x[i] * m
 
@@ -71,7 +76,8 @@ def dropout_forward(x, p, seed, mask=None, out=None):
     if dx.size:
         key_a, key_b = _keys(seed)
         _dropout[config.blocks(dx.size), config.THREADS](
-            flat(dx), float(p), x.dtype.type(1.0 / (1.0 - p)), key_a, key_b, flat(dmask),
+            flat(dx), np.uint64(math.ceil(p * 4294967296.0)), x.dtype.type(1.0 / (1.0 - p)),
+            key_a, key_b, flat(dmask),
             flat(dout))
     call.sync()
     return call.result(dout, out), call.result(dmask, mask)

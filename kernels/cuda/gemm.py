@@ -18,6 +18,7 @@ from numba import cuda
 
 from . import config
 from ._common import SIMULATOR, flat
+from .activations import sigmoid_scalar
 from ._reduce import cached_factory
 from .device import fill_zero
 
@@ -121,16 +122,13 @@ def engine():
 
 @cuda.jit(device=True)
 def activate(z, act, slope):
-    """The fusable activations by code (ACT_CODES)."""
+    """The fusable activations by code (ACT_CODES), in z's type."""
     if act == 1:
-        return z if z > 0 or z != z else 0.0
+        return z if z > 0 or z != z else type(z)(0)
     if act == 2:
         return z if z > 0 else z * slope
     if act == 3:
-        if z >= 0:
-            return 1.0 / (1.0 + math.exp(-z))
-        e = math.exp(z)
-        return e / (1.0 + e)
+        return sigmoid_scalar(z)
     if act == 4:
         return math.tanh(z)
     return z
@@ -138,16 +136,17 @@ def activate(z, act, slope):
 
 @cuda.jit(device=True)
 def activation_grad(y, act, slope):
-    """act'(z) from the output y = act(z)."""
+    """act'(z) from the output y = act(z), in y's type."""
+    zero, one = type(y)(0), type(y)(1)
     if act == 1:
-        return 1.0 if y > 0 else 0.0
+        return one if y > 0 else zero
     if act == 2:
-        return 1.0 if y > 0 else slope
+        return one if y > 0 else slope
     if act == 3:
-        return y * (1.0 - y)
+        return y * (one - y)
     if act == 4:
-        return 1.0 - y * y
-    return 1.0
+        return one - y * y
+    return one
 
 
 @cached_factory

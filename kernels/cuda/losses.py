@@ -130,18 +130,20 @@ _BCE_EPSILON = float(np.float32(1e-12))  # PyTorch's floor of p (1 - p), a float
 @cuda.jit
 def _bce(pred, target, inv_size, grad, partial):
     """grad = (p - t) / max(p (1 - p), 1e-12) / size; partial: per-thread -log-likelihood,
-    logs clamped at -100 as PyTorch does."""
+    logs clamped at -100 as PyTorch does; the elementwise terms in pred's type."""
+    f = pred.dtype.type
+    zero, one, floor, lowest = f(0), f(1), f(_BCE_EPSILON), f(-100)
     i0 = cuda.grid(1)
     s = 0.0
     for i in range(i0, pred.size, cuda.gridsize(1)):
         p = pred[i]
         t = target[i]
-        log_p = math.log(p) if p > 0 else -math.inf
-        log_1mp = math.log1p(-p) if p < 1 else -math.inf
-        log_p = dmax(log_p, -100.0)
-        log_1mp = dmax(log_1mp, -100.0)
-        s -= t * log_p + (1 - t) * log_1mp
-        grad[i] = (p - t) / dmax(p * (1 - p), _BCE_EPSILON) * inv_size
+        log_p = math.log(p) if p > zero else f(-math.inf)
+        log_1mp = math.log1p(-p) if p < one else f(-math.inf)
+        log_p = dmax(log_p, lowest)
+        log_1mp = dmax(log_1mp, lowest)
+        s -= t * log_p + (one - t) * log_1mp
+        grad[i] = (p - t) / dmax(p * (one - p), floor) * inv_size
     partial[i0] = s
 
 
@@ -149,16 +151,17 @@ def _bce(pred, target, inv_size, grad, partial):
 def _bce_logits(logits, target, inv_size, grad, partial):
     """grad = (sigmoid(x) - t) / size; partial: per-thread sum of
     (1 - t) x - min(x, 0) + log1p(exp(-|x|)) (PyTorch's (1 - t) x - log sigmoid(x)),
-    finite for any finite logit."""
+    finite for any finite logit; the elementwise terms in the logits' type."""
+    zero, one = logits.dtype.type(0), logits.dtype.type(1)
     i0 = cuda.grid(1)
     s = 0.0
     for i in range(i0, logits.size, cuda.gridsize(1)):
         x = logits[i]
         t = target[i]
         e = math.exp(-abs(x))  # in (0, 1]
-        r = 1.0 / (1.0 + e)
-        sig = r if x >= 0 else e * r
-        s += (1.0 - t) * x - (x if x < 0 else 0.0) + math.log1p(e)
+        r = one / (one + e)
+        sig = r if x >= zero else e * r
+        s += (one - t) * x - (x if x < zero else zero) + math.log1p(e)
         grad[i] = (sig - t) * inv_size
     partial[i0] = s
 
@@ -166,18 +169,19 @@ def _bce_logits(logits, target, inv_size, grad, partial):
 @cuda.jit
 def _smooth_l1(pred, target, inv_size, beta, grad, partial):
     """grad = (d / beta where |d| < beta, else sign(d)) / size; partial: per-thread sum
-    of 0.5 d^2 / beta or |d| - beta / 2 (|d| at beta = 0)."""
+    of 0.5 d^2 / beta or |d| - beta / 2 (|d| at beta = 0); elementwise in pred's type."""
+    zero, half = pred.dtype.type(0), pred.dtype.type(0.5)
     i0 = cuda.grid(1)
     s = 0.0
     for i in range(i0, pred.size, cuda.gridsize(1)):
         d = pred[i] - target[i]
         ad = abs(d)
-        sign = inv_size if d > 0 else (-inv_size if d < 0 else 0 * inv_size)
-        if beta == 0 or ad >= beta:  # NaN: the quadratic side, NaN as PyTorch (beta > 0)
-            s += ad - 0.5 * beta
+        sign = inv_size if d > zero else (-inv_size if d < zero else zero * inv_size)
+        if beta == zero or ad >= beta:  # NaN: the quadratic side, NaN as PyTorch (beta > 0)
+            s += ad - half * beta
             grad[i] = sign
         else:
-            s += 0.5 * d * d / beta
+            s += half * d * d / beta
             grad[i] = d / beta * inv_size
     partial[i0] = s
 

@@ -26,13 +26,14 @@ def _sgd(param, grad, velocity, has_velocity, lr, momentum, weight_decay, nester
 
 
 @cuda.jit
-def _adam(param, grad, exp_avg, exp_avg_sq, vmax, amsgrad, lr, beta1, beta2, eps,
+def _adam(param, grad, exp_avg, exp_avg_sq, vmax, amsgrad, beta1, beta2, c1, c2, eps,
           weight_decay, step_size, bias2_sqrt):
-    """vmax: the running maximum of exp_avg_sq when amsgrad (else an unread stand-in)."""
+    """vmax: the running maximum of exp_avg_sq when amsgrad (else an unread stand-in);
+    c1, c2: 1 - beta1, 1 - beta2 (rounded from the launcher's float, as PyTorch's)."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i]
-        m = beta1 * exp_avg[i] + (1 - beta1) * g
-        v = beta2 * exp_avg_sq[i] + (1 - beta2) * g * g
+        m = beta1 * exp_avg[i] + c1 * g
+        v = beta2 * exp_avg_sq[i] + c2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
         if amsgrad:
@@ -51,10 +52,11 @@ def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
 
 
 @cuda.jit
-def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_decay):
+def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, c1, beta2, eps, weight_decay):
+    """c1: 1 - beta1."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i]
-        m = beta1 * exp_avg[i] + (1 - beta1) * g
+        m = beta1 * exp_avg[i] + c1 * g
         u = beta2 * exp_inf[i]
         a = abs(g) + eps
         u = u if u > a or u != u else a  # max, NaN propagating (torch.maximum)
@@ -65,11 +67,12 @@ def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_
 
 @cuda.jit
 def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, beta1, beta2,
-                      sq_scale, eps, weight_decay):
+                      c1, c2, sq_scale, eps, weight_decay):
+    """c1, c2: 1 - beta1, 1 - beta2."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i]
-        m = beta1 * exp_avg[i] + (1 - beta1) * g
-        v = beta2 * exp_avg_sq[i] + (1 - beta2) * g * g
+        m = beta1 * exp_avg[i] + c1 * g
+        v = beta2 * exp_avg_sq[i] + c2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
         # RAdam's first steps (sq_scale 0): eps alone, even where v overflowed
@@ -78,16 +81,16 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
 
 
 @cuda.jit
-def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, sign):
-    """sign: -1 to maximize, else 1."""
+def _adadelta(param, grad, square_avg, acc_delta, lr, rho, c, eps, weight_decay, sign):
+    """c: 1 - rho; sign: -1 to maximize, else 1."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = sign * grad[i]
         if weight_decay != 0:
             g = g + weight_decay * param[i]
-        v = rho * square_avg[i] + (1 - rho) * g * g
+        v = rho * square_avg[i] + c * g * g
         d = math.sqrt(acc_delta[i] + eps) / math.sqrt(v + eps) * g
         square_avg[i] = v
-        acc_delta[i] = rho * acc_delta[i] + (1 - rho) * d * d
+        acc_delta[i] = rho * acc_delta[i] + c * d * d
         param[i] -= lr * d
 
 
@@ -97,6 +100,7 @@ def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_
     """sign: -1 to maximize, else 1. The factor from the sign of g * prev in the dtype
     (1 for 0 or NaN), torch.clamp's lower, then upper bound; the step's direction is
     torch.sign(g), 0 for a NaN."""
+    zero = param.dtype.type(0)
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = sign * grad[i]
         s = g * prev[i]
@@ -111,8 +115,8 @@ def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_
             z = step_size_max
         step_size[i] = z
         if s < 0:  # a sign change: no step (direction 0), and g kept as 0
-            prev[i] = 0
-            param[i] -= 0 * z  # 0 * a NaN step size is still NaN, as torch's
+            prev[i] = zero
+            param[i] -= zero * z  # 0 * a NaN step size is still NaN, as torch's
         else:
             prev[i] = g
             if g > 0:
@@ -120,7 +124,7 @@ def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_
             elif g < 0:
                 param[i] += z
             else:
-                param[i] -= 0 * z  # g 0 or NaN: direction 0
+                param[i] -= zero * z  # g 0 or NaN: direction 0
 
 
 @cuda.jit
@@ -140,14 +144,15 @@ def _asgd(param, grad, ax, keep, eta, mu, weight_decay, sign, average):
 
 
 @cuda.jit
-def _rmsprop(param, grad, square_avg, grad_avg, centered, buf, has_buf, lr, alpha, eps,
+def _rmsprop(param, grad, square_avg, grad_avg, centered, buf, has_buf, lr, alpha, c, eps,
              weight_decay, momentum):
+    """c: 1 - alpha."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i]
-        s = alpha * square_avg[i] + (1 - alpha) * g * g
+        s = alpha * square_avg[i] + c * g * g
         square_avg[i] = s
         if centered:
-            m = alpha * grad_avg[i] + (1 - alpha) * g
+            m = alpha * grad_avg[i] + c * g
             grad_avg[i] = m
             s = s - m * m
         step = g / (math.sqrt(s) + eps)
@@ -186,8 +191,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     if dp.size:
         dt = param.dtype.type
         _adam[config.blocks(dp.size), config.THREADS](
-            flat(dp), flat(dg), flat(dm), flat(dv), flat(dmax), amsgrad, dt(lr), dt(beta1),
-            dt(beta2), dt(eps),
+            flat(dp), flat(dg), flat(dm), flat(dv), flat(dmax), amsgrad, dt(beta1),
+            dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2), dt(eps),
             dt(weight_decay), dt(lr / (1 - beta1 ** step)),
             dt(math.sqrt(1 - beta2 ** step)))
     call.sync()
@@ -207,7 +212,7 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
         dt = param.dtype.type
         _rmsprop[config.blocks(dp.size), config.THREADS](
             flat(dp), flat(dg), flat(ds), flat(da), centered, flat(db), has_buf, dt(lr),
-            dt(alpha), dt(eps), dt(weight_decay), dt(momentum))
+            dt(alpha), dt(1.0 - alpha), dt(eps), dt(weight_decay), dt(momentum))
     call.sync()
 
 
@@ -232,7 +237,7 @@ def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2
         dt = param.dtype.type
         _adamax[config.blocks(dp.size), config.THREADS](
             flat(dp), flat(dg), flat(dm), flat(du), dt(lr / (1 - beta1 ** step)), dt(beta1),
-            dt(beta2), dt(eps), dt(weight_decay))
+            dt(1.0 - beta1), dt(beta2), dt(eps), dt(weight_decay))
     call.sync()
 
 
@@ -248,7 +253,8 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
         dt = param.dtype.type
         _adaptive_moments[config.blocks(dp.size), config.THREADS](
             flat(dp), flat(dg), flat(dm), flat(dv), dt(avg_rate), dt(grad_rate), dt(beta1),
-            dt(beta2), dt(sq_scale), dt(eps), dt(weight_decay))
+            dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2), dt(sq_scale), dt(eps),
+            dt(weight_decay))
     call.sync()
 
 
@@ -262,7 +268,7 @@ def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-
     if dp.size:
         dt = param.dtype.type
         _adadelta[config.blocks(dp.size), config.THREADS](
-            flat(dp), flat(dg), flat(ds), flat(da), dt(lr), dt(rho), dt(eps),
+            flat(dp), flat(dg), flat(ds), flat(da), dt(lr), dt(rho), dt(1.0 - rho), dt(eps),
             dt(weight_decay), dt(-1.0 if maximize else 1.0))
     call.sync()
 
