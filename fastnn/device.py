@@ -145,6 +145,13 @@ def _huge_page_array(nbytes):
     return raw[start:start + nbytes]
 
 
+def c_contiguous(a, dtype=None):
+    """a as a C-contiguous NumPy array (of dtype when given; a itself when it already is
+    one), a 0-d array staying 0-d (np.ascontiguousarray makes it 1-d, so a layer given a
+    0-d input would hand back shape (1,))."""
+    return np.asarray(a, dtype=dtype, order="C")
+
+
 class Host:
     """The host's array namespace (NumPy)."""
 
@@ -155,7 +162,7 @@ class Host:
         """a as a C-contiguous host array (copied back when on the device)."""
         if type(a) is np.ndarray and a.flags.c_contiguous:
             return a
-        return np.ascontiguousarray(to_host(a))
+        return c_contiguous(to_host(a))
 
     @staticmethod
     def empty(shape, dtype):
@@ -197,7 +204,7 @@ class Cuda:
     def put(a):
         if is_device_array(a):
             return Cuda._cuda().as_device(a)
-        return Cuda._cuda().cuda.to_device(np.ascontiguousarray(a))
+        return Cuda._cuda().cuda.to_device(c_contiguous(a))
 
     @staticmethod
     def empty(shape, dtype):
@@ -222,7 +229,7 @@ class Cuda:
     def copy_into(dst, src):
         """dst[...] = src, src a host array or a device array of the same shape."""
         if isinstance(src, np.ndarray):
-            src = np.ascontiguousarray(src, dtype=dst.dtype)
+            src = c_contiguous(src, dtype=dst.dtype)
         Cuda._cuda().as_device(dst).copy_to_device(src)
 
 

@@ -36,3 +36,14 @@ def test_batchnorm_counter_stays_int64():
     bn = nn.BatchNorm1d(3).double()
     assert bn.running_mean.dtype == np.float64
     assert bn.state_dict()["num_batches_tracked"].dtype == np.int64
+
+
+def test_a_0d_parameter_and_buffer_stay_0d_through_dtype_conversions():
+    # (a learnable temperature: np.ascontiguousarray made it shape (1,))
+    model = nn.Module()
+    model.temperature = nn.Parameter(np.array(1.5, np.float32))
+    model.register_buffer("scale", np.array(2.0, np.float32))
+    model.temperature.grad = np.array(0.5, np.float32)
+    model.double()
+    assert model.temperature.shape == model.temperature.grad.shape == model.scale.shape == ()
+    assert model.temperature.dtype == model.scale.dtype == np.float64

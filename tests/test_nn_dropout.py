@@ -70,3 +70,14 @@ def test_p_one_drops_everything_as_torch(cls):
     np.testing.assert_array_equal(layer.backward(np.ones_like(x)), np.zeros_like(x))
     layer.eval()
     np.testing.assert_array_equal(layer(x), x)
+
+
+@pytest.mark.parametrize("cls", ["Dropout", "AlphaDropout"])
+@pytest.mark.parametrize("p", [0.3, 1.0])
+def test_a_0d_input_keeps_its_shape_as_torch(backend, cls, p):
+    # np.ascontiguousarray made a 0-d result 1-d: Dropout gave (1,) (numpy backend, and
+    # every backend at p = 1) and AlphaDropout's backward then refused a 0-d gradient
+    layer = getattr(nn, cls)(p)
+    y = layer(np.array(2.0))
+    assert y.shape == getattr(torch.nn, cls)(p)(torch.tensor(2.0)).shape == ()
+    assert layer.backward(np.array(1.0)).shape == ()

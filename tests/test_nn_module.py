@@ -382,3 +382,12 @@ def test_module_dict_and_parameter_containers_follow_pytorch():
         nn.ParameterList(["w"])  # (a plain array is made a Parameter, as PyTorch's)
     with pytest.raises(NotImplementedError, match="ModuleDict has no forward"):
         ours.heads(np.zeros((1, 4), np.float32))
+
+
+def test_errors_name_a_container_by_its_children_not_as_an_empty_one():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    with pytest.raises(RuntimeError, match=r"^Sequential\(Linear, ReLU\): backward called "
+                                           r"before forward"):
+        model.backward(np.ones((2, 3)))
+    wide = nn.Sequential(*[nn.ReLU() for _ in range(8)])
+    assert wide._where() == "Sequential(ReLU, ReLU, ReLU, ReLU, ReLU, ReLU, ...)"

@@ -213,7 +213,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
                                                  grad_weight=accumulator(w1))
         for param, value in pending:
             _device.update_on_host(param.grad, lambda a, v=value: np.add(a, v, out=a))
-        return caller.put(np.ascontiguousarray(grad_in.reshape(shape)))
+        return caller.put(_device.c_contiguous(grad_in.reshape(shape)))
 
     # ------------------------------------------------------------- inference
     def log_prob(self, input):

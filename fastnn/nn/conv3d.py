@@ -58,7 +58,7 @@ def im2col(xp, groups, kernel, dilation, stride, out):
     view = as_strided(xp, (c,) + tuple(kernel) + (n,) + tuple(out),
                       (sc,) + tuple(d * s for d, s in zip(dilation, spatial)) + (sn,)
                       + tuple(st * s for st, s in zip(stride, spatial)), writeable=False)
-    return np.ascontiguousarray(view).reshape(groups, c // groups * math.prod(kernel),
+    return _device.c_contiguous(view).reshape(groups, c // groups * math.prod(kernel),
                                               n * math.prod(out))
 
 
@@ -83,7 +83,7 @@ def _batched(x):
 def _channels_first(a, groups):
     """(N, C, *spatial) -> (groups, C / groups, N * L), a contiguous copy."""
     c = a.shape[1]
-    return np.ascontiguousarray(a.swapaxes(0, 1)).reshape(
+    return _device.c_contiguous(a.swapaxes(0, 1)).reshape(
         groups, c // groups, a.shape[0] * math.prod(a.shape[2:]))
 
 

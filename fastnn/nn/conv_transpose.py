@@ -165,7 +165,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
         (sh, sw), (rh, rw) = stride, room
         full[:, :, rh:rh + (h - 1) * sh + 1:sh, rw:rw + (w - 1) * sw + 1:sw] = x
         ch, cw = room[0] - lead[0], room[1] - lead[1]
-        return np.ascontiguousarray(full[:, :, ch:ch + sizes[0], cw:cw + sizes[1]])
+        return _device.c_contiguous(full[:, :, ch:ch + sizes[0], cw:cw + sizes[1]])
 
     def _weight_2d(self, array):
         """The weight (or an array of its shape) as the 2-D kernels take it, (in, out /
@@ -178,7 +178,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
         g, (kh, kw) = self.groups, self._pairs()[0]
         w = _device.to_host(self._weight_2d(self.weight.data))
         w = w.reshape((g, self.in_channels // g, self.out_channels // g, kh, kw))
-        return np.ascontiguousarray(
+        return _device.c_contiguous(
             w.transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1].reshape(
                 (self.out_channels, self.in_channels // g, kh, kw)))
 
@@ -251,7 +251,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
         # input's last; their correlations are not gradients of any input cell
         h, w = in_shape[2:]
         return _device.namespace_of(grad_in).put(
-            np.ascontiguousarray(_device.to_host(grad_in)[:, :, :h, :w]))
+            _device.c_contiguous(_device.to_host(grad_in)[:, :, :h, :w]))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         spread, flipped, unbatched = self._ctx

@@ -192,7 +192,7 @@ class AlphaDropout(Module):
         self._gain = np.where(keep, dt(a), dt(0))
         shift = np.where(keep, dt(a * _SELU_SATURATION * self.p),
                          dt(a * _SELU_SATURATION * (self.p - 1)))
-        return _device.namespace_of(x).put(np.ascontiguousarray(host * self._gain + shift,
+        return _device.namespace_of(x).put(_device.c_contiguous(host * self._gain + shift,
                                                                  host.dtype))
 
     def _backward(self, grad_out, buffered, need_grad_in):
@@ -201,7 +201,7 @@ class AlphaDropout(Module):
         if self._gain is None:
             return grad_out
         g = _device.to_host(grad_out)
-        return _device.namespace_of(grad_out).put(np.ascontiguousarray(g * self._gain,
+        return _device.namespace_of(grad_out).put(_device.c_contiguous(g * self._gain,
                                                                        g.dtype))
 
     def extra_repr(self):

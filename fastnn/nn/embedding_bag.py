@@ -206,7 +206,7 @@ class EmbeddingBag(Module):
             if weights is not None:   # the rows their gradient needs
                 ctx["rows"] = table[ki]
         self._ctx = ctx
-        return np.ascontiguousarray(out, table.dtype)
+        return _device.c_contiguous(out, table.dtype)
 
     # -------------------------------------------------------------- backward
     def backward(self, grad_out):

@@ -791,7 +791,7 @@ def _spread(x, stride, before, after):
                                     zip(lead, sizes, stride))] = x
     crop = tuple(slice(max(-b, 0), n - max(-a, 0)) for b, a, n in
                  zip(before, after, full.shape[2:]))
-    return np.ascontiguousarray(full[(slice(None),) * 2 + crop])
+    return _device.c_contiguous(full[(slice(None),) * 2 + crop])
 
 
 def _conv_transpose(where, dims, input, weight, bias, stride, padding, output_padding,
@@ -2116,7 +2116,7 @@ def bilinear(input1, input2, weight, bias=None):
             raise RuntimeError(f"bilinear(): expected bias of shape ({w.shape[0]},), got "
                                f"{bv.shape}")
         y += bv
-    return np.ascontiguousarray(y.reshape(a.shape[:-1] + (w.shape[0],)), a.dtype)
+    return _device.c_contiguous(y.reshape(a.shape[:-1] + (w.shape[0],)), a.dtype)
 
 
 # -------------------------------------------------------------- more normalisation
@@ -2153,7 +2153,7 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
                                f"but got weight of shape {list(w.shape)} and "
                                f"normalized_shape = {list(shape)}")
         y *= w
-    return np.ascontiguousarray(y, x.dtype)
+    return _device.c_contiguous(y, x.dtype)
 
 
 def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
@@ -2520,7 +2520,7 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     weights = weights.reshape(shape)
     if dropout_p > 0:
         weights = dropout(weights, dropout_p, training=True)
-    return np.ascontiguousarray(weights @ v, q.dtype)
+    return _device.c_contiguous(weights @ v, q.dtype)
 
 
 def gumbel_softmax(logits, tau=1, hard=False, eps=1e-10, dim=-1):
@@ -2617,4 +2617,4 @@ def conv_tbc(input, weight, bias, pad=0):
                            f"got {x.shape} and {w.shape}")
     y = conv1d(np.ascontiguousarray(x.transpose(1, 2, 0)),
                np.ascontiguousarray(w.transpose(2, 1, 0)), bias, padding=pad)
-    return np.ascontiguousarray(y.transpose(2, 0, 1))
+    return _device.c_contiguous(y.transpose(2, 0, 1))

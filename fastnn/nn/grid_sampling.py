@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 
+from .. import device as _device
 from ..validation import check_float_array
 
 __all__ = ["affine_grid", "grid_sample"]
@@ -65,7 +66,7 @@ def affine_grid(theta, size, align_corners=None):
     base = np.stack(mesh[::-1] + [np.ones_like(mesh[0])], axis=-1)  # x, y (, z), 1
     base = base.reshape(1, -1, len(spatial) + 1)
     grid = base @ np.swapaxes(t, 1, 2)
-    return np.ascontiguousarray(grid.reshape((size[0],) + spatial + (len(spatial),)))
+    return _device.c_contiguous(grid.reshape((size[0],) + spatial + (len(spatial),)))
 
 
 def _unnormalize(coord, size, align_corners):
@@ -170,7 +171,7 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
                       for cd, n in zip(coords, sizes)]
             y = (_nearest(x, coords, sizes) if mode == "nearest"
                  else _linear_taps(x, coords, sizes))
-    return np.ascontiguousarray(y, x.dtype)
+    return _device.c_contiguous(y, x.dtype)
 
 
 def _nearest(x, coords, sizes):

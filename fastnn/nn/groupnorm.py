@@ -218,7 +218,7 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
             if self.bias is not None:
                 y = y + self.bias.numpy()[:, None]
         self._eval_ctx = (xhat, invstd, (n, c))
-        return _device.namespace_of(x).put(np.ascontiguousarray(y.reshape(shape), dt))
+        return _device.namespace_of(x).put(_device.c_contiguous(y.reshape(shape), dt))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if self._eval_ctx is None:
@@ -234,7 +234,7 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
         if not need_grad_in:
             return None
         grad = (g3 * scale[:, None]).reshape(shape)
-        return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, g.dtype))
+        return _device.namespace_of(grad_out).put(_device.c_contiguous(grad, g.dtype))
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -177,7 +177,7 @@ class GLU(Module):
         a, b = np.split(host, 2, axis=_axis(self, self.dim, host.ndim))
         gate = (1 / (1 + np.exp(-b))).astype(host.dtype)
         self._ctx = (a, gate)
-        return _device.namespace_of(x).put(np.ascontiguousarray(a * gate))
+        return _device.namespace_of(x).put(_device.c_contiguous(a * gate))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
@@ -215,7 +215,7 @@ def _shuffle(x, r):
     y = x.reshape(tuple(lead) + (c // (r * r), r, r, h, w))
     k = len(lead)
     y = y.transpose(tuple(range(k)) + (k, k + 3, k + 1, k + 4, k + 2))
-    return np.ascontiguousarray(y).reshape(tuple(lead) + (c // (r * r), h * r, w * r))
+    return _device.c_contiguous(y).reshape(tuple(lead) + (c // (r * r), h * r, w * r))
 
 
 def _unshuffle(x, r):
@@ -225,7 +225,7 @@ def _unshuffle(x, r):
     y = x.reshape(tuple(lead) + (c, h, r, w, r))
     k = len(lead)
     y = y.transpose(tuple(range(k)) + (k, k + 2, k + 4, k + 1, k + 3))
-    return np.ascontiguousarray(y).reshape(tuple(lead) + (c * r * r, h, w))
+    return _device.c_contiguous(y).reshape(tuple(lead) + (c * r * r, h, w))
 
 
 class _Rearrange(Module):
@@ -297,7 +297,7 @@ class ChannelShuffle(_Rearrange):
     def _there(x, groups):
         n, c = x.shape[:2]
         y = x.reshape((n, groups, c // groups) + x.shape[2:]).swapaxes(1, 2)
-        return np.ascontiguousarray(y).reshape(x.shape)
+        return _device.c_contiguous(y).reshape(x.shape)
 
     @staticmethod
     def _back(x, groups):
@@ -348,7 +348,7 @@ class RMSNorm(Module):
         normed = host * inv
         self._ctx = (host, inv, normed, axes)
         y = normed if self.weight is None else normed * _device.to_host(self.weight.data)
-        return _device.namespace_of(x).put(np.ascontiguousarray(y, host.dtype))
+        return _device.namespace_of(x).put(_device.c_contiguous(y, host.dtype))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         host, inv, normed, axes = self._ctx
@@ -361,7 +361,7 @@ class RMSNorm(Module):
         if not need_grad_in:
             return None
         grad = inv * (g - normed * (g * normed).mean(axis=axes, keepdims=True))
-        return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))
+        return _device.namespace_of(grad_out).put(_device.c_contiguous(grad, host.dtype))
 
     def extra_repr(self):
         return (f"{self.normalized_shape}, eps={self.eps}, "
@@ -417,7 +417,7 @@ class LocalResponseNorm(_AcrossChannels):
         scale = dt(self.k) + dt(self.alpha / self.size) * self._window_sum(host * host)
         y = host * scale ** dt(-self.beta)
         self._ctx = (host, scale, y)
-        return _device.namespace_of(x).put(np.ascontiguousarray(y, host.dtype))
+        return _device.namespace_of(x).put(_device.c_contiguous(y, host.dtype))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
@@ -431,7 +431,7 @@ class LocalResponseNorm(_AcrossChannels):
         mirrored = self._window_sum(t, mirrored=True)
         grad = g * scale ** dt(-self.beta) - dt(2 * self.alpha * self.beta / self.size) \
             * host * mirrored
-        return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))
+        return _device.namespace_of(grad_out).put(_device.c_contiguous(grad, host.dtype))
 
 
 class CrossMapLRN2d(_AcrossChannels):
@@ -487,7 +487,7 @@ class CrossMapLRN2d(_AcrossChannels):
         scale += dt(self.k)
         y = scale ** dt(-float(self.beta)) * host
         self._ctx = (host, scale, y)
-        return _device.namespace_of(x).put(np.ascontiguousarray(y, host.dtype))
+        return _device.namespace_of(x).put(_device.c_contiguous(y, host.dtype))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if self.size == 1:
@@ -510,4 +510,4 @@ class CrossMapLRN2d(_AcrossChannels):
             running += ratio[:, c + size - 1]
             grad[:, c] += factor * host[:, c] * running
             running -= ratio[:, c]
-        return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))
+        return _device.namespace_of(grad_out).put(_device.c_contiguous(grad, host.dtype))

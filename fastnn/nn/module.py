@@ -1514,12 +1514,12 @@ class Module:
             if "_lazy" in module.__dict__:  # its parameters, once made, take this dtype
                 module._lazy_dtype = dtype
             for param in module._parameters.values():
-                param.data = np.ascontiguousarray(param.data, dtype=dtype)
+                param.data = _device.c_contiguous(param.data, dtype=dtype)
                 if param._grad is not None:
-                    param._replace_grad(np.ascontiguousarray(param._grad, dtype=dtype))
+                    param._replace_grad(_device.c_contiguous(param._grad, dtype=dtype))
             for name, buf in list(module._buffers.items()):
                 if buf is not None and np.dtype(buf.dtype).kind == "f":
-                    setattr(module, name, np.ascontiguousarray(buf, dtype=dtype))
+                    setattr(module, name, _device.c_contiguous(buf, dtype=dtype))
             module._scratch.clear()
             object.__setattr__(module, "_out_meta", None)
         return self
@@ -1783,8 +1783,15 @@ class Module:
                                     f"must share one dtype (call .float()/.double())")
 
     def _where(self):
-        """How error messages name this layer: its one-line repr."""
-        return f"{type(self).__name__}({self.extra_repr()})"
+        """How error messages name this layer: its one-line repr, or for a container
+        with nothing of its own to show its children's class names (Sequential(Linear,
+        ReLU, ...), not Sequential(), which reads as an empty one)."""
+        extra = self.extra_repr()
+        if not extra and self._modules:
+            names = [type(child).__name__ for child in self._modules.values()
+                     if child is not None]
+            extra = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        return f"{type(self).__name__}({extra})"
 
     def extra_repr(self):
         """The text inside the parentheses of repr (layers override it)."""

@@ -116,7 +116,7 @@ def _grown_backward(grad_out, sizes, mode):
         total = np.zeros((n,) + moved.shape[1:], g.dtype)
         np.add.at(total, source, moved)
         g = np.moveaxis(total, 0, axis)
-    return np.ascontiguousarray(g)
+    return _device.c_contiguous(g)
 
 
 class _Pad(Module):

@@ -297,7 +297,7 @@ class GaussianNLLLoss(Loss):
         self._ctx = (grad_x, grad_v, (x.shape, t.shape, v.shape, var_shape), namespace,
                      losses.size)
         if self.reduction == "none":
-            return namespace.put(np.ascontiguousarray(losses, x.dtype))
+            return namespace.put(_device.c_contiguous(losses, x.dtype))
         total = losses.sum(dtype=np.float64)
         with np.errstate(invalid="ignore"):  # an empty batch's mean is NaN, as in PyTorch
             return np.float64(total / losses.size if self.reduction == "mean" else total)

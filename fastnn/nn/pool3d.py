@@ -237,7 +237,7 @@ class AvgPool3d(_Pool3d):
         for offset in kernel_offsets(self._k):
             grad[ALL + tap_slices(offset, self._d, self._s, out)] += share
         crop = tuple(slice(p, p + n) for p, n in zip(self._p, shape[2:]))
-        return np.ascontiguousarray(grad[ALL + crop])
+        return _device.c_contiguous(grad[ALL + crop])
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -282,7 +282,7 @@ class LPPool3d(AvgPool3d):
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             grad_mean = lp_mean_grad(g, mean, total, p, np.prod(self._k))
             grad = super()._unpool(grad_mean) * p * host ** (p - dt(1))
-        return np.ascontiguousarray(grad, host.dtype)
+        return _device.c_contiguous(grad, host.dtype)
 
     def extra_repr(self):
         return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, "
@@ -355,7 +355,7 @@ class AdaptiveAvgPool3d(_OnHost):
             grad = g
             for axis in (2, 3, 4):
                 grad = window_means_adjoint(grad, axis, shape[axis])
-        return np.ascontiguousarray(grad)
+        return _device.c_contiguous(grad)
 
     def extra_repr(self):
         return f"output_size={self.output_size}"

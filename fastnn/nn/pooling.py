@@ -213,7 +213,7 @@ def lp_mean_grad(g, mean, total, p, size):
     dt = mean.dtype.type
     grad_total = g * (dt(1) / p) * total ** (dt(1) / p - dt(1))
     sign = np.where(np.isnan(mean), dt(0), np.sign(mean))
-    return np.ascontiguousarray(
+    return _device.c_contiguous(
         np.where(np.abs(mean) <= 0, dt(0), grad_total * dt(size) * sign) * sign, mean.dtype)
 
 
@@ -231,7 +231,7 @@ def abs_extreme_forward(host, pool, p):
     arrays. Returns (y, ctx for abs_extreme_backward)."""
     sign = host.dtype.type(1 if p > 0 else -1)
     y, where = pool(sign * np.abs(host))
-    return np.ascontiguousarray(sign * y, host.dtype), (host, where, sign)
+    return _device.c_contiguous(sign * y, host.dtype), (host, where, sign)
 
 
 def abs_extreme_backward(g, ctx, unpool):
@@ -239,7 +239,7 @@ def abs_extreme_backward(g, ctx, unpool):
     unpool(g, where), times sign(x) (the gradient of |x|, 0 at 0)."""
     host, where, sign = ctx
     grad = unpool(np.ascontiguousarray(g * sign, host.dtype), where) * sign
-    return np.ascontiguousarray(grad * np.sign(host).astype(host.dtype), host.dtype)
+    return _device.c_contiguous(grad * np.sign(host).astype(host.dtype), host.dtype)
 
 
 class LPPool2d(AvgPool2d):
@@ -287,7 +287,7 @@ class LPPool2d(AvgPool2d):
                 host ** p, *self._window(), True, ceil_mode=self.ceil_mode)
             total, y = lp_of_mean(mean, p, self._area())
         self._ctx = (host, mean, total)
-        return _device.namespace_of(x).put(np.ascontiguousarray(y, host.dtype))
+        return _device.namespace_of(x).put(_device.c_contiguous(y, host.dtype))
 
     def _unpool(self, grad_out, grad_in):
         g = _device.to_host(grad_out)
@@ -304,7 +304,7 @@ class LPPool2d(AvgPool2d):
                 lp_mean_grad(g, mean, total, p, self._area()), host.shape, *self._window(),
                 True, ceil_mode=self.ceil_mode)
             grad = grad_power * p * host ** (p - dt(1))
-        return _device.namespace_of(grad_out).put(np.ascontiguousarray(grad, host.dtype))
+        return _device.namespace_of(grad_out).put(_device.c_contiguous(grad, host.dtype))
 
     def extra_repr(self):
         return (f"norm_type={self.norm_type}, kernel_size={self.kernel_size}, "

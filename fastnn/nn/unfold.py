@@ -50,7 +50,7 @@ def fold(cols, size, kernel, dilation, padding, stride):
     padded = np.zeros((n, c, h + 2 * ph, w + 2 * pw), cols.dtype)
     for offset in kernel_offsets(kernel):
         padded[ALL + tap_slices(offset, dilation, stride, grid)] += blocks[ALL + offset]
-    return np.ascontiguousarray(padded[:, :, ph:ph + h, pw:pw + w])
+    return _device.c_contiguous(padded[:, :, ph:ph + h, pw:pw + w])
 
 
 class _Blocks(Module):

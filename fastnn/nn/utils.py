@@ -256,7 +256,7 @@ def vector_to_parameters(vec, parameters):
         n = math.prod(a.shape)
         piece = host[pointer:pointer + n].reshape(a.shape)
         if _device.is_device_array(a):
-            _device.namespace_of(a).copy_into(a, np.ascontiguousarray(piece, dtype=a.dtype))
+            _device.namespace_of(a).copy_into(a, _device.c_contiguous(piece, dtype=a.dtype))
         else:
             a[...] = piece
         pointer += n
