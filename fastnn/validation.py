@@ -270,8 +270,17 @@ def as_contiguous(x):
     return x
 
 
+def int_items(value):
+    """A 1-D NumPy integer array as a tuple of its ints (PyTorch takes any sequence of ints
+    for a size); any other value as it is."""
+    if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":
+        return tuple(int(v) for v in value)
+    return value
+
+
 def pair(where, name, value):
-    """An int or a pair of ints -> (int, int)."""
+    """An int or a pair of ints (a tuple, list or 1-D integer array) -> (int, int)."""
+    value = int_items(value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         return (int(value), int(value))
     if (isinstance(value, (tuple, list)) and len(value) == 2

@@ -327,3 +327,21 @@ def test_embedding_max_norm_is_nn_embeddings_renorm(dtype, rng, monkeypatch):
     monkeypatch.setattr(F, "renorm_rows", lambda *args: seen.append(args))
     F.embedding(idx, weight.copy(), max_norm=1.0)
     assert len(seen) == 1 and seen[0][2:] == (1.0, 2.0)
+
+
+@pytest.mark.parametrize("name, args", [
+    ("mse_loss", ([0.2, -1.0, 0.7, 1.5], [1, -1, 1, 1])),
+    ("l1_loss", ([0.2, -1.0, 0.7, 1.5], [1, -1, 1, 1])),
+    ("smooth_l1_loss", ([0.2, -1.0, 0.7, 1.5], [1, -1, 1, 1])),
+    ("huber_loss", ([0.2, -1.0, 0.7, 1.5], [1, -1, 1, 1])),
+    ("poisson_nll_loss", ([0.2, -1.0, 0.7, 1.5], [1, 0, 2, 3])),
+    ("soft_margin_loss", ([0.2, -1.0, 0.7, 1.5], [1, -1, 1, 1])),
+    ("hinge_embedding_loss", ([0.2, -1.0, 0.7, 1.5], [1, -1, 1, 1])),
+    ("multilabel_soft_margin_loss", ([[0.2, -1.0], [0.7, 1.5]], [[1, 0], [0, 1]])),
+    ("margin_ranking_loss", ([0.2, -1.0, 0.7], [1.5, 0.3, -0.2], [1, -1, 1])),
+    ("cosine_embedding_loss", ([[0.2, -1.0], [0.7, 1.5]], [[1.5, 0.3], [-0.2, 0.4]], [1, -1])),
+])
+def test_integer_targets_are_taken_as_torch_and_the_nn_losses_take_them(name, args):
+    arrays = [np.array(a, np.float64) for a in args[:-1]] + [np.array(args[-1], np.int64)]
+    expected = getattr(torch.nn.functional, name)(*[torch.tensor(a) for a in arrays]).item()
+    assert getattr(F, name)(*arrays) == pytest.approx(expected, rel=1e-12)

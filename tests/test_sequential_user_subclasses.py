@@ -2,6 +2,7 @@
 them inside a Sequential, as PyTorch's Sequential calls module(x): the built-in kernels
 under it (and Linear + activation fusion) used to run instead, whatever the override."""
 import numpy as np
+import pytest
 import torch
 
 import fastnn
@@ -111,3 +112,63 @@ def test_forward_hooks_see_the_override(backend):
     np.testing.assert_array_equal(model(x), [[4.0, 9.0]])
     np.testing.assert_array_equal(seen[0], [[4.0, 9.0]])
     np.testing.assert_array_equal(model.backward(np.ones((1, 2), np.float32)), [[-4.0, 6.0]])
+
+
+class _SumToScalar(nn.Module):
+    def forward(self, x):
+        self.shape = x.shape
+        return np.asarray(x.sum())
+
+    def backward(self, g):
+        return np.broadcast_to(g, self.shape).copy()
+
+
+class _Square(nn.Module):
+    def forward(self, x):
+        self.x = x
+        return np.asarray(x * x)
+
+    def backward(self, g):
+        return np.asarray(2 * self.x * g)
+
+
+def test_a_user_modules_0d_output_and_gradient_stay_0d_in_a_sequential():
+    # (np.ascontiguousarray on a user module's output / gradient made them (1,))
+    model = nn.Sequential(_SumToScalar(), nn.Tanh())
+    assert model(np.ones((2, 3))).shape == ()
+    assert model.backward(np.asarray(1.0)).shape == (2, 3)
+    model = nn.Sequential(nn.Tanh(), _Square())
+    model(np.asarray(0.5))
+    grad = model.backward(np.asarray(1.0))
+    assert grad.shape == ()
+    assert grad == pytest.approx(2 * np.tanh(0.5) * (1 - np.tanh(0.5) ** 2))
+    hooked = nn.Sequential(nn.Tanh(), nn.Sigmoid())
+    hooked[0].register_forward_hook(lambda module, inputs, output: output)
+    assert hooked(np.asarray(0.5)).shape == () == hooked.backward(np.asarray(1.0)).shape
+
+
+def test_a_triplet_loss_with_a_distance_function_keeps_0d_inputs_0d():
+    class AbsDistance(nn.Module):
+        def forward(self, a, b):
+            self.d = a - b
+            return np.abs(self.d)
+
+        def backward(self, g):
+            s = np.sign(self.d) * g
+            return s, -s
+
+    loss = nn.TripletMarginWithDistanceLoss(distance_function=AbsDistance(), reduction="none")
+    assert np.shape(loss(np.asarray(0.3), np.asarray(1.0), np.asarray(-0.2))) == ()
+
+
+def test_numpy_integer_arrays_are_taken_as_sizes_as_torch():
+    assert nn.Conv2d(2, 3, np.array([3, 2])).weight.shape == (3, 2, 3, 2)
+    assert nn.Conv3d(1, 1, np.array([1, 2, 3])).weight.shape == (1, 1, 1, 2, 3)
+    assert nn.LayerNorm(np.array([3, 4])).weight.shape == (3, 4)
+    assert nn.RMSNorm(np.array([3, 4])).weight.shape == (3, 4)
+    assert nn.MaxPool2d(np.array([2, 2]))(np.ones((1, 1, 4, 4))).shape == (1, 1, 2, 2)
+    assert nn.AdaptiveAvgPool2d(np.array([2, 3]))(np.ones((1, 1, 4, 6))).shape == (1, 1, 2, 3)
+    assert nn.ZeroPad2d(np.array([1, 1, 2, 2]))(np.ones((1, 1, 2, 2))).shape == (1, 1, 6, 4)
+    from fastnn.nn import functional as F
+    assert F.layer_norm(np.ones((2, 3, 4)), np.array([3, 4])).shape == (2, 3, 4)
+    assert F.pad(np.asarray(1.0), []).shape == ()  # an empty pad of a 0-d input: a copy

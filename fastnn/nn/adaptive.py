@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import device as _device
 from ..kernels.reference.conv import last_nan_or_argmax
-from ..validation import check_bool, check_float_dtype
+from ..validation import check_bool, check_float_dtype, int_items
 from .conv import As1d, add_batch_axis, drop_batch_axis
 from .module import Module
 from .pooling import ReturnsIndices
@@ -60,6 +60,7 @@ class AdaptiveAvgPool2d(Module):
     def __init__(self, output_size):
         super().__init__()
         name = type(self).__name__
+        output_size = int_items(output_size)
         sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
                  else (output_size,) * self.dims)
         if len(sizes) != self.dims or any(

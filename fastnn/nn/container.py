@@ -325,7 +325,7 @@ class Sequential(Module):
             if unchecked:
                 self._check_layer(self._layers.index(layer), layer, x.shape, x.dtype)
                 if type(x) is np.ndarray:  # a user module may return a strided view
-                    x = np.ascontiguousarray(x)
+                    x = _device.c_contiguous(x)
             unchecked = unchecked or layer._opaque
             keep = buffered or j < fresh_from
             if layer._user_forward:
@@ -421,7 +421,7 @@ class Sequential(Module):
             elif j + 1 < n and steps[j + 1][0]._opaque:
                 self._check_grad_from_user(layer, g)
                 if type(g) is np.ndarray:  # a user module may return a strided view
-                    g = np.ascontiguousarray(g)
+                    g = _device.c_contiguous(g)
             if hooked and j in hooked:
                 g = self._backward_layer(layer, g, need)
                 if g is None:  # (a hook cut the gradient: the layers before get none)

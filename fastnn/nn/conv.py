@@ -7,7 +7,7 @@ import numpy as np
 from .. import device as _device
 from .. import random as _random
 from ..kernels.window_shapes import pool_out_shape
-from ..validation import check_only, check_positive_int
+from ..validation import check_only, check_positive_int, int_items
 from . import init
 from .module import Module, Parameter
 from .padding import check_pad_fits, pad_backward, pad_forward
@@ -15,6 +15,7 @@ from .padding import check_pad_fits, pad_backward, pad_forward
 
 def pair(layer, name, value, minimum, n=2):
     """An int or n ints (a pair by default), each >= minimum, as a tuple of n ints."""
+    value = int_items(value)  # (a 1-D integer array, as PyTorch takes)
     items = (value,) * n if not isinstance(value, (tuple, list)) else tuple(value)
     if len(items) != n or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
                               or v < minimum for v in items):

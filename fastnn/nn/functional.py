@@ -64,7 +64,7 @@ from ..backend import current as _current_backend
 from ..errors import RuntimeValueError
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
-from ..validation import as_contiguous, check_float_array, check_float_dtype
+from ..validation import as_contiguous, check_float_array, check_float_dtype, int_items
 from .activations import SELU, celu_host
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -79,7 +79,8 @@ from .grid_sampling import affine_grid, grid_sample
 from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, PixelShuffle,
                           PixelUnshuffle, RReLU, Softshrink, Tanhshrink, Threshold)
 from .loss import (BCEWithLogitsLoss, HingeEmbeddingLoss, KLDivLoss, MultiLabelMarginLoss,
-                   MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss)
+                   MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss,
+                   cast_integer_target)
 from .padding import pad_forward
 from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
                      MaxUnpool3d)
@@ -121,6 +122,7 @@ def _is_int(value):
 
 def _ints(where, name, value, n):
     """An int or a sequence of n ints (or of one, repeated) as a tuple of n ints."""
+    value = int_items(value)
     items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
     if len(items) == 1:
         items = items * n
@@ -1072,6 +1074,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     """
     where = "layer_norm"
     x = _float(where, "input", input)
+    normalized_shape = int_items(normalized_shape)
     shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) \
         else (normalized_shape,)
     if not shape or not all(_is_int(v) for v in shape):
@@ -1224,6 +1227,8 @@ def pad(input, pad, mode="constant", value=None):
                            f"dimension {x.ndim}")
     if mode not in _PAD_MODES:
         raise NotImplementedError(f"Unrecognised padding mode {mode}")
+    if k == 0 and mode == "constant":
+        return x.copy()  # (an empty pad: a copy, of a 0-d input too, as PyTorch's)
     if mode != "constant":
         if value is not None and value != 0:
             raise RuntimeError(f'Padding mode "{mode}" doesn\'t take in value argument')
@@ -1373,10 +1378,11 @@ def _op_reduced(op, x, t, reduction, *args, count=None):
 
 
 def _pair(where, input, target):
-    """(input, target) of one float dtype, broadcast to one shape with PyTorch's warning
-    when their shapes differ, C-contiguous."""
+    """(input, target) of one float dtype (an integer or bool target cast to it, as
+    PyTorch's), broadcast to one shape with PyTorch's warning when their shapes differ,
+    C-contiguous."""
     x = _float(where, "input", input)
-    t = _float(where, "target", target, dtype=x.dtype)
+    t = _float(where, "target", cast_integer_target(target, x.dtype), dtype=x.dtype)
     if t.shape != x.shape:
         warnings.warn(f"Using a target size ({t.shape}) that is different to the input size "
                       f"({x.shape}). This will likely lead to incorrect results due to "
@@ -1719,9 +1725,9 @@ def _empty(shape, dtype, reduction, fill=0.0):
 def _broadcast(where, input, target, to_input=False):
     """(input, target) of one float dtype broadcast to one shape (silently, as PyTorch's
     poisson, soft-margin and hinge losses broadcast; to_input: input's shape, target
-    broadcast to it), C-contiguous."""
+    broadcast to it), C-contiguous; an integer or bool target is cast to input's dtype."""
     x = _float(where, "input", input)
-    t = _float(where, "target", target, dtype=x.dtype)
+    t = _float(where, "target", cast_integer_target(target, x.dtype), dtype=x.dtype)
     shape = _broadcast_shape(where, x, t)
     if to_input and shape != x.shape:
         raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast "
@@ -1730,11 +1736,15 @@ def _broadcast(where, input, target, to_input=False):
             as_contiguous(np.broadcast_to(t, shape)))
 
 
-def _floats(where, names, arrays):
-    """arrays checked: float arrays of the first one's dtype."""
+def _floats(where, names, arrays, integer_target=False):
+    """arrays checked: float arrays of the first one's dtype; integer_target: the last
+    (a target or labels) may be an integer array (bool too), cast to that dtype."""
     first = _float(where, names[0], arrays[0])
+    rest = list(arrays[1:])
+    if integer_target:
+        rest[-1] = cast_integer_target(rest[-1], first.dtype)
     return [first] + [_float(where, name, a, dtype=first.dtype)
-                      for name, a in zip(names[1:], arrays[1:])]
+                      for name, a in zip(names[1:], rest)]
 
 
 def poisson_nll_loss(input, target, log_input=True, full=False, size_average=None, eps=1e-08,
@@ -1816,7 +1826,7 @@ def margin_ranking_loss(input1, input2, target, margin=0, size_average=None, red
     than 1 and -1)."""
     reduction = _reduction(size_average, reduce, reduction)
     arrays = _floats("margin_ranking_loss", ("input1", "input2", "target"),
-                     (input1, input2, target))
+                     (input1, input2, target), integer_target=True)
     loss = MarginRankingLoss(margin, reduction=reduction)
     return _class_loss(loss, arrays[0].dtype, *arrays)
 
@@ -1851,7 +1861,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     """
     where = "multilabel_soft_margin_loss"
     reduction = _reduction(size_average, reduce, reduction)
-    x, t = _floats(where, ("input", "target"), (input, target))
+    x, t = _floats(where, ("input", "target"), (input, target), integer_target=True)
     w = None if weight is None else _float(where, "weight", weight, dtype=x.dtype)
     if x.ndim == 0:
         raise IndexError("Dimension specified as -1 but tensor has no dimensions")
@@ -1906,7 +1916,7 @@ def cosine_embedding_loss(input1, input2, target, margin=0, size_average=None, r
     margin in [-1, 1], targets 1 and -1, and one feature size D)."""
     reduction = _reduction(size_average, reduce, reduction)
     arrays = _floats("cosine_embedding_loss", ("input1", "input2", "target"),
-                     (input1, input2, target))
+                     (input1, input2, target), integer_target=True)
     loss = CosineEmbeddingLoss(margin, reduction=reduction)
     return _class_loss(loss, arrays[0].dtype, *arrays)
 
@@ -2122,6 +2132,7 @@ def bilinear(input1, input2, weight, bias=None):
 # -------------------------------------------------------------- more normalisation
 def _trailing_shape(where, x, normalized_shape):
     """normalized_shape as a tuple of ints matching x's trailing dimensions."""
+    normalized_shape = int_items(normalized_shape)
     shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) \
         else (normalized_shape,)
     if not all(_is_int(v) for v in shape):

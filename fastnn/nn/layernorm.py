@@ -4,15 +4,15 @@ import numbers
 
 import numpy as np
 
-from ..validation import check_number
+from ..validation import check_number, int_items
 from . import init
 from .module import Module, Parameter
 
 
 def normalized_shape_of(name, normalized_shape):
     """normalized_shape (a positive int or a tuple of them) as a tuple of ints."""
-    shape = (normalized_shape if isinstance(normalized_shape, (tuple, list))
-             else (normalized_shape,))
+    shape = int_items(normalized_shape)
+    shape = shape if isinstance(shape, (tuple, list)) else (shape,)
     if not shape or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
                         or v < 1 for v in shape):
         raise ValueError(f"{name}: expected normalized_shape to be a positive int or a "

@@ -24,6 +24,16 @@ from .module import _is_dtype_like
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def cast_integer_target(target, dtype, kinds="iub"):
+    """An integer (or, by kinds, bool) target array as a host array of float dtype: PyTorch
+    takes one where the target is otherwise a float array like the prediction (MSE, L1,
+    the margin losses' labels, ...). Anything else is returned as it is, for the checks
+    after this to judge."""
+    if _device.is_array(target) and np.dtype(target.dtype).kind in kinds:
+        return np.asarray(_device.to_host(target), dtype)
+    return target
+
+
 class Loss:
     """Base class: validation, the reduction, the saved gradient and repr."""
 
@@ -174,9 +184,8 @@ class Loss:
 
     def _check_same(self, pred, target):
         where = self._where()
-        if (self.integer_target and _device.is_array(target)
-                and np.dtype(target.dtype).kind in "iub"):
-            target = np.asarray(_device.to_host(target), pred.dtype)
+        if self.integer_target:
+            target = cast_integer_target(target, pred.dtype)
         target = check_float_array(where, "target", target, dtype=pred.dtype, device_ok=True)
         if target.shape != pred.shape:
             raise ValueError(f"{where}: expected target of shape {pred.shape} (same as pred), "

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_float_dtype, check_number
+from ..validation import check_float_dtype, check_number, int_items
 from .module import Module
 
 _NUMPY_MODE = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
@@ -24,6 +24,7 @@ def pad_sizes(where, padding, dims):
     """PyTorch's padding argument as ((before, after), ...) per padded axis, first axis
     first: an int pads every side; a tuple lists (left, right, top, bottom, front, back),
     the last axis first. A negative entry crops."""
+    padding = int_items(padding)
     items = (padding,) * (2 * dims) if not isinstance(padding, (tuple, list)) else tuple(padding)
     if len(items) != 2 * dims or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
                                      for v in items):

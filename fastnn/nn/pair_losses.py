@@ -12,7 +12,7 @@ from .. import device as _device
 from ..validation import check_bool
 from ..validation import check_float_array, check_number
 from .distance import PairwiseDistance, check_norm_order, norm_and_grad, summed_to
-from .loss import Loss
+from .loss import Loss, cast_integer_target
 
 
 class _MultiInputLoss(Loss):
@@ -38,8 +38,8 @@ class _MultiInputLoss(Loss):
         first = check_float_array(where, names[0], args[0], device_ok=True)
         arrays = [_device.to_host(first)]
         for name, a in zip(names[1:], args[1:]):
-            if name == self.labels and _device.is_array(a) and np.dtype(a.dtype).kind in "iu":
-                a = np.asarray(_device.to_host(a), first.dtype)  # as PyTorch: integer labels
+            if name == self.labels:  # as PyTorch: integer labels
+                a = cast_integer_target(a, first.dtype, kinds="iu")
             a = check_float_array(where, name, a, dtype=first.dtype, device_ok=True)
             arrays.append(_device.to_host(a))
         shapes = [a.shape for a in arrays]
@@ -413,7 +413,7 @@ class TripletMarginWithDistanceLoss(Loss):
             raise ValueError(f"{where}: anchor, positive and negative of shapes {shapes[0]}, "
                              f"{shapes[1]} and {shapes[2]} do not broadcast") from None
         del shape  # only checked: each pair goes to the distance as given (PyTorch's)
-        a, p, n = (np.ascontiguousarray(x) for x in arrays)
+        a, p, n = (_device.c_contiguous(x) for x in arrays)
         dtype = a.dtype
         pairs = [(a, p), (a, n)] + ([(p, n)] if self.swap else [])
         dists = [self._distance(x1, x2, dtype) for x1, x2 in pairs]

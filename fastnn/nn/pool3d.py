@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import device as _device
 from ..kernels.window_shapes import window_out_size
-from ..validation import check_bool, check_float_dtype
+from ..validation import check_bool, check_float_dtype, int_items
 from .adaptive import _window_matrix, window_means, window_means_adjoint
 from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
@@ -305,6 +305,7 @@ class AdaptiveAvgPool3d(_OnHost):
     def __init__(self, output_size):
         super().__init__()
         name = type(self).__name__
+        output_size = int_items(output_size)
         sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
                  else (output_size,) * 3)
         if len(sizes) != 3 or any(
