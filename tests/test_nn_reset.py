@@ -11,7 +11,13 @@ DRAWN = [lambda: nn.Linear(5, 3), lambda: nn.Linear(5, 3, bias=False),
          lambda: nn.Conv1d(2, 4, 3), lambda: nn.Conv2d(2, 4, 3, groups=2),
          lambda: nn.Conv3d(2, 4, 2), lambda: nn.ConvTranspose1d(2, 4, 3),
          lambda: nn.ConvTranspose2d(2, 4, 3), lambda: nn.ConvTranspose3d(2, 4, 2),
-         lambda: nn.Embedding(6, 3, padding_idx=2)]
+         lambda: nn.Embedding(6, 3, padding_idx=2),
+         # (these had no reset_parameters: the re-initialise idiom skipped them)
+         lambda: nn.Bilinear(3, 4, 2), lambda: nn.EmbeddingBag(6, 3, padding_idx=1),
+         lambda: nn.RNN(3, 4, num_layers=2), lambda: nn.LSTM(3, 4, proj_size=2),
+         lambda: nn.GRU(3, 4, bidirectional=True), lambda: nn.RNNCell(3, 4),
+         lambda: nn.LSTMCell(3, 4), lambda: nn.GRUCell(3, 4, bias=False),
+         lambda: nn.AdaptiveLogSoftmaxWithLoss(8, 10, [4, 7])]
 
 
 @pytest.mark.parametrize("make", DRAWN, ids=lambda f: None)
@@ -70,3 +76,45 @@ def test_reset_parameters_of_affine_norms(layer):
         p.data[...] = 5
     layer.reset_parameters()
     assert [p.data.tolist() for p in layer.parameters()] == [[1.0] * 4, [0.0] * 4]
+
+
+def test_constant_parameters_and_attention_reset_as_torch():
+    prelu, rms = nn.PReLU(3, init=0.1), nn.RMSNorm(4)
+    for layer in (prelu, rms):
+        layer.weight.data[...] = 7
+        layer.reset_parameters()
+    np.testing.assert_array_equal(prelu.weight.data, np.full(3, 0.1, np.float32))
+    np.testing.assert_array_equal(rms.weight.data, np.ones(4, np.float32))
+    mha = nn.MultiheadAttention(8, 2, add_bias_kv=True)
+    for p in mha.parameters():
+        p.data[...] = 7
+    mha._reset_parameters()
+    bound = np.sqrt(6 / (8 + 24))   # xavier_uniform over (3 E, E)
+    assert np.abs(mha.in_proj_weight.data).max() <= bound
+    assert not mha.in_proj_bias.data.any() and not mha.out_proj.bias.data.any()
+    assert (mha.bias_k.data != 7).all() and (mha.out_proj.weight.data == 7).all()  # torch's
+    model = nn.Transformer(8, 2, 1, 1, 16)
+    for p in model.parameters():
+        p.data[...] = 7
+    model._reset_parameters()
+    for p in model.parameters():
+        assert (p.data != 7).all() if p.data.ndim > 1 else (p.data == 7).all()
+
+
+def test_pytorch_factory_keywords_and_positional_conv_arguments():
+    # dtype=None is the default dtype (was NumPy's float64), device= moves the layer
+    assert nn.Linear(3, 4, dtype=None, device=None).weight.dtype == np.float32
+    assert nn.LSTM(3, 4, dtype=None, device="cpu").weight_ih_l0.dtype == np.float32
+    lazy = nn.LazyLinear(4, dtype=None)
+    assert lazy(np.ones((2, 5), np.float32)).dtype == np.float32
+    # Conv1d/Conv2d take PyTorch's positional order: ..., padding, dilation, groups, bias
+    conv = nn.Conv2d(4, 8, 3, 1, 0, 2, 4, False)
+    assert conv.dilation == (2, 2) and conv.groups == 4 and conv.bias is None
+    assert conv.weight.shape == (8, 1, 3, 3)
+    assert nn.Conv1d(4, 8, 3, 1, 0, 1, 2).weight.shape == (8, 2, 3)
+
+
+def test_kaiming_takes_the_mode_in_any_case_as_torch():
+    w = np.zeros((64, 32), np.float32)
+    nn.init.kaiming_uniform_(w, mode="FAN_OUT")
+    assert 0 < np.abs(w).max() <= np.sqrt(6 / 64) * 1.0001

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import device as _device
 from ..validation import check_bool, check_number, check_only, check_positive_int
+from . import init as _init
 from .module import Module, Parameter
 
 
@@ -358,6 +359,10 @@ class PReLU(Module):
         self.num_parameters = int(num_parameters)
         self.init = init   # PyTorch's attribute
         self.weight = Parameter(np.full(self.num_parameters, init, dtype))
+
+    def reset_parameters(self):
+        """PyTorch's: every slope back to init, in place."""
+        _init.constant_(self.weight, self.init)
         self._x = None
 
     def infer_shape(self, shape, dtype):

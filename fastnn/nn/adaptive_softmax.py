@@ -94,6 +94,14 @@ class AdaptiveLogSoftmaxWithLoss(Module):
                                         _linear(hsz, osz, dtype)))
         self._ctx = None
 
+    def reset_parameters(self):
+        """PyTorch's: the head's, then each cluster's two projections' weights drawn
+        again, in place."""
+        self.head.reset_parameters()
+        for projections in self.tail:
+            for linear in projections:
+                linear.reset_parameters()
+
     # --------------------------------------------------------------- forward
     def forward(self, input, target):
         """_ASMoutput(output, loss) for input (N, in_features) and labels (N,), or one

@@ -101,6 +101,21 @@ class MultiheadAttention(Module):
             self.bias_v = init.xavier_normal_(Parameter(np.empty((1, 1, e), dtype)))
         self._ctx = None
 
+    def _reset_parameters(self):
+        """PyTorch's: the projection weights xavier_uniform again, the biases 0, bias_k
+        and bias_v xavier_normal, in place."""
+        if self._qkv_same_embed_dim:
+            init.xavier_uniform_(self.in_proj_weight)
+        else:
+            for weight in (self.q_proj_weight, self.k_proj_weight, self.v_proj_weight):
+                init.xavier_uniform_(weight)
+        for bias in (self.in_proj_bias, self.out_proj.bias):
+            if bias is not None:
+                init.zeros_(bias)
+        for bias in (self.bias_k, self.bias_v):
+            if bias is not None:
+                init.xavier_normal_(bias)
+
     def infer_shape(self, shape, dtype):
         return None
 

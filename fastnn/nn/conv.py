@@ -147,8 +147,8 @@ class Conv2d(Module):
 
     dims = 2  # spatial dimensions of the kernel (Conv1d: 1)
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-                 dtype=np.float32, dilation=1, groups=1, padding_mode="zeros"):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32):
         super().__init__()
         name, n = type(self).__name__, self.dims
         self.in_channels, self.out_channels = check_conv_args(

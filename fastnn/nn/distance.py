@@ -11,6 +11,7 @@ import numpy as np
 from .. import device as _device
 from .. import random as _random
 from ..validation import check_bool, check_float_array, check_number, check_positive_int
+from . import init
 from .module import Module, Parameter
 
 
@@ -184,6 +185,14 @@ class Bilinear(_TwoInputs):
         self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
         self.bias = (Parameter(rng.uniform(-bound, bound, self.out_features).astype(dtype))
                      if bias else None)
+
+    def reset_parameters(self):
+        """PyTorch's: weight and bias drawn from U(-1/sqrt(in1), 1/sqrt(in1)) again, in
+        place."""
+        bound = 1.0 / np.sqrt(self.in1_features)
+        init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            init.uniform_(self.bias, -bound, bound)
 
     def _inputs(self, x1, x2):
         where = self._where()

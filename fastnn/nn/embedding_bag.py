@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import device as _device
 from ..validation import check_bool, check_float_array, check_only, check_positive_int
-from .embedding import check_renorm, embedding_table, renorm_repr, renorm_rows
+from .embedding import Embedding, check_renorm, embedding_table, renorm_repr, renorm_rows
 from .module import Module, Parameter
 
 MODES = ("sum", "mean", "max")
@@ -71,6 +71,8 @@ class EmbeddingBag(Module):
                                                                 padding_idx)
         self.weight = Parameter(weight)
         self._ctx = None
+
+    reset_parameters = Embedding.reset_parameters  # (N(0, 1), the padding row zeroed)
 
     @classmethod
     def from_pretrained(cls, embeddings, freeze=True, max_norm=None, norm_type=2.0,

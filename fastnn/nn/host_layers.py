@@ -10,6 +10,7 @@ import numpy as np
 from .. import device as _device
 from .. import random as _random
 from ..validation import check_bool, check_number, check_positive_int
+from . import init
 from .activations import Softmax
 from .layernorm import normalized_shape_of
 from .module import Module, Parameter
@@ -329,6 +330,11 @@ class RMSNorm(Module):
                                              elementwise_affine)
         self.weight = (Parameter(np.ones(self.normalized_shape, dtype))
                        if elementwise_affine else None)
+
+    def reset_parameters(self):
+        """PyTorch's: weight back to ones, in place."""
+        if self.weight is not None:
+            init.ones_(self.weight)
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)

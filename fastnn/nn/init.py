@@ -56,6 +56,7 @@ def _calculate_fan_in_and_fan_out(array):
 
 
 def _fan(array, mode):
+    mode = mode.lower() if isinstance(mode, str) else mode  # (PyTorch's: 'FAN_IN' too)
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"init: mode {mode!r} not supported, expected 'fan_in' or 'fan_out'")
     fan_in, fan_out = _calculate_fan_in_and_fan_out(array)

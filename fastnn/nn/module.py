@@ -60,6 +60,7 @@ Hooks (PyTorch's ``register_forward_pre_hook``, ``register_forward_hook``,
 import collections
 import contextlib
 import functools
+import inspect
 import operator
 import types
 import warnings
@@ -585,11 +586,23 @@ def _records_init_args(init):
     ``fastnn.save`` can record how to rebuild the module (``fastnn.io``). Encoded, a
     module keeps no reference to its layers, arrays or functions through them (pickle and
     deepcopy are unchanged); with an argument that is not plain, (class, None, what it
-    was)."""
+    was).
+
+    It also takes PyTorch's factory keywords where the class does not itself: dtype=None
+    is the class's default dtype (float32; torch.get_default_dtype()), not NumPy's
+    float64, and device= builds the layer on the host and moves it there (None and 'cpu'
+    leave it), as ``nn.Linear(3, 4, device=None, dtype=None)`` in ported code expects."""
+    params = inspect.signature(init).parameters
+    default_dtype = params["dtype"].default if "dtype" in params else None
+    takes_device = "device" in params
+
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
         if "_init_args" in self.__dict__:  # a super().__init__(...) inside the outer call
             return init(self, *args, **kwargs)
+        if "dtype" in kwargs and kwargs["dtype"] is None and default_dtype is not None:
+            kwargs["dtype"] = default_dtype
+        device = None if takes_device else kwargs.pop("device", None)
         object.__setattr__(self, "_init_args", None)
         init(self, *args, **kwargs)
         try:
@@ -598,6 +611,8 @@ def _records_init_args(init):
         except plain_values.NotPlain as exc:
             record = (type(self), None, str(exc))
         object.__setattr__(self, "_init_args", record)
+        if device is not None and str(device) != "cpu":
+            self.to(device)
     __init__._records_args = True
     return __init__
 

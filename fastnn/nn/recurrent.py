@@ -30,6 +30,7 @@ from .. import grad_mode as _grad_mode
 from .. import random as _random
 from ..validation import (check_bool, check_float_array, check_number, check_only,
                           check_positive_int)
+from . import init
 from .module import NO_GRAD, Module, Parameter, no_grad_backward_error
 from .rnn_utils import PackedSequence, _check_batch_sizes
 
@@ -120,6 +121,14 @@ class _GRURule(_Rule):
 #: PyTorch's RNNBase modes and their update rules
 _RULES = {"RNN_TANH": _Elman(relu=False), "RNN_RELU": _Elman(relu=True), "LSTM": _LSTMRule(),
          "GRU": _GRURule()}
+
+
+def reset_uniform_by_hidden_size(layer):
+    """The recurrent layers' and cells' reset_parameters (PyTorch's RNNBase and
+    RNNCellBase): each parameter in order from U(-1/sqrt(H), 1/sqrt(H))."""
+    bound = 1.0 / math.sqrt(layer.hidden_size) if layer.hidden_size > 0 else 0.0
+    for param in layer.parameters():
+        init.uniform_(param, -bound, bound)
 
 
 class RNNBase(Module):
@@ -259,6 +268,11 @@ class RNNBase(Module):
             raise ValueError(f"{self._where()}: expected {name} of shape {shape}, got "
                              f"{tuple(h.shape)}")
         return _device.to_host(h)
+
+    def reset_parameters(self):
+        """PyTorch's: every weight and bias drawn from U(-1/sqrt(hidden_size),
+        1/sqrt(hidden_size)) again, in place."""
+        reset_uniform_by_hidden_size(self)
 
     def infer_shape(self, shape, dtype):
         return None  # two outputs: known by running forward
@@ -735,6 +749,11 @@ class RNNCellBase(Module):
         for pname, shape in shapes:
             setattr(self, pname, Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
         self._stack = []
+
+    def reset_parameters(self):
+        """PyTorch's: every weight and bias drawn from U(-1/sqrt(hidden_size),
+        1/sqrt(hidden_size)) again, in place."""
+        reset_uniform_by_hidden_size(self)
 
     def infer_shape(self, shape, dtype):
         return None

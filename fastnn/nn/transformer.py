@@ -469,6 +469,11 @@ class Transformer(Module):
         self.decoder = custom_decoder if custom_decoder is not None else TransformerDecoder(
             TransformerDecoderLayer(d_model, nhead, **layer), num_decoder_layers, norm())
         self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
+        self._reset_parameters()
+
+    def _reset_parameters(self):
+        """PyTorch's: every parameter of more than one dimension xavier_uniform, in
+        place (the constructor's last step)."""
         for p in self.parameters():
             if p.data.ndim > 1:
                 init.xavier_uniform_(p)
