@@ -59,13 +59,15 @@ class ConvTranspose2d(OutputSizeForward, Module):
     out_channels / groups, kH, kW); dilation: an int or a pair, H_out = (H - 1) * stride -
     2 * padding + dilation * (kH - 1) + output_padding + 1.
 
-    The forward is a stride-1 convolution of x spread out by the stride (zeros between
-    the values, dilation * (k - 1) - padding of zero border) with the flipped,
-    channel-swapped kernel, so the conv2d kernels of every backend do the work (and give
-    the bias and weight gradients); the input gradient is a plain strided conv2d of
-    grad_out with the weight. The spread input costs stride**2 times x's memory and
-    products with zeros; on the GPU it and the flipped kernel are built on the host.
-    With groups or dilation both convolutions are Conv2d's (its host path for those).
+    On the host the forward is the input gradient of the strided convolution whose weight
+    this is (the backends' conv2d_backward with x as its output gradient), the weight
+    gradient that convolution's weight gradient with the roles swapped, and the input
+    gradient a plain strided conv2d of grad_out with the weight: each one product and
+    an im2col or col2im. On the GPU the forward is a stride-1 convolution of x spread
+    out by the stride (zeros between the values, dilation * (k - 1) - padding of zero
+    border) with the flipped, channel-swapped kernel (stride**2 times the products;
+    the spread input and flipped kernel built on the host). With groups or dilation
+    both convolutions are Conv2d's (its host path for those).
 
     ``forward(x, output_size)`` picks the output size instead of output_padding (the
     spatial entries of output_size, each within one stride of the smallest), as PyTorch's.
@@ -106,7 +108,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
         self.weight = Parameter(rng.uniform(-bound, bound, shape).astype(dtype))
         self.bias = (Parameter(rng.uniform(-bound, bound, self.out_channels).astype(dtype))
                      if bias else None)
-        self._ctx = None  # (spread input, flipped kernel, unbatched) of the last forward
+        self._ctx = None  # what the last forward leaves its backward (see _forward)
         self._pending = None  # the output_size of the forward being run
 
     def reset_parameters(self):
@@ -202,6 +204,50 @@ class ConvTranspose2d(OutputSizeForward, Module):
     def _forward(self, x, buffered):
         if self.groups != 1 or any(d != 1 for d in self.dilation):
             return self._general_forward(x)
+        if not _device.is_device_array(x):
+            return self._adjoint_forward(x, buffered)
+        return self._spread_forward(x, buffered)
+
+    def _adjoint_forward(self, x, buffered):
+        """y = the input gradient of the convolution (stride, padding) whose weight is
+        this layer's, taken at y's size with x as that convolution's output gradient
+        (the backends' conv2d_backward: one product and a col2im, no zeros multiplied;
+        the spread input's stride-1 convolution did stride**2 times the products), then
+        + bias. The weight gradient is likewise that convolution's with the roles
+        swapped (grad_out as its input, x as its output gradient)."""
+        unbatched = x.ndim == 3
+        out_shape = (1,) * unbatched + self._shape_2d(x.shape, x.dtype)
+        x = add_batch_axis(x)
+        _, stride, padding, _, _ = self._pairs()
+        y = (self._buffer("y", out_shape, x.dtype) if buffered
+             else np.empty(out_shape, x.dtype))
+        # (y stands in for the convolution's input too: only its shape is read when no
+        # weight gradient is asked for)
+        self._kernels().conv2d_backward(x, y, self._weight_2d(self.weight.data), stride,
+                                        padding, grad_in=y)
+        if self.bias is not None:
+            y += self.bias.data.reshape(1, -1, 1, 1)
+        self._ctx = ("adjoint", x, unbatched)
+        return drop_batch_axis(y, unbatched)
+
+    def _adjoint_backward(self, grad_out, need_grad_in):
+        _, x, unbatched = self._ctx
+        grad_out = add_batch_axis(grad_out)
+        _, stride, padding, _, _ = self._pairs()
+        weight = self._weight_2d(self.weight.data)
+        self._kernels().conv2d_backward(x, grad_out, weight, stride, padding,
+                                        grad_weight=self._weight_2d(self.weight.grad),
+                                        need_grad_in=False)
+        if self.bias is not None:
+            self.bias.grad += grad_out.sum(axis=(0, 2, 3))
+        if not need_grad_in:
+            return None
+        grad_in = self._kernels().conv2d_forward(grad_out, weight, None, stride, padding)
+        return drop_batch_axis(grad_in, unbatched)
+
+    def _spread_forward(self, x, buffered):
+        """The forward on the GPU: a stride-1 convolution of the spread input (see the
+        class docstring)."""
         unbatched = x.ndim == 3
         out_shape = (1,) * unbatched + self._shape_2d(x.shape, x.dtype)
         output_padding = self._output_padding_2d(tuple(x.shape))
@@ -254,6 +300,8 @@ class ConvTranspose2d(OutputSizeForward, Module):
             _device.c_contiguous(_device.to_host(grad_in)[:, :, :h, :w]))
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if isinstance(self._ctx[0], str):  # ("adjoint", x, unbatched)
+            return self._adjoint_backward(grad_out, need_grad_in)
         spread, flipped, unbatched = self._ctx
         if spread is None:  # (flipped: the input's shape)
             return drop_batch_axis(
