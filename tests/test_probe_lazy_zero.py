@@ -352,3 +352,18 @@ def test_gradient_array_shared_by_two_parameters_accumulates_both(via):
         _fb(model, X, ones)
         return [a.weight.grad.copy(), b.bias.grad.copy()]
     _same_lazy_and_eager(run, exact=False)
+
+
+@pytest.mark.parametrize("vocab, n", [(50, 200), (1000, 30), (3, 40), (7, 1), (5, 0)])
+def test_embedding_row_scatter_adds_as_np_add_at_bit_for_bit(vocab, n):
+    # (add_rows replaced np.add.at's slow 2-D scatter: the distinct indices' first rows
+    # by one fancy add, the repeats by np.add.at, each index's rows in their order)
+    from fastnn.nn.embedding import add_rows
+    rng = np.random.default_rng(n)
+    table = rng.standard_normal((vocab, 6)).astype(np.float32)
+    idx = rng.integers(0, vocab, n)
+    rows = rng.standard_normal((n, 6)).astype(np.float32)
+    expected = table.copy()
+    np.add.at(expected, idx, rows)
+    add_rows(table, idx, rows)
+    np.testing.assert_array_equal(table, expected)
