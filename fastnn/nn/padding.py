@@ -115,7 +115,14 @@ def _grown_backward(grad_out, sizes, mode):
         source = np.pad(np.arange(n), (before, after), mode=_NUMPY_MODE[mode])
         moved = np.moveaxis(g, axis, 0)
         total = np.zeros((n,) + moved.shape[1:], g.dtype)
-        np.add.at(total, source, moved)
+        # np.add.at(total, source, moved) as slices, in its order (the same sums bit for
+        # bit): the border before, the interior in one add, the border after (np.add.at
+        # over the whole gradient was 10x PyTorch's time)
+        for k in range(before):
+            total[source[k]] += moved[k]
+        total += moved[before:before + n]
+        for k in range(before + n, before + n + after):
+            total[source[k]] += moved[k]
         g = np.moveaxis(total, 0, axis)
     return _device.c_contiguous(g)
 
