@@ -532,6 +532,24 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                 w0 = ow * sw - pw
                 best[ow] = -INFINITY
                 arg[ow] = (h0 + ia * dh) * w_in + w0 + _tap_lo(w0, dw) * dw
+            if wo < kw:
+                # a window wider than the output row (a global or adaptive pool to a
+                # few columns): each output scans its window's rows, the same cells in
+                # the same order, without the per-tap bounds of the row loop below (10
+                # ns a cell at one output column)
+                for ow in range(wo):
+                    w0 = ow * sw - pw
+                    lo = _tap_lo(w0, dw)
+                    hi = _tap_hi(w0, kw, dw, w_in)
+                    for i in range(ia, ib):
+                        hh = h0 + i * dh
+                        src = plane + hh * w_in + w0
+                        for j in range(lo, hi):
+                            v = src[j * dw]
+                            take = (v > best[ow]) | (v != v)
+                            best[ow] = v if take else best[ow]
+                            arg[ow] = hh * w_in + w0 + j * dw if take else arg[ow]
+                continue
             for i in range(ia, ib):
                 hh = h0 + i * dh
                 for j in range(kw):
