@@ -118,3 +118,47 @@ def test_kaiming_takes_the_mode_in_any_case_as_torch():
     w = np.zeros((64, 32), np.float32)
     nn.init.kaiming_uniform_(w, mode="FAN_OUT")
     assert 0 < np.abs(w).max() <= np.sqrt(6 / 64) * 1.0001
+
+
+def test_batchnorm_and_sgd_take_pytorchs_positional_order():
+    # BatchNorm1d's fourth argument was fastnn's mean_only (affine=True read as mean-only
+    # normalisation); SGD's fourth was weight_decay where PyTorch has dampening
+    bn = nn.BatchNorm1d(4, 1e-5, 0.1, False)
+    assert bn.weight is None and not bn.mean_only
+    bn = nn.BatchNorm1d(4, 1e-5, 0.1, True, False)
+    assert bn.affine and not bn.track_running_stats
+    opt = fastnn.optim.SGD([nn.Parameter(np.ones(2))], 0.1, 0.9, 0.5)
+    assert opt.defaults["dampening"] == 0.5 and opt.defaults["weight_decay"] == 0
+
+
+def test_lazy_layers_take_the_factory_keywords_and_bias():
+    layer = nn.LazyConv2d(8, 3, dtype=None, device=None)
+    assert layer(np.zeros((1, 2, 5, 5), np.float32)).dtype == np.float32
+    nn.LazyConvTranspose2d(3, 2, device="cpu")
+    norm = nn.LazyBatchNorm1d(bias=False)
+    norm(np.ones((4, 3), np.float32))
+    assert norm.bias is None and norm.weight.shape == (3,)
+
+
+def test_a_size_given_as_an_array_is_saved_so_the_model_rebuilds(tmp_path):
+    model = nn.Sequential(nn.LayerNorm(np.array([5])), nn.Conv1d(2, 2, np.array([3])))
+    fastnn.save(model, tmp_path / "m.npz")
+    rebuilt = fastnn.load(tmp_path / "m.npz")
+    assert rebuilt[0].normalized_shape == (5,) and rebuilt[1].kernel_size == (3,)
+
+
+def test_a_pytorch_style_scheduler_subclass_with_get_lr_runs():
+    from fastnn.optim import lr_scheduler
+
+    class Warmup(lr_scheduler.LRScheduler):
+        def get_lr(self):
+            return [base * min(1.0, (self.last_epoch + 1) / 4) for base in self.base_lrs]
+
+    opt = fastnn.optim.SGD([nn.Parameter(np.ones(2))], lr=0.1)
+    sched = Warmup(opt)
+    rates = []
+    for _ in range(5):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(rates, [0.025, 0.05, 0.075, 0.1, 0.1])

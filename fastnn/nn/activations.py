@@ -359,11 +359,11 @@ class PReLU(Module):
         self.num_parameters = int(num_parameters)
         self.init = init   # PyTorch's attribute
         self.weight = Parameter(np.full(self.num_parameters, init, dtype))
+        self._x = None
 
     def reset_parameters(self):
         """PyTorch's: every slope back to init, in place."""
         _init.constant_(self.weight, self.init)
-        self._x = None
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)

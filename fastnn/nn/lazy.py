@@ -204,9 +204,9 @@ class _LazyNorm(_Lazy):
 
 class _LazyBatchNorm(_LazyNorm):
     def __init__(self, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype=np.float32):
+                 dtype=np.float32, *, bias=True):
         self._lazy_init(dtype, eps=eps, momentum=momentum, affine=affine,
-                        track_running_stats=track_running_stats)
+                        track_running_stats=track_running_stats, bias=bias)
 
     def _in_size(self, shape):
         self._check_rank(shape, self.ranks)
@@ -236,9 +236,9 @@ class _LazyInstanceNorm(_LazyNorm):
     (the regular layers to False)."""
 
     def __init__(self, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype=np.float32):
+                 dtype=np.float32, *, bias=True):
         self._lazy_init(dtype, eps=eps, momentum=momentum, affine=affine,
-                        track_running_stats=track_running_stats)
+                        track_running_stats=track_running_stats, bias=bias)
 
 
 class LazyInstanceNorm1d(_LazyInstanceNorm, InstanceNorm1d):

@@ -72,7 +72,7 @@ import numpy as np
 from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..errors import RuntimeValueError
-from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array
+from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array, int_items
 from . import plain_values
 from .parameter_ops import ParameterArithmetic
 
@@ -594,6 +594,8 @@ def _records_init_args(init):
     leave it), as ``nn.Linear(3, 4, device=None, dtype=None)`` in ported code expects."""
     params = inspect.signature(init).parameters
     default_dtype = params["dtype"].default if "dtype" in params else None
+    if default_dtype is inspect.Parameter.empty:  # (a dtype the caller must give)
+        default_dtype = None
     takes_device = "device" in params
 
     @functools.wraps(init)
@@ -606,8 +608,9 @@ def _records_init_args(init):
         object.__setattr__(self, "_init_args", None)
         init(self, *args, **kwargs)
         try:
-            record = (type(self), [plain_values.encode(a) for a in args],
-                      {k: plain_values.encode(v) for k, v in kwargs.items()})
+            # (a size given as a 1-D integer array is recorded as the tuple it stands for)
+            record = (type(self), [plain_values.encode(int_items(a)) for a in args],
+                      {k: plain_values.encode(int_items(v)) for k, v in kwargs.items()})
         except plain_values.NotPlain as exc:
             record = (type(self), None, str(exc))
         object.__setattr__(self, "_init_args", record)
@@ -683,6 +686,8 @@ class Module:
         # fastnn.nn's own layers keep their constructor arguments (fastnn.save records
         # them so that fastnn.load(path) can rebuild a tree of built-in layers)
         init = cls.__dict__.get("__init__")
+        if init is None and cls.__init__ is not Module.__init__:
+            init = cls.__init__  # (from a mixin that is no Module: the lazy layers')
         if (cls.__module__.startswith("fastnn.nn.") and isinstance(init, types.FunctionType)
                 and not getattr(init, "_records_args", False)):
             cls.__init__ = _records_init_args(init)

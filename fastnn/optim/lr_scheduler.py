@@ -83,7 +83,9 @@ class LRScheduler:
     _rule = "chain"
 
     def lr_at(self, base_lr, epoch, group_index):
-        """The rate of a group whose initial rate is base_lr, at epoch (>= 0)."""
+        """The rate of a group whose initial rate is base_lr, at epoch (>= 0). (A subclass
+        written for PyTorch may define get_lr() instead, as PyTorch's: step() then writes
+        the rates it returns.)"""
         raise NotImplementedError
 
     def _chain(self, lr, epoch, group_index, initial):
@@ -107,6 +109,13 @@ class LRScheduler:
         else:
             self.last_epoch = _epoch_argument(type(self).__name__, epoch, warn=True)
             closed = True
+        if getattr(type(self), "get_lr", None) is not None:
+            # a user's subclass written for PyTorch: its get_lr() gives every group's rate
+            # at last_epoch (from self.base_lrs or the groups' current rates)
+            for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+                group["lr"] = lr
+            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+            return
         for i, (group, base) in enumerate(zip(self.optimizer.param_groups, self.base_lrs)):
             group["lr"] = (self.lr_at(base, self.last_epoch, i) if closed
                            else self._chain(group["lr"], self.last_epoch, i,
