@@ -162,3 +162,11 @@ def test_a_pytorch_style_scheduler_subclass_with_get_lr_runs():
         opt.step()
         sched.step()
     np.testing.assert_allclose(rates, [0.025, 0.05, 0.075, 0.1, 0.1])
+
+
+def test_mse_l1_losses_and_containers_take_pytorchs_argument_names_and_order():
+    assert nn.MSELoss(None, None, "sum").reduction == "sum"
+    assert nn.L1Loss(None, None, "none").reduction == "none"
+    assert len(nn.ModuleList(modules=[nn.ReLU()])) == 1
+    assert list(nn.ModuleDict(modules={"a": nn.ReLU()})) == ["a"]
+    assert list(nn.ParameterDict(parameters={"w": nn.Parameter(np.ones(2))})) == ["w"]

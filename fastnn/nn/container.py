@@ -583,6 +583,9 @@ class ModuleList(_List):
     run of consecutive children with the same repr once, as PyTorch's:
     ``(0-2): 3 x Linear(...)``."""
 
+    def __init__(self, modules=None):  # (PyTorch's keyword name)
+        super().__init__(modules)
+
     holds = Module
 
     def _table(self):
@@ -745,6 +748,9 @@ class ModuleDict(_Dict):
     """Modules by name (PyTorch's ModuleDict): their parameters and buffers belong to the
     owner under 'name.weight' etc.; ``d[name]``, ``keys()``, ``items()``, ``update``."""
 
+    def __init__(self, modules=None):  # (PyTorch's keyword name)
+        super().__init__(modules)
+
     def _table(self):
         return self._modules
 
@@ -755,6 +761,9 @@ class ModuleDict(_Dict):
 class ParameterDict(_Dict):
     """Parameters by name (PyTorch's ParameterDict), in the owner's parameters() and
     state dict; ``d[name]``, ``keys()``, ``items()``, ``update``."""
+
+    def __init__(self, parameters=None):  # (PyTorch's keyword name)
+        super().__init__(parameters)
 
     def _table(self):
         return self._parameters

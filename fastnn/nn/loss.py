@@ -229,7 +229,16 @@ class Loss:
         return self._where()
 
 
-class MSELoss(Loss):
+class _TorchOrder(Loss):
+    """A loss whose constructor takes PyTorch's positional order (size_average, reduce,
+    reduction): the base class's reduction-first order made nn.MSELoss(None, None,
+    'sum') an error."""
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(reduction, size_average, reduce)
+
+
+class MSELoss(_TorchOrder):
     """mean((pred - target)**2) over all elements. pred, target: same shape and dtype."""
 
     integer_target = True
@@ -241,7 +250,7 @@ class MSELoss(Loss):
         return _reference.mse_losses(pred, target)
 
 
-class L1Loss(Loss):
+class L1Loss(_TorchOrder):
     """mean(|pred - target|) over all elements (the gradient sign(d) / size, 0 at d = 0).
     pred, target: same shape and dtype (an integer target is cast, as PyTorch takes one).
     The smooth_l1_loss op at beta = 0."""
