@@ -170,3 +170,55 @@ def test_mse_l1_losses_and_containers_take_pytorchs_argument_names_and_order():
     assert len(nn.ModuleList(modules=[nn.ReLU()])) == 1
     assert list(nn.ModuleDict(modules={"a": nn.ReLU()})) == ["a"]
     assert list(nn.ParameterDict(parameters={"w": nn.Parameter(np.ones(2))})) == ["w"]
+
+
+def test_parameter_takes_pytorchs_tensor_methods():
+    weight = nn.Linear(2, 3).weight
+    assert weight.size == 6 and weight.size() == (3, 2) and weight.size(0) == 3
+    assert weight.dim() == 2 and weight.nelement() == 6
+    assert weight.detach() is weight.data and weight.clone() is not weight.data
+    assert weight.copy_(np.ones((3, 2))).data.sum() == 6
+    assert weight.zero_().data.sum() == 0 and weight.fill_(2.0).data.sum() == 12
+
+
+def test_editing_param_groups_params_is_refused_not_ignored():
+    # fastnn's flat buffers were built for the lists as they were: a step after an
+    # append, a pop or a removed group would have updated the old parameters silently
+    layer = nn.Linear(3, 2)
+    for edit in ("append", "pop", "delete"):
+        opt = fastnn.optim.SGD([{"params": [layer.weight]}, {"params": [layer.bias]}], lr=0.1)
+        groups = opt.param_groups
+        if edit == "append":
+            groups[0]["params"].append(nn.Parameter(np.ones(2, np.float32)))
+        elif edit == "pop":
+            groups[1]["params"].pop()
+        else:
+            del groups[0]
+        with pytest.raises(RuntimeError, match="add_param_group"):
+            opt.step()
+    opt = fastnn.optim.SGD([layer.weight], lr=0.1)
+    opt.param_groups[0]["lr"] = 0.5   # hyper-parameters stay editable
+    opt.step()
+
+
+def test_a_pytorch_style_optimizer_subclass_keeps_its_state():
+    class MomentumSGD(fastnn.optim.Optimizer):
+        def __init__(self, params, lr=0.1, momentum=0.9):
+            super().__init__(params, dict(lr=lr, momentum=momentum))
+
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    state = self.state[p]
+                    buf = state.get("buf")
+                    buf = p.grad.copy() if buf is None else group["momentum"] * buf + p.grad
+                    state["buf"] = buf
+                    p.data -= group["lr"] * buf
+
+    p = nn.Parameter(np.ones(3))
+    opt = MomentumSGD([p])
+    for _ in range(3):
+        p.grad = np.full(3, 0.5)
+        opt.step()
+    np.testing.assert_allclose(p.data, 1 - 0.1 * 0.5 * (1 + 1.9 + 2.71))
+    np.testing.assert_allclose(opt.state[p]["buf"], 0.5 * 2.71)

@@ -164,6 +164,22 @@ def evaluating(module):
             object.__setattr__(m, "training", training)
 
 
+class _CallableSize(int):
+    """An element count (NumPy's ``a.size``) that called gives the shape, or one
+    dimension's length (PyTorch's ``size()`` / ``size(dim)``)."""
+
+    def __new__(cls, count, shape):
+        size = super().__new__(cls, count)
+        size._shape = shape
+        return size
+
+    def __call__(self, dim=None):
+        return self._shape if dim is None else self._shape[dim]
+
+    def __reduce__(self):
+        return int, (int(self),)  # (pickled as the plain int)
+
+
 class Parameter(ParameterArithmetic):
     """A trainable array and its gradient.
 
@@ -321,11 +337,44 @@ class Parameter(ParameterArithmetic):
 
     @property
     def size(self):
-        return self.data.size
+        """NumPy's element count, an int that is also PyTorch's ``size()`` when called:
+        ``p.size()`` the shape, ``p.size(0)`` one dimension's length."""
+        return _CallableSize(self.data.size, tuple(self.data.shape))
 
     def numel(self):
         """The number of elements (PyTorch's ``numel()``)."""
         return self.data.size
+
+    nelement = numel
+
+    def dim(self):
+        """The number of dimensions (PyTorch's ``dim()``: the init idiom ``if p.dim() > 1:
+        init.xavier_uniform_(p)``)."""
+        return self.data.ndim
+
+    def detach(self):
+        """The data array itself (PyTorch's detach(): the same memory, no gradient)."""
+        return self.data
+
+    def clone(self):
+        """A copy of the data (an array, as PyTorch's clone of a parameter is a tensor)."""
+        return self.data.copy()
+
+    def copy_(self, src):
+        """Write src (broadcast to the shape) into the data in place; self."""
+        _device.namespace_of(self.data).copy_into(
+            self.data, np.broadcast_to(_device.to_host(src), self.shape).astype(self.dtype))
+        return self
+
+    def fill_(self, value):
+        """Every element set to value, in place; self."""
+        from . import init  # (init imports this module)
+        init.constant_(self, value)
+        return self
+
+    def zero_(self):
+        """Every element set to 0, in place; self."""
+        return self.fill_(0.0)
 
     @property
     def ndim(self):

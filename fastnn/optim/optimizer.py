@@ -91,6 +91,7 @@ class Optimizer:
         self._check_names(groups)
         self.param_groups = []
         self._buckets = []
+        self._installed = []  # per group: its parameters as its buckets hold them
         self._checked = []  # per group: the hyper-parameter values last found valid
         # ids of the parameters whose scalar state (_scalar_state) is in their own dtype
         # (loaded as arrays), not float32: see _scalar_type
@@ -144,6 +145,10 @@ class Optimizer:
         holding each parameter that has state, as the state dict does; its arrays are
         views of the optimizer's buffers (writing into them changes its state), the step
         and scalar states copies."""
+        if type(self)._update is Optimizer._update:
+            # a user's subclass written for PyTorch (its own step() keeping
+            # self.state[p]): a dict that keeps what it is given
+            return self.__dict__.setdefault("_user_state", collections.defaultdict(dict))
         out = collections.defaultdict(dict)
         for _, param, entry in self._state_entries(views=True):
             out[param] = entry
@@ -212,6 +217,7 @@ class Optimizer:
 
     def _install_group(self, group):
         self.param_groups.append(group)
+        self._installed.append(list(group["params"]))
         self._checked.append(None)
         gi = len(self.param_groups) - 1
         self._buckets.append(build_buckets(group["params"], self._group_start(gi),
@@ -227,8 +233,8 @@ class Optimizer:
 
     # ------------------------------------------------------- hyper-parameter checks
     def _check(self, group):
-        """Raise ValueError naming the optimizer, argument and value for a bad one."""
-        raise NotImplementedError
+        """Raise ValueError naming the optimizer, argument and value for a bad one (each
+        of fastnn's optimizers checks its own; a user's subclass may leave it)."""
 
     def _check_flag(self, name, value):
         """A PyTorch keyword of ``torch_flags`` at a value fastnn implements, or an error."""
@@ -359,6 +365,7 @@ class Optimizer:
         full check costs microseconds, a tuple comparison much less. NaN never compares
         equal, so a NaN is always re-checked (and rejected).
         """
+        self._check_installed()
         values_of = operator.itemgetter(*self.hyperparameters)
         for gi, group in enumerate(self.param_groups):
             try:
@@ -369,6 +376,21 @@ class Optimizer:
             if values != self._checked[gi]:
                 self._check(group)
                 self._checked[gi] = values
+
+    def _check_installed(self):
+        """RuntimeError when param_groups no longer lists the parameters the optimizer's
+        flat buffers were built for (a group removed, a parameter appended to or removed
+        from a group's list): PyTorch steps whatever the lists hold, and a step of the
+        buffers would silently update the old ones."""
+        changed = len(self.param_groups) != len(self._installed) or any(
+            len(group["params"]) != len(installed)
+            or not all(map(operator.is_, group["params"], installed))
+            for group, installed in zip(self.param_groups, self._installed))
+        if changed:
+            raise RuntimeError(
+                f"{self._name}: param_groups no longer hold the parameters the optimizer "
+                f"was built with (fastnn's optimizers keep flat buffers per group): add "
+                f"parameters with add_param_group(), or build a new optimizer")
 
     def _update(self, kernels, bucket, group):
         """One kernel call updating the whole bucket, then advance its step counts."""
