@@ -11,7 +11,10 @@ from fastnn.data.dataset import default_collate
 
 
 @pytest.mark.parametrize("batch,dtype,values", [
-    ([1, 2.5], np.float64, [1.0, 2.5]), ([True, 2], np.int64, [1, 2]),
+    # (PyTorch 2.13's default_collate: an int first sample, then a float, gives
+    # torch.tensor's default float32; a float first sample float64)
+    ([1, 2.5], np.float32, [1.0, 2.5]), ([True, 2.5], np.float32, [1.0, 2.5]),
+    ([True, 2], np.int64, [1, 2]),
     ([True, False], np.bool_, [True, False]), ([3, 4], np.int64, [3, 4]),
     ([0.5, 1], np.float64, [0.5, 1.0])])
 def test_numbers(batch, dtype, values):
@@ -29,6 +32,7 @@ def test_dataset_of_mixed_targets():
             return np.zeros(3, np.float32), [0, 0.75][i]
     (x, y), = list(DataLoader(Targets(), batch_size=2))
     np.testing.assert_array_equal(y, [0.0, 0.75])
+    assert y.dtype == np.float32  # (PyTorch's: an int first sample, torch.tensor's default)
 
 
 def test_mapping_type_kept():
@@ -39,3 +43,13 @@ def test_mapping_type_kept():
     assert type(default_collate([{"a": 1.0}])) is dict
     ordered = default_collate([collections.OrderedDict(b=1, a=2)])
     assert isinstance(ordered, collections.OrderedDict) and list(ordered) == ["b", "a"]
+
+
+def test_a_list_of_samples_is_a_dataset_and_positional_shuffle_works_as_torch():
+    (a, b), (c, d) = list(DataLoader([(1, "a"), (2, "b"), (3, "c")], batch_size=2))
+    np.testing.assert_array_equal(a, [1, 2])
+    assert list(b) == ["a", "b"] and list(d) == ["c"]
+    assert len(DataLoader(list(range(40)))) == 40   # batch_size 1, as PyTorch's
+    from fastnn.data import TensorDataset
+    loader = DataLoader(TensorDataset(np.arange(10.0)), 4, True, seed=0)
+    assert loader.batch_size == 4 and loader.shuffle and len(loader) == 3

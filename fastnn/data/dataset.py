@@ -151,13 +151,15 @@ def default_collate(batch):
     if isinstance(elem, np.generic):
         return np.array(batch)
     if isinstance(elem, numbers.Real):
-        # the dtype from every sample, as torch.tensor(batch) infers it: [1, 2.5] is
-        # float, [True, 2] int (the first sample alone truncated 2.5 to 2)
+        # PyTorch's: a float first sample gives float64; an int (or bool) first sample
+        # gives torch.tensor(batch)'s inference from every sample: bool, int64, or the
+        # default float32 ([1, 2.5]; the first sample alone truncated 2.5 to 2)
         if all(isinstance(v, bool) for v in batch):
             return np.array(batch, dtype=bool)
         if all(isinstance(v, numbers.Integral) for v in batch):
             return np.array(batch, dtype=np.int64)
-        return np.array(batch, dtype=np.float64)
+        return np.array(batch, dtype=np.float32 if isinstance(elem, numbers.Integral)
+                        else np.float64)
     if isinstance(elem, (str, bytes)):
         return batch
     if isinstance(elem, collections.abc.Mapping):

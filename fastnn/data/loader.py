@@ -48,9 +48,10 @@ class DataLoader:
     tuple), or just ``x_batch`` when y is None.
 
     As PyTorch's ``DataLoader(dataset, batch_size=1, shuffle=False, ...)``: x may be a
-    map-style dataset (``fastnn.data.Dataset``, ``TensorDataset``, ``Subset``, or any
-    object with ``__len__`` and ``__getitem__`` that is not an array or list), y then
-    None (or an int, PyTorch's positional batch_size); batch_size defaults to 1 there.
+    map-style dataset (``fastnn.data.Dataset``, ``TensorDataset``, ``Subset``, a list of
+    samples, or any object with ``__len__`` and ``__getitem__`` that is not an array), y
+    then None (or an int, PyTorch's positional batch_size, and then a bool, its
+    positional shuffle); batch_size defaults to 1 there.
     Each batch is ``collate_fn(samples)`` (``default_collate``: arrays stacked, a tuple
     sample giving a list of batched fields, as PyTorch's); a TensorDataset, or a Subset of
     one, is gathered with one ``np.take`` per array (slices when not shuffled).
@@ -62,9 +63,15 @@ class DataLoader:
     def __init__(self, x, y=None, batch_size=_UNSET, shuffle=False, seed=None,
                  drop_last=False, *, collate_fn=None, num_workers=0, pin_memory=False,
                  generator=None):
-        self._dataset = x if is_dataset(x) else None
+        # a list of samples is a dataset, as in PyTorch (not one array), unless targets
+        # follow it: DataLoader(list_of_samples[, batch_size]) and DataLoader(x, y)
+        positional_batch = isinstance(y, numbers.Integral) and not isinstance(y, bool)
+        listed = isinstance(x, list) and (y is None or positional_batch)
+        self._dataset = x if is_dataset(x) or listed else None
         if self._dataset is not None:
-            if isinstance(y, numbers.Integral) and not isinstance(y, bool):
+            if positional_batch:
+                if isinstance(batch_size, bool):  # DataLoader(dataset, 64, True): PyTorch's
+                    shuffle, batch_size = batch_size, _UNSET  # positional shuffle
                 if batch_size is not _UNSET:
                     raise TypeError("DataLoader: got batch_size twice (the second "
                                     "positional argument and batch_size=)")
