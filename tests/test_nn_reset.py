@@ -222,3 +222,10 @@ def test_a_pytorch_style_optimizer_subclass_keeps_its_state():
         opt.step()
     np.testing.assert_allclose(p.data, 1 - 0.1 * 0.5 * (1 + 1.9 + 2.71))
     np.testing.assert_allclose(opt.state[p]["buf"], 0.5 * 2.71)
+
+
+def test_a_module_cannot_take_a_parameters_place_as_in_torch():
+    layer = nn.Linear(2, 2)
+    with pytest.raises(TypeError, match="as parameter 'weight'"):
+        layer.weight = nn.ReLU()
+    assert isinstance(layer.weight, nn.Parameter)

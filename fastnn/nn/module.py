@@ -757,7 +757,9 @@ class Module:
             self._drop_buffer(name)
             params[name] = value
         elif isinstance(value, Module):
-            params.pop(name, None)
+            if name in params:  # (PyTorch's: a parameter's slot takes a Parameter or None)
+                raise TypeError(f"cannot assign '{type(value).__name__}' as parameter "
+                                f"'{name}' (fastnn.nn.Parameter or None expected)")
             self._drop_buffer(name)
             self._modules[name] = value
         elif name in self._buffers:
