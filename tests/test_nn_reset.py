@@ -229,3 +229,25 @@ def test_a_module_cannot_take_a_parameters_place_as_in_torch():
     with pytest.raises(TypeError, match="as parameter 'weight'"):
         layer.weight = nn.ReLU()
     assert isinstance(layer.weight, nn.Parameter)
+
+
+def test_a_subclass_skips_parameters_without_gradients_with_has_no_grad():
+    class Decay(fastnn.optim.Optimizer):
+        def __init__(self, params):
+            super().__init__(params, dict(lr=0.1))
+
+        def step(self, closure=None):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if fastnn.optim.has_no_grad(p):   # PyTorch's `p.grad is None`
+                        continue
+                    p.data *= 0.9
+
+    used, unused = nn.Linear(2, 1).double(), nn.Linear(2, 1).double()
+    before = unused.weight.data.copy()
+    opt = Decay(list(used.parameters()) + list(unused.parameters()))
+    opt.zero_grad()
+    used(np.ones((1, 2)))
+    used.backward(np.ones((1, 1)))
+    opt.step()
+    np.testing.assert_array_equal(unused.weight.data, before)
