@@ -221,7 +221,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
                                                  grad_weight=accumulator(w1))
         for param, value in pending:
             _device.update_on_host(param.grad, lambda a, v=value: np.add(a, v, out=a))
-        return caller.put(_device.c_contiguous(grad_in.reshape(shape)))
+        return caller.put(grad_in.reshape(shape))
 
     # ------------------------------------------------------------- inference
     def log_prob(self, input):

@@ -229,8 +229,8 @@ class MultiheadAttention(Module):
         if need_weights:  # (after dropout, as PyTorch's)
             attn = dropped.mean(axis=1) if average_attn_weights else dropped
             attn = attn[0] if unbatched else attn
-            attn = namespace.put(_device.c_contiguous(attn))
-        return namespace.put(_device.c_contiguous(out)), attn
+            attn = namespace.put(attn)
+        return namespace.put(out), attn
 
     @staticmethod
     def _softmax(scores, zero_masked_rows):
@@ -352,7 +352,7 @@ class MultiheadAttention(Module):
                 self._accumulate(param, grad)
         if self.in_proj_bias is not None:
             self._accumulate(self.in_proj_bias, np.concatenate(grads_b))
-        return tuple(namespace.put(_device.c_contiguous(self._layout(gi, unbatched)))
+        return tuple(namespace.put(self._layout(gi, unbatched))
                      for gi in grads_in)
 
     @staticmethod

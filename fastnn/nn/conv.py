@@ -417,7 +417,7 @@ class Conv2d(Module):
         _device.update_on_host(self.weight.grad, lambda a: np.add(a, taps, out=a))
         if self.bias is not None:
             _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_bias, out=a))
-        return None if grad_in is None else namespace.put(_device.c_contiguous(grad_in))
+        return None if grad_in is None else namespace.put(grad_in)
 
     def extra_repr(self):
         """PyTorch's: the defaults left out ('same' / 'valid' padding shown as given)."""

@@ -116,7 +116,7 @@ class CTCLoss(Loss):
         if self.zero_infinity:
             keep = keep & (nll != np.inf)[None, :]
         grad_lp = np.where(keep[:, :, None], grad_lp, dtype(0)).astype(lp.dtype)
-        return namespace.put(_device.c_contiguous(grad_lp if batched else grad_lp[:, 0]))
+        return namespace.put(grad_lp if batched else grad_lp[:, 0])
 
     def _per_sequence(self, grad, n, batched, dtype):
         """The gradient w.r.t. each sequence's loss, (N,)."""

@@ -49,7 +49,7 @@ class _TwoInputs(Module):
             raise ValueError(f"{self._where()}: expected grad_out of shape {out_shape}, got "
                              f"{g.shape}")
         g = np.expand_dims(g, axis) if len(out_shape) < d1.ndim else g
-        return tuple(self._namespace.put(_device.c_contiguous(summed_to(g * d, shape)))
+        return tuple(self._namespace.put(summed_to(g * d, shape))
                      for d, shape in zip((d1, d2), self._shapes))
 
 
@@ -219,7 +219,7 @@ class Bilinear(_TwoInputs):
         if self.bias is not None:
             y += _device.to_host(self.bias.data)
         self._ctx = (a, b, t, lead)
-        return self._namespace.put(_device.c_contiguous(y.reshape(lead + (self.out_features,))))
+        return self._namespace.put(y.reshape(lead + (self.out_features,)))
 
     def backward(self, grad_out):
         """(grad_x1, grad_x2) for grad_out (*, out_features); parameter gradients
@@ -240,7 +240,7 @@ class Bilinear(_TwoInputs):
         _device.update_on_host(self.weight.grad, lambda x: np.add(x, grad_w, out=x))
         if self.bias is not None:
             _device.update_on_host(self.bias.grad, lambda x: np.add(x, g.sum(axis=0), out=x))
-        put = lambda x, n: self._namespace.put(_device.c_contiguous(x.reshape(lead + (n,))))  # noqa: E731
+        put = lambda x, n: self._namespace.put(x.reshape(lead + (n,)))  # noqa: E731
         return put(grad_x1, self.in1_features), put(grad_x2, self.in2_features)
 
     def extra_repr(self):

@@ -178,7 +178,7 @@ class GLU(Module):
         a, b = np.split(host, 2, axis=_axis(self, self.dim, host.ndim))
         gate = (1 / (1 + np.exp(-b))).astype(host.dtype)
         self._ctx = (a, gate)
-        return _device.namespace_of(x).put(_device.c_contiguous(a * gate))
+        return _device.namespace_of(x).put(a * gate)
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:

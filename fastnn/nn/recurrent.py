@@ -314,7 +314,7 @@ class RNNBase(Module):
             if _grad_mode._MODE.enabled else NO_GRAD
         out = inputs[:, 0] if unbatched else (inputs.transpose(1, 0, 2) if self.batch_first
                                               else inputs)
-        put = lambda a: namespace.put(_device.c_contiguous(a))  # noqa: E731
+        put = namespace.put
         h_n = np.stack(h_n)
         h_n = put(h_n[:, 0] if unbatched else h_n)
         if not self.has_cell:
@@ -371,8 +371,7 @@ class RNNBase(Module):
         output, caches, h_n, c_n = self._layers(data, h0, c0, run)
         self._ctx = (_PackedContext(caches, sizes, packed, order, back, namespace)
                      if _grad_mode._MODE.enabled else NO_GRAD)
-        put = lambda a: namespace.put(_device.c_contiguous(  # noqa: E731
-            a if back is None else a[:, back]))
+        put = lambda a: namespace.put(a if back is None else a[:, back])  # noqa: E731
         out = PackedSequence(namespace.put(output), packed.batch_sizes, packed.sorted_indices,
                              packed.unsorted_indices)
         h_n = put(np.stack(h_n))
@@ -485,7 +484,7 @@ class RNNBase(Module):
             g, grad_h0, grad_c0 = g[:, 0], grad_h0[:, 0], grad_c0[:, 0]
         elif self.batch_first:
             g = g.transpose(1, 0, 2)
-        put = lambda a: namespace.put(_device.c_contiguous(a))  # noqa: E731
+        put = namespace.put
         self.grad_hx = (put(grad_h0), put(grad_c0)) if self.has_cell else put(grad_h0)
         return put(g)
 
@@ -535,8 +534,8 @@ class RNNBase(Module):
             dh_n, dc_n = dh_n[:, ctx.order], dc_n[:, ctx.order]
         g, grad_h0, grad_c0 = self._layers_back(g, ctx.caches, dh_n, dc_n,
                                                 self._run_packed_back)
-        put = lambda a: ctx.namespace.put(_device.c_contiguous(  # noqa: E731
-            a if ctx.back is None else a[:, ctx.back]))
+        put = lambda a: ctx.namespace.put(  # noqa: E731
+            a if ctx.back is None else a[:, ctx.back])
         self.grad_hx = (put(grad_h0), put(grad_c0)) if self.has_cell else put(grad_h0)
         packed = ctx.packed
         return PackedSequence(ctx.namespace.put(g), packed.batch_sizes, packed.sorted_indices,
@@ -794,8 +793,8 @@ class RNNCellBase(Module):
                                               self._host("bias_hh"))
         if self.training and _grad_mode._MODE.enabled:  # (no_grad: nothing to take back)
             self._stack.append((host, cache, shape[:-1], namespace))
-        put = lambda a: namespace.put(_device.c_contiguous(  # noqa: E731
-            a.reshape(shape[:-1] + (self.hidden_size,))))
+        put = lambda a: namespace.put(  # noqa: E731
+            a.reshape(shape[:-1] + (self.hidden_size,)))
         return (put(h_new), put(c_new)) if self._rule.has_cell else put(h_new)
 
     def _states(self, hx, lead, dtype):
@@ -848,8 +847,7 @@ class RNNCellBase(Module):
         for pname, value in grads:
             _device.update_on_host(getattr(self, pname).grad,
                                    lambda a, v=value: np.add(a, v, out=a))
-        put = lambda a, n: namespace.put(_device.c_contiguous(  # noqa: E731
-            a.reshape(lead + (n,))))
+        put = lambda a, n: namespace.put(a.reshape(lead + (n,)))  # noqa: E731
         grad_x = put(dax @ self._host("weight_ih"), self.input_size)
         if self._rule.has_cell:
             return grad_x, (put(dh, self.hidden_size), put(dc, self.hidden_size))

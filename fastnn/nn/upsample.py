@@ -293,7 +293,7 @@ class Upsample(Module):
         host = _device.to_host(x)
         lead = (slice(None), slice(None))
         self._ctx = ("gather", tuple(host.shape), lead + np.ix_(*back))
-        return _device.namespace_of(x).put(_device.c_contiguous(host[lead + np.ix_(*idx)]))
+        return _device.namespace_of(x).put(host[lead + np.ix_(*idx)])
 
     def _gather_backward(self, grad_out):
         _, shape, where = self._ctx
@@ -321,7 +321,7 @@ class Upsample(Module):
         for axis, m in zip(range(2, y.ndim), mats):
             y = along_axis(y, m, axis)
         self._ctx = ("separable", mats)
-        return _device.namespace_of(x).put(_device.c_contiguous(y))
+        return _device.namespace_of(x).put(y)
 
     def _separable_backward(self, grad_out):
         g = _device.to_host(grad_out)
@@ -332,7 +332,7 @@ class Upsample(Module):
             return _device.namespace_of(grad_out).put(np.array(g))
         for axis, m in zip(range(2, g.ndim), mats):
             g = along_axis(g, m.T, axis)
-        return _device.namespace_of(grad_out).put(_device.c_contiguous(g))
+        return _device.namespace_of(grad_out).put(g)
 
     def extra_repr(self):
         if self.size is not None:  # PyTorch's repr: align_corners not shown
