@@ -62,7 +62,6 @@ def renorm_repr(max_norm, norm_type):
     return text + ("" if norm_type == 2 else f", norm_type={norm_type}")
 
 
-
 def add_rows(table, idx, rows):
     """table[idx[k]] += rows[k] for every k, repeated indices adding up (np.add.at's
     result): table (V, D), idx (n,) ints in [0, V), rows (n, D). np.add.at's 2-D scatter
@@ -76,10 +75,10 @@ def add_rows(table, idx, rows):
         table[idx] += rows
         return
     table[idx[first]] += rows[first]
-    if first.size < idx.size:
-        repeats = np.ones(idx.size, bool)
-        repeats[first] = False
-        np.add.at(table, idx[repeats], rows[repeats])
+    repeats = np.ones(idx.size, bool)
+    repeats[first] = False
+    np.add.at(table, idx[repeats], rows[repeats])
+
 
 class Embedding(Module):
     """y = weight[indices]: the row of each integer index.

@@ -73,9 +73,10 @@ class _GroupedNorm(Module):
         self._ctx = (rows, xhat, save_mean, save_invstd, (n, c))
         if not self.affine:
             return xhat.reshape(shape)
+        spatial = rows.shape[1] * g // c
         if not _device.is_device_array(x):
-            return self._affine_forward(xhat, (n, c, rows.shape[1] * g // c), buffered, shape)
-        h = _device.to_host(xhat).reshape(n, c, rows.shape[1] * g // c)
+            return self._affine_forward(xhat, (n, c, spatial), buffered, shape)
+        h = _device.to_host(xhat).reshape(n, c, spatial)
         y = h * self.weight.numpy()[:, None]
         if self.bias is not None:
             y += self.bias.numpy()[:, None]
@@ -130,14 +131,13 @@ class _GroupedNorm(Module):
         rows, xhat, save_mean, save_invstd, (n, c) = self._ctx
         shape = tuple(grad_out.shape)
         grad_rows = grad_out.reshape(rows.shape)
+        spatial = rows.shape[1] * self._groups // c
         if self.affine and not _device.is_device_array(grad_out):
-            spatial = rows.shape[1] * self._groups // c
             grad_rows = self._affine_backward(grad_out, xhat, (n, c, spatial), buffered)
             if not need_grad_in:
                 return None
             grad_rows = grad_rows.reshape(rows.shape)
         elif self.affine:
-            spatial = rows.shape[1] * self._groups // c
             g = _device.to_host(grad_out).reshape(n, c, spatial)
             self._accumulate_affine_grads(g, _device.to_host(xhat).reshape(n, c, spatial))
             if not need_grad_in:
