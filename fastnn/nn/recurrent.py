@@ -125,7 +125,8 @@ _RULES = {"RNN_TANH": _Elman(relu=False), "RNN_RELU": _Elman(relu=True), "LSTM":
 
 def reset_uniform_by_hidden_size(layer):
     """The recurrent layers' and cells' reset_parameters (PyTorch's RNNBase and
-    RNNCellBase): each parameter in order from U(-1/sqrt(H), 1/sqrt(H))."""
+    RNNCellBase): every weight and bias, in order, drawn again from U(-1/sqrt(H),
+    1/sqrt(H)) in place, H the hidden size."""
     bound = 1.0 / math.sqrt(layer.hidden_size) if layer.hidden_size > 0 else 0.0
     for param in layer.parameters():
         init.uniform_(param, -bound, bound)
@@ -269,10 +270,7 @@ class RNNBase(Module):
                              f"{tuple(h.shape)}")
         return _device.to_host(h)
 
-    def reset_parameters(self):
-        """PyTorch's: every weight and bias drawn from U(-1/sqrt(hidden_size),
-        1/sqrt(hidden_size)) again, in place."""
-        reset_uniform_by_hidden_size(self)
+    reset_parameters = reset_uniform_by_hidden_size
 
     def infer_shape(self, shape, dtype):
         return None  # two outputs: known by running forward
@@ -749,10 +747,7 @@ class RNNCellBase(Module):
             setattr(self, pname, Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
         self._stack = []
 
-    def reset_parameters(self):
-        """PyTorch's: every weight and bias drawn from U(-1/sqrt(hidden_size),
-        1/sqrt(hidden_size)) again, in place."""
-        reset_uniform_by_hidden_size(self)
+    reset_parameters = reset_uniform_by_hidden_size
 
     def infer_shape(self, shape, dtype):
         return None
