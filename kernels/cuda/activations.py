@@ -200,7 +200,8 @@ def _hardswish_backward(g, x, out):
     zero, half, three = x.dtype.type(0), x.dtype.type(0.5), x.dtype.type(3)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = zero if v <= -three else (g[i] * (v / three + half) if v < three else g[i])  # NaN: g
+        # NaN: g
+        out[i] = zero if v <= -three else (g[i] * (v / three + half) if v < three else g[i])
 
 
 @cuda.jit
