@@ -120,15 +120,17 @@ def test_kaiming_takes_the_mode_in_any_case_as_torch():
     assert 0 < np.abs(w).max() <= np.sqrt(6 / 64) * 1.0001
 
 
-def test_batchnorm_and_sgd_take_pytorchs_positional_order():
-    # BatchNorm1d's fourth argument was fastnn's mean_only (affine=True read as mean-only
-    # normalisation); SGD's fourth was weight_decay where PyTorch has dampening
-    bn = nn.BatchNorm1d(4, 1e-5, 0.1, False)
-    assert bn.weight is None and not bn.mean_only
-    bn = nn.BatchNorm1d(4, 1e-5, 0.1, True, False)
-    assert bn.affine and not bn.track_running_stats
+def test_batchnorm_sgd_and_conv_take_the_design_contracts_positional_order():
+    # DESIGN.md: BatchNorm1d(num_features, eps, momentum, mean_only), SGD(params, lr,
+    # momentum, weight_decay), Conv2d(in, out, k, stride, padding, bias); PyTorch's other
+    # orders by keyword (Conv2d's sixth positional is PyTorch's dilation when an int)
+    bn = nn.BatchNorm1d(4, 1e-5, 0.1, True)
+    assert bn.mean_only
+    assert nn.BatchNorm1d(4, affine=False).weight is None
     opt = fastnn.optim.SGD([nn.Parameter(np.ones(2))], 0.1, 0.9, 0.5)
-    assert opt.defaults["dampening"] == 0.5 and opt.defaults["weight_decay"] == 0
+    assert opt.defaults["weight_decay"] == 0.5 and opt.defaults["dampening"] == 0
+    conv = nn.Conv2d(3, 8, 3, 1, 1, False)
+    assert conv.bias is None and conv.dilation == (1, 1)
 
 
 def test_lazy_layers_take_the_factory_keywords_and_bias():

@@ -14,11 +14,10 @@ class _BatchNorm(BatchCounter, Module):
 
     ndim = None
 
-    # PyTorch's positional order (num_features, eps, momentum, affine,
-    # track_running_stats), then dtype; mean_only (fastnn's) by keyword only: in fourth
-    # place it took BatchNorm1d(4, 1e-5, 0.1, True)'s affine=True for mean_only
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
-                 track_running_stats=True, dtype=np.float32, *, mean_only=False, bias=True):
+    # DESIGN.md's public order: (num_features, eps, momentum, mean_only); PyTorch's
+    # affine and track_running_stats by keyword (PyTorch's fourth positional is affine)
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, mean_only=False,
+                 dtype=np.float32, affine=True, track_running_stats=True, *, bias=True):
         super().__init__()
         name = type(self).__name__
         check_positive_int(name, "num_features", num_features)

@@ -151,6 +151,10 @@ class Conv2d(Module):
                  dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32):
         super().__init__()
         name, n = type(self).__name__, self.dims
+        if isinstance(dilation, bool):
+            # DESIGN.md's Conv2d(in, out, k, stride, padding, bias): a bool in sixth place
+            # is the bias (PyTorch's sixth, dilation, is an int)
+            bias, dilation = dilation, 1
         self.in_channels, self.out_channels = check_conv_args(
             name, in_channels, out_channels, n, None, None, padding_mode)
         groups = check_positive_int(name, "groups", groups)

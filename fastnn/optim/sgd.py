@@ -24,10 +24,10 @@ class SGD(Optimizer):
     _maximize_by_negation = True
     _optional_state = ("momentum_buffer",)
 
-    # PyTorch's positional order (dampening before weight_decay: SGD(p, 0.1, 0.9, 0.5)
-    # is dampening 0.5, as in PyTorch)
-    def __init__(self, params, lr=1e-3, momentum=0, dampening=0, weight_decay=0,
-                 nesterov=False, *, maximize=False, **torch_flags):
+    # DESIGN.md's public order (params, lr, momentum, weight_decay); PyTorch's fourth
+    # positional is dampening, taken here by keyword
+    def __init__(self, params, lr=1e-3, momentum=0, weight_decay=0, nesterov=False,
+                 dampening=0, *, maximize=False, **torch_flags):
         super().__init__(params, {"lr": lr, "momentum": momentum,
                                   "weight_decay": weight_decay, "nesterov": nesterov,
                                   "dampening": dampening, "maximize": maximize},
