@@ -33,6 +33,9 @@ LAYERNORM = {"course": (128, 100), "large": (4096, 1024)}        # (rows, featur
 LINEAR = {"course": (128, 784, 100, "relu"), "large": (256, 1024, 1024, "leaky_relu")}
 CONV = {"course": ((128, 1, 28, 28), 32, 3, 1, 1), "large": ((32, 64, 16, 16), 128, 3, 1, 1)}
 POOL = {"course": ((128, 32, 28, 28), 2, 2, 0), "large": ((32, 64, 16, 16), 3, 2, 1)}
+# depthwise conv (MobileNet's 3x3 blocks): input shape, multiplier, kernel, stride, padding
+DEPTHWISE = {"course": ((64, 32, 28, 28), 1, 3, 1, 1),
+             "large": ((32, 128, 28, 28), 1, 3, 2, 1)}
 PARAMS = {"course": (100, 784), "large": (4096, 4096)}          # optimizer updates
 
 
@@ -543,6 +546,52 @@ def _conv(op, size):
                 lambda t, ts, a: lambda: (tfwd(t, ts), tbwd(t, ts)), flops=3 * fwd_flops)
 
 
+def _depthwise(op, size):
+    """Depthwise conv (Conv2d with groups = C_in): its cost counted in bytes, the
+    layer's kH * kW multiply-adds per value being too few for a GEMM's ceiling."""
+    from fastnn.kernels import reference
+    xshape, mult, k, stride, pad = DEPTHWISE[size]
+    n, cin, h, w_ = xshape
+    cout = cin * mult
+    ho = (h + 2 * pad - k) // stride + 1
+    wo = (w_ + 2 * pad - k) // stride + 1
+    n_in, n_out = n * cin * h * w_, n * cout * ho * wo
+    shape = f"{_shape_str(xshape)} x{mult} {k}x{k}/{stride} pad {pad}"
+    st, pd = (stride, stride), (pad, pad)
+
+    def build(rng):
+        x = _normal(rng, xshape)
+        w = (_normal(rng, (cout, 1, k, k)) / F32(k)).astype(F32)
+        b = _normal(rng, (cout,)) * F32(0.1)
+        y = reference.depthwise_conv2d_forward(x, w, b, st, pd)
+        return {"x": x, "w": w, "b": b, "out": np.empty_like(y),
+                "g": _normal(rng, y.shape), "gw": np.zeros_like(w), "gb": np.zeros_like(b),
+                "gi": np.empty_like(x)}
+
+    def fwd(be, a):
+        return be.depthwise_conv2d_forward(a["x"], a["w"], a["b"], st, pd, out=a["out"])
+
+    def bwd(be, a):
+        return be.depthwise_conv2d_backward(a["g"], a["x"], a["w"], st, pd,
+                                            grad_weight=a["gw"], grad_bias=a["gb"],
+                                            grad_in=a["gi"])
+
+    def tfwd(t, ts):
+        return t.ops.aten.convolution(ts["x"], ts["w"], ts["b"], list(st), list(pd), [1, 1],
+                                      False, [0, 0], cin)
+
+    def tbwd(t, ts):
+        return t.ops.aten.convolution_backward(ts["g"], ts["x"], ts["w"], [cout], list(st),
+                                               list(pd), [1, 1], False, [0, 0], cin,
+                                               [True, True, True])
+
+    if op == "depthwise_conv2d_forward":
+        return Case(op, size, shape, build, lambda be, a: lambda: fwd(be, a),
+                    lambda t, ts, a: lambda: tfwd(t, ts), nbytes=4 * (n_in + n_out))
+    return Case(op, size, shape, build, lambda be, a: lambda: bwd(be, a),
+                lambda t, ts, a: lambda: tbwd(t, ts), nbytes=4 * (2 * n_in + n_out))
+
+
 def _pool_arrays(rng, xshape, k, stride, pad):
     from fastnn.kernels import reference
     x = _normal(rng, xshape)
@@ -692,6 +741,8 @@ def _case_for(op, size):
         return _linear(op, size)
     if op.startswith("conv2d"):
         return _conv(op, size)
+    if op.startswith("depthwise_conv2d"):
+        return _depthwise(op, size)
     if "pool2d" in op:
         return _pool(op, size)
     if op.endswith("_update"):

@@ -572,6 +572,48 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
                                 grad_in, need_grad_in)
 
 
+def _check_depthwise(where, x, weight, stride, padding):
+    """_check_conv for a depthwise weight (C_out, 1, kH, kW), C_out a multiple of C_in."""
+    x = as_contiguous(_check(where, "x", x, ndim=4))
+    weight = as_contiguous(_check(where, "weight", weight, ndim=4, dtype=x.dtype))
+    c_in, c_out = x.shape[1], weight.shape[0]
+    if weight.shape[1] != 1 or c_in == 0 or c_out % c_in:
+        raise ValueError(f"{where}: expected weight of shape (M * {c_in}, 1, kH, kW) for x "
+                         f"with {c_in} channels (M >= 0 kernels each), got {weight.shape}")
+    stride, padding = pair(where, "stride", stride), pair(where, "padding", padding)
+    out_hw = tuple(_conv_out_size(where, x.shape[2 + i], weight.shape[2 + i], stride[i],
+                                  padding[i]) for i in range(2))
+    return x, weight, stride, padding, (x.shape[0], c_out) + out_hw
+
+
+def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
+    where = "depthwise_conv2d_forward"
+    x, weight, stride, padding, out_shape = _check_depthwise(where, x, weight, stride, padding)
+    if bias is not None:
+        bias = as_contiguous(_check(where, "bias", bias, shape=(weight.shape[0],),
+                                    dtype=x.dtype))
+    check_out(where, "out", out, out_shape, x.dtype)
+    check_no_overlap(where, [("out", out)], [("x", x), ("weight", weight), ("bias", bias)])
+    return _run(where, x, weight, bias, stride, padding, out=out)
+
+
+def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0),
+                              grad_weight=None, grad_bias=None, grad_in=None,
+                              need_grad_in=True):
+    where = "depthwise_conv2d_backward"
+    x, weight, stride, padding, out_shape = _check_depthwise(where, x, weight, stride, padding)
+    grad_out = as_contiguous(_check(where, "grad_out", grad_out, shape=out_shape,
+                                    dtype=x.dtype))
+    check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
+    check_out(where, "grad_bias", grad_bias, (weight.shape[0],), x.dtype)
+    check_out(where, "grad_in", grad_in, x.shape, x.dtype)
+    check_no_overlap(where, [("grad_weight", grad_weight), ("grad_bias", grad_bias),
+                             ("grad_in", grad_in)],
+                     [("grad_out", grad_out), ("x", x), ("weight", weight)])
+    return _run(where, grad_out, x, weight, stride, padding, grad_weight, grad_bias,
+                grad_in, need_grad_in)
+
+
 def _check_pool(where, shape, kernel_size, stride, padding, ceil_mode=False,
                 dilation=(1, 1)):
     kernel_size = pair(where, "kernel_size", kernel_size)

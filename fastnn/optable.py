@@ -392,6 +392,29 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
 
 
 @_op("conv")
+def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
+    """Depthwise 2-D cross-correlation, NCHW, zero padding: PyTorch's Conv2d with
+    groups = C_in, each input channel convolved with its own M = C_out / C_in kernels.
+
+    x: (N, C_in, H, W); weight: (C_out, 1, kH, kW), C_out a multiple of C_in, output
+    channel c * M + m reading input channel c; bias: (C_out,) or None; stride, padding:
+    (int, int). Returns y: (N, C_out, H_out, W_out), sizes as ``conv2d_forward``'s.
+    """
+
+
+@_op("conv")
+def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0),
+                              grad_weight=None, grad_bias=None, grad_in=None,
+                              need_grad_in=True):
+    """Backward of ``depthwise_conv2d_forward``.
+
+    grad_out: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, 1, kH, kW);
+    grad_weight: same shape as weight, grad_bias: (C_out,) or None, accumulated in place.
+    Returns grad_in: (N, C_in, H, W), or None if not need_grad_in.
+    """
+
+
+@_op("conv")
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
                        ceil_mode=False, dilation=(1, 1)):
     """Max pooling, NCHW, padding with -inf as PyTorch does.

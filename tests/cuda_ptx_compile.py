@@ -32,7 +32,8 @@ class _Device:
 numba.cuda.dispatcher.get_current_device = lambda: _Device()
 
 from fastnn.kernels.cuda import (activations, batchnorm, config, conv, dense,  # noqa: E402
-                                 device, dropout, gemm, layernorm, losses, optim)
+                                 depthwise, device, dropout, gemm, layernorm, losses,
+                                 optim)
 
 i64, f64, u64, b = types.int64, types.float64, types.uint64, types.boolean
 
@@ -116,6 +117,10 @@ def kernels(t):
         ("max pool backward", conv._max_pool_backward, (a2, arr(i64, 2), a2)),
         ("avg pool", conv._avg_pool, (a4, *geometry, b, i64, a4)),
         ("avg pool backward", conv._avg_pool_backward, (a4, *geometry, b, i64, a4)),
+        ("depthwise conv", depthwise._forward, (a4, a4, a1, b, *geometry[2:], a4)),
+        ("depthwise conv input grad", depthwise._input_grad, (a4, a4, *geometry[2:], a4)),
+        ("depthwise conv param grads", depthwise._param_grads(config.THREADS),
+         (a4, a4, *geometry, b, b, a4, a1)),
         ("dropout", dropout._dropout, (a1, u64, t, u64, u64, a1, a1)),
         ("dropout backward", dropout._multiply, (a1, a1, a1)),
         ("sgd", optim._sgd, (a1, a1, a1, b, t, t, t, b, t)),
@@ -141,7 +146,7 @@ FLOAT64_ON_PURPOSE = {
     "softmax-CE", "mse", "bce", "bce with logits", "smooth l1", "column sums (+ act')",
     "add partials", "gemm tiled", "BatchNorm (N, C) forward", "BatchNorm (N, C) backward",
     "BatchNorm (N, C, S) forward", "BatchNorm (N, C, S) backward", "LayerNorm forward",
-    "LayerNorm backward", "col2im", "sine", "sine_backward"}
+    "LayerNorm backward", "col2im", "sine", "sine_backward", "depthwise conv param grads"}
 
 
 def float64_instructions(ptx):

@@ -624,6 +624,31 @@ def test_conv2d_forward_backward(dtype, rng, stride, padding, kernel):
     assert C.conv2d_backward(g, x, w, stride, padding, None, None, need_grad_in=False) is None
 
 
+@pytest.mark.parametrize("multiplier,stride,padding,kernel", [(1, (1, 1), (1, 1), (3, 3)),
+                                                              (2, (2, 1), (0, 2), (2, 3))])
+def test_depthwise_conv2d_forward_backward(dtype, rng, multiplier, stride, padding, kernel):
+    x = rng.standard_normal((2, 3, 6, 5)).astype(dtype)
+    w = rng.standard_normal((3 * multiplier, 1) + kernel).astype(dtype)
+    b = rng.standard_normal(3 * multiplier).astype(dtype)
+    xt, wt, bt = t(x, True), t(w, True), t(b, True)
+    yt = F.conv2d(xt, wt, bt, stride=stride, padding=padding, groups=3)
+    g = rng.standard_normal(tuple(yt.shape)).astype(dtype)
+    yt.backward(t(g))
+    y = C.depthwise_conv2d_forward(x, w, b, stride, padding)
+    assert_close(y, yt.detach().numpy(), dtype, scale=10)
+    assert_close(C.depthwise_conv2d_forward(x, w, None, stride, padding),
+                 R.depthwise_conv2d_forward(x, w, None, stride, padding), dtype, scale=10)
+    gw, gb = np.ones_like(w), np.ones_like(b)
+    gin = C.depthwise_conv2d_backward(g, x, w, stride, padding, gw, gb)
+    assert_close(gin, xt.grad.numpy(), dtype, scale=10)
+    assert_close(gw - 1, wt.grad.numpy(), dtype, scale=30)
+    assert_close(gb - 1, bt.grad.numpy(), dtype, scale=30)
+    only_b = np.zeros_like(b)
+    assert C.depthwise_conv2d_backward(g, x, w, stride, padding, None, only_b,
+                                       need_grad_in=False) is None
+    assert_close(only_b, bt.grad.numpy(), dtype, scale=30)
+
+
 @pytest.mark.parametrize("kernel,stride,padding,ceil,dilation", [
     ((3, 3), (2, 2), (1, 1), False, (1, 1)),
     ((2, 3), (1, 2), (0, 1), False, (2, 1)),

@@ -137,12 +137,14 @@ class Conv2d(Module):
     with H_out = (H + 2 * padding - dilation * (kH - 1) - 1) // stride + 1 (likewise W_out).
 
     dilation 1 and groups 1 (the defaults) run the backend's conv kernels on the arrays
-    as they are (on the GPU too). Other values run the same kernels on the host: dilation
+    as they are (on the GPU too), and so does a depthwise layer (groups = in_channels,
+    out_channels a multiple of it) with the backend's depthwise kernels. Other values run
+    the same kernels on the host: dilation
     with stride 1 as one undilated convolution per phase of the zero-padded input (rows
     i, i + d, ..., columns j, j + d, ...; the outputs interleave), strided dilation as the
     zero-spread kernel of size dilation * (k - 1) + 1 (exact; its zero taps cost their
-    multiply-adds), groups as one kernel call per group on contiguous copies of its input
-    channels (depthwise: groups = in_channels); a device array goes through the host.
+    multiply-adds), other groups as one kernel call per group on contiguous copies of its
+    input channels; a device array goes through the host.
     """
 
     dims = 2  # spatial dimensions of the kernel (Conv1d: 1)
@@ -214,9 +216,14 @@ class Conv2d(Module):
 
     def _simple(self):
         """True when the kernels run on the arrays as they are (symmetric zero padding,
-        no dilation, no groups)."""
-        return (self.groups == 1 and all(d == 1 for d in self.dilation)
+        no dilation; no groups, or depthwise: groups = in_channels)."""
+        return (self.groups in (1, self.in_channels) and all(d == 1 for d in self.dilation)
                 and self.padding_mode == "zeros" and self._symmetric())
+
+    def _op(self, direction):
+        """The backend's conv2d or depthwise_conv2d op (forward or backward)."""
+        kind = "conv2d" if self.groups == 1 else "depthwise_conv2d"
+        return getattr(self._kernels(), f"{kind}_{direction}")
 
     def _border(self):
         """((top, bottom), (left, right)) of the padding, built on the host (a padding_mode
@@ -260,7 +267,7 @@ class Conv2d(Module):
             return drop_batch_axis(self._general_forward(x), self._unbatched)
         out = self._buffer("y", self._shape_2d(x.shape, x.dtype), x.dtype) if buffered else None
         _, stride, padding = self._window()
-        y = self._kernels().conv2d_forward(
+        y = self._op("forward")(
             x, self._kernel_weight(self.weight.data),
             None if self.bias is None else self.bias.data, stride, padding, out=out)
         self._x = x
@@ -274,7 +281,7 @@ class Conv2d(Module):
         grad_in = (self._buffer("grad_in", self._x.shape, grad_out.dtype)
                    if buffered and need_grad_in else None)
         _, stride, padding = self._window()
-        grad_in = self._kernels().conv2d_backward(
+        grad_in = self._op("backward")(
             grad_out, self._x, self._kernel_weight(self.weight.data), stride, padding,
             grad_weight=self._kernel_weight(self.weight.grad),
             grad_bias=None if self.bias is None else self.bias.grad,

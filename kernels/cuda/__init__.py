@@ -36,6 +36,7 @@ from .batchnorm import batchnorm_backward, batchnorm_forward
 from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
                    max_pool2d_backward, max_pool2d_forward)
 from .dense import linear_backward, linear_forward
+from .depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
 from .dropout import dropout_backward, dropout_forward
 from .gemm import engine as _gemm_engine
 from .layernorm import layer_norm_backward, layer_norm_forward

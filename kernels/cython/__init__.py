@@ -1,12 +1,12 @@
 """The 'cython' backend: every op of ``fastnn.optable`` compiled ahead of time.
 
 Kernels live in one extension per op family (``_dense``, ``_activations``,
-``_losses``, ``_batchnorm``, ``_layernorm``, ``_dropout``, ``_optim``), written over
-the fused type ``floating`` (float32/float64) with ``prange``/OpenMP loops and BLAS from
-``scipy.linalg.cython_blas`` called without the GIL. This module holds the thin
-wrappers with the op table's exact signatures: they allocate ``out`` when it is
-None, hand the kernels contiguous (flat where the op is elementwise) views, and
-return what the op table says. Inputs are assumed valid (``fastnn.ops`` validates).
+``_losses``, ``_batchnorm``, ``_layernorm``, ``_dropout``, ``_optim``, ``_conv``,
+``_depthwise``), written over the fused type ``floating`` (float32/float64) with
+``prange``/OpenMP loops and BLAS from ``scipy.linalg.cython_blas`` called without the
+GIL. This module holds the thin wrappers with the op table's exact signatures: they
+allocate ``out`` when it is None, hand the kernels contiguous (flat where the op is
+elementwise) views, and return what the op table says. Inputs are assumed valid (``fastnn.ops`` validates).
 
 Building with ``FASTNN_CYTHON_DEBUG=1`` turns bounds, wraparound and
 initialisation checks back on in every kernel (see setup.py and
@@ -26,6 +26,7 @@ from ..scratch import scratch  # noqa: E402
 from .. import streaming as _streaming  # noqa: E402
 from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses,  # noqa: E402
                _openmp, _optim)
+from ._depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward  # noqa: E402
 
 # SciPy's OpenBLAS runs its threads on this OpenMP pool (fastnn/blas_pool.py); where it
 # cannot, `import fastnn` set GOMP_SPINCOUNT before libgomp loaded (fastnn/threads.py).

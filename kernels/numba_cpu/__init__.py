@@ -23,6 +23,7 @@ from .batchnorm import batchnorm_backward, batchnorm_forward
 from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
                    max_pool2d_backward, max_pool2d_forward)
 from .dense import linear_backward, linear_forward
+from .depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
 from .dropout import dropout_backward, dropout_forward
 from .layernorm import layer_norm_backward, layer_norm_forward
 from .losses import (bce_loss, bce_with_logits_loss, mse_loss, smooth_l1_loss,

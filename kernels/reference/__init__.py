@@ -21,3 +21,4 @@ from .optim import (adadelta_update, adagrad_update, adam_update, adamax_update,
                     sgd_update)
 from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
                    max_pool2d_backward, max_pool2d_forward)
+from .depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
