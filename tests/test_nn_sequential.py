@@ -112,7 +112,35 @@ def test_intermediate_buffers_are_reused_between_steps(backend, rng):
     for i, layer in enumerate(seq):
         for key, buf in first[i].items():
             assert layer._scratch[key] is buf, f"layer {i} reallocated its {key!r} buffer"
-    assert "y" in seq[0]._scratch and "y" in seq[3]._scratch
+    assert seq[0]._kept_buffer("y") is not None and seq[3]._kept_buffer("y") is not None
+
+
+def test_a_model_shared_by_threads_gives_each_its_own_outputs(backend, rng):
+    # an inference pool calling one model: each thread's intermediate arrays are its
+    # own (they were the layer's, overwritten by the other thread mid-forward)
+    import threading
+    fastnn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.BatchNorm1d(128), nn.Dropout(0.3),
+                          nn.Linear(128, 10)).eval()
+    xs = [rng.standard_normal((32, 64)).astype(np.float32) for _ in range(2)]
+    expected = [model(x).copy() for x in xs]
+    wrong = [0, 0]
+
+    def infer(i):
+        with fastnn.use_backend(backend), fastnn.no_grad():  # (both per thread)
+            for _ in range(100):
+                wrong[i] += not np.array_equal(model(xs[i]), expected[i])
+
+    threads = [threading.Thread(target=infer, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wrong == [0, 0]
+    # the ended threads' buffers go when a buffer is made next
+    model(rng.standard_normal((7, 64)).astype(np.float32))
+    running = {t.ident for t in threading.enumerate()}
+    assert all(k[1] in running for k in model[0]._scratch if isinstance(k, tuple))
 
 
 def test_need_grad_in_false_skips_input_gradient_but_not_parameter_gradients(backend, rng):

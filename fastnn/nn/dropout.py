@@ -95,7 +95,7 @@ class _ChannelDropout(Dropout):
             self._mask = np.zeros(mask_shape, x.dtype)
             return self._times_mask(x, "y" if buffered else None)
         size = (math.prod(mask_shape),)
-        kept = self._scratch.get("ones")
+        kept = self._kept_buffer("ones")
         ones = self._buffer("ones", size, x.dtype)
         if ones is not kept:  # filled once per shape: the kernel only reads it
             _device.namespace_of(ones).copy_into(ones, np.ones(size, x.dtype))

@@ -62,6 +62,7 @@ import contextlib
 import functools
 import inspect
 import operator
+import threading
 import types
 import warnings
 import weakref
@@ -541,6 +542,15 @@ def _buffer_items(module):
     if _has_batch_count(module):
         items.append((BATCH_COUNT_KEY, module._batch_count()))
     return items
+
+
+def _drop_ended_threads(scratch):
+    """Remove from a module's scratch the per-thread buffers (keys (name, thread id)) of
+    threads no longer running."""
+    running = {t.ident for t in threading.enumerate()}
+    for slot in [k for k in scratch if isinstance(k, tuple) and len(k) == 2
+                 and isinstance(k[1], int) and k[1] not in running]:
+        del scratch[slot]
 
 
 class RemovableHandle:
@@ -1791,12 +1801,24 @@ class Module:
         return dtype
 
     def _buffer(self, key, shape, dtype):
-        """A layer-owned array of this shape and dtype, reused while they stay the same."""
-        buf = self._scratch.get(key)
+        """A layer-owned array of this shape and dtype, reused while they stay the same.
+
+        One per calling thread: a model shared by threads (an inference pool calling
+        one model, as PyTorch allows) must not have one thread's forward write the
+        intermediate array another thread's next layer is reading. A new buffer drops
+        those of threads that have ended."""
+        slot = (key, threading.get_ident())
+        buf = self._scratch.get(slot)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
             buf = _device.namespace(self._device).empty(shape, dtype)
-            self._scratch[key] = buf
+            if self._scratch:
+                _drop_ended_threads(self._scratch)
+            self._scratch[slot] = buf
         return buf
+
+    def _kept_buffer(self, key):
+        """The calling thread's ``_buffer(key, ...)`` array as it stands, or None."""
+        return self._scratch.get((key, threading.get_ident()))
 
     def _check_dtype(self, dtype, param_dtype):
         """A TypeError unless an input of dtype suits parameters of param_dtype (None: a
