@@ -128,6 +128,19 @@ def along_axis(a, m, axis):
     return np.moveaxis(np.asarray(y, dtype=a.dtype).reshape((m.shape[0],) + rest), 0, axis)
 
 
+
+def block_sums(blocks, out):
+    """out (N, C, H, W) = the sums of blocks (N, C, H, bh, W, bw) over bh and bw: one
+    strided addition per block offset, in offset order (NumPy's np.sum over the axes
+    (3, 5) of that view ran 13x slower: a reduction over non-contiguous axes)."""
+    bh, bw = blocks.shape[3], blocks.shape[5]
+    out[...] = blocks[:, :, :, 0, :, 0]
+    for i in range(bh):
+        for j in range(bw):
+            if i or j:
+                np.add(out, blocks[:, :, :, i, :, j], out=out)
+    return out
+
 class Upsample(Module):
     """Upsampling (or resampling) of (N, C, L), (N, C, H, W) or (N, C, D, H, W) input
     (a decoder's upsampling layer before a convolution), PyTorch's modes:
@@ -274,9 +287,9 @@ class Upsample(Module):
         g4 = grad_out.reshape(tuple(grad_out.shape)[:2] + (len(ih), len(iw)))
         if repeat and not _device.is_device_array(g4):
             n, c, h, w = in4
-            buf = self._buffer("grad_in", in4, grad_out.dtype) if buffered else None
-            grad_in = np.sum(g4.reshape(n, c, h, blocks[0], w, blocks[1]), axis=(3, 5),
-                             out=buf)
+            buf = (self._buffer("grad_in", in4, grad_out.dtype) if buffered
+                   else np.empty(in4, grad_out.dtype))
+            grad_in = block_sums(g4.reshape(n, c, h, blocks[0], w, blocks[1]), buf)
         elif repeat:
             grad_in = self._kernels().avg_pool2d_forward(g4, blocks, blocks, (0, 0), True)
             grad_in = _device.scaled(grad_in, blocks[0] * blocks[1])
