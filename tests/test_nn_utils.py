@@ -65,3 +65,18 @@ def test_bad_arguments():
         nn.utils.clip_grad_norm_(nn.Linear(2, 2).parameters(), -1.0)
     with pytest.raises(TypeError, match="expected Parameters"):
         nn.utils.clip_grad_value_([np.zeros(3)], 1.0)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-25, 0.0, 1.0])
+def test_float32_two_norm_is_exact_beyond_float32_squares(scale):
+    # the float32 dot product overflows (squares past 3.4e38) or underflows (below
+    # 1e-45): the sum is taken again in float64, so the norm stays the float64 one
+    # (PyTorch 2.13's float32 norm is inf at 1e20 and 0 at 1e-25 here)
+    g = (np.linspace(-1, 1, 1000) * scale).astype(np.float32)
+    wide = g.astype(np.float64)
+    exact = np.sqrt(np.sum(wide ** 2) + np.sum(wide[:10] ** 2))
+    ours = nn.utils.get_total_norm([g, g[:10]])
+    np.testing.assert_allclose(ours, exact, rtol=1e-6)
+    if scale == 1.0:
+        theirs = torch.nn.utils.get_total_norm([torch.from_numpy(g), torch.from_numpy(g[:10])])
+        np.testing.assert_allclose(ours, theirs.item(), rtol=1e-6)

@@ -91,14 +91,29 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     if math.isinf(norm_type) and any(math.prod(a.shape) == 0 for a in arrays):
         raise RuntimeError(f"{where}: the inf norm of an empty array is undefined (a max "
                            f"over no elements), as in PyTorch; drop the zero-size arrays")
-    norms = [np.linalg.norm(_device.to_host(a).ravel().astype(np.float64), ord=norm_type)
-             for a in arrays]
+    if norm_type == 2.0:
+        norms = [_two_norm(_device.to_host(a).ravel()) for a in arrays]
+    else:
+        norms = [np.linalg.norm(_device.to_host(a).ravel().astype(np.float64), ord=norm_type)
+                 for a in arrays]
     total = np.float64(np.linalg.norm(np.array(norms), ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"{where}: the total norm of order {norm_type} of the gradients "
                            f"is non-finite ({total}), so it cannot be clipped; pass "
                            f"error_if_nonfinite=False to clip anyway")
     return total
+
+
+def _two_norm(flat):
+    """The 2-norm of a 1-D array: BLAS's dot in its own type (PyTorch's norm also sums a
+    float32 gradient in float32; a float64 copy of each made clip_grad_norm_ 1.6x
+    PyTorch's time), again in float64 where that sum overflowed, underflowed or met a
+    NaN."""
+    if flat.dtype.kind == "f" and flat.dtype.itemsize >= 4:
+        total = float(np.dot(flat, flat))
+        if math.isfinite(total) and (total > 1e-30 or not flat.any()):
+            return math.sqrt(total)
+    return float(np.linalg.norm(flat.astype(np.float64)))
 
 
 def _array_list(where, tensors):
