@@ -104,27 +104,25 @@ def pad_backward(grad_out, sizes, mode):
 
 
 def _grown_backward(grad_out, sizes, mode):
-    """pad_backward for non-negative sizes."""
-    g = grad_out
-    first = g.ndim - len(sizes)
-    for axis, (before, after) in enumerate(sizes, start=first):
+    """pad_backward for non-negative sizes: on one copy of the gradient, each padded
+    axis in turn adds its border cells to the cells they copied (np.add.at's sums, each
+    target's border values in the same order after its own), then the interior is cut
+    out. (Per axis, a zero array and moved copies took 23 ms of a 107 ms reflect-padded
+    conv step.)"""
+    first = grad_out.ndim - len(sizes)
+    folded = [(axis, before, after) for axis, (before, after) in enumerate(sizes, start=first)
+              if mode != "constant" and (before or after)]
+    g = np.array(grad_out, copy=True, order="C") if folded else grad_out
+    lead = (slice(None),) * first
+    for axis, before, after in folded:
         n = g.shape[axis] - before - after
-        if mode == "constant" or before == after == 0:
-            g = g[(slice(None),) * axis + (slice(before, before + n),)]
-            continue
         source = np.pad(np.arange(n), (before, after), mode=_NUMPY_MODE[mode])
-        moved = np.moveaxis(g, axis, 0)
-        total = np.zeros((n,) + moved.shape[1:], g.dtype)
-        # np.add.at(total, source, moved) as slices, in its order (the same sums bit for
-        # bit): the border before, the interior in one add, the border after (np.add.at
-        # over the whole gradient was 10x PyTorch's time)
-        for k in range(before):
-            total[source[k]] += moved[k]
-        total += moved[before:before + n]
-        for k in range(before + n, before + n + after):
-            total[source[k]] += moved[k]
-        g = np.moveaxis(total, 0, axis)
-    return _device.c_contiguous(g)
+        at = (slice(None),) * axis
+        for k in list(range(before)) + list(range(before + n, before + n + after)):
+            g[at + (before + source[k],)] += g[at + (k,)]
+    interior = lead + tuple(slice(before, g.shape[axis] - after)
+                            for axis, (before, after) in enumerate(sizes, start=first))
+    return _device.c_contiguous(g[interior])
 
 
 class _Pad(Module):
