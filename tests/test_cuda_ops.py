@@ -649,6 +649,27 @@ def test_depthwise_conv2d_forward_backward(dtype, rng, multiplier, stride, paddi
     assert_close(only_b, bt.grad.numpy(), dtype, scale=30)
 
 
+@pytest.mark.filterwarnings("ignore:.*invalid value encountered:RuntimeWarning")
+def test_depthwise_conv2d_multiplies_the_padding_as_torch(rng):
+    # an infinite tap or gradient meeting the zero padding gives NaN (PyTorch's product)
+    x = rng.standard_normal((1, 2, 3, 4))
+    w = rng.standard_normal((2, 1, 2, 3))
+    w[0, 0, 0, 0] = np.inf
+    stride, padding = (2, 2), (1, 1)
+    with np.errstate(invalid="ignore"):  # (the simulator's threads warn regardless)
+        y = C.depthwise_conv2d_forward(x, w, None, stride, padding)
+        g = np.ones_like(y)
+        g[0, 1, 0, -1] = np.inf
+        gw = np.zeros_like(w)
+        C.depthwise_conv2d_backward(g, x, w, stride, padding, gw, None, need_grad_in=False)
+        y_ref = R.depthwise_conv2d_forward(x, w, None, stride, padding)
+        gw_ref = np.zeros_like(w)
+        R.depthwise_conv2d_backward(g, x, w, stride, padding, gw_ref, None, need_grad_in=False)
+    assert np.isnan(y_ref).any() and np.isnan(gw_ref).any()
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12)      # NaN where the reference has it
+    np.testing.assert_allclose(gw, gw_ref, rtol=1e-12)
+
+
 @pytest.mark.parametrize("kernel,stride,padding,ceil,dilation", [
     ((3, 3), (2, 2), (1, 1), False, (1, 1)),
     ((2, 3), (1, 2), (0, 1), False, (2, 1)),

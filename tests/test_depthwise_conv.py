@@ -186,3 +186,31 @@ def test_depthwise_layers_match_torch(backend, rng, dims, channels, multiplier, 
     assert_close(layer.backward(g), tx.grad.numpy(), np.float32, 3)
     assert_close(layer.weight.grad, reference.weight.grad.numpy(), np.float32, 30)
     assert_close(layer.bias.grad, reference.bias.grad.numpy(), np.float32, 30)
+
+
+@pytest.mark.parametrize("where", ["x", "weight", "grad_out"])
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+@pytest.mark.parametrize("stride,padding", [((1, 1), (1, 1)), ((1, 1), (0, 0)),
+                                            ((2, 2), (1, 1)), ((2, 1), (0, 1))])
+def test_depthwise_non_finite_values_spread_as_in_torch(backend, rng, where, value, stride,
+                                                         padding):
+    # PyTorch multiplies the zero padding too (an inf tap or gradient meeting it gives
+    # NaN), and nothing else: the stride-1 kernels' columns past W_out must add nothing
+    x, weight, bias = case_arrays(rng, np.float64, 2, 3, 2, 5, 6, (3, 2))
+    g = rng.standard_normal(ops.depthwise_conv2d_forward(x, weight, bias, stride,
+                                                         padding).shape)
+    target = {"x": x, "weight": weight, "grad_out": g}[where]
+    target[0, 0, 0, -1] = value        # a border cell: next to padding and row ends
+    target[-1, -1, target.shape[2] // 2, 0] = value
+    with np.errstate(invalid="ignore"):
+        ty, tgx, tgw, tgb = torch_depthwise(x, weight, bias, stride, padding, g)
+        y = ops.depthwise_conv2d_forward(x, weight, bias, stride, padding)
+        gw, gb = np.zeros_like(weight), np.zeros_like(bias)
+        gi = ops.depthwise_conv2d_backward(g, x, weight, stride, padding, gw, gb)
+    for ours, theirs, name in ((y, ty, "y"), (gi, tgx, "grad_in"), (gw, tgw, "grad_weight"),
+                               (gb, tgb, "grad_bias")):
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs), err_msg=name)
+        np.testing.assert_array_equal(np.isinf(ours), np.isinf(theirs), err_msg=name)
+        finite = np.isfinite(theirs)
+        np.testing.assert_allclose(ours[finite], theirs[finite], rtol=1e-9, atol=1e-9,
+                                   err_msg=name)

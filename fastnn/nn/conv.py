@@ -139,12 +139,11 @@ class Conv2d(Module):
     dilation 1 and groups 1 (the defaults) run the backend's conv kernels on the arrays
     as they are (on the GPU too), and so does a depthwise layer (groups = in_channels,
     out_channels a multiple of it) with the backend's depthwise kernels. Other values run
-    the same kernels on the host: dilation
-    with stride 1 as one undilated convolution per phase of the zero-padded input (rows
-    i, i + d, ..., columns j, j + d, ...; the outputs interleave), strided dilation as the
-    zero-spread kernel of size dilation * (k - 1) + 1 (exact; its zero taps cost their
-    multiply-adds), other groups as one kernel call per group on contiguous copies of its
-    input channels; a device array goes through the host.
+    the same kernels on the host: dilation with stride 1 as one undilated convolution per
+    phase of the zero-padded input (rows i, i + d, ..., columns j, j + d, ...; the outputs
+    interleave), strided dilation as im2col of the taps the kernel reads (``_tapped``),
+    other groups as one kernel call per group on contiguous copies of its input
+    channels; a device array goes through the host.
     """
 
     dims = 2  # spatial dimensions of the kernel (Conv1d: 1)

@@ -5,7 +5,8 @@ No GEMM: a depthwise layer does kH * kW multiply-adds per output. The forward ru
 thread per output element; the input gradient one thread per input element, gathering
 from the outputs whose windows hold it (no atomics, a fixed order); the weight and bias
 gradients one block per (output channel, tap) sum, its threads striding over the batch
-and the plane and reducing in shared memory in float64.
+and the plane and reducing in shared memory in float64. A padding cell counts as a zero
+multiplied, as in PyTorch (an infinite tap or gradient meeting it gives NaN).
 
 x: (N, C_in, H, W); weight: (C_out, 1, kH, kW), output channel c * M + m reading input
 channel c; NumPy or device arrays (``_common.Call``).
@@ -38,11 +39,11 @@ def _forward(x, weight, bias, has_bias, sh, sw, ph, pw, out):
         acc = bias[co] if has_bias else f(0)
         for i in range(kh):
             h = ho * sh - ph + i
-            if 0 <= h < h_n:
-                for j in range(kw):
-                    w = wo * sw - pw + j
-                    if 0 <= w < w_n:
-                        acc += weight[co, 0, i, j] * x[n, c, h, w]
+            for j in range(kw):
+                w = wo * sw - pw + j
+                # a padding cell is a zero multiplied too (an inf tap gives NaN, as PyTorch)
+                value = x[n, c, h, w] if 0 <= h < h_n and 0 <= w < w_n else f(0)
+                acc += weight[co, 0, i, j] * value
         out[n, co, ho, wo] = acc
 
 
@@ -83,6 +84,7 @@ def _param_grads(threads):
         rest its tap (kH kW: the bias), each summed over N * H_out * W_out in float64
         and added to grad_weight / grad_bias."""
         sh_mem = cuda.shared.array(threads, np.float64)
+        f = x.dtype.type
         n_n, c_out, ho_n, wo_n = grad_out.shape
         _, c_in, h_n, w_n = x.shape
         taps = kh * kw
@@ -109,8 +111,9 @@ def _param_grads(threads):
                 else:
                     h = ho * sh - ph + i
                     w = wo * sw - pw + j
-                    if 0 <= h < h_n and 0 <= w < w_n:
-                        acc += g * x[n, c, h, w]
+                    # times a padding cell's zero too (an inf gradient gives NaN)
+                    value = x[n, c, h, w] if 0 <= h < h_n and 0 <= w < w_n else f(0)
+                    acc += g * value
             total = block_sum(sh_mem, acc)
             if t == 0:
                 if is_bias:

@@ -25,6 +25,7 @@ from fastnn.kernels.scratch import scratch
 
 cimport cython
 from cython.parallel cimport prange, threadid
+from libc.math cimport NAN, isfinite
 from libc.string cimport memcpy, memset
 
 from _common cimport floating, fnn_max_threads, fnn_workspace, threads_for
@@ -99,7 +100,7 @@ cdef void _flat_backward(const floating* g, const floating* x, const floating* w
     """Stride 1: every gradient of input channels c0 .. c1 (grad_in, grad_weight or
     grad_bias NULL: not wanted)."""
     cdef Py_ssize_t m = c_out // c_in, wp = w + 2 * pw, span = ho * wp, taps = kh * kw
-    cdef Py_ssize_t c, b, mm, co, i, j, q, window
+    cdef Py_ssize_t c, b, mm, co, i, j, q, window, oh
     cdef floating part, tap
     cdef const floating* inp
     cdef floating* out
@@ -128,12 +129,22 @@ cdef void _flat_backward(const floating* g, const floating* x, const floating* w
                             part = 0
                             for q in range(span):
                                 part = part + gs[q] * inp[q]
+                            if part != part:  # NaN: again without the columns past
+                                part = 0      # W_out (their 0 times an inf in x)
+                                for oh in range(ho):
+                                    for q in range(oh * wp, oh * wp + wo):
+                                        part = part + gs[q] * inp[q]
                             acc[mm * taps + i * kw + j] += part
                         if grad_in != NULL:
                             tap = weight[(co * kh + i) * kw + j]
                             out = gxs + window
-                            for q in range(span):
-                                out[q] += tap * gs[q]
+                            if isfinite(tap):
+                                for q in range(span):
+                                    out[q] += tap * gs[q]
+                            else:  # not over the columns past W_out (inf times 0)
+                                for oh in range(ho):
+                                    for q in range(oh * wp, oh * wp + wo):
+                                        out[q] += tap * gs[q]
             if grad_in != NULL:
                 _copy_rows(grad_in + (b * c_in + c) * h * w, w, gxs + ph * wp + pw, wp, h, w)
         for mm in range(m):
@@ -164,15 +175,21 @@ cdef void _rows_forward(const floating* x, const floating* weight, const floatin
             row[ow] = bias[co]
         for i in range(kh):
             ih = oh * sh - ph + i
-            if ih < 0 or ih >= h:
-                continue
             for j in range(kw):
                 lo = _lo(pw, j, sw)
                 hi = _hi(pw, j, sw, w, wo)
+                if ih < 0 or ih >= h or lo >= hi:  # the tap reads only padding
+                    lo = wo
+                    hi = wo
                 tap = weight[(co * kh + i) * kw + j]
                 src = plane + ih * w - pw + j
                 for ow in range(lo, hi):
                     row[ow] += tap * src[ow * sw]
+                if not isfinite(tap):  # times the zero padding: NaN, as PyTorch (NAN
+                    for ow in range(lo):  # itself: under -fassociative-math gcc folds
+                        row[ow] = NAN     # x * 0 to 0)
+                    for ow in range(hi, wo):
+                        row[ow] = NAN
 
 
 @cython.cdivision(True)
@@ -215,7 +232,7 @@ cdef void _rows_param_grads(const floating* g, const floating* x, Py_ssize_t co,
     """Any stride: output channel co's weight and bias gradients (NULL: not wanted),
     each a float64 sum of per-row sums."""
     cdef Py_ssize_t m = c_out // c_in, c = co // m
-    cdef Py_ssize_t b, oh, ow, i, j, ih, lo, hi, q
+    cdef Py_ssize_t b, oh, ow, i, j, ih, lo, hi, q, span_lo, span_hi
     cdef double total
     cdef floating part
     cdef const floating* row
@@ -223,19 +240,31 @@ cdef void _rows_param_grads(const floating* g, const floating* x, Py_ssize_t co,
     if grad_weight != NULL:
         for i in range(kh):
             for j in range(kw):
-                lo = _lo(pw, j, sw)
-                hi = _hi(pw, j, sw, w, wo)
+                span_lo = _lo(pw, j, sw)
+                span_hi = _hi(pw, j, sw, w, wo)
                 total = 0
                 for b in range(n):
                     for oh in range(ho):
                         ih = oh * sh - ph + i
-                        if ih < 0 or ih >= h:
-                            continue
+                        lo = span_lo
+                        hi = span_hi
+                        if ih < 0 or ih >= h or lo >= hi:  # only padding
+                            lo = wo
+                            hi = wo
                         row = g + ((b * c_out + co) * ho + oh) * wo
                         src = x + (b * c_in + c) * h * w + ih * w - pw + j
                         part = 0
                         for ow in range(lo, hi):
                             part = part + row[ow] * src[ow * sw]
+                        # the outputs that read the zero padding: 0, or NaN where the
+                        # gradient is infinite or NaN (PyTorch's product; tested, since
+                        # under -fassociative-math gcc folds x * 0 to 0)
+                        for ow in range(lo):
+                            if not isfinite(row[ow]):
+                                part = NAN
+                        for ow in range(hi, wo):
+                            if not isfinite(row[ow]):
+                                part = NAN
                         total += part
                 grad_weight[(co * kh + i) * kw + j] += <floating>total
     if grad_bias != NULL:
