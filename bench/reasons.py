@@ -379,6 +379,18 @@ REASONS = {
                                         "per thread); numba's compile of it runs 1.22x "
                                         "Cython's on 1 thread, 1.15x on 2 (interleaved, "
                                         "2026-11-28 16:20 UTC); not isolated further"),
+    # ---- depthwise conv (kernels/numba_cpu/depthwise.py, kernels/cython/_depthwise.pyx)
+    ("depthwise_conv2d_forward", "large"): (
+        "the same phase split and per-tap loops in both; at stride 2 (14x14 outputs, "
+        "phase rows of 15) numba's compile runs 2.2x gcc's on 1 thread (4.97 against "
+        "2.27 ms, 2026-12-01 22:20 UTC, best of 5): the short rows' loop setup and the "
+        "strided phase copy, which gcc keeps as plain pointer loops; numba slices a view "
+        "per row, and indexing without views stops LLVM's vectorizing (numba's "
+        "negative-index wraparound); not isolated further"),
+    ("depthwise_conv2d_backward", "large"): (
+        "as its forward: numba's short strided rows cost more (weight gradient 6.64 "
+        "against 4.95 ms, input gradient 6.96 against 5.29 ms on 1 thread, 2026-12-01 "
+        "22:20 UTC)"),
     ("conv2d_forward+conv2d_backward", "large"): (
         "Cython the faster when timed interleaved on the Xeon (2026-11-30 23:10 UTC, 11 "
         "alternating blocks): 0.85x Cython/numba on 2 threads (forward 0.80x, backward "
