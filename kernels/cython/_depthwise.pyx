@@ -19,10 +19,12 @@ NaN, as in PyTorch. Every value is computed by one thread in a fixed order: resu
 not depend on the thread count. kernels/reference/depthwise.py is the specification.
 """
 from fastnn.kernels.scratch import scratch
+from fastnn.kernels.window_shapes import phase_grid, phase_tap_offsets
 
 cimport cython
 from cython.parallel cimport prange
 from libc.math cimport isfinite
+from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
 from _common cimport floating, fnn_workspace, threads_for
@@ -97,13 +99,6 @@ cdef void _unphase(const floating* src, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t
                         out[q * sw] = inp[q]
 
 
-@cython.cdivision(True)
-cdef inline Py_ssize_t _tap_offset(Py_ssize_t i, Py_ssize_t j, Py_ssize_t sh, Py_ssize_t sw,
-                                   Py_ssize_t hq, Py_ssize_t wq) noexcept nogil:
-    """Where tap (i, j) starts reading in _phases' layout."""
-    return ((i % sh) * sw + j % sw) * hq * wq + (i // sh) * wq + j // sw
-
-
 cdef inline void _copy_rows(floating* dst, Py_ssize_t d_pitch, const floating* src,
                             Py_ssize_t s_pitch, Py_ssize_t rows,
                             Py_ssize_t width) noexcept nogil:
@@ -118,8 +113,10 @@ cdef void _forward_planes(const floating* x, const floating* weight, const float
                           Py_ssize_t w, Py_ssize_t c_out, Py_ssize_t kh, Py_ssize_t kw,
                           Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph, Py_ssize_t pw,
                           Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t hq, Py_ssize_t wq,
-                          floating* xq, floating* ys, floating* y) noexcept nogil:
-    """Input planes t0 .. t1 (t = n * C_in + c) into their M output planes."""
+                          const int64_t* offsets, floating* xq, floating* ys,
+                          floating* y) noexcept nogil:
+    """Input planes t0 .. t1 (t = n * C_in + c) into their M output planes; offsets
+    (kH kW): where each tap reads in the phases."""
     cdef Py_ssize_t m = c_out // c_in, span = ho * wq
     cdef Py_ssize_t t, b, c, co, i, j, q
     cdef floating tap, value
@@ -136,7 +133,7 @@ cdef void _forward_planes(const floating* x, const floating* weight, const float
             for i in range(kh):
                 for j in range(kw):
                     tap = weight[(co * kh + i) * kw + j]
-                    inp = xq + _tap_offset(i, j, sh, sw, hq, wq)
+                    inp = xq + offsets[i * kw + j]
                     for q in range(span):
                         ys[q] += tap * inp[q]
             _copy_rows(y + (b * c_out + co) * ho * wo, wo, ys, wq, ho, wo)
@@ -148,7 +145,8 @@ cdef void _backward_channels(const floating* g, const floating* x, const floatin
                              Py_ssize_t h, Py_ssize_t w, Py_ssize_t c_out, Py_ssize_t kh,
                              Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
                              Py_ssize_t pw, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t hq,
-                             Py_ssize_t wq, floating* xq, floating* gq, floating* gs,
+                             Py_ssize_t wq, const int64_t* offsets, floating* xq,
+                             floating* gq, floating* gs,
                              double* acc, floating* grad_in, floating* grad_weight,
                              floating* grad_bias) noexcept nogil:
     """Every gradient of input channels c0 .. c1 (grad_in, grad_weight or grad_bias
@@ -178,7 +176,7 @@ cdef void _backward_channels(const floating* g, const floating* x, const floatin
                     acc[m * taps + mm] += part
                 for i in range(kh):
                     for j in range(kw):
-                        start = _tap_offset(i, j, sh, sw, hq, wq)
+                        start = offsets[i * kw + j]
                         if grad_weight != NULL:
                             inp = xq + start
                             part = 0
@@ -216,7 +214,7 @@ def _forward(const floating[::1] x, const floating[::1] weight, const floating[:
              Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c_out,
              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
              Py_ssize_t pw, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t hq, Py_ssize_t wq,
-             floating[::1] y):
+             const int64_t[::1] offsets, floating[::1] y):
     """Flat NCHW arrays: x (N C_in H W,), weight (C_out kH kW,), bias (C_out,), y
     (N C_out H_out W_out,), y written."""
     cdef Py_ssize_t planes = n * c_in, k
@@ -239,7 +237,8 @@ def _forward(const floating[::1] x, const floating[::1] weight, const floating[:
         for k in prange(nthreads, schedule="static", num_threads=nthreads):
             _forward_planes(xptr, &weight[0], &bias[0], k * planes // nthreads,
                             (k + 1) * planes // nthreads, c_in, h, w, c_out, kh, kw, sh, sw,
-                            ph, pw, ho, wo, hq, wq, xq + k * size, ys + k * span, &y[0])
+                            ph, pw, ho, wo, hq, wq, &offsets[0], xq + k * size,
+                            ys + k * span, &y[0])
 
 
 @cython.cdivision(True)  # (every divisor is positive: strides, C_in, thread counts)
@@ -247,7 +246,8 @@ def _backward(const floating[::1] g, const floating[::1] x, const floating[::1] 
               Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t h, Py_ssize_t w, Py_ssize_t c_out,
               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
               Py_ssize_t pw, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t hq, Py_ssize_t wq,
-              floating[::1] grad_in, floating[::1] grad_weight, floating[::1] grad_bias,
+              const int64_t[::1] offsets, floating[::1] grad_in, floating[::1] grad_weight,
+              floating[::1] grad_bias,
               bint want_in, bint want_weight, bint want_bias):
     """Flat NCHW arrays: g (N C_out H_out W_out,), x and grad_in (N C_in H W,), weight
     and grad_weight (C_out kH kW,), grad_bias (C_out,); grad_in written, grad_weight and
@@ -280,14 +280,16 @@ def _backward(const floating[::1] g, const floating[::1] x, const floating[::1] 
         for k in prange(nthreads, schedule="static", num_threads=nthreads):
             _backward_channels(gptr, xptr, &weight[0], k * c_in // nthreads,
                                (k + 1) * c_in // nthreads, n, c_in, h, w, c_out, kh, kw, sh,
-                               sw, ph, pw, ho, wo, hq, wq, xq + k * size, gq + k * size,
+                               sw, ph, pw, ho, wo, hq, wq, &offsets[0], xq + k * size,
+                               gq + k * size,
                                gs + k * span, acc + k * sums, gin, gw, gb)
 
 
-def _phase_grid(ho, wo, kernel, stride):
-    """(hq, wq): the phases' rows and columns (one more row: the last tap's read of
-    the columns past W_out runs into it)."""
-    return ho + (kernel[0] - 1) // stride[0] + 1, wo + (kernel[1] - 1) // stride[1]
+def _phase_layout(ho, wo, kernel, stride):
+    """(hq, wq, tap offsets): window_shapes' phase grid and where each tap reads."""
+    grid = phase_grid((ho, wo), kernel, stride)
+    offsets = scratch("depthwise_offsets", (kernel[0] * kernel[1],), np.int64)
+    return grid + (phase_tap_offsets(kernel, stride, grid, offsets),)
 
 
 def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
@@ -309,7 +311,7 @@ def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)
         bias = scratch("depthwise_zero_bias", (c_out,), x.dtype)
         bias[:] = 0
     _forward(x.reshape(-1), weight.reshape(-1), bias, n, c_in, h, w, c_out, kh, kw, sh, sw,
-             ph, pw, ho, wo, *_phase_grid(ho, wo, (kh, kw), stride), out.reshape(-1))
+             ph, pw, ho, wo, *_phase_layout(ho, wo, (kh, kw), stride), out.reshape(-1))
     return out
 
 
@@ -332,7 +334,7 @@ def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0)
         unused = scratch("depthwise_unused", (1,), x.dtype)
         _backward(grad_out.reshape(-1), x.reshape(-1), weight.reshape(-1), n, c_in, h, w,
                   c_out, kh, kw, stride[0], stride[1], padding[0], padding[1], ho, wo,
-                  *_phase_grid(ho, wo, (kh, kw), stride),
+                  *_phase_layout(ho, wo, (kh, kw), stride),
                   grad_in.reshape(-1) if want_in else unused,
                   grad_weight.reshape(-1) if grad_weight is not None else unused,
                   grad_bias if grad_bias is not None else unused, want_in,

@@ -34,7 +34,7 @@ import numpy as np
 from numba import prange
 
 from ..scratch import scratch
-from ..window_shapes import pool_out_shape
+from ..window_shapes import phase_grid, phase_tap_offsets, pool_out_shape
 from .config import helper, kernel
 
 __all__ = ["depthwise_conv2d_forward", "depthwise_conv2d_backward"]
@@ -109,17 +109,12 @@ def _copy_rows(dst, d0, d_pitch, src, s0, s_pitch, rows, width):  # pragma: no c
             out[q] = inp[q]
 
 
-@helper
-def _tap_offset(i, j, sh, sw, hq, wq):  # pragma: no cover - compiled
-    """Where tap (i, j) starts reading in _phases' layout."""
-    return ((i % sh) * sw + j % sw) * hq * wq + (i // sh) * wq + j // sw
-
-
 @kernel
 def _forward(x, weight, bias, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, wo, hq, wq,
-             chunks, phases, rows, y):  # pragma: no cover - compiled
+             offsets, chunks, phases, rows, y):  # pragma: no cover - compiled
     """Flat NCHW arrays: x (N C_in H W,) IN; weight (C_out kH kW,) IN; bias (C_out,) IN;
-    y (N C_out H_out W_out,) OUT. phases: (chunks, sH sW hq wq) and rows: (chunks,
+    y (N C_out H_out W_out,) OUT. offsets: (kH kW,) where each tap reads in the phases
+    (window_shapes.phase_tap_offsets); phases: (chunks, sH sW hq wq) and rows: (chunks,
     H_out wq) scratch, a row of each per chunk of input planes."""
     m = c_out // c_in
     span = ho * wq
@@ -137,7 +132,7 @@ def _forward(x, weight, bias, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, 
                 for i in range(kh):
                     for j in range(kw):
                         tap = weight[(co * kh + i) * kw + j]
-                        start = _tap_offset(i, j, sh, sw, hq, wq)
+                        start = offsets[i * kw + j]
                         inp = xq[start:start + span]
                         for q in range(span):
                             ys[q] += tap * inp[q]
@@ -146,14 +141,14 @@ def _forward(x, weight, bias, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, 
 
 @kernel
 def _backward(grad_out, x, weight, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, wo,
-              hq, wq, want_in, want_weight, want_bias, zero, chunks, phases, grad_phases,
+              hq, wq, offsets, want_in, want_weight, want_bias, zero, chunks, phases, grad_phases,
               rows, sums, grad_in, grad_weight, grad_bias):  # pragma: no cover - compiled
     """Every gradient in one pass over grad_out and x, parallel over chunks of input
     channels (each channel's kernels and input gradient belong to one thread). Flat NCHW
     arrays: grad_out (N C_out H_out W_out,) IN; x (N C_in H W,) IN; weight (C_out kH kW,)
     IN; grad_in (N C_in H W,) OUT; grad_weight (C_out kH kW,), grad_bias (C_out,)
-    IN/OUT, accumulated (each when wanted, else any array); zero: 0 in their type.
-    Scratch: phases, grad_phases (chunks, sH sW hq wq), rows (chunks, H_out wq), sums
+    IN/OUT, accumulated (each when wanted, else any array); zero: 0 in their type;
+    offsets as _forward's. Scratch: phases, grad_phases (chunks, sH sW hq wq), rows (chunks, H_out wq), sums
     (chunks, M (kH kW + 1)) float64."""
     m = c_out // c_in
     span = ho * wq
@@ -182,7 +177,7 @@ def _backward(grad_out, x, weight, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw,
                         acc[m * taps + mm] += part
                     for i in range(kh):
                         for j in range(kw):
-                            start = _tap_offset(i, j, sh, sw, hq, wq)
+                            start = offsets[i * kw + j]
                             if want_weight:
                                 inp = xq[start:start + span]
                                 part = zero
@@ -216,18 +211,19 @@ def _backward(grad_out, x, weight, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw,
 
 
 def _layout(x, weight, stride, padding, ho, wo, units):
-    """(the kernels' scalar arguments, chunks, phases and rows scratch): the phase grid
-    hq x wq, one chunk of the units (planes or channels) per thread."""
+    """(the kernels' scalar arguments and tap offsets, chunks, phases and rows scratch):
+    window_shapes' phase grid, one chunk of the units (planes or channels) per thread."""
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
-    hq = ho + (kh - 1) // sh + 1   # (one more row: the last tap's read runs past W_out)
-    wq = wo + (kw - 1) // sw
+    hq, wq = phase_grid((ho, wo), (kh, kw), stride)
+    offsets = phase_tap_offsets((kh, kw), stride, (hq, wq),
+                                scratch("depthwise_offsets", (kh * kw,), np.int64))
     chunks = max(1, min(numba.get_num_threads(), units))
     phases = scratch("depthwise_phases", (chunks, sh * sw * hq * wq), x.dtype)
     rows = scratch("depthwise_rows", (chunks, ho * wq), x.dtype)
-    return ((n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, wo, hq, wq), chunks, phases,
-            rows)
+    return ((n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, wo, hq, wq, offsets), chunks,
+            phases, rows)
 
 
 def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
