@@ -533,62 +533,28 @@ def _conv_out_size(where, size, kernel, stride, padding, ceil_mode=False, dilati
     return out
 
 
-def _check_conv(where, x, weight, stride, padding):
-    x = as_contiguous(_check(where, "x", x, ndim=4))
-    weight = as_contiguous(_check(where, "weight", weight, ndim=4, dtype=x.dtype))
-    if weight.shape[1] != x.shape[1]:
-        raise ValueError(f"{where}: x has {x.shape[1]} channels but weight of shape "
-                         f"{weight.shape} expects {weight.shape[1]}")
-    stride, padding = pair(where, "stride", stride), pair(where, "padding", padding)
-    out_hw = tuple(_conv_out_size(where, x.shape[2 + i], weight.shape[2 + i], stride[i],
-                                  padding[i]) for i in range(2))
-    return x, weight, stride, padding, (x.shape[0], weight.shape[0]) + out_hw
-
-
-def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
-    where = "conv2d_forward"
-    x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding)
-    if bias is not None:
-        bias = as_contiguous(_check(where, "bias", bias, shape=(weight.shape[0],),
-                                               dtype=x.dtype))
-    check_out(where, "out", out, out_shape, x.dtype)
-    check_no_overlap(where, [("out", out)], [("x", x), ("weight", weight), ("bias", bias)])
-    return _run("conv2d_forward", x, weight, bias, stride, padding, out=out)
-
-
-def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_weight=None,
-                    grad_bias=None, grad_in=None, need_grad_in=True):
-    where = "conv2d_backward"
-    x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding)
-    grad_out = as_contiguous(_check(where, "grad_out", grad_out, shape=out_shape,
-                                               dtype=x.dtype))
-    check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
-    check_out(where, "grad_bias", grad_bias, (weight.shape[0],), x.dtype)
-    check_out(where, "grad_in", grad_in, x.shape, x.dtype)
-    check_no_overlap(where, [("grad_weight", grad_weight), ("grad_bias", grad_bias),
-                             ("grad_in", grad_in)],
-                     [("grad_out", grad_out), ("x", x), ("weight", weight)])
-    return _run("conv2d_backward", grad_out, x, weight, stride, padding, grad_weight, grad_bias,
-                                grad_in, need_grad_in)
-
-
-def _check_depthwise(where, x, weight, stride, padding):
-    """_check_conv for a depthwise weight (C_out, 1, kH, kW), C_out a multiple of C_in."""
+def _check_conv(where, x, weight, stride, padding, depthwise=False):
+    """(x, weight, stride, padding, output shape) checked: weight (C_out, C_in, kH, kW),
+    or for a depthwise op (C_out, 1, kH, kW) with C_out a multiple of C_in."""
     x = as_contiguous(_check(where, "x", x, ndim=4))
     weight = as_contiguous(_check(where, "weight", weight, ndim=4, dtype=x.dtype))
     c_in, c_out = x.shape[1], weight.shape[0]
-    if weight.shape[1] != 1 or c_in == 0 or c_out % c_in:
+    if depthwise and (weight.shape[1] != 1 or c_in == 0 or c_out % c_in):
         raise ValueError(f"{where}: expected weight of shape (M * {c_in}, 1, kH, kW) for x "
                          f"with {c_in} channels (M >= 0 kernels each), got {weight.shape}")
+    if not depthwise and weight.shape[1] != c_in:
+        raise ValueError(f"{where}: x has {c_in} channels but weight of shape "
+                         f"{weight.shape} expects {weight.shape[1]}")
     stride, padding = pair(where, "stride", stride), pair(where, "padding", padding)
     out_hw = tuple(_conv_out_size(where, x.shape[2 + i], weight.shape[2 + i], stride[i],
                                   padding[i]) for i in range(2))
     return x, weight, stride, padding, (x.shape[0], c_out) + out_hw
 
 
-def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
-    where = "depthwise_conv2d_forward"
-    x, weight, stride, padding, out_shape = _check_depthwise(where, x, weight, stride, padding)
+def _conv_forward(where, check, x, weight, bias, stride, padding, out):
+    """Validate and run a convolution op's forward; check: _check_conv or
+    _check_depthwise (the weight's layout)."""
+    x, weight, stride, padding, out_shape = check(where, x, weight, stride, padding)
     if bias is not None:
         bias = as_contiguous(_check(where, "bias", bias, shape=(weight.shape[0],),
                                     dtype=x.dtype))
@@ -597,11 +563,10 @@ def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)
     return _run(where, x, weight, bias, stride, padding, out=out)
 
 
-def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0),
-                              grad_weight=None, grad_bias=None, grad_in=None,
-                              need_grad_in=True):
-    where = "depthwise_conv2d_backward"
-    x, weight, stride, padding, out_shape = _check_depthwise(where, x, weight, stride, padding)
+def _conv_backward(where, check, grad_out, x, weight, stride, padding, grad_weight,
+                   grad_bias, grad_in, need_grad_in):
+    """Validate and run a convolution op's backward (check as _conv_forward's)."""
+    x, weight, stride, padding, out_shape = check(where, x, weight, stride, padding)
     grad_out = as_contiguous(_check(where, "grad_out", grad_out, shape=out_shape,
                                     dtype=x.dtype))
     check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
@@ -612,6 +577,32 @@ def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0)
                      [("grad_out", grad_out), ("x", x), ("weight", weight)])
     return _run(where, grad_out, x, weight, stride, padding, grad_weight, grad_bias,
                 grad_in, need_grad_in)
+
+
+def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
+    return _conv_forward("conv2d_forward", _check_conv, x, weight, bias, stride, padding, out)
+
+
+def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_weight=None,
+                    grad_bias=None, grad_in=None, need_grad_in=True):
+    return _conv_backward("conv2d_backward", _check_conv, grad_out, x, weight, stride,
+                          padding, grad_weight, grad_bias, grad_in, need_grad_in)
+
+
+def _check_depthwise(where, x, weight, stride, padding):
+    return _check_conv(where, x, weight, stride, padding, depthwise=True)
+
+
+def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
+    return _conv_forward("depthwise_conv2d_forward", _check_depthwise, x, weight, bias, stride,
+                         padding, out)
+
+
+def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0),
+                              grad_weight=None, grad_bias=None, grad_in=None,
+                              need_grad_in=True):
+    return _conv_backward("depthwise_conv2d_backward", _check_depthwise, grad_out, x, weight,
+                          stride, padding, grad_weight, grad_bias, grad_in, need_grad_in)
 
 
 def _check_pool(where, shape, kernel_size, stride, padding, ceil_mode=False,

@@ -214,3 +214,17 @@ def test_depthwise_non_finite_values_spread_as_in_torch(backend, rng, where, val
         finite = np.isfinite(theirs)
         np.testing.assert_allclose(ours[finite], theirs[finite], rtol=1e-9, atol=1e-9,
                                    err_msg=name)
+
+
+def test_depthwise_takes_read_only_inputs(backend, rng):
+    x, weight, bias = case_arrays(rng, np.float32, 2, 3, 1, 6, 6, (3, 3))
+    g = rng.standard_normal((2, 3, 3, 3)).astype(np.float32)
+    for a in (x, weight, bias, g):
+        a.flags.writeable = False
+    y = ops.depthwise_conv2d_forward(x, weight, bias, 2, 1)
+    assert_close(y, R.depthwise_conv2d_forward(x, weight, bias, (2, 2), (1, 1)), np.float32, 3)
+    gw = np.zeros_like(weight)
+    gi = ops.depthwise_conv2d_backward(g, x, weight, 2, 1, gw)
+    ri = R.depthwise_conv2d_backward(g, x, weight, (2, 2), (1, 1), rw := np.zeros_like(gw))
+    assert_close(gi, ri, np.float32, 3)
+    assert_close(gw, rw, np.float32, 10)

@@ -80,9 +80,9 @@ def _param_grads(threads):
     def param_grads(grad_out, x, kh, kw, sh, sw, ph, pw, want_weight, want_bias,
                     grad_weight, grad_bias):
         """grad_weight: (C_out, 1, kH, kW), grad_bias: (C_out,) (one-element stand-ins
-        when not wanted). Block item q < C_out * (kH kW + 1): q // (kH kW + 1) the output channel, the
-        rest its tap (kH kW: the bias), each summed over N * H_out * W_out in float64
-        and added to grad_weight / grad_bias."""
+        when not wanted). Block item q < C_out * (kH kW + 1): q // (kH kW + 1) the
+        output channel, the rest its tap (kH kW: the bias), each summed over N * H_out *
+        W_out in float64 and added to grad_weight / grad_bias."""
         sh_mem = cuda.shared.array(threads, np.float64)
         f = x.dtype.type
         n_n, c_out, ho_n, wo_n = grad_out.shape

@@ -46,16 +46,19 @@ cdef inline void _span(Py_ssize_t pad, Py_ssize_t tap, Py_ssize_t stride, Py_ssi
 
 
 @cython.cdivision(True)
-cdef void _phases(const floating* src, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph,
-                  Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq,
-                  floating* dst) noexcept nogil:
-    """The input cells of dst (sH sW hq wq), the stride phases of the zero-padded plane
-    src (H W): phase (a, b) at (a sW + b) hq wq, its cell (r, s) the padded cell
-    (r sH + a, s sW + b). Only input cells are written: every plane has the same padding
-    cells, so the kernels zero dst once."""
+cdef void _phase_copy(floating* plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph,
+                      Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq,
+                      Py_ssize_t wq, floating* phases, bint to_phases) noexcept nogil:
+    """Copy between a plane (H W) and its stride phases (sH sW hq wq): phase (a, b) at
+    (a sW + b) hq wq, its cell (r, s) the zero-padded plane's cell (r sH + a, s sW + b).
+    Only the input cells are copied: into the phases (to_phases; every plane has the
+    same padding cells, so the kernels zero them once), or back into the plane (a cell
+    no phase holds, past every window, set to 0 first)."""
     cdef Py_ssize_t a, b, r, q, ih, lo, hi
-    cdef const floating* inp
-    cdef floating* out
+    cdef floating* cells
+    cdef floating* phase
+    if not to_phases and (hq * sh - ph < h or wq * sw - pw < w):
+        memset(plane, 0, h * w * sizeof(floating))
     for a in range(sh):
         for b in range(sw):
             _span(pw, b, sw, w, wq, &lo, &hi)
@@ -63,40 +66,18 @@ cdef void _phases(const floating* src, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph
                 ih = r * sh + a - ph
                 if ih < 0 or ih >= h or lo >= hi:
                     continue
-                out = dst + ((a * sw + b) * hq + r) * wq + lo
-                inp = src + ih * w + lo * sw + b - pw
-                if sw == 1:
-                    memcpy(out, inp, (hi - lo) * sizeof(floating))
+                phase = phases + ((a * sw + b) * hq + r) * wq + lo
+                cells = plane + ih * w + lo * sw + b - pw
+                if sw == 1 and to_phases:
+                    memcpy(phase, cells, (hi - lo) * sizeof(floating))
+                elif sw == 1:
+                    memcpy(cells, phase, (hi - lo) * sizeof(floating))
+                elif to_phases:
+                    for q in range(hi - lo):
+                        phase[q] = cells[q * sw]
                 else:
                     for q in range(hi - lo):
-                        out[q] = inp[q * sw]
-
-
-@cython.cdivision(True)
-cdef void _unphase(const floating* src, Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t sh,
-                   Py_ssize_t sw, Py_ssize_t hq, Py_ssize_t wq, Py_ssize_t h, Py_ssize_t w,
-                   floating* dst) noexcept nogil:
-    """dst (H W) = the input cells of the phases src (_phases' layout; a cell no phase
-    holds, past every window, gets 0)."""
-    cdef Py_ssize_t a, b, r, q, ih, lo, hi
-    cdef const floating* inp
-    cdef floating* out
-    if hq * sh - ph < h or wq * sw - pw < w:
-        memset(dst, 0, h * w * sizeof(floating))
-    for a in range(sh):
-        for b in range(sw):
-            _span(pw, b, sw, w, wq, &lo, &hi)
-            for r in range(hq):
-                ih = r * sh + a - ph
-                if ih < 0 or ih >= h or lo >= hi:
-                    continue
-                inp = src + ((a * sw + b) * hq + r) * wq + lo
-                out = dst + ih * w + lo * sw + b - pw
-                if sw == 1:
-                    memcpy(out, inp, (hi - lo) * sizeof(floating))
-                else:
-                    for q in range(hi - lo):
-                        out[q * sw] = inp[q]
+                        cells[q * sw] = phase[q]
 
 
 cdef inline void _copy_rows(floating* dst, Py_ssize_t d_pitch, const floating* src,
@@ -125,7 +106,7 @@ cdef void _forward_planes(const floating* x, const floating* weight, const float
     for t in range(t0, t1):
         b = t // c_in
         c = t - b * c_in
-        _phases(x + t * h * w, h, w, ph, pw, sh, sw, hq, wq, xq)
+        _phase_copy(<floating*>(x + t * h * w), h, w, ph, pw, sh, sw, hq, wq, xq, True)
         for co in range(c * m, c * m + m):
             value = bias[co]
             for q in range(span):
@@ -163,7 +144,8 @@ cdef void _backward_channels(const floating* g, const floating* x, const floatin
         memset(acc, 0, m * (taps + 1) * sizeof(double))
         for b in range(n):
             if grad_weight != NULL:
-                _phases(x + (b * c_in + c) * h * w, h, w, ph, pw, sh, sw, hq, wq, xq)
+                _phase_copy(<floating*>(x + (b * c_in + c) * h * w), h, w, ph, pw, sh, sw,
+                            hq, wq, xq, True)
             if grad_in != NULL:
                 memset(gq, 0, size * sizeof(floating))
             for mm in range(m):
@@ -199,7 +181,8 @@ cdef void _backward_channels(const floating* g, const floating* x, const floatin
                                     for q in range(oh * wq, oh * wq + wo):
                                         out[q] += tap * gs[q]
             if grad_in != NULL:
-                _unphase(gq, ph, pw, sh, sw, hq, wq, h, w, grad_in + (b * c_in + c) * h * w)
+                _phase_copy(grad_in + (b * c_in + c) * h * w, h, w, ph, pw, sh, sw, hq, wq,
+                            gq, False)
         for mm in range(m):
             co = c * m + mm
             if grad_weight != NULL:

@@ -49,35 +49,16 @@ def _span(pad, tap, stride, size, out):  # pragma: no cover - compiled
 
 
 @helper
-def _phases(src, s0, h, w, ph, pw, sh, sw, hq, wq, dst):  # pragma: no cover - compiled
-    """The input cells of dst (sH sW hq wq,), the stride phases of the zero-padded
-    plane src[s0:s0 + H W]: phase (a, b) at (a sW + b) hq wq, its cell (r, s) the padded
-    cell (r sH + a, s sW + b). Only the input cells are written: every plane has the
-    same padding cells, so the kernels zero dst once."""
-    for a in range(sh):
-        for b in range(sw):
-            lo, hi = _span(pw, b, sw, w, wq)
-            for r in range(hq):
-                ih = r * sh + a - ph
-                if ih < 0 or ih >= h:
-                    continue
-                base = ((a * sw + b) * hq + r) * wq
-                start = s0 + ih * w + lo * sw + b - pw
-                if sw == 1:
-                    inp = src[start:start + hi - lo]
-                    out = dst[base + lo:base + hi]
-                    for q in range(hi - lo):
-                        out[q] = inp[q]
-                else:
-                    for q in range(hi - lo):
-                        dst[base + lo + q] = src[start + q * sw]
-
-
-@helper
-def _unphase(src, ph, pw, sh, sw, hq, wq, h, w, dst, d0):  # pragma: no cover - compiled
-    """dst[d0:d0 + H W] = the input cells of the phases src (_phases' layout; a cell no
-    phase holds, past every window, gets 0)."""
-    if hq * sh - ph < h or wq * sw - pw < w:
+def _phase_copy(src, s0, dst, d0, h, w, ph, pw, sh, sw, hq, wq,
+                to_phases):  # pragma: no cover - compiled
+    """Copy between a plane (H W values) and its stride phases (sH sW hq wq values):
+    phase (a, b) at (a sW + b) hq wq, its cell (r, s) the zero-padded plane's cell
+    (r sH + a, s sW + b). to_phases: src[s0:] is the plane and dst[d0:] the phases, else
+    the other way round (src only read: an input may be read-only). Only the input cells
+    are copied: into the phases (every plane has the same padding cells, so the kernels
+    zero them once), or back into the plane (a cell no phase holds, past every window,
+    set to 0 first)."""
+    if not to_phases and (hq * sh - ph < h or wq * sw - pw < w):
         for q in range(h * w):
             dst[d0 + q] = 0
     for a in range(sh):
@@ -87,16 +68,21 @@ def _unphase(src, ph, pw, sh, sw, hq, wq, h, w, dst, d0):  # pragma: no cover - 
                 ih = r * sh + a - ph
                 if ih < 0 or ih >= h:
                     continue
-                base = ((a * sw + b) * hq + r) * wq
-                start = d0 + ih * w + lo * sw + b - pw
+                phase = ((a * sw + b) * hq + r) * wq + lo
+                cell = ih * w + lo * sw + b - pw
+                inp_at, out_at = (s0 + cell, d0 + phase) if to_phases else (s0 + phase,
+                                                                           d0 + cell)
                 if sw == 1:
-                    inp = src[base + lo:base + hi]
-                    out = dst[start:start + hi - lo]
+                    inp = src[inp_at:inp_at + hi - lo]
+                    out = dst[out_at:out_at + hi - lo]
                     for q in range(hi - lo):
                         out[q] = inp[q]
+                elif to_phases:
+                    for q in range(hi - lo):
+                        dst[out_at + q] = src[inp_at + q * sw]
                 else:
                     for q in range(hi - lo):
-                        dst[start + q * sw] = src[base + lo + q]
+                        dst[out_at + q * sw] = src[inp_at + q]
 
 
 @helper
@@ -126,7 +112,7 @@ def _forward(x, weight, bias, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, 
         for t in range(k * planes // chunks, (k + 1) * planes // chunks):
             b = t // c_in
             c = t - b * c_in
-            _phases(x, t * h * w, h, w, ph, pw, sh, sw, hq, wq, xq)
+            _phase_copy(x, t * h * w, xq, 0, h, w, ph, pw, sh, sw, hq, wq, True)
             for co in range(c * m, c * m + m):
                 ys[:] = bias[co]
                 for i in range(kh):
@@ -141,15 +127,15 @@ def _forward(x, weight, bias, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, 
 
 @kernel
 def _backward(grad_out, x, weight, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, wo,
-              hq, wq, offsets, want_in, want_weight, want_bias, zero, chunks, phases, grad_phases,
-              rows, sums, grad_in, grad_weight, grad_bias):  # pragma: no cover - compiled
+              hq, wq, offsets, want_in, want_weight, want_bias, zero, chunks, phases,
+              grad_phases, rows, sums, grad_in, grad_weight, grad_bias):  # pragma: no cover
     """Every gradient in one pass over grad_out and x, parallel over chunks of input
     channels (each channel's kernels and input gradient belong to one thread). Flat NCHW
     arrays: grad_out (N C_out H_out W_out,) IN; x (N C_in H W,) IN; weight (C_out kH kW,)
     IN; grad_in (N C_in H W,) OUT; grad_weight (C_out kH kW,), grad_bias (C_out,)
     IN/OUT, accumulated (each when wanted, else any array); zero: 0 in their type;
-    offsets as _forward's. Scratch: phases, grad_phases (chunks, sH sW hq wq), rows (chunks, H_out wq), sums
-    (chunks, M (kH kW + 1)) float64."""
+    offsets as _forward's. Scratch: phases, grad_phases (chunks, sH sW hq wq), rows
+    (chunks, H_out wq), sums (chunks, M (kH kW + 1)) float64."""
     m = c_out // c_in
     span = ho * wq
     taps = kh * kw
@@ -164,7 +150,8 @@ def _backward(grad_out, x, weight, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw,
             acc[:] = 0
             for b in range(n):
                 if want_weight:
-                    _phases(x, (b * c_in + c) * h * w, h, w, ph, pw, sh, sw, hq, wq, xq)
+                    _phase_copy(x, (b * c_in + c) * h * w, xq, 0, h, w, ph, pw, sh, sw, hq,
+                                wq, True)
                 if want_in:
                     gq[:] = 0
                 for mm in range(m):
@@ -200,7 +187,8 @@ def _backward(grad_out, x, weight, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw,
                                         for q in range(oh * wq, oh * wq + wo):
                                             out[q] += tap * gs[q]
                 if want_in:
-                    _unphase(gq, ph, pw, sh, sw, hq, wq, h, w, grad_in, (b * c_in + c) * h * w)
+                    _phase_copy(gq, 0, grad_in, (b * c_in + c) * h * w, h, w, ph, pw, sh, sw,
+                                hq, wq, False)
             for mm in range(m):
                 co = c * m + mm
                 if want_weight:
