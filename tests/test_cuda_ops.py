@@ -627,11 +627,12 @@ def test_conv2d_forward_backward(dtype, rng, stride, padding, kernel):
 @pytest.mark.parametrize("multiplier,stride,padding,kernel", [(1, (1, 1), (1, 1), (3, 3)),
                                                               (2, (2, 1), (0, 2), (2, 3))])
 def test_depthwise_conv2d_forward_backward(dtype, rng, multiplier, stride, padding, kernel):
-    x = rng.standard_normal((2, 3, 6, 5)).astype(dtype)
-    w = rng.standard_normal((3 * multiplier, 1) + kernel).astype(dtype)
-    b = rng.standard_normal(3 * multiplier).astype(dtype)
+    # (small: the weight gradient's block reductions are slow under the simulator)
+    x = rng.standard_normal((2, 2, 5, 4)).astype(dtype)
+    w = rng.standard_normal((2 * multiplier, 1) + kernel).astype(dtype)
+    b = rng.standard_normal(2 * multiplier).astype(dtype)
     xt, wt, bt = t(x, True), t(w, True), t(b, True)
-    yt = F.conv2d(xt, wt, bt, stride=stride, padding=padding, groups=3)
+    yt = F.conv2d(xt, wt, bt, stride=stride, padding=padding, groups=2)
     g = rng.standard_normal(tuple(yt.shape)).astype(dtype)
     yt.backward(t(g))
     y = C.depthwise_conv2d_forward(x, w, b, stride, padding)
