@@ -551,10 +551,11 @@ def _check_conv(where, x, weight, stride, padding, depthwise=False):
     return x, weight, stride, padding, (x.shape[0], c_out) + out_hw
 
 
-def _conv_forward(where, check, x, weight, bias, stride, padding, out):
-    """Validate and run a convolution op's forward; check: _check_conv or
-    _check_depthwise (the weight's layout)."""
-    x, weight, stride, padding, out_shape = check(where, x, weight, stride, padding)
+def _conv_forward(where, depthwise, x, weight, bias, stride, padding, out):
+    """Validate and run a convolution op's forward (depthwise: the weight's layout, as
+    _check_conv takes it)."""
+    x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding,
+                                                        depthwise)
     if bias is not None:
         bias = as_contiguous(_check(where, "bias", bias, shape=(weight.shape[0],),
                                     dtype=x.dtype))
@@ -563,10 +564,11 @@ def _conv_forward(where, check, x, weight, bias, stride, padding, out):
     return _run(where, x, weight, bias, stride, padding, out=out)
 
 
-def _conv_backward(where, check, grad_out, x, weight, stride, padding, grad_weight,
+def _conv_backward(where, depthwise, grad_out, x, weight, stride, padding, grad_weight,
                    grad_bias, grad_in, need_grad_in):
-    """Validate and run a convolution op's backward (check as _conv_forward's)."""
-    x, weight, stride, padding, out_shape = check(where, x, weight, stride, padding)
+    """Validate and run a convolution op's backward (depthwise as _conv_forward's)."""
+    x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding,
+                                                        depthwise)
     grad_out = as_contiguous(_check(where, "grad_out", grad_out, shape=out_shape,
                                     dtype=x.dtype))
     check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
@@ -580,29 +582,25 @@ def _conv_backward(where, check, grad_out, x, weight, stride, padding, grad_weig
 
 
 def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
-    return _conv_forward("conv2d_forward", _check_conv, x, weight, bias, stride, padding, out)
+    return _conv_forward("conv2d_forward", False, x, weight, bias, stride, padding, out)
 
 
 def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_weight=None,
                     grad_bias=None, grad_in=None, need_grad_in=True):
-    return _conv_backward("conv2d_backward", _check_conv, grad_out, x, weight, stride,
-                          padding, grad_weight, grad_bias, grad_in, need_grad_in)
-
-
-def _check_depthwise(where, x, weight, stride, padding):
-    return _check_conv(where, x, weight, stride, padding, depthwise=True)
+    return _conv_backward("conv2d_backward", False, grad_out, x, weight, stride, padding,
+                          grad_weight, grad_bias, grad_in, need_grad_in)
 
 
 def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
-    return _conv_forward("depthwise_conv2d_forward", _check_depthwise, x, weight, bias, stride,
-                         padding, out)
+    return _conv_forward("depthwise_conv2d_forward", True, x, weight, bias, stride, padding,
+                         out)
 
 
 def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0),
                               grad_weight=None, grad_bias=None, grad_in=None,
                               need_grad_in=True):
-    return _conv_backward("depthwise_conv2d_backward", _check_depthwise, grad_out, x, weight,
-                          stride, padding, grad_weight, grad_bias, grad_in, need_grad_in)
+    return _conv_backward("depthwise_conv2d_backward", True, grad_out, x, weight, stride,
+                          padding, grad_weight, grad_bias, grad_in, need_grad_in)
 
 
 def _check_pool(where, shape, kernel_size, stride, padding, ceil_mode=False,

@@ -7,10 +7,12 @@ padded axis. Ceil mode (pooling's ``ceil_mode=True``) adds one more when the las
 stride leaves a remainder, the window then running past the padding, but never one that
 would start in the right-hand padding: every window holds at least one input cell.
 
-The compiled depthwise kernels' stride phases (``phase_grid``, ``phase_tap_offsets``)
-are laid out here too, once for both CPU backends.
+The compiled depthwise kernels' stride phases (``phase_layout``) are laid out here
+too, once for both CPU backends.
 """
 import numpy as np
+
+from .scratch import scratch
 
 
 def window_out_size(size, kernel, stride, padding, ceil_mode=False, dilation=1):
@@ -34,22 +36,19 @@ def pool_out_shape(shape, kernel_size, stride, padding, ceil_mode=False, dilatio
             window_out_size(w, kernel_size[1], stride[1], padding[1], ceil_mode, dilation[1]))
 
 
-def phase_grid(out_hw, kernel_size, stride):
-    """(hq, wq): the rows and columns of each stride phase the compiled depthwise kernels
-    split a padded plane into (phase (a, b): its cells (r sH + a, s sW + b)), for
-    out_hw = (H_out, W_out): tap (i, j) reads phase (i % sH, j % sW) from row i // sH and
-    column j // sW on, and the outputs are computed wq to a row; one more row than the
-    taps reach, for the last tap's read of the columns past W_out."""
+def phase_layout(out_hw, kernel_size, stride):
+    """(hq, wq, offsets) of the stride phases the compiled depthwise kernels split a
+    padded plane into (phase (a, b): its cells (r sH + a, s sW + b), stored at
+    (a sW + b) hq wq), for out_hw = (H_out, W_out): tap (i, j) reads phase (i % sH,
+    j % sW) from row i // sH and column j // sW on, starting at offsets[i kW + j] (a
+    (kH kW,) int64 scratch array of the calling thread); the outputs are computed wq to
+    a row, and hq has one more row than the taps reach, for the last tap's read of the
+    columns past W_out."""
     (ho, wo), (kh, kw), (sh, sw) = out_hw, kernel_size, stride
-    return ho + (kh - 1) // sh + 1, wo + (kw - 1) // sw
-
-
-def phase_tap_offsets(kernel_size, stride, grid, out):
-    """out (kH kW,) int64 = where each tap (i, j), row-major, starts reading in the
-    phases of ``phase_grid`` (phase (a, b) stored at (a sW + b) hq wq)."""
-    (kh, kw), (sh, sw), (hq, wq) = kernel_size, stride, grid
+    hq, wq = ho + (kh - 1) // sh + 1, wo + (kw - 1) // sw
+    offsets = scratch("depthwise_offsets", (kh * kw,), np.int64)
     i = np.arange(kh).reshape(kh, 1)
     j = np.arange(kw).reshape(1, kw)
-    out.reshape(kh, kw)[...] = (((i % sh) * sw + j % sw) * (hq * wq) + (i // sh) * wq
-                                + j // sw)
-    return out
+    offsets.reshape(kh, kw)[...] = (((i % sh) * sw + j % sw) * (hq * wq) + (i // sh) * wq
+                                    + j // sw)
+    return hq, wq, offsets

@@ -128,7 +128,6 @@ def along_axis(a, m, axis):
     return np.moveaxis(np.asarray(y, dtype=a.dtype).reshape((m.shape[0],) + rest), 0, axis)
 
 
-
 def block_sums(blocks, out):
     """out (N, C, H, W) = the sums of blocks (N, C, H, bh, W, bw) over bh and bw: one
     strided addition per block offset, in offset order (NumPy's np.sum over the axes
@@ -140,6 +139,7 @@ def block_sums(blocks, out):
             if i or j:
                 np.add(out, blocks[:, :, :, i, :, j], out=out)
     return out
+
 
 class Upsample(Module):
     """Upsampling (or resampling) of (N, C, L), (N, C, H, W) or (N, C, D, H, W) input

@@ -19,7 +19,7 @@ NaN, as in PyTorch. Every value is computed by one thread in a fixed order: resu
 not depend on the thread count. kernels/reference/depthwise.py is the specification.
 """
 from fastnn.kernels.scratch import scratch
-from fastnn.kernels.window_shapes import phase_grid, phase_tap_offsets
+from fastnn.kernels.window_shapes import phase_layout, pool_out_shape
 
 cimport cython
 from cython.parallel cimport prange
@@ -230,8 +230,7 @@ def _backward(const floating[::1] g, const floating[::1] x, const floating[::1] 
               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
               Py_ssize_t pw, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t hq, Py_ssize_t wq,
               const int64_t[::1] offsets, floating[::1] grad_in, floating[::1] grad_weight,
-              floating[::1] grad_bias,
-              bint want_in, bint want_weight, bint want_bias):
+              floating[::1] grad_bias, bint want_in, bint want_weight, bint want_bias):
     """Flat NCHW arrays: g (N C_out H_out W_out,), x and grad_in (N C_in H W,), weight
     and grad_weight (C_out kH kW,), grad_bias (C_out,); grad_in written, grad_weight and
     grad_bias accumulated, each only when wanted (else any array, not touched)."""
@@ -264,15 +263,7 @@ def _backward(const floating[::1] g, const floating[::1] x, const floating[::1] 
             _backward_channels(gptr, xptr, &weight[0], k * c_in // nthreads,
                                (k + 1) * c_in // nthreads, n, c_in, h, w, c_out, kh, kw, sh,
                                sw, ph, pw, ho, wo, hq, wq, &offsets[0], xq + k * size,
-                               gq + k * size,
-                               gs + k * span, acc + k * sums, gin, gw, gb)
-
-
-def _phase_layout(ho, wo, kernel, stride):
-    """(hq, wq, tap offsets): window_shapes' phase grid and where each tap reads."""
-    grid = phase_grid((ho, wo), kernel, stride)
-    offsets = scratch("depthwise_offsets", (kernel[0] * kernel[1],), np.int64)
-    return grid + (phase_tap_offsets(kernel, stride, grid, offsets),)
+                               gq + k * size, gs + k * span, acc + k * sums, gin, gw, gb)
 
 
 def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
@@ -284,8 +275,7 @@ def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
-    ho = (h + 2 * ph - kh) // sh + 1
-    wo = (w + 2 * pw - kw) // sw + 1
+    ho, wo = pool_out_shape(x.shape, (kh, kw), stride, padding)[2:]
     if out is None:
         out = np.empty((n, c_out, ho, wo), dtype=x.dtype)
     if out.size == 0:
@@ -294,7 +284,7 @@ def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)
         bias = scratch("depthwise_zero_bias", (c_out,), x.dtype)
         bias[:] = 0
     _forward(x.reshape(-1), weight.reshape(-1), bias, n, c_in, h, w, c_out, kh, kw, sh, sw,
-             ph, pw, ho, wo, *_phase_layout(ho, wo, (kh, kw), stride), out.reshape(-1))
+             ph, pw, ho, wo, *phase_layout((ho, wo), (kh, kw), stride), out.reshape(-1))
     return out
 
 
@@ -317,7 +307,7 @@ def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0)
         unused = scratch("depthwise_unused", (1,), x.dtype)
         _backward(grad_out.reshape(-1), x.reshape(-1), weight.reshape(-1), n, c_in, h, w,
                   c_out, kh, kw, stride[0], stride[1], padding[0], padding[1], ho, wo,
-                  *_phase_layout(ho, wo, (kh, kw), stride),
+                  *phase_layout((ho, wo), (kh, kw), stride),
                   grad_in.reshape(-1) if want_in else unused,
                   grad_weight.reshape(-1) if grad_weight is not None else unused,
                   grad_bias if grad_bias is not None else unused, want_in,

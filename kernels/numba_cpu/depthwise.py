@@ -34,7 +34,7 @@ import numpy as np
 from numba import prange
 
 from ..scratch import scratch
-from ..window_shapes import phase_grid, phase_tap_offsets, pool_out_shape
+from ..window_shapes import phase_layout, pool_out_shape
 from .config import helper, kernel
 
 __all__ = ["depthwise_conv2d_forward", "depthwise_conv2d_backward"]
@@ -100,7 +100,7 @@ def _forward(x, weight, bias, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, 
              offsets, chunks, phases, rows, y):  # pragma: no cover - compiled
     """Flat NCHW arrays: x (N C_in H W,) IN; weight (C_out kH kW,) IN; bias (C_out,) IN;
     y (N C_out H_out W_out,) OUT. offsets: (kH kW,) where each tap reads in the phases
-    (window_shapes.phase_tap_offsets); phases: (chunks, sH sW hq wq) and rows: (chunks,
+    (window_shapes.phase_layout); phases: (chunks, sH sW hq wq) and rows: (chunks,
     H_out wq) scratch, a row of each per chunk of input planes."""
     m = c_out // c_in
     span = ho * wq
@@ -200,13 +200,11 @@ def _backward(grad_out, x, weight, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw,
 
 def _layout(x, weight, stride, padding, ho, wo, units):
     """(the kernels' scalar arguments and tap offsets, chunks, phases and rows scratch):
-    window_shapes' phase grid, one chunk of the units (planes or channels) per thread."""
+    window_shapes' phase layout, one chunk of the units (planes or channels) per thread."""
     n, c_in, h, w = x.shape
     c_out, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
-    hq, wq = phase_grid((ho, wo), (kh, kw), stride)
-    offsets = phase_tap_offsets((kh, kw), stride, (hq, wq),
-                                scratch("depthwise_offsets", (kh * kw,), np.int64))
+    hq, wq, offsets = phase_layout((ho, wo), (kh, kw), stride)
     chunks = max(1, min(numba.get_num_threads(), units))
     phases = scratch("depthwise_phases", (chunks, sh * sw * hq * wq), x.dtype)
     rows = scratch("depthwise_rows", (chunks, ho * wq), x.dtype)
