@@ -11,6 +11,7 @@ import pytest
 os.environ.setdefault("FASTNN_BLAS", "mkl")
 
 import fastnn  # noqa: E402
+import simulator_runs  # noqa: E402
 
 BACKENDS = fastnn.backends()
 DTYPES = [np.float32, np.float64]
@@ -53,3 +54,19 @@ def dtype(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start the CUDA-simulator runs the selected tests need now, and run the tests that
+    collect their results last (tests/simulator_runs.py says why)."""
+    waiting = [item for item in items if item.name in simulator_runs.SIMULATOR_RUNS]
+    if waiting:
+        items[:] = [item for item in items if item not in waiting] + waiting
+        config.stash[simulator_runs.RUNS_KEY] = simulator_runs.start(
+            item.name for item in waiting)
+
+
+def pytest_unconfigure(config):
+    for run in config.stash.get(simulator_runs.RUNS_KEY, {}).values():
+        run.stop()
+        run.log.close()

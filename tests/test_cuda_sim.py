@@ -1,85 +1,33 @@
-"""The cuda backend without a GPU: its op suite under Numba's CUDA simulator, in a
-subprocess (NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the main
-test process stays unaffected), and the clear errors of a machine without CUDA.
-
-The launch sizes are shrunk in the subprocess (32 threads per block, BatchNorm's too,
-at most 2 blocks, 8 threads per row of the row-wise kernels, 4x4 GEMM tiles) so every
-grid-stride loop, multi-block grid, multi-row block and multi-tile product runs.
+"""The cuda backend without a GPU: its op suite and model tests under Numba's CUDA
+simulator (tests/simulator_runs.py: subprocesses that conftest.py starts when collection
+ends; the two tests below, moved to the end of the session, collect their results), and
+the clear errors of a machine without CUDA.
 """
+import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 
 import fastnn
+from simulator_runs import ROOT, RUNS_KEY, SIM_ENV
 
-ROOT = Path(__file__).resolve().parents[1]
 HAS_CUDA = "cuda" in fastnn.backends()
 
-SIM_ENV = {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "32",
-           "FASTNN_CUDA_MAX_BLOCKS": "2", "FASTNN_CUDA_BN_THREADS": "32",
-           "FASTNN_CUDA_ROW_LANES": "8",
-           "FASTNN_CUDA_TILE": "4"}
 
-# The shared conformance suite's tests that are cheap under the simulator: the op table,
-# reuse declarations, error checks and edge cases. Its numeric tests at full size (up
-# to 256 x 1024) take minutes there; tests/test_cuda_ops.py covers every op on small
-# shapes instead.
-CONFORMANCE_K = ("cuda and (table or reuse or bad_input or failed_update or non_contiguous "
-                 "or out_buffers or constant_feature or extremes or nan_propagates or threshold_beyond or far_from_0)")
-
-
-# The two simulator runs below are single-threaded (the simulator runs a block's threads
-# under the GIL) and take minutes each, so they start together, one per core, when the
-# first of them is reached, and each test collects its own run's result.
-SIMULATOR_RUNS = {
-    "test_cuda_ops_and_conformance_under_simulator": (
-        "tests/test_cuda_ops.py", "tests/test_conformance.py",
-        "-k", f"test_cuda_ops or ({CONFORMANCE_K})"),
-    "test_models_on_the_gpu_under_simulator": ("tests/test_cuda_modules.py", "-m", "not gpu"),
-}
-
-
-def _start_pytest_under_simulator(*args):
-    env = dict(os.environ, **SIM_ENV)
-    env.pop("FASTNN_BACKEND", None)
-    log = tempfile.TemporaryFile("w+")  # not a pipe: a full pipe would stall the run
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            text=True)
-    return proc, log
-
-
-@pytest.fixture(scope="module")
+@pytest.fixture
 def simulator_runs(request):
-    """{test name: (its started pytest subprocess, its output file)} for the selected
-    simulator tests."""
-    selected = {item.name for item in request.session.items} & set(SIMULATOR_RUNS)
-    procs = {name: _start_pytest_under_simulator(*SIMULATOR_RUNS[name]) for name in selected}
-    yield procs
-    for proc, log in procs.values():
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
+    """{test name: SimulatorRun} started by conftest.py for the selected simulator tests."""
+    return request.config.stash[RUNS_KEY]
 
 
 def _result(simulator_runs, name):
-    proc, log = simulator_runs[name]
-    try:
-        proc.wait(timeout=900)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    log.seek(0)
-    output = log.read()
-    assert proc.returncode is not None and proc.returncode >= 0, \
+    code, output = simulator_runs[name].result()
+    assert code is not None and code >= 0, \
         f"the simulator run was stopped after 900 s:\n{output[-3000:]}"
-    return proc.returncode, output
+    return code, output
 
 
 def _counts(output):
@@ -126,7 +74,7 @@ def test_simulator_backend_info_names_the_gemm_and_device():
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    info = __import__("json").loads(proc.stdout.strip().splitlines()[-1])
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
     assert info["gemm"] == "numba" and "tiled shared-memory" in info["gemm_detail"]
     assert info["simulator"] is True and info["tile"] == 4 and info["threads_per_block"] == 32
     assert info["row_lanes"] == 8 and info["bn_threads"] == 32

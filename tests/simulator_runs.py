@@ -1,0 +1,86 @@
+"""The cuda backend's suites under Numba's CUDA simulator, run as pytest subprocesses
+(NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the main test process
+stays unaffected).
+
+The simulator runs a block's threads under the GIL, on one core, for minutes; the main
+suite leaves the second core idle for much of its time (numba compiles, Python-level
+tests). So conftest.py starts these runs when collection ends, at a lower CPU priority
+than the suite, and moves the tests that collect their results (tests/test_cuda_sim.py)
+to the end of the session: the simulator work fills the idle core instead of adding its
+minutes to the suite's.
+
+The launch sizes are shrunk in the subprocesses (32 threads per block, BatchNorm's too,
+at most 2 blocks, 8 threads per row of the row-wise kernels, 4x4 GEMM tiles) so every
+grid-stride loop, multi-block grid, multi-row block and multi-tile product runs.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SIM_ENV = {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "32",
+           "FASTNN_CUDA_MAX_BLOCKS": "2", "FASTNN_CUDA_BN_THREADS": "32",
+           "FASTNN_CUDA_ROW_LANES": "8",
+           "FASTNN_CUDA_TILE": "4"}
+
+# The shared conformance suite's tests that are cheap under the simulator: the op table,
+# reuse declarations, error checks and edge cases. Its numeric tests at full size (up
+# to 256 x 1024) take minutes there; tests/test_cuda_ops.py covers every op on small
+# shapes instead.
+CONFORMANCE_K = ("cuda and (table or reuse or bad_input or failed_update or non_contiguous "
+                 "or out_buffers or constant_feature or extremes or nan_propagates or threshold_beyond or far_from_0)")
+
+# {name of the test in tests/test_cuda_sim.py that checks a run: the run's pytest arguments}
+SIMULATOR_RUNS = {
+    "test_cuda_ops_and_conformance_under_simulator": (
+        "tests/test_cuda_ops.py", "tests/test_conformance.py",
+        "-k", f"test_cuda_ops or ({CONFORMANCE_K})"),
+    "test_models_on_the_gpu_under_simulator": ("tests/test_cuda_modules.py", "-m", "not gpu"),
+}
+
+# Where conftest.py keeps {test name: SimulatorRun} (config.stash)
+RUNS_KEY = pytest.StashKey()
+
+# How much lower than the suite's the simulator runs' CPU priority is (os.nice)
+NICENESS = 10
+
+
+class SimulatorRun:
+    """One started pytest subprocess under the simulator and the file its output goes to
+    (a file, not a pipe: a full pipe would stall the run)."""
+
+    def __init__(self, *args):
+        env = dict(os.environ, **SIM_ENV)
+        env.pop("FASTNN_BACKEND", None)
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+            cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True,
+            preexec_fn=(lambda: os.nice(NICENESS)) if hasattr(os, "nice") else None)
+
+    def result(self, timeout=900):
+        """(exit status, output) once the run ends; the status is None when it was
+        stopped after timeout seconds."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            self.log.seek(0)
+            return None, self.log.read()
+        self.log.seek(0)
+        return self.proc.returncode, self.log.read()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start(names):
+    """{name: SimulatorRun} for the SIMULATOR_RUNS named, started now."""
+    return {name: SimulatorRun(*SIMULATOR_RUNS[name]) for name in names}
