@@ -86,7 +86,7 @@ def _dashed(token):
 
 def main(argv=None):
     """Run the CLI; returns the exit status."""
-    from .data import CIFARError, IDXError
+    from .data import CIFARError, DownloadError, IDXError
     from .errors import MissingDependencyError
     from .io import CheckpointError
     from .train import TrainingDiverged
@@ -97,7 +97,7 @@ def main(argv=None):
         args = build_parser(command).parse_args(argv)
         status = args.func(args)
         return status if isinstance(status, int) else 0
-    except (TrainingDiverged, IDXError, CIFARError, CheckpointError,
+    except (TrainingDiverged, IDXError, CIFARError, CheckpointError, DownloadError,
             FloatingPointError) as exc:   # (FloatingPointError: an experiment diverged)
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -262,7 +262,7 @@ def output_path_problem(path):
     its way exists as a file (found before a run, not after it)."""
     if path == "":
         return "expects a file path, got ''"
-    if os.path.isdir(path):
+    if os.path.isdir(path) or path.endswith(tuple(filter(None, (os.sep, os.altsep)))):
         return f"expects a file path, got {path!r} (a folder)"
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
@@ -329,16 +329,21 @@ def build_model(args, input_shape, num_classes):
 
 
 def _check_batch_of_one(model, x_train, batch_size):
-    """A CLIError, before any training, when each epoch's last batch (one sample) is one
+    """A CLIError, before any training, when a batch of one sample (every batch with
+    --batch-size 1, else each epoch's last batch when one sample is left over) is one
     the model cannot train on: a BatchNorm over a single value per channel (PyTorch
     raises there too). Tried on a copy of the model, so nothing is changed."""
     import copy
+    if batch_size != 1 and len(x_train) % batch_size != 1:
+        return
     try:
         copy.deepcopy(model).train()(x_train[:1])
     except ValueError as exc:
-        raise CLIError(f"the last batch of each epoch holds one sample ({len(x_train)} "
-                       f"training samples, --batch-size {batch_size}), which this model "
-                       f"cannot train on: {exc}; choose another --batch-size") from None
+        which = ("every batch holds one sample (--batch-size 1)" if batch_size == 1 else
+                 f"the last batch of each epoch holds one sample ({len(x_train)} training "
+                 f"samples, --batch-size {batch_size})")
+        raise CLIError(f"{which}, which this model cannot train on: {exc}; choose another "
+                       f"--batch-size") from None
 
 
 def build_optimizer(args, parameters):
@@ -398,8 +403,7 @@ def run_train(args):
         optimizer = build_optimizer(args, model.parameters())
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None
-    if len(y_train) % args.batch_size == 1:
-        _check_batch_of_one(model, x_train, args.batch_size)
+    _check_batch_of_one(model, x_train, args.batch_size)
     loss_fn = nn.CrossEntropyLoss()
     backend, threads = fastnn.get_backend(), fastnn.get_num_threads()
     description = _describe(args, input_shape, num_classes)

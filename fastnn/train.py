@@ -60,26 +60,61 @@ def _batch_mover(model):
     return _device.namespace(getattr(model, "device", "cpu")).put
 
 
-def _correct(logits, labels):
-    """Number of rows whose argmax is the label (logits copied to the host if needed)."""
-    return int(np.count_nonzero(_device.to_host(logits).argmax(axis=1) == labels))
+def _accuracy_kind(targets):
+    """How fit and evaluate count correct predictions for these targets: 'labels' (class
+    indices: (N,), or (N, d1, ...) for logits (N, C, d1, ...)), 'argmax' (one-hot or
+    probability rows, (N, C, ...) with C >= 2, each a distribution over dim 1: compared
+    with the logits by argmax) or None (any other target, a regression's or BCE's:
+    accuracy is NaN)."""
+    targets = np.asarray(_device.to_host(targets))
+    if np.issubdtype(targets.dtype, np.integer):
+        return "labels"
+    if (np.issubdtype(targets.dtype, np.floating) and targets.ndim >= 2
+            and targets.shape[1] >= 2 and targets.size and np.all(targets >= 0)
+            and np.allclose(targets.sum(axis=1), 1, rtol=0, atol=1e-3)):
+        return "argmax"
+    return None
+
+
+def _hits(logits, targets, kind, ignore_index):
+    """(correct, counted) predictions of a batch: logits (N, C, ...), targets as kind
+    says (see _accuracy_kind); labels equal to ignore_index are not counted."""
+    if kind is None:
+        return 0, 0
+    predicted = _device.to_host(logits).argmax(axis=1)
+    if kind == "argmax":
+        return int(np.count_nonzero(predicted == np.asarray(targets).argmax(axis=1))), \
+            predicted.size
+    labels = np.asarray(targets)
+    if ignore_index is not None:
+        kept = labels != ignore_index
+        return int(np.count_nonzero((predicted == labels) & kept)), int(np.count_nonzero(kept))
+    return int(np.count_nonzero(predicted == labels)), predicted.size
+
+
+def _ratio(correct, counted):
+    return correct / counted if counted else math.nan
 
 
 def evaluate(model, loss_fn, x, y, batch_size=1000):
     """Mean loss and accuracy of ``model`` on (x, y), in eval mode, in batches.
 
-    x: (N, ...) inputs; y: (N,) int64 class labels. The model is left in the
-    mode it was in. Returns (loss, accuracy) as floats.
+    x: (N, ...) inputs; y: (N,) int64 class labels (or what the loss takes: labels
+    (N, d1, ...) for logits (N, C, d1, ...), one-hot or probability rows, regression
+    targets). The model is left in the mode it was in. Returns (loss, accuracy) as
+    floats: accuracy over the labels not equal to the loss's ignore_index, by argmax
+    for one-hot or probability targets, NaN for targets that are not classes.
     """
-    total_loss, correct = 0.0, 0
+    total_loss, correct, counted = 0.0, 0, 0
+    kind, ignore_index = _accuracy_kind(y), getattr(loss_fn, "ignore_index", None)
     move = _batch_mover(model)
     with evaluating(model):   # (every submodule's own mode given back)
         for bx, by in DataLoader(x, y, batch_size=batch_size):
             logits = model.forward(move(bx))
             total_loss += float(loss_fn.forward(logits, by)) * len(by)
-            correct += _correct(logits, by)
-    n = len(y)
-    return total_loss / n, correct / n
+            hits = _hits(logits, by, kind, ignore_index)
+            correct, counted = correct + hits[0], counted + hits[1]
+    return total_loss / len(y), _ratio(correct, counted)
 
 
 def _check_count(name, value, least=1):
@@ -96,13 +131,15 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         progress=True, log=True):
     """Train ``model`` on ``train_data`` = (x_train, y_train) with mini-batch updates.
 
-    x_train: (N, ...) float inputs in the model's dtype; y_train: (N,) int64 labels;
-    test_data: (x_test, y_test) or None. Batches are shuffled by a generator seeded
+    x_train: (N, ...) float inputs in the model's dtype; y_train: (N,) int64 labels, or
+    any target the loss takes (accuracy as ``evaluate`` counts it: NaN for targets that
+    are not classes); test_data: (x_test, y_test) or None. Batches are shuffled by a generator seeded
     with ``seed``. ``max_steps`` stops after that many optimizer steps (with
     ``epochs=None`` the number of epochs follows from it); ``eval_freq`` also
     evaluates on the test set every that many steps. ``lr_schedule`` ('constant',
     'cosine' or a function (step, total_steps) -> factor) scales every parameter
-    group's initial learning rate before each step. ``progress`` shows a tqdm
+    group's initial learning rate before each step (its 'initial_lr', set from 'lr' on
+    first use as PyTorch's schedulers do, so a second fit starts from it again). ``progress`` shows a tqdm
     bar per epoch; ``log`` prints one line per epoch (and one per ``eval_freq`` evaluation).
 
     Returns a metrics dict: per-epoch lists 'epoch', 'train_loss', 'train_accuracy'
@@ -131,7 +168,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             raise ValueError(f"fit: unknown lr_schedule {lr_schedule!r}; expected one of "
                              f"{sorted(LR_SCHEDULES)} or a function")
         lr_schedule = LR_SCHEDULES[lr_schedule]
-    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    if lr_schedule is not None:
+        base_lrs = [group.setdefault("initial_lr", group["lr"])
+                    for group in optimizer.param_groups]
+    kind, ignore_index = _accuracy_kind(y_train), getattr(loss_fn, "ignore_index", None)
     history = {"epoch": [], "train_loss": [], "train_accuracy": [], "test_loss": [],
                "test_accuracy": [], "seconds_per_epoch": []}
     step_curve = {"step": [], "test_loss": [], "test_accuracy": []}
@@ -141,7 +181,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     model.train()
     for epoch in range(1, epochs + 1):
         bar = _progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress)
-        loss_sum, correct, seen = 0.0, 0, 0
+        loss_sum, correct, counted, seen = 0.0, 0, 0, 0
         start = time.perf_counter()
         eval_seconds = 0.0
         for bx, by in loader:
@@ -164,7 +204,8 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             optimizer.zero_grad()
             n = len(by)
             loss_sum += loss * n
-            correct += _correct(logits, by)
+            hits = _hits(logits, by, kind, ignore_index)
+            correct, counted = correct + hits[0], counted + hits[1]
             seen += n
             if bar is not None:
                 bar.update(1)
@@ -192,10 +233,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         train_samples += seen
         history["epoch"].append(epoch)
         history["train_loss"].append(loss_sum / seen)
-        history["train_accuracy"].append(correct / seen)
+        history["train_accuracy"].append(_ratio(correct, counted))
         history["seconds_per_epoch"].append(seconds)
         line = (f"epoch {epoch}/{epochs}  train loss {loss_sum / seen:.4f} "
-                f"acc {correct / seen:.4f}")
+                f"acc {_ratio(correct, counted):.4f}")
         if test_data is not None:
             test_loss, test_acc = evaluate(model, loss_fn, *test_data, eval_batch_size)
             history["test_loss"].append(test_loss)

@@ -103,8 +103,9 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
     """Optimise an image to maximise ``target_class``'s logit.
 
     model: a trained classifier (Module mapping images to (1, num_classes) logits);
-    jitter: largest random shift in pixels (None: H // 14, so 2 for 28x28 images and none
-    for tiny ones, which a shift would destroy);
+    jitter: largest random shift in pixels of the image (None: H // 14, so 2 for 28x28
+    images and none for tiny ones, which a shift would destroy; at a coarse scale the
+    small image shifts by as much of its size);
     scales: image size divisors, coarse to fine, e.g. (4, 2, 1);
     mean, std: the standardization the model was trained with (``train --standardize``
     saves them): the image stays in [0, 1] pixels and the model sees (image - mean) / std.
@@ -169,8 +170,12 @@ def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_de
             continue
         size = max(4, h // scale)
         small = _resize(image, size) if size != h else image
+        # jitter counts pixels of the image: at a coarse scale, as many of the small one
+        # cover size / h as much (rounded), not `scale` times the shift
+        jitter_here = int(round(jitter * size / h))
         for step in range(steps_here):
-            dy, dx = rng.integers(-jitter, jitter + 1, 2) if jitter else (0, 0)
+            dy, dx = (rng.integers(-jitter_here, jitter_here + 1, 2) if jitter_here
+                      else (0, 0))
             shifted = np.roll(small, (dy, dx), axis=(1, 2))
             full = _resize(shifted, h) if size != h else shifted
             model(_model_input(model, ((full[None] - mean) / std).astype(dtype)))

@@ -103,11 +103,39 @@ def test_divergence_exits_1_with_message(tmp_path):
     # train on, is found before any training (the model is tried on a copy)
     (["--batchnorm", "--batch-size", "1437"], "the last batch of each epoch holds one sample"),
     (["--batchnorm", "--batch-size", "3"], "BatchNorm1d"),
+    (["--batchnorm", "--batch-size", "1"], "every batch holds one sample (--batch-size 1)"),
+    (["--model", "convnet", "--batch-size", "1"], "every batch holds one sample"),
 ])
 def test_user_errors_are_one_line(capsys, argv, message):
     assert cli.main(["train", "--dataset", "digits", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("flag", ["--save", "--metrics", "--plot"])
+def test_a_path_ending_in_a_slash_is_refused_before_training(tmp_path, capsys, flag):
+    """'out/' names a folder even before it exists: refused up front, not after the run."""
+    folder = str(tmp_path / "not_yet") + "/"
+    assert cli.main(["train", "--dataset", "digits", "--max-steps", "1", "--no-progress",
+                     flag, folder]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "(a folder)" in err and err.count("\n") == 1
+    assert not (tmp_path / "not_yet").exists()
+
+
+def test_a_failed_download_is_one_line(tmp_path, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    assert cli.main(["train", "--dataset", "mnist", "--download", "--data-root",
+                     str(tmp_path), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: could not download train-images-idx3-ubyte.gz")
+    assert "no network" in err and "Traceback" not in err
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no partial files left
 
 
 def test_bad_flag_value_is_an_argparse_error(capsys):

@@ -210,8 +210,9 @@ def test_cnn_class_visualisation_matches_autograd():
     for scale in kw["scales"]:
         size = max(4, h // scale)
         small = visualize._resize(ref, size) if size != h else ref
+        jitter_here = round(jitter * size / h)  # image pixels: 0 at the coarse scales
         for step in range(4):
-            dy, dx = rng.integers(-jitter, jitter + 1, 2)
+            dy, dx = rng.integers(-jitter_here, jitter_here + 1, 2) if jitter_here else (0, 0)
             s = torch.from_numpy(np.asarray(small, np.float64)).requires_grad_(True)
             full = torch.roll(s, (int(dy), int(dx)), dims=(1, 2))
             full = torch_bilinear(full, h) if size != h else full

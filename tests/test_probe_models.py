@@ -298,8 +298,10 @@ def torch_dream(twin, target, steps, lr, jitter, wd, clip, blur_every, sigma, sc
     for scale in scales:
         size = max(4, h // scale)
         small = visualize._resize(image, size) if size != h else image
+        jitter_here = round(jitter * size / h)  # jitter counts pixels of the image
         for step in range(max(1, steps // len(scales))):
-            dy, dx = rng.integers(-jitter, jitter + 1, 2) if jitter else (0, 0)
+            dy, dx = (rng.integers(-jitter_here, jitter_here + 1, 2) if jitter_here
+                      else (0, 0))
             s = t(np.asarray(small, np.float64)).requires_grad_(True)
             full = torch.roll(s, (int(dy), int(dx)), dims=(1, 2))
             full = torch_bilinear(full, h) if size != h else full
@@ -316,7 +318,7 @@ def torch_dream(twin, target, steps, lr, jitter, wd, clip, blur_every, sigma, sc
     return image
 
 
-@pytest.mark.parametrize("scales, jitter", [((1,), 1), ((2, 1), 1)])
+@pytest.mark.parametrize("scales, jitter", [((1,), 1), ((2, 1), 1), ((2, 1), 2)])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 def test_class_visualisation_matches_autograd(scales, jitter, dtype):
     """Multi-scale used an approximate chain rule through the upsampling (0.17 off after 40

@@ -108,3 +108,73 @@ def test_cosine_schedule_endpoints():
     assert cosine_schedule(0, 10) == 1.0
     assert cosine_schedule(5, 10) == pytest.approx(0.5)
     assert cosine_schedule(10, 10) == pytest.approx(0.0)
+
+
+def test_one_hot_targets_train_and_count_as_their_labels(digits):
+    """CrossEntropyLoss takes one-hot (probability) targets: fit and evaluate count a
+    prediction correct by argmax, the same counts as with the labels."""
+    x_train, y_train, x_test, y_test = digits
+    runs = []
+    for one_hot in (False, True):
+        model, loss_fn, optimizer = make(hidden=(16,), seed=1)
+        eye = np.eye(10, dtype=np.float32)
+        train = (x_train, eye[y_train] if one_hot else y_train)
+        test = (x_test, eye[y_test] if one_hot else y_test)
+        with fastnn.use_backend("numpy"):
+            runs.append(fit(model, loss_fn, optimizer, train, test, epochs=2, batch_size=64,
+                            progress=False, log=False))
+    labels, one_hot = runs
+    assert one_hot["test_accuracy"] == labels["test_accuracy"]
+    assert one_hot["train_accuracy"] == labels["train_accuracy"]
+    np.testing.assert_allclose(one_hot["train_loss"], labels["train_loss"], rtol=1e-5)
+
+
+def test_regression_targets_train_with_nan_accuracy(digits):
+    """Targets that are not classes (MSELoss on values) train; accuracy is NaN."""
+    x_train, _, x_test, _ = digits
+    fastnn.manual_seed(0)
+    model = models.MLP(64, [16], 2)
+    rng = np.random.default_rng(0)
+    mix = rng.standard_normal((64, 2)).astype(np.float32)
+    with fastnn.use_backend("numpy"):
+        metrics = fit(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.01),
+                      (x_train, x_train @ mix), (x_test, x_test @ mix), epochs=3,
+                      batch_size=64, progress=False, log=False)
+    assert np.isnan(metrics["train_accuracy"]).all() and np.isnan(metrics["test_accuracy"]).all()
+    assert metrics["test_loss"][-1] < metrics["test_loss"][0]
+
+
+def test_ignored_labels_are_not_counted(digits):
+    x_train, y_train, x_test, y_test = digits
+    model, _, optimizer = make(hidden=(16,))
+    loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
+    y_masked = y_test.copy()
+    y_masked[::2] = -100
+    with fastnn.use_backend("numpy"):
+        fit(model, loss_fn, optimizer, (x_train, y_train), None, epochs=1, batch_size=64,
+            progress=False, log=False)
+        _, accuracy = evaluate(model, loss_fn, x_test, y_masked)
+        predicted = model(x_test).argmax(axis=1)
+    assert accuracy == pytest.approx(np.mean(predicted[1::2] == y_test[1::2]))
+
+
+def test_a_second_cosine_fit_starts_from_the_initial_lr(digits):
+    """As with PyTorch's schedulers, the schedule scales the group's 'initial_lr': the
+    optimizer ends at the decayed lr, and a second fit starts from 0.1 again."""
+    x_train, y_train, _, _ = digits
+    model, loss_fn, optimizer = make(hidden=(16,))
+    seen = []
+
+    def schedule(step, total):
+        factor = 0.5 * (1 + np.cos(np.pi * step / total))
+        seen.append(factor)
+        return factor
+    with fastnn.use_backend("numpy"):
+        for _ in range(2):
+            fit(model, loss_fn, optimizer, (x_train, y_train), None, max_steps=10, epochs=None,
+                batch_size=64, lr_schedule=schedule, progress=False, log=False)
+            assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1 * seen[-1])
+            assert optimizer.param_groups[0]["initial_lr"] == 0.1
+    model2, _, optimizer2 = make(hidden=(16,))
+    optimizer2.load_state_dict(optimizer.state_dict())  # the key survives a round trip
+    assert optimizer2.param_groups[0]["initial_lr"] == 0.1

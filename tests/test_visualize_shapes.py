@@ -66,3 +66,21 @@ def test_standardized_checkpoint_is_fed_standardized(tmp_path):
         fastnn.set_backend(backend)
     metrics = json.loads((tmp_path / "d.json").read_text())
     assert 0.2 < metrics["pixel_mean"] < 0.4 and 0.3 < metrics["pixel_std"] < 0.5
+
+
+@pytest.mark.parametrize("scales,largest", [((1,), 4), ((2,), 2), ((4,), 1)])
+def test_jitter_counts_image_pixels_at_every_scale(monkeypatch, scales, largest):
+    """jitter=4 shifts the image by up to 4 of its pixels: at scale 2 the half-size image
+    moves by up to 2 of its own, at 4 by 1 (not 4 each, which made coarse scales fail)."""
+    shifts = []
+    roll = np.roll
+
+    def recording_roll(a, shift, axis=None):
+        if axis == (1, 2) and a.ndim == 3:
+            shifts.append(np.abs(shift).max())
+        return roll(a, shift, axis=axis)
+    monkeypatch.setattr(np, "roll", recording_roll)
+    fastnn.manual_seed(0)
+    visualize_class(models.MLP(784, [8], 3), 1, steps=60, jitter=4, scales=scales, seed=0)
+    forward_shifts = shifts[::2]  # each step rolls the image, then its gradient back
+    assert max(forward_shifts) == largest

@@ -6,13 +6,18 @@ import urllib.error
 import urllib.request
 
 
+class DownloadError(OSError):
+    """No mirror of a file answered (no network, or every URL failed)."""
+
+
 def fetch(urls, dest, timeout=60):
     """Download the first of ``urls`` that answers into the file ``dest``.
 
     urls: list of mirror URLs for the same file, tried in order. The file is
     written to a temporary name beside ``dest`` and renamed when complete, so an
     interrupted download never leaves a partial file under the real name.
-    Returns dest. Raises OSError naming every URL tried when none works.
+    Returns dest. Raises DownloadError (an OSError) naming every URL tried when none
+    works.
     """
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     errors = []
@@ -30,4 +35,4 @@ def fetch(urls, dest, timeout=60):
             errors.append(f"{url}: {exc}")
             if os.path.exists(tmp):
                 os.remove(tmp)
-    raise OSError("could not download " + os.path.basename(dest) + ":\n  " + "\n  ".join(errors))
+    raise DownloadError("could not download " + os.path.basename(dest) + ":\n  " + "\n  ".join(errors))
