@@ -133,14 +133,15 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
 
     x_train: (N, ...) float inputs in the model's dtype; y_train: (N,) int64 labels, or
     any target the loss takes (accuracy as ``evaluate`` counts it: NaN for targets that
-    are not classes); test_data: (x_test, y_test) or None. Batches are shuffled by a generator seeded
-    with ``seed``. ``max_steps`` stops after that many optimizer steps (with
+    are not classes); test_data: (x_test, y_test) or None. Batches are shuffled by a
+    generator seeded with ``seed``. ``max_steps`` stops after that many optimizer steps (with
     ``epochs=None`` the number of epochs follows from it); ``eval_freq`` also
     evaluates on the test set every that many steps. ``lr_schedule`` ('constant',
     'cosine' or a function (step, total_steps) -> factor) scales every parameter
     group's initial learning rate before each step (its 'initial_lr', set from 'lr' on
-    first use as PyTorch's schedulers do, so a second fit starts from it again). ``progress`` shows a tqdm
-    bar per epoch; ``log`` prints one line per epoch (and one per ``eval_freq`` evaluation).
+    first use as PyTorch's schedulers do, so a second fit starts from it again).
+    ``progress`` shows a tqdm bar per epoch; ``log`` prints one line per epoch (and one
+    per ``eval_freq`` evaluation).
 
     Returns a metrics dict: per-epoch lists 'epoch', 'train_loss', 'train_accuracy'
     (running means over the epoch's batches, in training mode), 'test_loss',

@@ -47,6 +47,6 @@ def load(name, root=None, download=False, flatten=False, dtype="float32"):
 
 
 __all__ = ["load", "DATASETS", "DataLoader", "read_idx", "parse_idx", "IDXError",
-           "DownloadError", "load_mnist", "load_fashion_mnist", "load_cifar10", "read_batch", "CIFARError",
-           "load_digits", "Dataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
-           "default_collate"]
+           "DownloadError", "load_mnist", "load_fashion_mnist", "load_cifar10", "read_batch",
+           "CIFARError", "load_digits", "Dataset", "TensorDataset", "Subset", "ConcatDataset",
+           "random_split", "default_collate"]

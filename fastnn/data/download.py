@@ -35,4 +35,5 @@ def fetch(urls, dest, timeout=60):
             errors.append(f"{url}: {exc}")
             if os.path.exists(tmp):
                 os.remove(tmp)
-    raise DownloadError("could not download " + os.path.basename(dest) + ":\n  " + "\n  ".join(errors))
+    raise DownloadError("could not download " + os.path.basename(dest) + ":\n  "
+                        + "\n  ".join(errors))
