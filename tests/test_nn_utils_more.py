@@ -115,8 +115,8 @@ def test_total_norm_edges(rng):
         utils.clip_grads_with_norm_(model.parameters(), 1.0, -1.0)
     with pytest.raises(ValueError, match="max_norm to be a number >= 0"):
         utils.clip_grads_with_norm_(model.parameters(), -1.0, 1.0)
-    with pytest.raises(ValueError, match="norm_type to be a number >= 0"):
-        utils.get_total_norm([a], norm_type=-1)
+    with pytest.raises(ValueError, match="norm_type to be a number"):
+        utils.get_total_norm([a], norm_type=float("nan"))
     with pytest.warns(UserWarning, match="empty generator"):
         assert utils.clip_grad_norm_((p for p in []), 1.0) == 0.0
     with pytest.warns(FutureWarning, match="deprecated in favor of `nn.utils.clip_grad_norm_`"):
@@ -258,3 +258,23 @@ def test_skip_init_leaves_parameters_uninitialised(dtype):
         utils.skip_init(torch.nn.Linear, 2, 2)
     with pytest.raises(RuntimeError, match="Expected a Module"):
         utils.skip_init(nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("norm_type", [-float("inf"), -1.0, -2.5, 0.5, 3.5])
+@pytest.mark.parametrize("with_zero", [False, True])
+def test_clip_grad_norm_takes_any_order_as_torch(rng, norm_type, with_zero):
+    """Negative orders as torch's vector norms: -inf the smallest magnitude, a zero
+    gradient entry making a negative order's norm 0."""
+    import torch
+    grads = [rng.standard_normal(shape).astype(np.float32) for shape in [(3,), (2, 4)]]
+    if with_zero:
+        grads[1][0, 1] = 0
+    ours = [nn.Parameter(np.ones(g.shape, np.float32)) for g in grads]
+    theirs = [torch.nn.Parameter(torch.ones(g.shape)) for g in grads]
+    for p, t, g in zip(ours, theirs, grads):
+        p.grad, t.grad = g.copy(), torch.from_numpy(g.copy())
+    expected = torch.nn.utils.clip_grad_norm_(theirs, 0.7, norm_type=norm_type).item()
+    total = utils.clip_grad_norm_(ours, 0.7, norm_type=norm_type)
+    assert total == pytest.approx(expected, rel=1e-5)
+    for p, t in zip(ours, theirs):
+        assert_close(p.grad, t.grad.numpy(), np.float32)

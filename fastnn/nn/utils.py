@@ -66,20 +66,25 @@ def _positive(where, name, value):
 
 
 def _norm_order(where, norm_type):
-    """norm_type as a float >= 0; PyTorch's 'inf' (a string float() reads) too."""
+    """norm_type as a float, any but NaN as PyTorch's vector norms take (negative orders
+    too: -inf is the smallest magnitude); PyTorch's 'inf' (a string float() reads) too."""
     if isinstance(norm_type, str):
         try:
             norm_type = float(norm_type)
         except ValueError:
             pass
-    return _positive(where, "norm_type", norm_type)
+    if isinstance(norm_type, bool) or not isinstance(
+            norm_type, (int, float, np.integer, np.floating)) or math.isnan(norm_type):
+        raise ValueError(f"{where}: expected norm_type to be a number, got {norm_type!r}")
+    return float(norm_type)
 
 
 def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=None):
     """The norm_type-norm of the arrays taken together, as a float (np.float64, so
     ``.item()`` works as on PyTorch's 0-d tensor): the norm of their
-    norms (inf: the largest magnitude; order 0 counts the arrays with a nonzero
-    element, as PyTorch's does), summed in float64. tensors: an array, a Parameter (its
+    norms (inf: the largest magnitude, -inf the smallest, a negative p the sum of
+    |x| ** p to the 1/p; order 0 counts the arrays with a nonzero element, as
+    PyTorch's does), summed in float64. tensors: an array, a Parameter (its
     values) or an iterable of them, e.g. ``[p.grad for p in model.parameters()]``; none
     gives 0.0. error_if_nonfinite: a RuntimeError when the norm is NaN or infinite.
     foreach is accepted for PyTorch code and changes nothing."""
@@ -89,14 +94,16 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     if not arrays:
         return np.float64(0.0)
     if math.isinf(norm_type) and any(math.prod(a.shape) == 0 for a in arrays):
-        raise RuntimeError(f"{where}: the inf norm of an empty array is undefined (a max "
-                           f"over no elements), as in PyTorch; drop the zero-size arrays")
-    if norm_type == 2.0:
-        norms = [_two_norm(_device.to_host(a).ravel()) for a in arrays]
-    else:
-        norms = [np.linalg.norm(_device.to_host(a).ravel().astype(np.float64), ord=norm_type)
-                 for a in arrays]
-    total = np.float64(np.linalg.norm(np.array(norms), ord=norm_type))
+        raise RuntimeError(f"{where}: the {norm_type} norm of an empty array is undefined "
+                           f"(a max or min over no elements), as in PyTorch; drop the "
+                           f"zero-size arrays")
+    with np.errstate(divide="ignore"):  # a negative order's 0 ** p = inf: a 0 norm
+        if norm_type == 2.0:
+            norms = [_two_norm(_device.to_host(a).ravel()) for a in arrays]
+        else:
+            norms = [np.linalg.norm(_device.to_host(a).ravel().astype(np.float64),
+                                    ord=norm_type) for a in arrays]
+        total = np.float64(np.linalg.norm(np.array(norms), ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"{where}: the total norm of order {norm_type} of the gradients "
                            f"is non-finite ({total}), so it cannot be clipped; pass "
