@@ -26,7 +26,7 @@ from . import device as _device
 from . import optable
 from .backend import current
 from .kernels.window_shapes import window_out_size
-from .validation import (as_contiguous, as_labels, check_bool, check_choice,
+from .validation import (as_contiguous, as_labels, check_bool, check_choice, check_flag,
                          check_float_array, check_no_overlap, check_number, check_out,
                          check_positive_int, check_probabilities, check_same_shape, pair)
 
@@ -101,6 +101,8 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
                     grad_weight=None, grad_bias=None, grad_in=None, need_grad_in=True,
                     scratch=None, accumulate=True):
     where = "linear_backward"
+    need_grad_in = check_flag(where, "need_grad_in", need_grad_in)
+    accumulate = check_flag(where, "accumulate", accumulate)
     x, weight, _ = _check_linear(where, x, weight, None)
     _check_activation(where, activation, negative_slope)
     out_shape = (x.shape[0], weight.shape[0])
@@ -119,7 +121,7 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
                      [("grad_out", grad_out), ("x", x), ("weight", weight), ("y", y)])
     return _run("linear_backward", grad_out, x, weight, y, activation, negative_slope,
                                 grad_weight, grad_bias, grad_in, need_grad_in, scratch,
-                                bool(accumulate))
+                                accumulate)
 
 
 # --------------------------------------------------------------------- activations
@@ -291,8 +293,10 @@ def dropout_forward(x, p, seed, mask=None, out=None):
     where = "dropout_forward"
     x = as_contiguous(_check(where, "x", x))
     check_number(where, "p", p, 0.0, 1.0)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"{where}: expected seed to be a non-negative int, got {seed!r}")
+    if not 0 <= seed < 2 ** 64:  # the compiled kernels' generators take 64 bits
+        raise ValueError(f"{where}: expected seed in [0, 2**64), got {seed!r}")
     check_out(where, "mask", mask, x.shape, x.dtype)
     check_out(where, "out", out, x.shape, x.dtype)
     check_no_overlap(where, [("mask", mask), ("out", out)], [("x", x)],
@@ -394,6 +398,8 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
                       momentum=0.1, eps=1e-5, mean_only=False, out=None,
                       save_mean=None, save_invstd=None):
     where = "batchnorm_forward"
+    training = check_flag(where, "training", training)
+    mean_only = check_flag(where, "mean_only", mean_only)
     x = _check_batchnorm(where, x, weight, bias, mean_only, training)
     c = x.shape[1]
     _check(where, "bias", bias, shape=(c,), dtype=x.dtype)
@@ -438,6 +444,8 @@ def _empty_batchnorm(x, mean_only, out, save_mean, save_invstd):
 def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=True,
                        mean_only=False, grad_weight=None, grad_bias=None, grad_in=None):
     where = "batchnorm_backward"
+    training = check_flag(where, "training", training)
+    mean_only = check_flag(where, "mean_only", mean_only)
     x = _check_batchnorm(where, x, weight, None, mean_only, False)
     c = x.shape[1]
     grad_out = as_contiguous(_check(where, "grad_out", grad_out, dtype=x.dtype))
@@ -567,6 +575,7 @@ def _conv_forward(where, depthwise, x, weight, bias, stride, padding, out):
 def _conv_backward(where, depthwise, grad_out, x, weight, stride, padding, grad_weight,
                    grad_bias, grad_in, need_grad_in):
     """Validate and run a convolution op's backward (depthwise as _conv_forward's)."""
+    need_grad_in = check_flag(where, "need_grad_in", need_grad_in)
     x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding,
                                                         depthwise)
     grad_out = as_contiguous(_check(where, "grad_out", grad_out, shape=out_shape,
@@ -629,7 +638,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
                        ceil_mode=False, dilation=(1, 1)):
     where = "max_pool2d_forward"
     x = as_contiguous(_check(where, "x", x, ndim=4))
-    ceil_mode = bool(ceil_mode)
+    ceil_mode = check_flag(where, "ceil_mode", ceil_mode)
     kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
                                                           padding, ceil_mode, dilation)
     dilation = pair(where, "dilation", dilation)
@@ -682,13 +691,14 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad
                        out=None, ceil_mode=False, divisor_override=None):
     where = "avg_pool2d_forward"
     x = as_contiguous(_check(where, "x", x, ndim=4))
-    ceil_mode = bool(ceil_mode)
+    ceil_mode = check_flag(where, "ceil_mode", ceil_mode)
+    count_include_pad = check_flag(where, "count_include_pad", count_include_pad)
     divisor_override = _check_divisor(where, divisor_override)
     kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
                                                           padding, ceil_mode)
     check_out(where, "out", out, out_shape, x.dtype)
     check_no_overlap(where, [("out", out)], [("x", x)])
-    return _run("avg_pool2d_forward", x, kernel_size, stride, padding, bool(count_include_pad),
+    return _run("avg_pool2d_forward", x, kernel_size, stride, padding, count_include_pad,
                 out=out, ceil_mode=ceil_mode, divisor_override=divisor_override)
 
 
@@ -698,7 +708,8 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
     where = "avg_pool2d_backward"
     grad_out = as_contiguous(_check(where, "grad_out", grad_out, ndim=4))
     input_shape = _check_input_shape(where, input_shape)
-    ceil_mode = bool(ceil_mode)
+    ceil_mode = check_flag(where, "ceil_mode", ceil_mode)
+    count_include_pad = check_flag(where, "count_include_pad", count_include_pad)
     divisor_override = _check_divisor(where, divisor_override)
     kernel_size, stride, padding, out_shape = _check_pool(where, input_shape, kernel_size,
                                                           stride, padding, ceil_mode)
@@ -706,14 +717,15 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
     check_out(where, "grad_in", grad_in, input_shape, grad_out.dtype)
     check_no_overlap(where, [("grad_in", grad_in)], [("grad_out", grad_out)])
     return _run("avg_pool2d_backward", grad_out, input_shape, kernel_size, stride, padding,
-                bool(count_include_pad), grad_in=grad_in, ceil_mode=ceil_mode,
+                count_include_pad, grad_in=grad_in, ceil_mode=ceil_mode,
                 divisor_override=divisor_override)
 
 
 # --------------------------------------------------------------------- optimizers
-def _check_param_arrays(where, param, grad, **state):
+def _check_param_arrays(where, param, grad, optional=(), **state):
     """Check an update's arrays; returns grad, C-contiguous (a strided grad is only read,
-    so it is copied; param and the state are written in place and must be contiguous)."""
+    so it is copied; param and the state are written in place and must be contiguous).
+    Every state buffer is required but those named in optional (None where unused)."""
     _check(where, "param", param)
     if not _device.is_contiguous(param):
         raise ValueError(f"{where}: param is updated in place and must be C-contiguous")
@@ -725,6 +737,9 @@ def _check_param_arrays(where, param, grad, **state):
     grad = as_contiguous(_check(where, "grad", grad, dtype=param.dtype))
     check_same_shape(where, "grad", grad, "param", param)
     for name, arr in state.items():
+        if arr is None and name not in optional:
+            raise ValueError(f"{where}: {name} is required (a buffer of param's shape and "
+                             f"dtype, updated in place)")
         check_out(where, name, arr, param.shape, param.dtype)
     return grad
 
@@ -732,7 +747,8 @@ def _check_param_arrays(where, param, grad, **state):
 def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
                dampening=0.0):
     where = "sgd_update"
-    grad = _check_param_arrays(where, param, grad, velocity=velocity)
+    nesterov = check_flag(where, "nesterov", nesterov)
+    grad = _check_param_arrays(where, param, grad, optional=("velocity",), velocity=velocity)
     check_number(where, "lr", lr, 0.0)
     check_number(where, "momentum", momentum, 0.0, 1.0)
     check_number(where, "weight_decay", weight_decay, 0.0)
@@ -744,15 +760,16 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
     if nesterov and dampening:
         raise ValueError(f"{where}: nesterov needs dampening 0")
     check_no_overlap(where, [("param", param), ("velocity", velocity)], [("grad", grad)])
-    return _run("sgd_update", param, grad, velocity, lr, momentum, weight_decay, bool(nesterov),
+    return _run("sgd_update", param, grad, velocity, lr, momentum, weight_decay, nesterov,
                 dampening)
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
                 eps=1e-8, weight_decay=0.0, max_exp_avg_sq=None):
     where = "adam_update"
-    grad = _check_param_arrays(where, param, grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
-                        max_exp_avg_sq=max_exp_avg_sq)
+    grad = _check_param_arrays(where, param, grad, optional=("max_exp_avg_sq",),
+                               exp_avg=exp_avg, exp_avg_sq=exp_avg_sq,
+                               max_exp_avg_sq=max_exp_avg_sq)
     _check_step(where, step)
     check_number(where, "lr", lr, 0.0)
     _check_betas(where, beta1, beta2)
@@ -765,8 +782,12 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
 
 
 def _check_step(where, step):
-    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 1:
-        raise ValueError(f"{where}: expected step to be an int >= 1, got {step!r}")
+    # (an int64 in the compiled kernels, as PyTorch's step count past 2**24 is exact only
+    # as a 64-bit value)
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)) \
+            or not 1 <= step <= np.iinfo(np.int64).max:
+        raise ValueError(f"{where}: expected step to be an int in [1, 2**63 - 1], got "
+                         f"{step!r}")
 
 
 def _check_betas(where, beta1, beta2):
@@ -809,8 +830,9 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
 def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
                    momentum=0.0, momentum_buffer=None, grad_avg=None):
     where = "rmsprop_update"
-    grad = _check_param_arrays(where, param, grad, square_avg=square_avg,
-                        momentum_buffer=momentum_buffer, grad_avg=grad_avg)
+    grad = _check_param_arrays(where, param, grad, optional=("momentum_buffer", "grad_avg"),
+                               square_avg=square_avg, momentum_buffer=momentum_buffer,
+                               grad_avg=grad_avg)
     check_number(where, "lr", lr, 0.0)
     check_number(where, "alpha", alpha, 0.0, 1.0, high_open=False)
     check_number(where, "eps", eps, 0.0)

@@ -229,6 +229,14 @@ def check_bool(where, name, value):
     return value
 
 
+def check_flag(where, name, value):
+    """A bool or NumPy bool as a Python bool, else a TypeError (PyTorch's functions take
+    only bools for their flags: a string such as 'eval' is not read as True)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: expected {name} to be a bool, got {value!r}")
+    return bool(value)
+
+
 def check_only(where, name, value, supported):
     """A PyTorch keyword fastnn takes at the value(s) it implements (PyTorch's default):
     anything else is a clear error rather than an unexpected-keyword TypeError.

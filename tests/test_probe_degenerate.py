@@ -499,3 +499,20 @@ def test_optimizer_updates_on_empty_and_threshold_params(backend, dtype):
     _sweep(backend, dtype, _optimizer_step, [
         (name, variant, shape, dtype) for name, variants in OPTIMIZERS.items()
         for variant in range(len(variants)) for shape in PARAM_SHAPES])
+
+
+@pytest.mark.skipif("cython" not in fastnn.backends(), reason="needs the cython backend")
+def test_a_first_cython_conv_with_no_input_channels_in_a_fresh_process():
+    """A thread's first call asking the work buffers for 0 bytes (C_in = 0: an empty
+    im2col matrix) got NULL back, reported as a MemoryError; later calls reused an
+    earlier buffer, so only a fresh thread (or process) met it."""
+    from subprocess_helpers import run_python
+    proc = run_python("""
+        import numpy as np, fastnn
+        from fastnn import ops
+        fastnn.set_backend("cython")
+        y = ops.conv2d_forward(np.ones((2, 0, 5, 5)), np.ones((3, 0, 3, 3)), np.arange(3.0))
+        assert y.shape == (2, 3, 3, 3) and np.all(y == np.arange(3.0)[:, None, None])
+        print("ok")
+    """)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr

@@ -337,3 +337,92 @@ def test_parallel_sizes_give_the_same_bits_for_one_and_two_threads(backend):
         fastnn.set_num_threads(before)
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------- a second probe of fastnn.ops (Dec 2026)
+REQUIRED_STATE = {
+    "adam_update": lambda p, g, s: ops.adam_update(p, g, s, None, 1),
+    "adamax_update": lambda p, g, s: ops.adamax_update(p, g, None, s, 1),
+    "adaptive_moments_update": lambda p, g, s: ops.adaptive_moments_update(p, g, s, None, 0.1),
+    "rmsprop_update": lambda p, g, s: ops.rmsprop_update(p, g, None),
+    "adagrad_update": lambda p, g, s: ops.adagrad_update(p, g, None),
+    "adadelta_update": lambda p, g, s: ops.adadelta_update(p, g, s, None),
+    "rprop_update": lambda p, g, s: ops.rprop_update(p, g, None, s),
+    "asgd_update": lambda p, g, s: ops.asgd_update(p, g, None, 0.1, 1.0),
+}
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+@pytest.mark.parametrize("op", list(REQUIRED_STATE))
+def test_a_missing_optimizer_state_buffer_is_a_clear_error_and_changes_nothing(backend_name,
+                                                                              op):
+    p, g, s = np.ones(5, np.float32), np.ones(5, np.float32), np.zeros(5, np.float32)
+    with fastnn.use_backend(backend_name):
+        with pytest.raises(ValueError, match=f"{op}: .* is required"):
+            REQUIRED_STATE[op](p, g, s)
+    assert np.all(p == 1) and np.all(s == 0)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_centered_rmsprop_with_an_overflowing_square_as_torch(backend_name):
+    """square_avg overflows to inf and so would grad_avg**2: the variance stays inf (as a
+    fused multiply-add computes it), so the step is 0, not NaN, on every backend."""
+    grad = np.array([1e30, 1.0], np.float32)
+    tp = torch.ones(2, requires_grad=True)
+    opt = torch.optim.RMSprop([tp], lr=0.01, centered=True)
+    tp.grad = torch.from_numpy(grad.copy())
+    opt.step()
+    p, sq, ga = np.ones(2, np.float32), np.zeros(2, np.float32), np.zeros(2, np.float32)
+    with fastnn.use_backend(backend_name):
+        ops.rmsprop_update(p, grad, sq, 0.01, grad_avg=ga)
+    np.testing.assert_allclose(p, tp.detach().numpy(), rtol=1e-6)
+    assert p[0] == 1
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_step_and_seed_ranges_are_checked(backend_name):
+    p, g = np.ones(3, np.float32), np.ones(3, np.float32)
+    m, v = np.zeros(3, np.float32), np.zeros(3, np.float32)
+    x = np.ones(64, np.float32)
+    with fastnn.use_backend(backend_name):
+        ops.adam_update(p, g, m, v, 2 ** 63 - 1)  # the largest step count: runs
+        for op in (ops.adam_update, ops.adamax_update):
+            with pytest.raises(ValueError, match=r"step to be an int in \[1, 2\*\*63 - 1\]"):
+                op(p, g, m, v, 2 ** 63)
+        ops.dropout_forward(x, 0.5, 2 ** 64 - 1)
+        with pytest.raises(ValueError, match=r"seed in \[0, 2\*\*64\)"):
+            ops.dropout_forward(x, 0.5, 2 ** 64)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
+def test_flags_take_bools_only_as_torch(backend_name):
+    """A string flag ('eval', 'no') was read as True; NumPy bools are bools."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    w, b = np.ones(3, np.float32), np.zeros(3, np.float32)
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    lw = rng.standard_normal((2, 3)).astype(np.float32)
+    g = np.ones((4, 2), np.float32)
+    img = rng.standard_normal((1, 1, 4, 4)).astype(np.float32)
+    cw = rng.standard_normal((1, 1, 3, 3)).astype(np.float32)
+    calls = {
+        "training": lambda v: ops.batchnorm_forward(x, w, b, rm, rv, training=v),
+        "mean_only": lambda v: ops.batchnorm_forward(x, None, b, rm, None, mean_only=v),
+        "need_grad_in": lambda v: ops.linear_backward(g, x, lw, need_grad_in=v),
+        "accumulate": lambda v: ops.linear_backward(g, x, lw, accumulate=v),
+        "ceil_mode": lambda v: ops.max_pool2d_forward(img, (2, 2), (2, 2), ceil_mode=v),
+        "count_include_pad": lambda v: ops.avg_pool2d_forward(img, (2, 2), (2, 2), (1, 1),
+                                                              count_include_pad=v),
+        "nesterov": lambda v: ops.sgd_update(np.ones(3), np.ones(3), np.zeros(3), 0.1,
+                                             momentum=0.9, nesterov=v),
+    }
+    with fastnn.use_backend(backend_name):
+        for name, call in calls.items():
+            for bad in ("eval", 1, None):
+                with pytest.raises(TypeError, match=f"expected {name} to be a bool"):
+                    call(bad)
+            call(np.bool_(name == "mean_only"))  # (mean_only False needs a weight)
+        conv_g = np.ones((1, 1, 2, 2), np.float32)
+        with pytest.raises(TypeError, match="expected need_grad_in to be a bool"):
+            ops.conv2d_backward(conv_g, img, cw, need_grad_in="no")
+        assert ops.conv2d_backward(conv_g, img, cw, need_grad_in=np.bool_(False)) is None

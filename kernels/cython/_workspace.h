@@ -39,8 +39,8 @@ static void fnn_ws_release(void *set_) {
 static void fnn_ws_make_key(void) { pthread_key_create(&fnn_ws_key, fnn_ws_release); }
 
 static inline void *fnn_workspace(int slot, size_t nbytes) {
-    if (nbytes <= fnn_ws.n[slot])
-        return fnn_ws.p[slot];
+    if (fnn_ws.p[slot] != NULL && nbytes <= fnn_ws.n[slot])
+        return fnn_ws.p[slot];   /* (a first call for 0 bytes still allocates: not NULL) */
     if (fnn_ws.p[slot] == NULL) {   /* this thread's first buffer: freed at its exit */
         pthread_once(&fnn_ws_once, fnn_ws_make_key);
         pthread_setspecific(fnn_ws_key, &fnn_ws);

@@ -28,7 +28,12 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
     if grad_avg is not None:
         grad_avg *= dt(alpha)
         grad_avg += dt(1 - alpha) * g
-        avg = np.sqrt(square_avg - grad_avg * grad_avg) + dt(eps)
+        # as a fused multiply-add (the compiled kernels', PyTorch's addcmul): an overflowed
+        # square_avg stays inf where grad_avg**2 alone overflows too (not inf - inf)
+        with np.errstate(over="ignore", invalid="ignore"):
+            variance = np.where(np.isposinf(square_avg) & np.isfinite(grad_avg), np.inf,
+                                square_avg - grad_avg * grad_avg)
+        avg = np.sqrt(variance) + dt(eps)
     else:
         avg = np.sqrt(square_avg) + dt(eps)
     if momentum:
