@@ -811,7 +811,7 @@ BAD_CALLS = [
     (lambda: ops.adamax_update(np.ones(3), np.ones(3), np.ones(3), np.ones(2), 1),
      ValueError, "adamax_update.*exp_inf"),
     (lambda: ops.adamax_update(np.ones(3), np.ones(3), np.ones(3), np.ones(3), 0),
-     ValueError, "adamax_update: expected step to be an int >= 1"),
+     ValueError, "adamax_update: expected step to be an int in"),
     (lambda: ops.adaptive_moments_update(np.ones(3), np.ones(3), np.ones(3), np.ones(3), -1.0),
      ValueError, r"adaptive_moments_update: expected avg_rate in \[0.0, inf\)"),
     (lambda: ops.adadelta_update(np.ones(3), np.ones(3), np.ones(3), np.ones(3), rho=1.5),

@@ -131,6 +131,55 @@ def test_arrays_follow_the_caller(rng):
     assert_close(gpu(x), host(x), np.float64)
 
 
+def test_multitask_net_on_the_gpu_takes_host_and_device_arrays(rng):
+    """Its own sums (s = h + a, and the two input gradients) ran in a host buffer of a
+    GPU model (NumPy input: a TypeError) or with + (device arrays have none)."""
+    host, gpu = twins(lambda: fastnn.models.MultiTaskNet(5, 6, 4, 3, dropout=0.0))
+    x = rng.standard_normal((4, 5))
+    ga, gl = rng.standard_normal((4, 4)), rng.standard_normal((4, 3))
+    a_ref, logits_ref = host(x)
+    grad_ref = host.backward(ga, gl)
+    a, logits = gpu(x)  # NumPy in, NumPy out
+    assert isinstance(a, np.ndarray) and isinstance(logits, np.ndarray)
+    assert_close(a, a_ref, np.float64)
+    assert_close(logits, logits_ref, np.float64)
+    grad = gpu.backward(ga, gl)
+    assert isinstance(grad, np.ndarray)
+    assert_close(grad, grad_ref, np.float64)
+    da, dlogits = gpu(cuda.to_device(x))  # device in, device out
+    assert fdevice.is_device_array(da) and fdevice.is_device_array(dlogits)
+    assert_close(dlogits.copy_to_host(), logits_ref, np.float64)
+    dgrad = gpu.backward(cuda.to_device(ga), cuda.to_device(gl))
+    assert fdevice.is_device_array(dgrad)
+    assert_close(dgrad.copy_to_host(), grad_ref, np.float64)
+
+
+def test_a_container_of_layers_built_on_the_gpu_runs_there(rng):
+    """PyTorch's porting idiom, device='cuda' on each layer: the Sequential (no arrays of
+    its own) and its ReLU follow the layers to the GPU."""
+    fastnn.manual_seed(0)
+    host = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    fastnn.manual_seed(0)
+    gpu = nn.Sequential(nn.Linear(3, 4, device="cuda"), nn.ReLU(), nn.Linear(4, 2, device="cuda"))
+    assert gpu.device == "cuda" and all(m.device == "cuda" for m in gpu)
+    gpu.load_state_dict(host.state_dict())
+    x = rng.standard_normal((5, 3)).astype(np.float32)
+    y = gpu(cuda.to_device(x))
+    assert fdevice.is_device_array(y)
+    assert_close(y.copy_to_host(), host(x), np.float32)
+    mixed = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2, device="cuda"))
+    assert [m.device for m in mixed] == ["cpu", "cuda"]  # left as they are, as in PyTorch
+
+
+def test_a_gpu_parameter_clones_on_the_gpu():
+    weight = nn.Linear(3, 2).to("cuda").weight
+    copy = weight.clone()
+    assert fdevice.is_device_array(copy)
+    np.testing.assert_array_equal(copy.copy_to_host(), weight.data.copy_to_host())
+    weight.fill_(0.0)  # a copy, not a view
+    assert np.any(copy.copy_to_host() != 0)
+
+
 def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     """Linear on (*, in), Conv2d/pooling on unbatched (C, H, W), BatchNorm1d on
     (N, C, L), BatchNorm3d, the 1-D conv and pooling layers, LogSoftmax over a middle

@@ -13,6 +13,7 @@ through the addition. Everything runs through the layers' explicit backward pass
 """
 import numpy as np
 
+from .. import device as _device
 from .. import nn
 from ..backend import current
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array, check_labels
@@ -71,11 +72,13 @@ class MultiTaskNet(nn.Module):
         return layer._backward(as_contiguous(grad), True, True)
 
     def _add(self, key, p, q):
-        """p + q in this model's buffer key (p and q alike), else a fresh array."""
-        if (type(p) is np.ndarray and type(q) is np.ndarray and p.shape == q.shape
-                and p.dtype == q.dtype):
+        """p + q in this model's buffer key (host arrays alike on a host model), else a
+        fresh array where p lives (a GPU model returns NumPy arrays for NumPy input, and
+        device arrays have no +: _device.added)."""
+        if (self._device == "cpu" and type(p) is np.ndarray and type(q) is np.ndarray
+                and p.shape == q.shape and p.dtype == q.dtype):
             return np.add(p, q, out=self._buffer(key, p.shape, p.dtype))
-        return p + q
+        return _device.added(p, q)
 
     def backward(self, grad_a, grad_logits):
         """grad_a: (N, hidden_b), gradient w.r.t. task A's output from its own loss;
@@ -91,7 +94,7 @@ class MultiTaskNet(nn.Module):
         # the addition s = h + a routes task B's gradient into A
         total_a = self._add("total_a", grad_a, grad_s)
         grad_x_a = back(self.fc1a, back(self.sine, back(self.drop, back(self.fc2a, total_a))))
-        return grad_x_a + grad_x_b  # (fresh, the caller's)
+        return _device.added(grad_x_a, grad_x_b)  # (fresh, the caller's)
 
 
 class MultiTaskLoss:

@@ -358,8 +358,12 @@ class Parameter(ParameterArithmetic):
         return self.data
 
     def clone(self):
-        """A copy of the data (an array, as PyTorch's clone of a parameter is a tensor)."""
-        return self.data.copy()
+        """A copy of the data on its device (an array, as PyTorch's clone of a parameter
+        is a tensor; a device array for a parameter on the GPU)."""
+        space = _device.namespace_of(self.data)
+        copy = space.empty(self.data.shape, self.data.dtype)
+        space.copy_into(copy, self.data)
+        return copy
 
     def copy_(self, src):
         """Write src (broadcast to the shape) into the data in place; self."""
@@ -772,6 +776,7 @@ class Module:
                                 f"'{name}' (fastnn.nn.Parameter or None expected)")
             self._drop_buffer(name)
             self._modules[name] = value
+            self._adopt_device(value)
         elif name in self._buffers:
             if value is not None and not _device.is_array(value):
                 raise TypeError(f"{type(self).__name__}: buffer {name!r} must be a numpy "
@@ -786,6 +791,26 @@ class Module:
             params.pop(name, None)
             self._modules.pop(name, None)
         object.__setattr__(self, name, value)
+
+    def _holds_arrays(self, leave_out=()):
+        """True when this module or a submodule (but those in leave_out) has a parameter
+        or a buffer."""
+        skip = {id(m) for m in leave_out}
+        return any(any(v is not None for v in (*m._parameters.values(), *m._buffers.values()))
+                   for m in self.modules() if id(m) not in skip)
+
+    def _adopt_device(self, child):
+        """Registering a child on another device: a parent holding no arrays (a container
+        of layers built with device='cuda', PyTorch's porting idiom) moves to the child's
+        device, and a child holding none (a ReLU) to the parent's, so the model runs where
+        its parameters are. Parameters on two devices are left as they are (a clear error
+        at the forward, as in PyTorch)."""
+        if child._device == self._device:
+            return
+        if not self._holds_arrays(leave_out=list(child.modules())):
+            self.to(child._device)
+        elif child._device == "cpu" and not child._holds_arrays():
+            child.to(self._device)
 
     def __delattr__(self, name):
         # as PyTorch's: a parameter, buffer or child leaves its table too
