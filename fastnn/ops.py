@@ -293,9 +293,9 @@ def dropout_forward(x, p, seed, mask=None, out=None):
     where = "dropout_forward"
     x = as_contiguous(_check(where, "x", x))
     check_number(where, "p", p, 0.0, 1.0)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"{where}: expected seed to be a non-negative int, got {seed!r}")
-    if not 0 <= seed < 2 ** 64:  # the compiled kernels' generators take 64 bits
+    if seed >= 2 ** 64:  # the compiled kernels' generators take 64 bits
         raise ValueError(f"{where}: expected seed in [0, 2**64), got {seed!r}")
     check_out(where, "mask", mask, x.shape, x.dtype)
     check_out(where, "out", out, x.shape, x.dtype)
@@ -782,8 +782,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
 
 
 def _check_step(where, step):
-    # (an int64 in the compiled kernels, as PyTorch's step count past 2**24 is exact only
-    # as a 64-bit value)
+    # (the compiled kernels take the step count as an int64)
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) \
             or not 1 <= step <= np.iinfo(np.int64).max:
         raise ValueError(f"{where}: expected step to be an int in [1, 2**63 - 1], got "

@@ -66,9 +66,11 @@ def _accuracy_kind(targets):
     probability rows, (N, C, ...) with C >= 2, each a distribution over dim 1: compared
     with the logits by argmax) or None (any other target, a regression's or BCE's:
     accuracy is NaN)."""
-    targets = np.asarray(_device.to_host(targets))
-    if np.issubdtype(targets.dtype, np.integer):
+    if not hasattr(targets, "dtype"):  # (a list)
+        targets = np.asarray(targets)
+    if np.issubdtype(targets.dtype, np.integer):  # (before any copy of device labels)
         return "labels"
+    targets = np.asarray(_device.to_host(targets))
     if (np.issubdtype(targets.dtype, np.floating) and targets.ndim >= 2
             and targets.shape[1] >= 2 and targets.size and np.all(targets >= 0)
             and np.allclose(targets.sum(axis=1), 1, rtol=0, atol=1e-3)):
@@ -82,14 +84,13 @@ def _hits(logits, targets, kind, ignore_index):
     if kind is None:
         return 0, 0
     predicted = _device.to_host(logits).argmax(axis=1)
+    targets = np.asarray(_device.to_host(targets))
     if kind == "argmax":
-        return int(np.count_nonzero(predicted == np.asarray(targets).argmax(axis=1))), \
-            predicted.size
-    labels = np.asarray(targets)
+        return int(np.count_nonzero(predicted == targets.argmax(axis=1))), predicted.size
     if ignore_index is not None:
-        kept = labels != ignore_index
-        return int(np.count_nonzero((predicted == labels) & kept)), int(np.count_nonzero(kept))
-    return int(np.count_nonzero(predicted == labels)), predicted.size
+        kept = targets != ignore_index
+        return int(np.count_nonzero((predicted == targets) & kept)), int(np.count_nonzero(kept))
+    return int(np.count_nonzero(predicted == targets)), predicted.size
 
 
 def _ratio(correct, counted):

@@ -170,8 +170,8 @@ def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_de
             continue
         size = max(4, h // scale)
         small = _resize(image, size) if size != h else image
-        # jitter counts pixels of the image: at a coarse scale, as many of the small one
-        # cover size / h as much (rounded), not `scale` times the shift
+        # jitter counts pixels of the image: the small image moves by jitter * size / h
+        # of its own pixels (rounded), the same distance in the image
         jitter_here = int(round(jitter * size / h))
         for step in range(steps_here):
             dy, dx = (rng.integers(-jitter_here, jitter_here + 1, 2) if jitter_here
