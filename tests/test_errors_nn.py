@@ -192,9 +192,11 @@ def test_mse_and_bce_reject_bad_input(backend):
     (lambda: MLP(4, 3, 2, activation="swish"), ValueError, "MLP: expected activation in"),
     (lambda: MLP(4, 3, 2, dropout=1.5), ValueError, r"Dropout: expected p in \[0.0, 1.0\]"),
     (lambda: fastnn.manual_seed(-1), ValueError, "manual_seed: expected a non-negative int"),
+    (lambda: nn.AvgPool2d(2, count_include_pad=0), TypeError,
+     "AvgPool2d: expected count_include_pad to be a bool, got 0"),
 ], ids=["linear-in", "linear-out", "dropout-1", "dropout-neg", "leaky-slope", "sine-omega",
         "bn-features", "bn-momentum", "bn-eps", "flatten", "mlp-width", "mlp-hidden",
-        "mlp-activation", "mlp-dropout", "seed"])
+        "mlp-activation", "mlp-dropout", "seed", "avgpool-count-include-pad"])
 def test_invalid_hyper_parameters(build, error, match):
     with pytest.raises(error, match=match):
         build()

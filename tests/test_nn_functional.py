@@ -489,3 +489,55 @@ def test_failed_calls_leave_arrays_as_they_were(rng):
     with pytest.raises(IndexError):
         F.embedding(np.array([0, 7]), emb, max_norm=1.0)
     np.testing.assert_array_equal(emb, saved)
+
+
+_X4 = np.random.default_rng(7).standard_normal((2, 4, 3, 3)).astype(np.float32)
+_GRID = np.zeros((2, 3, 3, 2), np.float32)
+_THETA = np.zeros((2, 2, 3), np.float32)
+
+# (call, flag name): PyTorch's C++ argument parser takes only a bool for these flags, so
+# 1 or 'yes' is a TypeError there, and fastnn refuses them too rather than read them as
+# truthy (np.bool_ is a bool to both).
+_STRICT_FLAGS = [
+    (lambda m, x, v: m.max_pool1d(x[0], 2, ceil_mode=v), "ceil_mode"),
+    (lambda m, x, v: m.max_pool2d(x, 2, ceil_mode=v), "ceil_mode"),
+    (lambda m, x, v: m.max_pool3d(x, 1, ceil_mode=v), "ceil_mode"),
+    (lambda m, x, v: m.avg_pool2d(x, 2, ceil_mode=v), "ceil_mode"),
+    (lambda m, x, v: m.avg_pool2d(x, 2, count_include_pad=v), "count_include_pad"),
+    (lambda m, x, v: m.avg_pool3d(x, 1, count_include_pad=v), "count_include_pad"),
+    (lambda m, x, v: m.lp_pool2d(x, 2, 2, ceil_mode=v), "ceil_mode"),
+    (lambda m, x, v: m.batch_norm(x, None, None, training=v), "training"),
+    (lambda m, x, v: m.instance_norm(x, use_input_stats=v), "use_input_stats"),
+    (lambda m, x, v: m.pairwise_distance(x, x, keepdim=v), "keepdim"),
+    (lambda m, x, v: m.kl_div(x, x, reduction="sum", log_target=v), "log_target"),
+    (lambda m, x, v: m.dropout(x, 0.5, training=v), "training"),
+    (lambda m, x, v: m.dropout1d(x[0], 0.5, training=v), "training"),
+    (lambda m, x, v: m.dropout2d(x, 0.5, training=v), "training"),
+    (lambda m, x, v: m.dropout3d(x, 0.5, training=v), "training"),
+    (lambda m, x, v: m.alpha_dropout(x, 0.5, training=v), "training"),
+    (lambda m, x, v: m.feature_alpha_dropout(x, 0.5, training=v), "training"),
+    (lambda m, x, v: m.rrelu(x, training=v), "training"),
+    (lambda m, x, v: m.grid_sample(x, _GRID if m is F else _t(_GRID), align_corners=v),
+     "align_corners"),
+    (lambda m, x, v: m.affine_grid(_THETA if m is F else _t(_THETA), (2, 4, 3, 3),
+                                   align_corners=v), "align_corners"),
+    (lambda m, x, v: m.embedding(np.array([0]) if m is F else torch.tensor([0]), x[0, :, :, 0],
+                                 scale_grad_by_freq=v), "scale_grad_by_freq"),
+    (lambda m, x, v: m.embedding(np.array([0]) if m is F else torch.tensor([0]), x[0, :, :, 0],
+                                 sparse=v), "sparse"),
+    (lambda m, x, v: m.embedding_bag(np.array([1, 2]) if m is F else torch.tensor([1, 2]),
+                                     x[0, :, :, 0],
+                                     np.array([0]) if m is F else torch.tensor([0]),
+                                     include_last_offset=v), "include_last_offset"),
+]
+
+
+@pytest.mark.parametrize("call, flag", _STRICT_FLAGS)
+@pytest.mark.parametrize("value", [1, "yes"])
+def test_flags_take_only_bools_as_torch(call, flag, value):
+    with pytest.raises(TypeError):
+        call(TF, _t(_X4), value)
+    with pytest.raises(TypeError, match=f"expected {flag} to be a bool"):
+        call(F, _X4.copy(), value)
+    for ok in (True, np.True_):     # a bool still works (np.bool_ too)
+        call(F, _X4.copy(), ok)

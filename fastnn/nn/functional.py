@@ -64,7 +64,8 @@ from ..backend import current as _current_backend
 from ..errors import RuntimeValueError
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
-from ..validation import as_contiguous, check_float_array, check_float_dtype, int_items
+from ..validation import (as_contiguous, check_flag, check_float_array, check_float_dtype,
+                          int_items)
 from .activations import SELU, celu_host
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -369,6 +370,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
     if not isinstance(p, (numbers.Real, np.floating)) or isinstance(p, bool) \
             or not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    training = check_flag("dropout", "training", training)
     x = _float("dropout", "input", input)
     if not training or p == 0:
         return x
@@ -448,6 +450,7 @@ def prelu(input, weight):
 def _channel_dropout(layer, where, input, training, inplace):
     """layer (an alpha dropout) run in training mode when training, else input itself;
     inplace writes the result into input."""
+    training = check_flag(where, "training", training)
     x = _float(where, "input", input)
     if not training:
         return x
@@ -494,6 +497,7 @@ def dropout1d(input, p=0.5, training=True, inplace=False):
     """Whole channels zeroed with probability p (the others scaled by 1 / (1 - p)) when
     training. input: (N, C, L) or (C, L)."""
     p = _dropout_p(p)
+    training = check_flag("dropout1d", "training", training)
     x = _float("dropout1d", "input", input)
     if x.ndim not in (2, 3):
         raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {x.ndim}D "
@@ -508,6 +512,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     (N, C, L), and other ranks (>= 2) drop per (axis 0, axis 1) index with its
     deprecation warning."""
     p = _dropout_p(p)
+    training = check_flag("dropout2d", "training", training)
     x = _float("dropout2d", "input", input)
     _deprecated_rank("dropout2d", x.ndim, (3, 4), 2)
     return _feature_dropout(x, p, 2, training, inplace)
@@ -517,6 +522,7 @@ def dropout3d(input, p=0.5, training=True, inplace=False):
     """As dropout1d for (N, C, D, H, W) or (C, D, H, W) input; other ranks are read as
     unbatched (one mask value per axis-0 index), with PyTorch's deprecation warning."""
     p = _dropout_p(p)
+    training = check_flag("dropout3d", "training", training)
     x = _float("dropout3d", "input", input)
     _deprecated_rank("dropout3d", x.ndim, (4, 5), 3)
     return _feature_dropout(x, p, 2 if x.ndim == 5 else 1, training, inplace)
@@ -915,7 +921,7 @@ def _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)
         raise RuntimeError(f"{where}: non-empty {dims + 1}D or {dims + 2}D (batch mode) tensor "
                            f"expected for input, got shape {x.shape}")
     sizes = x.shape[x.ndim - dims:]
-    out = tuple(window_out_size(n, k, s, p, bool(ceil_mode), d)
+    out = tuple(window_out_size(n, k, s, p, ceil_mode, d)
                 for n, k, s, p, d in zip(sizes, kernel, stride, padding, dilation))
     if min(out) < 1:
         c = x.shape[x.ndim - dims - 1]
@@ -933,11 +939,12 @@ def _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)
 
 def _max_pool(where, dims, input, kernel_size, stride, padding, dilation, ceil_mode,
               return_indices):
+    ceil_mode = check_flag(where, "ceil_mode", ceil_mode)
     kernel, stride, padding, dilation = _pool_args(where, dims, kernel_size, stride, padding,
                                                    dilation)
 
     def run(x4, k, s, p, d):
-        return ops.max_pool2d_forward(x4, k, s, p, ceil_mode=bool(ceil_mode), dilation=d)
+        return ops.max_pool2d_forward(x4, k, s, p, ceil_mode=ceil_mode, dilation=d)
 
     y, indices = _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)
     return (y, indices) if return_indices else y
@@ -967,14 +974,16 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 def _avg_pool(where, dims, input, kernel_size, stride, padding, ceil_mode, count_include_pad,
               divisor_override):
+    ceil_mode = check_flag(where, "ceil_mode", ceil_mode)
+    count_include_pad = check_flag(where, "count_include_pad", count_include_pad)
     kernel, stride, padding, dilation = _pool_args(where, dims, kernel_size, stride, padding)
     if divisor_override is not None and (not _is_int(divisor_override)
                                          or divisor_override == 0):
         raise RuntimeError("divisor must be not zero")
 
     def run(x4, k, s, p, d):
-        return (ops.avg_pool2d_forward(x4, k, s, p, bool(count_include_pad),
-                                       ceil_mode=bool(ceil_mode),
+        return (ops.avg_pool2d_forward(x4, k, s, p, count_include_pad,
+                                       ceil_mode=ceil_mode,
                                        divisor_override=divisor_override),)
 
     return _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)[0]
@@ -1038,6 +1047,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     ops.batchnorm_forward (a rank other than 2 and 4 on an (N, C, S, 1) view).
     """
     where = "batch_norm"
+    training = check_flag(where, "training", training)
     x = _float(where, "input", input)
     if x.ndim < 2:
         raise ValueError(f"{where}: expected input of shape (N, C, *), got {x.shape}")
@@ -1060,7 +1070,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     y, _, _ = ops.batchnorm_forward(
         x, np.ones(c, dtype) if weight is None else weight,
         np.zeros(c, dtype) if bias is None else bias, running_mean, running_var,
-        training=bool(training), momentum=momentum, eps=eps)
+        training=training, momentum=momentum, eps=eps)
     return y.reshape(shape)
 
 
@@ -1164,6 +1174,8 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     shape gradients: accepted, they change nothing here.
     """
     where = "embedding"
+    check_flag(where, "scale_grad_by_freq", scale_grad_by_freq)
+    check_flag(where, "sparse", sparse)
     idx = _integers(where, "input", input)
     w = _float(where, "weight", weight)
     if w.ndim != 2:
@@ -1319,6 +1331,7 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-06, keepdim=False):
     for p > 0; p = 0, negative or infinite p by np.linalg.norm's vector orders.
     """
     where = "pairwise_distance"
+    keepdim = check_flag(where, "keepdim", keepdim)
     a = _float(where, "x1", x1)
     b = _float(where, "x2", x2, dtype=a.dtype)
     shape = _broadcast_shape(where, a, b)
@@ -1328,7 +1341,7 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-06, keepdim=False):
     if isinstance(p, numbers.Real) and 0 < p < math.inf:
         return PairwiseDistance(p, eps, keepdim).forward(a, b)
     diff = a - b + a.dtype.type(eps)
-    return np.asarray(np.linalg.norm(diff, ord=p, axis=-1, keepdims=bool(keepdim)), a.dtype)
+    return np.asarray(np.linalg.norm(diff, ord=p, axis=-1, keepdims=keepdim), a.dtype)
 
 
 # --------------------------------------------------------------------------- losses
@@ -1526,6 +1539,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     warning), 'batchmean' (the sum over input.shape[0], the KL divergence proper), 'sum'
     or 'none'. The forward of nn.KLDivLoss."""
     where = "kl_div"
+    log_target = check_flag(where, "log_target", log_target)
     reduction = _reduction(size_average, reduce, reduction, _REDUCTIONS + ("batchmean",))
     if reduction == "mean":
         warnings.warn("reduction: 'mean' divides the total loss by both the batch size and "
@@ -1542,7 +1556,7 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     if x.size == 0:
         losses = np.zeros(shape, x.dtype)
     else:
-        losses = np.asarray(KLDivLoss(reduction="none", log_target=bool(log_target))
+        losses = np.asarray(KLDivLoss(reduction="none", log_target=log_target)
                             .forward(x, t), x.dtype)
     if reduction == "batchmean":
         return _reduced(losses, "mean", batch)
@@ -2087,6 +2101,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     """Randomized leaky ReLU: training, each element x <= 0 times its own slope drawn
     uniformly from [lower, upper] (fastnn's generator); not training, leaky_relu of slope
     (lower + upper) / 2. input: any shape."""
+    training = check_flag("rrelu", "training", training)
     x = _float("rrelu", "input", input)
     if isinstance(lower, numbers.Real) and isinstance(upper, numbers.Real) and lower > upper:
         raise RuntimeError("Lower bound should be less than or equal to the upper bound")
@@ -2178,6 +2193,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     PyTorch's rule: batch_norm of the (1, N * C, *) view with the running statistics
     repeated N times. Output: input's shape."""
     where = "instance_norm"
+    use_input_stats = check_flag(where, "use_input_stats", use_input_stats)
     x = _float(where, "input", input)
     if use_input_stats and math.prod(x.shape[2:]) == 1:
         raise ValueError(f"Expected more than 1 spatial element when training, got input "
@@ -2196,7 +2212,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     tiled = [None if s is None else np.tile(s, n) for s in stats]
     y = batch_norm(x.reshape((1, n * c) + x.shape[2:]), *tiled,
                    *(None if a is None else np.tile(a, n) for a in affine),
-                   training=bool(use_input_stats), momentum=momentum, eps=eps)
+                   training=use_input_stats, momentum=momentum, eps=eps)
     if use_input_stats:
         for s, t in zip(stats, tiled):
             if s is not None:
@@ -2259,9 +2275,10 @@ def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """Maximum over windows of (N, C, D, H, W) or unbatched (C, D, H, W) input (padding
     at most half the kernel, counting as -inf); with return_indices, (output, int64 flat
     indices d * H * W + h * W + w). nn.MaxPool3d's forward."""
+    ceil_mode = check_flag("max_pool3d", "ceil_mode", ceil_mode)
     x = _pooled("max_pool3d", 3, input)
     return _window_layer(lambda: MaxPool3d(kernel_size, _stride(stride), padding, dilation,
-                                           bool(return_indices), bool(ceil_mode)), x)
+                                           bool(return_indices), ceil_mode), x)
 
 
 def max_pool3d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1,
@@ -2275,9 +2292,11 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     """Mean over windows of (N, C, D, H, W) or unbatched (C, D, H, W) input, zero
     padding; count_include_pad=False divides by the unpadded cells only,
     divisor_override replaces the divisor. nn.AvgPool3d's forward."""
+    ceil_mode = check_flag("avg_pool3d", "ceil_mode", ceil_mode)
+    count_include_pad = check_flag("avg_pool3d", "count_include_pad", count_include_pad)
     x = _pooled("avg_pool3d", 3, input)
     return _window_layer(lambda: AvgPool3d(kernel_size, _stride(stride), padding,
-                                           bool(ceil_mode), bool(count_include_pad),
+                                           ceil_mode, count_include_pad,
                                            divisor_override), x)
 
 
@@ -2285,11 +2304,12 @@ _LP_POOLS = {1: LPPool1d, 2: LPPool2d, 3: LPPool3d}
 
 
 def _lp_pool(dims, input, norm_type, kernel_size, stride, ceil_mode):
+    ceil_mode = check_flag(f"lp_pool{dims}d", "ceil_mode", ceil_mode)
     x = _pooled(f"lp_pool{dims}d", dims, input)
     if isinstance(norm_type, numbers.Real) and norm_type == 0:
         raise ZeroDivisionError("float division by zero")  # PyTorch's 1 / norm_type
     return _window_layer(lambda: _LP_POOLS[dims](norm_type, kernel_size, _stride(stride),
-                                                 bool(ceil_mode)), x)
+                                                 ceil_mode), x)
 
 
 def lp_pool1d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
@@ -2591,6 +2611,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
     padding_idx entries are left out; max_norm renormalises the referenced rows of weight
     in place first. Output (B, D) in weight's dtype (nn.EmbeddingBag's forward)."""
     where = "embedding_bag"
+    include_last_offset = check_flag(where, "include_last_offset", include_last_offset)
     idx = _integers(where, "input", input)
     w = _float(where, "weight", weight)
     if w.ndim != 2:
@@ -2611,7 +2632,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
         renorm_rows(w, idx, max_norm, norm_type)
     with _runtime_errors():
         bag = EmbeddingBag(w.shape[0], w.shape[1], mode=mode, _weight=w,
-                           include_last_offset=bool(include_last_offset),
+                           include_last_offset=include_last_offset,
                            padding_idx=padding_idx, dtype=w.dtype)
         return bag.forward(idx, offsets, per_sample_weights)
 

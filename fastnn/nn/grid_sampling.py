@@ -8,19 +8,19 @@ import warnings
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_float_array
+from ..validation import check_flag, check_float_array
 
 __all__ = ["affine_grid", "grid_sample"]
 
 
-def _align_default(align_corners):
+def _align_default(where, align_corners):
     if align_corners is None:
         warnings.warn("Default grid_sample and affine_grid behavior has changed to "
                       "align_corners=False since 1.3.0. Please specify align_corners=True "
                       "if the old behavior is desired. See the documentation of grid_sample "
                       "for details.", stacklevel=3)
         return False
-    return bool(align_corners)
+    return check_flag(where, "align_corners", align_corners)
 
 
 def _linspace(n, align_corners, dtype):
@@ -36,7 +36,7 @@ def affine_grid(theta, size, align_corners=None):
     """The sampling grid of an affine map: (N, H, W, 2) (x, y) for theta (N, 2, 3) and
     size (N, C, H, W), or (N, D, H, W, 3) for theta (N, 3, 4) and size (N, C, D, H, W);
     the output pixel centres in [-1, 1] times theta (grid_sample's input)."""
-    align_corners = _align_default(align_corners)
+    align_corners = _align_default("affine_grid", align_corners)
     t = check_float_array("affine_grid", "theta", theta)
     size = tuple(int(v) for v in size)
     if len(size) == 4:
@@ -144,7 +144,7 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     if padding_mode not in ("zeros", "border", "reflection"):
         raise ValueError(f"nn.functional.grid_sample(): expected padding_mode to be 'zeros', "
                          f"'border', or 'reflection', but got: '{padding_mode}'")
-    align_corners = _align_default(align_corners)
+    align_corners = _align_default(where, align_corners)
     x = check_float_array(where, "input", input)
     g = check_float_array(where, "grid", grid, dtype=x.dtype)
     dims = x.ndim - 2

@@ -159,7 +159,7 @@ class AvgPool2d(_Pool2d):
         if divisor_override is not None:
             divisor_override = check_positive_int(name, "divisor_override", divisor_override)
         super().__init__(kernel_size, stride, padding, ceil_mode)
-        self.count_include_pad = bool(count_include_pad)
+        self.count_include_pad = check_bool(name, "count_include_pad", count_include_pad)
         self.divisor_override = divisor_override
 
     def _pool(self, x, buffered):
