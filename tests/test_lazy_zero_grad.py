@@ -156,6 +156,52 @@ def test_step_without_backward_after_zero_grad_as_pytorch(backend, name, kwargs)
                 np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("name,kwargs", [("Adam", {"lr": 0.1}),
+                                         ("SGD", {"lr": 0.1, "momentum": 0.9,
+                                                  "weight_decay": 0.1})])
+def test_reading_grads_outside_backward_does_not_make_them_gradients(backend, name, kwargs):
+    """Two heads, the second unused in a step: reading every .grad between the backward
+    and the step (logging norms) leaves the unused head's zeros no gradient, so the step
+    skips it as PyTorch skips its None grad; a gradient written into them in place after
+    the read counts (PyTorch's p.grad = g)."""
+    import torch
+    rng = np.random.default_rng(0)
+    x, g = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    with fastnn.use_backend(backend):
+        heads = [nn.Linear(3, 2).to(dtype=np.float64) for _ in range(2)]
+        twins = [torch.nn.Linear(3, 2).double() for _ in range(2)]
+        for head, twin in zip(heads, twins):
+            twin.load_state_dict({k: torch.from_numpy(v.copy())
+                                  for k, v in head.state_dict().items()})
+        params = [p for h in heads for p in h.parameters()]
+        tparams = [p for t in twins for p in t.parameters()]
+        opt = getattr(optim, name)(params, **kwargs)
+        topt = getattr(torch.optim, name)(tparams, **kwargs)
+        xt, gt = torch.from_numpy(x), torch.from_numpy(g)
+        for used in ((0, 1), (0,), (0,)):
+            opt.zero_grad()
+            topt.zero_grad()
+            for i in used:
+                heads[i](x)
+                heads[i].backward(g)
+                (twins[i](xt) * gt).sum().backward()
+            norms = [float(np.linalg.norm(p.grad)) for p in params]   # reads every .grad
+            assert norms[2:] == [0.0, 0.0] or 1 in used
+            opt.step()
+            topt.step()
+            for p, q in zip(params, tparams):
+                np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12,
+                                           atol=1e-14)
+        opt.zero_grad()
+        topt.zero_grad()
+        heads[1].weight.grad[...] = 1.0     # a gradient written in place after a read
+        tparams[2].grad = torch.ones_like(tparams[2])
+        opt.step()
+        topt.step()
+        for p, q in zip(params, tparams):
+            np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
 def test_tied_weight_accumulates_both_uses():
     """A Parameter shared by two Linear layers: the first backward overwrites the pending
     zeros, the second adds to them."""

@@ -78,8 +78,29 @@ from . import plain_values
 from .parameter_ops import ParameterArithmetic
 
 
-# Parameter._zero_pending's value for zeros already written (see Parameter)
+# Parameter._zero_pending's values for zeros already written (see Parameter)
 _ZEROS_WRITTEN = "written"
+_ZEROS_READ = "read"
+
+# How many module backward calls are running in this thread: a read of .grad inside one
+# is the backward making a gradient, a read outside it is not (Parameter._get_grad).
+_backward_calls = threading.local()
+
+
+def _in_backward():
+    return getattr(_backward_calls, "depth", 0) > 0
+
+
+def _counts_as_backward(backward):
+    """backward, made to count itself as a running backward of this thread."""
+    @functools.wraps(backward)
+    def counted(*args, **kwargs):
+        _backward_calls.depth = getattr(_backward_calls, "depth", 0) + 1
+        try:
+            return backward(*args, **kwargs)
+        finally:
+            _backward_calls.depth -= 1
+    return counted
 
 
 def _kernel_ready(value):
@@ -204,7 +225,10 @@ class Parameter(ParameterArithmetic):
 
     # _zero_pending: zero_grad(set_to_none=True) ran and .grad's zeros are not written
     # yet (see _grad_to_overwrite); _ZEROS_WRITTEN: they are (a GPU optimizer's one fill
-    # of its flat buffer), but no backward has made a gradient yet
+    # of its flat buffer), but no backward has made a gradient yet; _ZEROS_READ: they
+    # are, and were read outside any backward (logging gradient norms, say): the reader
+    # may have written a gradient into them in place, so they count as one only if some
+    # value is no longer 0 (_no_grad_yet)
     __slots__ = ("_data", "_grad", "requires_grad", "_zero_pending")
 
     def __init__(self, data, requires_grad=True):
@@ -241,11 +265,13 @@ class Parameter(ParameterArithmetic):
                 self._zero_grad_lazily()   # (PyTorch's None: no backward made it yet)
 
     def _get_grad(self):
-        if self._zero_pending:
-            if self._zero_pending is _ZEROS_WRITTEN:
-                object.__setattr__(self, "_zero_pending", False)
-            else:
+        pending = self._zero_pending
+        if pending:
+            if pending is True:
                 self.zero_grad()
+            # read by a backward: a gradient from now on; by anyone else: zeros that
+            # are none yet, as PyTorch's None, unless the reader writes one into them
+            object.__setattr__(self, "_zero_pending", False if _in_backward() else _ZEROS_READ)
         return self._grad
 
     def _set_grad(self, value):
@@ -273,23 +299,35 @@ class Parameter(ParameterArithmetic):
     def _grad_to_overwrite(self):
         """The .grad array when zero_grad(set_to_none=True) left it pending, for a kernel to
         overwrite rather than accumulate into (the caller then calls
-        ``_grad_overwritten``); None otherwise."""
-        return self._grad if self._zero_pending else None
+        ``_grad_overwritten``); None otherwise (also for zeros a reader holds, who may
+        have written into them: the kernel adds to them)."""
+        pending = self._zero_pending
+        return self._grad if pending is True or pending is _ZEROS_WRITTEN else None
 
     def _no_grad_yet(self):
-        """True where PyTorch's .grad would be None: None here, or zeros still pending
-        from zero_grad(set_to_none=True) that no backward (nor any read of .grad) has
-        touched since. Optimizers skip such a parameter, as PyTorch's skip a None grad.
-        Reads nothing: the pending zeros stay unwritten."""
-        return self._zero_pending or self._grad is None
+        """True where PyTorch's .grad would be None: None here, or zeros from
+        zero_grad(set_to_none=True) that no backward has touched since, and that a
+        reader outside a backward (who got them through .grad) left all 0. Optimizers
+        skip such a parameter, as PyTorch's skip a None grad. Pending zeros stay
+        unwritten."""
+        grad, pending = self._grad, self._zero_pending
+        if grad is None:
+            return True
+        if pending is _ZEROS_READ:
+            if not np.any(_device.to_host(grad)):
+                return True
+            object.__setattr__(self, "_zero_pending", False)  # a gradient was written
+            return False
+        return bool(pending)
 
     def _replace_grad(self, grad):
         """Bind grad (the same values moved or converted) to .grad, keeping a gradient
         no backward has written yet as such (``.grad = `` would count as one)."""
         pending = self._zero_pending
         self.grad = grad
-        if pending:
-            self._zero_grad_lazily()
+        if pending:   # (a reader's zeros stay theirs: they may hold a gradient)
+            object.__setattr__(self, "_zero_pending", _ZEROS_READ if pending is _ZEROS_READ
+                               else True)
 
     def _grad_overwritten(self):
         object.__setattr__(self, "_zero_pending", False)
@@ -627,6 +665,7 @@ def _runs_backward_hooks(backward):
     """A subclass's own ``backward(*grads)``, made to run the backward hooks: grad_output
     is its positional arguments, grad_input its return value."""
     @functools.wraps(backward)
+    @_counts_as_backward
     def wrapper(self, *args, **kwargs):
         if Module._none_grads_seen:
             self._fill_no_grads()
@@ -1703,6 +1742,7 @@ class Module:
             return self._call_impl(self.forward, args, kwargs)
         return self.forward(*args, **kwargs)
 
+    @_counts_as_backward
     def backward(self, grad_out, need_grad_in=True):
         """Accumulate parameter gradients for grad_out (the gradient of the loss w.r.t.
         the last forward's output, same shape and dtype) and return the gradient w.r.t.
