@@ -269,15 +269,26 @@ def output_path_problem(path):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         return f"expects a file path, got {path!r} ({parent!r} is a file, not a folder)"
-    # the folder is made now (as it would be after the run) and a file tried in it, so
-    # that a folder that cannot be made or written is found before training
+    # the folder is made and a file tried in it, so that one that cannot be made or
+    # written is found before training; then the folders made are removed again (they
+    # are made for good after the run), so that a run refused later leaves nothing
     folder = os.path.dirname(os.path.abspath(path))
+    missing, up = [], folder
+    while not os.path.exists(up):
+        missing.append(up)
+        up = os.path.dirname(up)
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
         return f"cannot be written: {exc.strerror or exc} ({folder!r})"
+    finally:
+        for made in missing:   # (deepest first)
+            try:
+                os.rmdir(made)
+            except OSError:
+                pass
     return None
 
 

@@ -115,7 +115,7 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
             total_loss += float(loss_fn.forward(logits, by)) * len(by)
             hits = _hits(logits, by, kind, ignore_index)
             correct, counted = correct + hits[0], counted + hits[1]
-    return total_loss / len(y), _ratio(correct, counted)
+    return _ratio(total_loss, len(y)), _ratio(correct, counted)   # (NaN, NaN) for no data
 
 
 def _check_count(name, value, least=1):

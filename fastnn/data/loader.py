@@ -27,7 +27,12 @@ def as_generator(seed):
     """An np.random.Generator from an int seed, None (fresh entropy) or a Generator."""
     if isinstance(seed, np.random.Generator):
         return seed
-    return np.random.default_rng(seed)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+        raise TypeError(f"DataLoader: seed (or generator) must be None, an int or a "
+                        f"numpy.random.Generator, got {type(seed).__name__}")
+    if seed is not None and seed < 0:
+        raise ValueError(f"DataLoader: seed must be a non-negative int, got {seed}")
+    return np.random.default_rng(None if seed is None else int(seed))
 
 
 class DataLoader:

@@ -1,4 +1,6 @@
 """Integer pixel values to floating-point images in [0, 1]."""
+import math
+
 import numpy as np
 
 from ..validation import FLOAT_DTYPES
@@ -25,4 +27,4 @@ def to_unit_float(images, max_value, dtype=np.float32, flatten=False):
     dtype = float_dtype(dtype)
     x = images.astype(dtype)
     x /= dtype.type(max_value)
-    return x.reshape(x.shape[0], -1) if flatten else x
+    return x.reshape(x.shape[0], math.prod(x.shape[1:])) if flatten else x  # (N = 0 too)
