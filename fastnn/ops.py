@@ -203,7 +203,7 @@ def elu_backward(grad_out, x, alpha=1.0, out=None):
 
 def _check_softplus(where, beta, threshold):
     check_number(where, "beta", beta, 0.0, low_open=True)
-    check_number(where, "threshold", threshold)
+    check_number(where, "threshold", threshold, infinite_ok=True)   # (inf: never linear)
 
 
 def softplus(x, beta=1.0, threshold=20.0, out=None):
@@ -241,8 +241,8 @@ def softsign_backward(grad_out, x, out=None):
 
 
 def _check_hardtanh(where, min_val, max_val):
-    check_number(where, "min_val", min_val)
-    check_number(where, "max_val", max_val)
+    check_number(where, "min_val", min_val, infinite_ok=True)   # (an infinite bound: no clamp)
+    check_number(where, "max_val", max_val, infinite_ok=True)
     if max_val < min_val:
         raise ValueError(f"{where}: expected min_val <= max_val, got {min_val} and {max_val}")
 

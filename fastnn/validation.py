@@ -252,11 +252,16 @@ def check_only(where, name, value, supported):
         raise ValueError(f"{where}: {name}={value!r} is not supported (only {shown})")
 
 
-def check_number(where, name, value, low=None, high=None, low_open=False, high_open=True):
-    """A real number within [low, high) (or the bounds given by *_open flags)."""
+def check_number(where, name, value, low=None, high=None, low_open=False, high_open=True,
+                 infinite_ok=False):
+    """A real number within [low, high) (or the bounds given by *_open flags); finite
+    unless infinite_ok (a clamp's or threshold's bound that is never reached), never NaN."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
         raise TypeError(f"{where}: expected {name} to be a number, got {value!r}")
-    if not np.isfinite(value):
+    if np.isnan(value) or not (infinite_ok or np.isfinite(value)):
+        if infinite_ok:
+            raise ValueError(f"{where}: expected {name} to be a number (not NaN), got "
+                             f"{value!r}")
         raise ValueError(f"{where}: expected a finite {name}, got {value!r}")
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and (value >= high if high_open else value > high)

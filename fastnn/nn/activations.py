@@ -261,7 +261,7 @@ class Softplus(_Elementwise):
     def __init__(self, beta=1.0, threshold=20.0):
         super().__init__()
         check_number("Softplus", "beta", beta)  # any, as PyTorch (0: inf, its value)
-        check_number("Softplus", "threshold", threshold)
+        check_number("Softplus", "threshold", threshold, infinite_ok=True)
         self.beta = float(beta)
         self.threshold = float(threshold)
 
@@ -316,8 +316,8 @@ class Hardtanh(_Elementwise):
     def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
         super().__init__()
         name = type(self).__name__
-        check_number(name, "min_val", min_val)
-        check_number(name, "max_val", max_val)
+        check_number(name, "min_val", min_val, infinite_ok=True)
+        check_number(name, "max_val", max_val, infinite_ok=True)
         if max_val <= min_val:   # PyTorch's module asserts it (its functional form not)
             raise ValueError(f"{name}: expected min_val < max_val, got {min_val} and "
                              f"{max_val}")

@@ -210,8 +210,12 @@ def celu(input, alpha=1.0, inplace=False):
         return _in_place(x, celu_host(x, alpha), inplace)
     if alpha == 1.0:
         return _elementwise(ops.elu, x, inplace, 1.0)
-    y = ops.elu(np.multiply(x, x.dtype.type(1.0 / alpha), out=np.empty_like(x)), 1.0)
-    y *= y.dtype.type(alpha)
+    with np.errstate(over="ignore", invalid="ignore"):   # (alpha tiny or inf)
+        y = ops.elu(np.multiply(x, x.dtype.type(1.0 / alpha), out=np.empty_like(x)), 1.0)
+        y *= y.dtype.type(alpha)
+    # x itself where x > 0, as PyTorch (nn.CELU's): x / alpha may overflow, and
+    # alpha * (x / alpha) is an ulp off for some x
+    np.copyto(y, x, where=x > 0)
     return _in_place(x, y, inplace)
 
 
@@ -331,8 +335,8 @@ def linear(input, weight, bias=None):
     """input @ weight.T + bias.
 
     input: (*, in_features); weight: (out_features, in_features), or (in_features,) for
-    one output (the out axis then dropped); bias: (out_features,) or None.
-    Output: (*, out_features). One ops.linear_forward call on the (rows, in) view.
+    one output (the out axis then dropped); bias: (out_features,), one value (() or
+    (1,), broadcast) or None. Output: (*, out_features). One ops.linear_forward call on the (rows, in) view.
     """
     where = "linear"
     x = _float(where, "input", input)
@@ -350,10 +354,11 @@ def linear(input, weight, bias=None):
     b = None
     if bias is not None:
         b = _float(where, "bias", bias, dtype=x.dtype)
-        if b.shape not in (((out_features,),) if w.ndim == 2 else ((), (1,))):
+        # (a bias of one value broadcasts over the outputs, as PyTorch's addmm does)
+        if b.shape not in (((out_features,),) if w.ndim == 2 else ()) + ((), (1,)):
             raise RuntimeError(f"{where}: expected bias of shape ({out_features},), got "
                                f"{b.shape}")
-        b = b.reshape(out_features)
+        b = np.ascontiguousarray(np.broadcast_to(b.reshape(-1), (out_features,)))
     y = ops.linear_forward(x.reshape(rows, in_features), w2, b)
     return y.reshape(x.shape[:-1] + ((out_features,) if w.ndim == 2 else ()))
 
@@ -1106,6 +1111,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
             value = value.reshape(-1)
         vectors.append(value)
     d = math.prod(shape)
+    if d == 0:   # nothing to normalise: PyTorch's empty output
+        return np.empty_like(x)
     y, _, _ = ops.layer_norm_forward(x.reshape(-1, d), *vectors, eps=eps)
     return y.reshape(x.shape)
 
@@ -2518,6 +2525,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     A query whose keys are all masked gets 0. Output (*, L, Ev).
     """
     where = "scaled_dot_product_attention"
+    is_causal = check_flag(where, "is_causal", is_causal)
+    enable_gqa = check_flag(where, "enable_gqa", enable_gqa)
     q = _float(where, "query", query)
     k = _float(where, "key", key, dtype=q.dtype)
     v = _float(where, "value", value, dtype=q.dtype)
@@ -2532,7 +2541,9 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         k = np.repeat(k, q.shape[-3] // k.shape[-3], axis=-3)
         v = np.repeat(v, q.shape[-3] // v.shape[-3], axis=-3)
     dt = q.dtype.type
-    factor = dt(1 / math.sqrt(q.shape[-1]) if scale is None else scale)
+    # (E = 0: every score is an empty sum, 0, whatever the scale)
+    factor = dt((1 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0) if scale is None
+                else scale)
     try:
         scores = (q * factor) @ np.swapaxes(k, -1, -2)
         np.broadcast_shapes(scores.shape[:-2], v.shape[:-2])
@@ -2543,12 +2554,15 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if bias is not None:
         scores = scores + bias
     shape = scores.shape
-    rows = np.ascontiguousarray(scores.reshape(-1, shape[-1]))
-    dead = np.isneginf(rows).all(axis=1)
-    rows[dead] = 0
-    weights = ops.softmax(rows)
-    weights[dead] = 0
-    weights = weights.reshape(shape)
+    if shape[-1] == 0 or scores.size == 0:   # no keys (S = 0): every output row is 0
+        weights = np.zeros(shape, q.dtype)
+    else:
+        rows = np.ascontiguousarray(scores.reshape(-1, shape[-1]))
+        dead = np.isneginf(rows).all(axis=1)
+        rows[dead] = 0
+        weights = ops.softmax(rows)
+        weights[dead] = 0
+        weights = weights.reshape(shape)
     if dropout_p > 0:
         weights = dropout(weights, dropout_p, training=True)
     return _device.c_contiguous(weights @ v, q.dtype)
@@ -2564,9 +2578,11 @@ def gumbel_softmax(logits, tau=1, hard=False, eps=1e-10, dim=-1):
     x = _float(where, "logits", logits)
     axis = _axis(dim, x.ndim)
     gumbels = -np.log(_random.generator().exponential(size=x.shape)).astype(x.dtype)
-    soft = softmax((x + gumbels) / x.dtype.type(tau), dim=axis)
+    soft = softmax(np.asarray((x + gumbels) / x.dtype.type(tau)), dim=axis)   # (0-d too)
     if not hard:
         return soft
+    if soft.ndim == 0:   # one value: its own argmax
+        return np.asarray(np.ones_like(soft) - soft + soft)
     index = np.expand_dims(np.argmax(soft, axis=axis), axis)
     one_hot_ = np.zeros_like(soft)
     np.put_along_axis(one_hot_, index, 1, axis=axis)
