@@ -90,3 +90,13 @@ def test_attention_flags_take_only_bools():
             TF.scaled_dot_product_attention(*(torch.tensor(q),) * 3, **{flag: 1})
         with pytest.raises(TypeError, match=f"expected {flag} to be a bool"):
             F.scaled_dot_product_attention(q, q, q, **{flag: 1})
+
+
+def test_affine_grid_size_must_be_ints():
+    theta = np.zeros((2, 2, 3), np.float32)
+    with pytest.raises(TypeError):
+        TF.affine_grid(torch.tensor(theta), (2, 1, 3.5, 4), align_corners=False)
+    with pytest.raises(TypeError, match="affine_grid: expected size to be a sequence of ints"):
+        F.affine_grid(theta, (2, 1, 3.5, 4), align_corners=False)
+    for size in ((2, 1, 3, 4), [2, 1, 3, 4], np.array([2, 1, 3, 4])):
+        assert F.affine_grid(theta, size, align_corners=False).shape == (2, 3, 4, 2)

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_flag, check_float_array
+from ..validation import check_flag, check_float_array, int_items
 
 __all__ = ["affine_grid", "grid_sample"]
 
@@ -38,6 +38,10 @@ def affine_grid(theta, size, align_corners=None):
     the output pixel centres in [-1, 1] times theta (grid_sample's input)."""
     align_corners = _align_default("affine_grid", align_corners)
     t = check_float_array("affine_grid", "theta", theta)
+    size = int_items(size)
+    if not (isinstance(size, (tuple, list)) and all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)):
+        raise TypeError(f"affine_grid: expected size to be a sequence of ints, got {size!r}")
     size = tuple(int(v) for v in size)
     if len(size) == 4:
         if t.ndim != 3 or t.shape[-2:] != (2, 3):
