@@ -241,6 +241,12 @@ class Sequential(Module):
         return any(layer._opaque or (hooks and layer._hooked and _has_forward_hooks(layer))
                    for layer in self._layers)
 
+    @property
+    def passthrough(self):
+        """True when every layer hands its input back (Flatten, eval-mode Dropout, ...):
+        then so does this Sequential, and a Sequential around it must give fresh arrays."""
+        return all(layer.passthrough and not layer._opaque for layer in self._layers)
+
     def infer_shape(self, shape, dtype):
         """Checks every layer in turn; None once a layer's output shape is unknown (a
         user module with its own forward, or a layer with forward hooks, which may change
@@ -309,13 +315,15 @@ class Sequential(Module):
         return self._run_steps(steps, x, buffered, hooked)
 
     def _run_steps(self, steps, x, buffered, hooked):
-        # Layers from the last one that computes a new array onward return fresh arrays;
-        # with hooks every array is fresh (a hook may keep what it is given).
+        # Layers from the last one that computes a new array onward return fresh arrays
+        # (a user module may return its input, or a view of it); with hooks every array
+        # is fresh (a hook may keep what it is given).
         if hooked:
             buffered, fresh_from = False, 0
         else:
             fresh_from = len(steps) if buffered else max(
-                (j for j, (_, _, through) in enumerate(steps) if not through), default=0)
+                (j for j, (layer, _, through) in enumerate(steps)
+                 if not (through or layer._opaque)), default=0)
         unchecked = False  # True after a layer whose output shape was not known upfront
         for j, (layer, act, _) in enumerate(steps):
             if hooked and j in hooked:
@@ -400,13 +408,15 @@ class Sequential(Module):
         hooked = self._backward_hooked_steps(steps) if Module._hooks_seen else ()
         first_param = next((j for j, (layer, _, _) in enumerate(steps)
                             if layer.has_parameters()), n)
-        # Layers up to the first one that computes a new array return fresh arrays; with
-        # hooks every array is fresh (a hook may keep what it is given).
+        # Layers up to the first one that computes a new array return fresh arrays (a
+        # user module's backward may return its grad_out, or a view of it); with hooks
+        # every array is fresh (a hook may keep what it is given).
         if hooked:
             buffered, fresh_upto = False, n
         else:
             fresh_upto = -1 if buffered else min(
-                (j for j, (_, _, through) in enumerate(steps) if not through), default=n)
+                (j for j, (layer, _, through) in enumerate(steps)
+                 if not (through or layer._opaque)), default=n)
         reshaped = self._hooked_steps  # a forward hook may have changed the output
         g = grad_out
         for j in range(n - 1, -1, -1):

@@ -174,11 +174,15 @@ class AlphaDropout(Module):
         self.inplace = check_bool(name, "inplace", inplace)
         self._gain = None  # per element (or channel): a where kept, 0 where dropped
 
+    @property
+    def passthrough(self):
+        return not self.training or self.p == 0.0
+
     def _mask_shape(self, shape):
         return shape
 
     def _forward(self, x, buffered):
-        if not self.training or self.p == 0.0:
+        if self.passthrough:
             self._gain = None
             return x
         host = _device.to_host(x)

@@ -234,13 +234,22 @@ class _Rearrange(Module):
     its inverse ``_back`` backward, with ``factor``."""
 
     def _forward(self, x, buffered):
-        return _device.namespace_of(x).put(self._there(_device.to_host(x), self.factor))
+        return _device.namespace_of(x).put(_moved(self._there, _device.to_host(x), self.factor))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
-        return _device.namespace_of(grad_out).put(self._back(_device.to_host(grad_out),
-                                                             self.factor))
+        return _device.namespace_of(grad_out).put(_moved(self._back,
+                                                         _device.to_host(grad_out),
+                                                         self.factor))
+
+
+def _moved(rearrange, x, factor):
+    """rearrange(x, factor) as a new array: a factor that moves nothing (PixelShuffle(1),
+    ChannelShuffle of 1 group) gives a view of x, which in a Sequential is the layer
+    before's buffer, overwritten by its next call."""
+    y = rearrange(x, factor)
+    return y.copy() if np.may_share_memory(y, x) else y
 
 
 class PixelShuffle(_Rearrange):
