@@ -41,10 +41,12 @@ DEVICES = ("cpu", "cuda")
 
 
 def check_device(where, device):
-    """'cpu' or 'cuda' (also 'cuda:0' and the device of an array's namespace) -> name."""
-    name = getattr(device, "name", device)
-    if name == "cuda:0":
-        name = "cuda"
+    """'cpu' or 'cuda' (also 'cpu:0', 'cuda:0', a torch.device and the device of an
+    array's namespace) -> name."""
+    name = getattr(device, "type", None) if type(device).__name__ == "device" else None
+    name = name or getattr(device, "name", device)
+    if name in ("cuda:0", "cpu:0"):
+        name = name[:-2]
     if name not in DEVICES:
         raise ValueError(f"{where}: expected device 'cpu' or 'cuda', got {device!r}")
     return name

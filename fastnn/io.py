@@ -29,6 +29,7 @@ import zipfile
 
 import numpy as np
 
+from . import device as _device
 from . import nn
 from .nn import plain_values
 from .nn.module import Module
@@ -83,14 +84,19 @@ def _pack(model, optimizer, extra):
                             "put optimizer.state_dict() in the dict instead")
         if not all(isinstance(k, str) for k in model):
             raise TypeError("fastnn.save: a dict to save must have string keys")
-        state, model = model, None
+        # (a state_dict(keep_vars=True)'s Parameters as their values, on the host)
+        state = {k: _device.host_copy(v.data) if isinstance(v, nn.Parameter) else v
+                 for k, v in model.items()}
+        model = None
     elif not hasattr(model, "state_dict"):
         raise TypeError(f"fastnn.save: expected a Module or a state dict, got "
                         f"{type(model).__name__}")
     else:
         state = model.state_dict()
-    arrays = {MODEL_PREFIX + name: value for name, value in state.items()
-              if isinstance(value, np.ndarray)}
+    arrays = {}
+    for name, value in state.items():
+        if isinstance(value, np.ndarray):
+            _add_array(arrays, MODEL_PREFIX + name, value)
     # anything else (a module's get_extra_state()) is described in the metadata
     values = {name: _encode(value, MODEL_PREFIX + name, arrays)
               for name, value in state.items() if not isinstance(value, np.ndarray)}
@@ -141,6 +147,24 @@ def _pack(model, optimizer, extra):
     return meta, arrays
 
 
+def _add_array(arrays, key, value):
+    """arrays[key] = value, refusing what the .npz file could not give back as it was:
+    an object array (never loadable without pickle), a member name taken already (the
+    key 'a/b' and the key 'b' of a dict under 'a') or ending in '.npy' (NumPy's reader
+    takes 'w.npy' for the member of 'w')."""
+    if value.dtype.hasobject:
+        raise TypeError(f"fastnn.save: cannot store an array of Python objects (at "
+                        f"{key}); convert it, e.g. to a list of strings")
+    if key in arrays:
+        raise ValueError(f"fastnn.save: two arrays would be stored as {key!r} (a key "
+                         f"'a/b' and the key 'b' of a dict under 'a' are one name in the "
+                         f"file); rename one (no '/' in keys)")
+    if key.endswith(".npy"):
+        raise ValueError(f"fastnn.save: the key {key!r} ends in '.npy', which the .npz "
+                         f"reader takes for the array stored without it; rename it")
+    arrays[key] = value
+
+
 def _encode(value, key, arrays):
     """A JSON description of a state value that is not one array (optimizer counters, a
     module's extra state): None, a string, a number (with its NumPy dtype, so a float32
@@ -157,7 +181,7 @@ def _encode(value, key, arrays):
         # an optimizer state dict's "state" (parameter positions as keys): key, value pairs
         return {"items": [[k, _encode(v, f"{key}/{k}", arrays)] for k, v in value.items()]}
     if isinstance(value, np.ndarray):
-        arrays[key] = value
+        _add_array(arrays, key, value)
         return {"array": key}
     if isinstance(value, (list, tuple)):
         return {"list": [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]}

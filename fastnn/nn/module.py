@@ -1366,17 +1366,23 @@ class Module:
         """'cpu' or 'cuda': where the parameters and buffers live (set by ``to``)."""
         return self._device
 
-    def to(self, device=None, dtype=None):
+    def to(self, device=None, dtype=None, non_blocking=False, memory_format=None):
         """Move parameters (data and grad) and buffers to 'cuda' or 'cpu', and/or convert
         them to dtype (float32 or float64), in place; self.
 
-        As in PyTorch, ``to(np.float64)`` (a dtype in place of the device) converts only.
-        On 'cuda' the layers run the cuda backend's kernels and keep their buffers on
-        the GPU (``fastnn.device``). Build optimizers after moving or converting the
-        model (as in PyTorch); an optimizer built before keeps the old arrays.
+        As in PyTorch, ``to(np.float64)`` (a dtype in place of the device) converts only,
+        and ``to(array)`` takes the array's device and dtype. On 'cuda' the layers run the
+        cuda backend's kernels and keep their buffers on the GPU (``fastnn.device``).
+        Build optimizers after moving or converting the model (as in PyTorch); an
+        optimizer built before keeps the old arrays. non_blocking and memory_format are
+        accepted for PyTorch code and change nothing (copies complete before it returns).
         """
+        if _device.is_array(device) and dtype is None:   # PyTorch's to(tensor)
+            device, dtype = _device.device_of(device), device.dtype
         if device is not None and dtype is None and _is_dtype_like(device):
             device, dtype = None, device
+        if device is None and dtype is None and memory_format is not None:
+            return self   # (PyTorch's to(memory_format=...): NumPy arrays have one layout)
         if device is None and dtype is None:
             raise TypeError(f"{type(self).__name__}.to: expected a device ('cpu', 'cuda') "
                             f"or a dtype (float32, float64)")
@@ -1405,8 +1411,15 @@ class Module:
             object.__setattr__(module, "_device", device)
         return self
 
-    def cuda(self):
-        """``to('cuda')``."""
+    def cuda(self, device=None):
+        """``to('cuda')`` (device: None, 0 or 'cuda:0': fastnn runs on one GPU)."""
+        if isinstance(device, str):
+            index = 0 if device in ("cuda", "cuda:0") else -1
+        else:
+            index = device if isinstance(device, int) else getattr(device, "index", None)
+        if index not in (None, 0):
+            raise ValueError(f"{type(self).__name__}.cuda: fastnn uses one GPU, device 0; "
+                             f"got {device!r}")
         return self.to("cuda")
 
     def cpu(self):
@@ -2000,8 +2013,16 @@ def _as_loadable(value):
     if _device.is_array(value):
         return value
     if hasattr(value, "__array__") and not isinstance(value, (str, bytes)):
+        # a PyTorch tensor as torch's load_state_dict takes it: a Parameter (one that
+        # requires grad) detached, a GPU one copied to the host, bfloat16 (which NumPy
+        # lacks) widened to float32
+        for method in ("detach", "cpu"):
+            if callable(getattr(value, method, None)):
+                value = getattr(value, method)()
+        if str(getattr(value, "dtype", "")) == "torch.bfloat16":
+            value = value.float()
         try:
             return np.asarray(value)
-        except Exception:  # e.g. a tensor that requires grad: not an array as it is
+        except Exception:  # not an array as it is
             return None
     return None
