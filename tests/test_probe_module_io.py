@@ -53,3 +53,35 @@ def test_to_takes_pytorch_arguments():
     for device in (1, "cuda:1", torch.device("cuda", 1)):
         with pytest.raises(ValueError, match="one GPU, device 0"):
             layer.cuda(device)
+
+
+def test_none_keeps_the_slot_as_torch():
+    class Heads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(2, 2)
+            self.b = nn.Linear(2, 2)
+
+    class TorchHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(2, 2)
+            self.b = torch.nn.Linear(2, 2)
+
+    ours, theirs = Heads(), TorchHeads()
+    for model, linear in ((ours, nn.Linear), (theirs, torch.nn.Linear)):
+        model.a = None
+        assert model.a is None
+    assert list(ours.state_dict()) == list(theirs.state_dict()) == ["b.weight", "b.bias"]
+    assert repr(ours).splitlines()[1].strip() == "(a): None"
+    ours.a, theirs.a = nn.Linear(2, 3), torch.nn.Linear(2, 3)
+    assert list(ours.state_dict()) == list(theirs.state_dict())   # a's place again
+    layer, twin = nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    layer.weight, twin.weight = None, None
+    assert not layer.has_parameters() or [n for n, _ in layer.named_parameters()] == ["bias"]
+    layer.weight = nn.Parameter(np.zeros((2, 2), np.float32))
+    twin.weight = torch.nn.Parameter(torch.zeros(2, 2))
+    assert list(layer.state_dict()) == list(twin.state_dict()) == ["weight", "bias"]
+    layer.to(np.float64)
+    layer.register_parameter("extra", None)
+    assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]

@@ -71,7 +71,9 @@ class Sequential(Module):
             super().__setattr__(name, value)
             self._relayer()
         elif name in self._modules:
-            super().__setattr__(name, value)  # (None removes the layer)
+            super().__setattr__(name, value)
+            if value is None:   # (None removes the layer: a Sequential runs what it holds)
+                self._modules.pop(name, None)
             self._relayer()
         else:
             super().__setattr__(name, value)

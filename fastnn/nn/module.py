@@ -827,8 +827,9 @@ class Module:
             if value is not None:
                 raise TypeError(f"{type(self).__name__}: cannot replace {name!r} by a "
                                 f"{type(value).__name__}")
-            params.pop(name, None)
-            self._modules.pop(name, None)
+            # None keeps the slot, as PyTorch's: a value set later takes the same place in
+            # parameters(), state_dict() and the optimizer's positions
+            (params if name in params else self._modules)[name] = None
         object.__setattr__(self, name, value)
 
     def _holds_arrays(self, leave_out=()):
@@ -927,16 +928,16 @@ class Module:
         self.add_module(name, module)
 
     def _set_or_clear(self, name, value, table):
-        if value is None:
-            table.pop(name, None)
+        if value is None:   # (a slot, as PyTorch's register_parameter(name, None))
+            table[name] = None
             object.__setattr__(self, name, None)
         else:
             setattr(self, name, value)
 
     def _check_name(self, kind, name, table):
         """PyTorch's checks of a name to register (kind: 'parameter', 'buffer' or
-        'module'): a str, not empty, without '.', not an attribute of another sort (an
-        attribute that is None is free: fastnn keeps no None entries in its tables)."""
+        'module'): a str, not empty, without '.', not an attribute of another sort (a
+        plain attribute that is None is free)."""
         if not isinstance(name, str):
             raise TypeError(f"{kind} name should be a string. Got {type(name).__name__}")
         if "." in name:
@@ -1326,7 +1327,8 @@ class Module:
         return _Items(buf for _, buf in self.named_buffers(recurse=recurse))
 
     def has_parameters(self):
-        return bool(self._parameters) or any(m.has_parameters() for m in self._modules.values())
+        return (any(p is not None for p in self._parameters.values())
+                or any(m is not None and m.has_parameters() for m in self._modules.values()))
 
     # ------------------------------------------------------------------- modes
     def train(self, mode=True):
@@ -1672,6 +1674,8 @@ class Module:
             if "_lazy" in module.__dict__:  # its parameters, once made, take this dtype
                 module._lazy_dtype = dtype
             for param in module._parameters.values():
+                if param is None:
+                    continue
                 param.data = _device.c_contiguous(param.data, dtype=dtype)
                 if param._grad is not None:
                     param._replace_grad(_device.c_contiguous(param._grad, dtype=dtype))
@@ -1973,7 +1977,7 @@ class Module:
         extra = self.extra_repr()
         extra_lines = extra.split("\n") if extra else []
         child_lines = [f"({name}): " + repr(child).replace("\n", "\n  ")
-                       for name, child in self._modules.items() if child is not None]
+                       for name, child in self._modules.items()]   # (a None slot too)
         if len(extra_lines) == 1 and not child_lines:
             return f"{type(self).__name__}({extra})"
         if not extra_lines and not child_lines:
