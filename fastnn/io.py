@@ -72,7 +72,10 @@ def save(model, path, optimizer=None, extra=None):
     """
     meta, arrays = _pack(model, optimizer, extra)
     arrays[META_KEY] = np.array(_dumps(meta, "checkpoint metadata"))
-    _write_atomically(os.fspath(path), arrays)
+    if callable(getattr(path, "write", None)):   # a file object (torch.save takes one)
+        np.savez(path, **arrays)
+    else:
+        _write_atomically(os.fspath(path), arrays)
     return path
 
 
@@ -526,12 +529,21 @@ def _fsync_folder(folder):
 
 
 # ---------------------------------------------------------------------- loading
+def _label(path):
+    """How messages name path: the path, or a file object's name."""
+    if callable(getattr(path, "read", None)):
+        return str(getattr(path, "name", "the file object"))
+    return os.fspath(path)
+
+
 def read_checkpoint(path):
-    """(metadata dict, {key: array}) of a checkpoint file; CheckpointError if it is not one."""
-    path = os.fspath(path)
-    _check_zip_magic(path)
+    """(metadata dict, {key: array}) of a checkpoint file (a path, or a binary file object
+    open for reading at the checkpoint's start); CheckpointError if it is not one."""
+    source = path if callable(getattr(path, "read", None)) else os.fspath(path)
+    path = _label(source)
+    _check_zip_magic(source, path)
     try:
-        npz = np.load(path, allow_pickle=False)
+        npz = np.load(source, allow_pickle=False)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise
     except Exception as exc:  # any unreadable content means "not a checkpoint"
@@ -553,11 +565,17 @@ def read_checkpoint(path):
     return meta, arrays
 
 
-def _check_zip_magic(path):
-    """CheckpointError for a file that is not a zip archive (np.load would call any
-    other file a pickle and suggest allow_pickle, which a checkpoint never needs)."""
-    with open(path, "rb") as f:
-        head = f.read(4)
+def _check_zip_magic(source, path):
+    """CheckpointError for a file (path, or an open file object) that is not a zip
+    archive (np.load would call any other file a pickle and suggest allow_pickle, which
+    a checkpoint never needs)."""
+    if isinstance(source, str):
+        with open(source, "rb") as f:
+            head = f.read(4)
+    else:
+        start = source.tell()
+        head = source.read(4)
+        source.seek(start)
     if head not in (b"PK\x03\x04", b"PK\x05\x06") and not head.startswith(b"\x93NUM"):
         raise CheckpointError(f"{path} is not a fastnn checkpoint (not an .npz archive: it "
                               f"starts with {head!r})")
@@ -717,7 +735,7 @@ def load_checkpoint(path, model=None, optimizer=None, restore_random=False):
     written before fastnn saved it): those layers keep their counts (0 in a rebuilt
     model), as load_state_dict does with such a state dict.
     """
-    return _load_read(path, *read_checkpoint(path), model, optimizer, restore_random)
+    return _load_read(_label(path), *read_checkpoint(path), model, optimizer, restore_random)
 
 
 def _load_read(path, meta, arrays, model, optimizer, restore_random):
@@ -763,4 +781,4 @@ def load(path, model=None, optimizer=None, restore_random=False, *, weights_only
         return collections.OrderedDict(
             (k, _decode(described[k], arrays) if k in described
              else arrays[MODEL_PREFIX + k]) for k in meta["model"]["keys"])
-    return _load_read(path, meta, arrays, model, optimizer, restore_random).model
+    return _load_read(_label(path), meta, arrays, model, optimizer, restore_random).model

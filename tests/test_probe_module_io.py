@@ -85,3 +85,22 @@ def test_none_keeps_the_slot_as_torch():
     layer.to(np.float64)
     layer.register_parameter("extra", None)
     assert [n for n, _ in layer.named_parameters()] == ["weight", "bias"]
+
+
+def test_save_and_load_take_file_objects(tmp_path):
+    import io
+    from fastnn import models
+    model = models.MLP(4, [3], 2)
+    buffer = io.BytesIO()
+    fastnn.save(model, buffer)
+    buffer.seek(0)
+    again = fastnn.load(buffer)
+    for (k, a), (j, b) in zip(model.state_dict().items(), again.state_dict().items()):
+        assert k == j
+        np.testing.assert_array_equal(a, b)
+    with open(tmp_path / "m.npz", "wb") as f:
+        fastnn.save(model.state_dict(), f)
+    with open(tmp_path / "m.npz", "rb") as f:
+        assert list(fastnn.load(f)) == list(model.state_dict())
+    with pytest.raises(fastnn.io.CheckpointError, match="not an .npz archive"):
+        fastnn.load(io.BytesIO(b"not a checkpoint"))
