@@ -186,7 +186,10 @@ class Sequential(Module):
     def __getitem__(self, index):
         if isinstance(index, slice):  # the layers keep their names (PyTorch's)
             return type(self)(OrderedDict(list(self._modules.items())[index]))
-        return self._layers[index]
+        try:
+            return self._layers[index]
+        except IndexError:   # (PyTorch's message)
+            raise IndexError(f"index {index} is out of range") from None
 
     def __len__(self):
         return len(self._layers)
