@@ -43,7 +43,9 @@ DEVICES = ("cpu", "cuda")
 def check_device(where, device):
     """'cpu' or 'cuda' (also 'cpu:0', 'cuda:0', a torch.device and the device of an
     array's namespace) -> name."""
-    name = getattr(device, "type", None) if type(device).__name__ == "device" else None
+    name = None
+    if type(device).__name__ == "device":   # a torch.device: device 0 only
+        name = device.type if getattr(device, "index", None) in (None, 0) else str(device)
     name = name or getattr(device, "name", device)
     if name in ("cuda:0", "cpu:0"):
         name = name[:-2]

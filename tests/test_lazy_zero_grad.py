@@ -285,3 +285,30 @@ def test_parameter_like_objects_still_step():
     optim.SGD([p, q], lr=0.1).step()
     np.testing.assert_allclose(p.data, 0.9)
     np.testing.assert_array_equal(q.data, 1.0)
+
+
+def test_sequential_around_a_user_module_steps_only_what_backward_reached(backend):
+    """The rollback copy a Sequential takes before a user module's backward reads the
+    gradients as they are: an unused head stays without a gradient (PyTorch's None)."""
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(5, 3), nn.Linear(5, 3)
+
+        def forward(self, x):
+            return self.a(x)
+
+        def backward(self, grad_out):
+            return self.a.backward(grad_out)
+
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    model = nn.Sequential(nn.Linear(4, 5), TwoHeads())
+    opt = optim.AdamW(model.parameters(), lr=0.1)
+    before = model[1].b.weight.data.copy()
+    for _ in range(2):
+        opt.zero_grad()
+        out = model(x)
+        model.backward(np.ones_like(out))
+        opt.step()
+    np.testing.assert_array_equal(model[1].b.weight.data, before)
+    assert not np.array_equal(model[1].a.weight.data, before)

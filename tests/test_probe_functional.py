@@ -100,3 +100,17 @@ def test_affine_grid_size_must_be_ints():
         F.affine_grid(theta, (2, 1, 3.5, 4), align_corners=False)
     for size in ((2, 1, 3, 4), [2, 1, 3, 4], np.array([2, 1, 3, 4])):
         assert F.affine_grid(theta, size, align_corners=False).shape == (2, 3, 4, 2)
+
+
+def test_review_followups():
+    np.testing.assert_array_equal(F.celu(np.array([0.0, 1.0]), INF), [0.0, 1.0])
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((4, 3)), rng.standard_normal((2, 3))
+    for bias in (np.ones((1, 2)), np.ones((1, 1))):
+        expected = TF.linear(torch.tensor(x), torch.tensor(w), torch.tensor(bias)).numpy()
+        np.testing.assert_allclose(F.linear(x, w, bias), expected, rtol=1e-12)
+    for flag in ("sparse", "scale_grad_by_freq"):
+        with pytest.raises(TypeError, match=f"expected {flag} to be a bool"):
+            F.embedding_bag(np.array([1, 2]), np.ones((3, 2)), np.array([0]), **{flag: 1})
+    with pytest.raises(TypeError, match="align_corners"):
+        F.interpolate(np.ones((1, 1, 2, 2)), scale_factor=2, mode="bilinear", align_corners=1)

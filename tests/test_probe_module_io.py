@@ -104,3 +104,27 @@ def test_save_and_load_take_file_objects(tmp_path):
         assert list(fastnn.load(f)) == list(model.state_dict())
     with pytest.raises(fastnn.io.CheckpointError, match="not an .npz archive"):
         fastnn.load(io.BytesIO(b"not a checkpoint"))
+
+
+def test_a_name_has_one_slot():
+    module = nn.Module()
+    module.add_module("x", None)
+    with pytest.raises(KeyError, match="attribute 'x' already exists"):
+        module.register_parameter("x", None)
+    module.x = nn.Linear(2, 2)
+    module.register_buffer("b", None)
+    with pytest.raises(KeyError, match="already exists"):
+        module.register_parameter("b", None)
+
+
+def test_append_after_a_layer_set_to_none_keeps_every_layer():
+    seq = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    setattr(seq, "1", None)
+    seq.append(nn.Tanh())
+    assert [type(layer).__name__ for layer in seq] == ["Linear", "Linear", "Tanh"]
+    assert seq(np.ones((1, 3), np.float32)).shape == (1, 2)
+
+
+def test_torch_devices_other_than_0_are_refused():
+    with pytest.raises(ValueError, match="expected device 'cpu' or 'cuda'"):
+        nn.Linear(2, 2).to(torch.device("cuda", 1))

@@ -38,3 +38,17 @@ def test_non_finite_channels_as_torch(backend, cls):
     expected = getattr(torch.nn, cls)(1)(torch.tensor(x)).numpy()
     np.testing.assert_array_equal(np.isnan(getattr(nn, cls)(1)(x)), np.isnan(expected))
     np.testing.assert_allclose(getattr(nn, cls)(1)(x), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_an_ndarray_subclass_input_takes_the_row_kernels_both_ways(tmp_path):
+    x = np.random.default_rng(1).standard_normal((2, 3, 4)).astype(np.float32)
+    mapped = np.memmap(tmp_path / "x.dat", np.float32, "w+", shape=x.shape)
+    mapped[:] = x
+    for cls in ("Softmax", "LogSoftmax"):
+        layer, twin = getattr(nn, cls)(1), getattr(torch.nn, cls)(1)
+        xt = torch.tensor(x, requires_grad=True)
+        twin(xt).backward(torch.ones(x.shape))
+        np.testing.assert_allclose(layer(mapped), twin(torch.tensor(x)).detach().numpy(),
+                                   rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(layer.backward(np.ones(x.shape, np.float32)),
+                                   xt.grad.numpy(), rtol=1e-5, atol=1e-6)

@@ -431,6 +431,7 @@ class Softmax(_Elementwise):
                             f"got {dim!r}")
         self.dim = None if dim is None else int(dim)
         self._axis_used = None  # the softmax axis of the last forward
+        self._along_used = False  # whether it ran _softmax_along
 
     def extra_repr(self):
         return f"dim={self.dim}"
@@ -454,7 +455,8 @@ class Softmax(_Elementwise):
     def _forward(self, x, buffered):
         axis = self._axis(x.ndim)
         self._axis_used = axis
-        if self._along(x, axis):
+        self._along_used = self._along(x, axis)
+        if self._along_used:
             self._saved = y = _softmax_along(x, axis, self.kernel == "log_softmax")
             return y
         rows, shape = _device.rows_along(x.reshape(1) if x.ndim == 0 else x, axis)
@@ -465,7 +467,7 @@ class Softmax(_Elementwise):
         if not need_grad_in:
             return None
         axis = self._axis_used
-        if self._along(grad_out, axis):
+        if self._along_used:   # (as the forward ran: an ndarray subclass input did not)
             return _softmax_along_backward(grad_out, self._saved, axis,
                                            self.kernel == "log_softmax")
         g = grad_out.reshape(1) if grad_out.ndim == 0 else grad_out

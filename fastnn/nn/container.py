@@ -91,7 +91,10 @@ class Sequential(Module):
 
     def append(self, layer):
         """Add a layer at the end (named by its index); returns self."""
-        return self._add(str(len(self._layers)), layer)
+        name = str(len(self._layers))
+        if name in self._modules:   # (a layer removed from the middle: the next free index)
+            name = str(1 + max(int(k) for k in self._modules if k.isdigit()))
+        return self._add(name, layer)
 
     def extend(self, sequential):
         """Append every layer of an iterable of modules (another Sequential, a list);
@@ -381,12 +384,17 @@ class Sequential(Module):
             return self._backward_steps(grad_out, buffered, need_grad_in)
         # the gradient a user module returns is checked only as it arrives: should the
         # layer before it refuse it, the gradients the later layers added are taken back
-        saved = [(p, _device.host_copy(p.grad)) for p in self.parameters()]
+        # (taken as they are, not through .grad: a read would write pending zeros and
+        # make them a gradient for the optimizer)
+        saved = [(p, p._zero_pending, p._grad if p._zero_pending is True or p._grad is None
+                  else _device.host_copy(p._grad)) for p in self.parameters()]
         try:
             return self._backward_steps(grad_out, buffered, need_grad_in)
         except Exception:
-            for p, grad in saved:
-                _device.namespace_of(p.grad).copy_into(p.grad, grad)
+            for p, pending, grad in saved:
+                if grad is not None and pending is not True:
+                    _device.namespace_of(p._grad).copy_into(p._grad, grad)
+                object.__setattr__(p, "_zero_pending", pending)
             raise
 
     def _check_no_forward_since(self, steps):

@@ -213,9 +213,9 @@ def celu(input, alpha=1.0, inplace=False):
     with np.errstate(over="ignore", invalid="ignore"):   # (alpha tiny or inf)
         y = ops.elu(np.multiply(x, x.dtype.type(1.0 / alpha), out=np.empty_like(x)), 1.0)
         y *= y.dtype.type(alpha)
-    # x itself where x > 0, as PyTorch (nn.CELU's): x / alpha may overflow, and
-    # alpha * (x / alpha) is an ulp off for some x
-    np.copyto(y, x, where=x > 0)
+    # x itself where x >= 0, as PyTorch (nn.CELU's): x / alpha may overflow, and
+    # alpha * (x / alpha) is an ulp off for some x (0 stays 0 for an infinite alpha)
+    np.copyto(y, x, where=x >= 0)
     return _in_place(x, y, inplace)
 
 
@@ -355,7 +355,8 @@ def linear(input, weight, bias=None):
     if bias is not None:
         b = _float(where, "bias", bias, dtype=x.dtype)
         # (a bias of one value broadcasts over the outputs, as PyTorch's addmm does)
-        if b.shape not in (((out_features,),) if w.ndim == 2 else ()) + ((), (1,)):
+        if b.shape not in (((out_features,), (1, out_features)) if w.ndim == 2 else ()) + (
+                (), (1,), (1, 1)):
             raise RuntimeError(f"{where}: expected bias of shape ({out_features},), got "
                                f"{b.shape}")
         b = np.ascontiguousarray(np.broadcast_to(b.reshape(-1), (out_features,)))
@@ -2628,6 +2629,8 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
     in place first. Output (B, D) in weight's dtype (nn.EmbeddingBag's forward)."""
     where = "embedding_bag"
     include_last_offset = check_flag(where, "include_last_offset", include_last_offset)
+    check_flag(where, "scale_grad_by_freq", scale_grad_by_freq)
+    check_flag(where, "sparse", sparse)
     idx = _integers(where, "input", input)
     w = _float(where, "weight", weight)
     if w.ndim != 2:

@@ -945,7 +945,9 @@ class Module:
                            f"without '.'")
         if name == "":
             raise KeyError(f"{kind} name can't be empty string \"\"")
-        if name not in table and getattr(self, name, None) is not None:
+        others = (t for t in (self._parameters, self._buffers, self._modules) if t is not table)
+        if name not in table and (getattr(self, name, None) is not None
+                                  or any(name in t for t in others)):   # (a None slot too)
             raise KeyError(f"attribute '{name}' already exists")
 
     # ---------------------------------------------------------------- traversal

@@ -174,8 +174,8 @@ class Upsample(Module):
         if mode not in _CORNER_MODES:
             check_only(name, "align_corners", align_corners, (None,))
         elif align_corners is not None and not isinstance(align_corners, (bool, np.bool_)):
-            raise ValueError(f"{name}: expected align_corners to be a bool or None, got "
-                             f"{align_corners!r}")
+            raise TypeError(f"{name}: expected align_corners to be a bool or None, got "
+                            f"{align_corners!r}")
         self.align_corners = None if align_corners is None else bool(align_corners)
         if recompute_scale_factor is not None and not isinstance(recompute_scale_factor,
                                                                  (bool, np.bool_)):
