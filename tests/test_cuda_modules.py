@@ -560,3 +560,34 @@ def test_the_train_command_with_backend_cuda(tmp_path):
     result = json.loads(metrics.read_text())
     assert result["backend"] == "cuda" and result["steps"] == 3
     assert 0.0 <= result["test_accuracy"] <= 1.0
+
+
+def test_sequential_with_layers_on_two_devices_names_the_layer():
+    for move in (lambda m: m[0].to("cuda"), lambda m: m.to("cuda") and m[2].to("cpu")):
+        model = nn.Sequential(nn.Linear(5, 3), nn.ReLU(), nn.Linear(3, 2))
+        move(model)
+        with pytest.raises(ValueError, match=r"Sequential layer \d: Linear.* is on c"):
+            model(np.ones((2, 5), np.float32))
+
+
+def test_deepcopy_and_pickle_of_a_gpu_optimizer_step_the_copies():
+    import copy
+    import pickle
+    x = np.ones((2, 3), np.float32)
+    for make in (lambda p: fastnn.optim.SGD(p, lr=0.1, momentum=0.9),
+                 lambda p: fastnn.optim.Adam(p, lr=0.1)):
+        model = nn.Linear(3, 2).to("cuda")
+        opt = make(model.parameters())
+        model(x)
+        model.backward(np.ones((2, 2), np.float32))
+        opt.step()
+        for copier in (copy.deepcopy, lambda v: pickle.loads(pickle.dumps(v))):
+            twin, twin_opt = copier((model, opt))
+            for m, o in ((model, opt), (twin, twin_opt)):   # one more step each
+                o.zero_grad()
+                m(x)
+                m.backward(np.ones((2, 2), np.float32))
+                o.step()
+            assert twin.weight.device == "cuda"
+            np.testing.assert_array_equal(twin.weight.data.copy_to_host(),
+                                          model.weight.data.copy_to_host())

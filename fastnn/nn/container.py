@@ -333,7 +333,13 @@ class Sequential(Module):
                 (j for j, (layer, _, through) in enumerate(steps)
                  if not (through or layer._opaque)), default=0)
         unchecked = False  # True after a layer whose output shape was not known upfront
+        here = self._device   # (x arrived here: Module's forward moved it)
         for j, (layer, act, _) in enumerate(steps):
+            if layer._device != here:   # (PyTorch: "Expected all tensors to be on the same
+                raise ValueError(           # device"; the kernels would fail obscurely)
+                    f"Sequential layer {self._layers.index(layer)}: {layer._where()} is on "
+                    f"{layer._device} but the Sequential (and its input) is on {here}; move "
+                    f"the whole model, e.g. model.to('{layer._device}')")
             if hooked and j in hooked:
                 x = self._call_layer(layer, x)
                 unchecked = True

@@ -17,7 +17,7 @@ NumPy copies either way.
 import numpy as np
 
 from .. import device as _device
-from ..nn.module import Parameter
+from ..nn.module import Parameter, _picklable, _unpickled
 
 
 class FlatBucket:
@@ -60,12 +60,19 @@ class FlatBucket:
     def __len__(self):
         return len(self.params)
 
+    def __getstate__(self):
+        # (deepcopy, pickle) the views are made anew by __setstate__; device buffers
+        # travel as host copies (numba's device arrays can be neither copied nor pickled)
+        return {name: value if name == "params" else _picklable(value)
+                for name, value in self.__dict__.items()
+                if name not in ("data_views", "grad_views")}
+
     def __setstate__(self, state):
         # A copy (deepcopy, pickle) copies each view apart from the flat buffer it was
         # a view of: made anew here, the views are no longer the parameters' arrays, so
         # inspect finds the parameters away from home and rehome copies them back in
         # (the copied optimizer then updates the copied parameters, as in PyTorch).
-        self.__dict__.update(state)
+        self.__dict__.update(_unpickled(state))
         self.data_views = [self.view(self.data, i) for i in range(len(self.params))]
         self.grad_views = [self.view(self.grad, i) for i in range(len(self.params))]
 
