@@ -591,3 +591,10 @@ def test_deepcopy_and_pickle_of_a_gpu_optimizer_step_the_copies():
             assert twin.weight.device == "cuda"
             np.testing.assert_array_equal(twin.weight.data.copy_to_host(),
                                           model.weight.data.copy_to_host())
+
+
+def test_a_host_gradient_for_a_gpu_parameter_is_refused_where_assigned():
+    layer = nn.Linear(3, 2).to("cuda")
+    with pytest.raises(ValueError, match="gradient on cpu to a parameter on cuda"):
+        layer.weight.grad = np.zeros((2, 3), np.float32)
+    layer.weight.grad = cuda.to_device(np.ones((2, 3), np.float32))

@@ -128,3 +128,19 @@ def test_append_after_a_layer_set_to_none_keeps_every_layer():
 def test_torch_devices_other_than_0_are_refused():
     with pytest.raises(ValueError, match="expected device 'cpu' or 'cuda'"):
         nn.Linear(2, 2).to(torch.device("cuda", 1))
+
+
+def test_assigned_gradients_are_checked_as_torch():
+    p = nn.Parameter(np.zeros((2, 3), np.float32))
+    twin = torch.nn.Parameter(torch.zeros(2, 3))
+    for bad, error in ((np.zeros((3, 2), np.float32), ValueError),
+                       (np.zeros((2, 3), np.float64), TypeError),
+                       ([[0.0] * 3] * 2, TypeError)):
+        with pytest.raises(RuntimeError if not isinstance(bad, list) else TypeError):
+            twin.grad = torch.tensor(bad) if not isinstance(bad, list) else bad
+        with pytest.raises(error, match="Parameter.grad"):
+            p.grad = bad
+        assert p.grad.shape == (2, 3) and p.grad.dtype == np.float32
+    p.grad = np.ones((2, 3), np.float32)
+    p.grad = None
+    assert p.grad is None

@@ -275,10 +275,32 @@ class Parameter(ParameterArithmetic):
         return self._grad
 
     def _set_grad(self, value):
+        if value is not None:
+            self._check_grad(value)
         object.__setattr__(self, "_grad", _kernel_ready(value))
         object.__setattr__(self, "_zero_pending", False)
         if value is None:   # PyTorch's way of clearing a gradient: see _fill_no_grads
             Module._none_grads_seen = True
+
+    def _check_grad(self, value):
+        """PyTorch's checks of an assigned gradient: an array of the data's shape, dtype
+        and device (TypeError / ValueError before anything changes)."""
+        data = getattr(self, "_data", None)
+        if not _device.is_array(value):
+            raise TypeError(f"Parameter.grad: expected an array (or None), got "
+                            f"{type(value).__name__}")
+        if data is None:
+            return
+        if tuple(value.shape) != tuple(data.shape):
+            raise ValueError(f"Parameter.grad: attempting to assign a gradient of shape "
+                             f"{tuple(value.shape)} to a parameter of shape {tuple(data.shape)}")
+        if value.dtype != data.dtype:
+            raise TypeError(f"Parameter.grad: attempting to assign a gradient of dtype "
+                            f"{value.dtype} to a parameter of dtype {data.dtype}")
+        if _device.device_of(value) != _device.device_of(data):
+            raise ValueError(f"Parameter.grad: attempting to assign a gradient on "
+                             f"{_device.device_of(value)} to a parameter on "
+                             f"{_device.device_of(data)}")
 
     data = property(operator.attrgetter("_data"), _set_data)
     grad = property(_get_grad, _set_grad)
