@@ -390,17 +390,13 @@ class Sequential(Module):
             return self._backward_steps(grad_out, buffered, need_grad_in)
         # the gradient a user module returns is checked only as it arrives: should the
         # layer before it refuse it, the gradients the later layers added are taken back
-        # (taken as they are, not through .grad: a read would write pending zeros and
-        # make them a gradient for the optimizer)
-        saved = [(p, p._zero_pending, p._grad if p._zero_pending is True or p._grad is None
-                  else _device.host_copy(p._grad)) for p in self.parameters()]
+        # (not through .grad: a read would make pending zeros a gradient for the optimizer)
+        saved = [(p, p._grad_snapshot()) for p in self.parameters()]
         try:
             return self._backward_steps(grad_out, buffered, need_grad_in)
         except Exception:
-            for p, pending, grad in saved:
-                if grad is not None and pending is not True:
-                    _device.namespace_of(p._grad).copy_into(p._grad, grad)
-                object.__setattr__(p, "_zero_pending", pending)
+            for p, snapshot in saved:
+                p._restore_grad(snapshot)
             raise
 
     def _check_no_forward_since(self, steps):

@@ -351,6 +351,21 @@ class Parameter(ParameterArithmetic):
             object.__setattr__(self, "_zero_pending", _ZEROS_READ if pending is _ZEROS_READ
                                else True)
 
+    def _grad_snapshot(self):
+        """What _restore_grad puts back: the pending state and a host copy of the gradient
+        (None while zeros are pending), taken without reading .grad (a read would write
+        the pending zeros)."""
+        pending = self._zero_pending
+        kept = None if pending is True or self._grad is None else _device.host_copy(self._grad)
+        return pending, kept
+
+    def _restore_grad(self, snapshot):
+        """Put back the gradient (and its pending state) of a _grad_snapshot."""
+        pending, kept = snapshot
+        if kept is not None:
+            _device.namespace_of(self._grad).copy_into(self._grad, kept)
+        object.__setattr__(self, "_zero_pending", pending)
+
     def _grad_overwritten(self):
         object.__setattr__(self, "_zero_pending", False)
 
