@@ -5,12 +5,13 @@ import math
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from .. import random as _random
 from ..errors import AssertionTypeError, AssertionValueError, RuntimeValueError
 from ..validation import check_bool, check_float_array, check_number, check_positive_int
 from . import init
 from .linear import Linear
-from .module import Module, Parameter
+from .module import NO_GRAD, Module, Parameter, no_grad_backward_error
 
 
 # PyTorch's attention asserts its shapes (AssertionError), raises RuntimeError for a
@@ -119,6 +120,10 @@ class MultiheadAttention(Module):
     def infer_shape(self, shape, dtype):
         return None
 
+    def _where(self):
+        # (its repr, PyTorch's, shows only the out_proj child)
+        return f"{type(self).__name__}(embed_dim={self.embed_dim}, num_heads={self.num_heads})"
+
     def __call__(self, query, key, value, *args, **kwargs):
         return self.forward(query, key, value, *args, **kwargs)
 
@@ -147,8 +152,18 @@ class MultiheadAttention(Module):
             return x[None]
         return x if self.batch_first else x.transpose(1, 0, 2)
 
-    def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
-                attn_mask=None, average_attn_weights=True, is_causal=False):
+    def check_inputs(self, query, key, value, key_padding_mask=None, need_weights=True,
+                     attn_mask=None, is_causal=False):
+        """Raise the error forward would raise for these arguments, computing and
+        keeping nothing (a layer that runs this one after others checks first, so that a
+        bad argument leaves every sub-layer as it was)."""
+        self._prepare(query, key, value, key_padding_mask, need_weights, attn_mask,
+                      is_causal)
+
+    def _prepare(self, query, key, value, key_padding_mask, need_weights, attn_mask,
+                 is_causal):
+        """forward's checked arguments: (query as given, q_in, k_in, v_in as (N, len, E)
+        host arrays, unbatched, the additive mask or None)."""
         where = self._where()
         query_arr = check_float_array(where, "query", query, device_ok=True)
         self._check_dtype(query_arr.dtype, self.out_proj.weight.data.dtype)
@@ -187,6 +202,14 @@ class MultiheadAttention(Module):
                 extra = 0
         if mask is not None and extra:   # the appended keys are never masked
             mask = np.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, extra)])
+        return query_arr, q_in, k_in, v_in, unbatched, mask
+
+    def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
+                attn_mask=None, average_attn_weights=True, is_causal=False):
+        query_arr, q_in, k_in, v_in, unbatched, mask = self._prepare(
+            query, key, value, key_padding_mask, need_weights, attn_mask, is_causal)
+        dtype = query_arr.dtype
+        n, length, e = q_in.shape
         projected = []
         bias = (None if self.in_proj_bias is None else _device.to_host(self.in_proj_bias.data))
         for i, (x, w) in enumerate(zip((q_in, k_in, v_in), self._proj_weights())):
@@ -222,8 +245,10 @@ class MultiheadAttention(Module):
         if self.out_proj.bias is not None:
             out += _device.to_host(self.out_proj.bias.data)
         namespace = _device.namespace_of(query_arr)
-        self._ctx = (q_in, k_in, v_in, q, k, v, weights, drop_mask, concat, unbatched,
-                     namespace)
+        # under no_grad nothing is kept: a backward then raises, as every layer's, instead
+        # of mixing this call's inputs into the gradient of an earlier forward
+        self._ctx = ((q_in, k_in, v_in, q, k, v, weights, drop_mask, concat, unbatched,
+                      namespace) if _grad_mode._MODE.enabled else NO_GRAD)
         out = self._layout(out, unbatched)
         attn = None
         if need_weights:  # (after dropout, as PyTorch's)
@@ -307,9 +332,12 @@ class MultiheadAttention(Module):
         input here (as in most uses, where only attn_output feeds the loss)."""
         if self._ctx is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
+        if self._ctx is NO_GRAD:
+            raise no_grad_backward_error(self)
         q_in, k_in, v_in, q, k, v, weights, drop_mask, concat, unbatched, namespace = self._ctx
         n, length, e = q_in.shape
-        g = np.asarray(_device.to_host(grad_output), q_in.dtype)
+        g = _device.to_host(check_float_array(self._where(), "grad_output", grad_output,
+                                              dtype=q_in.dtype, device_ok=True))
         expected = tuple(self._layout(np.empty((n, length, e)), unbatched).shape)
         if g.shape != expected:
             raise ValueError(f"{self._where()}: expected grad_output of shape {expected}, got "

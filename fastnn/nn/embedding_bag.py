@@ -3,9 +3,10 @@ NumPy on the host (a GPU model's table comes to the host and its gradient goes b
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from ..validation import check_bool, check_float_array, check_only, check_positive_int
 from .embedding import Embedding, check_renorm, embedding_table, renorm_repr, renorm_rows
-from .module import Module, Parameter
+from .module import NO_GRAD, Module, Parameter, no_grad_backward_error
 
 MODES = ("sum", "mean", "max")
 
@@ -116,7 +117,8 @@ class EmbeddingBag(Module):
                                  f"{tuple(x.shape)}, got {tuple(weights.shape)}")
             weights = _device.to_host(weights).reshape(-1)
         y = self._bag_forward(x, offsets, weights, caller)
-        object.__setattr__(self, "_out_meta", (y.shape, y.dtype))
+        object.__setattr__(self, "_out_meta", (y.shape, y.dtype) if _grad_mode._MODE.enabled
+                           else NO_GRAD)
         return caller.put(y)
 
     def infer_shape(self, shape, dtype):
@@ -207,7 +209,8 @@ class EmbeddingBag(Module):
                 out[nonempty] /= counts[nonempty].astype(table.dtype)[:, None]
             if weights is not None:   # the rows their gradient needs
                 ctx["rows"] = table[ki]
-        self._ctx = ctx
+        # under no_grad nothing is kept: a backward raises instead of using this call's bags
+        self._ctx = ctx if _grad_mode._MODE.enabled else NO_GRAD
         return _device.c_contiguous(out, table.dtype)
 
     # -------------------------------------------------------------- backward
@@ -216,6 +219,8 @@ class EmbeddingBag(Module):
         of per_sample_weights when the forward had them."""
         if self._ctx is None or self._out_meta is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
+        if self._ctx is NO_GRAD or self._out_meta is NO_GRAD:
+            raise no_grad_backward_error(self)
         shape, dtype = self._out_meta
         check_float_array(self._where(), "grad_out", grad_out, dtype=dtype, device_ok=True)
         if tuple(grad_out.shape) != shape:

@@ -147,6 +147,13 @@ def _check_masks(where, **masks):
                                          f"{kind}")
 
 
+def _check_first_norm(layer, x):
+    """With norm_first the layer's first sub-layer is norm1: its error for a bad x first,
+    as PyTorch's."""
+    if layer.norm_first and _device.is_array(x):
+        layer.norm1.infer_shape(tuple(x.shape), x.dtype)
+
+
 def _nested_ok(layer):
     """PyTorch's TransformerEncoder.use_nested_tensor condition on its layer."""
     attn = layer.self_attn
@@ -196,9 +203,17 @@ class TransformerEncoderLayer(Module):
     def __call__(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         return self.forward(src, src_mask, src_key_padding_mask, is_causal)
 
-    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+    def check_inputs(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        """Raise the error forward would raise for these arguments before any sub-layer
+        runs: a bad mask then leaves every sub-layer's saved state as it was."""
         _check_masks(self._where(), src_mask=src_mask,
                      src_key_padding_mask=src_key_padding_mask)
+        _check_first_norm(self, src)
+        self.self_attn.check_inputs(src, src, src, src_key_padding_mask, False, src_mask,
+                                    is_causal)
+
+    def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        self.check_inputs(src, src_mask, src_key_padding_mask, is_causal)
         add, x = _device.added, src
         if self.norm_first:
             x = add(x, self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal))
@@ -264,9 +279,15 @@ class TransformerEncoder(Module):
     def __call__(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
         return self.forward(src, mask, src_key_padding_mask, is_causal)
 
-    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+    def check_inputs(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        """Raise the error forward would raise for these arguments before any layer runs."""
         _check_no_layers(self)
         _check_masks(self._where(), mask=mask, src_key_padding_mask=src_key_padding_mask)
+        for layer in self.layers:
+            layer.check_inputs(src, mask, src_key_padding_mask, bool(is_causal))
+
+    def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        self.check_inputs(src, mask, src_key_padding_mask, is_causal)
         x = src
         for layer in self.layers:
             # keywords, as PyTorch's (a with_kwargs forward pre-hook sees them so)
@@ -335,13 +356,28 @@ class TransformerDecoderLayer(Module):
         return self.forward(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                             memory_key_padding_mask, tgt_is_causal, memory_is_causal)
 
-    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+    def check_inputs(self, tgt, memory, tgt_mask=None, memory_mask=None,
+                     tgt_key_padding_mask=None, memory_key_padding_mask=None,
+                     tgt_is_causal=False, memory_is_causal=False):
+        """Raise the error forward would raise for these arguments before any sub-layer
+        runs: memory or a mask that fails the cross-attention then leaves the
+        self-attention's and norms' saved state as it was."""
         where = self._where()
         _check_alike(where, tgt, memory, ("tgt", "memory"))
         _check_masks(where, tgt_mask=tgt_mask, memory_mask=memory_mask,
                      tgt_key_padding_mask=tgt_key_padding_mask,
                      memory_key_padding_mask=memory_key_padding_mask)
+        _check_first_norm(self, tgt)
+        # (each attention's query has tgt's shape and dtype, whatever ran before it)
+        self.self_attn.check_inputs(tgt, tgt, tgt, tgt_key_padding_mask, False, tgt_mask,
+                                    tgt_is_causal)
+        self.multihead_attn.check_inputs(tgt, memory, memory, memory_key_padding_mask, False,
+                                         memory_mask, memory_is_causal)
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        self.check_inputs(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                          memory_key_padding_mask, tgt_is_causal, memory_is_causal)
         add, x = _device.added, tgt
         sa = lambda y: self._sa(y, tgt_mask, tgt_key_padding_mask, tgt_is_causal)  # noqa: E731
         ca = lambda y: self._ca(y, memory, memory_mask, memory_key_padding_mask,  # noqa: E731
@@ -419,14 +455,24 @@ class TransformerDecoder(Module):
         return self.forward(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                             memory_key_padding_mask, tgt_is_causal, memory_is_causal)
 
-    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
-                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+    def check_inputs(self, tgt, memory, tgt_mask=None, memory_mask=None,
+                     tgt_key_padding_mask=None, memory_key_padding_mask=None,
+                     tgt_is_causal=None, memory_is_causal=False):
+        """Raise the error forward would raise for these arguments before any layer runs."""
         where = self._where()
         _check_no_layers(self)
         _check_alike(where, tgt, memory, ("tgt", "memory"))
         _check_masks(where, tgt_mask=tgt_mask, memory_mask=memory_mask,
                      tgt_key_padding_mask=tgt_key_padding_mask,
                      memory_key_padding_mask=memory_key_padding_mask)
+        for layer in self.layers:
+            layer.check_inputs(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                               memory_key_padding_mask, bool(tgt_is_causal), memory_is_causal)
+
+    def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
+                memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+        self.check_inputs(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                          memory_key_padding_mask, tgt_is_causal, memory_is_causal)
         x = tgt
         for layer in self.layers:
             x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
@@ -517,6 +563,13 @@ class Transformer(Module):
                      src_key_padding_mask=src_key_padding_mask,
                      tgt_key_padding_mask=tgt_key_padding_mask,
                      memory_key_padding_mask=memory_key_padding_mask)
+        # the decoder's arguments too before the encoder runs (memory has src's shape)
+        for part, args in ((self.encoder, (src, src_mask, src_key_padding_mask, src_is_causal)),
+                           (self.decoder, (tgt, src, tgt_mask, memory_mask,
+                                           tgt_key_padding_mask, memory_key_padding_mask,
+                                           tgt_is_causal, memory_is_causal))):
+            if hasattr(part, "check_inputs"):   # (a custom encoder or decoder may not)
+                part.check_inputs(*args)
         memory = self.encoder(src, src_mask, src_key_padding_mask, src_is_causal)
         return self.decoder(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                             memory_key_padding_mask, tgt_is_causal, memory_is_causal)
