@@ -141,3 +141,48 @@ def test_an_empty_training_batch_runs_as_in_pytorch(name, cls, shape):
     assert layer.num_batches_tracked == int(ref.num_batches_tracked) == 1
     np.testing.assert_array_equal(layer.weight.grad, ref.weight.grad.numpy())
     np.testing.assert_array_equal(layer.bias.grad, ref.bias.grad.numpy())
+
+
+@pytest.mark.parametrize("backend", fastnn.backends())
+@pytest.mark.parametrize("how", ["strided", "read-only", "read-only assign"])
+def test_running_buffers_of_any_layout_train_as_torch(backend, how, rng):
+    """A strided or read-only running buffer (set as an attribute, or loaded with
+    assign=True) trains as PyTorch's on every backend: it becomes a copy the kernels
+    update in place, as a parameter's data does."""
+    x = rng.standard_normal((4, 3, 2, 2)).astype(np.float32)
+    twin = torch.nn.BatchNorm2d(3)
+    twin(torch.from_numpy(x))
+    with fastnn.use_backend(backend):
+        bn = nn.BatchNorm2d(3)
+        value = np.zeros(6, np.float32)[::2] if how == "strided" else np.zeros(3, np.float32)
+        if how != "strided":
+            value.flags.writeable = False
+        if how == "read-only assign":
+            state = bn.state_dict()
+            state["running_mean"] = value
+            bn.load_state_dict(state, assign=True)
+        else:
+            bn.running_mean = value
+        bn(x)
+    np.testing.assert_allclose(bn.running_mean, twin.running_mean.numpy(), rtol=1e-5,
+                               atol=1e-7)
+    assert bn.num_batches_tracked == 1
+
+
+def test_failed_batchnorm_forward_counts_no_batch(monkeypatch):
+    """A forward whose kernel fails moves neither the running statistics nor the counter
+    (momentum=None's divisor)."""
+    bn = nn.BatchNorm1d(3, momentum=None)
+
+    class Failing:
+        def batchnorm_forward(self, *args, **kwargs):
+            raise MemoryError("kernel failed")
+    monkeypatch.setattr(bn, "_kernels", lambda: Failing())
+    with pytest.raises(MemoryError):
+        bn(np.ones((4, 3), np.float32))
+    assert bn.num_batches_tracked == 0
+    monkeypatch.undo()
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    bn(x)   # the first counted batch: momentum 1, the batch's statistics
+    np.testing.assert_allclose(bn.running_mean, x.mean(axis=0))
+    assert bn.num_batches_tracked == 1

@@ -126,10 +126,9 @@ class _BatchNorm(BatchCounter, Module):
         batch = self._batch_statistics()
         weight, bias, running_mean, running_var = self._kernel_arrays(dtype)
         momentum = self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked += 1
-            if momentum is None:
-                momentum = 1.0 / self.num_batches_tracked
+        counted = self.training and self.track_running_stats
+        if counted and momentum is None:
+            momentum = 1.0 / (self.num_batches_tracked + 1)
         # an empty batch with batch statistics: ops' early exit (PyTorch's empty output,
         # running statistics untouched) instead of a kernel's mean over no values
         run = ops.batchnorm_forward if batch and x.size == 0 else \
@@ -138,6 +137,8 @@ class _BatchNorm(BatchCounter, Module):
             x, weight, bias, running_mean, running_var, training=batch,
             momentum=0.1 if momentum is None else momentum, eps=self.eps, mean_only=self.mean_only, out=out,
             save_mean=save_mean, save_invstd=save_invstd)
+        if counted:   # (after the kernel: a call that fails counts nothing)
+            self.num_batches_tracked += 1
         self._ctx = (x, save_mean, save_invstd, batch)
         return y if len(shape) == x.ndim else y.reshape(shape)
 

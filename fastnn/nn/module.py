@@ -859,6 +859,9 @@ class Module:
                                 f"array, a device array or None, got {type(value).__name__}")
             if value is not None and _device.device_of(value) != self._device:
                 value = _device.namespace(self._device).put(value)  # to the module's device
+            # a strided or read-only array becomes a copy the kernels can update in place,
+            # as a parameter's data does
+            value = _kernel_ready(value)
             self._buffers[name] = value
         elif name in params or name in self._modules:
             if value is not None:
@@ -920,7 +923,7 @@ class Module:
             raise TypeError(f"cannot assign '{type(tensor).__name__}' object to buffer "
                             f"'{name}' (numpy array or None required)")
         if tensor is not None:
-            tensor = _device.namespace(self._device).put(tensor)
+            tensor = _kernel_ready(_device.namespace(self._device).put(tensor))
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
         self._buffers[name] = tensor
