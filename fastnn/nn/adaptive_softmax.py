@@ -9,7 +9,7 @@ from .. import device as _device
 from ..validation import FLOAT_DTYPES, check_bool, check_float_array, check_positive_int
 from .container import ModuleList, Sequential
 from .linear import Linear
-from .module import Module, Parameter
+from .module import Module, Parameter, check_kept, kept_for_backward
 
 #: what ``forward`` returns, PyTorch's ``_ASMoutput``: output (the target
 #: log-probability of each sample) and loss (-mean(output))
@@ -158,7 +158,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
             output[picked] = lp[np.arange(picked.size), relative] + output[picked]
             clusters.append((i, picked, relative, xs, hidden, lp))
         loss = np.float64(-output.mean(dtype=np.float64)) if n else np.float64(np.nan)
-        self._ctx = (x2, head_lp, in_head, clusters, tuple(x.shape), caller)
+        self._ctx = kept_for_backward((x2, head_lp, in_head, clusters, tuple(x.shape), caller))
         return _ASMoutput(caller.put(output if batched else output.reshape(())), loss)
 
     # -------------------------------------------------------------- backward
@@ -167,8 +167,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         gradient. grad: w.r.t. loss (a number); grad_output: w.r.t. output (output's shape
         or a number); neither: grad = 1 (see the class docstring)."""
         where = f"{self._where()}.backward"
-        if self._ctx is None:
-            raise RuntimeError(f"{self._where()}: backward called before forward")
+        check_kept(self, self._ctx)
         x2, head_lp, in_head, clusters, shape, caller = self._ctx
         dtype = x2.dtype.type
         n = x2.shape[0]

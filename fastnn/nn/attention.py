@@ -5,13 +5,12 @@ import math
 import numpy as np
 
 from .. import device as _device
-from .. import grad_mode as _grad_mode
 from .. import random as _random
 from ..errors import AssertionTypeError, AssertionValueError, RuntimeValueError
 from ..validation import check_bool, check_float_array, check_number, check_positive_int
 from . import init
 from .linear import Linear
-from .module import NO_GRAD, Module, Parameter, no_grad_backward_error
+from .module import Module, Parameter, check_kept, kept_for_backward
 
 
 # PyTorch's attention asserts its shapes (AssertionError), raises RuntimeError for a
@@ -245,10 +244,8 @@ class MultiheadAttention(Module):
         if self.out_proj.bias is not None:
             out += _device.to_host(self.out_proj.bias.data)
         namespace = _device.namespace_of(query_arr)
-        # under no_grad nothing is kept: a backward then raises, as every layer's, instead
-        # of mixing this call's inputs into the gradient of an earlier forward
-        self._ctx = ((q_in, k_in, v_in, q, k, v, weights, drop_mask, concat, unbatched,
-                      namespace) if _grad_mode._MODE.enabled else NO_GRAD)
+        self._ctx = kept_for_backward((q_in, k_in, v_in, q, k, v, weights, drop_mask, concat,
+                                       unbatched, namespace))
         out = self._layout(out, unbatched)
         attn = None
         if need_weights:  # (after dropout, as PyTorch's)
@@ -330,10 +327,7 @@ class MultiheadAttention(Module):
         """(grad_query, grad_key, grad_value) for grad_output (attn_output's shape); the
         parameters' gradients accumulate. The attention weights' output has no gradient
         input here (as in most uses, where only attn_output feeds the loss)."""
-        if self._ctx is None:
-            raise RuntimeError(f"{self._where()}: backward called before forward")
-        if self._ctx is NO_GRAD:
-            raise no_grad_backward_error(self)
+        check_kept(self, self._ctx)
         q_in, k_in, v_in, q, k, v, weights, drop_mask, concat, unbatched, namespace = self._ctx
         n, length, e = q_in.shape
         g = _device.to_host(check_float_array(self._where(), "grad_output", grad_output,

@@ -12,7 +12,7 @@ from .. import device as _device
 from .. import random as _random
 from ..validation import check_bool, check_float_array, check_number, check_positive_int
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, check_kept, kept_for_backward
 
 
 class _TwoInputs(Module):
@@ -41,10 +41,10 @@ class _TwoInputs(Module):
     def backward(self, grad_out):
         """(grad_x1, grad_x2) for grad_out, the gradient w.r.t. the last forward's output
         (its shape)."""
-        if getattr(self, "_ctx", None) is None:
-            raise RuntimeError(f"{self._where()}: backward called before forward")
+        check_kept(self, getattr(self, "_ctx", None))
         d1, d2, out_shape, axis = self._ctx
-        g = np.asarray(_device.to_host(grad_out), d1.dtype)
+        g = _device.to_host(check_float_array(self._where(), "grad_out", grad_out,
+                                              dtype=d1.dtype, device_ok=True))
         if g.shape != out_shape:
             raise ValueError(f"{self._where()}: expected grad_out of shape {out_shape}, got "
                              f"{g.shape}")
@@ -98,7 +98,7 @@ class CosineSimilarity(_TwoInputs):
         d1 = x2 / (n1 * n2) - cos / n1 * _unit(x1, r1)
         d2 = x1 / (n1 * n2) - cos / n2 * _unit(x2, r2)
         out = np.squeeze(cos, axis=axis)
-        self._ctx = (d1, d2, out.shape, axis)
+        self._ctx = kept_for_backward((d1, d2, out.shape, axis))
         return self._namespace.put(np.array(out))  # (a copy; 0-d stays 0-d)
 
     def extra_repr(self):
@@ -158,7 +158,7 @@ class PairwiseDistance(_TwoInputs):
         x1, x2 = self._inputs(x1, x2)
         dist, grad = norm_and_grad(x1 - x2 + x1.dtype.type(self.eps), float(self.norm))
         out = dist if self.keepdim else dist[..., 0]
-        self._ctx = (grad, -grad, out.shape, x1.ndim - 1)
+        self._ctx = kept_for_backward((grad, -grad, out.shape, x1.ndim - 1))
         return self._namespace.put(np.array(out))  # (a copy; 0-d stays 0-d)
 
     def extra_repr(self):
@@ -218,16 +218,16 @@ class Bilinear(_TwoInputs):
         y = np.einsum("noj,nj->no", t, b)
         if self.bias is not None:
             y += _device.to_host(self.bias.data)
-        self._ctx = (a, b, t, lead)
+        self._ctx = kept_for_backward((a, b, t, lead))
         return self._namespace.put(y.reshape(lead + (self.out_features,)))
 
     def backward(self, grad_out):
         """(grad_x1, grad_x2) for grad_out (*, out_features); parameter gradients
         accumulate."""
-        if getattr(self, "_ctx", None) is None:
-            raise RuntimeError(f"{self._where()}: backward called before forward")
+        check_kept(self, getattr(self, "_ctx", None))
         a, b, t, lead = self._ctx
-        g = np.asarray(_device.to_host(grad_out), a.dtype)
+        g = _device.to_host(check_float_array(self._where(), "grad_out", grad_out,
+                                              dtype=a.dtype, device_ok=True))
         if g.shape != lead + (self.out_features,):
             raise ValueError(f"{self._where()}: expected grad_out of shape "
                              f"{lead + (self.out_features,)}, got {g.shape}")

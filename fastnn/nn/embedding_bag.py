@@ -6,7 +6,7 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..validation import check_bool, check_float_array, check_only, check_positive_int
 from .embedding import Embedding, check_renorm, embedding_table, renorm_repr, renorm_rows
-from .module import NO_GRAD, Module, Parameter, no_grad_backward_error
+from .module import NO_GRAD, Module, Parameter, check_kept, kept_for_backward
 
 MODES = ("sum", "mean", "max")
 
@@ -209,18 +209,14 @@ class EmbeddingBag(Module):
                 out[nonempty] /= counts[nonempty].astype(table.dtype)[:, None]
             if weights is not None:   # the rows their gradient needs
                 ctx["rows"] = table[ki]
-        # under no_grad nothing is kept: a backward raises instead of using this call's bags
-        self._ctx = ctx if _grad_mode._MODE.enabled else NO_GRAD
+        self._ctx = kept_for_backward(ctx)
         return _device.c_contiguous(out, table.dtype)
 
     # -------------------------------------------------------------- backward
     def backward(self, grad_out):
         """Accumulate weight.grad for grad_out (B, embedding_dim); None, or the gradient
         of per_sample_weights when the forward had them."""
-        if self._ctx is None or self._out_meta is None:
-            raise RuntimeError(f"{self._where()}: backward called before forward")
-        if self._ctx is NO_GRAD or self._out_meta is NO_GRAD:
-            raise no_grad_backward_error(self)
+        check_kept(self, self._ctx if self._out_meta is not None else None)
         shape, dtype = self._out_meta
         check_float_array(self._where(), "grad_out", grad_out, dtype=dtype, device_ok=True)
         if tuple(grad_out.shape) != shape:

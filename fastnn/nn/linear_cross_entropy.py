@@ -9,10 +9,11 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from ..validation import FLOAT_DTYPES, check_float_array, check_positive_int
 from .linear import Linear
 from .loss import REDUCTIONS, CrossEntropyLoss, class_weights
-from .module import Module
+from .module import Module, check_kept, kept_for_backward
 
 
 class LinearCrossEntropyLoss(Module):
@@ -116,7 +117,9 @@ class LinearCrossEntropyLoss(Module):
         x, target, caller, batched, probabilities = self._check(input, target)
         n = x.shape[0]
         loss_shape = ((n,) + tuple(self.out_features)) if batched else ()
-        precompute = self.training and self.reduction != "none"
+        # (no gradients under no_grad: nothing written into the buffers an earlier forward
+        # filled for its backward)
+        precompute = self.training and self.reduction != "none" and _grad_mode._MODE.enabled
         grads = self._grad_buffers(x) if precompute and n else None
         criterion = self._criterion("sum" if self.reduction == "mean" else self.reduction,
                                     probabilities)
@@ -133,7 +136,8 @@ class LinearCrossEntropyLoss(Module):
                                       grads[0][start:stop])
         if self.reduction == "none":
             result = (np.concatenate(losses) if losses else np.zeros(0, x.dtype))
-            self._ctx = (x, target, batched, probabilities, 1.0, None, loss_shape, caller)
+            self._ctx = kept_for_backward((x, target, batched, probabilities, 1.0, None, loss_shape,
+                                           caller))
             return caller.put(result.reshape(loss_shape))
         if self.reduction == "sum":
             scale, loss = 1.0, total
@@ -150,7 +154,8 @@ class LinearCrossEntropyLoss(Module):
                     _device.scaled(g, scale)
             if scale != scale and not probabilities:
                 _zero_ignored_rows(grads[0], target, self._ignore())
-        self._ctx = (x, target, batched, probabilities, scale, grads, loss_shape, caller)
+        self._ctx = kept_for_backward((x, target, batched, probabilities, scale, grads, loss_shape,
+                                       caller))
         return np.float64(loss)
 
     def _check(self, input, target):
@@ -260,8 +265,7 @@ class LinearCrossEntropyLoss(Module):
         """The gradient w.r.t. the last forward's input (its shape and dtype); accumulates
         linear.weight.grad and linear.bias.grad. grad: w.r.t. the loss, None for 1 (see
         the class docstring)."""
-        if self._ctx is None:
-            raise RuntimeError(f"{self._where()}: backward called before forward")
+        check_kept(self, self._ctx)
         x, target, batched, probabilities, scale, grads, loss_shape, caller = self._ctx
         where = f"{self._where()}.backward"
         if grad is not None and _device.is_array(grad):

@@ -11,10 +11,18 @@ loss and gradient times the element count: N rows for cross-entropy), or 'none':
 ``forward`` returns the loss of every element (every row for cross-entropy) as a
 NumPy array, computed by the reference formulas, and ``backward(grad)`` takes the
 gradient w.r.t. those losses (None: all ones, the gradient of their sum).
+
+A loss computed with gradients disabled (``fastnn.no_grad()``: a validation loss taken
+between a training forward and its backward) leaves what ``backward`` returns as it was,
+the gradient of the last forward run with gradients enabled, as PyTorch's loss tensor
+from before keeps its graph.
 """
+import functools
+
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
 from ..validation import (as_contiguous, as_labels, check_bool, check_float_array, check_labels,
@@ -34,12 +42,39 @@ def cast_integer_target(target, dtype, kinds="iub"):
     return target
 
 
+def _backward_state_kept_without_grad(forward):
+    """forward, run under no_grad with the loss's saved state (the gradient backward hands
+    out and what it needs) put back afterwards; the kernels write their gradient into a
+    buffer of their own there (kept for the next such call), not into the one backward
+    hands out."""
+    @functools.wraps(forward)
+    def forward_keeping_backward_state(self, *args, **kwargs):
+        state = self.__dict__
+        if _grad_mode._MODE.enabled or state.get("_without_grad"):
+            return forward(self, *args, **kwargs)
+        saved = dict(state)
+        state["_grad_buf"] = saved.pop("_grad_buf_without_grad", None)
+        state["_without_grad"] = True   # (a subclass's forward calls Loss.forward)
+        try:
+            return forward(self, *args, **kwargs)
+        finally:
+            saved["_grad_buf_without_grad"] = state.get("_grad_buf")
+            state.clear()
+            state.update(saved)
+    return forward_keeping_backward_state
+
+
 class Loss:
     """Base class: validation, the reduction, the saved gradient and repr."""
 
     #: True where PyTorch takes integer (and bool) targets, cast to pred's dtype, for a
     #: loss whose target is otherwise a float array like pred
     integer_target = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "forward" in cls.__dict__:
+            cls.forward = _backward_state_kept_without_grad(cls.__dict__["forward"])
 
     def __init__(self, reduction="mean", size_average=None, reduce=None):
         # PyTorch's deprecated size_average/reduce are taken at their default only
@@ -51,6 +86,7 @@ class Loss:
         self.reduction = reduction
         self._grad = None
 
+    @_backward_state_kept_without_grad
     def forward(self, pred, target):
         """Loss of pred against target: a number ('mean', 'sum'; a NumPy float64, which
         is a Python float with PyTorch's ``loss.item()``) or a NumPy array of

@@ -517,6 +517,22 @@ def no_grad_backward_error(module):
                         f"outside it before backward")
 
 
+def kept_for_backward(ctx):
+    """What a layer with a forward of its own keeps for its backward: ctx, or NO_GRAD
+    under no_grad (a backward then raises instead of mixing that call's inputs into the
+    gradient of an earlier forward)."""
+    return ctx if _grad_mode._MODE.enabled else NO_GRAD
+
+
+def check_kept(module, ctx):
+    """Raise unless ctx, what module's forward kept (kept_for_backward), serves a
+    backward: RuntimeError before any forward, or after one under no_grad."""
+    if ctx is None:
+        raise RuntimeError(f"{module._where()}: backward called before forward")
+    if ctx is NO_GRAD:
+        raise no_grad_backward_error(module)
+
+
 class _IncompatibleKeys(collections.namedtuple("_IncompatibleKeys",
                                                ["missing_keys", "unexpected_keys"])):
     """What ``load_state_dict`` returns (PyTorch's ``_IncompatibleKeys``, its repr too)."""

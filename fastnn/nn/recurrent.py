@@ -31,7 +31,7 @@ from .. import random as _random
 from ..validation import (check_bool, check_float_array, check_number, check_only,
                           check_positive_int)
 from . import init
-from .module import NO_GRAD, Module, Parameter, no_grad_backward_error
+from .module import Module, Parameter, check_kept, kept_for_backward
 from .rnn_utils import PackedSequence, _check_batch_sizes
 
 
@@ -308,8 +308,7 @@ class RNNBase(Module):
         if unbatched:
             h0, c0 = h0[:, None], (None if c0 is None else c0[:, None])
         inputs, caches, h_n, c_n = self._layers(seq, h0, c0, self._run)
-        self._ctx = (caches, seq.shape, unbatched, namespace, hx is not None) \
-            if _grad_mode._MODE.enabled else NO_GRAD
+        self._ctx = kept_for_backward((caches, seq.shape, unbatched, namespace, hx is not None))
         out = inputs[:, 0] if unbatched else (inputs.transpose(1, 0, 2) if self.batch_first
                                               else inputs)
         put = namespace.put
@@ -367,8 +366,8 @@ class RNNBase(Module):
             h0, c0 = h0[:, order], (None if c0 is None else c0[:, order])
         run = lambda *args: self._run_packed(sizes, *args)  # noqa: E731
         output, caches, h_n, c_n = self._layers(data, h0, c0, run)
-        self._ctx = (_PackedContext(caches, sizes, packed, order, back, namespace)
-                     if _grad_mode._MODE.enabled else NO_GRAD)
+        self._ctx = kept_for_backward(_PackedContext(caches, sizes, packed, order, back,
+                                                     namespace))
         put = lambda a: namespace.put(a if back is None else a[:, back])  # noqa: E731
         out = PackedSequence(namespace.put(output), packed.batch_sizes, packed.sorted_indices,
                              packed.unsorted_indices)
@@ -454,10 +453,7 @@ class RNNBase(Module):
         caller's batch order, and the result is a PackedSequence like the input, its
         data the gradient w.r.t. the input's data (PyTorch's gradient of packed.data;
         ``pad_packed_sequence`` of it: the gradient w.r.t. the padded input)."""
-        if self._ctx is None:
-            raise RuntimeError(f"{self._where()}: backward called before forward")
-        if self._ctx is NO_GRAD:
-            raise no_grad_backward_error(self)
+        check_kept(self, self._ctx)
         if isinstance(self._ctx, _PackedContext):
             return self._backward_packed(grad_output, grad_hn)
         caches, (length, n, _), unbatched, namespace, _ = self._ctx
