@@ -125,3 +125,18 @@ def test_two_input_modules_check_grad_out_dtype(name, rng):
         module.backward(grads[0].astype(np.float32))
     with pytest.raises(TypeError, match="grad_out"):
         module.backward(grads[0].tolist())
+
+
+def test_failed_two_input_forward_leaves_the_last_backward_intact(rng):
+    """CosineSimilarity's dim checked after its inputs: the refused call's shapes must
+    not reach the backward of the forward before it."""
+    module = nn.CosineSimilarity(dim=1)
+    x1, x2 = rng.standard_normal((4, 3)), rng.standard_normal((1, 3))   # x2 broadcast
+    g = rng.standard_normal(4)
+    module(x1, x2)
+    expected = [a.copy() for a in module.backward(g)]
+    module(x1, x2)
+    with pytest.raises(ValueError, match="dim"):
+        module(rng.standard_normal((5,)), rng.standard_normal((5,)))   # dim 1 of 1-D
+    for got, want in zip(module.backward(g), expected):
+        np.testing.assert_array_equal(got, want)

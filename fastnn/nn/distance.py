@@ -20,6 +20,8 @@ class _TwoInputs(Module):
     rank >= 1; the gradients come back summed to each input's own shape."""
 
     def _inputs(self, x1, x2):
+        """(x1, x2 as host arrays broadcast to one shape, the caller's namespace, their
+        own shapes)."""
         where = self._where()
         x1 = check_float_array(where, "x1", x1, device_ok=True)
         x2 = check_float_array(where, "x2", x2, dtype=x1.dtype, device_ok=True)
@@ -31,9 +33,8 @@ class _TwoInputs(Module):
         if not shape or min(map(len, shapes)) == 0:
             raise ValueError(f"{where}: expected x1 and x2 of shapes that broadcast (rank "
                              f">= 1), got {shapes[0]} and {shapes[1]}")
-        self._namespace = _device.namespace_of(x1)
-        self._shapes = shapes
-        return tuple(np.broadcast_to(_device.to_host(x), shape) for x in (x1, x2))
+        host = (np.broadcast_to(_device.to_host(x), shape) for x in (x1, x2))
+        return (*host, _device.namespace_of(x1), shapes)
 
     def __call__(self, x1, x2):
         return self.forward(x1, x2)
@@ -42,15 +43,14 @@ class _TwoInputs(Module):
         """(grad_x1, grad_x2) for grad_out, the gradient w.r.t. the last forward's output
         (its shape)."""
         check_kept(self, getattr(self, "_ctx", None))
-        d1, d2, out_shape, axis = self._ctx
+        d1, d2, out_shape, axis, caller, shapes = self._ctx
         g = _device.to_host(check_float_array(self._where(), "grad_out", grad_out,
                                               dtype=d1.dtype, device_ok=True))
         if g.shape != out_shape:
             raise ValueError(f"{self._where()}: expected grad_out of shape {out_shape}, got "
                              f"{g.shape}")
         g = np.expand_dims(g, axis) if len(out_shape) < d1.ndim else g
-        return tuple(self._namespace.put(summed_to(g * d, shape))
-                     for d, shape in zip((d1, d2), self._shapes))
+        return tuple(caller.put(summed_to(g * d, shape)) for d, shape in zip((d1, d2), shapes))
 
 
 def summed_to(g, shape):
@@ -83,7 +83,7 @@ class CosineSimilarity(_TwoInputs):
         self.dim, self.eps = int(dim), float(eps)
 
     def forward(self, x1, x2):
-        x1, x2 = self._inputs(x1, x2)
+        x1, x2, caller, shapes = self._inputs(x1, x2)
         axis = self.dim + x1.ndim if self.dim < 0 else self.dim
         if not 0 <= axis < x1.ndim:
             raise ValueError(f"{self._where()}: dim {self.dim} is out of range for inputs of "
@@ -98,8 +98,8 @@ class CosineSimilarity(_TwoInputs):
         d1 = x2 / (n1 * n2) - cos / n1 * _unit(x1, r1)
         d2 = x1 / (n1 * n2) - cos / n2 * _unit(x2, r2)
         out = np.squeeze(cos, axis=axis)
-        self._ctx = kept_for_backward((d1, d2, out.shape, axis))
-        return self._namespace.put(np.array(out))  # (a copy; 0-d stays 0-d)
+        self._ctx = kept_for_backward((d1, d2, out.shape, axis, caller, shapes))
+        return caller.put(np.array(out))  # (a copy; 0-d stays 0-d)
 
     def extra_repr(self):
         return ""
@@ -155,11 +155,11 @@ class PairwiseDistance(_TwoInputs):
         self.keepdim = check_bool("PairwiseDistance", "keepdim", keepdim)
 
     def forward(self, x1, x2):
-        x1, x2 = self._inputs(x1, x2)
+        x1, x2, caller, shapes = self._inputs(x1, x2)
         dist, grad = norm_and_grad(x1 - x2 + x1.dtype.type(self.eps), float(self.norm))
         out = dist if self.keepdim else dist[..., 0]
-        self._ctx = kept_for_backward((grad, -grad, out.shape, x1.ndim - 1))
-        return self._namespace.put(np.array(out))  # (a copy; 0-d stays 0-d)
+        self._ctx = kept_for_backward((grad, -grad, out.shape, x1.ndim - 1, caller, shapes))
+        return caller.put(np.array(out))  # (a copy; 0-d stays 0-d)
 
     def extra_repr(self):
         return ""
@@ -205,12 +205,12 @@ class Bilinear(_TwoInputs):
                              f"(*, {self.in2_features}) with the same leading dimensions, "
                              f"got {s1} and {s2}")
         self._check_dtype(x1.dtype, self.weight.data.dtype)
-        self._namespace = _device.namespace_of(x1)
         return (_device.to_host(x1).reshape(-1, self.in1_features),
-                _device.to_host(x2).reshape(-1, self.in2_features), s1[:-1])
+                _device.to_host(x2).reshape(-1, self.in2_features), s1[:-1],
+                _device.namespace_of(x1))
 
     def forward(self, x1, x2):
-        a, b, lead = self._inputs(x1, x2)
+        a, b, lead, caller = self._inputs(x1, x2)
         w = _device.to_host(self.weight.data)
         # (N, in1) @ (in1, out * in2) -> (N, out, in2), then contract in2 with x2
         t = (a @ w.transpose(1, 0, 2).reshape(self.in1_features, -1)).reshape(
@@ -218,14 +218,14 @@ class Bilinear(_TwoInputs):
         y = np.einsum("noj,nj->no", t, b)
         if self.bias is not None:
             y += _device.to_host(self.bias.data)
-        self._ctx = kept_for_backward((a, b, t, lead))
-        return self._namespace.put(y.reshape(lead + (self.out_features,)))
+        self._ctx = kept_for_backward((a, b, t, lead, caller))
+        return caller.put(y.reshape(lead + (self.out_features,)))
 
     def backward(self, grad_out):
         """(grad_x1, grad_x2) for grad_out (*, out_features); parameter gradients
         accumulate."""
         check_kept(self, getattr(self, "_ctx", None))
-        a, b, t, lead = self._ctx
+        a, b, t, lead, caller = self._ctx
         g = _device.to_host(check_float_array(self._where(), "grad_out", grad_out,
                                               dtype=a.dtype, device_ok=True))
         if g.shape != lead + (self.out_features,):
@@ -240,7 +240,7 @@ class Bilinear(_TwoInputs):
         _device.update_on_host(self.weight.grad, lambda x: np.add(x, grad_w, out=x))
         if self.bias is not None:
             _device.update_on_host(self.bias.grad, lambda x: np.add(x, g.sum(axis=0), out=x))
-        put = lambda x, n: self._namespace.put(x.reshape(lead + (n,)))  # noqa: E731
+        put = lambda x, n: caller.put(x.reshape(lead + (n,)))  # noqa: E731
         return put(grad_x1, self.in1_features), put(grad_x2, self.in2_features)
 
     def extra_repr(self):
