@@ -598,3 +598,23 @@ def test_a_host_gradient_for_a_gpu_parameter_is_refused_where_assigned():
     with pytest.raises(ValueError, match="gradient on cpu to a parameter on cuda"):
         layer.weight.grad = np.zeros((2, 3), np.float32)
     layer.weight.grad = cuda.to_device(np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("name,options", [("SGD", {}), ("SGD", dict(momentum=0.9)),
+                                          ("Adam", {}), ("Adagrad", {}), ("RMSprop", {}),
+                                          ("Adamax", {}), ("NAdam", {})])
+def test_infinite_parameters_stay_infinite_on_the_gpu(name, options):
+    """No weight decay: no 0 * inf = NaN in the update, as PyTorch's (and the host's)."""
+    start = np.array([np.inf, -np.inf, 1.0, -2.0], np.float32)
+    grad = np.array([1.0, -1.0, 0.5, 0.25], np.float32)
+    results = []
+    for device in ("cpu", "cuda"):
+        layer = nn.Linear(4, 1, bias=False).to(device)
+        layer.weight.data = fdevice.namespace(device).put(start[None].copy())
+        opt = getattr(fastnn.optim, name)(layer.parameters(), lr=0.1, **options)
+        for _ in range(2):
+            layer.weight.grad = fdevice.namespace(device).put(grad[None].copy())
+            opt.step()
+        results.append(fdevice.to_host(layer.weight.data)[0])
+    np.testing.assert_array_equal(results[1][:2], start[:2])
+    assert_close(results[1], results[0], np.float32)

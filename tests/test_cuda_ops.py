@@ -387,6 +387,24 @@ def test_batchnorm(dtype, rng, shape, training):
     assert_close(gb, bt.grad.numpy(), dtype, scale=x.size / c)
 
 
+@pytest.mark.parametrize("shape", [(6, 3), (3, 3, 2, 2)])
+@pytest.mark.parametrize("mean_only", [False, True])
+def test_eval_batchnorm_gradient_ignores_nonfinite_inputs(dtype, rng, shape, mean_only):
+    """Eval mode: grad_in does not read x, so an infinite or NaN x leaves it finite."""
+    x = rng.standard_normal(shape).astype(dtype)
+    x[1, 0], x[2, 1] = np.inf, np.nan
+    w = None if mean_only else rng.standard_normal(3).astype(dtype)
+    rm, rv = rng.standard_normal(3).astype(dtype), rng.random(3).astype(dtype) + 0.5
+    g = rng.standard_normal(shape).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    _, mean, invstd = C.batchnorm_forward(x, w, b, rm, None if mean_only else rv, False, 0.1,
+                                          1e-5, mean_only)
+    gin = C.batchnorm_backward(g, x, w, mean, invstd, False, mean_only, None, None)
+    gin_ref = R.batchnorm_backward(g, x, w, mean, invstd, False, mean_only, None, None)
+    assert np.isfinite(gin).all()
+    assert_close(gin, gin_ref, dtype)
+
+
 @pytest.mark.parametrize("shape", [(6, 3), (5, 100), (3, 1)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm(dtype, rng, shape, affine):

@@ -17,7 +17,14 @@ from .module import Module, Parameter
 
 
 class _HostElementwise(Module):
-    """y = f(x) by NumPy on the host; backward grad * f'(x). Input: any shape."""
+    """y = f(x) by NumPy on the host; backward grad * f'(x), or for a slope of 0 or 1 the
+    grad where it passes and 0 elsewhere (PyTorch's masked gradient: 0, not NaN, where a
+    NaN grad meets a zero slope). Input: any shape."""
+
+    def _passes(self, x):
+        """Where the gradient passes, for a layer whose slope is 1 there and 0 elsewhere;
+        None for any other slope (``_slope``)."""
+        return None
 
     def _forward(self, x, buffered):
         host = _device.to_host(x)
@@ -28,8 +35,10 @@ class _HostElementwise(Module):
         if not need_grad_in:
             return None
         g = _device.to_host(grad_out)
-        return _device.namespace_of(grad_out).put(
-            np.asarray(g * self._slope(self._x), g.dtype))
+        passes = self._passes(self._x)
+        grad = (g * self._slope(self._x) if passes is None
+                else np.where(passes, g, g.dtype.type(0)))
+        return _device.namespace_of(grad_out).put(np.asarray(grad, g.dtype))
 
 
 class Hardshrink(_HostElementwise):
@@ -50,9 +59,9 @@ class Hardshrink(_HostElementwise):
     def _f(self, x):
         return np.where(self._inside(x), x.dtype.type(0), x)
 
-    def _slope(self, x):
+    def _passes(self, x):
         lam = x.dtype.type(self.lambd)
-        return ((x < -lam) | (x > lam)).astype(x.dtype)
+        return (x < -lam) | (x > lam)
 
     def extra_repr(self):
         return f"{self.lambd}"
@@ -97,8 +106,8 @@ class Threshold(_HostElementwise):
     def _f(self, x):
         return np.where(x <= x.dtype.type(self.threshold), x.dtype.type(self.value), x)
 
-    def _slope(self, x):
-        return (~(x <= x.dtype.type(self.threshold))).astype(x.dtype)
+    def _passes(self, x):
+        return ~(x <= x.dtype.type(self.threshold))
 
     def extra_repr(self):
         return (f"threshold={self.threshold}, value={self.value}"
@@ -421,16 +430,22 @@ class LocalResponseNorm(_AcrossChannels):
         before, after = self.size // 2, (self.size - 1) // 2
         pad = [(0, 0)] * a.ndim
         pad[1] = (after, before) if mirrored else (before, after)
-        cs = np.cumsum(np.pad(a, pad), axis=1)
-        cs = np.concatenate([np.zeros_like(cs[:, :1]), cs], axis=1)
+        padded = np.pad(a, pad)
         c = a.shape[1]
-        return cs[:, self.size:self.size + c] - cs[:, :c]
+        # the window's own values added, as PyTorch's pooled sum: a running sum's
+        # differences would carry a NaN, an infinity or a large value's rounding to
+        # every later channel
+        total = padded[:, :c].copy()
+        for j in range(1, self.size):
+            total += padded[:, j:j + c]
+        return total
 
     def _forward(self, x, buffered):
         host = _device.to_host(x)
         dt = host.dtype.type
-        scale = dt(self.k) + dt(self.alpha / self.size) * self._window_sum(host * host)
-        y = host * scale ** dt(-self.beta)
+        with np.errstate(invalid="ignore", over="ignore"):   # (inf and NaN inputs: torch's)
+            scale = dt(self.k) + dt(self.alpha / self.size) * self._window_sum(host * host)
+            y = host * scale ** dt(-self.beta)
         self._ctx = (host, scale, y)
         return _device.namespace_of(x).put(_device.c_contiguous(y, host.dtype))
 
@@ -442,10 +457,11 @@ class LocalResponseNorm(_AcrossChannels):
         dt = host.dtype.type
         # d b_c / d a_j = scale_c^-beta [c = j] - 2 alpha beta / size a_c a_j scale_c^(-beta-1)
         # summed over the windows that contain j (the same window, mirrored)
-        t = g * y / scale                                    # g_c a_c scale_c^(-beta-1)
-        mirrored = self._window_sum(t, mirrored=True)
-        grad = g * scale ** dt(-self.beta) - dt(2 * self.alpha * self.beta / self.size) \
-            * host * mirrored
+        with np.errstate(invalid="ignore", over="ignore"):
+            t = g * y / scale                                # g_c a_c scale_c^(-beta-1)
+            mirrored = self._window_sum(t, mirrored=True)
+            grad = g * scale ** dt(-self.beta) - dt(2 * self.alpha * self.beta / self.size) \
+                * host * mirrored
         return _device.namespace_of(grad_out).put(_device.c_contiguous(grad, host.dtype))
 
 

@@ -103,8 +103,12 @@ def _kernels(threads):
                     out[k // s, c, k % s] = g[k // s, c, k % s] - sub
                 continue
             scale = weight[c] * invstd
-            mean_g = sum_g / count if training else 0.0
-            mean_gx = sum_gx / count if training else 0.0
+            if not training:   # x unread: a non-finite x gives no 0 * inf = NaN
+                for k in range(t, count, threads):
+                    out[k // s, c, k % s] = g[k // s, c, k % s] * scale
+                continue
+            mean_g = sum_g / count
+            mean_gx = sum_gx / count
             for k in range(t, count, threads):
                 x_hat = (x[k // s, c, k % s] - mean) * invstd
                 out[k // s, c, k % s] = (g[k // s, c, k % s] - mean_g - x_hat * mean_gx) * scale
@@ -265,6 +269,11 @@ def _kernels2d(threads):
                     b = -a * sum_gx * invstd / n
                     d = -a * sum_g / n - b * mean
             i = ty
+            if mean_only or not training:   # b is 0: x unread (no 0 * inf = NaN where x is inf)
+                while i < n:
+                    out[i, c] = a * g[i, c] + d
+                    i += rows
+                continue
             while i + 3 * rows < n:
                 g0 = g[i, c]
                 g1 = g[i + rows, c]

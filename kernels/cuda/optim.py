@@ -17,7 +17,7 @@ from ._common import Call, flat
 def _sgd(param, grad, velocity, has_velocity, lr, momentum, weight_decay, nesterov, keep):
     """keep: 1 - dampening."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
-        g = grad[i] + weight_decay * param[i]
+        g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
         if has_velocity:
             v = momentum * velocity[i] + keep * g
             velocity[i] = v
@@ -31,7 +31,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, vmax, amsgrad, beta1, beta2, c1, c2,
     """vmax: the running maximum of exp_avg_sq when amsgrad (else an unread stand-in);
     c1, c2: 1 - beta1, 1 - beta2 (rounded from the launcher's float, as PyTorch's)."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
-        g = grad[i] + weight_decay * param[i]
+        g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
         m = beta1 * exp_avg[i] + c1 * g
         v = beta2 * exp_avg_sq[i] + c2 * g * g
         exp_avg[i] = m
@@ -45,7 +45,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, vmax, amsgrad, beta1, beta2, c1, c2,
 @cuda.jit
 def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
-        g = grad[i] + weight_decay * param[i]
+        g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
         s = state_sum[i] + g * g
         state_sum[i] = s
         param[i] -= lr * g / (math.sqrt(s) + eps)
@@ -55,7 +55,7 @@ def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
 def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, c1, beta2, eps, weight_decay):
     """c1: 1 - beta1."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
-        g = grad[i] + weight_decay * param[i]
+        g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
         m = beta1 * exp_avg[i] + c1 * g
         u = beta2 * exp_inf[i]
         a = abs(g) + eps
@@ -70,7 +70,7 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
                       c1, c2, sq_scale, eps, weight_decay):
     """c1, c2: 1 - beta1, 1 - beta2."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
-        g = grad[i] + weight_decay * param[i]
+        g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
         m = beta1 * exp_avg[i] + c1 * g
         v = beta2 * exp_avg_sq[i] + c2 * g * g
         exp_avg[i] = m
@@ -148,7 +148,7 @@ def _rmsprop(param, grad, square_avg, grad_avg, centered, buf, has_buf, lr, alph
              weight_decay, momentum):
     """c: 1 - alpha."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
-        g = grad[i] + weight_decay * param[i]
+        g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
         s = alpha * square_avg[i] + c * g * g
         square_avg[i] = s
         if centered:

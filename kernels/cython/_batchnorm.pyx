@@ -110,11 +110,16 @@ cdef inline void _affine_row(const floating* x, const floating* mean, const floa
 
 cdef inline void _grad_row(const floating* g, const floating* x, const floating* mean,
                            const floating* a, const floating* b, const floating* d,
-                           floating* out, Py_ssize_t c) noexcept nogil:
-    """out[j] = a[j] g[j] + b[j] (x[j] - mean[j]) + d[j]. All (c,)."""
+                           floating* out, Py_ssize_t c, bint with_x) noexcept nogil:
+    """out[j] = a[j] g[j] + b[j] (x[j] - mean[j]) + d[j]. All (c,). Without with_x (b is
+    0: eval mode, mean-only) x is not read, so a non-finite x gives no 0 * inf = NaN."""
     cdef Py_ssize_t j
-    for j in range(c):
-        out[j] = a[j] * g[j] + b[j] * (x[j] - mean[j]) + d[j]
+    if with_x:
+        for j in range(c):
+            out[j] = a[j] * g[j] + b[j] * (x[j] - mean[j]) + d[j]
+    else:
+        for j in range(c):
+            out[j] = a[j] * g[j] + d[j]
 
 
 # ------------------------------------------------------------- per-channel helpers
@@ -165,10 +170,15 @@ cdef inline void _affine_plane(const floating* x, floating mean, floating scale,
 
 cdef inline void _grad_plane(const floating* g, const floating* x, floating mean,
                              floating a, floating b, floating d, floating* out,
-                             Py_ssize_t s) noexcept nogil:
+                             Py_ssize_t s, bint with_x) noexcept nogil:
+    """_grad_row for one plane of s values of a channel."""
     cdef Py_ssize_t k
-    for k in range(s):
-        out[k] = a * g[k] + b * (x[k] - mean) + d
+    if with_x:
+        for k in range(s):
+            out[k] = a * g[k] + b * (x[k] - mean) + d
+    else:
+        for k in range(s):
+            out[k] = a * g[k] + d
 
 
 # ------------------------------------------------------------------- statistics
@@ -328,7 +338,8 @@ cdef void _backward_rows(const floating* g, const floating* x, floating* gi, Py_
         if gi != NULL:
             for k in prange(nch, schedule="static"):
                 for i in range(k * n // nch, (k + 1) * n // nch):
-                    _grad_row(g + i * c, x + i * c, save_mean, a, b, d, gi + i * c, c)
+                    _grad_row(g + i * c, x + i * c, save_mean, a, b, d, gi + i * c, c,
+                              training and si != NULL)
 
 
 # ------------------------------------------------------------------------- ops
@@ -468,5 +479,5 @@ def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, 
                                 num_threads=threads_for(n * c * s)):
                     _grad_plane(gp + p * s, xp + p * s,
                                 save_mean[p % c], a[p % c], b[p % c], d[p % c],
-                                gi + p * s, s)
+                                gi + p * s, s, training and si != NULL)
 

@@ -282,14 +282,19 @@ def _backward_columns(grad_out, x, weight, save_mean, save_invstd, training, mea
     if accumulate:
         _accumulate_param_grads(partial[0, 0], partial[1, 0], save_invstd, mean_only,
                                 grad_weight, grad_bias)
+    with_x = training and not mean_only   # (else b is 0: x unread, no 0 * inf = NaN)
     for k in prange(nch):
         r0, r1 = _chunk_rows(k, nch, n)
         for i in range(r0, r1):
             go = grad_out[i]
             row = x[i]
             gi = grad_in[i]
-            for j in range(c):
-                gi[j] = a[j] * go[j] + b[j] * (row[j] - save_mean[j]) + d[j]
+            if with_x:
+                for j in range(c):
+                    gi[j] = a[j] * go[j] + b[j] * (row[j] - save_mean[j]) + d[j]
+            else:
+                for j in range(c):
+                    gi[j] = a[j] * go[j] + d[j]
 
 
 # -------------------------------------------------------------- (N, C, L) input
@@ -364,15 +369,18 @@ def _backward_planes(grad_out, x, weight, save_mean, save_invstd, training, mean
             if training:
                 mean_g = dt(sum_g * inv_count)
                 mean_gx = dt(sum_gx * inv_count) * invstd
-            else:
-                mean_g = dt(0)
-                mean_gx = dt(0)
-            for i in range(n):
-                go = grad_out[i, j]
-                plane = x[i, j]
-                gi = grad_in[i, j]
-                for k in range(length):
-                    gi[k] = (go[k] - mean_g - (plane[k] - mean) * mean_gx) * scale
+                for i in range(n):
+                    go = grad_out[i, j]
+                    plane = x[i, j]
+                    gi = grad_in[i, j]
+                    for k in range(length):
+                        gi[k] = (go[k] - mean_g - (plane[k] - mean) * mean_gx) * scale
+            else:   # eval: x unread (a non-finite x gives no 0 * inf = NaN)
+                for i in range(n):
+                    go = grad_out[i, j]
+                    gi = grad_in[i, j]
+                    for k in range(length):
+                        gi[k] = go[k] * scale
 
 
 def _partials(n, c):

@@ -46,8 +46,9 @@ def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
     lr_ = dt(lr)
     wd = dt(weight_decay)
     eps_ = dt(eps)
+    decay = weight_decay != 0.0
     for i in prange(param.shape[0]):
-        g = grad[i] + wd * param[i]
+        g = grad[i] + wd * param[i] if decay else grad[i]
         s = state_sum[i] + g * g
         state_sum[i] = s
         param[i] -= lr_ * g / (np.sqrt(s) + eps_)

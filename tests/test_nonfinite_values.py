@@ -1,0 +1,105 @@
+"""Infinities and NaNs go where PyTorch's go: an infinite parameter stays infinite
+through an optimizer without weight decay (no 0 * inf), eval-mode BatchNorm's input
+gradient does not read x, LocalResponseNorm's window sum stays inside the window, and
+layers whose slope is 0 or 1 mask the incoming gradient (0, not NaN, where it stops)."""
+import numpy as np
+import pytest
+import torch
+
+import fastnn
+from fastnn import nn, optim
+
+BACKENDS = fastnn.backends()
+
+OPTIMIZERS = [
+    ("SGD", {}), ("SGD", dict(momentum=0.9)), ("SGD", dict(momentum=0.9, nesterov=True)),
+    ("SGD", dict(momentum=0.9, dampening=0.5)), ("Adam", {}), ("Adam", dict(amsgrad=True)),
+    ("AdamW", dict(weight_decay=0.0)), ("RMSprop", {}),
+    ("RMSprop", dict(centered=True, momentum=0.5)), ("Adagrad", {}), ("Adamax", {}),
+    ("NAdam", {}), ("RAdam", {}), ("Adadelta", {}), ("ASGD", {}), ("Rprop", {}),
+]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name,options", OPTIMIZERS,
+                         ids=[f"{n}-{'-'.join(o) or 'plain'}" for n, o in OPTIMIZERS])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_infinite_parameters_stay_infinite_without_weight_decay(backend, name, options,
+                                                                dtype):
+    # 40000 values: the compiled kernels' parallel paths; infinities at both ends
+    start = np.random.default_rng(0).standard_normal(40000).astype(dtype)
+    start[[0, 1, -1]] = [np.inf, -np.inf, np.inf]
+    grad = np.random.default_rng(1).standard_normal(40000).astype(dtype)
+    twin = torch.nn.Parameter(torch.tensor(start))
+    reference = getattr(torch.optim, name)([twin], lr=0.1, **options)
+    with fastnn.use_backend(backend):
+        param = nn.Parameter(start.copy())
+        optimizer = getattr(optim, name)([param], lr=0.1, **options)
+        for _ in range(2):
+            twin.grad = torch.tensor(grad)
+            reference.step()
+            param.grad = grad.copy()
+            optimizer.step()
+    want = twin.detach().numpy()
+    assert np.array_equal(np.isnan(param.data), np.isnan(want))
+    np.testing.assert_array_equal(param.data[[0, 1, -1]], want[[0, 1, -1]])
+    single = dtype == np.float32
+    np.testing.assert_allclose(param.data[2:-1], want[2:-1], rtol=2e-5 if single else 1e-10,
+                               atol=1e-6 if single else 1e-12)
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (5, 3, 4), (4, 3, 2, 2)])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_eval_batchnorm_gradient_ignores_nonfinite_inputs(backend, shape, rng):
+    """In eval mode grad_in = grad_out * weight / sqrt(running_var + eps): x is not in it,
+    so an infinite or NaN x leaves its gradient finite, as PyTorch's."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[1, 0], x[2, 1], x[3, 2] = np.inf, np.nan, -np.inf
+    g = rng.standard_normal(shape).astype(np.float32)
+    cls = {2: nn.BatchNorm1d, 3: nn.BatchNorm1d, 4: nn.BatchNorm2d}[len(shape)]
+    twin = getattr(torch.nn, cls.__name__)(3)
+    with fastnn.use_backend(backend):
+        layer = cls(3)
+        layer.running_mean[:] = [0.5, -1.0, 2.0]
+        layer.running_var[:] = [2.0, 0.5, 3.0]
+        layer.weight.data[:] = [1.5, -0.5, 2.0]
+        twin.load_state_dict({k: torch.tensor(v) for k, v in layer.state_dict().items()})
+        layer.eval()
+        twin.eval()
+        layer(x)
+        got = layer.backward(g)
+    xt = torch.tensor(x, requires_grad=True)
+    twin(xt).backward(torch.tensor(g))
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, xt.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_local_response_norm_window_stays_local(size, dtype, rng):
+    """A NaN, an infinity or a large value reaches only the channels whose window holds
+    it (a running sum's differences had carried it to every later channel)."""
+    x = rng.standard_normal((2, 7, 3, 2)).astype(dtype)
+    x[0, 0, 0, 0], x[1, 2, 1, 1], x[1, 5, 0, 0] = np.nan, 1e4, np.inf
+    g = rng.standard_normal(x.shape).astype(dtype)
+    layer, twin = nn.LocalResponseNorm(size), torch.nn.LocalResponseNorm(size)
+    xt = torch.tensor(x, requires_grad=True)
+    want = twin(xt)
+    want.backward(torch.tensor(g))
+    got = layer(x)
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-5, equal_nan=True)
+    np.testing.assert_allclose(layer.backward(g), xt.grad.numpy(), rtol=1e-4, atol=1e-6,
+                               equal_nan=True)
+
+
+@pytest.mark.parametrize("make", [lambda m: m.Hardshrink(), lambda m: m.Softshrink(0.3),
+                                  lambda m: m.Threshold(0.5, -2.0)],
+                         ids=["Hardshrink", "Softshrink", "Threshold"])
+def test_zero_slopes_mask_nan_gradients(make):
+    x = np.array([0.1, -0.2, 2.0, -3.0, 0.5, 0.7], np.float32)
+    g = np.array([np.nan, np.nan, 1.0, np.nan, np.nan, 2.0], np.float32)
+    layer, twin = make(nn), make(torch.nn)
+    layer(x)
+    xt = torch.tensor(x, requires_grad=True)
+    twin(xt).backward(torch.tensor(g))
+    np.testing.assert_array_equal(layer.backward(g), xt.grad.numpy())
