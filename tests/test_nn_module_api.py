@@ -520,3 +520,14 @@ def test_parameter_dict_methods_match_torch():
         d.popitem()
     _raises_like(td.popitem, pd.popitem)
     assert pd.get("a") is None and len(pd) == 0
+
+
+def test_a_positional_device_where_fastnn_takes_dtype_names_the_layer():
+    """PyTorch's Linear(in, out, bias, device): fastnn's fourth argument is dtype, so a
+    device there is a TypeError saying to pass it by keyword (not NumPy's dtype error)."""
+    with pytest.raises(TypeError, match=r"Linear: got the device 'cpu'.*device="):
+        nn.Linear(3, 4, True, "cpu")
+    with pytest.raises(TypeError, match=r"Conv2d: got the device 'cuda:0'"):
+        nn.Conv2d(1, 2, 3, 1, 0, 1, 1, True, "zeros", "cuda:0")
+    assert nn.Linear(3, 4, True, np.float64).weight.data.dtype == np.float64
+    assert nn.Linear(3, 4, device="cpu", dtype=None).weight.data.dtype == np.float32

@@ -735,6 +735,13 @@ def _defined_in_fastnn(method):
     return (getattr(method, "__module__", None) or "").startswith("fastnn.")
 
 
+def _is_device_like(value):
+    """True for a device name ('cpu', 'cuda', 'cuda:0', ...) or a torch.device."""
+    if type(value).__name__ == "device":
+        return True
+    return isinstance(value, str) and value.split(":")[0] in ("cpu", "cuda", "mps", "meta")
+
+
 def _records_init_args(init):
     """A fastnn.nn class's own ``__init__``, made to keep the arguments of the outermost
     call as ``_init_args`` = (class, args, kwargs) in ``plain_values``' JSON form, so
@@ -752,6 +759,9 @@ def _records_init_args(init):
     if default_dtype is inspect.Parameter.empty:  # (a dtype the caller must give)
         default_dtype = None
     takes_device = "device" in params
+    names = list(params)[1:]   # (after self)
+    dtype_at = (names.index("dtype") if "dtype" in names
+                and params["dtype"].kind is inspect.Parameter.POSITIONAL_OR_KEYWORD else None)
 
     @functools.wraps(init)
     def __init__(self, *args, **kwargs):
@@ -759,6 +769,10 @@ def _records_init_args(init):
             return init(self, *args, **kwargs)
         if "dtype" in kwargs and kwargs["dtype"] is None and default_dtype is not None:
             kwargs["dtype"] = default_dtype
+        if dtype_at is not None and len(args) > dtype_at and _is_device_like(args[dtype_at]):
+            raise TypeError(f"{type(self).__name__}: got the device {args[dtype_at]!r} as "
+                            f"positional argument {dtype_at + 1}, where fastnn takes dtype "
+                            f"(PyTorch's device); pass it by keyword: device=...")
         device = None if takes_device else kwargs.pop("device", None)
         object.__setattr__(self, "_init_args", None)
         init(self, *args, **kwargs)
