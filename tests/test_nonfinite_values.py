@@ -103,3 +103,16 @@ def test_zero_slopes_mask_nan_gradients(make):
     xt = torch.tensor(x, requires_grad=True)
     twin(xt).backward(torch.tensor(g))
     np.testing.assert_array_equal(layer.backward(g), xt.grad.numpy())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batchnorm_variance_overflow_is_infinite(backend):
+    """float64 values of 1e300: the variance overflows to inf (PyTorch's), output 0, not
+    NaN from inf - inf in a one-pass variance."""
+    x = np.zeros((2, 1, 4))
+    x[0, 0, 0], x[1, 0, 1] = 1e300, -1e300
+    with fastnn.use_backend(backend), np.errstate(over="ignore"):
+        layer = nn.BatchNorm1d(1).double()
+        y = layer(x)
+    np.testing.assert_array_equal(y, np.zeros_like(x))
+    assert layer.running_var[0] == np.inf

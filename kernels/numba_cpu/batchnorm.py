@@ -42,9 +42,13 @@ def _statistics(j, count, s1, s2, first, training, mean_only, momentum, eps,
     """Channel j's mean and invstd from shifted sums (or the running statistics in
     eval mode), stored in save_*; running statistics updated when training."""
     m1 = s1 / count if training else 0.0
-    _store_statistics(j, count, first + m1, max(s2 / count - m1 * m1, 0.0) if training else 0.0,
-                      training, mean_only, momentum, eps, running_mean, running_var,
-                      save_mean, save_invstd)
+    var = 0.0
+    if training:
+        # an overflowed sum of squares is an infinite variance (inf - inf would be NaN),
+        # as the two-pass variance of the other backends and PyTorch's give
+        var = np.inf if s2 == np.inf else max(s2 / count - m1 * m1, 0.0)
+    _store_statistics(j, count, first + m1, var, training, mean_only, momentum, eps,
+                      running_mean, running_var, save_mean, save_invstd)
 
 
 @helper
