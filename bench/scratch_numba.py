@@ -188,10 +188,11 @@ def mlp():
     for name, (sizes, act, n) in steps.MLP_CONFIGS.items():
         weights = steps.init_weights(sizes)
         x, lab = steps.batch((sizes[0],), n)
-        fns = {"numba": steps.fastnn_step("numba", steps.fastnn_mlp(sizes, act, weights), x, lab),
+        pool = [(x, lab)]
+        fns = {"numba": steps.fastnn_step("numba", steps.fastnn_mlp(sizes, act, weights), pool),
                "kernels": _kernel_step(sizes, act, weights, x, lab),
-               "numpy": steps.fastnn_step("numpy", steps.fastnn_mlp(sizes, act, weights), x, lab),
-               "torch": steps.torch_step(steps.torch_mlp(sizes, act, weights), x, lab)}
+               "numpy": steps.fastnn_step("numpy", steps.fastnn_mlp(sizes, act, weights), pool),
+               "torch": steps.torch_step(steps.torch_mlp(sizes, act, weights), pool)}
         res = timeit(fns, repeats=31, inner=5 if sizes[1] < 500 or n < 64 else 2)
         show(name, res)
 

@@ -11,8 +11,16 @@ A step is forward, softmax cross-entropy, backward and an SGD-with-momentum upda
 * 'torch': the same network in PyTorch (``torch.nn``, ``F.cross_entropy``,
   ``torch.optim.SGD`` with its defaults), weights copied from the fastnn model.
 
-Every contender starts from identical weights and gets the identical batch.
+Every contender starts from identical weights and gets the identical batches: each call
+takes the next batch of a fixed pool of random images with random labels (at least
+POOL_SAMPLES samples, cycled), as training reads new data every step. One fixed batch
+repeated for thousands of timed rounds had let the models memorise it: SmallCNN at batch
+1 reached a loss of exactly 0 within ten steps, after which the compiled backends (whose
+softmax rounds probabilities below float32's normal range to 0) multiplied zero
+gradients while PyTorch and the NumPy reference multiplied denormals.
 """
+import itertools
+
 import numpy as np
 
 import fastnn
@@ -31,6 +39,8 @@ MLP_CONFIGS = {
 }
 
 CNN_BATCH = 128
+#: distinct samples a step cycles through (about 12 MB of 28x28 float32 images)
+POOL_SAMPLES = 4096
 
 
 def init_weights(sizes, seed=SEED):
@@ -49,6 +59,17 @@ def batch(in_shape, n, classes=10, seed=SEED):
     rng = np.random.default_rng(seed + 1)
     x = rng.random((n,) + tuple(in_shape), dtype=np.float32)
     return x, rng.integers(0, classes, size=n).astype(np.int64)
+
+
+def batch_pool(in_shape, n, classes=10, samples=POOL_SAMPLES, seed=SEED):
+    """[(x (n, *in_shape), labels (n,))]: ceil(samples / n) batches, each C-contiguous, the
+    first of them ``batch(in_shape, n, classes, seed)``."""
+    pool = [batch(in_shape, n, classes, seed)]
+    rng = np.random.default_rng(seed + 2)
+    for _ in range(-(-samples // n) - 1):
+        pool.append((rng.random((n,) + tuple(in_shape), dtype=np.float32),
+                     rng.integers(0, classes, size=n).astype(np.int64)))
+    return pool
 
 
 # ------------------------------------------------------------------ fastnn models
@@ -85,12 +106,15 @@ def set_parameters(model, arrays):
         p.data[...] = a
 
 
-def fastnn_step(backend_name, model, x, labels):
-    """A callable doing one training step of ``model`` on ``backend_name``. Returns it."""
+def fastnn_step(backend_name, model, pool):
+    """A callable doing one training step of ``model`` on ``backend_name``, on the next
+    (x, labels) of ``pool`` each call. Returns it."""
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+    batches = itertools.cycle(pool)
 
     def step():
+        x, labels = next(batches)
         with fastnn.use_backend(backend_name):
             opt.zero_grad()
             loss = loss_fn(model(x), labels)
@@ -115,14 +139,16 @@ def torch_mlp(sizes, activation, weights):
     return torch.nn.Sequential(*layers)
 
 
-def torch_step(model, x, labels):
-    """A callable doing one PyTorch training step (zero_grad, forward, CE, backward, SGD)."""
+def torch_step(model, pool):
+    """A callable doing one PyTorch training step (zero_grad, forward, CE, backward, SGD)
+    on the next (x, labels) of ``pool`` each call."""
     import torch
     import torch.nn.functional as F
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(labels)
+    batches = itertools.cycle([(torch.from_numpy(x), torch.from_numpy(y)) for x, y in pool])
 
     def step():
+        tx, ty = next(batches)
         opt.zero_grad()
         loss = F.cross_entropy(model(tx), ty)
         loss.backward()
@@ -184,14 +210,15 @@ def _copy_state(module, tmodule):
 def mlp_step(contender, sizes, activation, batch_size):
     """A callable doing one MLP training step for ``contender`` (see module doc)."""
     weights = init_weights(sizes)
-    x, labels = batch((sizes[0],), batch_size, sizes[-1])
+    pool = batch_pool((sizes[0],), batch_size, sizes[-1])
     if contender == "student":
         from .student_numpy import StudentMLP
         model = StudentMLP(weights, activation, SLOPE, LR, MOMENTUM)
-        return lambda: model.step(x, labels)
+        batches = itertools.cycle(pool)
+        return lambda: model.step(*next(batches))
     if contender == "torch":
-        return torch_step(torch_mlp(sizes, activation, weights), x, labels)
-    return fastnn_step(contender, fastnn_mlp(sizes, activation, weights), x, labels)
+        return torch_step(torch_mlp(sizes, activation, weights), pool)
+    return fastnn_step(contender, fastnn_mlp(sizes, activation, weights), pool)
 
 
 def small_cnn():
@@ -206,10 +233,10 @@ def cnn_step(contender, batch_size=CNN_BATCH):
     if contender == "student":
         raise ValueError("cnn_step: the student loop is an MLP only")
     model = small_cnn()
-    x, labels = batch((1, 28, 28), batch_size)
+    pool = batch_pool((1, 28, 28), batch_size)
     if contender == "torch":
-        return torch_step(to_torch(model), x, labels)
-    return fastnn_step(contender, model, x, labels)
+        return torch_step(to_torch(model), pool)
+    return fastnn_step(contender, model, pool)
 
 
 # ------------------------------------------------------------------------- epoch

@@ -1,6 +1,5 @@
 """How the MLP step's cost grows: against batch size (1 to 4096), against layer width,
 and with 1 against all threads."""
-import os
 
 import pytest
 
@@ -52,7 +51,7 @@ def threads(request):
 
 
 @pytest.mark.parametrize("contender", contenders.step_contenders())
-@pytest.mark.parametrize("threads", sorted({1, os.cpu_count() or 1}), indirect=True)
+@pytest.mark.parametrize("threads", sorted({1, contenders.all_threads()}), indirect=True)
 def test_thread_scaling(benchmark, threads, contender):
     _prepare(contender)
     sizes, act, batch = steps.MLP_CONFIGS[THREAD_CONFIG]

@@ -469,23 +469,25 @@ def run_train(args):
 
 
 # ------------------------------------------------------------------------------- demo
-# SGD with momentum, cosine decay and standardized pixels: 0.886-0.887 test accuracy in
-# PyTorch for three seeds, where a constant learning rate gives 0.865-0.875.
-DEMO_ARGS = ["--model", "mlp", "--hidden", "100", "--optimizer", "sgd", "--lr", "0.05",
-             "--momentum", "0.9", "--batch-size", "128", "--lr-schedule", "cosine",
-             "--standardize"]
+# The course's floor, above 0.90 on Fashion-MNIST: an MLP 784-512-512-10 with BatchNorm
+# and dropout, SGD with momentum, cosine decay and standardized pixels (0.9044-0.9054
+# for seeds 0, 1, 2 in 20 epochs; the 784-100-10 MLP stops near 0.887).
+DEMO_ARGS = ["--model", "mlp", "--hidden", "512,512", "--batchnorm", "--dropout", "0.2",
+             "--optimizer", "sgd", "--lr", "0.05", "--momentum", "0.9", "--batch-size", "128",
+             "--lr-schedule", "cosine", "--standardize"]
 
 
 def configure_demo(parser):
     parser.add_argument("--out", default=os.path.join("runs", "demo"),
                         help="directory for metrics.json and curves.png (runs/demo)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
     add_runtime_arguments(parser)
     parser.set_defaults(func=run_demo)
 
 
 def run_demo(args):
-    """MLP 784-100-10 on Fashion-MNIST with SGD; the digits when Fashion-MNIST is absent."""
+    """MLP 784-512-512-10 with BatchNorm and dropout on Fashion-MNIST with SGD; the
+    digits when Fashion-MNIST is absent."""
     from .data.mnist import find_files
     from .data.paths import search_dirs
 

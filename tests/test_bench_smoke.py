@@ -71,7 +71,7 @@ def test_student_loop_matches_fastnn_numpy_backend(activation):
     x, labels = steps.batch((sizes[0],), 8, sizes[-1], seed=3)
     student = StudentMLP(weights, activation, steps.SLOPE, steps.LR, steps.MOMENTUM)
     model = steps.fastnn_mlp(sizes, activation, weights)
-    step = steps.fastnn_step("numpy", model, x, labels)
+    step = steps.fastnn_step("numpy", model, [(x, labels)])
     for _ in range(3):
         assert student.step(x, labels) == pytest.approx(step(), rel=1e-5)
     for ours, theirs in zip(model.parameters(), student.params):
@@ -301,3 +301,66 @@ def test_cuda_section_renders_the_saved_gpu_run_with_verdicts(tmp_path):
     verdict = "pass" if ratio <= cuda_results.MLP_RATIO_LIMIT else "**FAIL**"
     assert f"{ratio:.2f}x | {verdict}" in text
     assert cuda_results.load(tmp_path / "absent.json") is None
+
+
+def _returned(result):
+    """The arrays a benchmark callable returned (tensors as arrays), flattened."""
+    import numbers
+    if result is None:
+        return []
+    if isinstance(result, (tuple, list)):
+        return [a for r in result for a in _returned(r)]
+    if HAS_TORCH:
+        import torch
+        if isinstance(result, torch.Tensor):
+            return [result.detach().numpy().copy()]
+    if isinstance(result, np.ndarray):
+        return [result.copy()]
+    if isinstance(result, numbers.Number):
+        return [np.array(result)]
+    return []
+
+
+# the families whose PyTorch twin returns what fastnn's call returns (the others write
+# in place into their own buffers, or draw other random masks)
+RETURNING = ("dense", "activation", "loss")
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
+@pytest.mark.parametrize("case", [c for c in COURSE if c.family in RETURNING],
+                         ids=[c.id for c in COURSE if c.family in RETURNING])
+def test_course_case_computes_what_torch_computes(case):
+    """A benchmark compares like with like: the reference call and its PyTorch twin
+    return the same values for the same inputs."""
+    from fastnn import backend
+    ours = _returned(case.fastnn(backend.load("numpy"))())
+    theirs = _returned(case.torch()())
+    assert ours and len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("case", [c for c in COURSE if c.family != "dropout"],
+                         ids=[c.id for c in COURSE if c.family != "dropout"])
+def test_course_case_is_the_same_work_on_every_backend(case):
+    """Each backend's benchmark call leaves the same results as the reference's: the
+    arrays it returns, and those of the case's inputs and buffers it writes in place
+    (buffers it leaves alone hold np.empty's leftovers, different in every build)."""
+    from fastnn import backend
+    returned, after, written = {}, {}, set()
+    for name in fastnn.backends():
+        arrays = case.arrays()
+        before = {k: v.copy() for k, v in arrays.items() if isinstance(v, np.ndarray)}
+        returned[name] = _returned(case._fastnn_fn(backend.load(name), arrays)())
+        after[name] = {k: arrays[k] for k in before}
+        written |= {k for k in before
+                    if not np.array_equal(before[k], arrays[k], equal_nan=True)}
+    assert returned["numpy"] or written   # (the call does something to compare)
+    for name in after:
+        assert len(returned[name]) == len(returned["numpy"])
+        for a, b in zip(returned[name], returned["numpy"]):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=name)
+        for key in sorted(written):
+            np.testing.assert_allclose(after[name][key], after["numpy"][key], rtol=2e-4,
+                                       atol=2e-5, err_msg=f"{name} {key}")

@@ -317,3 +317,55 @@ def test_random_configurations_match_torch(seed):
         backends = CPU_BACKENDS if not name.endswith("3d") else CPU_BACKENDS[:1]
         _check(name, kwargs, shape, seed=seed * 10 + checked, backends=backends)
         checked += 1
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda m: m.MaxPool1d(2, padding=1), (1, 3, 0)),
+    (lambda m: m.MaxPool2d(2, padding=1), (1, 3, 4, 0)),
+    (lambda m: m.AvgPool2d(3, 2, 1, ceil_mode=True), (1, 3, 7, 0)),
+    (lambda m: m.LPPool2d(1, 1, 3), (0, 5, 5)),
+    (lambda m: m.MaxPool3d(2), (1, 0, 4, 4, 4)),
+    (lambda m: m.Conv1d(3, 3, 4, padding="same"), (1, 3, 0)),
+    (lambda m: m.Conv3d(1, 1, 1, padding=2), (1, 1, 1, 7, 0)),
+    (lambda m: m.ConvTranspose1d(2, 1, 3), (1, 2, 0)),
+    (lambda m: m.ConvTranspose2d(2, 1, 3), (1, 2, 0, 3)),
+    (lambda m: m.ConvTranspose3d(1, 1, 2), (1, 1, 0, 2, 2)),
+    (lambda m: m.Unfold(1, padding=2), (1, 1, 0)),
+])
+@pytest.mark.parametrize("backend", fastnn.backends())
+def test_empty_spatial_inputs_are_refused_as_by_torch(backend, make, shape):
+    """Only the batch may be empty: an empty image (or no channels for a pool) has no
+    windows, and padding alone had made up outputs (-inf windows, bias-only volumes, or
+    on cython a ConvTranspose output of uninitialised memory)."""
+    x = np.zeros(shape, np.float32)
+    with pytest.raises(RuntimeError):
+        make(torch.nn)(torch.from_numpy(x))
+    with fastnn.use_backend(backend), pytest.raises(ValueError, match="non-zero"):
+        make(nn)(x)
+
+
+@pytest.mark.parametrize("make,shape", [
+    (lambda m: m.MaxPool2d(2), (0, 3, 4, 4)), (lambda m: m.Conv2d(3, 2, 3), (0, 3, 5, 5)),
+    (lambda m: m.ConvTranspose2d(2, 1, 3), (0, 2, 3, 3)),
+    (lambda m: m.Conv3d(1, 1, 1), (0, 1, 2, 2, 2)), (lambda m: m.AvgPool3d(2), (0, 1, 2, 2, 2)),
+    (lambda m: m.Unfold(2), (0, 1, 3, 3))])
+def test_empty_batches_still_run(make, shape):
+    x = np.zeros(shape, np.float32)
+    want = make(torch.nn)(torch.from_numpy(x))
+    layer = make(nn)
+    y = layer(x)
+    assert y.shape == tuple(want.shape)
+    assert layer.backward(np.zeros(y.shape, np.float32)).shape == shape
+
+
+@pytest.mark.parametrize("cls,shape", [("MaxUnpool1d", (0, 2, 3)), ("MaxUnpool2d", (0, 2, 3, 3)),
+                                       ("MaxUnpool3d", (0, 1, 2, 2, 2))])
+def test_max_unpool_backward_of_an_empty_batch(cls, shape):
+    x, indices = np.zeros(shape), np.zeros(shape, np.int64)
+    xt = torch.tensor(x, requires_grad=True)
+    want = getattr(torch.nn, cls)(2)(xt, torch.from_numpy(indices))
+    want.backward(torch.ones_like(want))
+    layer = getattr(nn, cls)(2)
+    y = layer(x, indices)
+    assert y.shape == tuple(want.shape)
+    assert layer.backward(np.ones(y.shape)).shape == tuple(xt.grad.shape)

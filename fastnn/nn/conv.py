@@ -42,10 +42,22 @@ def check_conv_args(name, in_channels, out_channels, dims, dilation, groups, pad
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 
+def check_no_empty_axes(where, shape, count, what="spatial sizes"):
+    """Raise unless the last ``count`` axes of shape are all non-empty: PyTorch's
+    convolutions, pools and unfold take an empty batch only (an empty image has no
+    windows; padding alone would make up values)."""
+    shape = tuple(shape)
+    if 0 in shape[len(shape) - count:]:
+        raise ValueError(f"{where}: expected an input with non-zero {what} (only the batch "
+                         f"may be empty, as in PyTorch), got shape {shape}")
+
+
 def spatial_out(where, shape, kernel_size, stride, padding, ceil_mode=False, dims=2):
     """(H_out, W_out) of a window op on an input of shape (..., H, W) (ceil_mode: pooling's,
     PyTorch's rule); raises when the kernel does not fit the padded input (the message
-    names the last ``dims`` axes: a 1-D layer's (1, L) view shows its length only)."""
+    names the last ``dims`` axes: a 1-D layer's (1, L) view shows its length only), or
+    when H or W is 0."""
+    check_no_empty_axes(where, shape, 2)
     h, w = tuple(shape)[-2:]
     (kh, kw), (ph, pw) = kernel_size, padding
     out = pool_out_shape((0, 0, h, w), kernel_size, stride, padding, ceil_mode)[2:]
@@ -256,6 +268,7 @@ class Conv2d(Module):
         if self._symmetric():
             ho, wo = spatial_out(where, shape[-2:], *self._window(), dims=self.dims)
         else:  # 'same' (stride 1) with an even span: the input's size
+            check_no_empty_axes(where, shape, 2)
             ho, wo = shape[-2:]
         return tuple(shape[:-3]) + (self.out_channels, ho, wo)
 

@@ -23,7 +23,7 @@ from .. import device as _device
 from .. import random as _random
 from ..validation import check_only, check_positive_int
 from . import init
-from .conv import PADDING_MODES, pair
+from .conv import PADDING_MODES, check_no_empty_axes, pair
 from .conv_transpose import OutputSizeForward, output_padding_for
 from .module import Module, Parameter
 from .padding import check_pad_fits, pad_backward, pad_forward
@@ -180,6 +180,7 @@ class _Conv3dBase(Module):
             raise ValueError(f"{self._where()}: expected input of shape (N, {c}, D, H, W) or "
                              f"({c}, D, H, W), got {shape}")
         self._check_dtype(dtype, self.weight.data.dtype)
+        check_no_empty_axes(self._where(), shape, 3)
         return shape
 
     def _weight_groups(self):

@@ -9,7 +9,8 @@ from .. import device as _device
 from .. import random as _random
 from ..validation import check_only, check_positive_int
 from . import init
-from .conv import As1d, Conv2d, add_batch_axis, check_conv_args, drop_batch_axis, pair
+from .conv import (As1d, Conv2d, add_batch_axis, check_conv_args, check_no_empty_axes,
+                   drop_batch_axis, pair)
 from .module import Module, Parameter
 
 
@@ -144,6 +145,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
             raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W) "
                              f"or ({self.in_channels}, H, W), got {shape}")
         self._check_dtype(dtype, self.weight.data.dtype)
+        check_no_empty_axes(where, shape, 2)
         kernel, stride, padding, _, dilation = self._pairs()
         out = tuple((size - 1) * s - 2 * p + d * (k - 1) + 1 + o for size, s, p, d, k, o in zip(
             shape[-2:], stride, padding, dilation, kernel, self._output_padding_2d(shape)))

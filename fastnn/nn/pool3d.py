@@ -18,6 +18,7 @@ from .. import device as _device
 from ..kernels.window_shapes import window_out_size
 from ..validation import check_bool, check_float_dtype, int_items
 from .adaptive import _window_matrix, window_means, window_means_adjoint
+from .conv import check_no_empty_axes
 from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
 from .pooling import (MaxUnpool2d, ReturnsIndices, abs_extreme_backward,
@@ -93,6 +94,7 @@ class _Pool3d(_OnHost):
 
     def _grid(self, shape):
         """(D_out, H_out, W_out) for an input of this shape; raises when there is none."""
+        check_no_empty_axes(self._where(), shape, 4, "channels and spatial sizes")
         spatial = tuple(shape[-3:])
         out = tuple(window_out_size(n, k, s, p, self.ceil_mode, d) for n, k, s, p, d in zip(
             spatial, self._k, self._s, self._p, self._d))

@@ -7,7 +7,7 @@ import numpy as np
 
 from .. import device as _device
 from ..validation import check_bool, check_float_dtype, check_number, check_positive_int
-from .conv import As1d, add_batch_axis, drop_batch_axis, pair, spatial_out
+from .conv import As1d, add_batch_axis, check_no_empty_axes, drop_batch_axis, pair, spatial_out
 from .module import Module
 
 
@@ -63,6 +63,7 @@ class _Pool2d(Module):
             raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W), "
                              f"got {shape}")
         check_float_dtype(where, dtype)
+        check_no_empty_axes(where, shape, 3, "channels and spatial sizes")   # (PyTorch's)
         ho, wo = spatial_out(where, shape, *self._extent(), self.ceil_mode)
         return tuple(shape[:-2]) + (ho, wo)
 
@@ -393,7 +394,8 @@ class MaxUnpool2d(Module):
     def _forward(self, x, buffered):
         shape = tuple(x.shape)
         out_shape = self.infer_shape(shape, x.dtype)
-        indices = self._pending[0].reshape(-1, math.prod(shape[len(shape) - self.dims:]))
+        lead = len(shape) - self.dims
+        indices = self._pending[0].reshape(math.prod(shape[:lead]), math.prod(shape[lead:]))
         plane = math.prod(out_shape[len(out_shape) - self.dims:])
         if plane == 0:   # PyTorch's: an empty output, no index checked
             self._ctx = (indices, shape)
@@ -411,8 +413,12 @@ class MaxUnpool2d(Module):
         if not need_grad_in:
             return None
         indices, shape = self._ctx
-        g = _device.to_host(grad_out).reshape(indices.shape[0], -1)
-        grad_in = np.take_along_axis(g, indices, axis=1).reshape(shape)
+        spatial = tuple(grad_out.shape)[grad_out.ndim - self.dims:]
+        g = _device.to_host(grad_out).reshape(indices.shape[0], math.prod(spatial))
+        if g.shape[1] == 0:   # (an empty output plane: nothing flowed back)
+            grad_in = np.zeros(shape, g.dtype)
+        else:
+            grad_in = np.take_along_axis(g, indices, axis=1).reshape(shape)
         return _device.namespace_of(grad_out).put(grad_in)
 
     def extra_repr(self):

@@ -11,13 +11,14 @@ import numpy as np
 
 from .. import device as _device
 from ..kernels.window_shapes import window_out_size
-from .conv import pair
+from .conv import check_no_empty_axes, pair
 from .conv3d import ALL, kernel_offsets, tap_slices
 from .module import Module
 
 
 def _block_grid(where, size, kernel, dilation, padding, stride):
     """(H_out, W_out): the window positions over an image of size (H, W)."""
+    check_no_empty_axes(where, size, len(size))
     grid = []
     for n, k, d, p, s in zip(size, kernel, dilation, padding, stride):
         span = d * (k - 1) + 1

@@ -426,6 +426,8 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
                 acc = acc + row_sum(gp + (b * c_out + co) * p, p)
             grad_bias[co] += <floating>acc
     if not (want_w or want_in) or n == 0 or p == 0:
+        if want_in and p == 0 and gip != NULL:   # no output position: a zero gradient
+            memset(gip, 0, n * x_size * sizeof(floating))
         return
     if nthreads > groups:
         nthreads = <int>groups
