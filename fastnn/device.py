@@ -112,7 +112,7 @@ def _aligned(alloc, shape, dtype):
     (``_huge_page_array``)."""
     dtype = np.dtype(dtype)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(map(int, shape)) * dtype.itemsize   # (np.prod: 4 us a call)
     if nbytes >= _HUGE_MIN and _HUGE_PAGES:
         # a fresh anonymous mapping reads as zeros: np.zeros needs no fill
         return _huge_page_array(nbytes).view(dtype).reshape(shape)
