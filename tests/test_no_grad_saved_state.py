@@ -140,3 +140,70 @@ def test_failed_two_input_forward_leaves_the_last_backward_intact(rng):
         module(rng.standard_normal((5,)), rng.standard_normal((5,)))   # dim 1 of 1-D
     for got, want in zip(module.backward(g), expected):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_loss_shared_by_threads_under_no_grad_keeps_working(rng):
+    """Four threads computing one shared loss under no_grad: each call returns the loss
+    (a restore of the whole state had let one thread wipe another's attributes)."""
+    import sys
+    import threading
+    criterion = nn.CrossEntropyLoss()
+    x, labels = rng.standard_normal((8, 4)), np.arange(8) % 4
+    expected = criterion(x, labels)
+    gradient = criterion.backward()
+    errors, values = [], []
+
+    def work():
+        try:
+            for _ in range(300):
+                with fastnn.no_grad():
+                    values.append(criterion(x, labels))
+        except Exception as exc:   # noqa: BLE001 (reported below)
+            errors.append(exc)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert not errors
+    assert len(values) == 1200 and all(v == expected for v in values)
+    np.testing.assert_array_equal(criterion.backward(), gradient)
+
+
+def test_a_loss_subclass_keeps_its_own_attributes_under_no_grad():
+    """Only the loss's saved gradient state is put back: a subclass's own (public)
+    attributes stay as its forward set them, as in PyTorch."""
+    class Counting(nn.MSELoss):
+        def __init__(self):
+            super().__init__()
+            self.calls, self.last = 0, None
+
+        def forward(self, pred, target):
+            self.calls += 1
+            self.last = super().forward(pred, target)
+            return self.last
+    criterion = Counting()
+    criterion(np.ones(3), np.zeros(3))
+    gradient = criterion.backward()
+    with fastnn.no_grad():
+        criterion(2 * np.ones(3), np.zeros(3))
+    assert criterion.calls == 2 and criterion.last == 4.0
+    np.testing.assert_array_equal(criterion.backward(), gradient)
+
+
+def test_triplet_loss_backward_runs_under_no_grad(rng):
+    """Its backward runs the distance's forward again: under no_grad too (as PyTorch's
+    loss.backward() inside torch.no_grad())."""
+    anchor, positive, negative = (rng.standard_normal((4, 3)) for _ in range(3))
+    criterion = nn.TripletMarginWithDistanceLoss()
+    criterion(anchor, positive, negative)
+    expected = criterion.backward()
+    with fastnn.no_grad():
+        got = criterion.backward()
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)

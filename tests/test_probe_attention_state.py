@@ -112,3 +112,35 @@ def test_encoder_layer_errors_as_torch(rng):
             twin(torch.from_numpy(x))
         with pytest.raises(error):
             layer(x)
+
+
+def test_transformer_with_a_custom_encoder_takes_its_memory_length(rng):
+    """A custom encoder's memory need not have src's length: the decoder's arguments are
+    checked against the memory it returns, not src (torch's behaviour)."""
+    class EveryOther(nn.Module):
+        def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+            return src[::2]
+
+        def backward(self, grad):
+            out = np.zeros((2 * grad.shape[0],) + grad.shape[1:], grad.dtype)
+            out[::2] = grad
+            return out
+    model = nn.Transformer(8, 2, 1, 1, 16, dropout=0.0, custom_encoder=EveryOther())
+    src = rng.standard_normal((6, 2, 8)).astype(np.float32)
+    tgt = rng.standard_normal((5, 2, 8)).astype(np.float32)
+    assert model(src, tgt, memory_mask=np.zeros((5, 3), np.float32)).shape == (5, 2, 8)
+    assert model(src, tgt, memory_key_padding_mask=np.zeros((2, 3), bool)).shape == (5, 2, 8)
+
+
+def test_a_replaced_layer_without_check_inputs_runs(rng):
+    class Identity(nn.Module):
+        def forward(self, x, src_mask=None, is_causal=None, src_key_padding_mask=None):
+            return x
+
+        def backward(self, grad):
+            return grad
+    encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0), 2)
+    encoder.layers[1] = Identity()
+    x = rng.standard_normal((5, 2, 8)).astype(np.float32)
+    assert encoder(x).shape == (5, 2, 8)
+    assert encoder.backward(np.ones((5, 2, 8), np.float32)).shape == (5, 2, 8)

@@ -18,6 +18,7 @@ the gradient of the last forward run with gradients enabled, as PyTorch's loss t
 from before keeps its graph.
 """
 import functools
+import threading
 
 import numpy as np
 
@@ -42,25 +43,37 @@ def cast_integer_target(target, dtype, kinds="iub"):
     return target
 
 
+# The loss whose no_grad forward runs in this thread (a subclass's forward calls
+# Loss.forward: the outermost call keeps the state), and one lock for those calls, so
+# that two threads' no_grad calls on one shared loss do not restore each other's state.
+_WITHOUT_GRAD = threading.local()
+_WITHOUT_GRAD_LOCK = threading.RLock()
+
+
 def _backward_state_kept_without_grad(forward):
-    """forward, run under no_grad with the loss's saved state (the gradient backward hands
-    out and what it needs) put back afterwards; the kernels write their gradient into a
-    buffer of their own there (kept for the next such call), not into the one backward
-    hands out."""
+    """forward, run under no_grad with the loss's saved state (its private attributes:
+    the gradient backward hands out and what backward needs) put back afterwards, a
+    subclass's own public attributes left as its forward set them; the kernels write
+    their gradient into a buffer of their own there (kept for the next such call), not
+    into the one backward hands out."""
     @functools.wraps(forward)
     def forward_keeping_backward_state(self, *args, **kwargs):
-        state = self.__dict__
-        if _grad_mode._MODE.enabled or state.get("_without_grad"):
+        if _grad_mode._MODE.enabled or getattr(_WITHOUT_GRAD, "loss", None) is self:
             return forward(self, *args, **kwargs)
-        saved = dict(state)
-        state["_grad_buf"] = saved.pop("_grad_buf_without_grad", None)
-        state["_without_grad"] = True   # (a subclass's forward calls Loss.forward)
-        try:
-            return forward(self, *args, **kwargs)
-        finally:
-            saved["_grad_buf_without_grad"] = state.get("_grad_buf")
-            state.clear()
-            state.update(saved)
+        with _WITHOUT_GRAD_LOCK:
+            state = self.__dict__
+            saved = {k: v for k, v in state.items() if k.startswith("_")}
+            outer, _WITHOUT_GRAD.loss = getattr(_WITHOUT_GRAD, "loss", None), self
+            state["_grad_buf"] = saved.get("_grad_buf_without_grad")
+            try:
+                return forward(self, *args, **kwargs)
+            finally:
+                _WITHOUT_GRAD.loss = outer
+                buffer = state.get("_grad_buf")
+                for key in [k for k in state if k.startswith("_") and k not in saved]:
+                    del state[key]
+                state.update(saved)
+                state["_grad_buf_without_grad"] = buffer
     return forward_keeping_backward_state
 
 

@@ -9,6 +9,7 @@ gets none). A device input's gradient goes back to the device.
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from ..validation import check_bool
 from ..validation import check_float_array, check_number
 from .distance import PairwiseDistance, check_norm_order, norm_and_grad, summed_to
@@ -470,9 +471,10 @@ class TripletMarginWithDistanceLoss(Loss):
         totals = [np.zeros(shape, dtype) for shape in shapes]  # a, p, n
         slots = [(0, 1), (0, 2), (1, 2)]
         for (x1, x2), gd, d_shape, (i, j) in zip(pairs, grads_d, dist_shapes, slots):
-            self.distance_function(x1, x2)   # its forward again, for its backward
-            result = self.distance_function.backward(
-                np.array(summed_to(gd, d_shape), dtype, order="C"))
+            with _grad_mode.enable_grad():   # (a backward under no_grad: torch's runs too)
+                self.distance_function(x1, x2)   # its forward again, for its backward
+                result = self.distance_function.backward(
+                    np.array(summed_to(gd, d_shape), dtype, order="C"))
             if not isinstance(result, tuple) or len(result) != 2:
                 raise TypeError(f"{self._where()}: expected the distance function's backward "
                                 f"to return (grad_x1, grad_x2), got {type(result).__name__}")

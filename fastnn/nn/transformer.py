@@ -147,11 +147,20 @@ def _check_masks(where, **masks):
                                          f"{kind}")
 
 
+def _check_part(part, *args):
+    """part.check_inputs(*args), for a sub-layer that has one (a user's replacement of a
+    layer or attention need not: it checks its arguments when it runs)."""
+    check = getattr(part, "check_inputs", None)
+    if check is not None:
+        check(*args)
+
+
 def _check_first_norm(layer, x):
     """With norm_first the layer's first sub-layer is norm1: its error for a bad x first,
     as PyTorch's."""
-    if layer.norm_first and _device.is_array(x):
-        layer.norm1.infer_shape(tuple(x.shape), x.dtype)
+    infer = getattr(layer.norm1, "infer_shape", None)   # (a user's norm may have none)
+    if layer.norm_first and infer is not None and _device.is_array(x):
+        infer(tuple(x.shape), x.dtype)
 
 
 def _nested_ok(layer):
@@ -209,8 +218,8 @@ class TransformerEncoderLayer(Module):
         _check_masks(self._where(), src_mask=src_mask,
                      src_key_padding_mask=src_key_padding_mask)
         _check_first_norm(self, src)
-        self.self_attn.check_inputs(src, src, src, src_key_padding_mask, False, src_mask,
-                                    is_causal)
+        _check_part(self.self_attn, src, src, src, src_key_padding_mask, False, src_mask,
+                    is_causal)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         self.check_inputs(src, src_mask, src_key_padding_mask, is_causal)
@@ -284,7 +293,7 @@ class TransformerEncoder(Module):
         _check_no_layers(self)
         _check_masks(self._where(), mask=mask, src_key_padding_mask=src_key_padding_mask)
         for layer in self.layers:
-            layer.check_inputs(src, mask, src_key_padding_mask, bool(is_causal))
+            _check_part(layer, src, mask, src_key_padding_mask, bool(is_causal))
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
         self.check_inputs(src, mask, src_key_padding_mask, is_causal)
@@ -369,10 +378,10 @@ class TransformerDecoderLayer(Module):
                      memory_key_padding_mask=memory_key_padding_mask)
         _check_first_norm(self, tgt)
         # (each attention's query has tgt's shape and dtype, whatever ran before it)
-        self.self_attn.check_inputs(tgt, tgt, tgt, tgt_key_padding_mask, False, tgt_mask,
-                                    tgt_is_causal)
-        self.multihead_attn.check_inputs(tgt, memory, memory, memory_key_padding_mask, False,
-                                         memory_mask, memory_is_causal)
+        _check_part(self.self_attn, tgt, tgt, tgt, tgt_key_padding_mask, False, tgt_mask,
+                    tgt_is_causal)
+        _check_part(self.multihead_attn, tgt, memory, memory, memory_key_padding_mask, False,
+                    memory_mask, memory_is_causal)
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
@@ -466,7 +475,7 @@ class TransformerDecoder(Module):
                      tgt_key_padding_mask=tgt_key_padding_mask,
                      memory_key_padding_mask=memory_key_padding_mask)
         for layer in self.layers:
-            layer.check_inputs(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+            _check_part(layer, tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                                memory_key_padding_mask, bool(tgt_is_causal), memory_is_causal)
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
@@ -563,13 +572,12 @@ class Transformer(Module):
                      src_key_padding_mask=src_key_padding_mask,
                      tgt_key_padding_mask=tgt_key_padding_mask,
                      memory_key_padding_mask=memory_key_padding_mask)
-        # the decoder's arguments too before the encoder runs (memory has src's shape)
-        for part, args in ((self.encoder, (src, src_mask, src_key_padding_mask, src_is_causal)),
-                           (self.decoder, (tgt, src, tgt_mask, memory_mask,
-                                           tgt_key_padding_mask, memory_key_padding_mask,
-                                           tgt_is_causal, memory_is_causal))):
-            if hasattr(part, "check_inputs"):   # (a custom encoder or decoder may not)
-                part.check_inputs(*args)
+        _check_part(self.encoder, src, src_mask, src_key_padding_mask, src_is_causal)
+        if type(self.encoder) is TransformerEncoder:
+            # the decoder's arguments too before the encoder runs: the built-in encoder's
+            # memory has src's shape (a custom one's may not; its decoder checks then)
+            _check_part(self.decoder, tgt, src, tgt_mask, memory_mask, tgt_key_padding_mask,
+                        memory_key_padding_mask, tgt_is_causal, memory_is_causal)
         memory = self.encoder(src, src_mask, src_key_padding_mask, src_is_causal)
         return self.decoder(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                             memory_key_padding_mask, tgt_is_causal, memory_is_causal)
