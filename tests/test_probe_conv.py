@@ -331,6 +331,8 @@ def test_random_configurations_match_torch(seed):
     (lambda m: m.ConvTranspose2d(2, 1, 3), (1, 2, 0, 3)),
     (lambda m: m.ConvTranspose3d(1, 1, 2), (1, 1, 0, 2, 2)),
     (lambda m: m.Unfold(1, padding=2), (1, 1, 0)),
+    (lambda m: m.Unfold(2), (2, 0, 4, 4)),
+    (lambda m: m.Fold((3, 3), (2, 2)), (2, 0, 4)),
 ])
 @pytest.mark.parametrize("backend", fastnn.backends())
 def test_empty_spatial_inputs_are_refused_as_by_torch(backend, make, shape):

@@ -94,6 +94,7 @@ class Unfold(_Blocks):
         if len(shape) not in (3, 4):
             raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W), "
                              f"got {shape}")
+        check_no_empty_axes(where, shape, 3, "channels and spatial sizes")   # (PyTorch's)
         kernel, dilation, padding, stride = self._window
         grid = _block_grid(where, shape[-2:], kernel, dilation, padding, stride)
         return shape[:-3] + (shape[-3] * kernel[0] * kernel[1], grid[0] * grid[1])
@@ -126,6 +127,7 @@ class Fold(_Blocks):
         if len(shape) not in (2, 3):
             raise ValueError(f"{where}: expected input of shape (N, C * kH * kW, L) or "
                              f"(C * kH * kW, L), got {shape}")
+        check_no_empty_axes(where, shape, 2, "channels and block counts")   # (PyTorch's)
         area = kernel[0] * kernel[1]
         if shape[-2] % area:
             raise ValueError(f"{where}: expected the size of dimension {len(shape) - 2} "
