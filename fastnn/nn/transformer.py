@@ -1,8 +1,10 @@
 """PyTorch's TransformerEncoderLayer and TransformerEncoder, built from fastnn's layers
 (MultiheadAttention, Linear, LayerNorm, Dropout, ReLU/GELU) with the backward written
 out: each sub-layer's backward is called in reverse order of its forward."""
+import contextlib
 import copy
 import numbers
+import threading
 
 import numpy as np
 
@@ -147,6 +149,29 @@ def _check_masks(where, **masks):
                                          f"{kind}")
 
 
+# True while a stack (encoder, decoder, Transformer) runs layers whose arguments it
+# checked up front: their own forward then skips the same checks
+_CHECKED = threading.local()
+
+
+@contextlib.contextmanager
+def _checked_up_front(part):
+    """Run part with its checks skipped when it has check_inputs, which the stack around
+    it has just called (a user's module without one checks its own arguments)."""
+    outer = getattr(_CHECKED, "on", False)
+    _CHECKED.on = hasattr(part, "check_inputs")
+    try:
+        yield
+    finally:
+        _CHECKED.on = outer
+
+
+def _unless_checked(check, *args):
+    """check(*args), unless a stack around this call checked these arguments already."""
+    if not getattr(_CHECKED, "on", False):
+        check(*args)
+
+
 def _check_part(part, *args):
     """part.check_inputs(*args), for a sub-layer that has one (a user's replacement of a
     layer or attention need not: it checks its arguments when it runs)."""
@@ -222,7 +247,7 @@ class TransformerEncoderLayer(Module):
                     is_causal)
 
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
-        self.check_inputs(src, src_mask, src_key_padding_mask, is_causal)
+        _unless_checked(self.check_inputs, src, src_mask, src_key_padding_mask, is_causal)
         add, x = _device.added, src
         if self.norm_first:
             x = add(x, self._sa(self.norm1(x), src_mask, src_key_padding_mask, is_causal))
@@ -296,12 +321,13 @@ class TransformerEncoder(Module):
             _check_part(layer, src, mask, src_key_padding_mask, bool(is_causal))
 
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
-        self.check_inputs(src, mask, src_key_padding_mask, is_causal)
+        _unless_checked(self.check_inputs, src, mask, src_key_padding_mask, is_causal)
         x = src
         for layer in self.layers:
-            # keywords, as PyTorch's (a with_kwargs forward pre-hook sees them so)
-            x = layer(x, src_mask=mask, is_causal=bool(is_causal),
-                      src_key_padding_mask=src_key_padding_mask)
+            with _checked_up_front(layer):   # (check_inputs checked every layer)
+                # keywords, as PyTorch's (a with_kwargs forward pre-hook sees them so)
+                x = layer(x, src_mask=mask, is_causal=bool(is_causal),
+                          src_key_padding_mask=src_key_padding_mask)
         return x if self.norm is None else self.norm(x)
 
     def backward(self, grad_out):
@@ -385,8 +411,9 @@ class TransformerDecoderLayer(Module):
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
-        self.check_inputs(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                          memory_key_padding_mask, tgt_is_causal, memory_is_causal)
+        _unless_checked(self.check_inputs, tgt, memory, tgt_mask, memory_mask,
+                        tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal,
+                        memory_is_causal)
         add, x = _device.added, tgt
         sa = lambda y: self._sa(y, tgt_mask, tgt_key_padding_mask, tgt_is_causal)  # noqa: E731
         ca = lambda y: self._ca(y, memory, memory_mask, memory_key_padding_mask,  # noqa: E731
@@ -476,18 +503,20 @@ class TransformerDecoder(Module):
                      memory_key_padding_mask=memory_key_padding_mask)
         for layer in self.layers:
             _check_part(layer, tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                               memory_key_padding_mask, bool(tgt_is_causal), memory_is_causal)
+                        memory_key_padding_mask, bool(tgt_is_causal), memory_is_causal)
 
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
-        self.check_inputs(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                          memory_key_padding_mask, tgt_is_causal, memory_is_causal)
+        _unless_checked(self.check_inputs, tgt, memory, tgt_mask, memory_mask,
+                        tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal,
+                        memory_is_causal)
         x = tgt
         for layer in self.layers:
-            x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
-                      tgt_key_padding_mask=tgt_key_padding_mask,
-                      memory_key_padding_mask=memory_key_padding_mask,
-                      tgt_is_causal=bool(tgt_is_causal), memory_is_causal=memory_is_causal)
+            with _checked_up_front(layer):   # (check_inputs checked every layer)
+                x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                          tgt_key_padding_mask=tgt_key_padding_mask,
+                          memory_key_padding_mask=memory_key_padding_mask,
+                          tgt_is_causal=bool(tgt_is_causal), memory_is_causal=memory_is_causal)
         return x if self.norm is None else self.norm(x)
 
     def backward(self, grad_out):
@@ -573,14 +602,21 @@ class Transformer(Module):
                      tgt_key_padding_mask=tgt_key_padding_mask,
                      memory_key_padding_mask=memory_key_padding_mask)
         _check_part(self.encoder, src, src_mask, src_key_padding_mask, src_is_causal)
-        if type(self.encoder) is TransformerEncoder:
-            # the decoder's arguments too before the encoder runs: the built-in encoder's
-            # memory has src's shape (a custom one's may not; its decoder checks then)
-            _check_part(self.decoder, tgt, src, tgt_mask, memory_mask, tgt_key_padding_mask,
-                        memory_key_padding_mask, tgt_is_causal, memory_is_causal)
-        memory = self.encoder(src, src_mask, src_key_padding_mask, src_is_causal)
-        return self.decoder(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
-                            memory_key_padding_mask, tgt_is_causal, memory_is_causal)
+        if type(self.encoder) is not TransformerEncoder:
+            # a custom encoder's memory need not have src's shape: the decoder checks its
+            # arguments when it runs
+            memory = self.encoder(src, src_mask, src_key_padding_mask, src_is_causal)
+            return self.decoder(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                                memory_key_padding_mask, tgt_is_causal, memory_is_causal)
+        # the built-in encoder's memory has src's shape: the decoder's arguments checked
+        # too before the encoder runs, and neither checks them again
+        _check_part(self.decoder, tgt, src, tgt_mask, memory_mask, tgt_key_padding_mask,
+                    memory_key_padding_mask, tgt_is_causal, memory_is_causal)
+        with _checked_up_front(self.encoder):
+            memory = self.encoder(src, src_mask, src_key_padding_mask, src_is_causal)
+        with _checked_up_front(self.decoder):
+            return self.decoder(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
+                                memory_key_padding_mask, tgt_is_causal, memory_is_causal)
 
     def backward(self, grad_out):
         """(grad_src, grad_tgt) for grad_out; parameters' gradients accumulate."""
