@@ -3,10 +3,9 @@ NumPy on the host (a GPU model's table comes to the host and its gradient goes b
 import numpy as np
 
 from .. import device as _device
-from .. import grad_mode as _grad_mode
 from ..validation import check_bool, check_float_array, check_only, check_positive_int
 from .embedding import Embedding, check_renorm, embedding_table, renorm_repr, renorm_rows
-from .module import NO_GRAD, Module, Parameter, check_kept, kept_for_backward
+from .module import Module, Parameter, check_kept, kept_for_backward
 
 MODES = ("sum", "mean", "max")
 
@@ -117,8 +116,7 @@ class EmbeddingBag(Module):
                                  f"{tuple(x.shape)}, got {tuple(weights.shape)}")
             weights = _device.to_host(weights).reshape(-1)
         y = self._bag_forward(x, offsets, weights, caller)
-        object.__setattr__(self, "_out_meta", (y.shape, y.dtype) if _grad_mode._MODE.enabled
-                           else NO_GRAD)
+        object.__setattr__(self, "_out_meta", kept_for_backward((y.shape, y.dtype)))
         return caller.put(y)
 
     def infer_shape(self, shape, dtype):
@@ -216,7 +214,7 @@ class EmbeddingBag(Module):
     def backward(self, grad_out):
         """Accumulate weight.grad for grad_out (B, embedding_dim); None, or the gradient
         of per_sample_weights when the forward had them."""
-        check_kept(self, self._ctx if self._out_meta is not None else None)
+        check_kept(self, self._out_meta)   # (set with _ctx, by the same forward)
         shape, dtype = self._out_meta
         check_float_array(self._where(), "grad_out", grad_out, dtype=dtype, device_ok=True)
         if tuple(grad_out.shape) != shape:

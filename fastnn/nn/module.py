@@ -1907,8 +1907,7 @@ class Module:
 
     def _run_forward(self, x, buffered):
         y = self._forward(x, buffered)
-        object.__setattr__(self, "_out_meta", (y.shape, y.dtype) if _grad_mode._MODE.enabled
-                           else NO_GRAD)
+        object.__setattr__(self, "_out_meta", kept_for_backward((y.shape, y.dtype)))
         return y
 
     def infer_shape(self, shape, dtype):
