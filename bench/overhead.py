@@ -1,9 +1,10 @@
 """Interleaved ratios for the issues' relative targets.
 
-Issue 2: the numpy backend's MLP step against the student NumPy loop. Issues 3 and 4:
-each compiled backend's MLP steps and BatchNorm1d 256x1024 forward+backward against
-PyTorch in the same process, and each elementwise kernel on 16M float32 values against
-the memory-copy ceiling (its share of the copy bandwidth of the same moment).
+Issue 2: the numpy backend's MLP step against the student NumPy loop. Issues 3, 4 and
+5: each compiled backend's MLP steps, BatchNorm1d 256x1024 forward+backward, softmax-CE
+4096x1000, Conv2d and MaxPool2d forward+backward against PyTorch in the same process,
+and each elementwise kernel on 16M float32 values against the memory-copy ceiling (its
+share of the copy bandwidth of the same moment).
 
 pytest-benchmark times one contender after the other, so slow drift of the machine (other
 virtual machines, frequency changes) lands on one side of the ratio: on this 2-core
@@ -24,6 +25,14 @@ OVERHEAD_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "result
 VS_TORCH_JSON = os.path.join(os.path.dirname(OVERHEAD_JSON), "vs_torch.json")
 BANDWIDTH_JSON = os.path.join(os.path.dirname(OVERHEAD_JSON), "bandwidth.json")
 BATCHNORM_TARGET = "BatchNorm1d 256x1024 forward+backward"
+SOFTMAX_CE_TARGET = "softmax-CE 4096x1000"
+CONV_TARGET = "Conv2d 32x64x16x16->128 3x3 pad 1 forward+backward"
+POOL_TARGET = "MaxPool2d 3x3/2 pad 1 on 32x64x16x16 forward+backward"
+# target -> the suite's (op, size) case it times
+CASE_TARGETS = {BATCHNORM_TARGET: ("batchnorm_forward+batchnorm_backward", "large"),
+                SOFTMAX_CE_TARGET: ("softmax_cross_entropy", "large"),
+                CONV_TARGET: ("conv2d_forward+conv2d_backward", "large"),
+                POOL_TARGET: ("max_pool2d_forward+max_pool2d_backward", "large")}
 
 
 def _block_seconds(fn, calls):
@@ -62,18 +71,18 @@ def measure(configs=None, blocks=15):
     return results
 
 
-def _batchnorm_pair(contender):
-    """BatchNorm1d 256x1024 forward+backward, the suite's case, on one contender."""
+def _case_call(target, contender):
+    """A callable running the suite's case of target (CASE_TARGETS) on one contender."""
     from fastnn import backend
 
     from . import cases
-    case = cases.get_case("batchnorm_forward+batchnorm_backward", "large")
+    case = cases.get_case(*CASE_TARGETS[target])
     return case.torch() if contender == "torch" else case.fastnn(backend.load(contender))
 
 
 def measure_vs_torch(backends, blocks=15):
     """{backend: {target: {'torch': s, 'fastnn': s, 'ratio': fastnn/torch, 'blocks': n}}}
-    for issues 3 and 4: every MLP step config and BatchNorm1d 256x1024 fwd+bwd."""
+    for issues 3, 4 and 5: every MLP step config and the cases of CASE_TARGETS."""
     import fastnn
 
     from . import contenders
@@ -82,7 +91,8 @@ def measure_vs_torch(backends, blocks=15):
     for name in backends:
         pairs = {config: (steps.mlp_step("torch", *spec), steps.mlp_step(name, *spec))
                  for config, spec in steps.MLP_CONFIGS.items()}
-        pairs[BATCHNORM_TARGET] = (_batchnorm_pair("torch"), _batchnorm_pair(name))
+        for target in CASE_TARGETS:
+            pairs[target] = (_case_call(target, "torch"), _case_call(target, name))
         results[name] = {}
         for target, (torch_fn, ours) in pairs.items():
             t, f, ratio = interleaved_ratio(torch_fn, ours, blocks=blocks)

@@ -192,6 +192,29 @@ def test_report_renders_tables_targets_and_plots(tmp_path):
     assert "![batch scaling](scaling_batch.png)" in text
 
 
+def test_interleaved_ratios_decide_issue_5_rows(tmp_path):
+    """Conv2d and MaxPool2d against PyTorch: the interleaved ratio when measured (a
+    sequential 2.0x in the suite says FAIL, the interleaved 1.2x pass), else the suite's."""
+    from bench import overhead
+    conv = [_bench("op", "conv2d_forward+conv2d_backward", c, t, flops=1e9)
+            for c, t in (("numpy", 0.08), ("cython", 0.04), ("torch", 0.02))]
+    pool = [_bench("op", "max_pool2d_forward+max_pool2d_backward", c, t, bytes=1e7)
+            for c, t in (("numpy", 0.01), ("cython", 0.001), ("torch", 0.002))]
+    path = tmp_path / "fake.json"
+    path.write_text(json.dumps(dict(FAKE, benchmarks=FAKE["benchmarks"] + conv + pool)))
+    vs_torch = {"cython": {overhead.CONV_TARGET: {"torch": 0.02, "fastnn": 0.024,
+                                                  "ratio": 1.2}}}
+    text = report.render(results_io.load_json(path), plots_dir=str(tmp_path),
+                         md_dir=str(tmp_path), vs_torch=vs_torch)
+    assert f"| 5 | {overhead.CONV_TARGET} ≤ 1.5x PyTorch (interleaved) | cython | 1.20x | " \
+           "**pass** |" in text
+    assert f"| 5 | {overhead.POOL_TARGET} ≤ 1.0x PyTorch | cython | 0.50x | **pass** |" in text
+    plain = report.render(results_io.load_json(path), plots_dir=str(tmp_path),
+                          md_dir=str(tmp_path))
+    assert f"| 5 | {overhead.CONV_TARGET} ≤ 1.5x PyTorch | cython | 2.00x | **FAIL** |" \
+        in plain
+
+
 def test_interleaved_ratios_against_torch_decide_their_target_rows(tmp_path):
     """bench/overhead.py's interleaved ratios replace the sequential medians' for issues
     3 and 4's step and BatchNorm rows, marked as such; the rest stay sequential."""
