@@ -82,8 +82,12 @@ class _BatchNorm(BatchCounter, Module):
         return shape
 
     def _batch_statistics(self):
-        """Normalise with the batch's statistics (training, or no running statistics)."""
-        return self.training or not self.track_running_stats
+        """Normalise with the batch's statistics: training, or no running statistics.
+        As in PyTorch, eval mode uses the running buffers whenever the layer has them,
+        whatever ``track_running_stats`` says (set False after construction, it stops
+        their updates; eval then uses batch statistics once they are set to None)."""
+        return self.training or (self.running_mean is None
+                                 and (self.mean_only or self.running_var is None))
 
     def _param_dtype(self):
         """The dtype of the parameters and buffers (set by .float()/.double()); None for
@@ -109,7 +113,8 @@ class _BatchNorm(BatchCounter, Module):
         if not self.mean_only:
             weight = self.weight.data if self.affine else self._constant("ones", 1, dtype)
         bias = self.bias.data if self.bias is not None else self._constant("zeros", 0, dtype)
-        if self.track_running_stats:
+        if not self._batch_statistics() or (self.track_running_stats
+                                            and self.running_mean is not None):
             return weight, bias, self.running_mean, self.running_var
         # batch statistics only: the kernels' running-statistics update goes to scratch
         return (weight, bias, self._constant("scratch_mean", 0, dtype),

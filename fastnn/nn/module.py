@@ -472,6 +472,17 @@ class Parameter(ParameterArithmetic):
             _device.namespace_of(grad).fill_zero(grad)
         object.__setattr__(self, "_zero_pending", False)
 
+    def _write_zero_grad(self):
+        """``Module.zero_grad(set_to_none=False)``: zeros written into .grad now, a
+        gradient no backward has written since the last zero_grad() staying none for
+        step() (PyTorch's None grad stays None there, and optimizers skip it)."""
+        grad = self._grad
+        if grad is None:
+            return
+        _device.namespace_of(grad).fill_zero(grad)
+        if self._zero_pending is True:
+            self._zeroed_without_grad()
+
     def numpy(self):
         """The values as a NumPy array: ``data`` itself on the CPU, a host copy of it on
         a GPU (PyTorch's ``p.detach().numpy()``)."""
@@ -1408,8 +1419,9 @@ class Module:
         mode must be a bool (PyTorch's ValueError otherwise)."""
         if not isinstance(mode, bool):
             raise ValueError("training mode is expected to be boolean")
-        for module in self.modules():
-            object.__setattr__(module, "training", bool(mode))
+        object.__setattr__(self, "training", mode)
+        for module in self.children():   # through each child's own train(), as PyTorch:
+            module.train(mode)           # an override (a frozen BatchNorm) takes effect
         return self
 
     def eval(self):
@@ -1432,7 +1444,7 @@ class Module:
             zero_grads_lazily(params)
         else:
             for param in params:
-                param.zero_grad()
+                param._write_zero_grad()
 
     # ------------------------------------------------------------------ devices
     @property
