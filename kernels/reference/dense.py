@@ -61,7 +61,7 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
         if accumulate:
             grad_bias += g.sum(axis=0)
         else:
-            np.sum(g, axis=0, out=grad_bias)
+            g.sum(axis=0, out=grad_bias)
     if not need_grad_in:
         return None
     return np.matmul(g, weight, out=grad_in)
