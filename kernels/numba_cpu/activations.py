@@ -197,10 +197,13 @@ def _mish(x, out):  # IN x (n,); OUT out (n,)
 
 @helper
 def _mish_slope(v, e, one, two):
-    """d mish / dv at v <= 20 given e = exp(v)."""
+    """d mish / dv at v <= 20 given e = exp(v): t + v (1 - t^2) e / (1 + e) with
+    t = n / (n + 2), n = e (e + 2), over one denominator (1 - t^2 = 4 (1 + e)^2 / (n + 2)^2):
+    (n (n + 2) + 4 v e (1 + e)) / (n + 2)^2, one division for the two-term form's two
+    ((n + 2)^2 stays finite in float32 up to v = 22)."""
     n = e * (e + two)
-    t = n / (n + two)
-    return t + v * (one - t * t) * e / (one + e)
+    m = n + two
+    return (n * m + two * two * v * e * (one + e)) / (m * m)
 
 
 @serial_kernel
