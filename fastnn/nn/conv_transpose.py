@@ -232,7 +232,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
         self._ctx = ("adjoint", x, unbatched)
         return drop_batch_axis(y, unbatched)
 
-    def _adjoint_backward(self, grad_out, need_grad_in):
+    def _adjoint_backward(self, grad_out, buffered, need_grad_in):
         _, x, unbatched = self._ctx
         grad_out = add_batch_axis(grad_out)
         _, stride, padding, _, _ = self._pairs()
@@ -244,7 +244,9 @@ class ConvTranspose2d(OutputSizeForward, Module):
             self.bias.grad += grad_out.sum(axis=(0, 2, 3))
         if not need_grad_in:
             return None
-        grad_in = self._kernels().conv2d_forward(grad_out, weight, None, stride, padding)
+        out = self._buffer("grad_in", tuple(x.shape), x.dtype) if buffered else None
+        grad_in = self._kernels().conv2d_forward(grad_out, weight, None, stride, padding,
+                                                 out=out)
         return drop_batch_axis(grad_in, unbatched)
 
     def _spread_forward(self, x, buffered):
@@ -303,7 +305,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if isinstance(self._ctx[0], str):  # ("adjoint", x, unbatched)
-            return self._adjoint_backward(grad_out, need_grad_in)
+            return self._adjoint_backward(grad_out, buffered, need_grad_in)
         spread, flipped, unbatched = self._ctx
         if spread is None:  # (flipped: the input's shape)
             return drop_batch_axis(

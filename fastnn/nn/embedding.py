@@ -168,7 +168,9 @@ class Embedding(Module):
         if _device.is_device_array(self.weight.data):
             return _device.namespace_of(self.weight.data).put(weight[idx])
         out = self._buffer("y", shape, weight.dtype) if buffered else np.empty(shape, weight.dtype)
-        np.take(weight, idx, axis=0, out=out)
+        # (the indices are checked above: mode='raise' would take them into a temporary
+        # and copy that into out)
+        np.take(weight, idx, axis=0, out=out, mode="clip")
         return out
 
     def _backward(self, grad_out, buffered, need_grad_in):
