@@ -1099,7 +1099,7 @@ class NLLLoss(_ClassTargets, _OnHost):
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
                  reduction="mean"):
         super().__init__(weight, size_average, ignore_index, reduce, reduction)
-        self._coef = None  # the last forward's (N, C) weights of -pred (the dense target)
+        self._row_coef = None  # the last forward's (N,) weight of -pred at each row's label
 
     def _check(self, pred, target):
         where = self._where()
@@ -1112,8 +1112,40 @@ class NLLLoss(_ClassTargets, _OnHost):
             raise ValueError(f"{where}: expected labels of shape ({pred.shape[0]},), got "
                              f"{target.shape}")
         target = _device.to_host(target)
-        self._coef = self._dense(pred, target)
+        self._row_coef = self._row_weights(pred, target)
         return pred, target
+
+    def _row_weights(self, pred, labels):
+        """Each row's weight of -pred at its label, (N,) in pred's dtype (0 where
+        ignored): the rows of dense_target's (N, C) target, which hold one term each,
+        without building it. Saves the mean's denominator (None when it is N), the
+        ignored rows and the labels (0 where ignored), as ``_dense`` does."""
+        where = self._where()
+        n, c = pred.shape
+        if self.weight is not None and self.weight.size != c:
+            raise ValueError(f"{where}: expected weight of shape ({c},) (one per class), "
+                             f"got {self.weight.shape}")
+        ignored = labels == self.ignore_index
+        kept_labels = np.where(ignored, 0, labels)
+        check_labels(where, kept_labels, n, c)
+        w = np.ones(n) if self.weight is None else self.weight[kept_labels]
+        w[ignored] = 0.0
+        self._ignored, self._labels = ignored, kept_labels
+        plain = self.weight is None and not ignored.any()
+        self._denominator = None if plain else float(w.sum())
+        return w.astype(pred.dtype)
+
+    def _host(self, pred, target):
+        """(mean loss, its gradient on pred's device): a gather of the N label entries
+        and a gradient of zeros with -weight / N scattered there."""
+        p = _device.to_host(pred)
+        n = p.shape[0]
+        rows = np.arange(n)
+        losses = self._losses(p, target)
+        grad = np.zeros(p.shape, p.dtype)
+        grad[rows, self._labels] = -self._row_coef * p.dtype.type(1.0 / n)
+        return (float(losses.sum(dtype=np.float64) / n),
+                _device.namespace_of(pred).put(grad))
 
     def _kernel(self, k):
         return self._host
@@ -1132,16 +1164,10 @@ class NLLLoss(_ClassTargets, _OnHost):
             host[kept, labels] = -w / 0.0
         return host
 
-    def _grad_terms(self, pred, labels):
-        """d(loss_i)/d(pred): -coef, the (N, C) dense target's weights."""
-        return -self._coef
-
     def _losses(self, pred, labels):
-        rows, kept = np.arange(labels.shape[0]), labels != self.ignore_index
-        labels = np.where(kept, labels, 0)
-        # a gather, not (coef * pred).sum(1): -inf log-probabilities elsewhere stay out
-        return np.where(kept, -self._coef[rows, labels] * pred[rows, labels],
-                        pred.dtype.type(0))
+        # a gather, not a row sum: -inf log-probabilities elsewhere stay out
+        picked = pred[np.arange(pred.shape[0]), self._labels]
+        return np.where(self._ignored, pred.dtype.type(0), -self._row_coef * picked)
 
 
 def class_weights(where, weight):
