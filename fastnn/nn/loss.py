@@ -1211,6 +1211,11 @@ def dense_target(where, target, num_classes, weight, ignore_index, label_smoothi
     kept = target != ignore_index
     labels = np.where(kept, target, 0)
     check_labels(where, labels, n, num_classes)
+    if not eps:   # one term a row: zeros and the label's weight, built in dtype
+        rows, kept_labels = np.flatnonzero(kept), labels[kept]
+        dense = np.zeros((n, num_classes), dtype)
+        dense[rows, kept_labels] = w[kept_labels]
+        return dense, float(w[kept_labels].sum())
     dense = np.full((n, num_classes), eps / num_classes)
     dense[np.arange(n), labels] += 1.0 - eps
     dense *= w
