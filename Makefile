@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data test demo bench clean clean-numba-cache
+.PHONY: install data test test-cython-debug demo bench clean clean-numba-cache
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,16 @@ data:
 
 test: install data
 	$(VENV)/bin/pytest -q tests
+
+# The Cython kernels with bounds, wraparound and initialisation checks on: build them in
+# place, run the tests of the Cython backend against them, then build the release
+# kernels again (each build about 3-5 minutes on 2 cores).
+CYTHON_TESTS = tests/test_cython_build.py tests/test_probe_bounds.py tests/test_cython_kernels.py \
+	tests/test_conformance.py tests/test_conv_ops.py tests/test_depthwise_conv.py
+test-cython-debug: install
+	FASTNN_CYTHON_DEBUG=1 $(PY) setup.py -q build_ext --inplace
+	FASTNN_CYTHON_DEBUG=1 $(VENV)/bin/pytest -q -p no:cacheprovider $(CYTHON_TESTS) -k "cython or build or bounds"; \
+	status=$$?; $(PY) setup.py -q build_ext --inplace; exit $$status
 
 demo: install data
 	$(PY) -m fastnn demo

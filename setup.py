@@ -57,6 +57,26 @@ def _openmp_works():
 
 OPENMP = _openmp_works()
 DEBUG = os.environ.get("FASTNN_CYTHON_DEBUG") == "1"
+# The flavour (debug or release) the generated C files were last made for: cythonize
+# regenerates a .c only when its .pyx is newer, so switching flavour must force it
+_FLAVOUR_STAMP = os.path.join("kernels", "cython", ".build-flavour")
+
+
+def _flavour_changed():
+    """True when the C files on disk were generated for the other flavour (a tree
+    without a stamp holds release C files, or none); records this build's flavour."""
+    want = "debug" if DEBUG else "release"
+    try:
+        with open(_FLAVOUR_STAMP) as f:
+            had = f.read().strip()
+    except OSError:
+        had = "release"
+    try:
+        with open(_FLAVOUR_STAMP, "w") as f:
+            f.write(want + "\n")
+    except OSError:   # (a read-only source tree: nothing generated there either)
+        pass
+    return had != want
 
 
 def _extensions():
@@ -75,7 +95,7 @@ def _extensions():
         ))
     directives = {"language_level": "3", "boundscheck": DEBUG, "wraparound": DEBUG,
                   "initializedcheck": DEBUG, "cdivision": not DEBUG}
-    return cythonize(extensions, compiler_directives=directives,
+    return cythonize(extensions, compiler_directives=directives, force=_flavour_changed(),
                      compile_time_env={"FASTNN_OPENMP": OPENMP}, quiet=True,
                      include_path=[os.path.join("kernels", "cython")])
 

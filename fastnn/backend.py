@@ -18,7 +18,7 @@ import os
 from . import optable
 
 # name -> module path, in order of preference for the default CPU backend
-# (decided by bench/: see README "Choosing a backend").
+# (decided by bench/: see README "Performance", "Default backend").
 _BACKEND_MODULES = {
     "cython": "fastnn.kernels.cython",
     "numba": "fastnn.kernels.numba_cpu",

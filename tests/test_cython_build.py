@@ -21,8 +21,8 @@ import fastnn
 from fastnn import backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KERNEL_MODULES = ("_activations", "_batchnorm", "_dense", "_dropout", "_layernorm", "_losses", "_openmp",
-                  "_optim")
+KERNEL_MODULES = ("_activations", "_batchnorm", "_conv", "_dense", "_depthwise", "_dropout",
+                  "_layernorm", "_losses", "_openmp", "_optim")
 
 pytestmark = pytest.mark.skipif("cython" not in fastnn.backends(),
                                 reason="the Cython extensions are not built")

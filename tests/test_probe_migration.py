@@ -104,3 +104,12 @@ def test_batchnorm_eval_uses_its_buffers_after_track_running_stats_is_turned_off
     ours.running_mean = ours.running_var = None
     theirs.running_mean = theirs.running_var = None
     np.testing.assert_allclose(ours(x), theirs(torch.tensor(x)).detach().numpy(), atol=1e-5)
+
+
+def test_len_of_a_parameter_is_its_first_dimension_as_torch():
+    layer = nn.Linear(4, 3)
+    assert len(layer.weight) == len(tnn.Linear(4, 3).weight) == 3
+    assert len(layer.bias) == 3
+    assert bool(nn.Parameter(np.zeros((0, 2), np.float32)))
+    with pytest.raises(TypeError, match="0-d"):
+        len(nn.Parameter(np.float32(1.0)))

@@ -423,6 +423,19 @@ class Parameter(ParameterArithmetic):
 
     nelement = numel
 
+    def __len__(self):
+        """The first dimension's length, as ``len`` of a PyTorch tensor (a TypeError for a
+        0-d parameter, as PyTorch's)."""
+        shape = self.data.shape
+        if not shape:
+            raise TypeError("len() of a 0-d parameter")
+        return shape[0]
+
+    def __bool__(self):
+        # a Parameter stays truthy (``if layer.bias:`` as before); with __len__ alone an
+        # empty first dimension would make it false
+        return True
+
     def dim(self):
         """The number of dimensions (PyTorch's ``dim()``: the init idiom ``if p.dim() > 1:
         init.xavier_uniform_(p)``)."""
