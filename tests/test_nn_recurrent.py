@@ -115,7 +115,7 @@ def test_dropout_between_layers(rng):
 def test_lstm_training_follows_torch_and_learns_to_remember(rng):
     """An LSTM and a Linear head trained with Adam on sequences labelled by the sign of
     their first element (noise after it), from torch's initial weights (float64): the
-    losses follow torch's step for step, and the model learns the task."""
+    losses follow torch's step for step, and the model learns the task as torch's does."""
     torch.manual_seed(0)
     tlstm, thead = torch.nn.LSTM(1, 16, batch_first=True).double(), torch.nn.Linear(16, 2).double()
     lstm, head = nn.LSTM(1, 16, batch_first=True, dtype=np.float64), nn.Linear(16, 2, dtype=np.float64)
@@ -124,7 +124,9 @@ def test_lstm_training_follows_torch_and_learns_to_remember(rng):
     opt = fastnn.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=0.02)
     topt = torch.optim.Adam(list(tlstm.parameters()) + list(thead.parameters()), lr=0.02)
     loss_fn = nn.CrossEntropyLoss()
-    for step in range(200):
+    # 100 steps: past them Adam at this rate is chaotic here, rounding differences (the
+    # order of a sum) growing into different trajectories for any two implementations
+    for step in range(100):
         x = rng.standard_normal((32, 8, 1))
         y = (x[:, 0, 0] > 0).astype(np.int64)
         opt.zero_grad()
@@ -138,11 +140,13 @@ def test_lstm_training_follows_torch_and_learns_to_remember(rng):
         tloss = torch.nn.functional.cross_entropy(thead(th[0]), torch.from_numpy(y))
         tloss.backward()
         topt.step()
-        if step < 100:
-            np.testing.assert_allclose(loss, tloss.item(), rtol=1e-6, err_msg=f"step {step}")
+        np.testing.assert_allclose(loss, tloss.item(), rtol=1e-6, err_msg=f"step {step}")
     x = rng.standard_normal((256, 8, 1))
     _, (h, _) = lstm(x)
-    assert (head(h[0]).argmax(1) == (x[:, 0, 0] > 0)).mean() > 0.8  # chance: 0.5
+    _, (th, _) = tlstm(torch.from_numpy(x))
+    accuracy = (head(h[0]).argmax(1) == (x[:, 0, 0] > 0)).mean()
+    torch_accuracy = (thead(th[0]).argmax(1).numpy() == (x[:, 0, 0] > 0)).mean()
+    assert accuracy > 0.75 and abs(accuracy - torch_accuracy) <= 1 / 256  # chance: 0.5
 
 
 def states(ours, n, rng, dtype):

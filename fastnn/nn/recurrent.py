@@ -564,8 +564,11 @@ class RNNBase(Module):
         length, n, width = seq.shape
         gh = w_ih.shape[0]
         da_x = np.empty((length, n, gh), seq.dtype)
-        grad_w_hh = np.zeros_like(w_hh)
-        grad_b_hh = np.zeros(gh, seq.dtype)
+        # the recurrent side's gradient and the h each step started from (step[0]), kept
+        # per step for one product over all steps after the loop: W_hh's gradient as
+        # one (G H, L N) @ (L N, H) GEMM, not L small ones inside the sequential loop
+        h_prev = np.empty((length, n, w_hh.shape[1]), seq.dtype)
+        da_h = None   # da_x itself where the rule's two gradients are one (LSTM, RNN)
         grad_w_hr = None if w_hr is None else np.zeros_like(w_hr)
         order = range(length) if reverse else range(length - 1, -1, -1)
         for t, (step, raw) in zip(order, reversed(steps)):
@@ -575,8 +578,14 @@ class RNNBase(Module):
                 dh = dh @ w_hr
             dax, dah, dh, dc = self._step_back(dh, dc, step, w_hh)
             da_x[t] = dax
-            grad_w_hh += dah.T @ step[0]   # step[0]: the h the step started from
-            grad_b_hh += dah.sum(axis=0)
+            h_prev[t] = step[0]
+            if dah is not dax:
+                if da_h is None:
+                    da_h = np.empty_like(da_x)
+                da_h[t] = dah
+        recurrent = (da_x if da_h is None else da_h).reshape(length * n, gh)
+        grad_w_hh = recurrent.T @ h_prev.reshape(length * n, w_hh.shape[1])
+        grad_b_hh = recurrent.sum(axis=0)
         flat = da_x.reshape(length * n, gh)
         dx = self._input_side_back(flat, seq.reshape(length * n, width), w_ih, grad_w_hh,
                                    grad_b_hh, grad_w_hr, layer, suffix)
