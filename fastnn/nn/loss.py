@@ -1120,20 +1120,11 @@ class NLLLoss(_ClassTargets, _OnHost):
         ignored): the rows of dense_target's (N, C) target, which hold one term each,
         without building it. Saves the mean's denominator (None when it is N), the
         ignored rows and the labels (0 where ignored), as ``_dense`` does."""
-        where = self._where()
-        n, c = pred.shape
-        if self.weight is not None and self.weight.size != c:
-            raise ValueError(f"{where}: expected weight of shape ({c},) (one per class), "
-                             f"got {self.weight.shape}")
-        ignored = labels == self.ignore_index
-        kept_labels = np.where(ignored, 0, labels)
-        check_labels(where, kept_labels, n, c)
-        w = np.ones(n) if self.weight is None else self.weight[kept_labels]
-        w[ignored] = 0.0
-        self._ignored, self._labels = ignored, kept_labels
-        plain = self.weight is None and not ignored.any()
-        self._denominator = None if plain else float(w.sum())
-        return w.astype(pred.dtype)
+        self._labels, self._ignored, row_weights, denominator = label_weights(
+            self._where(), labels, pred.shape[1], self.weight, self.ignore_index)
+        plain = self.weight is None and not self._ignored.any()
+        self._denominator = None if plain else denominator
+        return row_weights.astype(pred.dtype)
 
     def _host(self, pred, target):
         """(mean loss, its gradient on pred's device): a gather of the N label entries
@@ -1200,24 +1191,43 @@ def dense_target(where, target, num_classes, weight, ignore_index, label_smoothi
     """
     n = target.shape[0]
     eps = label_smoothing
-    if weight is not None and weight.size != num_classes:
-        raise ValueError(f"{where}: expected weight of shape ({num_classes},) (one per class), "
-                         f"got {weight.shape}")
+    _check_weight_size(where, weight, num_classes)
     w = np.ones(num_classes) if weight is None else weight
     if target.dtype.kind == "f":
         dense = target.astype(np.float64) * (1.0 - eps) + eps / num_classes
         dense *= w
         return dense.astype(dtype), float(n)
-    kept = target != ignore_index
-    labels = np.where(kept, target, 0)
-    check_labels(where, labels, n, num_classes)
+    labels, ignored, row_weights, denominator = label_weights(where, target, num_classes,
+                                                              weight, ignore_index)
     if not eps:   # one term a row: zeros and the label's weight, built in dtype
-        rows, kept_labels = np.flatnonzero(kept), labels[kept]
         dense = np.zeros((n, num_classes), dtype)
-        dense[rows, kept_labels] = w[kept_labels]
-        return dense, float(w[kept_labels].sum())
+        dense[np.arange(n), labels] = row_weights   # (0 in an ignored row)
+        return dense, denominator
     dense = np.full((n, num_classes), eps / num_classes)
     dense[np.arange(n), labels] += 1.0 - eps
     dense *= w
-    dense[~kept] = 0.0
-    return dense.astype(dtype), float(w[labels[kept]].sum())
+    dense[ignored] = 0.0
+    return dense.astype(dtype), denominator
+
+
+def _check_weight_size(where, weight, num_classes):
+    if weight is not None and weight.size != num_classes:
+        raise ValueError(f"{where}: expected weight of shape ({num_classes},) (one per class), "
+                         f"got {weight.shape}")
+
+
+def label_weights(where, target, num_classes, weight, ignore_index):
+    """(labels, ignored, row_weights, denominator) for host labels target (N,): the labels
+    with 0 where ignored (checked within [0, num_classes)), the mask of the rows equal to
+    ignore_index, each row's class weight (N,) float64 (1 without weight, 0 where
+    ignored), and the mean's denominator, the kept rows' summed weight. weight: (C,)
+    float64 or None."""
+    _check_weight_size(where, weight, num_classes)
+    ignored = target == ignore_index
+    labels = np.where(ignored, 0, target)
+    check_labels(where, labels, target.shape[0], num_classes)
+    row_weights = np.ones(target.shape[0]) if weight is None else weight[labels]
+    row_weights[ignored] = 0.0
+    kept = ~ignored
+    denominator = float(row_weights[kept].sum()) if weight is not None else float(kept.sum())
+    return labels, ignored, row_weights, denominator
