@@ -614,8 +614,8 @@ class RNNBase(Module):
         data, sizes, steps, w_ih, w_hh, w_hr, layer, suffix, reverse = cache
         gh = w_ih.shape[0]
         da_x = np.empty((data.shape[0], gh), data.dtype)
-        grad_w_hh = np.zeros_like(w_hh)
-        grad_b_hh = np.zeros(gh, data.dtype)
+        h_prev = np.empty((data.shape[0], w_hh.shape[1]), data.dtype)   # as in _run_back
+        da_h = None
         grad_w_hr = None if w_hr is None else np.zeros_like(w_hr)
         spans = _step_spans(sizes)
         order = range(sizes.size) if reverse else range(sizes.size - 1, -1, -1)
@@ -627,13 +627,17 @@ class RNNBase(Module):
                 dh_b = dh_b @ w_hr
             dax, dah, dh_b, dc_b = self._step_back(dh_b, dc[:b], step, w_hh)
             da_x[rows] = dax
-            grad_w_hh += dah.T @ step[0]
-            grad_b_hh += dah.sum(axis=0)
+            h_prev[rows] = step[0]
+            if dah is not dax:
+                if da_h is None:
+                    da_h = np.empty_like(da_x)
+                da_h[rows] = dah
             dh = _over_rows(dh_b, dh)
             if dc_b is not None:
                 dc = _over_rows(dc_b, dc)
-        dx = self._input_side_back(da_x, data, w_ih, grad_w_hh, grad_b_hh, grad_w_hr, layer,
-                                   suffix)
+        recurrent = da_x if da_h is None else da_h
+        dx = self._input_side_back(da_x, data, w_ih, recurrent.T @ h_prev,
+                                   recurrent.sum(axis=0), grad_w_hr, layer, suffix)
         return dx, dh, (dc if self.has_cell else 0)
 
     def extra_repr(self):
