@@ -162,7 +162,8 @@ def elu(x, alpha=1.0, out=None):
 
 @_op("activation")
 def elu_backward(grad_out, x, alpha=1.0, out=None):
-    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x is the forward input."""
+    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)) (NaN where x is NaN). x is
+    the forward input."""
 
 
 @_op("activation")
@@ -194,8 +195,8 @@ def hardswish(x, out=None):
 
 @_op("activation")
 def hardswish_backward(grad_out, x, out=None):
-    """grad_in = 0 where x <= -3, grad_out where x >= 3, grad_out (x / 3 + 1/2) between.
-    x is the forward input."""
+    """grad_in = 0 where x <= -3, grad_out where x >= 3, grad_out (x / 3 + 1/2) between
+    (NaN where x is NaN). x is the forward input."""
 
 
 @_op("activation")
@@ -215,8 +216,8 @@ def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
 
 @_op("activation")
 def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
-    """grad_in = grad_out where min_val < x < max_val, else 0 (NaN x passes grad_out, as
-    PyTorch's). x is the forward input."""
+    """grad_in = grad_out where min_val < x < max_val, else 0 (0 at the edges and where
+    x is NaN, as PyTorch's CPU kernel). x is the forward input."""
 
 
 @_op("activation")

@@ -380,10 +380,18 @@ def test_course_case_is_the_same_work_on_every_backend(case):
         written |= {k for k in before
                     if not np.array_equal(before[k], arrays[k], equal_nan=True)}
     assert returned["numpy"] or written   # (the call does something to compare)
+
+    def assert_close(a, b, err_msg):
+        # float32 sums of products: an entry near 0 by cancellation carries the rounding
+        # of its terms, whose size is the array's (a depthwise weight gradient of 0.435
+        # among values near 300 differed by 1e-4 between summation orders)
+        scale = float(np.abs(b).max()) if b.size else 0.0
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=max(2e-5, 2e-6 * scale),
+                                   err_msg=err_msg)
+
     for name in after:
         assert len(returned[name]) == len(returned["numpy"])
         for a, b in zip(returned[name], returned["numpy"]):
-            np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5, err_msg=name)
+            assert_close(a, b, name)
         for key in sorted(written):
-            np.testing.assert_allclose(after[name][key], after["numpy"][key], rtol=2e-4,
-                                       atol=2e-5, err_msg=f"{name} {key}")
+            assert_close(after[name][key], after["numpy"][key], f"{name} {key}")

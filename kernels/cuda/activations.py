@@ -200,8 +200,8 @@ def _hardswish_backward(g, x, out):
     zero, half, three = x.dtype.type(0), x.dtype.type(0.5), x.dtype.type(3)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]
-        # NaN: g
-        out[i] = zero if v <= -three else (g[i] * (v / three + half) if v < three else g[i])
+        # NaN: NaN, as PyTorch's CPU kernel
+        out[i] = zero if v <= -three else (g[i] if v >= three else g[i] * (v / three + half))
 
 
 @cuda.jit
@@ -215,7 +215,7 @@ def _elu(x, alpha, out):
 def _elu_backward(g, x, alpha, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = g[i] * alpha * math.exp(v) if v <= 0 else g[i]  # NaN: g, as PyTorch
+        out[i] = g[i] if v > 0 else g[i] * alpha * math.exp(v)  # NaN: NaN, as PyTorch's CPU
 
 
 @cuda.jit
@@ -262,7 +262,7 @@ def _hardtanh_backward(g, x, lo, hi, out):
     zero = g.dtype.type(0)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = zero if (v <= lo or v >= hi) else g[i]
+        out[i] = g[i] if (v > lo and v < hi) else zero  # NaN: 0, as PyTorch's CPU
 
 
 @cuda.jit

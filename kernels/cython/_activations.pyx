@@ -354,7 +354,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
         for i in range(n):       # both sides computed, then a select, as U_ELU
             v = s[i]
             v = g[i] * a * f_exp_upto88(zero if v > zero else v)   # min(s, 0), as U_ELU
-            out[i] = v if s[i] <= zero else g[i]      # NaN: g, PyTorch's select
+            out[i] = g[i] if s[i] > zero else v       # NaN: exp's NaN, PyTorch's CPU select
     elif op == B_SOFTPLUS:
         for i in range(n):
             z = s[i] * a         # sigmoid(z): no inf / inf whatever the threshold
@@ -375,16 +375,16 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
         for i in range(n):       # g read unconditionally: a load under the select was a
             v = s[i]             # masked load (vmaskmovps), 1.35x numba on 16M values
             e = g[i]
-            out[i] = zero if v <= -three else (e * (v / three + half) if v < three else e)
+            out[i] = zero if v <= -three else (e if v >= three else e * (v / three + half))
     elif op == B_SOFTSIGN:
         for i in range(n):
             v = -s[i] if s[i] < zero else s[i]
             v = one + v
             out[i] = g[i] / (v * v)
     elif op == B_HARDTANH:
-        for i in range(n):       # PyTorch's test: NaN passes the gradient
-            # (| not "or": a short-circuit branch kept gcc's loop scalar, 10x numba's time)
-            out[i] = zero if ((s[i] <= a) | (s[i] >= b)) else g[i]
+        for i in range(n):       # PyTorch's CPU test: 0 at the edges and where s is NaN
+            # (& not "and": a short-circuit branch kept gcc's loop scalar, 10x numba's time)
+            out[i] = g[i] if ((s[i] > a) & (s[i] < b)) else zero
 
 
 cdef inline void _stream(floating* dst, const floating* src, Py_ssize_t n) noexcept nogil:

@@ -286,7 +286,7 @@ def _hardswish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     for i in prange(x.shape[0]):
         v = x[i]
         g = grad_out[i]
-        out[i] = zero if v <= -three else (g * (v / three + half) if v < three else g)
+        out[i] = zero if v <= -three else (g if v >= three else g * (v / three + half))
 
 
 @elementwise
@@ -305,7 +305,8 @@ def _elu_backward(grad_out, x, alpha, out):  # IN grad_out, x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
-        out[i] = grad_out[i] * (a * vmath.exp_nonpos(min(v, zero)) if v <= zero else one)
+        # (NaN: the exp's side, whose min keeps the NaN, as PyTorch's CPU kernel)
+        out[i] = grad_out[i] * (one if v > zero else a * vmath.exp_nonpos(min(v, zero)))
 
 
 @helper
@@ -392,7 +393,7 @@ def _hardtanh_backward(grad_out, x, lo, hi, out):  # IN grad_out, x (n,); OUT ou
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
-        out[i] = zero if (v <= a or v >= b) else grad_out[i]
+        out[i] = grad_out[i] if (v > a and v < b) else zero  # NaN: 0
 
 
 @elementwise

@@ -155,9 +155,9 @@ def elu(x, alpha=1.0, out=None):
 
 
 def elu_backward(grad_out, x, alpha=1.0, out=None):
-    """grad_in = grad_out * (alpha * exp(x) if x <= 0 else 1). x: the forward input; a
-    NaN x passes grad_out (PyTorch's select)."""
-    slope = np.where(x <= 0, x.dtype.type(alpha) * np.exp(np.minimum(x, 0)), x.dtype.type(1))
+    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)). x: the forward input; a
+    NaN x gives NaN (PyTorch's vectorised CPU kernel)."""
+    slope = np.where(x > 0, x.dtype.type(1), x.dtype.type(alpha) * np.exp(np.minimum(x, 0)))
     return np.multiply(grad_out, slope, out=_out(grad_out, out))
 
 
@@ -194,10 +194,11 @@ def hardswish(x, out=None):
 
 
 def hardswish_backward(grad_out, x, out=None):
-    """grad_in = 0 where x <= -3, grad_out (x / 3 + 1/2) where -3 < x < 3, grad_out
-    elsewhere, NaN included (PyTorch's edges and select). x: the forward input."""
+    """grad_in = 0 where x <= -3, grad_out where x >= 3, grad_out (x / 3 + 1/2)
+    elsewhere, so NaN where x is NaN (PyTorch's edges and vectorised CPU kernel).
+    x: the forward input."""
     inside = grad_out * (x / 3 + x.dtype.type(0.5))
-    grad = np.where(x <= -3, x.dtype.type(0), np.where(x < 3, inside, grad_out))
+    grad = np.where(x <= -3, x.dtype.type(0), np.where(x >= 3, grad_out, inside))
     return _assign(_out(grad_out, out), grad)
 
 
@@ -219,9 +220,10 @@ def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
 
 
 def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
-    """grad_in = 0 where x <= min_val or x >= max_val, else grad_out (PyTorch's)."""
-    outside = (x <= x.dtype.type(min_val)) | (x >= x.dtype.type(max_val))
-    return _assign(_out(grad_out, out), np.where(outside, grad_out.dtype.type(0), grad_out))
+    """grad_in = grad_out where min_val < x < max_val, else 0: 0 at the edges and where
+    x is NaN (PyTorch's vectorised CPU kernel)."""
+    inside = (x > x.dtype.type(min_val)) & (x < x.dtype.type(max_val))
+    return _assign(_out(grad_out, out), np.where(inside, grad_out, grad_out.dtype.type(0)))
 
 
 def softmax(x, out=None):
