@@ -135,10 +135,14 @@ def _pack(model, optimizer, extra):
         for index, entry in osd["state"].items():
             names = [k for k, v in entry.items() if k != "step" and isinstance(v, np.ndarray)]
             saved = {"arrays": names}
-            if "step" in entry:
-                saved["step"] = int(entry["step"])
-            # anything else (LBFGS's counters, scalars and lists of arrays) by _encode
-            others = {k: v for k, v in entry.items() if k != "step" and k not in names}
+            step = entry.get("step")
+            int_step = isinstance(step, (int, np.integer)) and not isinstance(step, bool)
+            if int_step:
+                saved["step"] = int(step)
+            # anything else (LBFGS's counters, scalars and lists of arrays, a step that is
+            # not an int, as a user's subclass may keep) by _encode
+            others = {k: v for k, v in entry.items()
+                      if k not in names and not (k == "step" and int_step)}
             if others:
                 saved["values"] = {k: _encode(v, f"{OPTIMIZER_PREFIX}{index}/{k}", arrays)
                                    for k, v in others.items()}

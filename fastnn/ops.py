@@ -26,7 +26,7 @@ from . import device as _device
 from . import optable
 from .backend import current
 from .kernels.window_shapes import window_out_size
-from .validation import (as_contiguous, as_labels, check_bool, check_choice, check_flag,
+from .validation import (as_contiguous, as_labels, check_choice, check_flag,
                          check_float_array, check_no_overlap, check_number, check_out,
                          check_positive_int, check_probabilities, check_same_shape, pair)
 
@@ -864,7 +864,7 @@ def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-
     check_number(where, "rho", rho, 0.0, 1.0, high_open=False)
     check_number(where, "eps", eps, 0.0)
     check_number(where, "weight_decay", weight_decay, 0.0)
-    check_bool(where, "maximize", maximize)
+    maximize = check_flag(where, "maximize", maximize)
     check_no_overlap(where, [("param", param), ("square_avg", square_avg),
                              ("acc_delta", acc_delta)], [("grad", grad)])
     return _run("adadelta_update", param, grad, square_avg, acc_delta, lr, rho, eps,
@@ -879,7 +879,7 @@ def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
     check_number(where, "etaplus", etaplus, 1.0, low_open=True)
     check_number(where, "step_size_min", step_size_min)
     check_number(where, "step_size_max", step_size_max)
-    check_bool(where, "maximize", maximize)
+    maximize = check_flag(where, "maximize", maximize)
     check_no_overlap(where, [("param", param), ("prev", prev), ("step_size", step_size)],
                      [("grad", grad)])
     return _run("rprop_update", param, grad, prev, step_size, etaminus, etaplus,
@@ -893,7 +893,7 @@ def asgd_update(param, grad, ax, eta, mu, lambd=1e-4, weight_decay=0.0, maximize
     check_number(where, "mu", mu, 0.0, 1.0, high_open=False)
     check_number(where, "lambd", lambd, 0.0)
     check_number(where, "weight_decay", weight_decay, 0.0)
-    check_bool(where, "maximize", maximize)
+    maximize = check_flag(where, "maximize", maximize)
     check_no_overlap(where, [("param", param), ("ax", ax)], [("grad", grad)])
     return _run("asgd_update", param, grad, ax, eta, mu, lambd, weight_decay, maximize)
 

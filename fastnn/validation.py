@@ -222,11 +222,24 @@ def _check_int_from(where, name, value, least, kind):
     return int(value)
 
 
+def as_bool(value):
+    """value as a Python bool when it is one, a NumPy bool or the integer 0 or 1 (a
+    Python int or a NumPy integer: PyTorch reads a flag by its truth, so 1 and 0 pass
+    there), else None."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (numbers.Integral, np.integer)) and value in (0, 1):
+        return bool(value)
+    return None
+
+
 def check_bool(where, name, value):
-    """value itself when it is a Python bool, else a TypeError."""
-    if not isinstance(value, bool):
+    """value as a Python bool when it is a bool, a NumPy bool or the integer 0 or 1,
+    else a TypeError (a string, None, 2 ...). Callers keep the returned bool."""
+    checked = as_bool(value)
+    if checked is None:
         raise TypeError(f"{where}: expected {name} to be a bool, got {value!r}")
-    return value
+    return checked
 
 
 def check_flag(where, name, value):

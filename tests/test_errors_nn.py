@@ -192,8 +192,8 @@ def test_mse_and_bce_reject_bad_input(backend):
     (lambda: MLP(4, 3, 2, activation="swish"), ValueError, "MLP: expected activation in"),
     (lambda: MLP(4, 3, 2, dropout=1.5), ValueError, r"Dropout: expected p in \[0.0, 1.0\]"),
     (lambda: fastnn.manual_seed(-1), ValueError, "manual_seed: expected a non-negative int"),
-    (lambda: nn.AvgPool2d(2, count_include_pad=0), TypeError,
-     "AvgPool2d: expected count_include_pad to be a bool, got 0"),
+    (lambda: nn.AvgPool2d(2, count_include_pad="no"), TypeError,
+     "AvgPool2d: expected count_include_pad to be a bool, got 'no'"),
 ], ids=["linear-in", "linear-out", "dropout-1", "dropout-neg", "leaky-slope", "sine-omega",
         "bn-features", "bn-momentum", "bn-eps", "flatten", "mlp-width", "mlp-hidden",
         "mlp-activation", "mlp-dropout", "seed", "avgpool-count-include-pad"])
@@ -259,4 +259,4 @@ def test_pytorch_keywords_at_their_defaults_are_accepted(rng):
     np.testing.assert_array_equal(x, kept)  # "inplace" never overwrites the caller's input
     assert repr(nn.ReLU(inplace=True)) == "ReLU(inplace=True)" and repr(nn.ReLU()) == "ReLU()"
     with pytest.raises(TypeError, match="expected inplace to be a bool"):
-        nn.ReLU(inplace=1)
+        nn.ReLU(inplace="yes")

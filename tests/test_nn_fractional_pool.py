@@ -253,7 +253,7 @@ def test_bad_arguments_raise_as_torch():
     with pytest.raises(ValueError, match="output_size"):
         FractionalMaxPool2d(2, output_size=-1)
     with pytest.raises(TypeError, match="return_indices"):
-        FractionalMaxPool2d(2, output_size=2, return_indices=1)
+        FractionalMaxPool2d(2, output_size=2, return_indices="yes")
     with pytest.raises(TypeError, match="output_ratio"):
         FractionalMaxPool2d(2, output_ratio="half")
     with pytest.raises(TypeError, match="_random_samples"):

@@ -859,7 +859,7 @@ def test_unpool_checks_its_indices():
     with pytest.raises(ValueError, match="outside the output plane"):
         nn.MaxUnpool2d(2)(y, idx + 100)
     with pytest.raises(TypeError, match="return_indices"):
-        nn.MaxPool2d(2, return_indices=1)
+        nn.MaxPool2d(2, return_indices="yes")
     plain = nn.MaxPool2d(2)(np.ones((1, 1, 4, 4), np.float32))
     assert isinstance(plain, np.ndarray)
 

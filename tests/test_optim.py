@@ -147,7 +147,7 @@ def test_rmsprop_state_dict_names_and_resume_like_torch(backend):
     with pytest.raises(ValueError, match="invalid alpha"):
         optim.RMSprop(ours, alpha=-0.5)
     with pytest.raises(TypeError, match="centered to be a bool"):
-        optim.RMSprop(ours, centered=1)
+        optim.RMSprop(ours, centered="yes")
 
 
 ADAGRAD_CASES = {
@@ -252,7 +252,7 @@ def test_nadam_state_dict_resumes_with_its_mu_product(backend, torch_float64_sca
 
 @pytest.mark.parametrize("name,kwargs,match", [
     ("NAdam", dict(momentum_decay=-1), "momentum_decay"),
-    ("RAdam", dict(decoupled_weight_decay=1), "decoupled_weight_decay to be a bool"),
+    ("RAdam", dict(decoupled_weight_decay="yes"), "decoupled_weight_decay to be a bool"),
     ("Adamax", dict(betas=(0.9, 1.0)), r"betas\[1\]"),
     ("Adamax", dict(eps=-1e-8), "eps"),
 ])
@@ -411,7 +411,7 @@ def test_rprop_param_groups_with_their_own_etas_and_step_sizes(backend, dtype):
     ("Adadelta", dict(rho=1.5), ValueError, r"Adadelta: invalid rho: 1.5"),
     ("Adadelta", dict(lr=-1.0), ValueError, "Adadelta: invalid lr"),
     ("Adadelta", dict(eps=-1e-6), ValueError, "Adadelta: invalid eps"),
-    ("Adadelta", dict(maximize=1), TypeError, "maximize to be a bool"),
+    ("Adadelta", dict(maximize="yes"), TypeError, "maximize to be a bool"),
     ("Adadelta", dict(differentiable=True), ValueError, "differentiable=True is not supported"),
     ("Rprop", dict(etas=(1.2, 0.5)), ValueError, r"Rprop: invalid etas: \(1.2, 0.5\)"),
     ("Rprop", dict(etas=(0.5,)), ValueError, "Rprop: invalid etas"),

@@ -373,7 +373,7 @@ HYPER_ERRORS = [
     (Adafactor, dict(eps=1e-3), ValueError, r"invalid eps"),
     (Adafactor, dict(d=0.5), ValueError, r"Clipping threshold d should be >= 1 but is: 0.5"),
     (Adafactor, dict(weight_decay=-0.1), ValueError, r"weight_decay should be >= 0"),
-    (Adafactor, dict(maximize=1), TypeError, r"maximize to be a bool"),
+    (Adafactor, dict(maximize="yes"), TypeError, r"maximize to be a bool"),
     (Adafactor, dict(lr="0.1"), TypeError, r"lr to be a real number"),
     (Adafactor, dict(fused=True), TypeError, r"unexpected keyword argument 'fused'"),
     (Muon, dict(lr=-1.0), ValueError, r"Learning rate should be >= 0 but is: -1.0"),

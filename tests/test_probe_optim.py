@@ -139,7 +139,7 @@ def test_adam_decoupled_weight_decay_is_adamw():
     with pytest.raises(TypeError, match="unexpected keyword argument 'decoupled_weight_decay'"):
         optim.AdamW(params, decoupled_weight_decay=True)
     with pytest.raises(TypeError, match="maximize to be a bool"):
-        optim.Adam(params, maximize=1)
+        optim.Adam(params, maximize="yes")
 
 
 def test_state_dicts_without_the_new_flags_load_with_the_defaults():

@@ -98,7 +98,7 @@ def test_embedding_bad_renorm_arguments_and_sparse_are_refused():
     with pytest.raises(ValueError, match="norm_type"):
         nn.Embedding(4, 2, max_norm=1.0, norm_type=0)
     with pytest.raises(TypeError, match="scale_grad_by_freq"):
-        nn.Embedding(4, 2, scale_grad_by_freq=1)
+        nn.Embedding(4, 2, scale_grad_by_freq="yes")
     with pytest.raises(ValueError, match="sparse"):
         nn.Embedding(4, 2, sparse=True)
     emb = nn.Embedding(4, 2, max_norm=0.1)

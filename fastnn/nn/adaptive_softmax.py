@@ -73,7 +73,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
                 or not div_value > 0 or not np.isfinite(div_value)):
             raise ValueError(f"{name}: expected div_value to be a number > 0, got "
                              f"{div_value!r}")
-        check_bool(name, "head_bias", head_bias)
+        head_bias = check_bool(name, "head_bias", head_bias)
         dtype = np.dtype(np.float32 if dtype is None else dtype)
         if dtype not in FLOAT_DTYPES:
             raise TypeError(f"{name}: expected dtype float32 or float64, got {dtype}")

@@ -8,7 +8,7 @@ log-sum-exp steps are PyTorch's CPU kernel's (LossCTC.cpp), term for term.
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool, check_float_array
+from ..validation import check_flag, check_float_array
 from .loss import Loss
 
 
@@ -46,7 +46,7 @@ class CTCLoss(Loss):
         if isinstance(blank, bool) or not isinstance(blank, (int, np.integer)) or blank < 0:
             raise ValueError(f"CTCLoss: expected blank to be an int >= 0, got {blank!r}")
         self.blank = int(blank)
-        self.zero_infinity = check_bool("CTCLoss", "zero_infinity", zero_infinity)
+        self.zero_infinity = check_flag("CTCLoss", "zero_infinity", zero_infinity)
         self._ctx = None
 
     def __call__(self, log_probs, targets, input_lengths, target_lengths):

@@ -57,7 +57,7 @@ class EmbeddingBag(Module):
         max_norm, norm_type = check_renorm(name, max_norm, norm_type)
         if mode not in MODES:
             raise ValueError(f"{name}: expected mode 'sum', 'mean' or 'max', got {mode!r}")
-        check_bool(name, "scale_grad_by_freq", scale_grad_by_freq)
+        scale_grad_by_freq = check_bool(name, "scale_grad_by_freq", scale_grad_by_freq)
         if scale_grad_by_freq and mode == "max":
             raise ValueError(f"{name}: max mode does not support scaling the gradient by the "
                              f"frequency")

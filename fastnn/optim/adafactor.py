@@ -67,9 +67,8 @@ class Adafactor(HostOptimizer):
         if not 0.0 <= self._number("weight_decay", weight_decay):
             raise self._bad("weight_decay", weight_decay,
                             f"weight_decay should be >= 0 but is: {weight_decay}")
-        if group["foreach"] is not None and not isinstance(group["foreach"], bool):
-            raise TypeError(f"Adafactor: expected foreach to be None or a bool, "
-                            f"got {group['foreach']!r}")
+        if group["foreach"] is not None:
+            self._flag(group, "foreach")   # (None or a bool, as PyTorch's)
         self._flag(group, "maximize")
 
     # ------------------------------------------------------------------- state

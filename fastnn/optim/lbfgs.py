@@ -203,7 +203,8 @@ class LBFGS(Optimizer):
         self._numel = sum(self._sizes)
         self._state = {}  # PyTorch's self.state[first parameter]
         self._fast = None  # the single bucket serving as the flat vectors, or None
-        self._dtype = np.result_type(*[b.dtype for b in self._buckets[0]])
+        # (a group with no parameters builds, as PyTorch's; its step is refused)
+        self._dtype = np.result_type(*[b.dtype for b in self._buckets[0]] or [np.float32])
 
     # ------------------------------------------------------------------ checks
     def _integer(self, name, value, low=1):
@@ -318,6 +319,9 @@ class LBFGS(Optimizer):
             raise TypeError(f"LBFGS.step: needs a closure (a callable that zeroes the "
                             f"gradients, re-evaluates the model, runs backward and returns "
                             f"the loss), got {closure!r}")
+        if not self._params:  # (PyTorch's fails on its first parameter: an IndexError)
+            raise IndexError("LBFGS.step: the parameter group is empty: there is nothing "
+                             "to optimise")
         self._prepare()
         self._check_groups()
         errstate = np.geterr()

@@ -52,11 +52,18 @@ import numbers
 import types
 import warnings
 
+import numpy as np
+
+from .. import device as _device
 from .optimizer import Optimizer
 
 
 class LRScheduler:
     """Base class: the epoch counter, the initial rates and state_dict."""
+
+    #: True while step() asks get_lr() for the rates (PyTorch's flag: get_lr() called
+    #: from anywhere else warns that get_last_lr() gives the rates)
+    _get_lr_called_within_step = False
 
     def __init__(self, optimizer, last_epoch=-1):
         where = type(self).__name__
@@ -76,6 +83,11 @@ class LRScheduler:
                                f"(last_epoch={last_epoch}); build it with last_epoch=-1")
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = int(last_epoch)
+        # PyTorch's count of step() calls, 1 after the step made here: the first step()
+        # after it warns when optimizer.step() has not run since a scheduler was built
+        # on the optimizer (which from then on marks its steps: Optimizer._opt_called)
+        self._step_count = 0
+        optimizer._step_watched = True
         self._initial_step()
 
     # how step() finds the rates: PyTorch's recursive rule from the current rates
@@ -103,16 +115,22 @@ class LRScheduler:
         epoch: PyTorch's deprecated argument (it warns): go to this epoch (a number >= 0)
         and write the closed form there, as PyTorch's does.
         """
+        self._count_step()
         closed = self._rule == "closed"
         if epoch is None:
             self.last_epoch += 1
         else:
             self.last_epoch = _epoch_argument(type(self).__name__, epoch, warn=True)
             closed = True
-        if getattr(type(self), "get_lr", None) is not None:
+        if not getattr(type(self).get_lr, "_fastnn_rule", False):
             # a user's subclass written for PyTorch: its get_lr() gives every group's rate
             # at last_epoch (from self.base_lrs or the groups' current rates)
-            for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
+            self._get_lr_called_within_step = True
+            try:
+                rates = self.get_lr()
+            finally:
+                self._get_lr_called_within_step = False
+            for group, lr in zip(self.optimizer.param_groups, rates):
                 group["lr"] = lr
             self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
             return
@@ -129,9 +147,45 @@ class LRScheduler:
         finally:
             del self._rule  # back to the class's "chain"
 
+    def _count_step(self):
+        """PyTorch's bookkeeping at the start of a step(): count it (the step made when
+        built is the first; a restart within SequentialLR is not counted) and, on the
+        first step() after that one, warn when the optimizer has not stepped since a
+        scheduler was built on it (PyTorch's order check: its warning, once)."""
+        if self._rule == "closed":
+            return
+        if self._rule == "initial":
+            self._step_count = 0
+        elif self._step_count == 1 and not getattr(self.optimizer, "_opt_called", False):
+            warnings.warn(
+                "Detected call of `lr_scheduler.step()` before `optimizer.step()`. In "
+                "PyTorch 1.1.0 and later, you should call them in the opposite order: "
+                "`optimizer.step()` before `lr_scheduler.step()`.  Failure to do this will "
+                "result in PyTorch skipping the first value of the learning rate schedule. "
+                "See more details at "
+                "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate",
+                UserWarning, stacklevel=3)
+        self._step_count += 1
+
     def get_last_lr(self):
         """The rates of the last step, one per param group."""
         return list(self._last_lr)
+
+    def get_lr(self):
+        """PyTorch's get_lr(): the rates step() computes at ``last_epoch``, each group's
+        by the schedule's rule from its current rate (not the rates in use: called
+        outside step() it warns, as PyTorch's, that get_last_lr() gives those). A
+        subclass written for PyTorch may define its own, which step() then calls."""
+        _warn_get_lr(self)
+        return self._rates_now()
+
+    get_lr._fastnn_rule = True
+
+    def _rates_now(self):
+        """What get_lr() returns: PyTorch's recursive rule at last_epoch from the current
+        rates (or the closed form, for the schedules that have no recursive rule)."""
+        return [self._chain(group["lr"], self.last_epoch, i, False)
+                for i, group in enumerate(self.optimizer.param_groups)]
 
     def _initial_step(self):
         """The step a scheduler makes when built (SequentialLR makes it for the first of
@@ -163,6 +217,26 @@ class LRScheduler:
         self.last_epoch = _saved_epoch(self.last_epoch)
 
 
+def _warn_get_lr(scheduler):
+    """PyTorch's warning for get_lr() called outside step()."""
+    if not scheduler._get_lr_called_within_step:
+        warnings.warn("To get the last learning rate computed by the scheduler, please use "
+                      "`get_last_lr()`.", UserWarning, stacklevel=3)
+
+
+def _no_get_lr(self):
+    """PyTorch's base get_lr(): this scheduler has no rule of that form."""
+    raise NotImplementedError
+
+
+_no_get_lr._fastnn_rule = True
+
+
+class _LRScheduler(LRScheduler):
+    """PyTorch's deprecated name of LRScheduler (a subclass, as PyTorch's, so that its
+    __name__ is _LRScheduler)."""
+
+
 def _saved_epoch(epoch):
     """A state dict's last_epoch as a Python number (an int stays an int)."""
     return int(epoch) if float(epoch).is_integer() else float(epoch)
@@ -190,6 +264,21 @@ def _int_at_least(where, name, value, low=1):
     return int(value)
 
 
+def _count(where, name, value, low=1):
+    """A count of epochs (step_size, a milestone, total_iters, patience, cooldown): an
+    int >= low stays an int; a float, which PyTorch takes too, stays a float (> 0 for
+    low 1, >= 0 for low 0, finite), PyTorch's arithmetic running on it as given (a
+    fractional one too: milestones=[2.5] is never reached by a whole epoch)."""
+    value = _plain_number(value)
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return _int_at_least(where, name, value, low)
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or (value <= 0 if low == 1 else value < 0):
+        kind = "a positive int or number" if low == 1 else "an int or number >= 0"
+        raise ValueError(f"{where}: expected {name} to be {kind}, got {value!r}")
+    return float(value)
+
+
 def _positive_period(where, name, value):
     """A period > 0: an int stays an int, a fractional one (PyTorch takes it) a float."""
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
@@ -200,7 +289,16 @@ def _positive_period(where, name, value):
     return value
 
 
+def _plain_number(value):
+    """A 0-d numeric array as its Python value (PyTorch takes a 0-d tensor for a
+    number); anything else as it is."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
+        return value.item()
+    return value
+
+
 def _number(where, name, value, low=0.0):
+    value = _plain_number(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not \
             math.isfinite(value) or value < low:
         raise ValueError(f"{where}: expected {name} to be a finite number >= {low}, "
@@ -212,7 +310,7 @@ class StepLR(LRScheduler):
     """lr0 * gamma ** (epoch // step_size)."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
-        self.step_size = _int_at_least("StepLR", "step_size", step_size)
+        self.step_size = _count("StepLR", "step_size", step_size)
         self.gamma = _number("StepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
@@ -227,10 +325,9 @@ class MultiStepLR(LRScheduler):
     """lr0 * gamma ** (number of milestones <= epoch)."""
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
-        milestones = list(milestones)
-        for m in milestones:  # 0 too: PyTorch's first step then decays at once
-            _int_at_least("MultiStepLR", "each milestone", m, low=0)
-        self.milestones = sorted(int(m) for m in milestones)
+        # 0 too: PyTorch's first step then decays at once
+        self.milestones = sorted(_count("MultiStepLR", "each milestone", m, low=0)
+                                 for m in milestones)
         self.gamma = _number("MultiStepLR", "gamma", gamma)
         super().__init__(optimizer, last_epoch)
 
@@ -267,6 +364,13 @@ class CosineAnnealingLR(LRScheduler):
     def lr_at(self, base_lr, epoch, group_index):
         return self.eta_min + (base_lr - self.eta_min) * (
             1 + math.cos(math.pi * epoch / self.T_max)) / 2
+
+    def _rates_now(self):
+        """PyTorch's get_lr(): after the step made when built with last_epoch > 0 (a
+        resumed schedule), the closed form; else the recursive rule."""
+        if self._step_count == 1 and self.last_epoch > 0:
+            return [self.lr_at(base, self.last_epoch, i) for i, base in enumerate(self.base_lrs)]
+        return super()._rates_now()
 
     def _chain(self, lr, epoch, group_index, initial):
         if initial:
@@ -356,8 +460,8 @@ class ReduceLROnPlateau(LRScheduler):
         self.min_lrs = _per_group(where, "min_lr", min_lr, len(optimizer.param_groups))
         self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else self.min_lrs[0]
         self.mode, self.threshold_mode = mode, threshold_mode
-        self.patience = _int_at_least(where, "patience", patience, low=0)
-        self.cooldown = _int_at_least(where, "cooldown", cooldown, low=0)
+        self.patience = _count(where, "patience", patience, low=0)
+        self.cooldown = _count(where, "cooldown", cooldown, low=0)
         self.threshold = _number(where, "threshold", threshold)
         self.eps = _number(where, "eps", eps)
         self.mode_worse = math.inf if mode == "min" else -math.inf
@@ -380,11 +484,7 @@ class ReduceLROnPlateau(LRScheduler):
     def step(self, metrics, epoch=None):
         """Record one epoch's metric (a number) and lower the rates if it is time.
         epoch: PyTorch's deprecated argument (it warns): the epoch number to record."""
-        try:
-            current = float(metrics)
-        except (TypeError, ValueError) as exc:  # float()'s own type, as PyTorch's
-            raise type(exc)(f"ReduceLROnPlateau.step: expected the metric as a number, "
-                            f"got {metrics!r}") from None
+        current = _metric_value(metrics)
         if epoch is None:
             self.last_epoch += 1
         else:
@@ -407,6 +507,8 @@ class ReduceLROnPlateau(LRScheduler):
             self.num_bad_epochs = 0
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
+    get_lr = _no_get_lr
+
     def _match_groups(self):
         """min_lrs for a param group added since: PyTorch's rule (one min_lr given: it,
         for every group; a list: RuntimeError)."""
@@ -425,6 +527,24 @@ class ReduceLROnPlateau(LRScheduler):
         super().load_state_dict(state_dict)
         self.mode_worse = math.inf if self.mode == "min" else -math.inf
 
+
+
+def _metric_value(metrics):
+    """ReduceLROnPlateau's metric as a float: a number (or what float() takes, as
+    PyTorch's), or an array of one element of any shape (a NumPy scalar, a 0-d array,
+    np.array([v]), a device array), as PyTorch takes a one-element tensor."""
+    where = "ReduceLROnPlateau.step"
+    if _device.is_device_array(metrics) or (
+            isinstance(metrics, np.ndarray) and not isinstance(metrics, np.generic)):
+        values = np.asarray(_device.to_host(metrics))
+        if values.size != 1:  # (PyTorch's error type for a tensor of several elements)
+            raise ValueError(f"{where}: expected the metric as a number or an array of one "
+                             f"element, got an array of shape {values.shape}")
+        metrics = values.reshape(()).item()
+    try:
+        return float(metrics)
+    except (TypeError, ValueError) as exc:  # float()'s own type, as PyTorch's
+        raise type(exc)(f"{where}: expected the metric as a number, got {metrics!r}") from None
 
 
 def _per_group(where, name, value, groups):
@@ -455,7 +575,7 @@ class LinearLR(LRScheduler):
         if self.start_factor == 0.0:
             raise ValueError(f"{where}: expected start_factor > 0, got {start_factor!r}")
         self.end_factor = _fraction(where, "end_factor", end_factor)
-        self.total_iters = _int_at_least(where, "total_iters", total_iters)
+        self.total_iters = _count(where, "total_iters", total_iters)
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr, epoch, group_index):
@@ -477,7 +597,7 @@ class ConstantLR(LRScheduler):
 
     def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
         self.factor = _fraction("ConstantLR", "factor", factor)
-        self.total_iters = _int_at_least("ConstantLR", "total_iters", total_iters, low=0)
+        self.total_iters = _count("ConstantLR", "total_iters", total_iters, low=0)
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr, epoch, group_index):
@@ -493,7 +613,7 @@ class PolynomialLR(LRScheduler):
     """lr0 * (1 - min(epoch, total_iters) / total_iters) ** power."""
 
     def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
-        self.total_iters = _int_at_least("PolynomialLR", "total_iters", total_iters)
+        self.total_iters = _count("PolynomialLR", "total_iters", total_iters)
         self.power = _number("PolynomialLR", "power", power)
         super().__init__(optimizer, last_epoch)
 
@@ -558,6 +678,11 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = self.eta_min + (base - self.eta_min) * wave / 2
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _rates_now(self):
+        """PyTorch's get_lr(): the rates at T_cur of the current run."""
+        wave = 1 + math.cos(math.pi * self.T_cur / self.T_i)
+        return [self.eta_min + (base - self.eta_min) * wave / 2 for base in self.base_lrs]
 
     def load_state_dict(self, state_dict):
         super().load_state_dict(state_dict)
@@ -700,6 +825,7 @@ class MultiplicativeLR(LRScheduler):
         """Advance one epoch: every group's rate times its factor for the new epoch (none
         on the step made when the scheduler is built). epoch: PyTorch's deprecated
         argument (it warns): the epoch whose factor multiplies the rates."""
+        self._count_step()
         if epoch is None:
             self.last_epoch += 1
         else:
@@ -707,6 +833,10 @@ class MultiplicativeLR(LRScheduler):
         if self._rule != "initial":
             self._multiply(self.last_epoch)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _rates_now(self):
+        return [group["lr"] * factor(self.last_epoch)
+                for group, factor in zip(self.optimizer.param_groups, self.lr_lambdas)]
 
     def _multiply(self, epoch):
         for group, factor in zip(self.optimizer.param_groups, self.lr_lambdas):
@@ -863,8 +993,7 @@ class SequentialLR(LRScheduler):
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(f"{where}: expected {len(schedulers) - 1} milestones (one fewer "
                              f"than the schedulers), got {len(milestones)}")
-        for m in milestones:
-            _int_at_least(where, "milestones", m, low=0)
+        milestones = [_count(where, "milestones", m, low=0) for m in milestones]
         self._schedulers, self._milestones = schedulers, milestones
         self.optimizer = optimizer
         self.last_epoch = last_epoch + 1
@@ -874,6 +1003,8 @@ class SequentialLR(LRScheduler):
         first = schedulers[bisect.bisect_right(milestones, 0)]
         first._initial_step()
         self._last_lr = first.get_last_lr()
+
+    get_lr = _no_get_lr
 
     @staticmethod
     def _undo(scheduler):
@@ -935,6 +1066,8 @@ class ChainedScheduler(LRScheduler):
         self._schedulers = _check_schedulers(where, schedulers, optimizer)
         self.optimizer = optimizer
         self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    get_lr = _no_get_lr
 
     def step(self):
         """Every scheduler's step, in order."""

@@ -28,6 +28,7 @@ import numpy as np
 
 from .. import device as _device
 from ..nn.module import Parameter, zero_grads_lazily
+from ..validation import as_bool
 from .flat import build_buckets, check_parameter, has_no_grad, raw_grad
 
 
@@ -71,10 +72,13 @@ class Optimizer:
     def __init__(self, params, defaults, flags=None):
         for name in _HOOK_TABLES:
             setattr(self, name, collections.OrderedDict())
-        for name, value in (flags or {}).items():
-            self._check_flag(name, value)
-        self.defaults = dict(defaults)
-        self.defaults.update((name, (flags or {}).get(name, accepted[0]))
+        if _written_for_torch(type(self)):
+            # a user's subclass written for PyTorch: as PyTorch's base class, no flags
+            # added to its defaults and groups, and none checked (its own to read)
+            self.torch_flags = {}
+        flags = {name: self._check_flag(name, value) for name, value in (flags or {}).items()}
+        self.defaults = _plain_numbers(defaults)
+        self.defaults.update((name, flags.get(name, accepted[0]))
                              for name, accepted in self.torch_flags.items()
                              if name not in self.defaults)
         self._check(self.defaults)
@@ -82,7 +86,7 @@ class Optimizer:
             raise TypeError(f"{self._name}: params must be an iterable of Parameters or of "
                             f"dicts, got {type(params).__name__}")
         params = list(params)
-        if not params:
+        if not params:  # (a group with no parameters is fine, as in PyTorch)
             raise ValueError(f"{self._name}: got an empty parameter list")
         if not isinstance(params[0], dict):
             params = [{"params": params}]
@@ -145,7 +149,7 @@ class Optimizer:
         holding each parameter that has state, as the state dict does; its arrays are
         views of the optimizer's buffers (writing into them changes its state), the step
         and scalar states copies."""
-        if type(self)._update is Optimizer._update:
+        if _written_for_torch(type(self)):
             # a user's subclass written for PyTorch (its own step() keeping
             # self.state[p]): a dict that keeps what it is given
             return self.__dict__.setdefault("_user_state", collections.defaultdict(dict))
@@ -171,17 +175,21 @@ class Optimizer:
         # keys that are no hyper-parameter of this optimizer (a group's name, a tag) are
         # kept as the group's own data, as PyTorch keeps them, and saved with it
         plist = group["params"]
+        if isinstance(plist, set):  # (PyTorch's TypeError: a set has no stable order)
+            raise TypeError(f"{self._name}: optimizer parameters need to be organized in "
+                            f"ordered collections, but the ordering of tensors in sets will "
+                            f"change between runs. Please use a list instead.")
         plist = [plist] if hasattr(plist, "data") and hasattr(plist, "grad") else list(plist)
         plist, names = self._split_names(plist)
-        if not plist:
-            raise ValueError(f"{self._name}: a parameter group has an empty parameter list")
+        # an empty list is a group too (PyTorch's: its hyper-parameters kept, nothing
+        # stepped); only an optimizer with no group at all is refused, in __init__
         for i, p in enumerate(plist):
             check_parameter(self._name, p, i)
         full = dict(self.defaults)
-        full.update({k: v for k, v in group.items() if k != "params"})
+        full.update(_plain_numbers({k: v for k, v in group.items() if k != "params"}))
         for name in self.torch_flags:
             if name in group:
-                self._check_flag(name, group[name])
+                full[name] = self._check_flag(name, group[name])
         self._check(full)
         full["params"] = plist
         if names is not None:
@@ -224,7 +232,8 @@ class Optimizer:
                                            self._scalar_state))
 
     def add_param_group(self, param_group):
-        """Add a group of parameters (a dict with 'params' and optional hyper-parameters)."""
+        """Add a group of parameters (a dict with 'params', a list that may be empty, and
+        optional hyper-parameters)."""
         group = self._make_group(param_group)
         self._check_distinct([p for g in self.param_groups for p in g["params"]]
                              + group["params"])
@@ -237,15 +246,20 @@ class Optimizer:
         of fastnn's optimizers checks its own; a user's subclass may leave it)."""
 
     def _check_flag(self, name, value):
-        """A PyTorch keyword of ``torch_flags`` at a value fastnn implements, or an error."""
+        """A PyTorch keyword of ``torch_flags`` at a value fastnn implements (an int 0 or
+        1 or a NumPy bool read as the bool, as PyTorch reads it by its truth), returned
+        as that value; else an error."""
         if name not in self.torch_flags:
             raise TypeError(f"{self._name}.__init__() got an unexpected keyword argument "
                             f"{name!r}")
-        if not _flag_ok(value, self.torch_flags[name]):
+        found = _flag_value(value, self.torch_flags[name])
+        if found is _MISSING:
             shown = " or ".join(repr(v) for v in self.torch_flags[name])
             raise ValueError(f"{self._name}: {name}={value!r} is not supported (only {shown})")
+        return found
 
     def _real(self, name, value):
+        value = _plain_number(value)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{self._name}: expected {name} to be a real number, "
                             f"got {value!r} ({type(value).__name__})")
@@ -283,10 +297,15 @@ class Optimizer:
             kernels.sgd_update(data, data, None, rate, 0.0, 0.0, False)
 
     def _flag(self, group, name):
-        """A bool hyper-parameter of the group, or a TypeError."""
-        if not isinstance(group[name], bool):
+        """A bool hyper-parameter of the group (a bool, a NumPy bool or the int 0 or 1,
+        which PyTorch reads by its truth: kept in the group as the Python bool), or a
+        TypeError."""
+        value = as_bool(group[name])
+        if value is None:
             raise TypeError(f"{self._name}: expected {name} to be a bool, got {group[name]!r}")
-        return group[name]
+        if group[name] is not value:
+            group[name] = value
+        return value
 
     # ------------------------------------------------------------------- step
     def zero_grad(self, set_to_none=True):
@@ -467,8 +486,28 @@ class Optimizer:
     def state_dict(self):
         """The optimizer's state (copies): {"type", "state", "param_groups"} as in PyTorch."""
         groups = self._saved_groups()
-        state = {index: entry for index, _, entry in self._state_entries(views=False)}
+        if _written_for_torch(type(self)):
+            state = self._user_state_dict()
+        else:
+            state = {index: entry for index, _, entry in self._state_entries(views=False)}
         return {"type": self._name, "state": state, "param_groups": groups}
+
+    def _user_state_dict(self):
+        """A user's subclass's ``self.state`` as PyTorch's state_dict packs it: each
+        parameter's entry (whatever it holds: arrays copied, numbers, nested lists and
+        dicts) under the parameter's position; a key that is no parameter as it is."""
+        position = {id(p): i for i, p in enumerate(
+            p for group in self.param_groups for p in group["params"])}
+        state = {}
+        for key, entry in self.state.items():
+            if id(key) in position:
+                state[position[id(key)]] = _copied(entry)
+            elif hasattr(key, "data") and hasattr(key, "grad"):
+                raise ValueError(f"{self._name}.state_dict: self.state holds a parameter "
+                                 f"that is in none of the param groups")
+            else:
+                state[key] = _copied(entry)
+        return state
 
     def _state_entries(self, views):
         """(position, parameter, state entry) of each parameter with a non-empty entry
@@ -520,6 +559,8 @@ class Optimizer:
         hyper-parameter dicts, state maps index -> (step, {name: array}).
         """
         where, groups, saved_state = self._state_dict_parts(state_dict)
+        if _written_for_torch(type(self)):
+            return groups, self._validate_user_state(where, saved_state)
         located = self._locate()
         state = {}
         for key, entry in saved_state.items():
@@ -531,6 +572,29 @@ class Optimizer:
             state[index] = self._validate_param_state(f"{where}: parameter {index}", entry,
                                                       bucket.shapes[i], groups[gi])
         return groups, state
+
+    def _validate_user_state(self, where, saved_state):
+        """A user's subclass's saved state as its ``self.state`` will hold it: {parameter
+        or other key: entry}, PyTorch's rule: the entry of the parameter at each index
+        (an int, or its string as a checkpoint holds it) with its arrays cast to the
+        parameter's dtype (new arrays) but a 'step' kept as saved; other keys as they
+        are. An index past the parameters is a ValueError."""
+        params = [p for group in self.param_groups for p in group["params"]]
+        state = {}
+        for key, entry in saved_state.items():
+            index = _as_index(key)
+            if index is None:
+                state[key] = _copied(entry)
+                continue
+            if not 0 <= index < len(params):
+                raise ValueError(f"{where}: state for parameter {key!r}, but the optimizer "
+                                 f"has {len(params)} parameters")
+            try:
+                state[params[index]] = _cast_state(params[index], entry)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{where}: parameter {index}: its state cannot be cast to "
+                                 f"the parameter's dtype: {exc}") from None
+        return state
 
     def _validate_groups(self, where, saved_groups):
         """The saved groups' hyper-parameters, checked against this optimizer's groups."""
@@ -557,13 +621,13 @@ class Optimizer:
             if missing:   # (other keys are the group's own data: kept, as PyTorch keeps them)
                 raise ValueError(f"{where}: parameter group {gi}: missing hyper-parameters "
                                  f"{missing}")
-            hyper = {k: (tuple(v) if isinstance(v, list) else v)
+            hyper = {k: (tuple(v) if isinstance(v, list) else _plain_number(v))
                      for k, v in saved.items() if k != "params"}
             if "param_names" in hyper:  # (they replace the group's, as in PyTorch)
                 hyper["param_names"] = list(hyper["param_names"])
             try:
                 for name, value in flags.items():
-                    self._check_flag(name, value)
+                    hyper[name] = self._check_flag(name, value)
                 self._check(hyper)
                 if "initial_lr" in hyper:
                     self._at_least("initial_lr", hyper["initial_lr"], 0.0)
@@ -622,6 +686,9 @@ class Optimizer:
         groups, state = self.validate_state_dict(state_dict)
         for group, hyper in zip(self.param_groups, groups):
             group.update(hyper)
+        if _written_for_torch(type(self)):  # (PyTorch's: the state replaced as a whole)
+            self._user_state = collections.defaultdict(dict, state)
+            return
         raw = {_as_index(k): v for k, v in state_dict["state"].items()}
         exact = set()
         for index, (_, bucket, i) in enumerate(self._locate()):
@@ -658,17 +725,77 @@ def torch_flags_of(*names):
     return {name: Optimizer.torch_flags[name] for name in names}
 
 
-def _flag_ok(value, accepted):
-    """value is one of accepted: None and bools by identity, numbers by value."""
+_MISSING = object()
+
+
+def _flag_value(value, accepted):
+    """The value of accepted that value stands for, or _MISSING: None by identity; a bool
+    as given, as a NumPy bool or as the int 0 or 1 (PyTorch reads its flags by their
+    truth); a number by value."""
+    as_flag = as_bool(value)
     if isinstance(value, np.generic):
         value = value.item()
     for a in accepted:
-        if a is None or isinstance(a, bool):
-            if value is a:
-                return True
+        if a is None:
+            if value is None:
+                return a
+        elif isinstance(a, bool):
+            if as_flag is a:
+                return a
         elif isinstance(value, numbers.Real) and not isinstance(value, bool) and value == a:
-            return True
-    return False
+            return a
+    return _MISSING
+
+
+def _copied(value):
+    """A copy of a user's state value: arrays (host copies of device ones) copied, dicts,
+    lists and tuples rebuilt around copies, anything else (numbers, strings) as it is."""
+    if isinstance(value, np.ndarray) or _device.is_device_array(value):
+        return np.array(_device.to_host(value), copy=True)
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_copied(v) for v in value)
+    return value
+
+
+def _cast_state(param, value, key=None):
+    """PyTorch's load_state_dict rule for a user's state value: an array (or anything
+    with ``__array__``, a torch tensor say) becomes a new array on the parameter's
+    device, of the parameter's dtype unless it is a 'step'; dicts, lists and tuples are
+    cast item by item; anything else (numbers, strings) is kept."""
+    if isinstance(value, dict):
+        return {k: _cast_state(param, v, k) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast_state(param, v, key) for v in value)
+    if isinstance(value, (str, bytes, numbers.Number, np.generic)) or value is None \
+            or not (hasattr(value, "__array__") or _device.is_device_array(value)):
+        return value
+    array = np.asarray(_device.to_host(value))
+    if key != "step" and array.dtype.kind in "biuf":
+        array = array.astype(param.data.dtype)
+    array = np.array(array, copy=True)
+    return _device.namespace_of(param.data).put(array)
+
+
+def _written_for_torch(cls):
+    """Whether cls is a user's subclass written for PyTorch: no fastnn optimizer but the
+    base Optimizer among its classes (its own step() keeping ``self.state[p]``)."""
+    return not any(c is not Optimizer and c.__module__.startswith("fastnn.")
+                   for c in cls.__mro__[:-1])
+
+
+def _plain_number(value):
+    """A 0-d numeric array as its Python value (PyTorch takes a 0-d tensor for a number,
+    an lr say); anything else as it is."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
+        return value.item()
+    return value
+
+
+def _plain_numbers(hyper):
+    """A copy of a dict of hyper-parameters with its 0-d numeric arrays as numbers."""
+    return {k: _plain_number(v) for k, v in hyper.items()}
 
 
 _HOOK_TABLES = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",
@@ -702,6 +829,10 @@ def _outermost(method):
 def _hooked_step(step):
     @_outermost(step)
     def wrapper(self, *args, **kwargs):
+        if self.__dict__.get("_step_watched"):
+            # a scheduler was built on this optimizer: PyTorch's mark that step() ran,
+            # which the scheduler's first step() looks for (lr_scheduler's warning)
+            self._opt_called = True
         args = (self,) + args  # PyTorch's hooks see step's arguments with the optimizer
         for hook in _hooks(self, "_optimizer_step_pre_hooks"):
             result = hook(self, args, kwargs)

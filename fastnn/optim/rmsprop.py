@@ -33,9 +33,7 @@ class RMSprop(Optimizer):
         self._at_least("eps", group["eps"], 0.0)
         self._at_least("weight_decay", group["weight_decay"], 0.0)
         self._at_least("momentum", group["momentum"], 0.0)
-        if not isinstance(group["centered"], bool):
-            raise TypeError(f"RMSprop: expected centered to be a bool, "
-                            f"got {group['centered']!r}")
+        self._flag(group, "centered")
         self._flag(group, "maximize")
 
     def _state_names(self, group):

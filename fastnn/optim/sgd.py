@@ -1,7 +1,5 @@
 """Stochastic gradient descent with momentum, dampening, weight decay and Nesterov,
 PyTorch's rule."""
-import numpy as np
-
 from .optimizer import Optimizer, torch_flags_of
 
 
@@ -41,9 +39,7 @@ class SGD(Optimizer):
         if not 0.0 <= dampening <= 1.0:
             raise ValueError(f"SGD: invalid dampening: {group['dampening']!r} "
                              f"(expected 0 <= dampening <= 1)")
-        nesterov = group["nesterov"]
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"SGD: expected nesterov to be a bool, got {nesterov!r}")
+        nesterov = self._flag(group, "nesterov")
         if nesterov and (group["momentum"] == 0 or dampening != 0):
             raise ValueError(f"SGD: invalid nesterov: {nesterov!r} "
                              f"(Nesterov momentum requires momentum > 0 and zero dampening)")
