@@ -26,8 +26,9 @@ cross-entropy with logits, KL divergence, and the loss classes of nn.loss, nn.pa
 and nn.ctc behind poisson_nll_loss, gaussian_nll_loss, soft_margin_loss,
 hinge_embedding_loss, margin_ranking_loss, multilabel_margin_loss,
 multilabel_soft_margin_loss, multi_margin_loss, cosine_embedding_loss,
-triplet_margin_loss, triplet_margin_with_distance_loss and ctc_loss), nn's padding and
-embedding max_norm helpers and the reference per-element loss formulas
+triplet_margin_loss, triplet_margin_with_distance_loss and ctc_loss;
+nn.LinearCrossEntropyLoss, around the caller's weights, behind linear_cross_entropy),
+nn's padding and embedding max_norm helpers and the reference per-element loss formulas
 (``reduction='none'``). Options the ops lack are composed
 around them: conv2d's groups run one op call per group, its dilation a kernel spread with
 zeros, an even-sized ``padding='same'`` an explicit zero border, a transposed convolution
@@ -79,6 +80,7 @@ from .fractional_pool import FractionalMaxPool2d, FractionalMaxPool3d
 from .grid_sampling import affine_grid, grid_sample
 from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, PixelShuffle,
                           PixelUnshuffle, RReLU, Softshrink, Tanhshrink, Threshold)
+from .linear_cross_entropy import LinearCrossEntropyLoss
 from .loss import (BCEWithLogitsLoss, HingeEmbeddingLoss, KLDivLoss, MultiLabelMarginLoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss,
                    cast_integer_target)
@@ -102,7 +104,8 @@ __all__ = [
     "max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d",
     "adaptive_avg_pool2d", "batch_norm", "layer_norm", "group_norm", "embedding", "one_hot",
     "pad", "normalize", "cosine_similarity", "pairwise_distance", "cross_entropy",
-    "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+    "nll_loss", "linear_cross_entropy", "mse_loss", "l1_loss", "smooth_l1_loss",
+    "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "kl_div",
     "poisson_nll_loss", "gaussian_nll_loss", "soft_margin_loss", "hinge_embedding_loss",
     "margin_ranking_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
@@ -188,8 +191,22 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
 
 
 def elu(input, alpha=1.0, inplace=False):
-    """input where input > 0, else alpha * (exp(input) - 1). input: any shape."""
+    """input where input > 0, else alpha * (exp(input) - 1). input: any shape. An
+    infinite or NaN alpha (which the elu kernels refuse) is PyTorch's formula in NumPy: 0
+    stays 0, below 0 alpha * expm1(input) (-inf for alpha = inf)."""
+    if _nonfinite(alpha):
+        x = _float("elu", "input", input)
+        dt = x.dtype.type
+        with np.errstate(over="ignore", invalid="ignore"):
+            y = np.where(x >= 0, x, dt(alpha) * np.expm1(x)).astype(x.dtype, copy=False)
+        return _in_place(x, y, inplace)
     return _elementwise(ops.elu, input, inplace, alpha)
+
+
+def _nonfinite(value):
+    """Whether value is a real number that is infinite or NaN."""
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and not math.isfinite(value))
 
 
 def selu(input, inplace=False):
@@ -336,7 +353,9 @@ def linear(input, weight, bias=None):
 
     input: (*, in_features); weight: (out_features, in_features), or (in_features,) for
     one output (the out axis then dropped); bias: (out_features,), one value (() or
-    (1,), broadcast) or None. Output: (*, out_features). One ops.linear_forward call on the (rows, in) view.
+    (1,), broadcast), None, or (2-D weight) any shape that broadcasts to the output's, as
+    PyTorch's ((N, out_features), (N, 1), ...: added to the product). Output:
+    (*, out_features). One ops.linear_forward call on the (rows, in) view.
     """
     where = "linear"
     x = _float(where, "input", input)
@@ -351,17 +370,34 @@ def linear(input, weight, bias=None):
         raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{in_features} "
                            f"and {w2.shape[1]}x{w2.shape[0]})")
     out_features = w2.shape[0]
-    b = None
+    out_shape = x.shape[:-1] + ((out_features,) if w.ndim == 2 else ())
+    b, added = None, None
     if bias is not None:
         b = _float(where, "bias", bias, dtype=x.dtype)
         # (a bias of one value broadcasts over the outputs, as PyTorch's addmm does)
-        if b.shape not in (((out_features,), (1, out_features)) if w.ndim == 2 else ()) + (
+        if b.shape in (((out_features,), (1, out_features)) if w.ndim == 2 else ()) + (
                 (), (1,), (1, 1)):
-            raise RuntimeError(f"{where}: expected bias of shape ({out_features},), got "
+            b = np.ascontiguousarray(np.broadcast_to(b.reshape(-1), (out_features,)))
+        elif w.ndim == 2 and _broadcasts_to(b.shape, out_shape):
+            # any other bias that broadcasts to the output ((N, out), (N, 1), ...), as
+            # PyTorch's: added to the op's product
+            b, added = None, b
+        else:
+            raise RuntimeError(f"{where}: expected bias of shape ({out_features},) or one "
+                               f"that broadcasts to the output's shape {out_shape}, got "
                                f"{b.shape}")
-        b = np.ascontiguousarray(np.broadcast_to(b.reshape(-1), (out_features,)))
-    y = ops.linear_forward(x.reshape(rows, in_features), w2, b)
-    return y.reshape(x.shape[:-1] + ((out_features,) if w.ndim == 2 else ()))
+    y = ops.linear_forward(x.reshape(rows, in_features), w2, b).reshape(out_shape)
+    if added is not None:
+        np.add(y, added, out=y)   # (y: the op's own array)
+    return y
+
+
+def _broadcasts_to(shape, target):
+    """Whether an array of shape broadcasts to target's shape without enlarging it."""
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
 
 
 # --------------------------------------------------------------------------- dropout
@@ -580,14 +616,12 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                          f"{given}.")
     if recompute_scale_factor and size is not None:
         raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
+    out = None
     if dims >= 1 and all(isinstance(v, numbers.Real) for v in (
             given if isinstance(given, (tuple, list)) else (given,))):
         per_axis = given if isinstance(given, (tuple, list)) else (given,) * dims
         out = [int(v) if size is not None else int(n * float(v))
                for n, v in zip(x.shape[2:], per_axis)]
-        if min(out) <= 0 or min(x.shape[2:]) <= 0:
-            raise RuntimeError(f"Input and output sizes should be greater than 0, but got "
-                               f"input {tuple(x.shape[2:])} output {tuple(out)}")
     if antialias and (mode not in ("bilinear", "bicubic") or x.ndim != 4):
         raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos "
                          "modes and requires a 4-D tensor as input")
@@ -601,6 +635,14 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if x.ndim not in MODE_RANKS[mode]:
         raise NotImplementedError(f"Got {x.ndim}D input, but {mode} mode needs "
                                   f"{MODE_RANKS[mode][0]}D input")
+    # (after the mode's rank, as PyTorch checks them) 'area' is adaptive average pooling,
+    # which gives an output size of 0 as an empty output; the other modes refuse it
+    if out is not None and min(x.shape[2:]) > 0 and min(out) == 0 and mode == "area" \
+            and (size is None or all(_is_int(v) for v in per_axis)):
+        return np.zeros(x.shape[:2] + tuple(out), x.dtype)
+    if out is not None and (min(out) <= 0 or min(x.shape[2:]) <= 0):
+        raise RuntimeError(f"Input and output sizes should be greater than 0, but got "
+                           f"input {tuple(x.shape[2:])} output {tuple(out)}")
     layer = Upsample(size, scale_factor, mode, align_corners, recompute_scale_factor)
     return _layer_forward(layer, x)
 
@@ -983,16 +1025,32 @@ def _avg_pool(where, dims, input, kernel_size, stride, padding, ceil_mode, count
     ceil_mode = check_flag(where, "ceil_mode", ceil_mode)
     count_include_pad = check_flag(where, "count_include_pad", count_include_pad)
     kernel, stride, padding, dilation = _pool_args(where, dims, kernel_size, stride, padding)
-    if divisor_override is not None and (not _is_int(divisor_override)
-                                         or divisor_override == 0):
-        raise RuntimeError("divisor must be not zero")
+    divisor_override = _divisor_override(where, divisor_override)
+    # a negative divisor (PyTorch divides by it) is the kernels' positive one, negated
+    divisor = None if divisor_override is None else abs(divisor_override)
 
     def run(x4, k, s, p, d):
         return (ops.avg_pool2d_forward(x4, k, s, p, count_include_pad,
-                                       ceil_mode=ceil_mode,
-                                       divisor_override=divisor_override),)
+                                       ceil_mode=ceil_mode, divisor_override=divisor),)
 
-    return _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)[0]
+    y = _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)[0]
+    if divisor_override is not None and divisor_override < 0:
+        # 0 - y, not -y: a window summing to 0 gives +0, as PyTorch's (y: the op's own)
+        np.subtract(y.dtype.type(0), y, out=y)
+    return y
+
+
+def _divisor_override(where, value):
+    """None, or divisor_override as a non-zero int (negative ones too), with PyTorch's
+    TypeError for another type and RuntimeError for 0."""
+    if value is None:
+        return None
+    if not _is_int(value):
+        raise TypeError(f"{where}(): argument 'divisor_override' must be int, not "
+                        f"{type(value).__name__}")
+    if value == 0:
+        raise RuntimeError("divisor must be not zero")
+    return int(value)
 
 
 def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -1008,7 +1066,7 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """Mean over windows of (N, C, H, W) or unbatched (C, H, W) input, zero padding (at most
     half the kernel); count_include_pad=False divides by the unpadded cells only,
-    divisor_override (a positive int) replaces the divisor. Output (N, C, H_out, W_out),
+    divisor_override (a non-zero int) replaces the divisor. Output (N, C, H_out, W_out),
     H_out = (H + 2 p - k) // s + 1 (ceil_mode: rounded up)."""
     return _avg_pool("avg_pool2d", 2, input, kernel_size, stride, padding, ceil_mode,
                      count_include_pad, divisor_override)
@@ -1016,17 +1074,41 @@ def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
 
 def adaptive_avg_pool1d(input, output_size):
     """Mean over PyTorch's adaptive windows of (N, C, L) or unbatched (C, L) input, giving
-    (N, C, output_size). output_size: an int (or a 1-tuple). The forward of
-    nn.AdaptiveAvgPool1d (a pooling op when output_size divides L)."""
-    return AdaptiveAvgPool1d(output_size).forward(input)
+    (N, C, output_size). output_size: an int (or a 1-tuple); 0 gives an empty output, as
+    PyTorch's. The forward of nn.AdaptiveAvgPool1d (a pooling op when output_size divides
+    L)."""
+    empty = _adaptive_empty("adaptive_avg_pool1d", AdaptiveAvgPool1d, 1, input, output_size)
+    return AdaptiveAvgPool1d(output_size).forward(input) if empty is None else empty
 
 
 def adaptive_avg_pool2d(input, output_size):
     """Mean over PyTorch's adaptive windows of (N, C, H, W) or unbatched (C, H, W) input,
     giving (N, C, H_out, W_out). output_size: an int or a pair, an entry None keeping that
-    input size. The forward of nn.AdaptiveAvgPool2d (a pooling op when the output sizes
-    divide the input's)."""
-    return AdaptiveAvgPool2d(output_size).forward(input)
+    input size, an entry 0 giving an empty output (PyTorch's). The forward of
+    nn.AdaptiveAvgPool2d (a pooling op when the output sizes divide the input's)."""
+    empty = _adaptive_empty("adaptive_avg_pool2d", AdaptiveAvgPool2d, 2, input, output_size)
+    return AdaptiveAvgPool2d(output_size).forward(input) if empty is None else empty
+
+
+def _adaptive_empty(where, layer, dims, input, output_size, indices=False, wrap=False):
+    """None when no entry of output_size is 0; else PyTorch's empty output of an adaptive
+    pool (and its empty int64 indices when indices), the output shape and the errors the
+    layer gives for the other sizes and the input (whose sizes must be positive: the layers
+    refuse 0; ``wrap``: its ValueErrors as RuntimeError, as the caller's other path)."""
+    sizes = int_items(output_size)
+    items = tuple(sizes) if isinstance(sizes, (tuple, list)) else (sizes,) * dims
+    zero = [_is_int(v) and v == 0 for v in items]
+    if len(items) != dims or not any(zero):
+        return None
+    x = _float(where, "input", input)
+    with _runtime_errors() if wrap else contextlib.nullcontext():
+        shape = list(layer(tuple(1 if z else v for z, v in zip(zero, items)))
+                     .infer_shape(x.shape, x.dtype))
+    for axis, z in enumerate(zero):
+        if z:
+            shape[len(shape) - dims + axis] = 0
+    y = np.zeros(shape, x.dtype)
+    return (y, np.zeros(shape, np.int64)) if indices else y
 
 
 # ----------------------------------------------------------------------- normalisation
@@ -1048,7 +1130,9 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     (then training must be True); weight, bias: (C,) or None (1 and 0).
     training=True normalises with the batch's mean and biased variance and, when given,
     updates running_mean and running_var in place (new = (1 - momentum) old + momentum
-    batch statistic, the variance unbiased); training=False normalises with them.
+    batch statistic, the variance unbiased; strided views included, as PyTorch's; a
+    read-only array is refused, ValueError); training=False only reads them (any layout,
+    read-only ones too) and normalises with them.
     y = (input - mean) / sqrt(var + eps) * weight + bias; output: input's shape.
     ops.batchnorm_forward (a rank other than 2 and 4 on an (N, C, S, 1) view).
     """
@@ -1067,17 +1151,40 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     running_var = _channel_vector(where, "running_var", running_var, c, dtype)
     weight = _channel_vector(where, "weight", weight, c, dtype)
     bias = _channel_vector(where, "bias", bias, c, dtype)
+    # the kernel takes C-contiguous writeable statistics: eval mode only reads them (a
+    # strided or read-only array runs on a copy); training mode writes the caller's arrays
+    # (a strided view through a contiguous buffer copied back, as PyTorch updates a view)
+    stats = [_running_buffer(where, name, s, training)
+             for name, s in (("running_mean", running_mean), ("running_var", running_var))]
     # batch statistics without (one of) the running ones: the kernel updates scratch
-    running_mean = np.zeros(c, dtype) if running_mean is None else running_mean
-    running_var = np.ones(c, dtype) if running_var is None else running_var
+    buffers = [np.full(c, fill, dtype) if s is None else s
+               for s, fill in zip(stats, (0.0, 1.0))]
     shape = x.shape
     if x.ndim not in (2, 4):
         x = x.reshape(shape[:2] + (math.prod(shape[2:]), 1))
     y, _, _ = ops.batchnorm_forward(
         x, np.ones(c, dtype) if weight is None else weight,
-        np.zeros(c, dtype) if bias is None else bias, running_mean, running_var,
+        np.zeros(c, dtype) if bias is None else bias, *buffers,
         training=training, momentum=momentum, eps=eps)
+    if training:
+        for given, buf in zip((running_mean, running_var), buffers):
+            if given is not None and buf is not given:
+                given[...] = buf
     return y.reshape(shape)
+
+
+def _running_buffer(where, name, stat, training, flag="training"):
+    """A running statistic (a checked (C,) array or None) as the kernel takes it: itself
+    when C-contiguous and writeable, else a contiguous copy; in training mode (where it is
+    updated in place) a read-only one is refused, as there is nothing to write the update
+    to (PyTorch has no read-only tensors)."""
+    if stat is None or (stat.flags.c_contiguous and stat.flags.writeable):
+        return stat
+    if training and not stat.flags.writeable:
+        raise ValueError(f"{where}: {name} is updated in place when {flag}=True and must "
+                         f"be writeable, got a read-only array (pass a writeable copy, or "
+                         f"{flag}=False to only read it)")
+    return np.array(stat, order="C", copy=True)
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
@@ -1620,6 +1727,53 @@ def _nll_rows(log_prob, labels, weight, ignore_index, reduction, loss_shape):
     return _reduced(losses, reduction, coef.sum(dtype=np.float64))
 
 
+def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weight=None,
+                         reduction="mean", ignore_index=None, label_smoothing=0.0,
+                         options=None):
+    """cross_entropy(linear(input, linear_weight, linear_bias), target), PyTorch 2.13's,
+    computed by nn.LinearCrossEntropyLoss around the given weights (in row chunks: the
+    (N, C) logits are never held whole).
+
+    input: (N, in_features) or one sample (in_features,); linear_weight (C, in_features)
+    or (C, d1, ..., dk, in_features) (the K-dimensional loss, batched input only);
+    linear_bias: (C,) / (C, d1, ..., dk) or None; target: integer classes (N,), () or
+    (N, d1, ..., dk), or class probabilities of the logits' shape (N, C, d1, ..., dk)
+    ((C,) unbatched). weight (C,), reduction, label_smoothing as cross_entropy's;
+    ignore_index None (-100 for classes; not allowed with probabilities). options:
+    PyTorch's chunking options, None only (fastnn always chunks). Output: a 0-d array
+    ('mean', 'sum') or target's shape without C ('none'), in input's dtype.
+    """
+    where = "linear_cross_entropy"
+    reduction = _reduction(None, None, reduction)
+    x = _float(where, "input", input)
+    w = _float(where, "linear_weight", linear_weight, dtype=x.dtype)
+    if x.ndim not in (1, 2):
+        raise RuntimeError(f"expected input with dimensionality 1 or 2, got {x.ndim}")
+    if w.ndim < 2:
+        raise RuntimeError(f"expected linear_weight with dimensionality at least 2, got "
+                           f"{w.ndim}")
+    if x.shape[-1] != w.shape[-1]:
+        raise RuntimeError(f"expected equal input and linear_weight last dimensions "
+                           f"(in_features), got {x.shape[-1]} and {w.shape[-1]}, "
+                           f"respectively")
+    b = None if linear_bias is None else _float(where, "linear_bias", linear_bias,
+                                                dtype=x.dtype)
+    if b is not None and b.shape != w.shape[:-1]:
+        raise RuntimeError(f"expected linear_bias shape {w.shape[:-1]}, got {b.shape}")
+    if isinstance(target, np.ndarray) and target.dtype.kind in "iu" and _is_int(
+            -100 if ignore_index is None else ignore_index):   # (cross_entropy's IndexError)
+        ignore = -100 if ignore_index is None else ignore_index
+        bad = target[(target != ignore) & ((target < 0) | (target >= w.shape[0]))]
+        if bad.size:
+            raise IndexError(f"Target {bad.flat[0]} is out of bounds.")
+    with _runtime_errors():
+        loss = LinearCrossEntropyLoss.around(
+            w, b, reduction=reduction, weight=weight, ignore_index=ignore_index,
+            label_smoothing=label_smoothing, options=options).eval()
+        value = loss.forward(x, target)
+    return np.asarray(value, x.dtype)
+
+
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     """Negative log-likelihood: -weight[y] * input[y] for each sample's class y, reduced
@@ -1792,13 +1946,15 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-06, reduction="mean
     v = max(var, eps) (+ 0.5 log(2 pi) when full), reduced over every element ('none':
     the broadcast shape).
 
-    target: a shape that broadcasts with input's; var: input's shape, input.shape[:-1],
-    input's shape with one axis of 1, or a Python float for every element; no negative
-    entry (ValueError, as a var of any other shape). The forward of nn.GaussianNLLLoss
-    (whose eps must be > 0).
+    target: a shape that broadcasts with input's (an integer one is cast to input's dtype);
+    var: input's shape, input.shape[:-1], input's shape with one axis of 1, or a Python
+    float for every element; no negative entry (ValueError, as a var of any other shape).
+    The forward of nn.GaussianNLLLoss (whose eps must be > 0).
     """
     where = "gaussian_nll_loss"
-    x, t = _floats(where, ("input", "target"), (input, target))
+    x = _float(where, "input", input)
+    # an integer target is cast to input's dtype, as PyTorch's (a bool one is refused)
+    t = _float(where, "target", cast_integer_target(target, x.dtype, "iu"), dtype=x.dtype)
     if isinstance(var, float):
         if var < 0:
             raise ValueError("var has negative entry/entries")
@@ -1878,8 +2034,10 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     the reduction over the samples ('none': input's shape without C).
 
     input: (N, C) logits, (C,) or (N, ..., C); target: 1 for each label present, 0
-    otherwise, broadcast to input's shape; weight: (C,) or None. The forward of
-    nn.MultiLabelSoftMarginLoss.
+    otherwise, broadcast to input's shape; weight: None, or any shape that broadcasts with
+    input's ((C,), (N, C), (1, C), ...), multiplied into each label's term (one that
+    enlarges input's shape gives PyTorch's result: the terms of the broadcast shape summed
+    over its axis input.ndim - 1, over C). The forward of nn.MultiLabelSoftMarginLoss.
     """
     where = "multilabel_soft_margin_loss"
     reduction = _reduction(size_average, reduce, reduction)
@@ -1890,7 +2048,22 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     if _broadcast_shape(where, x, t) != x.shape:
         raise RuntimeError(f"{where}: target of shape {t.shape} does not broadcast to "
                            f"input's shape {x.shape}")
-    t = as_contiguous(np.broadcast_to(t, x.shape))
+    t = np.broadcast_to(t, x.shape)
+    if w is not None:
+        # PyTorch multiplies the weight into the loss terms: any shape that broadcasts with
+        # input's, one that enlarges it giving those terms (and the losses) its shape
+        try:
+            shape = np.broadcast_shapes(x.shape, w.shape)
+        except ValueError:
+            raise RuntimeError(f"{where}: weight of shape {w.shape} does not broadcast with "
+                               f"input's shape {x.shape}") from None
+        if shape != x.shape:   # PyTorch's formula as it is: the terms times the weight,
+            # summed over axis input.ndim - 1 of their shape, over input.shape[-1]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                terms = MultiLabelSoftMarginLoss.label_terms(x, t) * w
+                losses = terms.sum(axis=x.ndim - 1) / x.dtype.type(x.shape[-1])
+            return _reduced(np.asarray(losses, x.dtype), reduction)
+    x, t = as_contiguous(x), as_contiguous(t)
     if x.size == 0:  # (no class: each sample's mean NaN)
         return _empty(x.shape[:-1], x.dtype, reduction, np.nan if x.shape[-1] == 0 else 0.0)
     return _class_loss(MultiLabelSoftMarginLoss(w, reduction=reduction), x.dtype, x, t)
@@ -2195,11 +2368,12 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     """Each sample's channel normalised over its positions, then weight[c] * . + bias[c].
 
     input: (N, C, *); running_mean, running_var: (C,) or None; use_input_stats=True
-    (more than one position per instance) normalises with each instance's own statistics and, when
-    given, moves the running statistics (in place) towards the batch's average of the
-    instances' means and unbiased variances; False normalises with the running ones.
-    PyTorch's rule: batch_norm of the (1, N * C, *) view with the running statistics
-    repeated N times. Output: input's shape."""
+    (more than one position per instance) normalises with each instance's own statistics
+    and, when given, moves the running statistics (in place, strided views too; read-only
+    ones are refused) towards the batch's average of the instances' means and unbiased
+    variances; False normalises with the running ones (only read). PyTorch's rule:
+    batch_norm of the (1, N * C, *) view with the running statistics repeated N times.
+    Output: input's shape."""
     where = "instance_norm"
     use_input_stats = check_flag(where, "use_input_stats", use_input_stats)
     x = _float(where, "input", input)
@@ -2215,6 +2389,8 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     n, c = x.shape[:2]
     stats = [_channel_vector(where, name, v, c, x.dtype)
              for name, v in (("running_mean", running_mean), ("running_var", running_var))]
+    for name, s in zip(("running_mean", "running_var"), stats):
+        _running_buffer(where, name, s, use_input_stats, "use_input_stats")  # (refusals)
     affine = [_channel_vector(where, name, v, c, x.dtype)
               for name, v in (("weight", weight), ("bias", bias))]
     tiled = [None if s is None else np.tile(s, n) for s in stats]
@@ -2302,6 +2478,7 @@ def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
     divisor_override replaces the divisor. nn.AvgPool3d's forward."""
     ceil_mode = check_flag("avg_pool3d", "ceil_mode", ceil_mode)
     count_include_pad = check_flag("avg_pool3d", "count_include_pad", count_include_pad)
+    divisor_override = _divisor_override("avg_pool3d", divisor_override)
     x = _pooled("avg_pool3d", 3, input)
     return _window_layer(lambda: AvgPool3d(kernel_size, _stride(stride), padding,
                                            ceil_mode, count_include_pad,
@@ -2338,16 +2515,26 @@ def lp_pool3d(input, norm_type, kernel_size, stride=None, ceil_mode=False):
 
 def adaptive_avg_pool3d(input, output_size):
     """Mean over PyTorch's adaptive windows of (N, C, D, H, W) or (C, D, H, W) input:
-    (N, C, *output_size); an entry None keeps that input size."""
-    return _window_layer(lambda: AdaptiveAvgPool3d(output_size),
-                         _float("adaptive_avg_pool3d", "input", input))
+    (N, C, *output_size); an entry None keeps that input size, an entry 0 gives an empty
+    output (PyTorch's)."""
+    x = _float("adaptive_avg_pool3d", "input", input)
+    empty = _adaptive_empty("adaptive_avg_pool3d", AdaptiveAvgPool3d, 3, x, output_size,
+                            wrap=True)
+    if empty is not None:   # (an entry 0: PyTorch's empty output)
+        return empty
+    return _window_layer(lambda: AdaptiveAvgPool3d(output_size), x)
 
 
 _ADAPTIVE_MAX = {1: AdaptiveMaxPool1d, 2: AdaptiveMaxPool2d, 3: AdaptiveMaxPool3d}
 
 
 def _adaptive_max(dims, input, output_size, return_indices):
-    x = _float(f"adaptive_max_pool{dims}d", "input", input)
+    where = f"adaptive_max_pool{dims}d"
+    x = _float(where, "input", input)
+    empty = _adaptive_empty(where, _ADAPTIVE_MAX[dims], dims, x, output_size,
+                            bool(return_indices), wrap=True)
+    if empty is not None:   # (an entry 0: PyTorch's empty output and indices)
+        return empty
     return _window_layer(lambda: _ADAPTIVE_MAX[dims](output_size, bool(return_indices)), x)
 
 

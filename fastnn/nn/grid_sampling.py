@@ -164,6 +164,9 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         raise RuntimeError(f"grid_sampler(): expected input to have non-empty spatial "
                            f"dimensions, but input has sizes {list(x.shape)}")
     sizes = x.shape[2:]
+    out_shape = x.shape[:2] + g.shape[1:-1]
+    if 0 in out_shape:   # an empty batch, no channels or no sample points: PyTorch's empty
+        return np.zeros(out_shape, x.dtype)
     # grid's last axis is (x, y[, z]): reversed, one coordinate per input axis
     coords = [_unnormalize(g[..., dims - 1 - axis], n, align_corners)
               for axis, n in enumerate(sizes)]

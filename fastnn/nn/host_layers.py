@@ -16,6 +16,13 @@ from .layernorm import normalized_shape_of
 from .module import Module, Parameter
 
 
+def check_real(where, name, value):
+    """A real number, infinite or NaN included (PyTorch's Threshold and Hardshrink take
+    any: a comparison with NaN is False, so a NaN threshold lets every element pass)."""
+    if not (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        check_number(where, name, value, infinite_ok=True)
+
+
 class _HostElementwise(Module):
     """y = f(x) by NumPy on the host; backward grad * f'(x), or for a slope of 0 or 1 the
     grad where it passes and 0 elsewhere (PyTorch's masked gradient: 0, not NaN, where a
@@ -49,7 +56,8 @@ class Hardshrink(_HostElementwise):
 
     def __init__(self, lambd=0.5):
         super().__init__()
-        check_number(type(self).__name__, "lambd", lambd)
+        # any real lambd, as PyTorch: inf zeroes every finite element, -inf or NaN none
+        check_real(type(self).__name__, "lambd", lambd)
         self.lambd = float(lambd)
 
     def _inside(self, x):
@@ -98,8 +106,8 @@ class Threshold(_HostElementwise):
     def __init__(self, threshold, value, inplace=False):
         super().__init__()
         name = type(self).__name__
-        check_number(name, "threshold", threshold)
-        check_number(name, "value", value)
+        check_real(name, "threshold", threshold)   # infinite or NaN too, as PyTorch
+        check_real(name, "value", value)
         self.threshold, self.value = threshold, value   # as given (PyTorch's repr)
         self.inplace = check_bool(name, "inplace", inplace)
 

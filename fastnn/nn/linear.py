@@ -35,6 +35,22 @@ class Linear(Module):
         # last forward
         self._ctx = None
 
+    @classmethod
+    def around(cls, weight, bias=None):
+        """A Linear whose parameters hold the given arrays, nothing drawn (the global
+        generator is left alone): weight (out_features, in_features), bias (out_features,)
+        or None, float arrays of one dtype, kept themselves where C-contiguous and writeable
+        (else as a copy, as ``Parameter.data`` stores them). For functions that run a
+        layer's computation with the caller's weights (F.linear_cross_entropy)."""
+        layer = cls.__new__(cls)
+        Module.__init__(layer)
+        layer.in_features = check_positive_int("Linear", "in_features", weight.shape[1])
+        layer.out_features = check_positive_int("Linear", "out_features", weight.shape[0])
+        layer.weight = _parameter_holding(weight)
+        layer.bias = None if bias is None else _parameter_holding(bias)
+        layer._ctx = None
+        return layer
+
     def reset_parameters(self):
         """Draw weight and bias again as the constructor does (PyTorch's), in place."""
         init.reset_fan_in_uniform(self.weight, self.bias)
@@ -99,3 +115,11 @@ class Linear(Module):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")
+
+
+def _parameter_holding(value):
+    """A Parameter whose data is value itself (a copy where strided or read-only) and
+    whose gradient is zeros of its shape."""
+    param = Parameter(np.zeros((1,) * value.ndim, value.dtype))
+    param.data = value
+    return param

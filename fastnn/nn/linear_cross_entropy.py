@@ -57,7 +57,7 @@ class LinearCrossEntropyLoss(Module):
 
     def __init__(self, in_features, num_classes, *, out_features=(), bias=False, dtype=None,
                  reduction="mean", weight=None, ignore_index=None, label_smoothing=0.0,
-                 options=None):
+                 options=None, _linear=None):
         super().__init__()
         name = "LinearCrossEntropyLoss"
         in_features = check_positive_int(name, "in_features", in_features)
@@ -102,13 +102,31 @@ class LinearCrossEntropyLoss(Module):
         self.label_smoothing = label_smoothing
         self.options = None
         self.register_buffer("weight", None if weights is None else weights.astype(dtype))
-        self.linear = Linear(in_features, math.prod(out_features, start=num_classes),
-                             bias=bias, dtype=dtype)
+        # (_linear: a Linear of those sizes holding given weights, from ``around``)
+        self.linear = (Linear(in_features, math.prod(out_features, start=num_classes),
+                              bias=bias, dtype=dtype) if _linear is None else _linear)
         # the last forward: (x as (N, in), host target with a batch axis, batched,
         # probabilities, the factor of the summed losses' gradient (1 / the mean's
         # denominator), precomputed (grad_in, grad_weight, grad_bias) or None, the losses'
         # shape, the caller's namespace)
         self._ctx = None
+
+    @classmethod
+    def around(cls, linear_weight, linear_bias=None, **kwargs):
+        """The loss computed with the given linear weights, as F.linear_cross_entropy
+        takes them: linear_weight (num_classes, *out_features, in_features), linear_bias
+        (num_classes, *out_features) or None, float arrays of one dtype, held (not copied,
+        where C-contiguous and writeable) as linear.weight / linear.bias in their flat
+        layout; nothing is drawn from the global generator. kwargs: the constructor's
+        reduction, weight, ignore_index, label_smoothing and options."""
+        shape = linear_weight.shape
+        num_classes, out_features, in_features = shape[0], tuple(shape[1:-1]), shape[-1]
+        width = math.prod(out_features, start=num_classes)
+        linear = Linear.around(linear_weight.reshape(width, in_features),
+                               None if linear_bias is None else linear_bias.reshape(width))
+        return cls(in_features, num_classes, out_features=out_features,
+                   bias=linear_bias is not None, dtype=linear_weight.dtype, _linear=linear,
+                   **kwargs)
 
     # --------------------------------------------------------------- forward
     def forward(self, input, target):

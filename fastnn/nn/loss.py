@@ -26,7 +26,7 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
-from ..validation import (as_contiguous, as_labels, check_bool, check_float_array, check_labels,
+from ..validation import (as_contiguous, as_labels, check_flag, check_float_array, check_labels,
                           check_number, check_only, check_probabilities)
 from .module import _is_dtype_like
 
@@ -597,7 +597,8 @@ class MultiLabelSoftMarginLoss(_OnHost):
     """Multi-label one-vs-all logistic loss: pred (N, C) logits (or (C,), or
     (N, d1, ..., dk, C) as PyTorch takes it, the classes last), target of that shape with
     1 for each label present and 0 otherwise; per sample
-    -mean_c w_c [t log sigmoid(x) + (1 - t) log sigmoid(-x)] (weight (C,) optional),
+    -mean_c w_c [t log sigmoid(x) + (1 - t) log sigmoid(-x)] (weight optional: (C,) or
+    any shape that broadcasts to pred's, as PyTorch's (N, C) or (1, C)),
     then the reduction over the samples ('none': pred's shape without C). Computed as
     softplus terms (finite for any logit); the gradient w_c (sigmoid(x) - t) / C."""
 
@@ -612,20 +613,38 @@ class MultiLabelSoftMarginLoss(_OnHost):
 
     def _check(self, pred, target):
         pred, target = super()._check(pred, target)
-        if pred.ndim == 0 or (self.weight is not None
-                              and self.weight.shape not in ((pred.shape[-1],), ())):
+        if pred.ndim == 0 or not self._weight_fits(pred.shape):
             raise ValueError(f"{self._where()}: expected pred of shape (N, C), (C,) or "
-                             f"(N, ..., C) and a weight of shape (C,), got {pred.shape} and "
+                             f"(N, ..., C) and a weight of shape (C,) or any shape that "
+                             f"broadcasts to pred's ((N, C), (1, C), ...), got {pred.shape} "
+                             f"and a weight of shape "
                              f"{None if self.weight is None else self.weight.shape}")
         return pred, target
+
+    def _weight_fits(self, shape):
+        """Whether the weight (if any) broadcasts to pred's shape without enlarging it
+        (PyTorch multiplies it into the (N, ..., C) loss terms; the functional
+        multilabel_soft_margin_loss also takes one that enlarges them)."""
+        if self.weight is None:
+            return True
+        try:
+            return np.broadcast_shapes(self.weight.shape, shape) == tuple(shape)
+        except ValueError:
+            return False
 
     def _w(self, pred):
         return pred.dtype.type(1) if self.weight is None else self.weight.astype(pred.dtype)
 
-    def _losses(self, pred, target):
+    @staticmethod
+    def label_terms(pred, target):
+        """Each label's -(t log sigmoid(x) + (1 - t) log sigmoid(-x)), as softplus terms
+        (finite for any logit); pred's and target's broadcast shape."""
         def softplus(z):
             return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
-        per_label = target * softplus(-pred) + (1 - target) * softplus(pred)
+        return target * softplus(-pred) + (1 - target) * softplus(pred)
+
+    def _losses(self, pred, target):
+        per_label = self.label_terms(pred, target)
         return (per_label * self._w(pred)).mean(axis=-1).astype(pred.dtype)
 
     def _grad_terms(self, pred, target):
@@ -818,8 +837,8 @@ class PoissonNLLLoss(_ElementwiseOnHost):
     def __init__(self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
                  reduction="mean"):
         super().__init__(size_average, reduce, reduction)
-        self.log_input = check_bool("PoissonNLLLoss", "log_input", log_input)
-        self.full = check_bool("PoissonNLLLoss", "full", full)
+        self.log_input = check_flag("PoissonNLLLoss", "log_input", log_input)
+        self.full = check_flag("PoissonNLLLoss", "full", full)
         check_number("PoissonNLLLoss", "eps", eps, low=0.0, low_open=True, high=None)
         self.eps = float(eps)
 

@@ -272,7 +272,9 @@ class GaussianNLLLoss(Loss):
         where = self._where()
         x = check_float_array(where, "input", input, device_ok=True)
         namespace = _device.namespace_of(x)
-        t = check_float_array(where, "target", target, dtype=x.dtype, device_ok=True)
+        # an integer target is taken in input's dtype, as PyTorch's (a bool one is refused)
+        t = check_float_array(where, "target", cast_integer_target(target, x.dtype, "iu"),
+                              dtype=x.dtype, device_ok=True)
         number = isinstance(var, (int, float, np.integer, np.floating)) and not isinstance(
             var, bool)
         if number:
