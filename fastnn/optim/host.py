@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import device as _device
 from .flat import has_no_grad
-from .optimizer import Optimizer, _as_index
+from .optimizer import Optimizer, _as_index, plain_number
 
 
 class Workspace:
@@ -78,13 +78,6 @@ def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
-def _real_value(value):
-    """A 0-d numeric array as its Python value (PyTorch takes 0-d tensors for numbers)."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
-        return value.item()
-    return value
-
-
 class HostOptimizer(Optimizer):
     """Base of optimizers updating each parameter in NumPy on the host, with PyTorch's
     per-parameter state dicts.
@@ -99,7 +92,7 @@ class HostOptimizer(Optimizer):
 
     def _number(self, name, value):
         """value as a float, or a TypeError naming the hyper-parameter."""
-        value = _real_value(value)
+        value = plain_number(value)
         if not _is_real(value):
             raise TypeError(f"{self._name}: expected {name} to be a real number, "
                             f"got {value!r} ({type(value).__name__})")

@@ -55,7 +55,7 @@ import warnings
 import numpy as np
 
 from .. import device as _device
-from .optimizer import Optimizer
+from .optimizer import Optimizer, plain_number
 
 
 class LRScheduler:
@@ -269,7 +269,7 @@ def _count(where, name, value, low=1):
     int >= low stays an int; a float, which PyTorch takes too, stays a float (> 0 for
     low 1, >= 0 for low 0, finite), PyTorch's arithmetic running on it as given (a
     fractional one too: milestones=[2.5] is never reached by a whole epoch)."""
-    value = _plain_number(value)
+    value = plain_number(value)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return _int_at_least(where, name, value, low)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
@@ -289,16 +289,8 @@ def _positive_period(where, name, value):
     return value
 
 
-def _plain_number(value):
-    """A 0-d numeric array as its Python value (PyTorch takes a 0-d tensor for a
-    number); anything else as it is."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
-        return value.item()
-    return value
-
-
 def _number(where, name, value, low=0.0):
-    value = _plain_number(value)
+    value = plain_number(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not \
             math.isfinite(value) or value < low:
         raise ValueError(f"{where}: expected {name} to be a finite number >= {low}, "

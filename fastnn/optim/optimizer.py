@@ -259,7 +259,7 @@ class Optimizer:
         return found
 
     def _real(self, name, value):
-        value = _plain_number(value)
+        value = plain_number(value)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{self._name}: expected {name} to be a real number, "
                             f"got {value!r} ({type(value).__name__})")
@@ -621,7 +621,7 @@ class Optimizer:
             if missing:   # (other keys are the group's own data: kept, as PyTorch keeps them)
                 raise ValueError(f"{where}: parameter group {gi}: missing hyper-parameters "
                                  f"{missing}")
-            hyper = {k: (tuple(v) if isinstance(v, list) else _plain_number(v))
+            hyper = {k: (tuple(v) if isinstance(v, list) else plain_number(v))
                      for k, v in saved.items() if k != "params"}
             if "param_names" in hyper:  # (they replace the group's, as in PyTorch)
                 hyper["param_names"] = list(hyper["param_names"])
@@ -785,7 +785,7 @@ def _written_for_torch(cls):
                    for c in cls.__mro__[:-1])
 
 
-def _plain_number(value):
+def plain_number(value):
     """A 0-d numeric array as its Python value (PyTorch takes a 0-d tensor for a number,
     an lr say); anything else as it is."""
     if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
@@ -795,7 +795,7 @@ def _plain_number(value):
 
 def _plain_numbers(hyper):
     """A copy of a dict of hyper-parameters with its 0-d numeric arrays as numbers."""
-    return {k: _plain_number(v) for k, v in hyper.items()}
+    return {k: plain_number(v) for k, v in hyper.items()}
 
 
 _HOOK_TABLES = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",
