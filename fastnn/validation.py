@@ -222,6 +222,14 @@ def _check_int_from(where, name, value, least, kind):
     return int(value)
 
 
+def broadcasts_to(shape, target):
+    """Whether an array of shape broadcasts to target's shape without enlarging it."""
+    try:
+        return np.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False
+
+
 def as_bool(value):
     """value as a Python bool when it is one, a NumPy bool or the integer 0 or 1 (a
     Python int or a NumPy integer: PyTorch reads a flag by its truth, so 1 and 0 pass

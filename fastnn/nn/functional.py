@@ -65,8 +65,8 @@ from ..backend import current as _current_backend
 from ..errors import RuntimeValueError
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
-from ..validation import (as_contiguous, check_flag, check_float_array, check_float_dtype,
-                          int_items)
+from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
+                          check_float_dtype, int_items)
 from .activations import SELU, celu_host
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -378,7 +378,7 @@ def linear(input, weight, bias=None):
         if b.shape in (((out_features,), (1, out_features)) if w.ndim == 2 else ()) + (
                 (), (1,), (1, 1)):
             b = np.ascontiguousarray(np.broadcast_to(b.reshape(-1), (out_features,)))
-        elif w.ndim == 2 and _broadcasts_to(b.shape, out_shape):
+        elif w.ndim == 2 and broadcasts_to(b.shape, out_shape):
             # any other bias that broadcasts to the output ((N, out), (N, 1), ...), as
             # PyTorch's: added to the op's product
             b, added = None, b
@@ -390,14 +390,6 @@ def linear(input, weight, bias=None):
     if added is not None:
         np.add(y, added, out=y)   # (y: the op's own array)
     return y
-
-
-def _broadcasts_to(shape, target):
-    """Whether an array of shape broadcasts to target's shape without enlarging it."""
-    try:
-        return np.broadcast_shapes(shape, target) == tuple(target)
-    except ValueError:
-        return False
 
 
 # --------------------------------------------------------------------------- dropout

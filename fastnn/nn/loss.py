@@ -26,8 +26,9 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
-from ..validation import (as_contiguous, as_labels, check_flag, check_float_array, check_labels,
-                          check_number, check_only, check_probabilities)
+from ..validation import (as_contiguous, as_labels, broadcasts_to, check_flag,
+                          check_float_array, check_labels, check_number, check_only,
+                          check_probabilities)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -625,12 +626,7 @@ class MultiLabelSoftMarginLoss(_OnHost):
         """Whether the weight (if any) broadcasts to pred's shape without enlarging it
         (PyTorch multiplies it into the (N, ..., C) loss terms; the functional
         multilabel_soft_margin_loss also takes one that enlarges them)."""
-        if self.weight is None:
-            return True
-        try:
-            return np.broadcast_shapes(self.weight.shape, shape) == tuple(shape)
-        except ValueError:
-            return False
+        return self.weight is None or broadcasts_to(self.weight.shape, shape)
 
     def _w(self, pred):
         return pred.dtype.type(1) if self.weight is None else self.weight.astype(pred.dtype)
