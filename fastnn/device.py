@@ -240,17 +240,19 @@ class Cuda:
 def scaled(a, factor, copy=False):
     """a * factor in a's dtype: a itself scaled in place, or a new array when copy. A
     device array goes through the host (a copy each way): for work off the GPU's hot
-    path (loss reductions other than 'mean', gradient clipping)."""
-    if is_device_array(a):
-        host = to_host(a) * a.dtype.type(factor)
+    path (loss reductions other than 'mean', gradient clipping). No warning where an
+    inf times 0 gives NaN, as PyTorch gives none."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        if is_device_array(a):
+            host = to_host(a) * a.dtype.type(factor)
+            if copy:
+                return Cuda.put(host)
+            Cuda.copy_into(a, host)
+            return a
         if copy:
-            return Cuda.put(host)
-        Cuda.copy_into(a, host)
+            return a * a.dtype.type(factor)
+        a *= a.dtype.type(factor)
         return a
-    if copy:
-        return a * a.dtype.type(factor)
-    a *= a.dtype.type(factor)
-    return a
 
 
 def added(*arrays):

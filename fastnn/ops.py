@@ -292,7 +292,7 @@ def log_softmax_backward(grad_out, y, out=None):
 def dropout_forward(x, p, seed, mask=None, out=None):
     where = "dropout_forward"
     x = as_contiguous(_check(where, "x", x))
-    check_number(where, "p", p, 0.0, 1.0)
+    check_number(where, "p", p, 0.0, 1.0, high_open=False)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"{where}: expected seed to be a non-negative int, got {seed!r}")
     if seed >= 2 ** 64:  # the compiled kernels' generators take 64 bits
@@ -301,7 +301,23 @@ def dropout_forward(x, p, seed, mask=None, out=None):
     check_out(where, "out", out, x.shape, x.dtype)
     check_no_overlap(where, [("mask", mask), ("out", out)], [("x", x)],
                      in_place={("out", "x")})
+    if p == 1:   # PyTorch's dropout(x, 1): all dropped, y = x * 0 (NaN and inf give NaN)
+        return _all_dropped(x, mask, out)
     return _run("dropout_forward", x, p, int(seed), mask=mask, out=out)
+
+
+def _all_dropped(x, mask, out):
+    """(x * 0, a mask of zeros), into out and mask when given: dropout at p = 1."""
+    ns = _device.namespace_of(x)
+    y = _device.scaled(x, 0.0, copy=True)
+    zeros = ns.zeros(x.shape, x.dtype)
+    if out is not None:
+        ns.copy_into(out, y)
+        y = out
+    if mask is not None:
+        ns.copy_into(mask, zeros)
+        zeros = mask
+    return y, zeros
 
 
 def dropout_backward(grad_out, mask, out=None):
@@ -325,7 +341,21 @@ def softmax_cross_entropy(logits, target, grad=None):
     check_no_overlap(where, [("grad", grad)], [("logits", logits), ("target", target)])
     if logits.size == 0:  # no rows, or (probability targets) rows of no class
         return _empty_loss(logits, grad)
-    return _run("softmax_cross_entropy", logits, target, grad=grad)
+    return _loss("softmax_cross_entropy", logits, target, grad=grad)
+
+
+def loss_value(loss, dtype):
+    """A loss the kernels summed in float64, as a Python float rounded to dtype, the
+    value PyTorch's loss tensor of that dtype holds: a float32 loss past float32's range
+    is inf (what the trainer's divergence check looks for), not a float64 number."""
+    with np.errstate(over="ignore"):
+        return float(np.dtype(dtype).type(loss))
+
+
+def _loss(name, pred, *args, grad=None):
+    """(loss rounded to pred's dtype, gradient) of loss op ``name``."""
+    loss, grad = _run(name, pred, *args, grad=grad)
+    return loss_value(loss, pred.dtype), grad
 
 
 def _empty_loss(pred, grad):
@@ -349,7 +379,7 @@ def mse_loss(pred, target, grad=None):
     pred, target = _check_pred_target("mse_loss", pred, target, grad)
     if pred.size == 0:
         return _empty_loss(pred, grad)
-    return _run("mse_loss", pred, target, grad=grad)
+    return _loss("mse_loss", pred, target, grad=grad)
 
 
 def bce_loss(pred, target, grad=None):
@@ -359,7 +389,7 @@ def bce_loss(pred, target, grad=None):
     check_probabilities(where, "target", _device.to_host(target))
     if pred.size == 0:
         return _empty_loss(pred, grad)
-    return _run("bce_loss", pred, target, grad=grad)
+    return _loss("bce_loss", pred, target, grad=grad)
 
 
 def bce_with_logits_loss(logits, target, grad=None):
@@ -367,7 +397,7 @@ def bce_with_logits_loss(logits, target, grad=None):
                                         name="logits")
     if logits.size == 0:
         return _empty_loss(logits, grad)
-    return _run("bce_with_logits_loss", logits, target, grad=grad)
+    return _loss("bce_with_logits_loss", logits, target, grad=grad)
 
 
 def smooth_l1_loss(pred, target, beta=1.0, grad=None):
@@ -376,7 +406,7 @@ def smooth_l1_loss(pred, target, beta=1.0, grad=None):
     pred, target = _check_pred_target(where, pred, target, grad)
     if pred.size == 0:
         return _empty_loss(pred, grad)
-    return _run(where, pred, target, float(beta), grad=grad)
+    return _loss(where, pred, target, float(beta), grad=grad)
 
 
 # ---------------------------------------------------------------------- batchnorm

@@ -246,10 +246,12 @@ def log_softmax_backward(grad_out, y, out=None):
 # ------------------------------------------------------------------------ dropout
 @_op("dropout")
 def dropout_forward(x, p, seed, mask=None, out=None):
-    """Inverted dropout. x: any shape; p: drop probability in [0, 1); seed: int that
-    fixes the random mask (each backend has its own generator, so masks differ
-    between backends but are reproducible within one). mask: same shape as x, filled
-    with 0 or 1/(1-p) in x's dtype. Returns (y, mask) with y = x * mask."""
+    """Inverted dropout. x: any shape; p: drop probability in [0, 1) (``fastnn.ops``
+    also takes 1, PyTorch's all-dropped y = x * 0 with a mask of zeros, without a
+    kernel); seed: int that fixes the random mask (each backend has its own generator,
+    so masks differ between backends but are reproducible within one). mask: same
+    shape as x, filled with 0 or 1/(1-p) in x's dtype. Returns (y, mask) with
+    y = x * mask."""
 
 
 @_op("dropout")

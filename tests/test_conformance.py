@@ -837,7 +837,7 @@ BAD_CALLS = [
      ValueError, r"asgd_update: expected mu in \[0.0, 1.0\]"),
     (lambda: ops.asgd_update(np.ones(3), np.ones(3), np.ones(4), 0.1, 1.0),
      ValueError, "asgd_update.*ax"),
-    (lambda: ops.dropout_forward(np.ones(3), 1.0, 0), ValueError, "dropout_forward.*p"),
+    (lambda: ops.dropout_forward(np.ones(3), 1.5, 0), ValueError, "dropout_forward.*p"),
     (lambda: ops.mse_loss(np.ones(3), np.ones(4)), ValueError, "mse_loss.*shape"),
 ]
 

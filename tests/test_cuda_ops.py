@@ -388,6 +388,20 @@ def test_batchnorm(dtype, rng, shape, training):
 
 
 @pytest.mark.parametrize("shape", [(6, 3), (3, 3, 2, 2)])
+def test_batchnorm_constant_channel_with_eps_zero_as_torch(dtype, rng, shape):
+    """eps 0 in training: a constant channel's invstd is 0 (y = bias), as aten's."""
+    x = rng.standard_normal(shape).astype(dtype)
+    x[:, 1] = 1.5
+    w, b = rng.standard_normal(3).astype(dtype), rng.standard_normal(3).astype(dtype)
+    ty, _, tinvstd = torch.ops.aten.native_batch_norm(t(x), t(w), t(b), None, None, True,
+                                                      0.1, 0.0)
+    y, _, invstd = C.batchnorm_forward(x, w, b, np.zeros(3, dtype), np.ones(3, dtype), True,
+                                       0.1, 0.0)
+    assert invstd[1] == 0 and tinvstd[1].item() == 0
+    assert_close(y, ty.numpy(), dtype, scale=10)
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (3, 3, 2, 2)])
 @pytest.mark.parametrize("mean_only", [False, True])
 def test_eval_batchnorm_gradient_ignores_nonfinite_inputs(dtype, rng, shape, mean_only):
     """Eval mode: grad_in does not read x, so an infinite or NaN x leaves it finite."""

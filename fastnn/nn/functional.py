@@ -1127,7 +1127,18 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     read-only ones too) and normalises with them.
     y = (input - mean) / sqrt(var + eps) * weight + bias; output: input's shape.
     ops.batchnorm_forward (a rank other than 2 and 4 on an (N, C, S, 1) view).
+    eps must be positive when training, as PyTorch's batch_norm checks (instance_norm
+    takes 0, and a constant channel then gives bias, as PyTorch's).
     """
+    if not isinstance(eps, bool) and isinstance(eps, (int, float, np.integer, np.floating)):
+        if training and eps <= 0:
+            raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+    return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum,
+                       eps)
+
+
+def _batch_norm(input, running_mean, running_var, weight, bias, training, momentum, eps):
+    """batch_norm without PyTorch's Python-level check of eps (instance_norm's path)."""
     where = "batch_norm"
     training = check_flag(where, "training", training)
     x = _float(where, "input", input)
@@ -2386,9 +2397,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     affine = [_channel_vector(where, name, v, c, x.dtype)
               for name, v in (("weight", weight), ("bias", bias))]
     tiled = [None if s is None else np.tile(s, n) for s in stats]
-    y = batch_norm(x.reshape((1, n * c) + x.shape[2:]), *tiled,
-                   *(None if a is None else np.tile(a, n) for a in affine),
-                   training=use_input_stats, momentum=momentum, eps=eps)
+    y = _batch_norm(x.reshape((1, n * c) + x.shape[2:]), *tiled,
+                    *(None if a is None else np.tile(a, n) for a in affine),
+                    use_input_stats, momentum, eps)
     if use_input_stats:
         for s, t in zip(stats, tiled):
             if s is not None:

@@ -25,6 +25,7 @@ import numpy as np
 from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
+from ..ops import loss_value
 from ..kernels.reference.activations import log_softmax as _log_softmax
 from ..validation import (as_contiguous, as_labels, broadcasts_to, check_flag,
                           check_float_array, check_labels, check_number, check_only,
@@ -116,12 +117,12 @@ class Loss:
             loss, grad = self._kernel(kernels)(pred, target)
         count = self._count(pred)
         if self.reduction in ("mean", "batchmean"):  # (batchmean: KLDivLoss's count is N)
-            return np.float64(self._mean(loss, grad, count))
+            return np.float64(loss_value(self._mean(loss, grad, count), pred.dtype))
         # the mean's gradient times the count: d(sum)/d(pred), also for 'none' (where
         # backward weights it by the gradient of each element's loss)
         self._grad = _device.scaled(grad, count)
         if self.reduction == "sum":
-            return np.float64(loss * count)
+            return np.float64(loss_value(loss * count, pred.dtype))
         return self._losses(_device.to_host(pred), _device.to_host(target))
 
     def __call__(self, pred, target):

@@ -61,7 +61,9 @@ def _kernels(threads):
                 var = block_sum(sh, acc) / count
             else:
                 var = running_var[c] * 1.0
-            invstd = 1.0 / math.sqrt(var + eps)
+            # PyTorch's: with eps 0 a constant channel's invstd is 0 (y = bias)
+            zero_var = training and var == 0.0 and eps == 0.0
+            invstd = 0.0 if zero_var else 1.0 / math.sqrt(var + eps)
             if t == 0:
                 save_mean[c] = mean
                 save_invstd[c] = invstd
@@ -183,7 +185,9 @@ def _kernels2d(threads):
                     var = running_var[c] * 1.0
             if not valid:
                 continue
-            invstd = 1.0 / math.sqrt(var + eps)
+            # PyTorch's: with eps 0 a constant channel's invstd is 0 (y = bias)
+            zero_var = training and var == 0.0 and eps == 0.0
+            invstd = 0.0 if zero_var else 1.0 / math.sqrt(var + eps)
             if ty == 0:
                 save_mean[c] = mean
                 if training:

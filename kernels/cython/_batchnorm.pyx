@@ -220,7 +220,11 @@ cdef void _channel_params(const double* mean, const double* var, const floating*
         save_mean[j] = <floating>mean[j]
         scale[j] = 1
         if var != NULL:
-            invstd = 1.0 / sqrt(var[j] + eps)
+            # PyTorch's: with eps 0 a constant channel's invstd is 0 (y = bias), not inf
+            if training and var[j] == 0 and eps == 0:
+                invstd = 0
+            else:
+                invstd = 1.0 / sqrt(var[j] + eps)
             save_invstd[j] = <floating>invstd
             scale[j] = <floating>invstd * (weight[j] if weight != NULL else 1)
         shift[j] = bias[j] if bias != NULL else 0

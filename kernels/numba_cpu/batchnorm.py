@@ -69,7 +69,9 @@ def _store_statistics(j, count, mean, var, training, mean_only, momentum, eps,
             running_var[j] = running_var[j] * dt(1.0 - momentum) + dt(momentum * unbiased)
         else:
             var = float(running_var[j])
-        save_invstd[j] = 1.0 / math.sqrt(var + eps)
+        # PyTorch's: with eps 0 a constant channel's invstd is 0 (y = bias), not inf
+        zero_var = training and var == 0.0 and eps == 0.0
+        save_invstd[j] = 0.0 if zero_var else 1.0 / math.sqrt(var + eps)
 
 
 @helper
@@ -311,12 +313,13 @@ def _forward_planes(x, weight, bias, running_mean, running_var, training, mean_o
     for j in prange(c):
         s1 = 0.0
         s2 = 0.0
-        first = float(x[0, j, 0]) if n * length > 0 else 0.0
+        # (np.float64: float() of a float32 is a float32 in Numba)
+        first = np.float64(x[0, j, 0]) if n * length > 0 else 0.0
         if training:
             for i in range(n):
                 plane = x[i, j]
                 for k in range(length):
-                    d = float(plane[k]) - first
+                    d = np.float64(plane[k]) - first
                     s1 += d
                     s2 += d * d
         _statistics(j, n * length, s1, s2, first, training, mean_only, momentum, eps,

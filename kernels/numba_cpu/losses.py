@@ -45,10 +45,10 @@ def _softmax_ce_labels(logits, labels, grad, rows):
     chunks = (n + rows - 1) // rows
     partial = np.zeros(chunks)
     for k in prange(chunks):
-        # the loss is sum(log s) - sum(x_label - m), each in its own float64 sum: in one
-        # expression fastmath narrows log(float(s)) to float32 and reassociates the
-        # term to (log s + m) - x_label in float32, which rounds log s off where |m|
-        # is large (1e4 logits: 0.69336 for ln 2)
+        # the loss is sum(log s) - sum(x_label - m), each in its own float64 sum: as one
+        # expression fastmath reassociated the term to (log s + m) - x_label in
+        # float32, which rounds log s off where |m| is large (1e4 logits: 0.69336 for
+        # ln 2). (np.float64, not float(): float() of a float32 is a float32 in Numba.)
         log_sums = 0.0
         shifted = 0.0
         for i in range(k * rows, min(n, (k + 1) * rows)):
@@ -69,8 +69,8 @@ def _softmax_ce_labels(logits, labels, grad, rows):
                 g[j] *= scale
             label = labels[i]
             g[label] -= inv_n
-            log_sums += math.log(float(s))
-            shifted += float(_exact_difference(x[label], m))
+            log_sums += math.log(np.float64(s))
+            shifted += np.float64(_exact_difference(x[label], m))
         partial[k] = log_sums - shifted
     return _ordered_sum(partial)
 
@@ -102,7 +102,7 @@ def _softmax_ce_probs(logits, target, grad, rows):
             for j in range(c):
                 g[j] = g[j] * scale - t[j] * inv_n
             # -sum_j t_j log p_j = sum_j t_j (log s - (x_j - m))
-            total += math.log(float(s)) * float(t_sum) - float(tx)
+            total += math.log(np.float64(s)) * np.float64(t_sum) - np.float64(tx)
         partial[k] = total
     return _ordered_sum(partial)
 
@@ -123,8 +123,8 @@ def _mse(pred, target, grad, chunk):
         # gradient: grad may be pred or target itself (in place), read here before
         total = 0.0
         for i in range(p.shape[0]):
-            d = p[i] - t[i]
-            total += float(d) * float(d)
+            d = np.float64(p[i] - t[i])   # (float() keeps a float32 a float32 in Numba)
+            total += d * d
         for i in range(p.shape[0]):   # (the chunk's values from L2)
             g[i] = (p[i] - t[i]) * scale
         partial[k] = total
@@ -154,9 +154,9 @@ def _smooth_l1(pred, target, beta, grad, chunk):
             d = p[i] - t[i]
             ad = abs(d)
             if l1 or ad >= b:
-                total += float(ad if l1 else ad - half_b)
+                total += np.float64(ad if l1 else ad - half_b)
             else:
-                total += float(d) * float(d) * half_inv
+                total += np.float64(d) * np.float64(d) * half_inv
         for i in range(p.shape[0]):
             d = p[i] - t[i]
             # sign(d) / n: 0 for d = 0 and for NaN, as PyTorch's L1 gradient
@@ -189,7 +189,8 @@ def _bce(pred, target, grad, chunk):
             # libm's made this loop NumPy's speed, 10 ns per value)
             log_p = max(vmath.log(p), lo)
             log_1mp = max(vmath.log1p(-p), lo)
-            total -= float(t) * float(log_p) + (1.0 - float(t)) * float(log_1mp)
+            t64 = np.float64(t)
+            total -= t64 * np.float64(log_p) + (1.0 - t64) * np.float64(log_1mp)
         for i in range(ps.shape[0]):
             p = ps[i]
             gs[i] = (p - ts[i]) / max(p * (one - p), eps) * inv_n
@@ -226,7 +227,7 @@ def _bce_logits(logits, target, grad, chunk):
             # PyTorch's NaN ((1 - t)(-inf) + inf), x = inf its inf (NaN at t = 1).
             lin = (one - t) * x if x >= zero else -(t * x)
             lin = lin if x > lowest else nan
-            total += float(lin + vmath.log1p(e))
+            total += np.float64(lin + vmath.log1p(e))
             gs[i] = (sig - t) * inv_n
         partial[k] = total
     return _ordered_sum(partial)

@@ -47,7 +47,10 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
         var = running_var.astype(np.float64)
     if save_invstd is None:
         save_invstd = np.empty(x.shape[1], dtype=x.dtype)
-    save_invstd[...] = 1.0 / np.sqrt(var + eps)
+    with np.errstate(divide="ignore"):
+        save_invstd[...] = 1.0 / np.sqrt(var + eps)
+    if training and eps == 0:   # PyTorch's: a constant channel's invstd is 0 (y = bias)
+        save_invstd[var == 0] = 0
     scale = _per_channel(save_invstd * weight, x)
     y = np.multiply(centered, scale, out=out)
     y += _per_channel(bias, x)
