@@ -202,7 +202,7 @@ def elu_backward(grad_out, x, alpha=1.0, out=None):
 
 
 def _check_softplus(where, beta, threshold):
-    check_number(where, "beta", beta, 0.0, low_open=True)
+    check_number(where, "beta", beta)   # any, as PyTorch and nn.Softplus (0: inf)
     check_number(where, "threshold", threshold, infinite_ok=True)   # (inf: never linear)
 
 
@@ -780,7 +780,7 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
     nesterov = check_flag(where, "nesterov", nesterov)
     grad = _check_param_arrays(where, param, grad, optional=("velocity",), velocity=velocity)
     check_number(where, "lr", lr, 0.0)
-    check_number(where, "momentum", momentum, 0.0, 1.0)
+    check_number(where, "momentum", momentum, 0.0)   # torch.optim.SGD's only bound
     check_number(where, "weight_decay", weight_decay, 0.0)
     if momentum and velocity is None:
         raise ValueError(f"{where}: momentum {momentum} needs a velocity buffer")
@@ -863,10 +863,11 @@ def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weigh
                                square_avg=square_avg, momentum_buffer=momentum_buffer,
                                grad_avg=grad_avg)
     check_number(where, "lr", lr, 0.0)
-    check_number(where, "alpha", alpha, 0.0, 1.0, high_open=False)
+    # torch.optim.RMSprop's bounds: alpha and momentum at least 0
+    check_number(where, "alpha", alpha, 0.0)
     check_number(where, "eps", eps, 0.0)
     check_number(where, "weight_decay", weight_decay, 0.0)
-    check_number(where, "momentum", momentum, 0.0, 1.0)
+    check_number(where, "momentum", momentum, 0.0)
     if momentum and momentum_buffer is None:
         raise ValueError(f"{where}: momentum {momentum} needs a momentum_buffer")
     check_no_overlap(where, [("param", param), ("square_avg", square_avg),

@@ -124,3 +124,40 @@ def test_dropout_op_at_p_one_drops_everything_as_torch(name):
     np.testing.assert_array_equal(mask, np.zeros_like(x))
     np.testing.assert_array_equal(mask2, np.zeros_like(x))
     np.testing.assert_array_equal(grad, np.zeros_like(x))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("momentum,alpha", [(1.0, 0.99), (1.5, 1.5), (0.5, 0.0)])
+def test_update_ops_take_torch_optims_bounds(name, momentum, alpha, rng):
+    """torch.optim.SGD and RMSprop bound momentum (and alpha) below only; the ops were
+    stricter than the optimizers that run them."""
+    p0 = rng.standard_normal(6)
+    grads = [rng.standard_normal(6) for _ in range(3)]
+    tp = [torch.tensor(p0, requires_grad=True) for _ in range(2)]
+    t_opts = [torch.optim.SGD([tp[0]], lr=0.01, momentum=momentum),
+              torch.optim.RMSprop([tp[1]], lr=0.01, alpha=alpha, momentum=momentum)]
+    with fastnn.use_backend(name):
+        p, v = p0.copy(), np.zeros(6)
+        q, sq, buf = p0.copy(), np.zeros(6), np.zeros(6)
+        for g in grads:
+            ops.sgd_update(p, g, v, 0.01, momentum)
+            ops.rmsprop_update(q, g, sq, 0.01, alpha, momentum=momentum, momentum_buffer=buf)
+            for t, opt in zip(tp, t_opts):
+                t.grad = torch.from_numpy(g.copy())
+                opt.step()
+    np.testing.assert_allclose(p, tp[0].detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(q, tp[1].detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("beta", [-1.0, -0.5, 0.0])
+def test_softplus_op_takes_any_beta_as_torch(name, beta):
+    x = np.array([-30, 0.5, 30, 0, -1e-3, np.inf, -np.inf, np.nan])
+    tx = torch.from_numpy(x.copy()).requires_grad_()
+    ty = TF.softplus(tx, beta=beta)
+    ty.backward(torch.ones_like(ty))
+    with fastnn.use_backend(name), np.errstate(all="ignore"):
+        y = ops.softplus(x, beta=beta)
+        g = ops.softplus_backward(np.ones_like(x), x, beta=beta)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-12)
