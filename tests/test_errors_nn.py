@@ -177,8 +177,10 @@ def test_mse_and_bce_reject_bad_input(backend):
 
 
 @pytest.mark.parametrize("build, error, match", [
-    (lambda: nn.Linear(0, 3), ValueError, "Linear: expected in_features to be a positive int, got 0"),
-    (lambda: nn.Linear(3, 2.5), ValueError, "expected out_features to be a positive int, got 2.5"),
+    (lambda: nn.Linear(-1, 3), ValueError,
+     "Linear: expected in_features to be a non-negative int, got -1"),
+    (lambda: nn.Linear(3, 2.5), ValueError,
+     "expected out_features to be a non-negative int, got 2.5"),
     (lambda: nn.Dropout(1.5), ValueError, r"Dropout: expected p in \[0.0, 1.0\], got 1.5"),
     (lambda: nn.Dropout(-0.1), ValueError, r"Dropout: expected p in \[0.0, 1.0\]"),
     (lambda: nn.LeakyReLU("0.1"), TypeError, "LeakyReLU: expected negative_slope to be a number"),

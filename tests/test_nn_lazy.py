@@ -108,11 +108,11 @@ def test_bad_lazy_inputs_and_arguments():
     with pytest.raises(ValueError):
         nn.LazyConv2d(4, 3, groups=3)  # checked when built, as PyTorch does
     with pytest.raises(ValueError):
-        nn.LazyLinear(0)
+        nn.LazyLinear(-1)
     with pytest.raises(ValueError, match="input size"):
         nn.LazyBatchNorm2d()(np.zeros((2, 3), np.float32))
-    with pytest.raises(ValueError):
-        nn.LazyLinear(3)(np.zeros((2, 0), np.float32))
+    with pytest.raises(ValueError, match="input size"):
+        nn.LazyConv2d(4, 3)(np.zeros((1, 0, 5, 5), np.float32))
 
 
 class _Lazy3d:

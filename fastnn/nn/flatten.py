@@ -70,10 +70,10 @@ class Unflatten(_Reshape):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral):
                 raise TypeError(f"unflattened_size must be tuple of ints, but found element "
                                 f"of type {type(v).__name__} at pos {i}")
-        if (not sizes or any(v < 1 and v != -1 for v in sizes)
+        if (not sizes or any(v < 0 and v != -1 for v in sizes)
                 or sum(v == -1 for v in sizes) > 1):
-            raise ValueError(f"Unflatten: expected unflattened_size to be a tuple of positive "
-                             f"ints (at most one -1), got {unflattened_size!r}")
+            raise ValueError(f"Unflatten: expected unflattened_size to be a tuple of "
+                             f"non-negative ints (at most one -1), got {unflattened_size!r}")
         self.dim = int(dim)
         # a list stays a list, as PyTorch's (its repr shows it)
         kind = list if isinstance(unflattened_size, list) else tuple

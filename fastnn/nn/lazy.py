@@ -75,9 +75,12 @@ class _Lazy:
         return [name for name in self._template().state_dict()
                 if name != "num_batches_tracked"]
 
+    # the least input size the regular layer takes (Linear: 0, PyTorch's empty layer)
+    _min_in_size = 1
+
     def _materialize(self, in_size):
         where = type(self).__name__
-        if in_size < 1:
+        if in_size < self._min_in_size:
             raise ValueError(f"{where}: the input size (from the first input) must be "
                              f"positive, got {in_size}")
         regular = self.cls_to_become(in_size, dtype=self._lazy_dtype, **self._lazy)
@@ -113,6 +116,7 @@ class LazyLinear(_Lazy, Linear):
     """Linear whose in_features is the last axis of the first input."""
 
     cls_to_become = Linear
+    _min_in_size = 0
 
     def __init__(self, out_features, bias=True, dtype=np.float32):
         self._lazy_init(dtype, out_features=out_features, bias=bias)

@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from .. import random as _random
-from ..validation import check_positive_int
+from ..validation import check_non_negative_int
 from . import init
 from .module import Module, Parameter
 
@@ -23,9 +23,10 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
         super().__init__()
-        self.in_features = check_positive_int("Linear", "in_features", in_features)
-        self.out_features = check_positive_int("Linear", "out_features", out_features)
-        bound = 1.0 / math.sqrt(self.in_features)
+        # 0 features are PyTorch's empty layer: (N, 0) in gives the bias, 0 out an (N, 0)
+        self.in_features = check_non_negative_int("Linear", "in_features", in_features)
+        self.out_features = check_non_negative_int("Linear", "out_features", out_features)
+        bound = 1.0 / math.sqrt(self.in_features) if self.in_features else 0.0
         rng = _random.generator()
         self.weight = Parameter(
             rng.uniform(-bound, bound, (self.out_features, self.in_features)).astype(dtype))
@@ -44,8 +45,8 @@ class Linear(Module):
         layer's computation with the caller's weights (F.linear_cross_entropy)."""
         layer = cls.__new__(cls)
         Module.__init__(layer)
-        layer.in_features = check_positive_int("Linear", "in_features", weight.shape[1])
-        layer.out_features = check_positive_int("Linear", "out_features", weight.shape[0])
+        layer.in_features = check_non_negative_int("Linear", "in_features", weight.shape[1])
+        layer.out_features = check_non_negative_int("Linear", "out_features", weight.shape[0])
         layer.weight = _parameter_holding(weight)
         layer.bias = None if bias is None else _parameter_holding(bias)
         layer._ctx = None

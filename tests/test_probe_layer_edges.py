@@ -1,0 +1,62 @@
+"""Layer edges found by probing fastnn.nn against PyTorch 2.13: Linear (and LazyLinear)
+with 0 input or output features, PyTorch's empty layers (the output is the bias, or has
+no columns), and Unflatten into a size-0 axis."""
+import numpy as np
+import pytest
+import torch
+
+import fastnn
+from fastnn import nn, optim
+
+BACKENDS = [b for b in fastnn.backends() if b != "cuda"]
+TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
+
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors")
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("fin,fout", [(0, 3), (3, 0), (0, 0)])
+def test_linear_with_no_features_is_torchs_empty_layer(name, dtype, fin, fout, rng):
+    with fastnn.use_backend(name):
+        layer = nn.Linear(fin, fout, dtype=dtype)
+        assert not layer.bias.data.any()     # bound 1 / sqrt(0) taken as 0, as PyTorch
+        layer.bias.data[...] = rng.standard_normal(fout)
+        x = rng.standard_normal((2, fin)).astype(dtype)
+        y = layer(x)
+        g = rng.standard_normal(y.shape).astype(dtype)
+        grad_in = layer.backward(g)
+        tl = torch.nn.Linear(fin, fout, dtype=TORCH_DTYPE[dtype])
+        with torch.no_grad():
+            tl.bias.copy_(torch.from_numpy(layer.bias.data))
+        tx = torch.from_numpy(x).requires_grad_()
+        ty = tl(tx)
+        ty.backward(torch.from_numpy(g))
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-6)
+        np.testing.assert_allclose(grad_in, tx.grad.numpy(), rtol=1e-6)
+        np.testing.assert_allclose(layer.bias.grad, tl.bias.grad.numpy(), rtol=1e-6)
+        assert layer.weight.grad.shape == (fout, fin)
+        optim.SGD(layer.parameters(), lr=0.1, momentum=0.9).step()
+        np.testing.assert_allclose(layer.bias.data, (tl.bias - 0.1 * tl.bias.grad).detach(),
+                                   rtol=1e-6)
+        # in a Sequential, where the activation is fused into the layer's kernels
+        model = nn.Sequential(nn.Linear(4, fin, dtype=dtype), nn.ReLU(),
+                              nn.Linear(fin, fout, dtype=dtype))
+        out = model(rng.standard_normal((3, 4)).astype(dtype))
+        assert out.shape == (3, fout)
+        assert model.backward(np.ones_like(out)).shape == (3, 4)
+
+
+def test_lazy_linear_takes_no_features_too():
+    layer = nn.LazyLinear(3)
+    assert layer(np.zeros((2, 0), np.float32)).shape == (2, 3)
+    assert layer.in_features == 0
+    assert nn.LazyLinear(0)(np.zeros((2, 4), np.float32)).shape == (2, 0)
+
+
+def test_unflatten_into_a_size_zero_axis():
+    layer = nn.Unflatten(1, (0, 5))
+    y = layer(np.zeros((2, 0), np.float32))
+    assert y.shape == tuple(torch.nn.Unflatten(1, (0, 5))(torch.zeros(2, 0)).shape)
+    assert layer.backward(np.zeros_like(y)).shape == (2, 0)
+    with pytest.raises(ValueError, match="non-negative"):
+        nn.Unflatten(1, (-2, 5))
