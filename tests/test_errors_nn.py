@@ -241,7 +241,7 @@ def test_failure_after_a_user_module_puts_running_statistics_back(name):
     (lambda: nn.ConvTranspose2d(3, 4, 3, padding_mode="reflect"), r"padding_mode='reflect'"),
     (lambda: nn.MaxPool2d(2, dilation=0), r"MaxPool2d: expected dilation to be an int >= 1"),
     (lambda: nn.AvgPool2d(2, divisor_override=0),
-     r"AvgPool2d: expected divisor_override to be a positive int, got 0"),
+     r"AvgPool2d: expected divisor_override to be a non-zero int or None, got 0"),
 ])
 def test_pytorch_keywords_beyond_their_defaults_are_clear_errors(make, match):
     with pytest.raises(ValueError, match=match):

@@ -1,6 +1,7 @@
 """Layer edges found by probing fastnn.nn against PyTorch 2.13: Linear (and LazyLinear)
 with 0 input or output features, PyTorch's empty layers (the output is the bias, or has
-no columns), and Unflatten into a size-0 axis."""
+no columns), Unflatten into a size-0 axis, the linear and cubic interpolations at an
+infinite pixel, and AvgPool2d with a negative divisor_override."""
 import numpy as np
 import pytest
 import torch
@@ -60,3 +61,46 @@ def test_unflatten_into_a_size_zero_axis():
     assert layer.backward(np.zeros_like(y)).shape == (2, 0)
     with pytest.raises(ValueError, match="non-negative"):
         nn.Unflatten(1, (-2, 5))
+
+
+@pytest.mark.parametrize("mode,shape,kwargs", [
+    ("linear", (1, 1, 3), dict(size=3)),
+    ("linear", (1, 1, 3), dict(size=7)),
+    ("bilinear", (1, 1, 1, 3), dict(scale_factor=2, align_corners=True)),
+    ("bilinear", (1, 1, 2, 3), dict(size=(2, 5))),
+    ("bicubic", (1, 1, 1, 3), dict(size=(1, 5))),
+    ("bicubic", (1, 1, 3, 3), dict(scale_factor=1.5)),
+    ("trilinear", (1, 1, 1, 2, 3), dict(size=(1, 2, 4))),
+])
+def test_interpolation_reads_an_infinite_pixel_as_torch(mode, shape, kwargs):
+    """Every tap multiplies its pixel on its own, as PyTorch's kernels do: an inf read
+    with weight 0 (a copy where out == in, a clamped edge tap) gives NaN there; summed
+    weights gave inf."""
+    from fastnn.nn import functional as F
+    x = np.zeros(shape)
+    x.reshape(-1)[x.size // 2] = np.inf
+    x.reshape(-1)[-1] = -np.inf
+    got = F.interpolate(x, mode=mode, **kwargs)
+    want = torch.nn.functional.interpolate(torch.from_numpy(x), mode=mode, **kwargs).numpy()
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("args,shape", [((2, None, 0, False, True, -3), (2, 3, 4, 5)),
+                                        ((3, 2, 1, True, False, -2), (3, 7, 6))])
+def test_avg_pool_takes_a_negative_divisor_as_torch(name, args, shape, rng):
+    x = rng.standard_normal(shape)
+    x.reshape((-1,) + shape[-2:])[0] = 0.0    # windows summing to 0: +0, as PyTorch's
+    with fastnn.use_backend(name):
+        pool = nn.AvgPool2d(*args)
+        y = pool(x)
+        g = rng.standard_normal(y.shape)
+        grad_in = pool.backward(g)
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = torch.nn.AvgPool2d(*args)(tx)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-15)
+    assert not np.signbit(y.reshape((-1,) + y.shape[-2:])[0]).any()
+    np.testing.assert_allclose(grad_in, tx.grad.numpy(), rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="non-zero int"):
+        nn.AvgPool2d(2, divisor_override=0)

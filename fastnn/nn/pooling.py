@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_bool, check_float_dtype, check_number, check_positive_int
+from ..validation import check_bool, check_float_dtype, check_number
 from .conv import As1d, add_batch_axis, check_no_empty_axes, drop_batch_axis, pair, spatial_out
 from .module import Module
 
@@ -147,8 +147,9 @@ class MaxPool2d(ReturnsIndices, _Pool2d):
 class AvgPool2d(_Pool2d):
     """Mean over each window, zero padding. count_include_pad=True (PyTorch's default)
     divides by kH * kW (fewer where a ceil_mode window runs past the padding); False
-    divides by the number of unpadded cells in the window; divisor_override (a positive
-    int) divides every window's sum by that number instead.
+    divides by the number of unpadded cells in the window; divisor_override (a non-zero
+    int; a negative one too, as PyTorch's) divides every window's sum by that number
+    instead.
 
     Input (N, C, H, W) or unbatched (C, H, W); output (N, C, H_out, W_out) (without N
     for an unbatched input).
@@ -157,23 +158,39 @@ class AvgPool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
         name = type(self).__name__
-        if divisor_override is not None:
-            divisor_override = check_positive_int(name, "divisor_override", divisor_override)
+        if divisor_override is not None and (
+                isinstance(divisor_override, bool)
+                or not isinstance(divisor_override, numbers.Integral) or divisor_override == 0):
+            raise ValueError(f"{name}: expected divisor_override to be a non-zero int or "
+                             f"None, got {divisor_override!r}")
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = check_bool(name, "count_include_pad", count_include_pad)
-        self.divisor_override = divisor_override
+        self.divisor_override = None if divisor_override is None else int(divisor_override)
+
+    def _divisor(self):
+        """(the kernels' positive divisor or None, whether the result is negated)."""
+        d = self.divisor_override
+        return (None, False) if d is None else (abs(d), d < 0)
 
     def _pool(self, x, buffered):
         out = self._buffer("y", self._shape_2d(x.shape, x.dtype), x.dtype) if buffered else None
-        return self._kernels().avg_pool2d_forward(
+        divisor, negated = self._divisor()
+        y = self._kernels().avg_pool2d_forward(
             x, *self._window(), self.count_include_pad, out=out, ceil_mode=self.ceil_mode,
-            divisor_override=self.divisor_override)
+            divisor_override=divisor)
+        if negated and isinstance(y, np.ndarray):
+            np.subtract(y.dtype.type(0), y, out=y)   # 0 - y: +0 for a zero sum, as PyTorch's
+        elif negated:
+            _device.scaled(y, -1.0)
+        return y
 
     def _unpool(self, grad_out, grad_in):
+        divisor, negated = self._divisor()
+        if negated:
+            grad_out = _device.scaled(grad_out, -1.0, copy=True)
         return self._kernels().avg_pool2d_backward(
             grad_out, self._in_shape, *self._window(), self.count_include_pad,
-            grad_in=grad_in, ceil_mode=self.ceil_mode,
-            divisor_override=self.divisor_override)
+            grad_in=grad_in, ceil_mode=self.ceil_mode, divisor_override=divisor)
 
 
 class MaxPool1d(As1d, MaxPool2d):

@@ -101,8 +101,13 @@ def interpolation_matrix(mode, size, out, factor, align_corners, dtype):
         indptr = np.concatenate([[0], np.cumsum(counts)])
         return sparse.csr_matrix((weights.astype(dtype), cols, indptr), shape=(out, size))
     cubic = mode == "bicubic"
-    if out == size and not cubic:  # PyTorch's linear kernels copy (whatever the factor)
-        return sparse.identity(size, dtype=dtype, format="csr")
+    if out == size and not cubic:
+        # PyTorch's linear kernels read input i twice, with weights 1 and 0 (whatever the
+        # factor): a copy for finite values, NaN for an infinite one (inf * 0)
+        cols = np.stack([rows, rows], axis=1)
+        weights = np.stack([np.ones(out, dtype), np.zeros(out, dtype)], axis=1)
+        return sparse.csr_matrix((weights.reshape(-1), cols.reshape(-1),
+                                  np.arange(0, 2 * out + 1, 2)), shape=(out, size))
     src = _source(size, out, factor, bool(align_corners), dtype, cubic)
     low = np.minimum(np.floor(src).astype(np.int64), size - 1)
     t = np.clip(src - low.astype(dtype), 0, 1).astype(dtype)
@@ -112,11 +117,12 @@ def interpolation_matrix(mode, size, out, factor, align_corners, dtype):
     else:
         weights = np.stack([1 - t, t], axis=1)
         cols = np.stack([low, low + (low < size - 1)], axis=1)
-    # repeated columns (clamped cubic taps, the last input) add up, as they did densely
-    matrix = sparse.coo_matrix((weights.reshape(-1).astype(np.float64),
-                                (np.repeat(rows, cols.shape[1]), cols.reshape(-1))),
-                               shape=(out, size)).tocsr()
-    return matrix.astype(dtype)
+    # repeated columns (clamped cubic taps, the last input) stay separate entries, each
+    # multiplied on its own as in PyTorch (inf * w + inf * 0 is NaN there; a summed
+    # weight gave inf)
+    taps = cols.shape[1]
+    return sparse.csr_matrix((weights.reshape(-1).astype(dtype), cols.reshape(-1),
+                              np.arange(0, taps * out + 1, taps)), shape=(out, size))
 
 
 def along_axis(a, m, axis):
