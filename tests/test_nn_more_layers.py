@@ -386,7 +386,7 @@ def test_adaptive_pool_in_a_vgg_head(rng):
         check_against(model, twin, rng.standard_normal((2, 3) + hw).astype(np.float32), rng,
                       np.dtype(np.float32))
     with pytest.raises(ValueError, match="output_size"):
-        nn.AdaptiveAvgPool2d(0)
+        nn.AdaptiveAvgPool2d(-1)
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         nn.AdaptiveAvgPool2d(2)(np.zeros((4, 4), np.float32))
 

@@ -104,3 +104,24 @@ def test_avg_pool_takes_a_negative_divisor_as_torch(name, args, shape, rng):
     np.testing.assert_allclose(grad_in, tx.grad.numpy(), rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match="non-zero int"):
         nn.AvgPool2d(2, divisor_override=0)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("layer,torch_layer,size,shape", [
+    (nn.AdaptiveAvgPool2d, torch.nn.AdaptiveAvgPool2d, 0, (2, 3, 4, 5)),
+    (nn.AdaptiveAvgPool2d, torch.nn.AdaptiveAvgPool2d, (None, 0), (3, 4, 5)),
+    (nn.AdaptiveMaxPool2d, torch.nn.AdaptiveMaxPool2d, (0, 2), (2, 3, 4, 5)),
+    (nn.AdaptiveAvgPool1d, torch.nn.AdaptiveAvgPool1d, 0, (2, 3, 5)),
+])
+def test_adaptive_pool_layers_take_an_output_size_of_0(name, layer, torch_layer, size, shape):
+    """PyTorch's layers give an empty output, as fastnn's functional forms did already
+    (PyTorch's backward then refuses; fastnn's gives the zero gradient)."""
+    x = np.random.default_rng(0).standard_normal(shape)
+    with fastnn.use_backend(name):
+        pool = layer(size)
+        y = pool(x)
+        grad_in = pool.backward(np.ones_like(y))
+    assert y.shape == tuple(torch_layer(size)(torch.from_numpy(x)).shape)
+    np.testing.assert_array_equal(grad_in, np.zeros_like(x))
+    with pytest.raises(ValueError, match="non-negative"):
+        layer(-1)

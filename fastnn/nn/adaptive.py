@@ -65,9 +65,9 @@ class AdaptiveAvgPool2d(Module):
                  else (output_size,) * self.dims)
         if len(sizes) != self.dims or any(
                 v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                                   or v < 1) for v in sizes):
-            raise ValueError(f"{name}: expected output_size to be a positive int, None or "
-                             f"a tuple of {self.dims} of them, got {output_size!r}")
+                                   or v < 0) for v in sizes):
+            raise ValueError(f"{name}: expected output_size to be a non-negative int, None "
+                             f"or a tuple of {self.dims} of them, got {output_size!r}")
         self.output_size = output_size  # as given, as PyTorch keeps it
         self._sizes = tuple(None if v is None else int(v) for v in sizes)
         self._ctx = None  # (input (N, C, H, W) shape, plan) of the last forward
@@ -94,7 +94,7 @@ class AdaptiveAvgPool2d(Module):
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         h, w = shape[-2:]
         oh, ow = self._shape_2d(shape, np.float32)[-2:]
-        if h % oh == 0 and w % ow == 0:
+        if oh and ow and h % oh == 0 and w % ow == 0:   # (0: PyTorch's empty output)
             return ("pool", (h // oh, w // ow))
         return ("matrices", None)
 
