@@ -43,7 +43,9 @@ class Adagrad(Optimizer):
         """The flat ``sum`` buffer, starting at initial_accumulator_value."""
         fresh = "sum" not in bucket.state
         buf = bucket.buffer("sum")
-        start = float(group["initial_accumulator_value"])
+        # PyTorch's rule: the constructor's value, whatever a group says (torch.optim.Adagrad
+        # reads self.defaults when it makes the state)
+        start = float(self.defaults["initial_accumulator_value"])
         if fresh and start:
             bucket.ns.copy_into(buf, np.full(bucket.size, start, bucket.dtype))
         return buf

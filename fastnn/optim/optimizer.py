@@ -290,10 +290,14 @@ class Optimizer:
 
     @staticmethod
     def _decoupled_decay(kernels, data, group):
-        """p *= 1 - lr * weight_decay (AdamW's decay; NAdam's and RAdam's decoupled one): the
-        sgd_update kernel with the parameters as their own gradient, one pass over them."""
+        """p *= 1 - lr * weight_decay (AdamW's decay; NAdam's and RAdam's decoupled one), as
+        PyTorch's p.mul_(1 - lr wd): an infinite parameter stays infinite (p - rate p, the
+        sgd_update kernel with the parameters as their own gradient, made it NaN; that
+        kernel still runs it on device arrays)."""
         rate = float(group["lr"]) * float(group["weight_decay"])
-        if rate:
+        if rate and isinstance(data, np.ndarray):
+            data *= data.dtype.type(1.0 - rate)
+        elif rate:
             kernels.sgd_update(data, data, None, rate, 0.0, 0.0, False)
 
     def _flag(self, group, name):

@@ -74,7 +74,8 @@ def _amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size,
         g = grad[i] + wd * param[i] if decay else grad[i]
         m = exp_avg[i] * b1 + c1 * g
         v = exp_avg_sq[i] * b2 + c2 * g * g
-        vmax = max(max_exp_avg_sq[i], v)
+        # a NaN v is kept, as torch.maximum and the other backends (max() dropped it)
+        vmax = max_exp_avg_sq[i] if max_exp_avg_sq[i] > v else v
         exp_avg[i] = m
         exp_avg_sq[i] = v
         max_exp_avg_sq[i] = vmax
