@@ -573,6 +573,22 @@ def test_adamax_and_adaptive_moments_updates_match_torch(dtype, rng):
     assert_close(q, qt.detach().numpy(), dtype)
 
 
+def test_radam_first_step_with_an_infinite_gradient_as_torch(dtype):
+    """grad_rate 0 (RAdam): no gradient term, so an inf gradient gives torch's -inf."""
+    from fastnn import optim
+    q = np.array([1.0, 1.0, -2.0], dtype)
+    grad = np.array([np.inf, 1.0, -np.inf], dtype)
+    qt = t(q, True)
+    radam = torch.optim.RAdam([qt], lr=1e-3)
+    m, v = np.zeros_like(q), np.zeros_like(q)
+    avg_rate, sq_scale, eps = optim.RAdam.rates(1e-3, 0.9, 0.999, 1e-8, 1)
+    C.adaptive_moments_update(q, grad, m, v, avg_rate, 0.0, 0.9, 0.999, sq_scale, eps, 0.0)
+    qt.grad = t(grad)
+    radam.step()
+    assert np.isinf(q[[0, 2]]).all()
+    assert_close(q, qt.detach().numpy(), dtype)
+
+
 # the simulator's NumPy scalars warn on inf * 0, in its own threads (np.errstate is per thread)
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_adadelta_rprop_asgd_updates_match_torch(dtype, rng):

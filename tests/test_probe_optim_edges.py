@@ -2,7 +2,7 @@
 weight decay keeps an infinite parameter infinite (p *= 1 - lr wd, PyTorch's; p - rate p
 made it NaN), Adagrad's state starts at the constructor's initial_accumulator_value
 whatever a group says (PyTorch reads its defaults), and the numba AMSGrad maximum keeps
-a NaN as torch.maximum does."""
+a NaN as torch.maximum does; RAdam's first steps take an infinite gradient as PyTorch's."""
 import numpy as np
 import pytest
 import torch
@@ -77,3 +77,24 @@ def test_amsgrad_keeps_a_nan_in_its_maximum_as_torch(name):
         got = opt.state_dict()["state"][0]["max_exp_avg_sq"]
     want = t_opt.state_dict()["state"][0]["max_exp_avg_sq"].numpy()
     np.testing.assert_allclose(got, want, rtol=1e-12)    # (NaN where torch's is NaN)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_radam_first_steps_take_an_infinite_gradient_as_torch(name, dtype):
+    """RAdam's first steps (rho_t <= 5) move by the first moment alone: its kernel call
+    adds no gradient term (0 * inf was NaN where PyTorch gives -inf)."""
+    start = np.array([1.0, 1.0, -2.0], dtype)
+    tp = torch.tensor(start.copy(), requires_grad=True)
+    t_opt = torch.optim.RAdam([tp], lr=1e-3)
+    g = np.array([np.inf, 1.0, -np.inf], dtype)
+    with fastnn.use_backend(name):
+        p = Parameter(start.copy())
+        opt = optim.RAdam([p], lr=1e-3)
+        p.grad = g.copy()
+        opt.step()
+    tp.grad = torch.from_numpy(g.copy())
+    t_opt.step()
+    want = tp.detach().numpy()
+    assert np.isinf(want[[0, 2]]).all()
+    np.testing.assert_allclose(p.data, want, rtol=1e-6 if dtype == np.float32 else 1e-12)

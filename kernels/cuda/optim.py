@@ -75,9 +75,10 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
         v = beta2 * exp_avg_sq[i] + c2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
-        # RAdam's first steps (sq_scale 0): eps alone, even where v overflowed
-        param[i] -= (avg_rate * m + grad_rate * g) / (
-            sq_scale * math.sqrt(v) + eps if sq_scale != 0 else eps)
+        # RAdam: no g term (0 * inf would be NaN); its first steps (sq_scale 0): eps
+        # alone, even where v overflowed
+        step = avg_rate * m + grad_rate * g if grad_rate != 0 else avg_rate * m
+        param[i] -= step / (sq_scale * math.sqrt(v) + eps if sq_scale != 0 else eps)
 
 
 @cuda.jit

@@ -313,6 +313,7 @@ cdef inline void _moments_block(floating* p, const floating* g, floating* m, flo
     """p, g, m, v: (n,)."""
     cdef Py_ssize_t i
     cdef floating d, mi, vi
+    cdef bint with_g = rg != 0       # RAdam: no g term, as PyTorch's (0 * inf is NaN)
     cdef bint adaptive = scale != 0  # RAdam's first steps: the denominator is eps alone,
     for i in range(n):               # even where v overflowed (0 * sqrt(inf) is NaN)
         d = _decayed(g[i], p[i], wd)
@@ -320,7 +321,8 @@ cdef inline void _moments_block(floating* p, const floating* g, floating* m, flo
         vi = b2 * v[i] + c2 * d * d
         m[i] = mi
         v[i] = vi
-        p[i] = p[i] - (ra * mi + rg * d) / (scale * f_sqrt(vi) + eps if adaptive else eps)
+        p[i] = p[i] - ((ra * mi + rg * d) if with_g else ra * mi) / (
+            scale * f_sqrt(vi) + eps if adaptive else eps)
 
 
 def adaptive_moments_update(floating[::1] param, const floating[::1] grad,

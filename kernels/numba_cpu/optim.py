@@ -193,6 +193,7 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
     eps_ = dt(eps)
     wd = dt(weight_decay)
     decay = weight_decay != 0.0
+    with_g = grad_rate != 0.0   # RAdam: no g term, as PyTorch's (0 * inf would be NaN)
     adaptive = sq_scale != 0.0  # RAdam's first steps: the denominator is eps alone, even
     for i in prange(param.shape[0]):  # where v overflowed (0 * sqrt(inf) would be NaN)
         g = grad[i] + wd * param[i] if decay else grad[i]
@@ -200,7 +201,8 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
         v = exp_avg_sq[i] * b2 + c2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
-        param[i] -= (ra * m + rg * g) / (scale * np.sqrt(v) + eps_ if adaptive else eps_)
+        step = ra * m + rg * g if with_g else ra * m
+        param[i] -= step / (scale * np.sqrt(v) + eps_ if adaptive else eps_)
 
 
 @ordered_kernel

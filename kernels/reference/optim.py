@@ -104,7 +104,9 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     _moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     # sq_scale 0 (RAdam's first steps): eps alone, even where v overflowed to inf
     denom = dt(sq_scale) * np.sqrt(exp_avg_sq) + dt(eps) if sq_scale != 0 else dt(eps)
-    param -= (dt(avg_rate) * exp_avg + dt(grad_rate) * g) / denom
+    # grad_rate 0 (RAdam): no g term, as PyTorch's (0 * inf would be NaN)
+    step = dt(avg_rate) * exp_avg + dt(grad_rate) * g if grad_rate != 0 else dt(avg_rate) * exp_avg
+    param -= step / denom
 
 
 def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
