@@ -14,6 +14,25 @@ from fastnn.nn import Parameter
 BACKENDS = [b for b in fastnn.backends() if b != "cuda"]
 
 
+def _assert_steps_as_torchs(name, cls, kwargs, start, grads):
+    """Optimizer cls(**kwargs) of fastnn (backend name) and of torch.optim, from the
+    parameter start through one step per gradient: the same values, infinite ones (at
+    indices 0 and 2) included."""
+    tp = torch.tensor(start.copy(), requires_grad=True)
+    t_opt = getattr(torch.optim, cls)([tp], **kwargs)
+    with fastnn.use_backend(name):
+        p = Parameter(start.copy())
+        opt = getattr(optim, cls)([p], **kwargs)
+        for g in grads:
+            p.grad = g.copy()
+            opt.step()
+            tp.grad = torch.from_numpy(g.copy())
+            t_opt.step()
+    want = tp.detach().numpy()
+    assert np.isinf(want[[0, 2]]).all()
+    np.testing.assert_allclose(p.data, want, rtol=1e-6 if start.dtype == np.float32 else 1e-12)
+
+
 @pytest.mark.parametrize("name", BACKENDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("cls,kwargs", [
@@ -25,20 +44,8 @@ BACKENDS = [b for b in fastnn.backends() if b != "cuda"]
 def test_decoupled_weight_decay_keeps_an_infinite_parameter_infinite(name, dtype, cls,
                                                                       kwargs):
     start = np.array([np.inf, 1.0, -np.inf, 2.5], dtype)
-    tp = torch.tensor(start.copy(), requires_grad=True)
-    t_opt = getattr(torch.optim, cls)([tp], **kwargs)
-    with fastnn.use_backend(name):
-        p = Parameter(start.copy())
-        opt = getattr(optim, cls)([p], **kwargs)
-        for step in range(3):
-            g = np.array([1.0, -2.0, 0.5, 3.0], dtype) * (step + 1)
-            p.grad = g.copy()
-            opt.step()
-            tp.grad = torch.from_numpy(g.copy())
-            t_opt.step()
-    want = tp.detach().numpy()
-    assert np.isinf(want[[0, 2]]).all()
-    np.testing.assert_allclose(p.data, want, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    grads = [np.array([1.0, -2.0, 0.5, 3.0], dtype) * (step + 1) for step in range(3)]
+    _assert_steps_as_torchs(name, cls, kwargs, start, grads)
 
 
 @pytest.mark.parametrize("name", BACKENDS)
@@ -85,16 +92,5 @@ def test_radam_first_steps_take_an_infinite_gradient_as_torch(name, dtype):
     """RAdam's first steps (rho_t <= 5) move by the first moment alone: its kernel call
     adds no gradient term (0 * inf was NaN where PyTorch gives -inf)."""
     start = np.array([1.0, 1.0, -2.0], dtype)
-    tp = torch.tensor(start.copy(), requires_grad=True)
-    t_opt = torch.optim.RAdam([tp], lr=1e-3)
-    g = np.array([np.inf, 1.0, -np.inf], dtype)
-    with fastnn.use_backend(name):
-        p = Parameter(start.copy())
-        opt = optim.RAdam([p], lr=1e-3)
-        p.grad = g.copy()
-        opt.step()
-    tp.grad = torch.from_numpy(g.copy())
-    t_opt.step()
-    want = tp.detach().numpy()
-    assert np.isinf(want[[0, 2]]).all()
-    np.testing.assert_allclose(p.data, want, rtol=1e-6 if dtype == np.float32 else 1e-12)
+    grads = [np.array([np.inf, 1.0, -np.inf], dtype)]
+    _assert_steps_as_torchs(name, "RAdam", dict(lr=1e-3), start, grads)
