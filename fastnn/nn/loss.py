@@ -25,8 +25,8 @@ import numpy as np
 from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
-from ..ops import loss_value
 from ..kernels.reference.activations import log_softmax as _log_softmax
+from ..ops import loss_value
 from ..validation import (as_contiguous, as_labels, broadcasts_to, check_flag,
                           check_float_array, check_labels, check_number, check_only,
                           check_probabilities)

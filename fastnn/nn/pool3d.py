@@ -22,7 +22,8 @@ from .conv import check_no_empty_axes
 from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
 from .pooling import (MaxUnpool2d, ReturnsIndices, abs_extreme_backward,
-                      abs_extreme_forward, check_norm_type, lp_mean_grad, lp_of_mean)
+                      abs_extreme_forward, check_divisor_override, check_norm_type,
+                      lp_mean_grad, lp_of_mean)
 
 
 def _scatter(grad_out, indices, in_shape):
@@ -190,14 +191,10 @@ class AvgPool3d(_Pool3d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
         name = type(self).__name__
-        if divisor_override is not None and (
-                isinstance(divisor_override, bool)
-                or not isinstance(divisor_override, numbers.Integral) or divisor_override == 0):
-            raise ValueError(f"{name}: expected divisor_override to be a non-zero int or "
-                             f"None, got {divisor_override!r}")
+        divisor_override = check_divisor_override(name, divisor_override)
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = check_bool(name, "count_include_pad", count_include_pad)
-        self.divisor_override = None if divisor_override is None else int(divisor_override)
+        self.divisor_override = divisor_override
 
     def infer_shape(self, shape, dtype):
         out = super().infer_shape(shape, dtype)

@@ -144,6 +144,16 @@ class MaxPool2d(ReturnsIndices, _Pool2d):
                                                      grad_in=grad_in)
 
 
+def check_divisor_override(where, value):
+    """An average pool layer's divisor_override: None, or a non-zero int (a negative one
+    too, as PyTorch's) as an int; anything else a ValueError."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                              or value == 0):
+        raise ValueError(f"{where}: expected divisor_override to be a non-zero int or None, "
+                         f"got {value!r}")
+    return None if value is None else int(value)
+
+
 class AvgPool2d(_Pool2d):
     """Mean over each window, zero padding. count_include_pad=True (PyTorch's default)
     divides by kH * kW (fewer where a ceil_mode window runs past the padding); False
@@ -158,14 +168,10 @@ class AvgPool2d(_Pool2d):
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
                  count_include_pad=True, divisor_override=None):
         name = type(self).__name__
-        if divisor_override is not None and (
-                isinstance(divisor_override, bool)
-                or not isinstance(divisor_override, numbers.Integral) or divisor_override == 0):
-            raise ValueError(f"{name}: expected divisor_override to be a non-zero int or "
-                             f"None, got {divisor_override!r}")
+        divisor_override = check_divisor_override(name, divisor_override)
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = check_bool(name, "count_include_pad", count_include_pad)
-        self.divisor_override = None if divisor_override is None else int(divisor_override)
+        self.divisor_override = divisor_override
 
     def _divisor(self):
         """(the kernels' positive divisor or None, whether the result is negated)."""
