@@ -27,7 +27,7 @@ def _compile_flags():
 # state buffers), and when those sit at different offsets from a 64-byte boundary (NumPy's
 # large arrays start 16 bytes past a page) each 512-bit access straddles two cache lines:
 # Adam over 78400 floats 62-66 us with 512-bit, 29 us with 256-bit, 22-25 us aligned.
-_NARROW = {"_optim.pyx": ["-mprefer-vector-width=256"]} if os.environ.get(
+_NARROW = {"_optim.pyx": ["-mprefer-vector-width=256"], "_activations.pyx": ["-mprefer-vector-width=512"]} if os.environ.get(
     "FASTNN_NATIVE", "1") == "1" else {}
 # The optimizer updates are elementwise (no sum to vectorize), and their products must
 # run in the written order: under -fassociative-math gcc formed (1 - beta2) g g as

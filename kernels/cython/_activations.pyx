@@ -16,6 +16,10 @@ cdef extern from "_stream.h" nogil:
     void fnn_stream_d(double* dst, const double* src, Py_ssize_t n)
     void fnn_stream_fence()
 
+cdef extern from "_prefetch.h" nogil:
+    void fnn_prefetch_values(const void* a, Py_ssize_t i, Py_ssize_t m, Py_ssize_t n,
+                             Py_ssize_t size)
+
 # Outputs of at least this many bytes are written with streaming stores (_stream.h);
 # the package sets it at import from kernels/streaming.py, where it is measured.
 cdef Py_ssize_t stream_min_bytes = 2**62
@@ -25,6 +29,8 @@ from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, 
                        f_sigmoid, f_log1p_small, row_max, row_sum, row_dot)
 
 DEF BLOCK = 16384
+DEF PREFETCH_TILE = 512  # values per sub-tile, its inputs prefetched PREFETCH_AHEAD ahead first
+DEF PREFETCH_AHEAD = 4096 # (_prefetch.h; numba's ELEMENTWISE_BLOCK and PREFETCH_TILE)
 DEF STREAM_TILE = 2048  # values per tile of a streamed block (8 KB in float: stays in L1)
 DEF TILE = 256          # values per pass of softplus's two-pass loop (its buffer stays in L1)
 DEF PASS_TILE = 1024    # values per pass of GELU's and mish's two passes over y (L1-resident)
@@ -439,6 +445,36 @@ cdef void _binary_block_streamed(int op, const floating* g, const floating* s,
     fnn_stream_fence()
 
 
+cdef void _unary_part(int op, const floating* x, floating* y, Py_ssize_t start,
+                      Py_ssize_t m, Py_ssize_t n, floating a, floating b) noexcept nogil:
+    """y[start : start + m] = f(x[...]) of (n,) arrays: _unary_block, for the compute-bound
+    ops in sub-tiles of PREFETCH_TILE values, each after prefetching its input
+    PREFETCH_AHEAD values ahead (_prefetch.h says why)."""
+    cdef Py_ssize_t t0, k
+    if _unary_streams(op):
+        _unary_block(op, x + start, y + start, m, a, b)
+        return
+    for t0 in range(start, start + m, PREFETCH_TILE):
+        k = min(<Py_ssize_t>PREFETCH_TILE, start + m - t0)
+        fnn_prefetch_values(x, t0 + PREFETCH_AHEAD, k, n, sizeof(floating))
+        _unary_block(op, x + t0, y + t0, k, a, b)
+
+
+cdef void _binary_part(int op, const floating* g, const floating* s, floating* out,
+                       Py_ssize_t start, Py_ssize_t m, Py_ssize_t n, floating a,
+                       floating b) noexcept nogil:
+    """_binary_block on [start, start + m) of (n,) arrays, prefetching as _unary_part."""
+    cdef Py_ssize_t t0, k
+    if _binary_streams(op):
+        _binary_block(op, g + start, s + start, out + start, m, a, b)
+        return
+    for t0 in range(start, start + m, PREFETCH_TILE):
+        k = min(<Py_ssize_t>PREFETCH_TILE, start + m - t0)
+        fnn_prefetch_values(g, t0 + PREFETCH_AHEAD, k, n, sizeof(floating))
+        fnn_prefetch_values(s, t0 + PREFETCH_AHEAD, k, n, sizeof(floating))
+        _binary_block(op, g + t0, s + t0, out + t0, k, a, b)
+
+
 cdef void unary_map(int op, const floating* x, floating* y, Py_ssize_t n,
                     floating a, floating b) noexcept nogil:
     """Parallel driver: blocks of BLOCK elements, contiguous per thread."""
@@ -453,11 +489,11 @@ cdef void unary_map(int op, const floating* x, floating* y, Py_ssize_t n,
     if threads_for(n) == 1:
         for blk in range(nblocks):
             start = blk * BLOCK
-            _unary_block(op, x + start, y + start, min(<Py_ssize_t>BLOCK, n - start), a, b)
+            _unary_part(op, x, y, start, min(<Py_ssize_t>BLOCK, n - start), n, a, b)
         return
     for blk in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
         start = blk * BLOCK
-        _unary_block(op, x + start, y + start, min(<Py_ssize_t>BLOCK, n - start), a, b)
+        _unary_part(op, x, y, start, min(<Py_ssize_t>BLOCK, n - start), n, a, b)
 
 
 cdef void binary_map(int op, const floating* g, const floating* s, floating* out,
@@ -473,13 +509,11 @@ cdef void binary_map(int op, const floating* g, const floating* s, floating* out
     if threads_for(n) == 1:
         for blk in range(nblocks):
             start = blk * BLOCK
-            _binary_block(op, g + start, s + start, out + start,
-                          min(<Py_ssize_t>BLOCK, n - start), a, b)
+            _binary_part(op, g, s, out, start, min(<Py_ssize_t>BLOCK, n - start), n, a, b)
         return
     for blk in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
         start = blk * BLOCK
-        _binary_block(op, g + start, s + start, out + start,
-                      min(<Py_ssize_t>BLOCK, n - start), a, b)
+        _binary_part(op, g, s, out, start, min(<Py_ssize_t>BLOCK, n - start), n, a, b)
 
 
 # ------------------------------------------------------------------ entry points

@@ -164,14 +164,19 @@ def kernel(fn):
     return Kernel(fn)
 
 
-def ordered_kernel(fn):
-    """Decorator: ``Kernel(fn)`` compiled without reassociation (ORDERED_OPTIONS)."""
-    return Kernel(fn, ORDERED_OPTIONS)
+def update_kernel(fn):
+    """Decorator for the optimizer updates: an ``ElementwiseKernel`` compiled without
+    reassociation (ORDERED_OPTIONS), each block run with subnormals flushed to zero
+    (flush.py)."""
+    return ElementwiseKernel(fn, options=ORDERED_OPTIONS, flush_denormals=True)
 
 
 # Values per block of an elementwise kernel's parallel variant: 16 KB of float32, so a
 # call's overhead (~50 ns) is under 3% of the block's work even for ReLU.
 ELEMENTWISE_BLOCK = 4096
+# Values per sub-tile of a block, each preceded by the prefetch of its inputs one block
+# (16 KB of float32) ahead: prefetch.py
+PREFETCH_TILE = 512
 
 
 def block_of(a, start, stop):
@@ -195,8 +200,17 @@ class ElementwiseKernel(Kernel):
     coefficients), and sigmoid ran at 0.72 ns a value per thread against the serial
     loop's 0.50. The block split depends on the length only, never on the thread count."""
 
-    def __init__(self, fn, streams=False):
-        super().__init__(fn)
+    def __init__(self, fn, streams=False, options=OPTIONS, flush_denormals=False):
+        self.streams = streams
+        self.flush_denormals = flush_denormals
+        super().__init__(fn, options)
+        if flush_denormals:
+            if streams:
+                raise TypeError(f"elementwise kernel {fn.__name__}: streaming and "
+                                f"flushing subnormals are not combined")
+            # small inputs: the serial loop between flush_begin and flush_end (the
+            # parallel variant wraps each block likewise)
+            self.serial = _compile_flushed(fn, self.serial, options)
         self.streamed = None
         if streams:
             # a third variant for outputs past kernels/streaming.py's threshold: blocks
@@ -207,7 +221,9 @@ class ElementwiseKernel(Kernel):
             self.streamed = _compile_streamed(fn, self.serial)
 
     def _compile_parallel(self, fn):
-        return _compile_blocked(fn, self.serial)
+        return _compile_blocked(fn, self.serial, prefetch=not (self.streams or
+                                                              self.flush_denormals),
+                                flush=self.flush_denormals, options=self.options)
 
     def __call__(self, size, *args):
         if (self.streamed is not None and size >= PARALLEL_MIN and not _forked_from_gnu_omp
@@ -236,7 +252,9 @@ def _compile_serial(fn, options=OPTIONS):
 
 # Names the generated variants use; a kernel parameter of one of these names would
 # shadow it (a parameter ``b`` once met a loop index ``b``), so they are refused.
-_GENERATED_NAMES = {"prange", "block_of", "serial", "BLOCK", "np", "stream_store", "fence",
+_GENERATED_NAMES = {"prange", "block_of", "serial", "BLOCK", "SUB", "np", "stream_store",
+                    "fence", "prefetch_lines", "sub_", "sub_stop_", "flush_begin",
+                    "flush_end", "csr_",
                     "threads_", "n_", "blocks_", "block_", "start_", "stop_", "thread_",
                     "nthreads_", "tiles_", "tile_"}
 
@@ -250,28 +268,64 @@ def _parameters(fn):
     return params
 
 
-def _compile_blocked(fn, serial):
+def _compile_blocked(fn, serial, prefetch, flush=False, options=OPTIONS):
     """``prange`` over blocks calling ``serial`` on each, generated for fn's parameters.
+    With prefetch, each block runs in sub-tiles of ``PREFETCH_TILE`` values, every
+    sub-tile's inputs one block ahead prefetched first (prefetch.py says why; the
+    memory-bound kernels, which stream large outputs instead, gain nothing from it and
+    do without). With flush, each block runs with subnormals flushed to zero (flush.py).
     The source is compiled under fn's file name so that Numba's disk cache (keyed by
     file, qualified name and line) can store it."""
+    from .flush import flush_begin, flush_end
+    from .prefetch import prefetch_lines
     params = _parameters(fn)
     name = fn.__name__ + "_blocks"
+    call = f"serial({', '.join(f'block_of({p}, sub_, sub_stop_)' for p in params)})\n"
+    if prefetch:
+        body = ("        for sub_ in range(start_, stop_, SUB):\n"
+                "            sub_stop_ = min(stop_, sub_ + SUB)\n"
+                + "".join(f"            prefetch_lines({p}, sub_ + BLOCK, sub_stop_ + BLOCK)\n"
+                          for p in params[:-1])
+                + "            " + call)
+    elif flush:
+        body = ("        sub_, sub_stop_ = start_, stop_\n"
+                "        csr_ = flush_begin()\n"
+                "        " + call + "        flush_end(csr_)\n")
+    else:
+        body = "        sub_, sub_stop_ = start_, stop_\n        " + call
     source = (f"def {name}({', '.join(params)}):\n"
               f"    n_ = {params[0]}.shape[0]\n"
               f"    for block_ in prange((n_ + BLOCK - 1) // BLOCK):\n"
               f"        start_ = block_ * BLOCK\n"
               f"        stop_ = min(n_, start_ + BLOCK)\n"
-              f"        serial({', '.join(f'block_of({p}, start_, stop_)' for p in params)})\n")
+              f"{body}")
     namespace = {"prange": numba.prange, "block_of": block_of, "serial": serial,
-                 "BLOCK": ELEMENTWISE_BLOCK, "__name__": fn.__module__}
-    return _compile_generated(fn, name, source, namespace)
+                 "prefetch_lines": prefetch_lines, "flush_begin": flush_begin,
+                 "flush_end": flush_end, "BLOCK": ELEMENTWISE_BLOCK,
+                 "SUB": PREFETCH_TILE, "__name__": fn.__module__}
+    return _compile_generated(fn, name, source, namespace, options)
 
 
-def _compile_generated(fn, name, source, namespace):
+def _compile_flushed(fn, serial, options):
+    """``serial`` run with subnormals flushed to zero (flush.py), generated for fn's
+    parameters and compiled without parallel loops."""
+    from .flush import flush_begin, flush_end
+    params = ", ".join(_parameters(fn))
+    name = fn.__name__ + "_flushed"
+    source = (f"def {name}({params}):\n"
+              f"    csr_ = flush_begin()\n"
+              f"    serial({params})\n"
+              f"    flush_end(csr_)\n")
+    namespace = {"serial": serial, "flush_begin": flush_begin, "flush_end": flush_end,
+                 "__name__": fn.__module__}
+    return _compile_generated(fn, name, source, namespace, options, parallel=False)
+
+
+def _compile_generated(fn, name, source, namespace, options=OPTIONS, parallel=True):
     exec(compile(source, fn.__code__.co_filename, "exec"), namespace)
     generated = namespace[name]
     generated.__qualname__ = fn.__qualname__ + name[len(fn.__name__):]
-    return numba.njit(parallel=True, **OPTIONS)(generated)
+    return numba.njit(parallel=parallel, **options)(generated)
 
 
 def _compile_streamed(fn, serial):
