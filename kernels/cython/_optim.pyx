@@ -7,6 +7,10 @@ from cython.parallel cimport prange
 
 from _common cimport floating, threads_for, f_sqrt
 
+cdef extern from "_flush.h" nogil:
+    unsigned int fnn_flush_begin()
+    void fnn_flush_end(unsigned int csr)
+
 DEF BLOCK = 16384
 
 
@@ -21,6 +25,7 @@ cdef inline void _sgd_block(floating* p, const floating* g, floating* v, Py_ssiz
                             floating lr, floating mom, floating wd, bint nesterov,
                             floating keep) noexcept nogil:
     """p, g: (n,); v: (n,) or NULL when mom == 0; keep: 1 - dampening."""
+    cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
     cdef floating d
     if v == NULL:
@@ -39,6 +44,7 @@ cdef inline void _sgd_block(floating* p, const floating* g, floating* v, Py_ssiz
         for i in range(n):
             v[i] = mom * v[i] + _decayed(g[i], p[i], wd)
             p[i] = p[i] - lr * v[i]
+    fnn_flush_end(csr)
 
 
 cdef inline void _adam_block(floating* p, const floating* g, floating* m, floating* v,
@@ -108,10 +114,12 @@ cdef inline void _adam_any_block(floating* p, const floating* g, floating* m, fl
                                  floating b1, floating b2, floating c1, floating c2,
                                  floating sqrt_bc2, floating eps, floating wd) noexcept nogil:
     """_amsgrad_block when vmax is given, else _adam_block."""
+    cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     if vmax != NULL:
         _amsgrad_block(p, g, m, v, vmax, n, step_size, b1, b2, c1, c2, sqrt_bc2, eps, wd)
     else:
         _adam_block(p, g, m, v, n, step_size, b1, b2, c1, c2, sqrt_bc2, eps, wd)
+    fnn_flush_end(csr)
 
 
 def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
@@ -153,6 +161,7 @@ cdef inline void _adagrad_block(floating* p, const floating* g, floating* ssum,
                                 Py_ssize_t n, floating lr, floating wd,
                                 floating eps) noexcept nogil:
     """p, g, ssum: (n,)."""
+    cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
     cdef floating d, s
     for i in range(n):
@@ -160,6 +169,7 @@ cdef inline void _adagrad_block(floating* p, const floating* g, floating* ssum,
         s = ssum[i] + d * d
         ssum[i] = s
         p[i] = p[i] - lr * d / (f_sqrt(s) + eps)
+    fnn_flush_end(csr)
 
 
 def adagrad_update(floating[::1] param, const floating[::1] grad, floating[::1] state_sum,
@@ -191,6 +201,7 @@ cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, fl
     """p, g, sq: (n,); ga: (n,) or NULL (not centered); buf: (n,) or NULL (no momentum).
     One loop per variant: with the NULL tests inside one loop gcc kept it scalar (1.3-2x
     numba's time at 16M values)."""
+    cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
     cdef floating d, s, m, b
     if ga != NULL and buf != NULL:
@@ -225,6 +236,7 @@ cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, fl
             s = alpha * sq[i] + c * d * d
             sq[i] = s
             p[i] = p[i] - lr * d / (f_sqrt(s) + eps)
+    fnn_flush_end(csr)
 
 
 def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
@@ -267,6 +279,7 @@ cdef inline void _adamax_block(floating* p, const floating* g, floating* m, floa
                                Py_ssize_t n, floating step_size, floating b1, floating c1,
                                floating b2, floating eps, floating wd) noexcept nogil:
     """p, g, m, u: (n,). u = max(b2 u, |d| + eps) as selects that keep a NaN."""
+    cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
     cdef floating d, a, w, mi
     for i in range(n):
@@ -278,6 +291,7 @@ cdef inline void _adamax_block(floating* p, const floating* g, floating* m, floa
         m[i] = mi
         u[i] = w
         p[i] = p[i] - step_size * mi / w
+    fnn_flush_end(csr)
 
 
 def adamax_update(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
@@ -311,6 +325,7 @@ cdef inline void _moments_block(floating* p, const floating* g, floating* m, flo
                                 floating b2, floating c1, floating c2, floating scale,
                                 floating eps, floating wd) noexcept nogil:
     """p, g, m, v: (n,)."""
+    cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
     cdef floating d, mi, vi
     cdef bint with_g = rg != 0       # RAdam: no g term, as PyTorch's (0 * inf is NaN)
@@ -323,6 +338,7 @@ cdef inline void _moments_block(floating* p, const floating* g, floating* m, flo
         v[i] = vi
         p[i] = p[i] - ((ra * mi + rg * d) if with_g else ra * mi) / (
             scale * f_sqrt(vi) + eps if adaptive else eps)
+    fnn_flush_end(csr)
 
 
 def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
@@ -359,6 +375,7 @@ cdef inline void _adadelta_block(floating* p, const floating* g, floating* sq,
                                  floating c, floating eps, floating wd, floating sign,
                                  bint decay) noexcept nogil:
     """p, g, sq, acc: (n,); c: 1 - rho formed in double; sign: -1 to maximize, else 1."""
+    cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
     cdef floating d, v, delta
     for i in range(n):
@@ -370,6 +387,7 @@ cdef inline void _adadelta_block(floating* p, const floating* g, floating* sq,
         sq[i] = v
         acc[i] = rho * acc[i] + c * delta * delta
         p[i] = p[i] - lr * delta
+    fnn_flush_end(csr)
 
 
 def adadelta_update(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
@@ -407,6 +425,7 @@ cdef inline void _rprop_block(floating* p, const floating* g, floating* prev, fl
     sign of g * prev in the dtype (as torch's grad.mul(prev).sign(): 1 for 0 or NaN);
     the clamp takes lo, then hi, and keeps a NaN; the step's direction is torch.sign(g),
     0 for a NaN."""
+    cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
     cdef floating d, s, f, z, direction, zero = 0, one = 1
     for i in range(n):
@@ -424,6 +443,7 @@ cdef inline void _rprop_block(floating* p, const floating* g, floating* prev, fl
         size[i] = z
         prev[i] = d
         p[i] = p[i] - direction * z
+    fnn_flush_end(csr)
 
 
 def rprop_update(floating[::1] param, const floating[::1] grad, floating[::1] prev,
@@ -457,6 +477,7 @@ cdef inline void _asgd_block(floating* p, const floating* g, floating* ax, Py_ss
                              floating sign, bint decay, bint average) noexcept nogil:
     """p, g, ax: (n,); keep: 1 - lambd eta; sign: -1 to maximize, else 1; average:
     mu != 1 (else ax is a copy of the new p, as torch's)."""
+    cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
     cdef floating d, q
     for i in range(n):
@@ -469,6 +490,7 @@ cdef inline void _asgd_block(floating* p, const floating* g, floating* ax, Py_ss
             ax[i] = ax[i] + (q - ax[i]) * mu
         else:
             ax[i] = q
+    fnn_flush_end(csr)
 
 
 def asgd_update(floating[::1] param, const floating[::1] grad, floating[::1] ax, double eta,

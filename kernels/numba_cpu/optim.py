@@ -3,7 +3,8 @@
 The arrays are flat views of the parameter, its gradient and its state; each element
 is read once and written once. Constants are cast to the parameter's dtype first, as
 the reference does, so float32 updates round exactly like it; the loops are compiled
-without reassociation (``ordered_kernel``), so each product runs in its written order.
+without reassociation (``update_kernel``), so each product runs in its written order,
+and run with subnormal numbers flushed to zero (flush.py says why).
 """
 import math
 
@@ -11,13 +12,13 @@ import numpy as np
 from numba import prange
 
 from ._buffers import flat
-from .config import ordered_kernel
+from .config import update_kernel
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
           np.dtype(np.float64): np.empty(0, np.float64)}
 
 
-@ordered_kernel
+@update_kernel
 def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov, dampening):
     # INOUT param (n,), velocity (n,) (unused when momentum == 0); IN grad (n,)
     dt = param.dtype.type
@@ -39,7 +40,7 @@ def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov, dampening)
         param[i] -= lr_ * step
 
 
-@ordered_kernel
+@update_kernel
 def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
     # INOUT param, state_sum (n,); IN grad (n,)
     dt = param.dtype.type
@@ -54,7 +55,7 @@ def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
         param[i] -= lr_ * g / (np.sqrt(s) + eps_)
 
 
-@ordered_kernel
+@update_kernel
 def _amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size,
              bias_correction2_sqrt, beta1, beta2, eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq, max_exp_avg_sq (n,); IN grad (n,). Adam's loop
@@ -82,7 +83,7 @@ def _amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size,
         param[i] -= size * m / (math.sqrt(vmax) / root + eps_)
 
 
-@ordered_kernel
+@update_kernel
 def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, beta1, beta2,
           eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,)
@@ -105,7 +106,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, be
         param[i] -= size * m / (math.sqrt(v) / root + eps_)
 
 
-@ordered_kernel
+@update_kernel
 def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum):
     # INOUT param, square_avg (n,), grad_avg (n,) or empty (not centered), buf (n,) or
     # empty (no momentum); IN grad (n,)
@@ -156,7 +157,7 @@ def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_deca
             param[i] -= lr_ * g / (math.sqrt(s) + eps_)
 
 
-@ordered_kernel
+@update_kernel
 def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_decay):
     # INOUT param, exp_avg, exp_inf (n,); IN grad (n,)
     dt = param.dtype.type
@@ -178,7 +179,7 @@ def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_
         param[i] -= size * m / u
 
 
-@ordered_kernel
+@update_kernel
 def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, beta1, beta2,
                       sq_scale, eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,)
@@ -205,7 +206,7 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
         param[i] -= step / (scale * np.sqrt(v) + eps_ if adaptive else eps_)
 
 
-@ordered_kernel
+@update_kernel
 def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, maximize):
     # INOUT param, square_avg, acc_delta (n,); IN grad (n,)
     dt = param.dtype.type
@@ -230,7 +231,7 @@ def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, ma
         param[i] -= lr_ * d
 
 
-@ordered_kernel
+@update_kernel
 def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_size_max,
            maximize):
     # INOUT param, prev, step_size (n,); IN grad (n,)
@@ -258,7 +259,7 @@ def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_
         param[i] -= direction * size
 
 
-@ordered_kernel
+@update_kernel
 def _asgd(param, grad, ax, keep, eta, mu, weight_decay, maximize):
     # INOUT param, ax (n,); IN grad (n,). keep: 1 - lambd * eta
     dt = param.dtype.type
