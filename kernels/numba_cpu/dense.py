@@ -71,42 +71,63 @@ def _bias_activation_transposed(zt, bias, has_bias, act, slope, out):
         _bias_activation_row(row, bias, has_bias, act, slope)
 
 
+@helper
+def _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, act, has_bias, slope):
+    """g[:, j0:j1] = grad_out * act'(y) on those columns, their sums added to bias_block
+    (j1 - j0,) when has_bias. Called with act a constant: see _activation_grad."""
+    zero = y.dtype.type(0)
+    one = y.dtype.type(1)
+    s = y.dtype.type(slope)
+    m = j1 - j0
+    for i in range(grad_out.shape[0]):
+        go = grad_out[i, j0:j1]
+        yr = y[i, j0:j1]
+        gr = g[i, j0:j1]
+        if act == RELU:
+            for j in range(m):
+                gr[j] = zero if yr[j] <= zero else go[j]  # PyTorch's select
+        elif act == LEAKY_RELU:
+            for j in range(m):
+                gr[j] = go[j] * (one if yr[j] > zero else s)
+        elif act == SIGMOID:
+            for j in range(m):
+                gr[j] = go[j] * yr[j] * (one - yr[j])
+        elif act == TANH:
+            for j in range(m):
+                gr[j] = go[j] * (one - yr[j] * yr[j])
+        else:
+            for j in range(m):
+                gr[j] = go[j]
+        if has_bias:
+            for j in range(m):
+                bias_block[j] += gr[j]
+
+
 @kernel
 def _activation_grad(grad_out, y, act, slope, g, grad_bias, has_bias, block):
     # IN grad_out, y (N, F); OUT g (N, F); INOUT grad_bias (F,) (+= column sums of g)
     # Rows are sliced to the block so every inner loop starts at 0: Numba then knows
-    # the index is non-negative, drops its wraparound check and LLVM vectorizes.
+    # the index is non-negative, drops its wraparound check and LLVM vectorizes. One
+    # row loop per activation (the helper inlined with act a constant): with the
+    # activation tested inside the row loop, 128x100 took 8.1 us instead of 3.4-3.6.
     n, f = grad_out.shape
-    zero = y.dtype.type(0)
-    one = y.dtype.type(1)
-    s = y.dtype.type(slope)
     for b in prange((f + block - 1) // block):
         j0 = b * block
         j1 = min(f, j0 + block)
-        m = j1 - j0
         bias_block = grad_bias[j0:j1]
-        for i in range(n):
-            go = grad_out[i, j0:j1]
-            yr = y[i, j0:j1]
-            gr = g[i, j0:j1]
-            if act == RELU:
-                for j in range(m):
-                    gr[j] = zero if yr[j] <= zero else go[j]  # PyTorch's select
-            elif act == LEAKY_RELU:
-                for j in range(m):
-                    gr[j] = go[j] * (one if yr[j] > zero else s)
-            elif act == SIGMOID:
-                for j in range(m):
-                    gr[j] = go[j] * yr[j] * (one - yr[j])
-            elif act == TANH:
-                for j in range(m):
-                    gr[j] = go[j] * (one - yr[j] * yr[j])
-            else:
-                for j in range(m):
-                    gr[j] = go[j]
-            if has_bias:
-                for j in range(m):
-                    bias_block[j] += gr[j]
+        if act == RELU:
+            _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, RELU, has_bias, slope)
+        elif act == LEAKY_RELU:
+            _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, LEAKY_RELU, has_bias,
+                                  slope)
+        elif act == SIGMOID:
+            _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, SIGMOID, has_bias,
+                                  slope)
+        elif act == TANH:
+            _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, TANH, has_bias, slope)
+        else:
+            _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, IDENTITY, has_bias,
+                                  slope)
 
 
 @kernel
