@@ -11,7 +11,7 @@ import fastnn
 from fastnn import backend, optable
 from fastnn.kernels import reference
 from fastnn.kernels.gemm_shapes import (TRANSPOSED_MAX_ROWS, TRANSPOSED_MIN_FEATURES,
-                                        transposed_forward)
+                                        TRANSPOSED_MIN_FEATURES_MKL, transposed_forward)
 
 COMPILED = [name for name in ("numba", "cython") if name in backend.backends()]
 if not COMPILED:
@@ -30,12 +30,19 @@ def test_rule_bounds():
     assert transposed_forward(TRANSPOSED_MAX_ROWS, TRANSPOSED_MIN_FEATURES)
     assert not transposed_forward(TRANSPOSED_MAX_ROWS + 1, TRANSPOSED_MIN_FEATURES)
     assert not transposed_forward(TRANSPOSED_MAX_ROWS, TRANSPOSED_MIN_FEATURES - 1)
+    # with MKL computing the product, only from TRANSPOSED_MIN_FEATURES_MKL outputs
+    assert transposed_forward(TRANSPOSED_MAX_ROWS, TRANSPOSED_MIN_FEATURES_MKL, mkl=True)
+    assert not transposed_forward(TRANSPOSED_MAX_ROWS, TRANSPOSED_MIN_FEATURES_MKL - 1,
+                                  mkl=True)
+    assert not transposed_forward(TRANSPOSED_MAX_ROWS + 1, TRANSPOSED_MIN_FEATURES_MKL,
+                                  mkl=True)
 
 
 @pytest.mark.parametrize("name", COMPILED)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("shape", [(1, 5, 64), (32, 70, 100), (128, 9, 64), (129, 9, 64),
-                                   (128, 9, 63)])
+                                   (128, 9, 63), (1, 5, 128), (128, 9, 128), (128, 9, 127),
+                                   (64, 784, 128)])
 @pytest.mark.parametrize("activation", optable.FUSABLE_ACTIVATIONS)
 def test_matches_the_reference_on_both_sides_of_the_rule(name, dtype, shape, activation):
     be = backend.load(name)

@@ -34,6 +34,7 @@ blas_pool.use_openmp_pool()
 # the Linear products: Intel MKL when its wheel is installed (fastnn/mkl_blas.py), else
 # NumPy's OpenBLAS when it is on the pool too, else SciPy's
 _linear_gemm = mkl_blas.gemm_addresses() or blas_pool.numpy_gemm_addresses()
+_linear_on_mkl = _linear_gemm is not None and _linear_gemm == mkl_blas.gemm_addresses()
 if _linear_gemm is not None:
     _dense.use_ilp64_gemm(*_linear_gemm)
 _threads.warn_if_spin_too_late("cython")
@@ -72,7 +73,7 @@ def backend_info():
 def _linear_blas():
     if not _dense.ilp64_gemm_in_use():
         return "scipy.linalg.cython_blas"
-    library = (mkl_blas.describe() if _linear_gemm == mkl_blas.gemm_addresses()
+    library = (mkl_blas.describe() if _linear_on_mkl
                else "NumPy's OpenBLAS (ILP64)")
     return library + " for Linear, scipy.linalg.cython_blas for conv"
 
@@ -96,7 +97,7 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
     if out is None:
         out = np.empty((n, fout), dtype=x.dtype)
     transposed = None
-    if n and fout and transposed_forward(n, fout):  # kernels/gemm_shapes.py
+    if n and fout and transposed_forward(n, fout, _linear_on_mkl):  # kernels/gemm_shapes.py
         transposed = scratch("linear_forward_t", (fout, n), x.dtype)
     _dense.linear_forward(x, weight, bias, _ACT[activation], negative_slope, out, transposed)
     return out

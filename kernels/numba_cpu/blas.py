@@ -47,7 +47,7 @@ def use_mkl_products(flag):
     _mkl_products = _mkl_blas.gemm_functions() if flag else None
 
 
-def _on_mkl(work, *arrays):
+def on_mkl(work, *arrays):
     """Whether a product of ``work`` multiply-adds on these arrays goes to MKL (never an
     empty one: the callers' other paths write its zeros)."""
     return (_mkl_products is not None and work > 0 and work >= MKL_MIN_WORK
@@ -64,7 +64,7 @@ def _numpy_gemm_tn(a, b, out, accumulate):
 
 def matmul_nt(a, b, out):
     """out = a @ b.T. a: (N, K); b: (M, K); out: (N, M), written."""
-    if _on_mkl(out.size * a.shape[1], a, b, out):
+    if on_mkl(out.size * a.shape[1], a, b, out):
         # column-major out.T (M, N) = b (M, K) @ a.T (K, N)
         (n, k), m = a.shape, b.shape[0]
         _fortran_gemm(_mkl_products, b"T", b"N", m, n, k, b, k, a, k, 0.0, out, m)
@@ -80,7 +80,7 @@ def matmul_nt(a, b, out):
 
 def matmul_nn(a, b, out):
     """out = a @ b. a: (N, K); b: (K, M); out: (N, M), written."""
-    if _on_mkl(out.size * a.shape[1], a, b, out):
+    if on_mkl(out.size * a.shape[1], a, b, out):
         # column-major out.T (M, N) = b.T (M, K) @ a.T (K, N)
         (n, k), m = a.shape, b.shape[1]
         _fortran_gemm(_mkl_products, b"N", b"N", m, n, k, b, m, a, k, 0.0, out, m)
@@ -97,7 +97,7 @@ def matmul_nn(a, b, out):
 def matmul_tn(a, b, out, accumulate=False):
     """out = a.T @ b, or out += a.T @ b when accumulate. a: (N, M); b: (N, K);
     out: (M, K)."""
-    if _on_mkl(out.size * a.shape[0], a, b, out):
+    if on_mkl(out.size * a.shape[0], a, b, out):
         # column-major out.T (K, M) = b.T (K, N) @ a (N, M) [+ out.T]
         (n, m), k = a.shape, b.shape[1]
         _fortran_gemm(_mkl_products, b"N", b"T", k, m, n, b, k, a, m,

@@ -156,7 +156,8 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
     act = _CODES[activation]
     has_bias = bias is not None
     bias_arg = bias if has_bias else _NO_BIAS[x.dtype]
-    if n and fout and transposed_forward(n, fout):  # y.T = W @ x.T (kernels/gemm_shapes.py)
+    mkl = blas.on_mkl(n * x.shape[1] * fout, x, weight)
+    if n and fout and transposed_forward(n, fout, mkl):  # y.T = W @ x.T (gemm_shapes.py)
         zt = scratch("linear_forward_t", (fout, n), x.dtype)
         blas.matmul_nt(weight, x, zt)
         _bias_activation_transposed(out.size, zt, bias_arg, has_bias, act,
