@@ -4,8 +4,8 @@
 loops run on Numba's thread pool and a serial one for small inputs, where waking the
 pool costs more than it saves. ``elementwise`` does the same for loops over 1-D arrays
 of one length, with a parallel version that runs the serial one on blocks (see
-``ElementwiseKernel``). All are cached on disk, so a second process loads machine code
-instead of compiling.
+``ElementwiseKernel``); ``update_kernel`` is that for the optimizer updates. All are
+cached on disk, so a second process loads machine code instead of compiling.
 """
 import inspect
 import os
@@ -198,7 +198,13 @@ class ElementwiseKernel(Kernel):
     the loop itself inside Numba's parallel function: there LLVM reloads the loop's
     constants from memory every iteration (broadcast loads of exp's polynomial
     coefficients), and sigmoid ran at 0.72 ns a value per thread against the serial
-    loop's 0.50. The block split depends on the length only, never on the thread count."""
+    loop's 0.50. The block split depends on the length only, never on the thread count.
+
+    ``streams``: outputs past kernels/streaming.py's threshold are written with streaming
+    stores (the memory-bound kernels). Otherwise the parallel variant prefetches each
+    sub-tile's inputs one block ahead (prefetch.py), unless ``flush_denormals``: then the
+    serial variant and every block run with subnormals flushed to zero (flush.py; the
+    optimizer updates, ``update_kernel``)."""
 
     def __init__(self, fn, streams=False, options=OPTIONS, flush_denormals=False):
         self.streams = streams
