@@ -16,8 +16,9 @@ threads on the 2-core EPYC, median-ish of 7 runs, microseconds, as written -> tr
 keeps the transposed form to where it won). Intel MKL (fastnn/mkl_blas.py) on the 2-core
 Xeon, same way: batch 32 784 -> 1024 324 -> 246-262, 1024 -> 1024 497-515 -> 333-354,
 784 -> 100 50 -> 49; batch 128 and 256 level or 2-8% for the transposed form; so the
-rule holds there too, from 128 outputs (TRANSPOSED_MIN_FEATURES_MKL below). The transpose read in the bias/activation
-pass costs one extra in-cache pass over y (N x F <= 128 x F values).
+rule holds there too, from 128 outputs (TRANSPOSED_MIN_FEATURES_MKL below). The
+transpose read in the bias/activation pass costs one extra in-cache pass over y
+(N x F <= 128 x F values).
 """
 
 # Kept although, on the EPYC of 1 Dec 2026, linear_forward alone ran 784 -> 100 at batch

@@ -24,8 +24,9 @@ import platform
 DEFAULT_MIN_BYTES = 32 * 2**20
 
 # The Numba variant's stores are LLVM non-temporal stores and the Cython one uses SSE2+
-# intrinsics: both measured on x86-64 only, so elsewhere nothing streams.
-_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+# intrinsics: both measured on x86-64 only, so elsewhere nothing streams. (Also read by
+# numba_cpu/flush.py, whose MXCSR exists on x86-64 only.)
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 
 _min_bytes = None
 _listeners = []
@@ -34,7 +35,7 @@ _listeners = []
 def _from_environment():
     value = os.environ.get("FASTNN_STREAM_MIN_BYTES")
     if value is None:
-        return DEFAULT_MIN_BYTES if _X86_64 else 1 << 62
+        return DEFAULT_MIN_BYTES if X86_64 else 1 << 62
     try:
         nbytes = int(value)
     except ValueError:

@@ -293,12 +293,10 @@ def _compile_blocked(fn, serial, prefetch, flush=False, options=OPTIONS):
                 + "".join(f"            prefetch_lines({p}, sub_ + BLOCK, sub_stop_ + BLOCK)\n"
                           for p in params[:-1])
                 + "            " + call)
-    elif flush:
-        body = ("        sub_, sub_stop_ = start_, stop_\n"
-                "        csr_ = flush_begin()\n"
-                "        " + call + "        flush_end(csr_)\n")
     else:
         body = "        sub_, sub_stop_ = start_, stop_\n        " + call
+    if flush:
+        body = "        csr_ = flush_begin()\n" + body + "        flush_end(csr_)\n"
     source = (f"def {name}({', '.join(params)}):\n"
               f"    n_ = {params[0]}.shape[0]\n"
               f"    for block_ in prange((n_ + BLOCK - 1) // BLOCK):\n"

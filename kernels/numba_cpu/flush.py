@@ -9,15 +9,13 @@ puts it back. ``ElementwiseKernel(..., flush_denormals=True)`` runs every block 
 update between the two, on the thread that computes it. Elsewhere than x86-64 both do
 nothing.
 """
-import platform
-
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from ..streaming import X86_64
 from .config import helper
 
-_X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 _FTZ_DAZ = 0x8040
 
 
@@ -56,7 +54,7 @@ def _mxcsr_restore(typingctx, csr):
     return types.none(csr), codegen
 
 
-if _X86_64:
+if X86_64:
     @helper
     def flush_begin():
         """Subnormals flushed to zero in this thread; returns the MXCSR to restore."""
