@@ -2,8 +2,9 @@
 
 Which BLAS, best first: Intel MKL when its wheel is installed (fastnn/mkl_blas.py: it
 runs these shapes up to 2.2x faster than OpenBLAS on AVX-512 Xeons), through its
-``?gemm_64`` by ctypes; NumPy's OpenBLAS when it runs on the kernels' OpenMP pool
-(fastnn/blas_pool.py; its sgemm ran these shapes 5-22% faster than SciPy's), through
+``?gemm_64`` by ctypes; for products of at least MKL_MIN_WORK multiply-adds, NumPy's
+OpenBLAS when it runs on the kernels' OpenMP pool (fastnn/blas_pool.py; its sgemm ran
+the MLPs' large products 5-22% faster than SciPy's), through
 ``np.matmul`` when the product overwrites its output and through its ``?gemm_64_`` with
 beta = 1 when it accumulates (so that overwriting equals adding to zeros bit for bit);
 else SciPy's.
@@ -31,6 +32,18 @@ _mkl_products = None    # (sgemm_64, dgemm_64) of MKL while the products run the
 # 8x784->100 15-21 / 11-15 (weight gradient 20-24 / 12-15), 128x100->10 7.6 / 8.2;
 # 16x784->100 22.8 / 58.7 and up MKL)
 MKL_MIN_WORK = 1_000_000
+# Below it SciPy's sgemm, not NumPy's, computes the product (both OpenBLAS on the pool):
+# the accumulating weight gradient through NumPy's ?gemm_64_ by ctypes cost 3-4 us more
+# (Xeon, 2 threads, us, NumPy's / SciPy's, grad_weight += g.T @ x: 128x10 by 100 5.8 /
+# 2.4, 32x10 by 100 4.3 / 1.3, 8x100 by 784 14.5 / 10.5, 128x64 by 64 9.8 / 6.4; from
+# 1.3M multiply-adds either wins by shape), and np.matmul's overwriting products were
+# level with SciPy's there. All three products of a small layer take the same library,
+# so overwriting equals accumulating into zeros bit for bit.
+
+
+def _on_numpy(work):
+    """Whether a product of ``work`` multiply-adds goes to NumPy's OpenBLAS."""
+    return _numpy_products and work >= MKL_MIN_WORK
 
 
 def use_numpy_products(flag):
@@ -64,11 +77,12 @@ def _numpy_gemm_tn(a, b, out, accumulate):
 
 def matmul_nt(a, b, out):
     """out = a @ b.T. a: (N, K); b: (M, K); out: (N, M), written."""
-    if on_mkl(out.size * a.shape[1], a, b, out):
+    work = out.size * a.shape[1]
+    if on_mkl(work, a, b, out):
         # column-major out.T (M, N) = b (M, K) @ a.T (K, N)
         (n, k), m = a.shape, b.shape[0]
         _fortran_gemm(_mkl_products, b"T", b"N", m, n, k, b, k, a, k, 0.0, out, m)
-    elif out.size and a.shape[1] and _numpy_products:
+    elif out.size and a.shape[1] and _on_numpy(work):
         np.matmul(a, b.T, out=out)
     elif out.size and a.shape[1]:
         # out.T (M, N) = b (M, K) @ a.T (K, N)
@@ -80,11 +94,12 @@ def matmul_nt(a, b, out):
 
 def matmul_nn(a, b, out):
     """out = a @ b. a: (N, K); b: (K, M); out: (N, M), written."""
-    if on_mkl(out.size * a.shape[1], a, b, out):
+    work = out.size * a.shape[1]
+    if on_mkl(work, a, b, out):
         # column-major out.T (M, N) = b.T (M, K) @ a.T (K, N)
         (n, k), m = a.shape, b.shape[1]
         _fortran_gemm(_mkl_products, b"N", b"N", m, n, k, b, m, a, k, 0.0, out, m)
-    elif out.size and a.shape[1] and _numpy_products:
+    elif out.size and a.shape[1] and _on_numpy(work):
         np.matmul(a, b, out=out)
     elif out.size and a.shape[1]:
         # out.T (M, N) = b.T (M, K) @ a.T (K, N)
@@ -97,12 +112,13 @@ def matmul_nn(a, b, out):
 def matmul_tn(a, b, out, accumulate=False):
     """out = a.T @ b, or out += a.T @ b when accumulate. a: (N, M); b: (N, K);
     out: (M, K)."""
-    if on_mkl(out.size * a.shape[0], a, b, out):
+    work = out.size * a.shape[0]
+    if on_mkl(work, a, b, out):
         # column-major out.T (K, M) = b.T (K, N) @ a (N, M) [+ out.T]
         (n, m), k = a.shape, b.shape[1]
         _fortran_gemm(_mkl_products, b"N", b"T", k, m, n, b, k, a, m,
                       1.0 if accumulate else 0.0, out, k)
-    elif out.size and a.shape[0] and _numpy_products:
+    elif out.size and a.shape[0] and _on_numpy(work):
         if accumulate or min(out.shape) == 1 or a.shape[0] == 1:
             # np.matmul takes a dot or gemv path for a vector result, which would not
             # equal the accumulating gemm bit for bit; and for one row (an outer
