@@ -436,7 +436,7 @@ def _phi_with_gauss_overload(x, gauss):
 
 
 # ---------------------------------------------------------------- row maximum
-@register_jitable(**_OPTIONS)
+@register_jitable(inline="always", **_OPTIONS)
 def row_max(r):
     """Largest value of a 1-D array (-inf when empty; a NaN is skipped here and
     propagates through exp(x - max) later). Eight independent running maxima: a
@@ -445,6 +445,13 @@ def row_max(r):
     c = r.shape[0]
     if c == 0:
         return r.dtype.type(-np.inf)
+    if c <= 32:
+        # a short row (10 classes) in one chain: the eight maxima and their merge cost
+        # 20 ns a row there (softmax-CE 128x10 6.7 -> 4.1 us; level at 32 columns)
+        m = r[0]
+        for k in range(1, c):
+            m = r[k] if r[k] > m else m
+        return m
     m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = r[0]
     j = 0
     while j + 8 <= c:
