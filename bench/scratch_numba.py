@@ -109,16 +109,6 @@ def fused():
                                                          grad_bias=gb, grad_in=gi, scratch=sc))
                       for k, B in (("numba", NB), ("numpy", REF))}, repeats=7)
         show(f"linear_backward {act} 4096x1024x1024", res)
-    # the fused part alone (no GEMM): bias+activation and act'+bias-grad passes
-    from fastnn.kernels.numba_cpu import dense
-    res = timeit({"numba": lambda: dense._bias_activation(y.size, y, b, True, dense.LEAKY_RELU, 0.01),
-                  "numpy": lambda: REF.leaky_relu(np.add(y, b, out=y), 0.01, out=y)}, repeats=9)
-    show("  bias+leaky_relu pass only 4096x1024", res, 8 * y.size)
-    res = timeit({"numba": lambda: dense._activation_grad(go.size, go, y, dense.LEAKY_RELU, 0.01,
-                                                          sc, gb, True, dense._BLOCK),
-                  "numpy": lambda: (np.multiply(go, np.where(y > 0, 1, np.float32(0.01)), out=sc),
-                                    gb.__iadd__(sc.sum(0)))}, repeats=9)
-    show("  act'+bias grad pass only 4096x1024", res, 12 * y.size)
     p = rng.standard_normal(16 << 20, dtype=np.float32)
     gp = rng.standard_normal(16 << 20, dtype=np.float32) * 1e-3
     v, m2 = np.zeros_like(p), np.zeros_like(p)

@@ -1,8 +1,9 @@
 """Column-major ?gemm through ctypes, for the ILP64 Fortran entry points that fastnn
 holds as ctypes functions (MKL's ``?gemm_64``: fastnn/mkl_blas.py; NumPy's OpenBLAS
-``?gemm_64_``: fastnn/blas_pool.py). Used by the numba backend's Linear products
-(kernels/numba_cpu/blas.py) and by the benchmarks' MKL sgemm ceiling (bench/ceilings.py);
-the Cython kernels call the same entry points directly.
+``?gemm_64_``: fastnn/blas_pool.py). Used by the benchmarks' MKL sgemm ceiling
+(bench/ceilings.py); the compiled backends call the same entry points directly (the
+Cython kernels through C function pointers, the numba kernels through
+kernels/numba_cpu/blas.py's intrinsic).
 """
 import ctypes
 

@@ -257,14 +257,10 @@ def _library_switch(name, library):
         def switch(on):
             blas.use_numpy_products(False)
             blas.use_mkl_products(on)
-            # every product on MKL, the small ones too
-            blas.MKL_MIN_WORK = 0 if on else min_work
-    min_work = blas.MKL_MIN_WORK
 
     def restore():
         blas.use_numpy_products(True)
         blas.use_mkl_products(True)
-        blas.MKL_MIN_WORK = min_work
     return switch, restore
 
 

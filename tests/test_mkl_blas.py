@@ -115,37 +115,33 @@ def test_linear_layer_on_mkl_matches_float64_numpy_with_any_thread_count(backend
         fastnn.set_num_threads(old)
 
 
-def test_numba_products_of_strided_arrays_leave_mkl_for_scipy():
+def test_numba_linear_takes_strided_arrays_and_runs_every_product_on_mkl():
+    # the products go to MKL's address from compiled code, every size (as the Cython
+    # kernels'); a strided operand or output is made contiguous around the call
     from fastnn import backend
-    backend.load("numba")
+    nb = backend.load("numba")
     from fastnn.kernels.numba_cpu import blas
-    assert blas._mkl_products
+    assert blas.library() == "mkl"
+    assert blas.target(np.float32) == (mkl_blas.gemm_addresses()[0], True)
+    assert blas.target(np.float64) == (mkl_blas.gemm_addresses()[1], True)
     rng = np.random.default_rng(0)
-    a = rng.standard_normal((200, 300)).astype(np.float32)[:, ::2]   # (200, 150), strided
-    b = rng.standard_normal((90, 150)).astype(np.float32)
-    out = np.empty((200, 90), np.float32)
-    assert out.size * a.shape[1] >= blas.MKL_MIN_WORK  # MKL's size, but not contiguous
-    blas.matmul_nt(a, b, out)
-    np.testing.assert_allclose(out, a.astype(np.float64) @ b.T, rtol=1e-4, atol=1e-4)
-
-
-def test_numba_sends_small_products_to_numpy_and_large_ones_to_mkl(monkeypatch):
-    from fastnn import backend
-    backend.load("numba")
-    from fastnn.kernels.numba_cpu import blas
-    calls = []
-    real = blas._fortran_gemm
-    monkeypatch.setattr(blas, "_fortran_gemm", lambda gemms, *args: (
-        calls.append(gemms is blas._mkl_products), real(gemms, *args)))
-    rng = np.random.default_rng(1)
-    for n, k, m, on_mkl in [(8, 100, 10, False), (64, 300, 200, True)]:
-        a = rng.standard_normal((n, k)).astype(np.float32)
-        b = rng.standard_normal((m, k)).astype(np.float32)
-        out = np.empty((n, m), np.float32)
-        calls.clear()
-        blas.matmul_nt(a, b, out)
-        assert calls == ([True] if on_mkl else []), (n, k, m)
-        np.testing.assert_allclose(out, a.astype(np.float64) @ b.T, rtol=1e-4, atol=1e-4)
+    for n, fin, fout in [(200, 150, 90), (8, 100, 10)]:
+        x = rng.standard_normal((n, 2 * fin)).astype(np.float32)[:, ::2]   # strided
+        w = rng.standard_normal((fin, fout)).astype(np.float32).T          # Fortran order
+        b = rng.standard_normal(2 * fout).astype(np.float32)[::2]
+        out = np.empty((fout, n), np.float32).T
+        y = nb.linear_forward(x, w, b, "relu", out=out)
+        assert y is out
+        want = np.maximum(x.astype(np.float64) @ w.T + b, 0)
+        np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4)
+        g = rng.standard_normal((n, fout)).astype(np.float32)
+        gw = np.zeros((fin, fout), np.float32).T
+        gi = np.empty((fin, n), np.float32).T
+        assert nb.linear_backward(g, x, w, out, "relu", grad_weight=gw, grad_in=gi,
+                                  accumulate=False) is gi
+        g64 = np.where(out > 0, g, 0).astype(np.float64)
+        np.testing.assert_allclose(gw, g64.T @ x, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(gi, g64 @ w, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")

@@ -1,136 +1,150 @@
-"""The three matrix products of a Linear layer, straight to BLAS ``?gemm``.
+"""The Linear layer's matrix products: Fortran ``?gemm`` called by address from the
+compiled kernels, so that a whole Linear forward or backward is one compiled call.
 
-Which BLAS, best first: Intel MKL when its wheel is installed (fastnn/mkl_blas.py: it
-runs these shapes up to 2.2x faster than OpenBLAS on AVX-512 Xeons), through its
-``?gemm_64`` by ctypes; for products of at least MKL_MIN_WORK multiply-adds, NumPy's
-OpenBLAS when it runs on the kernels' OpenMP pool (fastnn/blas_pool.py; its sgemm ran
-the MLPs' large products 5-22% faster than SciPy's), through
-``np.matmul`` when the product overwrites its output and through its ``?gemm_64_`` with
-beta = 1 when it accumulates (so that overwriting equals adding to zeros bit for bit);
-else SciPy's.
+Which BLAS, best first (the Cython backend's choice, kernels/cython/__init__.py):
+Intel MKL's ILP64 ``?gemm_64`` when its wheel is installed (fastnn/mkl_blas.py: it runs
+these shapes up to 2.2x faster than OpenBLAS on AVX-512 Xeons), else NumPy's ILP64
+OpenBLAS ``?gemm_64_`` when it runs on the kernels' OpenMP pool (fastnn/blas_pool.py;
+its sgemm ran the MLPs' products 5-22% faster than SciPy's), else SciPy's LP64
+``scipy.linalg.cython_blas``. All three products of a layer go to one library, so
+overwriting a gradient equals accumulating into zeros bit for bit.
 
-SciPy's BLAS wrappers take Fortran-ordered arrays; a C-contiguous (N, F) array is a
-Fortran-ordered (F, N) one through ``.T``, so every product here is expressed on
-transposes and runs without a copy. ``gemm`` with ``beta=1`` accumulates the weight
-gradient in place (``grad_weight += g.T @ x``) with no temporary, which
-``np.matmul`` cannot do.
+``gemm`` is a Numba intrinsic: the compiled code passes each argument by reference as
+Fortran expects and calls the address it is given. The address is an argument, not a
+constant compiled in, so the kernels stay cacheable on disk and follow the library
+chosen at run time. Called this way instead of through ctypes or SciPy's f2py wrappers
+(Xeon, 2 threads, us, hot): the 784-100-10 MLP's 128x100 -> 10 forward 7.6 -> 3.3,
+its 128x784 -> 100 forward 79 -> 75; a ctypes call costs ~1.2 us and each pointer
+0.5 us, an f2py call 2-3 us, and the layer's elementwise pass a dispatch of its own.
+
+A C-contiguous (R, K) array is a column-major (K, R) matrix with leading dimension K:
+every product below is written on those transposes and runs without a copy.
 """
 import numpy as np
-from scipy.linalg import blas as _blas
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
 
 from fastnn import blas_pool as _blas_pool
 from fastnn import mkl_blas as _mkl_blas
 
-from ..fortran_gemm import gemm as _fortran_gemm
+from .config import helper
 
-_GEMM = {np.dtype(np.float32): _blas.sgemm, np.dtype(np.float64): _blas.dgemm}
-_numpy_products = False
-_mkl_products = None    # (sgemm_64, dgemm_64) of MKL while the products run there
-# Products of fewer multiply-adds (rows x inner x outputs) stay on the NumPy/SciPy path:
-# a ctypes call costs 2-3 us more than np.matmul, and MKL did not win them back below
-# this (2 threads, Xeon, us, MKL / NumPy's OpenBLAS, x @ W.T: 1x100->10 3.7 / 1.3,
-# 8x784->100 15-21 / 11-15 (weight gradient 20-24 / 12-15), 128x100->10 7.6 / 8.2;
-# 16x784->100 22.8 / 58.7 and up MKL)
-MKL_MIN_WORK = 1_000_000
-# Below it SciPy's sgemm, not NumPy's, computes the product (both OpenBLAS on the pool):
-# the accumulating weight gradient through NumPy's ?gemm_64_ by ctypes cost 3-4 us more
-# (Xeon, 2 threads, us, NumPy's / SciPy's, grad_weight += g.T @ x: 128x10 by 100 5.8 /
-# 2.4, 32x10 by 100 4.3 / 1.3, 8x100 by 784 14.5 / 10.5, 128x64 by 64 9.8 / 6.4; from
-# 1.3M multiply-adds either wins by shape), and np.matmul's overwriting products were
-# level with SciPy's there. All three products of a small layer take the same library,
-# so overwriting equals accumulating into zeros bit for bit.
+# (sgemm, dgemm) addresses of SciPy's LP64 BLAS, the fallback
+_SCIPY = (get_cython_function_address("scipy.linalg.cython_blas", "sgemm"),
+          get_cython_function_address("scipy.linalg.cython_blas", "dgemm"))
+# what use_numpy_products / use_mkl_products asked for
+_numpy_wanted = False
+_mkl_wanted = False
+# (sgemm, dgemm) ILP64 addresses the products go to (MKL's or NumPy's), or None: SciPy's
+_ilp64 = None
+_library = "scipy"
+
+N, T = ord("N"), ord("T")   # Fortran's transpose flags
 
 
-def _on_numpy(work):
-    """Whether a product of ``work`` multiply-adds goes to NumPy's OpenBLAS."""
-    return _numpy_products and work >= MKL_MIN_WORK
+def _choose():
+    global _ilp64, _library
+    mkl = _mkl_blas.gemm_addresses() if _mkl_wanted else None
+    numpy = _blas_pool.numpy_gemm_addresses() if _numpy_wanted else None
+    if mkl is not None:
+        _ilp64, _library = mkl, "mkl"
+    elif numpy is not None:
+        _ilp64, _library = numpy, "numpy"
+    else:
+        _ilp64, _library = None, "scipy"
 
 
 def use_numpy_products(flag):
-    """Products through NumPy's OpenBLAS when flag (it must be on the pool:
-    ``blas_pool.numpy_gemm_functions()``), else through SciPy's."""
-    global _numpy_products
-    _numpy_products = bool(flag) and _blas_pool.numpy_gemm_functions() is not None
+    """Products through NumPy's OpenBLAS when flag and it runs on the OpenMP pool
+    (``blas_pool.numpy_gemm_addresses()``), unless MKL is in use; else SciPy's."""
+    global _numpy_wanted
+    _numpy_wanted = bool(flag)
+    _choose()
 
 
 def use_mkl_products(flag):
     """Products through MKL when flag and MKL is in use (``mkl_blas.load()``); else
     as ``use_numpy_products`` says."""
-    global _mkl_products
-    _mkl_products = _mkl_blas.gemm_functions() if flag else None
+    global _mkl_wanted
+    _mkl_wanted = bool(flag)
+    _choose()
 
 
-def on_mkl(work, *arrays):
-    """Whether a product of ``work`` multiply-adds on these arrays goes to MKL (never an
-    empty one: the callers' other paths write its zeros)."""
-    return (_mkl_products is not None and work > 0 and work >= MKL_MIN_WORK
-            and all(a.flags.c_contiguous for a in arrays))
+def library():
+    """Which library the products go to: 'mkl', 'numpy' (its ILP64 OpenBLAS) or 'scipy'."""
+    return _library
 
 
-def _numpy_gemm_tn(a, b, out, accumulate):
-    """out = a.T @ b (+ out when accumulate) through NumPy's ?gemm_64_."""
-    (n, m), k = a.shape, b.shape[1]
-    # column-major out.T (K, M) = b.T (K, N) @ a (N, M) [+ out.T]
-    _fortran_gemm(_blas_pool.numpy_gemm_functions(), b"N", b"T", k, m, n, b, k, a, m,
-                  1.0 if accumulate else 0.0, out, k)
+def on_mkl():
+    """Whether the products go to Intel MKL."""
+    return _library == "mkl"
 
 
-def matmul_nt(a, b, out):
-    """out = a @ b.T. a: (N, K); b: (M, K); out: (N, M), written."""
-    work = out.size * a.shape[1]
-    if on_mkl(work, a, b, out):
-        # column-major out.T (M, N) = b (M, K) @ a.T (K, N)
-        (n, k), m = a.shape, b.shape[0]
-        _fortran_gemm(_mkl_products, b"T", b"N", m, n, k, b, k, a, k, 0.0, out, m)
-    elif out.size and a.shape[1] and _on_numpy(work):
-        np.matmul(a, b.T, out=out)
-    elif out.size and a.shape[1]:
-        # out.T (M, N) = b (M, K) @ a.T (K, N)
-        _GEMM[a.dtype](1.0, b.T, a.T, beta=0.0, c=out.T, trans_a=1, overwrite_c=1)
-    else:
-        out[...] = 0
-    return out
+def target(dtype):
+    """(address, ilp64) of the ?gemm that products of dtype (float32 or float64) go to,
+    the first two arguments of ``gemm``."""
+    double = dtype == np.float64
+    if _ilp64 is not None:
+        return _ilp64[double], True
+    return _SCIPY[double], False
 
 
-def matmul_nn(a, b, out):
-    """out = a @ b. a: (N, K); b: (K, M); out: (N, M), written."""
-    work = out.size * a.shape[1]
-    if on_mkl(work, a, b, out):
-        # column-major out.T (M, N) = b.T (M, K) @ a.T (K, N)
-        (n, k), m = a.shape, b.shape[1]
-        _fortran_gemm(_mkl_products, b"N", b"N", m, n, k, b, m, a, k, 0.0, out, m)
-    elif out.size and a.shape[1] and _on_numpy(work):
-        np.matmul(a, b, out=out)
-    elif out.size and a.shape[1]:
-        # out.T (M, N) = b.T (M, K) @ a.T (K, N)
-        _GEMM[a.dtype](1.0, b.T, a.T, beta=0.0, c=out.T, overwrite_c=1)
-    else:
-        out[...] = 0
-    return out
+@intrinsic
+def _fortran_gemm(typingctx, address, ilp64, trans_a, trans_b, m, n, k, a, lda, b, ldb,
+                  beta, c, ldc):
+    """Call the Fortran ?gemm at ``address``: column-major c (m, n) = op(a) @ op(b) +
+    beta c, alpha 1. ilp64: its integers are 64-bit (else 32-bit); trans_a, trans_b: N
+    or T; a, b, c: arrays of one dtype, passed by their data pointers."""
+    arrays = (a, b, c)
+    if not all(isinstance(t, types.Array) for t in arrays):
+        return None
+    sig = types.void(address, ilp64, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc)
+
+    def codegen(context, builder, signature, args):
+        tys = signature.args
+        byte_ptr = ir.IntType(8).as_pointer()
+
+        def by_reference(i, to):   # a stack slot holding argument i cast to type to
+            value = context.cast(builder, args[i], tys[i], to)
+            return builder.bitcast(cgutils.alloca_once_value(builder, value), byte_ptr)
+
+        wide = context.cast(builder, args[1], tys[1], types.boolean)
+
+        def integer(i):
+            return builder.select(wide, by_reference(i, types.int64),
+                                  by_reference(i, types.int32))
+
+        def data(i):
+            array = context.make_array(tys[i])(context, builder, args[i])
+            return builder.bitcast(array.data, byte_ptr)
+
+        dtype = tys[12].dtype
+        one = context.get_constant(dtype, 1)
+        alpha = builder.bitcast(cgutils.alloca_once_value(builder, one), byte_ptr)
+        function_type = ir.FunctionType(ir.VoidType(), [byte_ptr] * 13)
+        function = builder.inttoptr(context.cast(builder, args[0], tys[0], types.intp),
+                                    function_type.as_pointer())
+        builder.call(function, [
+            by_reference(2, types.uint8), by_reference(3, types.uint8), integer(4),
+            integer(5), integer(6), alpha, data(7), integer(8), data(9), integer(10),
+            by_reference(11, dtype), data(12), integer(13)])
+        return context.get_dummy_value()
+    return sig, codegen
 
 
-def matmul_tn(a, b, out, accumulate=False):
-    """out = a.T @ b, or out += a.T @ b when accumulate. a: (N, M); b: (N, K);
-    out: (M, K)."""
-    work = out.size * a.shape[0]
-    if on_mkl(work, a, b, out):
-        # column-major out.T (K, M) = b.T (K, N) @ a (N, M) [+ out.T]
-        (n, m), k = a.shape, b.shape[1]
-        _fortran_gemm(_mkl_products, b"N", b"T", k, m, n, b, k, a, m,
-                      1.0 if accumulate else 0.0, out, k)
-    elif out.size and a.shape[0] and _on_numpy(work):
-        if accumulate or min(out.shape) == 1 or a.shape[0] == 1:
-            # np.matmul takes a dot or gemv path for a vector result, which would not
-            # equal the accumulating gemm bit for bit; and for one row (an outer
-            # product, batch 1) its own loop instead of BLAS: (1, 100) x (1, 784)
-            # 176 us against 23 us here
-            _numpy_gemm_tn(a, b, out, accumulate)
-        else:  # the gemm that _numpy_gemm_tn runs, with beta = 0
-            np.matmul(a.T, b, out=out)
-    elif out.size and a.shape[0]:
-        # out.T (K, M) = b.T (K, N) @ a (N, M) [+ out.T]
-        _GEMM[a.dtype](1.0, b.T, a.T, beta=1.0 if accumulate else 0.0, c=out.T, trans_b=1,
-                       overwrite_c=1)
-    elif not accumulate:
-        out[...] = 0
-    return out
+@helper
+def gemm(address, ilp64, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc):
+    """Column-major c (m, n) = op(a) (m, k) @ op(b) (k, n) + beta c through the ?gemm
+    of ``target``; beta 0 or 1. a, b, c: C-contiguous arrays of c's dtype read as the
+    column-major matrices with leading dimensions lda, ldb, ldc. An empty c is left
+    alone; with k = 0 c becomes beta c (BLAS's own rule, without handing it the
+    leading dimensions of 0 it refuses)."""
+    if m == 0 or n == 0:
+        return
+    if k == 0:
+        if beta == 0:
+            c[:] = 0
+        return
+    _fortran_gemm(address, ilp64, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc)

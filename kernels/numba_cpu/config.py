@@ -432,10 +432,6 @@ def info():
 
 def _linear_blas():
     from . import blas
-    if blas._mkl_products:
-        library = _mkl_blas.describe()
-    elif blas._numpy_products:
-        library = "NumPy's OpenBLAS (ILP64)"
-    else:
-        library = "SciPy's OpenBLAS"
+    library = {"mkl": _mkl_blas.describe(), "numpy": "NumPy's OpenBLAS (ILP64)",
+               "scipy": "SciPy's OpenBLAS"}[blas.library()]
     return library + " for Linear, SciPy's OpenBLAS for conv"

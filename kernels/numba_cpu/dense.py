@@ -18,7 +18,14 @@ from numba import prange
 from ..gemm_shapes import transposed_forward
 from . import blas, vmath
 from ._buffers import scratch
-from .config import helper, kernel
+from .config import OPTIONS, Kernel, helper
+
+
+def blas_kernel(fn):
+    """A ``Kernel`` that calls BLAS: compiled with the GIL released (``nogil``), as a
+    ctypes or SciPy call into BLAS runs, so other Python threads go on meanwhile."""
+    return Kernel(fn, {**OPTIONS, "nogil": True})
+
 
 IDENTITY, RELU, LEAKY_RELU, SIGMOID, TANH = 0, 1, 2, 3, 4
 _CODES = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU,
@@ -26,6 +33,9 @@ _CODES = {"identity": IDENTITY, "relu": RELU, "leaky_relu": LEAKY_RELU,
 _BLOCK = 64  # columns per prange iteration in the backward pass
 _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
             np.dtype(np.float64): np.empty(0, np.float64)}
+# stand-ins for an absent grad_weight / grad_in, and for zt when not transposed
+_NO_WEIGHT_GRAD = {dtype: np.empty((0, 0), dtype) for dtype in _NO_BIAS}
+_NO_SCRATCH = _NO_WEIGHT_GRAD
 
 
 @helper
@@ -52,23 +62,6 @@ def _bias_activation_row(row, bias, has_bias, act, slope):  # INOUT row (F,); IN
     elif act == TANH:
         for j in range(f):
             row[j] = vmath.tanh(row[j])
-
-
-@kernel
-def _bias_activation(z, bias, has_bias, act, slope):  # INOUT z (N, F); IN bias (F,)
-    for i in prange(z.shape[0]):
-        _bias_activation_row(z[i], bias, has_bias, act, slope)
-
-
-@kernel
-def _bias_activation_transposed(zt, bias, has_bias, act, slope, out):
-    # IN zt (F, N) = (x @ W.T).T, bias (F,); OUT out (N, F)
-    f, n = zt.shape
-    for i in prange(n):
-        row = out[i]
-        for j in range(f):
-            row[j] = zt[j, i]
-        _bias_activation_row(row, bias, has_bias, act, slope)
 
 
 @helper
@@ -103,44 +96,98 @@ def _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, act, has_bias, slo
                 bias_block[j] += gr[j]
 
 
-@kernel
-def _activation_grad(grad_out, y, act, slope, g, grad_bias, has_bias, block):
-    # IN grad_out, y (N, F); OUT g (N, F); INOUT grad_bias (F,) (+= column sums of g)
-    # Rows are sliced to the block so every inner loop starts at 0: Numba then knows
-    # the index is non-negative, drops its wraparound check and LLVM vectorizes. One
-    # row loop per activation (the helper inlined with act a constant): with the
-    # activation tested inside the row loop, 128x100 took 8.1 us instead of 3.4-3.6.
-    n, f = grad_out.shape
-    for b in prange((f + block - 1) // block):
-        j0 = b * block
-        j1 = min(f, j0 + block)
-        bias_block = grad_bias[j0:j1]
-        if act == RELU:
-            _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, RELU, has_bias, slope)
-        elif act == LEAKY_RELU:
-            _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, LEAKY_RELU, has_bias,
-                                  slope)
-        elif act == SIGMOID:
-            _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, SIGMOID, has_bias,
-                                  slope)
-        elif act == TANH:
-            _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, TANH, has_bias, slope)
-        else:
-            _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, IDENTITY, has_bias,
-                                  slope)
+
+@helper
+def _activation_grad_block(grad_out, y, act, slope, g, grad_bias, has_bias, j0, j1):
+    """_activation_grad_rows on columns j0:j1 with act a constant in each call: with the
+    activation tested inside the row loop, 128x100 took 8.1 us instead of 3.4-3.6."""
+    bias_block = grad_bias[j0:j1]
+    if act == RELU:
+        _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, RELU, has_bias, slope)
+    elif act == LEAKY_RELU:
+        _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, LEAKY_RELU, has_bias, slope)
+    elif act == SIGMOID:
+        _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, SIGMOID, has_bias, slope)
+    elif act == TANH:
+        _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, TANH, has_bias, slope)
+    else:
+        _activation_grad_rows(grad_out, y, g, bias_block, j0, j1, IDENTITY, has_bias, slope)
 
 
-@kernel
-def _column_sums(a, out, block):  # IN a (N, F); INOUT out (F,) += a.sum(0)
-    n, f = a.shape
-    for b in prange((f + block - 1) // block):
-        j0 = b * block
-        j1 = min(f, j0 + block)
-        out_block = out[j0:j1]
-        for i in range(n):
-            row = a[i, j0:j1]
-            for j in range(j1 - j0):
-                out_block[j] += row[j]
+@helper
+def _add_column_sums(a, out, j0, j1):  # IN a (N, F); INOUT out (F,): out[j0:j1] += sums
+    out_block = out[j0:j1]
+    for i in range(a.shape[0]):
+        row = a[i, j0:j1]
+        for j in range(j1 - j0):
+            out_block[j] += row[j]
+
+
+@blas_kernel
+def _linear_forward(gemm, ilp64, x, weight, bias, has_bias, act, slope, out, transposed,
+                    zt):
+    # IN x (N, K), weight (F, K), bias (F,); OUT out (N, F); zt (F, N) scratch when
+    # transposed. gemm, ilp64: blas.target
+    n, k = x.shape
+    f = weight.shape[0]
+    if transposed:
+        # column-major zt.T (N, F) = x (N, K) @ weight.T (K, F)
+        blas.gemm(gemm, ilp64, blas.T, blas.N, n, f, k, x, k, weight, k, 0.0, zt, n)
+        for i in prange(n):
+            row = out[i]
+            for j in range(f):
+                row[j] = zt[j, i]
+            _bias_activation_row(row, bias, has_bias, act, slope)
+        return
+    # column-major out.T (F, N) = weight (F, K) @ x.T (K, N)
+    blas.gemm(gemm, ilp64, blas.T, blas.N, f, n, k, weight, k, x, k, 0.0, out, f)
+    if has_bias or act != IDENTITY:
+        for i in prange(n):
+            _bias_activation_row(out[i], bias, has_bias, act, slope)
+
+
+@blas_kernel
+def _linear_backward(gemm, ilp64, grad_out, x, weight, y, act, slope, g, grad_weight,
+                     has_weight_grad, grad_bias, has_bias, accumulate, grad_in, need_grad_in,
+                     block):
+    # IN grad_out, y (N, F), x (N, K), weight (F, K); OUT g (N, F) (grad_out itself for
+    # 'identity'), grad_in (N, K); INOUT grad_weight (F, K), grad_bias (F,)
+    # Columns are summed in blocks: each prange iteration owns a block of columns and
+    # walks every row in order, so no two threads touch one grad_bias entry and every
+    # column is summed in the same order whatever the thread count. Rows are sliced to
+    # the block so every inner loop starts at 0: Numba then knows the index is
+    # non-negative, drops its wraparound check and LLVM vectorizes.
+    n, k = x.shape
+    f = weight.shape[0]
+    if has_bias and not accumulate:
+        grad_bias[:] = 0
+    if act != IDENTITY:
+        for b in prange((f + block - 1) // block):
+            j0 = b * block
+            _activation_grad_block(grad_out, y, act, slope, g, grad_bias, has_bias, j0,
+                                   min(f, j0 + block))
+    elif has_bias:
+        for b in prange((f + block - 1) // block):
+            j0 = b * block
+            _add_column_sums(g, grad_bias, j0, min(f, j0 + block))
+    if has_weight_grad:
+        # column-major grad_weight.T (K, F) = x.T (K, N) @ g (N, F) [+ grad_weight.T]
+        blas.gemm(gemm, ilp64, blas.N, blas.T, k, f, n, x, k, g, f,
+                  1.0 if accumulate else 0.0, grad_weight, k)
+    if need_grad_in:
+        # column-major grad_in.T (K, N) = weight.T (K, F) @ g.T (F, N)
+        blas.gemm(gemm, ilp64, blas.N, blas.N, k, n, f, weight, k, g, f, 0.0, grad_in, k)
+
+
+def _contiguous(a):
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
+def _written(out, result):
+    """result, copied into out first when the kernel wrote a contiguous copy of it."""
+    if result is not out:
+        out[...] = result
+    return out
 
 
 def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0.01, out=None):
@@ -151,22 +198,15 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
     Returns y: (N, out_features).
     """
     n, fout = x.shape[0], weight.shape[0]
-    if out is None:
-        out = np.empty((n, fout), dtype=x.dtype)
-    act = _CODES[activation]
+    x, weight = _contiguous(x), _contiguous(weight)
+    y = np.empty((n, fout), dtype=x.dtype) if out is None else _contiguous(out)
     has_bias = bias is not None
-    bias_arg = bias if has_bias else _NO_BIAS[x.dtype]
-    mkl = blas.on_mkl(n * x.shape[1] * fout, x, weight)
-    if n and fout and transposed_forward(n, fout, mkl):  # y.T = W @ x.T (gemm_shapes.py)
-        zt = scratch("linear_forward_t", (fout, n), x.dtype)
-        blas.matmul_nt(weight, x, zt)
-        _bias_activation_transposed(out.size, zt, bias_arg, has_bias, act,
-                                    float(negative_slope), out)
-        return out
-    blas.matmul_nt(x, weight, out)
-    if has_bias or act != IDENTITY:
-        _bias_activation(out.size, out, bias_arg, has_bias, act, float(negative_slope))
-    return out
+    bias_arg = _contiguous(bias) if has_bias else _NO_BIAS[x.dtype]
+    transposed = bool(n and fout and transposed_forward(n, fout, blas.on_mkl()))
+    zt = scratch("linear_forward_t", (fout, n), x.dtype) if transposed else _NO_SCRATCH[x.dtype]
+    _linear_forward(y.size, *blas.target(x.dtype), x, weight, bias_arg, has_bias,
+                    _CODES[activation], float(negative_slope), y, transposed, zt)
+    return y if out is None else _written(out, y)
 
 
 def linear_backward(grad_out, x, weight, y=None, activation="identity", negative_slope=0.01,
@@ -182,21 +222,29 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
     g = grad_out * act'(y), or None. Returns grad_in = g @ weight, or None.
     """
     act = _CODES[activation]
-    has_bias = grad_bias is not None
-    if has_bias and not accumulate:
-        grad_bias[...] = 0      # (out_features,): the column sums below add into it
+    dtype = x.dtype
+    grad_out, x, weight = _contiguous(grad_out), _contiguous(x), _contiguous(weight)
     if act == IDENTITY:
-        g = grad_out
-        if has_bias:
-            _column_sums(g.size, g, grad_bias, _BLOCK)
+        # g is grad_out itself, which the kernel's (untaken) activation branch would
+        # write: a read-only one is copied so that it compiles
+        g = grad_out if grad_out.flags.writeable else grad_out.copy()
+        y = g
     else:
-        g = np.empty_like(grad_out) if scratch is None else scratch
-        _activation_grad(g.size, grad_out, y, act, float(negative_slope), g,
-                         grad_bias if has_bias else _NO_BIAS[x.dtype], has_bias, _BLOCK)
+        g = np.empty_like(grad_out) if scratch is None else _contiguous(scratch)
+        y = _contiguous(y)
+    gw = _NO_WEIGHT_GRAD[dtype] if grad_weight is None else _contiguous(grad_weight)
+    gb = _NO_BIAS[dtype] if grad_bias is None else _contiguous(grad_bias)
+    if need_grad_in:
+        gi = np.empty_like(x) if grad_in is None else _contiguous(grad_in)
+    else:
+        gi = _NO_WEIGHT_GRAD[dtype]
+    _linear_backward(g.size, *blas.target(dtype), grad_out, x, weight, y, act,
+                     float(negative_slope), g, gw, grad_weight is not None, gb,
+                     grad_bias is not None, bool(accumulate), gi, bool(need_grad_in), _BLOCK)
     if grad_weight is not None:
-        blas.matmul_tn(g, x, grad_weight, accumulate)
+        _written(grad_weight, gw)
+    if grad_bias is not None:
+        _written(grad_bias, gb)
     if not need_grad_in:
         return None
-    if grad_in is None:
-        grad_in = np.empty_like(x)
-    return blas.matmul_nn(g, weight, grad_in)
+    return gi if grad_in is None else _written(grad_in, gi)
