@@ -344,10 +344,15 @@ def softmax_cross_entropy(logits, target, grad=None):
     return _loss("softmax_cross_entropy", logits, target, grad=grad)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def loss_value(loss, dtype):
     """A loss the kernels summed in float64, as a Python float rounded to dtype, the
     value PyTorch's loss tensor of that dtype holds: a float32 loss past float32's range
     is inf (what the trainer's divergence check looks for), not a float64 number."""
+    if -_FLOAT32_MAX <= loss <= _FLOAT32_MAX:   # (no overflow to silence: a quick path)
+        return float(np.dtype(dtype).type(loss))
     with np.errstate(over="ignore"):
         return float(np.dtype(dtype).type(loss))
 

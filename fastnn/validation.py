@@ -184,6 +184,13 @@ def check_labels(where, labels, n, num_classes):
                          f"got min {labels.min()} and max {labels.max()}")
 
 
+def labels_in_range(labels, num_classes):
+    """Whether the int64 NumPy array labels (C-contiguous) lies in [0, num_classes): one
+    pass, where ``check_labels`` takes two (read as unsigned, a negative label is above
+    every class count)."""
+    return labels.size == 0 or int(labels.view(np.uint64).max()) < num_classes
+
+
 def as_labels(where, labels, n, num_classes):
     """Class labels checked as ``check_labels`` does (a device array's on a host copy),
     returned as int64: the array itself when it is already an int64 device array, else a

@@ -320,3 +320,25 @@ def test_softmax_cross_entropy_keeps_its_precision_at_large_logits(backend, dtyp
     with fastnn.use_backend(backend):
         loss, grad = fastnn.ops.softmax_cross_entropy(x, labels)
     np.testing.assert_allclose(loss, expected, rtol=1e-6 if dtype == F32 else 1e-12)
+
+
+@pytest.mark.parametrize("labels", [[0, 2, 1], [0, 3, 1], [-1, 0, 1], [0, -100, 2]])
+def test_cross_entropy_quick_label_check_refuses_what_the_full_one_does(labels):
+    # int64 labels in range take a one-pass check (validation.labels_in_range); any other
+    # label goes through the full check: ignore_index's -100 ignored, as PyTorch's, the
+    # rest refused with its ValueError naming the range
+    from fastnn.validation import labels_in_range
+    pred = np.random.default_rng(0).standard_normal((3, 3)).astype(F32)
+    target = np.array(labels, np.int64)
+    fits = all(0 <= v < 3 for v in labels)
+    assert labels_in_range(target, 3) == fits
+    loss = nn.CrossEntropyLoss()
+    if fits or -100 in labels:
+        want = torch.nn.functional.cross_entropy(torch.from_numpy(pred), torch.from_numpy(target))
+        np.testing.assert_allclose(loss(pred, target), want.item(), rtol=1e-6)
+        for other in (target.astype(np.int32), target[::-1].copy()[::-1]):  # the full check
+            np.testing.assert_allclose(loss(pred, other), want.item(), rtol=1e-6)
+    else:
+        with pytest.raises(ValueError, match=r"labels out of range: expected values in \[0, 3\)"):
+            loss(pred, target)
+    assert labels_in_range(np.empty(0, np.int64), 3)

@@ -27,9 +27,9 @@ from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
 from ..ops import loss_value
-from ..validation import (as_contiguous, as_labels, broadcasts_to, check_flag,
-                          check_float_array, check_labels, check_number, check_only,
-                          check_probabilities)
+from ..validation import (FLOAT_DTYPES, as_contiguous, as_labels, broadcasts_to,
+                          check_flag, check_float_array, check_labels, check_number,
+                          check_only, check_probabilities, labels_in_range)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -1038,6 +1038,16 @@ class CrossEntropyLoss(_ClassTargets):
         self.label_smoothing = float(label_smoothing)
 
     def _check(self, pred, target):
+        if (type(pred) is np.ndarray and type(target) is np.ndarray and pred.ndim == 2
+                and target.dtype == np.int64 and pred.dtype in FLOAT_DTYPES
+                and target.shape == pred.shape[:1] and pred.shape[1]
+                and pred.flags.c_contiguous and target.flags.c_contiguous
+                and self.weight is None and self.label_smoothing == 0.0
+                and self.ignore_index < 0 and labels_in_range(target, pred.shape[1])):
+            # the training loop's call (logits and int64 labels in range, no options):
+            # what the checks below find, without building their messages
+            self._denominator = self._labels = self._ignored = None
+            return pred, target
         where = self._where()
         pred = self._check_pred(pred)
         n, c = pred.shape
