@@ -329,9 +329,7 @@ class Sequential(Module):
         if hooked:
             buffered, fresh_from = False, 0
         else:
-            fresh_from = len(steps) if buffered else max(
-                (j for j, (layer, _, through) in enumerate(steps)
-                 if not (through or layer._opaque)), default=0)
+            fresh_from = len(steps) if buffered else _last_computing(steps, 0)
         unchecked = False  # True after a layer whose output shape was not known upfront
         here = self._device   # (x arrived here: Module's forward moved it)
         for j, (layer, act, _) in enumerate(steps):
@@ -361,7 +359,7 @@ class Sequential(Module):
         object.__setattr__(self, "_steps", steps)
         # each layer's record of this forward (a new object every forward): a layer run
         # again on its own before backward is caught there
-        object.__setattr__(self, "_step_metas", tuple(layer._out_meta for layer, _, _ in steps))
+        object.__setattr__(self, "_step_metas", tuple([step[0]._out_meta for step in steps]))
         if hooked or self._hooked_steps:
             object.__setattr__(self, "_hooked_steps", hooked)
         return x
@@ -421,17 +419,18 @@ class Sequential(Module):
         self._check_no_forward_since(steps)
         n = len(steps)
         hooked = self._backward_hooked_steps(steps) if Module._hooks_seen else ()
-        first_param = next((j for j, (layer, _, _) in enumerate(steps)
-                            if layer.has_parameters()), n)
+        first_param = n
+        for j, step in enumerate(steps):
+            if step[0].has_parameters():
+                first_param = j
+                break
         # Layers up to the first one that computes a new array return fresh arrays (a
         # user module's backward may return its grad_out, or a view of it); with hooks
         # every array is fresh (a hook may keep what it is given).
         if hooked:
             buffered, fresh_upto = False, n
         else:
-            fresh_upto = -1 if buffered else min(
-                (j for j, (layer, _, through) in enumerate(steps)
-                 if not (through or layer._opaque)), default=n)
+            fresh_upto = -1 if buffered else _first_computing(steps, n)
         reshaped = self._hooked_steps  # a forward hook may have changed the output
         g = grad_out
         for j in range(n - 1, -1, -1):
@@ -863,3 +862,21 @@ def _insert_position(index, n):
     if not -n <= index <= n:
         raise IndexError(f"Index out of range: {index}")
     return index + n if index < 0 else index
+
+
+def _last_computing(steps, default):
+    """The index of the last step whose layer computes a new array (neither passes its
+    input through nor is a user module), else default. (A loop: it runs every forward.)"""
+    for j in range(len(steps) - 1, -1, -1):
+        layer, _, through = steps[j]
+        if not (through or layer._opaque):
+            return j
+    return default
+
+
+def _first_computing(steps, default):
+    """The index of the first such step (``_last_computing``), else default."""
+    for j, (layer, _, through) in enumerate(steps):
+        if not (through or layer._opaque):
+            return j
+    return default
