@@ -96,9 +96,10 @@ def _fortran_gemm(typingctx, address, ilp64, trans_a, trans_b, m, n, k, a, lda, 
                   beta, c, ldc):
     """Call the Fortran ?gemm at ``address``: column-major c (m, n) = op(a) @ op(b) +
     beta c, alpha 1. ilp64: its integers are 64-bit (else 32-bit); trans_a, trans_b: N
-    or T; a, b, c: arrays of one dtype, passed by their data pointers."""
-    arrays = (a, b, c)
-    if not all(isinstance(t, types.Array) for t in arrays):
+    or T; a, b, c: C-contiguous arrays of one dtype, passed by their data pointers."""
+    # C-contiguous arrays only: the data pointer is all BLAS is given (a strided array
+    # is refused when its kernel compiles, as the Cython kernels' memoryviews refuse it)
+    if not all(isinstance(t, types.Array) and t.layout == "C" for t in (a, b, c)):
         return None
     sig = types.void(address, ilp64, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc)
 
