@@ -76,8 +76,9 @@ class Linear(Module):
         bias = None if self.bias is None else self.bias.data
         y = self._kernels().linear_forward(x, self.weight.data, bias, activation,
                                              negative_slope, out=out)
-        self._ctx = (x, None if activation == "identity" else y, activation, negative_slope,
-                     shape)
+        # (a plain attribute: set past Module.__setattr__'s parameter and buffer checks)
+        object.__setattr__(self, "_ctx", (x, None if activation == "identity" else y,
+                                          activation, negative_slope, shape))
         return y if len(shape) == 2 else y.reshape(shape[:-1] + (self.out_features,))
 
     def _run_fused(self, x, buffered, activation, negative_slope):
