@@ -91,6 +91,12 @@ def target(dtype):
     return _SCIPY[double], False
 
 
+def scipy_target(dtype):
+    """``target`` for SciPy's LP64 BLAS, whatever the Linear products use: the
+    convolutions' library (as np.dot's inside a kernel and the Cython conv kernels')."""
+    return _SCIPY[dtype == np.float64], False
+
+
 @intrinsic
 def _fortran_gemm(typingctx, address, ilp64, trans_a, trans_b, m, n, k, a, lda, b, ldb,
                   beta, c, ldc):

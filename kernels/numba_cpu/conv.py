@@ -13,8 +13,11 @@ own scratch, with ``col: (C_in * kH * kW, nb * H_out * W_out)``:
 * input gradient: ``W.T @ g -> dcol`` into the same scratch, then col2im into the
   group's own samples (no races).
 
-``np.dot`` inside the kernel calls SciPy's BLAS; kernels/blas_threads.py keeps it on
-the calling thread meanwhile, so only Numba's pool runs. One GEMM per chunk on
+The kernels call SciPy's BLAS ``?gemm`` by address (blas.gemm, ``scipy_target``: the
+Cython conv kernels' library), which lets BLAS add into the output (the bias filled
+first, a thread's weight-gradient partial) where ``np.dot`` could only overwrite;
+kernels/blas_threads.py keeps it on the calling thread meanwhile, so only Numba's pool
+runs. One GEMM per chunk on
 OpenBLAS's threads between parallel im2col/col2im loops (the previous design) made
 the two pools fight over the cores. im2col and col2im of stride-1 "same" layers move
 each patch row as one span of the shifted image plane (edge columns fixed up).
@@ -40,6 +43,7 @@ import numpy as np
 from numba import prange
 
 from .. import blas_threads
+from . import blas
 from ..window_shapes import pool_out_shape
 from ._buffers import scratch
 from .config import PARALLEL_MIN, helper, kernel, serial_kernel, sync_threads
@@ -102,20 +106,33 @@ def _im2col(x, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col):  
             oh_lo = max(ph - i, 0)
             oh_hi = min(h_in + ph - i, ho)
             shift = (i - ph) * w_in + (j - pw)
+            # loops over views indexed from 0 (no negative-index checks, vectorized),
+            # not slice assignments, whose generic copy and views (four a row, and two
+            # more for each output row's edges) took one sample of 64 -> 576 x 256 57 us
             for b in range(nb):
-                d = b * p
+                seg = row[b * p:(b + 1) * p]
                 if oh_lo >= oh_hi or lo >= hi:
-                    row[d:d + p] = 0
+                    for q in range(p):
+                        seg[q] = 0
                     continue
                 d0 = oh_lo * wo + lo
                 d1 = (oh_hi - 1) * wo + hi
                 base = ((n0 + b) * c_in + c) * h_in * w_in + shift
-                row[d:d + d0] = 0
-                row[d + d0:d + d1] = x[base + d0:base + d1]
-                row[d + d1:d + p] = 0
-                for oh in range(oh_lo, oh_hi):
-                    row[d + oh * wo:d + oh * wo + lo] = 0
-                    row[d + oh * wo + hi:d + (oh + 1) * wo] = 0
+                src = x[base + d0:base + d1]
+                dst = seg[d0:d1]
+                for q in range(d0):
+                    seg[q] = 0
+                for q in range(d1 - d0):
+                    dst[q] = src[q]
+                tail = seg[d1:]
+                for q in range(p - d1):
+                    tail[q] = 0
+                for oh in range(oh_lo, oh_hi):   # the columns the shift wrapped around
+                    e = oh * wo
+                    for q in range(lo):
+                        seg[e + q] = 0
+                    for q in range(hi, wo):
+                        seg[e + q] = 0
             continue
         for b in range(nb):
             plane = ((n0 + b) * c_in + c) * h_in * w_in
@@ -196,11 +213,12 @@ def _col2im(dcol, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad
 
 
 @kernel
-def _forward_groups(x, w_mat, bias, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, cols,
-                    ycs, y):  # pragma: no cover - compiled
+def _forward_groups(gemm, ilp64, x, w_mat, bias, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph,
+                    pw, cols, ycs, y):  # pragma: no cover - compiled
     """x: flat NCHW IN; w_mat: (C_out, K) IN; bias: (C_out,) IN; y: (N, C_out, P) OUT.
     cols: (T, K * nb * P), ycs: (T, C_out * nb * P) scratch, one row per thread; the
-    groups of nb samples are split over the T threads in order."""
+    groups of nb samples are split over the T threads in order. gemm, ilp64:
+    blas.scipy_target (kept on one thread by _run_groups)."""
     n, c_out, p = y.shape
     k = w_mat.shape[1]
     ho = (h_in + 2 * ph - kh) // sh + 1
@@ -214,16 +232,19 @@ def _forward_groups(x, w_mat, bias, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw
             L = m * p
             col = cols[t, :k * L].reshape(k, L)
             _im2col(x, n0, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col)
-            if m == 1:  # straight into NCHW
+            # column-major out.T (L, C_out) = col.T (L, K) @ w_mat.T (K, C_out) [+ out.T]
+            if m == 1:  # straight into NCHW: the bias first, BLAS adding to it (beta 1)
                 yb = y[n0]
-                np.dot(w_mat, col, yb)
                 for co in range(c_out):
                     add = bias[co]
                     for q in range(p):
-                        yb[co, q] += add
+                        yb[co, q] = add
+                blas.gemm(gemm, ilp64, blas.N, blas.N, L, c_out, k, col, L, w_mat, k, 1.0,
+                          yb, L)
             else:  # channel-major, then to NCHW with the bias
                 yc = ycs[t, :c_out * L].reshape(c_out, L)
-                np.dot(w_mat, col, yc)
+                blas.gemm(gemm, ilp64, blas.N, blas.N, L, c_out, k, col, L, w_mat, k, 0.0,
+                          yc, L)
                 for b in range(m):
                     for co in range(c_out):
                         add = bias[co]
@@ -232,12 +253,13 @@ def _forward_groups(x, w_mat, bias, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw
 
 
 @kernel
-def _backward_groups(grad_out, x, w_mat, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw,
-                     want_w, want_in, cols, gs, parts, tmps, grad_in):  # pragma: no cover
+def _backward_groups(gemm, ilp64, grad_out, x, w_mat, nb, c_in, h_in, w_in, kh, kw, sh, sw,
+                     ph, pw, want_w, want_in, cols, gs, parts, grad_in):  # pragma: no cover
     """grad_out: (N, C_out, P) IN; x: flat NCHW IN; w_mat: (C_out, K) IN.
     parts: (T, C_out, K) OUT, each thread's weight gradient (when want_w);
-    grad_in: flat NCHW OUT (when want_in). cols: (T, K * nb * P), gs: (T, C_out * nb * P),
-    tmps: (T, C_out, K) scratch."""
+    grad_in: flat NCHW OUT (when want_in). cols: (T, K * nb * P), gs: (T, C_out * nb * P)
+    scratch. gemm, ilp64: blas.scipy_target (np.dot's library, kept on one thread by
+    _run_groups)."""
     n, c_out, p = grad_out.shape
     k = w_mat.shape[1]
     ho = (h_in + 2 * ph - kh) // sh + 1
@@ -260,21 +282,18 @@ def _backward_groups(grad_out, x, w_mat, nb, c_in, h_in, w_in, kh, kw, sh, sw, p
                             g[co, b * p + q] = grad_out[n0 + b, co, q]
             col = cols[t, :k * L].reshape(k, L)
             if want_w:
-                # parts[t] (C_out, K) += g (C_out, L) @ col.T
+                # parts[t] (C_out, K) = (first) or += g (C_out, L) @ col.T: BLAS adds
+                # into the partial itself (beta 1), as the Cython kernel does, where
+                # np.dot needed a temporary and a pass adding it (column-major
+                # parts[t].T (K, C_out) = col.T... (K, L) @ g.T (L, C_out))
                 _im2col(x, n0, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col)
-                if first:
-                    np.dot(g, col.T, parts[t])
-                else:
-                    acc = parts[t]
-                    tmp = tmps[t]
-                    np.dot(g, col.T, tmp)
-                    for co in range(c_out):
-                        for q in range(k):
-                            acc[co, q] += tmp[co, q]
+                blas.gemm(gemm, ilp64, blas.T, blas.N, k, c_out, L, col, L, g, L,
+                          0.0 if first else 1.0, parts[t], k)
             first = False
             if want_in:
-                # dcol (K, L) = W.T @ g, into col's buffer, then col2im
-                np.dot(w_mat.T, g, col)
+                # dcol (K, L) = W.T @ g, into col's buffer, then col2im (column-major
+                # dcol.T (L, K) = g.T (L, C_out) @ w_mat (C_out, K))
+                blas.gemm(gemm, ilp64, blas.N, blas.T, L, k, c_out, g, L, w_mat, k, 0.0, col, L)
                 _col2im(col, n0, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad_in)
 
 
@@ -341,8 +360,8 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     nb, threads = _plan(n, k, c_out, p, x.itemsize)
     cols = scratch("conv_cols", (threads, k * nb * p), x.dtype)
     ycs = scratch("conv_ycs", (threads, c_out * nb * p if nb > 1 else 1), x.dtype)
-    args = (x.reshape(-1), weight.reshape(c_out, k), bias_arr, nb, c_in, h, w, kh, kw, sh, sw,
-            ph, pw, cols, ycs, out.reshape(n, c_out, p))
+    args = (*blas.scipy_target(x.dtype), x.reshape(-1), weight.reshape(c_out, k), bias_arr,
+            nb, c_in, h, w, kh, kw, sh, sw, ph, pw, cols, ycs, out.reshape(n, c_out, p))
     _run_groups(_forward_groups, threads, n * p * max(k, c_out), args)
     return out
 
@@ -378,11 +397,11 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     gs = scratch("conv_gs", (threads, c_out * nb * p if nb > 1 else 1), x.dtype)
     wshape = (threads, c_out, k) if want_w else (1, 1, 1)
     parts = scratch("conv_parts", wshape, x.dtype)
-    tmps = scratch("conv_tmps", wshape, x.dtype)
     gi_flat = (grad_in.reshape(-1) if need_grad_in
                else scratch("conv_no_grad_in", (1,), x.dtype))
-    args = (g3, x.reshape(-1), weight.reshape(c_out, k), nb, c_in, h, w, kh, kw, sh, sw, ph,
-            pw, want_w, need_grad_in, cols, gs, parts, tmps, gi_flat)
+    args = (*blas.scipy_target(x.dtype), g3, x.reshape(-1), weight.reshape(c_out, k), nb,
+            c_in, h, w, kh, kw, sh, sw, ph, pw, want_w, need_grad_in, cols, gs, parts,
+            gi_flat)
     _run_groups(_backward_groups, threads, n * p * max(k, c_out), args)
     if want_w:
         # threads whose share of groups is empty left their partial unwritten
