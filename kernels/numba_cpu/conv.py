@@ -17,10 +17,10 @@ The kernels call SciPy's BLAS ``?gemm`` by address (blas.gemm, ``scipy_target``:
 Cython conv kernels' library), which lets BLAS add into the output (the bias filled
 first, a thread's weight-gradient partial) where ``np.dot`` could only overwrite;
 kernels/blas_threads.py keeps it on the calling thread meanwhile, so only Numba's pool
-runs. One GEMM per chunk on
-OpenBLAS's threads between parallel im2col/col2im loops (the previous design) made
-the two pools fight over the cores. im2col and col2im of stride-1 "same" layers move
-each patch row as one span of the shifted image plane (edge columns fixed up).
+runs. One GEMM per chunk on OpenBLAS's threads between parallel im2col/col2im loops
+(the previous design) made the two pools fight over the cores. im2col and col2im of
+stride-1 "same" layers move each patch row as one span of the shifted image plane
+(edge columns fixed up).
 Measured on 32x64x16x16 -> 128, 3x3 pad 1, forward + backward (old and new kernels
 interleaved in one process with PyTorch): 1 thread (CPU time) 56.3-56.7 -> 45.9-48.3 ms
 (PyTorch 34.9-35.5 ms); 2 threads on a quiet machine 148 -> 24.4-26.8 ms (PyTorch
@@ -43,8 +43,8 @@ import numpy as np
 from numba import prange
 
 from .. import blas_threads
-from . import blas
 from ..window_shapes import pool_out_shape
+from . import blas
 from ._buffers import scratch
 from .config import PARALLEL_MIN, helper, kernel, serial_kernel, sync_threads
 
@@ -285,7 +285,7 @@ def _backward_groups(gemm, ilp64, grad_out, x, w_mat, nb, c_in, h_in, w_in, kh, 
                 # parts[t] (C_out, K) = (first) or += g (C_out, L) @ col.T: BLAS adds
                 # into the partial itself (beta 1), as the Cython kernel does, where
                 # np.dot needed a temporary and a pass adding it (column-major
-                # parts[t].T (K, C_out) = col.T... (K, L) @ g.T (L, C_out))
+                # parts[t].T (K, C_out) = col (K, L) @ g.T (L, C_out))
                 _im2col(x, n0, m, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col)
                 blas.gemm(gemm, ilp64, blas.T, blas.N, k, c_out, L, col, L, g, L,
                           0.0 if first else 1.0, parts[t], k)
