@@ -79,10 +79,12 @@ _CONV_SMALL_GEMM = ("128x1x28x28 -> 32: both run W (32x9) @ col (9x784) per samp
                     "2x the time in it (perf, 3000 calls on 1 thread: 17.2K vs 8.5K "
                     "samples) where Cython pre-fills the bias and calls sgemm with beta=1; "
                     "interleaved 0.56x (1 thread) / 0.69x (2) forward, the pair 0.75x")
-_POOL_ORDER = ("numba's max-pool forward loops output positions outermost and scans each "
-               "window with a branch (scalar); Cython's loops window positions outermost "
-               "and vectorizes along the output row with selects (_conv.pyx _max_pool_fwd); "
-               "1 thread: course 10.0 vs 6.2 ms, large 4.3 vs 3.0 ms")
+_POOL_ORDER = ("until this run numba's max-pool forward scanned each window with branches "
+               "and range(start, stop, step) loops (a division each); since 2026-12-03 "
+               "selects over tap numbers and unsigned flat indices: level with Cython's "
+               "row-vectorized loop when timed interleaved (1 thread: course 4.98 vs 4.74 "
+               "ms, large 1.39 vs 1.58 ms; 2 threads 2.95 vs 2.86 and 0.86 vs 0.97 ms; "
+               "before, course 10.0 vs 6.2 ms on 1 thread)")
 
 _NEW_ACT = ("per-call cost: 4.6-5.8 us numba vs 6.0-7.2 us Cython calls on 12800 values "
             "(Cython's entry: memoryviews and the fused-type dispatch); 16M values run "

@@ -425,38 +425,47 @@ def _taps(start, k, d, size):  # pragma: no cover - compiled
 
 @kernel
 def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no cover
-    """x: (N, C, H, W) IN; y, indices: (N, C, H_out, W_out) OUT; taps dh, dw apart."""
+    """x: (N, C, H, W) IN; y, indices: (N, C, H_out, W_out) OUT; taps dh, dw apart.
+
+    Each output scans its window's taps with selects, not branches (which element wins
+    is random), PyTorch's rule: the first maximum in window order, a NaN wins; the
+    index starts at the window's first cell inside the input (PyTorch's, for a window
+    of -inf). Loops run over tap numbers, not over ``range(start, stop, d)`` (a
+    division per loop to count its trips), and planes are indexed flat with unsigned
+    indices (no wraparound code). 2 threads: 128x32x28x28 2x2/2 4.95 -> 2.74 ms
+    (Cython's row-vectorized loop 2.35 ms); 32x64x16x16 3x3/2 pad 1 1.27 -> 0.70-0.78
+    ms (Cython 0.78 ms). Cython's order (window positions outermost, the output row as
+    the running maximum) ran 2x slower compiled by Numba. (Without nnan in fastmath:
+    with it the NaN test folds away and the loop runs 1.4x faster, but wrongly.)"""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
+    planes = x.reshape(n * c, h_in * w_in)
+    y_planes = y.reshape(n * c, ho * wo)
+    index_planes = indices.reshape(n * c, ho * wo)
+    lowest = x.dtype.type(-np.inf)
     for t in prange(n * c):
-        b = t // c
-        ch = t - b * c
+        plane = planes[t]
+        y_plane = y_planes[t]
+        index_plane = index_planes[t]
         for oh in range(ho):
             h0 = oh * sh - ph
             ia, ib = _taps(h0, kh, dh, h_in)
-            ha, hb = h0 + ia * dh, h0 + (ib - 1) * dh + 1   # the rows inside, dh apart
             for ow in range(wo):
                 w0 = ow * sw - pw
                 ja, jb = _taps(w0, kw, dw, w_in)
-                wa, wb = w0 + ja * dw, w0 + (jb - 1) * dw + 1
-                best, arg = _window_max(x, b, ch, ha, hb, dh, wa, wb, dw, w_in)
-                y[b, ch, oh, ow] = best
-                indices[b, ch, oh, ow] = arg
-
-
-@helper
-def _window_max(x, b, ch, ha, hb, dh, wa, wb, dw, w_in):  # pragma: no cover - compiled
-    """(maximum, flat index) over rows ha, ha + dh, ... < hb and columns wa, ... < wb of
-    plane (b, ch): PyTorch's rule, the first maximum in window order, a NaN wins."""
-    best = -np.inf
-    arg = ha * w_in + wa
-    for hh in range(ha, hb, dh):
-        for ww in range(wa, wb, dw):
-            v = x[b, ch, hh, ww]
-            if v > best or v != v:
-                best = v
-                arg = hh * w_in + ww
-    return best, arg
+                best = lowest
+                arg = (h0 + ia * dh) * w_in + w0 + ja * dw
+                for i in range(ia, ib):
+                    row = (h0 + i * dh) * w_in + w0
+                    for j in range(ja, jb):
+                        cell = row + j * dw
+                        v = plane[np.uint64(cell)]
+                        take = (v > best) | (v != v)
+                        best = v if take else best
+                        arg = cell if take else arg
+                q = np.uint64(oh * wo + ow)
+                y_plane[q] = best
+                index_plane[q] = arg
 
 
 @kernel
