@@ -33,10 +33,14 @@ _CLAMPS = ("same formula as numba's (one exp, one division), but gcc compiles th
 _SIN_CODEGEN = ("same algorithm (fnn_sincosf / vmath.sin_fast); gcc rewrites p*z*r + r as "
                 "r*(1 + z*p) and the sign flip as a multiply: 0.37 vs 0.31 ns per value in "
                 "cache, 1 thread; the 2-thread gap moved between 1.2x and 1.6x in loaded runs")
-_BN_PLANES = ("BatchNorm2d (32x128x16x16): both give whole channels to threads; not "
-              "isolated - 1 thread backward 0.57-0.97x and the pair 0.67-0.78x numba/"
-              "Cython across runs, forward 0.91-1.15x (float32 products in numba's "
-              "backward sums, as Cython, did not change it)")
+_BN_PLANES = ("BatchNorm2d (32x128x16x16): until 2026-12-03 Cython summed a channel in "
+              "one parallel loop and wrote grad_in (and y) in a second, so the second read "
+              "of the planes came from L3, and both backends added each value in double; "
+              "now each channel is one task in both (statistics or sums, then the output, "
+              "its planes still in L2) and the backward's sums add 1024-value spans in "
+              "x's type: interleaved, 2 threads, backward numba 285 / Cython 284 us "
+              "(PyTorch 268 us), forward 211 / 246 us (PyTorch 695 us); 1 thread "
+              "backward 572 / 587 us")
 _BN_RANGES = ("the same method in both since f0a6240 (fixed row chunks; sum, squared "
               "deviations, normalise; four rows per float64 accumulate): interleaved "
               "256x1024 Cython/numba 1.00x forward, 1.04-1.10x backward, 1.00-1.04x the "

@@ -32,6 +32,12 @@ from .config import helper, kernel
 # (the Cython backend's MAX_CHUNKS / CHUNK_MIN_ROWS)
 _MAX_CHUNKS = 32
 _CHUNK_MIN_ROWS = 32
+# (N, C, L) backward: values per span summed in x's type before a float64 add, as
+# PyTorch's float32 accumulators but short: a span's error stays that of a 1024-term
+# sum split over the vector's lanes. 32x128x16x16, 2 threads: the sums 191 -> 152 us
+# (a float64 conversion and add per value before), the whole backward 393 -> 268-287 us
+# (PyTorch 268-312 us, interleaved); 128x64x8x8 248 -> 182 us.
+_SPAN = 1024
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
           np.dtype(np.float64): np.empty(0, np.float64)}
 
@@ -345,17 +351,27 @@ def _backward_planes(grad_out, x, weight, save_mean, save_invstd, training, mean
         mean = save_mean[j]
         sum_g = 0.0
         sum_gx = 0.0
+        # each plane's sums in spans of _SPAN values in x's type, each span's total
+        # added in float64
         for i in range(n):
             go = grad_out[i, j]
             plane = x[i, j]
-            if mean_only:
-                for k in range(length):
-                    sum_g += float(go[k])
-            else:
-                for k in range(length):
-                    g = float(go[k])
-                    sum_g += g
-                    sum_gx += g * float(plane[k] - mean)
+            for k0 in range(0, length, _SPAN):
+                # (views indexed from 0: no wraparound code, so the loops vectorize)
+                g_span = go[k0:k0 + _SPAN]
+                x_span = plane[k0:k0 + _SPAN]
+                span_g = dt(0)
+                span_gx = dt(0)
+                if mean_only:
+                    for k in range(g_span.shape[0]):
+                        span_g += g_span[k]
+                else:
+                    for k in range(g_span.shape[0]):
+                        g = g_span[k]
+                        span_g += g
+                        span_gx += g * (x_span[k] - mean)
+                sum_g += float(span_g)
+                sum_gx += float(span_gx)
         inv_count = 1.0 / max(n * length, 1)
         if mean_only:
             if accumulate:
