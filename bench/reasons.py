@@ -90,6 +90,16 @@ _POOL_ORDER = ("until this run numba's max-pool forward scanned each window with
                "ms, large 1.39 vs 1.58 ms; 2 threads 2.95 vs 2.86 and 0.86 vs 0.97 ms; "
                "before, course 10.0 vs 6.2 ms on 1 thread)")
 
+_DEPTHWISE = ("the same phase split and per-tap loops in both; until 2026-12-03 numba ran "
+              "2x Cython at stride 2 (its strided phase copy indexed with wraparound "
+              "code; both read each row once per phase) and neither ran faster on 2 "
+              "threads than on 1 where the threads' scratch rows shared a 4 KB page "
+              "(kernels/scratch.py thread_stride). Now a row goes to its two phases in "
+              "one pass and each thread's scratch has its own pages: 32x128x28x28 stride "
+              "2, interleaved, 2 threads: forward numba 885 / Cython 824 us (PyTorch "
+              "1017), backward 1707 / 1579 us (PyTorch 2117); a single suite run's gap "
+              "is noise")
+
 _NEW_ACT = ("per-call cost: 4.6-5.8 us numba vs 6.0-7.2 us Cython calls on 12800 values "
             "(Cython's entry: memoryviews and the fused-type dispatch); 16M values run "
             "level on 2 threads (0.92-0.96x Cython/numba interleaved) and 1.25-1.39x on 1 "
@@ -391,22 +401,10 @@ REASONS = {
                                         "Cython's on 1 thread, 1.15x on 2 (interleaved, "
                                         "2026-11-28 16:20 UTC); not isolated further"),
     # ---- depthwise conv (kernels/numba_cpu/depthwise.py, kernels/cython/_depthwise.pyx)
-    ("depthwise_conv2d_forward", "large"): (
-        "the same phase split and per-tap loops in both; at stride 2 (14x14 outputs, "
-        "phase rows of 15) numba's compile runs 2.2x gcc's on 1 thread (4.97 against "
-        "2.27 ms, 2026-12-01 22:20 UTC, best of 5): the short rows' loop setup and the "
-        "strided phase copy, which gcc keeps as plain pointer loops; numba slices a view "
-        "per row, and indexing without views stops LLVM's vectorizing (numba's "
-        "negative-index wraparound); not isolated further"),
-    ("depthwise_conv2d_forward", "course"): (
-        "level when timed interleaved (64x32x28x28, 15 alternating blocks, 2026-12-02 "
-        "19:45 UTC): Cython/numba 1.15x on 2 threads and 0.92x on 1 (numba 1.27 and 1.43 "
-        "ms); the suite run's 1.92 ms for numba (1.52 ms in the run before) is that "
-        "moment's noise"),
-    ("depthwise_conv2d_backward", "large"): (
-        "as its forward: numba's short strided rows cost more (weight gradient 6.64 "
-        "against 4.95 ms, input gradient 6.96 against 5.29 ms on 1 thread, 2026-12-01 "
-        "22:20 UTC)"),
+    ("depthwise_conv2d_forward", "large"): _DEPTHWISE,
+    ("depthwise_conv2d_forward", "course"): _DEPTHWISE,
+    ("depthwise_conv2d_backward", "large"): _DEPTHWISE,
+    ("depthwise_conv2d_backward", "course"): _DEPTHWISE,
     ("conv2d_forward+conv2d_backward", "large"): (
         "Cython the faster when timed interleaved on the Xeon (2026-11-30 23:10 UTC, 11 "
         "alternating blocks): 0.85x Cython/numba on 2 threads (forward 0.80x, backward "

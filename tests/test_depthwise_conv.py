@@ -25,6 +25,11 @@ CASES = [
     (2, 8, 1, 6, 5, (3, 3), (2, 3), (1, 0)),
     (2, 3, 2, 4, 7, (2, 4), (1, 1), (2, 3)),    # padding wider than half the kernel
     (1, 2, 1, 1, 9, (1, 3), (1, 1), (0, 1)),    # a 1-row image
+    # column stride 2 (rows split into their even and odd columns in one pass): odd
+    # width and odd padding, even width and none, and a last column no window reads
+    (2, 3, 1, 7, 9, (3, 3), (2, 2), (1, 1)),
+    (1, 2, 1, 6, 10, (3, 3), (1, 2), (0, 0)),
+    (1, 2, 2, 5, 9, (2, 2), (2, 2), (0, 0)),
 ]
 
 

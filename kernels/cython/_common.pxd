@@ -68,6 +68,15 @@ cdef inline int threads_for(Py_ssize_t work) noexcept nogil:
     return fnn_max_threads()
 
 
+cdef inline Py_ssize_t thread_stride(Py_ssize_t values, Py_ssize_t itemsize) noexcept nogil:
+    """Values between two threads' parts of one scratch buffer holding `values` values
+    of `itemsize` bytes per thread: a page more than needed, rounded to pages, so no two
+    threads' parts share a 4 KB page (the L2 streamer prefetches within a page: one
+    thread's stores pulled in the lines the other was writing). kernels/scratch.py's
+    thread_stride has the measurements."""
+    return ((values * itemsize + 4095) // 4096 * 4096 + 4096) // itemsize
+
+
 cdef inline Py_ssize_t n_chunks(Py_ssize_t rows) noexcept nogil:
     """Number of row chunks for a reduction over `rows` rows (>= 1)."""
     cdef Py_ssize_t k = rows // CHUNK_MIN_ROWS

@@ -27,7 +27,7 @@ from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from _common cimport floating, fnn_workspace, threads_for
+from _common cimport floating, fnn_workspace, thread_stride, threads_for
 
 import numpy as np
 
@@ -46,6 +46,47 @@ cdef inline void _span(Py_ssize_t pad, Py_ssize_t tap, Py_ssize_t stride, Py_ssi
 
 
 @cython.cdivision(True)
+cdef bint _halves(floating* plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph,
+                  Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t hq, Py_ssize_t wq,
+                  floating* phases, bint to_phases) noexcept nogil:
+    """_phase_copy's column stride 2 when every column of a row lands in a phase (the
+    usual 'same' padding): each input row goes to its two phases as the pairs (2q,
+    2q + 1) in one loop, or back. Returns False (nothing copied) otherwise. The loop
+    over each phase separately read every row twice with stride-2 loads (the numba
+    backend's forward of 32x128x28x28 stride 2 on 1 thread: 2.36 -> 1.45 ms)."""
+    cdef Py_ssize_t b_even = pw % 2, lo_even, hi_even, lo_odd, hi_odd, pairs = w // 2
+    cdef Py_ssize_t a, r, ih, q
+    cdef floating* cells
+    cdef floating* even
+    cdef floating* odd
+    _span(pw, b_even, 2, w, wq, &lo_even, &hi_even)
+    _span(pw, 1 - b_even, 2, w, wq, &lo_odd, &hi_odd)
+    if hi_even - lo_even != w - pairs or hi_odd - lo_odd != pairs:
+        return False
+    for a in range(sh):
+        for r in range(hq):
+            ih = r * sh + a - ph
+            if ih < 0 or ih >= h:
+                continue
+            cells = plane + ih * w
+            even = phases + ((a * 2 + b_even) * hq + r) * wq + lo_even
+            odd = phases + ((a * 2 + 1 - b_even) * hq + r) * wq + lo_odd
+            if to_phases:
+                for q in range(pairs):
+                    even[q] = cells[2 * q]
+                    odd[q] = cells[2 * q + 1]
+                if w > 2 * pairs:
+                    even[pairs] = cells[w - 1]
+            else:
+                for q in range(pairs):
+                    cells[2 * q] = even[q]
+                    cells[2 * q + 1] = odd[q]
+                if w > 2 * pairs:
+                    cells[w - 1] = even[pairs]
+    return True
+
+
+@cython.cdivision(True)
 cdef void _phase_copy(floating* plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph,
                       Py_ssize_t pw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t hq,
                       Py_ssize_t wq, floating* phases, bint to_phases) noexcept nogil:
@@ -59,6 +100,8 @@ cdef void _phase_copy(floating* plane, Py_ssize_t h, Py_ssize_t w, Py_ssize_t ph
     cdef floating* phase
     if not to_phases and (hq * sh - ph < h or wq * sw - pw < w):
         memset(plane, 0, h * w * sizeof(floating))
+    if sw == 2 and _halves(plane, h, w, ph, pw, sh, hq, wq, phases, to_phases):
+        return
     for a in range(sh):
         for b in range(sw):
             _span(pw, b, sw, w, wq, &lo, &hi)
@@ -202,6 +245,8 @@ def _forward(const floating[::1] x, const floating[::1] weight, const floating[:
     (N C_out H_out W_out,), y written."""
     cdef Py_ssize_t planes = n * c_in, k
     cdef Py_ssize_t size = sh * sw * hq * wq, span = ho * wq
+    cdef Py_ssize_t size_stride = thread_stride(size, sizeof(floating))
+    cdef Py_ssize_t span_stride = thread_stride(span, sizeof(floating))
     cdef int nthreads = threads_for(y.shape[0] * kh * kw)
     cdef floating* xq
     cdef floating* ys
@@ -212,16 +257,16 @@ def _forward(const floating[::1] x, const floating[::1] weight, const floating[:
         nthreads = <int>planes
     with nogil:
         # work buffers kept per thread between calls (_workspace.h)
-        xq = <floating*>fnn_workspace(0, nthreads * size * sizeof(floating))
-        ys = <floating*>fnn_workspace(1, nthreads * span * sizeof(floating))
+        xq = <floating*>fnn_workspace(0, nthreads * size_stride * sizeof(floating))
+        ys = <floating*>fnn_workspace(1, nthreads * span_stride * sizeof(floating))
         if xq == NULL or ys == NULL:
             with gil:
                 raise MemoryError("depthwise_conv2d_forward: cannot allocate its scratch")
         for k in prange(nthreads, schedule="static", num_threads=nthreads):
             _forward_planes(xptr, &weight[0], &bias[0], k * planes // nthreads,
                             (k + 1) * planes // nthreads, c_in, h, w, c_out, kh, kw, sh, sw,
-                            ph, pw, ho, wo, hq, wq, &offsets[0], xq + k * size,
-                            ys + k * span, &y[0])
+                            ph, pw, ho, wo, hq, wq, &offsets[0], xq + k * size_stride,
+                            ys + k * span_stride, &y[0])
 
 
 @cython.cdivision(True)  # (every divisor is positive: strides, C_in, thread counts)
@@ -237,6 +282,9 @@ def _backward(const floating[::1] g, const floating[::1] x, const floating[::1] 
     cdef Py_ssize_t k
     cdef Py_ssize_t size = sh * sw * hq * wq, span = ho * wq
     cdef Py_ssize_t sums = c_out // c_in * (kh * kw + 1) if c_in else 0
+    cdef Py_ssize_t size_stride = thread_stride(size, sizeof(floating))
+    cdef Py_ssize_t span_stride = thread_stride(span, sizeof(floating))
+    cdef Py_ssize_t sums_stride = thread_stride(sums, sizeof(double))
     cdef int nthreads = threads_for(g.shape[0] * kh * kw)
     cdef floating* xq
     cdef floating* gq
@@ -252,18 +300,19 @@ def _backward(const floating[::1] g, const floating[::1] x, const floating[::1] 
     if nthreads > c_in:
         nthreads = <int>c_in
     with nogil:
-        xq = <floating*>fnn_workspace(0, nthreads * size * sizeof(floating))
-        gq = <floating*>fnn_workspace(1, nthreads * size * sizeof(floating))
-        gs = <floating*>fnn_workspace(2, nthreads * span * sizeof(floating))
-        acc = <double*>fnn_workspace(3, nthreads * sums * sizeof(double))
+        xq = <floating*>fnn_workspace(0, nthreads * size_stride * sizeof(floating))
+        gq = <floating*>fnn_workspace(1, nthreads * size_stride * sizeof(floating))
+        gs = <floating*>fnn_workspace(2, nthreads * span_stride * sizeof(floating))
+        acc = <double*>fnn_workspace(3, nthreads * sums_stride * sizeof(double))
         if xq == NULL or gq == NULL or gs == NULL or acc == NULL:
             with gil:
                 raise MemoryError("depthwise_conv2d_backward: cannot allocate its scratch")
         for k in prange(nthreads, schedule="static", num_threads=nthreads):
             _backward_channels(gptr, xptr, &weight[0], k * c_in // nthreads,
                                (k + 1) * c_in // nthreads, n, c_in, h, w, c_out, kh, kw, sh,
-                               sw, ph, pw, ho, wo, hq, wq, &offsets[0], xq + k * size,
-                               gq + k * size, gs + k * span, acc + k * sums, gin, gw, gb)
+                               sw, ph, pw, ho, wo, hq, wq, &offsets[0],
+                               xq + k * size_stride, gq + k * size_stride,
+                               gs + k * span_stride, acc + k * sums_stride, gin, gw, gb)
 
 
 def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):

@@ -29,13 +29,12 @@ thread count. kernels/reference/depthwise.py is the specification.
 """
 import math
 
-import numba
 import numpy as np
 from numba import prange
 
-from ..scratch import scratch
+from ..scratch import scratch, thread_stride
 from ..window_shapes import phase_layout, pool_out_shape
-from .config import helper, kernel
+from .config import helper, kernel, sync_threads
 
 __all__ = ["depthwise_conv2d_forward", "depthwise_conv2d_backward"]
 
@@ -46,6 +45,44 @@ def _span(pad, tap, stride, size, out):  # pragma: no cover - compiled
     lo = max(0, (pad - tap + stride - 1) // stride)
     hi = max(lo, min(out, (size - 1 + pad - tap) // stride + 1))
     return lo, hi
+
+
+@helper
+def _halves(src, s0, dst, d0, h, w, ph, pw, sh, hq, wq, to_phases):  # pragma: no cover
+    """_phase_copy's column stride 2 when every column of a row lands in a phase (the
+    usual 'same' padding): each input row goes to its two phases as the pairs (2q,
+    2q + 1) in one loop, or back. Returns False (nothing copied) otherwise. The loop
+    over each phase separately read every row twice with stride-2 loads; 32x128x28x28
+    stride 2, forward, 1 thread: 2.36 -> 1.45 ms."""
+    b_even = pw % 2   # the phase column of the even input columns
+    lo_even, hi_even = _span(pw, b_even, 2, w, wq)
+    lo_odd, hi_odd = _span(pw, 1 - b_even, 2, w, wq)
+    pairs = w // 2
+    if hi_even - lo_even != w - pairs or hi_odd - lo_odd != pairs:
+        return False
+    plane, phases = (s0, d0) if to_phases else (d0, s0)
+    for a in range(sh):
+        for r in range(hq):
+            ih = r * sh + a - ph
+            if ih < 0 or ih >= h:
+                continue
+            cell = plane + ih * w
+            even = phases + ((a * 2 + b_even) * hq + r) * wq + lo_even
+            odd = phases + ((a * 2 + 1 - b_even) * hq + r) * wq + lo_odd
+            # (unsigned indices: no wraparound code in the loops)
+            if to_phases:
+                for q in range(pairs):
+                    dst[np.uint64(even + q)] = src[np.uint64(cell + 2 * q)]
+                    dst[np.uint64(odd + q)] = src[np.uint64(cell + 2 * q + 1)]
+                if w > 2 * pairs:
+                    dst[np.uint64(even + pairs)] = src[np.uint64(cell + w - 1)]
+            else:
+                for q in range(pairs):
+                    dst[np.uint64(cell + 2 * q)] = src[np.uint64(even + q)]
+                    dst[np.uint64(cell + 2 * q + 1)] = src[np.uint64(odd + q)]
+                if w > 2 * pairs:
+                    dst[np.uint64(cell + w - 1)] = src[np.uint64(even + pairs)]
+    return True
 
 
 @helper
@@ -61,6 +98,8 @@ def _phase_copy(src, s0, dst, d0, h, w, ph, pw, sh, sw, hq, wq,
     if not to_phases and (hq * sh - ph < h or wq * sw - pw < w):
         for q in range(h * w):
             dst[d0 + q] = 0
+    if sw == 2 and _halves(src, s0, dst, d0, h, w, ph, pw, sh, hq, wq, to_phases):
+        return
     for a in range(sh):
         for b in range(sw):
             lo, hi = _span(pw, b, sw, w, wq)
@@ -77,22 +116,22 @@ def _phase_copy(src, s0, dst, d0, h, w, ph, pw, sh, sw, hq, wq,
                     out = dst[out_at:out_at + hi - lo]
                     for q in range(hi - lo):
                         out[q] = inp[q]
-                elif to_phases:
+                elif to_phases:   # (unsigned indices: no wraparound code in the loop)
                     for q in range(hi - lo):
-                        dst[out_at + q] = src[inp_at + q * sw]
+                        dst[np.uint64(out_at + q)] = src[np.uint64(inp_at + q * sw)]
                 else:
                     for q in range(hi - lo):
-                        dst[out_at + q * sw] = src[inp_at + q]
+                        dst[np.uint64(out_at + q * sw)] = src[np.uint64(inp_at + q)]
 
 
 @helper
 def _copy_rows(dst, d0, d_pitch, src, s0, s_pitch, rows, width):  # pragma: no cover
     """dst[d0 + r * d_pitch + q] = src[s0 + r * s_pitch + q], r < rows, q < width."""
-    for r in range(rows):
-        out = dst[d0 + r * d_pitch:d0 + r * d_pitch + width]
-        inp = src[s0 + r * s_pitch:s0 + r * s_pitch + width]
+    for r in range(rows):   # (unsigned indices: no wraparound code, no view per row)
+        out_at = d0 + r * d_pitch
+        inp_at = s0 + r * s_pitch
         for q in range(width):
-            out[q] = inp[q]
+            dst[np.uint64(out_at + q)] = src[np.uint64(inp_at + q)]
 
 
 @kernel
@@ -100,8 +139,9 @@ def _forward(x, weight, bias, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, 
              offsets, chunks, phases, rows, y):  # pragma: no cover - compiled
     """Flat NCHW arrays: x (N C_in H W,) IN; weight (C_out kH kW,) IN; bias (C_out,) IN;
     y (N C_out H_out W_out,) OUT. offsets: (kH kW,) where each tap reads in the phases
-    (window_shapes.phase_layout); phases: (chunks, sH sW hq wq) and rows: (chunks,
-    H_out wq) scratch, a row of each per chunk of input planes."""
+    (window_shapes.phase_layout); phases: (chunks, >= sH sW hq wq) and rows: (chunks,
+    >= H_out wq) scratch, a row of each per chunk of input planes (rows padded apart:
+    scratch.thread_stride)."""
     m = c_out // c_in
     span = ho * wq
     planes = n * c_in
@@ -119,9 +159,8 @@ def _forward(x, weight, bias, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, 
                     for j in range(kw):
                         tap = weight[(co * kh + i) * kw + j]
                         start = offsets[i * kw + j]
-                        inp = xq[start:start + span]
                         for q in range(span):
-                            ys[q] += tap * inp[q]
+                            ys[q] += tap * xq[np.uint64(start + q)]
                 _copy_rows(y, (b * c_out + co) * ho * wo, wo, ys, 0, wq, ho, wo)
 
 
@@ -134,8 +173,9 @@ def _backward(grad_out, x, weight, n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw,
     arrays: grad_out (N C_out H_out W_out,) IN; x (N C_in H W,) IN; weight (C_out kH kW,)
     IN; grad_in (N C_in H W,) OUT; grad_weight (C_out kH kW,), grad_bias (C_out,)
     IN/OUT, accumulated (each when wanted, else any array); zero: 0 in their type;
-    offsets as _forward's. Scratch: phases, grad_phases (chunks, sH sW hq wq), rows
-    (chunks, H_out wq), sums (chunks, M (kH kW + 1)) float64."""
+    offsets as _forward's. Scratch, rows padded apart: phases, grad_phases (chunks,
+    >= sH sW hq wq), rows (chunks, >= H_out wq), sums (chunks, >= M (kH kW + 1))
+    float64."""
     m = c_out // c_in
     span = ho * wq
     taps = kh * kw
@@ -205,9 +245,11 @@ def _layout(x, weight, stride, padding, ho, wo, units):
     c_out, _, kh, kw = weight.shape
     (sh, sw), (ph, pw) = stride, padding
     hq, wq, offsets = phase_layout((ho, wo), (kh, kw), stride)
-    chunks = max(1, min(numba.get_num_threads(), units))
-    phases = scratch("depthwise_phases", (chunks, sh * sw * hq * wq), x.dtype)
-    rows = scratch("depthwise_rows", (chunks, ho * wq), x.dtype)
+    chunks = max(1, min(sync_threads(), units))   # (the count in effect for this call)
+    item = x.dtype.itemsize
+    phases = scratch("depthwise_phases", (chunks, thread_stride(sh * sw * hq * wq, item)),
+                     x.dtype)
+    rows = scratch("depthwise_rows", (chunks, thread_stride(ho * wq, item)), x.dtype)
     return ((n, c_in, h, w, c_out, kh, kw, sh, sw, ph, pw, ho, wo, hq, wq, offsets), chunks,
             phases, rows)
 
@@ -253,8 +295,8 @@ def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0)
     geometry, chunks, phases, rows = _layout(x, weight, stride, padding,
                                              *grad_out.shape[2:], x.shape[1])
     grad_phases = scratch("depthwise_grad_phases", phases.shape, x.dtype)
-    sums = scratch("depthwise_sums", (chunks, c_out // x.shape[1] * (kh * kw + 1)),
-                   np.float64)
+    sums = scratch("depthwise_sums",
+                   (chunks, thread_stride(c_out // x.shape[1] * (kh * kw + 1), 8)), np.float64)
     unused = scratch("depthwise_unused", (1,), x.dtype)
     _backward(grad_out.size * kh * kw, grad_out.reshape(-1), x.reshape(-1),
               weight.reshape(-1), *geometry, want_in, grad_weight is not None,
