@@ -83,12 +83,14 @@ _CONV_SMALL_GEMM = ("128x1x28x28 -> 32: both run W (32x9) @ col (9x784) per samp
                     "2x the time in it (perf, 3000 calls on 1 thread: 17.2K vs 8.5K "
                     "samples) where Cython pre-fills the bias and calls sgemm with beta=1; "
                     "interleaved 0.56x (1 thread) / 0.69x (2) forward, the pair 0.75x")
-_POOL_ORDER = ("until this run numba's max-pool forward scanned each window with branches "
-               "and range(start, stop, step) loops (a division each); since 2026-12-03 "
-               "selects over tap numbers and unsigned flat indices: level with Cython's "
-               "row-vectorized loop when timed interleaved (1 thread: course 4.98 vs 4.74 "
-               "ms, large 1.39 vs 1.58 ms; 2 threads 2.95 vs 2.86 and 0.86 vs 0.97 ms; "
-               "before, course 10.0 vs 6.2 ms on 1 thread)")
+_POOL_ORDER = ("until 2026-12-03 numba's max-pool forward scanned each window with branches "
+               "and range(start, stop, step) loops (a division each): 2x Cython's; now "
+               "selects over tap numbers and unsigned flat indices, and both backends run "
+               "2x2 stride-2 windows (the course case) through a kernel of their own, a "
+               "tree of selects per window (Cython's as index arithmetic: gcc made float "
+               "selects branches). Interleaved, 2 threads: 128x32x28x28 2x2/2 numba 0.88 / "
+               "Cython 0.86 ms, 128x64x14x14 0.48 / 0.78 ms (Cython's 7-wide rows, not "
+               "isolated further), 32x64x16x16 3x3/2 pad 1 0.86 / 0.97 ms")
 
 _DEPTHWISE = ("the same phase split and per-tap loops in both; until 2026-12-03 numba ran "
               "2x Cython at stride 2 (its strided phase copy indexed with wraparound "

@@ -8,7 +8,8 @@ stride leaves a remainder, the window then running past the padding, but never o
 would start in the right-hand padding: every window holds at least one input cell.
 
 The compiled depthwise kernels' stride phases (``phase_layout``) are laid out here
-too, once for both CPU backends.
+too, once for both CPU backends, and the test for their 2x2 max-pool kernel
+(``is_2x2_pool``).
 """
 import numpy as np
 
@@ -34,6 +35,15 @@ def pool_out_shape(shape, kernel_size, stride, padding, ceil_mode=False, dilatio
     return (n, c, window_out_size(h, kernel_size[0], stride[0], padding[0], ceil_mode,
                                   dilation[0]),
             window_out_size(w, kernel_size[1], stride[1], padding[1], ceil_mode, dilation[1]))
+
+
+def is_2x2_pool(in_shape, out_shape, kernel_size, stride, padding, dilation=(1, 1)):
+    """Whether a max pool is VGG's 2x2 window, stride 2, no padding, dilation 1, with
+    every window inside the input (ceil mode can add one that runs past the edge): the
+    CPU backends' specialised kernel then applies. Shapes: (N, C, H, W) in and out."""
+    return (tuple(kernel_size) == (2, 2) and tuple(stride) == (2, 2)
+            and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1)
+            and 2 * out_shape[2] <= in_shape[2] and 2 * out_shape[3] <= in_shape[3])
 
 
 def phase_layout(out_hw, kernel_size, stride):

@@ -327,3 +327,28 @@ def test_max_pool2d_nan_propagates(backend):
     y, idx = ops.max_pool2d_forward(x, (2, 2), (2, 2))
     assert np.isnan(y[0, 0, 0, 1]) and idx[0, 0, 0, 1] == 1 * 4 + 2
     assert not np.isnan(y[0, 0, 1]).any()
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 8, 8), (2, 3, 9, 7), (64, 16, 14, 14)])
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_max_pool2d_2x2_kernel_with_ties_nans_and_infinities_as_torch(backend, dtype, shape,
+                                                                     ceil_mode):
+    # VGG's 2x2 stride-2 pool runs a kernel of its own on the compiled backends (a tree of
+    # selects per window, kernels/window_shapes.is_2x2_pool): the same winners as the
+    # window-order scan (first maximum of a tie, last NaN, an inf, all -inf); odd sizes
+    # (a last row or column no window reads) and ceil mode (a window past the edge: the
+    # general kernel)
+    rng = np.random.default_rng(7)
+    x = rng.integers(-2, 3, shape).astype(dtype)   # many ties
+    flat = x.reshape(-1)
+    flat[::13] = np.nan
+    flat[5::17] = np.inf
+    flat[3::11] = -np.inf
+    tx = tt(x, True)
+    ty, tidx = F.max_pool2d(tx, 2, 2, 0, ceil_mode=ceil_mode, return_indices=True)
+    y, idx = ops.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0), ceil_mode=ceil_mode)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    g = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(tt(g))
+    np.testing.assert_array_equal(ops.max_pool2d_backward(g, idx, x.shape), tx.grad.numpy())

@@ -67,7 +67,7 @@ time 128x32x28x28 2x2/2 19.0 -> 6-9 ms (PyTorch 18-20 ms), 32x64x16x16 3x3/2/1
 import numpy as np
 
 from fastnn.kernels import blas_threads
-from fastnn.kernels.window_shapes import pool_out_shape
+from fastnn.kernels.window_shapes import is_2x2_pool, pool_out_shape
 
 cimport cython
 from cython.parallel cimport prange, threadid
@@ -80,6 +80,10 @@ from _common cimport floating, fnn_workspace, row_sum, threads_for
 cdef extern from "_conv_rows.h" nogil:
     void fnn_add_row_f(float* dst, const float* src, Py_ssize_t n)
     void fnn_add_row_d(double* dst, const double* src, Py_ssize_t n)
+    void fnn_max_pool_2x2_plane_f(const float* plane, Py_ssize_t w_in, float* y,
+                                  int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
+    void fnn_max_pool_2x2_plane_d(const double* plane, Py_ssize_t w_in, double* y,
+                                  int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
 
 
 # Intel MKL's ILP64 ?gemm_64 when the Linear products run on it (set by
@@ -601,6 +605,34 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                         arg[ow] = hh * w_in + ow * sw - pw + j * dw if take else arg[ow]
 
 
+def _max_pool_2x2(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
+                  floating[:, :, :, ::1] y,               # OUT (N, C, H // 2, W // 2)
+                  int64_t[:, :, :, ::1] indices):       # OUT (N, C, H // 2, W // 2)
+    """_max_pool_fwd for 2x2 windows, stride 2, no padding, dilation 1 (VGG's pooling),
+    every window inside x: a plane at a time (_conv_rows.h fnn_max_pool_2x2_plane_*, a
+    tree of selects per window). 2 threads: 128x32x28x28 2.41 -> 0.86 ms, 128x64x14x14
+    2.32 -> 0.78 ms."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
+    cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t t
+    cdef const floating* xp
+    cdef floating* yp
+    cdef int64_t* ip
+    if n * c * ho * wo == 0:   # (no element 0 to address)
+        return
+    xp = &x[0, 0, 0, 0]
+    yp = &y[0, 0, 0, 0]
+    ip = &indices[0, 0, 0, 0]
+    for t in prange(n * c, nogil=True, schedule="static",
+                    num_threads=threads_for(n * c * h_in * w_in)):
+        if floating is float:
+            fnn_max_pool_2x2_plane_f(xp + t * h_in * w_in, w_in, yp + t * ho * wo,
+                                     ip + t * ho * wo, ho, wo)
+        else:
+            fnn_max_pool_2x2_plane_d(xp + t * h_in * w_in, w_in, yp + t * ho * wo,
+                                     ip + t * ho * wo, ho, wo)
+
+
 def _max_pool_bwd(const floating[:, :, ::1] grad_out,    # IN  (N, C, P_out)
                   const int64_t[:, :, ::1] indices,    # IN  (N, C, P_out)
                   floating[:, :, ::1] grad_in):          # OUT (N, C, P_in)
@@ -768,8 +800,11 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
         out = np.empty(shape, dtype=x.dtype)
     if indices is None:
         indices = np.empty(shape, dtype=np.int64)
-    _max_pool_fwd(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
-                  padding[1], dilation[0], dilation[1], out, indices)
+    if is_2x2_pool(x.shape, shape, kernel_size, stride, padding, dilation):
+        _max_pool_2x2(x, out, indices)
+    else:
+        _max_pool_fwd(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
+                      padding[1], dilation[0], dilation[1], out, indices)
     return out, indices
 
 

@@ -44,7 +44,7 @@ import numpy as np
 from numba import prange
 
 from .. import blas_threads
-from ..window_shapes import pool_out_shape
+from ..window_shapes import is_2x2_pool as _is_2x2_pool, pool_out_shape
 from . import blas
 from ._buffers import scratch
 from .config import PARALLEL_MIN, helper, kernel, serial_kernel, sync_threads
@@ -469,6 +469,46 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no 
                 index_plane[q] = arg
 
 
+@helper
+def _pick(best, arg, v, at):  # pragma: no cover - compiled
+    """(best, arg) after the cell at ``at`` holding v: PyTorch's rule, v wins when it is
+    greater or a NaN."""
+    take = (v > best) | (v != v)
+    return (v if take else best), (at if take else arg)
+
+
+@kernel
+def _max_pool_2x2(x, y, indices):  # pragma: no cover - compiled
+    """_max_pool_fwd for 2x2 windows, stride 2, no padding, dilation 1 (VGG's pooling),
+    every window inside x: x (N, C, H, W) IN; y, indices (N, C, H // 2, W // 2) OUT.
+    Each row pair's maxima are a tree of selects (upper pair, lower pair, then the two),
+    which picks what the window-order scan does (the first maximum, the last NaN) with
+    half its chain of dependent selects, in one loop LLVM vectorizes over the output
+    row. 2 threads: 128x32x28x28 2.49 -> 1.00 ms, 128x64x14x14 1.27 -> 0.53 ms."""
+    n, c, h_in, w_in = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    planes = x.reshape(n * c, h_in * w_in)
+    y_planes = y.reshape(n * c, ho * wo)
+    index_planes = indices.reshape(n * c, ho * wo)
+    for t in prange(n * c):
+        plane = planes[t]
+        y_plane = y_planes[t]
+        index_plane = index_planes[t]
+        for oh in range(ho):
+            top = 2 * oh * w_in
+            row = oh * wo
+            for ow in range(wo):   # (unsigned indices: no wraparound code)
+                a = top + 2 * ow
+                b = a + w_in
+                upper, upper_at = _pick(plane[np.uint64(a)], a, plane[np.uint64(a + 1)],
+                                        a + 1)
+                lower, lower_at = _pick(plane[np.uint64(b)], b, plane[np.uint64(b + 1)],
+                                        b + 1)
+                best, arg = _pick(upper, upper_at, lower, lower_at)
+                y_plane[np.uint64(row + ow)] = best
+                index_plane[np.uint64(row + ow)] = arg
+
+
 @kernel
 def _max_pool_bwd(grad_out, indices, grad_in):  # pragma: no cover - compiled
     """grad_out, indices: (N, C, P_out) IN; grad_in: (N, C, P_in) OUT. An index outside
@@ -556,7 +596,11 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     if indices is None:
         indices = np.empty(shape, dtype=np.int64)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    _max_pool_fwd(x.size, x, kh, kw, sh, sw, ph, pw, dilation[0], dilation[1], out, indices)
+    if _is_2x2_pool(x.shape, shape, kernel_size, stride, padding, dilation):
+        _max_pool_2x2(x.size, x, out, indices)
+    else:
+        _max_pool_fwd(x.size, x, kh, kw, sh, sw, ph, pw, dilation[0], dilation[1], out,
+                      indices)
     return out, indices
 
 
