@@ -127,7 +127,7 @@ cdef inline void _grad_row(const floating* g, const floating* x, const floating*
 # ------------------------------------------------------------- per-channel helpers
 
 cdef enum:
-    FUSED_MIN_CHANNELS = 16   # (N, C, S) backward: per-channel tasks do all of it
+    FUSED_MIN_CHANNELS = 16   # (N, C, S) forward, backward: a task does a whole channel
     SPAN = 1024     # values per span of _plane_grad_sums (numba: batchnorm._SPAN)
 
 

@@ -423,6 +423,14 @@ def _taps(start, k, d, size):  # pragma: no cover - compiled
     return lo, max(hi, lo)
 
 
+@helper
+def _pick(best, arg, v, at):  # pragma: no cover - compiled
+    """(best, arg) after the cell at ``at`` holding v: PyTorch's rule, v wins when it is
+    greater or a NaN."""
+    take = (v > best) | (v != v)
+    return (v if take else best), (at if take else arg)
+
+
 @kernel
 def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no cover
     """x: (N, C, H, W) IN; y, indices: (N, C, H_out, W_out) OUT; taps dh, dw apart.
@@ -433,7 +441,8 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no 
     of -inf). Loops run over tap numbers, not over ``range(start, stop, d)`` (a
     division per loop to count its trips), and planes are indexed flat with unsigned
     indices (no wraparound code). 2 threads: 128x32x28x28 2x2/2 4.95 -> 2.74 ms
-    (Cython's row-vectorized loop 2.35 ms); 32x64x16x16 3x3/2 pad 1 1.27 -> 0.70-0.78
+    (Cython's row-vectorized loop 2.35 ms; such pools now run _max_pool_2x2);
+    32x64x16x16 3x3/2 pad 1 1.27 -> 0.70-0.78
     ms (Cython 0.78 ms). Cython's order (window positions outermost, the output row as
     the running maximum) ran 2x slower compiled by Numba. (Without nnan in fastmath:
     with it the NaN test folds away and the loop runs 1.4x faster, but wrongly.)"""
@@ -459,21 +468,10 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no 
                     row = (h0 + i * dh) * w_in + w0
                     for j in range(ja, jb):
                         cell = row + j * dw
-                        v = plane[np.uint64(cell)]
-                        take = (v > best) | (v != v)
-                        best = v if take else best
-                        arg = cell if take else arg
+                        best, arg = _pick(best, arg, plane[np.uint64(cell)], cell)
                 q = np.uint64(oh * wo + ow)
                 y_plane[q] = best
                 index_plane[q] = arg
-
-
-@helper
-def _pick(best, arg, v, at):  # pragma: no cover - compiled
-    """(best, arg) after the cell at ``at`` holding v: PyTorch's rule, v wins when it is
-    greater or a NaN."""
-    take = (v > best) | (v != v)
-    return (v if take else best), (at if take else arg)
 
 
 @kernel
@@ -482,8 +480,8 @@ def _max_pool_2x2(x, y, indices):  # pragma: no cover - compiled
     every window inside x: x (N, C, H, W) IN; y, indices (N, C, H // 2, W // 2) OUT.
     Each row pair's maxima are a tree of selects (upper pair, lower pair, then the two),
     which picks what the window-order scan does (the first maximum, the last NaN) with
-    half its chain of dependent selects, in one loop LLVM vectorizes over the output
-    row. 2 threads: 128x32x28x28 2.49 -> 1.00 ms, 128x64x14x14 1.27 -> 0.53 ms."""
+    half its chain of dependent selects, branch-free in one loop over the output row.
+    2 threads: 128x32x28x28 2.49 -> 0.88-1.00 ms, 128x64x14x14 1.27 -> 0.48-0.53 ms."""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
     planes = x.reshape(n * c, h_in * w_in)

@@ -38,6 +38,8 @@ from .config import helper, kernel, sync_threads
 
 __all__ = ["depthwise_conv2d_forward", "depthwise_conv2d_backward"]
 
+_F64 = np.dtype(np.float64).itemsize   # the bytes of a weight/bias-gradient partial
+
 
 @helper
 def _span(pad, tap, stride, size, out):  # pragma: no cover - compiled
@@ -295,8 +297,8 @@ def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0)
     geometry, chunks, phases, rows = _layout(x, weight, stride, padding,
                                              *grad_out.shape[2:], x.shape[1])
     grad_phases = scratch("depthwise_grad_phases", phases.shape, x.dtype)
-    sums = scratch("depthwise_sums",
-                   (chunks, thread_stride(c_out // x.shape[1] * (kh * kw + 1), 8)), np.float64)
+    sums_per_chunk = c_out // x.shape[1] * (kh * kw + 1)
+    sums = scratch("depthwise_sums", (chunks, thread_stride(sums_per_chunk, _F64)), np.float64)
     unused = scratch("depthwise_unused", (1,), x.dtype)
     _backward(grad_out.size * kh * kw, grad_out.reshape(-1), x.reshape(-1),
               weight.reshape(-1), *geometry, want_in, grad_weight is not None,
