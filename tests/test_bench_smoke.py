@@ -395,3 +395,49 @@ def test_course_case_is_the_same_work_on_every_backend(case):
             assert_close(a, b, name)
         for key in sorted(written):
             assert_close(after[name][key], after["numpy"][key], f"{name} {key}")
+
+
+def test_floor_runners_make_the_passes_and_products_they_time():
+    """bench/floors.py: the BatchNorm traffic kernel writes y = x * (x's first chunk
+    sums) and grad_in = g + x * (those sums plus g * x's), and every library's products
+    equal the linear case's x @ w.T, g.T @ x and g @ w."""
+    from bench import cases, floors
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 40)).astype(np.float32)
+    g = rng.standard_normal((256, 40)).astype(np.float32)
+    a = {"x": x, "g": g, "out": np.empty_like(x), "gi": np.empty_like(x)}
+    floors.batchnorm_traffic_runner(a)()
+    s0 = x[:32].sum(0)
+    np.testing.assert_allclose(a["out"], x * s0, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(a["gi"], g + x * (s0 + (g[:32] * x[:32]).sum(0)),
+                               rtol=1e-4, atol=1e-3)
+    for op in ("linear_forward", "linear_backward"):
+        arrays = cases.get_case(op, "course").arrays()
+        runners, outputs = floors._gemm_runners(op, arrays)
+        xs, w, gs = (arrays[k].astype(np.float64) for k in ("x", "w", "g"))
+        expected = [xs @ w.T] if op == "linear_forward" else [gs.T @ xs, gs @ w]
+        for library, fn in runners.items():
+            for out in outputs:
+                out[...] = np.nan
+            fn()
+            for out, want in zip(outputs, expected):
+                np.testing.assert_allclose(out, want, rtol=1e-4, atol=1e-4, err_msg=library)
+
+
+def test_floors_are_added_to_the_verdicts_they_bound(tmp_path):
+    from bench import overhead
+    linear = [_bench("op", "linear_forward", c, t, flops=1e9)
+              for c, t in (("numpy", 0.003), ("numba", 0.0017))]
+    path = tmp_path / "fake.json"
+    path.write_text(json.dumps(dict(FAKE, benchmarks=FAKE["benchmarks"] + linear)))
+    vs_torch = {"numba": {overhead.BATCHNORM_TARGET: {"torch": 2e-4, "fastnn": 1e-4,
+                                                      "ratio": 0.5}}}
+    floors = {"batchnorm": {"torch": 2e-4, "traffic": 7e-5, "ratio": 0.35, "blocks": 15},
+              "linear_forward": {"reference": 3e-3, "products": 1.6e-3, "library": "mkl",
+                                 "bound": 1.875, "blocks": 15}}
+    text = report.render(results_io.load_json(path), plots_dir=str(tmp_path),
+                         md_dir=str(tmp_path), vs_torch=vs_torch, floors=floors)
+    assert "| numba | 0.50x | **FAIL** (its memory passes alone, interleaved: 0.35x) |" in text
+    assert "| numba | 1.76x | **FAIL** (its products alone, interleaved: 1.88x) |" in text
+    assert "take 70.0 µs against PyTorch's 200.0 µs for the pair: 0.35x" in text
+    assert "no kernel that computes them can be more than 1.88x faster" in text
