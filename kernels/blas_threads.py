@@ -13,9 +13,18 @@ at once cannot leave BLAS stuck at one thread).
 ``available()`` is False when SciPy's BLAS is not an OpenBLAS with the thread-count
 functions (another BLAS, or an unexpected build); the kernels then keep BLAS's own
 threading and run their per-sample loop on one thread.
+
+When MKL runs the conv products (fastnn/mkl_blas.py, on libgomp like the kernels), a
+product called from a thread of the kernels' parallel region runs on that thread only
+if the region cannot nest: libgomp's max-active-levels must be 1, its default. Numba's
+'omp' threading layer raises it to 255 when it starts, and then every MKL product
+opened a team of its own inside each conv thread: 32x64x16x16 -> 128 forward+backward
+took 48 ms against 12-13 ms (2 threads; PyTorch 12 ms). The same ``with`` block sets it
+to 1 and puts back the value it found (unless something changed it meanwhile).
 """
 import contextlib
 import ctypes
+import os
 import threading
 
 from fastnn import blas_pool
@@ -46,6 +55,44 @@ def _bind():
 _bind()
 
 
+_gomp = None   # libgomp's handle once it is loaded (it is never loaded from here)
+_saved_levels = None
+
+
+def _openmp():
+    """libgomp's handle when this process has loaded it, else None."""
+    global _gomp
+    if _gomp is None:
+        try:
+            lib = ctypes.CDLL("libgomp.so.1", mode=os.RTLD_NOLOAD | os.RTLD_GLOBAL)
+        except (OSError, AttributeError):
+            return None
+        lib.omp_get_max_active_levels.restype = ctypes.c_int
+        lib.omp_get_max_active_levels.argtypes = []
+        lib.omp_set_max_active_levels.restype = None
+        lib.omp_set_max_active_levels.argtypes = [ctypes.c_int]
+        _gomp = lib
+    return _gomp
+
+
+def _no_nesting():
+    """Make libgomp's parallel regions unable to nest; returns the count it had."""
+    gomp = _openmp()
+    if gomp is None:
+        return None
+    levels = gomp.omp_get_max_active_levels()
+    if levels != 1:
+        gomp.omp_set_max_active_levels(1)
+    return levels
+
+
+def _restore_nesting(levels):
+    gomp = _openmp()
+    if gomp is not None and levels is not None and levels != 1 \
+            and gomp.omp_get_max_active_levels() == 1:
+        gomp.omp_set_max_active_levels(levels)
+
+
 def available():
     """True when SciPy's BLAS thread count can be set (an OpenBLAS)."""
     return _set is not None
@@ -53,24 +100,24 @@ def available():
 
 class _SerialBlas:
     def __enter__(self):
-        global _depth, _saved
-        if _set is None:
-            return self
+        global _depth, _saved, _saved_levels
         with _lock:
             if _depth == 0:
-                _saved = _get()
-                _set(1)
+                if _set is not None:
+                    _saved = _get()
+                    _set(1)
+                _saved_levels = _no_nesting()
             _depth += 1
         return self
 
     def __exit__(self, *exc):
         global _depth
-        if _set is None:
-            return False
         with _lock:
             _depth -= 1
             if _depth == 0:
-                _set(_saved)
+                if _set is not None:
+                    _set(_saved)
+                _restore_nesting(_saved_levels)
         return False
 
 
@@ -78,7 +125,8 @@ _SERIAL = _SerialBlas()
 
 
 def serial_blas():
-    """Context manager: SciPy's BLAS runs on the calling thread inside the block."""
+    """Context manager: SciPy's BLAS runs on the calling thread inside the block, and
+    OpenMP regions do not nest (so MKL does the same)."""
     return _SERIAL
 
 

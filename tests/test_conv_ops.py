@@ -116,6 +116,37 @@ def test_conv2d_restores_blas_thread_count(backend, rng):
         fastnn.set_num_threads(previous)
 
 
+def test_conv_blocks_turn_openmp_nesting_off_and_restore_it(backend, rng):
+    # with nesting on (numba's 'omp' layer sets 255), MKL's products inside the conv
+    # threads opened teams of their own (4x slower); the block makes it 1 and restores
+    from fastnn.kernels import blas_threads
+    x, weight, bias = conv_case(rng, np.float32, 16, 16, 12, 12, 16, (3, 3))
+    g = rng.standard_normal((16, 16, 12, 12)).astype(np.float32)
+    ops.conv2d_forward(x, weight, bias, (1, 1), (1, 1))   # loads the OpenMP runtime
+    gomp = blas_threads._openmp()
+    if gomp is None:
+        pytest.skip("no libgomp in this process")
+    previous_threads, previous_levels = fastnn.get_num_threads(), gomp.omp_get_max_active_levels()
+    fastnn.set_num_threads(2)
+    try:
+        results = []
+        for levels in (1, 7):
+            gomp.omp_set_max_active_levels(levels)
+            gw = np.zeros_like(weight)
+            results.append((ops.conv2d_forward(x, weight, bias, (1, 1), (1, 1)),
+                            ops.conv2d_backward(g, x, weight, (1, 1), (1, 1), gw), gw))
+            assert gomp.omp_get_max_active_levels() == levels
+        for a, b in zip(*results):
+            np.testing.assert_array_equal(a, b)
+        with blas_threads.serial_blas():
+            assert gomp.omp_get_max_active_levels() == 1
+            gomp.omp_set_max_active_levels(5)   # changed meanwhile (numba starting): kept
+        assert gomp.omp_get_max_active_levels() == 5
+    finally:
+        gomp.omp_set_max_active_levels(previous_levels)
+        fastnn.set_num_threads(previous_threads)
+
+
 def test_conv2d_without_blas_thread_control(backend, rng, monkeypatch):
     # another BLAS than OpenBLAS: the kernels keep BLAS's own threads and run their
     # per-sample loop on one thread, with the same results

@@ -1,5 +1,5 @@
-"""Intel MKL for the Linear products (fastnn/mkl_blas.py): found and used by both
-compiled backends, on fastnn's thread count, on one thread in a forked child (2 threads
+"""Intel MKL for the Linear and conv products (fastnn/mkl_blas.py): found and used by
+both compiled backends, on fastnn's thread count, on one thread in a forked child (2 threads
 there hang in libgomp), kept out by FASTNN_BLAS=openblas. The products' values against
 SciPy's OpenBLAS are checked in test_blas_pool.py."""
 import os
@@ -171,3 +171,46 @@ def test_a_forked_child_runs_mkl_on_one_thread(backend):
         """)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["1", "True", "0", "2", "True"]
+
+
+@pytest.mark.parametrize("backend", ["numba", "cython"])
+def test_conv_products_run_on_mkl_on_each_thread(backend):
+    # with the Linear products on MKL the conv products are too, each called from one
+    # of the kernels' threads (MKL then runs it on that thread alone); forward and
+    # backward against PyTorch on 1 and 2 threads, and a conv with no input channels
+    # (k = 0, which MKL refuses as a leading dimension) giving the bias
+    import torch
+    import torch.nn.functional as F
+    from fastnn import backend as backends
+    be = backends.load(backend)
+    if backend == "numba":
+        from fastnn.kernels.numba_cpu import blas
+        assert blas.conv_target(np.float32) == blas.target(np.float32)
+        assert blas.conv_target(np.float64) == (mkl_blas.gemm_addresses()[1], True)
+    else:
+        from fastnn.kernels.cython import _conv
+        assert _conv.mkl_gemm_in_use()
+        assert "conv" in fastnn.backend_info(backend)["blas"]
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((16, 8, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((16, 8, 3, 3)).astype(np.float32) * 0.2
+    b = rng.standard_normal(16).astype(np.float32)
+    g = rng.standard_normal((16, 16, 12, 12)).astype(np.float32)
+    tx, tw, tb = (torch.from_numpy(a.copy()).requires_grad_(True) for a in (x, w, b))
+    ty = F.conv2d(tx, tw, tb, 1, 1)
+    ty.backward(torch.from_numpy(g))
+    previous = fastnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastnn.set_num_threads(threads)
+            y = be.conv2d_forward(x, w, b, (1, 1), (1, 1))
+            gw, gb = np.zeros_like(w), np.zeros_like(b)
+            gi = be.conv2d_backward(g, x, w, (1, 1), (1, 1), gw, gb)
+            np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(gi, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(gw, tw.grad.numpy(), rtol=1e-4, atol=1e-3)
+            np.testing.assert_allclose(gb, tb.grad.numpy(), rtol=1e-4, atol=1e-3)
+            empty = be.conv2d_forward(x[:, :0], w[:, :0], b, (1, 1), (1, 1))
+            np.testing.assert_array_equal(empty, np.broadcast_to(b[:, None, None], y.shape))
+    finally:
+        fastnn.set_num_threads(previous)

@@ -44,6 +44,11 @@ _streaming.on_change(_activations.set_stream_min_bytes)
 try:  # noqa: E402  the conv engineer's kernels join when their extension is built
     from ._conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward,
                         conv2d_forward, max_pool2d_backward, max_pool2d_forward)
+    from . import _conv
+    # the conv products on MKL too when the Linear ones are (not on NumPy's OpenBLAS:
+    # called from the kernels' threads its jobs would start threads of their own)
+    if _linear_on_mkl:
+        _conv.use_mkl_gemm(*_linear_gemm)
     REUSES = {}
 except ImportError:
     REUSES = {op: "reference" for op in (
@@ -73,9 +78,9 @@ def backend_info():
 def _linear_blas():
     if not _dense.ilp64_gemm_in_use():
         return "scipy.linalg.cython_blas"
-    library = (mkl_blas.describe() if _linear_on_mkl
-               else "NumPy's OpenBLAS (ILP64)")
-    return library + " for Linear, scipy.linalg.cython_blas for conv"
+    if _linear_on_mkl:
+        return mkl_blas.describe() + " for Linear and conv"
+    return "NumPy's OpenBLAS (ILP64) for Linear, scipy.linalg.cython_blas for conv"
 
 
 def _flat(a):

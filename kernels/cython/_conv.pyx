@@ -74,7 +74,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from _blas cimport blas_gemm as gemm
+from _blas cimport dgemm64_t, ilp64_or_blas_gemm, sgemm64_t
 from _common cimport floating, fnn_workspace, row_sum, threads_for
 
 cdef extern from "_conv_rows.h" nogil:
@@ -84,6 +84,42 @@ cdef extern from "_conv_rows.h" nogil:
                                   int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
     void fnn_max_pool_2x2_plane_d(const double* plane, Py_ssize_t w_in, double* y,
                                   int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
+
+
+# Intel MKL's ILP64 ?gemm_64 when the Linear products run on it (set by
+# kernels/cython/__init__.py through use_mkl_gemm; NULL: SciPy's cython_blas, kept on
+# the calling thread by kernels/blas_threads.py). Called from the threads of a prange,
+# MKL (on libgomp, as these kernels) runs each product on its caller's thread: a nested
+# region gets no second thread while regions cannot nest, which the same
+# blas_threads.serial_blas block ensures (numba's 'omp' layer lets them nest). 2 threads, forward / backward: 128x32x14x14 -> 64
+# 4.3-4.9 / 8.5-9.1 -> 3.6-3.9 / 7.0 ms, 32x64x16x16 -> 128 4.7 / 8.9 -> 4.0 / 7.1 ms
+# (the numba backend, the same products).
+cdef sgemm64_t _sgemm64 = NULL
+cdef dgemm64_t _dgemm64 = NULL
+
+
+def use_mkl_gemm(size_t sgemm_address, size_t dgemm_address):
+    """Run the conv products through MKL's ILP64 ?gemm_64 at these addresses (both or
+    neither); 0, 0 goes back to SciPy's BLAS."""
+    global _sgemm64, _dgemm64
+    if (sgemm_address == 0) != (dgemm_address == 0):
+        raise ValueError("use_mkl_gemm: give both addresses or neither")
+    _sgemm64 = <sgemm64_t>sgemm_address
+    _dgemm64 = <dgemm64_t>dgemm_address
+
+
+def mkl_gemm_in_use():
+    """True while the conv products run on MKL (use_mkl_gemm)."""
+    return _sgemm64 != NULL
+
+
+cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
+                      const floating* a, int lda, const floating* b, int ldb,
+                      floating beta, floating* c, int ldc) noexcept nogil:
+    """Column-major C = alpha op(A) op(B) + beta C on MKL or SciPy's BLAS."""
+    ilp64_or_blas_gemm(_sgemm64, _dgemm64, transa, transb, m, n, k, alpha, a, lda, b, ldb,
+                       beta, c, ldc)
+
 
 cdef extern from "math.h" nogil:
     double INFINITY

@@ -9,24 +9,20 @@ a C-contiguous (R, K) array is a Fortran (K, R) matrix with leading dimension K.
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from _blas cimport blas_gemm, blas_gemv
+from _blas cimport blas_gemv, dgemm64_t, ilp64_or_blas_gemm, sgemm64_t
 from _common cimport (floating, fnn_workspace, threads_for, n_chunks, f_sigmoid, f_tanh,
                       ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH)
 
-# NumPy's OpenBLAS (64-bit integers), when fastnn/blas_pool.py found it on the OpenMP pool:
-# its sgemm ran this machine's Linear products 5-22% faster than SciPy's (set by
-# use_ilp64_gemm; NULL: SciPy's cython_blas).
-ctypedef void (*sgemm64_t)(char*, char*, int64_t*, int64_t*, int64_t*, float*, float*,
-                           int64_t*, float*, int64_t*, float*, float*, int64_t*) noexcept nogil
-ctypedef void (*dgemm64_t)(char*, char*, int64_t*, int64_t*, int64_t*, double*, double*,
-                           int64_t*, double*, int64_t*, double*, double*, int64_t*) noexcept nogil
+# Intel MKL (fastnn/mkl_blas.py), else NumPy's OpenBLAS when fastnn/blas_pool.py found it
+# on the OpenMP pool (64-bit integers both): NumPy's sgemm ran this machine's Linear
+# products 5-22% faster than SciPy's (set by use_ilp64_gemm; NULL: SciPy's cython_blas).
 cdef sgemm64_t _sgemm64 = NULL
 cdef dgemm64_t _dgemm64 = NULL
 
 
 def use_ilp64_gemm(size_t sgemm_address, size_t dgemm_address):
-    """Run the Linear products through these Fortran ILP64 ?gemm_64_ entry points
-    (NumPy's OpenBLAS); 0, 0 goes back to SciPy's BLAS."""
+    """Run the Linear products through these Fortran ILP64 ?gemm_64 entry points (MKL's
+    or NumPy's OpenBLAS's); 0, 0 goes back to SciPy's BLAS."""
     global _sgemm64, _dgemm64
     if (sgemm_address == 0) != (dgemm_address == 0):
         raise ValueError("use_ilp64_gemm: give both addresses or neither")
@@ -42,17 +38,9 @@ def ilp64_gemm_in_use():
 cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
                       const floating* a, int lda, const floating* b, int ldb,
                       floating beta, floating* c, int ldc) noexcept nogil:
-    """Column-major C = alpha op(A) op(B) + beta C through NumPy's ILP64 OpenBLAS (see
-    use_ilp64_gemm) or SciPy's BLAS."""
-    cdef int64_t m64 = m, n64 = n, k64 = k, lda64 = lda, ldb64 = ldb, ldc64 = ldc
-    if floating is float and _sgemm64 != NULL:
-        _sgemm64(&transa, &transb, &m64, &n64, &k64, &alpha, <float*>a, &lda64,
-                 <float*>b, &ldb64, &beta, c, &ldc64)
-    elif floating is double and _dgemm64 != NULL:
-        _dgemm64(&transa, &transb, &m64, &n64, &k64, &alpha, <double*>a, &lda64,
-                 <double*>b, &ldb64, &beta, c, &ldc64)
-    else:
-        blas_gemm(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+    """Column-major C = alpha op(A) op(B) + beta C (see use_ilp64_gemm)."""
+    ilp64_or_blas_gemm(_sgemm64, _dgemm64, transa, transb, m, n, k, alpha, a, lda, b, ldb,
+                       beta, c, ldc)
 
 
 cdef inline void _bias_act_row(floating* y, const floating* bias, Py_ssize_t m, int act,

@@ -13,11 +13,12 @@ own scratch, with ``col: (C_in * kH * kW, nb * H_out * W_out)``:
 * input gradient: ``W.T @ g -> dcol`` into the same scratch, then col2im into the
   group's own samples (no races).
 
-The kernels call SciPy's BLAS ``?gemm`` by address (blas.gemm, ``scipy_target``: the
-Cython conv kernels' library), which lets BLAS add into the output (the bias filled
-first, a thread's weight-gradient partial) where ``np.dot`` could only overwrite;
-kernels/blas_threads.py keeps it on the calling thread meanwhile, so only Numba's pool
-runs. One GEMM per chunk on OpenBLAS's threads between parallel im2col/col2im loops
+The kernels call ``?gemm`` by address (blas.gemm, ``conv_target``: MKL when the Linear
+products use it, else SciPy's BLAS, as the Cython conv kernels), which lets BLAS add
+into the output (the bias filled first, a thread's weight-gradient partial) where
+``np.dot`` could only overwrite; each call runs on its calling thread (MKL nested in the
+parallel region, with nesting turned off, and SciPy's OpenBLAS held at one thread, both
+by kernels/blas_threads.py), so only Numba's pool runs. One GEMM per chunk on OpenBLAS's threads between parallel im2col/col2im loops
 (the previous design) made the two pools fight over the cores. im2col and col2im of
 stride-1 "same" layers move each patch row as one span of the shifted image plane
 (edge columns fixed up).
@@ -218,7 +219,7 @@ def _forward_groups(gemm, ilp64, x, w_mat, bias, nb, c_in, h_in, w_in, kh, kw, s
     """x: flat NCHW IN; w_mat: (C_out, K) IN; bias: (C_out,) IN; y: (N, C_out, P) OUT.
     cols: (T, K * nb * P), ycs: (T, C_out * nb * P) scratch, one row per thread; the
     groups of nb samples are split over the T threads in order. gemm, ilp64:
-    blas.scipy_target (kept on one thread by _run_groups)."""
+    blas.conv_target (one thread's product per call: _run_groups)."""
     n, c_out, p = y.shape
     k = w_mat.shape[1]
     ho = (h_in + 2 * ph - kh) // sh + 1
@@ -258,7 +259,7 @@ def _backward_groups(gemm, ilp64, grad_out, x, w_mat, nb, c_in, h_in, w_in, kh, 
     """grad_out: (N, C_out, P) IN; x: flat NCHW IN; w_mat: (C_out, K) IN.
     parts: (T, C_out, K) OUT, each thread's weight gradient (when want_w);
     grad_in: flat NCHW OUT (when want_in). cols: (T, K * nb * P), gs: (T, C_out * nb * P)
-    scratch. gemm, ilp64: blas.scipy_target (np.dot's library, kept on one thread by
+    scratch. gemm, ilp64: blas.conv_target (one thread's product per call:
     _run_groups)."""
     n, c_out, p = grad_out.shape
     k = w_mat.shape[1]
@@ -360,7 +361,7 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     nb, threads = _plan(n, k, c_out, p, x.itemsize)
     cols = scratch("conv_cols", (threads, k * nb * p), x.dtype)
     ycs = scratch("conv_ycs", (threads, c_out * nb * p if nb > 1 else 1), x.dtype)
-    args = (*blas.scipy_target(x.dtype), x.reshape(-1), weight.reshape(c_out, k), bias_arr,
+    args = (*blas.conv_target(x.dtype), x.reshape(-1), weight.reshape(c_out, k), bias_arr,
             nb, c_in, h, w, kh, kw, sh, sw, ph, pw, cols, ycs, out.reshape(n, c_out, p))
     _run_groups(_forward_groups, threads, n * p * max(k, c_out), args)
     return out
@@ -399,7 +400,7 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     parts = scratch("conv_parts", wshape, x.dtype)
     gi_flat = (grad_in.reshape(-1) if need_grad_in
                else scratch("conv_no_grad_in", (1,), x.dtype))
-    args = (*blas.scipy_target(x.dtype), g3, x.reshape(-1), weight.reshape(c_out, k), nb,
+    args = (*blas.conv_target(x.dtype), g3, x.reshape(-1), weight.reshape(c_out, k), nb,
             c_in, h, w, kh, kw, sh, sw, ph, pw, want_w, need_grad_in, cols, gs, parts,
             gi_flat)
     _run_groups(_backward_groups, threads, n * p * max(k, c_out), args)
