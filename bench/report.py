@@ -370,7 +370,8 @@ def floors_text(floors):
                 f"fastest library here) take {fmt_time(lin['products'])} against the NumPy "
                 f"reference's {fmt_time(lin['reference'])} for the whole call, so no kernel "
                 f"that computes them can be more than {lin['bound']:.2f}x faster than the "
-                "reference")
+                "reference (to within the few percent by which the suite's sequential "
+                "medians, taken at another moment, scatter around it)")
     if not parts:
         return None
     blocks = next(iter(floors.values()))["blocks"]
