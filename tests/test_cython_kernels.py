@@ -298,3 +298,17 @@ def test_work_buffers_are_each_threads_own():
                 assert len(got[s]) == len(alone[s])
                 for a, b in zip(got[s], alone[s]):
                     np.testing.assert_array_equal(a, b)
+
+
+def test_gemm_pointer_setters_take_both_addresses_or_neither():
+    # the Linear and conv modules each hold a GemmPair (kernels/cython/_blas.pxd): a
+    # half-set pair would send one dtype's products to a library the other never sees
+    from fastnn.kernels.cython import _conv, _dense
+    for setter, in_use in ((_conv.use_mkl_gemm, _conv.mkl_gemm_in_use),
+                           (_dense.use_ilp64_gemm, _dense.ilp64_gemm_in_use)):
+        before = in_use()
+        with pytest.raises(ValueError, match="both addresses or neither"):
+            setter(1, 0)
+        with pytest.raises(ValueError, match="both addresses or neither"):
+            setter(0, 1)
+        assert in_use() == before   # a refused call changes nothing

@@ -74,7 +74,7 @@ from cython.parallel cimport prange, threadid
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from _blas cimport dgemm64_t, ilp64_or_blas_gemm, sgemm64_t
+from _blas cimport GemmPair, ilp64_or_blas_gemm, set_gemm_pair
 from _common cimport floating, fnn_workspace, row_sum, threads_for
 
 cdef extern from "_conv_rows.h" nogil:
@@ -94,30 +94,27 @@ cdef extern from "_conv_rows.h" nogil:
 # blas_threads.serial_blas block ensures (numba's 'omp' layer lets them nest). 2 threads, forward / backward: 128x32x14x14 -> 64
 # 4.3-4.9 / 8.5-9.1 -> 3.6-3.9 / 7.0 ms, 32x64x16x16 -> 128 4.7 / 8.9 -> 4.0 / 7.1 ms
 # (the numba backend, the same products).
-cdef sgemm64_t _sgemm64 = NULL
-cdef dgemm64_t _dgemm64 = NULL
+cdef GemmPair _gemms
+_gemms.sgemm64 = NULL
+_gemms.dgemm64 = NULL
 
 
 def use_mkl_gemm(size_t sgemm_address, size_t dgemm_address):
     """Run the conv products through MKL's ILP64 ?gemm_64 at these addresses (both or
     neither); 0, 0 goes back to SciPy's BLAS."""
-    global _sgemm64, _dgemm64
-    if (sgemm_address == 0) != (dgemm_address == 0):
-        raise ValueError("use_mkl_gemm: give both addresses or neither")
-    _sgemm64 = <sgemm64_t>sgemm_address
-    _dgemm64 = <dgemm64_t>dgemm_address
+    set_gemm_pair(&_gemms, sgemm_address, dgemm_address, "use_mkl_gemm")
 
 
 def mkl_gemm_in_use():
     """True while the conv products run on MKL (use_mkl_gemm)."""
-    return _sgemm64 != NULL
+    return _gemms.sgemm64 != NULL
 
 
 cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
                       const floating* a, int lda, const floating* b, int ldb,
                       floating beta, floating* c, int ldc) noexcept nogil:
     """Column-major C = alpha op(A) op(B) + beta C on MKL or SciPy's BLAS."""
-    ilp64_or_blas_gemm(_sgemm64, _dgemm64, transa, transb, m, n, k, alpha, a, lda, b, ldb,
+    ilp64_or_blas_gemm(&_gemms, transa, transb, m, n, k, alpha, a, lda, b, ldb,
                        beta, c, ldc)
 
 

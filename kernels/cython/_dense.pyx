@@ -9,37 +9,34 @@ a C-contiguous (R, K) array is a Fortran (K, R) matrix with leading dimension K.
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 
-from _blas cimport blas_gemv, dgemm64_t, ilp64_or_blas_gemm, sgemm64_t
+from _blas cimport GemmPair, blas_gemv, ilp64_or_blas_gemm, set_gemm_pair
 from _common cimport (floating, fnn_workspace, threads_for, n_chunks, f_sigmoid, f_tanh,
                       ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH)
 
 # Intel MKL (fastnn/mkl_blas.py), else NumPy's OpenBLAS when fastnn/blas_pool.py found it
 # on the OpenMP pool (64-bit integers both): NumPy's sgemm ran this machine's Linear
 # products 5-22% faster than SciPy's (set by use_ilp64_gemm; NULL: SciPy's cython_blas).
-cdef sgemm64_t _sgemm64 = NULL
-cdef dgemm64_t _dgemm64 = NULL
+cdef GemmPair _gemms
+_gemms.sgemm64 = NULL
+_gemms.dgemm64 = NULL
 
 
 def use_ilp64_gemm(size_t sgemm_address, size_t dgemm_address):
     """Run the Linear products through these Fortran ILP64 ?gemm_64 entry points (MKL's
     or NumPy's OpenBLAS's); 0, 0 goes back to SciPy's BLAS."""
-    global _sgemm64, _dgemm64
-    if (sgemm_address == 0) != (dgemm_address == 0):
-        raise ValueError("use_ilp64_gemm: give both addresses or neither")
-    _sgemm64 = <sgemm64_t>sgemm_address
-    _dgemm64 = <dgemm64_t>dgemm_address
+    set_gemm_pair(&_gemms, sgemm_address, dgemm_address, "use_ilp64_gemm")
 
 
 def ilp64_gemm_in_use():
     """True while the Linear products run through use_ilp64_gemm's entry points."""
-    return _sgemm64 != NULL
+    return _gemms.sgemm64 != NULL
 
 
 cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
                       const floating* a, int lda, const floating* b, int ldb,
                       floating beta, floating* c, int ldc) noexcept nogil:
     """Column-major C = alpha op(A) op(B) + beta C (see use_ilp64_gemm)."""
-    ilp64_or_blas_gemm(_sgemm64, _dgemm64, transa, transb, m, n, k, alpha, a, lda, b, ldb,
+    ilp64_or_blas_gemm(&_gemms, transa, transb, m, n, k, alpha, a, lda, b, ldb,
                        beta, c, ldc)
 
 
