@@ -14,11 +14,16 @@
   reference's whole call: reference / products is the largest speed-up any fused kernel
   around those products can have.
 """
+import os
+
 import numpy as np
 
 from . import overhead
 
-FLOORS_JSON = overhead.OVERHEAD_JSON.replace("overhead.json", "floors.json")
+FLOORS_JSON = os.path.join(os.path.dirname(overhead.OVERHEAD_JSON), "floors.json")
+# the BatchNorm kernels' row chunks for 256 rows (kernels/numba_cpu/batchnorm.py
+# _n_chunks: 256 // 32)
+_CHUNKS = 8
 
 _traffic_kernel = None
 
@@ -26,7 +31,7 @@ _traffic_kernel = None
 def _compile_traffic():
     from numba import njit, prange
 
-    chunks = 8  # the kernels' row chunks for 256 rows (kernels/numba_cpu/batchnorm.py)
+    chunks = _CHUNKS
 
     @njit(parallel=True, cache=True, fastmath=True)
     def traffic(x, g, y, gi, s):
@@ -61,7 +66,7 @@ def batchnorm_traffic_runner(arrays):
     if _traffic_kernel is None:
         _traffic_kernel = _compile_traffic()
     x, g, y, gi = arrays["x"], arrays["g"], arrays["out"], arrays["gi"]
-    s = np.zeros((8, x.shape[1]), np.float32)
+    s = np.zeros((_CHUNKS, x.shape[1]), np.float32)
     return lambda: _traffic_kernel(x, g, y, gi, s)
 
 
@@ -96,7 +101,8 @@ def _gemm_runners(op, a):
         if op == "linear_forward":
             runners["torch"] = lambda: torch.mm(tx, tw.t(), out=ty)
         else:
-            runners["torch"] = lambda: (torch.mm(tg.t(), tx, out=tgw), torch.mm(tg, tw, out=tgx))
+            runners["torch"] = lambda: (torch.mm(tg.t(), tx, out=tgw),
+                                        torch.mm(tg, tw, out=tgx))
     for fn in runners.values():   # every library computes the same products
         fn()
     return runners, (y,) if op == "linear_forward" else (gw, gx)

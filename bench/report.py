@@ -197,8 +197,9 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None, fl
         value, how = versus_torch(overhead_results.BATCHNORM_TARGET,
                                   ops.get(("batchnorm_forward+batchnorm_backward", "large"), {}))
         out.append((issue, f"BatchNorm1d 256x1024 forward+backward ≤ 0.3x PyTorch{how}", c,
-                    _against(value, 0.3), _check(value, 0.3) + _floor_note(
-                        floors, "batchnorm", "ratio", "its memory passes alone, interleaved")))
+                    _against(value, 0.3), _check(value, 0.3)
+                    + _floor_note(floors, "batchnorm", "ratio",
+                                  "its memory passes alone, interleaved")))
         value, how = versus_torch(overhead_results.SOFTMAX_CE_TARGET,
                                   ops.get(("softmax_cross_entropy", "large"), {}))
         out.append((issue, f"softmax-CE 4096x1000 ≤ 1.0x PyTorch{how}", c,
@@ -223,7 +224,8 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None, fl
             value = _speedup(ops.get((op, "large"), {}), c)
             out.append((issue, f"fused {op} (large) ≥ 2x faster than the NumPy reference", c,
                         _against(value, 2.0), _check(value, 2.0, higher_is_better=True)
-                        + _floor_note(floors, op, "bound", "its products alone, interleaved")))
+                        + _floor_note(floors, op, "bound",
+                                      "its products alone, interleaved")))
     # issue 5's targets are the compiled backends' (the reference is what they beat)
     for c in [c for c in ORDER if c not in ("numpy", "student", "torch")]:
         if c not in ops.get(("conv2d_forward+conv2d_backward", "large"), {}):

@@ -91,9 +91,9 @@ cdef extern from "_conv_rows.h" nogil:
 # the calling thread by kernels/blas_threads.py). Called from the threads of a prange,
 # MKL (on libgomp, as these kernels) runs each product on its caller's thread: a nested
 # region gets no second thread while regions cannot nest, which the same
-# blas_threads.serial_blas block ensures (numba's 'omp' layer lets them nest). 2 threads, forward / backward: 128x32x14x14 -> 64
-# 4.3-4.9 / 8.5-9.1 -> 3.6-3.9 / 7.0 ms, 32x64x16x16 -> 128 4.7 / 8.9 -> 4.0 / 7.1 ms
-# (the numba backend, the same products).
+# blas_threads.serial_blas block ensures (numba's 'omp' layer lets them nest). 2
+# threads, forward / backward: 128x32x14x14 -> 64 4.3-4.9 / 8.5-9.1 -> 3.6-3.9 / 7.0 ms,
+# 32x64x16x16 -> 128 4.7 / 8.9 -> 4.0 / 7.1 ms (the numba backend, the same products).
 cdef GemmPair _gemms
 _gemms.sgemm64 = NULL
 _gemms.dgemm64 = NULL

@@ -18,8 +18,9 @@ products use it, else SciPy's BLAS, as the Cython conv kernels), which lets BLAS
 into the output (the bias filled first, a thread's weight-gradient partial) where
 ``np.dot`` could only overwrite; each call runs on its calling thread (MKL nested in the
 parallel region, with nesting turned off, and SciPy's OpenBLAS held at one thread, both
-by kernels/blas_threads.py), so only Numba's pool runs. One GEMM per chunk on OpenBLAS's threads between parallel im2col/col2im loops
-(the previous design) made the two pools fight over the cores. im2col and col2im of
+by kernels/blas_threads.py), so only Numba's pool runs. One GEMM per chunk on OpenBLAS's
+threads between parallel im2col/col2im loops (the previous design) made the two pools
+fight over the cores. im2col and col2im of
 stride-1 "same" layers move each patch row as one span of the shifted image plane
 (edge columns fixed up).
 Measured on 32x64x16x16 -> 128, 3x3 pad 1, forward + backward (old and new kernels
