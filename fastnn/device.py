@@ -54,14 +54,24 @@ def check_device(where, device):
     return name
 
 
+# numba's device array classes (the simulator's has no __cuda_array_interface__; mapped
+# arrays are NumPy arrays): known by type, because the interface of a numba array is a
+# property that builds a new dict at each access (7 us; a training step asks 30 times)
+_NUMBA_DEVICE_ARRAYS = ("DeviceNDArray", "FakeCUDAArray")
+_numba_device_types = {}   # type -> whether it is one of them
+
+
 def is_device_array(a):
     """True for a numba device array or anything with ``__cuda_array_interface__``."""
     if isinstance(a, np.ndarray) or a is None:
         return False
-    if hasattr(a, "__cuda_array_interface__"):
-        return True
-    # numba's CUDA simulator arrays have no interface (its mapped arrays are ndarrays)
-    return type(a).__name__ == "FakeCUDAArray"
+    kind = type(a)
+    numba_array = _numba_device_types.get(kind)
+    if numba_array is None:
+        numba_array = (kind.__name__ in _NUMBA_DEVICE_ARRAYS
+                       and kind.__module__.startswith("numba"))
+        _numba_device_types[kind] = numba_array
+    return numba_array or hasattr(a, "__cuda_array_interface__")
 
 
 def is_array(a):
@@ -81,12 +91,12 @@ def to_device(a):
 
 def to_host(a):
     """A NumPy copy of a device array (a NumPy array is returned as is)."""
-    return a.copy_to_host() if is_device_array(a) else a
+    return Cuda._cuda().to_host(a) if is_device_array(a) else a
 
 
 def host_copy(a):
     """A new NumPy array with the values of a host or device array (state dicts)."""
-    return a.copy_to_host() if is_device_array(a) else np.array(a, copy=True)
+    return Cuda._cuda().to_host(a) if is_device_array(a) else np.array(a, copy=True)
 
 
 def is_contiguous(a):
@@ -208,7 +218,7 @@ class Cuda:
     def put(a):
         if is_device_array(a):
             return Cuda._cuda().as_device(a)
-        return Cuda._cuda().cuda.to_device(c_contiguous(a))
+        return Cuda._cuda().to_device(a)
 
     @staticmethod
     def empty(shape, dtype):
@@ -232,9 +242,7 @@ class Cuda:
     @staticmethod
     def copy_into(dst, src):
         """dst[...] = src, src a host array or a device array of the same shape."""
-        if isinstance(src, np.ndarray):
-            src = c_contiguous(src, dtype=dst.dtype)
-        Cuda._cuda().as_device(dst).copy_to_device(src)
+        Cuda._cuda().copy_into(dst, src)
 
 
 def scaled(a, factor, copy=False):

@@ -22,7 +22,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, block_jit, dmax
+from ._common import Call, block_jit, dmax, reshaped
 from ._reduce import block_sum, cached_factory, column_sum
 from .gemm import dummy
 
@@ -319,7 +319,7 @@ def _launch(which, x, *args):
 
 def _as3d(d):
     n, c = d.shape[:2]
-    return d.reshape(n, c, d.size // max(n * c, 1))
+    return reshaped(d, (n, c, d.size // max(n * c, 1)))
 
 
 def _or_dummy(d, dtype):

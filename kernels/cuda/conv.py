@@ -17,7 +17,7 @@ from numba import cuda
 
 from ..window_shapes import pool_out_shape
 from . import config
-from ._common import Call, dmax, dmin, scratch
+from ._common import Call, dmax, dmin, reshaped, scratch
 from .dense import column_sums_add
 from .gemm import gemm
 
@@ -231,7 +231,7 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     if dy.size:
         cols = _cols(dx, (kh, kw), stride, padding, (ho, wo))
         rows = scratch("rows", (n * ho * wo, c_out), x.dtype)
-        gemm(cols, dw.reshape(c_out, dw.size // c_out), rows, trans_b=True, bias=db)
+        gemm(cols, reshaped(dw, (c_out, dw.size // c_out)), rows, trans_b=True, bias=db)
         _launch(_rows_to_nchw, dy.size, rows, dy)
     return call.done(dy, out)
 
@@ -253,7 +253,7 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     _launch(_nchw_to_rows, rows.size, dgo, rows)
     if grad_weight is not None:
         cols = _cols(dx, (kh, kw), stride, padding, (ho, wo))
-        gemm(rows, cols, call.inout(grad_weight).reshape(c_out, k2), trans_a=True,
+        gemm(rows, cols, reshaped(call.inout(grad_weight), (c_out, k2)), trans_a=True,
              accumulate=True)
     if grad_bias is not None:
         column_sums_add(rows, call.inout(grad_bias))
@@ -262,7 +262,7 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
         return None
     din = call.out(grad_in, x.shape, x.dtype)
     grad_cols = scratch("grad_cols", (rows.shape[0], k2), x.dtype)
-    gemm(rows, dw.reshape(c_out, k2), grad_cols)
+    gemm(rows, reshaped(dw, (c_out, k2)), grad_cols)
     _launch(_col2im, din.size, grad_cols, kh, kw, stride[0], stride[1], padding[0],
             padding[1], ho, wo, din)
     return call.done(din, grad_in)
@@ -297,8 +297,8 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
     din = call.out(grad_in, (n, c, h, w), grad_out.dtype)
     planes = n * c
     if planes:
-        _launch(_max_pool_backward, planes, dg.reshape(planes, dg.size // planes),
-                di.reshape(planes, di.size // planes), din.reshape(planes, h * w))
+        _launch(_max_pool_backward, planes, reshaped(dg, (planes, dg.size // planes)),
+                reshaped(di, (planes, di.size // planes)), reshaped(din, (planes, h * w)))
     return call.done(din, grad_in)
 
 

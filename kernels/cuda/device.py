@@ -1,6 +1,6 @@
 """The few device-array operations ``fastnn.device`` needs beyond the ops: a view of any
-device array as a numba device array, zero-filling in place, and a contiguous copy of a
-strided array.
+device array as a numba device array, copies between host and device, zero-filling in
+place, and a contiguous copy of a strided array.
 
 Models move with ``Module.to("cuda")`` (``fastnn/nn/module.py``); their optimizers'
 flat buffers follow (``fastnn/optim/flat.py``). Both reach the GPU through
@@ -10,7 +10,7 @@ import numpy as np
 from numba import cuda  # noqa: F401  (fastnn.device allocates through it)
 
 from . import config
-from ._common import as_device, flat, is_device  # noqa: F401
+from ._common import as_device, copy_into, flat, is_device, to_device, to_host  # noqa: F401
 
 
 @cuda.jit
@@ -73,7 +73,7 @@ def contiguous_copy(a):
     out = cuda.device_array(a.shape, dtype=a.dtype)
     gather = _GATHERS.get(a.ndim)
     if gather is None:
-        out.copy_to_device(np.ascontiguousarray(a.copy_to_host()))
+        copy_into(out, a.copy_to_host())
     elif a.size:
         gather[config.blocks(a.size), config.THREADS](a, flat(out))
     return out

@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, dmax, flat, scratch
+from ._common import Call, dmax, flat, scratch, to_host
 from ._reduce import cached_factory, group_sum, row_max_sumexp
 
 
@@ -187,7 +187,7 @@ def _smooth_l1(pred, target, inv_size, beta, grad, partial):
 
 
 def _host_sum(d):
-    return float(d.copy_to_host().sum(dtype=np.float64))
+    return float(to_host(d).sum(dtype=np.float64))
 
 
 def softmax_cross_entropy(logits, target, grad=None):

@@ -1,0 +1,155 @@
+"""Host time and driver calls of CUDA training steps, on the stand-in driver.
+
+    python -m bench.fake_cuda.host_time [--small] [--repeats N] [--json out.json]
+
+Builds the stand-in driver (bench/fake_cuda/driver.c) and runs itself in a new process
+that loads it. Each case is a training step through the public API (``model.to("cuda")``,
+``fastnn.optim``, ``nn.CrossEntropyLoss``, ``model.backward``), timed after warm-up
+steps (compilation excluded) as the fastest of ``repeats`` blocks of steps, with the
+driver's counts per step:
+
+* ``mlp``: MLP 784-4096-4096-10, ReLU, batch 1024, SGD with momentum, the batch a device
+  array (issue 7's step; ``--small``: 784-64-64-10, batch 32);
+* ``mlp_host_batch``: the same with NumPy batches (copied in by the model and the loss);
+* ``cnn``: SmallCNN, batch 128, Adam, a device batch (``--small``: channels (4, 8),
+  hidden 16, batch 4).
+
+No kernel runs on the stand-in driver, so the times are the host's share of a step:
+numba's launches (typing its arguments, marshalling them through ctypes), fastnn's
+staging and checks, and the driver calls. On a GPU a step takes at least this long, and
+this long exactly where the host cannot run ahead of the GPU (after each synchronising
+copy: the labels' check, the loss).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cases(small):
+    import fastnn
+    if small:
+        return {"mlp": (lambda: fastnn.models.MLP(784, [64, 64], 10), (32, 784), "sgd"),
+                "cnn": (lambda: fastnn.models.SmallCNN(channels=(4, 8), hidden=16),
+                        (4, 1, 28, 28), "adam")}
+    return {"mlp": (lambda: fastnn.models.MLP(784, [4096, 4096], 10), (1024, 784), "sgd"),
+            "cnn": (lambda: fastnn.models.SmallCNN(), (128, 1, 28, 28), "adam")}
+
+
+def _step_function(make_model, shape, optimizer, device_batch):
+    import numpy as np
+    from numba import cuda
+
+    import fastnn
+    model = make_model().to("cuda")
+    opt = (fastnn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
+           else fastnn.optim.Adam(model.parameters(), lr=1e-3))
+    loss_fn = fastnn.nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = rng.integers(0, 10, shape[0])
+    if device_batch:
+        x, y = cuda.to_device(x), cuda.to_device(y)
+
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        model.backward(loss_fn.backward(), need_grad_in=False)
+        opt.step()
+        return loss
+
+    return step
+
+
+def measure(small, repeats, block=10, warmup=3):
+    """{case: {"host_us": fastest step, "per_step": {counter: count}}} in this process,
+    which must have loaded the stand-in driver."""
+    from numba import cuda
+
+    from . import Counters
+    counters = Counters(os.environ["NUMBA_CUDA_DRIVER"])
+    results = {}
+    cases = _cases(small)
+    runs = [("mlp", cases["mlp"], True), ("mlp_host_batch", cases["mlp"], False),
+            ("cnn", cases["cnn"], True)]
+    for name, (make_model, shape, optimizer), device_batch in runs:
+        step = _step_function(make_model, shape, optimizer, device_batch)
+        for _ in range(warmup):
+            step()
+        before = counters.snapshot()
+        for _ in range(block):
+            step()
+        after = counters.snapshot()
+        per_step = {k: (after[k] - before[k]) / block for k in after}
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(block):
+                step()
+            cuda.synchronize()
+            times.append((time.perf_counter() - start) / block)
+        results[name] = {"host_us": round(min(times) * 1e6, 1), "per_step": per_step}
+    return results
+
+
+def run(small=False, repeats=5, directory=None):
+    """Build the stand-in driver and measure in a new process: the results of
+    ``measure``, or None without a C compiler or without CUDA's libNVVM."""
+    from . import build, environment
+    directory = directory or os.path.join(tempfile.gettempdir(), "fastnn-fake-cuda")
+    path = build(directory)
+    if path is None:
+        return None
+    env = dict(os.environ, **environment(path))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    args = [sys.executable, "-m", "bench.fake_cuda.host_time", "--in-process",
+            "--repeats", str(repeats)] + (["--small"] if small else [])
+    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1200)
+    if proc.returncode == 77:
+        return None
+    if proc.returncode:
+        raise RuntimeError(f"host_time failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _has_nvvm():
+    try:
+        from numba.cuda.cudadrv.nvvm import NVVM
+        NVVM()
+    except Exception:  # noqa: BLE001 - any failure to load libNVVM: nothing compiles
+        return False
+    return True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--small", action="store_true", help="small models (a smoke run)")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.in_process:
+        if not _has_nvvm():
+            print("CUDA's libNVVM is not available: numba cannot compile kernels")
+            sys.exit(77)
+        print(json.dumps(measure(args.small, args.repeats)))
+        return
+    results = run(args.small, args.repeats)
+    if results is None:
+        sys.exit("needs a C compiler and CUDA's libNVVM")
+    for name, r in results.items():
+        counts = ", ".join(f"{k} {v:g}" for k, v in r["per_step"].items())
+        print(f"{name:16s} {r['host_us']:8.0f} us a step   ({counts})")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
