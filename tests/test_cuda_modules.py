@@ -180,6 +180,24 @@ def test_a_gpu_parameter_clones_on_the_gpu():
     assert np.any(copy.copy_to_host() != 0)
 
 
+def test_a_host_parameter_assigned_to_a_gpu_layer_moves_there(rng):
+    """As a buffer does; the layer would otherwise copy it over at every kernel call."""
+    host, gpu = twins(lambda: nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)))
+    weight = rng.standard_normal((5, 6))
+    host[0].weight = nn.Parameter(weight.copy())
+    param = nn.Parameter(weight.copy())
+    param.grad = np.ones((5, 6))
+    gpu[0].weight = param
+    assert gpu[0].weight is param
+    assert fdevice.is_device_array(param.data) and fdevice.is_device_array(param.grad)
+    assert_close(fdevice.to_host(param.grad), np.ones((5, 6)), np.float64)
+    x = rng.standard_normal((4, 6))
+    assert_close(fdevice.to_host(gpu(cuda.to_device(x))), host(x), np.float64)
+    lone = nn.Module().to("cuda")   # nothing on the GPU yet: the parameter stays put
+    lone.w = nn.Parameter(weight.copy())
+    assert not fdevice.is_device_array(lone.w.data)
+
+
 def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     """Linear on (*, in), Conv2d/pooling on unbatched (C, H, W), BatchNorm1d on
     (N, C, L), BatchNorm3d, the 1-D conv and pooling layers, LogSoftmax over a middle

@@ -759,6 +759,15 @@ def _defined_in_fastnn(method):
     return (getattr(method, "__module__", None) or "").startswith("fastnn.")
 
 
+def _move_parameter(param, device):
+    """param's data and gradient to device ('cpu' or 'cuda'), in place."""
+    ns = _device.namespace(device)
+    if _device.device_of(param.data) != device:
+        param.data = ns.put(param.data)
+    if param._grad is not None and _device.device_of(param._grad) != device:
+        param._replace_grad(ns.put(param._grad))
+
+
 def _is_device_like(value):
     """True for a device name ('cpu', 'cuda', 'cuda:0', ...) or a torch.device."""
     if type(value).__name__ == "device":
@@ -897,6 +906,11 @@ class Module:
             object.__setattr__(self, name, value)
             return
         if isinstance(value, Parameter):
+            if (_device.device_of(value.data) != self._device
+                    and self._holds_arrays()):
+                # to the device of the arrays the module holds, as a buffer goes (PyTorch
+                # would fail at the forward; here every kernel call would copy it over)
+                _move_parameter(value, self._device)
             self._modules.pop(name, None)
             self._drop_buffer(name)
             params[name] = value
@@ -1495,12 +1509,8 @@ class Module:
             _device.kernels("cuda")  # raises a clear error where CUDA is unavailable
         for module in self.modules():
             for param in module._parameters.values():
-                if param is None:
-                    continue
-                if _device.device_of(param.data) != device:
-                    param.data = ns.put(param.data)
-                if param._grad is not None and _device.device_of(param._grad) != device:
-                    param._replace_grad(ns.put(param._grad))
+                if param is not None:
+                    _move_parameter(param, device)
             for name, buf in list(module._buffers.items()):
                 if buf is not None and _device.device_of(buf) != device:
                     module._buffers[name] = ns.put(buf)
