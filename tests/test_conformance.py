@@ -202,6 +202,44 @@ def test_nan_propagates(backend, dtype):
         assert np.isnan(getattr(ops, name)(x)[0]), name
 
 
+def test_bce_loss_nan_propagates(backend, dtype):
+    """A NaN probability makes the loss NaN (the op table's rule; PyTorch refuses it), not
+    a finite loss from the logs' clamp at -100."""
+    loss, grad = ops.bce_loss(np.array([np.nan, 0.3], dtype), np.array([0.5, 1.0], dtype))
+    assert np.isnan(loss) and np.isnan(grad[0]) and np.isfinite(grad[1])
+
+
+@pytest.mark.parametrize("shape", [(3, 2), (3, 2, 2, 1)])
+def test_batchnorm_infinite_first_value_extremes(backend, dtype, shape):
+    """An infinite value first in a channel (the value the kernels' shifted sums start
+    from) gives an infinite mean and running mean, as PyTorch's, not NaN from inf - inf."""
+    x = np.arange(float(np.prod(shape)), dtype=dtype).reshape(shape)
+    x[0, 0] = np.inf
+    rm, rv = np.zeros(2, dtype), np.ones(2, dtype)
+    with np.errstate(invalid="ignore"):
+        _, mean, _ = ops.batchnorm_forward(x, np.ones(2, dtype), np.zeros(2, dtype), rm, rv,
+                                           training=True)
+    trm = torch.zeros(2, dtype=t(x).dtype)
+    F.batch_norm(t(x), trm, torch.ones(2, dtype=trm.dtype), training=True)
+    assert mean[0] == np.inf and rm[0] == np.inf and trm[0].item() == np.inf
+    assert np.isfinite(mean[1]) and np.isfinite(rm[1])
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (0, 3, 2, 2), (2, 3, 0, 2)])
+def test_eval_batchnorm_of_no_values_saves_the_running_statistics_extremes(backend, dtype,
+                                                                           shape):
+    """With no values (an empty batch or empty planes) the eval forward's saved mean and
+    invstd are the running statistics', written into the caller's buffers."""
+    rm, rv = np.array([1, 2, 3], dtype), np.array([4, 5, 6], dtype)
+    save_mean, save_invstd = np.full(3, 7, dtype), np.full(3, 7, dtype)
+    y, mean, invstd = ops.batchnorm_forward(np.empty(shape, dtype), np.ones(3, dtype),
+                                            np.zeros(3, dtype), rm, rv, training=False,
+                                            save_mean=save_mean, save_invstd=save_invstd)
+    assert y.shape == shape and mean is save_mean and invstd is save_invstd
+    np.testing.assert_array_equal(mean, rm)
+    assert_close(invstd, 1 / np.sqrt(rv.astype(np.float64) + 1e-5), dtype)
+
+
 # PyTorch's CPU activation backwards run a vector loop and a scalar tail for what is left
 # (fewer values than two vector registers); at a NaN input the two disagree for ELU,
 # Hardswish and Hardtanh (the tail passes grad_out). 64 values, each NaN at the start of

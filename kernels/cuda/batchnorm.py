@@ -22,7 +22,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, block_jit, dmax, reshaped
+from ._common import Call, block_jit, copy_into, dmax, reshaped, to_host
 from ._reduce import block_sum, cached_factory, column_sum
 from .gemm import dummy
 
@@ -158,6 +158,8 @@ def _kernels2d(threads):
             var = 0.0
             if training:
                 first = x[0, c] * 1.0 if valid else 0.0
+                if not math.isfinite(first):  # (inf - inf: an infinite mean NaN)
+                    first = 0.0
                 s1 = 0.0
                 s2 = 0.0
                 if valid:
@@ -346,6 +348,11 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     if dx.size:
         _launch(0, dx, dx, _or_dummy(dw, dt), db, drm, _or_dummy(drv, dt), training,
                 float(momentum), float(eps), mean_only, dy, dmean, _or_dummy(dinv, dt))
+    elif not training and c:   # no values: the saved statistics are the running ones
+        copy_into(dmean, drm)
+        if dinv is not None:
+            with np.errstate(divide="ignore"):
+                copy_into(dinv, 1.0 / np.sqrt(to_host(drv).astype(np.float64) + eps))
     call.sync()
     return (call.result(dy, out), call.result(dmean, save_mean),
             call.result(dinv, save_invstd))

@@ -138,8 +138,9 @@ def _bce(pred, target, inv_size, grad, partial):
     for i in range(i0, pred.size, cuda.gridsize(1)):
         p = pred[i]
         t = target[i]
-        log_p = math.log(p) if p > zero else f(-math.inf)
-        log_1mp = math.log1p(-p) if p < one else f(-math.inf)
+        # (a NaN p takes neither log: it stays NaN through the clamp, the loss NaN)
+        log_p = math.log(p) if p > zero else (f(-math.inf) if p <= zero else p)
+        log_1mp = math.log1p(-p) if p < one else (f(-math.inf) if p >= one else p)
         log_p = dmax(log_p, lowest)
         log_1mp = dmax(log_1mp, lowest)
         s -= t * log_p + (one - t) * log_1mp

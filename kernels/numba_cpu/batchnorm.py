@@ -321,6 +321,8 @@ def _forward_planes(x, weight, bias, running_mean, running_var, training, mean_o
         s2 = 0.0
         # (np.float64: float() of a float32 is a float32 in Numba)
         first = np.float64(x[0, j, 0]) if n * length > 0 else 0.0
+        if not math.isfinite(first):  # (inf - inf would make an infinite mean NaN)
+            first = 0.0
         if training:
             for i in range(n):
                 plane = x[i, j]
