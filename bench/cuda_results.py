@@ -10,6 +10,9 @@ import os
 
 CUDA_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results",
                          "cuda_gpu.json")
+#: host time of CUDA training steps on the stand-in driver (bench/fake_cuda/host_time.py,
+#: run by hand: ``python -m bench.fake_cuda.host_time --json`` plus the fields below)
+HOST_JSON = os.path.join(os.path.dirname(CUDA_JSON), "cuda_host.json")
 
 #: issue 7's limits: MLP step ratio to PyTorch CUDA, fraction of copy bandwidth
 MLP_RATIO_LIMIT = 1.5
@@ -80,3 +83,43 @@ def section(results):
                    f"{', '.join(f'{s:.2f}' for s in run['seconds_per_epoch'])} |")
     out += [""] + [f"- {name}: {text}" for name, text in results["tests"].items()] + [""]
     return out
+
+
+_HOST_CASES = (("mlp", "MLP 784-4096-4096-10 step, batch 1024, SGD momentum, device batch"),
+               ("mlp_host_batch", "same, NumPy batches"),
+               ("cnn", "SmallCNN step, batch 128, Adam, device batch"))
+
+
+def host_section(results):
+    """Markdown lines of the host-time subsection (empty when results is None):
+    results["cases"] and, when saved, results["before"]["cases"] of an earlier commit,
+    each {case: {"host_us", "per_step": {counter: count}}}."""
+    if not results:
+        return []
+    before = (results.get("before") or {}).get("cases", {})
+    out = ["### Host time of a step, without a GPU", "",
+           f"Measured {results['measured']} on {results['machine']} "
+           f"({results['software']}) by `python -m bench.fake_cuda.host_time`: the steps "
+           "above through numba's real CUDA path on a stand-in driver "
+           "(`bench/fake_cuda/driver.c`: device memory in host memory, launches that do "
+           "nothing), so a step's time is its host time alone: numba's launches, "
+           "fastnn's staging and checks, the driver calls. On a GPU a step takes at least "
+           "this long. Fastest of 15 blocks of 10 steps; counts per step from the "
+           "driver's counters.", ""]
+    head = "| case | host time a step |"
+    if before:
+        head += f" at {results['before']['commit']} |"
+    out += [head + " launches | allocations | copies in / out / on device |",
+            "|---|---|" + ("---|" if before else "") + "---|---|---|"]
+    for key, label in _HOST_CASES:
+        row = results["cases"].get(key)
+        if row is None:
+            continue
+        n = row["per_step"]
+        cells = f"| {label} | {row['host_us'] / 1e3:.2f} ms |"
+        if before:
+            old = before.get(key)
+            cells += f" {old['host_us'] / 1e3:.2f} ms |" if old else " |"
+        out.append(cells + f" {n['launches']:g} | {n['allocs']:g} | {n['htod']:g} / "
+                   f"{n['dtoh']:g} / {n['dtod']:g} |")
+    return out + [""] + [f"- {line}" for line in results.get("notes", [])] + [""]

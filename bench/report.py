@@ -382,13 +382,14 @@ def floors_text(floors):
 
 
 def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead=None,
-           cuda=None, vs_torch=None, bandwidth=None, floors=None):
+           cuda=None, vs_torch=None, bandwidth=None, floors=None, cuda_host=None):
     """BENCHMARKS.md's text from a pytest-benchmark JSON dict; writes the plots.
 
     overhead: bench/overhead.py's interleaved results (issue 2's rows), or None to take
     issue 2's ratio from the suite's sequential medians; vs_torch: its interleaved
     ratios against PyTorch (issues 3 and 4), or None likewise. cuda: the saved GPU results
-    (bench/cuda_results.py), or None for no CUDA section. floors: bench/floors.py's
+    (bench/cuda_results.py), or None for no CUDA section; cuda_host: the saved host
+    times on the stand-in driver (bench/fake_cuda), or None. floors: bench/floors.py's
     results, or None."""
     all_rows = results_io.rows(data)
     ceilings = Ceilings(all_rows)
@@ -541,6 +542,7 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
         out += [table, ""]
 
     out += cuda_results.section(cuda)
+    out += cuda_results.host_section(cuda_host)
     if not_run:
         reasons = {}
         for item in not_run:
@@ -610,7 +612,8 @@ def main(argv=None):
                   vs_torch=overhead_results.load(side[overhead_results.VS_TORCH_JSON]),
                   bandwidth=overhead_results.load(side[overhead_results.BANDWIDTH_JSON]),
                   floors=overhead_results.load(side[floor_results.FLOORS_JSON]),
-                  cuda=cuda_results.load())
+                  cuda=cuda_results.load(),
+                  cuda_host=cuda_results.load(cuda_results.HOST_JSON))
     with open(args.output, "w") as f:
         f.write(text + "\n")
     print(f"wrote {args.output}")

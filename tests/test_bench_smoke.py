@@ -326,6 +326,20 @@ def test_cuda_section_renders_the_saved_gpu_run_with_verdicts(tmp_path):
     assert cuda_results.load(tmp_path / "absent.json") is None
 
 
+def test_cuda_host_section_renders_the_saved_host_times_and_counts():
+    from bench import cuda_results
+    assert cuda_results.host_section(None) == []
+    saved = cuda_results.load(cuda_results.HOST_JSON)
+    assert saved is not None, "bench/results/cuda_host.json is committed"
+    text = "\n".join(cuda_results.host_section(saved))
+    mlp = saved["cases"]["mlp"]
+    row = next(line for line in text.splitlines() if line.startswith("| MLP"))
+    assert f"{mlp['host_us'] / 1e3:.2f} ms" in row
+    assert f"| {mlp['per_step']['launches']:g} |" in row
+    if saved.get("before"):
+        assert f"{saved['before']['cases']['mlp']['host_us'] / 1e3:.2f} ms" in row
+
+
 def _returned(result):
     """The arrays a benchmark callable returned (tensors as arrays), flattened."""
     import numbers
