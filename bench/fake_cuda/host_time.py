@@ -42,35 +42,13 @@ def _cases(small):
             "cnn": (lambda: fastnn.models.SmallCNN(), (128, 1, 28, 28), "adam")}
 
 
-def _step_function(make_model, shape, optimizer, device_batch):
-    import numpy as np
-    from numba import cuda
-
-    import fastnn
-    model = make_model().to("cuda")
-    opt = (fastnn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
-           else fastnn.optim.Adam(model.parameters(), lr=1e-3))
-    loss_fn = fastnn.nn.CrossEntropyLoss()
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal(shape).astype(np.float32)
-    y = rng.integers(0, 10, shape[0])
-    if device_batch:
-        x, y = cuda.to_device(x), cuda.to_device(y)
-
-    def step():
-        opt.zero_grad()
-        loss = loss_fn(model(x), y)
-        model.backward(loss_fn.backward(), need_grad_in=False)
-        opt.step()
-        return loss
-
-    return step
-
-
 def measure(small, repeats, block=10, warmup=3):
     """{case: {"host_us": fastest step, "per_step": {counter: count}}} in this process,
     which must have loaded the stand-in driver."""
+    import numpy as np
     from numba import cuda
+
+    from fastnn.kernels.cuda.bench import training_step
 
     from . import Counters
     counters = Counters(os.environ["NUMBA_CUDA_DRIVER"])
@@ -78,8 +56,11 @@ def measure(small, repeats, block=10, warmup=3):
     cases = _cases(small)
     runs = [("mlp", cases["mlp"], True), ("mlp_host_batch", cases["mlp"], False),
             ("cnn", cases["cnn"], True)]
+    rng = np.random.default_rng(0)
     for name, (make_model, shape, optimizer), device_batch in runs:
-        step = _step_function(make_model, shape, optimizer, device_batch)
+        x = rng.standard_normal(shape).astype(np.float32)
+        y = rng.integers(0, 10, shape[0])
+        step = training_step(make_model(), x, y, optimizer, device_batch)
         for _ in range(warmup):
             step()
         before = counters.snapshot()

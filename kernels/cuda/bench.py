@@ -83,27 +83,37 @@ def _torch_step(net, x, y, repeats, optimizer="sgd"):
     return _time(step, repeats, torch.cuda.synchronize)
 
 
-def _layers_step(model, x, y, repeats, optimizer="sgd", gemm_paths=False):
-    """Seconds per training step through the public API on the GPU: model.to('cuda'),
-    fastnn.optim, nn.CrossEntropyLoss, a device batch.
-
-    gemm_paths: also time the step with cuBLAS reached through CuPy arrays instead of raw
-    pointers (config.GEMM_DIRECT=0), alternating the two three times; returns
-    (direct seconds, CuPy-array seconds) then, the medians of the three."""
+def training_step(model, x, y, optimizer="sgd", device_batch=True):
+    """A callable doing one training step of ``model`` (moved to the GPU) through the
+    public API: fastnn.optim's SGD with momentum or Adam, nn.CrossEntropyLoss,
+    ``model.backward``. x: (N, ...) inputs and y: (N,) int64 labels, NumPy arrays, copied
+    to the device once when device_batch, else passed as they are at every step."""
     import fastnn
     model.to("cuda")
     opt = (fastnn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
            else fastnn.optim.Adam(model.parameters(), lr=1e-3))
     loss_fn = fastnn.nn.CrossEntropyLoss()
-    dx, dy = cuda.to_device(x), cuda.to_device(y)
+    if device_batch:
+        x, y = cuda.to_device(x), cuda.to_device(y)
 
     def step():
         opt.zero_grad()
-        loss = loss_fn(model(dx), dy)
+        loss = loss_fn(model(x), y)
         model.backward(loss_fn.backward(), need_grad_in=False)
         opt.step()
         return loss
 
+    return step
+
+
+def _layers_step(model, x, y, repeats, optimizer="sgd", gemm_paths=False):
+    """Seconds per training step through the public API on the GPU (``training_step``
+    with a device batch).
+
+    gemm_paths: also time the step with cuBLAS reached through CuPy arrays instead of raw
+    pointers (config.GEMM_DIRECT=0), alternating the two three times; returns
+    (direct seconds, CuPy-array seconds) then, the medians of the three."""
+    step = training_step(model, x, y, optimizer)
     if not gemm_paths:
         return _time(step, repeats, cuda.synchronize)
     direct, arrays = [], []
