@@ -154,6 +154,21 @@ def test_multitask_net_on_the_gpu_takes_host_and_device_arrays(rng):
     assert_close(dgrad.copy_to_host(), grad_ref, np.float64)
 
 
+def test_vae_on_the_gpu_takes_host_and_device_arrays(rng):
+    """Its terms between the two MLPs are NumPy: a device x (and eps) is brought over,
+    and the gradient w.r.t. x goes back to the device."""
+    host, gpu = twins(lambda: fastnn.models.VAE(5, latent_dim=2, hidden=(4,)))
+    x, eps = rng.standard_normal((3, 5)), rng.standard_normal((3, 2))
+    ref = host(x, eps)
+    grad_ref = host.backward()
+    for x_in, eps_in in ((x, eps), (cuda.to_device(x), cuda.to_device(eps))):
+        losses = gpu(x_in, eps_in)
+        assert_close(np.array(losses), np.array(ref), np.float64)
+        grad = gpu.backward()
+        assert fdevice.is_device_array(grad) == fdevice.is_device_array(x_in)
+        assert_close(fdevice.to_host(grad), grad_ref, np.float64)
+
+
 def test_a_container_of_layers_built_on_the_gpu_runs_there(rng):
     """PyTorch's porting idiom, device='cuda' on each layer: the Sequential (no arrays of
     its own) and its ReLU follow the layers to the GPU."""

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from .. import device as _device
 from .. import nn
 from .. import random as _random
 from ..validation import check_float_array, check_non_negative_int, check_positive_int
@@ -44,11 +45,16 @@ class VAE(nn.Module):
         self.decoder = MLP(latent_dim, hidden[::-1], 2 * data_dim, activation=activation)
         self._rng = np.random.default_rng(seed)
         self._cache = None
+        self._x_on_device = False  # whether the last forward's x was a device array
 
     def forward(self, x, eps=None):
-        """x: (N, data_dim). eps: (N, latent_dim) noise or None to draw it.
+        """x: (N, data_dim). eps: (N, latent_dim) noise or None to draw it. Either may be
+        a device array (the elementwise terms between the MLPs are computed on the
+        host, and backward then returns the gradient w.r.t. x on the device).
 
         Returns (loss, nll, kl) as floats (batch means of the per-sample sums)."""
+        self._x_on_device = _device.is_device_array(x)
+        x, eps = _device.to_host(x), None if eps is None else _device.to_host(eps)
         check_float_array("VAE", "x", x, ndim=2, shape=(None, self.data_dim))
         n, latent = x.shape[0], self.latent_dim
         if eps is not None:
@@ -73,7 +79,8 @@ class VAE(nn.Module):
 
     def backward(self):
         """Accumulate every parameter's gradient of the last forward's loss; returns the
-        loss's gradient w.r.t. x, (N, data_dim) (through the encoder and the NLL)."""
+        loss's gradient w.r.t. x, (N, data_dim) (through the encoder and the NLL), where
+        that x was."""
         if self._cache is None:
             raise RuntimeError("VAE: backward() called before forward()")
         n, mu_z, sigma_z, eps, resid, inv_var_x = self._cache
@@ -86,7 +93,8 @@ class VAE(nn.Module):
         grad_log_sz = grad_z * sigma_z * eps + (sigma_z ** 2 - 1) * scale
         grad_x = self.encoder.backward(np.concatenate([grad_mu_z, grad_log_sz], axis=1))
         self._cache = None
-        return grad_x - grad_mu_x  # x also enters the NLL, opposite to mu_x
+        grad_x = grad_x - grad_mu_x  # x also enters the NLL, opposite to mu_x
+        return _device.Cuda.put(grad_x) if self._x_on_device else grad_x
 
     def get_extra_state(self):
         """The noise generator's state as a JSON string (state_dict's '_extra_state'), so a
