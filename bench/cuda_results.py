@@ -93,10 +93,10 @@ _HOST_CASES = (("mlp", "MLP 784-4096-4096-10 step, batch 1024, SGD momentum, dev
 def host_section(results):
     """Markdown lines of the host-time subsection (empty when results is None):
     results["cases"] and, when saved, results["before"]["cases"] of an earlier commit,
-    each {case: {"host_us", "per_step": {counter: count}}}."""
+    each {case: {"host_us", "per_step": {counter: count}}}; results["numba_cuda"], when
+    saved, the same measured on numba-cuda, in a second table."""
     if not results:
         return []
-    before = (results.get("before") or {}).get("cases", {})
     out = ["### Host time of a step, without a GPU", "",
            f"Measured {results['measured']} on {results['machine']} "
            f"({results['software']}) by `python -m bench.fake_cuda.host_time`: the steps "
@@ -106,11 +106,21 @@ def host_section(results):
            "fastnn's staging and checks, the driver calls. On a GPU a step takes at least "
            "this long. Fastest of 15 blocks of 10 steps; counts per step from the "
            "driver's counters.", ""]
+    out += _host_table(results)
+    other = results.get("numba_cuda")
+    if other:
+        out += ["", f"The same on {other['software']}, measured {other['measured']}:", ""]
+        out += _host_table(other)
+    return out + [""] + [f"- {line}" for line in results.get("notes", [])] + [""]
+
+
+def _host_table(results):
+    before = (results.get("before") or {}).get("cases", {})
     head = "| case | host time a step |"
     if before:
         head += f" at {results['before']['commit']} |"
-    out += [head + " launches | allocations | copies in / out / on device |",
-            "|---|---|" + ("---|" if before else "") + "---|---|---|"]
+    out = [head + " launches | allocations | copies in / out / on device |",
+           "|---|---|" + ("---|" if before else "") + "---|---|---|"]
     for key, label in _HOST_CASES:
         row = results["cases"].get(key)
         if row is None:
@@ -122,4 +132,4 @@ def host_section(results):
             cells += f" {old['host_us'] / 1e3:.2f} ms |" if old else " |"
         out.append(cells + f" {n['launches']:g} | {n['allocs']:g} | {n['htod']:g} / "
                    f"{n['dtoh']:g} / {n['dtod']:g} |")
-    return out + [""] + [f"- {line}" for line in results.get("notes", [])] + [""]
+    return out

@@ -7,7 +7,9 @@ cuda_gpu.json) that host time, not the GPU, set the MLP step's pace. The stand-i
 keeps device memory in host memory and launches nothing, so numba compiles (with CUDA's
 libNVVM) and launches exactly as on a GPU while the kernels cost nothing: the time a step
 takes is its host time, and the driver's counters say how many launches, allocations and
-copies it made.
+copies it made. It serves numba's built-in CUDA target (this project's environment) and
+numba-cuda with NVIDIA's cuda-bindings (the GPU machines'; that also needs NVRTC,
+``pip install nvidia-cuda-nvrtc-cu12``).
 
     build(directory) -> path of the built library, or None (no C compiler)
     environment(path) -> the variables that make numba load it (set before numba.cuda
@@ -36,16 +38,20 @@ def build(directory):
     if compiler is None:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(target), str(SOURCE)],
-                   check=True, capture_output=True)
+    subprocess.run([compiler, "-O2", "-shared", "-fPIC", "-o", str(target), str(SOURCE),
+                    "-ldl"], check=True, capture_output=True)
     return target
 
 
 def environment(path):
     """Environment variables for a process that should run on the stand-in driver: numba
-    loads it, and the GEMM is numba's (CuPy's cuBLAS would look for a real GPU)."""
-    return {"NUMBA_CUDA_DRIVER": str(path), "NUMBA_ENABLE_CUDASIM": "0",
-            "FASTNN_CUDA_GEMM": "numba"}
+    loads it (numba's own CUDA target through NUMBA_CUDA_DRIVER, numba-cuda's
+    cuda-bindings from the library path), and the GEMM is numba's (CuPy's cuBLAS would
+    look for a real GPU)."""
+    library_path = os.pathsep.join(filter(None, [str(Path(path).parent),
+                                                 os.environ.get("LD_LIBRARY_PATH")]))
+    return {"NUMBA_CUDA_DRIVER": str(path), "LD_LIBRARY_PATH": library_path,
+            "NUMBA_ENABLE_CUDASIM": "0", "FASTNN_CUDA_GEMM": "numba"}
 
 
 class Counters:

@@ -11,11 +11,16 @@
  * The fake_* counters (read through ctypes) count launches, allocations, frees, copies
  * each way and context synchronisations. The device attributes are an H100's or H200's
  * (compute capability 9.0, 132 multiprocessors). Only the entry points numba calls are
- * here; numba looks each up by name on its first call.
+ * here: numba's built-in CUDA target (numba 0.68) looks each up by name through ctypes;
+ * numba-cuda 0.30 goes through NVIDIA's cuda-bindings and cuda-core, which find them
+ * with cuGetProcAddress (at the end of this file, with what cuda-core calls besides).
  */
+#define _GNU_SOURCE
+#include <dlfcn.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 typedef int CUresult;  /* 0 is CUDA_SUCCESS */
@@ -279,3 +284,75 @@ CUresult cuOccupancyMaxActiveBlocksPerMultiprocessor(int *n, void *function, int
 }
 CUresult cuGetErrorString(CUresult error, const char **text) { *text = "stand-in driver error"; return 0; }
 CUresult cuGetErrorName(CUresult error, const char **text) { *text = "CUDA_ERROR_STAND_IN"; return 0; }
+
+/* ---- entry points by name (NVIDIA's cuda-bindings, as numba-cuda uses, finds every
+ * function through this): the _v2 version where there is one */
+CUresult cuGetProcAddress_v2(const char *symbol, void **function, int version,
+                             unsigned long long flags, int *status) {
+    Dl_info self;
+    char name[256];
+    void *library, *found = NULL;
+    if (dladdr((void *)cuInit, &self) && (library = dlopen(self.dli_fname, RTLD_LAZY | RTLD_NOLOAD))) {
+        snprintf(name, sizeof name, "%s_v2", symbol);
+        found = dlsym(library, name);
+        if (!found) found = dlsym(library, symbol);
+        dlclose(library);
+    }
+    *function = found;
+    if (status) *status = found ? 0 : 1;  /* CU_GET_PROC_ADDRESS_SUCCESS / SYMBOL_NOT_FOUND */
+    return found ? 0 : 500;                /* CUDA_ERROR_NOT_FOUND */
+}
+CUresult cuGetProcAddress(const char *symbol, void **function, int version,
+                          unsigned long long flags) {
+    return cuGetProcAddress_v2(symbol, function, version, flags, NULL);
+}
+
+/* ---- what NVIDIA's cuda-core (numba-cuda's device and linking layer) calls besides */
+CUresult cuCtxSetCurrent(void *ctx) { current_context = ctx; return 0; }
+CUresult cuCtxGetApiVersion(void *ctx, unsigned *version) { *version = 12080; return 0; }
+CUresult cuCtxGetFlags(unsigned *flags) { *flags = 0; return 0; }
+CUresult cuCtxGetStreamPriorityRange(int *least, int *greatest) { *least = 0; *greatest = -5; return 0; }
+CUresult cuDevicePrimaryCtxGetState(int device, unsigned *flags, int *active) {
+    *flags = 0;
+    *active = 1;
+    return 0;
+}
+CUresult cuDevicePrimaryCtxSetFlags_v2(int device, unsigned flags) { return 0; }
+CUresult cuStreamCreateWithPriority(void **stream, unsigned flags, int priority) {
+    *stream = handle();
+    return 0;
+}
+CUresult cuStreamQuery(void *stream) { return 0; }
+CUresult cuStreamGetCtx(void *stream, void **ctx) { *ctx = &context; return 0; }
+CUresult cuStreamGetFlags(void *stream, unsigned *flags) { *flags = 0; return 0; }
+CUresult cuStreamGetPriority(void *stream, int *priority) { *priority = 0; return 0; }
+CUresult cuEventRecordWithFlags(void *event, void *stream, unsigned flags) { return 0; }
+CUresult cuModuleLoadData(void **module, const void *image) { *module = handle(); return 0; }
+CUresult cuLibraryLoadData(void **library, const void *code, void *jit_options, void **jit_values,
+                           unsigned jit_count, void *options, void **values, unsigned count) {
+    *library = handle();
+    return 0;
+}
+CUresult cuLibraryUnload(void *library) { return 0; }
+CUresult cuLibraryGetKernel(void **kernel, void *library, const char *name) {
+    *kernel = handle();
+    return 0;
+}
+CUresult cuLibraryGetModule(void **module, void *library) { *module = handle(); return 0; }
+CUresult cuLibraryGetGlobal(CUdeviceptr *d, size_t *n, void *library, const char *name) {
+    return cuModuleGetGlobal_v2(d, n, NULL, name);
+}
+CUresult cuKernelGetFunction(void **function, void *kernel) { *function = kernel; return 0; }
+CUresult cuKernelGetAttribute(int *value, int attribute, void *kernel, int device) {
+    return cuFuncGetAttribute(value, attribute, kernel);
+}
+CUresult cuFuncGetName(const char **name, void *function) { *name = "kernel"; return 0; }
+CUresult cuFuncGetModule(void **module, void *function) { *module = handle(); return 0; }
+CUresult cuPointerGetAttributes(unsigned n, int *attributes, void **data, CUdeviceptr p) {
+    for (unsigned i = 0; i < n; i++) cuPointerGetAttribute(data[i], attributes[i], p);
+    return 0;
+}
+CUresult cuLaunchKernelEx(const void *config, void *function, void **params, void **extra) {
+    fake_launches++;
+    return 0;
+}
