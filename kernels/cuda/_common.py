@@ -57,7 +57,7 @@ def as_device(a):
 
 # Copies between host and device. numba's own (cuda.to_device, copy_to_device,
 # copy_to_host) spend 30-160 us of host time a call on checks and staging where the
-# driver's copy takes 3 us (measured on the stand-in driver of tests/fake_cuda), and a
+# driver's copy takes 3 us (measured on the stand-in driver of bench/fake_cuda), and a
 # training step makes several: its input batch, its labels, the loss, the loss's
 # gradient. The three below call the driver's copies directly on C-contiguous arrays of
 # matching shape and dtype (numba's copies for anything else, and in the simulator).
@@ -83,7 +83,7 @@ def to_host(d, out=None):
     d = as_device(d)
     if out is not None and out.shape == d.shape and (out.dtype != d.dtype
                                                      or not out.flags.c_contiguous):
-        out[...] = to_host(d)
+        out[...] = to_host(d)  # a cast, or a strided out: through a fresh copy
         return out
     if SIMULATOR or not _c_contiguous(d) or (out is not None and (
             out.shape != d.shape or not out.flags.writeable)):
@@ -99,18 +99,16 @@ def copy_into(dst, src):
     """dst[...] = src: dst a device array, src a device array of its shape and dtype or a
     NumPy array of its shape (cast to its dtype)."""
     dst = as_device(dst)
-    if is_device(src):
-        src = as_device(src)
-    else:
-        src = np.asarray(src, dtype=dst.dtype, order="C")
+    on_device = is_device(src)
+    src = as_device(src) if on_device else np.asarray(src, dtype=dst.dtype, order="C")
     if (SIMULATOR or not _c_contiguous(dst) or tuple(src.shape) != tuple(dst.shape)
-            or src.dtype != dst.dtype or (is_device(src) and not _c_contiguous(src))):
+            or src.dtype != dst.dtype or (on_device and not _c_contiguous(src))):
         dst.copy_to_device(src)
         return
     nbytes = dst.size * dst.dtype.itemsize
     if not nbytes:
         return
-    if is_device(src):
+    if on_device:
         _driver.device_to_device(dst, src, nbytes)
     else:
         _driver.host_to_device(dst, src, nbytes)
@@ -230,10 +228,7 @@ class Call:
     def sync(self):
         """Copy every host in-place argument and out= buffer back from the device."""
         for d, host in self._copy_back:
-            if host.flags.c_contiguous:
-                to_host(d, host)
-            else:
-                host[...] = to_host(d)
+            to_host(d, host)  # (a strided host array through a fresh copy)
         self._copy_back = []
 
     def result(self, d, buf=None):
