@@ -53,6 +53,11 @@ def section(results):
                f"{_ms(mlp['torch_s'])} | {mlp['layers_ratio_to_torch']:.2f}x | "
                f"{_verdict(mlp['layers_ratio_to_torch'] <= MLP_RATIO_LIMIT)} (<= "
                f"{MLP_RATIO_LIMIT}x) |")
+    if mlp.get("layers_numba_launch_s"):
+        ratio = mlp["layers_numba_launch_s"] / mlp["torch_s"]
+        out.append(f"| same, every kernel launched through numba's dispatcher "
+                   f"(`FASTNN_CUDA_LAUNCH=numba`) | {_ms(mlp['layers_numba_launch_s'])} | "
+                   f"{_ms(mlp['torch_s'])} | {ratio:.2f}x | |")
     out.append(f"| same step composed from the cuda ops (fresh outputs each op) | "
                f"{_ms(mlp['ops_s'])} | {_ms(mlp['torch_s'])} | "
                f"{mlp['ops_ratio_to_torch']:.2f}x | |")
@@ -62,6 +67,10 @@ def section(results):
                    f"{mlp['gemms_s'] / mlp['torch_gemms_s']:.2f}x | |")
     out.append(f"| SmallCNN step, batch 128, Adam, layer API | {_ms(cnn['layers_s'])} | "
                f"{_ms(cnn['torch_s'])} | {cnn['layers_ratio_to_torch']:.2f}x | |")
+    if cnn.get("layers_numba_launch_s"):
+        out.append(f"| same, launched through numba's dispatcher | "
+                   f"{_ms(cnn['layers_numba_launch_s'])} | {_ms(cnn['torch_s'])} | "
+                   f"{cnn['layers_numba_launch_s'] / cnn['torch_s']:.2f}x | |")
     out += ["", "| kernel | time | GB/s moved | of copy bandwidth | issue 7 (>= 50%) |",
             "|---|---|---|---|---|"]
     for key, label in (("softmax_ce", "softmax-CE fwd+bwd 4096x1000"),

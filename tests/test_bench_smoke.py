@@ -324,6 +324,13 @@ def test_cuda_section_renders_the_saved_gpu_run_with_verdicts(tmp_path):
     verdict = "pass" if ratio <= cuda_results.MLP_RATIO_LIMIT else "**FAIL**"
     assert f"{ratio:.2f}x | {verdict}" in text
     assert cuda_results.load(tmp_path / "absent.json") is None
+    # a run that also timed the step with numba's launches (kernels/cuda/launch.py) shows it
+    import copy
+    later = copy.deepcopy(saved)
+    later["bench"]["mlp_step"]["layers_numba_launch_s"] = 0.005
+    row = next(line for line in cuda_results.section(later)
+               if "launched through numba's dispatcher" in line)
+    assert "| 5.00 ms |" in row
 
 
 def test_cuda_host_section_renders_the_saved_host_times_and_counts():

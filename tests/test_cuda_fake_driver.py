@@ -35,12 +35,33 @@ def driver(tmp_path_factory):
     return path
 
 
+def _run(driver, script, **env):
+    """Run script in a new process on the stand-in driver (skip without libNVVM)."""
+    env = dict(os.environ, **fake_cuda.environment(driver), **env)
+    check = ("from bench.fake_cuda.host_time import _has_nvvm\n"
+             "if not _has_nvvm():\n    raise SystemExit(77)\n")
+    proc = subprocess.run([sys.executable, "-c", check + textwrap.dedent(script)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    if proc.returncode == 77:
+        pytest.skip("CUDA's libNVVM is not available: numba cannot compile kernels")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc.stdout
+
+
 def test_training_steps_launch_with_few_allocations_and_copies(driver):
-    results = host_time.run(small=True, repeats=1, directory=driver.parent)
+    # launch="check": every direct launch also compares its packed arguments and its
+    # compiled kernel with numba's (kernels/cuda/launch.py), and fails the step if not
+    results = host_time.run(small=True, repeats=1, directory=driver.parent,
+                            launch="check")
     if results is None:
         pytest.skip("CUDA's libNVVM is not available: numba cannot compile kernels")
     mlp, host_batch, cnn = (results[k]["per_step"]
                             for k in ("mlp", "mlp_host_batch", "cnn"))
+    for step in (mlp, host_batch, cnn):
+        # after the warm-up steps every launch goes through the driver directly, and
+        # on the legacy default stream (in order with cuBLAS and the copies)
+        assert step["direct_launches"] == step["launches"], step
+        assert step["numba_launches"] == 0 and step["stream_launches"] == 0, step
     # MLP 784-64-64-10 with a device batch: 3 GEMMs with bias and ReLU in their epilogue,
     # softmax-CE, 3 kernels for act'(y) with the bias gradients, 5 GEMMs (no grad_in for
     # the first layer), one zero fill and one SGD update over the flat buffers
@@ -102,8 +123,146 @@ print("copies ok")
 
 
 def test_copies_between_host_and_device_move_the_right_values(driver):
-    env = dict(os.environ, **fake_cuda.environment(driver))
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(_COPIES)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    assert "copies ok" in proc.stdout
+    assert "copies ok" in _run(driver, _COPIES)
+
+
+_LAUNCHES = """
+import ctypes, os, struct, threading
+import numpy as np
+from numba import cuda
+from fastnn.kernels.cuda import launch
+from fastnn.kernels.cuda.launch import jit_kernel
+
+lib = ctypes.CDLL(os.environ["NUMBA_CUDA_DRIVER"])
+launches = ctypes.c_ulonglong.in_dll(lib, "fake_launches")
+dims = (ctypes.c_uint * 6).in_dll(lib, "fake_last_dims")
+params = ctypes.c_void_p.in_dll(lib, "fake_last_params")
+
+
+@jit_kernel
+def probe(a, b, s, t, flag):
+    if cuda.grid(1) < a.size + b.size and flag:
+        s = s + t
+
+
+def array_slots(d):
+    # numba's array argument: meminfo, parent, size, itemsize, pointer, shape, strides
+    pointer = d.__cuda_array_interface__["data"][0] if d.size else 0
+    return [struct.pack("<q", v) for v in (0, 0, d.size, d.dtype.itemsize, pointer,
+                                           *d.shape, *d.strides)]
+
+
+SCALAR = {float: "<d", np.float32: "<f", np.float64: "<d", int: "<q", np.int32: "<i",
+          np.int64: "<q", bool: "<?", np.bool_: "<?"}
+
+
+def driver_saw(n_slots, widths):
+    # the values behind the driver's last parameter pointers
+    pointers = ctypes.cast(params.value, ctypes.POINTER(ctypes.c_void_p))
+    return [ctypes.string_at(pointers[k], widths[k]) for k in range(n_slots)]
+
+
+base = cuda.to_device(np.arange(24.0))
+arrays = [cuda.device_array(7, np.float32), cuda.to_device(np.ones((3, 4))),
+          cuda.to_device(np.ones((3, 4))).T, base[::3], base.reshape(2, 3, 4)[:, 1:, ::2],
+          cuda.device_array((2, 0, 3), np.int64), cuda.device_array((), np.float64),
+          cuda.device_array((2, 3, 4, 5), np.int32)]
+scalars = [1.5, np.float32(2.5), 3, np.int32(-4), np.int64(2**40), True, np.bool_(False)]
+grids = [(5, 64), ((3, 2), (32, 4)), ((2, 2, 2), (8, 8, 2)), ((7,), (128,))]
+checked = 0
+for k, a in enumerate(arrays):
+    b = arrays[(k + 3) % len(arrays)]
+    for s in scalars[:5]:
+        for t in scalars[:5]:
+            for flag in scalars[5:]:
+                grid, block = grids[(k + checked) % len(grids)]
+                args = (a, b, s, t, flag)
+                before = launch.counts["direct"]
+                for _ in range(2):   # the first goes through numba (it compiles)
+                    probe[grid, block](*args)
+                assert launch.counts["direct"] == before + 1, (k, s, t, flag)
+                expected = array_slots(a) + array_slots(b) + [
+                    struct.pack(SCALAR[type(v)], v) for v in (s, t, flag)]
+                widths = [len(e) for e in expected]
+                assert driver_saw(len(expected), widths) == expected, (k, s, t, flag)
+                g = grid if isinstance(grid, tuple) else (int(grid),)
+                bl = block if isinstance(block, tuple) else (block,)
+                assert list(dims) == list(g + (1,) * (3 - len(g)) + bl + (1,) * (3 - len(bl)))
+                checked += 1
+
+# launches numba makes: host arrays (it copies them), a stream, an int beyond int64
+host = np.zeros(4)
+for args in [(host, arrays[0], 1.0, 2.0, True)] * 2:
+    before = dict(launch.counts)
+    probe[1, 32](*args)
+    assert launch.counts["numba"] == before["numba"] + 1
+stream = cuda.stream()
+probe[1, 32, stream, 0](arrays[0], arrays[1], 1.0, 2.0, True)
+probe[1, 32](arrays[0], arrays[1], 1.0, 2**63 + 5, True)   # numba types it uint64
+count = launches.value
+# another thread launches directly too
+thread = threading.Thread(target=lambda: probe[1, 32](arrays[0], arrays[1], 1.0, 2.0, True))
+thread.start()
+thread.join()
+assert launches.value == count + 1
+import fastnn
+assert "cuLaunchKernel" in fastnn.backend_info("cuda")["launch"]
+print("launches ok", checked)
+"""
+
+
+@pytest.mark.parametrize("mode", ["direct", "check"])
+def test_direct_launches_pass_numbas_arguments_to_the_driver(driver, mode):
+    # every combination of these argument types compiles once (numba's launch) and then
+    # launches directly; check mode also compares each with numba's marshalling
+    assert "launches ok 400" in _run(driver, _LAUNCHES, FASTNN_CUDA_LAUNCH=mode)
+
+
+_FAILURES = """
+import ctypes, os, warnings
+import numpy as np
+from numba import cuda
+from numba.cuda.cudadrv.driver import CudaAPIError
+from fastnn.kernels.cuda import launch
+from fastnn.kernels.cuda.launch import jit_kernel
+
+lib = ctypes.CDLL(os.environ["NUMBA_CUDA_DRIVER"])
+failing = ctypes.c_int.in_dll(lib, "fake_failing_launches")
+
+
+@jit_kernel
+def fill(a, v):
+    for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
+        a[i] = v
+
+
+a = cuda.device_array(10)
+fill[1, 32](a, 1.0)             # numba compiles and launches
+if os.environ["CASE"] == "first":
+    failing.value = 1           # the first direct launch fails: numba's from then on
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fill[1, 32](a, 2.0)
+    assert any("through numba" in str(w.message) for w in caught), caught
+    before = dict(launch.counts)
+    fill[1, 32](a, 3.0)
+    assert launch.counts["numba"] == before["numba"] + 1, launch.counts
+    assert launch.counts["direct"] == before["direct"] == 0, launch.counts
+else:
+    fill[1, 32](a, 2.0)         # a direct launch works; a later failure is an error
+    failing.value = 1
+    try:
+        fill[1, 32](a, 3.0)
+    except CudaAPIError as exc:
+        assert "fill" in str(exc) and "400" in str(exc), exc
+    else:
+        raise AssertionError("a failed launch passed silently")
+print("failures ok")
+"""
+
+
+@pytest.mark.parametrize("case", ["first", "later"])
+def test_a_failing_direct_launch(driver, case):
+    # numba 0.68's own launches go through cuLaunchKernel as the direct ones do (the
+    # stand-in driver fails those on demand); numba-cuda's through cuLaunchKernelEx
+    assert "failures ok" in _run(driver, _FAILURES, CASE=case)

@@ -78,6 +78,7 @@ def test_simulator_backend_info_names_the_gemm_and_device():
     assert info["gemm"] == "numba" and "tiled shared-memory" in info["gemm_detail"]
     assert info["simulator"] is True and info["tile"] == 4 and info["threads_per_block"] == 32
     assert info["row_lanes"] == 8 and info["bn_threads"] == 32
+    assert info["launch"] == "numba's CUDA simulator"
     assert info["reuses"] == {}
 
 

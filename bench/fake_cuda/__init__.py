@@ -25,7 +25,8 @@ import subprocess
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("driver.c")
-COUNTERS = ("launches", "allocs", "frees", "htod", "dtoh", "dtod", "syncs")
+COUNTERS = ("launches", "allocs", "frees", "htod", "dtoh", "dtod", "syncs",
+            "stream_launches")
 
 
 def build(directory):

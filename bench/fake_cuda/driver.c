@@ -28,6 +28,24 @@ typedef unsigned long long CUdeviceptr;
 
 unsigned long long fake_launches, fake_allocs, fake_frees, fake_htod, fake_dtoh, fake_dtod,
     fake_syncs;
+/* launches on a stream other than the legacy default one (handle 0 or CU_STREAM_LEGACY) */
+unsigned long long fake_stream_launches;
+/* the last launch: its function, grid and block dimensions, and parameter pointers (valid
+ * for as long as the caller keeps the parameters) */
+void *fake_last_function;
+unsigned fake_last_dims[6];
+void **fake_last_params;
+/* while positive, cuLaunchKernel fails with this error (CUDA_ERROR_INVALID_HANDLE, 400),
+ * once for each: tests set it */
+int fake_failing_launches;
+static void count_launch(void *function, const unsigned dims[6], void *stream,
+                         void **params) {
+    fake_launches++;
+    if ((uintptr_t)stream > 1) fake_stream_launches++;
+    fake_last_function = function;
+    memcpy(fake_last_dims, dims, sizeof fake_last_dims);
+    fake_last_params = params;
+}
 
 static int context;  /* the one context's handle is its address */
 static __thread void *current_context;
@@ -229,13 +247,19 @@ CUresult cuFuncSetAttribute(void *function, int attribute, int value) { return 0
 CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx,
                         unsigned by, unsigned bz, unsigned shared, void *stream,
                         void **params, void **extra) {
-    fake_launches++;
+    unsigned dims[6] = {gx, gy, gz, bx, by, bz};
+    if (fake_failing_launches > 0) {
+        fake_failing_launches--;
+        return 400;
+    }
+    count_launch(function, dims, stream, params);
     return 0;
 }
 CUresult cuLaunchCooperativeKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
                                    unsigned bx, unsigned by, unsigned bz, unsigned shared,
                                    void *stream, void **params) {
-    fake_launches++;
+    unsigned dims[6] = {gx, gy, gz, bx, by, bz};
+    count_launch(function, dims, stream, params);
     return 0;
 }
 
@@ -352,7 +376,11 @@ CUresult cuPointerGetAttributes(unsigned n, int *attributes, void **data, CUdevi
     for (unsigned i = 0; i < n; i++) cuPointerGetAttribute(data[i], attributes[i], p);
     return 0;
 }
-CUresult cuLaunchKernelEx(const void *config, void *function, void **params, void **extra) {
-    fake_launches++;
+/* CUlaunchConfig: grid and block dimensions and shared memory bytes (7 unsigned), then
+ * the stream */
+struct launch_config { unsigned dims[7]; void *stream; };
+CUresult cuLaunchKernelEx(const struct launch_config *config, void *function, void **params,
+                          void **extra) {
+    count_launch(function, config->dims, config->stream, params);
     return 0;
 }

@@ -1,6 +1,7 @@
 """Host time and driver calls of CUDA training steps, on the stand-in driver.
 
     python -m bench.fake_cuda.host_time [--small] [--repeats N] [--json out.json]
+                                        [--launch direct|numba|check]
 
 Builds the stand-in driver (bench/fake_cuda/driver.c) and runs itself in a new process
 that loads it. Each case is a training step through the public API (``model.to("cuda")``,
@@ -14,9 +15,13 @@ driver's counts per step:
 * ``cnn``: SmallCNN, batch 128, Adam, a device batch (``--small``: channels (4, 8),
   hidden 16, batch 4).
 
+The counts include ``direct_launches`` and ``numba_launches``: launches through the
+driver directly and through numba's dispatcher (kernels/cuda/launch.py; ``--launch numba``
+sends every one through numba, as before that module).
+
 No kernel runs on the stand-in driver, so the times are the host's share of a step:
-numba's launches (typing its arguments, marshalling them through ctypes), fastnn's
-staging and checks, and the driver calls. On a GPU a step takes at least this long, and
+the launches (numba's typing and marshalling of their arguments on a first launch, the
+driver calls), fastnn's staging and checks. On a GPU a step takes at least this long, and
 this long exactly where the host cannot run ahead of the GPU (after each synchronising
 copy: the labels' check, the loss).
 """
@@ -63,10 +68,10 @@ def measure(small, repeats, block=10, warmup=3):
         step = training_step(make_model(), x, y, optimizer, device_batch)
         for _ in range(warmup):
             step()
-        before = counters.snapshot()
+        before = dict(counters.snapshot(), **_launch_counts())
         for _ in range(block):
             step()
-        after = counters.snapshot()
+        after = dict(counters.snapshot(), **_launch_counts())
         per_step = {k: (after[k] - before[k]) / block for k in after}
         times = []
         for _ in range(repeats):
@@ -79,15 +84,24 @@ def measure(small, repeats, block=10, warmup=3):
     return results
 
 
-def run(small=False, repeats=5, directory=None):
+def _launch_counts():
+    from fastnn.kernels.cuda import launch
+    return {"direct_launches": launch.counts["direct"],
+            "numba_launches": launch.counts["numba"]}
+
+
+def run(small=False, repeats=5, directory=None, launch=None):
     """Build the stand-in driver and measure in a new process: the results of
-    ``measure``, or None without a C compiler or without CUDA's libNVVM."""
+    ``measure``, or None without a C compiler or without CUDA's libNVVM. launch: the
+    process's FASTNN_CUDA_LAUNCH (kernels/cuda/launch.py), when given."""
     from . import build, environment
     directory = directory or os.path.join(tempfile.gettempdir(), "fastnn-fake-cuda")
     path = build(directory)
     if path is None:
         return None
     env = dict(os.environ, **environment(path))
+    if launch is not None:
+        env["FASTNN_CUDA_LAUNCH"] = launch
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     args = [sys.executable, "-m", "bench.fake_cuda.host_time", "--in-process",
             "--repeats", str(repeats)] + (["--small"] if small else [])
@@ -114,6 +128,8 @@ def main(argv=None):
     parser.add_argument("--small", action="store_true", help="small models (a smoke run)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--launch", choices=("direct", "numba", "check"),
+                        help="how kernels launch (FASTNN_CUDA_LAUNCH)")
     parser.add_argument("--in-process", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.in_process:
@@ -122,7 +138,7 @@ def main(argv=None):
             sys.exit(77)
         print(json.dumps(measure(args.small, args.repeats)))
         return
-    results = run(args.small, args.repeats)
+    results = run(args.small, args.repeats, launch=args.launch)
     if results is None:
         sys.exit("needs a C compiler and CUDA's libNVVM")
     for name, r in results.items():

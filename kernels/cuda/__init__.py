@@ -23,6 +23,7 @@ shared-memory GEMM; ``backend_info()`` says which.
 Importing this module raises ImportError with the reason when CUDA is unavailable.
 """
 from . import config as _config
+from . import launch as _launch
 from ._common import SIMULATOR as _SIMULATOR
 from .activations import (elu, elu_backward, gelu, gelu_backward, gelu_tanh,
                           gelu_tanh_backward, mish, mish_backward, hardsigmoid,
@@ -52,7 +53,8 @@ REUSES = {}
 
 def backend_info():
     """The GEMM engine (cuBLAS via CuPy, or the numba tiled GEMM), the device, the
-    launch configuration and whether this is Numba's CUDA simulator."""
+    launch configuration, how kernels launch and whether this is Numba's CUDA
+    simulator."""
     from numba import cuda
     gemm, gemm_detail = _gemm_engine()
     if _SIMULATOR:
@@ -66,4 +68,4 @@ def backend_info():
             "simulator": _SIMULATOR, "threads_per_block": _config.THREADS,
             "max_blocks": _config.MAX_BLOCKS, "row_lanes": _config.ROW_LANES,
             "bn_threads": _config.BN_THREADS,
-            "tile": _config.TILE}
+            "tile": _config.TILE, "launch": _launch.describe()}

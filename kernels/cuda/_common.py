@@ -24,6 +24,8 @@ if not cuda.is_available():
 
 from numba import config as _numba_config
 
+from .launch import jit_kernel
+
 SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
 
 if SIMULATOR:
@@ -40,7 +42,7 @@ def block_jit(threads):
     64 registers per thread fails to launch). The simulator takes no such option."""
     if SIMULATOR:
         return cuda.jit
-    return cuda.jit(max_registers=min(255, 65536 // threads))
+    return jit_kernel(max_registers=min(255, 65536 // threads))
 
 
 def is_device(a):

@@ -14,6 +14,7 @@ from numba import cuda
 from . import config
 from ._common import Call, flat
 from ._reduce import cached_factory, group_sum, row_max_sumexp
+from .launch import jit_kernel
 
 _SQRT1_2 = 1.0 / math.sqrt(2.0)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
@@ -46,78 +47,78 @@ def gelu_grad_scalar(z):
 
 
 # --------------------------------------------------------------------------- kernels
-@cuda.jit
+@jit_kernel
 def _relu(x, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         out[i] = v if v > 0 or v != v else 0  # NaN propagates as in torch.relu
 
 
-@cuda.jit
+@jit_kernel
 def _relu_backward(g, y, out):
     zero = g.dtype.type(0)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         out[i] = zero if y[i] <= 0 else g[i]  # NaN y passes g, as PyTorch's
 
 
-@cuda.jit
+@jit_kernel
 def _leaky_relu(x, slope, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         out[i] = v if v > 0 else v * slope
 
 
-@cuda.jit
+@jit_kernel
 def _leaky_relu_backward(g, x, slope, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         out[i] = g[i] if x[i] > 0 else g[i] * slope
 
 
-@cuda.jit
+@jit_kernel
 def _sigmoid(x, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = sigmoid_scalar(x[i])
 
 
-@cuda.jit
+@jit_kernel
 def _sigmoid_backward(g, y, out):
     one = y.dtype.type(1)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         out[i] = g[i] * y[i] * (one - y[i])
 
 
-@cuda.jit
+@jit_kernel
 def _tanh(x, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = math.tanh(x[i])
 
 
-@cuda.jit
+@jit_kernel
 def _tanh_backward(g, y, out):
     one = y.dtype.type(1)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         out[i] = g[i] * (one - y[i] * y[i])
 
 
-@cuda.jit
+@jit_kernel
 def _gelu(x, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = gelu_scalar(x[i])
 
 
-@cuda.jit
+@jit_kernel
 def _gelu_backward(g, x, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         out[i] = g[i] * gelu_grad_scalar(x[i])
 
 
-@cuda.jit
+@jit_kernel
 def _silu(x, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = x[i] * sigmoid_scalar(x[i])
 
 
-@cuda.jit
+@jit_kernel
 def _silu_backward(g, x, out):
     one = x.dtype.type(1)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
@@ -125,7 +126,7 @@ def _silu_backward(g, x, out):
         out[i] = g[i] * s * (one + x[i] * (one - s))
 
 
-@cuda.jit
+@jit_kernel
 def _gelu_tanh(x, out):
     c2, k = x.dtype.type(_GELU_TANH_C2), x.dtype.type(_GELU_TANH_K)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
@@ -133,7 +134,7 @@ def _gelu_tanh(x, out):
         out[i] = v * sigmoid_scalar(c2 * (v + k * v * v * v))
 
 
-@cuda.jit
+@jit_kernel
 def _gelu_tanh_backward(g, x, out):
     f = x.dtype.type
     c2, k, k3, one, lim = f(_GELU_TANH_C2), f(_GELU_TANH_K), f(3 * _GELU_TANH_K), f(1), f(100)
@@ -144,7 +145,7 @@ def _gelu_tanh_backward(g, x, out):
         out[i] = g[i] * (s + v * s * (one - s) * c2 * (one + k3 * v * v))
 
 
-@cuda.jit
+@jit_kernel
 def _mish(x, out):
     two, cap = x.dtype.type(2), x.dtype.type(20)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
@@ -154,7 +155,7 @@ def _mish(x, out):
         out[i] = v if v > cap else v * (n / (n + two))   # exactly x beyond 20
 
 
-@cuda.jit
+@jit_kernel
 def _mish_backward(g, x, out):
     one, two, cap = x.dtype.type(1), x.dtype.type(2), x.dtype.type(20)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
@@ -166,7 +167,7 @@ def _mish_backward(g, x, out):
         out[i] = g[i] if x[i] > cap else g[i] * (t + v * (one - t * t) * e / (one + e))
 
 
-@cuda.jit
+@jit_kernel
 def _hardsigmoid(x, out):
     zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
@@ -176,7 +177,7 @@ def _hardsigmoid(x, out):
         out[i] = t / six
 
 
-@cuda.jit
+@jit_kernel
 def _hardsigmoid_backward(g, x, out):
     zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
@@ -184,7 +185,7 @@ def _hardsigmoid_backward(g, x, out):
         out[i] = g[i] / six if v > -three and v < three else zero
 
 
-@cuda.jit
+@jit_kernel
 def _hardswish(x, out):
     zero, three, six = x.dtype.type(0), x.dtype.type(3), x.dtype.type(6)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
@@ -195,7 +196,7 @@ def _hardswish(x, out):
         out[i] = v * t / six
 
 
-@cuda.jit
+@jit_kernel
 def _hardswish_backward(g, x, out):
     zero, half, three = x.dtype.type(0), x.dtype.type(0.5), x.dtype.type(3)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
@@ -204,21 +205,21 @@ def _hardswish_backward(g, x, out):
         out[i] = zero if v <= -three else (g[i] if v >= three else g[i] * (v / three + half))
 
 
-@cuda.jit
+@jit_kernel
 def _elu(x, alpha, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         out[i] = v if v > 0 else alpha * math.expm1(v)  # v <= 0 (or NaN) here
 
 
-@cuda.jit
+@jit_kernel
 def _elu_backward(g, x, alpha, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         v = x[i]
         out[i] = g[i] if v > 0 else g[i] * alpha * math.exp(v)  # NaN: NaN, as PyTorch's CPU
 
 
-@cuda.jit
+@jit_kernel
 def _softplus(x, beta, threshold, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
@@ -228,21 +229,21 @@ def _softplus(x, beta, threshold, out):
         out[i] = v if z > threshold else smooth / beta
 
 
-@cuda.jit
+@jit_kernel
 def _softplus_backward(g, x, beta, threshold, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         z = x[i] * beta
         out[i] = g[i] if z > threshold else g[i] * sigmoid_scalar(z)
 
 
-@cuda.jit
+@jit_kernel
 def _softsign(x, out):
     one = x.dtype.type(1)
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = x[i] / (one + abs(x[i]))
 
 
-@cuda.jit
+@jit_kernel
 def _softsign_backward(g, x, out):
     one = x.dtype.type(1)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
@@ -250,14 +251,14 @@ def _softsign_backward(g, x, out):
         out[i] = g[i] / (d * d)
 
 
-@cuda.jit
+@jit_kernel
 def _hardtanh(x, lo, hi, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
         out[i] = lo if v < lo else (hi if v > hi else v)  # NaN stays NaN
 
 
-@cuda.jit
+@jit_kernel
 def _hardtanh_backward(g, x, lo, hi, out):
     zero = g.dtype.type(0)
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
@@ -265,13 +266,13 @@ def _hardtanh_backward(g, x, lo, hi, out):
         out[i] = g[i] if (v > lo and v < hi) else zero  # NaN: 0, as PyTorch's CPU
 
 
-@cuda.jit
+@jit_kernel
 def _sine(x, omega, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         out[i] = math.sin(omega * x[i])
 
 
-@cuda.jit
+@jit_kernel
 def _sine_backward(g, x, omega, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
         out[i] = g[i] * omega * math.cos(omega * x[i])
@@ -283,7 +284,7 @@ def _softmax_kernels(threads, lanes, dtype, log=False):
     groups = threads // lanes
     cast = numba.from_dtype(np.dtype(dtype))  # a cast in device code
 
-    @cuda.jit
+    @jit_kernel
     def forward(x, out):
         """x, out: (N, C). A group of `lanes` threads per row (grid-stride over rows),
         two reads of it (``row_max_sumexp``, then the output); exp in x's type, the sum
@@ -306,7 +307,7 @@ def _softmax_kernels(threads, lanes, dtype, log=False):
                 for j in range(lane, c, lanes):
                     out[row, j] = math.exp(x[row, j] - m) * inv_s
 
-    @cuda.jit
+    @jit_kernel
     def backward(g, y, out):
         """out = y * (g - sum(g * y, axis=1)), or g - exp(y) * sum(g, axis=1) for
         log-softmax; g, y, out: (N, C), as forward."""

@@ -31,6 +31,7 @@ from . import batchnorm as _bn
 from . import dense as _dense
 from . import gemm as _gemm
 from . import losses as _losses
+from .launch import jit_kernel
 
 
 def _time(fn, repeats, sync):
@@ -46,7 +47,7 @@ def _time(fn, repeats, sync):
     return statistics.median(times)
 
 
-@cuda.jit
+@jit_kernel
 def _copy(src, dst):
     for i in range(cuda.grid(1), src.size, cuda.gridsize(1)):
         dst[i] = src[i]
@@ -128,6 +129,17 @@ def _layers_step(model, x, y, repeats, optimizer="sgd", gemm_paths=False):
     return statistics.median(direct), statistics.median(arrays)
 
 
+def _numba_launch_step(model, x, y, repeats, optimizer="sgd"):
+    """``_layers_step`` with every kernel launched through numba's dispatcher
+    (config.LAUNCH = "numba"), as before launch.py."""
+    saved = config.LAUNCH
+    config.LAUNCH = "numba"
+    try:
+        return _layers_step(model, x, y, repeats, optimizer)
+    finally:
+        config.LAUNCH = saved
+
+
 def _ratios(result):
     if result.get("torch_s"):
         for key in ("layers_s", "ops_s"):
@@ -149,6 +161,7 @@ def mlp_step(sizes, batch, repeats):
         result = {"layers_s": layers, "layers_cupy_arrays_s": arrays}
     else:
         result = {"layers_s": _layers_step(build(), x, y, repeats)}
+    result["layers_numba_launch_s"] = _numba_launch_step(build(), x, y, repeats)
 
     model = build().to("cuda")
     linears = [m for m in model.modules() if type(m).__name__ == "Linear"]
@@ -225,6 +238,8 @@ def cnn_step(batch, repeats, input_size=28, channels=(32, 64), hidden=128):
     y = rng.integers(0, 10, batch)
     model = fastnn.models.SmallCNN(input_size=input_size, channels=channels, hidden=hidden)
     result = {"layers_s": _layers_step(model, x, y, repeats, "adam")}
+    model = fastnn.models.SmallCNN(input_size=input_size, channels=channels, hidden=hidden)
+    result["layers_numba_launch_s"] = _numba_launch_step(model, x, y, repeats, "adam")
     try:
         import torch
 

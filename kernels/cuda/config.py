@@ -8,7 +8,8 @@ import os
 
 # Each may be overridden by an environment variable read at import
 # (FASTNN_CUDA_THREADS, FASTNN_CUDA_MAX_BLOCKS, FASTNN_CUDA_BN_THREADS,
-# FASTNN_CUDA_ROW_LANES, FASTNN_CUDA_TILE, FASTNN_CUDA_GEMM, FASTNN_CUDA_GEMM_DIRECT):
+# FASTNN_CUDA_ROW_LANES, FASTNN_CUDA_TILE, FASTNN_CUDA_GEMM, FASTNN_CUDA_GEMM_DIRECT,
+# FASTNN_CUDA_LAUNCH):
 # the simulator tests run a subprocess with small values.
 
 # Threads per block of 1-D kernels and of the per-row / per-channel reductions.
@@ -37,6 +38,11 @@ GEMM = os.environ.get("FASTNN_CUDA_GEMM", "auto")
 # bindings) rather than through CuPy arrays and cupy.cublas.gemm; "0" takes the CuPy
 # array path. Read once at import.
 GEMM_DIRECT = os.environ.get("FASTNN_CUDA_GEMM_DIRECT", "1") != "0"
+
+# How kernels launch (launch.py): "direct" through the driver's cuLaunchKernel once numba
+# has compiled them for the arguments' types; "numba" every launch through numba's
+# dispatcher; "check" direct, comparing each launch's arguments with numba's (tests).
+LAUNCH = os.environ.get("FASTNN_CUDA_LAUNCH", "direct")
 
 
 def blocks(n, threads=None):
@@ -67,6 +73,9 @@ def check():
     if not 1 <= MAX_BLOCKS <= 65535:
         raise ValueError(f"fastnn cuda config: MAX_BLOCKS must be from 1 to 65535, got "
                          f"{MAX_BLOCKS}")
+    if LAUNCH not in ("direct", "numba", "check"):
+        raise ValueError(f"fastnn cuda config: LAUNCH must be direct, numba or check, got "
+                         f"{LAUNCH!r}")
 
 
 def row_groups():

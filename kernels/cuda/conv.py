@@ -20,6 +20,7 @@ from . import config
 from ._common import Call, dmax, dmin, reshaped, scratch
 from .dense import column_sums_add
 from .gemm import gemm
+from .launch import jit_kernel
 
 
 def _launch(kernel, n, *args):
@@ -28,7 +29,7 @@ def _launch(kernel, n, *args):
 
 
 # ----------------------------------------------------------------------- kernels
-@cuda.jit
+@jit_kernel
 def _im2col(x, kh, kw, sh, sw, ph, pw, ho_n, wo_n, cols):
     """cols[(n, ho, wo), (c, i, j)] = x[n, c, ho*sh - ph + i, wo*sw - pw + j] or 0."""
     _, _, h_n, w_n = x.shape
@@ -50,7 +51,7 @@ def _im2col(x, kh, kw, sh, sw, ph, pw, ho_n, wo_n, cols):
             cols[r, q] = 0
 
 
-@cuda.jit
+@jit_kernel
 def _col2im(grad_cols, kh, kw, sh, sw, ph, pw, ho_n, wo_n, grad_in):
     """grad_in[n, c, h, w] = sum of grad_cols entries read from (h, w) by im2col."""
     _, c_n, h_n, w_n = grad_in.shape
@@ -73,7 +74,7 @@ def _col2im(grad_cols, kh, kw, sh, sw, ph, pw, ho_n, wo_n, grad_in):
         grad_in[n, c, h, w] = acc
 
 
-@cuda.jit
+@jit_kernel
 def _rows_to_nchw(rows, out):
     """out[n, c, ho, wo] = rows[(n * H_out + ho) * W_out + wo, c]."""
     n_n, c_n, ho_n, wo_n = out.shape
@@ -84,7 +85,7 @@ def _rows_to_nchw(rows, out):
         out[n, c, hw // wo_n, hw % wo_n] = rows[n * ho_n * wo_n + hw, c]
 
 
-@cuda.jit
+@jit_kernel
 def _nchw_to_rows(x, rows):
     """rows[(n * H + h) * W + w, c] = x[n, c, h, w]."""
     n_n, c_n, h_n, w_n = x.shape
@@ -96,7 +97,7 @@ def _nchw_to_rows(x, rows):
         rows[r, c] = x[n, c, hw // w_n, hw % w_n]
 
 
-@cuda.jit
+@jit_kernel
 def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
     """Window maximum (first on ties, a NaN wins) and its flat index h * W + w; the
     window's taps dh (dw) apart."""
@@ -125,7 +126,7 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
         indices[n, c, ho, wo] = best_at
 
 
-@cuda.jit
+@jit_kernel
 def _max_pool_backward(grad_out, indices, grad_in):
     """One thread per (n, c) plane, in a fixed order over the plane's outputs: each
     grad_out value is added at its argmax. grad_out, indices: (P, H_out * W_out);
@@ -157,7 +158,7 @@ def _avg_divisor(ho, wo, h_n, w_n, kh, kw, sh, sw, ph, pw, count_include_pad, di
     return rows * cols
 
 
-@cuda.jit
+@jit_kernel
 def _avg_pool(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, out):
     """Window sums and divisions in x's type, as PyTorch's GPU kernel."""
     f = x.dtype.type
@@ -181,7 +182,7 @@ def _avg_pool(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, out):
                                                  count_include_pad, divisor))
 
 
-@cuda.jit
+@jit_kernel
 def _avg_pool_backward(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor,
                        grad_in):
     """Each input cell's sum of grad_out / divisor over the windows holding it, in the

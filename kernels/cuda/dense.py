@@ -12,9 +12,10 @@ from ._common import Call, dmin, flat
 from ._common import scratch as temporary
 from ._reduce import cached_factory, column_sum
 from .gemm import ACT_CODES, activation_grad, gemm
+from .launch import jit_kernel
 
 
-@cuda.jit
+@jit_kernel
 def _act_grad(g, y, act, slope, out):
     """out = g * act'(y), flat arrays."""
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
@@ -46,7 +47,7 @@ def _grad_value(g, y, g_out, i, j, act, slope):
 
 @cached_factory
 def _column_partials(groups):
-    @cuda.jit
+    @jit_kernel
     def kernel(g, y, act, slope, g_out, row_block, partial, out, direct, accumulate):
         """partial[blockIdx.y, j] (or out[j] += when direct; = when direct and not
         accumulate) = sum of g[i, j] (times act'(y[i, j]), also stored in g_out, when act
@@ -85,7 +86,7 @@ def _column_partials(groups):
     return kernel
 
 
-@cuda.jit
+@jit_kernel
 def _add_partials(partial, out, accumulate):
     """out[j] += (= when not accumulate) sum over row blocks of partial[:, j], one thread
     per column."""

@@ -19,9 +19,10 @@ from . import config
 from ._common import Call, block_jit
 from ._reduce import block_sum, cached_factory
 from .gemm import dummy
+from .launch import jit_kernel
 
 
-@cuda.jit
+@jit_kernel
 def _forward(x, weight, bias, has_bias, sh, sw, ph, pw, out):
     """out[n, co] = bias[co] + the taps of weight[co] over input channel co // M."""
     f = out.dtype.type
@@ -47,7 +48,7 @@ def _forward(x, weight, bias, has_bias, sh, sw, ph, pw, out):
         out[n, co, ho, wo] = acc
 
 
-@cuda.jit
+@jit_kernel
 def _input_grad(grad_out, weight, sh, sw, ph, pw, grad_in):
     """grad_in[n, c, h, w] = the sum over c's M kernels and their taps of weight * the
     grad_out value whose window read (h, w) through that tap."""

@@ -11,9 +11,10 @@ from numba import cuda  # noqa: F401  (fastnn.device allocates through it)
 
 from . import config
 from ._common import as_device, copy_into, flat, is_device, to_device, to_host  # noqa: F401
+from .launch import jit_kernel
 
 
-@cuda.jit
+@jit_kernel
 def _fill_zero(a):
     for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
         a[i] = 0
@@ -26,13 +27,13 @@ def fill_zero(a):
         _fill_zero[config.blocks(a.size), config.THREADS](flat(a))
 
 
-@cuda.jit
+@jit_kernel
 def _gather1(a, out):
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
         out[i] = a[i]
 
 
-@cuda.jit
+@jit_kernel
 def _gather2(a, out):
     cols = a.shape[1]
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
@@ -40,7 +41,7 @@ def _gather2(a, out):
         out[i] = a[r, i - r * cols]
 
 
-@cuda.jit
+@jit_kernel
 def _gather3(a, out):
     d1, d2 = a.shape[1], a.shape[2]
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):
@@ -50,7 +51,7 @@ def _gather3(a, out):
         out[i] = a[p, r - p * d1, k]
 
 
-@cuda.jit
+@jit_kernel
 def _gather4(a, out):
     d1, d2, d3 = a.shape[1], a.shape[2], a.shape[3]
     for i in range(cuda.grid(1), out.size, cuda.gridsize(1)):

@@ -13,6 +13,7 @@ from numba import cuda
 
 from . import config
 from ._common import Call, flat
+from .launch import jit_kernel
 
 _MASK32 = np.uint64(0xFFFFFFFF)
 _C1 = np.uint64(0x85EBCA6B)
@@ -43,7 +44,7 @@ def uniform_bits(key_a, key_b, i):
     return _fmix32(h ^ ((hi + key_b) & _MASK32))
 
 
-@cuda.jit
+@jit_kernel
 def _dropout(x, threshold, scale, key_a, key_b, mask, out):
     """Keeps element i when uniform_bits >= threshold = ceil(p 2**32) (that is, when
     bits / 2**32 >= p: integers compared, no floating point)."""
@@ -54,7 +55,7 @@ def _dropout(x, threshold, scale, key_a, key_b, mask, out):
         out[i] = x[i] * m
 
 
-@cuda.jit
+@jit_kernel
 def _multiply(a, b, out):
     for i in range(cuda.grid(1), a.size, cuda.gridsize(1)):
         out[i] = a[i] * b[i]

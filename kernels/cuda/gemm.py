@@ -21,6 +21,7 @@ from ._common import SIMULATOR, flat
 from .activations import sigmoid_scalar
 from ._reduce import cached_factory
 from .device import fill_zero
+from .launch import jit_kernel
 
 ACT_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
@@ -151,7 +152,7 @@ def activation_grad(y, act, slope):
 
 @cached_factory
 def _tiled(tile):
-    @cuda.jit
+    @jit_kernel
     def gemm(a, b, c, trans_a, trans_b, accumulate, bias, has_bias, act, slope):
         """Grid-stride over output tiles; each tile walks K in tile-wide steps through
         shared memory. Accumulates in float64."""
@@ -204,7 +205,7 @@ def _tiled(tile):
     return gemm
 
 
-@cuda.jit
+@jit_kernel
 def _epilogue(c, bias, has_bias, act, slope, n_cols):
     """c (flat, rows of n_cols) = act(c + bias[col])."""
     for i in range(cuda.grid(1), c.size, cuda.gridsize(1)):

@@ -17,6 +17,7 @@ from ._common import Call
 from ._common import scratch as temporary
 from ._reduce import cached_factory, group_sum
 from .dense import column_sums_add
+from .launch import jit_kernel
 
 
 @cached_factory
@@ -25,7 +26,7 @@ def _layer_norm_kernels(threads, lanes, dtype):
     groups = threads // lanes
     cast = numba.from_dtype(np.dtype(dtype))
 
-    @cuda.jit
+    @jit_kernel
     def forward(x, weight, bias, has_weight, has_bias, eps, out, save_mean, save_invstd):
         """out = (x - mean) * invstd * weight + bias per row; x, out: (N, D)."""
         sh = cuda.shared.array((groups, lanes), np.float64)
@@ -57,7 +58,7 @@ def _layer_norm_kernels(threads, lanes, dtype):
                         v = v + bias[j]
                     out[row, j] = v
 
-    @cuda.jit
+    @jit_kernel
     def backward(g, x, weight, has_weight, save_mean, save_invstd, grad_in, gxhat,
                  want_gxhat):
         """grad_in = invstd * (gx - mean(gx) - xhat * mean(gx * xhat)) per row, gx =

@@ -17,6 +17,7 @@ from numba import cuda
 from . import config
 from ._common import Call, dmax, flat, scratch, to_host
 from ._reduce import cached_factory, group_sum, row_max_sumexp
+from .launch import jit_kernel
 
 
 @cuda.jit(device=True)
@@ -41,7 +42,7 @@ def _cross_entropy_kernel(threads, lanes, dtype):
     groups = threads // lanes
     cast = numba.from_dtype(np.dtype(dtype))  # a cast in device code
 
-    @cuda.jit
+    @jit_kernel
     def kernel(logits, labels, probs, soft, grad, block_loss):
         """logits, grad: (N, C); labels: (N,) int64 when not soft, else probs: (N, C).
         block_loss: (gridDim.x,) float64, the sum over the block's rows of
@@ -112,7 +113,7 @@ def _cross_entropy_kernel(threads, lanes, dtype):
     return kernel
 
 
-@cuda.jit
+@jit_kernel
 def _mse(pred, target, scale, grad, partial):
     """grad = scale * (pred - target); partial[thread] = its sum of squared differences."""
     i0 = cuda.grid(1)
@@ -127,7 +128,7 @@ def _mse(pred, target, scale, grad, partial):
 _BCE_EPSILON = float(np.float32(1e-12))  # PyTorch's floor of p (1 - p), a float32 1e-12
 
 
-@cuda.jit
+@jit_kernel
 def _bce(pred, target, inv_size, grad, partial):
     """grad = (p - t) / max(p (1 - p), 1e-12) / size; partial: per-thread -log-likelihood,
     logs clamped at -100 as PyTorch does; the elementwise terms in pred's type."""
@@ -148,7 +149,7 @@ def _bce(pred, target, inv_size, grad, partial):
     partial[i0] = s
 
 
-@cuda.jit
+@jit_kernel
 def _bce_logits(logits, target, inv_size, grad, partial):
     """grad = (sigmoid(x) - t) / size; partial: per-thread sum of
     (1 - t) x - min(x, 0) + log1p(exp(-|x|)) (PyTorch's (1 - t) x - log sigmoid(x)),
@@ -167,7 +168,7 @@ def _bce_logits(logits, target, inv_size, grad, partial):
     partial[i0] = s
 
 
-@cuda.jit
+@jit_kernel
 def _smooth_l1(pred, target, inv_size, beta, grad, partial):
     """grad = (d / beta where |d| < beta, else sign(d)) / size; partial: per-thread sum
     of 0.5 d^2 / beta or |d| - beta / 2 (|d| at beta = 0); elementwise in pred's type."""

@@ -11,9 +11,10 @@ from numba import cuda
 
 from . import config
 from ._common import Call, flat
+from .launch import jit_kernel
 
 
-@cuda.jit
+@jit_kernel
 def _sgd(param, grad, velocity, has_velocity, lr, momentum, weight_decay, nesterov, keep):
     """keep: 1 - dampening."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
@@ -25,7 +26,7 @@ def _sgd(param, grad, velocity, has_velocity, lr, momentum, weight_decay, nester
         param[i] -= lr * g
 
 
-@cuda.jit
+@jit_kernel
 def _adam(param, grad, exp_avg, exp_avg_sq, vmax, amsgrad, beta1, beta2, c1, c2, eps,
           weight_decay, step_size, bias2_sqrt):
     """vmax: the running maximum of exp_avg_sq when amsgrad (else an unread stand-in);
@@ -42,7 +43,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, vmax, amsgrad, beta1, beta2, c1, c2,
         param[i] -= step_size * m / (math.sqrt(v) / bias2_sqrt + eps)
 
 
-@cuda.jit
+@jit_kernel
 def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
@@ -51,7 +52,7 @@ def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
         param[i] -= lr * g / (math.sqrt(s) + eps)
 
 
-@cuda.jit
+@jit_kernel
 def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, c1, beta2, eps, weight_decay):
     """c1: 1 - beta1."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
@@ -65,7 +66,7 @@ def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, c1, beta2, eps, wei
         param[i] -= step_size * m / u
 
 
-@cuda.jit
+@jit_kernel
 def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, beta1, beta2,
                       c1, c2, sq_scale, eps, weight_decay):
     """c1, c2: 1 - beta1, 1 - beta2."""
@@ -81,7 +82,7 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
         param[i] -= step / (sq_scale * math.sqrt(v) + eps if sq_scale != 0 else eps)
 
 
-@cuda.jit
+@jit_kernel
 def _adadelta(param, grad, square_avg, acc_delta, lr, rho, c, eps, weight_decay, sign):
     """c: 1 - rho; sign: -1 to maximize, else 1."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
@@ -95,7 +96,7 @@ def _adadelta(param, grad, square_avg, acc_delta, lr, rho, c, eps, weight_decay,
         param[i] -= lr * d
 
 
-@cuda.jit
+@jit_kernel
 def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_size_max,
            sign):
     """sign: -1 to maximize, else 1. The factor from the sign of g * prev in the dtype
@@ -128,7 +129,7 @@ def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_
                 param[i] -= zero * z  # g 0 or NaN: direction 0
 
 
-@cuda.jit
+@jit_kernel
 def _asgd(param, grad, ax, keep, eta, mu, weight_decay, sign, average):
     """keep: 1 - lambd eta; sign: -1 to maximize, else 1; average: mu != 1 (else ax is
     a copy of the new param, as torch's)."""
@@ -144,7 +145,7 @@ def _asgd(param, grad, ax, keep, eta, mu, weight_decay, sign, average):
             ax[i] = p
 
 
-@cuda.jit
+@jit_kernel
 def _rmsprop(param, grad, square_avg, grad_avg, centered, buf, has_buf, lr, alpha, c, eps,
              weight_decay, momentum):
     """c: 1 - alpha."""
