@@ -101,7 +101,8 @@ _HOST_CASES = (("mlp", "MLP 784-4096-4096-10 step, batch 1024, SGD momentum, dev
 
 def host_section(results):
     """Markdown lines of the host-time subsection (empty when results is None):
-    results["cases"] and, when saved, results["before"]["cases"] of an earlier commit,
+    results["cases"] and, when saved, results["before"]["cases"] to compare with (an
+    earlier commit, or another way of launching named by results["before"]["label"]),
     each {case: {"host_us", "per_step": {counter: count}}}; results["numba_cuda"], when
     saved, the same measured on numba-cuda, in a second table."""
     if not results:
@@ -111,7 +112,7 @@ def host_section(results):
            f"({results['software']}) by `python -m bench.fake_cuda.host_time`: the steps "
            "above through numba's real CUDA path on a stand-in driver "
            "(`bench/fake_cuda/driver.c`: device memory in host memory, launches that do "
-           "nothing), so a step's time is its host time alone: numba's launches, "
+           "nothing), so a step's time is its host time alone: the launches, "
            "fastnn's staging and checks, the driver calls. On a GPU a step takes at least "
            "this long. Fastest of 15 blocks of 10 steps; counts per step from the "
            "driver's counters.", ""]
@@ -127,7 +128,7 @@ def _host_table(results):
     before = (results.get("before") or {}).get("cases", {})
     head = "| case | host time a step |"
     if before:
-        head += f" at {results['before']['commit']} |"
+        head += f" {results['before'].get('label') or 'at ' + results['before']['commit']} |"
     out = [head + " launches | allocations | copies in / out / on device |",
            "|---|---|" + ("---|" if before else "") + "---|---|---|"]
     for key, label in _HOST_CASES:

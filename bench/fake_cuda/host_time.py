@@ -17,7 +17,8 @@ driver's counts per step:
 
 The counts include ``direct_launches`` and ``numba_launches``: launches through the
 driver directly and through numba's dispatcher (kernels/cuda/launch.py; ``--launch numba``
-sends every one through numba, as before that module).
+sends every one through numba, as before that module). ``one_launch``: the host time of
+one launch of the SGD kernel both ways.
 
 No kernel runs on the stand-in driver, so the times are the host's share of a step:
 the launches (numba's typing and marshalling of their arguments on a first launch, the
@@ -84,6 +85,29 @@ def measure(small, repeats, block=10, warmup=3):
     return results
 
 
+def launch_cost(repeats, calls=2000):
+    """{"direct_us", "numba_us"}: host time of one launch of the SGD kernel (3 device
+    arrays of 4096 float32, 6 scalars), through launch.py and through numba's
+    dispatcher, the fastest of ``repeats`` blocks of ``calls``."""
+    import numpy as np
+    from numba import cuda
+
+    from fastnn.kernels.cuda import optim
+    arrays = [cuda.device_array(4096, np.float32) for _ in range(3)]
+    args = (*arrays, True, 0.01, 0.9, 0.0, False, 1.0)
+    out = {}
+    for name, kernel in (("direct", optim._sgd), ("numba", optim._sgd.dispatcher)):
+        kernel[16, 256](*args)  # compiled, and its direct launch prepared
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(calls):
+                kernel[16, 256](*args)
+            best = min(best, (time.perf_counter() - start) / calls)
+        out[f"{name}_us"] = round(best * 1e6, 2)
+    return out
+
+
 def _launch_counts():
     from fastnn.kernels.cuda import launch
     return {"direct_launches": launch.counts["direct"],
@@ -136,15 +160,21 @@ def main(argv=None):
         if not _has_nvvm():
             print("CUDA's libNVVM is not available: numba cannot compile kernels")
             sys.exit(77)
-        print(json.dumps(measure(args.small, args.repeats)))
+        results = measure(args.small, args.repeats)
+        results["one_launch"] = launch_cost(args.repeats)
+        print(json.dumps(results))
         return
     results = run(args.small, args.repeats, launch=args.launch)
     if results is None:
         sys.exit("needs a C compiler and CUDA's libNVVM")
+    one = results.pop("one_launch")
     for name, r in results.items():
         counts = ", ".join(f"{k} {v:g}" for k, v in r["per_step"].items())
         print(f"{name:16s} {r['host_us']:8.0f} us a step   ({counts})")
+    print(f"one launch of the SGD kernel (3 arrays, 6 scalars): {one['direct_us']} us, "
+          f"{one['numba_us']} us through numba's dispatcher")
     if args.json:
+        results["one_launch"] = one
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
