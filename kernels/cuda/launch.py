@@ -24,7 +24,9 @@ Every kernel runs on the legacy default stream, as numba's launches without a st
 so the order with numba's launches, copies and cuBLAS is kept. Anything else goes
 through numba as before: an argument that is not a numba device array or a plain
 scalar, a launch with a stream or dynamic shared memory, numba's per-thread default
-stream, and the simulator (where ``jit_kernel`` is plain ``cuda.jit``).
+stream, and the simulator (where ``jit_kernel`` is plain ``cuda.jit``). A direct launch
+that fails is made again through numba (which raises the error, if it is one); if none
+has worked before, every later launch goes through numba, with a warning.
 
 ``config.LAUNCH`` (``FASTNN_CUDA_LAUNCH``) ``"numba"`` launches every kernel through
 numba; ``"check"`` launches through this module and compares, at each launch, the packed
@@ -280,24 +282,23 @@ def _first_launch(kernel, grid, block, args, keys):
 
 
 _worked = False  # whether a direct launch has succeeded in this process
-_given_up = False  # whether the first direct launch failed (all go through numba since)
+_given_up = False  # whether a direct launch failed before any worked (numba's since)
 
 
 def _failed(kernel, grid, block, args, status):
-    """A direct launch failed. Before any has worked, this driver may not take them (the
-    path is only tested on stand-in drivers and the GPUs this project has run on): from
-    now on every kernel launches through numba, this one included, with a warning. After
-    that, it is the launch's error (or an earlier asynchronous one), raised as numba's."""
+    """A direct launch failed. Every kernel forgets its signatures (a compiled kernel's
+    handle belongs to a context, which may be gone) and this launch goes through numba,
+    which raises the error when it is this launch's or an earlier asynchronous one's.
+    When no direct launch has worked yet, the driver may not take them at all: every
+    later launch goes through numba too, with a warning."""
     global _given_up
-    if _worked:
-        raise _driver.CudaAPIError(status, f"cuLaunchKernel of {kernel.__name__} "
-                                   f"(grid {grid}, block {block}) failed")
-    _given_up = True
-    for k in _kernels:
+    for k in list(_kernels):
         k._signatures.clear()
-    warnings.warn(f"fastnn: launching {kernel.__name__} through the CUDA driver failed "
-                  f"(CUDA error {status}); every kernel now launches through numba",
-                  RuntimeWarning, stacklevel=3)
+    if not _worked:
+        _given_up = True
+        warnings.warn(f"fastnn: launching {kernel.__name__} through the CUDA driver "
+                      f"failed (CUDA error {status}); every kernel now launches through "
+                      f"numba", RuntimeWarning, stacklevel=3)
     _numba_launch(kernel, grid, block, args)
 
 
