@@ -60,8 +60,10 @@ stage train_mlp 75 python3 -m fastnn train --backend cuda --dataset fashion-mnis
 stage train_cnn 120 python3 -m fastnn train --backend cuda --model cnn --dataset fashion-mnist \
     --data-root .gpudata --optimizer adam --lr 1e-3 --lr-schedule cosine --standardize \
     --batch-size 128 --epochs 4 --no-progress --metrics "$OUT/train_cnn.json"
-stage tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda_ops.py \
-    tests/test_cuda_modules.py tests/test_cuda_sim.py -k "not simulator"
+# check mode: besides their values, every direct kernel launch (kernels/cuda/launch.py) is
+# compared with numba's typing and marshalling of its arguments
+stage tests 150 env FASTNN_CUDA_LAUNCH=check python3 -m pytest -q -p no:cacheprovider \
+    tests/test_cuda_ops.py tests/test_cuda_modules.py tests/test_cuda_sim.py -k "not simulator"
 stage conformance 110 python3 -m pytest -q -p no:cacheprovider -x tests/test_conformance.py \
     -k cuda
 echo "=== done after $(( $(date +%s) - START ))s"
