@@ -33,3 +33,36 @@ def test_one_bad_pixel(mode, factor, size, bad, dtype):
     np.testing.assert_array_equal(np.isfinite(grad), np.isfinite(want))
     np.testing.assert_allclose(grad[np.isfinite(grad)], want[np.isfinite(want)], rtol=1e-5,
                                atol=1e-5)
+
+
+AA_SPECS = [dict(size=(3, 2)), dict(size=(2, 5)), dict(size=(14, 6)), dict(size=(1, 1)),
+            dict(scale_factor=0.5), dict(scale_factor=(0.3, 0.7)), dict(scale_factor=1.7),
+            dict(scale_factor=0.5, recompute_scale_factor=True), dict(size=(8, 3))]
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "bicubic"])
+@pytest.mark.parametrize("align_corners", [False, True])
+@pytest.mark.parametrize("spec", AA_SPECS, ids=str)
+def test_interpolate_antialias_matches_pytorch(mode, align_corners, spec, dtype):
+    """antialias=True: Pillow's filters stretched when downscaling (and plain resampling
+    when upscaling), each axis on its own, width first; an axis of unchanged size is
+    left as it is."""
+    from fastnn.nn import functional as F
+    x = np.random.default_rng(1).standard_normal((2, 3, 7, 6)).astype(dtype)
+    y = F.interpolate(x, mode=mode, antialias=True, align_corners=align_corners, **spec)
+    want = TF.interpolate(torch.tensor(x), mode=mode, antialias=True,
+                          align_corners=align_corners, **spec).numpy()
+    assert y.shape == want.shape and y.dtype == want.dtype
+    tol = 1e-12 if dtype == np.float64 else 5e-6
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+
+
+def test_interpolate_antialias_nan_reaches_only_its_taps(dtype):
+    from fastnn.nn import functional as F
+    x = np.random.default_rng(2).standard_normal((1, 1, 16, 16)).astype(dtype)
+    x[0, 0, 3, 12] = np.nan
+    y = F.interpolate(x, scale_factor=0.25, mode="bilinear", antialias=True)
+    want = TF.interpolate(torch.tensor(x), scale_factor=0.25, mode="bilinear",
+                          antialias=True).numpy()
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    assert 0 < np.isnan(y).sum() < y.size

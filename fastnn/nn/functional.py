@@ -91,7 +91,7 @@ from .pooling import LPPool1d, LPPool2d, MaxUnpool1d, MaxUnpool2d
 from .pair_losses import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss,
                           TripletMarginLoss, TripletMarginWithDistanceLoss, _var_shape)
 from .unfold import Fold, Unfold
-from .upsample import MODE_RANKS, Upsample
+from .upsample import MODE_RANKS, Upsample, along_axis, antialias_matrix
 
 __all__ = [
     "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid",
@@ -584,8 +584,9 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     'nearest-exact', 'area' (any of the three ranks), 'linear' (3-D), 'bilinear' and
     'bicubic' (4-D) or 'trilinear' (5-D), with PyTorch's indices, weights and
     align_corners (None: False for the interpolating modes); recompute_scale_factor=True
-    interpolates as for that output size. The forward of nn.Upsample. antialias=True is
-    not implemented (NotImplementedError)."""
+    interpolates as for that output size. The forward of nn.Upsample. antialias=True
+    ('bilinear' and 'bicubic', 4-D input) resamples as PyTorch does (Pillow's filters,
+    stretched when downscaling), on the host."""
     where = "interpolate"
     x = _float(where, "input", input)
     if mode in ("nearest", "area", "nearest-exact"):
@@ -617,8 +618,6 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if antialias and (mode not in ("bilinear", "bicubic") or x.ndim != 4):
         raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos "
                          "modes and requires a 4-D tensor as input")
-    if antialias:
-        raise NotImplementedError("interpolate: antialias=True is not implemented in fastnn")
     if x.ndim not in (3, 4, 5) or mode not in MODE_RANKS:
         raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported "
                                   f"(got {x.ndim}D) for the modes: nearest | linear | "
@@ -636,7 +635,24 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         raise RuntimeError(f"Input and output sizes should be greater than 0, but got "
                            f"input {tuple(x.shape[2:])} output {tuple(out)}")
     layer = Upsample(size, scale_factor, mode, align_corners, recompute_scale_factor)
+    if antialias:
+        return _antialiased(layer, x)
     return _layer_forward(layer, x)
+
+
+def _antialiased(layer, x):
+    """interpolate(..., antialias=True) of (N, C, H, W) x in the layer's geometry: the
+    width resampled first, then the height, as PyTorch's kernel does; an axis whose size
+    does not change is left as it is (PyTorch skips it too, whatever the scale factor)."""
+    spatial = tuple(x.shape[2:])
+    out, factors = layer._geometry(spatial)
+    y = _device.to_host(x)
+    for axis in (3, 2):
+        n, o, f = spatial[axis - 2], out[axis - 2], factors[axis - 2]
+        if o != n:
+            y = along_axis(y, antialias_matrix(layer.mode, n, o, f, layer.align_corners,
+                                               y.dtype), axis)
+    return _device.namespace_of(x).put(np.ascontiguousarray(y))
 
 
 def pixel_shuffle(input, upscale_factor):

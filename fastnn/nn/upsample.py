@@ -125,6 +125,58 @@ def interpolation_matrix(mode, size, out, factor, align_corners, dtype):
                               np.arange(0, taps * out + 1, taps)), shape=(out, size))
 
 
+def _aa_filter(x, cubic):
+    """PyTorch's anti-aliasing filters (Pillow's): the triangle for bilinear, Keys' cubic
+    convolution with A = -0.5 (not the -0.75 of plain bicubic) for bicubic."""
+    x = np.abs(x)
+    if not cubic:
+        return np.where(x < 1, 1 - x, 0)
+    a = -0.5
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x < 1, near, np.where(x < 2, far, 0))
+
+
+def antialias_matrix(mode, size, out, factor, align_corners, dtype):
+    """(out, size) SciPy CSR matrix of one axis's weights for interpolate(...,
+    antialias=True) in 'bilinear' or 'bicubic': PyTorch's (and Pillow's) resampling, whose
+    filter is stretched by the downscaling factor so that every input under it counts.
+    Output i is centred at scale (i + 0.5) in input coordinates; the inputs within
+    ``support`` (1 or 2 taps, times the factor when downscaling) are weighed by the
+    filter at their distance (divided by the factor when downscaling), normalised to sum
+    to 1. Weights are rounded to dtype where PyTorch's kernel holds them in it."""
+    from scipy import sparse
+    dt = dtype.type
+    cubic = mode == "bicubic"
+    if align_corners:
+        scale = dt(size - 1) / dt(out - 1) if out > 1 else dt(0)
+    else:
+        scale = _ratio(size, out, factor, dtype)
+    taps = 4 if cubic else 2
+    support = dt(taps * 0.5 * scale) if scale >= 1 else dt(taps * 0.5)
+    invscale = dt(1.0 / scale) if scale >= 1 else dt(1)
+    widest = int(np.ceil(support)) * 2 + 1
+    rows, cols, weights = [], [], []
+    for i in range(out):
+        center = dt(float(scale) * (i + 0.5))
+        low = max(int(float(center) - float(support) + 0.5), 0)
+        count = min(int(float(center) + float(support) + 0.5), size) - low
+        count = min(max(count, 0), widest)
+        j = np.arange(count)
+        w = _aa_filter(((j + low - float(center) + 0.5) * float(invscale)).astype(dtype),
+                       cubic).astype(dtype)
+        total = dt(0)
+        for v in w:   # PyTorch's running sum, in dtype
+            total = dt(total + v)
+        if total != 0:
+            w = (w / total).astype(dtype)
+        rows.append(np.full(count, i))
+        cols.append(j + low)
+        weights.append(w)
+    return sparse.csr_matrix((np.concatenate(weights).astype(dtype), (np.concatenate(rows),
+                              np.concatenate(cols))), shape=(out, size))
+
+
 def along_axis(a, m, axis):
     """a with axis ``axis`` (of size m.shape[1]) mapped through the sparse m (out, in):
     that axis becomes m.shape[0] long."""
