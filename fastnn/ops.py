@@ -335,8 +335,9 @@ def softmax_cross_entropy(logits, target, grad=None):
     elif _device.is_array(target) and target.ndim > 2:
         raise ValueError(f"{where}: expected target of shape ({n},) (class labels) or {(n, c)} "
                          f"(probabilities), got {target.shape}")
-    else:
-        target = as_labels(where, target, n, c)
+    else:  # device labels beside device logits: the cuda kernel checks their range
+        target = as_labels(where, target, n, c,
+                           kernel_checks=_device.is_device_array(logits))
     check_out(where, "grad", grad, logits.shape, logits.dtype)
     check_no_overlap(where, [("grad", grad)], [("logits", logits), ("target", target)])
     if logits.size == 0:  # no rows, or (probability targets) rows of no class

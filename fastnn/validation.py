@@ -191,10 +191,17 @@ def labels_in_range(labels, num_classes):
     return labels.size == 0 or int(labels.view(np.uint64).max()) < num_classes
 
 
-def as_labels(where, labels, n, num_classes):
+def as_labels(where, labels, n, num_classes, kernel_checks=False):
     """Class labels checked as ``check_labels`` does (a device array's on a host copy),
     returned as int64: the array itself when it is already an int64 device array, else a
-    C-contiguous int64 NumPy array."""
+    C-contiguous int64 NumPy array.
+
+    kernel_checks: the caller's kernel checks the range itself (the cuda cross-entropy,
+    which raises LabelsOutOfRange): an int64 device array of shape (n,) is then returned
+    unread, sparing a copy to the host that would wait for the GPU."""
+    if (kernel_checks and is_device_array(labels) and labels.dtype == np.int64
+            and tuple(labels.shape) == (n,)):
+        return labels
     host = to_host(labels)
     check_labels(where, host, n, num_classes)
     if is_device_array(labels) and labels.dtype == np.int64:

@@ -347,6 +347,33 @@ def test_losses_run_where_pred_lives(rng):
         nn.BCELoss()(cuda.to_device(pred + 1), target)
 
 
+@pytest.mark.parametrize("bad", [[0, 3, 1, 2, 0], [0, -1, 1, 2, 0], [7, 7, 7, 7, 7]])
+def test_device_labels_out_of_range_raise_what_host_labels_raise(rng, bad):
+    """Device labels beside device logits are checked by the cross-entropy kernel (no
+    copy to the host that would wait for the GPU): the same ValueError, word for word,
+    as the host check of the same labels, from the loss and from the op."""
+    pred = rng.standard_normal((5, 3))
+    labels = np.array(bad)
+    for make in (nn.CrossEntropyLoss, lambda: nn.CrossEntropyLoss(reduction="none"),
+                 lambda: nn.CrossEntropyLoss(ignore_index=5)):
+        with pytest.raises(ValueError) as host:
+            make()(pred, labels)
+        with pytest.raises(ValueError) as device:
+            make()(cuda.to_device(pred), cuda.to_device(labels))
+        assert str(device.value) == str(host.value)
+        assert "labels out of range" in str(host.value)
+    with pytest.raises(ValueError) as host:
+        fastnn.ops.softmax_cross_entropy(pred, labels)
+    with pytest.raises(ValueError) as device:
+        fastnn.ops.softmax_cross_entropy(cuda.to_device(pred), cuda.to_device(labels))
+    assert str(device.value) == str(host.value)
+    # labels in range after a refusal: the loss and its gradient are the host's
+    good = np.array([0, 2, 1, 2, 0])
+    ce = nn.CrossEntropyLoss()
+    np.testing.assert_allclose(ce(cuda.to_device(pred), cuda.to_device(good)),
+                               nn.CrossEntropyLoss()(pred, good), rtol=1e-12)
+
+
 @pytest.mark.parametrize("reduction", ["sum", "none"])
 def test_loss_reductions_and_logits_loss_on_the_gpu(rng, reduction):
     """reduction 'sum'/'none', BCEWithLogitsLoss, L1Loss and HuberLoss on device

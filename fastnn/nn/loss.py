@@ -903,7 +903,13 @@ class _ClassTargets(Loss):
         layout = None
         if _device.is_array(pred) and pred.ndim != 2 and pred.ndim >= 1:
             pred, target, layout = self._as_rows(pred, target)
-        losses = super().forward(pred, target)
+        try:
+            losses = super().forward(pred, target)
+        except ValueError as exc:  # the cuda kernel's check of device labels: as _check's
+            detail = getattr(exc, "labels_detail", None)
+            if detail is None:
+                raise
+            raise ValueError(f"{self._where()}: {detail}") from None
         self._layout = layout  # (a failed call keeps the last gradient and its layout)
         if layout is not None and self.reduction == "none":
             return losses.reshape(layout[1])
@@ -1055,8 +1061,9 @@ class CrossEntropyLoss(_ClassTargets):
         kind = target.dtype.kind if _device.is_array(target) else None
         if kind is not None and kind in "iu":
             if plain and (self.ignore_index < 0 or not self._ignores_some(target)):
-                try:
-                    return self._beside(pred, as_labels(where, target, n, c))
+                try:  # (device labels beside device logits: the kernel checks them)
+                    return self._beside(pred, as_labels(
+                        where, target, n, c, kernel_checks=_device.is_device_array(pred)))
                 except ValueError:
                     # labels out of range: fine where they are the ignored ones
                     if not self._ignores_some(target):

@@ -45,21 +45,26 @@ def _cross_entropy_kernel(threads, lanes, dtype):
     @jit_kernel
     def kernel(logits, labels, probs, soft, grad, block_loss):
         """logits, grad: (N, C); labels: (N,) int64 when not soft, else probs: (N, C).
-        block_loss: (gridDim.x,) float64, the sum over the block's rows of
-        -sum(target * log softmax), in a fixed order. A group of
+        block_loss: (2 gridDim.x,) float64: [b] the sum over block b's rows of
+        -sum(target * log softmax), in a fixed order; [gridDim.x + b] how many of its
+        rows have a label outside [0, C) (such a row adds no loss term). A group of
         `lanes` threads per row and two reads of it: max and sum of exponentials
         together (``row_max_sumexp``), then loss and gradient; exp and log in the
         logits' type, sums in float64, four loads in flight per lane."""
         sh = cuda.shared.array((groups, lanes), np.float64)
+        bad = cuda.shared.array(groups, np.float64)
         n, c = logits.shape
         inv_n = cast(1.0 / n)
         one = cast(1.0)
         step = 4 * lanes
         rows_loss = 0.0  # this group's rows, the same in each of its lanes
+        bad_rows = 0.0   # this group's rows with a label out of range
         for first in range(cuda.blockIdx.x * groups, n, cuda.gridDim.x * groups):
             row = first + cuda.threadIdx.x // lanes
             valid = row < n
             label = labels[row] if valid and not soft else -1
+            if valid and not soft and (label < 0 or label >= c):
+                bad_rows += 1.0
             m, s = row_max_sumexp(sh, logits, row, valid, cast(-math.inf))
             m = cast(m)
             log_sum = cast(math.log(s)) if valid else one
@@ -103,12 +108,16 @@ def _cross_entropy_kernel(threads, lanes, dtype):
         # the block's total: group g's sum in sh[g, 0], added in order by thread 0
         if cuda.threadIdx.x % lanes == 0:
             sh[cuda.threadIdx.x // lanes, 0] = rows_loss
+            bad[cuda.threadIdx.x // lanes] = bad_rows
         cuda.syncthreads()
         if cuda.threadIdx.x == 0:
             total = 0.0
+            bad_total = 0.0
             for g in range(groups):
                 total += sh[g, 0]
+                bad_total += bad[g]
             block_loss[cuda.blockIdx.x] = total
+            block_loss[cuda.gridDim.x + cuda.blockIdx.x] = bad_total
 
     return kernel
 
@@ -197,7 +206,8 @@ def softmax_cross_entropy(logits, target, grad=None):
 
     logits: (N, C); target: (N,) int64 labels or (N, C) probabilities; grad: (N, C) or None.
     Returns (loss: float, grad = (softmax(logits) - onehot(target)) / N; for
-    probabilities (softmax(logits) * target.sum(1) - target) / N).
+    probabilities (softmax(logits) * target.sum(1) - target) / N). Labels outside [0, C)
+    raise LabelsOutOfRange (a ValueError), found by the kernel.
     """
     n = logits.shape[0]
     call = Call(logits, target, grad)
@@ -210,11 +220,28 @@ def softmax_cross_entropy(logits, target, grad=None):
     probs = dt if soft else dl
     lanes, groups = config.row_groups()
     blocks = config.blocks(n, groups)
-    block_loss = scratch("block_loss", (blocks,), np.float64)
+    block_loss = scratch("block_loss", (2 * blocks,), np.float64)
     kernel = _cross_entropy_kernel(config.THREADS, lanes, dl.dtype)
     kernel[blocks, config.THREADS](dl, labels, probs, soft, dgrad, block_loss)
-    loss = _host_sum(block_loss) / max(n, 1)
+    sums = to_host(block_loss)  # the losses and the label check in one copy
+    if sums[blocks:].any():
+        host = to_host(dt)
+        raise LabelsOutOfRange(f"labels out of range: expected values in [0, "
+                               f"{logits.shape[1]}), got min {host.min()} and max "
+                               f"{host.max()}")
+    loss = float(sums[:blocks].sum(dtype=np.float64)) / max(n, 1)
     return loss, call.done(dgrad, grad)
+
+
+class LabelsOutOfRange(ValueError):
+    """Labels outside [0, C) that the cross-entropy kernel met: ``detail`` is the text
+    of fastnn.validation.check_labels without its prefix, so that a caller which left
+    the check of device labels to the kernel (sparing a synchronising copy of them)
+    raises the same error as that check."""
+
+    def __init__(self, detail):
+        super().__init__(f"softmax_cross_entropy: {detail}")
+        self.labels_detail = detail
 
 
 def _elementwise_loss(kernel, pred, target, grad, scale, *params):
