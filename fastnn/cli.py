@@ -18,7 +18,8 @@ import tempfile
 COMMANDS = {
     "train": ("fastnn.cli:configure_train", "train a model on a dataset"),
     "demo": ("fastnn.cli:configure_demo",
-             "train the MLP 784-100-10 on Fashion-MNIST (digits if absent)"),
+             "train an MLP 784-512-512-10 (BatchNorm, dropout) on Fashion-MNIST "
+             "(digits if absent)"),
     "multitask": ("fastnn.experiments.multitask",
                   "multi-task network: image regression + classification"),
     "vae": ("fastnn.experiments.vae", "variational autoencoder on a 2-D distribution"),
@@ -104,6 +105,13 @@ def main(argv=None):
     except (CLIError, FileNotFoundError, MissingDependencyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, CLIError) else 1
+    except BrokenPipeError:
+        # whatever read our output went away (``| head``): stop quietly, as command-line
+        # tools do, with stdout pointed at /dev/null so that Python's flush at exit does
+        # not fail again; 141 is the shell's status for a process ended by SIGPIPE
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
 
 
 # ------------------------------------------------------------------------------ train
@@ -333,6 +341,10 @@ def build_model(args, input_shape, num_classes):
         raise CLIError(f"--model {args.model} needs fastnn.models.{class_name}, "
                        f"which this installation does not have")
     channels, size = input_shape[0], input_shape[1]
+    if len(input_shape) == 3 and input_shape[1] != input_shape[2]:
+        raise CLIError(f"--model {args.model} takes square images ({class_name} is built "
+                       f"for input_size x input_size), got {input_shape[1]}x"
+                       f"{input_shape[2]}; --model mlp takes any size")
     kwargs = {"in_channels": channels, "input_size": size, "num_classes": num_classes}
     if args.width is not None:
         kwargs["width"] = args.width
@@ -405,7 +417,9 @@ def run_train(args):
     _check_train_args(args)
     apply_runtime_arguments(args)
     x_train, y_train, x_test, y_test = load_dataset(args)
-    num_classes = int(max(y_train.max(), y_test.max())) + 1
+    # every dataset of --dataset has ten classes: a split whose labels stop short of 9
+    # still trains a 10-way classifier (the readers refuse labels above 9)
+    num_classes = max(10, int(max(y_train.max(), y_test.max())) + 1)
     input_shape = x_train.shape[1:]
     try:  # the constructors check hyper-parameters (widths, dropout p, lr...)
         model = build_model(args, input_shape, num_classes)

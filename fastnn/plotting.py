@@ -2,8 +2,20 @@
 import os
 
 
+def save_figure(fig, path):
+    """Save matplotlib figure ``fig`` to ``path``, creating its folder: in the format its
+    extension names when matplotlib writes that format (.svg, .pdf, .jpg...), else PNG
+    (so 'curves', 'curves.png' and 'curves.out' are PNG files, 'curves.svg' an SVG)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    suffix = os.path.splitext(str(path))[1][1:].lower()
+    fmt = suffix if suffix in fig.canvas.get_supported_filetypes() else "png"
+    fig.savefig(path, format=fmt)
+    return path
+
+
 def plot_curves(metrics, path, title=None):
-    """Save loss and accuracy curves (train and test, per epoch) to the PNG ``path``.
+    """Save loss and accuracy curves (train and test, per epoch) to ``path`` (PNG, or the
+    format its extension names: ``save_figure``).
 
     metrics: a dict as ``fastnn.train.fit`` returns, with lists 'epoch',
     'train_loss', 'train_accuracy' and, if present, 'test_loss', 'test_accuracy'.
@@ -26,7 +38,4 @@ def plot_curves(metrics, path, title=None):
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
+    return save_figure(fig, path)

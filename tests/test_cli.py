@@ -203,3 +203,80 @@ def test_a_last_batch_of_one_trains_without_batchnorm(tmp_path, capsys):
     an MLP without BatchNorm."""
     assert cli.main(["train", "--dataset", "digits", "--batch-size", "1437", "--epochs", "1",
                      "--no-progress", "--metrics", str(tmp_path / "m.json")]) == 0
+
+
+def _write_mnist(root, train_images, train_labels, test_images, test_labels):
+    """MNIST's four IDX files (uint8 images (N, rows, cols), uint8 labels) under root."""
+    import struct
+
+    import numpy as np
+
+    def idx(array):
+        array = np.ascontiguousarray(array, dtype=np.uint8)
+        return (struct.pack(">HBB", 0, 0x08, array.ndim)
+                + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
+    root.mkdir(parents=True, exist_ok=True)
+    for name, array in (("train-images-idx3-ubyte", train_images),
+                        ("train-labels-idx1-ubyte", train_labels),
+                        ("t10k-images-idx3-ubyte", test_images),
+                        ("t10k-labels-idx1-ubyte", test_labels)):
+        (root / name).write_bytes(idx(array))
+
+
+def test_a_cnn_on_non_square_images_is_a_one_line_error(tmp_path, capsys):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 10, 12))
+    _write_mnist(tmp_path, images, rng.integers(0, 10, 20), images[:6],
+                 rng.integers(0, 10, 6))
+    status = cli.main(["train", "--model", "cnn", "--dataset", "mnist", "--data-root",
+                       str(tmp_path), "--epochs", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: --model cnn takes square images")
+    assert "10x12" in err and "Traceback" not in err
+
+
+def test_mnist_labels_are_ten_classes(tmp_path, capsys):
+    """Labels above 9 in an MNIST file are refused (not a 201-way classifier); labels that
+    stop short of 9 still train a 10-way one."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (40, 28, 28))
+    _write_mnist(tmp_path / "bad", images, np.full(40, 200), images[:8], np.full(8, 200))
+    assert cli.main(["train", "--dataset", "mnist", "--data-root", str(tmp_path / "bad"),
+                     "--epochs", "1", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "expected class labels 0..9" in err and "got 200" in err
+    _write_mnist(tmp_path / "few", images, rng.integers(0, 4, 40), images[:8],
+                 rng.integers(0, 4, 8))
+    assert cli.main(["train", "--dataset", "mnist", "--data-root", str(tmp_path / "few"),
+                     "--epochs", "1", "--no-progress", "--hidden", "8"]) == 0
+    assert "MLP 784-8-10 " in capsys.readouterr().out
+
+
+def test_plot_takes_the_format_its_extension_names(tmp_path):
+    result = run_cli("train", "--dataset", "digits", "--hidden", "8", "--epochs", "2",
+                     "--no-progress", "--plot", str(tmp_path / "c.svg"))
+    assert result.returncode == 0, result.stderr
+    assert b"<svg" in (tmp_path / "c.svg").read_bytes()[:400]
+
+
+def test_plot_svg_and_unknown_extensions(tmp_path):
+    from fastnn.plotting import plot_curves
+    metrics = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "train_accuracy": [0.5, 0.7]}
+    assert b"<svg" in open(plot_curves(metrics, str(tmp_path / "c.svg")), "rb").read(400)
+    for name in ("c.png", "c", "c.curves"):
+        assert open(plot_curves(metrics, str(tmp_path / name)), "rb").read(4) == b"\x89PNG"
+
+
+def test_a_closed_pipe_ends_quietly():
+    """``python -m fastnn train ... | head -1``: no BrokenPipeError traceback, status 141."""
+    env = dict(os.environ, FASTNN_BACKEND="numpy")
+    proc = subprocess.Popen([sys.executable, "-m", "fastnn", "train", "--dataset", "digits",
+                             "--hidden", "8", "--epochs", "30", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.readline()
+    proc.stdout.close()   # the reader goes away
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 141, err
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err

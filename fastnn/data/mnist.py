@@ -22,6 +22,8 @@ FILES = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
+NUM_CLASSES = 10  # digits 0-9; Fashion-MNIST's ten kinds of article
+
 MIRRORS = {
     "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
               "http://yann.lecun.com/exdb/mnist/"],
@@ -83,6 +85,9 @@ def _load_split(images_path, labels_path, flatten, dtype):
         raise IDXError(f"{labels_path}: expected integer class labels, got {labels.dtype}")
     if labels.size and labels.min() < 0:
         raise IDXError(f"{labels_path}: expected class labels >= 0, got {labels.min()}")
+    if labels.size and labels.max() >= NUM_CLASSES:  # both datasets have 10 classes
+        raise IDXError(f"{labels_path}: expected class labels 0..{NUM_CLASSES - 1} (MNIST "
+                       f"and Fashion-MNIST have {NUM_CLASSES} classes), got {labels.max()}")
     if labels.shape[0] != images.shape[0]:
         raise IDXError(f"{images_path} holds {images.shape[0]} images but {labels_path} "
                        f"holds {labels.shape[0]} labels")

@@ -3,6 +3,7 @@ import os
 
 import numpy as np
 
+from ..plotting import save_figure
 from ..visualize import visualize_class
 from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
@@ -23,8 +24,7 @@ def save_image(image, path, title=None):
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, format="png")
+    save_figure(fig, path)
 
 
 def _pixel_standardization(extra):

@@ -11,6 +11,7 @@ import numpy as np
 from .. import data, nn, optim
 from ..models.multitask import MultiTaskLoss, MultiTaskNet
 from ..nn.module import evaluating
+from ..plotting import save_figure
 from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
 
@@ -66,7 +67,6 @@ def train_classifier_alone(x, y, x_test, y_test, hidden, num_classes, args, rng)
 def plot_multitask(curves, mean_baseline, alone_accuracy, path):
     """Three panels: training loss, task A test MSE (against the mean predictor), task B
     accuracy (against the classifier trained alone)."""
-    import os
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(13, 4), dpi=100)
@@ -91,8 +91,7 @@ def plot_multitask(curves, mean_baseline, alone_accuracy, path):
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, format="png")
+    save_figure(fig, path)
 
 
 def add_arguments(parser):

@@ -10,6 +10,7 @@ import numpy as np
 from .. import optim
 from ..models.vae import VAE
 from ..nn.module import evaluating
+from ..plotting import save_figure
 from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
 
@@ -40,7 +41,6 @@ def held_out_nelbo(model, x, seed=123):
 
 
 def plot_samples(data, samples, path, title, curve=None):
-    import os
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     panels = 2 if curve is None else 3
@@ -63,8 +63,7 @@ def plot_samples(data, samples, path, title, curve=None):
         ax.grid(True, alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, format="png")
+    save_figure(fig, path)
 
 
 def add_arguments(parser):
