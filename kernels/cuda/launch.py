@@ -127,11 +127,7 @@ _type_codes = {}  # numba array type -> a small int (numba's types hash slowly)
 def _array_type(kernel, a):
     """A code for numba's type of device array a, kept on a."""
     ty = kernel.dispatcher.typeof_pyval(a)
-    code = _type_codes.setdefault(ty, len(_type_codes))
-    try:
-        a._fastnn_type = code
-    except AttributeError:
-        pass
+    a._fastnn_type = code = _type_codes.setdefault(ty, len(_type_codes))
     return code
 
 
@@ -175,11 +171,7 @@ class _Signature:
 
     def array_slots(self, position, a):
         """The slots of device array a as argument ``position``, kept on a."""
-        slots = _numba_slots(self.compiled, self.argtypes[position], a)
-        try:
-            a._fastnn_slots = slots
-        except AttributeError:
-            pass
+        a._fastnn_slots = slots = _numba_slots(self.compiled, self.argtypes[position], a)
         return slots
 
 
@@ -233,9 +225,10 @@ class _Launch:
             else:
                 keys.append(type(a))
                 parts.append(a)
-        signature = kernel._signatures.get(tuple(keys))
+        keys = tuple(keys)
+        signature = kernel._signatures.get(keys)
         if signature is None:
-            _first_launch(kernel, self.grid, self.block, args, tuple(keys))
+            _first_launch(kernel, self.grid, self.block, args, keys)
             return
         if signature.handle is None:
             _numba_launch(kernel, self.grid, self.block, args)
