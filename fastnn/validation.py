@@ -172,15 +172,23 @@ def check_no_overlap(where, written, read, in_place=()):
                              f"arrays{allowed}")
 
 
+class LabelsOutOfRange(ValueError):
+    """``check_labels``' error for labels outside [0, num_classes). The cuda
+    cross-entropy kernel raises it too, through ``check_labels``, when it meets such
+    labels on the device (the callers that leave the check to it: ``as_labels``'
+    kernel_checks)."""
+
+
 def check_labels(where, labels, n, num_classes):
-    """Integer class labels of shape (n,) within [0, num_classes)."""
+    """Integer class labels of shape (n,) within [0, num_classes) (LabelsOutOfRange when
+    not)."""
     if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":
         got = labels.dtype if isinstance(labels, np.ndarray) else type(labels).__name__
         raise TypeError(f"{where}: expected integer class labels, got {got}")
     if labels.shape != (n,):
         raise ValueError(f"{where}: expected labels of shape ({n},), got {labels.shape}")
     if n and (labels.min() < 0 or labels.max() >= num_classes):
-        raise ValueError(f"{where}: labels out of range: expected values in [0, {num_classes}), "
+        raise LabelsOutOfRange(f"{where}: labels out of range: expected values in [0, {num_classes}), "
                          f"got min {labels.min()} and max {labels.max()}")
 
 
@@ -197,8 +205,8 @@ def as_labels(where, labels, n, num_classes, kernel_checks=False):
     C-contiguous int64 NumPy array.
 
     kernel_checks: the caller's kernel checks the range itself (the cuda cross-entropy,
-    which raises LabelsOutOfRange): an int64 device array of shape (n,) is then returned
-    unread, sparing a copy to the host that would wait for the GPU."""
+    which raises check_labels' LabelsOutOfRange): an int64 device array of shape (n,) is
+    then returned unread, sparing a copy to the host that would wait for the GPU."""
     if (kernel_checks and is_device_array(labels) and labels.dtype == np.int64
             and tuple(labels.shape) == (n,)):
         return labels

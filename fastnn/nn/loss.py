@@ -27,9 +27,9 @@ from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
 from ..ops import loss_value
-from ..validation import (FLOAT_DTYPES, as_contiguous, as_labels, broadcasts_to,
-                          check_flag, check_float_array, check_labels, check_number,
-                          check_only, check_probabilities, labels_in_range)
+from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labels,
+                          broadcasts_to, check_flag, check_float_array, check_labels,
+                          check_number, check_only, check_probabilities, labels_in_range)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -905,11 +905,10 @@ class _ClassTargets(Loss):
             pred, target, layout = self._as_rows(pred, target)
         try:
             losses = super().forward(pred, target)
-        except ValueError as exc:  # the cuda kernel's check of device labels: as _check's
-            detail = getattr(exc, "labels_detail", None)
-            if detail is None:
-                raise
-            raise ValueError(f"{self._where()}: {detail}") from None
+        except LabelsOutOfRange:
+            if _device.is_device_array(pred):  # the cuda kernel's check: under our name
+                check_labels(self._where(), _device.to_host(target), *pred.shape)
+            raise
         self._layout = layout  # (a failed call keeps the last gradient and its layout)
         if layout is not None and self.reduction == "none":
             return losses.reshape(layout[1])

@@ -14,6 +14,7 @@ import numba
 import numpy as np
 from numba import cuda
 
+from ...validation import check_labels
 from . import config
 from ._common import Call, dmax, flat, scratch, to_host
 from ._reduce import cached_factory, group_sum, row_max_sumexp
@@ -207,7 +208,7 @@ def softmax_cross_entropy(logits, target, grad=None):
     logits: (N, C); target: (N,) int64 labels or (N, C) probabilities; grad: (N, C) or None.
     Returns (loss: float, grad = (softmax(logits) - onehot(target)) / N; for
     probabilities (softmax(logits) * target.sum(1) - target) / N). Labels outside [0, C)
-    raise LabelsOutOfRange (a ValueError), found by the kernel.
+    raise fastnn.validation's LabelsOutOfRange (a ValueError), found by the kernel.
     """
     n = logits.shape[0]
     call = Call(logits, target, grad)
@@ -224,24 +225,10 @@ def softmax_cross_entropy(logits, target, grad=None):
     kernel = _cross_entropy_kernel(config.THREADS, lanes, dl.dtype)
     kernel[blocks, config.THREADS](dl, labels, probs, soft, dgrad, block_loss)
     sums = to_host(block_loss)  # the losses and the label check in one copy
-    if sums[blocks:].any():
-        host = to_host(dt)
-        raise LabelsOutOfRange(f"labels out of range: expected values in [0, "
-                               f"{logits.shape[1]}), got min {host.min()} and max "
-                               f"{host.max()}")
+    if sums[blocks:].any():  # raises its LabelsOutOfRange
+        check_labels("softmax_cross_entropy", to_host(dt), n, logits.shape[1])
     loss = float(sums[:blocks].sum(dtype=np.float64)) / max(n, 1)
     return loss, call.done(dgrad, grad)
-
-
-class LabelsOutOfRange(ValueError):
-    """Labels outside [0, C) that the cross-entropy kernel met: ``detail`` is the text
-    of fastnn.validation.check_labels without its prefix, so that a caller which left
-    the check of device labels to the kernel (sparing a synchronising copy of them)
-    raises the same error as that check."""
-
-    def __init__(self, detail):
-        super().__init__(f"softmax_cross_entropy: {detail}")
-        self.labels_detail = detail
 
 
 def _elementwise_loss(kernel, pred, target, grad, scale, *params):
