@@ -54,16 +54,25 @@ def nearest_indices(size, out, factor, exact=False, shortcuts=True):
     return np.minimum(src.astype(np.int64), size - 1)
 
 
+def _scale(size, out, factor, align_corners, dtype):
+    """PyTorch's area_pixel_compute_scale in dtype: (in - 1) / (out - 1) with
+    align_corners (0 for one output), else ``_ratio``."""
+    dt = dtype.type
+    if align_corners:
+        return dt(size - 1) / dt(out - 1) if out > 1 else dt(0)
+    return _ratio(size, out, factor, dtype)
+
+
 def _source(size, out, factor, align_corners, dtype, cubic):
     """PyTorch's source coordinate of each output index along one axis, in dtype (its
     opmath): i (in - 1) / (out - 1) with align_corners, else (i + 0.5) scale - 0.5,
     clamped at 0 except for cubic."""
     dt = dtype.type
     i = np.arange(out).astype(dtype)
+    scale = _scale(size, out, factor, align_corners, dtype)
     if align_corners:
-        scale = dt(size - 1) / dt(out - 1) if out > 1 else dt(0)
         return i * scale
-    src = _ratio(size, out, factor, dtype) * (i + dt(0.5)) - dt(0.5)
+    src = scale * (i + dt(0.5)) - dt(0.5)
     return src if cubic else np.maximum(src, dt(0))
 
 
@@ -148,10 +157,7 @@ def antialias_matrix(mode, size, out, factor, align_corners, dtype):
     from scipy import sparse
     dt = dtype.type
     cubic = mode == "bicubic"
-    if align_corners:
-        scale = dt(size - 1) / dt(out - 1) if out > 1 else dt(0)
-    else:
-        scale = _ratio(size, out, factor, dtype)
+    scale = _scale(size, out, factor, align_corners, dtype)
     taps = 4 if cubic else 2
     support = dt(taps * 0.5 * scale) if scale >= 1 else dt(taps * 0.5)
     invscale = dt(1.0 / scale) if scale >= 1 else dt(1)
