@@ -116,3 +116,24 @@ def test_batchnorm_variance_overflow_is_infinite(backend):
         y = layer(x)
     np.testing.assert_array_equal(y, np.zeros_like(x))
     assert layer.running_var[0] == np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigmoid_of_very_negative_inputs_is_zero(backend, dtype):
+    # below -88 (float32) / -708 (float64) the exact value underflows: PyTorch's 0, not
+    # the value at the edge of the exponential's range; 33 values reach the vector loops
+    x = np.full(33, -1e30, dtype)
+    x[:4] = [-np.inf, -800.0, -89.0, np.nan]
+    expected = torch.sigmoid(torch.tensor(x)).numpy()
+    with fastnn.use_backend(backend):
+        y = fastnn.ops.sigmoid(x)
+        fused = fastnn.ops.linear_forward(x[:, None], np.ones((1, 1), dtype),
+                                          activation="sigmoid")[:, 0]
+        silu = fastnn.ops.silu(x[4:])
+    for got in (y, fused):
+        np.testing.assert_array_equal(got[4:], 0)
+        np.testing.assert_array_equal(got[:2], 0)
+        assert np.isnan(got[3])
+        np.testing.assert_allclose(got[2], expected[2], rtol=0, atol=1e-38)
+    np.testing.assert_array_equal(silu, torch.nn.functional.silu(torch.tensor(x[4:])).numpy())

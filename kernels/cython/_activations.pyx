@@ -74,17 +74,6 @@ cdef enum:
     B_HARDSIGMOID = 14  # s = x
     B_HARDSWISH = 15    # s = x
 
-cdef inline floating _gate(floating z) noexcept nogil:
-    """sigmoid(z) as the factor of x * sigmoid(z) (SiLU, tanh-GELU): in float 0 below
-    z = -88, where f_sigmoid stops at 1 / (1 + e^88) ~ 6e-39 (times an x near float's
-    max that is not small; x = -inf then gives NaN, as PyTorch's product). double:
-    f_sigmoid, exact there."""
-    cdef floating s = f_sigmoid(z), zero = 0, cut = -88
-    if floating is float:
-        return zero if z < cut else s
-    return s
-
-
 cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t n,
                               floating a, floating b) noexcept nogil:
     """y[i] = f(x[i]; a, b) for one block. x, y: (n,); in place allowed."""
@@ -113,7 +102,7 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
         _sine_block(x, y, n, a)
     elif op == U_SILU:
         for i in range(n):
-            y[i] = x[i] * _gate(x[i])
+            y[i] = x[i] * f_sigmoid(x[i])
     elif op == U_ELU:
         for i in range(n):       # both sides computed, then a select: gcc vectorizes it
             v = x[i]             # (typed constants: a literal 0 or 1 is a C double)
@@ -148,7 +137,7 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
     elif op == U_GELU_TANH:
         for i in range(n):       # 0.5 v (1 + tanh(u)) = v sigmoid(2u): one exp, one division
             v = x[i]
-            y[i] = v * _gate(c2 * (v + k * v * v * v))
+            y[i] = v * f_sigmoid(c2 * (v + k * v * v * v))
     elif op == U_MISH:
         _mish_two_pass(x, y, n)
 
@@ -354,7 +343,7 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
             out[i] = g[i] * s[i]
     elif op == B_SILU:
         for i in range(n):
-            v = _gate(s[i])
+            v = f_sigmoid(s[i])
             out[i] = g[i] * v * (one + s[i] * (one - v))
     elif op == B_ELU:
         for i in range(n):       # both sides computed, then a select, as U_ELU

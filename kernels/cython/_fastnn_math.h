@@ -147,14 +147,16 @@ static inline float fnn_expm1_nonpos_f(float x) {
     return x < lo ? -1.0f : e;
 }
 
-/* 1 / (1 + e^-x) for float: -x clamped to fnn_expf_core's range (1 for x > 87, and
- * 1 / (1 + e^88) ~ 6e-39 below x = -88 where the exact value is smaller still); one
- * exp and one division, no select on the sign. NaN propagates. */
+/* 1 / (1 + e^-x) for float: -x clamped to fnn_expf_core's range (1 for x > 87), and 0
+ * below x = -88 (PyTorch's 0 at -inf; the exact value is below 6e-39 there, where the
+ * clamped formula would stop); one exp and one division, no select on the sign. NaN
+ * propagates. */
 static inline float fnn_sigmoidf(float x) {
     float v = -x;
-    v = v < -87.0f ? -87.0f : v;
-    v = v > 88.0f ? 88.0f : v;
-    return 1.0f / (1.0f + fnn_expf_core(v, 0));
+    float c = v < -87.0f ? -87.0f : v;
+    c = c > 88.0f ? 88.0f : c;
+    float s = 1.0f / (1.0f + fnn_expf_core(c, 0));
+    return v > 88.0f ? 0.0f : s;
 }
 
 /* tanh(x) for float: E / (E + 2) with E = e^2x - 1 = 2^n (e^r - 1) + (2^n - 1), which

@@ -91,11 +91,14 @@ def _leaky_relu_backward(grad_out, x, slope, out):  # IN grad_out, x (n,); OUT o
 def _sigmoid(x, out):  # IN x (n,); OUT out (n,)
     one = x.dtype.type(1)
     lo, hi = vmath.exp_limits(one)   # (-87, 88) in float32; float64's own range
+    zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
-        # 1 / (1 + e**-x) with -x clamped to exp_core's range: in float32 1 for x > 87
-        # and 1 / (1 + e**88) ~ 6e-39 for x < -88, where the exact value is smaller still.
-        # No abs and no select: one exp and one division per element.
-        out[i] = one / (one + vmath.exp_core(min(max(-x[i], lo), hi)))
+        # 1 / (1 + e**-x) with -x clamped to exp_core's range: in float32 1 for x > 87,
+        # and 0 for x < -88 (PyTorch's 0 at -inf; the exact value is below 6e-39 there,
+        # where the clamped formula would stop). No abs: one exp and one division.
+        v = -x[i]
+        s = one / (one + vmath.exp_core(min(max(v, lo), hi)))
+        out[i] = zero if v > hi else s
 
 
 @elementwise(streams=True)

@@ -62,7 +62,9 @@ def _bias_activation_row(z, i, bias, has_bias, act, slope):
         # the standalone sigmoid kernel's formula (activations._sigmoid), so a fused
         # Linear+Sigmoid equals the unfused pair bit for bit
         for j in range(f):
-            z[i, j] = one / (one + vmath.exp_core(min(max(-z[i, j], lo), hi)))
+            v = -z[i, j]
+            r = one / (one + vmath.exp_core(min(max(v, lo), hi)))
+            z[i, j] = zero if v > hi else r
     elif act == TANH:
         for j in range(f):
             z[i, j] = vmath.tanh(z[i, j])
