@@ -43,11 +43,39 @@ class MultiTaskNet(nn.Module):
                            omega=float(self.sine.omega), dropout=self.drop.p)
 
     def forward(self, x):
+        self._check_input_shape(x)
         inner = self._inner
         a = self.fc2a(inner(self.drop, inner(self.sine, inner(self.fc1a, x))))
         h = inner(self.relu, inner(self.bn, inner(self.fc1b, x)))
         logits = self.fc2b(self._add("s", h, a))
+        # each layer's record of this forward (a new object every forward): a layer run
+        # again on its own before backward is caught there
+        object.__setattr__(self, "_layer_metas", self._metas())
         return a, logits  # (fresh arrays, the caller's)
+
+    def _branches(self):
+        return ((self.fc1a, self.sine, self.drop, self.fc2a),
+                (self.fc1b, self.bn, self.relu), (self.fc2b,))
+
+    def _named_layers(self):
+        names = {id(layer): name for name, layer in self.named_children()}
+        return [(names[id(layer)], layer) for branch in self._branches() for layer in branch]
+
+    def _metas(self):
+        return tuple(layer._out_meta for branch in self._branches() for layer in branch)
+
+    def _check_input_shape(self, x):
+        """Every layer's check of what it will get, before any layer runs: a refused
+        input (a batch of one for the training-mode BatchNorm, a wrong width or dtype)
+        leaves every layer with the last forward's context, which backward reads."""
+        self.fc1a._check_input(x)
+        shapes = []
+        for branch in self._branches()[:2]:
+            shape = tuple(x.shape)
+            for layer in branch:
+                shape = layer.infer_shape(shape, x.dtype)
+            shapes.append(shape)
+        self.fc2b.infer_shape(shapes[1], x.dtype)
 
     # Arrays no caller sees (a layer's output that only feeds another layer, and the
     # gradients between layers) live in buffers the layers and the model own, reused every
@@ -58,10 +86,7 @@ class MultiTaskNet(nn.Module):
         """layer(x), the output in the layer's own buffer."""
         if layer._hooked or layer._device != "cpu" or type(x) is not np.ndarray:
             return layer(x)
-        if x.dtype not in FLOAT_DTYPES:
-            layer._check_input(x)  # (raises, naming the layer)
-        layer.infer_shape(x.shape, x.dtype)
-        return layer._run_forward(as_contiguous(x), True)
+        return layer._run_forward(as_contiguous(x), True)  # (forward checked the shapes)
 
     @staticmethod
     def _inner_backward(layer, grad):
@@ -70,6 +95,21 @@ class MultiTaskNet(nn.Module):
             return layer.backward(grad)
         layer._check_grad_out(grad)
         return layer._backward(as_contiguous(grad), True, True)
+
+    def _check_no_forward_since(self):
+        """A RuntimeError (before any gradient is touched) when a layer ran a forward of
+        its own since this model's forward: its backward would differentiate that one.
+        (Without a forward the layers' backward says so.)"""
+        kept = self.__dict__.get("_layer_metas")
+        if kept is None:
+            return
+        for (name, layer), meta in zip(self._named_layers(), kept):
+            now = layer._out_meta
+            if now is not meta and now is not None:
+                raise RuntimeError(
+                    f"MultiTaskNet: its layer {name} ({layer._where()}) ran a forward of "
+                    f"its own after the model's forward, so its backward would "
+                    f"differentiate that one; run the model's forward again")
 
     def _add(self, key, p, q):
         """p + q in this model's buffer key (host arrays alike on a host model), else a
@@ -88,6 +128,7 @@ class MultiTaskNet(nn.Module):
         check_float_array("MultiTaskNet", "grad_a", grad_a, device_ok=True,
                           shape=(grad_logits.shape[0], self.fc1b.out_features),
                           dtype=grad_logits.dtype)
+        self._check_no_forward_since()
         back = self._inner_backward
         grad_s = back(self.fc2b, grad_logits)
         grad_x_b = back(self.fc1b, back(self.bn, back(self.relu, grad_s)))

@@ -314,7 +314,9 @@ class Sequential(Module):
                       if getattr(type(m), "counts_batches", False)]
             try:
                 return self._run_steps(steps, x, buffered, hooked)
-            except Exception:
+            except Exception as error:
+                # the layers that ran hold this call's context now: backward says so
+                object.__setattr__(self, "_failed_forward", type(error).__name__)
                 for buf, copy in saved:
                     _device.namespace_of(buf).copy_into(buf, copy)
                 for module, count in counts:
@@ -357,6 +359,7 @@ class Sequential(Module):
                                      getattr(act, "negative_slope", 0.01))
                 object.__setattr__(act, "_out_meta", FUSED)  # the Linear did its work
         object.__setattr__(self, "_steps", steps)
+        object.__setattr__(self, "_failed_forward", None)
         # each layer's record of this forward (a new object every forward): a layer run
         # again on its own before backward is caught there
         object.__setattr__(self, "_step_metas", tuple([step[0]._out_meta for step in steps]))
@@ -408,6 +411,13 @@ class Sequential(Module):
             now = layer._out_meta
             if now is meta or (through and now == meta):
                 continue
+            failed = self.__dict__.get("_failed_forward")
+            if failed:
+                raise RuntimeError(
+                    f"Sequential layer {self._layers.index(layer)}: {layer._where()} ran in "
+                    f"the Sequential's last forward, which failed part-way ({failed}), so "
+                    f"its backward would differentiate that call; run the Sequential's "
+                    f"forward again")
             raise RuntimeError(
                 f"Sequential layer {self._layers.index(layer)}: {layer._where()} ran a "
                 f"forward of its own after the Sequential's forward, so its backward would "
