@@ -59,6 +59,9 @@ def check_device(where, device):
 # property that builds a new dict at each access (7 us; a training step asks 30 times)
 _NUMBA_DEVICE_ARRAYS = ("DeviceNDArray", "FakeCUDAArray")
 _numba_device_types = {}   # type -> whether it is one of them
+# np.ndarray and the numba device array types seen so far: arrays whose .shape is a
+# tuple and .dtype a NumPy dtype, for the quick checks of the layers
+ARRAY_TYPES = {np.ndarray}
 
 
 def is_device_array(a):
@@ -71,6 +74,8 @@ def is_device_array(a):
         numba_array = (kind.__name__ in _NUMBA_DEVICE_ARRAYS
                        and kind.__module__.startswith("numba"))
         _numba_device_types[kind] = numba_array
+        if numba_array:
+            ARRAY_TYPES.add(kind)
     return numba_array or hasattr(a, "__cuda_array_interface__")
 
 

@@ -2027,13 +2027,14 @@ class Module:
                 continue
             if type(value) is Parameter:
                 data, grad = value._data, value._grad
-                if (type(data) is np.ndarray and data.shape == shape
+                if (type(data) in _device.ARRAY_TYPES and data.shape == shape
                         and (dtype is None or data.dtype == dtype)
-                        and (grad is None or (type(grad) is np.ndarray and grad.shape == shape
+                        and (grad is None or (type(grad) in _device.ARRAY_TYPES
+                                              and grad.shape == shape
                                               and grad.dtype == data.dtype))):
                     dtype = data.dtype
                     continue
-            elif (type(value) is np.ndarray and value.shape == shape
+            elif (type(value) in _device.ARRAY_TYPES and value.shape == shape
                   and (dtype is None or value.dtype == dtype)):
                 dtype = value.dtype
                 continue
