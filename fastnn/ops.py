@@ -330,6 +330,10 @@ def softmax_cross_entropy(logits, target, grad=None):
     logits = as_contiguous(_check(where, "logits", logits, ndim=2))
     n, c = logits.shape
     if _device.is_array(target) and target.ndim == 2:
+        if target.dtype.kind in "biu":   # (PyTorch: "multi-target not supported")
+            raise ValueError(f"{where}: expected target of shape ({n},) (class labels) or "
+                             f"{(n, c)} (float probabilities), got integer labels of shape "
+                             f"{tuple(target.shape)}")
         target = as_contiguous(_check(where, "target", target, shape=(n, c),
                                                  dtype=logits.dtype))
     elif _device.is_array(target) and target.ndim > 2:

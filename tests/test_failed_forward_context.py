@@ -76,3 +76,4 @@ def test_sequential_failed_part_way_says_so_at_backward(rng):
         assert p.grad is None or not p.grad.any()
     loss.forward(model.forward(x), y)   # a good forward clears it
     model.backward(loss.backward())
+

@@ -426,3 +426,11 @@ def test_flags_take_bools_only_as_torch(backend_name):
         with pytest.raises(TypeError, match="expected need_grad_in to be a bool"):
             ops.conv2d_backward(conv_g, img, cw, need_grad_in="no")
         assert ops.conv2d_backward(conv_g, img, cw, need_grad_in=np.bool_(False)) is None
+
+
+def test_integer_two_dimensional_targets_are_refused_as_labels():
+    # PyTorch: "multi-target not supported" for (N, 1) labels; probabilities are floats
+    logits = np.zeros((4, 3), np.float32)
+    for target in (np.zeros((4, 1), np.int64), np.zeros((4, 3), np.int32)):
+        with pytest.raises(ValueError, match=r"got integer labels of shape \(4, \d\)"):
+            fastnn.ops.softmax_cross_entropy(logits, target)
