@@ -131,9 +131,11 @@ def test_sigmoid_of_very_negative_inputs_is_zero(backend, dtype):
         fused = fastnn.ops.linear_forward(x[:, None], np.ones((1, 1), dtype),
                                           activation="sigmoid")[:, 0]
         silu = fastnn.ops.silu(x[4:])
+        gelu_grad = fastnn.ops.gelu_tanh_backward(np.ones(29, dtype), x[4:] * 0 - 200)
     for got in (y, fused):
         np.testing.assert_array_equal(got[4:], 0)
         np.testing.assert_array_equal(got[:2], 0)
         assert np.isnan(got[3])
         np.testing.assert_allclose(got[2], expected[2], rtol=0, atol=1e-38)
     np.testing.assert_array_equal(silu, torch.nn.functional.silu(torch.tensor(x[4:])).numpy())
+    np.testing.assert_array_equal(gelu_grad, 0)   # (sigmoid's floor had made it -1e-33)

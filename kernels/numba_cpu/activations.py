@@ -156,9 +156,12 @@ def _gelu_tanh_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     k = x.dtype.type(_GELU_TANH_K)
     lo, hi = vmath.exp_limits(one)   # (-87, 88) in float32; float64's own range
     bound = x.dtype.type(100.0)
+    zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = min(max(x[i], -bound), bound)   # beyond 100 s (1 - s) is 0: no x^3 overflow
-        s = one / (one + vmath.exp_core(min(max(-c2 * (v + k * v * v * v), lo), hi)))
+        a = -c2 * (v + k * v * v * v)
+        s = one / (one + vmath.exp_core(min(max(a, lo), hi)))
+        s = zero if a > hi else s   # (sigmoid's 0 where it underflows, as _sigmoid)
         out[i] = grad_out[i] * (s + v * s * (one - s) * c2 * (one + three * k * v * v))
 
 
