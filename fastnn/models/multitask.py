@@ -16,6 +16,7 @@ import numpy as np
 from .. import device as _device
 from .. import nn
 from ..backend import current
+from ..nn.module import checks_sub_forwards, records_sub_forwards
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array, check_labels
 
 
@@ -42,27 +43,18 @@ class MultiTaskNet(nn.Module):
                            hidden_b=self.fc1b.out_features, num_classes=self.fc2b.out_features,
                            omega=float(self.sine.omega), dropout=self.drop.p)
 
+    @records_sub_forwards   # (a layer run on its own since is caught at backward)
     def forward(self, x):
         self._check_input_shape(x)
         inner = self._inner
         a = self.fc2a(inner(self.drop, inner(self.sine, inner(self.fc1a, x))))
         h = inner(self.relu, inner(self.bn, inner(self.fc1b, x)))
         logits = self.fc2b(self._add("s", h, a))
-        # each layer's record of this forward (a new object every forward): a layer run
-        # again on its own before backward is caught there
-        object.__setattr__(self, "_layer_metas", self._metas())
         return a, logits  # (fresh arrays, the caller's)
 
     def _branches(self):
         return ((self.fc1a, self.sine, self.drop, self.fc2a),
                 (self.fc1b, self.bn, self.relu), (self.fc2b,))
-
-    def _named_layers(self):
-        names = {id(layer): name for name, layer in self.named_children()}
-        return [(names[id(layer)], layer) for branch in self._branches() for layer in branch]
-
-    def _metas(self):
-        return tuple(layer._out_meta for branch in self._branches() for layer in branch)
 
     def _check_input_shape(self, x):
         """Every layer's check of what it will get, before any layer runs: a refused
@@ -96,21 +88,6 @@ class MultiTaskNet(nn.Module):
         layer._check_grad_out(grad)
         return layer._backward(as_contiguous(grad), True, True)
 
-    def _check_no_forward_since(self):
-        """A RuntimeError (before any gradient is touched) when a layer ran a forward of
-        its own since this model's forward: its backward would differentiate that one.
-        (Without a forward the layers' backward says so.)"""
-        kept = self.__dict__.get("_layer_metas")
-        if kept is None:
-            return
-        for (name, layer), meta in zip(self._named_layers(), kept):
-            now = layer._out_meta
-            if now is not meta and now is not None:
-                raise RuntimeError(
-                    f"MultiTaskNet: its layer {name} ({layer._where()}) ran a forward of "
-                    f"its own after the model's forward, so its backward would "
-                    f"differentiate that one; run the model's forward again")
-
     def _add(self, key, p, q):
         """p + q in this model's buffer key (host arrays alike on a host model), else a
         fresh array where p lives (a GPU model returns NumPy arrays for NumPy input, and
@@ -120,6 +97,7 @@ class MultiTaskNet(nn.Module):
             return np.add(p, q, out=self._buffer(key, p.shape, p.dtype))
         return _device.added(p, q)
 
+    @checks_sub_forwards
     def backward(self, grad_a, grad_logits):
         """grad_a: (N, hidden_b), gradient w.r.t. task A's output from its own loss;
         grad_logits: (N, num_classes). Returns the gradient w.r.t. x: (N, in_features)."""
@@ -128,7 +106,6 @@ class MultiTaskNet(nn.Module):
         check_float_array("MultiTaskNet", "grad_a", grad_a, device_ok=True,
                           shape=(grad_logits.shape[0], self.fc1b.out_features),
                           dtype=grad_logits.dtype)
-        self._check_no_forward_since()
         back = self._inner_backward
         grad_s = back(self.fc2b, grad_logits)
         grad_x_b = back(self.fc1b, back(self.bn, back(self.relu, grad_s)))

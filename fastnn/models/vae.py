@@ -16,7 +16,7 @@ from .. import device as _device
 from .. import nn
 from .. import random as _random
 from ..validation import check_float_array, check_non_negative_int, check_positive_int
-from ..nn.module import evaluating
+from ..nn.module import checks_sub_forwards, evaluating, records_sub_forwards
 from .mlp import MLP, hidden_widths
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -47,18 +47,20 @@ class VAE(nn.Module):
         self._cache = None
         self._x_on_device = False  # whether the last forward's x was a device array
 
+    @records_sub_forwards   # (sample() or an MLP run since is caught at backward)
     def forward(self, x, eps=None):
         """x: (N, data_dim). eps: (N, latent_dim) noise or None to draw it. Either may be
         a device array (the elementwise terms between the MLPs are computed on the
         host, and backward then returns the gradient w.r.t. x on the device).
 
         Returns (loss, nll, kl) as floats (batch means of the per-sample sums)."""
-        self._x_on_device = _device.is_device_array(x)
+        on_device = _device.is_device_array(x)
         x, eps = _device.to_host(x), None if eps is None else _device.to_host(eps)
         check_float_array("VAE", "x", x, ndim=2, shape=(None, self.data_dim))
         n, latent = x.shape[0], self.latent_dim
         if eps is not None:
             check_float_array("VAE", "eps", eps, shape=(n, latent), dtype=x.dtype)
+        self._x_on_device = on_device   # (a refused call keeps the last one's)
         enc = self.encoder(x)
         mu_z, log_sz = enc[:, :latent], enc[:, latent:]
         if eps is None:
@@ -77,6 +79,7 @@ class VAE(nn.Module):
 
     __call__ = forward
 
+    @checks_sub_forwards
     def backward(self):
         """Accumulate every parameter's gradient of the last forward's loss; returns the
         loss's gradient w.r.t. x, (N, data_dim) (through the encoder and the NLL), where

@@ -322,7 +322,11 @@ class Sequential(Module):
                 for module, count in counts:
                     module.num_batches_tracked = count
                 raise
-        return self._run_steps(steps, x, buffered, hooked)
+        try:
+            return self._run_steps(steps, x, buffered, hooked)
+        except Exception as error:   # (the layers' checks ran before any of them)
+            object.__setattr__(self, "_failed_forward", type(error).__name__)
+            raise
 
     def _run_steps(self, steps, x, buffered, hooked):
         # Layers from the last one that computes a new array onward return fresh arrays

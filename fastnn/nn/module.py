@@ -548,6 +548,67 @@ def kept_for_backward(ctx):
     return ctx if _grad_mode._MODE.enabled else NO_GRAD
 
 
+def _sub_forward_records(module):
+    """What each sub-module of module (not itself) keeps of its last forward for its
+    backward: (its output record, its saved context), objects made anew every forward."""
+    return tuple((m.__dict__.get("_out_meta"), m.__dict__.get("_ctx"))
+                 for m in module.modules() if m is not module)
+
+
+def records_sub_forwards(forward):
+    """The forward of a module that runs its sub-modules itself (a Transformer layer, the
+    VAE, MultiTaskNet): each sub-module's record of this forward is kept, for
+    ``checks_sub_forwards``; a forward that fails leaves the records and notes that it
+    failed (sub-modules it ran hold that call's context then)."""
+    @functools.wraps(forward)
+    def forward_recording(self, *args, **kwargs):
+        try:
+            out = forward(self, *args, **kwargs)
+        except Exception as error:
+            object.__setattr__(self, "_failed_forward", type(error).__name__)
+            raise
+        object.__setattr__(self, "_sub_records", _sub_forward_records(self))
+        object.__setattr__(self, "_failed_forward", None)
+        return out
+    return forward_recording
+
+
+def checks_sub_forwards(backward):
+    """The backward of a ``records_sub_forwards`` module: a RuntimeError, before any
+    gradient is touched, when a sub-module ran a forward since the module's forward (on
+    its own, or in a forward of the module that failed part-way): its backward would
+    differentiate that call. (Without a forward the sub-modules' backward says so.)"""
+    @functools.wraps(backward)
+    def backward_checked(self, *args, **kwargs):
+        kept = self.__dict__.get("_sub_records")
+        if kept is not None:
+            _check_sub_records(self, kept)
+        return backward(self, *args, **kwargs)
+    return backward_checked
+
+
+def _check_sub_records(module, kept):
+    """Raise unless each sub-module's record is the kept one (compared by identity: a
+    saved context holds arrays), or None (reset by a move, no forward since)."""
+    named = [(name, m) for name, m in module.named_modules() if m is not module]
+    for (name, m), (meta, ctx) in zip(named, kept):
+        now_meta, now_ctx = m.__dict__.get("_out_meta"), m.__dict__.get("_ctx")
+        if ((now_meta is meta or now_meta is None) and (now_ctx is ctx or now_ctx is None)):
+            continue
+        failed = module.__dict__.get("_failed_forward")
+        cls = type(module).__name__
+        if failed:
+            how = f"ran in {cls}'s last forward, which failed part-way ({failed})"
+        elif now_meta is NO_GRAD or now_ctx is NO_GRAD:
+            how = (f"ran a forward with gradients disabled (fastnn.no_grad() or "
+                   f"inference_mode()) after {cls}'s forward")
+        else:
+            how = f"ran a forward of its own after {cls}'s forward"
+        raise RuntimeError(f"{module._where()}: its sub-module {name} ({m._where()}) {how}, "
+                           f"so its backward would differentiate that call; run {cls}'s "
+                           f"forward again")
+
+
 def check_kept(module, ctx):
     """Raise unless ctx, what module's forward kept (kept_for_backward), serves a
     backward: RuntimeError before any forward, or after one under no_grad."""

@@ -18,7 +18,7 @@ from .container import ModuleList
 from .dropout import Dropout
 from .layernorm import LayerNorm
 from .linear import Linear
-from .module import Module, _is_dtype_like
+from .module import Module, _is_dtype_like, checks_sub_forwards, records_sub_forwards
 
 
 def _functional_activations():
@@ -188,6 +188,21 @@ def _check_first_norm(layer, x):
         infer(tuple(x.shape), x.dtype)
 
 
+def _placeholder(shape, dtype):
+    """A read-only array of this shape and dtype that takes no memory (every element the
+    one zero): for running a layer's checks of its input from infer_shape."""
+    return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=tuple(shape),
+                                           strides=(0,) * len(shape), writeable=False)
+
+
+def _check_final_norm(stack, x):
+    """The error the stack's final norm (when it has one that checks shapes) would raise
+    for an output of x's shape (every layer keeps the shape), before any layer runs."""
+    infer = getattr(stack.norm, "infer_shape", None)
+    if infer is not None and _device.is_array(x):
+        infer(tuple(x.shape), x.dtype)
+
+
 def _nested_ok(layer):
     """PyTorch's TransformerEncoder.use_nested_tensor condition on its layer."""
     attn = layer.self_attn
@@ -232,6 +247,9 @@ class TransformerEncoderLayer(Module):
         self.activation_relu_or_gelu = _relu_or_gelu(activation)
 
     def infer_shape(self, shape, dtype):
+        """src's shape, after the checks forward makes of a src of this shape and dtype
+        (a Sequential runs them before any of its layers runs)."""
+        self.check_inputs(_placeholder(shape, dtype))
         return tuple(shape)
 
     def __call__(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
@@ -246,6 +264,7 @@ class TransformerEncoderLayer(Module):
         _check_part(self.self_attn, src, src, src, src_key_padding_mask, False, src_mask,
                     is_causal)
 
+    @records_sub_forwards
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
         _unless_checked(self.check_inputs, src, src_mask, src_key_padding_mask, is_causal)
         add, x = _device.added, src
@@ -271,6 +290,7 @@ class TransformerEncoderLayer(Module):
         g = self.dropout.backward(self.linear2.backward(self.dropout2.backward(g)))
         return self.linear1.backward(_activation_of(self).backward(g))
 
+    @checks_sub_forwards
     def backward(self, grad_out):
         """The gradient of src for grad_out (the output's shape); parameters' gradients
         accumulate."""
@@ -308,6 +328,8 @@ class TransformerEncoder(Module):
         self.mask_check = mask_check
 
     def infer_shape(self, shape, dtype):
+        """src's shape, after the checks forward makes of a src of this shape and dtype."""
+        self.check_inputs(_placeholder(shape, dtype))
         return tuple(shape)
 
     def __call__(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
@@ -319,7 +341,9 @@ class TransformerEncoder(Module):
         _check_masks(self._where(), mask=mask, src_key_padding_mask=src_key_padding_mask)
         for layer in self.layers:
             _check_part(layer, src, mask, src_key_padding_mask, bool(is_causal))
+        _check_final_norm(self, src)
 
+    @records_sub_forwards
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
         _unless_checked(self.check_inputs, src, mask, src_key_padding_mask, is_causal)
         x = src
@@ -330,6 +354,7 @@ class TransformerEncoder(Module):
                           src_key_padding_mask=src_key_padding_mask)
         return x if self.norm is None else self.norm(x)
 
+    @checks_sub_forwards
     def backward(self, grad_out):
         g = grad_out if self.norm is None else self.norm.backward(grad_out)
         for layer in reversed(list(self.layers)):
@@ -409,6 +434,7 @@ class TransformerDecoderLayer(Module):
         _check_part(self.multihead_attn, tgt, memory, memory, memory_key_padding_mask, False,
                     memory_mask, memory_is_causal)
 
+    @records_sub_forwards
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
         _unless_checked(self.check_inputs, tgt, memory, tgt_mask, memory_mask,
@@ -440,6 +466,7 @@ class TransformerDecoderLayer(Module):
     def _ff(self, x):
         return self.dropout3(self.linear2(self.dropout(_activation_of(self)(self.linear1(x)))))
 
+    @checks_sub_forwards
     def backward(self, grad_out):
         """(grad_tgt, grad_memory) for grad_out (the output's shape); parameters'
         gradients accumulate."""
@@ -504,7 +531,9 @@ class TransformerDecoder(Module):
         for layer in self.layers:
             _check_part(layer, tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                         memory_key_padding_mask, bool(tgt_is_causal), memory_is_causal)
+        _check_final_norm(self, tgt)
 
+    @records_sub_forwards
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
         _unless_checked(self.check_inputs, tgt, memory, tgt_mask, memory_mask,
@@ -519,6 +548,7 @@ class TransformerDecoder(Module):
                           tgt_is_causal=bool(tgt_is_causal), memory_is_causal=memory_is_causal)
         return x if self.norm is None else self.norm(x)
 
+    @checks_sub_forwards
     def backward(self, grad_out):
         g = grad_out if self.norm is None else self.norm.backward(grad_out)
         grad_memory = None
@@ -581,6 +611,7 @@ class Transformer(Module):
     def __call__(self, src, tgt, *args, **kwargs):
         return self.forward(src, tgt, *args, **kwargs)
 
+    @records_sub_forwards
     def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None,
                 src_key_padding_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
@@ -618,6 +649,7 @@ class Transformer(Module):
             return self.decoder(tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                                 memory_key_padding_mask, tgt_is_causal, memory_is_causal)
 
+    @checks_sub_forwards
     def backward(self, grad_out):
         """(grad_src, grad_tgt) for grad_out; parameters' gradients accumulate."""
         grad_tgt, grad_memory = self.decoder.backward(grad_out)
