@@ -52,22 +52,16 @@ class MultiTaskNet(nn.Module):
         logits = self.fc2b(self._add("s", h, a))
         return a, logits  # (fresh arrays, the caller's)
 
-    def _branches(self):
-        return ((self.fc1a, self.sine, self.drop, self.fc2a),
-                (self.fc1b, self.bn, self.relu), (self.fc2b,))
-
     def _check_input_shape(self, x):
         """Every layer's check of what it will get, before any layer runs: a refused
         input (a batch of one for the training-mode BatchNorm, a wrong width or dtype)
         leaves every layer with the last forward's context, which backward reads."""
         self.fc1a._check_input(x)
-        shapes = []
-        for branch in self._branches()[:2]:
+        for branch in ((self.fc1a, self.sine, self.drop, self.fc2a),
+                       (self.fc1b, self.bn, self.relu, self.fc2b)):
             shape = tuple(x.shape)
             for layer in branch:
                 shape = layer.infer_shape(shape, x.dtype)
-            shapes.append(shape)
-        self.fc2b.infer_shape(shapes[1], x.dtype)
 
     # Arrays no caller sees (a layer's output that only feeds another layer, and the
     # gradients between layers) live in buffers the layers and the model own, reused every
