@@ -2,7 +2,7 @@
 
 * BatchNorm1d 256x1024 forward+backward (issues 3 and 4: at most 0.3x PyTorch). Any
   training-mode implementation reads x for the statistics before it can normalise, and
-  reads grad_out and x for the two sums before it can write grad_in: five passes over
+  reads grad_out and x for the two sums before it can write grad_in: four passes over
   (256, 1024) float32 arrays (x; x -> y; grad_out, x; grad_out, x -> grad_in), none of
   which fits L1 across the passes. ``batchnorm_traffic`` makes exactly those passes with
   one add or multiply per value (no statistics, no float64, the kernels' row chunks and
@@ -60,7 +60,7 @@ def _compile_traffic():
 
 
 def batchnorm_traffic_runner(arrays):
-    """fn() making the five passes of a BatchNorm1d forward+backward over the case's
+    """fn() making the four passes of a BatchNorm1d forward+backward over the case's
     arrays (x, g -> out, gi) with one operation a value."""
     global _traffic_kernel
     if _traffic_kernel is None:

@@ -7,7 +7,9 @@ the issues' targets and the scaling plots (bench/results/*.png).
 
   python -m bench.report                  run everything, write BENCHMARKS.md
   python -m bench.report --no-run         re-render from bench/results/latest.json
-  python -m bench.report -k "mlp_step"    run a subset (pytest -k), then render
+  python -m bench.report -k "mlp_step"    run a subset (pytest -k) into a folder of its
+                                          own, bench/results/subset/ (its BENCHMARKS.md:
+                                          those rows alone), leaving the full run's alone
   python -m bench.report --dry-run --json /tmp/d.json --output /tmp/D.md
                                           one round each: does everything run?
 
@@ -15,7 +17,9 @@ What a run measures besides the suite (the interleaved ratios: overhead.json,
 vs_torch.json, bandwidth.json; the floors of two targets: floors.json), the list of
 benchmarks that did not run (not_run.json) and the plots are kept in the folder of
 --json: bench/results by default, so a dry run or a render with --json elsewhere leaves
-the committed results alone.
+the committed results alone. A full run measures those interleaved files anew (one it
+cannot measure, PyTorch's ratios without PyTorch, is removed, not left from an earlier
+run); a subset run measures none of them, so its report has the suite's rows only.
 """
 import argparse
 import datetime
@@ -35,6 +39,7 @@ from .results_io import Ceilings, index
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
 LATEST = os.path.join(RESULTS, "latest.json")
+SUBSET = os.path.join(RESULTS, "subset")   # where a -k run goes unless --json says
 NOT_RUN = os.path.join(RESULTS, "not_run.json")
 
 # Each order puts the reference first and PyTorch last.
@@ -43,13 +48,16 @@ ORDER = ("numpy", "numba", "cython", "cuda", "student", "torch")
 
 
 # ------------------------------------------------------------------------ running
-def run_suite(json_path=LATEST, keyword=None, extra_args=(), not_run=NOT_RUN):
+def run_suite(json_path=LATEST, keyword=None, extra_args=(), not_run=NOT_RUN, save=True):
     """Run bench/ under pytest-benchmark; returns pytest's exit status. not_run: where
-    the benchmarks that were skipped are listed."""
+    the benchmarks that were skipped are listed; save: also keep the run under
+    .benchmarks/ for ``pytest-benchmark compare`` (not a dry run's meaningless numbers)."""
     os.makedirs(os.path.dirname(json_path), exist_ok=True)
     cmd = [sys.executable, "-m", "pytest", os.path.join(ROOT, "bench"), "-q", "-rs",
-           "-p", "no:cacheprovider", f"--benchmark-json={json_path}", "--benchmark-autosave",
+           "-p", "no:cacheprovider", f"--benchmark-json={json_path}",
            "--benchmark-columns=median,iqr,rounds", "--benchmark-sort=name"]
+    if save:
+        cmd.append("--benchmark-autosave")
     if keyword:
         cmd += ["-k", keyword]
     cmd += list(extra_args)
@@ -357,7 +365,7 @@ def floors_text(floors):
     bn = floors.get("batchnorm")
     if bn:
         parts.append(
-            "BatchNorm1d 256x1024 forward+backward: the five passes any training-mode "
+            "BatchNorm1d 256x1024 forward+backward: the four passes any training-mode "
             "implementation makes over the (256, 1024) arrays (x for the statistics; x to y; "
             "grad_out and x for the two sums; grad_out and x to grad_in), made with one add "
             f"or multiply a value and nothing else, take {fmt_time(bn['traffic'])} against "
@@ -566,6 +574,14 @@ def main(argv=None):
                         help="one timed round per benchmark: checks that every benchmark "
                              "runs (numbers meaningless); use with --json/--output elsewhere")
     args = parser.parse_args(argv)
+    subset = bool(args.keyword) and not args.no_run
+    if subset:
+        # a subset's results are not the full run's: a folder of their own, unless the
+        # caller chose where (the interleaved ratios and floors belong to full runs)
+        if os.path.abspath(args.json) == os.path.abspath(LATEST):
+            args.json = os.path.join(SUBSET, "latest.json")
+            if os.path.abspath(args.output) == os.path.join(ROOT, "BENCHMARKS.md"):
+                args.output = os.path.join(SUBSET, "BENCHMARKS.md")
     if args.dry_run:
         os.environ.update(FASTNN_BENCH_MAX_TIME="0", FASTNN_BENCH_MIN_ROUNDS="1",
                           FASTNN_BENCH_EPOCH_ROUNDS="1")
@@ -579,8 +595,12 @@ def main(argv=None):
         if os.path.exists(not_run_path):
             os.remove(not_run_path)
         started = datetime.datetime.now()
-        status = run_suite(args.json, args.keyword, not_run=not_run_path)
-        if not args.keyword:
+        status = run_suite(args.json, args.keyword, not_run=not_run_path,
+                           save=not args.dry_run)
+        for path in side.values():   # a full run measures each anew below, or leaves
+            if os.path.exists(path):   # it absent; a subset run measures none of them
+                os.remove(path)
+        if not subset:
             blocks = 1 if args.dry_run else 15
             overhead_results.save(overhead_results.measure(blocks=blocks),
                                   side[overhead_results.OVERHEAD_JSON])
@@ -612,8 +632,9 @@ def main(argv=None):
                   vs_torch=overhead_results.load(side[overhead_results.VS_TORCH_JSON]),
                   bandwidth=overhead_results.load(side[overhead_results.BANDWIDTH_JSON]),
                   floors=overhead_results.load(side[floor_results.FLOORS_JSON]),
-                  cuda=cuda_results.load(),
-                  cuda_host=cuda_results.load(cuda_results.HOST_JSON))
+                  # (the GPU runs' files, bench/cuda_device_checks.sh's: full reports)
+                  cuda=None if subset else cuda_results.load(),
+                  cuda_host=None if subset else cuda_results.load(cuda_results.HOST_JSON))
     with open(args.output, "w") as f:
         f.write(text + "\n")
     print(f"wrote {args.output}")

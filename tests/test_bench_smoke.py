@@ -5,6 +5,7 @@ No timing is asserted here: speed numbers come from ``make bench`` only.
 import importlib.util
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -462,3 +463,53 @@ def test_floors_are_added_to_the_verdicts_they_bound(tmp_path):
     assert "| numba | 1.76x | **FAIL** (its products alone, interleaved: 1.88x) |" in text
     assert "take 70.0 µs against PyTorch's 200.0 µs for the pair: 0.35x" in text
     assert "no kernel that computes them can be more than 1.88x faster" in text
+
+
+def _stub_runs(monkeypatch, torch_available):
+    """report.main with the suite and the interleaved measurements stubbed: the suite
+    writes FAKE, each measurement a marker (no timing runs)."""
+    from bench import contenders, floors, overhead
+
+    def run_suite(json_path, keyword=None, extra_args=(), not_run=None, save=True):
+        os.makedirs(os.path.dirname(json_path), exist_ok=True)
+        with open(json_path, "w") as f:
+            json.dump(FAKE, f)
+        return 0
+    monkeypatch.setattr(report, "run_suite", run_suite)
+    monkeypatch.setattr(overhead, "measure", lambda blocks=15: {"new": "overhead"})
+    monkeypatch.setattr(overhead, "measure_vs_torch", lambda *a: {"new": "vs_torch"})
+    monkeypatch.setattr(overhead, "measure_bandwidth", lambda *a: {"new": "bandwidth"})
+    monkeypatch.setattr(floors, "measure", lambda *a: {"new": "floors"})
+    monkeypatch.setattr(contenders, "torch_available", lambda: torch_available)
+    real_render = report.render
+    monkeypatch.setattr(report, "render", lambda data, *args, **kwargs: real_render(
+        data, plots_dir=kwargs["plots_dir"], md_dir=kwargs["md_dir"]))
+
+
+def test_a_full_run_leaves_no_interleaved_file_of_an_earlier_run(tmp_path, monkeypatch):
+    # without PyTorch the ratios against it are not measured: an earlier run's file
+    # would print its verdicts beside this run's rows
+    _stub_runs(monkeypatch, torch_available=False)
+    stale = tmp_path / "vs_torch.json"
+    stale.write_text(json.dumps({"old": "run"}))
+    report.main(["--json", str(tmp_path / "latest.json"), "--output", str(tmp_path / "B.md")])
+    assert not stale.exists()
+    assert json.loads((tmp_path / "overhead.json").read_text()) == {"new": "overhead"}
+
+
+def test_a_subset_run_writes_a_folder_of_its_own(tmp_path, monkeypatch):
+    _stub_runs(monkeypatch, torch_available=True)
+    full = {"latest.json": "{}", "overhead.json": '{"full": "run"}'}
+    for name, text in full.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(report, "LATEST", str(tmp_path / "latest.json"))
+    monkeypatch.setattr(report, "SUBSET", str(tmp_path / "subset"))
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    report.main(["-k", "mlp_step"])
+    for name, text in full.items():   # the full run's results untouched
+        assert (tmp_path / name).read_text() == text
+    assert not (tmp_path / "BENCHMARKS.md").exists()
+    assert json.loads((tmp_path / "subset" / "latest.json").read_text()) == FAKE
+    text = (tmp_path / "subset" / "BENCHMARKS.md").read_text()
+    assert "Fake CPU 9000" in text
+    assert not (tmp_path / "subset" / "overhead.json").exists()   # a full run's measure
