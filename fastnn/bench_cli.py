@@ -35,7 +35,8 @@ def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
                         help="a one-minute version of the main table, printed here")
     parser.add_argument("-k", dest="keyword", default=None,
-                        help="full run only: pytest -k expression selecting benchmarks")
+                        help="not with --quick: run the benchmarks this pytest -k "
+                             "expression selects, reported in bench/results/subset/")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for fastnn and PyTorch (default: every core)")
 
