@@ -404,3 +404,38 @@ def test_schedules_carry_on_from_the_current_rate_as_torch(name):
                 s.step()
             for s in theirs:
                 s.step()
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_a_group_added_after_the_scheduler_is_scheduled_as_torch_does(name):
+    # unfreezing a backbone mid-training: PyTorch's recursive rules (StepLR, ...) decay
+    # the new group too; those that need its initial rate or function raise ValueError
+    ours, theirs, offsets = make_params(np.float64)
+    opt = optim.SGD([{"params": ours[:1]}, {"params": ours[1:2], "lr": 0.3}], lr=0.1)
+    ref = torch.optim.SGD([{"params": theirs[:1]}, {"params": theirs[1:2], "lr": 0.3}],
+                          lr=0.1)
+    sched = SCHEDULES[name](lr_scheduler, opt)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref_sched = SCHEDULES[name](torch.optim.lr_scheduler, ref)
+        for epoch in range(12):
+            if epoch == 3:
+                opt.add_param_group({"params": ours[2:], "lr": 0.04})
+                ref.add_param_group({"params": theirs[2:], "lr": 0.04})
+            fill_grads(ours, theirs, offsets)
+            opt.step()
+            ref.step()
+            try:
+                ref_sched.step()
+            except ValueError:   # PyTorch's rule needs the new group's initial rate
+                with pytest.raises(ValueError, match="param groups .* added after"):
+                    sched.step()
+                return
+            sched.step()
+            np.testing.assert_allclose([g["lr"] for g in opt.param_groups],
+                                       [g["lr"] for g in ref.param_groups], rtol=1e-12,
+                                       err_msg=f"{name}: epoch {epoch}")
+            np.testing.assert_allclose(sched.get_last_lr(), ref_sched.get_last_lr(),
+                                       rtol=1e-12)
+    for p, q in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-9, atol=1e-12)

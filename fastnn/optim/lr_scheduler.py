@@ -130,15 +130,33 @@ class LRScheduler:
                 rates = self.get_lr()
             finally:
                 self._get_lr_called_within_step = False
-            for group, lr in zip(self.optimizer.param_groups, rates):
-                group["lr"] = lr
-            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+            self._write_rates(list(rates))
             return
-        for i, (group, base) in enumerate(zip(self.optimizer.param_groups, self.base_lrs)):
-            group["lr"] = (self.lr_at(base, self.last_epoch, i) if closed
-                           else self._chain(group["lr"], self.last_epoch, i,
-                                            self._rule == "initial"))
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        if closed:
+            rates = [self.lr_at(base, self.last_epoch, i)
+                     for i, base in enumerate(self.base_lrs)]
+        else:
+            rates = self._chained_rates(self._rule == "initial")
+        self._write_rates(rates)
+
+    def _write_rates(self, rates):
+        """Set each param group's rate, one of rates each (all computed first), and
+        remember them. Rates for fewer groups than the optimizer has (one added with
+        add_param_group since the scheduler was built, which a rule from base_lrs or
+        per-group functions does not know) are PyTorch's ValueError: no rate is set."""
+        groups = self.optimizer.param_groups
+        if len(rates) != len(groups):
+            raise self._added_group_error()
+        for group, lr in zip(groups, rates):
+            group["lr"] = lr
+        self._last_lr = [group["lr"] for group in groups]
+
+    def _added_group_error(self):
+        return ValueError(
+            f"{type(self).__name__}: the optimizer has {len(self.optimizer.param_groups)} "
+            f"param groups but the scheduler knows {len(self.base_lrs)} (a group added "
+            f"after it was built), and its rule needs each group's initial rate or "
+            f"function; build the scheduler again after add_param_group")
 
     def _with_rule(self, rule):
         self._rule = rule
@@ -184,8 +202,19 @@ class LRScheduler:
     def _rates_now(self):
         """What get_lr() returns: PyTorch's recursive rule at last_epoch from the current
         rates (or the closed form, for the schedules that have no recursive rule)."""
-        return [self._chain(group["lr"], self.last_epoch, i, False)
-                for i, group in enumerate(self.optimizer.param_groups)]
+        return self._chained_rates(False)
+
+    def _chained_rates(self, initial):
+        """Every group's rate at last_epoch by the recursive rule. A group added with
+        add_param_group after the scheduler was built is scheduled too where the rule
+        needs only its current rate (StepLR, ExponentialLR, ...), as PyTorch's; where it
+        needs the group's initial rate or its own function (LambdaLR, the restarts, ...)
+        it is PyTorch's ValueError, not a group silently left out."""
+        try:
+            return [self._chain(group["lr"], self.last_epoch, i, initial)
+                    for i, group in enumerate(self.optimizer.param_groups)]
+        except IndexError:
+            raise self._added_group_error() from None
 
     def _initial_step(self):
         """The step a scheduler makes when built (SequentialLR makes it for the first of
@@ -667,9 +696,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             self.T_cur, self.T_i = self._position(epoch)
             self.last_epoch = math.floor(epoch)
         wave = 1 + math.cos(math.pi * self.T_cur / self.T_i)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = self.eta_min + (base - self.eta_min) * wave / 2
-        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+        self._write_rates([self.eta_min + (base - self.eta_min) * wave / 2
+                           for base in self.base_lrs])
 
     def _rates_now(self):
         """PyTorch's get_lr(): the rates at T_cur of the current run."""
@@ -831,8 +859,8 @@ class MultiplicativeLR(LRScheduler):
                 for group, factor in zip(self.optimizer.param_groups, self.lr_lambdas)]
 
     def _multiply(self, epoch):
-        for group, factor in zip(self.optimizer.param_groups, self.lr_lambdas):
-            group["lr"] = group["lr"] * factor(epoch)
+        self._write_rates([group["lr"] * factor(epoch) for group, factor
+                           in zip(self.optimizer.param_groups, self.lr_lambdas)])
 
     def _restart(self):
         self.last_epoch = 0
