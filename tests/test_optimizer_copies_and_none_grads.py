@@ -239,3 +239,28 @@ def test_a_module_pickled_with_none_grads_trains_in_a_new_process(tmp_path):
     for run in runs:
         assert run.returncode == 0, run.stderr
     assert runs[0].stdout == runs[1].stdout and "None" not in runs[1].stdout
+
+
+def test_a_custom_optimizer_skips_frozen_parameters_as_in_pytorch():
+    # PyTorch's frozen parameter has grad None, so `if p.grad is None: continue` skips
+    # it; fastnn's backward fills its .grad, and has_no_grad says what PyTorch's None says
+    class PlainSGD(optim.Optimizer):
+        def __init__(self, params, lr):
+            super().__init__(params, dict(lr=lr))
+
+        def step(self):
+            for group in self.param_groups:
+                for p in group["params"]:
+                    if optim.has_no_grad(p):
+                        continue
+                    p.data -= group["lr"] * p.grad
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    model[0].requires_grad_(False)
+    frozen, head = model[0].weight.data.copy(), model[2].weight.data.copy()
+    opt = PlainSGD(model.parameters(), lr=0.1)
+    model.backward(np.ones((5, 2), np.float32) + 0 * model(np.ones((5, 4), np.float32)))
+    assert optim.has_no_grad(model[0].weight) and not optim.has_no_grad(model[2].weight)
+    opt.step()
+    np.testing.assert_array_equal(model[0].weight.data, frozen)
+    assert not np.array_equal(model[2].weight.data, head)

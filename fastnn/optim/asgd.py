@@ -77,7 +77,7 @@ class ASGD(Optimizer):
         """Each parameter with a gradient alone; zero-size ones too (their eta and mu
         advance, as PyTorch's)."""
         for i, p in enumerate(bucket.params):
-            if not has_no_grad(p) and p.requires_grad:
+            if not has_no_grad(p):
                 self._update_one(kernels, bucket, i, group)
 
     def _update_one(self, kernels, bucket, i, group):

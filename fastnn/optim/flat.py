@@ -96,7 +96,7 @@ class FlatBucket:
 
     def _home_grad(self, i):
         p, view = self.params[i], self.grad_views[i]
-        if has_no_grad(p):
+        if grad_not_written(p):
             # skipped at step time; keep the view clean, and pending zeros pending
             pending = getattr(p, "_zero_pending", False) and p._grad is not None
             self.ns.fill_zero(view)
@@ -120,7 +120,7 @@ class FlatBucket:
         intact, dtype_changed, missing_grad = True, False, False
         for i, p in enumerate(self.params):
             data, grad = p.data, raw_grad(p)
-            if not p.requires_grad or has_no_grad(p):
+            if has_no_grad(p):
                 missing_grad = True  # frozen or no gradient: skipped
             if data is self.data_views[i] and grad is self.grad_views[i]:
                 continue
@@ -174,11 +174,19 @@ def raw_grad(p):
     return p._grad if isinstance(p, Parameter) else p.grad
 
 
-def has_no_grad(p):
-    """True where PyTorch's .grad would be None: a Parameter's ``_no_grad_yet`` (None,
-    or zeros pending from zero_grad that no backward touched), a Parameter-like
-    object's .grad None. Optimizers skip such a parameter."""
+def grad_not_written(p):
+    """True where no backward has written p's gradient: a Parameter's ``_no_grad_yet``
+    (None, or zeros pending from zero_grad that no backward touched), a Parameter-like
+    object's .grad None."""
     return p._no_grad_yet() if isinstance(p, Parameter) else p.grad is None
+
+
+def has_no_grad(p):
+    """True where PyTorch's .grad would be None, which optimizers skip (a custom one's
+    ``if p.grad is None: continue`` is ``if optim.has_no_grad(p): continue``): no
+    backward wrote it (``grad_not_written``), or p is frozen (requires_grad False:
+    PyTorch never computes its gradient; fastnn's backward fills it all the same)."""
+    return grad_not_written(p) or not getattr(p, "requires_grad", True)
 
 
 def check_parameter(where, p, index):

@@ -128,7 +128,7 @@ class HostOptimizer(Optimizer):
             for group in self.param_groups:
                 hyper = self._group_hyper(group)
                 for p in group["params"]:
-                    if has_no_grad(p) or not p.requires_grad:
+                    if has_no_grad(p):
                         continue
                     state = self._state.get(id(p))
                     if not state:

@@ -439,7 +439,7 @@ class Optimizer:
         """Slow path when some parameter has no gradient (None, or zeros pending from
         zero_grad that no backward touched) or is frozen: update the others one by one."""
         for i, p in enumerate(bucket.params):
-            if has_no_grad(p) or not p.requires_grad:
+            if has_no_grad(p):
                 continue
             if bucket.offsets[i + 1] > bucket.offsets[i]:
                 self._update_one(kernels, bucket, i, group)
