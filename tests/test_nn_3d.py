@@ -356,9 +356,12 @@ def test_bad_arguments_raise_as_torch():
             build(torch.nn)
     # PyTorch raises these when it runs the layer (RuntimeError), fastnn when it is built
     x = torch.zeros(1, 1, 5, 5, 5)
-    for build, match in ((lambda m: m.ConvTranspose3d(1, 1, 3, output_padding=1),
-                          "output padding"),
-                         (lambda m: m.MaxPool3d(2, padding=2), "half of kernel size"),
+    # (output_padding, as PyTorch's, when the forward that uses it runs)
+    with pytest.raises(ValueError, match="output padding must be smaller"):
+        nn.ConvTranspose3d(1, 1, 3, output_padding=1)(np.zeros((1, 1, 5, 5, 5), np.float32))
+    with pytest.raises(RuntimeError):
+        torch.nn.ConvTranspose3d(1, 1, 3, output_padding=1)(x)
+    for build, match in ((lambda m: m.MaxPool3d(2, padding=2), "half of kernel size"),
                          (lambda m: m.AvgPool3d(3, padding=2), "half of kernel size"),
                          (lambda m: m.AdaptiveAvgPool3d((2, 2)), "output_size")):
         with pytest.raises(ValueError, match=match):

@@ -203,8 +203,9 @@ def test_lazy_3d_reprs_parameters_and_state_dicts():
 def test_bad_lazy_3d_inputs_and_arguments():
     with pytest.raises(ValueError):
         LazyConv3d(4, 3, groups=3)
-    with pytest.raises(ValueError):
-        LazyConvTranspose3d(4, 2, stride=2, output_padding=2)
+    with pytest.raises(ValueError, match="output padding"):   # (at forward, as PyTorch's)
+        LazyConvTranspose3d(4, 2, stride=2, output_padding=2)(np.zeros((1, 3, 2, 2, 2),
+                                                                       np.float32))
     with pytest.raises(ValueError):
         LazyConv3d(4, 3, padding="same", stride=2)
     layer = LazyConv3d(4, 3)

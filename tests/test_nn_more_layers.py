@@ -446,8 +446,11 @@ def test_conv_transpose2d_decoder_unbatched_and_init(rng):
 
 
 def test_conv_transpose2d_bad_arguments_and_inputs():
-    with pytest.raises(ValueError, match="output_padding"):
-        nn.ConvTranspose2d(2, 2, 3, stride=2, output_padding=2)
+    layer = nn.ConvTranspose2d(2, 2, 3, stride=2, output_padding=2)  # built, as PyTorch's
+    with pytest.raises(ValueError, match="output padding must be smaller"):
+        layer(np.zeros((1, 2, 4, 4), np.float32))
+    assert layer(np.zeros((1, 2, 4, 4), np.float32), output_size=(10, 10)).shape == (
+        1, 2, 10, 10)   # (output_size gives its own padding)
     with pytest.raises(ValueError, match=r"in_channels \(2\) and out_channels \(3\) must be "
                                          r"divisible by groups \(2\)"):
         nn.ConvTranspose2d(2, 3, 3, groups=2)

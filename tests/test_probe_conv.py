@@ -176,9 +176,10 @@ def test_one_dimensional_errors_name_one_dimensional_shapes():
     with pytest.raises(ValueError, match=r"input of shape \(1, 2\) would have size \(0,\)"):
         nn.ConvTranspose1d(1, 2, 1, stride=3, padding=2, dilation=2)(
             np.zeros((1, 2), np.float32))
-    with pytest.raises(ValueError, match=r"ConvTranspose1d: output_padding \(2,\) must be "
-                                         r"smaller than stride \(2,\)"):
-        nn.ConvTranspose1d(1, 2, 3, stride=2, output_padding=2)
+    with pytest.raises(ValueError, match=r"output padding must be smaller than either "
+                                         r"stride or dilation, got output_padding \(2,\)"):
+        nn.ConvTranspose1d(1, 2, 3, stride=2, output_padding=2)(np.zeros((1, 1, 3),
+                                                                           np.float32))
     with pytest.raises(ValueError, match="ConvTranspose1d: padding_mode='reflect'"):
         nn.ConvTranspose1d(1, 2, 3, padding_mode="reflect")
 

@@ -24,7 +24,7 @@ from .. import random as _random
 from ..validation import check_only, check_positive_int
 from . import init
 from .conv import PADDING_MODES, check_no_empty_axes, pair
-from .conv_transpose import OutputSizeForward, output_padding_for
+from .conv_transpose import OutputSizeForward, check_output_padding, output_padding_for
 from .module import Module, Parameter
 from .padding import check_pad_fits, pad_backward, pad_forward
 
@@ -324,12 +324,8 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                     dtype, transposed=True)
         self.padding = triple(name, "padding", padding, 0)
+        # (checked by the forward that uses it, as PyTorch's)
         self.output_padding = triple(name, "output_padding", output_padding, 0)
-        if any(o >= s and o >= d for o, s, d in zip(self.output_padding, self.stride,
-                                                   self.dilation)):
-            raise ValueError(f"{name}: output padding must be smaller than either stride or "
-                             f"dilation, got output_padding {self.output_padding}, stride "
-                             f"{self.stride} and dilation {self.dilation}")
         self._pending = None  # the output_size of the forward being run
 
     def _smallest(self, spatial):
@@ -341,6 +337,8 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         """output_padding, or the one that gives the requested output_size (PyTorch's
         _output_padding: the 3 last entries, each within [smallest, smallest + stride))."""
         if self._pending is None:
+            check_output_padding(self._where(), self.output_padding, self.stride,
+                                 self.dilation)
             return self.output_padding
         return output_padding_for(self._where(), self._pending, shape,
                                   self._smallest(shape[-3:]), self.stride)

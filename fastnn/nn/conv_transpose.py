@@ -33,6 +33,16 @@ def output_padding_for(where, output_size, shape, smallest, stride):
     return tuple(int(v) - m for v, m in zip(sizes, smallest))
 
 
+def check_output_padding(where, output_padding, stride, dilation):
+    """A ValueError unless each output_padding entry is smaller than its stride or its
+    dilation (PyTorch checks it in the forward that uses the layer's output_padding, not
+    in one given output_size, nor when built)."""
+    if any(o >= s and o >= d for o, s, d in zip(output_padding, stride, dilation)):
+        raise ValueError(f"{where}: output padding must be smaller than either stride or "
+                         f"dilation, got output_padding {tuple(output_padding)}, stride "
+                         f"{tuple(stride)} and dilation {tuple(dilation)}")
+
+
 class OutputSizeForward:
     """``forward(x, output_size=None)`` of the transposed convolutions: PyTorch's
     output_size is held in ``self._pending`` while the layer's own forward runs, which
@@ -95,13 +105,9 @@ class ConvTranspose2d(OutputSizeForward, Module):
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
         self.stride = pair(name, "stride", stride, 1)
         self.padding = pair(name, "padding", padding, 0)
+        # (checked by the forward that uses it, as PyTorch's: forward(x, output_size=)
+        # makes its own)
         self.output_padding = pair(name, "output_padding", output_padding, 0)
-        if any(o >= max(s, d) for o, s, d in zip(self.output_padding, self.stride,
-                                                 self.dilation)):
-            n = self.dims
-            raise ValueError(f"{name}: output_padding {self.output_padding[-n:]} must be "
-                             f"smaller than stride {self.stride[-n:]} or dilation "
-                             f"{self.dilation[-n:]}")
         fan_in = self.out_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
         rng = _random.generator()
@@ -125,9 +131,11 @@ class ConvTranspose2d(OutputSizeForward, Module):
         """The output_padding pair for an (N, C, H, W) or (C, H, W) input: the layer's, or
         the one that gives the output_size of the forward being run."""
         kernel, stride, padding, output_padding, dilation = self._pairs()
-        if self._pending is None:
-            return output_padding
         n = self.dims
+        if self._pending is None:
+            check_output_padding(self._where(), output_padding[-n:], stride[-n:],
+                                 dilation[-n:])
+            return output_padding
         smallest = tuple((size - 1) * s - 2 * p + d * (k - 1) + 1 for size, s, p, d, k in zip(
             shape[-2:], stride, padding, dilation, kernel))
         own = shape[:-2] + shape[-n:]  # the input's shape at the layer's rank
