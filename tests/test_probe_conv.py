@@ -171,7 +171,7 @@ def test_attributes_and_repr_are_torch_s(name, kwargs):
 
 def test_one_dimensional_errors_name_one_dimensional_shapes():
     with pytest.raises(ValueError, match=r"kernel size \(4,\) is larger than the padded "
-                                         r"input \(1,\) of an input of shape \(1,\)"):
+                                         r"input \(1,\) of an input of shape \(1, 2, 1\)"):
         nn.Conv1d(2, 2, 4)(np.zeros((1, 2, 1), np.float32))
     with pytest.raises(ValueError, match=r"input of shape \(1, 2\) would have size \(0,\)"):
         nn.ConvTranspose1d(1, 2, 1, stride=3, padding=2, dilation=2)(
@@ -372,3 +372,11 @@ def test_max_unpool_backward_of_an_empty_batch(cls, shape):
     y = layer(x, indices)
     assert y.shape == tuple(want.shape)
     assert layer.backward(np.ones(y.shape)).shape == tuple(xt.grad.shape)
+
+
+def test_one_dimensional_pools_name_the_callers_input_shape():
+    x = np.zeros((2, 1, 4), np.float32)
+    for layer in (nn.MaxPool1d(5), nn.AvgPool1d(5), nn.LPPool1d(2, 5), nn.Conv1d(1, 1, 5)):
+        with pytest.raises(ValueError, match=r"kernel size \(5,\) is larger than the padded "
+                                             r"input \(4,\) of an input of shape \(2, 1, 4\)"):
+            layer(x)

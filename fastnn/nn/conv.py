@@ -55,9 +55,10 @@ def check_no_empty_axes(where, shape, count, what="spatial sizes"):
 def spatial_out(where, shape, kernel_size, stride, padding, ceil_mode=False, dims=2):
     """(H_out, W_out) of a window op on an input of shape (..., H, W) (ceil_mode: pooling's,
     PyTorch's rule); raises when the kernel does not fit the padded input (the message
-    names the last ``dims`` axes: a 1-D layer's (1, L) view shows its length only), or
-    when H or W is 0."""
-    check_no_empty_axes(where, shape, 2)
+    names the last ``dims`` axes, and a 1-D layer's (..., 1, L) view as the (..., L) input
+    it came from), or when H or W is 0."""
+    shown = tuple(shape) if dims == 2 else drop_height_shape(shape)  # (the caller's input)
+    check_no_empty_axes(where, shown, dims)
     h, w = tuple(shape)[-2:]
     (kh, kw), (ph, pw) = kernel_size, padding
     out = pool_out_shape((0, 0, h, w), kernel_size, stride, padding, ceil_mode)[2:]
@@ -65,8 +66,14 @@ def spatial_out(where, shape, kernel_size, stride, padding, ceil_mode=False, dim
     if (kh > h + 2 * ph or kw > w + 2 * pw) and not (ceil_mode and min(out) >= 1):
         raise ValueError(f"{where}: kernel size {(kh, kw)[2 - dims:]} is larger than the "
                          f"padded input {(h + 2 * ph, w + 2 * pw)[2 - dims:]} of an input of "
-                         f"shape {shape if dims == 2 else tuple(shape)[-dims:]}")
+                         f"shape {shown}")
     return out
+
+
+def drop_height_shape(shape):
+    """A 1-D layer's (..., 1, L) view's shape as its input's, (..., L)."""
+    shape = tuple(shape)
+    return shape[:-2] + shape[-1:]
 
 
 def add_batch_axis(x):
@@ -266,7 +273,7 @@ class Conv2d(Module):
             ("bias", self.bias, (self.out_channels,))))
         self._check_dtype(dtype, self.weight.data.dtype)
         if self._symmetric():
-            ho, wo = spatial_out(where, shape[-2:], *self._window(), dims=self.dims)
+            ho, wo = spatial_out(where, shape, *self._window(), dims=self.dims)
         else:  # 'same' (stride 1) with an even span: the input's size
             check_no_empty_axes(where, shape, 2)
             ho, wo = shape[-2:]

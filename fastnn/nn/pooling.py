@@ -64,7 +64,7 @@ class _Pool2d(Module):
                              f"got {shape}")
         check_float_dtype(where, dtype)
         check_no_empty_axes(where, shape, 3, "channels and spatial sizes")   # (PyTorch's)
-        ho, wo = spatial_out(where, shape, *self._extent(), self.ceil_mode)
+        ho, wo = spatial_out(where, shape, *self._extent(), self.ceil_mode, self.dims)
         return tuple(shape[:-2]) + (ho, wo)
 
     def _window(self):
