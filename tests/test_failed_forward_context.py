@@ -155,3 +155,4 @@ def test_vae_sample_between_forward_and_backward_refuses_backward(rng):
         vae.backward()
     for p in vae.parameters():
         assert p.grad is None or not p.grad.any()
+

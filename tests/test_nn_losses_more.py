@@ -684,3 +684,44 @@ def test_losses_take_pytorchs_module_idioms():
         nn.MSELoss().to("tpu")
     logits = np.array([[1.0, 2.0, 0.5]], np.float32)
     assert crit(logits, np.array([1])) == nn.CrossEntropyLoss()(logits, np.array([1]))
+
+
+def test_a_numpy_scalar_gradient_of_a_zero_dimensional_output_is_taken(rng):
+    # -g of a 0-d array is a NumPy scalar: the cosine-distance recipe of
+    # TripletMarginWithDistanceLoss, backward(g) = cos.backward(-g), on unbatched inputs
+    class CosineDistance(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cos = nn.CosineSimilarity(dim=-1)
+
+        def forward(self, a, b):
+            return 1 - self.cos(a, b)
+
+        def backward(self, grad_out):
+            return self.cos.backward(-grad_out)
+
+    anchor, positive, negative = (rng.standard_normal(3) for _ in range(3))
+    batched = nn.TripletMarginWithDistanceLoss(distance_function=CosineDistance(), margin=2.0)
+    single = nn.TripletMarginWithDistanceLoss(distance_function=CosineDistance(), margin=2.0)
+    assert batched(anchor[None], positive[None], negative[None]) == pytest.approx(
+        single(anchor, positive, negative))
+    for b, s in zip(batched.backward(), single.backward()):
+        np.testing.assert_allclose(b[0], s, rtol=1e-12)
+    tanh = nn.Tanh()
+    tanh(np.array(0.5))
+    np.testing.assert_allclose(tanh.backward(np.float64(2.0)), 2 * (1 - np.tanh(0.5) ** 2))
+
+
+def test_losses_over_no_features_or_classes_are_torchs():
+    # KLDivLoss 'batchmean' over N > 0 samples of no features: a sum over nothing / N = 0;
+    # MultiLabelSoftMarginLoss of no classes: each sample's mean over none is NaN
+    for shape in ((2, 0), (3, 0, 2)):
+        x = np.zeros(shape)
+        expected = torch.nn.KLDivLoss(reduction="batchmean")(torch.tensor(x), torch.tensor(x))
+        assert nn.KLDivLoss(reduction="batchmean")(x, x) == expected.item() == 0.0
+    x, y = np.zeros((3, 0)), np.zeros((3, 0))
+    for reduction in ("none", "sum", "mean"):
+        expected = torch.nn.MultiLabelSoftMarginLoss(reduction=reduction)(
+            torch.tensor(x), torch.tensor(y)).numpy()
+        got = nn.MultiLabelSoftMarginLoss(reduction=reduction)(x, y)
+        np.testing.assert_array_equal(got, expected)

@@ -44,6 +44,8 @@ class _TwoInputs(Module):
         (its shape)."""
         check_kept(self, getattr(self, "_ctx", None))
         d1, d2, out_shape, axis, caller, shapes = self._ctx
+        if isinstance(grad_out, np.generic):   # (-g of a 0-d array is a NumPy scalar)
+            grad_out = np.asarray(grad_out)
         g = _device.to_host(check_float_array(self._where(), "grad_out", grad_out,
                                               dtype=d1.dtype, device_ok=True))
         if g.shape != out_shape:

@@ -18,6 +18,7 @@ the gradient of the last forward run with gradients enabled, as PyTorch's loss t
 from before keeps its graph.
 """
 import functools
+import math
 import threading
 
 import numpy as np
@@ -179,6 +180,8 @@ class Loss:
         host = np.zeros(tuple(pred.shape), pred.dtype)
         self._grad = (_device.namespace_of(pred).put(host) if _device.is_device_array(pred)
                       else host)
+        if self.reduction == "batchmean" and pred.ndim and pred.shape[0]:
+            return np.float64(0.0)   # (a sum over no features, over N > 0 samples)
         if self.reduction in ("mean", "batchmean"):
             return np.float64(np.nan)
         if self.reduction == "sum":
@@ -651,6 +654,16 @@ class MultiLabelSoftMarginLoss(_OnHost):
 
     def _count(self, pred):
         return pred.size // pred.shape[-1]  # the samples: every position but the classes
+
+    def _empty(self, pred):
+        """As Loss's, but a sample of no classes has PyTorch's loss, the mean over none:
+        NaN (each one for 'none', their sum for 'sum')."""
+        losses = super()._empty(pred)
+        if pred.ndim and pred.shape[-1] == 0 and math.prod(pred.shape[:-1]):
+            if self.reduction == "none":
+                return np.full(self._loss_shape(tuple(pred.shape)), np.nan, pred.dtype)
+            return np.float64(np.nan)
+        return losses
 
     def _loss_shape(self, pred_shape):
         return tuple(pred_shape)[:-1]

@@ -1933,6 +1933,8 @@ class Module:
         the last forward's output, same shape and dtype) and return the gradient w.r.t.
         the input (a fresh array), or None when need_grad_in is False. Runs this module's
         backward hooks around it."""
+        if isinstance(grad_out, np.generic):  # (arithmetic on a 0-d output gives one)
+            grad_out = np.asarray(grad_out)
         if (self._hooked and (self._backward_pre_hooks or self._backward_hooks)
                 and not self.__dict__.get("_in_backward_hooks")):
             self._check_grad_out(grad_out)  # before the hooks see it
