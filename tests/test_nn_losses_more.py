@@ -725,3 +725,15 @@ def test_losses_over_no_features_or_classes_are_torchs():
             torch.tensor(x), torch.tensor(y)).numpy()
         got = nn.MultiLabelSoftMarginLoss(reduction=reduction)(x, y)
         np.testing.assert_array_equal(got, expected)
+
+
+def test_smoothed_cross_entropy_over_a_zero_weight_is_torchs_sum_of_quotients():
+    # the counted labels' weights sum to 0: PyTorch divides its two terms by 0 one at a
+    # time ((1 - eps) nll / 0 + eps / C smooth / 0: inf - inf, NaN, here)
+    x = np.array([[1.0, 2.0, 0.5], [0.3, -1.0, 2.0]])
+    y, w = np.array([0, 1]), np.array([1.0, -1.0, 2.0])
+    for eps in (0.2, 0.0):
+        expected = torch.nn.CrossEntropyLoss(weight=torch.tensor(w), label_smoothing=eps)(
+            torch.tensor(x), torch.tensor(y)).item()
+        got = nn.CrossEntropyLoss(weight=w, label_smoothing=eps)(x, y)
+        np.testing.assert_array_equal(got, expected)

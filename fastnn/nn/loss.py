@@ -972,7 +972,26 @@ class _ClassTargets(Loss):
         self._ignored = target == self.ignore_index if labels else None
         self._labels = (np.where(self._ignored, 0, target)
                         if labels and not self.label_smoothing else None)
+        self._terms_over_zero = (self._smoothing_terms(pred, target)
+                                 if labels and self.label_smoothing and self._denominator == 0
+                                 else None)
         return dense
+
+    def _smoothing_terms(self, pred, labels):
+        """(1 - eps) * nll and eps / C * smooth, PyTorch's two sums over the rows kept
+        (nll: sum of w_y (-log p_y); smooth: sum over classes of w_c (-log p_c)), which its
+        'mean' divides by the counted weight one at a time: for a weight of 0, x / 0 each."""
+        x = _device.to_host(pred).astype(np.float64)
+        logp = x - x.max(axis=1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        kept = labels != self.ignore_index
+        rows, y = np.flatnonzero(kept), labels[kept]
+        w = (np.ones(x.shape[1]) if self.weight is None
+             else np.asarray(self.weight, np.float64))
+        nll = -(w[y] * logp[rows, y]).sum()
+        smooth = -(logp[rows] * w).sum()
+        eps = self.label_smoothing
+        return (1 - eps) * nll, eps / x.shape[1] * smooth
 
     def _mean(self, loss, grad, count):
         denominator = self._denominator
@@ -987,6 +1006,9 @@ class _ClassTargets(Loss):
         self._grad = _device.namespace_of(grad).put(host) if _device.is_device_array(
             grad) else host
         with np.errstate(divide="ignore", invalid="ignore"):
+            terms = self.__dict__.get("_terms_over_zero")
+            if terms is not None:   # (inf - inf is NaN there, not the sum's infinity)
+                return float(np.float64(terms[0]) / 0.0 + np.float64(terms[1]) / 0.0)
             return float(np.float64(loss) * count / np.float64(0.0))
 
     def _grad_over_zero_weight(self, grad):
