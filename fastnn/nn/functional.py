@@ -1887,7 +1887,9 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                  else w[np.where(kept, flat, 0)][kept].sum(dtype=np.float64))
         with np.errstate(invalid="ignore", divide="ignore"):
             smooth = smooth.sum(dtype=np.float64) / np.float64(count)
-    return np.asarray((1 - eps) * np.asarray(nll, np.float64) + smooth * (eps / c), x.dtype)
+    with np.errstate(invalid="ignore"):   # (inf - inf over a zero weight: PyTorch's NaN)
+        return np.asarray((1 - eps) * np.asarray(nll, np.float64) + smooth * (eps / c),
+                          x.dtype)
 
 
 # ---------------------------------------------------- losses of nn's loss classes
