@@ -737,3 +737,16 @@ def test_smoothed_cross_entropy_over_a_zero_weight_is_torchs_sum_of_quotients():
             torch.tensor(x), torch.tensor(y)).item()
         got = nn.CrossEntropyLoss(weight=w, label_smoothing=eps)(x, y)
         np.testing.assert_array_equal(got, expected)
+
+
+def test_empty_weights_are_taken_for_inputs_of_no_features():
+    x, w = np.full((2, 0), 0.5), np.ones(0)
+    for cls, key in (("BCELoss", "weight"), ("BCEWithLogitsLoss", "weight"),
+                     ("BCEWithLogitsLoss", "pos_weight"),
+                     ("MultiLabelSoftMarginLoss", "weight")):
+        expected = getattr(torch.nn, cls)(**{key: torch.tensor(w)}, reduction="sum")(
+            torch.tensor(x), torch.tensor(x)).item()
+        got = getattr(nn, cls)(**{key: w}, reduction="sum")(x, x)
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        nn.BCELoss(weight=w)(np.full((2, 3), 0.5), np.full((2, 3), 0.5))

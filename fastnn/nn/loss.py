@@ -880,8 +880,8 @@ def _host_factor(where, name, value):
     if value is None:
         return None
     array = np.asarray(_device.to_host(value) if _device.is_array(value) else value)
-    if array.dtype.kind not in "iuf" or array.size == 0:
-        raise ValueError(f"{where}: expected {name} to be a non-empty numeric array, got "
+    if array.dtype.kind not in "iuf":   # (an empty one is PyTorch's for no features)
+        raise ValueError(f"{where}: expected {name} to be a numeric array, got "
                          f"{array.dtype} of shape {array.shape}")
     return array.astype(np.float64)
 
