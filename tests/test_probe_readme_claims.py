@@ -165,6 +165,11 @@ def test_bench_threads_zero_is_refused(capsys):
     assert status == 2 and "--threads must be positive" in err
 
 
+def test_bench_quick_with_a_keyword_is_refused(capsys):
+    status, err = _main(capsys, "bench", "--quick", "-k", "mlp_step")
+    assert status == 2 and "-k selects benchmarks of the full run" in err
+
+
 def test_cli_lr_defaults_as_in_the_train_table():
     parser = cli.build_parser("train")
     defaults = {}

@@ -434,4 +434,6 @@ def _linear_blas():
     from . import blas
     library = {"mkl": _mkl_blas.describe(), "numpy": "NumPy's OpenBLAS (ILP64)",
                "scipy": "SciPy's OpenBLAS"}[blas.library()]
-    return library + " for Linear, SciPy's OpenBLAS for conv"
+    # (blas.conv_target: the convolutions go where Linear does on MKL, else to SciPy's)
+    return library + (" for Linear and conv" if blas.on_mkl()
+                      else " for Linear, SciPy's OpenBLAS for conv")
