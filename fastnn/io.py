@@ -416,15 +416,9 @@ def _build_node(node, path, where):
 def _rebuild(meta, path):
     """The model of a checkpoint with a rebuild recipe, checked against what was saved
     (modules, plain attributes, state keys and shapes), in its saved training modes,
-    requires_grad flags and dtypes, on the CPU. fastnn's random generator (used by the
-    layers' initialisation) is left as it was."""
-    from . import random
+    requires_grad flags and dtypes, on the CPU."""
     recipe = meta["model"]["rebuild"]
-    state = random.get_state()
-    try:
-        model = _build_node(recipe.get("tree"), path, "")
-    finally:
-        random.set_state(state)
+    model = _build_node(recipe.get("tree"), path, "")   # (build_model keeps the generator)
     saved = {entry[0]: entry for entry in recipe.get("modules", [])}
     built = list(model.named_modules(remove_duplicate=False))
     problems = []
@@ -623,7 +617,18 @@ def _check_complete(path, meta, arrays):
 
 
 def build_model(meta, path="checkpoint"):
-    """A fresh model from the metadata's config_name and config (fastnn.models registry)."""
+    """A fresh model from the metadata's config_name and config (fastnn.models registry),
+    or a tree of fastnn.nn layers; fastnn's random generator (which the layers'
+    initialisation draws from) is left as it was, as torch.load leaves PyTorch's."""
+    from . import random
+    state = random.get_state()
+    try:
+        return _build_model(meta, path)
+    finally:
+        random.set_state(state)
+
+
+def _build_model(meta, path):
     info = meta["model"]
     if info.get("dict_only"):
         raise CheckpointError(f"{path} holds a dict written by fastnn.save(dict, path), not a "

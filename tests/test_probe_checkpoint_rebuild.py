@@ -133,12 +133,15 @@ def test_training_modes_and_frozen_parameters_come_back_as_saved(tmp_path):
 
 
 def test_load_does_not_move_the_random_generator(tmp_path):
-    model = nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5))
-    fastnn.save(model, tmp_path / "m.npz")
-    fastnn.manual_seed(3)
-    before = fastnn.random.get_state()
-    fastnn.load(tmp_path / "m.npz")
-    assert fastnn.random.get_state() == before
+    # a tree of layers and the built-in models alike (their constructors draw weights)
+    for i, model in enumerate((nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)),
+                               fastnn.models.MLP(4, [3], 2),
+                               fastnn.models.SmallCNN(channels=(2, 2), hidden=4))):
+        fastnn.save(model, tmp_path / f"m{i}.npz")
+        fastnn.manual_seed(3)
+        before = fastnn.random.get_state()
+        fastnn.load(tmp_path / f"m{i}.npz")
+        assert fastnn.random.get_state() == before
 
 
 def test_checkpoint_holds_only_json_and_arrays(tmp_path):
