@@ -540,8 +540,8 @@ def test_weighted_losses_check_their_options():
     with pytest.raises(ValueError, match="does not broadcast"):
         nn.BCEWithLogitsLoss(weight=np.ones(3))(np.zeros((2, 4), np.float32),
                                                 np.zeros((2, 4), np.float32))
-    with pytest.raises(ValueError, match="pos_weight"):
-        nn.BCEWithLogitsLoss(pos_weight=[])
+    with pytest.raises(ValueError, match="pos_weight to be a numeric array"):
+        nn.BCEWithLogitsLoss(pos_weight=["a"])
     assert nn.KLDivLoss(reduction="batchmean").reduction == "batchmean"
     with pytest.raises(ValueError, match="reduction"):
         nn.KLDivLoss(reduction="avg")
