@@ -374,6 +374,49 @@ def test_device_labels_out_of_range_raise_what_host_labels_raise(rng, bad):
                                nn.CrossEntropyLoss()(pred, good), rtol=1e-12)
 
 
+def test_device_labels_refused_by_the_kernel_leave_the_last_gradient(rng):
+    """The kernel has written its gradient buffer when it finds a label out of range: the
+    loss's last gradient is in the other buffer, and an op's grad= gets nothing."""
+    pred, other = rng.standard_normal((5, 3)), rng.standard_normal((5, 3))
+    good, bad = np.array([0, 2, 1, 2, 0]), np.array([0, 2, 7, 2, 0])
+    ce = nn.CrossEntropyLoss()
+    ce(cuda.to_device(pred), cuda.to_device(good))
+    expected = fdevice.to_host(ce.backward())
+    for _ in range(2):   # (either buffer holding the last gradient)
+        with pytest.raises(ValueError, match="labels out of range"):
+            ce(cuda.to_device(other), cuda.to_device(bad))
+        np.testing.assert_array_equal(fdevice.to_host(ce.backward()), expected)
+        ce(cuda.to_device(pred), cuda.to_device(good))
+    grad = cuda.to_device(np.full((5, 3), 7.0))
+    with pytest.raises(ValueError, match="labels out of range"):
+        fastnn.ops.softmax_cross_entropy(cuda.to_device(other), cuda.to_device(bad), grad=grad)
+    assert (grad.copy_to_host() == 7.0).all()
+    loss, got = fastnn.ops.softmax_cross_entropy(cuda.to_device(pred), cuda.to_device(good),
+                                                 grad=grad)
+    assert got is grad
+    np.testing.assert_allclose(grad.copy_to_host(), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("ignore_index", [-100, -1])
+def test_device_labels_holding_ignore_index_are_ignored(rng, ignore_index):
+    pred = rng.standard_normal((4, 3))
+    labels = np.array([0, ignore_index, 2, 1])
+    loss = nn.CrossEntropyLoss(ignore_index=ignore_index)
+    expected = loss(pred, labels), loss.backward()
+    got = loss(cuda.to_device(pred), cuda.to_device(labels))
+    np.testing.assert_allclose(got, expected[0], rtol=1e-12)
+    np.testing.assert_allclose(fdevice.to_host(loss.backward()), expected[1], rtol=1e-12)
+
+
+def test_refused_vae_forward_keeps_where_the_gradient_goes(rng):
+    vae = fastnn.models.VAE(4, 2, hidden=(5,)).to("cuda")
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    vae(cuda.to_device(x))
+    with pytest.raises(TypeError):
+        vae(x.astype(np.float64))   # refused by the encoder (float32 parameters)
+    assert fdevice.is_device_array(vae.backward())
+
+
 @pytest.mark.parametrize("reduction", ["sum", "none"])
 def test_loss_reductions_and_logits_loss_on_the_gpu(rng, reduction):
     """reduction 'sum'/'none', BCEWithLogitsLoss, L1Loss and HuberLoss on device

@@ -60,7 +60,6 @@ class VAE(nn.Module):
         n, latent = x.shape[0], self.latent_dim
         if eps is not None:
             check_float_array("VAE", "eps", eps, shape=(n, latent), dtype=x.dtype)
-        self._x_on_device = on_device   # (a refused call keeps the last one's)
         enc = self.encoder(x)
         mu_z, log_sz = enc[:, :latent], enc[:, latent:]
         if eps is None:
@@ -75,6 +74,7 @@ class VAE(nn.Module):
             nll = (_HALF_LOG_2PI + log_sx + 0.5 * resid ** 2 * inv_var_x).sum() / n
             kl = (-log_sz - 0.5 + 0.5 * (mu_z ** 2 + sigma_z ** 2)).sum() / n
         self._cache = (n, mu_z, sigma_z, eps, resid, inv_var_x)
+        self._x_on_device = on_device   # (with the cache: a refused call keeps the last's)
         return float(nll + kl), float(nll), float(kl)
 
     __call__ = forward

@@ -266,8 +266,15 @@ class Loss:
 
     def _grad_buffer(self, pred):
         """The array the kernel writes the gradient into, kept between calls of pred's
-        shape, dtype and device (backward hands the caller a copy of it)."""
-        buf = self.__dict__.get("_grad_buf")
+        shape, dtype and device (backward hands the caller a copy of it). On the GPU two
+        take turns, the one not holding the last gradient: the cuda cross-entropy checks
+        device labels inside its kernel, so a refused call has written its buffer by then,
+        and the last gradient must not be that one."""
+        state = self.__dict__
+        buf = state.get("_grad_buf")
+        if buf is not None and buf is state.get("_grad") and _device.is_device_array(buf):
+            state["_grad_buf"], state["_grad_buf_spare"] = state.get("_grad_buf_spare"), buf
+            buf = state["_grad_buf"]
         if (buf is None or buf.shape != pred.shape or buf.dtype != pred.dtype
                 or _device.device_of(buf) != _device.device_of(pred)):
             buf = self._grad_buf = _device.namespace_of(pred).empty(pred.shape, pred.dtype)
@@ -919,9 +926,15 @@ class _ClassTargets(Loss):
         try:
             losses = super().forward(pred, target)
         except LabelsOutOfRange:
-            if _device.is_device_array(pred):  # the cuda kernel's check: under our name
-                check_labels(self._where(), _device.to_host(target), *pred.shape)
-            raise
+            if not _device.is_device_array(pred):
+                raise
+            # the cuda kernel's check of device labels: rows holding ignore_index take the
+            # host path that drops them (as host labels do); else the error, our name on it
+            host = _device.to_host(target)
+            if not np.any(host == self.ignore_index):
+                check_labels(self._where(), host, *pred.shape)
+                raise
+            losses = super().forward(pred, host)
         self._layout = layout  # (a failed call keeps the last gradient and its layout)
         if layout is not None and self.reduction == "none":
             return losses.reshape(layout[1])
