@@ -689,17 +689,6 @@ def test_losses_take_pytorchs_module_idioms():
 def test_a_numpy_scalar_gradient_of_a_zero_dimensional_output_is_taken(rng):
     # -g of a 0-d array is a NumPy scalar: the cosine-distance recipe of
     # TripletMarginWithDistanceLoss, backward(g) = cos.backward(-g), on unbatched inputs
-    class CosineDistance(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.cos = nn.CosineSimilarity(dim=-1)
-
-        def forward(self, a, b):
-            return 1 - self.cos(a, b)
-
-        def backward(self, grad_out):
-            return self.cos.backward(-grad_out)
-
     anchor, positive, negative = (rng.standard_normal(3) for _ in range(3))
     batched = nn.TripletMarginWithDistanceLoss(distance_function=CosineDistance(), margin=2.0)
     single = nn.TripletMarginWithDistanceLoss(distance_function=CosineDistance(), margin=2.0)
