@@ -8,6 +8,7 @@ import pytest
 
 from fastnn import data
 from fastnn.data import CIFARError, IDXError
+from fastnn.data.download import DownloadError
 
 
 def idx_bytes(array, code=0x08, magic_zero=0):
@@ -230,13 +231,54 @@ def test_download_rejects_wrong_sizes_and_reports_every_mirror(tmp_path, monkeyp
     served = tmp_path / "served"
     make_mnist_dir(served)  # 7 training images, not 60000
     monkeypatch.setitem(mnist.MIRRORS, "mnist", [served.as_uri() + "/"])
-    with pytest.raises(IDXError, match="expected 60000"):
+    with pytest.raises(DownloadError, match="not the expected file .*expected 60000"):
         data.load_mnist(root=tmp_path / "root", download=True)
-    assert not (tmp_path / "root" / "train-images-idx3-ubyte.gz").exists()
+    assert list((tmp_path / "root").iterdir()) == []   # nothing kept, no temporary file
     with pytest.raises(OSError, match="a-missing.*\n.*b-missing"):
         fetch([(tmp_path / "a-missing").as_uri(), (tmp_path / "b-missing").as_uri()],
               str(tmp_path / "out" / "file"))
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_download_leaves_the_users_own_files_alone(tmp_path, monkeypatch):
+    # a subset of the user's own (7 training images) and a missing file: only that one is
+    # fetched, and the subset, not a download, is not checked against 60000 nor removed
+    from fastnn.data import mnist
+    make_mnist_dir(tmp_path / "root")
+    missing = tmp_path / "root" / (mnist.FILES["test_labels"] + ".gz")
+    missing.unlink()
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [(tmp_path / "nowhere").as_uri() + "/"])
+    with pytest.raises(DownloadError):
+        data.load_mnist(root=tmp_path / "root", download=True)
+    assert len(list((tmp_path / "root").iterdir())) == 3
+
+
+def test_a_download_cut_short_or_interrupted_is_not_kept(tmp_path, monkeypatch):
+    import io
+    import urllib.request
+
+    from fastnn.data.download import fetch
+
+    class ShortResponse(io.BytesIO):   # urllib returns a connection closed early so
+        headers = {"Content-Length": "100000"}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+    monkeypatch.setattr(urllib.request, "urlopen",
+                        lambda *a, **k: ShortResponse(b"x" * 5000))
+    with pytest.raises(DownloadError, match="stopped after 5000 of 100000 bytes"):
+        fetch(["http://example/a"], str(tmp_path / "file"))
+    assert list(tmp_path.iterdir()) == []
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(urllib.request, "urlopen", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fetch(["http://example/a"], str(tmp_path / "file"))
+    assert list(tmp_path.iterdir()) == []   # (no temporary file left)
 
 
 def test_cifar_download_extracts_the_archive(tmp_path, monkeypatch):

@@ -124,14 +124,27 @@ def _download(root):
     target = os.fspath(root) if root is not None else os.path.join(cache_dir(), "cifar10")
     archive = os.path.join(target, "cifar-10-python.tar.gz")
     if not os.path.isfile(archive):
-        fetch([URL], archive)
-    with tarfile.open(archive, "r:gz") as tar:
-        members = [m for m in tar.getmembers()
-                   if m.isfile() and os.path.dirname(m.name) == BATCH_DIR]
-        # the "data" filter refuses absolute paths and links out of the target
-        extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-        tar.extractall(target, members=members, **extra)
+        fetch([URL], archive, check=_check_archive)
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = [m for m in tar.getmembers()
+                       if m.isfile() and os.path.dirname(m.name) == BATCH_DIR]
+            # the "data" filter refuses absolute paths and links out of the target
+            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(target, members=members, **extra)
+    except (tarfile.TarError, EOFError) as exc:   # (one that was there: fetch checks its)
+        raise CIFARError(f"{archive}: not a readable CIFAR-10 archive ({exc}); remove it "
+                         f"to download it again") from None
     return os.path.join(target, BATCH_DIR)
+
+
+def _check_archive(path):
+    """Raise unless path is a gzipped tar holding the python batches (a download to keep)."""
+    with tarfile.open(path, "r:gz") as tar:
+        names = {os.path.basename(m.name) for m in tar.getmembers() if m.isfile()}
+    missing = [n for n in TRAIN_BATCHES + TEST_BATCHES if n not in names]
+    if missing:
+        raise CIFARError(f"the archive has no {', '.join(missing)}")
 
 
 def _load(directory, names, flatten, dtype):

@@ -10,14 +10,17 @@ class DownloadError(OSError):
     """No mirror of a file answered (no network, or every URL failed)."""
 
 
-def fetch(urls, dest, timeout=60):
+def fetch(urls, dest, timeout=60, check=None):
     """Download the first of ``urls`` that answers into the file ``dest``.
 
     urls: list of mirror URLs for the same file, tried in order. The file is
     written to a temporary name beside ``dest`` and renamed when complete, so an
-    interrupted download never leaves a partial file under the real name.
-    Returns dest. Raises DownloadError (an OSError) naming every URL tried when none
-    works.
+    interrupted download (an error, Ctrl-C) never leaves a partial file under the real
+    name, nor the temporary one. Complete means: as long as the server's Content-Length
+    says (urllib returns a connection closed early as a short body), and, when given,
+    ``check(path)`` returning without an exception (a gzip or tar archive that opens,
+    not an HTML page); otherwise the next mirror is tried. Returns dest. Raises
+    DownloadError (an OSError) naming every URL tried when none works.
     """
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     errors = []
@@ -29,10 +32,20 @@ def fetch(urls, dest, timeout=60):
             with os.fdopen(fd, "wb") as f, \
                     urllib.request.urlopen(request, timeout=timeout) as response:
                 shutil.copyfileobj(response, f)
+                expected = response.headers.get("Content-Length")
+            size = os.path.getsize(tmp)
+            if expected is not None and expected.isdigit() and size != int(expected):
+                raise OSError(f"the transfer stopped after {size} of {expected} bytes")
+            if check is not None:
+                try:
+                    check(tmp)
+                except Exception as exc:   # (what the file's reader says of it)
+                    raise OSError(f"not the expected file ({exc})") from None
             os.replace(tmp, dest)
             return dest
         except (urllib.error.URLError, OSError) as exc:
             errors.append(f"{url}: {exc}")
+        finally:
             if os.path.exists(tmp):
                 os.remove(tmp)
     raise DownloadError("could not download " + os.path.basename(dest) + ":\n  "

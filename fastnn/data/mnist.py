@@ -61,16 +61,18 @@ def download_files(name, root=None):
     paths = {}
     for key, stem in FILES.items():
         dest = os.path.join(target, stem + ".gz")
-        if not os.path.isfile(dest):
-            fetch([mirror + stem + ".gz" for mirror in MIRRORS[name]], dest)
-        split = key.split("_")[0]
-        header_n = read_idx(dest).shape[0]
-        if header_n != _SPLIT_SIZES[split]:
-            os.remove(dest)
-            raise IDXError(f"{dest}: downloaded file holds {header_n} items, "
-                           f"expected {_SPLIT_SIZES[split]}; removed it")
+        if not os.path.isfile(dest):   # (files already there are the user's: left alone)
+            fetch([mirror + stem + ".gz" for mirror in MIRRORS[name]], dest,
+                  check=lambda path, split=key.split("_")[0]: _check_download(path, split))
         paths[key] = dest
     return paths
+
+
+def _check_download(path, split):
+    """Raise unless path is an IDX file of the split's size (a download to keep)."""
+    header_n = read_idx(path).shape[0]
+    if header_n != _SPLIT_SIZES[split]:
+        raise IDXError(f"it holds {header_n} items, expected {_SPLIT_SIZES[split]}")
 
 
 def _load_split(images_path, labels_path, flatten, dtype):
