@@ -43,18 +43,25 @@ SCHEDULES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(SCHEDULES))
-def test_schedules_match_torch_and_drive_the_optimizer(backend, name):
-    dtype = np.float64
-    ours, theirs, offsets = make_params(dtype)
-    opt = optim.SGD([{"params": ours[:2]}, {"params": ours[2:], "lr": 0.3}], lr=0.1,
-                    momentum=0.9)
-    ref = torch.optim.SGD([{"params": theirs[:2]}, {"params": theirs[2:], "lr": 0.3}], lr=0.1,
-                          momentum=0.9)
+def scheduled_twins(name, ours, theirs, split, **options):
+    """(fastnn SGD, torch SGD, their schedules ``name``): two param groups, the parameters
+    before ``split`` at lr 0.1 and the rest at 0.3."""
+    def groups(params):
+        return [{"params": params[:split]}, {"params": params[split:], "lr": 0.3}]
+    opt = optim.SGD(groups(ours), lr=0.1, **options)
+    ref = torch.optim.SGD(groups(theirs), lr=0.1, **options)
     sched = SCHEDULES[name](lr_scheduler, opt)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref_sched = SCHEDULES[name](torch.optim.lr_scheduler, ref)
+    return opt, ref, sched, ref_sched
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES))
+def test_schedules_match_torch_and_drive_the_optimizer(backend, name):
+    dtype = np.float64
+    ours, theirs, offsets = make_params(dtype)
+    opt, ref, sched, ref_sched = scheduled_twins(name, ours, theirs, 2, momentum=0.9)
     for epoch in range(20):
         np.testing.assert_allclose(sched.get_last_lr(), ref_sched.get_last_lr(), rtol=1e-12,
                                    err_msg=f"{name}: epoch {epoch}")
@@ -411,13 +418,9 @@ def test_a_group_added_after_the_scheduler_is_scheduled_as_torch_does(name):
     # unfreezing a backbone mid-training: PyTorch's recursive rules (StepLR, ...) decay
     # the new group too; those that need its initial rate or function raise ValueError
     ours, theirs, offsets = make_params(np.float64)
-    opt = optim.SGD([{"params": ours[:1]}, {"params": ours[1:2], "lr": 0.3}], lr=0.1)
-    ref = torch.optim.SGD([{"params": theirs[:1]}, {"params": theirs[1:2], "lr": 0.3}],
-                          lr=0.1)
-    sched = SCHEDULES[name](lr_scheduler, opt)
+    opt, ref, sched, ref_sched = scheduled_twins(name, ours[:2], theirs[:2], 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref_sched = SCHEDULES[name](torch.optim.lr_scheduler, ref)
         for epoch in range(12):
             if epoch == 3:
                 opt.add_param_group({"params": ours[2:], "lr": 0.04})

@@ -17,7 +17,7 @@ from .. import device as _device
 from .. import nn
 from ..backend import current
 from ..nn.module import checks_sub_forwards, records_sub_forwards
-from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array, check_labels
+from ..validation import as_contiguous, check_float_array, check_labels
 
 
 class MultiTaskNet(nn.Module):

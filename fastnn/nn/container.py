@@ -305,27 +305,24 @@ class Sequential(Module):
 
     def _forward(self, x, buffered):
         steps, hooked = self._plan()
-        if hooked or any(layer._opaque for layer, _, _ in steps[:-1]):
+        checked_as_they_run = hooked or any(layer._opaque for layer, _, _ in steps[:-1])
+        if checked_as_they_run:
             # layers after a user module (or one with hooks) are checked only as they
             # run: should one fail, the buffers (running statistics) and batch counters
             # of those before it are put back
             saved = [(buf, _device.host_copy(buf)) for buf in self.buffers()]
             counts = [(m, m.num_batches_tracked) for m in self.modules()
                       if getattr(type(m), "counts_batches", False)]
-            try:
-                return self._run_steps(steps, x, buffered, hooked)
-            except Exception as error:
-                # the layers that ran hold this call's context now: backward says so
-                object.__setattr__(self, "_failed_forward", type(error).__name__)
+        try:
+            return self._run_steps(steps, x, buffered, hooked)
+        except Exception as error:
+            # the layers that ran hold this call's context now: backward says so
+            object.__setattr__(self, "_failed_forward", type(error).__name__)
+            if checked_as_they_run:
                 for buf, copy in saved:
                     _device.namespace_of(buf).copy_into(buf, copy)
                 for module, count in counts:
                     module.num_batches_tracked = count
-                raise
-        try:
-            return self._run_steps(steps, x, buffered, hooked)
-        except Exception as error:   # (the layers' checks ran before any of them)
-            object.__setattr__(self, "_failed_forward", type(error).__name__)
             raise
 
     def _run_steps(self, steps, x, buffered, hooked):

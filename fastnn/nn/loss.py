@@ -995,8 +995,7 @@ class _ClassTargets(Loss):
         (nll: sum of w_y (-log p_y); smooth: sum over classes of w_c (-log p_c)), which its
         'mean' divides by the counted weight one at a time: for a weight of 0, x / 0 each."""
         x = _device.to_host(pred).astype(np.float64)
-        logp = x - x.max(axis=1, keepdims=True)
-        logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+        logp = _log_softmax(x)
         kept = labels != self.ignore_index
         rows, y = np.flatnonzero(kept), labels[kept]
         w = (np.ones(x.shape[1]) if self.weight is None

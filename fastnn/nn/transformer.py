@@ -180,12 +180,19 @@ def _check_part(part, *args):
         check(*args)
 
 
+def _check_norm(norm, x):
+    """The error norm would raise for an input of x's shape and dtype (a user's norm
+    without infer_shape, or None, checks nothing here)."""
+    infer = getattr(norm, "infer_shape", None)
+    if infer is not None and _device.is_array(x):
+        infer(tuple(x.shape), x.dtype)
+
+
 def _check_first_norm(layer, x):
     """With norm_first the layer's first sub-layer is norm1: its error for a bad x first,
     as PyTorch's."""
-    infer = getattr(layer.norm1, "infer_shape", None)   # (a user's norm may have none)
-    if layer.norm_first and infer is not None and _device.is_array(x):
-        infer(tuple(x.shape), x.dtype)
+    if layer.norm_first:
+        _check_norm(layer.norm1, x)
 
 
 def _placeholder(shape, dtype):
@@ -193,14 +200,6 @@ def _placeholder(shape, dtype):
     one zero): for running a layer's checks of its input from infer_shape."""
     return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), shape=tuple(shape),
                                            strides=(0,) * len(shape), writeable=False)
-
-
-def _check_final_norm(stack, x):
-    """The error the stack's final norm (when it has one that checks shapes) would raise
-    for an output of x's shape (every layer keeps the shape), before any layer runs."""
-    infer = getattr(stack.norm, "infer_shape", None)
-    if infer is not None and _device.is_array(x):
-        infer(tuple(x.shape), x.dtype)
 
 
 def _nested_ok(layer):
@@ -341,7 +340,7 @@ class TransformerEncoder(Module):
         _check_masks(self._where(), mask=mask, src_key_padding_mask=src_key_padding_mask)
         for layer in self.layers:
             _check_part(layer, src, mask, src_key_padding_mask, bool(is_causal))
-        _check_final_norm(self, src)
+        _check_norm(self.norm, src)   # (every layer keeps the shape)
 
     @records_sub_forwards
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
@@ -531,7 +530,7 @@ class TransformerDecoder(Module):
         for layer in self.layers:
             _check_part(layer, tgt, memory, tgt_mask, memory_mask, tgt_key_padding_mask,
                         memory_key_padding_mask, bool(tgt_is_causal), memory_is_causal)
-        _check_final_norm(self, tgt)
+        _check_norm(self.norm, tgt)   # (every layer keeps the shape)
 
     @records_sub_forwards
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,

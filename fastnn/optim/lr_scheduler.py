@@ -695,9 +695,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
             epoch = _epoch_argument(type(self).__name__, epoch, warn=False)
             self.T_cur, self.T_i = self._position(epoch)
             self.last_epoch = math.floor(epoch)
-        wave = 1 + math.cos(math.pi * self.T_cur / self.T_i)
-        self._write_rates([self.eta_min + (base - self.eta_min) * wave / 2
-                           for base in self.base_lrs])
+        self._write_rates(self._rates_now())
 
     def _rates_now(self):
         """PyTorch's get_lr(): the rates at T_cur of the current run."""
