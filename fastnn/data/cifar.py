@@ -1,9 +1,11 @@
-"""CIFAR-10 from its python-pickle batches (``cifar-10-batches-py``).
+"""CIFAR-10 from its python-pickle batches (``cifar-10-batches-py``) or its binary
+version (``cifar-10-batches-bin``).
 
-Each batch file is a pickled dict with ``data`` (10000, 3072) uint8, rows holding
-the red, green then blue 32x32 planes, and ``labels``, a list of 10000 ints.
+Each python batch file is a pickled dict with ``data`` (10000, 3072) uint8, rows
+holding the red, green then blue 32x32 planes, and ``labels``, a list of 10000 ints.
 Batches are unpickled with a restricted unpickler that only builds NumPy arrays,
-so a foreign file cannot run code.
+so a foreign file cannot run code. Each binary batch file is 10000 records of 3073
+bytes: the label, then the same 3072 pixel bytes.
 """
 import codecs
 import os
@@ -20,6 +22,8 @@ URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCHES = ["test_batch"]
+BINARY_DIR = "cifar-10-batches-bin"
+BINARY_RECORD = 1 + 3 * 32 * 32  # label byte, then the red, green and blue planes
 
 
 class CIFARError(ValueError):
@@ -111,13 +115,41 @@ def _labels(path, value):
     return labels.astype(np.int64)
 
 
+def read_binary_batch(path):
+    """Read one batch file of CIFAR-10's binary version (``data_batch_1.bin``...).
+
+    Returns (x, y): x uint8 of shape (N, 3, 32, 32), y int64 of shape (N,).
+    """
+    path = os.fspath(path)
+    records = np.fromfile(path, dtype=np.uint8)
+    if records.size % BINARY_RECORD:
+        raise CIFARError(f"{path}: not a CIFAR-10 binary batch ({records.size} bytes is not "
+                         f"a whole number of {BINARY_RECORD}-byte records)")
+    records = records.reshape(-1, BINARY_RECORD)
+    labels = records[:, 0].astype(np.int64)
+    if labels.size and labels.max() > 9:
+        raise CIFARError(f"{path}: labels must lie in 0..9, got {labels.max()} "
+                         f"(not a CIFAR-10 binary batch?)")
+    return records[:, 1:].reshape(-1, 3, 32, 32), labels
+
+
+# The two versions CIFAR-10 is distributed in: folder, train and test files, reader.
+LAYOUTS = (
+    (BATCH_DIR, TRAIN_BATCHES, TEST_BATCHES, read_batch),
+    (BINARY_DIR, [n + ".bin" for n in TRAIN_BATCHES], [n + ".bin" for n in TEST_BATCHES],
+     read_binary_batch),
+)
+
+
 def _find_dir(root):
+    """(directory, layout) of the first searched directory holding a whole CIFAR-10."""
     for directory in search_dirs("cifar10", root):
-        for candidate in (directory, os.path.join(directory, BATCH_DIR)):
-            names = TRAIN_BATCHES + TEST_BATCHES
-            if all(os.path.isfile(os.path.join(candidate, n)) for n in names):
-                return candidate
-    return None
+        for layout in LAYOUTS:
+            folder, train, test, _ = layout
+            for candidate in (directory, os.path.join(directory, folder)):
+                if all(os.path.isfile(os.path.join(candidate, n)) for n in train + test):
+                    return candidate, layout
+    return None, None
 
 
 def _download(root):
@@ -147,29 +179,32 @@ def _check_archive(path):
         raise CIFARError(f"the archive has no {', '.join(missing)}")
 
 
-def _load(directory, names, flatten, dtype):
-    xs, ys = zip(*(read_batch(os.path.join(directory, n)) for n in names))
+def _load(directory, names, read, flatten, dtype):
+    xs, ys = zip(*(read(os.path.join(directory, n)) for n in names))
     return to_unit_float(np.concatenate(xs), 255, dtype, flatten), np.concatenate(ys)
 
 
 def load_cifar10(root=None, download=False, flatten=False, dtype=np.float32):
     """CIFAR-10: 50,000 training and 10,000 test colour images of 10 classes.
 
-    root: a directory holding the batch files or a ``cifar-10-batches-py`` folder;
+    root: a directory holding the batch files or a ``cifar-10-batches-py`` folder
+    (or the binary version's ``data_batch_1.bin``... or ``cifar-10-batches-bin``);
     None searches ``$FASTNN_DATA``, ``~/.cache/fastnn/cifar10`` and
     ``/usr/share/datasets/cifar10``. Returns (x_train, y_train, x_test, y_test):
     x float32 (or ``dtype``: float64) in [0, 1], pixel / 255, of shape (N, 3, 32, 32)
     (or (N, 3072) with ``flatten``), y int64 of shape (N,).
     """
     float_dtype(dtype)  # checked before any file is read
-    directory = _find_dir(root)
+    directory, layout = _find_dir(root)
     if directory is None:
         if not download:
             looked = "\n  ".join(search_dirs("cifar10", root))
             raise FileNotFoundError(
                 f"CIFAR-10 not found; looked for {BATCH_DIR}/data_batch_1..5 and test_batch "
-                f"in:\n  {looked}\nPass download=True (CLI: --download) or set FASTNN_DATA.")
-        directory = _download(root)
-    x_train, y_train = _load(directory, TRAIN_BATCHES, flatten, dtype)
-    x_test, y_test = _load(directory, TEST_BATCHES, flatten, dtype)
+                f"(or {BINARY_DIR}/data_batch_1..5.bin and test_batch.bin) in:\n  {looked}\n"
+                f"Pass download=True (CLI: --download) or set FASTNN_DATA.")
+        directory, layout = _download(root), LAYOUTS[0]
+    _, train, test, read = layout
+    x_train, y_train = _load(directory, train, read, flatten, dtype)
+    x_test, y_test = _load(directory, test, read, flatten, dtype)
     return x_train, y_train, x_test, y_test

@@ -2,7 +2,9 @@
 
 Files are looked for (plain or ``.gz``) in ``root`` when given, else in
 ``$FASTNN_DATA``, ``~/.cache/fastnn/<name>`` and ``/usr/share/datasets/<name>``
-(Debian's ``dataset-fashion-mnist`` package installs there).
+(Debian's ``dataset-fashion-mnist`` package installs there); in each, also in
+torchvision's layout (``MNIST/raw`` or ``FashionMNIST/raw``), so a ``root`` that
+torchvision downloaded into is read as it is.
 ``download=True`` fetches the missing ``.gz`` files from the canonical locations
 into ``~/.cache/fastnn/<name>`` (or ``root``).
 """
@@ -30,6 +32,9 @@ MIRRORS = {
     "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
 }
 
+# Where torchvision's MNIST and FashionMNIST(root) keep the IDX files: root/<folder>/raw.
+TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+
 # Sizes of the real datasets, checked after a download.
 _SPLIT_SIZES = {"train": 60000, "test": 10000}
 
@@ -42,13 +47,22 @@ def _find(directory, stem):
     return None
 
 
+def candidate_dirs(name, root=None):
+    """The directories searched for dataset ``name``'s files, in order: each of
+    ``search_dirs`` and, after it, its torchvision layout ``<dir>/MNIST/raw``."""
+    dirs = []
+    for directory in search_dirs(name, root):
+        dirs += [directory, os.path.join(directory, TORCHVISION_FOLDERS[name], "raw")]
+    return dirs
+
+
 def find_files(name, root=None):
     """Paths of the four IDX files of dataset ``name``, or None if no directory has all.
 
     Returns a dict with keys 'train_images', 'train_labels', 'test_images',
     'test_labels'; all four come from the same directory.
     """
-    for directory in search_dirs(name, root):
+    for directory in candidate_dirs(name, root):
         found = {key: _find(directory, stem) for key, stem in FILES.items()}
         if all(found.values()):
             return found
@@ -111,7 +125,7 @@ def load_idx_dataset(name, root=None, download=False, flatten=False, dtype=np.fl
     paths = find_files(name, root)
     if paths is None:
         if not download:
-            looked = "\n  ".join(search_dirs(name, root))
+            looked = "\n  ".join(candidate_dirs(name, root))
             hint = (" or install Debian's dataset-fashion-mnist package"
                     if name == "fashion-mnist" else "")
             raise FileNotFoundError(
