@@ -10,6 +10,7 @@ BatchNorm's running statistics and dropout follow train()/eval(), not this mode,
 PyTorch. Each works as a context manager and as a function decorator.
 """
 import functools
+import inspect
 import threading
 
 
@@ -46,10 +47,41 @@ class _GradModeContext:
             raise TypeError(f"{type(self).__name__}: expected a function to decorate, got "
                             f"{type(fn).__name__}")
 
+        if inspect.isgeneratorfunction(fn):
+            return self._wrap_generator(fn)
+
         @functools.wraps(fn)
         def run(*args, **kwargs):
             with self.clone():  # a context of its own for each call (calls may nest)
                 return fn(*args, **kwargs)
+        return run
+
+    def _wrap_generator(self, fn):
+        """A decorated generator function runs in the mode each time it resumes (its
+        code runs then, not when called), and the caller's mode is back at each yield:
+        PyTorch's decorators do the same."""
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            gen = fn(*args, **kwargs)
+            try:
+                with self.clone():
+                    response = gen.send(None)
+                while True:
+                    try:
+                        request = yield response
+                    except GeneratorExit:
+                        with self.clone():
+                            gen.close()
+                        raise
+                    except BaseException as exc:  # thrown in by the caller: pass it on
+                        with self.clone():
+                            response = gen.throw(exc)
+                    else:
+                        with self.clone():
+                            response = gen.send(request)
+            except StopIteration as stop:
+                return stop.value
         return run
 
     def clone(self):
@@ -105,9 +137,16 @@ class set_grad_enabled(_GradModeContext):
 class inference_mode(_GradModeContext):
     """PyTorch's inference mode: gradients disabled in the block, as ``no_grad``;
     ``inference_mode(False)`` enables them there (PyTorch's guard sets the gradient mode
-    to ``not mode``)."""
+    to ``not mode``). Also a bare decorator (``@inference_mode``), as PyTorch's."""
+
+    def __new__(cls, mode=True):
+        if callable(mode) and not isinstance(mode, bool):
+            return cls()(mode)
+        return super().__new__(cls)
 
     def __init__(self, mode=True):
+        if callable(mode) and not isinstance(mode, bool):
+            return  # (the decorated function __new__ returned is not an instance)
         if not isinstance(mode, bool):
             raise TypeError(f"inference_mode: expected a bool, got {type(mode).__name__}")
         self._mode = mode

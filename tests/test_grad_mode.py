@@ -105,3 +105,36 @@ def test_decorating_a_non_function_is_a_type_error():
         fastnn.no_grad()(3)
     with pytest.raises(TypeError):
         fastnn.set_grad_enabled("no")
+
+
+@pytest.mark.parametrize("switch", [fastnn.no_grad, fastnn.inference_mode])
+def test_decorated_generator_runs_in_the_mode_at_each_resume(switch):
+    # PyTorch's decorators wrap a generator function: its body runs when resumed, not
+    # when called, and the caller's mode is back at each yield
+    @switch()
+    def gen():
+        sent = yield fastnn.is_grad_enabled()
+        try:
+            yield sent, fastnn.is_grad_enabled()
+        except ValueError:
+            yield "caught", fastnn.is_grad_enabled()
+        return "done"
+
+    g = gen()
+    assert next(g) is False and fastnn.is_grad_enabled()
+    assert g.send("x") == ("x", False) and fastnn.is_grad_enabled()
+    assert g.throw(ValueError()) == ("caught", False) and fastnn.is_grad_enabled()
+    with pytest.raises(StopIteration) as stop:
+        next(g)
+    assert stop.value.value == "done" and fastnn.is_grad_enabled()
+
+
+def test_inference_mode_as_a_bare_decorator():
+    @fastnn.inference_mode
+    def evaluate(a):
+        return fastnn.is_grad_enabled(), a
+
+    assert evaluate(3) == (False, 3) and evaluate.__name__ == "evaluate"
+    assert fastnn.is_grad_enabled()
+    with pytest.raises(TypeError, match="expected a bool"):
+        fastnn.inference_mode(1)
