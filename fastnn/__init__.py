@@ -41,3 +41,8 @@ def __getattr__(name):
         module, attr = _LAZY_ATTRS[name]
         return getattr(importlib.import_module(f".{module}", __name__), attr)
     raise AttributeError(f"module 'fastnn' has no attribute {name!r}")
+
+
+def __dir__():
+    """The lazy names too, so ``dir(fastnn)`` and tab completion list them."""
+    return sorted(set(globals()) | set(__all__))

@@ -98,3 +98,14 @@ def test_set_backend_applies_to_new_threads_and_use_backend_stays_local():
     finally:
         fastnn.set_backend(before)
     assert seen["b"] == "numpy"
+
+
+def test_dir_lists_the_lazy_names():
+    # the sub-modules and functions load on first use, but dir() and tab completion
+    # list them, as the package's __all__ does
+    import fastnn
+    names = dir(fastnn)
+    assert set(fastnn.__all__) <= set(names)
+    assert {"nn", "optim", "ops", "no_grad", "manual_seed", "save"} <= set(names)
+    for name in fastnn.__all__:
+        getattr(fastnn, name)  # each resolves
