@@ -2713,13 +2713,32 @@ def _attention_bias(where, attn_mask, is_causal, shape, dtype):
         raise TypeError(f"{where}: expected attn_mask to be a numpy.ndarray, got "
                         f"{type(attn_mask).__name__}")
     try:
-        np.broadcast_shapes(attn_mask.shape, shape)
+        fits = np.broadcast_shapes(attn_mask.shape, shape) == tuple(shape)
     except ValueError:
+        fits = False
+    if not fits:   # PyTorch adds the mask in place: it cannot grow the weights
         raise RuntimeError(f"{where}: attn_mask of shape {attn_mask.shape} does not "
-                           f"broadcast to the attention weights {shape}") from None
+                           f"broadcast to the attention weights {shape}")
     if attn_mask.dtype == bool:
         return np.where(attn_mask, dtype.type(0), dtype.type(-np.inf))
     return _float(where, "attn_mask", attn_mask, dtype=dtype)
+
+
+def _gqa_heads(where, q, k, v):
+    """key and value with their heads (axis -3) repeated to query's, PyTorch's
+    enable_gqa: unless all three have as many heads, key's and value's must divide
+    query's (RuntimeError); an input without a heads axis is an IndexError."""
+    if min(q.ndim, k.ndim, v.ndim) < 3:
+        raise IndexError(f"{where}: enable_gqa needs a heads axis (-3) in query, key and "
+                         f"value, got {q.shape}, {k.shape} and {v.shape}")
+    heads, k_heads, v_heads = q.shape[-3], k.shape[-3], v.shape[-3]
+    if heads == k_heads == v_heads:
+        return k, v
+    if k_heads == 0 or v_heads == 0 or heads % k_heads or heads % v_heads:
+        raise RuntimeError(f"{where}: the query heads {heads} are not a multiple of the "
+                           f"key and value heads {k_heads}, {v_heads}")
+    return (np.repeat(k, heads // k_heads, axis=-3),
+            np.repeat(v, heads // v_heads, axis=-3))
 
 
 def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.0,
@@ -2743,12 +2762,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
             or k.shape[-2] != v.shape[-2]:
         raise RuntimeError(f"{where}: expected query (*, L, E), key (*, S, E) and value "
                            f"(*, S, Ev), got {q.shape}, {k.shape} and {v.shape}")
-    if enable_gqa and k.ndim >= 3 and q.ndim >= 3 and k.shape[-3] != q.shape[-3]:
-        if q.shape[-3] % k.shape[-3] or q.shape[-3] % v.shape[-3]:
-            raise RuntimeError(f"{where}: the query heads {q.shape[-3]} are not a multiple "
-                               f"of the key and value heads {k.shape[-3]}, {v.shape[-3]}")
-        k = np.repeat(k, q.shape[-3] // k.shape[-3], axis=-3)
-        v = np.repeat(v, q.shape[-3] // v.shape[-3], axis=-3)
+    if enable_gqa:
+        k, v = _gqa_heads(where, q, k, v)
     dt = q.dtype.type
     # (E = 0: every score is an empty sum, 0, whatever the scale)
     factor = dt((1 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0) if scale is None
