@@ -34,3 +34,17 @@ def test_non_finite_edge_pixel_outside_samples(mode, bad):
     grid = np.array([[[[-2.0, 0.0], [-0.9, 0.0], [0.5, 0.5]]]])
     ours, theirs = _both(image, grid, mode, "zeros")
     np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_coordinates_5d(mode, padding_mode, bad):
+    # 5-D input takes PyTorch's scalar kernel: a NaN clipped to the last pixel, and a
+    # coordinate still not finite after padding a zero sample (not NaN)
+    image = np.arange(1, 28, dtype=np.float64).reshape(1, 1, 3, 3, 3)
+    grid = np.zeros((1, 1, 1, 3, 3))
+    for axis in range(3):
+        grid[0, 0, 0, axis, axis] = bad
+    ours, theirs = _both(image, grid, mode, padding_mode)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)

@@ -93,16 +93,22 @@ def _reflect(coord, twice_low, twice_high):
     return np.where(flips % 2 == 0, extra + low, span - extra + low)
 
 
-def _padded_coordinate(coord, size, padding_mode, align_corners):
+def _padded_coordinate(coord, size, padding_mode, align_corners, scalar=False):
     """PyTorch's compute_coordinates: coord (in pixels) under the padding mode. Border
-    and reflection put a NaN coordinate on pixel 0, as PyTorch (its clip of NaN)."""
+    and reflection put a NaN coordinate on pixel 0, as PyTorch's vectorised 2-D kernel
+    (its clip of NaN). ``scalar``: as its scalar kernel (5-D input) instead, whose clip
+    puts NaN on the last pixel and whose safe_downgrade_to_int_range then moves a
+    coordinate still not finite or beyond int32 to -100, outside (a zero sample)."""
     dt = coord.dtype.type
-    if padding_mode == "border":
-        return np.where(np.isnan(coord), dt(0), np.clip(coord, dt(0), dt(size - 1)))
+    nan_at = dt(size - 1) if scalar else dt(0)
     if padding_mode == "reflection":
         coord = (_reflect(coord, 0, 2 * (size - 1)) if align_corners
                  else _reflect(coord, -1, 2 * size - 1))
-        return np.where(np.isnan(coord), dt(0), np.clip(coord, dt(0), dt(size - 1)))
+    if padding_mode != "zeros":
+        coord = np.where(np.isnan(coord), nan_at, np.clip(coord, dt(0), dt(size - 1)))
+    if scalar:
+        far = ~np.isfinite(coord) | (coord > dt(2 ** 31 - 2)) | (coord < dt(-2 ** 31))
+        coord = np.where(far, dt(-100), coord)
     return coord
 
 
@@ -174,7 +180,7 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         if mode == "bicubic":
             y = _bicubic(x, coords, sizes, padding_mode, align_corners)
         else:
-            coords = [_padded_coordinate(cd, n, padding_mode, align_corners)
+            coords = [_padded_coordinate(cd, n, padding_mode, align_corners, dims == 3)
                       for cd, n in zip(coords, sizes)]
             y = (_nearest(x, coords, sizes) if mode == "nearest"
                  else _linear_taps(x, coords, sizes))
