@@ -25,7 +25,6 @@ import importlib
 import json
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 
@@ -556,8 +555,13 @@ def read_checkpoint(path):
                                   f"{META_KEY!r}; written by numpy.savez, not fastnn.save?)")
         try:
             arrays = {key: npz[key] for key in npz.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-            raise CheckpointError(f"{path}: damaged fastnn checkpoint ({exc})") from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # zipfile and numpy's header parser raise many kinds
+            # (a flipped bit: NotImplementedError for a compression method, tokenize's
+            # TokenError for an array header)
+            raise CheckpointError(f"{path}: damaged fastnn checkpoint "
+                                  f"({type(exc).__name__}: {exc})") from None
     meta = _parse_meta(path, arrays.pop(META_KEY))
     _check_complete(path, meta, arrays)
     return meta, arrays

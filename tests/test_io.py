@@ -1,5 +1,6 @@
 """fastnn.save / fastnn.load: round trips, atomic writes, clear errors that change nothing,
 and resuming from a checkpoint continues the uninterrupted trajectory bitwise."""
+import io as stdio
 import json
 import os
 import zipfile
@@ -178,6 +179,12 @@ def test_overwrite_keeps_permissions(tmp_path):
 
 
 # ------------------------------------------------- errors that change nothing
+def _checkpoint_bytes():
+    buf = stdio.BytesIO()
+    fastnn.save(make_model(), buf)
+    return buf.getvalue()
+
+
 def _not_checkpoints(tmp_path):
     text = tmp_path / "notes.npz"
     text.write_text("hello, not a checkpoint\n")
@@ -200,7 +207,19 @@ def _not_checkpoints(tmp_path):
     with zipfile.ZipFile(missing, "w") as zout:
         for name, data in kept.items():
             zout.writestr(name, data)
+    # single flipped bits that zipfile and numpy's header parser report with their own
+    # exception types (NotImplementedError, tokenize.TokenError before the fix)
+    method = tmp_path / "compression_method.npz"
+    raw = bytearray(_checkpoint_bytes())
+    raw[raw.find(b"PK\x01\x02") + 10] = 99   # the central directory's compression method
+    method.write_bytes(bytes(raw))
+    header = tmp_path / "header.npz"
+    raw = bytearray(_checkpoint_bytes())
+    raw[raw.find(b"'shape': (), }") + 13] = ord("u")   # '}' with bit 3 flipped
+    header.write_bytes(bytes(raw))
     return {"text": (text, "not a fastnn checkpoint"),
+            "compression method": (method, "damaged"),
+            "array header": (header, "damaged"),
             "npy": (npy, "single .npy array"),
             "plain npz": (plain, "without '__fastnn_checkpoint__'"),
             "truncated": (truncated, "not a fastnn checkpoint|damaged"),
