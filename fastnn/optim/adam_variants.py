@@ -174,21 +174,34 @@ class NAdam(_AdamVariant):
             return
         super()._update(kernels, bucket, group)
 
-    def _run_kernel(self, kernels, bucket, i, group, step):
-        arrays = self._arrays(bucket, i)
-        wd = self._decay_and_rate(kernels, arrays[0], group)
-        beta1, beta2 = self._betas(group)
-        lr, psi = float(group["lr"]), float(group["momentum_decay"])
-        mu = beta1 * (1.0 - 0.5 * 0.96 ** (step * psi))
-        mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
+    @staticmethod
+    def _mu(group, step):
+        """mu_t = b1 (1 - 0.5 * 0.96^(t psi)) at step t."""
+        beta1 = float(group["betas"][0])
+        return beta1 * (1.0 - 0.5 * 0.96 ** (step * float(group["momentum_decay"])))
+
+    def _advance_product(self, bucket, i, mu):
+        """mu_product *= mu for parameter i (every parameter when i is None), as
+        PyTorch's on its 0-d tensor: mu and the product in its dtype; the new product."""
         products = bucket.scalars["mu_product"]
-        # PyTorch's mu_product *= mu on its 0-d tensor: mu and the product in its dtype
         real = self._scalar_type(bucket, 0 if i is None else i)
         product = float(real(products[0] if i is None else products[i]) * real(mu))
         if i is None:
             products[:] = [product] * len(products)
         else:
             products[i] = product
+        return product
+
+    def _step_empty(self, bucket, i, group, step):
+        self._advance_product(bucket, i, self._mu(group, step))
+
+    def _run_kernel(self, kernels, bucket, i, group, step):
+        arrays = self._arrays(bucket, i)
+        wd = self._decay_and_rate(kernels, arrays[0], group)
+        beta1, beta2 = self._betas(group)
+        lr = float(group["lr"])
+        mu, mu_next = self._mu(group, step), self._mu(group, step + 1)
+        product = self._advance_product(bucket, i, mu)
         kernels.adaptive_moments_update(
             *arrays, lr * mu_next / (1.0 - product * mu_next), lr * (1.0 - mu) / (1.0 - product),
             beta1, beta2, 1.0 / math.sqrt(1.0 - beta2 ** step), float(group["eps"]), wd)

@@ -433,6 +433,9 @@ class Optimizer:
             return
         if bucket.size:
             self._step_bucket(kernels, bucket, group, (steps[0] if steps else 0) + 1)
+        else:  # (no kernel call for zero-size parameters alone)
+            for i, step in enumerate(steps):
+                self._step_empty(bucket, i, group, step + 1)
         bucket.steps = [s + 1 for s in steps]
 
     def _update_each(self, kernels, bucket, group):
@@ -444,7 +447,12 @@ class Optimizer:
             if bucket.offsets[i + 1] > bucket.offsets[i]:
                 self._update_one(kernels, bucket, i, group)
             else:
+                self._step_empty(bucket, i, group, bucket.steps[i] + 1)
                 bucket.steps[i] += 1
+
+    def _step_empty(self, bucket, i, group, step):
+        """Step ``step`` of parameter i, a zero-size one, which no kernel updates: its
+        scalar state advances as PyTorch's does (NAdam's mu_product); else nothing."""
 
     def _regroup(self, gi):
         """Rebuild group gi's buckets after a parameter changed dtype, keeping its state."""
@@ -527,6 +535,12 @@ class Optimizer:
                 values = bucket.param_state(i)
             for name in bucket.scalars:
                 values[name] = np.array(values[name], self._scalar_type(bucket, i))
+            if not bucket.offsets[i + 1] > bucket.offsets[i]:
+                # zero-size parameters alone in their bucket, which no kernel call
+                # allocated state for: PyTorch's entry still holds their empty arrays
+                values.update((name, np.zeros(bucket.shapes[i], bucket.dtype))
+                              for name in self._state_names(self.param_groups[gi])
+                              if name not in values)
             entry = self._saved_state(bucket.steps[i], values, self.param_groups[gi])
             if entry:
                 yield index, bucket.params[i], entry

@@ -1,0 +1,69 @@
+"""Optimizers and schedulers against torch.optim 2.13, from a seeded fuzz of 3 Dec:
+zero-size parameters alone in their group (their state entries and NAdam's
+mu_product)."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import optim
+from fastnn.nn import Parameter
+
+import torch  # noqa: E402 (after fastnn)
+
+BACKENDS = [b for b in ("numpy", "numba", "cython") if b in fastnn.backends()]
+EMPTY_STATE = [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(amsgrad=True)),
+               ("AdamW", {}), ("NAdam", {}), ("RAdam", {}), ("Adamax", {}),
+               ("Adagrad", {}), ("Adadelta", {}),
+               ("RMSprop", dict(momentum=0.9, centered=True)), ("Rprop", {}), ("ASGD", {})]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name, kwargs", EMPTY_STATE, ids=[n for n, _ in EMPTY_STATE])
+def test_a_group_of_zero_size_parameters_has_torchs_state(backend, name, kwargs):
+    """A zero-size parameter alone in its group (so in its flat bucket) gets PyTorch's
+    state entry: empty state arrays (no kernel ran to allocate them) and, for NAdam, a
+    mu_product advanced at every step; with a non-empty one beside it in a second group
+    and some steps without its gradient."""
+    with fastnn.use_backend(backend):
+        ours = [Parameter(np.ones((0, 3))), Parameter(np.arange(4.0))]
+        theirs = [torch.nn.Parameter(torch.tensor(p.data)) for p in ours]
+        opt = getattr(optim, name)([{"params": [ours[0]]}, {"params": [ours[1]]}], **kwargs)
+        ref = getattr(torch.optim, name)([{"params": [theirs[0]]}, {"params": [theirs[1]]}],
+                                         **kwargs)
+        for step in range(3):
+            for p, q in zip(ours, theirs):
+                if step == 1 and p.data.size:
+                    p.grad = q.grad = None
+                else:
+                    p.grad = np.full(p.data.shape, 0.5 + step)
+                    q.grad = torch.tensor(p.grad)
+            opt.step()
+            ref.step()
+        got, want = opt.state_dict()["state"], ref.state_dict()["state"]
+        assert list(got) == list(want)
+        for index in want:
+            assert list(got[index]) == list(want[index])
+            for key, value in want[index].items():
+                value = value.numpy() if torch.is_tensor(value) else np.asarray(value)
+                np.testing.assert_allclose(np.asarray(got[index][key]), value, rtol=1e-6)
+                assert np.shape(got[index][key]) == value.shape
+        np.testing.assert_allclose(ours[1].data, theirs[1].detach().numpy(), rtol=1e-6)
+
+
+def test_nadam_mu_product_of_a_zero_size_parameter_in_a_shared_bucket():
+    """A zero-size parameter beside a non-empty one, stepped when the other has no
+    gradient (the per-parameter path): its mu_product advances as PyTorch's."""
+    ours = [Parameter(np.ones((2, 0))), Parameter(np.arange(3.0))]
+    theirs = [torch.nn.Parameter(torch.tensor(p.data)) for p in ours]
+    opt, ref = optim.NAdam(ours), torch.optim.NAdam(theirs)
+    for step in range(3):
+        for p, q in zip(ours, theirs):
+            p.grad = q.grad = None
+            if p.data.size == 0 or step != 1:
+                p.grad = np.ones(p.data.shape)
+                q.grad = torch.tensor(p.grad)
+        opt.step()
+        ref.step()
+    for index in (0, 1):
+        assert float(opt.state_dict()["state"][index]["mu_product"]) == pytest.approx(
+            float(ref.state_dict()["state"][index]["mu_product"]), rel=1e-7)
