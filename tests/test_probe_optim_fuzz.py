@@ -1,14 +1,18 @@
 """Optimizers and schedulers against torch.optim 2.13, from a seeded fuzz of 3 Dec:
 zero-size parameters alone in their group (their state entries and NAdam's
-mu_product)."""
+mu_product), LinearLR and PolynomialLR with total_iters=0."""
+import warnings
+
 import numpy as np
 import pytest
 
 import fastnn
 from fastnn import optim
 from fastnn.nn import Parameter
+from fastnn.optim import lr_scheduler
 
 import torch  # noqa: E402 (after fastnn)
+from torch.optim import lr_scheduler as torch_sched  # noqa: E402
 
 BACKENDS = [b for b in ("numpy", "numba", "cython") if b in fastnn.backends()]
 EMPTY_STATE = [("SGD", dict(lr=0.1, momentum=0.9)), ("Adam", dict(amsgrad=True)),
@@ -67,3 +71,24 @@ def test_nadam_mu_product_of_a_zero_size_parameter_in_a_shared_bucket():
     for index in (0, 1):
         assert float(opt.state_dict()["state"][index]["mu_product"]) == pytest.approx(
             float(ref.state_dict()["state"][index]["mu_product"]), rel=1e-7)
+
+
+@pytest.mark.parametrize("build", [
+    lambda m, o: m.LinearLR(o, start_factor=0.5, end_factor=0.2, total_iters=0),
+    lambda m, o: m.PolynomialLR(o, total_iters=0, power=2.0),
+    lambda m, o: m.SequentialLR(o, [m.LinearLR(o, 0.25, total_iters=0),
+                                    m.ExponentialLR(o, 0.9)], milestones=[3]),
+], ids=["linear", "polynomial", "sequential"])
+def test_total_iters_zero_is_taken_as_torch(build):
+    """total_iters=0 (no warm-up), which PyTorch takes: its rates, step after step."""
+    opt = optim.SGD([Parameter(np.ones(2))], lr=1.0)
+    ref = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0)
+    ours, theirs = build(lr_scheduler, opt), build(torch_sched, ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(6):
+            assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+            opt.step()
+            ref.step()
+            ours.step()
+            theirs.step()

@@ -596,7 +596,8 @@ class LinearLR(LRScheduler):
         if self.start_factor == 0.0:
             raise ValueError(f"{where}: expected start_factor > 0, got {start_factor!r}")
         self.end_factor = _fraction(where, "end_factor", end_factor)
-        self.total_iters = _count(where, "total_iters", total_iters)
+        # 0 (no warm-up) as PyTorch takes it: start_factor from then on
+        self.total_iters = _count(where, "total_iters", total_iters, low=0)
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr, epoch, group_index):
@@ -634,7 +635,8 @@ class PolynomialLR(LRScheduler):
     """lr0 * (1 - min(epoch, total_iters) / total_iters) ** power."""
 
     def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
-        self.total_iters = _count("PolynomialLR", "total_iters", total_iters)
+        # 0 as PyTorch takes it: lr0 from then on
+        self.total_iters = _count("PolynomialLR", "total_iters", total_iters, low=0)
         self.power = _number("PolynomialLR", "power", power)
         super().__init__(optimizer, last_epoch)
 
