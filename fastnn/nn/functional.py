@@ -84,7 +84,7 @@ from .linear_cross_entropy import LinearCrossEntropyLoss
 from .loss import (BCEWithLogitsLoss, HingeEmbeddingLoss, KLDivLoss, MultiLabelMarginLoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss,
                    cast_integer_target)
-from .padding import pad_forward
+from .padding import check_border_input, pad_forward
 from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
                      MaxUnpool3d)
 from .pooling import LPPool1d, LPPool2d, MaxUnpool1d, MaxUnpool2d
@@ -1382,6 +1382,8 @@ def pad(input, pad, mode="constant", value=None):
             raise NotImplementedError(f"Padding size {len(pad)} is not supported for "
                                       f"{x.ndim}D input tensor (non-constant padding of the "
                                       f"last k dimensions takes input of rank k + 1 or k + 2)")
+        with _runtime_errors():
+            check_border_input(where, mode, x.shape, k)
     sizes = tuple(reversed([(int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(k)]))
     first = x.ndim - k
     for axis, (n, (before, after)) in enumerate(zip(x.shape[first:], sizes), start=first):

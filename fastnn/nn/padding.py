@@ -55,6 +55,15 @@ def check_pad_fits(where, mode, spatial, sizes):
                          f"for padding {tuple(sizes)} (output {tuple(outs)})")
 
 
+def check_border_input(where, mode, shape, dims):
+    """PyTorch's check_valid_input of reflection and replication padding of the last
+    ``dims`` axes: every size non-zero but the batch size N of rank dims + 2 input."""
+    if mode in ("reflect", "replicate") and 0 in shape[len(shape) - dims - 1:]:
+        raise ValueError(f"{where}: expected {dims + 1}D or {dims + 2}D (batch mode) input "
+                         f"with possibly 0 batch size and other non-zero dimensions, got "
+                         f"shape {tuple(shape)}")
+
+
 def _crop(shape, sizes):
     """The index of what a negative size keeps along the last len(sizes) axes of an array
     of that shape."""
@@ -150,6 +159,7 @@ class _Pad(Module):
             raise ValueError(f"{self._where()}: expected input of rank {self.dims + 1} or "
                              f"{self.dims + 2}, got shape {shape}")
         check_float_dtype(self._where(), dtype)
+        check_border_input(self._where(), self.mode, shape, self.dims)
         spatial = shape[len(shape) - self.dims:]
         check_pad_fits(self._where(), self.mode, spatial, self._sizes)
         return shape[:len(shape) - self.dims] + tuple(
