@@ -235,3 +235,19 @@ def test_a_strict_load_misses_the_arrays_of_a_lazy_layer_not_saved():
         theirs = tmake().load_state_dict({k: torch.tensor(v) for k, v in saved.items()},
                                          strict=False)
         assert ours.missing_keys == theirs.missing_keys
+
+
+def test_a_saved_bias_without_its_weight_is_not_an_unexpected_key_of_a_lazy_layer():
+    """A LazyLinear's bias does not give its input size, so a state dict with the bias
+    but no weight leaves the layer lazy: both names are missing (the bias could not be
+    loaded), and the bias, a name the layer has, was listed as unexpected too."""
+    src = nn.LazyLinear(5)
+    src(np.ones((2, 3), np.float32))
+    saved = {"bias": src.state_dict()["bias"]}
+    dst = nn.LazyLinear(5)
+    result = dst.load_state_dict(saved, strict=False)
+    assert result.unexpected_keys == []
+    assert sorted(result.missing_keys) == ["bias", "weight"]
+    assert dst.has_uninitialized_params()
+    with pytest.raises(ValueError, match=r"missing keys \['weight', 'bias'\]$"):
+        dst.load_state_dict(saved)

@@ -1714,15 +1714,18 @@ class Module:
                 for hook in list(module._load_state_dict_pre_hooks.values()):
                     hook(module, state_dict, mprefix, {}, strict, missing, unexpected,
                          problems)
+        unmade = set()  # the names of lazy layers still without sizes (not unexpected)
         for mprefix, module in modules:
             if "_lazy" in module.__dict__:  # a lazy layer takes its size from the arrays
                 module._lazy_from_state(state_dict, mprefix)
                 if "_lazy" in module.__dict__:  # none saved: its arrays are missing
-                    missing += [mprefix + name for name in module._lazy_state_names()]
+                    names = [mprefix + name for name in module._lazy_state_names()]
+                    unmade.update(names)
+                    missing += names
         entries = self._load_entries(modules)
         missing += [k for k, (_, _, kind) in entries.items()
                     if k not in state_dict and kind != "count"]
-        unexpected += [k for k in state_dict if k not in entries]
+        unexpected += [k for k in state_dict if k not in entries and k not in unmade]
         post_hooks = [m for _, m in modules if m._load_state_dict_post_hooks]
         if strict and missing and not post_hooks:
             problems.append(f"missing keys {missing}")
