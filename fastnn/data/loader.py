@@ -59,7 +59,9 @@ class DataLoader:
     positional shuffle); batch_size defaults to 1 there.
     Each batch is ``collate_fn(samples)`` (``default_collate``: arrays stacked, a tuple
     sample giving a list of batched fields, as PyTorch's); a TensorDataset, or a Subset of
-    one, is gathered with one ``np.take`` per array (slices when not shuffled).
+    one, is gathered with one ``np.take`` per array (slices when not shuffled). Over
+    arrays, a ``collate_fn`` given gets the batch's samples, each packed as a batch is
+    (``x[i]``, ``(x[i], y[i])`` or ``(x[i], (y1[i], ...))``).
     ``generator`` is PyTorch's name for ``seed``; ``num_workers`` and ``pin_memory``
     are accepted for PyTorch code, and batches are made in the calling process.
     ``.dataset`` is the dataset (over arrays: a TensorDataset of x and y, no copy).
@@ -151,7 +153,16 @@ class DataLoader:
             yield from self._iter_dataset()
             return
         for rows in self._batch_rows():
-            yield self._pack(_gather(self.x, rows), [_gather(a, rows) for a in self._ys])
+            if self.collate_fn is not None:
+                yield self.collate_fn(self._samples(rows))
+            else:
+                yield self._pack(_gather(self.x, rows), [_gather(a, rows) for a in self._ys])
+
+    def _samples(self, rows):
+        """The array form's samples at rows (a slice or index array), each packed as a
+        batch is: x[i], (x[i], y[i]) or (x[i], (y1[i], y2[i], ...))."""
+        indices = range(rows.start, rows.stop) if isinstance(rows, slice) else rows
+        return [self._pack(self.x[i], [a[i] for a in self._ys]) for i in indices]
 
     def _batch_rows(self):
         """Each batch's rows of one pass: slices in order, or runs of a new permutation

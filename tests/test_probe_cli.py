@@ -1,0 +1,41 @@
+"""Probes of the command-line trainer's data path: DataLoader over arrays and fit."""
+import numpy as np
+import pytest
+
+from fastnn.data import DataLoader, TensorDataset, default_collate
+
+
+def _arrays(n=7):
+    return np.arange(n * 2, dtype=np.float32).reshape(n, 2), np.arange(n, dtype=np.int64)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_array_loader_calls_collate_fn_with_the_batch_samples(shuffle):
+    # the array form ignored collate_fn, silently yielding the stacked batch
+    x, y = _arrays()
+    seen = []
+    loader = DataLoader(x, y, batch_size=3, shuffle=shuffle, seed=2,
+                        collate_fn=lambda samples: seen.append(samples) or len(samples))
+    assert list(loader) == [3, 3, 1]
+    plain = list(DataLoader(x, y, batch_size=3, shuffle=shuffle, seed=2))
+    for samples, (bx, by) in zip(seen, plain):
+        assert [int(s[1]) for s in samples] == by.tolist()   # the same rows, in order
+        np.testing.assert_array_equal(np.stack([s[0] for s in samples]), bx)
+    # default_collate gives what the TensorDataset form gives (a list of batched fields)
+    got = list(DataLoader(x, y, batch_size=3, shuffle=shuffle, seed=2,
+                          collate_fn=default_collate))
+    ref = list(DataLoader(TensorDataset(x, y), batch_size=3, shuffle=shuffle, seed=2))
+    for g, r in zip(got, ref):
+        assert isinstance(g, list)
+        for a, b in zip(g, r):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_array_loader_collate_fn_samples_follow_the_batch_packing():
+    x, y = _arrays(3)
+    only_x = list(DataLoader(x, batch_size=2, collate_fn=lambda s: s))
+    np.testing.assert_array_equal(only_x[0][1], x[1])
+    multi = list(DataLoader(x, (y, -y), batch_size=2, collate_fn=lambda s: s))
+    sample = multi[1][0]
+    np.testing.assert_array_equal(sample[0], x[2])
+    assert sample[1] == (2, -2)
