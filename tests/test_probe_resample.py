@@ -33,3 +33,37 @@ def test_border_pad_takes_empty_batch(mode):
     ours = F.pad(x, (1, 2), mode=mode)
     assert ours.shape == tuple(TF.pad(torch.from_numpy(x), (1, 2), mode=mode).shape)
     assert nn.ReflectionPad1d((1, 2)).forward(x).shape == (0, 3, 8)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["avg", "max"])
+@pytest.mark.parametrize("zero_axis", [0, 1])
+def test_adaptive_pools_empty_channels(dims, kind, zero_axis):
+    # PyTorch: an unbatched input may have no channels (all six pools); a batched one may
+    # not for the max pools (the average pools take it)
+    for batched in (False, True):
+        shape = [2] * batched + [3] + [4] * dims
+        shape[zero_axis] = 0
+        x = np.ones(shape, np.float32)
+        name = f"adaptive_{kind}_pool{dims}d"
+        try:
+            expected = tuple(getattr(TF, name)(torch.from_numpy(x), 3).shape)
+        except RuntimeError:
+            with pytest.raises(RuntimeError):
+                getattr(F, name)(x, 3)
+            with pytest.raises(ValueError):
+                getattr(nn, f"Adaptive{kind.title()}Pool{dims}d")(3).forward(x)
+            continue
+        assert getattr(F, name)(x, 3).shape == expected
+        layer = getattr(nn, f"Adaptive{kind.title()}Pool{dims}d")(3)
+        assert layer.forward(x).shape == expected
+        assert layer.backward(np.ones(expected, np.float32)).shape == x.shape
+
+
+@pytest.mark.parametrize("dims", [1, 2])
+def test_adaptive_avg_pool_shape_error_is_runtime_error(dims):
+    x = np.ones((2, 3) + (0,) * dims, np.float32)
+    with pytest.raises(RuntimeError):
+        getattr(TF, f"adaptive_avg_pool{dims}d")(torch.from_numpy(x), 2)
+    with pytest.raises(RuntimeError):
+        getattr(F, f"adaptive_avg_pool{dims}d")(x, 2)

@@ -176,6 +176,14 @@ class AdaptiveAvgPool1d(As1d, AdaptiveAvgPool2d):
         return (1,) + self._sizes
 
 
+def _check_batched_channels(layer, shape):
+    """PyTorch's adaptive max pools refuse a batched input without channels (an
+    unbatched one may have none)."""
+    if len(shape) == layer.dims + 2 and shape[1] == 0:
+        raise ValueError(f"{layer._where()}: expected input with non-zero channels, got "
+                         f"{tuple(shape)}")
+
+
 def _window_bounds(size, out):
     """PyTorch's adaptive windows along one axis: [(start, end)] for each output index."""
     return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
@@ -194,6 +202,10 @@ class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
         super().__init__(output_size)
         self.return_indices = return_indices
         self._indices = None
+
+    def infer_shape(self, shape, dtype):
+        _check_batched_channels(self, shape)
+        return super().infer_shape(shape, dtype)
 
     def _pool_forward(self, x, kernel, out_shape, out):
         y, self._indices = self._kernels().max_pool2d_forward(
@@ -235,6 +247,10 @@ class AdaptiveMaxPool1d(As1d, AdaptiveMaxPool2d):
     AdaptiveMaxPool2d on an (N, C, 1, L) view (indices are positions along L)."""
 
     dims = 1
+
+    def infer_shape(self, shape, dtype):
+        _check_batched_channels(self, shape)
+        return super().infer_shape(shape, dtype)
 
     def _target(self):
         return (1,) + self._sizes

@@ -1085,8 +1085,9 @@ def adaptive_avg_pool1d(input, output_size):
     (N, C, output_size). output_size: an int (or a 1-tuple); 0 gives an empty output, as
     PyTorch's. The forward of nn.AdaptiveAvgPool1d (a pooling op when output_size divides
     L)."""
-    empty = _adaptive_empty("adaptive_avg_pool1d", AdaptiveAvgPool1d, 1, input, output_size)
-    return AdaptiveAvgPool1d(output_size).forward(input) if empty is None else empty
+    empty = _adaptive_empty("adaptive_avg_pool1d", AdaptiveAvgPool1d, 1, input, output_size,
+                            wrap=True)
+    return _layer_forward(AdaptiveAvgPool1d(output_size), input) if empty is None else empty
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -1094,8 +1095,9 @@ def adaptive_avg_pool2d(input, output_size):
     giving (N, C, H_out, W_out). output_size: an int or a pair, an entry None keeping that
     input size, an entry 0 giving an empty output (PyTorch's). The forward of
     nn.AdaptiveAvgPool2d (a pooling op when the output sizes divide the input's)."""
-    empty = _adaptive_empty("adaptive_avg_pool2d", AdaptiveAvgPool2d, 2, input, output_size)
-    return AdaptiveAvgPool2d(output_size).forward(input) if empty is None else empty
+    empty = _adaptive_empty("adaptive_avg_pool2d", AdaptiveAvgPool2d, 2, input, output_size,
+                            wrap=True)
+    return _layer_forward(AdaptiveAvgPool2d(output_size), input) if empty is None else empty
 
 
 def _adaptive_empty(where, layer, dims, input, output_size, indices=False, wrap=False):

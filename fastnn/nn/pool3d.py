@@ -319,15 +319,17 @@ class AdaptiveAvgPool3d(_OnHost):
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
         where = self._where()
-        if len(shape) not in (4, 5) or 0 in shape[-4:]:
+        if len(shape) not in (4, 5) or 0 in shape[1:]:   # (PyTorch's: C may be 0 unbatched)
             raise ValueError(f"{where}: expected input of shape (N, C, D, H, W) or "
-                             f"(C, D, H, W) with non-zero C, D, H, W, got {shape}")
+                             f"(C, D, H, W) with non-zero D, H, W (and C, batched), got "
+                             f"{shape}")
         check_float_dtype(where, dtype)
         return shape[:-3] + tuple(n if t is None else t
                                   for t, n in zip(self._sizes, shape[-3:]))
 
     def _out(self, host):
-        return self.infer_shape(host.shape, host.dtype)[2:]
+        """The output's (D, H, W) for a batched host input."""
+        return tuple(n if t is None else t for t, n in zip(self._sizes, host.shape[2:]))
 
     def _pool(self, host):
         n, c, d, h, w = host.shape
