@@ -27,11 +27,13 @@ length) this is an error too. Device arrays go through the host.
 """
 import collections
 import collections.abc
+import math
 import numbers
 
 import numpy as np
 
 from .. import device as _device
+from ..errors import RuntimeValueError
 from ..validation import check_bool
 
 __all__ = ["PackedSequence", "invert_permutation", "pack_padded_sequence",
@@ -175,6 +177,36 @@ def _check_batch_sizes(where, packed):
     return sizes
 
 
+def _fill_value(where, value, dtype):
+    """padding_value checked against the padded array's dtype, as PyTorch's checked
+    conversion: a real number (bools too; a TypeError otherwise), NaN, an infinity or a
+    value outside an integer dtype's range a RuntimeError (also a ValueError), as is a
+    finite value beyond a float dtype's largest; a bool dtype takes anything."""
+    if isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0:
+        value = value.item()
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: expected padding_value to be a number, got "
+                        f"{type(value).__name__}")
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return bool(value)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        exact = value if isinstance(value, numbers.Integral) else float(value)
+        fits = int(info.min) <= exact <= int(info.max)   # (False for NaN)
+    else:
+        try:
+            real = float(value)
+        except OverflowError:   # (an int beyond any float)
+            real = None
+        fits = real is not None and (not math.isfinite(real)
+                                     or abs(real) <= float(np.finfo(dtype).max))
+    if not fits:
+        raise RuntimeValueError(f"{where}: padding_value {value!r} cannot be converted to "
+                                f"{dtype} without overflow")
+    return value
+
+
 def _time_major(x, batch_first):
     return x.swapaxes(0, 1) if batch_first else x
 
@@ -242,6 +274,7 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
                 f"in input, but got total_length={total_length} and max sequence length "
                 f"being {longest}")
         longest = int(total_length)
+    padding_value = _fill_value(where, padding_value, data.dtype)
     n = int(sizes[0])
     lengths = (np.arange(n)[None, :] < sizes[:, None]).sum(axis=0).astype(np.int64)
     padded = np.full((longest, n) + data.shape[1:], padding_value, dtype=data.dtype)
@@ -273,6 +306,7 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
     hosts = [_host(where, f"sequences[{i}]", s, 1, RuntimeError)[0]
              for i, s in enumerate(sequences)]
     first = hosts[0]
+    padding_value = _fill_value(where, padding_value, first.dtype)
     longest = max(h.shape[0] for h in hosts)
     padded = np.full((len(hosts), longest) + first.shape[1:], padding_value, dtype=first.dtype)
     for i, h in enumerate(hosts):

@@ -1,0 +1,66 @@
+"""Probes of the recurrent area (fastnn.nn.utils.rnn, RNN/LSTM/GRU and their cells,
+CTCLoss, Embedding, EmbeddingBag) against PyTorch: cases earlier audits missed."""
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils import rnn as trnn
+
+from fastnn.nn.utils import rnn
+
+
+def _pad_both(padding_value, dtype, packed):
+    """(PyTorch's padded array or the exception type it raised, ours likewise)."""
+    seqs = [np.arange(3).astype(dtype), np.arange(1).astype(dtype)]
+    out = []
+    for lib in (trnn, rnn):
+        arrays = [torch.tensor(s) for s in seqs] if lib is trnn else seqs
+        try:
+            if packed:
+                got = lib.pad_packed_sequence(lib.pack_sequence(arrays),
+                                              padding_value=padding_value)[0]
+            else:
+                got = lib.pad_sequence(arrays, padding_value=padding_value)
+            out.append(np.asarray(got))
+        except (RuntimeError, TypeError) as err:
+            out.append(type(err))
+    return out
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("dtype, padding_value", [
+    (np.int64, float("nan")), (np.int64, float("inf")), (np.int64, 1e30),
+    (np.int32, 2.0 ** 40), (np.int8, 300), (np.uint8, -1.5), (np.uint8, 300),
+    (np.float32, 1e300)])
+def test_pad_value_that_overflows_the_dtype_is_an_error(packed, dtype, padding_value):
+    """A padding value the padded dtype cannot hold is PyTorch's RuntimeError ("value
+    cannot be converted ... without overflow"), not a silently wrapped fill (NaN into
+    int64 gave -2**63)."""
+    theirs, ours = _pad_both(padding_value, dtype, packed)
+    assert theirs is RuntimeError
+    with pytest.raises(RuntimeError, match="without overflow"):
+        (rnn.pad_packed_sequence(rnn.pack_sequence([np.arange(3).astype(dtype)]),
+                                 padding_value=padding_value) if packed else
+         rnn.pad_sequence([np.arange(3).astype(dtype)], padding_value=padding_value))
+    with pytest.raises(ValueError):   # (fastnn's convention for a bad value too)
+        rnn.pad_sequence([np.arange(3).astype(dtype)], padding_value=padding_value)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("dtype, padding_value", [
+    (np.int64, -1.5), (np.int64, 2 ** 40), (np.int8, -1), (np.uint8, 3.5),
+    (np.bool_, float("nan")), (np.float32, 1e30), (np.float32, float("nan")),
+    (np.float64, float("-inf")), (np.float64, True)])
+def test_pad_value_that_fits_fills_as_pytorch(packed, dtype, padding_value):
+    theirs, ours = _pad_both(padding_value, dtype, packed)
+    assert not isinstance(theirs, type)
+    assert ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("padding_value", [None, "0", 1 + 2j])
+def test_pad_value_not_a_number_is_a_type_error(padding_value):
+    with pytest.raises(TypeError, match="padding_value"):
+        rnn.pad_sequence([np.arange(3.0)], padding_value=padding_value)
+    with pytest.raises(TypeError, match="padding_value"):
+        rnn.pad_packed_sequence(rnn.pack_sequence([np.arange(3.0)]),
+                                padding_value=padding_value)
