@@ -775,7 +775,7 @@ def test_group_and_instance_norm_check_arguments_and_inputs():
     with pytest.raises(ValueError, match=r"expected input of shape \(N, 6, \*\)"):
         nn.GroupNorm(2, 6)(np.zeros((2, 4, 3), np.float32))
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\) or \(3, H, W\)"):
-        nn.InstanceNorm2d(3)(np.zeros((2, 3, 4), np.float32))
+        nn.InstanceNorm2d(3, affine=True)(np.zeros((2, 3, 4), np.float32))
     with pytest.raises(TypeError, match="does not match"):
         nn.GroupNorm(2, 6)(np.zeros((2, 6, 3)))
 

@@ -60,3 +60,42 @@ def test_grouped_query_attention_needs_a_heads_axis():
     x = np.ones((3, 4))
     theirs, ours = _both(x, x, x, enable_gqa=True)
     assert theirs is IndexError and ours is IndexError
+
+
+@pytest.mark.parametrize("cls, tcls, shape", [
+    (1, "InstanceNorm1d", (2, 5, 4)), (1, "InstanceNorm1d", (5, 4)),
+    (2, "InstanceNorm2d", (2, 5, 3, 2)), (2, "InstanceNorm2d", (2, 3, 4)),
+    (3, "InstanceNorm3d", (1, 2, 3, 2, 2))])
+@pytest.mark.filterwarnings("ignore:input.s size at dim")
+def test_instance_norm_channels_other_than_num_features(backend, cls, tcls, shape):
+    """PyTorch normalises any channel count (with a UserWarning) when num_features is
+    unused (no affine, no running statistics); with running statistics that is its
+    RuntimeError, with affine parameters its ValueError."""
+    from fastnn import nn
+    layer_cls, torch_cls = getattr(nn, tcls), getattr(torch.nn, tcls)
+    rng = np.random.default_rng(cls)
+    x = rng.standard_normal(shape)
+    g = rng.standard_normal(shape)
+    for training in (True, False):
+        ours = layer_cls(3, dtype=np.float64).train(training)
+        theirs = torch_cls(3).train(training)
+        tx = torch.tensor(x, requires_grad=True)
+        with pytest.warns(UserWarning, match="does not match num_features"):
+            expected = theirs(tx)
+        with pytest.warns(UserWarning, match="does not match num_features"):
+            out = ours(x)
+        expected.backward(torch.tensor(g))
+        np.testing.assert_allclose(out, expected.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(ours.backward(g), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+        tracked = layer_cls(3, track_running_stats=True, dtype=np.float64).train(training)
+        with pytest.raises(RuntimeError):
+            torch_cls(3, track_running_stats=True).train(training)(tx)
+        with pytest.raises(RuntimeError, match="3 channels"):
+            tracked(x)
+        assert (tracked.running_mean == 0).all() and (tracked.running_var == 1).all()
+        for stats in (False, True):
+            with pytest.raises(ValueError):
+                torch_cls(3, affine=True, track_running_stats=stats).train(training)(tx)
+            with pytest.raises(ValueError):
+                layer_cls(3, affine=True, track_running_stats=stats,
+                          dtype=np.float64).train(training)(x)

@@ -2,10 +2,12 @@
 kernels: each (sample, group) is one row of an (N * groups, C / groups * spatial) view.
 """
 import math
+import warnings
 
 import numpy as np
 
 from .. import device as _device
+from ..errors import RuntimeValueError
 from ..validation import check_bool, check_number, check_positive_int
 from . import init
 from .module import BatchCounter, Module, Parameter
@@ -46,7 +48,7 @@ class _GroupedNorm(Module):
         else:
             batched = len(shape) == self.dims + 2
             ok = len(shape) in (self.dims + 1, self.dims + 2) and \
-                shape[1 if batched else 0] == self._channels
+                self._channels_ok(shape[1 if batched else 0])
             spatial = ", ".join({1: "L", 2: "HW", 3: "DHW"}[self.dims])
             wanted = f"(N, {self._channels}, {spatial}) or ({self._channels}, {spatial})"
         if not ok:
@@ -55,14 +57,22 @@ class _GroupedNorm(Module):
         self._check_statistics(shape)
         return shape
 
+    def _channels_ok(self, channels):
+        """Whether an input of this many channels is taken (InstanceNorm's rule)."""
+        return channels == self._channels
+
     def _check_statistics(self, shape):
         """PyTorch's refusal of statistics over a single value (ValueError)."""
+
+    def _groups_of(self, channels):
+        """The groups an input of this many channels is normalised in."""
+        return self._groups
 
     def _forward(self, x, buffered):
         shape = tuple(x.shape)
         full = shape if self.dims is None or len(shape) == self.dims + 2 else (1,) + shape
         n, c = full[:2]
-        g = self._groups
+        g = self._groups_of(c)
         # explicit sizes: -1 cannot be inferred for an empty batch
         rows = x.reshape(n * g, c // g * math.prod(full[2:]))
         out = self._buffer("y", rows.shape, x.dtype) if buffered else None
@@ -131,7 +141,7 @@ class _GroupedNorm(Module):
         rows, xhat, save_mean, save_invstd, (n, c) = self._ctx
         shape = tuple(grad_out.shape)
         grad_rows = grad_out.reshape(rows.shape)
-        spatial = rows.shape[1] * self._groups // c
+        spatial = rows.shape[1] * self._groups_of(c) // c
         if self.affine and not _device.is_device_array(grad_out):
             grad_rows = self._affine_backward(grad_out, xhat, (n, c, spatial), buffered)
             if not need_grad_in:
@@ -191,7 +201,12 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
     where they are, as PyTorch's instance norm takes it as 0), and eval mode normalises
     with them, a per-channel affine as BatchNorm's eval (NumPy on the host). With
     track_running_stats the state dict also holds PyTorch's num_batches_tracked (a 0-d
-    int64 array that instance norm never moves) after running_var."""
+    int64 array that instance norm never moves) after running_var.
+
+    An input whose channels are not num_features is normalised all the same, with
+    PyTorch's UserWarning, when the layer has neither affine parameters nor running
+    statistics (num_features is then unused); otherwise it is a ValueError
+    (RuntimeError too with running statistics, as PyTorch's)."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=False,
                  track_running_stats=False, dtype=np.float32, *, bias=True):
@@ -212,6 +227,21 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
         self.num_batches_tracked = 0
         self._eval_ctx = None
 
+    def _channels_ok(self, channels):
+        """As PyTorch: any channel count without per-channel parameters or statistics;
+        with running statistics (and no affine) another count is PyTorch's
+        RuntimeError."""
+        if channels == self._channels or not (self.affine or self.track_running_stats):
+            return True
+        if not self.affine:
+            raise RuntimeValueError(f"{self._where()}: expected input of {self._channels} "
+                                    f"channels (running_mean and running_var have "
+                                    f"{self._channels} elements), got {channels}")
+        return False
+
+    def _groups_of(self, channels):
+        return channels   # (one group per channel, num_features or not)
+
     def _check_statistics(self, shape):
         """As PyTorch: statistics of the input (training, or no running statistics)
         need more than 1 spatial position."""
@@ -222,6 +252,12 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
                              f"statistics), got input of shape {shape}")
 
     def _forward(self, x, buffered):
+        axis = x.ndim - self.dims - 1
+        if x.shape[axis] != self._channels:
+            warnings.warn(f"{self._where()}: input's size at dim={axis} does not match "
+                          f"num_features. You can silence this warning by not passing in "
+                          f"num_features, which is not used because affine=False",
+                          UserWarning)
         if self.track_running_stats and not self.training:
             return self._forward_running(x)
         self._eval_ctx = None
