@@ -327,3 +327,35 @@ def test_the_counter_stays_a_host_int_on_the_gpu_under_the_simulator():
         "                           fdevice.to_host(model[1].running_mean), rtol=1e-12)",
         "print('ok')",
     ])
+
+
+def test_a_state_dict_cast_to_float_or_from_pytorch_0_3_loads_as_in_pytorch():
+    """PyTorch copies a float count (a state dict cast to float32 as a whole, when
+    porting) into its int64 counter, and takes a one-element array of shape (1,) (PyTorch
+    0.3's) for any 0-d entry; fastnn refused both. A fractional count stays an error."""
+    model = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3, momentum=None))
+    _train(model, (5, 2), 4, seed=3)
+    as_float = {k: np.asarray(v, np.float32) for k, v in model.state_dict().items()}
+    fresh = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3, momentum=None))
+    assert fresh.load_state_dict(as_float) == ([], [])
+    assert fresh[1].num_batches_tracked == 4
+    twin = _twin(fresh, np.float32)
+    assert twin.load_state_dict({k: torch.from_numpy(v) for k, v in as_float.items()}) \
+        == ([], [])
+    assert int(twin[1].num_batches_tracked) == 4
+    old = {**model.state_dict(), "1." + COUNTER: np.array([7])}
+    assert fresh.load_state_dict(old) == ([], [])
+    assert fresh[1].num_batches_tracked == 7
+
+    class Scaled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(np.array(1.0, np.float32))
+            self.register_buffer("shift", np.array(0.0, np.float32))
+
+    scaled = Scaled()
+    scaled.load_state_dict({"scale": np.array([3.0]), "shift": np.array([2.0])})
+    assert scaled.scale.shape == () and float(scaled.scale.data) == 3.0
+    assert scaled.shift.shape == () and float(scaled.shift) == 2.0
+    with pytest.raises(ValueError, match="size mismatch"):
+        scaled.load_state_dict({"scale": np.array([3.0, 4.0]), "shift": np.array(0.0)})

@@ -61,6 +61,7 @@ import collections
 import contextlib
 import functools
 import inspect
+import numbers
 import operator
 import threading
 import types
@@ -1785,13 +1786,13 @@ class Module:
                 values[key] = value
                 continue
             if kind == "count":
-                if np.ndim(value) != 0 or np.asarray(value).dtype.kind not in "iu":
-                    problems.append(f"{key!r}: expected an integer count, got {value!r}")
-                values[key] = value
+                values[key] = _loadable_count(key, value, problems)
                 continue
             target = getattr(module, name)
             target = target.data if isinstance(target, Parameter) else target
             array = _as_loadable(value)
+            if array is not None and len(target.shape) == 0 and tuple(array.shape) == (1,):
+                array = array.reshape(())  # PyTorch 0.3's one-element arrays load (as there)
             if array is None:
                 problems.append(f"{key!r}: expected a numpy.ndarray, got "
                                 f"{type(value).__name__}")
@@ -2180,6 +2181,24 @@ def _is_dtype_like(value):
     except TypeError:
         return False
     return True
+
+
+def _loadable_count(key, value, problems):
+    """A norm layer's num_batches_tracked from a state dict value (a number, or an array
+    of one element: a 0-d one, or PyTorch 0.3's shape (1,)) as an int. A whole float
+    (a state dict cast to float as a whole) loads, as PyTorch copies it into its int64
+    buffer; a fractional or non-finite one, or anything else, goes to problems (None
+    returned), where PyTorch would truncate it."""
+    array = _as_loadable(value)
+    if array is None and isinstance(value, numbers.Real):
+        array = np.asarray(value)
+    if array is not None and tuple(array.shape) in ((), (1,)) \
+            and np.dtype(array.dtype).kind in "iufb":
+        count = _device.to_host(array).reshape(())
+        if np.isfinite(count) and count == np.trunc(count):
+            return int(count)
+    problems.append(f"{key!r}: expected an integer count, got {value!r}")
+    return None
 
 
 def _as_loadable(value):
