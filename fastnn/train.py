@@ -156,9 +156,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     _check_count("max_steps", max_steps)
     _check_count("eval_freq", eval_freq, least=0)  # 0, like None: no evaluation by steps
     x_train, y_train = train_data
-    loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True, seed=seed)
-    if len(loader) == 0:
+    if len(x_train) == 0:   # (before the shuffling loader, which refuses it less clearly)
         raise ValueError(f"fit: no training batches ({len(y_train)} samples)")
+    loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True, seed=seed)
     if epochs is None:
         if max_steps is None:
             raise ValueError("fit: give epochs or max_steps")

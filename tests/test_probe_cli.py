@@ -39,3 +39,31 @@ def test_array_loader_collate_fn_samples_follow_the_batch_packing():
     sample = multi[1][0]
     np.testing.assert_array_equal(sample[0], x[2])
     assert sample[1] == (2, -2)
+
+
+@pytest.mark.parametrize("form", ["arrays", "dataset"])
+def test_shuffling_no_samples_is_refused_as_torch(form):
+    # PyTorch's RandomSampler: ValueError; the loader yielded no batch, silently
+    x = np.zeros((0, 2), np.float32)
+    data = (x, np.zeros(0, np.int64)) if form == "arrays" else (TensorDataset(x),)
+    with pytest.raises(ValueError, match="num_samples=0"):
+        DataLoader(*data, batch_size=2, shuffle=True)
+    assert list(DataLoader(*data, batch_size=2)) == []   # in order: no batches, as torch
+
+
+@pytest.mark.parametrize("drop_last", [1, 0, None, "yes"])
+def test_drop_last_must_be_a_bool_as_torch(drop_last):
+    x, y = _arrays()
+    with pytest.raises(ValueError, match="drop_last should be a boolean"):
+        DataLoader(x, y, batch_size=2, drop_last=drop_last)
+    with pytest.raises(ValueError, match="drop_last should be a boolean"):
+        DataLoader(TensorDataset(x, y), batch_size=2, drop_last=drop_last)
+
+
+def test_fit_on_no_samples_names_fit():
+    from fastnn import models, nn, optim
+    from fastnn.train import fit
+    model = models.MLP(2, [3], 2)
+    with pytest.raises(ValueError, match="fit: no training batches"):
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
+            (np.zeros((0, 2), np.float32), np.zeros(0, np.int64)), progress=False)

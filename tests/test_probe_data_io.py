@@ -157,6 +157,10 @@ def test_dataloader_matches_torch_batches_and_lengths():
                     np.testing.assert_array_equal(bx, tx.numpy())
                     np.testing.assert_array_equal(by, ty.numpy())
                     assert by.dtype == np.int64 and bx.flags.c_contiguous
+                if n == 0:   # PyTorch's RandomSampler refuses to shuffle no samples
+                    with pytest.raises(ValueError, match="num_samples=0"):
+                        data.DataLoader(x, y, batch_size, shuffle=True, seed=0)
+                    continue
                 shuffled = data.DataLoader(x, y, batch_size, shuffle=True, seed=0,
                                            drop_last=drop_last)
                 assert [len(b) for _, b in shuffled] == [len(ty) for _, ty in ref]

@@ -46,8 +46,8 @@ class DataLoader:
     permutations reproducible; None draws each pass's seed from fastnn's global
     generator when the pass starts, so a pass after ``fastnn.manual_seed`` repeats and
     building the loader draws nothing, as ``torch.manual_seed`` and a PyTorch
-    DataLoader's shuffling. ``drop_last`` drops a final batch smaller than
-    ``batch_size``.
+    DataLoader's shuffling. ``drop_last`` (a bool) drops a final batch smaller than
+    ``batch_size``. Shuffling no samples is a ValueError, as PyTorch's RandomSampler.
 
     Each iteration yields ``(x_batch, y_batch)`` (``y_batch`` a tuple when y is a
     tuple), or just ``x_batch`` when y is None.
@@ -106,6 +106,9 @@ class DataLoader:
         self.collate_fn, self.num_workers = collate_fn, int(num_workers)
         self.pin_memory = bool(pin_memory)
         self.batch_size = int(batch_size)
+        if not isinstance(drop_last, (bool, np.bool_)):
+            raise ValueError(f"drop_last should be a boolean value, but got "
+                             f"drop_last={drop_last!r}")
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         # None: each shuffled pass draws its seed from fastnn's generator when it starts
@@ -113,8 +116,15 @@ class DataLoader:
         # repeats, and building a loader leaves the generator alone, as PyTorch's
         # RandomSampler with torch.manual_seed
         self.rng = None if seed is None and shuffle else as_generator(seed)
-        if self._dataset is not None:
-            return
+        if self._dataset is None:
+            self._set_arrays(x, y)
+        if self.shuffle and self.num_samples == 0:   # (PyTorch's RandomSampler refuses it)
+            raise ValueError("DataLoader: num_samples should be a positive integer value "
+                             "to shuffle, but got num_samples=0")
+
+    def _set_arrays(self, x, y):
+        """Keep the array form's x (N, ...) and targets y (None, one array or list, or a
+        tuple of arrays), checked to hold N samples each."""
         x = np.asarray(x)
         if x.ndim == 0:
             raise ValueError("DataLoader: x must have a leading sample axis, got a scalar")
