@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.nn.utils import rnn as trnn
 
+from fastnn.nn import functional as F
 from fastnn.nn.utils import rnn
 
 
@@ -64,3 +65,21 @@ def test_pad_value_not_a_number_is_a_type_error(padding_value):
     with pytest.raises(TypeError, match="padding_value"):
         rnn.pad_packed_sequence(rnn.pack_sequence([np.arange(3.0)]),
                                 padding_value=padding_value)
+
+
+@pytest.mark.parametrize("flag, message", [("scale_grad_by_freq", "scaling the gradient"),
+                                           ("sparse", "sparse weights")])
+def test_functional_embedding_bag_max_refuses_what_pytorch_refuses(flag, message):
+    """F.embedding_bag(mode='max') with scale_grad_by_freq or sparse is PyTorch's
+    ValueError (nn.EmbeddingBag refuses the first already), before the weight is
+    renormalised."""
+    weight = np.arange(12, dtype=np.float32).reshape(4, 3)
+    idx = np.array([[1, 2], [3, 0]])
+    with pytest.raises(ValueError, match=message):
+        torch.nn.functional.embedding_bag(torch.tensor(idx), torch.tensor(weight), mode="max",
+                                          **{flag: True})
+    before = weight.copy()
+    with pytest.raises(ValueError, match=message):
+        F.embedding_bag(idx, weight, mode="max", max_norm=1.0, **{flag: True})
+    np.testing.assert_array_equal(weight, before)
+    assert F.embedding_bag(idx, weight, mode="sum", **{flag: True}).shape == (2, 3)

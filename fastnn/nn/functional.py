@@ -2872,6 +2872,10 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
                          f"{idx.ndim}")
     if mode not in ("sum", "mean", "max"):
         raise ValueError("mode has to be one of sum, mean or max")
+    if mode == "max" and scale_grad_by_freq:
+        raise ValueError("max mode does not support scaling the gradient by the frequency")
+    if mode == "max" and sparse:
+        raise ValueError("max mode does not support sparse weights")
     if idx.size and (idx.min() < 0 or idx.max() >= w.shape[0]):
         raise RuntimeError(f"embedding_bag: an index lies outside [0, {w.shape[0]})")
     if max_norm is not None:
