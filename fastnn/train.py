@@ -154,6 +154,8 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     """
     _check_count("epochs", epochs)
     _check_count("max_steps", max_steps)
+    if batch_size is None:   # (the loader's None, unbatched samples, is no training batch)
+        raise ValueError("fit: batch_size must be a positive int, got None")
     _check_count("eval_freq", eval_freq, least=0)  # 0, like None: no evaluation by steps
     x_train, y_train = train_data
     if len(x_train) == 0:   # (before the shuffling loader, which refuses it less clearly)

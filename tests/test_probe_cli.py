@@ -67,3 +67,38 @@ def test_fit_on_no_samples_names_fit():
     with pytest.raises(ValueError, match="fit: no training batches"):
         fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
             (np.zeros((0, 2), np.float32), np.zeros(0, np.int64)), progress=False)
+
+
+def test_batch_size_none_yields_samples_unbatched_as_torch():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import DataLoader as TorchLoader, TensorDataset as TorchDataset
+    x, y = _arrays(5)
+    ref = list(TorchLoader(TorchDataset(torch.from_numpy(x), torch.from_numpy(y)),
+                           batch_size=None))
+    for loader in (DataLoader(TensorDataset(x, y), batch_size=None),
+                   DataLoader(x, y, batch_size=None)):
+        got = list(loader)
+        assert len(loader) == len(got) == len(ref) == 5
+        for g, r in zip(got, ref):
+            np.testing.assert_array_equal(g[0], r[0].numpy())
+            assert int(g[1]) == int(r[1]) and np.ndim(g[1]) == 0
+        assert loader.batch_size is None
+    assert isinstance(got[0], tuple)   # the array form packs a sample as it packs a batch
+    assert isinstance(list(DataLoader(TensorDataset(x, y), batch_size=None))[0], list)
+    # shuffled: the samples of batch_size=1 with the same seed; collate_fn per sample
+    one = [int(b[1][0]) for b in DataLoader(x, y, batch_size=1, shuffle=True, seed=4)]
+    assert [int(s[1]) for s in DataLoader(x, y, batch_size=None, shuffle=True, seed=4)] == one
+    assert list(DataLoader(x, y, batch_size=None, collate_fn=lambda s: int(s[1]))) == \
+        list(range(5))
+    with pytest.raises(ValueError, match="mutually exclusive with drop_last"):
+        DataLoader(x, y, batch_size=None, drop_last=True)
+
+
+def test_fit_refuses_batch_size_none():
+    from fastnn import models, nn, optim
+    from fastnn.train import fit
+    model = models.MLP(2, [3], 2)
+    with pytest.raises(ValueError, match="fit: batch_size"):
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
+            (np.zeros((4, 2), np.float32), np.zeros(4, np.int64)), batch_size=None,
+            progress=False)

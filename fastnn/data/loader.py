@@ -65,6 +65,8 @@ class DataLoader:
     ``generator`` is PyTorch's name for ``seed``; ``num_workers`` and ``pin_memory``
     are accepted for PyTorch code, and batches are made in the calling process.
     ``.dataset`` is the dataset (over arrays: a TensorDataset of x and y, no copy).
+    ``batch_size=None`` turns batching off, as PyTorch's: each sample is yielded as it
+    is (``collate_fn(sample)`` when given), one per step (not with ``drop_last``).
     """
 
     def __init__(self, x, y=None, batch_size=_UNSET, shuffle=False, seed=None,
@@ -100,12 +102,17 @@ class DataLoader:
             if seed is not None:
                 raise TypeError("DataLoader: pass seed= or generator=, not both")
             seed = generator
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+        if batch_size is None:   # PyTorch's: no batching, each sample yielded as it is
+            if drop_last:
+                raise ValueError("batch_size=None option disables auto-batching and is "
+                                 "mutually exclusive with drop_last")
+        elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
                 or batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size!r}")
+            raise ValueError(f"DataLoader: batch_size must be a positive int or None, got "
+                             f"{batch_size!r}")
         self.collate_fn, self.num_workers = collate_fn, int(num_workers)
         self.pin_memory = bool(pin_memory)
-        self.batch_size = int(batch_size)
+        self.batch_size = None if batch_size is None else int(batch_size)
         if not isinstance(drop_last, (bool, np.bool_)):
             raise ValueError(f"drop_last should be a boolean value, but got "
                              f"drop_last={drop_last!r}")
@@ -150,7 +157,7 @@ class DataLoader:
 
     def __len__(self):
         """Number of batches per pass."""
-        n, b = self.num_samples, self.batch_size
+        n, b = self.num_samples, self.batch_size or 1
         return n // b if self.drop_last else math.ceil(n / b)
 
     def _pack(self, x, ys):
@@ -163,7 +170,10 @@ class DataLoader:
             yield from self._iter_dataset()
             return
         for rows in self._batch_rows():
-            if self.collate_fn is not None:
+            if self.batch_size is None:   # one sample, as it is (or collate_fn(sample))
+                sample = self._samples(rows)[0]
+                yield sample if self.collate_fn is None else self.collate_fn(sample)
+            elif self.collate_fn is not None:
                 yield self.collate_fn(self._samples(rows))
             else:
                 yield self._pack(_gather(self.x, rows), [_gather(a, rows) for a in self._ys])
@@ -177,7 +187,7 @@ class DataLoader:
     def _batch_rows(self):
         """Each batch's rows of one pass: slices in order, or runs of a new permutation
         (drawn from the generator) when shuffling."""
-        n, b = self.num_samples, self.batch_size
+        n, b = self.num_samples, self.batch_size or 1
         order = None
         if self.shuffle:
             rng = self.rng if self.rng is not None else as_generator(_random.draw_seed())
@@ -186,6 +196,16 @@ class DataLoader:
             yield slice(start, min(start + b, n)) if order is None else order[start:start + b]
 
     def _iter_dataset(self):
+        if self.batch_size is None:   # one sample, as it is (or collate_fn(sample))
+            for rows in self._batch_rows():
+                sample = self._dataset[int(rows.start if isinstance(rows, slice) else rows[0])]
+                if self.collate_fn is not None:
+                    yield self.collate_fn(sample)
+                elif isinstance(sample, tuple) and not hasattr(sample, "_fields"):
+                    yield list(sample)   # (PyTorch's default_convert: a tuple as a list)
+                else:
+                    yield sample
+            return
         view = array_view(self._dataset) if self.collate_fn is None else None
         if view is not None:  # a TensorDataset (or Subset of one): whole-batch gathers
             arrays, index = view
