@@ -99,3 +99,20 @@ def test_instance_norm_channels_other_than_num_features(backend, cls, tcls, shap
             with pytest.raises(ValueError):
                 layer_cls(3, affine=True, track_running_stats=stats,
                           dtype=np.float64).train(training)(x)
+
+
+@pytest.mark.parametrize("mask_shape", [(1, 3, 5), (2, 3, 4), (4, 3, 5)])
+def test_unbatched_attention_3d_mask_of_another_shape_is_an_assertion(mask_shape):
+    """PyTorch's shape check asserts an unbatched query's 3-D attn_mask is (heads, L,
+    S) (AssertionError), where a batched query's wrong 3-D mask is a RuntimeError."""
+    from fastnn import nn
+    q, k = np.ones((3, 4)), np.ones((5, 4))
+    mask = np.zeros(mask_shape)
+    with pytest.raises(AssertionError):
+        torch.nn.MultiheadAttention(4, 2).double()(*map(torch.tensor, (q, k, k)),
+                                                   attn_mask=torch.tensor(mask))
+    layer = nn.MultiheadAttention(4, 2, dtype=np.float64)
+    with pytest.raises(AssertionError, match="attn_mask"):
+        layer(q, k, k, attn_mask=mask)
+    with pytest.raises(RuntimeError):   # batched: PyTorch's RuntimeError, as before
+        layer(q[:, None], k[:, None], k[:, None], attn_mask=np.zeros((1, 3, 5)))

@@ -295,7 +295,9 @@ class MultiheadAttention(Module):
             elif m.shape == (n * self.num_heads, length, source):
                 m = m.reshape(n, self.num_heads, length, source)
             else:   # PyTorch: RuntimeError for a 2-D or 3-D mask, else AssertionError
-                error = AttentionRuntimeError if m.ndim in (2, 3) else AttentionAssertionError
+                # (which its shape check also raises for unbatched input's 3-D mask)
+                runtime = m.ndim == 2 or (m.ndim == 3 and not unbatched)
+                error = AttentionRuntimeError if runtime else AttentionAssertionError
                 raise error(f"{where}: expected attn_mask of shape {(length, source)} or "
                             f"{(n * self.num_heads, length, source)}, got {m.shape}")
             total = m
