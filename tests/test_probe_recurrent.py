@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.nn.utils import rnn as trnn
 
+from fastnn import nn
 from fastnn.nn import functional as F
 from fastnn.nn.utils import rnn
 
@@ -83,3 +84,21 @@ def test_functional_embedding_bag_max_refuses_what_pytorch_refuses(flag, message
         F.embedding_bag(idx, weight, mode="max", max_norm=1.0, **{flag: True})
     np.testing.assert_array_equal(weight, before)
     assert F.embedding_bag(idx, weight, mode="sum", **{flag: True}).shape == (2, 3)
+
+
+@pytest.mark.parametrize("make", [
+    lambda lib: lib.Embedding(4, 3, padding_idx=4),
+    lambda lib: lib.Embedding(4, 3, padding_idx=-5),
+    lambda lib: lib.EmbeddingBag(4, 3, padding_idx=4),
+    lambda lib: lib.Embedding.from_pretrained(
+        (torch.ones(3) if lib is torch.nn else np.ones(3, np.float32))),
+    lambda lib: lib.EmbeddingBag.from_pretrained(
+        (torch.ones(3) if lib is torch.nn else np.ones(3, np.float32)))])
+def test_embedding_arguments_pytorch_asserts_against_are_assertion_errors(make):
+    """PyTorch asserts the padding_idx range and from_pretrained's 2-D table
+    (AssertionError); fastnn's error is that type too, and still a ValueError."""
+    with pytest.raises(AssertionError):
+        make(torch.nn)
+    with pytest.raises(AssertionError) as caught:
+        make(nn)
+    assert isinstance(caught.value, ValueError)

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import AssertionValueError
 from ..validation import check_bool, check_only, check_number, check_positive_int
 from . import init
 from .module import Module, Parameter
@@ -16,10 +17,12 @@ def embedding_table(where, num_embeddings, embedding_dim, padding_idx, weight, d
     fastnn's generator with the padding row zeroed (PyTorch's); padding_idx may count
     from the end."""
     if padding_idx is not None:
-        if (isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral)
-                or not -num_embeddings <= padding_idx < num_embeddings):
+        if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral):
             raise ValueError(f"{where}: padding_idx must be within num_embeddings, got "
                              f"{padding_idx!r}")
+        if not -num_embeddings <= padding_idx < num_embeddings:   # (PyTorch asserts)
+            raise AssertionValueError(f"{where}: padding_idx must be within num_embeddings, "
+                                      f"got {padding_idx!r}")
         padding_idx = int(padding_idx) % num_embeddings
     shape = (num_embeddings, embedding_dim)
     if weight is not None:
@@ -133,8 +136,8 @@ class Embedding(Module):
         default), with PyTorch's arguments."""
         array = np.asarray(_device.to_host(embeddings))
         if array.ndim != 2:
-            raise ValueError(f"Embedding.from_pretrained: expected a 2-D array, got shape "
-                             f"{array.shape}")
+            raise AssertionValueError(f"Embedding.from_pretrained: expected a 2-D array, got "
+                                      f"shape {array.shape}")
         dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float32
         return cls(array.shape[0], array.shape[1], padding_idx=padding_idx,
                    max_norm=max_norm, norm_type=norm_type,

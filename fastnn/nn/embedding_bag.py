@@ -3,6 +3,7 @@ NumPy on the host (a GPU model's table comes to the host and its gradient goes b
 import numpy as np
 
 from .. import device as _device
+from ..errors import AssertionValueError
 from ..validation import check_bool, check_float_array, check_only, check_positive_int
 from .embedding import Embedding, check_renorm, embedding_table, renorm_repr, renorm_rows
 from .module import Module, Parameter, check_kept, kept_for_backward
@@ -82,8 +83,8 @@ class EmbeddingBag(Module):
         are (frozen by default: requires_grad False), as PyTorch's."""
         array = np.asarray(_device.to_host(embeddings))
         if array.ndim != 2:
-            raise ValueError(f"EmbeddingBag.from_pretrained: expected a 2-D array, got shape "
-                             f"{array.shape}")
+            raise AssertionValueError(f"EmbeddingBag.from_pretrained: expected a 2-D array, "
+                                      f"got shape {array.shape}")
         dtype = array.dtype if array.dtype in (np.float32, np.float64) else np.float32
         bag = cls(array.shape[0], array.shape[1], max_norm=max_norm, norm_type=norm_type,
                   scale_grad_by_freq=scale_grad_by_freq, mode=mode, sparse=sparse,
