@@ -668,11 +668,12 @@ def _build_model(meta, path):
 
 def _model_state(path, meta, arrays, model):
     """The checkpoint's model state, checked against model and cast to its dtypes."""
-    live = model.state_dict()
     described = meta["model"].get("values", {})
     saved = collections.OrderedDict(
         (k, _decode(described[k], arrays) if k in described else arrays[MODEL_PREFIX + k])
         for k in meta["model"]["keys"])
+    _make_lazy_layers(model, saved)
+    live = model.state_dict()
     # A file written before state dicts carried the norm layers' batch counter loads
     # without it: load_state_dict then leaves the counters as they are.
     missing = [k for k in live if k not in saved and not _batch_count_key(k, live)]
@@ -699,6 +700,14 @@ def _model_state(path, meta, arrays, model):
             value = value.astype(target.dtype)
         state[name] = value
     return state
+
+
+def _make_lazy_layers(model, saved):
+    """Give model's lazy layers that have not seen an input their sizes from the saved
+    arrays, as load_state_dict does (PyTorch's lazy layers take them from a state dict)."""
+    for prefix, module in model._all_modules(""):
+        if "_lazy" in module.__dict__:
+            module._lazy_from_state(saved, prefix)
 
 
 def _batch_count_key(name, live):
@@ -746,7 +755,8 @@ def load_checkpoint(path, model=None, optimizer=None, restore_random=False):
     when the file is not a checkpoint or does not fit the model or optimizer. The norm
     layers' num_batches_tracked is the one state entry a file may lack (checkpoints
     written before fastnn saved it): those layers keep their counts (0 in a rebuilt
-    model), as load_state_dict does with such a state dict.
+    model), as load_state_dict does with such a state dict. Lazy layers of model that
+    have not seen an input take their sizes from the file first, as load_state_dict's.
     """
     return _load_read(_label(path), *read_checkpoint(path), model, optimizer, restore_random)
 

@@ -251,3 +251,18 @@ def test_a_saved_bias_without_its_weight_is_not_an_unexpected_key_of_a_lazy_laye
     assert dst.has_uninitialized_params()
     with pytest.raises(ValueError, match=r"missing keys \['weight', 'bias'\]$"):
         dst.load_state_dict(saved)
+
+
+def test_a_checkpoint_loads_into_a_lazy_model_as_its_state_dict_does(tmp_path):
+    """fastnn.load(path, model=lazy) refused the file ('unexpected keys': a lazy layer
+    has no arrays yet) where model.load_state_dict(fastnn.load(path)) makes them."""
+    x = np.ones((2, 3), np.float32)
+    model = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.LazyLinear(2))
+    model(x)
+    path = tmp_path / "lazy.npz"
+    fastnn.save(model, path)
+    lazy = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.LazyLinear(2))
+    assert fastnn.load(path, model=lazy) is lazy
+    assert type(lazy[0]) is nn.Linear and lazy[0].in_features == 3
+    np.testing.assert_array_equal(lazy(x), model(x))
+
