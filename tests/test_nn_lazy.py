@@ -266,3 +266,14 @@ def test_a_checkpoint_loads_into_a_lazy_model_as_its_state_dict_does(tmp_path):
     assert type(lazy[0]) is nn.Linear and lazy[0].in_features == 3
     np.testing.assert_array_equal(lazy(x), model(x))
 
+
+def test_requires_grad_before_a_dry_run_is_an_error_as_in_pytorch():
+    """PyTorch's requires_grad_ on a lazy layer's uninitialised parameters raises
+    ValueError; fastnn's skipped the layer, so its parameters, made at the dry run,
+    trained although the model had been frozen."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.LazyLinear(2))
+    with pytest.raises(ValueError, match="until it sees an input"):
+        model.requires_grad_(False)
+    assert model[0].weight.requires_grad  # nothing changed
+    model(np.ones((2, 3), np.float32))
+    assert not any(p.requires_grad for p in model.requires_grad_(False).parameters())

@@ -1158,8 +1158,9 @@ class Module:
                                      remove_duplicate, out)
 
     def requires_grad_(self, requires_grad=True):
-        """Freeze (False) or unfreeze every parameter for the optimizers; self."""
-        for _, param in self._named_parameters():
+        """Freeze (False) or unfreeze every parameter for the optimizers; self. A lazy
+        layer that has not seen an input yet is an error (as PyTorch's), not skipped."""
+        for _, param in self.named_parameters():
             param.requires_grad_(requires_grad)
         return self
 
@@ -1461,7 +1462,8 @@ class Module:
     def _named_parameters(self, prefix="", lazy_ok=True, recurse=True, remove_duplicate=True):
         def members(module, mprefix):
             if not lazy_ok and "_lazy" in module.__dict__:
-                raise RuntimeError(f"{type(module).__name__} ({mprefix or 'the model'}) "
+                # (PyTorch's uninitialised parameters raise ValueError when used)
+                raise RuntimeValueError(f"{type(module).__name__} ({mprefix or 'the model'}) "
                                    f"has no parameters until it sees an input: run one "
                                    f"forward (a dry run) before asking for them, e.g. "
                                    f"before building the optimizer")
