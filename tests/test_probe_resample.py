@@ -67,3 +67,45 @@ def test_adaptive_avg_pool_shape_error_is_runtime_error(dims):
         getattr(TF, f"adaptive_avg_pool{dims}d")(torch.from_numpy(x), 2)
     with pytest.raises(RuntimeError):
         getattr(F, f"adaptive_avg_pool{dims}d")(x, 2)
+
+
+@pytest.mark.parametrize("shapes", [((4,), ()), ((), (4,)), ((), ()), ((2, 3), ())])
+def test_cosine_similarity_and_pairwise_distance_take_0d_inputs(shapes):
+    rng = np.random.default_rng(0)
+    x, y = (rng.standard_normal(s) for s in shapes)
+    for keepdim in (False, True):
+        for p in (2.0, 1.0, float("inf"), 0.0):
+            xt, yt = torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)
+            want = TF.pairwise_distance(xt, yt, p, 1e-6, keepdim)
+            got = F.pairwise_distance(x, y, p, 1e-6, keepdim)
+            assert got.shape == tuple(want.shape)
+            np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-12)
+            layer = nn.PairwiseDistance(p, 1e-6, keepdim)
+            np.testing.assert_allclose(layer.forward(x, y), want.detach().numpy(), rtol=1e-12)
+            if p == 2.0:
+                want.sum().backward()
+                gx, gy = layer.backward(np.ones(want.shape))
+                np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-10)
+                np.testing.assert_allclose(gy, yt.grad.numpy(), rtol=1e-10)
+    xt, yt = torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)
+    want = TF.cosine_similarity(xt, yt, -1)
+    want.sum().backward()
+    assert F.cosine_similarity(x, y, -1).shape == tuple(want.shape)
+    layer = nn.CosineSimilarity(-1)
+    np.testing.assert_allclose(layer.forward(x, y), want.detach().numpy(), rtol=1e-12)
+    gx, gy = layer.backward(np.ones(want.shape))
+    np.testing.assert_allclose(gx, xt.grad.numpy(), atol=1e-12)
+    np.testing.assert_allclose(gy, yt.grad.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("p", [float("inf"), -float("inf")])
+@pytest.mark.parametrize("shape,dim", [((3, 0), 1), ((0, 3), 0), ((2, 0, 3), 1), ((0,), 0)])
+def test_infinite_norm_over_empty_axis_is_runtime_error(p, shape, dim):
+    x = np.ones(shape, np.float32)
+    with pytest.raises(RuntimeError):
+        TF.normalize(torch.from_numpy(x), p, dim)
+    with pytest.raises(RuntimeError, match="empty"):
+        F.normalize(x, p, dim)
+    if dim == len(shape) - 1:
+        with pytest.raises(RuntimeError, match="empty"):
+            F.pairwise_distance(x, x, p)

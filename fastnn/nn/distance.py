@@ -21,18 +21,17 @@ class _TwoInputs(Module):
 
     def _inputs(self, x1, x2):
         """(x1, x2 as host arrays broadcast to one shape, the caller's namespace, their
-        own shapes)."""
+        own shapes). A 0-d input broadcasts as PyTorch's; two of them are read as (1,)
+        arrays (the one value along the reduced axis)."""
         where = self._where()
         x1 = check_float_array(where, "x1", x1, device_ok=True)
         x2 = check_float_array(where, "x2", x2, dtype=x1.dtype, device_ok=True)
         shapes = (tuple(x1.shape), tuple(x2.shape))
         try:
-            shape = np.broadcast_shapes(*shapes)
+            shape = np.broadcast_shapes(*shapes) or (1,)
         except ValueError:
-            shape = ()
-        if not shape or min(map(len, shapes)) == 0:
-            raise ValueError(f"{where}: expected x1 and x2 of shapes that broadcast (rank "
-                             f">= 1), got {shapes[0]} and {shapes[1]}")
+            raise ValueError(f"{where}: expected x1 and x2 of shapes that broadcast, got "
+                             f"{shapes[0]} and {shapes[1]}") from None
         host = (np.broadcast_to(_device.to_host(x), shape) for x in (x1, x2))
         return (*host, _device.namespace_of(x1), shapes)
 
@@ -159,7 +158,7 @@ class PairwiseDistance(_TwoInputs):
     def forward(self, x1, x2):
         x1, x2, caller, shapes = self._inputs(x1, x2)
         dist, grad = norm_and_grad(x1 - x2 + x1.dtype.type(self.eps), float(self.norm))
-        out = dist if self.keepdim else dist[..., 0]
+        out = dist if self.keepdim and shapes != ((), ()) else dist[..., 0]
         self._ctx = kept_for_backward((grad, -grad, out.shape, x1.ndim - 1, caller, shapes))
         return caller.put(np.array(out))  # (a copy; 0-d stays 0-d)
 

@@ -1434,6 +1434,7 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     if x.ndim == 0:
         norm = np.abs(x) if p != 0 else (x != 0).astype(x.dtype)
     else:
+        _infinite_norm_axis(p, x.shape, axis)
         norm = np.linalg.norm(x, ord=p, axis=axis, keepdims=True)
     denom = np.maximum(norm.astype(x.dtype, copy=False), x.dtype.type(eps))
     return np.divide(x, denom, out=np.empty_like(x) if out is None else out)
@@ -1450,7 +1451,7 @@ def _broadcast_shape(where, a, b):
 def cosine_similarity(x1, x2, dim=1, eps=1e-08):
     """sum(x1 x2) / (max(||x1||, eps) max(||x2||, eps)) along dim.
 
-    x1, x2: shapes that broadcast, of rank >= 1. Output: the broadcast shape without dim.
+    x1, x2: shapes that broadcast (0-d ones too). Output: the broadcast shape without dim.
     The forward of nn.CosineSimilarity.
     """
     where = "cosine_similarity"
@@ -1464,7 +1465,8 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-08):
 def pairwise_distance(x1, x2, p=2.0, eps=1e-06, keepdim=False):
     """||x1 - x2 + eps||_p along the last dimension (keepdim keeps it as size 1).
 
-    x1, x2: (N, D) or (D,), or shapes that broadcast. Output: the broadcast shape without
+    x1, x2: (N, D) or (D,), or shapes that broadcast (two 0-d inputs: a 0-d distance,
+    keepdim or not, as PyTorch's). Output: the broadcast shape without
     (or, keepdim, with size 1 in) the last dimension. The forward of nn.PairwiseDistance
     for p > 0; p = 0, negative or infinite p by np.linalg.norm's vector orders.
     """
@@ -1473,13 +1475,22 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-06, keepdim=False):
     a = _float(where, "x1", x1)
     b = _float(where, "x2", x2, dtype=a.dtype)
     shape = _broadcast_shape(where, a, b)
-    if not shape:
-        raise RuntimeError(f"{where}: expected inputs of rank >= 1, got shapes {a.shape} and "
-                           f"{b.shape}")
+    if shape:
+        _infinite_norm_axis(p, shape, len(shape) - 1)
     if isinstance(p, numbers.Real) and 0 < p < math.inf:
         return PairwiseDistance(p, eps, keepdim).forward(a, b)
-    diff = a - b + a.dtype.type(eps)
-    return np.asarray(np.linalg.norm(diff, ord=p, axis=-1, keepdims=keepdim), a.dtype)
+    diff = (a - b + a.dtype.type(eps)).reshape(shape or (1,))  # (0-d inputs: one value)
+    dist = np.linalg.norm(diff, ord=p, axis=-1, keepdims=keepdim and bool(shape))
+    return np.asarray(dist, a.dtype)
+
+
+def _infinite_norm_axis(p, shape, axis):
+    """PyTorch's RuntimeError for an infinite-order norm over an empty axis (no
+    identity for its max or min)."""
+    if isinstance(p, numbers.Real) and math.isinf(p) and shape[axis] == 0:
+        raise RuntimeError(f"linalg.vector_norm cannot compute the {p} norm on the "
+                           f"dimension {axis} because this dimension is empty and the "
+                           f"operation does not have an identity")
 
 
 # --------------------------------------------------------------------------- losses
@@ -2878,13 +2889,16 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
         raise ValueError("max mode does not support sparse weights")
     if idx.size and (idx.min() < 0 or idx.max() >= w.shape[0]):
         raise RuntimeError(f"embedding_bag: an index lies outside [0, {w.shape[0]})")
-    if max_norm is not None:
-        renorm_rows(w, idx, max_norm, norm_type)
     with _runtime_errors():
         bag = EmbeddingBag(w.shape[0], w.shape[1], mode=mode, _weight=w,
                            include_last_offset=include_last_offset,
                            padding_idx=padding_idx, dtype=w.dtype)
-        return bag.forward(idx, offsets, per_sample_weights)
+        # (set past the constructor's checks: PyTorch's functional takes any norm_type)
+        bag.max_norm, bag.norm_type = max_norm, norm_type
+        out = bag.forward(idx, offsets, per_sample_weights)
+    if max_norm is not None:   # weight's rows as the bag's copy, once the call is checked
+        renorm_rows(w, idx, max_norm, norm_type)
+    return out
 
 
 def conv_tbc(input, weight, bias, pad=0):
