@@ -355,10 +355,14 @@ def _check_batch_of_one(model, x_train, batch_size):
     """A CLIError, before any training, when a batch of one sample (every batch with
     --batch-size 1, else each epoch's last batch when one sample is left over) is one
     the model cannot train on: a BatchNorm over a single value per channel (PyTorch
-    raises there too). Tried on a copy of the model, so nothing is changed."""
+    raises there too). Tried on a copy of the model, with fastnn's random generator put
+    back after it (a dropout layer draws from it), so nothing is changed."""
     import copy
+
+    from . import random as _random
     if batch_size != 1 and len(x_train) % batch_size != 1:
         return
+    state = _random.get_state()
     try:
         copy.deepcopy(model).train()(x_train[:1])
     except ValueError as exc:
@@ -367,6 +371,8 @@ def _check_batch_of_one(model, x_train, batch_size):
                  f"samples, --batch-size {batch_size})")
         raise CLIError(f"{which}, which this model cannot train on: {exc}; choose another "
                        f"--batch-size") from None
+    finally:
+        _random.set_state(state)
 
 
 def build_optimizer(args, parameters):

@@ -102,3 +102,39 @@ def test_fit_refuses_batch_size_none():
         fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1),
             (np.zeros((4, 2), np.float32), np.zeros(4, np.int64)), batch_size=None,
             progress=False)
+
+
+@pytest.fixture
+def restore_backend():
+    """In-process CLI calls set the backend and seed; later tests get theirs back."""
+    import fastnn
+    from fastnn import random as fastnn_random
+    backend, state = fastnn.get_backend(), fastnn_random.get_state()
+    yield
+    fastnn.set_backend(backend)
+    fastnn_random.set_state(state)
+
+
+def test_cli_batch_of_one_check_leaves_the_dropout_draws_alone(tmp_path, capsys,
+                                                                restore_backend):
+    # digits: 1438 training samples, so --batch-size 479 leaves one sample in the last
+    # batch and the CLI tries a one-sample forward first; its dropout draw moved every
+    # later mask, so the run differed from the same fit in Python
+    import fastnn
+    from fastnn import data, models, nn, optim
+    from fastnn.cli import main
+    from fastnn.train import fit
+    path = str(tmp_path / "m.npz")
+    assert main(["train", "--dataset", "digits", "--hidden", "16", "--dropout", "0.3",
+                 "--batch-size", "479", "--max-steps", "4", "--backend", "numpy",
+                 "--no-progress", "--save", path]) == 0
+    got = fastnn.load(path).state_dict()
+    fastnn.manual_seed(0)
+    x_train, y_train, x_test, y_test = data.load("digits", flatten=True)
+    assert len(x_train) % 479 == 1
+    model = models.MLP(64, [16], 10, dropout=0.3)
+    fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+        (x_train, y_train), (x_test, y_test), epochs=None, max_steps=4, batch_size=479,
+        seed=0, progress=False, log=False)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(got[key], value, err_msg=key)
