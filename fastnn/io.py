@@ -174,8 +174,8 @@ def _add_array(arrays, key, value):
 def _encode(value, key, arrays):
     """A JSON description of a state value that is not one array (optimizer counters, a
     module's extra state): None, a string, a number (with its NumPy dtype, so a float32
-    scalar comes back float32), or a list or string-keyed dict of such values and arrays
-    (the arrays go to ``arrays`` under key/<i> or key/<name>)."""
+    scalar comes back float32), or a list, tuple or string-keyed dict of such values and
+    arrays (the arrays go to ``arrays`` under key/<i> or key/<name>)."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -190,7 +190,8 @@ def _encode(value, key, arrays):
         _add_array(arrays, key, value)
         return {"array": key}
     if isinstance(value, (list, tuple)):
-        return {"list": [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]}
+        kind = "tuple" if isinstance(value, tuple) else "list"  # each comes back as it was
+        return {kind: [_encode(v, f"{key}/{i}", arrays) for i, v in enumerate(value)]}
     if isinstance(value, (bool, int, float, np.generic)):
         number = np.asarray(value)
         return {"number": number.item(), "dtype": None if isinstance(value, (bool, int, float))
@@ -207,6 +208,8 @@ def _decode(desc, arrays):
         return arrays[desc["array"]]
     if "list" in desc:
         return [_decode(d, arrays) for d in desc["list"]]
+    if "tuple" in desc:
+        return tuple(_decode(d, arrays) for d in desc["tuple"])
     if "dict" in desc:
         return {k: _decode(d, arrays) for k, d in desc["dict"].items()}
     if "items" in desc:

@@ -398,3 +398,17 @@ def test_load_alone_restores_a_models_eval_mode_and_frozen_parameters(tmp_path, 
     model.train()                                   # and training mode comes back too
     fastnn.save(model, path)
     assert all(m.training for m in fastnn.load(path).modules())
+
+
+def test_a_saved_dict_gives_tuples_back_as_tuples():
+    """torch.load gives a general checkpoint's tuples back as tuples; fastnn.load gave
+    lists (a tuple of arrays too)."""
+    buf = stdio.BytesIO()
+    saved = {"shape": (3, (4, 5)), "pair": (np.arange(2), "a"), "items": [1, (2,)]}
+    fastnn.save(saved, buf)
+    buf.seek(0)
+    back = fastnn.load(buf)
+    assert back["shape"] == (3, (4, 5)) and type(back["shape"][1]) is tuple
+    assert type(back["pair"]) is tuple and back["pair"][1] == "a"
+    np.testing.assert_array_equal(back["pair"][0], np.arange(2))
+    assert back["items"] == [1, (2,)] and type(back["items"]) is list
