@@ -92,3 +92,41 @@ def test_total_iters_zero_is_taken_as_torch(build):
             ref.step()
             ours.step()
             theirs.step()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adagrad_state_of_a_parameter_not_yet_stepped_as_torch(backend):
+    """PyTorch's Adagrad makes every parameter's state (step 0, sum at
+    initial_accumulator_value) in its constructor: fastnn's state dict holds it too, so
+    torch loads it (its step needs the sum) and both continue alike; a state dict
+    without it (fastnn's earlier ones) resumes a parameter not yet stepped from
+    initial_accumulator_value, not from zeros."""
+    kwargs = dict(lr=0.1, lr_decay=0.1, initial_accumulator_value=0.5)
+    with fastnn.use_backend(backend):
+        ours = [Parameter(np.ones(2)), Parameter(np.arange(3.0))]
+        theirs = [torch.nn.Parameter(torch.tensor(p.data)) for p in ours]
+        opt, ref = optim.Adagrad(ours, **kwargs), torch.optim.Adagrad(theirs, **kwargs)
+        ours[0].grad = np.full(2, 0.5)
+        theirs[0].grad = torch.tensor(ours[0].grad)
+        opt.step()
+        ref.step()
+        saved, want = opt.state_dict(), ref.state_dict()
+        assert list(saved["state"]) == list(want["state"]) == [0, 1]
+        for index, entry in want["state"].items():
+            assert saved["state"][index]["step"] == entry["step"].item()
+            np.testing.assert_array_equal(saved["state"][index]["sum"], entry["sum"].numpy())
+        ref = torch.optim.Adagrad(theirs, **kwargs)
+        ref.load_state_dict({"param_groups": saved["param_groups"], "state": {
+            i: {k: torch.as_tensor(np.asarray(v, np.float64)) for k, v in e.items()}
+            for i, e in saved["state"].items()}})
+        older = {"param_groups": saved["param_groups"],
+                 "state": {0: saved["state"][0]}}
+        opt = optim.Adagrad(ours, **kwargs)
+        opt.load_state_dict(older)
+        for p, q in zip(ours, theirs):
+            p.grad = np.full(p.data.shape, 0.25)
+            q.grad = torch.tensor(p.grad)
+        opt.step()
+        ref.step()
+        for p, q in zip(ours, theirs):
+            np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12)

@@ -1,7 +1,7 @@
 """Adagrad with learning-rate decay and L2 weight decay, PyTorch's rule."""
 import numpy as np
 
-from .optimizer import Optimizer, torch_flags_of
+from .optimizer import Optimizer, _as_index, torch_flags_of
 
 
 class Adagrad(Optimizer):
@@ -36,19 +36,45 @@ class Adagrad(Optimizer):
         self._at_least("eps", group["eps"], 0.0)
         self._flag(group, "maximize")
 
+    # PyTorch's Adagrad makes every parameter's state (step 0, sum) in its constructor:
+    # its state dict holds them before any step, and loads only with them
+    _eager_state = True
+
     def _state_names(self, group):
         return ("sum",)
+
+    def _install_group(self, group):
+        super()._install_group(group)
+        for bucket in self._buckets[-1]:
+            self._sum(bucket, group)
+
+    def _start(self, bucket, i):
+        """Parameter i's sum back to its start, initial_accumulator_value (PyTorch's
+        rule: the constructor's value, whatever a group says: torch.optim.Adagrad reads
+        self.defaults when it makes the state)."""
+        start = float(self.defaults["initial_accumulator_value"])
+        if start:
+            bucket.ns.copy_into(bucket.view(bucket.buffer("sum"), i),
+                                np.full(bucket.shapes[i], start, bucket.dtype))
 
     def _sum(self, bucket, group):
         """The flat ``sum`` buffer, starting at initial_accumulator_value."""
         fresh = "sum" not in bucket.state
         buf = bucket.buffer("sum")
-        # PyTorch's rule: the constructor's value, whatever a group says (torch.optim.Adagrad
-        # reads self.defaults when it makes the state)
-        start = float(self.defaults["initial_accumulator_value"])
-        if fresh and start:
-            bucket.ns.copy_into(buf, np.full(bucket.size, start, bucket.dtype))
+        if fresh:
+            for i in range(len(bucket)):
+                self._start(bucket, i)
         return buf
+
+    def load_state_dict(self, state_dict):
+        """Optimizer.load_state_dict; a parameter the state dict holds no sum for (one
+        that had not stepped, in a state dict without PyTorch's step-0 entries) starts
+        again from initial_accumulator_value, not from zeros."""
+        super().load_state_dict(state_dict)
+        saved = {_as_index(k): entry for k, entry in state_dict["state"].items()}
+        for index, (_, bucket, i) in enumerate(self._locate()):
+            if "sum" not in saved.get(index, {}):
+                self._start(bucket, i)
 
     @staticmethod
     def _rate(group, step):

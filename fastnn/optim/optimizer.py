@@ -526,7 +526,7 @@ class Optimizer:
         (it has taken a step): its arrays views of the optimizer's buffers (views) or
         copies, its scalar states 0-d arrays, as PyTorch's 0-d tensors."""
         for index, (gi, bucket, i) in enumerate(self._locate()):
-            if bucket.steps[i] == 0:
+            if bucket.steps[i] == 0 and not self._eager_state:
                 continue
             if views:
                 values = {name: bucket.view(buf, i) for name, buf in bucket.state.items()}
@@ -695,6 +695,9 @@ class Optimizer:
 
     #: state names accepted on load even when the group's settings do not use them
     _optional_state = ()
+    #: whether every parameter has a state entry from the start (step 0), as PyTorch's
+    #: Adagrad makes it in its constructor; else only those that have stepped
+    _eager_state = False
     #: per-parameter state that is one number (FlatBucket.scalars), not an array:
     #: {name: its value before the first step}
     _scalar_state = {}
