@@ -102,3 +102,33 @@ def test_embedding_arguments_pytorch_asserts_against_are_assertion_errors(make):
     with pytest.raises(AssertionError) as caught:
         make(nn)
     assert isinstance(caught.value, ValueError)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(offsets=np.array([1, 2])), ValueError),                      # offsets[0] != 0
+    (dict(offsets=np.array([0, 3, 2])), ValueError),                   # decreasing
+    (dict(offsets=np.array([0, 2]), padding_idx=7), ValueError),
+    (dict(offsets=np.array([0, 2]), mode="sum",
+          per_sample_weights=np.ones(3, np.float32)), ValueError),
+    (dict(offsets=np.array([0, 2]), per_sample_weights=np.ones(4, np.float32)),
+     NotImplementedError)])
+def test_functional_embedding_bag_refused_call_leaves_weight_alone(kwargs, error):
+    """A call F.embedding_bag refuses does not renormalise weight first (max_norm's
+    in-place rescaling comes after the checks, as a failed call writes nothing)."""
+    weight = np.full((4, 3), 5.0, np.float32)
+    with pytest.raises(error):
+        F.embedding_bag(np.arange(4), weight, max_norm=1.0, **kwargs)
+    np.testing.assert_array_equal(weight, np.full((4, 3), 5.0, np.float32))
+
+
+def test_functional_embedding_bag_max_norm_renormalises_weight_as_pytorch():
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((6, 3)).astype(np.float32) * 3
+    theirs = torch.tensor(weight)
+    idx, offsets = np.array([0, 2, 2, 5, 1]), np.array([0, 2])
+    out = F.embedding_bag(idx, weight, offsets, max_norm=1.5, norm_type=1.0, mode="sum")
+    expected = torch.nn.functional.embedding_bag(torch.tensor(idx), theirs,
+                                                 torch.tensor(offsets), max_norm=1.5,
+                                                 norm_type=1.0, mode="sum")
+    np.testing.assert_allclose(out, expected.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(weight, theirs.numpy(), rtol=1e-6)
