@@ -138,3 +138,16 @@ def test_cli_batch_of_one_check_leaves_the_dropout_draws_alone(tmp_path, capsys,
         seed=0, progress=False, log=False)
     for key, value in model.state_dict().items():
         np.testing.assert_array_equal(got[key], value, err_msg=key)
+
+
+def test_default_collate_of_unequal_arrays_is_torch_runtime_error():
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import default_collate as torch_collate
+    batch = [np.ones(2), np.ones(2), np.ones(3)]
+    with pytest.raises(RuntimeError) as ref:
+        torch_collate(batch)
+    with pytest.raises(RuntimeError, match="equal size") as got:
+        default_collate(batch)
+    assert str(got.value) == str(ref.value)
+    with pytest.raises(RuntimeError, match="equal size"):   # through the loader too
+        list(DataLoader([(np.ones(2), 0), (np.ones(3), 1)], batch_size=2))

@@ -147,6 +147,12 @@ def default_collate(batch):
     """A batch from a list of samples, as PyTorch's ``default_collate`` on NumPy data."""
     elem = batch[0]
     if isinstance(elem, np.ndarray):
+        shapes = [np.shape(sample) for sample in batch]
+        if any(shape != elem.shape for shape in shapes):   # (PyTorch's torch.stack error)
+            other = next(i for i, shape in enumerate(shapes) if shape != elem.shape)
+            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
+                               f"{list(elem.shape)} at entry 0 and {list(shapes[other])} at "
+                               f"entry {other}")
         return np.stack(batch)
     if isinstance(elem, np.generic):
         return np.array(batch)
