@@ -116,3 +116,71 @@ def test_unbatched_attention_3d_mask_of_another_shape_is_an_assertion(mask_shape
         layer(q, k, k, attn_mask=mask)
     with pytest.raises(RuntimeError):   # batched: PyTorch's RuntimeError, as before
         layer(q[:, None], k[:, None], k[:, None], attn_mask=np.zeros((1, 3, 5)))
+
+
+def _mha_arguments(rng, e, kdim, vdim, separate, add_bias_kv, with_bias):
+    def w(*shape):
+        return rng.standard_normal(shape) * 0.5
+    return dict(embed_dim_to_check=e, num_heads=2,
+                in_proj_weight=None if separate else w(3 * e, e),
+                in_proj_bias=w(3 * e) if with_bias else None,
+                bias_k=w(1, 1, e) if add_bias_kv else None,
+                bias_v=w(1, 1, e) if add_bias_kv else None, add_zero_attn=add_bias_kv,
+                dropout_p=0.3, out_proj_weight=w(e, e),
+                out_proj_bias=w(e) if with_bias else None, training=False,
+                use_separate_proj_weight=separate,
+                q_proj_weight=w(e, e) if separate else None,
+                k_proj_weight=w(e, kdim) if separate else None,
+                v_proj_weight=w(e, vdim) if separate else None)
+
+
+@pytest.mark.parametrize("kdim, vdim, separate, add_bias_kv, with_bias, unbatched", [
+    (4, 4, False, False, True, False), (4, 4, True, True, False, False),
+    (3, 5, True, False, True, False), (3, 5, True, True, True, True),
+    (4, 4, False, True, True, True)])
+@pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
+def test_multi_head_attention_forward_matches_torch(kdim, vdim, separate, add_bias_kv,
+                                                    with_bias, unbatched):
+    """torch.nn.functional's multi_head_attention_forward (fastnn had none): the
+    weights given, sequence-first or unbatched, masks as MultiheadAttention's."""
+    from fastnn import random as fastnn_random
+    rng = np.random.default_rng(kdim + vdim)
+    args = _mha_arguments(rng, 4, kdim, vdim, separate, add_bias_kv, with_bias)
+    lead = () if unbatched else (2,)
+    q = rng.standard_normal((3,) + lead + (4,))
+    k = rng.standard_normal((5,) + lead + (kdim,))
+    v = rng.standard_normal((5,) + lead + (vdim,))
+    padding = rng.random(lead + (5,)) < 0.3
+    padding[..., 0] = False
+    for kw in (dict(), dict(attn_mask=rng.standard_normal((3, 5)), key_padding_mask=padding,
+                            average_attn_weights=False),
+               dict(need_weights=False, attn_mask=rng.random((3, 5)) < 0.2)):
+        tkw = {a: torch.from_numpy(b) if isinstance(b, np.ndarray) else b
+               for a, b in {**args, **kw}.items()}
+        theirs = TF.multi_head_attention_forward(*map(torch.from_numpy, (q, k, v)), **tkw)
+        state = fastnn_random.get_state()
+        ours = F.multi_head_attention_forward(q, k, v, **args, **kw)
+        assert fastnn_random.get_state() == state   # (no draw without dropout)
+        np.testing.assert_allclose(ours[0], theirs[0].numpy(), rtol=1e-10, atol=1e-12)
+        assert (ours[1] is None) == (theirs[1] is None)
+        if ours[1] is not None:
+            np.testing.assert_allclose(ours[1], theirs[1].numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_multi_head_attention_forward_errors_as_torch():
+    rng = np.random.default_rng(0)
+    args = _mha_arguments(rng, 4, 4, 4, False, False, True)
+    q = rng.standard_normal((3, 2, 4))
+    for change, error in ((dict(embed_dim_to_check=5), AssertionError),
+                          (dict(num_heads=3), AssertionError),
+                          (dict(in_proj_weight=None), AssertionError),
+                          (dict(bias_k=np.zeros((1, 1, 4))), AssertionError),
+                          (dict(use_separate_proj_weight=True), AssertionError),
+                          (dict(in_proj_weight=np.zeros((12, 3))), RuntimeError),
+                          (dict(out_proj_weight=np.zeros((4, 3))), RuntimeError)):
+        tkw = {a: torch.from_numpy(b) if isinstance(b, np.ndarray) else b
+               for a, b in {**args, **change}.items()}
+        with pytest.raises(error):
+            TF.multi_head_attention_forward(*(torch.from_numpy(q),) * 3, **tkw)
+        with pytest.raises(error):
+            F.multi_head_attention_forward(q, q, q, **{**args, **change})

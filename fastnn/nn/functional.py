@@ -38,9 +38,9 @@ weights, ignored classes or label smoothing is PyTorch's formula over ops.log_so
 What has no fastnn counterpart is a few lines of NumPy (one_hot, normalize, embedding's
 gather, nll_loss's gather; bilinear, rms_norm, pdist, scaled_dot_product_attention,
 gumbel_softmax, affine_grid and grid_sample). The 3-D, adaptive-max, LP and fractional
-pools, unpooling, local_response_norm, rrelu's training draw and embedding_bag are the
-forward of their nn layers; instance_norm is PyTorch's batch_norm of the (1, N * C, *)
-view.
+pools, unpooling, local_response_norm, rrelu's training draw, embedding_bag and
+multi_head_attention_forward are the forward of their nn layers; instance_norm is
+PyTorch's batch_norm of the (1, N * C, *) view.
 
 Errors: PyTorch's exception type for bad shapes and argument values (RuntimeError,
 ValueError, IndexError, NotImplementedError, as ``torch.nn.functional`` raises them), and
@@ -70,6 +70,7 @@ from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_
 from .activations import SELU, celu_host
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
+from .attention import AttentionAssertionError, MultiheadAttention
 from .conv3d import conv3d_forward
 from .ctc import CTCLoss
 from .distance import CosineSimilarity, PairwiseDistance
@@ -2271,6 +2272,7 @@ __all__ += [
     "max_unpool1d", "max_unpool2d", "max_unpool3d", "fractional_max_pool2d",
     "fractional_max_pool3d", "fractional_max_pool2d_with_indices",
     "fractional_max_pool3d_with_indices", "pdist", "scaled_dot_product_attention",
+    "multi_head_attention_forward",
     "gumbel_softmax", "affine_grid", "grid_sample", "upsample", "upsample_nearest",
     "upsample_bilinear", "native_channel_shuffle", "embedding_bag", "conv_tbc",
 ]
@@ -2805,6 +2807,94 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     if dropout_p > 0:
         weights = dropout(weights, dropout_p, training=True)
     return _device.c_contiguous(weights @ v, q.dtype)
+
+
+def _attention_weight(where, name, value, shape, dtype):
+    """A weight or bias of multi_head_attention_forward checked: shape and dtype (a
+    wrong shape is PyTorch's RuntimeError from its product)."""
+    w = _float(where, name, value, dtype=dtype)
+    if w.shape != shape:
+        raise RuntimeValueError(f"{where}: expected {name} of shape {shape}, got {w.shape}")
+    return w
+
+
+def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_heads,
+                                 in_proj_weight, in_proj_bias, bias_k, bias_v,
+                                 add_zero_attn, dropout_p, out_proj_weight, out_proj_bias,
+                                 training=True, key_padding_mask=None, need_weights=True,
+                                 attn_mask=None, use_separate_proj_weight=False,
+                                 q_proj_weight=None, k_proj_weight=None, v_proj_weight=None,
+                                 static_k=None, static_v=None, average_attn_weights=True,
+                                 is_causal=False):
+    """nn.MultiheadAttention's forward with the weights given: (attn_output,
+    attn_weights or None), as PyTorch's.
+
+    query (L, N, E), key (S, N, kdim), value (S, N, vdim), or unbatched (L, E), (S, kdim),
+    (S, vdim); in_proj_weight (3 E, E) (use_separate_proj_weight: q_proj_weight (E, E),
+    k_proj_weight (E, kdim), v_proj_weight (E, vdim) instead); in_proj_bias (3 E,) or
+    None; bias_k, bias_v (1, 1, E) or both None; out_proj_weight (E, E), out_proj_bias
+    (E,) or None. Masks, need_weights, average_attn_weights and is_causal as
+    nn.MultiheadAttention.forward's; dropout_p drops attention weights when training
+    (fastnn's generator). static_k and static_v (keys and values given already
+    projected) are not supported (NotImplementedError).
+    """
+    where = "multi_head_attention_forward"
+    if static_k is not None or static_v is not None:
+        raise NotImplementedError(f"{where}: static_k and static_v are not supported")
+    q = _float(where, "query", query)
+    dt = q.dtype
+    e = q.shape[-1] if q.ndim else None
+    if e != embed_dim_to_check:
+        raise AttentionAssertionError(f"{where}: was expecting embedding dimension of "
+                                      f"{embed_dim_to_check}, but got {e}")
+    if (bias_k is None) != (bias_v is None):
+        raise AttentionAssertionError(f"{where}: expected bias_k and bias_v both given or "
+                                      f"both None")
+    check_flag(where, "use_separate_proj_weight", use_separate_proj_weight)
+    if use_separate_proj_weight:
+        if q_proj_weight is None or k_proj_weight is None or v_proj_weight is None:
+            raise AttentionAssertionError(f"{where}: use_separate_proj_weight is True but "
+                                          f"q_proj_weight, k_proj_weight or v_proj_weight "
+                                          f"is None")
+        k_w = _float(where, "k_proj_weight", k_proj_weight, dtype=dt)
+        v_w = _float(where, "v_proj_weight", v_proj_weight, dtype=dt)
+        kdim = k_w.shape[-1] if k_w.ndim == 2 else e
+        vdim = v_w.shape[-1] if v_w.ndim == 2 else e
+        weights = [_attention_weight(where, n, w, (e, f), dt) for n, w, f in
+                   (("q_proj_weight", q_proj_weight, e), ("k_proj_weight", k_w, kdim),
+                    ("v_proj_weight", v_w, vdim))]
+    else:
+        if in_proj_weight is None:
+            raise AttentionAssertionError(f"{where}: use_separate_proj_weight is False but "
+                                          f"in_proj_weight is None")
+        kdim = vdim = e
+        weights = np.split(_attention_weight(where, "in_proj_weight", in_proj_weight,
+                                             (3 * e, e), dt), 3)
+    with _random.fork(0):   # (the layer's own initialisation, overwritten below, draws)
+        layer = MultiheadAttention(e, num_heads, dropout=dropout_p,
+                                   add_bias_kv=bias_k is not None,
+                                   add_zero_attn=add_zero_attn, kdim=kdim, vdim=vdim,
+                                   dtype=dt)
+    layer.train(check_flag(where, "training", training))
+    if layer._qkv_same_embed_dim:
+        layer.in_proj_weight.data[...] = np.concatenate(weights)
+    else:
+        for part, w in zip("qkv", weights):
+            getattr(layer, f"{part}_proj_weight").data[...] = w
+    layer.out_proj.weight.data[...] = _attention_weight(where, "out_proj_weight",
+                                                        out_proj_weight, (e, e), dt)
+    for name, given, shape, owner, attr in (
+            ("in_proj_bias", in_proj_bias, (3 * e,), layer, "in_proj_bias"),
+            ("out_proj_bias", out_proj_bias, (e,), layer.out_proj, "bias"),
+            ("bias_k", bias_k, (1, 1, e), layer, "bias_k"),
+            ("bias_v", bias_v, (1, 1, e), layer, "bias_v")):
+        if given is None:
+            setattr(owner, attr, None)
+        else:
+            getattr(owner, attr).data[...] = _attention_weight(where, name, given, shape, dt)
+    return layer.forward(query, key, value, key_padding_mask=key_padding_mask,
+                         need_weights=need_weights, attn_mask=attn_mask,
+                         average_attn_weights=average_attn_weights, is_causal=is_causal)
 
 
 def gumbel_softmax(logits, tau=1, hard=False, eps=1e-10, dim=-1):
