@@ -97,22 +97,35 @@ def _ratio(correct, counted):
     return correct / counted if counted else math.nan
 
 
+def _summed_by(loss_fn, where):
+    """Whether loss_fn's value is its batch's sum (reduction='sum') rather than a mean,
+    for the per-sample mean fit and evaluate report; 'none' is refused (no number)."""
+    reduction = getattr(loss_fn, "reduction", "mean")
+    if reduction == "none":
+        raise ValueError(f"{where}: the loss must reduce to a number (reduction 'mean' or "
+                         f"'sum'), got reduction='none'")
+    return reduction == "sum"
+
+
 def evaluate(model, loss_fn, x, y, batch_size=1000):
     """Mean loss and accuracy of ``model`` on (x, y), in eval mode, in batches.
 
     x: (N, ...) inputs; y: (N,) int64 class labels (or what the loss takes: labels
     (N, d1, ...) for logits (N, C, d1, ...), one-hot or probability rows, regression
     targets). The model is left in the mode it was in. Returns (loss, accuracy) as
-    floats: accuracy over the labels not equal to the loss's ignore_index, by argmax
-    for one-hot or probability targets, NaN for targets that are not classes.
+    floats: loss per sample (the batch means weighted by batch size, or the sums over N
+    for reduction='sum'), accuracy over the labels not equal to the loss's ignore_index,
+    by argmax for one-hot or probability targets, NaN for targets that are not classes.
     """
     total_loss, correct, counted = 0.0, 0, 0
+    summed = _summed_by(loss_fn, "evaluate")
     kind, ignore_index = _accuracy_kind(y), getattr(loss_fn, "ignore_index", None)
     move = _batch_mover(model)
     with evaluating(model):   # (every submodule's own mode given back)
         for bx, by in DataLoader(x, y, batch_size=batch_size):
             logits = model.forward(move(bx))
-            total_loss += float(loss_fn.forward(logits, by)) * len(by)
+            loss = float(loss_fn.forward(logits, by))
+            total_loss += loss if summed else loss * len(by)
             hits = _hits(logits, by, kind, ignore_index)
             correct, counted = correct + hits[0], counted + hits[1]
     return _ratio(total_loss, len(y)), _ratio(correct, counted)   # (NaN, NaN) for no data
@@ -157,6 +170,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     if batch_size is None:   # (the loader's None, unbatched samples, is no training batch)
         raise ValueError("fit: batch_size must be a positive int, got None")
     _check_count("eval_freq", eval_freq, least=0)  # 0, like None: no evaluation by steps
+    summed = _summed_by(loss_fn, "fit")
     x_train, y_train = train_data
     if len(x_train) == 0:   # (before the shuffling loader, which refuses it less clearly)
         raise ValueError(f"fit: no training batches ({len(y_train)} samples)")
@@ -207,7 +221,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             optimizer.step()
             optimizer.zero_grad()
             n = len(by)
-            loss_sum += loss * n
+            loss_sum += loss if summed else loss * n
             hits = _hits(logits, by, kind, ignore_index)
             correct, counted = correct + hits[0], counted + hits[1]
             seen += n

@@ -151,3 +151,37 @@ def test_default_collate_of_unequal_arrays_is_torch_runtime_error():
     assert str(got.value) == str(ref.value)
     with pytest.raises(RuntimeError, match="equal size"):   # through the loader too
         list(DataLoader([(np.ones(2), 0), (np.ones(3), 1)], batch_size=2))
+
+
+def test_fit_and_evaluate_report_per_sample_loss_for_reduction_sum():
+    # a 'sum' loss was multiplied by the batch size again (train_loss 224 for 2.24)
+    import fastnn
+    from fastnn import data, models, nn, optim
+    from fastnn.train import evaluate, fit
+    x_train, y_train, x_test, y_test = data.load("digits", flatten=True)
+    runs = {}
+    for reduction, lr in (("mean", 0.1), ("sum", 0.001)):
+        fastnn.manual_seed(0)
+        model = models.MLP(64, [16], 10)
+        loss_fn = nn.CrossEntropyLoss(reduction=reduction)
+        history = fit(model, loss_fn, optim.SGD(model.parameters(), lr=lr),
+                      (x_train, y_train), (x_test, y_test), epochs=1, batch_size=100,
+                      progress=False, log=False)
+        ref = evaluate(model, nn.CrossEntropyLoss(), x_test, y_test, batch_size=100)[0]
+        assert evaluate(model, loss_fn, x_test, y_test, batch_size=100)[0] == \
+            pytest.approx(ref, rel=1e-6)
+        assert history["test_loss"][-1] == pytest.approx(ref, rel=1e-6)
+        runs[reduction] = history["train_loss"][0]
+    assert runs["sum"] == pytest.approx(runs["mean"], rel=1e-3)   # lr 0.1 / batch 100
+
+
+def test_fit_refuses_reduction_none_before_changing_the_optimizer():
+    from fastnn import models, nn, optim
+    from fastnn.train import fit
+    model = models.MLP(2, [3], 2)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="reduction='none'"):
+        fit(model, nn.CrossEntropyLoss(reduction="none"), opt,
+            (np.zeros((4, 2), np.float32), np.zeros(4, np.int64)), lr_schedule="cosine",
+            progress=False)
+    assert "initial_lr" not in opt.param_groups[0]
