@@ -184,3 +184,14 @@ def test_multi_head_attention_forward_errors_as_torch():
             TF.multi_head_attention_forward(*(torch.from_numpy(q),) * 3, **tkw)
         with pytest.raises(error):
             F.multi_head_attention_forward(q, q, q, **{**args, **change})
+
+
+@pytest.mark.parametrize("shape, groups", [((2, 2), 3), ((3, 1, 1), 2), ((1, 3), 2)])
+def test_group_norm_checks_the_values_per_group_first(shape, groups):
+    """F.group_norm: one value per group over the batch is PyTorch's ValueError even
+    when num_groups does not divide the channels (its RuntimeError comes second)."""
+    x = np.ones(shape)
+    with pytest.raises(ValueError):
+        TF.group_norm(torch.tensor(x), groups)
+    with pytest.raises(ValueError, match="more than 1 value"):
+        F.group_norm(x, groups)

@@ -1264,13 +1264,14 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
         raise TypeError(f"{where}: expected num_groups to be a positive int, got "
                         f"{num_groups!r}")
     n, c = x.shape[:2]
+    # (PyTorch's _verify_batch_size comes first)
+    if n * c // num_groups * math.prod(x.shape[2:]) == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got input "
+                         f"size {[n * c // num_groups, num_groups, *x.shape[2:]]}")
     if c % num_groups:
         raise RuntimeError(f"Expected number of channels in input to be divisible by "
                            f"num_groups, but got input of shape {list(x.shape)} and "
                            f"num_groups={num_groups}")
-    if n * c // num_groups * math.prod(x.shape[2:]) == 1:  # PyTorch's _verify_batch_size
-        raise ValueError(f"Expected more than 1 value per channel when training, got input "
-                         f"size {[n * c // num_groups, num_groups, *x.shape[2:]]}")
     affine = []
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
