@@ -109,3 +109,48 @@ def test_infinite_norm_over_empty_axis_is_runtime_error(p, shape, dim):
     if dim == len(shape) - 1:
         with pytest.raises(RuntimeError, match="empty"):
             F.pairwise_distance(x, x, p)
+
+
+def _same_error(call_torch, call_ours):
+    with pytest.raises(Exception) as theirs:
+        call_torch()
+    with pytest.raises(type(theirs.value)):
+        call_ours()
+
+
+@pytest.mark.parametrize("shape,mode,kwargs", [
+    ((1, 2, 4), "nearest", {"scale_factor": float("nan")}),
+    ((1, 2, 4), "linear", {"scale_factor": float("inf")}),
+    ((1, 2, 4), "bilinear", {"scale_factor": float("nan")}),     # the mode's rank first
+    ((1, 2, 4, 4), "area", {"scale_factor": float("nan")}),      # Python's math.floor
+    ((1, 2, 4, 4), "area", {"scale_factor": float("inf")}),
+    ((1, 2, 4, 4), "nearest", {"scale_factor": float("inf"), "recompute_scale_factor": True}),
+    ((1, 2, 4, 4), "nearest", {"size": (2, 2.0)}),
+    ((1, 2, 4, 4), "bilinear", {"size": (None, 3)}),
+    ((1, 2, 4), "nearest", {"size": 2.5}),
+    ((1, 2, 4, 4), "nearest", {"scale_factor": (None, 2)}),
+    ((2, 0, 4), "linear", {"size": 3}),
+    ((2, 0, 4, 4), "nearest", {"scale_factor": 2}),
+    ((0, 0, 4, 4), "bicubic", {"size": 3}),
+    ((2, 0, 3, 4, 4), "area", {"size": 2}),
+    ((2, 0, 3, 4, 4), "area", {"size": 0}),
+])
+def test_interpolate_refuses_as_torch(shape, mode, kwargs):
+    x = np.ones(shape, np.float32)
+    _same_error(lambda: TF.interpolate(torch.from_numpy(x), mode=mode, **kwargs),
+                lambda: F.interpolate(x, mode=mode, **kwargs))
+
+
+@pytest.mark.parametrize("shape,mode", [((2, 0, 4), "area"), ((2, 0, 4, 4), "area"),
+                                        ((0, 2, 4, 4), "bilinear"), ((0, 2, 5), "linear")])
+def test_interpolate_takes_empty_batch_and_area_channels(shape, mode):
+    x = np.ones(shape, np.float32)
+    want = TF.interpolate(torch.from_numpy(x), size=3, mode=mode).shape
+    assert F.interpolate(x, size=3, mode=mode).shape == tuple(want)
+
+
+def test_upsample_layer_refuses_no_channels():
+    with pytest.raises(ValueError, match="channels"):
+        nn.Upsample(size=3, mode="bilinear").forward(np.ones((2, 0, 4, 4), np.float32))
+    assert nn.Upsample(size=3, mode="area").forward(
+        np.ones((2, 0, 4, 4), np.float32)).shape == (2, 0, 3, 3)

@@ -608,12 +608,19 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
                          f"with spatial dimensions of {list(x.shape[2:])} and "
                          f"{'output size' if size is not None else 'scale_factor'} of "
                          f"{given}.")
+    if isinstance(size, (tuple, list)) and not all(_is_int(v) for v in size):
+        raise TypeError(f"expected size to be one of int or Tuple[int] or Tuple[int, int] or "
+                        f"Tuple[int, int, int], but got size with types "
+                        f"{[type(v) for v in size]}")
     if recompute_scale_factor and size is not None:
         raise ValueError("recompute_scale_factor is not meaningful with an explicit size.")
     out = None
-    if dims >= 1 and all(isinstance(v, numbers.Real) for v in (
-            given if isinstance(given, (tuple, list)) else (given,))):
-        per_axis = given if isinstance(given, (tuple, list)) else (given,) * dims
+    per_axis = given if isinstance(given, (tuple, list)) else (given,) * dims
+    if size is None and (recompute_scale_factor or mode == "area"):
+        # PyTorch computes this output size in Python: math.floor's TypeError, ValueError
+        # (NaN) or OverflowError (inf) for a bad factor
+        [math.floor(float(n) * v) for n, v in zip(x.shape[2:], per_axis)]
+    if dims >= 1 and all(isinstance(v, numbers.Real) and math.isfinite(v) for v in per_axis):
         out = [int(v) if size is not None else int(n * float(v))
                for n, v in zip(x.shape[2:], per_axis)]
     if antialias and (mode not in ("bilinear", "bicubic") or x.ndim != 4):
@@ -627,12 +634,23 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
     if x.ndim not in MODE_RANKS[mode]:
         raise NotImplementedError(f"Got {x.ndim}D input, but {mode} mode needs "
                                   f"{MODE_RANKS[mode][0]}D input")
+    # (what PyTorch's kernels, called from here on, refuse as arguments)
+    if size is not None and not isinstance(size, (tuple, list)) and not _is_int(size):
+        raise TypeError(f"interpolate: expected size to be an int or a tuple of ints, got "
+                        f"{size!r}")
+    if size is None and not all(isinstance(v, numbers.Real) for v in per_axis):
+        raise TypeError(f"interpolate: expected scale_factor to be a float or a tuple of "
+                        f"floats, got {scale_factor!r}")
+    if out is None:
+        raise RuntimeError("value cannot be converted to type int64_t without overflow")
+    if x.shape[1] == 0 and (mode != "area" or x.ndim == 5):
+        raise RuntimeError(f"Non-empty {x.ndim}D data tensor expected but got a tensor with "
+                           f"sizes {list(x.shape)}")
     # (after the mode's rank, as PyTorch checks them) 'area' is adaptive average pooling,
     # which gives an output size of 0 as an empty output; the other modes refuse it
-    if out is not None and min(x.shape[2:]) > 0 and min(out) == 0 and mode == "area" \
-            and (size is None or all(_is_int(v) for v in per_axis)):
+    if min(x.shape[2:]) > 0 and min(out) == 0 and mode == "area":
         return np.zeros(x.shape[:2] + tuple(out), x.dtype)
-    if out is not None and (min(out) <= 0 or min(x.shape[2:]) <= 0):
+    if min(out) <= 0 or min(x.shape[2:]) <= 0:
         raise RuntimeError(f"Input and output sizes should be greater than 0, but got "
                            f"input {tuple(x.shape[2:])} output {tuple(out)}")
     layer = Upsample(size, scale_factor, mode, align_corners, recompute_scale_factor)

@@ -296,6 +296,9 @@ class Upsample(Module):
         if min(out) < 1 or min(shape[2:]) < 1:
             raise ValueError(f"{self._where()}: the output of an input of shape {shape} would "
                              f"have size {out}")
+        if shape[1] == 0 and (self.mode != "area" or len(shape) == 5):  # (PyTorch's kernels)
+            raise ValueError(f"{self._where()}: expected input with channels, got shape "
+                             f"{shape}")
         return shape[:2] + out
 
     def _forward(self, x, buffered):
