@@ -150,7 +150,7 @@ def test_errors_as_torchs():
     with pytest.raises(ValueError, match="sparsity to be a number >= 0"):
         init.sparse_(np.empty((2, 2)), -0.1)
     with pytest.raises(TypeError, match="expected a Parameter or a float array"):
-        init.eye_(np.zeros((2, 2), np.int32))
+        init.normal_(np.zeros((2, 2), np.int32))
     # PyTorch's no-op with a warning on an empty array, for the kaiming fills
     with pytest.warns(UserWarning, match="zero-element tensors is a no-op"):
         assert init.kaiming_uniform_(np.empty((0, 3))).shape == (0, 3)
@@ -178,3 +178,20 @@ def test_deprecated_aliases_warn_as_torch(old, args):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         getattr(init, old + "_")(ours, *args)  # the new name does not warn
+
+
+def test_the_fills_that_draw_nothing_take_any_dtype_as_pytorchs():
+    """PyTorch's constant_, zeros_, ones_, eye_ and dirac_ fill integer, bool and complex
+    tensors (constant_ casting its value as fill_ does); fastnn's refused every array
+    but a float one."""
+    for dtype in (np.int32, np.int64, np.uint8, bool, np.complex64):
+        tdtype = torch.from_numpy(np.zeros(1, dtype)).dtype
+        for name, shape, args in (("constant_", (3,), (2.7,)), ("zeros_", (2, 2), ()),
+                                  ("ones_", (2,), ()), ("eye_", (2, 3), ()),
+                                  ("dirac_", (2, 2, 3), ())):
+            ours = getattr(init, name)(np.full(shape, 5, dtype), *args)
+            theirs = getattr(torch.nn.init, name)(torch.full(shape, 5, dtype=tdtype), *args)
+            assert ours.dtype == dtype
+            np.testing.assert_array_equal(ours, theirs.numpy())
+    with pytest.raises(TypeError, match="expected a Parameter or an array, got list"):
+        init.zeros_([1.0, 2.0])

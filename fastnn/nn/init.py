@@ -86,10 +86,16 @@ def reset_fan_in_uniform(weight, bias):
         uniform_(bias, -bound, bound)
 
 
+# the fills that draw nothing, which PyTorch also runs on integer, bool and complex tensors
+_ANY_DTYPE = ("constant_", "zeros_", "ones_", "eye_", "dirac_")
+
+
 def _array(target, where):
     data = target.data if isinstance(target, Parameter) else target
-    if not _device.is_array(data) or np.dtype(data.dtype).kind != "f":
-        raise TypeError(f"init.{where}: expected a Parameter or a float array, "
+    kinds = "fcuib" if where in _ANY_DTYPE else "f"
+    if not _device.is_array(data) or np.dtype(data.dtype).kind not in kinds:
+        what = "an array" if where in _ANY_DTYPE else "a float array"
+        raise TypeError(f"init.{where}: expected a Parameter or {what}, "
                         f"got {type(target).__name__}")
     return data
 
