@@ -185,3 +185,29 @@ def test_fit_refuses_reduction_none_before_changing_the_optimizer():
             (np.zeros((4, 2), np.float32), np.zeros(4, np.int64)), lr_schedule="cosine",
             progress=False)
     assert "initial_lr" not in opt.param_groups[0]
+
+
+def test_batch_size_none_converts_samples_as_torch_default_convert():
+    # tuples inside a dict sample became lists only at the top level
+    torch = pytest.importorskip("torch")
+    from torch.utils.data import default_convert as torch_convert
+    from fastnn.data import Dataset, default_convert
+
+    class Samples(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"x": np.full(2, i, np.float32), "t": (i, [float(i), (i,)])}
+
+    def shape(v):
+        if isinstance(v, dict):
+            return {k: shape(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return (type(v).__name__, [shape(x) for x in v])
+        return "array" if isinstance(v, (np.ndarray, torch.Tensor)) else v
+
+    got = list(DataLoader(Samples(), batch_size=None))
+    ref = [torch_convert(Samples()[i]) for i in range(2)]
+    assert [shape(g) for g in got] == [shape(r) for r in ref]
+    assert shape(default_convert(((1, 2), "s"))) == shape(torch_convert(((1, 2), "s")))

@@ -7,7 +7,7 @@
 """
 from .cifar import CIFARError, load_cifar10, read_batch
 from .dataset import (ConcatDataset, Dataset, Subset, TensorDataset, default_collate,
-                      random_split)
+                      default_convert, random_split)
 from .digits import load_digits
 from .download import DownloadError
 from .idx import IDXError, parse_idx, read_idx
@@ -49,4 +49,4 @@ def load(name, root=None, download=False, flatten=False, dtype="float32"):
 __all__ = ["load", "DATASETS", "DataLoader", "read_idx", "parse_idx", "IDXError",
            "DownloadError", "load_mnist", "load_fashion_mnist", "load_cifar10", "read_batch",
            "CIFARError", "load_digits", "Dataset", "TensorDataset", "Subset", "ConcatDataset",
-           "random_split", "default_collate"]
+           "random_split", "default_collate", "default_convert"]

@@ -190,6 +190,35 @@ def default_collate(batch):
                     f"found {type(elem).__name__}")
 
 
+def default_convert(sample):
+    """A sample as PyTorch's ``default_convert`` gives it when batching is off
+    (``DataLoader(batch_size=None)``): tuples become lists, recursively through dicts,
+    lists and namedtuples; arrays, numbers and strings stay as they are."""
+    if isinstance(sample, (str, bytes, np.ndarray, np.generic)):
+        return sample
+    if isinstance(sample, collections.abc.Mapping):
+        converted = {key: default_convert(sample[key]) for key in sample}
+        try:   # the sample's own mapping type, as default_collate keeps it
+            clone = copy.copy(sample)
+            clone.update(converted)
+            return clone
+        except (TypeError, AttributeError):
+            try:
+                return type(sample)(converted)
+            except TypeError:
+                return converted
+    if isinstance(sample, tuple) and hasattr(sample, "_fields"):  # a namedtuple
+        return type(sample)(*(default_convert(field) for field in sample))
+    if isinstance(sample, tuple):
+        return [default_convert(field) for field in sample]
+    if isinstance(sample, collections.abc.Sequence):
+        try:
+            return type(sample)([default_convert(field) for field in sample])
+        except TypeError:
+            return [default_convert(field) for field in sample]
+    return sample
+
+
 def is_dataset(obj):
     """True for a map-style dataset: a Dataset, or another object with __len__ and
     __getitem__ that is not array-like (an array, list or tuple is data, not a dataset)."""

@@ -5,7 +5,8 @@ import numbers
 import numpy as np
 
 from .. import random as _random
-from .dataset import TensorDataset, array_view, default_collate, is_dataset
+from .dataset import (TensorDataset, array_view, default_collate, default_convert,
+                      is_dataset)
 
 
 class _BatchSizeDefault:
@@ -199,12 +200,7 @@ class DataLoader:
         if self.batch_size is None:   # one sample, as it is (or collate_fn(sample))
             for rows in self._batch_rows():
                 sample = self._dataset[int(rows.start if isinstance(rows, slice) else rows[0])]
-                if self.collate_fn is not None:
-                    yield self.collate_fn(sample)
-                elif isinstance(sample, tuple) and not hasattr(sample, "_fields"):
-                    yield list(sample)   # (PyTorch's default_convert: a tuple as a list)
-                else:
-                    yield sample
+                yield (self.collate_fn or default_convert)(sample)
             return
         view = array_view(self._dataset) if self.collate_fn is None else None
         if view is not None:  # a TensorDataset (or Subset of one): whole-batch gathers
