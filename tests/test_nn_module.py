@@ -391,3 +391,18 @@ def test_errors_name_a_container_by_its_children_not_as_an_empty_one():
         model.backward(np.ones((2, 3)))
     wide = nn.Sequential(*[nn.ReLU() for _ in range(8)])
     assert wide._where() == "Sequential(ReLU, ReLU, ReLU, ReLU, ReLU, ReLU, ...)"
+
+
+def test_a_module_list_subclass_plus_a_list_is_a_plain_module_list():
+    """PyTorch's ModuleList.__add__ builds a ModuleList; fastnn's called the subclass's
+    constructor with the joined list, which a subclass taking other arguments (a depth)
+    refused or misread."""
+    class Blocks(nn.ModuleList):
+        def __init__(self, depth):
+            super().__init__([nn.Linear(2, 2) for _ in range(depth)])
+
+    both = Blocks(2) + [nn.ReLU()]
+    assert type(both) is nn.ModuleList
+    assert [type(m).__name__ for m in both] == ["Linear", "Linear", "ReLU"]
+    params = nn.ParameterList([np.zeros(2, np.float32)]) + [np.ones(1, np.float32)]
+    assert type(params) is nn.ParameterList and len(params) == 2

@@ -569,10 +569,13 @@ class _List(_Holder):
         return self.extend(values)
 
     def __add__(self, other):
-        """A new list of this one's items, then other's (renumbered; PyTorch's)."""
+        """A new list of this one's items, then other's (renumbered; PyTorch's): a plain
+        ModuleList or ParameterList, also from a subclass (whose constructor may take
+        other arguments)."""
         if not isinstance(other, collections.abc.Iterable):
             return NotImplemented
-        return type(self)(list(self) + list(other))
+        plain = ModuleList if isinstance(self, ModuleList) else ParameterList
+        return plain(list(self) + list(other))
 
     def __dir__(self):
         return [key for key in super().__dir__() if not key.isdigit()]
