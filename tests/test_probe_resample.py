@@ -154,3 +154,25 @@ def test_upsample_layer_refuses_no_channels():
         nn.Upsample(size=3, mode="bilinear").forward(np.ones((2, 0, 4, 4), np.float32))
     assert nn.Upsample(size=3, mode="area").forward(
         np.ones((2, 0, 4, 4), np.float32)).shape == (2, 0, 3, 3)
+
+
+@pytest.mark.parametrize("name,args", [
+    ("unfold", ((1, 2, 5, 5), dict(kernel_size=0))),
+    ("unfold", ((1, 2, 5, 5), dict(kernel_size=2, stride=0))),
+    ("unfold", ((1, 2, 5, 5), dict(kernel_size=2, padding=-1))),
+    ("unfold", ((1, 2, 5, 5), dict(kernel_size=(2, 2, 2)))),
+    ("unfold", ((1, 2, 5, 5), dict(kernel_size=2.0))),
+    ("fold", ((1, 4, 16), dict(output_size=(5, 5), kernel_size=2, stride=0))),
+    ("fold", ((1, 4, 16), dict(output_size=(5,), kernel_size=2))),
+    ("fold", ((1, 4, 16), dict(output_size=(5, 5), kernel_size=2, dilation=1.5))),
+    ("pixel_shuffle", ((1, 4, 2, 2), dict(upscale_factor=0))),
+    ("pixel_shuffle", ((1, 4, 2, 2), dict(upscale_factor=2.0))),
+    ("pixel_unshuffle", ((1, 4, 2, 2), dict(downscale_factor=-1))),
+    ("pixel_unshuffle", ((1, 4, 2, 2), dict(downscale_factor=True))),
+    ("channel_shuffle", ((1, 4, 2, 2), dict(groups=2.0))),
+])
+def test_resampling_argument_errors_as_torch(name, args):
+    shape, kwargs = args
+    x = np.ones(shape, np.float32)
+    _same_error(lambda: getattr(TF, name)(torch.from_numpy(x), **kwargs),
+                lambda: getattr(F, name)(x, **kwargs))

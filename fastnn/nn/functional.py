@@ -674,22 +674,43 @@ def _antialiased(layer, x):
     return _device.namespace_of(x).put(np.ascontiguousarray(y))
 
 
+def _int_arguments(where, **values):
+    """PyTorch's TypeError for an argument typed int (or a tuple of ints) that is not."""
+    for name, value in values.items():
+        items = value if isinstance(value, (tuple, list)) else (value,)
+        if not all(_is_int(v) for v in int_items(items)):
+            raise TypeError(f"{where}(): argument '{name}' must be an int or a tuple of ints, "
+                            f"not {value!r}")
+
+
+def _layer_of(make):
+    """make(): the layer behind a function, built from its arguments; the layer's
+    ValueError for an argument value as PyTorch's RuntimeError (a RuntimeValueError)."""
+    try:
+        return make()
+    except ValueError as error:
+        raise RuntimeValueError(str(error)) from None
+
+
 def pixel_shuffle(input, upscale_factor):
     """(*, C r^2, H, W) -> (*, C, H r, W r), r = upscale_factor (PyTorch's order)."""
-    return _layer_forward(PixelShuffle(upscale_factor),
+    _int_arguments("pixel_shuffle", upscale_factor=upscale_factor)
+    return _layer_forward(_layer_of(lambda: PixelShuffle(upscale_factor)),
                           _float("pixel_shuffle", "input", input))
 
 
 def pixel_unshuffle(input, downscale_factor):
     """(*, C, H r, W r) -> (*, C r^2, H, W), the inverse of pixel_shuffle."""
-    return _layer_forward(PixelUnshuffle(downscale_factor),
+    _int_arguments("pixel_unshuffle", downscale_factor=downscale_factor)
+    return _layer_forward(_layer_of(lambda: PixelUnshuffle(downscale_factor)),
                           _float("pixel_unshuffle", "input", input))
 
 
 def channel_shuffle(input, groups):
     """(N, C, *) with C = groups * k: the channels read as (groups, k) and transposed
     (ShuffleNet's)."""
-    if _is_int(groups) and groups <= 0:
+    _int_arguments("channel_shuffle", groups=groups)
+    if groups <= 0:
         raise RuntimeError(f"Number of groups to divide channels in must be positive. Value "
                            f"of groups:{groups}")
     return _layer_forward(ChannelShuffle(groups), _float("channel_shuffle", "input", input))
@@ -698,15 +719,20 @@ def channel_shuffle(input, groups):
 def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     """The sliding blocks of (N, C, H, W) (or (C, H, W)) input: (N, C * kH * kW, L), one
     column per window position (im2col, nn.Unfold's forward)."""
-    return _layer_forward(Unfold(kernel_size, dilation, padding, stride),
+    _int_arguments("unfold", kernel_size=kernel_size, dilation=dilation, padding=padding,
+                   stride=stride)
+    return _layer_forward(_layer_of(lambda: Unfold(kernel_size, dilation, padding, stride)),
                           _float("unfold", "input", input))
 
 
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     """Blocks (N, C * kH * kW, L) (or unbatched) added back into an (N, C, *output_size)
     image (col2im, nn.Fold's forward)."""
-    return _layer_forward(Fold(output_size, kernel_size, dilation, padding, stride),
-                          _float("fold", "input", input))
+    _int_arguments("fold", output_size=output_size, kernel_size=kernel_size,
+                   dilation=dilation, padding=padding, stride=stride)
+    return _layer_forward(
+        _layer_of(lambda: Fold(output_size, kernel_size, dilation, padding, stride)),
+        _float("fold", "input", input))
 
 
 # ------------------------------------------------------------------------ convolution
