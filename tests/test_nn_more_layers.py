@@ -349,7 +349,7 @@ def test_layernorm_bad_input_and_arguments():
     with pytest.raises(TypeError, match="does not match the layer's parameters"):
         nn.LayerNorm(3)(np.zeros((2, 3)))
     with pytest.raises(ValueError, match="normalized_shape"):
-        nn.LayerNorm(0)
+        nn.LayerNorm(-1)
     with pytest.raises(ValueError, match="eps"):
         nn.LayerNorm(3, eps=-1.0)
 

@@ -195,3 +195,31 @@ def test_group_norm_checks_the_values_per_group_first(shape, groups):
         TF.group_norm(torch.tensor(x), groups)
     with pytest.raises(ValueError, match="more than 1 value"):
         F.group_norm(x, groups)
+
+
+@pytest.mark.parametrize("normalized_shape, shape", [(0, (3, 0)), ((2, 0), (3, 2, 0)),
+                                                     (0, (0,)), ((0, 2), (4, 0, 2))])
+@pytest.mark.parametrize("kind", ["LayerNorm", "RMSNorm"])
+def test_norm_layers_over_no_features_as_torch(backend, kind, normalized_shape, shape):
+    """PyTorch's LayerNorm(0) and RMSNorm(0) build (empty parameters) and map an empty
+    input to an empty output; fastnn refused them. F.rms_norm no longer warns there."""
+    import warnings
+    from fastnn import nn
+    for affine in (True, False):
+        theirs = getattr(torch.nn, kind)(normalized_shape, elementwise_affine=affine)
+        ours = getattr(nn, kind)(normalized_shape, elementwise_affine=affine)
+        assert list(ours.state_dict()) == list(theirs.state_dict())
+        ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+        tx = torch.ones(shape, requires_grad=True)
+        expected = theirs(tx)
+        expected.sum().backward()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = ours(np.ones(shape, np.float32))
+            grad = ours.backward(np.ones(shape, np.float32))
+            functional = (F.layer_norm if kind == "LayerNorm" else F.rms_norm)(
+                np.ones(shape), normalized_shape)
+        assert out.shape == grad.shape == functional.shape == tuple(expected.shape)
+        assert out.dtype == grad.dtype == np.float32
+        for p, tp in zip(ours.parameters(), theirs.parameters()):
+            assert p.grad.shape == tuple(tp.grad.shape)

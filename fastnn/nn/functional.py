@@ -2434,8 +2434,11 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
     shape = _trailing_shape(where, x, normalized_shape)
     axes = tuple(range(x.ndim - len(shape), x.ndim))
     eps = np.finfo(x.dtype).eps if eps is None else eps
-    inv = 1 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + x.dtype.type(eps))
-    y = x * inv.astype(x.dtype, copy=False)
+    if math.prod(shape) == 0:   # no features: an empty output (NumPy's empty mean warns)
+        y = x.copy()
+    else:
+        inv = 1 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + x.dtype.type(eps))
+        y = x * inv.astype(x.dtype, copy=False)
     if weight is not None:
         w = _float(where, "weight", weight, dtype=x.dtype)
         if w.shape != shape:

@@ -3,6 +3,7 @@ the host and comes back): the shrink activations, Threshold and GLU, the PixelSh
 PixelUnshuffle / ChannelShuffle rearrangements, RMSNorm, LocalResponseNorm, the legacy
 CrossMapLRN2d and RReLU. Each is a few array operations a call;
 none has a kernel of its own in the op table."""
+import math
 import numbers
 
 import numpy as np
@@ -376,6 +377,9 @@ class RMSNorm(Module):
         host = _device.to_host(x)
         axes = tuple(range(host.ndim - len(self.normalized_shape), host.ndim))
         eps = np.finfo(host.dtype).eps if self.eps is None else self.eps
+        if not math.prod(self.normalized_shape):   # (no features: NumPy's empty mean warns)
+            self._ctx = (host, host, host, axes)
+            return _device.namespace_of(x).put(host.copy())
         inv = 1 / np.sqrt((host * host).mean(axis=axes, keepdims=True) + host.dtype.type(eps))
         normed = host * inv
         self._ctx = (host, inv, normed, axes)
@@ -392,6 +396,8 @@ class RMSNorm(Module):
             g = g * _device.to_host(self.weight.data)
         if not need_grad_in:
             return None
+        if not host.size:   # (no features, or no rows: nothing to take a mean of)
+            return _device.namespace_of(grad_out).put(g.copy())
         grad = inv * (g - normed * (g * normed).mean(axis=axes, keepdims=True))
         return _device.namespace_of(grad_out).put(_device.c_contiguous(grad, host.dtype))
 

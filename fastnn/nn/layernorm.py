@@ -10,12 +10,13 @@ from .module import Module, Parameter
 
 
 def normalized_shape_of(name, normalized_shape):
-    """normalized_shape (a positive int or a tuple of them) as a tuple of ints."""
+    """normalized_shape (a non-negative int or a tuple of them; 0: PyTorch's empty
+    layer, over no features) as a tuple of ints."""
     shape = int_items(normalized_shape)
     shape = shape if isinstance(shape, (tuple, list)) else (shape,)
     if not shape or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                        or v < 1 for v in shape):
-        raise ValueError(f"{name}: expected normalized_shape to be a positive int or a "
+                        or v < 0 for v in shape):
+        raise ValueError(f"{name}: expected normalized_shape to be a non-negative int or a "
                          f"tuple of them, got {normalized_shape!r}")
     return tuple(int(v) for v in shape)
 
@@ -69,6 +70,9 @@ class LayerNorm(Module):
     def _forward(self, x, buffered):
         shape = tuple(x.shape)
         d = math.prod(self.normalized_shape)
+        if d == 0:   # no features: an empty output, and no gradients to give
+            self._ctx = None
+            return x.copy()
         rows = x.reshape(math.prod(shape) // d, d)
         n = rows.shape[0]
         out = self._buffer("y", rows.shape, x.dtype) if buffered else None
@@ -80,6 +84,8 @@ class LayerNorm(Module):
         return y.reshape(shape)
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if self._ctx is None:   # (no features)
+            return grad_out.copy() if need_grad_in else None
         rows, save_mean, save_invstd = self._ctx
         shape = tuple(grad_out.shape)
         grad_rows = grad_out.reshape(rows.shape)
