@@ -7,6 +7,11 @@ class RuntimeValueError(ValueError, RuntimeError):
     """A bad shape or value for which PyTorch raises RuntimeError."""
 
 
+class TypeValueError(ValueError, TypeError):
+    """A size, count or index of the wrong type (a float where an int belongs), for
+    which PyTorch raises TypeError."""
+
+
 class AssertionValueError(ValueError, AssertionError):
     """A bad shape or argument that PyTorch asserts against (AssertionError)."""
 

@@ -8,6 +8,7 @@ import numbers
 import numpy as np
 
 from .device import is_contiguous, is_device_array, to_host
+from .errors import TypeValueError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -229,17 +230,21 @@ def check_float_dtype(where, dtype, name="input"):
 
 
 def check_positive_int(where, name, value):
-    """value as an int when it is an integer >= 1 (not a bool), else a ValueError."""
+    """value as an int when it is an integer >= 1 (not a bool), else a ValueError (for
+    a value that is no integer, one that is a TypeError too, as PyTorch raises)."""
     return _check_int_from(where, name, value, 1, "a positive int")
 
 
 def check_non_negative_int(where, name, value):
-    """value as an int when it is an integer >= 0 (not a bool), else a ValueError."""
+    """value as an int when it is an integer >= 0 (not a bool), else a ValueError (for
+    a value that is no integer, one that is a TypeError too, as PyTorch raises)."""
     return _check_int_from(where, name, value, 0, "a non-negative int")
 
 
 def _check_int_from(where, name, value, least, kind):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeValueError(f"{where}: expected {name} to be {kind}, got {value!r}")
+    if value < least:
         raise ValueError(f"{where}: expected {name} to be {kind}, got {value!r}")
     return int(value)
 

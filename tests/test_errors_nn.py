@@ -262,3 +262,22 @@ def test_pytorch_keywords_at_their_defaults_are_accepted(rng):
     assert repr(nn.ReLU(inplace=True)) == "ReLU(inplace=True)" and repr(nn.ReLU()) == "ReLU()"
     with pytest.raises(TypeError, match="expected inplace to be a bool"):
         nn.ReLU(inplace="yes")
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Linear(4.0, 3), lambda: nn.BatchNorm1d(3.0), lambda: nn.RNN(3, 3.0),
+    lambda: nn.Embedding(4.0, 3), lambda: nn.Conv2d(1, 1, 2.5), lambda: nn.MaxPool2d(2.5),
+    lambda: nn.Conv2d(1.0, 1, 3)])
+def test_a_float_size_is_a_type_error_too(make):
+    # PyTorch raises TypeError for a float where a size belongs; fastnn's ValueError
+    # (its convention for a bad argument) is one too, so code catching either works
+    with pytest.raises(ValueError) as info:
+        make()
+    assert isinstance(info.value, TypeError)
+
+
+def test_a_size_out_of_range_is_a_value_error_only():
+    for make in (lambda: nn.Linear(-1, 3), lambda: nn.Conv2d(1, 1, 0)):
+        with pytest.raises(ValueError) as info:
+            make()
+        assert not isinstance(info.value, TypeError)

@@ -6,6 +6,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import TypeValueError
 from ..kernels.window_shapes import pool_out_shape
 from ..validation import check_only, check_positive_int, int_items
 from . import init
@@ -17,11 +18,12 @@ def pair(layer, name, value, minimum, n=2):
     """An int or n ints (a pair by default), each >= minimum, as a tuple of n ints."""
     value = int_items(value)  # (a 1-D integer array, as PyTorch takes)
     items = (value,) * n if not isinstance(value, (tuple, list)) else tuple(value)
-    if len(items) != n or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                              or v < minimum for v in items):
+    not_ints = any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items)
+    if len(items) != n or not_ints or any(v < minimum for v in items):
         what = "a pair of them" if n == 2 else f"a tuple of {n}"
-        raise ValueError(f"{layer}: expected {name} to be an int >= {minimum} or {what}, "
-                         f"got {value!r}")
+        error = TypeValueError if not_ints else ValueError  # (a float: PyTorch's TypeError)
+        raise error(f"{layer}: expected {name} to be an int >= {minimum} or {what}, "
+                    f"got {value!r}")
     return tuple(int(v) for v in items)
 
 
