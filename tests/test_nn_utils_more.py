@@ -278,3 +278,19 @@ def test_clip_grad_norm_takes_any_order_as_torch(rng, norm_type, with_zero):
     assert total == pytest.approx(expected, rel=1e-5)
     for p, t in zip(ours, theirs):
         assert_close(p.grad, t.grad.numpy(), np.float32)
+
+
+@pytest.mark.parametrize("norm_type", [-1.0, -0.5, -2.5])
+def test_a_negative_order_norm_with_an_empty_gradient_is_an_error_as_in_pytorch(norm_type):
+    """PyTorch's vector norm of a negative order has no identity for an empty tensor
+    (RuntimeError); fastnn's summed the other arrays' norms as if it were not there."""
+    grads = [np.ones(3), np.zeros((2, 0))]
+    with pytest.raises(RuntimeError, match="empty tensor"):
+        torch.nn.utils.get_total_norm([torch.tensor(g) for g in grads], norm_type)
+    with pytest.raises(RuntimeError, match="norm of an empty array is undefined"):
+        utils.get_total_norm(grads, norm_type)
+    params = [nn.Parameter(np.zeros(3)), nn.Parameter(np.zeros((2, 0)))]
+    params[0].grad, params[1].grad = np.full(3, 2.0), np.zeros((2, 0))
+    with pytest.raises(RuntimeError, match="norm of an empty array is undefined"):
+        utils.clip_grad_norm_(params, 1.0, norm_type)
+    np.testing.assert_array_equal(params[0].grad, np.full(3, 2.0))  # left as it was

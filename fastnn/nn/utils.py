@@ -93,10 +93,12 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     norm_type = _norm_order(where, norm_type)
     if not arrays:
         return np.float64(0.0)
-    if math.isinf(norm_type) and any(math.prod(a.shape) == 0 for a in arrays):
+    if (math.isinf(norm_type) or norm_type < 0) and any(math.prod(a.shape) == 0
+                                                        for a in arrays):
         raise RuntimeError(f"{where}: the {norm_type} norm of an empty array is undefined "
-                           f"(a max or min over no elements), as in PyTorch; drop the "
-                           f"zero-size arrays")
+                           f"(a max or min over no elements, or a negative order's sum "
+                           f"of no inverse powers), as in PyTorch; drop the zero-size "
+                           f"arrays")
     with np.errstate(divide="ignore"):  # a negative order's 0 ** p = inf: a 0 norm
         if norm_type == 2.0:
             norms = [_two_norm(_device.to_host(a).ravel()) for a in arrays]
