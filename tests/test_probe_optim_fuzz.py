@@ -130,3 +130,36 @@ def test_adagrad_state_of_a_parameter_not_yet_stepped_as_torch(backend):
         ref.step()
         for p, q in zip(ours, theirs):
             np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["alone", "in_sequential"])
+def test_multisteplr_loads_torchs_state_dict(inside):
+    """PyTorch's MultiStepLR keeps its milestones as a Counter (a milestone given twice
+    decays twice): its state dict, which holds no tensors, loads into fastnn's (alone or
+    inside SequentialLR) and the rates go on as torch's resumed from it."""
+    def build(m, o):
+        multi = m.MultiStepLR(o, milestones=[6, 3, 3, 8], gamma=0.5)
+        return m.SequentialLR(o, [m.ConstantLR(o, 0.5, total_iters=1), multi],
+                              milestones=[1]) if inside else multi
+
+    ref = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0)
+    theirs = build(torch_sched, ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2):
+            ref.step()
+            theirs.step()
+        saved, groups = theirs.state_dict(), ref.state_dict()["param_groups"]
+        opt = optim.SGD([Parameter(np.ones(2))], lr=1.0)
+        ref = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0)
+        opt.load_state_dict({"state": {}, "param_groups": groups})
+        ref.load_state_dict({"state": {}, "param_groups": groups})
+        ours, theirs = build(lr_scheduler, opt), build(torch_sched, ref)
+        ours.load_state_dict(saved)
+        theirs.load_state_dict(saved)
+        for _ in range(9):
+            opt.step()
+            ref.step()
+            ours.step()
+            theirs.step()
+            assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)

@@ -359,6 +359,16 @@ class MultiStepLR(LRScheduler):
         hits = self.milestones.count(epoch)
         return lr * self.gamma ** hits if hits else lr
 
+    def load_state_dict(self, state_dict):
+        """LRScheduler.load_state_dict; milestones saved as PyTorch's MultiStepLR keeps
+        them (a Counter, milestone -> how many times it was given) come back as fastnn's
+        sorted list, each repeated that many times."""
+        milestones = state_dict.get("milestones")
+        if isinstance(milestones, dict):
+            state_dict = dict(state_dict, milestones=sorted(
+                m for m, times in milestones.items() for _ in range(int(times))))
+        super().load_state_dict(state_dict)
+
 
 class ExponentialLR(LRScheduler):
     """lr0 * gamma ** epoch."""
