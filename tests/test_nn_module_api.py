@@ -531,3 +531,12 @@ def test_a_positional_device_where_fastnn_takes_dtype_names_the_layer():
         nn.Conv2d(1, 2, 3, 1, 0, 1, 1, True, "zeros", "cuda:0")
     assert nn.Linear(3, 4, True, np.float64).weight.data.dtype == np.float64
     assert nn.Linear(3, 4, device="cpu", dtype=None).weight.data.dtype == np.float32
+
+
+def test_a_parameter_made_without_data_is_pytorchs_empty_one():
+    """torch.nn.Parameter() is an empty float32 parameter; fastnn's needed data."""
+    ours, theirs = nn.Parameter(), torch.nn.Parameter()
+    assert ours.shape == tuple(theirs.shape) == (0,)
+    assert ours.dtype == np.float32 and theirs.dtype == torch.float32
+    assert ours.requires_grad and ours.grad.shape == (0,)
+    assert not nn.Parameter(requires_grad=False).requires_grad

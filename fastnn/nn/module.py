@@ -232,8 +232,10 @@ class Parameter(ParameterArithmetic):
     # value is no longer 0 (_no_grad_yet)
     __slots__ = ("_data", "_grad", "requires_grad", "_zero_pending")
 
-    def __init__(self, data, requires_grad=True):
-        data = np.array(data, copy=True, order="C")
+    def __init__(self, data=None, requires_grad=True):
+        # no data: PyTorch's empty float32 parameter (torch.empty(0))
+        data = np.empty(0, np.float32) if data is None else np.array(data, copy=True,
+                                                                     order="C")
         if data.dtype not in FLOAT_DTYPES:
             raise TypeError(f"Parameter: expected float32 or float64 data, got {data.dtype}")
         self.data = data
