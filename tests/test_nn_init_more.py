@@ -195,3 +195,16 @@ def test_the_fills_that_draw_nothing_take_any_dtype_as_pytorchs():
             np.testing.assert_array_equal(ours, theirs.numpy())
     with pytest.raises(TypeError, match="expected a Parameter or an array, got list"):
         init.zeros_([1.0, 2.0])
+
+
+def test_a_nan_std_is_an_error_as_in_pytorch():
+    """PyTorch's normal_ refuses std NaN (RuntimeError, as std < 0); fastnn's filled the
+    array with NaN. xavier_normal_ with a NaN gain reaches the same check."""
+    with pytest.raises(RuntimeError, match="std >= 0"):
+        torch.nn.init.normal_(torch.zeros(2, 3), 0.0, float("nan"))
+    w = np.ones((2, 3), np.float32)
+    with pytest.raises(RuntimeError, match="std >= 0"):
+        init.normal_(w, 0.0, float("nan"))
+    with pytest.raises(RuntimeError, match="std >= 0"):
+        init.xavier_normal_(w, gain=float("nan"))
+    np.testing.assert_array_equal(w, 1.0)

@@ -145,7 +145,7 @@ def uniform_(tensor, a=0.0, b=1.0, generator=None):
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with N(mean, std**2) (std >= 0)."""
     shape = _shape(tensor, "normal_")
-    if std < 0:
+    if not std >= 0:  # (NaN too, as PyTorch's)
         raise InitRangeError(f"init.normal_: expected std >= 0, got {std!r}")
     return _fill(tensor, "normal_", _generator("normal_", generator).normal(mean, std, shape))
 
