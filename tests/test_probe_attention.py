@@ -223,3 +223,41 @@ def test_norm_layers_over_no_features_as_torch(backend, kind, normalized_shape, 
         assert out.dtype == grad.dtype == np.float32
         for p, tp in zip(ours.parameters(), theirs.parameters()):
             assert p.grad.shape == tuple(tp.grad.shape)
+
+
+@pytest.mark.parametrize("tracked, tracked_later, dropped", [
+    (False, True, False), (False, True, True), (True, False, False), (True, True, True)])
+def test_instance_norm_running_statistics_set_after_construction(backend, tracked,
+                                                                 tracked_later, dropped):
+    """As PyTorch's: the running statistics are used or moved whenever the layer has
+    them (track_running_stats switched off later: input statistics, buffers still
+    moved, in eval mode too); set to None, training runs without them and eval mode
+    with track_running_stats is a RuntimeError (fastnn failed with a TypeError or
+    AttributeError after computing)."""
+    from fastnn import nn
+    x = np.random.default_rng(2).standard_normal((2, 3, 4))
+    for training in (True, False):
+        theirs = torch.nn.InstanceNorm1d(3, track_running_stats=tracked).double()
+        ours = nn.InstanceNorm1d(3, track_running_stats=tracked, dtype=np.float64)
+        if tracked:
+            ours.running_mean[...] = theirs.running_mean.numpy() + 0.5
+            with torch.no_grad():
+                theirs.running_mean += 0.5
+        theirs.track_running_stats = ours.track_running_stats = tracked_later
+        if dropped:
+            theirs.running_mean = theirs.running_var = None
+            ours.running_mean = ours.running_var = None
+        theirs.train(training)
+        ours.train(training)
+        try:
+            expected = theirs(torch.from_numpy(x)).numpy()
+        except RuntimeError:
+            with pytest.raises(RuntimeError, match="running_mean and running_var"):
+                ours(x)
+            continue
+        np.testing.assert_allclose(ours(x), expected, rtol=1e-10, atol=1e-12)
+        if theirs.running_mean is not None:
+            np.testing.assert_allclose(ours.running_mean, theirs.running_mean.numpy(),
+                                       rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(),
+                                       rtol=1e-12, atol=1e-12)

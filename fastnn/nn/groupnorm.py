@@ -203,6 +203,12 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
     track_running_stats the state dict also holds PyTorch's num_batches_tracked (a 0-d
     int64 array that instance norm never moves) after running_var.
 
+    As PyTorch's, the running statistics are used (eval mode with
+    track_running_stats) or moved (otherwise) whenever the layer has them: set to None,
+    training leaves them out and eval mode with track_running_stats is a RuntimeError;
+    track_running_stats set False after construction normalises with the input's
+    statistics and still moves them in training.
+
     An input whose channels are not num_features is normalised all the same, with
     PyTorch's UserWarning, when the layer has neither affine parameters nor running
     statistics (num_features is then unused); otherwise it is a ValueError
@@ -227,11 +233,20 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
         self.num_batches_tracked = 0
         self._eval_ctx = None
 
+    def _has_running(self):
+        """Whether the layer holds both running statistics (None after a user set them
+        so)."""
+        return self.running_mean is not None and self.running_var is not None
+
+    def _input_statistics(self):
+        """PyTorch's use_input_stats: normalise with the input's own statistics."""
+        return self.training or not self.track_running_stats
+
     def _channels_ok(self, channels):
         """As PyTorch: any channel count without per-channel parameters or statistics;
         with running statistics (and no affine) another count is PyTorch's
         RuntimeError."""
-        if channels == self._channels or not (self.affine or self.track_running_stats):
+        if channels == self._channels or not (self.affine or self._has_running()):
             return True
         if not self.affine:
             raise RuntimeValueError(f"{self._where()}: expected input of {self._channels} "
@@ -244,9 +259,13 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
 
     def _check_statistics(self, shape):
         """As PyTorch: statistics of the input (training, or no running statistics)
-        need more than 1 spatial position."""
-        if (self.training or not self.track_running_stats) \
-                and math.prod(shape[len(shape) - self.dims:]) == 1:
+        need more than 1 spatial position; eval mode with track_running_stats needs the
+        running statistics."""
+        if not self._input_statistics() and not self._has_running():
+            raise RuntimeValueError(f"{self._where()}: Expected running_mean and "
+                                    f"running_var to be defined when use_input_stats is "
+                                    f"false (eval mode with track_running_stats=True)")
+        if self._input_statistics() and math.prod(shape[len(shape) - self.dims:]) == 1:
             raise ValueError(f"{self._where()}: expected more than 1 spatial element for "
                              f"instance statistics (training mode or no running "
                              f"statistics), got input of shape {shape}")
@@ -258,11 +277,11 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
                           f"num_features. You can silence this warning by not passing in "
                           f"num_features, which is not used because affine=False",
                           UserWarning)
-        if self.track_running_stats and not self.training:
+        if not self._input_statistics():
             return self._forward_running(x)
         self._eval_ctx = None
         y = super()._forward(x, buffered)
-        if self.track_running_stats:
+        if self._has_running():
             self._update_running()
         return y
 
