@@ -176,3 +176,23 @@ def test_resampling_argument_errors_as_torch(name, args):
     x = np.ones(shape, np.float32)
     _same_error(lambda: getattr(TF, name)(torch.from_numpy(x), **kwargs),
                 lambda: getattr(F, name)(x, **kwargs))
+
+
+@pytest.mark.parametrize("size,pads", [(1, (1, -2)), (2, (-3, 1)), (2, (1, -3)), (3, (-2, -1)),
+                                       (4, (-5, 1))])
+def test_circular_pad_cropping_to_nothing_gives_empty_output(size, pads):
+    # PyTorch takes these (nothing is left to wrap) and gives an empty axis
+    x = np.arange(1.0, size + 1).reshape(1, 1, size)
+    want = TF.pad(torch.from_numpy(x), pads, mode="circular")
+    assert F.pad(x, pads, mode="circular").shape == tuple(want.shape) == (1, 1, 0)
+    layer = nn.CircularPad1d(pads)
+    assert layer.forward(x).shape == (1, 1, 0)
+    np.testing.assert_array_equal(layer.backward(np.zeros((1, 1, 0))), np.zeros_like(x))
+
+
+def test_circular_pad_still_refuses_reading_past_the_crop():
+    x = np.ones((1, 1, 3))
+    with pytest.raises(RuntimeError):
+        F.pad(x, (1, -4), mode="circular")     # (PyTorch's size mismatch)
+    with pytest.raises(RuntimeError):
+        F.pad(x, (3, -1), mode="circular")     # (PyTorch reads uninitialised memory)

@@ -85,7 +85,7 @@ from .linear_cross_entropy import LinearCrossEntropyLoss
 from .loss import (BCEWithLogitsLoss, HingeEmbeddingLoss, KLDivLoss, MultiLabelMarginLoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss,
                    cast_integer_target)
-from .padding import check_border_input, pad_forward
+from .padding import check_border_input, pad_forward, wraps_nothing
 from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
                      MaxUnpool3d)
 from .pooling import LPPool1d, LPPool2d, MaxUnpool1d, MaxUnpool2d
@@ -1436,6 +1436,8 @@ def pad(input, pad, mode="constant", value=None):
     first = x.ndim - k
     for axis, (n, (before, after)) in enumerate(zip(x.shape[first:], sizes), start=first):
         out = n + before + after
+        if mode == "circular" and wraps_nothing(n, before, after):
+            continue
         if mode in ("constant", "circular") and n + min(before, 0) + min(after, 0) < 0:
             raise RuntimeError(f"{where}: cropping ({before}, {after}) removes more than the "
                                f"{n} values along dimension {axis}")
@@ -1456,7 +1458,8 @@ def pad(input, pad, mode="constant", value=None):
     grown = tuple((max(b, 0), max(a, 0)) for b, a in sizes)
     value = 0.0 if value is None else value
     if mode == "circular":  # PyTorch wraps what is left after cropping
-        return pad_forward(as_contiguous(x[crop]), grown, mode, value)
+        return pad_forward(x, sizes, mode) if 0 in outs else \
+            pad_forward(as_contiguous(x[crop]), grown, mode, value)
     y = pad_forward(x, grown, mode, value)
     if any(b < 0 or a < 0 for b, a in sizes):  # the other modes crop the padded array
         crop = (Ellipsis,) + tuple(slice(max(-b, 0), y.shape[axis] - max(-a, 0))

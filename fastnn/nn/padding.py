@@ -43,6 +43,8 @@ def check_pad_fits(where, mode, spatial, sizes):
         if mode == "reflect" and max(before, after) >= n:
             raise ValueError(f"{where}: reflection padding {(before, after)} must be less than "
                              f"the input size {n}")
+        if mode == "circular" and wraps_nothing(n, before, after):
+            continue
         if mode == "circular" and max(before, after) > n + min(before, 0) + min(after, 0):
             raise ValueError(f"{where}: circular padding {(before, after)} must be at most the "
                              f"input size {n} (less what it crops)")
@@ -53,6 +55,19 @@ def check_pad_fits(where, mode, spatial, sizes):
     if mode in ("reflect", "replicate") and outs and max(outs) < 1:
         raise ValueError(f"{where}: the input of spatial size {tuple(spatial)} is too small "
                          f"for padding {tuple(sizes)} (output {tuple(outs)})")
+
+
+def wraps_nothing(n, before, after):
+    """Whether PyTorch's circular padding takes (before, after) on an axis of size n by
+    cropping it to nothing: an output size of 0, padding at most n, and an interior its
+    copy can broadcast to that empty axis (the input sliced as ATen slices, a negative
+    end counted once from the end: at most 1 long; a longer one is PyTorch's
+    size-mismatch error)."""
+    if n + before + after != 0 or max(before, after) > n:
+        return False
+    start, end = max(-before, 0), n - max(-after, 0)
+    end = end + n if end < 0 else end
+    return min(max(end, 0), n) - min(start, n) <= 1
 
 
 def check_border_input(where, mode, shape, dims):
@@ -80,6 +95,10 @@ def _grown(sizes):
 def pad_forward(x, sizes, mode, value=0.0):
     """x (host array) padded on its last len(sizes) axes; negative sizes crop (the
     padded array, or for 'circular' the input first)."""
+    first = x.ndim - len(sizes)
+    outs = tuple(n + b + a for n, (b, a) in zip(x.shape[first:], sizes))
+    if mode == "circular" and 0 in outs:   # (cropped to nothing: nothing to wrap)
+        return np.zeros(x.shape[:first] + outs, x.dtype)
     if mode == "circular" and any(min(pair) < 0 for pair in sizes):
         return pad_forward(np.ascontiguousarray(x[_crop(x.shape, sizes)]), _grown(sizes), mode)
     width = [(0, 0)] * (x.ndim - len(sizes)) + list(_grown(sizes))
@@ -105,6 +124,10 @@ def _embed(g, sizes):
 def pad_backward(grad_out, sizes, mode):
     """The gradient w.r.t. the unpadded input of pad_forward (host arrays): a cropped
     value gets 0."""
+    if mode == "circular" and grad_out.size == 0:   # (pad_forward's empty output)
+        first = grad_out.ndim - len(sizes)
+        return np.zeros(grad_out.shape[:first] + tuple(
+            n - b - a for n, (b, a) in zip(grad_out.shape[first:], sizes)), grad_out.dtype)
     if all(min(pair) >= 0 for pair in sizes):
         return _grown_backward(grad_out, sizes, mode)
     if mode == "circular":  # cropped, then wrapped
