@@ -1,5 +1,7 @@
 """Module machinery: registration order, state_dict round trips, failed loads changing
 nothing, zero_grad/accumulation, modes, dtype conversion, rebinding by an optimizer, repr."""
+import collections
+
 import numpy as np
 import pytest
 import torch
@@ -378,8 +380,8 @@ def test_module_dict_and_parameter_containers_follow_pytorch():
     assert ours.scales.pop("parity").shape == (2,) and list(ours.scales) == ["digit"]
     with pytest.raises(TypeError, match="ModuleDict: expected a Module, got int"):
         ours.heads["bad"] = 3
-    with pytest.raises(TypeError, match="ParameterList: expected a Parameter, got str"):
-        nn.ParameterList(["w"])  # (a plain array is made a Parameter, as PyTorch's)
+    with pytest.raises(TypeError, match="ParameterList: expected a Parameter, got ReLU"):
+        nn.ParameterList([nn.ReLU()])  # (a plain array is made a Parameter, as PyTorch's)
     with pytest.raises(NotImplementedError, match="ModuleDict has no forward"):
         ours.heads(np.zeros((1, 4), np.float32))
 
@@ -406,3 +408,33 @@ def test_a_module_list_subclass_plus_a_list_is_a_plain_module_list():
     assert [type(m).__name__ for m in both] == ["Linear", "Linear", "ReLU"]
     params = nn.ParameterList([np.zeros(2, np.float32)]) + [np.ones(1, np.float32)]
     assert type(params) is nn.ParameterList and len(params) == 2
+
+
+def test_parameter_containers_hold_other_objects_as_pytorchs():
+    """PyTorch's ParameterList and ParameterDict hold objects that are not tensors (None
+    for a layer without bias, a number) as plain attributes, outside parameters() and
+    the state dict, with their own place in the container and repr; fastnn's refused
+    them (TypeError)."""
+    def containers(m, zeros):
+        class Owner(m.Module):
+            def __init__(self):
+                super().__init__()
+                self.biases = m.ParameterList([m.Parameter(zeros(2)), None, 3])
+                self.extra = m.ParameterDict(collections.OrderedDict(
+                    [("scale", m.Parameter(zeros(2))), ("shift", None), ("name", "x")]))
+        return Owner()
+
+    ours = containers(nn, lambda n: np.zeros(n, np.float32))
+    theirs = containers(torch.nn, torch.zeros)
+    for model, ones in ((ours, lambda n: np.ones(n, np.float32)), (theirs, torch.ones)):
+        model.biases[1] = ones(2)   # None's place takes a parameter
+        model.extra["shift"] = ones(2)
+        model.extra["scale"] = None
+        del model.extra["name"]
+    assert [k for k, _ in ours.named_parameters()] == \
+        [k for k, _ in theirs.named_parameters()] == ["biases.0", "biases.1", "extra.shift"]
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    assert list(ours.extra) == list(theirs.extra) == ["scale", "shift"]
+    assert ours.extra["scale"] is None and ours.biases[2] == 3
+    assert repr(ours) == repr(theirs).replace("torch.", "").replace("FloatTensor", "float32")
+    assert ours.extra.popitem()[0] == "shift" and list(ours.extra) == ["scale"]

@@ -673,7 +673,9 @@ class ModuleList(_List):
 
 class ParameterList(_List):
     """A list of Parameters (PyTorch's ParameterList), named '0', '1', ... in the owner's
-    parameters() and state dict; indexable, ``len``, iterable, ``append``/``extend``."""
+    parameters() and state dict; indexable, ``len``, iterable, ``append``/``extend``.
+    As PyTorch's, it also holds other objects (None, numbers, ...) as plain attributes,
+    outside parameters() and the state dict."""
 
     holds = Parameter
 
@@ -681,18 +683,33 @@ class ParameterList(_List):
         return self._parameters
 
     def _checked(self, value):
-        # PyTorch's: a plain array (its tensor) is made a Parameter
-        return Parameter(value) if isinstance(value, np.ndarray) else super()._checked(value)
+        return _parameter_or_object(self, value)
 
     def extra_repr(self):
         return _parameter_lines(enumerate(self))
 
 
+def _parameter_or_object(holder, value):
+    """What a ParameterList/ParameterDict holds for value: a plain array (PyTorch's
+    tensor) made a Parameter, a Parameter or any other object but a module as it is
+    (PyTorch's)."""
+    if isinstance(value, np.ndarray):
+        return Parameter(value)
+    if isinstance(value, Module):
+        raise TypeError(f"{type(holder).__name__}: expected a Parameter, got "
+                        f"{type(value).__name__}")
+    return value
+
+
 def _parameter_lines(items):
     """PyTorch's lines for a ParameterList/ParameterDict repr: '  (key): Parameter
-    containing: [float32 of size 2x3]' (the device added on the GPU)."""
+    containing: [float32 of size 2x3]' (the device added on the GPU), '  (key): Object of
+    type: NoneType' for what is not a Parameter."""
     lines = []
     for key, p in items:
+        if not isinstance(p, Parameter):
+            lines.append(f"  ({key}): Object of type: {type(p).__name__}")
+            continue
         size = "x".join(str(n) for n in p.shape)
         where = " (cuda)" if p.device == "cuda" else ""
         lines.append(f"  ({key}): Parameter containing: [{p.dtype} of size {size}{where}]")
@@ -798,20 +815,49 @@ class ModuleDict(_Dict):
 
 class ParameterDict(_Dict):
     """Parameters by name (PyTorch's ParameterDict), in the owner's parameters() and
-    state dict; ``d[name]``, ``keys()``, ``items()``, ``update``."""
+    state dict; ``d[name]``, ``keys()``, ``items()``, ``update``. As PyTorch's, it also
+    holds other objects (None, numbers, ...) as plain attributes, outside parameters()
+    and the state dict; ``_keys`` keeps every key's place."""
 
     def __init__(self, parameters=None):  # (PyTorch's keyword name)
-        super().__init__(parameters)
+        _Holder.__init__(self)
+        self._keys = OrderedDict()
+        if parameters is not None:
+            self.update(parameters)
 
     def _table(self):
-        return self._parameters
+        return OrderedDict((key, getattr(self, key)) for key in self._keys)
 
     holds = Parameter
     _kind = "parameter"
 
     def _checked(self, value):
-        # PyTorch's: a plain array (its tensor) is made a Parameter
-        return Parameter(value) if isinstance(value, np.ndarray) else super()._checked(value)
+        return _parameter_or_object(self, value)
+
+    def __getitem__(self, key):
+        if key not in self._keys:
+            raise MissingKeyError(key)
+        return getattr(self, key)
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self._keys[key] = None
+
+    def __len__(self):
+        return len(self._keys)
+
+    def __iter__(self):
+        return iter(self._keys)
+
+    def __contains__(self, key):
+        return key in self._keys
+
+    def __delitem__(self, key):
+        if key not in self._keys:
+            raise MissingKeyError(key)
+        del self._keys[key]
+        self._parameters.pop(key, None)
+        object.__delattr__(self, key)
 
     def extra_repr(self):
         return _parameter_lines(self.items())
@@ -854,9 +900,9 @@ class ParameterDict(_Dict):
 
     def popitem(self):
         """Remove and return the last inserted (key, Parameter) pair."""
-        if not self._parameters:
+        if not self._keys:
             raise KeyError("popitem(): dictionary is empty")
-        key = next(reversed(self._parameters))
+        key = next(reversed(self._keys))
         value = self[key]
         del self[key]
         return key, value
