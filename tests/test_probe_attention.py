@@ -261,3 +261,9 @@ def test_instance_norm_running_statistics_set_after_construction(backend, tracke
                                        rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(),
                                        rtol=1e-12, atol=1e-12)
+
+
+def test_attention_dropout_above_one_is_a_runtime_error():
+    x = np.ones((2, 3, 4))
+    theirs, ours = _both(x, x, x, dropout_p=1.5)
+    assert theirs is RuntimeError and issubclass(ours, RuntimeError)

@@ -2856,7 +2856,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         weights[dead] = 0
         weights = weights.reshape(shape)
     if dropout_p > 0:
-        weights = dropout(weights, dropout_p, training=True)
+        with _runtime_errors():   # (p > 1: PyTorch's RuntimeError here, not F.dropout's)
+            weights = dropout(weights, dropout_p, training=True)
     return _device.c_contiguous(weights @ v, q.dtype)
 
 
