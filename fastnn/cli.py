@@ -267,11 +267,16 @@ def _check_train_args(args):
 
 def output_path_problem(path):
     """Why ``path`` cannot be written as a file, or None: it is a folder, or a folder on
-    its way exists as a file (found before a run, not after it)."""
+    its way exists as a file (found before a run, not after it). A symbolic link is
+    checked as the file it names (written through, as open() does)."""
     if path == "":
         return "expects a file path, got ''"
     if os.path.isdir(path) or path.endswith(tuple(filter(None, (os.sep, os.altsep)))):
         return f"expects a file path, got {path!r} (a folder)"
+    from .io import is_special_file
+    if is_special_file(path):   # (a device such as /dev/stdout: written in place)
+        return None if os.access(path, os.W_OK) else f"cannot be written ({path!r})"
+    path = os.path.realpath(path)
     parent = os.path.dirname(os.path.abspath(path))
     while not os.path.exists(parent):
         parent = os.path.dirname(parent)
@@ -395,6 +400,15 @@ def build_optimizer(args, parameters):
 
 
 def _write_json(path, payload):
+    """Write payload as JSON to path: through a temporary file renamed over the file a
+    symbolic link names (the link stays), or in place for a device or FIFO."""
+    from .io import is_special_file
+    if is_special_file(path):
+        with open(path, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        return
+    path = os.path.realpath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp"

@@ -24,6 +24,7 @@ import errno
 import importlib
 import json
 import os
+import stat
 import tempfile
 
 import numpy as np
@@ -467,7 +468,14 @@ def _rebuild(meta, path):
 
 
 def _write_atomically(path, arrays):
-    """Write arrays as .npz to a temporary file beside path, fsync, then os.replace."""
+    """Write arrays as .npz to a temporary file beside path, fsync, then os.replace;
+    through a symbolic link (the file it names is replaced, the link stays, as
+    torch.save's open() writes through it), and in place to a device or FIFO."""
+    if is_special_file(path):
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+        return
+    path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
     # said up front: otherwise the error would name the temporary file
     if not os.path.isdir(folder):
@@ -490,6 +498,16 @@ def _write_atomically(path, arrays):
             pass
         raise
     _fsync_folder(folder)
+
+
+def is_special_file(path):
+    """True for an existing path that is neither a regular file nor a folder (a device
+    such as /dev/stdout, a FIFO): written in place, never replaced by a new file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _file_mode(path):

@@ -211,3 +211,37 @@ def test_batch_size_none_converts_samples_as_torch_default_convert():
     ref = [torch_convert(Samples()[i]) for i in range(2)]
     assert [shape(g) for g in got] == [shape(r) for r in ref]
     assert shape(default_convert(((1, 2), "s"))) == shape(torch_convert(((1, 2), "s")))
+
+
+def test_outputs_write_through_links_and_fifos(tmp_path, restore_backend):
+    # --metrics and --save renamed a new file over the path: a symbolic link became a
+    # regular file (its target untouched) and so did a FIFO or, for root, /dev/stdout
+    import json
+    import os
+    import threading
+
+    import fastnn
+    from fastnn.cli import main
+    target, link = tmp_path / "target.json", tmp_path / "m.json"
+    target.write_text("{}")
+    link.symlink_to(target.name)
+    ckpt, ckpt_link = tmp_path / "t.npz", tmp_path / "s.npz"
+    ckpt.write_bytes(b"")
+    ckpt_link.symlink_to(ckpt.name)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    read = {}
+    reader = threading.Thread(target=lambda: read.update(text=fifo.read_text()),
+                              daemon=True)   # (left blocked if the FIFO is never written)
+    reader.start()
+    argv = ["train", "--dataset", "digits", "--hidden", "8", "--max-steps", "1",
+            "--backend", "numpy", "--no-progress"]
+    assert main(argv + ["--metrics", str(link), "--save", str(ckpt_link)]) == 0
+    assert main(argv + ["--metrics", str(fifo)]) == 0
+    reader.join(timeout=30)
+    assert link.is_symlink() and ckpt_link.is_symlink() and fifo.is_fifo()
+    assert json.loads(target.read_text())["steps"] == 1
+    assert json.loads(read["text"])["steps"] == 1
+    assert type(fastnn.load(str(ckpt))).__name__ == "MLP"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "m.json", "s.npz",
+                                                           "t.npz", "target.json"]
