@@ -1,6 +1,8 @@
 """Optimizers and schedulers against torch.optim 2.13, from a seeded fuzz of 3 Dec:
 zero-size parameters alone in their group (their state entries and NAdam's
-mu_product), LinearLR and PolynomialLR with total_iters=0."""
+mu_product), LinearLR and PolynomialLR with total_iters=0, Adagrad's step-0 state,
+MultiStepLR loading torch's state dict, PyTorch's words in bad hyper-parameter errors."""
+import re
 import warnings
 
 import numpy as np
@@ -163,3 +165,27 @@ def test_multisteplr_loads_torchs_state_dict(inside):
             ours.step()
             theirs.step()
             assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+
+
+BAD_HYPER = [("SGD", dict(lr=-1.0)), ("SGD", dict(momentum=-0.1)),
+             ("SGD", dict(weight_decay=-0.1)), ("SGD", dict(nesterov=True)),
+             ("Adam", dict(eps=-1.0)), ("Adam", dict(betas=(1.0, 0.9))),
+             ("AdamW", dict(betas=(0.9, 1.5))), ("NAdam", dict(momentum_decay=-1.0)),
+             ("RAdam", dict(betas=(-0.1, 0.9))), ("Adamax", dict(weight_decay=-1.0)),
+             ("Adagrad", dict(lr_decay=-1.0)), ("Adagrad", dict(initial_accumulator_value=-1)),
+             ("Adadelta", dict(rho=1.5)), ("RMSprop", dict(alpha=-1.0)),
+             ("RMSprop", dict(momentum=-1.0)), ("Rprop", dict(etas=(1.2, 0.5))),
+             ("ASGD", dict(lr=-1.0)), ("LBFGS", dict(lr=-1.0))]
+
+
+@pytest.mark.parametrize("name, kwargs", BAD_HYPER,
+                         ids=[f"{n}-{next(iter(k))}" for n, k in BAD_HYPER])
+def test_bad_hyper_parameter_messages_quote_torchs(name, kwargs):
+    """A bad hyper-parameter's ValueError holds PyTorch's message ("Invalid learning
+    rate: -1.0", "Invalid beta parameter at index 0: 1.0", ...) beside fastnn's
+    (the optimizer, the argument, what it expected)."""
+    with pytest.raises(ValueError) as theirs:
+        getattr(torch.optim, name)([torch.nn.Parameter(torch.ones(2))], **kwargs)
+    with pytest.raises(ValueError, match=re.escape(str(theirs.value))) as ours:
+        getattr(optim, name)([Parameter(np.ones(2))], **kwargs)
+    assert str(ours.value).startswith(f"{name}: invalid ")

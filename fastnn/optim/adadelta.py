@@ -1,5 +1,5 @@
 """Adadelta with L2 weight decay and maximize, PyTorch's rule."""
-from .optimizer import Optimizer, torch_flags_of
+from .optimizer import Optimizer, torch_flags_of, torch_invalid
 
 
 class Adadelta(Optimizer):
@@ -26,7 +26,8 @@ class Adadelta(Optimizer):
         rho = self._real("rho", group["rho"])
         if not 0.0 <= rho <= 1.0:
             raise ValueError(f"Adadelta: invalid rho: {group['rho']!r} "
-                             f"(expected 0 <= rho <= 1)")
+                             f"({torch_invalid('rho', group['rho'])}; "
+                             f"expected 0 <= rho <= 1)")
         self._at_least("eps", group["eps"], 0.0)
         self._at_least("weight_decay", group["weight_decay"], 0.0)
         self._flag(group, "maximize")

@@ -270,13 +270,14 @@ class Optimizer:
         if not (v >= low if low_ok else v > low) or math.isinf(v):
             bound = ">=" if low_ok else ">"
             raise ValueError(f"{self._name}: invalid {name}: {value!r} "
-                             f"(expected a finite value {bound} {low})")
+                             f"({torch_invalid(name, value)}; expected a finite value "
+                             f"{bound} {low})")
 
     def _unit(self, name, value):
         v = self._real(name, value)
         if not 0.0 <= v < 1.0:
             raise ValueError(f"{self._name}: invalid {name}: {value!r} "
-                             f"(expected 0 <= {name} < 1)")
+                             f"({torch_invalid(name, value)}; expected 0 <= {name} < 1)")
 
     def _betas(self, group):
         """The group's betas, a pair of numbers in [0, 1), as floats."""
@@ -733,6 +734,18 @@ class Optimizer:
     def _uniform_scalar_type(self, bucket):
         """Whether every parameter of the bucket rounds its scalar state alike."""
         return len({self._scalar_type(bucket, i) for i in range(len(bucket.params))}) <= 1
+
+
+#: PyTorch's words for a bad hyper-parameter in its ValueError (``Invalid learning rate:
+#: -1.0``), which fastnn's message quotes; other names: ``Invalid <name> value: <value>``
+_TORCH_INVALID = {"lr": "Invalid learning rate: {}", "eps": "Invalid epsilon value: {}",
+                  "betas[0]": "Invalid beta parameter at index 0: {}",
+                  "betas[1]": "Invalid beta parameter at index 1: {}"}
+
+
+def torch_invalid(name, value):
+    """PyTorch's message for the bad hyper-parameter ``name`` (its value as str())."""
+    return _TORCH_INVALID.get(name, "Invalid " + name + " value: {}").format(value)
 
 
 #: Optimizer.torch_flags less ``maximize``: the torch_flags of the optimizers that

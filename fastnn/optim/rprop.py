@@ -45,8 +45,9 @@ class Rprop(Optimizer):
         self._at_least("lr", group["lr"], 0.0)
         minus, plus = self._pair(group, "etas", "(etaminus, etaplus)")
         if not 0.0 < minus < 1.0 < plus:
-            raise ValueError(f"Rprop: invalid etas: {group['etas']!r} "
-                             f"(expected 0 < etas[0] < 1 < etas[1])")
+            raise ValueError(f"Rprop: invalid etas: {group['etas']!r} (Invalid eta "
+                             f"values: {group['etas'][0]}, {group['etas'][1]}; "
+                             f"expected 0 < etas[0] < 1 < etas[1])")
         self._pair(group, "step_sizes", "(min, max)")
         self._flag(group, "maximize")
 

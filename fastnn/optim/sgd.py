@@ -42,7 +42,7 @@ class SGD(Optimizer):
         nesterov = self._flag(group, "nesterov")
         if nesterov and (group["momentum"] == 0 or dampening != 0):
             raise ValueError(f"SGD: invalid nesterov: {nesterov!r} "
-                             f"(Nesterov momentum requires momentum > 0 and zero dampening)")
+                             f"(Nesterov momentum requires a momentum and zero dampening)")
         self._flag(group, "maximize")
 
     def _state_names(self, group):
