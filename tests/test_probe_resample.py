@@ -196,3 +196,17 @@ def test_circular_pad_still_refuses_reading_past_the_crop():
         F.pad(x, (1, -4), mode="circular")     # (PyTorch's size mismatch)
     with pytest.raises(RuntimeError):
         F.pad(x, (3, -1), mode="circular")     # (PyTorch reads uninitialised memory)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["avg", "max"])
+@pytest.mark.parametrize("output_size", [-1, 2.5, True, "tuple_float", "too_long"])
+def test_adaptive_pool_output_size_errors_as_torch(dims, kind, output_size):
+    if output_size == "tuple_float":
+        output_size = (2.0,) * dims
+    elif output_size == "too_long":
+        output_size = (3,) * (dims + 1)
+    x = np.ones((1, 2) + (5,) * dims, np.float32)
+    name = f"adaptive_{kind}_pool{dims}d"
+    _same_error(lambda: getattr(TF, name)(torch.from_numpy(x), output_size),
+                lambda: getattr(F, name)(x, output_size))

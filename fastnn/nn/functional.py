@@ -683,27 +683,18 @@ def _int_arguments(where, **values):
                             f"not {value!r}")
 
 
-def _layer_of(make):
-    """make(): the layer behind a function, built from its arguments; the layer's
-    ValueError for an argument value as PyTorch's RuntimeError (a RuntimeValueError)."""
-    try:
-        return make()
-    except ValueError as error:
-        raise RuntimeValueError(str(error)) from None
-
-
 def pixel_shuffle(input, upscale_factor):
     """(*, C r^2, H, W) -> (*, C, H r, W r), r = upscale_factor (PyTorch's order)."""
     _int_arguments("pixel_shuffle", upscale_factor=upscale_factor)
-    return _layer_forward(_layer_of(lambda: PixelShuffle(upscale_factor)),
-                          _float("pixel_shuffle", "input", input))
+    return _window_layer(lambda: PixelShuffle(upscale_factor),
+                         _float("pixel_shuffle", "input", input))
 
 
 def pixel_unshuffle(input, downscale_factor):
     """(*, C, H r, W r) -> (*, C r^2, H, W), the inverse of pixel_shuffle."""
     _int_arguments("pixel_unshuffle", downscale_factor=downscale_factor)
-    return _layer_forward(_layer_of(lambda: PixelUnshuffle(downscale_factor)),
-                          _float("pixel_unshuffle", "input", input))
+    return _window_layer(lambda: PixelUnshuffle(downscale_factor),
+                         _float("pixel_unshuffle", "input", input))
 
 
 def channel_shuffle(input, groups):
@@ -721,8 +712,8 @@ def unfold(input, kernel_size, dilation=1, padding=0, stride=1):
     column per window position (im2col, nn.Unfold's forward)."""
     _int_arguments("unfold", kernel_size=kernel_size, dilation=dilation, padding=padding,
                    stride=stride)
-    return _layer_forward(_layer_of(lambda: Unfold(kernel_size, dilation, padding, stride)),
-                          _float("unfold", "input", input))
+    return _window_layer(lambda: Unfold(kernel_size, dilation, padding, stride),
+                         _float("unfold", "input", input))
 
 
 def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
@@ -730,9 +721,8 @@ def fold(input, output_size, kernel_size, dilation=1, padding=0, stride=1):
     image (col2im, nn.Fold's forward)."""
     _int_arguments("fold", output_size=output_size, kernel_size=kernel_size,
                    dilation=dilation, padding=padding, stride=stride)
-    return _layer_forward(
-        _layer_of(lambda: Fold(output_size, kernel_size, dilation, padding, stride)),
-        _float("fold", "input", input))
+    return _window_layer(lambda: Fold(output_size, kernel_size, dilation, padding, stride),
+                         _float("fold", "input", input))
 
 
 # ------------------------------------------------------------------------ convolution
@@ -1130,9 +1120,12 @@ def adaptive_avg_pool1d(input, output_size):
     (N, C, output_size). output_size: an int (or a 1-tuple); 0 gives an empty output, as
     PyTorch's. The forward of nn.AdaptiveAvgPool1d (a pooling op when output_size divides
     L)."""
+    _adaptive_size("adaptive_avg_pool1d", 1, output_size)
     empty = _adaptive_empty("adaptive_avg_pool1d", AdaptiveAvgPool1d, 1, input, output_size,
                             wrap=True)
-    return _layer_forward(AdaptiveAvgPool1d(output_size), input) if empty is None else empty
+    if empty is not None:
+        return empty
+    return _window_layer(lambda: AdaptiveAvgPool1d(output_size), input)
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -1140,9 +1133,23 @@ def adaptive_avg_pool2d(input, output_size):
     giving (N, C, H_out, W_out). output_size: an int or a pair, an entry None keeping that
     input size, an entry 0 giving an empty output (PyTorch's). The forward of
     nn.AdaptiveAvgPool2d (a pooling op when the output sizes divide the input's)."""
+    _adaptive_size("adaptive_avg_pool2d", 2, output_size)
     empty = _adaptive_empty("adaptive_avg_pool2d", AdaptiveAvgPool2d, 2, input, output_size,
                             wrap=True)
-    return _layer_forward(AdaptiveAvgPool2d(output_size), input) if empty is None else empty
+    if empty is not None:
+        return empty
+    return _window_layer(lambda: AdaptiveAvgPool2d(output_size), input)
+
+
+def _adaptive_size(where, dims, output_size):
+    """PyTorch's TypeError for an output_size that is not an int or a tuple of dims ints
+    (None entries allowed in the tuple of a 2-D or 3-D pool)."""
+    items = int_items(output_size)
+    tupled = isinstance(items, (tuple, list))
+    if not all(_is_int(v) or (v is None and tupled and dims > 1)
+               for v in (items if tupled else (items,))):
+        raise TypeError(f"{where}(): argument 'output_size' must be an int or a tuple of "
+                        f"ints, got {output_size!r}")
 
 
 def _adaptive_empty(where, layer, dims, input, output_size, indices=False, wrap=False):
@@ -2509,8 +2516,8 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
 
 # ---------------------------------------------------------------- more pooling
 def _window_layer(make, x):
-    """make() (a pooling layer) run on x: its ValueErrors, from the arguments or the
-    input, as PyTorch's RuntimeError."""
+    """make() (a pooling, folding or shuffling layer) run on x: its ValueErrors, from the
+    arguments or the input, as PyTorch's RuntimeError."""
     with _runtime_errors():
         layer = make()
     return _layer_forward(layer, x)
@@ -2607,6 +2614,7 @@ def adaptive_avg_pool3d(input, output_size):
     (N, C, *output_size); an entry None keeps that input size, an entry 0 gives an empty
     output (PyTorch's)."""
     x = _float("adaptive_avg_pool3d", "input", input)
+    _adaptive_size("adaptive_avg_pool3d", 3, output_size)
     empty = _adaptive_empty("adaptive_avg_pool3d", AdaptiveAvgPool3d, 3, x, output_size,
                             wrap=True)
     if empty is not None:   # (an entry 0: PyTorch's empty output)
@@ -2620,6 +2628,7 @@ _ADAPTIVE_MAX = {1: AdaptiveMaxPool1d, 2: AdaptiveMaxPool2d, 3: AdaptiveMaxPool3
 def _adaptive_max(dims, input, output_size, return_indices):
     where = f"adaptive_max_pool{dims}d"
     x = _float(where, "input", input)
+    _adaptive_size(where, dims, output_size)
     empty = _adaptive_empty(where, _ADAPTIVE_MAX[dims], dims, x, output_size,
                             bool(return_indices), wrap=True)
     if empty is not None:   # (an entry 0: PyTorch's empty output and indices)
