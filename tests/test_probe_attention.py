@@ -267,3 +267,18 @@ def test_attention_dropout_above_one_is_a_runtime_error():
     x = np.ones((2, 3, 4))
     theirs, ours = _both(x, x, x, dropout_p=1.5)
     assert theirs is RuntimeError and issubclass(ours, RuntimeError)
+
+
+def test_instance_norm_running_variance_far_below_eps(backend):
+    """The running variance came from 1 / invstd^2 - eps in float32, which loses a
+    variance much smaller than eps (0.5% off for variance 1e-6 and eps 0.1); it is the
+    input's own unbiased variance now, as PyTorch's."""
+    from fastnn import nn
+    x = (np.random.default_rng(3).standard_normal((4, 3, 64)) * 1e-3 + 5).astype(np.float32)
+    ours = nn.InstanceNorm1d(3, eps=0.1, momentum=1.0, track_running_stats=True)
+    theirs = torch.nn.InstanceNorm1d(3, eps=0.1, momentum=1.0,
+                                     track_running_stats=True).double()
+    ours(x)
+    theirs(torch.from_numpy(x.astype(np.float64)))
+    np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(ours.running_mean, theirs.running_mean.numpy(), rtol=1e-6)

@@ -292,8 +292,11 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
             return
         count = rows.shape[1]
         mean = _device.to_host(save_mean).reshape(n, c).astype(np.float64)
-        invstd = _device.to_host(save_invstd).reshape(n, c).astype(np.float64)
-        var = (1.0 / (invstd * invstd) - self.eps) * count / max(count - 1, 1)
+        if _device.is_device_array(rows):
+            invstd = _device.to_host(save_invstd).reshape(n, c).astype(np.float64)
+            var = (1.0 / (invstd * invstd) - self.eps) * count / max(count - 1, 1)
+        else:   # from the input itself: 1 / invstd^2 - eps loses a variance far below eps
+            var = rows.var(axis=1, ddof=1, dtype=np.float64).reshape(n, c)
         # PyTorch's instance norm takes momentum None as 0: the statistics stay put
         m = 0.0 if self.momentum is None else self.momentum
         for name, batch in (("running_mean", mean), ("running_var", var)):
