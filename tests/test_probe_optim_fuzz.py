@@ -1,7 +1,8 @@
 """Optimizers and schedulers against torch.optim 2.13, from a seeded fuzz of 3 Dec:
 zero-size parameters alone in their group (their state entries and NAdam's
 mu_product), LinearLR and PolynomialLR with total_iters=0, Adagrad's step-0 state,
-MultiStepLR loading torch's state dict, PyTorch's words in bad hyper-parameter errors."""
+MultiStepLR loading torch's state dict, PyTorch's words in bad hyper-parameter and schedule
+argument errors."""
 import re
 import warnings
 
@@ -189,3 +190,35 @@ def test_bad_hyper_parameter_messages_quote_torchs(name, kwargs):
     with pytest.raises(ValueError, match=re.escape(str(theirs.value))) as ours:
         getattr(optim, name)([Parameter(np.ones(2))], **kwargs)
     assert str(ours.value).startswith(f"{name}: invalid ")
+
+
+BAD_SCHEDULES = [
+    ("LinearLR", dict(start_factor=0.0)), ("LinearLR", dict(end_factor=1.5)),
+    ("ConstantLR", dict(factor=1.5)), ("CosineAnnealingWarmRestarts", dict(T_0=0)),
+    ("CosineAnnealingWarmRestarts", dict(T_0=2, T_mult=0)),
+    ("OneCycleLR", dict(max_lr=0.1)), ("OneCycleLR", dict(max_lr=0.1, total_steps=0)),
+    ("OneCycleLR", dict(max_lr=0.1, epochs=0, steps_per_epoch=2)),
+    ("OneCycleLR", dict(max_lr=0.1, total_steps=10, pct_start=1.5)),
+    ("OneCycleLR", dict(max_lr=0.1, total_steps=10, anneal_strategy="foo")),
+    ("OneCycleLR", dict(max_lr=[0.1, 0.2], total_steps=10)),
+    ("CyclicLR", dict(base_lr=0.01, max_lr=0.1, mode="foo")),
+    ("CyclicLR", dict(base_lr=[0.01, 0.02], max_lr=0.1)),
+    ("ReduceLROnPlateau", dict(mode="foo")), ("ReduceLROnPlateau", dict(factor=1.0)),
+    ("ReduceLROnPlateau", dict(threshold_mode="foo")),
+    ("ReduceLROnPlateau", dict(min_lr=[0.1, 0.2])),
+    ("LambdaLR", dict(lr_lambda=[abs, abs])), ("MultiplicativeLR", dict(lr_lambda=[abs, abs])),
+]
+
+
+@pytest.mark.parametrize("name, kwargs", BAD_SCHEDULES,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(BAD_SCHEDULES)])
+def test_bad_schedule_messages_quote_torchs(name, kwargs):
+    """A scheduler's ValueError for a bad argument holds PyTorch's message beside
+    fastnn's (which names the scheduler and what it expected)."""
+    with pytest.raises(ValueError) as theirs:
+        getattr(torch_sched, name)(torch.optim.SGD([torch.nn.Parameter(torch.ones(2))],
+                                                   lr=0.1, momentum=0.9), **kwargs)
+    with pytest.raises(ValueError, match=re.escape(str(theirs.value))) as ours:
+        getattr(lr_scheduler, name)(optim.SGD([Parameter(np.ones(2))], lr=0.1,
+                                              momentum=0.9), **kwargs)
+    assert str(ours.value).startswith(f"{name}: ")

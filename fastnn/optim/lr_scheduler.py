@@ -285,11 +285,19 @@ def _epoch_argument(where, epoch, warn):
     return int(epoch) if isinstance(epoch, numbers.Integral) else float(epoch)
 
 
-def _int_at_least(where, name, value, low=1):
-    """value as an int >= low (1: a positive int), or a ValueError."""
+def _said(message, torch=None):
+    """message, then PyTorch's own words for the same error (when given) in brackets, so
+    that code matching torch's text matches fastnn's too."""
+    return f"{message} ({torch})" if torch else message
+
+
+def _int_at_least(where, name, value, low=1, torch=None):
+    """value as an int >= low (1: a positive int), or a ValueError (torch: PyTorch's
+    message, quoted)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         kind = "a positive int" if low == 1 else f"an int >= {low}"
-        raise ValueError(f"{where}: expected {name} to be {kind}, got {value!r}")
+        raise ValueError(_said(f"{where}: expected {name} to be {kind}, got {value!r}",
+                               torch))
     return int(value)
 
 
@@ -318,12 +326,12 @@ def _positive_period(where, name, value):
     return value
 
 
-def _number(where, name, value, low=0.0):
+def _number(where, name, value, low=0.0, torch=None):
     value = plain_number(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not \
             math.isfinite(value) or value < low:
-        raise ValueError(f"{where}: expected {name} to be a finite number >= {low}, "
-                         f"got {value!r}")
+        raise ValueError(_said(f"{where}: expected {name} to be a finite number >= {low}, "
+                               f"got {value!r}", torch))
     return float(value)
 
 
@@ -421,8 +429,9 @@ class LambdaLR(LRScheduler):
         groups = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
         lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
         if len(lambdas) != groups:
-            raise ValueError(f"LambdaLR: expected a function or a list of {groups} functions "
-                             f"(one per param group), got {lr_lambda!r}")
+            raise ValueError(_said(f"LambdaLR: expected a function or a list of {groups} "
+                                   f"functions (one per param group), got {lr_lambda!r}",
+                                   f"Expected {groups} lr_lambdas, but got {len(lambdas)}"))
         if not all(callable(f) for f in lambdas):
             raise TypeError(f"LambdaLR: expected functions, got {lr_lambda!r}")
         self.lr_lambdas = lambdas
@@ -480,13 +489,16 @@ class ReduceLROnPlateau(LRScheduler):
             raise TypeError(f"{where}: expected a fastnn optimizer, got "
                             f"{type(optimizer).__name__}")
         if mode not in ("min", "max"):
-            raise ValueError(f"{where}: expected mode 'min' or 'max', got {mode!r}")
+            raise ValueError(_said(f"{where}: expected mode 'min' or 'max', got {mode!r}",
+                                   f"mode {mode} is unknown!"))
         if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"{where}: expected threshold_mode 'rel' or 'abs', "
-                             f"got {threshold_mode!r}")
+            raise ValueError(_said(f"{where}: expected threshold_mode 'rel' or 'abs', "
+                                   f"got {threshold_mode!r}",
+                                   f"threshold mode {threshold_mode} is unknown!"))
         self.factor = _number(where, "factor", factor)
         if self.factor >= 1.0:
-            raise ValueError(f"{where}: expected factor < 1.0, got {factor!r}")
+            raise ValueError(_said(f"{where}: expected factor < 1.0, got {factor!r}",
+                                   "Factor should be < 1.0."))
         self.optimizer = optimizer
         self.min_lrs = _per_group(where, "min_lr", min_lr, len(optimizer.param_groups))
         self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else self.min_lrs[0]
@@ -583,15 +595,19 @@ def _per_group(where, name, value, groups):
     value repeated."""
     values = list(value) if isinstance(value, (list, tuple)) else [value] * groups
     if len(values) != groups:
-        raise ValueError(f"{where}: expected {groups} {name} values (one per param group), "
-                         f"got {len(values)}")
+        torch = (f"expected {groups} min_lrs, got {len(values)}" if name == "min_lr" else
+                 f"{name} must have the same length as optimizer.param_groups. {name} has "
+                 f"{len(values)} values, param_groups has {groups}.")
+        raise ValueError(_said(f"{where}: expected {groups} {name} values (one per param "
+                               f"group), got {len(values)}", torch))
     return [_number(where, name, v) for v in values]
 
 
-def _fraction(where, name, value, low=0.0, high=1.0):
-    value = _number(where, name, value, low)
+def _fraction(where, name, value, low=0.0, high=1.0, torch=None):
+    value = _number(where, name, value, low, torch)
     if value > high:
-        raise ValueError(f"{where}: expected {name} to be at most {high}, got {value!r}")
+        raise ValueError(_said(f"{where}: expected {name} to be at most {high}, "
+                               f"got {value!r}", torch))
     return value
 
 
@@ -602,10 +618,14 @@ class LinearLR(LRScheduler):
     def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5,
                  last_epoch=-1):
         where = "LinearLR"
-        self.start_factor = _fraction(where, "start_factor", start_factor)
+        torch = ("Starting multiplicative factor expected to be greater than 0 and less or "
+                 "equal to 1.")
+        self.start_factor = _fraction(where, "start_factor", start_factor, torch=torch)
         if self.start_factor == 0.0:
-            raise ValueError(f"{where}: expected start_factor > 0, got {start_factor!r}")
-        self.end_factor = _fraction(where, "end_factor", end_factor)
+            raise ValueError(_said(f"{where}: expected start_factor > 0, "
+                                   f"got {start_factor!r}", torch))
+        self.end_factor = _fraction(where, "end_factor", end_factor, torch=(
+            "Ending multiplicative factor expected to be between 0 and 1."))
         # 0 (no warm-up) as PyTorch takes it: start_factor from then on
         self.total_iters = _count(where, "total_iters", total_iters, low=0)
         super().__init__(optimizer, last_epoch)
@@ -628,7 +648,8 @@ class ConstantLR(LRScheduler):
     """lr0 * factor for the first total_iters epochs, lr0 after."""
 
     def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
-        self.factor = _fraction("ConstantLR", "factor", factor)
+        self.factor = _fraction("ConstantLR", "factor", factor, torch=(
+            "Constant multiplicative factor expected to be between 0 and 1."))
         self.total_iters = _count("ConstantLR", "total_iters", total_iters, low=0)
         super().__init__(optimizer, last_epoch)
 
@@ -672,8 +693,10 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):  # noqa: N803
         where = "CosineAnnealingWarmRestarts"
-        self.T_0 = _int_at_least(where, "T_0", T_0)
-        self.T_mult = _int_at_least(where, "T_mult", T_mult)
+        self.T_0 = _int_at_least(where, "T_0", T_0,
+                                 torch=f"Expected positive integer T_0, but got {T_0}")
+        self.T_mult = _int_at_least(where, "T_mult", T_mult,
+                                    torch=f"Expected integer T_mult >= 1, but got {T_mult}")
         self.eta_min = _number(where, "eta_min", eta_min)
         self.T_i = self.T_0
         self.T_cur = last_epoch  # PyTorch's start: the first step() adds 1
@@ -752,17 +775,26 @@ class OneCycleLR(LRScheduler):
             raise TypeError(f"{where}: expected a fastnn optimizer, got "
                             f"{type(optimizer).__name__}")
         groups = optimizer.param_groups
+        def count(name, value):
+            return _int_at_least(where, name, value,
+                                 torch=f"Expected positive integer {name}, but got {value}")
+
         if total_steps is not None:
-            self.total_steps = _int_at_least(where, "total_steps", total_steps)
+            self.total_steps = count("total_steps", total_steps)
         elif epochs is not None and steps_per_epoch is not None:
-            self.total_steps = (_int_at_least(where, "epochs", epochs)
-                                * _int_at_least(where, "steps_per_epoch", steps_per_epoch))
+            self.total_steps = count("epochs", epochs) * count("steps_per_epoch",
+                                                               steps_per_epoch)
         else:
-            raise ValueError(f"{where}: expected total_steps, or epochs and steps_per_epoch")
-        pct_start = _fraction(where, "pct_start", pct_start)
+            raise ValueError(_said(
+                f"{where}: expected total_steps, or epochs and steps_per_epoch",
+                "You must define either total_steps OR (epochs AND steps_per_epoch)"))
+        pct_start = _fraction(where, "pct_start", pct_start, torch=(
+            f"Expected float between 0 and 1 pct_start, but got {pct_start}"))
         if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(f"{where}: expected anneal_strategy 'cos' or 'linear', got "
-                             f"{anneal_strategy!r}")
+            raise ValueError(_said(
+                f"{where}: expected anneal_strategy 'cos' or 'linear', got "
+                f"{anneal_strategy!r}", f"anneal_strategy must be one of 'cos' or "
+                f"'linear', instead got {anneal_strategy}"))
         self.anneal_strategy = anneal_strategy
         div_factor = _number(where, "div_factor", div_factor)
         final_div_factor = _number(where, "final_div_factor", final_div_factor)
@@ -844,8 +876,9 @@ class MultiplicativeLR(LRScheduler):
         groups = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
         lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
         if len(lambdas) != groups:
-            raise ValueError(f"MultiplicativeLR: expected {groups} lr_lambdas (one per param "
-                             f"group), got {len(lambdas)}")
+            raise ValueError(_said(f"MultiplicativeLR: expected {groups} lr_lambdas (one "
+                                   f"per param group), got {len(lambdas)}",
+                                   f"Expected {groups} lr_lambdas, but got {len(lambdas)}"))
         if not all(callable(f) for f in lambdas):
             raise TypeError(f"MultiplicativeLR: expected functions, got {lr_lambda!r}")
         self.lr_lambdas = lambdas
@@ -910,8 +943,9 @@ class CyclicLR(LRScheduler):
         self.total_size = up + down
         self.step_ratio = up / self.total_size
         if scale_fn is None and mode not in ("triangular", "triangular2", "exp_range"):
-            raise ValueError(f"{where}: expected mode 'triangular', 'triangular2' or "
-                             f"'exp_range' (or a scale_fn), got {mode!r}")
+            raise ValueError(_said(f"{where}: expected mode 'triangular', 'triangular2' or "
+                                   f"'exp_range' (or a scale_fn), got {mode!r}",
+                                   "mode is invalid and scale_fn is None"))
         if scale_fn is not None and not callable(scale_fn):
             raise TypeError(f"{where}: expected scale_fn to be a function, got {scale_fn!r}")
         if scale_fn is not None and scale_mode not in ("cycle", "iterations"):
