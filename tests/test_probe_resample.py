@@ -210,3 +210,27 @@ def test_adaptive_pool_output_size_errors_as_torch(dims, kind, output_size):
     name = f"adaptive_{kind}_pool{dims}d"
     _same_error(lambda: getattr(TF, name)(torch.from_numpy(x), output_size),
                 lambda: getattr(F, name)(x, output_size))
+
+
+def test_distances_of_extreme_values_warn_no_more_than_torch():
+    # inf, NaN and float32 overflow give PyTorch's inf/NaN values, without NumPy's
+    # RuntimeWarnings (PyTorch warns nothing)
+    x = np.array([[np.nan, np.inf, -np.inf, 0.0], [0, 0, 0, 0], [1e38, 1e38, 3, 4],
+                  [1, 2, 3, 4]], np.float32)
+    y = x[::-1].copy()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pairs = [(F.normalize(x), TF.normalize(torch.from_numpy(x))),
+                 (F.normalize(np.zeros((2, 3)), eps=0.0),
+                  TF.normalize(torch.zeros(2, 3, dtype=torch.float64), eps=0.0)),
+                 (F.cosine_similarity(x, y), TF.cosine_similarity(torch.from_numpy(x),
+                                                                  torch.from_numpy(y))),
+                 (F.pdist(x, 0.5), TF.pdist(torch.from_numpy(x), 0.5)),
+                 (F.affine_grid(np.full((1, 2, 3), np.inf, np.float32), (1, 1, 2, 2), False),
+                  TF.affine_grid(torch.full((1, 2, 3), float("inf")), (1, 1, 2, 2), False))]
+        layer = nn.CosineSimilarity()
+        layer.forward(x, y)
+        layer.backward(np.ones(4, np.float32))
+    for ours, theirs in pairs:
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-6)

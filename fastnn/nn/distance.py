@@ -90,6 +90,12 @@ class CosineSimilarity(_TwoInputs):
             raise ValueError(f"{self._where()}: dim {self.dim} is out of range for inputs of "
                              f"shape {x1.shape}")
         eps = x1.dtype.type(self.eps)
+        with np.errstate(over="ignore", invalid="ignore"):   # (inf and NaN as PyTorch's)
+            return self._similarity(x1, x2, axis, eps, caller, shapes)
+
+    def _similarity(self, x1, x2, axis, eps, caller, shapes):
+        """The similarity of x1 and x2 (one broadcast shape) along axis, the gradients'
+        factors kept for backward."""
         r1 = np.sqrt((x1 * x1).sum(axis=axis, keepdims=True))
         r2 = np.sqrt((x2 * x2).sum(axis=axis, keepdims=True))
         n1, n2 = np.maximum(r1, eps), np.maximum(r2, eps)

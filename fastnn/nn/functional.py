@@ -1491,9 +1491,11 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
         norm = np.abs(x) if p != 0 else (x != 0).astype(x.dtype)
     else:
         _infinite_norm_axis(p, x.shape, axis)
-        norm = np.linalg.norm(x, ord=p, axis=axis, keepdims=True)
+        with np.errstate(over="ignore", invalid="ignore"):   # (inf and NaN as PyTorch's,
+            norm = np.linalg.norm(x, ord=p, axis=axis, keepdims=True)   # no warnings)
     denom = np.maximum(norm.astype(x.dtype, copy=False), x.dtype.type(eps))
-    return np.divide(x, denom, out=np.empty_like(x) if out is None else out)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.divide(x, denom, out=np.empty_like(x) if out is None else out)
 
 
 def _broadcast_shape(where, a, b):
@@ -2771,7 +2773,8 @@ def pdist(input, p=2):
     diff = x[i] - x[j]
     if diff.shape[1] == 0:
         return np.zeros(len(i), x.dtype)
-    return np.asarray(np.linalg.norm(diff, ord=p, axis=1), x.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):   # (inf and NaN as PyTorch's)
+        return np.asarray(np.linalg.norm(diff, ord=p, axis=1), x.dtype)
 
 
 # -------------------------------------------------------------------- attention

@@ -69,7 +69,8 @@ def affine_grid(theta, size, align_corners=None):
     mesh = list(np.meshgrid(*axes, indexing="ij"))  # (D,) H, W
     base = np.stack(mesh[::-1] + [np.ones_like(mesh[0])], axis=-1)  # x, y (, z), 1
     base = base.reshape(1, -1, len(spatial) + 1)
-    grid = base @ np.swapaxes(t, 1, 2)
+    with np.errstate(invalid="ignore", over="ignore"):   # (inf and NaN as PyTorch's)
+        grid = base @ np.swapaxes(t, 1, 2)
     return _device.c_contiguous(grid.reshape((size[0],) + spatial + (len(spatial),)))
 
 
