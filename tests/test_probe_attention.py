@@ -282,3 +282,28 @@ def test_instance_norm_running_variance_far_below_eps(backend):
     theirs(torch.from_numpy(x.astype(np.float64)))
     np.testing.assert_allclose(ours.running_var, theirs.running_var.numpy(), rtol=1e-5)
     np.testing.assert_allclose(ours.running_mean, theirs.running_mean.numpy(), rtol=1e-6)
+
+
+def test_local_response_norm_with_k_zero_warns_nothing():
+    """k = 0 over zero inputs: a zero scale, PyTorch's NaN (0 * inf) in the output and
+    gradient, without NumPy's divide-by-zero RuntimeWarning (forward and backward)."""
+    import warnings
+    from fastnn import nn
+    x = np.zeros((2, 3, 4))
+    x[0, 1, 2], x[1, :, 0] = 1.0, -2.0
+    g = np.random.default_rng(4).standard_normal(x.shape)
+    theirs = torch.nn.LocalResponseNorm(2, k=0.0)
+    tx = torch.tensor(x, requires_grad=True)
+    expected = theirs(tx)
+    expected.backward(torch.tensor(g))
+    layer = nn.LocalResponseNorm(2, k=0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out, grad = layer(x), None
+        grad = layer.backward(g)
+        functional = F.local_response_norm(x, 2, k=0.0)
+    for ours, ref in ((out, expected.detach().numpy()), (functional, expected.detach().numpy()),
+                      (grad, tx.grad.numpy())):
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
+        kept = np.isfinite(ref)
+        np.testing.assert_allclose(ours[kept], ref[kept], rtol=1e-9, atol=1e-12)

@@ -457,7 +457,8 @@ class LocalResponseNorm(_AcrossChannels):
     def _forward(self, x, buffered):
         host = _device.to_host(x)
         dt = host.dtype.type
-        with np.errstate(invalid="ignore", over="ignore"):   # (inf and NaN inputs: torch's)
+        # (inf and NaN inputs, and a zero scale where k = 0: torch's inf and NaN)
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             scale = dt(self.k) + dt(self.alpha / self.size) * self._window_sum(host * host)
             y = host * scale ** dt(-self.beta)
         self._ctx = (host, scale, y)
@@ -471,7 +472,7 @@ class LocalResponseNorm(_AcrossChannels):
         dt = host.dtype.type
         # d b_c / d a_j = scale_c^-beta [c = j] - 2 alpha beta / size a_c a_j scale_c^(-beta-1)
         # summed over the windows that contain j (the same window, mirrored)
-        with np.errstate(invalid="ignore", over="ignore"):
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             t = g * y / scale                                # g_c a_c scale_c^(-beta-1)
             mirrored = self._window_sum(t, mirrored=True)
             grad = g * scale ** dt(-self.beta) - dt(2 * self.alpha * self.beta / self.size) \
