@@ -2,7 +2,8 @@
 zero-size parameters alone in their group (their state entries and NAdam's
 mu_product), LinearLR and PolynomialLR with total_iters=0, Adagrad's step-0 state,
 MultiStepLR loading torch's state dict, PyTorch's words in bad hyper-parameter and schedule
-argument errors."""
+argument errors, foreach/maximize in PyTorch's positional order."""
+import inspect
 import re
 import warnings
 
@@ -222,3 +223,27 @@ def test_bad_schedule_messages_quote_torchs(name, kwargs):
         getattr(lr_scheduler, name)(optim.SGD([Parameter(np.ones(2))], lr=0.1,
                                               momentum=0.9), **kwargs)
     assert str(ours.value).startswith(f"{name}: ")
+
+
+@pytest.mark.parametrize("name", ["Adamax", "Adagrad", "Adadelta", "RMSprop", "ASGD"])
+def test_positional_parameters_in_torchs_order(name):
+    """The optimizers whose PyTorch signature takes foreach (RMSprop and ASGD also
+    maximize) positionally take them there too, with PyTorch's names and defaults, and
+    a positional maximize=True maximizes."""
+    def positional(cls):
+        return [(p.name, p.default) for p in inspect.signature(cls).parameters.values()
+                if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert positional(getattr(optim, name)) == positional(getattr(torch.optim, name))
+    if name in ("RMSprop", "ASGD"):
+        names = [n for n, _ in positional(getattr(optim, name))][1:]
+        args = [dict(positional(getattr(optim, name)))[n] for n in names]
+        args[names.index("maximize")] = True
+        p, q = Parameter(np.arange(3.0)), torch.nn.Parameter(torch.arange(3.0,
+                                                                          dtype=torch.float64))
+        opt, ref = getattr(optim, name)([p], *args), getattr(torch.optim, name)([q], *args)
+        assert opt.param_groups[0]["maximize"] is True
+        p.grad = np.ones(3)
+        q.grad = torch.ones(3, dtype=torch.float64)
+        opt.step()
+        ref.step()
+        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12)

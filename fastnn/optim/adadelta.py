@@ -3,7 +3,8 @@ from .optimizer import Optimizer, torch_flags_of, torch_invalid
 
 
 class Adadelta(Optimizer):
-    """Adadelta(params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *, maximize=False).
+    """Adadelta(params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *,
+    maximize=False).
 
     PyTorch's update: g = (-grad if maximize else grad) + weight_decay * p;
     v = rho v + (1 - rho) g^2; delta = sqrt(u + eps) / sqrt(v + eps) * g;
@@ -15,11 +16,11 @@ class Adadelta(Optimizer):
     hyperparameters = ("lr", "rho", "eps", "weight_decay", "maximize")
     torch_flags = torch_flags_of("capturable", "foreach", "differentiable")
 
-    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, *,
-                 maximize=False, **torch_flags):
+    def __init__(self, params, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0, foreach=None, *,
+                 maximize=False, **torch_flags):  # (foreach positional, as PyTorch's)
         super().__init__(params, {"lr": lr, "rho": rho, "eps": eps,
                                   "weight_decay": weight_decay, "maximize": maximize},
-                         torch_flags)
+                         dict(torch_flags, foreach=foreach))
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)

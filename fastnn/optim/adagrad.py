@@ -6,7 +6,7 @@ from .optimizer import Optimizer, _as_index, torch_flags_of
 
 class Adagrad(Optimizer):
     """Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0,
-    initial_accumulator_value=0, eps=1e-10, *, maximize=False).
+    initial_accumulator_value=0, eps=1e-10, foreach=None, *, maximize=False).
 
     PyTorch's update at a parameter's step t (from 1): clr = lr / (1 + (t - 1) lr_decay);
     g = (-grad if maximize else grad) + weight_decay * p; sum += g^2;
@@ -21,12 +21,13 @@ class Adagrad(Optimizer):
     _maximize_by_negation = True
 
     def __init__(self, params, lr=1e-2, lr_decay=0, weight_decay=0,
-                 initial_accumulator_value=0, eps=1e-10, *, maximize=False,
-                 **torch_flags):
+                 initial_accumulator_value=0, eps=1e-10, foreach=None, *, maximize=False,
+                 **torch_flags):  # (foreach positional, as PyTorch's)
         super().__init__(params, {"lr": lr, "lr_decay": lr_decay,
                                   "weight_decay": weight_decay,
                                   "initial_accumulator_value": initial_accumulator_value,
-                                  "eps": eps, "maximize": maximize}, torch_flags)
+                                  "eps": eps, "maximize": maximize},
+                         dict(torch_flags, foreach=foreach))
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)

@@ -54,8 +54,8 @@ class _AdamVariant(Optimizer):
 
 
 class Adamax(_AdamVariant):
-    """Adamax(params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *,
-    maximize=False).
+    """Adamax(params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, foreach=None,
+    *, maximize=False).
 
     PyTorch's update at a parameter's step t: g = (-grad if maximize else grad)
     + weight_decay * p;
@@ -66,11 +66,11 @@ class Adamax(_AdamVariant):
     hyperparameters = ("lr", "betas", "eps", "weight_decay", "maximize")
     _second = "exp_inf"
 
-    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, *,
-                 maximize=False, **torch_flags):
+    def __init__(self, params, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
+                 foreach=None, *, maximize=False, **torch_flags):  # (as PyTorch's order)
         super().__init__(params, {"lr": lr, "betas": betas, "eps": eps,
                                   "weight_decay": weight_decay, "maximize": maximize},
-                         torch_flags)
+                         dict(torch_flags, foreach=foreach))
 
     def _check(self, group):
         self._check_common(group)

@@ -9,8 +9,8 @@ from .optimizer import Optimizer, torch_flags_of
 
 
 class ASGD(Optimizer):
-    """ASGD(params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *,
-    maximize=False).
+    """ASGD(params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, foreach=None,
+    maximize=False, differentiable=False, capturable=False).
 
     PyTorch's update at a parameter's step t, with its eta and mu from the step before:
     g = (-grad if maximize else grad) + weight_decay * p; p = p (1 - lambd eta) - eta g;
@@ -30,11 +30,14 @@ class ASGD(Optimizer):
     #: its state): NaN until then, so that no update can use it unset
     _scalar_state = {"eta": math.nan, "mu": 1.0}
 
-    def __init__(self, params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0, *,
-                 maximize=False, **torch_flags):
+    # (PyTorch's positional order: foreach, maximize, differentiable, capturable)
+    def __init__(self, params, lr=1e-2, lambd=1e-4, alpha=0.75, t0=1e6, weight_decay=0,
+                 foreach=None, maximize=False, differentiable=False, capturable=False,
+                 **torch_flags):
         super().__init__(params, {"lr": lr, "lambd": lambd, "alpha": alpha, "t0": t0,
                                   "weight_decay": weight_decay, "maximize": maximize},
-                         torch_flags)
+                         dict(torch_flags, foreach=foreach, differentiable=differentiable,
+                              capturable=capturable))
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)

@@ -4,7 +4,7 @@ from .optimizer import Optimizer, torch_flags_of
 
 class RMSprop(Optimizer):
     """RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-    centered=False, *, maximize=False).
+    centered=False, capturable=False, foreach=None, maximize=False, differentiable=False).
 
     PyTorch's update: g = (-grad if maximize else grad) + weight_decay * p;
     s = alpha s + (1 - alpha) g^2;
@@ -21,11 +21,15 @@ class RMSprop(Optimizer):
     _maximize_by_negation = True
     _optional_state = ("momentum_buffer", "grad_avg")
 
+    # (PyTorch's positional order, its flags and maximize after centered)
     def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
-                 centered=False, *, maximize=False, **torch_flags):
+                 centered=False, capturable=False, foreach=None, maximize=False,
+                 differentiable=False, **torch_flags):
         super().__init__(params, {"lr": lr, "alpha": alpha, "eps": eps,
                                   "weight_decay": weight_decay, "momentum": momentum,
-                                  "centered": centered, "maximize": maximize}, torch_flags)
+                                  "centered": centered, "maximize": maximize},
+                         dict(torch_flags, capturable=capturable, foreach=foreach,
+                              differentiable=differentiable))
 
     def _check(self, group):
         self._at_least("lr", group["lr"], 0.0)
