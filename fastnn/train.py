@@ -117,6 +117,7 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
     for reduction='sum'), accuracy over the labels not equal to the loss's ignore_index,
     by argmax for one-hot or probability targets, NaN for targets that are not classes.
     """
+    _check_batch_size("evaluate", "batch_size", batch_size)
     total_loss, correct, counted = 0.0, 0, 0
     summed = _summed_by(loss_fn, "evaluate")
     kind, ignore_index = _accuracy_kind(y), getattr(loss_fn, "ignore_index", None)
@@ -129,6 +130,13 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
             hits = _hits(logits, by, kind, ignore_index)
             correct, counted = correct + hits[0], counted + hits[1]
     return _ratio(total_loss, len(y)), _ratio(correct, counted)   # (NaN, NaN) for no data
+
+
+def _check_batch_size(where, name, value):
+    """A batch size of fit or evaluate: an int >= 1 (not the loader's None, unbatched
+    samples), checked before any training."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{where}: {name} must be a positive int, got {value!r}")
 
 
 def _check_count(name, value, least=1):
@@ -167,8 +175,8 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     """
     _check_count("epochs", epochs)
     _check_count("max_steps", max_steps)
-    if batch_size is None:   # (the loader's None, unbatched samples, is no training batch)
-        raise ValueError("fit: batch_size must be a positive int, got None")
+    _check_batch_size("fit", "batch_size", batch_size)
+    _check_batch_size("fit", "eval_batch_size", eval_batch_size)
     _check_count("eval_freq", eval_freq, least=0)  # 0, like None: no evaluation by steps
     summed = _summed_by(loss_fn, "fit")
     x_train, y_train = train_data

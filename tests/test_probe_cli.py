@@ -245,3 +245,21 @@ def test_outputs_write_through_links_and_fifos(tmp_path, restore_backend):
     assert type(fastnn.load(str(ckpt))).__name__ == "MLP"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo", "m.json", "s.npz",
                                                            "t.npz", "target.json"]
+
+
+@pytest.mark.parametrize("kwargs", [{"eval_batch_size": 0}, {"eval_batch_size": None},
+                                    {"batch_size": 2.0}])
+def test_fit_checks_batch_sizes_before_training(kwargs):
+    # eval_batch_size=0 was refused by the first evaluation, after an epoch of training
+    from fastnn import models, nn, optim
+    from fastnn.train import evaluate, fit
+    model = models.MLP(2, [3], 2)
+    before = [p.data.copy() for p in model.parameters()]
+    data = (np.ones((4, 2), np.float32), np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="fit: (eval_)?batch_size must be a positive int"):
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), data, data,
+            progress=False, log=False, **kwargs)
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
+    with pytest.raises(ValueError, match="evaluate: batch_size must be a positive int"):
+        evaluate(model, nn.CrossEntropyLoss(), *data, batch_size=None)
