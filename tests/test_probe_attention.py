@@ -307,3 +307,34 @@ def test_local_response_norm_with_k_zero_warns_nothing():
         np.testing.assert_array_equal(np.isnan(ours), np.isnan(ref))
         kept = np.isfinite(ref)
         np.testing.assert_allclose(ours[kept], ref[kept], rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["LayerNorm", "RMSNorm", "GroupNorm"])
+def test_norms_with_eps_zero_over_constant_rows_warn_nothing(backend, kind):
+    """eps = 0 over a constant (or zero) row: PyTorch's NaN (1 / sqrt(0) times 0), in
+    the output and gradients, without NumPy's divide or invalid RuntimeWarning (the
+    numpy backend's layer_norm kernels and RMSNorm, every backend)."""
+    import warnings
+    from fastnn import nn
+    x = np.zeros((2, 4, 3))
+    x[0, 0] = [1.0, 2.0, 3.0]
+    g = np.random.default_rng(5).standard_normal(x.shape)
+    args = (4, 4) if kind == "GroupNorm" else (3,)
+    theirs = getattr(torch.nn, kind)(*args, eps=0.0).double()
+    ours = getattr(nn, kind)(*args, eps=0.0, dtype=np.float64)
+    tx = torch.tensor(x, requires_grad=True)
+    expected = theirs(tx)
+    expected.backward(torch.tensor(g))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = ours(x)
+        grad = ours.backward(g)
+        functional = {"LayerNorm": lambda: F.layer_norm(x, (3,), eps=0.0),
+                      "RMSNorm": lambda: F.rms_norm(x, (3,), eps=0.0),
+                      "GroupNorm": lambda: F.group_norm(x, 4, eps=0.0)}[kind]()
+    pairs = [(out, expected), (functional, expected), (grad, tx.grad)]
+    pairs += [(p.grad, tp.grad) for p, tp in zip(ours.parameters(), theirs.parameters())]
+    for a, b in pairs:
+        b = b.detach().numpy()
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        np.testing.assert_allclose(np.nan_to_num(a), np.nan_to_num(b), rtol=1e-9, atol=1e-12)

@@ -2449,8 +2449,9 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
     if math.prod(shape) == 0:   # no features: an empty output (NumPy's empty mean warns)
         y = x.copy()
     else:
-        inv = 1 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + x.dtype.type(eps))
-        y = x * inv.astype(x.dtype, copy=False)
+        with np.errstate(divide="ignore", invalid="ignore"):   # (zeros with eps 0: NaN)
+            inv = 1 / np.sqrt(np.mean(x * x, axis=axes, keepdims=True) + x.dtype.type(eps))
+            y = x * inv.astype(x.dtype, copy=False)
     if weight is not None:
         w = _float(where, "weight", weight, dtype=x.dtype)
         if w.shape != shape:

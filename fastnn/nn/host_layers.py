@@ -380,8 +380,10 @@ class RMSNorm(Module):
         if not math.prod(self.normalized_shape):   # (no features: NumPy's empty mean warns)
             self._ctx = (host, host, host, axes)
             return _device.namespace_of(x).put(host.copy())
-        inv = 1 / np.sqrt((host * host).mean(axis=axes, keepdims=True) + host.dtype.type(eps))
-        normed = host * inv
+        with np.errstate(divide="ignore", invalid="ignore"):   # (zeros with eps 0: NaN)
+            inv = 1 / np.sqrt((host * host).mean(axis=axes, keepdims=True)
+                              + host.dtype.type(eps))
+            normed = host * inv
         self._ctx = (host, inv, normed, axes)
         y = normed if self.weight is None else normed * _device.to_host(self.weight.data)
         return _device.namespace_of(x).put(_device.c_contiguous(y, host.dtype))
@@ -398,7 +400,8 @@ class RMSNorm(Module):
             return None
         if not host.size:   # (no features, or no rows: nothing to take a mean of)
             return _device.namespace_of(grad_out).put(g.copy())
-        grad = inv * (g - normed * (g * normed).mean(axis=axes, keepdims=True))
+        with np.errstate(invalid="ignore"):
+            grad = inv * (g - normed * (g * normed).mean(axis=axes, keepdims=True))
         return _device.namespace_of(grad_out).put(_device.c_contiguous(grad, host.dtype))
 
     def extra_repr(self):
