@@ -177,6 +177,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     _check_count("max_steps", max_steps)
     _check_batch_size("fit", "batch_size", batch_size)
     _check_batch_size("fit", "eval_batch_size", eval_batch_size)
+    if test_data is not None:   # its lengths checked now, not by the first evaluation
+        x_test, y_test = test_data
+        DataLoader(x_test, y_test, batch_size=eval_batch_size)
     _check_count("eval_freq", eval_freq, least=0)  # 0, like None: no evaluation by steps
     summed = _summed_by(loss_fn, "fit")
     x_train, y_train = train_data

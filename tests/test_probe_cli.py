@@ -263,3 +263,18 @@ def test_fit_checks_batch_sizes_before_training(kwargs):
         np.testing.assert_array_equal(p.data, b)
     with pytest.raises(ValueError, match="evaluate: batch_size must be a positive int"):
         evaluate(model, nn.CrossEntropyLoss(), *data, batch_size=None)
+
+
+def test_fit_checks_test_data_before_training():
+    # test targets of another length were refused by the first evaluation, after an
+    # epoch had updated the parameters
+    from fastnn import models, nn, optim
+    from fastnn.train import fit
+    model = models.MLP(2, [3], 2)
+    before = [p.data.copy() for p in model.parameters()]
+    train = (np.ones((4, 2), np.float32), np.zeros(4, np.int64))
+    with pytest.raises(ValueError, match="samples"):
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), train,
+            (np.ones((5, 2), np.float32), np.zeros(4, np.int64)), progress=False, log=False)
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
