@@ -234,3 +234,25 @@ def test_distances_of_extreme_values_warn_no_more_than_torch():
         layer.backward(np.ones(4, np.float32))
     for ours, theirs in pairs:
         np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_constant_pad_layers_take_non_finite_values(value):
+    # ConstantPad2d(1, -inf) pads for a max taken over the padded input (PyTorch takes it)
+    x = np.ones((1, 2, 3, 3), np.float32)
+    want = tnn.ConstantPad2d(1, value)(torch.from_numpy(x)).numpy()
+    layer = nn.ConstantPad2d(1, value)
+    np.testing.assert_array_equal(layer.forward(x), want)
+    np.testing.assert_array_equal(layer.backward(np.ones_like(want)), np.ones_like(x))
+
+
+@pytest.mark.parametrize("value", [-1e40, 1e300])
+def test_constant_pad_value_overflowing_float32_is_refused(value):
+    x = np.ones((1, 2, 3), np.float32)
+    with pytest.raises(RuntimeError):
+        TF.pad(torch.from_numpy(x), (1, 1), value=value)
+    with pytest.raises(RuntimeError, match="overflow"):
+        F.pad(x, (1, 1), value=value)
+    with pytest.raises(ValueError, match="overflow"):
+        nn.ConstantPad1d(1, value).forward(x)
+    assert F.pad(x.astype(np.float64), (1, 1), value=value)[0, 0, 0] == value

@@ -85,7 +85,7 @@ from .linear_cross_entropy import LinearCrossEntropyLoss
 from .loss import (BCEWithLogitsLoss, HingeEmbeddingLoss, KLDivLoss, MultiLabelMarginLoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss,
                    cast_integer_target)
-from .padding import check_border_input, pad_forward, wraps_nothing
+from .padding import check_border_input, check_fill_value, pad_forward, wraps_nothing
 from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
                      MaxUnpool3d)
 from .pooling import LPPool1d, LPPool2d, MaxUnpool1d, MaxUnpool2d
@@ -1464,6 +1464,9 @@ def pad(input, pad, mode="constant", value=None):
     crop = (Ellipsis,) + tuple(slice(max(-b, 0), None if a >= 0 else a) for b, a in sizes)
     grown = tuple((max(b, 0), max(a, 0)) for b, a in sizes)
     value = 0.0 if value is None else value
+    if mode == "constant":
+        with _runtime_errors():
+            check_fill_value(where, value, x.dtype)
     if mode == "circular":  # PyTorch wraps what is left after cropping
         return pad_forward(x, sizes, mode) if 0 in outs else \
             pad_forward(as_contiguous(x[crop]), grown, mode, value)

@@ -13,7 +13,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..validation import check_float_dtype, check_number, int_items
+from ..validation import check_float_dtype, int_items
 from .module import Module
 
 _NUMPY_MODE = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
@@ -77,6 +77,15 @@ def check_border_input(where, mode, shape, dims):
         raise ValueError(f"{where}: expected {dims + 1}D or {dims + 2}D (batch mode) input "
                          f"with possibly 0 batch size and other non-zero dimensions, got "
                          f"shape {tuple(shape)}")
+
+
+def check_fill_value(where, value, dtype):
+    """PyTorch's RuntimeError (here ValueError) for a constant padding value that dtype
+    cannot hold: a finite value that overflows it (-1e40 in float32); NaN and inf pad."""
+    with np.errstate(over="ignore"):
+        if np.isfinite(value) and not np.isfinite(np.dtype(dtype).type(value)):
+            raise ValueError(f"{where}: value cannot be converted to type {np.dtype(dtype)} "
+                             f"without overflow: {value!r}")
 
 
 def _crop(shape, sizes):
@@ -168,9 +177,10 @@ class _Pad(Module):
         name = type(self).__name__
         self._sizes = pad_sizes(name, padding, self.dims)
         self.padding = self._sizes_repr()   # PyTorch's attribute: the full tuple
-        if self.mode == "constant":
-            check_number(name, "value", value)
-        self.value = value   # as given (PyTorch's repr shows it so)
+        if self.mode == "constant" and (isinstance(value, bool)
+                                        or not isinstance(value, numbers.Real)):
+            raise TypeError(f"{name}: expected value to be a number, got {value!r}")
+        self.value = value   # as given (PyTorch's repr shows it so; NaN and inf pad too)
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
@@ -183,6 +193,8 @@ class _Pad(Module):
                              f"{self.dims + 2}, got shape {shape}")
         check_float_dtype(self._where(), dtype)
         check_border_input(self._where(), self.mode, shape, self.dims)
+        if self.mode == "constant":
+            check_fill_value(self._where(), self.value, dtype)
         spatial = shape[len(shape) - self.dims:]
         check_pad_fits(self._where(), self.mode, spatial, self._sizes)
         return shape[:len(shape) - self.dims] + tuple(
