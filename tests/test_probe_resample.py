@@ -256,3 +256,12 @@ def test_constant_pad_value_overflowing_float32_is_refused(value):
     with pytest.raises(ValueError, match="overflow"):
         nn.ConstantPad1d(1, value).forward(x)
     assert F.pad(x.astype(np.float64), (1, 1), value=value)[0, 0, 0] == value
+
+
+@pytest.mark.parametrize("labels,num_classes", [(np.array([], np.int64), 0),
+                                                (np.zeros((2, 0), np.int64), 0),
+                                                (np.array([0, 1]), 2.0),
+                                                (np.array([0, 1]), True)])
+def test_one_hot_refuses_as_torch(labels, num_classes):
+    _same_error(lambda: TF.one_hot(torch.from_numpy(labels), num_classes),
+                lambda: F.one_hot(labels, num_classes))

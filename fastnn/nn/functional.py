@@ -1385,12 +1385,14 @@ def one_hot(tensor, num_classes=-1):
     -1 takes max(tensor) + 1."""
     where = "one_hot"
     t = _integers(where, "tensor", tensor)
-    if not _is_int(num_classes) or num_classes < -1:
+    if not _is_int(num_classes):
+        raise TypeError(f"{where}: expected num_classes to be an int, got {num_classes!r}")
+    if num_classes < -1:
         raise RuntimeError(f"{where}: expected num_classes to be -1 or an int >= 0, got "
                            f"{num_classes!r}")
+    if num_classes in (-1, 0) and t.size == 0:   # (PyTorch's for 0 too)
+        raise RuntimeError("Can not infer total number of classes from empty tensor.")
     if num_classes == -1:
-        if t.size == 0:
-            raise RuntimeError("Can not infer total number of classes from empty tensor.")
         num_classes = int(t.max()) + 1
     if t.size and t.min() < 0:
         raise RuntimeError("Class values must be non-negative.")
