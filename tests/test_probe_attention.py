@@ -338,3 +338,29 @@ def test_norms_with_eps_zero_over_constant_rows_warn_nothing(backend, kind):
         b = b.detach().numpy()
         np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
         np.testing.assert_allclose(np.nan_to_num(a), np.nan_to_num(b), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("buffered", [False, True])
+def test_instance_norm_eps_zero_constant_instance_as_torch(backend, affine, buffered):
+    """eps = 0: PyTorch's instance norm (its batch norm) takes 1 / sqrt(var + eps) as 0
+    for a constant instance, whose output is then the bias and input gradient 0; the
+    layer_norm kernels' inf gave NaN there (and in the weight gradient)."""
+    from fastnn import nn
+    theirs = torch.nn.InstanceNorm1d(2, eps=0.0, affine=affine).double()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.normal_(generator=torch.Generator().manual_seed(0))
+    ours = nn.InstanceNorm1d(2, eps=0.0, affine=affine, dtype=np.float64)
+    ours.load_state_dict({k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()})
+    x = np.zeros((2, 2, 3))
+    x[0, 0], x[1, 1] = [1.0, 2.0, 3.0], 5.0
+    g = np.random.default_rng(6).standard_normal(x.shape)
+    tx = torch.tensor(x, requires_grad=True)
+    expected = theirs(tx)
+    expected.backward(torch.tensor(g))
+    run = nn.Sequential(ours) if buffered else ours
+    np.testing.assert_allclose(run(x), expected.detach().numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(run.backward(g), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    for p, tp in zip(ours.parameters(), theirs.parameters()):
+        np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -281,9 +281,34 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
             return self._forward_running(x)
         self._eval_ctx = None
         y = super()._forward(x, buffered)
+        if self.eps == 0:
+            self._constant_instances(y)
         if self._has_running():
             self._update_running()
         return y
+
+    def _constant_instances(self, y):
+        """With eps 0, PyTorch's instance norm (a batch norm) takes 1 / sqrt(var + eps) as
+        0 for an instance of variance 0: its xhat is 0, its output the bias (0 without)
+        and its input gradient 0, where the layer_norm kernels' inf invstd gives NaN.
+        save_invstd, xhat and y (the forward's output) are changed so, in place."""
+        rows, xhat, save_mean, save_invstd, (n, c) = self._ctx
+        dead = np.isinf(_device.to_host(save_invstd))
+        if not dead.any():
+            return
+
+        def zero(a):
+            a.reshape(dead.size, -1)[dead] = 0
+        _device.update_on_host(save_invstd, zero)
+        _device.update_on_host(xhat, zero)   # (y itself without affine: a view of it)
+        if self.affine:
+            shift = (np.zeros(c, y.dtype) if self.bias is None
+                     else _device.to_host(self.bias.data))
+            rows_shift = np.tile(shift, n)[dead][:, None]
+
+            def fill(a):
+                a.reshape(dead.size, -1)[dead] = rows_shift
+            _device.update_on_host(y, fill)
 
     def _update_running(self):
         """Move the running statistics towards this batch's instance statistics."""
