@@ -260,6 +260,9 @@ def _check_train_args(args):
         args.epochs = 10
     if args.model != "mlp" and (args.batchnorm or args.dropout or args.hidden != [100]):
         raise CLIError("--hidden, --batchnorm and --dropout apply to --model mlp")
+    if not args.hidden and (args.batchnorm or args.dropout):   # (they were ignored)
+        raise CLIError("--batchnorm and --dropout act on hidden layers, and --hidden '' "
+                       "gives a linear model without any")
     if args.width is not None and args.model != "convnet":
         raise CLIError("--width applies to --model convnet")
     _check_output_paths(args)

@@ -278,3 +278,13 @@ def test_fit_checks_test_data_before_training():
             (np.ones((5, 2), np.float32), np.zeros(4, np.int64)), progress=False, log=False)
     for p, b in zip(model.parameters(), before):
         np.testing.assert_array_equal(p.data, b)
+
+
+@pytest.mark.parametrize("flag", [["--batchnorm"], ["--dropout", "0.5"]])
+def test_train_refuses_hidden_layer_options_for_a_linear_model(flag, capsys,
+                                                               restore_backend):
+    # --hidden '' builds no hidden layer: --batchnorm and --dropout were silently ignored
+    from fastnn.cli import main
+    assert main(["train", "--dataset", "digits", "--hidden", "", "--max-steps", "1",
+                 "--no-progress"] + flag) == 2
+    assert "linear model" in capsys.readouterr().err
