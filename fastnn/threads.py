@@ -94,10 +94,26 @@ def _default_threads():
     if _default_num_threads is None:
         _default_num_threads = os.cpu_count() or 1
         for var in ("OMP_NUM_THREADS", "FASTNN_NUM_THREADS"):
-            value = os.environ.get(var)
-            if value and value.isdigit() and int(value) > 0:
-                _default_num_threads = int(value)
+            count = _threads_from_env(var)
+            if count is not None:
+                _default_num_threads = count
     return _default_num_threads
+
+
+def _threads_from_env(var):
+    """The thread count environment variable var sets, None when it is unset or empty.
+    OMP_NUM_THREADS may list one count per nesting level ('4,2'): its first counts. A
+    value that is no positive int is ignored with a RuntimeWarning (OpenMP ignores it
+    too, with a message)."""
+    value = os.environ.get(var, "").strip()
+    if not value:
+        return None
+    first = value.split(",")[0].strip() if var == "OMP_NUM_THREADS" else value
+    if first.isdigit() and int(first) > 0:
+        return int(first)
+    warnings.warn(f"{var}={value!r} is not a positive int; fastnn ignores it",
+                  RuntimeWarning, stacklevel=4)
+    return None
 
 
 def get_num_threads():

@@ -109,3 +109,30 @@ def test_dir_lists_the_lazy_names():
     assert {"nn", "optim", "ops", "no_grad", "manual_seed", "save"} <= set(names)
     for name in fastnn.__all__:
         getattr(fastnn, name)  # each resolves
+
+
+@pytest.mark.parametrize("env,expected,warns", [
+    ({"FASTNN_NUM_THREADS": "3"}, 3, False),
+    ({"OMP_NUM_THREADS": "4,2"}, 4, False),            # OpenMP's list: one count a level
+    ({"OMP_NUM_THREADS": "5", "FASTNN_NUM_THREADS": "2"}, 2, False),
+    ({"FASTNN_NUM_THREADS": "two"}, None, True),
+    ({"FASTNN_NUM_THREADS": "0"}, None, True),
+    ({"OMP_NUM_THREADS": "-1"}, None, True),
+])
+def test_thread_count_from_the_environment(monkeypatch, env, expected, warns):
+    import warnings
+
+    from fastnn import threads
+    for var in ("OMP_NUM_THREADS", "FASTNN_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setattr(threads, "_default_num_threads", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = threads._default_threads()
+    assert got == (expected or (os.cpu_count() or 1))
+    messages = [str(w.message) for w in caught if w.category is RuntimeWarning]
+    assert bool(messages) == warns
+    if warns:
+        assert "not a positive int" in messages[0]
