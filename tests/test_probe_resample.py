@@ -265,3 +265,21 @@ def test_constant_pad_value_overflowing_float32_is_refused(value):
 def test_one_hot_refuses_as_torch(labels, num_classes):
     _same_error(lambda: TF.one_hot(torch.from_numpy(labels), num_classes),
                 lambda: F.one_hot(labels, num_classes))
+
+
+@pytest.mark.parametrize("dim", [None, (), (0, 2), [2, 0], (-1,)])
+@pytest.mark.parametrize("p", [2.0, 1.0, float("inf"), 0, "fro"])
+def test_normalize_over_several_dims(dim, p):
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    want = TF.normalize(torch.from_numpy(x), p, dim).numpy()
+    np.testing.assert_allclose(F.normalize(x, p, dim), want, rtol=1e-12)
+
+
+def test_normalize_nuclear_norm_and_refusals():
+    x = np.random.default_rng(0).standard_normal((2, 3, 4))
+    want = TF.normalize(torch.from_numpy(x), "nuc", (1, 2)).numpy()
+    np.testing.assert_allclose(F.normalize(x, "nuc", (1, 2)), want, rtol=1e-12)
+    for p, dim in [(2, (0, 0)), ("fro", (0, 1, 2)), ("nuc", 1), (-1, 1)]:
+        arr = x[:, :0] if p == -1 else x     # (a negative order over an empty axis)
+        _same_error(lambda: TF.normalize(torch.from_numpy(arr), p, dim),
+                    lambda: F.normalize(arr, p, dim))

@@ -1482,12 +1482,20 @@ def pad(input, pad, mode="constant", value=None):
 
 # ------------------------------------------------------------------------- distances
 def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
-    """input / max(||input||_p, eps), the p-norm taken along dim (p may be inf, -inf or 0
-    as np.linalg.norm's vector orders). input: any shape with that dimension; out: an array
-    of input's shape and dtype to write into, or None. Output: input's shape."""
+    """input / max(||input||_p, eps), the p-norm taken along dim: an int, a tuple of them
+    or None (all dimensions), as PyTorch's. p: a number (inf, -inf and 0 as
+    np.linalg.norm's vector orders), 'fro' (2) or 'nuc' (over two dimensions). input: any
+    shape with those dimensions; out: an array of input's shape and dtype to write into,
+    or None. Output: input's shape."""
     where = "normalize"
     x = _float(where, "input", input)
-    axis = _axis(dim, x.ndim)
+    if p == "nuc" and not ((isinstance(dim, (tuple, list)) and len(dim) == 2)
+                           or (dim is None and x.ndim == 2)):
+        raise RuntimeError(f"{where}: the nuclear norm takes two dims, got dim={dim!r}")
+    if p == "fro" and isinstance(dim, (tuple, list)) and len(dim) > 2:
+        raise RuntimeError(f"{where}: the Frobenius norm takes one or two dims, got "
+                           f"dim={dim!r}")
+    axes = _norm_axes(dim, x.ndim)
     if out is not None:
         _float(where, "out", out, dtype=x.dtype)
         if out.shape != x.shape:
@@ -1495,12 +1503,35 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     if x.ndim == 0:
         norm = np.abs(x) if p != 0 else (x != 0).astype(x.dtype)
     else:
-        _infinite_norm_axis(p, x.shape, axis)
+        for axis in axes:
+            _infinite_norm_axis(p, x.shape, axis)
         with np.errstate(over="ignore", invalid="ignore"):   # (inf and NaN as PyTorch's,
-            norm = np.linalg.norm(x, ord=p, axis=axis, keepdims=True)   # no warnings)
+            norm = _norm_over(x, p, axes)                     # no warnings)
     denom = np.maximum(norm.astype(x.dtype, copy=False), x.dtype.type(eps))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.divide(x, denom, out=np.empty_like(x) if out is None else out)
+
+
+def _norm_axes(dim, ndim):
+    """normalize's dim as a tuple of axes: None or () for all of them."""
+    if dim is None or (isinstance(dim, (tuple, list)) and not dim):
+        return tuple(range(ndim))
+    axes = tuple(_axis(d, ndim) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
+    if len(set(axes)) != len(axes):
+        raise RuntimeError(f"dim {dim} appears multiple times in the list of dims")
+    return axes
+
+
+def _norm_over(x, p, axes):
+    """||x||_p over the axes (one vector of their entries), kept as size-1 axes; p 'nuc':
+    the nuclear norm of the matrices over two axes."""
+    if p == "nuc":
+        return np.linalg.norm(x, "nuc", axis=axes, keepdims=True)
+    rest = [a for a in range(x.ndim) if a not in axes]
+    flat = np.transpose(x, rest + list(axes)).reshape(
+        [x.shape[a] for a in rest] + [math.prod(x.shape[a] for a in axes)])
+    norm = np.linalg.norm(flat, ord=2.0 if p == "fro" else p, axis=-1)
+    return np.expand_dims(norm, axes)
 
 
 def _broadcast_shape(where, a, b):
@@ -1548,9 +1579,9 @@ def pairwise_distance(x1, x2, p=2.0, eps=1e-06, keepdim=False):
 
 
 def _infinite_norm_axis(p, shape, axis):
-    """PyTorch's RuntimeError for an infinite-order norm over an empty axis (no
-    identity for its max or min)."""
-    if isinstance(p, numbers.Real) and math.isinf(p) and shape[axis] == 0:
+    """PyTorch's RuntimeError for an infinite- or negative-order norm over an empty axis
+    (no identity for its max, min or sum of inverse powers)."""
+    if isinstance(p, numbers.Real) and (math.isinf(p) or p < 0) and shape[axis] == 0:
         raise RuntimeError(f"linalg.vector_norm cannot compute the {p} norm on the "
                            f"dimension {axis} because this dimension is empty and the "
                            f"operation does not have an identity")
