@@ -283,3 +283,9 @@ def test_normalize_nuclear_norm_and_refusals():
         arr = x[:, :0] if p == -1 else x     # (a negative order over an empty axis)
         _same_error(lambda: TF.normalize(torch.from_numpy(arr), p, dim),
                     lambda: F.normalize(arr, p, dim))
+
+
+@pytest.mark.parametrize("p", [float("nan"), -1.0, "fro", None])
+def test_pdist_order_errors_as_torch(p):
+    x = np.ones((3, 4), np.float32)
+    _same_error(lambda: TF.pdist(torch.from_numpy(x), p), lambda: F.pdist(x, p))

@@ -2804,7 +2804,9 @@ def pdist(input, p=2):
     x = _float(where, "input", input)
     if x.ndim != 2:
         raise RuntimeError(f"pdist only supports 2D tensors, got: {x.ndim}D")
-    if not isinstance(p, numbers.Real) or p < 0:
+    if not isinstance(p, numbers.Real):
+        raise TypeError(f"pdist(): argument 'p' must be a number, not {type(p).__name__}")
+    if not p >= 0:   # (NaN too)
         raise RuntimeError("pdist only supports non-negative p values")
     i, j = np.triu_indices(x.shape[0], 1)
     diff = x[i] - x[j]
