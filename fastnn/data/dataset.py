@@ -169,16 +169,8 @@ def default_collate(batch):
     if isinstance(elem, (str, bytes)):
         return batch
     if isinstance(elem, collections.abc.Mapping):
-        collated = {key: default_collate([d[key] for d in batch]) for key in elem}
-        try:   # the sample's own mapping type (a defaultdict keeps its factory)
-            clone = copy.copy(elem)
-            clone.update(collated)
-            return clone
-        except (TypeError, AttributeError):
-            try:
-                return type(elem)(collated)
-            except TypeError:
-                return collated
+        return _like_mapping(elem, {key: default_collate([d[key] for d in batch])
+                                    for key in elem})
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # a namedtuple
         return type(elem)(*(default_collate(list(s)) for s in zip(*batch)))
     if isinstance(elem, collections.abc.Sequence):
@@ -190,6 +182,20 @@ def default_collate(batch):
                     f"found {type(elem).__name__}")
 
 
+def _like_mapping(sample, values):
+    """values (a dict) in the sample's own mapping type where it can be made (a
+    defaultdict keeps its factory), else as a dict: what PyTorch's collate does."""
+    try:
+        clone = copy.copy(sample)
+        clone.update(values)
+        return clone
+    except (TypeError, AttributeError):
+        try:
+            return type(sample)(values)
+        except TypeError:
+            return values
+
+
 def default_convert(sample):
     """A sample as PyTorch's ``default_convert`` gives it when batching is off
     (``DataLoader(batch_size=None)``): tuples become lists, recursively through dicts,
@@ -197,16 +203,7 @@ def default_convert(sample):
     if isinstance(sample, (str, bytes, np.ndarray, np.generic)):
         return sample
     if isinstance(sample, collections.abc.Mapping):
-        converted = {key: default_convert(sample[key]) for key in sample}
-        try:   # the sample's own mapping type, as default_collate keeps it
-            clone = copy.copy(sample)
-            clone.update(converted)
-            return clone
-        except (TypeError, AttributeError):
-            try:
-                return type(sample)(converted)
-            except TypeError:
-                return converted
+        return _like_mapping(sample, {key: default_convert(sample[key]) for key in sample})
     if isinstance(sample, tuple) and hasattr(sample, "_fields"):  # a namedtuple
         return type(sample)(*(default_convert(field) for field in sample))
     if isinstance(sample, tuple):
