@@ -289,3 +289,19 @@ def test_normalize_nuclear_norm_and_refusals():
 def test_pdist_order_errors_as_torch(p):
     x = np.ones((3, 4), np.float32)
     _same_error(lambda: TF.pdist(torch.from_numpy(x), p), lambda: F.pdist(x, p))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rank", [3, 5])
+@pytest.mark.parametrize("mode,size,out", [("nearest", 39, 33), ("nearest", 12, 74),
+                                           ("nearest-exact", 30, 69),
+                                           ("nearest-exact", 30, 29),
+                                           ("nearest-exact", 2, 41), ("nearest-exact", 4, 94)])
+def test_nearest_1d_3d_indices_as_torch(dtype, rank, mode, size, out):
+    # PyTorch's 1-D and 3-D nearest forwards compute the source index in the input's
+    # dtype (its generic kernel), with a fused multiply-add for nearest-exact
+    x = np.tile(np.arange(float(size)).astype(dtype), (1, 2) + (1,) * (rank - 2))
+    shape = (1,) * (rank - 3) + (out,)
+    want = TF.interpolate(torch.from_numpy(x), size=shape, mode=mode).numpy()
+    np.testing.assert_array_equal(F.interpolate(x, size=shape, mode=mode), want)
+    np.testing.assert_array_equal(nn.Upsample(size=shape, mode=mode).forward(x), want)

@@ -54,6 +54,24 @@ def nearest_indices(size, out, factor, exact=False, shortcuts=True):
     return np.minimum(src.astype(np.int64), size - 1)
 
 
+def generic_nearest_indices(size, out, factor, exact, dtype):
+    """The input index of each output index along one axis in PyTorch's 1-D and 3-D
+    nearest forwards (its generic kernel, not the 2-D one of ``nearest_indices``): the
+    source coordinate in the input's dtype (float32 or float64, its opmath), i * scale
+    ('nearest') or max((i + 0.5) scale - 0.5, 0) + 0.5 ('nearest-exact', the product and
+    difference rounded once, as the compiled kernel's fused multiply-add, and the last
+    0.5 added in double), then floorf's float32 floor, clamped to the input."""
+    dt = np.dtype(dtype).type
+    scale = _ratio(size, out, factor, np.dtype(dtype))
+    i = np.arange(out).astype(dtype)
+    if exact:
+        fused = (np.float64(scale) * (i + dt(0.5)).astype(np.float64) - 0.5).astype(dtype)
+        src = np.maximum(fused, dt(0)).astype(np.float64) + 0.5
+    else:
+        src = i * scale
+    return np.minimum(np.floor(src.astype(np.float32)).astype(np.int64), size - 1)
+
+
 def _scale(size, out, factor, align_corners, dtype):
     """PyTorch's area_pixel_compute_scale in dtype: (in - 1) / (out - 1) with
     align_corners (0 for one output), else ``_ratio``."""
@@ -320,10 +338,12 @@ class Upsample(Module):
         shape = tuple(x.shape)
         out, factors = self._geometry(shape[2:])
         exact = self.mode == "nearest-exact"
-        # PyTorch's 'nearest' takes its out == in and out == 2 in shortcuts in the 2-D
-        # forward and every backward, not in the 1-D and 3-D forwards: with a factor that
-        # lands there (3 * 1.3333 -> 3), those backwards are not their forward's adjoint
-        idx = [nearest_indices(n, o, f, exact, len(shape) == 4)
+        # PyTorch's 1-D and 3-D forwards compute their indices in the input's dtype,
+        # without the 2-D forward's (and every backward's) out == in and out == 2 in
+        # shortcuts: there (3 * 1.3333 -> 3, or a float64 index rounding another way)
+        # those backwards are not their forward's adjoint
+        idx = [nearest_indices(n, o, f, exact) if len(shape) == 4 else
+               generic_nearest_indices(n, o, f, exact, x.dtype)
                for n, o, f in zip(shape[2:], out, factors)]
         back = [nearest_indices(n, o, f, exact) for n, o, f in zip(shape[2:], out, factors)]
         if len(shape) == 5 or any(not np.array_equal(a, b) for a, b in zip(idx, back)):
