@@ -259,6 +259,12 @@ class LPPool3d(AvgPool3d):
         self.norm_type = norm_type
         self.stride = stride  # PyTorch's LPPool keeps (and shows) the stride as given
 
+    def infer_shape(self, shape, dtype):
+        if np.isinf(self.norm_type):
+            # PyTorch's +-inf runs max_pool3d, without avg_pool3d's input >= kernel check
+            return _Pool3d.infer_shape(self, shape, dtype)
+        return super().infer_shape(shape, dtype)
+
     def _pool(self, host):
         p = host.dtype.type(self.norm_type)
         if np.isinf(p):

@@ -1,0 +1,29 @@
+"""Probe of the less common conv and pooling layers against PyTorch: cases the earlier
+conv/pool tests missed."""
+import numpy as np
+import pytest
+import torch
+
+from fastnn import nn
+import fastnn.nn.functional as F
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("p", [float("inf"), -float("inf")])
+def test_lp_pool3d_infinite_norm_takes_an_input_smaller_than_the_kernel(p):
+    # PyTorch's +-inf LPPool3d is a max_pool3d, which (ceil_mode) takes a depth below the
+    # kernel's; avg_pool3d's input >= kernel check does not apply
+    x = np.random.default_rng(0).standard_normal((1, 3, 1, 8, 4))
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = torch.nn.LPPool3d(p, (3, 3, 4), (3, 2, 2), ceil_mode=True)(tx)
+    layer = nn.LPPool3d(p, (3, 3, 4), (3, 2, 2), ceil_mode=True)
+    y = layer(x)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(F.lp_pool3d(x, p, (3, 3, 4), (3, 2, 2), ceil_mode=True),
+                                  ty.detach().numpy())
+    g = np.random.default_rng(1).standard_normal(y.shape)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(layer.backward(g), tx.grad.numpy())
+    with pytest.raises(ValueError):  # a finite p keeps PyTorch's avg_pool3d refusal
+        nn.LPPool3d(2, (3, 3, 4), (3, 2, 2), ceil_mode=True)(x)
