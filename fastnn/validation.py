@@ -322,9 +322,18 @@ def check_number(where, name, value, low=None, high=None, low_open=False, high_o
 
 def as_contiguous(x):
     """x itself when C-contiguous, else a contiguous copy (kernels need [::1] memory): a
-    strided device array is copied on the device, as a strided NumPy array on the host."""
+    strided device array is copied on the device, as a strided NumPy array on the host.
+
+    A host array also comes back aligned (NumPy's matmul runs its unaligned operands
+    through another loop than BLAS, which rounds differently) and as a plain ndarray (a
+    np.memmap viewed without a copy), so the results do not depend on how the values lie.
+    """
     if isinstance(x, np.ndarray):
-        return x if x.flags.c_contiguous else np.ascontiguousarray(x)
+        if type(x) is np.ndarray:
+            flags = x.flags
+            if flags.c_contiguous and flags.aligned:
+                return x
+        return np.require(x, requirements="CAE")
     if not is_contiguous(x):
         from .device import Cuda
         return Cuda.contiguous(x)

@@ -1,0 +1,59 @@
+"""Found by probing layers with inputs and gradients in unusual memory layouts: a
+layer's results are those of a C-contiguous copy of the same values, bit for bit. A
+np.memmap input took another path than an ndarray (Softmax along a leading axis ran the
+row kernels instead of NumPy's reductions) and an unaligned array (a float view at an odd
+byte offset of a buffer) went through NumPy's non-BLAS matmul loop; each rounded
+differently. Both are now passed on as an aligned plain ndarray."""
+import copy
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+
+
+def _memmap(a, tmp_path):
+    m = np.memmap(tmp_path / "a.bin", dtype=a.dtype, mode="w+", shape=a.shape)
+    m[...] = a
+    m.flush()
+    return np.memmap(tmp_path / "a.bin", dtype=a.dtype, mode="r", shape=a.shape)
+
+
+def _unaligned(a, tmp_path):
+    buf = bytearray(a.nbytes + 1)
+    u = np.frombuffer(buf, a.dtype, count=a.size, offset=1).reshape(a.shape)
+    u[...] = a
+    assert not u.flags.aligned
+    return u
+
+
+def _run(layer, x, g):
+    y = layer(x)
+    return y, layer.backward(g), [p.grad.copy() for p in layer.parameters()]
+
+
+@pytest.mark.parametrize("make", [_memmap, _unaligned])
+@pytest.mark.parametrize("which", ["x", "g"])
+@pytest.mark.parametrize("layer,shape", [
+    (lambda: nn.Softmax(dim=0), (4, 5)),
+    (lambda: nn.LogSoftmax(dim=1), (2, 4, 3)),
+    (lambda: nn.Linear(1, 3), (4, 1)),
+    (lambda: nn.Linear(5, 3), (4, 5)),
+    (lambda: nn.Conv2d(2, 3, 3, padding=1), (2, 2, 4, 5)),
+], ids=["softmax0", "logsoftmax1", "linear1", "linear", "conv2d"])
+def test_memmap_and_unaligned_arrays_give_the_contiguous_results(
+        backend, dtype, make, which, layer, shape, tmp_path):
+    rng = np.random.default_rng(0)
+    fastnn.manual_seed(0)
+    base = layer().to_dtype(dtype)
+    x = rng.standard_normal(shape).astype(dtype)
+    g = rng.standard_normal(copy.deepcopy(base)(x).shape).astype(dtype)
+    expected = _run(copy.deepcopy(base), x, g)
+    odd = make(x if which == "x" else g, tmp_path)
+    got = _run(copy.deepcopy(base), *((odd, g) if which == "x" else (x, odd)))
+    for e, a in zip(expected[:2], got[:2]):
+        assert type(a) is np.ndarray
+        np.testing.assert_array_equal(a, e)
+    for e, a in zip(expected[2], got[2]):
+        np.testing.assert_array_equal(a, e)
