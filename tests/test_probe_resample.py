@@ -305,3 +305,14 @@ def test_nearest_1d_3d_indices_as_torch(dtype, rank, mode, size, out):
     want = TF.interpolate(torch.from_numpy(x), size=shape, mode=mode).numpy()
     np.testing.assert_array_equal(F.interpolate(x, size=shape, mode=mode), want)
     np.testing.assert_array_equal(nn.Upsample(size=shape, mode=mode).forward(x), want)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("mode,size,out", [("nearest", 45, 129), ("nearest", 2, 150),
+                                           ("nearest-exact", 30, 140)])
+def test_nearest_2d_large_outputs_as_torch(dtype, mode, size, out):
+    # PyTorch's 2-D forward leaves its vectorised kernel (float32 indices) for its
+    # generic one (the input's dtype) once output height + width exceeds 128
+    x = np.tile(np.arange(float(size)).astype(dtype), (1, 2, 3, 1))
+    want = TF.interpolate(torch.from_numpy(x), size=(3, out), mode=mode).numpy()
+    np.testing.assert_array_equal(F.interpolate(x, size=(3, out), mode=mode), want)

@@ -338,11 +338,13 @@ class Upsample(Module):
         shape = tuple(x.shape)
         out, factors = self._geometry(shape[2:])
         exact = self.mode == "nearest-exact"
-        # PyTorch's 1-D and 3-D forwards compute their indices in the input's dtype,
-        # without the 2-D forward's (and every backward's) out == in and out == 2 in
-        # shortcuts: there (3 * 1.3333 -> 3, or a float64 index rounding another way)
-        # those backwards are not their forward's adjoint
-        idx = [nearest_indices(n, o, f, exact) if len(shape) == 4 else
+        # PyTorch's 1-D and 3-D forwards, and 2-D ones whose output height + width
+        # exceeds 128 (its threshold for its vectorised kernel), compute their indices in
+        # the input's dtype, without the other 2-D forwards' (and every backward's)
+        # out == in and out == 2 in shortcuts: there (3 * 1.3333 -> 3, or a float64
+        # index rounding another way) those backwards are not their forward's adjoint
+        vectorised = len(shape) == 4 and sum(out) <= 128
+        idx = [nearest_indices(n, o, f, exact) if vectorised else
                generic_nearest_indices(n, o, f, exact, x.dtype)
                for n, o, f in zip(shape[2:], out, factors)]
         back = [nearest_indices(n, o, f, exact) for n, o, f in zip(shape[2:], out, factors)]
