@@ -899,7 +899,7 @@ class _ClassTargets(Loss):
     rows' summed weight instead of N. When that weight is 0 the loss is PyTorch's x / 0
     (NaN, or an infinity when negative weights cancel) and the gradient of every row not
     ignored is NaN (PyTorch's holds NaN and infinities there); all rows ignored: NaN and
-    a zero gradient."""
+    a zero gradient (NaN where CrossEntropyLoss's log-softmax of a row is NaN)."""
 
     label_smoothing = 0.0
     _pred_name, _pred_what = "pred", "pred"  # how error messages name pred
@@ -1025,10 +1025,12 @@ class _ClassTargets(Loss):
 
     def _grad_over_zero_weight(self, grad):
         """The gradient (a host array of grad's shape) when the counted rows' weights sum
-        to 0: NaN on each row not ignored, as PyTorch's 0 / 0 through the softmax."""
+        to 0: NaN on each row not ignored, as PyTorch's 0 / 0 through the softmax. An
+        ignored row keeps the kernel's softmax * 0: 0, or NaN where its log-softmax is
+        NaN (a NaN or +inf logit, a row of -inf), as PyTorch's backward through it."""
         host = np.full(tuple(grad.shape), np.nan, grad.dtype)
         if self._ignored is not None:
-            host[self._ignored] = 0
+            host[self._ignored] = _device.to_host(grad)[self._ignored]
         return host
 
     def _check_pred(self, pred):
