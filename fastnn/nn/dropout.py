@@ -1,11 +1,13 @@
 """Inverted dropout: zero each element (or each channel) with probability p in training,
 scale the rest."""
 import math
+import warnings
 
 import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import RuntimeValueError
 from ..validation import check_bool, check_number
 from .module import Module
 
@@ -109,7 +111,8 @@ class _ChannelDropout(Dropout):
         """a * mask (broadcast) on the host, into the layer's buffer ``key`` if given."""
         if _device.is_device_array(a):
             return _device.namespace_of(a).put(_device.to_host(a) * self._mask)
-        out = None if key is None else self._buffer(key, a.shape, a.dtype)
+        # (out: a 0-d product would otherwise be a NumPy scalar)
+        out = np.empty_like(a) if key is None else self._buffer(key, a.shape, a.dtype)
         return np.multiply(a, self._mask, out=out)
 
     def _backward(self, grad_out, buffered, need_grad_in):
@@ -126,27 +129,75 @@ class Dropout1d(_ChannelDropout):
     rank = 3
 
 
-class Dropout2d(_ChannelDropout):
-    """Channel dropout of (N, C, H, W) inputs, or (N, C, L) ones as PyTorch's Dropout2d
-    takes a 3-D input (its 1-D channel-wise behaviour)."""
+def warn_deprecated_rank(name, ndim, ranks, spatial, stacklevel=3):
+    """PyTorch's warnings for dropout2d / dropout3d (``name``) given an input of rank
+    ndim: one of another rank than ``ranks`` (deprecated), and dropout2d's note that it
+    reads a 3-D input as (N, C, L)."""
+    if ndim not in ranks:
+        warnings.warn(f"{name}: Received a {ndim}-D input to {name}, which is deprecated and "
+                      f"will result in an error in a future release. To retain the behavior "
+                      f"and silence this warning, please use dropout instead. Note that "
+                      f"{name} exists to provide channel-wise dropout on inputs with "
+                      f"{spatial} spatial dimensions, a channel dimension, and an optional "
+                      f"batch dimension (i.e. {ranks[0]}D or {ranks[1]}D inputs).",
+                      stacklevel=stacklevel)
+    if name == "dropout2d" and ndim == 3:
+        warnings.warn("dropout2d: Received a 3D input to dropout2d and assuming that "
+                      "channel-wise 1D dropout behavior is desired - input is interpreted "
+                      "as shape (N, C, L), where C is the channel dim. This behavior will "
+                      "change in a future release to interpret the input as one without a "
+                      "batch dimension, i.e. shape (C, H, W). To maintain the 1D "
+                      "channel-wise dropout behavior, please switch to using dropout1d "
+                      "instead.", stacklevel=stacklevel)
 
-    rank = 4
+
+class _DeprecatedRanks(_ChannelDropout):
+    """PyTorch's Dropout2d / Dropout3d: any rank, one of another rank than (rank - 1,
+    rank) with PyTorch's deprecation warning. ``lead(ndim)``: the axes one mask value
+    covers (the rest broadcast); a draw needs an input of at least that rank (PyTorch's
+    RuntimeError), the identity, p = 1 and an empty input not."""
+
+    spatial = None
+
+    def _lead(self, ndim):
+        raise NotImplementedError
 
     def infer_shape(self, shape, dtype):
-        if len(tuple(shape)) == 3:  # PyTorch reads a 3-D input as (N, C, L)
-            return tuple(shape)
-        return super().infer_shape(shape, dtype)
+        shape = tuple(shape)
+        warn_deprecated_rank(f"dropout{self.spatial}d", len(shape),
+                             (self.rank - 1, self.rank), self.spatial, stacklevel=4)
+        if (len(shape) < self._lead(len(shape)) and not self.passthrough and self.p < 1
+                and math.prod(shape) > 0):
+            raise RuntimeValueError(f"{self._where()}: Feature dropout requires at least 2 "
+                                    f"dimensions in the input, got input of shape {shape}")
+        return shape
 
     def _mask_shape(self, shape):
-        if len(shape) == 3:
-            return shape[:2] + (1,)
-        return super()._mask_shape(shape)
+        lead = self._lead(len(shape))
+        return shape[:lead] + (1,) * (len(shape) - lead)
 
 
-class Dropout3d(_ChannelDropout):
-    """Channel dropout of (N, C, D, H, W) or (C, D, H, W) inputs (PyTorch's Dropout3d)."""
+class Dropout2d(_DeprecatedRanks):
+    """Channel dropout of (N, C, H, W) inputs, or (N, C, L) ones as PyTorch's Dropout2d
+    takes a 3-D input (its 1-D channel-wise behaviour, with PyTorch's warning saying so).
+    Other ranks, as PyTorch's (deprecated, with its warning): one mask value per (axis 0,
+    axis 1) index."""
 
-    rank = 5
+    rank, spatial = 4, 2
+
+    def _lead(self, ndim):
+        return 2
+
+
+class Dropout3d(_DeprecatedRanks):
+    """Channel dropout of (N, C, D, H, W) or (C, D, H, W) inputs (PyTorch's Dropout3d).
+    Other ranks, as PyTorch's (deprecated, with its warning), are read as unbatched: one
+    mask value per axis-0 index."""
+
+    rank, spatial = 5, 3
+
+    def _lead(self, ndim):
+        return 2 if ndim == 5 else 1
 
 
 # SELU's negative saturation, scale * alpha: AlphaDropout's dropped value is its negative

@@ -74,7 +74,7 @@ from .attention import AttentionAssertionError, MultiheadAttention
 from .conv3d import conv3d_forward
 from .ctc import CTCLoss
 from .distance import CosineSimilarity, PairwiseDistance
-from .dropout import AlphaDropout, FeatureAlphaDropout
+from .dropout import AlphaDropout, FeatureAlphaDropout, warn_deprecated_rank
 from .embedding import renorm_rows
 from .embedding_bag import EmbeddingBag
 from .fractional_pool import FractionalMaxPool2d, FractionalMaxPool3d
@@ -502,30 +502,20 @@ def _dropout_p(p):
 def _feature_dropout(x, p, lead, training, inplace):
     """x times one mask value per index of its first ``lead`` axes (0 with probability p,
     else 1 / (1 - p); the mask from ops.dropout_forward of ones, as nn.Dropout2d's),
-    broadcast over the rest; x itself when not training or p = 0."""
-    if x.ndim < 2 and lead == 2 or x.ndim < 1:
-        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
-    if not training or p == 0:
+    broadcast over the rest; x itself when not training, p = 0 or x empty. Only a draw
+    needs x to have ``lead`` axes (as PyTorch's feature dropout: p = 1 is x * 0)."""
+    if not training or p == 0 or x.size == 0:
         return x
     shape = x.shape[:lead] + (1,) * (x.ndim - lead)
     if p == 1:
-        mask = np.zeros(shape, x.dtype)
+        mask = np.zeros(x.shape[:lead], x.dtype)
+    elif x.ndim < lead:
+        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
     else:
         mask, _ = ops.dropout_forward(np.ones(math.prod(shape), x.dtype), p,
                                       _random.draw_seed())
-    return _in_place(x, x * mask.reshape(shape), inplace)
-
-
-def _deprecated_rank(name, ndim, ranks, spatial):
-    """PyTorch's warning for a channel dropout given an input of another rank."""
-    if ndim not in ranks:
-        warnings.warn(f"{name}: Received a {ndim}-D input to {name}, which is deprecated and "
-                      f"will result in an error in a future release. To retain the behavior "
-                      f"and silence this warning, please use dropout instead. Note that "
-                      f"{name} exists to provide channel-wise dropout on inputs with "
-                      f"{spatial} spatial dimensions, a channel dimension, and an optional "
-                      f"batch dimension (i.e. {ranks[0]}D or {ranks[1]}D inputs).",
-                      stacklevel=3)
+    # (into an array of x's shape: a 0-d product would be a NumPy scalar)
+    return _in_place(x, np.multiply(x, mask.reshape(shape), out=np.empty_like(x)), inplace)
 
 
 def dropout1d(input, p=0.5, training=True, inplace=False):
@@ -549,7 +539,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     p = _dropout_p(p)
     training = check_flag("dropout2d", "training", training)
     x = _float("dropout2d", "input", input)
-    _deprecated_rank("dropout2d", x.ndim, (3, 4), 2)
+    warn_deprecated_rank("dropout2d", x.ndim, (3, 4), 2)
     return _feature_dropout(x, p, 2, training, inplace)
 
 
@@ -559,7 +549,7 @@ def dropout3d(input, p=0.5, training=True, inplace=False):
     p = _dropout_p(p)
     training = check_flag("dropout3d", "training", training)
     x = _float("dropout3d", "input", input)
-    _deprecated_rank("dropout3d", x.ndim, (4, 5), 3)
+    warn_deprecated_rank("dropout3d", x.ndim, (4, 5), 3)
     return _feature_dropout(x, p, 2 if x.ndim == 5 else 1, training, inplace)
 
 

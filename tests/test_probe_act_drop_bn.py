@@ -1,0 +1,76 @@
+"""Activation, dropout and batch-norm layers and their functional forms against PyTorch
+2.13 where a randomized probe found them differing: the channel dropouts' input ranks
+(PyTorch's deprecated ranks and warnings), on every CPU backend."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from fastnn.nn import functional as F
+
+torch = pytest.importorskip("torch")
+
+
+def _lead(name, ndim):
+    """The leading axes one mask value of PyTorch's dropout2d / dropout3d covers."""
+    return 2 if name == "dropout2d" or ndim == 5 else 1
+
+
+def _run(call):
+    """(result or exception, [warning messages]) of call()."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        try:
+            out = call()
+        except Exception as error:  # noqa: BLE001 (compared with PyTorch's)
+            out = error
+    return out, [str(w.message) for w in seen]
+
+
+@pytest.mark.parametrize("name", ["dropout2d", "dropout3d"])
+@pytest.mark.parametrize("ndim", range(7))
+@pytest.mark.parametrize("form", ["functional", "module", "sequential"])
+def test_channel_dropout_takes_every_rank_pytorch_takes(backend, name, ndim, form):
+    # nn.Dropout2d refused 2-D, 5-D and 6-D inputs and nn.Dropout3d 1-3-D and 6-D ones
+    # (ValueError) that PyTorch runs with a deprecation warning; a 3-D input to
+    # Dropout2d / F.dropout2d ran without PyTorch's (N, C, L) warning; F.dropout2d and
+    # F.dropout3d refused 0-D / 1-D inputs also where nothing is drawn (eval, p = 0 or 1)
+    cls = {"dropout2d": "Dropout2d", "dropout3d": "Dropout3d"}[name]
+    x = np.asarray(np.random.default_rng(ndim).standard_normal((5, 6, 3, 2, 2, 2)[:ndim])
+                   + 5)
+    for p in (0.0, 0.5, 1.0):
+        for training in (True, False):
+            def ours():
+                if form == "functional":
+                    return getattr(F, name)(x, p, training)
+                layer = getattr(nn, cls)(p)
+                model = nn.Sequential(layer, nn.Identity()) if form == "sequential" else layer
+                model.train(training)
+                y = model(x)
+                grad = model.backward(np.ones_like(x))
+                np.testing.assert_allclose(grad * x, y)  # the forward's mask
+                return y
+
+            def theirs():
+                if form == "functional":
+                    return getattr(torch.nn.functional, name)(torch.from_numpy(x), p,
+                                                               training).numpy()
+                layer = getattr(torch.nn, cls)(p).train(training)
+                return layer(torch.from_numpy(x)).numpy()
+
+            (y, ours_warned), (expected, torch_warned) = _run(ours), _run(theirs)
+            assert ours_warned == torch_warned
+            if isinstance(expected, Exception):
+                assert isinstance(y, RuntimeError), y
+                continue
+            assert isinstance(y, np.ndarray) and y.shape == x.shape, y
+            if training and 0 < p < 1:
+                lead = _lead(name, ndim)
+                gain = (y / x).reshape(math.prod(x.shape[:lead]), -1)
+                assert np.ptp(gain, axis=1).max() < 1e-12
+                assert set(np.unique(gain)) <= {0.0, 2.0}
+            else:
+                np.testing.assert_array_equal(y, expected)
