@@ -316,3 +316,25 @@ def test_nearest_2d_large_outputs_as_torch(dtype, mode, size, out):
     x = np.tile(np.arange(float(size)).astype(dtype), (1, 2, 3, 1))
     want = TF.interpolate(torch.from_numpy(x), size=(3, out), mode=mode).numpy()
     np.testing.assert_array_equal(F.interpolate(x, size=(3, out), mode=mode), want)
+
+
+@pytest.mark.parametrize("eps", [-1.0, float("nan"), float("inf"), -0.0])
+def test_distance_eps_as_torch(eps):
+    # PairwiseDistance adds any eps (PyTorch's); CosineSimilarity takes an infinite eps
+    # and refuses a negative or NaN one (RuntimeError from F)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    x[0, 0] = np.inf
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        want = TF.pairwise_distance(torch.from_numpy(x), torch.from_numpy(y), 2, eps).numpy()
+        np.testing.assert_allclose(F.pairwise_distance(x, y, 2, eps), want, rtol=1e-12)
+        np.testing.assert_allclose(nn.PairwiseDistance(2, eps).forward(x, y), want, rtol=1e-12)
+        try:
+            want = TF.cosine_similarity(torch.from_numpy(x), torch.from_numpy(y), 1, eps).numpy()
+        except RuntimeError:
+            with pytest.raises(RuntimeError):
+                F.cosine_similarity(x, y, 1, eps)
+            return
+        np.testing.assert_allclose(F.cosine_similarity(x, y, 1, eps), want, rtol=1e-12)

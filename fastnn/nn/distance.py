@@ -80,7 +80,7 @@ class CosineSimilarity(_TwoInputs):
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
             raise TypeError(f"CosineSimilarity: expected dim to be an int, got {dim!r}")
-        check_number("CosineSimilarity", "eps", eps, 0.0)
+        check_number("CosineSimilarity", "eps", eps, 0.0, infinite_ok=True)   # (PyTorch's)
         self.dim, self.eps = int(dim), float(eps)
 
     def forward(self, x1, x2):
@@ -157,13 +157,15 @@ class PairwiseDistance(_TwoInputs):
     def __init__(self, p=2.0, eps=1e-6, keepdim=False):
         super().__init__()
         check_norm_order("PairwiseDistance", p)
-        check_number("PairwiseDistance", "eps", eps, 0.0)
+        if isinstance(eps, bool) or not isinstance(eps, numbers.Real):   # (any, as PyTorch)
+            raise TypeError(f"PairwiseDistance: expected eps to be a number, got {eps!r}")
         self.norm, self.eps = p, eps   # as given, PyTorch's attributes
         self.keepdim = check_bool("PairwiseDistance", "keepdim", keepdim)
 
     def forward(self, x1, x2):
         x1, x2, caller, shapes = self._inputs(x1, x2)
-        dist, grad = norm_and_grad(x1 - x2 + x1.dtype.type(self.eps), float(self.norm))
+        with np.errstate(over="ignore", invalid="ignore"):   # (inf and NaN as PyTorch's)
+            dist, grad = norm_and_grad(x1 - x2 + x1.dtype.type(self.eps), float(self.norm))
         out = dist if self.keepdim and shapes != ((), ()) else dist[..., 0]
         self._ctx = kept_for_backward((grad, -grad, out.shape, x1.ndim - 1, caller, shapes))
         return caller.put(np.array(out))  # (a copy; 0-d stays 0-d)

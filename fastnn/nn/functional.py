@@ -1543,7 +1543,9 @@ def cosine_similarity(x1, x2, dim=1, eps=1e-08):
     b = _float(where, "x2", x2, dtype=a.dtype)
     shape = _broadcast_shape(where, a, b)
     _axis(dim, len(shape))
-    return CosineSimilarity(dim, eps).forward(a, b)
+    with _runtime_errors():   # (a negative or NaN eps)
+        layer = CosineSimilarity(dim, eps)
+    return layer.forward(a, b)
 
 
 def pairwise_distance(x1, x2, p=2.0, eps=1e-06, keepdim=False):
