@@ -74,3 +74,24 @@ def test_channel_dropout_takes_every_rank_pytorch_takes(backend, name, ndim, for
                 assert set(np.unique(gain)) <= {0.0, 2.0}
             else:
                 np.testing.assert_array_equal(y, expected)
+
+
+@pytest.mark.parametrize("shape", [(), (3,), (0,)])
+@pytest.mark.parametrize("p,training", [(0.5, False), (0.0, True), (1.0, True), (0.5, True)])
+def test_feature_alpha_dropout_needs_channels_only_to_draw(backend, shape, p, training):
+    # FeatureAlphaDropout refused any input of rank < 2 (ValueError); PyTorch's takes
+    # one wherever nothing is drawn: eval mode, p = 0, p = 1 (x * 0), an empty input
+    x = np.full(shape, 2.0, np.float32)
+    try:
+        expected = torch.nn.FeatureAlphaDropout(p).train(training)(torch.from_numpy(x))
+    except RuntimeError:
+        expected = None
+    for run in (lambda: nn.FeatureAlphaDropout(p).train(training)(x),
+                lambda: F.feature_alpha_dropout(x, p, training)):
+        if expected is None:
+            with pytest.raises(RuntimeError):
+                run()
+            continue
+        y = run()
+        assert isinstance(y, np.ndarray) and y.dtype == np.float32
+        np.testing.assert_array_equal(y, expected.numpy())

@@ -269,9 +269,11 @@ class FeatureAlphaDropout(AlphaDropout):
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
-        if len(shape) < 2:
-            raise ValueError(f"{self._where()}: expected input of shape (N, C, *), got "
-                             f"{shape}")
+        # only a draw needs the channels (PyTorch's: eval, p = 0 or 1 and an empty input
+        # take any rank)
+        if len(shape) < 2 and not self.passthrough and self.p < 1 and math.prod(shape) > 0:
+            raise RuntimeValueError(f"{self._where()}: expected input of shape (N, C, *), "
+                                    f"got {shape}")
         return shape
 
     def _mask_shape(self, shape):
