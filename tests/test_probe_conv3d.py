@@ -27,3 +27,20 @@ def test_lp_pool3d_infinite_norm_takes_an_input_smaller_than_the_kernel(p):
     np.testing.assert_array_equal(layer.backward(g), tx.grad.numpy())
     with pytest.raises(ValueError):  # a finite p keeps PyTorch's avg_pool3d refusal
         nn.LPPool3d(2, (3, 3, 4), (3, 2, 2), ceil_mode=True)(x)
+
+
+@pytest.mark.parametrize("name, weight_shape, groups", [
+    ("conv1d", (0, 4, 3), 1), ("conv2d", (0, 2, 3, 3), 2), ("conv3d", (0, 2, 3, 3, 3), 2),
+    ("conv3d", (1, 4, 3, 3, 3), 2), ("conv2d", (6, 2, 0, 3), 2), ("conv3d", (6, 2, 0, 3, 3), 2),
+    ("conv_transpose2d", (4, 3, 0, 3), 2), ("conv_transpose3d", (4, 3, 3, 0, 3), 1)])
+def test_functional_conv_refuses_too_few_filters_and_empty_kernels(name, weight_shape, groups):
+    # PyTorch: weight.size(0) >= groups and every kernel size > 0, RuntimeError; fastnn
+    # returned an empty or made-up output (conv3d: NumPy's reshape error)
+    dims = len(weight_shape) - 2
+    x = np.random.default_rng(0).standard_normal((2, 4) + (6,) * dims)
+    w = np.random.default_rng(1).standard_normal(weight_shape)
+    with pytest.raises(RuntimeError):
+        getattr(torch.nn.functional, name)(torch.from_numpy(x), torch.from_numpy(w),
+                                           groups=groups)
+    with pytest.raises(RuntimeError):
+        getattr(F, name)(x, w, groups=groups)

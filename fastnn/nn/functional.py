@@ -738,6 +738,12 @@ def _conv_operands(where, dims, input, weight, groups, stride, dilation):
         raise RuntimeError(f"{where}: expected weight to be {dims + 2}-D, got shape {w.shape}")
     if not _is_int(groups) or groups < 1:
         raise RuntimeError("non-positive groups is not supported")
+    if w.shape[0] < groups:
+        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at "
+                           f"dimension 0, but got weight of size {list(w.shape)} instead")
+    if min(w.shape[2:]) < 1:
+        raise RuntimeError(f"kernel size should be greater than zero, but got "
+                           f"{' x '.join(map(str, w.shape[2:]))}")
     if w.shape[0] % groups:
         raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} "
                            f"at dimension 0, but got weight of size [{list(w.shape)}] instead")
