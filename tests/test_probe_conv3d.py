@@ -44,3 +44,28 @@ def test_functional_conv_refuses_too_few_filters_and_empty_kernels(name, weight_
                                            groups=groups)
     with pytest.raises(RuntimeError):
         getattr(F, name)(x, w, groups=groups)
+
+
+@pytest.mark.parametrize("name, dims", [("max_pool1d", 1), ("avg_pool1d", 1),
+                                        ("max_pool2d", 2), ("avg_pool2d", 2)])
+@pytest.mark.parametrize("arg", ["kernel_size", "stride", "padding"])
+def test_functional_pool_wrong_length_tuple_is_runtime_error(name, dims, arg):
+    x = np.random.default_rng(0).standard_normal((2, 3) + (8,) * dims)
+    kwargs = {"kernel_size": 2, arg: (1,) * (dims + 1)}
+    with pytest.raises(RuntimeError):
+        getattr(torch.nn.functional, name)(torch.from_numpy(x), **kwargs)
+    with pytest.raises(RuntimeError):
+        getattr(F, name)(x, **kwargs)
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: F.max_pool3d(x, 2.0), lambda x: F.max_pool3d(x, 2, stride=2.0),
+    lambda x: F.max_pool3d(x, 2, padding=1.0), lambda x: F.max_pool3d(x, 2, dilation=1.0),
+    lambda x: F.avg_pool3d(x, 2.0), lambda x: F.avg_pool3d(x, 2, padding=1.0),
+    lambda x: F.lp_pool3d(x, 2, 2.0), lambda x: F.lp_pool2d(x[0], 2, 2, stride=2.0),
+    lambda x: F.lp_pool1d(x[0, 0], 2, 2.0)])
+def test_functional_pool_float_size_is_type_error(call):
+    # PyTorch's TypeError (the layer's TypeValueError was turned into a RuntimeError)
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 6, 6))
+    with pytest.raises(TypeError):
+        call(x)

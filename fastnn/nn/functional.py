@@ -976,14 +976,24 @@ def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_paddi
 
 
 # --------------------------------------------------------------------------- pooling
+def _pool_ints(where, name, value, dims):
+    """_ints for a pooling argument: a sequence of another length than 1 or dims is
+    PyTorch's RuntimeError (a non-int its TypeError)."""
+    items = int_items(value)
+    if isinstance(items, (tuple, list)) and len(items) not in (1, dims):
+        raise RuntimeError(f"{where}: {name} must either be a single int, or a tuple of "
+                           f"{dims} ints, got {value!r}")
+    return _ints(where, name, value, dims)
+
+
 def _pool_args(where, dims, kernel_size, stride, padding, dilation=1):
     """(kernel_size, stride, padding, dilation) as dims-tuples with PyTorch's checks;
     stride None (or empty) is kernel_size."""
-    kernel = _ints(where, "kernel_size", kernel_size, dims)
+    kernel = _pool_ints(where, "kernel_size", kernel_size, dims)
     no_stride = stride is None or (isinstance(stride, (tuple, list)) and not stride)
-    stride = kernel if no_stride else _ints(where, "stride", stride, dims)
-    padding = _ints(where, "padding", padding, dims)
-    dilation = _ints(where, "dilation", dilation, dims)
+    stride = kernel if no_stride else _pool_ints(where, "stride", stride, dims)
+    padding = _pool_ints(where, "padding", padding, dims)
+    dilation = _pool_ints(where, "dilation", dilation, dims)
     if min(kernel) < 1:
         raise RuntimeError("kernel_size must be greater than zero")
     if min(stride) < 1:
@@ -2554,9 +2564,14 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
 # ---------------------------------------------------------------- more pooling
 def _window_layer(make, x):
     """make() (a pooling, folding or shuffling layer) run on x: its ValueErrors, from the
-    arguments or the input, as PyTorch's RuntimeError."""
-    with _runtime_errors():
+    arguments or the input, as PyTorch's RuntimeError; a TypeValueError (a float size)
+    stays PyTorch's TypeError."""
+    try:
         layer = make()
+    except TypeError:
+        raise
+    except ValueError as error:
+        raise RuntimeValueError(str(error)) from None
     return _layer_forward(layer, x)
 
 
