@@ -166,7 +166,8 @@ def check_no_overlap(where, written, read, in_place=()):
         for other, a in others[i + 1:]:
             if not _overlap(w, a):
                 continue
-            if (name, other) in in_place and type(w) is type(a) and _same_memory(w, a):
+            if ((name, other) in in_place and isinstance(w, np.ndarray) == isinstance(a, np.ndarray)
+                    and _same_memory(w, a)):   # (a np.memmap out= and its ndarray view too)
                 continue
             allowed = " (it may be the same array, in place)" if (name, other) in in_place else ""
             raise ValueError(f"{where}: {name} shares memory with {other}; pass separate "

@@ -57,3 +57,16 @@ def test_memmap_and_unaligned_arrays_give_the_contiguous_results(
         np.testing.assert_array_equal(a, e)
     for e, a in zip(expected[2], got[2]):
         np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("name", ["relu", "tanh", "softmax", "gelu"])
+def test_an_op_runs_in_place_on_a_memmap(backend, name, tmp_path):
+    """out= the very memmap passed as x is the op in place (as for an ndarray), not an
+    overlap: x reaches the kernel as a plain view of the same memory."""
+    from fastnn import ops
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    expected = getattr(ops, name)(x)
+    m = np.memmap(tmp_path / "x.bin", dtype=np.float32, mode="w+", shape=x.shape)
+    m[...] = x
+    assert getattr(ops, name)(m, out=m) is m
+    np.testing.assert_array_equal(m, expected)
