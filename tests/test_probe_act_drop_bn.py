@@ -95,3 +95,20 @@ def test_feature_alpha_dropout_needs_channels_only_to_draw(backend, shape, p, tr
         y = run()
         assert isinstance(y, np.ndarray) and y.dtype == np.float32
         np.testing.assert_array_equal(y, expected.numpy())
+
+
+@pytest.mark.parametrize("call", [
+    lambda m, x: m.softshrink(x, float("inf")),
+    lambda m, x: m.softshrink(x, float("nan")),
+    lambda m, x: m.rrelu(x, float("inf"), float("inf")),
+    lambda m, x: m.rrelu(x, float("nan"), 0.3),
+    lambda m, x: m.rrelu(x, 0.1, float("nan"), True),
+])
+def test_nonfinite_bounds_are_pytorchs_runtime_error(call):
+    # F.softshrink with an infinite or NaN lambd and F.rrelu with an infinite or NaN
+    # bound raised a plain ValueError where PyTorch raises RuntimeError
+    x = np.linspace(-2, 2, 5)
+    with pytest.raises(RuntimeError):
+        call(torch.nn.functional, torch.from_numpy(x))
+    with pytest.raises(RuntimeError):
+        call(F, x)

@@ -436,7 +436,9 @@ def softshrink(input, lambd=0.5):
     input: any shape."""
     if isinstance(lambd, numbers.Real) and lambd < 0:
         raise RuntimeError(f"lambda must be greater or equal to 0, but found to be {lambd}.")
-    return Softshrink(lambd).forward(_float("softshrink", "input", input))
+    with _runtime_errors():   # (an infinite or NaN lambd: PyTorch's RuntimeError)
+        layer = Softshrink(lambd)
+    return layer.forward(_float("softshrink", "input", input))
 
 
 def tanhshrink(input):
@@ -2425,6 +2427,9 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     x = _float("rrelu", "input", input)
     if isinstance(lower, numbers.Real) and isinstance(upper, numbers.Real) and lower > upper:
         raise RuntimeError("Lower bound should be less than or equal to the upper bound")
+    for name, bound in (("lower", lower), ("upper", upper)):
+        if _nonfinite(bound):
+            raise RuntimeValueError(f"rrelu: {name} bound must be finite, got {bound}")
     if not training:
         return leaky_relu(x, (lower + upper) / 2, inplace=inplace)
     layer = RReLU(lower, upper)
