@@ -112,3 +112,15 @@ def test_nonfinite_bounds_are_pytorchs_runtime_error(call):
         call(torch.nn.functional, torch.from_numpy(x))
     with pytest.raises(RuntimeError):
         call(F, x)
+
+
+@pytest.mark.parametrize("bounds", [(1.0, 1.0), (2.0, 1.0)])
+def test_hardtanh_bounds_out_of_order_are_pytorchs_assertion(bounds):
+    # nn.Hardtanh(min_val >= max_val) raised a plain ValueError: PyTorch's module
+    # asserts (AssertionError); the error is both now
+    with pytest.raises(AssertionError):
+        torch.nn.Hardtanh(*bounds)
+    with pytest.raises(AssertionError):
+        nn.Hardtanh(*bounds)
+    with pytest.raises(ValueError):
+        nn.Hardtanh(*bounds)

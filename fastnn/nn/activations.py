@@ -9,6 +9,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..errors import AssertionValueError
 from ..validation import check_bool, check_number, check_only, check_positive_int
 from . import init as _init
 from .module import Module, Parameter
@@ -319,8 +320,8 @@ class Hardtanh(_Elementwise):
         check_number(name, "min_val", min_val, infinite_ok=True)
         check_number(name, "max_val", max_val, infinite_ok=True)
         if max_val <= min_val:   # PyTorch's module asserts it (its functional form not)
-            raise ValueError(f"{name}: expected min_val < max_val, got {min_val} and "
-                             f"{max_val}")
+            raise AssertionValueError(f"{name}: expected min_val < max_val, got {min_val} "
+                                      f"and {max_val}")
         self.min_val = float(min_val)
         self.max_val = float(max_val)
         self._take_inplace(inplace)
