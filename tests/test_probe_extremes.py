@@ -33,3 +33,26 @@ def test_cross_entropy_all_rows_ignored_keeps_nan_of_nonfinite_rows(backend, opt
         grad = loss.backward(None if reduction != "none" else np.ones(5))
     np.testing.assert_array_equal(np.asarray(got, dtype), want.detach().numpy())
     np.testing.assert_array_equal(grad, xt.grad.numpy())
+
+
+@DTYPES
+@pytest.mark.parametrize("n", [7, 40000])   # the serial and the parallel update
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rprop_steps_by_the_sign_of_subnormal_gradients(backend, n, dtype):
+    # Rprop steps by signs: a subnormal gradient, or a subnormal g * prev, is a
+    # direction in PyTorch; the compiled updates flushed them to 0 (no step)
+    tiny = np.finfo(dtype).tiny
+    rng = np.random.default_rng(0)
+    grads = [np.where(rng.random(n) < 0.5, tiny / 4, -tiny / 4).astype(dtype),
+             np.where(rng.random(n) < 0.5, tiny / 8, 1.0).astype(dtype),
+             np.full(n, np.sqrt(tiny) / 4, dtype), np.full(n, np.sqrt(tiny) / 4, dtype)]
+    param = nn.Parameter(np.ones(n, dtype))
+    twin = torch.nn.Parameter(torch.ones(n, dtype=torch.from_numpy(param.data).dtype))
+    with fastnn.use_backend(backend):
+        ours = fastnn.optim.Rprop([param], lr=0.01)
+        theirs = torch.optim.Rprop([twin], lr=0.01)
+        for g in grads:
+            param.grad, twin.grad = g.copy(), torch.from_numpy(g.copy())
+            ours.step()
+            theirs.step()
+    np.testing.assert_array_equal(param.data, twin.detach().numpy())

@@ -444,8 +444,8 @@ cdef inline void _rprop_block(floating* p, const floating* g, floating* prev, fl
     """p, g, prev, size: (n,); sign: -1 to maximize, else 1. The factor comes from the
     sign of g * prev in the dtype (as torch's grad.mul(prev).sign(): 1 for 0 or NaN);
     the clamp takes lo, then hi, and keeps a NaN; the step's direction is torch.sign(g),
-    0 for a NaN."""
-    cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
+    0 for a NaN. Subnormals are not flushed here: a subnormal gradient (or g * prev) is
+    a direction, as PyTorch's, and no state decays into them."""
     cdef Py_ssize_t i
     cdef floating d, s, f, z, direction, zero = 0, one = 1
     for i in range(n):
@@ -463,7 +463,6 @@ cdef inline void _rprop_block(floating* p, const floating* g, floating* prev, fl
         size[i] = z
         prev[i] = d
         p[i] = p[i] - direction * z
-    fnn_flush_end(csr)
 
 
 def rprop_update(floating[::1] param, const floating[::1] grad, floating[::1] prev,

@@ -171,6 +171,13 @@ def update_kernel(fn):
     return ElementwiseKernel(fn, options=ORDERED_OPTIONS, flush_denormals=True)
 
 
+def sign_update_kernel(fn):
+    """``update_kernel`` without the flush, for an update that steps by the signs of
+    its values (Rprop): a subnormal gradient is a direction there, as in PyTorch, and
+    its state holds no decaying buffer to flush."""
+    return ElementwiseKernel(fn, options=ORDERED_OPTIONS)
+
+
 # Values per block of an elementwise kernel's parallel variant: 16 KB of float32, so a
 # call's overhead (~50 ns) is under 3% of the block's work even for ReLU.
 ELEMENTWISE_BLOCK = 4096

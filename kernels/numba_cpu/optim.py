@@ -4,7 +4,8 @@ The arrays are flat views of the parameter, its gradient and its state; each ele
 is read once and written once. Constants are cast to the parameter's dtype first, as
 the reference does, so float32 updates round exactly like it; the loops are compiled
 without reassociation (``update_kernel``), so each product runs in its written order,
-and run with subnormal numbers flushed to zero (flush.py says why).
+and run with subnormal numbers flushed to zero (flush.py says why; Rprop's, which
+steps by signs, without).
 """
 import math
 
@@ -12,7 +13,7 @@ import numpy as np
 from numba import prange
 
 from ._buffers import flat
-from .config import update_kernel
+from .config import sign_update_kernel, update_kernel
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
           np.dtype(np.float64): np.empty(0, np.float64)}
@@ -231,7 +232,7 @@ def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, ma
         param[i] -= lr_ * d
 
 
-@update_kernel
+@sign_update_kernel
 def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_size_max,
            maximize):
     # INOUT param, prev, step_size (n,); IN grad (n,)
