@@ -124,3 +124,21 @@ def test_hardtanh_bounds_out_of_order_are_pytorchs_assertion(bounds):
         nn.Hardtanh(*bounds)
     with pytest.raises(ValueError):
         nn.Hardtanh(*bounds)
+
+
+@pytest.mark.parametrize("cls", ["Softmax", "LogSoftmax", "Softmin"])
+@pytest.mark.parametrize("ndim", range(5))
+@pytest.mark.parametrize("wrap", [False, True])
+def test_softmax_layers_without_dim_warn_as_pytorch(cls, ndim, wrap):
+    # nn.Softmax / LogSoftmax / Softmin with dim=None ran silently; PyTorch's warn that
+    # the implicit dim is deprecated at each forward (as F.softmax here already did)
+    x = np.random.default_rng(ndim).standard_normal((2, 3, 4, 5)[:ndim])
+    layer = getattr(nn, cls)()
+    model = nn.Sequential(layer) if wrap else layer
+    (y, ours), (expected, theirs) = (
+        _run(lambda: model(x)), _run(lambda: getattr(torch.nn, cls)()(torch.from_numpy(x))))
+    assert ours == theirs and len(ours) == 1
+    np.testing.assert_allclose(y, expected.numpy(), rtol=1e-12, atol=1e-15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # backward does not warn again
+        model.backward(np.ones_like(x))

@@ -5,6 +5,7 @@ an output of the same shape. ``fused_name`` names the activation in ``optable.FU
 when ``Sequential`` may fuse it into a preceding Linear (None otherwise).
 """
 import numbers
+import warnings
 
 import numpy as np
 
@@ -410,6 +411,13 @@ class PReLU(Module):
         return f"num_parameters={self.num_parameters}"
 
 
+def warn_implicit_dim(name, stacklevel):
+    """PyTorch's deprecation warning for softmax, log_softmax or softmin (``name``) with
+    dim=None."""
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
+                  f"to include dim=X as an argument.", stacklevel=stacklevel + 1)
+
+
 class Softmax(_Elementwise):
     """Softmax along axis ``dim`` of an input of any rank (PyTorch's semantics; dim=None
     is PyTorch's implicit choice: axis 0 for 0-D, 1-D and 3-D inputs, 1 otherwise; a 0-D
@@ -447,6 +455,8 @@ class Softmax(_Elementwise):
         if not 0 <= self._axis(len(shape)) < max(len(shape), 1):
             raise ValueError(f"{self._where()}: dim {self.dim} is out of range for an input "
                              f"of shape {shape}")
+        if self.dim is None:   # PyTorch's warning, each forward
+            warn_implicit_dim(self.kernel if type(self) is not Softmin else "softmin", 4)
         return shape
 
     def _along(self, x, axis):

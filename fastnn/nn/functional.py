@@ -67,7 +67,7 @@ from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
                           check_float_dtype, int_items)
-from .activations import SELU, celu_host
+from .activations import SELU, celu_host, warn_implicit_dim
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
 from .attention import AttentionAssertionError, MultiheadAttention
@@ -309,8 +309,7 @@ def logsigmoid(input):
 
 def _softmax_dim(name, ndim, stacklevel):
     """PyTorch's implicit dim, with its deprecation warning."""
-    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. Change the call "
-                  f"to include dim=X as an argument.", stacklevel=stacklevel)
+    warn_implicit_dim(name, stacklevel)
     return 0 if ndim in (0, 1, 3) else 1
 
 
