@@ -208,9 +208,9 @@ class AlphaDropout(Module):
     """Dropout that keeps a SELU network's activations at mean 0 and variance 1
     (PyTorch's AlphaDropout): in training each element is kept with probability 1 - p
     or set to SELU's saturation -alpha', then y = a * x' + b with
-    a = ((1 - p) (1 + p alpha'^2))^(-1/2) and b = a alpha' p, so y = a x where kept and
-    -a alpha' (1 - p) where dropped; p = 1 gives zeros. Identity in eval mode. Backward:
-    grad * a where kept, 0 where dropped.
+    a = ((1 - p) (1 + p alpha'^2))^(-1/2) and b = a alpha' p, so y = a (x + alpha' p)
+    where kept and -a alpha' (1 - p) where dropped; p = 1 gives zeros. Identity in eval
+    mode. Backward: grad * a where kept, 0 where dropped.
 
     The mask is drawn on the host from a seed of fastnn's generator (``manual_seed``
     makes it reproducible); NumPy on the host (a device array goes through the host).
