@@ -148,8 +148,8 @@ def _gelu_tanh(x, out):  # IN x (n,); OUT out (n,)
         out[i] = (v if u <= hi else v * zero) / (one + vmath.exp_core(min(max(u, lo), hi)))
 
 
-@elementwise
-def _gelu_tanh_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
+@serial_kernel
+def _gelu_tanh_backward_tile(grad_out, x, out):  # IN grad_out, x (m,); OUT out (m,)
     one = x.dtype.type(1)
     three = x.dtype.type(3)
     c2 = x.dtype.type(2 * _GELU_TANH_C)
@@ -157,12 +157,29 @@ def _gelu_tanh_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     lo, hi = vmath.exp_limits(one)   # (-87, 88) in float32; float64's own range
     bound = x.dtype.type(100.0)
     zero = x.dtype.type(0)
-    for i in prange(x.shape[0]):
+    for i in range(x.shape[0]):
         v = min(max(x[i], -bound), bound)   # beyond 100 s (1 - s) is 0: no x^3 overflow
         a = -c2 * (v + k * v * v * v)
         s = one / (one + vmath.exp_core(min(max(a, lo), hi)))
         s = zero if a > hi else s   # (sigmoid's 0 where it underflows, as _sigmoid)
         out[i] = grad_out[i] * (s + v * s * (one - s) * c2 * (one + three * k * v * v))
+
+
+@elementwise
+def _gelu_tanh_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
+    # by tiles, an overlapped input's tile copied first (_input_tile): one loop over
+    # the arrays themselves gave 1-ulp differences in place from out of place (fastmath
+    # code compiled for out aliasing an input differs), as the two-pass kernels did
+    n = x.shape[0]
+    x_in_place = _overlap(x, out)
+    g_in_place = _overlap(grad_out, out)
+    x_scratch = _scratch_tile(x, out, x_in_place)
+    g_scratch = _scratch_tile(grad_out, out, g_in_place)
+    for start in range(0, n, _TILE):
+        stop = min(n, start + _TILE)
+        xs = _input_tile(x, start, stop, x_scratch, x_in_place)
+        gs = _input_tile(grad_out, start, stop, g_scratch, g_in_place)
+        _gelu_tanh_backward_tile(gs, xs, out[start:stop])
 
 
 @helper
