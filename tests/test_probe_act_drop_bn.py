@@ -142,3 +142,45 @@ def test_softmax_layers_without_dim_warn_as_pytorch(cls, ndim, wrap):
     with warnings.catch_warnings():
         warnings.simplefilter("error")   # backward does not warn again
         model.backward(np.ones_like(x))
+
+
+@pytest.mark.parametrize("cls,shape", [("BatchNorm1d", (4, 3)), ("BatchNorm2d", (2, 3, 2, 2))])
+@pytest.mark.parametrize("dropped", ["running_mean", "running_var"])
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_with_one_running_buffer_set_to_none_is_refused(backend, cls, shape,
+                                                                   dropped, training):
+    # a training-mode forward with only one running statistic set to None ran, updating
+    # the other alone and counting the batch; PyTorch refuses it (ValueError; in eval
+    # mode RuntimeError): refused before anything changes
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    layer = getattr(nn, cls)(3).train(training)
+    setattr(layer, dropped, None)
+    kept = "running_var" if dropped == "running_mean" else "running_mean"
+    before = getattr(layer, kept).copy()
+    twin = getattr(torch.nn, cls)(3).train(training)
+    setattr(twin, dropped, None)
+    with pytest.raises(ValueError if training else RuntimeError):
+        twin(torch.from_numpy(x))
+    for model in (layer, nn.Sequential(layer)):
+        with pytest.raises(ValueError if training else RuntimeError):
+            model(x)
+    np.testing.assert_array_equal(getattr(layer, kept), before)
+    assert layer.num_batches_tracked == 0
+
+
+@pytest.mark.parametrize("dropped", ["running_mean", "running_var"])
+def test_functional_batch_norm_refuses_one_running_buffer_in_training(dropped):
+    # F.batch_norm(training=True) with one running statistic None ran (and updated the
+    # other); PyTorch's raises ValueError
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32)
+    stats = {"running_mean": np.zeros(3, np.float32), "running_var": np.ones(3, np.float32)}
+    stats[dropped] = None
+    kept = [v for v in stats.values() if v is not None][0]
+    before = kept.copy()
+    with pytest.raises(ValueError):
+        torch.nn.functional.batch_norm(
+            torch.from_numpy(x), *(None if v is None else torch.from_numpy(v.copy())
+                                   for v in stats.values()), training=True)
+    with pytest.raises(ValueError):
+        F.batch_norm(x, stats["running_mean"], stats["running_var"], training=True)
+    np.testing.assert_array_equal(kept, before)

@@ -5,6 +5,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import ops
+from ..errors import RuntimeValueError
 from ..validation import check_bool, check_number, check_positive_int
 from .module import BatchCounter, Module, Parameter
 
@@ -67,6 +68,11 @@ class _BatchNorm(BatchCounter, Module):
                             ("running_mean", self.running_mean, c),
                             ("running_var", self.running_var, c)))
         self._check_dtype(dtype, self._param_dtype())
+        if not self.mean_only and (self.running_mean is None) != (self.running_var is None):
+            # one buffer set to None: PyTorch refuses it (ValueError in training,
+            # RuntimeError in eval mode), before the kernel would update the other alone
+            raise RuntimeValueError(f"{where}: running_mean and running_var must either "
+                                    f"both be None or neither be None")
         if self._batch_statistics() and self.eps <= 0 and not self.mean_only:
             # PyTorch's check: a constant channel would divide 0 by sqrt(0)
             raise ValueError(f"{where}: eps must be positive when normalising with batch "

@@ -1210,6 +1210,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     if not isinstance(eps, bool) and isinstance(eps, (int, float, np.integer, np.floating)):
         if training and eps <= 0:
             raise ValueError(f"batch_norm eps must be positive during training, but got {eps}")
+    if check_flag("batch_norm", "training", training) and (running_mean is None) != (
+            running_var is None):
+        raise ValueError("running_mean and running_var must either both be None or neither "
+                         "be None")
     return _batch_norm(input, running_mean, running_var, weight, bias, training, momentum,
                        eps)
 
