@@ -174,8 +174,9 @@ def check_no_overlap(where, written, read, in_place=()):
                              f"arrays{allowed}")
 
 
-class LabelsOutOfRange(ValueError):
-    """``check_labels``' error for labels outside [0, num_classes). The cuda
+class LabelsOutOfRange(ValueError, IndexError):
+    """``check_labels``' error for labels outside [0, num_classes): also an IndexError,
+    PyTorch's error for a cross-entropy or NLL target out of bounds. The cuda
     cross-entropy kernel raises it too, through ``check_labels``, when it meets such
     labels on the device (the callers that leave the check to it: ``as_labels``'
     kernel_checks)."""

@@ -56,3 +56,27 @@ def test_rprop_steps_by_the_sign_of_subnormal_gradients(backend, n, dtype):
             ours.step()
             theirs.step()
     np.testing.assert_array_equal(param.data, twin.detach().numpy())
+
+
+@pytest.mark.parametrize("labels", [[0, 3], [0, -1], [-100, 5], [2 ** 40, 0]])
+@pytest.mark.parametrize("options", [{}, dict(ignore_index=0), dict(label_smoothing=0.1),
+                                     dict(weight=np.ones(3, np.float32))],
+                         ids=["plain", "ignore", "smooth", "weight"])
+@pytest.mark.parametrize("loss", ["CrossEntropyLoss", "NLLLoss", "MultiMarginLoss"])
+def test_labels_past_the_class_boundary_raise_torchs_type(loss, options, labels):
+    # PyTorch: IndexError ("Target 3 is out of bounds") for cross-entropy and NLL,
+    # RuntimeError for MultiMarginLoss; fastnn's stays a ValueError too
+    if loss == "NLLLoss" and "label_smoothing" in options or (
+            loss == "MultiMarginLoss" and set(options) - {"weight"}):
+        pytest.skip("not an option of this loss")
+    x = np.zeros((2, 3), np.float32)
+    target = np.array(labels, np.int64)
+    theirs = getattr(torch.nn, loss)(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray)
+                                        else v for k, v in options.items()})
+    with pytest.raises(Exception) as want:
+        theirs(torch.from_numpy(x), torch.from_numpy(target))
+    for backend in BACKENDS:
+        with fastnn.use_backend(backend), pytest.raises(ValueError,
+                                                        match="labels out of range") as got:
+            getattr(nn, loss)(**options)(x, target)
+        assert isinstance(got.value, type(want.value)), (got.value, want.value)

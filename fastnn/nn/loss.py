@@ -27,6 +27,7 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
+from ..errors import RuntimeValueError
 from ..ops import loss_value
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labels,
                           broadcasts_to, check_flag, check_float_array, check_labels,
@@ -703,8 +704,11 @@ class MultiMarginLoss(_OnHost):
             raise ValueError(f"{self._where()}: expected pred of shape (N, C) or (C,), got "
                              f"{pred.shape}")
         rows = pred.reshape((-1, pred.shape[-1]))
-        labels = as_labels(self._where(), np.reshape(_device.to_host(target), -1),
-                           rows.shape[0], rows.shape[1])
+        try:
+            labels = as_labels(self._where(), np.reshape(_device.to_host(target), -1),
+                               rows.shape[0], rows.shape[1])
+        except LabelsOutOfRange as error:   # (PyTorch's "target out of range")
+            raise RuntimeValueError(str(error)) from None
         if self.weight is not None and self.weight.shape != (pred.shape[-1],):
             raise ValueError(f"{self._where()}: expected a weight of shape "
                              f"({pred.shape[-1]},), got {self.weight.shape}")
