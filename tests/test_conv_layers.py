@@ -162,7 +162,7 @@ def test_repr_and_state_dict_names():
     assert list(layer.state_dict()) == ["weight"]
     assert repr(nn.MaxPool2d(3, 2, 1)) == \
         "MaxPool2d(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=False)"
-    assert nn.AvgPool2d(2).stride == (2, 2)
+    assert nn.AvgPool2d(2).stride == 2  # PyTorch keeps the arguments as given
     assert list(nn.MaxPool2d(2).parameters()) == []
 
 

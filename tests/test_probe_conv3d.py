@@ -69,3 +69,29 @@ def test_functional_pool_float_size_is_type_error(call):
     x = np.random.default_rng(0).standard_normal((2, 3, 6, 6, 6))
     with pytest.raises(TypeError):
         call(x)
+
+
+@pytest.mark.parametrize("name, args, kwargs", [
+    ("MaxPool1d", (3,), dict(stride=2, padding=1, dilation=2)), ("MaxPool1d", ([3],), {}),
+    ("MaxPool2d", (3,), {}), ("MaxPool2d", ((3, 2),), dict(padding=1, dilation=(1, 2))),
+    ("AvgPool1d", (3,), dict(stride=2, padding=1)), ("AvgPool1d", ([3],), dict(stride=[2])),
+    ("AvgPool2d", (3,), dict(divisor_override=2)),
+    ("AvgPool2d", ([3, 2],), dict(stride=[1, 1], padding=(1, 0))),
+    ("LPPool1d", (2, 3), {}), ("LPPool2d", (2, (3, 2)), dict(stride=1))])
+def test_pool_attributes_keep_the_arguments_as_pytorch(name, args, kwargs):
+    # PyTorch's MaxPool1d/2d and AvgPool2d keep kernel_size, stride, padding, dilation as
+    # given (AvgPool1d as 1-tuples); fastnn held them as n-tuples (MaxPool2d(3).kernel_size
+    # was (3, 3), not 3)
+    ours, theirs = getattr(nn, name)(*args, **kwargs), getattr(torch.nn, name)(*args, **kwargs)
+    for attr in ("kernel_size", "stride", "padding", "dilation"):
+        if hasattr(theirs, attr):
+            assert getattr(ours, attr) == getattr(theirs, attr), attr
+            assert type(getattr(ours, attr)) is type(getattr(theirs, attr)), attr
+    assert repr(ours) == repr(theirs)
+    x = np.random.default_rng(0).standard_normal((2, 3) + (9,) * int(name[-2]))
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = theirs(tx)
+    y = ours(x)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    ty.backward(torch.ones_like(ty))
+    np.testing.assert_allclose(ours.backward(np.ones_like(y)), tx.grad.numpy(), atol=1e-12)

@@ -112,13 +112,13 @@ class As1d:
     dims = 1
 
     def _window(self):
-        (k,), (s,) = self.kernel_size, self.stride
+        if not isinstance(self, Conv2d):
+            # (pooling: its n-tuples; max pooling passes its dilation to the kernels)
+            (k,), (s,), (p,) = self._pairs
+            return (1, k), (1, s), (0, p)
         # a convolution's dilation widens the kernel it gives the 2-D kernels (zeros
-        # between taps); max pooling passes its dilation to the kernels as it is
-        if isinstance(self, Conv2d):
-            (d,), ((p, _),) = self.dilation, self._pads
-        else:
-            d, (p,) = 1, self.padding
+        # between taps)
+        (k,), (s,), (d,), ((p, _),) = self.kernel_size, self.stride, self.dilation, self._pads
         return (1, d * (k - 1) + 1), (1, s), (0, p)
 
     def _check_1d(self, shape):

@@ -39,15 +39,16 @@ class _Pool2d(Module):
         super().__init__()
         name, n = type(self).__name__, self.dims
         self.ceil_mode = check_bool(name, "ceil_mode", ceil_mode)
-        self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
-        self.stride = (self.kernel_size if stride is None
-                       else pair(name, "stride", stride, 1, n))
-        self.padding = pair(name, "padding", padding, 0, n)
-        # PyTorch's repr shows the arguments as given (stride None: the kernel size)
+        kernel = pair(name, "kernel_size", kernel_size, 1, n)
+        # the windows use these n-tuples; PyTorch's attributes and repr keep the
+        # arguments as given (stride None: the kernel size)
+        self._pairs = (kernel, kernel if stride is None else pair(name, "stride", stride, 1, n),
+                       pair(name, "padding", padding, 0, n))
         self._given = (kernel_size, kernel_size if stride is None else stride, padding)
-        if any(p > k // 2 for p, k in zip(self.padding, self.kernel_size)):
-            raise ValueError(f"{name}: padding {self.padding} must be at most half of "
-                             f"kernel_size {self.kernel_size}")
+        self.kernel_size, self.stride, self.padding = self._given
+        if any(p > k // 2 for p, k in zip(self._pairs[2], kernel)):
+            raise ValueError(f"{name}: padding {self._pairs[2]} must be at most half of "
+                             f"kernel_size {kernel}")
         self._in_shape = None  # the (N, C, H, W) shape of the last forward's input
         self._unbatched = False
 
@@ -69,7 +70,7 @@ class _Pool2d(Module):
 
     def _window(self):
         """(kernel_size, stride, padding) of the 2-D kernels, each a pair."""
-        return self.kernel_size, self.stride, self.padding
+        return self._pairs
 
     def _extent(self):
         """_window() with the kernel size as the cells a window spans (MaxPool's
@@ -114,12 +115,12 @@ class MaxPool2d(ReturnsIndices, _Pool2d):
         name = type(self).__name__
         return_indices = check_bool(name, "return_indices", return_indices)
         super().__init__(kernel_size, stride, padding, ceil_mode)
-        self.dilation = pair(name, "dilation", dilation, 1, self.dims)
-        self._given_dilation = dilation
+        self._dilation = pair(name, "dilation", dilation, 1, self.dims)
+        self.dilation = dilation  # (as given, PyTorch's attribute and repr)
         self.return_indices = return_indices
 
     def _dilation_2d(self):
-        return self.dilation if self.dims == 2 else (1,) + self.dilation
+        return self._dilation if self.dims == 2 else (1,) + self._dilation
 
     def _extent(self):
         (kh, kw), stride, padding = self._window()
@@ -127,7 +128,7 @@ class MaxPool2d(ReturnsIndices, _Pool2d):
         return ((kh - 1) * dh + 1, (kw - 1) * dw + 1), stride, padding
 
     def extra_repr(self):
-        return (super().extra_repr() + f", dilation={self._given_dilation}, "
+        return (super().extra_repr() + f", dilation={self.dilation}, "
                 f"ceil_mode={self.ceil_mode}")
 
     def _pool(self, x, buffered):
@@ -219,6 +220,7 @@ class AvgPool1d(As1d, AvgPool2d):
         # PyTorch's AvgPool1d keeps (and shows) its arguments as 1-tuples
         self._given = tuple(tuple(v) if isinstance(v, (tuple, list)) else (v,)
                             for v in self._given)
+        self.kernel_size, self.stride, self.padding = self._given
 
 
 def lp_of_mean(mean, p, size):
@@ -285,14 +287,9 @@ class LPPool2d(AvgPool2d):
         check_norm_type(type(self).__name__, norm_type)
         super().__init__(kernel_size, stride, 0, ceil_mode)
         self.norm_type = norm_type
-        # PyTorch's attributes (and repr) keep kernel_size and stride as given (stride
-        # None included); the windows use the pairs
-        self._pairs = (self.kernel_size, self.stride, self.padding)
-        self.kernel_size, self.stride = kernel_size, stride
+        # PyTorch's LPPool keeps stride None (the windows use the pairs)
+        self.stride = stride
         self._ctx = None
-
-    def _window(self):
-        return self._pairs
 
     def _area(self):
         (kh, kw), _, _ = self._window()
