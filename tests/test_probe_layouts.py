@@ -84,3 +84,18 @@ def test_gelu_tanh_backward_in_place_equals_out_of_place(backend, dtype, into):
     args = {"grad_out": g.copy(), "x": x.copy()}
     ops.gelu_tanh_backward(args["grad_out"], args["x"], out=args[into])
     np.testing.assert_array_equal(args[into], expected)
+
+
+@pytest.mark.parametrize("layout", ["transposed", "step"])
+def test_bilinear_gives_a_strided_input_the_contiguous_results(dtype, layout):
+    """Bilinear's einsum contracted a strided x2 in another order than a contiguous one
+    (1-ulp differences); its inputs are made contiguous first."""
+    rng = np.random.default_rng(0)
+    x1 = rng.standard_normal((3, 4)).astype(dtype)
+    x2 = rng.standard_normal((3, 5)).astype(dtype)
+    odd = (np.asfortranarray(x2) if layout == "transposed"
+           else np.repeat(x2, 2, axis=1)[:, ::2])
+    fastnn.manual_seed(0)
+    layer = nn.Bilinear(4, 5, 2).to_dtype(dtype)
+    other = copy.deepcopy(layer)
+    np.testing.assert_array_equal(other(x1, odd), layer(x1, x2))

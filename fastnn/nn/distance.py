@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..validation import check_bool, check_float_array, check_number, check_positive_int
+from ..validation import (as_contiguous, check_bool, check_float_array, check_number,
+                          check_positive_int)
 from . import init
 from .module import Module, Parameter, check_kept, kept_for_backward
 
@@ -214,8 +215,9 @@ class Bilinear(_TwoInputs):
                              f"(*, {self.in2_features}) with the same leading dimensions, "
                              f"got {s1} and {s2}")
         self._check_dtype(x1.dtype, self.weight.data.dtype)
-        return (_device.to_host(x1).reshape(-1, self.in1_features),
-                _device.to_host(x2).reshape(-1, self.in2_features), s1[:-1],
+        # contiguous: einsum sums a strided operand in another order (other bits)
+        return (as_contiguous(_device.to_host(x1)).reshape(-1, self.in1_features),
+                as_contiguous(_device.to_host(x2)).reshape(-1, self.in2_features), s1[:-1],
                 _device.namespace_of(x1))
 
     def forward(self, x1, x2):
@@ -240,7 +242,7 @@ class Bilinear(_TwoInputs):
         if g.shape != lead + (self.out_features,):
             raise ValueError(f"{self._where()}: expected grad_out of shape "
                              f"{lead + (self.out_features,)}, got {g.shape}")
-        g = g.reshape(-1, self.out_features)
+        g = as_contiguous(g).reshape(-1, self.out_features)
         w = _device.to_host(self.weight.data)
         grad_x2 = np.einsum("no,noj->nj", g, t)
         u = np.einsum("no,oij->nij", g, w)                    # (N, in1, in2)
