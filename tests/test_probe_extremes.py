@@ -80,3 +80,23 @@ def test_labels_past_the_class_boundary_raise_torchs_type(loss, options, labels)
                                                         match="labels out of range") as got:
             getattr(nn, loss)(**options)(x, target)
         assert isinstance(got.value, type(want.value)), (got.value, want.value)
+
+
+@DTYPES
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mish_gradient_far_below_zero_is_zero(backend, dtype):
+    # finite inputs past -max / 4: the numba slope's 4 v overflowed to -inf, and
+    # -inf * exp(v) = -inf * 0 made NaN where the slope is 0; -inf stays PyTorch's NaN
+    big = np.finfo(dtype).max
+    x = np.tile(np.array([-big, -big / 3, -big / 4.5, -1e30, -1e4, -100, -20, 0, 21,
+                          -np.inf, np.nan], dtype), 5)
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    torch.nn.functional.mish(xt).backward(torch.ones_like(xt))
+    with fastnn.use_backend(backend):
+        layer = nn.Mish()
+        layer(x)
+        grad = layer.backward(np.ones_like(x))
+    want = xt.grad.numpy()
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(want))
+    np.testing.assert_allclose(grad[~np.isnan(want)], want[~np.isnan(want)], rtol=1e-5,
+                               atol=1e-30)

@@ -234,9 +234,16 @@ def _mish_backward_finish(grad_out, x, out):  # IN grad_out, x (m,); INOUT out (
     one = x.dtype.type(1)
     two = x.dtype.type(2)
     cap = x.dtype.type(20.0)
+    low = x.dtype.type(-1e4)
+    minus_inf = x.dtype.type(-np.inf)
     for i in range(x.shape[0]):
-        # beyond 20 the slope is 1 (and inf gives 1, not inf * 0)
-        slope = _mish_slope(min(x[i], cap), out[i], one, two)
+        # beyond 20 the slope is 1 (and inf gives 1, not inf * 0); below -1e4 it is 0
+        # (e = 0), but 4 v of a finite v past -max / 4 is -inf and -inf * e NaN: v is
+        # -1e4 there (-inf keeps PyTorch's NaN)
+        v = min(x[i], cap)
+        if v < low and v > minus_inf:
+            v = low
+        slope = _mish_slope(v, out[i], one, two)
         out[i] = grad_out[i] * (one if x[i] > cap else slope)
 
 
