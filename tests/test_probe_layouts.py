@@ -99,3 +99,14 @@ def test_bilinear_gives_a_strided_input_the_contiguous_results(dtype, layout):
     layer = nn.Bilinear(4, 5, 2).to_dtype(dtype)
     other = copy.deepcopy(layer)
     np.testing.assert_array_equal(other(x1, odd), layer(x1, x2))
+
+
+@pytest.mark.parametrize("which", [1, 2])
+def test_functional_bilinear_gives_strided_operands_the_contiguous_results(which):
+    """F.bilinear, as nn.Bilinear: a strided input2 (or weight) gave 1-ulp differences."""
+    from fastnn.nn import functional as F
+    rng = np.random.default_rng(0)
+    args = [rng.standard_normal(s) for s in ((4, 5), (4, 3), (2, 5, 3))]
+    expected = F.bilinear(*args)
+    args[which] = np.asfortranarray(args[which])
+    np.testing.assert_array_equal(F.bilinear(*args), expected)

@@ -2459,8 +2459,10 @@ def bilinear(input1, input2, weight, bias=None):
     if w.ndim != 3 or w.shape[1:] != (a.shape[-1], b.shape[-1]):
         raise RuntimeError(f"bilinear(): expected weight of shape (out, {a.shape[-1]}, "
                            f"{b.shape[-1]}), got {w.shape}")
-    rows1, rows2 = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
-    t = (rows1 @ w.transpose(1, 0, 2).reshape(w.shape[1], -1)).reshape(
+    # contiguous: einsum sums a strided operand in another order (other bits)
+    rows1 = as_contiguous(a).reshape(-1, a.shape[-1])
+    rows2 = as_contiguous(b).reshape(-1, b.shape[-1])
+    t = (rows1 @ as_contiguous(w).transpose(1, 0, 2).reshape(w.shape[1], -1)).reshape(
         rows1.shape[0], w.shape[0], w.shape[2])
     y = np.einsum("noj,nj->no", t, rows2)
     if bias is not None:
