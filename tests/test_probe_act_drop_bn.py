@@ -184,3 +184,12 @@ def test_functional_batch_norm_refuses_one_running_buffer_in_training(dropped):
     with pytest.raises(ValueError):
         F.batch_norm(x, stats["running_mean"], stats["running_var"], training=True)
     np.testing.assert_array_equal(kept, before)
+
+
+@pytest.mark.parametrize("cls", ["Hardsigmoid", "Hardswish", "SiLU", "Mish", "ReLU"])
+@pytest.mark.parametrize("inplace", [False, True])
+def test_inplace_activation_reprs_are_pytorchs(cls, inplace):
+    # Hardsigmoid(inplace=True) / Hardswish(inplace=True) showed the flag, which
+    # PyTorch's reprs leave out
+    ours, theirs = getattr(nn, cls)(inplace=inplace), getattr(torch.nn, cls)(inplace=inplace)
+    assert repr(ours) == repr(theirs)

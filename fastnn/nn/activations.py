@@ -281,12 +281,18 @@ class Hardsigmoid(_InplaceFlag):
     kernel = "hardsigmoid"
     saves = "x"
 
+    def extra_repr(self):
+        return ""   # PyTorch's repr leaves inplace out for this layer
+
 
 class Hardswish(_InplaceFlag):
     """y = x * min(max(x + 3, 0), 6) / 6 (MobileNetV3). Input: any shape."""
 
     kernel = "hardswish"
     saves = "x"
+
+    def extra_repr(self):
+        return ""   # PyTorch's repr leaves inplace out for this layer
 
 
 class LogSigmoid(_Elementwise):
