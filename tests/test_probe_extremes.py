@@ -100,3 +100,38 @@ def test_mish_gradient_far_below_zero_is_zero(backend, dtype):
     np.testing.assert_array_equal(np.isnan(grad), np.isnan(want))
     np.testing.assert_allclose(grad[~np.isnan(want)], want[~np.isnan(want)], rtol=1e-5,
                                atol=1e-30)
+
+
+@DTYPES
+@pytest.mark.parametrize("n", [3, 64])   # the scalar tail and the vector loops
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_silu_gradient_of_huge_negative_inputs_is_zero(backend, n, dtype):
+    # sigmoid(x) = 0 there, so PyTorch's g s (1 + x (1 - s)) is 0; the Cython kernel's
+    # reassociated product formed g x = inf first (times 0: NaN). -inf stays NaN
+    big = np.finfo(dtype).max
+    x = np.full(n, -big / 2, dtype)
+    x[1] = -np.inf
+    grad_out = np.full(n, -3.0, dtype)
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    torch.nn.functional.silu(xt).backward(torch.from_numpy(grad_out))
+    with fastnn.use_backend(backend):
+        layer = nn.SiLU()
+        layer(x)
+        grad = layer.backward(grad_out)
+    np.testing.assert_array_equal(grad, xt.grad.numpy())
+
+
+@DTYPES
+def test_glu_gradient_where_the_gate_saturates(dtype):
+    # a huge a with a saturated gate (s (1 - s) = 0): PyTorch's a (1 - s) s g is 0, where
+    # g a first overflowed to inf (times 0: NaN)
+    big = np.finfo(dtype).max
+    x = np.array([[big / 2, -big / 2, big / 2, 1.0, 1000.0, -1000.0, 0.0, 0.5]], dtype)
+    grad_out = np.full((1, 4), 3.0, dtype)
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    torch.nn.functional.glu(xt).backward(torch.from_numpy(grad_out))
+    layer = nn.GLU()
+    layer(x)
+    grad = layer.backward(grad_out)
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(xt.grad.numpy()))
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-6)

@@ -203,7 +203,9 @@ class GLU(Module):
             return None
         a, gate = self._ctx
         g = _device.to_host(grad_out)
-        grad = np.concatenate([g * gate, g * a * gate * (1 - gate)],
+        # a (1 - s) s g in PyTorch's order: where the gate saturates (s (1 - s) = 0) a
+        # huge a times g first overflowed to inf, times 0 NaN where PyTorch's is 0
+        grad = np.concatenate([g * gate, a * (1 - gate) * gate * g],
                               axis=_axis(self, self.dim, g.ndim))
         return _device.namespace_of(grad_out).put(grad.astype(g.dtype, copy=False))
 

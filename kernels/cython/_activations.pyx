@@ -9,6 +9,7 @@ wrapper calls with 1-D views (``x.reshape(-1)``) and a preallocated ``out``.
 """
 from cython.parallel cimport prange
 from libc.string cimport memcpy
+from libc.math cimport INFINITY
 
 cdef extern from "_stream.h" nogil:
     int fnn_can_stream()
@@ -344,7 +345,12 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
     elif op == B_SILU:
         for i in range(n):
             v = f_sigmoid(s[i])
-            out[i] = g[i] * v * (one + s[i] * (one - v))
+            # below -1e4 the sigmoid is 0 and so the slope: x held there, so that no
+            # reassociated product makes g x = inf of a finite x (times 0: NaN); -inf
+            # keeps PyTorch's NaN
+            z = s[i]
+            z = -1e4 if (z < -1e4 and z > -INFINITY) else z
+            out[i] = g[i] * v * (one + z * (one - v))
     elif op == B_ELU:
         for i in range(n):       # both sides computed, then a select, as U_ELU
             v = s[i]
