@@ -95,3 +95,23 @@ def test_pool_attributes_keep_the_arguments_as_pytorch(name, args, kwargs):
     np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
     ty.backward(torch.ones_like(ty))
     np.testing.assert_allclose(ours.backward(np.ones_like(y)), tx.grad.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+@pytest.mark.parametrize("output_size", ["float", "float_full", "numpy"])
+def test_conv_transpose_output_size_of_floats_is_type_error(dims, output_size):
+    # PyTorch: a float output size makes a float output_padding, a TypeError; fastnn
+    # took 10.0 as 10 (an array of ints stays accepted)
+    x = np.random.default_rng(0).standard_normal((2, 2) + (4,) * dims).astype(np.float32)
+    size = {"float": (10.0,) * dims, "float_full": (2.0, 3.0) + (10.0,) * dims,
+            "numpy": np.full(dims, 10)}[output_size]
+    layer = getattr(nn, f"ConvTranspose{dims}d")(2, 3, 3, stride=2)
+    twin = getattr(torch.nn, f"ConvTranspose{dims}d")(2, 3, 3, stride=2)
+    if output_size == "numpy":
+        assert layer(x, output_size=size).shape == tuple(
+            twin(torch.from_numpy(x), output_size=list(size)).shape)
+        return
+    with pytest.raises(TypeError):
+        twin(torch.from_numpy(x), output_size=size)
+    with pytest.raises(TypeError):
+        layer(x, output_size=size)

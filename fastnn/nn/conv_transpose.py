@@ -2,11 +2,13 @@
 convolution), run by the backend's conv2d kernels (the 1-D layer on an (N, C, 1, L)
 view)."""
 import math
+import numbers
 
 import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import TypeValueError
 from ..validation import check_only, check_positive_int
 from . import init
 from .conv import (As1d, Conv2d, add_batch_axis, check_conv_args, check_no_empty_axes,
@@ -25,6 +27,8 @@ def output_padding_for(where, output_size, shape, smallest, stride):
     if len(sizes) != dims:
         raise ValueError(f"{where}: for {len(shape)}D input, output_size must have {dims} "
                          f"or {len(shape)} elements (got {len(sizes)})")
+    if not all(isinstance(v, numbers.Integral) for v in sizes):  # (PyTorch's TypeError)
+        raise TypeValueError(f"{where}: expected output_size to be ints, got {output_size!r}")
     high = tuple(m + s - 1 for m, s in zip(smallest, stride))
     if any(not lo <= v <= hi for v, lo, hi in zip(sizes, smallest, high)):
         raise ValueError(f"{where}: requested an output size of {list(sizes)}, but valid "
