@@ -135,3 +135,25 @@ def test_glu_gradient_where_the_gate_saturates(dtype):
     grad = layer.backward(grad_out)
     np.testing.assert_array_equal(np.isnan(grad), np.isnan(xt.grad.numpy()))
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-6)
+
+
+@DTYPES
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_loss_skips_nan_margins_as_torch(p, reduction, dtype):
+    # PyTorch's kernel adds max(0, z) only where z > 0: a NaN margin (a NaN score, or
+    # inf - inf) adds nothing and has gradient 0; p = 2's 2 z near the float's max
+    # stays finite as PyTorch's (2 g) z
+    big = np.finfo(dtype).max
+    x = np.array([[0.5, np.nan, 0.2], [np.inf, 1.0, np.inf], [np.nan, 0.0, 1.0],
+                  [0.0, big / 1.5, 0.0], [0.1, -np.inf, 0.3]], dtype)
+    labels = np.array([0, 0, 1, 0, 2])
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    want = torch.nn.functional.multi_margin_loss(xt, torch.from_numpy(labels), p=p,
+                                                 reduction=reduction)
+    want.backward(torch.ones_like(want))
+    loss = nn.MultiMarginLoss(p=p, reduction=reduction)
+    got = loss(x, labels)
+    grad = loss.backward(None if reduction != "none" else np.ones(5, dtype))
+    np.testing.assert_allclose(np.asarray(got, dtype), want.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-6)

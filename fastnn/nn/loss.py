@@ -726,16 +726,20 @@ class MultiMarginLoss(_OnHost):
 
     def _losses(self, pred, target):
         rows, z, w = self._margins(pred, target)
-        hinge = np.maximum(z, 0) ** self.p
+        # PyTorch's kernel adds a term where z > 0: a NaN margin (from NaN or inf - inf
+        # scores) counts for nothing, as there (np.maximum would carry it)
+        hinge = np.where(z > 0, z, pred.dtype.type(0)) ** self.p
         losses = (hinge.sum(axis=1) * w / rows.shape[1]).astype(pred.dtype)
         return losses if pred.ndim == 2 else losses[0]
 
     def _grad_terms(self, pred, target):
         rows, z, w = self._margins(pred, target)
         n = rows.shape[0]
-        active = (z > 0).astype(pred.dtype)
-        slope = active if self.p == 1 else 2 * np.maximum(z, 0)
-        grad = slope * (w / rows.shape[1])[:, None]
+        active = z > 0
+        scale = (w / rows.shape[1])[:, None]
+        # p = 2: (2 w / C) z, PyTorch's order (2 z first overflowed near the float's max)
+        grad = (active.astype(pred.dtype) * scale if self.p == 1
+                else np.where(active, z, pred.dtype.type(0)) * (2 * scale))
         grad[np.arange(n), target] = -grad.sum(axis=1)
         return grad.reshape(pred.shape).astype(pred.dtype)
 
