@@ -193,3 +193,34 @@ def test_inplace_activation_reprs_are_pytorchs(cls, inplace):
     # PyTorch's reprs leave out
     ours, theirs = getattr(nn, cls)(inplace=inplace), getattr(torch.nn, cls)(inplace=inplace)
     assert repr(ours) == repr(theirs)
+
+
+@pytest.mark.parametrize("name,args", [
+    ("LeakyReLU", (1,)), ("ELU", (2,)), ("CELU", (2,)), ("Hardtanh", (-2, 3)),
+    ("Hardshrink", (1,)), ("Softshrink", (1,)), ("Softplus", (2, 10)), ("Dropout", (0,)),
+    ("Dropout", (1,)), ("Dropout2d", (1,)), ("AlphaDropout", (0,)),
+    ("FeatureAlphaDropout", (1,)), ("BatchNorm1d", (3, 1, 1)), ("BatchNorm3d", (3, 0, None))])
+def test_arguments_kept_as_given_as_pytorch(backend, name, args):
+    # these layers stored float(arg): an int argument came back a float in the attribute
+    # and the repr (LeakyReLU(negative_slope=1.0) for PyTorch's negative_slope=1); the
+    # kernels still take floats
+    ours, theirs = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+    for key, value in vars(theirs).items():
+        if key.startswith("_") or key == "training" or isinstance(value, torch.Tensor):
+            continue
+        got = getattr(ours, key)
+        assert got == value and type(got) is type(value), key
+    assert repr(ours) == repr(theirs)
+    x = np.linspace(-3, 3, 24).reshape((2, 3, 4, 1, 1) if name == "BatchNorm3d" else (2, 3, 4))
+    # eval mode (BatchNorm's eps = 0 takes only running statistics); the dropouts' p is 0
+    # or 1 here, in training mode: nothing random
+    training = "Dropout" in name
+    ours.double().train(training), theirs.double().train(training)
+    np.testing.assert_allclose(ours(x), theirs(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-6, atol=1e-6)
+    if name == "LeakyReLU":   # fused into the Linear before it in a Sequential
+        model = nn.Sequential(nn.Linear(4, 4), nn.LeakyReLU(*args)).double()
+        expected = nn.LeakyReLU(*args)(model[0](x))
+        y = model(x)
+        np.testing.assert_allclose(y, expected, rtol=1e-12)
+        model.backward(np.ones_like(y))

@@ -41,7 +41,7 @@ class MultiTaskNet(nn.Module):
         # the values the layers validated, as plain ints and floats (JSON in checkpoints)
         self.config = dict(in_features=self.fc1a.in_features, hidden_a=self.fc1a.out_features,
                            hidden_b=self.fc1b.out_features, num_classes=self.fc2b.out_features,
-                           omega=float(self.sine.omega), dropout=self.drop.p)
+                           omega=float(self.sine.omega), dropout=float(self.drop.p))
 
     @records_sub_forwards   # (a layer run on its own since is caught at backward)
     def forward(self, x):

@@ -77,7 +77,7 @@ class LeakyReLU(_Elementwise):
     def __init__(self, negative_slope=0.01, inplace=False):
         super().__init__()
         check_number("LeakyReLU", "negative_slope", negative_slope)
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = negative_slope   # as given (PyTorch's attribute and repr)
         self._take_inplace(inplace)
 
     @property
@@ -86,7 +86,7 @@ class LeakyReLU(_Elementwise):
         return "leaky_relu" if self.negative_slope >= 0 else None
 
     def _args(self):
-        return (self.negative_slope,)
+        return (float(self.negative_slope),)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}" + self._inplace_repr(", ")
@@ -163,12 +163,12 @@ class ELU(_Elementwise):
 
     def __init__(self, alpha=1.0, inplace=False):
         super().__init__()
-        check_number("ELU", "alpha", alpha)
-        self.alpha = float(alpha)
+        check_number(type(self).__name__, "alpha", alpha)
+        self.alpha = alpha   # as given (PyTorch's attribute and repr)
         self._take_inplace(inplace)
 
     def _args(self):
-        return (self.alpha,)
+        return (float(self.alpha),)
 
     def extra_repr(self):
         return f"alpha={self.alpha}" + self._inplace_repr(", ")
@@ -264,11 +264,10 @@ class Softplus(_Elementwise):
         super().__init__()
         check_number("Softplus", "beta", beta)  # any, as PyTorch (0: inf, its value)
         check_number("Softplus", "threshold", threshold, infinite_ok=True)
-        self.beta = float(beta)
-        self.threshold = float(threshold)
+        self.beta, self.threshold = beta, threshold   # as given (PyTorch's attributes)
 
     def _args(self):
-        return (self.beta, self.threshold)
+        return (float(self.beta), float(self.threshold))
 
     def extra_repr(self):
         return f"beta={self.beta}, threshold={self.threshold}"
@@ -329,12 +328,11 @@ class Hardtanh(_Elementwise):
         if max_val <= min_val:   # PyTorch's module asserts it (its functional form not)
             raise AssertionValueError(f"{name}: expected min_val < max_val, got {min_val} "
                                       f"and {max_val}")
-        self.min_val = float(min_val)
-        self.max_val = float(max_val)
+        self.min_val, self.max_val = min_val, max_val   # as given (PyTorch's attributes)
         self._take_inplace(inplace)
 
     def _args(self):
-        return (self.min_val, self.max_val)
+        return (float(self.min_val), float(self.max_val))
 
     def extra_repr(self):
         return f"min_val={self.min_val}, max_val={self.max_val}" + self._inplace_repr(", ")

@@ -26,10 +26,10 @@ class _BatchNorm(BatchCounter, Module):
         if momentum is not None:
             check_number(name, "momentum", momentum, low=0.0, high=1.0, high_open=False)
         self.num_features = int(num_features)
-        self.eps = float(eps)
+        self.eps = eps   # eps and momentum as given (PyTorch's attributes and repr)
         #: None: the running statistics are the cumulative average of every batch's
         #: (PyTorch's rule: factor 1 / num_batches_tracked)
-        self.momentum = None if momentum is None else float(momentum)
+        self.momentum = momentum
         #: training forwards that updated the running statistics (PyTorch's counter): a
         #: host int on any device, in the state dict as a 0-d int64 array
         self.num_batches_tracked = 0
@@ -146,7 +146,8 @@ class _BatchNorm(BatchCounter, Module):
             self._kernels().batchnorm_forward
         y, save_mean, save_invstd = run(
             x, weight, bias, running_mean, running_var, training=batch,
-            momentum=0.1 if momentum is None else momentum, eps=self.eps, mean_only=self.mean_only, out=out,
+            momentum=0.1 if momentum is None else float(momentum), eps=float(self.eps),
+            mean_only=self.mean_only, out=out,
             save_mean=save_mean, save_invstd=save_invstd)
         if counted:   # (after the kernel: a call that fails counts nothing)
             self.num_batches_tracked += 1

@@ -357,7 +357,7 @@ class Sequential(Module):
                 x = layer._run_forward(x, keep)
             else:
                 x = layer._run_fused(x, keep, act.fused_name,
-                                     getattr(act, "negative_slope", 0.01))
+                                     float(getattr(act, "negative_slope", 0.01)))
                 object.__setattr__(act, "_out_meta", FUSED)  # the Linear did its work
         object.__setattr__(self, "_steps", steps)
         object.__setattr__(self, "_failed_forward", None)

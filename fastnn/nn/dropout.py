@@ -27,7 +27,7 @@ class Dropout(Module):
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
         check_number("Dropout", "p", p, low=0.0, high=1.0, high_open=False)
-        self.p = float(p)
+        self.p = p   # as given (PyTorch's attribute and repr)
         # accepted for PyTorch code; the output is a fresh array
         self.inplace = check_bool("Dropout", "inplace", inplace)
         self._mask = None
@@ -45,7 +45,7 @@ class Dropout(Module):
             return _device.scaled(x, 0.0, copy=True)
         mask = self._buffer("mask", x.shape, x.dtype)
         out = self._buffer("y", x.shape, x.dtype) if buffered else None
-        y, self._mask = self._kernels().dropout_forward(x, self.p, _random.draw_seed(),
+        y, self._mask = self._kernels().dropout_forward(x, float(self.p), _random.draw_seed(),
                                                           mask=mask, out=out)
         return y
 
@@ -102,7 +102,8 @@ class _ChannelDropout(Dropout):
         if ones is not kept:  # filled once per shape: the kernel only reads it
             _device.namespace_of(ones).copy_into(ones, np.ones(size, x.dtype))
         mask, _ = self._kernels().dropout_forward(
-            ones, self.p, _random.draw_seed(), mask=self._buffer("channel_mask", size, x.dtype),
+            ones, float(self.p), _random.draw_seed(),
+            mask=self._buffer("channel_mask", size, x.dtype),
             out=self._buffer("scaled_ones", size, x.dtype))
         self._mask = _device.to_host(mask).reshape(mask_shape)
         return self._times_mask(x, "y" if buffered else None)
@@ -221,7 +222,7 @@ class AlphaDropout(Module):
         super().__init__()
         name = type(self).__name__
         check_number(name, "p", p, low=0.0, high=1.0, high_open=False)
-        self.p = float(p)
+        self.p = p   # as given (PyTorch's attribute and repr)
         self.inplace = check_bool(name, "inplace", inplace)
         self._gain = None  # per element (or channel): a where kept, 0 where dropped
 

@@ -59,7 +59,7 @@ class Hardshrink(_HostElementwise):
         super().__init__()
         # any real lambd, as PyTorch: inf zeroes every finite element, -inf or NaN none
         check_real(type(self).__name__, "lambd", lambd)
-        self.lambd = float(lambd)
+        self.lambd = lambd   # as given (PyTorch's attribute and repr)
 
     def _inside(self, x):
         lam = x.dtype.type(self.lambd)
