@@ -157,3 +157,18 @@ def test_multi_margin_loss_skips_nan_margins_as_torch(p, reduction, dtype):
     grad = loss.backward(None if reduction != "none" else np.ones(5, dtype))
     np.testing.assert_allclose(np.asarray(got, dtype), want.detach().numpy(), rtol=1e-6)
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-6)
+
+
+@DTYPES
+@pytest.mark.parametrize("layer", ["AvgPool2d", "AdaptiveAvgPool2d"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_average_pool_near_the_max_overflows_as_torch(backend, layer, dtype):
+    # the window sum in the input's dtype, as PyTorch's (and numpy's, Cython's): the
+    # numba kernel summed in float64 and gave the mean where the others give inf
+    x = np.full((1, 2, 4, 4), np.finfo(dtype).max * 0.9, dtype)
+    x[0, 1] = 1.5
+    args = (2,) if layer == "AvgPool2d" else (1,)
+    want = getattr(torch.nn, layer)(*args)(torch.from_numpy(x)).numpy()
+    with fastnn.use_backend(backend), np.errstate(over="ignore"):
+        got = getattr(nn, layer)(*args)(x)
+    np.testing.assert_array_equal(got, want)

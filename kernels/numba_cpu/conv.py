@@ -543,6 +543,9 @@ def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, y):  # 
     """x: (N, C, H, W) IN; y: (N, C, H_out, W_out) OUT."""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
+    # the window sums in x's dtype, as PyTorch's and the other backends': a float32
+    # window of values near the max overflows to inf there (float64 gave their mean)
+    zero = x.dtype.type(0.0)
     for t in prange(n * c):
         b = t // c
         ch = t - b * c
@@ -552,7 +555,7 @@ def _avg_pool_fwd(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, y):  # 
             for ow in range(wo):
                 w0 = ow * sw - pw
                 wa, wb = max(w0, 0), min(w0 + kw, w_in)
-                acc = 0.0
+                acc = zero
                 for hh in range(ha, hb):
                     for ww in range(wa, wb):
                         acc += x[b, ch, hh, ww]
