@@ -172,3 +172,15 @@ def test_average_pool_near_the_max_overflows_as_torch(backend, layer, dtype):
     with fastnn.use_backend(backend), np.errstate(over="ignore"):
         got = getattr(nn, layer)(*args)(x)
     np.testing.assert_array_equal(got, want)
+
+
+@DTYPES
+@pytest.mark.parametrize("n", [1, 3, 8, 15, 17, 21])   # the Cython vector loop's tails
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_mish_gradient_far_below_zero_every_length(backend, n, dtype):
+    x = np.full(n, -0.9 * np.finfo(dtype).max, dtype)
+    with fastnn.use_backend(backend), np.errstate(over="ignore", invalid="ignore"):
+        layer = nn.Mish()
+        layer(x)
+        grad = layer.backward(np.ones_like(x))
+    np.testing.assert_array_equal(grad, np.zeros(n, dtype))

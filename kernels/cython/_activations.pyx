@@ -304,7 +304,7 @@ cdef inline void _mish_backward_two_pass(const floating* g, const floating* s, f
     cdef bint g_in_place = _overlap(g, out, n * sizeof(floating))
     cdef bint s_in_place = _overlap(s, out, n * sizeof(floating))
     cdef Py_ssize_t t0, m, i
-    cdef floating v, twenty = 20
+    cdef floating v, twenty = 20, low = -1e4
     for t0 in range(0, n, PASS_TILE):
         m = min(<Py_ssize_t>PASS_TILE, n - t0)
         gt = _input_tile(g + t0, g_copy, m, g_in_place)
@@ -312,7 +312,10 @@ cdef inline void _mish_backward_two_pass(const floating* g, const floating* s, f
         _mish_exps(st, out + t0, m)
         for i in range(m):
             v = st[i]
-            out[t0 + i] = gt[i] if v > twenty else gt[i] * _mish_slope(v, out[t0 + i])
+            # below -1e4 the slope is 0 (e = 0), but 4 v of a finite v past -max / 4 is
+            # -inf and -inf * e NaN: v is -1e4 there (-inf keeps PyTorch's NaN)
+            v = low if (v < low and v > -INFINITY) else v
+            out[t0 + i] = gt[i] if st[i] > twenty else gt[i] * _mish_slope(v, out[t0 + i])
 
 
 cdef inline void _binary_block(int op, const floating* g, const floating* s, floating* out,
