@@ -184,3 +184,37 @@ def test_mish_gradient_far_below_zero_every_length(backend, n, dtype):
         layer(x)
         grad = layer.backward(np.ones_like(x))
     np.testing.assert_array_equal(grad, np.zeros(n, dtype))
+
+
+@DTYPES
+@pytest.mark.parametrize("cell", [False, True])
+def test_relu_rnn_gradient_passes_through_nan_hidden_states(cell, dtype):
+    # PyTorch's relu backward is a select on the output (0 where h <= 0, else the
+    # gradient): a NaN hidden state passes its gradient, where dh * (h > 0) gave 0
+    fastnn.manual_seed(0)
+    ours = (nn.RNNCell(3, 4, nonlinearity="relu") if cell
+            else nn.RNN(3, 4, nonlinearity="relu")).to(dtype)
+    theirs = (torch.nn.RNNCell(3, 4, nonlinearity="relu") if cell
+              else torch.nn.RNN(3, 4, nonlinearity="relu")).to(torch.from_numpy(
+                  np.zeros(0, dtype)).dtype)
+    theirs.load_state_dict({k: torch.from_numpy(np.array(v))
+                            for k, v in ours.state_dict().items()})
+    x = np.random.default_rng(0).standard_normal((3, 2, 3) if not cell else (2, 3))
+    x = x.astype(dtype)
+    x[..., 0, 1] = np.nan
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    want = theirs(xt)
+    want = want[0] if isinstance(want, tuple) else want
+    g = np.random.default_rng(1).standard_normal(tuple(want.shape)).astype(dtype)
+    want.backward(torch.from_numpy(g))
+    got = ours(x)
+    got = got[0] if isinstance(got, tuple) else got
+    grad = ours.backward(g)
+    grad = grad[0] if isinstance(grad, tuple) else grad
+    np.testing.assert_array_equal(np.isnan(grad), np.isnan(xt.grad.numpy()))
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-5, atol=1e-6)
+    twins = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        want_grad = twins[name].grad.numpy()
+        np.testing.assert_array_equal(np.isnan(p.grad), np.isnan(want_grad))
+        np.testing.assert_allclose(p.grad, want_grad, rtol=1e-5, atol=1e-6)

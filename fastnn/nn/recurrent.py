@@ -67,7 +67,10 @@ class _Elman(_Rule):
 
     def step_back(self, dh, dc, step, w_hh):
         _, h_new = step
-        da = dh * (h_new > 0) if self.relu else dh * (1 - h_new * h_new)
+        # relu: PyTorch's threshold backward, a select: 0 where h' <= 0, dh elsewhere
+        # (a NaN h' passes dh; dh * (h' > 0) gave 0 there, and NaN * 0 where h' <= 0)
+        da = (np.where(h_new <= 0, h_new.dtype.type(0), dh) if self.relu
+              else dh * (1 - h_new * h_new))
         return da, da, da @ w_hh, None
 
 
