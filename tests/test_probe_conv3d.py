@@ -115,3 +115,39 @@ def test_conv_transpose_output_size_of_floats_is_type_error(dims, output_size):
         twin(torch.from_numpy(x), output_size=size)
     with pytest.raises(TypeError):
         layer(x, output_size=size)
+
+
+def _input_error_cases():
+    x2, x3 = np.zeros((2, 2, 2, 5), np.float32), np.zeros((2, 2, 2, 5, 5), np.float32)
+    x1 = np.zeros((2, 2, 2), np.float32)
+    indices = np.full((2, 2, 1, 2), 50, np.int64)
+    return [
+        ("Conv1d", (3, 4, 3), {}, (x1,)), ("Conv1d", (2, 4, 3), {}, (x1,)),
+        ("Conv2d", (3, 4, 3), {}, (x2,)), ("Conv2d", (2, 4, 3), {}, (x2,)),
+        ("Conv2d", (2, 4, 3), dict(groups=2, dilation=2), (x2,)),
+        ("Conv2d", (2, 4, 3), dict(padding=2, padding_mode="reflect"), (x2,)),
+        ("Conv2d", (2, 4, 3), dict(padding=3, padding_mode="circular"), (x2,)),
+        ("Conv3d", (2, 4, 3), {}, (x3,)), ("Conv3d", (3, 4, 3), {}, (x3,)),
+        ("ConvTranspose1d", (3, 4, 3), {}, (x1,)), ("ConvTranspose2d", (2, 4, 3),
+                                                    dict(padding=3), (x2,)),
+        ("ConvTranspose3d", (2, 4, 3), dict(padding=(3, 1, 1)), (x3,)),
+        ("ConvTranspose2d", (2, 4, 3), dict(stride=2, output_padding=2), (x2,)),
+        ("MaxPool1d", (3,), {}, (x1,)), ("MaxPool2d", (3,), {}, (x2,)),
+        ("MaxPool3d", (3,), {}, (x3,)), ("AvgPool2d", (3,), {}, (x2,)),
+        ("AvgPool3d", (3,), {}, (x3,)), ("LPPool2d", (2, 3), {}, (x2,)),
+        ("MaxPool3d", (2,), {}, (x2[0, 0],)), ("MaxUnpool2d", (2,), {}, (x2[:, :, :1, :2], indices)),
+    ]
+
+
+@pytest.mark.parametrize("case", _input_error_cases(), ids=lambda c: c[0])
+def test_input_errors_are_also_pytorchs_runtime_error(case):
+    # a layer's refusal of its input (channels, rank, a kernel larger than the padded
+    # input, an output of size < 1, a reflection/circular border too wide, an unpool
+    # index out of range) is a ValueError (fastnn's) and PyTorch's RuntimeError
+    name, args, kwargs, inputs = case
+    with pytest.raises(RuntimeError):
+        getattr(torch.nn, name)(*args, **kwargs)(*map(torch.from_numpy, inputs))
+    layer = getattr(nn, name)(*args, **kwargs)
+    with pytest.raises(RuntimeError) as info:
+        layer(*inputs)
+    assert isinstance(info.value, ValueError)

@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import TypeValueError
+from ..errors import RuntimeValueError, TypeValueError
 from ..kernels.window_shapes import pool_out_shape
 from ..validation import check_only, check_positive_int, int_items
 from . import init
@@ -50,8 +50,8 @@ def check_no_empty_axes(where, shape, count, what="spatial sizes"):
     windows; padding alone would make up values)."""
     shape = tuple(shape)
     if 0 in shape[len(shape) - count:]:
-        raise ValueError(f"{where}: expected an input with non-zero {what} (only the batch "
-                         f"may be empty, as in PyTorch), got shape {shape}")
+        raise RuntimeValueError(f"{where}: expected an input with non-zero {what} (only the batch "
+                                f"may be empty, as in PyTorch), got shape {shape}")
 
 
 def spatial_out(where, shape, kernel_size, stride, padding, ceil_mode=False, dims=2):
@@ -66,9 +66,9 @@ def spatial_out(where, shape, kernel_size, stride, padding, ceil_mode=False, dim
     out = pool_out_shape((0, 0, h, w), kernel_size, stride, padding, ceil_mode)[2:]
     # ceil_mode keeps a first window that runs past the input (PyTorch's rule)
     if (kh > h + 2 * ph or kw > w + 2 * pw) and not (ceil_mode and min(out) >= 1):
-        raise ValueError(f"{where}: kernel size {(kh, kw)[2 - dims:]} is larger than the "
-                         f"padded input {(h + 2 * ph, w + 2 * pw)[2 - dims:]} of an input of "
-                         f"shape {shown}")
+        raise RuntimeValueError(f"{where}: kernel size {(kh, kw)[2 - dims:]} is larger than "
+                                f"the padded input {(h + 2 * ph, w + 2 * pw)[2 - dims:]} of "
+                                f"an input of shape {shown}")
     return out
 
 
@@ -126,8 +126,8 @@ class As1d:
         channels = getattr(self, "in_channels", None)
         c = "C" if channels is None else str(channels)
         if len(shape) not in (2, 3) or (channels is not None and shape[-2] != channels):
-            raise ValueError(f"{self._where()}: expected input of shape (N, {c}, L) or "
-                             f"({c}, L), got {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input of shape (N, {c}, L) or "
+                                    f"({c}, L), got {shape}")
         return shape
 
     def infer_shape(self, shape, dtype):
@@ -267,8 +267,8 @@ class Conv2d(Module):
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         where = self._where()
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
-            raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W) "
-                             f"or ({self.in_channels}, H, W), got {shape}")
+            raise RuntimeValueError(f"{where}: expected input of shape (N, {self.in_channels}, "
+                                    f"H, W) or ({self.in_channels}, H, W), got {shape}")
         self._check_params((
             ("weight", self.weight,
              (self.out_channels, self.in_channels // self.groups) + tuple(self.kernel_size)),

@@ -21,6 +21,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import RuntimeValueError
 from ..validation import check_only, check_positive_int
 from . import init
 from .conv import PADDING_MODES, check_no_empty_axes, pair
@@ -177,8 +178,8 @@ class _Conv3dBase(Module):
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         c = self.in_channels
         if len(shape) not in (4, 5) or shape[-4] != c:
-            raise ValueError(f"{self._where()}: expected input of shape (N, {c}, D, H, W) or "
-                             f"({c}, D, H, W), got {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input of shape (N, {c}, D, H, "
+                                    f"W) or ({c}, D, H, W), got {shape}")
         self._check_dtype(dtype, self.weight.data.dtype)
         check_no_empty_axes(self._where(), shape, 3)
         return shape
@@ -256,9 +257,9 @@ class Conv3d(_Conv3dBase):
         padded = tuple(n + b + a for n, (b, a) in zip(shape[-3:], self._pads))
         spans = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
         if any(s > n for s, n in zip(spans, padded)):
-            raise ValueError(f"{self._where()}: kernel size {self.kernel_size} (dilated: "
-                             f"{spans}) is larger than the padded input {padded} of an "
-                             f"input of shape {tuple(shape)}")
+            raise RuntimeValueError(f"{self._where()}: kernel size {self.kernel_size} (dilated: "
+                                    f"{spans}) is larger than the padded input {padded} of an "
+                                    f"input of shape {tuple(shape)}")
         return tuple((n - s) // st + 1 for n, s, st in zip(padded, spans, self.stride))
 
     def infer_shape(self, shape, dtype):
@@ -348,8 +349,8 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         out = tuple(m + o for m, o in zip(self._smallest(shape[-3:]),
                                           self._output_padding(shape)))
         if min(out) < 1:
-            raise ValueError(f"{self._where()}: the output of an input of shape {shape} "
-                             f"would have size {out}")
+            raise RuntimeValueError(f"{self._where()}: the output of an input of shape {shape} "
+                                    f"would have size {out}")
         return shape[:-4] + (self.out_channels,) + out
 
     def _forward(self, x, buffered):

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import TypeValueError
+from ..errors import RuntimeValueError, TypeValueError
 from ..validation import check_only, check_positive_int
 from . import init
 from .conv import (As1d, Conv2d, add_batch_axis, check_conv_args, check_no_empty_axes,
@@ -42,9 +42,9 @@ def check_output_padding(where, output_padding, stride, dilation):
     dilation (PyTorch checks it in the forward that uses the layer's output_padding, not
     in one given output_size, nor when built)."""
     if any(o >= s and o >= d for o, s, d in zip(output_padding, stride, dilation)):
-        raise ValueError(f"{where}: output padding must be smaller than either stride or "
-                         f"dilation, got output_padding {tuple(output_padding)}, stride "
-                         f"{tuple(stride)} and dilation {tuple(dilation)}")
+        raise RuntimeValueError(f"{where}: output padding must be smaller than either stride or "
+                                f"dilation, got output_padding {tuple(output_padding)}, stride "
+                                f"{tuple(stride)} and dilation {tuple(dilation)}")
 
 
 class OutputSizeForward:
@@ -154,8 +154,8 @@ class ConvTranspose2d(OutputSizeForward, Module):
         shape = tuple(shape)
         where = self._where()
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
-            raise ValueError(f"{where}: expected input of shape (N, {self.in_channels}, H, W) "
-                             f"or ({self.in_channels}, H, W), got {shape}")
+            raise RuntimeValueError(f"{where}: expected input of shape (N, {self.in_channels}, "
+                                    f"H, W) or ({self.in_channels}, H, W), got {shape}")
         self._check_dtype(dtype, self.weight.data.dtype)
         check_no_empty_axes(where, shape, 2)
         kernel, stride, padding, _, dilation = self._pairs()
@@ -163,8 +163,8 @@ class ConvTranspose2d(OutputSizeForward, Module):
             shape[-2:], stride, padding, dilation, kernel, self._output_padding_2d(shape)))
         if min(out) < 1:
             n = self.dims  # (a 1-D layer's message shows its (N, C, L) shapes)
-            raise ValueError(f"{where}: the output of an input of shape "
-                             f"{shape[:-2] + shape[-n:]} would have size {out[-n:]}")
+            raise RuntimeValueError(f"{where}: the output of an input of shape "
+                                    f"{shape[:-2] + shape[-n:]} would have size {out[-n:]}")
         return shape[:-3] + (self.out_channels,) + out
 
     def _spread(self, x, output_padding):

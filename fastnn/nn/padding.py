@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..errors import RuntimeValueError
 from ..validation import check_float_dtype, int_items
 from .module import Module
 
@@ -41,20 +42,20 @@ def check_pad_fits(where, mode, spatial, sizes):
     outs = [n + before + after for n, (before, after) in zip(spatial, sizes)]
     for n, out, (before, after) in zip(spatial, outs, sizes):
         if mode == "reflect" and max(before, after) >= n:
-            raise ValueError(f"{where}: reflection padding {(before, after)} must be less than "
-                             f"the input size {n}")
+            raise RuntimeValueError(f"{where}: reflection padding {(before, after)} must be "
+                                    f"less than the input size {n}")
         if mode == "circular" and wraps_nothing(n, before, after):
             continue
         if mode == "circular" and max(before, after) > n + min(before, 0) + min(after, 0):
-            raise ValueError(f"{where}: circular padding {(before, after)} must be at most the "
-                             f"input size {n} (less what it crops)")
+            raise RuntimeValueError(f"{where}: circular padding {(before, after)} must be at "
+                                    f"most the input size {n} (less what it crops)")
         # (PyTorch's constant padding crops before it pads)
         if out < 0 or mode == "constant" and n + min(before, 0) + min(after, 0) < 0:
-            raise ValueError(f"{where}: padding {(before, after)} crops more than the input "
-                             f"size {n}")
+            raise RuntimeValueError(f"{where}: padding {(before, after)} crops more than the "
+                                    f"input size {n}")
     if mode in ("reflect", "replicate") and outs and max(outs) < 1:
-        raise ValueError(f"{where}: the input of spatial size {tuple(spatial)} is too small "
-                         f"for padding {tuple(sizes)} (output {tuple(outs)})")
+        raise RuntimeValueError(f"{where}: the input of spatial size {tuple(spatial)} is too "
+                                f"small for padding {tuple(sizes)} (output {tuple(outs)})")
 
 
 def wraps_nothing(n, before, after):

@@ -15,6 +15,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..errors import RuntimeValueError
 from ..kernels.window_shapes import window_out_size
 from ..validation import check_bool, check_float_dtype, int_items
 from .adaptive import _window_matrix, window_means, window_means_adjoint
@@ -101,16 +102,16 @@ class _Pool3d(_OnHost):
             spatial, self._k, self._s, self._p, self._d))
         if min(out) < 1:
             padded = tuple(n + 2 * p for n, p in zip(spatial, self._p))
-            raise ValueError(f"{self._where()}: kernel size {self._k} (dilation {self._d}) "
-                             f"is larger than the padded input {padded} of an input of "
-                             f"shape {tuple(shape)}: output size {out}")
+            raise RuntimeValueError(f"{self._where()}: kernel size {self._k} (dilation {self._d}) "
+                                    f"is larger than the padded input {padded} of an input of "
+                                    f"shape {tuple(shape)}: output size {out}")
         return out
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         if len(shape) not in (4, 5):
-            raise ValueError(f"{self._where()}: expected input of shape (N, C, D, H, W) or "
-                             f"(C, D, H, W), got {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input of shape (N, C, D, H, W) or "
+                                    f"(C, D, H, W), got {shape}")
         check_float_dtype(self._where(), dtype)
         return shape[:-3] + self._grid(shape)
 
@@ -200,8 +201,8 @@ class AvgPool3d(_Pool3d):
         out = super().infer_shape(shape, dtype)
         spatial = tuple(shape)[-3:]
         if any(n < k for n, k in zip(spatial, self._k)):  # PyTorch's avg_pool3d check
-            raise ValueError(f"{self._where()}: the input {spatial} (padding aside) is "
-                             f"smaller than the kernel size {self._k}")
+            raise RuntimeValueError(f"{self._where()}: the input {spatial} (padding aside) is "
+                                    f"smaller than the kernel size {self._k}")
         return out
 
     def _divisor(self, spatial, out, dtype):

@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..errors import RuntimeValueError
 from ..validation import check_bool, check_float_dtype, check_number
 from .conv import As1d, add_batch_axis, check_no_empty_axes, drop_batch_axis, pair, spatial_out
 from .module import Module
@@ -61,8 +62,8 @@ class _Pool2d(Module):
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         where = self._where()
         if len(shape) not in (3, 4):
-            raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W), "
-                             f"got {shape}")
+            raise RuntimeValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W), "
+                                    f"got {shape}")
         check_float_dtype(where, dtype)
         check_no_empty_axes(where, shape, 3, "channels and spatial sizes")   # (PyTorch's)
         ho, wo = spatial_out(where, shape, *self._extent(), self.ceil_mode, self.dims)
@@ -372,8 +373,8 @@ class MaxUnpool2d(Module):
             raise TypeError(f"{where}: expected integer indices (MaxPool's "
                             f"return_indices output), got {got}")
         if tuple(indices.shape) != tuple(x.shape):
-            raise ValueError(f"{where}: expected indices of the input's shape "
-                             f"{tuple(x.shape)}, got {tuple(indices.shape)}")
+            raise RuntimeValueError(f"{where}: expected indices of the input's shape "
+                                    f"{tuple(x.shape)}, got {tuple(indices.shape)}")
         self._pending = (_device.to_host(indices), output_size)
         try:
             return super().forward(x)
@@ -406,8 +407,8 @@ class MaxUnpool2d(Module):
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
         if len(shape) not in (self.dims + 1, self.dims + 2):
-            raise ValueError(f"{self._where()}: expected input of rank {self.dims + 2} "
-                             f"(batched) or {self.dims + 1}, got shape {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input of rank {self.dims + 2} "
+                                    f"(batched) or {self.dims + 1}, got shape {shape}")
         check_float_dtype(self._where(), dtype)
         return shape[:len(shape) - self.dims] + self._out_spatial(shape)
 
@@ -421,8 +422,8 @@ class MaxUnpool2d(Module):
             self._ctx = (indices, shape)
             return _device.namespace_of(x).put(np.zeros(out_shape, x.dtype))
         if indices.size and (indices.min() < 0 or indices.max() >= plane):
-            raise ValueError(f"{self._where()}: an index is outside the output plane of "
-                             f"{plane} values")
+            raise RuntimeValueError(f"{self._where()}: an index is outside the output plane of "
+                                    f"{plane} values")
         values = _device.to_host(x).reshape(indices.shape)
         y = np.zeros((indices.shape[0], plane), x.dtype)
         np.put_along_axis(y, indices, values, axis=1)
