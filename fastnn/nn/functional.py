@@ -1127,12 +1127,7 @@ def adaptive_avg_pool1d(input, output_size):
     (N, C, output_size). output_size: an int (or a 1-tuple); 0 gives an empty output, as
     PyTorch's. The forward of nn.AdaptiveAvgPool1d (a pooling op when output_size divides
     L)."""
-    _adaptive_size("adaptive_avg_pool1d", 1, output_size)
-    empty = _adaptive_empty("adaptive_avg_pool1d", AdaptiveAvgPool1d, 1, input, output_size,
-                            wrap=True)
-    if empty is not None:
-        return empty
-    return _window_layer(lambda: AdaptiveAvgPool1d(output_size), input)
+    return _adaptive_avg(1, input, output_size)
 
 
 def adaptive_avg_pool2d(input, output_size):
@@ -1140,12 +1135,17 @@ def adaptive_avg_pool2d(input, output_size):
     giving (N, C, H_out, W_out). output_size: an int or a pair, an entry None keeping that
     input size, an entry 0 giving an empty output (PyTorch's). The forward of
     nn.AdaptiveAvgPool2d (a pooling op when the output sizes divide the input's)."""
-    _adaptive_size("adaptive_avg_pool2d", 2, output_size)
-    empty = _adaptive_empty("adaptive_avg_pool2d", AdaptiveAvgPool2d, 2, input, output_size,
-                            wrap=True)
-    if empty is not None:
+    return _adaptive_avg(2, input, output_size)
+
+
+def _adaptive_avg(dims, input, output_size):
+    where = f"adaptive_avg_pool{dims}d"
+    _adaptive_size(where, dims, output_size)
+    x = _float(where, "input", input)
+    empty = _adaptive_empty(where, _ADAPTIVE_AVG[dims], dims, x, output_size, wrap=True)
+    if empty is not None:   # (an entry 0: PyTorch's empty output)
         return empty
-    return _window_layer(lambda: AdaptiveAvgPool2d(output_size), input)
+    return _window_layer(lambda: _ADAPTIVE_AVG[dims](output_size), x)
 
 
 def _adaptive_size(where, dims, output_size):
@@ -2675,15 +2675,10 @@ def adaptive_avg_pool3d(input, output_size):
     """Mean over PyTorch's adaptive windows of (N, C, D, H, W) or (C, D, H, W) input:
     (N, C, *output_size); an entry None keeps that input size, an entry 0 gives an empty
     output (PyTorch's)."""
-    x = _float("adaptive_avg_pool3d", "input", input)
-    _adaptive_size("adaptive_avg_pool3d", 3, output_size)
-    empty = _adaptive_empty("adaptive_avg_pool3d", AdaptiveAvgPool3d, 3, x, output_size,
-                            wrap=True)
-    if empty is not None:   # (an entry 0: PyTorch's empty output)
-        return empty
-    return _window_layer(lambda: AdaptiveAvgPool3d(output_size), x)
+    return _adaptive_avg(3, input, output_size)
 
 
+_ADAPTIVE_AVG = {1: AdaptiveAvgPool1d, 2: AdaptiveAvgPool2d, 3: AdaptiveAvgPool3d}
 _ADAPTIVE_MAX = {1: AdaptiveMaxPool1d, 2: AdaptiveMaxPool2d, 3: AdaptiveMaxPool3d}
 
 
