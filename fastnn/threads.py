@@ -1,9 +1,12 @@
 """One thread-count setting for every backend: Numba's parallel loops, the Cython
 kernels' OpenMP loops and the BLAS library NumPy/SciPy use."""
 import contextlib
+import numbers
 import os
 import sys
 import warnings
+
+from .errors import RuntimeValueError
 
 _num_threads = None
 
@@ -153,11 +156,17 @@ def openmp_num_threads():
 
 
 def set_num_threads(n):
-    """Use ``n`` threads in every backend's parallel loops and in BLAS."""
+    """Use ``n`` threads in every backend's parallel loops and in BLAS.
+
+    n: a positive int (a NumPy integer too, as PyTorch takes) below 2**31, OpenMP's C
+    int; anything else raises before the count changes: a RuntimeValueError, a
+    ValueError that is PyTorch's RuntimeError too."""
     global _num_threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
-    _num_threads = n
+    # numbers.Integral takes NumPy's integers and leaves out np.bool_ (but not bool)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not 1 <= n < 2**31:
+        raise RuntimeValueError(f"set_num_threads: expected a positive int below 2**31, "
+                                f"got {n!r}")
+    _num_threads = int(n)
     apply_num_threads()
 
 

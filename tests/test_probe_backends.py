@@ -1,0 +1,30 @@
+"""Probes of the backend registry and thread settings against PyTorch's behaviour."""
+import numpy as np
+import pytest
+
+import fastnn
+
+
+@pytest.fixture
+def restore_threads():
+    before = fastnn.get_num_threads()
+    yield
+    fastnn.set_num_threads(before)
+
+
+def test_set_num_threads_takes_numpy_ints(restore_threads):
+    """torch.set_num_threads(np.int64(2)) works; fastnn refused it."""
+    fastnn.set_num_threads(np.int64(1))
+    assert fastnn.get_num_threads() == 1 and type(fastnn.get_num_threads()) is int
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, np.bool_(True), "2", None, 2**31, 10**30])
+def test_set_num_threads_refuses_before_changing(restore_threads, bad):
+    """A count too large for OpenMP's C int raised OverflowError after the count had
+    already changed (get_num_threads() then returned it); PyTorch raises ValueError/
+    RuntimeError, so fastnn's error is both."""
+    fastnn.set_num_threads(1)
+    with pytest.raises(ValueError, match="positive int") as info:
+        fastnn.set_num_threads(bad)
+    assert isinstance(info.value, RuntimeError)
+    assert fastnn.get_num_threads() == 1
