@@ -107,7 +107,10 @@ def load(name):
 def default_backend_name():
     env = os.environ.get("FASTNN_BACKEND")
     if env:
-        _check_name(env)
+        try:
+            _check_name(env)
+        except ValueError as error:  # say where the name came from
+            raise ValueError(f"FASTNN_BACKEND: {error}") from None
         return env
     for name in _CPU_PREFERENCE:
         if _available(name):
@@ -153,7 +156,7 @@ def use_backend(name):
 
 def backend_info(name=None):
     """A dict describing a backend: its module and the ops it reuses from another."""
-    backend = load(name or get_backend())
+    backend = load(get_backend() if name is None else name)
     info = {"name": backend.name, "module": backend.module.__name__,
             "reuses": dict(backend.reuses)}
     extra = getattr(backend.module, "backend_info", None)

@@ -28,3 +28,19 @@ def test_set_num_threads_refuses_before_changing(restore_threads, bad):
         fastnn.set_num_threads(bad)
     assert isinstance(info.value, RuntimeError)
     assert fastnn.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("bad", ["", "nope"])
+def test_backend_info_refuses_a_bad_name(bad):
+    """backend_info('') described the current backend instead of refusing the name."""
+    with pytest.raises(ValueError, match="unknown backend"):
+        fastnn.backend_info(bad)
+
+
+def test_fastnn_backend_env_error_names_the_variable(monkeypatch):
+    """An unknown FASTNN_BACKEND surfaced at the first op as 'unknown backend', without
+    saying the name came from the environment."""
+    from fastnn import backend
+    monkeypatch.setenv("FASTNN_BACKEND", "bogus")
+    with pytest.raises(ValueError, match="FASTNN_BACKEND: unknown backend 'bogus'"):
+        backend.default_backend_name()
