@@ -18,12 +18,15 @@ from .nn.loss import Loss
 from .nn.module import Module
 
 
-class GradcheckError(AssertionError):
-    """An analytic gradient disagrees with the numerical one beyond the tolerance."""
+class GradcheckError(AssertionError, RuntimeError):
+    """An analytic gradient disagrees with the numerical one beyond the tolerance
+    (PyTorch's GradcheckError is a RuntimeError)."""
 
 
-def gradcheck(module_or_loss, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
-    """Return True when every analytic gradient matches central differences, else raise.
+def gradcheck(module_or_loss, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, *,
+              raise_exception=True):
+    """Return True when every analytic gradient matches central differences, else raise
+    (with ``raise_exception=False``, return False, as torch.autograd.gradcheck does).
 
     module_or_loss: a Module (one input, one output) or a Loss.
     inputs: for a Module, x (any shape the module takes); for a Loss, (pred, target)
@@ -32,13 +35,23 @@ def gradcheck(module_or_loss, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0):
     |analytic - numeric| <= atol + rtol * |numeric|.
     seed: fixes the random output weighting g and the dropout masks.
     Raises GradcheckError naming the worst element (which gradient, index, both values).
+    Bad arguments (not a Module or Loss, integer inputs) raise TypeError either way.
     """
     if isinstance(module_or_loss, Loss):
-        return _check_loss(module_or_loss, inputs, eps, atol, rtol)
-    if isinstance(module_or_loss, Module):
-        return _check_module(module_or_loss, inputs, eps, atol, rtol, seed)
-    raise TypeError(f"gradcheck: expected a fastnn Module or Loss, "
-                    f"got {type(module_or_loss).__name__}")
+        check = _check_loss
+        args = (module_or_loss, inputs, eps, atol, rtol)
+    elif isinstance(module_or_loss, Module):
+        check = _check_module
+        args = (module_or_loss, inputs, eps, atol, rtol, seed)
+    else:
+        raise TypeError(f"gradcheck: expected a fastnn Module or Loss, "
+                        f"got {type(module_or_loss).__name__}")
+    try:
+        return check(*args)
+    except GradcheckError:
+        if raise_exception:
+            raise
+        return False
 
 
 def _float64(name, array):

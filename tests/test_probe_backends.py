@@ -44,3 +44,28 @@ def test_fastnn_backend_env_error_names_the_variable(monkeypatch):
     monkeypatch.setenv("FASTNN_BACKEND", "bogus")
     with pytest.raises(ValueError, match="FASTNN_BACKEND: unknown backend 'bogus'"):
         backend.default_backend_name()
+
+
+def test_gradcheck_raise_exception_false_returns_false():
+    """torch.autograd.gradcheck(..., raise_exception=False) returns False on a mismatch;
+    fastnn.gradcheck had no such argument, and its GradcheckError was no RuntimeError
+    (PyTorch's is)."""
+    from fastnn import nn
+    from fastnn.gradcheck import GradcheckError
+
+    class Wrong(nn.Module):
+        def forward(self, x):
+            return 2 * x
+
+        def backward(self, grad_out):
+            return 3 * grad_out
+
+    x = np.random.default_rng(0).standard_normal((3, 2))
+    assert fastnn.gradcheck(Wrong(), x, raise_exception=False) is False
+    assert fastnn.gradcheck(nn.Tanh(), x, raise_exception=False) is True
+    with pytest.raises(RuntimeError, match="analytic"):
+        fastnn.gradcheck(Wrong(), x)
+    with pytest.raises(AssertionError):
+        fastnn.gradcheck(Wrong(), x)
+    with pytest.raises(TypeError):
+        fastnn.gradcheck(lambda v: v, x, raise_exception=False)
