@@ -45,6 +45,9 @@ def run(args):
     if args.threads is not None and args.threads < 1:  # (0 ran on every core)
         print(f"error: --threads must be positive, got {args.threads}", file=sys.stderr)
         return 2
+    if args.threads is not None and args.threads >= 2**31:  # (OpenMP's count is a C int)
+        print(f"error: --threads must be below 2**31, got {args.threads}", file=sys.stderr)
+        return 2
     if args.quick and args.keyword:   # (the quick table has no benchmarks to select)
         print("error: -k selects benchmarks of the full run; --quick takes none",
               file=sys.stderr)

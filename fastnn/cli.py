@@ -175,7 +175,10 @@ def apply_runtime_arguments(args):
     if args.threads is not None:
         if args.threads < 1:
             raise CLIError(f"--threads must be positive, got {args.threads}")
-        fastnn.set_num_threads(args.threads)
+        try:
+            fastnn.set_num_threads(args.threads)
+        except ValueError as exc:  # a count beyond OpenMP's C int
+            raise CLIError(f"--threads: {exc}") from None
     fastnn.manual_seed(args.seed)
 
 

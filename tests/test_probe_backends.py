@@ -69,3 +69,15 @@ def test_gradcheck_raise_exception_false_returns_false():
         fastnn.gradcheck(Wrong(), x)
     with pytest.raises(TypeError):
         fastnn.gradcheck(lambda v: v, x, raise_exception=False)
+
+
+@pytest.mark.parametrize("argv", [
+    ("train", "--dataset", "digits", "--epochs", "1", "--no-progress"),
+    ("bench", "--quick"),
+])
+def test_cli_refuses_a_thread_count_beyond_a_c_int(capsys, restore_threads, argv):
+    """--threads 3000000000 ended in a traceback from set_num_threads."""
+    from fastnn import cli
+    status = cli.main([*argv, "--threads", "3000000000"])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error: --threads") and "2**31" in err, err
