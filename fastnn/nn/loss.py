@@ -245,8 +245,8 @@ class Loss:
             target = cast_integer_target(target, pred.dtype)
         target = check_float_array(where, "target", target, dtype=pred.dtype, device_ok=True)
         if target.shape != pred.shape:
-            raise ValueError(f"{where}: expected target of shape {pred.shape} (same as pred), "
-                             f"got {target.shape}")
+            raise RuntimeValueError(f"{where}: expected target of shape {pred.shape} (same as "
+                                    f"pred), got {target.shape}")
         return self._beside(pred, target)
 
     def _beside(self, pred, target):
@@ -422,8 +422,8 @@ class _Weighted(_OnHost):
         try:
             return np.broadcast_to(np.asarray(factor, pred.dtype), pred.shape)
         except ValueError:
-            raise ValueError(f"{self._where()}: {name} of shape {factor.shape} does not "
-                             f"broadcast to pred's shape {pred.shape}") from None
+            raise RuntimeValueError(f"{self._where()}: {name} of shape {factor.shape} does "
+                                    f"not broadcast to pred's shape {pred.shape}") from None
 
     def _kernel_into(self, k):
         return self._plain_kernel(k) if self._plain() else None
@@ -798,12 +798,12 @@ class MultiLabelMarginLoss(_OnHost):
                             f"-1, got {got}")
         target = _device.to_host(target)
         if target.shape != tuple(pred.shape):
-            raise ValueError(f"{where}: expected target of shape {tuple(pred.shape)} (as "
-                             f"pred), got {target.shape}")
+            raise RuntimeValueError(f"{where}: expected target of shape {tuple(pred.shape)} "
+                                    f"(as pred), got {target.shape}")
         c = tuple(pred.shape)[-1] if pred.ndim else 1
         if target.size and (target.min() < -1 or target.max() >= c):
-            raise ValueError(f"{where}: target out of range: expected values in [-1, {c}), "
-                             f"got min {target.min()} and max {target.max()}")
+            raise RuntimeValueError(f"{where}: target out of range: expected values in [-1, "
+                                    f"{c}), got min {target.min()} and max {target.max()}")
         return as_contiguous(pred), np.ascontiguousarray(target, np.int64)
 
     def _hinges(self, pred, target):
@@ -974,8 +974,9 @@ class _ClassTargets(Loss):
             want = loss_shape if labels else shape
         if tuple(target.shape) != want:
             kind = "labels" if labels else "probabilities"
-            raise ValueError(f"{where}: expected {kind} of shape {want} for "
-                             f"{self._pred_what} of shape {shape}, got {tuple(target.shape)}")
+            raise RuntimeValueError(f"{where}: expected {kind} of shape {want} for "
+                                    f"{self._pred_what} of shape {shape}, got "
+                                    f"{tuple(target.shape)}")
         axis = 0 if len(shape) == 1 else 1
         rows, moved_shape = _device.rows_along(pred, axis)
         target = (target.reshape(rows.shape[0]) if labels
@@ -1301,8 +1302,8 @@ def dense_target(where, target, num_classes, weight, ignore_index, label_smoothi
 
 def _check_weight_size(where, weight, num_classes):
     if weight is not None and weight.size != num_classes:
-        raise ValueError(f"{where}: expected weight of shape ({num_classes},) (one per class), "
-                         f"got {weight.shape}")
+        raise RuntimeValueError(f"{where}: expected weight of shape ({num_classes},) (one per "
+                                f"class), got {weight.shape}")
 
 
 def label_weights(where, target, num_classes, weight, ignore_index):

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import grad_mode as _grad_mode
+from ..errors import RuntimeValueError
 from ..validation import check_bool
 from ..validation import check_float_array, check_number
 from .distance import PairwiseDistance, check_norm_order, norm_and_grad, summed_to
@@ -98,34 +99,35 @@ class _MultiInputLoss(Loss):
         if rank not in self.ranks if self.ranks else rank < self.sample_ndim:
             ranks = (" or ".join(str(r) for r in sorted(self.ranks, reverse=True))
                      if self.ranks else f"{self.sample_ndim} or more")
-            raise ValueError(f"{where}: expected {self.inputs[0]} of rank {ranks}, got shape "
-                             f"{floats[0]}")
+            raise RuntimeValueError(f"{where}: expected {self.inputs[0]} of rank {ranks}, got "
+                                    f"shape {floats[0]}")
         for name, shape in zip(self.inputs[1:], floats[1:]):
             if len(shape) != rank:
-                raise ValueError(f"{where}: expected {name} of the rank of {self.inputs[0]} "
-                                 f"({rank}), got shape {shape}")
+                raise RuntimeValueError(f"{where}: expected {name} of the rank of "
+                                        f"{self.inputs[0]} ({rank}), got shape {shape}")
             try:
                 np.broadcast_shapes(floats[0], shape)
             except ValueError:
-                raise ValueError(f"{where}: expected {name} of shape {floats[0]} (as "
-                                 f"{self.inputs[0]}, or broadcasting with it), got "
-                                 f"{shape}") from None
+                raise RuntimeValueError(f"{where}: expected {name} of shape {floats[0]} (as "
+                                        f"{self.inputs[0]}, or broadcasting with it), got "
+                                        f"{shape}") from None
         try:
             full = np.broadcast_shapes(*floats)
         except ValueError:
-            raise ValueError(f"{where}: {', '.join(self.inputs)} of shapes "
-                             f"{', '.join(map(str, floats))} do not broadcast") from None
+            raise RuntimeValueError(f"{where}: {', '.join(self.inputs)} of shapes "
+                                    f"{', '.join(map(str, floats))} do not "
+                                    f"broadcast") from None
         samples = full[:rank - self.sample_ndim]
         if self.labels:
             y = shapes[-1]
             if len(y) != len(samples):
-                raise ValueError(f"{where}: expected {self.labels} of shape {samples}, "
-                                 f"got {y}")
+                raise RuntimeValueError(f"{where}: expected {self.labels} of shape {samples}, "
+                                        f"got {y}")
             try:
                 samples = np.broadcast_shapes(samples, y)
             except ValueError:
-                raise ValueError(f"{where}: expected {self.labels} of shape {samples}, "
-                                 f"got {y}") from None
+                raise RuntimeValueError(f"{where}: expected {self.labels} of shape {samples}, "
+                                        f"got {y}") from None
             full = samples + full[len(samples):]
         return full, samples
 
@@ -176,8 +178,9 @@ class CosineEmbeddingLoss(_MultiInputLoss):
         # one feature size: PyTorch takes the norm of a broadcast feature axis before
         # broadcasting it (a "cosine" beyond [-1, 1]); that is refused here
         if shapes[0][-1:] != shapes[1][-1:]:
-            raise ValueError(f"{self._where()}: expected input1 and input2 of one feature "
-                             f"size (last axis), got shapes {shapes[0]} and {shapes[1]}")
+            raise RuntimeValueError(f"{self._where()}: expected input1 and input2 of one "
+                                    f"feature size (last axis), got shapes {shapes[0]} and "
+                                    f"{shapes[1]}")
         return super()._broadcast_shapes(shapes)
 
     def _losses_and_grads(self, x1, x2, y):
@@ -288,8 +291,8 @@ class GaussianNLLLoss(Loss):
         try:
             shape = np.broadcast_shapes(x.shape, t.shape, v.shape)
         except ValueError:
-            raise ValueError(f"{where}: input, target and var of shapes {x.shape}, {t.shape} "
-                             f"and {var_shape} do not broadcast") from None
+            raise RuntimeValueError(f"{where}: input, target and var of shapes {x.shape}, "
+                                    f"{t.shape} and {var_shape} do not broadcast") from None
         clamped = np.maximum(v, x.dtype.type(self.eps))
         diff = x - t
         losses = np.broadcast_to(0.5 * (np.log(clamped) + diff * diff / clamped), shape)
@@ -407,14 +410,16 @@ class TripletMarginWithDistanceLoss(Loss):
             arrays.append(_device.to_host(a))
         ranks = [a.ndim for a in arrays]
         if len(set(ranks)) != 1:
-            raise ValueError(f"{where}: expected anchor, positive and negative of the same "
-                             f"rank, got {ranks[0]}-D, {ranks[1]}-D and {ranks[2]}-D inputs")
+            raise RuntimeValueError(f"{where}: expected anchor, positive and negative of the "
+                                    f"same rank, got {ranks[0]}-D, {ranks[1]}-D and "
+                                    f"{ranks[2]}-D inputs")
         shapes = [a.shape for a in arrays]
         try:
             shape = np.broadcast_shapes(*shapes)
         except ValueError:
-            raise ValueError(f"{where}: anchor, positive and negative of shapes {shapes[0]}, "
-                             f"{shapes[1]} and {shapes[2]} do not broadcast") from None
+            raise RuntimeValueError(f"{where}: anchor, positive and negative of shapes "
+                                    f"{shapes[0]}, {shapes[1]} and {shapes[2]} do not "
+                                    f"broadcast") from None
         del shape  # only checked: each pair goes to the distance as given (PyTorch's)
         a, p, n = (_device.c_contiguous(x) for x in arrays)
         dtype = a.dtype

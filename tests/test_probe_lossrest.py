@@ -1,0 +1,43 @@
+"""Probes of the less common losses against PyTorch's contract (the lossrest audit)."""
+import numpy as np
+import pytest
+
+from fastnn import nn
+
+R = np.random.default_rng(0)
+
+
+def _f(*shape):
+    return R.standard_normal(shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("make, args", [
+    (lambda: nn.PoissonNLLLoss(), lambda: (_f(3, 4), _f(3, 5))),
+    (lambda: nn.KLDivLoss(), lambda: (_f(3, 4), _f(3, 5))),
+    (lambda: nn.HuberLoss(), lambda: (_f(3, 4), _f(3, 5))),
+    (lambda: nn.SmoothL1Loss(), lambda: (_f(3, 4), _f(3, 5))),
+    (lambda: nn.SoftMarginLoss(), lambda: (_f(3, 4), _f(3, 5))),
+    (lambda: nn.HingeEmbeddingLoss(), lambda: (_f(3, 4), _f(3, 5))),
+    (lambda: nn.MultiLabelSoftMarginLoss(), lambda: (_f(3, 4), _f(3, 5))),
+    (lambda: nn.BCEWithLogitsLoss(pos_weight=np.ones(3, np.float32)),
+     lambda: (_f(2, 4), np.ones((2, 4), np.float32))),
+    (lambda: nn.MarginRankingLoss(), lambda: (_f(3), _f(4), np.ones(3, np.float32))),
+    (lambda: nn.CosineEmbeddingLoss(), lambda: (_f(2, 3, 4), _f(2, 3, 4), np.ones(2, np.int64))),
+    (lambda: nn.CosineEmbeddingLoss(), lambda: (_f(2, 4), _f(2, 4), np.ones(3, np.int64))),
+    (lambda: nn.CosineEmbeddingLoss(), lambda: (_f(2, 4), _f(2, 3), np.ones(2, np.int64))),
+    (lambda: nn.TripletMarginLoss(), lambda: (_f(3, 4), _f(4), _f(3, 4))),
+    (lambda: nn.MultiLabelMarginLoss(), lambda: (_f(2, 4), np.zeros((2, 3), np.int64))),
+    (lambda: nn.MultiLabelMarginLoss(), lambda: (_f(2, 4), np.full((2, 4), 4, np.int64))),
+    (lambda: nn.GaussianNLLLoss(), lambda: (_f(2, 4), _f(3, 4), np.ones((2, 4), np.float32))),
+    (lambda: nn.NLLLoss(), lambda: (_f(2, 3, 4), np.zeros((2, 5), np.int64))),
+    (lambda: nn.NLLLoss(weight=np.ones(4, np.float32)),
+     lambda: (_f(2, 3, 4), np.zeros((2, 4), np.int64))),
+    (lambda: nn.CrossEntropyLoss(), lambda: (_f(2, 3, 4), _f(2, 3, 5))),
+])
+def test_shape_mismatch_is_a_runtime_error_too(make, args):
+    """PyTorch raises a RuntimeError for these mismatched shapes (and an out-of-range
+    MultiLabelMarginLoss target); fastnn's ValueError is one too, so a torch-style
+    ``except RuntimeError`` catches it (it was a bare ValueError)."""
+    with pytest.raises(RuntimeError) as info:
+        make()(*args())
+    assert isinstance(info.value, ValueError)
