@@ -26,6 +26,7 @@ import glob
 import os
 import sys
 import threading
+import warnings
 
 from . import threads as _threads
 
@@ -102,6 +103,9 @@ def wanted():
     choice = os.environ.get(ENV, "").strip().lower()
     if choice in ("openblas", "scipy", "0"):
         return False
+    if choice not in ("", "mkl"):  # a misspelt choice would silently pick the default
+        warnings.warn(f"{ENV}={os.environ[ENV]!r} is neither 'mkl' nor 'openblas'; "
+                      f"fastnn ignores it", RuntimeWarning, stacklevel=2)
     return choice == "mkl" or intel_cpu()
 
 

@@ -81,3 +81,13 @@ def test_cli_refuses_a_thread_count_beyond_a_c_int(capsys, restore_threads, argv
     status = cli.main([*argv, "--threads", "3000000000"])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error: --threads") and "2**31" in err, err
+
+
+def test_an_unknown_fastnn_blas_is_ignored_with_a_warning(monkeypatch):
+    """FASTNN_BLAS=openblass (misspelt) silently ran the default, as FASTNN_NUM_THREADS=x
+    does not (that one warns)."""
+    from fastnn import mkl_blas
+    monkeypatch.setattr(mkl_blas, "intel_cpu", lambda: False)
+    monkeypatch.setenv(mkl_blas.ENV, "openblass")
+    with pytest.warns(RuntimeWarning, match="FASTNN_BLAS='openblass'"):
+        assert mkl_blas.wanted() is False
