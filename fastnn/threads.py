@@ -112,9 +112,10 @@ def _threads_from_env(var):
     if not value:
         return None
     first = value.split(",")[0].strip() if var == "OMP_NUM_THREADS" else value
-    if first.isdigit() and int(first) > 0:
+    # ASCII digits only ('²'.isdigit() holds, int('²') raises), and an OpenMP C int
+    if first.isascii() and first.isdigit() and 0 < int(first) < 2**31:
         return int(first)
-    warnings.warn(f"{var}={value!r} is not a positive int; fastnn ignores it",
+    warnings.warn(f"{var}={value!r} is not a positive int below 2**31; fastnn ignores it",
                   RuntimeWarning, stacklevel=4)
     return None
 

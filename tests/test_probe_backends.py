@@ -91,3 +91,20 @@ def test_an_unknown_fastnn_blas_is_ignored_with_a_warning(monkeypatch):
     monkeypatch.setenv(mkl_blas.ENV, "openblass")
     with pytest.warns(RuntimeWarning, match="FASTNN_BLAS='openblass'"):
         assert mkl_blas.wanted() is False
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "3000000000"])
+def test_a_thread_count_variable_no_c_int_is_ignored_with_a_warning(monkeypatch, value):
+    """FASTNN_NUM_THREADS='²' raised ValueError from int() (str.isdigit takes it) and
+    '3000000000' became the count, which OverflowError'd at the first compiled op."""
+    import os
+    import warnings
+
+    from fastnn import threads
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("FASTNN_NUM_THREADS", value)
+    monkeypatch.setattr(threads, "_default_num_threads", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert threads._default_threads() == (os.cpu_count() or 1)
+    assert any("not a positive int" in str(w.message) for w in caught)
