@@ -3,7 +3,8 @@
 ``gradcheck(layer, x)`` compares a module's ``backward`` (the input gradient and every
 parameter gradient) with numerical derivatives of the scalar ``sum(forward(x) * g)``
 for a fixed random ``g``; ``gradcheck(loss, (pred, target))`` compares a loss's
-``backward()`` with numerical derivatives of ``forward(pred, target)``.
+``backward()`` with numerical derivatives of ``forward(pred, target)`` (with
+``reduction='none'``, of ``sum(forward(pred, target) * g)``).
 The check runs on a float64 deep copy, so the module passed in is not changed, and
 every forward pass sees the same dropout mask.
 """
@@ -39,7 +40,7 @@ def gradcheck(module_or_loss, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, *,
     """
     if isinstance(module_or_loss, Loss):
         check = _check_loss
-        args = (module_or_loss, inputs, eps, atol, rtol)
+        args = (module_or_loss, inputs, eps, atol, rtol, seed)
     elif isinstance(module_or_loss, Module):
         check = _check_module
         args = (module_or_loss, inputs, eps, atol, rtol, seed)
@@ -125,7 +126,7 @@ def _check_module(module, x, eps, atol, rtol, seed):
     return _compare(checks, atol, rtol, repr(module).split("\n")[0])
 
 
-def _check_loss(loss, inputs, eps, atol, rtol):
+def _check_loss(loss, inputs, eps, atol, rtol, seed):
     if not isinstance(inputs, (tuple, list)) or len(inputs) != 2:
         raise TypeError("gradcheck: a Loss takes inputs=(pred, target)")
     pred = _float64("pred", inputs[0])
@@ -133,9 +134,17 @@ def _check_loss(loss, inputs, eps, atol, rtol):
     if isinstance(target, np.ndarray) and target.dtype.kind == "f":
         target = target.astype(np.float64)
     loss = copy.deepcopy(loss)
-    loss.forward(pred, target)
-    analytic = np.array(loss.backward())
-    numeric = _numeric(lambda: loss.forward(pred, target), pred, eps)
+    value = loss.forward(pred, target)
+    # reduction='none': check the scalar sum(loss * g) for a fixed random g, as for a Module
+    weights = None if np.ndim(value) == 0 else \
+        np.random.default_rng(seed).standard_normal(np.shape(value))
+    analytic = np.array(loss.backward() if weights is None else loss.backward(weights.copy()))
+
+    def f():
+        out = loss.forward(pred, target)
+        return float(out) if weights is None else float(np.dot(np.ravel(out), weights.ravel()))
+
+    numeric = _numeric(f, pred, eps)
     return _compare([("pred", analytic, numeric)], atol, rtol, repr(loss))
 
 

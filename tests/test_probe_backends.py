@@ -108,3 +108,38 @@ def test_a_thread_count_variable_no_c_int_is_ignored_with_a_warning(monkeypatch,
         warnings.simplefilter("always")
         assert threads._default_threads() == (os.cpu_count() or 1)
     assert any("not a positive int" in str(w.message) for w in caught)
+
+
+def _none_losses(rng):
+    from fastnn import nn
+    p = rng.standard_normal((3, 4))
+    return {
+        "mse": (nn.MSELoss(reduction="none"), (p, rng.standard_normal((3, 4)))),
+        "cross_entropy": (nn.CrossEntropyLoss(reduction="none"), (p, np.array([0, 3, 1]))),
+        "bce_logits": (nn.BCEWithLogitsLoss(reduction="none"),
+                       (p, rng.uniform(0, 1, (3, 4)))),
+        "huber": (nn.HuberLoss(reduction="none", delta=5.0), (p, rng.standard_normal((3, 4)))),
+        "nll": (nn.NLLLoss(reduction="none"), (p, np.array([1, 0, 2]))),
+    }
+
+
+@pytest.mark.parametrize("name", ["mse", "cross_entropy", "bce_logits", "huber", "nll"])
+def test_gradcheck_of_a_loss_with_reduction_none(backend, name):
+    """torch.autograd.gradcheck takes a per-element loss; fastnn.gradcheck raised
+    'ValueError: setting an array element with a sequence' for reduction='none'."""
+    loss, inputs = _none_losses(np.random.default_rng(0))[name]
+    assert fastnn.gradcheck(loss, inputs) is True
+
+
+def test_gradcheck_rejects_a_wrong_per_element_loss_gradient():
+    from fastnn import nn
+    from fastnn.gradcheck import GradcheckError
+
+    class HalfMSE(nn.MSELoss):
+        def backward(self, grad=None):
+            return super().backward(grad) / 2
+
+    rng = np.random.default_rng(0)
+    with pytest.raises(GradcheckError, match="pred"):
+        fastnn.gradcheck(HalfMSE(reduction="none"),
+                         (rng.standard_normal((3, 2)), rng.standard_normal((3, 2))))
