@@ -109,7 +109,11 @@ def _check_module(module, x, eps, atol, rtol, seed):
         with _random.fork(seed):
             return model.forward(x)
 
-    weights = np.random.default_rng(seed).standard_normal(run().shape)
+    out = run()
+    if not isinstance(out, np.ndarray):  # (an LSTM's (output, (h, c)), say)
+        raise TypeError(f"gradcheck: a Module with one output array, got "
+                        f"{type(module).__name__} returning {type(out).__name__}")
+    weights = np.random.default_rng(seed).standard_normal(out.shape)
     model.zero_grad()
     run()
     grad_x = model.backward(weights.copy())

@@ -143,3 +143,11 @@ def test_gradcheck_rejects_a_wrong_per_element_loss_gradient():
     with pytest.raises(GradcheckError, match="pred"):
         fastnn.gradcheck(HalfMSE(reduction="none"),
                          (rng.standard_normal((3, 2)), rng.standard_normal((3, 2))))
+
+
+def test_gradcheck_refuses_a_module_with_several_outputs():
+    """An LSTM (forward returns a tuple) gave AttributeError: 'tuple' object has no
+    attribute 'shape'."""
+    from fastnn import nn
+    with pytest.raises(TypeError, match="gradcheck: a Module with one output array"):
+        fastnn.gradcheck(nn.LSTM(4, 3), np.random.default_rng(0).standard_normal((2, 3, 4)))
