@@ -7,6 +7,10 @@ class RuntimeValueError(ValueError, RuntimeError):
     """A bad shape or value for which PyTorch raises RuntimeError."""
 
 
+class IndexValueError(ValueError, IndexError):
+    """A dim out of range for the input's rank, for which PyTorch raises IndexError."""
+
+
 class TypeValueError(ValueError, TypeError):
     """A size, count or index of the wrong type (a float where an int belongs), for
     which PyTorch raises TypeError."""

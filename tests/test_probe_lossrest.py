@@ -41,3 +41,28 @@ def test_shape_mismatch_is_a_runtime_error_too(make, args):
     with pytest.raises(RuntimeError) as info:
         make()(*args())
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("layer, shape, error", [
+    (lambda: nn.Flatten(1, 3), (2, 3, 4), IndexError),     # end_dim out of range
+    (lambda: nn.Flatten(-4, -1), (2, 3, 4), IndexError),   # start_dim out of range
+    (lambda: nn.Flatten(2, 1), (2, 3, 4), RuntimeError),   # start_dim after end_dim
+    (lambda: nn.Flatten(-1, 0), (2, 3, 4), RuntimeError),
+    (lambda: nn.Unflatten(2, (1, 2)), (2, 3), IndexError),
+    (lambda: nn.Unflatten(-3, (1, 2)), (2, 3), IndexError),
+    (lambda: nn.Unflatten(1, (2, 2)), (2, 3), RuntimeError),   # sizes don't multiply up
+    (lambda: nn.Unflatten(1, (0, -1)), (2, 3), RuntimeError),
+])
+def test_flatten_unflatten_refuse_with_pytorchs_types(layer, shape, error):
+    """PyTorch's IndexError for a dim out of range and RuntimeError for dims in the
+    wrong order or sizes that do not multiply up; fastnn's ValueError is that type too
+    (it was a bare ValueError)."""
+    with pytest.raises(error) as info:
+        layer()(np.zeros(shape, np.float32))
+    assert isinstance(info.value, ValueError)
+
+
+def test_bilinear_mismatched_inputs_are_a_runtime_error_too():
+    with pytest.raises(RuntimeError) as info:
+        nn.Bilinear(3, 4, 5)(_f(2, 3), _f(3, 4))
+    assert isinstance(info.value, ValueError)

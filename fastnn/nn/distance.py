@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import RuntimeValueError
 from ..validation import (as_contiguous, check_bool, check_float_array, check_number,
                           check_positive_int)
 from . import init
@@ -211,9 +212,9 @@ class Bilinear(_TwoInputs):
         s1, s2 = tuple(x1.shape), tuple(x2.shape)
         if (not s1 or s1[-1] != self.in1_features or not s2 or s2[-1] != self.in2_features
                 or s1[:-1] != s2[:-1]):
-            raise ValueError(f"{where}: expected x1 (*, {self.in1_features}) and x2 "
-                             f"(*, {self.in2_features}) with the same leading dimensions, "
-                             f"got {s1} and {s2}")
+            raise RuntimeValueError(f"{where}: expected x1 (*, {self.in1_features}) and x2 "
+                                    f"(*, {self.in2_features}) with the same leading "
+                                    f"dimensions, got {s1} and {s2}")
         self._check_dtype(x1.dtype, self.weight.data.dtype)
         # contiguous: einsum sums a strided operand in another order (other bits)
         return (as_contiguous(_device.to_host(x1)).reshape(-1, self.in1_features),

@@ -3,6 +3,7 @@ copies)."""
 import math
 import numbers
 
+from ..errors import IndexValueError, RuntimeValueError
 from .module import Module
 
 
@@ -45,9 +46,14 @@ class Flatten(_Reshape):
             if start == end == 0:
                 return (1,)
         start, end = self._span(len(shape))
-        if not 0 <= start <= end < len(shape):
-            raise ValueError(f"{self._where()}: cannot flatten dims "
-                             f"{self.start_dim}..{self.end_dim} of an input of shape {shape}")
+        if not (0 <= start < len(shape) and 0 <= end < len(shape)):
+            raise IndexValueError(f"{self._where()}: cannot flatten dims {self.start_dim}.."
+                                  f"{self.end_dim} of an input of shape {shape} (out of "
+                                  f"range)")
+        if start > end:
+            raise RuntimeValueError(f"{self._where()}: cannot flatten dims "
+                                    f"{self.start_dim}..{self.end_dim} of an input of shape "
+                                    f"{shape} (start_dim comes after end_dim)")
         return shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
 
     def extra_repr(self):
@@ -84,15 +90,16 @@ class Unflatten(_Reshape):
         shape = tuple(shape)
         dim = self.dim + len(shape) if self.dim < 0 else self.dim
         if not 0 <= dim < len(shape):
-            raise ValueError(f"{self._where()}: dim {self.dim} is out of range for an input "
-                             f"of shape {shape}")
+            raise IndexValueError(f"{self._where()}: dim {self.dim} is out of range for an "
+                                  f"input of shape {shape}")
         sizes, known = list(self.unflattened_size), math.prod(
             v for v in self.unflattened_size if v != -1)
         if -1 in sizes and known > 0 and shape[dim] % known == 0:
             sizes[sizes.index(-1)] = shape[dim] // known
         if math.prod(sizes) != shape[dim] or -1 in sizes:
-            raise ValueError(f"{self._where()}: cannot split dim {self.dim} of size "
-                             f"{shape[dim]} into {self.unflattened_size} (input shape {shape})")
+            raise RuntimeValueError(f"{self._where()}: cannot split dim {self.dim} of size "
+                                    f"{shape[dim]} into {self.unflattened_size} (input "
+                                    f"shape {shape})")
         return shape[:dim] + tuple(sizes) + shape[dim + 1:]
 
     def extra_repr(self):
