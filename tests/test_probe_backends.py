@@ -151,3 +151,20 @@ def test_gradcheck_refuses_a_module_with_several_outputs():
     from fastnn import nn
     with pytest.raises(TypeError, match="gradcheck: a Module with one output array"):
         fastnn.gradcheck(nn.LSTM(4, 3), np.random.default_rng(0).standard_normal((2, 3, 4)))
+
+
+@pytest.mark.parametrize("name, key", [("cython", "num_threads"),
+                                       ("numba", "numba_num_threads")])
+def test_backend_info_thread_count_after_another_thread_set_it(restore_threads, name, key):
+    """OpenMP's and numba's counts are per thread: after set_num_threads(1) in a worker
+    thread, backend_info() in the main thread still reported the old count, though the
+    main thread's next kernel ran on one thread."""
+    import threading
+    if name not in fastnn.backends():
+        pytest.skip(f"{name} is not available")
+    fastnn.set_num_threads(2)
+    assert fastnn.backend_info(name)[key] == 2
+    worker = threading.Thread(target=fastnn.set_num_threads, args=(1,))
+    worker.start()
+    worker.join()
+    assert fastnn.backend_info(name)[key] == 1

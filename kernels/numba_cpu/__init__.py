@@ -46,4 +46,7 @@ _threads.warn_if_spin_too_late("numba")
 
 def backend_info():
     """Threading layer, fastmath flags, thread counts and cache location."""
+    # numba's count is per thread: apply fastnn's here first, as every kernel does, so
+    # the count reported is the one this thread's next kernel runs with
+    _config.sync_threads()
     return _config.info()
