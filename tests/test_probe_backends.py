@@ -168,3 +168,26 @@ def test_backend_info_thread_count_after_another_thread_set_it(restore_threads, 
     worker.start()
     worker.join()
     assert fastnn.backend_info(name)[key] == 1
+
+
+def test_numba_backend_info_in_a_forked_child_says_one_thread(restore_threads):
+    """In a child forked after OpenMP loaded the numba kernels run on one thread
+    (README, Processes); backend_info('numba')['numba_num_threads'] still said 2."""
+    import os
+    if "numba" not in fastnn.backends() or not hasattr(os, "fork"):
+        pytest.skip("numba or os.fork is not available")
+    fastnn.set_num_threads(2)
+    with fastnn.use_backend("numba"):
+        fastnn.ops.relu(np.ones(1 << 16, np.float32))   # loads OpenMP in the parent
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        try:
+            os.write(write, str(fastnn.backend_info("numba")["numba_num_threads"]).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    got = os.read(read, 16).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert got == "1"
