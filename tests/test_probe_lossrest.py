@@ -66,3 +66,26 @@ def test_bilinear_mismatched_inputs_are_a_runtime_error_too():
     with pytest.raises(RuntimeError) as info:
         nn.Bilinear(3, 4, 5)(_f(2, 3), _f(3, 4))
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("layer, shape, error", [
+    (lambda: nn.GLU(4), (2, 4, 2, 2), IndexError),           # dim out of range
+    (lambda: nn.GLU(-1), (2, 3), RuntimeError),              # odd halving size
+    (lambda: nn.PixelShuffle(3), (1, 4, 2, 2), RuntimeError),
+    (lambda: nn.PixelShuffle(1), (4, 4), RuntimeError),      # fewer than 3 dims
+    (lambda: nn.PixelUnshuffle(2), (2, 8, 3, 3), RuntimeError),
+    (lambda: nn.ChannelShuffle(3), (2, 8, 3, 3), RuntimeError),
+    (lambda: nn.RMSNorm(4), (2, 3), RuntimeError),
+])
+def test_host_layers_refuse_with_pytorchs_types(layer, shape, error):
+    """The type PyTorch raises for the same input, as well as fastnn's ValueError (it
+    was a bare ValueError)."""
+    with pytest.raises(error) as info:
+        layer()(np.zeros(shape, np.float32))
+    assert isinstance(info.value, ValueError)
+
+
+def test_rrelu_bounds_in_the_wrong_order_are_a_runtime_error_too():
+    with pytest.raises(RuntimeError) as info:
+        nn.RReLU(0.5, 0.1)
+    assert isinstance(info.value, ValueError)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import IndexValueError, RuntimeValueError
 from ..validation import check_bool, check_number, check_positive_int
 from . import init
 from .activations import Softmax
@@ -136,8 +137,8 @@ class RReLU(Module):
         check_number(name, "lower", lower)
         check_number(name, "upper", upper)
         if lower > upper:
-            raise ValueError(f"{name}: expected lower <= upper, got lower={lower}, "
-                             f"upper={upper}")
+            raise RuntimeValueError(f"{name}: expected lower <= upper, got lower={lower}, "
+                                    f"upper={upper}")
         self.lower, self.upper = lower, upper  # as given (PyTorch's repr shows them so)
         self.inplace = check_bool(name, "inplace", inplace)
         self._slope = None
@@ -168,8 +169,8 @@ class RReLU(Module):
 def _axis(layer, dim, ndim):
     axis = dim + ndim if dim < 0 else dim
     if not 0 <= axis < ndim:
-        raise ValueError(f"{layer._where()}: dim {dim} is out of range for an input of "
-                         f"rank {ndim}")
+        raise IndexValueError(f"{layer._where()}: dim {dim} is out of range for an input of "
+                              f"rank {ndim}")
     return axis
 
 
@@ -187,8 +188,8 @@ class GLU(Module):
         shape = tuple(shape)
         axis = _axis(self, self.dim, len(shape))
         if shape[axis] % 2:
-            raise ValueError(f"{self._where()}: the size along dim {self.dim} must be even, "
-                             f"got an input of shape {shape}")
+            raise RuntimeValueError(f"{self._where()}: the size along dim {self.dim} must be "
+                                    f"even, got an input of shape {shape}")
         return shape[:axis] + (shape[axis] // 2,) + shape[axis + 1:]
 
     def _forward(self, x, buffered):
@@ -286,8 +287,8 @@ class PixelShuffle(_Rearrange):
     def infer_shape(self, shape, dtype):
         shape, r = tuple(shape), self.factor
         if len(shape) < 3 or shape[-3] % (r * r):
-            raise ValueError(f"{self._where()}: expected input of shape (*, C * {r * r}, H, W), "
-                             f"got {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input of shape (*, C * {r * r}, "
+                                    f"H, W), got {shape}")
         return shape[:-3] + (shape[-3] // (r * r), shape[-2] * r, shape[-1] * r)
 
     def extra_repr(self):
@@ -307,8 +308,8 @@ class PixelUnshuffle(_Rearrange):
     def infer_shape(self, shape, dtype):
         shape, r = tuple(shape), self.factor
         if len(shape) < 3 or shape[-2] % r or shape[-1] % r:
-            raise ValueError(f"{self._where()}: expected input of shape (*, C, H, W) with H "
-                             f"and W divisible by {r}, got {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input of shape (*, C, H, W) "
+                                    f"with H and W divisible by {r}, got {shape}")
         return shape[:-3] + (shape[-3] * r * r, shape[-2] // r, shape[-1] // r)
 
     def extra_repr(self):
@@ -336,8 +337,8 @@ class ChannelShuffle(_Rearrange):
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
         if len(shape) < 3 or shape[1] % self.groups:
-            raise ValueError(f"{self._where()}: expected input of shape (N, C, *) with C "
-                             f"divisible by {self.groups}, got {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input of shape (N, C, *) with C "
+                                    f"divisible by {self.groups}, got {shape}")
         return shape
 
     def extra_repr(self):
@@ -369,8 +370,8 @@ class RMSNorm(Module):
         shape = tuple(shape)
         k = len(self.normalized_shape)
         if shape[len(shape) - k:] != self.normalized_shape:
-            raise ValueError(f"{self._where()}: expected input of shape (*, "
-                             f"{', '.join(map(str, self.normalized_shape))}), got {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input of shape (*, "
+                                    f"{', '.join(map(str, self.normalized_shape))}), got {shape}")
         if self.weight is not None:
             self._check_dtype(dtype, self.weight.data.dtype)
         return shape
