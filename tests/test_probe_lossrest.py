@@ -89,3 +89,38 @@ def test_rrelu_bounds_in_the_wrong_order_are_a_runtime_error_too():
     with pytest.raises(RuntimeError) as info:
         nn.RReLU(0.5, 0.1)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.HuberLoss(delta=0.0),
+    lambda: nn.HuberLoss(delta=-1.0),
+    lambda: nn.SmoothL1Loss(beta=-1.0),
+    lambda: nn.CrossEntropyLoss(label_smoothing=1.5),
+])
+def test_out_of_bounds_loss_options_are_a_runtime_error_too(make):
+    """PyTorch raises a RuntimeError for these (fastnn already at construction)."""
+    with pytest.raises(RuntimeError) as info:
+        make()
+    assert isinstance(info.value, ValueError)
+
+
+def test_multi_margin_refusals_are_a_runtime_error_too():
+    with pytest.raises(RuntimeError):
+        nn.MultiMarginLoss()(_f(2, 3, 4), np.zeros((2, 3), np.int64))
+    with pytest.raises(RuntimeError):
+        nn.MultiMarginLoss(weight=np.ones(3, np.float32))(_f(2, 4), np.zeros(2, np.int64))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_poisson_nll_takes_eps_zero_as_pytorch(dtype):
+    """eps=0 is PyTorch's exact log(pred) (it was refused): inf at pred = 0 against a
+    positive count, NaN against a zero count, without NumPy warnings."""
+    x = np.array([0.0, 0.5, 0.0], dtype)
+    y = np.array([1.0, 2.0, 0.0], dtype)
+    loss = nn.PoissonNLLLoss(log_input=False, eps=0.0, reduction="none")
+    with np.errstate(all="raise"):
+        out = loss(x, y)
+        grad = loss.backward()
+    np.testing.assert_allclose(out, [np.inf, 0.5 - 2 * np.log(dtype(0.5)), np.nan],
+                               rtol=1e-6)
+    np.testing.assert_allclose(grad, [-np.inf, -3.0, np.nan])

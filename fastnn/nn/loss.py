@@ -81,6 +81,17 @@ def _backward_state_kept_without_grad(forward):
     return forward_keeping_backward_state
 
 
+def _runtime_number(where, name, value, *bounds, **options):
+    """check_number, a value out of bounds a RuntimeValueError: PyTorch raises
+    RuntimeError for it (when the loss is computed; fastnn at construction)."""
+    try:
+        check_number(where, name, value, *bounds, **options)
+    except TypeError:
+        raise
+    except ValueError as error:
+        raise RuntimeValueError(str(error)) from None
+
+
 class Loss:
     """Base class: validation, the reduction, the saved gradient and repr."""
 
@@ -336,7 +347,7 @@ class SmoothL1Loss(Loss):
 
     def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0):
         super().__init__(reduction, size_average, reduce)
-        check_number(type(self).__name__, "beta", beta, 0.0, None)
+        _runtime_number(type(self).__name__, "beta", beta, 0.0, None)
         self.beta = float(beta)
 
     def _kernel_into(self, k):
@@ -359,7 +370,7 @@ class HuberLoss(Loss):
 
     def __init__(self, reduction="mean", delta=1.0):
         super().__init__(reduction)
-        check_number(type(self).__name__, "delta", delta, 0.0, None, low_open=True)
+        _runtime_number(type(self).__name__, "delta", delta, 0.0, None, low_open=True)
         self.delta = float(delta)
 
     def _kernel(self, k):
@@ -701,8 +712,8 @@ class MultiMarginLoss(_OnHost):
     def _check(self, pred, target):
         pred = as_contiguous(self._check_pred(pred))
         if pred.ndim not in (1, 2):
-            raise ValueError(f"{self._where()}: expected pred of shape (N, C) or (C,), got "
-                             f"{pred.shape}")
+            raise RuntimeValueError(f"{self._where()}: expected pred of shape (N, C) or (C,), "
+                                    f"got {pred.shape}")
         rows = pred.reshape((-1, pred.shape[-1]))
         try:
             labels = as_labels(self._where(), np.reshape(_device.to_host(target), -1),
@@ -710,8 +721,8 @@ class MultiMarginLoss(_OnHost):
         except LabelsOutOfRange as error:   # (PyTorch's "target out of range")
             raise RuntimeValueError(str(error)) from None
         if self.weight is not None and self.weight.shape != (pred.shape[-1],):
-            raise ValueError(f"{self._where()}: expected a weight of shape "
-                             f"({pred.shape[-1]},), got {self.weight.shape}")
+            raise RuntimeValueError(f"{self._where()}: expected a weight of shape "
+                                    f"({pred.shape[-1]},), got {self.weight.shape}")
         return pred, labels
 
     def _margins(self, pred, target):
@@ -864,14 +875,15 @@ class PoissonNLLLoss(_ElementwiseOnHost):
         super().__init__(size_average, reduce, reduction)
         self.log_input = check_flag("PoissonNLLLoss", "log_input", log_input)
         self.full = check_flag("PoissonNLLLoss", "full", full)
-        check_number("PoissonNLLLoss", "eps", eps, low=0.0, low_open=True, high=None)
+        check_number("PoissonNLLLoss", "eps", eps, low=0.0, high=None)  # (0: PyTorch's too)
         self.eps = float(eps)
 
     def _losses(self, pred, target):
         if self.log_input:
             loss = np.exp(pred) - target * pred
         else:
-            loss = pred - target * np.log(pred + pred.dtype.type(self.eps))
+            with np.errstate(divide="ignore", invalid="ignore"):   # (eps = 0, pred = 0)
+                loss = pred - target * np.log(pred + pred.dtype.type(self.eps))
         if self.full:
             with np.errstate(divide="ignore", invalid="ignore"):
                 stirling = (target * np.log(target) - target
@@ -882,7 +894,8 @@ class PoissonNLLLoss(_ElementwiseOnHost):
     def _grad_terms(self, pred, target):
         if self.log_input:
             return np.exp(pred) - target
-        return 1 - target / (pred + pred.dtype.type(self.eps))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return 1 - target / (pred + pred.dtype.type(self.eps))
 
     def _options(self):
         options = [] if getattr(self, "log_input", True) else ["log_input=False"]
@@ -1096,8 +1109,8 @@ class CrossEntropyLoss(_ClassTargets):
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
                  reduction="mean", label_smoothing=0.0):
         super().__init__(weight, size_average, ignore_index, reduce, reduction)
-        check_number(type(self).__name__, "label_smoothing", label_smoothing, 0.0, 1.0,
-                     high_open=False)
+        _runtime_number(type(self).__name__, "label_smoothing", label_smoothing, 0.0, 1.0,
+                        high_open=False)
         self.label_smoothing = float(label_smoothing)
 
     def _check(self, pred, target):
