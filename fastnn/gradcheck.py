@@ -73,7 +73,9 @@ def _numeric(f, array, eps):
         flat[i] = orig - eps
         minus = f()
         flat[i] = orig
-        gflat[i] = (plus - minus) / (2 * eps)
+        gflat[i] = plus - minus
+    with np.errstate(divide="ignore", invalid="ignore"):  # eps=0: NaN, as PyTorch's
+        grad /= 2 * eps
     return grad
 
 

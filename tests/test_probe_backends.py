@@ -191,3 +191,14 @@ def test_numba_backend_info_in_a_forked_child_says_one_thread(restore_threads):
     os.close(read)
     os.waitpid(pid, 0)
     assert got == "1"
+
+
+def test_gradcheck_with_eps_zero_fails_as_a_mismatch():
+    """eps=0 raised ZeroDivisionError; torch.autograd.gradcheck reports NaN numerical
+    gradients as a GradcheckError (False with raise_exception=False)."""
+    from fastnn import nn
+    from fastnn.gradcheck import GradcheckError
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    with pytest.raises(GradcheckError, match="nan"):
+        fastnn.gradcheck(nn.Tanh(), x, eps=0.0)
+    assert fastnn.gradcheck(nn.MSELoss(), (x, x + 1), eps=0.0, raise_exception=False) is False
