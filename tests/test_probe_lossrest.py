@@ -124,3 +124,17 @@ def test_poisson_nll_takes_eps_zero_as_pytorch(dtype):
     np.testing.assert_allclose(out, [np.inf, 0.5 - 2 * np.log(dtype(0.5)), np.nan],
                                rtol=1e-6)
     np.testing.assert_allclose(grad, [-np.inf, -3.0, np.nan])
+
+
+@pytest.mark.parametrize("cutoffs", [[3.0], [2, 3.0], ["a"]])
+def test_adaptive_softmax_non_int_cutoffs_are_a_type_error(cutoffs):
+    """PyTorch raises TypeError for whole floats (its Linear gets a float size) and
+    non-numbers; fastnn accepted the floats and raised a bare ValueError for the rest."""
+    with pytest.raises(TypeError) as info:
+        nn.AdaptiveLogSoftmaxWithLoss(8, 10, cutoffs)
+    assert isinstance(info.value, ValueError)
+
+
+def test_adaptive_softmax_fractional_cutoff_stays_a_value_error():
+    with pytest.raises(ValueError, match="cutoffs should be"):
+        nn.AdaptiveLogSoftmaxWithLoss(8, 10, [3.5])

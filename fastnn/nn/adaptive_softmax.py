@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..errors import TypeValueError
 from ..validation import FLOAT_DTYPES, check_bool, check_float_array, check_positive_int
 from .container import ModuleList, Sequential
 from .linear import Linear
@@ -62,13 +63,20 @@ class AdaptiveLogSoftmaxWithLoss(Module):
                             f"{cutoffs!r}") from None
         if len(cutoffs) == 0:
             raise ValueError("cutoffs should be a sequence of length larger than 0")
-        if (any(isinstance(c, bool) or not isinstance(c, numbers.Real) for c in cutoffs)
+        if any(not isinstance(c, numbers.Real) for c in cutoffs):
+            raise TypeValueError(f"{name}: expected cutoffs to be a sequence of ints, got "
+                                 f"{cutoffs!r}")
+        if (any(isinstance(c, bool) for c in cutoffs)
                 or cutoffs != sorted(cutoffs) or min(cutoffs) <= 0
                 or max(cutoffs) > n_classes - 1 or len(set(cutoffs)) != len(cutoffs)
                 or any(int(c) != c for c in cutoffs)):
             raise ValueError("cutoffs should be a sequence of unique, positive integers "
                              "sorted in an increasing order, where each value is between 1 "
                              "and n_classes-1")
+        if any(not isinstance(c, numbers.Integral) for c in cutoffs):
+            # (a whole float: PyTorch's Linear refuses the float size it makes)
+            raise TypeValueError(f"{name}: expected cutoffs to be a sequence of ints, got "
+                                 f"{cutoffs!r}")
         if (isinstance(div_value, bool) or not isinstance(div_value, numbers.Real)
                 or not div_value > 0 or not np.isfinite(div_value)):
             raise ValueError(f"{name}: expected div_value to be a number > 0, got "
