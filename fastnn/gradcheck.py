@@ -34,21 +34,20 @@ def gradcheck(module_or_loss, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, seed=0, *,
     (target is not differentiated; integer labels stay integers).
     eps: finite-difference step; an element passes when
     |analytic - numeric| <= atol + rtol * |numeric|.
-    seed: fixes the random output weighting g and the dropout masks.
+    seed: fixes the random output weighting g (a Module's, a 'none'-reduced Loss's) and
+    the dropout masks.
     Raises GradcheckError naming the worst element (which gradient, index, both values).
     Bad arguments (not a Module or Loss, integer inputs) raise TypeError either way.
     """
     if isinstance(module_or_loss, Loss):
         check = _check_loss
-        args = (module_or_loss, inputs, eps, atol, rtol, seed)
     elif isinstance(module_or_loss, Module):
         check = _check_module
-        args = (module_or_loss, inputs, eps, atol, rtol, seed)
     else:
         raise TypeError(f"gradcheck: expected a fastnn Module or Loss, "
                         f"got {type(module_or_loss).__name__}")
     try:
-        return check(*args)
+        return check(module_or_loss, inputs, eps, atol, rtol, seed)
     except GradcheckError:
         if raise_exception:
             raise
