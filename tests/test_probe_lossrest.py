@@ -138,3 +138,10 @@ def test_adaptive_softmax_non_int_cutoffs_are_a_type_error(cutoffs):
 def test_adaptive_softmax_fractional_cutoff_stays_a_value_error():
     with pytest.raises(ValueError, match="cutoffs should be"):
         nn.AdaptiveLogSoftmaxWithLoss(8, 10, [3.5])
+
+
+def test_cross_entropy_ignore_index_with_probabilities_is_a_runtime_error_too():
+    p = np.full((3, 4), 0.25, np.float32)
+    with pytest.raises(RuntimeError) as info:
+        nn.CrossEntropyLoss(ignore_index=1)(_f(3, 4), p)
+    assert isinstance(info.value, ValueError)

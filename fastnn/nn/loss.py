@@ -1148,8 +1148,9 @@ class CrossEntropyLoss(_ClassTargets):
                                 f"shape {tuple(target.shape)}; class labels need an integer "
                                 f"dtype (y.astype(np.int64))")
             if self.ignore_index >= 0:   # (a negative one never matches: PyTorch's rule)
-                raise ValueError(f"{where}: ignore_index is not supported for probability "
-                                 f"targets, got ignore_index={self.ignore_index}")
+                raise RuntimeValueError(f"{where}: ignore_index is not supported for "
+                                        f"probability targets, got ignore_index="
+                                        f"{self.ignore_index}")
             pred, target = self._check_same(pred, target)
             return (pred, target) if plain else self._beside(pred, self._dense(pred, target))
         got = target.dtype if _device.is_array(target) else type(target).__name__
