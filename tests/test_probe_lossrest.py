@@ -145,3 +145,15 @@ def test_cross_entropy_ignore_index_with_probabilities_is_a_runtime_error_too():
     with pytest.raises(RuntimeError) as info:
         nn.CrossEntropyLoss(ignore_index=1)(_f(3, 4), p)
     assert isinstance(info.value, ValueError)
+
+
+def test_multilabel_soft_margin_refusals_carry_pytorchs_types():
+    """A weight that does not broadcast: PyTorch's RuntimeError; a 0-d pred: its
+    IndexError (each also fastnn's ValueError; both were bare ValueErrors)."""
+    with pytest.raises(RuntimeError) as info:
+        nn.MultiLabelSoftMarginLoss(weight=np.ones((5, 1), np.float32))(
+            _f(3, 5), np.ones((3, 5), np.float32))
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(IndexError) as info:
+        nn.MultiLabelSoftMarginLoss()(np.ones((), np.float32), np.ones((), np.float32))
+    assert isinstance(info.value, ValueError)

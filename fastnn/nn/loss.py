@@ -27,7 +27,7 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
-from ..errors import RuntimeValueError
+from ..errors import IndexValueError, RuntimeValueError
 from ..ops import loss_value
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labels,
                           broadcasts_to, check_flag, check_float_array, check_labels,
@@ -638,11 +638,13 @@ class MultiLabelSoftMarginLoss(_OnHost):
     def _check(self, pred, target):
         pred, target = super()._check(pred, target)
         if pred.ndim == 0 or not self._weight_fits(pred.shape):
-            raise ValueError(f"{self._where()}: expected pred of shape (N, C), (C,) or "
-                             f"(N, ..., C) and a weight of shape (C,) or any shape that "
-                             f"broadcasts to pred's ((N, C), (1, C), ...), got {pred.shape} "
-                             f"and a weight of shape "
-                             f"{None if self.weight is None else self.weight.shape}")
+            # (PyTorch: an IndexError for a 0-d pred, a RuntimeError for the weight)
+            error = IndexValueError if pred.ndim == 0 else RuntimeValueError
+            raise error(f"{self._where()}: expected pred of shape (N, C), (C,) or "
+                        f"(N, ..., C) and a weight of shape (C,) or any shape that "
+                        f"broadcasts to pred's ((N, C), (1, C), ...), got {pred.shape} "
+                        f"and a weight of shape "
+                        f"{None if self.weight is None else self.weight.shape}")
         return pred, target
 
     def _weight_fits(self, shape):
