@@ -157,3 +157,17 @@ def test_multilabel_soft_margin_refusals_carry_pytorchs_types():
     with pytest.raises(IndexError) as info:
         nn.MultiLabelSoftMarginLoss()(np.ones((), np.float32), np.ones((), np.float32))
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4), (2, 0), (0,)])
+def test_multilabel_margin_refused_pred_is_a_runtime_error_too(shape):
+    with pytest.raises(RuntimeError) as info:
+        nn.MultiLabelMarginLoss()(np.ones(shape, np.float32), np.zeros(shape, np.int64))
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("sizes", [(-2, -2), (-1, -1), ()])
+def test_unflatten_bad_sizes_are_a_runtime_error_too(sizes):
+    with pytest.raises(RuntimeError) as info:
+        nn.Unflatten(1, sizes)
+    assert isinstance(info.value, ValueError)

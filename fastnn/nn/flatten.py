@@ -78,8 +78,10 @@ class Unflatten(_Reshape):
                                 f"of type {type(v).__name__} at pos {i}")
         if (not sizes or any(v < 0 and v != -1 for v in sizes)
                 or sum(v == -1 for v in sizes) > 1):
-            raise ValueError(f"Unflatten: expected unflattened_size to be a tuple of "
-                             f"non-negative ints (at most one -1), got {unflattened_size!r}")
+            # (PyTorch's RuntimeError, raised when it unflattens; fastnn's here)
+            raise RuntimeValueError(f"Unflatten: expected unflattened_size to be a tuple of "
+                                    f"non-negative ints (at most one -1), got "
+                                    f"{unflattened_size!r}")
         self.dim = int(dim)
         # a list stays a list, as PyTorch's (its repr shows it)
         kind = list if isinstance(unflattened_size, list) else tuple

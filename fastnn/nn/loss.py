@@ -800,11 +800,11 @@ class MultiLabelMarginLoss(_OnHost):
         self._last = None   # (the losses kept by _hinges are this forward's only)
         pred = self._check_pred(pred)
         if tuple(pred.shape)[-1:] == (0,):   # (no samples is an empty batch)
-            raise ValueError(f"{where}: expected pred with a non-empty class dimension, got "
-                             f"shape {tuple(pred.shape)}")
+            raise RuntimeValueError(f"{where}: expected pred with a non-empty class "
+                                    f"dimension, got shape {tuple(pred.shape)}")
         if pred.ndim > 2:
-            raise ValueError(f"{where}: expected pred of shape (N, C), (C,) or (), got "
-                             f"{pred.shape}")
+            raise RuntimeValueError(f"{where}: expected pred of shape (N, C), (C,) or (), "
+                                    f"got {pred.shape}")
         if not _device.is_array(target) or target.dtype.kind not in "iu":
             got = target.dtype if _device.is_array(target) else type(target).__name__
             raise TypeError(f"{where}: expected target to be integer class indices ended by "
