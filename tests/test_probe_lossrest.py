@@ -171,3 +171,12 @@ def test_unflatten_bad_sizes_are_a_runtime_error_too(sizes):
     with pytest.raises(RuntimeError) as info:
         nn.Unflatten(1, sizes)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("label", [3, -1])
+def test_linear_cross_entropy_labels_out_of_range_are_an_index_error_too(label):
+    """As CrossEntropyLoss's: PyTorch's IndexError as well as fastnn's ValueError."""
+    loss = nn.LinearCrossEntropyLoss(5, 3)
+    with pytest.raises(IndexError) as info:
+        loss(_f(4, 5), np.full(4, label, np.int64))
+    assert isinstance(info.value, ValueError)

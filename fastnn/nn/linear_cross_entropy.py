@@ -10,7 +10,8 @@ import numpy as np
 
 from .. import device as _device
 from .. import grad_mode as _grad_mode
-from ..validation import FLOAT_DTYPES, check_float_array, check_positive_int
+from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, check_float_array,
+                          check_positive_int)
 from .linear import Linear
 from .loss import REDUCTIONS, CrossEntropyLoss, class_weights
 from .module import Module, check_kept, kept_for_backward
@@ -224,9 +225,9 @@ class LinearCrossEntropyLoss(Module):
             ignore = self._ignore()
             valid = target[target != ignore]
             if valid.size and (valid.min() < 0 or valid.max() >= self.num_classes):
-                raise ValueError(f"{where}: labels out of range: expected values in [0, "
-                                 f"{self.num_classes}) (or ignore_index {ignore}), got min "
-                                 f"{valid.min()} and max {valid.max()}")
+                raise LabelsOutOfRange(f"{where}: labels out of range: expected values in "
+                                       f"[0, {self.num_classes}) (or ignore_index {ignore}), "
+                                       f"got min {valid.min()} and max {valid.max()}")
         x = x if batched else x.reshape(1, in_features)
         return x, (target if batched else target[None]), caller, batched, probabilities
 
