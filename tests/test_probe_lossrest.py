@@ -180,3 +180,18 @@ def test_linear_cross_entropy_labels_out_of_range_are_an_index_error_too(label):
     with pytest.raises(IndexError) as info:
         loss(_f(4, 5), np.full(4, label, np.int64))
     assert isinstance(info.value, ValueError)
+
+
+def test_gaussian_nll_takes_eps_zero_as_pytorch():
+    """eps=0 (no clamp) is accepted, as PyTorch's (it was refused); a var of 0 then gives
+    PyTorch's inf/NaN values and gradients, without NumPy warnings."""
+    x = np.array([[0.5, 1.0], [0.0, 2.0]])
+    t = np.array([[0.5, 0.0], [1.0, 2.0]])
+    v = np.array([[0.0, 0.0], [1.0, 0.0]])
+    loss = nn.GaussianNLLLoss(eps=0.0, reduction="none")
+    with np.errstate(all="raise"):
+        out = loss(x, t, v)
+        gx, gt, gv = loss.backward()
+    np.testing.assert_array_equal(out, [[np.nan, np.nan], [0.5, np.nan]])
+    np.testing.assert_array_equal(gx, [[np.nan, np.inf], [-1.0, np.nan]])
+    np.testing.assert_array_equal(gv, [[np.nan, np.nan], [0.0, np.nan]])

@@ -264,7 +264,7 @@ class GaussianNLLLoss(Loss):
     def __init__(self, full=False, eps=1e-6, reduction="mean"):
         super().__init__(reduction)
         self.full = check_bool("GaussianNLLLoss", "full", full)
-        check_number("GaussianNLLLoss", "eps", eps, 0.0, low_open=True)
+        check_number("GaussianNLLLoss", "eps", eps, 0.0)   # (0: PyTorch takes it too)
         self.eps = float(eps)
         self._ctx = None
 
@@ -295,11 +295,13 @@ class GaussianNLLLoss(Loss):
                                     f"{t.shape} and {var_shape} do not broadcast") from None
         clamped = np.maximum(v, x.dtype.type(self.eps))
         diff = x - t
-        losses = np.broadcast_to(0.5 * (np.log(clamped) + diff * diff / clamped), shape)
+        with np.errstate(divide="ignore", invalid="ignore"):   # (a var of 0 with eps = 0)
+            losses = np.broadcast_to(0.5 * (np.log(clamped) + diff * diff / clamped), shape)
+            grad_x = np.broadcast_to(diff / clamped, shape)
+            grad_v = np.broadcast_to(
+                0.5 * (1 / clamped - diff * diff / (clamped * clamped)), shape)
         if self.full:
             losses = losses + x.dtype.type(0.5 * np.log(2 * np.pi))
-        grad_x = np.broadcast_to(diff / clamped, shape)
-        grad_v = np.broadcast_to(0.5 * (1 / clamped - diff * diff / (clamped * clamped)), shape)
         self._ctx = (grad_x, grad_v, (x.shape, t.shape, v.shape, var_shape), namespace,
                      losses.size)
         if self.reduction == "none":
