@@ -68,12 +68,12 @@ _R_SOFTMAX, _R_LOG_SOFTMAX = range(2)  # _activations.rows_forward / rows_backwa
 def backend_info():
     """Build facts of this backend: OpenMP on or off, the thread count in use, and
     whether this is the FASTNN_CYTHON_DEBUG=1 build (bounds checks on)."""
-    # OpenMP's count is per thread: apply fastnn's here first, as each op does, so the
-    # count reported is the one this thread's next op runs with
-    if _openmp.openmp_enabled() and _openmp.get_max_threads() != _threads.openmp_num_threads():
-        _openmp.set_num_threads(_threads.openmp_num_threads())
+    # OpenMP's count is per thread: read it as an op runs (_per_thread_count applies
+    # fastnn's first), so the count reported is the one this thread's next op runs with
+    count = (_per_thread_count(_openmp.get_max_threads) if _openmp.openmp_enabled()
+             else _openmp.get_max_threads)
     return {"openmp": bool(_openmp.openmp_enabled()),
-            "num_threads": int(_openmp.get_max_threads()),
+            "num_threads": int(count()),
             "debug": bool(_openmp.bounds_checked()),
             "blas": _linear_blas(),
             "blas_threads": blas_pool.describe()}

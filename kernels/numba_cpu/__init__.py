@@ -46,8 +46,4 @@ _threads.warn_if_spin_too_late("numba")
 
 def backend_info():
     """Threading layer, fastmath flags, thread counts and cache location."""
-    # numba's count is per thread: apply fastnn's here first, as every kernel does, and
-    # report the count this thread's next kernel runs with (1 in a child forked after
-    # OpenMP loaded, where numba's own setting stays as it was)
-    threads = _config.sync_threads()
-    return {**_config.info(), "numba_num_threads": threads}
+    return _config.info()

@@ -429,7 +429,9 @@ def info():
         layer = "not initialised (priority: %s)" % ",".join(numba.config.THREADING_LAYER_PRIORITY)
     return {"numba_version": numba.__version__, "threading_layer": layer,
             "fastmath": sorted(FASTMATH), "parallel_min_elements": PARALLEL_MIN,
-            "numba_num_threads": numba.get_num_threads(),
+            # the count this thread's next kernel runs with: fastnn's applied first, as
+            # every kernel does (1 in a child forked after OpenMP loaded)
+            "numba_num_threads": sync_threads(),
             "max_threads": numba.config.NUMBA_NUM_THREADS,
             # True where LLVM may use 512-bit vectors on AVX-512 (_prefer_512_bit_vectors)
             "vectors_512_bit": "-prefer-256-bit" in (numba.config.CPU_FEATURES or "").split(","),
