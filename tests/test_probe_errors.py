@@ -156,3 +156,82 @@ def test_masked_arrays_are_refused_by_name(backend):
     with pytest.raises(TypeError, match="linear_forward: expected x to be a plain"):
         ops.linear_forward(x, np.ones((2, 3), np.float32))
     np.testing.assert_array_equal(nn.ReLU()(x.filled(0)), [[1, 0, 1], [1, 1, 1]])
+
+
+# ------------------------------------------- functional: ValueError and PyTorch's type
+def _functional_case(name, *args, **kwargs):
+    return pytest.param(name, args, kwargs, id=f"{name}-{len(_FUNCTIONAL_CASES)}")
+
+
+_FUNCTIONAL_CASES = []
+_R = np.random.default_rng(7)
+_X3, _X4, _X5 = (_R.standard_normal(s).astype("f4")
+                  for s in ((2, 3, 8), (2, 4, 6, 6), (1, 2, 4, 4, 4)))
+_POOLED = {2: (np.ones((2, 4, 3, 3), "f4"), np.arange(36).reshape(1, 1, 1, 36)),
+           1: (np.ones((2, 3, 4), "f4"), np.arange(0, 8, 2)[None, None].repeat(3, 1))}
+_CTC = (np.log(np.full((6, 2, 4), 0.25, "f4")), np.array([[1, 2, 3], [1, 1, 2]]),
+        np.array([6, 6]), np.array([3, 2]))
+for _case in [
+        # a layer's TypeValueError for a float or str size stays PyTorch's TypeError
+        ("local_response_norm", _X4, 2.5), ("local_response_norm", _X4, "a"),
+        ("max_unpool1d", np.ones((2, 3, 4), "f4"), np.zeros((2, 3, 4), np.int64), 2.0),
+        ("max_unpool2d", np.ones((2, 4, 3, 3), "f4"), np.zeros((2, 4, 3, 3), np.int64), 2.5),
+        ("max_unpool3d", np.ones((1, 2, 2, 2, 2), "f4"), np.zeros((1, 2, 2, 2, 2), np.int64),
+         2.0),
+        ("pixel_shuffle", _X4, 2.0), ("pixel_unshuffle", _X4, 1.5), ("unfold", _X4, 2.5),
+        ("max_pool3d", _X5, 2.5), ("avg_pool3d", _X5, 2.0), ("lp_pool2d", _X4, 2, 1.5),
+        ("adaptive_max_pool2d", _X4, 2.5), ("adaptive_avg_pool3d", _X5, (2.0, 2, 2)),
+        # embedding_bag's padding_idx as F.embedding_bag checks it (not nn.EmbeddingBag's
+        # assertion): a TypeError when not an int, a RuntimeError out of range
+        ("embedding_bag", np.array([1, 2, 3]), np.ones((10, 3), "f4"), np.array([0]),
+         {"padding_idx": 1.5}),
+        ("embedding_bag", np.array([1, 2, 3]), np.ones((10, 3), "f4"), np.array([0]),
+         {"padding_idx": True}),
+        ("embedding_bag", np.array([1, 2, 3]), np.ones((10, 3), "f4"), np.array([0]),
+         {"padding_idx": 10}),
+        ("embedding_bag", np.array([1, 2, 3]), np.ones((10, 3), "f4"), np.array([0]),
+         {"padding_idx": -11}),
+        # a layer's shape error at forward: RuntimeError and ValueError (was RuntimeError)
+        ("adaptive_avg_pool1d", np.ones((2, 3, 4, 4), "f4"), 2),
+        ("adaptive_max_pool3d", np.zeros((2, 3, 0, 2, 2), "f4"), 2),
+        ("max_pool3d", _X5, 9), ("avg_pool3d", _X5, 9), ("lp_pool1d", _X3, 2, 9),
+        ("pixel_shuffle", _X4, 3), ("unfold", _X4, 7),
+        ("fold", np.ones((2, 5, 9), "f4"), (4, 4), 2),
+        ("fractional_max_pool2d", _X4, 2, {"output_size": 9}),
+        ("channel_shuffle", _X4, 3),
+        # values the layers refuse: RuntimeError and ValueError, unchanged
+        ("local_response_norm", _X4, 0), ("softshrink", _X3, float("inf")),
+        ("cosine_similarity", _X3, _X3, {"eps": -1.0}),
+        ("max_unpool2d", *_POOLED[2], 2), ("max_unpool1d", *_POOLED[1], 2, {"stride": 0}),
+        ("max_unpool2d", np.ones((2, 4, 3, 3), "f4"), np.zeros((2, 4, 3, 3), np.int64), -2),
+        ("scaled_dot_product_attention", _X3, _X3, _X3, {"dropout_p": 1.5}),
+        ("ctc_loss", *_CTC, {"blank": 4}), ("ctc_loss", *_CTC[:2], np.array([7, 6]), _CTC[3]),
+        ("pad", _X3, (1, 1), "constant", 1e40),
+        ("multi_margin_loss", _X4[0, 0], np.array([0, 1, 9, 2, 0, 1]), {"p": 3}),
+        ("multilabel_margin_loss", _X4[0, 0], np.full((6, 6), 7)),
+        ("margin_ranking_loss", _X3[0, 0], _X3[0, 0, :3], np.ones(8, "f4"))]:
+    _kwargs = _case[-1] if isinstance(_case[-1], dict) else {}
+    _args = _case[1:-1] if _kwargs or isinstance(_case[-1], dict) else _case[1:]
+    _FUNCTIONAL_CASES.append(_functional_case(_case[0], *_args, **_kwargs))
+
+
+@pytest.mark.parametrize("name, args, kwargs", _FUNCTIONAL_CASES)
+def test_functional_errors_are_value_errors_of_pytorchs_type(name, args, kwargs):
+    """F's functions adapted from layers and loss classes turn the layers' ValueErrors
+    into PyTorch's RuntimeError (still ValueErrors); an error that already carries
+    PyTorch's type (TypeValueError for a float size, ...) keeps it, and a layer's shape
+    error at forward is a ValueError too (it was a bare RuntimeError)."""
+    torch = pytest.importorskip("torch")
+    from fastnn.nn import functional as F
+
+    def tensor(a):
+        return torch.from_numpy(a.copy()) if isinstance(a, np.ndarray) else a
+
+    with pytest.raises(Exception) as theirs:
+        getattr(torch.nn.functional, name)(*map(tensor, args), **kwargs)
+    kind = next(t for t in type(theirs.value).__mro__
+                if t in (RuntimeError, IndexError, TypeError, ValueError, AssertionError))
+    with pytest.raises(ValueError) as ours:
+        getattr(F, name)(*args, **kwargs)
+    assert isinstance(ours.value, kind), (type(ours.value), type(theirs.value), ours.value)
+

@@ -62,7 +62,7 @@ from .. import device as _device
 from .. import ops
 from .. import random as _random
 from ..backend import current as _current_backend
-from ..errors import RuntimeValueError
+from ..errors import IndexValueError, RuntimeValueError, TypeValueError
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
@@ -132,8 +132,8 @@ def _ints(where, name, value, n):
     if len(items) == 1:
         items = items * n
     if len(items) != n or not all(_is_int(v) for v in items):
-        raise TypeError(f"{where}: expected {name} to be an int or a tuple of {n} ints, "
-                        f"got {value!r}")
+        raise TypeValueError(f"{where}: expected {name} to be an int or a tuple of {n} "
+                             f"ints, got {value!r}")
     return tuple(int(v) for v in items)
 
 
@@ -141,11 +141,11 @@ def _axis(dim, ndim):
     """dim (an int, negative counting from the end) as an axis of a rank-ndim array, with
     PyTorch's IndexError when out of range (a 0-d array takes dim 0 or -1)."""
     if not _is_int(dim):
-        raise TypeError(f"expected dim to be an int, got {dim!r}")
+        raise TypeValueError(f"expected dim to be an int, got {dim!r}")
     low, high = (-1, 0) if ndim == 0 else (-ndim, ndim - 1)
     if not low <= dim <= high:
-        raise IndexError(f"Dimension out of range (expected to be in range of [{low}, {high}], "
-                         f"but got {dim})")
+        raise IndexValueError(f"Dimension out of range (expected to be in range of [{low}, "
+                              f"{high}], but got {dim})")
     return int(dim) % max(ndim, 1)
 
 
@@ -416,13 +416,30 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 
 # ------------------------------------------- the host layers' activations and dropouts
+# PyTorch's types that fastnn's two-type errors (fastnn.errors) already carry: a
+# ValueError that is one of them is raised as it is.
+_TORCH_TYPES = (RuntimeError, IndexError, TypeError, AssertionError)
+
+
+@contextlib.contextmanager
+def _runtime_errors():
+    """A layer's or loss class's ValueError for its arguments or the shapes or values of
+    its arrays as PyTorch's RuntimeError (still a ValueError, fastnn's type); one that
+    already has PyTorch's type (a TypeValueError for a float size, an IndexValueError, an
+    AssertionValueError, a RuntimeValueError) passes unchanged."""
+    try:
+        yield
+    except ValueError as error:
+        if isinstance(error, _TORCH_TYPES):
+            raise
+        raise RuntimeValueError(str(error)) from None
+
+
 def _layer_forward(layer, x):
     """layer.forward(x) for a function adapted from a layer: the layer's shape errors
-    (ValueError, fastnn's layer convention) as PyTorch's RuntimeError."""
-    try:
+    (ValueError, fastnn's layer convention) as PyTorch's RuntimeError (_runtime_errors)."""
+    with _runtime_errors():
         return layer.forward(x)
-    except ValueError as error:
-        raise RuntimeError(str(error)) from None
 
 
 def hardshrink(input, lambd=0.5):
@@ -434,7 +451,8 @@ def softshrink(input, lambd=0.5):
     """input - lambd above lambd, input + lambd below -lambd, 0 between; lambd >= 0.
     input: any shape."""
     if isinstance(lambd, numbers.Real) and lambd < 0:
-        raise RuntimeError(f"lambda must be greater or equal to 0, but found to be {lambd}.")
+        raise RuntimeValueError(f"lambda must be greater or equal to 0, but found to be "
+                                f"{lambd}.")
     with _runtime_errors():   # (an infinite or NaN lambd: PyTorch's RuntimeError)
         layer = Softshrink(lambd)
     return layer.forward(_float("softshrink", "input", input))
@@ -670,8 +688,8 @@ def _int_arguments(where, **values):
     for name, value in values.items():
         items = value if isinstance(value, (tuple, list)) else (value,)
         if not all(_is_int(v) for v in int_items(items)):
-            raise TypeError(f"{where}(): argument '{name}' must be an int or a tuple of ints, "
-                            f"not {value!r}")
+            raise TypeValueError(f"{where}(): argument '{name}' must be an int or a tuple of "
+                                 f"ints, not {value!r}")
 
 
 def pixel_shuffle(input, upscale_factor):
@@ -1096,10 +1114,10 @@ def _divisor_override(where, value):
     if value is None:
         return None
     if not _is_int(value):
-        raise TypeError(f"{where}(): argument 'divisor_override' must be int, not "
-                        f"{type(value).__name__}")
+        raise TypeValueError(f"{where}(): argument 'divisor_override' must be int, not "
+                             f"{type(value).__name__}")
     if value == 0:
-        raise RuntimeError("divisor must be not zero")
+        raise RuntimeValueError("divisor must be not zero")
     return int(value)
 
 
@@ -1155,8 +1173,8 @@ def _adaptive_size(where, dims, output_size):
     tupled = isinstance(items, (tuple, list))
     if not all(_is_int(v) or (v is None and tupled and dims > 1)
                for v in (items if tupled else (items,))):
-        raise TypeError(f"{where}(): argument 'output_size' must be an int or a tuple of "
-                        f"ints, got {output_size!r}")
+        raise TypeValueError(f"{where}(): argument 'output_size' must be an int or a tuple "
+                             f"of ints, got {output_size!r}")
 
 
 def _adaptive_empty(where, layer, dims, input, output_size, indices=False, wrap=False):
@@ -1431,7 +1449,7 @@ def pad(input, pad, mode="constant", value=None):
     where = "pad"
     x = _float(where, "input", input)
     if not isinstance(pad, (tuple, list)) or not all(_is_int(v) for v in pad):
-        raise TypeError(f"{where}: expected pad to be a tuple of ints, got {pad!r}")
+        raise TypeValueError(f"{where}: expected pad to be a tuple of ints, got {pad!r}")
     if len(pad) % 2:
         raise RuntimeError("Padding length must be divisible by 2")
     k = len(pad) // 2
@@ -2018,16 +2036,6 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
 # Each is the forward of its nn loss class (fastnn.nn.loss, pair_losses, ctc), the
 # value returned as the losses above return theirs: a 0-d array ('mean', 'sum') or the
 # per-sample losses ('none'), in the input's dtype.
-@contextlib.contextmanager
-def _runtime_errors():
-    """A loss class's ValueError for the shapes or values of its arrays as PyTorch's
-    RuntimeError (still a ValueError, fastnn's type)."""
-    try:
-        yield
-    except ValueError as error:
-        raise RuntimeValueError(str(error)) from None
-
-
 def _class_loss(loss, dtype, *arrays):
     """loss.forward(*arrays) as a 0-d array or the 'none' losses, in dtype."""
     with _runtime_errors():
@@ -2357,7 +2365,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=0, reducti
     reduction = _reduction(None, None, reduction)
     lp = _float(where, "log_probs", log_probs)
     if not _is_int(blank):
-        raise TypeError(f"{where}: expected blank to be an int, got {blank!r}")
+        raise TypeValueError(f"{where}: expected blank to be an int, got {blank!r}")
     with _runtime_errors():  # (PyTorch: "blank must be in label range")
         loss = CTCLoss(blank, reduction, zero_infinity)
     return _class_loss(loss, lp.dtype, lp, targets, input_lengths, target_lengths)
@@ -2575,13 +2583,9 @@ def local_response_norm(input, size, alpha=1e-4, beta=0.75, k=1.0):
 def _window_layer(make, x):
     """make() (a pooling, folding or shuffling layer) run on x: its ValueErrors, from the
     arguments or the input, as PyTorch's RuntimeError; a TypeValueError (a float size)
-    stays PyTorch's TypeError."""
-    try:
+    stays PyTorch's TypeError (_runtime_errors)."""
+    with _runtime_errors():
         layer = make()
-    except TypeError:
-        raise
-    except ValueError as error:
-        raise RuntimeValueError(str(error)) from None
     return _layer_forward(layer, x)
 
 
@@ -3099,7 +3103,15 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
     if mode == "max" and sparse:
         raise ValueError("max mode does not support sparse weights")
     if idx.size and (idx.min() < 0 or idx.max() >= w.shape[0]):
-        raise RuntimeError(f"embedding_bag: an index lies outside [0, {w.shape[0]})")
+        raise RuntimeValueError(f"embedding_bag: an index lies outside [0, {w.shape[0]})")
+    if padding_idx is not None:   # (checked here: the layer's own check is an assertion)
+        if not _is_int(padding_idx):
+            raise TypeValueError(f"embedding_bag(): argument 'padding_idx' must be int, not "
+                                 f"{type(padding_idx).__name__}")
+        if not -w.shape[0] <= padding_idx < w.shape[0]:
+            raise RuntimeValueError(f"embedding_bag: padding_idx must be within the number of "
+                                    f"embeddings, -{w.shape[0]} through {w.shape[0] - 1}, "
+                                    f"but got {padding_idx}")
     with _runtime_errors():
         bag = EmbeddingBag(w.shape[0], w.shape[1], mode=mode, _weight=w,
                            include_last_offset=include_last_offset,
