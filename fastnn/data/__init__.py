@@ -3,7 +3,9 @@
 ``load(name)`` returns (x_train, y_train, x_test, y_test) for 'fashion-mnist',
 'mnist', 'cifar10' or 'digits'; ``DataLoader`` iterates over arrays, or a map-style
 ``Dataset`` (``TensorDataset``, ``Subset``, ``ConcatDataset``, ``random_split``: PyTorch's
-``torch.utils.data`` names), in batches.
+``torch.utils.data`` names), in batches, its indices drawn by a sampler
+(``SequentialSampler``, ``RandomSampler``, ``SubsetRandomSampler``,
+``WeightedRandomSampler``, ``BatchSampler``, or your own ``Sampler``).
 """
 from .cifar import CIFARError, load_cifar10, read_batch
 from .dataset import (ConcatDataset, Dataset, Subset, TensorDataset, default_collate,
@@ -14,6 +16,8 @@ from .idx import IDXError, parse_idx, read_idx
 from .loader import DataLoader
 from .mnist import load_fashion_mnist, load_mnist
 from .pixels import float_dtype
+from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler,
+                      SubsetRandomSampler, WeightedRandomSampler)
 
 DATASETS = {
     "fashion-mnist": load_fashion_mnist,
@@ -49,4 +53,5 @@ def load(name, root=None, download=False, flatten=False, dtype="float32"):
 __all__ = ["load", "DATASETS", "DataLoader", "read_idx", "parse_idx", "IDXError",
            "DownloadError", "load_mnist", "load_fashion_mnist", "load_cifar10", "read_batch",
            "CIFARError", "load_digits", "Dataset", "TensorDataset", "Subset", "ConcatDataset",
-           "random_split", "default_collate", "default_convert"]
+           "random_split", "default_collate", "default_convert", "Sampler", "SequentialSampler",
+           "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler"]

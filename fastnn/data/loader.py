@@ -1,12 +1,13 @@
 """Mini-batch iteration over in-memory arrays or a map-style Dataset."""
-import math
+import multiprocessing
 import numbers
 
 import numpy as np
 
-from .. import random as _random
+from ..errors import AssertionValueError, IndexValueError, TypeValueError
 from .dataset import (TensorDataset, array_view, default_collate, default_convert,
                       is_dataset)
+from .sampler import BatchSampler, RandomSampler, SequentialSampler, as_generator
 
 
 class _BatchSizeDefault:
@@ -24,16 +25,28 @@ def _gather(a, rows):
     return a[rows] if isinstance(rows, slice) else np.take(a, rows, axis=0)
 
 
-def as_generator(seed):
-    """An np.random.Generator from an int seed, None (fresh entropy) or a Generator."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"DataLoader: seed (or generator) must be None, an int or a "
-                        f"numpy.random.Generator, got {type(seed).__name__}")
-    if seed is not None and seed < 0:
-        raise ValueError(f"DataLoader: seed must be a non-negative int, got {seed}")
-    return np.random.default_rng(None if seed is None else int(seed))
+def _gather_all(arrays, rows):
+    """Each array's rows (one np.take each); an index out of range is an
+    IndexValueError (PyTorch's IndexError), as np.take finds it."""
+    try:
+        return [_gather(a, rows) for a in arrays]
+    except IndexError as err:
+        raise IndexValueError(f"DataLoader: a sampler's index is out of range for "
+                              f"{len(arrays[0])} samples ({err})") from None
+
+
+def _as_rows(batch, n):
+    """A batch of indices (a slice, an int array, or a sampler's list) as a slice or an
+    int64 array, for gathering from arrays of n rows."""
+    if isinstance(batch, slice):
+        if batch.stop <= n:
+            return batch
+        batch = np.arange(batch.start, batch.stop)   # np.take then says it is out of range
+    rows = np.asarray(batch)
+    if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+        raise IndexValueError(f"DataLoader: a batch's indices into arrays must be a list "
+                              f"of ints, got {rows.ndim}-d {rows.dtype} indices")
+    return rows.astype(np.int64, copy=False)
 
 
 class DataLoader:
@@ -60,19 +73,41 @@ class DataLoader:
     positional shuffle); batch_size defaults to 1 there.
     Each batch is ``collate_fn(samples)`` (``default_collate``: arrays stacked, a tuple
     sample giving a list of batched fields, as PyTorch's); a TensorDataset, or a Subset of
-    one, is gathered with one ``np.take`` per array (slices when not shuffled). Over
+    one, is gathered with one ``np.take`` per array (slices when in order). Over
     arrays, a ``collate_fn`` given gets the batch's samples, each packed as a batch is
     (``x[i]``, ``(x[i], y[i])`` or ``(x[i], (y1[i], ...))``).
-    ``generator`` is PyTorch's name for ``seed``; ``num_workers`` and ``pin_memory``
-    are accepted for PyTorch code, and batches are made in the calling process.
+    ``generator`` is PyTorch's name for ``seed``.
     ``.dataset`` is the dataset (over arrays: a TensorDataset of x and y, no copy).
     ``batch_size=None`` turns batching off, as PyTorch's: each sample is yielded as it
     is (``collate_fn(sample)`` when given), one per step (not with ``drop_last``).
+
+    ``sampler`` (a ``fastnn.data`` Sampler, or any iterable of indices, e.g. a list)
+    gives the indices of a pass, batched by ``batch_size``/``drop_last``; it excludes
+    ``shuffle``. ``batch_sampler`` (a ``BatchSampler`` or any iterable of lists of
+    indices) gives whole batches; it excludes ``batch_size`` (other than 1), ``shuffle``,
+    ``sampler`` and ``drop_last``. Both work over arrays and datasets; a TensorDataset and
+    the array form still gather each batch with one ``np.take`` per array (fastnn's own
+    samplers hand over index arrays, no Python loop over samples). ``.sampler`` and
+    ``.batch_sampler`` are set as PyTorch's (a SequentialSampler or RandomSampler, and a
+    BatchSampler, when not given); ``len(loader)`` is ``len(batch_sampler)``, or
+    ``len(sampler)`` with ``batch_size=None``.
+
+    Batches are made in the calling process: ``num_workers``, ``pin_memory``,
+    ``timeout``, ``prefetch_factor``, ``persistent_workers``, ``multiprocessing_context``,
+    ``pin_memory_device`` and ``in_order`` are checked as PyTorch checks them and kept as
+    attributes, and change nothing else. ``worker_init_fn`` (with ``num_workers > 0``;
+    PyTorch never calls it otherwise) is called as ``worker_init_fn(0)`` in the calling
+    process when a pass starts, the pass's one worker (with ``persistent_workers=True``:
+    only when the first pass starts), so per-worker setup (opening files, seeding) runs
+    once before the samples are read; PyTorch calls it in each of ``num_workers`` worker
+    processes with ids ``0..num_workers-1``.
     """
 
     def __init__(self, x, y=None, batch_size=_UNSET, shuffle=False, seed=None,
-                 drop_last=False, *, collate_fn=None, num_workers=0, pin_memory=False,
-                 generator=None):
+                 drop_last=False, *, sampler=None, batch_sampler=None, collate_fn=None,
+                 num_workers=0, pin_memory=False, timeout=0, worker_init_fn=None,
+                 multiprocessing_context=None, generator=None, prefetch_factor=None,
+                 persistent_workers=False, pin_memory_device="", in_order=True):
         # a list of samples is a dataset, as in PyTorch (not one array), unless targets
         # follow it: DataLoader(list_of_samples[, batch_size]) and DataLoader(x, y)
         positional_batch = isinstance(y, numbers.Integral) and not isinstance(y, bool)
@@ -89,20 +124,29 @@ class DataLoader:
             if y is not None:
                 raise TypeError(f"DataLoader: a dataset yields its own targets; y must be "
                                 f"None with {type(x).__name__}, got {type(y).__name__}")
-            batch_size = 1 if batch_size is _UNSET else batch_size
-        elif batch_size is _UNSET:
-            batch_size = 32
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"DataLoader: collate_fn must be callable, got "
                             f"{type(collate_fn).__name__}")
-        if isinstance(num_workers, bool) or not isinstance(num_workers, numbers.Integral) \
-                or num_workers < 0:
-            raise ValueError("num_workers option should be non-negative; use "
-                             "num_workers=0 to disable multiprocessing.")
+        self._check_workers(num_workers, timeout, worker_init_fn, prefetch_factor,
+                            persistent_workers, multiprocessing_context, pin_memory_device)
         if generator is not None:
             if seed is not None:
                 raise TypeError("DataLoader: pass seed= or generator=, not both")
             seed = generator
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
+        if batch_sampler is not None:
+            # PyTorch's: batch_sampler makes every batch; batch_size may only be its 1
+            if (batch_size not in (_UNSET, 1) or shuffle or sampler is not None
+                    or drop_last):
+                raise ValueError("DataLoader: batch_sampler option is mutually exclusive "
+                                 "with batch_size, shuffle, sampler, and drop_last")
+            _check_iterable(batch_sampler, "batch_sampler")
+            batch_size = None
+        elif batch_size is _UNSET:
+            batch_size = 1 if self._dataset is not None else 32
+        if sampler is not None:
+            _check_iterable(sampler, "sampler")
         if batch_size is None:   # PyTorch's: no batching, each sample yielded as it is
             if drop_last:
                 raise ValueError("batch_size=None option disables auto-batching and is "
@@ -111,14 +155,15 @@ class DataLoader:
                 or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive int or None, got "
                              f"{batch_size!r}")
-        self.collate_fn, self.num_workers = collate_fn, int(num_workers)
-        self.pin_memory = bool(pin_memory)
+        self.collate_fn = collate_fn
+        self.pin_memory, self.in_order = bool(pin_memory), bool(in_order)
         self.batch_size = None if batch_size is None else int(batch_size)
         if not isinstance(drop_last, (bool, np.bool_)):
             raise ValueError(f"drop_last should be a boolean value, but got "
                              f"drop_last={drop_last!r}")
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
+        self.generator = seed
         # None: each shuffled pass draws its seed from fastnn's generator when it starts
         # (not fresh entropy, and not at construction): a pass after fastnn.manual_seed
         # repeats, and building a loader leaves the generator alone, as PyTorch's
@@ -126,9 +171,91 @@ class DataLoader:
         self.rng = None if seed is None and shuffle else as_generator(seed)
         if self._dataset is None:
             self._set_arrays(x, y)
-        if self.shuffle and self.num_samples == 0:   # (PyTorch's RandomSampler refuses it)
-            raise ValueError("DataLoader: num_samples should be a positive integer value "
-                             "to shuffle, but got num_samples=0")
+        if sampler is None:
+            if self.shuffle:   # (PyTorch's RandomSampler refuses no samples)
+                if self.num_samples == 0:
+                    raise ValueError("DataLoader: num_samples should be a positive integer "
+                                     "value to shuffle, but got num_samples=0")
+                sampler = RandomSampler(self.dataset, generator=self.rng)
+            else:
+                sampler = SequentialSampler(self.dataset)
+        if batch_sampler is None and self.batch_size is not None:
+            batch_sampler = BatchSampler(sampler, self.batch_size, self.drop_last)
+        self.sampler, self.batch_sampler = sampler, batch_sampler
+        self._initialized_workers = False
+        self._initialized = True
+
+    # the batches are planned when the loader is built (its batch_sampler): changing
+    # these later would be silently ignored, so it is an error, as in PyTorch
+    _FIXED = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset",
+              "persistent_workers", "shuffle")
+
+    def __setattr__(self, name, value):
+        if name in self._FIXED and self.__dict__.get("_initialized", False):
+            raise ValueError(f"{name} attribute should not be set after DataLoader is "
+                             f"initialized")
+        super().__setattr__(name, value)
+
+    def _check_workers(self, num_workers, timeout, worker_init_fn, prefetch_factor,
+                       persistent_workers, multiprocessing_context, pin_memory_device):
+        """PyTorch's checks of the multiprocessing options, which are then kept (batches
+        are made in the calling process whatever they say)."""
+        if isinstance(num_workers, bool) or not isinstance(num_workers, numbers.Integral) \
+                or num_workers < 0:
+            raise ValueError("num_workers option should be non-negative; use "
+                             "num_workers=0 to disable multiprocessing.")
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+            raise TypeValueError(f"DataLoader: timeout must be a number of seconds, got "
+                                 f"{type(timeout).__name__}")
+        if timeout < 0:
+            raise ValueError("timeout option should be non-negative")
+        if timeout > 0 and num_workers == 0:
+            # PyTorch's single-process iterator asserts it (when the pass starts)
+            raise AssertionValueError("DataLoader: timeout > 0 needs num_workers > 0 (as "
+                                      "PyTorch's single-process loading requires timeout == 0)")
+        if worker_init_fn is not None and not callable(worker_init_fn):
+            raise TypeError(f"DataLoader: worker_init_fn must be callable, got "
+                            f"{type(worker_init_fn).__name__}")
+        if prefetch_factor is not None:
+            if num_workers == 0:
+                raise ValueError("prefetch_factor option could only be specified in "
+                                 "multiprocessing. Let num_workers > 0 to enable "
+                                 "multiprocessing, otherwise set prefetch_factor to None.")
+            if isinstance(prefetch_factor, bool) or \
+                    not isinstance(prefetch_factor, numbers.Integral):
+                raise TypeValueError(f"DataLoader: prefetch_factor must be an int, got "
+                                     f"{type(prefetch_factor).__name__}")
+            if prefetch_factor < 0:
+                raise ValueError("prefetch_factor option should be non-negative")
+        elif num_workers > 0:
+            prefetch_factor = 2
+        if persistent_workers and num_workers == 0:
+            raise ValueError("persistent_workers option needs num_workers > 0")
+        if multiprocessing_context is not None:
+            if num_workers == 0:
+                raise ValueError(f"multiprocessing_context can only be used with "
+                                 f"multi-process loading (num_workers > 0), but got "
+                                 f"num_workers={num_workers}")
+            if isinstance(multiprocessing_context, str):
+                methods = multiprocessing.get_all_start_methods()
+                if multiprocessing_context not in methods:
+                    raise ValueError(f"multiprocessing_context option should specify a "
+                                     f"valid start method in {methods!r}, but got "
+                                     f"multiprocessing_context={multiprocessing_context!r}")
+                multiprocessing_context = multiprocessing.get_context(multiprocessing_context)
+            if not isinstance(multiprocessing_context, multiprocessing.context.BaseContext):
+                raise TypeValueError(f"multiprocessing_context option should be a valid "
+                                     f"context object or a string specifying the start "
+                                     f"method, but got multiprocessing_context="
+                                     f"{multiprocessing_context!r}")
+        if not isinstance(pin_memory_device, str):
+            raise TypeValueError(f"DataLoader: pin_memory_device must be a str, got "
+                                 f"{type(pin_memory_device).__name__}")
+        self.num_workers, self.timeout = int(num_workers), timeout
+        self.worker_init_fn, self.prefetch_factor = worker_init_fn, prefetch_factor
+        self.persistent_workers = bool(persistent_workers)
+        self.multiprocessing_context = multiprocessing_context
+        self.pin_memory_device = pin_memory_device
 
     def _set_arrays(self, x, y):
         """Keep the array form's x (N, ...) and targets y (None, one array or list, or a
@@ -144,77 +271,101 @@ class DataLoader:
                 raise ValueError(f"DataLoader: x holds {x.shape[0]} samples but a target array "
                                  f"has shape {a.shape}")
         self.x, self._ys, self._has_y = x, ys, y is not None
+        self._arrays = TensorDataset(x, *ys)
 
     @property
     def dataset(self):
         """The dataset iterated over (over arrays: a TensorDataset of x and the targets)."""
         if self._dataset is not None:
             return self._dataset
-        return TensorDataset(self.x, *self._ys)
+        return self._arrays
 
     @property
     def num_samples(self):
+        """The number of samples in the dataset (a sampler may read fewer or more)."""
         return len(self._dataset) if self._dataset is not None else self.x.shape[0]
 
     def __len__(self):
-        """Number of batches per pass."""
-        n, b = self.num_samples, self.batch_size or 1
-        return n // b if self.drop_last else math.ceil(n / b)
+        """Number of batches per pass: len(batch_sampler), or len(sampler) unbatched."""
+        if self.batch_sampler is not None:
+            return len(self.batch_sampler)
+        return len(self.sampler)
 
     def _pack(self, x, ys):
         if not self._has_y:
             return x
         return x, (tuple(ys) if self._multi_y else ys[0])
 
-    def __iter__(self):
-        if self._dataset is not None:
-            yield from self._iter_dataset()
+    def _start_pass(self):
+        """worker_init_fn(0) in this process, the pass's one worker (PyTorch's workers
+        call it when they start: each pass, or once with persistent_workers)."""
+        if self.worker_init_fn is None or self.num_workers == 0:
             return
-        for rows in self._batch_rows():
-            if self.batch_size is None:   # one sample, as it is (or collate_fn(sample))
-                sample = self._samples(rows)[0]
-                yield sample if self.collate_fn is None else self.collate_fn(sample)
-            elif self.collate_fn is not None:
+        if self.persistent_workers and self._initialized_workers:
+            return
+        self._initialized_workers = True
+        self.worker_init_fn(0)
+
+    def __iter__(self):
+        self._start_pass()
+        if self.batch_sampler is None:   # batch_size=None: one sample per step
+            for index in self.sampler:
+                yield self._one(index)
+            return
+        own = isinstance(self.batch_sampler, BatchSampler) and \
+            type(self.batch_sampler).__iter__ is BatchSampler.__iter__
+        batches = self.batch_sampler._batches() if own else iter(self.batch_sampler)
+        if self._dataset is not None:
+            yield from self._dataset_batches(batches)
+            return
+        n = self.x.shape[0]
+        for batch in batches:
+            rows = _as_rows(batch, n)
+            if self.collate_fn is not None:
                 yield self.collate_fn(self._samples(rows))
             else:
-                yield self._pack(_gather(self.x, rows), [_gather(a, rows) for a in self._ys])
+                gathered = _gather_all([self.x, *self._ys], rows)
+                yield self._pack(gathered[0], gathered[1:])
+
+    def _one(self, index):
+        """The sample at index, unbatched (batch_size=None)."""
+        if self._dataset is not None:
+            return (self.collate_fn or default_convert)(self._dataset[index])
+        i = int(_as_rows([index], self.x.shape[0])[0])
+        if not -self.x.shape[0] <= i < self.x.shape[0]:
+            raise IndexValueError(f"DataLoader: a sampler's index {i} is out of range for "
+                                  f"{self.x.shape[0]} samples")
+        sample = self._pack(self.x[i], [a[i] for a in self._ys])
+        return sample if self.collate_fn is None else self.collate_fn(sample)
 
     def _samples(self, rows):
         """The array form's samples at rows (a slice or index array), each packed as a
         batch is: x[i], (x[i], y[i]) or (x[i], (y1[i], y2[i], ...))."""
         indices = range(rows.start, rows.stop) if isinstance(rows, slice) else rows
-        return [self._pack(self.x[i], [a[i] for a in self._ys]) for i in indices]
+        try:
+            return [self._pack(self.x[i], [a[i] for a in self._ys]) for i in indices]
+        except IndexError as err:
+            raise IndexValueError(f"DataLoader: a sampler's index is out of range for "
+                                  f"{self.x.shape[0]} samples ({err})") from None
 
-    def _batch_rows(self):
-        """Each batch's rows of one pass: slices in order, or runs of a new permutation
-        (drawn from the generator) when shuffling."""
-        n, b = self.num_samples, self.batch_size or 1
-        order = None
-        if self.shuffle:
-            rng = self.rng if self.rng is not None else as_generator(_random.draw_seed())
-            order = rng.permutation(n)
-        for start in range(0, len(self) * b, b):
-            yield slice(start, min(start + b, n)) if order is None else order[start:start + b]
-
-    def _iter_dataset(self):
-        if self.batch_size is None:   # one sample, as it is (or collate_fn(sample))
-            for rows in self._batch_rows():
-                sample = self._dataset[int(rows.start if isinstance(rows, slice) else rows[0])]
-                yield (self.collate_fn or default_convert)(sample)
-            return
+    def _dataset_batches(self, batches):
         view = array_view(self._dataset) if self.collate_fn is None else None
         if view is not None:  # a TensorDataset (or Subset of one): whole-batch gathers
             arrays, index = view
-            for rows in self._batch_rows():
+            n = len(arrays[0]) if index is None else len(index)
+            for batch in batches:
+                rows = _as_rows(batch, n)
                 if index is not None:
-                    rows = index[rows]
-                yield [_gather(a, rows) for a in arrays]
+                    rows = _gather_all([index], rows)[0]
+                yield _gather_all(arrays, rows)
             return
         collate = self.collate_fn or default_collate
         fetch_many = getattr(self._dataset, "__getitems__", None)
-        for rows in self._batch_rows():
-            rows = (list(range(rows.start, rows.stop)) if isinstance(rows, slice)
-                    else rows.tolist())
+        for batch in batches:
+            # a sampler's own elements are handed to the dataset as they are (a dataset
+            # may take keys other than ints, as in PyTorch)
+            rows = (list(range(batch.start, batch.stop)) if isinstance(batch, slice)
+                    else batch.tolist() if isinstance(batch, np.ndarray) else list(batch))
             samples = (fetch_many(rows) if callable(fetch_many)
                        else [self._dataset[i] for i in rows])
             yield collate(samples)
@@ -226,3 +377,10 @@ class DataLoader:
                     f"{self.shuffle}, drop_last={self.drop_last})")
         return (f"DataLoader(num_samples={self.num_samples}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last})")
+
+
+def _check_iterable(obj, name):
+    """PyTorch takes any iterable as a sampler (a list of indices, a Sampler)."""
+    if not (hasattr(obj, "__iter__") or hasattr(obj, "__getitem__")):
+        raise TypeValueError(f"DataLoader: {name} must be an iterable of indices (a "
+                             f"Sampler, a list), got {type(obj).__name__}")
