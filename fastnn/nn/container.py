@@ -10,7 +10,7 @@ import numpy as np
 from .. import device as _device
 from ..errors import MissingKeyError
 from .linear import Linear
-from .module import FUSED, Module, Parameter
+from .module import FUSED, Module, Parameter, _Stale
 
 
 # (callers check Module._hooks_seen and module._hooked first: with no hook ever
@@ -87,7 +87,10 @@ class Sequential(Module):
     def _relayer(self):
         """_layers from _modules after a change; the last forward no longer counts."""
         object.__setattr__(self, "_layers", list(self._modules.values()))
-        object.__setattr__(self, "_out_meta", None)
+        if self._out_meta is not None:   # (was "backward called before forward")
+            object.__setattr__(self, "_out_meta", _Stale("its layers were changed (append, "
+                                                          "insert, pop, del or seq[i] = ...)",
+                                                          None))
 
     def append(self, layer):
         """Add a layer at the end (named by its index); returns self."""
@@ -305,11 +308,13 @@ class Sequential(Module):
 
     def _forward(self, x, buffered):
         steps, hooked = self._plan()
-        checked_as_they_run = hooked or any(layer._opaque for layer, _, _ in steps[:-1])
+        checked_as_they_run = hooked or any(layer._opaque or layer._runs_user_code
+                                            for layer, _, _ in steps)
         if checked_as_they_run:
             # layers after a user module (or one with hooks) are checked only as they
-            # run: should one fail, the buffers (running statistics) and batch counters
-            # of those before it are put back
+            # run, and the user's code may raise in any of them (the last one too): should
+            # one fail, the buffers (running statistics) and batch counters of those
+            # before it are put back
             saved = [(buf, _device.host_copy(buf)) for buf in self.buffers()]
             counts = [(m, m.num_batches_tracked) for m in self.modules()
                       if getattr(type(m), "counts_batches", False)]
@@ -412,6 +417,9 @@ class Sequential(Module):
             now = layer._out_meta
             if now is meta or (through and now == meta):
                 continue
+            if type(now) is _Stale:   # the layer alone was moved, converted or loaded
+                raise now.error(layer, f"Sequential layer {self._layers.index(layer)}: "
+                                       f"{layer._where()}")
             failed = self.__dict__.get("_failed_forward")
             if failed:
                 raise RuntimeError(

@@ -537,6 +537,50 @@ FUSED = _Marker("FUSED")
 #: ``_out_meta`` after a forward run with gradients disabled (fastnn.no_grad()).
 NO_GRAD = _Marker("NO_GRAD")
 
+class _Stale:
+    """``_out_meta`` of a module whose arrays ``to()`` / ``.float()`` / ``.double()`` /
+    ``load_state_dict`` changed after its last forward (``reason`` says which): its
+    backward raises instead of mixing that forward's saved arrays with the new ones
+    (PyTorch's backward fails too: a dtype mismatch, or an in-place modification). ctx
+    is the ``_ctx`` of that forward, for a layer whose forward keeps no ``_out_meta``
+    (check_kept)."""
+
+    def __init__(self, reason, ctx, changed=True):
+        self.reason = reason
+        self.ctx = ctx
+        self.changed = changed   # False: reason is complete (not a change of arrays)
+
+    def error(self, module, where=None):
+        why = (f"{self.reason} after its last forward, so its backward would mix that "
+               f"forward's saved arrays with the new ones" if self.changed else self.reason)
+        return RuntimeError(f"{where or module._where()}: {why}; run forward again before "
+                            f"backward")
+
+    def __repr__(self):
+        return f"_Stale({self.reason!r})"
+
+
+def _has_forward_record(module):
+    """True when module kept something of a forward for its backward."""
+    state = module.__dict__
+    return any(state.get(name) not in (None, NO_GRAD) for name in ("_out_meta", "_ctx"))
+
+
+def _mark_stale(modules, reason):
+    """Each of modules that kept a forward for backward refuses that backward, saying
+    reason; their scratch buffers are dropped."""
+    for module in modules:
+        module._scratch.clear()
+        if _has_forward_record(module):
+            object.__setattr__(module, "_out_meta", _Stale(reason, module.__dict__.get("_ctx")))
+
+
+def _with_ancestors(root, changed):
+    """The modules of root's tree (root included) that are in changed (ids) or hold one."""
+    return [m for m in root.modules()
+            if id(m) in changed or any(id(sub) in changed for sub in m.modules())]
+
+
 def no_grad_backward_error(module):
     """The RuntimeError of a backward after a forward run with gradients disabled."""
     return RuntimeError(f"{module._where()}: its last forward ran with gradients disabled "
@@ -598,6 +642,8 @@ def _check_sub_records(module, kept):
         now_meta, now_ctx = m.__dict__.get("_out_meta"), m.__dict__.get("_ctx")
         if ((now_meta is meta or now_meta is None) and (now_ctx is ctx or now_ctx is None)):
             continue
+        if type(now_meta) is _Stale and (now_meta is not meta or now_meta.ctx is now_ctx):
+            raise now_meta.error(m, f"{module._where()}: its sub-module {name} ({m._where()})")
         failed = module.__dict__.get("_failed_forward")
         cls = type(module).__name__
         if failed:
@@ -615,6 +661,13 @@ def _check_sub_records(module, kept):
 def check_kept(module, ctx):
     """Raise unless ctx, what module's forward kept (kept_for_backward), serves a
     backward: RuntimeError before any forward, or after one under no_grad."""
+    if type(ctx) is _Stale:   # (a layer whose _out_meta is its record: EmbeddingBag)
+        raise ctx.error(module)
+    meta = module.__dict__.get("_out_meta")
+    if type(meta) is _Stale:   # moved or converted after the forward that kept ctx?
+        if meta.ctx is ctx:
+            raise meta.error(module)
+        object.__setattr__(module, "_out_meta", None)   # a forward since: done with it
     if ctx is None:
         raise RuntimeError(f"{module._where()}: backward called before forward")
     if ctx is NO_GRAD:
@@ -906,6 +959,9 @@ class Module:
     #: (backward): containers then call that method, as PyTorch's call module(x), not
     #: the built-in kernels under it (set by __init_subclass__)
     _user_forward = _user_backward = False
+    #: True on a subclass whose forward, _forward or __call__ is the user's (set by
+    #: __init_subclass__): see _runs_user_code
+    _user_code = False
 
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -949,6 +1005,8 @@ class Module:
                              and not _defined_in_fastnn(cls.forward))
         cls._user_backward = (cls._backward is not Module._backward
                               and not _defined_in_fastnn(cls.backward))
+        cls._user_code = not all(_defined_in_fastnn(getattr(cls, name))
+                                 for name in ("forward", "_forward", "__call__"))
         # fastnn.nn's own layers keep their constructor arguments (fastnn.save records
         # them so that fastnn.load(path) can rebuild a tree of built-in layers)
         init = cls.__dict__.get("__init__")
@@ -1326,6 +1384,7 @@ class Module:
         __call__ runs: a Module.__call__ it reaches runs no hooks a second time."""
         result = None
         called_always = set()
+        ran = False   # True once forward_call returned: a forward hook may still raise
         try:
             if self._forward_pre_hooks:
                 with_kwargs = self._forward_pre_hooks_with_kwargs
@@ -1352,13 +1411,21 @@ class Module:
                     object.__setattr__(self, "_in_call_hooks", was)
             else:
                 result = forward_call(*args, **kwargs)
+            ran = True
             if self._forward_hooks:
                 for hook_id, hook in list(self._forward_hooks.items()):
                     if hook_id in self._forward_hooks_always_called:
                         called_always.add(hook_id)
                     result = self._run_forward_hook(hook_id, hook, args, kwargs, result)
             return result
-        except Exception:
+        except Exception as error:
+            if ran and _has_forward_record(self):
+                # the forward ran (its layers keep this call for backward) but the caller
+                # gets no output: backward would differentiate the failed call
+                object.__setattr__(self, "_out_meta", _Stale(
+                    f"its last call failed in a forward hook ({type(error).__name__}) after "
+                    f"its forward ran, so its backward would differentiate that call",
+                    self.__dict__.get("_ctx"), changed=False))
             for hook_id, hook in list(self._forward_hooks.items()):
                 if (hook_id in self._forward_hooks_always_called
                         and hook_id not in called_always):
@@ -1573,7 +1640,10 @@ class Module:
         ns = _device.namespace(device)
         if device == "cuda":
             _device.kernels("cuda")  # raises a clear error where CUDA is unavailable
-        for module in self.modules():
+        # the modules that move refuse the backward of a forward run where they were (a
+        # move to where they are changes nothing: that backward still runs, as PyTorch's)
+        moving = [m for m in self.modules() if m._device != device]
+        for module in moving:
             for param in module._parameters.values():
                 if param is not None:
                     _move_parameter(param, device)
@@ -1581,9 +1651,8 @@ class Module:
                 if buf is not None and _device.device_of(buf) != device:
                     module._buffers[name] = ns.put(buf)
                     object.__setattr__(module, name, module._buffers[name])
-            module._scratch.clear()
-            object.__setattr__(module, "_out_meta", None)
             object.__setattr__(module, "_device", device)
+        _mark_stale(moving, f"it was moved to {device}")
         return self
 
     def cuda(self, device=None):
@@ -1740,6 +1809,7 @@ class Module:
         if problems:
             raise StateDictError(f"Error(s) in loading state_dict for {where}: nothing was "
                                  f"loaded: " + "; ".join(problems))
+        loaded = set()
         for key, value in values.items():
             module, name, kind = entries[key]
             if kind == "count":
@@ -1748,6 +1818,11 @@ class Module:
                 module.set_extra_state(value)
             else:
                 self._load_array(module, name, value, assign)
+                loaded.add(id(module))
+        # a backward of a forward before would mix its saved arrays with the loaded ones
+        # (PyTorch's fails: the copy is an in-place change of what its graph saved)
+        _mark_stale(_with_ancestors(self, loaded), "load_state_dict loaded new values "
+                    "into its parameters or buffers")
         result = LoadResult(missing, unexpected)
         for module in post_hooks:
             for hook in list(module._load_state_dict_post_hooks.values()):
@@ -1829,8 +1904,6 @@ class Module:
             setattr(module, name, new)
         else:
             setattr(module, name, array)
-        module._scratch.clear()
-        object.__setattr__(module, "_out_meta", None)
 
     # ------------------------------------------------------------------ dtypes
     def to_dtype(self, dtype):
@@ -1846,9 +1919,19 @@ class Module:
         if self._device != "cpu":  # convert on the host, then move back
             device = self._device
             return self.to("cpu").to_dtype(dtype).to(device)
+        # the modules whose arrays change dtype (and those holding them) refuse the
+        # backward of a forward before (a conversion to the dtype they have changes
+        # nothing: that backward still runs, as PyTorch's)
+        changed = {id(m) for m in self.modules()
+                   if any(p is not None and p.data.dtype != dtype
+                          for p in m._parameters.values())
+                   or any(b is not None and np.dtype(b.dtype).kind == "f" and b.dtype != dtype
+                          for b in m._buffers.values())}
         for module in self.modules():
             if "_lazy" in module.__dict__:  # its parameters, once made, take this dtype
                 module._lazy_dtype = dtype
+            if id(module) not in changed:
+                continue
             for param in module._parameters.values():
                 if param is None:
                     continue
@@ -1858,8 +1941,7 @@ class Module:
             for name, buf in list(module._buffers.items()):
                 if buf is not None and np.dtype(buf.dtype).kind == "f":
                     setattr(module, name, _device.c_contiguous(buf, dtype=dtype))
-            module._scratch.clear()
-            object.__setattr__(module, "_out_meta", None)
+        _mark_stale(_with_ancestors(self, changed), f"it was converted to {dtype}")
         return self
 
     def type(self, dst_type):
@@ -1984,6 +2066,8 @@ class Module:
                     f"layers' backward in the reverse order of forward and returning the "
                     f"gradient w.r.t. its input")
             raise RuntimeError(f"{self._where()}: backward called before forward")
+        if type(self._out_meta) is _Stale:
+            raise self._out_meta.error(self)
         if self._out_meta is NO_GRAD:
             raise no_grad_backward_error(self)
         if self._out_meta is FUSED:
@@ -2032,6 +2116,16 @@ class Module:
         cls = type(self)
         return (cls._user_forward or cls._user_backward
                 or (cls.forward is not Module.forward and cls.infer_shape is Module.infer_shape))
+
+    @property
+    def _runs_user_code(self):
+        """True when this module's forward runs code of the user's (a forward of its own,
+        a forward hook), here or in a sub-module: code that may raise after layers before
+        it ran (Sequential then puts their running statistics back)."""
+        if type(self)._user_code or (self._hooked and (self._forward_pre_hooks
+                                                       or self._forward_hooks)):
+            return True
+        return any(m is not None and m._runs_user_code for m in self._modules.values())
 
     def _forward(self, x, buffered):
         # A user module that overrides forward() runs through it (always fresh output).

@@ -1,0 +1,181 @@
+"""A module's forward/backward lifecycle: a forward that fails part-way, a move or a
+conversion between forward and backward, hooks, as PyTorch's modules behave."""
+import copy
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+
+
+def _grads(model):
+    return [None if p.grad is None else np.array(p.grad, copy=True) for p in model.parameters()]
+
+
+def _assert_same(first, second):
+    assert len(first) == len(second)
+    for a, b in zip(first, second):
+        assert (a is None and b is None) or np.array_equal(a, b)
+
+
+class _Picky(nn.Module):
+    """A user module that refuses a batch holding a NaN (after the layers before it ran)."""
+
+    def forward(self, x):
+        if np.isnan(x).any():
+            raise ValueError("bad batch")
+        return 2 * x
+
+    def backward(self, grad_out):
+        return 2 * grad_out
+
+
+class _PickyLayer(nn.Module):
+    """The same, written as a built-in layer is (_forward / _backward)."""
+
+    def _forward(self, x, buffered):
+        if np.isnan(x).any():
+            raise ValueError("bad batch")
+        return 2 * x
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        return 2 * grad_out
+
+
+@pytest.mark.parametrize("picky", [_Picky, _PickyLayer])
+@pytest.mark.parametrize("last", [True, False])
+def test_a_failed_forward_changes_nothing_the_next_step_sees(picky, last, rng):
+    # (a user module last in the Sequential, or one written with _forward, left the
+    # BatchNorm's running statistics and batch count updated by the failed call)
+    def build():
+        fastnn.manual_seed(0)
+        tail = [picky()] if last else [picky(), nn.Linear(6, 3), nn.Tanh()]
+        return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Dropout(0.3),
+                             *tail).double()
+    x = rng.standard_normal((5, 4))
+    bad = x.copy()
+    bad[2, 1] = np.nan
+    failed, twin = build(), build()
+    state = fastnn.random.get_state()
+    with pytest.raises(ValueError, match="bad batch"):
+        failed(bad)
+    bn = failed[1]
+    assert np.array_equal(bn.running_mean, np.zeros(6))
+    assert np.array_equal(bn.running_var, np.ones(6))
+    assert int(bn.num_batches_tracked) == 0
+    # the dropout that ran drew its mask, as PyTorch's does: with the generator where it
+    # was, the next step is the twin's step exactly
+    steps = []
+    for model in (failed, twin):
+        fastnn.random.set_state(state)
+        y = model(x)
+        steps.append((y, model.backward(np.ones_like(y)), _grads(model),
+                      [np.array(b, copy=True) for b in model.buffers()]))
+    (y, grad_x, grads, bufs), (y_t, grad_x_t, grads_t, bufs_t) = steps
+    np.testing.assert_array_equal(y, y_t)
+    np.testing.assert_array_equal(grad_x, grad_x_t)
+    _assert_same(grads, grads_t)
+    _assert_same(bufs, bufs_t)
+
+
+def test_a_forward_hook_that_raises_after_forward_refuses_that_calls_backward(rng):
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh()).double()
+    x, g = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+
+    def check(module, args, output):
+        if not np.isfinite(output).all():
+            raise ValueError("non-finite output")
+    model.register_forward_hook(check)
+    model(x)
+    bad = x.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        model(bad)
+    before = _grads(model)
+    # it silently gave the NaN gradients of the failed call
+    with pytest.raises(RuntimeError, match=r"last call failed in a forward hook "
+                                           r"\(ValueError\) after its forward ran"):
+        model.backward(g)
+    _assert_same(_grads(model), before)
+    model(x)
+    assert np.isfinite(model.backward(g)).all()
+
+
+def _seq():
+    fastnn.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 3),
+                         nn.Tanh()).double()
+
+
+@pytest.mark.parametrize("same", [lambda m: m.to("cpu"), lambda m: m.cpu(),
+                                  lambda m: m.double(), lambda m: m.to(np.float64),
+                                  lambda m: m.to(dtype=np.float64), lambda m: m[0].double(),
+                                  lambda m: m.train(), lambda m: m.eval()],
+                         ids=["to_cpu", "cpu", "double", "to_f64", "to_dtype", "layer",
+                              "train", "eval"])
+def test_a_move_that_changes_nothing_keeps_the_backward(same, rng):
+    # (PyTorch's backward runs; fastnn's said "backward called before forward")
+    x, g = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    moved, twin = _seq(), _seq()
+    moved(x)
+    twin(x)
+    same(moved)
+    np.testing.assert_array_equal(moved.backward(g), twin.backward(g))
+    _assert_same(_grads(moved), _grads(twin))
+
+
+@pytest.mark.parametrize("change, what", [
+    (lambda m: m.float(), "converted to float32"),
+    (lambda m: m.to(np.float32), "converted to float32"),
+    (lambda m: m.load_state_dict(m.state_dict()), "load_state_dict loaded"),
+    (lambda m: m.load_state_dict(copy.deepcopy(m.state_dict()), assign=True),
+     "load_state_dict loaded"),
+], ids=["float", "to_f32", "load", "load_assign"])
+def test_a_change_of_arrays_between_forward_and_backward_is_named(change, what, rng):
+    # (PyTorch's backward fails too: a dtype mismatch, or an in-place change of a saved
+    # tensor; fastnn said "backward called before forward", or for assign=True that a
+    # layer "ran a forward of its own")
+    x, g = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    for model, grad in ((_seq(), g), (_seq()[0], rng.standard_normal((5, 6)))):
+        model(x)
+        before = _grads(model)
+        change(model)
+        with pytest.raises(RuntimeError, match=f"{what}.* after its last forward"):
+            model.backward(grad)
+        _assert_same(_grads(model), before)
+        dtype = next(model.parameters()).dtype
+        model(x.astype(dtype))
+        assert model.backward(grad.astype(dtype)).shape == x.shape
+
+
+def test_a_layer_converted_alone_is_named_by_its_sequential(rng):
+    model = _seq()
+    model(rng.standard_normal((5, 4)))
+    model[3].float()
+    with pytest.raises(RuntimeError, match=r"Sequential layer 3: Linear.*converted to "
+                                           r"float32 after its last forward"):
+        model.backward(np.ones((5, 3)))
+
+
+@pytest.mark.parametrize("build, run, back", [
+    (lambda: nn.LSTM(4, 3), lambda m, x: m(x)[0], lambda m, g: m.backward(g, None)),
+    (lambda: nn.MultiheadAttention(4, 2), lambda m, x: m(x, x, x)[0],
+     lambda m, g: m.backward(g)),
+    (lambda: nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0), lambda m, x: m(x),
+     lambda m, g: m.backward(g)),
+], ids=["LSTM", "MultiheadAttention", "TransformerEncoderLayer"])
+def test_layers_with_a_forward_of_their_own_refuse_after_a_conversion(build, run, back, rng):
+    # (the LSTM raised a dtype mismatch of grad_output; MultiheadAttention mixed a float32
+    # forward with float64 weights silently)
+    x = rng.standard_normal((2, 5, 4)).astype(np.float32)
+    model = build()
+    y = run(model, x)
+    model.double()
+    with pytest.raises(RuntimeError, match="converted to float64 after its last forward"):
+        back(model, np.ones_like(y, dtype=np.float64))
+    for _ in range(2):   # a forward since: backward runs (and again after the next one)
+        y = run(model, x.astype(np.float64))
+        back(model, np.ones_like(y))
+    model.to("cpu")   # nothing moves
+    back(model, np.ones_like(y))
