@@ -449,28 +449,45 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     x = _check_batchnorm(where, x, weight, bias, mean_only, training)
     c = x.shape[1]
     _check(where, "bias", bias, shape=(c,), dtype=x.dtype)
-    check_out(where, "running_mean", running_mean, (c,), x.dtype)
     if running_mean is None:
         raise ValueError(f"{where}: running_mean is required")
-    if not mean_only:
-        if running_var is None:
-            raise ValueError(f"{where}: running_var is required unless mean_only")
-        check_out(where, "running_var", running_var, (c,), x.dtype)
+    if not mean_only and running_var is None:
+        raise ValueError(f"{where}: running_var is required unless mean_only")
+    # training updates the running statistics in place (out= buffers); eval only reads
+    # them, so a read-only or strided pair is fine there (as weight and bias are)
+    for name, stat in (("running_mean", running_mean),) + (
+            () if mean_only else (("running_var", running_var),)):
+        if training:
+            check_out(where, name, stat, (c,), x.dtype)
+        else:
+            _check(where, name, stat, shape=(c,), dtype=x.dtype)
     check_number(where, "momentum", momentum, 0.0, 1.0, high_open=False)
     check_number(where, "eps", eps, 0.0)
     check_out(where, "out", out, x.shape, x.dtype)
     check_out(where, "save_mean", save_mean, (c,), x.dtype)
     check_out(where, "save_invstd", save_invstd, (c,), x.dtype)
-    check_no_overlap(where, [("out", out), ("running_mean", running_mean),
-                             ("running_var", running_var), ("save_mean", save_mean),
-                             ("save_invstd", save_invstd)],
-                     [("x", x), ("weight", weight), ("bias", bias)], in_place={("out", "x")})
+    stats = [("running_mean", running_mean), ("running_var", running_var)]
+    check_no_overlap(where, [("out", out), ("save_mean", save_mean),
+                             ("save_invstd", save_invstd)] + (stats if training else []),
+                     [("x", x), ("weight", weight), ("bias", bias)] + ([] if training else stats),
+                     in_place={("out", "x")})
     if training and x.size == 0:
         return _empty_batchnorm(x, mean_only, out, save_mean, save_invstd)
     weight, bias = _vectors(weight=weight, bias=bias)
+    if not training:  # the kernels' running-statistics parameters are writeable [::1]
+        running_mean, running_var = _stats_copies(running_mean,
+                                                  None if mean_only else running_var)
     return _run("batchnorm_forward", x, weight, bias, running_mean, running_var, training,
                                   momentum, eps, mean_only, out=out, save_mean=save_mean,
                                   save_invstd=save_invstd)
+
+
+def _stats_copies(*stats):
+    """Eval mode's running statistics as the kernels take them (C-contiguous memory that
+    the compiled kernels' signatures type as writeable, though eval only reads it): each
+    itself, or a copy (C values) of a read-only or strided one."""
+    return [np.array(v, order="C") if isinstance(v, np.ndarray) and not v.flags.writeable
+            else None if v is None else as_contiguous(v) for v in stats]
 
 
 def _empty_batchnorm(x, mean_only, out, save_mean, save_invstd):

@@ -235,3 +235,28 @@ def test_functional_errors_are_value_errors_of_pytorchs_type(name, args, kwargs)
         getattr(F, name)(*args, **kwargs)
     assert isinstance(ours.value, kind), (type(ours.value), type(theirs.value), ours.value)
 
+
+@pytest.mark.parametrize("shape", [(5, 3), (2, 3, 2, 2)])
+@pytest.mark.parametrize("mean_only", [False, True])
+def test_eval_batchnorm_reads_read_only_running_statistics(backend, shape, mean_only):
+    """Eval mode only reads running_mean/running_var: read-only (or strided) ones give
+    the result writeable ones give (they were refused as if written); training, which
+    updates them in place, still refuses them by name."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w, b = (None if mean_only else rng.random(3, np.float32) + 0.5), rng.random(3, np.float32)
+    stats = rng.random((2, 6), np.float32) + 0.5
+    want = ops.batchnorm_forward(x, w, b, stats[0, ::2].copy(), stats[1, ::2].copy(),
+                                 training=False, mean_only=mean_only)
+    frozen = stats.copy()
+    frozen.flags.writeable = False
+    for rm, rv in [(frozen[0, ::2].copy(), frozen[1, ::2].copy()),   # read-only, contiguous
+                   (frozen[0, ::2], frozen[1, ::2])]:                # read-only, strided
+        rm.flags.writeable = rv.flags.writeable = False
+        got = ops.batchnorm_forward(x, w, b, rm, rv, training=False, mean_only=mean_only)
+        for a, e in zip(got, want):
+            np.testing.assert_array_equal(a, e)
+        with pytest.raises(ValueError, match="batchnorm_forward: expected running_mean to be "
+                                             "(writeable|C-contiguous)"):
+            ops.batchnorm_forward(x, w, b, rm, rv, training=True, mean_only=mean_only)
+    np.testing.assert_array_equal(frozen, stats)
