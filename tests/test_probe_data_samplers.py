@@ -142,6 +142,51 @@ def test_unbatched_sampler_and_len_match_torch():
             len(loader)
 
 
+def test_batch_sampler_as_sampler_and_getitems_match_torch():
+    x, y = arrays(10)
+    tds = tdata.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    # sampler=BatchSampler(...), batch_size=None: dataset[list] per step, as PyTorch's
+    ours = data.DataLoader(data.TensorDataset(x, y), batch_size=None,
+                           sampler=data.BatchSampler(range(10), 4, False))
+    theirs = tdata.DataLoader(tds, batch_size=None, sampler=tdata.BatchSampler(range(10), 4,
+                                                                              False))
+    assert len(ours) == len(theirs) == 3
+    assert_same_batches(list(ours), list(theirs))
+    arrays_form = data.DataLoader(x, y, batch_size=None,
+                                  sampler=data.BatchSampler([9, 0, 4], 2, False))
+    assert_same_batches([list(b) for b in arrays_form],
+                        list(tdata.DataLoader(tds, batch_size=None,
+                                              sampler=tdata.BatchSampler([9, 0, 4], 2, False))))
+
+    def many(base):
+        class Many(base):
+            def __len__(self):
+                return 10
+
+            def __getitems__(self, indices):
+                return [(i, 2 * i) for i in indices]
+        return Many()
+    assert_same_batches(list(data.DataLoader(many(data.Dataset), sampler=[3, 1, 2],
+                                             batch_size=2)),
+                        list(tdata.DataLoader(many(tdata.Dataset), sampler=[3, 1, 2],
+                                              batch_size=2)))
+    # lengths over random samplers drawing more or fewer samples than the data holds
+    for k, batch_size, drop_last in ((7, 3, False), (7, 3, True), (25, 4, False)):
+        ours = data.DataLoader(x, y, batch_size=batch_size, drop_last=drop_last,
+                               sampler=data.RandomSampler(x, replacement=True, num_samples=k))
+        theirs = tdata.DataLoader(tds, batch_size=batch_size, drop_last=drop_last,
+                                  sampler=tdata.RandomSampler(tds, replacement=True,
+                                                              num_samples=k))
+        assert len(ours) == len(theirs) == len(list(ours))
+        assert sum(len(b) for _, b in ours) == sum(len(b) for _, b in theirs)
+    # an empty batch from a batch sampler: PyTorch's collate fails (IndexError)
+    for loader in (data.DataLoader(x, y, batch_sampler=[[1], []]),
+                   data.DataLoader(data.TensorDataset(x, y), batch_sampler=[[1], []]),
+                   tdata.DataLoader(tds, batch_sampler=[[1], []])):
+        with pytest.raises(IndexError):
+            list(loader)
+
+
 def test_sampler_subclass_and_keys_reach_the_dataset_as_they_are():
     class Reversed(data.Sampler[int]):       # PyTorch's subscripted base works
         def __init__(self, source):
@@ -273,6 +318,10 @@ def test_weighted_sampler_frequencies_with_and_without_replacement():
     for order in (list(data.WeightedRandomSampler(w, 5, replacement=False, generator=s))
                   for s in range(20)):
         assert sorted(order) == list(range(5)) and order[-1] == 2
+    for s in range(10):   # more than the positive weights: the zero weights after them
+        order = list(data.WeightedRandomSampler([0.0, 3.0, 0.0, 0.0], 3, replacement=False,
+                                                generator=s))
+        assert order[0] == 1 and len(set(order)) == 3
     theirs = list(tdata.WeightedRandomSampler(w.tolist(), 5, replacement=False))
     assert sorted(theirs) == list(range(5)) and theirs[-1] == 2
     # reproducible under a seed and under fastnn.manual_seed

@@ -43,7 +43,9 @@ def _as_rows(batch, n):
             return batch
         batch = np.arange(batch.start, batch.stop)   # np.take then says it is out of range
     rows = np.asarray(batch)
-    if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+    if rows.size == 0:   # (PyTorch's collate fails on it: an IndexError)
+        raise IndexValueError("DataLoader: a batch sampler gave an empty batch")
+    if rows.ndim != 1 or rows.dtype.kind not in "iu":
         raise IndexValueError(f"DataLoader: a batch's indices into arrays must be a list "
                               f"of ints, got {rows.ndim}-d {rows.dtype} indices")
     return rows.astype(np.int64, copy=False)
@@ -331,11 +333,16 @@ class DataLoader:
         """The sample at index, unbatched (batch_size=None)."""
         if self._dataset is not None:
             return (self.collate_fn or default_convert)(self._dataset[index])
-        i = int(_as_rows([index], self.x.shape[0])[0])
-        if not -self.x.shape[0] <= i < self.x.shape[0]:
-            raise IndexValueError(f"DataLoader: a sampler's index {i} is out of range for "
-                                  f"{self.x.shape[0]} samples")
-        sample = self._pack(self.x[i], [a[i] for a in self._ys])
+        n = self.x.shape[0]
+        if np.ndim(index):   # a list of indices (a BatchSampler as sampler): their rows,
+            gathered = _gather_all([self.x, *self._ys], _as_rows(index, n))  # as x[list]
+            sample = self._pack(gathered[0], gathered[1:])
+        else:
+            i = int(_as_rows([index], n)[0])
+            if not -n <= i < n:
+                raise IndexValueError(f"DataLoader: a sampler's index {i} is out of range "
+                                      f"for {n} samples")
+            sample = self._pack(self.x[i], [a[i] for a in self._ys])
         return sample if self.collate_fn is None else self.collate_fn(sample)
 
     def _samples(self, rows):

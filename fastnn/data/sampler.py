@@ -212,7 +212,10 @@ class WeightedRandomSampler(Sampler[int]):
         # order are k draws without replacement; zero weights give inf, last
         with np.errstate(divide="ignore"):
             keys = rng.exponential(size=len(w)) / w
-        return np.argsort(keys, kind="stable")[:k].astype(np.int64)
+        if k < len(w):   # only the k smallest keys need sorting
+            chosen = np.argpartition(keys, k - 1)[:k]
+            return chosen[np.lexsort((chosen, keys[chosen]))].astype(np.int64)
+        return np.argsort(keys, kind="stable").astype(np.int64)
 
 
 class BatchSampler(Sampler[list]):
