@@ -174,6 +174,33 @@ def test_column_sums_with_activation_backward(dtype, rng, monkeypatch, activatio
                  scale=g.shape[0])
 
 
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_linear_backward_relu_selects_at_nan_and_infinite_gradients(dtype, with_bias):
+    """The fused Linear+ReLU backward (with a bias: the column-sums kernel; without: the
+    activation-gradient kernel) selects as PyTorch's ReLU backward: grad_out passes where
+    y is NaN, and a y of 0 gives 0 even for an infinite grad_out. Fixed: it multiplied by
+    (y > 0), so a NaN y gave 0 and inf * 0 gave NaN, unlike the CPU backends."""
+    x = np.array([[np.nan, 1.0], [1.0, 2.0], [-1.0, -2.0]], dtype)
+    w = np.array([[1.0, 0.5], [-1.0, -0.5], [0.25, 2.0]], dtype)
+    b = np.array([0.5, -0.25, 0.0], dtype) if with_bias else None
+    g = np.array([[1.5, -2.0, 0.5], [np.inf, -np.inf, 1.0], [2.0, np.nan, -np.inf]], dtype)
+    y = C.linear_forward(x, w, b, "relu")
+    xt, wt = t(x, True), t(w, True)
+    bt = t(b, True) if with_bias else None
+    yt = torch.relu(F.linear(xt, wt, bt))
+    yt.backward(t(g))
+    assert_close(y, yt.detach().numpy(), dtype)
+    gw = np.zeros_like(w)
+    gb = np.zeros_like(b) if with_bias else None
+    gin = C.linear_backward(g, x, w, y, "relu", grad_weight=gw, grad_bias=gb)
+    assert_close(gin, xt.grad.numpy(), dtype)
+    assert_close(gw, wt.grad.numpy(), dtype)
+    if with_bias:
+        assert_close(gb, bt.grad.numpy(), dtype)
+    with fastnn.use_backend("numpy"):
+        assert_close(gin, fastnn.ops.linear_backward(g, x, w, y, "relu"), dtype)
+
 def test_linear_out_buffers_are_used(dtype, rng):
     x = rng.standard_normal((6, 5)).astype(dtype)
     w = rng.standard_normal((3, 5)).astype(dtype)

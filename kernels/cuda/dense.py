@@ -11,7 +11,7 @@ from . import config
 from ._common import Call, dmin, flat
 from ._common import scratch as temporary
 from ._reduce import cached_factory, column_sum
-from .gemm import ACT_CODES, activation_grad, gemm
+from .gemm import ACT_CODES, activation_backward, gemm
 from .launch import jit_kernel
 
 
@@ -19,7 +19,7 @@ from .launch import jit_kernel
 def _act_grad(g, y, act, slope, out):
     """out = g * act'(y), flat arrays."""
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        out[i] = g[i] * activation_grad(y[i], act, slope)
+        out[i] = activation_backward(g[i], y[i], act, slope)
 
 
 # Column sums (bias gradients): blocks of WARP columns x (THREADS / WARP) row groups, so a
@@ -40,7 +40,7 @@ def _grad_value(g, y, g_out, i, j, act, slope):
     """g[i, j], or g[i, j] * act'(y[i, j]) stored in g_out[i, j] when act is not 0."""
     v = g[i, j]
     if act:
-        v = v * activation_grad(y[i, j], act, slope)
+        v = activation_backward(v, y[i, j], act, slope)
         g_out[i, j] = v
     return v
 

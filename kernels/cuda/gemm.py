@@ -136,18 +136,20 @@ def activate(z, act, slope):
 
 
 @cuda.jit(device=True)
-def activation_grad(y, act, slope):
-    """act'(z) from the output y = act(z), in y's type."""
-    zero, one = type(y)(0), type(y)(1)
+def activation_backward(g, y, act, slope):
+    """g * act'(z) from the output y = act(z), in y's type. ReLU's is a select, as
+    PyTorch's and the standalone relu_backward: g where y is positive or NaN, 0 where
+    y <= 0 even for an infinite or NaN g (a product would give NaN for both)."""
+    one = type(y)(1)
     if act == 1:
-        return one if y > 0 else zero
+        return type(g)(0) if y <= 0 else g
     if act == 2:
-        return one if y > 0 else slope
+        return g * (one if y > 0 else slope)
     if act == 3:
-        return y * (one - y)
+        return g * (y * (one - y))
     if act == 4:
-        return one - y * y
-    return one
+        return g * (one - y * y)
+    return g
 
 
 @cached_factory
