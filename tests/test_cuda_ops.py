@@ -174,7 +174,6 @@ def test_column_sums_with_activation_backward(dtype, rng, monkeypatch, activatio
                  scale=g.shape[0])
 
 
-
 @pytest.mark.parametrize("with_bias", [False, True])
 def test_linear_backward_relu_selects_at_nan_and_infinite_gradients(dtype, with_bias):
     """The fused Linear+ReLU backward (with a bias: the column-sums kernel; without: the
@@ -200,6 +199,7 @@ def test_linear_backward_relu_selects_at_nan_and_infinite_gradients(dtype, with_
         assert_close(gb, bt.grad.numpy(), dtype)
     with fastnn.use_backend("numpy"):
         assert_close(gin, fastnn.ops.linear_backward(g, x, w, y, "relu"), dtype)
+
 
 def test_linear_out_buffers_are_used(dtype, rng):
     x = rng.standard_normal((6, 5)).astype(dtype)
