@@ -124,6 +124,33 @@ def test_loader_given_a_sampler_list_matches_torch(form):
     assert_same_batches([list(b) for b in ours], list(theirs))
 
 
+def test_random_index_lists_and_batch_cuts_match_torch():
+    rng = np.random.default_rng(0)
+    for trial in range(160):
+        n = int(rng.integers(1, 12))
+        x = rng.standard_normal((n, 2)).astype(np.float32)
+        y = rng.integers(0, 5, n)
+        tds = tdata.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+        order = rng.integers(-n, n, int(rng.integers(0, 15))).tolist()
+        mode = trial // 4 % 3
+        if mode == 0:
+            kw = dict(sampler=order, batch_size=int(rng.integers(1, 6)),
+                      drop_last=bool(rng.integers(0, 2)))
+        elif mode == 1:
+            kw = dict(sampler=order, batch_size=None)
+        else:
+            cuts = sorted(rng.integers(0, len(order) + 1, 3).tolist())
+            kw = dict(batch_sampler=[order[a:b] for a, b in zip([0] + cuts, cuts + [len(order)])
+                                     if b > a])
+        doubled = data.TensorDataset(np.concatenate([x, x]), np.concatenate([y, y]))
+        ours = [data.DataLoader(x, y, **kw), data.DataLoader(data.TensorDataset(x, y), **kw),
+                data.DataLoader(data.Subset(doubled, list(range(n, 2 * n))), **kw),
+                data.DataLoader([(x[i], y[i]) for i in range(n)], **kw)][trial % 4]
+        theirs = tdata.DataLoader(tds, **kw)
+        assert len(ours) == len(theirs)
+        assert_same_batches([list(b) for b in ours], list(theirs))
+
+
 def test_unbatched_sampler_and_len_match_torch():
     x, y = arrays(6)
     ds = data.TensorDataset(x, y)
