@@ -179,3 +179,13 @@ def test_layers_with_a_forward_of_their_own_refuse_after_a_conversion(build, run
         back(model, np.ones_like(y))
     model.to("cpu")   # nothing moves
     back(model, np.ones_like(y))
+
+
+def test_a_failure_inside_a_nested_sequential_puts_the_outer_statistics_back(rng):
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6),
+                          nn.Sequential(nn.ReLU(), _PickyLayer())).double()
+    bad = rng.standard_normal((5, 4))
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="bad batch"):
+        model(bad)
+    assert not model[1].running_mean.any() and int(model[1].num_batches_tracked) == 0

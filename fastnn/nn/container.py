@@ -308,8 +308,10 @@ class Sequential(Module):
 
     def _forward(self, x, buffered):
         steps, hooked = self._plan()
-        checked_as_they_run = hooked or any(layer._opaque or layer._runs_user_code
-                                            for layer, _, _ in steps)
+        checked_as_they_run = hooked or any(
+            layer._opaque or type(layer)._user_code
+            or (layer._modules and layer._runs_user_code)   # (a nested container's)
+            for layer, _, _ in steps)
         if checked_as_they_run:
             # layers after a user module (or one with hooks) are checked only as they
             # run, and the user's code may raise in any of them (the last one too): should
