@@ -355,6 +355,30 @@ def test_softmax_and_cross_entropy_with_masked_logits(dtype, rng):
     assert_close(C.softmax(logits), torch.softmax(t(logits), dim=1).numpy(), dtype)
 
 
+
+def test_rows_of_only_masked_logits_and_sine_of_infinity_give_nan_as_torch(dtype):
+    """A row whose logits are all -inf: softmax, log-softmax and cross-entropy give NaN
+    (the loss and that row's gradient), and sine (and its gradient) of +-inf is NaN, as
+    PyTorch and the CPU backends give. Fixed: under the simulator (Python's math.log
+    of 0, math.sin of inf) they raised ValueError('math domain error')."""
+    logits = np.array([[-np.inf, -np.inf, -np.inf], [0.5, -np.inf, 2.0]], dtype)
+    labels = np.array([1, 2])
+    lt = t(logits, True)
+    expected = F.cross_entropy(lt, t(labels))
+    expected.backward()
+    loss, grad = C.softmax_cross_entropy(logits, labels)
+    assert np.isnan(loss) and np.isnan(expected.item())
+    assert_close(grad, lt.grad.numpy(), dtype)
+    probs = np.array([[0.2, 0.3, 0.5], [0.0, 0.0, 1.0]], dtype)
+    assert np.isnan(C.softmax_cross_entropy(logits, probs)[0])
+    assert_close(C.softmax(logits), torch.softmax(t(logits), dim=1).numpy(), dtype)
+    assert_close(C.log_softmax(logits), torch.log_softmax(t(logits), dim=1).numpy(), dtype)
+    x = np.array([np.inf, -np.inf, np.nan, 0.5], dtype)
+    xt = t(x, True)
+    torch.sin(3.0 * xt).backward(t(np.ones_like(x)))
+    assert_close(C.sine(x, omega=3.0), torch.sin(3.0 * t(x)).numpy(), dtype)
+    assert_close(C.sine_backward(np.ones_like(x), x, omega=3.0), xt.grad.numpy(), dtype)
+
 def test_mse_and_bce_losses(dtype, rng):
     pred = rng.standard_normal((6, 45)).astype(dtype)
     target = rng.standard_normal(pred.shape).astype(dtype)
@@ -660,6 +684,43 @@ def test_adadelta_rprop_asgd_updates_match_torch(dtype, rng):
         assert mu == asgd.state[rt]["mu"].item() < 1
     finally:
         torch.set_default_dtype(saved)
+
+
+# the simulator's NumPy scalars warn on inf - inf, in its own threads
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("beta1", [0.9, 0.3])
+def test_first_moment_is_torch_lerp_with_nonfinite_gradients(dtype, rng, beta1):
+    """adam_update (AMSGrad), adamax_update and adaptive_moments_update (RAdam's first
+    steps) against torch's Adam, Adamax and RAdam with inf, -inf and NaN gradients: the
+    first moment is torch's exp_avg.lerp_(g, 1 - beta1), both of its forms (beta1 0.3:
+    weight 0.7), so an infinite moment turns NaN on the next finite gradient."""
+    from fastnn import optim
+    n = 70  # three blocks of 32 threads in a grid of at most 2: grid-stride
+    grads = rng.standard_normal((3, n)).astype(dtype)
+    grads[0, [0, 1, 40]] = [np.inf, -np.inf, np.inf]
+    grads[1, [2, 3, 69]] = [np.nan, np.inf, -np.inf]
+    start = rng.standard_normal(n).astype(dtype)
+    params = [start.copy() for _ in range(3)]
+    twins = [t(start, True) for _ in range(3)]
+    refs = [torch.optim.Adam([twins[0]], lr=1e-2, betas=(beta1, 0.99), amsgrad=True),
+            torch.optim.Adamax([twins[1]], lr=1e-2, betas=(beta1, 0.99)),
+            torch.optim.RAdam([twins[2]], lr=1e-2, betas=(beta1, 0.999))]
+    state = [[np.zeros_like(start) for _ in range(3)] for _ in range(3)]
+    for step in range(1, 4):
+        g = grads[step - 1]
+        (m, v, vmax), (m1, u, _), (m2, v2, _) = state
+        C.adam_update(params[0], g, m, v, step, 1e-2, beta1, 0.99, 1e-8, 0.0, vmax)
+        C.adamax_update(params[1], g, m1, u, step, 1e-2, beta1, 0.99, 1e-8, 0.0)
+        avg_rate, sq_scale, eps = optim.RAdam.rates(1e-2, beta1, 0.999, 1e-8, step)
+        C.adaptive_moments_update(params[2], g, m2, v2, avg_rate, 0.0, beta1, 0.999,
+                                  sq_scale, eps, 0.0)
+        for twin, reference in zip(twins, refs):
+            twin.grad = t(g)
+            reference.step()
+        for p, (avg, _, _), twin, reference in zip(params, state, twins, refs):
+            assert_close(avg, reference.state[twin]["exp_avg"].numpy(), dtype)
+            assert_close(p, twin.detach().numpy(), dtype)
+    assert np.isnan(state[0][0][[0, 1, 3, 40]]).all()
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])

@@ -129,6 +129,27 @@ def dmax(a, b):
     return b if b > a else a
 
 
+# math.sin, math.cos and math.log of the values where a GPU gives NaN or -inf (an infinite
+# argument, a log of 0): the simulator runs Python's math functions, which raise
+# ValueError('math domain error') there instead.
+@cuda.jit(device=True)
+def dsin(v):
+    """sin(v), NaN for an infinite v (v - v: inf - inf, NaN stays NaN)."""
+    return math.sin(v) if abs(v) < math.inf else v - v
+
+
+@cuda.jit(device=True)
+def dcos(v):
+    """cos(v), NaN for an infinite v."""
+    return math.cos(v) if abs(v) < math.inf else v - v
+
+
+@cuda.jit(device=True)
+def dlog(v):
+    """log(v) of a float64 v >= 0 or NaN: -inf for 0, NaN for NaN."""
+    return math.log(v) if v > 0.0 else (-math.inf if v == 0.0 else v)
+
+
 _views = weakref.WeakKeyDictionary()   # device array -> {shape: view of it}
 
 

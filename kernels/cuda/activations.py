@@ -12,7 +12,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, flat
+from ._common import Call, dcos, dlog, dsin, flat
 from ._reduce import cached_factory, group_sum, row_max_sumexp
 from .launch import jit_kernel
 
@@ -269,13 +269,13 @@ def _hardtanh_backward(g, x, lo, hi, out):
 @jit_kernel
 def _sine(x, omega, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
-        out[i] = math.sin(omega * x[i])
+        out[i] = dsin(omega * x[i])  # NaN for an infinite x
 
 
 @jit_kernel
 def _sine_backward(g, x, omega, out):
     for i in range(cuda.grid(1), g.size, cuda.gridsize(1)):
-        out[i] = g[i] * omega * math.cos(omega * x[i])
+        out[i] = g[i] * omega * dcos(omega * x[i])
 
 
 @cached_factory
@@ -298,7 +298,7 @@ def _softmax_kernels(threads, lanes, dtype, log=False):
             m, s = row_max_sumexp(sh, x, row, valid, cast(-math.inf))
             if valid and log:
                 # (x - m) - log(s): a rounded m + log(s) loses log(s)'s digits for large m
-                log_s = math.log(s)
+                log_s = dlog(s)  # -inf for a row of -inf: NaN out, as the CPU's
                 for j in range(lane, c, lanes):
                     out[row, j] = cast((x[row, j] - m) - log_s)
             elif valid:

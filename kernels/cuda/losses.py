@@ -16,7 +16,7 @@ from numba import cuda
 
 from ...validation import check_labels
 from . import config
-from ._common import Call, dmax, flat, scratch, to_host
+from ._common import Call, dlog, dmax, flat, scratch, to_host
 from ._reduce import cached_factory, group_sum, row_max_sumexp
 from .launch import jit_kernel
 
@@ -68,7 +68,7 @@ def _cross_entropy_kernel(threads, lanes, dtype):
                 bad_rows += 1.0
             m, s = row_max_sumexp(sh, logits, row, valid, cast(-math.inf))
             m = cast(m)
-            log_sum = cast(math.log(s)) if valid else one
+            log_sum = cast(dlog(s)) if valid else one  # -inf: a row of -inf
             t_sum = one
             if soft:  # PyTorch's gradient also holds for rows that do not sum to 1
                 ts = 0.0
