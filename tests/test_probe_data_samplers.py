@@ -464,6 +464,28 @@ def test_loader_argument_checks_match_torch():
 
 
 # --------------------------------------------------------- PyTorch code as ported
+def test_torch_positional_order_after_shuffle_reaches_sampler_batch_sampler_workers():
+    # DataLoader(dataset, batch_size, shuffle, sampler, batch_sampler, num_workers):
+    # the sampler used to land in fastnn's shuffle slot and shuffle instead
+    x, y = arrays(6)
+    ds = data.TensorDataset(x, y)
+    tds = tdata.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
+    for args in ((2, False, [5, 4, 3]), (1, False, None, [[1, 0], [2]]),
+                 (4, False, [0, 1, 2], None, 0), (3, False, None, None, 2)):
+        ours, theirs = data.DataLoader(ds, *args), tdata.DataLoader(tds, *args)
+        assert len(ours) == len(theirs)
+        assert_same_batches(list(ours), list(theirs))
+        assert ours.num_workers == theirs.num_workers
+    shuffled = data.DataLoader(ds, 2, True, seed=1, drop_last=True)   # fastnn's keywords
+    assert shuffled.shuffle and shuffled.drop_last and len(shuffled) == 3
+    with pytest.raises(TypeError, match="sampler twice"):
+        data.DataLoader(ds, 2, False, [1], sampler=[1])
+    with pytest.raises(ValueError, match="mutually exclusive with shuffle"):
+        data.DataLoader(ds, 2, True, [1])
+    with pytest.raises(TypeError, match="batch_size twice"):
+        data.DataLoader(ds, 2, batch_size=None)
+
+
 def test_torch_multiprocessing_arguments_are_accepted_and_kept():
     x, y = arrays(10)
     ds = data.TensorDataset(x, y)

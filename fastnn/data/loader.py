@@ -72,7 +72,8 @@ class DataLoader:
     map-style dataset (``fastnn.data.Dataset``, ``TensorDataset``, ``Subset``, a list of
     samples, or any object with ``__len__`` and ``__getitem__`` that is not an array), y
     then None (or an int, PyTorch's positional batch_size, and then a bool, its
-    positional shuffle); batch_size defaults to 1 there.
+    positional shuffle, which may be followed by PyTorch's positional sampler,
+    batch_sampler and num_workers); batch_size defaults to 1 there.
     Each batch is ``collate_fn(samples)`` (``default_collate``: arrays stacked, a tuple
     sample giving a list of batched fields, as PyTorch's); a TensorDataset, or a Subset of
     one, is gathered with one ``np.take`` per array (slices when in order). Over
@@ -117,8 +118,30 @@ class DataLoader:
         self._dataset = x if is_dataset(x) or listed else None
         if self._dataset is not None:
             if positional_batch:
-                if isinstance(batch_size, bool):  # DataLoader(dataset, 64, True): PyTorch's
-                    shuffle, batch_size = batch_size, _UNSET  # positional shuffle
+                if isinstance(batch_size, bool):
+                    # DataLoader(dataset, 64, True[, sampler, batch_sampler, num_workers]):
+                    # PyTorch's positional shuffle, and then its sampler, batch_sampler and
+                    # num_workers in fastnn's shuffle, seed and drop_last slots, told apart
+                    # by type (a seed is never iterable, drop_last never a non-bool int)
+                    if shuffle is not False and shuffle is not None \
+                            and not isinstance(shuffle, (bool, np.bool_)):
+                        if sampler is not None:
+                            raise TypeError("DataLoader: got sampler twice (the fourth "
+                                            "positional argument and sampler=)")
+                        sampler = shuffle
+                    if seed is not None and not isinstance(seed, np.random.Generator) \
+                            and hasattr(seed, "__iter__"):
+                        if batch_sampler is not None:
+                            raise TypeError("DataLoader: got batch_sampler twice (the fifth "
+                                            "positional argument and batch_sampler=)")
+                        seed, batch_sampler = None, seed
+                    if isinstance(drop_last, numbers.Integral) and \
+                            not isinstance(drop_last, (bool, np.bool_)):
+                        if num_workers != 0:
+                            raise TypeError("DataLoader: got num_workers twice (the sixth "
+                                            "positional argument and num_workers=)")
+                        drop_last, num_workers = False, drop_last
+                    shuffle, batch_size = bool(batch_size), _UNSET
                 if batch_size is not _UNSET:
                     raise TypeError("DataLoader: got batch_size twice (the second "
                                     "positional argument and batch_size=)")
