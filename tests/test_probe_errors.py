@@ -260,3 +260,42 @@ def test_eval_batchnorm_reads_read_only_running_statistics(backend, shape, mean_
                                              "(writeable|C-contiguous)"):
             ops.batchnorm_forward(x, w, b, rm, rv, training=True, mean_only=mean_only)
     np.testing.assert_array_equal(frozen, stats)
+
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("where", ["F.pad", "ConstantPad1d", "pad_sequence"])
+@pytest.mark.parametrize("dtype, value", [
+    (np.float32, 1e40), (np.float32, -1e300), (np.float32, np.nextafter(_F32_MAX, np.inf)),
+    (np.float32, 3.4028235e38), (np.float32, -_F32_MAX), (np.float32, 2 ** 70),
+    (np.float32, float("-inf")), (np.float32, float("nan")), (np.float64, 1e300),
+    (np.float64, 2 ** 70), (np.float32, "a"), (np.float64, 1j)])
+def test_fill_value_that_overflows_is_checked_alike_and_as_pytorch(where, dtype, value):
+    """F.pad's and the constant padding layers' value and pad_sequence's padding_value go
+    through one check, PyTorch's: a finite value beyond float32's largest before rounding
+    (3.4028235e38) is its RuntimeError (F.pad and the layers let it round to the largest),
+    an int beyond int64 that a float holds (2**70) pads (they raised NumPy's TypeError),
+    the layers' overflow is a RuntimeError too (was a bare ValueError), and a non-number
+    is a TypeError that is also a ValueError."""
+    torch = pytest.importorskip("torch")
+    from fastnn.nn import functional as F
+    from fastnn.nn.utils import rnn
+    x = np.arange(6).reshape(2, 3).astype(dtype)
+    calls = {"F.pad": (lambda t, v: torch.nn.functional.pad(t, (1, 1), value=v),
+                       lambda a, v: F.pad(a, (1, 1), value=v)),
+             "ConstantPad1d": (lambda t, v: torch.nn.ConstantPad1d(1, v)(t),
+                               lambda a, v: nn.ConstantPad1d(1, v)(a)),
+             "pad_sequence": (lambda t, v: torch.nn.utils.rnn.pad_sequence(
+                                  [t[0], t[1, :2]], padding_value=v),
+                              lambda a, v: rnn.pad_sequence([a[0], a[1, :2]],
+                                                            padding_value=v))}
+    theirs, ours = calls[where]
+    try:
+        want = theirs(torch.from_numpy(x), value).numpy()
+    except (RuntimeError, TypeError) as error:
+        with pytest.raises(ValueError) as got:
+            ours(x, value)
+        assert isinstance(got.value, type(error)), (got.value, error)
+        return
+    np.testing.assert_array_equal(ours(x, value), want)

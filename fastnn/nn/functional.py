@@ -1496,8 +1496,7 @@ def pad(input, pad, mode="constant", value=None):
     grown = tuple((max(b, 0), max(a, 0)) for b, a in sizes)
     value = 0.0 if value is None else value
     if mode == "constant":
-        with _runtime_errors():
-            check_fill_value(where, value, x.dtype)
+        check_fill_value(where, value, x.dtype)
     if mode == "circular":  # PyTorch wraps what is left after cropping
         return pad_forward(x, sizes, mode) if 0 in outs else \
             pad_forward(as_contiguous(x[crop]), grown, mode, value)

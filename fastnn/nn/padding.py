@@ -8,12 +8,13 @@ border sends its gradient back to the values it copied. A negative padding crops
 PyTorch's: after the other side is padded, or for 'circular' before the wrap (which then
 wraps what is left).
 """
+import math
 import numbers
 
 import numpy as np
 
 from .. import device as _device
-from ..errors import RuntimeValueError
+from ..errors import RuntimeValueError, TypeValueError
 from ..validation import check_float_dtype, int_items
 from .module import Module
 
@@ -80,13 +81,37 @@ def check_border_input(where, mode, shape, dims):
                          f"shape {tuple(shape)}")
 
 
-def check_fill_value(where, value, dtype):
-    """PyTorch's RuntimeError (here ValueError) for a constant padding value that dtype
-    cannot hold: a finite value that overflows it (-1e40 in float32); NaN and inf pad."""
-    with np.errstate(over="ignore"):
-        if np.isfinite(value) and not np.isfinite(np.dtype(dtype).type(value)):
-            raise ValueError(f"{where}: value cannot be converted to type {np.dtype(dtype)} "
-                             f"without overflow: {value!r}")
+def check_fill_value(where, value, dtype, name="value"):
+    """value (a number, or a 0-d array of one) as PyTorch's checked conversion of a fill
+    value to dtype takes it (F.pad's value, nn.ConstantPad*d's, pad_sequence's
+    padding_value): a TypeError (also a ValueError) for anything else; NaN, an infinity
+    or a value outside an integer dtype's range is PyTorch's RuntimeError (also a
+    ValueError), as is a finite value beyond a float dtype's largest (1e40 or 3.4028236e38
+    in float32: compared before any rounding), while NaN and inf fill a float dtype and a
+    bool dtype takes anything. Returns the number."""
+    if isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0:
+        value = value.item()
+    if not isinstance(value, numbers.Real):
+        raise TypeValueError(f"{where}: expected {name} to be a number, got "
+                             f"{type(value).__name__}")
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return value
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        exact = value if isinstance(value, numbers.Integral) else float(value)
+        fits = int(info.min) <= exact <= int(info.max)   # (False for NaN)
+    else:
+        try:
+            real = float(value)
+        except OverflowError:   # (an int beyond any float)
+            real = None
+        fits = real is not None and (not math.isfinite(real)
+                                     or abs(real) <= float(np.finfo(dtype).max))
+    if not fits:
+        raise RuntimeValueError(f"{where}: {name} {value!r} cannot be converted to type "
+                                f"{dtype} without overflow")
+    return value
 
 
 def _crop(shape, sizes):
@@ -180,7 +205,7 @@ class _Pad(Module):
         self.padding = self._sizes_repr()   # PyTorch's attribute: the full tuple
         if self.mode == "constant" and (isinstance(value, bool)
                                         or not isinstance(value, numbers.Real)):
-            raise TypeError(f"{name}: expected value to be a number, got {value!r}")
+            raise TypeValueError(f"{name}: expected value to be a number, got {value!r}")
         self.value = value   # as given (PyTorch's repr shows it so; NaN and inf pad too)
 
     def infer_shape(self, shape, dtype):

@@ -27,14 +27,13 @@ length) this is an error too. Device arrays go through the host.
 """
 import collections
 import collections.abc
-import math
 import numbers
 
 import numpy as np
 
 from .. import device as _device
-from ..errors import RuntimeValueError
 from ..validation import check_bool
+from .padding import check_fill_value
 
 __all__ = ["PackedSequence", "invert_permutation", "pack_padded_sequence",
            "pad_packed_sequence", "pad_sequence", "unpad_sequence", "pack_sequence",
@@ -178,33 +177,10 @@ def _check_batch_sizes(where, packed):
 
 
 def _fill_value(where, value, dtype):
-    """padding_value checked against the padded array's dtype, as PyTorch's checked
-    conversion: a real number (bools too; a TypeError otherwise), NaN, an infinity or a
-    value outside an integer dtype's range a RuntimeError (also a ValueError), as is a
-    finite value beyond a float dtype's largest; a bool dtype takes anything."""
-    if isinstance(value, (np.ndarray, np.generic)) and np.ndim(value) == 0:
-        value = value.item()
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: expected padding_value to be a number, got "
-                        f"{type(value).__name__}")
-    dtype = np.dtype(dtype)
-    if dtype.kind == "b":
-        return bool(value)
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        exact = value if isinstance(value, numbers.Integral) else float(value)
-        fits = int(info.min) <= exact <= int(info.max)   # (False for NaN)
-    else:
-        try:
-            real = float(value)
-        except OverflowError:   # (an int beyond any float)
-            real = None
-        fits = real is not None and (not math.isfinite(real)
-                                     or abs(real) <= float(np.finfo(dtype).max))
-    if not fits:
-        raise RuntimeValueError(f"{where}: padding_value {value!r} cannot be converted to "
-                                f"{dtype} without overflow")
-    return value
+    """padding_value checked against the padded array's dtype (padding.check_fill_value:
+    PyTorch's checked conversion), a bool dtype's as a bool."""
+    value = check_fill_value(where, value, dtype, "padding_value")
+    return bool(value) if np.dtype(dtype).kind == "b" else value
 
 
 def _time_major(x, batch_first):
