@@ -189,3 +189,43 @@ def test_a_failure_inside_a_nested_sequential_puts_the_outer_statistics_back(rng
     with pytest.raises(ValueError, match="bad batch"):
         model(bad)
     assert not model[1].running_mean.any() and int(model[1].num_batches_tracked) == 0
+
+
+def _two(m, x):
+    return m(x, x)
+
+
+@pytest.mark.parametrize("build, run, back", [
+    (lambda: nn.Linear(4, 3), None, None),
+    (lambda: nn.Sequential(nn.Linear(4, 3), nn.ReLU()), None, None),
+    (lambda: nn.Sequential(nn.Linear(4, 3), _Picky(), nn.Tanh()), None, None),
+    (lambda: nn.LSTM(4, 3), lambda m, x: m(x)[0], lambda m, g: m.backward(g, None)),
+    (lambda: nn.MultiheadAttention(4, 2), lambda m, x: m(x, x, x)[0], None),
+    (lambda: nn.Bilinear(4, 4, 3), _two, None),
+    (lambda: nn.PairwiseDistance(), _two, None),
+    (lambda: nn.EmbeddingBag(10, 3, mode="sum"),
+     lambda m, x: m(np.arange(8).reshape(2, 4)), None),
+], ids=["Linear", "Sequential", "after-user-module", "LSTM", "MultiheadAttention",
+        "Bilinear", "PairwiseDistance", "EmbeddingBag"])
+def test_a_gradient_of_the_wrong_shape_is_pytorchs_runtime_error(build, run, back, rng):
+    # (a bare ValueError; PyTorch's backward raises RuntimeError "Mismatch in shape")
+    model = build().double()
+    x = rng.standard_normal((2, 3, 4))
+    y = run(model, x) if run else model(x)
+    back = back or (lambda m, g: m.backward(g))
+    for bad in (np.ones(y.shape[:-1] + (y.shape[-1] + 1,)), np.ones(y.shape + (1,))):
+        with pytest.raises(RuntimeError, match="of shape") as info:
+            back(model, bad)
+        assert isinstance(info.value, ValueError)
+    for p in model.parameters():
+        assert p.grad is None or not p.grad.any()
+    back(model, np.ones_like(y))
+
+
+def test_a_backward_hook_changing_a_gradients_shape_is_pytorchs_runtime_error():
+    layer = nn.Linear(4, 2).double()
+    layer.register_full_backward_hook(lambda module, grad_in, grad_out: (np.ones((3, 5)),))
+    layer(np.ones((3, 4)))
+    with pytest.raises(RuntimeError, match=r"grad_input\[0\] of shape \(3, 5\)") as info:
+        layer.backward(np.ones((3, 2)))
+    assert isinstance(info.value, ValueError)

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..errors import TypeValueError
+from ..errors import RuntimeValueError, TypeValueError
 from ..validation import FLOAT_DTYPES, check_bool, check_float_array, check_positive_int
 from .container import ModuleList, Sequential
 from .linear import Linear
@@ -187,8 +187,9 @@ class AdaptiveLogSoftmaxWithLoss(Module):
             if np.ndim(grad_output) == 0:
                 per_row += float(grad_output)
             elif np.shape(grad_output) != out_shape:
-                raise ValueError(f"{where}: expected grad_output of shape {out_shape} (the "
-                                 f"output's) or a number, got {np.shape(grad_output)}")
+                raise RuntimeValueError(f"{where}: expected grad_output of shape {out_shape} "
+                                        f"(the output's) or a number, got "
+                                        f"{np.shape(grad_output)}")
             else:
                 per_row += np.asarray(grad_output, np.float64).reshape(n)
         if grad is not None or grad_output is None:

@@ -336,8 +336,8 @@ class MultiheadAttention(Module):
                                               dtype=q_in.dtype, device_ok=True))
         expected = tuple(self._layout(np.empty((n, length, e)), unbatched).shape)
         if g.shape != expected:
-            raise ValueError(f"{self._where()}: expected grad_output of shape {expected}, got "
-                             f"{g.shape}")
+            raise RuntimeValueError(f"{self._where()}: expected grad_output of shape "
+                                    f"{expected}, got {g.shape}")
         g = g[None] if unbatched else (g if self.batch_first else g.transpose(1, 0, 2))
         h, d = self.num_heads, self.head_dim
         wo = _device.to_host(self.out_proj.weight.data)

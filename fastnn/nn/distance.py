@@ -50,8 +50,8 @@ class _TwoInputs(Module):
         g = _device.to_host(check_float_array(self._where(), "grad_out", grad_out,
                                               dtype=d1.dtype, device_ok=True))
         if g.shape != out_shape:
-            raise ValueError(f"{self._where()}: expected grad_out of shape {out_shape}, got "
-                             f"{g.shape}")
+            raise RuntimeValueError(f"{self._where()}: expected grad_out of shape "
+                                    f"{out_shape}, got {g.shape}")
         g = np.expand_dims(g, axis) if len(out_shape) < d1.ndim else g
         return tuple(caller.put(summed_to(g * d, shape)) for d, shape in zip((d1, d2), shapes))
 
@@ -241,8 +241,8 @@ class Bilinear(_TwoInputs):
         g = _device.to_host(check_float_array(self._where(), "grad_out", grad_out,
                                               dtype=a.dtype, device_ok=True))
         if g.shape != lead + (self.out_features,):
-            raise ValueError(f"{self._where()}: expected grad_out of shape "
-                             f"{lead + (self.out_features,)}, got {g.shape}")
+            raise RuntimeValueError(f"{self._where()}: expected grad_out of shape "
+                                    f"{lead + (self.out_features,)}, got {g.shape}")
         g = as_contiguous(g).reshape(-1, self.out_features)
         w = _device.to_host(self.weight.data)
         grad_x2 = np.einsum("no,noj->nj", g, t)

@@ -3,7 +3,7 @@ NumPy on the host (a GPU model's table comes to the host and its gradient goes b
 import numpy as np
 
 from .. import device as _device
-from ..errors import AssertionValueError
+from ..errors import AssertionValueError, RuntimeValueError
 from ..validation import check_bool, check_float_array, check_only, check_positive_int
 from .embedding import Embedding, check_renorm, embedding_table, renorm_repr, renorm_rows
 from .module import Module, Parameter, check_kept, kept_for_backward
@@ -219,8 +219,9 @@ class EmbeddingBag(Module):
         shape, dtype = self._out_meta
         check_float_array(self._where(), "grad_out", grad_out, dtype=dtype, device_ok=True)
         if tuple(grad_out.shape) != shape:
-            raise ValueError(f"{self._where()}: expected grad_out of shape {shape} (the shape "
-                             f"of the last forward output), got {tuple(grad_out.shape)}")
+            raise RuntimeValueError(f"{self._where()}: expected grad_out of shape {shape} "
+                                    f"(the shape of the last forward output), got "
+                                    f"{tuple(grad_out.shape)}")
         return self._bag_backward(_device.to_host(grad_out))
 
     def _backward(self, grad_out, buffered, need_grad_in):

@@ -1514,8 +1514,8 @@ class Module:
             raise TypeError(f"{self._where()}: a backward hook returned {name} as a "
                             f"{type(new).__name__}, expected an array or None")
         if tuple(new.shape) != tuple(old.shape):
-            raise ValueError(f"{self._where()}: a backward hook returned {name} of shape "
-                             f"{tuple(new.shape)}, expected {tuple(old.shape)}")
+            raise RuntimeValueError(f"{self._where()}: a backward hook returned {name} of "
+                                    f"shape {tuple(new.shape)}, expected {tuple(old.shape)}")
         if new.dtype != old.dtype:
             raise TypeError(f"{self._where()}: a backward hook returned {name} of dtype "
                             f"{new.dtype}, expected {old.dtype}")
@@ -2078,8 +2078,9 @@ class Module:
         if type(grad_out) is not np.ndarray or grad_out.dtype != dtype:
             check_float_array(self._where(), "grad_out", grad_out, dtype=dtype, device_ok=True)
         if grad_out.shape != shape:
-            raise ValueError(f"{self._where()}: expected grad_out of shape {shape} (the shape "
-                             f"of the last forward output), got {grad_out.shape}")
+            # (PyTorch's backward: RuntimeError "Mismatch in shape: grad_output[0] ...")
+            raise RuntimeValueError(f"{self._where()}: expected grad_out of shape {shape} (the "
+                                    f"shape of the last forward output), got {grad_out.shape}")
 
     def _arrive(self, name, x):
         """(x on this module's device, C-contiguous; the caller's array namespace).

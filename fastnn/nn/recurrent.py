@@ -29,6 +29,7 @@ from scipy.special import expit as _expit
 from .. import device as _device
 from .. import grad_mode as _grad_mode
 from .. import random as _random
+from ..errors import RuntimeValueError
 from ..validation import (check_bool, check_float_array, check_number, check_only,
                           check_positive_int)
 from . import init
@@ -472,8 +473,8 @@ class RNNBase(Module):
             g = _device.to_host(check_float_array(self._where(), "grad_output", grad_output,
                                                   dtype=dtype, device_ok=True))
         if g.shape != expected:
-            raise ValueError(f"{self._where()}: expected grad_output of shape {expected}, got "
-                             f"{g.shape}")
+            raise RuntimeValueError(f"{self._where()}: expected grad_output of shape "
+                                    f"{expected}, got {g.shape}")
         g = g[:, None] if unbatched else (g.transpose(1, 0, 2) if self.batch_first else g)
         dh_n, dc_n = self._final_state_grads(grad_hn, None if unbatched else n, dtype)
         if unbatched:
@@ -526,8 +527,8 @@ class RNNBase(Module):
             g = _device.to_host(check_float_array(where, "grad_output", grad_output,
                                                   dtype=dtype, device_ok=True))
         if g.shape != expected:
-            raise ValueError(f"{where}: expected grad_output of shape {expected} (the packed "
-                             f"output's data), got {g.shape}")
+            raise RuntimeValueError(f"{where}: expected grad_output of shape {expected} (the "
+                                    f"packed output's data), got {g.shape}")
         dh_n, dc_n = self._final_state_grads(grad_hn, int(ctx.sizes[0]), dtype)
         if ctx.order is not None:
             dh_n, dc_n = dh_n[:, ctx.order], dc_n[:, ctx.order]
