@@ -476,7 +476,9 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     """One Adam step in place, PyTorch's rule (L2 weight decay added to the gradient).
 
     param, grad, exp_avg, exp_avg_sq and (AMSGrad) max_exp_avg_sq: same shape; step: the
-    1-based step count. m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    1-based step count. m = lerp(m, g, 1 - b1), PyTorch's m.lerp_(g, 1 - b1):
+    m + (1 - b1) (g - m) for b1 > 0.5, else g - b1 (g - m) (an infinite m turns NaN on
+    a finite g, as PyTorch's); v = b2 v + (1 - b2) g^2;
     param -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). With
     max_exp_avg_sq given (amsgrad): vmax = max(vmax, v) takes v's place in the
     denominator. Returns None.
@@ -513,7 +515,7 @@ def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2
     """One Adamax step in place, PyTorch's rule.
 
     param, grad, exp_avg, exp_inf: same shape; step: the 1-based step count.
-    g = grad + weight_decay * param; m = b1 m + (1 - b1) g;
+    g = grad + weight_decay * param; m = lerp(m, g, 1 - b1) as adam_update's;
     u = max(b2 u, |g| + eps) (a NaN propagates); param -= lr / (1 - b1^step) * m / u.
     Returns None.
     """
@@ -527,7 +529,7 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     (NAdam, RAdam), in place.
 
     param, grad, exp_avg, exp_avg_sq: same shape. g = grad + weight_decay * param;
-    m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+    m = lerp(m, g, 1 - b1) as adam_update's; v = b2 v + (1 - b2) g^2;
     param -= (avg_rate m + grad_rate g) / (sq_scale sqrt(v) + eps).
     NAdam: avg_rate = lr mu' / (1 - prod mu mu'), grad_rate = lr (1 - mu) / (1 - prod mu),
     sq_scale = 1 / sqrt(1 - b2^step); RAdam: grad_rate = 0 and avg_rate = lr r

@@ -9,7 +9,8 @@ class Adam(Optimizer):
 
     PyTorch's update: g = (-grad if maximize else grad) + weight_decay * p
     (decoupled_weight_decay: p *= 1 - lr * weight_decay first, AdamW's, and no L2 term);
-    m = b1 m + (1 - b1) g;
+    m = m + (1 - b1) (g - m) (PyTorch's m.lerp_(g, 1 - b1): an infinite m turns NaN on
+    a finite g, as PyTorch's);
     v = b2 v + (1 - b2) g^2; p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps),
     t counting each parameter's steps from 1; amsgrad: the running maximum of v
     (state 'max_exp_avg_sq') replaces v in the denominator. One ``adam_update`` kernel

@@ -59,7 +59,7 @@ class Adamax(_AdamVariant):
 
     PyTorch's update at a parameter's step t: g = (-grad if maximize else grad)
     + weight_decay * p;
-    m = b1 m + (1 - b1) g; u = max(b2 u, |g| + eps); p -= lr / (1 - b1^t) * m / u.
+    m = lerp(m, g, 1 - b1) (Adam's); u = max(b2 u, |g| + eps); p -= lr / (1 - b1^t) m / u.
     State: exp_avg, exp_inf.
     """
 

@@ -27,13 +27,14 @@ def _sgd(param, grad, velocity, has_velocity, lr, momentum, weight_decay, nester
 
 
 @jit_kernel
-def _adam(param, grad, exp_avg, exp_avg_sq, vmax, amsgrad, beta1, beta2, c1, c2, eps,
+def _adam(param, grad, exp_avg, exp_avg_sq, vmax, amsgrad, small, coeff, beta2, c2, eps,
           weight_decay, step_size, bias2_sqrt):
     """vmax: the running maximum of exp_avg_sq when amsgrad (else an unread stand-in);
-    c1, c2: 1 - beta1, 1 - beta2 (rounded from the launcher's float, as PyTorch's)."""
+    small, coeff: the first moment's lerp (_lerp_coeff); c2: 1 - beta2 (rounded from the
+    launcher's float, as PyTorch's)."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
-        m = beta1 * exp_avg[i] + c1 * g
+        m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
         v = beta2 * exp_avg_sq[i] + c2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
@@ -53,11 +54,11 @@ def _adagrad(param, grad, state_sum, lr, weight_decay, eps):
 
 
 @jit_kernel
-def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, c1, beta2, eps, weight_decay):
-    """c1: 1 - beta1."""
+def _adamax(param, grad, exp_avg, exp_inf, step_size, small, coeff, beta2, eps, weight_decay):
+    """small, coeff: the first moment's lerp (_lerp_coeff)."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
-        m = beta1 * exp_avg[i] + c1 * g
+        m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
         u = beta2 * exp_inf[i]
         a = abs(g) + eps
         u = u if u > a or u != u else a  # max, NaN propagating (torch.maximum)
@@ -67,12 +68,12 @@ def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, c1, beta2, eps, wei
 
 
 @jit_kernel
-def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, beta1, beta2,
-                      c1, c2, sq_scale, eps, weight_decay):
-    """c1, c2: 1 - beta1, 1 - beta2."""
+def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, small, coeff,
+                      beta2, c2, sq_scale, eps, weight_decay):
+    """small, coeff: the first moment's lerp (_lerp_coeff); c2: 1 - beta2."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
-        m = beta1 * exp_avg[i] + c1 * g
+        m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
         v = beta2 * exp_avg_sq[i] + c2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
@@ -164,6 +165,17 @@ def _rmsprop(param, grad, square_avg, grad_avg, centered, buf, has_buf, lr, alph
         param[i] -= lr * step
 
 
+def _lerp_coeff(dt, beta1):
+    """(small, coeff) of the first moment as PyTorch's exp_avg.lerp_(g, w), w = 1 - beta1
+    in the dtype: m + w (g - m) when |w| < 0.5 (small, coeff w), else
+    g + (w - 1) (g - m) (coeff w - 1); the kernels compute
+    (m if small else g) + coeff (g - m). Not beta1 m + w g: an infinite m turns NaN on
+    a finite g (inf - inf), as PyTorch's."""
+    w = dt(1.0 - beta1)
+    small = bool(abs(w) < 0.5)
+    return small, w if small else w - dt(1.0)
+
+
 def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
                dampening=0.0):
     """One SGD step in place. param, grad, velocity: same shape (velocity may be None
@@ -193,8 +205,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     if dp.size:
         dt = param.dtype.type
         _adam[config.blocks(dp.size), config.THREADS](
-            flat(dp), flat(dg), flat(dm), flat(dv), flat(dmax), amsgrad, dt(beta1),
-            dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2), dt(eps),
+            flat(dp), flat(dg), flat(dm), flat(dv), flat(dmax), amsgrad,
+            *_lerp_coeff(dt, beta1), dt(beta2), dt(1.0 - beta2), dt(eps),
             dt(weight_decay), dt(lr / (1 - beta1 ** step)),
             dt(math.sqrt(1 - beta2 ** step)))
     call.sync()
@@ -238,8 +250,8 @@ def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2
     if dp.size:
         dt = param.dtype.type
         _adamax[config.blocks(dp.size), config.THREADS](
-            flat(dp), flat(dg), flat(dm), flat(du), dt(lr / (1 - beta1 ** step)), dt(beta1),
-            dt(1.0 - beta1), dt(beta2), dt(eps), dt(weight_decay))
+            flat(dp), flat(dg), flat(dm), flat(du), dt(lr / (1 - beta1 ** step)),
+            *_lerp_coeff(dt, beta1), dt(beta2), dt(eps), dt(weight_decay))
     call.sync()
 
 
@@ -254,8 +266,8 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     if dp.size:
         dt = param.dtype.type
         _adaptive_moments[config.blocks(dp.size), config.THREADS](
-            flat(dp), flat(dg), flat(dm), flat(dv), dt(avg_rate), dt(grad_rate), dt(beta1),
-            dt(beta2), dt(1.0 - beta1), dt(1.0 - beta2), dt(sq_scale), dt(eps),
+            flat(dp), flat(dg), flat(dm), flat(dv), dt(avg_rate), dt(grad_rate),
+            *_lerp_coeff(dt, beta1), dt(beta2), dt(1.0 - beta2), dt(sq_scale), dt(eps),
             dt(weight_decay))
     call.sync()
 

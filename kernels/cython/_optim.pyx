@@ -34,6 +34,22 @@ cdef inline floating _decayed(floating g, floating p, floating wd) noexcept nogi
     return g + wd * p if wd != 0 else g
 
 
+cdef inline floating _lerp(floating start, floating end, floating coeff,
+                           bint small) noexcept nogil:
+    """start.lerp_(end, w) as PyTorch's (Adam's first moment, w = 1 - beta1):
+    start + w (end - start) when |w| < 0.5 (small, coeff w), else end + (w - 1)
+    (end - start) (coeff w - 1), one fused multiply-add as PyTorch's vectorized lerp.
+    Not b1 start + w end: an infinite start turns NaN on a finite end (inf - inf), as
+    PyTorch's, instead of staying infinite. A select on a loop-invariant flag: gcc
+    vectorizes it as a blend."""
+    return (start if small else end) + coeff * (end - start)
+
+
+cdef inline bint _lerp_small(floating w) noexcept nogil:
+    """PyTorch's lerp branch for the weight w: |w| < 0.5."""
+    return -0.5 < w < 0.5
+
+
 cdef inline void _sgd_block(floating* p, const floating* g, floating* v, Py_ssize_t n,
                             floating lr, floating mom, floating wd, bint nesterov,
                             floating keep) noexcept nogil:
@@ -61,34 +77,38 @@ cdef inline void _sgd_block(floating* p, const floating* g, floating* v, Py_ssiz
 
 
 cdef inline void _adam_block(floating* p, const floating* g, floating* m, floating* v,
-                             Py_ssize_t n, floating step_size, floating b1, floating b2,
+                             Py_ssize_t n, floating step_size, floating b2,
                              floating c1, floating c2, floating sqrt_bc2, floating eps,
                              floating wd) noexcept nogil:
-    """p, g, m, v: (n,); c1, c2: 1 - beta1, 1 - beta2 formed in double (1 - float32(beta)
-    is off by 1e-4 relative at beta2 0.9999). sqrt(v) / sqrt_bc2 as a multiplication by its reciprocal (as
+    """p, g, m, v: (n,); c1: 1 - beta1 (the lerp weight, _lerp), c2: 1 - beta2, both
+    formed in double (1 - float32(beta) is off by 1e-4 relative at beta2 0.9999). sqrt(v) / sqrt_bc2 as a multiplication by its reciprocal (as
     the numba backend's fastmath 'arcp' does): one division per element instead of
     two, which had made this loop 1.4-2.2x slower than numba's."""
     cdef Py_ssize_t i
     cdef floating d, one = 1
     cdef floating inv_root = one / sqrt_bc2
+    cdef bint small = _lerp_small(c1)
+    cdef floating coeff = c1 if small else c1 - one
     for i in range(n):
         d = _decayed(g[i], p[i], wd)
-        m[i] = b1 * m[i] + c1 * d
+        m[i] = _lerp(m[i], d, coeff, small)
         v[i] = b2 * v[i] + c2 * d * d
         p[i] = p[i] - step_size * m[i] / (f_sqrt(v[i]) * inv_root + eps)
 
 
 cdef inline void _amsgrad_block(floating* p, const floating* g, floating* m, floating* v,
-                                floating* vmax, Py_ssize_t n, floating step_size, floating b1,
+                                floating* vmax, Py_ssize_t n, floating step_size,
                                 floating b2, floating c1, floating c2, floating sqrt_bc2,
                                 floating eps, floating wd) noexcept nogil:
     """_adam_block with the running maximum of v (AMSGrad) in the denominator."""
     cdef Py_ssize_t i
     cdef floating d, w, one = 1
     cdef floating inv_root = one / sqrt_bc2
+    cdef bint small = _lerp_small(c1)
+    cdef floating coeff = c1 if small else c1 - one
     for i in range(n):
         d = _decayed(g[i], p[i], wd)
-        m[i] = b1 * m[i] + c1 * d
+        m[i] = _lerp(m[i], d, coeff, small)
         v[i] = b2 * v[i] + c2 * d * d
         w = vmax[i] if vmax[i] > v[i] else v[i]
         vmax[i] = w
@@ -125,14 +145,14 @@ def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velo
 
 cdef inline void _adam_any_block(floating* p, const floating* g, floating* m, floating* v,
                                  floating* vmax, Py_ssize_t n, floating step_size,
-                                 floating b1, floating b2, floating c1, floating c2,
+                                 floating b2, floating c1, floating c2,
                                  floating sqrt_bc2, floating eps, floating wd) noexcept nogil:
     """_amsgrad_block when vmax is given, else _adam_block."""
     cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     if vmax != NULL:
-        _amsgrad_block(p, g, m, v, vmax, n, step_size, b1, b2, c1, c2, sqrt_bc2, eps, wd)
+        _amsgrad_block(p, g, m, v, vmax, n, step_size, b2, c1, c2, sqrt_bc2, eps, wd)
     else:
-        _adam_block(p, g, m, v, n, step_size, b1, b2, c1, c2, sqrt_bc2, eps, wd)
+        _adam_block(p, g, m, v, n, step_size, b2, c1, c2, sqrt_bc2, eps, wd)
     fnn_flush_end(csr)
 
 
@@ -158,7 +178,7 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp
                 start = b * blen
                 _adam_any_block(&param[start], &grad[start], &exp_avg[start],
                                 &exp_avg_sq[start], vmax + start if vmax != NULL else NULL,
-                                min(blen, n - start), step_size, <floating>beta1,
+                                min(blen, n - start), step_size,
                                 <floating>beta2, <floating>(1.0 - beta1),
                                 <floating>(1.0 - beta2), sqrt_bc2, <floating>eps,
                                 <floating>weight_decay)
@@ -167,7 +187,7 @@ def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp
         start = b * blen
         _adam_any_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
                         vmax + start if vmax != NULL else NULL,
-                        min(blen, n - start), step_size, <floating>beta1,
+                        min(blen, n - start), step_size,
                         <floating>beta2, <floating>(1.0 - beta1), <floating>(1.0 - beta2),
                         sqrt_bc2, <floating>eps, <floating>weight_decay)
 
@@ -293,15 +313,18 @@ def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] 
 
 
 cdef inline void _adamax_block(floating* p, const floating* g, floating* m, floating* u,
-                               Py_ssize_t n, floating step_size, floating b1, floating c1,
+                               Py_ssize_t n, floating step_size, floating c1,
                                floating b2, floating eps, floating wd) noexcept nogil:
-    """p, g, m, u: (n,). u = max(b2 u, |d| + eps) as selects that keep a NaN."""
+    """p, g, m, u: (n,); c1: 1 - beta1 (the lerp weight). u = max(b2 u, |d| + eps) as
+    selects that keep a NaN."""
     cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
-    cdef floating d, a, w, mi
+    cdef floating d, a, w, mi, one = 1
+    cdef bint small = _lerp_small(c1)
+    cdef floating coeff = c1 if small else c1 - one
     for i in range(n):
         d = _decayed(g[i], p[i], wd)
-        mi = b1 * m[i] + c1 * d
+        mi = _lerp(m[i], d, coeff, small)
         a = (d if d >= 0 else -d) + eps
         w = b2 * u[i]
         w = w if (w > a) | (w != w) else a
@@ -326,31 +349,33 @@ def adamax_update(floating[::1] param, const floating[::1] grad, floating[::1] e
             for b in range(nblocks):
                 start = b * blen
                 _adamax_block(&param[start], &grad[start], &exp_avg[start], &exp_inf[start],
-                              min(blen, n - start), step_size, <floating>beta1,
+                              min(blen, n - start), step_size,
                               <floating>(1.0 - beta1), <floating>beta2, <floating>eps,
                               <floating>weight_decay)
         return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
         start = b * blen
         _adamax_block(&param[start], &grad[start], &exp_avg[start], &exp_inf[start],
-                      min(blen, n - start), step_size, <floating>beta1,
+                      min(blen, n - start), step_size,
                       <floating>(1.0 - beta1), <floating>beta2, <floating>eps,
                       <floating>weight_decay)
 
 
 cdef inline void _moments_block(floating* p, const floating* g, floating* m, floating* v,
-                                Py_ssize_t n, floating ra, floating rg, floating b1,
+                                Py_ssize_t n, floating ra, floating rg,
                                 floating b2, floating c1, floating c2, floating scale,
                                 floating eps, floating wd) noexcept nogil:
-    """p, g, m, v: (n,)."""
+    """p, g, m, v: (n,); c1: 1 - beta1 (the lerp weight)."""
     cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
-    cdef floating d, mi, vi
+    cdef floating d, mi, vi, one = 1
+    cdef bint small = _lerp_small(c1)
+    cdef floating coeff = c1 if small else c1 - one
     cdef bint with_g = rg != 0       # RAdam: no g term, as PyTorch's (0 * inf is NaN)
     cdef bint adaptive = scale != 0  # RAdam's first steps: the denominator is eps alone,
     for i in range(n):               # even where v overflowed (0 * sqrt(inf) is NaN)
         d = _decayed(g[i], p[i], wd)
-        mi = b1 * m[i] + c1 * d
+        mi = _lerp(m[i], d, coeff, small)
         vi = b2 * v[i] + c2 * d * d
         m[i] = mi
         v[i] = vi
@@ -375,7 +400,7 @@ def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
                 start = b * blen
                 _moments_block(&param[start], &grad[start], &exp_avg[start],
                                &exp_avg_sq[start], min(blen, n - start),
-                               <floating>avg_rate, <floating>grad_rate, <floating>beta1,
+                               <floating>avg_rate, <floating>grad_rate,
                                <floating>beta2, <floating>(1.0 - beta1),
                                <floating>(1.0 - beta2), <floating>sq_scale, <floating>eps,
                                <floating>weight_decay)
@@ -384,7 +409,7 @@ def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
         start = b * blen
         _moments_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
                        min(blen, n - start), <floating>avg_rate,
-                       <floating>grad_rate, <floating>beta1, <floating>beta2,
+                       <floating>grad_rate, <floating>beta2,
                        <floating>(1.0 - beta1), <floating>(1.0 - beta2),
                        <floating>sq_scale, <floating>eps, <floating>weight_decay)
 

@@ -6,6 +6,12 @@ the reference does, so float32 updates round exactly like it; the loops are comp
 without reassociation (``update_kernel``), so each product runs in its written order,
 and run with subnormal numbers flushed to zero (flush.py says why; Rprop's, which
 steps by signs, without).
+
+The first moment of Adam and its variants is PyTorch's ``exp_avg.lerp_(g, 1 - beta1)``:
+m + w (g - m) for a weight w = 1 - beta1 under 0.5, else g + (w - 1) (g - m), one
+fused multiply-add each as PyTorch's vectorized lerp (``contract``), not b1 m + w g: an
+infinite m turns NaN on the next finite g (inf - inf), as PyTorch's, instead of staying
+infinite.
 """
 import math
 
@@ -63,9 +69,10 @@ def _amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size,
     # with the running maximum of v in the denominator (its own kernel: an optional
     # array in one loop defeats vectorization, see _rmsprop).
     dt = param.dtype.type
-    b1 = dt(beta1)
+    w = dt(1.0 - beta1)
+    small = abs(w) < dt(0.5)   # the first moment as PyTorch's lerp_ (module docstring)
+    coeff = w if small else w - dt(1.0)
     b2 = dt(beta2)
-    c1 = dt(1.0 - beta1)
     c2 = dt(1.0 - beta2)
     wd = dt(weight_decay)
     eps_ = dt(eps)
@@ -74,7 +81,7 @@ def _amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size,
     decay = weight_decay != 0.0
     for i in prange(param.shape[0]):
         g = grad[i] + wd * param[i] if decay else grad[i]
-        m = exp_avg[i] * b1 + c1 * g
+        m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
         v = exp_avg_sq[i] * b2 + c2 * g * g
         # a NaN v is kept, as torch.maximum and the other backends (max() dropped it)
         vmax = max_exp_avg_sq[i] if max_exp_avg_sq[i] > v else v
@@ -89,9 +96,10 @@ def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, be
           eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,)
     dt = param.dtype.type
-    b1 = dt(beta1)
+    w = dt(1.0 - beta1)
+    small = abs(w) < dt(0.5)   # the first moment as PyTorch's lerp_ (module docstring)
+    coeff = w if small else w - dt(1.0)
     b2 = dt(beta2)
-    c1 = dt(1.0 - beta1)
     c2 = dt(1.0 - beta2)
     wd = dt(weight_decay)
     eps_ = dt(eps)
@@ -100,7 +108,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, be
     decay = weight_decay != 0.0
     for i in prange(param.shape[0]):
         g = grad[i] + wd * param[i] if decay else grad[i]
-        m = exp_avg[i] * b1 + c1 * g
+        m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
         v = exp_avg_sq[i] * b2 + c2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
@@ -162,8 +170,9 @@ def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_deca
 def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_decay):
     # INOUT param, exp_avg, exp_inf (n,); IN grad (n,)
     dt = param.dtype.type
-    b1 = dt(beta1)
-    c1 = dt(1.0 - beta1)
+    w = dt(1.0 - beta1)
+    small = abs(w) < dt(0.5)   # the first moment as PyTorch's lerp_ (module docstring)
+    coeff = w if small else w - dt(1.0)
     b2 = dt(beta2)
     eps_ = dt(eps)
     wd = dt(weight_decay)
@@ -171,7 +180,7 @@ def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_
     decay = weight_decay != 0.0
     for i in prange(param.shape[0]):
         g = grad[i] + wd * param[i] if decay else grad[i]
-        m = exp_avg[i] * b1 + c1 * g
+        m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
         u = exp_inf[i] * b2
         a = abs(g) + eps_
         u = u if u > a or u != u else a   # max, NaN propagating (torch.maximum)
@@ -185,8 +194,9 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
                       sq_scale, eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,)
     dt = param.dtype.type
-    b1 = dt(beta1)
-    c1 = dt(1.0 - beta1)
+    w = dt(1.0 - beta1)
+    small = abs(w) < dt(0.5)   # the first moment as PyTorch's lerp_ (module docstring)
+    coeff = w if small else w - dt(1.0)
     b2 = dt(beta2)
     c2 = dt(1.0 - beta2)
     ra = dt(avg_rate)
@@ -199,7 +209,7 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
     adaptive = sq_scale != 0.0  # RAdam's first steps: the denominator is eps alone, even
     for i in prange(param.shape[0]):  # where v overflowed (0 * sqrt(inf) would be NaN)
         g = grad[i] + wd * param[i] if decay else grad[i]
-        m = exp_avg[i] * b1 + c1 * g
+        m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
         v = exp_avg_sq[i] * b2 + c2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v

@@ -57,12 +57,24 @@ def _decayed(grad, param, weight_decay):
     return grad + param.dtype.type(weight_decay) * param if weight_decay else grad
 
 
+def _lerp(start, end, weight):
+    """start.lerp_(end, weight) in place, PyTorch's form: start + w (end - start) for
+    |w| < 0.5, else end - (end - start) (1 - w), w the weight in the dtype. Not
+    b start + w end: an infinite start becomes NaN on a finite end (inf - inf), as
+    PyTorch's."""
+    dt = start.dtype.type
+    w = dt(weight)
+    if abs(w) < 0.5:
+        start += w * (end - start)
+    else:
+        start[...] = end - (end - start) * (dt(1) - w)
+
+
 def _moments(g, exp_avg, exp_avg_sq, beta1, beta2):
-    """Adam's moving averages in place: m = b1 m + (1 - b1) g, v = b2 v + (1 - b2) g^2
-    (v skipped when exp_avg_sq is None)."""
+    """Adam's moving averages in place: m = lerp(m, g, 1 - b1) (_lerp),
+    v = b2 v + (1 - b2) g^2 (v skipped when exp_avg_sq is None)."""
     dt = g.dtype.type
-    exp_avg *= dt(beta1)
-    exp_avg += dt(1 - beta1) * g
+    _lerp(exp_avg, g, 1 - beta1)
     if exp_avg_sq is not None:
         exp_avg_sq *= dt(beta2)
         exp_avg_sq += dt(1 - beta2) * g * g
