@@ -229,3 +229,28 @@ def test_a_backward_hook_changing_a_gradients_shape_is_pytorchs_runtime_error():
     with pytest.raises(RuntimeError, match=r"grad_input\[0\] of shape \(3, 5\)") as info:
         layer.backward(np.ones((3, 2)))
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("build, run, back", [
+    (lambda: nn.LSTM(4, 4), lambda m, x: m(x)[0], lambda m, g: m.backward(g, None)),
+    (lambda: nn.MultiheadAttention(4, 2), lambda m, x: m(x, x, x)[0],
+     lambda m, g: m.backward(g)),
+    (lambda: nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0), lambda m, x: m(x),
+     lambda m, g: m.backward(g)),
+], ids=["LSTM", "MultiheadAttention", "TransformerEncoderLayer"])
+def test_a_forward_hook_that_raises_on_a_layer_with_a_forward_of_its_own(build, run, back,
+                                                                         rng):
+    # (the TransformerEncoderLayer differentiated the failed call silently)
+    model = build().double()
+    x = rng.standard_normal((5, 2, 4))
+    y = run(model, x)
+    handle = model.register_forward_hook(lambda module, args, output: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        run(model, 2 * x)
+    handle.remove()
+    with pytest.raises(RuntimeError, match="failed in a forward hook"):
+        back(model, np.ones_like(y))
+    for p in model.parameters():
+        assert p.grad is None or not p.grad.any()
+    y = run(model, x)
+    back(model, np.ones_like(y))

@@ -563,7 +563,17 @@ class _Stale:
 def _has_forward_record(module):
     """True when module kept something of a forward for its backward."""
     state = module.__dict__
-    return any(state.get(name) not in (None, NO_GRAD) for name in ("_out_meta", "_ctx"))
+    return any(state.get(name) not in (None, NO_GRAD)
+               for name in ("_out_meta", "_ctx", "_sub_records"))
+
+
+def _kept_record(module):
+    """What module's last forward kept that its next forward replaces, for a _Stale to
+    refer to where its forward keeps no _out_meta: a layer's _ctx (check_kept), a
+    composite's sub-module records (checks_sub_forwards)."""
+    state = module.__dict__
+    ctx = state.get("_ctx")
+    return ctx if ctx is not None else state.get("_sub_records")
 
 
 def _mark_stale(modules, reason):
@@ -572,7 +582,7 @@ def _mark_stale(modules, reason):
     for module in modules:
         module._scratch.clear()
         if _has_forward_record(module):
-            object.__setattr__(module, "_out_meta", _Stale(reason, module.__dict__.get("_ctx")))
+            object.__setattr__(module, "_out_meta", _Stale(reason, _kept_record(module)))
 
 
 def _with_ancestors(root, changed):
@@ -616,6 +626,8 @@ def records_sub_forwards(forward):
             raise
         object.__setattr__(self, "_sub_records", _sub_forward_records(self))
         object.__setattr__(self, "_failed_forward", None)
+        if type(self.__dict__.get("_out_meta")) is _Stale:   # (this forward replaces it)
+            object.__setattr__(self, "_out_meta", None)
         return out
     return forward_recording
 
@@ -628,6 +640,9 @@ def checks_sub_forwards(backward):
     @functools.wraps(backward)
     def backward_checked(self, *args, **kwargs):
         kept = self.__dict__.get("_sub_records")
+        meta = self.__dict__.get("_out_meta")
+        if type(meta) is _Stale and meta.ctx is kept:   # (a forward since replaces kept)
+            raise meta.error(self)
         if kept is not None:
             _check_sub_records(self, kept)
         return backward(self, *args, **kwargs)
@@ -1425,7 +1440,7 @@ class Module:
                 object.__setattr__(self, "_out_meta", _Stale(
                     f"its last call failed in a forward hook ({type(error).__name__}) after "
                     f"its forward ran, so its backward would differentiate that call",
-                    self.__dict__.get("_ctx"), changed=False))
+                    _kept_record(self), changed=False))
             for hook_id, hook in list(self._forward_hooks.items()):
                 if (hook_id in self._forward_hooks_always_called
                         and hook_id not in called_always):
