@@ -17,7 +17,8 @@ import time
 import numpy as np
 
 from . import device as _device
-from .data.loader import DataLoader
+from . import random as _random
+from .data.loader import DataLoader, as_generator
 from .nn.module import evaluating
 
 
@@ -32,11 +33,12 @@ class TrainingDiverged(RuntimeError):
             f"Try a smaller learning rate.")
 
 
-def _progress_bar(total, desc, enabled):
+def _progress_bar(total, desc, enabled, initial=0):
     if not enabled:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+                initial=initial)
 
 
 def _write(message, bar_enabled):
@@ -150,7 +152,7 @@ def _check_count(name, value, least=1):
 
 def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_size=128,
         seed=0, max_steps=None, eval_freq=None, eval_batch_size=1000, lr_schedule=None,
-        progress=True, log=True):
+        progress=True, log=True, resume=None):
     """Train ``model`` on ``train_data`` = (x_train, y_train) with mini-batch updates.
 
     x_train: (N, ...) float inputs in the model's dtype; y_train: (N,) int64 labels, or
@@ -165,12 +167,24 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     ``progress`` shows a tqdm bar per epoch; ``log`` prints one line per epoch (and one
     per ``eval_freq`` evaluation).
 
+    ``resume``: the metrics dict an earlier fit returned (after the model and optimizer
+    were saved and loaded, or as they are), to continue that run: its 'train_state'
+    says where it stopped (epoch, step, the batch within the epoch, the shuffling
+    generator's and fastnn's generator's states), and training goes on as if it had
+    never stopped: the same batches, dropout masks and schedule, so the parameters come
+    out bit for bit as one run's (same backend and threads). ``epochs`` and
+    ``max_steps`` are then totals counted from the first run's start (as the PyTorch
+    ImageNet example's ``--epochs`` with ``--resume``), and the per-epoch lists and
+    'step_curve' continue the earlier ones. The batch size and the number of training
+    samples must be the earlier run's; a run with nothing left to do is a ValueError.
+
     Returns a metrics dict: per-epoch lists 'epoch', 'train_loss', 'train_accuracy'
     (running means over the epoch's batches, in training mode), 'test_loss',
     'test_accuracy', 'seconds_per_epoch' (training time, evaluation excluded);
-    'steps', 'samples_per_second', final 'train_accuracy_final',
-    'test_accuracy_final' and, with eval_freq, 'step_curve' (step, test_loss,
-    test_accuracy every eval_freq steps).
+    'steps' (counted from the first run's start when resuming), 'samples_per_second'
+    (this call's), final 'train_accuracy_final', 'test_accuracy_final', with
+    eval_freq 'step_curve' (step, test_loss, test_accuracy every eval_freq steps), and
+    'train_state' (JSON-serialisable: what ``resume`` takes).
     Raises TrainingDiverged when the loss becomes NaN or infinite.
     """
     _check_count("epochs", epochs)
@@ -185,13 +199,23 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     x_train, y_train = train_data
     if len(x_train) == 0:   # (before the shuffling loader, which refuses it less clearly)
         raise ValueError(f"fit: no training batches ({len(y_train)} samples)")
-    loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True, seed=seed)
+    # the shuffling generator, handed to the loader: its state is what a resumed run needs
+    shuffle_rng = as_generator(seed)
+    loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True,
+                        seed=shuffle_rng)
     if epochs is None:
         if max_steps is None:
             raise ValueError("fit: give epochs or max_steps")
         epochs = math.ceil(max_steps / len(loader))
     total_steps = epochs * len(loader) if max_steps is None else min(max_steps,
                                                                      epochs * len(loader))
+    if resume is not None:
+        state = check_resume(resume, len(x_train), batch_size)
+        finished = state["epoch"] - (state["batches_done"] < state["batches_per_epoch"])
+        if finished >= epochs or (max_steps is not None and state["step"] >= max_steps):
+            raise ValueError(f"fit: nothing to resume: the earlier run stopped at epoch "
+                             f"{state['epoch']}, step {state['step']}; epochs={epochs} and "
+                             f"max_steps={max_steps} count from its start")
     if isinstance(lr_schedule, str):
         if lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"fit: unknown lr_schedule {lr_schedule!r}; expected one of "
@@ -201,19 +225,31 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         base_lrs = [group.setdefault("initial_lr", group["lr"])
                     for group in optimizer.param_groups]
     kind, ignore_index = _accuracy_kind(y_train), getattr(loss_fn, "ignore_index", None)
-    history = {"epoch": [], "train_loss": [], "train_accuracy": [], "test_loss": [],
-               "test_accuracy": [], "seconds_per_epoch": []}
+    history = {key: [] for key in EPOCH_KEYS}
     step_curve = {"step": [], "test_loss": [], "test_accuracy": []}
     step, train_seconds, train_samples = 0, 0.0, 0
+    first_epoch, skip, sums = 1, 0, None
+    if resume is not None:   # (checked above, before anything changed)
+        step, first_epoch, skip, sums = _continue_history(resume, state, history,
+                                                          step_curve, len(loader))
+        shuffle_rng.bit_generator.state = (state["epoch_shuffle_state"] if skip
+                                           else state["shuffle_state"])
+        _random.set_state(state["random_state"])
     skip_input_grad = "need_grad_in" in inspect.signature(model.backward).parameters
     move = _batch_mover(model)
     model.train()
-    for epoch in range(1, epochs + 1):
-        bar = _progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress)
-        loss_sum, correct, counted, seen = 0.0, 0, 0, 0
+    epoch, done = first_epoch - 1, len(loader)
+    for epoch in range(first_epoch, epochs + 1):
+        bar = _progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress, initial=skip)
+        loss_sum, correct, counted, seen, seconds_before = (
+            (sums["loss_sum"], sums["correct"], sums["counted"], sums["seen"],
+             sums["seconds"]) if skip else (0.0, 0, 0, 0, 0.0))
+        epoch_shuffle_state = shuffle_rng.bit_generator.state  # (before the epoch's draw)
         start = time.perf_counter()
         eval_seconds = 0.0
-        for bx, by in loader:
+        for done, (bx, by) in enumerate(loader, start=1):
+            if done <= skip:   # (the batches the resumed run had trained on)
+                continue
             if lr_schedule is not None:
                 factor = lr_schedule(step, total_steps)
                 for group, base_lr in zip(optimizer.param_groups, base_lrs):
@@ -259,7 +295,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         if bar is not None:
             bar.close()
         train_seconds += seconds
-        train_samples += seen
+        train_samples += seen - (sums["seen"] if skip else 0)
+        seconds += seconds_before
+        skip = 0
         history["epoch"].append(epoch)
         history["train_loss"].append(loss_sum / seen)
         history["train_accuracy"].append(_ratio(correct, counted))
@@ -281,6 +319,85 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     metrics["samples_per_second"] = train_samples / max(train_seconds, 1e-9)
     metrics["train_accuracy_final"] = history["train_accuracy"][-1]
     metrics["test_accuracy_final"] = history["test_accuracy"][-1] if test_data is not None else None
-    if eval_freq:
+    if eval_freq or step_curve["step"]:
         metrics["step_curve"] = step_curve
+    metrics["train_state"] = {
+        "epoch": epoch, "step": step, "batches_done": done, "batches_per_epoch": len(loader),
+        "batch_size": int(batch_size), "num_samples": len(x_train),
+        # the epoch's running sums, for a resumed run to finish an epoch cut short
+        "epoch_sums": {"loss_sum": float(loss_sum), "correct": int(correct),
+                       "counted": int(counted), "seen": int(seen), "seconds": seconds},
+        "epoch_shuffle_state": epoch_shuffle_state,
+        "shuffle_state": shuffle_rng.bit_generator.state,
+        "random_state": _random.get_state(),
+    }
     return metrics
+
+
+#: fit's per-epoch lists
+EPOCH_KEYS = ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+               "seconds_per_epoch")
+_TRAIN_STATE_KEYS = ("epoch", "step", "batches_done", "batches_per_epoch", "batch_size",
+                     "num_samples", "epoch_sums", "epoch_shuffle_state", "shuffle_state",
+                     "random_state")
+
+
+def check_resume(resume, num_samples, batch_size):
+    """resume's 'train_state' (see ``fit``), checked against a run over num_samples
+    training samples in batches of batch_size: a ValueError says what does not fit
+    (another batch size or training set, or not a fit's state); returns the state."""
+    state = resume.get("train_state") if isinstance(resume, dict) else None
+    if not isinstance(state, dict) or not all(k in state for k in _TRAIN_STATE_KEYS):
+        got = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise ValueError(f"fit: resume must be the metrics dict of an earlier fit, with "
+                         f"its 'train_state' {list(_TRAIN_STATE_KEYS)}; got {got}")
+    if state["batch_size"] != batch_size or state["num_samples"] != num_samples:
+        raise ValueError(f"fit: resume: the earlier run had batch_size {state['batch_size']} "
+                         f"and {state['num_samples']} training samples, this one "
+                         f"batch_size {batch_size} and {num_samples}: resuming needs the "
+                         f"same batches")
+    counts = [state[k] for k in ("epoch", "step", "batches_done", "batches_per_epoch")]
+    if (not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)
+            or state["batches_per_epoch"] != math.ceil(num_samples / batch_size)
+            or not 0 < state["batches_done"] <= state["batches_per_epoch"]
+            or state["epoch"] < 1):
+        raise ValueError(f"fit: resume: inconsistent train_state counters "
+                         f"(epoch, step, batches_done, batches_per_epoch) = {counts}")
+    sums = state["epoch_sums"]
+    if not isinstance(sums, dict) or not all(
+            isinstance(sums.get(k), (int, float)) for k in _SUM_KEYS):
+        raise ValueError(f"fit: resume: train_state's epoch_sums must hold the numbers "
+                         f"{list(_SUM_KEYS)}, got {sums!r}")
+    for key in EPOCH_KEYS:
+        if not isinstance(resume.get(key, []), list):
+            raise ValueError(f"fit: resume: {key!r} must be a list (the earlier run's), got "
+                             f"{type(resume[key]).__name__}")
+    for key in ("epoch_shuffle_state", "shuffle_state", "random_state"):
+        try:   # (a state numpy's PCG64 takes)
+            np.random.PCG64().state = state[key]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"fit: resume: train_state's {key} is not a PCG64 state "
+                             f"({type(exc).__name__}: {exc})") from None
+    return state
+
+
+_SUM_KEYS = ("loss_sum", "correct", "counted", "seen", "seconds")
+
+
+def _continue_history(resume, state, history, step_curve, batches_per_epoch):
+    """Fill history and step_curve with the earlier run's; (step, first epoch, batches
+    of it to skip, its running sums or None) to continue from. An epoch cut short (by
+    max_steps) is taken out of the lists: the resumed run finishes and reports it."""
+    for key in history:
+        history[key].extend(resume.get(key) or [])
+    for key, values in (resume.get("step_curve") or {}).items():
+        if key in step_curve:
+            step_curve[key].extend(values)
+    skip = state["batches_done"] if state["batches_done"] < batches_per_epoch else 0
+    if skip:
+        epochs_listed = len(history["epoch"])
+        for key in history:
+            if len(history[key]) == epochs_listed and epochs_listed:
+                history[key].pop()
+        return state["step"], state["epoch"], skip, state["epoch_sums"]
+    return state["step"], state["epoch"] + 1, 0, None

@@ -288,3 +288,85 @@ def test_train_refuses_hidden_layer_options_for_a_linear_model(flag, capsys,
     assert main(["train", "--dataset", "digits", "--hidden", "", "--max-steps", "1",
                  "--no-progress"] + flag) == 2
     assert "linear model" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- fit(resume=...)
+def _digits_run(**kwargs):
+    """fit of a small MLP with BatchNorm and dropout (it draws from fastnn's generator)
+    on 300 digits, in batches of 64 (five per epoch): (model, optimizer, metrics)."""
+    import fastnn
+    from fastnn import data, models, nn, optim
+    from fastnn.train import fit
+    x, y, x_test, y_test = data.load("digits", flatten=True)
+    fastnn.manual_seed(0)
+    model = models.MLP(64, [16], 10, batchnorm=True, dropout=0.3)
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    resume = kwargs.pop("resume", None)
+    if resume is not None:   # the earlier run's model and optimizer, as a checkpoint has them
+        model.load_state_dict(resume[0].state_dict())
+        opt.load_state_dict(resume[1].state_dict())
+        fastnn.manual_seed(123)   # (the generator's state comes from the metrics)
+        kwargs["resume"] = resume[2]
+    metrics = fit(model, nn.CrossEntropyLoss(), opt, (x[:300], y[:300]),
+                  (x_test[:50], y_test[:50]), batch_size=64, seed=3, eval_freq=4,
+                  progress=False, log=False, **kwargs)
+    return model, opt, metrics
+
+
+@pytest.mark.parametrize("first,then", [
+    ({"epochs": 2}, {"epochs": 4}),                                  # at an epoch's end
+    ({"epochs": 3, "max_steps": 7}, {"epochs": 3}),                  # inside epoch 2
+    ({"epochs": None, "max_steps": 7}, {"epochs": None, "max_steps": 13})])
+def test_fit_resume_continues_bit_for_bit(first, then, restore_backend):
+    import json
+
+    import fastnn
+    fastnn.set_backend("numpy")
+    model, opt, ref = _digits_run(**then)
+    earlier = _digits_run(**first)
+    # what a checkpoint's extra holds: the metrics through JSON
+    earlier = earlier[:2] + (json.loads(json.dumps(earlier[2])),)
+    resumed, resumed_opt, metrics = _digits_run(resume=earlier, **then)
+    for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    for a, b in zip(opt.state_dict()["state"].values(),
+                    resumed_opt.state_dict()["state"].values()):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    for key in ("epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy",
+                "step_curve", "steps"):
+        assert metrics[key] == ref[key], key
+    assert len(metrics["seconds_per_epoch"]) == len(ref["epoch"])
+
+
+def test_fit_resume_refuses_what_does_not_fit_before_changing_anything(restore_backend):
+    import fastnn
+    from fastnn import data, nn
+    from fastnn import random as fastnn_random
+    from fastnn.train import fit
+    fastnn.set_backend("numpy")
+    model, opt, metrics = _digits_run(epochs=1)
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    x, y = data.load("digits", flatten=True)[:2]
+    generator = fastnn_random.get_state()
+
+    def resume(resume, **kwargs):
+        return fit(model, nn.CrossEntropyLoss(), opt, (x[:300], y[:300]),
+                   **{"batch_size": 64, "epochs": 2, "progress": False, "log": False,
+                      "lr_schedule": "cosine", "resume": resume, **kwargs})
+    with pytest.raises(ValueError, match="resuming needs the same batches"):
+        resume(metrics, batch_size=32)
+    with pytest.raises(ValueError, match="and 300 training samples, this one"):
+        fit(model, nn.CrossEntropyLoss(), opt, (x[:200], y[:200]), batch_size=64, epochs=2,
+            progress=False, resume=metrics)
+    with pytest.raises(ValueError, match="nothing to resume"):
+        resume(metrics, epochs=1)
+    with pytest.raises(ValueError, match="metrics dict of an earlier fit"):
+        resume({"epoch": [1]})
+    broken = dict(metrics, train_state=dict(metrics["train_state"], shuffle_state={}))
+    with pytest.raises(ValueError, match="shuffle_state is not a PCG64 state"):
+        resume(broken)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    assert "initial_lr" not in opt.param_groups[0]
+    assert fastnn_random.get_state() == generator
