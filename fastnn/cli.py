@@ -154,12 +154,28 @@ def non_negative_int(text):
     return _int_at_least(text, 0, "non-negative")
 
 
+class _Given(argparse.Action):
+    """argparse's store (store_true with nargs=0) that also notes the option in the
+    namespace's ``given_options``: --resume takes the options left out from the
+    checkpoint, and refuses those given with another value than it has."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, True if self.nargs == 0 else values)
+        given = getattr(namespace, "given_options", None) or set()
+        namespace.given_options = given | {self.dest}
+
+
+def _given_flag(parser, *flags, **kwargs):
+    """A store_true option through _Given."""
+    parser.add_argument(*flags, action=_Given, nargs=0, default=False, **kwargs)
+
+
 def add_runtime_arguments(parser):
     """--backend, --threads, --seed, --no-progress: shared by commands that compute."""
     parser.add_argument("--backend", help="numpy, numba, cython or cuda "
                         "(default: FASTNN_BACKEND or the fastest available)")
     parser.add_argument("--threads", type=int, help="threads for the kernels and BLAS")
-    parser.add_argument("--seed", type=non_negative_int, default=0,
+    parser.add_argument("--seed", type=non_negative_int, default=0, action=_Given,
                         help="seeds initialisation, shuffling and dropout (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -183,55 +199,68 @@ def apply_runtime_arguments(args):
 
 
 def configure_train(parser):
-    parser.add_argument("--model", choices=MODELS, default="mlp")
-    parser.add_argument("--dataset", choices=DATASETS, default="fashion-mnist")
+    parser.add_argument("--model", choices=MODELS, default="mlp", action=_Given)
+    parser.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", action=_Given)
     parser.add_argument("--data-root", "--data-dir", dest="data_root",
                         help="directory holding the dataset files")
     parser.add_argument("--download", action="store_true",
                         help="download the dataset into ~/.cache/fastnn if missing")
     parser.add_argument("--hidden", "--dnn-hidden-units", dest="hidden", type=hidden_units,
-                        default=[100], metavar="UNITS",
+                        default=[100], metavar="UNITS", action=_Given,
                         help="MLP hidden widths, comma-separated (default 100; '' for none)")
-    parser.add_argument("--activation", default=None,
+    parser.add_argument("--activation", default=None, action=_Given,
                         help="MLP activation: relu (default), leaky_relu, sigmoid, tanh, "
                              "gelu, gelu_tanh, sine, silu, elu, mish")
     parser.add_argument("--neg-slope", dest="negative_slope", type=float, default=None,
+                        action=_Given,
                         help="LeakyReLU negative slope (implies --activation leaky_relu)")
-    parser.add_argument("--batchnorm", action="store_true", help="BatchNorm1d after each "
-                        "hidden Linear layer of the MLP")
-    parser.add_argument("--dropout", type=float, default=0.0, help="MLP dropout probability")
-    parser.add_argument("--width", type=float, default=None,
+    _given_flag(parser, "--batchnorm", help="BatchNorm1d after each hidden Linear layer "
+                "of the MLP")
+    parser.add_argument("--dropout", type=float, default=0.0, action=_Given,
+                        help="MLP dropout probability")
+    parser.add_argument("--width", type=float, default=None, action=_Given,
                         help="ConvNet width multiplier")
+    parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                        action=_Given, help="the parameters' and the data's dtype "
+                        "(default float32)")
     parser.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop", "adagrad",
                                                 "adamax", "nadam", "radam", "adadelta",
                                                 "rprop", "asgd", "adafactor"),
-                        default="sgd",
+                        default="sgd", action=_Given,
                         help="adamw: decoupled weight decay (--weight-decay); rprop takes "
                              "no weight decay")
     parser.add_argument("--lr", "--learning-rate", dest="lr", type=float, default=None,
+                        action=_Given,
                         help="learning rate (default 0.1 for SGD, 1.0 for Adadelta, 0.01 "
                              "for Adagrad, Rprop, ASGD and Adafactor, 0.002 for Adamax and "
                              "NAdam, 0.001 for Adam, AdamW, RAdam and RMSprop: PyTorch's "
                              "defaults but SGD's and RMSprop's)")
-    parser.add_argument("--momentum", type=float, default=None,
+    parser.add_argument("--momentum", type=float, default=None, action=_Given,
                         help="SGD momentum (0.9; SGD only: refused with another optimizer)")
-    parser.add_argument("--weight-decay", type=float, default=0.0)
+    parser.add_argument("--weight-decay", type=float, default=0.0, action=_Given)
     parser.add_argument("--lr-schedule", choices=("constant", "cosine"), default="constant",
+                        action=_Given,
                         help="constant, or cosine decay to 0 over the run (per step)")
-    parser.add_argument("--standardize", action="store_true",
-                        help="subtract the training set's mean pixel, divide by its std")
-    parser.add_argument("--batch-size", type=int, default=128)
+    _given_flag(parser, "--standardize",
+                help="subtract the training set's mean pixel, divide by its std")
+    parser.add_argument("--batch-size", type=int, default=128, action=_Given)
     parser.add_argument("--epochs", type=int, default=None,
                         help="passes over the training set (default 10, or as many as "
-                             "--max-steps needs)")
+                             "--max-steps needs; with --resume counted from the first "
+                             "run's start)")
     parser.add_argument("--max-steps", type=int, default=None,
-                        help="stop after this many optimizer steps")
+                        help="stop after this many optimizer steps (with --resume counted "
+                             "from the first run's start)")
     parser.add_argument("--eval-freq", type=int, default=None,
                         help="also evaluate on the test set every this many steps")
     add_runtime_arguments(parser)
     parser.add_argument("--metrics", help="write the metrics JSON here")
     parser.add_argument("--plot", help="write the loss/accuracy curves PNG here")
-    parser.add_argument("--save", help="save the model (and optimizer) to this .npz")
+    parser.add_argument("--save", help="save the model, optimizer and training state to "
+                        "this .npz")
+    parser.add_argument("--resume", metavar="PATH",
+                        help="continue the run a --save checkpoint holds (options left out "
+                             "are the checkpoint's)")
     parser.set_defaults(func=run_train)
 
 
@@ -269,6 +298,97 @@ def _check_train_args(args):
     if args.width is not None and args.model != "convnet":
         raise CLIError("--width applies to --model convnet")
     _check_output_paths(args)
+
+
+#: options a resumed run takes from its checkpoint when they are left out. Those that
+#: shape the model, the data, the batches or the random draws must then be the
+#: checkpoint's (one given with another value is refused); the optimizer's
+#: hyper-parameters may be changed (set on its param groups after the state is loaded).
+RESUME_FIXED = ("model", "dataset", "hidden", "activation", "negative_slope", "batchnorm",
+                "dropout", "width", "dtype", "standardize", "optimizer", "lr_schedule",
+                "batch_size", "seed")
+RESUME_CHANGEABLE = ("lr", "momentum", "weight_decay")
+
+
+def _flag(dest):
+    return "--" + {"negative_slope": "neg-slope"}.get(dest, dest.replace("_", "-"))
+
+
+def _show(dest, value):
+    if dest == "hidden":
+        return "''" if not value else ",".join(map(str, value))
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def read_resume(args):
+    """The training record of --resume's checkpoint ({'config', 'train_state',
+    'history'}), with the options left out of args taken from its config.
+    CheckpointError for a file that is missing, damaged or holds no training state;
+    CLIError for options given with other values than the checkpoint's."""
+    from .io import CheckpointError, read_metadata
+    path = args.resume
+    if path == "" or os.path.isdir(path):
+        raise CLIError(f"--resume expects a checkpoint file, got {path!r}")
+    try:
+        meta = read_metadata(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"--resume: no such file {path!r}") from None
+    except OSError as exc:
+        raise CheckpointError(f"--resume: cannot read {path!r}: "
+                              f"{exc.strerror or exc}") from None
+    record = meta.get("extra")
+    if (not isinstance(record, dict) or not isinstance(record.get("config"), dict)
+            or not isinstance(record.get("train_state"), dict)):
+        raise CheckpointError(
+            f"--resume: {path} holds no training state (epoch and step counters, "
+            f"shuffling and dropout generators): it was written by fastnn.save, or by "
+            f"`fastnn train --save` before --resume existed. fastnn.load(path) loads its "
+            f"model; a run that resumes needs a checkpoint of this version's --save")
+    config = record["config"]
+    given = getattr(args, "given_options", set())
+    differ = [dest for dest in RESUME_FIXED
+              if dest in given and dest in config and getattr(args, dest) != config[dest]
+              and not (dest == "negative_slope" and config.get("activation") != "leaky_relu")]
+    if ("negative_slope" in given and "activation" not in given
+            and config.get("activation") != "leaky_relu"):
+        differ.append("activation")   # (--neg-slope implies leaky_relu)
+        args.activation = "leaky_relu"
+    if differ:
+        pairs = ", ".join(f"{_flag(d)} {_show(d, getattr(args, d))}"
+                          f"{' (as --neg-slope implies)' if d not in given else ''} (the "
+                          f"checkpoint's: {_show(d, config[d])})" for d in differ)
+        raise CLIError(f"--resume {path}: this run asks {pairs}; a resumed run keeps the "
+                       f"checkpoint's model, data, batches and seed (leave these options "
+                       f"out to take its values)")
+    for dest in RESUME_FIXED + RESUME_CHANGEABLE:
+        if dest not in given and dest in config and not (
+                dest == "negative_slope" and args.activation != "leaky_relu"):
+            setattr(args, dest, config[dest])
+    return record
+
+
+def _check_resume_counts(args, record, num_samples):
+    """CheckpointError when the checkpoint's training state does not fit this run's data
+    (another number of samples) or is damaged; CLIError when the resumed run has nothing
+    left to train (--epochs and --max-steps count from the first run's start)."""
+    from .io import CheckpointError
+    from .train import check_resume
+    try:
+        state = check_resume(record, num_samples, args.batch_size)
+    except ValueError as exc:
+        raise CheckpointError(f"--resume {args.resume}: {str(exc).removeprefix('fit: resume: ')}"
+                              ) from None
+    finished = state["epoch"] - (state["batches_done"] < state["batches_per_epoch"])
+    if args.max_steps is not None and state["step"] >= args.max_steps:
+        more = f"--max-steps above {state['step']}"
+    elif args.epochs is not None and finished >= args.epochs:
+        more = f"--epochs above {finished}"
+    else:
+        return
+    raise CLIError(f"--resume {args.resume}: the checkpoint's run has made {state['step']} "
+                   f"steps ({finished} whole epoch{'s' if finished != 1 else ''}) already, "
+                   f"and --epochs and --max-steps count from its start: nothing left to "
+                   f"train; ask for more ({more})")
 
 
 def output_path_problem(path):
@@ -328,7 +448,8 @@ def load_dataset(args):
     ``dream`` feeds its images as training did)."""
     from . import data
     x_train, y_train, x_test, y_test = data.load(
-        args.dataset, root=args.data_root, download=args.download, flatten=args.model == "mlp")
+        args.dataset, root=args.data_root, download=args.download, flatten=args.model == "mlp",
+        dtype=args.dtype)
     if args.model != "mlp" and x_train.ndim == 3:  # grey images: add the channel axis
         x_train, x_test = x_train[:, None], x_test[:, None]
     if args.standardize:  # one scalar mean and std, from the training set only
@@ -386,6 +507,39 @@ def _check_batch_of_one(model, x_train, batch_size):
         _random.set_state(state)
 
 
+def _load_resumed(args, model, optimizer):
+    """Load --resume's model and optimizer state (CheckpointError when they do not fit),
+    then set the optimizer hyper-parameters given on the command line."""
+    import numpy as np
+
+    from .io import OPTIMIZER_PREFIX, load_checkpoint, read_checkpoint
+    load_checkpoint(args.resume, model=model, optimizer=optimizer)
+    # NAdam's mu_product and ASGD's eta and mu are rounded to float32 (PyTorch's default
+    # dtype, which these optimizers make them in) until a load_state_dict casts a saved
+    # 0-d array to the parameter's dtype, as PyTorch's does: for a float64 run to go on
+    # as it would have, the values saved in float32 go back as numbers, which keep the
+    # float32 rounding
+    saved = read_checkpoint(args.resume)[1]
+    state_dict, numbers = optimizer.state_dict(), False
+    for index, entry in state_dict["state"].items():
+        for name, value in entry.items():
+            array = saved.get(f"{OPTIMIZER_PREFIX}{index}/{name}")
+            if (name != "step" and array is not None and array.ndim == 0
+                    and array.dtype == np.float32 and np.asarray(value).dtype != np.float32):
+                entry[name], numbers = float(array), True
+    if numbers:
+        optimizer.load_state_dict(state_dict)
+    given = getattr(args, "given_options", set())
+    for group in optimizer.param_groups:
+        if "lr" in given:
+            group["lr"] = args.lr
+            if "initial_lr" in group:   # (what --lr-schedule scales)
+                group["initial_lr"] = args.lr
+        for dest in ("momentum", "weight_decay"):
+            if dest in given and dest in group:
+                group[dest] = getattr(args, dest)
+
+
 def build_optimizer(args, parameters):
     from . import optim
     if args.optimizer == "sgd":
@@ -438,35 +592,51 @@ def run_train(args):
 
     import fastnn
     from . import nn
-    from .train import fit
+    from .train import EPOCH_KEYS, fit
 
+    record = read_resume(args) if args.resume is not None else None
     _check_train_args(args)
     apply_runtime_arguments(args)
     x_train, y_train, x_test, y_test = load_dataset(args)
+    if record is not None:
+        _check_resume_counts(args, {"train_state": record["train_state"]}, len(y_train))
     # every dataset of --dataset has ten classes: a split whose labels stop short of 9
     # still trains a 10-way classifier (the readers refuse labels above 9)
     num_classes = max(10, int(max(y_train.max(), y_test.max())) + 1)
     input_shape = x_train.shape[1:]
     try:  # the constructors check hyper-parameters (widths, dropout p, lr...)
         model = build_model(args, input_shape, num_classes)
+        if args.dtype != "float32":   # (the models are built in float32)
+            model.to_dtype(args.dtype)
         if fastnn.get_backend() == "cuda":  # parameters and optimizer state on the GPU
             model.to("cuda")
         optimizer = build_optimizer(args, model.parameters())
     except (ValueError, TypeError) as exc:
         raise CLIError(str(exc)) from None
+    if record is not None:
+        _load_resumed(args, model, optimizer)
     _check_batch_of_one(model, x_train, args.batch_size)
     loss_fn = nn.CrossEntropyLoss()
     backend, threads = fastnn.get_backend(), fastnn.get_num_threads()
     description = _describe(args, input_shape, num_classes)
     print(f"{description} on {args.dataset} ({len(y_train)} train, {len(y_test)} test), "
           f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, backend {backend}, "
-          f"{threads} thread{'s' if threads != 1 else ''}", flush=True)
+          f"{threads} thread{'s' if threads != 1 else ''}"
+          f"{'' if args.dtype == 'float32' else ', ' + args.dtype}", flush=True)
+    resume = None
+    if record is not None:
+        state = record["train_state"]
+        print(f"resuming {args.resume} after step {state['step']} (epoch {state['epoch']}"
+              f"{'' if state['batches_done'] == state['batches_per_epoch'] else ', in part'})",
+              flush=True)
+        resume = {**record.get("history", {}), "train_state": state}
     history = fit(model, loss_fn, optimizer, (x_train, y_train), (x_test, y_test),
                   epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                   max_steps=args.max_steps, eval_freq=args.eval_freq,
-                  lr_schedule=args.lr_schedule, progress=not args.no_progress)
+                  lr_schedule=args.lr_schedule, progress=not args.no_progress,
+                  resume=resume)
     test_loss, test_accuracy = history["test_loss"][-1], history["test_accuracy"][-1]
-    config = {k: v for k, v in vars(args).items() if k != "func"}
+    config = {k: v for k, v in vars(args).items() if k not in ("func", "given_options")}
     metrics = {
         "test_accuracy": test_accuracy,
         "test_loss": test_loss,
@@ -499,7 +669,13 @@ def run_train(args):
     if args.save:
         # made like --metrics' and --plot's folders
         os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
-        fastnn.save(model, args.save, optimizer=optimizer, extra={"config": config})
+        # the training record --resume continues from (fastnn.io.load_checkpoint's extra)
+        curves = {k: history[k] for k in EPOCH_KEYS}
+        if "step_curve" in history:
+            curves["step_curve"] = history["step_curve"]
+        fastnn.save(model, args.save, optimizer=optimizer,
+                    extra={"config": config, "train_state": history["train_state"],
+                           "history": curves})
         print(f"model written to {args.save}")
     print(f"train accuracy {metrics['train_accuracy']:.4f}, "
           f"{metrics['mean_seconds_per_epoch']:.2f} s/epoch, "

@@ -1,9 +1,11 @@
 """``python -m fastnn`` in a subprocess, on scikit-learn's digits."""
 import json
+import math
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import fastnn
@@ -280,3 +282,175 @@ def test_a_closed_pipe_ends_quietly():
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 141, err
     assert b"Traceback" not in err and b"BrokenPipeError" not in err
+
+
+# ------------------------------------------------------------------ --resume, --dtype
+CPU_BACKENDS = [b for b in fastnn.backends() if b != "cuda"]
+TRAIN = ["train", "--dataset", "digits", "--no-progress", "--threads", "1"]
+
+
+def _train(*argv):
+    status = cli.main([*TRAIN, *argv])
+    assert status == 0
+
+
+def _arrays(path):
+    """A checkpoint's model and optimizer arrays (fastnn.io's layout), by name."""
+    from fastnn.io import read_checkpoint
+    return {k: v for k, v in read_checkpoint(path)[1].items()
+            if k.startswith(("model/", "optimizer/"))}
+
+
+def _assert_same_run(full, resumed):
+    """Two checkpoints whose model and optimizer arrays are equal bit for bit."""
+    a, b = _arrays(full), _arrays(resumed)
+    assert sorted(a) == sorted(b)
+    for key in a:
+        assert a[key].dtype == b[key].dtype, key
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def _curves(metrics_path):
+    curves = json.loads(metrics_path.read_text())["curves"]
+    return {k: v for k, v in curves.items() if k != "seconds_per_epoch"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_resume_continues_a_run_bit_for_bit(tmp_path, capsys, backend, dtype):
+    """train 8 steps, --save, --resume to 14 (the first part stops inside epoch 2 of six
+    batches): the same parameters, BatchNorm statistics, Adam moments and metrics as 14
+    steps in one run (the batches' order and the dropout masks continue)."""
+    options = ["--hidden", "16", "--batchnorm", "--dropout", "0.2", "--optimizer", "adam",
+               "--batch-size", "256", "--backend", backend, "--dtype", dtype]
+    _train(*options, "--max-steps", "14", "--save", str(tmp_path / "full.npz"),
+           "--metrics", str(tmp_path / "full.json"))
+    _train(*options, "--max-steps", "8", "--save", str(tmp_path / "part.npz"))
+    # the options left out are the checkpoint's (model, optimizer, dtype, batch size...)
+    _train("--resume", str(tmp_path / "part.npz"), "--backend", backend, "--max-steps", "14",
+           "--save", str(tmp_path / "resumed.npz"), "--metrics", str(tmp_path / "res.json"),
+           "--plot", str(tmp_path / "res.png"))
+    out = capsys.readouterr().out
+    assert "resuming" in out and "after step 8 (epoch 2, in part)" in out
+    _assert_same_run(tmp_path / "full.npz", tmp_path / "resumed.npz")
+    assert _arrays(tmp_path / "resumed.npz")["model/0.weight"].dtype == dtype
+    # the metrics continue the first part's: epoch 2's numbers over all its batches
+    assert _curves(tmp_path / "res.json") == _curves(tmp_path / "full.json")
+    metrics = json.loads((tmp_path / "res.json").read_text())
+    assert metrics["steps"] == 14 and metrics["config"]["dtype"] == dtype
+    assert metrics["config"]["hidden"] == [16] and metrics["config"]["optimizer"] == "adam"
+    assert (tmp_path / "res.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("model,optimizer,split", [
+    ("cnn", "nadam", "--max-steps"), ("convnet", "asgd", "--max-steps"),
+    ("mlp", "sgd", "--epochs")])
+def test_resume_bit_for_bit_with_every_model(tmp_path, model, optimizer, split):
+    """Resuming inside an epoch (--max-steps 2 of 4) or at its end (--epochs 1 of 2); in
+    float64 NAdam's and ASGD's float32-rounded scalar state goes on rounding as in one
+    run (loading casts it to float64, as PyTorch's load_state_dict does)."""
+    options = ["--model", model, "--optimizer", optimizer, "--backend", "numpy",
+               "--dtype", "float64", "--batch-size", "64" if split == "--max-steps" else "512"]
+    if model == "convnet":
+        options += ["--width", "0.125"]
+    total, part = ("4", "2") if split == "--max-steps" else ("2", "1")
+    _train(*options, split, total, "--save", str(tmp_path / "full.npz"))
+    _train(*options, split, part, "--save", str(tmp_path / "part.npz"))
+    _train(*options, "--resume", str(tmp_path / "part.npz"), split, total,
+           "--save", str(tmp_path / "resumed.npz"))
+    _assert_same_run(tmp_path / "full.npz", tmp_path / "resumed.npz")
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn", "convnet"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_dtype_float64_trains_and_saves_float64(tmp_path, backend, model):
+    options = ["--model", model, "--backend", backend, "--max-steps", "2", "--batch-size",
+               "64"]
+    if model == "convnet":
+        options += ["--width", "0.125"]
+    _train(*options, "--dtype", "float64", "--save", str(tmp_path / "m.npz"),
+           "--metrics", str(tmp_path / "m.json"))
+    arrays = _arrays(tmp_path / "m.npz")
+    assert {a.dtype for a in arrays.values() if a.dtype.kind == "f" and a.ndim} == {
+        np.dtype(np.float64)}
+    assert any(k.startswith("optimizer/") for k in arrays)   # (SGD's momentum buffers)
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["config"]["dtype"] == "float64" and math.isfinite(metrics["test_loss"])
+    loaded = fastnn.load(tmp_path / "m.npz")   # rebuilt in float64
+    assert {p.data.dtype for p in loaded.parameters()} == {np.dtype(np.float64)}
+    # the same training as in float32, up to float32's rounding
+    _train(*options, "--save", str(tmp_path / "m32.npz"))
+    for key, value in _arrays(tmp_path / "m32.npz").items():
+        assert value.dtype != np.float64
+        np.testing.assert_allclose(value, arrays[key], rtol=1e-3, atol=1e-4, err_msg=key)
+
+
+def test_resume_changes_the_learning_rate_when_given(tmp_path):
+    _train("--hidden", "8", "--max-steps", "3", "--backend", "numpy",
+           "--save", str(tmp_path / "a.npz"))
+    _train("--resume", str(tmp_path / "a.npz"), "--max-steps", "5", "--lr", "0.01",
+           "--metrics", str(tmp_path / "m.json"), "--save", str(tmp_path / "b.npz"))
+    config = json.loads((tmp_path / "m.json").read_text())["config"]
+    assert config["lr"] == 0.01 and config["momentum"] == 0.9 and config["hidden"] == [8]
+    from fastnn.io import read_metadata
+    assert read_metadata(tmp_path / "b.npz")["optimizer"]["param_groups"][0]["lr"] == 0.01
+
+
+@pytest.fixture(scope="module")
+def saved_run(tmp_path_factory):
+    """A checkpoint of `train --hidden 8 --max-steps 3` on the digits."""
+    path = tmp_path_factory.mktemp("resume") / "run.npz"
+    backend = fastnn.get_backend()
+    try:
+        _train("--hidden", "8", "--max-steps", "3", "--backend", "numpy", "--save", str(path))
+    finally:
+        fastnn.set_backend(backend)
+    return path
+
+
+@pytest.mark.parametrize("argv,status,message", [
+    (["--hidden", "16"], 2, "this run asks --hidden 16 (the checkpoint's: 8)"),
+    (["--model", "cnn"], 2, "--model cnn (the checkpoint's: mlp)"),
+    (["--dtype", "float64"], 2, "--dtype float64 (the checkpoint's: float32)"),
+    (["--batch-size", "64"], 2, "--batch-size 64 (the checkpoint's: 128)"),
+    (["--neg-slope", "0.1"], 2, "--activation leaky_relu (as --neg-slope implies)"),
+    (["--max-steps", "3"], 2, "nothing left to train; ask for more (--max-steps above 3)"),
+    (["--optimizer", "adam"], 2, "--optimizer adam (the checkpoint's: sgd)"),
+])
+def test_resume_refuses_options_the_checkpoint_contradicts(saved_run, capsys, argv, status,
+                                                           message):
+    assert cli.main([*TRAIN, "--resume", str(saved_run), *argv]) == status
+    err = capsys.readouterr().err
+    assert err.startswith("error: --resume") and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("make,status,message", [
+    (lambda path, run: None, 1, "no such file"),
+    (lambda path, run: path.write_bytes(run.read_bytes()[:300]), 1,
+     "is not a fastnn checkpoint"),
+    (lambda path, run: path.write_text("not a checkpoint"), 1, "is not a fastnn checkpoint"),
+    # a model saved by fastnn.save, and a --save checkpoint of a version before --resume
+    (lambda path, run: fastnn.save(fastnn.models.MLP(64, [8], 10), path), 1,
+     "holds no training state"),
+    (lambda path, run: fastnn.save(fastnn.load(run), path, extra={"config": {"hidden": [8]}}),
+     1, "holds no training state"),
+    (lambda path, run: path.mkdir(), 2, "--resume expects a checkpoint file"),
+])
+def test_resume_refuses_files_it_cannot_continue(tmp_path, saved_run, capsys, make, status,
+                                                 message):
+    path = tmp_path / "c.npz"
+    make(path, saved_run)
+    assert cli.main([*TRAIN, "--resume", str(path), "--epochs", "2"]) == status
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_an_old_checkpoint_still_loads_and_a_new_one_keeps_its_training_record(saved_run):
+    """--save's training record rides in the checkpoint's extra: fastnn.load and
+    load_checkpoint read the file as before."""
+    from fastnn.io import load_checkpoint
+    model = fastnn.load(saved_run)
+    assert next(iter(model.parameters())).shape == (8, 64)
+    extra = load_checkpoint(saved_run).extra
+    assert extra["config"]["hidden"] == [8] and extra["train_state"]["step"] == 3
+    assert extra["history"]["epoch"] == [1]
