@@ -254,3 +254,20 @@ def test_a_forward_hook_that_raises_on_a_layer_with_a_forward_of_its_own(build, 
         assert p.grad is None or not p.grad.any()
     y = run(model, x)
     back(model, np.ones_like(y))
+
+
+def test_a_parameter_replaced_between_forward_and_backward_is_named(rng):
+    # (backward took the new weight for the input gradient and the old input for the
+    # weight gradient; PyTorch's graph keeps the old parameter)
+    x, g = rng.standard_normal((3, 4)), rng.standard_normal((3, 2))
+    model = nn.Sequential(nn.Linear(4, 2), nn.Tanh()).double()
+    model(x)
+    model[0].weight = nn.Parameter(np.zeros((2, 4)))
+    with pytest.raises(RuntimeError, match=r"Sequential layer 0: Linear.*parameter 'weight' "
+                                           r"was replaced after its last forward"):
+        model.backward(g)
+    assert not model[0].weight.grad.any()
+    model(x)
+    assert model.backward(g).shape == x.shape
+    model[0].weight = model[0].weight   # the same one: nothing changes
+    model.backward(g)

@@ -1050,7 +1050,11 @@ class Module:
                 _move_parameter(value, self._device)
             self._modules.pop(name, None)
             self._drop_buffer(name)
+            old = params.get(name)
             params[name] = value
+            if old is not None and old is not value and _has_forward_record(self):
+                # (PyTorch's graph keeps the old one; here backward would mix the two)
+                _mark_stale([self], f"its parameter {name!r} was replaced")
         elif isinstance(value, Module):
             if name in params:  # (PyTorch's: a parameter's slot takes a Parameter or None)
                 raise TypeError(f"cannot assign '{type(value).__name__}' as parameter "
