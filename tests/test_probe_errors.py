@@ -209,7 +209,17 @@ for _case in [
         ("pad", _X3, (1, 1), "constant", 1e40),
         ("multi_margin_loss", _X4[0, 0], np.array([0, 1, 9, 2, 0, 1]), {"p": 3}),
         ("multilabel_margin_loss", _X4[0, 0], np.full((6, 6), 7)),
-        ("margin_ranking_loss", _X3[0, 0], _X3[0, 0, :3], np.ones(8, "f4"))]:
+        ("margin_ranking_loss", _X3[0, 0], _X3[0, 0, :3], np.ones(8, "f4")),
+        # F's own checks in those functions: ValueErrors too (were bare RuntimeErrors)
+        ("pad", _X3, (1,)), ("pad", _X3, (8, 8), "reflect"), ("pad", _X3, (9, 9), "circular"),
+        ("pad", _X3, (1, 1, 1, 1, 1, 1, 1, 1), "replicate"), ("pad", _X3, (1, 1), "reflect", 2.0),
+        ("poisson_nll_loss", _X3, _X3[:, :2]), ("soft_margin_loss", _X3, _X3[:1, :2]),
+        ("multilabel_soft_margin_loss", np.array(0.5, "f4"), np.array(1.0, "f4")),
+        ("multi_margin_loss", _X4, np.zeros(2, np.int64)),
+        ("linear_cross_entropy", _X3[0], _X3[0, :2], np.array([0, 5, 1])),
+        ("linear_cross_entropy", _X3[0], _X3[0, :2, :7], np.array([0, 1, 1])),
+        ("max_pool3d", _X3, 2), ("cosine_similarity", _X3, _X3[:, :2]),
+        ("cosine_similarity", _X3, _X3, {"dim": 3}), ("pixel_shuffle", _X4, 2.5)]:
     _kwargs = _case[-1] if isinstance(_case[-1], dict) else {}
     _args = _case[1:-1] if _kwargs or isinstance(_case[-1], dict) else _case[1:]
     _FUNCTIONAL_CASES.append(_functional_case(_case[0], *_args, **_kwargs))

@@ -45,8 +45,12 @@ PyTorch's batch_norm of the (1, N * C, *) view.
 Errors: PyTorch's exception type for bad shapes and argument values (RuntimeError,
 ValueError, IndexError, NotImplementedError, as ``torch.nn.functional`` raises them), and
 fastnn's TypeError for a wrong array type or dtype (PyTorch often says RuntimeError).
-The loss classes' ValueError for the shapes or values of their arrays comes out as
-PyTorch's RuntimeError; their own limits stay (targets of 1 and -1 only for
+Where a function adapts a layer or loss class (and in pad, the loss shape checks, the
+int-argument and dim checks), that RuntimeError, IndexError or TypeError is also a
+ValueError (fastnn.errors' RuntimeValueError, IndexValueError, TypeValueError).
+The layers' and loss classes' ValueError for the shapes or values of their arrays comes
+out as PyTorch's RuntimeError (one that already has PyTorch's type keeps it, a float size's
+TypeValueError); the loss classes' own limits stay (targets of 1 and -1 only for
 margin_ranking_loss and cosine_embedding_loss, eps > 0 for gaussian_nll_loss, ...).
 Where PyTorch warns (an implicit softmax dim, a loss target broadcast against its input,
 the deprecated size_average/reduce, kl_div's 'mean'), a Python warning says the same.
@@ -1451,19 +1455,19 @@ def pad(input, pad, mode="constant", value=None):
     if not isinstance(pad, (tuple, list)) or not all(_is_int(v) for v in pad):
         raise TypeValueError(f"{where}: expected pad to be a tuple of ints, got {pad!r}")
     if len(pad) % 2:
-        raise RuntimeError("Padding length must be divisible by 2")
+        raise RuntimeValueError("Padding length must be divisible by 2")
     k = len(pad) // 2
     if k > x.ndim:
-        raise RuntimeError(f"Padding length should be less than or equal to two times the "
-                           f"input dimension but got padding length {len(pad)} and input of "
-                           f"dimension {x.ndim}")
+        raise RuntimeValueError(f"Padding length should be less than or equal to two times the "
+                                f"input dimension but got padding length {len(pad)} and input of "
+                                f"dimension {x.ndim}")
     if mode not in _PAD_MODES:
         raise NotImplementedError(f"Unrecognised padding mode {mode}")
     if k == 0 and mode == "constant":
         return x.copy()  # (an empty pad: a copy, of a 0-d input too, as PyTorch's)
     if mode != "constant":
         if value is not None and value != 0:
-            raise RuntimeError(f'Padding mode "{mode}" doesn\'t take in value argument')
+            raise RuntimeValueError(f'Padding mode "{mode}" doesn\'t take in value argument')
         if k not in (1, 2, 3) or x.ndim not in (k + 1, k + 2):
             raise NotImplementedError(f"Padding size {len(pad)} is not supported for "
                                       f"{x.ndim}D input tensor (non-constant padding of the "
@@ -1477,21 +1481,21 @@ def pad(input, pad, mode="constant", value=None):
         if mode == "circular" and wraps_nothing(n, before, after):
             continue
         if mode in ("constant", "circular") and n + min(before, 0) + min(after, 0) < 0:
-            raise RuntimeError(f"{where}: cropping ({before}, {after}) removes more than the "
-                               f"{n} values along dimension {axis}")
+            raise RuntimeValueError(f"{where}: cropping ({before}, {after}) removes more than the "
+                                    f"{n} values along dimension {axis}")
         if out < 0:
-            raise RuntimeError(f"input (size {n} at dimension {axis}) is too small. "
-                               f"Calculated output size: {out}")
+            raise RuntimeValueError(f"input (size {n} at dimension {axis}) is too small. "
+                                    f"Calculated output size: {out}")
         if mode == "reflect" and max(before, after) >= n:
-            raise RuntimeError(f"Argument #4: Padding size should be less than the "
-                               f"corresponding input dimension, but got: padding ({before}, "
-                               f"{after}) at dimension {axis} of input {list(x.shape)}")
+            raise RuntimeValueError(f"Argument #4: Padding size should be less than the "
+                                    f"corresponding input dimension, but got: padding ({before}, "
+                                    f"{after}) at dimension {axis} of input {list(x.shape)}")
         if mode == "circular" and max(before, after) > n + min(before, 0) + min(after, 0):
-            raise RuntimeError("Padding value causes wrapping around more than once.")
+            raise RuntimeValueError("Padding value causes wrapping around more than once.")
     outs = [n + b + a for n, (b, a) in zip(x.shape[first:], sizes)]
     if mode in ("reflect", "replicate") and max(outs) < 1:  # (one empty axis is allowed)
-        raise RuntimeError(f"input (sizes {list(x.shape[first:])}) is too small. Calculated "
-                           f"output sizes: {outs}")
+        raise RuntimeValueError(f"input (sizes {list(x.shape[first:])}) is too small. Calculated "
+                                f"output sizes: {outs}")
     crop = (Ellipsis,) + tuple(slice(max(-b, 0), None if a >= 0 else a) for b, a in sizes)
     grown = tuple((max(b, 0), max(a, 0)) for b, a in sizes)
     value = 0.0 if value is None else value
@@ -1566,8 +1570,8 @@ def _broadcast_shape(where, a, b):
     try:
         return np.broadcast_shapes(a.shape, b.shape)
     except ValueError:
-        raise RuntimeError(f"{where}: the shapes {a.shape} and {b.shape} do not "
-                           f"broadcast") from None
+        raise RuntimeValueError(f"{where}: the shapes {a.shape} and {b.shape} do not "
+                                f"broadcast") from None
 
 
 def cosine_similarity(x1, x2, dim=1, eps=1e-08):
@@ -1906,24 +1910,24 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     x = _float(where, "input", input)
     w = _float(where, "linear_weight", linear_weight, dtype=x.dtype)
     if x.ndim not in (1, 2):
-        raise RuntimeError(f"expected input with dimensionality 1 or 2, got {x.ndim}")
+        raise RuntimeValueError(f"expected input with dimensionality 1 or 2, got {x.ndim}")
     if w.ndim < 2:
-        raise RuntimeError(f"expected linear_weight with dimensionality at least 2, got "
-                           f"{w.ndim}")
+        raise RuntimeValueError(f"expected linear_weight with dimensionality at least 2, got "
+                                f"{w.ndim}")
     if x.shape[-1] != w.shape[-1]:
-        raise RuntimeError(f"expected equal input and linear_weight last dimensions "
-                           f"(in_features), got {x.shape[-1]} and {w.shape[-1]}, "
-                           f"respectively")
+        raise RuntimeValueError(f"expected equal input and linear_weight last dimensions "
+                                f"(in_features), got {x.shape[-1]} and {w.shape[-1]}, "
+                                f"respectively")
     b = None if linear_bias is None else _float(where, "linear_bias", linear_bias,
                                                 dtype=x.dtype)
     if b is not None and b.shape != w.shape[:-1]:
-        raise RuntimeError(f"expected linear_bias shape {w.shape[:-1]}, got {b.shape}")
+        raise RuntimeValueError(f"expected linear_bias shape {w.shape[:-1]}, got {b.shape}")
     if isinstance(target, np.ndarray) and target.dtype.kind in "iu" and _is_int(
             -100 if ignore_index is None else ignore_index):   # (cross_entropy's IndexError)
         ignore = -100 if ignore_index is None else ignore_index
         bad = target[(target != ignore) & ((target < 0) | (target >= w.shape[0]))]
         if bad.size:
-            raise IndexError(f"Target {bad.flat[0]} is out of bounds.")
+            raise IndexValueError(f"Target {bad.flat[0]} is out of bounds.")
     with _runtime_errors():
         loss = LinearCrossEntropyLoss.around(
             w, b, reduction=reduction, weight=weight, ignore_index=ignore_index,
@@ -2056,8 +2060,8 @@ def _broadcast(where, input, target, to_input=False):
     t = _float(where, "target", cast_integer_target(target, x.dtype), dtype=x.dtype)
     shape = _broadcast_shape(where, x, t)
     if to_input and shape != x.shape:
-        raise RuntimeError(f"output with shape {list(x.shape)} doesn't match the broadcast "
-                           f"shape {list(shape)}")
+        raise RuntimeValueError(f"output with shape {list(x.shape)} doesn't match the broadcast "
+                                f"shape {list(shape)}")
     return (as_contiguous(np.broadcast_to(x, shape)),
             as_contiguous(np.broadcast_to(t, shape)))
 
@@ -2194,10 +2198,10 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     x, t = _floats(where, ("input", "target"), (input, target), integer_target=True)
     w = None if weight is None else _float(where, "weight", weight, dtype=x.dtype)
     if x.ndim == 0:
-        raise IndexError("Dimension specified as -1 but tensor has no dimensions")
+        raise IndexValueError("Dimension specified as -1 but tensor has no dimensions")
     if _broadcast_shape(where, x, t) != x.shape:
-        raise RuntimeError(f"{where}: target of shape {t.shape} does not broadcast to "
-                           f"input's shape {x.shape}")
+        raise RuntimeValueError(f"{where}: target of shape {t.shape} does not broadcast to "
+                                f"input's shape {x.shape}")
     t = np.broadcast_to(t, x.shape)
     if w is not None:
         # PyTorch multiplies the weight into the loss terms: any shape that broadcasts with
@@ -2205,8 +2209,8 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
         try:
             shape = np.broadcast_shapes(x.shape, w.shape)
         except ValueError:
-            raise RuntimeError(f"{where}: weight of shape {w.shape} does not broadcast with "
-                               f"input's shape {x.shape}") from None
+            raise RuntimeValueError(f"{where}: weight of shape {w.shape} does not broadcast with "
+                                    f"input's shape {x.shape}") from None
         if shape != x.shape:   # PyTorch's formula as it is: the terms times the weight,
             # summed over axis input.ndim - 1 of their shape, over input.shape[-1]
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -2239,13 +2243,13 @@ def multi_margin_loss(input, target, p=1, margin=1.0, weight=None, size_average=
         raise ValueError("weight must be one-dimensional")
     y = _integers(where, "target", target)
     if x.ndim > 2 or (x.ndim and x.shape[-1] == 0):
-        raise RuntimeError(f"Expected non-empty vector or matrix with optional 0-dim batch "
-                           f"size, but got: {list(x.shape)}")
+        raise RuntimeValueError(f"Expected non-empty vector or matrix with optional 0-dim batch "
+                                f"size, but got: {list(x.shape)}")
     n = x.shape[0] if x.ndim == 2 else 1
     if y.size != n or y.ndim > 1:
-        raise RuntimeError(f"{where}: target tensor should be 1-D with size equal to the "
-                           f"number of input samples (batch size). Expected target size "
-                           f"[{n}], but got {list(y.shape)}.")
+        raise RuntimeValueError(f"{where}: target tensor should be 1-D with size equal to the "
+                                f"number of input samples (batch size). Expected target size "
+                                f"[{n}], but got {list(y.shape)}.")
     loss = MultiMarginLoss(int(p), margin, w, reduction=reduction)
     if n == 0:
         return _empty((0,), x.dtype, reduction)  # (PyTorch's own: an uninitialised value)
@@ -2598,8 +2602,8 @@ def _pooled(where, dims, input):
     """input checked as (N, C, *dims spatial) or (C, *dims spatial)."""
     x = _float(where, "input", input)
     if x.ndim not in (dims + 1, dims + 2):
-        raise RuntimeError(f"{where}: non-empty {dims + 1}D or {dims + 2}D (batch mode) "
-                           f"tensor expected for input, got shape {x.shape}")
+        raise RuntimeValueError(f"{where}: non-empty {dims + 1}D or {dims + 2}D (batch mode) "
+                                f"tensor expected for input, got shape {x.shape}")
     return x
 
 
