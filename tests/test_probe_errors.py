@@ -280,14 +280,14 @@ _F32_MAX = float(np.finfo(np.float32).max)
     (np.float32, 1e40), (np.float32, -1e300), (np.float32, np.nextafter(_F32_MAX, np.inf)),
     (np.float32, 3.4028235e38), (np.float32, -_F32_MAX), (np.float32, 2 ** 70),
     (np.float32, float("-inf")), (np.float32, float("nan")), (np.float64, 1e300),
-    (np.float64, 2 ** 70), (np.float32, "a"), (np.float64, 1j)])
+    (np.float64, 2 ** 70), (np.float32, "a"), (np.float64, 1j), (np.float32, True)])
 def test_fill_value_that_overflows_is_checked_alike_and_as_pytorch(where, dtype, value):
     """F.pad's and the constant padding layers' value and pad_sequence's padding_value go
     through one check, PyTorch's: a finite value beyond float32's largest before rounding
     (3.4028235e38) is its RuntimeError (F.pad and the layers let it round to the largest),
     an int beyond int64 that a float holds (2**70) pads (they raised NumPy's TypeError),
     the layers' overflow is a RuntimeError too (was a bare ValueError), and a non-number
-    is a TypeError that is also a ValueError."""
+    is a TypeError that is also a ValueError; True pads with 1 (the layers refused it)."""
     torch = pytest.importorskip("torch")
     from fastnn.nn import functional as F
     from fastnn.nn.utils import rnn

@@ -203,10 +203,9 @@ class _Pad(Module):
         name = type(self).__name__
         self._sizes = pad_sizes(name, padding, self.dims)
         self.padding = self._sizes_repr()   # PyTorch's attribute: the full tuple
-        if self.mode == "constant" and (isinstance(value, bool)
-                                        or not isinstance(value, numbers.Real)):
+        if self.mode == "constant" and not isinstance(value, numbers.Real):
             raise TypeValueError(f"{name}: expected value to be a number, got {value!r}")
-        self.value = value   # as given (PyTorch's repr shows it so; NaN and inf pad too)
+        self.value = value   # as given (PyTorch's repr shows it so; NaN, inf, True pad too)
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
