@@ -24,6 +24,14 @@ def _has_hooks(module):
                 or module._backward_pre_hooks or module._backward_hooks)
 
 
+def _may_fail_part_way(layer):
+    """True when layer runs code of the user's (a method of its own, a hook, also inside a
+    nested container) or has an output shape known only by running it: its forward or
+    backward may fail after the layers before it ran. Class flags first (quick)."""
+    return (layer._opaque or type(layer)._user_code or layer._hooked
+            or (layer._modules and layer._runs_user_code))
+
+
 class Sequential(Module):
     """Runs ``layers`` in order; indexable, ``len``, iterable. ``Sequential(OrderedDict(
     name=layer, ...))`` names the layers (state dict keys 'name.weight', as in PyTorch).
@@ -308,10 +316,7 @@ class Sequential(Module):
 
     def _forward(self, x, buffered):
         steps, hooked = self._plan()
-        checked_as_they_run = hooked or any(
-            layer._opaque or type(layer)._user_code
-            or (layer._modules and layer._runs_user_code)   # (a nested container's)
-            for layer, _, _ in steps)
+        checked_as_they_run = hooked or any(_may_fail_part_way(layer) for layer, _, _ in steps)
         if checked_as_they_run:
             # layers after a user module (or one with hooks) are checked only as they
             # run, and the user's code may raise in any of them (the last one too): should
@@ -395,10 +400,11 @@ class Sequential(Module):
         return layer._arrive("output", y)[0]
 
     def _backward(self, grad_out, buffered, need_grad_in):
-        if not any(layer._opaque for layer, _, _ in self._steps[1:]):
+        if not any(_may_fail_part_way(layer) for layer, _, _ in self._steps):
             return self._backward_steps(grad_out, buffered, need_grad_in)
-        # the gradient a user module returns is checked only as it arrives: should the
-        # layer before it refuse it, the gradients the later layers added are taken back
+        # the gradient a user module returns is checked only as it arrives, and the user's
+        # code (a backward of its own, a hook) may raise: should the layer before it refuse
+        # it, or the code fail, the gradients the later layers added are taken back
         # (not through .grad: a read would make pending zeros a gradient for the optimizer)
         saved = [(p, p._grad_snapshot()) for p in self.parameters()]
         try:

@@ -974,8 +974,8 @@ class Module:
     #: (backward): containers then call that method, as PyTorch's call module(x), not
     #: the built-in kernels under it (set by __init_subclass__)
     _user_forward = _user_backward = False
-    #: True on a subclass whose forward, _forward or __call__ is the user's (set by
-    #: __init_subclass__): see _runs_user_code
+    #: True on a subclass whose forward, _forward, __call__, backward or _backward is the
+    #: user's (set by __init_subclass__): see _runs_user_code
     _user_code = False
 
     def __init__(self):
@@ -1020,8 +1020,8 @@ class Module:
                              and not _defined_in_fastnn(cls.forward))
         cls._user_backward = (cls._backward is not Module._backward
                               and not _defined_in_fastnn(cls.backward))
-        cls._user_code = not all(_defined_in_fastnn(getattr(cls, name))
-                                 for name in ("forward", "_forward", "__call__"))
+        cls._user_code = not all(_defined_in_fastnn(getattr(cls, name)) for name in
+                                 ("forward", "_forward", "__call__", "backward", "_backward"))
         # fastnn.nn's own layers keep their constructor arguments (fastnn.save records
         # them so that fastnn.load(path) can rebuild a tree of built-in layers)
         init = cls.__dict__.get("__init__")
@@ -2139,11 +2139,10 @@ class Module:
 
     @property
     def _runs_user_code(self):
-        """True when this module's forward runs code of the user's (a forward of its own,
-        a forward hook), here or in a sub-module: code that may raise after layers before
-        it ran (Sequential then puts their running statistics back)."""
-        if type(self)._user_code or (self._hooked and (self._forward_pre_hooks
-                                                       or self._forward_hooks)):
+        """True when this module's forward or backward runs code of the user's (a method of
+        its own, a hook), here or in a sub-module: code that may raise after layers before
+        it ran (Sequential then puts their running statistics, or gradients, back)."""
+        if type(self)._user_code or self._hooked:
             return True
         return any(m is not None and m._runs_user_code for m in self._modules.values())
 
