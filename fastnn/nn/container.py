@@ -28,7 +28,7 @@ def _may_fail_part_way(layer):
     """True when layer runs code of the user's (a method of its own, a hook, also inside a
     nested container) or has an output shape known only by running it: its forward or
     backward may fail after the layers before it ran. Class flags first (quick)."""
-    return (layer._opaque or type(layer)._user_code or layer._hooked
+    return (layer._opaque or type(layer)._user_code or (layer._hooked and _has_hooks(layer))
             or (layer._modules and layer._runs_user_code))
 
 

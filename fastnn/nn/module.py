@@ -2142,7 +2142,9 @@ class Module:
         """True when this module's forward or backward runs code of the user's (a method of
         its own, a hook), here or in a sub-module: code that may raise after layers before
         it ran (Sequential then puts their running statistics, or gradients, back)."""
-        if type(self)._user_code or self._hooked:
+        if type(self)._user_code or (self._hooked and (
+                self._forward_pre_hooks or self._forward_hooks or self._backward_pre_hooks
+                or self._backward_hooks)):
             return True
         return any(m is not None and m._runs_user_code for m in self._modules.values())
 
