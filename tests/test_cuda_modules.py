@@ -721,3 +721,24 @@ def test_infinite_parameters_stay_infinite_on_the_gpu(name, options):
         results.append(fdevice.to_host(layer.weight.data)[0])
     np.testing.assert_array_equal(results[1][:2], start[:2])
     assert_close(results[1], results[0], np.float32)
+
+
+def test_a_move_between_forward_and_backward_is_named_and_a_same_device_one_kept(rng):
+    # (both said "backward called before forward"; PyTorch's graph survives .to('cuda')
+    # of a model already there)
+    host, gpu = twins(lambda: nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU(),
+                                            nn.Linear(3, 2)))
+    x, g = rng.standard_normal((3, 4)), rng.standard_normal((3, 2))
+    host(x)
+    gpu(x)
+    gpu.to("cuda")
+    gpu.cuda()
+    assert_close(gpu.backward(g), host.backward(g), np.float64)
+    gpu(x)
+    gpu.cpu()
+    with pytest.raises(RuntimeError, match="moved to cpu after its last forward"):
+        gpu.backward(g)
+    host(x)
+    host.to("cuda")
+    with pytest.raises(RuntimeError, match="moved to cuda after its last forward"):
+        host.backward(g)
