@@ -367,17 +367,17 @@ def read_resume(args):
     return record
 
 
-def _check_resume_counts(args, record, num_samples):
+def _check_resume_counts(args, resume, num_samples):
     """CheckpointError when the checkpoint's training state does not fit this run's data
     (another number of samples) or is damaged; CLIError when the resumed run has nothing
     left to train (--epochs and --max-steps count from the first run's start)."""
     from .io import CheckpointError
     from .train import check_resume
     try:
-        state = check_resume(record, num_samples, args.batch_size)
+        state = check_resume(resume, num_samples, args.batch_size)
     except ValueError as exc:
-        raise CheckpointError(f"--resume {args.resume}: {str(exc).removeprefix('fit: resume: ')}"
-                              ) from None
+        why = str(exc).removeprefix("fit: resume: ")
+        raise CheckpointError(f"--resume {args.resume}: {why}") from None
     finished = state["epoch"] - (state["batches_done"] < state["batches_per_epoch"])
     if args.max_steps is not None and state["step"] >= args.max_steps:
         more = f"--max-steps above {state['step']}"
@@ -598,8 +598,12 @@ def run_train(args):
     _check_train_args(args)
     apply_runtime_arguments(args)
     x_train, y_train, x_test, y_test = load_dataset(args)
-    if record is not None:
-        _check_resume_counts(args, {"train_state": record["train_state"]}, len(y_train))
+    resume = None
+    if record is not None:   # (what fit continues: the earlier curves and train_state)
+        history = record.get("history")
+        resume = {**(history if isinstance(history, dict) else {}),
+                  "train_state": record["train_state"]}
+        _check_resume_counts(args, resume, len(y_train))
     # every dataset of --dataset has ten classes: a split whose labels stop short of 9
     # still trains a 10-way classifier (the readers refuse labels above 9)
     num_classes = max(10, int(max(y_train.max(), y_test.max())) + 1)
@@ -623,13 +627,11 @@ def run_train(args):
           f"{args.optimizer} lr {args.lr}, batch {args.batch_size}, backend {backend}, "
           f"{threads} thread{'s' if threads != 1 else ''}"
           f"{'' if args.dtype == 'float32' else ', ' + args.dtype}", flush=True)
-    resume = None
     if record is not None:
         state = record["train_state"]
         print(f"resuming {args.resume} after step {state['step']} (epoch {state['epoch']}"
               f"{'' if state['batches_done'] == state['batches_per_epoch'] else ', in part'})",
               flush=True)
-        resume = {**record.get("history", {}), "train_state": state}
     history = fit(model, loss_fn, optimizer, (x_train, y_train), (x_test, y_test),
                   epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                   max_steps=args.max_steps, eval_freq=args.eval_freq,

@@ -424,6 +424,17 @@ def test_resume_refuses_options_the_checkpoint_contradicts(saved_run, capsys, ar
     assert err.startswith("error: --resume") and message in err and err.count("\n") == 1
 
 
+def _edited_record(run, path, **changes):
+    """run's checkpoint saved again to path with entries of its training record changed."""
+    from fastnn.io import load_checkpoint
+    model = fastnn.load(run)
+    opt = fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    extra = load_checkpoint(run, model=model, optimizer=opt).extra
+    for key, entries in changes.items():
+        extra[key] = {**extra[key], **entries}
+    fastnn.save(model, path, optimizer=opt, extra=extra)
+
+
 @pytest.mark.parametrize("make,status,message", [
     (lambda path, run: None, 1, "no such file"),
     (lambda path, run: path.write_bytes(run.read_bytes()[:300]), 1,
@@ -435,6 +446,11 @@ def test_resume_refuses_options_the_checkpoint_contradicts(saved_run, capsys, ar
     (lambda path, run: fastnn.save(fastnn.load(run), path, extra={"config": {"hidden": [8]}}),
      1, "holds no training state"),
     (lambda path, run: path.mkdir(), 2, "--resume expects a checkpoint file"),
+    # a training record edited or damaged: its counters, or its curves
+    (lambda path, run: _edited_record(run, path, train_state={"step": -1}), 1,
+     "inconsistent train_state counters"),
+    (lambda path, run: _edited_record(run, path, history={"train_loss": 0.5}), 1,
+     "'train_loss' must be a list"),
 ])
 def test_resume_refuses_files_it_cannot_continue(tmp_path, saved_run, capsys, make, status,
                                                  message):
