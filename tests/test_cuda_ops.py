@@ -500,6 +500,33 @@ def test_layer_norm(dtype, rng, shape, affine):
         assert_close(dgi.copy_to_host(), gin, dtype)
 
 
+@pytest.mark.parametrize("shape", [(4, 3), (2, 3, 2, 2)])
+def test_norms_with_eps_zero_over_constant_values_give_an_infinite_invstd(dtype, shape):
+    """eps=0 over values whose variance is 0: LayerNorm's constant row (1 / sqrt(0) =
+    inf, so NaN outputs, as PyTorch's) and eval-mode BatchNorm's channels with a
+    running_var of 0 (an infinite invstd). Fixed: the simulator raised ZeroDivisionError
+    from Python's 1.0 / math.sqrt(0.0), where a GPU gives inf."""
+    x = np.ones(shape, dtype)
+    x[0, 0] = 3.0   # one channel (BatchNorm), the first row (LayerNorm) not constant
+    rows = x.reshape(shape[0], -1)
+    y, _, invstd = C.layer_norm_forward(rows, None, None, eps=0.0)
+    expected = F.layer_norm(t(rows), (rows.shape[1],), eps=0.0).numpy()
+    assert_close(y, expected, dtype)
+    assert np.isinf(invstd[1:]).all()
+    c = shape[1]
+    running_mean, running_var = np.zeros(c, dtype), np.array([0.0, 0.0, 4.0], dtype)
+    y, _, invstd = C.batchnorm_forward(x, np.ones(c, dtype), np.zeros(c, dtype),
+                                       running_mean.copy(), running_var.copy(),
+                                       training=False, eps=0.0)
+    expected = ref("batchnorm_forward", x, np.ones(c, dtype), np.zeros(c, dtype),
+                   running_mean, running_var, training=False, eps=0.0)[0]
+    assert_close(invstd, [np.inf, np.inf, 0.5], dtype)
+    assert_close(y[:, 2], expected[:, 2], dtype)
+    # an infinite invstd: inf (the reference's (x - mean) * invstd) or NaN (x * invstd
+    # - mean * invstd, PyTorch's CPU kernel for 4-D inputs), never a finite value
+    assert not np.isfinite(y[:, :2]).any()
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_batchnorm_mean_only_matches_reference(dtype, rng, training):
     x = rng.standard_normal((2, 3, 3, 3)).astype(dtype)

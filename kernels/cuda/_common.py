@@ -129,9 +129,10 @@ def dmax(a, b):
     return b if b > a else a
 
 
-# math.sin, math.cos and math.log of the values where a GPU gives NaN or -inf (an infinite
-# argument, a log of 0): the simulator runs Python's math functions, which raise
-# ValueError('math domain error') there instead.
+# math.sin, math.cos, math.log and 1 / math.sqrt of the values where a GPU gives NaN or
+# an infinity (an infinite argument, a log or reciprocal root of 0): the simulator runs
+# Python's math functions and division, which raise ValueError('math domain error') and
+# ZeroDivisionError there instead.
 @cuda.jit(device=True)
 def dsin(v):
     """sin(v), NaN for an infinite v (v - v: inf - inf, NaN stays NaN)."""
@@ -146,8 +147,14 @@ def dcos(v):
 
 @cuda.jit(device=True)
 def dlog(v):
-    """log(v) of a float64 v >= 0 or NaN: -inf for 0, NaN for NaN."""
-    return math.log(v) if v > 0.0 else (-math.inf if v == 0.0 else v)
+    """log(v) of a float64 v: -inf for 0, NaN below 0 and for NaN."""
+    return math.log(v) if v > 0.0 else (-math.inf if v == 0.0 else math.nan)
+
+
+@cuda.jit(device=True)
+def drsqrt(v):
+    """1 / sqrt(v) of a float64 v: inf for 0, NaN below 0 and for NaN."""
+    return 1.0 / math.sqrt(v) if v > 0.0 else (math.inf if v == 0.0 else math.nan)
 
 
 _views = weakref.WeakKeyDictionary()   # device array -> {shape: view of it}

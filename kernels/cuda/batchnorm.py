@@ -22,7 +22,7 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, block_jit, copy_into, dmax, reshaped, to_host
+from ._common import Call, block_jit, copy_into, dmax, drsqrt, reshaped, to_host
 from ._reduce import block_sum, cached_factory, column_sum
 from .gemm import dummy
 
@@ -63,7 +63,7 @@ def _kernels(threads):
                 var = running_var[c] * 1.0
             # PyTorch's: with eps 0 a constant channel's invstd is 0 (y = bias)
             zero_var = training and var == 0.0 and eps == 0.0
-            invstd = 0.0 if zero_var else 1.0 / math.sqrt(var + eps)
+            invstd = 0.0 if zero_var else drsqrt(var + eps)  # eval: inf for var + eps 0
             if t == 0:
                 save_mean[c] = mean
                 save_invstd[c] = invstd
@@ -189,7 +189,7 @@ def _kernels2d(threads):
                 continue
             # PyTorch's: with eps 0 a constant channel's invstd is 0 (y = bias)
             zero_var = training and var == 0.0 and eps == 0.0
-            invstd = 0.0 if zero_var else 1.0 / math.sqrt(var + eps)
+            invstd = 0.0 if zero_var else drsqrt(var + eps)  # eval: inf for var + eps 0
             if ty == 0:
                 save_mean[c] = mean
                 if training:

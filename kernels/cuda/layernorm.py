@@ -6,14 +6,13 @@ buffer, and of g.
 
 x: (N, D); weight, bias: (D,) or None; NumPy or device arrays (``_common.Call``).
 """
-import math
 
 import numba
 import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call
+from ._common import Call, drsqrt
 from ._common import scratch as temporary
 from ._reduce import cached_factory, group_sum
 from .dense import column_sums_add
@@ -45,7 +44,7 @@ def _layer_norm_kernels(threads, lanes, dtype):
                 for j in range(lane, d, lanes):
                     v = np.float64(x[row, j] - mean)
                     q += v * v
-            inv = cast(1.0 / math.sqrt(group_sum(sh, q) / d + eps))
+            inv = cast(drsqrt(group_sum(sh, q) / d + eps))  # inf: eps 0, a constant row
             if valid:
                 if lane == 0:
                     save_mean[row] = mean
