@@ -867,6 +867,21 @@ def test_pooling_forward_backward(dtype, rng, kernel, stride, padding, ceil, dil
         assert_close(gin, xt.grad.numpy(), dtype)
 
 
+
+def test_max_pool_takes_the_last_nan_of_a_window_as_torch(dtype):
+    """A window holding two NaNs: the index (and so the gradient) goes to the last one, as
+    PyTorch's kernels (which take every NaN they meet) and the CPU backends. Fixed: the
+    cuda kernel kept the first."""
+    x = np.array([[[[1.0, np.nan, 2.0], [np.inf, 0.5, -np.inf], [np.nan, 3.0, 1.0]]]], dtype)
+    xt = t(x, True)
+    yt, idx_t = F.max_pool2d(xt, 3, 1, 1, return_indices=True)
+    g = np.arange(1.0, 10.0, dtype=dtype).reshape(yt.shape)
+    yt.backward(t(g))
+    y, idx = C.max_pool2d_forward(x, (3, 3), (1, 1), (1, 1))
+    np.testing.assert_array_equal(idx, idx_t.numpy())
+    assert_close(y, yt.detach().numpy(), dtype)
+    assert_close(C.max_pool2d_backward(g, idx, x.shape), xt.grad.numpy(), dtype)
+
 # ------------------------------------------------- host and device array modes
 def test_device_arrays_in_device_arrays_out(rng):
     x = rng.standard_normal((5, 4)).astype(np.float32)

@@ -99,7 +99,8 @@ def _nchw_to_rows(x, rows):
 
 @jit_kernel
 def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
-    """Window maximum (first on ties, a NaN wins) and its flat index h * W + w; the
+    """Window maximum (first on ties; a NaN wins, the last one in the window, as
+    PyTorch's kernels take every NaN they meet) and its flat index h * W + w; the
     window's taps dh (dw) apart."""
     _, c_n, h_n, w_n = x.shape
     _, _, ho_n, wo_n = out.shape
@@ -119,7 +120,7 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
                 if w < 0 or w >= w_n:
                     continue
                 v = x[n, c, h, w]
-                if best_at < 0 or v > best or (v != v and best == best):
+                if best_at < 0 or v > best or v != v:
                     best = v
                     best_at = h * w_n + w
         out[n, c, ho, wo] = best
