@@ -742,3 +742,13 @@ def test_a_move_between_forward_and_backward_is_named_and_a_same_device_one_kept
     host.to("cuda")
     with pytest.raises(RuntimeError, match="moved to cuda after its last forward"):
         host.backward(g)
+    # a conversion on the GPU (made on the host and moved back) is named as one, and one
+    # to the dtype the model has keeps the backward
+    y = gpu(x)
+    gpu.double()
+    kept = gpu.backward(g)
+    gpu(x)
+    gpu.float()
+    with pytest.raises(RuntimeError, match="converted to float32 after its last forward"):
+        gpu.backward(g)
+    assert y.shape == (3, 2) and kept.shape == x.shape

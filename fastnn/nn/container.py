@@ -97,8 +97,7 @@ class Sequential(Module):
         object.__setattr__(self, "_layers", list(self._modules.values()))
         if self._out_meta is not None:   # (was "backward called before forward")
             object.__setattr__(self, "_out_meta", _Stale("its layers were changed (append, "
-                                                          "insert, pop, del or seq[i] = ...)",
-                                                          None))
+                                                          "insert, pop, del or seq[i] = ...)"))
 
     def append(self, layer):
         """Add a layer at the end (named by its index); returns self."""

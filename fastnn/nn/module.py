@@ -538,16 +538,17 @@ FUSED = _Marker("FUSED")
 NO_GRAD = _Marker("NO_GRAD")
 
 class _Stale:
-    """``_out_meta`` of a module whose arrays ``to()`` / ``.float()`` / ``.double()`` /
-    ``load_state_dict`` changed after its last forward (``reason`` says which): its
+    """What a module kept of its last forward for backward, once ``to()`` / ``.float()``
+    / ``.double()`` / ``load_state_dict`` / a parameter's replacement changed its arrays
+    since, or a forward hook raised after its forward ran (``reason`` says which): it
+    takes the place of the record (``_out_meta``; for a layer that keeps none, its
+    ``_ctx`` or a composite's ``_sub_records``), which the next forward replaces, so its
     backward raises instead of mixing that forward's saved arrays with the new ones
-    (PyTorch's backward fails too: a dtype mismatch, or an in-place modification). ctx
-    is the ``_ctx`` of that forward, for a layer whose forward keeps no ``_out_meta``
-    (check_kept)."""
+    (PyTorch's backward fails too: a dtype mismatch, or an in-place modification). It
+    holds no arrays: the old ones are freed, and it pickles as it is."""
 
-    def __init__(self, reason, ctx, changed=True):
+    def __init__(self, reason, changed=True):
         self.reason = reason
-        self.ctx = ctx
         self.changed = changed   # False: reason is complete (not a change of arrays)
 
     def error(self, module, where=None):
@@ -567,22 +568,19 @@ def _has_forward_record(module):
                for name in ("_out_meta", "_ctx", "_sub_records"))
 
 
-def _kept_record(module):
-    """What module's last forward kept that its next forward replaces, for a _Stale to
-    refer to where its forward keeps no _out_meta: a layer's _ctx (check_kept), a
-    composite's sub-module records (checks_sub_forwards)."""
-    state = module.__dict__
-    ctx = state.get("_ctx")
-    return ctx if ctx is not None else state.get("_sub_records")
-
-
-def _mark_stale(modules, reason):
+def _mark_stale(modules, reason, changed=True):
     """Each of modules that kept a forward for backward refuses that backward, saying
-    reason; their scratch buffers are dropped."""
+    reason (a _Stale in place of its record); their scratch buffers are dropped."""
     for module in modules:
         module._scratch.clear()
-        if _has_forward_record(module):
-            object.__setattr__(module, "_out_meta", _Stale(reason, _kept_record(module)))
+        state = module.__dict__
+        stale = _Stale(reason, changed)
+        if state.get("_out_meta") not in (None, NO_GRAD):   # a layer's: Module.backward
+            object.__setattr__(module, "_out_meta", stale)  # (and check_kept) check it
+        elif state.get("_ctx") not in (None, NO_GRAD):      # a forward of its own:
+            object.__setattr__(module, "_ctx", stale)       # check_kept checks it
+        if state.get("_sub_records") is not None:           # a composite's records
+            object.__setattr__(module, "_sub_records", stale)
 
 
 def _with_ancestors(root, changed):
@@ -626,8 +624,6 @@ def records_sub_forwards(forward):
             raise
         object.__setattr__(self, "_sub_records", _sub_forward_records(self))
         object.__setattr__(self, "_failed_forward", None)
-        if type(self.__dict__.get("_out_meta")) is _Stale:   # (this forward replaces it)
-            object.__setattr__(self, "_out_meta", None)
         return out
     return forward_recording
 
@@ -640,9 +636,8 @@ def checks_sub_forwards(backward):
     @functools.wraps(backward)
     def backward_checked(self, *args, **kwargs):
         kept = self.__dict__.get("_sub_records")
-        meta = self.__dict__.get("_out_meta")
-        if type(meta) is _Stale and meta.ctx is kept:   # (a forward since replaces kept)
-            raise meta.error(self)
+        if type(kept) is _Stale:
+            raise kept.error(self)
         if kept is not None:
             _check_sub_records(self, kept)
         return backward(self, *args, **kwargs)
@@ -657,8 +652,9 @@ def _check_sub_records(module, kept):
         now_meta, now_ctx = m.__dict__.get("_out_meta"), m.__dict__.get("_ctx")
         if ((now_meta is meta or now_meta is None) and (now_ctx is ctx or now_ctx is None)):
             continue
-        if type(now_meta) is _Stale and (now_meta is not meta or now_meta.ctx is now_ctx):
-            raise now_meta.error(m, f"{module._where()}: its sub-module {name} ({m._where()})")
+        for now in (now_meta, now_ctx):
+            if type(now) is _Stale:
+                raise now.error(m, f"{module._where()}: its sub-module {name} ({m._where()})")
         failed = module.__dict__.get("_failed_forward")
         cls = type(module).__name__
         if failed:
@@ -676,13 +672,8 @@ def _check_sub_records(module, kept):
 def check_kept(module, ctx):
     """Raise unless ctx, what module's forward kept (kept_for_backward), serves a
     backward: RuntimeError before any forward, or after one under no_grad."""
-    if type(ctx) is _Stale:   # (a layer whose _out_meta is its record: EmbeddingBag)
+    if type(ctx) is _Stale:   # (moved, converted or loaded since; see _mark_stale)
         raise ctx.error(module)
-    meta = module.__dict__.get("_out_meta")
-    if type(meta) is _Stale:   # moved or converted after the forward that kept ctx?
-        if meta.ctx is ctx:
-            raise meta.error(module)
-        object.__setattr__(module, "_out_meta", None)   # a forward since: done with it
     if ctx is None:
         raise RuntimeError(f"{module._where()}: backward called before forward")
     if ctx is NO_GRAD:
@@ -1441,10 +1432,9 @@ class Module:
             if ran and _has_forward_record(self):
                 # the forward ran (its layers keep this call for backward) but the caller
                 # gets no output: backward would differentiate the failed call
-                object.__setattr__(self, "_out_meta", _Stale(
-                    f"its last call failed in a forward hook ({type(error).__name__}) after "
-                    f"its forward ran, so its backward would differentiate that call",
-                    _kept_record(self), changed=False))
+                _mark_stale([self], f"its last call failed in a forward hook "
+                                    f"({type(error).__name__}) after its forward ran, so its "
+                                    f"backward would differentiate that call", changed=False)
             for hook_id, hook in list(self._forward_hooks.items()):
                 if (hook_id in self._forward_hooks_always_called
                         and hook_id not in called_always):
@@ -1935,9 +1925,6 @@ class Module:
             raise TypeError(f"{type(self).__name__}.to_dtype: expected float32 or float64, "
                             f"got {got}")
         dtype = np.dtype(dtype)
-        if self._device != "cpu":  # convert on the host, then move back
-            device = self._device
-            return self.to("cpu").to_dtype(dtype).to(device)
         # the modules whose arrays change dtype (and those holding them) refuse the
         # backward of a forward before (a conversion to the dtype they have changes
         # nothing: that backward still runs, as PyTorch's)
@@ -1946,6 +1933,15 @@ class Module:
                           for p in m._parameters.values())
                    or any(b is not None and np.dtype(b.dtype).kind == "f" and b.dtype != dtype
                           for b in m._buffers.values())}
+        if changed and self._device != "cpu":  # convert on the host, then move back
+            device = self._device
+            self.to("cpu").to_dtype(dtype).to(device)
+            stale = _Stale(f"it was converted to {dtype}")   # (not the moves' reason)
+            for module in self.modules():
+                for name in ("_out_meta", "_ctx", "_sub_records"):
+                    if type(module.__dict__.get(name)) is _Stale:
+                        object.__setattr__(module, name, stale)
+            return self
         for module in self.modules():
             if "_lazy" in module.__dict__:  # its parameters, once made, take this dtype
                 module._lazy_dtype = dtype
