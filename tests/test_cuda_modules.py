@@ -752,3 +752,35 @@ def test_a_move_between_forward_and_backward_is_named_and_a_same_device_one_kept
     with pytest.raises(RuntimeError, match="converted to float32 after its last forward"):
         gpu.backward(g)
     assert y.shape == (3, 2) and kept.shape == x.shape
+
+
+def test_a_copy_of_a_gpu_layer_converted_after_its_forward_refuses_that_backward(rng):
+    # (the marker held the forward's device arrays: a deepcopy or pickle lost the refusal,
+    # and the copy's backward failed on a dtype mismatch instead)
+    import copy
+    import pickle
+    q = rng.standard_normal((3, 2, 4)).astype(np.float32)
+    layer = nn.MultiheadAttention(4, 2).to("cuda")
+    out = layer(q, q, q)[0]
+    layer.double()
+    for model in (layer, copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+        with pytest.raises(RuntimeError, match="converted to float64 after its last forward"):
+            model.backward(np.ones_like(out, dtype=np.float64))
+
+
+def test_a_zero_size_parameter_on_the_gpu_steps_as_on_the_host():
+    """nn.Linear(0, 3) (PyTorch accepts it: a weight of no elements, y = bias) on the GPU:
+    an optimizer over it builds and steps as on the host. Fixed: under the simulator,
+    copying the weight into the optimizer's flat buffer raised 'incompatible strides'."""
+    results = []
+    for device in ("cpu", "cuda"):
+        fastnn.manual_seed(0)
+        layer = nn.Linear(0, 3).to(device)
+        opt = fastnn.optim.Adam(layer.parameters(), lr=0.1)
+        opt.zero_grad()
+        y = layer(np.zeros((2, 0), np.float32))
+        assert layer.backward(np.ones((2, 3), np.float32)).shape == (2, 0)
+        opt.step()
+        results.append((y, fdevice.to_host(layer.bias.data)))
+    np.testing.assert_array_equal(results[1][0], results[0][0])
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)
