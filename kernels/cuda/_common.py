@@ -103,6 +103,8 @@ def copy_into(dst, src):
     dst = as_device(dst)
     on_device = is_device(src)
     src = as_device(src) if on_device else np.asarray(src, dtype=dst.dtype, order="C")
+    if not dst.size and tuple(src.shape) == tuple(dst.shape):
+        return  # nothing to copy (the simulator's copy refuses a view of no elements)
     if (SIMULATOR or not _c_contiguous(dst) or tuple(src.shape) != tuple(dst.shape)
             or src.dtype != dst.dtype or (on_device and not _c_contiguous(src))):
         dst.copy_to_device(src)
