@@ -510,25 +510,8 @@ def _check_batch_of_one(model, x_train, batch_size):
 def _load_resumed(args, model, optimizer):
     """Load --resume's model and optimizer state (CheckpointError when they do not fit),
     then set the optimizer hyper-parameters given on the command line."""
-    import numpy as np
-
-    from .io import OPTIMIZER_PREFIX, load_checkpoint, read_checkpoint
+    from .io import load_checkpoint
     load_checkpoint(args.resume, model=model, optimizer=optimizer)
-    # NAdam's mu_product and ASGD's eta and mu are rounded to float32 (PyTorch's default
-    # dtype, which these optimizers make them in) until a load_state_dict casts a saved
-    # 0-d array to the parameter's dtype, as PyTorch's does: for a float64 run to go on
-    # as it would have, the values saved in float32 go back as numbers, which keep the
-    # float32 rounding
-    saved = read_checkpoint(args.resume)[1]
-    state_dict, numbers = optimizer.state_dict(), False
-    for index, entry in state_dict["state"].items():
-        for name, value in entry.items():
-            array = saved.get(f"{OPTIMIZER_PREFIX}{index}/{name}")
-            if (name != "step" and array is not None and array.ndim == 0
-                    and array.dtype == np.float32 and np.asarray(value).dtype != np.float32):
-                entry[name], numbers = float(array), True
-    if numbers:
-        optimizer.load_state_dict(state_dict)
     given = getattr(args, "given_options", set())
     for group in optimizer.param_groups:
         if "lr" in given:

@@ -750,6 +750,7 @@ def _optimizer_state(path, meta, arrays, optimizer):
                            for name in entry.get("arrays", [])},
                         **{name: _decode(desc, arrays)
                            for name, desc in entry.get("values", {}).items()}}
+    _scalars_as_saved(optimizer, state)
     osd = {"type": opt.get("type"), "param_groups": opt.get("param_groups"), "state": state}
     try:
         optimizer.validate_state_dict(osd)
@@ -757,6 +758,28 @@ def _optimizer_state(path, meta, arrays, optimizer):
         raise CheckpointError(f"{path}: the checkpoint's optimizer state does not fit: "
                               f"{exc}") from None
     return osd
+
+
+def _scalars_as_saved(optimizer, state):
+    """Give fastnn's optimizers their one-number states (NAdam's mu_product, ASGD's eta
+    and mu) saved as float32 0-d arrays for parameters of another dtype as numbers: the
+    optimizer made them in float32 (PyTorch's default dtype) and rounds them so until a
+    load_state_dict casts an array to the parameter's dtype, as PyTorch's does; a number
+    keeps the float32 rounding, so a float64 run goes on bit for bit as it would have.
+    (A state saved in the parameter's dtype, as after loading PyTorch's, stays an array.)"""
+    names = getattr(optimizer, "_scalar_state", None)
+    if not names:
+        return
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    for index, entry in state.items():
+        position = int(index) if str(index).isdigit() else -1
+        if not 0 <= position < len(params) or not isinstance(entry, dict):
+            continue   # (validate_state_dict says what is wrong)
+        for name in names:
+            value = entry.get(name)
+            if (isinstance(value, np.ndarray) and value.ndim == 0
+                    and value.dtype == np.float32 and params[position].dtype != np.float32):
+                entry[name] = float(value)
 
 
 def _check_random_state(path, state):

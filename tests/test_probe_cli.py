@@ -370,3 +370,48 @@ def test_fit_resume_refuses_what_does_not_fit_before_changing_anything(restore_b
         np.testing.assert_array_equal(value, before[name], err_msg=name)
     assert "initial_lr" not in opt.param_groups[0]
     assert fastnn_random.get_state() == generator
+
+
+# ------------------------------------------- what --resume relies on: fastnn.save/load
+def _steps(model, opt, x, n):
+    for _ in range(n):
+        y = model(x)
+        model.backward(np.ones_like(y))
+        opt.step()
+        opt.zero_grad()
+
+
+@pytest.mark.parametrize("name", ["NAdam", "ASGD"])
+@pytest.mark.parametrize("from_arrays", [False, True], ids=["made", "loaded-float64"])
+def test_float64_optimizer_scalars_resume_bit_for_bit(tmp_path, backend, name, from_arrays):
+    """NAdam's mu_product and ASGD's eta and mu are float32-rounded in a float64 run (made
+    in PyTorch's default dtype); fastnn.load put them back as float64 arrays, which
+    load_state_dict keeps in float64 from then on: the resumed run drifted (5e-12). A
+    state loaded in float64 (as PyTorch's load_state_dict casts it) stays float64."""
+    import fastnn
+    from fastnn import nn, optim
+    x = np.random.default_rng(0).standard_normal((8, 4))
+
+    def start():
+        fastnn.manual_seed(0)
+        model = nn.Linear(4, 3).double()
+        opt = getattr(optim, name)(model.parameters(), lr=0.01)
+        if from_arrays:   # scalar states from 0-d float64 arrays: rounded in float64
+            _steps(model, opt, x, 1)
+            state = opt.state_dict()
+            for entry in state["state"].values():
+                for key in entry:
+                    if key != "step" and np.ndim(entry[key]) == 0:
+                        entry[key] = np.asarray(entry[key], np.float64)
+            opt.load_state_dict(state)
+        return model, opt
+    model, opt = start()
+    _steps(model, opt, x, 6)
+    resumed, resumed_opt = start()
+    _steps(resumed, resumed_opt, x, 3)
+    fastnn.save(resumed, tmp_path / "c.npz", optimizer=resumed_opt)
+    resumed, resumed_opt = start()
+    fastnn.load(tmp_path / "c.npz", model=resumed, optimizer=resumed_opt)
+    _steps(resumed, resumed_opt, x, 3)
+    np.testing.assert_array_equal(resumed.weight.data, model.weight.data)
+    np.testing.assert_array_equal(resumed.bias.data, model.bias.data)
