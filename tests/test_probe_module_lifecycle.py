@@ -329,3 +329,24 @@ def test_a_backward_that_fails_part_way_takes_the_gradients_back(where, rng):
         assert not p.grad.any()
     np.testing.assert_array_equal(failed.backward(g), twin.backward(g))
     _assert_same(_grads(failed), _grads(twin))
+
+
+class _NegatedReLU(nn.ReLU):
+    """A user's activation written as built-in layers are: -relu(x)."""
+
+    def _forward(self, x, buffered):
+        self._mask = x > 0
+        return -np.maximum(x, 0)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        return -grad_out * self._mask
+
+
+def test_a_users_activation_with_its_own_forward_kernel_is_not_fused(rng):
+    # (the Sequential ran a fused Linear + ReLU kernel instead of the user's _forward)
+    linear = nn.Linear(4, 3).double()
+    model = nn.Sequential(linear, _NegatedReLU())
+    x, g = rng.standard_normal((5, 4)), rng.standard_normal((5, 3))
+    h = x @ linear.weight.data.T + linear.bias.data
+    np.testing.assert_allclose(model(x), -np.maximum(h, 0))
+    np.testing.assert_allclose(model.backward(g), (-g * (h > 0)) @ linear.weight.data)

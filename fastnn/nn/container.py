@@ -8,7 +8,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import device as _device
-from ..errors import MissingKeyError
+from ..errors import IndexValueError, MissingKeyError
 from .linear import Linear
 from .module import FUSED, Module, Parameter, _Stale
 
@@ -163,7 +163,7 @@ class Sequential(Module):
         size = len(self._modules)
         index = operator.index(index)
         if not -size <= index < size:
-            raise IndexError(f"index {index} is out of range")
+            raise IndexValueError(f"index {index} is out of range")
         return list(self._modules)[index % size]
 
     def _rename(self, keep, layers, start):
@@ -202,7 +202,7 @@ class Sequential(Module):
         try:
             return self._layers[index]
         except IndexError:   # (PyTorch's message)
-            raise IndexError(f"index {index} is out of range") from None
+            raise IndexValueError(f"index {index} is out of range") from None
 
     def __len__(self):
         return len(self._layers)
@@ -302,6 +302,7 @@ class Sequential(Module):
             nxt = layers[i + 1] if i + 1 < len(layers) else None
             if (type(layer) is Linear and nxt is not None
                     and getattr(nxt, "fused_name", None) is not None and not nxt._opaque
+                    and not type(nxt)._user_code   # (a user's _forward / _backward runs)
                     and not (hooks and ((layer._hooked and _has_hooks(layer))
                                         or (nxt._hooked and _has_hooks(nxt))))):
                 steps.append((layer, nxt, False))
@@ -610,7 +611,7 @@ class _List(_Holder):
         """index as a position 0 <= i < len (PyTorch's checks and message)."""
         index = operator.index(index)
         if not -len(self._list) <= index < len(self._list):
-            raise IndexError(f"index {index} is out of range")
+            raise IndexValueError(f"index {index} is out of range")
         return index + len(self._list) if index < 0 else index
 
     def _reset(self, values):
@@ -935,7 +936,7 @@ def _insert_position(index, n):
     negative counting from the end, as a non-negative position."""
     index = operator.index(index)
     if not -n <= index <= n:
-        raise IndexError(f"Index out of range: {index}")
+        raise IndexValueError(f"Index out of range: {index}")
     return index + n if index < 0 else index
 
 
