@@ -170,12 +170,14 @@ def _given_flag(parser, *flags, **kwargs):
     parser.add_argument(*flags, action=_Given, nargs=0, default=False, **kwargs)
 
 
-def add_runtime_arguments(parser):
-    """--backend, --threads, --seed, --no-progress: shared by commands that compute."""
+def add_runtime_arguments(parser, note_given=False):
+    """--backend, --threads, --seed, --no-progress: shared by commands that compute
+    (note_given: --seed through _Given, for train's --resume)."""
     parser.add_argument("--backend", help="numpy, numba, cython or cuda "
                         "(default: FASTNN_BACKEND or the fastest available)")
     parser.add_argument("--threads", type=int, help="threads for the kernels and BLAS")
-    parser.add_argument("--seed", type=non_negative_int, default=0, action=_Given,
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        action=_Given if note_given else "store",
                         help="seeds initialisation, shuffling and dropout (default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -253,7 +255,7 @@ def configure_train(parser):
                              "from the first run's start)")
     parser.add_argument("--eval-freq", type=int, default=None,
                         help="also evaluate on the test set every this many steps")
-    add_runtime_arguments(parser)
+    add_runtime_arguments(parser, note_given=True)
     parser.add_argument("--metrics", help="write the metrics JSON here")
     parser.add_argument("--plot", help="write the loss/accuracy curves PNG here")
     parser.add_argument("--save", help="save the model, optimizer and training state to "

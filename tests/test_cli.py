@@ -470,3 +470,14 @@ def test_an_old_checkpoint_still_loads_and_a_new_one_keeps_its_training_record(s
     extra = load_checkpoint(saved_run).extra
     assert extra["config"]["hidden"] == [8] and extra["train_state"]["step"] == 3
     assert extra["history"]["epoch"] == [1]
+
+
+def test_other_commands_keep_a_plain_seed_option(saved_run, tmp_path):
+    """train notes which options were given (for --resume); the commands sharing its
+    --seed option do not, and their metrics JSON (config included) is written."""
+    metrics = tmp_path / "m.json"
+    assert cli.main(["dream", "--checkpoint", str(saved_run), "--target-class", "1",
+                     "--steps", "1", "--seed", "1", "--no-progress", "--backend", "numpy",
+                     "--out", str(tmp_path / "d.png"), "--metrics", str(metrics)]) == 0
+    config = json.loads(metrics.read_text())["config"]
+    assert config["seed"] == 1 and "given_options" not in config
