@@ -81,9 +81,10 @@ cdef inline void _adam_block(floating* p, const floating* g, floating* m, floati
                              floating c1, floating c2, floating sqrt_bc2, floating eps,
                              floating wd) noexcept nogil:
     """p, g, m, v: (n,); c1: 1 - beta1 (the lerp weight, _lerp), c2: 1 - beta2, both
-    formed in double (1 - float32(beta) is off by 1e-4 relative at beta2 0.9999). sqrt(v) / sqrt_bc2 as a multiplication by its reciprocal (as
-    the numba backend's fastmath 'arcp' does): one division per element instead of
-    two, which had made this loop 1.4-2.2x slower than numba's."""
+    formed in double (1 - float32(beta) is off by 1e-4 relative at beta2 0.9999).
+    sqrt(v) / sqrt_bc2 as a multiplication by its reciprocal (as the numba backend's
+    fastmath 'arcp' does): one division per element instead of two, which had made this
+    loop 1.4-2.2x slower than numba's."""
     cdef Py_ssize_t i
     cdef floating d, one = 1
     cdef floating inv_root = one / sqrt_bc2
