@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from .. import random as _random
+from ..errors import RuntimeValueError
 
 
 class Dataset:
@@ -150,9 +151,10 @@ def default_collate(batch):
         shapes = [np.shape(sample) for sample in batch]
         if any(shape != elem.shape for shape in shapes):   # (PyTorch's torch.stack error)
             other = next(i for i, shape in enumerate(shapes) if shape != elem.shape)
-            raise RuntimeError(f"stack expects each tensor to be equal size, but got "
-                               f"{list(elem.shape)} at entry 0 and {list(shapes[other])} at "
-                               f"entry {other}")
+            raise RuntimeValueError(
+                f"stack expects each tensor to be equal size, but got "
+                f"{list(elem.shape)} at entry 0 and {list(shapes[other])} at "
+                f"entry {other}")
         return np.stack(batch)
     if isinstance(elem, np.generic):
         return np.array(batch)
@@ -176,7 +178,7 @@ def default_collate(batch):
     if isinstance(elem, collections.abc.Sequence):
         size = len(elem)
         if any(len(sample) != size for sample in batch):
-            raise RuntimeError("each element in list of batch should be of equal size")
+            raise RuntimeValueError("each element in list of batch should be of equal size")
         return [default_collate(list(s)) for s in zip(*batch)]
     raise TypeError(f"default_collate: batch must contain arrays, numbers, dicts or lists; "
                     f"found {type(elem).__name__}")

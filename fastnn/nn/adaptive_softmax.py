@@ -124,26 +124,32 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         t = _device.to_host(target)
         if t.ndim == 1:
             if x.ndim == 0 or x.shape[0] != t.shape[0]:
-                raise RuntimeError("Input and target should have the same size in the batch "
-                                   "dimension.")
+                raise RuntimeValueError(
+                    "Input and target should have the same size in the batch "
+                    "dimension.")
             if x.ndim != 2:
-                raise RuntimeError(f"1D target tensor expects 2D input tensors, but found "
-                                   f"inputs with size {tuple(x.shape)}")
+                raise RuntimeValueError(
+                    f"1D target tensor expects 2D input tensors, but found "
+                    f"inputs with size {tuple(x.shape)}")
         elif t.ndim == 0:
             if x.ndim != 1:
-                raise RuntimeError(f"0D target tensor expects 1D input tensors, but found "
-                                   f"inputs with size {tuple(x.shape)}")
+                raise RuntimeValueError(
+                    f"0D target tensor expects 1D input tensors, but found "
+                    f"inputs with size {tuple(x.shape)}")
         else:
-            raise RuntimeError("0D or 1D target tensor expected, multi-target not supported")
+            raise RuntimeValueError(
+                "0D or 1D target tensor expected, multi-target not supported")
         batched = t.ndim == 1
         x2 = x if batched else x.reshape(1, -1)
         t = t.reshape(-1).astype(np.int64)
         if x2.shape[1] != self.in_features:
-            raise RuntimeError(f"{where}: expected input with {self.in_features} features "
-                               f"(in_features), got shape {tuple(x.shape)}")
+            raise RuntimeValueError(
+                f"{where}: expected input with {self.in_features} features "
+                f"(in_features), got shape {tuple(x.shape)}")
         if t.size and (t.min() < 0 or t.max() >= self.n_classes):
-            raise RuntimeError(f"Target values should be in [0, {self.n_classes - 1}], but "
-                               f"values in range [{t.min()}, {t.max()}] were found. ")
+            raise RuntimeValueError(
+                f"Target values should be in [0, {self.n_classes - 1}], but "
+                f"values in range [{t.min()}, {t.max()}] were found. ")
         k = _device.kernels("cpu")
         n = t.shape[0]
         head_w, head_b, tails = self._weights()
@@ -282,8 +288,9 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         x = np.ascontiguousarray(_device.to_host(input))
         self._check_dtype(x.dtype, self.head.weight.data.dtype)
         if batched_only and (x.ndim != 2 or x.shape[1] != self.in_features):
-            raise RuntimeError(f"{where}: expected input of shape (N, {self.in_features}), "
-                               f"got {tuple(x.shape)}")
+            raise RuntimeValueError(
+                f"{where}: expected input of shape (N, {self.in_features}), "
+                f"got {tuple(x.shape)}")
         return x, caller
 
     def _params(self):

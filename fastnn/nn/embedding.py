@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import AssertionValueError
+from ..errors import AssertionValueError, IndexValueError
 from ..validation import check_bool, check_only, check_number, check_positive_int
 from . import init
 from .module import Module, Parameter
@@ -156,8 +156,9 @@ class Embedding(Module):
     def _checked_indices(self, x):
         host = _device.to_host(x)
         if host.size and (host.min() < 0 or host.max() >= self.num_embeddings):
-            raise IndexError(f"{self._where()}: indices out of range [0, "
-                             f"{self.num_embeddings}): min {host.min()}, max {host.max()}")
+            raise IndexValueError(
+                f"{self._where()}: indices out of range [0, "
+                f"{self.num_embeddings}): min {host.min()}, max {host.max()}")
         return host
 
     def _forward(self, x, buffered):

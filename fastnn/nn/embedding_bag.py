@@ -3,7 +3,7 @@ NumPy on the host (a GPU model's table comes to the host and its gradient goes b
 import numpy as np
 
 from .. import device as _device
-from ..errors import AssertionValueError, RuntimeValueError
+from ..errors import AssertionValueError, IndexValueError, RuntimeValueError
 from ..validation import check_bool, check_float_array, check_only, check_positive_int
 from .embedding import Embedding, check_renorm, embedding_table, renorm_repr, renorm_rows
 from .module import Module, Parameter, check_kept, kept_for_backward
@@ -174,8 +174,11 @@ class EmbeddingBag(Module):
             raise ValueError(f"{where}: input has to be 1-D or 2-D, got shape {x.shape}")
         idx = x.reshape(-1).astype(np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
-            raise IndexError(f"{where}: indices out of range [0, {self.num_embeddings}): "
-                             f"min {idx.min()}, max {idx.max()}")
+            # PyTorch's type: its max_norm renorm's index_select fails first (IndexError),
+            # otherwise the bag kernel's check (RuntimeError)
+            error = RuntimeValueError if self.max_norm is None else IndexValueError
+            raise error(f"{where}: indices out of range [0, {self.num_embeddings}): min "
+                        f"{idx.min()}, max {idx.max()}")
         return idx, bag, b
 
     def _bag_forward(self, x, offsets, weights, caller):

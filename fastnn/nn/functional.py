@@ -43,11 +43,11 @@ multi_head_attention_forward are the forward of their nn layers; instance_norm i
 PyTorch's batch_norm of the (1, N * C, *) view.
 
 Errors: PyTorch's exception type for bad shapes and argument values (RuntimeError,
-ValueError, IndexError, NotImplementedError, as ``torch.nn.functional`` raises them), and
-fastnn's TypeError for a wrong array type or dtype (PyTorch often says RuntimeError).
-Where a function adapts a layer or loss class (and in pad, the loss shape checks, the
-int-argument and dim checks), that RuntimeError, IndexError or TypeError is also a
-ValueError (fastnn.errors' RuntimeValueError, IndexValueError, TypeValueError).
+ValueError, IndexError, AssertionError, NotImplementedError, as ``torch.nn.functional``
+raises them), and fastnn's TypeError for a wrong array type or dtype (PyTorch often says
+RuntimeError). A RuntimeError, IndexError or AssertionError for bad input is also a
+ValueError (fastnn.errors' RuntimeValueError, IndexValueError, AssertionValueError; a
+float size's TypeValueError), so ``except ValueError`` catches it too.
 The layers' and loss classes' ValueError for the shapes or values of their arrays comes
 out as PyTorch's RuntimeError (one that already has PyTorch's type keeps it, a float size's
 TypeValueError); the loss classes' own limits stay (targets of 1 and -1 only for
@@ -66,7 +66,7 @@ from .. import device as _device
 from .. import ops
 from .. import random as _random
 from ..backend import current as _current_backend
-from ..errors import IndexValueError, RuntimeValueError, TypeValueError
+from ..errors import AssertionValueError, IndexValueError, RuntimeValueError, TypeValueError
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
@@ -226,7 +226,7 @@ def celu(input, alpha=1.0, inplace=False):
     """input where input > 0, else alpha * (exp(input / alpha) - 1): alpha * elu(input /
     alpha). input: any shape; alpha != 0."""
     if alpha == 0:
-        raise RuntimeError("celu: ZeroDivisionError: alpha cannot be 0 for CELU")
+        raise RuntimeValueError("celu: ZeroDivisionError: alpha cannot be 0 for CELU")
     x = _float("celu", "input", input)
     if alpha < 0:  # x / alpha flips the sign: the elu kernels cannot take it
         return _in_place(x, celu_host(x, alpha), inplace)
@@ -248,7 +248,7 @@ def gelu(input, approximate="none"):
         return ops.gelu(input)
     if approximate == "tanh":
         return ops.gelu_tanh(input)
-    raise RuntimeError("approximate argument must be either none or tanh.")
+    raise RuntimeValueError("approximate argument must be either none or tanh.")
 
 
 def silu(input, inplace=False):
@@ -365,14 +365,16 @@ def linear(input, weight, bias=None):
     x = _float(where, "input", input)
     w = _float(where, "weight", weight, dtype=x.dtype)
     if x.ndim == 0 or w.ndim not in (1, 2):
-        raise RuntimeError(f"{where}: expected input of rank >= 1 and weight of rank 1 or 2, "
-                           f"got shapes {x.shape} and {w.shape}")
+        raise RuntimeValueError(
+            f"{where}: expected input of rank >= 1 and weight of rank 1 or 2, "
+            f"got shapes {x.shape} and {w.shape}")
     w2 = w if w.ndim == 2 else w.reshape(1, -1)
     in_features = x.shape[-1]
     rows = math.prod(x.shape[:-1])
     if w2.shape[1] != in_features:
-        raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({rows}x{in_features} "
-                           f"and {w2.shape[1]}x{w2.shape[0]})")
+        raise RuntimeValueError(
+            f"mat1 and mat2 shapes cannot be multiplied ({rows}x{in_features} "
+            f"and {w2.shape[1]}x{w2.shape[0]})")
     out_features = w2.shape[0]
     out_shape = x.shape[:-1] + ((out_features,) if w.ndim == 2 else ())
     b, added = None, None
@@ -387,9 +389,10 @@ def linear(input, weight, bias=None):
             # PyTorch's: added to the op's product
             b, added = None, b
         else:
-            raise RuntimeError(f"{where}: expected bias of shape ({out_features},) or one "
-                               f"that broadcasts to the output's shape {out_shape}, got "
-                               f"{b.shape}")
+            raise RuntimeValueError(
+                f"{where}: expected bias of shape ({out_features},) or one "
+                f"that broadcasts to the output's shape {out_shape}, got "
+                f"{b.shape}")
     y = ops.linear_forward(x.reshape(rows, in_features), w2, b).reshape(out_shape)
     if added is not None:
         np.add(y, added, out=y)   # (y: the op's own array)
@@ -478,11 +481,13 @@ def glu(input, dim=-1):
     size along dim."""
     x = _float("glu", "input", input)
     if x.ndim == 0:
-        raise RuntimeError("glu does not support scalars because halving size must be even")
+        raise RuntimeValueError(
+            "glu does not support scalars because halving size must be even")
     axis = _axis(dim, x.ndim)
     if x.shape[axis] % 2:
-        raise RuntimeError(f"Halving dimension must be even, but dimension {axis} is size "
-                           f"{x.shape[axis]}")
+        raise RuntimeValueError(
+            f"Halving dimension must be even, but dimension {axis} is size "
+            f"{x.shape[axis]}")
     return GLU(axis).forward(x)
 
 
@@ -493,14 +498,15 @@ def prelu(input, weight):
     x = _float(where, "input", input)
     w = _float(where, "weight", weight, dtype=x.dtype)
     if x.ndim == 0 and w.size != 1:
-        raise RuntimeError("Not allow zero-dim input tensor.")
+        raise RuntimeValueError("Not allow zero-dim input tensor.")
     if w.ndim > 1:
-        raise RuntimeError(f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: "
-                           f"ndim = {w.ndim}")
+        raise RuntimeValueError(
+            f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: "
+            f"ndim = {w.ndim}")
     channels = x.shape[1] if x.ndim >= 2 else 1
     if w.size != 1 and w.size != channels:
-        raise RuntimeError(f"Mismatch of parameter numbers and input channel size. Found "
-                           f"parameter numbers = {w.size} and channel size = {channels}.")
+        raise RuntimeValueError(f"Mismatch of parameter numbers and input channel size. Found "
+                                f"parameter numbers = {w.size} and channel size = {channels}.")
     slope = w.reshape(()) if w.size == 1 else w.reshape((-1,) + (1,) * (x.ndim - 2))
     return np.where(x > 0, x, slope * x).astype(x.dtype, copy=False)
 
@@ -533,7 +539,7 @@ def _feature_dropout(x, p, lead, training, inplace):
     if p == 1:
         mask = np.zeros(x.shape[:lead], x.dtype)
     elif x.ndim < lead:
-        raise RuntimeError("Feature dropout requires at least 2 dimensions in the input")
+        raise RuntimeValueError("Feature dropout requires at least 2 dimensions in the input")
     else:
         mask, _ = ops.dropout_forward(np.ones(math.prod(shape), x.dtype), p,
                                       _random.draw_seed())
@@ -548,10 +554,11 @@ def dropout1d(input, p=0.5, training=True, inplace=False):
     training = check_flag("dropout1d", "training", training)
     x = _float("dropout1d", "input", input)
     if x.ndim not in (2, 3):
-        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {x.ndim}D "
-                           f"input. Note that dropout1d exists to provide channel-wise "
-                           f"dropout on inputs with 1 spatial dimension, a channel dimension, "
-                           f"and an optional batch dimension (i.e. 2D or 3D inputs).")
+        raise RuntimeValueError(
+            f"dropout1d: Expected 2D or 3D input, but received a {x.ndim}D "
+            f"input. Note that dropout1d exists to provide channel-wise "
+            f"dropout on inputs with 1 spatial dimension, a channel dimension, "
+            f"and an optional batch dimension (i.e. 2D or 3D inputs).")
     return _feature_dropout(x, p, x.ndim - 1, training, inplace)
 
 
@@ -655,17 +662,18 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         raise TypeError(f"interpolate: expected scale_factor to be a float or a tuple of "
                         f"floats, got {scale_factor!r}")
     if out is None:
-        raise RuntimeError("value cannot be converted to type int64_t without overflow")
+        raise RuntimeValueError("value cannot be converted to type int64_t without overflow")
     if x.shape[1] == 0 and (mode != "area" or x.ndim == 5):
-        raise RuntimeError(f"Non-empty {x.ndim}D data tensor expected but got a tensor with "
-                           f"sizes {list(x.shape)}")
+        raise RuntimeValueError(
+            f"Non-empty {x.ndim}D data tensor expected but got a tensor with "
+            f"sizes {list(x.shape)}")
     # (after the mode's rank, as PyTorch checks them) 'area' is adaptive average pooling,
     # which gives an output size of 0 as an empty output; the other modes refuse it
     if min(x.shape[2:]) > 0 and min(out) == 0 and mode == "area":
         return np.zeros(x.shape[:2] + tuple(out), x.dtype)
     if min(out) <= 0 or min(x.shape[2:]) <= 0:
-        raise RuntimeError(f"Input and output sizes should be greater than 0, but got "
-                           f"input {tuple(x.shape[2:])} output {tuple(out)}")
+        raise RuntimeValueError(f"Input and output sizes should be greater than 0, but got "
+                                f"input {tuple(x.shape[2:])} output {tuple(out)}")
     layer = Upsample(size, scale_factor, mode, align_corners, recompute_scale_factor)
     if antialias:
         return _antialiased(layer, x)
@@ -715,8 +723,9 @@ def channel_shuffle(input, groups):
     (ShuffleNet's)."""
     _int_arguments("channel_shuffle", groups=groups)
     if groups <= 0:
-        raise RuntimeError(f"Number of groups to divide channels in must be positive. Value "
-                           f"of groups:{groups}")
+        raise RuntimeValueError(
+            f"Number of groups to divide channels in must be positive. Value "
+            f"of groups:{groups}")
     return _layer_forward(ChannelShuffle(groups), _float("channel_shuffle", "input", input))
 
 
@@ -743,9 +752,10 @@ def _conv_ints(where, name, value, dims):
     """_ints, with PyTorch's RuntimeError for a sequence of ints of the wrong length."""
     if (isinstance(value, (tuple, list)) and len(value) not in (1, dims)
             and all(_is_int(v) for v in value)):
-        raise RuntimeError(f"expected {name} to be a single integer value or a list of {dims} "
-                           f"values to match the convolution dimensions, but got "
-                           f"{name}={list(value)}")
+        raise RuntimeValueError(
+            f"expected {name} to be a single integer value or a list of {dims} "
+            f"values to match the convolution dimensions, but got "
+            f"{name}={list(value)}")
     return _ints(where, name, value, dims)
 
 
@@ -754,28 +764,32 @@ def _conv_operands(where, dims, input, weight, groups, stride, dilation):
     dtypes, groups, stride and dilation)."""
     x = _float(where, "input", input)
     if x.ndim not in (dims + 1, dims + 2):
-        raise RuntimeError(f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input "
-                           f"to {where}, but got input of size: {list(x.shape)}")
+        raise RuntimeValueError(
+            f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input "
+            f"to {where}, but got input of size: {list(x.shape)}")
     w = _float(where, "weight", weight, dtype=x.dtype)
     if w.ndim != dims + 2:
-        raise RuntimeError(f"{where}: expected weight to be {dims + 2}-D, got shape {w.shape}")
+        raise RuntimeValueError(
+            f"{where}: expected weight to be {dims + 2}-D, got shape {w.shape}")
     if not _is_int(groups) or groups < 1:
-        raise RuntimeError("non-positive groups is not supported")
+        raise RuntimeValueError("non-positive groups is not supported")
     if w.shape[0] < groups:
-        raise RuntimeError(f"Given groups={groups}, expected weight to be at least {groups} at "
-                           f"dimension 0, but got weight of size {list(w.shape)} instead")
+        raise RuntimeValueError(
+            f"Given groups={groups}, expected weight to be at least {groups} at "
+            f"dimension 0, but got weight of size {list(w.shape)} instead")
     if min(w.shape[2:]) < 1:
-        raise RuntimeError(f"kernel size should be greater than zero, but got "
-                           f"{' x '.join(map(str, w.shape[2:]))}")
+        raise RuntimeValueError(f"kernel size should be greater than zero, but got "
+                                f"{' x '.join(map(str, w.shape[2:]))}")
     if w.shape[0] % groups:
-        raise RuntimeError(f"Given groups={groups}, expected weight to be divisible by {groups} "
-                           f"at dimension 0, but got weight of size [{list(w.shape)}] instead")
+        raise RuntimeValueError(
+            f"Given groups={groups}, expected weight to be divisible by {groups} "
+            f"at dimension 0, but got weight of size [{list(w.shape)}] instead")
     stride = _conv_ints(where, "stride", stride, dims)
     dilation = _conv_ints(where, "dilation", dilation, dims)
     if min(stride) < 1:
-        raise RuntimeError("non-positive stride is not supported")
+        raise RuntimeValueError("non-positive stride is not supported")
     if min(dilation) < 1:
-        raise RuntimeError("dilation should be greater than zero")
+        raise RuntimeValueError("dilation should be greater than zero")
     return x, w, stride, dilation
 
 
@@ -785,10 +799,11 @@ def _conv_bias(where, bias, w, out_channels, dtype, transposed=False):
         return None
     b = _float(where, "bias", bias, dtype=dtype)
     if b.shape != (out_channels,):
-        raise RuntimeError(f"Given {'transposed=1, ' if transposed else ''}weight of size "
-                           f"{list(w.shape)}, expected bias to be 1-dimensional with "
-                           f"{out_channels} elements, but got bias of size {list(b.shape)} "
-                           f"instead")
+        raise RuntimeValueError(
+            f"Given {'transposed=1, ' if transposed else ''}weight of size "
+            f"{list(w.shape)}, expected bias to be 1-dimensional with "
+            f"{out_channels} elements, but got bias of size {list(b.shape)} "
+            f"instead")
     return b
 
 
@@ -803,9 +818,10 @@ def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
     c, size = xb.shape[1], xb.shape[2:]
     out_channels, group_in = w.shape[:2]
     if c != group_in * groups:
-        raise RuntimeError(f"Given groups={groups}, weight of size {list(w.shape)}, expected "
-                           f"input{list(xb.shape)} to have {group_in * groups} channels, but "
-                           f"got {c} channels instead")
+        raise RuntimeValueError(
+            f"Given groups={groups}, weight of size {list(w.shape)}, expected "
+            f"input{list(xb.shape)} to have {group_in * groups} channels, but "
+            f"got {c} channels instead")
     b = _conv_bias(where, bias, w, out_channels, x.dtype)
     spans = tuple(d * (k - 1) + 1 for d, k in zip(dilation, w.shape[2:]))
     if isinstance(padding, str):
@@ -813,21 +829,23 @@ def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
             border = ((0, 0),) * dims
         elif padding == "same":
             if max(stride) != 1:
-                raise RuntimeError("padding='same' is not supported for strided convolutions")
+                raise RuntimeValueError(
+                    "padding='same' is not supported for strided convolutions")
             border = tuple(((s - 1) // 2, (s - 1) - (s - 1) // 2) for s in spans)
         else:
-            raise RuntimeError(f"Invalid padding string: {padding!r}")
+            raise RuntimeValueError(f"Invalid padding string: {padding!r}")
     else:
         pads = _conv_ints(where, "padding", padding, dims)
         if min(pads) < 0:
-            raise RuntimeError("negative padding is not supported")
+            raise RuntimeValueError("negative padding is not supported")
         border = tuple((p, p) for p in pads)
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(size, border))
     if any(s > n for s, n in zip(spans, padded)):
-        raise RuntimeError(f"Calculated padded input size per channel: "
-                           f"({' x '.join(map(str, padded))}). Kernel size: "
-                           f"({' x '.join(map(str, spans))}). Kernel size can't be greater "
-                           f"than actual input size")
+        raise RuntimeValueError(
+            f"Calculated padded input size per channel: "
+            f"({' x '.join(map(str, padded))}). Kernel size: "
+            f"({' x '.join(map(str, spans))}). Kernel size can't be greater "
+            f"than actual input size")
     if dims == 3:
         y = conv3d_forward(xb, w, b, stride, border, dilation, groups)[0]
         return y[0] if unbatched else y
@@ -924,20 +942,22 @@ def _conv_transpose(where, dims, input, weight, bias, stride, padding, output_pa
     padding = _conv_ints(where, "padding", padding, dims)
     output_padding = _conv_ints(where, "output_padding", output_padding, dims)
     if min(padding) < 0:
-        raise RuntimeError("negative padding is not supported")
+        raise RuntimeValueError("negative padding is not supported")
     if min(output_padding) < 0:
-        raise RuntimeError("negative output_padding is not supported")
+        raise RuntimeValueError("negative output_padding is not supported")
     if any(o >= s and o >= d for o, s, d in zip(output_padding, stride, dilation)):
-        raise RuntimeError(f"output padding must be smaller than either stride or dilation, "
-                           f"but got output_padding {output_padding}, stride {stride} and "
-                           f"dilation {dilation}")
+        raise RuntimeValueError(
+            f"output padding must be smaller than either stride or dilation, "
+            f"but got output_padding {output_padding}, stride {stride} and "
+            f"dilation {dilation}")
     unbatched = x.ndim == dims + 1
     xb = x[None] if unbatched else x
     c, kernel = xb.shape[1], w.shape[2:]
     if c != w.shape[0]:
-        raise RuntimeError(f"Given transposed=1, weight of size {list(w.shape)}, expected "
-                           f"input{list(xb.shape)} to have {w.shape[0]} channels, but got {c} "
-                           f"channels instead")
+        raise RuntimeValueError(
+            f"Given transposed=1, weight of size {list(w.shape)}, expected "
+            f"input{list(xb.shape)} to have {w.shape[0]} channels, but got {c} "
+            f"channels instead")
     out_channels = w.shape[1] * groups
     b = _conv_bias(where, bias, w, out_channels, x.dtype, transposed=True)
     lead = [d * (k - 1) - p for d, k, p in zip(dilation, kernel, padding)]
@@ -945,10 +965,11 @@ def _conv_transpose(where, dims, input, weight, bias, stride, padding, output_pa
            - d * (k - 1) for n, s, q, o, d, k in zip(xb.shape[2:], stride, lead,
                                                       output_padding, dilation, kernel)]
     if min(out) < 1:
-        raise RuntimeError(f"Given input size per channel: "
-                           f"({' x '.join(map(str, xb.shape[2:]))}). Calculated output size "
-                           f"per channel: ({' x '.join(map(str, out))}). Output size is too "
-                           f"small")
+        raise RuntimeValueError(
+            f"Given input size per channel: "
+            f"({' x '.join(map(str, xb.shape[2:]))}). Calculated output size "
+            f"per channel: ({' x '.join(map(str, out))}). Output size is too "
+            f"small")
     flip = (slice(None),) * 3 + (slice(None, None, -1),) * dims
     flipped = np.ascontiguousarray(
         w.reshape((groups, c // groups, w.shape[1]) + kernel).swapaxes(1, 2)[flip]
@@ -1004,8 +1025,8 @@ def _pool_ints(where, name, value, dims):
     PyTorch's RuntimeError (a non-int its TypeError)."""
     items = int_items(value)
     if isinstance(items, (tuple, list)) and len(items) not in (1, dims):
-        raise RuntimeError(f"{where}: {name} must either be a single int, or a tuple of "
-                           f"{dims} ints, got {value!r}")
+        raise RuntimeValueError(f"{where}: {name} must either be a single int, or a tuple of "
+                                f"{dims} ints, got {value!r}")
     return _ints(where, name, value, dims)
 
 
@@ -1018,17 +1039,18 @@ def _pool_args(where, dims, kernel_size, stride, padding, dilation=1):
     padding = _pool_ints(where, "padding", padding, dims)
     dilation = _pool_ints(where, "dilation", dilation, dims)
     if min(kernel) < 1:
-        raise RuntimeError("kernel_size must be greater than zero")
+        raise RuntimeValueError("kernel_size must be greater than zero")
     if min(stride) < 1:
-        raise RuntimeError("stride should be greater than zero")
+        raise RuntimeValueError("stride should be greater than zero")
     if min(dilation) < 1:
-        raise RuntimeError("dilation should be greater than zero")
+        raise RuntimeValueError("dilation should be greater than zero")
     if min(padding) < 0:
-        raise RuntimeError("pad must be non-negative")
+        raise RuntimeValueError("pad must be non-negative")
     for k, p, d in zip(kernel, padding, dilation):
         if p > k // 2:
-            raise RuntimeError(f"pad should be at most half of effective kernel size, but got "
-                               f"pad={p}, kernel_size={k} and dilation={d}")
+            raise RuntimeValueError(
+                f"pad should be at most half of effective kernel size, but got "
+                f"pad={p}, kernel_size={k} and dilation={d}")
     return kernel, stride, padding, dilation
 
 
@@ -1038,16 +1060,17 @@ def _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)
     (arrays of the output's shape) shaped back."""
     x = _float(where, "input", input)
     if x.ndim not in (dims + 1, dims + 2) or 0 in x.shape[x.ndim - dims - 1:]:
-        raise RuntimeError(f"{where}: non-empty {dims + 1}D or {dims + 2}D (batch mode) tensor "
-                           f"expected for input, got shape {x.shape}")
+        raise RuntimeValueError(
+            f"{where}: non-empty {dims + 1}D or {dims + 2}D (batch mode) tensor "
+            f"expected for input, got shape {x.shape}")
     sizes = x.shape[x.ndim - dims:]
     out = tuple(window_out_size(n, k, s, p, ceil_mode, d)
                 for n, k, s, p, d in zip(sizes, kernel, stride, padding, dilation))
     if min(out) < 1:
         c = x.shape[x.ndim - dims - 1]
-        raise RuntimeError(f"Given input size: ({'x'.join(map(str, (c,) + sizes))}). "
-                           f"Calculated output size: ({'x'.join(map(str, (c,) + out))}). "
-                           f"Output size is too small")
+        raise RuntimeValueError(f"Given input size: ({'x'.join(map(str, (c,) + sizes))}). "
+                                f"Calculated output size: ({'x'.join(map(str, (c,) + out))}). "
+                                f"Output size is too small")
     lead = x.shape[:x.ndim - dims]
     x4 = x.reshape((math.prod(lead[:-1]),) + lead[-1:] + (1,) * (2 - dims) + sizes)
     if dims == 1:
@@ -1209,7 +1232,7 @@ def _channel_vector(where, name, value, c, dtype):
         return None
     v = _float(where, name, value, dtype=dtype)
     if v.shape != (c,):
-        raise RuntimeError(f"{name} should contain {c} elements not {v.size}")
+        raise RuntimeValueError(f"{name} should contain {c} elements not {v.size}")
     return v
 
 
@@ -1252,7 +1275,7 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training, moment
         raise ValueError(f"Expected more than 1 value per channel when training, got input "
                          f"size {x.shape}")
     if not training and (running_mean is None or running_var is None):
-        raise RuntimeError("running_mean must be defined in evaluation mode")
+        raise RuntimeValueError("running_mean must be defined in evaluation mode")
     running_mean = _channel_vector(where, "running_mean", running_mean, c, dtype)
     running_var = _channel_vector(where, "running_var", running_var, c, dtype)
     weight = _channel_vector(where, "weight", weight, c, dtype)
@@ -1311,17 +1334,19 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
                         f"ints, got {normalized_shape!r}")
     shape = tuple(int(v) for v in shape)
     if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
-        raise RuntimeError(f"Given normalized_shape={list(shape)}, expected input with shape "
-                           f"[*, {', '.join(map(str, shape))}], but got input of size"
-                           f"{list(x.shape)}")
+        raise RuntimeValueError(
+            f"Given normalized_shape={list(shape)}, expected input with shape "
+            f"[*, {', '.join(map(str, shape))}], but got input of size"
+            f"{list(x.shape)}")
     vectors = []
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
             value = _float(where, name, value, dtype=x.dtype)
             if value.shape != shape:
-                raise RuntimeError(f"Expected {name} to be of same shape as normalized_shape, "
-                                   f"but got {name} of shape {list(value.shape)} and "
-                                   f"normalized_shape = {list(shape)}")
+                raise RuntimeValueError(
+                    f"Expected {name} to be of same shape as normalized_shape, "
+                    f"but got {name} of shape {list(value.shape)} and "
+                    f"normalized_shape = {list(shape)}")
             value = value.reshape(-1)
         vectors.append(value)
     d = math.prod(shape)
@@ -1342,8 +1367,9 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
     where = "group_norm"
     x = _float(where, "input", input)
     if x.ndim < 2:
-        raise RuntimeError(f"Expected at least 2 dimensions for input tensor but received "
-                           f"{x.ndim}")
+        raise RuntimeValueError(
+            f"Expected at least 2 dimensions for input tensor but received "
+            f"{x.ndim}")
     if not _is_int(num_groups) or num_groups < 1:
         raise TypeError(f"{where}: expected num_groups to be a positive int, got "
                         f"{num_groups!r}")
@@ -1353,17 +1379,18 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
         raise ValueError(f"Expected more than 1 value per channel when training, got input "
                          f"size {[n * c // num_groups, num_groups, *x.shape[2:]]}")
     if c % num_groups:
-        raise RuntimeError(f"Expected number of channels in input to be divisible by "
-                           f"num_groups, but got input of shape {list(x.shape)} and "
-                           f"num_groups={num_groups}")
+        raise RuntimeValueError(f"Expected number of channels in input to be divisible by "
+                                f"num_groups, but got input of shape {list(x.shape)} and "
+                                f"num_groups={num_groups}")
     affine = []
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
             value = _float(where, name, value, dtype=x.dtype)
             if value.shape != (c,):
-                raise RuntimeError(f"Expected {name} to be a vector of size equal to the "
-                                   f"number of channels in input, but got {name} of shape "
-                                   f"{list(value.shape)} and input of shape {list(x.shape)}")
+                raise RuntimeValueError(
+                    f"Expected {name} to be a vector of size equal to the "
+                    f"number of channels in input, but got {name} of shape "
+                    f"{list(value.shape)} and input of shape {list(x.shape)}")
         affine.append(value)
     group_size = c // num_groups * math.prod(x.shape[2:])   # (explicit: x may be empty)
     xhat, _, _ = ops.layer_norm_forward(x.reshape(n * num_groups, group_size), None, None,
@@ -1401,12 +1428,12 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type=2.0,
     idx = _integers(where, "input", input)
     w = _float(where, "weight", weight)
     if w.ndim != 2:
-        raise RuntimeError("'weight' must be 2-D")
+        raise RuntimeValueError("'weight' must be 2-D")
     num = w.shape[0]
     if padding_idx is not None and not (_is_int(padding_idx) and -num <= padding_idx < num):
-        raise AssertionError("Padding_idx must be within num_embeddings")
+        raise AssertionValueError("Padding_idx must be within num_embeddings")
     if idx.size and (idx.min() < 0 or idx.max() >= num):
-        raise IndexError("index out of range in self")
+        raise IndexValueError("index out of range in self")
     if max_norm is not None:
         renorm_rows(w, idx, max_norm, norm_type)
     return np.take(w, idx, axis=0)
@@ -1421,16 +1448,16 @@ def one_hot(tensor, num_classes=-1):
     if not _is_int(num_classes):
         raise TypeError(f"{where}: expected num_classes to be an int, got {num_classes!r}")
     if num_classes < -1:
-        raise RuntimeError(f"{where}: expected num_classes to be -1 or an int >= 0, got "
-                           f"{num_classes!r}")
+        raise RuntimeValueError(f"{where}: expected num_classes to be -1 or an int >= 0, got "
+                                f"{num_classes!r}")
     if num_classes in (-1, 0) and t.size == 0:   # (PyTorch's for 0 too)
-        raise RuntimeError("Can not infer total number of classes from empty tensor.")
+        raise RuntimeValueError("Can not infer total number of classes from empty tensor.")
     if num_classes == -1:
         num_classes = int(t.max()) + 1
     if t.size and t.min() < 0:
-        raise RuntimeError("Class values must be non-negative.")
+        raise RuntimeValueError("Class values must be non-negative.")
     if t.size and t.max() >= num_classes:
-        raise RuntimeError("Class values must be smaller than num_classes.")
+        raise RuntimeValueError("Class values must be smaller than num_classes.")
     out = np.zeros(t.shape + (int(num_classes),), np.int64)
     np.put_along_axis(out, t.astype(np.int64)[..., None], 1, axis=-1)
     return out
@@ -1523,15 +1550,16 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
     x = _float(where, "input", input)
     if p == "nuc" and not ((isinstance(dim, (tuple, list)) and len(dim) == 2)
                            or (dim is None and x.ndim == 2)):
-        raise RuntimeError(f"{where}: the nuclear norm takes two dims, got dim={dim!r}")
+        raise RuntimeValueError(f"{where}: the nuclear norm takes two dims, got dim={dim!r}")
     if p == "fro" and isinstance(dim, (tuple, list)) and len(dim) > 2:
-        raise RuntimeError(f"{where}: the Frobenius norm takes one or two dims, got "
-                           f"dim={dim!r}")
+        raise RuntimeValueError(f"{where}: the Frobenius norm takes one or two dims, got "
+                                f"dim={dim!r}")
     axes = _norm_axes(dim, x.ndim)
     if out is not None:
         _float(where, "out", out, dtype=x.dtype)
         if out.shape != x.shape:
-            raise RuntimeError(f"{where}: expected out of shape {x.shape}, got {out.shape}")
+            raise RuntimeValueError(
+                f"{where}: expected out of shape {x.shape}, got {out.shape}")
     if x.ndim == 0:
         norm = np.abs(x) if p != 0 else (x != 0).astype(x.dtype)
     else:
@@ -1550,7 +1578,7 @@ def _norm_axes(dim, ndim):
         return tuple(range(ndim))
     axes = tuple(_axis(d, ndim) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
     if len(set(axes)) != len(axes):
-        raise RuntimeError(f"dim {dim} appears multiple times in the list of dims")
+        raise RuntimeValueError(f"dim {dim} appears multiple times in the list of dims")
     return axes
 
 
@@ -1616,9 +1644,9 @@ def _infinite_norm_axis(p, shape, axis):
     """PyTorch's RuntimeError for an infinite- or negative-order norm over an empty axis
     (no identity for its max, min or sum of inverse powers)."""
     if isinstance(p, numbers.Real) and (math.isinf(p) or p < 0) and shape[axis] == 0:
-        raise RuntimeError(f"linalg.vector_norm cannot compute the {p} norm on the "
-                           f"dimension {axis} because this dimension is empty and the "
-                           f"operation does not have an identity")
+        raise RuntimeValueError(f"linalg.vector_norm cannot compute the {p} norm on the "
+                                f"dimension {axis} because this dimension is empty and the "
+                                f"operation does not have an identity")
 
 
 # --------------------------------------------------------------------------- losses
@@ -1728,7 +1756,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     as mse_loss; beta >= 0 (0: the L1 loss). ops.smooth_l1_loss for 'mean' and 'sum'."""
     reduction = _reduction(size_average, reduce, reduction)
     if beta < 0:
-        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+        raise RuntimeValueError("smooth_l1_loss does not support negative values for beta.")
     x, t = _pair("smooth_l1_loss", input, target)
     if reduction == "none":
         return _reference.smooth_l1_losses(x, t, float(beta))
@@ -1741,7 +1769,7 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     is the plain mean of the weighted terms (PyTorch's). delta > 0."""
     reduction = _reduction(None, None, reduction)
     if delta <= 0:
-        raise RuntimeError("huber_loss does not support non-positive values for delta.")
+        raise RuntimeValueError("huber_loss does not support non-positive values for delta.")
     w = None if weight is None else _element_weight("huber_loss", weight, input)
     x, t = _pair("huber_loss", input, target)
     if w is not None or reduction == "none":
@@ -1765,7 +1793,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
                          f"size ({x.shape}) is deprecated. Please ensure they have the same "
                          f"size.")
     if x.size and (x.min() < 0 or x.max() > 1):
-        raise RuntimeError("all elements of input should be between 0 and 1")
+        raise RuntimeValueError("all elements of input should be between 0 and 1")
     x, t = as_contiguous(x), as_contiguous(t)
     if weight is None and reduction != "none":
         return _op_reduced(ops.bce_loss, x, t, reduction)
@@ -1775,8 +1803,9 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         try:
             losses = losses * np.broadcast_to(w, x.shape)
         except ValueError:
-            raise RuntimeError(f"{where}: weight of shape {w.shape} does not broadcast to "
-                               f"input's shape {x.shape}") from None
+            raise RuntimeValueError(
+                f"{where}: weight of shape {w.shape} does not broadcast to "
+                f"input's shape {x.shape}") from None
     return _reduced(losses, reduction)
 
 
@@ -1855,7 +1884,7 @@ def _class_layout(where, x, target):
                              f"batch_size ({target.shape[0] if target.ndim else 0}).")
         want = x.shape[:1] + x.shape[2:]
     if target.shape != want:
-        raise RuntimeError(f"Expected target size {list(want)}, got {list(target.shape)}")
+        raise RuntimeValueError(f"Expected target size {list(want)}, got {list(target.shape)}")
     rows, _ = _device.rows_along(x, 0 if x.ndim == 1 else 1)
     return rows, target.reshape(-1), want
 
@@ -1865,8 +1894,9 @@ def _class_weight(where, weight, c, dtype):
         return None
     w = _float(where, "weight", weight, dtype=dtype)
     if w.shape != (c,):
-        raise RuntimeError(f"weight tensor should be defined either for all {c} classes or no "
-                           f"classes but got weight tensor of shape: {list(w.shape)}")
+        raise RuntimeValueError(
+            f"weight tensor should be defined either for all {c} classes or no "
+            f"classes but got weight tensor of shape: {list(w.shape)}")
     return w
 
 
@@ -1878,7 +1908,7 @@ def _nll_rows(log_prob, labels, weight, ignore_index, reduction, loss_shape):
     kept = labels != ignore_index
     bad = labels[kept & ((labels < 0) | (labels >= c))]
     if bad.size:
-        raise IndexError(f"Target {bad[0]} is out of bounds.")
+        raise IndexValueError(f"Target {bad[0]} is out of bounds.")
     safe = np.where(kept, labels, 0)
     w = np.ones(c, log_prob.dtype) if weight is None else weight
     coef = np.where(kept, w[safe], log_prob.dtype.type(0))
@@ -1972,8 +2002,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     reduction = _reduction(size_average, reduce, reduction)
     x = _float(where, "input", input)
     if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
-        raise RuntimeError(f"label_smoothing must be between 0.0 and 1.0. Got: "
-                           f"{label_smoothing}")
+        raise RuntimeValueError(f"label_smoothing must be between 0.0 and 1.0. Got: "
+                                f"{label_smoothing}")
     eps = float(label_smoothing)
     if not isinstance(target, np.ndarray):
         raise TypeError(f"{where}: expected target to be a numpy.ndarray, got "
@@ -1987,7 +2017,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if target.dtype.kind == "f" and target.shape == x.shape:
         t = _float(where, "target", target, dtype=x.dtype)
         if ignore_index >= 0:
-            raise RuntimeError("ignore_index is not supported for floating point target")
+            raise RuntimeValueError("ignore_index is not supported for floating point target")
         rows, _ = _device.rows_along(x, axis)
         probs, _ = _device.rows_along(t, axis)
         loss_shape = x.shape[:axis] + x.shape[axis + 1:]
@@ -2010,7 +2040,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     if w is None and eps == 0 and reduction != "none" and not ignored and rows.shape[0]:
         bad = flat[(flat < 0) | (flat >= c)]
         if bad.size:
-            raise IndexError(f"Target {bad[0]} is out of bounds.")
+            raise IndexValueError(f"Target {bad[0]} is out of bounds.")
         return _op_reduced(ops.softmax_cross_entropy, rows, flat, reduction,
                            count=rows.shape[0])
     log_prob = ops.log_softmax(rows)
@@ -2334,14 +2364,16 @@ def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_fu
     arrays = _floats(where, ("anchor", "positive", "negative"), (anchor, positive, negative))
     a, p, n = (x.ndim for x in arrays)
     if not a == p == n:
-        raise RuntimeError(f"The anchor, positive, and negative tensors are expected to have "
-                           f"the same number of dimensions, but got: anchor {a}D, positive "
-                           f"{p}D, and negative {n}D inputs")
+        raise RuntimeValueError(
+            f"The anchor, positive, and negative tensors are expected to have "
+            f"the same number of dimensions, but got: anchor {a}D, positive "
+            f"{p}D, and negative {n}D inputs")
     try:
         np.broadcast_shapes(*(x.shape for x in arrays))
     except ValueError:
-        raise RuntimeError(f"{where}: anchor, positive and negative of shapes "
-                           f"{', '.join(str(x.shape) for x in arrays)} do not broadcast") from None
+        raise RuntimeValueError(
+            f"{where}: anchor, positive and negative of shapes "
+            f"{', '.join(str(x.shape) for x in arrays)} do not broadcast") from None
     fn = distance_function
     scalar = fn is None and a == 0  # (pairwise_distance of 0-d arrays: one-element vectors)
     if fn is not None and callable(fn) and not callable(getattr(fn, "backward", None)):
@@ -2440,7 +2472,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     training = check_flag("rrelu", "training", training)
     x = _float("rrelu", "input", input)
     if isinstance(lower, numbers.Real) and isinstance(upper, numbers.Real) and lower > upper:
-        raise RuntimeError("Lower bound should be less than or equal to the upper bound")
+        raise RuntimeValueError("Lower bound should be less than or equal to the upper bound")
     for name, bound in (("lower", lower), ("upper", upper)):
         if _nonfinite(bound):
             raise RuntimeValueError(f"rrelu: {name} bound must be finite, got {bound}")
@@ -2465,11 +2497,11 @@ def bilinear(input1, input2, weight, bias=None):
     b = _float(where, "input2", input2, dtype=a.dtype)
     w = _float(where, "weight", weight, dtype=a.dtype)
     if a.ndim == 0 or b.ndim == 0 or a.shape[:-1] != b.shape[:-1]:
-        raise RuntimeError(f"bilinear(): input batch dimensions do not match: got "
-                           f"{list(a.shape[:-1])} and {list(b.shape[:-1])}")
+        raise RuntimeValueError(f"bilinear(): input batch dimensions do not match: got "
+                                f"{list(a.shape[:-1])} and {list(b.shape[:-1])}")
     if w.ndim != 3 or w.shape[1:] != (a.shape[-1], b.shape[-1]):
-        raise RuntimeError(f"bilinear(): expected weight of shape (out, {a.shape[-1]}, "
-                           f"{b.shape[-1]}), got {w.shape}")
+        raise RuntimeValueError(f"bilinear(): expected weight of shape (out, {a.shape[-1]}, "
+                                f"{b.shape[-1]}), got {w.shape}")
     # contiguous: einsum sums a strided operand in another order (other bits)
     rows1 = as_contiguous(a).reshape(-1, a.shape[-1])
     rows2 = as_contiguous(b).reshape(-1, b.shape[-1])
@@ -2479,8 +2511,8 @@ def bilinear(input1, input2, weight, bias=None):
     if bias is not None:
         bv = _float(where, "bias", bias, dtype=a.dtype)
         if bv.shape != (w.shape[0],):
-            raise RuntimeError(f"bilinear(): expected bias of shape ({w.shape[0]},), got "
-                               f"{bv.shape}")
+            raise RuntimeValueError(f"bilinear(): expected bias of shape ({w.shape[0]},), got "
+                                    f"{bv.shape}")
         y += bv
     return _device.c_contiguous(y.reshape(a.shape[:-1] + (w.shape[0],)), a.dtype)
 
@@ -2496,9 +2528,10 @@ def _trailing_shape(where, x, normalized_shape):
                         f"ints, got {normalized_shape!r}")
     shape = tuple(int(v) for v in shape)
     if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
-        raise RuntimeError(f"Given normalized_shape={list(shape)}, expected input with shape "
-                           f"[*, {', '.join(map(str, shape))}], but got input of size"
-                           f"{list(x.shape)}")
+        raise RuntimeValueError(
+            f"Given normalized_shape={list(shape)}, expected input with shape "
+            f"[*, {', '.join(map(str, shape))}], but got input of size"
+            f"{list(x.shape)}")
     return shape
 
 
@@ -2520,9 +2553,10 @@ def rms_norm(input, normalized_shape, weight=None, eps=None):
     if weight is not None:
         w = _float(where, "weight", weight, dtype=x.dtype)
         if w.shape != shape:
-            raise RuntimeError(f"Expected weight to be of same shape as normalized_shape, "
-                               f"but got weight of shape {list(w.shape)} and "
-                               f"normalized_shape = {list(shape)}")
+            raise RuntimeValueError(
+                f"Expected weight to be of same shape as normalized_shape, "
+                f"but got weight of shape {list(w.shape)} and "
+                f"normalized_shape = {list(shape)}")
         y *= w
     return _device.c_contiguous(y, x.dtype)
 
@@ -2545,8 +2579,9 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
         raise ValueError(f"Expected more than 1 spatial element when training, got input "
                          f"size {list(x.shape)}")
     if x.ndim < 2:
-        raise IndexError("Dimension out of range (expected to be in range of [-1, 0], but "
-                         "got 1)")
+        raise IndexValueError(
+            "Dimension out of range (expected to be in range of [-1, 0], but "
+            "got 1)")
     if (running_mean is None) != (running_var is None):
         raise ValueError("running_mean and running_var must either both be None or neither "
                          "be None")
@@ -2828,11 +2863,11 @@ def pdist(input, p=2):
     where = "pdist"
     x = _float(where, "input", input)
     if x.ndim != 2:
-        raise RuntimeError(f"pdist only supports 2D tensors, got: {x.ndim}D")
+        raise RuntimeValueError(f"pdist only supports 2D tensors, got: {x.ndim}D")
     if not isinstance(p, numbers.Real):
         raise TypeError(f"pdist(): argument 'p' must be a number, not {type(p).__name__}")
     if not p >= 0:   # (NaN too)
-        raise RuntimeError("pdist only supports non-negative p values")
+        raise RuntimeValueError("pdist only supports non-negative p values")
     i, j = np.triu_indices(x.shape[0], 1)
     diff = x[i] - x[j]
     if diff.shape[1] == 0:
@@ -2848,8 +2883,8 @@ def _attention_bias(where, attn_mask, is_causal, shape, dtype):
     triangle), or a float mask as given; None for none."""
     if is_causal:
         if attn_mask is not None:
-            raise RuntimeError("_scaled_dot_product_attention: Explicit attn_mask should "
-                               "not be set when is_causal=True")
+            raise RuntimeValueError("_scaled_dot_product_attention: Explicit attn_mask should "
+                                    "not be set when is_causal=True")
         attn_mask = np.tril(np.ones(shape[-2:], bool))
     if attn_mask is None:
         return None
@@ -2861,8 +2896,8 @@ def _attention_bias(where, attn_mask, is_causal, shape, dtype):
     except ValueError:
         fits = False
     if not fits:   # PyTorch adds the mask in place: it cannot grow the weights
-        raise RuntimeError(f"{where}: attn_mask of shape {attn_mask.shape} does not "
-                           f"broadcast to the attention weights {shape}")
+        raise RuntimeValueError(f"{where}: attn_mask of shape {attn_mask.shape} does not "
+                                f"broadcast to the attention weights {shape}")
     if attn_mask.dtype == bool:
         return np.where(attn_mask, dtype.type(0), dtype.type(-np.inf))
     return _float(where, "attn_mask", attn_mask, dtype=dtype)
@@ -2873,14 +2908,14 @@ def _gqa_heads(where, q, k, v):
     enable_gqa: unless all three have as many heads, key's and value's must divide
     query's (RuntimeError); an input without a heads axis is an IndexError."""
     if min(q.ndim, k.ndim, v.ndim) < 3:
-        raise IndexError(f"{where}: enable_gqa needs a heads axis (-3) in query, key and "
-                         f"value, got {q.shape}, {k.shape} and {v.shape}")
+        raise IndexValueError(f"{where}: enable_gqa needs a heads axis (-3) in query, key and "
+                              f"value, got {q.shape}, {k.shape} and {v.shape}")
     heads, k_heads, v_heads = q.shape[-3], k.shape[-3], v.shape[-3]
     if heads == k_heads == v_heads:
         return k, v
     if k_heads == 0 or v_heads == 0 or heads % k_heads or heads % v_heads:
-        raise RuntimeError(f"{where}: the query heads {heads} are not a multiple of the "
-                           f"key and value heads {k_heads}, {v_heads}")
+        raise RuntimeValueError(f"{where}: the query heads {heads} are not a multiple of the "
+                                f"key and value heads {k_heads}, {v_heads}")
     return (np.repeat(k, heads // k_heads, axis=-3),
             np.repeat(v, heads // v_heads, axis=-3))
 
@@ -2904,8 +2939,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
     v = _float(where, "value", value, dtype=q.dtype)
     if min(q.ndim, k.ndim, v.ndim) < 2 or q.shape[-1] != k.shape[-1] \
             or k.shape[-2] != v.shape[-2]:
-        raise RuntimeError(f"{where}: expected query (*, L, E), key (*, S, E) and value "
-                           f"(*, S, Ev), got {q.shape}, {k.shape} and {v.shape}")
+        raise RuntimeValueError(f"{where}: expected query (*, L, E), key (*, S, E) and value "
+                                f"(*, S, Ev), got {q.shape}, {k.shape} and {v.shape}")
     if enable_gqa:
         k, v = _gqa_heads(where, q, k, v)
     dt = q.dtype.type
@@ -2916,8 +2951,8 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, dropout_p=0.
         scores = (q * factor) @ np.swapaxes(k, -1, -2)
         np.broadcast_shapes(scores.shape[:-2], v.shape[:-2])
     except ValueError:
-        raise RuntimeError(f"{where}: the leading dimensions of query {q.shape}, key "
-                           f"{k.shape} and value {v.shape} do not broadcast") from None
+        raise RuntimeValueError(f"{where}: the leading dimensions of query {q.shape}, key "
+                                f"{k.shape} and value {v.shape} do not broadcast") from None
     bias = _attention_bias(where, attn_mask, is_causal, scores.shape, q.dtype)
     if bias is not None:
         scores = scores + bias
@@ -3135,8 +3170,9 @@ def conv_tbc(input, weight, bias, pad=0):
     x = _float(where, "input", input)
     w = _float(where, "weight", weight, dtype=x.dtype)
     if x.ndim != 3 or w.ndim != 3 or w.shape[1] != x.shape[2]:
-        raise RuntimeError(f"{where}: expected input (T, B, C_in) and weight (k, C_in, C_out), "
-                           f"got {x.shape} and {w.shape}")
+        raise RuntimeValueError(
+            f"{where}: expected input (T, B, C_in) and weight (k, C_in, C_out), "
+            f"got {x.shape} and {w.shape}")
     y = conv1d(np.ascontiguousarray(x.transpose(1, 2, 0)),
                np.ascontiguousarray(w.transpose(2, 1, 0)), bias, padding=pad)
     return _device.c_contiguous(y.transpose(2, 0, 1))

@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from .. import device as _device
+from ..errors import RuntimeValueError
 from ..validation import check_flag, check_float_array, int_items
 
 __all__ = ["affine_grid", "grid_sample"]
@@ -63,8 +64,9 @@ def affine_grid(theta, size, align_corners=None):
     elif min(size) <= 0:
         raise ValueError(f"Expected non-zero, positive output size. Got {list(size)}")
     if t.shape[0] != size[0]:
-        raise RuntimeError(f"affine_grid: theta's batch {t.shape[0]} does not match size's "
-                           f"{size[0]}")
+        raise RuntimeValueError(
+            f"affine_grid: theta's batch {t.shape[0]} does not match size's "
+            f"{size[0]}")
     axes = [_linspace(n, align_corners, t.dtype.type) for n in spatial]
     mesh = list(np.meshgrid(*axes, indexing="ij"))  # (D,) H, W
     base = np.stack(mesh[::-1] + [np.ones_like(mesh[0])], axis=-1)  # x, y (, z), 1
@@ -161,15 +163,16 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
     dims = x.ndim - 2
     if x.ndim not in (4, 5) or g.ndim != x.ndim or g.shape[0] != x.shape[0] \
             or g.shape[-1] != dims:
-        raise RuntimeError(f"grid_sampler(): expected 4D or 5D input and grid with the same "
-                           f"batch size and grid's last dimension the input's spatial rank, "
-                           f"got input of shape {list(x.shape)} and grid of shape "
-                           f"{list(g.shape)}")
+        raise RuntimeValueError(
+            f"grid_sampler(): expected 4D or 5D input and grid with the same "
+            f"batch size and grid's last dimension the input's spatial rank, "
+            f"got input of shape {list(x.shape)} and grid of shape "
+            f"{list(g.shape)}")
     if mode == "bicubic" and dims == 3:
-        raise RuntimeError("grid_sampler(): bicubic interpolation only supports 4D input")
+        raise RuntimeValueError("grid_sampler(): bicubic interpolation only supports 4D input")
     if 0 in x.shape[2:]:
-        raise RuntimeError(f"grid_sampler(): expected input to have non-empty spatial "
-                           f"dimensions, but input has sizes {list(x.shape)}")
+        raise RuntimeValueError(f"grid_sampler(): expected input to have non-empty spatial "
+                                f"dimensions, but input has sizes {list(x.shape)}")
     sizes = x.shape[2:]
     out_shape = x.shape[:2] + g.shape[1:-1]
     if 0 in out_shape:   # an empty batch, no channels or no sample points: PyTorch's empty

@@ -543,8 +543,8 @@ class CrossMapLRN2d(_AcrossChannels):
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if self.size == 1:
-            raise RuntimeError(f"{self._where()}: no backward for size 1 (PyTorch's "
-                               f"CrossMapLRN2d backward fails for it too)")
+            raise RuntimeValueError(f"{self._where()}: no backward for size 1 (PyTorch's "
+                                    f"CrossMapLRN2d backward fails for it too)")
         if not need_grad_in:
             return None
         host, scale, y = self._ctx

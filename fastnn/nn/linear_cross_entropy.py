@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import grad_mode as _grad_mode
+from ..errors import RuntimeValueError
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, check_float_array,
                           check_positive_int)
 from .linear import Linear
@@ -71,13 +72,14 @@ class LinearCrossEntropyLoss(Module):
         if weight is not None and np.shape(_device.to_host(weight) if _device.is_array(weight)
                                             else weight) != (num_classes,):
             shape = np.shape(_device.to_host(weight) if _device.is_array(weight) else weight)
-            raise RuntimeError(f"expected weight shape to be {(num_classes,)}, got {shape}")
+            raise RuntimeValueError(
+                f"expected weight shape to be {(num_classes,)}, got {shape}")
         if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, numbers.Real):
             raise TypeError(f"{name}: expected label_smoothing to be a number, got "
                             f"{label_smoothing!r}")
         if not 0.0 <= label_smoothing <= 1.0:
-            raise RuntimeError(f"expected label_smoothing to be in range [0, 1], got "
-                               f"{label_smoothing}")
+            raise RuntimeValueError(f"expected label_smoothing to be in range [0, 1], got "
+                                    f"{label_smoothing}")
         if not isinstance(reduction, str) or reduction not in REDUCTIONS:
             raise ValueError(f"{name}: expected reduction 'mean', 'sum' or 'none', got "
                              f"{reduction!r}")
@@ -184,20 +186,22 @@ class LinearCrossEntropyLoss(Module):
         check_float_array(where, "input", input, device_ok=True)
         shape = tuple(input.shape)   # (the CUDA simulator's shapes refuse negative indices)
         if len(shape) not in (1, 2):
-            raise RuntimeError(f"expected input with dimensionality 1 or 2, got {len(shape)}")
+            raise RuntimeValueError(
+                f"expected input with dimensionality 1 or 2, got {len(shape)}")
         in_features = self.linear.in_features
         if shape[-1] != in_features:
-            raise RuntimeError(f"expected equal input and linear_weight last dimensions "
-                               f"(in_features), got {shape[-1]} and {in_features}, "
-                               f"respectively")
+            raise RuntimeValueError(f"expected equal input and linear_weight last dimensions "
+                                    f"(in_features), got {shape[-1]} and {in_features}, "
+                                    f"respectively")
         self._check_dtype(input.dtype, self.linear.weight.data.dtype)
         batched = len(shape) == 2
         out = tuple(self.out_features)
         if out and not batched:
-            raise RuntimeError(f"K-dimensional loss defined by linear_weight shape "
-                               f"{(self.num_classes,) + out + (in_features,)} requires batched "
-                               f"input, (N, {in_features}), got unbatched input with shape "
-                               f"{shape}")
+            raise RuntimeValueError(
+                f"K-dimensional loss defined by linear_weight shape "
+                f"{(self.num_classes,) + out + (in_features,)} requires batched "
+                f"input, (N, {in_features}), got unbatched input with shape "
+                f"{shape}")
         x, caller = self._arrive("input", input)
         batch = shape[:1] if batched else ()
         logits_shape = batch + (self.num_classes,) + out
@@ -207,11 +211,12 @@ class LinearCrossEntropyLoss(Module):
         probabilities = tuple(target.shape) == logits_shape
         if probabilities:
             if self.ignore_index is not None:
-                raise RuntimeError("ignore_index cannot be specified when target contains "
-                                   "probabilities")
+                raise RuntimeValueError(
+                    "ignore_index cannot be specified when target contains "
+                    "probabilities")
             if target.dtype.kind != "f":
-                raise RuntimeError(f"Expected floating point type for target with class "
-                                   f"probabilities, got {target.dtype}")
+                raise RuntimeValueError(f"Expected floating point type for target with class "
+                                        f"probabilities, got {target.dtype}")
             check_float_array(where, "target", target, dtype=x.dtype)
         else:
             want = batch + out

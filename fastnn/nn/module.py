@@ -73,7 +73,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import grad_mode as _grad_mode
-from ..errors import RuntimeValueError
+from ..errors import AssertionValueError, RuntimeValueError
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array, int_items
 from . import plain_values
 from .parameter_ops import ParameterArithmetic
@@ -1405,9 +1405,10 @@ class Module:
                             if isinstance(out, tuple) and len(out) == 2:
                                 args, kwargs = out
                             else:
-                                raise RuntimeError("forward pre-hook must return None or a "
-                                                   "tuple of (new_args, new_kwargs), but "
-                                                   f"got {out}.")
+                                raise RuntimeValueError(
+                                    "forward pre-hook must return None or a "
+                                    "tuple of (new_args, new_kwargs), but "
+                                    f"got {out}.")
                     else:
                         out = hook(self, args)
                         if out is not None:
@@ -1503,8 +1504,8 @@ class Module:
             raise TypeError(f"{self._where()}: a backward {kind} must return None or a "
                             f"tuple of gradients (one per {side}), got {type(out).__name__}")
         if len(out) != expected:
-            raise RuntimeError(f"{torch_name} returned an invalid number of grad_{side}, "
-                               f"got {len(out)}, but expected {expected}")
+            raise RuntimeValueError(f"{torch_name} returned an invalid number of grad_{side}, "
+                                    f"got {len(out)}, but expected {expected}")
 
     def _no_input_grad_hooks(self, grad_inputs, grad_outputs):
         """The backward hooks when no input gets a gradient: each may return only None or
@@ -1513,9 +1514,9 @@ class Module:
             out = hook(self, grad_inputs, grad_outputs)
             if out is not None and not (isinstance(out, tuple)
                                         and all(el is None for el in out)):
-                raise RuntimeError("Backward hook for Modules where no input requires "
-                                   "gradient should always return None or None for all "
-                                   "gradients.")
+                raise RuntimeValueError("Backward hook for Modules where no input requires "
+                                        "gradient should always return None or None for all "
+                                        "gradients.")
 
     def _check_replacement(self, name, new, old):
         """A gradient a hook returned in place of old: an array of old's shape and dtype."""
@@ -1731,7 +1732,7 @@ class Module:
                                  keep_vars=keep_vars)
         for hook in list(self._state_dict_hooks.values()):
             if hook(self, destination, prefix, {}) is not None:
-                raise RuntimeError("state_dict post-hook must return None")
+                raise RuntimeValueError("state_dict post-hook must return None")
         return destination
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
@@ -1836,9 +1837,9 @@ class Module:
         for module in post_hooks:
             for hook in list(module._load_state_dict_post_hooks.values()):
                 if hook(module, result) is not None:
-                    raise RuntimeError("Hooks registered with "
-                                       "``register_load_state_dict_post_hook`` are not "
-                                       "expected to return new values")
+                    raise AssertionValueError(   # (PyTorch's assert)
+                        "Hooks registered with ``register_load_state_dict_post_hook`` are "
+                        "not expected to return new values")
         if strict and post_hooks and (result.missing_keys or result.unexpected_keys):
             raise StateDictError(f"Error(s) in loading state_dict for {where}: missing keys "
                                  f"{result.missing_keys}; unexpected keys "

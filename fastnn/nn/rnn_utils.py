@@ -32,6 +32,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..errors import AssertionValueError, IndexValueError, RuntimeValueError
 from ..validation import check_bool
 from .padding import check_fill_value
 
@@ -59,7 +60,7 @@ class PackedSequence(_Fields):
             unsorted_indices = invert_permutation(sorted_indices)
         if batch_sizes is None:
             if not (isinstance(data, (list, tuple)) and len(data) == 2):
-                raise AssertionError("Expected data to be a list or tuple of length 2")
+                raise AssertionValueError("Expected data to be a list or tuple of length 2")
             data, batch_sizes = data
         return super().__new__(cls, data, batch_sizes, sorted_indices, unsorted_indices)
 
@@ -123,7 +124,7 @@ def invert_permutation(permutation):
 
 
 # ------------------------------------------------------------------ helpers
-def _host(where, name, x, min_ndim, rank_error=IndexError):
+def _host(where, name, x, min_ndim, rank_error=IndexValueError):
     """(x as a host array, the namespace it came from); a rank below min_ndim raises
     rank_error (PyTorch's type for the caller)."""
     if not _device.is_array(x):
@@ -149,8 +150,9 @@ def _as_lengths(where, lengths):
         raise TypeError(f"{where}: expected lengths to be a list or array of ints, got "
                         f"{lengths!r}")
     if values.ndim != 1:
-        raise RuntimeError(f"{where}: 'lengths' argument should be a 1D CPU int64 tensor, but "
-                           f"got {values.ndim}D (shape {values.shape})")
+        raise RuntimeValueError(
+            f"{where}: 'lengths' argument should be a 1D CPU int64 tensor, but "
+            f"got {values.ndim}D (shape {values.shape})")
     out = values.astype(np.int64)
     if values.dtype.kind == "f" and not np.array_equal(out, values):
         raise ValueError(f"{where}: expected integer lengths, got {values.tolist()} (PyTorch "
@@ -201,14 +203,15 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
     x, namespace = _host(where, "input", input, 2)
     x = _time_major(x, batch_first)
     if x.size == 0:
-        raise RuntimeError(f"{where}: Cannot pack empty tensors.")
+        raise RuntimeValueError(f"{where}: Cannot pack empty tensors.")
     if lengths.size != x.shape[1]:
-        raise RuntimeError(f"{where}: Expected `len(lengths)` to be equal to batch_size, but "
-                           f"got {lengths.size} (batch_size={x.shape[1]})")
+        raise RuntimeValueError(
+            f"{where}: Expected `len(lengths)` to be equal to batch_size, but "
+            f"got {lengths.size} (batch_size={x.shape[1]})")
     sorted_indices = None
     if enforce_sorted:
         if np.any(np.diff(lengths) > 0):
-            raise RuntimeError(
+            raise RuntimeValueError(
                 f"{where}: `lengths` array must be sorted in decreasing order when "
                 f"`enforce_sorted` is True. You can pass `enforce_sorted=False` to "
                 f"pack_padded_sequence and/or pack_sequence to sidestep this requirement if "
@@ -218,11 +221,13 @@ def pack_padded_sequence(input, lengths, batch_first=False, enforce_sorted=True)
         lengths = lengths[sorted_indices]
         x = x[:, sorted_indices]
     if lengths[-1] <= 0:
-        raise RuntimeError(f"{where}: Length of all samples has to be greater than 0, but "
-                           f"found an element in 'lengths' that is <= 0")
+        raise RuntimeValueError(
+            f"{where}: Length of all samples has to be greater than 0, but "
+            f"found an element in 'lengths' that is <= 0")
     if lengths[0] > x.shape[0]:
-        raise RuntimeError(f"{where}: found a length {lengths[0]} longer than the padded "
-                           f"input's {x.shape[0]} time steps (shape {tuple(input.shape)})")
+        raise RuntimeValueError(
+            f"{where}: found a length {lengths[0]} longer than the padded "
+            f"input's {x.shape[0]} time steps (shape {tuple(input.shape)})")
     steps = np.arange(lengths[0])
     running = steps[:, None] < lengths[None, :]          # (T', N): step t of sequence i
     data = x[:lengths[0]][running]                       # step-major, sorted batch minor
@@ -270,16 +275,18 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
     copy); an array is taken as the list of its rows."""
     where = "pad_sequence"
     if isinstance(sequences, (str, bytes)) or not isinstance(sequences, collections.abc.Iterable):
-        raise RuntimeError(f"pad_sequence: Expected iterable for input sequences, but got arg "
-                           f"of type: {type(sequences)}")
+        raise RuntimeValueError(
+            f"pad_sequence: Expected iterable for input sequences, but got arg "
+            f"of type: {type(sequences)}")
     check_bool(where, "batch_first", batch_first)
     sequences = tuple(sequences)
     if not sequences:
-        raise RuntimeError(f"{where}: received an empty list of sequences")
+        raise RuntimeValueError(f"{where}: received an empty list of sequences")
     if padding_side not in ("left", "right"):
-        raise RuntimeError(f"{where}: Expected padding_side to be one of left or right, but "
-                           f"got {padding_side}.")
-    hosts = [_host(where, f"sequences[{i}]", s, 1, RuntimeError)[0]
+        raise RuntimeValueError(
+            f"{where}: Expected padding_side to be one of left or right, but "
+            f"got {padding_side}.")
+    hosts = [_host(where, f"sequences[{i}]", s, 1, RuntimeValueError)[0]
              for i, s in enumerate(sequences)]
     first = hosts[0]
     padding_value = _fill_value(where, padding_value, first.dtype)
@@ -291,8 +298,9 @@ def pad_sequence(sequences, batch_first=False, padding_value=0.0, padding_side="
         try:
             padded[i, span] = h
         except ValueError as err:
-            raise RuntimeError(f"{where}: sequence {i} of shape {h.shape} does not fit the "
-                               f"first's trailing shape {first.shape[1:]}") from err
+            raise RuntimeValueError(
+                f"{where}: sequence {i} of shape {h.shape} does not fit the "
+                f"first's trailing shape {first.shape[1:]}") from err
     out = padded if batch_first else padded.swapaxes(0, 1)
     return _device.namespace_of(sequences[0]).put(out)
 

@@ -9,6 +9,7 @@ import threading
 import numpy as np
 
 from .. import device as _device
+from ..errors import IndexValueError
 from ..validation import check_bool, check_number, check_positive_int
 from . import activations as _act
 from . import init
@@ -122,8 +123,8 @@ def _check_no_layers(module):
     """PyTorch's encoder and decoder without layers build (their state dict is the
     norm's) but cannot run: its forward reads layers[0] (an IndexError); so does this."""
     if not len(module.layers):
-        raise IndexError(f"{module._where()}: it has no layers (num_layers=0) to run; "
-                         f"PyTorch's forward fails on it too")
+        raise IndexValueError(f"{module._where()}: it has no layers (num_layers=0) to run; "
+                              f"PyTorch's forward fails on it too")
 
 
 def _check_alike(where, first, second, names):

@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import RuntimeValueError
+from ..errors import AssertionValueError, RuntimeValueError
 from . import rnn_utils as rnn
 from .module import Module, Parameter
 
@@ -95,10 +95,11 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
         return np.float64(0.0)
     if (math.isinf(norm_type) or norm_type < 0) and any(math.prod(a.shape) == 0
                                                         for a in arrays):
-        raise RuntimeError(f"{where}: the {norm_type} norm of an empty array is undefined "
-                           f"(a max or min over no elements, or a negative order's sum "
-                           f"of no inverse powers), as in PyTorch; drop the zero-size "
-                           f"arrays")
+        raise RuntimeValueError(
+            f"{where}: the {norm_type} norm of an empty array is undefined "
+            f"(a max or min over no elements, or a negative order's sum "
+            f"of no inverse powers), as in PyTorch; drop the zero-size "
+            f"arrays")
     with np.errstate(divide="ignore"):  # a negative order's 0 ** p = inf: a 0 norm
         if norm_type == 2.0:
             norms = [_two_norm(_device.to_host(a).ravel()) for a in arrays]
@@ -107,9 +108,10 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
                                     ord=norm_type) for a in arrays]
         total = np.float64(np.linalg.norm(np.array(norms), ord=norm_type))
     if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(f"{where}: the total norm of order {norm_type} of the gradients "
-                           f"is non-finite ({total}), so it cannot be clipped; pass "
-                           f"error_if_nonfinite=False to clip anyway")
+        raise RuntimeValueError(
+            f"{where}: the total norm of order {norm_type} of the gradients is non-finite "
+            f"({total}), so it cannot be clipped; pass error_if_nonfinite=False to clip "
+            f"anyway")
     return total
 
 
@@ -272,8 +274,8 @@ def vector_to_parameters(vec, parameters):
     arrays, _ = _flat_arrays(where, parameters)
     total = sum(math.prod(a.shape) for a in arrays)
     if total != vec.shape[0]:
-        raise RuntimeError(f"{where}: the parameters hold {total} elements but vec has "
-                           f"{vec.shape[0]}")
+        raise RuntimeValueError(f"{where}: the parameters hold {total} elements but vec has "
+                                f"{vec.shape[0]}")
     host = _device.to_host(vec)
     pointer = 0
     for a in arrays:
@@ -322,11 +324,10 @@ def fuse_conv_bn_weights(conv_w, conv_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b, trans
     axis = 1 if transpose else 0
     channel_scale = scale * inv_std
     if w.ndim < 2 or channel_scale.shape[0] not in (1, w.shape[axis]):
-        raise RuntimeError(f"fuse_conv_bn_weights: the BatchNorm's {channel_scale.shape[0]} "
-                           f"channels do not match axis {axis} of the convolution weight "
-                           f"of shape {w.shape}" + ("" if transpose else
-                                                    " (a transposed convolution needs "
-                                                    "transpose=True)"))
+        raise RuntimeValueError(
+            f"fuse_conv_bn_weights: the BatchNorm's {channel_scale.shape[0]} channels do "
+            f"not match axis {axis} of the convolution weight of shape {w.shape}"
+            + ("" if transpose else " (a transposed convolution needs transpose=True)"))
     shape = [1] * w.ndim
     shape[axis] = -1
     fused_w = (w * channel_scale.reshape(shape)).astype(weight_dtype)
@@ -365,8 +366,8 @@ def fuse_linear_bn_weights(linear_w, linear_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b)
         linear_w, linear_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b)
     scale = bn_w * inv_std
     if w.ndim != 2 or scale.shape[0] not in (1, w.shape[0]):
-        raise RuntimeError(f"fuse_linear_bn_weights: the BatchNorm's {scale.shape[0]} "
-                           f"features do not match the Linear weight of shape {w.shape}")
+        raise RuntimeValueError(f"fuse_linear_bn_weights: the BatchNorm's {scale.shape[0]} "
+                                f"features do not match the Linear weight of shape {w.shape}")
     fused_w = w * scale[:, None].astype(weight_dtype)
     fused_b = ((b - rm) * scale + bn_b).astype(bias_dtype)
     return (_fused_parameter(fused_w, _raw(linear_w), _requires_grad(linear_w)),
@@ -375,9 +376,9 @@ def fuse_linear_bn_weights(linear_w, linear_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b)
 
 def _check_fusable(layer, bn):
     if layer.training or bn.training:
-        raise AssertionError("Fusion only for eval!")
+        raise AssertionValueError("Fusion only for eval!")
     if getattr(bn, "running_mean", None) is None or getattr(bn, "running_var", None) is None:
-        raise AssertionError("bn.running_mean and bn.running_var must not be None")
+        raise AssertionValueError("bn.running_mean and bn.running_var must not be None")
 
 
 def _fresh_copy(module):
@@ -444,9 +445,10 @@ def fuse_linear_bn_eval(linear, bn):
     otherwise, as PyTorch's); linear and bn are left as they are."""
     _check_fusable(linear, bn)
     if linear.out_features != bn.num_features and bn.num_features != 1:
-        raise AssertionError(f"To fuse, linear.out_features == bn.num_features or "
-                             f"bn.num_features == 1, got linear.out_features="
-                             f"{linear.out_features} and bn.num_features={bn.num_features}")
+        raise AssertionValueError(
+            f"To fuse, linear.out_features == bn.num_features or "
+            f"bn.num_features == 1, got linear.out_features="
+            f"{linear.out_features} and bn.num_features={bn.num_features}")
     weight, bias = fuse_linear_bn_weights(linear.weight, linear.bias, bn.running_mean,
                                           bn.running_var, bn.eps, bn.weight, bn.bias)
     if bias.shape[0] != linear.out_features:  # one BatchNorm feature, no Linear bias
@@ -464,7 +466,7 @@ def skip_init(module_cls, *args, **kwargs):
     paid). device: 'cpu' or 'cuda' (where the module ends up), passed on to a
     constructor that takes it, otherwise applied with ``to`` after."""
     if not (isinstance(module_cls, type) and issubclass(module_cls, Module)):
-        raise RuntimeError(f"Expected a Module; got {module_cls}")
+        raise RuntimeValueError(f"Expected a Module; got {module_cls}")
     device = None
     try:
         takes_device = "device" in inspect.signature(module_cls).parameters

@@ -20,6 +20,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..errors import IndexValueError
 from .optimizer import Optimizer, _as_index
 
 #: the per-optimizer state PyTorch keeps (under the first parameter), in its order
@@ -320,8 +321,8 @@ class LBFGS(Optimizer):
                             f"gradients, re-evaluates the model, runs backward and returns "
                             f"the loss), got {closure!r}")
         if not self._params:  # (PyTorch's fails on its first parameter: an IndexError)
-            raise IndexError("LBFGS.step: the parameter group is empty: there is nothing "
-                             "to optimise")
+            raise IndexValueError("LBFGS.step: the parameter group is empty: there is nothing "
+                                  "to optimise")
         self._prepare()
         self._check_groups()
         errstate = np.geterr()

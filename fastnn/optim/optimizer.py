@@ -27,6 +27,7 @@ import operator
 import numpy as np
 
 from .. import device as _device
+from ..errors import RuntimeValueError
 from ..nn.module import Parameter, zero_grads_lazily
 from ..validation import as_bool
 from .flat import build_buckets, check_parameter, has_no_grad, raw_grad
@@ -872,9 +873,10 @@ def _hooked_step(step):
             result = hook(self, args, kwargs)
             if result is not None:
                 if not (isinstance(result, tuple) and len(result) == 2):
-                    raise RuntimeError(f"{type(self).__name__}: a step pre-hook must return "
-                                       f"None or a tuple (new_args, new_kwargs), "
-                                       f"got {result!r}")
+                    raise RuntimeValueError(
+                        f"{type(self).__name__}: a step pre-hook must return "
+                        f"None or a tuple (new_args, new_kwargs), "
+                        f"got {result!r}")
                 args, kwargs = result
         out = step(*args, **kwargs)
         for hook in _hooks(self, "_optimizer_step_post_hooks"):
