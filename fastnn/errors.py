@@ -16,6 +16,13 @@ class TypeValueError(ValueError, TypeError):
     which PyTorch raises TypeError."""
 
 
+class NotImplementedValueError(ValueError, NotImplementedError):
+    """An argument combination PyTorch refuses with NotImplementedError (an interpolate
+    mode for another input rank, an unknown padding mode, per_sample_weights outside
+    mode='sum'): bad input, not a missing feature. (NotImplementedError is a RuntimeError,
+    so ``except RuntimeError`` catches it as well.)"""
+
+
 class AssertionValueError(ValueError, AssertionError):
     """A bad shape or argument that PyTorch asserts against (AssertionError)."""
 

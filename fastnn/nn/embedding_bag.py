@@ -3,7 +3,8 @@ NumPy on the host (a GPU model's table comes to the host and its gradient goes b
 import numpy as np
 
 from .. import device as _device
-from ..errors import AssertionValueError, IndexValueError, RuntimeValueError
+from ..errors import (AssertionValueError, IndexValueError, NotImplementedValueError,
+                      RuntimeValueError)
 from ..validation import check_bool, check_float_array, check_only, check_positive_int
 from .embedding import Embedding, check_renorm, embedding_table, renorm_repr, renorm_rows
 from .module import Module, Parameter, check_kept, kept_for_backward
@@ -107,7 +108,7 @@ class EmbeddingBag(Module):
         weights = None
         if per_sample_weights is not None:
             if self.mode != "sum":
-                raise NotImplementedError(
+                raise NotImplementedValueError(
                     f"{where}: per_sample_weights is only supported for mode='sum' (got "
                     f"mode={self.mode!r}), as in PyTorch")
             weights = check_float_array(where, "per_sample_weights", per_sample_weights,

@@ -45,9 +45,10 @@ PyTorch's batch_norm of the (1, N * C, *) view.
 Errors: PyTorch's exception type for bad shapes and argument values (RuntimeError,
 ValueError, IndexError, AssertionError, NotImplementedError, as ``torch.nn.functional``
 raises them), and fastnn's TypeError for a wrong array type or dtype (PyTorch often says
-RuntimeError). A RuntimeError, IndexError or AssertionError for bad input is also a
-ValueError (fastnn.errors' RuntimeValueError, IndexValueError, AssertionValueError; a
-float size's TypeValueError), so ``except ValueError`` catches it too.
+RuntimeError). A RuntimeError, IndexError, AssertionError or NotImplementedError for bad
+input is also a ValueError (fastnn.errors' RuntimeValueError, IndexValueError,
+AssertionValueError, NotImplementedValueError; a float size's TypeValueError), so
+``except ValueError`` catches it too.
 The layers' and loss classes' ValueError for the shapes or values of their arrays comes
 out as PyTorch's RuntimeError (one that already has PyTorch's type keeps it, a float size's
 TypeValueError); the loss classes' own limits stay (targets of 1 and -1 only for
@@ -66,7 +67,8 @@ from .. import device as _device
 from .. import ops
 from .. import random as _random
 from ..backend import current as _current_backend
-from ..errors import AssertionValueError, IndexValueError, RuntimeValueError, TypeValueError
+from ..errors import (AssertionValueError, IndexValueError, NotImplementedValueError,
+                      RuntimeValueError, TypeValueError)
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
@@ -647,13 +649,13 @@ def interpolate(input, size=None, scale_factor=None, mode="nearest", align_corne
         raise ValueError("Anti-alias option is restricted to bilinear, bicubic, and lanczos "
                          "modes and requires a 4-D tensor as input")
     if x.ndim not in (3, 4, 5) or mode not in MODE_RANKS:
-        raise NotImplementedError(f"Input Error: Only 3D, 4D and 5D input Tensors supported "
-                                  f"(got {x.ndim}D) for the modes: nearest | linear | "
-                                  f"bilinear | bicubic | trilinear | area | nearest-exact "
-                                  f"(got {mode})")
+        raise NotImplementedValueError(f"Input Error: Only 3D, 4D and 5D input Tensors "
+                                       f"supported (got {x.ndim}D) for the modes: nearest | "
+                                       f"linear | bilinear | bicubic | trilinear | area | "
+                                       f"nearest-exact (got {mode})")
     if x.ndim not in MODE_RANKS[mode]:
-        raise NotImplementedError(f"Got {x.ndim}D input, but {mode} mode needs "
-                                  f"{MODE_RANKS[mode][0]}D input")
+        raise NotImplementedValueError(f"Got {x.ndim}D input, but {mode} mode needs "
+                                       f"{MODE_RANKS[mode][0]}D input")
     # (what PyTorch's kernels, called from here on, refuse as arguments)
     if size is not None and not isinstance(size, (tuple, list)) and not _is_int(size):
         raise TypeError(f"interpolate: expected size to be an int or a tuple of ints, got "
@@ -1489,16 +1491,17 @@ def pad(input, pad, mode="constant", value=None):
                                 f"input dimension but got padding length {len(pad)} and input of "
                                 f"dimension {x.ndim}")
     if mode not in _PAD_MODES:
-        raise NotImplementedError(f"Unrecognised padding mode {mode}")
+        raise NotImplementedValueError(f"Unrecognised padding mode {mode}")
     if k == 0 and mode == "constant":
         return x.copy()  # (an empty pad: a copy, of a 0-d input too, as PyTorch's)
     if mode != "constant":
         if value is not None and value != 0:
             raise RuntimeValueError(f'Padding mode "{mode}" doesn\'t take in value argument')
         if k not in (1, 2, 3) or x.ndim not in (k + 1, k + 2):
-            raise NotImplementedError(f"Padding size {len(pad)} is not supported for "
-                                      f"{x.ndim}D input tensor (non-constant padding of the "
-                                      f"last k dimensions takes input of rank k + 1 or k + 2)")
+            raise NotImplementedValueError(
+                f"Padding size {len(pad)} is not supported for {x.ndim}D input tensor "
+                f"(non-constant padding of the last k dimensions takes input of rank k + 1 "
+                f"or k + 2)")
         with _runtime_errors():
             check_border_input(where, mode, x.shape, k)
     sizes = tuple(reversed([(int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(k)]))
@@ -2999,11 +3002,12 @@ def multi_head_attention_forward(query, key, value, embed_dim_to_check, num_head
     (E,) or None. Masks, need_weights, average_attn_weights and is_causal as
     nn.MultiheadAttention.forward's; dropout_p drops attention weights when training
     (fastnn's generator). static_k and static_v (keys and values given already
-    projected) are not supported (NotImplementedError).
+    projected) are not supported by fastnn (NotImplementedError).
     """
     where = "multi_head_attention_forward"
     if static_k is not None or static_v is not None:
-        raise NotImplementedError(f"{where}: static_k and static_v are not supported")
+        raise NotImplementedError(f"{where}: static_k and static_v are not supported by "
+                                  f"fastnn")
     q = _float(where, "query", query)
     dt = q.dtype
     e = q.shape[-1] if q.ndim else None

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from .. import device as _device
-from ..errors import RuntimeValueError
+from ..errors import NotImplementedValueError, RuntimeValueError
 from ..validation import check_flag, check_float_array, int_items
 
 __all__ = ["affine_grid", "grid_sample"]
@@ -53,8 +53,9 @@ def affine_grid(theta, size, align_corners=None):
             raise ValueError(f"Expected a batch of 3D affine matrices of shape Nx3x4 for "
                              f"size {list(size)}. Got {tuple(t.shape)}.")
     else:
-        raise NotImplementedError(f"affine_grid only supports 4D and 5D sizes, for 2D and "
-                                  f"3D affine transforms, respectively. Got size {size}.")
+        raise NotImplementedValueError(f"affine_grid only supports 4D and 5D sizes, for 2D "
+                                       f"and 3D affine transforms, respectively. Got size "
+                                       f"{size}.")
     spatial = size[2:]
     if align_corners and min(spatial) == 1:
         warnings.warn("Since version 1.3.0, affine_grid behavior has changed for unit-size "

@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..errors import RuntimeValueError, TypeValueError
+from ..errors import NotImplementedValueError, RuntimeValueError, TypeValueError
 from ..validation import check_float_dtype, int_items
 from .module import Module
 
@@ -214,8 +214,11 @@ class _Pad(Module):
                 raise ValueError(f"{self._where()}: expected input of rank {self.dims} or "
                                  f"more, got shape {shape}")
         elif len(shape) not in (self.dims + 1, self.dims + 2):
-            raise ValueError(f"{self._where()}: expected input of rank {self.dims + 1} or "
-                             f"{self.dims + 2}, got shape {shape}")
+            # (PyTorch's F.pad refuses the rank with NotImplementedError; its CircularPad
+            # checks the rank first, with a ValueError)
+            error = ValueError if self.mode == "circular" else NotImplementedValueError
+            raise error(f"{self._where()}: expected input of rank {self.dims + 1} or "
+                        f"{self.dims + 2}, got shape {shape}")
         check_float_dtype(self._where(), dtype)
         check_border_input(self._where(), self.mode, shape, self.dims)
         if self.mode == "constant":

@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..errors import NotImplementedValueError
 from ..validation import check_float_dtype, check_only
 from .module import Module
 
@@ -303,12 +304,13 @@ class Upsample(Module):
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
         if len(shape) not in (3, 4, 5):
-            raise ValueError(f"{self._where()}: expected input of shape (N, C, H, W), "
-                             f"(N, C, L) or (N, C, D, H, W), got {shape}")
+            raise NotImplementedValueError(f"{self._where()}: expected input of shape "
+                                           f"(N, C, H, W), (N, C, L) or (N, C, D, H, W), got "
+                                           f"{shape}")
         wanted = MODE_RANKS[self.mode]
         if len(shape) not in wanted:
-            raise ValueError(f"{self._where()}: mode '{self.mode}' expects a "
-                             f"{wanted[0]}-D input, got input of shape {shape}")
+            raise NotImplementedValueError(f"{self._where()}: mode '{self.mode}' expects a "
+                                           f"{wanted[0]}-D input, got input of shape {shape}")
         check_float_dtype(self._where(), dtype)
         out, _ = self._geometry(shape[2:])
         if min(out) < 1 or min(shape[2:]) < 1:
