@@ -147,12 +147,22 @@ def _rnn_cell_base(s):
     return cell(s.t(_a(2, 3)))
 
 
+def _subset_subclass(s):
+    class Shifted(s.data.Subset):
+        def __getitem__(self, i):
+            return 100 + super().__getitem__(i)
+    return Shifted(list(range(5)), [0, 1, 2])
+
+
 ABSTRACT = {   # a method a subclass must define: not bad input, a bare NotImplementedError
     "module-without-forward": _module_without_forward,
     "module-list-forward": lambda s: s.nn.ModuleList([s.nn.ReLU()])(s.t(_a(2))),
     "sampler-iter": _sampler_iter,
     "dataset-getitem": _dataset_item,
     "rnn-cell-base-forward": _rnn_cell_base,
+    # a Subset subclass with __getitem__ but not __getitems__ (the loader fetches batches
+    # through __getitems__, bypassing __getitem__): fastnn accepted it before
+    "subset-getitem-without-getitems": _subset_subclass,
 }
 
 
@@ -163,3 +173,15 @@ def test_missing_method_is_a_bare_not_implemented_error(name):
     assert type(theirs) is NotImplementedError, (type(theirs), theirs)
     assert type(ours) is NotImplementedError, (type(ours), ours)
 
+
+def test_subset_subclass_with_both_methods_is_used_by_the_loader():
+    class Shifted(data.Subset):
+        def __getitem__(self, i):
+            return 100.0 + super().__getitem__(i)
+
+        def __getitems__(self, indices):
+            return [self[i] for i in indices]
+
+    subset = Shifted(np.arange(5.0), [0, 1, 2])
+    batches = list(data.DataLoader(subset, batch_size=3))
+    np.testing.assert_array_equal(batches[0], [100.0, 101.0, 102.0])

@@ -60,6 +60,15 @@ class Subset(Dataset):
     def __init__(self, dataset, indices):
         self.dataset = dataset
         self.indices = indices
+        # (the DataLoader fetches a batch through __getitems__, which would bypass a
+        # subclass's own __getitem__: PyTorch refuses such a subclass too)
+        if (type(self).__getitem__ is not Subset.__getitem__
+                and type(self).__getitems__ is Subset.__getitems__):
+            raise NotImplementedError(
+                f"{type(self).__name__} overrides __getitem__ but not __getitems__. When "
+                f"subclassing Subset and overriding __getitem__, you must also override "
+                f"__getitems__ (e.g. return [self[i] for i in indices]) so that the "
+                f"DataLoader uses your __getitem__.")
 
     def __getitem__(self, idx):
         if isinstance(idx, list):
