@@ -306,6 +306,16 @@ CASES = {   # name: (call(s), a part of fastnn's message or None)
                                   "features"),
     "adaptive-softmax-target-range": (lambda s: _adaptive(s, _a(2, 4), _i(0, 6)),
                                       "Target values"),
+    "constant-pad2d-rank": (lambda s: s.nn.ConstantPad2d(1, 0.0)(s.t(_a(4))), "rank 2"),
+    "zero-pad3d-rank": (lambda s: s.nn.ZeroPad3d(1)(s.t(_a(4, 4))), "rank 3"),
+    "upsample-output-empty": (lambda s: s.nn.Upsample(scale_factor=0.1)(s.t(_a(1, 1, 4))),
+                              "would have size"),
+    "upsample-area-input-empty": (lambda s: s.nn.Upsample(size=(2, 2), mode="area")(
+        s.t(_a(1, 1, 0, 4))), "would have size"),
+    "upsample-no-channels": (lambda s: s.nn.Upsample(scale_factor=2, mode="bilinear")(
+        s.t(_a(1, 0, 4, 4))), "with channels"),
+    "upsample-area-5d-no-channels": (lambda s: s.nn.Upsample(size=2, mode="area")(
+        s.t(_a(1, 0, 4, 4, 4))), "with channels"),
     "encoder-without-layers": (_encoder_without_layers, "no layers"),
     "sequential-index": (lambda s: s.nn.Sequential(s.nn.ReLU())[3], "out of range"),
     "module-list-index": (lambda s: s.nn.ModuleList([s.nn.ReLU()])[-2], "out of range"),

@@ -211,8 +211,8 @@ class _Pad(Module):
         shape = tuple(shape)
         if self.mode == "constant":  # PyTorch's constant pads take any rank >= dims
             if len(shape) < self.dims:
-                raise ValueError(f"{self._where()}: expected input of rank {self.dims} or "
-                                 f"more, got shape {shape}")
+                raise RuntimeValueError(f"{self._where()}: expected input of rank "
+                                        f"{self.dims} or more, got shape {shape}")
         elif len(shape) not in (self.dims + 1, self.dims + 2):
             # (PyTorch's F.pad refuses the rank with NotImplementedError; its CircularPad
             # checks the rank first, with a ValueError)

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..errors import NotImplementedValueError
+from ..errors import NotImplementedValueError, RuntimeValueError
 from ..validation import check_float_dtype, check_only
 from .module import Module
 
@@ -314,11 +314,11 @@ class Upsample(Module):
         check_float_dtype(self._where(), dtype)
         out, _ = self._geometry(shape[2:])
         if min(out) < 1 or min(shape[2:]) < 1:
-            raise ValueError(f"{self._where()}: the output of an input of shape {shape} would "
-                             f"have size {out}")
+            raise RuntimeValueError(f"{self._where()}: the output of an input of shape "
+                                    f"{shape} would have size {out}")
         if shape[1] == 0 and (self.mode != "area" or len(shape) == 5):  # (PyTorch's kernels)
-            raise ValueError(f"{self._where()}: expected input with channels, got shape "
-                             f"{shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input with channels, got "
+                                    f"shape {shape}")
         return shape[:2] + out
 
     def _forward(self, x, buffered):
