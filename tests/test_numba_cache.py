@@ -90,3 +90,61 @@ def test_a_shared_temporary_cache_must_be_this_users_alone(tmp_path):
     assert not private_dir(str(open_to_all))
     (tmp_path / "file").write_text("")
     assert not private_dir(str(tmp_path / "file"))
+
+
+BITS_SCRIPT = r"""
+import sys
+import numpy as np
+from fastnn import backend
+nb = backend.load("numba")
+rng = np.random.default_rng(0)
+n = 2000
+out = {}
+for dt in (np.float32, np.float64):
+    p, g, m = (rng.standard_normal(n).astype(dt) for _ in range(3))
+    v, u = (np.abs(rng.standard_normal(n)).astype(dt) for _ in range(2))
+    nb.adaptive_moments_update(p, g, m, v, 1e-3, 1e-4, 0.9, 0.999, 1.3, 1e-8, 0.1)  # NAdam, L2
+    a, b = (np.abs(rng.standard_normal(n)).astype(dt) for _ in range(2))
+    q = rng.standard_normal(n).astype(dt)
+    nb.adadelta_update(q, g, a, b, 1.0, 0.9, 1e-6, 0.1)
+    out.update({f"{dt.__name__}_{k}": x for k, x in
+                dict(p=p, m=m, v=v, q=q, a=a, b=b).items()})
+x = rng.standard_normal((512, 8, 36))   # float64 batch norm, the parallel (parfor) variant
+mean, invstd = np.empty(8), np.empty(8)
+out["bn_y"] = nb.batchnorm_forward(x, np.ones(8), np.zeros(8), np.zeros(8), np.ones(8),
+                                   save_mean=mean, save_invstd=invstd)[0]
+out["bn_mean"], out["bn_invstd"] = mean, invstd
+np.savez(sys.argv[1], **out)
+"""
+
+
+def test_kernels_loaded_from_the_cache_give_the_bits_of_a_fresh_compile(tmp_path):
+    """The process that compiles a kernel and one that loads it from the disk cache run
+    the same machine code: Numba links a callee into its caller as a weak copy that the
+    caller's optimization changes, and the compiling process bound it to the callee's
+    own compile (config._own_copies_of_callees). NAdam's and Adadelta's second moments
+    (1 ulp on ~30% of values) and batch norm's float64 statistics differed."""
+    import numpy as np
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    runs = []
+    for name in ("cold", "warm"):
+        path = tmp_path / (name + ".npz")
+        done = subprocess.run([sys.executable, "-c", BITS_SCRIPT, str(path)], env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        runs.append(np.load(path))
+    cold, warm = runs
+    assert sorted(cold.files) == sorted(warm.files)
+    differ = [k for k in cold.files if cold[k].tobytes() != warm[k].tobytes()]
+    assert not differ, differ
+    torch = pytest.importorskip("torch")
+    # the values are PyTorch's order: v.mul_(beta2).addcmul_(g', g', value=1 - beta2)
+    rng = np.random.default_rng(0)
+    for dt in (np.float32, np.float64):
+        p, g, _ = (rng.standard_normal(2000).astype(dt) for _ in range(3))
+        v = np.abs(rng.standard_normal(2000)).astype(dt)
+        rng.standard_normal((3, 2000))  # u, a, b
+        rng.standard_normal(2000)       # q
+        gd = torch.tensor(g).add(torch.tensor(p), alpha=0.1)
+        want = torch.tensor(v).mul_(0.999).addcmul_(gd, gd, value=1 - 0.999).numpy()
+        assert (cold[dt.__name__ + "_v"] == want).mean() > 0.99

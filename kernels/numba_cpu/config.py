@@ -128,6 +128,49 @@ def _prefer_512_bit_vectors():
 
 PREFERS_512_BIT = _prefer_512_bit_vectors()
 
+
+def _own_copies_of_callees():
+    """Each kernel runs its own copy of the functions it calls, in every process.
+
+    Numba links a callee (another jitted function: ``serial`` in the generated block,
+    flush and stream loops, a parfor's outlined body, Numba's own overloads) into its
+    caller's module as a ``linkonce_odr`` copy and optimizes the caller's module again,
+    copy included; in the object file the copy is a weak symbol. The JIT linker binds a
+    weak symbol to the first definition the process loaded. In the process that
+    compiles, that is the callee's own library (compiled first, optimized once); in a
+    process that loads the caller from the disk cache, the caller's copy (optimized
+    twice). Under fastmath the two need not round alike: the second pass fused the other
+    product of ``b2 v + c2 g g`` into the FMA, or vectorized a reduction's remainder
+    anew, so NAdam/RAdam, Adadelta and batch norm gave other bits from the cache (and,
+    in a cached process, bits that depended on which kernel ran first). Made internal
+    before the caller's module is optimized, the copies are the caller's own: the
+    machine code that runs is the one the cache stores, in both processes. Only this
+    backend's libraries (a function of ``kernels.numba_cpu`` in the module) are
+    changed; a user's own jitted code keeps Numba's linkage."""
+    from llvmlite import binding as ll
+    from numba.core.codegen import CPUCodeLibrary
+    optimize = CPUCodeLibrary._optimize_final_module
+    # linkonce_odr: Numba's copies of callees; weak_odr: a parfor's __gufunc__ wrapper
+    _SHARED = (ll.Linkage.linkonce_odr, ll.Linkage.linkonce_any, ll.Linkage.weak_odr,
+               ll.Linkage.weak_any)
+    if getattr(optimize, "_fastnn_own_copies", False):
+        return
+
+    def _optimize_final_module(self):
+        module = self._final_module
+        functions = list(module.functions)
+        if any("9numba_cpu" in fn.name and not fn.is_declaration for fn in functions):
+            for fn in functions:
+                if not fn.is_declaration and fn.linkage in _SHARED:
+                    fn.linkage = ll.Linkage.internal
+        optimize(self)
+
+    _optimize_final_module._fastnn_own_copies = True
+    CPUCodeLibrary._optimize_final_module = _optimize_final_module
+
+
+_own_copies_of_callees()
+
 # Prefer OpenMP: the workqueue layer costs ~80 us per parallel region on this kind of
 # machine (measured), OpenMP ~2 us. An explicit NUMBA_THREADING_LAYER still wins.
 if "NUMBA_THREADING_LAYER" not in os.environ:

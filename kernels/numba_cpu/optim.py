@@ -16,10 +16,34 @@ infinite.
 import math
 
 import numpy as np
+from llvmlite import ir
 from numba import prange
+from numba.core import types
+from numba.extending import intrinsic
 
 from ._buffers import flat
 from .config import sign_update_kernel, update_kernel
+
+
+
+@intrinsic
+def _muladd(typingctx, a, b, c):
+    """a * b + c as llvm.fmuladd: one fused multiply-add where the target has FMA (as
+    ``contract`` would fuse it), and this product the fused one. Written for PyTorch's
+    ``x.mul_(beta).addcmul_(g, g, value=c)`` (and ``add_(g, alpha=...)``): x beta rounded
+    alone, (c g) g fused into the add. Left to ``contract``, which of the two products
+    of x beta + c g g LLVM fuses is its choice, and it chose the other one after Numba
+    re-optimized a kernel's module (config._own_copies_of_callees)."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ty = context.get_value_type(signature.return_type)
+        fn = builder.module.declare_intrinsic("llvm.fmuladd", [ty],
+                                              ir.FunctionType(ty, [ty] * 3))
+        return builder.call(fn, list(args))
+    return a(a, b, c), codegen
+
 
 _EMPTY = {np.dtype(np.float32): np.empty(0, np.float32),
           np.dtype(np.float64): np.empty(0, np.float64)}
@@ -39,7 +63,7 @@ def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov, dampening)
     for i in prange(param.shape[0]):
         g = grad[i] + wd * param[i] if decay else grad[i]
         if use_momentum:
-            v = velocity[i] * mu + (keep * g if damped else g)
+            v = _muladd(keep, g, velocity[i] * mu) if damped else velocity[i] * mu + g
             velocity[i] = v
             step = g + mu * v if nesterov else v
         else:
@@ -82,7 +106,7 @@ def _amsgrad(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, step_size,
     for i in prange(param.shape[0]):
         g = grad[i] + wd * param[i] if decay else grad[i]
         m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
-        v = exp_avg_sq[i] * b2 + c2 * g * g
+        v = _muladd(c2 * g, g, exp_avg_sq[i] * b2)
         # a NaN v is kept, as torch.maximum and the other backends (max() dropped it)
         vmax = max_exp_avg_sq[i] if max_exp_avg_sq[i] > v else v
         exp_avg[i] = m
@@ -109,7 +133,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, be
     for i in prange(param.shape[0]):
         g = grad[i] + wd * param[i] if decay else grad[i]
         m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
-        v = exp_avg_sq[i] * b2 + c2 * g * g
+        v = _muladd(c2 * g, g, exp_avg_sq[i] * b2)
         exp_avg[i] = m
         exp_avg_sq[i] = v
         param[i] -= size * m / (math.sqrt(v) / root + eps_)
@@ -135,7 +159,7 @@ def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_deca
     if grad_avg.shape[0] != 0 and buf.shape[0] != 0:
         for i in prange(n):
             g = grad[i] + wd * param[i] if decay else grad[i]
-            s = square_avg[i] * a + c * g * g
+            s = _muladd(c * g, g, square_avg[i] * a)
             m = grad_avg[i] * a + c * g
             b = buf[i] * mu + g / (math.sqrt(s - m * m) + eps_)
             square_avg[i] = s
@@ -145,7 +169,7 @@ def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_deca
     elif grad_avg.shape[0] != 0:
         for i in prange(n):
             g = grad[i] + wd * param[i] if decay else grad[i]
-            s = square_avg[i] * a + c * g * g
+            s = _muladd(c * g, g, square_avg[i] * a)
             m = grad_avg[i] * a + c * g
             square_avg[i] = s
             grad_avg[i] = m
@@ -153,7 +177,7 @@ def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_deca
     elif buf.shape[0] != 0:
         for i in prange(n):
             g = grad[i] + wd * param[i] if decay else grad[i]
-            s = square_avg[i] * a + c * g * g
+            s = _muladd(c * g, g, square_avg[i] * a)
             b = buf[i] * mu + g / (math.sqrt(s) + eps_)
             square_avg[i] = s
             buf[i] = b
@@ -161,7 +185,7 @@ def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_deca
     else:
         for i in prange(n):
             g = grad[i] + wd * param[i] if decay else grad[i]
-            s = square_avg[i] * a + c * g * g
+            s = _muladd(c * g, g, square_avg[i] * a)
             square_avg[i] = s
             param[i] -= lr_ * g / (math.sqrt(s) + eps_)
 
@@ -210,7 +234,7 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
     for i in prange(param.shape[0]):  # where v overflowed (0 * sqrt(inf) would be NaN)
         g = grad[i] + wd * param[i] if decay else grad[i]
         m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
-        v = exp_avg_sq[i] * b2 + c2 * g * g
+        v = _muladd(c2 * g, g, exp_avg_sq[i] * b2)
         exp_avg[i] = m
         exp_avg_sq[i] = v
         step = ra * m + rg * g if with_g else ra * m
@@ -231,14 +255,14 @@ def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, ma
         g = -grad[i] if maximize else grad[i]
         if decay:
             g = g + wd * param[i]
-        v = square_avg[i] * r + c * g * g
+        v = _muladd(c * g, g, square_avg[i] * r)
         # sqrt(u + eps) / sqrt(v + eps) as one root of the ratio: LLVM turns a division
         # by a root into an approximate reciprocal root (+ a Newton step) in vectorized
         # float32 code only, so elements at the end of a thread's range (scalar) would
         # round differently with another thread count
         d = np.sqrt((acc_delta[i] + eps_) / (v + eps_)) * g
         square_avg[i] = v
-        acc_delta[i] = acc_delta[i] * r + c * d * d
+        acc_delta[i] = _muladd(c * d, d, acc_delta[i] * r)
         param[i] -= lr_ * d
 
 
@@ -284,7 +308,7 @@ def _asgd(param, grad, ax, keep, eta, mu, weight_decay, maximize):
         g = -grad[i] if maximize else grad[i]
         if decay:
             g = g + wd * param[i]
-        p = param[i] * k - rate * g
+        p = _muladd(-rate, g, param[i] * k)
         param[i] = p
         if average:
             ax[i] = ax[i] + (p - ax[i]) * m
