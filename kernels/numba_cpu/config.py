@@ -149,7 +149,11 @@ def _own_copies_of_callees():
     changed; a user's own jitted code keeps Numba's linkage."""
     from llvmlite import binding as ll
     from numba.core.codegen import CPUCodeLibrary
-    optimize = CPUCodeLibrary._optimize_final_module
+    # a private hook of Numba's: where a release lacks it, kernels still run (Numba's
+    # own linkage, so cache-loaded bits may differ by an ulp), they are not refused
+    optimize = getattr(CPUCodeLibrary, "_optimize_final_module", None)
+    if optimize is None or not hasattr(ll, "Linkage"):
+        return
     # linkonce_odr: Numba's copies of callees; weak_odr: a parfor's __gufunc__ wrapper
     _SHARED = (ll.Linkage.linkonce_odr, ll.Linkage.linkonce_any, ll.Linkage.weak_odr,
                ll.Linkage.weak_any)
@@ -157,13 +161,15 @@ def _own_copies_of_callees():
         return
 
     def _optimize_final_module(self):
-        module = self._final_module
+        module = getattr(self, "_final_module", None)
+        if module is None:
+            return optimize(self)
         functions = list(module.functions)
         if any("9numba_cpu" in fn.name and not fn.is_declaration for fn in functions):
             for fn in functions:
                 if not fn.is_declaration and fn.linkage in _SHARED:
                     fn.linkage = ll.Linkage.internal
-        optimize(self)
+        return optimize(self)
 
     _optimize_final_module._fastnn_own_copies = True
     CPUCodeLibrary._optimize_final_module = _optimize_final_module
