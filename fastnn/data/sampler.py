@@ -57,6 +57,20 @@ def _is_flag(value):
     return isinstance(value, (bool, np.bool_))
 
 
+def _check_count(owner, name, value):
+    """PyTorch's ValueError for a sampler's size argument that is not a positive int."""
+    if not _is_count(value) or value <= 0:
+        raise ValueError(f"{owner}: {name} should be a positive integer value, but got "
+                         f"{name}={value!r}")
+
+
+def _check_flag(owner, name, value):
+    """PyTorch's ValueError for a sampler's flag that is not a bool."""
+    if not _is_flag(value):
+        raise ValueError(f"{owner}: {name} should be a boolean value, but got "
+                         f"{name}={value!r}")
+
+
 class Sampler(Generic[T_co]):
     """Base class of samplers: a subclass defines ``__iter__`` (indices, or lists of
     indices for a batch sampler) and may define ``__len__``. ``Sampler[int]`` subscripts
@@ -99,9 +113,7 @@ class RandomSampler(Sampler[int]):
         if not _is_flag(replacement):
             raise TypeValueError(f"replacement should be a boolean value, but got "
                                  f"replacement={replacement!r}")
-        if not _is_count(self.num_samples) or self.num_samples <= 0:
-            raise ValueError(f"RandomSampler: num_samples should be a positive integer "
-                             f"value, but got num_samples={self.num_samples!r}")
+        _check_count("RandomSampler", "num_samples", self.num_samples)
         self._rng = _kept_generator(generator, "RandomSampler")
 
     @property
@@ -168,12 +180,8 @@ class WeightedRandomSampler(Sampler[int]):
     RuntimeError) when a pass starts, as PyTorch's do."""
 
     def __init__(self, weights, num_samples, replacement=True, generator=None):
-        if not _is_count(num_samples) or num_samples <= 0:
-            raise ValueError(f"WeightedRandomSampler: num_samples should be a positive "
-                             f"integer value, but got num_samples={num_samples!r}")
-        if not _is_flag(replacement):
-            raise ValueError(f"WeightedRandomSampler: replacement should be a boolean "
-                             f"value, but got replacement={replacement!r}")
+        _check_count("WeightedRandomSampler", "num_samples", num_samples)
+        _check_flag("WeightedRandomSampler", "replacement", replacement)
         weights = np.array(weights, dtype=np.float64)
         if weights.ndim != 1:
             raise ValueError(f"weights should be a 1d sequence but given weights have "
@@ -223,12 +231,8 @@ class BatchSampler(Sampler[list]):
     indices), the last one shorter unless ``drop_last`` drops it."""
 
     def __init__(self, sampler, batch_size, drop_last):
-        if not _is_count(batch_size) or batch_size <= 0:
-            raise ValueError(f"BatchSampler: batch_size should be a positive integer "
-                             f"value, but got batch_size={batch_size!r}")
-        if not _is_flag(drop_last):
-            raise ValueError(f"BatchSampler: drop_last should be a boolean value, but got "
-                             f"drop_last={drop_last!r}")
+        _check_count("BatchSampler", "batch_size", batch_size)
+        _check_flag("BatchSampler", "drop_last", drop_last)
         self.sampler = sampler
         self.batch_size = int(batch_size)
         self.drop_last = bool(drop_last)
