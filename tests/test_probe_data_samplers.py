@@ -526,3 +526,91 @@ def test_worker_init_fn_runs_in_this_process_as_worker_zero(persistent):
     data.DataLoader(x, y, worker_init_fn=calls.append)   # no workers: never called
     list(data.DataLoader(x, y, worker_init_fn=calls.append))
     assert calls == ([0] if persistent else [0, 0, 0])
+
+
+class Recording(data.Dataset):
+    """A dataset whose __getitem__ records get_worker_info() (None: the main process)."""
+
+    def __init__(self, n):
+        self.n, self.seen = n, []
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        self.seen.append(data.get_worker_info())
+        return np.float32(i)
+
+
+def test_get_worker_info_is_none_outside_worker_init_fn_and_the_worker_inside():
+    assert data.get_worker_info() is None and tdata.get_worker_info() is None
+    ds, infos = Recording(5), []
+    loader = data.DataLoader(ds, batch_size=2, num_workers=2,
+                             worker_init_fn=lambda i: infos.append((i, data.get_worker_info())))
+    assert len(list(loader)) == 3 and data.get_worker_info() is None
+    assert len(ds.seen) == 5 and all(v is None for v in ds.seen)   # __getitem__: None
+    [(wid, info)] = infos
+    assert isinstance(info, data.WorkerInfo) and wid == info.id == 0
+    assert info.num_workers == 1 and info.dataset is loader.dataset is ds
+    assert isinstance(info.seed, int) and 0 <= info.seed < 2**63
+    # a worker_init_fn that raises leaves no WorkerInfo behind
+    boom = data.DataLoader(ds, batch_size=2, num_workers=1,
+                           worker_init_fn=lambda i: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        list(boom)
+    assert data.get_worker_info() is None
+    # the array form: the dataset is the loader's TensorDataset
+    x, y = arrays(4)
+    seen = []
+    loader = data.DataLoader(x, y, num_workers=1, worker_init_fn=lambda i: seen.append(
+        data.get_worker_info().dataset))
+    list(loader)
+    assert seen == [loader.dataset] and isinstance(seen[0], data.TensorDataset)
+
+
+def test_worker_info_attributes_are_read_only_as_pytorchs():
+    import dataclasses
+    ours = data.WorkerInfo(id=0, num_workers=1, seed=7, dataset=None)
+    from torch.utils.data._utils.worker import WorkerInfo
+    theirs = WorkerInfo(id=0, num_workers=1, seed=7, dataset=None)
+    for info in (ours, theirs):
+        for name in ("id", "num_workers", "seed", "dataset"):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(info, name, 1)
+            with pytest.raises(AttributeError):
+                delattr(info, name)
+        assert (info.id, info.num_workers, info.seed, info.dataset) == (0, 1, 7, None)
+
+
+@pytest.mark.parametrize("seed", [None, 5, "generator"])
+def test_worker_seed_repeats_and_leaves_shuffle_and_generator_alone(seed):
+    def run(with_init):
+        fastnn.manual_seed(3)
+        rng = np.random.default_rng(11) if seed == "generator" else seed
+        seeds = []
+        init = (lambda i: seeds.append(data.get_worker_info().seed)) if with_init else None
+        loader = data.DataLoader(np.arange(10), batch_size=10, shuffle=True, seed=rng,
+                                 num_workers=2, worker_init_fn=init)
+        orders = [next(iter(loader)).tolist() for _ in range(3)]
+        return seeds, orders, fastnn.random.draw_seed()
+
+    seeds, orders, after = run(True)
+    assert len(seeds) == 3 and len(set(seeds)) == 3          # a new seed each pass
+    assert run(True) == (seeds, orders, after)               # repeats with the same seed
+    assert run(False) == ([], orders, after)                 # no draw of its own
+    np.random.seed(seeds[0] % 2**32)                         # the PyTorch idiom works
+
+
+def test_worker_seed_follows_the_loader_seed_not_the_global_generator():
+    seeds = []
+    init = lambda i: seeds.append(data.get_worker_info().seed)   # noqa: E731
+    for s, g in ((1, 0), (1, 9), (2, 0)):
+        fastnn.manual_seed(g)
+        list(data.DataLoader(np.arange(4), shuffle=True, seed=s, num_workers=1,
+                             worker_init_fn=init))
+    assert seeds[0] == seeds[1] != seeds[2]
+    seeds.clear()
+    for g in (4, 4, 5):                                       # no seed: fastnn's generator
+        fastnn.manual_seed(g)
+        list(data.DataLoader(np.arange(4), num_workers=1, worker_init_fn=init))
+    assert seeds[0] == seeds[1] != seeds[2]

@@ -6,6 +6,8 @@
 ``torch.utils.data`` names), in batches, its indices drawn by a sampler
 (``SequentialSampler``, ``RandomSampler``, ``SubsetRandomSampler``,
 ``WeightedRandomSampler``, ``BatchSampler``, or your own ``Sampler``).
+``get_worker_info()`` is None except inside a loader's ``worker_init_fn`` call, where it
+is a ``WorkerInfo`` for the one in-process worker (see ``DataLoader``).
 """
 from .cifar import CIFARError, load_cifar10, read_batch
 from .dataset import (ConcatDataset, Dataset, Subset, TensorDataset, default_collate,
@@ -18,6 +20,7 @@ from .mnist import load_fashion_mnist, load_mnist
 from .pixels import float_dtype
 from .sampler import (BatchSampler, RandomSampler, Sampler, SequentialSampler,
                       SubsetRandomSampler, WeightedRandomSampler)
+from .worker import WorkerInfo, get_worker_info
 
 DATASETS = {
     "fashion-mnist": load_fashion_mnist,
@@ -54,4 +57,5 @@ __all__ = ["load", "DATASETS", "DataLoader", "read_idx", "parse_idx", "IDXError"
            "DownloadError", "load_mnist", "load_fashion_mnist", "load_cifar10", "read_batch",
            "CIFARError", "load_digits", "Dataset", "TensorDataset", "Subset", "ConcatDataset",
            "random_split", "default_collate", "default_convert", "Sampler", "SequentialSampler",
-           "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler"]
+           "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler",
+           "get_worker_info", "WorkerInfo"]

@@ -8,6 +8,7 @@ from ..errors import AssertionValueError, IndexValueError, TypeValueError
 from .dataset import (TensorDataset, array_view, default_collate, default_convert,
                       is_dataset)
 from .sampler import BatchSampler, RandomSampler, SequentialSampler, as_generator
+from .worker import WorkerInfo, call_worker_init, pass_seed
 
 
 class _BatchSizeDefault:
@@ -103,7 +104,16 @@ class DataLoader:
     process when a pass starts, the pass's one worker (with ``persistent_workers=True``:
     only when the first pass starts), so per-worker setup (opening files, seeding) runs
     once before the samples are read; PyTorch calls it in each of ``num_workers`` worker
-    processes with ids ``0..num_workers-1``.
+    processes with ids ``0..num_workers-1``. During that call
+    ``fastnn.data.get_worker_info()`` (None elsewhere, as PyTorch's in the main process)
+    is a read-only ``WorkerInfo(id=0, num_workers=1, seed, dataset)``: one worker, since
+    this one process reads every sample (code that shards by ``num_workers`` reads all of
+    them), ``dataset`` this loader's ``.dataset``, and ``seed`` an int in [0, 2**63)
+    hashed from the state of the generator the pass shuffles with (``seed``/``generator``
+    when given, else fastnn's global generator) as the pass starts, without drawing from
+    it: it repeats with the same seed or after ``fastnn.manual_seed``, changes from pass
+    to pass as the generator advances, and the shuffle order and the global generator's
+    stream are those of the same loader without a ``worker_init_fn``.
     """
 
     def __init__(self, x, y=None, batch_size=_UNSET, shuffle=False, seed=None,
@@ -194,6 +204,8 @@ class DataLoader:
         # repeats, and building a loader leaves the generator alone, as PyTorch's
         # RandomSampler with torch.manual_seed
         self.rng = None if seed is None and shuffle else as_generator(seed)
+        # the generator a worker seed is hashed from (None: fastnn's global generator)
+        self._worker_rng = None if seed is None else self.rng
         if self._dataset is None:
             self._set_arrays(x, y)
         if sampler is None:
@@ -329,7 +341,9 @@ class DataLoader:
         if self.persistent_workers and self._initialized_workers:
             return
         self._initialized_workers = True
-        self.worker_init_fn(0)
+        info = WorkerInfo(id=0, num_workers=1, seed=pass_seed(self._worker_rng),
+                          dataset=self.dataset)
+        call_worker_init(self.worker_init_fn, info)
 
     def __iter__(self):
         self._start_pass()
