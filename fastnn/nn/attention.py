@@ -325,6 +325,21 @@ class MultiheadAttention(Module):
         return m.astype(dtype)
 
     # ------------------------------------------------------------------ backward
+    def _hook_grad_outputs(self, args, kwargs):
+        """The backward hooks see PyTorch's (grad_attn_output, None): the attention
+        weights' output (None with need_weights=False) takes no gradient here."""
+        if len(args) != 1:
+            return args, None
+        return (args[0], None), self._grad_output_only
+
+    def _grad_output_only(self, grads):
+        if grads[1] is not None:
+            raise RuntimeValueError(f"{self._where()}: a backward pre-hook returned a "
+                                    f"gradient for attn_output_weights; fastnn's backward "
+                                    f"takes the gradient w.r.t. attn_output only (give None "
+                                    f"there)")
+        return grads[:1]
+
     def backward(self, grad_output):
         """(grad_query, grad_key, grad_value) for grad_output (attn_output's shape); the
         parameters' gradients accumulate. The attention weights' output has no gradient

@@ -43,7 +43,9 @@ Hooks (PyTorch's ``register_forward_pre_hook``, ``register_forward_hook``,
   only return None or all-None, as PyTorch's for inputs that need no gradient) and may
   return a replacement (same shapes and dtypes; None cuts the gradient there). A module
   with its own ``backward(*grads)`` passes its positional arguments as grad_output and
-  its return value (a tuple, or one value) as grad_input. Hooks registered when
+  its return value (a tuple, or one value) as grad_input; a built-in layer with several
+  outputs gives PyTorch's grad_output instead, one entry per output, None where no
+  gradient flows (``_hook_grad_outputs``: MultiheadAttention, RNN/LSTM/GRU, LSTMCell). Hooks registered when
   ``backward`` runs are the ones that fire (PyTorch binds them at forward time).
 * ``Sequential`` runs its layers' hooks as PyTorch's, whose forward calls each layer:
   a layer with hooks is never fused with its neighbour (the hooks see its real input,
@@ -871,7 +873,12 @@ def _runs_backward_hooks(backward):
             self._fill_no_grads()
         if (self._hooked and (self._backward_pre_hooks or self._backward_hooks)
                 and not self.__dict__.get("_in_backward_hooks")):
-            return self._backward_hooked(args, lambda *grads: backward(self, *grads, **kwargs))
+            kwargs = dict(kwargs)
+            grads, to_args = self._hook_grad_outputs(args, kwargs)
+            if to_args is None:
+                return self._backward_hooked(grads, lambda *g: backward(self, *g, **kwargs))
+            return self._backward_hooked(grads,
+                                         lambda *g: backward(self, *to_args(g), **kwargs))
         return backward(self, *args, **kwargs)
     wrapper._runs_hooks = True
     return wrapper
@@ -1455,6 +1462,14 @@ class Module:
         else:
             out = hook(self, args, result)
         return result if out is None else out
+
+    def _hook_grad_outputs(self, args, kwargs):
+        """grad_output as the backward hooks see it, for the positional arguments args of
+        this module's own ``backward`` (and its keyword arguments kwargs, a copy it may
+        take some from): PyTorch's tuple, one entry per output of forward, None where no
+        gradient flows; and a function from such a tuple back to backward's positional
+        arguments (None: the tuple is them). Default: the arguments as they are."""
+        return args, None
 
     def _backward_hooked(self, grad_outputs, run, need_grad_in=True):
         """The backward pre-hooks on grad_outputs (a tuple), run(*grad_outputs) -> the

@@ -445,6 +445,13 @@ class RNNBase(Module):
         return outputs, h, c, (data, sizes, steps, w_ih, w_hh, w_hr, layer, suffix, reverse)
 
     # ------------------------------------------------------------------ backward
+    def _hook_grad_outputs(self, args, kwargs):
+        """The backward hooks see PyTorch's (grad_output, grad_h_n): grad_h_n (given by
+        keyword or left out) is the second entry, None when not given."""
+        if len(args) == 1:
+            return (args[0], kwargs.pop("grad_hn", None)), None
+        return args, None
+
     def backward(self, grad_output, grad_hn=None):
         """The gradient w.r.t. the last forward's x (x's shape), for grad_output, the
         gradient w.r.t. output (its shape), and optionally grad_hn, the gradient w.r.t.
@@ -823,6 +830,14 @@ class RNNCellBase(Module):
                                  f"{tuple(h.shape)}")
             out.append(_device.to_host(h))
         return out[0], (out[1] if self._rule.has_cell else None)
+
+    def _hook_grad_outputs(self, args, kwargs):
+        """LSTMCell's backward hooks see PyTorch's (grad_h, grad_c), not the pair as one
+        entry; the other cells' see (grad,)."""
+        if (self._rule.has_cell and len(args) == 1 and isinstance(args[0], (tuple, list))
+                and len(args[0]) == 2):
+            return tuple(args[0]), lambda grads: (tuple(grads),)
+        return args, None
 
     def backward(self, grad):
         """(grad_input, grad_hx) of the latest forward not yet taken back, for grad, the
