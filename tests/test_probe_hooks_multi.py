@@ -93,3 +93,33 @@ def test_replacement_grad_output_is_used():
     out = m(x, x, x)
     with pytest.raises(ValueError, match="attn_output_weights"):
         m.backward(np.ones_like(out[0]))
+
+
+@pytest.mark.parametrize("use", ["loss", "output_and_loss", "output"])
+def test_adaptive_log_softmax_grad_output_matches_torch(use):
+    """PyTorch's (grad_output, grad_loss), None for the one the loss does not use; the
+    input gradient is the same with the hooks as without."""
+    seen_t, seen_f = {}, {}
+    torch.manual_seed(0)
+    tm = torch.nn.AdaptiveLogSoftmaxWithLoss(8, 10, [4])
+    tm.register_full_backward_pre_hook(lambda mod, go: seen_t.__setitem__("pre", _layout(go)))
+    tm.register_full_backward_hook(lambda mod, gi, go: seen_t.__setitem__("post", _layout(go)))
+    tx = torch.randn(3, 8, requires_grad=True)
+    target = torch.tensor([1, 5, 9])
+    out = tm(tx, target)
+    {"loss": out.loss, "output": out.output.sum(),
+     "output_and_loss": out.output.sum() + out.loss}[use].backward()
+    m = fnn.AdaptiveLogSoftmaxWithLoss(8, 10, [4])
+    m.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+    x = tx.detach().numpy()
+    args = {"loss": (), "output": (None, np.ones(3, np.float32)),
+            "output_and_loss": (1.0, np.ones(3, np.float32))}[use]
+    m(x, target.numpy())
+    plain = m.backward(*args)
+    m.register_full_backward_pre_hook(lambda mod, go: seen_f.__setitem__("pre", _layout(go)))
+    m.register_full_backward_hook(lambda mod, gi, go: seen_f.__setitem__("post", _layout(go)))
+    m(x, target.numpy())
+    g = m.backward(*args)
+    assert seen_f == seen_t
+    np.testing.assert_array_equal(g, plain)
+    np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-4, atol=1e-6)

@@ -176,6 +176,21 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         return _ASMoutput(caller.put(output if batched else output.reshape(())), loss)
 
     # -------------------------------------------------------------- backward
+    def _hook_grad_outputs(self, args, kwargs):
+        """The backward hooks see PyTorch's (grad_output, grad_loss), in forward's order
+        (output, loss), None where none is given; neither given: (None, 1), the loss's
+        default gradient. A hook leaving both None: no gradient flows (zeros)."""
+        grad = args[0] if args else kwargs.pop("grad", None)
+        grad_output = args[1] if len(args) > 1 else kwargs.pop("grad_output", None)
+        if grad is None and grad_output is None:
+            grad = np.ones((), self.head.weight.data.dtype)
+        return (grad_output, grad), self._from_hook_grads
+
+    @staticmethod
+    def _from_hook_grads(grads):
+        grad_output, grad = grads
+        return (0.0 if grad is None and grad_output is None else grad, grad_output)
+
     def backward(self, grad=None, grad_output=None):
         """The gradient w.r.t. the last forward's input; accumulates every parameter's
         gradient. grad: w.r.t. loss (a number); grad_output: w.r.t. output (output's shape

@@ -45,7 +45,8 @@ Hooks (PyTorch's ``register_forward_pre_hook``, ``register_forward_hook``,
   with its own ``backward(*grads)`` passes its positional arguments as grad_output and
   its return value (a tuple, or one value) as grad_input; a built-in layer with several
   outputs gives PyTorch's grad_output instead, one entry per output, None where no
-  gradient flows (``_hook_grad_outputs``: MultiheadAttention, RNN/LSTM/GRU, LSTMCell). Hooks registered when
+  gradient flows (``_hook_grad_outputs``: MultiheadAttention, RNN/LSTM/GRU, LSTMCell,
+  AdaptiveLogSoftmaxWithLoss). Hooks registered when
   ``backward`` runs are the ones that fire (PyTorch binds them at forward time).
 * ``Sequential`` runs its layers' hooks as PyTorch's, whose forward calls each layer:
   a layer with hooks is never fused with its neighbour (the hooks see its real input,
