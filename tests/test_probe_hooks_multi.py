@@ -123,3 +123,90 @@ def test_adaptive_log_softmax_grad_output_matches_torch(use):
     assert seen_f == seen_t
     np.testing.assert_array_equal(g, plain)
     np.testing.assert_allclose(g, tx.grad.numpy(), rtol=1e-4, atol=1e-6)
+
+
+# grad_input of the recurrent layers, PyTorch's: one entry per positional argument of the
+# call, None for one that is no tensor: (grad_x,) for m(x) or m(x, hx=...), (grad_x, None)
+# for m(x, None) or LSTM's pair, (grad_x, grad_hx) for m(x, hx)
+RECURRENT = [("RNNCell", (2, 4), (2, 5)), ("GRUCell", (2, 4), (2, 5)),
+             ("LSTMCell", (2, 4), (2, 5)), ("RNN", (2, 3, 4), (1, 2, 5)),
+             ("GRU", (2, 3, 4), (1, 2, 5)), ("LSTM", (2, 3, 4), (1, 2, 5))]
+HX_MODES = ["absent", "none", "positional", "keyword"]
+
+
+def _recurrent(lib, name):
+    cls = getattr(lib, name)
+    return cls(4, 5) if name.endswith("Cell") else cls(4, 5, batch_first=True)
+
+
+def _call(m, name, x, h, mode):
+    hx = (h, 2 * h) if "LSTM" in name else h
+    return {"absent": lambda: m(x), "none": lambda: m(x, None),
+            "positional": lambda: m(x, hx), "keyword": lambda: m(x, hx=hx)}[mode]()
+
+
+def _fastnn_recurrent_run(m, name, x, h, mode):
+    """backward's input gradient and the state gradient (backward's second entry for a
+    cell, grad_hx for a sequence layer; LSTM: w.r.t. h), for the loss sum(h')
+    (+ 2 sum(c'))."""
+    out = _call(m, name, x, h, mode)
+    if name.endswith("Cell"):
+        grad = ((np.ones_like(out[0]), np.full_like(out[1], 2)) if name == "LSTMCell"
+                else np.ones_like(out))
+        gx, ghx = m.backward(grad)
+    else:
+        gx, ghx = m.backward(np.ones_like(out[0])), m.grad_hx
+    return gx, (ghx[0] if "LSTM" in name and ghx is not None else ghx)
+
+
+@pytest.mark.parametrize("mode", HX_MODES)
+@pytest.mark.parametrize("name,x_shape,h_shape", RECURRENT, ids=[c[0] for c in RECURRENT])
+def test_recurrent_grad_input_structure_matches_torch(name, x_shape, h_shape, mode):
+    seen_t, seen_f = {}, {}
+    torch.manual_seed(0)
+    tm = _recurrent(torch.nn, name)
+    tm.register_full_backward_hook(lambda mod, gi, go: seen_t.__setitem__("gi", _layout(gi)))
+    tx = torch.randn(*x_shape, requires_grad=True)
+    th = torch.randn(*h_shape, requires_grad=True)
+    out = _call(tm, name, tx, th, mode)
+    if name == "LSTMCell":
+        (out[0].sum() + 2 * out[1].sum()).backward()
+    else:
+        (out if name.endswith("Cell") else out[0]).sum().backward()
+    m = _recurrent(fnn, name)
+    m.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+    x, h = tx.detach().numpy(), th.detach().numpy()
+    plain = _fastnn_recurrent_run(m, name, x, h, mode)
+    m.register_full_backward_hook(lambda mod, gi, go: seen_f.__setitem__("gi", _layout(gi)))
+    hooked = _fastnn_recurrent_run(m, name, x, h, mode)
+    assert seen_f == seen_t
+    for a, b in zip(plain, hooked):  # the hooks change no gradient
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(hooked[0], tx.grad.numpy(), rtol=1e-4, atol=1e-5)
+    if mode in ("positional", "keyword") and "LSTM" not in name:
+        # (LSTM's h0 also feeds c0 = 2 h0 in torch's graph)
+        np.testing.assert_allclose(hooked[1], th.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", [c[0] for c in RECURRENT])
+@pytest.mark.parametrize("mode", HX_MODES)
+def test_recurrent_replacement_grad_input_is_returned(name, mode):
+    """A hook's replacement tuple (PyTorch's length) is what backward returns, its
+    grad_hx entry grad_hx (None cuts it); the gradients the hook does not see (a cell's
+    state gradient without hx, LSTM's pair) stay as computed."""
+    rng = np.random.default_rng(0)
+    cell = name.endswith("Cell")
+    x = rng.standard_normal((2, 4) if cell else (2, 3, 4)).astype(np.float32)
+    h = rng.standard_normal((2, 5) if cell else (1, 2, 5)).astype(np.float32)
+    m = _recurrent(fnn, name)
+    plain = _fastnn_recurrent_run(m, name, x, h, mode)
+    m.register_full_backward_hook(
+        lambda mod, gi, go: tuple(None if g is None else 3 * g for g in gi))
+    tripled = _fastnn_recurrent_run(m, name, x, h, mode)
+    np.testing.assert_allclose(tripled[0], 3 * plain[0], rtol=1e-6)
+    seen_hx = mode == "positional" and "LSTM" not in name
+    np.testing.assert_allclose(tripled[1], (3 if seen_hx else 1) * plain[1], rtol=1e-6)
+    if seen_hx:
+        m2 = _recurrent(fnn, name)
+        m2.register_full_backward_hook(lambda mod, gi, go: (gi[0], None))
+        assert _fastnn_recurrent_run(m2, name, x, h, mode)[1] is None

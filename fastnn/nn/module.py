@@ -46,8 +46,10 @@ Hooks (PyTorch's ``register_forward_pre_hook``, ``register_forward_hook``,
   its return value (a tuple, or one value) as grad_input; a built-in layer with several
   outputs gives PyTorch's grad_output instead, one entry per output, None where no
   gradient flows (``_hook_grad_outputs``: MultiheadAttention, RNN/LSTM/GRU, LSTMCell,
-  AdaptiveLogSoftmaxWithLoss). Hooks registered when
-  ``backward`` runs are the ones that fire (PyTorch binds them at forward time).
+  AdaptiveLogSoftmaxWithLoss), and the recurrent layers and cells give PyTorch's
+  grad_input, one entry per positional argument of the call (``_hook_grad_inputs``).
+  Hooks registered when ``backward`` runs are the ones that fire (PyTorch binds them at
+  forward time).
 * ``Sequential`` runs its layers' hooks as PyTorch's, whose forward calls each layer:
   a layer with hooks is never fused with its neighbour (the hooks see its real input,
   output and gradients), its arrays are fresh (hooks may keep them), and the layers after
@@ -876,10 +878,13 @@ def _runs_backward_hooks(backward):
                 and not self.__dict__.get("_in_backward_hooks")):
             kwargs = dict(kwargs)
             grads, to_args = self._hook_grad_outputs(args, kwargs)
+            inputs = self._hook_grad_inputs()
             if to_args is None:
-                return self._backward_hooked(grads, lambda *g: backward(self, *g, **kwargs))
+                return self._backward_hooked(grads, lambda *g: backward(self, *g, **kwargs),
+                                             grad_inputs=inputs)
             return self._backward_hooked(grads,
-                                         lambda *g: backward(self, *to_args(g), **kwargs))
+                                         lambda *g: backward(self, *to_args(g), **kwargs),
+                                         grad_inputs=inputs)
         return backward(self, *args, **kwargs)
     wrapper._runs_hooks = True
     return wrapper
@@ -1472,12 +1477,22 @@ class Module:
         arguments (None: the tuple is them). Default: the arguments as they are."""
         return args, None
 
-    def _backward_hooked(self, grad_outputs, run, need_grad_in=True):
+    def _hook_grad_inputs(self):
+        """grad_input as the backward hooks see it, asked before this module's own
+        ``backward`` runs (it may drop what forward recorded): None (the return value, a
+        tuple or one value as one entry) or a pair of functions, ``to_hook(result)`` ->
+        PyTorch's tuple (one entry per input of forward, None for one that gets no
+        gradient) and ``from_hook(result, grads)`` -> what backward returns for the
+        hooks' tuple grads (it may also set what backward stores, e.g. ``grad_hx``)."""
+        return None
+
+    def _backward_hooked(self, grad_outputs, run, need_grad_in=True, grad_inputs=None):
         """The backward pre-hooks on grad_outputs (a tuple), run(*grad_outputs) -> the
         input gradient (one array or None, or a tuple), then the backward hooks; returns
         the input gradient as the hooks left it. need_grad_in=False (one input, no
         gradient for it): the backward hooks run before run, with grad_input (None,), as
         PyTorch's fire as soon as grad_output is known when no input needs a gradient.
+        grad_inputs: ``_hook_grad_inputs()``'s conversion (None: the result as it is).
         While run runs, this module's own backward (a subclass's, or Module's through
         super()) runs no hooks again."""
         for hook in list(self._backward_pre_hooks.values()):
@@ -1497,8 +1512,13 @@ class Module:
             object.__setattr__(self, "_in_backward_hooks", was)
         if not need_grad_in or not self._backward_hooks:
             return result
-        single = not isinstance(result, tuple)
-        grad_inputs = originals = (result,) if single else result
+        if grad_inputs is not None:
+            to_hook, from_hook = grad_inputs
+            grad_inputs = originals = to_hook(result)
+        else:
+            single = not isinstance(result, tuple)
+            grad_inputs = originals = (result,) if single else result
+            from_hook = lambda _, grads: grads[0] if single else grads  # noqa: E731
         if all(g is None for g in originals):
             self._no_input_grad_hooks(grad_inputs, grad_outputs)
             return result
@@ -1511,7 +1531,7 @@ class Module:
                 if new is not None and _device.is_array(old):
                     self._check_replacement(f"grad_input[{i}]", new, old)
             grad_inputs = tuple(out)
-        return grad_inputs[0] if single else grad_inputs
+        return from_hook(result, grad_inputs)
 
     def _check_hook_grads(self, out, expected, kind, side, torch_name):
         """A backward (pre-)hook's returned gradients: a tuple or list of one per

@@ -43,6 +43,34 @@ def _sigmoid(a):
     return _expit(a)
 
 
+# How forward got hx, for the backward hooks' grad_input (PyTorch's: one entry per
+# positional argument of the call, None for one that is no tensor; so none for hx left
+# out or given by keyword, None for hx=None or LSTM's pair given positionally)
+_HX_ABSENT, _HX_NO_ARRAY, _HX_ARRAY = 0, 1, 2
+
+
+def _call_recording_hx(module, x, args, kwargs):
+    """module.forward(x, *args, **kwargs) from ``module(...)``, forward knowing how hx
+    came (``_hx_entry``)."""
+    entry = (_HX_ABSENT if not args else
+             _HX_ARRAY if _device.is_array(args[0]) else _HX_NO_ARRAY)
+    module.__dict__["_hx_call"] = entry
+    try:
+        return module.forward(x, *args, **kwargs)
+    finally:
+        module.__dict__.pop("_hx_call", None)
+
+
+def _hx_entry(module, hx):
+    """How the running forward got hx: as ``module(...)`` recorded it, else (a direct
+    ``forward(x, hx)``) absent for None, positional for another."""
+    entry = module.__dict__.pop("_hx_call", None)
+    if entry is not None:
+        return entry
+    return (_HX_ABSENT if hx is None else
+            _HX_ARRAY if _device.is_array(hx) else _HX_NO_ARRAY)
+
+
 class _Rule:
     """One time step of a recurrent cell, shared by the sequence layer and the cell of a
     mode: ``gates`` G (the weights are (G * hidden_size, in)), ``has_cell`` (LSTM's
@@ -282,8 +310,8 @@ class RNNBase(Module):
         return None  # two outputs: known by running forward
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, x, hx=None):
-        return self.forward(x, hx)
+    def __call__(self, x, *args, **kwargs):
+        return _call_recording_hx(self, x, args, kwargs)
 
     def forward(self, x, hx=None):
         """(output, h_n) (LSTM: (output, (h_n, c_n))) for x (L, N, input_size)
@@ -314,7 +342,8 @@ class RNNBase(Module):
         if unbatched:
             h0, c0 = h0[:, None], (None if c0 is None else c0[:, None])
         inputs, caches, h_n, c_n = self._layers(seq, h0, c0, self._run)
-        self._ctx = kept_for_backward((caches, seq.shape, unbatched, namespace, hx is not None))
+        self._ctx = kept_for_backward((caches, seq.shape, unbatched, namespace,
+                                       _hx_entry(self, hx)))
         out = inputs[:, 0] if unbatched else (inputs.transpose(1, 0, 2) if self.batch_first
                                               else inputs)
         put = namespace.put
@@ -451,6 +480,24 @@ class RNNBase(Module):
         if len(args) == 1:
             return (args[0], kwargs.pop("grad_hn", None)), None
         return args, None
+
+    def _hook_grad_inputs(self):
+        """The backward hooks see PyTorch's grad_input: (grad_x,) when forward got no hx
+        (or hx by keyword), (grad_x, grad_hx) when it got hx positionally, (grad_x, None)
+        for hx=None or LSTM's pair (no tensor); a hook's grad_hx replaces ``grad_hx``. After a PackedSequence forward: (result,)
+        (PyTorch runs no full backward hook there, the input being no tensor)."""
+        ctx = getattr(self, "_ctx", None)
+        if not isinstance(ctx, tuple) or len(ctx) != 5:
+            return None
+        if ctx[4] == _HX_ABSENT:
+            return (lambda result: (result,)), (lambda result, grads: grads[0])
+        if ctx[4] == _HX_NO_ARRAY:
+            return (lambda result: (result, None)), (lambda result, grads: grads[0])
+
+        def from_hook(result, grads):
+            self.grad_hx = grads[1]
+            return grads[0]
+        return (lambda result: (result, self.grad_hx)), from_hook
 
     def backward(self, grad_output, grad_hn=None):
         """The gradient w.r.t. the last forward's x (x's shape), for grad_output, the
@@ -774,8 +821,8 @@ class RNNCellBase(Module):
     def infer_shape(self, shape, dtype):
         return None
 
-    def __call__(self, x, hx=None):
-        return self.forward(x, hx)
+    def __call__(self, x, *args, **kwargs):
+        return _call_recording_hx(self, x, args, kwargs)
 
     def clear_history(self):
         """Forget the forwards not taken back yet (e.g. after a truncated BPTT window)."""
@@ -809,7 +856,7 @@ class RNNCellBase(Module):
         h_new, c_new, cache = self._rule.step(xp, h, c, self._host("weight_hh"),
                                               self._host("bias_hh"))
         if self.training and _grad_mode._MODE.enabled:  # (no_grad: nothing to take back)
-            self._stack.append((host, cache, shape[:-1], namespace))
+            self._stack.append((host, cache, shape[:-1], namespace, _hx_entry(self, hx)))
         put = lambda a: namespace.put(  # noqa: E731
             a.reshape(shape[:-1] + (self.hidden_size,)))
         return (put(h_new), put(c_new)) if self._rule.has_cell else put(h_new)
@@ -839,6 +886,21 @@ class RNNCellBase(Module):
             return tuple(args[0]), lambda grads: (tuple(grads),)
         return args, None
 
+    def _hook_grad_inputs(self):
+        """The backward hooks see PyTorch's grad_input: (grad_input,) when the forward
+        being taken back got no hx (or hx by keyword), (grad_input, grad_hx) when it got
+        hx positionally, (grad_input, None) for hx=None or LSTMCell's pair (no tensor);
+        backward still returns (grad_input, grad_hx), with a hook's replacements."""
+        if not self._stack:
+            return None
+        entry = self._stack[-1][4]
+        if entry == _HX_ABSENT:
+            return (lambda result: result[:1]), (lambda result, grads: (grads[0], result[1]))
+        if entry == _HX_NO_ARRAY:
+            return ((lambda result: (result[0], None)),
+                    (lambda result, grads: (grads[0], result[1])))
+        return (lambda result: result), (lambda result, grads: tuple(grads))
+
     def backward(self, grad):
         """(grad_input, grad_hx) of the latest forward not yet taken back, for grad, the
         gradient w.r.t. its h' (LSTMCell: (grad_h, grad_c), either may be None), of the
@@ -846,7 +908,7 @@ class RNNCellBase(Module):
         if not self._stack:
             raise RuntimeError(f"{self._where()}: backward called with no forward left to "
                                f"take back (one backward per training-mode forward)")
-        host, cache, lead, namespace = self._stack[-1]
+        host, cache, lead, namespace, _ = self._stack[-1]
         shape = lead + (self.hidden_size,)
         parts = grad if self._rule.has_cell else (grad, None)
         if self._rule.has_cell and (not isinstance(grad, (tuple, list)) or len(grad) != 2):
