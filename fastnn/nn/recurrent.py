@@ -484,8 +484,9 @@ class RNNBase(Module):
     def _hook_grad_inputs(self):
         """The backward hooks see PyTorch's grad_input: (grad_x,) when forward got no hx
         (or hx by keyword), (grad_x, grad_hx) when it got hx positionally, (grad_x, None)
-        for hx=None or LSTM's pair (no tensor); a hook's grad_hx replaces ``grad_hx``. After a PackedSequence forward: (result,)
-        (PyTorch runs no full backward hook there, the input being no tensor)."""
+        for hx=None or LSTM's pair (no tensor); a hook's grad_hx replaces ``grad_hx``.
+        After a PackedSequence forward: (result,) (PyTorch runs no full backward hook
+        there, the input being no tensor)."""
         ctx = getattr(self, "_ctx", None)
         if not isinstance(ctx, tuple) or len(ctx) != 5:
             return None
