@@ -1677,9 +1677,10 @@ def _scalar(value, dtype):
 
 def _reduced(losses, reduction, denominator=None):
     """Per-element losses reduced: 'none' as they are, 'sum', 'mean' (over denominator, by
-    default their count; NaN when it is 0)."""
+    default their count; NaN when it is 0). 'none' gives an array even for 0-d inputs
+    (NumPy's arithmetic on them gives scalars)."""
     if reduction == "none":
-        return losses
+        return np.asarray(losses)
     total = np.sum(losses, dtype=np.float64)
     if reduction == "sum":
         return _scalar(total, losses.dtype)
@@ -1734,7 +1735,7 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
         return _reduced(losses, reduction, None if reduction != "mean" else w.sum(
             dtype=np.float64))
     if reduction == "none":
-        return _reference.mse_losses(x, t)
+        return _reduced(_reference.mse_losses(x, t), reduction)
     return _op_reduced(ops.mse_loss, x, t, reduction)
 
 
@@ -1749,7 +1750,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
         return _reduced(losses, reduction, None if reduction != "mean" else w.sum(
             dtype=np.float64))
     if reduction == "none":
-        return _reference.smooth_l1_losses(x, t, 0.0)
+        return _reduced(_reference.smooth_l1_losses(x, t, 0.0), reduction)
     return _op_reduced(ops.smooth_l1_loss, x, t, reduction, 0.0)
 
 
@@ -1762,7 +1763,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
         raise RuntimeValueError("smooth_l1_loss does not support negative values for beta.")
     x, t = _pair("smooth_l1_loss", input, target)
     if reduction == "none":
-        return _reference.smooth_l1_losses(x, t, float(beta))
+        return _reduced(_reference.smooth_l1_losses(x, t, float(beta)), reduction)
     return _op_reduced(ops.smooth_l1_loss, x, t, reduction, float(beta))
 
 
@@ -1829,7 +1830,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     x, t = as_contiguous(x), as_contiguous(t)
     if weight is None and pos_weight is None:
         if reduction == "none":
-            return _reference.bce_with_logits_losses(x, t)
+            return _reduced(_reference.bce_with_logits_losses(x, t), reduction)
         return _op_reduced(ops.bce_with_logits_loss, x, t, reduction)
     for name, value in (("weight", weight), ("pos_weight", pos_weight)):
         if value is not None:
