@@ -19,3 +19,12 @@ def test_unreduced_loss_of_0d_inputs_is_a_0d_array(name, dtype):
     ours = getattr(F, name)(x, t, reduction="none")
     assert isinstance(ours, np.ndarray) and ours.shape == () and ours.dtype == dtype
     np.testing.assert_allclose(ours, expected.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("alpha", [-np.inf, -2.0, -1e-30])
+def test_celu_of_a_negative_alpha_keeps_zeros(dtype, alpha):
+    x = np.array([0.0, -0.0, -1e-30, 1e-30, -1.0, 2.0, np.nan], dtype)
+    expected = TF.celu(torch.tensor(x), alpha).numpy()
+    for ours in (F.celu(x, alpha), F.celu_(x.copy(), alpha)):
+        np.testing.assert_array_equal(ours, expected)
+        np.testing.assert_array_equal(np.signbit(ours), np.signbit(expected))

@@ -198,10 +198,11 @@ class SELU(_InplaceFlag):
 def celu_host(x, alpha):
     """CELU of a host array x for any alpha != 0, PyTorch's formula: x where x > 0, else
     alpha * (exp(x / alpha) - 1) (for alpha < 0 exp grows: -inf far below 0). x: any
-    shape; returns x's shape and dtype."""
+    shape; returns x's shape and dtype. A zero stays itself, as PyTorch's (the formula
+    gives the same signed zero for a finite alpha, but -inf * 0 = NaN for alpha = -inf)."""
     dt = x.dtype.type
     with np.errstate(over="ignore", invalid="ignore"):
-        return np.where(x > 0, x, dt(alpha) * np.expm1(x / dt(alpha))).astype(x.dtype)
+        return np.where(x >= 0, x, dt(alpha) * np.expm1(x / dt(alpha))).astype(x.dtype)
 
 
 def celu_host_slope(x, alpha):
