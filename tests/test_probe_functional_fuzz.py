@@ -28,3 +28,50 @@ def test_celu_of_a_negative_alpha_keeps_zeros(dtype, alpha):
     for ours in (F.celu(x, alpha), F.celu_(x.copy(), alpha)):
         np.testing.assert_array_equal(ours, expected)
         np.testing.assert_array_equal(np.signbit(ours), np.signbit(expected))
+
+
+INF, NAN = float("inf"), float("nan")
+EDGES = np.array([0.0, -0.0, 1.0, -1.0, INF, -INF, NAN, 1e-30, -1e-30, 30.0, -30.0, 0.5])
+
+
+def _same(ours, theirs):
+    theirs = theirs.numpy()
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=0)   # NaN where NaN
+    kept = ~np.isnan(theirs)
+    np.testing.assert_array_equal(np.signbit(ours)[kept], np.signbit(theirs)[kept])
+
+
+@pytest.mark.parametrize("slope", [INF, -INF, NAN])
+def test_leaky_relu_takes_a_non_finite_slope(backend, dtype, slope):
+    x = EDGES.astype(dtype)
+    expected = TF.leaky_relu(torch.tensor(x), slope)
+    _same(F.leaky_relu(x, slope), expected)
+    ours = x.copy()
+    assert F.leaky_relu_(ours, slope) is ours
+    _same(ours, expected)
+    ours = x.copy()
+    assert F.leaky_relu(ours, slope, inplace=True) is ours
+    _same(ours, expected)
+
+
+@pytest.mark.parametrize("lo, hi", [(NAN, 1.0), (-1.0, NAN), (NAN, NAN), (1.0, -1.0),
+                                    (-1.0, -INF), (INF, -INF)])
+def test_hardtanh_takes_nan_bounds_and_hardtanh_inverted_ones(backend, dtype, lo, hi):
+    x = EDGES.astype(dtype)
+    expected = TF.hardtanh_(torch.tensor(x), lo, hi)
+    ours = x.copy()
+    assert F.hardtanh_(ours, lo, hi) is ours
+    _same(ours, expected)
+    if lo > hi:   # (PyTorch's F.hardtanh checks the order, its hardtanh_ does not)
+        with pytest.raises(ValueError, match="min_val cannot be greater than max_val"):
+            F.hardtanh(x, lo, hi)
+    else:
+        _same(F.hardtanh(x, lo, hi), TF.hardtanh(torch.tensor(x), lo, hi))
+
+
+@pytest.mark.parametrize("beta, threshold", [(INF, 1.0), (-INF, 1.0), (NAN, 1.0), (1.0, NAN),
+                                             (-2.0, NAN), (INF, INF), (INF, NAN)])
+def test_softplus_takes_a_non_finite_beta_or_a_nan_threshold(backend, dtype, beta, threshold):
+    x = EDGES.astype(dtype)
+    _same(F.softplus(x, beta, threshold), TF.softplus(torch.tensor(x), beta, threshold))

@@ -193,7 +193,14 @@ def relu6(input, inplace=False):
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    """input where input > 0, else negative_slope * input. input: any shape."""
+    """input where input > 0, else negative_slope * input. input: any shape. An infinite
+    or NaN negative_slope (which the leaky_relu kernels refuse) is PyTorch's formula in
+    NumPy (0 * inf: NaN)."""
+    if _nonfinite(negative_slope):
+        x = _float("leaky_relu", "input", input)
+        with np.errstate(invalid="ignore"):
+            y = np.where(x > 0, x, x * x.dtype.type(negative_slope)).astype(x.dtype, copy=False)
+        return _in_place(x, y, inplace)
     return _elementwise(ops.leaky_relu, input, inplace, negative_slope)
 
 
@@ -275,8 +282,11 @@ def tanh(input):
 
 def softplus(input, beta=1.0, threshold=20.0):
     """log(1 + exp(beta * input)) / beta, or input where beta * input > threshold.
-    input: any shape. beta may be negative, as PyTorch's (0 gives inf)."""
-    if not isinstance(beta, (numbers.Real, np.floating)) or beta > 0:
+    input: any shape. beta may be negative, infinite or NaN and threshold NaN, as PyTorch's
+    (0 gives inf; the kernel's formula, which fastnn.ops refuses them for)."""
+    nan_threshold = _nonfinite(threshold) and math.isnan(threshold)
+    if not isinstance(beta, (numbers.Real, np.floating)) or (
+            0 < beta < math.inf and not nan_threshold):
         return ops.softplus(input, beta, threshold)
     kernel, x = _kernel("softplus", input)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
@@ -289,10 +299,26 @@ def softsign(input):
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    """min(max(input, min_val), max_val). input: any shape; min_val <= max_val."""
+    """min(max(input, min_val), max_val). input: any shape; min_val <= max_val. A NaN
+    bound (which the hardtanh kernels refuse) gives NaN everywhere, as PyTorch's clamp."""
     if isinstance(min_val, numbers.Real) and isinstance(max_val, numbers.Real) \
             and min_val > max_val:
         raise ValueError("min_val cannot be greater than max_val")
+    return _hardtanh(input, min_val, max_val, inplace)
+
+
+def _hardtanh(input, min_val, max_val, inplace):
+    """hardtanh without the order check (hardtanh_ has none, as PyTorch's: min_val >
+    max_val gives max_val, NaN stays NaN); a NaN bound or an inverted pair is NumPy's
+    clamp."""
+    if (_nonfinite(min_val) and math.isnan(min_val)) or (
+            _nonfinite(max_val) and math.isnan(max_val)) or (
+            isinstance(min_val, numbers.Real) and isinstance(max_val, numbers.Real)
+            and min_val > max_val):
+        x = _float("hardtanh", "input", input)
+        dt = x.dtype.type
+        y = np.minimum(np.maximum(x, dt(min_val)), dt(max_val)).astype(x.dtype, copy=False)
+        return _in_place(x, y, inplace)
     return _elementwise(ops.hardtanh, input, inplace, min_val, max_val)
 
 
@@ -2447,8 +2473,9 @@ def leaky_relu_(input, negative_slope=0.01):
 
 
 def hardtanh_(input, min_val=-1.0, max_val=1.0):
-    """hardtanh(input, min_val, max_val, inplace=True)."""
-    return hardtanh(input, min_val, max_val, inplace=True)
+    """hardtanh(input, min_val, max_val, inplace=True), without its min_val <= max_val
+    check (as PyTorch's: min_val > max_val gives max_val)."""
+    return _hardtanh(input, min_val, max_val, inplace=True)
 
 
 def celu_(input, alpha=1.0):
