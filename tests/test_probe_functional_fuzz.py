@@ -75,3 +75,15 @@ def test_hardtanh_takes_nan_bounds_and_hardtanh_inverted_ones(backend, dtype, lo
 def test_softplus_takes_a_non_finite_beta_or_a_nan_threshold(backend, dtype, beta, threshold):
     x = EDGES.astype(dtype)
     _same(F.softplus(x, beta, threshold), TF.softplus(torch.tensor(x), beta, threshold))
+
+
+@pytest.mark.parametrize("steps, k, pad", [(1, 2, 0), (2, 5, 1), (3, 2, 0)])
+def test_conv_tbc_gives_an_output_of_no_time_steps(dtype, steps, k, pad):
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((steps, 2, 3), (k, 3, 4), (4,)))
+    expected = TF.conv_tbc(*map(torch.tensor, (x, w, b)), pad).numpy()
+    ours = F.conv_tbc(x, w, b, pad)
+    assert ours.shape == expected.shape and ours.dtype == dtype
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="bias"):
+        F.conv_tbc(x, w, b[:3], pad)

@@ -3205,6 +3205,14 @@ def conv_tbc(input, weight, bias, pad=0):
         raise RuntimeValueError(
             f"{where}: expected input (T, B, C_in) and weight (k, C_in, C_out), "
             f"got {x.shape} and {w.shape}")
+    if _is_int(pad) and x.shape[0] + 2 * int(pad) - w.shape[0] + 1 == 0:
+        # an output of no time steps, as PyTorch's (conv1d refuses a kernel longer than
+        # its padded input)
+        b = _float(where, "bias", bias, dtype=x.dtype)
+        if b.shape != (w.shape[2],):
+            raise RuntimeValueError(f"{where}: expected bias of shape ({w.shape[2]},), got "
+                                    f"{b.shape}")
+        return np.zeros((0, x.shape[1], w.shape[2]), x.dtype)
     y = conv1d(np.ascontiguousarray(x.transpose(1, 2, 0)),
                np.ascontiguousarray(w.transpose(2, 1, 0)), bias, padding=pad)
     return _device.c_contiguous(y.transpose(2, 0, 1))
