@@ -306,24 +306,28 @@ def main(argv=None):
     results = {"backend": backend_info()}
     copy_bw = copy_bandwidth(1 << 10 if quick else 1 << 26, repeats)
     results["copy_gb_per_s"] = copy_bw / 1e9
-    results["mlp_step"] = mlp_step((8, 16, 16, 4) if quick else (784, 4096, 4096, 10),
-                                   4 if quick else 1024, repeats)
-    results["cnn_step"] = (cnn_step(2, repeats, 8, (2, 3), 4) if quick
-                           else cnn_step(128, repeats))
-    results["softmax_ce"] = softmax_ce(*((6, 10) if quick else (4096, 1000)), repeats)
-    if not quick:  # large enough that the kernels, not the launch path, take the time
-        results["softmax_ce_65536x1000"] = softmax_ce(65536, 1000, repeats)
-        results["batchnorm_65536x1024"] = batchnorm(65536, 1024, repeats)
-    for n, c in ((4, 8),) if quick else ((256, 1024), (4096, 1024)):
-        results[f"batchnorm_{n}x{c}"] = batchnorm(n, c, repeats)
-    for key, value in results.items():
+
+    def measured(key, value):
+        """Keep a result and write the results so far (a run stopped at its time limit
+        still leaves the sections it finished)."""
         if isinstance(value, dict) and "gb_per_s" in value:
             value["fraction_of_copy_bandwidth"] = value["gb_per_s"] * 1e9 / copy_bw
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            f.write(text + "\n")
+        results[key] = value
+        if args.json:
+            with open(args.json, "w") as f:
+                f.write(json.dumps(results, indent=2) + "\n")
+
+    measured("mlp_step", mlp_step((8, 16, 16, 4) if quick else (784, 4096, 4096, 10),
+                                  4 if quick else 1024, repeats))
+    measured("cnn_step", cnn_step(2, repeats, 8, (2, 3), 4) if quick
+             else cnn_step(128, repeats))
+    measured("softmax_ce", softmax_ce(*((6, 10) if quick else (4096, 1000)), repeats))
+    if not quick:  # large enough that the kernels, not the launch path, take the time
+        measured("softmax_ce_65536x1000", softmax_ce(65536, 1000, repeats))
+        measured("batchnorm_65536x1024", batchnorm(65536, 1024, repeats))
+    for n, c in ((4, 8),) if quick else ((256, 1024), (4096, 1024)):
+        measured(f"batchnorm_{n}x{c}", batchnorm(n, c, repeats))
+    print(json.dumps(results, indent=2))
     return results
 
 
