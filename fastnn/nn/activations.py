@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from .. import device as _device
-from ..errors import AssertionValueError
+from ..errors import AssertionValueError, IndexValueError, RuntimeValueError
 from ..validation import check_bool, check_number, check_only, check_positive_int
 from . import init as _init
 from .module import Module, Parameter
@@ -115,7 +115,10 @@ class GELU(_Elementwise):
 
     def __init__(self, approximate="none"):
         super().__init__()
-        check_only("GELU", "approximate", approximate, ("none", "tanh"))
+        try:
+            check_only("GELU", "approximate", approximate, ("none", "tanh"))
+        except ValueError as e:   # (PyTorch's RuntimeError, when called)
+            raise RuntimeValueError(str(e)) from None
         self.approximate = approximate
         self.kernel = "gelu" if approximate == "none" else "gelu_tanh"
 
@@ -223,7 +226,7 @@ class CELU(ELU):
     def __init__(self, alpha=1.0, inplace=False):
         super().__init__(alpha, inplace)
         if self.alpha == 0:
-            raise ValueError("CELU: alpha cannot be 0")
+            raise RuntimeValueError("CELU: alpha cannot be 0")  # (PyTorch: when called)
 
     def _args(self):
         return (1.0,)
@@ -375,8 +378,8 @@ class PReLU(Module):
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
         if self.num_parameters > 1 and (len(shape) < 2 or shape[1] != self.num_parameters):
-            raise ValueError(f"{self._where()}: expected {self.num_parameters} channels on "
-                             f"axis 1, got input of shape {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected {self.num_parameters} channels on "
+                                    f"axis 1, got input of shape {shape}")
         self._check_dtype(dtype, self.weight.data.dtype)
         return shape
 
@@ -458,8 +461,8 @@ class Softmax(_Elementwise):
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
         if not 0 <= self._axis(len(shape)) < max(len(shape), 1):
-            raise ValueError(f"{self._where()}: dim {self.dim} is out of range for an input "
-                             f"of shape {shape}")
+            raise IndexValueError(f"{self._where()}: dim {self.dim} is out of range for an input "
+                                  f"of shape {shape}")
         if self.dim is None:   # PyTorch's warning, each forward
             warn_implicit_dim(self.kernel if type(self) is not Softmin else "softmin", 4)
         return shape

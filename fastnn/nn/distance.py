@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import RuntimeValueError
+from ..errors import IndexValueError, RuntimeValueError
 from ..validation import (as_contiguous, check_bool, check_float_array, check_number,
                           check_positive_int)
 from . import init
@@ -89,8 +89,8 @@ class CosineSimilarity(_TwoInputs):
         x1, x2, caller, shapes = self._inputs(x1, x2)
         axis = self.dim + x1.ndim if self.dim < 0 else self.dim
         if not 0 <= axis < x1.ndim:
-            raise ValueError(f"{self._where()}: dim {self.dim} is out of range for inputs of "
-                             f"shape {x1.shape}")
+            raise IndexValueError(f"{self._where()}: dim {self.dim} is out of range for inputs of "
+                                  f"shape {x1.shape}")
         eps = x1.dtype.type(self.eps)
         with np.errstate(over="ignore", invalid="ignore"):   # (inf and NaN as PyTorch's)
             return self._similarity(x1, x2, axis, eps, caller, shapes)

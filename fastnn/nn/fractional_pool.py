@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
+from ..errors import RuntimeValueError
 from ..validation import FLOAT_DTYPES, check_bool, check_float_dtype
 from .conv import pair
 from .module import Module
@@ -160,9 +161,9 @@ class _FractionalMaxPool(ReturnsIndices, Module):
         for axis, (n, k, o) in enumerate(zip(spatial, self.kernel_size, out)):
             if o + k - 1 > n or (self.strict and o + k - 1 == n):
                 need = "more than" if self.strict else "at least"
-                raise ValueError(f"{where}: output size {o} with kernel size {k} needs an "
-                                 f"input {self.axis_names[axis]} of {need} {o + k - 1}, got "
-                                 f"{n} (input shape {shape})")
+                raise RuntimeValueError(f"{where}: output size {o} with kernel size {k} needs "
+                                        f"an input {self.axis_names[axis]} of {need} "
+                                        f"{o + k - 1}, got {n} (input shape {shape})")
         if self._random_samples is not None:
             self._check_samples(self._random_samples, shape, dtype)
         return shape[:-d] + tuple(out)

@@ -82,7 +82,10 @@ class Softshrink(Hardshrink):
     PyTorch requires); slope 1 outside [-lambd, lambd]."""
 
     def __init__(self, lambd=0.5):
-        check_number(type(self).__name__, "lambd", lambd, 0.0)
+        try:
+            check_number(type(self).__name__, "lambd", lambd, 0.0)
+        except ValueError as e:   # (PyTorch's RuntimeError, when called)
+            raise RuntimeValueError(str(e)) from None
         super().__init__(lambd)
 
     def _f(self, x):

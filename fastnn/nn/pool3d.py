@@ -90,8 +90,8 @@ class _Pool3d(_OnHost):
         self._p = triple(name, "padding", padding, 0)
         self._d = triple(name, "dilation", dilation, 1)
         if any(p > k // 2 for p, k in zip(self._p, self._k)):
-            raise ValueError(f"{name}: pad should be at most half of kernel size, got "
-                             f"padding {self._p} and kernel_size {self._k}")
+            raise RuntimeValueError(f"{name}: pad should be at most half of kernel size, got "
+                                    f"padding {self._p} and kernel_size {self._k}")
         self._ctx = None
 
     def _grid(self, shape):

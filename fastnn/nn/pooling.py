@@ -48,8 +48,8 @@ class _Pool2d(Module):
         self._given = (kernel_size, kernel_size if stride is None else stride, padding)
         self.kernel_size, self.stride, self.padding = self._given
         if any(p > k // 2 for p, k in zip(self._pairs[2], kernel)):
-            raise ValueError(f"{name}: padding {self._pairs[2]} must be at most half of "
-                             f"kernel_size {kernel}")
+            raise RuntimeValueError(f"{name}: padding {self._pairs[2]} must be at most half of "
+                                    f"kernel_size {kernel}")
         self._in_shape = None  # the (N, C, H, W) shape of the last forward's input
         self._unbatched = False
 
@@ -151,7 +151,8 @@ def check_divisor_override(where, value):
     too, as PyTorch's) as an int; anything else a ValueError."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
                               or value == 0):
-        raise ValueError(f"{where}: expected divisor_override to be a non-zero int or None, "
+        error = RuntimeValueError if value == 0 else ValueError   # (PyTorch's for 0)
+        raise error(f"{where}: expected divisor_override to be a non-zero int or None, "
                          f"got {value!r}")
     return None if value is None else int(value)
 

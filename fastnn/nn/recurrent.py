@@ -950,7 +950,10 @@ class RNNCell(RNNCellBase):
 
     def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh",
                  dtype=np.float32):
-        check_only("RNNCell", "nonlinearity", nonlinearity, ("tanh", "relu"))
+        try:
+            check_only("RNNCell", "nonlinearity", nonlinearity, ("tanh", "relu"))
+        except ValueError as e:   # (PyTorch's RuntimeError, when called; RNN's is a ValueError)
+            raise RuntimeValueError(str(e)) from None
         super().__init__(input_size, hidden_size, bias, 1, dtype)
         self.nonlinearity = nonlinearity
 

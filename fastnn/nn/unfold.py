@@ -10,6 +10,7 @@ adjoint: it adds each column's entries back at their window positions of an
 import numpy as np
 
 from .. import device as _device
+from ..errors import RuntimeValueError
 from ..kernels.window_shapes import window_out_size
 from .conv import check_no_empty_axes, pair
 from .conv3d import ALL, kernel_offsets, tap_slices
@@ -23,8 +24,9 @@ def _block_grid(where, size, kernel, dilation, padding, stride):
     for n, k, d, p, s in zip(size, kernel, dilation, padding, stride):
         span = d * (k - 1) + 1
         if n + 2 * p < span:
-            raise ValueError(f"{where}: the kernel (span {span} with dilation {d}) does not "
-                             f"fit an image of size {tuple(size)} padded by {p}")
+            raise RuntimeValueError(f"{where}: the kernel (span {span} with dilation {d}) "
+                                    f"does not fit an image of size {tuple(size)} padded by "
+                                    f"{p}")
         grid.append(window_out_size(n, k, s, p, dilation=d))
     return tuple(grid)
 
@@ -125,19 +127,20 @@ class Fold(_Blocks):
         where = self._where()
         kernel, dilation, padding, stride = self._window
         if len(shape) not in (2, 3):
-            raise ValueError(f"{where}: expected input of shape (N, C * kH * kW, L) or "
-                             f"(C * kH * kW, L), got {shape}")
+            raise RuntimeValueError(f"{where}: expected input of shape (N, C * kH * kW, L) or "
+                                    f"(C * kH * kW, L), got {shape}")
         check_no_empty_axes(where, shape, 2, "channels and block counts")   # (PyTorch's)
         area = kernel[0] * kernel[1]
         if shape[-2] % area:
-            raise ValueError(f"{where}: expected the size of dimension {len(shape) - 2} "
-                             f"({shape[-2]}) to be divisible by the kernel's "
-                             f"{kernel[0]} * {kernel[1]} = {area}")
+            raise RuntimeValueError(f"{where}: expected the size of dimension {len(shape) - 2} "
+                                    f"({shape[-2]}) to be divisible by the kernel's "
+                                    f"{kernel[0]} * {kernel[1]} = {area}")
         grid = _block_grid(where, self._size, kernel, dilation, padding, stride)
         if shape[-1] != grid[0] * grid[1]:
-            raise ValueError(f"{where}: expected {grid[0]} * {grid[1]} = {grid[0] * grid[1]} "
-                             f"blocks (output_size={self._size}) along the last dimension, "
-                             f"got {shape[-1]}")
+            blocks = grid[0] * grid[1]
+            raise RuntimeValueError(f"{where}: expected {grid[0]} * {grid[1]} = {blocks} "
+                                    f"blocks (output_size={self._size}) along the last "
+                                    f"dimension, got {shape[-1]}")
         return shape[:-2] + (shape[-2] // area,) + self._size
 
     def _forward(self, x, buffered):

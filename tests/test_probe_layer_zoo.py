@@ -1,0 +1,63 @@
+"""Findings of the layer-zoo fuzzer (random constructor arguments for the nn layers,
+forward and backward against torch.nn): the bad arguments and inputs for which the
+layer raised a bare ValueError where PyTorch raises a RuntimeError or IndexError. Each
+now raises fastnn.errors' two-type exception (a ValueError that is also PyTorch's
+type), at construction or at the call, where torch raises at the call.
+
+Each case is one bad construction and call, written once for both libraries: ``s`` is
+torch.nn or fastnn.nn, ``t`` turns a NumPy array into the library's array."""
+import numpy as np
+import pytest
+
+from fastnn import nn
+
+torch = pytest.importorskip("torch")  # (after fastnn: see fastnn's OpenMP warning)
+
+
+def _x(*shape):
+    return np.arange(float(np.prod(shape))).reshape(shape) / 7.0
+
+
+CASES = {
+    # RuntimeError in PyTorch
+    "MaxPool1d padding > kernel/2": lambda s, t: s.MaxPool1d(1, padding=1)(t(_x(1, 2, 6))),
+    "MaxPool2d padding > kernel/2": lambda s, t: s.MaxPool2d((1, 2), padding=1)(t(_x(1, 1, 3, 3))),
+    "MaxPool3d padding > kernel/2": lambda s, t: s.MaxPool3d(1, padding=1)(t(_x(1, 2, 3, 3))),
+    "AvgPool1d padding > kernel/2": lambda s, t: s.AvgPool1d(1, padding=1)(t(_x(1, 2, 5))),
+    "AvgPool2d padding > kernel/2": lambda s, t: s.AvgPool2d((2, 1), padding=1)(t(_x(1, 2, 4, 5))),
+    "AvgPool3d padding > kernel/2": lambda s, t: s.AvgPool3d((2, 2, 1), padding=1)(
+        t(_x(1, 2, 4, 2, 2))),
+    "AvgPool2d divisor_override=0": lambda s, t: s.AvgPool2d(2, divisor_override=0)(
+        t(_x(1, 1, 4, 4))),
+    "CELU alpha=0": lambda s, t: s.CELU(alpha=0.0)(t(_x(2, 3))),
+    "GELU approximate='bad'": lambda s, t: s.GELU(approximate="bad")(t(_x(2, 3))),
+    "Softshrink lambd<0": lambda s, t: s.Softshrink(-0.5)(t(_x(2, 5))),
+    "RNNCell nonlinearity='bad'": lambda s, t: s.RNNCell(3, 4, nonlinearity="bad")(t(_x(2, 3))),
+    "PReLU channels": lambda s, t: s.PReLU(3)(t(_x(3))),
+    "Unfold kernel larger than input": lambda s, t: s.Unfold(5, stride=2)(t(_x(1, 1, 3, 3))),
+    "Fold block count": lambda s, t: s.Fold(4, 2, dilation=2, stride=2)(t(_x(1, 8, 2))),
+    "Fold channels not divisible": lambda s, t: s.Fold(4, 2)(t(_x(2, 7, 9))),
+    "Fold rank": lambda s, t: s.Fold(4, 2)(t(_x(2, 3, 4, 5))),
+    "FractionalMaxPool3d pool too large": lambda s, t: s.FractionalMaxPool3d(
+        2, output_size=2)(t(_x(1, 1, 3, 3, 3))),
+    "FractionalMaxPool2d pool too large": lambda s, t: s.FractionalMaxPool2d(
+        2, output_size=3)(t(_x(1, 1, 3, 3))),
+    # IndexError in PyTorch
+    "Softmax dim out of range": lambda s, t: s.Softmax(dim=2)(t(_x(0, 3))),
+    "LogSoftmax dim out of range": lambda s, t: s.LogSoftmax(dim=2)(t(_x(2, 3))),
+    "Softmin dim out of range": lambda s, t: s.Softmin(dim=2)(t(_x(5))),
+    "CosineSimilarity dim out of range": lambda s, t: s.CosineSimilarity(dim=1)(
+        t(_x(4)), t(_x(4))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_layer_arguments_raise_pytorchs_type_that_is_a_value_error(name):
+    case = CASES[name]
+    with pytest.raises(Exception) as theirs:
+        case(torch.nn, lambda a: torch.from_numpy(a))
+    expected = theirs.type
+    assert expected in (RuntimeError, IndexError), theirs.value
+    with pytest.raises(expected) as ours:
+        case(nn, lambda a: a)
+    assert isinstance(ours.value, ValueError), ours.value
