@@ -36,7 +36,7 @@ EDGES = np.array([0.0, -0.0, 1.0, -1.0, INF, -INF, NAN, 1e-30, -1e-30, 30.0, -30
 
 def _same(ours, theirs):
     theirs = theirs.numpy()
-    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    assert isinstance(ours, np.ndarray) and ours.dtype == theirs.dtype and ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=0)   # NaN where NaN
     kept = ~np.isnan(theirs)
     np.testing.assert_array_equal(np.signbit(ours)[kept], np.signbit(theirs)[kept])
@@ -63,6 +63,12 @@ def test_hardtanh_takes_nan_bounds_and_hardtanh_inverted_ones(backend, dtype, lo
     ours = x.copy()
     assert F.hardtanh_(ours, lo, hi) is ours
     _same(ours, expected)
+    for shape in ((), (0,)):
+        zero_d = np.full(shape, 0.5, dtype)
+        _same(F.hardtanh_(zero_d.copy(), lo, hi), TF.hardtanh_(torch.tensor(zero_d), lo, hi))
+        _same(F.leaky_relu(zero_d, lo), TF.leaky_relu(torch.tensor(zero_d), lo))
+        if not lo > hi:
+            _same(F.hardtanh(zero_d, lo, hi), TF.hardtanh(torch.tensor(zero_d), lo, hi))
     if lo > hi:   # (PyTorch's F.hardtanh checks the order, its hardtanh_ does not)
         with pytest.raises(ValueError, match="min_val cannot be greater than max_val"):
             F.hardtanh(x, lo, hi)

@@ -317,7 +317,7 @@ def _hardtanh(input, min_val, max_val, inplace):
             and min_val > max_val):
         x = _float("hardtanh", "input", input)
         dt = x.dtype.type
-        y = np.minimum(np.maximum(x, dt(min_val)), dt(max_val)).astype(x.dtype, copy=False)
+        y = np.asarray(np.minimum(np.maximum(x, dt(min_val)), dt(max_val)), x.dtype)
         return _in_place(x, y, inplace)
     return _elementwise(ops.hardtanh, input, inplace, min_val, max_val)
 
