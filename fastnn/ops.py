@@ -28,7 +28,8 @@ from .backend import current
 from .kernels.window_shapes import window_out_size
 from .validation import (as_contiguous, as_labels, check_choice, check_flag,
                          check_float_array, check_no_overlap, check_number, check_out,
-                         check_positive_int, check_probabilities, check_same_shape, pair)
+                         check_positive_int, check_probabilities, check_same_shape, layout,
+                         pair)
 
 __all__ = optable.op_names()
 
@@ -709,7 +710,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     if indices is not None:
         _check_indices(where, indices, out_shape)
         if not _device.is_contiguous(indices):
-            raise ValueError(f"{where}: expected indices to be C-contiguous")
+            raise ValueError(f"{where}: expected indices to be C-contiguous, got "
+                             f"{layout(indices)}")
         if isinstance(indices, np.ndarray) and not indices.flags.writeable:
             raise ValueError(f"{where}: expected indices to be writeable (the op writes it), "
                              f"got a read-only array")
@@ -791,7 +793,8 @@ def _check_param_arrays(where, param, grad, optional=(), **state):
     Every state buffer is required but those named in optional (None where unused)."""
     _check(where, "param", param)
     if not _device.is_contiguous(param):
-        raise ValueError(f"{where}: param is updated in place and must be C-contiguous")
+        raise ValueError(f"{where}: param is updated in place and must be C-contiguous, got "
+                         f"{layout(param)}")
     if isinstance(param, np.ndarray) and not param.flags.writeable:
         raise ValueError(f"{where}: param is updated in place and must be writeable, got a "
                          f"read-only array")

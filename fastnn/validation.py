@@ -21,6 +21,10 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
     Returns x (unchanged).
     """
     if not isinstance(x, np.ndarray) and not (device_ok and is_device_array(x)):
+        if isinstance(x, np.generic):   # 'got float32' would read as an array's dtype
+            raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got a NumPy "
+                            f"scalar, numpy.{type(x).__name__}({x}) (np.asarray(x) is its 0-d "
+                            f"array)")
         raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got {type(x).__name__}")
     if isinstance(x, np.ma.MaskedArray):   # the kernels would read the masked values
         raise TypeError(f"{where}: expected {name} to be a plain numpy.ndarray, got a masked "
@@ -43,6 +47,14 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{where}: expected {name} of shape {want}, got {x.shape}")
     return x
+
+
+def layout(a):
+    """How an array lies in memory, for the errors that refuse its layout: 'an array of
+    shape (4, 6) and strides (4, 32)' (strides in bytes, as NumPy gives them)."""
+    strides = getattr(a, "strides", None)
+    return (f"an array of shape {tuple(a.shape)} and strides "
+            f"{None if strides is None else tuple(strides)}")
 
 
 def check_probabilities(where, name, values):
@@ -73,7 +85,7 @@ def check_out(where, name, out, shape, dtype):
     if not (type(out) is np.ndarray and out.dtype == dtype and out.shape == tuple(shape)):
         check_float_array(where, name, out, shape=tuple(shape), dtype=dtype, device_ok=True)
     if not is_contiguous(out):
-        raise ValueError(f"{where}: expected {name} to be C-contiguous")
+        raise ValueError(f"{where}: expected {name} to be C-contiguous, got {layout(out)}")
     if isinstance(out, np.ndarray) and not out.flags.writeable:
         raise ValueError(f"{where}: expected {name} to be writeable (the op writes it), "
                          f"got a read-only array")
