@@ -93,3 +93,14 @@ def test_conv_tbc_gives_an_output_of_no_time_steps(dtype, steps, k, pad):
     np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(RuntimeError, match="bias"):
         F.conv_tbc(x, w, b[:3], pad)
+
+
+@pytest.mark.parametrize("name", ["layer_norm", "rms_norm"])
+@pytest.mark.parametrize("normalized_shape", [(), []])
+def test_an_empty_normalized_shape_is_refused_as_torch(name, normalized_shape):
+    x = np.ones((2, 3))
+    with pytest.raises(RuntimeError, match="at least 1-dimensional"):
+        getattr(TF, name)(torch.tensor(x), normalized_shape)
+    with pytest.raises(RuntimeError, match="at least 1-dimensional") as error:
+        getattr(F, name)(x, normalized_shape)
+    assert isinstance(error.value, ValueError)

@@ -1357,9 +1357,10 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     normalized_shape = int_items(normalized_shape)
     shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) \
         else (normalized_shape,)
-    if not shape or not all(_is_int(v) for v in shape):
+    if not all(_is_int(v) for v in shape):
         raise TypeError(f"{where}: expected normalized_shape to be an int or a tuple of "
                         f"ints, got {normalized_shape!r}")
+    _nonempty_normalized_shape(shape)
     shape = tuple(int(v) for v in shape)
     if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
         raise RuntimeValueError(
@@ -2549,6 +2550,14 @@ def bilinear(input1, input2, weight, bias=None):
 
 
 # -------------------------------------------------------------- more normalisation
+def _nonempty_normalized_shape(shape):
+    """Refuse an empty normalized_shape, as PyTorch's layer_norm and rms_norm do."""
+    if not shape:
+        raise RuntimeValueError("Expected normalized_shape to be at least 1-dimensional, "
+                                "i.e., containing at least one element, but got "
+                                "normalized_shape = []")
+
+
 def _trailing_shape(where, x, normalized_shape):
     """normalized_shape as a tuple of ints matching x's trailing dimensions."""
     normalized_shape = int_items(normalized_shape)
@@ -2557,6 +2566,7 @@ def _trailing_shape(where, x, normalized_shape):
     if not all(_is_int(v) for v in shape):
         raise TypeError(f"{where}: expected normalized_shape to be an int or a tuple of "
                         f"ints, got {normalized_shape!r}")
+    _nonempty_normalized_shape(shape)
     shape = tuple(int(v) for v in shape)
     if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
         raise RuntimeValueError(
