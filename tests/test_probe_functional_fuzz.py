@@ -104,3 +104,17 @@ def test_an_empty_normalized_shape_is_refused_as_torch(name, normalized_shape):
     with pytest.raises(RuntimeError, match="at least 1-dimensional") as error:
         getattr(F, name)(x, normalized_shape)
     assert isinstance(error.value, ValueError)
+
+
+@pytest.mark.parametrize("name", ["nll_loss", "cross_entropy"])
+@pytest.mark.parametrize("ignore_index", [1.5, 1.0, float("inf"), None, True])
+def test_ignore_index_must_be_an_int_as_torch(name, ignore_index):
+    x, target = np.zeros((4, 3)), np.array([0, 1, 2, 1])
+    with pytest.raises(TypeError, match="ignore_index"):
+        getattr(TF, name)(torch.tensor(x), torch.tensor(target), ignore_index=ignore_index)
+    with pytest.raises(TypeError, match="argument 'ignore_index' must be int") as error:
+        getattr(F, name)(x, target, ignore_index=ignore_index)
+    assert isinstance(error.value, ValueError)
+    expected = getattr(TF, name)(torch.tensor(x), torch.tensor(target), ignore_index=1)
+    np.testing.assert_allclose(getattr(F, name)(x, target, ignore_index=np.int64(1)),
+                               expected.numpy())

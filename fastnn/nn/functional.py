@@ -1997,6 +1997,15 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
     return np.asarray(value, x.dtype)
 
 
+def _ignore_index(where, value):
+    """ignore_index as an int: PyTorch's TypeError for any other type (a float was
+    truncated, inf overflowed)."""
+    if not _is_int(value):
+        raise TypeValueError(f"{where}(): argument 'ignore_index' must be int, not "
+                             f"{type(value).__name__}")
+    return int(value)
+
+
 def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, reduce=None,
              reduction="mean"):
     """Negative log-likelihood: -weight[y] * input[y] for each sample's class y, reduced
@@ -2008,6 +2017,7 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     """
     where = "nll_loss"
     reduction = _reduction(size_average, reduce, reduction)
+    ignore_index = _ignore_index(where, ignore_index)
     x = _float(where, "input", input)
     labels = _integers(where, "target", target)
     rows, flat, loss_shape = _class_layout(where, x, labels)
@@ -2031,6 +2041,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     """
     where = "cross_entropy"
     reduction = _reduction(size_average, reduce, reduction)
+    ignore_index = _ignore_index(where, ignore_index)
     x = _float(where, "input", input)
     if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
         raise RuntimeValueError(f"label_smoothing must be between 0.0 and 1.0. Got: "
