@@ -118,3 +118,19 @@ def test_ignore_index_must_be_an_int_as_torch(name, ignore_index):
     expected = getattr(TF, name)(torch.tensor(x), torch.tensor(target), ignore_index=1)
     np.testing.assert_allclose(getattr(F, name)(x, target, ignore_index=np.int64(1)),
                                expected.numpy())
+
+
+@pytest.mark.parametrize("name, key", [("smooth_l1_loss", "beta"), ("huber_loss", "delta")])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_infinite_beta_and_delta_as_torch_and_nan_refused(backend, dtype, name, key, reduction):
+    x = np.array([0.0, 1.0, -3.0, 1e3, INF, NAN], dtype)
+    t = np.zeros_like(x)
+    for part in (slice(0, 4), slice(None)):   # (finite losses; with inf - inf = NaN)
+        expected = getattr(TF, name)(torch.tensor(x[part]), torch.tensor(t[part]),
+                                     reduction=reduction, **{key: INF})
+        _same(getattr(F, name)(x[part], t[part], reduction=reduction, **{key: INF}), expected)
+    with pytest.raises(RuntimeError, match="values for"):
+        getattr(TF, name)(torch.tensor(x), torch.tensor(t), **{key: NAN})
+    with pytest.raises(RuntimeError, match="values for") as error:
+        getattr(F, name)(x, t, reduction=reduction, **{key: NAN})
+    assert isinstance(error.value, ValueError)

@@ -1784,12 +1784,13 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean",
                    beta=1.0):
     """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (d = input - target), reduced
-    as mse_loss; beta >= 0 (0: the L1 loss). ops.smooth_l1_loss for 'mean' and 'sum'."""
+    as mse_loss; beta >= 0 (0: the L1 loss; inf: 0 for every finite d, as PyTorch's).
+    ops.smooth_l1_loss for 'mean' and 'sum' with a finite beta."""
     reduction = _reduction(size_average, reduce, reduction)
-    if beta < 0:
+    if not beta >= 0:   # (NaN too)
         raise RuntimeValueError("smooth_l1_loss does not support negative values for beta.")
     x, t = _pair("smooth_l1_loss", input, target)
-    if reduction == "none":
+    if reduction == "none" or math.isinf(beta):
         return _reduced(_reference.smooth_l1_losses(x, t, float(beta)), reduction)
     return _op_reduced(ops.smooth_l1_loss, x, t, reduction, float(beta))
 
@@ -1797,12 +1798,19 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2) (d = input - target):
     delta * smooth_l1_loss(beta=delta). Reduced as mse_loss, except that a weighted 'mean'
-    is the plain mean of the weighted terms (PyTorch's). delta > 0."""
+    is the plain mean of the weighted terms (PyTorch's). delta > 0 (inf: 0.5 d^2 for every
+    finite d, as PyTorch's)."""
     reduction = _reduction(None, None, reduction)
-    if delta <= 0:
+    if not delta > 0:   # (NaN too)
         raise RuntimeValueError("huber_loss does not support non-positive values for delta.")
     w = None if weight is None else _element_weight("huber_loss", weight, input)
     x, t = _pair("huber_loss", input, target)
+    if math.isinf(delta):   # (delta * smooth_l1 would be inf * 0)
+        d = np.abs(x - t)
+        with np.errstate(invalid="ignore"):
+            losses = np.where(d < delta, x.dtype.type(0.5) * d * d, x.dtype.type(delta) * (
+                d - x.dtype.type(0.5 * delta))).astype(x.dtype, copy=False)
+        return _reduced(losses if w is None else losses * w, reduction)
     if w is not None or reduction == "none":
         losses = _reference.smooth_l1_losses(x, t, float(delta)) * x.dtype.type(delta)
         return _reduced(losses if w is None else losses * w, reduction)
