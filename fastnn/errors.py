@@ -16,6 +16,13 @@ class TypeValueError(ValueError, TypeError):
     which PyTorch raises TypeError."""
 
 
+class DtypeError(TypeValueError, RuntimeError):
+    """An array of a dtype fastnn does not compute in (not float32/float64), arrays of
+    one call with mismatched dtypes, or labels/indices that are not integers: bad input
+    (ValueError), fastnn's TypeError for a wrong dtype as before, and the RuntimeError
+    PyTorch raises for the same mistake ("mat1 and mat2 must have the same dtype")."""
+
+
 class NotImplementedValueError(ValueError, NotImplementedError):
     """An argument combination PyTorch refuses with NotImplementedError (an interpolate
     mode for another input rank, an unknown padding mode, per_sample_weights outside

@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from .device import is_contiguous, is_device_array, to_host
-from .errors import TypeValueError
+from .errors import DtypeError, TypeValueError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -33,9 +33,9 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
         raise TypeError(f"{where}: expected {name} to be a plain numpy.ndarray, got a "
                         f"numpy.matrix (np.asarray(x) is its array)")
     if x.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}")
+        raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}")
     if dtype is not None and x.dtype != dtype:
-        raise TypeError(f"{where}: dtype mismatch: {name} is {x.dtype} but expected {dtype} "
+        raise DtypeError(f"{where}: dtype mismatch: {name} is {x.dtype} but expected {dtype} "
                         f"(all arrays of one call must share one dtype)")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
@@ -199,7 +199,7 @@ def check_labels(where, labels, n, num_classes):
     not)."""
     if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":
         got = labels.dtype if isinstance(labels, np.ndarray) else type(labels).__name__
-        raise TypeError(f"{where}: expected integer class labels, got {got}")
+        raise DtypeError(f"{where}: expected integer class labels, got {got}")
     if labels.shape != (n,):
         raise ValueError(f"{where}: expected labels of shape ({n},), got {labels.shape}")
     if n and (labels.min() < 0 or labels.max() >= num_classes):
@@ -240,7 +240,7 @@ def check_choice(where, name, value, choices):
 def check_float_dtype(where, dtype, name="input"):
     """A TypeError unless dtype is float32 or float64 (a layer's input dtype)."""
     if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{where}: expected {name} of dtype float32 or float64, got {dtype}")
+        raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {dtype}")
 
 
 def check_positive_int(where, name, value):

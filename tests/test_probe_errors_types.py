@@ -14,9 +14,11 @@ import warnings
 import numpy as np
 import pytest
 
+import fastnn
 import fastnn.nn.functional as F
 from fastnn import nn, optim
 from fastnn.data import default_collate
+from fastnn.errors import DtypeError
 from fastnn.nn import utils as nn_utils
 from fastnn.nn.utils import rnn
 
@@ -357,3 +359,42 @@ def test_bad_call_is_torchs_type_and_a_value_error(name):
         with pytest.raises(expected, match=match) as ours:
             call(OURS)
     assert isinstance(ours.value, ValueError), (type(ours.value), ours.value)
+
+
+# A dtype mistake: fastnn's TypeError (as before), the contract's ValueError, and the
+# RuntimeError PyTorch raises for it ("mat1 and mat2 must have the same dtype"). These
+# were a plain TypeError, which ``except ValueError`` and ``except RuntimeError`` missed.
+DTYPE_CASES = {
+    "linear-input-dtype": lambda s: s.nn.Linear(3, 2)(s.t(_a(4, 3))),
+    "f-linear-weight-dtype": lambda s: s.F.linear(s.t(_a(4, 3, dtype=np.float32)),
+                                                  s.t(_a(2, 3))),
+    "conv2d-input-dtype": lambda s: s.nn.Conv2d(1, 2, 3)(s.t(_a(1, 1, 5, 5))),
+    "cross-entropy-float-labels": lambda s: s.nn.CrossEntropyLoss()(
+        s.t(_a(2, 3)), s.t(_a(2))),
+    "nll-loss-float-labels": lambda s: s.F.nll_loss(s.t(_a(2, 3)), s.t(_a(2))),
+    "embedding-float-indices": lambda s: s.nn.Embedding(3, 2)(s.t(_a(2))),
+}
+
+
+@pytest.mark.parametrize("name", list(DTYPE_CASES))
+def test_dtype_mistake_is_torchs_runtime_error_a_type_and_a_value_error(name):
+    call = DTYPE_CASES[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError):
+            call(THEIRS)
+        with pytest.raises(RuntimeError) as ours:
+            call(OURS)
+    assert isinstance(ours.value, ValueError) and isinstance(ours.value, TypeError)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: fastnn.ops.relu(np.ones(3, np.float16)),
+    lambda: fastnn.ops.linear_forward(np.ones((2, 3), np.float32), np.ones((2, 3)), None),
+    lambda: nn.Linear(3, 2)(np.ones((2, 3), np.int64)),
+    lambda: nn.Parameter(np.ones(3, np.int32)),
+], ids=["op-float16", "op-mixed", "layer-int", "parameter-int"])
+def test_dtype_errors_are_every_type_a_user_may_catch(call):
+    with pytest.raises(DtypeError) as caught:
+        call()
+    assert all(isinstance(caught.value, t) for t in (ValueError, TypeError, RuntimeError))

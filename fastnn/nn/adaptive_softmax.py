@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..errors import RuntimeValueError, TypeValueError
+from ..errors import DtypeError, RuntimeValueError, TypeValueError
 from ..validation import FLOAT_DTYPES, check_bool, check_float_array, check_positive_int
 from .container import ModuleList, Sequential
 from .linear import Linear
@@ -84,7 +84,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         head_bias = check_bool(name, "head_bias", head_bias)
         dtype = np.dtype(np.float32 if dtype is None else dtype)
         if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{name}: expected dtype float32 or float64, got {dtype}")
+            raise DtypeError(f"{name}: expected dtype float32 or float64, got {dtype}")
         self.in_features = in_features
         self.n_classes = n_classes
         self.cutoffs = [int(c) for c in cutoffs] + [n_classes]
@@ -119,7 +119,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         if not _device.is_array(target):
             target = np.asarray(target)   # a Python int as the label of one sample
         if target.dtype.kind not in "iu":
-            raise TypeError(f"{where}: expected target to be integer class labels, got "
+            raise DtypeError(f"{where}: expected target to be integer class labels, got "
                             f"{target.dtype}")
         t = _device.to_host(target)
         if t.ndim == 1:

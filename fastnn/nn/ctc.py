@@ -8,6 +8,7 @@ log-sum-exp steps are PyTorch's CPU kernel's (LossCTC.cpp), term for term.
 import numpy as np
 
 from .. import device as _device
+from ..errors import DtypeError
 from ..validation import check_flag, check_float_array
 from .loss import Loss
 
@@ -135,7 +136,7 @@ class CTCLoss(Loss):
         """(N, max target length) int64 labels, padded with the blank."""
         if not _device.is_array(targets) or targets.dtype.kind not in "iu":
             got = targets.dtype if _device.is_array(targets) else type(targets).__name__
-            raise TypeError(f"{where}: expected targets to be an integer array, got {got}")
+            raise DtypeError(f"{where}: expected targets to be an integer array, got {got}")
         targets = _device.to_host(targets)
         s = int(l_len.max(initial=0))
         positions = np.arange(s)[None, :]
@@ -174,7 +175,7 @@ def _lengths(where, name, value, n):
         value = _device.to_host(value)
     array = np.asarray(value)
     if array.dtype.kind not in "iu":   # (bools and floats too)
-        raise TypeError(f"{where}: expected {name} to be integers, got {array.dtype}")
+        raise DtypeError(f"{where}: expected {name} to be integers, got {array.dtype}")
     if array.ndim > 1 or array.size != n:
         raise ValueError(f"{where}: expected {name} to hold one length per sequence ({n}), "
                          f"got shape {array.shape}")

@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import AssertionValueError, IndexValueError
+from ..errors import AssertionValueError, DtypeError, IndexValueError
 from ..validation import check_bool, check_only, check_number, check_positive_int
 from . import init
 from .module import Module, Parameter
@@ -150,7 +150,7 @@ class Embedding(Module):
 
     def infer_shape(self, shape, dtype):
         if np.dtype(dtype).kind not in "iu":
-            raise TypeError(f"{self._where()}: expected integer indices, got {dtype}")
+            raise DtypeError(f"{self._where()}: expected integer indices, got {dtype}")
         return tuple(shape) + (self.embedding_dim,)
 
     def _checked_indices(self, x):

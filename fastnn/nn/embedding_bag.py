@@ -3,8 +3,8 @@ NumPy on the host (a GPU model's table comes to the host and its gradient goes b
 import numpy as np
 
 from .. import device as _device
-from ..errors import (AssertionValueError, IndexValueError, NotImplementedValueError,
-                      RuntimeValueError)
+from ..errors import (AssertionValueError, DtypeError, IndexValueError,
+                      NotImplementedValueError, RuntimeValueError)
 from ..validation import check_bool, check_float_array, check_only, check_positive_int
 from .embedding import Embedding, check_renorm, embedding_table, renorm_repr, renorm_rows
 from .module import Module, Parameter, check_kept, kept_for_backward
@@ -100,7 +100,7 @@ class EmbeddingBag(Module):
         where = self._where()
         if not _device.is_array(input) or input.dtype.kind not in "iu":
             got = input.dtype if _device.is_array(input) else type(input).__name__
-            raise TypeError(f"{where}: expected integer indices as a numpy.ndarray, got {got}")
+            raise DtypeError(f"{where}: expected integer indices as a numpy.ndarray, got {got}")
         caller = _device.namespace_of(input)
         if self._device == "cpu":
             self._arrive("input", input)   # a device array for a host model: its error
@@ -125,7 +125,7 @@ class EmbeddingBag(Module):
         """(B, embedding_dim) for (B, N) indices: the form a Sequential can run (1-D
         indices need offsets: call the layer itself)."""
         if np.dtype(dtype).kind not in "iu":
-            raise TypeError(f"{self._where()}: expected integer indices, got {dtype}")
+            raise DtypeError(f"{self._where()}: expected integer indices, got {dtype}")
         if len(shape) != 2:
             raise ValueError(f"{self._where()}: expected (B, N) indices (bags of N) here, got "
                              f"shape {tuple(shape)}; 1-D indices need offsets: "
@@ -152,7 +152,7 @@ class EmbeddingBag(Module):
                 raise ValueError(f"{where}: offsets has to be a 1-D integer array with 1-D "
                                  f"input, got {type(offsets).__name__}")
             if offsets.dtype.kind not in "iu":
-                raise TypeError(f"{where}: expected integer offsets, got {offsets.dtype}")
+                raise DtypeError(f"{where}: expected integer offsets, got {offsets.dtype}")
             starts = _device.to_host(offsets).astype(np.int64)
             m = x.shape[0]
             if self.include_last_offset and starts.size == 0:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import RuntimeValueError
+from ..errors import DtypeError, RuntimeValueError
 from ..validation import FLOAT_DTYPES, check_bool, check_float_dtype
 from .conv import pair
 from .module import Module
@@ -126,7 +126,7 @@ class _FractionalMaxPool(ReturnsIndices, Module):
         where = self._where()
         if not _device.is_array(samples) or samples.dtype not in FLOAT_DTYPES:
             got = samples.dtype if _device.is_array(samples) else type(samples).__name__
-            raise TypeError(f"{where}: expected _random_samples to be a float32 or float64 "
+            raise DtypeError(f"{where}: expected _random_samples to be a float32 or float64 "
                             f"array, got {got}")
         s = tuple(samples.shape)
         if len(s) != 3 or s[2] != self.dims:
@@ -136,7 +136,7 @@ class _FractionalMaxPool(ReturnsIndices, Module):
             return
         batch, channels = (1, shape[0]) if len(shape) == self.dims + 1 else shape[:2]
         if samples.dtype != dtype:
-            raise TypeError(f"{where}: _random_samples of dtype {samples.dtype} do not match "
+            raise DtypeError(f"{where}: _random_samples of dtype {samples.dtype} do not match "
                             f"the input dtype {dtype}")
         if s[0] < batch or s[1] != channels:
             raise ValueError(f"{where}: expected _random_samples of shape (N >= {batch}, "

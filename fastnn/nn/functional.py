@@ -67,8 +67,8 @@ from .. import device as _device
 from .. import ops
 from .. import random as _random
 from ..backend import current as _current_backend
-from ..errors import (AssertionValueError, IndexValueError, NotImplementedValueError,
-                      RuntimeValueError, TypeValueError)
+from ..errors import (AssertionValueError, DtypeError, IndexValueError,
+                      NotImplementedValueError, RuntimeValueError, TypeValueError)
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
@@ -1436,7 +1436,7 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
 def _integers(where, name, value):
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu":
         got = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
-        raise TypeError(f"{where}: expected {name} to be an integer numpy.ndarray, got {got}")
+        raise DtypeError(f"{where}: expected {name} to be an integer numpy.ndarray, got {got}")
     return value
 
 
@@ -2082,7 +2082,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         return _reduced(losses.astype(x.dtype, copy=False), reduction).reshape(
             loss_shape if reduction == "none" else ())
     if target.dtype.kind == "f":
-        raise TypeError(f"{where}: expected target to be integer classes of shape "
+        raise DtypeError(f"{where}: expected target to be integer classes of shape "
                         f"{x.shape[:axis] + x.shape[axis + 1:]} or probabilities of input's "
                         f"shape {x.shape}, got {target.dtype} of shape {target.shape}")
     rows, flat, loss_shape = _class_layout(where, x, _integers(where, "target", target))

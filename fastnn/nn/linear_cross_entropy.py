@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import grad_mode as _grad_mode
-from ..errors import RuntimeValueError
+from ..errors import DtypeError, RuntimeValueError
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, check_float_array,
                           check_positive_int)
 from .linear import Linear
@@ -95,7 +95,7 @@ class LinearCrossEntropyLoss(Module):
                              f"chunk_elements) and takes options=None only")
         dtype = np.dtype(np.float32 if dtype is None else dtype)
         if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{name}: expected dtype float32 or float64, got {dtype}")
+            raise DtypeError(f"{name}: expected dtype float32 or float64, got {dtype}")
         weights = class_weights(name, weight)
         self.num_classes = num_classes
         self.out_features = tuple(out_features) if isinstance(out_features, tuple) \
@@ -221,7 +221,7 @@ class LinearCrossEntropyLoss(Module):
         else:
             want = batch + out
             if target.dtype.kind not in "iu":
-                raise TypeError(f"{where}: expected target to be integer class labels of "
+                raise DtypeError(f"{where}: expected target to be integer class labels of "
                                 f"shape {want} or probabilities of shape {logits_shape}, got "
                                 f"{target.dtype} of shape {tuple(target.shape)}")
             if tuple(target.shape) != want:

@@ -27,7 +27,7 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
-from ..errors import IndexValueError, RuntimeValueError
+from ..errors import DtypeError, IndexValueError, RuntimeValueError
 from ..ops import loss_value
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labels,
                           broadcasts_to, check_flag, check_float_array, check_labels,
@@ -807,7 +807,7 @@ class MultiLabelMarginLoss(_OnHost):
                                     f"got {pred.shape}")
         if not _device.is_array(target) or target.dtype.kind not in "iu":
             got = target.dtype if _device.is_array(target) else type(target).__name__
-            raise TypeError(f"{where}: expected target to be integer class indices ended by "
+            raise DtypeError(f"{where}: expected target to be integer class indices ended by "
                             f"-1, got {got}")
         target = _device.to_host(target)
         if target.shape != tuple(pred.shape):
@@ -1145,7 +1145,7 @@ class CrossEntropyLoss(_ClassTargets):
             return self._beside(pred, self._dense(pred, target))
         if kind == "f":
             if target.ndim == 1:  # (N,) class labels of a float dtype, as PyTorch refuses
-                raise TypeError(f"{where}: expected integer class labels ({n},) or "
+                raise DtypeError(f"{where}: expected integer class labels ({n},) or "
                                 f"probabilities ({n}, {c}), got a {target.dtype} target of "
                                 f"shape {tuple(target.shape)}; class labels need an integer "
                                 f"dtype (y.astype(np.int64))")
@@ -1156,7 +1156,7 @@ class CrossEntropyLoss(_ClassTargets):
             pred, target = self._check_same(pred, target)
             return (pred, target) if plain else self._beside(pred, self._dense(pred, target))
         got = target.dtype if _device.is_array(target) else type(target).__name__
-        raise TypeError(f"{where}: expected target to be integer labels (N,) or "
+        raise DtypeError(f"{where}: expected target to be integer labels (N,) or "
                         f"probabilities (N, C) as a numpy.ndarray, got {got}")
 
     def _kernel_into(self, k):
@@ -1212,7 +1212,7 @@ class NLLLoss(_ClassTargets, _OnHost):
         pred = self._check_pred(pred)
         if not _device.is_array(target) or target.dtype.kind not in "iu":
             got = target.dtype if _device.is_array(target) else type(target).__name__
-            raise TypeError(f"{where}: expected target to be integer class labels (N,), "
+            raise DtypeError(f"{where}: expected target to be integer class labels (N,), "
                             f"got {got}")
         if target.shape != pred.shape[:1]:
             raise ValueError(f"{where}: expected labels of shape ({pred.shape[0]},), got "

@@ -78,7 +78,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import grad_mode as _grad_mode
-from ..errors import AssertionValueError, RuntimeValueError
+from ..errors import AssertionValueError, DtypeError, RuntimeValueError
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array, int_items
 from . import plain_values
 from .parameter_ops import ParameterArithmetic
@@ -242,7 +242,7 @@ class Parameter(ParameterArithmetic):
         data = np.empty(0, np.float32) if data is None else np.array(data, copy=True,
                                                                      order="C")
         if data.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"Parameter: expected float32 or float64 data, got {data.dtype}")
+            raise DtypeError(f"Parameter: expected float32 or float64 data, got {data.dtype}")
         self.data = data
         self.grad = np.zeros_like(data)
         # zeros that no backward wrote yet: PyTorch's None grad of a new parameter,
@@ -303,7 +303,7 @@ class Parameter(ParameterArithmetic):
             raise ValueError(f"Parameter.grad: attempting to assign a gradient of shape "
                              f"{tuple(value.shape)} to a parameter of shape {tuple(data.shape)}")
         if value.dtype != data.dtype:
-            raise TypeError(f"Parameter.grad: attempting to assign a gradient of dtype "
+            raise DtypeError(f"Parameter.grad: attempting to assign a gradient of dtype "
                             f"{value.dtype} to a parameter of dtype {data.dtype}")
         if _device.device_of(value) != _device.device_of(data):
             raise ValueError(f"Parameter.grad: attempting to assign a gradient on "
@@ -1563,7 +1563,7 @@ class Module:
             raise RuntimeValueError(f"{self._where()}: a backward hook returned {name} of "
                                     f"shape {tuple(new.shape)}, expected {tuple(old.shape)}")
         if new.dtype != old.dtype:
-            raise TypeError(f"{self._where()}: a backward hook returned {name} of dtype "
+            raise DtypeError(f"{self._where()}: a backward hook returned {name} of dtype "
                             f"{new.dtype}, expected {old.dtype}")
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
@@ -1959,7 +1959,7 @@ class Module:
         keeps them here too, where PyTorch's would convert them)."""
         if not _is_dtype_like(dtype) or np.dtype(dtype) not in FLOAT_DTYPES:
             got = np.dtype(dtype) if _is_dtype_like(dtype) else repr(dtype)
-            raise TypeError(f"{type(self).__name__}.to_dtype: expected float32 or float64, "
+            raise DtypeError(f"{type(self).__name__}.to_dtype: expected float32 or float64, "
                             f"got {got}")
         dtype = np.dtype(dtype)
         # the modules whose arrays change dtype (and those holding them) refuse the
@@ -2006,13 +2006,13 @@ class Module:
         if name in _HALF_NAMES or (_is_dtype_like(dst_type)
                                     and np.dtype(dst_type) == np.float16):
             label = np.dtype(dst_type).name if _is_dtype_like(dst_type) else name
-            raise TypeError(f"{where}: {label} is not supported: fastnn runs float32 and "
+            raise DtypeError(f"{where}: {label} is not supported: fastnn runs float32 and "
                             f"float64 only (use .float() or .double())")
         if name in _TORCH_FLOAT_NAMES:
             return self.to_dtype(_TORCH_FLOAT_NAMES[name])
         if not _is_dtype_like(dst_type) or np.dtype(dst_type) not in FLOAT_DTYPES:
             got = np.dtype(dst_type) if _is_dtype_like(dst_type) else repr(dst_type)
-            raise TypeError(f"{where}: expected float32 or float64, got {got}")
+            raise DtypeError(f"{where}: expected float32 or float64, got {got}")
         return self.to_dtype(dst_type)
 
     def half(self):
@@ -2058,7 +2058,7 @@ class Module:
         if self.takes_indices:  # an Embedding (or a Sequential starting with one)
             if not _device.is_array(x) or x.dtype.kind not in "iu":
                 got = x.dtype if _device.is_array(x) else type(x).__name__
-                raise TypeError(f"{self._where()}: expected integer indices as a "
+                raise DtypeError(f"{self._where()}: expected integer indices as a "
                                 f"numpy.ndarray, got {got}")
         elif type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES:
             check_float_array(self._where(), "input", x, device_ok=True)
@@ -2231,7 +2231,7 @@ class Module:
         """A TypeError unless an input of dtype suits parameters of param_dtype (None: a
         layer without parameters takes either float type)."""
         if param_dtype is not None and dtype != param_dtype:
-            raise TypeError(f"{self._where()}: input dtype {dtype} does not match the layer's "
+            raise DtypeError(f"{self._where()}: input dtype {dtype} does not match the layer's "
                             f"parameters ({param_dtype}); convert the input or call "
                             f".float()/.double() on the model")
 
@@ -2279,7 +2279,7 @@ class Module:
                 if dtype is None:
                     dtype, first = a.dtype, label
                 elif a.dtype != dtype:
-                    raise TypeError(f"{self._where()}: {label} has dtype {a.dtype} but "
+                    raise DtypeError(f"{self._where()}: {label} has dtype {a.dtype} but "
                                     f"{first} has {dtype}; a layer's parameters and buffers "
                                     f"must share one dtype (call .float()/.double())")
 

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..errors import RuntimeValueError
+from ..errors import DtypeError, RuntimeValueError
 from ..validation import check_bool, check_float_dtype, check_number
 from .conv import As1d, add_batch_axis, check_no_empty_axes, drop_batch_axis, pair, spatial_out
 from .module import Module
@@ -371,7 +371,7 @@ class MaxUnpool2d(Module):
         where = self._where()
         if not _device.is_array(indices) or indices.dtype.kind not in "iu":
             got = indices.dtype if _device.is_array(indices) else type(indices).__name__
-            raise TypeError(f"{where}: expected integer indices (MaxPool's "
+            raise DtypeError(f"{where}: expected integer indices (MaxPool's "
                             f"return_indices output), got {got}")
         if tuple(indices.shape) != tuple(x.shape):
             raise RuntimeValueError(f"{where}: expected indices of the input's shape "

@@ -17,6 +17,7 @@ NumPy copies either way.
 import numpy as np
 
 from .. import device as _device
+from ..errors import DtypeError
 from ..nn.module import Parameter, _picklable, _unpickled
 
 
@@ -197,7 +198,7 @@ def check_parameter(where, p, index):
         raise TypeError(f"{where}: expected Parameters (objects with .data and .grad arrays), "
                         f"got {type(p).__name__} at position {index}")
     if data.dtype not in (np.float32, np.float64):
-        raise TypeError(f"{where}: parameter {index} has dtype {data.dtype}; "
+        raise DtypeError(f"{where}: parameter {index} has dtype {data.dtype}; "
                         f"expected float32 or float64")
     grad = raw_grad(p)
     if grad is not None:
