@@ -128,6 +128,41 @@ def test_copies_between_host_and_device_move_the_right_values(driver):
     assert "copies ok" in _run(driver, _COPIES)
 
 
+_THREAD_COPIES = """
+import threading
+import numpy as np
+from numba import cuda
+import fastnn.device as fd
+from fastnn.kernels.cuda import _common as c
+
+a = np.arange(6.0)
+d, e = c.to_device(a), cuda.device_array(6)
+done = {}
+
+
+def work():   # a thread that has made no numba call yet: no current context
+    out = np.zeros(6)
+    assert np.array_equal(fd.to_host(d), a) and c.to_host(d, out) is out
+    c.copy_into(e, d)
+    c.copy_into(d, a + 1)
+    done["values"] = out, e.copy_to_host(), d.copy_to_host()
+
+
+thread = threading.Thread(target=work)
+thread.start()
+thread.join()
+out, copied, put = done["values"]
+assert np.array_equal(out, a) and np.array_equal(copied, a) and np.array_equal(put, a + 1)
+print("thread copies ok")
+"""
+
+
+def test_copies_from_a_thread_that_made_no_numba_call(driver):
+    # the stand-in driver, as a real one, refuses copies without a current context
+    # (CUDA_ERROR_INVALID_CONTEXT): fastnn's own driver copies make numba's current first
+    assert "thread copies ok" in _run(driver, _THREAD_COPIES)
+
+
 _LAUNCHES = """
 import ctypes, os, struct, threading
 import numpy as np

@@ -49,6 +49,17 @@ static void count_launch(void *function, const unsigned dims[6], void *stream,
 
 static int context;  /* the one context's handle is its address */
 static __thread void *current_context;
+/* as a real driver: copies and launches need a context current on the calling thread
+ * (CUDA_ERROR_INVALID_CONTEXT, 201), and a launch's sizes must be within the device's
+ * limits (CUDA_ERROR_INVALID_VALUE, 1): at most 1024 threads a block (x and y up to
+ * 1024, z up to 64), grid x up to 2^31 - 1, y and z up to 65535 */
+#define NEEDS_CONTEXT() do { if (!current_context) return 201; } while (0)
+static int launch_sizes_ok(const unsigned d[6]) {
+    for (int k = 0; k < 6; k++)
+        if (d[k] == 0) return 0;
+    return d[0] <= 2147483647u && d[1] <= 65535 && d[2] <= 65535 && d[3] <= 1024
+           && d[4] <= 1024 && d[5] <= 64 && (unsigned long long)d[3] * d[4] * d[5] <= 1024;
+}
 static unsigned char cubin[64];
 
 static void *handle(void) { return malloc(16); }  /* each module, function... its own */
@@ -163,16 +174,19 @@ CUresult cuMemGetAddressRange_v2(CUdeviceptr *base, size_t *size, CUdeviceptr p)
 }
 
 CUresult cuMemcpyHtoD_v2(CUdeviceptr dst, const void *src, size_t n) {
+    NEEDS_CONTEXT();
     fake_htod++;
     memcpy(host(dst), src, n);
     return 0;
 }
 CUresult cuMemcpyDtoH_v2(void *dst, CUdeviceptr src, size_t n) {
+    NEEDS_CONTEXT();
     fake_dtoh++;
     memcpy(dst, host(src), n);
     return 0;
 }
 CUresult cuMemcpyDtoD_v2(CUdeviceptr dst, CUdeviceptr src, size_t n) {
+    NEEDS_CONTEXT();
     fake_dtod++;
     memmove(host(dst), host(src), n);
     return 0;
@@ -248,6 +262,8 @@ CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, u
                         unsigned by, unsigned bz, unsigned shared, void *stream,
                         void **params, void **extra) {
     unsigned dims[6] = {gx, gy, gz, bx, by, bz};
+    NEEDS_CONTEXT();
+    if (!launch_sizes_ok(dims)) return 1;
     if (fake_failing_launches > 0) {
         fake_failing_launches--;
         return 400;
@@ -259,6 +275,8 @@ CUresult cuLaunchCooperativeKernel(void *function, unsigned gx, unsigned gy, uns
                                    unsigned bx, unsigned by, unsigned bz, unsigned shared,
                                    void *stream, void **params) {
     unsigned dims[6] = {gx, gy, gz, bx, by, bz};
+    NEEDS_CONTEXT();
+    if (!launch_sizes_ok(dims)) return 1;
     count_launch(function, dims, stream, params);
     return 0;
 }
@@ -381,6 +399,8 @@ CUresult cuPointerGetAttributes(unsigned n, int *attributes, void **data, CUdevi
 struct launch_config { unsigned dims[7]; void *stream; };
 CUresult cuLaunchKernelEx(const struct launch_config *config, void *function, void **params,
                           void **extra) {
+    NEEDS_CONTEXT();
+    if (!launch_sizes_ok(config->dims)) return 1;
     count_launch(function, config->dims, config->stream, params);
     return 0;
 }

@@ -24,7 +24,7 @@ if not cuda.is_available():
 
 from numba import config as _numba_config
 
-from .launch import jit_kernel
+from .launch import ensure_context, jit_kernel
 
 SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
 
@@ -93,6 +93,7 @@ def to_host(d, out=None):
     if out is None:
         out = np.empty(d.shape, d.dtype)
     if out.nbytes:
+        ensure_context()  # (a thread that has only read arrays made elsewhere has none)
         _driver.device_to_host(out, d, out.nbytes)
     return out
 
@@ -112,6 +113,7 @@ def copy_into(dst, src):
     nbytes = dst.size * dst.dtype.itemsize
     if not nbytes:
         return
+    ensure_context()
     if on_device:
         _driver.device_to_device(dst, src, nbytes)
     else:

@@ -263,6 +263,16 @@ class _Launch:
             _worked = True
 
 
+def ensure_context():
+    """Make numba's CUDA context current on the calling thread, once a thread, as numba's
+    own calls do before theirs: the driver's launches and copies that fastnn makes
+    itself (here and in _common's copies) need a current context, and a thread that has
+    not called numba yet has none (CUDA_ERROR_INVALID_CONTEXT)."""
+    if not getattr(_thread, "context", False):
+        cuda.current_context()
+        _thread.context = True
+
+
 def _first_launch(kernel, grid, block, args, keys):
     """Launch through numba, which compiles, and keep what later launches with these
     argument types need."""
