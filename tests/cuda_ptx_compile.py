@@ -102,6 +102,9 @@ def kernels(t):
         ("act grad", dense._act_grad, (a1, a1, i64, t, a1)),
         ("gemm epilogue", gemm._epilogue, (a1, a1, b, i64, t, i64)),
         ("fill zero", device._fill_zero, (a1,)),
+        # contiguous copies of strided device arrays (layout "A")
+        *[(f"gather {nd}-D", device._GATHERS[nd], (types.Array(t, nd, "A"), a1))
+          for nd in (1, 2, 3, 4)],
         ("gemm tiled", gemm._tiled(config.TILE), (a2, a2, a2, b, b, b, a1, b, i64, t)),
         ("BatchNorm (N, C) forward", bn2d[0], bn_fwd(a2)),
         ("BatchNorm (N, C) backward", bn2d[1], bn_bwd(a2)),
