@@ -69,11 +69,13 @@ PY
 tail -n 8 "$OUT/gpu.txt"
 
 # check mode: besides their values, every direct kernel launch (kernels/cuda/launch.py) is
-# compared with numba's typing and marshalling of its arguments
+# compared with numba's typing and marshalling of its arguments. (The H200 run of
+# 2026-11-28 ran 137 + 231 of these tests; they are 318 + 426 since, untimed on a GPU:
+# --durations says where the time goes.)
 stage tests 150 env FASTNN_CUDA_LAUNCH=check python3 -m pytest -q -p no:cacheprovider \
-    --maxfail=20 tests/test_cuda_ops.py tests/test_cuda_modules.py tests/test_cuda_sim.py \
+    --maxfail=20 --durations=10 tests/test_cuda_ops.py tests/test_cuda_modules.py tests/test_cuda_sim.py \
     -k "not simulator"
-stage conformance 120 python3 -m pytest -q -p no:cacheprovider --maxfail=20 \
+stage conformance 120 python3 -m pytest -q -p no:cacheprovider --maxfail=20 --durations=10 \
     tests/test_conformance.py -k cuda
 stage train_mlp 75 python3 -m fastnn train --backend cuda --dataset fashion-mnist \
     --data-root .gpudata --epochs 5 --no-progress --metrics "$OUT/train_mlp.json"
