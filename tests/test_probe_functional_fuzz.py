@@ -1,6 +1,8 @@
 """Found by fuzzing fastnn.nn.functional against torch.nn.functional 2.13 (random inputs
 and options, float32 and float64, every backend): results that must be arrays of
 PyTorch's shape even for 0-d inputs."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,40 @@ def test_infinite_beta_and_delta_as_torch_and_nan_refused(backend, dtype, name, 
     with pytest.raises(RuntimeError, match="values for") as error:
         getattr(F, name)(x, t, reduction=reduction, **{key: NAN})
     assert isinstance(error.value, ValueError)
+
+
+def _loss_calls():
+    rng = np.random.default_rng(0)
+    x, t = rng.random((4, 3)), rng.random((4, 3))
+    s, lab = np.sign(rng.standard_normal((4, 3))), np.array([0, 1, 2, 1])
+    log_probs = np.log(np.full((5, 1, 3), 1 / 3))
+    return {
+        "mse_loss": (x, t), "l1_loss": (x, t), "smooth_l1_loss": (x, t), "huber_loss": (x, t),
+        "soft_margin_loss": (x, s), "binary_cross_entropy": (x, t),
+        "binary_cross_entropy_with_logits": (x, t), "kl_div": (x, t),
+        "hinge_embedding_loss": (x, s), "margin_ranking_loss": (x[0], t[0], s[0]),
+        "multilabel_margin_loss": (x, np.array([[0, 1, -1]] * 4)),
+        "multi_margin_loss": (x, lab), "cosine_embedding_loss": (x, t, np.ones(4)),
+        "triplet_margin_loss": (x, t, x), "cross_entropy": (x, lab), "nll_loss": (x, lab),
+        "ctc_loss": (log_probs, np.array([[1, 2]]), np.array([5]), np.array([2])),
+        # PyTorch checks these against its own list: 'elementwise_mean' is refused
+        "poisson_nll_loss": (x, t), "gaussian_nll_loss": (x, t, t + 0.1),
+        "multilabel_soft_margin_loss": (x, np.round(t)),
+        "triplet_margin_with_distance_loss": (x, t, x)}
+
+
+@pytest.mark.parametrize("name", sorted(_loss_calls()))
+def test_deprecated_elementwise_mean_reduction_as_torch(name):
+    args = _loss_calls()[name]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = getattr(TF, name)(*map(torch.tensor, args), reduction="elementwise_mean")
+    except ValueError:
+        with pytest.raises(ValueError, match="elementwise_mean"):
+            getattr(F, name)(*args, reduction="elementwise_mean")
+        return
+    with pytest.warns(UserWarning, match="'elementwise_mean' is deprecated"):
+        ours = getattr(F, name)(*args, reduction="elementwise_mean")
+    np.testing.assert_allclose(ours, expected.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(ours, getattr(F, name)(*args, reduction="mean"), rtol=0)

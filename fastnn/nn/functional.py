@@ -54,7 +54,8 @@ out as PyTorch's RuntimeError (one that already has PyTorch's type keeps it, a f
 TypeValueError); the loss classes' own limits stay (targets of 1 and -1 only for
 margin_ranking_loss and cosine_embedding_loss, eps > 0 for gaussian_nll_loss, ...).
 Where PyTorch warns (an implicit softmax dim, a loss target broadcast against its input,
-the deprecated size_average/reduce, kl_div's 'mean'), a Python warning says the same.
+the deprecated size_average/reduce and reduction='elementwise_mean' (taken as 'mean' where
+PyTorch takes it), kl_div's 'mean'), a Python warning says the same.
 """
 import contextlib
 import math
@@ -1683,15 +1684,20 @@ def _infinite_norm_axis(p, shape, axis):
 _REDUCTIONS = ("none", "mean", "sum")
 
 
-def _reduction(size_average, reduce, reduction, allowed=_REDUCTIONS):
+def _reduction(size_average, reduce, reduction, allowed=_REDUCTIONS, legacy=True):
     """PyTorch's reduction, the deprecated size_average/reduce turned into one with its
-    warning."""
+    warning, and (legacy: the losses PyTorch reduces through _Reduction.get_enum) the
+    deprecated 'elementwise_mean' taken as 'mean' with its warning."""
     if size_average is not None or reduce is not None:
         size_average = True if size_average is None else size_average
         reduce = True if reduce is None else reduce
         reduction = "none" if not reduce else ("mean" if size_average else "sum")
         warnings.warn(f"size_average and reduce args will be deprecated, please use "
                       f"reduction='{reduction}' instead.", stacklevel=3)
+    if legacy and isinstance(reduction, str) and reduction == "elementwise_mean":
+        warnings.warn("reduction='elementwise_mean' is deprecated. Please use "
+                      "reduction='mean' instead.", stacklevel=3)
+        reduction = "mean"
     if reduction not in allowed:
         raise ValueError(f"{reduction} is not a valid value for reduction")
     return reduction
@@ -2165,7 +2171,7 @@ def poisson_nll_loss(input, target, log_input=True, full=False, size_average=Non
     shapes that broadcast; reduced as mse_loss. The forward of nn.PoissonNLLLoss (whose
     eps must be > 0 without log_input)."""
     where = "poisson_nll_loss"
-    reduction = _reduction(size_average, reduce, reduction)
+    reduction = _reduction(size_average, reduce, reduction, legacy=False)
     # (eps plays no part with log_input, where PyTorch takes any; nn.PoissonNLLLoss's > 0)
     loss = PoissonNLLLoss(log_input, full, eps=1e-08 if log_input is True else eps,
                           reduction=reduction)
@@ -2197,7 +2203,7 @@ def gaussian_nll_loss(input, target, var, full=False, eps=1e-06, reduction="mean
         if np.any(v < 0):
             raise ValueError("var has negative entry/entries")
         _var_shape(where, x.shape, v.shape)
-    reduction = _reduction(None, None, reduction)
+    reduction = _reduction(None, None, reduction, legacy=False)
     loss = GaussianNLLLoss(bool(full), eps, reduction)
     _broadcast_shape(where, x, t)
     with np.errstate(invalid="ignore", divide="ignore"):  # (an empty 'mean': NaN)
@@ -2274,7 +2280,7 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     over its axis input.ndim - 1, over C). The forward of nn.MultiLabelSoftMarginLoss.
     """
     where = "multilabel_soft_margin_loss"
-    reduction = _reduction(size_average, reduce, reduction)
+    reduction = _reduction(size_average, reduce, reduction, legacy=False)
     x, t = _floats(where, ("input", "target"), (input, target), integer_target=True)
     w = None if weight is None else _float(where, "weight", weight, dtype=x.dtype)
     if x.ndim == 0:
@@ -2408,7 +2414,7 @@ def triplet_margin_with_distance_loss(anchor, positive, negative, *, distance_fu
     nn.TripletMarginWithDistanceLoss (errors raised by distance_function pass unchanged).
     """
     where = "triplet_margin_with_distance_loss"
-    reduction = _reduction(None, None, reduction)
+    reduction = _reduction(None, None, reduction, legacy=False)
     if margin <= 0:
         raise ValueError(f"margin must be greater than 0, got {margin}")
     arrays = _floats(where, ("anchor", "positive", "negative"), (anchor, positive, negative))
