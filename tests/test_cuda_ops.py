@@ -1043,6 +1043,33 @@ def test_strided_device_arrays_copied_on_device(shape, index):
     np.testing.assert_array_equal(copy.copy_to_host(), host[index])
 
 
+def test_reversed_and_strided_device_arrays_reach_the_host(monkeypatch):
+    """numba's copy_to_host on a GPU refuses negative strides (NotImplementedError: 'D->H
+    copy not implemented for negative strides'), which the simulator's copies: made so
+    here in both. Reversed views of any rank reach the host through a gather on the
+    device, and a strided array an out= of its shape (numba's refused other strides)."""
+    from fastnn import device as fd
+    from fastnn.kernels.cuda._common import to_host
+    from fastnn.kernels.cuda.device import contiguous_copy
+    host = np.random.default_rng(0).standard_normal((2, 3, 2, 3, 2)).astype(np.float32)
+    d = cuda.to_device(host)
+    copy_to_host = type(d).copy_to_host
+
+    def gpu_copy_to_host(self, *args, **kwargs):
+        if any(s < 0 for s in self.strides):
+            raise NotImplementedError("D->H copy not implemented for negative strides")
+        return copy_to_host(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(d), "copy_to_host", gpu_copy_to_host)
+    for index in (np.s_[..., ::-1], np.s_[::-1, :, 1:, ::2], np.s_[0, ::-1, 0]):
+        np.testing.assert_array_equal(contiguous_copy(d[index]).copy_to_host(), host[index])
+        np.testing.assert_array_equal(to_host(d[index]), host[index])
+        np.testing.assert_array_equal(fd.to_host(d[index]), host[index])
+    out = np.zeros((2, 3, 2, 3), np.float32)
+    assert to_host(d[..., 1], out) is out
+    np.testing.assert_array_equal(out, host[..., 1])
+
+
 def test_ops_take_strided_device_arrays():
     """as NumPy inputs: a strided device array is copied (it was refused)"""
     from fastnn import ops

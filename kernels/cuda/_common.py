@@ -87,8 +87,13 @@ def to_host(d, out=None):
                                                      or not out.flags.c_contiguous):
         out[...] = to_host(d)  # a cast, or a strided out: through a fresh copy
         return out
-    if SIMULATOR or not _c_contiguous(d) or (out is not None and (
-            out.shape != d.shape or not out.flags.writeable)):
+    if not _c_contiguous(d):
+        # gathered on the device first: numba's copy_to_host refuses negative strides on a
+        # GPU (NotImplementedError, where the simulator's copies any), copies a strided
+        # array's whole span, and takes no out= of other strides
+        from .device import contiguous_copy
+        d = contiguous_copy(d)
+    if SIMULATOR or (out is not None and (out.shape != d.shape or not out.flags.writeable)):
         return d.copy_to_host() if out is None else d.copy_to_host(out)
     if out is None:
         out = np.empty(d.shape, d.dtype)

@@ -66,15 +66,25 @@ def _gather4(a, out):
 _GATHERS = {1: _gather1, 2: _gather2, 3: _gather3, 4: _gather4}
 
 
+def _gather_into(a, out):
+    """out (C-contiguous, a's shape) = strided a, on the device: one gather launch for 1
+    to 4 dimensions, one for each index of the leading axes beyond."""
+    if a.ndim > 4:
+        for i in range(a.shape[0]):
+            _gather_into(a[i], out[i])
+    elif a.size:
+        _GATHERS[a.ndim][config.blocks(a.size), config.THREADS](a, flat(out))
+
+
 def contiguous_copy(a):
-    """A C-contiguous device copy of a strided device array of 1 to 4 dimensions (a
-    gather on the device, as NumPy's ascontiguousarray); more dimensions go through the
-    host. (N, ...) in, the same shape out."""
+    """A C-contiguous device copy of a strided device array (a gather on the device, as
+    NumPy's ascontiguousarray; more than 4 dimensions: a launch per 4-D sub-array, since
+    numba's copy to the host refuses the negative strides a reversed view has). Any shape
+    in, the same shape out."""
     a = as_device(a)
     out = cuda.device_array(a.shape, dtype=a.dtype)
-    gather = _GATHERS.get(a.ndim)
-    if gather is None:
-        copy_into(out, a.copy_to_host())
-    elif a.size:
-        gather[config.blocks(a.size), config.THREADS](a, flat(out))
+    if a.ndim == 0:
+        copy_into(out, a)
+    else:
+        _gather_into(a, out)
     return out
