@@ -173,3 +173,100 @@ def test_deprecated_elementwise_mean_reduction_as_torch(name):
         ours = getattr(F, name)(*args, reduction="elementwise_mean")
     np.testing.assert_allclose(ours, expected.numpy(), rtol=1e-12)
     np.testing.assert_allclose(ours, getattr(F, name)(*args, reduction="mean"), rtol=0)
+
+
+# ------------------------------------------------ a small seeded sweep of the fuzzer's
+# (the full fuzzer ran ~18,000 cases; this keeps a sample of its draws as a regression
+# check: random shapes with size-1 and empty axes, signed zeros, ties, NaN, and the
+# options of each function, float32 and float64, on every backend)
+_OPTION = [0.5, 1.0, 2.0, 1e-3, 30.0, -1.0]
+
+
+def _sweep_input(rng, dtype, specials=(NAN, -0.0, 0.0, 20.0, -20.0, 3.0, -3.0, 1e-30)):
+    shape = tuple(int(s) for s in rng.integers(0, 4, rng.integers(0, 4)))
+    x = np.asarray(rng.standard_normal(shape) * rng.choice([1, 5, 50]))
+    if x.size:
+        chosen = rng.random(shape) < 0.3
+        x[chosen] = rng.choice(specials, chosen.sum())
+    return x.astype(dtype)
+
+
+_ACTIVATIONS = {
+    "relu": lambda r: {}, "relu6": lambda r: {}, "selu": lambda r: {}, "silu": lambda r: {},
+    "mish": lambda r: {}, "sigmoid": lambda r: {}, "tanh": lambda r: {},
+    "softsign": lambda r: {}, "hardsigmoid": lambda r: {}, "hardswish": lambda r: {},
+    "logsigmoid": lambda r: {}, "tanhshrink": lambda r: {},
+    "gelu": lambda r: {"approximate": str(r.choice(["none", "tanh"]))},
+    "leaky_relu": lambda r: {"negative_slope": float(r.choice(_OPTION + [INF]))},
+    "elu": lambda r: {"alpha": float(r.choice(_OPTION + [INF]))},
+    "celu": lambda r: {"alpha": float(r.choice(_OPTION + [-INF]))},
+    "softplus": lambda r: {"beta": float(r.choice(_OPTION + [INF])),
+                           "threshold": float(r.choice([1.0, 20.0, NAN]))},
+    "hardtanh": lambda r: {"min_val": -float(r.choice([0.5, 1.0])),
+                           "max_val": float(r.choice([0.5, 2.0]))},
+    "hardshrink": lambda r: {"lambd": float(r.choice([0.0, 0.5, 3.0]))},
+    "softshrink": lambda r: {"lambd": float(r.choice([0.0, 0.5, 3.0]))},
+    "threshold": lambda r: {"threshold": float(r.choice(_OPTION)),
+                            "value": float(r.choice(_OPTION + [NAN]))},
+}
+
+
+@pytest.mark.parametrize("name", sorted(_ACTIVATIONS))
+def test_sweep_activations_against_torch(backend, name):
+    rng = np.random.default_rng(sorted(_ACTIVATIONS).index(name))
+    for case in range(12):
+        dtype = (np.float32, np.float64)[case % 2]
+        x, kwargs = _sweep_input(rng, dtype), _ACTIVATIONS[name](rng)
+        expected = getattr(TF, name)(torch.tensor(x), **kwargs)
+        if name == "softplus":   # (PyTorch's log1p(exp(z)) overflows where fastnn's does not)
+            kept = np.isfinite(expected.numpy()) | np.isnan(expected.numpy())
+            ours = F.softplus(x, **kwargs)
+            np.testing.assert_allclose(ours[kept], expected.numpy()[kept], rtol=2e-6, atol=1e-30)
+            continue
+        ours = getattr(F, name)(x, **kwargs)
+        assert isinstance(ours, np.ndarray) and ours.dtype == dtype
+        assert ours.shape == tuple(expected.shape)
+        np.testing.assert_allclose(ours, expected.numpy(),
+                                   rtol=2e-5 if dtype == np.float32 else 1e-10,
+                                   atol=1e-6 if dtype == np.float32 else 1e-12,
+                                   err_msg=f"{name} {kwargs} {x}")
+
+
+@pytest.mark.parametrize("reduction", ["none", "sum", "mean"])
+def test_sweep_losses_against_torch(backend, reduction):
+    rng = np.random.default_rng(["none", "sum", "mean"].index(reduction))
+    for case in range(16):
+        dtype = (np.float32, np.float64)[case % 2]
+        shape = tuple(int(s) for s in rng.integers(1, 4, rng.integers(0, 4)))
+        x, y = (np.asarray(rng.standard_normal(shape) * 3).astype(dtype) for _ in "xy")
+        p, t = (np.asarray(rng.random(shape)).astype(dtype) for _ in "pt")
+        sign = np.where(t > 0.5, 1, -1).astype(dtype)
+        calls = [("mse_loss", (x, y), {}), ("l1_loss", (x, y), {}),
+                 ("smooth_l1_loss", (x, y), {"beta": float(rng.choice([0.0, 0.5, INF]))}),
+                 ("huber_loss", (x, y), {"delta": float(rng.choice([0.5, 2.0, INF]))}),
+                 ("binary_cross_entropy", (p, t), {}),
+                 ("binary_cross_entropy_with_logits", (x, t), {}),
+                 ("soft_margin_loss", (x, sign), {}), ("hinge_embedding_loss", (x, sign), {}),
+                 ("kl_div", (np.asarray(np.log(p + 0.01), dtype), t), {}),
+                 ("poisson_nll_loss", (x, np.asarray(np.round(np.abs(y)), dtype)),
+                  {"full": bool(rng.random() < 0.5)})]
+        c = int(rng.integers(1, 5))
+        logits = np.asarray(rng.standard_normal((3, c)) * 3).astype(dtype)
+        labels = np.asarray(rng.integers(0, c, 3))
+        labels[0] = -100
+        calls.append(("cross_entropy", (logits, labels),
+                      {"label_smoothing": float(rng.choice([0.0, 0.2])),
+                       "weight": np.asarray(rng.random(c)).astype(dtype)}))
+        calls.append(("nll_loss", (logits, labels), {}))
+        for name, args, kwargs in calls:
+            expected = getattr(TF, name)(
+                *map(torch.tensor, args), reduction=reduction,
+                **{k: torch.tensor(v) if isinstance(v, np.ndarray) else v
+                   for k, v in kwargs.items()})
+            ours = getattr(F, name)(*args, reduction=reduction, **kwargs)
+            assert isinstance(ours, np.ndarray) and ours.dtype == dtype, name
+            assert ours.shape == tuple(expected.shape), name
+            np.testing.assert_allclose(ours, expected.numpy(),
+                                       rtol=2e-5 if dtype == np.float32 else 1e-10,
+                                       atol=1e-6 if dtype == np.float32 else 1e-12,
+                                       err_msg=f"{name} {kwargs}")
