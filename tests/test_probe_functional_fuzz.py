@@ -38,7 +38,8 @@ EDGES = np.array([0.0, -0.0, 1.0, -1.0, INF, -INF, NAN, 1e-30, -1e-30, 30.0, -30
 
 def _same(ours, theirs):
     theirs = theirs.numpy()
-    assert isinstance(ours, np.ndarray) and ours.dtype == theirs.dtype and ours.shape == theirs.shape
+    assert isinstance(ours, np.ndarray)
+    assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
     np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=0)   # NaN where NaN
     kept = ~np.isnan(theirs)
     np.testing.assert_array_equal(np.signbit(ours)[kept], np.signbit(theirs)[kept])
