@@ -513,8 +513,8 @@ def test_class_option_errors():
         nn.CrossEntropyLoss(label_smoothing=1.5)
     with pytest.raises(TypeError, match="ignore_index to be an int"):
         nn.NLLLoss(ignore_index=1.5)
-    with pytest.raises(ValueError, match="size_average=True is not supported"):
-        nn.CrossEntropyLoss(size_average=True)
+    with pytest.warns(UserWarning, match="size_average and reduce"):  # (PyTorch's legacy)
+        assert nn.CrossEntropyLoss(size_average=False).reduction == "sum"
     with pytest.raises(TypeError, match="integer class labels"):
         nn.NLLLoss().forward(logits, logits)
     assert repr(nn.CrossEntropyLoss(ignore_index=0, label_smoothing=0.1)) == \

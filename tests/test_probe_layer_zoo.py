@@ -61,3 +61,39 @@ def test_bad_layer_arguments_raise_pytorchs_type_that_is_a_value_error(name):
     with pytest.raises(expected) as ours:
         case(nn, lambda a: a)
     assert isinstance(ours.value, ValueError), ours.value
+
+
+LEGACY = [name for name in ("BCELoss", "BCEWithLogitsLoss", "CosineEmbeddingLoss",
+                            "CrossEntropyLoss", "HingeEmbeddingLoss", "KLDivLoss", "L1Loss",
+                            "MSELoss", "MarginRankingLoss", "MultiLabelMarginLoss",
+                            "MultiLabelSoftMarginLoss", "MultiMarginLoss", "NLLLoss",
+                            "PoissonNLLLoss", "SmoothL1Loss", "SoftMarginLoss",
+                            "TripletMarginLoss")]
+
+
+@pytest.mark.parametrize("name", LEGACY)
+def test_loss_classes_take_pytorchs_deprecated_size_average_and_reduce(name):
+    """PyTorch's loss classes accept the deprecated size_average/reduce (overriding
+    reduction, with a warning); fastnn's refused any value but None (F.* took them)."""
+    for size_average, reduce in [(False, None), (None, False), (True, True), (0, 1)]:
+        for reduction in ("mean", "none"):
+            with pytest.warns(UserWarning, match="size_average and reduce"):
+                theirs = getattr(torch.nn, name)(size_average=size_average, reduce=reduce,
+                                                 reduction=reduction)
+            with pytest.warns(UserWarning, match="size_average and reduce"):
+                ours = getattr(nn, name)(size_average=size_average, reduce=reduce,
+                                         reduction=reduction)
+            assert ours.reduction == theirs.reduction
+
+
+def test_legacy_reduction_gives_pytorchs_loss():
+    x, y = _x(3, 4) - 0.5, np.cos(_x(3, 4))
+    with pytest.warns(UserWarning):
+        ours = nn.MSELoss(size_average=False)(x, y)
+    with pytest.warns(UserWarning):
+        theirs = torch.nn.MSELoss(size_average=False)(torch.from_numpy(x), torch.from_numpy(y))
+    np.testing.assert_allclose(ours, theirs.item(), rtol=1e-12)
+    with pytest.warns(UserWarning):
+        layer = nn.KLDivLoss(reduce=False, reduction="batchmean")
+    assert layer.reduction == "none"
+    assert np.shape(layer(np.log(_x(3, 4) + 1), _x(3, 4) / 20)) == (3, 4)

@@ -20,6 +20,7 @@ from before keeps its graph.
 import functools
 import math
 import threading
+import warnings
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from ..errors import DtypeError, IndexValueError, RuntimeValueError
 from ..ops import loss_value
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labels,
                           broadcasts_to, check_flag, check_float_array, check_labels,
-                          check_number, check_only, check_probabilities, labels_in_range)
+                          check_number, check_probabilities, labels_in_range)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -52,6 +53,18 @@ def cast_integer_target(target, dtype, kinds="iub"):
 # that two threads' no_grad calls on one shared loss do not restore each other's state.
 _WITHOUT_GRAD = threading.local()
 _WITHOUT_GRAD_LOCK = threading.RLock()
+
+
+def legacy_reduction(size_average, reduce):
+    """PyTorch's reduction for its deprecated size_average/reduce (either given; None
+    stands for True), which then overrides reduction, with PyTorch's warning: 'none'
+    unless reduce, else 'mean' if size_average, else 'sum'."""
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    reduction = "none" if not reduce else ("mean" if size_average else "sum")
+    warnings.warn(f"size_average and reduce args will be deprecated, please use "
+                  f"reduction='{reduction}' instead.", stacklevel=4)
+    return reduction
 
 
 def _backward_state_kept_without_grad(forward):
@@ -105,9 +118,8 @@ class Loss:
             cls.forward = _backward_state_kept_without_grad(cls.__dict__["forward"])
 
     def __init__(self, reduction="mean", size_average=None, reduce=None):
-        # PyTorch's deprecated size_average/reduce are taken at their default only
-        check_only(type(self).__name__, "size_average", size_average, (None,))
-        check_only(type(self).__name__, "reduce", reduce, (None,))
+        if size_average is not None or reduce is not None:
+            reduction = legacy_reduction(size_average, reduce)
         if not isinstance(reduction, str) or reduction not in REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: expected reduction 'mean', 'sum' or "
                              f"'none', got {reduction!r}")
@@ -535,7 +547,8 @@ class KLDivLoss(_OnHost):
     def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
         super().__init__("mean" if reduction == "batchmean" else reduction, size_average,
                          reduce)
-        self.reduction = reduction
+        if size_average is None and reduce is None:   # (else the legacy one, as PyTorch's)
+            self.reduction = reduction
         if not isinstance(log_target, bool):
             raise TypeError(f"KLDivLoss: expected log_target to be a bool, got {log_target!r}")
         self.log_target = log_target
