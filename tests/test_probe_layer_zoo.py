@@ -97,3 +97,15 @@ def test_legacy_reduction_gives_pytorchs_loss():
         layer = nn.KLDivLoss(reduce=False, reduction="batchmean")
     assert layer.reduction == "none"
     assert np.shape(layer(np.log(_x(3, 4) + 1), _x(3, 4) / 20)) == (3, 4)
+
+
+def test_hardtanh_takes_pytorchs_deprecated_min_value_and_max_value():
+    """torch.nn.Hardtanh(min_value=, max_value=) (deprecated names of min_val/max_val,
+    with a FutureWarning) was a TypeError (unexpected keyword)."""
+    x = _x(2, 5) - 0.6
+    with pytest.warns(FutureWarning, match="deprecated and renamed"):
+        theirs = torch.nn.Hardtanh(min_value=-0.25, max_value=0.5)
+    with pytest.warns(FutureWarning, match="deprecated and renamed"):
+        ours = nn.Hardtanh(min_value=-0.25, max_value=0.5)
+    assert (ours.min_val, ours.max_val) == (theirs.min_val, theirs.max_val)
+    np.testing.assert_array_equal(ours(x), theirs(torch.from_numpy(x)).numpy())

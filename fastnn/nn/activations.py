@@ -324,9 +324,19 @@ class Hardtanh(_Elementwise):
     kernel = "hardtanh"
     saves = "x"
 
-    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
+    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False, min_value=None,
+                 max_value=None):
         super().__init__()
         name = type(self).__name__
+        # PyTorch's deprecated names of min_val and max_val, taken with its FutureWarning
+        if min_value is not None:
+            warnings.warn("keyword argument `min_value` is deprecated and renamed to "
+                          "`min_val`", FutureWarning, stacklevel=2)
+            min_val = min_value
+        if max_value is not None:
+            warnings.warn("keyword argument `max_value` is deprecated and renamed to "
+                          "`max_val`", FutureWarning, stacklevel=2)
+            max_val = max_value
         check_number(name, "min_val", min_val, infinite_ok=True)
         check_number(name, "max_val", max_val, infinite_ok=True)
         if max_val <= min_val:   # PyTorch's module asserts it (its functional form not)
