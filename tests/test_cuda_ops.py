@@ -1106,3 +1106,31 @@ def test_config_refuses_what_a_gpu_cannot_launch(monkeypatch, name, value):
     monkeypatch.setattr(config, name, value)
     with pytest.raises(ValueError, match=name):
         config.check()
+
+
+class _BrokenCuPyFinder:
+    """A CuPy that fails at import with its own error, not ImportError (a wheel built
+    for another CUDA)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "cupy" or name.startswith("cupy."):
+            raise RuntimeError("CUDA driver version is insufficient for CUDA runtime")
+        return None
+
+
+def test_a_broken_cupy_falls_back_to_the_numba_gemm_with_a_warning(monkeypatch):
+    import sys
+
+    from fastnn.kernels.cuda import gemm
+    monkeypatch.setattr(gemm, "SIMULATOR", False)
+    monkeypatch.setattr(gemm, "_CUPY_UNUSABLE", "")
+    monkeypatch.setattr(config, "GEMM", "auto")
+    for name in [n for n in sys.modules if n == "cupy" or n.startswith("cupy.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [_BrokenCuPyFinder()] + sys.meta_path)
+    with pytest.warns(RuntimeWarning, match="CuPy failed at import.*numba GEMM"):
+        assert gemm._load_cupy() is None
+    assert "insufficient" in gemm._CUPY_UNUSABLE
+    monkeypatch.setattr(config, "GEMM", "cublas")   # asked for cuBLAS: the failure stands
+    with pytest.raises(RuntimeError, match="insufficient"):
+        gemm._load_cupy()

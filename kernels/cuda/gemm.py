@@ -12,6 +12,7 @@ zero-copy (``__cuda_array_interface__``); both libraries use the default stream,
 their kernels run in order.
 """
 import math
+import warnings
 
 import numpy as np
 from numba import cuda
@@ -26,7 +27,17 @@ from .launch import jit_kernel
 ACT_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
 
+# Why CuPy is not used although config.GEMM allows it ("" when it is, or not wanted):
+# backend_info() shows it beside the numba GEMM.
+_CUPY_UNUSABLE = ""
+
+
 def _load_cupy():
+    """CuPy, or None: not installed, not wanted (FASTNN_CUDA_GEMM=numba, the simulator),
+    or installed but failing at import (a CuPy built for another CUDA raises its own
+    errors, not ImportError), which falls back to the numba GEMM with a warning instead of
+    taking the whole cuda backend down; FASTNN_CUDA_GEMM=cublas makes either a failure."""
+    global _CUPY_UNUSABLE
     if config.GEMM == "numba" or SIMULATOR:
         return None
     try:
@@ -34,6 +45,13 @@ def _load_cupy():
     except ImportError:
         if config.GEMM == "cublas":
             raise
+        return None
+    except Exception as error:   # noqa: BLE001 (any failure of a broken install)
+        if config.GEMM == "cublas":
+            raise
+        _CUPY_UNUSABLE = f"CuPy failed at import ({type(error).__name__}: {error})"
+        warnings.warn(f"fastnn cuda: {_CUPY_UNUSABLE}; using the numba GEMM",
+                      RuntimeWarning, stacklevel=2)
         return None
     return cupy
 
@@ -118,7 +136,8 @@ def engine():
         how = ("sgemm/dgemm on raw device pointers" if _raw_cublas is not None
                else "CuPy arrays")
         return "cublas", f"cuBLAS through CuPy {_cupy.__version__} (zero-copy, {how})"
-    return "numba", f"numba.cuda tiled shared-memory GEMM ({config.TILE}x{config.TILE} tiles)"
+    detail = f"numba.cuda tiled shared-memory GEMM ({config.TILE}x{config.TILE} tiles)"
+    return "numba", f"{detail}; {_CUPY_UNUSABLE}" if _CUPY_UNUSABLE else detail
 
 
 @cuda.jit(device=True)
