@@ -109,3 +109,29 @@ def test_hardtanh_takes_pytorchs_deprecated_min_value_and_max_value():
         ours = nn.Hardtanh(min_value=-0.25, max_value=0.5)
     assert (ours.min_val, ours.max_val) == (theirs.min_val, theirs.max_val)
     np.testing.assert_array_equal(ours(x), theirs(torch.from_numpy(x)).numpy())
+
+
+LAZY = {"LazyLinear": (3,), "LazyConv1d": (2, 3), "LazyConv2d": (4, 3),
+        "LazyConv3d": (2, 1), "LazyConvTranspose1d": (2, 2), "LazyConvTranspose2d": (4, 3),
+        "LazyConvTranspose3d": (2, 2), "LazyBatchNorm1d": (), "LazyBatchNorm2d": (),
+        "LazyBatchNorm3d": (), "LazyInstanceNorm1d": (), "LazyInstanceNorm2d": (),
+        "LazyInstanceNorm3d": ()}
+
+
+@pytest.mark.parametrize("name", sorted(LAZY))
+def test_lazy_layers_have_pytorchs_attributes_before_the_first_input(name):
+    """A lazy layer's hyper-parameters (out_channels, kernel_size, eps, momentum, ...) are
+    attributes from construction, its input size 0, as PyTorch's (they were missing
+    until the first input: AttributeError); reset_parameters() does nothing then."""
+    kwargs = {"groups": 2, "stride": 2} if "Conv" in name else {}
+    if "Norm" in name:
+        kwargs = {"momentum": None, "eps": 0.1}
+    theirs = getattr(torch.nn, name)(*LAZY[name], **kwargs)
+    ours = getattr(nn, name)(*LAZY[name], **kwargs)
+    plain = {key: value for key, value in vars(theirs).items()
+             if not key.startswith("_") and key != "training"
+             and isinstance(value, (bool, int, float, str, tuple, type(None)))}
+    assert plain and {key: getattr(ours, key) for key in plain} == plain
+    theirs.reset_parameters()
+    ours.reset_parameters()
+    assert ours.state_dict() == {}

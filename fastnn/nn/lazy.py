@@ -23,6 +23,10 @@ from .linear import Linear
 from .module import _HOOK_TABLES, Module
 
 
+# the regular layer's parameters and buffers: none until the first input
+_STATE_NAMES = ("training", "weight", "bias", "running_mean", "running_var")
+
+
 class _Lazy:
     """Mixin before the regular layer class ``cls_to_become``. A subclass gives
     ``_size_from_state(state_dict, prefix)`` (the input size from saved arrays, or None)
@@ -35,8 +39,18 @@ class _Lazy:
         Module.__init__(self)
         self._lazy, self._lazy_dtype = args, dtype
         # checks the arguments (dtype too) now, as PyTorch does
-        self._shown = self._lazy_repr(self._template().extra_repr())
+        template = self._template()
+        self._shown = self._lazy_repr(template.extra_repr())
         self._lazy_dtype = np.dtype(dtype)
+        # the regular layer's hyper-parameters as attributes now (kernel_size,
+        # out_features, eps, ...), the input size 0 until the first input: PyTorch's
+        for name, value in vars(template).items():
+            if (not name.startswith("_") and name not in _STATE_NAMES
+                    and (value is None or isinstance(value, (bool, int, float, str, tuple)))):
+                object.__setattr__(self, name, value)
+        for name in ("in_features", "in_channels", "num_features"):
+            if name in vars(template):
+                object.__setattr__(self, name, 0)
 
     def _template(self):
         """The regular layer with an input size its arguments accept (the generator's
@@ -58,6 +72,9 @@ class _Lazy:
 
     def has_uninitialized_params(self):
         return True
+
+    def reset_parameters(self):
+        """PyTorch's: nothing to reset before the first input makes the parameters."""
 
     def infer_shape(self, shape, dtype):
         self._materialize(self._in_size(tuple(shape)))
@@ -197,6 +214,11 @@ class LazyConvTranspose3d(_LazyConvTranspose, ConvTranspose3d):
 
 class _LazyNorm(_Lazy):
     """num_features from the channel axis of the first input."""
+
+    counts_batches = False   # (no num_batches_tracked entry before the first input)
+
+    def reset_running_stats(self):
+        """Nothing to reset before the first input makes the running statistics."""
 
     def _size_from_state(self, state_dict, prefix):
         for key in ("weight", "running_mean", "bias"):
