@@ -135,3 +135,8 @@ def test_lazy_layers_have_pytorchs_attributes_before_the_first_input(name):
     theirs.reset_parameters()
     ours.reset_parameters()
     assert ours.state_dict() == {}
+
+
+@pytest.mark.parametrize("name", ["Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d"])
+def test_upsample_layers_have_pytorchs_name_attribute(name):
+    assert getattr(nn, name)(scale_factor=2).name == getattr(torch.nn, name)(scale_factor=2).name

@@ -253,6 +253,7 @@ class Upsample(Module):
                  recompute_scale_factor=None):
         super().__init__()
         name = type(self).__name__
+        self.name = name   # (PyTorch's attribute)
         check_only(name, "mode", mode, tuple(MODE_RANKS))
         if mode not in _CORNER_MODES:
             check_only(name, "align_corners", align_corners, (None,))
