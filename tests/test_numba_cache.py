@@ -148,3 +148,19 @@ def test_kernels_loaded_from_the_cache_give_the_bits_of_a_fresh_compile(tmp_path
         gd = torch.tensor(g).add(torch.tensor(p), alpha=0.1)
         want = torch.tensor(v).mul_(0.999).addcmul_(gd, gd, value=1 - 0.999).numpy()
         assert (cold[dt.__name__ + "_v"] == want).mean() > 0.99
+
+
+def test_the_backend_refuses_a_second_name_that_would_poison_the_cache():
+    """From the repository root ``kernels`` is importable as a top-level package too.
+    Kernels compiled under that name were saved in the shared disk cache naming
+    ``kernels.numba_cpu`` modules, and every later fastnn process run from anywhere else
+    failed loading them (ModuleNotFoundError: No module named 'kernels'); the backend is
+    now an ImportError under any name but fastnn.kernels.numba_cpu."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", "import kernels.numba_cpu"], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode != 0
+    assert "ImportError: the numba backend is fastnn.kernels.numba_cpu" in done.stderr, done.stderr
+    done = subprocess.run([sys.executable, "-c", "import fastnn.kernels.numba_cpu"], cwd=root,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr

@@ -6,6 +6,14 @@ the on-disk cache (``__pycache__`` next to each module) in later processes.
 Conventions (fastmath flags, threading layer, serial/parallel split) live in
 ``config.py``.
 """
+if __name__ != "fastnn.kernels.numba_cpu":
+    # Imported as a top-level ``kernels`` (the repository root on sys.path). Numba's disk
+    # cache is keyed by the source file, so both names share it, and each kernel compiled
+    # here would be saved naming ``kernels.numba_cpu`` modules: every later fastnn process
+    # loading it, where no top-level ``kernels`` exists, fails with ModuleNotFoundError.
+    raise ImportError(f"the numba backend is fastnn.kernels.numba_cpu, not {__name__}: import "
+                      "it as fastnn.kernels.numba_cpu (or fastnn.backend.load('numba')), so "
+                      "that the kernels it caches on disk load in every process")
 from fastnn import blas_pool as _blas_pool
 from fastnn import threads as _threads
 
