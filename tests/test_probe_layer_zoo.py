@@ -1,8 +1,9 @@
 """Findings of the layer-zoo fuzzer (random constructor arguments for the nn layers,
-forward and backward against torch.nn): the bad arguments and inputs for which the
-layer raised a bare ValueError where PyTorch raises a RuntimeError or IndexError. Each
-now raises fastnn.errors' two-type exception (a ValueError that is also PyTorch's
-type), at construction or at the call, where torch raises at the call.
+forward and backward against torch.nn). First the bad arguments and inputs for which
+the layer raised a bare ValueError where PyTorch raises a RuntimeError, IndexError or
+TypeError: each now raises fastnn.errors' two-type exception (a ValueError that is
+also PyTorch's type), at construction or at the call, where torch raises at the call.
+Then arguments PyTorch accepts that fastnn refused, and attributes it lacked.
 
 Each case is one bad construction and call, written once for both libraries: ``s`` is
 torch.nn or fastnn.nn, ``t`` turns a NumPy array into the library's array."""
@@ -42,6 +43,8 @@ CASES = {
         2, output_size=2)(t(_x(1, 1, 3, 3, 3))),
     "FractionalMaxPool2d pool too large": lambda s, t: s.FractionalMaxPool2d(
         2, output_size=3)(t(_x(1, 1, 3, 3))),
+    # TypeError in PyTorch
+    "GELU approximate=None": lambda s, t: s.GELU(approximate=None)(t(_x(2, 3))),
     # IndexError in PyTorch
     "Softmax dim out of range": lambda s, t: s.Softmax(dim=2)(t(_x(0, 3))),
     "LogSoftmax dim out of range": lambda s, t: s.LogSoftmax(dim=2)(t(_x(2, 3))),
@@ -57,7 +60,7 @@ def test_bad_layer_arguments_raise_pytorchs_type_that_is_a_value_error(name):
     with pytest.raises(Exception) as theirs:
         case(torch.nn, lambda a: torch.from_numpy(a))
     expected = theirs.type
-    assert expected in (RuntimeError, IndexError), theirs.value
+    assert expected in (RuntimeError, IndexError, TypeError), theirs.value
     with pytest.raises(expected) as ours:
         case(nn, lambda a: a)
     assert isinstance(ours.value, ValueError), ours.value

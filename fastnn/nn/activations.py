@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 from .. import device as _device
-from ..errors import AssertionValueError, IndexValueError, RuntimeValueError
+from ..errors import AssertionValueError, IndexValueError, RuntimeValueError, TypeValueError
 from ..validation import check_bool, check_number, check_only, check_positive_int
 from . import init as _init
 from .module import Module, Parameter
@@ -115,6 +115,9 @@ class GELU(_Elementwise):
 
     def __init__(self, approximate="none"):
         super().__init__()
+        if not isinstance(approximate, str):   # (PyTorch's TypeError, when called)
+            raise TypeValueError(f"GELU: expected approximate to be a str ('none' or 'tanh'), "
+                                 f"got {approximate!r}")
         try:
             check_only("GELU", "approximate", approximate, ("none", "tanh"))
         except ValueError as e:   # (PyTorch's RuntimeError, when called)
