@@ -45,6 +45,15 @@ CASES = {
         2, output_size=3)(t(_x(1, 1, 3, 3))),
     # TypeError in PyTorch
     "GELU approximate=None": lambda s, t: s.GELU(approximate=None)(t(_x(2, 3))),
+    "Flatten float start_dim": lambda s, t: s.Flatten(2.0)(t(_x(2, 3, 4))),
+    "Unflatten float dim": lambda s, t: s.Unflatten(0.0, (1, 2))(t(_x(2, 3))),
+    "GLU float dim": lambda s, t: s.GLU(1.0)(t(_x(2, 4))),
+    "Softmax float dim": lambda s, t: s.Softmax(0.0)(t(_x(2, 4))),
+    "Softmin float dim": lambda s, t: s.Softmin(0.0)(t(_x(2, 4))),
+    "LogSoftmax float dim": lambda s, t: s.LogSoftmax(0.0)(t(_x(2, 4))),
+    "CosineSimilarity float dim": lambda s, t: s.CosineSimilarity(1.0)(t(_x(2, 4)), t(_x(2, 4))),
+    "ReflectionPad1d float padding": lambda s, t: s.ReflectionPad1d((1.0, 2))(t(_x(1, 2, 5))),
+    "ZeroPad2d float padding": lambda s, t: s.ZeroPad2d(3.0)(t(_x(1, 2, 5, 5))),
     # IndexError in PyTorch
     "Softmax dim out of range": lambda s, t: s.Softmax(dim=2)(t(_x(0, 3))),
     "LogSoftmax dim out of range": lambda s, t: s.LogSoftmax(dim=2)(t(_x(2, 3))),

@@ -457,8 +457,8 @@ class Softmax(_Elementwise):
     def __init__(self, dim=None):
         super().__init__()
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, numbers.Integral)):
-            raise TypeError(f"{type(self).__name__}: expected dim to be an int or None, "
-                            f"got {dim!r}")
+            raise TypeValueError(f"{type(self).__name__}: expected dim to be an int or None, "
+                                 f"got {dim!r}")
         self.dim = None if dim is None else int(dim)
         self._axis_used = None  # the softmax axis of the last forward
         self._along_used = False  # whether it ran _softmax_along

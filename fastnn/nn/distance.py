@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import IndexValueError, RuntimeValueError
+from ..errors import IndexValueError, RuntimeValueError, TypeValueError
 from ..validation import (as_contiguous, check_bool, check_float_array, check_number,
                           check_positive_int)
 from . import init
@@ -81,7 +81,7 @@ class CosineSimilarity(_TwoInputs):
     def __init__(self, dim=1, eps=1e-8):
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-            raise TypeError(f"CosineSimilarity: expected dim to be an int, got {dim!r}")
+            raise TypeValueError(f"CosineSimilarity: expected dim to be an int, got {dim!r}")
         check_number("CosineSimilarity", "eps", eps, 0.0, infinite_ok=True)   # (PyTorch's)
         self.dim, self.eps = int(dim), float(eps)
 

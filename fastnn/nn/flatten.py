@@ -3,7 +3,7 @@ copies)."""
 import math
 import numbers
 
-from ..errors import IndexValueError, RuntimeValueError
+from ..errors import IndexValueError, RuntimeValueError, TypeValueError
 from .module import Module
 
 
@@ -30,7 +30,7 @@ class Flatten(_Reshape):
         super().__init__()
         for name, value in (("start_dim", start_dim), ("end_dim", end_dim)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-                raise TypeError(f"Flatten: expected {name} to be an int, got {value!r}")
+                raise TypeValueError(f"Flatten: expected {name} to be an int, got {value!r}")
         self.start_dim = int(start_dim)
         self.end_dim = int(end_dim)
         self._in_shape = None
@@ -67,7 +67,7 @@ class Unflatten(_Reshape):
     def __init__(self, dim, unflattened_size):
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-            raise TypeError(f"Unflatten: expected dim to be an int, got {dim!r}")
+            raise TypeValueError(f"Unflatten: expected dim to be an int, got {dim!r}")
         if not isinstance(unflattened_size, (tuple, list)):
             raise TypeError(f"unflattened_size must be a tuple of ints, but found type "
                             f"{type(unflattened_size).__name__}")

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import IndexValueError, RuntimeValueError
+from ..errors import IndexValueError, RuntimeValueError, TypeValueError
 from ..validation import check_bool, check_number, check_positive_int
 from . import init
 from .activations import Softmax
@@ -184,7 +184,7 @@ class GLU(Module):
     def __init__(self, dim=-1):
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
-            raise TypeError(f"GLU: expected dim to be an int, got {dim!r}")
+            raise TypeValueError(f"GLU: expected dim to be an int, got {dim!r}")
         self.dim = int(dim)
 
     def infer_shape(self, shape, dtype):

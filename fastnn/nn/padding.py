@@ -28,10 +28,11 @@ def pad_sizes(where, padding, dims):
     the last axis first. A negative entry crops."""
     padding = int_items(padding)
     items = (padding,) * (2 * dims) if not isinstance(padding, (tuple, list)) else tuple(padding)
-    if len(items) != 2 * dims or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                                     for v in items):
-        raise ValueError(f"{where}: expected padding to be an int or a tuple of "
-                         f"{2 * dims} ints, got {padding!r}")
+    wrong_type = any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items)
+    if len(items) != 2 * dims or wrong_type:
+        error = TypeValueError if wrong_type else ValueError   # (PyTorch's TypeError)
+        raise error(f"{where}: expected padding to be an int or a tuple of "
+                    f"{2 * dims} ints, got {padding!r}")
     pairs = [(int(items[2 * i]), int(items[2 * i + 1])) for i in range(dims)]
     return tuple(reversed(pairs))
 
