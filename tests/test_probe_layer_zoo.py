@@ -54,6 +54,17 @@ CASES = {
     "CosineSimilarity float dim": lambda s, t: s.CosineSimilarity(1.0)(t(_x(2, 4)), t(_x(2, 4))),
     "ReflectionPad1d float padding": lambda s, t: s.ReflectionPad1d((1.0, 2))(t(_x(1, 2, 5))),
     "ZeroPad2d float padding": lambda s, t: s.ZeroPad2d(3.0)(t(_x(1, 2, 5, 5))),
+    "TransformerEncoder float num_layers": lambda s, t: s.TransformerEncoder(
+        s.TransformerEncoderLayer(4, 2), 2.0),
+    "LayerNorm float normalized_shape": lambda s, t: s.LayerNorm(4.0),
+    "LayerNorm float in normalized_shape": lambda s, t: s.LayerNorm((2, 4.0)),
+    "Upsample float size": lambda s, t: s.Upsample(size=4.0)(t(_x(1, 1, 2))),
+    "NLLLoss float ignore_index": lambda s, t: s.NLLLoss(ignore_index=1.5)(
+        t(_x(2, 3)), t(np.array([0, 1]))),
+    "CrossEntropyLoss float ignore_index": lambda s, t: s.CrossEntropyLoss(
+        ignore_index=1.5)(t(_x(2, 3)), t(np.array([0, 1]))),
+    "LayerNorm negative normalized_shape": lambda s, t: s.LayerNorm(-1),
+    "Embedding float padding_idx": lambda s, t: s.Embedding(3, 2, padding_idx=1.5),
     # IndexError in PyTorch
     "Softmax dim out of range": lambda s, t: s.Softmax(dim=2)(t(_x(0, 3))),
     "LogSoftmax dim out of range": lambda s, t: s.LogSoftmax(dim=2)(t(_x(2, 3))),

@@ -18,8 +18,8 @@ def embedding_table(where, num_embeddings, embedding_dim, padding_idx, weight, d
     from the end."""
     if padding_idx is not None:
         if isinstance(padding_idx, bool) or not isinstance(padding_idx, numbers.Integral):
-            raise ValueError(f"{where}: padding_idx must be within num_embeddings, got "
-                             f"{padding_idx!r}")
+            raise IndexValueError(f"{where}: padding_idx must be an int within "
+                                  f"num_embeddings, got {padding_idx!r}")  # (PyTorch's)
         if not -num_embeddings <= padding_idx < num_embeddings:   # (PyTorch asserts)
             raise AssertionValueError(f"{where}: padding_idx must be within num_embeddings, "
                                       f"got {padding_idx!r}")

@@ -4,6 +4,7 @@ import numbers
 
 import numpy as np
 
+from ..errors import RuntimeValueError, TypeValueError
 from ..validation import check_number, int_items
 from . import init
 from .module import Module, Parameter
@@ -14,8 +15,13 @@ def normalized_shape_of(name, normalized_shape):
     layer, over no features) as a tuple of ints."""
     shape = int_items(normalized_shape)
     shape = shape if isinstance(shape, (tuple, list)) else (shape,)
-    if not shape or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                        or v < 0 for v in shape):
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in shape):
+        raise TypeValueError(f"{name}: expected normalized_shape to be a non-negative int "
+                             f"or a tuple of them, got {normalized_shape!r}")  # (PyTorch's type)
+    if any(v < 0 for v in shape):   # (PyTorch's RuntimeError: a negative dimension)
+        raise RuntimeValueError(f"{name}: expected normalized_shape to be a non-negative "
+                                f"int or a tuple of them, got {normalized_shape!r}")
+    if not shape:
         raise ValueError(f"{name}: expected normalized_shape to be a non-negative int or a "
                          f"tuple of them, got {normalized_shape!r}")
     return tuple(int(v) for v in shape)

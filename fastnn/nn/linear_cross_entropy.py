@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import grad_mode as _grad_mode
-from ..errors import DtypeError, RuntimeValueError
+from ..errors import DtypeError, RuntimeValueError, TypeValueError
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, check_float_array,
                           check_positive_int)
 from .linear import Linear
@@ -85,8 +85,8 @@ class LinearCrossEntropyLoss(Module):
                              f"{reduction!r}")
         if ignore_index is not None and (isinstance(ignore_index, bool)
                                          or not isinstance(ignore_index, numbers.Integral)):
-            raise TypeError(f"{name}: expected ignore_index to be an int or None, got "
-                            f"{ignore_index!r}")
+            raise TypeValueError(f"{name}: expected ignore_index to be an int or None, got "
+                                 f"{ignore_index!r}")
         if options is not None:
             raise ValueError(f"{name}: options={options!r} is not supported: "
                              f"LinearCrossEntropyOptions configure PyTorch's own chunked "

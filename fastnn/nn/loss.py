@@ -28,7 +28,7 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
-from ..errors import DtypeError, IndexValueError, RuntimeValueError
+from ..errors import DtypeError, IndexValueError, RuntimeValueError, TypeValueError
 from ..ops import loss_value
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labels,
                           broadcasts_to, check_flag, check_float_array, check_labels,
@@ -1297,7 +1297,7 @@ def class_weights(where, weight):
 
 def _index(where, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{where}: expected ignore_index to be an int, got {value!r}")
+        raise TypeValueError(f"{where}: expected ignore_index to be an int, got {value!r}")
     return int(value)
 
 

@@ -9,7 +9,7 @@ import threading
 import numpy as np
 
 from .. import device as _device
-from ..errors import IndexValueError
+from ..errors import IndexValueError, TypeValueError
 from ..validation import check_bool, check_number, check_positive_int
 from . import activations as _act
 from . import init
@@ -111,8 +111,10 @@ def _relu_or_gelu(activation):
 def _copies(where, layer, kind, num_layers):
     if not isinstance(layer, kind):
         raise TypeError(f"{where}: expected a {kind.__name__}, got {type(layer).__name__}")
-    if (isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral)
-            or num_layers < 0):
+    if isinstance(num_layers, bool) or not isinstance(num_layers, numbers.Integral):
+        raise TypeValueError(f"{where}: expected num_layers to be a non-negative int, got "
+                             f"{num_layers!r}")   # (PyTorch's range() TypeError)
+    if num_layers < 0:
         raise ValueError(f"{where}: expected num_layers to be a non-negative int, got "
                          f"{num_layers!r}")
     count = int(num_layers)

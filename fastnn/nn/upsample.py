@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..errors import NotImplementedValueError, RuntimeValueError
+from ..errors import NotImplementedValueError, RuntimeValueError, TypeValueError
 from ..validation import check_float_dtype, check_only
 from .module import Module
 
@@ -275,9 +275,12 @@ class Upsample(Module):
         values = size if size is not None else scale_factor
         items = tuple(values) if isinstance(values, (tuple, list)) else (values,)
         integral = size is not None
-        if not items or any(isinstance(v, bool) or not isinstance(
-                v, numbers.Integral if integral else numbers.Real) or v <= 0 for v in items):
-            kind = "positive ints" if integral else "positive numbers"
+        kind = "positive ints" if integral else "positive numbers"
+        if any(isinstance(v, bool) or not isinstance(
+                v, numbers.Integral if integral else numbers.Real) for v in items):
+            raise TypeValueError(f"{name}: expected {'size' if integral else 'scale_factor'} "
+                                 f"to be one or a tuple of {kind}, got {values!r}")
+        if not items or any(v <= 0 for v in items):
             raise ValueError(f"{name}: expected {'size' if integral else 'scale_factor'} to "
                              f"be one or a tuple of {kind}, got {values!r}")
         self.size = size
