@@ -163,3 +163,42 @@ def test_lazy_layers_have_pytorchs_attributes_before_the_first_input(name):
 @pytest.mark.parametrize("name", ["Upsample", "UpsamplingNearest2d", "UpsamplingBilinear2d"])
 def test_upsample_layers_have_pytorchs_name_attribute(name):
     assert getattr(nn, name)(scale_factor=2).name == getattr(torch.nn, name)(scale_factor=2).name
+
+
+def _pred_and_classes(t):
+    return t(_x(3, 4) - 0.5), t(np.array([0, 3, 1]))
+
+
+ELEMENTWISE_MEAN = {   # loss class: (its arguments, inputs from t)
+    "MSELoss": ((), lambda t: (t(_x(2, 3)), t(_x(2, 3)[::-1].copy()))),
+    "L1Loss": ((), lambda t: (t(_x(2, 3)), t(np.zeros((2, 3))))),
+    "CrossEntropyLoss": ((), _pred_and_classes),
+    "NLLLoss": ((), _pred_and_classes),
+    "KLDivLoss": ((), lambda t: (t(-_x(2, 3)), t(np.full((2, 3), 0.25)))),
+    "BCELoss": ((), lambda t: (t(np.full((2, 3), 0.25)), t(np.ones((2, 3))))),
+    "SmoothL1Loss": ((), lambda t: (t(_x(2, 3)), t(np.ones((2, 3))))),
+    # PyTorch's functional forms of these check the reduction and refuse it
+    "PoissonNLLLoss": ((), lambda t: (t(_x(2, 3)), t(np.ones((2, 3))))),
+    "MultiLabelSoftMarginLoss": ((), lambda t: (t(_x(2, 3)), t(np.ones((2, 3))))),
+    "GaussianNLLLoss": ((), lambda t: (t(_x(2, 3)), t(np.ones((2, 3))),
+                                       t(np.ones((2, 3))))),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE_MEAN))
+def test_loss_classes_take_the_deprecated_elementwise_mean_where_pytorch_does(name):
+    import warnings
+    args, inputs = ELEMENTWISE_MEAN[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            expected = float(getattr(torch.nn, name)(*args, reduction="elementwise_mean")(
+                *inputs(torch.from_numpy)))
+        except ValueError:
+            with pytest.raises(ValueError):
+                getattr(nn, name)(*args, reduction="elementwise_mean")(*inputs(np.asarray))
+            return
+    with pytest.warns(UserWarning, match="elementwise_mean"):
+        loss = getattr(nn, name)(*args, reduction="elementwise_mean")
+    assert loss.reduction == "mean"
+    np.testing.assert_allclose(float(loss(*inputs(np.asarray))), expected, rtol=1e-12)

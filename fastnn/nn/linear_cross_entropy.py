@@ -14,7 +14,7 @@ from ..errors import DtypeError, RuntimeValueError, TypeValueError
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, check_float_array,
                           check_positive_int)
 from .linear import Linear
-from .loss import REDUCTIONS, CrossEntropyLoss, class_weights
+from .loss import REDUCTIONS, CrossEntropyLoss, class_weights, deprecated_mean
 from .module import Module, check_kept, kept_for_backward
 
 
@@ -80,6 +80,7 @@ class LinearCrossEntropyLoss(Module):
         if not 0.0 <= label_smoothing <= 1.0:
             raise RuntimeValueError(f"expected label_smoothing to be in range [0, 1], got "
                                     f"{label_smoothing}")
+        reduction = deprecated_mean(reduction)
         if not isinstance(reduction, str) or reduction not in REDUCTIONS:
             raise ValueError(f"{name}: expected reduction 'mean', 'sum' or 'none', got "
                              f"{reduction!r}")

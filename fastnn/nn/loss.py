@@ -105,12 +105,26 @@ def _runtime_number(where, name, value, *bounds, **options):
         raise RuntimeValueError(str(error)) from None
 
 
+def deprecated_mean(reduction, takes_it=True):
+    """PyTorch's deprecated reduction='elementwise_mean' as 'mean', with its warning, for
+    a loss PyTorch reduces through _Reduction.get_enum (takes_it); any other value as it
+    is."""
+    if takes_it and isinstance(reduction, str) and reduction == "elementwise_mean":
+        warnings.warn("reduction='elementwise_mean' is deprecated. Please use "
+                      "reduction='mean' instead.", stacklevel=4)
+        return "mean"
+    return reduction
+
+
 class Loss:
     """Base class: validation, the reduction, the saved gradient and repr."""
 
     #: True where PyTorch takes integer (and bool) targets, cast to pred's dtype, for a
     #: loss whose target is otherwise a float array like pred
     integer_target = False
+    #: False for the losses whose functional form checks the reduction itself, refusing
+    #: PyTorch's deprecated 'elementwise_mean' (Poisson/Gaussian NLL, multilabel soft margin)
+    takes_elementwise_mean = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -120,6 +134,7 @@ class Loss:
     def __init__(self, reduction="mean", size_average=None, reduce=None):
         if size_average is not None or reduce is not None:
             reduction = legacy_reduction(size_average, reduce)
+        reduction = deprecated_mean(reduction, self.takes_elementwise_mean)
         if not isinstance(reduction, str) or reduction not in REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: expected reduction 'mean', 'sum' or "
                              f"'none', got {reduction!r}")
@@ -545,6 +560,7 @@ class KLDivLoss(_OnHost):
     """
 
     def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
+        reduction = deprecated_mean(reduction)
         super().__init__("mean" if reduction == "batchmean" else reduction, size_average,
                          reduce)
         if size_average is None and reduce is None:   # (else the legacy one, as PyTorch's)
@@ -638,6 +654,8 @@ class MultiLabelSoftMarginLoss(_OnHost):
     any shape that broadcasts to pred's, as PyTorch's (N, C) or (1, C)),
     then the reduction over the samples ('none': pred's shape without C). Computed as
     softplus terms (finite for any logit); the gradient w_c (sigmoid(x) - t) / C."""
+
+    takes_elementwise_mean = False
 
     integer_target = True
 
@@ -882,6 +900,8 @@ class PoissonNLLLoss(_ElementwiseOnHost):
     the default: exp(pred) - target pred) or pred (pred - target log(pred + eps));
     full=True adds Stirling's target log(target) - target + log(2 pi target) / 2 where
     target > 1 (a constant: no gradient)."""
+
+    takes_elementwise_mean = False
 
     integer_target = True
 

@@ -261,6 +261,8 @@ class GaussianNLLLoss(Loss):
     grad_target, grad_var), each of its input's shape (a 0-d one for a number var), var's
     gradient taken as PyTorch's (through the clamp unchanged)."""
 
+    takes_elementwise_mean = False
+
     def __init__(self, full=False, eps=1e-6, reduction="mean"):
         super().__init__(reduction)
         self.full = check_bool("GaussianNLLLoss", "full", full)
@@ -377,6 +379,8 @@ class TripletMarginWithDistanceLoss(Loss):
     (no dropout in training mode). NumPy on the host; a device input's gradients go back
     to the device.
     """
+
+    takes_elementwise_mean = False
 
     def __init__(self, *, distance_function=None, margin=1.0, swap=False, reduction="mean"):
         super().__init__(reduction)
