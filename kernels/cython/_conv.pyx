@@ -191,10 +191,13 @@ cdef void _im2col(const floating* x, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize_t 
                 memcpy(dst + d0, x + (b * c_in + c) * h_in * w_in + d0 + shift,
                        (d1 - d0) * sizeof(floating))
                 memset(dst + d1, 0, (p - d1) * sizeof(floating))
-                for oh in range(oh_lo, oh_hi):
-                    for ow in range(lo):
+                # the wrapped columns, column by column down the rows (one strided
+                # loop each, not two short loops per output row, as the numba kernel)
+                for ow in range(lo):
+                    for oh in range(oh_lo, oh_hi):
                         dst[oh * wo + ow] = 0
-                    for ow in range(hi, wo):
+                for ow in range(hi, wo):
+                    for oh in range(oh_lo, oh_hi):
                         dst[oh * wo + ow] = 0
             continue
         for b in range(nb):
@@ -249,10 +252,11 @@ cdef void _col2im(floating* dcol, Py_ssize_t nb, Py_ssize_t c_in, Py_ssize_t h_i
                     if oh_lo >= oh_hi or lo >= hi:
                         continue
                     src = dcol + r * L + b * p
-                    for oh in range(oh_lo, oh_hi):
-                        for ow in range(lo):
+                    for ow in range(lo):   # column by column, as in _im2col
+                        for oh in range(oh_lo, oh_hi):
                             src[oh * wo + ow] = 0
-                        for ow in range(hi, wo):
+                    for ow in range(hi, wo):
+                        for oh in range(oh_lo, oh_hi):
                             src[oh * wo + ow] = 0
                     d0 = oh_lo * wo + lo
                     d1 = (oh_hi - 1) * wo + hi
