@@ -99,12 +99,12 @@ class Sequential(Module):
             object.__setattr__(self, "_out_meta", _Stale("its layers were changed (append, "
                                                           "insert, pop, del or seq[i] = ...)"))
 
-    def append(self, layer):
+    def append(self, module):   # (PyTorch's keyword name)
         """Add a layer at the end (named by its index); returns self."""
         name = str(len(self._layers))
         if name in self._modules:   # (a layer removed from the middle: the next free index)
             name = str(1 + max(int(k) for k in self._modules if k.isdigit()))
-        return self._add(name, layer)
+        return self._add(name, module)
 
     def extend(self, sequential):
         """Append every layer of an iterable of modules (another Sequential, a list);
@@ -581,8 +581,8 @@ class _List(_Holder):
             self.append(value)
         return self
 
-    def __iadd__(self, values):
-        return self.extend(values)
+    def __iadd__(self, parameters):   # (PyTorch's ParameterList keyword name)
+        return self.extend(parameters)
 
     def __add__(self, other):
         """A new list of this one's items, then other's (renumbered; PyTorch's): a plain
@@ -637,8 +637,19 @@ class ModuleList(_List):
     run of consecutive children with the same repr once, as PyTorch's:
     ``(0-2): 3 x Linear(...)``."""
 
-    def __init__(self, modules=None):  # (PyTorch's keyword name)
+    def __init__(self, modules=None):  # (PyTorch's keyword names, here and below)
         super().__init__(modules)
+
+    def append(self, module):
+        """Add a module at the end; returns self."""
+        return super().append(module)
+
+    def extend(self, modules):
+        """Append every module of an iterable; returns self."""
+        return super().extend(modules)
+
+    def __iadd__(self, modules):
+        return self.extend(modules)
 
     holds = Module
 
@@ -819,8 +830,13 @@ class ModuleDict(_Dict):
     """Modules by name (PyTorch's ModuleDict): their parameters and buffers belong to the
     owner under 'name.weight' etc.; ``d[name]``, ``keys()``, ``items()``, ``update``."""
 
-    def __init__(self, modules=None):  # (PyTorch's keyword name)
+    def __init__(self, modules=None):  # (PyTorch's keyword names, here and in update)
         super().__init__(modules)
+
+    def update(self, modules):
+        """Add (name, module) pairs from a mapping (or another ModuleDict) or an iterable
+        of pairs (PyTorch's errors for anything else)."""
+        super().update(modules)
 
     def _table(self):
         return self._modules
@@ -893,13 +909,13 @@ class ParameterDict(_Dict):
         self.update(other)
         return self
 
-    def update(self, items):
+    def update(self, parameters):   # (PyTorch's keyword name)
         """As _Dict.update, but a plain dict's entries are added in sorted key order, as
         PyTorch's ParameterDict does (an OrderedDict, a ParameterDict or pairs keep
         theirs)."""
-        if isinstance(items, dict) and not isinstance(items, OrderedDict):
-            items = sorted(items.items())
-        super().update(items)
+        if isinstance(parameters, dict) and not isinstance(parameters, OrderedDict):
+            parameters = sorted(parameters.items())
+        super().update(parameters)
 
     def copy(self):
         """A new ParameterDict holding the same Parameters (PyTorch's)."""

@@ -1216,9 +1216,11 @@ class Module:
     def children(self):
         return _Items(module for _, module in self.named_children())
 
-    def modules(self):
-        """This module and every module under it, depth first, each once."""
-        return _Items(module for _, module in self.named_modules())
+    def modules(self, remove_duplicate=True):
+        """This module and every module under it, depth first, each once
+        (remove_duplicate=False: a module held under two names twice, as PyTorch's)."""
+        return _Items(module for _, module in
+                      self.named_modules(remove_duplicate=remove_duplicate))
 
     def named_modules(self, memo=None, prefix="", remove_duplicate=True):
         """(dotted name, module) for this module (named prefix) and every module under

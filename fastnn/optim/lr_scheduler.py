@@ -1079,8 +1079,14 @@ class SequentialLR(LRScheduler):
         else:
             scheduler.last_epoch -= 1
 
-    def step(self, chain=False):
-        """Advance one epoch: the scheduler of this epoch steps, or starts at a milestone."""
+    def step(self):
+        """Advance one epoch: the scheduler of this epoch steps, or starts at a milestone
+        (PyTorch's: no epoch argument)."""
+        self._advance(chain=False)
+
+    def _advance(self, chain):
+        """step; chain=True: as a ChainedScheduler's member (its schedulers step by the
+        recursive rule from the rate the one before left)."""
         self.last_epoch += 1
         i = bisect.bisect_right(self._milestones, self.last_epoch)
         scheduler = self._schedulers[i]
@@ -1093,7 +1099,7 @@ class SequentialLR(LRScheduler):
         self._last_lr = scheduler.get_last_lr()
 
     def _chain_step(self):
-        self.step(chain=True)
+        self._advance(chain=True)
 
     def _initial_step(self):
         self.step()

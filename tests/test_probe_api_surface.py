@@ -1,0 +1,141 @@
+"""The signatures of Module, the containers, Optimizer and every optimizer and scheduler
+class against torch 2.13's (argument names, kinds and defaults of every method both
+have, so keyword calls written for PyTorch work), and the traversal arguments the
+signature sweep found missing (``modules(remove_duplicate=)``)."""
+import inspect
+
+import numpy as np
+import pytest
+
+from fastnn import nn, optim
+from fastnn.optim import lr_scheduler
+
+torch = pytest.importorskip("torch")
+
+# where fastnn's signature differs on purpose (README / the docstrings say why)
+_DOCUMENTED = {
+    "forward", "to",          # a layer's own forward(x); to() names PyTorch's arguments
+    "__init__",               # checked below, per class, apart from these
+    "__call__",               # ParameterDict: Module's __call__, not torch's forward alias
+}
+_DOCUMENTED_IN = {("LBFGS", "step")}  # step(closure=None): a missing closure is named
+
+
+def _pairs():
+    out = [(nn.Module, torch.nn.Module)]
+    out += [(getattr(nn, n), getattr(torch.nn, n)) for n in
+            ("Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict")]
+    out.append((optim.Optimizer, torch.optim.Optimizer))
+    out += [(getattr(optim, n), getattr(torch.optim, n)) for n in dir(torch.optim)
+            if isinstance(getattr(torch.optim, n), type) and hasattr(optim, n)
+            and issubclass(getattr(torch.optim, n), torch.optim.Optimizer)]
+    out += [(getattr(lr_scheduler, n), getattr(torch.optim.lr_scheduler, n))
+            for n in dir(torch.optim.lr_scheduler)
+            if isinstance(getattr(torch.optim.lr_scheduler, n), type)
+            and hasattr(lr_scheduler, n) and n != "Optimizer"]
+    return out
+
+
+def _parameters(function):
+    return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()
+            if p.name != "self"]
+
+
+def _compared_methods(ours, theirs):
+    for name in sorted(dir(theirs)):
+        if name.startswith("_") and name not in ("__iadd__", "__add__", "__mul__", "__or__"):
+            continue
+        if (name in _DOCUMENTED or (ours.__name__, name) in _DOCUMENTED_IN
+                or not hasattr(ours, name)):
+            continue
+        mine, torchs = inspect.getattr_static(ours, name), inspect.getattr_static(theirs, name)
+        if isinstance(mine, property) or isinstance(torchs, property):
+            continue
+        if callable(getattr(theirs, name)) and callable(getattr(ours, name)):
+            yield name
+
+
+def test_every_shared_method_takes_torchs_arguments():
+    """Each method fastnn shares with torch takes the same argument names, kinds and
+    defaults (Sequential.append(module=), ModuleList.extend(modules=),
+    ModuleDict.update(modules=), ParameterDict.update(parameters=), Module.modules(
+    remove_duplicate=) and SequentialLR.step() were different)."""
+    compared, wrong = 0, []
+    for ours, theirs in _pairs():
+        for name in _compared_methods(ours, theirs):
+            try:
+                expected = _parameters(getattr(theirs, name))
+            except (TypeError, ValueError):   # (a C method without a signature)
+                continue
+            compared += 1
+            got = _parameters(getattr(ours, name))
+            if got != expected:
+                wrong.append(f"{ours.__name__}.{name}: {got} != {expected}")
+    assert compared > 500
+    assert not wrong, "\n".join(wrong)
+
+
+def test_optimizer_and_scheduler_constructors_take_torchs_keywords():
+    """Every torch constructor argument is a fastnn one of the same default (SGD's fourth
+    positional argument, dampening in PyTorch, is weight_decay in DESIGN.md's contract:
+    only the order differs, by name it is the same)."""
+    for ours, theirs in _pairs()[7:]:
+        mine = dict((n, d) for n, _, d in _parameters(ours.__init__))
+        accepts_more = any(k == inspect.Parameter.VAR_KEYWORD
+                           for _, k, _ in _parameters(ours.__init__))
+        for name, _, default in _parameters(theirs.__init__):
+            if name in mine:
+                assert mine[name] == default or (mine[name] is None or default is None), (
+                    ours.__name__, name)
+            else:
+                assert accepts_more, (ours.__name__, name)
+
+
+@pytest.mark.parametrize("remove_duplicate", [True, False])
+def test_modules_remove_duplicate_as_torch(remove_duplicate):
+    root, ref = nn.Module(), torch.nn.Module()
+    for net, lib in ((root, nn), (ref, torch.nn)):
+        net.a = lib.Linear(2, 2)
+        net.b = lib.Sequential(lib.Linear(2, 2), lib.ReLU())
+        net.c = net.a
+    got = [type(m).__name__ for m in root.modules(remove_duplicate=remove_duplicate)]
+    want = [type(m).__name__ for m in ref.modules(remove_duplicate=remove_duplicate)]
+    assert got == want
+    assert len(got) == (5 if remove_duplicate else 6)
+    assert list(root.modules()) == list(root.modules(remove_duplicate=True))
+
+
+def test_container_methods_by_torchs_keywords():
+    seq = nn.Sequential().append(module=nn.ReLU())
+    lst = nn.ModuleList().append(module=nn.ReLU()).extend(modules=[nn.Tanh()])
+    lst.__iadd__(modules=[nn.Sigmoid()])
+    mods = nn.ModuleDict()
+    mods.update(modules={"r": nn.ReLU()})
+    params = nn.ParameterDict()
+    params.update(parameters={"b": nn.Parameter(np.ones(2, np.float32)),
+                              "a": nn.Parameter(np.zeros(2, np.float32))})
+    plist = nn.ParameterList().append(value=nn.Parameter(np.ones(1, np.float32)))
+    plist.extend(values=[nn.Parameter(np.ones(1, np.float32))])
+    assert [type(m).__name__ for m in seq] == ["ReLU"]
+    assert [type(m).__name__ for m in lst] == ["ReLU", "Tanh", "Sigmoid"]
+    assert list(mods) == ["r"] and list(params) == ["a", "b"] and len(plist) == 2
+
+
+def test_sequential_lr_step_takes_no_epoch_as_torch():
+    """PyTorch's SequentialLR.step() takes no argument: a number passed as an epoch was
+    taken as fastnn's internal chain flag (a ChainedScheduler member's step)."""
+    def build(o, s):
+        opt = o.SGD([p], lr=1.0)
+        return s.SequentialLR(opt, [s.ConstantLR(opt, factor=0.5, total_iters=2),
+                                    s.ExponentialLR(opt, gamma=0.9)], milestones=[2])
+    p = nn.Parameter(np.ones(1, np.float32))
+    ours = build(optim, lr_scheduler)
+    p = torch.nn.Parameter(torch.ones(1))
+    ref = build(torch.optim, torch.optim.lr_scheduler)
+    for sched in (ours, ref):
+        with pytest.raises(TypeError):
+            sched.step(5)
+    for _ in range(4):
+        ours.optimizer.step(), ref.optimizer.step()
+        ours.step(), ref.step()
+        assert ours.get_last_lr() == pytest.approx(ref.get_last_lr())
