@@ -235,8 +235,9 @@ def test_named_layers_add_module_and_torch_state_dict(rng):
     np.testing.assert_allclose(ours(x), theirs(torch.from_numpy(x)).detach().numpy(),
                                rtol=1e-12)
     assert len(ours) == 4 and ours.fc2 is ours[2] and isinstance(ours[-1], nn.Sigmoid)
-    with pytest.raises(KeyError, match="a layer named 'act' exists already"):
-        ours.add_module("act", nn.ReLU())
+    ours.add_module("act", nn.ReLU())      # replaces the layer in its place, as torch's
+    theirs.add_module("act", torch.nn.ReLU())
+    assert [type(m).__name__ for m in ours] == [type(m).__name__ for m in theirs]
     with pytest.raises(KeyError, match="without '.'"):
         ours.add_module("a.b", nn.ReLU())
 

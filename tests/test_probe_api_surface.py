@@ -139,3 +139,24 @@ def test_sequential_lr_step_takes_no_epoch_as_torch():
         ours.optimizer.step(), ref.optimizer.step()
         ours.step(), ref.step()
         assert ours.get_last_lr() == pytest.approx(ref.get_last_lr())
+
+
+def test_sequential_add_module_under_a_taken_name_replaces_in_place_as_torch(rng):
+    """PyTorch's Sequential.add_module (and register_module) under a name it holds puts
+    the new layer in that place (fastnn raised KeyError); the model then runs it."""
+    ours = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)).double()
+    theirs = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(),
+                                 torch.nn.Linear(4, 2)).double()
+    ours.load_state_dict({k: v.numpy() for k, v in theirs.state_dict().items()})
+    x = rng.standard_normal((5, 3))
+    ours(x)   # (a forward before the change: the change must not reuse it)
+    ours.add_module("1", nn.Tanh())
+    theirs.add_module("1", torch.nn.Tanh())
+    ours.register_module("0", ours[0])   # (the same layer again: a no-op in both)
+    theirs.register_module("0", theirs[0])
+    assert [type(m).__name__ for m in ours] == ["Linear", "Tanh", "Linear"]
+    assert [n for n, _ in ours.named_children()] == [n for n, _ in theirs.named_children()]
+    np.testing.assert_allclose(ours(x), theirs(torch.from_numpy(x)).detach().numpy(),
+                               rtol=1e-12)
+    with pytest.raises(ValueError, match="already in this Sequential"):
+        ours.add_module("1", ours[2])     # (fastnn: one instance in one place)

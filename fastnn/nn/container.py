@@ -182,11 +182,10 @@ class Sequential(Module):
             raise TypeError(f"Sequential: expected a Module, got {type(layer).__name__}")
 
     def add_module(self, name, module):
-        """Add a layer at the end under name (PyTorch's Sequential runs it too)."""
+        """Add a layer at the end under name (PyTorch's Sequential runs it too); a name
+        the Sequential has already replaces that layer in its place, as PyTorch's."""
         self._check_module(module)
         self._check_name("module", name, self._modules)
-        if name in self._modules:
-            raise KeyError(f"Sequential.add_module: a layer named {name!r} exists already")
         self._add(name, module)
 
     register_module = add_module
