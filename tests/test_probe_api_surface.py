@@ -160,3 +160,26 @@ def test_sequential_add_module_under_a_taken_name_replaces_in_place_as_torch(rng
                                rtol=1e-12)
     with pytest.raises(ValueError, match="already in this Sequential"):
         ours.add_module("1", ours[2])     # (fastnn: one instance in one place)
+
+
+def test_load_state_dict_assign_takes_the_given_parameters_as_torch():
+    """assign=True with a keep_vars state dict makes the given Parameters the module's
+    (PyTorch's: shared with the source, tied ones stay tied, requires_grad from the
+    module); fastnn made new Parameters sharing their data."""
+    def pair(lib):
+        src, dst = lib.Sequential(lib.Linear(2, 2), lib.Linear(2, 2)), lib.Sequential(
+            lib.Linear(2, 2), lib.Linear(2, 2))
+        src[1].weight = src[0].weight
+        dst[0].bias.requires_grad_(False)
+        dst.load_state_dict(src.state_dict(keep_vars=True), assign=True)
+        return src, dst
+    for lib in (nn, torch.nn):
+        src, dst = pair(lib)
+        assert dst[0].weight is src[0].weight and dst[1].weight is dst[0].weight
+        assert dst[0].bias is src[0].bias and not src[0].bias.requires_grad
+        assert [n for n, _ in dst.named_parameters()] == ["0.weight", "0.bias", "1.bias"]
+    ours, _ = pair(nn)
+    plain = nn.Linear(2, 2)
+    plain.load_state_dict({k: np.array(v) for k, v in ours[0].state_dict().items()},
+                          assign=True)
+    assert isinstance(plain.weight, nn.Parameter) and plain.weight is not ours[0].weight

@@ -1806,8 +1806,9 @@ class Module:
         dtype, as PyTorch's ``copy_``) into parameters and persistent buffers; values
         are NumPy arrays, or anything ``np.asarray`` takes that has ``__array__`` (a
         Parameter, a CPU tensor). assign=True (PyTorch's) instead makes each parameter a
-        new Parameter holding the state dict's array (its dtype, no copy) and each
-        buffer that array.
+        new Parameter holding the state dict's array (its dtype, no copy), or the state
+        dict's Parameter itself (a keep_vars state dict: shared, as PyTorch's, taking
+        the requires_grad of the one it replaces), and each buffer that array.
 
         Every name, shape and value is checked before anything is written, so a failed
         load changes nothing (except that lazy layers first take their sizes from the
@@ -1865,7 +1866,7 @@ class Module:
             elif kind == "extra":
                 module.set_extra_state(value)
             else:
-                self._load_array(module, name, value, assign)
+                self._load_array(module, name, value, assign, state_dict[key])
                 loaded.add(id(module))
         # a backward of a forward before would mix its saved arrays with the loaded ones
         # (PyTorch's fails: the copy is an in-place change of what its graph saved)
@@ -1932,14 +1933,22 @@ class Module:
         return values
 
     @staticmethod
-    def _load_array(module, name, array, assign):
+    def _load_array(module, name, array, assign, given=None):
         """Write array into the parameter or buffer name of module: a cast copy, or
-        (assign, on the host) the array itself."""
+        (assign, on the host) the array itself; a Parameter given for a parameter
+        (a keep_vars state dict) becomes the module's, its requires_grad the one it
+        replaces (PyTorch's assign: the two modules then share that Parameter)."""
         current = getattr(module, name)
         is_param = isinstance(current, Parameter)
         target = current.data if is_param else current
         if not assign or module._device != "cpu":
             _device.namespace_of(target).copy_into(target, array)
+            return
+        if (is_param and isinstance(given, Parameter) and given.data is array
+                and not _device.is_device_array(array)
+                and np.dtype(array.dtype) in FLOAT_DTYPES):
+            given.requires_grad = current.requires_grad
+            setattr(module, name, given)
             return
         if np.dtype(array.dtype) not in FLOAT_DTYPES:
             array = np.asarray(_device.to_host(array), dtype=target.dtype)
