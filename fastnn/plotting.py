@@ -20,6 +20,18 @@ def plot_curves(metrics, path, title=None):
     metrics: a dict as ``fastnn.train.fit`` returns, with lists 'epoch',
     'train_loss', 'train_accuracy' and, if present, 'test_loss', 'test_accuracy'.
     """
+    return save_figure(curves_figure(metrics, title), path)
+
+
+def integer_epochs(ax):
+    """Ticks at whole epochs only on ``ax``'s x axis (matplotlib's default put them at
+    2.5, 7.5, ... for a 20-epoch run)."""
+    from matplotlib.ticker import MaxNLocator
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def curves_figure(metrics, title=None):
+    """The matplotlib Figure ``plot_curves`` saves."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -32,10 +44,11 @@ def plot_curves(metrics, path, title=None):
         if metrics.get(f"test_{key}"):
             ax.plot(epochs, metrics[f"test_{key}"], "s-", label="test")
         ax.set_xlabel("epoch")
+        integer_epochs(ax)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    return save_figure(fig, path)
+    return fig

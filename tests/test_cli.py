@@ -271,6 +271,21 @@ def test_plot_svg_and_unknown_extensions(tmp_path):
         assert open(plot_curves(metrics, str(tmp_path / name)), "rb").read(4) == b"\x89PNG"
 
 
+def test_curves_tick_whole_epochs_only():
+    """A 20-epoch run's curves had ticks at epochs 2.5, 7.5, 12.5 and 17.5."""
+    from fastnn.plotting import curves_figure
+    n = 20
+    metrics = {"epoch": list(range(1, n + 1)), "train_loss": [1 / k for k in range(1, n + 1)],
+               "train_accuracy": [1 - 1 / k for k in range(1, n + 1)],
+               "test_loss": [1.1 / k for k in range(1, n + 1)],
+               "test_accuracy": [0.9 - 1 / k for k in range(1, n + 1)]}
+    fig = curves_figure(metrics)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks), ticks
+
+
 def test_a_closed_pipe_ends_quietly():
     """``python -m fastnn train ... | head -1``: no BrokenPipeError traceback, status 141."""
     env = dict(os.environ, FASTNN_BACKEND="numpy")

@@ -11,7 +11,7 @@ import numpy as np
 from .. import data, nn, optim
 from ..models.multitask import MultiTaskLoss, MultiTaskNet
 from ..nn.module import evaluating
-from ..plotting import save_figure
+from ..plotting import integer_epochs, save_figure
 from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
 
@@ -89,6 +89,7 @@ def plot_multitask(curves, mean_baseline, alone_accuracy, path):
     ax.legend()
     for ax in fig.axes:
         ax.set_xlabel("epoch")
+        integer_epochs(ax)
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
     save_figure(fig, path)

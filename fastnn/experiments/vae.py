@@ -10,7 +10,7 @@ import numpy as np
 from .. import optim
 from ..models.vae import VAE
 from ..nn.module import evaluating
-from ..plotting import save_figure
+from ..plotting import integer_epochs, save_figure
 from .common import apply_runtime, add_common_arguments, progress, write_metrics
 
 
@@ -59,6 +59,7 @@ def plot_samples(data, samples, path, title, curve=None):
         ax = fig.add_subplot(1, 3, 3)
         ax.plot(range(len(curve)), curve, "o-", ms=3)
         ax.set_xlabel("epoch")
+        integer_epochs(ax)
         ax.set_title("held-out negative ELBO")
         ax.grid(True, alpha=0.3)
     fig.suptitle(title)
