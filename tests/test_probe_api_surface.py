@@ -183,3 +183,15 @@ def test_load_state_dict_assign_takes_the_given_parameters_as_torch():
     plain.load_state_dict({k: np.array(v) for k, v in ours[0].state_dict().items()},
                           assign=True)
     assert isinstance(plain.weight, nn.Parameter) and plain.weight is not ours[0].weight
+
+
+def test_the_base_optimizers_step_is_not_implemented_as_torch():
+    """optim.Optimizer(params, defaults).step() is PyTorch's NotImplementedError (was a
+    TypeError from inside the group checks); zero_grad and state_dict still work."""
+    for lib, param in ((optim, nn.Parameter(np.ones(2, np.float32))),
+                       (torch.optim, torch.nn.Parameter(torch.ones(2)))):
+        opt = lib.Optimizer([param], {"lr": 0.1})
+        with pytest.raises(NotImplementedError):
+            opt.step()
+        opt.zero_grad()
+        assert opt.state_dict()["param_groups"][0]["params"] == [0]

@@ -356,8 +356,12 @@ class Optimizer:
         is a zero array, after zero_grad(set_to_none=False)). NaN or inf in a
         gradient propagates into the parameters (nothing is skipped silently), except
         through Rprop's sign step (PyTorch's: torch.sign(NaN) is 0).
-        Returns the closure's loss, or None.
+        Returns the closure's loss, or None. On the base class itself (no update rule),
+        NotImplementedError, as PyTorch's ``Optimizer.step``.
         """
+        if type(self)._update is Optimizer._update:
+            raise NotImplementedError(f"{self._name}.step: the base class has no update "
+                                      f"rule; a subclass defines step()")
         loss = closure() if closure is not None else None
         self._check_groups()
         plans = [[bucket.inspect(self._name) for bucket in buckets]
@@ -391,7 +395,8 @@ class Optimizer:
         equal, so a NaN is always re-checked (and rejected).
         """
         self._check_installed()
-        values_of = operator.itemgetter(*self.hyperparameters)
+        values_of = (operator.itemgetter(*self.hyperparameters) if self.hyperparameters
+                     else (lambda group: ()))
         for gi, group in enumerate(self.param_groups):
             try:
                 values = values_of(group)
