@@ -751,7 +751,12 @@ def _optimizer_state(path, meta, arrays, optimizer):
                         **{name: _decode(desc, arrays)
                            for name, desc in entry.get("values", {}).items()}}
     _scalars_as_saved(optimizer, state)
-    osd = {"type": opt.get("type"), "param_groups": opt.get("param_groups"), "state": state}
+    groups = opt.get("param_groups")
+    if isinstance(groups, list):   # (JSON made the groups' tuples, betas=(0.9, 0.999), lists)
+        groups = [{k: (tuple(v) if isinstance(v, list) and k not in ("params", "param_names")
+                       else v) for k, v in g.items()} if isinstance(g, dict) else g
+                  for g in groups]
+    osd = {"type": opt.get("type"), "param_groups": groups, "state": state}
     try:
         optimizer.validate_state_dict(osd)
     except (ValueError, TypeError) as exc:

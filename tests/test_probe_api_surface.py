@@ -195,3 +195,23 @@ def test_the_base_optimizers_step_is_not_implemented_as_torch():
             opt.step()
         opt.zero_grad()
         assert opt.state_dict()["param_groups"][0]["params"] == [0]
+
+
+def test_optimizer_state_dict_keeps_list_group_values_as_torch():
+    """A group's list values (betas=[...], a user's own key) are lists in the state
+    dict and after a load, as in PyTorch's (fastnn turned them into tuples), and copies:
+    editing the state dict changes no group."""
+    dicts = []
+    for lib, param in ((optim, nn.Parameter(np.ones(2, np.float32))),
+                       (torch.optim, torch.nn.Parameter(torch.ones(2)))):
+        opt = lib.Adam([{"params": [param], "betas": [0.8, 0.9], "tag": ["enc"]}])
+        saved = opt.state_dict()
+        other = lib.Adam([type(param)(param.detach() if lib is torch.optim else param.data)])
+        other.load_state_dict(saved)
+        saved["param_groups"][0]["tag"].append("x")   # (after the load: not loaded)
+        group = other.param_groups[0]
+        dicts.append((saved["param_groups"][0]["betas"], group["betas"], group["tag"]))
+        if lib is optim:   # (fastnn's state_dict holds copies; PyTorch's shares the lists)
+            assert opt.param_groups[0]["tag"] == ["enc"]
+    assert dicts[0] == dicts[1] == ([0.8, 0.9], [0.8, 0.9], ["enc"])
+    assert all(type(a) is type(b) for a, b in zip(*dicts))

@@ -490,12 +490,12 @@ class Optimizer:
         return [where[id(p)] for group in self.param_groups for p in group["params"]]
 
     def _saved_groups(self):
-        """The param groups as a state dict holds them: hyper-parameters (lists as
-        tuples) and "params" as the parameters' running indices, as in PyTorch."""
+        """The param groups as a state dict holds them: hyper-parameters (lists copied,
+        still lists: betas=[0.9, 0.99] stays a list, as in PyTorch's) and "params" as the
+        parameters' running indices, as in PyTorch."""
         groups, start = [], 0
         for group in self.param_groups:
-            entry = {k: (list(v) if k == "param_names" else
-                         tuple(v) if isinstance(v, list) else v)
+            entry = {k: (list(v) if isinstance(v, list) else v)
                      for k, v in group.items() if k != "params"}
             entry["params"] = list(range(start, start + len(group["params"])))
             start += len(group["params"])
@@ -646,10 +646,10 @@ class Optimizer:
             if missing:   # (other keys are the group's own data: kept, as PyTorch keeps them)
                 raise ValueError(f"{where}: parameter group {gi}: missing hyper-parameters "
                                  f"{missing}")
-            hyper = {k: (tuple(v) if isinstance(v, list) else plain_number(v))
+            # (lists stay lists, copied, as PyTorch's deepcopy of the saved groups; the
+            # param_names they hold replace the group's, as in PyTorch)
+            hyper = {k: (list(v) if isinstance(v, list) else plain_number(v))
                      for k, v in saved.items() if k != "params"}
-            if "param_names" in hyper:  # (they replace the group's, as in PyTorch)
-                hyper["param_names"] = list(hyper["param_names"])
             try:
                 for name, value in flags.items():
                     hyper[name] = self._check_flag(name, value)
