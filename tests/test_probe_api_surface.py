@@ -215,3 +215,21 @@ def test_optimizer_state_dict_keeps_list_group_values_as_torch():
             assert opt.param_groups[0]["tag"] == ["enc"]
     assert dicts[0] == dicts[1] == ([0.8, 0.9], [0.8, 0.9], ["enc"])
     assert all(type(a) is type(b) for a, b in zip(*dicts))
+
+
+def test_parameter_scalar_and_gradient_errors_are_torchs_types():
+    """A many-element Parameter's item() and an assigned gradient of the wrong shape are
+    PyTorch's RuntimeError (and fastnn's ValueError; both were a bare ValueError);
+    float() of one stays a ValueError, as PyTorch's."""
+    ours = nn.Parameter(np.ones(2, np.float32))
+    theirs = torch.nn.Parameter(torch.ones(2))
+    for param in (ours, theirs):
+        with pytest.raises(RuntimeError):
+            param.item()
+        with pytest.raises(ValueError):
+            float(param)
+        with pytest.raises(RuntimeError):
+            param.grad = (np.zeros(3, np.float32) if param is ours else torch.zeros(3))
+    with pytest.raises(ValueError, match="cannot be converted"):
+        ours.item()
+    assert ours.grad.shape == (2,) and float(nn.Parameter(np.full(1, 2.5))) == 2.5

@@ -292,23 +292,24 @@ class Parameter(ParameterArithmetic):
 
     def _check_grad(self, value):
         """PyTorch's checks of an assigned gradient: an array of the data's shape, dtype
-        and device (TypeError / ValueError before anything changes)."""
+        and device (TypeError, RuntimeValueError before anything changes)."""
         data = getattr(self, "_data", None)
         if not _device.is_array(value):
             raise TypeError(f"Parameter.grad: expected an array (or None), got "
                             f"{type(value).__name__}")
         if data is None:
             return
-        if tuple(value.shape) != tuple(data.shape):
-            raise ValueError(f"Parameter.grad: attempting to assign a gradient of shape "
-                             f"{tuple(value.shape)} to a parameter of shape {tuple(data.shape)}")
+        if tuple(value.shape) != tuple(data.shape):   # (PyTorch's RuntimeError, as below)
+            raise RuntimeValueError(f"Parameter.grad: attempting to assign a gradient of "
+                                    f"shape {tuple(value.shape)} to a parameter of shape "
+                                    f"{tuple(data.shape)}")
         if value.dtype != data.dtype:
             raise DtypeError(f"Parameter.grad: attempting to assign a gradient of dtype "
                             f"{value.dtype} to a parameter of dtype {data.dtype}")
         if _device.device_of(value) != _device.device_of(data):
-            raise ValueError(f"Parameter.grad: attempting to assign a gradient on "
-                             f"{_device.device_of(value)} to a parameter on "
-                             f"{_device.device_of(data)}")
+            raise RuntimeValueError(f"Parameter.grad: attempting to assign a gradient on "
+                                    f"{_device.device_of(value)} to a parameter on "
+                                    f"{_device.device_of(data)}")
 
     data = property(operator.attrgetter("_data"), _set_data)
     grad = property(_get_grad, _set_grad)

@@ -13,6 +13,7 @@ import operator
 import numpy as np
 
 from .. import device as _device
+from ..errors import RuntimeValueError
 
 
 def _values(other):
@@ -81,13 +82,17 @@ class ParameterArithmetic:
     def item(self):
         """The value of a one-element parameter as a Python float."""
         values = self.numpy()
-        if values.size != 1:
-            raise ValueError(f"a Parameter with {values.size} elements cannot be converted "
-                             f"to a Python number")
+        if values.size != 1:   # (PyTorch's RuntimeError)
+            raise RuntimeValueError(f"a Parameter with {values.size} elements cannot be "
+                                    f"converted to a Python number")
         return values.item()
 
     def __float__(self):
-        return float(self.item())
+        values = self.numpy()
+        if values.size != 1:   # (PyTorch's float(tensor): a ValueError)
+            raise ValueError("only one element parameters can be converted to Python "
+                             "scalars")
+        return float(values.item())
 
     def tolist(self):
         """The values as (nested) Python lists."""
