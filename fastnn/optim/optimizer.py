@@ -503,7 +503,8 @@ class Optimizer:
         return groups
 
     def state_dict(self):
-        """The optimizer's state (copies): {"type", "state", "param_groups"} as in PyTorch."""
+        """The optimizer's state (copies): {"state", "param_groups"} as in PyTorch, and
+        "type", the class name, which load_state_dict checks (PyTorch's has no such key)."""
         groups = self._saved_groups()
         if _written_for_torch(type(self)):
             state = self._user_state_dict()
