@@ -233,3 +233,12 @@ def test_parameter_scalar_and_gradient_errors_are_torchs_types():
     with pytest.raises(ValueError, match="cannot be converted"):
         ours.item()
     assert ours.grad.shape == (2,) and float(nn.Parameter(np.full(1, 2.5))) == 2.5
+
+
+@pytest.mark.parametrize("value", [2.7, -2.7, [3.0], [[-0.5]]])
+def test_int_of_a_one_element_parameter_as_torch(value):
+    ours = nn.Parameter(np.array(value, np.float32))
+    theirs = torch.nn.Parameter(torch.tensor(value))
+    assert int(ours) == int(theirs)
+    with pytest.raises(ValueError, match="only one element"):
+        int(nn.Parameter(np.ones(2, np.float32)))

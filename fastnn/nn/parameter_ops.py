@@ -1,5 +1,5 @@
 """Array arithmetic on ``Parameter`` for code ported from PyTorch, where a parameter is a
-tensor: ``p.item()``, ``p[0, :]``, ``p.T``, ``p.tolist()``, ``float(p)``, ``2 * p``,
+tensor: ``p.item()``, ``p[0, :]``, ``p.T``, ``p.tolist()``, ``float(p)``, ``int(p)``, ``2 * p``,
 ``x @ p.T + b`` (results are NumPy arrays of the values, as PyTorch's are plain tensors),
 and the in-place forms ``p -= lr * p.grad``, ``p += ...``, ``p *= ...``, ``p /= ...``
 and ``p[...] = v``, which change ``p.data`` in place (the same array, so an optimizer's
@@ -93,6 +93,15 @@ class ParameterArithmetic:
             raise ValueError("only one element parameters can be converted to Python "
                              "scalars")
         return float(values.item())
+
+    def __int__(self):
+        """int(p) of a one-element parameter: its value truncated toward zero, as
+        PyTorch's int(tensor) (NaN and inf raise Python's own errors)."""
+        values = self.numpy()
+        if values.size != 1:   # (PyTorch's int(tensor): a ValueError)
+            raise ValueError("only one element parameters can be converted to Python "
+                             "scalars")
+        return int(values.item())
 
     def tolist(self):
         """The values as (nested) Python lists."""
