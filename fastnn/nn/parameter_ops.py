@@ -87,21 +87,20 @@ class ParameterArithmetic:
                                     f"converted to a Python number")
         return values.item()
 
-    def __float__(self):
+    def _only_value(self):
         values = self.numpy()
-        if values.size != 1:   # (PyTorch's float(tensor): a ValueError)
+        if values.size != 1:   # (PyTorch's float(tensor), int(tensor): a ValueError)
             raise ValueError("only one element parameters can be converted to Python "
                              "scalars")
-        return float(values.item())
+        return values.item()
+
+    def __float__(self):
+        return float(self._only_value())
 
     def __int__(self):
         """int(p) of a one-element parameter: its value truncated toward zero, as
         PyTorch's int(tensor) (NaN and inf raise Python's own errors)."""
-        values = self.numpy()
-        if values.size != 1:   # (PyTorch's int(tensor): a ValueError)
-            raise ValueError("only one element parameters can be converted to Python "
-                             "scalars")
-        return int(values.item())
+        return int(self._only_value())
 
     def tolist(self):
         """The values as (nested) Python lists."""
