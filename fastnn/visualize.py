@@ -109,7 +109,9 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
     scales: image size divisors, coarse to fine, e.g. (4, 2, 1);
     mean, std: the standardization the model was trained with (``train --standardize``
     saves them): the image stays in [0, 1] pixels and the model sees (image - mean) / std.
-    The model runs in eval mode in its own dtype; its training mode is restored after.
+    The model runs in eval mode in its own dtype; its training mode is restored after,
+    and its parameter gradients are left zeroed (each step's are a by-product: call it
+    between optimizer steps, not in the middle of accumulating gradients).
     Returns (image (C, H, W) float32 in [0, 1], prob_before, prob_after).
     """
     steps, jitter, blur_every, scales = _check_options(
