@@ -48,6 +48,26 @@ ORDER = ("numpy", "numba", "cython", "cuda", "student", "torch")
 
 
 # ------------------------------------------------------------------------ running
+def run_outputs(path):
+    """Whether a repository path is one a benchmark run writes itself (bench/results/,
+    BENCHMARKS.md): not a change to the code measured."""
+    return path.startswith("bench/results/") or path == "BENCHMARKS.md"
+
+
+def source_changed(root=ROOT):
+    """Whether tracked files other than a run's own outputs differ from HEAD (None
+    outside a git checkout). pytest-benchmark's commit_info 'dirty' is taken at the end
+    of the session, when the run has rewritten its results files, which marked every
+    run of a clean checkout as one with uncommitted changes."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                             cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    paths = [line[3:].split(" -> ")[-1] for line in out.splitlines() if line.strip()]
+    return any(not run_outputs(path) for path in paths)
+
+
 def run_suite(json_path=LATEST, keyword=None, extra_args=(), not_run=NOT_RUN, save=True):
     """Run bench/ under pytest-benchmark; returns pytest's exit status. not_run: where
     the benchmarks that were skipped are listed; save: also keep the run under
@@ -64,7 +84,15 @@ def run_suite(json_path=LATEST, keyword=None, extra_args=(), not_run=NOT_RUN, sa
     env = dict(os.environ, FASTNN_BENCH_NOT_RUN=not_run,
                PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
     print("running:", " ".join(cmd), flush=True)
-    return subprocess.call(cmd, cwd=ROOT, env=env)
+    changed = source_changed()   # (before the run rewrites its outputs)
+    status = subprocess.call(cmd, cwd=ROOT, env=env)
+    if changed is not None and os.path.exists(json_path):
+        data = results_io.load_json(json_path)
+        if isinstance(data.get("commit_info"), dict):
+            data["commit_info"]["dirty"] = changed
+            with open(json_path, "w") as f:
+                json.dump(data, f, indent=4)
+    return status
 
 
 # ----------------------------------------------------------------------- formatting

@@ -513,3 +513,27 @@ def test_a_subset_run_writes_a_folder_of_its_own(tmp_path, monkeypatch):
     text = (tmp_path / "subset" / "BENCHMARKS.md").read_text()
     assert "Fake CPU 9000" in text
     assert not (tmp_path / "subset" / "overhead.json").exists()   # a full run's measure
+
+
+def test_a_run_of_a_clean_checkout_is_not_marked_as_uncommitted_changes(tmp_path):
+    """The results files a run rewrites (bench/results/, BENCHMARKS.md) are not changes
+    to the code measured: pytest-benchmark's own 'dirty' counted them, so every run of a
+    clean checkout read 'with uncommitted changes' in BENCHMARKS.md."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    for name in ("bench/results/latest.json", "BENCHMARKS.md", "code.py"):
+        (tmp_path / name).write_text("0\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    assert report.source_changed(tmp_path) is False
+    (tmp_path / "bench" / "results" / "latest.json").write_text("1\n")
+    (tmp_path / "BENCHMARKS.md").write_text("1\n")
+    assert report.source_changed(tmp_path) is False
+    (tmp_path / "code.py").write_text("1\n")
+    assert report.source_changed(tmp_path) is True
+    assert report.source_changed(tmp_path / "bench") is True   # (paths from the root)
