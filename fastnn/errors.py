@@ -30,6 +30,14 @@ class NotImplementedValueError(ValueError, NotImplementedError):
     so ``except RuntimeError`` catches it as well.)"""
 
 
+class KeyValueError(ValueError, KeyError):
+    """A dict argument without a key PyTorch reads from it (an optimizer's parameter
+    group without 'params'), for which PyTorch raises KeyError; the message reads as a
+    ValueError's (KeyError's own str() would quote it)."""
+
+    __str__ = BaseException.__str__
+
+
 class AssertionValueError(ValueError, AssertionError):
     """A bad shape or argument that PyTorch asserts against (AssertionError)."""
 

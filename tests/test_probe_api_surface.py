@@ -242,3 +242,16 @@ def test_int_of_a_one_element_parameter_as_torch(value):
     assert int(ours) == int(theirs)
     with pytest.raises(ValueError, match="only one element"):
         int(nn.Parameter(np.ones(2, np.float32)))
+
+
+@pytest.mark.parametrize("group", [{}, {"lr": 0.1}])
+def test_a_parameter_group_without_params_is_torchs_key_error(group):
+    theirs = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    with pytest.raises(KeyError):
+        theirs.add_param_group(dict(group))
+    ours = optim.SGD([nn.Parameter(np.ones(2, np.float32))], lr=0.1)
+    with pytest.raises(KeyError, match="'params' entry") as caught:
+        ours.add_param_group(dict(group))
+    assert isinstance(caught.value, ValueError) and len(ours.param_groups) == 1
+    with pytest.raises(KeyError):
+        optim.SGD([dict(group)], lr=0.1)

@@ -27,7 +27,7 @@ import operator
 import numpy as np
 
 from .. import device as _device
-from ..errors import RuntimeValueError
+from ..errors import KeyValueError, RuntimeValueError
 from ..nn.module import Parameter, zero_grads_lazily
 from ..validation import as_bool
 from .flat import build_buckets, check_parameter, has_no_grad, raw_grad
@@ -170,9 +170,12 @@ class Optimizer:
 
     # ---------------------------------------------------------------- groups
     def _make_group(self, group):
-        if not isinstance(group, dict) or "params" not in group:
+        if not isinstance(group, dict):
             raise TypeError(f"{self._name}: a parameter group must be a dict with a 'params' "
                             f"entry, got {type(group).__name__}")
+        if "params" not in group:   # (PyTorch's KeyError: 'params')
+            raise KeyValueError(f"{self._name}: a parameter group must be a dict with a "
+                                f"'params' entry, got one with keys {sorted(map(str, group))}")
         # keys that are no hyper-parameter of this optimizer (a group's name, a tag) are
         # kept as the group's own data, as PyTorch keeps them, and saved with it
         plist = group["params"]
