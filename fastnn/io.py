@@ -31,6 +31,7 @@ import numpy as np
 
 from . import device as _device
 from . import nn
+from .errors import RuntimeValueError
 from .nn import plain_values
 from .nn.module import Module
 
@@ -53,8 +54,10 @@ Checkpoint = collections.namedtuple("Checkpoint",
                                     ["model", "optimizer", "extra", "format_version"])
 
 
-class CheckpointError(ValueError):
-    """A file that is not a fastnn checkpoint, or one that does not fit the model/optimizer."""
+class CheckpointError(RuntimeValueError):
+    """A file that is not a fastnn checkpoint, or one that does not fit the model/optimizer:
+    a ValueError (fastnn's bad input) and the RuntimeError PyTorch's load_state_dict raises
+    for a checkpoint that does not fit, so code ported from PyTorch catches it."""
 
 
 # ----------------------------------------------------------------------- saving

@@ -412,3 +412,19 @@ def test_a_saved_dict_gives_tuples_back_as_tuples():
     assert type(back["pair"]) is tuple and back["pair"][1] == "a"
     np.testing.assert_array_equal(back["pair"][0], np.arange(2))
     assert back["items"] == [1, (2,)] and type(back["items"]) is list
+
+
+def test_a_checkpoint_that_does_not_fit_is_pytorchs_runtime_error_too(tmp_path):
+    """Code ported from PyTorch catches RuntimeError around loading (load_state_dict's
+    type for a checkpoint that does not fit); fastnn's convention is a ValueError."""
+    path = tmp_path / "small.npz"
+    io.save(MLP(4, [3], 2), path)
+    model = MLP(4, [5], 2)
+    before = [p.data.copy() for p in model.parameters()]
+    with pytest.raises(RuntimeError) as caught:
+        io.load(path, model=model)
+    assert isinstance(caught.value, (ValueError, io.CheckpointError))
+    assert all(np.array_equal(a, p.data) for a, p in zip(before, model.parameters()))
+    (tmp_path / "junk.npz").write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError):
+        io.load(tmp_path / "junk.npz")
