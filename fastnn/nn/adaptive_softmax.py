@@ -120,7 +120,7 @@ class AdaptiveLogSoftmaxWithLoss(Module):
             target = np.asarray(target)   # a Python int as the label of one sample
         if target.dtype.kind not in "iu":
             raise DtypeError(f"{where}: expected target to be integer class labels, got "
-                            f"{target.dtype}")
+                             f"{target.dtype}")
         t = _device.to_host(target)
         if t.ndim == 1:
             if x.ndim == 0 or x.shape[0] != t.shape[0]:

@@ -127,7 +127,7 @@ class _FractionalMaxPool(ReturnsIndices, Module):
         if not _device.is_array(samples) or samples.dtype not in FLOAT_DTYPES:
             got = samples.dtype if _device.is_array(samples) else type(samples).__name__
             raise DtypeError(f"{where}: expected _random_samples to be a float32 or float64 "
-                            f"array, got {got}")
+                             f"array, got {got}")
         s = tuple(samples.shape)
         if len(s) != 3 or s[2] != self.dims:
             raise ValueError(f"{where}: expected _random_samples of shape (N, C, {self.dims}), "
@@ -137,7 +137,7 @@ class _FractionalMaxPool(ReturnsIndices, Module):
         batch, channels = (1, shape[0]) if len(shape) == self.dims + 1 else shape[:2]
         if samples.dtype != dtype:
             raise DtypeError(f"{where}: _random_samples of dtype {samples.dtype} do not match "
-                            f"the input dtype {dtype}")
+                             f"the input dtype {dtype}")
         if s[0] < batch or s[1] != channels:
             raise ValueError(f"{where}: expected _random_samples of shape (N >= {batch}, "
                              f"{channels}, {self.dims}) for an input of shape {shape}, got {s}")

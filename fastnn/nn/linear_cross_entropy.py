@@ -223,8 +223,8 @@ class LinearCrossEntropyLoss(Module):
             want = batch + out
             if target.dtype.kind not in "iu":
                 raise DtypeError(f"{where}: expected target to be integer class labels of "
-                                f"shape {want} or probabilities of shape {logits_shape}, got "
-                                f"{target.dtype} of shape {tuple(target.shape)}")
+                                 f"shape {want} or probabilities of shape {logits_shape}, got "
+                                 f"{target.dtype} of shape {tuple(target.shape)}")
             if tuple(target.shape) != want:
                 raise ValueError(f"{where}: expected labels of shape {want} or probabilities "
                                  f"of shape {logits_shape}, got {tuple(target.shape)}")

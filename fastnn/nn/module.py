@@ -305,7 +305,7 @@ class Parameter(ParameterArithmetic):
                                     f"{tuple(data.shape)}")
         if value.dtype != data.dtype:
             raise DtypeError(f"Parameter.grad: attempting to assign a gradient of dtype "
-                            f"{value.dtype} to a parameter of dtype {data.dtype}")
+                             f"{value.dtype} to a parameter of dtype {data.dtype}")
         if _device.device_of(value) != _device.device_of(data):
             raise RuntimeValueError(f"Parameter.grad: attempting to assign a gradient on "
                                     f"{_device.device_of(value)} to a parameter on "
@@ -1567,7 +1567,7 @@ class Module:
                                     f"shape {tuple(new.shape)}, expected {tuple(old.shape)}")
         if new.dtype != old.dtype:
             raise DtypeError(f"{self._where()}: a backward hook returned {name} of dtype "
-                            f"{new.dtype}, expected {old.dtype}")
+                             f"{new.dtype}, expected {old.dtype}")
 
     def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
         """(dotted name, Parameter) pairs in registration order, recursing into children
@@ -1582,9 +1582,9 @@ class Module:
             if not lazy_ok and "_lazy" in module.__dict__:
                 # (PyTorch's uninitialised parameters raise ValueError when used)
                 raise RuntimeValueError(f"{type(module).__name__} ({mprefix or 'the model'}) "
-                                   f"has no parameters until it sees an input: run one "
-                                   f"forward (a dry run) before asking for them, e.g. "
-                                   f"before building the optimizer")
+                                        f"has no parameters until it sees an input: run one "
+                                        f"forward (a dry run) before asking for them, e.g. "
+                                        f"before building the optimizer")
             return module._parameters.items()
         return self._named_members(members, prefix, recurse, remove_duplicate)
 
@@ -1972,7 +1972,7 @@ class Module:
         if not _is_dtype_like(dtype) or np.dtype(dtype) not in FLOAT_DTYPES:
             got = np.dtype(dtype) if _is_dtype_like(dtype) else repr(dtype)
             raise DtypeError(f"{type(self).__name__}.to_dtype: expected float32 or float64, "
-                            f"got {got}")
+                             f"got {got}")
         dtype = np.dtype(dtype)
         # the modules whose arrays change dtype (and those holding them) refuse the
         # backward of a forward before (a conversion to the dtype they have changes
@@ -2019,7 +2019,7 @@ class Module:
                                     and np.dtype(dst_type) == np.float16):
             label = np.dtype(dst_type).name if _is_dtype_like(dst_type) else name
             raise DtypeError(f"{where}: {label} is not supported: fastnn runs float32 and "
-                            f"float64 only (use .float() or .double())")
+                             f"float64 only (use .float() or .double())")
         if name in _TORCH_FLOAT_NAMES:
             return self.to_dtype(_TORCH_FLOAT_NAMES[name])
         if not _is_dtype_like(dst_type) or np.dtype(dst_type) not in FLOAT_DTYPES:
@@ -2071,7 +2071,7 @@ class Module:
             if not _device.is_array(x) or x.dtype.kind not in "iu":
                 got = x.dtype if _device.is_array(x) else type(x).__name__
                 raise DtypeError(f"{self._where()}: expected integer indices as a "
-                                f"numpy.ndarray, got {got}")
+                                 f"numpy.ndarray, got {got}")
         elif type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES:
             check_float_array(self._where(), "input", x, device_ok=True)
 
@@ -2244,8 +2244,8 @@ class Module:
         layer without parameters takes either float type)."""
         if param_dtype is not None and dtype != param_dtype:
             raise DtypeError(f"{self._where()}: input dtype {dtype} does not match the layer's "
-                            f"parameters ({param_dtype}); convert the input or call "
-                            f".float()/.double() on the model")
+                             f"parameters ({param_dtype}); convert the input or call "
+                             f".float()/.double() on the model")
 
     def _check_params(self, entries):
         """A ValueError / TypeError naming the layer unless each (name, Parameter or
@@ -2292,8 +2292,8 @@ class Module:
                     dtype, first = a.dtype, label
                 elif a.dtype != dtype:
                     raise DtypeError(f"{self._where()}: {label} has dtype {a.dtype} but "
-                                    f"{first} has {dtype}; a layer's parameters and buffers "
-                                    f"must share one dtype (call .float()/.double())")
+                                     f"{first} has {dtype}; a layer's parameters and buffers "
+                                     f"must share one dtype (call .float()/.double())")
 
     def _where(self):
         """How error messages name this layer: its one-line repr, or for a container

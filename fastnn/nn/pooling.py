@@ -372,7 +372,7 @@ class MaxUnpool2d(Module):
         if not _device.is_array(indices) or indices.dtype.kind not in "iu":
             got = indices.dtype if _device.is_array(indices) else type(indices).__name__
             raise DtypeError(f"{where}: expected integer indices (MaxPool's "
-                            f"return_indices output), got {got}")
+                             f"return_indices output), got {got}")
         if tuple(indices.shape) != tuple(x.shape):
             raise RuntimeValueError(f"{where}: expected indices of the input's shape "
                                     f"{tuple(x.shape)}, got {tuple(indices.shape)}")

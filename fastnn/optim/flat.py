@@ -199,7 +199,7 @@ def check_parameter(where, p, index):
                         f"got {type(p).__name__} at position {index}")
     if data.dtype not in (np.float32, np.float64):
         raise DtypeError(f"{where}: parameter {index} has dtype {data.dtype}; "
-                        f"expected float32 or float64")
+                         f"expected float32 or float64")
     grad = raw_grad(p)
     if grad is not None:
         if not _device.is_array(grad):
