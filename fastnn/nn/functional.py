@@ -91,7 +91,7 @@ from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, Pi
 from .linear_cross_entropy import LinearCrossEntropyLoss
 from .loss import (BCEWithLogitsLoss, HingeEmbeddingLoss, KLDivLoss, MultiLabelMarginLoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss,
-                   cast_integer_target)
+                   cast_integer_target, deprecated_mean, legacy_reduction)
 from .padding import check_border_input, check_fill_value, pad_forward, wraps_nothing
 from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
                      MaxUnpool3d)
@@ -224,6 +224,11 @@ def _nonfinite(value):
             and not math.isfinite(value))
 
 
+def _is_nan(value):
+    """Whether value is a real number that is NaN."""
+    return _nonfinite(value) and math.isnan(value)
+
+
 def selu(input, inplace=False):
     """scale * elu(input, alpha) with PyTorch's constants (alpha 1.6733, scale 1.0507).
     input: any shape."""
@@ -285,7 +290,7 @@ def softplus(input, beta=1.0, threshold=20.0):
     """log(1 + exp(beta * input)) / beta, or input where beta * input > threshold.
     input: any shape. beta may be negative, infinite or NaN and threshold NaN, as PyTorch's
     (0 gives inf; the kernel's formula, which fastnn.ops refuses them for)."""
-    nan_threshold = _nonfinite(threshold) and math.isnan(threshold)
+    nan_threshold = _is_nan(threshold)
     if not isinstance(beta, (numbers.Real, np.floating)) or (
             0 < beta < math.inf and not nan_threshold):
         return ops.softplus(input, beta, threshold)
@@ -312,8 +317,7 @@ def _hardtanh(input, min_val, max_val, inplace):
     """hardtanh without the order check (hardtanh_ has none, as PyTorch's: min_val >
     max_val gives max_val, NaN stays NaN); a NaN bound or an inverted pair is NumPy's
     clamp."""
-    if (_nonfinite(min_val) and math.isnan(min_val)) or (
-            _nonfinite(max_val) and math.isnan(max_val)) or (
+    if _is_nan(min_val) or _is_nan(max_val) or (
             isinstance(min_val, numbers.Real) and isinstance(max_val, numbers.Real)
             and min_val > max_val):
         x = _float("hardtanh", "input", input)
@@ -1689,15 +1693,8 @@ def _reduction(size_average, reduce, reduction, allowed=_REDUCTIONS, legacy=True
     warning, and (legacy: the losses PyTorch reduces through _Reduction.get_enum) the
     deprecated 'elementwise_mean' taken as 'mean' with its warning."""
     if size_average is not None or reduce is not None:
-        size_average = True if size_average is None else size_average
-        reduce = True if reduce is None else reduce
-        reduction = "none" if not reduce else ("mean" if size_average else "sum")
-        warnings.warn(f"size_average and reduce args will be deprecated, please use "
-                      f"reduction='{reduction}' instead.", stacklevel=3)
-    if legacy and isinstance(reduction, str) and reduction == "elementwise_mean":
-        warnings.warn("reduction='elementwise_mean' is deprecated. Please use "
-                      "reduction='mean' instead.", stacklevel=3)
-        reduction = "mean"
+        reduction = legacy_reduction(size_average, reduce)
+    reduction = deprecated_mean(reduction, legacy)
     if reduction not in allowed:
         raise ValueError(f"{reduction} is not a valid value for reduction")
     return reduction
@@ -2089,8 +2086,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
             loss_shape if reduction == "none" else ())
     if target.dtype.kind == "f":
         raise DtypeError(f"{where}: expected target to be integer classes of shape "
-                        f"{x.shape[:axis] + x.shape[axis + 1:]} or probabilities of input's "
-                        f"shape {x.shape}, got {target.dtype} of shape {target.shape}")
+                         f"{x.shape[:axis] + x.shape[axis + 1:]} or probabilities of input's "
+                         f"shape {x.shape}, got {target.dtype} of shape {target.shape}")
     rows, flat, loss_shape = _class_layout(where, x, _integers(where, "target", target))
     ignored = np.any(flat == ignore_index)
     if w is None and eps == 0 and reduction != "none" and not ignored and rows.shape[0]:

@@ -58,7 +58,8 @@ _WITHOUT_GRAD_LOCK = threading.RLock()
 def legacy_reduction(size_average, reduce):
     """PyTorch's reduction for its deprecated size_average/reduce (either given; None
     stands for True), which then overrides reduction, with PyTorch's warning: 'none'
-    unless reduce, else 'mean' if size_average, else 'sum'."""
+    unless reduce, else 'mean' if size_average, else 'sum'. The warning points two calls
+    up: at the user's call of a loss class or of F's loss that asked for this."""
     size_average = True if size_average is None else size_average
     reduce = True if reduce is None else reduce
     reduction = "none" if not reduce else ("mean" if size_average else "sum")
@@ -560,11 +561,10 @@ class KLDivLoss(_OnHost):
     """
 
     def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
-        reduction = deprecated_mean(reduction)
         super().__init__("mean" if reduction == "batchmean" else reduction, size_average,
                          reduce)
-        if size_average is None and reduce is None:   # (else the legacy one, as PyTorch's)
-            self.reduction = reduction
+        if reduction == "batchmean" and size_average is None and reduce is None:
+            self.reduction = reduction   # (with size_average/reduce: the legacy one)
         if not isinstance(log_target, bool):
             raise TypeError(f"KLDivLoss: expected log_target to be a bool, got {log_target!r}")
         self.log_target = log_target
@@ -839,7 +839,7 @@ class MultiLabelMarginLoss(_OnHost):
         if not _device.is_array(target) or target.dtype.kind not in "iu":
             got = target.dtype if _device.is_array(target) else type(target).__name__
             raise DtypeError(f"{where}: expected target to be integer class indices ended by "
-                            f"-1, got {got}")
+                             f"-1, got {got}")
         target = _device.to_host(target)
         if target.shape != tuple(pred.shape):
             raise RuntimeValueError(f"{where}: expected target of shape {tuple(pred.shape)} "
@@ -1179,9 +1179,9 @@ class CrossEntropyLoss(_ClassTargets):
         if kind == "f":
             if target.ndim == 1:  # (N,) class labels of a float dtype, as PyTorch refuses
                 raise DtypeError(f"{where}: expected integer class labels ({n},) or "
-                                f"probabilities ({n}, {c}), got a {target.dtype} target of "
-                                f"shape {tuple(target.shape)}; class labels need an integer "
-                                f"dtype (y.astype(np.int64))")
+                                 f"probabilities ({n}, {c}), got a {target.dtype} target of "
+                                 f"shape {tuple(target.shape)}; class labels need an integer "
+                                 f"dtype (y.astype(np.int64))")
             if self.ignore_index >= 0:   # (a negative one never matches: PyTorch's rule)
                 raise RuntimeValueError(f"{where}: ignore_index is not supported for "
                                         f"probability targets, got ignore_index="
@@ -1190,7 +1190,7 @@ class CrossEntropyLoss(_ClassTargets):
             return (pred, target) if plain else self._beside(pred, self._dense(pred, target))
         got = target.dtype if _device.is_array(target) else type(target).__name__
         raise DtypeError(f"{where}: expected target to be integer labels (N,) or "
-                        f"probabilities (N, C) as a numpy.ndarray, got {got}")
+                         f"probabilities (N, C) as a numpy.ndarray, got {got}")
 
     def _kernel_into(self, k):
         return k.softmax_cross_entropy if self._ignored is None else None
@@ -1246,7 +1246,7 @@ class NLLLoss(_ClassTargets, _OnHost):
         if not _device.is_array(target) or target.dtype.kind not in "iu":
             got = target.dtype if _device.is_array(target) else type(target).__name__
             raise DtypeError(f"{where}: expected target to be integer class labels (N,), "
-                            f"got {got}")
+                             f"got {got}")
         if target.shape != pred.shape[:1]:
             raise ValueError(f"{where}: expected labels of shape ({pred.shape[0]},), got "
                              f"{target.shape}")
