@@ -238,7 +238,8 @@ def check_choice(where, name, value, choices):
 
 
 def check_float_dtype(where, dtype, name="input"):
-    """A TypeError unless dtype is float32 or float64 (a layer's input dtype)."""
+    """A DtypeError (a TypeError) unless dtype is float32 or float64 (a layer's input
+    dtype)."""
     if dtype not in FLOAT_DTYPES:
         raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {dtype}")
 

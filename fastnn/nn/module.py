@@ -2240,7 +2240,7 @@ class Module:
         return self._scratch.get((key, threading.get_ident()))
 
     def _check_dtype(self, dtype, param_dtype):
-        """A TypeError unless an input of dtype suits parameters of param_dtype (None: a
+        """A DtypeError unless an input of dtype suits parameters of param_dtype (None: a
         layer without parameters takes either float type)."""
         if param_dtype is not None and dtype != param_dtype:
             raise DtypeError(f"{self._where()}: input dtype {dtype} does not match the layer's "
