@@ -349,7 +349,9 @@ def _rebuild_recipe(model):
                                       f" and {_where(path)})")
             seen[id(module)] = path
         params = {}
-        for path, param in model.named_parameters(remove_duplicate=False):
+        # (lazy_ok: a lazy layer before its first input has no parameters yet, and its
+        # state dict is empty; it saves and rebuilds as the lazy layer, as torch.save's)
+        for path, param in model._named_parameters(remove_duplicate=False):
             if id(param) in params:
                 raise _NotRebuildable(f"parameters {params[id(param)]!r} and {path!r} are "
                                       f"shared (the same Parameter)")
@@ -363,7 +365,7 @@ def _rebuild_recipe(model):
                 init = None
             checks.append([path, type(module).__name__, bool(module.training),
                            _plain_attrs(module), init])
-        frozen = [path for path, param in model.named_parameters()
+        frozen = [path for path, param in model._named_parameters()
                   if not param.requires_grad]
     except _NotRebuildable as exc:
         return {"not_rebuildable": str(exc)}
@@ -387,7 +389,7 @@ def _restore_modes(model, modes, frozen):
         if where in modes:
             object.__setattr__(module, "training", bool(modes[where]))
     frozen = set(frozen)
-    for name, param in model.named_parameters():
+    for name, param in model._named_parameters():    # (a lazy layer: none yet)
         if name in frozen:
             param.requires_grad = False
 
@@ -831,7 +833,10 @@ def _load_read(path, meta, arrays, model, optimizer, restore_random):
     random_state = meta.get("random_state") if restore_random else None
     if restore_random:
         _check_random_state(path, random_state)
-    model.load_state_dict(model_state)
+    # _model_state checked the names; a lazy layer saved before its first input has
+    # none in the file and stays lazy, which strict=True would call missing keys
+    unmade = any("_lazy" in module.__dict__ for _, module in model._all_modules(""))
+    model.load_state_dict(model_state, strict=not unmade)
     if optimizer is not None:
         optimizer.load_state_dict(optimizer_state)
     if random_state is not None:

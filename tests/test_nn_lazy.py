@@ -267,6 +267,26 @@ def test_a_checkpoint_loads_into_a_lazy_model_as_its_state_dict_does(tmp_path):
     np.testing.assert_array_equal(lazy(x), model(x))
 
 
+def test_a_model_saved_before_its_lazy_layers_saw_an_input_loads_still_lazy(tmp_path):
+    """torch.save keeps a lazy layer that has not seen an input; fastnn.save refused
+    the model (its parameters were asked for) and load called the absent arrays
+    missing keys. Now it saves, and loads (rebuilt or into model=) still lazy, with the
+    other layers' arrays (and, rebuilt, the training flags) as saved."""
+    model = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    path = tmp_path / "unmade.npz"
+    fastnn.save(model, path)
+    rebuilt = fastnn.load(path)
+    assert rebuilt.training is False and rebuilt[0].training is False
+    for loaded in (rebuilt, fastnn.load(path, model=nn.Sequential(
+            nn.LazyLinear(4), nn.ReLU(), nn.Linear(4, 2)))):
+        assert type(loaded[0]) is nn.LazyLinear and loaded[0].has_uninitialized_params()
+        np.testing.assert_array_equal(loaded[2].weight, model[2].weight)
+        x = np.ones((5, 7), np.float32)
+        assert loaded(x).shape == (5, 2) and loaded[0].in_features == 7
+    with pytest.raises(ValueError, match="missing keys"):   # a made layer still needs them
+        fastnn.load(path, model=nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)))
+
+
 def test_requires_grad_before_a_dry_run_is_an_error_as_in_pytorch():
     """PyTorch's requires_grad_ on a lazy layer's uninitialised parameters raises
     ValueError; fastnn's skipped the layer, so its parameters, made at the dry run,
