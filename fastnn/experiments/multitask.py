@@ -74,7 +74,7 @@ def plot_multitask(curves, mean_baseline, alone_accuracy, path):
     epochs = list(range(1, len(curves["train_loss"]) + 1))
     ax = fig.add_subplot(1, 3, 1)
     ax.plot(epochs, curves["train_loss"], "o-")
-    ax.set_title("training loss (½‖a − y_A‖² + CE, batch mean)")
+    ax.set_title("training loss (½‖a − y_A‖² + CE, per sample)")
     ax = fig.add_subplot(1, 3, 2)
     ax.plot(epochs, curves["test_loss"], "s-", color="tab:orange", label="MultiTaskNet")
     ax.axhline(mean_baseline, color="gray", ls="--", label="predict the mean")
@@ -130,7 +130,7 @@ def run(args):
     start = time.perf_counter()
     for epoch in range(args.epochs):
         bar = progress(len(x), f"epoch {epoch + 1}/{args.epochs}", not args.no_progress)
-        total, batches = 0.0, 0
+        total, seen = 0.0, 0   # the epoch's loss summed over samples (batch mean x size)
         for idx in _batches(len(x), args.batch_size, rng):
             if len(idx) < 2:
                 continue
@@ -143,7 +143,7 @@ def run(args):
             opt.zero_grad()
             model.backward(*loss_fn.backward())
             opt.step()
-            total, batches = total + loss, batches + 1
+            total, seen = total + loss * len(idx), seen + len(idx)
             if bar is not None:
                 bar.update(len(idx))
                 bar.set_postfix(loss=f"{loss:.4f}")
@@ -151,11 +151,12 @@ def run(args):
             bar.close()
         mse_a, acc_b = evaluate(model, x_test, y_a_test, y_b_test)
         _, train_acc = evaluate(model, x[:10000], y_a[:10000], y_b[:10000])
-        curves["train_loss"].append(total / max(batches, 1))
+        train_loss = total / max(seen, 1)   # per sample: a short last batch counts its size
+        curves["train_loss"].append(train_loss)
         curves["test_loss"].append(mse_a)
         curves["train_accuracy"].append(train_acc)
         curves["test_accuracy"].append(acc_b)
-        print(f"epoch {epoch + 1}: loss {total / max(batches, 1):.4f}  task A test MSE "
+        print(f"epoch {epoch + 1}: loss {train_loss:.4f}  task A test MSE "
               f"{mse_a:.5f}  task B test accuracy {acc_b:.4f}", flush=True)
     seconds = time.perf_counter() - start
     mean_baseline = float(np.square(y_a_test - y_a.mean(axis=0), dtype=np.float64).mean())

@@ -96,17 +96,18 @@ def run(args):
     bar = progress(args.epochs, "vae epochs", not args.no_progress)
     for epoch in range(args.epochs):
         order = rng.permutation(len(x))
-        total, batches = 0.0, 0
+        total = 0.0   # the epoch's loss summed over samples (batch mean x size)
         for s in range(0, len(x), args.batch_size):
-            loss, _, _ = model(x[order[s:s + args.batch_size]])
+            batch = x[order[s:s + args.batch_size]]
+            loss, _, _ = model(batch)
             if not np.isfinite(loss):
                 raise FloatingPointError(f"vae: training diverged: the loss became {loss} in "
                                          f"epoch {epoch + 1}; try a smaller learning rate")
             opt.zero_grad()
             model.backward()
             opt.step()
-            total, batches = total + loss, batches + 1
-        train_curve.append(total / batches)
+            total += loss * len(batch)
+        train_curve.append(total / len(x))   # per sample: a short last batch counts its size
         curve.append(held_out_nelbo(model, x_test))
         if bar is not None:
             bar.update(1)
