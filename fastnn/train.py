@@ -19,6 +19,7 @@ import numpy as np
 from . import device as _device
 from . import random as _random
 from .data.loader import DataLoader, as_generator
+from .nn.loss import _ClassTargets
 from .nn.module import evaluating
 
 
@@ -99,6 +100,21 @@ def _ratio(correct, counted):
     return correct / counted if counted else math.nan
 
 
+def _loss_share(loss_fn, targets, kind):
+    """What a batch's mean loss counts for in the mean over a whole set: the sum of the
+    class weights of its labels not equal to ignore_index for a CrossEntropyLoss or
+    NLLLoss given class labels (the denominator of PyTorch's mean there), else the batch
+    size. Summing loss * share over the batches and dividing by the shares' sum gives the
+    loss of the whole set in one batch, whatever the batch size."""
+    if kind != "labels" or not isinstance(loss_fn, _ClassTargets):
+        return len(targets)
+    labels = np.asarray(_device.to_host(targets))
+    kept = labels[labels != loss_fn.ignore_index]
+    if loss_fn.weight is None:
+        return kept.size
+    return float(np.asarray(_device.to_host(loss_fn.weight), np.float64)[kept].sum())
+
+
 def _summed_by(loss_fn, where):
     """Whether loss_fn's value is its batch's sum (reduction='sum') rather than a mean,
     for the per-sample mean fit and evaluate report; 'none' is refused (no number)."""
@@ -115,12 +131,16 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
     x: (N, ...) inputs; y: (N,) int64 class labels (or what the loss takes: labels
     (N, d1, ...) for logits (N, C, d1, ...), one-hot or probability rows, regression
     targets). The model is left in the mode it was in. Returns (loss, accuracy) as
-    floats: loss per sample (the batch means weighted by batch size, or the sums over N
-    for reduction='sum'), accuracy over the labels not equal to the loss's ignore_index,
-    by argmax for one-hot or probability targets, NaN for targets that are not classes.
+    floats: the loss of the whole set, what loss_fn gives for all of it in one batch,
+    whatever batch_size (each batch's mean weighted by its size, or for a
+    CrossEntropyLoss or NLLLoss given class weights or ignored labels by the summed
+    weight of its labels not ignored, the denominator of PyTorch's mean; for
+    reduction='sum' the sums over N), accuracy over the labels not equal to the loss's
+    ignore_index, by argmax for one-hot or probability targets, NaN for targets that are
+    not classes.
     """
     _check_batch_size("evaluate", "batch_size", batch_size)
-    total_loss, correct, counted = 0.0, 0, 0
+    total_loss, loss_weight, correct, counted = 0.0, 0.0, 0, 0
     summed = _summed_by(loss_fn, "evaluate")
     kind, ignore_index = _accuracy_kind(y), getattr(loss_fn, "ignore_index", None)
     move = _batch_mover(model)
@@ -128,10 +148,16 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
         for bx, by in DataLoader(x, y, batch_size=batch_size):
             logits = model.forward(move(bx))
             loss = float(loss_fn.forward(logits, by))
-            total_loss += loss if summed else loss * len(by)
+            if summed:
+                total_loss += loss
+            else:
+                share = _loss_share(loss_fn, by, kind)
+                if share:   # (a batch of ignored labels only: its mean is 0 / 0)
+                    total_loss, loss_weight = total_loss + loss * share, loss_weight + share
             hits = _hits(logits, by, kind, ignore_index)
             correct, counted = correct + hits[0], counted + hits[1]
-    return _ratio(total_loss, len(y)), _ratio(correct, counted)   # (NaN, NaN) for no data
+    mean_loss = _ratio(total_loss, len(y) if summed else loss_weight)
+    return mean_loss, _ratio(correct, counted)   # (NaN, NaN) for no data
 
 
 def _check_batch_size(where, name, value):
@@ -179,7 +205,8 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     samples must be the earlier run's; a run with nothing left to do is a ValueError.
 
     Returns a metrics dict: per-epoch lists 'epoch', 'train_loss', 'train_accuracy'
-    (running means over the epoch's batches, in training mode), 'test_loss',
+    (running means over the epoch's batches, in training mode; the loss weighted as
+    ``evaluate`` weighs it), 'test_loss',
     'test_accuracy', 'seconds_per_epoch' (training time, evaluation excluded);
     'steps' (counted from the first run's start when resuming), 'samples_per_second'
     (this call's), final 'train_accuracy_final', 'test_accuracy_final', with
@@ -244,6 +271,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         loss_sum, correct, counted, seen, seconds_before = (
             (sums["loss_sum"], sums["correct"], sums["counted"], sums["seen"],
              sums["seconds"]) if skip else (0.0, 0, 0, 0, 0.0))
+        # what loss_sum is divided by: the samples for reduction='sum', else the batches'
+        # _loss_share (their sizes, unless class weights or ignored labels); a state saved
+        # before it was kept is one of the batch sizes
+        loss_weight = sums.get("loss_weight", sums["seen"]) if skip else 0.0
         epoch_shuffle_state = shuffle_rng.bit_generator.state  # (before the epoch's draw)
         start = time.perf_counter()
         eval_seconds = 0.0
@@ -268,7 +299,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             optimizer.step()
             optimizer.zero_grad()
             n = len(by)
-            loss_sum += loss if summed else loss * n
+            share = n if summed else _loss_share(loss_fn, by, kind)
+            loss_sum += loss if summed else loss * share
+            loss_weight += share
             hits = _hits(logits, by, kind, ignore_index)
             correct, counted = correct + hits[0], counted + hits[1]
             seen += n
@@ -277,7 +310,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                 last = seen == len(y_train)
                 if step % 10 == 0 or last:
                     elapsed = time.perf_counter() - start - eval_seconds
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}",
+                    bar.set_postfix(loss=f"{loss_sum / loss_weight:.4f}",
                                     samples_s=f"{seen / max(elapsed, 1e-9):,.0f}", refresh=last)
             if eval_freq and test_data is not None and step % eval_freq == 0:
                 t0 = time.perf_counter()
@@ -299,10 +332,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         seconds += seconds_before
         skip = 0
         history["epoch"].append(epoch)
-        history["train_loss"].append(loss_sum / seen)
+        history["train_loss"].append(loss_sum / loss_weight)
         history["train_accuracy"].append(_ratio(correct, counted))
         history["seconds_per_epoch"].append(seconds)
-        line = (f"epoch {epoch}/{epochs}  train loss {loss_sum / seen:.4f} "
+        line = (f"epoch {epoch}/{epochs}  train loss {loss_sum / loss_weight:.4f} "
                 f"acc {_ratio(correct, counted):.4f}")
         if test_data is not None:
             test_loss, test_acc = evaluate(model, loss_fn, *test_data, eval_batch_size)
@@ -326,7 +359,8 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         "batch_size": int(batch_size), "num_samples": len(x_train),
         # the epoch's running sums, for a resumed run to finish an epoch cut short
         "epoch_sums": {"loss_sum": float(loss_sum), "correct": int(correct),
-                       "counted": int(counted), "seen": int(seen), "seconds": seconds},
+                       "counted": int(counted), "seen": int(seen), "seconds": seconds,
+                       "loss_weight": float(loss_weight)},
         "epoch_shuffle_state": epoch_shuffle_state,
         "shuffle_state": shuffle_rng.bit_generator.state,
         "random_state": _random.get_state(),
@@ -365,7 +399,8 @@ def check_resume(resume, num_samples, batch_size):
                          f"(epoch, step, batches_done, batches_per_epoch) = {counts}")
     sums = state["epoch_sums"]
     if not isinstance(sums, dict) or not all(
-            isinstance(sums.get(k), (int, float)) for k in _SUM_KEYS):
+            isinstance(sums.get(k), (int, float)) for k in _SUM_KEYS) or not isinstance(
+                sums.get("loss_weight", 0), (int, float)):   # (optional: see fit)
         raise ValueError(f"fit: resume: train_state's epoch_sums must hold the numbers "
                          f"{list(_SUM_KEYS)}, got {sums!r}")
     for key in EPOCH_KEYS:

@@ -1,14 +1,19 @@
 """The numbers the course experiments report, recomputed from what each step computed: the
 per-epoch training loss of `multitask` and `vae` is the mean over the epoch's samples (a
 short last batch counts by its size, as fit's train_loss does; it was the unweighted mean
-of the batch means), and the curves drawn are the curves reported."""
+of the batch means), and the curves drawn are the curves reported; fit's and evaluate's
+losses with class weights or ignored labels are the whole set's, as PyTorch's mean over it."""
 import argparse
 
 import numpy as np
 import pytest
 
+import fastnn
+from fastnn import models, nn, optim
 from fastnn.experiments import multitask as mt
 from fastnn.experiments import vae as ve
+from fastnn.nn.module import evaluating
+from fastnn.train import evaluate, fit
 
 
 def parse(module, argv):
@@ -80,3 +85,61 @@ def test_vae_train_curve_is_the_mean_over_samples(monkeypatch, tmp_path):
     drawn = figures[0].axes[2].get_lines()[0].get_ydata()
     np.testing.assert_array_equal(drawn, metrics["test_nelbo_curve"])
     assert metrics["test_nelbo_final"] == pytest.approx(metrics["test_nelbo_curve"][-1])
+
+
+# ---- fit and evaluate: the loss of the whole set --------------------------------------------
+
+@pytest.mark.parametrize("options", [dict(ignore_index=-100), dict(weight=True),
+                                     dict(weight=True, ignore_index=3, label_smoothing=0.1),
+                                     dict(loss="nll", weight=True, ignore_index=-100)],
+                         ids=["ignore", "weight", "weight-ignore-smoothing", "nll"])
+def test_evaluate_and_fit_losses_are_the_whole_sets(options):
+    """With class weights or ignored labels PyTorch's mean divides by the summed weight of
+    the labels kept, not N: evaluate weighed each batch's mean by its size, so its test
+    loss moved with eval_batch_size (2.3224 for the whole set's 2.3260 with a third of the
+    labels ignored); fit's train_loss likewise."""
+    torch = pytest.importorskip("torch")
+    options = dict(options)
+    x_train, y_train, x_test, y_test = fastnn.data.load("digits", flatten=True)
+    x, y = x_test.astype(np.float64), y_test.copy()
+    ignore = options.get("ignore_index")
+    if ignore is not None:   # ignored labels gathered in the first batches
+        head = y[:len(y) // 3]
+        head[head < 5] = ignore
+    weight = np.linspace(0.2, 3.0, 10) if options.pop("weight", False) else None
+    nll = options.pop("loss", None) == "nll"
+    fastnn.manual_seed(0)
+    model = models.MLP(64, [16], 10).double()
+    if nll:
+        model.append(nn.LogSoftmax(dim=1))
+    loss_fn = (nn.NLLLoss if nll else nn.CrossEntropyLoss)(weight=weight, **options)
+    torch_loss = torch.nn.functional.nll_loss if nll else torch.nn.functional.cross_entropy
+    torch_options = dict(options, weight=None if weight is None else torch.from_numpy(weight))
+
+    def whole_set(inputs, labels):
+        with evaluating(model):
+            out = torch.from_numpy(model(inputs))
+        return torch_loss(out, torch.from_numpy(labels), **torch_options).item()
+
+    expected = whole_set(x, y)
+    for batch_size in (100, 7, 1000):
+        loss, _ = evaluate(model, loss_fn, x, y, batch_size=batch_size)
+        assert loss == pytest.approx(expected, rel=1e-12), batch_size
+    # fit's train_loss: the per-batch losses it saw, weighed as torch's whole-batch mean
+    xt, yt = x_train[:150].astype(np.float64), y_train[:150].copy()
+    if ignore is not None:
+        yt[:60][yt[:60] < 5] = ignore
+    seen = []
+    forward = loss_fn.forward
+
+    def logged(pred, target):
+        value = forward(pred, target)
+        seen.append((float(value), np.array(target)))
+        return value
+    loss_fn.forward = logged
+    metrics = fit(model, loss_fn, optim.SGD(model.parameters(), lr=0.01), (xt, yt),
+                  epochs=1, batch_size=32, progress=False, log=False)
+    kept = [t[t != loss_fn.ignore_index] for _, t in seen]
+    shares = [len(k) if weight is None else weight[k].sum() for k in kept]
+    expected = sum(v * s for (v, _), s in zip(seen, shares)) / sum(shares)
+    assert metrics["train_loss"][0] == pytest.approx(expected, rel=1e-12)
