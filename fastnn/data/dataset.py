@@ -6,7 +6,8 @@
 PyTorch's behaviour on NumPy arrays: a sample is whatever ``__getitem__`` returns, and
 ``default_collate`` stacks a list of samples into a batch (arrays stacked on a new first
 axis, Python ints into int64 and floats into float64 arrays, tuples and lists of fields
-into a list of batched fields, dicts key by key, strings left as a list).
+into a list of batched fields (a list subclass keeps its type), dicts key by key, strings
+(NumPy's too) left as they come: the list of samples, or the tuple of a tuple's field).
 """
 import bisect
 import collections.abc
@@ -19,7 +20,7 @@ import warnings
 import numpy as np
 
 from .. import random as _random
-from ..errors import RuntimeValueError
+from ..errors import AssertionValueError, IndexValueError, RuntimeValueError
 
 
 class Dataset:
@@ -41,10 +42,14 @@ class TensorDataset(Dataset):
         arrays = tuple(np.asarray(t) for t in tensors)
         if not arrays:
             raise ValueError("TensorDataset: expected at least one array")
-        for a in arrays:
-            if a.ndim == 0 or a.shape[0] != arrays[0].shape[0]:
-                raise ValueError(f"TensorDataset: size mismatch between tensors (first axes "
-                                 f"of the arrays' shapes {[t.shape for t in arrays]} differ)")
+        for i, a in enumerate(arrays):
+            if a.ndim == 0:   # (PyTorch's size(0) of a 0-d tensor: an IndexError)
+                raise IndexValueError(f"TensorDataset: array {i} is 0-d: it has no first "
+                                      f"axis to index samples along")
+        if any(a.shape[0] != arrays[0].shape[0] for a in arrays):   # (PyTorch asserts it)
+            raise AssertionValueError(f"TensorDataset: size mismatch between tensors (first "
+                                      f"axes of the arrays' shapes "
+                                      f"{[t.shape for t in arrays]} differ)")
         self.tensors = arrays
 
     def __getitem__(self, index):
@@ -91,7 +96,8 @@ class ConcatDataset(Dataset):
     def __init__(self, datasets):
         self.datasets = list(datasets)
         if not self.datasets:
-            raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+            raise AssertionValueError("ConcatDataset: datasets should not be an empty "
+                                      "iterable")   # (PyTorch's AssertionError)
         self.cumulative_sizes = list(itertools.accumulate(len(d) for d in self.datasets))
 
     def __len__(self):
@@ -165,6 +171,8 @@ def default_collate(batch):
                 f"{list(elem.shape)} at entry 0 and {list(shapes[other])} at "
                 f"entry {other}")
         return np.stack(batch)
+    if isinstance(elem, (str, bytes)):   # (np.str_ and np.bytes_ too, as PyTorch's)
+        return batch
     if isinstance(elem, np.generic):
         return np.array(batch)
     if isinstance(elem, numbers.Real):
@@ -177,18 +185,19 @@ def default_collate(batch):
             return np.array(batch, dtype=np.int64)
         return np.array(batch, dtype=np.float32 if isinstance(elem, numbers.Integral)
                         else np.float64)
-    if isinstance(elem, (str, bytes)):
-        return batch
     if isinstance(elem, collections.abc.Mapping):
         return _like_mapping(elem, {key: default_collate([d[key] for d in batch])
                                     for key in elem})
+    # a field of sequence samples is collated from the tuple zip gives, as PyTorch's (a
+    # field of strings stays that tuple)
     if isinstance(elem, tuple) and hasattr(elem, "_fields"):  # a namedtuple
-        return type(elem)(*(default_collate(list(s)) for s in zip(*batch)))
+        return type(elem)(*(default_collate(s) for s in zip(*batch)))
     if isinstance(elem, collections.abc.Sequence):
         size = len(elem)
         if any(len(sample) != size for sample in batch):
             raise RuntimeValueError("each element in list of batch should be of equal size")
-        return [default_collate(list(s)) for s in zip(*batch)]
+        fields = [default_collate(s) for s in zip(*batch)]
+        return fields if isinstance(elem, tuple) else _like_sequence(elem, fields)
     raise TypeError(f"default_collate: batch must contain arrays, numbers, dicts or lists; "
                     f"found {type(elem).__name__}")
 
@@ -205,6 +214,21 @@ def _like_mapping(sample, values):
             return type(sample)(values)
         except TypeError:
             return values
+
+
+def _like_sequence(sample, values):
+    """values (a list) in the sample's own sequence type, as PyTorch's collate makes it: a
+    copy of a mutable sequence with its items replaced, another type built from the list,
+    else the list."""
+    try:
+        if isinstance(sample, collections.abc.MutableSequence):
+            clone = copy.copy(sample)
+            for i, value in enumerate(values):
+                clone[i] = value
+            return clone
+        return type(sample)(values)
+    except TypeError:
+        return values
 
 
 def default_convert(sample):

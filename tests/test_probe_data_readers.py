@@ -1,0 +1,67 @@
+"""Found by probing fastnn.data's readers and dataset utilities against torchvision's
+formats and torch.utils.data: the errors PyTorch asserts (TensorDataset's size mismatch,
+an empty ConcatDataset) are AssertionErrors too, default_collate leaves NumPy strings and
+a tuple field of strings as PyTorch does and keeps a list subclass."""
+import collections
+
+import numpy as np
+import pytest
+
+from fastnn.data import ConcatDataset, DataLoader, Dataset, TensorDataset, default_collate
+
+
+def test_tensor_dataset_and_concat_errors_are_pytorchs_types():
+    x, y = np.zeros((4, 2), np.float32), np.arange(3)
+    with pytest.raises(AssertionError, match="size mismatch") as info:
+        TensorDataset(x, y)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(IndexError, match="array 1 is 0-d") as info:
+        TensorDataset(x, np.float32(1))   # (PyTorch: size(0) of a 0-d tensor)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(AssertionError, match="should not be an empty iterable") as info:
+        ConcatDataset([])
+    assert isinstance(info.value, ValueError)
+
+
+class Named(list):
+    """A list subclass a sample may be (PyTorch's collate keeps a mutable sequence's type)."""
+
+
+Pair = collections.namedtuple("Pair", "image name")
+
+
+@pytest.mark.parametrize("batch", [
+    [np.str_("a"), np.str_("b")],
+    [np.bytes_(b"a"), np.bytes_(b"b")],
+    [(np.ones(2), "a"), (np.zeros(2), "b")],
+    [Pair(np.ones(2), "a"), Pair(np.zeros(2), "b")],
+    [{"k": ("a", 1)}, {"k": ("b", 2)}],
+    [Named([1, "a"]), Named([2, "b"])],
+    [[1.5, "a"], [2.5, "b"]],
+], ids=["np.str_", "np.bytes_", "tuple", "namedtuple", "dict-of-tuple", "list-subclass",
+        "list"])
+def test_default_collate_strings_and_sequences_as_torch(batch):
+    torch = pytest.importorskip("torch")
+
+    def plain(v):   # containers and their types, arrays/tensors as (dtype, values)
+        if isinstance(v, torch.Tensor):
+            v = v.numpy()
+        if isinstance(v, np.ndarray):
+            return ("array", v.dtype.name, v.tolist())
+        if isinstance(v, dict):
+            return (type(v), {k: plain(x) for k, x in v.items()})
+        if isinstance(v, (list, tuple)):
+            return (type(v), [plain(x) for x in v])
+        return (type(v), v)
+    assert plain(default_collate(batch)) == plain(torch.utils.data.default_collate(batch))
+
+
+def test_loader_gives_a_tuple_of_names_as_torch():
+    class Files(Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return np.full(2, i, np.float32), f"img_{i}.png"
+    images, names = next(iter(DataLoader(Files(), batch_size=3)))
+    assert images.shape == (3, 2) and names == ("img_0.png", "img_1.png", "img_2.png")
