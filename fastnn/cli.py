@@ -456,6 +456,9 @@ def load_dataset(args):
         x_train, x_test = x_train[:, None], x_test[:, None]
     if args.standardize:  # one scalar mean and std, from the training set only
         mean, std = float(x_train.mean()), float(x_train.std())
+        if x_train.size and not std > 0:   # (torchvision's Normalize refuses std 0 too)
+            raise CLIError(f"--standardize: every training pixel is {mean:.6g} (std 0), "
+                           f"so there is no spread to divide by; leave --standardize out")
         args.pixel_mean, args.pixel_std = mean, std
         x_train = (x_train - mean) / std
         x_test = (x_test - mean) / std

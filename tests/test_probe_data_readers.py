@@ -1,12 +1,16 @@
 """Found by probing fastnn.data's readers and dataset utilities against torchvision's
 formats and torch.utils.data: the errors PyTorch asserts (TensorDataset's size mismatch,
 an empty ConcatDataset) are AssertionErrors too, default_collate leaves NumPy strings and
-a tuple field of strings as PyTorch does and keeps a list subclass."""
+a tuple field of strings as PyTorch does and keeps a list subclass, and train
+--standardize refuses training images without spread (it divided by zero and reported
+a diverged loss)."""
 import collections
+import struct
 
 import numpy as np
 import pytest
 
+from fastnn import cli, data
 from fastnn.data import ConcatDataset, DataLoader, Dataset, TensorDataset, default_collate
 
 
@@ -65,3 +69,19 @@ def test_loader_gives_a_tuple_of_names_as_torch():
             return np.full(2, i, np.float32), f"img_{i}.png"
     images, names = next(iter(DataLoader(Files(), batch_size=3)))
     assert images.shape == (3, 2) and names == ("img_0.png", "img_1.png", "img_2.png")
+
+
+def write_idx(path, array):
+    path.write_bytes(bytes([0, 0, 0x08, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+                     + array.astype(np.uint8).tobytes())
+
+
+def test_standardize_refuses_images_without_spread(tmp_path, capsys):
+    images, labels = np.full((6, 28, 28), 7), np.arange(6)
+    for split, n in (("train", 6), ("t10k", 2)):
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", images[:n])
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", labels[:n])
+    assert data.load("mnist", root=tmp_path)[0].std() == 0
+    argv = ["train", "--dataset", "mnist", "--data-root", str(tmp_path), "--epochs", "1"]
+    assert cli.main(argv + ["--standardize"]) == 2
+    assert "--standardize: every training pixel is 0.027451 (std 0)" in capsys.readouterr().err
