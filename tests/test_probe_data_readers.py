@@ -85,3 +85,17 @@ def test_standardize_refuses_images_without_spread(tmp_path, capsys):
     argv = ["train", "--dataset", "mnist", "--data-root", str(tmp_path), "--epochs", "1"]
     assert cli.main(argv + ["--standardize"]) == 2
     assert "--standardize: every training pixel is 0.027451 (std 0)" in capsys.readouterr().err
+
+
+def test_root_and_fastnn_data_expand_the_home_directory(tmp_path, monkeypatch):
+    images, labels = np.arange(3 * 28 * 28).reshape(3, 28, 28) % 256, np.arange(3)
+    raw = tmp_path / "home" / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split in ("train", "t10k"):
+        write_idx(raw / f"{split}-images-idx3-ubyte", images)
+        write_idx(raw / f"{split}-labels-idx1-ubyte", labels)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    x_train, y_train, _, _ = data.load("mnist", root="~/data")   # (torchvision's root)
+    np.testing.assert_array_equal(y_train, labels)
+    monkeypatch.setenv("FASTNN_DATA", "~/data")
+    np.testing.assert_array_equal(data.load("mnist")[0], x_train)

@@ -15,7 +15,7 @@ import tarfile
 import numpy as np
 
 from .download import fetch
-from .paths import cache_dir, search_dirs
+from .paths import cache_dir, search_dirs, user_path
 from .pixels import float_dtype, to_unit_float
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -153,7 +153,7 @@ def _find_dir(root):
 
 
 def _download(root):
-    target = os.fspath(root) if root is not None else os.path.join(cache_dir(), "cifar10")
+    target = user_path(root) if root is not None else os.path.join(cache_dir(), "cifar10")
     archive = os.path.join(target, "cifar-10-python.tar.gz")
     if not os.path.isfile(archive):
         fetch([URL], archive, check=_check_archive)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .download import fetch
 from .idx import IDXError, read_idx
-from .paths import cache_dir, search_dirs
+from .paths import cache_dir, search_dirs, user_path
 from .pixels import float_dtype, to_unit_float
 
 FILES = {
@@ -71,7 +71,7 @@ def find_files(name, root=None):
 
 def download_files(name, root=None):
     """Download dataset ``name``'s four .gz files; returns their paths (see find_files)."""
-    target = os.fspath(root) if root is not None else os.path.join(cache_dir(), name)
+    target = user_path(root) if root is not None else os.path.join(cache_dir(), name)
     paths = {}
     for key, stem in FILES.items():
         dest = os.path.join(target, stem + ".gz")
