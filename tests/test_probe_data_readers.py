@@ -99,3 +99,11 @@ def test_root_and_fastnn_data_expand_the_home_directory(tmp_path, monkeypatch):
     np.testing.assert_array_equal(y_train, labels)
     monkeypatch.setenv("FASTNN_DATA", "~/data")
     np.testing.assert_array_equal(data.load("mnist")[0], x_train)
+
+
+@pytest.mark.parametrize("fraction", [-0.2, 1.5, float("nan"), True, "0.2"])
+def test_digits_test_fraction_outside_0_1_is_refused(fraction):
+    pytest.importorskip("sklearn")
+    with pytest.raises(ValueError, match="test_fraction must be a number in"):
+        data.load_digits(test_fraction=fraction)   # (-0.2 gave 359 train, 1,438 test)
+    assert data.load_digits(test_fraction=1)[2].shape == (1797, 8, 8)
