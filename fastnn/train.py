@@ -1,7 +1,9 @@
 """The training loop: mini-batches through explicit forward and backward calls.
 
-``fit`` runs ``model.forward``, ``loss.forward``, ``loss.backward``,
-``model.backward``, ``optimizer.step`` and ``optimizer.zero_grad`` per batch,
+``fit`` zeroes the optimizer's gradients, then runs ``model.forward``,
+``loss.forward``, ``loss.backward``, ``model.backward``, ``optimizer.step`` and
+``optimizer.zero_grad`` per batch (so gradients left from before, a gradient check's,
+do not enter the first step, as in PyTorch's loop that zeroes before each backward),
 shows a tqdm bar per epoch (loss and samples/s), evaluates on the test set in
 eval mode, and returns a metrics dict. A NaN or infinite loss raises
 ``TrainingDiverged`` before the bad gradient reaches the parameters.
@@ -179,7 +181,8 @@ def _check_count(name, value, least=1):
 def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_size=128,
         seed=0, max_steps=None, eval_freq=None, eval_batch_size=1000, lr_schedule=None,
         progress=True, log=True, resume=None):
-    """Train ``model`` on ``train_data`` = (x_train, y_train) with mini-batch updates.
+    """Train ``model`` on ``train_data`` = (x_train, y_train) with mini-batch updates
+    (the optimizer's gradients zeroed first: what an earlier backward left is not stepped).
 
     x_train: (N, ...) float inputs in the model's dtype; y_train: (N,) int64 labels, or
     any target the loss takes (accuracy as ``evaluate`` counts it: NaN for targets that
@@ -264,6 +267,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         _random.set_state(state["random_state"])
     skip_input_grad = "need_grad_in" in inspect.signature(model.backward).parameters
     move = _batch_mover(model)
+    optimizer.zero_grad()   # (what an earlier backward left would enter the first step)
     model.train()
     epoch, done = first_epoch - 1, len(loader)
     for epoch in range(first_epoch, epochs + 1):
