@@ -247,3 +247,76 @@ def test_positional_parameters_in_torchs_order(name):
         opt.step()
         ref.step()
         np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12)
+
+
+def _torch_error(name, kwargs, closure=False):
+    """The exception torch.optim's optimizer raises for kwargs, at construction or at its
+    first step (None when neither raises)."""
+    p = torch.nn.Parameter(torch.ones(2, 3))
+    try:
+        opt = getattr(torch.optim, name)([p], **kwargs)
+        p.grad = torch.ones(2, 3)
+        opt.step((lambda: (p * p).sum()) if closure else None)
+    except Exception as exc:  # noqa: BLE001 (whatever torch raises is the reference)
+        return exc
+    return None
+
+
+# (optimizer, keywords): PyTorch refuses each, with the exception type fastnn's
+# ValueError must also be (a pair of the wrong shape: TypeError for a number, IndexError
+# for one item where PyTorch indexes it; fused with foreach, differentiable and an
+# unknown line search: RuntimeError; an lr tensor of two elements: ValueError)
+TORCH_TYPED = [("Adam", dict(betas=0.9)), ("Adam", dict(betas=(0.9,))),
+               ("NAdam", dict(betas=(0.9,))), ("Adamax", dict(betas=0.5)),
+               ("Rprop", dict(etas=(0.5,))), ("Rprop", dict(etas=1.2)),
+               ("Rprop", dict(step_sizes=1.0)), ("Adafactor", dict(eps=(None,))),
+               ("Adafactor", dict(eps=1e-3)),
+               ("SGD", dict(fused=True, foreach=True)), ("Adam", dict(fused=True, foreach=True)),
+               ("AdamW", dict(fused=True, foreach=True)),
+               ("Adagrad", dict(fused=True, foreach=True)),
+               ("RMSprop", dict(differentiable=True)), ("Adam", dict(differentiable=True)),
+               ("LBFGS", dict(line_search_fn="wolfe")),
+               ("SGD", dict(lr=[0.1, 0.2])), ("Adam", dict(lr=[0.1, 0.2])),
+               ("Muon", dict(lr=[0.1, 0.2]))]
+
+
+@pytest.mark.parametrize("name, kwargs", TORCH_TYPED,
+                         ids=[f"{n}-{'-'.join(k)}" for n, k in TORCH_TYPED])
+def test_bad_arguments_raise_torchs_exception_type_too(name, kwargs):
+    """A bad argument is fastnn's ValueError and also the type PyTorch raises for it
+    (they were a ValueError alone, or accepted: fused with foreach)."""
+    theirs = _torch_error(name, {k: (torch.tensor(v) if k == "lr" else v)
+                                 for k, v in kwargs.items()}, closure=name == "LBFGS")
+    assert theirs is not None
+    ours = {k: (np.array(v) if k == "lr" else v) for k, v in kwargs.items()}
+    with pytest.raises(ValueError) as caught:
+        getattr(optim, name)([Parameter(np.ones((2, 3), np.float32))], **ours)
+    assert isinstance(caught.value, type(theirs)), (caught.value, theirs)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop", "Rprop", "Adafactor", "LBFGS"])
+def test_lr_of_one_element_of_any_shape_as_torch(name):
+    """lr as a one-element array of shape (1,) (PyTorch takes a tensor lr of one
+    element, any shape) steps as the number; it was a TypeError."""
+    p = Parameter(np.arange(6.0).reshape(2, 3))
+    q = torch.nn.Parameter(torch.arange(6.0, dtype=torch.float64).reshape(2, 3))
+    opt = getattr(optim, name)([p], lr=np.array([0.25]))
+    ref = getattr(torch.optim, name)([q], lr=torch.tensor([0.25], dtype=torch.float64))
+    assert opt.param_groups[0]["lr"] == 0.25
+    for _ in range(3):
+        p.grad = p.data * 0.5 - 1
+        q.grad = torch.tensor(p.grad)
+        if name == "LBFGS":
+            def ours():
+                p.grad = p.data * 0.5 - 1
+                return float((p.data ** 2).sum())
+
+            def theirs():
+                q.grad = q.detach() * 0.5 - 1
+                return (q.detach() ** 2).sum()
+            opt.step(ours)
+            ref.step(theirs)
+        else:
+            opt.step()
+            ref.step()
+    np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12, atol=1e-12)

@@ -5,7 +5,7 @@ relative step sizes, update clipping; NumPy on the host per parameter (``host.py
 import numpy as np
 
 from .host import HostOptimizer, lerp_, vector_norm
-from .optimizer import as_count
+from .optimizer import as_count, check_pair
 
 
 class Adafactor(HostOptimizer):
@@ -53,9 +53,7 @@ class Adafactor(HostOptimizer):
             raise self._bad("beta2_decay", beta2_decay,
                             f"beta2_decay should be <= 0 but is: {beta2_decay}")
         eps = group["eps"]
-        if not isinstance(eps, (tuple, list)) or len(eps) != 2:
-            raise ValueError(f"Adafactor: invalid eps: {eps!r} (expected a pair "
-                             f"(eps1, eps2), eps1 None or a number)")
+        check_pair("Adafactor", "eps", eps, "(eps1, eps2), eps1 None or a number")
         if eps[0] is not None and not 0.0 <= self._number("eps[0]", eps[0]):
             raise self._bad("eps[0]", eps[0], f"epsilon1 should be >= 0 but is: {eps[0]}")
         if not 0.0 <= self._number("eps[1]", eps[1]):

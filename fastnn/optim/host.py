@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import device as _device
 from .flat import has_no_grad
-from .optimizer import Optimizer, _as_index, plain_number
+from .optimizer import Optimizer, _array_error, _as_index, plain_number
 
 
 class Workspace:
@@ -93,6 +93,8 @@ class HostOptimizer(Optimizer):
     def _number(self, name, value):
         """value as a float, or a TypeError naming the hyper-parameter."""
         value = plain_number(value)
+        if isinstance(value, np.ndarray):
+            raise _array_error(self._name, name, value)
         if not _is_real(value):
             raise TypeError(f"{self._name}: expected {name} to be a real number, "
                             f"got {value!r} ({type(value).__name__})")

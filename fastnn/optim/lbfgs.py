@@ -20,7 +20,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..errors import IndexValueError
+from ..errors import IndexValueError, RuntimeValueError
 from .optimizer import Optimizer, _as_index
 
 #: the per-optimizer state PyTorch keeps (under the first parameter), in its order
@@ -224,8 +224,10 @@ class LBFGS(Optimizer):
         self._integer("history_size", group["history_size"])
         fn = group["line_search_fn"]
         if fn is not None and fn != "strong_wolfe":
-            raise ValueError(f"LBFGS: invalid line_search_fn: {fn!r} (expected None or "
-                             f"'strong_wolfe')")
+            # (PyTorch's RuntimeError, which it raises at the step)
+            raise RuntimeValueError(f"LBFGS: invalid line_search_fn: {fn!r} (only "
+                                    f"'strong_wolfe' is supported; expected None or "
+                                    f"'strong_wolfe')")
 
     def add_param_group(self, param_group):
         raise ValueError("LBFGS doesn't support per-parameter options (parameter groups): "

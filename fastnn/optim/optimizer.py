@@ -27,7 +27,7 @@ import operator
 import numpy as np
 
 from .. import device as _device
-from ..errors import KeyValueError, RuntimeValueError
+from ..errors import IndexValueError, KeyValueError, RuntimeValueError, TypeValueError
 from ..nn.module import Parameter, zero_grads_lazily
 from ..validation import as_bool
 from .flat import build_buckets, check_parameter, has_no_grad, raw_grad
@@ -78,6 +78,9 @@ class Optimizer:
             # added to its defaults and groups, and none checked (its own to read)
             self.torch_flags = {}
         flags = {name: self._check_flag(name, value) for name, value in (flags or {}).items()}
+        if flags.get("fused") and flags.get("foreach"):  # (PyTorch's check, its words)
+            raise RuntimeValueError(f"{self._name}: `fused` and `foreach` cannot be `True` "
+                                    f"together.")
         self.defaults = _plain_numbers(defaults)
         self.defaults.update((name, flags.get(name, accepted[0]))
                              for name, accepted in self.torch_flags.items()
@@ -259,11 +262,16 @@ class Optimizer:
         found = _flag_value(value, self.torch_flags[name])
         if found is _MISSING:
             shown = " or ".join(repr(v) for v in self.torch_flags[name])
-            raise ValueError(f"{self._name}: {name}={value!r} is not supported (only {shown})")
+            # differentiable=True: PyTorch's step raises RuntimeError on leaf parameters
+            # (a leaf Variable ... used in an in-place operation), as every trained one is
+            error = RuntimeValueError if name == "differentiable" else ValueError
+            raise error(f"{self._name}: {name}={value!r} is not supported (only {shown})")
         return found
 
     def _real(self, name, value):
         value = plain_number(value)
+        if isinstance(value, np.ndarray):
+            raise _array_error(self._name, name, value)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{self._name}: expected {name} to be a real number, "
                             f"got {value!r} ({type(value).__name__})")
@@ -286,9 +294,7 @@ class Optimizer:
     def _betas(self, group):
         """The group's betas, a pair of numbers in [0, 1), as floats."""
         betas = group["betas"]
-        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
-            raise ValueError(f"{self._name}: invalid betas: {betas!r} (expected a pair "
-                             f"(beta1, beta2))")
+        check_pair(self._name, "betas", betas, "(beta1, beta2)")
         self._unit("betas[0]", betas[0])
         self._unit("betas[1]", betas[1])
         return float(betas[0]), float(betas[1])
@@ -753,6 +759,31 @@ _TORCH_INVALID = {"lr": "Invalid learning rate: {}", "eps": "Invalid epsilon val
                   "betas[1]": "Invalid beta parameter at index 1: {}"}
 
 
+def check_pair(where, name, value, expected, indexed=True):
+    """Nothing when value is a pair (a tuple or list of two); else PyTorch's error
+    type for it: TypeValueError for a value that is no sequence (PyTorch's ``betas[0]``
+    on a number is a TypeError), IndexValueError for one of fewer than two items when
+    PyTorch indexes it (``indexed``: betas, etas, Adafactor's eps; its IndexError), else
+    ValueError (PyTorch's unpacking ``a, b = value`` at the step)."""
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return
+    message = f"{where}: invalid {name}: {value!r} (expected a pair {expected})"
+    if not isinstance(value, (tuple, list)):
+        raise TypeValueError(message)
+    if indexed and len(value) < 2:
+        raise IndexValueError(message)
+    raise ValueError(message)
+
+
+def _array_error(where, name, value):
+    """The error for an array hyper-parameter that is not one number: PyTorch's
+    ValueError for an lr tensor of another size ("Tensor lr must be 1-element"), and
+    fastnn's TypeError for a value that is no real number."""
+    torch_words = "; Tensor lr must be 1-element" if name == "lr" else ""
+    return TypeValueError(f"{where}: expected {name} to be a real number, got an array of "
+                          f"shape {value.shape}{torch_words}")
+
+
 def torch_invalid(name, value):
     """PyTorch's message for the bad hyper-parameter ``name`` (its value as str())."""
     return _TORCH_INVALID.get(name, "Invalid " + name + " value: {}").format(value)
@@ -838,8 +869,14 @@ def plain_number(value):
 
 
 def _plain_numbers(hyper):
-    """A copy of a dict of hyper-parameters with its 0-d numeric arrays as numbers."""
-    return {k: plain_number(v) for k, v in hyper.items()}
+    """A copy of a dict of hyper-parameters with its 0-d numeric arrays as numbers, and
+    an lr that is a one-element array of any shape too (PyTorch's check on a tensor lr
+    is its size, 1: ``lr=torch.tensor([0.1])`` steps as 0.1)."""
+    out = {k: plain_number(v) for k, v in hyper.items()}
+    lr = out.get("lr")
+    if isinstance(lr, np.ndarray) and lr.size == 1 and lr.dtype.kind in "biuf":
+        out["lr"] = lr.item()
+    return out
 
 
 _HOOK_TABLES = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",

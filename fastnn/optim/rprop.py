@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .optimizer import Optimizer, torch_flags_of
+from .optimizer import Optimizer, check_pair, torch_flags_of
 
 
 class Rprop(Optimizer):
@@ -32,10 +32,10 @@ class Rprop(Optimizer):
                                   "maximize": maximize}, torch_flags)
 
     def _pair(self, group, name, expected):
-        """The group's ``name``, a pair of finite numbers, as floats."""
+        """The group's ``name``, a pair of finite numbers, as floats (PyTorch's error
+        types for another value: ``check_pair``; it indexes etas, unpacks step_sizes)."""
         pair = group[name]
-        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-            raise ValueError(f"Rprop: invalid {name}: {pair!r} (expected a pair {expected})")
+        check_pair("Rprop", name, pair, expected, indexed=name == "etas")
         low, high = (self._real(f"{name}[{k}]", v) for k, v in enumerate(pair))
         if not (math.isfinite(low) and math.isfinite(high)):
             raise ValueError(f"Rprop: invalid {name}: {pair!r} (expected finite numbers)")
