@@ -58,10 +58,14 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
         else:
             np.matmul(g.T, x, out=grad_weight)
     if grad_bias is not None:
+        # summed in float64: NumPy adds the rows of a column one by one (its pairwise
+        # sum runs along the contiguous axis only), which in float32 drifts as N grows
+        # (2^20 rows: 4e-5 off, PyTorch's 2e-7)
+        sums = g.sum(axis=0, dtype=np.float64)
         if accumulate:
-            grad_bias += g.sum(axis=0)
+            grad_bias += sums
         else:
-            g.sum(axis=0, out=grad_bias)
+            grad_bias[...] = sums
     if not need_grad_in:
         return None
     return np.matmul(g, weight, out=grad_in)
