@@ -452,11 +452,14 @@ def load_dataset(args):
     x_train, y_train, x_test, y_test = data.load(
         args.dataset, root=args.data_root, download=args.download, flatten=args.model == "mlp",
         dtype=args.dtype)
+    if len(y_train) == 0:   # (an empty test split is allowed: its accuracy is NaN)
+        raise CLIError(f"--dataset {args.dataset}: the training split holds no images; "
+                       f"there is nothing to train on")
     if args.model != "mlp" and x_train.ndim == 3:  # grey images: add the channel axis
         x_train, x_test = x_train[:, None], x_test[:, None]
     if args.standardize:  # one scalar mean and std, from the training set only
         mean, std = float(x_train.mean()), float(x_train.std())
-        if x_train.size and not std > 0:   # (torchvision's Normalize refuses std 0 too)
+        if not std > 0:   # (torchvision's Normalize refuses std 0 too)
             raise CLIError(f"--standardize: every training pixel is {mean:.6g} (std 0), "
                            f"so there is no spread to divide by; leave --standardize out")
         args.pixel_mean, args.pixel_std = mean, std
@@ -593,8 +596,9 @@ def run_train(args):
                   "train_state": record["train_state"]}
         _check_resume_counts(args, resume, len(y_train))
     # every dataset of --dataset has ten classes: a split whose labels stop short of 9
-    # still trains a 10-way classifier (the readers refuse labels above 9)
-    num_classes = max(10, int(max(y_train.max(), y_test.max())) + 1)
+    # still trains a 10-way classifier (the readers refuse labels above 9); the test split
+    # may be empty
+    num_classes = max(10, int(max(y_train.max(), y_test.max(initial=0))) + 1)
     input_shape = x_train.shape[1:]
     try:  # the constructors check hyper-parameters (widths, dropout p, lr...)
         model = build_model(args, input_shape, num_classes)

@@ -107,3 +107,19 @@ def test_digits_test_fraction_outside_0_1_is_refused(fraction):
     with pytest.raises(ValueError, match="test_fraction must be a number in"):
         data.load_digits(test_fraction=fraction)   # (-0.2 gave 359 train, 1,438 test)
     assert data.load_digits(test_fraction=1)[2].shape == (1797, 8, 8)
+
+
+@pytest.mark.parametrize("empty", ["train", "t10k"])
+def test_train_on_an_empty_split_is_one_line(tmp_path, capsys, empty):
+    images = np.random.default_rng(0).integers(0, 256, (4, 28, 28))
+    for split in ("train", "t10k"):
+        n = 0 if split == empty else 4
+        write_idx(tmp_path / f"{split}-images-idx3-ubyte", images[:n])
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.arange(n))
+    status = cli.main(["train", "--dataset", "mnist", "--data-root", str(tmp_path),
+                       "--epochs", "1", "--hidden", "4", "--no-progress"])
+    out = capsys.readouterr()   # (both raised a traceback from the labels' max)
+    if empty == "train":
+        assert status == 2 and "the training split holds no images" in out.err
+    else:   # the test accuracy of no samples is NaN, as evaluate's
+        assert status == 0 and "test accuracy: nan" in out.out
