@@ -320,3 +320,69 @@ def test_lr_of_one_element_of_any_shape_as_torch(name):
             opt.step()
             ref.step()
     np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def _one_cycle_pair(**kwargs):
+    p, q = Parameter(np.ones(2)), torch.nn.Parameter(torch.ones(2, dtype=torch.float64))
+    opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    ref = torch.optim.SGD([q], lr=0.1, momentum=0.9)
+    return (opt, lr_scheduler.OneCycleLR(opt, **kwargs),
+            ref, torch_sched.OneCycleLR(ref, **kwargs))
+
+
+def test_one_cycle_state_dicts_load_across_libraries():
+    """OneCycleLR keeps its phases and strategy under PyTorch's names and layout
+    (_schedule_phases, _anneal_func_type), so torch's state dict loaded into fastnn's
+    scheduler (and fastnn's into torch's) restores them: a scheduler built with another
+    strategy, length or phase count continues as the saved one. They were fastnn's own
+    '_phases' and 'anneal_strategy', which torch's state dict lacks: fastnn went on with
+    the phases it was built with."""
+    saved = dict(max_lr=0.5, total_steps=40, anneal_strategy="linear", three_phase=True)
+    other = dict(max_lr=0.5, total_steps=90, anneal_strategy="cos")
+    opt, ours, ref, theirs = _one_cycle_pair(**saved)
+    for _ in range(7):
+        opt.step()
+        ours.step()
+        ref.step()
+        theirs.step()
+    assert set(theirs.state_dict()) - {"_is_initial", "_get_lr_called_within_step"} \
+        <= set(ours.state_dict())
+    opt2, ours2, ref2, theirs2 = _one_cycle_pair(**other)
+    ours2.load_state_dict(theirs.state_dict())     # torch's into fastnn
+    theirs2.load_state_dict(ours.state_dict())     # fastnn's into torch
+    opt2.load_state_dict(opt.state_dict())
+    ref2.load_state_dict(ref.state_dict())
+    for _ in range(30):
+        for o in (opt2, ref2):
+            o.step()
+        ours2.step()
+        theirs2.step()
+        got = (opt2.param_groups[0]["lr"], opt2.param_groups[0]["momentum"])
+        want = (ref2.param_groups[0]["lr"], ref2.param_groups[0]["momentum"])
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+        np.testing.assert_allclose(ours2.get_last_lr(), theirs2.get_last_lr(), rtol=1e-12)
+
+
+def test_one_cycle_loads_fastnns_older_state_dict():
+    """A state dict saved before the rename (phases as tuples under '_phases', the
+    strategy under 'anneal_strategy') still loads and continues."""
+    opt, ours, ref, theirs = _one_cycle_pair(max_lr=0.5, total_steps=30,
+                                             anneal_strategy="linear")
+    for _ in range(5):
+        opt.step()
+        ours.step()
+        ref.step()
+        theirs.step()
+    old = ours.state_dict()
+    old["_phases"] = tuple(tuple(phase.values()) for phase in old.pop("_schedule_phases"))
+    old["anneal_strategy"] = old.pop("_anneal_func_type")
+    opt2, ours2, _, _ = _one_cycle_pair(max_lr=0.5, total_steps=60)
+    opt2.load_state_dict(opt.state_dict())
+    ours2.load_state_dict(old)
+    for _ in range(20):
+        opt2.step()
+        ours2.step()
+        ref.step()
+        theirs.step()
+        assert opt2.param_groups[0]["lr"] == pytest.approx(ref.param_groups[0]["lr"],
+                                                            rel=1e-12)

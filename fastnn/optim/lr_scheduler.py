@@ -753,6 +753,11 @@ def _cycles_beta1(where, optimizer):
     return "betas" in optimizer.defaults
 
 
+#: the keys of a OneCycleLR phase (PyTorch's ``_schedule_phases`` entries): the step it
+#: ends at, and the param-group keys it moves the rate and the momentum between
+_PHASE_KEYS = ("end_step", "start_lr", "end_lr", "start_momentum", "end_momentum")
+
+
 class OneCycleLR(LRScheduler):
     """The 1cycle policy (PyTorch's OneCycleLR), ``step()`` after every batch.
 
@@ -795,7 +800,9 @@ class OneCycleLR(LRScheduler):
                 f"{where}: expected anneal_strategy 'cos' or 'linear', got "
                 f"{anneal_strategy!r}", f"anneal_strategy must be one of 'cos' or "
                 f"'linear', instead got {anneal_strategy}"))
-        self.anneal_strategy = anneal_strategy
+        # (PyTorch's attribute names and layouts, which its state dict holds: a state
+        # dict of either library loads into the other's OneCycleLR)
+        self._anneal_func_type = anneal_strategy
         div_factor = _number(where, "div_factor", div_factor)
         final_div_factor = _number(where, "final_div_factor", final_div_factor)
         if div_factor == 0 or final_div_factor == 0:
@@ -808,15 +815,15 @@ class OneCycleLR(LRScheduler):
             max_ms = _per_group(where, "max_momentum", max_momentum, len(groups))
         one = float(pct_start * self.total_steps)
         if three_phase:
-            self._phases = ((one - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
-                            (2 * one - 2, "max_lr", "initial_lr", "base_momentum",
-                             "max_momentum"),
-                            (self.total_steps - 1, "initial_lr", "min_lr", "max_momentum",
-                             "max_momentum"))
+            phases = ((one - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                      (2 * one - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
+                      (self.total_steps - 1, "initial_lr", "min_lr", "max_momentum",
+                       "max_momentum"))
         else:
-            self._phases = ((one - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
-                            (self.total_steps - 1, "max_lr", "min_lr", "base_momentum",
-                             "max_momentum"))
+            phases = ((one - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                      (self.total_steps - 1, "max_lr", "min_lr", "base_momentum",
+                       "max_momentum"))
+        self._schedule_phases = [dict(zip(_PHASE_KEYS, phase)) for phase in phases]
         if last_epoch == -1:
             for i, group in enumerate(groups):
                 group["initial_lr"] = max_lrs[i] / div_factor
@@ -833,20 +840,34 @@ class OneCycleLR(LRScheduler):
         else:
             group["momentum"] = momentum
 
+    def load_state_dict(self, state_dict):
+        """LRScheduler's, also taking fastnn's older state dicts (which kept the phases
+        as tuples under '_phases' and the strategy as 'anneal_strategy')."""
+        state = dict(state_dict)
+        if "_phases" in state and "_schedule_phases" not in state:
+            state["_schedule_phases"] = [dict(zip(_PHASE_KEYS, phase))
+                                         for phase in state["_phases"]]
+        if "anneal_strategy" in state and "_anneal_func_type" not in state:
+            state["_anneal_func_type"] = state["anneal_strategy"]
+        for old in ("_phases", "anneal_strategy"):
+            state.pop(old, None)
+        super().load_state_dict(state)
+
     def _anneal(self, start, end, pct):
-        if self.anneal_strategy == "cos":
+        if self._anneal_func_type == "cos":
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
     def _at(self, group, step, lr_or_momentum):
         """group's rate (0) or momentum (1) at this step."""
         start_step = 0.0
-        for i, phase in enumerate(self._phases):
-            end_step = phase[0]
-            if step <= end_step or i == len(self._phases) - 1:
+        kind = "lr" if lr_or_momentum == 0 else "momentum"
+        for i, phase in enumerate(self._schedule_phases):
+            end_step = phase["end_step"]
+            if step <= end_step or i == len(self._schedule_phases) - 1:
                 pct = (step - start_step) / (end_step - start_step)
-                first, last = phase[1:3] if lr_or_momentum == 0 else phase[3:5]
-                return self._anneal(group[first], group[last], pct)
+                return self._anneal(group[phase["start_" + kind]], group[phase["end_" + kind]],
+                                    pct)
             start_step = end_step
         raise AssertionError("unreachable")
 
