@@ -29,3 +29,31 @@ def test_linear_bias_gradient_of_a_long_float32_batch_is_accurate(backend):
         twice = layer.bias.grad.astype(np.float64)
     np.testing.assert_allclose(once, exact, rtol=1e-6)
     np.testing.assert_allclose(twice, 2 * exact, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("options", ["weight", "pos_weight"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bce_with_logits_gradient_of_saturated_logits(backend, options, dtype):
+    # with a weight or pos_weight the gradient was (1 - y) - L sigmoid(-x): for y = 0
+    # and x far below 0 that is 1 - (1 - sigmoid(x)), 0 in float32 from x = -17 on
+    # (PyTorch: sigmoid(x), exact); for y = 1 and x far above 0 it keeps -p sigmoid(-x)
+    torch = pytest.importorskip("torch")
+    x = np.array([-10, -20, -40, -80, 10, 20, 40, 80, -3, 3], dtype)
+    y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0.25, 0.75], dtype)
+    factor = np.linspace(0.5, 2, x.size).astype(dtype)
+    kwargs = {options: factor}
+    xd, yd = x.astype(np.float64), y.astype(np.float64)
+    p = factor.astype(np.float64) if options == "pos_weight" else 1.0
+    w = factor.astype(np.float64) if options == "weight" else 1.0
+    exact = w * ((1 - yd) / (1 + np.exp(-xd)) - p * yd / (1 + np.exp(xd))) / x.size
+    xt = torch.from_numpy(x).requires_grad_()
+    torch.nn.functional.binary_cross_entropy_with_logits(
+        xt, torch.from_numpy(y), **{k: torch.from_numpy(v) for k, v in kwargs.items()}).backward()
+    with fastnn.use_backend(backend):
+        loss = nn.BCEWithLogitsLoss(**kwargs)
+        loss(x, y)
+        grad = loss.backward()
+    np.testing.assert_allclose(grad, exact, rtol=2e-6 if dtype == np.float32 else 1e-13)
+    # where PyTorch's own form is exact (y = 0: sigmoid(x) times the weight), the same
+    np.testing.assert_allclose(grad[:4], xt.grad.numpy()[:4], rtol=2e-6)

@@ -540,10 +540,16 @@ class BCEWithLogitsLoss(_Weighted):
         return losses * self._weights(pred) if self.weight is not None else losses
 
     def _grad_terms(self, pred, target):
-        """w ((1 - y) - L sigmoid(-x)) per element, L the positive term's weight."""
+        """w ((1 - y) sigmoid(x) - p y sigmoid(-x)) per element, p the pos_weight (1
+        without one): the derivative (1 - y) - (1 + (p - 1) y) sigmoid(-x) rearranged so
+        that nothing cancels (for y = 0 that form was 1 - sigmoid(-x), 0 from x = -17 down
+        in float32 and 1e-3 off at x = -10, where sigmoid(x) is exact)."""
         with np.errstate(over="ignore"):
+            sig = 1 / (1 + np.exp(-pred))
             sig_neg = 1 / (1 + np.exp(pred))
-        return self._weights(pred) * ((1 - target) - self._log_weight(pred, target) * sig_neg)
+        positive = target if self.pos_weight is None else (
+            self._broadcast("pos_weight", self.pos_weight, pred) * target)
+        return self._weights(pred) * ((1 - target) * sig - positive * sig_neg)
 
     def _options(self):
         return super()._options() + (
