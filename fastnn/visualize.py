@@ -102,7 +102,13 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
                     progress=None, mean=0.0, std=1.0):
     """Optimise an image to maximise ``target_class``'s logit.
 
-    model: a trained classifier (Module mapping images to (1, num_classes) logits);
+    model: a trained classifier (Module mapping images to (1, num_classes) logits).
+    Each step ascends logit[target_class] - weight_decay / 2 * ||image||^2 (at a coarse
+    scale, of the small image the step updates): its gradient, the logit's taken on the
+    shifted image and shifted back, is scaled to L2 norm ``clip`` when longer (None or 0:
+    no clipping), times ``lr`` added, and the image clamped to [0, 1]; every
+    ``blur_every`` steps of a scale (0: never) a Gaussian blur of ``blur_sigma`` pixels
+    (taps to 2 sigma, reflected edges) follows, clamped again.
     jitter: largest random shift in pixels of the image (None: H // 14, so 2 for 28x28
     images and none for tiny ones, which a shift would destroy; at a coarse scale the
     small image shifts by as much of its size);

@@ -47,7 +47,8 @@ def add_arguments(parser):
     parser.add_argument("--jitter", type=int, default=None,
                         help="largest random shift in pixels (default: image size // 14)")
     parser.add_argument("--weight-decay", type=float, default=1e-3)
-    parser.add_argument("--clip", type=float, default=1.0, help="gradient norm clip")
+    parser.add_argument("--clip", type=float, default=1.0,
+                        help="largest L2 norm of a step's gradient (0: no clipping)")
     parser.add_argument("--blur-every", type=int, default=10)
     parser.add_argument("--blur-sigma", type=float, default=0.5)
     parser.add_argument("--scales", default="1", help="coarse-to-fine divisors, e.g. 4,2,1")
