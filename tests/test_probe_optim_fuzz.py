@@ -169,6 +169,37 @@ def test_multisteplr_loads_torchs_state_dict(inside):
             assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
 
 
+
+@pytest.mark.parametrize("inside", [False, True], ids=["alone", "in_sequential"])
+def test_torchs_multisteplr_loads_fastnns_state_dict(inside):
+    """fastnn's MultiStepLR state dict holds the milestones as PyTorch's does (a
+    Counter), so torch's MultiStepLR (alone or inside SequentialLR) loads it and goes on
+    as fastnn's; the sorted list it held made torch's next step raise IndexError (it
+    reads milestones[epoch]) or decay by the wrong power."""
+    def build(m, o):
+        multi = m.MultiStepLR(o, milestones=[6, 3, 3, 8], gamma=0.5)
+        return m.SequentialLR(o, [m.ConstantLR(o, 0.5, total_iters=1), multi],
+                              milestones=[1]) if inside else multi
+
+    opt = optim.SGD([Parameter(np.ones(2))], lr=1.0)
+    ours = build(lr_scheduler, opt)
+    for _ in range(2):
+        opt.step()
+        ours.step()
+    saved, groups = ours.state_dict(), opt.state_dict()["param_groups"]
+    ref = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = build(torch_sched, ref)  # (built, then both states loaded: a resume)
+        ref.load_state_dict({"state": {}, "param_groups": groups})
+        theirs.load_state_dict(saved)
+        for _ in range(9):
+            opt.step()
+            ref.step()
+            ours.step()
+            theirs.step()
+            assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+
 BAD_HYPER = [("SGD", dict(lr=-1.0)), ("SGD", dict(momentum=-0.1)),
              ("SGD", dict(weight_decay=-0.1)), ("SGD", dict(nesterov=True)),
              ("Adam", dict(eps=-1.0)), ("Adam", dict(betas=(1.0, 0.9))),

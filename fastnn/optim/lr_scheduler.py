@@ -47,6 +47,7 @@ hyper-parameters too, which ``load_state_dict`` restores; of user functions (lr_
 scale_fn) only a callable object's attributes, a plain function or lambda as None.
 """
 import bisect
+import collections
 import math
 import numbers
 import types
@@ -366,6 +367,15 @@ class MultiStepLR(LRScheduler):
     def _chain(self, lr, epoch, group_index, initial):
         hits = self.milestones.count(epoch)
         return lr * self.gamma ** hits if hits else lr
+
+    def state_dict(self):
+        """LRScheduler.state_dict, with the milestones as PyTorch's MultiStepLR keeps them
+        (a Counter: milestone -> how many times it was given), so that torch's
+        MultiStepLR can load it (a list made its next step fail: it reads
+        ``milestones[epoch]``)."""
+        state = super().state_dict()
+        state["milestones"] = collections.Counter(self.milestones)
+        return state
 
     def load_state_dict(self, state_dict):
         """LRScheduler.load_state_dict; milestones saved as PyTorch's MultiStepLR keeps
