@@ -417,3 +417,28 @@ def test_one_cycle_loads_fastnns_older_state_dict():
         theirs.step()
         assert opt2.param_groups[0]["lr"] == pytest.approx(ref.param_groups[0]["lr"],
                                                             rel=1e-12)
+
+
+@pytest.mark.parametrize("start_factor, total_iters", [(1 / 3, 7), (0.1, 35), (0.7, 4)])
+def test_linear_lr_to_zero_trains_to_the_end(start_factor, total_iters):
+    """LinearLR(end_factor=0), a decay to zero: PyTorch's recursive rule rounds the last
+    factor to about -1e-16 for a third of such schedules, so the rate became -4e-18 and
+    the next optimizer.step() raised 'invalid lr' (fastnn checks the groups' rates at each
+    step; PyTorch's optimizer steps with it). The rate is 0 there (and PyTorch's where
+    that is positive), and the schedule before it PyTorch's."""
+    p, q = Parameter(np.ones(3)), torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    opt, ref = optim.SGD([p], lr=0.1, momentum=0.9), torch.optim.SGD([q], lr=0.1,
+                                                                       momentum=0.9)
+    ours = lr_scheduler.LinearLR(opt, start_factor, 0.0, total_iters)
+    theirs = torch_sched.LinearLR(ref, start_factor, 0.0, total_iters)
+    for _ in range(total_iters + 3):
+        p.grad = np.full(3, 0.5)
+        q.grad = torch.full((3,), 0.5, dtype=torch.float64)
+        opt.step()
+        ref.step()
+        ours.step()
+        theirs.step()
+        np.testing.assert_allclose(ours.get_last_lr(), theirs.get_last_lr(), rtol=1e-12,
+                                   atol=1e-15)
+    assert 0.0 <= opt.param_groups[0]["lr"] < 1e-15  # (0, or PyTorch's +1e-17 where it is)
+    np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12)

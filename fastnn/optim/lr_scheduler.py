@@ -650,8 +650,11 @@ class LinearLR(LRScheduler):
         if initial or epoch > self.total_iters:
             return lr
         change = self.end_factor - self.start_factor
-        return lr * (1.0 + change / (self.total_iters * self.start_factor
-                                     + (epoch - 1) * change))
+        # the ratio of two factors >= 0, so >= 0; at end_factor=0 PyTorch's arithmetic
+        # rounds the last one to about -1e-16, a negative rate (-4e-18 for lr 0.1) that
+        # the optimizer's step refuses: 0 here, as the closed form gives
+        ratio = 1.0 + change / (self.total_iters * self.start_factor + (epoch - 1) * change)
+        return lr * max(ratio, 0.0)
 
 
 class ConstantLR(LRScheduler):
