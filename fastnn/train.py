@@ -117,6 +117,17 @@ def _loss_share(loss_fn, targets, kind):
     return float(np.asarray(_device.to_host(loss_fn.weight), np.float64)[kept].sum())
 
 
+def _nothing_to_learn(loss_fn, logits, targets, kind):
+    """Whether a batch's NaN loss is PyTorch's 0 / 0 of a CrossEntropyLoss or NLLLoss
+    whose labels are all ignore_index, over finite logits: the gradient is then zero (as
+    PyTorch's), and the step goes on instead of stopping as diverged."""
+    if kind != "labels" or not isinstance(loss_fn, _ClassTargets):
+        return False
+    labels = np.asarray(_device.to_host(targets))
+    return (not np.any(labels != loss_fn.ignore_index)
+            and bool(np.isfinite(_device.to_host(logits)).all()))
+
+
 def _summed_by(loss_fn, where):
     """Whether loss_fn's value is its batch's sum (reduction='sum') rather than a mean,
     for the per-sample mean fit and evaluate report; 'none' is refused (no number)."""
@@ -215,7 +226,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     (this call's), final 'train_accuracy_final', 'test_accuracy_final', with
     eval_freq 'step_curve' (step, test_loss, test_accuracy every eval_freq steps), and
     'train_state' (JSON-serialisable: what ``resume`` takes).
-    Raises TrainingDiverged when the loss becomes NaN or infinite.
+    Raises TrainingDiverged when the loss becomes NaN or infinite; not for a batch whose
+    labels are all the loss's ignore_index (PyTorch's mean over none is NaN too, with a
+    zero gradient): that step is taken, and the batch is left out of 'train_loss'.
     """
     _check_count("epochs", epochs)
     _check_count("max_steps", max_steps)
@@ -292,7 +305,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             logits = model.forward(move(bx))
             loss = float(loss_fn.forward(logits, by))
             step += 1
-            if not math.isfinite(loss):
+            n = len(by)
+            share = n if summed else _loss_share(loss_fn, by, kind)
+            if not math.isfinite(loss) and not _nothing_to_learn(loss_fn, logits, by, kind):
                 if bar is not None:
                     bar.close()
                 raise TrainingDiverged(step, epoch, loss)
@@ -302,10 +317,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                 model.backward(loss_fn.backward())
             optimizer.step()
             optimizer.zero_grad()
-            n = len(by)
-            share = n if summed else _loss_share(loss_fn, by, kind)
-            loss_sum += loss if summed else loss * share
-            loss_weight += share
+            if share:   # (a batch of ignored labels only: its mean is 0 / 0, left out)
+                loss_sum += loss if summed else loss * share
+                loss_weight += share
             hits = _hits(logits, by, kind, ignore_index)
             correct, counted = correct + hits[0], counted + hits[1]
             seen += n
@@ -314,7 +328,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                 last = seen == len(y_train)
                 if step % 10 == 0 or last:
                     elapsed = time.perf_counter() - start - eval_seconds
-                    bar.set_postfix(loss=f"{loss_sum / loss_weight:.4f}",
+                    bar.set_postfix(loss=f"{_ratio(loss_sum, loss_weight):.4f}",
                                     samples_s=f"{seen / max(elapsed, 1e-9):,.0f}", refresh=last)
             if eval_freq and test_data is not None and step % eval_freq == 0:
                 t0 = time.perf_counter()
@@ -336,10 +350,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         seconds += seconds_before
         skip = 0
         history["epoch"].append(epoch)
-        history["train_loss"].append(loss_sum / loss_weight)
+        history["train_loss"].append(_ratio(loss_sum, loss_weight))
         history["train_accuracy"].append(_ratio(correct, counted))
         history["seconds_per_epoch"].append(seconds)
-        line = (f"epoch {epoch}/{epochs}  train loss {loss_sum / loss_weight:.4f} "
+        line = (f"epoch {epoch}/{epochs}  train loss {_ratio(loss_sum, loss_weight):.4f} "
                 f"acc {_ratio(correct, counted):.4f}")
         if test_data is not None:
             test_loss, test_acc = evaluate(model, loss_fn, *test_data, eval_batch_size)

@@ -172,3 +172,52 @@ def test_fit_does_not_step_gradients_left_from_before():
     for (name, param), twin_param in zip(model.named_parameters(), twin.parameters()):
         np.testing.assert_allclose(param.data, twin_param.detach().numpy(), rtol=1e-10,
                                    atol=1e-12, err_msg=name)
+
+
+def test_fit_steps_on_through_a_batch_whose_labels_are_all_ignored():
+    """PyTorch's mean over no kept label is NaN with a zero gradient, and its loop goes on;
+    fit raised TrainingDiverged ('try a smaller learning rate'). The step is taken (the
+    momentum still moves the weights) and the batch is left out of train_loss."""
+    torch = pytest.importorskip("torch")
+    x, y, _, _ = fastnn.data.load("digits", flatten=True)
+    x, y = x[:24].astype(np.float64), y[:24].copy()
+    y[:12] = -100
+    fastnn.manual_seed(0)
+    model = models.MLP(64, [8], 10).double()
+    twin = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.ReLU(),
+                               torch.nn.Linear(8, 10)).double()
+    twin.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in
+                          model.state_dict().items()})
+    loss_fn, batches = nn.CrossEntropyLoss(), []
+    forward = loss_fn.forward
+
+    def logged(pred, target):
+        batches.append(np.array(target))
+        return forward(pred, target)
+    loss_fn.forward = logged
+    inputs = []
+    model_forward = model.forward
+
+    def logged_model(batch):
+        inputs.append(np.array(batch))
+        return model_forward(batch)
+    model.forward = logged_model
+    metrics = fit(model, loss_fn, optim.SGD(model.parameters(), lr=0.1, momentum=0.9),
+                  (x, y), epochs=2, batch_size=3, seed=0, progress=False, log=False)
+    assert any(np.all(t == -100) for t in batches)
+    opt = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    sums = [[0.0, 0], [0.0, 0]]
+    for i, (bx, by) in enumerate(zip(inputs, batches)):
+        loss = torch.nn.functional.cross_entropy(twin(torch.from_numpy(bx)),
+                                                 torch.from_numpy(by))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        kept = int(np.sum(by != -100))
+        if kept:
+            sums[i // 8][0] += loss.item() * kept
+            sums[i // 8][1] += kept
+    np.testing.assert_allclose(metrics["train_loss"], [s / k for s, k in sums], rtol=1e-12)
+    for (name, param), twin_param in zip(model.named_parameters(), twin.parameters()):
+        np.testing.assert_allclose(param.data, twin_param.detach().numpy(), rtol=1e-10,
+                                   atol=1e-12, err_msg=name)
