@@ -206,7 +206,8 @@ def configure_train(parser):
     parser.add_argument("--data-root", "--data-dir", dest="data_root",
                         help="directory holding the dataset files")
     parser.add_argument("--download", action="store_true",
-                        help="download the dataset into ~/.cache/fastnn if missing")
+                        help="download the dataset if missing, into --data-root when "
+                             "given, else ~/.cache/fastnn/NAME")
     parser.add_argument("--hidden", "--dnn-hidden-units", dest="hidden", type=hidden_units,
                         default=[100], metavar="UNITS", action=_Given,
                         help="MLP hidden widths, comma-separated (default 100; '' for none)")
@@ -257,7 +258,8 @@ def configure_train(parser):
                         help="also evaluate on the test set every this many steps")
     add_runtime_arguments(parser, note_given=True)
     parser.add_argument("--metrics", help="write the metrics JSON here")
-    parser.add_argument("--plot", help="write the loss/accuracy curves PNG here")
+    parser.add_argument("--plot", help="write the loss/accuracy curves here (PNG, or "
+                        "the format the extension names: .svg, .pdf, .jpg...)")
     parser.add_argument("--save", help="save the model, optimizer and training state to "
                         "this .npz")
     parser.add_argument("--resume", metavar="PATH",

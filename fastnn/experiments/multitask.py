@@ -101,7 +101,8 @@ def add_arguments(parser):
     parser.add_argument("--data-root", "--data-dir", dest="data_root",
                         help="directory holding the dataset files")
     parser.add_argument("--download", action="store_true",
-                        help="download the dataset into ~/.cache/fastnn if missing")
+                        help="download the dataset if missing, into --data-root when "
+                             "given, else ~/.cache/fastnn/NAME")
     parser.add_argument("--hidden-a", type=positive_int, default=256)
     parser.add_argument("--omega", type=float, default=1.0, help="sine frequency of task A")
     parser.add_argument("--dropout", type=float, default=0.1)
