@@ -91,9 +91,12 @@ def _model_dtype(model):
 
 def class_probability(model, image, target_class, mean=0.0, std=1.0):
     """Softmax probability of target_class for one (C, H, W) image in [0, 1], fed to the
-    model as (image - mean) / std."""
+    model as (image - mean) / std, in eval mode (each submodule's mode given back after:
+    a model left in training mode, as fit leaves it, gave a dropout draw and moved its
+    BatchNorm running statistics)."""
     pixels = (image[None] - mean) / std
-    logits = model(_model_input(model, pixels.astype(_model_dtype(model))))
+    with evaluating(model):
+        logits = model(_model_input(model, pixels.astype(_model_dtype(model))))
     return float(_softmax(logits.astype(np.float64))[0, target_class])
 
 

@@ -221,3 +221,32 @@ def test_fit_steps_on_through_a_batch_whose_labels_are_all_ignored():
     for (name, param), twin_param in zip(model.named_parameters(), twin.parameters()):
         np.testing.assert_allclose(param.data, twin_param.detach().numpy(), rtol=1e-10,
                                    atol=1e-12, err_msg=name)
+
+
+def test_class_probability_runs_the_model_in_eval_mode():
+    """A model left in training mode (fit leaves it so) gave a dropout draw per call and
+    moved its BatchNorm running statistics; torch's probability is the eval-mode one."""
+    torch = pytest.importorskip("torch")
+    from fastnn.visualize import class_probability
+    fastnn.manual_seed(0)
+    model = models.SmallCNN(1, 8, 4, channels=(2, 3), hidden=5, dropout=0.5).double()
+    model(np.random.default_rng(1).random((6, 1, 8, 8)))   # running statistics not 0, 1
+    state = {k: np.array(v) for k, v in model.state_dict().items()}
+    twin = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 2, 3, padding=1), torch.nn.BatchNorm2d(2), torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2), torch.nn.Conv2d(2, 3, 3, padding=1), torch.nn.BatchNorm2d(3),
+        torch.nn.ReLU(), torch.nn.MaxPool2d(2), torch.nn.Flatten(), torch.nn.Linear(12, 5),
+        torch.nn.ReLU(), torch.nn.Dropout(0.5), torch.nn.Linear(5, 4)).double().eval()
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    image = np.random.default_rng(0).random((1, 8, 8)).astype(np.float32)
+    mean, std = 0.2, 0.5
+    with torch.no_grad():
+        logits = twin(torch.from_numpy(((image[None] - mean) / std).astype(np.float64)))
+    expected = torch.softmax(logits, 1)[0, 3].item()
+    model.train()
+    for _ in range(3):
+        assert class_probability(model, image, 3, mean, std) == pytest.approx(expected,
+                                                                             rel=1e-12)
+    assert model.training
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, state[key], err_msg=key)
