@@ -1,0 +1,208 @@
+"""README.md read as text and held to the code: every `train` flag and default its table
+gives, every FASTNN_* variable it names, every repository path it points to and every
+dotted public name it writes (`nn.Foo`, `fastnn.bar`, `F.baz`, ...) exist as written,
+and each command's --help says what README says (the help of --download named only
+~/.cache/fastnn, which --data-root replaces; that of --plot named only PNG). Also the
+names README now documents: fastnn.get_backend, fastnn.gradcheck, fastnn.data's
+per-dataset loaders and readers, fastnn.random's state."""
+import argparse
+import importlib
+import inspect
+import os
+import re
+
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import cli, data, nn, ops, optim
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as _f:
+    README = _f.read()
+PROSE = re.sub(r"```.*?```", "", README, flags=re.S)   # inline code outside the blocks
+SPANS = [" ".join(s.split()) for s in re.findall(r"`([^`]+)`", PROSE)]
+
+
+def _parser(command):
+    parser = cli.build_parser(command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
+def _options(command):
+    return {opt: action for action in _parser(command)._actions
+            for opt in action.option_strings}
+
+
+def _train_table():
+    start = README.index("`train` flags (defaults in brackets):")
+    rows = README[start:README.index("\n\n", README.index("| flag |", start))]
+    return [line for line in rows.splitlines() if line.startswith("| `--")]
+
+
+def test_every_flag_of_the_train_table_and_course_names_is_an_option():
+    options = _options("train")
+    named = set()
+    for row in _train_table():
+        named.update(re.findall(r"`(--[a-z][a-z-]*)", row.split("|")[1]))
+    para = README[README.index("The classic course flag names work too"):]
+    para = para[:para.index("\n\n")]
+    named.update(re.findall(r"`(--[a-z][a-z_-]*)", para))
+    assert len(named) > 30
+    missing = sorted(flag for flag in named if flag not in options
+                     and flag.replace("_", "-") not in options)
+    assert not missing
+
+
+@pytest.mark.parametrize("flag, readme, dest, value", [
+    ("--model", "[mlp]", "model", "mlp"),
+    ("--dataset", "`fashion-mnist` [default]", "dataset", "fashion-mnist"),
+    ("--hidden", "[100]", "hidden", [100]),
+    ("--dropout", "dropout probability [0]", "dropout", 0.0),
+    ("--dtype", "[float32]", "dtype", "float32"),
+    ("--optimizer", "| [sgd];", "optimizer", "sgd"),
+    ("--weight-decay", "L2 weight decay [0]", "weight_decay", 0.0),
+    ("--lr-schedule", "[constant]", "lr_schedule", "constant"),
+    ("--batch-size", "[128], [10]", "batch_size", 128),
+    ("--seed", "dropout [0]", "seed", 0),
+])
+def test_train_defaults_as_the_table_gives(flag, readme, dest, value):
+    row = next(r for r in _train_table() if f"`{flag}" in r.split("|")[1])
+    assert readme in row
+    assert getattr(_parser("train").parse_args([]), dest) == value
+
+
+def test_train_defaults_resolved_at_run_time_as_the_table_gives():
+    """--momentum [0.9], --epochs [10], --lr [0.1 for SGD]: filled in before the run."""
+    rows = " ".join(_train_table())
+    assert "SGD momentum [0.9]" in rows and "[128], [10]" in rows and "[0.1 for SGD" in rows
+    args = _parser("train").parse_args([])
+    cli._check_train_args(args)
+    assert (args.momentum, args.epochs, args.lr) == (0.9, 10, 0.1)
+
+
+@pytest.mark.parametrize("command", ["train", "multitask"])
+def test_download_help_names_the_data_root(command):
+    help_text = " ".join(_options(command)["--download"].help.split())
+    assert "--data-root" in help_text and "~/.cache/fastnn" in help_text
+    assert "into `root=` when given, else `~/.cache/fastnn/<name>`" in " ".join(README.split())
+
+
+def test_plot_help_names_the_formats_readme_gives():
+    help_text = " ".join(_options("train")["--plot"].help.split())
+    assert "PNG" in help_text and ".svg" in help_text and ".pdf" in help_text
+    assert "(PNG, or SVG, PDF, JPEG... when F's extension names one)" in README
+
+
+def test_every_command_takes_the_options_readme_gives_it():
+    assert {"--backend", "--threads", "--seed", "--no-progress", "--metrics"} \
+        <= set(_options("multitask")) & set(_options("vae")) & set(_options("dream"))
+    assert {"--data-root", "--download"} <= set(_options("multitask"))
+    assert {"--checkpoint", "--target-class", "--out", "--scales", "--steps"} \
+        <= set(_options("dream"))
+    assert _options("vae")["--distribution"].choices == ["moons", "ring"]
+    assert {"--epochs", "--backend", "--threads", "--out"} <= set(_options("demo"))
+    assert _parser("demo").parse_args([]).epochs == 20
+    assert {"--quick", "-k", "--threads"} <= set(_options("bench"))
+
+
+def _source_text():
+    chunks = []
+    for top in ("fastnn", "kernels"):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, top)):
+            for name in files:
+                if name.endswith((".py", ".pyx", ".pxd", ".h")):
+                    with open(os.path.join(dirpath, name), encoding="utf-8") as f:
+                        chunks.append(f.read())
+    with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
+        chunks.append(f.read())
+    return "\n".join(chunks)
+
+
+def test_every_environment_variable_readme_names_is_read():
+    names = set(re.findall(r"FASTNN_[A-Z0-9_]*[A-Z0-9]", README))
+    assert len(names) >= 10
+    source = _source_text()
+    unread = sorted(n for n in names
+                    if not re.search(r"environ(?:\.get)?\s*[\[(]\s*['\"]" + n, source)
+                    and not re.search(r"\b\w+\s*=\s*['\"]" + n + "['\"]", source)
+                    and f'getenv("{n}"' not in source)
+    assert not unread
+
+
+def test_every_repository_path_readme_names_exists():
+    paths = set(re.findall(r"(?<![\w/.~])((?:fastnn|kernels|bench|tests|docs)/[\w./-]*\w)",
+                           README))
+    assert len(paths) > 40
+    generated = {"bench/results/subset"}   # written by `fastnn bench -k`, git-ignored
+    missing = sorted(p for p in paths - generated if not os.path.exists(os.path.join(ROOT, p))
+                     and not _is_attribute_path(p))
+    assert not missing
+
+
+def _is_attribute_path(path):
+    """`kernels/scratch.thread_stride`: a module's attribute, written as a path."""
+    module, _, attr = path.rpartition(".")
+    if not attr.isidentifier() or not os.path.exists(os.path.join(ROOT, module + ".py")):
+        return False
+    with open(os.path.join(ROOT, module + ".py"), encoding="utf-8") as f:
+        return re.search(rf"^def {attr}\b", f.read(), re.M) is not None
+
+
+ROOTS = {"fastnn": fastnn, "nn": nn, "optim": optim, "ops": ops, "data": data,
+         "F": nn.functional, "models": fastnn.models}
+
+
+def _resolve(name):
+    parts = name.split(".")
+    obj = ROOTS[parts[0]]
+    for part in parts[1:]:
+        if hasattr(obj, part):
+            obj = getattr(obj, part)
+        elif inspect.ismodule(obj):
+            obj = importlib.import_module(f"{obj.__name__}.{part}")
+        else:
+            raise AttributeError(f"{name}: no {part}")
+    return obj
+
+
+def test_every_dotted_public_name_readme_writes_exists():
+    pattern = re.compile(r"\b((?:fastnn|nn|optim|ops|data|F|models)(?:\.[A-Za-z_]\w*)+)")
+    names = {n for span in SPANS for n in pattern.findall(span)}
+    assert len(names) > 150
+    missing = []
+    for name in sorted(names):
+        try:
+            _resolve(name)
+        except (AttributeError, ImportError):
+            missing.append(name)
+    assert not missing
+
+
+def test_names_readme_now_documents():
+    for text in ("fastnn.get_backend()", "fastnn.gradcheck(module, x)", "GradcheckError",
+                 "fastnn.data.DATASETS", "read_idx(path)", "parse_idx(raw)",
+                 "read_batch(path)", "CIFARError", "fastnn.random.get_state()",
+                 "nn.Sine(omega=1.0)", "ops.__all__"):
+        assert text in README
+    with fastnn.use_backend("numpy"):
+        assert fastnn.get_backend() == "numpy"
+    layer = nn.Linear(3, 2, dtype=np.float64)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    assert fastnn.gradcheck(layer, x) is True
+    assert fastnn.gradcheck(nn.CrossEntropyLoss(), (x, np.array([0, 1, 2, 0]))) is True
+    assert data.DATASETS["digits"] is data.load_digits
+    assert {"root", "download", "flatten", "dtype"} <= set(
+        inspect.signature(data.load_mnist).parameters)
+    assert list(inspect.signature(data.load_digits).parameters) == [
+        "flatten", "seed", "test_fraction", "dtype"]
+    assert issubclass(data.IDXError, ValueError) and issubclass(data.CIFARError, ValueError)
+    with pytest.raises(data.IDXError):
+        data.parse_idx(b"\x00\x00")
+    state = fastnn.random.get_state()
+    a = fastnn.random.generator().random(3)
+    fastnn.random.set_state(state)
+    assert np.array_equal(fastnn.random.generator().random(3), a)
+    assert {"Sine", "Loss"} <= set(nn.__all__)
+    assert list(inspect.signature(nn.Sine).parameters) == ["omega"]
