@@ -80,6 +80,10 @@ def test_train_defaults_resolved_at_run_time_as_the_table_gives():
     args = _parser("train").parse_args([])
     cli._check_train_args(args)
     assert (args.momentum, args.epochs, args.lr) == (0.9, 10, 0.1)
+    assert "[10] (with `--max-steps` alone: as many epochs as its steps take)" in rows
+    args = _parser("train").parse_args(["--max-steps", "500"])
+    cli._check_train_args(args)
+    assert args.epochs is None   # not 10: the run takes the epochs 500 steps need
 
 
 @pytest.mark.parametrize("command", ["train", "multitask"])
