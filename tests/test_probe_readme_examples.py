@@ -210,3 +210,20 @@ def test_names_readme_now_documents():
     assert np.array_equal(fastnn.random.generator().random(3), a)
     assert {"Sine", "Loss"} <= set(nn.__all__)
     assert list(inspect.signature(nn.Sine).parameters) == ["omega"]
+
+
+def test_checkpoint_helpers_as_documented(tmp_path):
+    """README, Checkpoints: load_checkpoint's signature and Checkpoint fields, and
+    read_metadata reading a file's record without building the model."""
+    assert "`fastnn.io.read_metadata(path)`" in README
+    assert list(inspect.signature(fastnn.io.load_checkpoint).parameters) == [
+        "path", "model", "optimizer", "restore_random"]
+    model = fastnn.models.MLP(4, [3], 2)
+    fastnn.save(model, tmp_path / "m.npz", optimizer=optim.SGD(model.parameters(), lr=0.1),
+                extra={"epoch": 3})
+    ckpt = fastnn.io.load_checkpoint(tmp_path / "m.npz")
+    assert ckpt._fields == ("model", "optimizer", "extra", "format_version")
+    assert ckpt.extra == {"epoch": 3}
+    meta = fastnn.io.read_metadata(tmp_path / "m.npz")
+    assert {"format_version", "model", "optimizer", "extra"} <= set(meta)
+    assert meta["model"]["class"] == "MLP" and meta["extra"] == {"epoch": 3}
