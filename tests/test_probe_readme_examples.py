@@ -227,3 +227,17 @@ def test_checkpoint_helpers_as_documented(tmp_path):
     meta = fastnn.io.read_metadata(tmp_path / "m.npz")
     assert {"format_version", "model", "optimizer", "extra"} <= set(meta)
     assert meta["model"]["class"] == "MLP" and meta["extra"] == {"epoch": 3}
+
+
+def test_multitask_loss_as_documented():
+    """README, Multi-task network: MultiTaskLoss's forward and backward, which
+    MultiTaskNet.backward takes."""
+    assert "`fastnn.models.MultiTaskLoss`" in README
+    net, loss = fastnn.models.MultiTaskNet(12, 8, 6, 3), fastnn.models.MultiTaskLoss()
+    x = np.random.default_rng(0).random((4, 12)).astype(np.float32)
+    a, logits = net.forward(x)
+    total, regression, classification = loss.forward(a, logits, np.zeros_like(a),
+                                                     np.array([0, 1, 2, 0]))
+    assert total == pytest.approx(regression + classification)
+    grad_a, grad_logits = loss.backward()
+    assert net.backward(grad_a, grad_logits).shape == x.shape
