@@ -241,3 +241,22 @@ def test_multitask_loss_as_documented():
     assert total == pytest.approx(regression + classification)
     grad_a, grad_logits = loss.backward()
     assert net.backward(grad_a, grad_logits).shape == x.shape
+
+
+def test_cuda_launch_geometry_defaults_as_documented():
+    """README, On a GPU: the launch geometry's defaults and the variables that set them,
+    read from kernels/cuda/config.py's source (importing it needs numba.cuda)."""
+    with open(os.path.join(ROOT, "kernels", "cuda", "config.py"), encoding="utf-8") as f:
+        source = f.read()
+    defaults = dict(re.findall(r'os\.environ\.get\("(FASTNN_CUDA_\w+)", "?(\w+)"?\)', source))
+    assert {k: defaults[k] for k in ("FASTNN_CUDA_THREADS", "FASTNN_CUDA_MAX_BLOCKS",
+                                     "FASTNN_CUDA_BN_THREADS", "FASTNN_CUDA_ROW_LANES",
+                                     "FASTNN_CUDA_TILE", "FASTNN_CUDA_GEMM_DIRECT")} == {
+        "FASTNN_CUDA_THREADS": "256", "FASTNN_CUDA_MAX_BLOCKS": "4096",
+        "FASTNN_CUDA_BN_THREADS": "1024", "FASTNN_CUDA_ROW_LANES": "32",
+        "FASTNN_CUDA_TILE": "16", "FASTNN_CUDA_GEMM_DIRECT": "1"}
+    text = " ".join(README.split())
+    assert ("(256 threads a block, at most 4096 blocks, 1024 for BatchNorm, 32 lanes a "
+            "softmax row, 16x16 GEMM tiles)") in text
+    for name in defaults:
+        assert name in README
