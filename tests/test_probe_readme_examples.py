@@ -260,3 +260,13 @@ def test_cuda_launch_geometry_defaults_as_documented():
             "softmax row, 16x16 GEMM tiles)") in text
     for name in defaults:
         assert name in README
+
+
+def test_every_long_option_readme_writes_belongs_to_a_command():
+    flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]*)", README)) - {"--inplace"}
+    assert len(flags) > 40                 # (--inplace: setup.py build_ext's)
+    options = set()
+    for command in ("train", "demo", "multitask", "vae", "dream", "bench"):
+        options.update(_options(command))
+    assert not sorted(f for f in flags if f not in options
+                      and f.replace("_", "-") not in options)
