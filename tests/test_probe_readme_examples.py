@@ -270,3 +270,12 @@ def test_every_long_option_readme_writes_belongs_to_a_command():
         options.update(_options(command))
     assert not sorted(f for f in flags if f not in options
                       and f.replace("_", "-") not in options)
+
+
+def test_dataloader_array_form_default_batch_size_as_documented():
+    """README, Data: the array form's batch_size defaults to 32 (a dataset's to 1)."""
+    assert "`fastnn.data.DataLoader(x, y, batch_size=32," in README
+    assert "`DataLoader(dataset, batch_size=1," in " ".join(README.split())
+    x = np.zeros((100, 2), np.float32)
+    assert data.DataLoader(x, np.zeros(100)).batch_size == 32
+    assert data.DataLoader(data.TensorDataset(x)).batch_size == 1
