@@ -279,3 +279,13 @@ def test_dataloader_array_form_default_batch_size_as_documented():
     x = np.zeros((100, 2), np.float32)
     assert data.DataLoader(x, np.zeros(100)).batch_size == 32
     assert data.DataLoader(data.TensorDataset(x)).batch_size == 1
+
+
+def test_fit_keyword_defaults_as_documented():
+    """README, Ten lines: fit's keywords and defaults as it lists them."""
+    text = " ".join(README.split())
+    listed = re.search(r"its other keywords and their defaults: (.*?)\)\. `fit", text).group(1)
+    documented = dict(re.findall(r"`(\w+)=([^`]+)`", listed))
+    params = inspect.signature(fastnn.train.fit).parameters
+    assert len(documented) == 8
+    assert {k: repr(params[k].default) for k in documented} == documented
