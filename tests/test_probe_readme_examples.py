@@ -289,3 +289,15 @@ def test_fit_keyword_defaults_as_documented():
     params = inspect.signature(fastnn.train.fit).parameters
     assert len(documented) == 8
     assert {k: repr(params[k].default) for k in documented} == documented
+
+
+def test_fit_divergence_is_the_documented_exception():
+    assert "`fastnn.train.TrainingDiverged`, a `RuntimeError` with `step`, `epoch` and " \
+        "`loss`" in " ".join(README.split())
+    model = fastnn.models.MLP(4, [3], 2)
+    x = np.random.default_rng(0).standard_normal((20, 4)).astype(np.float32)
+    with pytest.raises(RuntimeError) as info:
+        fastnn.train.fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=1e30),
+                         (x, np.zeros(20, np.int64)), epochs=3, progress=False, log=False)
+    assert isinstance(info.value, fastnn.train.TrainingDiverged)
+    assert info.value.step >= 1 and info.value.epoch >= 1 and not np.isfinite(info.value.loss)
