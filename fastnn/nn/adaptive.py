@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..errors import TypeValueError
 from ..kernels.reference.conv import last_nan_or_argmax
 from ..validation import check_bool, check_float_dtype, int_items
 from .conv import As1d, add_batch_axis, drop_batch_axis
@@ -43,6 +44,26 @@ def window_means_adjoint(g, axis, size):
     return np.moveaxis(grad, -1, axis)
 
 
+def adaptive_sizes(name, dims, output_size):
+    """output_size (an int, or a tuple of ``dims`` ints, None keeping that input size in a
+    2-D or 3-D pool) as a tuple of ``dims`` entries. PyTorch's TypeError for None where an
+    int belongs (the whole size, or an entry of a 1-D pool's), a ValueError for a wrong
+    length or a negative size; 0 is PyTorch's empty output."""
+    output_size = int_items(output_size)
+    tupled = isinstance(output_size, (tuple, list))
+    sizes = tuple(output_size) if tupled else (output_size,) * dims
+    if (output_size is None) or (dims == 1 and None in sizes):
+        raise TypeValueError(f"{name}: expected output_size to be an int or a tuple of "
+                             f"{dims} ints (None only as an entry of a 2-D or 3-D "
+                             f"pool's), got {output_size!r}")
+    if len(sizes) != dims or any(
+            v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                               or v < 0) for v in sizes):
+        raise ValueError(f"{name}: expected output_size to be a non-negative int, None "
+                         f"or a tuple of {dims} of them, got {output_size!r}")
+    return tuple(None if v is None else int(v) for v in sizes)
+
+
 class AdaptiveAvgPool2d(Module):
     """Mean over PyTorch's adaptive windows, giving an output of ``output_size``.
 
@@ -59,17 +80,8 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size):
         super().__init__()
-        name = type(self).__name__
-        output_size = int_items(output_size)
-        sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
-                 else (output_size,) * self.dims)
-        if len(sizes) != self.dims or any(
-                v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                                   or v < 0) for v in sizes):
-            raise ValueError(f"{name}: expected output_size to be a non-negative int, None "
-                             f"or a tuple of {self.dims} of them, got {output_size!r}")
-        self.output_size = output_size  # as given, as PyTorch keeps it
-        self._sizes = tuple(None if v is None else int(v) for v in sizes)
+        self._sizes = adaptive_sizes(type(self).__name__, self.dims, output_size)
+        self.output_size = int_items(output_size)  # as given, as PyTorch keeps it
         self._ctx = None  # (input (N, C, H, W) shape, plan) of the last forward
 
     def _target(self):

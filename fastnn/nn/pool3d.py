@@ -10,15 +10,13 @@ came from: one strided addition per offset (average) or one ``np.bincount`` over
 maxima's flat indices (maximum). Adaptive average pooling is three small averaging
 matrices, one per axis, applied by matrix products.
 """
-import numbers
-
 import numpy as np
 
 from .. import device as _device
 from ..errors import RuntimeValueError
 from ..kernels.window_shapes import window_out_size
 from ..validation import check_bool, check_float_dtype, int_items
-from .adaptive import _window_matrix, window_means, window_means_adjoint
+from .adaptive import _window_matrix, adaptive_sizes, window_means, window_means_adjoint
 from .conv import check_no_empty_axes
 from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
@@ -305,22 +303,14 @@ def _adaptive_bounds(size, out):
 class AdaptiveAvgPool3d(_OnHost):
     """Mean over PyTorch's adaptive windows of (N, C, D, H, W) or unbatched (C, D, H, W)
     input, giving an output of ``output_size``: an int or a triple (depth, height,
-    width), an entry None keeping that input size; 1 is global average pooling. Three
-    small averaging matrices (one per axis) applied by matrix products."""
+    width), an entry None keeping that input size; 1 is global average pooling, 0 an
+    empty output (PyTorch's). Three small averaging matrices (one per axis) applied by
+    matrix products."""
 
     def __init__(self, output_size):
         super().__init__()
-        name = type(self).__name__
-        output_size = int_items(output_size)
-        sizes = (tuple(output_size) if isinstance(output_size, (tuple, list))
-                 else (output_size,) * 3)
-        if len(sizes) != 3 or any(
-                v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Integral)
-                                   or v < 1) for v in sizes):
-            raise ValueError(f"{name}: expected output_size to be a positive int, None or "
-                             f"a tuple of 3 of them, got {output_size!r}")
-        self.output_size = output_size  # as given, as PyTorch keeps it
-        self._sizes = tuple(None if v is None else int(v) for v in sizes)
+        self._sizes = adaptive_sizes(type(self).__name__, 3, output_size)
+        self.output_size = int_items(output_size)  # as given, as PyTorch keeps it
         self._ctx = None
 
     def infer_shape(self, shape, dtype):
@@ -341,6 +331,9 @@ class AdaptiveAvgPool3d(_OnHost):
     def _pool(self, host):
         n, c, d, h, w = host.shape
         out = self._out(host)
+        if 0 in out:   # PyTorch's empty output (an output_size entry 0)
+            self._ctx = (host.shape, None)
+            return np.zeros((n, c) + tuple(out), host.dtype)
         a_d, a_h, a_w = (_window_matrix(size, o, host.dtype)
                          for size, o in zip(host.shape[2:], out))
         t = (host.reshape(-1, w) @ a_w.T).reshape(n * c * d, h, out[2])  # width
@@ -354,7 +347,10 @@ class AdaptiveAvgPool3d(_OnHost):
         return y
 
     def _unpool(self, g):
-        shape, (a_d, a_h, a_w) = self._ctx
+        shape, matrices = self._ctx
+        if matrices is None:   # (an empty output: nothing flows back)
+            return np.zeros(shape, g.dtype)
+        a_d, a_h, a_w = matrices
         n, c, d, h, w = shape
         do, ho, wo = g.shape[2:]
         t = (a_d.T @ g.reshape(n * c, do, ho * wo)).reshape(n * c * d, ho, wo)
@@ -386,6 +382,10 @@ class AdaptiveMaxPool3d(ReturnsIndices, AdaptiveAvgPool3d):
 
     def _pool(self, host):
         spatial, out = host.shape[2:], self._out(host)
+        if 0 in out:   # PyTorch's empty output and indices (an output_size entry 0)
+            self._indices = np.zeros(host.shape[:2] + tuple(out), np.int64)
+            self._ctx = host.shape
+            return np.zeros(self._indices.shape, host.dtype)
         bounds = [_adaptive_bounds(size, o) for size, o in zip(spatial, out)]
         widest = tuple(int((end - start).max()) for start, end in bounds)
         best = np.full(host.shape[:2] + tuple(out), -np.inf, host.dtype)

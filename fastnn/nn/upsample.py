@@ -275,12 +275,14 @@ class Upsample(Module):
         values = size if size is not None else scale_factor
         items = tuple(values) if isinstance(values, (tuple, list)) else (values,)
         integral = size is not None
-        kind = "positive ints" if integral else "positive numbers"
+        kind = "non-negative ints" if integral else "positive numbers"
         if any(isinstance(v, bool) or not isinstance(
                 v, numbers.Integral if integral else numbers.Real) for v in items):
             raise TypeValueError(f"{name}: expected {'size' if integral else 'scale_factor'} "
                                  f"to be one or a tuple of {kind}, got {values!r}")
-        if not items or any(v <= 0 for v in items):
+        if not items or any(v < 0 if integral else v <= 0 for v in items):
+            # (a size of 0: 'area' gives PyTorch's empty output, the other modes its
+            # RuntimeError when called)
             raise ValueError(f"{name}: expected {'size' if integral else 'scale_factor'} to "
                              f"be one or a tuple of {kind}, got {values!r}")
         self.size = size
@@ -317,7 +319,9 @@ class Upsample(Module):
                                            f"{wanted[0]}-D input, got input of shape {shape}")
         check_float_dtype(self._where(), dtype)
         out, _ = self._geometry(shape[2:])
-        if min(out) < 1 or min(shape[2:]) < 1:
+        # 'area' (adaptive average pooling) gives an output size of 0 as PyTorch's empty
+        # output; the other modes refuse it
+        if min(out) < (0 if self.mode == "area" else 1) or min(shape[2:]) < 1:
             raise RuntimeValueError(f"{self._where()}: the output of an input of shape "
                                     f"{shape} would have size {out}")
         if shape[1] == 0 and (self.mode != "area" or len(shape) == 5):  # (PyTorch's kernels)
@@ -333,6 +337,8 @@ class Upsample(Module):
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
+        if self._ctx[0] == "empty":   # (nothing flowed back through an empty output)
+            return _device.namespace_of(grad_out).put(np.zeros(self._ctx[1], grad_out.dtype))
         if self._ctx[0] == "separable":
             return self._separable_backward(grad_out)
         if self._ctx[0] == "gather":
@@ -424,6 +430,12 @@ class Upsample(Module):
         return mats
 
     def _separable_forward(self, x):
+        if self.mode == "area":
+            shape = tuple(x.shape)
+            out_shape = shape[:2] + self._geometry(shape[2:])[0]
+            if 0 in out_shape[2:]:   # (an output size of 0: PyTorch's empty output)
+                self._ctx = ("empty", shape)
+                return _device.namespace_of(x).put(np.zeros(out_shape, x.dtype))
         mats = self._matrices(tuple(x.shape)[2:], x.dtype)
         y = _device.to_host(x)
         for axis, m in zip(range(2, y.ndim), mats):

@@ -1,0 +1,77 @@
+"""Regression tests from a seeded differential fuzz of the convolution, pooling and
+resampling layers against PyTorch (forward and backward, every CPU backend)."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+from fastnn.errors import TypeValueError
+
+torch = pytest.importorskip("torch")
+
+BACKENDS = [b for b in ("numpy", "numba", "cython") if b in fastnn.backends()]
+
+
+@pytest.mark.parametrize("name", ["AdaptiveAvgPool3d", "AdaptiveMaxPool3d"])
+@pytest.mark.parametrize("size", [0, (0, 2, 2), (None, 0, None), (2, 1, 0)])
+def test_adaptive_3d_layers_output_size_zero_is_empty(name, size):
+    # PyTorch's 3-D adaptive pools give an empty output for an entry 0, as the 1-D and 2-D
+    # layers and the functional forms already did; the 3-D layers refused it
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 4, 3))
+    want = getattr(torch.nn, name)(size)(torch.from_numpy(x))
+    layer = getattr(nn, name)(size)
+    y = layer(x)
+    assert y.shape == tuple(want.shape) and y.dtype == x.dtype
+    grad = layer.backward(np.ones(y.shape))
+    assert grad.shape == x.shape and not grad.any()
+    y, idx = getattr(nn, name.replace("Avg", "Max"))(size, return_indices=True)(x[0])
+    assert y.shape == idx.shape == tuple(want.shape[1:]) and idx.dtype == np.int64
+
+
+@pytest.mark.parametrize("name,size", [
+    ("AdaptiveAvgPool1d", None), ("AdaptiveMaxPool1d", None), ("AdaptiveAvgPool1d", (None,)),
+    ("AdaptiveMaxPool1d", (None,)), ("AdaptiveAvgPool2d", None), ("AdaptiveMaxPool2d", None),
+    ("AdaptiveAvgPool3d", None), ("AdaptiveMaxPool3d", None)])
+def test_adaptive_layers_refuse_none_output_size(name, size):
+    # PyTorch raises TypeError for None as the whole output size (or as the entry of a 1-D
+    # pool's); fastnn's layers took it as 'keep the input size'
+    d = int(name[-2])
+    x = np.zeros((2, 3) + (4,) * d)
+    with pytest.raises(TypeError):
+        getattr(torch.nn, name)(size)(torch.from_numpy(x))
+    with pytest.raises(TypeValueError):
+        getattr(nn, name)(size)
+    # a None entry of a 2-D or 3-D pool's tuple still keeps that size, as PyTorch's
+    if d > 1:
+        sizes = (None,) + (2,) * (d - 1)
+        want = getattr(torch.nn, name)(sizes)(torch.from_numpy(x))
+        assert getattr(nn, name)(sizes)(x).shape == tuple(want.shape)
+
+
+@pytest.mark.parametrize("kwargs,shape", [
+    (dict(size=0), (2, 3, 4)), (dict(size=(0, 3)), (2, 3, 4, 5)),
+    (dict(scale_factor=0.1), (2, 3, 4, 5)), (dict(scale_factor=(0.5, 1.0, 2.3)), (2, 1, 1, 1, 4)),
+    (dict(scale_factor=0.2, recompute_scale_factor=True), (1, 2, 3))])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_upsample_area_to_size_zero_is_empty(kwargs, shape, backend):
+    # nn.Upsample(mode='area') is adaptive average pooling: an output size of 0 (given or
+    # from the scale factor) is PyTorch's empty output, as F.interpolate already gave; the
+    # layer refused it
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    want = torch.nn.Upsample(mode="area", **kwargs)(torch.from_numpy(x))
+    with fastnn.use_backend(backend):
+        layer = nn.Upsample(mode="area", **kwargs)
+        y = layer(x)
+        grad = layer.backward(np.ones(y.shape, np.float32))
+    assert y.shape == tuple(want.shape) and y.dtype == np.float32
+    assert grad.shape == x.shape and grad.dtype == np.float32 and not grad.any()
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear", "nearest-exact", "bicubic"])
+def test_upsample_size_zero_other_modes_is_a_runtime_error(mode):
+    x = np.zeros((1, 2, 3, 3))
+    with pytest.raises(RuntimeError):
+        torch.nn.Upsample(size=(0, 2), mode=mode)(torch.from_numpy(x))
+    with pytest.raises(RuntimeError) as info:
+        nn.Upsample(size=(0, 2), mode=mode)(x)
+    assert isinstance(info.value, ValueError)
