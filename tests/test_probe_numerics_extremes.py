@@ -48,8 +48,9 @@ def test_bce_with_logits_gradient_of_saturated_logits(backend, options, dtype):
     w = factor.astype(np.float64) if options == "weight" else 1.0
     exact = w * ((1 - yd) / (1 + np.exp(-xd)) - p * yd / (1 + np.exp(xd))) / x.size
     xt = torch.from_numpy(x).requires_grad_()
+    factors = {k: torch.from_numpy(v) for k, v in kwargs.items()}
     torch.nn.functional.binary_cross_entropy_with_logits(
-        xt, torch.from_numpy(y), **{k: torch.from_numpy(v) for k, v in kwargs.items()}).backward()
+        xt, torch.from_numpy(y), **factors).backward()
     with fastnn.use_backend(backend):
         loss = nn.BCEWithLogitsLoss(**kwargs)
         loss(x, y)
@@ -57,3 +58,28 @@ def test_bce_with_logits_gradient_of_saturated_logits(backend, options, dtype):
     np.testing.assert_allclose(grad, exact, rtol=2e-6 if dtype == np.float32 else 1e-13)
     # where PyTorch's own form is exact (y = 0: sigmoid(x) times the weight), the same
     np.testing.assert_allclose(grad[:4], xt.grad.numpy()[:4], rtol=2e-6)
+
+
+@pytest.mark.parametrize("n", [7, 40000])   # the serial and the parallel update
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adadelta_steps_with_huge_float32_gradients(backend, n):
+    # the compiled updates took sqrt((acc + eps) / (v + eps)) in float32: from
+    # gradients of about 3e16 that ratio is subnormal, flushed to 0, and the parameters
+    # stopped moving where PyTorch's (and numpy's) step on
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    p0 = rng.standard_normal(n).astype(np.float32)
+    sign = rng.choice([-1, 1], n)
+    grads = [(sign * rng.uniform(1e17, 1e19, n)).astype(np.float32) for _ in range(3)]
+    param = nn.Parameter(p0.copy())
+    twin = torch.nn.Parameter(torch.from_numpy(p0.copy()))
+    theirs = torch.optim.Adadelta([twin], lr=1.0)
+    with fastnn.use_backend(backend):
+        ours = fastnn.optim.Adadelta([param], lr=1.0)
+        for g in grads:
+            param.grad, twin.grad = g.copy(), torch.from_numpy(g.copy())
+            ours.step()
+            theirs.step()
+    want = twin.detach().numpy()
+    assert np.all(np.abs(want - p0) > 1e-3)          # PyTorch's parameters moved
+    np.testing.assert_allclose(param.data, want, rtol=1e-5, atol=1e-6)

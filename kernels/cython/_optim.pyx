@@ -429,13 +429,24 @@ cdef inline void _adadelta_block(floating* p, const floating* g, floating* sq,
     """p, g, sq, acc: (n,); c: 1 - rho formed in double; sign: -1 to maximize, else 1."""
     cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
-    cdef floating d, v, delta
+    cdef floating d, v, delta, u, w, big, root
+    cdef floating scale = 18446744073709551616.0     # 2^64
+    cdef floating unscale = 2.3283064365386963e-10   # 2^-32
+    cdef floating one = 1       # (a literal 1 made Cython form (1.0 - big) in double)
     for i in range(n):
         d = sign * g[i]
         if decay:
             d = d + wd * p[i]
         v = rho * sq[i] + c * d * d
-        delta = f_sqrt((acc[i] + eps) / (v + eps)) * d  # one root, as the numba kernel
+        # one root of the ratio, as the numba kernel, with the numerator scaled by 2^64
+        # and the root back by 2^-32 (exact) where v + eps exceeds 2^64 (acc + eps): the
+        # plain ratio is subnormal from 2^126 on, flushed to 0 here, and float
+        # parameters with gradients of 3e16 and more stopped moving
+        u = acc[i] + eps
+        w = v + eps
+        big = w > u * scale         # 1 or 0: products, not branches, so gcc vectorizes
+        root = f_sqrt(u * (big * scale + (one - big)) / w)
+        delta = root * (big * unscale + (one - big)) * d
         sq[i] = v
         acc[i] = rho * acc[i] + c * delta * delta
         p[i] = p[i] - lr * delta

@@ -251,6 +251,8 @@ def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, ma
     eps_ = dt(eps)
     wd = dt(weight_decay)
     decay = weight_decay != 0.0
+    scale = dt(2.0 ** 64)      # exact powers of two (see the ratio below)
+    unscale = dt(2.0 ** -32)
     for i in prange(param.shape[0]):
         g = -grad[i] if maximize else grad[i]
         if decay:
@@ -259,8 +261,15 @@ def _adadelta(param, grad, square_avg, acc_delta, lr, rho, eps, weight_decay, ma
         # sqrt(u + eps) / sqrt(v + eps) as one root of the ratio: LLVM turns a division
         # by a root into an approximate reciprocal root (+ a Newton step) in vectorized
         # float32 code only, so elements at the end of a thread's range (scalar) would
-        # round differently with another thread count
-        d = np.sqrt((acc_delta[i] + eps_) / (v + eps_)) * g
+        # round differently with another thread count. Where v + eps exceeds 2^64 (u +
+        # eps) the numerator is scaled by 2^64 and the root back by 2^-32 (both exact):
+        # the plain ratio is subnormal from 2^126 on, flushed to 0 here, and float32
+        # parameters with gradients of 3e16 and more stopped moving
+        u = acc_delta[i] + eps_
+        w = v + eps_
+        big = w > u * scale
+        root = np.sqrt((u * scale if big else u) / w)
+        d = (root * unscale if big else root) * g
         square_avg[i] = v
         acc_delta[i] = _muladd(c * d, d, acc_delta[i] * r)
         param[i] -= lr_ * d
