@@ -75,3 +75,34 @@ def test_upsample_size_zero_other_modes_is_a_runtime_error(mode):
     with pytest.raises(RuntimeError) as info:
         nn.Upsample(size=(0, 2), mode=mode)(x)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")   # inf and NaN in products
+@pytest.mark.parametrize("dims", [1, 2])
+@pytest.mark.parametrize("geometry", [dict(groups=2, padding=1), dict(dilation=2, padding=3),
+                                      dict(groups=2, dilation=2, stride=2, padding=1,
+                                           output_padding=1)])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conv_transpose_grouped_or_dilated_nonfinite_weight_grad(dims, geometry, bad, backend):
+    # ConvTranspose1d/2d with groups or dilation took the weight gradient from the
+    # forward's spread input, which leaves out the pairs of x with grad_out's zero border:
+    # an inf or NaN in x gave finite weight gradients where PyTorch's (and fastnn's own
+    # groups=1, dilation=1 path) are NaN
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 4) + (5,) * dims)
+    x[(0, 0) + (0,) * dims] = bad
+    x[(1, 3) + (4,) * dims] = -bad
+    theirs = getattr(torch.nn, f"ConvTranspose{dims}d")(4, 6, 3, **geometry).double()
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = theirs(tx)
+    g = rng.standard_normal(tuple(ty.shape))
+    gx, gw, gb = torch.autograd.grad(ty, [tx, theirs.weight, theirs.bias], torch.from_numpy(g))
+    with fastnn.use_backend(backend):
+        ours = getattr(nn, f"ConvTranspose{dims}d")(4, 6, 3, dtype=np.float64, **geometry)
+        ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+        y = ours(x)
+        grad_in = ours.backward(g)
+    for got, want in ((y, ty), (grad_in, gx), (ours.weight.grad, gw), (ours.bias.grad, gb)):
+        np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-9, atol=1e-9)
+    assert np.isnan(ours.weight.grad).any()

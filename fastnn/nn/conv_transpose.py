@@ -288,41 +288,52 @@ class ConvTranspose2d(OutputSizeForward, Module):
             conv.bias.data = _device.to_host(self.bias.data)
         spread = self._spread(_device.to_host(x), output_padding)
         y = conv._forward(_device.namespace_of(x).put(spread), False)
-        self._ctx = (None, tuple(x.shape), unbatched)
+        self._ctx = ("general", x, unbatched)
         return drop_batch_axis(y, unbatched)
 
-    def _general_backward(self, grad_out, need_grad_in, in_shape):
-        conv, conv_in = self._convs()
-        conv.zero_grad()
-        conv._backward(grad_out, False, False)
-        g, (kh, kw) = self.groups, self._pairs()[0]
-        taps = conv.weight.grad.reshape((g, self.out_channels // g, self.in_channels // g,
-                                         kh, kw))[..., ::-1, ::-1].transpose(0, 2, 1, 3, 4)
-        taps = taps.reshape(self.weight.grad.shape)
-        _device.update_on_host(self.weight.grad, lambda w: np.add(w, taps, out=w))
-        if self.bias is not None:
-            _device.update_on_host(self.bias.grad,
-                                   lambda b: np.add(b, conv.bias.grad, out=b))
-        if not need_grad_in:
-            return None
+    def _general_backward(self, grad_out, need_grad_in, x):
+        """The input gradient is the forward of conv_in (the strided convolution whose
+        input gradient this layer's forward is) on grad_out; the weight gradient is
+        conv_in's with the roles swapped (grad_out its input, x its output gradient), as
+        PyTorch's: each tap pairs x with grad_out's zero border too, so an inf or NaN in
+        x makes NaN there as in PyTorch (the forward's spread input left those pairs out)."""
+        _, conv_in = self._convs()
         conv_in.weight.data = self._weight_2d(_device.to_host(self.weight.data))
         grad_in = conv_in._forward(grad_out, False)
+        in_shape = tuple(x.shape)
+        if tuple(grad_in.shape) != in_shape:
+            # output_padding >= stride (allowed below the dilation): conv_in's output
+            # runs past the input's last positions, which have no gradient (zeros)
+            h, w = in_shape[2:]
+            padded = np.zeros(tuple(grad_in.shape), x.dtype)
+            padded[:, :, :h, :w] = _device.to_host(x)
+            x = _device.namespace_of(grad_in).put(padded)
+        conv_in.zero_grad()
+        conv_in._backward(x, False, False)
+        taps = _device.to_host(conv_in.weight.grad).reshape(self.weight.grad.shape)
+        _device.update_on_host(self.weight.grad, lambda w: np.add(w, taps, out=w))
+        if self.bias is not None:
+            sums = _device.to_host(grad_out).sum(axis=(0, 2, 3), dtype=np.float64)
+            _device.update_on_host(self.bias.grad, lambda b: np.add(b, sums, out=b))
+        if not need_grad_in:
+            return None
         if tuple(grad_in.shape) == in_shape:
             return grad_in
-        # output_padding >= stride (allowed below the dilation) gives positions past the
-        # input's last; their correlations are not gradients of any input cell
+        # output_padding >= stride: positions past the input's last; their correlations
+        # are not gradients of any input cell
         h, w = in_shape[2:]
         return _device.namespace_of(grad_in).put(
             _device.c_contiguous(_device.to_host(grad_in)[:, :, :h, :w]))
 
     def _backward(self, grad_out, buffered, need_grad_in):
-        if isinstance(self._ctx[0], str):  # ("adjoint", x, unbatched)
+        kind = self._ctx[0]
+        if isinstance(kind, str) and kind == "adjoint":  # ("adjoint", x, unbatched)
             return self._adjoint_backward(grad_out, buffered, need_grad_in)
-        spread, flipped, unbatched = self._ctx
-        if spread is None:  # (flipped: the input's shape)
+        if isinstance(kind, str):  # ("general", x, unbatched): groups or dilation
+            _, x, unbatched = self._ctx
             return drop_batch_axis(
-                self._general_backward(add_batch_axis(grad_out), need_grad_in, flipped),
-                unbatched)
+                self._general_backward(add_batch_axis(grad_out), need_grad_in, x), unbatched)
+        spread, flipped, unbatched = self._ctx
         grad_out = add_batch_axis(grad_out)
         ns = _device.namespace_of(grad_out)
         grad_flipped = ns.zeros(tuple(flipped.shape), flipped.dtype)
