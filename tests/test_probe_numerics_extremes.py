@@ -83,3 +83,62 @@ def test_adadelta_steps_with_huge_float32_gradients(backend, n):
     want = twin.detach().numpy()
     assert np.all(np.abs(want - p0) > 1e-3)          # PyTorch's parameters moved
     np.testing.assert_allclose(param.data, want, rtol=1e-5, atol=1e-6)
+
+
+def _long_gradient(rng, shape):
+    """Values near 1 over many rows (whose float32 sum NumPy's row-by-row reduction
+    along axis 0 drifts on) and the exact sums of their last axis's columns."""
+    g = (1 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+    rows = g.reshape(-1, shape[-1]).astype(np.float64)
+    return g, np.array([math.fsum(rows[:, j].tolist()) for j in range(shape[-1])])
+
+
+def test_bilinear_bias_gradient_of_a_long_float32_batch_is_accurate():
+    # the host layers summed bias gradients over rows in float32 (2^17 rows: 1e-5 off,
+    # PyTorch's 7e-8)
+    rng = np.random.default_rng(1)
+    n = 1 << 17
+    g, exact = _long_gradient(rng, (n, 3))
+    layer = nn.Bilinear(2, 2, 3)
+    layer(rng.standard_normal((n, 2)).astype(np.float32),
+          rng.standard_normal((n, 2)).astype(np.float32))
+    layer.backward(g)
+    np.testing.assert_allclose(layer.bias.grad, exact, rtol=1e-6)
+
+
+def test_attention_output_bias_gradient_of_a_long_float32_batch_is_accurate():
+    rng = np.random.default_rng(2)
+    length, n, e = 16, 1 << 13, 8
+    g, exact = _long_gradient(rng, (length, n, e))
+    layer = nn.MultiheadAttention(e, 2)
+    x = rng.standard_normal((length, n, e)).astype(np.float32)
+    layer(x, x, x, need_weights=False)
+    layer.backward(g)
+    np.testing.assert_allclose(layer.out_proj.bias.grad, exact, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["RNN", "GRU"])
+def test_recurrent_bias_gradients_of_a_long_float32_sequence_are_accurate(name):
+    # the bias sums ran in float32 over length * batch rows (2^17: 4e-6 off). With every
+    # weight and bias 0 the hidden states stay 0, and an RNN's bias gradients are the
+    # sums of grad_output over steps and batch, exactly known
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    length, n = 512, 256
+    g, exact = _long_gradient(rng, (length, n, 4))
+    layer = getattr(nn, name)(2, 4)
+    twin = getattr(torch.nn, name)(2, 4)
+    for p in layer.parameters():
+        p.data[...] = 0
+    for p in twin.parameters():
+        torch.nn.init.zeros_(p)
+    x = rng.standard_normal((length, n, 2)).astype(np.float32)
+    layer(x)
+    layer.backward(g)
+    out, _ = twin(torch.from_numpy(x))
+    out.backward(torch.from_numpy(g))
+    for bias in ("bias_ih_l0", "bias_hh_l0"):
+        want = getattr(twin, bias).grad.numpy()
+        if name == "RNN":
+            np.testing.assert_allclose(want, exact, rtol=1e-6)    # PyTorch's: exact too
+        np.testing.assert_allclose(getattr(layer, bias).grad, want, rtol=1e-6, atol=1e-3)

@@ -359,7 +359,9 @@ class MultiheadAttention(Module):
         flat_g = g.reshape(-1, e)
         self._accumulate(self.out_proj.weight, flat_g.T @ concat.reshape(-1, e))
         if self.out_proj.bias is not None:
-            self._accumulate(self.out_proj.bias, flat_g.sum(axis=0))
+            # the bias sums in float64: NumPy adds a column's rows one by one, which in
+            # float32 drifts over N * L rows (2^17: 5e-6 off, PyTorch's 7e-8)
+            self._accumulate(self.out_proj.bias, flat_g.sum(axis=0, dtype=np.float64))
         d_heads = (g @ wo).reshape(n, length, h, d).transpose(0, 2, 1, 3)    # (N, h, L, d)
         dropped = weights if drop_mask is None else weights * drop_mask
         dv = dropped.transpose(0, 1, 3, 2) @ d_heads
@@ -374,14 +376,14 @@ class MultiheadAttention(Module):
         dq, dk, dv = (dh.transpose(0, 2, 1, 3).reshape(n, dh.shape[2], e)   # (N, len, E)
                       for dh in (dq, dk, dv))
         if self.bias_k is not None:
-            self._accumulate(self.bias_k, dk[:, -1].sum(axis=0).reshape(1, 1, e))
-            self._accumulate(self.bias_v, dv[:, -1].sum(axis=0).reshape(1, 1, e))
+            for param, d_last in ((self.bias_k, dk[:, -1]), (self.bias_v, dv[:, -1])):
+                self._accumulate(param, d_last.sum(axis=0, dtype=np.float64).reshape(1, 1, e))
             dk, dv = dk[:, :-1], dv[:, :-1]
         grads_w, grads_b, grads_in = [], [], []
         for dp, x, w in zip((dq, dk, dv), (q_in, k_in, v_in), self._proj_weights()):
             dp = dp.reshape(-1, e)                                           # (N * len, E)
             grads_w.append(dp.T @ x.reshape(-1, x.shape[-1]))
-            grads_b.append(dp.sum(axis=0))
+            grads_b.append(dp.sum(axis=0, dtype=np.float64))
             grads_in.append((dp @ w).reshape(x.shape))
         if self._qkv_same_embed_dim:
             self._accumulate(self.in_proj_weight, np.concatenate(grads_w))

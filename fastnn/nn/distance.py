@@ -251,7 +251,10 @@ class Bilinear(_TwoInputs):
         grad_w = np.einsum("no,ni,nj->oij", g, a, b, optimize=True)
         _device.update_on_host(self.weight.grad, lambda x: np.add(x, grad_w, out=x))
         if self.bias is not None:
-            _device.update_on_host(self.bias.grad, lambda x: np.add(x, g.sum(axis=0), out=x))
+            # summed in float64: NumPy adds a column's rows one by one, which in float32
+            # drifts over many rows (2^17: 1e-5 off, PyTorch's 7e-8)
+            grad_b = g.sum(axis=0, dtype=np.float64)
+            _device.update_on_host(self.bias.grad, lambda x: np.add(x, grad_b, out=x))
         put = lambda x, n: caller.put(x.reshape(lead + (n,)))  # noqa: E731
         return put(grad_x1, self.in1_features), put(grad_x2, self.in2_features)
 

@@ -646,7 +646,9 @@ class RNNBase(Module):
                 da_h[t] = dah
         recurrent = (da_x if da_h is None else da_h).reshape(length * n, gh)
         grad_w_hh = recurrent.T @ h_prev.reshape(length * n, w_hh.shape[1])
-        grad_b_hh = recurrent.sum(axis=0)
+        # the bias sums in float64: NumPy adds a column's rows one by one, which in
+        # float32 drifts over length * n rows (2^17: 1e-5 off, PyTorch's 1e-7)
+        grad_b_hh = recurrent.sum(axis=0, dtype=np.float64)
         flat = da_x.reshape(length * n, gh)
         dx = self._input_side_back(flat, seq.reshape(length * n, width), w_ih, grad_w_hh,
                                    grad_b_hh, grad_w_hr, layer, suffix)
@@ -658,8 +660,9 @@ class RNNBase(Module):
         the gradient w.r.t. the input projections of inputs (rows, in) and the recurrent
         side's sums; returns the gradient w.r.t. inputs (rows, in)."""
         p_ih, p_hh, b_ih, b_hh, p_hr = self._params(layer, suffix)
+        grad_b_ih = da_x.sum(axis=0, dtype=np.float64)   # (in float64 as _run_back's grad_b_hh)
         for param, value in ((p_ih, da_x.T @ inputs), (p_hh, grad_w_hh),
-                             (b_ih, da_x.sum(axis=0)), (b_hh, grad_b_hh), (p_hr, grad_w_hr)):
+                             (b_ih, grad_b_ih), (b_hh, grad_b_hh), (p_hr, grad_w_hr)):
             if param is not None:
                 _device.update_on_host(param.grad, lambda a, v=value: np.add(a, v, out=a))
         return da_x @ w_ih
@@ -696,7 +699,8 @@ class RNNBase(Module):
                 dc = _over_rows(dc_b, dc)
         recurrent = da_x if da_h is None else da_h
         dx = self._input_side_back(da_x, data, w_ih, recurrent.T @ h_prev,
-                                   recurrent.sum(axis=0), grad_w_hr, layer, suffix)
+                                   recurrent.sum(axis=0, dtype=np.float64), grad_w_hr,
+                                   layer, suffix)
         return dx, dh, (dc if self.has_cell else 0)
 
     def extra_repr(self):
@@ -931,7 +935,8 @@ class RNNCellBase(Module):
         dax, dah, dh, dc = self._rule.step_back(flat[0], flat[1], cache, w_hh)
         grads = [("weight_ih", dax.T @ host), ("weight_hh", dah.T @ cache[0])]
         if self.bias:
-            grads += [("bias_ih", dax.sum(axis=0)), ("bias_hh", dah.sum(axis=0))]
+            grads += [("bias_ih", dax.sum(axis=0, dtype=np.float64)),
+                      ("bias_hh", dah.sum(axis=0, dtype=np.float64))]
         for pname, value in grads:
             _device.update_on_host(getattr(self, pname).grad,
                                    lambda a, v=value: np.add(a, v, out=a))
