@@ -142,3 +142,33 @@ def test_recurrent_bias_gradients_of_a_long_float32_sequence_are_accurate(name):
         if name == "RNN":
             np.testing.assert_allclose(want, exact, rtol=1e-6)    # PyTorch's: exact too
         np.testing.assert_allclose(getattr(layer, bias).grad, want, rtol=1e-6, atol=1e-3)
+
+
+def test_rms_norm_weight_gradient_of_a_long_float32_batch_is_accurate():
+    # summed over the batch in float32: 2^17 rows 7e-6 off, PyTorch's 1e-7
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4)
+    x = (1 + 0.1 * rng.standard_normal((1 << 17, 4))).astype(np.float32)
+    g = (1 + 0.1 * rng.standard_normal((1 << 17, 4))).astype(np.float32)
+    twin = torch.nn.RMSNorm(4).double()
+    twin(torch.from_numpy(x).double()).backward(torch.from_numpy(g).double())
+    layer = nn.RMSNorm(4)
+    layer(x)
+    layer.backward(g)
+    np.testing.assert_allclose(layer.weight.grad, twin.weight.grad.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("groups", [1, 2])   # the im2col and the depthwise kernels
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_conv_bias_gradient_of_a_long_float32_batch_is_accurate(backend, groups):
+    # numpy's kernels summed grad_out over (N, H, W) in float32: 2^17 1x1 planes 9e-6
+    # off (PyTorch's 3e-6, numba and Cython 3e-8)
+    rng = np.random.default_rng(5)
+    n = 1 << 17
+    g, exact = _long_gradient(rng, (n, 1, 1, 2))
+    g = np.ascontiguousarray(g.transpose(0, 3, 1, 2))
+    with fastnn.use_backend(backend):
+        layer = nn.Conv2d(2, 2, 1, groups=groups)
+        layer(rng.standard_normal((n, 2, 1, 1)).astype(np.float32))
+        layer.backward(g, need_grad_in=False)
+    np.testing.assert_allclose(layer.bias.grad, exact, rtol=1e-6)

@@ -399,7 +399,7 @@ class RMSNorm(Module):
         g = _device.to_host(grad_out)
         if self.weight is not None:
             lead = tuple(range(host.ndim - len(axes)))
-            grad_w = (g * normed).sum(axis=lead)
+            grad_w = (g * normed).sum(axis=lead, dtype=np.float64)  # float32 drifts on rows
             _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
             g = g * _device.to_host(self.weight.data)
         if not need_grad_in:

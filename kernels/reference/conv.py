@@ -113,7 +113,7 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
         cols, _ = _im2col(x, (kh, kw), stride, padding)
         grad_weight += (g.T @ cols).reshape(weight.shape)
     if grad_bias is not None:
-        grad_bias += grad_out.sum(axis=(0, 2, 3))
+        grad_bias += grad_out.sum(axis=(0, 2, 3), dtype=np.float64)   # as dense.py's
     if not need_grad_in:
         return None
     grad_cols = g @ weight.reshape(c_out, c_in * kh * kw)  # (N * H_out * W_out, C_in*kH*kW)

@@ -53,7 +53,7 @@ def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0)
         win = _windows(_pad(x, padding), (kh, kw), stride, (ho, wo))
         grad_weight += np.einsum("nchwij,ncmhw->cmij", win, g).reshape(weight.shape)
     if grad_bias is not None:
-        grad_bias += grad_out.sum(axis=(0, 2, 3))
+        grad_bias += grad_out.sum(axis=(0, 2, 3), dtype=np.float64)   # as dense.py's
     if not need_grad_in:
         return None
     grad_win = np.einsum("ncmhw,cmij->nchwij", g, _kernels_by_channel(weight, c_in))
