@@ -124,7 +124,9 @@ def conv3d_backward(g, weight, cols, padded_shape, stride, pads, dilation, group
     out = g.shape[2:]
     gm = _channels_first(g, groups)  # (groups, out / groups, N * L)
     grad_weight = np.matmul(gm, cols.transpose(0, 2, 1)).reshape(weight.shape)
-    grad_bias = g.sum(axis=(0, 2, 3, 4))
+    # the bias sums in float64, as the kernels' conv2d: NumPy adds the N samples one by
+    # one, which in float32 drifts (2^17 1x1x1 planes: 1e-5 off, PyTorch's 1.5e-6)
+    grad_bias = g.sum(axis=(0, 2, 3, 4), dtype=np.float64)
     if not need_grad_in:
         return grad_weight, grad_bias, None
     w = weight.reshape(groups, weight.shape[0] // groups, -1)
@@ -385,7 +387,7 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         _accumulate(self.weight, np.matmul(xm, gcols.transpose(0, 2, 1))
                     .reshape(self.weight.grad.shape))
         if self.bias is not None:
-            _accumulate(self.bias, g.sum(axis=(0, 2, 3, 4)))
+            _accumulate(self.bias, g.sum(axis=(0, 2, 3, 4), dtype=np.float64))  # as above
         if not need_grad_in:
             return None
         grad_in = _samples_first(np.matmul(self._weight_groups(), gcols), n, grid)

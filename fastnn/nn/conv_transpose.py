@@ -253,7 +253,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
                                         grad_weight=self._weight_2d(self.weight.grad),
                                         need_grad_in=False)
         if self.bias is not None:
-            self.bias.grad += grad_out.sum(axis=(0, 2, 3))
+            self.bias.grad += grad_out.sum(axis=(0, 2, 3), dtype=np.float64)   # as conv2d's
         if not need_grad_in:
             return None
         out = self._buffer("grad_in", tuple(x.shape), x.dtype) if buffered else None
