@@ -93,16 +93,21 @@ def _softmax_ce_probs(logits, target, grad, rows):
                 g[j] = vmath.exp_nonpos(x[j] - m)
             s = x.dtype.type(0)   # (sums apart from the store: see _softmax_ce_labels)
             t_sum = x.dtype.type(0)
-            tx = x.dtype.type(0)
+            # the loss's sums of t and t (x - m) in float64, as Cython's: in float32 they
+            # drifted over many classes (label smoothing's eps / C over 2^18 classes:
+            # the loss 3e-5 off, PyTorch's 2e-9)
+            t_total = 0.0
+            tx = 0.0
             for j in range(c):
                 s += g[j]
                 t_sum += t[j]
-                tx += t[j] * (x[j] - m)
+                t_total += np.float64(t[j])
+                tx += np.float64(t[j]) * np.float64(x[j] - m)
             scale = inv_n * t_sum / s  # softmax * sum(t) - t: rows need not sum to 1
             for j in range(c):
                 g[j] = g[j] * scale - t[j] * inv_n
             # -sum_j t_j log p_j = sum_j t_j (log s - (x_j - m))
-            total += math.log(np.float64(s)) * np.float64(t_sum) - np.float64(tx)
+            total += math.log(np.float64(s)) * t_total - tx
         partial[k] = total
     return _ordered_sum(partial)
 
