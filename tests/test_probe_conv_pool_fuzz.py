@@ -106,3 +106,21 @@ def test_conv_transpose_grouped_or_dilated_nonfinite_weight_grad(dims, geometry,
     for got, want in ((y, ty), (grad_in, gx), (ours.weight.grad, gw), (ours.bias.grad, gb)):
         np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-9, atol=1e-9)
     assert np.isnan(ours.weight.grad).any()
+
+
+@pytest.mark.parametrize("name,args,shape", [
+    ("AdaptiveAvgPool2d", (2,), (2, 3, 0, 4)), ("AdaptiveAvgPool2d", (2,), (1, 2, 3, 4, 5)),
+    ("AdaptiveMaxPool2d", (2,), (2, 2)), ("AdaptiveMaxPool2d", (2,), (2, 0, 4, 4)),
+    ("AdaptiveAvgPool1d", (2,), (2, 3, 0)), ("AdaptiveMaxPool1d", (2,), (2, 0, 3)),
+    ("AdaptiveAvgPool3d", (2,), (2, 3, 0, 4, 4)), ("AdaptiveAvgPool3d", (2,), (1,) * 6),
+    ("AdaptiveMaxPool3d", (2,), (2, 3, 4)), ("AdaptiveMaxPool3d", (2,), (2, 0, 4, 4, 4)),
+    ("Unfold", (2,), (1, 2, 3, 4, 5)), ("Unfold", (2,), (2, 3, 0, 4))])
+def test_adaptive_pool_and_unfold_bad_input_is_a_runtime_error(name, args, shape):
+    # PyTorch refuses these inputs with a RuntimeError; the adaptive pools and Unfold
+    # raised a bare ValueError (the conv and window pools' RuntimeValueError since ab11824)
+    x = np.zeros(shape)
+    with pytest.raises(RuntimeError):
+        getattr(torch.nn, name)(*args)(torch.from_numpy(x))
+    with pytest.raises(RuntimeError) as info:
+        getattr(nn, name)(*args)(x)
+    assert isinstance(info.value, ValueError)

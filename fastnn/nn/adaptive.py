@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
-from ..errors import TypeValueError
+from ..errors import RuntimeValueError, TypeValueError
 from ..kernels.reference.conv import last_nan_or_argmax
 from ..validation import check_bool, check_float_dtype, int_items
 from .conv import As1d, add_batch_axis, drop_batch_axis
@@ -95,8 +95,8 @@ class AdaptiveAvgPool2d(Module):
         shape = tuple(shape)
         where = self._where()
         if len(shape) not in (3, 4) or 0 in shape[-2:]:
-            raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W) "
-                             f"with H, W > 0, got {shape}")
+            raise RuntimeValueError(f"{where}: expected input of shape (N, C, H, W) or "
+                                    f"(C, H, W) with H, W > 0, got {shape}")
         check_float_dtype(where, dtype)
         oh, ow = (s if t is None else t for t, s in zip(self._target(), shape[-2:]))
         return shape[:-2] + (oh, ow)
@@ -192,8 +192,8 @@ def _check_batched_channels(layer, shape):
     """PyTorch's adaptive max pools refuse a batched input without channels (an
     unbatched one may have none)."""
     if len(shape) == layer.dims + 2 and shape[1] == 0:
-        raise ValueError(f"{layer._where()}: expected input with non-zero channels, got "
-                         f"{tuple(shape)}")
+        raise RuntimeValueError(f"{layer._where()}: expected input with non-zero channels, "
+                                f"got {tuple(shape)}")
 
 
 def _window_bounds(size, out):

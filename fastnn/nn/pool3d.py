@@ -317,9 +317,9 @@ class AdaptiveAvgPool3d(_OnHost):
         shape = tuple(shape)
         where = self._where()
         if len(shape) not in (4, 5) or 0 in shape[1:]:   # (PyTorch's: C may be 0 unbatched)
-            raise ValueError(f"{where}: expected input of shape (N, C, D, H, W) or "
-                             f"(C, D, H, W) with non-zero D, H, W (and C, batched), got "
-                             f"{shape}")
+            raise RuntimeValueError(f"{where}: expected input of shape (N, C, D, H, W) or "
+                                    f"(C, D, H, W) with non-zero D, H, W (and C, "
+                                    f"batched), got {shape}")
         check_float_dtype(where, dtype)
         return shape[:-3] + tuple(n if t is None else t
                                   for t, n in zip(self._sizes, shape[-3:]))

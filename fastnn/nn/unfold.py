@@ -94,8 +94,8 @@ class Unfold(_Blocks):
         shape = tuple(shape)
         where = self._where()
         if len(shape) not in (3, 4):
-            raise ValueError(f"{where}: expected input of shape (N, C, H, W) or (C, H, W), "
-                             f"got {shape}")
+            raise RuntimeValueError(f"{where}: expected input of shape (N, C, H, W) or "
+                                    f"(C, H, W), got {shape}")
         check_no_empty_axes(where, shape, 3, "channels and spatial sizes")   # (PyTorch's)
         kernel, dilation, padding, stride = self._window
         grid = _block_grid(where, shape[-2:], kernel, dilation, padding, stride)
