@@ -41,3 +41,32 @@ def test_conv_bias_gradients_of_a_long_float32_batch_are_accurate(backend, make,
         layer.backward(g, need_grad_in=False)
     np.testing.assert_allclose(once, exact, rtol=1e-6)
     np.testing.assert_allclose(layer.bias.grad, 2 * exact, rtol=1e-6)
+
+
+def test_bilinear_weight_gradient_of_a_long_float32_batch_is_accurate():
+    # 57cf246 summed Bilinear's bias gradient in float64; its weight gradient, a
+    # three-operand einsum, still added the N rows one by one in float32: 2^16 rows 1e-5
+    # off (PyTorch's 3e-7). Host code: the same on every backend
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    n = 1 << 16
+    a, b, g = ((1 + 0.1 * rng.standard_normal((n, k))).astype(np.float32) for k in (8, 6, 4))
+    exact = np.einsum("no,ni,nj->oij", g.astype(np.float64), a.astype(np.float64),
+                      b.astype(np.float64), optimize=True)
+    layer = nn.Bilinear(8, 6, 4)
+    layer(a, b)
+    layer.backward(g)
+    np.testing.assert_allclose(layer.weight.grad, exact, rtol=2e-6)
+    twin = torch.nn.Bilinear(8, 6, 4).double()      # and in float64 PyTorch's to the last bits
+    with torch.no_grad():
+        twin.weight.copy_(torch.from_numpy(layer.weight.data))
+        twin.bias.copy_(torch.from_numpy(layer.bias.data))
+    ad, bd = torch.from_numpy(a[:64].astype(np.float64)), torch.from_numpy(b[:64].astype(np.float64))
+    ad.requires_grad_(), bd.requires_grad_()
+    twin(ad, bd).backward(torch.from_numpy(g[:64].astype(np.float64)))
+    layer = layer.double()
+    layer.zero_grad()
+    layer(ad.detach().numpy(), bd.detach().numpy())
+    grad_a, grad_b = layer.backward(g[:64].astype(np.float64))
+    for got, want in ((layer.weight.grad, twin.weight.grad), (grad_a, ad.grad), (grad_b, bd.grad)):
+        np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-13)
