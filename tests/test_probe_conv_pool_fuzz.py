@@ -124,3 +124,25 @@ def test_adaptive_pool_and_unfold_bad_input_is_a_runtime_error(name, args, shape
     with pytest.raises(RuntimeError) as info:
         getattr(nn, name)(*args)(x)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("dims,shape", [(1, (2, 0, 2)), (1, (2, 2, 0)), (2, (2, 0, 2)),
+                                        (2, (1, 2, 0, 3)), (3, (2, 2, 2, 0)),
+                                        (3, (2, 0, 2, 2, 2))])
+def test_max_unpool_input_with_an_empty_size_is_a_runtime_error(dims, shape):
+    # PyTorch's max_unpool refuses an input with a zero size after the first
+    # (RuntimeError); fastnn returned an empty output. A zero first size stays empty.
+    x, indices = np.ones(shape), np.zeros(shape, np.int64)
+    with pytest.raises(RuntimeError):
+        getattr(torch.nn.functional, f"max_unpool{dims}d")(
+            torch.from_numpy(x), torch.from_numpy(indices), 1)
+    for run in (lambda: getattr(nn, f"MaxUnpool{dims}d")(1)(x, indices),
+                lambda: getattr(fastnn.nn.functional, f"max_unpool{dims}d")(x, indices, 1)):
+        with pytest.raises(RuntimeError) as info:
+            run()
+        assert isinstance(info.value, ValueError)
+    empty = (0, 2) + (2,) * dims
+    want = getattr(torch.nn.functional, f"max_unpool{dims}d")(
+        torch.ones(empty), torch.zeros(empty, dtype=torch.int64), 1)
+    got = getattr(nn, f"MaxUnpool{dims}d")(1)(np.ones(empty), np.zeros(empty, np.int64))
+    assert got.shape == tuple(want.shape)

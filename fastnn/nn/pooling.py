@@ -410,6 +410,9 @@ class MaxUnpool2d(Module):
         if len(shape) not in (self.dims + 1, self.dims + 2):
             raise RuntimeValueError(f"{self._where()}: expected input of rank {self.dims + 2} "
                                     f"(batched) or {self.dims + 1}, got shape {shape}")
+        if 0 in shape[1:]:   # (PyTorch's: every size but the first non-zero)
+            raise RuntimeValueError(f"{self._where()}: expected input with non-zero sizes "
+                                    f"after the first, got shape {shape}")
         check_float_dtype(self._where(), dtype)
         return shape[:len(shape) - self.dims] + self._out_spatial(shape)
 
