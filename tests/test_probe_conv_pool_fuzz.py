@@ -146,3 +146,15 @@ def test_max_unpool_input_with_an_empty_size_is_a_runtime_error(dims, shape):
         torch.ones(empty), torch.zeros(empty, dtype=torch.int64), 1)
     got = getattr(nn, f"MaxUnpool{dims}d")(1)(np.ones(empty), np.zeros(empty, np.int64))
     assert got.shape == tuple(want.shape)
+
+
+@pytest.mark.parametrize("pad", [(1,), (1, 1, 1, 1, 1, 1, 1, 1)])
+def test_pad_unknown_mode_is_checked_before_the_pad_length(pad):
+    # PyTorch refuses an unknown mode (NotImplementedError) before it looks at the pad's
+    # length; F.pad raised its RuntimeError for the length first
+    x = np.ones((2, 2, 3))
+    with pytest.raises(NotImplementedError):
+        torch.nn.functional.pad(torch.from_numpy(x), pad, mode="bogus")
+    with pytest.raises(NotImplementedError) as info:
+        fastnn.nn.functional.pad(x, pad, mode="bogus")
+    assert isinstance(info.value, ValueError)

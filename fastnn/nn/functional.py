@@ -1515,6 +1515,8 @@ def pad(input, pad, mode="constant", value=None):
     x = _float(where, "input", input)
     if not isinstance(pad, (tuple, list)) or not all(_is_int(v) for v in pad):
         raise TypeValueError(f"{where}: expected pad to be a tuple of ints, got {pad!r}")
+    if mode not in _PAD_MODES:   # (before the lengths, as PyTorch)
+        raise NotImplementedValueError(f"Unrecognised padding mode {mode}")
     if len(pad) % 2:
         raise RuntimeValueError("Padding length must be divisible by 2")
     k = len(pad) // 2
@@ -1522,8 +1524,6 @@ def pad(input, pad, mode="constant", value=None):
         raise RuntimeValueError(f"Padding length should be less than or equal to two times the "
                                 f"input dimension but got padding length {len(pad)} and input of "
                                 f"dimension {x.ndim}")
-    if mode not in _PAD_MODES:
-        raise NotImplementedValueError(f"Unrecognised padding mode {mode}")
     if k == 0 and mode == "constant":
         return x.copy()  # (an empty pad: a copy, of a 0-d input too, as PyTorch's)
     if mode != "constant":
