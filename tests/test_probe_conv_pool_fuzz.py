@@ -158,3 +158,17 @@ def test_pad_unknown_mode_is_checked_before_the_pad_length(pad):
     with pytest.raises(NotImplementedError) as info:
         fastnn.nn.functional.pad(x, pad, mode="bogus")
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact", "bilinear", "bicubic"])
+@pytest.mark.parametrize("factor", [float("inf"), float("nan"), 1e30])
+def test_upsample_scale_factor_without_an_int64_size_is_a_runtime_error(mode, factor):
+    # PyTorch's kernels take floor(size * scale_factor) as an int64 and raise RuntimeError
+    # when it has none (F.interpolate already did); the layer raised Python's
+    # OverflowError / ValueError of int()
+    x = np.ones((1, 2, 3, 3))
+    with pytest.raises(RuntimeError):
+        torch.nn.Upsample(scale_factor=factor, mode=mode)(torch.from_numpy(x))
+    with pytest.raises(RuntimeError) as info:
+        nn.Upsample(scale_factor=factor, mode=mode)(x)
+    assert isinstance(info.value, ValueError)

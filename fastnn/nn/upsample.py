@@ -1,6 +1,7 @@
 """Upsample (PyTorch's Upsample, UpsamplingNearest2d and UpsamplingBilinear2d, and the
 interpolation behind ``functional.interpolate``): modes 'nearest', 'nearest-exact',
 'linear', 'bilinear', 'bicubic', 'trilinear' and 'area' over 1, 2 or 3 spatial axes."""
+import math
 import numbers
 
 import numpy as np
@@ -305,6 +306,15 @@ class Upsample(Module):
         size = None if self.size is None else self._per_axis(self.size, n)
         factors = None if self.scale_factor is None else self._per_axis(self.scale_factor, n)
         recompute = self.recompute_scale_factor or (self.mode == "area" and size is None)
+        if factors is not None and not recompute and not all(
+                math.isfinite(n * float(f)) and n * float(f) < 2 ** 63
+                for n, f in zip(spatial, factors)):
+            # PyTorch's kernels take this output size as an int64 (its error); with
+            # recompute_scale_factor (or 'area') Python's math.floor gives OverflowError
+            # or ValueError, as int() does below
+            raise RuntimeValueError(f"{self._where()}: value cannot be converted to type "
+                                    f"int64_t without overflow (scale_factor "
+                                    f"{self.scale_factor})")
         return output_geometry(spatial, size, factors, recompute)
 
     def infer_shape(self, shape, dtype):
