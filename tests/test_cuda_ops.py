@@ -150,6 +150,22 @@ def test_column_sums_over_row_and_column_blocks(dtype, rng, monkeypatch, threads
     assert_close(out.copy_to_host(), start + g.sum(axis=0, dtype=np.float64), dtype)
 
 
+@pytest.mark.parametrize("direct_rows", [0, 1 << 20])
+def test_column_sums_of_many_float32_rows_are_summed_in_float64(monkeypatch, direct_rows):
+    """The bias gradients (Linear, Conv2d, LayerNorm) of a long float32 batch to the float32
+    rounding of the exact sums, as the CPU backends' (222cf5c): each thread's sum is a
+    float64. Under the simulator that took an explicit np.float64: NumPy 2 keeps 0.0 + a
+    float32 a float32 (16384 rows: 2e-7 off)."""
+    import math
+    from fastnn.kernels.cuda import dense
+    monkeypatch.setattr(dense, "DIRECT_ROWS", direct_rows)
+    g = (1 + 0.1 * np.random.default_rng(3).standard_normal((1 << 14, 3))).astype(np.float32)
+    exact = np.array([math.fsum(g[:, j].astype(np.float64).tolist()) for j in range(3)])
+    out = cuda.to_device(np.zeros(3, np.float32))
+    dense.column_sums_add(cuda.to_device(g), out)
+    np.testing.assert_allclose(out.copy_to_host(), exact, rtol=7e-8)
+
+
 @pytest.mark.parametrize("activation, slope", [("relu", 0.0), ("leaky_relu", 0.2),
                                                ("sigmoid", 0.0), ("tanh", 0.0)])
 @pytest.mark.parametrize("direct_rows", [0, 2048])

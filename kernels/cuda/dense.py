@@ -60,7 +60,8 @@ def _column_partials(groups):
         step = 4 * groups
         for base in range(cuda.blockIdx.x * WARP, cols, cuda.gridDim.x * WARP):
             j = base + tx
-            s = 0.0
+            # a float64 under the simulator too (NumPy 2 keeps 0.0 + a float32 a float32)
+            s = np.float64(0.0)
             if j < cols:
                 i = first + ty
                 while i + 3 * groups < last:
