@@ -172,3 +172,38 @@ def test_upsample_scale_factor_without_an_int64_size_is_a_runtime_error(mode, fa
     with pytest.raises(RuntimeError) as info:
         nn.Upsample(scale_factor=factor, mode=mode)(x)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("name,size,shape", [
+    ("AdaptiveAvgPool2d", 1, (3, 4)), ("AdaptiveAvgPool2d", 1, (2, 3, 4, 5, 6)),
+    ("AdaptiveAvgPool2d", (1, 1), (1, 2, 3, 4, 5, 2)),
+    ("AdaptiveAvgPool2d", (None, 1), (2, 3, 4, 1, 6)),
+    ("AdaptiveAvgPool2d", 1, (2, 3, 0, 4)), ("AdaptiveAvgPool3d", 1, (3, 4, 5)),
+    ("AdaptiveAvgPool3d", 1, (2, 3, 4, 5, 6, 2)), ("AdaptiveAvgPool3d", 1, (2, 0, 3, 3, 3))])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adaptive_avg_pool_to_ones_is_a_mean_of_any_rank(name, size, shape, backend):
+    # PyTorch's adaptive average pooling to an output of ones is a mean over the last
+    # axes of an input of any rank;
+    # an empty axis gives NaN. fastnn refused the ranks its pooling kernels do not take
+    # (AdaptiveAvgPool2d(1) on video frames (N, T, C, H, W), say)
+    x = np.random.default_rng(3).standard_normal(shape).astype(np.float32)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    want = getattr(torch.nn, name)(size)(tx)
+    g = np.random.default_rng(4).standard_normal(tuple(want.shape)).astype(np.float32)
+    want_grad = torch.autograd.grad(want, tx, torch.from_numpy(g))[0] if want.numel() else None
+    with fastnn.use_backend(backend):
+        layer = getattr(nn, name)(size)
+        y = layer(x)
+        grad = layer.backward(g)
+        assert getattr(fastnn.nn.functional, name.replace("AdaptiveAvgPool", "adaptive_avg_pool"))(
+            x, size).shape == y.shape
+    np.testing.assert_allclose(y, want.detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert y.dtype == np.float32 and grad.shape == x.shape and grad.dtype == np.float32
+    if want_grad is not None:
+        np.testing.assert_allclose(grad, want_grad.numpy(), rtol=1e-5, atol=1e-6)
+    # other output sizes (and the max pools) keep PyTorch's RuntimeError for these ranks
+    if len(shape) not in ((3, 4) if name.endswith("2d") else (4, 5)):
+        with pytest.raises(RuntimeError):
+            getattr(nn, name.replace("Avg", "Max"))(1)(x)
+        with pytest.raises(RuntimeError):
+            getattr(nn, name)(2)(x)

@@ -1,5 +1,6 @@
 """Adaptive pooling: PyTorch's AdaptiveAvgPool2d/1d and AdaptiveMaxPool2d/1d, any output
 size."""
+import math
 import numbers
 
 import numpy as np
@@ -64,6 +65,39 @@ def adaptive_sizes(name, dims, output_size):
     return tuple(None if v is None else int(v) for v in sizes)
 
 
+def global_mean_shortcut(layer, shape):
+    """True where PyTorch's adaptive average pooling takes its shortcut for an output of
+    ones, the mean over the last ``dims`` axes of an input of any rank (at least dims, more
+    for a tuple output_size; an empty axis gives NaN), and the pooling kernels would refuse
+    the input (another rank, an empty axis); within their ranks the kernels run as before."""
+    dims = layer.dims
+    if not layer._mean_shortcut or len(shape) < dims + isinstance(layer.output_size,
+                                                                  (tuple, list)):
+        return False
+    if any((n if t is None else t) != 1 for t, n in zip(layer._sizes, shape[-dims:])):
+        return False
+    ranks = (dims + 1, dims + 2)
+    return len(shape) not in ranks or 0 in shape[len(shape) - dims - (len(shape) == ranks[1]):]
+
+
+def mean_forward(x, dims):
+    """x's mean over its last dims axes, kept as axes of size 1 (NaN for an empty one)."""
+    host = _device.to_host(x)
+    count = host.dtype.type(math.prod(host.shape[host.ndim - dims:]))
+    with np.errstate(invalid="ignore", divide="ignore"):   # (0 / 0: NaN, as PyTorch)
+        y = host.sum(axis=tuple(range(-dims, 0)), keepdims=True) / count
+    return _device.namespace_of(x).put(np.ascontiguousarray(y, dtype=x.dtype))
+
+
+def mean_backward(grad_out, shape, dims):
+    """The gradient of mean_forward: grad_out spread evenly over each mean's cells."""
+    count = math.prod(shape[len(shape) - dims:])
+    g = _device.to_host(grad_out)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        grad = np.broadcast_to(g / g.dtype.type(max(count, 1)), shape)
+    return _device.namespace_of(grad_out).put(np.array(grad, dtype=g.dtype))
+
+
 class AdaptiveAvgPool2d(Module):
     """Mean over PyTorch's adaptive windows, giving an output of ``output_size``.
 
@@ -77,6 +111,7 @@ class AdaptiveAvgPool2d(Module):
     """
 
     dims = 2
+    _mean_shortcut = True   # PyTorch's mean for an output of ones (global_mean_shortcut)
 
     def __init__(self, output_size):
         super().__init__()
@@ -89,6 +124,10 @@ class AdaptiveAvgPool2d(Module):
         return self._sizes
 
     def infer_shape(self, shape, dtype):
+        shape = tuple(shape)
+        if global_mean_shortcut(self, shape):
+            check_float_dtype(self._where(), dtype)
+            return shape[:-2] + (1, 1)
         return self._shape_2d(shape, dtype)
 
     def _shape_2d(self, shape, dtype):
@@ -111,6 +150,9 @@ class AdaptiveAvgPool2d(Module):
         return ("matrices", None)
 
     def _forward(self, x, buffered):
+        if global_mean_shortcut(self, tuple(x.shape)):
+            self._ctx = ("mean", tuple(x.shape))
+            return mean_forward(x, 2)
         unbatched = x.ndim == 3
         x = add_batch_axis(x)
         plan = self._plan(x.shape)
@@ -127,6 +169,8 @@ class AdaptiveAvgPool2d(Module):
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
+        if self._ctx[0] == "mean":
+            return mean_backward(grad_out, self._ctx[1], 2)
         shape, plan, unbatched = self._ctx
         grad_out = add_batch_axis(grad_out)
         if plan[0] == "pool":
@@ -183,6 +227,7 @@ class AdaptiveAvgPool1d(As1d, AdaptiveAvgPool2d):
     AdaptiveAvgPool2d on an (N, C, 1, L) view. output_size: an int (or a 1-tuple)."""
 
     dims = 1
+    _mean_shortcut = False   # (PyTorch's 1-D pools take (N, C, L) or (C, L) only)
 
     def _target(self):
         return (1,) + self._sizes
@@ -208,6 +253,8 @@ class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
     sizes (overlapping windows) loop over the output positions with NumPy on the host.
     return_indices=True: ``forward`` returns (output, indices), the flat h * W + w of each
     maximum in its plane, as MaxPool2d's. Input (N, C, H, W) or unbatched (C, H, W)."""
+
+    _mean_shortcut = False
 
     def __init__(self, output_size, return_indices=False):
         return_indices = check_bool(type(self).__name__, "return_indices", return_indices)

@@ -16,7 +16,8 @@ from .. import device as _device
 from ..errors import RuntimeValueError
 from ..kernels.window_shapes import window_out_size
 from ..validation import check_bool, check_float_dtype, int_items
-from .adaptive import _window_matrix, adaptive_sizes, window_means, window_means_adjoint
+from .adaptive import (_window_matrix, adaptive_sizes, global_mean_shortcut, mean_backward,
+                       mean_forward, window_means, window_means_adjoint)
 from .conv import check_no_empty_axes
 from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
@@ -313,9 +314,15 @@ class AdaptiveAvgPool3d(_OnHost):
         self.output_size = int_items(output_size)  # as given, as PyTorch keeps it
         self._ctx = None
 
+    dims = 3
+    _mean_shortcut = True   # PyTorch's mean for an output of ones (global_mean_shortcut)
+
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
         where = self._where()
+        if global_mean_shortcut(self, shape):
+            check_float_dtype(where, dtype)
+            return shape[:-3] + (1, 1, 1)
         if len(shape) not in (4, 5) or 0 in shape[1:]:   # (PyTorch's: C may be 0 unbatched)
             raise RuntimeValueError(f"{where}: expected input of shape (N, C, D, H, W) or "
                                     f"(C, D, H, W) with non-zero D, H, W (and C, "
@@ -323,6 +330,17 @@ class AdaptiveAvgPool3d(_OnHost):
         check_float_dtype(where, dtype)
         return shape[:-3] + tuple(n if t is None else t
                                   for t, n in zip(self._sizes, shape[-3:]))
+
+    def _forward(self, x, buffered):
+        if global_mean_shortcut(self, tuple(x.shape)):
+            self._ctx = ("mean", tuple(x.shape))
+            return mean_forward(x, 3)
+        return super()._forward(x, buffered)
+
+    def _backward(self, grad_out, buffered, need_grad_in):
+        if need_grad_in and self._ctx[0] == "mean":
+            return mean_backward(grad_out, self._ctx[1], 3)
+        return super()._backward(grad_out, buffered, need_grad_in)
 
     def _out(self, host):
         """The output's (D, H, W) for a batched host input."""
@@ -373,6 +391,8 @@ class AdaptiveMaxPool3d(ReturnsIndices, AdaptiveAvgPool3d):
     different sizes are read as the largest one's taps, a tap past a window's end not
     counting. return_indices=True: ``forward`` returns (output, indices), the flat
     d * H * W + h * W + w of each maximum in its volume, as MaxPool3d's."""
+
+    _mean_shortcut = False
 
     def __init__(self, output_size, return_indices=False):
         return_indices = check_bool(type(self).__name__, "return_indices", return_indices)
