@@ -207,3 +207,16 @@ def test_adaptive_avg_pool_to_ones_is_a_mean_of_any_rank(name, size, shape, back
             getattr(nn, name.replace("Avg", "Max"))(1)(x)
         with pytest.raises(RuntimeError):
             getattr(nn, name)(2)(x)
+
+
+@pytest.mark.parametrize("fn,size,shape", [("adaptive_avg_pool2d", 0, (3, 2, 1, 1, 2)),
+                                           ("adaptive_avg_pool2d", (0, 2), (2, 3, 4, 5, 6)),
+                                           ("adaptive_avg_pool3d", 0, (1, 2, 3, 4, 5, 6))])
+def test_adaptive_avg_pool_functional_output_zero_keeps_the_rank_check(fn, size, shape):
+    # an output size of 0 is an empty output for the ranks PyTorch's kernels take, and its
+    # RuntimeError for the others (the mean shortcut of output 1 does not apply)
+    x = np.ones(shape)
+    with pytest.raises(RuntimeError):
+        getattr(torch.nn.functional, fn)(torch.from_numpy(x), size)
+    with pytest.raises(RuntimeError):
+        getattr(fastnn.nn.functional, fn)(x, size)

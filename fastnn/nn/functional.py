@@ -1249,7 +1249,9 @@ def _adaptive_empty(where, layer, dims, input, output_size, indices=False, wrap=
         return None
     x = _float(where, "input", input)
     with _runtime_errors() if wrap else contextlib.nullcontext():
-        shape = list(layer(tuple(1 if z else v for z, v in zip(zero, items)))
+        # (2 for the zeros: the layer checks the input as for a non-empty output; not 1,
+        # whose mean shortcut takes inputs of any rank)
+        shape = list(layer(tuple(2 if z else v for z, v in zip(zero, items)))
                      .infer_shape(x.shape, x.dtype))
     for axis, z in enumerate(zero):
         if z:
