@@ -61,8 +61,7 @@ def test_bilinear_weight_gradient_of_a_long_float32_batch_is_accurate():
     with torch.no_grad():
         twin.weight.copy_(torch.from_numpy(layer.weight.data))
         twin.bias.copy_(torch.from_numpy(layer.bias.data))
-    ad, bd = torch.from_numpy(a[:64].astype(np.float64)), torch.from_numpy(b[:64].astype(np.float64))
-    ad.requires_grad_(), bd.requires_grad_()
+    ad, bd = (torch.from_numpy(v[:64].astype(np.float64)).requires_grad_() for v in (a, b))
     twin(ad, bd).backward(torch.from_numpy(g[:64].astype(np.float64)))
     layer = layer.double()
     layer.zero_grad()
