@@ -69,3 +69,29 @@ def test_bilinear_weight_gradient_of_a_long_float32_batch_is_accurate():
     grad_a, grad_b = layer.backward(g[:64].astype(np.float64))
     for got, want in ((layer.weight.grad, twin.weight.grad), (grad_a, ad.grad), (grad_b, bd.grad)):
         np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_multilabel_soft_margin_gradient_of_saturated_logits(backend, weighted, dtype):
+    # BCEWithLogitsLoss's gradient lost its cancellation in 9e99d1a; this loss's,
+    # sigmoid(x) - t, was 0 for t = 1 from x = 17 on in float32 (37 in float64), where
+    # PyTorch's (autograd through log-sigmoid) is -sigmoid(-x)
+    torch = pytest.importorskip("torch")
+    x = np.array([[-10, -20, -40, -80, 10, 20, 40, 80, -3, 3, 0.5, -0.5]], dtype)
+    y = np.array([[0, 0, 0, 0, 1, 1, 1, 1, 0.25, 0.75, 1, 0]], dtype)
+    w = np.linspace(0.5, 2, x.shape[1]).astype(dtype) if weighted else None
+    xd, yd = x.astype(np.float64), y.astype(np.float64)
+    exact = (1 if w is None else w.astype(np.float64)) * (
+        (1 - yd) / (1 + np.exp(-xd)) - yd / (1 + np.exp(xd))) / x.shape[1]
+    xt = torch.from_numpy(x).requires_grad_()
+    torch.nn.functional.multilabel_soft_margin_loss(
+        xt, torch.from_numpy(y), weight=None if w is None else torch.from_numpy(w)).backward()
+    with fastnn.use_backend(backend):
+        loss = nn.MultiLabelSoftMarginLoss(weight=w)
+        loss(x, y)
+        grad = loss.backward()
+    rtol = 4e-7 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(grad, exact, rtol=rtol)
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=rtol)

@@ -706,9 +706,15 @@ class MultiLabelSoftMarginLoss(_OnHost):
         return (per_label * self._w(pred)).mean(axis=-1).astype(pred.dtype)
 
     def _grad_terms(self, pred, target):
+        # (1 - t) sigmoid(x) - t sigmoid(-x), which is sigmoid(x) - t with nothing
+        # cancelling, as BCEWithLogitsLoss's (9e99d1a): sigmoid(x) - 1 for t = 1 was 0
+        # from x = 17 on in float32 (37 in float64), where PyTorch's is -sigmoid(-x)
         e = np.exp(-np.abs(pred))
-        sigmoid = np.where(pred >= 0, 1 / (1 + e), e / (1 + e))
-        return ((sigmoid - target) * self._w(pred) / pred.shape[-1]).astype(pred.dtype)
+        big, small = 1 / (1 + e), e / (1 + e)   # sigmoid(|x|), sigmoid(-|x|)
+        positive = pred >= 0
+        sigmoid, sigmoid_neg = np.where(positive, big, small), np.where(positive, small, big)
+        grad = (1 - target) * sigmoid - target * sigmoid_neg
+        return (grad * self._w(pred) / pred.shape[-1]).astype(pred.dtype)
 
     def _count(self, pred):
         return pred.size // pred.shape[-1]  # the samples: every position but the classes
