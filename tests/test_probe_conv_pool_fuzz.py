@@ -220,3 +220,21 @@ def test_adaptive_avg_pool_functional_output_zero_keeps_the_rank_check(fn, size,
         getattr(torch.nn.functional, fn)(torch.from_numpy(x), size)
     with pytest.raises(RuntimeError):
         getattr(fastnn.nn.functional, fn)(x, size)
+
+
+@pytest.mark.parametrize("dims,shape", [(1, (2, 2, 2, 4)), (1, (4,)), (2, (2, 4)),
+                                        (2, (1, 2, 2, 4, 4)), (3, (2, 4, 4))])
+@pytest.mark.parametrize("padding_mode", ["reflect", "replicate", "circular"])
+def test_conv_padding_mode_wrong_rank_is_not_implemented(dims, shape, padding_mode):
+    # PyTorch pads first (F.pad), whose NotImplementedError refuses the rank; fastnn gave
+    # its RuntimeError ('zeros' padding and a wrong channel count stay RuntimeError)
+    x = np.ones(shape, np.float32)
+    with pytest.raises(NotImplementedError):
+        getattr(torch.nn, f"Conv{dims}d")(2, 2, 1, padding=1, padding_mode=padding_mode)(
+            torch.from_numpy(x))
+    with pytest.raises(NotImplementedError) as info:
+        getattr(nn, f"Conv{dims}d")(2, 2, 1, padding=1, padding_mode=padding_mode)(x)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(RuntimeError) as info:
+        getattr(nn, f"Conv{dims}d")(2, 2, 1, padding=1)(x)
+    assert not isinstance(info.value, NotImplementedError)

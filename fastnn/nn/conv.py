@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import RuntimeValueError, TypeValueError
+from ..errors import NotImplementedValueError, RuntimeValueError, TypeValueError
 from ..kernels.window_shapes import pool_out_shape
 from ..validation import check_only, check_positive_int, int_items
 from . import init
@@ -102,6 +102,15 @@ def drop_height_axis(y):
     return y.reshape(shape[:-2] + shape[-1:])
 
 
+def input_error(layer, rank_ok):
+    """The error class for an input a conv layer refuses: PyTorch's NotImplementedError
+    (from F.pad, which runs first) for a wrong rank under a padding_mode other than
+    'zeros', its RuntimeError otherwise."""
+    if not rank_ok and getattr(layer, "padding_mode", "zeros") != "zeros":
+        return NotImplementedValueError
+    return RuntimeValueError
+
+
 class As1d:
     """Mixin running a 2-D layer (Conv2d, pooling, ConvTranspose2d) on (N, C, L) or
     unbatched (C, L) inputs, as PyTorch's 1-D layers: the input viewed as (N, C, 1, L),
@@ -126,8 +135,9 @@ class As1d:
         channels = getattr(self, "in_channels", None)
         c = "C" if channels is None else str(channels)
         if len(shape) not in (2, 3) or (channels is not None and shape[-2] != channels):
-            raise RuntimeValueError(f"{self._where()}: expected input of shape (N, {c}, L) or "
-                                    f"({c}, L), got {shape}")
+            raise input_error(self, len(shape) in (2, 3))(
+                f"{self._where()}: expected input of shape (N, {c}, L) or ({c}, L), got "
+                f"{shape}")
         return shape
 
     def infer_shape(self, shape, dtype):
@@ -267,8 +277,9 @@ class Conv2d(Module):
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         where = self._where()
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
-            raise RuntimeValueError(f"{where}: expected input of shape (N, {self.in_channels}, "
-                                    f"H, W) or ({self.in_channels}, H, W), got {shape}")
+            raise input_error(self, len(shape) in (3, 4))(
+                f"{where}: expected input of shape (N, {self.in_channels}, H, W) or "
+                f"({self.in_channels}, H, W), got {shape}")
         self._check_params((
             ("weight", self.weight,
              (self.out_channels, self.in_channels // self.groups) + tuple(self.kernel_size)),

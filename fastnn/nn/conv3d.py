@@ -24,7 +24,7 @@ from .. import random as _random
 from ..errors import RuntimeValueError
 from ..validation import check_only, check_positive_int
 from . import init
-from .conv import PADDING_MODES, check_no_empty_axes, pair
+from .conv import PADDING_MODES, check_no_empty_axes, input_error, pair
 from .conv_transpose import OutputSizeForward, check_output_padding, output_padding_for
 from .module import Module, Parameter
 from .padding import check_pad_fits, pad_backward, pad_forward
@@ -180,8 +180,9 @@ class _Conv3dBase(Module):
         shape = tuple(shape)  # (the CUDA simulator's shapes refuse negative indices)
         c = self.in_channels
         if len(shape) not in (4, 5) or shape[-4] != c:
-            raise RuntimeValueError(f"{self._where()}: expected input of shape (N, {c}, D, H, "
-                                    f"W) or ({c}, D, H, W), got {shape}")
+            raise input_error(self, len(shape) in (4, 5))(
+                f"{self._where()}: expected input of shape (N, {c}, D, H, W) or "
+                f"({c}, D, H, W), got {shape}")
         self._check_dtype(dtype, self.weight.data.dtype)
         check_no_empty_axes(self._where(), shape, 3)
         return shape
