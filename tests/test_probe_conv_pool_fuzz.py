@@ -238,3 +238,25 @@ def test_conv_padding_mode_wrong_rank_is_not_implemented(dims, shape, padding_mo
     with pytest.raises(RuntimeError) as info:
         getattr(nn, f"Conv{dims}d")(2, 2, 1, padding=1)(x)
     assert not isinstance(info.value, NotImplementedError)
+
+
+@pytest.mark.parametrize("name,kwargs", [
+    ("Conv2d", dict(in_channels=2, out_channels=2, kernel_size=-1)),
+    ("Conv1d", dict(in_channels=2, out_channels=2, kernel_size=3, stride=0)),
+    ("Conv3d", dict(in_channels=2, out_channels=2, kernel_size=(1, 2))),
+    ("ConvTranspose2d", dict(in_channels=2, out_channels=2, kernel_size=(-1, 1))),
+    ("MaxPool2d", dict(kernel_size=2, stride=(0, 1))), ("MaxPool1d", dict(kernel_size=(1, 2, 3))),
+    ("AvgPool3d", dict(kernel_size=2, padding=-1)), ("LPPool2d", dict(norm_type=2, kernel_size=0)),
+    ("Unfold", dict(kernel_size=2, dilation=0)),
+    ("Fold", dict(output_size=4, kernel_size=2, padding=-1))])
+def test_window_sizes_out_of_range_are_runtime_errors(name, kwargs):
+    # a kernel size, stride, padding or dilation out of range (or a tuple of another
+    # length) is PyTorch's RuntimeError, at construction (a tensor of a negative size) or
+    # at the call; fastnn's constructors raised a bare ValueError
+    d = int(name[-2]) if name[-2].isdigit() else 2
+    x = np.ones((1, 2) + (4,) * d) if name != "Fold" else np.ones((1, 8, 9))
+    with pytest.raises(RuntimeError):
+        getattr(torch.nn, name)(**kwargs)(torch.from_numpy(x))
+    with pytest.raises(RuntimeError) as info:
+        getattr(nn, name)(**kwargs)
+    assert isinstance(info.value, ValueError)

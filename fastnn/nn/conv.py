@@ -21,7 +21,9 @@ def pair(layer, name, value, minimum, n=2):
     not_ints = any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items)
     if len(items) != n or not_ints or any(v < minimum for v in items):
         what = "a pair of them" if n == 2 else f"a tuple of {n}"
-        error = TypeValueError if not_ints else ValueError  # (a float: PyTorch's TypeError)
+        # a float: PyTorch's TypeError; a size out of range or a tuple of another length:
+        # the RuntimeError its kernels (or its tensor of a negative size) raise
+        error = TypeValueError if not_ints else RuntimeValueError
         raise error(f"{layer}: expected {name} to be an int >= {minimum} or {what}, "
                     f"got {value!r}")
     return tuple(int(v) for v in items)
