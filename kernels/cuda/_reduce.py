@@ -8,6 +8,7 @@ accurate in float32 and do not depend on the block size more than rounding.
 import functools
 import math
 
+import numpy as np
 from numba import cuda
 
 from ._common import dmax
@@ -127,7 +128,7 @@ def row_max_sumexp(sh, x, row, valid, neg_inf):
     lanes = sh.shape[1]
     c = x.shape[1]
     m = neg_inf
-    s = 0.0
+    s = np.float64(0.0)
     if valid:
         j = cuda.threadIdx.x % lanes
         while j + 3 * lanes < c:

@@ -317,7 +317,7 @@ def _softmax_kernels(threads, lanes, dtype, log=False):
         for first in range(cuda.blockIdx.x * groups, n, cuda.gridDim.x * groups):
             row = first + cuda.threadIdx.x // lanes
             valid = row < n
-            d = 0.0
+            d = np.float64(0.0)
             if valid:
                 for j in range(lane, c, lanes):
                     d += g[row, j] if log else g[row, j] * y[row, j]

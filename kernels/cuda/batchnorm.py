@@ -38,7 +38,7 @@ def _kernels(threads):
         t = cuda.threadIdx.x
         for c in range(cuda.blockIdx.x, channels, cuda.gridDim.x):
             if training:
-                acc = 0.0
+                acc = np.float64(0.0)
                 for k in range(t, count, threads):
                     acc += x[k // s, c, k % s]
                 mean = block_sum(sh, acc) / count
@@ -54,7 +54,7 @@ def _kernels(threads):
                     out[k // s, c, k % s] = x[k // s, c, k % s] + shift
                 continue
             if training:
-                acc = 0.0
+                acc = np.float64(0.0)
                 for k in range(t, count, threads):
                     d = x[k // s, c, k % s] - mean
                     acc += d * d
@@ -86,8 +86,8 @@ def _kernels(threads):
         for c in range(cuda.blockIdx.x, channels, cuda.gridDim.x):
             mean = save_mean[c] * 1.0
             invstd = 1.0 if mean_only else save_invstd[c] * 1.0
-            acc_g = 0.0
-            acc_gx = 0.0
+            acc_g = np.float64(0.0)
+            acc_gx = np.float64(0.0)
             for k in range(t, count, threads):
                 gv = g[k // s, c, k % s]
                 acc_g += gv
@@ -160,8 +160,8 @@ def _kernels2d(threads):
                 first = x[0, c] * 1.0 if valid else 0.0
                 if not math.isfinite(first):  # (inf - inf: an infinite mean NaN)
                     first = 0.0
-                s1 = 0.0
-                s2 = 0.0
+                s1 = np.float64(0.0)
+                s2 = np.float64(0.0)
                 if valid:
                     i = ty
                     while i + 3 * rows < n:
@@ -234,8 +234,8 @@ def _kernels2d(threads):
                 mean = save_mean[c] * 1.0
                 if not mean_only:
                     invstd = save_invstd[c] * 1.0
-            acc_g = 0.0
-            acc_gx = 0.0
+            acc_g = np.float64(0.0)
+            acc_gx = np.float64(0.0)
             if valid:
                 i = ty
                 while i + 3 * rows < n:

@@ -60,7 +60,7 @@ def _col2im(grad_cols, kh, kw, sh, sw, ph, pw, ho_n, wo_n, grad_in):
         c = (idx // (h_n * w_n)) % c_n
         h = (idx // w_n) % h_n
         w = idx % w_n
-        acc = 0.0
+        acc = np.float64(0.0)
         for i in range(kh):
             hh = h + ph - i
             if hh < 0 or hh % sh != 0 or hh // sh >= ho_n:

@@ -101,7 +101,7 @@ def _param_grads(threads):
             c = co // m
             i = tap // kw
             j = tap % kw
-            acc = 0.0
+            acc = np.float64(0.0)
             for k in range(t, count, threads):
                 n = k // (ho_n * wo_n)
                 ho = (k // wo_n) % ho_n

@@ -190,7 +190,7 @@ def _tiled(tile):
             col0 = (tile_id % tiles_n) * tile
             row = row0 + ty
             col = col0 + tx
-            acc = 0.0
+            acc = np.float64(0.0)
             for k0 in range(0, k_dim, tile):
                 # Neighbouring threads (tx) always read neighbouring addresses; a
                 # transposed operand is stored transposed into its tile instead.

@@ -34,12 +34,12 @@ def _layer_norm_kernels(threads, lanes, dtype):
         for first in range(cuda.blockIdx.x * groups, n, cuda.gridDim.x * groups):
             row = first + cuda.threadIdx.x // lanes
             valid = row < n
-            s = 0.0
+            s = np.float64(0.0)
             if valid:
                 for j in range(lane, d, lanes):
                     s += x[row, j]
             mean = cast(group_sum(sh, s) / d)
-            q = 0.0
+            q = np.float64(0.0)
             if valid:
                 for j in range(lane, d, lanes):
                     v = np.float64(x[row, j] - mean)
@@ -68,8 +68,8 @@ def _layer_norm_kernels(threads, lanes, dtype):
         for first in range(cuda.blockIdx.x * groups, n, cuda.gridDim.x * groups):
             row = first + cuda.threadIdx.x // lanes
             valid = row < n
-            a = 0.0
-            b = 0.0
+            a = np.float64(0.0)
+            b = np.float64(0.0)
             mean = cast(0)
             inv = cast(0)
             if valid:

@@ -27,7 +27,7 @@ def _ce_term(v, m, log_sum, j, label, soft, probs, row, one, t_sum):
     (t_sum is the row's sum of probabilities, 1 for labels)."""
     log_p = v - m - log_sum
     p = math.exp(log_p)
-    part = 0.0
+    part = np.float64(0.0)
     if soft:
         target = probs[row, j]
         part = -(target * log_p)
@@ -71,12 +71,12 @@ def _cross_entropy_kernel(threads, lanes, dtype):
             log_sum = cast(dlog(s)) if valid else one  # -inf: a row of -inf
             t_sum = one
             if soft:  # PyTorch's gradient also holds for rows that do not sum to 1
-                ts = 0.0
+                ts = np.float64(0.0)
                 if valid:
                     for j in range(cuda.threadIdx.x % lanes, c, lanes):
                         ts += probs[row, j]
                 t_sum = cast(group_sum(sh, ts))
-            part = 0.0
+            part = np.float64(0.0)
             if valid:
                 j = cuda.threadIdx.x % lanes
                 while j + 3 * lanes < c:
@@ -127,7 +127,7 @@ def _cross_entropy_kernel(threads, lanes, dtype):
 def _mse(pred, target, scale, grad, partial):
     """grad = scale * (pred - target); partial[thread] = its sum of squared differences."""
     i0 = cuda.grid(1)
-    s = 0.0
+    s = np.float64(0.0)
     for i in range(i0, pred.size, cuda.gridsize(1)):
         d = pred[i] - target[i]
         s += d * d
@@ -145,7 +145,7 @@ def _bce(pred, target, inv_size, grad, partial):
     f = pred.dtype.type
     zero, one, floor, lowest = f(0), f(1), f(_BCE_EPSILON), f(-100)
     i0 = cuda.grid(1)
-    s = 0.0
+    s = np.float64(0.0)
     for i in range(i0, pred.size, cuda.gridsize(1)):
         p = pred[i]
         t = target[i]
@@ -166,7 +166,7 @@ def _bce_logits(logits, target, inv_size, grad, partial):
     finite for any finite logit; the elementwise terms in the logits' type."""
     zero, one = logits.dtype.type(0), logits.dtype.type(1)
     i0 = cuda.grid(1)
-    s = 0.0
+    s = np.float64(0.0)
     for i in range(i0, logits.size, cuda.gridsize(1)):
         x = logits[i]
         t = target[i]
@@ -184,7 +184,7 @@ def _smooth_l1(pred, target, inv_size, beta, grad, partial):
     of 0.5 d^2 / beta or |d| - beta / 2 (|d| at beta = 0); elementwise in pred's type."""
     zero, half = pred.dtype.type(0), pred.dtype.type(0.5)
     i0 = cuda.grid(1)
-    s = 0.0
+    s = np.float64(0.0)
     for i in range(i0, pred.size, cuda.gridsize(1)):
         d = pred[i] - target[i]
         ad = abs(d)
