@@ -1668,8 +1668,8 @@ class Module:
         As in PyTorch, ``to(np.float64)`` (a dtype in place of the device) converts only,
         and ``to(array)`` takes the array's device and dtype. On 'cuda' the layers run the
         cuda backend's kernels and keep their buffers on the GPU (``fastnn.device``).
-        Build optimizers after moving or converting the model (as in PyTorch); an
-        optimizer built before keeps the old arrays. non_blocking and memory_format are
+        An optimizer built before moves (converts) its flat buffers and state to the
+        parameters' new device (dtype) at its next step. non_blocking and memory_format are
         accepted for PyTorch code and change nothing (copies complete before it returns).
         """
         if _device.is_array(device) and dtype is None:   # PyTorch's to(tensor)

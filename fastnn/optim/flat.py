@@ -112,8 +112,8 @@ class FlatBucket:
         """Compare every parameter with its flat home, changing nothing.
 
         Returns (intact, dtype_changed, missing_grad): intact when every .data and .grad is
-        its view; dtype_changed when a parameter now holds another dtype (the group must be
-        regrouped); missing_grad when some parameter has no gradient (None, or zeros
+        its view; dtype_changed when a parameter now holds another dtype or lives on
+        another device (the group must be regrouped); missing_grad when some parameter has no gradient (None, or zeros
         pending from zero_grad that no backward touched: ``Parameter._no_grad_yet``) or
         is frozen (requires_grad False): those parameters are skipped.
         Raises ValueError when a parameter changed shape, TypeError on a bad rebinding.
@@ -131,12 +131,9 @@ class FlatBucket:
                     f"{where}: parameter {self.indices[i]} changed shape from {self.shapes[i]} to "
                     f"{tuple(data.shape)} after the optimizer was built; build a new optimizer")
             check_parameter(where, p, self.indices[i])
-            if _device.device_of(data) != self.ns.name:
-                raise ValueError(
-                    f"{where}: parameter {self.indices[i]} moved to {_device.device_of(data)} "
-                    f"after the optimizer was built on {self.ns.name}; build the optimizer "
-                    f"after moving the model")
-            if data.dtype != self.dtype:
+            # moved (model.to('cuda')) or converted (model.double()) since the buckets
+            # were built: the optimizer rebuilds them there, its state going along
+            if _device.device_of(data) != self.ns.name or data.dtype != self.dtype:
                 dtype_changed = True
         return intact, dtype_changed, missing_grad
 

@@ -471,7 +471,8 @@ class Optimizer:
         scalar state advances as PyTorch's does (NAdam's mu_product); else nothing."""
 
     def _regroup(self, gi):
-        """Rebuild group gi's buckets after a parameter changed dtype, keeping its state."""
+        """Rebuild group gi's buckets after a parameter changed dtype or device, keeping
+        its state (converted, and copied to the new device)."""
         saved = {}
         for bucket in self._buckets[gi]:
             for i, p in enumerate(bucket.params):
