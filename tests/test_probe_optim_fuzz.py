@@ -136,6 +136,16 @@ def test_adagrad_state_of_a_parameter_not_yet_stepped_as_torch(backend):
             np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-12)
 
 
+def _step_alike(opt, ref, ours, theirs, steps=9):
+    """Step both optimizers and both schedulers, their learning rates equal each step."""
+    for _ in range(steps):
+        opt.step()
+        ref.step()
+        ours.step()
+        theirs.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+
+
 @pytest.mark.parametrize("inside", [False, True], ids=["alone", "in_sequential"])
 def test_multisteplr_loads_torchs_state_dict(inside):
     """PyTorch's MultiStepLR keeps its milestones as a Counter (a milestone given twice
@@ -161,12 +171,7 @@ def test_multisteplr_loads_torchs_state_dict(inside):
         ours, theirs = build(lr_scheduler, opt), build(torch_sched, ref)
         ours.load_state_dict(saved)
         theirs.load_state_dict(saved)
-        for _ in range(9):
-            opt.step()
-            ref.step()
-            ours.step()
-            theirs.step()
-            assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+        _step_alike(opt, ref, ours, theirs)
 
 
 
@@ -193,12 +198,7 @@ def test_torchs_multisteplr_loads_fastnns_state_dict(inside):
         theirs = build(torch_sched, ref)  # (built, then both states loaded: a resume)
         ref.load_state_dict({"state": {}, "param_groups": groups})
         theirs.load_state_dict(saved)
-        for _ in range(9):
-            opt.step()
-            ref.step()
-            ours.step()
-            theirs.step()
-            assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+        _step_alike(opt, ref, ours, theirs)
 
 BAD_HYPER = [("SGD", dict(lr=-1.0)), ("SGD", dict(momentum=-0.1)),
              ("SGD", dict(weight_decay=-0.1)), ("SGD", dict(nesterov=True)),
