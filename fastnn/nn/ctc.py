@@ -8,7 +8,7 @@ log-sum-exp steps are PyTorch's CPU kernel's (LossCTC.cpp), term for term.
 import numpy as np
 
 from .. import device as _device
-from ..errors import DtypeError
+from ..errors import DtypeError, RuntimeValueError
 from ..validation import check_flag, check_float_array
 from .loss import Loss
 
@@ -55,22 +55,25 @@ class CTCLoss(Loss):
 
     def forward(self, log_probs, targets, input_lengths, target_lengths):
         where = self._where()
-        lp = check_float_array(where, "log_probs", log_probs, ndim=(2, 3), device_ok=True)
+        lp = check_float_array(where, "log_probs", log_probs, device_ok=True)
+        if lp.ndim not in (2, 3):   # (PyTorch's RuntimeError)
+            raise RuntimeValueError(f"{where}: expected log_probs to be 2-D or 3-D, got shape "
+                                    f"{tuple(lp.shape)}")
         namespace = _device.namespace_of(lp)
         batched = lp.ndim == 3
         lp = _device.to_host(lp)
         lp = lp if batched else lp[:, None, :]
         t_max, n, c = lp.shape
         if 0 in lp.shape:
-            raise ValueError(f"{where}: log_probs must not be empty, got shape "
-                             f"{tuple(lp.shape) if batched else (t_max, c)}")
+            raise RuntimeValueError(f"{where}: log_probs must not be empty, got shape "
+                                    f"{tuple(lp.shape) if batched else (t_max, c)}")
         if self.blank >= c:
-            raise ValueError(f"{where}: blank {self.blank} is not a class index (C = {c})")
+            raise RuntimeValueError(f"{where}: blank {self.blank} is not a class index (C = {c})")
         t_len = _lengths(where, "input_lengths", input_lengths, n)
         l_len = _lengths(where, "target_lengths", target_lengths, n)
         if t_len.max() > t_max:
-            raise ValueError(f"{where}: expected input_lengths to have values at most "
-                             f"{t_max} (log_probs' length), got {t_len.max()}")
+            raise RuntimeValueError(f"{where}: expected input_lengths to have values at most "
+                                    f"{t_max} (log_probs' length), got {t_len.max()}")
         labels = self._labels(where, targets, l_len, n, c)
         ext, valid, skip = _extended(labels, l_len, self.blank)
         lp = np.ascontiguousarray(lp)
@@ -143,20 +146,20 @@ class CTCLoss(Loss):
         inside = positions < l_len[:, None]
         if targets.ndim == 1:   # concatenated
             if targets.shape[0] != l_len.sum():
-                raise ValueError(f"{where}: expected concatenated targets of length "
-                                 f"sum(target_lengths) = {l_len.sum()}, got "
-                                 f"{targets.shape[0]}")
+                raise RuntimeValueError(f"{where}: expected concatenated targets of length "
+                                        f"sum(target_lengths) = {l_len.sum()}, got "
+                                        f"{targets.shape[0]}")
             starts = np.cumsum(l_len) - l_len
             picked = targets[np.where(inside, starts[:, None] + positions, 0)] if s else \
                 np.zeros((n, 0), targets.dtype)
         elif targets.ndim == 2:   # padded
             if targets.shape[0] != n or targets.shape[1] < s:
-                raise ValueError(f"{where}: expected padded targets of shape ({n}, S) with "
-                                 f"S >= max(target_lengths) = {s}, got {targets.shape}")
+                raise RuntimeValueError(f"{where}: expected padded targets of shape ({n}, S) with "
+                                        f"S >= max(target_lengths) = {s}, got {targets.shape}")
             picked = targets[:, :s]
         else:
-            raise ValueError(f"{where}: expected targets of shape (N, S) or 1-D "
-                             f"(concatenated), got {targets.shape}")
+            raise RuntimeValueError(f"{where}: expected targets of shape (N, S) or 1-D "
+                                    f"(concatenated), got {targets.shape}")
         labels = np.where(inside, picked.astype(np.int64), self.blank)
         if labels.size and (labels.min() < 0 or labels.max() >= c):
             raise ValueError(f"{where}: targets out of range: expected class indices in "
@@ -177,12 +180,12 @@ def _lengths(where, name, value, n):
     if array.dtype.kind not in "iu":   # (bools and floats too)
         raise DtypeError(f"{where}: expected {name} to be integers, got {array.dtype}")
     if array.ndim > 1 or array.size != n:
-        raise ValueError(f"{where}: expected {name} to hold one length per sequence ({n}), "
-                         f"got shape {array.shape}")
+        raise RuntimeValueError(f"{where}: expected {name} to hold one length per sequence ({n}), "
+                                f"got shape {array.shape}")
     array = array.astype(np.int64).reshape(n)
     if array.min() < 0:
-        raise ValueError(f"{where}: expected {name} to have values at least 0, got "
-                         f"{array.min()}")
+        raise RuntimeValueError(f"{where}: expected {name} to have values at least 0, got "
+                                f"{array.min()}")
     return array
 
 
