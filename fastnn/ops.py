@@ -25,6 +25,7 @@ import numpy as np
 from . import device as _device
 from . import optable
 from .backend import current
+from .errors import DtypeError
 from .kernels.window_shapes import window_out_size
 from .validation import (as_contiguous, as_labels, check_choice, check_flag,
                          check_float_array, check_no_overlap, check_number, check_out,
@@ -721,11 +722,15 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
 
 
 def _check_indices(where, indices, shape):
-    """int64 argmax indices of the pooled shape: TypeError for the type, ValueError for
-    the shape (as for the float arrays)."""
-    if not _device.is_array(indices) or indices.dtype != np.int64:
-        got = indices.dtype if _device.is_array(indices) else type(indices).__name__
-        raise TypeError(f"{where}: expected indices to be an int64 array, got {got}")
+    """int64 argmax indices of the pooled shape: TypeError for something that is no
+    array, DtypeError (a TypeError and a ValueError, as the float arrays' and the labels'
+    dtype errors) for another dtype, ValueError for the shape (as for the float arrays)."""
+    if not _device.is_array(indices):
+        raise TypeError(f"{where}: expected indices to be an int64 array, got "
+                        f"{type(indices).__name__}")
+    if indices.dtype != np.int64:
+        raise DtypeError(f"{where}: expected indices to be an int64 array, got "
+                         f"{indices.dtype}")
     if indices.shape != tuple(shape):
         raise ValueError(f"{where}: expected indices of shape {tuple(shape)}, "
                          f"got {indices.shape}")
