@@ -62,7 +62,10 @@ class _BatchNorm(BatchCounter, Module):
         shape = tuple(shape)
         if len(shape) not in self._ranks() or shape[1] != self.num_features:
             want = self._expected_shape().replace("C", str(self.num_features))
-            raise ValueError(f"{where}: expected input of shape {want}, got {shape}")
+            # PyTorch: a wrong rank is its ValueError, a wrong channel count the
+            # RuntimeError of its kernel ("running_mean should contain ... elements")
+            error = ValueError if len(shape) not in self._ranks() else RuntimeValueError
+            raise error(f"{where}: expected input of shape {want}, got {shape}")
         c = (self.num_features,)
         self._check_params((("weight", self.weight, c), ("bias", self.bias, c),
                             ("running_mean", self.running_mean, c),

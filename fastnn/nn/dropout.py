@@ -79,8 +79,8 @@ class _ChannelDropout(Dropout):
         shape = tuple(shape)
         if len(shape) not in (self.rank - 1, self.rank):
             spatial = {3: "L", 4: "H, W", 5: "D, H, W"}[self.rank]
-            raise ValueError(f"{self._where()}: expected input of shape (N, C, {spatial}) or "
-                             f"(C, {spatial}), got {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input of shape (N, C, "
+                                    f"{spatial}) or (C, {spatial}), got {shape}")
         return shape
 
     def _mask_shape(self, shape):

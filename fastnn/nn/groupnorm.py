@@ -52,7 +52,10 @@ class _GroupedNorm(Module):
             spatial = ", ".join({1: "L", 2: "HW", 3: "DHW"}[self.dims])
             wanted = f"(N, {self._channels}, {spatial}) or ({self._channels}, {spatial})"
         if not ok:
-            raise ValueError(f"{self._where()}: expected input of shape {wanted}, got {shape}")
+            # PyTorch: GroupNorm's kernel refuses a rank below 2 or another channel count
+            # with a RuntimeError; InstanceNorm's rank check is a ValueError
+            error = RuntimeValueError if self.dims is None else ValueError
+            raise error(f"{self._where()}: expected input of shape {wanted}, got {shape}")
         self._check_dtype(dtype, None if self.weight is None else self.weight.data.dtype)
         self._check_statistics(shape)
         return shape

@@ -189,6 +189,9 @@ class GLU(Module):
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
+        if not shape:  # PyTorch's RuntimeError before its dim check
+            raise RuntimeValueError(f"{self._where()}: glu does not support scalars (0-d "
+                                    f"input)")
         axis = _axis(self, self.dim, len(shape))
         if shape[axis] % 2:
             raise RuntimeValueError(f"{self._where()}: the size along dim {self.dim} must be "

@@ -59,8 +59,8 @@ class LayerNorm(Module):
         shape = tuple(shape)
         k = len(self.normalized_shape)
         if shape[len(shape) - k:] != self.normalized_shape:
-            raise ValueError(f"{self._where()}: expected input of shape "
-                             f"(*, {', '.join(map(str, self.normalized_shape))}), got {shape}")
+            raise RuntimeValueError(f"{self._where()}: expected input of shape (*, "
+                                    f"{', '.join(map(str, self.normalized_shape))}), got {shape}")
         self._check_params((("weight", self.weight, self.normalized_shape),
                             ("bias", self.bias, self.normalized_shape)))
         self._check_dtype(dtype, None if self.weight is None else self.weight.data.dtype)
