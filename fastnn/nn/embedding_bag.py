@@ -175,10 +175,7 @@ class EmbeddingBag(Module):
             raise ValueError(f"{where}: input has to be 1-D or 2-D, got shape {x.shape}")
         idx = x.reshape(-1).astype(np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
-            # PyTorch's type: its max_norm renorm's index_select fails first (IndexError),
-            # otherwise the bag kernel's check (RuntimeError)
-            error = RuntimeValueError if self.max_norm is None else IndexValueError
-            raise error(f"{where}: indices out of range [0, {self.num_embeddings}): min "
+            raise index_error(idx, self.num_embeddings, self.max_norm)(f"{where}: indices out of range [0, {self.num_embeddings}): min "
                         f"{idx.min()}, max {idx.max()}")
         return idx, bag, b
 
@@ -266,6 +263,16 @@ class EmbeddingBag(Module):
             text += ", scale_grad_by_freq=True"
         text += f", mode={self.mode!r}"
         return text + ("" if self.padding_idx is None else f", padding_idx={self.padding_idx}")
+
+
+def index_error(idx, num_embeddings, max_norm):
+    """PyTorch's type for indices outside [0, num_embeddings): with max_norm its renorm
+    selects each row first, which wraps an index in [-num_embeddings, 0) and fails
+    (IndexError) only outside [-num_embeddings, num_embeddings); otherwise, as without
+    max_norm, the bag kernel's check fails (RuntimeError)."""
+    if max_norm is not None and (idx.min() < -num_embeddings or idx.max() >= num_embeddings):
+        return IndexValueError
+    return RuntimeValueError
 
 
 def _first_max(rows, starts):

@@ -83,7 +83,7 @@ from .ctc import CTCLoss
 from .distance import CosineSimilarity, PairwiseDistance
 from .dropout import AlphaDropout, FeatureAlphaDropout, warn_deprecated_rank
 from .embedding import renorm_rows
-from .embedding_bag import EmbeddingBag
+from .embedding_bag import EmbeddingBag, index_error
 from .fractional_pool import FractionalMaxPool2d, FractionalMaxPool3d
 from .grid_sampling import affine_grid, grid_sample
 from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, PixelShuffle,
@@ -3207,7 +3207,8 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type=2,
     if mode == "max" and sparse:
         raise ValueError("max mode does not support sparse weights")
     if idx.size and (idx.min() < 0 or idx.max() >= w.shape[0]):
-        raise RuntimeValueError(f"embedding_bag: an index lies outside [0, {w.shape[0]})")
+        raise index_error(idx, w.shape[0], max_norm)(
+            f"embedding_bag: an index lies outside [0, {w.shape[0]})")
     if padding_idx is not None:   # (checked here: the layer's own check is an assertion)
         if not _is_int(padding_idx):
             raise TypeValueError(f"embedding_bag(): argument 'padding_idx' must be int, not "
