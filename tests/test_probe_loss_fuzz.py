@@ -1,6 +1,8 @@
 """Regression tests from a seeded differential fuzz of the losses (fastnn.nn and
 fastnn.nn.functional) against PyTorch: values, the gradients backward returns, and the
 exception types of refused inputs."""
+import warnings
+
 import numpy as np
 import pytest
 
@@ -37,3 +39,46 @@ def test_ctc_bad_shapes_and_lengths_are_torchs_runtime_error(log_probs, targets,
     assert isinstance(caught.value, RuntimeError)
     with pytest.raises(RuntimeError):
         F.ctc_loss(log_probs, targets, input_lengths, target_lengths, blank=blank)
+
+
+@pytest.mark.parametrize("name, warns, target", [
+    ("MSELoss", True, None), ("L1Loss", True, None), ("SmoothL1Loss", True, None),
+    ("HuberLoss", True, None), ("HingeEmbeddingLoss", False, "sign"),
+    ("KLDivLoss", False, "prob"), ("PoissonNLLLoss", False, "count"),
+    ("SoftMarginLoss", False, "sign")])
+@pytest.mark.parametrize("shapes", [((2, 3), (1, 3)), ((2, 3), (3,)), ((2, 3), (2, 1)),
+                                    ((1, 3), (2, 3)), ((3,), (2, 3))])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_elementwise_losses_broadcast_target_as_torch(name, warns, target, shapes, reduction):
+    # PyTorch's losses broadcast a target of another shape against the input (MSE, L1,
+    # smooth L1 and Huber with a UserWarning), the input's gradient summed back to its
+    # shape; fastnn's classes refused it (their functional forms already broadcast)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shapes[0])
+    t = rng.standard_normal(shapes[1])
+    if target == "sign":
+        t = np.where(t > 0, 1.0, -1.0)
+    elif target == "prob":
+        t = rng.random(shapes[1])
+    elif target == "count":
+        t = np.round(np.abs(t) * 2)
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    try:
+        want = getattr(torch.nn, name)(reduction=reduction)(xt, torch.from_numpy(t))
+    except RuntimeError:   # (SoftMarginLoss: only the target broadcasts)
+        assert name == "SoftMarginLoss" and len(shapes[1]) >= len(shapes[0])
+        with pytest.raises(RuntimeError):
+            getattr(nn, name)(reduction=reduction)(x, t)
+        return
+    grad_out = rng.standard_normal(tuple(want.shape))
+    want.backward(torch.from_numpy(grad_out) if reduction == "none" else None)
+    loss = getattr(nn, name)(reduction=reduction)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got = loss(x, t)
+    assert [w.filename for w in caught if "target size" in str(w.message)] == (
+        [__file__] if warns else [])   # (the warning points at the caller's line)
+    np.testing.assert_allclose(got, want.detach().numpy(), rtol=1e-12, atol=1e-12)
+    grad = loss.backward(grad_out if reduction == "none" else None)
+    assert grad.shape == x.shape
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -19,6 +19,7 @@ from before keeps its graph.
 """
 import functools
 import math
+import sys
 import threading
 import warnings
 
@@ -30,6 +31,7 @@ from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
 from ..errors import DtypeError, IndexValueError, RuntimeValueError, TypeValueError
 from ..ops import loss_value
+from .distance import summed_to
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labels,
                           broadcasts_to, check_flag, check_float_array, check_labels,
                           check_number, check_probabilities, labels_in_range)
@@ -106,6 +108,15 @@ def _runtime_number(where, name, value, *bounds, **options):
         raise RuntimeValueError(str(error)) from None
 
 
+def _outside_this_file():
+    """The stacklevel of a warning issued here that points at the first caller outside
+    this module (the user's ``loss(pred, target)`` or ``loss.forward(...)``)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def deprecated_mean(reduction, takes_it=True):
     """PyTorch's deprecated reduction='elementwise_mean' as 'mean', with its warning, for
     a loss PyTorch reduces through _Reduction.get_enum (takes_it); any other value as it
@@ -126,6 +137,11 @@ class Loss:
     #: False for the losses whose functional form checks the reduction itself, refusing
     #: PyTorch's deprecated 'elementwise_mean' (Poisson/Gaussian NLL, multilabel soft margin)
     takes_elementwise_mean = True
+    #: how a target of another shape is taken, as PyTorch's loss takes it: None (an
+    #: error), 'warn' (pred and target broadcast to one shape, with PyTorch's warning:
+    #: MSE, L1, smooth L1, Huber), 'both' (broadcast, no warning) or 'target' (the target
+    #: broadcast to pred's shape only); the gradient is summed back to pred's shape
+    broadcast_target = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -236,6 +252,10 @@ class Loss:
         for 'none' an array of the per-element losses' shape (or a number)."""
         if self._grad is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
+        shape = getattr(self, "_broadcast_from", None)
+        if shape is not None:   # (a host pred broadcast against its target)
+            g = self._grad if grad is None else self._weighted(grad)
+            return np.array(summed_to(g, shape), g.dtype, order="C")
         if grad is None:
             if type(self._grad) is np.ndarray:   # (the caller's array: not a buffer of
                 return self._grad.copy()         # fastnn's, so no 64-byte alignment)
@@ -283,10 +303,34 @@ class Loss:
         if self.integer_target:
             target = cast_integer_target(target, pred.dtype)
         target = check_float_array(where, "target", target, dtype=pred.dtype, device_ok=True)
+        before = None
         if target.shape != pred.shape:
-            raise RuntimeValueError(f"{where}: expected target of shape {pred.shape} (same as "
-                                    f"pred), got {target.shape}")
-        return self._beside(pred, target)
+            full = self._broadcast_shape(pred, target)
+            if full is None:
+                raise RuntimeValueError(f"{where}: expected target of shape {pred.shape} (same "
+                                        f"as pred), got {target.shape}")
+            if self.broadcast_target == "warn":
+                warnings.warn(f"Using a target size ({target.shape}) that is different to the "
+                              f"input size ({pred.shape}). This will likely lead to incorrect "
+                              f"results due to broadcasting. Please ensure they have the same "
+                              f"size.", stacklevel=_outside_this_file())
+            before = pred.shape
+            pred, target = np.broadcast_to(pred, full), np.broadcast_to(target, full)
+        pred, target = self._beside(pred, target)
+        self._broadcast_from = before   # (pred's shape, for backward's sum, once checked)
+        return pred, target
+
+    def _broadcast_shape(self, pred, target):
+        """The shape pred and target broadcast to where this loss takes a target of
+        another shape (host arrays), else None."""
+        if self.broadcast_target is None or not (isinstance(pred, np.ndarray)
+                                                 and isinstance(target, np.ndarray)):
+            return None
+        try:
+            full = np.broadcast_shapes(pred.shape, target.shape)
+        except ValueError:
+            return None
+        return None if self.broadcast_target == "target" and full != pred.shape else full
 
     def _beside(self, pred, target):
         """(pred, target) C-contiguous, target moved to where pred lives."""
@@ -342,7 +386,10 @@ class _TorchOrder(Loss):
 
 
 class MSELoss(_TorchOrder):
-    """mean((pred - target)**2) over all elements. pred, target: same shape and dtype."""
+    """mean((pred - target)**2) over all elements. pred, target: one dtype, shapes that
+    broadcast (PyTorch's warning when they differ; the gradient summed to pred's shape)."""
+
+    broadcast_target = "warn"
 
     integer_target = True
 
@@ -355,8 +402,10 @@ class MSELoss(_TorchOrder):
 
 class L1Loss(_TorchOrder):
     """mean(|pred - target|) over all elements (the gradient sign(d) / size, 0 at d = 0).
-    pred, target: same shape and dtype (an integer target is cast, as PyTorch takes one).
-    The smooth_l1_loss op at beta = 0."""
+    pred, target: one dtype (an integer target is cast, as PyTorch takes one), shapes that
+    broadcast as MSELoss's. The smooth_l1_loss op at beta = 0."""
+
+    broadcast_target = "warn"
 
     integer_target = True
 
@@ -369,7 +418,10 @@ class L1Loss(_TorchOrder):
 
 class SmoothL1Loss(Loss):
     """Mean of 0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (d = pred - target),
-    PyTorch's SmoothL1Loss; beta = 0 is the L1 loss. pred, target: same shape and dtype."""
+    PyTorch's SmoothL1Loss; beta = 0 is the L1 loss. pred, target: one dtype, shapes that
+    broadcast as MSELoss's."""
+
+    broadcast_target = "warn"
 
     integer_target = True
 
@@ -392,7 +444,9 @@ class SmoothL1Loss(Loss):
 class HuberLoss(Loss):
     """Mean of 0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2), PyTorch's
     HuberLoss: delta times SmoothL1Loss(beta=delta) (the op smooth_l1_loss, rescaled).
-    pred, target: same shape and dtype; delta > 0."""
+    pred, target: one dtype, shapes that broadcast as MSELoss's; delta > 0."""
+
+    broadcast_target = "warn"
 
     integer_target = True
 
@@ -566,6 +620,8 @@ class KLDivLoss(_OnHost):
     host (a device pred comes to the host; its gradient goes back).
     """
 
+    broadcast_target = "both"
+
     def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
         super().__init__("mean" if reduction == "batchmean" else reduction, size_average,
                          reduce)
@@ -580,8 +636,9 @@ class KLDivLoss(_OnHost):
 
     def _count(self, pred):
         """The mean's denominator: the batch size for 'batchmean', else every element."""
-        if self.reduction == "batchmean":
-            return pred.shape[0] if pred.ndim else 1
+        if self.reduction == "batchmean":   # (input's, before any broadcast, as PyTorch)
+            shape = getattr(self, "_broadcast_from", None) or pred.shape
+            return shape[0] if len(shape) else 1
         return pred.size
 
     def _grad_terms(self, pred, target):
@@ -615,6 +672,8 @@ class SoftMarginLoss(_ElementwiseOnHost):
     {-1, 1}; computed as softplus(-target pred) (finite for any pred), the gradient
     -target sigmoid(-target pred)."""
 
+    broadcast_target = "target"
+
     integer_target = True
 
     def _losses(self, pred, target):
@@ -630,6 +689,8 @@ class SoftMarginLoss(_ElementwiseOnHost):
 class HingeEmbeddingLoss(_ElementwiseOnHost):
     """pred where target is 1, max(0, margin - pred) where it is -1 (PyTorch's
     HingeEmbeddingLoss, pred typically a distance)."""
+
+    broadcast_target = "both"
 
     integer_target = True
 
@@ -912,6 +973,8 @@ class PoissonNLLLoss(_ElementwiseOnHost):
     the default: exp(pred) - target pred) or pred (pred - target log(pred + eps));
     full=True adds Stirling's target log(target) - target + log(2 pi target) / 2 where
     target > 1 (a constant: no gradient)."""
+
+    broadcast_target = "both"
 
     takes_elementwise_mean = False
 
