@@ -29,3 +29,72 @@ def test_embedding_bag_out_of_range_index_error_type(indices, max_norm):
                  lambda: F.embedding_bag(np.array(indices), w, max_norm=max_norm)):
         got = error_of(call)
         assert isinstance(got, want) and isinstance(got, ValueError), (want, type(got))
+
+
+def _error_of(call):
+    with pytest.raises(Exception) as info:
+        call()
+    return info.value
+
+
+def _same_error(torch_call, fastnn_call):
+    want, got = type(_error_of(torch_call)), _error_of(fastnn_call)
+    assert isinstance(got, want) and isinstance(got, ValueError), (want, type(got), got)
+
+
+@pytest.mark.parametrize("mode", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("x_shape, h_shape", [
+    ((3, 2, 5), (1, 2, 4)),      # features: RuntimeError
+    ((3, 5), (1, 4)),            # the same, unbatched
+    ((3, 2, 3, 3), (1, 2, 4)),   # input's rank: ValueError
+    ((3, 2, 3), (1, 3, 4)),      # h_0's batch: RuntimeError
+    ((3, 2, 3), (1, 4)),         # h_0's rank for batched input: RuntimeError
+    ((3, 3), (1, 2, 4)),         # h_0's rank for unbatched input: RuntimeError
+    ((0, 2, 3), (1, 2, 4)),      # no steps: RuntimeError
+])
+def test_recurrent_shape_error_types(mode, x_shape, h_shape):
+    # bare ValueErrors where PyTorch raises RuntimeError (all but the input's rank)
+    rng = np.random.default_rng(0)
+    x, h = rng.standard_normal(x_shape), rng.standard_normal(h_shape)
+    hx = (h, np.zeros(h_shape)) if mode == "LSTM" else h
+    tm, fm = getattr(torch.nn, mode)(3, 4).double(), getattr(nn, mode)(3, 4, dtype=np.float64)
+    th = tuple(torch.from_numpy(a) for a in hx) if mode == "LSTM" else torch.from_numpy(hx)
+    _same_error(lambda: tm(torch.from_numpy(x), th), lambda: fm(x, hx))
+
+
+def test_recurrent_packed_data_features_error_type():
+    x = np.zeros((4, 5))
+    tp = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x.reshape(2, 2, 5)), [2, 2])
+    fp = nn.utils.rnn.pack_padded_sequence(x.reshape(2, 2, 5), np.array([2, 2]))
+    _same_error(lambda: torch.nn.GRU(3, 4).double()(tp), lambda: nn.GRU(3, 4, dtype=np.float64)(fp))
+
+
+_CELL_CASES = [
+    ((2, 5), (2, 4), (2, 4)),        # features: RuntimeError
+    ((2, 5), (2, 4, 1), (2, 4)),     # h's rank first: ValueError
+    ((2, 3, 1), (2, 4), (2, 4)),     # input's rank: ValueError
+    ((2, 3), (2,), (2, 4)),          # 1-D h of N entries: IndexError
+    ((2, 3), (4,), (2, 4)),          # 1-D h of another length: RuntimeError
+    ((2, 3), (2, 5), (2, 4)),        # hidden size: RuntimeError
+    ((2, 3), (3, 4), (2, 4)),        # batch: RuntimeError
+    ((3,), (2, 4), (2, 4)),          # 2-D h for unbatched input: RuntimeError
+]
+_LSTM_CELL_CASES = [
+    ((2, 3), (2, 4), (2,)),          # c: IndexError
+    ((2, 3), (2, 4), (2, 5)),        # c: RuntimeError
+]
+
+
+@pytest.mark.parametrize("mode, x_shape, h_shape, c_shape",
+                         [(m,) + case for m in ("RNNCell", "LSTMCell", "GRUCell")
+                          for case in _CELL_CASES]
+                         + [("LSTMCell",) + case for case in _LSTM_CELL_CASES])
+def test_cell_shape_error_types(mode, x_shape, h_shape, c_shape):
+    # bare ValueErrors where PyTorch raises RuntimeError or IndexError (its ranks are
+    # ValueErrors, hx's checked before the input's features)
+    rng = np.random.default_rng(0)
+    x, h, c = (rng.standard_normal(s) for s in (x_shape, h_shape, c_shape))
+    hx = (h, c) if mode == "LSTMCell" else h
+    tm, fm = getattr(torch.nn, mode)(3, 4).double(), getattr(nn, mode)(3, 4, dtype=np.float64)
+    th = tuple(torch.from_numpy(a) for a in hx) if mode == "LSTMCell" else torch.from_numpy(hx)
+    _same_error(lambda: tm(torch.from_numpy(x), th), lambda: fm(x, hx))

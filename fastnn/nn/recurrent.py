@@ -29,7 +29,7 @@ from scipy.special import expit as _expit
 from .. import device as _device
 from .. import grad_mode as _grad_mode
 from .. import random as _random
-from ..errors import RuntimeValueError
+from ..errors import IndexValueError, RuntimeValueError
 from ..validation import (check_bool, check_float_array, check_number, check_only,
                           check_positive_int)
 from . import init
@@ -288,20 +288,22 @@ class RNNBase(Module):
         x = check_float_array(where, "input", x, device_ok=True)
         shape = tuple(x.shape)  # (the CUDA simulator's shapes refuse negative indices)
         if len(shape) not in (2, 3) or shape[-1] != self.input_size:
+            # PyTorch's types: a ValueError for the rank, a RuntimeError for the features
             batched = "(N, L, F)" if self.batch_first else "(L, N, F)"
-            raise ValueError(f"{where}: expected input of shape {batched} or (L, F) with "
-                             f"F = input_size = {self.input_size}, got {shape}")
+            error = RuntimeValueError if len(shape) in (2, 3) else ValueError
+            raise error(f"{where}: expected input of shape {batched} or (L, F) with "
+                        f"F = input_size = {self.input_size}, got {shape}")
         if shape[1 if len(shape) == 3 and self.batch_first else 0] == 0:
-            raise ValueError(f"{where}: expected a sequence length L larger than 0, got input "
-                             f"of shape {shape}")
+            raise RuntimeValueError(f"{where}: expected a sequence length L larger than 0, "
+                                    f"got input of shape {shape}")
         self._check_dtype(x.dtype, self.weight_ih_l0.data.dtype)
         return x
 
     def _check_state(self, name, h, shape, dtype):
         h = check_float_array(self._where(), name, h, dtype=dtype, device_ok=True)
-        if tuple(h.shape) != shape:
-            raise ValueError(f"{self._where()}: expected {name} of shape {shape}, got "
-                             f"{tuple(h.shape)}")
+        if tuple(h.shape) != shape:   # (PyTorch's RuntimeError, its rank's too)
+            raise RuntimeValueError(f"{self._where()}: expected {name} of shape {shape}, got "
+                                    f"{tuple(h.shape)}")
         return _device.to_host(h)
 
     reset_parameters = reset_uniform_by_hidden_size
@@ -387,10 +389,10 @@ class RNNBase(Module):
         where = self._where()
         sizes = _check_batch_sizes(where, packed)
         x = check_float_array(where, "input.data", packed.data, device_ok=True)
-        if len(x.shape) != 2 or x.shape[1] != self.input_size:
-            raise ValueError(f"{where}: expected a PackedSequence whose data has shape (sum of "
-                             f"lengths, input_size = {self.input_size}), got "
-                             f"{tuple(x.shape)}")
+        if len(x.shape) != 2 or x.shape[1] != self.input_size:   # (PyTorch's RuntimeError)
+            raise RuntimeValueError(f"{where}: expected a PackedSequence whose data has shape "
+                                    f"(sum of lengths, input_size = {self.input_size}), got "
+                                    f"{tuple(x.shape)}")
         self._check_dtype(x.dtype, self.weight_ih_l0.data.dtype)
         namespace = _device.namespace_of(x)
         data = np.ascontiguousarray(_device.to_host(x))
@@ -846,9 +848,19 @@ class RNNCellBase(Module):
                                       f"use RNNCell, LSTMCell or GRUCell")
         x = check_float_array(where, "input", x, device_ok=True)
         shape = tuple(x.shape)
-        if len(shape) not in (1, 2) or shape[-1] != self.input_size:
+        # PyTorch's types: the input's and hx's ranks are ValueErrors, checked first; the
+        # sizes RuntimeErrors (IndexError for a 1-D state of batched input's N entries)
+        if len(shape) not in (1, 2):
             raise ValueError(f"{where}: expected input of shape (N, {self.input_size}) or "
                              f"({self.input_size},), got {shape}")
+        parts = hx if self._rule.has_cell and isinstance(hx, (tuple, list)) else (hx,)
+        for name, h in zip(("h", "c") if self._rule.has_cell else ("hx",), parts):
+            if h is not None and _device.is_array(h) and h.ndim not in (1, 2):
+                raise ValueError(f"{where}: expected {name} to be 1-D or 2-D, got "
+                                 f"{h.ndim}-D")
+        if shape[-1] != self.input_size:
+            raise RuntimeValueError(f"{where}: expected input of shape (N, {self.input_size}) "
+                                    f"or ({self.input_size},), got {shape}")
         self._check_dtype(x.dtype, self.weight_ih.data.dtype)
         namespace = _device.namespace_of(x)
         host = _device.to_host(x).reshape((-1, self.input_size))
@@ -878,8 +890,10 @@ class RNNCellBase(Module):
         for name, h in zip(("h", "c"), parts):
             h = check_float_array(self._where(), name, h, dtype=dtype, device_ok=True)
             if tuple(h.shape) != shape:
-                raise ValueError(f"{self._where()}: expected {name} of shape {shape}, got "
-                                 f"{tuple(h.shape)}")
+                error = (IndexValueError if len(lead) == 1 and h.ndim == 1
+                         and h.shape[0] == lead[0] else RuntimeValueError)
+                raise error(f"{self._where()}: expected {name} of shape {shape}, got "
+                            f"{tuple(h.shape)}")
             out.append(_device.to_host(h))
         return out[0], (out[1] if self._rule.has_cell else None)
 
