@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from .device import is_contiguous, is_device_array, to_host
-from .errors import DtypeError, TypeValueError
+from .errors import DtypeError, RuntimeValueError, TypeValueError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -65,8 +65,8 @@ def check_probabilities(where, name, values):
         return
     lo, hi = values.min(), values.max()  # two reductions, no temporaries
     if lo < 0 or hi > 1 or (lo != lo and (np.any(values < 0) or np.any(values > 1))):
-        raise ValueError(f"{where}: expected {name} to be probabilities in [0, 1], got values "
-                         f"in [{np.nanmin(values)}, {np.nanmax(values)}]")
+        raise RuntimeValueError(f"{where}: expected {name} to be probabilities in [0, 1], got "
+                                f"values in [{np.nanmin(values)}, {np.nanmax(values)}]")
 
 
 def check_same_shape(where, name, x, ref_name, ref):
@@ -201,7 +201,8 @@ def check_labels(where, labels, n, num_classes):
         got = labels.dtype if isinstance(labels, np.ndarray) else type(labels).__name__
         raise DtypeError(f"{where}: expected integer class labels, got {got}")
     if labels.shape != (n,):
-        raise ValueError(f"{where}: expected labels of shape ({n},), got {labels.shape}")
+        raise RuntimeValueError(f"{where}: expected labels of shape ({n},), got "
+                                f"{labels.shape}")
     if n and (labels.min() < 0 or labels.max() >= num_classes):
         raise LabelsOutOfRange(f"{where}: labels out of range: expected values in [0, {num_classes}), "
                          f"got min {labels.min()} and max {labels.max()}")

@@ -82,3 +82,48 @@ def test_elementwise_losses_broadcast_target_as_torch(name, warns, target, shape
     grad = loss.backward(grad_out if reduction == "none" else None)
     assert grad.shape == x.shape
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("case", ["bce_pred", "bce_target", "nll_rank", "ce_rank",
+                                  "multi_margin_batch", "multi_margin_rank", "ops_bce"])
+def test_bad_probabilities_and_label_shapes_are_torchs_runtime_error(case):
+    # PyTorch raises RuntimeError for each ("all elements of input should be between 0 and
+    # 1", "0D or 1D target tensor expected, multi-target not supported", "target tensor
+    # should be 1-D with size equal to the number of input samples"); fastnn raised a bare
+    # ValueError
+    from fastnn import ops
+    x = np.zeros((2, 3))
+    p = np.full((2, 3), 0.5)
+    calls = {
+        "bce_pred": (lambda M: M.BCELoss()(p + 1, p)),
+        "bce_target": (lambda M: M.BCELoss()(p, p + 1)),
+        "nll_rank": (lambda M: M.NLLLoss()(x, np.zeros((2, 2), np.int64))),
+        "ce_rank": (lambda M: M.CrossEntropyLoss()(x, np.zeros((2, 2), np.int64))),
+        "multi_margin_batch": (lambda M: M.MultiMarginLoss()(x, np.zeros(3, np.int64))),
+        "multi_margin_rank": (lambda M: M.MultiMarginLoss()(x, np.zeros((2, 2), np.int64))),
+    }
+    if case == "ops_bce":
+        with pytest.raises(ValueError) as caught:
+            ops.bce_loss(p + 1, p)
+        assert isinstance(caught.value, RuntimeError)
+        return
+    with pytest.raises(RuntimeError):
+        calls[case](_TorchArrays(torch.nn))
+    with pytest.raises(ValueError) as caught:
+        calls[case](nn)
+    assert isinstance(caught.value, RuntimeError)
+
+
+class _TorchArrays:
+    """torch.nn's losses called with NumPy arrays (as tensors), for the calls above."""
+
+    def __init__(self, module):
+        self.module = module
+
+    def __getattr__(self, name):
+        cls = getattr(self.module, name)
+
+        def make(*args, **kwargs):
+            loss = cls(*args, **kwargs)
+            return lambda *arrays: loss(*[torch.from_numpy(a) for a in arrays])
+        return make

@@ -1249,7 +1249,8 @@ class CrossEntropyLoss(_ClassTargets):
                     if not self._ignores_some(target):
                         raise
             if target.shape != (n,):
-                raise ValueError(f"{where}: expected labels of shape ({n},), got {target.shape}")
+                raise RuntimeValueError(f"{where}: expected labels of shape ({n},), got "
+                                        f"{target.shape}")
             return self._beside(pred, self._dense(pred, target))
         if kind == "f":
             if target.ndim == 1:  # (N,) class labels of a float dtype, as PyTorch refuses
@@ -1323,8 +1324,8 @@ class NLLLoss(_ClassTargets, _OnHost):
             raise DtypeError(f"{where}: expected target to be integer class labels (N,), "
                              f"got {got}")
         if target.shape != pred.shape[:1]:
-            raise ValueError(f"{where}: expected labels of shape ({pred.shape[0]},), got "
-                             f"{target.shape}")
+            raise RuntimeValueError(f"{where}: expected labels of shape ({pred.shape[0]},), "
+                                    f"got {target.shape}")
         target = _device.to_host(target)
         self._row_coef = self._row_weights(pred, target)
         return pred, target
