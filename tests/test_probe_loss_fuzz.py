@@ -127,3 +127,27 @@ class _TorchArrays:
             loss = cls(*args, **kwargs)
             return lambda *arrays: loss(*[torch.from_numpy(a) for a in arrays])
         return make
+
+
+@pytest.mark.parametrize("shapes", [((2, 3), (1, 3)), ((1, 3), (2, 3)), ((2, 3), (2, 1)),
+                                    ((2, 1), (2, 3)), ((2, 2, 3), (2, 1, 3))])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_multilabel_soft_margin_broadcasts_target_as_torch(shapes, reduction, weighted):
+    # PyTorch broadcasts a target of pred's rank and another shape, the mean over pred's
+    # own classes; fastnn's class refused it
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shapes[0])
+    t = (rng.random(shapes[1]) > 0.5).astype(np.float64)
+    w = rng.random(3) if weighted else None
+    xt = torch.from_numpy(x.copy()).requires_grad_()
+    want = torch.nn.MultiLabelSoftMarginLoss(
+        weight=None if w is None else torch.from_numpy(w), reduction=reduction)(
+        xt, torch.from_numpy(t))
+    grad_out = rng.standard_normal(tuple(want.shape))
+    want.backward(torch.from_numpy(grad_out))
+    loss = nn.MultiLabelSoftMarginLoss(weight=w, reduction=reduction)
+    np.testing.assert_allclose(loss(x, t), want.detach().numpy(), rtol=1e-12, atol=1e-12)
+    grad = loss.backward(grad_out)
+    assert grad.shape == x.shape
+    np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12, atol=1e-12)

@@ -139,8 +139,9 @@ class Loss:
     takes_elementwise_mean = True
     #: how a target of another shape is taken, as PyTorch's loss takes it: None (an
     #: error), 'warn' (pred and target broadcast to one shape, with PyTorch's warning:
-    #: MSE, L1, smooth L1, Huber), 'both' (broadcast, no warning) or 'target' (the target
-    #: broadcast to pred's shape only); the gradient is summed back to pred's shape
+    #: MSE, L1, smooth L1, Huber), 'both' (broadcast, no warning), 'rank' (the same to
+    #: pred's rank only) or 'target' (the target broadcast to pred's shape only); the
+    #: gradient is summed back to pred's shape
     broadcast_target = None
 
     def __init_subclass__(cls, **kwargs):
@@ -330,7 +331,9 @@ class Loss:
             full = np.broadcast_shapes(pred.shape, target.shape)
         except ValueError:
             return None
-        return None if self.broadcast_target == "target" and full != pred.shape else full
+        if self.broadcast_target == "target" and full != pred.shape:
+            return None
+        return None if self.broadcast_target == "rank" and len(full) != pred.ndim else full
 
     def _beside(self, pred, target):
         """(pred, target) C-contiguous, target moved to where pred lives."""
@@ -726,6 +729,11 @@ class MultiLabelSoftMarginLoss(_OnHost):
 
     integer_target = True
 
+    # (a target broadcasting with pred to pred's rank; the mean over pred's own C, as
+    # PyTorch's. A target of a higher rank is refused: PyTorch then sums over axis
+    # pred.ndim - 1 of the broadcast terms, a batch axis, not the classes)
+    broadcast_target = "rank"
+
     def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
         super().__init__(reduction, size_average, reduce)
         self.weight = _host_factor(type(self).__name__, "weight", weight)
@@ -735,15 +743,21 @@ class MultiLabelSoftMarginLoss(_OnHost):
 
     def _check(self, pred, target):
         pred, target = super()._check(pred, target)
-        if pred.ndim == 0 or not self._weight_fits(pred.shape):
+        if len(self._classes_of(pred)) == 0 or not self._weight_fits(pred.shape):
             # (PyTorch: an IndexError for a 0-d pred, a RuntimeError for the weight)
-            error = IndexValueError if pred.ndim == 0 else RuntimeValueError
+            error = IndexValueError if not self._classes_of(pred) else RuntimeValueError
             raise error(f"{self._where()}: expected pred of shape (N, C), (C,) or "
                         f"(N, ..., C) and a weight of shape (C,) or any shape that "
-                        f"broadcasts to pred's ((N, C), (1, C), ...), got {pred.shape} "
+                        f"broadcasts to pred's ((N, C), (1, C), ...), got "
+                        f"{self._classes_of(pred)} "
                         f"and a weight of shape "
                         f"{None if self.weight is None else self.weight.shape}")
         return pred, target
+
+    def _classes_of(self, pred):
+        """pred's shape as given (before a broadcast against the target)."""
+        shape = getattr(self, "_broadcast_from", None)
+        return tuple(pred.shape if shape is None else shape)
 
     def _weight_fits(self, shape):
         """Whether the weight (if any) broadcasts to pred's shape without enlarging it
@@ -764,7 +778,9 @@ class MultiLabelSoftMarginLoss(_OnHost):
 
     def _losses(self, pred, target):
         per_label = self.label_terms(pred, target)
-        return (per_label * self._w(pred)).mean(axis=-1).astype(pred.dtype)
+        classes = self._classes_of(pred)[-1]
+        return ((per_label * self._w(pred)).sum(axis=-1) / pred.dtype.type(classes)).astype(
+            pred.dtype)
 
     def _grad_terms(self, pred, target):
         # (1 - t) sigmoid(x) - t sigmoid(-x), which is sigmoid(x) - t with nothing
@@ -775,7 +791,7 @@ class MultiLabelSoftMarginLoss(_OnHost):
         positive = pred >= 0
         sigmoid, sigmoid_neg = np.where(positive, big, small), np.where(positive, small, big)
         grad = (1 - target) * sigmoid - target * sigmoid_neg
-        return (grad * self._w(pred) / pred.shape[-1]).astype(pred.dtype)
+        return (grad * self._w(pred) / self._classes_of(pred)[-1]).astype(pred.dtype)
 
     def _count(self, pred):
         return pred.size // pred.shape[-1]  # the samples: every position but the classes
