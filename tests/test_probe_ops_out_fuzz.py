@@ -32,3 +32,15 @@ def test_pooling_indices_of_another_dtype_are_a_dtype_error_and_nothing_is_writt
         assert (grad_in == 7).all()
         with pytest.raises(TypeError, match="got list"):   # no array: a TypeError only
             ops.max_pool2d_backward(y, idx.tolist(), x.shape)
+
+
+def test_normalize_refuses_a_read_only_out_by_name_and_writes_in_place():
+    from fastnn.nn import functional as F
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    out = np.zeros_like(x)
+    out.flags.writeable = False
+    with pytest.raises(ValueError, match="normalize: expected out to be writeable"):
+        F.normalize(x, out=out)
+    expected = F.normalize(x)
+    assert F.normalize(x, out=x) is x   # in place, as torch.nn.functional.normalize(out=)
+    np.testing.assert_array_equal(x, expected)

@@ -1597,6 +1597,8 @@ def normalize(input, p=2.0, dim=1, eps=1e-12, out=None):
         if out.shape != x.shape:
             raise RuntimeValueError(
                 f"{where}: expected out of shape {x.shape}, got {out.shape}")
+        if not out.flags.writeable:   # (NumPy's own error would not name the function)
+            raise ValueError(f"{where}: expected out to be writeable, got a read-only array")
     if x.ndim == 0:
         norm = np.abs(x) if p != 0 else (x != 0).astype(x.dtype)
     else:
@@ -2273,10 +2275,11 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     the reduction over the samples ('none': input's shape without C).
 
     input: (N, C) logits, (C,) or (N, ..., C); target: 1 for each label present, 0
-    otherwise, broadcast to input's shape; weight: None, or any shape that broadcasts with
-    input's ((C,), (N, C), (1, C), ...), multiplied into each label's term (one that
-    enlarges input's shape gives PyTorch's result: the terms of the broadcast shape summed
-    over its axis input.ndim - 1, over C). The forward of nn.MultiLabelSoftMarginLoss.
+    otherwise, of a shape that broadcasts with input's; weight: None, or any shape that
+    broadcasts with input's ((C,), (N, C), (1, C), ...), multiplied into each label's term
+    (a target or weight that enlarges input's shape gives PyTorch's result: the terms of
+    the broadcast shape summed over its axis input.ndim - 1, over C). The forward of
+    nn.MultiLabelSoftMarginLoss.
     """
     where = "multilabel_soft_margin_loss"
     reduction = _reduction(size_average, reduce, reduction, legacy=False)
@@ -2284,24 +2287,23 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     w = None if weight is None else _float(where, "weight", weight, dtype=x.dtype)
     if x.ndim == 0:
         raise IndexValueError("Dimension specified as -1 but tensor has no dimensions")
-    if _broadcast_shape(where, x, t) != x.shape:
-        raise RuntimeValueError(f"{where}: target of shape {t.shape} does not broadcast to "
-                                f"input's shape {x.shape}")
-    t = np.broadcast_to(t, x.shape)
+    shape = _broadcast_shape(where, x, t)
     if w is not None:
         # PyTorch multiplies the weight into the loss terms: any shape that broadcasts with
         # input's, one that enlarges it giving those terms (and the losses) its shape
         try:
-            shape = np.broadcast_shapes(x.shape, w.shape)
+            shape = np.broadcast_shapes(shape, w.shape)
         except ValueError:
             raise RuntimeValueError(f"{where}: weight of shape {w.shape} does not broadcast with "
                                     f"input's shape {x.shape}") from None
-        if shape != x.shape:   # PyTorch's formula as it is: the terms times the weight,
-            # summed over axis input.ndim - 1 of their shape, over input.shape[-1]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                terms = MultiLabelSoftMarginLoss.label_terms(x, t) * w
-                losses = terms.sum(axis=x.ndim - 1) / x.dtype.type(x.shape[-1])
-            return _reduced(np.asarray(losses, x.dtype), reduction)
+    if shape != x.shape:   # (a target or weight that enlarges input's shape) PyTorch's
+        # formula as it is: the terms times the weight, summed over axis input.ndim - 1 of
+        # their shape, over input.shape[-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            terms = MultiLabelSoftMarginLoss.label_terms(x, t) * (1 if w is None else w)
+            losses = terms.sum(axis=x.ndim - 1) / x.dtype.type(x.shape[-1])
+        return _reduced(np.asarray(losses, x.dtype), reduction)
+    t = np.broadcast_to(t, x.shape)
     x, t = as_contiguous(x), as_contiguous(t)
     if x.size == 0:  # (no class: each sample's mean NaN)
         return _empty(x.shape[:-1], x.dtype, reduction, np.nan if x.shape[-1] == 0 else 0.0)
