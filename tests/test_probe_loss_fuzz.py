@@ -151,3 +151,23 @@ def test_multilabel_soft_margin_broadcasts_target_as_torch(shapes, reduction, we
     grad = loss.backward(grad_out)
     assert grad.shape == x.shape
     np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shapes", [((1, 3), (2, 3)), ((2, 1), (2, 3)), ((3,), (2, 3)),
+                                    ((2, 3), (2, 2, 3)), ((1, 3), (2, 1))])
+@pytest.mark.parametrize("weight", [None, (3,), (2, 1, 3)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_functional_multilabel_soft_margin_target_enlarging_input(shapes, weight, reduction):
+    # a target that enlarges input's shape gives PyTorch's formula as it is (the terms of
+    # the broadcast shape summed over axis input.ndim - 1, over input's C), as an
+    # enlarging weight already did; fastnn refused it
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shapes[0])
+    t = (rng.random(shapes[1]) > 0.5).astype(np.float64)
+    w = None if weight is None else rng.random(weight)
+    want = torch.nn.functional.multilabel_soft_margin_loss(
+        torch.from_numpy(x), torch.from_numpy(t),
+        weight=None if w is None else torch.from_numpy(w), reduction=reduction)
+    got = F.multilabel_soft_margin_loss(x, t, weight=w, reduction=reduction)
+    assert np.shape(got) == tuple(want.shape)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-12)
