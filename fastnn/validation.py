@@ -245,9 +245,13 @@ def check_float_dtype(where, dtype, name="input"):
         raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {dtype}")
 
 
-def check_positive_int(where, name, value):
+def check_positive_int(where, name, value, negative=ValueError):
     """value as an int when it is an integer >= 1 (not a bool), else a ValueError (for
-    a value that is no integer, one that is a TypeError too, as PyTorch raises)."""
+    a value that is no integer, one that is a TypeError too, as PyTorch raises).
+    negative: the error for a negative int (RuntimeValueError for a size PyTorch makes a
+    tensor of at construction: its RuntimeError for a negative dimension)."""
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value < 0:
+        raise negative(f"{where}: expected {name} to be a positive int, got {value!r}")
     return _check_int_from(where, name, value, 1, "a positive int")
 
 

@@ -62,3 +62,24 @@ def test_wrong_rank_stays_torch_value_error(name, kwargs, shape):
     with pytest.raises(ValueError, match=name) as info:
         getattr(nn, name)(**kwargs).double()(x)
     assert not isinstance(info.value, RuntimeError)
+
+
+@pytest.mark.parametrize("name, args", [
+    ("BatchNorm1d", (-1,)), ("BatchNorm2d", (-3,)), ("BatchNorm3d", (-2,)),
+    ("PReLU", (-1,)), ("GroupNorm", (2, -2)),
+])
+def test_negative_size_is_torch_runtime_error(name, args):
+    with pytest.raises(RuntimeError):   # PyTorch: a tensor of a negative dimension
+        getattr(torch.nn, name)(*args)
+    with pytest.raises(RuntimeValueError, match=name):
+        getattr(nn, name)(*args)
+
+
+@pytest.mark.parametrize("name", ["Dropout", "Dropout1d", "Dropout2d", "Dropout3d"])
+def test_dropout_constructor_errors_name_the_layer(name):
+    with pytest.raises(ValueError):
+        getattr(torch.nn, name)(1.5)
+    with pytest.raises(ValueError, match=rf"^{name}: expected p in"):
+        getattr(nn, name)(1.5)
+    with pytest.raises(TypeError, match=rf"^{name}: expected inplace"):
+        getattr(nn, name)(0.5, inplace="yes")

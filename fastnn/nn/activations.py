@@ -377,7 +377,8 @@ class PReLU(Module):
 
     def __init__(self, num_parameters=1, init=0.25, dtype=np.float32):
         super().__init__()
-        check_positive_int("PReLU", "num_parameters", num_parameters)
+        check_positive_int("PReLU", "num_parameters", num_parameters,
+                           negative=RuntimeValueError)
         check_number("PReLU", "init", init)
         self.num_parameters = int(num_parameters)
         self.init = init   # PyTorch's attribute

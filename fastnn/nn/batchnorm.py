@@ -21,7 +21,7 @@ class _BatchNorm(BatchCounter, Module):
                  dtype=np.float32, affine=True, track_running_stats=True, *, bias=True):
         super().__init__()
         name = type(self).__name__
-        check_positive_int(name, "num_features", num_features)
+        check_positive_int(name, "num_features", num_features, negative=RuntimeValueError)
         check_number(name, "eps", eps, low=0.0, high=None)
         if momentum is not None:
             check_number(name, "momentum", momentum, low=0.0, high=1.0, high_open=False)

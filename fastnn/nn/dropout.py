@@ -26,10 +26,11 @@ class Dropout(Module):
 
     def __init__(self, p=0.5, inplace=False):
         super().__init__()
-        check_number("Dropout", "p", p, low=0.0, high=1.0, high_open=False)
+        name = type(self).__name__   # Dropout1d/2d/3d say so
+        check_number(name, "p", p, low=0.0, high=1.0, high_open=False)
         self.p = p   # as given (PyTorch's attribute and repr)
         # accepted for PyTorch code; the output is a fresh array
-        self.inplace = check_bool("Dropout", "inplace", inplace)
+        self.inplace = check_bool(name, "inplace", inplace)
         self._mask = None
 
     @property

@@ -175,7 +175,8 @@ class GroupNorm(_GroupedNorm):
                  bias=True):
         super().__init__()
         self.num_groups = check_positive_int("GroupNorm", "num_groups", num_groups)
-        self.num_channels = check_positive_int("GroupNorm", "num_channels", num_channels)
+        self.num_channels = check_positive_int("GroupNorm", "num_channels", num_channels,
+                                               negative=RuntimeValueError)
         if self.num_channels % self.num_groups:
             raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible "
                              f"by num_groups ({num_groups})")
