@@ -171,7 +171,7 @@ def test_attention_bad_arguments_and_inputs():
         nn.MultiheadAttention(8, 2, dropout=1.5)
     layer = nn.MultiheadAttention(8, 2)
     q = np.zeros((3, 2, 8), np.float32)
-    with pytest.raises(ValueError, match=r"expected key of shape \(L, N, E\)"):
+    with pytest.raises(ValueError, match=r"expected key and value of shape \(L, N, E\)"):
         layer(q, np.zeros((3, 2, 7), np.float32), q)
     with pytest.raises(ValueError, match=r"attn_mask of shape \(3, 3\)"):
         layer(q, q, q, attn_mask=np.zeros((2, 2), bool))

@@ -98,3 +98,36 @@ def test_cell_shape_error_types(mode, x_shape, h_shape, c_shape):
     tm, fm = getattr(torch.nn, mode)(3, 4).double(), getattr(nn, mode)(3, 4, dtype=np.float64)
     th = tuple(torch.from_numpy(a) for a in hx) if mode == "LSTMCell" else torch.from_numpy(hx)
     _same_error(lambda: tm(torch.from_numpy(x), th), lambda: fm(x, hx))
+
+
+@pytest.mark.parametrize("key_shape, value_shape", [
+    ((2, 3, 5), (2, 3, 5)),   # key and value alike, not embed_dim: the projection's RuntimeError
+    ((2, 3, 5), (2, 3, 4)),   # not alike: PyTorch's assertion
+    ((3, 5), (3, 5)),         # unbatched: rank (AssertionError) before features
+])
+def test_attention_key_features_error_type(key_shape, value_shape):
+    # one in-projection weight: fastnn asserted (AssertionError) on key's features where
+    # PyTorch, having asserted key and value alike, fails in the projection (RuntimeError);
+    # a TransformerDecoderLayer's memory of the wrong width gave the same AssertionError
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal(s) for s in ((2, 2, 4), key_shape, value_shape))
+    tm = torch.nn.MultiheadAttention(4, 2, batch_first=True).double()
+    fm = nn.MultiheadAttention(4, 2, batch_first=True, dtype=np.float64)
+    _same_error(lambda: tm(*(torch.from_numpy(a) for a in (q, k, v))), lambda: fm(q, k, v))
+    if key_shape == value_shape:
+        td = torch.nn.TransformerDecoderLayer(4, 2, 8, 0.0, batch_first=True).double()
+        fd = nn.TransformerDecoderLayer(4, 2, 8, 0.0, batch_first=True, dtype=np.float64)
+        _same_error(lambda: td(torch.from_numpy(q), torch.from_numpy(k)), lambda: fd(q, k))
+
+
+@pytest.mark.parametrize("src_shape, tgt_shape", [
+    ((2, 3), (2, 2, 4)),      # src's features first: RuntimeError, not the ranks' assertion
+    ((2, 3, 4), (3, 4)),      # src batched: tgt's axis 0 another batch, RuntimeError
+    ((3, 4), (2, 2, 4)),      # ranks: AssertionError
+])
+def test_transformer_src_tgt_error_type(src_shape, tgt_shape):
+    rng = np.random.default_rng(0)
+    src, tgt = rng.standard_normal(src_shape), rng.standard_normal(tgt_shape)
+    tm = torch.nn.Transformer(4, 2, 1, 1, 8, 0.0, batch_first=True).double()
+    fm = nn.Transformer(4, 2, 1, 1, 8, 0.0, batch_first=True, dtype=np.float64)
+    _same_error(lambda: tm(torch.from_numpy(src), torch.from_numpy(tgt)), lambda: fm(src, tgt))

@@ -136,10 +136,10 @@ class MultiheadAttention(Module):
 
     # ------------------------------------------------------------------ forward
     def _seq(self, where, name, x, dtype, features):
-        """x checked (2-D or 3-D, ``features`` last), on the host, as given."""
+        """x checked (2-D or 3-D, ``features`` last unless None), on the host, as given."""
         x = check_float_array(where, name, x, dtype=dtype, device_ok=True)
         shape = tuple(x.shape)
-        if len(shape) not in (2, 3) or shape[-1] != features:
+        if len(shape) not in (2, 3) or features is not None and shape[-1] != features:
             layout = "(N, L, E)" if self.batch_first else "(L, N, E)"
             raise AttentionAssertionError(f"{where}: expected {name} of shape {layout} or "
                                           f"(L, E) with E = {features}, got {shape}")
@@ -167,14 +167,25 @@ class MultiheadAttention(Module):
         query_arr = check_float_array(where, "query", query, device_ok=True)
         self._check_dtype(query_arr.dtype, self.out_proj.weight.data.dtype)
         dtype = query_arr.dtype
+        # one in-projection weight (no kdim/vdim): PyTorch asserts key and value alike,
+        # then its projection of key fails (RuntimeError) on key's features
+        packed = self._qkv_same_embed_dim
         q_in, k_in, v_in = (self._seq(where, n, a, dtype, f) for n, a, f in
-                            (("query", query, self.embed_dim), ("key", key, self.kdim),
-                             ("value", value, self.vdim)))
+                            (("query", query, self.embed_dim),
+                             ("key", key, None if packed else self.kdim),
+                             ("value", value, None if packed else self.vdim)))
         ndims = (q_in.ndim, k_in.ndim, v_in.ndim)
         if len(set(ndims)) > 1:
             raise AttentionAssertionError(
                 f"{where}: expected query, key and value all batched (3-D) or all "
                 f"unbatched (2-D), got {ndims[0]}-D, {ndims[1]}-D and {ndims[2]}-D")
+        if packed and (k_in.shape[-1], v_in.shape[-1]) != (self.embed_dim,) * 2:
+            error = (AttentionRuntimeError if k_in.shape == v_in.shape else
+                     AttentionAssertionError)
+            layout = "(N, L, E)" if self.batch_first else "(L, N, E)"
+            raise error(f"{where}: expected key and value of shape {layout} or (L, E) with "
+                        f"E = {self.embed_dim}, got {tuple(k_in.shape)} and "
+                        f"{tuple(v_in.shape)}")
         unbatched = q_in.ndim == 2
         shapes = (tuple(q_in.shape), tuple(k_in.shape), tuple(v_in.shape))
         q_in, k_in, v_in = (self._batched(x) for x in (q_in, k_in, v_in))

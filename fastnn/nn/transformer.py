@@ -619,17 +619,19 @@ class Transformer(Module):
                 memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
                 memory_is_causal=False):
         where = self._where()
-        _check_alike(where, src, tgt, ("src", "tgt"))
+        # PyTorch's order: the batch (src 3-D) and the features (RuntimeError), then the
+        # ranks (its attention's AssertionError)
         shapes = tuple(tuple(getattr(a, "shape", ())) for a in (src, tgt))
-        if all(len(shape) == 3 for shape in shapes):
+        if len(shapes[0]) == 3:
             axis = 0 if self.batch_first else 1
-            if shapes[0][axis] != shapes[1][axis]:
+            if len(shapes[1]) > axis and shapes[0][axis] != shapes[1][axis]:
                 raise AttentionRuntimeError(f"{where}: expected src and tgt of one batch "
                                             f"size, got {shapes[0]} and {shapes[1]}")
         if any(shape and shape[-1] != self.d_model for shape in shapes):
             raise AttentionRuntimeError(f"{where}: expected src and tgt of d_model = "
                                         f"{self.d_model} features, got {shapes[0]} and "
                                         f"{shapes[1]}")
+        _check_alike(where, src, tgt, ("src", "tgt"))
         _check_masks(where, src_mask=src_mask, tgt_mask=tgt_mask, memory_mask=memory_mask,
                      src_key_padding_mask=src_key_padding_mask,
                      tgt_key_padding_mask=tgt_key_padding_mask,
