@@ -140,6 +140,9 @@ def norm_and_grad(diff, p):
         hit = (a == dist)
         ties = np.maximum(hit.sum(axis=-1, keepdims=True), 1).astype(diff.dtype)
         grad = np.sign(diff) * hit / ties
+    elif p == 1.0:   # PyTorch's sgn(diff), 0 at a NaN entry (and at 0)
+        dist = a.sum(axis=-1, keepdims=True)
+        grad = np.sign(np.where(np.isnan(diff), 0, diff)).astype(diff.dtype)
     else:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             dist = (a ** p).sum(axis=-1, keepdims=True) ** (1 / p)
