@@ -173,22 +173,25 @@ def test_functional_multilabel_soft_margin_target_enlarging_input(shapes, weight
     np.testing.assert_allclose(got, want.numpy(), rtol=1e-12, atol=1e-12)
 
 
-def test_p1_distance_gradient_at_nan_is_torchs_zero():
-    # PyTorch's 1-norm backward is sgn(diff), 0 at a NaN entry (TripletMarginLoss(p=1),
-    # PairwiseDistance(p=1)); fastnn's gave NaN there
+@pytest.mark.parametrize("p", [1.0, 0.5, 1.5, 3.0, np.inf, -np.inf, -1.0])
+def test_p_norm_distance_gradient_at_nan_and_inf_is_torchs(p):
+    # PyTorch's norm backward, term for term: sgn(diff) (0 at a NaN entry) for p = 1, the
+    # max/min entries and the NaN ones sharing it for +-inf, NaN rows where its formula
+    # gives them for other p (TripletMarginLoss, PairwiseDistance); fastnn's gave NaN at a
+    # NaN entry for p = 1 and other NaN patterns for the other p
     nan, inf = np.nan, np.inf
     a = np.array([[nan, 1.0, -2.0], [inf, 0.5, 0.0]])
-    p = np.array([[0.0, 2.0, 1.0], [inf, -1.0, 3.0]])
+    b = np.array([[0.0, 2.0, 1.0], [inf, -1.0, 3.0]])
     n = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
-    ts = [torch.from_numpy(x.copy()).requires_grad_() for x in (a, p, n)]
-    torch.nn.TripletMarginLoss(margin=2.0, p=1, reduction="sum")(*ts).backward()
-    loss = nn.TripletMarginLoss(margin=2.0, p=1, reduction="sum")
-    loss(a, p, n)
+    ts = [torch.from_numpy(x.copy()).requires_grad_() for x in (a, b, n)]
+    torch.nn.TripletMarginLoss(margin=2.0, p=p, reduction="sum")(*ts).backward()
+    loss = nn.TripletMarginLoss(margin=2.0, p=p, reduction="sum")
+    loss(a, b, n)
     for got, t in zip(loss.backward(), ts):
         np.testing.assert_array_equal(got, t.grad.numpy())
     x1 = torch.from_numpy(a.copy()).requires_grad_()
-    torch.nn.PairwiseDistance(p=1)(x1, torch.from_numpy(p)).sum().backward()
-    dist = nn.PairwiseDistance(p=1)
-    dist(a, p)
+    torch.nn.PairwiseDistance(p=p)(x1, torch.from_numpy(b)).sum().backward()
+    dist = nn.PairwiseDistance(p=p)
+    dist(a, b)
     grad = dist.backward(np.ones(2))
     np.testing.assert_array_equal(grad[0] if isinstance(grad, tuple) else grad, x1.grad.numpy())

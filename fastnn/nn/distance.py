@@ -136,21 +136,29 @@ def norm_and_grad(diff, p):
         dist = (a != 0).sum(axis=-1, keepdims=True).astype(diff.dtype)
         grad = np.zeros_like(diff)
     elif math.isinf(p):
-        dist = a.max(axis=-1, keepdims=True) if p > 0 else a.min(axis=-1, keepdims=True)
-        hit = (a == dist)
-        ties = np.maximum(hit.sum(axis=-1, keepdims=True), 1).astype(diff.dtype)
-        grad = np.sign(diff) * hit / ties
+        with np.errstate(invalid="ignore"):
+            dist = a.max(axis=-1, keepdims=True) if p > 0 else a.min(axis=-1, keepdims=True)
+            # PyTorch's: shared by the entries equal to the norm and the NaN ones, times
+            # sgn (0 at NaN)
+            hit = (a == dist) | np.isnan(a)
+            grad = _sgn(diff) * (hit / hit.sum(axis=-1, keepdims=True))
     elif p == 1.0:   # PyTorch's sgn(diff), 0 at a NaN entry (and at 0)
         dist = a.sum(axis=-1, keepdims=True)
-        grad = np.sign(np.where(np.isnan(diff), 0, diff)).astype(diff.dtype)
-    else:
+        grad = _sgn(diff)
+    else:   # PyTorch's norm backward, term for term (its NaN and inf where it has them)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             dist = (a ** p).sum(axis=-1, keepdims=True) ** (1 / p)
-            grad = np.sign(diff) * (a / np.where(dist > 0, dist, 1)) ** (p - 1)
-        # p < 1: an entry of 0 gave 0 * inf, and a negative p's distance of 0 (an
-        # entry of 0 makes it 0) a finite ratio: PyTorch's norm backward gives 0 to both
-        grad[(a == 0) | (dist == 0)] = 0
-    return dist, grad
+            if p < 1.0:
+                grad = _sgn(diff) * np.where(a == 0, 0, a ** (p - 1)) * dist ** (1 - p)
+            else:
+                scale = np.where(dist == 0, 0, 1 / dist ** (p - 1))
+                grad = (_sgn(diff) * a ** (p - 1) if p < 2.0 else diff * a ** (p - 2)) * scale
+    return dist, grad.astype(diff.dtype, copy=False)
+
+
+def _sgn(x):
+    """PyTorch's sgn: -1, 0 or 1, and 0 (not NaN) at NaN."""
+    return np.sign(np.where(np.isnan(x), 0, x)).astype(x.dtype, copy=False)
 
 
 class PairwiseDistance(_TwoInputs):
