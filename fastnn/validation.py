@@ -255,9 +255,12 @@ def check_positive_int(where, name, value, negative=ValueError):
     return _check_int_from(where, name, value, 1, "a positive int")
 
 
-def check_non_negative_int(where, name, value):
+def check_non_negative_int(where, name, value, negative=ValueError):
     """value as an int when it is an integer >= 0 (not a bool), else a ValueError (for
-    a value that is no integer, one that is a TypeError too, as PyTorch raises)."""
+    a value that is no integer, one that is a TypeError too, as PyTorch raises).
+    negative: the error for a negative int, as in ``check_positive_int``."""
+    if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value < 0:
+        raise negative(f"{where}: expected {name} to be a non-negative int, got {value!r}")
     return _check_int_from(where, name, value, 0, "a non-negative int")
 
 

@@ -67,6 +67,11 @@ def test_wrong_rank_stays_torch_value_error(name, kwargs, shape):
 @pytest.mark.parametrize("name, args", [
     ("BatchNorm1d", (-1,)), ("BatchNorm2d", (-3,)), ("BatchNorm3d", (-2,)),
     ("PReLU", (-1,)), ("GroupNorm", (2, -2)),
+    # the same rule for the layers whose weights take their sizes (were bare ValueErrors)
+    ("Linear", (-1, 3)), ("Linear", (3, -2)), ("Embedding", (-1, 3)), ("Embedding", (3, -1)),
+    ("Conv1d", (-1, 3, 2)), ("Conv2d", (3, -1, 2)), ("Conv3d", (-2, 4, 1)),
+    ("ConvTranspose1d", (3, -1, 2)), ("ConvTranspose2d", (-1, 3, 2)),
+    ("ConvTranspose3d", (3, -3, 1)),
 ])
 def test_negative_size_is_torch_runtime_error(name, args):
     with pytest.raises(RuntimeError):   # PyTorch: a tensor of a negative dimension

@@ -39,8 +39,9 @@ def check_conv_args(name, in_channels, out_channels, dims, dilation, groups, pad
         check_only(name, "groups", groups, (1,))
     check_only(name, "padding_mode", padding_mode,
                ("zeros",) if dilation is not None else PADDING_MODES)
-    return (check_positive_int(name, "in_channels", in_channels),
-            check_positive_int(name, "out_channels", out_channels))
+    # (a negative count: PyTorch's RuntimeError for a weight of a negative dimension)
+    return (check_positive_int(name, "in_channels", in_channels, RuntimeValueError),
+            check_positive_int(name, "out_channels", out_channels, RuntimeValueError))
 
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")

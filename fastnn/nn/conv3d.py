@@ -146,8 +146,10 @@ class _Conv3dBase(Module):
     def _setup(self, in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                dtype, transposed):
         name = type(self).__name__
-        self.in_channels = check_positive_int(name, "in_channels", in_channels)
-        self.out_channels = check_positive_int(name, "out_channels", out_channels)
+        self.in_channels = check_positive_int(name, "in_channels", in_channels,
+                                              RuntimeValueError)
+        self.out_channels = check_positive_int(name, "out_channels", out_channels,
+                                               RuntimeValueError)
         self.groups = check_positive_int(name, "groups", groups)
         if self.in_channels % self.groups:
             raise ValueError(f"{name}: in_channels ({in_channels}) must be divisible by "

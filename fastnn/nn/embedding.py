@@ -5,7 +5,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import AssertionValueError, DtypeError, IndexValueError
+from ..errors import AssertionValueError, DtypeError, IndexValueError, RuntimeValueError
 from ..validation import check_bool, check_only, check_number, check_positive_int
 from . import init
 from .module import Module, Parameter
@@ -108,7 +108,7 @@ class Embedding(Module):
         super().__init__()
         for name, value in (("num_embeddings", num_embeddings),
                             ("embedding_dim", embedding_dim)):
-            check_positive_int("Embedding", name, value)
+            check_positive_int("Embedding", name, value, RuntimeValueError)
         self.max_norm, self.norm_type = check_renorm("Embedding", max_norm, norm_type)
         self.scale_grad_by_freq = check_bool("Embedding", "scale_grad_by_freq",
                                              scale_grad_by_freq)

@@ -4,6 +4,7 @@ import math
 import numpy as np
 
 from .. import random as _random
+from ..errors import RuntimeValueError
 from ..validation import check_non_negative_int
 from . import init
 from .module import Module, Parameter
@@ -24,8 +25,11 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
         super().__init__()
         # 0 features are PyTorch's empty layer: (N, 0) in gives the bias, 0 out an (N, 0)
-        self.in_features = check_non_negative_int("Linear", "in_features", in_features)
-        self.out_features = check_non_negative_int("Linear", "out_features", out_features)
+        # (a negative size: PyTorch's RuntimeError for a tensor of a negative dimension)
+        self.in_features = check_non_negative_int("Linear", "in_features", in_features,
+                                                  RuntimeValueError)
+        self.out_features = check_non_negative_int("Linear", "out_features", out_features,
+                                                   RuntimeValueError)
         bound = 1.0 / math.sqrt(self.in_features) if self.in_features else 0.0
         rng = _random.generator()
         self.weight = Parameter(
