@@ -91,7 +91,7 @@ from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, Pi
 from .linear_cross_entropy import LinearCrossEntropyLoss
 from .loss import (BCEWithLogitsLoss, HingeEmbeddingLoss, KLDivLoss, MultiLabelMarginLoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss,
-                   cast_integer_target, deprecated_mean, legacy_reduction)
+                   cast_integer_target, deprecated_mean, legacy_reduction, warn_target_size)
 from .padding import check_border_input, check_fill_value, pad_forward, wraps_nothing
 from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
                      MaxUnpool3d)
@@ -1740,9 +1740,7 @@ def _pair(where, input, target):
     x = _float(where, "input", input)
     t = _float(where, "target", cast_integer_target(target, x.dtype), dtype=x.dtype)
     if t.shape != x.shape:
-        warnings.warn(f"Using a target size ({t.shape}) that is different to the input size "
-                      f"({x.shape}). This will likely lead to incorrect results due to "
-                      f"broadcasting. Please ensure they have the same size.", stacklevel=3)
+        warn_target_size(t.shape, x.shape, 3)
         shape = _broadcast_shape(where, x, t)
         x, t = np.broadcast_to(x, shape), np.broadcast_to(t, shape)
     return as_contiguous(x), as_contiguous(t)

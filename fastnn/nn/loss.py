@@ -117,6 +117,15 @@ def _outside_this_file():
     return level
 
 
+def warn_target_size(target_shape, input_shape, stacklevel):
+    """PyTorch's warning for a target of another shape than the input's, which MSE, L1,
+    smooth L1 and Huber broadcast; stacklevel counts from the caller of this function."""
+    warnings.warn(f"Using a target size ({target_shape}) that is different to the input "
+                  f"size ({input_shape}). This will likely lead to incorrect results due to "
+                  f"broadcasting. Please ensure they have the same size.",
+                  stacklevel=stacklevel + 1)
+
+
 def deprecated_mean(reduction, takes_it=True):
     """PyTorch's deprecated reduction='elementwise_mean' as 'mean', with its warning, for
     a loss PyTorch reduces through _Reduction.get_enum (takes_it); any other value as it
@@ -311,10 +320,7 @@ class Loss:
                 raise RuntimeValueError(f"{where}: expected target of shape {pred.shape} (same "
                                         f"as pred), got {target.shape}")
             if self.broadcast_target == "warn":
-                warnings.warn(f"Using a target size ({target.shape}) that is different to the "
-                              f"input size ({pred.shape}). This will likely lead to incorrect "
-                              f"results due to broadcasting. Please ensure they have the same "
-                              f"size.", stacklevel=_outside_this_file())
+                warn_target_size(target.shape, pred.shape, _outside_this_file())
             before = pred.shape
             pred, target = np.broadcast_to(pred, full), np.broadcast_to(target, full)
         pred, target = self._beside(pred, target)

@@ -111,14 +111,15 @@ class FlatBucket:
     def inspect(self, where):
         """Compare every parameter with its flat home, changing nothing.
 
-        Returns (intact, dtype_changed, missing_grad): intact when every .data and .grad is
-        its view; dtype_changed when a parameter now holds another dtype or lives on
-        another device (the group must be regrouped); missing_grad when some parameter has no gradient (None, or zeros
-        pending from zero_grad that no backward touched: ``Parameter._no_grad_yet``) or
-        is frozen (requires_grad False): those parameters are skipped.
+        Returns (intact, regroup, missing_grad): intact when every .data and .grad is its
+        view; regroup when a parameter now holds another dtype or lives on another device
+        (the group's buckets must be rebuilt); missing_grad when some parameter has no
+        gradient (None, or zeros pending from zero_grad that no backward touched:
+        ``Parameter._no_grad_yet``) or is frozen (requires_grad False): those parameters
+        are skipped.
         Raises ValueError when a parameter changed shape, TypeError on a bad rebinding.
         """
-        intact, dtype_changed, missing_grad = True, False, False
+        intact, regroup, missing_grad = True, False, False
         for i, p in enumerate(self.params):
             data, grad = p.data, raw_grad(p)
             if has_no_grad(p):
@@ -134,8 +135,8 @@ class FlatBucket:
             # moved (model.to('cuda')) or converted (model.double()) since the buckets
             # were built: the optimizer rebuilds them there, its state going along
             if _device.device_of(data) != self.ns.name or data.dtype != self.dtype:
-                dtype_changed = True
-        return intact, dtype_changed, missing_grad
+                regroup = True
+        return intact, regroup, missing_grad
 
     def rehome(self):
         """Copy rebound .data / .grad arrays back into the flat buffers and rebind them."""

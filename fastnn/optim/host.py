@@ -108,11 +108,11 @@ class HostOptimizer(Optimizer):
     # ------------------------------------------------------------------- step
     def _prepare(self):
         """Re-home rebound .data/.grad into the flat buffers (regrouping a group whose
-        parameter changed dtype); raises, changing nothing, on a parameter that changed
-        shape or device."""
+        parameter changed dtype or device); raises, changing nothing, on a parameter that
+        changed shape."""
         plans = [[b.inspect(self._name) for b in buckets] for buckets in self._buckets]
         for gi in range(len(self.param_groups)):
-            if any(dtype_changed for _, dtype_changed, _ in plans[gi]):
+            if any(regroup for _, regroup, _ in plans[gi]):
                 self._regroup(gi)
                 plans[gi] = [b.inspect(self._name) for b in self._buckets[gi]]
             for bucket, (intact, _, _) in zip(self._buckets[gi], plans[gi]):

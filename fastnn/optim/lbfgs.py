@@ -242,7 +242,7 @@ class LBFGS(Optimizer):
             raise ValueError(f"LBFGS doesn't support per-parameter options (parameter "
                              f"groups): found {len(self.param_groups)} groups")
         plans = [b.inspect(self._name) for b in self._buckets[0]]
-        if any(dtype_changed for _, dtype_changed, _ in plans):
+        if any(regroup for _, regroup, _ in plans):
             self._regroup(0)
             plans = [b.inspect(self._name) for b in self._buckets[0]]
         for bucket, (intact, _, _) in zip(self._buckets[0], plans):

@@ -376,7 +376,7 @@ class Optimizer:
         plans = [[bucket.inspect(self._name) for bucket in buckets]
                  for buckets in self._buckets]
         for gi, group in enumerate(self.param_groups):
-            if any(dtype_changed for _, dtype_changed, _ in plans[gi]):
+            if any(regroup for _, regroup, _ in plans[gi]):
                 self._regroup(gi)
                 plans[gi] = [b.inspect(self._name) for b in self._buckets[gi]]
             ascent = self._maximize_by_negation and group["maximize"]
