@@ -843,6 +843,11 @@ class MultiMarginLoss(_OnHost):
             raise RuntimeValueError(f"{self._where()}: expected pred of shape (N, C) or (C,), "
                                     f"got {pred.shape}")
         rows = pred.reshape((-1, pred.shape[-1]))
+        if getattr(target, "ndim", 0) > 1:   # (PyTorch's check; flattening took (1, N))
+            raise RuntimeValueError(
+                f"{self._where()}: target tensor should be 1-D with size equal to the number "
+                f"of input samples (batch size). Expected target size [{rows.shape[0]}], but "
+                f"got {list(target.shape)}")
         try:
             labels = as_labels(self._where(), np.reshape(_device.to_host(target), -1),
                                rows.shape[0], rows.shape[1])
