@@ -23,3 +23,15 @@ def test_multi_margin_loss_refuses_a_target_of_two_dimensions_as_pytorch(shape):
     ours = nn.MultiMarginLoss()(pred, target.reshape(-1))
     theirs = torch.nn.MultiMarginLoss()(torch.tensor(pred), torch.tensor(target.reshape(-1)))
     assert ours == pytest.approx(theirs.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_max_unpool_names_a_list_input_as_the_other_layers_do(dims):
+    # a list as the input was an AttributeError ('list' object has no attribute 'shape',
+    # PyTorch's own is 'no attribute size') that did not name the layer, as DESIGN.md asks
+    pool = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[dims](2, return_indices=True)
+    unpool = {1: nn.MaxUnpool1d, 2: nn.MaxUnpool2d, 3: nn.MaxUnpool3d}[dims](2)
+    y, indices = pool(np.ones((1, 2) + (4,) * dims, np.float32))
+    with pytest.raises(TypeError, match="expected input to be a numpy.ndarray, got list"):
+        unpool(y.tolist(), indices)
+    assert unpool(y, indices).shape == (1, 2) + (4,) * dims

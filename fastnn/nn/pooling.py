@@ -369,6 +369,8 @@ class MaxUnpool2d(Module):
 
     def forward(self, x, indices, output_size=None):
         where = self._where()
+        if not _device.is_array(x):
+            self._check_input(x)   # (a list: the TypeError other layers give)
         if not _device.is_array(indices) or indices.dtype.kind not in "iu":
             got = indices.dtype if _device.is_array(indices) else type(indices).__name__
             raise DtypeError(f"{where}: expected integer indices (MaxPool's "
