@@ -312,6 +312,9 @@ RESUME_FIXED = ("model", "dataset", "hidden", "activation", "negative_slope", "b
                 "dropout", "width", "dtype", "standardize", "optimizer", "lr_schedule",
                 "batch_size", "seed")
 RESUME_CHANGEABLE = ("lr", "momentum", "weight_decay")
+#: the runtime options a resumed run takes from its checkpoint when left out (any value
+#: may be given instead)
+RESUME_RUNTIME = ("backend", "threads")
 
 
 def _flag(dest):
@@ -368,6 +371,19 @@ def read_resume(args):
         if dest not in given and dest in config and not (
                 dest == "negative_slope" and args.activation != "leaky_relu"):
             setattr(args, dest, config[dest])
+    # --backend and --threads left out are the checkpoint's too (a run trained on the GPU
+    # resumes there, not on the default CPU backend; bit for bit needs both); given, any
+    # value goes (a GPU run may go on on a machine without one)
+    taken = [dest for dest in RESUME_RUNTIME
+             if getattr(args, dest) is None and config.get(dest) is not None]
+    for dest in taken:
+        setattr(args, dest, config[dest])
+    import fastnn
+    if "backend" in taken and args.backend not in fastnn.backends():
+        raise CLIError(f"--resume {path}: the checkpoint's run used --backend {args.backend}, "
+                       f"which is not available here (available: "
+                       f"{', '.join(fastnn.backends())}); give --backend to resume on one "
+                       f"of those")
     return record
 
 

@@ -411,6 +411,40 @@ def test_resume_changes_the_learning_rate_when_given(tmp_path):
     assert read_metadata(tmp_path / "b.npz")["optimizer"]["param_groups"][0]["lr"] == 0.01
 
 
+def test_resume_takes_the_checkpoints_backend_and_threads_when_left_out(tmp_path, capsys,
+                                                                      monkeypatch):
+    """A run trained with --backend cuda resumed without --backend went on on the default
+    (CPU) backend, though options left out are the checkpoint's: no longer the same run
+    bit for bit, and off the GPU. Now the checkpoint's --backend and --threads; one the
+    machine lacks is refused by name (status 2), and a given one is kept."""
+    first = "numpy"
+    other = next(b for b in CPU_BACKENDS if b != first) if len(CPU_BACKENDS) > 1 else None
+    options = ["--hidden", "8", "--batch-size", "256", "--backend", first]
+    _train(*options, "--max-steps", "5", "--save", str(tmp_path / "full.npz"))
+    _train(*options, "--max-steps", "3", "--save", str(tmp_path / "part.npz"))
+    if other is not None:
+        fastnn.set_backend(other)   # the default the resumed run would otherwise take
+    capsys.readouterr()
+    _train("--resume", str(tmp_path / "part.npz"), "--max-steps", "5",
+           "--save", str(tmp_path / "resumed.npz"), "--metrics", str(tmp_path / "m.json"))
+    assert f"backend {first}, 1 thread\n" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["backend"] == first and metrics["config"]["backend"] == first
+    assert metrics["config"]["threads"] == 1
+    _assert_same_run(tmp_path / "full.npz", tmp_path / "resumed.npz")
+    if other is not None:   # given, another backend goes
+        _train("--resume", str(tmp_path / "part.npz"), "--max-steps", "4", "--backend", other,
+               "--metrics", str(tmp_path / "m2.json"))
+        assert json.loads((tmp_path / "m2.json").read_text())["backend"] == other
+    monkeypatch.setattr(fastnn, "backends", lambda: [b for b in CPU_BACKENDS if b != first])
+    assert cli.main(["train", "--dataset", "digits", "--no-progress", "--resume",
+                     str(tmp_path / "part.npz"), "--max-steps", "5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --resume {tmp_path / 'part.npz'}: the checkpoint's run "
+                          f"used --backend {first}, which is not available here")
+    assert "give --backend" in err and err.count("\n") == 1
+
+
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory):
     """A checkpoint of `train --hidden 8 --max-steps 3` on the digits."""
