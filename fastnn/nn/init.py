@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import device as _device
 from .. import random as _random
-from ..errors import RuntimeValueError
+from ..errors import DtypeError, RuntimeValueError
 from .module import Parameter
 
 _GAINS = {"linear": 1.0, "identity": 1.0, "conv1d": 1.0, "conv2d": 1.0, "conv3d": 1.0,
@@ -93,10 +93,15 @@ _ANY_DTYPE = ("constant_", "zeros_", "ones_", "eye_", "dirac_")
 def _array(target, where):
     data = target.data if isinstance(target, Parameter) else target
     kinds = "fcuib" if where in _ANY_DTYPE else "f"
-    if not _device.is_array(data) or np.dtype(data.dtype).kind not in kinds:
-        what = "an array" if where in _ANY_DTYPE else "a float array"
+    what = "an array" if where in _ANY_DTYPE else "a float array"
+    if not _device.is_array(data):
         raise TypeError(f"init.{where}: expected a Parameter or {what}, "
                         f"got {type(target).__name__}")
+    if np.dtype(data.dtype).kind not in kinds:
+        # an array of another dtype: fastnn's DtypeError (a TypeError and a ValueError),
+        # also the RuntimeError (NotImplementedError) PyTorch's random fills raise
+        raise DtypeError(f"init.{where}: expected a Parameter or {what}, got "
+                         f"{type(target).__name__} of dtype {np.dtype(data.dtype)}")
     return data
 
 
@@ -134,12 +139,29 @@ def _empty_warning(target, where):
     return False
 
 
-def uniform_(tensor, a=0.0, b=1.0, generator=None):
-    """Fill with U(a, b) (a <= b)."""
-    shape = _shape(tensor, "uniform_")
+def _check_uniform_bounds(a, b, dtype, where):
+    """PyTorch's checks of uniform_'s range, in its order: a and b finite numbers
+    within the dtype's range (not NaN), a <= b, and b - a within it too (InitRangeError,
+    PyTorch's RuntimeError)."""
+    big = float(np.finfo(dtype).max)
+    for name, value in (("from", a), ("to", b)):
+        if not -big <= value <= big:
+            raise InitRangeError(f"init.{where}: {name}={value!r} is out of bounds for "
+                                 f"{np.dtype(dtype).name}")
     if a > b:
-        raise InitRangeError(f"init.uniform_: expected a <= b, got a={a!r} and b={b!r}")
-    return _fill(tensor, "uniform_", _generator("uniform_", generator).uniform(a, b, shape))
+        raise InitRangeError(f"init.{where}: expected a <= b, got a={a!r} and b={b!r}")
+    if float(b) - float(a) > big:
+        raise InitRangeError(f"init.{where}: expected b - a <= {big!r} (the largest "
+                             f"{np.dtype(dtype).name}), got a={a!r} and b={b!r}")
+
+
+def uniform_(tensor, a=0.0, b=1.0, generator=None):
+    """Fill with U(a, b): a <= b, both finite and within the array's dtype, and b - a
+    too, as PyTorch requires (its RuntimeError, InitRangeError, otherwise)."""
+    data = _array(tensor, "uniform_")
+    _check_uniform_bounds(a, b, data.dtype, "uniform_")
+    return _fill(tensor, "uniform_",
+                 _generator("uniform_", generator).uniform(a, b, data.shape))
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
@@ -150,9 +172,44 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None):
     return _fill(tensor, "normal_", _generator("normal_", generator).normal(mean, std, shape))
 
 
+def _check_fill_value(val, dtype, where):
+    """PyTorch's fill_ conversion check: a value the dtype cannot hold is its
+    RuntimeError ('value cannot be converted ... without overflow'), not an infinity
+    (a finite float beyond a float dtype's range) or NumPy's OverflowError (an integer
+    dtype; NaN and infinities included; a negative int wraps into an unsigned dtype
+    when its magnitude fits, as PyTorch's two's complement). bool takes anything."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b" or isinstance(val, (bool, np.bool_)):
+        return val
+    if dtype.kind in "fc":
+        big = float(np.finfo(dtype).max)
+        parts = ((val.real, val.imag) if isinstance(val, numbers.Complex)
+                 and not isinstance(val, numbers.Real) else (val,))
+        if any(isinstance(v, numbers.Real) and not math.isnan(v) and not math.isinf(v)
+               and not -big <= v <= big for v in parts):
+            raise RuntimeValueError(f"init.{where}: value {val!r} cannot be converted to "
+                                    f"{dtype.name} without overflow")
+        return val
+    if dtype.kind in "iu" and isinstance(val, numbers.Real):
+        info = np.iinfo(dtype)
+        if isinstance(val, numbers.Integral):
+            whole = int(val)
+            fits = info.min <= whole <= info.max or (dtype.kind == "u" and -info.max <= whole < 0)
+            if fits:
+                return whole % (info.max + 1) if whole < 0 and dtype.kind == "u" else whole
+        elif math.isfinite(val) and info.min <= val <= info.max:  # (PyTorch's test)
+            return math.trunc(val)
+        raise RuntimeValueError(f"init.{where}: value {val!r} cannot be converted to "
+                                f"{dtype.name} without overflow")
+    return val
+
+
 def constant_(tensor, val):
-    """Fill with val."""
-    return _fill(tensor, "constant_", val)
+    """Fill with val, converted to the array's dtype as PyTorch's fill_: a float
+    truncated toward 0 for an integer array; a value the dtype cannot hold (1e40 for
+    float32, 300 or NaN for uint8) is PyTorch's RuntimeError (RuntimeValueError)."""
+    data = _array(tensor, "constant_")
+    return _fill(tensor, "constant_", _check_fill_value(val, data.dtype, "constant_"))
 
 
 def zeros_(tensor):
@@ -264,6 +321,8 @@ def sparse_(tensor, sparsity, std=0.01, generator=None):
             or math.isnan(sparsity) or sparsity < 0:
         raise ValueError(f"init.sparse_: expected sparsity to be a number >= 0, got "
                          f"{sparsity!r}")
+    if not std >= 0:  # (NaN too, as PyTorch's normal_; NumPy's 'scale < 0' otherwise)
+        raise InitRangeError(f"init.sparse_: expected std >= 0, got {std!r}")
     rows, cols = shape
     zeros = min(math.ceil(sparsity * rows), rows)
     gen = _generator("sparse_", generator)

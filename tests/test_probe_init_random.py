@@ -1,0 +1,124 @@
+"""nn.init's argument checks against torch.nn.init (torch 2.13): uniform_'s range, the
+value constant_ converts to the array's dtype, sparse_'s std and the dtype of the
+random fills. Each bad call raises what PyTorch raises (a RuntimeError, also a
+ValueError in fastnn) and leaves the array as it was."""
+import math
+
+import numpy as np
+import pytest
+
+from fastnn import nn
+from fastnn.errors import DtypeError
+from fastnn.nn import init
+
+torch = pytest.importorskip("torch")
+
+TORCH_DTYPES = {np.float16: torch.float16, np.float32: torch.float32,
+                np.float64: torch.float64, np.int8: torch.int8, np.uint8: torch.uint8,
+                np.int32: torch.int32, np.int64: torch.int64, bool: torch.bool}
+
+
+def _both(name, np_dtype, shape, *args):
+    """The fastnn call's array (or its exception) and torch's, from arrays of 3s."""
+    ours = np.full(shape, 3, np_dtype)
+    theirs = torch.full(shape, 3, dtype=TORCH_DTYPES[np_dtype])
+    results = []
+    for module, target in ((init, ours), (torch.nn.init, theirs)):
+        try:
+            got = getattr(module, name)(target, *args)
+        except Exception as error:  # noqa: BLE001 (compared below)
+            results.append(error)
+        else:
+            assert got is target
+            results.append(target if module is init else target.numpy())
+    return ours, results
+
+
+@pytest.mark.parametrize("np_dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("a,b", [
+    (math.nan, 1.0), (0.0, math.nan), (-math.inf, math.inf), (0.0, math.inf),
+    (-math.inf, 0.0), (-1e39, 0.0), (0.0, 7e4), (-3e38, 3e38), (-1e308, 1e308),
+    (1.0, 0.0), (-2.0, 3.0), (0.5, 0.5), (-6e4, 0.0), (-3e38, 0.0)])
+def test_uniform_range_checks_as_torchs(np_dtype, a, b):
+    """PyTorch refuses bounds outside the dtype's range (NaN and infinities included) and
+    b - a beyond it; fastnn drew from NumPy there: OverflowError (not a ValueError) for a
+    NaN or infinite bound, infinities in float16 for bounds beyond its range."""
+    ours, (mine, theirs) = _both("uniform_", np_dtype, (4, 5), a, b)
+    if isinstance(theirs, Exception):
+        assert isinstance(theirs, RuntimeError)
+        assert isinstance(mine, RuntimeError) and isinstance(mine, ValueError), mine
+        np.testing.assert_array_equal(ours, 3)      # untouched
+    else:
+        assert not isinstance(mine, Exception), mine
+        assert np.isfinite(mine).all() and mine.min() >= a and mine.max() <= b
+
+
+def test_fills_through_uniform_take_its_checks():
+    w = np.zeros((3, 4), np.float32)
+    for call in (lambda: init.xavier_uniform_(w, gain=math.inf),
+                 lambda: init.xavier_uniform_(w, gain=math.nan),
+                 lambda: init.kaiming_uniform_(w, a=math.nan)):
+        with pytest.raises(RuntimeError, match="out of bounds"):
+            call()
+    np.testing.assert_array_equal(w, 0)
+
+
+@pytest.mark.parametrize("np_dtype", list(TORCH_DTYPES))
+@pytest.mark.parametrize("value", [300, -7, -300, 2.7, -2.7, -0.5, 1e20, 1e40, 3.5e38,
+                                   -1e39, 7e4, 65520.0, math.inf, -math.inf, math.nan,
+                                   True, 2 ** 63, -(2 ** 63), 0])
+def test_constant_converts_the_value_as_torchs_fill(np_dtype, value):
+    """A value the dtype cannot hold is PyTorch's RuntimeError: fastnn's constant_ wrote
+    inf (1e40 into float32) or raised NumPy's OverflowError (300 into uint8; NaN into
+    int64), and refused the -7 that PyTorch wraps into uint8 (249)."""
+    ours, (mine, theirs) = _both("constant_", np_dtype, (2, 3), value)
+    if isinstance(theirs, Exception):
+        assert isinstance(theirs, RuntimeError)
+        assert isinstance(mine, RuntimeError) and isinstance(mine, ValueError), mine
+        assert "without overflow" in str(mine)
+        np.testing.assert_array_equal(ours, 3)
+    else:
+        assert not isinstance(mine, Exception), mine
+        assert mine.dtype == np.dtype(np_dtype)
+        np.testing.assert_array_equal(mine, theirs)
+
+
+def test_constant_on_a_parameter_and_a_numpy_scalar():
+    layer = nn.Linear(3, 2)
+    with pytest.raises(RuntimeError, match="float32 without overflow"):
+        init.constant_(layer.weight, np.float64(1e39))
+    assert np.isfinite(layer.weight.data).all()
+    assert init.constant_(layer.bias, np.float64(2.5)) is layer.bias
+    np.testing.assert_array_equal(layer.bias.data, 2.5)
+
+
+@pytest.mark.parametrize("std", [-1.0, math.nan])
+def test_sparse_std_checked_as_torchs_normal(std):
+    """std < 0 was NumPy's bare ValueError 'scale < 0', std NaN filled the array with
+    NaN; PyTorch's normal_ raises its RuntimeError for both."""
+    with pytest.raises(RuntimeError, match="std >= 0"):
+        torch.nn.init.sparse_(torch.zeros(4, 3), 0.5, std)
+    w = np.ones((4, 3), np.float32)
+    with pytest.raises(RuntimeError, match="std >= 0") as info:
+        init.sparse_(w, 0.5, std)
+    assert isinstance(info.value, ValueError)
+    np.testing.assert_array_equal(w, 1)
+
+
+@pytest.mark.parametrize("name,args", [("uniform_", ()), ("normal_", ()),
+                                       ("xavier_uniform_", ()), ("kaiming_normal_", ()),
+                                       ("trunc_normal_", ()), ("orthogonal_", ()),
+                                       ("sparse_", (0.5,))])
+@pytest.mark.parametrize("np_dtype", [np.int64, np.int32, np.uint8, bool])
+def test_random_fills_refuse_other_dtypes_with_a_dtype_error(name, args, np_dtype):
+    """PyTorch's random fills raise NotImplementedError (a RuntimeError) for an integer or
+    bool tensor; fastnn's was a bare TypeError, neither fastnn's ValueError convention nor
+    PyTorch's type. It is DtypeError now, as everywhere else in fastnn."""
+    with pytest.raises(RuntimeError):
+        getattr(torch.nn.init, name)(torch.zeros(3, 4, dtype=TORCH_DTYPES[np_dtype]), *args)
+    w = np.zeros((3, 4), np_dtype)
+    with pytest.raises(DtypeError, match=f"init.*dtype {np.dtype(np_dtype).name}") as info:
+        getattr(init, name)(w, *args)
+    assert isinstance(info.value, (TypeError, ValueError, RuntimeError))
+    with pytest.raises(TypeError, match="expected a Parameter or a float array, got list"):
+        getattr(init, name)([[1.0, 2.0]], *args)
