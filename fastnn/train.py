@@ -32,8 +32,46 @@ class TrainingDiverged(RuntimeError):
         self.step, self.epoch, self.loss = step, epoch, loss
         super().__init__(
             f"training diverged: the loss became {loss} at step {step} (epoch {epoch}); "
-            f"parameters were not updated with that step's gradient. "
+            f"parameters were not updated with that step's gradient, and running "
+            f"statistics and the random generator are as before it. "
             f"Try a smaller learning rate.")
+
+
+class _StepUndo:
+    """What a training step's forward changes besides what it returns: the model's
+    buffers (BatchNorm's running statistics and batch counts) and fastnn's generator
+    (dropout's draws), kept before each step so that a step whose loss is NaN or
+    infinite leaves them as they were, as it leaves the parameters (DESIGN.md: a failed
+    call leaves parameters and buffers as they were). A NaN batch had left NaN running
+    statistics behind, which every later update mixes in: a second fit on clean data
+    gave NaN in eval mode for good.
+
+    The buffers are listed at the first two steps (a lazy layer makes its own at its
+    first input) and copied into the same arrays afterwards (no allocation a step)."""
+
+    def __init__(self, model):
+        self.model = model
+        self.pairs = ()   # (buffer, its copy before this step's forward)
+        self.random_state = None
+        self.saved = 0   # steps of this fit so far
+
+    def save(self):
+        self.saved += 1
+        if self.saved <= 2:
+            self.pairs = tuple((buf, _device.host_copy(buf)) for buf in self.model.buffers()
+                               if buf is not None)
+        else:
+            for buf, copy in self.pairs:
+                if type(buf) is np.ndarray:
+                    np.copyto(copy, buf)
+                else:
+                    copy[...] = _device.host_copy(buf)
+        self.random_state = _random.get_state()
+
+    def restore(self):
+        for buf, copy in self.pairs:
+            _device.namespace_of(buf).copy_into(buf, copy)
+        _random.set_state(self.random_state)
 
 
 def _progress_bar(total, desc, enabled, initial=0):
@@ -282,6 +320,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     move = _batch_mover(model)
     optimizer.zero_grad()   # (what an earlier backward left would enter the first step)
     model.train()
+    undo = _StepUndo(model)
     epoch, done = first_epoch - 1, len(loader)
     for epoch in range(first_epoch, epochs + 1):
         bar = _progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress, initial=skip)
@@ -302,12 +341,14 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                 factor = lr_schedule(step, total_steps)
                 for group, base_lr in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = base_lr * factor
+            undo.save()
             logits = model.forward(move(bx))
             loss = float(loss_fn.forward(logits, by))
             step += 1
             n = len(by)
             share = n if summed else _loss_share(loss_fn, by, kind)
             if not math.isfinite(loss) and not _nothing_to_learn(loss_fn, logits, by, kind):
+                undo.restore()
                 if bar is not None:
                     bar.close()
                 raise TrainingDiverged(step, epoch, loss)

@@ -5,7 +5,10 @@ found, pinned here."""
 import numpy as np
 import pytest
 
-from fastnn import nn
+import fastnn
+from fastnn import nn, optim
+from fastnn.data.loader import DataLoader, as_generator
+from fastnn.train import TrainingDiverged, fit
 
 torch = pytest.importorskip("torch")  # (after fastnn: see fastnn's OpenMP warning)
 
@@ -35,3 +38,59 @@ def test_max_unpool_names_a_list_input_as_the_other_layers_do(dims):
     with pytest.raises(TypeError, match="expected input to be a numpy.ndarray, got list"):
         unpool(y.tolist(), indices)
     assert unpool(y, indices).shape == (1, 2) + (4,) * dims
+
+
+def _bn_dropout_model(lazy=False):
+    fastnn.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8),
+                         nn.LazyBatchNorm1d(affine=False) if lazy else nn.BatchNorm1d(8),
+                         nn.ReLU(), nn.Dropout(0.3), nn.Linear(8, 3))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_a_diverged_fit_leaves_running_statistics_and_the_generator_as_before(backend, dtype):
+    # the step whose loss was NaN left its parameters alone (as TrainingDiverged says),
+    # but BatchNorm's running statistics became NaN (for good: every later update mixes
+    # them in), its batch count went on and dropout's draw moved fastnn's generator
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((24, 6)).astype(dtype), rng.integers(0, 3, 24)
+    twins = []
+    for diverge in (False, True):
+        model = _bn_dropout_model().to(dtype=dtype)
+        opt = optim.Adam(model.parameters(), lr=0.01)
+        fastnn.manual_seed(7)
+        fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=None, max_steps=2,
+            batch_size=8, seed=1, progress=False, log=False)
+        if diverge:
+            with pytest.raises(TrainingDiverged, match="running statistics"):
+                fit(model, nn.CrossEntropyLoss(), opt, (np.full_like(x, np.nan), y),
+                    epochs=1, batch_size=8, seed=2, progress=False, log=False)
+        twins.append((model, opt, fastnn.random.get_state()))
+    (good, good_opt, good_rng), (bad, bad_opt, bad_rng) = twins
+    assert bad_rng == good_rng
+    assert bad[1].num_batches_tracked == good[1].num_batches_tracked == 2
+    for key, value in good.state_dict().items():
+        np.testing.assert_array_equal(bad.state_dict()[key], value, err_msg=key)
+    for model, opt, _ in twins:   # and training on goes on as if it had not happened
+        fastnn.manual_seed(9)
+        fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=1, batch_size=8, seed=3,
+            progress=False, log=False)
+    for key, value in good.state_dict().items():
+        np.testing.assert_array_equal(bad.state_dict()[key], value, err_msg=key)
+    assert np.isfinite(bad.eval()(x)).all()
+
+
+def test_a_lazy_layers_statistics_made_at_the_first_step_are_kept_too():
+    # a LazyBatchNorm1d without affine parameters makes its buffers at the fit's first
+    # forward: the statistics a later diverged step changed are put back all the same
+    model = _bn_dropout_model(lazy=True)
+    opt = optim.SGD([*model[0].parameters(), *model[4].parameters()], lr=0.1)
+    x = np.full((16, 6), np.nan, np.float32)
+    first = next(iter(DataLoader(np.arange(16), np.arange(16), batch_size=8, shuffle=True,
+                                 seed=as_generator(0))))[1]   # (fit's first batch)
+    x[first] = np.random.default_rng(0).standard_normal((8, 6))
+    with pytest.raises(TrainingDiverged, match="at step 2"):
+        fit(model, nn.CrossEntropyLoss(), opt, (x, np.zeros(16, np.int64)), epochs=1,
+            batch_size=8, seed=0, progress=False, log=False)
+    assert model[1].num_batches_tracked == 1
+    assert np.isfinite(model[1].running_mean).all() and np.isfinite(model[1].running_var).all()
