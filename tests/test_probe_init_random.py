@@ -122,3 +122,17 @@ def test_random_fills_refuse_other_dtypes_with_a_dtype_error(name, args, np_dtyp
     assert isinstance(info.value, (TypeError, ValueError, RuntimeError))
     with pytest.raises(TypeError, match="expected a Parameter or a float array, got list"):
         getattr(init, name)([[1.0, 2.0]], *args)
+
+
+def test_prelu_init_the_dtype_cannot_hold_is_torchs_runtime_error():
+    """PReLU(init=1e40) built a float32 weight of inf; PyTorch's fill_ refuses it."""
+    with pytest.raises(RuntimeError, match="without overflow"):
+        torch.nn.PReLU(2, init=1e40)
+    with pytest.raises(RuntimeError, match="PReLU: init 1e[+]40 .* float32") as info:
+        nn.PReLU(2, init=1e40)
+    assert isinstance(info.value, ValueError)
+    wide = nn.PReLU(2, init=1e40, dtype=np.float64)   # float64 holds it, as in PyTorch
+    np.testing.assert_array_equal(wide.weight.data,
+                                  torch.nn.PReLU(2, init=1e40, dtype=torch.float64).weight.data)
+    np.testing.assert_array_equal(nn.PReLU(3, init=-0.5).weight.data,
+                                  np.full(3, -0.5, np.float32))

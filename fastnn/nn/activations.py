@@ -382,7 +382,13 @@ class PReLU(Module):
         check_number("PReLU", "init", init)
         self.num_parameters = int(num_parameters)
         self.init = init   # PyTorch's attribute
-        self.weight = Parameter(np.full(self.num_parameters, init, dtype))
+        weight = Parameter(np.empty(self.num_parameters, dtype))
+        try:  # an init the dtype cannot hold is PyTorch's RuntimeError (was inf)
+            _init.constant_(weight, init)
+        except RuntimeValueError:
+            raise RuntimeValueError(f"PReLU: init {init!r} cannot be converted to "
+                                    f"{weight.data.dtype} without overflow") from None
+        self.weight = weight
         self._x = None
 
     def reset_parameters(self):
