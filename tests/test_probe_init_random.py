@@ -136,3 +136,15 @@ def test_prelu_init_the_dtype_cannot_hold_is_torchs_runtime_error():
                                   torch.nn.PReLU(2, init=1e40, dtype=torch.float64).weight.data)
     np.testing.assert_array_equal(nn.PReLU(3, init=-0.5).weight.data,
                                   np.full(3, -0.5, np.float32))
+
+
+@pytest.mark.parametrize("nonlinearity", [["relu"], {"relu": 1}, None, 3])
+def test_calculate_gain_of_something_not_a_name_is_a_value_error(nonlinearity):
+    """PyTorch compares the name against its list (ValueError 'Unsupported
+    nonlinearity'); fastnn's dict lookup raised TypeError for a list or dict."""
+    with pytest.raises(ValueError, match="Unsupported nonlinearity"):
+        torch.nn.init.calculate_gain(nonlinearity)
+    with pytest.raises(ValueError, match="unsupported nonlinearity"):
+        init.calculate_gain(nonlinearity)
+    with pytest.raises(ValueError, match="unsupported nonlinearity"):
+        init.kaiming_uniform_(np.empty((3, 4), np.float32), nonlinearity=nonlinearity)

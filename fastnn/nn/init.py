@@ -40,7 +40,7 @@ def calculate_gain(nonlinearity, param=None):
         if isinstance(slope, bool) or not isinstance(slope, numbers.Real):
             raise ValueError(f"calculate_gain: negative_slope {slope!r} is not a number")
         return math.sqrt(2.0 / (1 + slope ** 2))
-    if nonlinearity not in _GAINS:
+    if not isinstance(nonlinearity, str) or nonlinearity not in _GAINS:
         raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}; "
                          f"expected one of {sorted(_GAINS) + ['leaky_relu']}")
     return _GAINS[nonlinearity]
