@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+import fastnn
 from fastnn import nn
 from fastnn.errors import DtypeError
 from fastnn.nn import init
@@ -148,3 +149,30 @@ def test_calculate_gain_of_something_not_a_name_is_a_value_error(nonlinearity):
         init.calculate_gain(nonlinearity)
     with pytest.raises(ValueError, match="unsupported nonlinearity"):
         init.kaiming_uniform_(np.empty((3, 4), np.float32), nonlinearity=nonlinearity)
+
+
+@pytest.mark.parametrize("name,args", [("uniform_", ()), ("normal_", ()), ("constant_", (0.5,)),
+                                       ("zeros_", ()), ("eye_", ()), ("xavier_normal_", ()),
+                                       ("kaiming_uniform_", ()), ("trunc_normal_", ()),
+                                       ("orthogonal_", ()), ("sparse_", (0.3,))])
+def test_a_read_only_array_is_refused_by_name_before_any_draw(name, args):
+    """NumPy's 'assignment destination is read-only' named nothing and came after the
+    draw, which had moved fastnn's generator; fans of a read-only array still compute."""
+    w = np.zeros((4, 6), np.float32)
+    w.flags.writeable = False
+    fastnn.manual_seed(3)
+    with pytest.raises(ValueError, match=f"init.{name}: expected a writeable array"):
+        getattr(init, name)(w, *args)
+    assert fastnn.random.generator().random() == fastnn.manual_seed(3).random()
+    assert init._calculate_fan_in_and_fan_out(w) == (6, 4)
+
+
+def test_fans_of_any_array_and_xavier_errors_name_xavier():
+    """PyTorch computes the fans of a tensor of any dtype; fastnn's refused an integer
+    array, and xavier_*'s dtype error named 'init.fans'."""
+    for dtype in (np.int64, bool, np.float16):
+        assert init._calculate_fan_in_and_fan_out(np.zeros((3, 4, 5), dtype)) == \
+            torch.nn.init._calculate_fan_in_and_fan_out(torch.zeros(3, 4, 5)) == (20, 15)
+    for name in ("xavier_uniform_", "xavier_normal_"):
+        with pytest.raises(DtypeError, match=f"init.{name}: expected a Parameter or a float"):
+            getattr(init, name)(np.zeros((3, 4), np.int64))

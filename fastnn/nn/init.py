@@ -92,7 +92,7 @@ _ANY_DTYPE = ("constant_", "zeros_", "ones_", "eye_", "dirac_")
 
 def _array(target, where):
     data = target.data if isinstance(target, Parameter) else target
-    kinds = "fcuib" if where in _ANY_DTYPE else "f"
+    kinds = "fcuib" if where in _ANY_DTYPE or where == "fans" else "f"
     what = "an array" if where in _ANY_DTYPE else "a float array"
     if not _device.is_array(data):
         raise TypeError(f"init.{where}: expected a Parameter or {what}, "
@@ -102,6 +102,11 @@ def _array(target, where):
         # also the RuntimeError (NotImplementedError) PyTorch's random fills raise
         raise DtypeError(f"init.{where}: expected a Parameter or {what}, got "
                          f"{type(target).__name__} of dtype {np.dtype(data.dtype)}")
+    if where != "fans" and isinstance(data, np.ndarray) and not data.flags.writeable:
+        # before anything is drawn (NumPy's 'assignment destination is read-only' came
+        # after the draw and named nothing)
+        raise ValueError(f"init.{where}: expected a writeable array (the fill is in "
+                         f"place), got a read-only one")
     return data
 
 
@@ -222,6 +227,7 @@ def ones_(tensor):
 
 def xavier_uniform_(tensor, gain=1.0, generator=None):
     """Glorot: U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))."""
+    _array(tensor, "xavier_uniform_")  # (its dtype and writeability checked by name)
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound, generator)
@@ -229,6 +235,7 @@ def xavier_uniform_(tensor, gain=1.0, generator=None):
 
 def xavier_normal_(tensor, gain=1.0, generator=None):
     """Glorot: N(0, std**2), std = gain * sqrt(2 / (fan_in + fan_out))."""
+    _array(tensor, "xavier_normal_")  # (its dtype and writeability checked by name)
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
 
