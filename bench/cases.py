@@ -661,6 +661,85 @@ def _pool(op, size):
 
 
 # ---------------------------------------------------------------------- optimizers
+# NAdam's defaults (lr as the case's, momentum_decay 4e-3) and the step the cases run
+NADAM_LR, NADAM_STEP, NADAM_MOMENTUM_DECAY = 2e-3, 10, 4e-3
+
+
+def _nadam_mu(step, beta1=0.9):
+    return beta1 * (1.0 - 0.5 * 0.96 ** (step * NADAM_MOMENTUM_DECAY))
+
+
+def nadam_rates(step=NADAM_STEP, lr=NADAM_LR, beta1=0.9, beta2=0.999):
+    """(avg_rate, grad_rate, sq_scale, mu_product before the step): PyTorch's NAdam at
+    ``step`` as fastnn's adaptive_moments_update takes it (param -= (avg_rate * m +
+    grad_rate * g) / (sq_scale * sqrt(v) + eps))."""
+    before = float(np.prod([_nadam_mu(s, beta1) for s in range(1, step)]))
+    mu, mu_next = _nadam_mu(step, beta1), _nadam_mu(step + 1, beta1)
+    product = before * mu
+    return (lr * mu_next / (1.0 - product * mu_next), lr * (1.0 - mu) / (1.0 - product),
+            float(1.0 / np.sqrt(1.0 - beta2 ** step)), before)
+
+
+def _torch_optim(op, t, ts):
+    """PyTorch's update of ``op`` on the case's tensors (p, g and the state m, v shared
+    with the arrays, as fastnn's call updates them): what ``torch.optim``'s step runs
+    inside, without that step's Python wrapper (hooks, parameter groups, state lookups),
+    as fastnn's rows time its kernels without ``fastnn.optim``'s step. SGD, Adagrad and
+    Adam: their fused one-pass CPU kernels (what ``fused=True`` calls), the fastest
+    PyTorch update; the others: their single-tensor functional forms (what the step runs
+    on the CPU). Step counters at the step fastnn's call is given."""
+    import importlib
+    p, g, m, v = ts["p"], ts["g"], ts["m"], ts["v"]
+
+    def step(value):
+        return [t.tensor(float(value))]
+
+    if op == "sgd_update":
+        return lambda: t._fused_sgd_([p], [g], [m], weight_decay=0.0, momentum=0.9, lr=0.01,
+                                     dampening=0.0, nesterov=False, maximize=False,
+                                     is_first_step=False)
+    if op == "adagrad_update":
+        steps = step(10)
+        return lambda: t._fused_adagrad_([p], [g], [v], steps, lr=1e-2, lr_decay=0.0,
+                                         weight_decay=0.0, eps=1e-10, maximize=False)
+    if op == "adam_update":
+        steps = step(10)
+        return lambda: t._fused_adam_([p], [g], [m], [v], [], steps, lr=1e-3, beta1=0.9,
+                                      beta2=0.999, weight_decay=0.0, eps=1e-8, amsgrad=False,
+                                      maximize=False)
+    name = op[:-len("_update")]
+    module = importlib.import_module("torch.optim." + {"adaptive_moments": "nadam"}.get(
+        name, name))
+    if op == "rmsprop_update":
+        steps = step(0)
+        return lambda: module.rmsprop([p], [g], [v], [], [], steps, foreach=False, lr=1e-2,
+                                      alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                                      centered=False)
+    if op == "adamax_update":   # (the step counter is raised before it is used: 9 -> 10)
+        steps = step(9)
+        return lambda: module.adamax([p], [g], [m], [v], steps, foreach=False, eps=1e-8,
+                                     beta1=0.9, beta2=0.999, lr=2e-3, weight_decay=0.0)
+    if op == "adaptive_moments_update":
+        steps, products = step(NADAM_STEP - 1), step(nadam_rates()[3])
+        return lambda: module.nadam([p], [g], [m], [v], products, steps, foreach=False,
+                                    beta1=0.9, beta2=0.999, lr=NADAM_LR, weight_decay=0.0,
+                                    momentum_decay=NADAM_MOMENTUM_DECAY, eps=1e-8)
+    if op == "adadelta_update":
+        steps = step(0)
+        return lambda: module.adadelta([p], [g], [m], [v], steps, foreach=False, lr=1.0,
+                                       rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False)
+    if op == "rprop_update":
+        steps = step(0)
+        return lambda: module.rprop([p], [g], [m], [v], steps, foreach=False,
+                                    step_size_min=1e-6, step_size_max=50.0, etaminus=0.5,
+                                    etaplus=1.2)
+    if op == "asgd_update":     # eta 1e-2 and mu 1 at the first call, as fastnn's
+        steps, mus, etas = step(0), step(1.0), step(1e-2)
+        return lambda: module.asgd([p], [g], [m], mus, etas, steps, foreach=False,
+                                   lambd=1e-4, lr=1e-2, t0=1e6, alpha=0.75, weight_decay=0.0)
+    raise KeyError(f"bench.cases: no PyTorch twin for optimizer op {op!r}")
+
+
 def _optim(op, size):
     shape = PARAMS[size]
     n = int(np.prod(shape))
@@ -669,45 +748,40 @@ def _optim(op, size):
         return {"p": _normal(rng, shape), "g": _normal(rng, shape) * F32(0.01),
                 "m": np.zeros(shape, F32), "v": np.zeros(shape, F32)}
 
-    # op -> (fastnn call on the arrays, PyTorch's optimizer as users build it, its fused
-    # CPU kernel (fused=True) where PyTorch has one: the fastest PyTorch step, as fastnn's
-    # is one fused pass; label suffix, arrays read or written per value)
+    avg_rate, grad_rate, sq_scale, _ = nadam_rates()
+    # op -> (fastnn call on the arrays, label suffix, arrays read or written per value);
+    # the PyTorch twin: _torch_optim
     calls = {
         "sgd_update": (lambda be, a: be.sgd_update(a["p"], a["g"], a["m"], 0.01, 0.9, 0.0,
-                                                   False),
-                       lambda t, p: t.optim.SGD([p], lr=0.01, momentum=0.9, fused=True),
-                       " momentum", 5),
+                                                   False), " momentum", 5),
         "adagrad_update": (lambda be, a: be.adagrad_update(a["p"], a["g"], a["v"], 1e-2),
-                           lambda t, p: t.optim.Adagrad([p], lr=1e-2, fused=True), "", 5),
+                           "", 5),
         "rmsprop_update": (lambda be, a: be.rmsprop_update(a["p"], a["g"], a["v"], 1e-2),
-                           lambda t, p: t.optim.RMSprop([p], lr=1e-2), "", 5),
+                           "", 5),
         "adam_update": (lambda be, a: be.adam_update(a["p"], a["g"], a["m"], a["v"], 10, 1e-3),
-                        lambda t, p: t.optim.Adam([p], lr=1e-3, fused=True), "", 7),
+                        "", 7),
         "adamax_update": (lambda be, a: be.adamax_update(a["p"], a["g"], a["m"], a["v"], 10,
-                                                         2e-3),
-                          lambda t, p: t.optim.Adamax([p], lr=2e-3), "", 7),
+                                                         2e-3), "", 7),
         # NAdam's step-10 rates (the op also runs RAdam's); PyTorch's NAdam the twin
         "adaptive_moments_update": (lambda be, a: be.adaptive_moments_update(
-            a["p"], a["g"], a["m"], a["v"], 1.9e-3, 1.1e-4, 0.9, 0.999, 10.0, 1e-8),
-            lambda t, p: t.optim.NAdam([p], lr=2e-3), "", 7),
+            a["p"], a["g"], a["m"], a["v"], avg_rate, grad_rate, 0.9, 0.999, sq_scale, 1e-8),
+            "", 7),
         "adadelta_update": (lambda be, a: be.adadelta_update(a["p"], a["g"], a["m"], a["v"]),
-                            lambda t, p: t.optim.Adadelta([p]), "", 7),
+                            "", 7),
         # m as prev, v as step_size (zeros at first: clamped up to step_size_min)
         "rprop_update": (lambda be, a: be.rprop_update(a["p"], a["g"], a["m"], a["v"]),
-                         lambda t, p: t.optim.Rprop([p]), "", 7),
+                         "", 7),
         # eta at PyTorch's default lr, mu 1 (ax a copy of p: t0 1e6 steps away)
         "asgd_update": (lambda be, a: be.asgd_update(a["p"], a["g"], a["m"], 1e-2, 1.0),
-                        lambda t, p: t.optim.ASGD([p]), "", 4),
+                        "", 4),
     }
-    call, make_torch, label, arrays = calls[op]
+    call, label, arrays = calls[op]
 
     def run(be, a):
         return lambda: call(be, a)
 
     def run_torch(t, ts, a):
-        p = ts["p"]
-        p.grad = ts["g"]
-        return make_torch(t, p).step
+        return _torch_optim(op, t, ts)
     return Case(op, size, _shape_str(shape) + label, build, run, run_torch,
                 nbytes=arrays * 4 * n)
 

@@ -128,6 +128,41 @@ def test_course_case_runs_on_reference_and_in_torch(case):
         case.torch()()
 
 
+OPTIM_COURSE = [c for c in COURSE if c.family == "optim"]
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch not installed")
+@pytest.mark.parametrize("case", OPTIM_COURSE, ids=[c.id for c in OPTIM_COURSE])
+def test_optimizer_twin_is_pytorchs_update_of_the_same_state(case):
+    """An optimizer row compares the update with the update: PyTorch's twin updates the
+    case's own parameter and state arrays (no optimizer object's hidden state), with the
+    hyper-parameters and step of fastnn's call, so one call from the same arrays leaves
+    what the NumPy reference leaves; and it is not a ``torch.optim`` step, whose Python
+    wrapper (hooks, parameter groups, state lookups) the fastnn rows do not pay (it
+    doubled PyTorch's time at the course size)."""
+    import torch
+    from fastnn import backend
+    ours = case.arrays()
+    case._fastnn_fn(backend.load("numpy"), ours)()
+    theirs = case.arrays()
+    fn = case._torch_fn(torch, {k: torch.from_numpy(v) for k, v in theirs.items()}, theirs)
+    assert not isinstance(getattr(fn, "__self__", None), torch.optim.Optimizer)
+    fn()
+    for key in ("p", "m", "v"):
+        np.testing.assert_allclose(theirs[key], ours[key], rtol=1e-5, atol=1e-7,
+                                   err_msg=key)
+
+
+def test_nadam_rates_are_pytorchs_step():
+    """adaptive_moments_update's rates in the NAdam case are NAdam's at step 10."""
+    avg_rate, grad_rate, sq_scale, before = cases.nadam_rates(step=1, lr=1.0)
+    mu1, mu2 = (0.9 * (1 - 0.5 * 0.96 ** (s * 4e-3)) for s in (1, 2))
+    assert before == 1.0
+    assert math.isclose(grad_rate, (1 - mu1) / (1 - mu1))
+    assert math.isclose(avg_rate, mu2 / (1 - mu1 * mu2))
+    assert math.isclose(sq_scale, 1 / math.sqrt(1 - 0.999))
+
+
 def test_case_inputs_are_identical_for_every_contender():
     case = cases.get_case("sgd_update", "course")
     a, b = case.arrays(), case.arrays()
