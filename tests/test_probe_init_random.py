@@ -176,3 +176,36 @@ def test_fans_of_any_array_and_xavier_errors_name_xavier():
     for name in ("xavier_uniform_", "xavier_normal_"):
         with pytest.raises(DtypeError, match=f"init.{name}: expected a Parameter or a float"):
             getattr(init, name)(np.zeros((3, 4), np.int64))
+
+
+@pytest.mark.parametrize("np_dtype,a,b", [(np.float32, 1e40, 1e41), (np.float32, 1e39, math.inf),
+                                          (np.float32, -1e41, -1e40), (np.float16, 7e4, 8e4),
+                                          (np.float16, -math.inf, -1e5)])
+def test_trunc_normal_beyond_the_dtype_is_torchs_runtime_error(np_dtype, a, b):
+    """trunc_normal_ took its bounds in the dtype: both infinite there, it filled the
+    array with inf (not in [a, b]); PyTorch raises 'out of bounds' (its a, b finite)."""
+    if math.isfinite(b):
+        with pytest.raises(RuntimeError, match="out of bounds"):
+            torch.nn.init.trunc_normal_(torch.zeros(4, dtype=TORCH_DTYPES[np_dtype]), 0, 1, a, b)
+    w = np.zeros(4, np_dtype)
+    with pytest.raises(RuntimeError, match="lies outside the range") as info:
+        init.trunc_normal_(w, 0.0, 1.0, a, b)
+    assert isinstance(info.value, ValueError)
+    np.testing.assert_array_equal(w, 0)
+
+
+@pytest.mark.parametrize("a,b", [(math.nan, 2.0), (-2.0, math.nan)])
+def test_trunc_normal_nan_bound_is_torchs_runtime_error(a, b):
+    with pytest.raises(RuntimeError, match="out of bounds"):
+        torch.nn.init.trunc_normal_(torch.zeros(4), 0.0, 1.0, a, b)
+    with pytest.raises(RuntimeError, match="expected [ab] to be a number") as info:
+        init.trunc_normal_(np.zeros(4, np.float32), 0.0, 1.0, a, b)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.filterwarnings("error")
+def test_trunc_normal_bounds_wider_than_the_dtype_still_fill():
+    """[-1e40, 1e40] in float32 holds every draw of N(0, 1), as in PyTorch (NumPy warned
+    of an overflow as the bounds were cast)."""
+    w = init.trunc_normal_(np.zeros(10000, np.float32), 0.0, 1.0, -1e40, 1e40)
+    assert np.isfinite(w).all() and 0.95 < w.std() < 1.05

@@ -390,23 +390,34 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     """Fill with N(mean, std**2) truncated to [a, b]: the normal's draws conditioned on
     lying in [a, b] (bounds taken in the array's dtype, so every stored value lies in
     them), exact also far out in a tail. Warns, as PyTorch does, when mean is more than
-    2 std outside [a, b]; a == b fills with a."""
+    2 std outside [a, b]; a == b fills with a. A NaN bound, a > b, or [a, b] wholly
+    beyond the dtype's range is PyTorch's RuntimeError (InitRangeError)."""
     where = "trunc_normal_"
     data = _array(tensor, where)
     for name, value in (("mean", mean), ("std", std), ("a", a), ("b", b)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise ValueError(f"init.{where}: expected {name} to be a number, got {value!r}")
+        if math.isnan(value):  # (a NaN bound: PyTorch's RuntimeError 'out of bounds')
+            error = InitRangeError if name in ("a", "b") else ValueError
+            raise error(f"init.{where}: expected {name} to be a number, got {value!r}")
     if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
         raise ValueError(f"init.{where}: expected a finite mean and a finite std > 0, got "
                          f"mean {mean!r} and std {std!r}")
     if a > b:
         raise InitRangeError(f"init.{where}: expected a <= b, got a={a!r} and b={b!r}")
+    big = float(np.finfo(data.dtype).max)
+    if a > big or b < -big:  # every value beyond the dtype (it stored infinities)
+        raise InitRangeError(f"init.{where}: [a, b] = [{a!r}, {b!r}] lies outside the "
+                             f"range of {np.dtype(data.dtype).name}")
     if (mean < a - 2 * std) or (mean > b + 2 * std):
         warnings.warn("mean is more than 2 std from [a, b] in nn.init.trunc_normal_. "
                       "The distribution of values may be incorrect.", stacklevel=2)
     gen = _generator(where, generator)
     dtype = np.dtype(data.dtype).type
-    lo, hi = float(dtype(a)), float(dtype(b))
+    # (a bound beyond the dtype's range is an infinite one there, without NumPy's
+    # overflow warning)
+    lo = -math.inf if a < -big else float(dtype(a))
+    hi = math.inf if b > big else float(dtype(b))
     if lo == hi:
         return _fill(tensor, where, lo)
     z = _truncated_standard_normal(gen, math.prod(data.shape), (lo - mean) / std,
