@@ -11,7 +11,9 @@ the issues' targets and the scaling plots (bench/results/*.png).
                                           own, bench/results/subset/ (its BENCHMARKS.md:
                                           those rows alone), leaving the full run's alone
   python -m bench.report --dry-run --json /tmp/d.json --output /tmp/D.md
-                                          one round each: does everything run?
+                                          one round each: does everything run? (without
+                                          --json: into a temporary folder, never over
+                                          the committed results)
 
 What a run measures besides the suite (the interleaved ratios: overhead.json,
 vs_torch.json, bandwidth.json; the floors of two targets: floors.json), the list of
@@ -27,6 +29,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 from . import cuda_results
 from . import floors as floor_results
@@ -603,7 +606,8 @@ def main(argv=None):
                         help="a sentence printed at the top of BENCHMARKS.md (e.g. machine load)")
     parser.add_argument("--dry-run", action="store_true",
                         help="one timed round per benchmark: checks that every benchmark "
-                             "runs (numbers meaningless); use with --json/--output elsewhere")
+                             "runs (numbers meaningless); without --json its results go to a "
+                             "temporary folder, not bench/results/")
     args = parser.parse_args(argv)
     subset = bool(args.keyword) and not args.no_run
     if subset:
@@ -613,6 +617,15 @@ def main(argv=None):
             args.json = os.path.join(SUBSET, "latest.json")
             if os.path.abspath(args.output) == os.path.join(ROOT, "BENCHMARKS.md"):
                 args.output = os.path.join(SUBSET, "BENCHMARKS.md")
+    if args.dry_run and not args.no_run \
+            and os.path.abspath(args.json) == os.path.abspath(LATEST):
+        # one round each: numbers that mean nothing, never over the committed results
+        # (a dry run without --json rewrote bench/results/ and BENCHMARKS.md)
+        args.json = os.path.join(tempfile.mkdtemp(prefix="fastnn-bench-dry-run-"),
+                                 "latest.json")
+        if os.path.abspath(args.output) == os.path.join(ROOT, "BENCHMARKS.md"):
+            args.output = os.path.join(os.path.dirname(args.json), "BENCHMARKS.md")
+        print(f"dry run: results in {os.path.dirname(args.json)}", flush=True)
     if args.dry_run:
         os.environ.update(FASTNN_BENCH_MAX_TIME="0", FASTNN_BENCH_MIN_ROUNDS="1",
                           FASTNN_BENCH_EPOCH_ROUNDS="1")
@@ -628,6 +641,9 @@ def main(argv=None):
         started = datetime.datetime.now()
         status = run_suite(args.json, args.keyword, not_run=not_run_path,
                            save=not args.dry_run)
+        if subset and status == 5:   # pytest: no test collected
+            print(f"no benchmark matches -k {args.keyword!r}", file=sys.stderr)
+            return status
         for path in side.values():   # a full run measures each anew below, or leaves
             if os.path.exists(path):   # it absent; a subset run measures none of them
                 os.remove(path)

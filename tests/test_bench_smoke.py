@@ -572,3 +572,37 @@ def test_a_run_of_a_clean_checkout_is_not_marked_as_uncommitted_changes(tmp_path
     (tmp_path / "code.py").write_text("1\n")
     assert report.source_changed(tmp_path) is True
     assert report.source_changed(tmp_path / "bench") is True   # (paths from the root)
+
+
+def test_a_dry_run_without_json_leaves_the_committed_results_alone(tmp_path, monkeypatch):
+    """--dry-run's one-round numbers mean nothing: without --json they went over
+    bench/results/latest.json (and the interleaved files) and BENCHMARKS.md."""
+    _stub_runs(monkeypatch, torch_available=True)
+    (tmp_path / "latest.json").write_text('{"committed": "run"}')
+    (tmp_path / "overhead.json").write_text('{"committed": "overhead"}')
+    (tmp_path / "BENCHMARKS.md").write_text("committed\n")
+    monkeypatch.setattr(report, "LATEST", str(tmp_path / "latest.json"))
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda prefix: str(tmp_path / (prefix + "x")))
+    os.makedirs(tmp_path / "fastnn-bench-dry-run-x")
+    assert report.main(["--dry-run", "--output", str(tmp_path / "BENCHMARKS.md")]) == 0
+    assert (tmp_path / "latest.json").read_text() == '{"committed": "run"}'
+    assert (tmp_path / "overhead.json").read_text() == '{"committed": "overhead"}'
+    assert (tmp_path / "BENCHMARKS.md").read_text() == "committed\n"
+    dry = tmp_path / "fastnn-bench-dry-run-x"
+    assert json.loads((dry / "latest.json").read_text()) == FAKE
+    assert "Fake CPU 9000" in (dry / "BENCHMARKS.md").read_text()
+
+
+def test_a_keyword_that_selects_no_benchmark_is_an_error(tmp_path, monkeypatch, capsys):
+    """-k EXPR matching nothing (pytest's status 5) said 'wrote BENCHMARKS.md' of no rows
+    and exited 0, as fastnn bench -k did: a typo passed for a run."""
+    _stub_runs(monkeypatch, torch_available=True)
+    monkeypatch.setattr(report, "run_suite", lambda *a, **k: 5)
+    out = tmp_path / "subset"
+    status = report.main(["-k", "no_such_benchmark", "--json", str(out / "latest.json"),
+                          "--output", str(out / "BENCHMARKS.md")])
+    assert status == 5
+    assert "no benchmark matches -k 'no_such_benchmark'" in capsys.readouterr().err
+    assert not (out / "BENCHMARKS.md").exists()
