@@ -101,13 +101,24 @@ def measure_vs_torch(backends, blocks=15):
     return results
 
 
+#: the op families of issues 3 and 4's "elementwise kernels on 16M float32 values":
+#: the activations and dropout (its mask and its backward), forward and backward
+ELEMENTWISE_FAMILIES = ("activation", "dropout")
+
+
+def is_elementwise(op, family, size):
+    """Whether the case (op, family, size) is one of the elementwise kernels on 16M
+    float32 values that issues 3 and 4 hold to 70% of the copy bandwidth (not the
+    row-wise (log-)softmaxes, 4096x1000)."""
+    return size == "large" and family in ELEMENTWISE_FAMILIES and "softmax" not in op
+
+
 def elementwise_cases():
-    """The suite's elementwise activation cases at 16M float32 values (forward and
-    backward; not the row-wise softmaxes): the ops issues 3 and 4 hold to 70% of the
-    copy bandwidth."""
+    """The suite's elementwise cases at 16M float32 values (is_elementwise): the ops
+    issues 3 and 4 hold to 70% of the copy bandwidth."""
     from . import cases
-    return [c for c in cases.all_cases() if c.size == "large" and c.family == "activation"
-            and "softmax" not in c.op and c.bytes]
+    return [c for c in cases.all_cases() if is_elementwise(c.op, c.family, c.size)
+            and c.bytes]
 
 
 def measure_bandwidth(backends, blocks=15):

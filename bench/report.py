@@ -245,9 +245,9 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None, fl
                     _against(value, 1.0), _check(value, 1.0)))
         for (op, size), entry in ops.items():
             row = entry.get(c)
-            # element-wise activations only: (log-)softmax is row-wise, 4096x1000
-            if size != "large" or not row or row.get("family") != "activation" \
-                    or "softmax" in op or not row.get("bytes"):
+            # the activations and dropout; (log-)softmax is row-wise, 4096x1000
+            if not row or not overhead_results.is_elementwise(op, row.get("family"), size) \
+                    or not row.get("bytes"):
                 continue
             measured = (bandwidth or {}).get(c, {}).get(op)
             if measured:   # interleaved with the copy: see bench/overhead.py

@@ -17,6 +17,7 @@ from fastnn.bench_cli import _import_bench
 _import_bench()  # puts the checkout's bench/ package on sys.path
 
 from bench import cases, ceilings, report, results_io, steps  # noqa: E402
+from bench.results_io import Ceilings  # noqa: E402
 from bench.student_numpy import StudentMLP  # noqa: E402
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -293,6 +294,25 @@ def test_interleaved_bandwidth_decides_the_elementwise_rows(tmp_path):
     ops = {c.op for c in overhead.elementwise_cases()}
     assert {"relu", "gelu_backward", "softplus"} <= ops
     assert not any("softmax" in op for op in ops)
+
+
+def test_dropout_is_held_to_the_elementwise_target():
+    """Issues 3 and 4's 70% of the copy bandwidth is for the elementwise kernels on 16M
+    float32 values: dropout's mask and its backward are such kernels (4096x4096), as the
+    activations are; they had no row, and no interleaved measurement."""
+    from bench import overhead
+    ops = {c.op for c in overhead.elementwise_cases()}
+    assert {"dropout_forward", "dropout_backward", "relu", "relu_backward"} <= ops
+    assert not ops & {"softmax", "log_softmax_backward", "mse_loss", "linear_forward"}
+    rows = [r for r in FAKE["benchmarks"] if r["extra_info"]]
+    rows += [_bench("op", op, "numba", t, family="dropout", bytes=3 * 4 * 4096 ** 2)
+             for op, t in (("dropout_forward", 0.020), ("dropout_backward", 0.005))]
+    all_rows = results_io.rows({"benchmarks": rows})
+    verdicts = {t[1]: (t[3], t[4]) for t in report.targets(all_rows, Ceilings(all_rows))}
+    # 201 MB moved against the copy's 25 GB/s
+    assert verdicts["dropout_forward 16M float32 ≥ 70% of copy bandwidth"] == ("40%", "**FAIL**")
+    assert verdicts["dropout_backward 16M float32 ≥ 70% of copy bandwidth"] == ("161%",
+                                                                                "**pass**")
 
 
 def test_interleaved_ratio_is_the_median_of_block_ratios():
