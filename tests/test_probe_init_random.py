@@ -67,7 +67,8 @@ def test_fills_through_uniform_take_its_checks():
 @pytest.mark.parametrize("np_dtype", list(TORCH_DTYPES))
 @pytest.mark.parametrize("value", [300, -7, -300, 2.7, -2.7, -0.5, 1e20, 1e40, 3.5e38,
                                    -1e39, 7e4, 65520.0, math.inf, -math.inf, math.nan,
-                                   True, 2 ** 63, -(2 ** 63), 0])
+                                   True, 2 ** 63, -(2 ** 63), 0, np.float32(-3.7),
+                                   np.int64(300), np.bool_(True), 3 + 0j, 1 + 2j])
 def test_constant_converts_the_value_as_torchs_fill(np_dtype, value):
     """A value the dtype cannot hold is PyTorch's RuntimeError: fastnn's constant_ wrote
     inf (1e40 into float32) or raised NumPy's OverflowError (300 into uint8; NaN into
@@ -82,6 +83,20 @@ def test_constant_converts_the_value_as_torchs_fill(np_dtype, value):
         assert not isinstance(mine, Exception), mine
         assert mine.dtype == np.dtype(np_dtype)
         np.testing.assert_array_equal(mine, theirs)
+
+
+@pytest.mark.parametrize("value", [None, "2.5", [1.0], (1.0,)])
+def test_constant_of_something_not_a_number_is_a_type_error_as_torchs(value):
+    """None filled a float array with NaN, '2.5' was parsed and [1.0] broadcast;
+    PyTorch's fill_ takes a number only (TypeError)."""
+    with pytest.raises(TypeError):
+        torch.nn.init.constant_(torch.zeros(2), value)
+    w = np.zeros(2, np.float32)
+    with pytest.raises(TypeError, match="init.constant_: expected val to be a number"):
+        init.constant_(w, value)
+    np.testing.assert_array_equal(w, 0)
+    assert init.constant_(w, np.array(2.5)) is w    # a 0-d array is a number here
+    np.testing.assert_array_equal(w, 2.5)
 
 
 def test_constant_on_a_parameter_and_a_numpy_scalar():
@@ -181,6 +196,7 @@ def test_fans_of_any_array_and_xavier_errors_name_xavier():
 @pytest.mark.parametrize("np_dtype,a,b", [(np.float32, 1e40, 1e41), (np.float32, 1e39, math.inf),
                                           (np.float32, -1e41, -1e40), (np.float16, 7e4, 8e4),
                                           (np.float16, -math.inf, -1e5)])
+@pytest.mark.filterwarnings("ignore:mean is more than 2 std")
 def test_trunc_normal_beyond_the_dtype_is_torchs_runtime_error(np_dtype, a, b):
     """trunc_normal_ took its bounds in the dtype: both infinite there, it filled the
     array with inf (not in [a, b]); PyTorch raises 'out of bounds' (its a, b finite)."""

@@ -178,35 +178,53 @@ def normal_(tensor, mean=0.0, std=1.0, generator=None):
 
 
 def _check_fill_value(val, dtype, where):
-    """PyTorch's fill_ conversion check: a value the dtype cannot hold is its
-    RuntimeError ('value cannot be converted ... without overflow'), not an infinity
-    (a finite float beyond a float dtype's range) or NumPy's OverflowError (an integer
-    dtype; NaN and infinities included; a negative int wraps into an unsigned dtype
-    when its magnitude fits, as PyTorch's two's complement). bool takes anything."""
+    """The value PyTorch's fill_ writes into an array of dtype: a number (a 0-d array
+    too); one the dtype cannot hold is PyTorch's RuntimeError ('value cannot be converted
+    ... without overflow'), not an infinity (a finite float beyond a float dtype's
+    range) or NumPy's OverflowError (an integer dtype; NaN and infinities included; a
+    negative int wraps into an unsigned dtype when its magnitude fits, as PyTorch's two's
+    complement), nor a complex value with an imaginary part outside a complex dtype.
+    A float is truncated toward 0 into an integer dtype; bool takes any number."""
+    if isinstance(val, np.ndarray) and val.ndim == 0:
+        val = val[()]
+    if isinstance(val, (bool, np.bool_)):
+        return bool(val)
+    if not isinstance(val, numbers.Number):
+        raise TypeError(f"init.{where}: expected val to be a number, got "
+                        f"{type(val).__name__}")
     dtype = np.dtype(dtype)
-    if dtype.kind == "b" or isinstance(val, (bool, np.bool_)):
+    if dtype.kind == "b":
         return val
+
+    def overflow():
+        return RuntimeValueError(f"init.{where}: value {val!r} cannot be converted to "
+                                 f"{dtype.name} without overflow")
+
+    value = val
+    if not isinstance(value, numbers.Real) and dtype.kind != "c":
+        if value.imag != 0:
+            raise overflow()
+        value = value.real
     if dtype.kind in "fc":
         big = float(np.finfo(dtype).max)
-        parts = ((val.real, val.imag) if isinstance(val, numbers.Complex)
-                 and not isinstance(val, numbers.Real) else (val,))
-        if any(isinstance(v, numbers.Real) and not math.isnan(v) and not math.isinf(v)
-               and not -big <= v <= big for v in parts):
-            raise RuntimeValueError(f"init.{where}: value {val!r} cannot be converted to "
-                                    f"{dtype.name} without overflow")
-        return val
-    if dtype.kind in "iu" and isinstance(val, numbers.Real):
-        info = np.iinfo(dtype)
-        if isinstance(val, numbers.Integral):
-            whole = int(val)
-            fits = info.min <= whole <= info.max or (dtype.kind == "u" and -info.max <= whole < 0)
-            if fits:
-                return whole % (info.max + 1) if whole < 0 and dtype.kind == "u" else whole
-        elif math.isfinite(val) and info.min <= val <= info.max:  # (PyTorch's test)
-            return math.trunc(val)
-        raise RuntimeValueError(f"init.{where}: value {val!r} cannot be converted to "
-                                f"{dtype.name} without overflow")
-    return val
+        parts = (value,) if isinstance(value, numbers.Real) else (value.real, value.imag)
+        # (Python numbers, so no NumPy scalar casts big down: exact for any int too)
+        parts = [int(v) if isinstance(v, numbers.Integral) else float(v) for v in parts]
+        if any(not (isinstance(v, float) and not math.isfinite(v)) and not -big <= v <= big
+               for v in parts):
+            raise overflow()
+        return value
+    info = np.iinfo(dtype)
+    if isinstance(value, numbers.Integral):
+        whole = int(value)
+        if info.min <= whole <= info.max:
+            return whole
+        if dtype.kind == "u" and -info.max <= whole < 0:
+            return whole % (info.max + 1)
+        raise overflow()
+    if math.isfinite(value) and info.min <= value <= info.max:  # (PyTorch's test)
+        return int(value)
+    raise overflow()
 
 
 def constant_(tensor, val):
