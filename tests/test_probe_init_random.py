@@ -225,3 +225,18 @@ def test_trunc_normal_bounds_wider_than_the_dtype_still_fill():
     of an overflow as the bounds were cast)."""
     w = init.trunc_normal_(np.zeros(10000, np.float32), 0.0, 1.0, -1e40, 1e40)
     assert np.isfinite(w).all() and 0.95 < w.std() < 1.05
+
+
+@pytest.mark.filterwarnings("error")
+def test_numpy_scalar_arguments_are_taken_without_overflow_warnings():
+    """Comparing np.float32 bounds with float64's range cast the range down to float32
+    (NumPy's 'overflow encountered in cast', an error under -W error)."""
+    w = np.zeros((40, 50))
+    assert init.uniform_(w, np.float32(-0.5), np.float32(0.5)) is w
+    assert -0.5 <= w.min() and w.max() <= 0.5 and w.std() > 0.2
+    init.trunc_normal_(w, np.float32(0), np.float32(1), np.float32(-1), np.float32(1))
+    assert -1 <= w.min() and w.max() <= 1
+    init.kaiming_uniform_(w, a=np.float32(0.2))
+    assert np.abs(w).max() <= math.sqrt(3) * init.calculate_gain("leaky_relu", 0.2) / math.sqrt(50)
+    init.constant_(w, np.float16(2.5))
+    np.testing.assert_array_equal(w, 2.5)

@@ -144,18 +144,30 @@ def _empty_warning(target, where):
     return False
 
 
+def _python_number(value):
+    """A NumPy scalar as the Python int or float it holds (others as they are), so that
+    comparing it with a dtype's range casts nothing down (np.float32(1) <= 1.8e308
+    overflowed NumPy's cast)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def _check_uniform_bounds(a, b, dtype, where):
     """PyTorch's checks of uniform_'s range, in its order: a and b finite numbers
     within the dtype's range (not NaN), a <= b, and b - a within it too (InitRangeError,
     PyTorch's RuntimeError)."""
     big = float(np.finfo(dtype).max)
+    a, b = _python_number(a), _python_number(b)
     for name, value in (("from", a), ("to", b)):
         if not -big <= value <= big:
             raise InitRangeError(f"init.{where}: {name}={value!r} is out of bounds for "
                                  f"{np.dtype(dtype).name}")
     if a > b:
         raise InitRangeError(f"init.{where}: expected a <= b, got a={a!r} and b={b!r}")
-    if float(b) - float(a) > big:
+    if b - a > big:
         raise InitRangeError(f"init.{where}: expected b - a <= {big!r} (the largest "
                              f"{np.dtype(dtype).name}), got a={a!r} and b={b!r}")
 
@@ -418,6 +430,7 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
         if math.isnan(value):  # (a NaN bound: PyTorch's RuntimeError 'out of bounds')
             error = InitRangeError if name in ("a", "b") else ValueError
             raise error(f"init.{where}: expected {name} to be a number, got {value!r}")
+    mean, std, a, b = (_python_number(v) for v in (mean, std, a, b))
     if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
         raise ValueError(f"init.{where}: expected a finite mean and a finite std > 0, got "
                          f"mean {mean!r} and std {std!r}")
