@@ -299,8 +299,10 @@ def _softmax_cross_entropy(size):
             return loss, aten._log_softmax_backward_data(g, logp, 1, t.float32)
         return fn
 
+    # logits read, their gradient written, the int64 labels read (a tenth of the traffic
+    # at the course size, 128x10)
     return Case("softmax_cross_entropy", size, _shape_str(shape), build, run, run_torch,
-                nbytes=2 * 4 * int(np.prod(shape)))
+                nbytes=2 * 4 * int(np.prod(shape)) + 8 * shape[0])
 
 
 def _pointwise_loss(name, size):
@@ -361,6 +363,12 @@ def _ln_arrays(rng, shape):
 def _layer_norm(op, size):
     shape = LAYERNORM[size]
     n = int(np.prod(shape))
+    rows, d_feat = shape
+    # forward: x read, y written, weight and bias read, each row's mean and invstd
+    # written; backward: grad_out and x read, grad_in written, weight, mean and invstd
+    # read, grad_weight and grad_bias accumulated (read and written)
+    fwd_bytes = 4 * (2 * n + 2 * d_feat + 2 * rows)
+    bwd_bytes = 4 * (3 * n + 5 * d_feat + 2 * rows)
     build = lambda rng: _ln_arrays(rng, shape)  # noqa: E731
     d = [shape[1]]
     if op == "layer_norm_forward":
@@ -369,7 +377,7 @@ def _layer_norm(op, size):
                         a["x"], a["w"], a["b"], 1e-5, out=a["out"], save_mean=a["sm"],
                         save_invstd=a["si"]),
                     lambda t, ts, a: lambda: t.ops.aten.native_layer_norm(
-                        ts["x"], d, ts["w"], ts["b"], 1e-5), nbytes=2 * 4 * n)
+                        ts["x"], d, ts["w"], ts["b"], 1e-5), nbytes=fwd_bytes)
 
     def run(be, a):
         return lambda: be.layer_norm_backward(a["g"], a["x"], a["w"], a["sm"], a["si"],
@@ -381,7 +389,7 @@ def _layer_norm(op, size):
         mean, rstd = ts["sm"].reshape(-1, 1), ts["si"].reshape(-1, 1)
         return lambda: t.ops.aten.native_layer_norm_backward(
             ts["g"], ts["x"], d, mean, rstd, ts["w"], ts["b"], [True, True, True])
-    return Case(op, size, _shape_str(shape), build, run, run_torch, nbytes=3 * 4 * n)
+    return Case(op, size, _shape_str(shape), build, run, run_torch, nbytes=bwd_bytes)
 
 
 # ----------------------------------------------------------------------- batchnorm
@@ -421,16 +429,23 @@ def _torch_bn_backward(t, ts, sm, si):
 def _batchnorm(op, size):
     shape = BATCHNORM[size]
     n = int(np.prod(shape))
+    c = shape[1]
+    # forward (training): x read, y written, weight and bias read, the running mean and
+    # variance read and written, the saved mean and invstd written; backward: grad_out
+    # and x read, grad_in written, weight and the saved statistics read, grad_weight and
+    # grad_bias accumulated (read and written)
+    fwd_bytes = 4 * (2 * n + 8 * c)
+    bwd_bytes = 4 * (3 * n + 7 * c)
     build = lambda rng: _bn_arrays(rng, shape)  # noqa: E731
     if op == "batchnorm_forward":
         return Case(op, size, _shape_str(shape), build,
                     lambda be, a: lambda: _bn_forward(be, a),
-                    lambda t, ts, a: lambda: _torch_bn_forward(t, ts), nbytes=2 * 4 * n)
+                    lambda t, ts, a: lambda: _torch_bn_forward(t, ts), nbytes=fwd_bytes)
     if op == "batchnorm_backward":
         return Case(op, size, _shape_str(shape), build,
                     lambda be, a: lambda: _bn_backward(be, a),
                     lambda t, ts, a: lambda: _torch_bn_backward(t, ts, ts["sm"], ts["si"]),
-                    nbytes=3 * 4 * n)
+                    nbytes=bwd_bytes)
 
     def run(be, a):
         def fn():
@@ -445,7 +460,7 @@ def _batchnorm(op, size):
         return fn
 
     return Case("batchnorm_forward+batchnorm_backward", size, _shape_str(shape), build, run,
-                run_torch, nbytes=5 * 4 * n)
+                run_torch, nbytes=fwd_bytes + bwd_bytes)
 
 
 # --------------------------------------------------------------------------- dense
@@ -585,11 +600,15 @@ def _depthwise(op, size):
                                                list(pd), [1, 1], False, [0, 0], cin,
                                                [True, True, True])
 
-    if op == "depthwise_conv2d_forward":
+    n_w = cout * k * k
+    if op == "depthwise_conv2d_forward":   # x, weight, bias read; y written
         return Case(op, size, shape, build, lambda be, a: lambda: fwd(be, a),
-                    lambda t, ts, a: lambda: tfwd(t, ts), nbytes=4 * (n_in + n_out))
+                    lambda t, ts, a: lambda: tfwd(t, ts),
+                    nbytes=4 * (n_in + n_out + n_w + cout))
+    # grad_out, x, weight read; grad_in written; grad_weight, grad_bias accumulated
     return Case(op, size, shape, build, lambda be, a: lambda: bwd(be, a),
-                lambda t, ts, a: lambda: tbwd(t, ts), nbytes=4 * (2 * n_in + n_out))
+                lambda t, ts, a: lambda: tbwd(t, ts),
+                nbytes=4 * (2 * n_in + n_out + 3 * n_w + 2 * cout))
 
 
 def _pool_arrays(rng, xshape, k, stride, pad):

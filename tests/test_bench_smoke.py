@@ -164,6 +164,60 @@ def test_nadam_rates_are_pytorchs_step():
     assert math.isclose(sq_scale, 1 / math.sqrt(1 - 0.999))
 
 
+# op (or a family's pattern) -> (arrays the call reads, arrays it writes), each once: the
+# minimum memory traffic a case's bytes must count (accumulated gradients: both)
+_TRAFFIC = {
+    "forward": (("x",), ("out",)), "backward": (("g", "s"), ("out",)),
+    "softmax": (("x",), ("out",)), "log_softmax": (("x",), ("out",)),
+    "softmax_backward": (("g", "y"), ("out",)), "log_softmax_backward": (("g", "y"), ("out",)),
+    "dropout_forward": (("x",), ("mask", "out")), "dropout_backward": (("g", "mask"), ("out",)),
+    "softmax_cross_entropy": (("x", "labels"), ("grad",)),
+    "loss": (("pred", "target"), ("grad",)),
+    "layer_norm_forward": (("x", "w", "b"), ("out", "sm", "si")),
+    "layer_norm_backward": (("g", "x", "w", "sm", "si", "gw", "gb"), ("gi", "gw", "gb")),
+    "batchnorm_forward": (("x", "w", "b", "rm", "rv"), ("out", "rm", "rv", "sm", "si")),
+    "batchnorm_backward": (("g", "x", "w", "sm", "si", "gw", "gb"), ("gi", "gw", "gb")),
+    "depthwise_conv2d_forward": (("x", "w", "b"), ("out",)),
+    "depthwise_conv2d_backward": (("g", "x", "w", "gw", "gb"), ("gi", "gw", "gb")),
+    "max_pool2d_forward": (("x",), ("out", "idx")),
+    "max_pool2d_backward": (("g", "saved_idx"), ("gi",)),
+    "avg_pool2d_forward": (("x",), ("out",)), "avg_pool2d_backward": (("g",), ("gi",)),
+    "sgd_update": (("p", "g", "m"), ("p", "m")),
+    "adagrad_update": (("p", "g", "v"), ("p", "v")),
+    "rmsprop_update": (("p", "g", "v"), ("p", "v")),
+    "asgd_update": (("p", "g"), ("p", "m")),   # (mu 1: ax = p, written only)
+    "moments": (("p", "g", "m", "v"), ("p", "m", "v")),
+}
+
+
+def _traffic(case, op):
+    if op in _TRAFFIC:
+        return _TRAFFIC[op]
+    if case.family == "loss":
+        return _TRAFFIC["loss"]
+    if case.family == "optim":
+        return _TRAFFIC["moments"]
+    return _TRAFFIC["backward" if op.endswith("_backward") else "forward"]
+
+
+# (the large cases count with the same formulas; building their arrays takes seconds)
+BYTE_CASES = [c for c in cases.all_cases() if c.bytes and c.size != "large"]
+
+
+@pytest.mark.parametrize("case", BYTE_CASES, ids=[c.id for c in BYTE_CASES])
+def test_case_bytes_are_each_array_read_or_written_once(case):
+    """GB/s and the share of the copy bandwidth divide a case's bytes: the arrays its
+    call reads and writes, each once, from the case's own arrays. Softmax-CE left out
+    its labels (a tenth of the course case), BatchNorm and LayerNorm their weights,
+    statistics and parameter gradients, the depthwise conv its weights."""
+    a = case.arrays()
+    expected = 0
+    for op in case.op.split("+"):
+        reads, writes = _traffic(case, op)
+        expected += sum(a[k].nbytes for k in reads + writes)
+    assert case.bytes == expected
+
+
 def test_case_inputs_are_identical_for_every_contender():
     case = cases.get_case("sgd_update", "course")
     a, b = case.arrays(), case.arrays()
