@@ -14,12 +14,11 @@ def warm_up(fn, calls=2):
         fn()
 
 
-def median_time(fn, min_runs=5, max_time=0.25, max_runs=200, warmup=2):
-    """Median seconds of one call of ``fn`` after ``warmup`` untimed calls.
+def run_times(fn, min_runs=5, max_time=0.25, max_runs=200, warmup=2):
+    """Seconds of each timed call of ``fn`` after ``warmup`` untimed calls.
 
     Runs at least ``min_runs`` times and stops after ``max_time`` seconds of timed
-    calls (or ``max_runs`` calls). Returns (median_seconds, runs).
-    """
+    calls (or ``max_runs`` calls)."""
     warm_up(fn, warmup)
     times = []
     start = time.perf_counter()
@@ -29,4 +28,19 @@ def median_time(fn, min_runs=5, max_time=0.25, max_runs=200, warmup=2):
         times.append(time.perf_counter() - t0)
         if len(times) >= min_runs and time.perf_counter() - start >= max_time:
             break
+    return times
+
+
+def median_time(fn, min_runs=5, max_time=0.25, max_runs=200, warmup=2):
+    """Median seconds of one call of ``fn`` (run_times' calls). Returns (median_seconds,
+    runs)."""
+    times = run_times(fn, min_runs, max_time, max_runs, warmup)
     return float(np.median(times)), len(times)
+
+
+def fastest_time(fn, min_runs=5, max_time=0.25, max_runs=200, warmup=2):
+    """Seconds of the fastest call of ``fn`` (run_times' calls): a ceiling, what the
+    machine can do, as the suite takes its ceilings (bench/results_io.Ceilings). Returns
+    (seconds, runs)."""
+    times = run_times(fn, min_runs, max_time, max_runs, warmup)
+    return float(min(times)), len(times)

@@ -95,8 +95,8 @@ def quick_table(threads=None, out=sys.stdout):
           f"median of repeated calls after 2 warm-up calls", file=out)
     gemm = ceilings.measure_gemm_gflops(1024, max_time=0.3)
     copy = ceilings.measure_copy_gbps(64 * 2**20, max_time=0.3)
-    print(f"ceilings: sgemm {gemm:.0f} GFLOP/s (1024^3, the faster of NumPy's BLAS and "
-          f"MKL where fastnn uses it); "
+    print(f"ceilings (fastest call, as the suite's): sgemm {gemm:.0f} GFLOP/s (1024^3, "
+          f"the faster of NumPy's BLAS and MKL where fastnn uses it); "
           f"copy {copy:.1f} GB/s (64 MB, Numba prange)", file=out)
     if not has_torch:
         print(contenders.TORCH_NOTE, file=out)
