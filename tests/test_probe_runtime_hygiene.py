@@ -94,3 +94,27 @@ def test_a_lazy_layers_statistics_made_at_the_first_step_are_kept_too():
             batch_size=8, seed=0, progress=False, log=False)
     assert model[1].num_batches_tracked == 1
     assert np.isfinite(model[1].running_mean).all() and np.isfinite(model[1].running_var).all()
+
+
+class _FailsAfterDropout(nn.Module):
+    def forward(self, x):
+        raise ValueError("a user module fails")
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def test_a_sequential_failing_in_a_user_module_puts_dropouts_draw_back(backend):
+    # the running statistics were put back, but the Dropout before the failing module
+    # had drawn its seed from fastnn's generator: every later mask differed from a twin's
+    x = np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32)
+    masks = []
+    for fail in (False, True):
+        fastnn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(6, 6), nn.BatchNorm1d(6), nn.Dropout(0.5),
+                              _FailsAfterDropout())
+        if fail:
+            with pytest.raises(ValueError, match="a user module fails"):
+                model(x)
+        masks.append(model[:3](x))
+    np.testing.assert_array_equal(masks[1], masks[0])
