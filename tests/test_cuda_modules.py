@@ -810,3 +810,57 @@ def test_a_zero_size_parameter_on_the_gpu_steps_as_on_the_host():
         results.append((y, fdevice.to_host(layer.bias.data)))
     np.testing.assert_array_equal(results[1][0], results[0][0])
     np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-6)
+
+
+def test_the_experiment_commands_with_backend_cuda_put_their_models_on_the_gpu(tmp_path,
+                                                                              monkeypatch):
+    """vae, dream and multitask with --backend cuda, as train: the models (and so their
+    optimizers' state) on the GPU, NumPy batches in and out. They ran host models under
+    the cuda backend, every kernel copying the parameters over and back; the results
+    were the same, as they still are (dream: the numba backend's probabilities)."""
+    from fastnn import cli
+    from fastnn.experiments import dream, multitask, vae
+    devices = []
+
+    def recording(move):
+        def on_backend_device(model):
+            model = move(model)
+            devices.append((type(model).__name__, model.device,
+                            all(fdevice.is_device_array(p.data) for p in model.parameters())))
+            return model
+        return on_backend_device
+
+    for module in (dream, multitask, vae):
+        monkeypatch.setattr(module, "on_backend_device", recording(module.on_backend_device))
+    backend = fastnn.get_backend()   # (the commands set the process's backend)
+    try:
+        _run_the_experiment_commands(tmp_path, dream, multitask, cli)
+    finally:
+        fastnn.set_backend(backend)
+    assert devices == [("VAE", "cuda", True), ("MLP", "cuda", True), ("MLP", "cpu", False),
+                       ("Sequential", "cuda", True)]
+
+
+def _run_the_experiment_commands(tmp_path, dream, multitask, cli):
+    import json
+    assert cli.main(["vae", "--n-train", "16", "--n-test", "8", "--epochs", "1", "--hidden",
+                     "4", "--batch-size", "8", "--backend", "cuda", "--no-progress",
+                     "--out", str(tmp_path / "v.png")]) == 0
+    fastnn.manual_seed(0)
+    fastnn.save(fastnn.models.MLP(64, [4], 10), tmp_path / "c.npz")
+    probabilities = []
+    for backend in ("cuda", "numba"):
+        assert cli.main(["dream", "--checkpoint", str(tmp_path / "c.npz"), "--target-class",
+                         "1", "--steps", "1", "--scales", "1", "--backend", backend,
+                         "--no-progress", "--out", str(tmp_path / f"{backend}.png"),
+                         "--metrics", str(tmp_path / f"{backend}.json")]) == 0
+        metrics = json.loads((tmp_path / f"{backend}.json").read_text())
+        probabilities.append((metrics["probability_before"], metrics["probability_after"]))
+    np.testing.assert_allclose(probabilities[0], probabilities[1], rtol=1e-5)
+    fastnn.set_backend("cuda")   # (the multitask command's classifier trained alone)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((6, 4)).astype(np.float32), rng.integers(0, 3, 6)
+    args = type("Args", (), {"epochs": 1, "batch_size": 3, "lr": 0.1, "momentum": 0.9})
+    accuracy = multitask.train_classifier_alone(x, y, x, y, 5, 3, args,
+                                                np.random.default_rng(0))
+    assert 0.0 <= accuracy <= 1.0

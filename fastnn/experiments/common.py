@@ -30,6 +30,16 @@ def add_common_arguments(parser, default_out):
     parser.add_argument("--out", default=default_out, help="PNG output path")
 
 
+def on_backend_device(model):
+    """The model, moved to the GPU when the backend is cuda (--backend cuda), as the train
+    command moves its model: its parameters and optimizer state then live there and
+    NumPy batches go in and out; on a CPU backend it stays where it is. Returns model."""
+    import fastnn
+    if fastnn.get_backend() == "cuda":
+        model.to("cuda")
+    return model
+
+
 def apply_runtime(args):
     """Use the backend, thread count and seed the command line asked for, after refusing
     --out and --metrics paths that are folders or under a file (they failed only after

@@ -5,7 +5,8 @@ import numpy as np
 
 from ..plotting import save_figure
 from ..visualize import visualize_class
-from .common import apply_runtime, add_common_arguments, progress, write_metrics
+from .common import (apply_runtime, add_common_arguments, on_backend_device, progress,
+                     write_metrics)
 
 
 def save_image(image, path, title=None):
@@ -74,7 +75,7 @@ def run(args):
                              f"model: save the model itself (fastnn.save(model, path), or "
                              f"train --save)") from None
         raise
-    model = checkpoint.model
+    model = on_backend_device(checkpoint.model)
     mean, std = _pixel_standardization(checkpoint.extra)
     try:
         scales = tuple(int(s) for s in str(args.scales).split(","))

@@ -12,7 +12,8 @@ from .. import data, nn, optim
 from ..models.multitask import MultiTaskLoss, MultiTaskNet
 from ..nn.module import evaluating
 from ..plotting import integer_epochs, save_figure
-from .common import apply_runtime, add_common_arguments, progress, write_metrics
+from .common import (apply_runtime, add_common_arguments, on_backend_device, progress,
+                     write_metrics)
 
 
 def downsample(images):
@@ -46,8 +47,9 @@ def evaluate(model, x, y_a, y_b, batch_size=1000):
 
 def train_classifier_alone(x, y, x_test, y_test, hidden, num_classes, args, rng):
     """FC1B -> mean-only BatchNorm -> ReLU -> FC2B, trained like the multi-task net."""
-    model = nn.Sequential(nn.Linear(x.shape[1], hidden), nn.BatchNorm1d(hidden, mean_only=True),
-                          nn.ReLU(), nn.Linear(hidden, num_classes))
+    model = on_backend_device(nn.Sequential(
+        nn.Linear(x.shape[1], hidden), nn.BatchNorm1d(hidden, mean_only=True), nn.ReLU(),
+        nn.Linear(hidden, num_classes)))
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     for _ in range(args.epochs):
@@ -123,8 +125,9 @@ def run(args):
     (x, y_a, y_b), (x_test, y_a_test, y_b_test) = load_multitask(
         args.dataset, root=args.data_root, download=args.download)
     num_classes = int(y_b.max()) + 1
-    model = MultiTaskNet(x.shape[1], args.hidden_a, y_a.shape[1], num_classes,
-                         omega=args.omega, dropout=args.dropout)
+    model = on_backend_device(MultiTaskNet(x.shape[1], args.hidden_a, y_a.shape[1],
+                                           num_classes, omega=args.omega,
+                                           dropout=args.dropout))
     loss_fn = MultiTaskLoss()
     opt = optim.SGD(model.parameters(), lr=args.lr, momentum=args.momentum)
     curves = {"train_loss": [], "test_loss": [], "train_accuracy": [], "test_accuracy": []}

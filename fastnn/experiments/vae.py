@@ -11,7 +11,8 @@ from .. import optim
 from ..models.vae import VAE
 from ..nn.module import evaluating
 from ..plotting import integer_epochs, save_figure
-from .common import apply_runtime, add_common_arguments, progress, write_metrics
+from .common import (apply_runtime, add_common_arguments, on_backend_device, progress,
+                     write_metrics)
 
 
 def make_ring(n, rng, radius=2.0, noise=0.1):
@@ -88,7 +89,7 @@ def run(args):
     make = DISTRIBUTIONS[args.distribution]
     x, x_test = make(args.n_train, rng), make(args.n_test, rng)
     hidden = args.hidden
-    model = VAE(2, args.latent_dim, hidden, seed=args.seed)
+    model = on_backend_device(VAE(2, args.latent_dim, hidden, seed=args.seed))
     opt = optim.Adam(model.parameters(), lr=args.lr)
     curve = [held_out_nelbo(model, x_test)]
     train_curve = []
