@@ -33,18 +33,18 @@ class TrainingDiverged(RuntimeError):
         super().__init__(
             f"training diverged: the loss became {loss} at step {step} (epoch {epoch}); "
             f"parameters were not updated with that step's gradient, and running "
-            f"statistics and the random generator are as before it. "
+            f"statistics are as before it. "
             f"Try a smaller learning rate.")
 
 
 class _StepUndo:
     """What a training step's forward changes besides what it returns: the model's
-    buffers (BatchNorm's running statistics and batch counts) and fastnn's generator
-    (dropout's draws), kept before each step so that a step whose loss is NaN or
-    infinite leaves them as they were, as it leaves the parameters (DESIGN.md: a failed
-    call leaves parameters and buffers as they were). A NaN batch had left NaN running
-    statistics behind, which every later update mixes in: a second fit on clean data
-    gave NaN in eval mode for good.
+    buffers (BatchNorm's running statistics and batch counts), kept before each step so
+    that a step whose loss is NaN or infinite leaves them as they were, as it leaves the
+    parameters (DESIGN.md: a failed call leaves parameters and buffers as they were). A
+    NaN batch had left NaN running statistics behind, which every later update mixes in:
+    a second fit on clean data gave NaN in eval mode for good. (Dropout masks already
+    drawn stay drawn, as in PyTorch and as a failing Sequential leaves them.)
 
     The buffers are listed at the first two steps (a lazy layer makes its own at its
     first input) and copied into the same arrays afterwards (no allocation a step)."""
@@ -52,7 +52,6 @@ class _StepUndo:
     def __init__(self, model):
         self.model = model
         self.pairs = ()   # (buffer, its copy before this step's forward)
-        self.random_state = None
         self.saved = 0   # steps of this fit so far
 
     def save(self):
@@ -66,12 +65,10 @@ class _StepUndo:
                     np.copyto(copy, buf)
                 else:
                     copy[...] = _device.host_copy(buf)
-        self.random_state = _random.get_state()
 
     def restore(self):
         for buf, copy in self.pairs:
             _device.namespace_of(buf).copy_into(buf, copy)
-        _random.set_state(self.random_state)
 
 
 def _progress_bar(total, desc, enabled, initial=0):

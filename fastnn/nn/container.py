@@ -8,7 +8,6 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import device as _device
-from .. import random as _random
 from ..errors import IndexValueError, MissingKeyError
 from .linear import Linear
 from .module import FUSED, Module, Parameter, _Stale
@@ -40,7 +39,7 @@ class Sequential(Module):
     Every layer's input is checked (shape and dtype) before any layer runs, so a bad
     input changes nothing (after a user module, whose output shape is known only by
     running it, the later layers are checked as they run, and a failure puts the running
-    statistics and fastnn's generator back as they were). A Linear immediately followed by an activation whose
+    statistics back as they were). A Linear immediately followed by an activation whose
     ``fused_name`` is set (Identity, ReLU, LeakyReLU with slope >= 0, Sigmoid, Tanh) runs
     as one fused ``linear_forward``/``linear_backward`` call, with results identical to
     the unfused pair. Outputs no caller sees live in layer-owned buffers reused every step;
@@ -325,7 +324,6 @@ class Sequential(Module):
             saved = [(buf, _device.host_copy(buf)) for buf in self.buffers()]
             counts = [(m, m.num_batches_tracked) for m in self.modules()
                       if getattr(type(m), "counts_batches", False)]
-            random_state = _random.get_state()   # (and a dropout's draw)
         try:
             return self._run_steps(steps, x, buffered, hooked)
         except Exception as error:
@@ -336,7 +334,6 @@ class Sequential(Module):
                     _device.namespace_of(buf).copy_into(buf, copy)
                 for module, count in counts:
                     module.num_batches_tracked = count
-                _random.set_state(random_state)
             raise
 
     def _run_steps(self, steps, x, buffered, hooked):
