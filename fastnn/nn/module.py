@@ -567,6 +567,26 @@ class _Stale:
         return f"_Stale({self.reason!r})"
 
 
+def _kept_for_failure(module):
+    """What a forward of module may change besides its output, to put back should the
+    call fail after the forward ran (a forward hook raising): copies of its buffers
+    (running statistics, the batch counters among them) and the batch counts of the
+    layers that count without listing a counter. Dropout masks already drawn stay drawn,
+    as in PyTorch (README). Taken only on the hooked path: unhooked calls pay nothing."""
+    return ([(buf, _device.host_copy(buf)) for buf in module.buffers()],
+            [(m, m.num_batches_tracked) for m in module.modules()
+             if getattr(type(m), "counts_batches", False)])
+
+
+def _put_back(kept):
+    """Restore what _kept_for_failure took."""
+    buffers, counts = kept
+    for buf, copy in buffers:
+        _device.namespace_of(buf).copy_into(buf, copy)
+    for m, count in counts:
+        m.num_batches_tracked = count
+
+
 def _has_forward_record(module):
     """True when module kept something of a forward for its backward."""
     state = module.__dict__
@@ -1411,6 +1431,9 @@ class Module:
         result = None
         called_always = set()
         ran = False   # True once forward_call returned: a forward hook may still raise
+        # what the forward changes besides its output, put back should a forward hook
+        # fail after it ran (as a Sequential does for the hooks of its layers)
+        kept = _kept_for_failure(self) if self._forward_hooks else None
         try:
             if self._forward_pre_hooks:
                 with_kwargs = self._forward_pre_hooks_with_kwargs
@@ -1446,6 +1469,8 @@ class Module:
                     result = self._run_forward_hook(hook_id, hook, args, kwargs, result)
             return result
         except Exception as error:
+            if ran and kept is not None:
+                _put_back(kept)
             if ran and _has_forward_record(self):
                 # the forward ran (its layers keep this call for backward) but the caller
                 # gets no output: backward would differentiate the failed call
