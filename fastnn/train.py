@@ -40,11 +40,12 @@ class TrainingDiverged(RuntimeError):
 class _StepUndo:
     """What a training step's forward changes besides what it returns: the model's
     buffers (BatchNorm's running statistics and batch counts), kept before each step so
-    that a step whose loss is NaN or infinite leaves them as they were, as it leaves the
-    parameters (DESIGN.md: a failed call leaves parameters and buffers as they were). A
-    NaN batch had left NaN running statistics behind, which every later update mixes in:
-    a second fit on clean data gave NaN in eval mode for good. (Dropout masks already
-    drawn stay drawn, as in PyTorch and as a failing Sequential leaves them.)
+    that a step that fails (its loss NaN or infinite, a bad batch, an interrupt) leaves
+    them as they were, as it leaves the parameters (DESIGN.md: a failed call leaves
+    parameters and buffers as they were). A NaN batch had left NaN running statistics
+    behind, which every later update mixes in: a second fit on clean data gave NaN in
+    eval mode for good. (Dropout masks already drawn stay drawn, as in PyTorch and as a
+    failing Sequential leaves them.)
 
     The buffers are listed at the first two steps (a lazy layer makes its own at its
     first input) and copied into the same arrays afterwards (no allocation a step)."""
@@ -339,21 +340,29 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                 for group, base_lr in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = base_lr * factor
             undo.save()
-            logits = model.forward(move(bx))
-            loss = float(loss_fn.forward(logits, by))
-            step += 1
-            n = len(by)
-            share = n if summed else _loss_share(loss_fn, by, kind)
-            if not math.isfinite(loss) and not _nothing_to_learn(loss_fn, logits, by, kind):
+            try:
+                logits = model.forward(move(bx))
+                loss = float(loss_fn.forward(logits, by))
+                step += 1
+                n = len(by)
+                share = n if summed else _loss_share(loss_fn, by, kind)
+                if not math.isfinite(loss) and not _nothing_to_learn(loss_fn, logits, by,
+                                                                     kind):
+                    if bar is not None:
+                        bar.close()
+                    raise TrainingDiverged(step, epoch, loss)
+                if skip_input_grad:  # the first layer's input gradient is never used here
+                    model.backward(loss_fn.backward(), need_grad_in=False)
+                else:
+                    model.backward(loss_fn.backward())
+                optimizer.step()
+            except BaseException:
+                # a step that fails before its update (labels out of range in this batch,
+                # a NaN loss, an interrupt) leaves the running statistics of the steps
+                # before it, as it leaves their parameters (optimizer.step changes
+                # nothing when it fails)
                 undo.restore()
-                if bar is not None:
-                    bar.close()
-                raise TrainingDiverged(step, epoch, loss)
-            if skip_input_grad:  # the first layer's input gradient is never used here
-                model.backward(loss_fn.backward(), need_grad_in=False)
-            else:
-                model.backward(loss_fn.backward())
-            optimizer.step()
+                raise
             optimizer.zero_grad()
             if share:   # (a batch of ignored labels only: its mean is 0 / 0, left out)
                 loss_sum += loss if summed else loss * share

@@ -151,3 +151,29 @@ def test_a_forward_hook_failing_on_the_called_module_puts_its_statistics_back(ba
     np.testing.assert_array_equal(outputs[1], outputs[0])
     for key, value in states[0].items():
         np.testing.assert_array_equal(states[1][key], value, err_msg=key)
+
+
+def test_a_fit_stopped_by_a_bad_batch_keeps_the_statistics_of_the_steps_before(backend):
+    # labels out of range in the second batch: the error came after that batch's forward
+    # had updated the running statistics and counted the batch
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((24, 6)).astype(np.float32), rng.integers(0, 3, 24)
+    second = list(DataLoader(np.arange(24), np.arange(24), batch_size=8, shuffle=True,
+                             seed=as_generator(0)))[1][1]
+    y_bad = y.copy()
+    y_bad[second[0]] = 7
+    states = []
+    for labels, steps in ((y, 1), (y_bad, None)):
+        model = _bn_dropout_model()
+        opt = optim.SGD(model.parameters(), lr=0.1)
+        if steps:
+            fit(model, nn.CrossEntropyLoss(), opt, (x, labels), epochs=None, max_steps=1,
+                batch_size=8, seed=0, progress=False, log=False)
+        else:
+            with pytest.raises(ValueError, match="labels out of range"):
+                fit(model, nn.CrossEntropyLoss(), opt, (x, labels), epochs=1, batch_size=8,
+                    seed=0, progress=False, log=False)
+        states.append(model.state_dict())
+    assert states[1]["1.num_batches_tracked"] == 1
+    for key, value in states[0].items():
+        np.testing.assert_array_equal(states[1][key], value, err_msg=key)
