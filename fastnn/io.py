@@ -90,9 +90,9 @@ def _pack(model, optimizer, extra):
                             "put optimizer.state_dict() in the dict instead")
         if not all(isinstance(k, str) for k in model):
             raise TypeError("fastnn.save: a dict to save must have string keys")
-        # (a state_dict(keep_vars=True)'s Parameters as their values, on the host)
-        state = {k: _device.host_copy(v.data) if isinstance(v, nn.Parameter) else v
-                 for k, v in model.items()}
+        # (a state_dict(keep_vars=True)'s Parameters as their values, and a GPU model's
+        # arrays, on the host)
+        state = {k: _host_value(v) for k, v in model.items()}
         model = None
     elif not hasattr(model, "state_dict"):
         raise TypeError(f"fastnn.save: expected a Module or a state dict, got "
@@ -175,11 +175,22 @@ def _add_array(arrays, key, value):
     arrays[key] = value
 
 
+def _host_value(value):
+    """A Parameter's values and a device array (a GPU model's state_dict(keep_vars=True)
+    buffers, its parameters' .data) as a NumPy copy, as torch.save stores a CUDA
+    tensor's values; anything else as it is."""
+    if isinstance(value, nn.Parameter):
+        value = value.data
+    return _device.host_copy(value) if _device.is_device_array(value) else value
+
+
 def _encode(value, key, arrays):
     """A JSON description of a state value that is not one array (optimizer counters, a
     module's extra state): None, a string, a number (with its NumPy dtype, so a float32
     scalar comes back float32), or a list, tuple or string-keyed dict of such values and
-    arrays (the arrays go to ``arrays`` under key/<i> or key/<name>)."""
+    arrays (the arrays go to ``arrays`` under key/<i> or key/<name>; Parameters and
+    device arrays as NumPy copies)."""
+    value = _host_value(value)
     if value is None:
         return None
     if isinstance(value, str):

@@ -699,6 +699,31 @@ def test_sequential_with_layers_on_two_devices_names_the_layer():
             model(np.ones((2, 5), np.float32))
 
 
+def test_fastnn_save_stores_a_gpu_models_keep_vars_state_and_device_arrays(tmp_path):
+    """torch.save takes CUDA tensors anywhere in what it saves; fastnn.save refused a GPU
+    model's state_dict(keep_vars=True) (its buffers are device arrays) and device arrays
+    in a dict ('cannot store state of type DeviceNDArray'). Their values are stored now
+    (NumPy on load), and load_state_dict puts them back on the GPU."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).to("cuda")
+    model(np.arange(9, dtype=np.float32).reshape(3, 3))
+    state = model.state_dict()
+    saved = {"keep_vars": model.state_dict(keep_vars=True),
+             "checkpoint": {"model": model.state_dict(keep_vars=True), "epoch": 3},
+             "device": {k: model.get_parameter(k).data if k.endswith(("weight", "bias"))
+                        else model.get_buffer(k) for k in state}}
+    for name, value in saved.items():
+        fastnn.save(value, tmp_path / f"{name}.npz")
+        loaded = fastnn.load(tmp_path / f"{name}.npz")
+        loaded = loaded.get("model", loaded)
+        assert sorted(loaded) == sorted(state), name
+        for key, array in state.items():
+            assert type(loaded[key]) is np.ndarray, (name, key)
+            np.testing.assert_array_equal(loaded[key], array, err_msg=f"{name} {key}")
+        twin = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).to("cuda")
+        twin.load_state_dict(loaded)
+        assert fdevice.is_device_array(twin[1].running_mean)
+
+
 def test_deepcopy_and_pickle_of_a_gpu_optimizer_step_the_copies():
     import copy
     import pickle

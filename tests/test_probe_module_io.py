@@ -43,6 +43,21 @@ def test_save_a_keep_vars_state_dict(tmp_path):
     np.testing.assert_array_equal(loaded["weight"], layer.weight.data)
 
 
+def test_save_keep_vars_parameters_inside_a_general_checkpoint(tmp_path):
+    """PyTorch's general checkpoint of a keep_vars state dict ({'model': ...}, or a
+    Parameter as a value of its own): the Parameters' values are stored, as at the top
+    level. It raised 'cannot store state of type Parameter'."""
+    layer = nn.Linear(2, 3)
+    fastnn.save({"model": layer.state_dict(keep_vars=True), "w": layer.weight,
+                 "both": [layer.bias, 1]}, tmp_path / "c.npz")
+    loaded = fastnn.load(tmp_path / "c.npz")
+    np.testing.assert_array_equal(loaded["model"]["weight"], layer.weight.data)
+    np.testing.assert_array_equal(loaded["model"]["bias"], layer.bias.data)
+    np.testing.assert_array_equal(loaded["w"], layer.weight.data)
+    assert type(loaded["w"]) is np.ndarray and loaded["both"][1] == 1
+    np.testing.assert_array_equal(loaded["both"][0], layer.bias.data)
+
+
 def test_to_takes_pytorch_arguments():
     layer = nn.Linear(2, 2)
     assert layer.to("cpu", non_blocking=True) is layer
