@@ -325,6 +325,31 @@ def test_zero_grad_on_the_gpu(rng):
     assert all(np.all(p.grad.copy_to_host() == 0) for p in gpu.parameters())
 
 
+@pytest.mark.parametrize("who, set_to_none", [("model", True), ("model", False),
+                                               ("optimizer", True), ("optimizer", False)])
+def test_a_held_gradient_across_zero_grad_reads_as_on_the_host(rng, who, set_to_none):
+    """g = p.grad; zero_grad(); backward: g shows what the host model's shows at each point
+    (the old values until the backward after set_to_none=True, as a PyTorch gradient kept
+    across zero_grad() does; the GPU optimizer's zero_grad wrote its zeros at once)."""
+    x, g_out = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    seen = {}
+    for where in ("cpu", "cuda"):
+        fastnn.manual_seed(0)
+        model = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)).double().to(where)
+        opt = fastnn.optim.SGD(model.parameters(), lr=0.1)
+        put = cuda.to_device if where == "cuda" else np.asarray
+        model(put(x))
+        model.backward(put(g_out))
+        held = [p.grad for p in model.parameters()]
+        (model if who == "model" else opt).zero_grad(set_to_none=set_to_none)
+        after_zero = [fdevice.to_host(h).copy() for h in held]
+        model(put(x))
+        model.backward(put(2 * g_out))
+        seen[where] = after_zero + [fdevice.to_host(h).copy() for h in held]
+    for host, gpu in zip(seen["cpu"], seen["cuda"]):
+        assert_close(gpu, host, np.float64)
+
+
 def test_losses_run_where_pred_lives(rng):
     pred = rng.uniform(0.05, 0.95, (4, 3))
     target = rng.uniform(0, 1, (4, 3))

@@ -230,8 +230,8 @@ class Parameter(ParameterArithmetic):
     """
 
     # _zero_pending: zero_grad(set_to_none=True) ran and .grad's zeros are not written
-    # yet (see _grad_to_overwrite); _ZEROS_WRITTEN: they are (a GPU optimizer's one fill
-    # of its flat buffer), but no backward has made a gradient yet; _ZEROS_READ: they
+    # yet (see _grad_to_overwrite); _ZEROS_WRITTEN: they are (zero_grad(set_to_none=False)
+    # of pending zeros), but no backward has made a gradient yet; _ZEROS_READ: they
     # are, and were read outside any backward (logging gradient norms, say): the reader
     # may have written a gradient into them in place, so they count as one only if some
     # value is no longer 0 (_no_grad_yet)
@@ -322,7 +322,7 @@ class Parameter(ParameterArithmetic):
         object.__setattr__(self, "_zero_pending", True)
 
     def _zeroed_without_grad(self):
-        """After zeros were written into .grad (by a GPU optimizer's zero_grad): no
+        """After zeros were written into .grad (zero_grad(set_to_none=False)): no
         gradient yet for step(), as after zero_grad(set_to_none=True), and none to
         write when .grad is read."""
         object.__setattr__(self, "_zero_pending", _ZEROS_WRITTEN)

@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import IndexValueError, KeyValueError, RuntimeValueError, TypeValueError
-from ..nn.module import Parameter, zero_grads_lazily
+from ..nn.module import zero_grads_lazily
 from ..validation import as_bool
 from .flat import build_buckets, check_parameter, has_no_grad, raw_grad
 
@@ -334,15 +334,16 @@ class Optimizer:
         (the default) writes the zeros lazily, as ``Module.zero_grad`` does: the next
         Linear backward overwrites its gradients instead of adding to zeros, and any
         other read of ``.grad`` (a layer's backward, ``step``) writes the zeros first.
-        set_to_none=False writes them now (one fill per flat buffer), as does every call
-        on the GPU, where one fill launch for the whole buffer costs less host time than
-        the launches of lazy zeros (a fill per parameter that a layer other than Linear
-        reads).
+        On the GPU too: an array the user took from ``.grad`` before the call keeps its
+        values until a backward or a read writes it, as on the CPU (a PyTorch gradient
+        kept across ``zero_grad()`` keeps its values), at the cost of a fill launch for
+        each parameter a layer other than Linear reads. set_to_none=False writes them
+        now (one fill per flat buffer).
         """
         lazy_params = []
         for buckets in self._buckets:
             for bucket in buckets:
-                if set_to_none and bucket.ns is _device.Host:
+                if set_to_none:
                     lazy_params.extend(bucket.params)
                     continue
                 bucket.ns.fill_zero(bucket.grad)
@@ -350,8 +351,6 @@ class Optimizer:
                     grad = raw_grad(p)
                     if grad is not None and grad is not view:
                         _device.namespace_of(grad).fill_zero(grad)
-                    if set_to_none and isinstance(p, Parameter):
-                        p._zeroed_without_grad()  # still PyTorch's None to step()
         zero_grads_lazily(lazy_params)
 
     def step(self, closure=None):
