@@ -332,8 +332,11 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         epoch_shuffle_state = shuffle_rng.bit_generator.state  # (before the epoch's draw)
         start = time.perf_counter()
         eval_seconds = 0.0
+        seen_before = seen   # (the resumed epoch's samples of the earlier run)
         for done, (bx, by) in enumerate(loader, start=1):
             if done <= skip:   # (the batches the resumed run had trained on)
+                if done == skip:   # (their loading is no training time of this run)
+                    start = time.perf_counter()
                 continue
             if lr_schedule is not None:
                 factor = lr_schedule(step, total_steps)
@@ -375,8 +378,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                 last = seen == len(y_train)
                 if step % 10 == 0 or last:
                     elapsed = time.perf_counter() - start - eval_seconds
+                    rate = (seen - seen_before) / max(elapsed, 1e-9)
                     bar.set_postfix(loss=f"{_ratio(loss_sum, loss_weight):.4f}",
-                                    samples_s=f"{seen / max(elapsed, 1e-9):,.0f}", refresh=last)
+                                    samples_s=f"{rate:,.0f}", refresh=last)
             if eval_freq and test_data is not None and step % eval_freq == 0:
                 t0 = time.perf_counter()
                 test_loss, test_acc = evaluate(model, loss_fn, *test_data, eval_batch_size)
@@ -393,8 +397,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         if bar is not None:
             bar.close()
         train_seconds += seconds
-        train_samples += seen - (sums["seen"] if skip else 0)
-        seconds += seconds_before
+        train_samples += seen - seen_before
+        rate = (seen - seen_before) / max(seconds, 1e-9)   # (this run's samples and time)
+        resumed_part, seconds_here = skip > 0, seconds
+        seconds += seconds_before   # a resumed epoch's time: both runs' parts
         skip = 0
         history["epoch"].append(epoch)
         history["train_loss"].append(_ratio(loss_sum, loss_weight))
@@ -407,7 +413,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             history["test_loss"].append(test_loss)
             history["test_accuracy"].append(test_acc)
             line += f"  test loss {test_loss:.4f} acc {test_acc:.4f}"
-        line += f"  {seconds:.2f} s  {seen / max(seconds, 1e-9):,.0f} samples/s"
+        line += f"  {seconds:.2f} s"
+        if resumed_part:
+            line += f" ({seconds_here:.2f} s in this run)"
+        line += f"  {rate:,.0f} samples/s"
         if log:
             _write(line, progress)
         if max_steps is not None and step >= max_steps:

@@ -415,3 +415,30 @@ def test_float64_optimizer_scalars_resume_bit_for_bit(tmp_path, backend, name, f
     _steps(resumed, resumed_opt, x, 3)
     np.testing.assert_array_equal(resumed.weight.data, model.weight.data)
     np.testing.assert_array_equal(resumed.bias.data, model.bias.data)
+
+
+def test_fit_resumed_epoch_reports_this_runs_samples_per_second(monkeypatch, capsys,
+                                                                 restore_backend):
+    """An epoch cut short and finished by a resumed run: its line gives both runs' seconds
+    and the samples per second of this run (its samples over its own time). It divided
+    all the epoch's samples by both runs' seconds, so an earlier part on a slow device
+    (the CUDA simulator: 6.3 s for 2 steps) showed '5 samples/s' for a cython run."""
+    import re
+    import types
+
+    import fastnn
+    from fastnn import data, nn, train
+    fastnn.set_backend("numpy")
+    model, opt, earlier = _digits_run(epochs=3, max_steps=7)   # 2 of epoch 2's 5 batches
+    earlier["train_state"]["epoch_sums"]["seconds"] = 1000.0   # a slow earlier part
+    clock = iter(range(0, 10_000, 3))   # 3 s between any two readings
+    monkeypatch.setattr(train, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    x, y = data.load("digits", flatten=True)[:2]
+    metrics = train.fit(model, nn.CrossEntropyLoss(), opt, (x[:300], y[:300]),
+                        batch_size=64, seed=3, epochs=2, progress=False, resume=earlier)
+    # clock readings: the epoch's start, after the skipped batches, its end
+    assert metrics["seconds_per_epoch"][1] == 1000.0 + 3
+    assert metrics["samples_per_second"] == (64 + 64 + 44) / 3
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 2/2")]
+    assert line and re.search(r"  1003\.00 s \(3\.00 s in this run\)  57 samples/s$",
+                              line[0]), line
