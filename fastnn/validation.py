@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 
 from .device import is_contiguous, is_device_array, to_host
-from .errors import DtypeError, RuntimeValueError, TypeValueError
+from .errors import DtypeError, NotImplementedValueError, RuntimeValueError, TypeValueError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -47,6 +47,26 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
             want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
             raise ValueError(f"{where}: expected {name} of shape {want}, got {x.shape}")
     return x
+
+
+def no_cuda_kernel(where):
+    """The error of a ``fastnn.nn.functional`` function without a CUDA kernel given a
+    CUDA device array (PyTorch's NotImplementedError for an op a device lacks)."""
+    return NotImplementedValueError(
+        f"fastnn.nn.functional.{where} has no CUDA kernel and got a CUDA device array; "
+        f"move the data to the CPU first (fastnn.device.to_host(x), model.cpu()) and call "
+        f"it on NumPy arrays")
+
+
+def check_host_float_array(where, name, x, dtype=None):
+    """check_float_array of a host-only function: a CUDA device array gets
+    ``no_cuda_kernel``'s error (tested only once x failed as a NumPy array)."""
+    try:
+        return check_float_array(where, name, x, dtype=dtype)
+    except TypeError:
+        if is_device_array(x):
+            raise no_cuda_kernel(where) from None
+        raise
 
 
 def layout(a):

@@ -350,6 +350,71 @@ def test_a_held_gradient_across_zero_grad_reads_as_on_the_host(rng, who, set_to_
         assert_close(gpu, host, np.float64)
 
 
+def test_functional_on_device_arrays_runs_on_the_gpu(rng):
+    """fastnn.nn.functional on CUDA device arrays (a GPU model's activations and
+    parameters), as torch.nn.functional on CUDA tensors: the functions with cuda kernels
+    give device arrays with the host's values, the losses the host's 0-d value; the rest
+    a clear error naming the function (all refused the device arrays with a TypeError)."""
+    from fastnn.nn import functional as F
+    x2, x3, x4 = (rng.standard_normal(s) for s in ((4, 5), (2, 4, 5), (2, 3, 5, 5)))
+    w, b, cw, cb = (rng.standard_normal(s) for s in ((3, 5), (3,), (4, 3, 3, 3), (4,)))
+    labels = np.array([0, 2, 1, 4])
+    calls = {
+        "relu": lambda a: F.relu(a(x2)), "selu": lambda a: F.selu(a(x2)),
+        "celu": lambda a: F.celu(a(x2), 0.5), "logsigmoid": lambda a: F.logsigmoid(a(x2)),
+        "softmax": lambda a: F.softmax(a(x3), dim=1),
+        "log_softmax": lambda a: F.log_softmax(a(x2), dim=-1),
+        "softmin": lambda a: F.softmin(a(x2), dim=1),
+        "linear": lambda a: F.linear(a(x3), a(w), a(b)),
+        "conv2d": lambda a: F.conv2d(a(x4), a(cw), a(cb), padding=1),
+        "conv1d": lambda a: F.conv1d(a(x3), a(cw.reshape(4, 9, 3)[:2, :4]), stride=2),
+        "max_pool2d": lambda a: F.max_pool2d(a(x4), 2),
+        "avg_pool2d": lambda a: F.avg_pool2d(a(x4), 3, stride=2, padding=1),
+        "layer_norm": lambda a: F.layer_norm(a(x3), (5,), a(x2[0]), a(x2[1])),
+        "batch_norm": lambda a: F.batch_norm(a(x4), a(np.zeros(3)), a(np.ones(3)),
+                                             training=False),
+    }
+    for name, call in calls.items():
+        got = call(fdevice.to_device)
+        assert fdevice.is_device_array(got), name
+        assert_close(got.copy_to_host(), call(np.asarray), np.float64)
+    # in place on the device array itself; training batch_norm updates the device stats
+    y = cuda.to_device(x2)
+    assert F.relu(y, inplace=True) is y
+    assert_close(y.copy_to_host(), np.maximum(x2, 0), np.float64)
+    stats = {"cpu": [np.zeros(3), np.ones(3)],
+             "cuda": [cuda.to_device(np.zeros(3)), cuda.to_device(np.ones(3))]}
+    host_y = F.batch_norm(x4, *stats["cpu"], training=True, momentum=0.3)
+    gpu_y = F.batch_norm(cuda.to_device(x4), *stats["cuda"], training=True, momentum=0.3)
+    assert_close(gpu_y.copy_to_host(), host_y, np.float64)
+    for host, gpu in zip(stats["cpu"], stats["cuda"]):
+        assert_close(gpu.copy_to_host(), host, np.float64)
+    kept = F.dropout(cuda.to_device(x2), 0.5).copy_to_host()
+    assert np.all((kept == 0) | np.isclose(kept, 2 * x2))
+    # the losses: the loss classes' host values on the device input
+    losses = {
+        "cross_entropy": lambda a: F.cross_entropy(a(x2), labels),
+        "mse_loss": lambda a: F.mse_loss(a(x2), a(x2[::-1].copy()), reduction="sum"),
+        "bce_with_logits": lambda a: F.binary_cross_entropy_with_logits(
+            a(x2), a(np.abs(x2) / 3), reduction="none"),
+    }
+    for name, call in losses.items():
+        got = call(cuda.to_device)
+        assert isinstance(got, np.ndarray), name
+        assert_close(got, call(np.asarray), np.float64)
+    # no cuda kernel: a clear error naming the function
+    device = cuda.to_device(x4)
+    for name, call in {"kl_div": lambda: F.kl_div(device, device, reduction="sum"),
+                       "normalize": lambda: F.normalize(device),
+                       "conv2d": lambda: F.conv2d(device, np.ones((3, 1, 3, 3)), groups=3),
+                       "one_hot": lambda: F.one_hot(cuda.to_device(labels)),
+                       "grid_sample": lambda: F.grid_sample(device, device, align_corners=False),
+                       }.items():
+        with pytest.raises(NotImplementedError, match=rf"functional\.{name} .*no CUDA "
+                                                      rf"kernel.*move the data to the CPU"):
+            call()
+
+
 def test_losses_run_where_pred_lives(rng):
     pred = rng.uniform(0.05, 0.95, (4, 3))
     target = rng.uniform(0, 1, (4, 3))

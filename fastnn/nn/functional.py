@@ -13,6 +13,17 @@ indices and embedding indices) and returns NumPy arrays in the input's dtype; a 
 loss is a 0-d array (PyTorch's 0-d tensor: ``float(loss)`` or ``loss.item()`` gives the
 number). All float arrays of one call share one dtype.
 
+CUDA device arrays (a GPU model's activations and parameters: numba device arrays) run on
+the GPU where a cuda kernel computes the function, as in the layers of a model on the GPU:
+the activations, softmax, log_softmax, softmin, linear, dropout, conv1d/conv2d (groups 1,
+dilation 1, symmetric padding), max/avg pool 1d/2d, batch_norm and layer_norm return
+device arrays; cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss, huber_loss and
+the binary cross-entropies run their loss class on the device input and return its value
+on the host (a 0-d NumPy array; 'none': a NumPy array), as the loss classes do. Any other
+function given a device array raises NotImplementedValueError (a NotImplementedError and a
+ValueError) naming it: move the data to the CPU first. A NumPy argument never reaches the
+device checks beyond a type test.
+
 **Forward only**: nothing here keeps what a backward pass would need. To train, use the
 layers of ``fastnn.nn`` (explicit ``forward``/``backward``, gradients in ``param.grad``)
 or the functional kernels of ``fastnn.ops``, each with its ``*_backward`` twin
@@ -73,7 +84,7 @@ from ..errors import (AssertionValueError, DtypeError, IndexValueError,
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
-                          check_float_dtype, int_items)
+                          check_float_dtype, int_items, no_cuda_kernel)
 from .activations import SELU, celu_host, warn_implicit_dim
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -89,7 +100,8 @@ from .grid_sampling import affine_grid, grid_sample
 from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, PixelShuffle,
                           PixelUnshuffle, RReLU, Softshrink, Tanhshrink, Threshold)
 from .linear_cross_entropy import LinearCrossEntropyLoss
-from .loss import (BCEWithLogitsLoss, HingeEmbeddingLoss, KLDivLoss, MultiLabelMarginLoss,
+from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingLoss,
+                   HuberLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss, KLDivLoss, MultiLabelMarginLoss,
                    MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss,
                    cast_integer_target, deprecated_mean, legacy_reduction, warn_target_size)
 from .padding import check_border_input, check_fill_value, pad_forward, wraps_nothing
@@ -123,9 +135,27 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------ helpers
-def _float(where, name, x, dtype=None):
-    """x checked: a float32/float64 numpy.ndarray (of dtype when given)."""
-    return check_float_array(where, name, x, dtype=dtype)
+def _float(where, name, x, dtype=None, device_ok=False):
+    """x checked: a float32/float64 numpy.ndarray (of dtype when given); device_ok: a CUDA
+    device array passes too (the functions with cuda kernels). Where it does not, a
+    device array gets ``_no_cuda``'s error (checked only once x failed as a NumPy array:
+    nothing more on the CPU path)."""
+    try:
+        return check_float_array(where, name, x, dtype=dtype, device_ok=device_ok)
+    except TypeError:
+        if not device_ok and _device.is_device_array(x):
+            raise _no_cuda(where) from None
+        raise
+
+
+def _no_cuda(where):
+    """The error of a function without a cuda kernel given a device array."""
+    return no_cuda_kernel(where)
+
+
+def _on_gpu(x):
+    """Whether x is a CUDA device array (a NumPy array answers at the first test)."""
+    return type(x) is not np.ndarray and _device.is_device_array(x)
 
 
 def _is_int(value):
@@ -163,6 +193,8 @@ def _elementwise(op, x, inplace, *args):
         return op(x, *args)
     if isinstance(x, np.ndarray) and x.flags.c_contiguous and x.flags.writeable:
         return op(x, *args, out=x)
+    if _on_gpu(x) and _device.is_contiguous(x):
+        return op(x, *args, out=x)
     x[...] = op(x, *args)
     return x
 
@@ -171,14 +203,20 @@ def _in_place(x, y, inplace):
     """y, or x overwritten with y when inplace."""
     if not inplace:
         return y
+    if _on_gpu(x):
+        _device.Cuda.copy_into(x, y)
+        return x
     x[...] = y
     return x
 
 
 def _kernel(name, x):
-    """The current backend's kernel ``name`` and x checked and C-contiguous, for the few
-    calls whose arguments fastnn.ops refuses (softplus with beta <= 0, as LogSigmoid)."""
-    return getattr(_current_backend(), name), as_contiguous(_float(name, "input", x))
+    """The current backend's kernel ``name`` (the cuda backend's for a device array) and x
+    checked and C-contiguous, for the few calls whose arguments fastnn.ops refuses
+    (softplus with beta <= 0, as LogSigmoid)."""
+    x = as_contiguous(_float(name, "input", x, device_ok=True))
+    backend = _device.kernels("cuda") if _on_gpu(x) else _current_backend()
+    return getattr(backend, name), x
 
 
 # ---------------------------------------------------------------------- activations
@@ -233,6 +271,8 @@ def selu(input, inplace=False):
     """scale * elu(input, alpha) with PyTorch's constants (alpha 1.6733, scale 1.0507).
     input: any shape."""
     y = _elementwise(ops.elu, input, inplace, SELU.ALPHA)
+    if _on_gpu(y):   # (a device array has no arithmetic: as nn.SELU on the GPU)
+        return _device.scaled(y, SELU.SCALE)
     y *= y.dtype.type(SELU.SCALE)
     return y
 
@@ -242,7 +282,10 @@ def celu(input, alpha=1.0, inplace=False):
     alpha). input: any shape; alpha != 0."""
     if alpha == 0:
         raise RuntimeValueError("celu: ZeroDivisionError: alpha cannot be 0 for CELU")
-    x = _float("celu", "input", input)
+    x = _float("celu", "input", input, device_ok=True)
+    if _on_gpu(x) and alpha != 1.0:   # the host's values, on the device (as nn.CELU's)
+        return _in_place(x, _device.namespace_of(x).put(celu(_device.to_host(x), alpha)),
+                         inplace)
     if alpha < 0:  # x / alpha flips the sign: the elu kernels cannot take it
         return _in_place(x, celu_host(x, alpha), inplace)
     if alpha == 1.0:
@@ -353,17 +396,26 @@ def _softmax_dim(name, ndim, stacklevel):
 def _along(name, op, input, dim, stacklevel, dtype, negate=False):
     """op (a row kernel of fastnn.ops) along axis dim of input of any rank: the axis moved
     last in a copy unless it already is (a view)."""
-    x = _float(name, "input", input)
+    x = _float(name, "input", input, device_ok=True)
     if dtype is not None:
         check_float_dtype(name, np.dtype(dtype), "dtype")
-        x = x.astype(dtype, copy=False)
+        if _on_gpu(x):   # (converted through the host: a device array has no astype)
+            if x.dtype != np.dtype(dtype):
+                x = _device.Cuda.put(_device.to_host(x).astype(dtype))
+        else:
+            x = x.astype(dtype, copy=False)
     if dim is None:
         dim = _softmax_dim(name, x.ndim, stacklevel + 1)
     axis = _axis(dim, x.ndim)
     if x.ndim == 0:
-        return op(-x.reshape(1, 1) if negate else x.reshape(1, 1)).reshape(())
+        return op(_negated(x.reshape(1, 1)) if negate else x.reshape(1, 1)).reshape(())
     rows, shape = _device.rows_along(x, axis)
-    return _device.from_rows(op(-rows if negate else rows), shape, axis)
+    return _device.from_rows(op(_negated(rows) if negate else rows), shape, axis)
+
+
+def _negated(a):
+    """-a, a new array where a lives (a device array through the host, as nn.Softmin)."""
+    return _device.scaled(a, -1, copy=True) if _on_gpu(a) else -a
 
 
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
@@ -395,26 +447,36 @@ def linear(input, weight, bias=None):
     (*, out_features). One ops.linear_forward call on the (rows, in) view.
     """
     where = "linear"
-    x = _float(where, "input", input)
-    w = _float(where, "weight", weight, dtype=x.dtype)
+    x = _float(where, "input", input, device_ok=True)
+    w = _float(where, "weight", weight, dtype=x.dtype, device_ok=True)
+    gpu = _on_gpu(x) or _on_gpu(w)
+    if gpu:   # (reshaped below: C-contiguous device arrays)
+        x, w = _device.Cuda.put(x), _device.Cuda.put(w)
     if x.ndim == 0 or w.ndim not in (1, 2):
         raise RuntimeValueError(
             f"{where}: expected input of rank >= 1 and weight of rank 1 or 2, "
             f"got shapes {x.shape} and {w.shape}")
     w2 = w if w.ndim == 2 else w.reshape(1, -1)
-    in_features = x.shape[-1]
-    rows = math.prod(x.shape[:-1])
+    x_shape = tuple(x.shape)   # (a tuple: the simulator's device shapes take no x[-1])
+    in_features = x_shape[-1]
+    rows = math.prod(x_shape[:-1])
     if w2.shape[1] != in_features:
         raise RuntimeValueError(
             f"mat1 and mat2 shapes cannot be multiplied ({rows}x{in_features} "
             f"and {w2.shape[1]}x{w2.shape[0]})")
     out_features = w2.shape[0]
-    out_shape = x.shape[:-1] + ((out_features,) if w.ndim == 2 else ())
+    out_shape = x_shape[:-1] + ((out_features,) if w.ndim == 2 else ())
     b, added = None, None
     if bias is not None:
-        b = _float(where, "bias", bias, dtype=x.dtype)
+        b = _float(where, "bias", bias, dtype=x.dtype, device_ok=True)
+        if gpu and tuple(b.shape) == (out_features,):
+            b = _device.Cuda.put(b)
+        elif gpu:   # (broadcast on the host: a device array has no broadcast_to)
+            b = _device.to_host(b)
         # (a bias of one value broadcasts over the outputs, as PyTorch's addmm does)
-        if b.shape in (((out_features,), (1, out_features)) if w.ndim == 2 else ()) + (
+        if gpu and tuple(b.shape) == (out_features,):
+            pass
+        elif b.shape in (((out_features,), (1, out_features)) if w.ndim == 2 else ()) + (
                 (), (1,), (1, 1)):
             b = np.ascontiguousarray(np.broadcast_to(b.reshape(-1), (out_features,)))
         elif w.ndim == 2 and broadcasts_to(b.shape, out_shape):
@@ -428,6 +490,8 @@ def linear(input, weight, bias=None):
                 f"{b.shape}")
     y = ops.linear_forward(x.reshape(rows, in_features), w2, b).reshape(out_shape)
     if added is not None:
+        if gpu:   # (added on the host, as the transformer layers' residuals on the GPU)
+            return _device.Cuda.put(np.add(_device.to_host(y), added))
         np.add(y, added, out=y)   # (y: the op's own array)
     return y
 
@@ -445,10 +509,12 @@ def dropout(input, p=0.5, training=True, inplace=False):
             or not 0.0 <= p <= 1.0:
         raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
     training = check_flag("dropout", "training", training)
-    x = _float("dropout", "input", input)
+    x = _float("dropout", "input", input, device_ok=True)
     if not training or p == 0:
         return x
-    if p == 1:
+    if p == 1 and _on_gpu(x):
+        y = _device.scaled(x, 0.0, copy=True)   # a NaN stays NaN
+    elif p == 1:
         y = np.multiply(x, x.dtype.type(0), out=np.empty_like(x))  # a NaN stays NaN
     else:
         y, _ = ops.dropout_forward(x, float(p), _random.draw_seed())
@@ -792,15 +858,18 @@ def _conv_ints(where, name, value, dims):
     return _ints(where, name, value, dims)
 
 
-def _conv_operands(where, dims, input, weight, groups, stride, dilation):
+def _conv_operands(where, dims, input, weight, groups, stride, dilation, device_ok=False):
     """(x, weight, stride, dilation) after the checks every convolution makes (ranks,
-    dtypes, groups, stride and dilation)."""
-    x = _float(where, "input", input)
+    dtypes, groups, stride and dilation); device_ok: device arrays pass (as C-contiguous
+    device arrays, both)."""
+    x = _float(where, "input", input, device_ok=device_ok)
     if x.ndim not in (dims + 1, dims + 2):
         raise RuntimeValueError(
             f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input "
             f"to {where}, but got input of size: {list(x.shape)}")
-    w = _float(where, "weight", weight, dtype=x.dtype)
+    w = _float(where, "weight", weight, dtype=x.dtype, device_ok=device_ok)
+    if device_ok and (_on_gpu(x) or _on_gpu(w)):
+        x, w = _device.Cuda.put(x), _device.Cuda.put(w)
     if w.ndim != dims + 2:
         raise RuntimeValueError(
             f"{where}: expected weight to be {dims + 2}-D, got shape {w.shape}")
@@ -830,8 +899,8 @@ def _conv_bias(where, bias, w, out_channels, dtype, transposed=False):
     """bias checked: None, or (out_channels,) of dtype."""
     if bias is None:
         return None
-    b = _float(where, "bias", bias, dtype=dtype)
-    if b.shape != (out_channels,):
+    b = _float(where, "bias", bias, dtype=dtype, device_ok=True)
+    if tuple(b.shape) != (out_channels,):
         raise RuntimeValueError(
             f"Given {'transposed=1, ' if transposed else ''}weight of size "
             f"{list(w.shape)}, expected bias to be 1-dimensional with "
@@ -845,11 +914,12 @@ def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
     view; groups one call per group, dilation a kernel spread with zeros, an asymmetric
     'same' border (even spans) an explicit zero pad), dims 3 by nn's im2col."""
     x, w, stride, dilation = _conv_operands(where, dims, input, weight, groups, stride,
-                                            dilation)
+                                            dilation, device_ok=dims < 3)
+    gpu = _on_gpu(x)
     unbatched = x.ndim == dims + 1
-    xb = x[None] if unbatched else x
-    c, size = xb.shape[1], xb.shape[2:]
-    out_channels, group_in = w.shape[:2]
+    xb = x.reshape((1,) + tuple(x.shape)) if unbatched else x
+    c, size = xb.shape[1], tuple(xb.shape)[2:]
+    out_channels, group_in = tuple(w.shape)[:2]
     if c != group_in * groups:
         raise RuntimeValueError(
             f"Given groups={groups}, weight of size {list(w.shape)}, expected "
@@ -882,8 +952,15 @@ def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
     if dims == 3:
         y = conv3d_forward(xb, w, b, stride, border, dilation, groups)[0]
         return y[0] if unbatched else y
+    if gpu and (groups != 1 or max(dilation) != 1 or any(lo != hi for lo, hi in border)):
+        option = ("groups > 1" if groups != 1 else "dilation > 1" if max(dilation) != 1
+                  else "an even-sized padding='same'")
+        raise NotImplementedValueError(
+            f"fastnn.nn.functional.{where} with {option} has no CUDA kernel and got a CUDA "
+            f"device array; move the data to the CPU first (fastnn.device.to_host(x))")
     if dims == 1:  # the 2-D kernels on height-1 views
-        xb, w = xb[:, :, None, :], w[:, :, None, :]
+        xb = xb.reshape(tuple(xb.shape)[:2] + (1,) + tuple(xb.shape)[2:])
+        w = w.reshape(tuple(w.shape)[:2] + (1,) + tuple(w.shape)[2:])
         stride, dilation, border = (1,) + stride, (1,) + dilation, ((0, 0),) + border
     if any(lo != hi for lo, hi in border):
         xb = pad_forward(xb, border, "constant")
@@ -906,8 +983,8 @@ def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
                                     stride, padding2) for g in range(groups)]
         y = np.concatenate(parts, axis=1)
     if dims == 1:
-        y = y[:, :, 0, :]
-    return y[0] if unbatched else y
+        y = y.reshape(tuple(y.shape)[:2] + tuple(y.shape)[3:])
+    return y.reshape(tuple(y.shape)[1:]) if unbatched else y
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
@@ -1090,13 +1167,16 @@ def _pool_args(where, dims, kernel_size, stride, padding, dilation=1):
 def _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run):
     """run(x4, kernel2, stride2, padding2, dilation2) on input (N, C, *spatial) or
     unbatched (C, *spatial) as an (N, C, H, W) array (1-D: H = 1, a view); its outputs
-    (arrays of the output's shape) shaped back."""
-    x = _float(where, "input", input)
-    if x.ndim not in (dims + 1, dims + 2) or 0 in x.shape[x.ndim - dims - 1:]:
+    (arrays of the output's shape) shaped back. A device input runs on the GPU (run's
+    ops take it there)."""
+    x = _float(where, "input", input, device_ok=True)
+    if _on_gpu(x):   # (reshaped below: C-contiguous, its shape a tuple)
+        x = _device.Cuda.put(x)
+    if x.ndim not in (dims + 1, dims + 2) or 0 in tuple(x.shape)[x.ndim - dims - 1:]:
         raise RuntimeValueError(
             f"{where}: non-empty {dims + 1}D or {dims + 2}D (batch mode) tensor "
             f"expected for input, got shape {x.shape}")
-    sizes = x.shape[x.ndim - dims:]
+    sizes = tuple(x.shape)[x.ndim - dims:]
     out = tuple(window_out_size(n, k, s, p, ceil_mode, d)
                 for n, k, s, p, d in zip(sizes, kernel, stride, padding, dilation))
     if min(out) < 1:
@@ -1104,7 +1184,7 @@ def _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)
         raise RuntimeValueError(f"Given input size: ({'x'.join(map(str, (c,) + sizes))}). "
                                 f"Calculated output size: ({'x'.join(map(str, (c,) + out))}). "
                                 f"Output size is too small")
-    lead = x.shape[:x.ndim - dims]
+    lead = tuple(x.shape)[:x.ndim - dims]
     x4 = x.reshape((math.prod(lead[:-1]),) + lead[-1:] + (1,) * (2 - dims) + sizes)
     if dims == 1:
         kernel, stride, padding, dilation = ((1,) + kernel, (1,) + stride, (0,) + padding,
@@ -1164,6 +1244,8 @@ def _avg_pool(where, dims, input, kernel_size, stride, padding, ceil_mode, count
     y = _pool(where, dims, input, kernel, stride, padding, dilation, ceil_mode, run)[0]
     if divisor_override is not None and divisor_override < 0:
         # 0 - y, not -y: a window summing to 0 gives +0, as PyTorch's (y: the op's own)
+        if _on_gpu(y):   # (through the host: a device array has no arithmetic)
+            return _device.Cuda.put(np.subtract(y.dtype.type(0), _device.to_host(y)))
         np.subtract(y.dtype.type(0), y, out=y)
     return y
 
@@ -1265,8 +1347,8 @@ def _channel_vector(where, name, value, c, dtype):
     """None, or a (C,) float array of dtype (PyTorch's RuntimeError on another size)."""
     if value is None:
         return None
-    v = _float(where, name, value, dtype=dtype)
-    if v.shape != (c,):
+    v = _float(where, name, value, dtype=dtype, device_ok=True)
+    if tuple(v.shape) != (c,):
         raise RuntimeValueError(f"{name} should contain {c} elements not {v.size}")
     return v
 
@@ -1302,7 +1384,7 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training, moment
     """batch_norm without PyTorch's Python-level check of eps (instance_norm's path)."""
     where = "batch_norm"
     training = check_flag(where, "training", training)
-    x = _float(where, "input", input)
+    x = _float(where, "input", input, device_ok=True)
     if x.ndim < 2:
         raise ValueError(f"{where}: expected input of shape (N, C, *), got {x.shape}")
     c, dtype = x.shape[1], x.dtype
@@ -1315,6 +1397,9 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training, moment
     running_var = _channel_vector(where, "running_var", running_var, c, dtype)
     weight = _channel_vector(where, "weight", weight, c, dtype)
     bias = _channel_vector(where, "bias", bias, c, dtype)
+    if _on_gpu(x):
+        return _batch_norm_gpu(x, running_mean, running_var, weight, bias, training,
+                               momentum, eps)
     # the kernel takes C-contiguous writeable statistics: eval mode only reads them (a
     # strided or read-only array runs on a copy); training mode writes the caller's arrays
     # (a strided view through a contiguous buffer copied back, as PyTorch updates a view)
@@ -1334,6 +1419,30 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training, moment
         for given, buf in zip((running_mean, running_var), buffers):
             if given is not None and buf is not given:
                 given[...] = buf
+    return y.reshape(shape)
+
+
+def _batch_norm_gpu(x, running_mean, running_var, weight, bias, training, momentum, eps):
+    """_batch_norm of a device input (checked): ops.batchnorm_forward on the GPU, the
+    other arrays moved there; in training mode the running statistics given are updated
+    where they live (a host one through a device copy, copied back)."""
+    c, dtype, shape = x.shape[1], x.dtype, tuple(x.shape)
+    x = _device.Cuda.put(x)   # (reshaped below: C-contiguous)
+    if x.ndim not in (2, 4):
+        x = x.reshape(shape[:2] + (math.prod(shape[2:]), 1))
+    given = (running_mean, running_var)
+    stats = [_device.Cuda.zeros(c, dtype) if s is None else _device.Cuda.put(s)
+             for s in given]
+    if running_var is None:
+        _device.Cuda.copy_into(stats[1], np.ones(c, dtype))
+    y, _, _ = ops.batchnorm_forward(
+        x, np.ones(c, dtype) if weight is None else weight,
+        np.zeros(c, dtype) if bias is None else bias, *stats,
+        training=training, momentum=momentum, eps=eps)
+    if training:
+        for s, d in zip(given, stats):
+            if s is not None and d is not s:
+                _device.namespace_of(s).copy_into(s, d)
     return y.reshape(shape)
 
 
@@ -1360,7 +1469,9 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     the (rows, prod(normalized_shape)) view.
     """
     where = "layer_norm"
-    x = _float(where, "input", input)
+    x = _float(where, "input", input, device_ok=True)
+    if _on_gpu(x):   # (reshaped below: C-contiguous)
+        x = _device.Cuda.put(x)
     normalized_shape = int_items(normalized_shape)
     shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) \
         else (normalized_shape,)
@@ -1369,7 +1480,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
                         f"ints, got {normalized_shape!r}")
     _nonempty_normalized_shape(shape)
     shape = tuple(int(v) for v in shape)
-    if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
+    if tuple(x.shape)[x.ndim - len(shape):] != shape or x.ndim < len(shape):
         raise RuntimeValueError(
             f"Given normalized_shape={list(shape)}, expected input with shape "
             f"[*, {', '.join(map(str, shape))}], but got input of size"
@@ -1377,8 +1488,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     vectors = []
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
-            value = _float(where, name, value, dtype=x.dtype)
-            if value.shape != shape:
+            value = _float(where, name, value, dtype=x.dtype, device_ok=True)
+            if tuple(value.shape) != shape:
                 raise RuntimeValueError(
                     f"Expected {name} to be of same shape as normalized_shape, "
                     f"but got {name} of shape {list(value.shape)} and "
@@ -1387,7 +1498,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
         vectors.append(value)
     d = math.prod(shape)
     if d == 0:   # nothing to normalise: PyTorch's empty output
-        return np.empty_like(x)
+        return _device.namespace_of(x).empty(x.shape, x.dtype)
     y, _, _ = ops.layer_norm_forward(x.reshape(-1, d), *vectors, eps=eps)
     return y.reshape(x.shape)
 
@@ -1441,6 +1552,8 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
 
 # ---------------------------------------------------------------------- embeddings
 def _integers(where, name, value):
+    if not isinstance(value, np.ndarray) and _device.is_device_array(value):
+        raise _no_cuda(where)
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu":
         got = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
         raise DtypeError(f"{where}: expected {name} to be an integer numpy.ndarray, got {got}")
@@ -1723,6 +1836,24 @@ def _reduced(losses, reduction, denominator=None):
         return _scalar(total / np.float64(count), losses.dtype)
 
 
+def _device_loss(where, loss, input, target):
+    """The forward of loss (an nn loss class) on a CUDA device input: its kernels run on
+    the GPU, as for a model's loss there, and its value comes back to the host, as the
+    loss classes give it: a reduced loss a 0-d NumPy array, 'none' a NumPy array."""
+    _float(where, "input", input, device_ok=True)
+    with _runtime_errors():
+        value = loss.forward(input, target)
+    return _scalar(value, input.dtype) if loss.reduction != "none" else np.asarray(value)
+
+
+def _device_loss_option(where, name, value):
+    """An option the loss classes lack given with a device input: _no_cuda's error."""
+    if value is not None:
+        raise NotImplementedValueError(
+            f"{where}: {name} has no CUDA kernel with a CUDA device input; move the data "
+            f"to the CPU first (fastnn.device.to_host(x)) or leave {name} out")
+
+
 def _op_reduced(op, x, t, reduction, *args, count=None):
     """A loss op's mean as 'mean', or times its count (by default every element) as
     'sum'."""
@@ -1760,6 +1891,9 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     weight: input's shape, multiplies each term ('mean' then divides by sum(weight)).
     ops.mse_loss for 'mean' and 'sum'."""
     reduction = _reduction(size_average, reduce, reduction)
+    if _on_gpu(input):
+        _device_loss_option("mse_loss", "weight", weight)
+        return _device_loss("mse_loss", MSELoss(reduction=reduction), input, target)
     w = None if weight is None else _element_weight("mse_loss", weight, input)
     x, t = _pair("mse_loss", input, target)
     if w is not None:
@@ -1775,6 +1909,9 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     """|input - target| per element, reduced as mse_loss (weight likewise). ops.smooth_l1_loss
     at beta = 0 for 'mean' and 'sum'."""
     reduction = _reduction(size_average, reduce, reduction)
+    if _on_gpu(input):
+        _device_loss_option("l1_loss", "weight", weight)
+        return _device_loss("l1_loss", L1Loss(reduction=reduction), input, target)
     w = None if weight is None else _element_weight("l1_loss", weight, input)
     x, t = _pair("l1_loss", input, target)
     if w is not None:
@@ -1794,6 +1931,9 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
     reduction = _reduction(size_average, reduce, reduction)
     if not beta >= 0:   # (NaN too)
         raise RuntimeValueError("smooth_l1_loss does not support negative values for beta.")
+    if _on_gpu(input):
+        return _device_loss("smooth_l1_loss", SmoothL1Loss(reduction=reduction, beta=beta),
+                            input, target)
     x, t = _pair("smooth_l1_loss", input, target)
     if reduction == "none" or math.isinf(beta):
         return _reduced(_reference.smooth_l1_losses(x, t, float(beta)), reduction)
@@ -1808,6 +1948,10 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     reduction = _reduction(None, None, reduction)
     if not delta > 0:   # (NaN too)
         raise RuntimeValueError("huber_loss does not support non-positive values for delta.")
+    if _on_gpu(input):
+        _device_loss_option("huber_loss", "weight", weight)
+        return _device_loss("huber_loss", HuberLoss(reduction=reduction, delta=delta), input,
+                            target)
     w = None if weight is None else _element_weight("huber_loss", weight, input)
     x, t = _pair("huber_loss", input, target)
     if math.isinf(delta):   # (delta * smooth_l1 would be inf * 0)
@@ -1830,6 +1974,8 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
     broadcast to it, multiplies each term. ops.bce_loss for unweighted 'mean' and 'sum'."""
     where = "binary_cross_entropy"
     reduction = _reduction(size_average, reduce, reduction)
+    if _on_gpu(input):
+        return _device_loss(where, BCELoss(weight=weight, reduction=reduction), input, target)
     x = _float(where, "input", input)
     t = _float(where, "target", target, dtype=x.dtype)
     if t.shape != x.shape:
@@ -1862,6 +2008,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
     nn.BCEWithLogitsLoss."""
     where = "binary_cross_entropy_with_logits"
     reduction = _reduction(size_average, reduce, reduction)
+    if _on_gpu(input):
+        return _device_loss(where, BCEWithLogitsLoss(weight=weight, reduction=reduction,
+                                                     pos_weight=pos_weight), input, target)
     x = _float(where, "input", input)
     t = _float(where, "target", target, dtype=x.dtype)
     if t.shape != x.shape:
@@ -2031,6 +2180,9 @@ def nll_loss(input, target, weight=None, size_average=None, ignore_index=-100, r
     where = "nll_loss"
     reduction = _reduction(size_average, reduce, reduction)
     ignore_index = _ignore_index(where, ignore_index)
+    if _on_gpu(input):
+        return _device_loss(where, NLLLoss(weight=weight, ignore_index=ignore_index,
+                                           reduction=reduction), input, target)
     x = _float(where, "input", input)
     labels = _integers(where, "target", target)
     rows, flat, loss_shape = _class_layout(where, x, labels)
@@ -2055,11 +2207,15 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
     where = "cross_entropy"
     reduction = _reduction(size_average, reduce, reduction)
     ignore_index = _ignore_index(where, ignore_index)
-    x = _float(where, "input", input)
+    x = _float(where, "input", input, device_ok=True)
     if not isinstance(label_smoothing, numbers.Real) or not 0.0 <= label_smoothing <= 1.0:
         raise RuntimeValueError(f"label_smoothing must be between 0.0 and 1.0. Got: "
                                 f"{label_smoothing}")
     eps = float(label_smoothing)
+    if _on_gpu(x):
+        return _device_loss(where, CrossEntropyLoss(
+            weight=weight, ignore_index=ignore_index, reduction=reduction,
+            label_smoothing=eps), x, target)
     if not isinstance(target, np.ndarray):
         raise TypeError(f"{where}: expected target to be a numpy.ndarray, got "
                         f"{type(target).__name__}")

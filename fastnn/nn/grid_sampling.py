@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import NotImplementedValueError, RuntimeValueError
-from ..validation import check_flag, check_float_array, int_items
+from ..validation import check_flag, check_host_float_array, int_items
 
 __all__ = ["affine_grid", "grid_sample"]
 
@@ -38,7 +38,7 @@ def affine_grid(theta, size, align_corners=None):
     size (N, C, H, W), or (N, D, H, W, 3) for theta (N, 3, 4) and size (N, C, D, H, W);
     the output pixel centres in [-1, 1] times theta (grid_sample's input)."""
     align_corners = _align_default("affine_grid", align_corners)
-    t = check_float_array("affine_grid", "theta", theta)
+    t = check_host_float_array("affine_grid", "theta", theta)
     size = int_items(size)
     if not (isinstance(size, (tuple, list)) and all(
             isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in size)):
@@ -159,8 +159,8 @@ def grid_sample(input, grid, mode="bilinear", padding_mode="zeros", align_corner
         raise ValueError(f"nn.functional.grid_sample(): expected padding_mode to be 'zeros', "
                          f"'border', or 'reflection', but got: '{padding_mode}'")
     align_corners = _align_default(where, align_corners)
-    x = check_float_array(where, "input", input)
-    g = check_float_array(where, "grid", grid, dtype=x.dtype)
+    x = check_host_float_array(where, "input", input)
+    g = check_host_float_array(where, "grid", grid, dtype=x.dtype)
     dims = x.ndim - 2
     if x.ndim not in (4, 5) or g.ndim != x.ndim or g.shape[0] != x.shape[0] \
             or g.shape[-1] != dims:
