@@ -318,3 +318,62 @@ def test_a_failing_direct_launch_is_made_again_through_numba(driver, case):
     # numba 0.68's own launches go through cuLaunchKernel as the direct ones do (the
     # stand-in driver fails those on demand); numba-cuda's through cuLaunchKernelEx
     assert "failures ok" in _run(driver, _FAILURES, CASE=case)
+
+
+_LAYER_NORM_WITHOUT_AFFINE = """
+import numpy as np
+from numba import cuda
+from fastnn import nn
+from fastnn.nn import functional as F
+
+x = cuda.to_device(np.ones((4, 5), np.float32))
+layer = nn.LayerNorm(5, elementwise_affine=False).to("cuda")
+y = layer(x)
+g = layer.backward(cuda.to_device(np.ones((4, 5), np.float32)))
+assert y.shape == (4, 5) and g.shape == (4, 5)
+assert F.layer_norm(x, (5,)).shape == (4, 5)
+print("layer norm ok")
+"""
+
+
+def test_layer_norm_without_weight_or_bias_compiles_for_the_gpu(driver):
+    """The cuda layer_norm kernels passed x (2-D) for an absent weight or bias: numba
+    types the branch that reads them too, so LayerNorm(elementwise_affine=False) on a
+    GPU failed to compile (the simulator, which runs Python, never types it)."""
+    assert "layer norm ok" in _run(driver, _LAYER_NORM_WITHOUT_AFFINE)
+
+
+_FUNCTIONAL_ON_DEVICE_ARRAYS = """
+import numpy as np
+from numba import cuda
+from fastnn.nn import functional as F
+
+rng = np.random.default_rng(0)
+D = lambda shape: cuda.to_device(rng.standard_normal(shape).astype(np.float32))
+x2, x3, x4 = D((4, 5)), D((2, 4, 5)), D((2, 3, 5, 5))
+shapes = {
+    "selu": F.selu(x2), "celu": F.celu(x2, 0.5), "softmin": F.softmin(x3, dim=1),
+    "relu_": F.relu(x2, inplace=True), "logsigmoid": F.logsigmoid(x2),
+    "linear": F.linear(x3, D((3, 5)), D((3,))), "linear_1d": F.linear(x2, D((5,))),
+    "linear_bias_n1": F.linear(x2, D((3, 5)), D((4, 1))),
+    "conv1d": F.conv1d(D((4, 6)), D((2, 4, 3))), "conv2d": F.conv2d(x4, D((4, 3, 3, 3))),
+    "avg_pool2d": F.avg_pool2d(x4, 2, divisor_override=-2),
+    "batch_norm": F.batch_norm(x3, np.zeros(4, np.float32), np.ones(4, np.float32),
+                               training=True),
+    "dropout": F.dropout(x2, 1.0),
+}
+want = {"softmin": (2, 4, 5), "linear": (2, 4, 3), "linear_1d": (4,), "linear_bias_n1": (4, 3),
+        "conv1d": (2, 4), "conv2d": (2, 4, 3, 3), "avg_pool2d": (2, 3, 2, 2),
+        "batch_norm": (2, 4, 5)}
+for name, y in shapes.items():
+    assert cuda.is_cuda_array(y) and tuple(y.shape) == want.get(name, (4, 5)), name
+assert float(F.cross_entropy(x2, np.array([0, 1, 2, 3]))) == float(
+    F.cross_entropy(x2, np.array([0, 1, 2, 3])))
+print("functional ok")
+"""
+
+
+def test_functional_on_numbas_device_arrays(driver):
+    """fastnn.nn.functional on numba's own device arrays, which have no arithmetic (the
+    simulator's do): F.selu scaled its output with *= and failed on a GPU."""
+    assert "functional ok" in _run(driver, _FUNCTIONAL_ON_DEVICE_ARRAYS)

@@ -111,7 +111,9 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None, save_mean=
     dinv = call.out(save_invstd, (n,), x.dtype)
     if dx.size:
         forward, _, blocks, threads = _kernels(x.dtype, n)
-        forward[blocks, threads](dx, dx if dw is None else dw, dx if db is None else db,
+        # an absent weight or bias: a placeholder of their rank and dtype (dmean), never
+        # read; x's rank would not compile (weight[j] a row: numba types both branches)
+        forward[blocks, threads](dx, dmean if dw is None else dw, dmean if db is None else db,
                                  dw is not None, db is not None, float(eps), dout, dmean, dinv)
     call.sync()
     return (call.result(dout, out), call.result(dmean, save_mean),
@@ -130,7 +132,7 @@ def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight
         want = grad_weight is not None
         gxhat = temporary("layer_norm_gxhat", x.shape if want else (1, 1), x.dtype)
         _, backward, blocks, threads = _kernels(x.dtype, x.shape[0])
-        backward[blocks, threads](dg, dx, dx if dw is None else dw, dw is not None, dmean,
+        backward[blocks, threads](dg, dx, dmean if dw is None else dw, dw is not None, dmean,
                                   dinv, dgi, gxhat, want)
         if want:
             column_sums_add(gxhat, call.inout(grad_weight))
