@@ -3,8 +3,9 @@
 Issue 2: the numpy backend's MLP step against the student NumPy loop. Issues 3, 4 and
 5: each compiled backend's MLP steps, BatchNorm1d 256x1024 forward+backward, softmax-CE
 4096x1000, Conv2d and MaxPool2d forward+backward against PyTorch in the same process,
-and each elementwise kernel on 16M float32 values against the memory-copy ceiling (its
-share of the copy bandwidth of the same moment).
+and each elementwise kernel on 16M float32 values (activations, dropout, pointwise
+losses) against the memory-copy ceiling (its share of the copy bandwidth of the same
+moment).
 
 pytest-benchmark times one contender after the other, so slow drift of the machine (other
 virtual machines, frequency changes) lands on one side of the ratio: on this 2-core
@@ -104,13 +105,20 @@ def measure_vs_torch(backends, blocks=15):
 #: the op families of issues 3 and 4's "elementwise kernels on 16M float32 values":
 #: the activations and dropout (its mask and its backward), forward and backward
 ELEMENTWISE_FAMILIES = ("activation", "dropout")
+#: the pointwise losses, each its loss and its gradient in one pass over 16M float32
+#: values (pred and target read, the gradient written), held to the same share since
+#: their kernels reach it (BCE had two logs a value summed at float64 width, 22-45%)
+POINTWISE_LOSSES = ("mse_loss", "bce_loss", "bce_with_logits_loss", "smooth_l1_loss")
 
 
 def is_elementwise(op, family, size):
     """Whether the case (op, family, size) is one of the elementwise kernels on 16M
     float32 values that issues 3 and 4 hold to 70% of the copy bandwidth (not the
-    row-wise (log-)softmaxes, 4096x1000)."""
-    return size == "large" and family in ELEMENTWISE_FAMILIES and "softmax" not in op
+    row-wise (log-)softmaxes, 4096x1000, nor softmax cross-entropy): the activations,
+    dropout and the pointwise losses."""
+    if size != "large" or "softmax" in op:
+        return False
+    return family in ELEMENTWISE_FAMILIES or (family == "loss" and op in POINTWISE_LOSSES)
 
 
 def elementwise_cases():

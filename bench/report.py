@@ -245,7 +245,8 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None, fl
                     _against(value, 1.0), _check(value, 1.0)))
         for (op, size), entry in ops.items():
             row = entry.get(c)
-            # the activations and dropout; (log-)softmax is row-wise, 4096x1000
+            # the activations, dropout and the pointwise losses; (log-)softmax and
+            # softmax-CE are row-wise, 4096x1000
             if not row or not overhead_results.is_elementwise(op, row.get("family"), size) \
                     or not row.get("bytes"):
                 continue
