@@ -1,0 +1,84 @@
+"""The pointwise losses' faster paths on every backend, past the compiled backends'
+parallel threshold: BCE's one-log path for tiles whose targets are all 0 or 1 (soft
+targets, NaN and exact 0 and 1 probabilities in tiles of their own or mixed in), and
+BCE with logits' polynomial log1p, against float64 PyTorch; in place bit for bit as out
+of place."""
+import numpy as np
+import pytest
+
+import fastnn
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+N = 40000   # past the compiled backends' parallel threshold (32768), several tiles
+
+
+def _bce_inputs(dtype, rng):
+    pred = (1 / (1 + np.exp(-3 * rng.standard_normal(N)))).astype(dtype)
+    pred[:6] = [0.0, 1.0, 0.0, 1.0, 1e-30, 1 - 2.0 ** -24]
+    target = (rng.random(N) > 0.5).astype(dtype)
+    target[:4] = [0.0, 1.0, 1.0, 0.0]   # log(0) clamped at -100 on both paths
+    target[5000] = 0.3                  # one soft target: its tile takes the two logs
+    target[20000:20600] = rng.random(600)   # soft over a tile boundary
+    return pred, target
+
+
+def _torch_bce(fn, x, t):
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    loss = fn(xt, torch.tensor(t.astype(np.float64)))
+    loss.backward()
+    return loss.item(), xt.grad.numpy()
+
+
+def test_bce_binary_and_soft_target_tiles_as_pytorch(backend, dtype, rng):
+    pred, target = _bce_inputs(dtype, rng)
+    kernels = fastnn.backend.current()
+    loss, grad = kernels.bce_loss(pred, target)
+    want, want_grad = _torch_bce(F.binary_cross_entropy, pred, target)
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+    hard = target.copy()
+    hard[5000] = 1.0
+    hard[20000:20600] = 0.0
+    loss, grad = kernels.bce_loss(pred, hard)
+    want, want_grad = _torch_bce(F.binary_cross_entropy, pred, hard)
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-6)
+
+
+def test_bce_nan_target_in_a_binary_tile_gives_nan(backend, dtype, rng):
+    """A NaN target is not 0 or 1: its tile takes the two-log form, and the loss is NaN
+    (PyTorch's), not the log of p or 1 - p."""
+    pred, target = _bce_inputs(dtype, rng)
+    target[20000:20600] = 1.0
+    target[5000] = np.nan
+    loss, grad = fastnn.backend.current().bce_loss(pred, target)
+    assert np.isnan(loss) and np.isnan(grad[5000])
+    assert np.isfinite(np.delete(grad, 5000)).all()
+
+
+@pytest.mark.parametrize("loss_name", ["bce_loss", "bce_with_logits_loss"])
+def test_bce_in_place_as_out_of_place_past_the_parallel_threshold(backend, dtype, rng,
+                                                                  loss_name):
+    pred, target = _bce_inputs(dtype, rng)
+    pred[:6] = 0.5
+    kernels = fastnn.backend.current()
+    fn = getattr(kernels, loss_name)
+    want_loss, want_grad = fn(pred, target, grad=np.empty_like(pred))
+    for which in ("pred", "target"):
+        a, b = pred.copy(), target.copy()
+        loss, grad = fn(a, b, grad=a if which == "pred" else b)
+        assert np.float64(loss).tobytes() == np.float64(want_loss).tobytes(), which
+        np.testing.assert_array_equal(grad, want_grad)
+
+
+def test_bce_with_logits_as_pytorch_past_the_parallel_threshold(backend, dtype, rng):
+    logits = (rng.standard_normal(N) * 8).astype(dtype)
+    logits[:8] = [1e4, -1e4, 90.0, -90.0, 1e-8, -1e-8, 0.0, -0.0]
+    target = rng.random(N).astype(dtype)
+    target[N // 2:] = rng.random(N - N // 2) > 0.5
+    loss, grad = fastnn.backend.current().bce_with_logits_loss(logits, target)
+    want, want_grad = _torch_bce(F.binary_cross_entropy_with_logits, logits, target)
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-10)
