@@ -8,6 +8,7 @@ import numpy
 from Cython.Build import cythonize
 from setuptools import find_packages, setup
 from setuptools.command.build_ext import build_ext
+from setuptools.command.build_py import build_py as _build_py
 from setuptools.extension import Extension
 
 
@@ -115,13 +116,34 @@ def _extensions():
                      include_path=[os.path.join("kernels", "cython")])
 
 
+# The quick benchmark table (`python -m fastnn bench --quick`, fastnn/bench_cli.py) runs
+# from these modules of bench/, which the wheel ships as fastnn._bench; the rest of the
+# suite (the pytest-benchmark modules, the report, the stand-in CUDA driver) stays in
+# the source tree.
+QUICK_BENCH_MODULES = ("__init__", "cases", "ceilings", "contenders", "steps",
+                       "student_numpy", "timing")
+
+
+class build_py(_build_py):
+    """setuptools' build_py, keeping only QUICK_BENCH_MODULES of fastnn._bench."""
+
+    def find_package_modules(self, package, package_dir):
+        modules = super().find_package_modules(package, package_dir)
+        if package == "fastnn._bench":
+            modules = [m for m in modules if m[1] in QUICK_BENCH_MODULES]
+        return modules
+
+
 setup(
     packages=find_packages(include=["fastnn", "fastnn.*"]) + [
         "fastnn.kernels", "fastnn.kernels.reference", "fastnn.kernels.numba_cpu",
-        "fastnn.kernels.cython", "fastnn.kernels.cuda",
+        "fastnn.kernels.cython", "fastnn.kernels.cuda", "fastnn._bench",
     ],
-    package_dir={"fastnn.kernels": "kernels"},
+    package_dir={"fastnn.kernels": "kernels", "fastnn._bench": "bench"},
+    # The wheel's data files are these alone: not the rest of the sdist's (MANIFEST.in),
+    # such as the generated C files (18 MB) or bench/'s results
     package_data={"fastnn.kernels.cython": ["*.pxd", "*.pyx", "*.h"]},
+    include_package_data=False,
     ext_modules=_extensions(),
-    cmdclass={"build_ext": build_ext},
+    cmdclass={"build_ext": build_ext, "build_py": build_py},
 )

@@ -38,6 +38,7 @@ from . import results_io
 from .reasons import REASONS
 from .plots import make_plots
 from .results_io import Ceilings, index
+from .timing import fmt_time  # (in timing.py: the quick table, shipped in the wheel, uses it)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -99,17 +100,6 @@ def run_suite(json_path=LATEST, keyword=None, extra_args=(), not_run=NOT_RUN, sa
 
 
 # ----------------------------------------------------------------------- formatting
-def fmt_time(seconds):
-    if seconds is None:
-        return "—"
-    if seconds < 1e-3:
-        return f"{seconds * 1e6:.1f} µs"
-    if seconds < 1:
-        ms = seconds * 1e3
-        return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
-    return f"{seconds:.2f} s"
-
-
 def fmt_ratio(value, suffix="x"):
     return "—" if value is None else f"{value:.2f}{suffix}"
 

@@ -44,3 +44,15 @@ def fastest_time(fn, min_runs=5, max_time=0.25, max_runs=200, warmup=2):
     (seconds, runs)."""
     times = run_times(fn, min_runs, max_time, max_runs, warmup)
     return float(min(times)), len(times)
+
+
+def fmt_time(seconds):
+    """Seconds as the tables print them: 12.5 µs, 3.46 ms, 2.50 s; None as a dash."""
+    if seconds is None:
+        return "—"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} µs"
+    if seconds < 1:
+        ms = seconds * 1e3
+        return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
+    return f"{seconds:.2f} s"

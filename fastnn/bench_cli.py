@@ -5,9 +5,12 @@ training steps and the key large ops on every backend, against the NumPy referen
 student NumPy loop and PyTorch (when installed). Without ``--quick`` it runs the full
 pytest-benchmark suite and writes BENCHMARKS.md (the same as ``make bench``).
 
-The suite lives in the source tree's ``bench/`` package (it is not installed with the
-wheel), so this command runs from a checkout.
+The suite lives in the source tree's ``bench/`` package. The wheel ships only the modules
+the quick table needs (setup.py's ``QUICK_BENCH_MODULES``, installed as ``fastnn._bench``),
+so ``--quick`` runs from an installed fastnn too; the full run (and ``-k``) needs a checkout.
 """
+import importlib
+import importlib.util
 import os
 import sys
 
@@ -17,18 +20,43 @@ QUICK_OPS = (("relu", "large"), ("softmax_cross_entropy", "large"),
              ("conv2d_forward+conv2d_backward", "large"),
              ("max_pool2d_forward+max_pool2d_backward", "large"))
 QUICK_MAX_TIME = 0.15
+# The bench/ modules quick_table imports: setup.py's QUICK_BENCH_MODULES ships them, and
+# the ones they import, in the wheel (tests/test_probe_install_journeys.py checks it)
+QUICK_IMPORTS = ("cases", "ceilings", "contenders", "steps", "timing")
+
+FULL_SUITE_NOTE = ("the full benchmark suite (bench/, pytest-benchmark) ships with fastnn's "
+                   "source tree, not the wheel: in a checkout, run `make bench`, or "
+                   "`pip install -e .` and then this command; `python -m fastnn bench "
+                   "--quick` runs from an installed fastnn too")
+
+
+def _checkout_root():
+    """The source tree this fastnn was imported from (an editable install), or None."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return root if os.path.isfile(os.path.join(root, "bench", "report.py")) else None
 
 
 def _import_bench():
     """The ``bench`` package of the checkout this fastnn was imported from."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if not os.path.isfile(os.path.join(root, "bench", "report.py")):
-        raise RuntimeError("the benchmark suite (bench/) ships with fastnn's source tree; "
-                           "run this command from a checkout (pip install -e .)")
+    root = _checkout_root()
+    if root is None:
+        raise RuntimeError(FULL_SUITE_NOTE)
     if root not in sys.path:
         sys.path.insert(0, root)
     import bench  # noqa: F401
     return root
+
+
+def _quick_package():
+    """The package holding the quick table's modules: the checkout's ``bench``, else the
+    wheel's ``fastnn._bench`` (setup.py's QUICK_BENCH_MODULES of bench/)."""
+    if _checkout_root() is not None:
+        _import_bench()
+        return "bench"
+    if importlib.util.find_spec("fastnn._bench") is None:
+        raise RuntimeError("this fastnn was installed without its quick benchmark modules "
+                           "(fastnn._bench); " + FULL_SUITE_NOTE)
+    return "fastnn._bench"
 
 
 def add_arguments(parser):
@@ -53,7 +81,10 @@ def run(args):
               file=sys.stderr)
         return 2
     try:
-        _import_bench()
+        if args.quick:
+            package = _quick_package()
+        else:
+            _import_bench()
     except RuntimeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -65,28 +96,26 @@ def run(args):
             fastnn.set_num_threads(args.threads)
         argv = ["-k", args.keyword] if args.keyword else []
         return report.main(argv)
-    quick_table(threads=args.threads, out=sys.stdout)
+    quick_table(threads=args.threads, out=sys.stdout, package=package)
     return 0
 
 
-def _fmt(seconds):
-    from bench.report import fmt_time
-    return fmt_time(seconds)
-
-
-def _time(fn, timings, key):
-    from bench.timing import median_time
+def _time(timing, fn, timings, key):
     try:
-        timings[key] = median_time(fn(), max_time=QUICK_MAX_TIME, min_runs=3)[0]
+        timings[key] = timing.median_time(fn(), max_time=QUICK_MAX_TIME, min_runs=3)[0]
     except Exception as err:  # a contender that cannot run this case is shown, not fatal
         timings[key] = None
         return f"{key[1]} on {key[0]}: {type(err).__name__}: {err}"
     return None
 
 
-def quick_table(threads=None, out=sys.stdout):
-    """Measure and print the quick table; returns {(case, contender): seconds or None}."""
-    from bench import cases, ceilings, contenders, steps
+def quick_table(threads=None, out=sys.stdout, package=None):
+    """Measure and print the quick table; returns {(case, contender): seconds or None}.
+    package: where the bench modules are (``bench`` or ``fastnn._bench``; default: as
+    ``python -m fastnn bench --quick`` finds them)."""
+    package = package or _quick_package()
+    cases, ceilings, contenders, steps, timing = (
+        importlib.import_module(f"{package}.{name}") for name in QUICK_IMPORTS)
     n = threads or contenders.all_threads()
     contenders.set_threads(n)
     has_torch = contenders.torch_available()
@@ -104,8 +133,8 @@ def quick_table(threads=None, out=sys.stdout):
     step_cols = backends + ["student"] + (["torch"] if has_torch else [])
     for config, (sizes, act, batch) in steps.MLP_CONFIGS.items():
         for c in step_cols:
-            problems.append(_time(lambda: steps.mlp_step(c, sizes, act, batch), timings,
-                                  (config, c)))
+            problems.append(_time(timing, lambda: steps.mlp_step(c, sizes, act, batch),
+                                  timings, (config, c)))
     op_cols = backends + (["torch"] if has_torch else [])
     case_rows = []
     for op, size in QUICK_OPS:
@@ -114,7 +143,7 @@ def quick_table(threads=None, out=sys.stdout):
         for c in op_cols:
             maker = case.torch if c == "torch" else (
                 lambda c=c: case.fastnn(contenders.load_backend(c)))
-            problems.append(_time(maker, timings, (case.id, c)))
+            problems.append(_time(timing, maker, timings, (case.id, c)))
     cols = [c for c in ["numpy", "numba", "cython", "cuda", "student", "torch"] if c in step_cols]
     header = ["case"] + cols + ["best fastnn", "vs numpy", "vs torch", "achieved"]
     rows = []
@@ -133,8 +162,8 @@ def quick_table(threads=None, out=sys.stdout):
             achieved = f"{nbytes / tb / 1e9:.1f} GB/s ({100 * nbytes / tb / 1e9 / copy:.0f}%)"
         else:
             achieved = "—"
-        rows.append([name] + [_fmt(t[c]) for c in cols] + [best or "—", vs_numpy, vs_torch,
-                                                            achieved])
+        rows.append([name] + [timing.fmt_time(t[c]) for c in cols]
+                    + [best or "—", vs_numpy, vs_torch, achieved])
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     for r in [header, ["-" * w for w in widths]] + rows:
         print("  ".join(str(v).ljust(w) for v, w in zip(r, widths)), file=out)
