@@ -402,6 +402,9 @@ def test_functional_on_device_arrays_runs_on_the_gpu(rng):
         got = call(cuda.to_device)
         assert isinstance(got, np.ndarray), name
         assert_close(got, call(np.asarray), np.float64)
+    with pytest.warns(UserWarning, match="target size"):   # broadcast, as on the host
+        got = F.l1_loss(cuda.to_device(x2), x2[0], reduction="none")
+    assert_close(got, np.abs(x2 - x2[0]), np.float64)
     # no cuda kernel: a clear error naming the function
     device = cuda.to_device(x4)
     for name, call in {"kl_div": lambda: F.kl_div(device, device, reduction="sum"),

@@ -1846,6 +1846,22 @@ def _device_loss(where, loss, input, target):
     return _scalar(value, input.dtype) if loss.reduction != "none" else np.asarray(value)
 
 
+def _device_pair(where, input, target):
+    """(input, target) of an elementwise loss on a device input: a target of another shape
+    broadcast with input as _pair does (PyTorch's warning; the broadcast copies made on
+    the host: the loss classes take one shape)."""
+    x = _float(where, "input", input, device_ok=True)
+    if tuple(getattr(target, "shape", ())) == tuple(x.shape):
+        return x, target
+    t = _float(where, "target", cast_integer_target(_device.to_host(target), x.dtype),
+               dtype=x.dtype)
+    warn_target_size(t.shape, tuple(x.shape), 4)
+    host = _device.to_host(x)
+    shape = _broadcast_shape(where, host, t)
+    return (_device.Cuda.put(np.broadcast_to(host, shape)),
+            _device.Cuda.put(np.broadcast_to(t, shape)))
+
+
 def _device_loss_option(where, name, value):
     """An option the loss classes lack given with a device input: _no_cuda's error."""
     if value is not None:
@@ -1893,7 +1909,8 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
     reduction = _reduction(size_average, reduce, reduction)
     if _on_gpu(input):
         _device_loss_option("mse_loss", "weight", weight)
-        return _device_loss("mse_loss", MSELoss(reduction=reduction), input, target)
+        return _device_loss("mse_loss", MSELoss(reduction=reduction),
+                            *_device_pair("mse_loss", input, target))
     w = None if weight is None else _element_weight("mse_loss", weight, input)
     x, t = _pair("mse_loss", input, target)
     if w is not None:
@@ -1911,7 +1928,8 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     reduction = _reduction(size_average, reduce, reduction)
     if _on_gpu(input):
         _device_loss_option("l1_loss", "weight", weight)
-        return _device_loss("l1_loss", L1Loss(reduction=reduction), input, target)
+        return _device_loss("l1_loss", L1Loss(reduction=reduction),
+                            *_device_pair("l1_loss", input, target))
     w = None if weight is None else _element_weight("l1_loss", weight, input)
     x, t = _pair("l1_loss", input, target)
     if w is not None:
@@ -1933,7 +1951,7 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
         raise RuntimeValueError("smooth_l1_loss does not support negative values for beta.")
     if _on_gpu(input):
         return _device_loss("smooth_l1_loss", SmoothL1Loss(reduction=reduction, beta=beta),
-                            input, target)
+                            *_device_pair("smooth_l1_loss", input, target))
     x, t = _pair("smooth_l1_loss", input, target)
     if reduction == "none" or math.isinf(beta):
         return _reduced(_reference.smooth_l1_losses(x, t, float(beta)), reduction)
@@ -1950,8 +1968,8 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
         raise RuntimeValueError("huber_loss does not support non-positive values for delta.")
     if _on_gpu(input):
         _device_loss_option("huber_loss", "weight", weight)
-        return _device_loss("huber_loss", HuberLoss(reduction=reduction, delta=delta), input,
-                            target)
+        return _device_loss("huber_loss", HuberLoss(reduction=reduction, delta=delta),
+                            *_device_pair("huber_loss", input, target))
     w = None if weight is None else _element_weight("huber_loss", weight, input)
     x, t = _pair("huber_loss", input, target)
     if math.isinf(delta):   # (delta * smooth_l1 would be inf * 0)
