@@ -405,6 +405,9 @@ def test_functional_on_device_arrays_runs_on_the_gpu(rng):
     with pytest.warns(UserWarning, match="target size"):   # broadcast, as on the host
         got = F.l1_loss(cuda.to_device(x2), x2[0], reduction="none")
     assert_close(got, np.abs(x2 - x2[0]), np.float64)
+    # a device array with a host input: PyTorch's error for two devices, named
+    with pytest.raises(RuntimeError, match="batch_norm: expected all arrays on one device"):
+        F.batch_norm(x4, *stats["cuda"], training=True)
     # no cuda kernel: a clear error naming the function
     device = cuda.to_device(x4)
     for name, call in {"kl_div": lambda: F.kl_div(device, device, reduction="sum"),

@@ -153,6 +153,15 @@ def _no_cuda(where):
     return no_cuda_kernel(where)
 
 
+def _on_two_devices(where, name, value):
+    """The error of a device array given with a host input (PyTorch's for tensors on two
+    devices)."""
+    return RuntimeValueError(
+        f"{where}: expected all arrays on one device, got a CUDA device array for {name} "
+        f"with a NumPy input (fastnn.device.to_host moves it to the CPU, "
+        f"fastnn.device.to_device the input to the GPU)")
+
+
 def _on_gpu(x):
     """Whether x is a CUDA device array (a NumPy array answers at the first test)."""
     return type(x) is not np.ndarray and _device.is_device_array(x)
@@ -895,11 +904,14 @@ def _conv_operands(where, dims, input, weight, groups, stride, dilation, device_
     return x, w, stride, dilation
 
 
-def _conv_bias(where, bias, w, out_channels, dtype, transposed=False):
-    """bias checked: None, or (out_channels,) of dtype."""
+def _conv_bias(where, bias, w, out_channels, dtype, transposed=False, device_ok=False):
+    """bias checked: None, or (out_channels,) of dtype; device_ok: a device array too (the
+    input is one)."""
     if bias is None:
         return None
-    b = _float(where, "bias", bias, dtype=dtype, device_ok=True)
+    if not device_ok and _on_gpu(bias):
+        raise _on_two_devices(where, "bias", bias)
+    b = _float(where, "bias", bias, dtype=dtype, device_ok=device_ok)
     if tuple(b.shape) != (out_channels,):
         raise RuntimeValueError(
             f"Given {'transposed=1, ' if transposed else ''}weight of size "
@@ -925,7 +937,7 @@ def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
             f"Given groups={groups}, weight of size {list(w.shape)}, expected "
             f"input{list(xb.shape)} to have {group_in * groups} channels, but "
             f"got {c} channels instead")
-    b = _conv_bias(where, bias, w, out_channels, x.dtype)
+    b = _conv_bias(where, bias, w, out_channels, x.dtype, device_ok=gpu)
     spans = tuple(d * (k - 1) + 1 for d, k in zip(dilation, w.shape[2:]))
     if isinstance(padding, str):
         if padding == "valid":
@@ -1343,11 +1355,14 @@ def _adaptive_empty(where, layer, dims, input, output_size, indices=False, wrap=
 
 
 # ----------------------------------------------------------------------- normalisation
-def _channel_vector(where, name, value, c, dtype):
-    """None, or a (C,) float array of dtype (PyTorch's RuntimeError on another size)."""
+def _channel_vector(where, name, value, c, dtype, device_ok=False):
+    """None, or a (C,) float array of dtype (PyTorch's RuntimeError on another size);
+    device_ok: a device array too (the input is one), else a device array is an error."""
     if value is None:
         return None
-    v = _float(where, name, value, dtype=dtype, device_ok=True)
+    if not device_ok and _on_gpu(value):
+        raise _on_two_devices(where, name, value)
+    v = _float(where, name, value, dtype=dtype, device_ok=device_ok)
     if tuple(v.shape) != (c,):
         raise RuntimeValueError(f"{name} should contain {c} elements not {v.size}")
     return v
@@ -1387,16 +1402,16 @@ def _batch_norm(input, running_mean, running_var, weight, bias, training, moment
     x = _float(where, "input", input, device_ok=True)
     if x.ndim < 2:
         raise ValueError(f"{where}: expected input of shape (N, C, *), got {x.shape}")
-    c, dtype = x.shape[1], x.dtype
+    c, dtype, gpu = x.shape[1], x.dtype, _on_gpu(x)
     if training and x.size // max(c, 1) == 1:  # (an empty input is PyTorch's empty output)
         raise ValueError(f"Expected more than 1 value per channel when training, got input "
                          f"size {x.shape}")
     if not training and (running_mean is None or running_var is None):
         raise RuntimeValueError("running_mean must be defined in evaluation mode")
-    running_mean = _channel_vector(where, "running_mean", running_mean, c, dtype)
-    running_var = _channel_vector(where, "running_var", running_var, c, dtype)
-    weight = _channel_vector(where, "weight", weight, c, dtype)
-    bias = _channel_vector(where, "bias", bias, c, dtype)
+    running_mean = _channel_vector(where, "running_mean", running_mean, c, dtype, device_ok=gpu)
+    running_var = _channel_vector(where, "running_var", running_var, c, dtype, device_ok=gpu)
+    weight = _channel_vector(where, "weight", weight, c, dtype, device_ok=gpu)
+    bias = _channel_vector(where, "bias", bias, c, dtype, device_ok=gpu)
     if _on_gpu(x):
         return _batch_norm_gpu(x, running_mean, running_var, weight, bias, training,
                                momentum, eps)
