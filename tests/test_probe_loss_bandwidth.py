@@ -82,3 +82,15 @@ def test_bce_with_logits_as_pytorch_past_the_parallel_threshold(backend, dtype, 
     want, want_grad = _torch_bce(F.binary_cross_entropy_with_logits, logits, target)
     np.testing.assert_allclose(loss, want, rtol=1e-6)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-5, atol=1e-10)
+
+
+def test_bce_binary_targets_keep_log1p_in_float64(backend):
+    """float64 takes log1p(-p) for t = 0 as PyTorch does, binary targets or not: the
+    one-log path's log(1 - p) rounded 1 - p to 1 and gave a loss of 0 for p = 1e-20
+    (PyTorch: 1e-20)."""
+    p = 10.0 ** np.random.default_rng(0).uniform(-30, -10, N)
+    t = np.zeros(N)
+    loss, grad = fastnn.backend.current().bce_loss(p, t)
+    want, want_grad = _torch_bce(F.binary_cross_entropy, p, t)
+    np.testing.assert_allclose(loss, want, rtol=1e-9)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-9)

@@ -135,17 +135,19 @@ cdef inline double _mse_block(const floating* p, const floating* t, floating* g,
 
 cdef inline double _bce_tile(const floating* p, const floating* t, floating* g,
                              Py_ssize_t n, floating inv_size) noexcept nogil:
-    """Sum of BCE terms over one tile and their gradient. p, t, g: (n,). Where every
-    target of the tile is 0 or 1 (binary labels, the usual case) one log a value,
-    log(p) where t = 1 and log(1 - p) where t = 0: the same bits as the two-log form
-    t log p + (1 - t) log(1 - p) (its other product is 0 times a finite clamped log;
-    f_log1p(-p) is f_log(1 - p)) at about half its cost."""
+    """Sum of BCE terms over one tile and their gradient. p, t, g: (n,). In float,
+    where every target of the tile is 0 or 1 (binary labels, the usual case) one log a
+    value, log(p) where t = 1 and log(1 - p) where t = 0: the same bits as the two-log
+    form t log p + (1 - t) log(1 - p) (its other product is 0 times a finite clamped
+    log; f_log1p(-p) is f_log(1 - p) for float) at about half its cost."""
     cdef Py_ssize_t j
     # tiny: PyTorch's floor of p (1 - p), 1e-12 rounded to a float32 (in double too)
     cdef floating lp, l1p, den, zero = 0, one = 1, lo = -100
     cdef floating tiny = <floating><float>1e-12
     cdef double s = 0
-    cdef int soft = 0
+    # double: always the two logs, log1p(-p) by libm (log(1 - p) rounds 1 - p: 0 for
+    # p = 1e-20, where the term is 1e-20); float's f_log1p is its log of 1 - p
+    cdef int soft = floating is double
     for j in range(n):   # (before any store: g may be t itself)
         soft |= (t[j] != zero) & (t[j] != one)
     # g may be p or t (in place): each value is read before its own gradient is stored

@@ -189,17 +189,19 @@ def _terms_sum(terms):
 @numba.njit(**OPTIONS)
 def _bce_tile(ps, ts, gs, terms, inv_n):
     """The summed BCE terms of one tile and its gradient. ps, ts, gs: (m,); terms: an L1
-    scratch of >= m values. Where every target of the tile is 0 or 1 (binary labels,
-    the usual case) one log a value: log(p) where t = 1, log(1 - p) where t = 0, the
-    same bits as the two-log form t log p + (1 - t) log(1 - p) there (the other
-    product is 0 times a finite clamped log), at about half its cost."""
+    scratch of >= m values. In float32, where every target of the tile is 0 or 1
+    (binary labels, the usual case) one log a value: log(p) where t = 1, log(1 - p)
+    where t = 0, the same bits as the two-log form t log p + (1 - t) log(1 - p) there
+    (the other product is 0 times a finite clamped log), at about half its cost."""
     one = ps.dtype.type(1)
     zero = ps.dtype.type(0)
     eps = ps.dtype.type(_BCE_EPSILON)
     lo = ps.dtype.type(-100.0)
     m = ps.shape[0]
     terms = terms[:m]
-    soft = False
+    # float64: always the two logs, log1p(-p) by libm (log(1 - p) rounds 1 - p: 0 for
+    # p = 1e-20, where the term is 1e-20); float32's log1p is its log of 1 - p
+    soft = ps.itemsize != 4
     for i in range(m):   # (before any store: gs may be ts itself)
         t = ts[i]
         soft |= (t != zero) & (t != one)
