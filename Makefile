@@ -10,6 +10,9 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: setup.py pyproject.toml $(wildcard kernels/cython/*.pyx kernels/cython/*.pxd kernels/cython/*.h)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# the test dependencies pin PyTorch 2.13 (the tests' reference), which has no wheels
+	@# for Python 3.9: say so before minutes of installing end in pip's resolver error
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 10) and "make needs Python 3.10 or newer (the tests install PyTorch 2.13, which has no wheels for Python %d.%d): rm -rf $(VENV), then make PYTHON=python3.11 ...; or pip install . for fastnn alone" % sys.version_info[:2])'
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 	$(PY) -m pip install -q "Cython>=3.0" "numpy>=1.24" "scipy>=1.10"
 	$(PY) -m pip install -q --no-build-isolation -e ".[test,mkl]"

@@ -175,3 +175,27 @@ def test_pyproject_license_is_an_spdx_string_with_a_setuptools_that_reads_it():
     assert project["project"]["license"] == "MIT"
     assert project["project"]["license-files"] == ["LICENSE"]
     assert "setuptools>=77" in project["build-system"]["requires"]   # (SPDX strings: 77)
+
+
+def _makefile_python_check():
+    """The Python snippet Makefile's install recipe runs with the venv's python."""
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        line = next(ln for ln in f if "sys.version_info" in ln)
+    return line.split("-c '", 1)[1].rsplit("'", 1)[0].replace("$(VENV)", ".venv")
+
+
+def test_make_stops_at_once_on_a_python_the_tests_torch_pin_has_no_wheels_for(monkeypatch):
+    """`make demo` on Python 3.9 (requires-python allows it) installed for minutes, then
+    failed in pip's resolver: the test extra's torch==2.13.0 has no 3.9 wheels."""
+    tomllib = pytest.importorskip("tomllib")
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        assert "torch==2.13.0" in tomllib.load(f)["project"]["optional-dependencies"]["test"]
+    check = _makefile_python_check()
+    with pytest.raises(SystemExit) as stop:
+        exec(check, {})
+    assert stop.value.code is False    # this Python (3.10 or newer) passes: status 0
+    monkeypatch.setattr(sys, "version_info", (3, 9, 18, "final", 0))
+    with pytest.raises(SystemExit) as stop:
+        exec(check, {})
+    assert "Python 3.10 or newer" in str(stop.value.code)
+    assert "3.9" in str(stop.value.code) and "pip install ." in str(stop.value.code)
