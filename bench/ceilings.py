@@ -54,7 +54,12 @@ def gemm_runner(n=GEMM_N, seed=0, library="numpy"):
 def _numba_copy():
     from numba import njit, prange
 
-    @njit(parallel=True, cache=True)
+    # cached as fastnn's own kernels are (kernels/numba_cpu/config.py picks a writable
+    # directory, or none): an installed fastnn._bench sits in a site-packages numba may
+    # not write, and cache=True raised 'no locator available' there without a home cache
+    from fastnn.kernels.numba_cpu.config import OPTIONS
+
+    @njit(parallel=True, cache=OPTIONS["cache"])
     def _copy(src, dst):  # src: IN (n,), dst: OUT (n,)
         for i in prange(src.shape[0]):
             dst[i] = src[i]

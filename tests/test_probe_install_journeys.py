@@ -199,3 +199,18 @@ def test_make_stops_at_once_on_a_python_the_tests_torch_pin_has_no_wheels_for(mo
         exec(check, {})
     assert "Python 3.10 or newer" in str(stop.value.code)
     assert "3.9" in str(stop.value.code) and "pip install ." in str(stop.value.code)
+
+
+def test_quick_copy_kernel_caches_where_fastnns_kernels_do(monkeypatch):
+    """From a wheel in a read-only site-packages with no writable home, `bench --quick`
+    died in its copy ceiling: its kernel asked numba for cache=True, and numba had no
+    directory to put it ('cannot cache function ... no locator available')."""
+    from numba.core.caching import NullCache
+
+    from fastnn.kernels.numba_cpu import config
+    bench_cli._import_bench()
+    from bench import ceilings
+    monkeypatch.setitem(config.OPTIONS, "cache", False)   # fastnn found nowhere to cache
+    assert isinstance(ceilings._numba_copy()._cache, NullCache)
+    monkeypatch.setitem(config.OPTIONS, "cache", True)
+    assert not isinstance(ceilings._numba_copy()._cache, NullCache)
