@@ -1,7 +1,9 @@
 """fastnn's benchmark suite (pytest-benchmark) and the report that writes BENCHMARKS.md.
 
 Run everything with ``make bench`` (``python -m bench.report``); a one-minute version
-of the main table is ``python -m fastnn bench --quick``.
+of the main table is ``python -m fastnn bench --quick``. The wheel holds only the quick
+table's modules (setup.py's QUICK_BENCH_MODULES: this file, ceilings, cases, steps,
+student_numpy, contenders, timing) as ``fastnn._bench``: they import nothing else of here.
 
 Modules:
   ceilings.py       the machine's limits: BLAS sgemm GFLOP/s, memory copy bandwidth
