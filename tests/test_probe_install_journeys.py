@@ -9,6 +9,10 @@ outside the checkout). Pins what it fixed:
   and the report's CUDA host-time rows failed in an unpacked sdist.
 * the wheel carried the 10 generated C files (18 MB; include_package_data took the sdist's
   files), and ``project.license`` was the table form setuptools stops accepting in 2027.
+* ``make`` on Python 3.9 installed for minutes, then failed on the tests' torch==2.13.0
+  (no 3.9 wheels): it now stops at once saying so.
+* ``bench --quick`` from a read-only site-packages without a writable home died on its
+  copy kernel's cache=True ('no locator available').
 """
 import ast
 import fnmatch
