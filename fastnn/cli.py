@@ -717,7 +717,7 @@ def run_demo(args):
     """MLP 784-512-512-10 with BatchNorm and dropout on Fashion-MNIST with SGD; the
     digits when Fashion-MNIST is absent."""
     from .data.mnist import find_files
-    from .data.paths import search_dirs
+    from .data.paths import cache_dir, search_dirs
 
     if args.out == "" or (os.path.exists(args.out) and not os.path.isdir(args.out)):
         raise CLIError(f"--out expects a folder, got {args.out!r}"
@@ -725,7 +725,9 @@ def run_demo(args):
     dataset = "fashion-mnist"
     if find_files(dataset) is None:
         print("Fashion-MNIST not found (looked in " + ", ".join(search_dirs(dataset)) +
-              "; `make data` installs Debian's dataset-fashion-mnist, or set FASTNN_DATA). "
+              "; Debian's dataset-fashion-mnist package installs it, `make data` in a "
+              "checkout; `fastnn.data.load('fashion-mnist', download=True)` downloads it "
+              f"into {cache_dir()}; or set FASTNN_DATA). "
               "Using scikit-learn's bundled digits instead.", flush=True)
         dataset = "digits"
     argv = DEMO_ARGS + ["--dataset", dataset, "--epochs", str(args.epochs),

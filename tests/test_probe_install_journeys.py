@@ -218,3 +218,16 @@ def test_quick_copy_kernel_caches_where_fastnns_kernels_do(monkeypatch):
     assert isinstance(ceilings._numba_copy()._cache, NullCache)
     monkeypatch.setitem(config.OPTIONS, "cache", True)
     assert not isinstance(ceilings._numba_copy()._cache, NullCache)
+
+
+def test_demo_without_fashion_mnist_says_how_a_wheel_user_gets_it(monkeypatch, capsys,
+                                                                   tmp_path):
+    """The demo's fallback named only `make data`, which a wheel's user does not have."""
+    from fastnn.data import mnist
+    monkeypatch.setattr(mnist, "find_files", lambda *a, **k: None)
+    ran = []
+    monkeypatch.setattr(cli, "run_train", lambda args: ran.append(args.dataset) or 0)
+    assert cli.main(["demo", "--epochs", "1", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert ran == ["digits"]
+    assert "download=True" in out and "dataset-fashion-mnist" in out and "make data" in out
