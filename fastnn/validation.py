@@ -49,11 +49,14 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
     return x
 
 
-def no_cuda_kernel(where):
-    """The error of a ``fastnn.nn.functional`` function without a CUDA kernel given a
-    CUDA device array (PyTorch's NotImplementedError for an op a device lacks)."""
+def no_cuda_kernel(where, option=None):
+    """The error of a ``fastnn.nn.functional`` function without a CUDA kernel (for option,
+    when given: 'groups > 1') given a CUDA device array (PyTorch's NotImplementedError for
+    an op a device lacks)."""
+    with_option = f" with {option}" if option else ""
     return NotImplementedValueError(
-        f"fastnn.nn.functional.{where} has no CUDA kernel and got a CUDA device array; "
+        f"fastnn.nn.functional.{where}{with_option} has no CUDA kernel and got a CUDA "
+        f"device array; "
         f"move the data to the CPU first (fastnn.device.to_host(x), model.cpu()) and call "
         f"it on NumPy arrays")
 

@@ -84,7 +84,8 @@ from ..errors import (AssertionValueError, DtypeError, IndexValueError,
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
-                          check_float_dtype, int_items, no_cuda_kernel)
+                          check_float_dtype, check_host_float_array, int_items,
+                          no_cuda_kernel)
 from .activations import SELU, celu_host, warn_implicit_dim
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -138,19 +139,11 @@ __all__ = [
 def _float(where, name, x, dtype=None, device_ok=False):
     """x checked: a float32/float64 numpy.ndarray (of dtype when given); device_ok: a CUDA
     device array passes too (the functions with cuda kernels). Where it does not, a
-    device array gets ``_no_cuda``'s error (checked only once x failed as a NumPy array:
-    nothing more on the CPU path)."""
-    try:
-        return check_float_array(where, name, x, dtype=dtype, device_ok=device_ok)
-    except TypeError:
-        if not device_ok and _device.is_device_array(x):
-            raise _no_cuda(where) from None
-        raise
-
-
-def _no_cuda(where):
-    """The error of a function without a cuda kernel given a device array."""
-    return no_cuda_kernel(where)
+    device array gets ``no_cuda_kernel``'s error (checked only once x failed as a NumPy
+    array: nothing more on the CPU path)."""
+    if device_ok:
+        return check_float_array(where, name, x, dtype=dtype, device_ok=True)
+    return check_host_float_array(where, name, x, dtype=dtype)
 
 
 def _on_two_devices(where, name, value):
@@ -967,9 +960,7 @@ def _conv(where, dims, input, weight, bias, stride, padding, dilation, groups):
     if gpu and (groups != 1 or max(dilation) != 1 or any(lo != hi for lo, hi in border)):
         option = ("groups > 1" if groups != 1 else "dilation > 1" if max(dilation) != 1
                   else "an even-sized padding='same'")
-        raise NotImplementedValueError(
-            f"fastnn.nn.functional.{where} with {option} has no CUDA kernel and got a CUDA "
-            f"device array; move the data to the CPU first (fastnn.device.to_host(x))")
+        raise no_cuda_kernel(where, option)
     if dims == 1:  # the 2-D kernels on height-1 views
         xb = xb.reshape(tuple(xb.shape)[:2] + (1,) + tuple(xb.shape)[2:])
         w = w.reshape(tuple(w.shape)[:2] + (1,) + tuple(w.shape)[2:])
@@ -1567,8 +1558,8 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-05):
 
 # ---------------------------------------------------------------------- embeddings
 def _integers(where, name, value):
-    if not isinstance(value, np.ndarray) and _device.is_device_array(value):
-        raise _no_cuda(where)
+    if _on_gpu(value):
+        raise no_cuda_kernel(where)
     if not isinstance(value, np.ndarray) or value.dtype.kind not in "iu":
         got = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
         raise DtypeError(f"{where}: expected {name} to be an integer numpy.ndarray, got {got}")
@@ -1878,7 +1869,7 @@ def _device_pair(where, input, target):
 
 
 def _device_loss_option(where, name, value):
-    """An option the loss classes lack given with a device input: _no_cuda's error."""
+    """An option the loss classes lack given with a device input: an error naming it."""
     if value is not None:
         raise NotImplementedValueError(
             f"{where}: {name} has no CUDA kernel with a CUDA device input; move the data "
