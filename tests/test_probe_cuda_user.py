@@ -314,16 +314,18 @@ def check_deepcopy_of_a_cuda_model_stays_on_the_device():
 
 
 def check_gpu_zero_grad_skips_an_unused_head_without_extra_fills():
-    """On the GPU zero_grad fills each flat buffer once; the parameters are still
-    PyTorch's None to step() (an unused head is not moved by weight decay), and a
-    backward reading .grad writes no second zeros."""
+    """On the GPU zero_grad leaves lazy zeros, as on the CPU: it launches no fill (an
+    array held from .grad keeps its values, as a PyTorch gradient does), a backward
+    fills only the gradients its layers add into (LayerNorm's weight and bias; Linear
+    overwrites its own), each once, and step() fills none; the unused head is still
+    PyTorch's None to step() (weight decay does not move it)."""
     from fastnn import device as fd
     from fastnn import nn, optim
-    fills = [0]
+    fills = []
     fill = fd.Cuda.fill_zero
 
     def counting(a):
-        fills[0] += 1
+        fills.append(a.shape)
         fill(a)
 
     used = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4)).to("cuda")
@@ -335,12 +337,14 @@ def check_gpu_zero_grad_skips_an_unused_head_without_extra_fills():
     fd.Cuda.fill_zero = staticmethod(counting)
     try:
         for _ in range(2):
+            del fills[:]
             opt.zero_grad()
-            before = fills[0]
+            assert fills == [], fills
             used(x)
             used.backward(fd.namespace("cuda").put(np.ones((2, 4), np.float32)))
-            assert fills[0] == before, fills[0] - before
+            assert fills == [(4,), (4,)], fills
             opt.step()
+            assert fills == [(4,), (4,)], fills
     finally:
         fd.Cuda.fill_zero = staticmethod(fill)
     np.testing.assert_array_equal(fd.to_host(unused.weight.data), kept)
