@@ -864,12 +864,22 @@ def load(path, model=None, optimizer=None, restore_random=False, *, weights_only
     written by ``save(state_dict, path)`` gives that dict back when model is None
     (PyTorch's ``model.load_state_dict(torch.load(path))``). ``weights_only`` and
     ``map_location`` are accepted for PyTorch code: no file is ever unpickled, and the
-    arrays are NumPy arrays that ``load_state_dict`` puts on the module's device.
+    arrays are NumPy arrays that ``load_state_dict`` puts on the module's device. A
+    rebuilt model (model None) comes back on the CPU, or on ``map_location`` when that
+    names a device ('cpu', 'cuda', 'cuda:0', a torch.device): ``load(path,
+    map_location='cuda')`` gives a GPU model. A model passed in stays on its device, and
+    a saved dict comes back as NumPy arrays, whatever map_location says (a dict or a
+    function there changes nothing).
     """
+    device = None
+    if model is None and (isinstance(map_location, str)
+                          or type(map_location).__name__ == "device"):
+        device = _device.check_device("fastnn.load: map_location", map_location)
     meta, arrays = read_checkpoint(path)
     if model is None and optimizer is None and meta["model"].get("dict_only"):
         described = meta["model"].get("values", {})
         return collections.OrderedDict(
             (k, _decode(described[k], arrays) if k in described
              else arrays[MODEL_PREFIX + k]) for k in meta["model"]["keys"])
-    return _load_read(_label(path), meta, arrays, model, optimizer, restore_random).model
+    loaded = _load_read(_label(path), meta, arrays, model, optimizer, restore_random).model
+    return loaded if device is None or device == loaded.device else loaded.to(device)

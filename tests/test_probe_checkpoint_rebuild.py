@@ -267,3 +267,44 @@ def test_a_model_saved_on_the_gpu_comes_back_on_the_cpu_under_the_simulator(tmp_
         "np.testing.assert_allclose(b.forward(x), m.forward(x), rtol=1e-12, atol=1e-14)",
         "print('ok')",
     ], tmp_path / "gpu.npz")
+
+
+def test_map_location_cuda_gives_a_gpu_model_under_the_simulator(tmp_path):
+    """As torch.load(..., map_location='cuda'): the rebuilt model is on the GPU, in its
+    saved dtype and modes; a model passed in keeps its device, a dict stays NumPy."""
+    assert_script_ok([
+        "import sys, numpy as np, fastnn",
+        "from fastnn import device as fd, nn",
+        "m = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))",
+        "m.double()",
+        "x = np.random.default_rng(0).standard_normal((4, 6))",
+        "m.forward(x)",
+        "m.eval()",
+        "fastnn.save(m, sys.argv[1])",
+        "for where in ('cuda', 'cuda:0'):",
+        "    b = fastnn.load(sys.argv[1], map_location=where)",
+        "    assert b.device == 'cuda' and not b.training",
+        "    assert fd.is_device_array(b[1].running_mean)",
+        "    assert b[0].weight.data.dtype == np.float64",
+        "    out = b.forward(fd.namespace('cuda').put(x))",
+        "    np.testing.assert_allclose(fd.to_host(out), m.forward(x), rtol=1e-12, atol=1e-14)",
+        "kept = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))",
+        "kept.double()",
+        "assert fastnn.load(sys.argv[1], model=kept, map_location='cuda') is kept",
+        "assert kept.device == 'cpu'",
+        "fastnn.save(m.state_dict(), sys.argv[1])",
+        "sd = fastnn.load(sys.argv[1], map_location='cuda')",
+        "assert all(type(v) is np.ndarray for v in sd.values())",
+        "print('ok')",
+    ], tmp_path / "gpu.npz")
+
+
+def test_map_location_names_a_device_or_is_ignored(tmp_path):
+    """'cpu' and a function (PyTorch's lambda storage, loc: storage) give the CPU
+    model; a name that is no device is refused, saying where it came from."""
+    m = nn.Sequential(nn.Linear(2, 3))
+    fastnn.save(m, tmp_path / "m.npz")
+    for where in ("cpu", "cpu:0", lambda storage, loc: storage, {"cuda:0": "cpu"}):
+        assert fastnn.load(tmp_path / "m.npz", map_location=where).device == "cpu"
+    with pytest.raises(ValueError, match="map_location.*'tpu'"):
+        fastnn.load(tmp_path / "m.npz", map_location="tpu")
