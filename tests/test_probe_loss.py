@@ -342,3 +342,28 @@ def test_cross_entropy_quick_label_check_refuses_what_the_full_one_does(labels):
         with pytest.raises(ValueError, match=r"labels out of range: expected values in \[0, 3\)"):
             loss(pred, target)
     assert labels_in_range(np.empty(0, np.int64), 3)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(reduction="sum"), dict(reduction="none"),
+                                dict(weight=np.full(3, 0.5)),
+                                dict(weight=np.full(3, 0.5), reduction="none")])
+def test_functional_bce_refuses_probabilities_outside_0_1_on_every_path(kw):
+    """F.binary_cross_entropy with weight= or reduction='none' (the host formulas, not
+    ops.bce_loss) checked neither the target (a target of 1.5 gave a negative loss) nor an
+    input holding a NaN (min and max are NaN then, so 2.0 beside it passed); PyTorch
+    refuses both on every path. A NaN alone passes, as in ops.bce_loss and BCELoss."""
+    F = nn.functional
+    tkw = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    p, t = np.array([0.5, 0.2, 0.3]), np.array([0.5, 1.5, 0.0])
+    with pytest.raises(RuntimeError, match="all elements of target should be between 0 and 1"):
+        torch.nn.functional.binary_cross_entropy(torch.tensor(p), torch.tensor(t), **tkw)
+    for bad_target in (t, np.array([np.nan, -0.5, 0.0])):
+        with pytest.raises(RuntimeError, match="all elements of target should be between 0 "
+                                               "and 1"):
+            F.binary_cross_entropy(p, bad_target, **kw)
+    with pytest.raises(RuntimeError, match="all elements of input should be between 0 and 1"):
+        F.binary_cross_entropy(np.array([0.5, np.nan, 2.0]), np.full(3, 0.5), **kw)
+    losses = F.binary_cross_entropy(np.array([0.5, np.nan, 0.3]), np.array([1.0, 0.5, 0.0]),
+                                    **kw)
+    losses = np.asarray(losses)   # NaN where the NaN input is ('none'), else the loss
+    assert np.isnan(losses).any() and (losses.ndim == 0 or np.isfinite(losses[[0, 2]]).all())

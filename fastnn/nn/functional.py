@@ -84,8 +84,8 @@ from ..errors import (AssertionValueError, DtypeError, IndexValueError,
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
-                          check_float_dtype, check_host_float_array, int_items,
-                          no_cuda_kernel)
+                          check_float_dtype, check_host_float_array, check_probabilities,
+                          int_items, no_cuda_kernel)
 from .activations import SELU, celu_host, warn_implicit_dim
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -1991,6 +1991,17 @@ def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     return _scalar(loss * x.dtype.type(delta), x.dtype)
 
 
+def _probabilities(name, values):
+    """PyTorch's error for BCE's input or target (a NumPy array) outside [0, 1], on every
+    path (the weighted and 'none' ones do not reach ops.bce_loss's check). NaN passes, as
+    in ops.bce_loss and BCELoss (a diverged network reports a NaN loss), but does not hide
+    a value out of range beside it."""
+    try:
+        check_probabilities("binary_cross_entropy", name, values)
+    except RuntimeValueError:
+        raise RuntimeValueError(f"all elements of {name} should be between 0 and 1") from None
+
+
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean"):
     """-(t log(p) + (1 - t) log(1 - p)) per element, the logs clamped at -100 (PyTorch's),
@@ -2006,8 +2017,8 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         raise ValueError(f"Using a target size ({t.shape}) that is different to the input "
                          f"size ({x.shape}) is deprecated. Please ensure they have the same "
                          f"size.")
-    if x.size and (x.min() < 0 or x.max() > 1):
-        raise RuntimeValueError("all elements of input should be between 0 and 1")
+    for name, values in (("input", x), ("target", t)):   # (PyTorch checks both)
+        _probabilities(name, values)
     x, t = as_contiguous(x), as_contiguous(t)
     if weight is None and reduction != "none":
         return _op_reduced(ops.bce_loss, x, t, reduction)
