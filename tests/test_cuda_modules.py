@@ -408,6 +408,15 @@ def test_functional_on_device_arrays_runs_on_the_gpu(rng):
     # a device array with a host input: PyTorch's error for two devices, named
     with pytest.raises(RuntimeError, match="batch_norm: expected all arrays on one device"):
         F.batch_norm(x4, *stats["cuda"], training=True)
+    # (linear, conv and layer_norm moved the host input over and gave a device array)
+    d = fdevice.to_device
+    for name, call in {"weight": lambda: F.linear(x3, d(w), b), "bias": lambda: F.linear(x3, w, d(b)),
+                       "weight ": lambda: F.conv2d(x4, d(cw), cb, padding=1),
+                       "weight  ": lambda: F.conv1d(x3, d(cw.reshape(4, 9, 3)[:2, :4])),
+                       "bias ": lambda: F.layer_norm(x3, (5,), x2[0], d(x2[1]))}.items():
+        with pytest.raises(RuntimeError, match=rf"one device, got a CUDA device array for "
+                                               rf"{name.strip()} with a NumPy input"):
+            call()
     # no cuda kernel: a clear error naming the function
     device = cuda.to_device(x4)
     for name, call in {"kl_div": lambda: F.kl_div(device, device, reduction="sum"),

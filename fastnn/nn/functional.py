@@ -21,8 +21,9 @@ device arrays; cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss, huber
 the binary cross-entropies run their loss class on the device input and return its value
 on the host (a 0-d NumPy array; 'none': a NumPy array), as the loss classes do. Any other
 function given a device array raises NotImplementedValueError (a NotImplementedError and a
-ValueError) naming it: move the data to the CPU first. A NumPy argument never reaches the
-device checks beyond a type test.
+ValueError) naming it: move the data to the CPU first. A device weight, bias or running
+statistic with a NumPy input is PyTorch's RuntimeError for two devices, naming it. A NumPy
+argument never reaches the device checks beyond a type test.
 
 **Forward only**: nothing here keeps what a backward pass would need. To train, use the
 layers of ``fastnn.nn`` (explicit ``forward``/``backward``, gradients in ``param.grad``)
@@ -153,6 +154,14 @@ def _on_two_devices(where, name, value):
         f"{where}: expected all arrays on one device, got a CUDA device array for {name} "
         f"with a NumPy input (fastnn.device.to_host moves it to the CPU, "
         f"fastnn.device.to_device the input to the GPU)")
+
+
+def _one_device(where, **arrays):
+    """With a NumPy input: the two-device error naming the first of arrays ({name:
+    value}) that is a device array; nothing when none is."""
+    for name, value in arrays.items():
+        if _on_gpu(value):
+            raise _on_two_devices(where, name, value)
 
 
 def _on_gpu(x):
@@ -450,8 +459,10 @@ def linear(input, weight, bias=None):
     """
     where = "linear"
     x = _float(where, "input", input, device_ok=True)
-    w = _float(where, "weight", weight, dtype=x.dtype, device_ok=True)
-    gpu = _on_gpu(x) or _on_gpu(w)
+    gpu = _on_gpu(x)
+    if not gpu:   # (a device weight or bias with a NumPy input: PyTorch's two devices)
+        _one_device(where, weight=weight, bias=bias)
+    w = _float(where, "weight", weight, dtype=x.dtype, device_ok=gpu)
     if gpu:   # (reshaped below: C-contiguous device arrays)
         x, w = _device.Cuda.put(x), _device.Cuda.put(w)
     if x.ndim == 0 or w.ndim not in (1, 2):
@@ -869,8 +880,10 @@ def _conv_operands(where, dims, input, weight, groups, stride, dilation, device_
         raise RuntimeValueError(
             f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input "
             f"to {where}, but got input of size: {list(x.shape)}")
-    w = _float(where, "weight", weight, dtype=x.dtype, device_ok=device_ok)
-    if device_ok and (_on_gpu(x) or _on_gpu(w)):
+    if device_ok and not _on_gpu(x):
+        _one_device(where, weight=weight)
+    w = _float(where, "weight", weight, dtype=x.dtype, device_ok=device_ok and _on_gpu(x))
+    if device_ok and _on_gpu(x):
         x, w = _device.Cuda.put(x), _device.Cuda.put(w)
     if w.ndim != dims + 2:
         raise RuntimeValueError(
@@ -1491,10 +1504,12 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
             f"Given normalized_shape={list(shape)}, expected input with shape "
             f"[*, {', '.join(map(str, shape))}], but got input of size"
             f"{list(x.shape)}")
+    if not _on_gpu(x):
+        _one_device(where, weight=weight, bias=bias)
     vectors = []
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
-            value = _float(where, name, value, dtype=x.dtype, device_ok=True)
+            value = _float(where, name, value, dtype=x.dtype, device_ok=_on_gpu(x))
             if tuple(value.shape) != shape:
                 raise RuntimeValueError(
                     f"Expected {name} to be of same shape as normalized_shape, "
