@@ -234,6 +234,27 @@ def test_backward_hooks_reading_grads_see_the_same_values():
     _same_lazy_and_eager(run)
 
 
+def test_backward_hooks_reading_an_unused_parameters_grad_leave_it_unstepped():
+    """A hook logging the .grad of a parameter no loss reaches (PyTorch's hook reads
+    None there) must not make it one the optimizer steps: Adam's weight decay moved
+    the unused head, and its state advanced."""
+    model, head, norms = _mlp(), nn.Linear(6, 2), []
+    model.register_full_backward_pre_hook(
+        lambda m, go: norms.append(float(np.abs(head.weight.grad).sum())))
+    model[0].register_full_backward_hook(
+        lambda m, gi, go: norms.append(float(np.abs(head.bias.grad).sum())))
+    opt = optim.Adam(list(model.parameters()) + list(head.parameters()), lr=0.1,
+                     weight_decay=0.1)
+    before = _datas(head)
+    for _ in range(2):
+        opt.zero_grad()
+        _fb(model)
+        opt.step()
+    assert norms == [0.0] * 4
+    assert all(np.array_equal(p, q) for p, q in zip(_datas(head), before))
+    assert sorted(opt.state_dict()["state"]) == [0, 1, 2, 3]
+
+
 S = RNG.standard_normal((4, 2, 4, 10)).astype(np.float32)
 XS = RNG.standard_normal((4, 6, 10)).astype(np.float32)
 

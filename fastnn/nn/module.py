@@ -109,6 +109,19 @@ def _counts_as_backward(backward):
     return counted
 
 
+def _outside_backward(hook, *args):
+    """hook(*args), a user's backward (pre-)hook, run as code outside any backward: a
+    .grad it reads (a gradient norm for logging) that no backward has made yet is zeros
+    that are no gradient, as PyTorch's hook reads None there, not one the optimizer then
+    steps (Parameter._get_grad; weight decay moved a parameter no loss reached)."""
+    depth = getattr(_backward_calls, "depth", 0)
+    _backward_calls.depth = 0
+    try:
+        return hook(*args)
+    finally:
+        _backward_calls.depth = depth
+
+
 def _kernel_ready(value):
     """value, or a C-contiguous writeable copy of a strided or read-only NumPy array
     (device arrays and None pass as they are). An ndarray subclass (np.memmap, a
@@ -1524,7 +1537,7 @@ class Module:
         While run runs, this module's own backward (a subclass's, or Module's through
         super()) runs no hooks again."""
         for hook in list(self._backward_pre_hooks.values()):
-            out = hook(self, grad_outputs)
+            out = _outside_backward(hook, self, grad_outputs)
             if out is None:
                 continue
             self._check_hook_grads(out, len(grad_outputs), "pre-hook", "output",
@@ -1551,7 +1564,7 @@ class Module:
             self._no_input_grad_hooks(grad_inputs, grad_outputs)
             return result
         for hook in list(self._backward_hooks.values()):
-            out = hook(self, grad_inputs, grad_outputs)
+            out = _outside_backward(hook, self, grad_inputs, grad_outputs)
             if out is None:
                 continue
             self._check_hook_grads(out, len(grad_inputs), "hook", "input", "Backward hook")
@@ -1575,7 +1588,7 @@ class Module:
         """The backward hooks when no input gets a gradient: each may return only None or
         all None (PyTorch's rule and message)."""
         for hook in list(self._backward_hooks.values()):
-            out = hook(self, grad_inputs, grad_outputs)
+            out = _outside_backward(hook, self, grad_inputs, grad_outputs)
             if out is not None and not (isinstance(out, tuple)
                                         and all(el is None for el in out)):
                 raise RuntimeValueError("Backward hook for Modules where no input requires "
