@@ -94,3 +94,26 @@ def test_bce_binary_targets_keep_log1p_in_float64(backend):
     want, want_grad = _torch_bce(F.binary_cross_entropy, p, t)
     np.testing.assert_allclose(loss, want, rtol=1e-9)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-9)
+
+
+def test_bce_with_logits_minus_inf_logit_as_pytorch_for_any_target(backend, dtype):
+    """Logits take any target (PyTorch checks none): at x = -inf PyTorch's
+    (1 - t) x - log sigmoid(x), (1 - t)(-inf) + inf, is inf for t > 1 and NaN for t <= 1
+    (a NaN t too). The compiled kernels gave NaN for every t (the numpy backend inf).
+    Serial and parallel sizes, the -inf at a tile's start, inside and at the end."""
+    for n in (8, N):
+        x = np.full(n, 0.5, dtype)
+        t = np.full(n, 0.25, dtype)
+        where = [0, n // 2 + 1, n - 1]
+        x[where] = -np.inf
+        for tv in (2.0, np.inf, 1.0, 0.5, 0.0, -1.0, np.nan):
+            t[where] = tv
+            xt = torch.tensor(x, requires_grad=True)
+            want = F.binary_cross_entropy_with_logits(xt, torch.tensor(t))
+            want.backward()
+            loss, grad = fastnn.ops.bce_with_logits_loss(x, t)
+            np.testing.assert_equal(loss, want.item())   # (inf as inf, NaN as NaN)
+            np.testing.assert_allclose(grad, xt.grad.numpy(), rtol=1e-6, atol=1e-7 / n)
+            total = fastnn.nn.BCEWithLogitsLoss(reduction="sum")(x, t)
+            np.testing.assert_equal(np.isnan(total), np.isnan(want.item()))
+            assert np.isnan(total) or total == np.inf

@@ -202,7 +202,8 @@ cdef inline double _bce_logits_tile(const floating* x, const floating* t, floati
     from the same exp. x, t, g: (n,); terms: an L1 scratch of n values, summed in double
     after. The linear part as (1 - t) x for x >= 0 and -t x below, so that no two large
     terms of opposite sign meet (reassociated, they cancel against the running sum);
-    x = -inf gives PyTorch's NaN ((1 - t)(-inf) + inf)."""
+    x = -inf gives PyTorch's (1 - t)(-inf) + inf: NaN for t <= 1 (and a NaN t), inf for
+    t > 1 (-t x there)."""
     cdef Py_ssize_t j
     cdef floating xj, e, r, lin, zero = 0, one = 1
     cdef floating lowest = -INFINITY, nan = NAN
@@ -211,7 +212,7 @@ cdef inline double _bce_logits_tile(const floating* x, const floating* t, floati
         e = f_exp_upto88(-xj if xj >= zero else xj)   # exp(-|x|) in (0, 1]; NaN passes
         r = one / (one + e)
         lin = (one - t[j]) * xj if xj >= zero else -(t[j] * xj)
-        lin = lin if xj > lowest else nan
+        lin = lin if (xj > lowest) | (t[j] > one) else nan   # (| not or: gcc vectorizes)
         # log1p of e in (0, 1]: softplus's polynomial, no log and no division
         terms[j] = lin + f_log1p_small(e)
         g[j] = ((r if xj >= zero else e * r) - t[j]) * inv_size   # (x, t read above)

@@ -264,10 +264,11 @@ def _bce_logits_tile(xs, ts, gs, terms, inv_n):
         # (1 - t) x - min(x, 0) + log1p(e): as -t x for x < 0, (1 - t) x for x >= 0,
         # so that no two large terms of opposite sign meet: under reassociation
         # LLVM formed (total + x) - x for x = -1e20, t = 0 in float64, which rounds
-        # the loss summed so far away (PyTorch: 50, it gave 0). x = -inf gives
-        # PyTorch's NaN ((1 - t)(-inf) + inf), x = inf its inf (NaN at t = 1).
+        # the loss summed so far away (PyTorch: 50, it gave 0). x = inf gives
+        # PyTorch's inf (NaN at t = 1); x = -inf its (1 - t)(-inf) + inf, NaN for
+        # t <= 1 (and a NaN t) and inf for t > 1, where -t x is inf too
         lin = (one - t) * x if x >= zero else -(t * x)
-        lin = lin if x > lowest else nan
+        lin = lin if x > lowest or t > one else nan
         # log1p of e in (0, 1]: the polynomial without a log or a division (softplus's)
         terms[i] = lin + vmath.log1p_small(e)
         gs[i] = (sig - t) * inv_n   # (gs may be xs or ts: both read above)
