@@ -264,7 +264,8 @@ def configure_train(parser):
                         "this .npz")
     parser.add_argument("--resume", metavar="PATH",
                         help="continue the run a --save checkpoint holds (options left out "
-                             "are the checkpoint's)")
+                             "are the checkpoint's, but --epochs, --max-steps and --eval-freq, "
+                             "which take their defaults)")
     parser.set_defaults(func=run_train)
 
 
