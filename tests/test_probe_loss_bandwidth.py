@@ -96,6 +96,42 @@ def test_bce_binary_targets_keep_log1p_in_float64(backend):
     np.testing.assert_allclose(grad, want_grad, rtol=1e-9)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_bce_float32_log1p_of_a_confident_prediction_as_pytorch(backend, threads):
+    """float32 takes log1p(-p) for t = 0 as PyTorch does, to its per-term accuracy, on
+    the one-log path (binary targets) and the two-log one (a soft target in each tile):
+    the compiled kernels took log(1 - p), which rounds 1 - p, so a confident p = 1e-7
+    gave a term of 1.19e-7 (PyTorch 1.0e-7) and p = 1e-20 one of 0. And t = 1 with
+    p = 1 - 2^-24 on the numba two-log path: its t log p + (1 - t) log(1 - p), regrouped
+    by fastmath as t (log p - log(1 - p)) + log(1 - p), gave 0 for PyTorch's 6e-8."""
+    before = fastnn.get_num_threads()
+    fastnn.set_num_threads(threads)
+    try:
+        kernels = fastnn.backend.current()
+        for p0 in (1e-7, 1e-20, 1e-30, 2.0 ** -25, 0.03125, 0.3, 0.5, 1 - 2.0 ** -24, 1.0):
+            for t0, soft in ((0.0, False), (0.0, True), (1.0, True)):
+                p = np.full(N, p0, np.float32)
+                t = np.full(N, t0, np.float32)
+                if soft:   # a soft target in every tile, its own term 1e-28 (p = 0)
+                    p[::97] = 0.0
+                    t[::97] = 1e-30
+                want = F.binary_cross_entropy(torch.tensor(p), torch.tensor(t),
+                                              reduction="none").double().mean().item()
+                loss, _ = kernels.bce_loss(p, t)
+                np.testing.assert_allclose(loss, want, rtol=2e-6, atol=0,
+                                           err_msg=f"p={p0} t={t0} soft={soft}")
+        # a near-perfect model's mean over log-spaced confidences
+        rng = np.random.default_rng(0)
+        e = (10.0 ** rng.uniform(-30, -2, N)).astype(np.float32)
+        t = (rng.random(N) > 0.5).astype(np.float32)
+        p = np.where(t == 1, 1 - e, e).astype(np.float32)
+        want = F.binary_cross_entropy(torch.tensor(p), torch.tensor(t),
+                                      reduction="none").double().mean().item()
+        np.testing.assert_allclose(kernels.bce_loss(p, t)[0], want, rtol=2e-6)
+    finally:
+        fastnn.set_num_threads(before)
+
+
 def test_bce_with_logits_minus_inf_logit_as_pytorch_for_any_target(backend, dtype):
     """Logits take any target (PyTorch checks none): at x = -inf PyTorch's
     (1 - t) x - log sigmoid(x), (1 - t)(-inf) + inf, is inf for t > 1 and NaN for t <= 1

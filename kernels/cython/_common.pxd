@@ -5,7 +5,7 @@ the math helpers that pick the float or double libm routine, and work-splitting.
 Everything here is a ctypedef or an inline function, so cimporting it adds no
 runtime import.
 """
-from libc.math cimport (exp, expf, expm1, log, log1p, tanh as c_tanh,
+from libc.math cimport (exp, expf, expm1, fma, log, log1p, tanh as c_tanh,
                         erfc, sin, sinf, cos, cosf, sqrt, sqrtf, fabs, fabsf)
 from libc.stdint cimport uint32_t, uint64_t
 
@@ -21,6 +21,7 @@ cdef extern from "_fastnn_math.h" nogil:
     float fnn_expm1_nonpos_f(float x)  # e^x - 1 for x <= 0, accurate near 0
     float fnn_logf(float x)
     float fnn_log1pf(float x)
+    float fnn_one_plus_err_f(float x, float u)  # (1 + x) - u for u = 1 + x, |x| <= 1
     float fnn_tanhf(float x)
     float fnn_sigmoidf(float x)
     float fnn_gelu_f(float x)
@@ -120,11 +121,22 @@ cdef inline floating f_log(floating x) noexcept nogil:
 
 
 cdef inline floating f_log1p(floating x) noexcept nogil:
-    """float: fnn_logf(1 + x) (plus 6e-8 absolute, for BCE's log(1 - p)); double: libm."""
+    """float: fnn_log1pf (fnn_logf(1 + x) corrected by the rounding of 1 + x: full
+    relative accuracy near 0); double: libm."""
     if floating is float:
         return fnn_log1pf(x)
     else:
         return log1p(x)
+
+
+cdef inline floating f_one_plus_err(floating x, floating u) noexcept nogil:
+    """(1 + x) - u exactly for u = 1 + x as computed, |x| <= 1: log(1 + x) is
+    f_log(u) + f_one_plus_err(x, u) to within 6e-8 relative (f_log1p's correction).
+    An explicit fma (1 - u), which -fassociative-math cannot fold with the sum."""
+    if floating is float:
+        return fnn_one_plus_err_f(x, u)
+    else:
+        return fma(-1.0, u, 1.0) + x
 
 
 cdef inline floating f_log1p_small(floating x) noexcept nogil:

@@ -9,7 +9,8 @@ float32's smallest normal); ``exp_nonpos`` for arguments <= 0 (no upper clamp);
 ``exp_core`` the same without the special cases, for
 kernels that clamp its argument to -87.3 .. 88.72 (one compare and blend less per
 element); ``tanh`` a few ulp (E / (E + 2) with E = expm1(2x): one exp, one
-division); ``log`` within 1.5 ulp (``log1p(x)`` as ``log(1 + x)``: 6e-8 more);
+division); ``log`` within 1.5 ulp (``log1p`` within 2, down to the tiniest x: log(1 + x)
+corrected by the rounding of 1 + x, ``one_plus_err``);
 ``gelu`` (x Phi(x)) within 1e-7 + 1 ulp (the Cython backend's formula);
 ``phi_with_gauss`` (the normal CDF) within 3e-7 absolute given e**(-x*x/2), so GELU's
 backward needs one exp for Phi and the density (the Cython backend's formula).
@@ -100,6 +101,18 @@ def log1p(x):
 def log1p_small(x):
     """log(1 + x) to full relative accuracy for 0 <= x <= 1 (Python fallback)."""
     return math.log1p(x)
+
+
+def one_plus_err(x, u):
+    """(1 + x) - u exactly, for u = 1 + x as computed and |x| <= 1 (Python fallback):
+    log(1 + x) is log(u) + one_plus_err(x, u) to within 6e-8 relative there (log1p's
+    correction; float32 BCE's log1p(-p) where t = 0)."""
+    return (1.0 - u) + x
+
+
+def lerp_written(t, a, b):
+    """t a + (1 - t) b, computed as written (Python fallback; see _lerp_written)."""
+    return t * a + (1.0 - t) * b
 
 
 def gelu(x):
@@ -275,10 +288,58 @@ def _log32(x):
     return y
 
 
+@intrinsic
+def _one_plus_err_exact(typingctx, x, u):
+    """(1 - u) + x, its two operations without reassoc: 1 - u is exact for u in [0, 2]
+    (Sterbenz), and so is its sum with x where u = 1 + x rounded, |x| <= 1 (Fast2Sum).
+    Numba's fastmath pass gives its flags only to float operations that have none, so
+    these carry nsz alone: under reassoc LLVM folds (1 - (1 + x)) + x to 0, written as
+    plain arithmetic or with an fma (which gets the flags as a call)."""
+    if not (isinstance(x, types.Float) and x == u):
+        return None
+
+    def codegen(context, builder, signature, args):
+        xv, uv = args
+        one = ir.Constant(xv.type, 1.0)
+        d = builder.fsub(one, uv, flags=("nsz",))
+        return builder.fadd(d, xv, flags=("nsz",))
+    return x(x, u), codegen
+
+
+@intrinsic
+def _lerp_written(typingctx, t, a, b):
+    """t a + (1 - t) b in the written order: its operations carry nsz and contract alone
+    (numba's fastmath pass flags only those with none). Under reassoc LLVM regrouped BCE's
+    t log p + (1 - t) log(1 - p) as t (log p - log(1 - p)) + log(1 - p), which at t = 1
+    and p = 1 - 2^-24 is (-6e-8 - 16.6) + 16.6 = 0 for PyTorch's 6e-8."""
+    if not (isinstance(t, types.Float) and t == a == b):
+        return None
+
+    def codegen(context, builder, signature, args):
+        tv, av, bv = args
+        flags = ("nsz", "contract")   # an fma, not a regrouping
+        s = builder.fsub(ir.Constant(tv.type, 1.0), tv, flags=flags)
+        return builder.fadd(builder.fmul(tv, av, flags=flags),
+                            builder.fmul(s, bv, flags=flags), flags=flags)
+    return t(t, a, b), codegen
+
+
+@overload(lerp_written, jit_options=_OPTIONS, inline="always")
+def _lerp_written_overload(t, a, b):
+    if isinstance(t, types.Float) and t == a == b:
+        return lambda t, a, b: _lerp_written(t, a, b)
+    return None
+
+
 def _log1p32(x):
-    # log(1 + x) as _log32(1 + x): plus up to 6e-8 absolute from rounding 1 + x (BCE's
-    # log(1 - p) needs no more)
-    return _log32(_F(1.0) + x)
+    # log(1 + x) = log(u) + err / u for u = 1 + x rounded and err = (1 + x) - u: with
+    # err for err / u where |x| <= 1 (below 6e-8 relative), dropped beyond (err / u <
+    # 2^-24 there). Full relative accuracy near 0: log(1 - 1e-20) is -1e-20 where
+    # _log32(1 - 1e-20) is 0 (BCE's log(1 - p) for a confident p = 1e-7 was 1.19e-7
+    # against PyTorch's 1.0e-7). No division (the Cython backend's fnn_log1pf).
+    u = _F(1.0) + x
+    err = _one_plus_err_exact(x, u)
+    return _log32(u) + (err if abs(x) <= _F(1.0) else _F(0.0))
 
 
 def _log1p_small32(x):
@@ -419,6 +480,13 @@ _float32_fast(log1p, _log1p32, lambda x: math.log1p(x))
 # value against 0.65 ns)
 _float32_fast(log1p_small, _log1p_small32, lambda x: math.log1p(x), inline="always")
 _float32_fast(gelu, _gelu32, lambda x: 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476)))
+
+
+@overload(one_plus_err, jit_options=_OPTIONS, inline="always")
+def _one_plus_err_overload(x, u):
+    if isinstance(x, types.Float) and x == u:
+        return lambda x, u: _one_plus_err_exact(x, u)
+    return None
 
 
 @overload(exp_limits, jit_options=_OPTIONS, inline="always")
