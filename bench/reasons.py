@@ -253,9 +253,10 @@ REASONS = {
                              "interleaved on 1 and 2 threads (2026-11-30 18:00 UTC), Cython's "
                              "entry (two memoryviews, the fused-type dispatch); 16M values "
                              "level (see hardtanh large)"),
-    ("smooth_l1_loss", "large"): ("level when timed interleaved: Cython/numba 1.01x on 2 "
-                                  "threads, 1.25x the other way on 1 (2026-11-29 12:50 "
-                                  "UTC); the suite's 0.76x (numba slower) is noise"),
+    ("smooth_l1_loss", "large"): ("interleaved with the copy on 16M float32 values, numba "
+                                  "82%, Cython 106% of the copy bandwidth (2026-12-04 15:29 "
+                                  "UTC; level, 1.01x on 2 threads, on 2026-11-29): the same "
+                                  "loop; cause not isolated"),
     ("smooth_l1_loss", "course"): ("per-call cost: 1.7 vs 2.6 us calls (Cython's entry: three "
                                    "memoryviews); 16M values run level (0.97x Cython/numba "
                                    "interleaved, 2 threads; 1.18x on 1, 2026-11-29 10:30 "
@@ -287,8 +288,10 @@ REASONS = {
                                    "runs gave 0.85-1.32x either way: not isolated from "
                                    "machine noise"),
     ("mse_loss", "large"): ("Cython summed in three passes with eight hand-made lanes "
-                            "(1.4-1.6x numba) until 91d82ee; now one vectorized loop, "
-                            "0.85-1.05x"),
+                            "(1.4-1.6x numba) until 91d82ee; since, one vectorized loop in "
+                            "both: interleaved with the copy on 16M float32 values numba 87%, "
+                            "Cython 110% of the copy bandwidth (2026-12-04 15:29 UTC; "
+                            "0.85-1.05x before); cause not isolated"),
     ("tanh_backward", "large"): "memory-bound in both (0.92-1.00x interleaved)",
     ("dropout_backward", "large"): ("one multiply per value in both, memory-bound: "
                                     "interleaved 1.09x (1 thread) and 1.06x (2 threads) "
@@ -368,7 +371,11 @@ REASONS = {
                                 "per flag case (decay, average) instead of the tests "
                                 "inside the loop took 2 threads to 1.27-1.30x but one "
                                 "thread to 1.16x: not kept; cause not isolated"),
-    ("bce_loss", "large"): _LEVEL,
+    ("bce_loss", "large"): ("not level since the tiled kernels (54c6764, e7c768b) and the "
+                            "float32 log1p(-p) fix (93d59ad, numba 71% -> 69% interleaved): "
+                            "interleaved with the copy on 16M float32 values, numba 69%, "
+                            "Cython 89% of the copy bandwidth (2026-12-04 15:29 UTC), the "
+                            "same algorithm; cause not isolated"),
     ("gelu_backward", "large"): ("level when timed interleaved (0.95x Cython/numba on 1 "
                                  "thread, 1.02x on 2); a single suite run's gap is noise"),
     ("avg_pool2d_forward", "large"): ("within 20% when timed interleaved: 0.88x (1 "
