@@ -2017,6 +2017,14 @@ def _probabilities(name, values):
         raise RuntimeValueError(f"all elements of {name} should be between 0 and 1") from None
 
 
+def _checked_bce_loss(x, t):
+    """ops.bce_loss of input and target that binary_cross_entropy has checked (dtype,
+    shape, C-contiguous, in [0, 1] with PyTorch's messages): the current backend's kernel
+    without ops' own range check, two more passes over each array."""
+    loss, grad = _current_backend().bce_loss(x, t)
+    return ops.loss_value(loss, x.dtype), grad
+
+
 def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=None,
                          reduction="mean"):
     """-(t log(p) + (1 - t) log(1 - p)) per element, the logs clamped at -100 (PyTorch's),
@@ -2036,7 +2044,7 @@ def binary_cross_entropy(input, target, weight=None, size_average=None, reduce=N
         _probabilities(name, values)
     x, t = as_contiguous(x), as_contiguous(t)
     if weight is None and reduction != "none":
-        return _op_reduced(ops.bce_loss, x, t, reduction)
+        return _op_reduced(_checked_bce_loss, x, t, reduction)
     losses = _reference.bce_losses(x, t)
     if weight is not None:
         w = _float(where, "weight", weight, dtype=x.dtype)
