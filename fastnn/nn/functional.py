@@ -481,7 +481,7 @@ def linear(input, weight, bias=None):
     out_shape = x_shape[:-1] + ((out_features,) if w.ndim == 2 else ())
     b, added = None, None
     if bias is not None:
-        b = _float(where, "bias", bias, dtype=x.dtype, device_ok=True)
+        b = _float(where, "bias", bias, dtype=x.dtype, device_ok=gpu)
         if gpu and tuple(b.shape) == (out_features,):
             b = _device.Cuda.put(b)
         elif gpu:   # (broadcast on the host: a device array has no broadcast_to)
@@ -880,10 +880,11 @@ def _conv_operands(where, dims, input, weight, groups, stride, dilation, device_
         raise RuntimeValueError(
             f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input "
             f"to {where}, but got input of size: {list(x.shape)}")
-    if device_ok and not _on_gpu(x):
+    gpu = device_ok and _on_gpu(x)
+    if device_ok and not gpu:
         _one_device(where, weight=weight)
-    w = _float(where, "weight", weight, dtype=x.dtype, device_ok=device_ok and _on_gpu(x))
-    if device_ok and _on_gpu(x):
+    w = _float(where, "weight", weight, dtype=x.dtype, device_ok=gpu)
+    if gpu:
         x, w = _device.Cuda.put(x), _device.Cuda.put(w)
     if w.ndim != dims + 2:
         raise RuntimeValueError(
@@ -1489,7 +1490,8 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     """
     where = "layer_norm"
     x = _float(where, "input", input, device_ok=True)
-    if _on_gpu(x):   # (reshaped below: C-contiguous)
+    gpu = _on_gpu(x)
+    if gpu:   # (reshaped below: C-contiguous)
         x = _device.Cuda.put(x)
     normalized_shape = int_items(normalized_shape)
     shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) \
@@ -1504,12 +1506,12 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
             f"Given normalized_shape={list(shape)}, expected input with shape "
             f"[*, {', '.join(map(str, shape))}], but got input of size"
             f"{list(x.shape)}")
-    if not _on_gpu(x):
+    if not gpu:
         _one_device(where, weight=weight, bias=bias)
     vectors = []
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
-            value = _float(where, name, value, dtype=x.dtype, device_ok=_on_gpu(x))
+            value = _float(where, name, value, dtype=x.dtype, device_ok=gpu)
             if tuple(value.shape) != shape:
                 raise RuntimeValueError(
                     f"Expected {name} to be of same shape as normalized_shape, "
