@@ -209,6 +209,27 @@ def test_adaptive_avg_pool_to_ones_is_a_mean_of_any_rank(name, size, shape, back
             getattr(nn, name)(2)(x)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 0), (3, 0), (0, 3, 0), (2, 0, 0)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_adaptive_avg_pool1d_to_one_of_an_empty_length_is_nan(shape, dtype, backend):
+    # PyTorch's adaptive_avg_pool1d runs its 2-D pool on (N, C, 1, L), whose mean shortcut
+    # for an output of ones gives NaN for L = 0 (a zero gradient); fastnn raised its
+    # RuntimeError about (N, C, H, W) with H, W > 0
+    x = np.zeros(shape, dtype)
+    want = torch.nn.AdaptiveAvgPool1d(1)(torch.from_numpy(x))
+    with fastnn.use_backend(backend):
+        layer = nn.AdaptiveAvgPool1d(1)
+        y = layer(x)
+        grad = layer.backward(np.ones(y.shape, dtype))
+        functional = fastnn.nn.functional.adaptive_avg_pool1d(x, 1)
+    assert y.shape == tuple(want.shape) == functional.shape and y.dtype == dtype
+    np.testing.assert_array_equal(y, want.numpy())   # (NaN where there are rows)
+    assert grad.shape == shape and grad.dtype == dtype
+    with pytest.raises(RuntimeError):   # other sizes keep PyTorch's RuntimeError
+        nn.AdaptiveAvgPool1d(2)(x)
+
+
 @pytest.mark.parametrize("fn,size,shape", [("adaptive_avg_pool2d", 0, (3, 2, 1, 1, 2)),
                                            ("adaptive_avg_pool2d", (0, 2), (2, 3, 4, 5, 6)),
                                            ("adaptive_avg_pool3d", 0, (1, 2, 3, 4, 5, 6))])

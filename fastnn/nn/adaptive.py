@@ -232,6 +232,24 @@ class AdaptiveAvgPool1d(As1d, AdaptiveAvgPool2d):
     def _target(self):
         return (1,) + self._sizes
 
+    def _empty_mean(self, shape):
+        """True for an output of 1 from an empty L: PyTorch's mean shortcut of its 2-D
+        pool on the (N, C, 1, L) view, NaN (the kernels refuse an empty axis)."""
+        return self._sizes == (1,) and len(shape) in (2, 3) and shape[-1] == 0
+
+    def infer_shape(self, shape, dtype):
+        shape = self._check_1d(shape)
+        if self._empty_mean(shape):
+            check_float_dtype(self._where(), dtype)
+            return shape[:-1] + (1,)
+        return super().infer_shape(shape, dtype)
+
+    def _forward(self, x, buffered):
+        if self._empty_mean(tuple(x.shape)):   # (N, C, 0) -> (N, C, 1) of NaN
+            self._ctx = ("mean", tuple(x.shape[:-1]) + (1, 0))   # (the backward's view)
+            return mean_forward(x, 1)
+        return super()._forward(x, buffered)
+
 
 def _check_batched_channels(layer, shape):
     """PyTorch's adaptive max pools refuse a batched input without channels (an
