@@ -171,7 +171,21 @@ def test_cross_entropy_float_labels_say_labels_need_an_integer_dtype(backend):
     (lambda: nn.Conv1d(3, 4, 3), "weight", np.zeros((4, 3, 2), np.float32), (2, 3, 8),
      ValueError),
     (lambda: nn.LayerNorm(4), "weight", np.ones(3, np.float32), (2, 4), ValueError),
-    (lambda: nn.LayerNorm(4), "bias", np.ones(4), (2, 4), TypeError)])
+    (lambda: nn.LayerNorm(4), "bias", np.ones(4), (2, 4), TypeError),
+    # the transposed and 3-D convolutions too (the Cython ConvTranspose2d ran an (out,
+    # in) weight as if it fitted, NumPy's failed in a reshape not naming the layer)
+    (lambda: nn.ConvTranspose2d(3, 4, 3), "weight", np.zeros((4, 3, 3, 3), np.float32),
+     (2, 3, 5, 5), ValueError),
+    (lambda: nn.ConvTranspose2d(3, 4, 3), "bias", np.zeros(4), (2, 3, 5, 5), TypeError),
+    (lambda: nn.ConvTranspose1d(3, 4, 3), "weight", np.zeros((3, 4, 2), np.float32),
+     (2, 3, 5), ValueError),
+    (lambda: nn.Conv3d(3, 4, 2), "weight", np.zeros((4, 3, 2, 2), np.float32),
+     (2, 3, 4, 4, 4), ValueError),
+    (lambda: nn.Conv3d(3, 4, 2), "bias", np.zeros(5, np.float32), (2, 3, 4, 4, 4),
+     ValueError),
+    (lambda: nn.ConvTranspose3d(3, 4, 2), "weight", np.zeros((4, 3, 2, 2, 2), np.float32),
+     (2, 3, 4, 4, 4), ValueError),
+    (lambda: nn.ConvTranspose3d(3, 4, 2), "bias", np.zeros(4), (2, 3, 4, 4, 4), TypeError)])
 def test_conv_and_layernorm_check_assigned_parameters(backend, make, attr, value, x_shape,
                                                       error):
     with fastnn.use_backend(backend):

@@ -185,6 +185,10 @@ class _Conv3dBase(Module):
             raise input_error(self, len(shape) in (4, 5))(
                 f"{self._where()}: expected input of shape (N, {c}, D, H, W) or "
                 f"({c}, D, H, W), got {shape}")
+        lead = ((self.in_channels, self.out_channels // self.groups) if self.transposed
+                else (self.out_channels, self.in_channels // self.groups))
+        self._check_params((("weight", self.weight, lead + tuple(self.kernel_size)),
+                            ("bias", self.bias, (self.out_channels,))))
         self._check_dtype(dtype, self.weight.data.dtype)
         check_no_empty_axes(self._where(), shape, 3)
         return shape

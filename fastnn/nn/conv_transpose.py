@@ -156,6 +156,10 @@ class ConvTranspose2d(OutputSizeForward, Module):
         if len(shape) not in (3, 4) or shape[-3] != self.in_channels:
             raise RuntimeValueError(f"{where}: expected input of shape (N, {self.in_channels}, "
                                     f"H, W) or ({self.in_channels}, H, W), got {shape}")
+        self._check_params((
+            ("weight", self.weight,
+             (self.in_channels, self.out_channels // self.groups) + tuple(self.kernel_size)),
+            ("bias", self.bias, (self.out_channels,))))
         self._check_dtype(dtype, self.weight.data.dtype)
         check_no_empty_axes(where, shape, 2)
         kernel, stride, padding, _, dilation = self._pairs()
