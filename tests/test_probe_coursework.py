@@ -145,6 +145,20 @@ def test_batchnorm_refuses_mismatched_buffers_and_changes_nothing(backend):
         nn.Sequential(nn.Linear(3, 3), bn)(x)
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("attr,value,error", [
+    ("running_mean", np.zeros(3), TypeError), ("running_var", np.ones(4, np.float32), ValueError)])
+def test_instance_norm_refuses_mismatched_running_statistics_and_changes_nothing(
+        backend, mode, attr, value, error):
+    x = np.random.default_rng(0).standard_normal((2, 3, 5)).astype(np.float32)
+    norm = getattr(nn.InstanceNorm1d(3, affine=True, track_running_stats=True), mode)()
+    setattr(norm, attr, value)
+    state = norm.state_dict()
+    with pytest.raises(error, match=f"InstanceNorm1d.*{attr}"):
+        norm(x)
+    _same_state(norm, state)
+
+
 def test_cross_entropy_float_labels_say_labels_need_an_integer_dtype(backend):
     logits = np.zeros((5, 4))
     with pytest.raises(TypeError, match=r"expected integer class labels \(5,\) or "
@@ -185,7 +199,14 @@ def test_cross_entropy_float_labels_say_labels_need_an_integer_dtype(backend):
      ValueError),
     (lambda: nn.ConvTranspose3d(3, 4, 2), "weight", np.zeros((4, 3, 2, 2, 2), np.float32),
      (2, 3, 4, 4, 4), ValueError),
-    (lambda: nn.ConvTranspose3d(3, 4, 2), "bias", np.zeros(4), (2, 3, 4, 4, 4), TypeError)])
+    (lambda: nn.ConvTranspose3d(3, 4, 2), "bias", np.zeros(4), (2, 3, 4, 4, 4), TypeError),
+    # and the grouped norms (the compiled GroupNorm read 3 of a 4-entry weight, and
+    # NumPy's and numba's took a float64 bias in a float32 layer)
+    (lambda: nn.GroupNorm(1, 3), "weight", np.ones(4, np.float32), (2, 3, 4), ValueError),
+    (lambda: nn.GroupNorm(1, 3), "bias", np.zeros(3), (2, 3, 4), TypeError),
+    (lambda: nn.InstanceNorm1d(3, affine=True), "weight", np.ones(2, np.float32), (2, 3, 4),
+     ValueError),
+    (lambda: nn.InstanceNorm1d(3, affine=True), "bias", np.zeros(3), (2, 3, 4), TypeError)])
 def test_conv_and_layernorm_check_assigned_parameters(backend, make, attr, value, x_shape,
                                                       error):
     with fastnn.use_backend(backend):

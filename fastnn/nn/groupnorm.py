@@ -56,6 +56,9 @@ class _GroupedNorm(Module):
             # with a RuntimeError; InstanceNorm's rank check is a ValueError
             error = RuntimeValueError if self.dims is None else ValueError
             raise error(f"{self._where()}: expected input of shape {wanted}, got {shape}")
+        c = (self._channels,)
+        self._check_params((("weight", self.weight, c), ("bias", self.bias, c))
+                           + self._statistics_entries(c))
         self._check_dtype(dtype, None if self.weight is None else self.weight.data.dtype)
         self._check_statistics(shape)
         return shape
@@ -63,6 +66,11 @@ class _GroupedNorm(Module):
     def _channels_ok(self, channels):
         """Whether an input of this many channels is taken (InstanceNorm's rule)."""
         return channels == self._channels
+
+    def _statistics_entries(self, c):
+        """(name, array, shape c) of the running statistics _check_params checks with
+        the parameters (InstanceNorm's; GroupNorm has none)."""
+        return ()
 
     def _check_statistics(self, shape):
         """PyTorch's refusal of statistics over a single value (ValueError)."""
@@ -260,6 +268,9 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
 
     def _groups_of(self, channels):
         return channels   # (one group per channel, num_features or not)
+
+    def _statistics_entries(self, c):
+        return (("running_mean", self.running_mean, c), ("running_var", self.running_var, c))
 
     def _check_statistics(self, shape):
         """As PyTorch: statistics of the input (training, or no running statistics)
