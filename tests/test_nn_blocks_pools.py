@@ -210,6 +210,23 @@ def test_ceil_mode_windows_larger_than_the_input_as_torch(backend, rng, shape, k
     _against(build(nn), build(torch.nn), x, rng, np.dtype(np.float64))
 
 
+@pytest.mark.parametrize("p", [np.inf, -np.inf])
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_lppool_at_infinite_p_gives_a_nan_cell_torchs_zero_gradient(backend, p, dims):
+    # p = +-inf is max pooling of |x|: the gradient of |x| at a NaN is PyTorch's sgn,
+    # 0 (it was NaN, at the NaN and, through 0 * NaN, wherever the window had one)
+    x = np.array([np.nan, 1.0, 2.0, -3.0, 4.0, np.nan, 0.0, -5.0]).reshape(
+        {1: (1, 2, 4), 2: (1, 2, 2, 2), 3: (1, 1, 2, 2, 2)}[dims])
+    name = f"LPPool{dims}d"
+    tx = torch.tensor(x, requires_grad=True)
+    ty = getattr(torch.nn, name)(p, 2)(tx)
+    ty.sum().backward()
+    layer = getattr(nn, name)(p, 2)
+    y = layer(x)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(layer.backward(np.ones_like(y)), tx.grad.numpy())
+
+
 def test_lppool_nan_windows_give_nan_gradients_as_torch():
     for x, p in [([1.0, np.nan], 2), ([1.0, -1.0], 0.5), ([1.0, np.nan], 1)]:
         x = np.array([[x]])

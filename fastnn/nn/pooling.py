@@ -264,10 +264,12 @@ def abs_extreme_forward(host, pool, p):
 
 def abs_extreme_backward(g, ctx, unpool):
     """The gradient of abs_extreme_forward: g sent to each window's chosen cell by
-    unpool(g, where), times sign(x) (the gradient of |x|, 0 at 0)."""
+    unpool(g, where), times sign(x) (the gradient of |x|: 0 at 0, and at NaN, as
+    PyTorch's sgn)."""
     host, where, sign = ctx
     grad = unpool(np.ascontiguousarray(g * sign, host.dtype), where) * sign
-    return _device.c_contiguous(grad * np.sign(host).astype(host.dtype), host.dtype)
+    slope = np.sign(np.where(np.isnan(host), host.dtype.type(0), host))
+    return _device.c_contiguous(grad * slope, host.dtype)
 
 
 class LPPool2d(AvgPool2d):
