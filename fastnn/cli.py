@@ -680,8 +680,9 @@ def run_train(args):
         plot_curves(history, args.plot, title=f"{description}, {args.dataset}, {backend}")
         print(f"curves written to {args.plot}")
     if args.save:
-        # made like --metrics' and --plot's folders
-        os.makedirs(os.path.dirname(os.path.abspath(args.save)), exist_ok=True)
+        # made like --metrics' and --plot's folders (a symbolic link's target's)
+        from .io import make_parent_folder
+        make_parent_folder(args.save)
         # the training record --resume continues from (fastnn.io.load_checkpoint's extra)
         curves = {k: history[k] for k in EPOCH_KEYS}
         if "step_curve" in history:

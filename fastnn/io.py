@@ -526,6 +526,13 @@ def is_special_file(path):
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
+def make_parent_folder(path):
+    """Create the folder the file ``path`` is written into: through a symbolic link, the
+    folder of the file it names (which open() writes); nothing for a device or FIFO."""
+    if not is_special_file(path):
+        os.makedirs(os.path.dirname(os.path.realpath(path)), exist_ok=True)
+
+
 def _file_mode(path):
     """Keep an existing file's permissions; otherwise what open() would give (umask)."""
     try:

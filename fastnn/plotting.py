@@ -6,7 +6,8 @@ def save_figure(fig, path):
     """Save matplotlib figure ``fig`` to ``path``, creating its folder: in the format its
     extension names when matplotlib writes that format (.svg, .pdf, .jpg...), else PNG
     (so 'curves', 'curves.png' and 'curves.out' are PNG files, 'curves.svg' an SVG)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    from .io import make_parent_folder
+    make_parent_folder(path)   # (a symbolic link's target folder)
     suffix = os.path.splitext(str(path))[1][1:].lower()
     fmt = suffix if suffix in fig.canvas.get_supported_filetypes() else "png"
     fig.savefig(path, format=fmt)

@@ -1,4 +1,6 @@
 """Probes of the command-line trainer's data path: DataLoader over arrays and fit."""
+import os
+
 import numpy as np
 import pytest
 
@@ -442,3 +444,33 @@ def test_fit_resumed_epoch_reports_this_runs_samples_per_second(monkeypatch, cap
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch 2/2")]
     assert line and re.search(r"  1003\.00 s \(3\.00 s in this run\)  57 samples/s$",
                               line[0]), line
+
+
+def test_outputs_through_links_into_missing_folders(tmp_path, restore_backend):
+    # a symbolic link naming a file in a folder not made yet passed the check before
+    # training, but --plot and --save made the link's own folder, not the target's, and
+    # failed after the run (status 1); --metrics made the target's folder
+    import json
+
+    import fastnn
+    from fastnn.cli import main
+    links = {}
+    for flag, name in (("--metrics", "m.json"), ("--plot", "c.png"), ("--save", "s.npz")):
+        links[flag] = tmp_path / name
+        links[flag].symlink_to(os.path.join("out", flag[2:], name))
+    argv = ["train", "--dataset", "digits", "--hidden", "8", "--max-steps", "1",
+            "--backend", "numpy", "--no-progress"]
+    assert main(argv + [a for flag, link in links.items() for a in (flag, str(link))]) == 0
+    assert all(link.is_symlink() for link in links.values())
+    assert json.loads((tmp_path / "out/metrics/m.json").read_text())["steps"] == 1
+    assert (tmp_path / "out/plot/c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert type(fastnn.load(str(tmp_path / "out/save/s.npz"))).__name__ == "MLP"
+    # the experiments' --out and --metrics the same way
+    out, metrics = tmp_path / "v.png", tmp_path / "v.json"
+    out.symlink_to(os.path.join("vae", "out", "v.png"))
+    metrics.symlink_to(os.path.join("vae", "metrics", "v.json"))
+    assert main(["vae", "--n-train", "64", "--n-test", "32", "--epochs", "1", "--backend",
+                 "numpy", "--no-progress", "--out", str(out), "--metrics", str(metrics)]) == 0
+    assert out.is_symlink() and metrics.is_symlink()
+    assert (tmp_path / "vae/out/v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "vae/metrics/v.json").read_text())["config"]["n_train"] == 64

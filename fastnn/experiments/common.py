@@ -1,6 +1,5 @@
 """Small pieces the experiment commands share: progress bars and metric files."""
 import json
-import os
 
 
 def progress(total, desc, enabled=True):
@@ -12,11 +11,11 @@ def progress(total, desc, enabled=True):
 
 
 def write_metrics(metrics, path):
-    """Write metrics as JSON, creating the folder."""
+    """Write metrics as JSON, creating the folder (a symbolic link's target's)."""
     if not path:
         return
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    from ..io import make_parent_folder
+    make_parent_folder(path)
     with open(path, "w") as f:
         json.dump(metrics, f, indent=2, sort_keys=True)
 
