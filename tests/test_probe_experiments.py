@@ -270,3 +270,27 @@ def test_experiments_take_the_train_commands_runtime_flags(command):
          "--no-progress"])
     assert (args.threads, args.backend, args.seed, args.no_progress) == (1, "numpy", 3, True)
     assert cli.main([command, *required, "--threads", "0"]) == 2
+
+
+@pytest.mark.parametrize("empty", ["train", "test"])
+def test_multitask_refuses_an_empty_split_in_one_line(tmp_path, empty):
+    """An MNIST whose training or test files hold no images ended in NumPy's 'cannot
+    reshape array of size 0 into shape (0,newaxis)' (train's one-line error names the split)."""
+    import struct
+
+    def idx(array):
+        array = np.ascontiguousarray(array, dtype=np.uint8)
+        return (struct.pack(">HBB", 0, 0x08, array.ndim)
+                + struct.pack(f">{array.ndim}I", *array.shape) + array.tobytes())
+    sizes = {"train": 0 if empty == "train" else 12, "t10k": 0 if empty == "test" else 5}
+    for prefix, n in sizes.items():
+        images = np.random.default_rng(0).integers(0, 256, (n, 28, 28))
+        (tmp_path / f"{prefix}-images-idx3-ubyte").write_bytes(idx(images))
+        (tmp_path / f"{prefix}-labels-idx1-ubyte").write_bytes(idx(np.arange(n) % 10))
+    status, _, err = run_cli("multitask", "--dataset", "mnist", "--data-root", tmp_path,
+                             "--no-progress", "--out", "")
+    assert status == 2
+    split = "training" if empty == "train" else "test"
+    assert err.strip() == (f"error: --dataset mnist: the {split} split holds no images; "
+                           f"there is nothing to " + ("train on" if empty == "train" else
+                                                      "evaluate on"))

@@ -24,7 +24,13 @@ def downsample(images):
 
 
 def load_multitask(dataset, root=None, download=False):
+    """((x, y_a, y_b), (x_test, y_a_test, y_b_test)): flat images (N, features), task A's
+    targets (N, features // 4) and the labels (N,); ValueError for an empty split."""
     x_train, y_train, x_test, y_test = data.load(dataset, root=root, download=download)
+    for split, x, purpose in (("training", x_train, "train"), ("test", x_test, "evaluate")):
+        if len(x) == 0:   # (NumPy's reshape error otherwise)
+            raise ValueError(f"--dataset {dataset}: the {split} split holds no images; "
+                             f"there is nothing to {purpose} on")
     return ((x_train.reshape(len(x_train), -1), downsample(x_train), y_train),
             (x_test.reshape(len(x_test), -1), downsample(x_test), y_test))
 
