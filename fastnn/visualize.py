@@ -14,13 +14,27 @@ from .nn.module import evaluating
 from .validation import check_non_negative_int, check_number
 
 
-def image_shape(model):
-    """(C, H, W) of the images a saved classifier takes, from its config."""
+def _flat_features(model):
+    """The number of input features of a classifier that takes flat rows (N, features):
+    an MLP's (its config's in_features) or a Sequential's whose first layer is a Linear
+    (fastnn.save of the README's ten lines: no config); None for an image model."""
     config = getattr(model, "config", {}) or {}
     if "in_features" in config:
+        return config["in_features"]
+    from .nn import Linear, Sequential
+    if isinstance(model, Sequential) and len(model) and isinstance(model[0], Linear):
+        return model[0].in_features
+    return None
+
+
+def image_shape(model):
+    """(C, H, W) of the images a saved classifier takes, from its config (or its first
+    Linear layer)."""
+    config = getattr(model, "config", {}) or {}
+    features = _flat_features(model)
+    if features is not None:
         # a flat MLP input: grey (H*W, MNIST's 784) or colour (3*H*W channel-major, as
         # CIFAR-10's 3072 are flattened); 3 s^2 is never a square, so no case is both
-        features = config["in_features"]
         for channels in (1, 3):
             side = int(round(np.sqrt(features / channels)))
             if channels * side * side == features:
@@ -34,7 +48,7 @@ def image_shape(model):
 
 def _model_input(model, images):
     """(N, C, H, W) images -> what the model's forward takes (flat for an MLP)."""
-    if "in_features" in (getattr(model, "config", {}) or {}):
+    if _flat_features(model) is not None:
         return images.reshape(images.shape[0], -1)
     return images
 

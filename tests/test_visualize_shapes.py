@@ -84,3 +84,32 @@ def test_jitter_counts_image_pixels_at_every_scale(monkeypatch, scales, largest)
     visualize_class(models.MLP(784, [8], 3), 1, steps=60, jitter=4, scales=scales, seed=0)
     forward_shifts = shifts[::2]  # each step rolls the image, then its gradient back
     assert max(forward_shifts) == largest
+
+
+def test_a_sequential_opening_with_a_linear_layer_dreams_as_an_mlp(tmp_path):
+    """A Sequential of the README's ten lines, saved with fastnn.save, has no config: dream
+    fed it a (1, 1, 28, 28) image, refused by its Linear(784) ('expected input of shape
+    (*, 784)'), and a Linear(64) was never viewed as 8x8. Its flat input is now viewed as
+    an MLP's: the same image as the MLP holding the same weights."""
+    from fastnn import nn
+    fastnn.manual_seed(0)
+    mlp = models.MLP(64, [16], 4)
+    seq = nn.Sequential(nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 4))
+    seq.load_state_dict(mlp.state_dict())
+    assert image_shape(seq) == (1, 8, 8)
+    assert image_shape(nn.Sequential(nn.Linear(3072, 10))) == (3, 32, 32)
+    got = visualize_class(seq, 2, steps=20, seed=0)
+    want = visualize_class(mlp, 2, steps=20, seed=0)
+    np.testing.assert_array_equal(got[0], want[0])
+    assert got[1:] == want[1:] and got[2] > got[1]
+    fastnn.save(nn.Sequential(nn.Linear(784, 10)), tmp_path / "seq.npz")
+    backend = fastnn.get_backend()
+    try:
+        assert cli.main(["dream", "--checkpoint", str(tmp_path / "seq.npz"), "--target-class",
+                         "3", "--steps", "5", "--out", str(tmp_path / "d.png"),
+                         "--no-progress"]) == 0
+    finally:
+        fastnn.set_backend(backend)
+    assert (tmp_path / "d.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="cannot view 50 input features"):
+        image_shape(nn.Sequential(nn.Linear(50, 3)))
