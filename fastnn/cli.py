@@ -721,9 +721,15 @@ def run_demo(args):
     from .data.mnist import find_files
     from .data.paths import cache_dir, search_dirs
 
-    if args.out == "" or (os.path.exists(args.out) and not os.path.isdir(args.out)):
-        raise CLIError(f"--out expects a folder, got {args.out!r}"
-                       + (" (a file)" if args.out else ""))
+    if args.out == "":
+        raise CLIError("--out expects a folder, got ''")
+    up = os.path.abspath(args.out)   # the deepest part of --out that exists: a folder?
+    while not os.path.exists(up):
+        up = os.path.dirname(up)
+    if not os.path.isdir(up):   # (else --metrics OUT/metrics.json would be the flag named)
+        raise CLIError(f"--out expects a folder, got {args.out!r} " + (
+            "(a file)" if up == os.path.abspath(args.out) else
+            f"({up!r} is a file, not a folder)"))
     dataset = "fashion-mnist"
     if find_files(dataset) is None:
         print("Fashion-MNIST not found (looked in " + ", ".join(search_dirs(dataset)) +

@@ -114,6 +114,19 @@ def test_user_errors_are_one_line(capsys, argv, message):
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
+def test_demo_out_under_a_file_names_out(tmp_path, capsys):
+    """demo --out a_file/sub was refused as '--metrics expects a file path, got
+    .../a_file/sub/metrics.json': a flag the user never gave."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    assert cli.main(["demo", "--out", str(a_file / "sub"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --out expects a folder, got {str(a_file / 'sub')!r} "
+                   f"({str(a_file)!r} is a file, not a folder)\n")
+    assert cli.main(["demo", "--out", str(a_file), "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"error: --out expects a folder, got {str(a_file)!r} (a file)\n"
+
+
 @pytest.mark.parametrize("flag", ["--save", "--metrics", "--plot"])
 def test_a_path_ending_in_a_slash_is_refused_before_training(tmp_path, capsys, flag):
     """'out/' names a folder even before it exists: refused up front, not after the run."""
