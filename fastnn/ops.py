@@ -45,9 +45,21 @@ def _any_on_device(values):
     return False
 
 
+def _python_number(value):
+    """A NumPy scalar (np.float32(0.9)) as the Python number of its value; anything else
+    as it is."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _run(name, *args, **kwargs):
     """Op ``name`` on the cuda backend when any argument is a device array, else on the
-    current backend."""
+    current backend. NumPy scalars go as the Python numbers of their values, as the Cython
+    kernels and fastnn.optim (float(group['lr'])) read them: given np.float32
+    hyper-parameters, the numpy backend computed 1 - dampening, Adam's bias corrections
+    or dropout's 1 / (1 - p) in float32 arithmetic, and numba compiled float32 versions
+    of its kernels that did too (float64 parameters up to 8e-6 off the Cython step)."""
+    args = tuple(map(_python_number, args))
+    kwargs = {key: _python_number(value) for key, value in kwargs.items()}
     on_device = _any_on_device(args) or _any_on_device(kwargs.values())
     return getattr(_device.kernels("cuda") if on_device else current(), name)(*args, **kwargs)
 
