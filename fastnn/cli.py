@@ -269,6 +269,10 @@ def configure_train(parser):
     parser.set_defaults(func=run_train)
 
 
+#: the options that shape the MLP only (refused with --model cnn or convnet)
+MLP_OPTIONS = ("hidden", "activation", "negative_slope", "batchnorm", "dropout")
+
+
 def _check_train_args(args):
     for name in ("batch_size", "epochs", "max_steps", "eval_freq"):
         value = getattr(args, name)
@@ -295,8 +299,13 @@ def _check_train_args(args):
                        "has none)")
     if args.epochs is None and args.max_steps is None:
         args.epochs = 10
-    if args.model != "mlp" and (args.batchnorm or args.dropout or args.hidden != [100]):
-        raise CLIError("--hidden, --batchnorm and --dropout apply to --model mlp")
+    given = getattr(args, "given_options", set())
+    mlp_only = [dest for dest in MLP_OPTIONS if dest in given
+                or (dest in ("batchnorm", "dropout") and getattr(args, dest))
+                or (dest == "hidden" and args.hidden != [100])]
+    if args.model != "mlp" and mlp_only:   # (they were ignored: the same run without them)
+        raise CLIError(f"{', '.join(map(_flag, mlp_only))} apply only to --model mlp, "
+                       f"not {args.model}")
     if not args.hidden and (args.batchnorm or args.dropout):   # (they were ignored)
         raise CLIError("--batchnorm and --dropout act on hidden layers, and --hidden '' "
                        "gives a linear model without any")

@@ -114,6 +114,23 @@ def test_user_errors_are_one_line(capsys, argv, message):
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("model", ["cnn", "convnet"])
+@pytest.mark.parametrize("argv,named", [
+    (["--activation", "tanh"], "--activation"),
+    (["--neg-slope", "0.1"], "--neg-slope"),
+    (["--hidden", "100"], "--hidden"),   # (the default's value, given)
+    (["--hidden", "50", "--batchnorm"], "--hidden, --batchnorm"),
+    (["--dropout", "0.3"], "--dropout"),
+])
+def test_mlp_options_are_refused_with_a_conv_model(capsys, model, argv, named):
+    """--activation and --neg-slope with --model cnn or convnet trained the convolutional
+    model as if they were not there (exit 0); so did --hidden given its default's value."""
+    assert cli.main(["train", "--dataset", "digits", "--model", model, "--max-steps", "1",
+                     "--no-progress", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {named} apply only to --model mlp, not {model}\n"
+
+
 def test_demo_out_under_a_file_names_out(tmp_path, capsys):
     """demo --out a_file/sub was refused as '--metrics expects a file path, got
     .../a_file/sub/metrics.json': a flag the user never gave."""
