@@ -1184,7 +1184,8 @@ class _ClassTargets(Loss):
 
     def _grad_over_zero_weight(self, grad):
         """The gradient (a host array of grad's shape) when the counted rows' weights sum
-        to 0: NaN on each row not ignored, as PyTorch's 0 / 0 through the softmax. An
+        to 0: NaN on each row not ignored (PyTorch's is NaN at the label and -+inf on the
+        other classes: fastnn does not copy that pattern of its 0 / 0; README says so). An
         ignored row keeps the kernel's softmax * 0: 0, or NaN where its log-softmax is
         NaN (a NaN or +inf logit, a row of -inf), as PyTorch's backward through it."""
         host = np.full(tuple(grad.shape), np.nan, grad.dtype)
