@@ -72,7 +72,24 @@ def build_parser(command=None):
             except (ImportError, AttributeError) as exc:
                 raise CLIError(f"command {name!r} is not available: {exc}") from None
             configure(command_parser)
+            _show_defaults(command_parser)
     return parser
+
+
+def _show_defaults(parser):
+    """Append '(default: X)' to the help of each option with a default (not None or a
+    flag's False) whose help does not give it already, so --help says every default."""
+    for action in parser._actions:
+        default = action.default
+        if (not action.option_strings or default is None or default is False
+                or default is argparse.SUPPRESS):
+            continue
+        shown = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+        text = action.help or ""
+        if "default" in text and shown in text:
+            continue
+        note = f"(default: {shown.replace('%', '%%')})"
+        action.help = f"{text} {note}" if text else note
 
 
 def _dashed(token):

@@ -562,3 +562,32 @@ def test_other_commands_keep_a_plain_seed_option(saved_run, tmp_path):
                      "--out", str(tmp_path / "d.png"), "--metrics", str(metrics)]) == 0
     config = json.loads(metrics.read_text())["config"]
     assert config["seed"] == 1 and "given_options" not in config
+
+
+@pytest.mark.parametrize("command", ["train", "demo", "multitask", "vae", "dream"])
+def test_help_shows_every_default(command, capsys):
+    """--help showed no default for 30 options (dream --steps 300, vae --epochs 30,
+    multitask --epochs 5, demo --epochs 20, train --batch-size 128...): only the source
+    said them."""
+    import argparse
+    parser = cli.build_parser(command)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    missing = []
+    for action in sub.choices[command]._actions:
+        if (not action.option_strings or action.default is None or action.default is False
+                or action.default is argparse.SUPPRESS):
+            continue
+        shown = (",".join(map(str, action.default)) if isinstance(action.default, list)
+                 else str(action.default))
+        if not action.help or shown not in action.help or "default" not in action.help:
+            missing.append((action.option_strings[0], action.default, action.help))
+    assert missing == []
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    expected = {"train": "--batch-size BATCH_SIZE (default: 128)",
+                "demo": "--epochs EPOCHS (default: 20)",
+                "multitask": "--epochs EPOCHS (default: 5)",
+                "vae": "--epochs EPOCHS (default: 30)",
+                "dream": "--steps STEPS (default: 300)"}[command]
+    assert expected in text
