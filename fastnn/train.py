@@ -225,6 +225,17 @@ def _check_count(name, value, least=1):
         raise ValueError(f"fit: {name} must be {kind} int or None, got {value!r}")
 
 
+def _check_pair(name, pair):
+    """fit's ``train_data``/``test_data``: an (x, y) tuple or list, returned as it is;
+    TypeError for anything else (a DataLoader, a Dataset: fit batches the arrays itself)."""
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+        got = (f"tuple of {len(pair)}" if isinstance(pair, tuple) else
+               f"list of {len(pair)}" if isinstance(pair, list) else type(pair).__name__)
+        raise TypeError(f"fit: {name} must be an (x, y) pair of arrays, got a {got} (fit "
+                        f"makes the batches itself: pass the arrays)")
+    return pair
+
+
 def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_size=128,
         seed=0, max_steps=None, eval_freq=None, eval_batch_size=1000, lr_schedule=None,
         progress=True, log=True, resume=None):
@@ -270,8 +281,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     _check_count("max_steps", max_steps)
     _check_batch_size("fit", "batch_size", batch_size)
     _check_batch_size("fit", "eval_batch_size", eval_batch_size)
+    _check_pair("train_data", train_data)
     if test_data is not None:   # its lengths checked now, not by the first evaluation
-        x_test, y_test = test_data
+        x_test, y_test = _check_pair("test_data", test_data)
         DataLoader(x_test, y_test, batch_size=eval_batch_size)
     _check_count("eval_freq", eval_freq, least=0)  # 0, like None: no evaluation by steps
     summed = _summed_by(loss_fn, "fit")

@@ -178,3 +178,20 @@ def test_a_second_cosine_fit_starts_from_the_initial_lr(digits):
     model2, _, optimizer2 = make(hidden=(16,))
     optimizer2.load_state_dict(optimizer.state_dict())  # the key survives a round trip
     assert optimizer2.param_groups[0]["initial_lr"] == 0.1
+
+
+@pytest.mark.parametrize("which", ["train_data", "test_data"])
+def test_fit_says_it_takes_an_x_y_pair(digits, which):
+    """A DataLoader (or a TensorDataset, or (x, y, w)) given as fit's data ended in Python's
+    'too many values to unpack (expected 2)'; nothing is trained before the error."""
+    x_train, y_train, x_test, y_test = digits
+    model, loss_fn, optimizer = make()
+    before = [p.data.copy() for p in model.parameters()]
+    for bad, named in ((data.DataLoader(x_train, y_train, batch_size=32), "DataLoader"),
+                       (data.TensorDataset(x_train, y_train), "TensorDataset"),
+                       ((x_train, y_train, y_train), "tuple of 3")):
+        kwargs = {"train_data": (x_train, y_train), "test_data": (x_test, y_test), which: bad}
+        with pytest.raises(TypeError, match=rf"fit: {which} must be an \(x, y\) pair of "
+                                            rf"arrays, got a {named}"):
+            fit(model, loss_fn, optimizer, epochs=1, progress=False, log=False, **kwargs)
+    assert all(np.array_equal(p.data, b) for p, b in zip(model.parameters(), before))
