@@ -124,14 +124,7 @@ class LRScheduler:
             self.last_epoch = _epoch_argument(type(self).__name__, epoch, warn=True)
             closed = True
         if not getattr(type(self).get_lr, "_fastnn_rule", False):
-            # a user's subclass written for PyTorch: its get_lr() gives every group's rate
-            # at last_epoch (from self.base_lrs or the groups' current rates)
-            self._get_lr_called_within_step = True
-            try:
-                rates = self.get_lr()
-            finally:
-                self._get_lr_called_within_step = False
-            self._write_rates(list(rates))
+            self._write_rates(self._user_rates(closed))
             return
         if closed:
             rates = [self.lr_at(base, self.last_epoch, i)
@@ -139,6 +132,19 @@ class LRScheduler:
         else:
             rates = self._chained_rates(self._rule == "initial")
         self._write_rates(rates)
+
+    def _user_rates(self, closed):
+        """The rates of a user's subclass written for PyTorch at last_epoch: its get_lr()
+        (from self.base_lrs or the groups' current rates), or, as PyTorch's step(epoch)
+        and SequentialLR's restart at a milestone (closed), its _get_closed_form_lr()
+        where it defines one."""
+        self._get_lr_called_within_step = True
+        try:
+            if closed and hasattr(self, "_get_closed_form_lr"):
+                return list(self._get_closed_form_lr())
+            return list(self.get_lr())
+        finally:
+            self._get_lr_called_within_step = False
 
     def _write_rates(self, rates):
         """Set each param group's rate, one of rates each (all computed first), and

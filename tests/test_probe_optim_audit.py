@@ -1,0 +1,89 @@
+"""Optimizers and schedulers against torch.optim 2.13, from an audit of 5 Dec: a user's
+LRScheduler subclass written for PyTorch (its _get_closed_form_lr() taken by the
+deprecated step(epoch) and by SequentialLR's restart at a milestone)."""
+import warnings
+
+import numpy as np
+import pytest
+
+from fastnn import optim
+from fastnn.nn import Parameter
+from fastnn.optim import lr_scheduler
+
+import torch  # noqa: E402 (after fastnn)
+from torch.optim import lr_scheduler as torch_sched  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+def sgd_twins(lr=0.1):
+    """A fastnn and a torch SGD, each over two param groups (rates lr and lr / 4)."""
+    ours = [Parameter(np.ones(3)), Parameter(np.ones(2))]
+    theirs = [torch.nn.Parameter(torch.ones(3, dtype=torch.float64)),
+              torch.nn.Parameter(torch.ones(2, dtype=torch.float64))]
+    opt = optim.SGD([{"params": ours[:1]}, {"params": ours[1:], "lr": lr / 4}], lr=lr,
+                    momentum=0.9)
+    ref = torch.optim.SGD([{"params": theirs[:1]}, {"params": theirs[1:], "lr": lr / 4}],
+                          lr=lr, momentum=0.9)
+    return opt, ref
+
+
+def rates(opt):
+    return [group["lr"] for group in opt.param_groups]
+
+
+def decay_with_closed_form(module):
+    """A user's schedule in PyTorch's chainable style: get_lr() from the current rates,
+    _get_closed_form_lr() from base_lrs (what PyTorch's step(epoch) takes)."""
+    class Decay(module.LRScheduler):
+        def get_lr(self):
+            if self.last_epoch == 0:
+                return [group["lr"] for group in self.optimizer.param_groups]
+            return [group["lr"] * 0.9 for group in self.optimizer.param_groups]
+
+        def _get_closed_form_lr(self):
+            return [base * 0.9 ** self.last_epoch for base in self.base_lrs]
+    return Decay
+
+
+def test_user_subclass_step_epoch_takes_its_closed_form_as_torch():
+    """PyTorch's step(epoch) uses the scheduler's _get_closed_form_lr() when it has one
+    (else get_lr()); fastnn's called get_lr(), one recursive step from the current rate
+    (0.1 * 0.9**6 at epoch 9, not 0.1 * 0.9**9)."""
+    opt, ref = sgd_twins()
+    ours, theirs = decay_with_closed_form(lr_scheduler)(opt), \
+        decay_with_closed_form(torch_sched)(ref)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the deprecation warning of step(epoch))
+        for epoch in (None, None, None, None, None, 9, None, None, 2, None):
+            opt.step()
+            ref.step()
+            ours.step(epoch)
+            theirs.step(epoch)
+            assert ours.last_epoch == theirs.last_epoch
+            np.testing.assert_allclose(rates(opt), rates(ref), rtol=1e-14)
+            np.testing.assert_allclose(ours.get_last_lr(), theirs.get_last_lr(), rtol=1e-14)
+    np.testing.assert_allclose(rates(opt), [0.1 * 0.9 ** 3, 0.025 * 0.9 ** 3], rtol=1e-14)
+
+
+def test_sequential_restarts_a_user_subclass_by_its_closed_form_as_torch():
+    """SequentialLR starts the next scheduler at a milestone by PyTorch's step(0), its
+    closed form: the decay restarts from the initial rates, not from the warm-up's."""
+    opt, ref = sgd_twins()
+
+    def build(module, optimizer):
+        warm = module.ConstantLR(optimizer, factor=0.5, total_iters=3)
+        return module.SequentialLR(optimizer, [warm, decay_with_closed_form(module)(
+            optimizer)], milestones=[2])
+    ours, theirs = build(lr_scheduler, opt), build(torch_sched, ref)
+    for _ in range(8):
+        opt.step()
+        ref.step()
+        ours.step()
+        theirs.step()
+        np.testing.assert_allclose(rates(opt), rates(ref), rtol=1e-14)
+    np.testing.assert_allclose(rates(opt), [0.1 * 0.9 ** 6, 0.025 * 0.9 ** 6], rtol=1e-14)
+
+
+if __name__ == "__main__":
+    pytest.main([__file__, "-q"])
