@@ -541,3 +541,61 @@ def test_a_parameter_made_without_data_is_pytorchs_empty_one():
     assert ours.dtype == np.float32 and theirs.dtype == torch.float32
     assert ours.requires_grad and ours.grad.shape == (0,)
     assert not nn.Parameter(requires_grad=False).requires_grad
+
+
+def _module_list_owner(lib):
+    """A user module holding a ModuleList [Linear, ReLU, Linear, ReLU] and a
+    ParameterList of two (2,) arrays, built with lib (fastnn.nn or torch.nn)."""
+    zeros = (lambda n: torch.zeros(n)) if lib is torch.nn else (
+        lambda n: np.zeros(n, np.float32))
+
+    class Owner(lib.Module):
+        def __init__(self):
+            super().__init__()
+            self.layers = lib.ModuleList([lib.Linear(2, 2), lib.ReLU(), lib.Linear(2, 2),
+                                          lib.ReLU()])
+            self.scales = lib.ParameterList([zeros(2), zeros(2)])
+    return Owner()
+
+
+def test_module_list_items_follow_setattr_set_submodule_and_delattr():
+    # the items were kept in a private list that only the list methods updated: a
+    # module put in by setattr (the usual 'replace every ReLU' walk) or set_submodule
+    # showed in named_children() but not in iteration or indexing, so forward still ran
+    # the old layer
+    def kinds(lst):
+        return [type(m).__name__ for m in lst]
+    seen = {}
+    for lib in (nn, torch.nn):
+        owner = _module_list_owner(lib)
+        for _, parent in list(owner.named_modules()):
+            for name, child in list(parent.named_children()):
+                if isinstance(child, lib.ReLU):
+                    setattr(parent, name, lib.GELU())
+        owner.set_submodule("layers.0", lib.Tanh())
+        walked = (kinds(owner.layers), type(owner.layers[1]).__name__, len(owner.layers))
+        delattr(owner.layers, "3")
+        seen[lib] = (walked, kinds(owner.layers), len(owner.layers),
+                     type(owner.layers[-1]).__name__)
+    assert seen[nn] == seen[torch.nn]
+    assert seen[nn][0] == (["Tanh", "GELU", "Linear", "GELU"], "GELU", 4)
+
+
+def test_parameter_list_items_follow_assign_load_and_setattr():
+    # load_state_dict(assign=True) puts new Parameters under '0', '1': parameters() had
+    # them but scales[0] and iteration still gave the old ones (zeros)
+    seen = {}
+    for lib in (nn, torch.nn):
+        owner = _module_list_owner(lib)
+        ones = (torch.ones(2) if lib is torch.nn else np.ones(2, np.float32))
+        state = {k: (v if k.startswith("layers") else ones * (1 + int(k[-1])))
+                 for k, v in owner.state_dict().items()}
+        owner.load_state_dict(state, assign=True)
+        first = np.asarray(owner.scales[0].detach() if lib is torch.nn else owner.scales[0])
+        listed = [np.asarray(p.detach() if lib is torch.nn else p).tolist()
+                  for p in owner.scales]
+        setattr(owner.scales, "1", lib.Parameter(ones[:1] * 5))
+        seen[lib] = (first.tolist(), listed, [tuple(p.shape) for p in owner.scales],
+                     len(owner.scales))
+    assert seen[nn] == seen[torch.nn]
+    assert seen[nn] == ([1.0, 1.0], [[1.0, 1.0], [2.0, 2.0]], [(2,), (1,)], 2)

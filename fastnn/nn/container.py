@@ -556,20 +556,28 @@ class _Holder(Module):
 
 class _List(_Holder):
     """The list behaviour of ModuleList and ParameterList: items named '0', '1', ...
-    under the owner."""
+    under the owner. The items are read from the owner's attributes each time (as
+    PyTorch's), so ``setattr(lst, '0', x)``, ``set_submodule``, ``delattr`` and
+    ``load_state_dict(assign=True)`` show in indexing and iteration too."""
 
     def __init__(self, values=None):
         super().__init__()
-        self._list = []
         if values is not None:
             self.extend(values)
+
+    def _items(self):
+        """The items, in order (a new list)."""
+        raise NotImplementedError
 
     def append(self, value):
         """Add an item at the end; returns self."""
         value = self._checked(value)
-        setattr(self, str(len(self._list)), value)
-        self._list.append(value)
+        setattr(self, self._next_name(), value)
         return self
+
+    def _next_name(self):
+        """The name of an item appended now: its position."""
+        return str(len(self))
 
     def extend(self, values):
         """Append every item of an iterable; returns self."""
@@ -597,36 +605,28 @@ class _List(_Holder):
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            return type(self)(self._list[index])
-        return self._list[self._abs_index(index)]
+            return type(self)(self._items()[index])
+        return self._items()[self._abs_index(index)]
 
     def __setitem__(self, index, value):
         i = self._abs_index(index)
         value = self._checked(value)
-        setattr(self, str(i), value)
-        self._list[i] = value
+        setattr(self, self._name_at(i), value)
+
+    def _name_at(self, i):
+        """The attribute name of the item at position i."""
+        return str(i)
 
     def _abs_index(self, index):
         """index as a position 0 <= i < len (PyTorch's checks and message)."""
         index = operator.index(index)
-        if not -len(self._list) <= index < len(self._list):
+        size = len(self)
+        if not -size <= index < size:
             raise IndexValueError(f"index {index} is out of range")
-        return index + len(self._list) if index < 0 else index
-
-    def _reset(self, values):
-        """Hold values, named '0', '1', ... again (after a deletion or an insertion)."""
-        table = self._table()
-        for i in range(len(self._list)):
-            table.pop(str(i), None)
-            self.__dict__.pop(str(i), None)
-        self._list = []
-        self.extend(values)
-
-    def __len__(self):
-        return len(self._list)
+        return index + size if index < 0 else index
 
     def __iter__(self):
-        return iter(self._list)
+        return iter(self._items())
 
 
 class ModuleList(_List):
@@ -655,17 +655,42 @@ class ModuleList(_List):
     def _table(self):
         return self._modules
 
+    def _items(self):
+        # (PyTorch's: the modules registered under the list, in their order)
+        return list(self._modules.values())
+
+    def __len__(self):
+        return len(self._modules)
+
+    def _next_name(self):
+        # (a free name when a module was removed by delattr from the middle)
+        name = str(len(self._modules))
+        if name in self._modules:
+            name = str(1 + max(int(k) for k in self._modules if k.isdigit()))
+        return name
+
+    def _name_at(self, i):
+        return list(self._modules)[i]
+
+    def _reset(self, modules):
+        """Hold modules, named '0', '1', ... again (after a deletion or an insertion)."""
+        for name in list(self._modules):
+            del self._modules[name]
+            self.__dict__.pop(name, None)
+        self.extend(modules)
+
     def __delitem__(self, index):
         """Remove the module at index (or those of a slice); the rest are renumbered
         '0', '1', ... (PyTorch's)."""
-        drop = (set(range(len(self._list))[index]) if isinstance(index, slice)
+        items = self._items()
+        drop = (set(range(len(items))[index]) if isinstance(index, slice)
                 else {self._abs_index(index)})
-        self._reset([m for i, m in enumerate(self._list) if i not in drop])
+        self._reset([m for i, m in enumerate(items) if i not in drop])
 
     def pop(self, key):
         """Remove the module at index key (or the modules of a slice, as a ModuleList)
         and return it; the rest are renumbered (PyTorch's)."""
-        value = self[key] if isinstance(key, slice) else self._list[self._abs_index(key)]
+        value = self[key]
         del self[key]
         return value
 
@@ -675,8 +700,9 @@ class ModuleList(_List):
         from the end (PyTorch's ModuleList.insert breaks on those two cases: KeyError for a
         negative index, a gap in the numbering past the end)."""
         module = self._checked(module)
-        index = _insert_position(index, len(self._list))
-        self._reset(self._list[:index] + [module] + self._list[index:])
+        items = self._items()
+        index = _insert_position(index, len(items))
+        self._reset(items[:index] + [module] + items[index:])
 
     def __repr__(self):
         runs = []  # [first index, last index, repr] of each run of equal reprs
@@ -705,8 +731,28 @@ class ParameterList(_List):
 
     holds = Parameter
 
+    def __init__(self, values=None):
+        object.__setattr__(self, "_size", 0)  # (PyTorch's: items are attributes '0', ...)
+        super().__init__(values)
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "_size" not in self.__dict__:   # (pickled when the items were kept in a list)
+            object.__setattr__(self, "_size", len(self.__dict__.pop("_list", ())))
+
     def _table(self):
         return self._parameters
+
+    def _items(self):
+        return [getattr(self, str(i)) for i in range(self._size)]
+
+    def __len__(self):
+        return self._size
+
+    def append(self, value):
+        super().append(value)
+        object.__setattr__(self, "_size", self._size + 1)
+        return self
 
     def _checked(self, value):
         return _parameter_or_object(self, value)
