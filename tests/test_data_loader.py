@@ -83,3 +83,22 @@ def test_unseeded_shuffle_draws_each_pass_from_the_global_generator():
     fastnn.manual_seed(0)
     data.DataLoader(x, y, batch_size=5, shuffle=True)
     np.testing.assert_array_equal(fastnn.nn.Linear(3, 2).weight.data, weights)
+
+
+def test_a_dict_is_a_map_style_dataset_as_in_pytorch():
+    # PyTorch's DataLoader reads a dict by key (the sampler's elements); fastnn took it
+    # for an array and said 'x must have a leading sample axis, got a scalar'
+    torch_data = pytest.importorskip("torch.utils.data")
+
+    def plain(batch):
+        return [np.asarray(b).tolist() for b in batch] if isinstance(batch, list) \
+            else np.asarray(batch).tolist()
+    cases = [({"a": 1.5, "b": 2.5, "c": 4.0}, dict(sampler=["c", "a"], batch_size=2)),
+             ({0: np.ones(2), 1: np.zeros(2), 2: np.full(2, 3.0)}, dict(batch_size=2)),
+             ({0: (1, 2.0), 1: (3, 4.0)}, dict(batch_size=2))]
+    for data, kwargs in cases:
+        ours = DataLoader(data, **kwargs)
+        theirs = torch_data.DataLoader(data, **kwargs)
+        assert len(ours) == len(theirs) and ours.dataset is data
+        assert [plain(b) for b in ours] == [plain(b) for b in theirs]
+    assert list(DataLoader({0: 7, 1: 8, 2: 9}, 2))[1].tolist() == [9]   # positional size
