@@ -1,6 +1,8 @@
 """Optimizers and schedulers against torch.optim 2.13, from an audit of 5 Dec: a user's
 LRScheduler subclass written for PyTorch (its _get_closed_form_lr() taken by the
-deprecated step(epoch) and by SequentialLR's restart at a milestone)."""
+deprecated step(epoch) and by SequentialLR's restart at a milestone, its get_lr()
+reading _is_initial at the step made when built)."""
+import math
 import warnings
 
 import numpy as np
@@ -46,6 +48,20 @@ def decay_with_closed_form(module):
     return Decay
 
 
+def warmup_reading_is_initial(module):
+    """A user's warm-up written as PyTorch 2.13's LinearLR: the step made when built
+    (_is_initial) scales the rate by the start factor, later ones by the ratio."""
+    class Warmup(module.LRScheduler):
+        def get_lr(self):
+            if self._is_initial:
+                return [group["lr"] * 0.25 for group in self.optimizer.param_groups]
+            if self.last_epoch > 3:
+                return [group["lr"] for group in self.optimizer.param_groups]
+            factor = (0.25 + 0.25 * self.last_epoch) / (0.25 + 0.25 * (self.last_epoch - 1))
+            return [group["lr"] * factor for group in self.optimizer.param_groups]
+    return Warmup
+
+
 def test_user_subclass_step_epoch_takes_its_closed_form_as_torch():
     """PyTorch's step(epoch) uses the scheduler's _get_closed_form_lr() when it has one
     (else get_lr()); fastnn's called get_lr(), one recursive step from the current rate
@@ -83,6 +99,34 @@ def test_sequential_restarts_a_user_subclass_by_its_closed_form_as_torch():
         theirs.step()
         np.testing.assert_allclose(rates(opt), rates(ref), rtol=1e-14)
     np.testing.assert_allclose(rates(opt), [0.1 * 0.9 ** 6, 0.025 * 0.9 ** 6], rtol=1e-14)
+
+
+def test_user_subclass_reads_is_initial_as_torch():
+    """PyTorch 2.13's schedulers set _is_initial during the step made when built (its
+    own LinearLR reads it); a subclass written that way failed with an AttributeError."""
+    opt, ref = sgd_twins()
+    ours, theirs = warmup_reading_is_initial(lr_scheduler)(opt), \
+        warmup_reading_is_initial(torch_sched)(ref)
+    assert ours._is_initial is False and theirs._is_initial is False
+    np.testing.assert_allclose(rates(opt), rates(ref), rtol=1e-14)
+    for _ in range(6):
+        opt.step()
+        ref.step()
+        ours.step()
+        theirs.step()
+        np.testing.assert_allclose(rates(opt), rates(ref), rtol=1e-14)
+    assert ours._is_initial is False
+    np.testing.assert_allclose(rates(opt), [0.1, 0.025], rtol=1e-14)
+
+
+def test_is_initial_is_false_outside_the_first_step_of_builtin_schedulers():
+    """The flag is set only while the scheduler is built (and its state dict, as
+    PyTorch's, carries it False)."""
+    opt, ref = sgd_twins()
+    ours, theirs = lr_scheduler.LinearLR(opt, 0.5), torch_sched.LinearLR(ref, 0.5)
+    assert ours.state_dict()["_is_initial"] is False
+    assert theirs.state_dict()["_is_initial"] is False
+    assert math.isclose(rates(opt)[0], rates(ref)[0], rel_tol=1e-14)
 
 
 if __name__ == "__main__":

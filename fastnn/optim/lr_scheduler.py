@@ -65,6 +65,9 @@ class LRScheduler:
     #: True while step() asks get_lr() for the rates (PyTorch's flag: get_lr() called
     #: from anywhere else warns that get_last_lr() gives the rates)
     _get_lr_called_within_step = False
+    #: True during the step a scheduler makes when built (PyTorch 2.13's flag, which its
+    #: own schedulers' get_lr() and a user's subclass written for PyTorch may read)
+    _is_initial = False
 
     def __init__(self, optimizer, last_epoch=-1):
         where = type(self).__name__
@@ -167,10 +170,12 @@ class LRScheduler:
 
     def _with_rule(self, rule):
         self._rule = rule
+        self._is_initial = rule == "initial"
         try:
             self.step()
         finally:
             del self._rule  # back to the class's "chain"
+            self._is_initial = False
 
     def _count_step(self):
         """PyTorch's bookkeeping at the start of a step(): count it (the step made when
