@@ -102,3 +102,21 @@ def test_a_dict_is_a_map_style_dataset_as_in_pytorch():
         assert len(ours) == len(theirs) and ours.dataset is data
         assert [plain(b) for b in ours] == [plain(b) for b in theirs]
     assert list(DataLoader({0: 7, 1: 8, 2: 9}, 2))[1].tolist() == [9]   # positional size
+
+
+def test_a_tuple_of_samples_is_a_dataset_as_a_list_is():
+    # a tuple of (name, label) samples was made one array: NumPy turned the labels into
+    # strings ('1', '2') and every sample into a row of a '<U21' array; PyTorch (and
+    # fastnn for a list) collates each field
+    torch_data = pytest.importorskip("torch.utils.data")
+
+    def plain(batch):
+        return [list(f) if isinstance(f, tuple) else np.asarray(f).tolist() for f in batch]
+    samples = (("a", 1), ("b", 2), ("c", 3))
+    ours = [plain(b) for b in DataLoader(samples, batch_size=2)]
+    assert ours == [plain(b) for b in torch_data.DataLoader(samples, batch_size=2)]
+    assert ours == [[["a", "b"], [1, 2]], [["c"], [3]]]
+    mixed = ((np.ones(2), 1), (np.zeros(2), 2))   # (NumPy refused this one outright)
+    (x, y), = DataLoader(mixed, batch_size=2)
+    assert x.tolist() == [[1.0, 1.0], [0.0, 0.0]] and y.tolist() == [1, 2]
+    assert [b.tolist() for b in DataLoader((4, 5, 6), 2)] == [[4, 5], [6]]

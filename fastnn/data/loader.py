@@ -122,11 +122,11 @@ class DataLoader:
                  num_workers=0, pin_memory=False, timeout=0, worker_init_fn=None,
                  multiprocessing_context=None, generator=None, prefetch_factor=None,
                  persistent_workers=False, pin_memory_device="", in_order=True):
-        # a list of samples is a dataset, as in PyTorch (not one array), unless targets
-        # follow it: DataLoader(list_of_samples[, batch_size]) and DataLoader(x, y); so is
-        # a dict (samples by key, the sampler's indices its keys, as PyTorch's)
+        # a list (or tuple) of samples is a dataset, as in PyTorch (not one array), unless
+        # targets follow it: DataLoader(list_of_samples[, batch_size]) and DataLoader(x,
+        # y); so is a dict (samples by key, the sampler's indices its keys, as PyTorch's)
         positional_batch = isinstance(y, numbers.Integral) and not isinstance(y, bool)
-        listed = (isinstance(x, (list, collections.abc.Mapping))
+        listed = (isinstance(x, (list, tuple, collections.abc.Mapping))
                   and (y is None or positional_batch))
         self._dataset = x if is_dataset(x) or listed else None
         if self._dataset is not None:
