@@ -1,7 +1,8 @@
 """Optimizers and schedulers against torch.optim 2.13, from an audit of 5 Dec: a user's
 LRScheduler subclass written for PyTorch (its _get_closed_form_lr() taken by the
 deprecated step(epoch) and by SequentialLR's restart at a milestone, its get_lr()
-reading _is_initial at the step made when built)."""
+reading _is_initial at the step made when built), and state dicts whose parameter ids
+are not 0, 1, ... (PyTorch maps them to the parameters by position)."""
 import math
 import warnings
 
@@ -131,3 +132,81 @@ def test_is_initial_is_false_outside_the_first_step_of_builtin_schedulers():
 
 if __name__ == "__main__":
     pytest.main([__file__, "-q"])
+
+
+# ------------------------------------------- state dicts numbering parameters otherwise
+def renumbered(state_dict, ids):
+    """A copy of a torch optimizer's state dict whose parameter ids 0, 1, ... are
+    ids[0], ids[1], ... (in its groups and its state)."""
+    out = {"state": {ids[k]: dict(v) for k, v in state_dict["state"].items()},
+           "param_groups": [dict(g, params=[ids[i] for i in g["params"]])
+                            for g in state_dict["param_groups"]]}
+    return out
+
+
+@pytest.mark.parametrize("name, kwargs", [("Adam", dict(lr=0.1, amsgrad=True)),
+                                          ("SGD", dict(lr=0.1, momentum=0.9)),
+                                          ("Adagrad", dict(lr=0.1)),
+                                          ("Adafactor", dict(lr=0.1))])
+@pytest.mark.parametrize("ids", [[10, 4, 7], [1, 0, 2]], ids=["sparse", "permuted"])
+def test_state_dict_ids_name_parameters_by_position_as_torch(name, kwargs, ids):
+    """PyTorch's load_state_dict maps the saved groups' parameter ids to the optimizer's
+    parameters by position, whatever the ids; fastnn refused any but 0, 1, ... with a
+    message that the group 'holds 2 parameters in the state dict but 2'."""
+    rng = np.random.default_rng(0)
+    values = [rng.standard_normal(shape) for shape in ((2, 3), (4,), (3, 2))]
+    ref_params = [torch.nn.Parameter(torch.tensor(v)) for v in values]
+    ref = getattr(torch.optim, name)([{"params": ref_params[:2]},
+                                      {"params": ref_params[2:]}], **kwargs)
+    for _ in range(3):
+        for q in ref_params:
+            q.grad = torch.tensor(rng.standard_normal(tuple(q.shape)))
+        ref.step()
+    saved = renumbered(ref.state_dict(), ids)
+    ours = [Parameter(q.detach().numpy().copy()) for q in ref_params]
+    opt = getattr(optim, name)([{"params": ours[:2]}, {"params": ours[2:]}], **kwargs)
+    opt.load_state_dict(saved)
+    ref2 = getattr(torch.optim, name)([{"params": ref_params[:2]},
+                                       {"params": ref_params[2:]}], **kwargs)
+    ref2.load_state_dict(saved)
+    got, want = opt.state_dict()["state"], ref2.state_dict()["state"]
+    for index in want:
+        for key, value in want[index].items():
+            np.testing.assert_allclose(np.asarray(got[index][key], dtype=np.float64),
+                                       np.asarray(value, dtype=np.float64), rtol=1e-12)
+    for _ in range(3):
+        for p, q in zip(ours, ref_params):
+            p.grad = rng.standard_normal(p.data.shape)
+            q.grad = torch.tensor(p.grad)
+        opt.step()
+        ref2.step()
+    for p, q in zip(ours, ref_params):
+        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_state_dict_with_an_id_listed_twice_is_refused_saying_so():
+    ours = [Parameter(np.ones(2)) for _ in range(3)]
+    opt = optim.Adam([{"params": ours[:2]}, {"params": ours[2:]}])
+    saved = {"state": {}, "param_groups": [dict(opt.state_dict()["param_groups"][0],
+                                                params=[4, 7]),
+                                           dict(opt.state_dict()["param_groups"][1],
+                                                params=[7])]}
+    with pytest.raises(ValueError, match=r"lists parameter ids \[4, 7\].*distinct ids"):
+        opt.load_state_dict(saved)
+    assert opt.state_dict()["state"] == {}
+
+
+def test_lbfgs_loads_a_state_dict_whose_parameter_id_is_not_0():
+    ref_params = [torch.nn.Parameter(torch.tensor([1.5, -0.5], dtype=torch.float64))]
+    ref = torch.optim.LBFGS(ref_params, max_iter=3)
+
+    def closure():
+        ref.zero_grad()
+        loss = ((ref_params[0] - 1.0) ** 4).sum()
+        loss.backward()
+        return loss
+    ref.step(closure)
+    saved = renumbered(ref.state_dict(), [3])
+    opt = optim.LBFGS([Parameter(ref_params[0].detach().numpy().copy())], max_iter=3)
+    opt.load_state_dict(saved)
+    assert opt.state_dict()["state"][0]["n_iter"] == ref.state_dict()["state"][0]["n_iter"]

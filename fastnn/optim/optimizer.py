@@ -593,7 +593,7 @@ class Optimizer:
         Returns the normalised (groups, state) load_state_dict applies: groups is a list of
         hyper-parameter dicts, state maps index -> (step, {name: array}).
         """
-        where, groups, saved_state = self._state_dict_parts(state_dict)
+        where, groups, saved_state = self._state_dict_parts(_positional_ids(state_dict))
         if _written_for_torch(type(self)):
             return groups, self._validate_user_state(where, saved_state)
         located = self._locate()
@@ -646,10 +646,16 @@ class Optimizer:
                 raise ValueError(f"{where}: parameter group {gi} is not a dict")
             saved = {**{k: v for k, v in self._later_hyperparameters.items()
                         if k in self.hyperparameters}, **saved}
-            if list(saved.get("params", ())) != list(range(start, start + n)):
-                raise ValueError(f"{where}: parameter group {gi} holds "
-                                 f"{len(saved.get('params', ()))} parameters in the state "
-                                 f"dict but {n} in this optimizer")
+            ids = list(saved.get("params", ()))
+            if len(ids) != n:
+                raise ValueError(f"{where}: parameter group {gi} holds {len(ids)} "
+                                 f"parameters in the state dict but {n} in this optimizer")
+            if ids != list(range(start, start + n)):
+                # (ids other than 0, 1, ... are renumbered by position before, as
+                # PyTorch maps them: these are ids listed twice)
+                raise ValueError(f"{where}: parameter group {gi} lists parameter ids "
+                                 f"{ids} in the state dict; expected distinct ids, one "
+                                 f"per parameter across the groups")
             start += n
             missing = [k for k in self.hyperparameters if k not in saved]
             flags = {k: v for k, v in saved.items() if k in self.torch_flags}
@@ -952,11 +958,31 @@ def _hooked_load_state_dict(load_state_dict):
             result = hook(self, state_dict)
             if result is not None:
                 state_dict = result
-        out = load_state_dict(self, state_dict)
+        out = load_state_dict(self, _positional_ids(state_dict))
         for hook in _hooks(self, "_optimizer_load_state_dict_post_hooks"):
             hook(self)
         return out
     return wrapper
+
+
+def _positional_ids(state_dict):
+    """PyTorch's rule for a state dict's parameter ids: whatever they are, the saved
+    groups' ids name the optimizer's parameters in order (the first id its first
+    parameter, ...). A state dict numbering them otherwise than 0, 1, ... comes back
+    renumbered so, in a new dict (its state entries under the new numbers); any other,
+    a malformed one or one with an id listed twice included (which load_state_dict
+    reports), as given."""
+    try:
+        groups, state = state_dict["param_groups"], state_dict["state"]
+        ids = [i for group in groups for i in group["params"]]
+        position = {i: n for n, i in enumerate(ids)}
+        renumbered = {position.get(k, k): v for k, v in state.items()}
+    except (TypeError, KeyError, AttributeError):
+        return state_dict
+    if ids == list(range(len(ids))) or len(position) != len(ids):
+        return state_dict
+    groups = [dict(group, params=[position[i] for i in group["params"]]) for group in groups]
+    return dict(state_dict, param_groups=groups, state=renumbered)
 
 
 _HOOKED = {"step": _hooked_step, "state_dict": _hooked_state_dict,
