@@ -120,3 +120,26 @@ def test_a_tuple_of_samples_is_a_dataset_as_a_list_is():
     (x, y), = DataLoader(mixed, batch_size=2)
     assert x.tolist() == [[1.0, 1.0], [0.0, 0.0]] and y.tolist() == [1, 2]
     assert [b.tolist() for b in DataLoader((4, 5, 6), 2)] == [[4, 5], [6]]
+
+
+def test_an_iterator_of_the_loader_has_its_length_as_in_pytorch():
+    # iter(loader) was a bare generator: len(iter(loader)), which PyTorch's iterator
+    # has (dataiter = iter(loader); for _ in range(len(dataiter)): next(dataiter)), was
+    # a TypeError
+    torch_data = pytest.importorskip("torch.utils.data")
+    x, y = arrays(7)
+    for kwargs in (dict(batch_size=3), dict(batch_size=3, drop_last=True),
+                   dict(batch_size=None)):
+        ours, theirs = iter(DataLoader(list(y), **kwargs)), iter(
+            torch_data.DataLoader(list(y), **kwargs))
+        assert len(ours) == len(theirs) and iter(ours) is ours
+        first = next(ours)
+        assert len(ours) == len(theirs)   # (still the pass's length, as PyTorch's)
+        rest = [np.asarray(b).tolist() for b in ours]
+        assert [np.asarray(first).tolist()] + rest == [np.asarray(b).tolist()
+                                                        for b in theirs]
+    dataiter = iter(DataLoader(x, y, batch_size=3, shuffle=True, seed=0))
+    labels = np.concatenate([next(dataiter)[1] for _ in range(len(dataiter))])
+    assert sorted(labels.tolist()) == list(range(7))
+    with pytest.raises(StopIteration):
+        next(dataiter)

@@ -349,6 +349,11 @@ class DataLoader:
         call_worker_init(self.worker_init_fn, info)
 
     def __iter__(self):
+        """One pass: an iterator of the batches that has ``len`` (the loader's), as
+        PyTorch's."""
+        return _LoaderIter(self._batches(), self)
+
+    def _batches(self):
         self._start_pass()
         if self.batch_sampler is None:   # batch_size=None: one sample per step
             for index in self.sampler:
@@ -424,6 +429,25 @@ class DataLoader:
                     f"{self.shuffle}, drop_last={self.drop_last})")
         return (f"DataLoader(num_samples={self.num_samples}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last})")
+
+
+class _LoaderIter:
+    """A pass over a DataLoader: the batches of a generator, with ``len`` the loader's
+    number of batches (PyTorch's ``len(iter(loader))``)."""
+
+    __slots__ = ("_batches", "_loader")
+
+    def __init__(self, batches, loader):
+        self._batches, self._loader = batches, loader
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self._batches)
+
+    def __len__(self):
+        return len(self._loader)
 
 
 def _check_iterable(obj, name):
