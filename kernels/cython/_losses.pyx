@@ -55,25 +55,37 @@ cdef inline double _sce_prob_row(const floating* x, const floating* t, floating*
     inv_s = row_sum(t, c) / s  # softmax * sum(t) - t: rows of t need not sum to 1
     for j in range(c):
         g[j] = (g[j] * inv_s - t[j]) * inv_n
-    # -sum_j t_j log_softmax(x)_j = sum_j t_j (m - x_j) + lse sum_j t_j, the two sums in
-    # eight lanes each. lse is added once, after them: added to each m - x_j, gcc's
-    # -fassociative-math hoisted m + lse out of the loop and, in float64, rounded lse
-    # away where |m| is 1e12 or more (a row of 1e17s: a loss of 0, not log C)
     for k in range(8):
         acc[k] = 0
         acc_t[k] = 0
     j = 0
+    if floating is float:
+        # -log_softmax(x)_j = (m - x_j) + lse, summed against t in eight lanes (m - x_j
+        # rounds in float32 before the conversion, which gcc cannot reassociate across)
+        while j + 8 <= c:
+            for k in range(8):
+                acc[k] += <double>t[j + k] * (<double>(m - x[j + k]) + lse)
+            j += 8
+        tx = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+        while j < c:
+            tx += <double>t[j] * (<double>(m - x[j]) + lse)
+            j += 1
+        return tx
+    # float64: sum_j t_j (m - x_j) + lse sum_j t_j, the two sums in eight lanes each and
+    # lse added once, after them: added to each m - x_j, gcc's -fassociative-math hoisted
+    # m + lse out of the loop and rounded lse away where |m| is 1e12 or more (a row of
+    # 1e17s: a loss of 0, not log C)
     while j + 8 <= c:
         for k in range(8):
-            acc[k] += <double>t[j + k] * <double>(m - x[j + k])
-            acc_t[k] += <double>t[j + k]
+            acc[k] += t[j + k] * (m - x[j + k])
+            acc_t[k] += t[j + k]
         j += 8
     tx = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
     tt = ((acc_t[0] + acc_t[1]) + (acc_t[2] + acc_t[3])) + (
         (acc_t[4] + acc_t[5]) + (acc_t[6] + acc_t[7]))
     while j < c:
-        tx += <double>t[j] * <double>(m - x[j])
-        tt += <double>t[j]
+        tx += t[j] * (m - x[j])
+        tt += t[j]
         j += 1
     return fnn_opaque(tx + lse * tt)   # (the row's loss kept whole in the chunk's sum)
 
