@@ -35,6 +35,16 @@ def rates(opt):
     return [group["lr"] for group in opt.param_groups]
 
 
+def step_alike(opt, ref, ours, theirs, steps):
+    """steps optimizer and scheduler steps on both sides, the rates equal after each."""
+    for _ in range(steps):
+        opt.step()
+        ref.step()
+        ours.step()
+        theirs.step()
+        np.testing.assert_allclose(rates(opt), rates(ref), rtol=1e-14)
+
+
 def decay_with_closed_form(module):
     """A user's schedule in PyTorch's chainable style: get_lr() from the current rates,
     _get_closed_form_lr() from base_lrs (what PyTorch's step(epoch) takes)."""
@@ -93,12 +103,7 @@ def test_sequential_restarts_a_user_subclass_by_its_closed_form_as_torch():
         return module.SequentialLR(optimizer, [warm, decay_with_closed_form(module)(
             optimizer)], milestones=[2])
     ours, theirs = build(lr_scheduler, opt), build(torch_sched, ref)
-    for _ in range(8):
-        opt.step()
-        ref.step()
-        ours.step()
-        theirs.step()
-        np.testing.assert_allclose(rates(opt), rates(ref), rtol=1e-14)
+    step_alike(opt, ref, ours, theirs, 8)
     np.testing.assert_allclose(rates(opt), [0.1 * 0.9 ** 6, 0.025 * 0.9 ** 6], rtol=1e-14)
 
 
@@ -110,12 +115,7 @@ def test_user_subclass_reads_is_initial_as_torch():
         warmup_reading_is_initial(torch_sched)(ref)
     assert ours._is_initial is False and theirs._is_initial is False
     np.testing.assert_allclose(rates(opt), rates(ref), rtol=1e-14)
-    for _ in range(6):
-        opt.step()
-        ref.step()
-        ours.step()
-        theirs.step()
-        np.testing.assert_allclose(rates(opt), rates(ref), rtol=1e-14)
+    step_alike(opt, ref, ours, theirs, 6)
     assert ours._is_initial is False
     np.testing.assert_allclose(rates(opt), [0.1, 0.025], rtol=1e-14)
 

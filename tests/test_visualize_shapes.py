@@ -19,20 +19,26 @@ def test_other_sizes_refused():
         image_shape(models.MLP(50, [4], 3))
 
 
+def dream_from_checkpoint(tmp_path, name, target_class):
+    """`fastnn dream` on tmp_path/name writes a non-empty tmp_path/d.png (the backend is
+    restored after it)."""
+    backend = fastnn.get_backend()
+    try:
+        assert cli.main(["dream", "--checkpoint", str(tmp_path / name), "--target-class",
+                         str(target_class), "--steps", "5", "--out", str(tmp_path / "d.png"),
+                         "--no-progress"]) == 0
+    finally:
+        fastnn.set_backend(backend)
+    assert (tmp_path / "d.png").stat().st_size > 0
+
+
 def test_colour_mlp_dreams(tmp_path):
     fastnn.manual_seed(0)
     model = models.MLP(3 * 8 * 8, [16], 4)
     image, before, after = visualize_class(model, 2, steps=30, seed=0)
     assert image.shape == (3, 8, 8) and after > before
     fastnn.save(model, tmp_path / "m.npz")
-    backend = fastnn.get_backend()
-    try:
-        assert cli.main(["dream", "--checkpoint", str(tmp_path / "m.npz"), "--target-class",
-                         "1", "--steps", "5", "--out", str(tmp_path / "d.png"),
-                         "--no-progress"]) == 0
-    finally:
-        fastnn.set_backend(backend)
-    assert (tmp_path / "d.png").stat().st_size > 0
+    dream_from_checkpoint(tmp_path, "m.npz", 1)
     assert np.all((image >= 0) & (image <= 1))
 
 
@@ -103,13 +109,6 @@ def test_a_sequential_opening_with_a_linear_layer_dreams_as_an_mlp(tmp_path):
     np.testing.assert_array_equal(got[0], want[0])
     assert got[1:] == want[1:] and got[2] > got[1]
     fastnn.save(nn.Sequential(nn.Linear(784, 10)), tmp_path / "seq.npz")
-    backend = fastnn.get_backend()
-    try:
-        assert cli.main(["dream", "--checkpoint", str(tmp_path / "seq.npz"), "--target-class",
-                         "3", "--steps", "5", "--out", str(tmp_path / "d.png"),
-                         "--no-progress"]) == 0
-    finally:
-        fastnn.set_backend(backend)
-    assert (tmp_path / "d.png").stat().st_size > 0
+    dream_from_checkpoint(tmp_path, "seq.npz", 3)
     with pytest.raises(ValueError, match="cannot view 50 input features"):
         image_shape(nn.Sequential(nn.Linear(50, 3)))
