@@ -5,13 +5,15 @@
 ``Dataset`` (``TensorDataset``, ``Subset``, ``ConcatDataset``, ``random_split``: PyTorch's
 ``torch.utils.data`` names), in batches, its indices drawn by a sampler
 (``SequentialSampler``, ``RandomSampler``, ``SubsetRandomSampler``,
-``WeightedRandomSampler``, ``BatchSampler``, or your own ``Sampler``).
+``WeightedRandomSampler``, ``BatchSampler``, or your own ``Sampler``), or an
+iterable-style ``IterableDataset`` (``ChainDataset``, ``a + b``) in its own order.
 ``get_worker_info()`` is None except inside a loader's ``worker_init_fn`` call, where it
-is a ``WorkerInfo`` for the one in-process worker (see ``DataLoader``).
+is a ``WorkerInfo`` for the one in-process worker (see ``DataLoader``), and, over an
+``IterableDataset`` with ``num_workers > 0``, while each worker's copy is read.
 """
 from .cifar import CIFARError, load_cifar10, read_batch
-from .dataset import (ConcatDataset, Dataset, Subset, TensorDataset, default_collate,
-                      default_convert, random_split)
+from .dataset import (ChainDataset, ConcatDataset, Dataset, IterableDataset, Subset,
+                      TensorDataset, default_collate, default_convert, random_split)
 from .digits import load_digits
 from .download import DownloadError
 from .idx import IDXError, parse_idx, read_idx
@@ -55,7 +57,8 @@ def load(name, root=None, download=False, flatten=False, dtype="float32"):
 
 __all__ = ["load", "DATASETS", "DataLoader", "read_idx", "parse_idx", "IDXError",
            "DownloadError", "load_mnist", "load_fashion_mnist", "load_cifar10", "read_batch",
-           "CIFARError", "load_digits", "Dataset", "TensorDataset", "Subset", "ConcatDataset",
+           "CIFARError", "load_digits", "Dataset", "IterableDataset", "ChainDataset",
+           "TensorDataset", "Subset", "ConcatDataset",
            "random_split", "default_collate", "default_convert", "Sampler", "SequentialSampler",
            "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler", "BatchSampler",
            "get_worker_info", "WorkerInfo"]

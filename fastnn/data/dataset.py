@@ -1,6 +1,8 @@
 """Map-style datasets, as ``torch.utils.data``'s, for ``fastnn.data.DataLoader``.
 
 ``Dataset`` (subclass it with ``__len__`` and ``__getitem__``), ``TensorDataset(*arrays)``,
+``IterableDataset`` (subclass it with ``__iter__``; ``ChainDataset(datasets)`` or ``a + b``
+chains them),
 ``Subset(dataset, indices)``, ``ConcatDataset(datasets)`` (also ``dataset_a + dataset_b``),
 ``random_split(dataset, lengths, generator=None)`` and ``default_collate(samples)``, with
 PyTorch's behaviour on NumPy arrays: a sample is whatever ``__getitem__`` returns, and
@@ -9,6 +11,7 @@ axis, Python ints into int64 and floats into float64 arrays, tuples and lists of
 into a list of batched fields (a list subclass keeps its type), dicts key by key, strings
 (NumPy's too) left as they come: the list of samples, or the tuple of a tuple's field).
 """
+import abc
 import bisect
 import collections.abc
 import copy
@@ -32,6 +35,47 @@ class Dataset:
 
     def __add__(self, other):
         return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset, metaclass=abc.ABCMeta):
+    """Base class of iterable-style datasets: a subclass defines ``__iter__`` (the samples
+    of a pass, in order) and may define ``__len__``; ``a + b`` chains two of them (a
+    ChainDataset). A DataLoader reads it in that order (no sampler); with ``num_workers >
+    0`` each worker iterates its own copy, and ``fastnn.data.get_worker_info()`` in
+    ``__iter__`` tells a copy which share to read. A subclass without ``__iter__`` cannot
+    be instantiated (a TypeError, as PyTorch's abstract class)."""
+
+    @abc.abstractmethod
+    def __iter__(self):
+        raise NotImplementedError("Subclasses of IterableDataset should implement __iter__.")
+
+    def __add__(self, other):
+        return ChainDataset([self, other])
+
+
+def _check_iterable_dataset(dataset):
+    if not isinstance(dataset, IterableDataset):
+        raise AssertionValueError("ChainDataset only supports IterableDataset")
+
+
+class ChainDataset(IterableDataset):
+    """The samples of several IterableDatasets one after the other, read on the fly;
+    ``len`` is the sum of theirs (a TypeError if one has none)."""
+
+    def __init__(self, datasets):
+        self.datasets = datasets
+
+    def __iter__(self):
+        for dataset in self.datasets:
+            _check_iterable_dataset(dataset)
+            yield from dataset
+
+    def __len__(self):
+        total = 0
+        for dataset in self.datasets:
+            _check_iterable_dataset(dataset)
+            total += len(dataset)
+        return total
 
 
 class TensorDataset(Dataset):
@@ -98,6 +142,8 @@ class ConcatDataset(Dataset):
         if not self.datasets:
             raise AssertionValueError("ConcatDataset: datasets should not be an empty "
                                       "iterable")   # (PyTorch's AssertionError)
+        if any(isinstance(d, IterableDataset) for d in self.datasets):
+            raise AssertionValueError("ConcatDataset does not support IterableDataset")
         self.cumulative_sizes = list(itertools.accumulate(len(d) for d in self.datasets))
 
     def __len__(self):

@@ -2,13 +2,16 @@
 import collections.abc
 import multiprocessing
 import numbers
+import warnings
 
 import numpy as np
 
 from ..errors import AssertionValueError, IndexValueError, TypeValueError
-from .dataset import (TensorDataset, array_view, default_collate, default_convert,
-                      is_dataset)
-from .sampler import BatchSampler, RandomSampler, SequentialSampler, as_generator
+from .dataset import (IterableDataset, TensorDataset, array_view, default_collate,
+                      default_convert, is_dataset)
+from .sampler import (BatchSampler, InfiniteConstantSampler, RandomSampler,
+                      SequentialSampler, as_generator)
+from .streams import WorkerStream, round_robin, start_workers, worker_streams
 from .worker import WorkerInfo, call_worker_init, pass_seed
 
 
@@ -115,6 +118,21 @@ class DataLoader:
     it: it repeats with the same seed or after ``fastnn.manual_seed``, changes from pass
     to pass as the generator advances, and the shuffle order and the global generator's
     stream are those of the same loader without a ``worker_init_fn``.
+
+    An ``IterableDataset`` (PyTorch's iterable-style dataset) is read in its own order,
+    as PyTorch's: each batch the next ``batch_size`` items of ``iter(dataset)`` (the last
+    one shorter, or dropped with ``drop_last``; one item at a time, through
+    ``default_convert``, with ``batch_size=None``), collated by ``collate_fn``;
+    ``shuffle=True``, ``sampler`` and ``batch_sampler`` are ValueErrors, and
+    ``len(loader)`` is ``len(dataset)`` in batches (ceil, or floor with ``drop_last``; a
+    TypeError when the dataset has no ``len``). With ``num_workers > 0`` fastnn plays
+    PyTorch's workers in this process, one after the other: worker ``k`` calls
+    ``worker_init_fn(k)`` and iterates its own shallow copy of the dataset, with
+    ``get_worker_info()`` its ``WorkerInfo(id=k, num_workers, seed=base + k, dataset=the
+    copy)`` meanwhile, so the dataset can read its share; the batches come one from each
+    worker in turn, a worker dropping out when its iterator ends (with
+    ``persistent_workers=True`` the workers and their copies are kept across passes).
+    An exception raised reading the dataset ends the pass there.
     """
 
     def __init__(self, x, y=None, batch_size=_UNSET, shuffle=False, seed=None,
@@ -171,6 +189,9 @@ class DataLoader:
             if seed is not None:
                 raise TypeError("DataLoader: pass seed= or generator=, not both")
             seed = generator
+        self._iterable = isinstance(self._dataset, IterableDataset)
+        if self._iterable:
+            _check_iterable_options(shuffle, sampler, batch_sampler)
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         if batch_sampler is not None:
@@ -211,7 +232,9 @@ class DataLoader:
         self._worker_rng = None if seed is None else self.rng
         if self._dataset is None:
             self._set_arrays(x, y)
-        if sampler is None:
+        if self._iterable:   # (PyTorch's: the samples come in the dataset's order)
+            sampler = InfiniteConstantSampler()
+        elif sampler is None:
             if self.shuffle:   # (PyTorch's RandomSampler refuses no samples)
                 if self.num_samples == 0:
                     raise ValueError("DataLoader: num_samples should be a positive integer "
@@ -223,6 +246,8 @@ class DataLoader:
             batch_sampler = BatchSampler(sampler, self.batch_size, self.drop_last)
         self.sampler, self.batch_sampler = sampler, batch_sampler
         self._initialized_workers = False
+        self._workers = None   # an iterable dataset's persistent workers
+        self._iterable_len = None   # len(dataset) once len(loader) read it (PyTorch's)
         self._initialized = True
 
     # the batches are planned when the loader is built (its batch_sampler): changing
@@ -326,7 +351,14 @@ class DataLoader:
         return len(self._dataset) if self._dataset is not None else self.x.shape[0]
 
     def __len__(self):
-        """Number of batches per pass: len(batch_sampler), or len(sampler) unbatched."""
+        """Number of batches per pass: len(batch_sampler), or len(sampler) unbatched;
+        over an IterableDataset, PyTorch's estimate from len(dataset) (a TypeError when
+        it has no len): ceil(len / batch_size), floored with drop_last."""
+        if self._iterable:
+            n = self._iterable_len = len(self._dataset)
+            if self.batch_size is None:
+                return n
+            return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
         if self.batch_sampler is not None:
             return len(self.batch_sampler)
         return len(self.sampler)
@@ -351,7 +383,27 @@ class DataLoader:
     def __iter__(self):
         """One pass: an iterator of the batches that has ``len`` (the loader's), as
         PyTorch's."""
+        if self._iterable:
+            return _LoaderIter(self._iterable_batches(), self, self._iterable_len)
         return _LoaderIter(self._batches(), self)
+
+    def _iterable_batches(self):
+        """A pass over an IterableDataset (see fastnn/data/streams.py): its iterators
+        are made now, when the pass starts, as PyTorch's (num_workers=0: this process's
+        one; else each worker's, after its worker_init_fn)."""
+        collate = self.collate_fn or (default_convert if self.batch_size is None
+                                      else default_collate)
+        if self.num_workers == 0:
+            streams = [WorkerStream(self._dataset, None)]
+        else:
+            workers = self._workers
+            if workers is None:
+                workers = start_workers(self._dataset, self.num_workers,
+                                        pass_seed(self._worker_rng), self.worker_init_fn)
+                if self.persistent_workers and all(err is None for _, err in workers):
+                    self._workers = workers   # (started once, as PyTorch's)
+            streams = worker_streams(workers)
+        return round_robin(streams, self.batch_size, self.drop_last, collate)
 
     def _batches(self):
         self._start_pass()
@@ -423,6 +475,9 @@ class DataLoader:
             yield collate(samples)
 
     def __repr__(self):
+        if self._iterable:
+            return (f"DataLoader(dataset={type(self._dataset).__name__}, batch_size="
+                    f"{self.batch_size}, drop_last={self.drop_last})")
         if self._dataset is not None:
             return (f"DataLoader(dataset={type(self._dataset).__name__}, num_samples="
                     f"{self.num_samples}, batch_size={self.batch_size}, shuffle="
@@ -433,21 +488,57 @@ class DataLoader:
 
 class _LoaderIter:
     """A pass over a DataLoader: the batches of a generator, with ``len`` the loader's
-    number of batches (PyTorch's ``len(iter(loader))``)."""
+    number of batches (PyTorch's ``len(iter(loader))``; over an IterableDataset a
+    TypeError, as PyTorch's, whose sampler there has no len). ``reported``: the
+    IterableDataset's len when len(loader) was read before the pass, as PyTorch's, which
+    then warns once more batches than that have come."""
 
-    __slots__ = ("_batches", "_loader")
+    __slots__ = ("_batches", "_loader", "_reported", "_yielded")
 
-    def __init__(self, batches, loader):
+    def __init__(self, batches, loader, reported=None):
         self._batches, self._loader = batches, loader
+        self._reported, self._yielded = reported, 0
 
     def __iter__(self):
         return self
 
     def __next__(self):
-        return next(self._batches)
+        batch = next(self._batches)
+        self._yielded += 1
+        if self._reported is not None and self._yielded > self._reported:
+            _warn_past_len(self._loader, self._reported, self._yielded)
+        return batch
 
     def __len__(self):
+        if self._loader._iterable:
+            return len(self._loader.sampler)
         return len(self._loader)
+
+
+def _warn_past_len(loader, reported, yielded):
+    """PyTorch's warning: an IterableDataset gave more batches than its len said."""
+    message = (f"Length of IterableDataset {loader.dataset} was reported to be {reported} "
+               f"(when accessing len(dataloader)), but {yielded} samples have been "
+               f"fetched. ")
+    if loader.num_workers > 0:
+        message += ("For multiprocessing data-loading, this could be caused by not "
+                    "properly configuring the IterableDataset replica at each worker "
+                    "(see get_worker_info()).")
+    warnings.warn(message, stacklevel=3)
+
+
+def _check_iterable_options(shuffle, sampler, batch_sampler):
+    """PyTorch's ValueErrors: an IterableDataset takes no shuffle, sampler or
+    batch_sampler (its samples come in its own order)."""
+    if shuffle not in (False, None):
+        raise ValueError(f"DataLoader with IterableDataset: expected unspecified shuffle "
+                         f"option, but got shuffle={shuffle}")
+    if sampler is not None:
+        raise ValueError(f"DataLoader with IterableDataset: expected unspecified sampler "
+                         f"option, but got sampler={sampler}")
+    if batch_sampler is not None:
+        raise ValueError(f"DataLoader with IterableDataset: expected unspecified "
+                         f"batch_sampler option, but got batch_sampler={batch_sampler}")
 
 
 def _check_iterable(obj, name):

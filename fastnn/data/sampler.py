@@ -226,6 +226,14 @@ class WeightedRandomSampler(Sampler[int]):
         return np.argsort(keys, kind="stable").astype(np.int64)
 
 
+class InfiniteConstantSampler(Sampler[None]):
+    """``None`` forever, with no ``len``: a DataLoader's sampler over an IterableDataset,
+    whose samples come from its own iterator (PyTorch's ``_InfiniteConstantSampler``)."""
+
+    def __iter__(self):
+        return itertools.repeat(None)
+
+
 class BatchSampler(Sampler[list]):
     """Lists of ``batch_size`` indices from ``sampler`` (a Sampler or any iterable of
     indices), the last one shorter unless ``drop_last`` drops it."""

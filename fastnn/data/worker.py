@@ -9,7 +9,14 @@ that shards a dataset by ``id`` and ``num_workers`` still reads all of it, once)
 ``dataset`` the loader's dataset, and ``seed`` an int in [0, 2**63) (PyTorch's range)
 hashed from the state of the generator the pass shuffles with, as the pass starts (see
 ``pass_seed``).
+
+An ``IterableDataset`` has nothing to share out by index, so there each of
+``num_workers`` workers is played in turn, as PyTorch's processes are: worker ``k`` gets
+``WorkerInfo(id=k, num_workers, seed=base + k, dataset=its own shallow copy)`` while its
+``worker_init_fn``, its ``iter(dataset)``, each of its ``next`` calls and its collate
+run (see ``fastnn/data/streams.py``).
 """
+import contextlib
 import dataclasses
 import hashlib
 import threading
@@ -62,11 +69,25 @@ def pass_seed(rng):
     return int.from_bytes(digest, "little") >> 1
 
 
-def call_worker_init(worker_init_fn, info):
-    """worker_init_fn(info.id) with get_worker_info() returning info during the call."""
+@contextlib.contextmanager
+def as_worker(info):
+    """get_worker_info() returns info (a WorkerInfo, or None: the main process) inside
+    the block, and what it returned before after it."""
     saved = getattr(_local, "info", None)
     _local.info = info
     try:
-        worker_init_fn(info.id)
+        yield
     finally:
         _local.info = saved
+
+
+def worker_seed(base, worker_id):
+    """Worker worker_id's seed: base + worker_id in [0, 2**63), as PyTorch's base_seed +
+    worker_id."""
+    return (base + worker_id) % 2 ** 63
+
+
+def call_worker_init(worker_init_fn, info):
+    """worker_init_fn(info.id) with get_worker_info() returning info during the call."""
+    with as_worker(info):
+        worker_init_fn(info.id)

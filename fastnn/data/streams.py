@@ -1,0 +1,101 @@
+"""A DataLoader's pass over an iterable-style dataset, as PyTorch's.
+
+PyTorch reads an ``IterableDataset`` with no sampler: each batch is the next
+``batch_size`` items of ``iter(dataset)`` (the last one shorter, or dropped with
+``drop_last``), or each item alone with ``batch_size=None``. With ``num_workers > 0``
+every worker process iterates its own copy of the dataset (``get_worker_info()`` tells
+the copy which worker it is in, so it can read its share) and the loader takes one batch
+from each worker in turn, a worker dropping out when its iterator ends. fastnn plays
+those workers one after the other in the calling process: the batches, their order and
+what ``get_worker_info()`` says are PyTorch's.
+"""
+import copy
+import itertools
+
+from .worker import WorkerInfo, as_worker, call_worker_init, worker_seed
+
+_END = object()   # a worker's stream is spent
+
+
+class WorkerStream:
+    """One worker's reading of a pass: its iterator of ``dataset``, made (and read, and
+    its batches collated) with ``get_worker_info()`` returning ``info`` (None: the main
+    process, num_workers=0). ``error``: an exception raised making the iterator (or in
+    ``worker_init_fn``), raised again at this worker's first fetch, as PyTorch reports a
+    worker's failed start when the loader asks that worker for its first batch."""
+
+    def __init__(self, dataset, info, error=None):
+        self.info, self.error, self.iterator, self.ended = info, error, None, False
+        if error is None:
+            with as_worker(info):
+                self.iterator = iter(dataset)
+
+    def fetch(self, batch_size, drop_last, collate):
+        """The worker's next batch: collate(items), items the next batch_size items
+        (collate(item) of the next one with batch_size None); _END once the iterator is
+        spent, or with drop_last when fewer than batch_size are left."""
+        if self.error is not None:
+            error, self.error, self.ended = self.error, None, True
+            raise error
+        if self.ended:
+            return _END
+        with as_worker(self.info):
+            if batch_size is None:
+                item = next(self.iterator, _END)
+                if item is _END:
+                    self.ended = True
+                    return _END
+                return collate(item)
+            items = list(itertools.islice(self.iterator, batch_size))
+            if len(items) < batch_size:
+                self.ended = True
+                if not items or drop_last:
+                    return _END
+            return collate(items)
+
+
+def start_workers(dataset, num_workers, base_seed, worker_init_fn):
+    """The WorkerInfo of each of num_workers workers (id k, seed base_seed + k, dataset
+    its own shallow copy of dataset, as a worker process has its own copy) and the
+    exception (or None) worker_init_fn(k) raised, called as each worker starts."""
+    workers = []
+    for k in range(num_workers):
+        info = WorkerInfo(id=k, num_workers=num_workers, seed=worker_seed(base_seed, k),
+                          dataset=copy.copy(dataset))
+        error = None
+        if worker_init_fn is not None:
+            try:
+                call_worker_init(worker_init_fn, info)
+            except Exception as err:   # (raised at the worker's first fetch)
+                error = err
+        workers.append((info, error))
+    return workers
+
+
+def worker_streams(workers):
+    """A WorkerStream over each worker's dataset copy (workers from start_workers); an
+    error starting one is kept for its first fetch."""
+    streams = []
+    for info, error in workers:
+        if error is None:
+            try:
+                streams.append(WorkerStream(info.dataset, info))
+                continue
+            except Exception as err:
+                error = err
+        streams.append(WorkerStream(None, info, error))
+    return streams
+
+
+def round_robin(streams, batch_size, drop_last, collate):
+    """The streams' batches in turn (stream 0's first, stream 1's first, ..., then their
+    second ones), a stream dropping out when it is spent: PyTorch's in-order multi-worker
+    loader's order. An exception a stream raises ends the pass."""
+    active = list(streams)
+    while active:
+        for stream in tuple(active):
+            batch = stream.fetch(batch_size, drop_last, collate)
+            if batch is _END:
+                active.remove(stream)
+            else:
+                yield batch
