@@ -1,0 +1,46 @@
+"""fastnn.models against PyTorch autograd, from the models audit: what a second backward of
+one forward does (adds that forward's gradient again, as every module's backward and
+PyTorch's ``retain_graph=True``)."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn.models import VAE
+from tests.test_probe_models import BACKENDS, close, torch_vae
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(autouse=True)
+def _restore_backend():
+    before = fastnn.get_backend()
+    yield
+    fastnn.set_backend(before)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_vae_second_backward_adds_the_gradient_again(backend, dtype):
+    # VAE.backward dropped its forward's values, so a second call raised "backward()
+    # called before forward()" (there had been a forward), where every other module's
+    # backward (MultiTaskNet's, a Sequential's) adds the same gradient again
+    fastnn.set_backend(backend)
+    fastnn.manual_seed(0)
+    rng = np.random.default_rng(3)
+    model = VAE(3, 2, [5, 4], activation="tanh").to_dtype(dtype)
+    x = rng.standard_normal((6, 3)).astype(dtype)
+    eps = rng.standard_normal((6, 2)).astype(dtype)
+    model(x, eps=eps)
+    model.zero_grad()
+    gx1 = model.backward()
+    gx2 = model.backward()
+    _, _, _, grads_t, gx_t = torch_vae(model, x, eps, "tanh")
+    close(gx1, gx_t, dtype, "grad x, first backward")
+    close(gx2, gx_t, dtype, "grad x, second backward")
+    for name, param in model.named_parameters():
+        close(param.grad, 2 * grads_t[name], dtype, name)
+
+
+def test_vae_backward_before_any_forward_still_refused():
+    with pytest.raises(RuntimeError, match="VAE: backward\\(\\) called before forward"):
+        VAE(2, 2, [3]).backward()
