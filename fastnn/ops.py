@@ -38,11 +38,9 @@ __all__ = optable.op_names()
 _check = functools.partial(check_float_array, device_ok=True)
 
 
-def _any_on_device(values):
-    for a in values:
-        if a is not None and type(a) is not np.ndarray and _device.is_device_array(a):
-            return True
-    return False
+# the argument types that are neither device arrays nor NumPy scalars (the common ones,
+# passed over at one test each)
+_PLAIN = frozenset({np.ndarray, type(None), float, int, bool, str, tuple})
 
 
 def _python_number(value):
@@ -58,9 +56,18 @@ def _run(name, *args, **kwargs):
     hyper-parameters, the numpy backend computed 1 - dampening, Adam's bias corrections
     or dropout's 1 / (1 - p) in float32 arithmetic, and numba compiled float32 versions
     of its kernels that did too (float64 parameters up to 8e-6 off the Cython step)."""
-    args = tuple(map(_python_number, args))
-    kwargs = {key: _python_number(value) for key, value in kwargs.items()}
-    on_device = _any_on_device(args) or _any_on_device(kwargs.values())
+    on_device = scalars = False
+    for values in (args, kwargs.values()):
+        for a in values:
+            if type(a) in _PLAIN:
+                continue
+            if isinstance(a, np.generic):
+                scalars = True
+            elif _device.is_device_array(a):
+                on_device = True
+    if scalars:
+        args = tuple(map(_python_number, args))
+        kwargs = {key: _python_number(value) for key, value in kwargs.items()}
     return getattr(_device.kernels("cuda") if on_device else current(), name)(*args, **kwargs)
 
 
