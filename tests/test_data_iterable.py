@@ -271,9 +271,14 @@ def test_collate_fn_applied_as_pytorch(batch_size, num_workers):
 def test_an_error_inside_iteration_propagates_after_the_batches_before_it(num_workers):
     kw = dict(batch_size=2, num_workers=num_workers)
     want = []
-    with pytest.raises(ValueError, match="item 5 is broken"):
-        for batch in tud.DataLoader(TorchSource(10, fail_at=5), **kw):
-            want.append(plain(batch))
+    batches = iter(tud.DataLoader(TorchSource(10, fail_at=5), **kw))
+    try:
+        with pytest.raises(ValueError, match="item 5 is broken"):
+            for batch in batches:
+                want.append(plain(batch))
+    finally:   # (its worker processes, else left to the interpreter's exit: 10 s there)
+        if num_workers:
+            batches._shutdown_workers()
     got = []
     with pytest.raises(ValueError, match="item 5 is broken"):
         for batch in fd.DataLoader(FnSource(10, fail_at=5), **kw):
@@ -289,10 +294,14 @@ def test_a_worker_init_fn_error_is_raised_when_that_worker_is_asked():
 
     kw = dict(batch_size=2, num_workers=2, worker_init_fn=init)
     for module, ds in ((tud, TorchSource(8)), (fd, FnSource(8))):
-        batches = []
-        with pytest.raises(RuntimeError, match="worker 1 cannot start"):
-            for batch in module.DataLoader(ds, **kw):
-                batches.append(plain(batch))
+        batches, loader = [], iter(module.DataLoader(ds, **kw))
+        try:
+            with pytest.raises(RuntimeError, match="worker 1 cannot start"):
+                for batch in loader:
+                    batches.append(plain(batch))
+        finally:   # (PyTorch's worker processes now, not at the interpreter's exit)
+            if module is tud:
+                loader._shutdown_workers()
         assert labels(batches) == [[0, 2]]   # worker 0's first batch, then worker 1's turn
 
 
