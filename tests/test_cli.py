@@ -95,7 +95,7 @@ def test_divergence_exits_1_with_message(tmp_path):
     (["--backend", "nosuch"], "unknown backend 'nosuch'"),
     (["--batch-size", "0"], "--batch-size must be positive"),
     (["--lr", "-1"], "SGD"),
-    (["--dropout", "1.5"], "Dropout"),
+    (["--dropout", "1.5"], "MLP: expected dropout in [0, 1], got 1.5"),
     (["--activation", "swish"], "MLP: expected activation"),
     (["--optimizer", "rprop", "--weight-decay", "0.1"], "--weight-decay does not apply"),
     (["--optimizer", "adam", "--momentum", "0.5"], "--momentum applies to --optimizer sgd"),

@@ -192,7 +192,7 @@ def test_mse_and_bce_reject_bad_input(backend):
     (lambda: MLP(4, [3, 0], 2), ValueError, "MLP: expected each hidden width to be a positive int, got 0"),
     (lambda: MLP(4, "3", 2), TypeError, "MLP: expected hidden to be an int or a list of ints"),
     (lambda: MLP(4, 3, 2, activation="swish"), ValueError, "MLP: expected activation in"),
-    (lambda: MLP(4, 3, 2, dropout=1.5), ValueError, r"Dropout: expected p in \[0.0, 1.0\]"),
+    (lambda: MLP(4, 3, 2, dropout=1.5), ValueError, r"MLP: expected dropout in \[0, 1\]"),
     (lambda: fastnn.manual_seed(-1), ValueError, "manual_seed: expected a non-negative int"),
     (lambda: nn.AvgPool2d(2, count_include_pad="no"), TypeError,
      "AvgPool2d: expected count_include_pad to be a bool, got 'no'"),

@@ -90,3 +90,28 @@ def test_non_contiguous_empty_and_single_row_batches(backend, dtype, rng):
     assert model.backward(np.zeros((0, 3), dtype)).shape == (0, 5)
     assert not any(p.grad.any() for p in model.parameters())
     assert model(x[:1]).shape == (1, 3)
+
+
+@pytest.mark.parametrize("hidden", [[], [3]])
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(batchnorm="no"), TypeError, "expected batchnorm to be a bool"),
+    (dict(batchnorm=1), TypeError, "expected batchnorm to be a bool"),
+    (dict(negative_slope="a"), TypeError, "expected negative_slope to be a number"),
+    (dict(dropout=1.5), ValueError, r"expected dropout in \[0, 1\]"),
+    (dict(dropout=-0.1), ValueError, r"expected dropout in \[0, 1\]"),
+    (dict(dropout=float("nan")), ValueError, "expected a finite dropout"),
+])
+def test_bad_options_are_refused_naming_the_mlp_with_or_without_hidden_layers(
+        hidden, kwargs, error, match):
+    """A string batchnorm was read as True, and with no hidden layer (no layer to check
+    them) a bad dropout or slope was kept in the config that fastnn.save writes."""
+    with pytest.raises(error, match="MLP: " + match):
+        MLP(4, hidden, 2, **kwargs)
+
+
+def test_good_options_still_build_the_same_layers():
+    model = MLP(4, [3], 2, activation="leaky_relu", negative_slope=np.float32(0.2),
+                batchnorm=np.bool_(True), dropout=1)
+    assert [type(m).__name__ for m in model] == ["Linear", "BatchNorm1d", "LeakyReLU",
+                                                 "Dropout", "Linear"]
+    assert model.config["batchnorm"] is True and model.config["dropout"] == 1.0

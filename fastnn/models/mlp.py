@@ -2,7 +2,7 @@
 import numbers
 
 from .. import nn
-from ..validation import check_positive_int
+from ..validation import check_flag, check_number, check_positive_int
 
 _ACTIVATIONS = {
     "relu": lambda slope: nn.ReLU(),
@@ -46,6 +46,11 @@ class MLP(nn.Sequential):
         in_features = check_positive_int("MLP", "in_features", in_features)
         out_features = check_positive_int("MLP", "out_features", out_features)
         hidden = hidden_widths("MLP", hidden)
+        # (checked here, not only by the layers they make: with no hidden layer there are
+        # none, and a string such as 'no' is not read as True)
+        batchnorm = check_flag("MLP", "batchnorm", batchnorm)
+        check_number("MLP", "negative_slope", negative_slope)
+        check_number("MLP", "dropout", dropout, low=0, high=1, high_open=False)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"MLP: expected activation in {sorted(_ACTIVATIONS)}, "
                              f"got {activation!r}")
