@@ -44,3 +44,21 @@ def test_vae_second_backward_adds_the_gradient_again(backend, dtype):
 def test_vae_backward_before_any_forward_still_refused():
     with pytest.raises(RuntimeError, match="VAE: backward\\(\\) called before forward"):
         VAE(2, 2, [3]).backward()
+
+
+@pytest.mark.parametrize("seed,error", [("x", TypeError), (1.5, TypeError), (True, TypeError),
+                                        (-1, ValueError)])
+def test_vae_refuses_a_seed_that_is_not_a_non_negative_int_naming_itself(seed, error):
+    """It failed in NumPy's SeedSequence ('expects int or sequence of ints'), not naming
+    the VAE."""
+    with pytest.raises(error, match="VAE: expected seed to be a non-negative int"):
+        VAE(4, seed=seed)
+
+
+def test_vae_takes_none_or_a_numpy_int_as_its_seed():
+    assert VAE(4, seed=None).config["seed"] is None
+    a, b = VAE(4, seed=np.int64(3)), VAE(4, seed=3)
+    assert a.config["seed"] == 3 and type(a.config["seed"]) is int
+    a.load_state_dict(b.state_dict())   # (the weights come from fastnn's generator)
+    x = np.random.default_rng(0).random((6, 4)).astype(np.float32)
+    assert a(x) == b(x)   # (the training noise: from the seed)

@@ -38,6 +38,8 @@ class VAE(nn.Module):
         data_dim = check_positive_int("VAE", "data_dim", data_dim)
         latent_dim = check_positive_int("VAE", "latent_dim", latent_dim)
         hidden = hidden_widths("VAE", hidden)
+        if seed is not None:   # (None: a fresh seed, as NumPy's default_rng)
+            seed = check_non_negative_int("VAE", "seed", seed)
         self.config = dict(data_dim=data_dim, latent_dim=latent_dim, hidden=hidden,
                            activation=activation, seed=seed)
         self.data_dim, self.latent_dim = data_dim, latent_dim
