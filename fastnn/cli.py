@@ -438,6 +438,14 @@ def _check_resume_counts(args, resume, num_samples):
                    f"train; ask for more ({more})")
 
 
+def _existing_ancestor(path):
+    """The deepest of path (made absolute) and the folders above it that exists."""
+    up = os.path.abspath(path)
+    while not os.path.exists(up):
+        up = os.path.dirname(up)
+    return up
+
+
 def output_path_problem(path):
     """Why ``path`` cannot be written as a file, or None: it is a folder, or a folder on
     its way exists as a file (found before a run, not after it). A symbolic link is
@@ -450,9 +458,7 @@ def output_path_problem(path):
     if is_special_file(path):   # (a device such as /dev/stdout: written in place)
         return None if os.access(path, os.W_OK) else f"cannot be written ({path!r})"
     path = os.path.realpath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    while not os.path.exists(parent):
-        parent = os.path.dirname(parent)
+    parent = _existing_ancestor(os.path.dirname(path))
     if not os.path.isdir(parent):
         return f"expects a file path, got {path!r} ({parent!r} is a file, not a folder)"
     # the folder is made and a file tried in it, so that one that cannot be made or
@@ -598,15 +604,14 @@ def build_optimizer(args, parameters):
 def _write_json(path, payload):
     """Write payload as JSON to path: through a temporary file renamed over the file a
     symbolic link names (the link stays), or in place for a device or FIFO."""
-    from .io import is_special_file
+    from .io import is_special_file, make_parent_folder
     if is_special_file(path):
         with open(path, "w") as f:
             json.dump(payload, f, indent=2)
             f.write("\n")
         return
+    make_parent_folder(path)
     path = os.path.realpath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         json.dump(payload, f, indent=2)
@@ -749,9 +754,7 @@ def run_demo(args):
 
     if args.out == "":
         raise CLIError("--out expects a folder, got ''")
-    up = os.path.abspath(args.out)   # the deepest part of --out that exists: a folder?
-    while not os.path.exists(up):
-        up = os.path.dirname(up)
+    up = _existing_ancestor(args.out)   # the deepest part of --out that exists: a folder?
     if not os.path.isdir(up):   # (else --metrics OUT/metrics.json would be the flag named)
         raise CLIError(f"--out expects a folder, got {args.out!r} " + (
             "(a file)" if up == os.path.abspath(args.out) else
