@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data test test-cython-debug demo bench clean clean-numba-cache
+.PHONY: install data compile test test-cython-debug demo bench clean clean-numba-cache
 
 install: $(VENV)/.installed
 
@@ -27,7 +27,13 @@ data:
 		echo "could not install dataset-fashion-mnist; the demo will use scikit-learn's digits"; \
 	fi
 
-test: install data
+# The numba kernels compiled into their disk cache on every core (`fastnn compile`,
+# fastnn/precompile.py): about 3.5 minutes on 2 cores the first time, seconds after. The
+# suite would otherwise compile them one after another as its tests first call them.
+compile: install
+	$(PY) -m fastnn compile
+
+test: install data compile
 	$(VENV)/bin/pytest -q tests
 
 # The Cython kernels with bounds, wraparound and initialisation checks on: build them in

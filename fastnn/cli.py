@@ -26,6 +26,8 @@ COMMANDS = {
     "dream": ("fastnn.experiments.dream",
               "class visualisation by input optimisation from a checkpoint"),
     "bench": ("fastnn.bench_cli", "benchmarks: --quick prints the main table in a minute"),
+    "compile": ("fastnn.precompile",
+                "compile the numba kernels now (once per install) instead of at first use"),
 }
 
 

@@ -7,6 +7,7 @@ of one length, with a parallel version that runs the serial one on blocks (see
 ``ElementwiseKernel``); ``update_kernel`` is that for the optimizer updates. All are
 cached on disk, so a second process loads machine code instead of compiling.
 """
+import contextlib
 import inspect
 import os
 import stat
@@ -23,6 +24,7 @@ from fastnn import mkl_blas as _mkl_blas
 from fastnn import threads as _threads
 
 from .. import streaming as _streaming
+from . import cache_lock as _cache_lock
 
 def writable_dir(path):
     """True when files can be made in the directory path (made first if missing): a
@@ -177,6 +179,9 @@ def _own_copies_of_callees():
 
 _own_copies_of_callees()
 
+# concurrent compiles in several processes must not mix up the disk cache's entries
+_cache_lock.install()
+
 # Prefer OpenMP: the workqueue layer costs ~80 us per parallel region on this kind of
 # machine (measured), OpenMP ~2 us. An explicit NUMBA_THREADING_LAYER still wins.
 if "NUMBA_THREADING_LAYER" not in os.environ:
@@ -201,11 +206,47 @@ class Kernel:
     def _compile_parallel(self, fn):
         return numba.njit(parallel=True, **self.options)(fn)
 
+    def variants(self):
+        """[(compiled function, arguments it takes before the kernel's own)]."""
+        return [(self.serial, ()), (self.parallel, ())]
+
+    def compile_for(self, args):
+        """Compile every variant (or load it from the disk cache) for the types of
+        args, the arguments of a call."""
+        for fn, prefix in self.variants():
+            fn.compile(tuple(fn.typeof_pyval(a) for a in prefix + tuple(args)))
+
+    def run_serial(self, *args):
+        """The serial variant, whatever the size."""
+        if _every_variant:
+            self.compile_for(args)
+        return self.serial(*args)
+
     def __call__(self, size, *args):
+        if _every_variant:
+            self.compile_for(args)
         if size >= PARALLEL_MIN and not _forked_from_gnu_omp:
             sync_threads()
             return self.parallel(*args)
         return self.serial(*args)
+
+
+# Set inside compiling_every_variant()
+_every_variant = False
+
+
+@contextlib.contextmanager
+def compiling_every_variant():
+    """Within the block, each kernel call first compiles all the kernel's variants
+    (serial, parallel, streamed) for its arguments' types, not only the one its size
+    picks: fastnn/precompile.py runs each op once on small arrays and so compiles the
+    code that large ones run too."""
+    global _every_variant
+    previous, _every_variant = _every_variant, True
+    try:
+        yield
+    finally:
+        _every_variant = previous
 
 
 def kernel(fn):
@@ -287,9 +328,16 @@ class ElementwiseKernel(Kernel):
                                                               self.flush_denormals),
                                 flush=self.flush_denormals, options=self.options)
 
+    def variants(self):
+        # the streamed variant takes the thread count first
+        streamed = [] if self.streamed is None else [(self.streamed, (1,))]
+        return super().variants() + streamed
+
     def __call__(self, size, *args):
         if (self.streamed is not None and size >= PARALLEL_MIN and not _forked_from_gnu_omp
                 and args[-1].nbytes >= _streaming.min_bytes()):
+            if _every_variant:
+                self.compile_for(args)
             return self.streamed(sync_threads(), *args)
         return super().__call__(size, *args)   # Kernel's choice of parallel or serial
 

@@ -338,7 +338,7 @@ def _run_groups(groups_kernel, threads, size, args):
         with blas_threads.serial_blas():
             groups_kernel(size, *args)
     else:
-        groups_kernel.serial(*args)
+        groups_kernel.run_serial(*args)
 
 
 def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
