@@ -28,12 +28,14 @@ data:
 	fi
 
 # The numba kernels compiled into their disk cache on every core (`fastnn compile`,
-# fastnn/precompile.py): about 3.5 minutes on 2 cores the first time, seconds after. The
+# fastnn/precompile.py): about 3.5 minutes on 2 cores the first time, 20 s after. The
 # suite would otherwise compile them one after another as its tests first call them.
 compile: install
 	$(PY) -m fastnn compile
 
-test: install data compile
+test: install data
+	@# (a failed compile leaves the kernels to the suite, whose tests then say what failed)
+	-$(PY) -m fastnn compile
 	$(VENV)/bin/pytest -q tests
 
 # The Cython kernels with bounds, wraparound and initialisation checks on: build them in

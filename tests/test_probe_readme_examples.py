@@ -266,7 +266,7 @@ def test_every_long_option_readme_writes_belongs_to_a_command():
     flags = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9_-]*)", README)) - {"--inplace"}
     assert len(flags) > 40                 # (--inplace: setup.py build_ext's)
     options = set()
-    for command in ("train", "demo", "multitask", "vae", "dream", "bench"):
+    for command in cli.COMMANDS:
         options.update(_options(command))
     assert not sorted(f for f in flags if f not in options
                       and f.replace("_", "-") not in options)
