@@ -168,3 +168,20 @@ def test_the_lock_leaves_other_caches_alone(tmp_path):
     cache_file.save("k", "v")
     assert cache_file.load("k") == "v"
     assert not (tmp_path / cache_lock.LOCK_NAME).exists()
+
+
+@needs_numba
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="flock is POSIX")
+def test_a_file_system_without_locks_still_caches(tmp_path, monkeypatch):
+    from numba.core import caching
+    from fastnn.kernels.numba_cpu import cache_lock
+
+    def no_locks(fd, operation):
+        raise OSError(37, "No locks available")
+
+    monkeypatch.setattr(cache_lock.fcntl, "flock", no_locks)
+    directory = tmp_path / "numba_cpu"
+    directory.mkdir()
+    cache_file = caching.IndexDataCacheFile(str(directory), "h-1.py311", "stamp")
+    cache_file.save("k", "v")
+    assert cache_file.load("k") == "v"

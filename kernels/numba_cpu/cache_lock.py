@@ -40,7 +40,10 @@ def locked(directory, exclusive):
         yield
         return
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:   # a file system without locks (some NFS mounts): as before
+            pass
         yield
     finally:
         os.close(fd)   # closing releases the lock
