@@ -1,7 +1,7 @@
 """``fastnn compile``: compile the numba backend's kernels ahead of their first use.
 
 Numba compiles each kernel the first time it runs (seconds for the large ones, about
-ten minutes for all of them on a 2-core machine) and keeps the machine code in its disk
+seven minutes of CPU for all of them on a 2-core EPYC) and keeps the machine code in its disk
 cache, so this is paid once per install. ``fastnn compile`` pays it up front, on every
 core: each op of the table runs once on small arrays of each float type, every kernel
 compiling all its variants for those types (the parallel and streamed ones that large
@@ -22,10 +22,10 @@ from . import ops, optable
 
 DTYPES = ("float32", "float64")
 
-# Seconds each family took to compile on the 2-core test machine (both float types):
-# the longest families start first, so the processes end close together.
-FAMILY_SECONDS = {"activation": 150, "conv": 130, "dense": 60, "batchnorm": 50,
-                  "optim": 45, "loss": 30, "layernorm": 15, "dropout": 5}
+# Seconds each family took to compile (both float types, two at once on the 2-core
+# EPYC, 4 Dec 2026): the longest families start first, so the processes end together.
+FAMILY_SECONDS = {"activation": 146, "conv": 120, "batchnorm": 36, "optim": 32,
+                  "dense": 27, "loss": 22, "layernorm": 13, "dropout": 6}
 
 
 def _dense(rng, dt):
