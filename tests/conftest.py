@@ -32,6 +32,18 @@ def torch_loss(fn, pred, target):
     return loss.item(), p.grad.numpy()
 
 
+def torch_to_numpy(value):
+    """value with PyTorch's tensors as NumPy arrays, dicts, lists and tuples kept."""
+    import torch
+    if isinstance(value, torch.Tensor):
+        return value.numpy()
+    if isinstance(value, dict):
+        return {k: torch_to_numpy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(torch_to_numpy(v) for v in value)
+    return value
+
+
 def assert_close(actual, expected, dtype, scale=1.0, err_msg=""):
     rtol, atol = tolerance(dtype)
     np.testing.assert_allclose(np.asarray(actual, dtype=np.float64),

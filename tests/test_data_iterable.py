@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastnn.data as fd
+from conftest import torch_to_numpy
 
 torch = pytest.importorskip("torch")  # (after fastnn: see fastnn's OpenMP warning)
 tud = torch.utils.data
@@ -59,19 +60,8 @@ class TorchSized(TorchSource):
         return self.end - self.start
 
 
-def plain(value):
-    """value with PyTorch's tensors as NumPy arrays (containers kept)."""
-    if isinstance(value, torch.Tensor):
-        return value.numpy()
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(plain(v) for v in value)
-    return value
-
-
 def assert_same(got, want):
-    """Equal values, container types, array dtypes and shapes (want: PyTorch's, plain)."""
+    """Equal values, container types, array dtypes and shapes (want: PyTorch's, through torch_to_numpy)."""
     if isinstance(want, np.ndarray):
         assert isinstance(got, np.ndarray), (got, want)
         assert got.dtype == want.dtype and got.shape == want.shape
@@ -89,9 +79,9 @@ def assert_same(got, want):
 
 
 def both(fn_ds, torch_ds, **kw):
-    """The batches of fastnn's and PyTorch's loaders (PyTorch's plain)."""
+    """The batches of fastnn's and PyTorch's loaders (PyTorch's through torch_to_numpy)."""
     got = list(fd.DataLoader(fn_ds, **kw))
-    want = [plain(b) for b in tud.DataLoader(torch_ds, **kw)]
+    want = [torch_to_numpy(b) for b in tud.DataLoader(torch_ds, **kw)]
     return got, want
 
 
@@ -117,7 +107,7 @@ def test_default_batch_size_is_one_and_positional_batch_size():
     assert_same(got, want)
     assert len(got) == 4 and got[0][1].shape == (1,)
     assert_same(list(fd.DataLoader(FnSource(5), 2, False)),
-                [plain(b) for b in tud.DataLoader(TorchSource(5), 2, False)])
+                [torch_to_numpy(b) for b in tud.DataLoader(TorchSource(5), 2, False)])
 
 
 @pytest.mark.parametrize("num_workers, batch_size, drop_last, split", [
@@ -157,7 +147,7 @@ def test_worker_init_fn_cuts_each_workers_copy_as_pytorch(persistent):
               persistent_workers=persistent)
     fn_loader, torch_loader = fd.DataLoader(fn_ds, **kw), tud.DataLoader(torch_ds, **kw)
     for _ in range(2):   # a second pass: fresh copies, or the persistent workers' own
-        got, want = list(fn_loader), [plain(b) for b in torch_loader]
+        got, want = list(fn_loader), [torch_to_numpy(b) for b in torch_loader]
         assert_same(got, want)
         assert sorted(sum(labels(got), [])) == list(range(3, 17))   # each item once
     assert (fn_ds.start, fn_ds.end) == (3, 17)   # the workers cut copies, not the dataset
@@ -275,7 +265,7 @@ def test_an_error_inside_iteration_propagates_after_the_batches_before_it(num_wo
     try:
         with pytest.raises(ValueError, match="item 5 is broken"):
             for batch in batches:
-                want.append(plain(batch))
+                want.append(torch_to_numpy(batch))
     finally:   # (its worker processes, else left to the interpreter's exit: 10 s there)
         if num_workers:
             batches._shutdown_workers()
@@ -298,7 +288,7 @@ def test_a_worker_init_fn_error_is_raised_when_that_worker_is_asked():
         try:
             with pytest.raises(RuntimeError, match="worker 1 cannot start"):
                 for batch in loader:
-                    batches.append(plain(batch))
+                    batches.append(torch_to_numpy(batch))
         finally:   # (PyTorch's worker processes now, not at the interpreter's exit)
             if module is tud:
                 loader._shutdown_workers()

@@ -15,6 +15,7 @@ from fastnn import nn, optim
 from fastnn.nn import Parameter
 from fastnn.optim import lr_scheduler
 from fastnn.validation import check_bool
+from conftest import torch_to_numpy
 
 import torch  # noqa: E402 (after fastnn)
 from torch.optim import lr_scheduler as torch_sched  # noqa: E402
@@ -336,16 +337,6 @@ def momentum_class(base):
     return MomentumSGD
 
 
-def as_numpy(value):
-    if isinstance(value, torch.Tensor):
-        return value.numpy()
-    if isinstance(value, dict):
-        return {k: as_numpy(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return type(value)(as_numpy(v) for v in value)
-    return value
-
-
 def assert_same_state(ours, theirs):
     assert type(ours) is type(theirs) or isinstance(ours, np.ndarray)
     if isinstance(ours, dict):
@@ -396,7 +387,7 @@ def test_a_user_subclass_resumes_from_its_state(route):
     if route == "state_dict":
         fresh.load_state_dict(opt.state_dict())
     elif route == "torch_state_dict":
-        fresh.load_state_dict(as_numpy(ref.state_dict()))
+        fresh.load_state_dict(torch_to_numpy(ref.state_dict()))
     else:
         buf = io.BytesIO()
         fastnn.save(model, buf, optimizer=opt)
