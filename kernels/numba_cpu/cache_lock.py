@@ -58,20 +58,19 @@ def install():
         return False
     if getattr(cls.save, "_fastnn_locked", False):
         return True
-    save, load = cls.save, cls.load
-
-    def locked_save(self, key, data):
-        if not _ours(self):
-            return save(self, key, data)
-        with locked(self._cache_path, exclusive=True):
-            return save(self, key, data)
-
-    def locked_load(self, key):
-        if not _ours(self):
-            return load(self, key)
-        with locked(self._cache_path, exclusive=False):
-            return load(self, key)
-
-    locked_save._fastnn_locked = locked_load._fastnn_locked = True
-    cls.save, cls.load = locked_save, locked_load
+    cls.save = _locking(cls.save, exclusive=True)
+    cls.load = _locking(cls.load, exclusive=False)
     return True
+
+
+def _locking(method, exclusive):
+    """method (save or load) holding the cache directory's lock, in this backend's
+    caches."""
+    def wrapped(self, *args):
+        if not _ours(self):
+            return method(self, *args)
+        with locked(self._cache_path, exclusive):
+            return method(self, *args)
+
+    wrapped._fastnn_locked = True
+    return wrapped

@@ -321,7 +321,7 @@ class ElementwiseKernel(Kernel):
             if list(inspect.signature(fn).parameters)[-1] != "out":
                 raise TypeError(f"elementwise kernel {fn.__name__}: streaming needs the "
                                 f"output as the last parameter, named 'out'")
-            self.streamed = _compile_streamed(fn, self.serial)
+            self.streamed = _compile_streamed(fn, self.serial, options)
 
     def _compile_parallel(self, fn):
         return _compile_blocked(fn, self.serial, prefetch=not (self.streams or
@@ -436,7 +436,7 @@ def _compile_generated(fn, name, source, namespace, options=OPTIONS, parallel=Tr
     return numba.njit(parallel=parallel, **options)(generated)
 
 
-def _compile_streamed(fn, serial):
+def _compile_streamed(fn, serial, options=OPTIONS):
     """As ``_compile_blocked``, but each block is computed into a tile (one per thread,
     ``ELEMENTWISE_BLOCK`` values: L1-resident) and streamed out to ``out``
     (nt_store.py). Each thread takes a contiguous run of blocks; the blocks are the same
@@ -463,7 +463,7 @@ def _compile_streamed(fn, serial):
     namespace = {"prange": numba.prange, "block_of": block_of, "serial": serial,
                  "BLOCK": ELEMENTWISE_BLOCK, "np": np,
                  "stream_store": stream_store, "fence": fence, "__name__": fn.__module__}
-    return _compile_generated(fn, name, source, namespace)
+    return _compile_generated(fn, name, source, namespace, options)
 
 
 def serial_kernel(fn):
