@@ -25,6 +25,10 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
             raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got a NumPy "
                             f"scalar, numpy.{type(x).__name__}({x}) (np.asarray(x) is its 0-d "
                             f"array)")
+        if isinstance(getattr(x, "data", None), np.ndarray) and hasattr(x, "grad"):
+            # a Parameter: fastnn.ops takes arrays, as the kernels it calls
+            raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got "
+                            f"{type(x).__name__} (its .data is the array)")
         raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got {type(x).__name__}")
     if isinstance(x, np.ma.MaskedArray):   # the kernels would read the masked values
         raise TypeError(f"{where}: expected {name} to be a plain numpy.ndarray, got a masked "

@@ -195,6 +195,27 @@ def test_a_gpu_parameter_clones_on_the_gpu():
     assert np.any(copy.copy_to_host() != 0)
 
 
+def test_a_gpu_parameters_array_methods_read_and_write_it_where_it_lives():
+    """p.mean(), p.norm(), p > 0 give host values; p.add_ and p.clamp_ update the device
+    array in place (tests/test_parameter_methods.py has the host cases)."""
+    weight = nn.Linear(4, 3).to("cuda").weight
+    data = weight.data
+    values = weight.numpy().copy()
+    assert weight.mean() == values.mean() and weight.norm() == np.linalg.norm(values)
+    np.testing.assert_array_equal(weight.reshape(-1), values.reshape(-1))
+    np.testing.assert_array_equal(weight > 0, values > 0)
+    assert weight.add_(np.ones((3, 4)), alpha=2.0).clamp_(max=2.25) is weight
+    assert weight.data is data and fdevice.is_device_array(weight.data)
+    np.testing.assert_array_equal(data.copy_to_host(),
+                                  np.minimum(values + np.float32(2), np.float32(2.25)))
+    # F takes the GPU layer's parameters as their device arrays
+    layer = nn.Linear(4, 3).to("cuda")
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    y = nn.functional.linear(fdevice.to_device(x), layer.weight, layer.bias)
+    assert fdevice.is_device_array(y)
+    assert_close(fdevice.to_host(y), x @ layer.weight.numpy().T + layer.bias.numpy(), np.float32)
+
+
 def test_a_host_parameter_assigned_to_a_gpu_layer_moves_there(rng):
     """As a buffer does; the layer would otherwise copy it over at every kernel call."""
     host, gpu = twins(lambda: nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)))

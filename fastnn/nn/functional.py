@@ -70,6 +70,7 @@ the deprecated size_average/reduce and reduction='elementwise_mean' (taken as 'm
 PyTorch takes it), kl_div's 'mean'), a Python warning says the same.
 """
 import contextlib
+import functools
 import math
 import numbers
 import warnings
@@ -97,6 +98,7 @@ from .distance import CosineSimilarity, PairwiseDistance
 from .dropout import AlphaDropout, FeatureAlphaDropout, warn_deprecated_rank
 from .embedding import renorm_rows
 from .embedding_bag import EmbeddingBag, index_error
+from .module import Parameter
 from .fractional_pool import FractionalMaxPool2d, FractionalMaxPool3d
 from .grid_sampling import affine_grid, grid_sample
 from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, PixelShuffle,
@@ -3467,3 +3469,25 @@ def conv_tbc(input, weight, bias, pad=0):
     y = conv1d(np.ascontiguousarray(x.transpose(1, 2, 0)),
                np.ascontiguousarray(w.transpose(2, 1, 0)), bias, padding=pad)
     return _device.c_contiguous(y.transpose(2, 0, 1))
+
+
+# --------------------------------------------------------------- Parameters as arrays
+def _taking_parameters(fn):
+    """fn taking a Parameter wherever it takes an array, as its values (``.data``, the
+    same array: an in-place function writes the parameter): ``F.linear(x, layer.weight,
+    layer.bias)``, ``F.conv2d(x, conv.weight)`` as with PyTorch, whose parameters are
+    tensors (it was a TypeError, 'expected weight to be a numpy.ndarray, got
+    Parameter')."""
+    @functools.wraps(fn)
+    def taking_parameters(*args, **kwargs):
+        if any(isinstance(a, Parameter) for a in args):
+            args = tuple(a.data if isinstance(a, Parameter) else a for a in args)
+        if kwargs and any(isinstance(v, Parameter) for v in kwargs.values()):
+            kwargs = {k: v.data if isinstance(v, Parameter) else v for k, v in kwargs.items()}
+        return fn(*args, **kwargs)
+    return taking_parameters
+
+
+for _name in __all__:
+    globals()[_name] = _taking_parameters(globals()[_name])
+del _name

@@ -7,6 +7,17 @@ flat buffer stays attached) and keep ``p`` a Parameter. Without them Python fell
 ``p = p - ...``: the loop variable of PyTorch's hand-written SGD update (``for param in
 model.parameters(): param -= learning_rate * param.grad``) became a new array and the
 model never changed.
+
+The methods a user reaches for on an array or a tensor are there too, with NumPy's
+meaning where NumPy has the name (``ARRAY_METHODS``: ``p.mean()``, ``p.std()`` (ddof 0),
+``p.max(axis=0)``, ``p.reshape(-1)``, ``p.copy()``...; the reductions also take
+PyTorch's ``dim=`` and ``keepdim=`` where both libraries mean the same), and PyTorch's
+where only PyTorch has it: ``p.abs()``, ``p.t()``, ``p.view(...)``, ``p.norm(...)``,
+``p.clamp(...)``, the comparisons ``p > 0`` (NumPy bool arrays) and the in-place
+``add_``/``sub_`` (with ``alpha``), ``mul_``, ``div_``, ``clamp_``, ``uniform_`` and
+``normal_``, which return the Parameter. Results are NumPy arrays: views of ``data``
+on the CPU where NumPy's method gives one (``p.reshape(-1)[0] = 1`` writes the
+parameter, as PyTorch's view), computed from a host copy for a parameter on the GPU.
 """
 import operator
 
@@ -39,6 +50,41 @@ def _inplace(ufunc):
         # same_kind casting: a float64 update of float32 data stays float32, as PyTorch's
         _device.update_on_host(self.data, lambda d: ufunc(d, other, out=d))
         return self
+    return method
+
+
+#: NumPy ndarray methods a Parameter answers with NumPy's meaning, on its values
+ARRAY_METHODS = ("all", "any", "argmax", "argmin", "argsort", "astype", "clip", "copy",
+                 "cumprod", "cumsum", "dot", "flatten", "max", "mean", "min", "nonzero",
+                 "prod", "ravel", "repeat", "reshape", "round", "squeeze", "std", "sum",
+                 "swapaxes", "transpose", "var")
+#: those of them that also take PyTorch's dim= and keepdim= for NumPy's axis= and
+#: keepdims=, where the two libraries' methods mean the same (not max/min, whose dim=
+#: gives PyTorch (values, indices), nor std/var, whose PyTorch default is unbiased)
+_DIM_METHODS = frozenset(("all", "any", "argmax", "argmin", "cumprod", "cumsum", "mean",
+                          "prod", "sum"))
+
+
+def _array_method(name):
+    takes_dim = name in _DIM_METHODS
+
+    def method(self, *args, **kwargs):
+        if takes_dim and ("dim" in kwargs or "keepdim" in kwargs):
+            kwargs = {_NUMPY_KEYWORDS.get(k, k): v for k, v in kwargs.items()}
+        return getattr(self.numpy(), name)(*args, **kwargs)
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = (f"NumPy's ndarray.{name} of the values (``p.numpy().{name}(...)``)"
+                      + (", dim= and keepdim= taken for axis= and keepdims=." if takes_dim
+                         else "."))
+    return method
+
+
+_NUMPY_KEYWORDS = {"dim": "axis", "keepdim": "keepdims"}
+
+
+def _comparison(op):
+    def method(self, other):
+        return op(self.numpy(), _values(other))
     return method
 
 
@@ -105,3 +151,113 @@ class ParameterArithmetic:
     def tolist(self):
         """The values as (nested) Python lists."""
         return self.numpy().tolist()
+
+    # (== and != stay identity: parameters are looked up in lists and dicts)
+    __lt__, __le__ = _comparison(operator.lt), _comparison(operator.le)
+    __gt__, __ge__ = _comparison(operator.gt), _comparison(operator.ge)
+
+    @property
+    def nbytes(self):
+        return self.data.nbytes
+
+    @property
+    def itemsize(self):
+        return self.data.dtype.itemsize
+
+    def abs(self):
+        """|values| (PyTorch's ``abs()``; ``abs(p)`` too)."""
+        return abs(self.numpy())
+
+    def t(self):
+        """The transposed values of a parameter of at most 2 dimensions (PyTorch's
+        ``t()``: a view of ``data`` on the CPU)."""
+        if self.ndim > 2:   # (PyTorch's RuntimeError)
+            raise RuntimeValueError(f"t() expects a parameter of at most 2 dimensions, "
+                                    f"got {self.ndim}")
+        return self.numpy().T
+
+    def view(self, *shape):
+        """The values in another shape (PyTorch's ``view(2, -1)`` or ``view((2, -1))``: a
+        view of ``data`` on the CPU); ``view(dtype)`` reinterprets their bytes, as both
+        NumPy's and PyTorch's."""
+        values = self.numpy()
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer, tuple, list)):
+            return values.view(shape[0])
+        shape = tuple(shape[0]) if len(shape) == 1 and isinstance(shape[0], (tuple, list)) \
+            else shape
+        view = values.view()
+        view.shape = shape   # (never a copy: data is C-contiguous)
+        return view
+
+    def clamp(self, min=None, max=None):
+        """The values clipped to [min, max] (PyTorch's ``clamp``; NumPy's ``clip``)."""
+        return np.clip(self.numpy(), min, max)
+
+    def norm(self, p="fro", dim=None, keepdim=False):
+        """PyTorch's ``norm()``: the p-norm of the values as one vector, or along dim (an
+        int or a tuple); p a number, inf, -inf or 'fro' (2). Returns a NumPy scalar or
+        array of the parameter's dtype."""
+        values = self.numpy()
+        if isinstance(p, str):
+            if p != "fro":   # (PyTorch's 'nuc' and others: left to torch.linalg)
+                raise ValueError(f"norm: expected p to be a number or 'fro', got {p!r}")
+            p = 2
+        if isinstance(dim, list):
+            dim = tuple(dim)
+        magnitude = np.abs(values)
+        if p == np.inf:
+            result = magnitude.max(axis=dim, keepdims=keepdim)
+        elif p == -np.inf:
+            result = magnitude.min(axis=dim, keepdims=keepdim)
+        elif p == 0:
+            result = np.count_nonzero(values, axis=dim, keepdims=keepdim)
+        elif p == 1:
+            result = magnitude.sum(axis=dim, keepdims=keepdim)
+        elif p == 2:
+            result = np.sqrt(np.sum(magnitude * magnitude, axis=dim, keepdims=keepdim))
+        else:
+            result = np.sum(magnitude ** p, axis=dim, keepdims=keepdim) ** (1.0 / p)
+        return np.asarray(result, dtype=values.dtype)[()]
+
+    def add_(self, other, alpha=1):
+        """values += alpha * other, in place (PyTorch's ``add_``); self."""
+        other = _values(other)
+        return self.__iadd__(other if alpha == 1 else np.multiply(other, alpha))
+
+    def sub_(self, other, alpha=1):
+        """values -= alpha * other, in place (PyTorch's ``sub_``); self."""
+        other = _values(other)
+        return self.__isub__(other if alpha == 1 else np.multiply(other, alpha))
+
+    def mul_(self, other):
+        """values *= other, in place; self."""
+        return self.__imul__(other)
+
+    def div_(self, other):
+        """values /= other, in place; self."""
+        return self.__itruediv__(other)
+
+    def clamp_(self, min=None, max=None):
+        """The values clipped to [min, max] in place (PyTorch's ``clamp_``); self."""
+        if min is None and max is None:   # (PyTorch's RuntimeError)
+            raise RuntimeValueError("clamp_: at least one of min or max must not be None")
+        _device.update_on_host(self.data, lambda d: np.clip(d, min, max, out=d))
+        return self
+
+    def uniform_(self, a=0.0, b=1.0, generator=None):
+        """Fill with U(a, b) from fastnn's seeded generator, in place (PyTorch's
+        ``uniform_``, ``nn.init.uniform_``); self."""
+        from . import init   # (init imports the module that imports this one)
+        init.uniform_(self, a, b, generator=generator)
+        return self
+
+    def normal_(self, mean=0.0, std=1.0, generator=None):
+        """Fill with N(mean, std**2) from fastnn's seeded generator, in place; self."""
+        from . import init
+        init.normal_(self, mean, std, generator=generator)
+        return self
+
+
+for _name in ARRAY_METHODS:
+    setattr(ParameterArithmetic, _name, _array_method(_name))
+del _name
