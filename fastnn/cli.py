@@ -624,7 +624,12 @@ def _write_json(path, payload):
 def _describe(args, input_shape, num_classes):
     if args.model == "mlp":
         widths = [int(math.prod(input_shape))] + args.hidden + [num_classes]
-        return f"MLP {'-'.join(map(str, widths))} ({args.activation})"
+        parts = [args.activation]   # (what tells two runs' curves apart in a plot title)
+        if args.hidden and args.batchnorm:
+            parts.append("BatchNorm")
+        if args.hidden and args.dropout:
+            parts.append(f"dropout {args.dropout:g}")
+        return f"MLP {'-'.join(map(str, widths))} ({', '.join(parts)})"
     name = {"cnn": "SmallCNN", "convnet": "ConvNet"}[args.model]
     return f"{name} on {'x'.join(map(str, input_shape))} inputs"
 

@@ -27,9 +27,19 @@ def _flat_features(model):
     return None
 
 
-def image_shape(model):
-    """(C, H, W) of the images a saved classifier takes, from its config (or its first
-    Linear layer)."""
+#: the image sizes tried, in order, for an image model that does not say its own
+#: (MNIST's and Fashion-MNIST's, CIFAR-10's, then common larger ones)
+_TRIED_SIZES = (28, 32, 64, 96, 128, 224)
+
+
+def image_shape(model, shape=None):
+    """(C, H, W) of the images a saved classifier takes: shape when given; else from its
+    config (fastnn's models), its first Linear layer (a flat input), or, for any other
+    image model, the first layer's in_channels and the first of ``_TRIED_SIZES`` a
+    forward of a blank image in eval mode goes through (without gradients or state
+    changes)."""
+    if shape is not None:
+        return _checked_shape(shape)
     config = getattr(model, "config", {}) or {}
     features = _flat_features(model)
     if features is not None:
@@ -41,9 +51,35 @@ def image_shape(model):
                 return (channels, side, side)
         raise ValueError(f"visualize: cannot view {features} input features as a square "
                          f"image of 1 or 3 channels")
-    channels = config.get("in_channels", 1)
-    size = config.get("input_size", 28)
-    return (channels, size, size)
+    if "in_channels" in config or "input_size" in config:
+        channels = config.get("in_channels", 1)
+        size = config.get("input_size", 28)
+        return (channels, size, size)
+    channels = next((m.in_channels for m in model.modules()
+                     if isinstance(getattr(m, "in_channels", None), numbers.Integral)), 1)
+    from . import grad_mode
+    with evaluating(model), grad_mode.no_grad():
+        for size in _TRIED_SIZES:
+            blank = np.zeros((1, channels, size, size), _model_dtype(model))
+            try:
+                model(blank)
+            except ValueError:   # (fastnn's shape errors are ValueErrors)
+                continue
+            return (channels, size, size)
+    raise ValueError(f"visualize: cannot tell the image shape this model takes (none of "
+                     f"{channels} x {_TRIED_SIZES} square images went through it): give it "
+                     f"(shape=(C, H, W); dream: --image-shape C,H,W)")
+
+
+def _checked_shape(shape):
+    """shape as a (C, H, W) tuple of positive ints."""
+    items = tuple(shape) if isinstance(shape, (tuple, list)) else None
+    if (items is None or len(items) != 3
+            or not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0
+                       for n in items)):
+        raise ValueError(f"visualize: expected shape to be (C, H, W), three positive ints, "
+                         f"got {shape!r}")
+    return tuple(int(n) for n in items)
 
 
 def _model_input(model, images):
@@ -116,7 +152,7 @@ def class_probability(model, image, target_class, mean=0.0, std=1.0):
 
 def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_decay=1e-3,
                     clip=1.0, blur_every=10, blur_sigma=0.5, scales=(1,), seed=0,
-                    progress=None, mean=0.0, std=1.0):
+                    progress=None, mean=0.0, std=1.0, shape=None):
     """Optimise an image to maximise ``target_class``'s logit.
 
     model: a trained classifier (Module mapping images to (1, num_classes) logits).
@@ -131,7 +167,8 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
     small image shifts by as much of its size);
     scales: image size divisors, coarse to fine, e.g. (4, 2, 1);
     mean, std: the standardization the model was trained with (``train --standardize``
-    saves them): the image stays in [0, 1] pixels and the model sees (image - mean) / std.
+    saves them): the image stays in [0, 1] pixels and the model sees (image - mean) / std;
+    shape: the image's (C, H, W), when ``image_shape`` cannot tell it from the model.
     The model runs in eval mode in its own dtype; its training mode is restored after,
     and its parameter gradients are left zeroed (each step's are a by-product: call it
     between optimizer steps, not in the middle of accumulating gradients).
@@ -141,7 +178,7 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
         steps, lr, jitter, weight_decay, clip, blur_every, blur_sigma, scales)
     check_number("visualize", "mean", mean)
     check_number("visualize", "std", std, low=0, low_open=True)
-    shape = image_shape(model)
+    shape = image_shape(model, shape)
     dtype = _model_dtype(model)
     rng = np.random.default_rng(seed)
     with evaluating(model):

@@ -316,6 +316,47 @@ def test_curves_tick_whole_epochs_only():
         assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks), ticks
 
 
+def test_curves_of_one_epoch_tick_it_and_draw_the_eval_freq_curve():
+    """A run shorter than two epochs had ticks at 0.95, 0.975... and --plot drew the
+    --eval-freq test curve (kept in the metrics' step_curve) nowhere: it is drawn on the
+    epoch axis, a last epoch cut short by --max-steps at its fraction."""
+    from fastnn.plotting import curves_figure
+    metrics = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "train_accuracy": [0.5, 0.7],
+               "test_loss": [0.9, 0.6], "test_accuracy": [0.55, 0.72], "steps": 30,
+               "train_state": {"batches_per_epoch": 20},
+               "step_curve": {"step": [10, 20, 30], "test_loss": [1.2, 0.9, 0.6],
+                              "test_accuracy": [0.4, 0.55, 0.72]}}
+    fig = curves_figure(metrics)
+    fig.canvas.draw()
+    for ax, key in zip(fig.axes, ("loss", "accuracy")):
+        train, test, steps = ax.get_lines()
+        assert list(train.get_xdata()) == [1.0, 1.5] == list(test.get_xdata())
+        assert list(steps.get_xdata()) == [0.5, 1.0, 1.5]
+        assert list(steps.get_ydata()) == metrics["step_curve"][f"test_{key}"]
+        assert steps.get_label() == "test, every 10 steps"
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    one = curves_figure({"epoch": [1], "train_loss": [1.0], "train_accuracy": [0.5]})
+    one.canvas.draw()
+    for ax in one.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks == [1.0], ticks
+
+
+def test_the_model_description_names_batchnorm_and_dropout(tmp_path):
+    """The plot title and the metrics' "model" said 'MLP 784-128-64-10 (tanh)' with or
+    without --batchnorm and --dropout."""
+    import json
+    for flags, want in (([], "MLP 64-8-10 (tanh)"),
+                        (["--batchnorm", "--dropout", "0.25"],
+                         "MLP 64-8-10 (tanh, BatchNorm, dropout 0.25)")):
+        result = run_cli("train", "--dataset", "digits", "--hidden", "8", "--activation",
+                         "tanh", "--max-steps", "2", "--no-progress", "--metrics",
+                         str(tmp_path / "m.json"), *flags)
+        assert result.returncode == 0, result.stderr
+        assert json.loads((tmp_path / "m.json").read_text())["model"] == want
+
+
 def test_a_closed_pipe_ends_quietly():
     """``python -m fastnn train ... | head -1``: no BrokenPipeError traceback, status 141."""
     env = dict(os.environ, FASTNN_BACKEND="numpy")

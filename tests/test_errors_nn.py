@@ -281,3 +281,34 @@ def test_a_size_out_of_range_is_a_value_error_only():
         with pytest.raises(ValueError) as info:
             make()
         assert not isinstance(info.value, TypeError)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_backward_given_the_loss_says_to_pass_its_gradient(dtype):
+    """model.backward(loss) by mistake: in float32 the error was a dtype mismatch
+    ('grad_out is float64 but expected float32'), now in every dtype it says what
+    backward takes; nothing changes."""
+    x = np.random.default_rng(0).standard_normal((4, 3)).astype(dtype)
+    labels = np.array([0, 1, 0, 1])
+    for model in (nn.Sequential(nn.Linear(3, 2, dtype=dtype), nn.ReLU()),
+                  nn.Linear(3, 2, dtype=dtype)):
+        loss_fn = nn.CrossEntropyLoss()
+        loss = loss_fn(model(x), labels)
+        before = _state(model)
+        for given in (loss, float(loss), np.asarray(loss)):
+            with pytest.raises(RuntimeError, match=r"expected grad_out of shape \(4, 2\).*"
+                                                   r"got the single number .*model\.backward"
+                                                   r"\(loss_fn\.backward\(\)\), not the loss"):
+                model.backward(given)
+        _assert_same(model, before)
+        model.backward(loss_fn.backward())   # (the forward is still there)
+
+
+def test_a_one_axis_shape_prints_as_a_tuple():
+    """'expected bias of shape (5), got (4,)': the expected shape now prints as (5,)."""
+    x, w = np.ones((2, 3), np.float32), np.ones((5, 3), np.float32)
+    with pytest.raises(ValueError, match=r"expected bias of shape \(5,\), got \(4,\)"):
+        fastnn.ops.linear_forward(x, w, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match=r"expected velocity of shape \(3,\)"):
+        fastnn.ops.sgd_update(np.ones(3, np.float32), np.ones(3, np.float32),
+                              np.ones(2, np.float32), 0.1, momentum=0.9)

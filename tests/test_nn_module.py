@@ -248,7 +248,12 @@ def test_repr_of_every_layer():
     assert repr(nn.Sequential(nn.Linear(1, 1), nn.ReLU())) == (
         "Sequential(\n  (0): Linear(in_features=1, out_features=1, bias=True)\n"
         "  (1): ReLU()\n)")
-    assert repr(nn.Parameter(np.zeros((2, 3)))) == "Parameter(shape=(2, 3), dtype=float64)"
+    # PyTorch's "Parameter containing:" and the values (was the shape and dtype alone)
+    assert repr(nn.Parameter(np.zeros((2, 3)))) == (
+        "Parameter containing:\narray([[0., 0., 0.],\n       [0., 0., 0.]])")
+    assert repr(nn.Parameter(np.ones(2, np.float32), requires_grad=False)) == (
+        "Parameter containing:\narray([1., 1.], dtype=float32, requires_grad=False)")
+    assert "..." in repr(nn.Parameter(np.zeros((100, 100))))   # (summarised, as NumPy's)
 
 
 def test_torch_twin_of_a_loaded_model_agrees(backend, rng):

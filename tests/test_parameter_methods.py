@@ -57,6 +57,13 @@ def test_reductions_take_pytorchs_dim_and_keepdim(dtype):
     assert p.max() == t.max().item() and p.min() == t.min().item()
     # std and var are NumPy's (ddof 0), as np.std(p); PyTorch's unbiased is ddof=1
     assert p.std() == np.std(p.data) and p.var(ddof=1) == pytest.approx(t.var().item())
+    # where PyTorch's dim= means something else, the error says what to write
+    for name, hint in (("max", "argmax"), ("min", "argmin"), ("std", "ddof=1"),
+                       ("var", "ddof=1")):
+        with pytest.raises(TypeError, match=f"takes no dim= or keepdim=: .*{hint}"):
+            getattr(p, name)(dim=0)
+    with pytest.raises(TypeError, match="takes no dim="):
+        p.clip(0, 1, keepdim=True)
 
 
 def test_views_write_the_parameter_as_pytorchs_views():
@@ -84,6 +91,14 @@ def test_pytorch_only_methods_match_torch(dtype):
     p, t = pair(dtype, (3, 4, 5))
     tol = {"rtol": 1e-5 if dtype == np.float32 else 1e-12}
     np.testing.assert_array_equal(p.abs(), host(t.abs()))
+    # transpose with two axes swaps them, as PyTorch's (NumPy's would read (0, 1) as
+    # the identity permutation); a whole permutation or none is NumPy's
+    for axes in ((0, 1), (1, 0), (0, 2), (2, 1), (-1, 0)):
+        np.testing.assert_array_equal(p.transpose(*axes), host(t.transpose(*axes)))
+    np.testing.assert_array_equal(p.transpose(), p.data.transpose())
+    np.testing.assert_array_equal(p.transpose((2, 0, 1)), p.data.transpose((2, 0, 1)))
+    np.testing.assert_array_equal(np.transpose(p, (1, 2, 0)), p.data.transpose((1, 2, 0)))
+    assert np.shares_memory(p.transpose(0, 1), p.data)
     np.testing.assert_array_equal(p.clamp(-0.5, 0.25), host(t.clamp(-0.5, 0.25)))
     np.testing.assert_array_equal(p.clamp(min=0), host(t.clamp(min=0)))
     for norm_p in ("fro", 2, 1, 3, 0.5, 0, np.inf, -np.inf):

@@ -112,3 +112,57 @@ def test_a_sequential_opening_with_a_linear_layer_dreams_as_an_mlp(tmp_path):
     dream_from_checkpoint(tmp_path, "seq.npz", 3)
     with pytest.raises(ValueError, match="cannot view 50 input features"):
         image_shape(nn.Sequential(nn.Linear(50, 3)))
+
+
+def test_an_image_sequential_without_config_is_probed_for_its_shape(tmp_path):
+    """A Sequential opening with a conv layer (fastnn.save of a user's CNN: no config) was
+    fed a 1 x 28 x 28 image whatever it took ('expected input of shape (N, 3, H, W)');
+    its channels come from the first conv layer and its size from the first of 28, 32,
+    64... a blank image goes through."""
+    from fastnn import nn
+    fastnn.manual_seed(0)
+    rgb_any = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                            nn.Flatten(), nn.Linear(4, 5))
+    assert image_shape(rgb_any) == (3, 28, 28)
+    grey_32 = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.ReLU(),
+                            nn.Flatten(), nn.Linear(2 * 32 * 32, 5))
+    running = grey_32[1].running_mean.copy()
+    assert image_shape(grey_32) == (1, 32, 32)
+    # the probe ran in eval mode: no running statistics moved, the mode given back
+    np.testing.assert_array_equal(grey_32[1].running_mean, running)
+    assert grey_32.training and grey_32[1].num_batches_tracked == 0
+    image, before, after = visualize_class(grey_32, 3, steps=15, seed=0)
+    assert image.shape == (1, 32, 32) and after > before
+    fastnn.save(rgb_any, tmp_path / "rgb.npz")
+    dream_from_checkpoint(tmp_path, "rgb.npz", 1)
+
+
+def test_an_image_shape_no_size_fits_is_asked_for():
+    from fastnn import nn
+    odd = nn.Sequential(nn.Conv2d(2, 2, 3), nn.Flatten(), nn.Linear(2 * 15 * 15, 4))
+    with pytest.raises(ValueError, match=r"cannot tell the image shape.*--image-shape C,H,W"):
+        image_shape(odd)
+    assert image_shape(odd, (2, 17, 17)) == (2, 17, 17)
+    image, before, after = visualize_class(odd, 0, steps=3, seed=0, shape=(2, 17, 17))
+    assert image.shape == (2, 17, 17)
+    for bad in ((2, 17), (2, 0, 17), "2,17,17", (2.0, 17, 17)):
+        with pytest.raises(ValueError, match=r"expected shape to be \(C, H, W\)"):
+            visualize_class(odd, 0, steps=1, shape=bad)
+
+
+def test_dream_takes_the_image_shape(tmp_path, capsys):
+    from fastnn import nn
+    fastnn.manual_seed(0)
+    fastnn.save(nn.Sequential(nn.Conv2d(2, 2, 3), nn.Flatten(), nn.Linear(2 * 15 * 15, 4)),
+                tmp_path / "odd.npz")
+    backend = fastnn.get_backend()
+    try:
+        argv = ["dream", "--checkpoint", str(tmp_path / "odd.npz"), "--target-class", "1",
+                "--steps", "2", "--out", str(tmp_path / "d.png"), "--no-progress"]
+        assert cli.main(argv + ["--image-shape", "2,17,17"]) == 0
+        assert (tmp_path / "d.png").stat().st_size > 0
+        for bad in ("2,17", "a,b,c", "2,0,17"):
+            assert cli.main(argv + ["--image-shape", bad]) == 2
+            assert "--image-shape expects three positive integers" in capsys.readouterr().err
+    finally:
+        fastnn.set_backend(backend)

@@ -10,17 +10,19 @@ from .common import (apply_runtime, add_common_arguments, on_backend_device, pro
 
 
 def save_image(image, path, title=None):
-    """(C, H, W) in [0, 1] -> PNG, upscaled for viewing."""
+    """(C, H, W) in [0, 1] -> PNG, upscaled for viewing: grey for one channel, colour for
+    three, else each channel in grey, side by side."""
     import os
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     fig = Figure(figsize=(4, 4.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    if image.shape[0] == 1:
-        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    else:
+    if image.shape[0] == 3:
         ax.imshow(np.transpose(image, (1, 2, 0)), interpolation="nearest")
+    else:
+        ax.imshow(np.concatenate(list(image), axis=1), cmap="gray", vmin=0, vmax=1,
+                  interpolation="nearest")
     ax.axis("off")
     if title:
         ax.set_title(title, fontsize=9)
@@ -53,6 +55,9 @@ def add_arguments(parser):
     parser.add_argument("--blur-every", type=int, default=10)
     parser.add_argument("--blur-sigma", type=float, default=0.5)
     parser.add_argument("--scales", default="1", help="coarse-to-fine divisors, e.g. 4,2,1")
+    parser.add_argument("--image-shape", default=None, metavar="C,H,W",
+                        help="the image shape the model takes, e.g. 3,32,32 (default: from "
+                             "the checkpoint's model)")
     add_common_arguments(parser, "runs/dream/class.png")
 
 
@@ -82,12 +87,21 @@ def run(args):
     except ValueError:
         raise ValueError(f"--scales expects comma-separated integers such as 4,2,1, got "
                          f"{args.scales!r}") from None
+    shape = None
+    if args.image_shape is not None:
+        try:
+            shape = tuple(int(s) for s in str(args.image_shape).split(","))
+        except ValueError:
+            shape = ()
+        if len(shape) != 3 or min(shape) <= 0:
+            raise ValueError(f"--image-shape expects three positive integers C,H,W such as "
+                             f"3,32,32, got {args.image_shape!r}")
     bar = progress(args.steps, f"class {args.target_class}", not args.no_progress)
     image, before, after = visualize_class(
         model, args.target_class, steps=args.steps, lr=args.lr, jitter=args.jitter,
         weight_decay=args.weight_decay, clip=args.clip, blur_every=args.blur_every,
         blur_sigma=args.blur_sigma, scales=scales, seed=args.seed,
-        progress=bar.update if bar is not None else None, mean=mean, std=std)
+        progress=bar.update if bar is not None else None, mean=mean, std=std, shape=shape)
     if bar is not None:
         bar.close()
     save_image(image, args.out, f"class {args.target_class}: p {before:.3f} -> {after:.3f}")

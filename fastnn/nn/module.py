@@ -531,8 +531,15 @@ class Parameter(ParameterArithmetic):
         return values.copy() if copy else values
 
     def __repr__(self):
-        where = ", device='cuda'" if self.device == "cuda" else ""
-        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype}{where})"
+        """PyTorch's 'Parameter containing:' and the values (NumPy's repr, summarised
+        past 1000 elements; a host copy for a parameter on the GPU)."""
+        values = np.array_repr(self.numpy())
+        extra = [f"device='cuda'"] if self.device == "cuda" else []
+        if not self.requires_grad:
+            extra.append("requires_grad=False")
+        if extra:
+            values = values[:-1] + ", " + ", ".join(extra) + ")"
+        return f"Parameter containing:\n{values}"
 
 
 class _Marker:
@@ -2178,11 +2185,26 @@ class Module:
                                f"Sequential's backward")
         shape, dtype = self._out_meta
         if type(grad_out) is not np.ndarray or grad_out.dtype != dtype:
+            if shape != () and (isinstance(grad_out, (numbers.Number, np.generic))
+                                or getattr(grad_out, "shape", None) == ()):
+                raise self._loss_given_error(grad_out, shape)   # (before its dtype or type)
             check_float_array(self._where(), "grad_out", grad_out, dtype=dtype, device_ok=True)
         if grad_out.shape != shape:
+            if grad_out.shape == ():
+                raise self._loss_given_error(grad_out, shape)
             # (PyTorch's backward: RuntimeError "Mismatch in shape: grad_output[0] ...")
             raise RuntimeValueError(f"{self._where()}: expected grad_out of shape {shape} (the "
                                     f"shape of the last forward output), got {grad_out.shape}")
+
+    def _loss_given_error(self, grad_out, shape):
+        """The error for a single number given as grad_out where the output has shape:
+        the loss itself, given by mistake."""
+        number = grad_out.item() if isinstance(grad_out, (np.ndarray, np.generic)) else grad_out
+        return RuntimeValueError(
+            f"{self._where()}: expected grad_out of shape {shape} (the shape of the last "
+            f"forward output), got the single number {number!r}: backward takes the "
+            f"gradient of the loss w.r.t. the output, model.backward(loss_fn.backward()), "
+            f"not the loss")
 
     def _arrive(self, name, x):
         """(x on this module's device, C-contiguous; the caller's array namespace).

@@ -13,6 +13,7 @@ meaning where NumPy has the name (``ARRAY_METHODS``: ``p.mean()``, ``p.std()`` (
 ``p.max(axis=0)``, ``p.reshape(-1)``, ``p.copy()``...; the reductions also take
 PyTorch's ``dim=`` and ``keepdim=`` where both libraries mean the same), and PyTorch's
 where only PyTorch has it: ``p.abs()``, ``p.t()``, ``p.view(...)``, ``p.norm(...)``,
+``p.transpose(0, 1)`` (two axes swap, as PyTorch's; other calls are NumPy's),
 ``p.clamp(...)``, the comparisons ``p > 0`` (NumPy bool arrays) and the in-place
 ``add_``/``sub_`` (with ``alpha``), ``mul_``, ``div_``, ``clamp_``, ``uniform_`` and
 ``normal_``, which return the Parameter. Results are NumPy arrays: views of ``data``
@@ -57,7 +58,7 @@ def _inplace(ufunc):
 ARRAY_METHODS = ("all", "any", "argmax", "argmin", "argsort", "astype", "clip", "copy",
                  "cumprod", "cumsum", "dot", "flatten", "max", "mean", "min", "nonzero",
                  "prod", "ravel", "repeat", "reshape", "round", "squeeze", "std", "sum",
-                 "swapaxes", "transpose", "var")
+                 "swapaxes", "var")
 #: those of them that also take PyTorch's dim= and keepdim= for NumPy's axis= and
 #: keepdims=, where the two libraries' methods mean the same (not max/min, whose dim=
 #: gives PyTorch (values, indices), nor std/var, whose PyTorch default is unbiased)
@@ -65,11 +66,28 @@ _DIM_METHODS = frozenset(("all", "any", "argmax", "argmin", "cumprod", "cumsum",
                           "prod", "sum"))
 
 
+#: what PyTorch's dim= means for the NumPy methods that do not take it
+_NOT_DIM = {
+    "max": "PyTorch's max(dim=) gives (values, indices): p.max(axis=d) gives the values, "
+           "p.argmax(axis=d) the indices",
+    "min": "PyTorch's min(dim=) gives (values, indices): p.min(axis=d) gives the values, "
+           "p.argmin(axis=d) the indices",
+    "std": "PyTorch's std(dim=) is unbiased: p.std(axis=d, ddof=1) is it (NumPy's default "
+           "ddof is 0)",
+    "var": "PyTorch's var(dim=) is unbiased: p.var(axis=d, ddof=1) is it (NumPy's default "
+           "ddof is 0)",
+}
+
+
 def _array_method(name):
     takes_dim = name in _DIM_METHODS
 
     def method(self, *args, **kwargs):
-        if takes_dim and ("dim" in kwargs or "keepdim" in kwargs):
+        if "dim" in kwargs or "keepdim" in kwargs:
+            if not takes_dim:
+                raise TypeError(f"Parameter.{name} is NumPy's ndarray.{name} (axis=, "
+                                f"keepdims=), which takes no dim= or keepdim="
+                                + (f": {_NOT_DIM[name]}" if name in _NOT_DIM else ""))
             kwargs = {_NUMPY_KEYWORDS.get(k, k): v for k, v in kwargs.items()}
         return getattr(self.numpy(), name)(*args, **kwargs)
     method.__name__ = method.__qualname__ = name
@@ -167,6 +185,16 @@ class ParameterArithmetic:
     def abs(self):
         """|values| (PyTorch's ``abs()``; ``abs(p)`` too)."""
         return abs(self.numpy())
+
+    def transpose(self, *axes):
+        """The values with their axes permuted, NumPy's ``transpose(axes)`` (none given:
+        reversed), except that two axes swap those two, as PyTorch's ``transpose(0, 1)``
+        (NumPy's would read them as the whole permutation: the identity of a 2-D
+        parameter, an error for any other). A view of ``data`` on the CPU."""
+        values = self.numpy()
+        if len(axes) == 2 and all(isinstance(a, (int, np.integer)) for a in axes):
+            return values.swapaxes(*axes)
+        return values.transpose(*axes)
 
     def t(self):
         """The transposed values of a parameter of at most 2 dimensions (PyTorch's
