@@ -113,8 +113,9 @@ def _conv(rng, dt):
     for kernel, stride, padding in (((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1))):
         y, indices = ops.max_pool2d_forward(x, kernel, stride, padding)   # 2x2: its own
         ops.max_pool2d_backward(np.ones_like(y), indices, x.shape)
-    y = ops.avg_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
-    ops.avg_pool2d_backward(np.ones_like(y), x.shape, (3, 3), (2, 2), (1, 1))
+    for kernel, stride, padding in (((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1))):
+        y = ops.avg_pool2d_forward(x, kernel, stride, padding)   # 2x2: the tiling kernels
+        ops.avg_pool2d_backward(np.ones_like(y), x.shape, kernel, stride, padding)
 
 
 def _optim(rng, dt):

@@ -46,6 +46,24 @@ def is_2x2_pool(in_shape, out_shape, kernel_size, stride, padding, dilation=(1, 
             and 2 * out_shape[2] <= in_shape[2] and 2 * out_shape[3] <= in_shape[3])
 
 
+#: the widest window the tiling average-pool kernels take: a loop over a row's windows,
+#: tap by tap, beats a loop over each window's taps while windows are narrow (2x2 4x
+#: faster, 1 thread), not for a global pool's one wide window (7x7: 3x slower)
+TILING_POOL_MAX_WIDTH = 3
+
+
+def is_tiling_pool(in_shape, out_shape, kernel_size, stride, padding):
+    """Whether an average pool's windows tile its input and are narrow: the stride is
+    the window, at most TILING_POOL_MAX_WIDTH wide, no padding, every window inside the
+    input (ceil mode can add one that runs past the edge). The CPU backends' tiling
+    kernels then read or write each cell once, rows at a time. Shapes: (N, C, H, W) in
+    and out."""
+    (kh, kw) = kernel_size
+    return (tuple(stride) == (kh, kw) and kw <= TILING_POOL_MAX_WIDTH
+            and tuple(padding) == (0, 0)
+            and kh * out_shape[2] <= in_shape[2] and kw * out_shape[3] <= in_shape[3])
+
+
 def phase_layout(out_hw, kernel_size, stride):
     """(hq, wq, offsets) of the stride phases the compiled depthwise kernels split a
     padded plane into (phase (a, b): its cells (r sH + a, s sW + b), stored at

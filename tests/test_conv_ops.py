@@ -352,6 +352,32 @@ def test_avg_pool2d_large_input_and_out_buffers(backend, dtype, rng):
     assert_close(grad_in, tx.grad.numpy(), dtype)
 
 
+@pytest.mark.parametrize("shape, k, ceil_mode, divisor", [
+    ((3, 4, 8, 8), (2, 2), False, None), ((2, 3, 9, 7), (2, 2), False, None),
+    ((2, 3, 9, 7), (2, 2), True, None), ((64, 16, 14, 14), (2, 2), False, None),
+    ((2, 2, 11, 10), (3, 2), False, 5), ((2, 3, 7, 9), (3, 3), False, None),
+    ((0, 3, 8, 8), (2, 2), False, None), ((2, 3, 1, 8), (2, 2), True, None)])
+def test_avg_pool2d_tiling_windows_as_torch(backend, dtype, rng, shape, k, ceil_mode,
+                                            divisor):
+    """Windows that tile the input (stride = window, no padding: the CPU backends' tiling
+    kernels), with the rows and columns no window covers (odd sizes, zeroed in
+    grad_in), divisor_override, and ceil mode's window past the edge (the general
+    kernel)."""
+    x = rng.standard_normal(shape).astype(dtype)
+    tx = tt(x, True)
+    ty = F.avg_pool2d(tx, k, k, 0, ceil_mode=ceil_mode, divisor_override=divisor)
+    g = rng.standard_normal(tuple(ty.shape)).astype(dtype)
+    ty.backward(tt(g))
+    out = np.full(tuple(ty.shape), np.nan, dtype=dtype)
+    assert ops.avg_pool2d_forward(x, k, k, ceil_mode=ceil_mode, divisor_override=divisor,
+                                  out=out) is out
+    assert_close(out, ty.detach().numpy(), dtype)
+    grad_in = np.full(x.shape, np.nan, dtype=dtype)
+    assert ops.avg_pool2d_backward(g, x.shape, k, k, ceil_mode=ceil_mode,
+                                   divisor_override=divisor, grad_in=grad_in) is grad_in
+    assert_close(grad_in, tx.grad.numpy(), dtype)
+
+
 def test_max_pool2d_nan_propagates(backend):
     x = np.zeros((1, 1, 4, 4))
     x[0, 0, 1, 2] = np.nan

@@ -67,7 +67,7 @@ time 128x32x28x28 2x2/2 19.0 -> 6-9 ms (PyTorch 18-20 ms), 32x64x16x16 3x3/2/1
 import numpy as np
 
 from fastnn.kernels import blas_threads
-from fastnn.kernels.window_shapes import is_2x2_pool, pool_out_shape
+from fastnn.kernels.window_shapes import is_2x2_pool, is_tiling_pool, pool_out_shape
 
 cimport cython
 from cython.parallel cimport prange, threadid
@@ -739,6 +739,72 @@ def _avg_pool_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, W_
                         plane[hh * w_in + ww] += share
 
 
+@cython.cdivision(True)
+def _avg_pool_tiles_fwd(const floating[:, :, :, ::1] x,  # IN  (N, C, H, W)
+                        Py_ssize_t kh, Py_ssize_t kw, double divisor,
+                        floating[:, :, :, ::1] y):       # OUT (N, C, H_out, W_out)
+    """_avg_pool_fwd for windows that tile x (window_shapes.is_tiling_pool): each output
+    row sums its kh input rows, tap by tap, across the row (the window's cells in the
+    same order as _avg_pool_fwd's, so the same sums), instead of a loop of kh x kw per
+    window. 1 thread, float32 2x2, 128x32x14x14: 1.44 -> 0.87 ms, 64x16x28x28: 1.41 ->
+    0.45 ms."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
+    cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t t, oh, ow, i, j
+    cdef const floating* row
+    cdef floating* out
+    cdef floating d = <floating>divisor
+    if n * c * ho * wo == 0:   # (no element 0 to address)
+        return
+    for t in prange(n * c, nogil=True, schedule="static",
+                    num_threads=threads_for(n * c * h_in * w_in)):
+        for oh in range(ho):
+            out = &y[0, 0, 0, 0] + (t * ho + oh) * wo
+            for ow in range(wo):
+                out[ow] = 0
+            for i in range(kh):
+                row = &x[0, 0, 0, 0] + (t * h_in + oh * kh + i) * w_in
+                for j in range(kw):
+                    for ow in range(wo):
+                        out[ow] = out[ow] + row[ow * kw + j]
+            for ow in range(wo):
+                out[ow] = out[ow] / d
+
+
+@cython.cdivision(True)
+def _avg_pool_tiles_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, W_out)
+                        Py_ssize_t kh, Py_ssize_t kw, double divisor,
+                        floating[:, :, :, ::1] grad_in):        # OUT (N, C, H, W)
+    """_avg_pool_bwd for windows that tile grad_in: each cell of a window written once
+    with its share, rows at a time, and only the cells no window covers (the last rows
+    and columns of an odd size) zeroed, instead of a zeroed plane added to window by
+    window. 1 thread, float32 2x2, to 128x32x14x14: 1.40 -> 0.64 ms, to 64x16x28x28:
+    1.36 -> 0.41 ms."""
+    cdef Py_ssize_t n = grad_in.shape[0], c = grad_in.shape[1]
+    cdef Py_ssize_t h_in = grad_in.shape[2], w_in = grad_in.shape[3]
+    cdef Py_ssize_t ho = grad_out.shape[2], wo = grad_out.shape[3]
+    cdef Py_ssize_t t, oh, ow, i, j, covered = wo * kw
+    cdef const floating* g
+    cdef floating* row
+    cdef floating d = <floating>divisor
+    if n * c * h_in * w_in == 0:   # (nothing to write, and no element 0 to address)
+        return
+    for t in prange(n * c, nogil=True, schedule="static",
+                    num_threads=threads_for(n * c * h_in * w_in)):
+        for oh in range(ho):
+            g = &grad_out[0, 0, 0, 0] + (t * ho + oh) * wo if ho * wo else NULL
+            for i in range(kh):
+                row = &grad_in[0, 0, 0, 0] + (t * h_in + oh * kh + i) * w_in
+                for j in range(kw):
+                    for ow in range(wo):
+                        row[ow * kw + j] = g[ow] / d
+                if covered < w_in:
+                    memset(row + covered, 0, (w_in - covered) * sizeof(floating))
+        if ho * kh < h_in:
+            memset(&grad_in[0, 0, 0, 0] + (t * h_in + ho * kh) * w_in, 0,
+                   (h_in - ho * kh) * w_in * sizeof(floating))
+
+
 # ------------------------------------------------------- the op table's entry points
 def _threads(xshape, wshape, p, itemsize):
     """Threads for a conv kernel: the batch split over our threads, each calling BLAS
@@ -828,6 +894,10 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad
     if out is None:
         out = np.empty(pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode),
                        dtype=x.dtype)
+    if is_tiling_pool(x.shape, out.shape, kernel_size, stride, padding):
+        _avg_pool_tiles_fwd(x, kernel_size[0], kernel_size[1],
+                            divisor_override or kernel_size[0] * kernel_size[1], out)
+        return out
     _avg_pool_fwd(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
                   padding[1], bool(count_include_pad), divisor_override or 0, out)
     return out
@@ -840,6 +910,10 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
     not needed here); input_shape: (N, C, H, W). Returns grad_in."""
     if grad_in is None:
         grad_in = np.empty(tuple(input_shape), dtype=grad_out.dtype)
+    if is_tiling_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding):
+        _avg_pool_tiles_bwd(grad_out, kernel_size[0], kernel_size[1],
+                            divisor_override or kernel_size[0] * kernel_size[1], grad_in)
+        return grad_in
     _avg_pool_bwd(grad_out, kernel_size[0], kernel_size[1], stride[0], stride[1],
                   padding[0], padding[1], bool(count_include_pad), divisor_override or 0,
                   grad_in)

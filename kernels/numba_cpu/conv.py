@@ -45,7 +45,7 @@ import numpy as np
 from numba import prange
 
 from .. import blas_threads
-from ..window_shapes import is_2x2_pool as _is_2x2_pool, pool_out_shape
+from ..window_shapes import is_2x2_pool as _is_2x2_pool, is_tiling_pool, pool_out_shape
 from . import blas
 from ._buffers import scratch
 from .config import PARALLEL_MIN, helper, kernel, serial_kernel, sync_threads
@@ -587,6 +587,62 @@ def _avg_pool_bwd(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor,
                         grad_in[b, ch, hh, ww] += share
 
 
+@kernel
+def _avg_pool_tiles_fwd(x, kh, kw, divisor, y):  # pragma: no cover - compiled
+    """_avg_pool_fwd for windows that tile x (window_shapes.is_tiling_pool): x (N, C, H,
+    W) IN; y (N, C, H_out, W_out) OUT. Each output row sums its kh input rows, tap by
+    tap, across the row (the window's cells in _avg_pool_fwd's order), instead of a loop
+    of kh x kw per window. 1 thread, float32 2x2, 128x32x14x14: 1.46 -> 0.68 ms,
+    64x16x28x28: 1.40 -> 0.45 ms."""
+    n, c, h_in, w_in = x.shape
+    ho, wo = y.shape[2], y.shape[3]
+    planes = x.reshape(n * c, h_in, w_in)
+    out_planes = y.reshape(n * c, ho, wo)
+    zero = x.dtype.type(0.0)
+    d = x.dtype.type(divisor)
+    for t in prange(n * c):
+        plane = planes[t]
+        out_plane = out_planes[t]
+        for oh in range(ho):
+            out = out_plane[oh]
+            out[:] = zero
+            for i in range(kh):
+                row = plane[oh * kh + i]
+                for j in range(kw):
+                    for ow in range(wo):
+                        out[ow] += row[ow * kw + j]
+            for ow in range(wo):
+                out[ow] = out[ow] / d
+
+
+@kernel
+def _avg_pool_tiles_bwd(grad_out, kh, kw, divisor, grad_in):  # pragma: no cover - compiled
+    """_avg_pool_bwd for windows that tile grad_in: grad_out (N, C, H_out, W_out) IN;
+    grad_in (N, C, H, W) OUT. Each cell of a window is written once with its share, rows
+    at a time, and only the cells no window covers (the last rows and columns of an odd
+    size) zeroed. 1 thread, float32 2x2, to 128x32x14x14: 1.65 -> 0.53 ms, to
+    64x16x28x28: 1.66 -> 0.34 ms."""
+    n, c, h_in, w_in = grad_in.shape
+    ho, wo = grad_out.shape[2], grad_out.shape[3]
+    g_planes = grad_out.reshape(n * c, ho, wo)
+    planes = grad_in.reshape(n * c, h_in, w_in)
+    zero = grad_in.dtype.type(0.0)
+    d = grad_in.dtype.type(divisor)
+    covered = wo * kw
+    for t in prange(n * c):
+        g_plane = g_planes[t]
+        plane = planes[t]
+        for oh in range(ho):
+            g = g_plane[oh]
+            for i in range(kh):
+                row = plane[oh * kh + i]
+                for j in range(kw):
+                    for ow in range(wo):
+                        row[ow * kw + j] = g[ow] / d
+                row[covered:] = zero
+        plane[ho * kh:] = zero
+
+
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
                        ceil_mode=False, dilation=(1, 1)):
     """Max pooling with -inf padding. x: (N, C, H, W); out, indices: (N, C, H_out, W_out)
@@ -625,6 +681,9 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad
         out = np.empty(pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode),
                        dtype=x.dtype)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    if is_tiling_pool(x.shape, out.shape, kernel_size, stride, padding):
+        _avg_pool_tiles_fwd(x.size, x, kh, kw, float(divisor_override or kh * kw), out)
+        return out
     _avg_pool_fwd(x.size, x, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
                   int(divisor_override or 0), out)
     return out
@@ -638,6 +697,10 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
     if grad_in is None:
         grad_in = np.empty(tuple(input_shape), dtype=grad_out.dtype)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    if is_tiling_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding):
+        _avg_pool_tiles_bwd(grad_in.size, grad_out, kh, kw,
+                            float(divisor_override or kh * kw), grad_in)
+        return grad_in
     _avg_pool_bwd(grad_in.size, grad_out, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
                   int(divisor_override or 0), grad_in)
     return grad_in
