@@ -124,9 +124,8 @@ _UNARY = {
     "hardsigmoid": ("x", lambda t, x, o: t.ops.aten.hardsigmoid.out(x, out=o),
                     lambda t, g, x, o: t.ops.aten.hardsigmoid_backward.grad_input(
                         g, x, grad_input=o)),
-    # PyTorch's hardswish_backward has no out= variant: its result is a fresh tensor
     "hardswish": ("x", lambda t, x, o: t.ops.aten.hardswish.out(x, out=o),
-                  lambda t, g, x, o: t.ops.aten.hardswish_backward(g, x)),
+                  lambda t, g, x, o: t.ops.aten.hardswish_backward.out(g, x, out=o)),
     "silu": ("x", lambda t, x, o: t.ops.aten.silu.out(x, out=o),
              lambda t, g, x, o: t.ops.aten.silu_backward.grad_input(g, x, grad_input=o)),
     "softplus": ("x", lambda t, x, o: t.ops.aten.softplus.out(x, 1.0, 20.0, out=o),

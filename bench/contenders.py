@@ -28,11 +28,13 @@ def step_contenders():
 
 def all_threads():
     """The thread count the suite uses: every core (FASTNN_NUM_THREADS/OMP_NUM_THREADS win)."""
-    # read from the environment, not fastnn's current setting (a scaling test changes it)
+    # read from the environment, not fastnn's current setting (a scaling test changes it),
+    # as fastnn reads it: OMP_NUM_THREADS=1,1 is 1 thread (its first level), ' 1' too
+    from fastnn.threads import _threads_from_env
     for var in ("FASTNN_NUM_THREADS", "OMP_NUM_THREADS"):
-        value = os.environ.get(var, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
+        count = _threads_from_env(var)
+        if count is not None:
+            return count
     return os.cpu_count() or 1
 
 

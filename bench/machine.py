@@ -63,7 +63,7 @@ def machine_info():
     }
     try:
         import numba
-        info["numba_threading_layer"] = str(numba.config.THREADING_LAYER)
+        info["numba_threading_layer"] = _numba_threading_layer(numba)
     except ImportError:
         pass
     try:
@@ -72,3 +72,24 @@ def machine_info():
     except ImportError:
         pass
     return info
+
+
+def _numba_threading_layer(numba):
+    """The threading layer numba's parallel kernels run on ('omp', 'tbb', 'workqueue'):
+    known once a parallel kernel has run, which a tiny one makes sure of; the setting
+    (numba.config.THREADING_LAYER, 'default' unless chosen) where that fails."""
+    try:
+        return numba.threading_layer()
+    except ValueError:   # (no parallel kernel has run in this process yet)
+        pass
+    try:
+        import numpy as np
+
+        @numba.njit(parallel=True, cache=False)
+        def touch(a):
+            for i in numba.prange(a.shape[0]):
+                a[i] = i
+        touch(np.zeros(4))
+        return numba.threading_layer()
+    except Exception:   # (whatever numba raises: the report still renders)
+        return str(numba.config.THREADING_LAYER)

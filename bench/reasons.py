@@ -1,6 +1,9 @@
 """Why Numba or Cython loses an op by more than 20% (issue 4's head-to-head table).
 
-(op, size) -> one line, shown after "cython loses: " or "numba loses: ". Every line
+(op, size) -> one line, shown after "cython slower in this run; the analysis on record
+for this pair: " (or numba): a line was written when one side lost, and a later run may
+find the other side slower; the line is the pair's analysis, not that run's verdict.
+Every line
 states what was measured (interleaved A/B in one process, 1 and 2 threads, on the
 shared 2-core machine, 2026-11-28; scripts in the kernels engineer's report), not a
 guess; where a cause was not isolated the line says so. An op that loses by more than

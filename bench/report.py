@@ -75,7 +75,9 @@ def source_changed(root=ROOT):
 def run_suite(json_path=LATEST, keyword=None, extra_args=(), not_run=NOT_RUN, save=True):
     """Run bench/ under pytest-benchmark; returns pytest's exit status. not_run: where
     the benchmarks that were skipped are listed; save: also keep the run under
-    .benchmarks/ for ``pytest-benchmark compare`` (not a dry run's meaningless numbers)."""
+    .benchmarks/ for ``pytest-benchmark compare`` (full runs only: not a dry run's
+    meaningless numbers, nor a -k subset, which BENCHMARKS.md's compare advice does
+    not expect among its numbered runs)."""
     os.makedirs(os.path.dirname(json_path), exist_ok=True)
     cmd = [sys.executable, "-m", "pytest", os.path.join(ROOT, "bench"), "-q", "-rs",
            "-p", "no:cacheprovider", f"--benchmark-json={json_path}",
@@ -101,7 +103,11 @@ def run_suite(json_path=LATEST, keyword=None, extra_args=(), not_run=NOT_RUN, sa
 
 # ----------------------------------------------------------------------- formatting
 def fmt_ratio(value, suffix="x"):
-    return "—" if value is None else f"{value:.2f}{suffix}"
+    """Two decimals, or two significant digits below 0.1 (a ratio of 0.004 is not
+    '0.00x')."""
+    if value is None:
+        return "—"
+    return f"{value:.2f}{suffix}" if abs(value) >= 0.1 or value == 0 else f"{value:.2g}{suffix}"
 
 
 def _ordered(contenders):
@@ -281,10 +287,14 @@ def head_to_head(all_rows):
         if tn is None or tc is None:
             continue
         ratio = tc / tn
-        if ratio > 1.2:
-            note = "cython loses: " + REASONS.get((op, size), "not analysed yet")
-        elif ratio < 1 / 1.2:
-            note = "numba loses: " + REASONS.get((op, size), "not analysed yet")
+        if ratio > 1.2 or ratio < 1 / 1.2:
+            # the analysis on record is of the pair, measured when it was written, maybe
+            # the other way round (a per-call cost of Cython's under a run numba lost)
+            slower = "cython" if ratio > 1.2 else "numba"
+            reason = REASONS.get((op, size))
+            note = (f"{slower} slower in this run; "
+                    + (f"the analysis on record for this pair: {reason}" if reason
+                       else "not analysed yet"))
         else:
             note = "within 20%"
         body.append([f"{op} [{size}]", fmt_time(tn), fmt_time(tc), f"{ratio:.2f}", note])
@@ -433,7 +443,7 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
         out += [f"**Note on this run:** {note}", ""]
     out += [
            "How these numbers are taken: every contender gets the same inputs (built from one "
-           f"seed, float32); each benchmark is called {info.get('warmup_calls', 2)} times "
+           f"seed, float32; PyTorch's dropout keeps its mask as bool); each benchmark is called {info.get('warmup_calls', 2)} times "
            "untimed first (so Numba's JIT compile and first-touch page faults are excluded), "
            f"then pytest-benchmark times it over rounds ({info.get('rounds', 'at least 5')}; "
            "a round repeats a call that takes microseconds enough times to last 0.2 ms); "
@@ -441,8 +451,9 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
            f"with {threads} threads (`fastnn.set_num_threads`, `torch.set_num_threads`) "
            "unless a table says otherwise. fastnn rows call the backend's kernels with "
            "preallocated `out=` buffers, as the layers do; PyTorch rows call the same "
-           "computation through `torch.ops.aten` (its layers' kernels, `out=` variants where "
-           "they exist) and, for the optimizers, the update `torch.optim`'s step runs "
+           "computation through `torch.ops.aten` (its layers' kernels: the elementwise ops "
+           "and the optimizers' updates into preallocated outputs, the others "
+           "through the overloads its layers call, which allocate their results) and, for the optimizers, the update `torch.optim`'s step runs "
            "inside, without that step's Python wrapper, as fastnn's rows time its kernels "
            "without `fastnn.optim`'s: the fused one-pass CPU kernels (what `fused=True` "
            "calls) for SGD, Adam and Adagrad, the single-tensor functional forms for the "
@@ -600,7 +611,19 @@ def main(argv=None):
                              "runs (numbers meaningless); without --json its results go to a "
                              "temporary folder, not bench/results/")
     args = parser.parse_args(argv)
+    if args.keyword is not None and not args.keyword.strip():
+        # (an empty -k, a script's unset variable, ran the full suite over the committed
+        # results)
+        parser.error("-k expects a pytest -k expression, got an empty one")
     subset = bool(args.keyword) and not args.no_run
+    if subset and args.note is None:
+        args.note = (f"a `-k {args.keyword!r}` selection of the suite: the rows it did not "
+                     f"select are empty or 'not measured' (`or test_gemm or test_copy` in "
+                     f"the expression adds the ceilings and the % columns)")
+    if args.dry_run:
+        dry = ("a dry run: one timed round per benchmark, to check that each runs; the "
+               "numbers mean nothing")
+        args.note = dry if args.note is None else f"{args.note}; {dry}"
     if subset:
         # a subset's results are not the full run's: a folder of their own, unless the
         # caller chose where (the interleaved ratios and floors belong to full runs)
@@ -627,13 +650,20 @@ def main(argv=None):
             for path in (overhead_results.OVERHEAD_JSON, overhead_results.VS_TORCH_JSON,
                          overhead_results.BANDWIDTH_JSON, floor_results.FLOORS_JSON)}
     if not args.no_run:
-        if os.path.exists(not_run_path):
-            os.remove(not_run_path)
+        # a run's outputs go first: a run that writes none (a bad -k expression) must not
+        # leave the previous run's to be rendered as its own
+        for path in ([not_run_path] + ([args.json] if subset else [])):
+            if os.path.exists(path):
+                os.remove(path)
         started = datetime.datetime.now()
         status = run_suite(args.json, args.keyword, not_run=not_run_path,
-                           save=not args.dry_run)
+                           save=not args.dry_run and not subset)
         if subset and status == 5:   # pytest: no test collected
             print(f"no benchmark matches -k {args.keyword!r}", file=sys.stderr)
+            return status
+        if status in (2, 3, 4):   # pytest: interrupted, internal error, usage error
+            print(f"pytest stopped with status {status}: nothing to report",
+                  file=sys.stderr)
             return status
         for path in side.values():   # a full run measures each anew below, or leaves
             if os.path.exists(path):   # it absent; a subset run measures none of them

@@ -76,6 +76,10 @@ def run(args):
     if args.threads is not None and args.threads >= 2**31:  # (OpenMP's count is a C int)
         print(f"error: --threads must be below 2**31, got {args.threads}", file=sys.stderr)
         return 2
+    if args.keyword is not None and not args.keyword.strip():
+        # (a script's empty variable ran the full suite over the committed results)
+        print("error: -k expects a pytest -k expression, got an empty one", file=sys.stderr)
+        return 2
     if args.quick and args.keyword:   # (the quick table has no benchmarks to select)
         print("error: -k selects benchmarks of the full run; --quick takes none",
               file=sys.stderr)

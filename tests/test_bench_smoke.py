@@ -286,8 +286,8 @@ def test_report_renders_tables_targets_and_plots(tmp_path):
     assert "| relu [large] | s | numba | 6.00 ms | 3.33x | 0.75x | 21.3 GB/s | 85% |" in text
     # 10 ms against numba's 6 ms: the head-to-head row carries bench/reasons.py's reason
     from bench.reasons import REASONS
-    reason = REASONS.get(("relu", "large"), "not analysed yet")
-    assert f"cython loses: {reason}" in text
+    reason = REASONS[("relu", "large")]
+    assert f"cython slower in this run; the analysis on record for this pair: {reason}" in text
     assert "| skipped | no torch | 1 |" in text
     assert (tmp_path / "scaling_batch.png").stat().st_size > 0
     assert (tmp_path / "scaling_threads.png").stat().st_size > 0
@@ -630,6 +630,62 @@ def _stub_runs(monkeypatch, torch_available):
     real_render = report.render
     monkeypatch.setattr(report, "render", lambda data, *args, **kwargs: real_render(
         data, plots_dir=kwargs["plots_dir"], md_dir=kwargs["md_dir"]))
+
+
+def test_a_subset_run_that_pytest_refuses_reports_nothing(tmp_path, monkeypatch, capsys):
+    """A bad -k expression (pytest's status 4, no JSON written) rendered the previous
+    selection's results as its own; an empty -k ran the full suite over the committed
+    results; a subset run is not autosaved among the full runs compare numbers."""
+    _stub_runs(monkeypatch, torch_available=True)
+    monkeypatch.setattr(report, "LATEST", str(tmp_path / "latest.json"))
+    monkeypatch.setattr(report, "SUBSET", str(tmp_path / "subset"))
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    saves = []
+    stubbed = report.run_suite
+
+    def recording(json_path, keyword=None, extra_args=(), not_run=None, save=True):
+        saves.append(save)
+        return stubbed(json_path, keyword, extra_args, not_run, save)
+    monkeypatch.setattr(report, "run_suite", recording)
+    notes = []
+    monkeypatch.setattr(report, "render", lambda data, *a, **kw: notes.append(kw["note"]) or "")
+    report.main(["-k", "mlp_step"])
+    assert saves == [False] and (tmp_path / "subset" / "latest.json").exists()
+    assert notes[-1].startswith("a `-k 'mlp_step'` selection of the suite")
+    report.main(["-k", "mlp_step", "--dry-run"])
+    assert notes[-1].endswith("a dry run: one timed round per benchmark, to check that "
+                              "each runs; the numbers mean nothing")
+    (tmp_path / "subset" / "BENCHMARKS.md").write_text("earlier selection\n")
+    monkeypatch.setattr(report, "run_suite", lambda *a, **k: 4)   # pytest: usage error
+    assert report.main(["-k", "mlp_step and ("]) == 4
+    assert "pytest stopped with status 4: nothing to report" in capsys.readouterr().err
+    assert not (tmp_path / "subset" / "latest.json").exists()
+    assert (tmp_path / "subset" / "BENCHMARKS.md").read_text() == "earlier selection\n"
+    for empty in ("", "  "):
+        with pytest.raises(SystemExit) as exit_info:
+            report.main(["-k", empty])
+        assert exit_info.value.code == 2
+        assert "-k expects a pytest -k expression" in capsys.readouterr().err
+    assert not (tmp_path / "BENCHMARKS.md").exists()
+
+
+def test_small_ratios_keep_two_digits_and_the_thread_count_reads_as_fastnn(monkeypatch):
+    assert report.fmt_ratio(0.004) == "0.004x" and report.fmt_ratio(0.0) == "0.00x"
+    assert report.fmt_ratio(0.25) == "0.25x" and report.fmt_ratio(12.345) == "12.35x"
+    from bench import contenders
+    import fastnn.threads
+    monkeypatch.delenv("FASTNN_NUM_THREADS", raising=False)
+    for value, want in (("1,1", 1), (" 1", 1), ("3", 3)):
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+        assert contenders.all_threads() == want == fastnn.threads._threads_from_env(
+            "OMP_NUM_THREADS")
+
+
+def test_the_machine_table_names_numbas_threading_layer():
+    import numba
+    from bench import machine
+    layer = machine._numba_threading_layer(numba)
+    assert layer in ("omp", "tbb", "workqueue") and layer == numba.threading_layer()
 
 
 def test_a_full_run_leaves_no_interleaved_file_of_an_earlier_run(tmp_path, monkeypatch):

@@ -170,6 +170,14 @@ def test_bench_quick_with_a_keyword_is_refused(capsys):
     assert status == 2 and "-k selects benchmarks of the full run" in err
 
 
+@pytest.mark.parametrize("keyword", ["", " "])
+def test_bench_with_an_empty_keyword_is_refused(capsys, keyword):
+    """`bench -k "$EXPR"` with an empty variable ran the full suite over the committed
+    results (BENCHMARKS.md, bench/results/)."""
+    status, err = _main(capsys, "bench", "-k", keyword)
+    assert status == 2 and "-k expects a pytest -k expression, got an empty one" in err
+
+
 def test_cli_lr_defaults_as_in_the_train_table():
     parser = cli.build_parser("train")
     defaults = {}
