@@ -2107,7 +2107,37 @@ class Module:
             self._check_input(x)
         self.infer_shape(x.shape, x.dtype)
         x, caller = self._arrive("input", x)
-        return caller.put(self._run_forward(x, False))
+        y = caller.put(self._run_forward(x, False))
+        self._count_forward()
+        return y
+
+    def _count_forward(self):
+        """Count a forward kept for backward since this module's last backward: a layer
+        called twice in one forward pass (a custom module's ``self.relu`` used twice)
+        keeps only its last call, and ``_count_backward`` refuses the backward that
+        would read it for the earlier one."""
+        d = self.__dict__
+        if self._out_meta is NO_GRAD:
+            return
+        if d.get("_backwards_since"):   # a new forward pass
+            d["_forwards_since"] = d["_backwards_since"] = 0
+        d["_forwards_since"] = d.get("_forwards_since", 0) + 1
+
+    def _count_backward(self):
+        """A backward of this module: the second one after two forwards or more is the
+        reused layer's (PyTorch's graph keeps each call; this layer kept its last), so it
+        raises before anything changes. One forward's backward taken again (PyTorch's
+        retain_graph) passes."""
+        d = self.__dict__
+        forwards, backwards = d.get("_forwards_since", 0), d.get("_backwards_since", 0) + 1
+        if forwards >= 2 and backwards >= 2:
+            raise RuntimeError(
+                f"{self._where()}: backward called {backwards} times after {forwards} "
+                f"forward calls: this layer keeps only its last forward, so this backward "
+                f"would use that call's saved values for an earlier call. Use one instance "
+                f"per use in forward (self.act1 = nn.ReLU(), self.act2 = nn.ReLU(), not "
+                f"one self.act called twice)")
+        d["_backwards_since"] = backwards
 
     def _check_input(self, x):
         """A TypeError naming the layer unless x is an array it takes (float, or integer
@@ -2144,6 +2174,7 @@ class Module:
         if (type(meta) is not tuple or type(grad_out) is not np.ndarray
                 or grad_out.dtype != meta[1] or grad_out.shape != meta[0]):
             self._check_grad_out(grad_out)
+        self._count_backward()
         grad_out, caller = self._arrive("grad_out", grad_out)
         if Module._none_grads_seen:
             self._fill_no_grads()
