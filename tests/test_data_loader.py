@@ -143,3 +143,63 @@ def test_an_iterator_of_the_loader_has_its_length_as_in_pytorch():
     assert sorted(labels.tolist()) == list(range(7))
     with pytest.raises(StopIteration):
         next(dataiter)
+
+
+def test_worker_seeds_change_every_pass_that_does_not_shuffle():
+    """Nothing advances the generator between passes that do not shuffle, and each such
+    pass gave worker_init_fn the same seed: augmentation seeded there repeated every
+    epoch (PyTorch draws a new base seed each pass). The seeds still repeat after
+    fastnn.manual_seed and under a loader seed."""
+    import fastnn
+    from fastnn import data as fd
+
+    seen = []
+
+    def init(worker_id):
+        seen.append(fd.get_worker_info().seed)
+
+    class Samples(fd.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return np.float32(i)
+
+    def seeds(loader, passes=3):
+        del seen[:]
+        for _ in range(passes):
+            list(loader)
+        return list(seen)
+
+    loader = fd.DataLoader(Samples(), batch_size=2, num_workers=2, worker_init_fn=init)
+    fastnn.manual_seed(7)
+    first = seeds(loader)
+    assert len(set(first)) == 3
+    fastnn.manual_seed(7)
+    assert seeds(loader) == first
+    kept = [seeds(fd.DataLoader(Samples(), batch_size=2, num_workers=2, seed=4,
+                                worker_init_fn=init)) for _ in range(2)]
+    assert kept[0] == kept[1] and len(set(kept[0])) == 3
+    class Stream(fd.IterableDataset):
+        def __iter__(self):
+            return iter(range(3))
+
+    stream = fd.DataLoader(Stream(), batch_size=None, num_workers=1, worker_init_fn=init)
+    assert len(set(seeds(stream))) == 3
+
+
+def test_a_tensor_dataset_batch_is_the_callers_own():
+    """In-order batches of a TensorDataset were views of its arrays: a batch changed in
+    place changed the dataset (PyTorch's default_collate stacks a new tensor). The array
+    form DataLoader(x, y) keeps its documented views."""
+    from fastnn import data as fd
+    x, y = np.zeros((6, 2), np.float32), np.arange(6)
+    for _ in range(2):
+        for xb, yb in fd.DataLoader(fd.TensorDataset(x, y), batch_size=3):
+            assert not np.shares_memory(xb, x) and not np.shares_memory(yb, y)
+            xb += 1
+    np.testing.assert_array_equal(x, 0)
+    xb, _ = next(iter(fd.DataLoader(fd.Subset(fd.TensorDataset(x, y), [0, 1]), batch_size=2)))
+    assert not np.shares_memory(xb, x)
+    xb, _ = next(iter(fd.DataLoader(x, y, batch_size=3)))
+    assert np.shares_memory(xb, x)

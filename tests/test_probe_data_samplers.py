@@ -267,8 +267,11 @@ def test_tensor_dataset_keeps_its_fast_path_with_a_sampler(monkeypatch):
         assert len(takes) == 2 * len(batches)            # one np.take per array per batch
         for bx, by in batches:
             np.testing.assert_array_equal(bx[:, 0], 3 * by // 10)   # rows stay paired
+    takes.clear()
     batches = list(data.DataLoader(ds, batch_size=5, sampler=data.SequentialSampler(ds)))
-    assert all(np.shares_memory(bx, x) for bx, _ in batches)   # in order: views
+    # in order: slices, copied (a batch is the caller's, as PyTorch's stacked one), no take
+    assert not takes and not any(np.shares_memory(bx, x) for bx, _ in batches)
+    np.testing.assert_array_equal(np.concatenate([bx for bx, _ in batches]), x)
 
 
 # ------------------------------------------------------------------ random orders

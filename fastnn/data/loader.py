@@ -12,7 +12,7 @@ from .dataset import (IterableDataset, TensorDataset, array_view, default_collat
 from .sampler import (BatchSampler, InfiniteConstantSampler, RandomSampler,
                       SequentialSampler, as_generator)
 from .streams import WorkerStream, round_robin, start_workers, worker_streams
-from .worker import WorkerInfo, call_worker_init, pass_seed
+from .worker import PassSeeds, WorkerInfo, call_worker_init
 
 
 class _BatchSizeDefault:
@@ -25,16 +25,19 @@ class _BatchSizeDefault:
 _UNSET = _BatchSizeDefault()
 
 
-def _gather(a, rows):
-    """a's rows: a view for a slice, one gathered copy for an index array."""
-    return a[rows] if isinstance(rows, slice) else np.take(a, rows, axis=0)
+def _gather(a, rows, copy=False):
+    """a's rows: a view for a slice (a copy of it when copy), one gathered copy for an
+    index array."""
+    if isinstance(rows, slice):
+        return a[rows].copy() if copy else a[rows]
+    return np.take(a, rows, axis=0)
 
 
-def _gather_all(arrays, rows):
-    """Each array's rows (one np.take each); an index out of range is an
-    IndexValueError (PyTorch's IndexError), as np.take finds it."""
+def _gather_all(arrays, rows, copy=False):
+    """Each array's rows (one np.take each; copy: slices copied too); an index out of
+    range is an IndexValueError (PyTorch's IndexError), as np.take finds it."""
     try:
-        return [_gather(a, rows) for a in arrays]
+        return [_gather(a, rows, copy) for a in arrays]
     except IndexError as err:
         raise IndexValueError(f"DataLoader: a sampler's index is out of range for "
                               f"{len(arrays[0])} samples ({err})") from None
@@ -81,7 +84,8 @@ class DataLoader:
     batch_sampler and num_workers); batch_size defaults to 1 there.
     Each batch is ``collate_fn(samples)`` (``default_collate``: arrays stacked, a tuple
     sample giving a list of batched fields, as PyTorch's); a TensorDataset, or a Subset of
-    one, is gathered with one ``np.take`` per array (slices when in order). Over
+    one, is gathered with one ``np.take`` per array (slices copied when in order: a
+    batch is the caller's, as PyTorch's stacked one). Over
     arrays, a ``collate_fn`` given gets the batch's samples, each packed as a batch is
     (``x[i]``, ``(x[i], y[i])`` or ``(x[i], (y1[i], ...))``).
     ``generator`` is PyTorch's name for ``seed``.
@@ -230,6 +234,7 @@ class DataLoader:
         self.rng = None if seed is None and shuffle else as_generator(seed)
         # the generator a worker seed is hashed from (None: fastnn's global generator)
         self._worker_rng = None if seed is None else self.rng
+        self._pass_seeds = PassSeeds()
         if self._dataset is None:
             self._set_arrays(x, y)
         if self._iterable:   # (PyTorch's: the samples come in the dataset's order)
@@ -376,7 +381,8 @@ class DataLoader:
         if self.persistent_workers and self._initialized_workers:
             return
         self._initialized_workers = True
-        info = WorkerInfo(id=0, num_workers=1, seed=pass_seed(self._worker_rng),
+        seed = self._pass_seeds.next(self._worker_rng)
+        info = WorkerInfo(id=0, num_workers=1, seed=seed,
                           dataset=self.dataset)
         call_worker_init(self.worker_init_fn, info)
 
@@ -399,7 +405,8 @@ class DataLoader:
             workers = self._workers
             if workers is None:
                 workers = start_workers(self._dataset, self.num_workers,
-                                        pass_seed(self._worker_rng), self.worker_init_fn)
+                                        self._pass_seeds.next(self._worker_rng),
+                                        self.worker_init_fn)
                 if self.persistent_workers and all(err is None for _, err in workers):
                     self._workers = workers   # (started once, as PyTorch's)
             streams = worker_streams(workers)
@@ -461,7 +468,10 @@ class DataLoader:
                 rows = _as_rows(batch, n)
                 if index is not None:
                     rows = _gather_all([index], rows)[0]
-                yield _gather_all(arrays, rows)
+                # a copy, as PyTorch's default_collate stacks one: a batch changed in
+                # place left the dataset's arrays changed (the array form DataLoader(x, y)
+                # gives views, as README says)
+                yield _gather_all(arrays, rows, copy=True)
             return
         collate = self.collate_fn or default_collate
         fetch_many = getattr(self._dataset, "__getitems__", None)

@@ -58,15 +58,42 @@ def _state_bytes(state):
     return repr(state).encode()
 
 
-def pass_seed(rng):
+def pass_seed(rng, repeat=0):
     """A worker seed in [0, 2**63) from rng's state (rng: the loader's kept Generator, or
     None for fastnn's global generator), without drawing from it: the shuffle order and
     the generator's stream are those of the same loader without a worker_init_fn, and
-    the seed repeats under the same loader seed or ``fastnn.manual_seed``."""
+    the seed repeats under the same loader seed or ``fastnn.manual_seed``. repeat: how
+    many passes before this one found the generator in this same state (``PassSeeds``):
+    each gets a seed of its own."""
     gen = _random.generator() if rng is None else rng
-    digest = hashlib.blake2b(_state_bytes(gen.bit_generator.state), digest_size=8,
-                             person=b"fastnn.worker").digest()
+    state = _state_bytes(gen.bit_generator.state)
+    if repeat:
+        state += b"pass" + int(repeat).to_bytes(8, "little")
+    digest = hashlib.blake2b(state, digest_size=8, person=b"fastnn.worker").digest()
     return int.from_bytes(digest, "little") >> 1
+
+
+class PassSeeds:
+    """A loader's worker seed for each pass: ``pass_seed`` of its generator, counting the
+    passes that found the generator as the last one left it. Nothing advances it between
+    passes that do not shuffle (no shuffle, an IterableDataset), and each such pass gave
+    the same seed, so augmentation seeded in worker_init_fn repeated every epoch, where
+    PyTorch draws a new base seed each pass. A generator seeded again
+    (``fastnn.manual_seed``, ``set_state``) starts the count over: its seeds repeat."""
+
+    def __init__(self):
+        self._key, self._repeat = None, 0
+
+    def next(self, rng):
+        """The seed of the pass starting now (rng as pass_seed's)."""
+        gen = _random.generator() if rng is None else rng
+        key = (_state_bytes(gen.bit_generator.state),
+               _random.seedings() if rng is None else None)
+        if key == self._key:
+            self._repeat += 1
+        else:
+            self._key, self._repeat = key, 0
+        return pass_seed(rng, self._repeat)
 
 
 @contextlib.contextmanager
