@@ -336,6 +336,11 @@ def _recipe_node(module, path):
               if hasattr(v, "dtype") and v.dtype.kind == "f"}
     if len(dtypes) > 1:
         raise _NotRebuildable(f"{_where(path)} ({name}) mixes float dtypes {sorted(dtypes)}")
+    lazy_dtype = module.__dict__.get("_lazy_dtype")
+    if not dtypes and lazy_dtype is not None:
+        # a lazy layer no input has reached: no arrays yet, but the dtype its parameters
+        # will take (a .double() model's came back float32 and refused float64 input)
+        dtypes = {str(np.dtype(lazy_dtype))}
     return {"class": name, "args": args, "kwargs": kwargs,
             "dtype": dtypes.pop() if dtypes else None}
 

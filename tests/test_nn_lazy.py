@@ -297,3 +297,17 @@ def test_requires_grad_before_a_dry_run_is_an_error_as_in_pytorch():
     assert model[0].weight.requires_grad  # nothing changed
     model(np.ones((2, 3), np.float32))
     assert not any(p.requires_grad for p in model.requires_grad_(False).parameters())
+
+
+def test_a_double_model_saved_before_its_lazy_layer_saw_an_input_comes_back_float64(tmp_path):
+    """The rebuild recipe took a layer's dtype from its arrays, and a lazy layer that has
+    not run has none: a .double() model came back with a float32 lazy layer, which then
+    refused float64 input."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.LazyLinear(2)).double()
+    fastnn.save(model, tmp_path / "m.npz")
+    loaded = fastnn.load(tmp_path / "m.npz")
+    assert loaded[1].has_uninitialized_params()
+    y = loaded(np.ones((2, 3)))
+    assert y.dtype == np.float64 and loaded[1].weight.dtype == np.float64
+    fastnn.save(nn.Sequential(nn.LazyLinear(2)), tmp_path / "f.npz")   # float32 stays
+    assert fastnn.load(tmp_path / "f.npz")(np.ones((2, 3), np.float32)).dtype == np.float32
