@@ -778,8 +778,8 @@ def _avg_pool_tiles_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_o
     """_avg_pool_bwd for windows that tile grad_in: each cell of a window written once
     with its share, a window row's first row at a time and copied to its others, and
     only the cells no window covers (the last rows and columns of an odd size) zeroed,
-    instead of a zeroed plane added to window by window. 1 thread, float32 2x2, to 128x32x14x14: 1.40 -> 0.41 ms, to 64x16x28x28:
-    1.36 -> 0.28 ms."""
+    instead of a zeroed plane added to window by window. 1 thread, float32 2x2, to
+    128x32x14x14: 1.40 -> 0.41 ms, to 64x16x28x28: 1.36 -> 0.28 ms."""
     cdef Py_ssize_t n = grad_in.shape[0], c = grad_in.shape[1]
     cdef Py_ssize_t h_in = grad_in.shape[2], w_in = grad_in.shape[3]
     cdef Py_ssize_t ho = grad_out.shape[2], wo = grad_out.shape[3]

@@ -588,7 +588,8 @@ def _avg_pool_bwd(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor,
                         grad_in[b, ch, hh, ww] += share
 
 
-@numba.njit(cache=OPTIONS["cache"], fastmath=False)  # explicit: a callee inherits an unset fastmath
+# (fastmath explicit: a callee inherits an unset fastmath)
+@numba.njit(cache=OPTIONS["cache"], fastmath=False)
 def _exact_quotient(a, b):  # pragma: no cover - compiled
     """a / b as a true division, where arcp would multiply by the rounded reciprocal of a
     loop-invariant b (1 / 3 is inexact): a window's average as PyTorch's and the other
@@ -629,8 +630,8 @@ def _avg_pool_tiles_bwd(grad_out, kh, kw, divisor, grad_in):  # pragma: no cover
     """_avg_pool_bwd for windows that tile grad_in: grad_out (N, C, H_out, W_out) IN;
     grad_in (N, C, H, W) OUT. Each cell of a window is written once with its share, a
     window row's first row at a time and copied to its others, and only the cells no
-    window covers (the last rows and columns of an odd size) zeroed. 1 thread, float32 2x2, to 128x32x14x14: 1.65 -> 0.46 ms, to
-    64x16x28x28: 1.66 -> 0.34 ms."""
+    window covers (the last rows and columns of an odd size) zeroed. 1 thread, float32
+    2x2, to 128x32x14x14: 1.65 -> 0.46 ms, to 64x16x28x28: 1.66 -> 0.34 ms."""
     n, c, h_in, w_in = grad_in.shape
     ho, wo = grad_out.shape[2], grad_out.shape[3]
     g_planes = grad_out.reshape(n * c, ho, wo)
