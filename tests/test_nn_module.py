@@ -443,3 +443,18 @@ def test_parameter_containers_hold_other_objects_as_pytorchs():
     assert ours.extra["scale"] is None and ours.biases[2] == 3
     assert repr(ours) == repr(theirs).replace("torch.", "").replace("FloatTensor", "float32")
     assert ours.extra.popitem()[0] == "shift" and list(ours.extra) == ["scale"]
+
+
+def test_to_takes_pytorchs_float_dtypes():
+    """model.to(torch.float64) in ported code read the dtype as a device ("expected device
+    'cpu' or 'cuda', got torch.float64"); PyTorch's two float dtypes now convert, others
+    are named in the dtype error."""
+    torch = pytest.importorskip("torch")
+    layer = nn.Linear(3, 2)
+    assert layer.to(torch.float64).weight.dtype == np.float64
+    assert layer.to(dtype=torch.float32).weight.dtype == np.float32
+    assert layer.to("cpu", torch.float64).weight.dtype == np.float64
+    for bad in (torch.float16, torch.int64):
+        with pytest.raises(TypeError, match=f"expected float32 or float64, got {bad}"):
+            layer.to(bad)
+    assert layer.weight.dtype == np.float64

@@ -2014,11 +2014,11 @@ class Module:
         place; self. Integer and bool buffers (indices, masks, counters) keep their dtype,
         as PyTorch's ``.float()``, ``.double()`` and ``.to(dtype)`` keep them (``.type``
         keeps them here too, where PyTorch's would convert them)."""
-        if not _is_dtype_like(dtype) or np.dtype(dtype) not in FLOAT_DTYPES:
-            got = np.dtype(dtype) if _is_dtype_like(dtype) else repr(dtype)
+        if not _is_dtype_like(dtype) or _as_dtype(dtype) not in FLOAT_DTYPES:
+            got = _as_dtype(dtype) if _is_dtype_like(dtype) else repr(dtype)
             raise DtypeError(f"{type(self).__name__}.to_dtype: expected float32 or float64, "
                              f"got {got}")
-        dtype = np.dtype(dtype)
+        dtype = _as_dtype(dtype)
         # the modules whose arrays change dtype (and those holding them) refuse the
         # backward of a forward before (a conversion to the dtype they have changes
         # nothing: that backward still runs, as PyTorch's)
@@ -2061,14 +2061,15 @@ class Module:
         where = f"{type(self).__name__}.type"
         name = dst_type if isinstance(dst_type, str) else str(dst_type)
         if name in _HALF_NAMES or (_is_dtype_like(dst_type)
-                                    and np.dtype(dst_type) == np.float16):
-            label = np.dtype(dst_type).name if _is_dtype_like(dst_type) else name
+                                    and _as_dtype(dst_type) == np.float16):
+            label = (name if _is_torch_dtype(dst_type) or not _is_dtype_like(dst_type)
+                     else np.dtype(dst_type).name)
             raise DtypeError(f"{where}: {label} is not supported: fastnn runs float32 and "
                              f"float64 only (use .float() or .double())")
         if name in _TORCH_FLOAT_NAMES:
             return self.to_dtype(_TORCH_FLOAT_NAMES[name])
-        if not _is_dtype_like(dst_type) or np.dtype(dst_type) not in FLOAT_DTYPES:
-            got = np.dtype(dst_type) if _is_dtype_like(dst_type) else repr(dst_type)
+        if not _is_dtype_like(dst_type) or _as_dtype(dst_type) not in FLOAT_DTYPES:
+            got = _as_dtype(dst_type) if _is_dtype_like(dst_type) else repr(dst_type)
             raise DtypeError(f"{where}: expected float32 or float64, got {got}")
         return self.to_dtype(dst_type)
 
@@ -2426,16 +2427,39 @@ _HALF_NAMES = {"float16", "half", "bfloat16", "torch.float16", "torch.half", "to
 
 
 def _is_dtype_like(value):
-    """True for what np.dtype accepts (np.float64, 'float32', a dtype), except device
-    names and device objects."""
+    """True for what np.dtype accepts (np.float64, 'float32', a dtype) and PyTorch's two
+    float dtypes (torch.float64: ``model.to(torch.float64)`` in ported code), except
+    device names and device objects."""
     if value is None or (isinstance(value, str)
                          and (value in _device.DEVICES or value.startswith("cuda"))):
         return False
+    if _is_torch_dtype(value):
+        return True
     try:
         np.dtype(value)
     except TypeError:
         return False
     return True
+
+
+def _is_torch_dtype(value):
+    """Whether value is a PyTorch dtype object (known by its type, without importing
+    torch)."""
+    kind = type(value)
+    return kind.__module__ == "torch" and kind.__name__ == "dtype"
+
+
+def _torch_float_dtype(value):
+    """NumPy's dtype for PyTorch's float32 or float64 dtype object, else None."""
+    return _TORCH_FLOAT_NAMES.get(str(value)) if _is_torch_dtype(value) else None
+
+
+def _as_dtype(value):
+    """np.dtype(value), PyTorch's float dtypes taken as NumPy's; any other PyTorch dtype
+    as itself (no float dtype of fastnn's: the caller's error names it)."""
+    if _is_torch_dtype(value):
+        return _TORCH_FLOAT_NAMES.get(str(value), value)
+    return np.dtype(value)
 
 
 def _loadable_count(key, value, problems):

@@ -19,7 +19,8 @@ from .container import ModuleList
 from .dropout import Dropout
 from .layernorm import LayerNorm
 from .linear import Linear
-from .module import Module, _is_dtype_like, checks_sub_forwards, records_sub_forwards
+from .module import (Module, _as_dtype, _is_dtype_like, checks_sub_forwards,
+                     records_sub_forwards)
 
 
 def _functional_activations():
@@ -604,7 +605,8 @@ class Transformer(Module):
             device, dtype = None, device
         where = "Transformer.generate_square_subsequent_mask"
         place = "cpu" if device is None else _device.check_device(where, device)
-        mask = np.triu(np.full((sz, sz), -np.inf, np.float32 if dtype is None else dtype), 1)
+        dtype = np.float32 if dtype is None else _as_dtype(dtype)
+        mask = np.triu(np.full((sz, sz), -np.inf, dtype), 1)
         return _device.namespace(place).put(mask)
 
     def infer_shape(self, shape, dtype):
