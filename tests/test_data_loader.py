@@ -203,3 +203,22 @@ def test_a_tensor_dataset_batch_is_the_callers_own():
     assert not np.shares_memory(xb, x)
     xb, _ = next(iter(fd.DataLoader(x, y, batch_size=3)))
     assert np.shares_memory(xb, x)
+
+
+def test_an_array_with_a_positional_batch_size_batches_its_rows_as_torch():
+    """DataLoader(X, 4) (PyTorch's DataLoader(tensor, 4)) was read as x with a target
+    array of shape () ('x holds 10 samples but a target array has shape ()'), and
+    DataLoader(X, 4, True) as a bool batch size."""
+    import torch
+    from fastnn import data as fd
+    x = np.arange(20.0).reshape(10, 2)
+    ours = [b for b in fd.DataLoader(x, 4)]
+    theirs = [b.numpy() for b in torch.utils.data.DataLoader(torch.from_numpy(x), 4)]
+    assert len(ours) == len(theirs) == 3
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a, b)
+    shuffled = list(fd.DataLoader(x, 4, True, seed=0))
+    assert [len(b) for b in shuffled] == [4, 4, 2]
+    np.testing.assert_array_equal(np.sort(np.concatenate(shuffled)[:, 0]), x[:, 0])
+    with pytest.raises(TypeError, match="got batch_size twice"):
+        fd.DataLoader(x, 4, batch_size=3)

@@ -151,7 +151,9 @@ class DataLoader:
         listed = (isinstance(x, (list, tuple, collections.abc.Mapping))
                   and (y is None or positional_batch))
         self._dataset = x if is_dataset(x) or listed else None
-        if self._dataset is not None:
+        # (an array with an int after it: PyTorch's DataLoader(tensor, 64), batches of x's
+        # rows; it was read as x with a target array of shape ())
+        if self._dataset is not None or (positional_batch and isinstance(x, np.ndarray)):
             if positional_batch:
                 if isinstance(batch_size, bool):
                     # DataLoader(dataset, 64, True[, sampler, batch_sampler, num_workers]):
