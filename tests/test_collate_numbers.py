@@ -53,3 +53,20 @@ def test_a_list_of_samples_is_a_dataset_and_positional_shuffle_works_as_torch():
     from fastnn.data import TensorDataset
     loader = DataLoader(TensorDataset(np.arange(10.0)), 4, True, seed=0)
     assert loader.batch_size == 4 and loader.shuffle and len(loader) == 3
+
+
+def test_collate_refuses_what_pytorchs_refuses():
+    """Strings, objects and datetimes in arrays (or NumPy scalars) and numbers that are
+    no int or float (a Fraction) were stacked or turned into floats; PyTorch's
+    default_collate raises a TypeError for each."""
+    import fractions
+    from torch.utils.data import default_collate as torch_collate
+    from fastnn.data import default_collate
+    for batch in ([np.array(["a", "b"])] * 2, [np.array([1, 2], object)] * 2,
+                  [np.array(["2020-01-01"], "datetime64[D]")] * 2,
+                  [np.datetime64("2020-01-01")] * 2, [fractions.Fraction(1, 2)] * 2):
+        with pytest.raises(TypeError):
+            torch_collate(batch)
+        with pytest.raises(TypeError, match="default_collate: batch must contain"):
+            default_collate(batch)
+    assert default_collate([np.str_("a"), np.str_("b")]) == ["a", "b"]   # strings: a list

@@ -205,9 +205,19 @@ def random_split(dataset, lengths, generator=None):
             for end, k in zip(itertools.accumulate(lengths), lengths)]
 
 
+#: NumPy dtype kinds PyTorch's default_collate refuses in arrays (strings, bytes,
+#: objects, void) or cannot make a tensor of (datetimes, timedeltas)
+_NOT_COLLATED = frozenset("SaUOVMm")
+
+
 def default_collate(batch):
     """A batch from a list of samples, as PyTorch's ``default_collate`` on NumPy data."""
     elem = batch[0]
+    if isinstance(elem, (np.ndarray, np.generic)) and not isinstance(elem, (str, bytes)) \
+            and elem.dtype.kind in _NOT_COLLATED:
+        # (PyTorch's: strings and objects refused, datetimes no tensor takes)
+        raise TypeError(f"default_collate: batch must contain arrays, numbers, dicts or "
+                        f"lists; found {elem.dtype}")
     if isinstance(elem, np.ndarray):
         shapes = [np.shape(sample) for sample in batch]
         if any(shape != elem.shape for shape in shapes):   # (PyTorch's torch.stack error)
@@ -221,7 +231,7 @@ def default_collate(batch):
         return batch
     if isinstance(elem, np.generic):
         return np.array(batch)
-    if isinstance(elem, numbers.Real):
+    if isinstance(elem, (int, float)):   # (bool too; not a Fraction: PyTorch refuses it)
         # PyTorch's: a float first sample gives float64; an int (or bool) first sample
         # gives torch.tensor(batch)'s inference from every sample: bool, int64, or the
         # default float32 ([1, 2.5]; the first sample alone truncated 2.5 to 2)
