@@ -429,3 +429,33 @@ def test_no_grad_forwards_keep_nothing_and_refuse_backward():
             layer.backward(np.ones_like(out))
         out, _ = layer(np.ones((5, 2, 3), np.float32))
         assert layer.backward(np.ones_like(out)).shape == (5, 2, 3)
+
+
+def test_a_recurrent_layer_in_a_sequential_is_refused_before_any_layer_runs():
+    """Sequential(..., GRU) failed in the middle of its forward with AttributeError:
+    'tuple' object has no attribute 'shape', after the layers before it had run
+    (BatchNorm's running statistics moved). A layer of two outputs is now a TypeError
+    naming it, before anything runs; the one-output cells still run in a Sequential."""
+    bn = nn.BatchNorm1d(3)
+    for last in (nn.GRU(3, 4), nn.LSTM(3, 4), nn.RNN(3, 4), nn.LSTMCell(3, 4)):
+        flat = isinstance(last, nn.LSTMCell)
+        model = nn.Sequential(nn.Linear(3, 3), bn, *([] if flat else [nn.Unflatten(1, (1, 3))]),
+                              last)
+        with pytest.raises(TypeError, match=r"Sequential layer \d: .* returns .*a Sequential "
+                                            r"passes one array"):
+            model(np.random.default_rng(0).standard_normal((4, 3)).astype(np.float32))
+        np.testing.assert_array_equal(bn.running_mean, 0)
+        assert bn.num_batches_tracked == 0
+    for cell in (nn.GRUCell(3, 4), nn.RNNCell(3, 4)):
+        assert nn.Sequential(cell)(np.ones((2, 3), np.float32)).shape == (2, 4)
+
+
+def test_a_final_state_gradient_of_the_wrong_shape_is_pytorchs_runtime_error():
+    """grad_hn of the wrong shape was a bare ValueError where a wrong grad_output is a
+    RuntimeValueError (PyTorch: RuntimeError 'Mismatch in shape')."""
+    lstm = nn.LSTM(3, 5)
+    out, _ = lstm(np.zeros((4, 2, 3), np.float32))
+    with pytest.raises(RuntimeError, match=r"expected grad_hn\[0\]|expected .* of shape"):
+        lstm.backward(np.zeros_like(out), (np.zeros((1, 3, 5), np.float32), None))
+    with pytest.raises(ValueError):
+        lstm.backward(np.zeros_like(out), (np.zeros((1, 3, 5), np.float32), None))

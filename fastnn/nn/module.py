@@ -2254,6 +2254,12 @@ class Module:
 
     def _run_forward(self, x, buffered):
         y = self._forward(x, buffered)
+        if type(y) is tuple:   # (an RNN's (output, h_n) where one array is passed on)
+            raise TypeError(
+                f"{self._where()} returns {len(y)} outputs (a tuple), and a Sequential "
+                f"passes one array from layer to layer: call it in a Module of your own "
+                f"that passes its output on (PyTorch's Sequential fails at the next "
+                f"layer)")
         object.__setattr__(self, "_out_meta", kept_for_backward((y.shape, y.dtype)))
         return y
 

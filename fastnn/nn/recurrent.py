@@ -166,6 +166,12 @@ def reset_uniform_by_hidden_size(layer):
         init.uniform_(param, -bound, bound)
 
 
+#: the error of a layer of two outputs in a Sequential
+_TWO_OUTPUTS = ("{where} returns {outputs}, and a Sequential passes one array from layer "
+                "to layer: call it in a Module of your own that passes its output on "
+                "(PyTorch's Sequential fails at the next layer)")
+
+
 class RNNBase(Module):
     """The base class of RNN, LSTM and GRU (PyTorch's ``nn.RNNBase``): parameters,
     shapes, layers and directions, the forward and the backward through time, for the
@@ -309,7 +315,9 @@ class RNNBase(Module):
     reset_parameters = reset_uniform_by_hidden_size
 
     def infer_shape(self, shape, dtype):
-        return None  # two outputs: known by running forward
+        # (only a Sequential asks, before any of its layers runs: the layer's forward is
+        # its own) two outputs, and a Sequential passes one array from layer to layer
+        raise TypeError(_TWO_OUTPUTS.format(where=self._where(), outputs="(output, h_n)"))
 
     # ------------------------------------------------------------------ forward
     def __call__(self, x, *args, **kwargs):
@@ -613,9 +621,9 @@ class RNNBase(Module):
                 out.append(np.zeros(shape, dtype))
                 continue
             a = check_float_array(self._where(), name, a, dtype=dtype, device_ok=True)
-            if tuple(a.shape) != shape:
-                raise ValueError(f"{self._where()}: expected {name} of shape {shape}, got "
-                                 f"{tuple(a.shape)}")
+            if tuple(a.shape) != shape:   # (PyTorch's RuntimeError "Mismatch in shape")
+                raise RuntimeValueError(f"{self._where()}: expected {name} of shape {shape}, "
+                                        f"got {tuple(a.shape)}")
             out.append(_device.to_host(a))
         return out[0], out[1]
 
@@ -992,6 +1000,9 @@ class LSTMCell(RNNCellBase):
 
     def __init__(self, input_size, hidden_size, bias=True, dtype=np.float32):
         super().__init__(input_size, hidden_size, bias, 4, dtype)
+
+    def infer_shape(self, shape, dtype):
+        raise TypeError(_TWO_OUTPUTS.format(where=self._where(), outputs="(h', c')"))
 
 
 class GRUCell(RNNCellBase):
