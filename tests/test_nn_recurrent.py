@@ -459,3 +459,26 @@ def test_a_final_state_gradient_of_the_wrong_shape_is_pytorchs_runtime_error():
         lstm.backward(np.zeros_like(out), (np.zeros((1, 3, 5), np.float32), None))
     with pytest.raises(ValueError):
         lstm.backward(np.zeros_like(out), (np.zeros((1, 3, 5), np.float32), None))
+
+
+def test_lstm_backward_hooks_see_no_gradient_for_the_state_pair_as_torchs():
+    """LSTM's hooks saw grad_output (g, (grad_h_n, grad_c_n)); PyTorch's see (g, None),
+    its (h_n, c_n) output being a pair, no tensor. The pair still reaches backward."""
+    x = np.random.default_rng(0).standard_normal((3, 2, 3)).astype(np.float32)
+    plain = nn.LSTM(3, 4)
+    hooked = nn.LSTM(3, 4)
+    hooked.load_state_dict(plain.state_dict())
+    seen = []
+    hooked.register_full_backward_hook(lambda m, gi, go: seen.append(go))
+    grads = []
+    for model in (plain, hooked):
+        out, (h, c) = model(x)
+        grads.append(model.backward(np.ones_like(out), (np.ones_like(h), None)))
+    np.testing.assert_array_equal(grads[0], grads[1])
+    assert len(seen) == 1 and len(seen[0]) == 2 and seen[0][1] is None
+    t = torch.nn.LSTM(3, 4)
+    theirs = []
+    t.register_full_backward_hook(lambda m, gi, go: theirs.append(go))
+    o, (th, _) = t(torch.from_numpy(x))
+    (o.sum() + th.sum()).backward()
+    assert theirs[0][1] is None

@@ -486,9 +486,14 @@ class RNNBase(Module):
     # ------------------------------------------------------------------ backward
     def _hook_grad_outputs(self, args, kwargs):
         """The backward hooks see PyTorch's (grad_output, grad_h_n): grad_h_n (given by
-        keyword or left out) is the second entry, None when not given."""
+        keyword or left out) is the second entry, None when not given; LSTM's is None
+        always, as PyTorch's (its (h_n, c_n) output is a pair, no tensor: its hooks see no
+        gradient there), and the pair given reaches backward as it is."""
         if len(args) == 1:
-            return (args[0], kwargs.pop("grad_hn", None)), None
+            args = (args[0], kwargs.pop("grad_hn", None))
+        if self.has_cell and len(args) == 2 and args[1] is not None:
+            pair = args[1]
+            return (args[0], None), lambda grads: (grads[0], pair)
         return args, None
 
     def _hook_grad_inputs(self):
