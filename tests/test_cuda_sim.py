@@ -30,6 +30,17 @@ def _result(simulator_runs, name):
     return code, output
 
 
+def _failures(output, size=6000):
+    """What a failed run printed about its failures: its FAILURES section (the warnings
+    summary after it filled the last 6000 characters, which hid the assertion), else
+    the tail."""
+    start = output.find("= FAILURES =")
+    if start < 0:
+        return output[-size:]
+    end = output.find("warnings summary", start)
+    return output[start:end if end > start else None][:size] + "\n...\n" + output[-1000:]
+
+
 def _counts(output):
     return {word: int(n) for n, word in re.findall(r"(\d+) (passed|failed|skipped|error)",
                                                    output)}
@@ -38,7 +49,7 @@ def _counts(output):
 def test_cuda_ops_and_conformance_under_simulator(simulator_runs):
     code, output = _result(simulator_runs, "test_cuda_ops_and_conformance_under_simulator")
     counts = _counts(output)
-    assert code == 0, output[-6000:]
+    assert code == 0, _failures(output)
     assert counts.get("passed", 0) >= 120, output[-3000:]
     assert not counts.get("failed") and not counts.get("skipped"), output[-3000:]
 
@@ -47,7 +58,7 @@ def test_models_on_the_gpu_under_simulator(simulator_runs):
     """Module.to('cuda') with layers, losses, optimizers and fit (tests/test_cuda_modules.py)."""
     code, output = _result(simulator_runs, "test_models_on_the_gpu_under_simulator")
     counts = _counts(output)
-    assert code == 0, output[-6000:]
+    assert code == 0, _failures(output)
     assert counts.get("passed", 0) >= 10, output[-3000:]
     assert not counts.get("failed") and not counts.get("skipped"), output[-3000:]
 
