@@ -95,8 +95,13 @@ def to_device(a):
 
 
 def to_host(a):
-    """A NumPy copy of a device array (a NumPy array is returned as is)."""
-    return Cuda._cuda().to_host(a) if is_device_array(a) else a
+    """A NumPy copy of a device array (a NumPy array is returned as is); a Parameter's
+    values (``p.numpy()``: its data itself on the CPU, a host copy on the GPU)."""
+    if is_device_array(a):
+        return Cuda._cuda().to_host(a)
+    if type(a) is not np.ndarray and hasattr(a, "numpy") and hasattr(a, "grad"):
+        return a.numpy()   # (a Parameter: nn imports this module, not the other way)
+    return a
 
 
 def host_copy(a):

@@ -202,6 +202,12 @@ def test_a_gpu_parameters_array_methods_read_and_write_it_where_it_lives():
     data = weight.data
     values = weight.numpy().copy()
     assert weight.mean() == values.mean() and weight.norm() == np.linalg.norm(values)
+    # indexing and .T give NumPy values too (a device array's slice has no arithmetic on
+    # a GPU: the simulator's arrays hid it), and to_host a parameter its values
+    for got, want in ((weight[0], values[0]), (weight[:, 1], values[:, 1]),
+                      (weight.T, values.T), (fdevice.to_host(weight), values)):
+        assert type(got) is np.ndarray
+        np.testing.assert_array_equal(got + 1, want + 1)
     np.testing.assert_array_equal(weight.reshape(-1), values.reshape(-1))
     np.testing.assert_array_equal(weight > 0, values > 0)
     assert weight.add_(np.ones((3, 4)), alpha=2.0).clamp_(max=2.25) is weight

@@ -130,8 +130,9 @@ class ParameterArithmetic:
         return abs(self.numpy())
 
     def __getitem__(self, index):
-        """The values at index (a view of ``data`` on the CPU, as PyTorch's view)."""
-        return self.data[index]
+        """The values at index: a view of ``data`` on the CPU, as PyTorch's view; NumPy
+        values from a host copy on the GPU (a device array's slice has no arithmetic)."""
+        return self.numpy()[index]
 
     def __setitem__(self, index, value):
         """Write value into ``data`` at index, in place."""
@@ -140,8 +141,9 @@ class ParameterArithmetic:
 
     @property
     def T(self):
-        """The transposed values (a view of ``data`` on the CPU)."""
-        return self.data.T
+        """The transposed values (a view of ``data`` on the CPU, NumPy values on the
+        GPU)."""
+        return self.numpy().T
 
     def item(self):
         """The value of a one-element parameter as a Python float."""
