@@ -2455,11 +2455,6 @@ def _is_torch_dtype(value):
     return kind.__module__ == "torch" and kind.__name__ == "dtype"
 
 
-def _torch_float_dtype(value):
-    """NumPy's dtype for PyTorch's float32 or float64 dtype object, else None."""
-    return _TORCH_FLOAT_NAMES.get(str(value)) if _is_torch_dtype(value) else None
-
-
 def _as_dtype(value):
     """np.dtype(value), PyTorch's float dtypes taken as NumPy's; any other PyTorch dtype
     as itself (no float dtype of fastnn's: the caller's error names it)."""

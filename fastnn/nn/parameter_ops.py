@@ -100,12 +100,6 @@ def _array_method(name):
 _NUMPY_KEYWORDS = {"dim": "axis", "keepdim": "keepdims"}
 
 
-def _comparison(op):
-    def method(self, other):
-        return op(self.numpy(), _values(other))
-    return method
-
-
 class ParameterArithmetic:
     """Mixin of Parameter: NumPy arithmetic on its values (see the module docstring)."""
 
@@ -173,8 +167,8 @@ class ParameterArithmetic:
         return self.numpy().tolist()
 
     # (== and != stay identity: parameters are looked up in lists and dicts)
-    __lt__, __le__ = _comparison(operator.lt), _comparison(operator.le)
-    __gt__, __ge__ = _comparison(operator.gt), _comparison(operator.ge)
+    __lt__, __le__ = _binary(operator.lt), _binary(operator.le)
+    __gt__, __ge__ = _binary(operator.gt), _binary(operator.ge)
 
     @property
     def nbytes(self):
