@@ -240,6 +240,39 @@ def test_a_host_parameter_assigned_to_a_gpu_layer_moves_there(rng):
     assert not fdevice.is_device_array(lone.w.data)
 
 
+def test_values_assigned_to_a_parameters_data_go_to_its_device(rng):
+    """``p.data = W`` of a NumPy W puts W on the GPU for a parameter there (its kernels
+    would otherwise copy it over at every call, and its optimizer state with it), and a
+    device array assigned to a host parameter comes to the host (its kernels read NumPy
+    arrays); load_state_dict(assign=True) of host arrays keeps a GPU model there."""
+    host, gpu = twins(lambda: nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)))
+    weight = rng.standard_normal((5, 6))
+    host[0].weight.data = weight.copy()
+    gpu[0].weight.data = weight.copy()
+    param = gpu[0].weight
+    assert fdevice.is_device_array(param.data) and fdevice.is_device_array(param.grad)
+    host_opt = fastnn.optim.SGD(host.parameters(), lr=0.1, momentum=0.9)
+    gpu_opt = fastnn.optim.SGD(gpu.parameters(), lr=0.1, momentum=0.9)
+    x = rng.standard_normal((4, 6))
+    grad_out = np.ones((4, 3))
+    for model, opt, put in ((host, host_opt, np.asarray), (gpu, gpu_opt, cuda.to_device)):
+        opt.zero_grad()
+        model(put(x))
+        model.backward(put(grad_out))
+        opt.step()
+    assert fdevice.is_device_array(gpu[0].weight.data)
+    assert_close(fdevice.to_host(gpu[0].weight.data), host[0].weight.data, np.float64)
+    gpu.load_state_dict({k: fdevice.to_host(v) for k, v in host.state_dict().items()},
+                        assign=True)
+    assert all(fdevice.is_device_array(p.data) for p in gpu.parameters())
+    assert_close(fdevice.to_host(gpu(cuda.to_device(x))), host(x), np.float64)
+    layer = nn.Linear(6, 5).double()
+    layer.weight.data = cuda.to_device(weight)
+    assert isinstance(layer.weight.data, np.ndarray) and isinstance(layer.weight.grad,
+                                                                    np.ndarray)
+    assert_close(layer(x), x @ weight.T + layer.bias.data, np.float64)
+
+
 def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     """Linear on (*, in), Conv2d/pooling on unbatched (C, H, W), BatchNorm1d on
     (N, C, L), BatchNorm3d, the 1-D conv and pooling layers, LogSoftmax over a middle

@@ -127,5 +127,5 @@ def _parameter_holding(value):
     """A Parameter whose data is value itself (a copy where strided or read-only) and
     whose gradient is zeros of its shape."""
     param = Parameter(np.zeros((1,) * value.ndim, value.dtype))
-    param.data = value
+    param._rebind_data(value)
     return param

@@ -267,6 +267,20 @@ class Parameter(ParameterArithmetic):
         self.requires_grad = bool(requires_grad)
 
     def _set_data(self, value):
+        """``p.data = value``: value on the parameter's device (a NumPy array assigned to a
+        parameter on the GPU is put there, a device array assigned to one on the CPU comes
+        to the host), as an assigned buffer or Parameter follows its module's device;
+        PyTorch's parameter would move with the data instead, and then fail at the
+        forward next to its layer's other tensors."""
+        data = getattr(self, "_data", None)
+        if (data is not None and _device.is_array(value)
+                and _device.device_of(value) != _device.device_of(data)):
+            value = _device.namespace(_device.device_of(data)).put(value)
+        self._rebind_data(value)
+
+    def _rebind_data(self, value):
+        """Bind value to .data on its own device (moving the parameter there); the
+        gradient follows it (see the class docstring)."""
         value = _kernel_ready(value)
         object.__setattr__(self, "_data", value)
         grad = getattr(self, "_grad", None)
@@ -940,7 +954,7 @@ def _move_parameter(param, device):
     """param's data and gradient to device ('cpu' or 'cuda'), in place."""
     ns = _device.namespace(device)
     if _device.device_of(param.data) != device:
-        param.data = ns.put(param.data)
+        param._rebind_data(ns.put(param.data))
     if param._grad is not None and _device.device_of(param._grad) != device:
         param._replace_grad(ns.put(param._grad))
 

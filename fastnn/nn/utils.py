@@ -300,7 +300,7 @@ def _fused_parameter(values, like, requires_grad):
     """A new Parameter of values, on the device of the array `like`."""
     param = Parameter(values, requires_grad=requires_grad)
     if _device.is_device_array(like):
-        param.data = _device.to_device(param.data)
+        param._rebind_data(_device.to_device(param.data))
         param.grad = _device.Cuda.zeros(param.data.shape, param.data.dtype)
     return param
 
@@ -482,7 +482,7 @@ def skip_init(module_cls, *args, **kwargs):
         for param in m._parameters.values():
             if param is not None and id(param) not in seen:
                 seen.add(id(param))
-                param.data = _empty(ns, param.data)
+                param._rebind_data(_empty(ns, param.data))
         for name, buf in list(m._buffers.items()):
             if buf is not None:
                 m._buffers[name] = _empty(ns, buf)
