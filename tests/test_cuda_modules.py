@@ -154,6 +154,26 @@ def test_multitask_net_on_the_gpu_takes_host_and_device_arrays(rng):
     assert_close(dgrad.copy_to_host(), grad_ref, np.float64)
 
 
+def test_multitask_loss_takes_the_device_arrays_of_a_gpu_model(rng):
+    """Its value as on the host, and its gradients where the model's outputs live, so a
+    GPU training step on device input needs no copy by hand."""
+    host, gpu = twins(lambda: fastnn.models.MultiTaskNet(5, 6, 4, 3, dropout=0.0))
+    x, y_a = rng.standard_normal((4, 5)), rng.standard_normal((4, 4))
+    y_b = np.array([0, 2, 1, 2])
+    ref_fn, fn = fastnn.models.MultiTaskLoss(), fastnn.models.MultiTaskLoss()
+    ref = ref_fn(*host(x), y_a, y_b)
+    host.backward(*ref_fn.backward())
+    for targets in ((y_a, y_b), (cuda.to_device(y_a), cuda.to_device(y_b))):
+        gpu.zero_grad()
+        assert_close(np.array(fn(*gpu(cuda.to_device(x)), *targets)), np.array(ref),
+                     np.float64)
+        grads = fn.backward()
+        assert all(map(fdevice.is_device_array, grads))
+        gpu.backward(*grads)
+        for p, q in zip(gpu.parameters(), host.parameters()):
+            assert_close(fdevice.to_host(p.grad), q.grad, np.float64)
+
+
 def test_vae_on_the_gpu_takes_host_and_device_arrays(rng):
     """Its terms between the two MLPs are NumPy: a device x (and eps) is brought over,
     and the gradient w.r.t. x goes back to the device."""

@@ -113,10 +113,23 @@ class MultiTaskLoss:
     """Batch mean of ½‖a − y_A‖² + cross-entropy(logits, y_B), and both gradients.
 
     forward(a, logits, y_a, y_b) -> (total, regression, classification) as floats;
-    backward() -> (grad_a, grad_logits).
+    backward() -> (grad_a, grad_logits), on the device of a. Device arrays (a GPU model's
+    outputs for device input, device targets) are worked on the host, as the model's own
+    sum of the two heads is: the arrays are (N, hidden_b) and (N, num_classes).
     """
 
     def forward(self, a, logits, y_a, y_b):
+        where = "MultiTaskLoss"
+        for name, value in (("a", a), ("logits", logits), ("y_a", y_a)):
+            check_float_array(where, name, value, device_ok=True)
+        device = _device.device_of(a)
+        if device != "cpu" or any(map(_device.is_device_array, (logits, y_a, y_b))):
+            losses = self._forward_on_host(*map(_device.to_host, (a, logits, y_a, y_b)))
+            self._grads = tuple(map(_device.namespace(device).put, self._grads))
+            return losses
+        return self._forward_on_host(a, logits, y_a, y_b)
+
+    def _forward_on_host(self, a, logits, y_a, y_b):
         where = "MultiTaskLoss"
         check_float_array(where, "a", a, ndim=2)
         check_float_array(where, "y_a", y_a, shape=a.shape, dtype=a.dtype)
