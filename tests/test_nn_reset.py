@@ -6,6 +6,7 @@ import pytest
 
 import fastnn
 from fastnn import nn
+from fastnn.errors import DtypeError
 
 DRAWN = [lambda: nn.Linear(5, 3), lambda: nn.Linear(5, 3, bias=False),
          lambda: nn.Conv1d(2, 4, 3), lambda: nn.Conv2d(2, 4, 3, groups=2),
@@ -112,6 +113,23 @@ def test_pytorch_factory_keywords_and_positional_conv_arguments():
     assert conv.dilation == (2, 2) and conv.groups == 4 and conv.bias is None
     assert conv.weight.shape == (8, 1, 3, 3)
     assert nn.Conv1d(4, 8, 3, 1, 0, 1, 2).weight.shape == (8, 2, 3)
+
+
+def test_layers_take_pytorchs_float_dtypes():
+    """Ported code's dtype=torch.float64 (by keyword or in the dtype's position) builds
+    the layer in NumPy's float64, which fastnn.save records; a dtype fastnn has no
+    parameters of is a DtypeError naming it (NumPy's 'Cannot interpret' before)."""
+    torch = pytest.importorskip("torch")
+    assert nn.Linear(3, 4, dtype=torch.float64).weight.dtype == np.float64
+    assert nn.Linear(3, 4, True, torch.float64, device="cpu").bias.dtype == np.float64
+    assert nn.Conv2d(1, 2, 3, dtype=torch.float).weight.dtype == np.float32
+    bn = nn.BatchNorm1d(3, dtype=torch.double)
+    assert bn.weight.dtype == bn.running_var.dtype == np.float64
+    assert nn.LSTM(3, 4, dtype=torch.float64).weight_hh_l0.dtype == np.float64
+    assert nn.Linear(3, 4, dtype=torch.float64)._init_args[2]["dtype"]["dtype"] == "float64"
+    for dtype in (torch.int64, torch.float16):
+        with pytest.raises(DtypeError, match=f"Linear: .*got {dtype}"):
+            nn.Linear(3, 4, dtype=dtype)
 
 
 def test_kaiming_takes_the_mode_in_any_case_as_torch():

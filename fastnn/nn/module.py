@@ -993,6 +993,10 @@ def _records_init_args(init):
             return init(self, *args, **kwargs)
         if "dtype" in kwargs and kwargs["dtype"] is None and default_dtype is not None:
             kwargs["dtype"] = default_dtype
+        if "dtype" in kwargs and _is_torch_dtype(kwargs["dtype"]):
+            kwargs["dtype"] = _layer_dtype(self, kwargs["dtype"])
+        elif dtype_at is not None and len(args) > dtype_at and _is_torch_dtype(args[dtype_at]):
+            args = (*args[:dtype_at], _layer_dtype(self, args[dtype_at]), *args[dtype_at + 1:])
         if dtype_at is not None and len(args) > dtype_at and _is_device_like(args[dtype_at]):
             raise TypeError(f"{type(self).__name__}: got the device {args[dtype_at]!r} as "
                             f"positional argument {dtype_at + 1}, where fastnn takes dtype "
@@ -2467,6 +2471,17 @@ def _is_torch_dtype(value):
     torch)."""
     kind = type(value)
     return kind.__module__ == "torch" and kind.__name__ == "dtype"
+
+
+def _layer_dtype(module, value):
+    """A layer constructor's dtype= given as PyTorch's dtype (ported code's
+    ``nn.Linear(3, 4, dtype=torch.float64)``): NumPy's float dtype, or a DtypeError naming
+    it (fastnn's parameters are float32 or float64)."""
+    dtype = _as_dtype(value)
+    if dtype not in FLOAT_DTYPES:
+        raise DtypeError(f"{type(module).__name__}: expected dtype float32 or float64, got "
+                         f"{value}")
+    return dtype.type
 
 
 def _as_dtype(value):
