@@ -14,6 +14,15 @@ from .errors import DtypeError, NotImplementedValueError, RuntimeValueError, Typ
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def tensor_hint(x):
+    """For a PyTorch tensor given where an array belongs (known by its type, torch is
+    not imported): how to get its array."""
+    kind = type(x)
+    if kind.__module__.split(".")[0] == "torch" and hasattr(x, "numpy"):
+        return " (a PyTorch tensor: its .detach().cpu().numpy() is the array)"
+    return ""
+
+
 def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_ok=False):
     """Check that x is a float32/float64 ndarray of the given rank, shape and dtype.
 
@@ -30,7 +39,8 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
             # a Parameter: fastnn.ops takes arrays, as the kernels it calls
             raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got "
                             f"{type(x).__name__} (its .data is the array)")
-        raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got {type(x).__name__}")
+        raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got "
+                        f"{type(x).__name__}{tensor_hint(x)}")
     if isinstance(x, np.ma.MaskedArray):   # the kernels would read the masked values
         raise TypeError(f"{where}: expected {name} to be a plain numpy.ndarray, got a masked "
                         f"array (.filled(value) fills the masked entries, .data drops the mask)")
@@ -227,7 +237,8 @@ def check_labels(where, labels, n, num_classes):
     """Integer class labels of shape (n,) within [0, num_classes) (LabelsOutOfRange when
     not)."""
     if not isinstance(labels, np.ndarray) or labels.dtype.kind not in "iu":
-        got = labels.dtype if isinstance(labels, np.ndarray) else type(labels).__name__
+        got = (labels.dtype if isinstance(labels, np.ndarray)
+               else type(labels).__name__ + tensor_hint(labels))
         raise DtypeError(f"{where}: expected integer class labels, got {got}")
     if labels.shape != (n,):
         raise RuntimeValueError(f"{where}: expected labels of shape ({n},), got "

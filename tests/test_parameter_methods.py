@@ -223,3 +223,16 @@ def test_functional_takes_parameters_as_torchs_takes_them():
     # fastnn.ops takes arrays; its error names the Parameter's array
     with pytest.raises(TypeError, match=r"got Parameter \(its .data is the array\)"):
         fastnn.ops.relu(lin.weight)
+
+
+def test_a_pytorch_tensor_given_for_an_array_is_named_with_its_way_out():
+    """Mixing the libraries by mistake: the error says how to get the tensor's array."""
+    from fastnn.nn import functional as F
+    hint = r"got Tensor \(a PyTorch tensor: its .detach\(\).cpu\(\).numpy\(\) is the array\)"
+    x, labels = np.ones((2, 3), np.float32), torch.tensor([0, 1])
+    for call in (lambda: nn.Linear(3, 4)(torch.ones(2, 3)),
+                 lambda: fastnn.ops.relu(torch.ones(2, 3)),
+                 lambda: nn.CrossEntropyLoss()(x, labels), lambda: nn.NLLLoss()(x, labels),
+                 lambda: F.cross_entropy(x, labels)):
+        with pytest.raises((TypeError, ValueError), match=hint):
+            call()

@@ -87,7 +87,7 @@ from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
                           check_float_dtype, check_host_float_array, check_probabilities,
-                          int_items, no_cuda_kernel)
+                          int_items, no_cuda_kernel, tensor_hint)
 from .activations import SELU, celu_host, warn_implicit_dim
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -2280,7 +2280,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
             label_smoothing=eps), x, target)
     if not isinstance(target, np.ndarray):
         raise TypeError(f"{where}: expected target to be a numpy.ndarray, got "
-                        f"{type(target).__name__}")
+                        f"{type(target).__name__}{tensor_hint(target)}")
     if x.ndim == 0:
         raise ValueError(f"{where}: expected input of shape (N, C), (C,) or (N, C, d1, ...), "
                          f"got a 0-d array")
@@ -3173,7 +3173,7 @@ def _attention_bias(where, attn_mask, is_causal, shape, dtype):
         return None
     if not isinstance(attn_mask, np.ndarray):
         raise TypeError(f"{where}: expected attn_mask to be a numpy.ndarray, got "
-                        f"{type(attn_mask).__name__}")
+                        f"{type(attn_mask).__name__}{tensor_hint(attn_mask)}")
     try:
         fits = np.broadcast_shapes(attn_mask.shape, shape) == tuple(shape)
     except ValueError:

@@ -34,7 +34,7 @@ from ..ops import loss_value
 from .distance import summed_to
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labels,
                           broadcasts_to, check_flag, check_float_array, check_labels,
-                          check_number, check_probabilities, labels_in_range)
+                          check_number, check_probabilities, labels_in_range, tensor_hint)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -1292,7 +1292,8 @@ class CrossEntropyLoss(_ClassTargets):
                                         f"{self.ignore_index}")
             pred, target = self._check_same(pred, target)
             return (pred, target) if plain else self._beside(pred, self._dense(pred, target))
-        got = target.dtype if _device.is_array(target) else type(target).__name__
+        got = (target.dtype if _device.is_array(target)
+               else type(target).__name__ + tensor_hint(target))
         raise DtypeError(f"{where}: expected target to be integer labels (N,) or "
                          f"probabilities (N, C) as a numpy.ndarray, got {got}")
 
@@ -1348,7 +1349,8 @@ class NLLLoss(_ClassTargets, _OnHost):
         where = self._where()
         pred = self._check_pred(pred)
         if not _device.is_array(target) or target.dtype.kind not in "iu":
-            got = target.dtype if _device.is_array(target) else type(target).__name__
+            got = (target.dtype if _device.is_array(target)
+                   else type(target).__name__ + tensor_hint(target))
             raise DtypeError(f"{where}: expected target to be integer class labels (N,), "
                              f"got {got}")
         if target.shape != pred.shape[:1]:

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import AssertionValueError, IndexValueError, RuntimeValueError
-from ..validation import check_bool
+from ..validation import check_bool, tensor_hint
 from .padding import check_fill_value
 
 __all__ = ["PackedSequence", "invert_permutation", "pack_padded_sequence",
@@ -129,7 +129,7 @@ def _host(where, name, x, min_ndim, rank_error=IndexValueError):
     rank_error (PyTorch's type for the caller)."""
     if not _device.is_array(x):
         raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got "
-                        f"{type(x).__name__}")
+                        f"{type(x).__name__}{tensor_hint(x)}")
     if x.ndim < min_ndim:
         raise rank_error(f"{where}: expected {name} with at least {min_ndim} dimensions, "
                          f"got shape {tuple(x.shape)}")
