@@ -201,6 +201,29 @@ def test_cross_entropy_over_rows_of_no_class_is_nan_as_pytorch(backend, dtype):
     assert grad.shape == (3, 0) and grad.dtype == dtype and grad_buf is buf
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_cross_entropy_of_labels_over_no_class_is_pytorchs(reduction, smoothing):
+    """With no class every label must be ignore_index; PyTorch 2.13 gives NaN for the
+    mean, and for the smoothing term's division by C (an IndexError in NumPy's
+    indexing, and a ZeroDivisionError, before)."""
+    torch = pytest.importorskip("torch")
+    for logits, labels in ((np.zeros((2, 0)), np.array([-100, -100])),
+                           (np.zeros((0,)), np.array(-100))):
+        want = torch.nn.functional.cross_entropy(
+            torch.from_numpy(logits), torch.from_numpy(labels), reduction=reduction,
+            label_smoothing=smoothing).numpy()
+        got = F.cross_entropy(logits, labels, reduction=reduction, label_smoothing=smoothing)
+        assert np.shape(got) == want.shape
+        np.testing.assert_array_equal(got, want)
+    want = torch.nn.functional.nll_loss(torch.zeros(2, 0, dtype=torch.float64),
+                                        torch.tensor([-100, -100]), reduction=reduction)
+    np.testing.assert_array_equal(F.nll_loss(np.zeros((2, 0)), np.array([-100, -100]),
+                                             reduction=reduction), want.numpy())
+    with pytest.raises(IndexError, match="Target 0 is out of bounds"):
+        F.cross_entropy(np.zeros((2, 0)), np.array([-100, 0]), label_smoothing=smoothing)
+
+
 # --------------------------------------------------------------------- batchnorm
 BATCHNORM_SHAPES = [(2, 3), (1, 3), (0, 3), (4, 0), (0, 0), (2, 1), (31, 5), (33, 5), (65, 3),
                     (1025, 3), (4, 129), (2, 3, 1, 1), (1, 3, 1, 2), (0, 3, 2, 2),

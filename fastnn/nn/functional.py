@@ -2164,10 +2164,13 @@ def _nll_rows(log_prob, labels, weight, ignore_index, reduction, loss_shape):
     bad = labels[kept & ((labels < 0) | (labels >= c))]
     if bad.size:
         raise IndexValueError(f"Target {bad[0]} is out of bounds.")
-    safe = np.where(kept, labels, 0)
-    w = np.ones(c, log_prob.dtype) if weight is None else weight
-    coef = np.where(kept, w[safe], log_prob.dtype.type(0))
-    picked = log_prob[np.arange(m), safe]
+    if c == 0:   # no class: every label is ignore_index (checked above), nothing picked
+        coef = picked = np.zeros(m, log_prob.dtype)
+    else:
+        safe = np.where(kept, labels, 0)
+        w = np.ones(c, log_prob.dtype) if weight is None else weight
+        coef = np.where(kept, w[safe], log_prob.dtype.type(0))
+        picked = log_prob[np.arange(m), safe]
     losses = np.where(kept, -coef * picked, log_prob.dtype.type(0)).astype(log_prob.dtype)
     if reduction == "none":
         return losses.reshape(loss_shape)
@@ -2333,9 +2336,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
                  else w[np.where(kept, flat, 0)][kept].sum(dtype=np.float64))
         with np.errstate(invalid="ignore", divide="ignore"):
             smooth = smooth.sum(dtype=np.float64) / np.float64(count)
-    with np.errstate(invalid="ignore"):   # (inf - inf over a zero weight: PyTorch's NaN)
-        return np.asarray((1 - eps) * np.asarray(nll, np.float64) + smooth * (eps / c),
-                          x.dtype)
+    # (inf - inf over a zero weight, and no class at all: PyTorch's NaN)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray((1 - eps) * np.asarray(nll, np.float64)
+                          + smooth * (np.float64(eps) / c), x.dtype)
 
 
 # ---------------------------------------------------- losses of nn's loss classes
