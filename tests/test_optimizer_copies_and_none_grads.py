@@ -81,10 +81,16 @@ def test_parameters_no_backward_reached_are_skipped(backend):
         assert sorted(opt.state_dict()["state"]) == [0, 1]
 
 
+@pytest.mark.parametrize("make", [
+    lambda ps: optim.Adam(ps, lr=0.05),
+    # (Adafactor and Muon keep per-parameter state by id: the copies' ids are new)
+    lambda ps: optim.Adafactor(ps, lr=0.05),
+    lambda ps: optim.Muon([p for p in ps if p.data.ndim == 2], lr=0.05)],
+    ids=["adam", "adafactor", "muon"])
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])
-def test_copied_model_and_optimizer_train_on_their_own(backend, how):
+def test_copied_model_and_optimizer_train_on_their_own(backend, how, make):
     ours, emb, _, _ = _models()
-    opt = optim.Adam(list(ours.parameters()) + list(emb.parameters()), lr=0.05)
+    opt = make(list(ours.parameters()) + list(emb.parameters()))
     loss_fn = nn.CrossEntropyLoss()
     opt.zero_grad()
     _ours_step(ours, emb, opt, loss_fn)

@@ -105,6 +105,20 @@ class HostOptimizer(Optimizer):
         self._state = {}  # id(parameter) -> its state (PyTorch's optimizer.state[p])
         self._work = Workspace()
 
+    def __getstate__(self):
+        # (deepcopy, pickle) the state by parameter position: the copied parameters have
+        # new ids, so states keyed by id would match none of them
+        state = self.__dict__.copy()
+        state["_state"] = {i: self._state[id(p)] for i, p in enumerate(self._all_params())
+                           if id(p) in self._state}
+        return state
+
+    def __setstate__(self, state):
+        by_position = state.pop("_state", {})
+        self.__dict__.update(state)
+        params = self._all_params()
+        self._state = {id(params[i]): entry for i, entry in by_position.items()}
+
     # ------------------------------------------------------------------- step
     def _prepare(self):
         """Re-home rebound .data/.grad into the flat buffers (regrouping a group whose
