@@ -373,19 +373,67 @@ def _rebuild_recipe(model):
                                       f"shared (the same Parameter)")
             params[id(param)] = path
         tree = _recipe_node(model, "")
-        checks = []
-        for path, module in modules:
-            try:
-                init = _init_record(module)
-            except _NotRebuildable:
-                init = None
-            checks.append([path, type(module).__name__, bool(module.training),
-                           _plain_attrs(module), init])
+        checks = _module_checks(model)
         frozen = [path for path, param in model._named_parameters()
                   if not param.requires_grad]
     except _NotRebuildable as exc:
         return {"not_rebuildable": str(exc)}
     return {"rebuild": {"tree": tree, "modules": checks, "frozen": frozen}}
+
+
+def _module_checks(model):
+    """For every module, by its dotted path: [path, class name, training flag, plain
+    attributes, encoded constructor arguments or None], which load compares with the
+    rebuilt model's (``_rebuilt_problems``)."""
+    checks = []
+    for path, module in model.named_modules(remove_duplicate=False):
+        try:
+            init = _init_record(module)
+        except _NotRebuildable:
+            init = None
+        checks.append([path, type(module).__name__, bool(module.training),
+                       _plain_attrs(module), init])
+    return checks
+
+
+def _rebuilt_problems(model, checks, keys):
+    """How a rebuilt model differs from the saved one's _module_checks and state keys
+    (a list of sentences; empty when it does not)."""
+    saved = {entry[0]: entry for entry in checks}
+    built = list(model.named_modules(remove_duplicate=False))
+    problems = []
+    if [p for p, _ in built] != list(saved):
+        problems.append(f"its modules are {list(saved)} in the file but "
+                        f"{[p for p, _ in built]} when rebuilt")
+    for where, module in ([] if problems else built):
+        _, name, training, attrs, init = saved[where]
+        if type(module).__name__ != name:
+            problems.append(f"{_where(where)} is a {name} in the file but a "
+                            f"{type(module).__name__} when rebuilt")
+            continue
+        now = _plain_attrs(module)
+        for key in sorted(set(attrs) | set(now)):
+            if json.dumps(attrs.get(key), sort_keys=True) != json.dumps(now.get(key),
+                                                                      sort_keys=True):
+                problems.append(f"{_where(where)} ({name}) has {key}="
+                                f"{plain_values.decode(attrs[key]) if key in attrs else '(none)'!r} "
+                                f"in the saved model but "
+                                f"{plain_values.decode(now[key]) if key in now else '(none)'!r} when "
+                                f"rebuilt from its constructor arguments")
+        if init is not None and name not in _CONTAINERS:
+            try:
+                rebuilt_init = list(_init_record(module))
+            except _NotRebuildable:
+                rebuilt_init = None
+            if json.dumps(rebuilt_init, sort_keys=True) != json.dumps(init, sort_keys=True):
+                problems.append(f"{_where(where)} ({name}) was built with other constructor "
+                                f"arguments than its parent makes (a replaced child?)")
+    if not problems:
+        live = list(model.state_dict())
+        if live != list(keys):
+            problems.append(f"its state keys are {list(keys)} in the file but {live} when "
+                            f"rebuilt")
+    return problems
 
 
 def _modes_record(model):
@@ -395,7 +443,10 @@ def _modes_record(model):
     return {"modes": {where: bool(module.training)
                       for where, module in model.named_modules(remove_duplicate=False)},
             "frozen": [name for name, param in model.named_parameters()
-                       if not param.requires_grad]}
+                       if not param.requires_grad],
+            # (its modules as saved: a layer changed or replaced after construction, which
+            # the config does not say, is refused on load instead of coming back as built)
+            "modules": _module_checks(model)}
 
 
 def _restore_modes(model, modes, frozen):
@@ -443,41 +494,9 @@ def _rebuild(meta, path):
     requires_grad flags and dtypes, on the CPU."""
     recipe = meta["model"]["rebuild"]
     model = _build_node(recipe.get("tree"), path, "")   # (build_model keeps the generator)
-    saved = {entry[0]: entry for entry in recipe.get("modules", [])}
-    built = list(model.named_modules(remove_duplicate=False))
-    problems = []
-    if [p for p, _ in built] != list(saved):
-        problems.append(f"its modules are {list(saved)} in the file but "
-                        f"{[p for p, _ in built]} when rebuilt")
-    for where, module in ([] if problems else built):
-        _, name, training, attrs, init = saved[where]
-        if type(module).__name__ != name:
-            problems.append(f"{_where(where)} is a {name} in the file but a "
-                            f"{type(module).__name__} when rebuilt")
-            continue
-        now = _plain_attrs(module)
-        for key in sorted(set(attrs) | set(now)):
-            if json.dumps(attrs.get(key), sort_keys=True) != json.dumps(now.get(key),
-                                                                      sort_keys=True):
-                problems.append(f"{_where(where)} ({name}) has {key}="
-                                f"{plain_values.decode(attrs[key]) if key in attrs else '(none)'!r} "
-                                f"in the saved model but "
-                                f"{plain_values.decode(now[key]) if key in now else '(none)'!r} when "
-                                f"rebuilt from its constructor arguments")
-        if init is not None and name not in _CONTAINERS:
-            try:
-                rebuilt_init = list(_init_record(module))
-            except _NotRebuildable:
-                rebuilt_init = None
-            if json.dumps(rebuilt_init, sort_keys=True) != json.dumps(init, sort_keys=True):
-                problems.append(f"{_where(where)} ({name}) was built with other constructor "
-                                f"arguments than its parent makes (a replaced child?)")
-    if not problems:
-        live = model.state_dict()
-        keys = list(meta["model"]["keys"])
-        if list(live) != keys:
-            problems.append(f"its state keys are {keys} in the file but {list(live)} when "
-                            f"rebuilt")
+    checks = recipe.get("modules", [])
+    saved = {entry[0]: entry for entry in checks}
+    problems = _rebuilt_problems(model, checks, meta["model"]["keys"])
     if problems:
         raise CheckpointError(f"{path}: the checkpoint's model ({meta['model'].get('class')}) "
                               f"cannot be rebuilt from fastnn.nn layers and their constructor "
@@ -709,6 +728,13 @@ def _build_model(meta, path):
         model.to_dtype(dtype)
     # training modes and frozen parameters as saved (checkpoints before these were
     # recorded load in training mode, every parameter trainable, as they always did)
+    checks = info.get("modules")   # (files written before these were recorded: none)
+    problems = (_rebuilt_problems(model, checks, info["keys"])
+                if isinstance(checks, list) else [])
+    if problems:
+        raise CheckpointError(f"{path}: the checkpoint's model ({info.get('class')}) differs "
+                              f"from {class_name}(**config) (changed after construction?): "
+                              f"{'; '.join(problems[:3])}; pass model=")
     modes, frozen = info.get("modes"), info.get("frozen", [])
     if isinstance(modes, dict) and isinstance(frozen, list):
         _restore_modes(model, modes, frozen)

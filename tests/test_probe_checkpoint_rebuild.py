@@ -308,3 +308,62 @@ def test_map_location_names_a_device_or_is_ignored(tmp_path):
         assert fastnn.load(tmp_path / "m.npz", map_location=where).device == "cpu"
     with pytest.raises(ValueError, match="map_location.*'tpu'"):
         fastnn.load(tmp_path / "m.npz", map_location="tpu")
+
+
+def _trained(model, x, steps=3):
+    """model after a few SGD steps on x (its own loss for the VAE, the outputs' sum
+    otherwise): running statistics, dropout and counters as a trained model has them."""
+    opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    for _ in range(steps):
+        opt.zero_grad()
+        if isinstance(model, fastnn.models.VAE):
+            model(x)
+            model.backward()
+        else:
+            out = model(x)
+            outs = out if isinstance(out, tuple) else (out,)
+            model.backward(*[np.ones_like(o) for o in outs])
+        opt.step()
+    return model
+
+
+@pytest.mark.parametrize("build,shape", [
+    (lambda: fastnn.models.MLP(6, [5, 4], 3, activation="leaky_relu", batchnorm=True,
+                               dropout=0.2), (8, 6)),
+    (lambda: fastnn.models.SmallCNN(1, 8, 3, channels=(2, 3)), (4, 1, 8, 8)),
+    (lambda: fastnn.models.MultiTaskNet(6, 5, 4, 3), (8, 6)),
+    (lambda: fastnn.models.VAE(6, 2, hidden=(5,)), (8, 6)),
+], ids=["mlp", "cnn", "multitask", "vae"])
+def test_trained_config_models_load_without_model(tmp_path, build, shape):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    model = _trained(build(), x)
+    loaded = round_trip(model, tmp_path)
+    assert type(loaded) is type(model)
+    saved, back = model.state_dict(), loaded.state_dict()
+    assert list(saved) == list(back)
+    for key, value in saved.items():   # (the VAE's generator state is extra state)
+        if isinstance(value, np.ndarray):
+            np.testing.assert_array_equal(back[key], value)
+        else:
+            assert back[key] == value, key
+
+
+def test_config_models_changed_after_construction_are_refused(tmp_path):
+    """fastnn.load(path) rebuilds fastnn.models from their config: a change the config
+    does not hold came back as built (a LeakyReLU slope, a replaced activation, an
+    appended layer) with no error; it is refused as a Sequential's is, and model= loads
+    it."""
+    mlp = fastnn.models.MLP(4, [8], 3, activation="leaky_relu")
+    mlp[1].negative_slope = 0.5
+    refused(mlp, tmp_path, r"'1' \(LeakyReLU\) has negative_slope=0.5 in the saved model "
+                           r"but 0.01 when rebuilt")
+    twin = fastnn.models.MLP(4, [8], 3, activation="leaky_relu")
+    twin[1].negative_slope = 0.5
+    assert fastnn.load(tmp_path / "r.npz", model=twin)[1].negative_slope == 0.5
+    replaced = fastnn.models.MLP(4, [8], 3)
+    replaced[1] = nn.Tanh()
+    refused(replaced, tmp_path, r"'1' is a ReLU in the file but a .* when rebuilt|"
+                                r"'1' is a Tanh in the file but a ReLU when rebuilt")
+    longer = fastnn.models.MLP(4, [8], 3)
+    longer.append(nn.Softmax(dim=1))
+    refused(longer, tmp_path, "its modules are")
