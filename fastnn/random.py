@@ -35,15 +35,7 @@ def manual_seed(seed):
         raise ValueError(f"manual_seed: expected a non-negative int, got {seed!r}")
     gen = generator()
     gen.bit_generator.state = np.random.PCG64(int(seed)).state
-    _local.seedings = seedings() + 1
     return gen
-
-
-def seedings():
-    """How many times the calling thread's generator was seeded (``manual_seed``) or its
-    state set (``set_state``): a DataLoader tells a re-seeded generator from one that
-    nothing drew from by it."""
-    return getattr(_local, "seedings", 0)
 
 
 def draw_seed():
@@ -59,7 +51,6 @@ def get_state():
 def set_state(state):
     """Restore a state returned by ``get_state``."""
     generator().bit_generator.state = state
-    _local.seedings = seedings() + 1
 
 
 @contextlib.contextmanager

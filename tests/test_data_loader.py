@@ -188,6 +188,58 @@ def test_worker_seeds_change_every_pass_that_does_not_shuffle():
     assert len(set(seeds(stream))) == 3
 
 
+def test_worker_seeds_of_passes_that_do_not_shuffle_resume_from_the_generator_state():
+    """The seeds were counted by a loader's private pass counter: a run resumed from
+    fastnn.random.get_state() in a fresh loader replayed epoch 0's augmentation, and a
+    set_state between epochs (fastnn.random.fork, gradcheck) restarted the count. A pass
+    that leaves the generator as it found it now draws one number from it when it ends,
+    so the seeds follow the generator's state alone, as PyTorch's base seeds."""
+    import fastnn
+    from fastnn import data as fd
+
+    seen = []
+
+    def init(worker_id):
+        seen.append(fd.get_worker_info().seed)
+
+    class Samples(fd.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return np.float32(i)
+
+    def loader():
+        return fd.DataLoader(Samples(), batch_size=2, num_workers=1, worker_init_fn=init)
+
+    fastnn.manual_seed(0)
+    run, states = loader(), []
+    for _ in range(4):
+        states.append(fastnn.random.get_state())
+        list(run)
+    uninterrupted = list(seen)
+    assert len(set(uninterrupted)) == 4
+    for epoch in (1, 3):      # resumed: a new loader and the state saved at that epoch
+        del seen[:]
+        fastnn.random.set_state(states[epoch])
+        list(loader())
+        assert seen == [uninterrupted[epoch]]
+    del seen[:]
+    fastnn.manual_seed(0)
+    for _ in range(4):        # a state set in between (fork's restore) changes nothing
+        with fastnn.random.fork(5):
+            pass
+        list(run)
+    assert seen == uninterrupted
+    del seen[:]
+    fastnn.manual_seed(0)
+    it = iter(run)            # a pass dropped half-way ends there
+    next(it)
+    del it
+    list(run)
+    assert seen == uninterrupted[:2]
+
+
 def test_a_tensor_dataset_batch_is_the_callers_own():
     """In-order batches of a TensorDataset were views of its arrays: a batch changed in
     place changed the dataset (PyTorch's default_collate stacks a new tensor). The array

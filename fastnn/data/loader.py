@@ -12,7 +12,7 @@ from .dataset import (IterableDataset, TensorDataset, array_view, default_collat
 from .sampler import (BatchSampler, InfiniteConstantSampler, RandomSampler,
                       SequentialSampler, as_generator)
 from .streams import WorkerStream, round_robin, start_workers, worker_streams
-from .worker import PassSeeds, WorkerInfo, call_worker_init
+from .worker import PassSeed, WorkerInfo, call_worker_init
 
 
 class _BatchSizeDefault:
@@ -57,6 +57,19 @@ def _as_rows(batch, n):
         raise IndexValueError(f"DataLoader: a batch's indices into arrays must be a list "
                               f"of ints, got {rows.ndim}-d {rows.dtype} indices")
     return rows.astype(np.int64, copy=False)
+
+
+def _finishing(batches, seed, start=None):
+    """The batches of a pass, then ``seed.finish()`` when the pass ends (run out or
+    dropped; seed: a PassSeed or None). start: called first, when the pass starts,
+    giving the seed instead."""
+    if start is not None:
+        seed = start()
+    try:
+        yield from batches
+    finally:
+        if seed is not None:
+            seed.finish()
 
 
 class DataLoader:
@@ -236,7 +249,6 @@ class DataLoader:
         self.rng = None if seed is None and shuffle else as_generator(seed)
         # the generator a worker seed is hashed from (None: fastnn's global generator)
         self._worker_rng = None if seed is None else self.rng
-        self._pass_seeds = PassSeeds()
         if self._dataset is None:
             self._set_arrays(x, y)
         if self._iterable:   # (PyTorch's: the samples come in the dataset's order)
@@ -377,16 +389,18 @@ class DataLoader:
 
     def _start_pass(self):
         """worker_init_fn(0) in this process, the pass's one worker (PyTorch's workers
-        call it when they start: each pass, or once with persistent_workers)."""
+        call it when they start: each pass, or once with persistent_workers). Returns the
+        pass's PassSeed (its finish() is called when the pass ends), or None."""
         if self.worker_init_fn is None or self.num_workers == 0:
-            return
+            return None
         if self.persistent_workers and self._initialized_workers:
-            return
+            return None
         self._initialized_workers = True
-        seed = self._pass_seeds.next(self._worker_rng)
-        info = WorkerInfo(id=0, num_workers=1, seed=seed,
+        seed = PassSeed(self._worker_rng)
+        info = WorkerInfo(id=0, num_workers=1, seed=seed.seed,
                           dataset=self.dataset)
         call_worker_init(self.worker_init_fn, info)
+        return seed
 
     def __iter__(self):
         """One pass: an iterator of the batches that has ``len`` (the loader's), as
@@ -404,18 +418,23 @@ class DataLoader:
         if self.num_workers == 0:
             streams = [WorkerStream(self._dataset, None)]
         else:
-            workers = self._workers
+            workers, seed = self._workers, None
             if workers is None:
-                workers = start_workers(self._dataset, self.num_workers,
-                                        self._pass_seeds.next(self._worker_rng),
+                seed = PassSeed(self._worker_rng)
+                workers = start_workers(self._dataset, self.num_workers, seed.seed,
                                         self.worker_init_fn)
                 if self.persistent_workers and all(err is None for _, err in workers):
                     self._workers = workers   # (started once, as PyTorch's)
             streams = worker_streams(workers)
+            if seed is not None:
+                return _finishing(round_robin(streams, self.batch_size, self.drop_last,
+                                              collate), seed)
         return round_robin(streams, self.batch_size, self.drop_last, collate)
 
     def _batches(self):
-        self._start_pass()
+        return _finishing(self._pass_batches(), None, self._start_pass)
+
+    def _pass_batches(self):
         if self.batch_sampler is None:   # batch_size=None: one sample per step
             for index in self.sampler:
                 yield self._one(index)

@@ -58,42 +58,40 @@ def _state_bytes(state):
     return repr(state).encode()
 
 
-def pass_seed(rng, repeat=0):
+def pass_seed(rng):
     """A worker seed in [0, 2**63) from rng's state (rng: the loader's kept Generator, or
     None for fastnn's global generator), without drawing from it: the shuffle order and
     the generator's stream are those of the same loader without a worker_init_fn, and
-    the seed repeats under the same loader seed or ``fastnn.manual_seed``. repeat: how
-    many passes before this one found the generator in this same state (``PassSeeds``):
-    each gets a seed of its own."""
+    the seed repeats under the same loader seed or ``fastnn.manual_seed``."""
     gen = _random.generator() if rng is None else rng
     state = _state_bytes(gen.bit_generator.state)
-    if repeat:
-        state += b"pass" + int(repeat).to_bytes(8, "little")
     digest = hashlib.blake2b(state, digest_size=8, person=b"fastnn.worker").digest()
     return int.from_bytes(digest, "little") >> 1
 
 
-class PassSeeds:
-    """A loader's worker seed for each pass: ``pass_seed`` of its generator, counting the
-    passes that found the generator as the last one left it. Nothing advances it between
-    passes that do not shuffle (no shuffle, an IterableDataset), and each such pass gave
-    the same seed, so augmentation seeded in worker_init_fn repeated every epoch, where
-    PyTorch draws a new base seed each pass. A generator seeded again
-    (``fastnn.manual_seed``, ``set_state``) starts the count over: its seeds repeat."""
+class PassSeed:
+    """The worker seed of one pass (``pass_seed`` of its generator as the pass starts),
+    and what ``finish`` does when the pass ends.
 
-    def __init__(self):
-        self._key, self._repeat = None, 0
+    Nothing advances the generator between passes that do not shuffle (no shuffle, an
+    IterableDataset) and draw nothing else, and each such pass gave the same seed, so
+    augmentation seeded in worker_init_fn repeated every epoch, where PyTorch draws a new
+    base seed each pass. ``finish`` draws one number from the generator when the pass
+    left it as it found it: the next pass's seed differs, and is still a function of the
+    generator's state alone, so a run resumed from ``fastnn.random.get_state()`` (or
+    re-seeded) gets the seeds the uninterrupted run got."""
 
-    def next(self, rng):
-        """The seed of the pass starting now (rng as pass_seed's)."""
-        gen = _random.generator() if rng is None else rng
-        key = (_state_bytes(gen.bit_generator.state),
-               _random.seedings() if rng is None else None)
-        if key == self._key:
-            self._repeat += 1
-        else:
-            self._key, self._repeat = key, 0
-        return pass_seed(rng, self._repeat)
+    __slots__ = ("seed", "_generator", "_state")
+
+    def __init__(self, rng):
+        self._generator = _random.generator() if rng is None else rng
+        self._state = _state_bytes(self._generator.bit_generator.state)
+        self.seed = pass_seed(self._generator)
+
+    def finish(self):
+        """The pass is over (run out, or its iterator dropped)."""
+        if _state_bytes(self._generator.bit_generator.state) == self._state:
+            self._generator.random()
 
 
 @contextlib.contextmanager
