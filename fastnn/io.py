@@ -607,6 +607,7 @@ def read_checkpoint(path):
     source = path if callable(getattr(path, "read", None)) else os.fspath(path)
     path = _label(source)
     _check_zip_magic(source, path)
+    start = None if isinstance(source, str) else source.tell()
     try:
         npz = np.load(source, allow_pickle=False)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
@@ -617,6 +618,14 @@ def read_checkpoint(path):
     if not isinstance(npz, np.lib.npyio.NpzFile):
         raise CheckpointError(f"{path} is not a fastnn checkpoint (a single .npy array, "
                               f"not an .npz archive)")
+    if start is not None and min((info.header_offset for info in npz.zip.infolist()),
+                                 default=start) != start:
+        # (a zip archive is read from its end: that of the last archive in the stream)
+        npz.close()
+        raise CheckpointError(f"{path}: more follows the checkpoint at the file object's "
+                              f"position {start} (another checkpoint written after it?), "
+                              f"and an .npz archive is read from the end of the file: "
+                              f"give each checkpoint a file object of its own")
     with npz:
         if META_KEY not in npz.files:
             raise CheckpointError(f"{path} is not a fastnn checkpoint (an .npz without "

@@ -121,6 +121,24 @@ def test_save_and_load_take_file_objects(tmp_path):
         fastnn.load(io.BytesIO(b"not a checkpoint"))
 
 
+def test_a_checkpoint_at_a_file_objects_position_or_a_clear_error():
+    """A stream read from its position: after a header, the checkpoint there loads; with
+    another checkpoint written after it, the archive read (zip's, found from the end of
+    the file) was the last one, returned silently; now a CheckpointError."""
+    import io
+    buffer = io.BytesIO()
+    buffer.write(b"HEADER")
+    fastnn.save({"a": 1}, buffer)
+    buffer.seek(6)
+    assert dict(fastnn.load(buffer)) == {"a": 1}
+    buffer.seek(0, 2)
+    fastnn.save({"b": 2}, buffer)
+    buffer.seek(6)
+    with pytest.raises(fastnn.io.CheckpointError, match="more follows the checkpoint at "
+                                                        "the file object's position 6"):
+        fastnn.load(buffer)
+
+
 def test_a_name_has_one_slot():
     module = nn.Module()
     module.add_module("x", None)
