@@ -398,7 +398,8 @@ def _module_checks(model):
 
 def _rebuilt_problems(model, checks, keys):
     """How a rebuilt model differs from the saved one's _module_checks and state keys
-    (a list of sentences; empty when it does not)."""
+    (a list of sentences; empty when it does not). keys None: not compared (the state's
+    own check, _model_state, takes files without the norm layers' batch counters)."""
     saved = {entry[0]: entry for entry in checks}
     built = list(model.named_modules(remove_duplicate=False))
     problems = []
@@ -428,7 +429,7 @@ def _rebuilt_problems(model, checks, keys):
             if json.dumps(rebuilt_init, sort_keys=True) != json.dumps(init, sort_keys=True):
                 problems.append(f"{_where(where)} ({name}) was built with other constructor "
                                 f"arguments than its parent makes (a replaced child?)")
-    if not problems:
+    if not problems and keys is not None:
         live = list(model.state_dict())
         if live != list(keys):
             problems.append(f"its state keys are {list(keys)} in the file but {live} when "
@@ -738,8 +739,7 @@ def _build_model(meta, path):
     # training modes and frozen parameters as saved (checkpoints before these were
     # recorded load in training mode, every parameter trainable, as they always did)
     checks = info.get("modules")   # (files written before these were recorded: none)
-    problems = (_rebuilt_problems(model, checks, info["keys"])
-                if isinstance(checks, list) else [])
+    problems = _rebuilt_problems(model, checks, None) if isinstance(checks, list) else []
     if problems:
         raise CheckpointError(f"{path}: the checkpoint's model ({info.get('class')}) differs "
                               f"from {class_name}(**config) (changed after construction?): "
