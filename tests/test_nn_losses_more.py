@@ -740,3 +740,51 @@ def test_empty_weights_are_taken_for_inputs_of_no_features():
         np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="does not broadcast"):
         nn.BCELoss(weight=w)(np.full((2, 3), 0.5), np.full((2, 3), 0.5))
+
+
+@pytest.mark.parametrize("make", [nn.CrossEntropyLoss, nn.MSELoss, nn.BCEWithLogitsLoss,
+                                  lambda: nn.MultiMarginLoss(margin=0.5)],
+                         ids=["ce", "mse", "bce_logits", "multi_margin"])
+def test_one_loss_shared_by_threads_gives_each_its_own_gradient(make):
+    """One criterion shared by threads that each train a model (PyTorch's losses keep no
+    state): thread B's forward between thread A's forward and backward gave A B's
+    gradient (of B's batch size, when it differed). Events force that interleaving."""
+    import threading
+    rng = np.random.default_rng(0)
+    criterion = make()
+
+    def batch(n):
+        x = rng.standard_normal((n, 3)).astype(np.float32)
+        if isinstance(criterion, (nn.CrossEntropyLoss, nn.MultiMarginLoss)):
+            return x, rng.integers(0, 3, n)
+        return x, rng.uniform(0, 1, (n, 3)).astype(np.float32)
+
+    (xa, ya), (xb, yb) = batch(4), batch(6)
+    expected = {}
+    for name, (x, y) in (("a", (xa, ya)), ("b", (xb, yb))):
+        alone = make()
+        expected[name] = (alone(x, y), alone.backward())
+    a_ran, b_ran, got = threading.Event(), threading.Event(), {}
+
+    def thread_a():
+        loss = criterion(xa, ya)
+        a_ran.set()
+        b_ran.wait(10)
+        got["a"] = (loss, criterion.backward())
+
+    def thread_b():
+        a_ran.wait(10)
+        loss = criterion(xb, yb)
+        b_ran.set()
+        got["b"] = (loss, criterion.backward())
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for name in "ab":
+        assert got[name][0] == expected[name][0]
+        np.testing.assert_array_equal(got[name][1], expected[name][1])
+    with pytest.raises(RuntimeError, match="backward called before forward"):
+        threading.Thread(target=lambda: got.update(c=criterion.backward())).run()

@@ -51,10 +51,9 @@ def cast_integer_target(target, dtype, kinds="iub"):
 
 
 # The loss whose no_grad forward runs in this thread (a subclass's forward calls
-# Loss.forward: the outermost call keeps the state), and one lock for those calls, so
-# that two threads' no_grad calls on one shared loss do not restore each other's state.
+# Loss.forward: the outermost call keeps the state; _THREAD_STATE_LOCK, below, keeps two
+# threads' calls on one shared loss apart).
 _WITHOUT_GRAD = threading.local()
-_WITHOUT_GRAD_LOCK = threading.RLock()
 
 
 def legacy_reduction(size_average, reduce):
@@ -70,17 +69,68 @@ def legacy_reduction(size_average, reduce):
     return reduction
 
 
+# A loss keeps what backward needs (its private attributes) between forward and
+# backward. One loss object shared by threads that each train a model of their own (a
+# hyper-parameter search with one ``criterion``, as PyTorch code has it) gave a thread
+# the gradient of another's batch: forward and backward now run under one lock, with
+# the calling thread's private state put in place first (_per_thread_state).
+_THREAD_STATE_LOCK = threading.RLock()
+_THREAD_KEYS = ("_thread_owner", "_thread_states", "_thread_base")
+_get_ident = threading.get_ident
+
+
+def _private_state(state):
+    return {k: v for k, v in state.items() if k.startswith("_") and k not in _THREAD_KEYS}
+
+
+def _make_resident(loss):
+    """Put the calling thread's private state in loss.__dict__ (under the lock): the
+    state as constructed for a thread that has none yet; the leaving thread's is kept
+    for it (dropped once that thread ends)."""
+    state = loss.__dict__
+    me, owner = threading.get_ident(), state.get("_thread_owner")
+    if owner == me:
+        return
+    if owner is None:   # (the first call, or a copy: its state is the caller's)
+        state.setdefault("_thread_base", _private_state(state))
+        state["_thread_owner"] = me
+        return
+    running = {t.ident for t in threading.enumerate()}
+    kept = {k: v for k, v in state.get("_thread_states", {}).items() if k in running}
+    if owner in running:
+        kept[owner] = _private_state(state)
+    mine = kept.pop(me, None)
+    for key in list(_private_state(state)):
+        del state[key]
+    state.update(state["_thread_base"] if mine is None else mine)
+    state["_thread_states"], state["_thread_owner"] = kept, me
+
+
+def _per_thread_state(method):
+    """method run under the loss lock with the calling thread's private state."""
+    @functools.wraps(method)
+    def run_with_this_threads_state(self, *args, **kwargs):
+        with _THREAD_STATE_LOCK:
+            if self.__dict__.get("_thread_owner") != _get_ident():
+                _make_resident(self)
+            return method(self, *args, **kwargs)
+    run_with_this_threads_state._per_thread = True
+    return run_with_this_threads_state
+
+
 def _backward_state_kept_without_grad(forward):
-    """forward, run under no_grad with the loss's saved state (its private attributes:
-    the gradient backward hands out and what backward needs) put back afterwards, a
-    subclass's own public attributes left as its forward set them; the kernels write
-    their gradient into a buffer of their own there (kept for the next such call), not
-    into the one backward hands out."""
+    """forward, run under the loss lock with the calling thread's private state
+    (_per_thread_state); under no_grad with that state (the gradient backward hands out
+    and what backward needs) put back afterwards, a subclass's own public attributes
+    left as its forward set them: the kernels write their gradient into a buffer of their
+    own there (kept for the next such call), not into the one backward hands out."""
     @functools.wraps(forward)
     def forward_keeping_backward_state(self, *args, **kwargs):
-        if _grad_mode._MODE.enabled or getattr(_WITHOUT_GRAD, "loss", None) is self:
-            return forward(self, *args, **kwargs)
-        with _WITHOUT_GRAD_LOCK:
+        with _THREAD_STATE_LOCK:
+            if self.__dict__.get("_thread_owner") != _get_ident():
+                _make_resident(self)
+            if _grad_mode._MODE.enabled or getattr(_WITHOUT_GRAD, "loss", None) is self:
+                return forward(self, *args, **kwargs)
             state = self.__dict__
             saved = {k: v for k, v in state.items() if k.startswith("_")}
             outer, _WITHOUT_GRAD.loss = getattr(_WITHOUT_GRAD, "loss", None), self
@@ -94,6 +144,7 @@ def _backward_state_kept_without_grad(forward):
                     del state[key]
                 state.update(saved)
                 state["_grad_buf_without_grad"] = buffer
+    forward_keeping_backward_state._per_thread = True
     return forward_keeping_backward_state
 
 
@@ -157,6 +208,15 @@ class Loss:
         super().__init_subclass__(**kwargs)
         if "forward" in cls.__dict__:
             cls.forward = _backward_state_kept_without_grad(cls.__dict__["forward"])
+        method = cls.__dict__.get("backward")
+        if callable(method) and not getattr(method, "_per_thread", False):
+            cls.backward = _per_thread_state(method)
+
+    def __getstate__(self):
+        # (pickle, deepcopy) the state of the thread that holds it, as before; the other
+        # threads' and their ids stay behind
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_thread_owner", "_thread_states")}
 
     def __init__(self, reduction="mean", size_average=None, reduce=None):
         if size_average is not None or reduce is not None:
@@ -254,6 +314,7 @@ class Loss:
             return np.float64(0.0)
         return np.zeros(self._loss_shape(tuple(pred.shape)), pred.dtype)
 
+    @_per_thread_state
     def backward(self, grad=None):
         """Gradient of the last forward's loss w.r.t. pred (same shape and dtype as pred;
         a fresh array, the caller's: changing it changes no later call's).
