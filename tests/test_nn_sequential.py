@@ -368,3 +368,37 @@ def test_flows_the_refusal_leaves_alone(backend):
         model[2](np.ones((5, 4), np.float32))
     with pytest.raises(RuntimeError, match="layer 2: Linear"):
         model.backward(g)
+
+
+def test_a_model_serving_short_lived_threads_never_raises():
+    """A thread-per-request server on one model: each new buffer shape prunes the
+    buffers of ended threads, which iterated the layer's dict while other threads added
+    theirs ('dictionary changed size during iteration', KeyError) at a fine switch
+    interval."""
+    import sys
+    import threading
+    model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Tanh(), nn.Linear(8, 2)).eval()
+    errors = []
+
+    def serve(seed):
+        sizes = np.random.default_rng(seed).integers(1, 50, 10)
+        try:
+            with fastnn.no_grad():
+                for n in sizes:
+                    assert model(np.ones((int(n), 8), np.float32)).shape == (n, 2)
+        except Exception as exc:   # (collected: an exception in a thread is not raised)
+            errors.append(repr(exc))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for wave in range(12):
+            threads = [threading.Thread(target=serve, args=(wave * 16 + k,))
+                       for k in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+    finally:
+        sys.setswitchinterval(interval)
+    assert errors == []

@@ -850,9 +850,12 @@ def _drop_ended_threads(scratch):
     """Remove from a module's scratch the per-thread buffers (keys (name, thread id)) of
     threads no longer running."""
     running = {t.ident for t in threading.enumerate()}
-    for slot in [k for k in scratch if isinstance(k, tuple) and len(k) == 2
-                 and isinstance(k[1], int) and k[1] not in running]:
-        del scratch[slot]
+    # (list(scratch) copies the keys in one step: other threads add theirs meanwhile, and
+    # two threads may drop the same one)
+    for slot in list(scratch):
+        if (isinstance(slot, tuple) and len(slot) == 2 and isinstance(slot[1], int)
+                and slot[1] not in running):
+            scratch.pop(slot, None)
 
 
 class RemovableHandle:
