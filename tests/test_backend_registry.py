@@ -136,3 +136,29 @@ def test_thread_count_from_the_environment(monkeypatch, env, expected, warns):
     assert bool(messages) == warns
     if warns:
         assert "not a positive int" in messages[0]
+
+
+@pytest.mark.skipif("numba" not in fastnn.backends(), reason="needs the numba backend")
+def test_two_threads_launching_kernels_under_numbas_workqueue_layer_take_turns():
+    """numba's workqueue threading layer (forced here, and numba's fallback where neither
+    OpenMP nor TBB loads) aborted the process (SIGABRT, 'Concurrent access has been
+    detected') when two Python threads ran parallel kernels at once."""
+    code = """
+import threading
+import numpy as np
+import fastnn
+from fastnn import ops
+fastnn.set_backend("numba")
+x = np.ones(1 << 20, np.float32)     # above the parallel cut-off
+first = ops.relu(x)
+def work():
+    for _ in range(100):
+        assert np.array_equal(ops.relu(x), first)
+threads = [threading.Thread(target=work) for _ in range(3)]
+for t in threads: t.start()
+for t in threads: t.join()
+print(fastnn.backend_info("numba")["threading_layer"])
+"""
+    result = _run(code, NUMBA_THREADING_LAYER="workqueue")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split()[-1] == "workqueue"

@@ -188,6 +188,29 @@ if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER_PRIORITY = ["omp", "tbb", "workqueue"]
 
 
+# Numba's workqueue threading layer (an explicit NUMBA_THREADING_LAYER=workqueue, or
+# where neither OpenMP nor TBB loads) runs one parallel region at a time: two Python
+# threads launching at once abort the process ("Concurrent access has been detected").
+# Parallel launches take turns until the layer in use is known, and afterwards only
+# under workqueue (then one global read a launch).
+_launch_lock = threading.RLock()
+_launches_take_turns = True
+
+
+def _launch(fn, *args):
+    """fn(*args), a parallel variant's call, taking turns where the layer needs it."""
+    global _launches_take_turns
+    if not _launches_take_turns:
+        return fn(*args)
+    with _launch_lock:
+        result = fn(*args)
+        try:
+            _launches_take_turns = numba.threading_layer() == "workqueue"
+        except ValueError:   # (no parallel region ran: the layer is not chosen yet)
+            pass
+    return result
+
+
 class Kernel:
     """One compiled loop in two flavours: ``k(size, *args)`` runs the parallel version
     when ``size >= PARALLEL_MIN``, else the serial one.
@@ -227,7 +250,7 @@ class Kernel:
             self.compile_for(args)
         if size >= PARALLEL_MIN and not _forked_from_gnu_omp:
             sync_threads()
-            return self.parallel(*args)
+            return _launch(self.parallel, *args)
         return self.serial(*args)
 
 
@@ -338,7 +361,7 @@ class ElementwiseKernel(Kernel):
                 and args[-1].nbytes >= _streaming.min_bytes()):
             if _every_variant:
                 self.compile_for(args)
-            return self.streamed(sync_threads(), *args)
+            return _launch(self.streamed, sync_threads(), *args)
         return super().__call__(size, *args)   # Kernel's choice of parallel or serial
 
 
