@@ -270,3 +270,73 @@ def test_a_custom_optimizer_skips_frozen_parameters_as_in_pytorch():
     opt.step()
     np.testing.assert_array_equal(model[0].weight.data, frozen)
     assert not np.array_equal(model[2].weight.data, head)
+
+
+def _twin_mlps():
+    fastnn.manual_seed(0)
+    ours = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)).double()
+    theirs = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(),
+                                 torch.nn.Linear(4, 2)).double()
+    theirs.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
+    rng = np.random.default_rng(0)
+    batches = [(rng.standard_normal((8, 4)), rng.standard_normal((8, 2))) for _ in range(8)]
+
+    def backward(step):
+        x, y = batches[step]
+        out = ours(x)
+        ours.backward(2 * (out - y) / out.size)
+        ((theirs(torch.tensor(x)) - torch.tensor(y)) ** 2).mean().backward()
+    return ours, theirs, backward
+
+
+@pytest.mark.parametrize("adam", [False, True], ids=["sgd", "adam"])
+def test_a_backbone_unfrozen_mid_training_steps_as_in_pytorch(backend, adam):
+    """Fine-tuning: the head's optimizer only, the loop backward; step; zero_grad, then
+    the backbone unfrozen and added with add_param_group. backward kept adding into the
+    frozen backbone's .grad, which no optimizer zeroed, so its first step used every
+    frozen step's gradient summed (PyTorch's frozen grad stays None)."""
+    ours, theirs, backward = _twin_mlps()
+    for model in (ours, theirs):
+        model[0].requires_grad_(False)
+    opts = ((optim.Adam(ours[2].parameters(), lr=0.05),
+             torch.optim.Adam(theirs[2].parameters(), lr=0.05)) if adam else
+            (optim.SGD(ours[2].parameters(), lr=0.1, momentum=0.9),
+             torch.optim.SGD(theirs[2].parameters(), lr=0.1, momentum=0.9)))
+    for step in range(6):
+        if step == 3:
+            for model, opt in zip((ours, theirs), opts):
+                model[0].requires_grad_(True)
+                opt.add_param_group({"params": list(model[0].parameters())})
+        backward(step)
+        for opt in opts:
+            opt.step()
+            opt.zero_grad()
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        assert_close(p.data, q.detach().numpy(), np.float64)
+
+
+def test_a_gradient_frozen_and_unfrozen_is_pytorchs(backend):
+    """The gradient a parameter had when frozen comes back when unfrozen, and backward
+    adds to it (PyTorch's backward leaves a frozen one alone); one zeroed or set by hand
+    while frozen comes back as that."""
+    ours, theirs, backward = _twin_mlps()
+    backward(0)
+    for model in (ours, theirs):
+        model[0].requires_grad_(False)
+    backward(1)
+    backward(2)
+    for model in (ours, theirs):
+        model[0].requires_grad_(True)
+    backward(3)
+    assert_close(ours[0].weight.grad, theirs[0].weight.grad.numpy(), np.float64)
+    for model in (ours, theirs):
+        model[0].requires_grad_(False)
+        model[0].zero_grad()            # (PyTorch's: None)
+        model[0].bias.grad = np.full(4, 0.5) if model is ours else torch.full((4,), 0.5,
+                                                                             dtype=torch.float64)
+    backward(4)
+    for model in (ours, theirs):
+        model[0].requires_grad_(True)
+    backward(5)
+    assert_close(ours[0].weight.grad, theirs[0].weight.grad.numpy(), np.float64)
+    assert_close(ours[0].bias.grad, theirs[0].bias.grad.numpy(), np.float64)

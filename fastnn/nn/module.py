@@ -186,6 +186,7 @@ def zero_grads_lazily(params):
         first = owner.setdefault(id(p._grad), p) if p._grad is not None else p
         if first is p:
             p._zero_grad_lazily()
+            p._frozen_grad_changed()
         else:
             first.zero_grad()
             p.zero_grad()
@@ -248,7 +249,9 @@ class Parameter(ParameterArithmetic):
     # are, and were read outside any backward (logging gradient norms, say): the reader
     # may have written a gradient into them in place, so they count as one only if some
     # value is no longer 0 (_no_grad_yet)
-    __slots__ = ("_data", "_grad", "requires_grad", "_zero_pending")
+    # _frozen_grad: while requires_grad is False, the gradient as PyTorch's would stand
+    # (see _set_requires_grad)
+    __slots__ = ("_data", "_grad", "_requires_grad", "_zero_pending", "_frozen_grad")
 
     def __init__(self, data=None, requires_grad=True):
         # no data: PyTorch's empty float32 parameter (torch.empty(0))
@@ -263,8 +266,67 @@ class Parameter(ParameterArithmetic):
         self._zero_grad_lazily()
         #: False freezes the parameter: optimizers leave it (and its state) untouched
         #: (PyTorch's skip it while its grad is None); backward still accumulates its
-        #: .grad (layers do not skip it).
+        #: .grad (layers do not skip it), and unfreezing puts back the gradient it had
+        #: when frozen.
         self.requires_grad = bool(requires_grad)
+
+    def _get_requires_grad(self):
+        return self._requires_grad
+
+    def _set_requires_grad(self, value):
+        """requires_grad = value. A frozen parameter's .grad still takes what backward
+        adds (its layer computes it anyway), where PyTorch's backward leaves a frozen
+        gradient alone: unfrozen, it would have stepped by every frozen step's gradient
+        summed (fine-tuning with the backbone unfrozen mid-training, its gradient never
+        zeroed by the head's optimizer). So freezing notes the gradient as it stands, a
+        gradient set or zeroed while frozen is noted again, and unfreezing puts the
+        noted one back."""
+        value = bool(value)
+        was = getattr(self, "_requires_grad", None)
+        object.__setattr__(self, "_requires_grad", value)
+        if not value and was is not False:
+            self._note_frozen_grad()
+        elif value and was is False:
+            frozen = getattr(self, "_frozen_grad", None)
+            object.__setattr__(self, "_frozen_grad", None)
+            if frozen is not None:
+                self._put_back_frozen_grad(frozen)
+
+    requires_grad = property(_get_requires_grad, _set_requires_grad)
+
+    def _note_frozen_grad(self):
+        """Note the gradient as PyTorch's frozen one stands now: ('lazy',) for pending
+        zeros, ('none', pending), ('zeros', pending) or ('values', pending, host copy)."""
+        grad, pending = getattr(self, "_grad", None), getattr(self, "_zero_pending", True)
+        if pending is True:
+            noted = ("lazy",)
+        elif grad is None:
+            noted = ("none", pending)
+        elif pending is _ZEROS_WRITTEN:
+            noted = ("zeros", pending)
+        else:
+            noted = ("values", pending, _device.host_copy(grad))
+        object.__setattr__(self, "_frozen_grad", noted)
+
+    def _frozen_grad_changed(self):
+        """A gradient set or zeroed by hand: noted again while frozen."""
+        if getattr(self, "_requires_grad", True) is False:
+            self._note_frozen_grad()
+
+    def _put_back_frozen_grad(self, noted):
+        grad, kind = self._grad, noted[0]
+        if kind == "none":
+            object.__setattr__(self, "_grad", None)
+            Module._none_grads_seen = True
+        elif kind == "lazy" or grad is None or (kind == "values" and (
+                tuple(noted[2].shape) != tuple(grad.shape))):
+            object.__setattr__(self, "_zero_pending", True)   # (reshaped since: none yet)
+            return
+        elif kind == "zeros":
+            _device.namespace_of(grad).fill_zero(grad)
+        else:
+            _device.namespace_of(grad).copy_into(grad, np.asarray(noted[2], grad.dtype))
+        object.__setattr__(self, "_zero_pending", noted[1])
 
     def _set_data(self, value):
         """``p.data = value``: value on the parameter's device (a NumPy array assigned to a
@@ -338,8 +400,13 @@ class Parameter(ParameterArithmetic):
                                     f"{_device.device_of(value)} to a parameter on "
                                     f"{_device.device_of(data)}")
 
+    def _set_grad_by_hand(self, value):
+        """``p.grad = value`` (fastnn's own rebinding calls _set_grad)."""
+        self._set_grad(value)
+        self._frozen_grad_changed()
+
     data = property(operator.attrgetter("_data"), _set_data)
-    grad = property(_get_grad, _set_grad)
+    grad = property(_get_grad, _set_grad_by_hand)
 
     def _zero_grad_lazily(self):
         """zero_grad(set_to_none=True): .grad reads as zeros from now on, but the zeros are
@@ -382,7 +449,7 @@ class Parameter(ParameterArithmetic):
         """Bind grad (the same values moved or converted) to .grad, keeping a gradient
         no backward has written yet as such (``.grad = `` would count as one)."""
         pending = self._zero_pending
-        self.grad = grad
+        self._set_grad(grad)
         if pending:   # (a reader's zeros stay theirs: they may hold a gradient)
             object.__setattr__(self, "_zero_pending", _ZEROS_READ if pending is _ZEROS_READ
                                else True)
@@ -433,6 +500,9 @@ class Parameter(ParameterArithmetic):
         object.__setattr__(self, "_zero_pending", getattr(self, "_grad", None) is not None)
         if getattr(self, "_grad", None) is None:  # None (p.grad = None before pickling):
             Module._none_grads_seen = True        # backward makes it, as in this process
+        if not hasattr(self, "_requires_grad"):   # (pickled before requires_grad was kept)
+            object.__setattr__(self, "_requires_grad", True)
+        object.__setattr__(self, "_frozen_grad", None if self._requires_grad else ("lazy",))
 
     def requires_grad_(self, requires_grad=True):
         """Set requires_grad in place; self."""
@@ -520,6 +590,7 @@ class Parameter(ParameterArithmetic):
         if grad is not None:
             _device.namespace_of(grad).fill_zero(grad)
         object.__setattr__(self, "_zero_pending", False)
+        self._frozen_grad_changed()
 
     def _write_zero_grad(self):
         """``Module.zero_grad(set_to_none=False)``: zeros written into .grad now, a
@@ -531,6 +602,7 @@ class Parameter(ParameterArithmetic):
         _device.namespace_of(grad).fill_zero(grad)
         if self._zero_pending is True:
             self._zeroed_without_grad()
+        self._frozen_grad_changed()
 
     def numpy(self):
         """The values as a NumPy array: ``data`` itself on the CPU, a host copy of it on

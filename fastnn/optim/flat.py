@@ -21,6 +21,16 @@ from ..errors import DtypeError
 from ..nn.module import Parameter, _picklable, _unpickled
 
 
+
+def _rebind_grad(p, view):
+    """p.grad = view, the same values moved: a Parameter's own rebinding, so a frozen
+    one's noted gradient stands (a parameter-like object's plain assignment)."""
+    rebind = getattr(p, "_set_grad", None)
+    if rebind is None:
+        p.grad = view
+    else:
+        rebind(view)
+
 class FlatBucket:
     """Parameters of one dtype and device whose data, grad and optimizer state are flat
     buffers on that device.
@@ -102,11 +112,11 @@ class FlatBucket:
             pending = getattr(p, "_zero_pending", False) and p._grad is not None
             self.ns.fill_zero(view)
             if pending and p._grad is not view:
-                p.grad = view
+                _rebind_grad(p, view)
                 p._zero_grad_lazily()
         elif p.grad is not view:
             self.ns.copy_into(view, p.grad)
-            p.grad = view
+            _rebind_grad(p, view)
 
     def inspect(self, where):
         """Compare every parameter with its flat home, changing nothing.
