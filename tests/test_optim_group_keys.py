@@ -65,3 +65,19 @@ def test_same_trajectory_as_pytorch_with_a_named_group():
         topt.step()
     for (_, p), (_, q) in zip(model.named_parameters(), tmodel.named_parameters()):
         np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_a_parameter_appended_to_a_group_by_hand_is_named_by_every_entry_point(tmp_path):
+    """step() said to use add_param_group(); state_dict(), .state and fastnn.save with
+    the optimizer raised a bare KeyError of a Python id."""
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2))
+    for edit in ("append_param", "append_group"):
+        opt = optim.Adam(model[0].parameters(), lr=1e-3)
+        if edit == "append_param":
+            opt.param_groups[0]["params"].append(model[2].weight)
+        else:
+            opt.param_groups.append({**opt.defaults, "params": list(model[2].parameters())})
+        for call in (opt.step, opt.state_dict, lambda: opt.state,
+                     lambda: fastnn.save(model, tmp_path / "m.npz", optimizer=opt)):
+            with pytest.raises(RuntimeError, match="add_param_group"):
+                call()

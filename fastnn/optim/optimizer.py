@@ -490,7 +490,10 @@ class Optimizer:
         raise NotImplementedError
 
     def _locate(self):
-        """(group index, bucket, index in bucket) of every parameter, in state-dict order."""
+        """(group index, bucket, index in bucket) of every parameter, in state-dict order
+        (the RuntimeError of _check_installed where param_groups were edited by hand: a
+        KeyError of a parameter's id before)."""
+        self._check_installed()
         where = {}
         for gi, buckets in enumerate(self._buckets):
             for bucket in buckets:
