@@ -402,3 +402,38 @@ def test_a_model_serving_short_lived_threads_never_raises():
     finally:
         sys.setswitchinterval(interval)
     assert errors == []
+
+
+def test_a_user_module_in_a_sequential_keeps_what_it_is_given(backend):
+    """A feature bank appending its input (PyTorch code keeps the tensor) between layers
+    got the previous layer's reused buffer: every entry became the last batch. Likewise
+    the gradient its backward is given. Flatten between them passes a view through."""
+    class Bank(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seen, self.grads = [], []
+
+        def forward(self, x):
+            self.seen.append(x)
+            return x * 1.0
+
+        def backward(self, grad_out):
+            self.grads.append(grad_out)
+            return grad_out * 1.0
+
+    bank = Bank()
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Flatten(), bank, nn.Linear(3, 2),
+                          nn.ReLU(), nn.Linear(2, 2))
+    rng = np.random.default_rng(0)
+    with fastnn.use_backend(backend):
+        outs, grads = [], []
+        for _ in range(3):
+            y = model(rng.standard_normal((5, 4)).astype(np.float32))
+            outs.append(bank.seen[-1].copy())
+            model.backward(np.ones_like(y))
+            grads.append(bank.grads[-1].copy())
+        for kept, value in zip(bank.seen, outs):
+            np.testing.assert_array_equal(kept, value)
+        for kept, value in zip(bank.grads, grads):
+            np.testing.assert_array_equal(kept, value)
+        assert len({id(a) for a in bank.seen}) == 3

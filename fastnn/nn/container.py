@@ -344,6 +344,7 @@ class Sequential(Module):
             buffered, fresh_from = False, 0
         else:
             fresh_from = len(steps) if buffered else _last_computing(steps, 0)
+        feeds_user, feeds_user_back = _feeding_opaque(steps)
         unchecked = False  # True after a layer whose output shape was not known upfront
         here = self._device   # (x arrived here: Module's forward moved it)
         for j, (layer, act, _) in enumerate(steps):
@@ -361,7 +362,7 @@ class Sequential(Module):
                 if type(x) is np.ndarray:  # a user module may return a strided view
                     x = _device.c_contiguous(x)
             unchecked = unchecked or layer._opaque
-            keep = buffered or j < fresh_from
+            keep = (buffered or j < fresh_from) and j not in feeds_user
             if layer._user_forward:
                 x = layer.forward(x)
             elif act is None:
@@ -371,6 +372,7 @@ class Sequential(Module):
                                      float(getattr(act, "negative_slope", 0.01)))
                 object.__setattr__(act, "_out_meta", FUSED)  # the Linear did its work
         object.__setattr__(self, "_steps", steps)
+        object.__setattr__(self, "_feeds_user_back", feeds_user_back)
         object.__setattr__(self, "_failed_forward", None)
         # each layer's record of this forward (a new object every forward): a layer run
         # again on its own before backward is caught there
@@ -457,6 +459,7 @@ class Sequential(Module):
             buffered, fresh_upto = False, n
         else:
             fresh_upto = -1 if buffered else _first_computing(steps, n)
+        feeds_user = self.__dict__.get("_feeds_user_back", ())
         reshaped = self._hooked_steps  # a forward hook may have changed the output
         g = grad_out
         for j in range(n - 1, -1, -1):
@@ -479,7 +482,8 @@ class Sequential(Module):
             elif layer._user_forward or layer._user_backward:
                 g = layer.backward(g)
             else:
-                g = layer._backward(g, buffered or j > fresh_upto, need)
+                g = layer._backward(g, (buffered or j > fresh_upto) and j not in feeds_user,
+                                    need)
         return g
 
     def _check_grad_from_user(self, layer, grad):
@@ -999,6 +1003,29 @@ def _insert_position(index, n):
     if not -n <= index <= n:
         raise IndexValueError(f"Index out of range: {index}")
     return index + n if index < 0 else index
+
+
+def _feeding_opaque(steps):
+    """(forward, backward): the steps whose output (forward) or input gradient
+    (backward) reaches a user module (an opaque step) through passthrough steps only.
+    They give fresh arrays, not their reused buffers: a user module may keep what it is
+    given (a feature bank appending x, as PyTorch code keeps a tensor), which the next
+    step would have overwritten."""
+    opaque = [layer._opaque for layer, _, _ in steps]
+    if True not in opaque:
+        return (), ()
+    found = []
+    for towards in (-1, 1):
+        fresh = set()
+        for u in (u for u, o in enumerate(opaque) if o):
+            j = u + towards
+            while 0 <= j < len(steps) and not opaque[j]:   # (a user module's own
+                if not steps[j][2]:                          # array: its affair)
+                    fresh.add(j)
+                    break
+                j += towards
+        found.append(fresh)
+    return tuple(found)
 
 
 def _last_computing(steps, default):
