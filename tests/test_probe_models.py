@@ -358,3 +358,16 @@ def test_model_state_dict_names_follow_torch_sequential():
                                           "1.running_mean", "1.running_var",
                                           "1.num_batches_tracked"]
     assert list(cnn.state_dict())[-4:] == ["9.weight", "9.bias", "12.weight", "12.bias"]
+
+
+def test_slicing_a_built_in_model_gives_the_layers_as_a_sequential():
+    """model[:3] of an MLP or SmallCNN (fastnn.load gives them back from train --save)
+    called their constructors with an OrderedDict ('missing 2 required positional
+    arguments'); a feature extractor is a plain Sequential of the layers."""
+    from fastnn import models, nn
+    mlp = models.MLP(4, [8, 6], 3)
+    head = mlp[:3]
+    assert type(head) is nn.Sequential and list(head) == list(mlp)[:3]
+    x = np.ones((2, 4), np.float32)
+    np.testing.assert_array_equal(head(x), mlp[2](mlp[1](mlp[0](x))))
+    assert type(models.SmallCNN(1, 8, 3, channels=(2, 3))[:2]) is nn.Sequential

@@ -197,7 +197,10 @@ class Sequential(Module):
 
     def __getitem__(self, index):
         if isinstance(index, slice):  # the layers keep their names (PyTorch's)
-            return type(self)(OrderedDict(list(self._modules.items())[index]))
+            # (a subclass with a constructor of its own, such as fastnn.models.MLP, whose
+            # arguments are not layers: a plain Sequential of the slice's layers)
+            cls = type(self) if type(self).__init__ is Sequential.__init__ else Sequential
+            return cls(OrderedDict(list(self._modules.items())[index]))
         try:
             return self._layers[index]
         except IndexError:   # (PyTorch's message)
