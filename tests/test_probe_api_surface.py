@@ -14,7 +14,8 @@ torch = pytest.importorskip("torch")
 
 # where fastnn's signature differs on purpose (README / the docstrings say why)
 _DOCUMENTED = {
-    "forward", "to",          # a layer's own forward(x); to() names PyTorch's arguments
+    "forward", "to",          # Module's forward(input), torch's (*input); to() names
+                              # PyTorch's arguments
     "__init__",               # checked below, per class, apart from these
     "__call__",               # ParameterDict: Module's __call__, not torch's forward alias
 }
@@ -255,3 +256,24 @@ def test_a_parameter_group_without_params_is_torchs_key_error(group):
     assert isinstance(caught.value, ValueError) and len(ours.param_groups) == 1
     with pytest.raises(KeyError):
         optim.SGD([dict(group)], lr=0.1)
+
+
+def test_forward_takes_pytorchs_input_keyword():
+    """torch names forward's argument input: model(input=x), and a with_kwargs pre-hook
+    passing it by keyword, raised "unexpected keyword argument 'input'" (fastnn named it
+    x)."""
+    x = np.ones((2, 4), np.float32)
+    seq = nn.Sequential(nn.Linear(4, 3), nn.ReLU())
+    np.testing.assert_array_equal(seq(input=x), seq(x))
+    assert nn.Linear(4, 3)(input=x).shape == (2, 3)
+    assert nn.LSTM(4, 3)(input=np.ones((5, 2, 4), np.float32))[0].shape == (5, 2, 3)
+    assert nn.GRUCell(4, 3)(input=x).shape == (2, 3)
+    y, indices = nn.MaxPool2d(2, return_indices=True)(input=np.ones((1, 1, 4, 4), np.float32))
+    assert nn.MaxUnpool2d(2)(input=y, indices=indices).shape == (1, 1, 4, 4)
+    assert nn.ConvTranspose2d(1, 1, 2)(input=np.ones((1, 1, 3, 3), np.float32)).shape == (
+        1, 1, 4, 4)
+    for cls, name in ((nn.Sequential, "input"), (nn.Linear, "input"), (nn.LSTM, "input"),
+                      (nn.MaxUnpool2d, "input"), (nn.ConvTranspose2d, "input")):
+        assert list(inspect.signature(cls.forward).parameters)[1] == name
+        torch_cls = getattr(torch.nn, cls.__name__)
+        assert list(inspect.signature(torch_cls.forward).parameters)[1] == name

@@ -38,7 +38,9 @@ def test_bad_gradient_from_a_user_module_is_named_and_taken_back(backend, dtype)
     x = np.random.default_rng(0).standard_normal((6, 4)).astype(dtype)
     y = model(x)
     before = _state(model)
-    with pytest.raises(ValueError, match=r"Sequential layer 0: Linear\(.*\): expected grad_out of "
+    with pytest.raises(ValueError, match=r"Sequential layer 2: the gradient the backward of "
+                                         r".* returned does not fit the output of layer 0: "
+                                         r"Linear\(.*\): expected grad_out of "
                                          r"shape \(6, 5\).*got \(6, 4\)"):
         model.backward(np.ones_like(y))
     _assert_same(before, _state(model))  # layer 3's gradient was put back
@@ -309,3 +311,67 @@ def test_fill_value_that_overflows_is_checked_alike_and_as_pytorch(where, dtype,
         assert isinstance(got.value, type(error)), (got.value, error)
         return
     np.testing.assert_array_equal(ours(x, value), want)
+
+
+def test_a_students_module_mistakes_are_named():
+    """What the custom-module audit found pointing away from the mistake."""
+    from fastnn.nn import functional as F
+    _warnings = warnings
+    # a subclass of a built-in layer with forward only: its gradients are the built-in's
+    with pytest.warns(UserWarning, match="Scaled defines forward but not backward: the "
+                                         "backward it inherits is Linear's"):
+        class Scaled(nn.Linear):
+            def forward(self, x):
+                return super().forward(x) * 2.0
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("error")
+
+        class Both(nn.Linear):       # forward and backward: no warning
+            def forward(self, x):
+                return super().forward(x) * 2.0
+
+            def backward(self, grad_out):
+                return super().backward(grad_out * 2.0)
+    with pytest.warns(UserWarning, match="inherits is ReLU's"):
+        class Counting(nn.ReLU):
+            def forward(self, x):
+                return super().forward(x)
+
+    # ... whose forward never ran the built-in one
+    with pytest.warns(UserWarning):
+        class Standardised(nn.Linear):
+            def forward(self, x):
+                return F.linear(x, self.weight.data - self.weight.data.mean())
+    layer = Standardised(3, 2)
+    layer(np.ones((4, 3), np.float32))
+    with pytest.raises(RuntimeError, match="Standardised.forward did not run the built-in "
+                                           "forward whose backward it inherits"):
+        layer.backward(np.ones((4, 2), np.float32))
+    # a backward that forgot to return, inside a Sequential: it is named
+    class NoReturn(nn.Module):
+        def forward(self, x):
+            return x * 1.0
+
+        def backward(self, grad_out):
+            grad_out * 1.0
+
+    model = nn.Sequential(nn.Linear(3, 3), NoReturn(), nn.Linear(3, 2))
+    model(np.ones((4, 3), np.float32))
+    with pytest.raises(TypeError, match="Sequential layer 1: the gradient the backward of "
+                                        "NoReturn returned does not fit the output of layer 0"):
+        model.backward(np.ones((4, 2), np.float32))
+    # MyTorch's layer.weight = array
+    with pytest.raises(TypeError, match=r"assign the array to weight.data, or wrap it"):
+        nn.Linear(3, 2).weight = np.zeros((2, 3), np.float32)
+
+    # no super().__init__()
+    class Scale(nn.Module):
+        def __init__(self, k):
+            self.k = k
+
+        def forward(self, x):
+            return x * self.k
+
+    with pytest.raises(AttributeError, match=r"did not call super\(\).__init__\(\)"):
+        Scale(2)(np.ones(3, np.float32))
+    assert not hasattr(nn.Linear(2, 2), "no_such_attribute")

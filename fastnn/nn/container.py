@@ -475,7 +475,7 @@ class Sequential(Module):
             elif reshaped and j in reshaped:
                 layer._check_grad_out(g)
             elif j + 1 < n and steps[j + 1][0]._opaque:
-                self._check_grad_from_user(layer, g)
+                self._check_grad_from_user(layer, g, steps[j + 1][0])
                 if type(g) is np.ndarray:  # a user module may return a strided view
                     g = _device.c_contiguous(g)
             if hooked and j in hooked:
@@ -489,13 +489,16 @@ class Sequential(Module):
                                     need)
         return g
 
-    def _check_grad_from_user(self, layer, grad):
-        """Raise, naming the layer, unless grad (what the user module after it returned)
-        fits layer's last forward output."""
+    def _check_grad_from_user(self, layer, grad, source):
+        """Raise, naming the layer and the user module after it (source, whose backward
+        returned grad), unless grad fits layer's last forward output."""
         try:
             layer._check_grad_out(grad)
         except (ValueError, TypeError) as err:
-            raise type(err)(f"Sequential layer {self._layers.index(layer)}: {err}") from None
+            raise type(err)(
+                f"Sequential layer {self._layers.index(source)}: the gradient the backward "
+                f"of {type(source).__name__} returned does not fit the output of layer "
+                f"{self._layers.index(layer)}: {err}") from None
 
     @staticmethod
     def _backward_hooked_steps(steps):

@@ -52,10 +52,10 @@ class OutputSizeForward:
     output_size is held in ``self._pending`` while the layer's own forward runs, which
     reads it to pick the output padding."""
 
-    def forward(self, x, output_size=None):
+    def forward(self, input, output_size=None):
         self._pending = output_size
         try:
-            return super().forward(x)
+            return super().forward(input)
         finally:
             self._pending = None
 

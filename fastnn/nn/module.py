@@ -1041,6 +1041,29 @@ def _is_device_like(value):
     return isinstance(value, str) and value.split(":")[0] in ("cpu", "cuda", "mps", "meta")
 
 
+def _warn_forward_without_backward(cls):
+    """A UserWarning for a user's subclass of a built-in layer (or container) that
+    defines forward and no backward: the inherited backward differentiates the built-in
+    forward, so a forward computing anything else (PyTorch's Scaled(nn.Linear) returning
+    super().forward(x) * 2) gets silently wrong gradients. A plain Module subclass has no
+    inherited backward (its backward says so)."""
+    forward = cls.__dict__.get("forward")
+    if forward is None or _defined_in_fastnn(forward):
+        return
+    backward, _backward = cls.backward, cls._backward
+    if not (_defined_in_fastnn(backward) and _defined_in_fastnn(_backward)):
+        return   # (a backward of the user's, here or in a base)
+    if backward is Module.backward and _backward is Module._backward:
+        return
+    base = next(b for b in cls.__mro__[1:] if not b.__name__.startswith("_")
+                and _defined_in_fastnn(b))   # (ReLU, not its private base _Elementwise)
+    warnings.warn(f"{cls.__name__} defines forward but not backward: the backward it "
+                  f"inherits is {base.__name__}'s, which differentiates {base.__name__}'s "
+                  f"own forward; if {cls.__name__}.forward computes anything else, define "
+                  f"backward(grad_out) too (fastnn has no autograd; fastnn.gradcheck "
+                  f"checks it)", UserWarning, stacklevel=3)
+
+
 def _records_init_args(init):
     """A fastnn.nn class's own ``__init__``, made to keep the arguments of the outermost
     call as ``_init_args`` = (class, args, kwargs) in ``plain_values``' JSON form, so
@@ -1160,6 +1183,7 @@ class Module:
                               and not _defined_in_fastnn(cls.backward))
         cls._user_code = not all(_defined_in_fastnn(getattr(cls, name)) for name in
                                  ("forward", "_forward", "__call__", "backward", "_backward"))
+        _warn_forward_without_backward(cls)
         # fastnn.nn's own layers keep their constructor arguments (fastnn.save records
         # them so that fastnn.load(path) can rebuild a tree of built-in layers)
         init = cls.__dict__.get("__init__")
@@ -1170,6 +1194,15 @@ class Module:
             cls.__init__ = _records_init_args(init)
 
     # ------------------------------------------------------------ registration
+    def __getattr__(self, name):
+        # (only for a name found nowhere) a module whose __init__ did not call
+        # super().__init__() failed on Module's internals: "no attribute '_hooked'"
+        if "_parameters" not in self.__dict__ and not name.startswith("__"):
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}: "
+                                 f"its __init__ did not call super().__init__(), which "
+                                 f"sets up the Module (as PyTorch's)")
+        raise AttributeError(f"'{type(self).__name__}' object has no attribute {name!r}")
+
     def __setattr__(self, name, value):
         params = self.__dict__.get("_parameters")
         if params is None:  # before Module.__init__: plain attributes only (PyTorch's)
@@ -1212,8 +1245,12 @@ class Module:
             self._buffers[name] = value
         elif name in params or name in self._modules:
             if value is not None:
-                raise TypeError(f"{type(self).__name__}: cannot replace {name!r} by a "
-                                f"{type(value).__name__}")
+                kind = type(value).__name__
+                wanted = ("fastnn.nn.Parameter or None expected: assign the array to "
+                          f"{name}.data, or wrap it, nn.Parameter(array)" if name in params
+                          else "a Module or None expected")
+                raise TypeError(f"{type(self).__name__}: cannot replace {name!r} by "
+                                f"{'an' if kind[0] in 'aeiou' else 'a'} {kind} ({wanted})")
             # None keeps the slot, as PyTorch's: a value set later takes the same place in
             # parameters(), state_dict() and the optimizer's positions
             (params if name in params else self._modules)[name] = None
@@ -2192,11 +2229,13 @@ class Module:
         return self.to_dtype(np.float64)
 
     # ------------------------------------------------------ forward / backward
-    def forward(self, x):
-        """Output of the layer for input x (a fresh array, the caller's to keep).
+    def forward(self, input):
+        """Output of the layer for input x (a fresh array, the caller's to keep); the
+        argument's name is PyTorch's (``model(input=x)``).
 
         On a module moved to 'cuda', a NumPy x gives a NumPy output and a device array x
         a device array output."""
+        x = input
         if self.takes_indices or type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES:
             self._check_input(x)
         self.infer_shape(x.shape, x.dtype)
@@ -2299,6 +2338,13 @@ class Module:
                     f"has no autograd, so a Module subclass defines backward, calling its "
                     f"layers' backward in the reverse order of forward and returning the "
                     f"gradient w.r.t. its input")
+            if not _defined_in_fastnn(cls.forward) and _defined_in_fastnn(cls.backward):
+                # (a subclass of a built-in layer whose own forward never ran the
+                # built-in one: F.conv2d of a standardised weight, say)
+                raise RuntimeError(f"{self._where()}: backward called before forward: "
+                                   f"{cls.__name__}.forward did not run the built-in "
+                                   f"forward whose backward it inherits; define "
+                                   f"backward(grad_out) for it")
             raise RuntimeError(f"{self._where()}: backward called before forward")
         if type(self._out_meta) is _Stale:
             raise self._out_meta.error(self)

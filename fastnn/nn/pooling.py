@@ -22,8 +22,8 @@ class ReturnsIndices:
     """Mixin of the max pools: with ``return_indices`` set, ``forward`` returns (output,
     indices), the indices the pool left in ``_indices``, where the output lives."""
 
-    def forward(self, x):
-        y = super().forward(x)
+    def forward(self, input):
+        y = super().forward(input)
         return with_indices(y, self._indices) if self.return_indices else y
 
 
@@ -369,8 +369,8 @@ class MaxUnpool2d(Module):
         self._pending = None  # (indices, output_size) of the forward being run
         self._ctx = None
 
-    def forward(self, x, indices, output_size=None):
-        where = self._where()
+    def forward(self, input, indices, output_size=None):
+        x, where = input, self._where()
         if not _device.is_array(x):
             self._check_input(x)   # (a list: the TypeError other layers give)
         if not _device.is_array(indices) or indices.dtype.kind not in "iu":

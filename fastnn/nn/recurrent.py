@@ -320,10 +320,10 @@ class RNNBase(Module):
         raise TypeError(_TWO_OUTPUTS.format(where=self._where(), outputs="(output, h_n)"))
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, x, *args, **kwargs):
-        return _call_recording_hx(self, x, args, kwargs)
+    def __call__(self, input, *args, **kwargs):
+        return _call_recording_hx(self, input, args, kwargs)
 
-    def forward(self, x, hx=None):
+    def forward(self, input, hx=None):
         """(output, h_n) (LSTM: (output, (h_n, c_n))) for x (L, N, input_size)
         ((N, L, input_size) with batch_first; (L, input_size) for one sequence; L >= 1,
         N >= 0) and an optional initial state (num_layers * directions, N, hidden_size)
@@ -336,6 +336,7 @@ class RNNBase(Module):
         c_n) hold each sequence's state after its own last step (the reverse direction
         starts at each sequence's last element), and hx and h_n follow the batch order
         the sequences had before packing, as PyTorch's."""
+        x = input   # (PyTorch's argument name)
         if isinstance(x, PackedSequence):
             return self._forward_packed(x, hx)
         x = self._check_input(x)
@@ -841,8 +842,8 @@ class RNNCellBase(Module):
     def infer_shape(self, shape, dtype):
         return None
 
-    def __call__(self, x, *args, **kwargs):
-        return _call_recording_hx(self, x, args, kwargs)
+    def __call__(self, input, *args, **kwargs):
+        return _call_recording_hx(self, input, args, kwargs)
 
     def clear_history(self):
         """Forget the forwards not taken back yet (e.g. after a truncated BPTT window)."""
@@ -852,10 +853,10 @@ class RNNCellBase(Module):
         p = getattr(self, name, None)
         return None if p is None else _device.to_host(p.data)
 
-    def forward(self, x, hx=None):
+    def forward(self, input, hx=None):
         """h' for x (N, input_size) or (input_size,) and hx (N, hidden_size) (None:
         zeros; LSTMCell: a pair (h, c), returning (h', c'))."""
-        where = self._where()
+        x, where = input, self._where()
         if self._rule is None:
             raise NotImplementedError(f"{where}: RNNCellBase has no update rule of its own; "
                                       f"use RNNCell, LSTMCell or GRUCell")
