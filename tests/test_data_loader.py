@@ -145,14 +145,9 @@ def test_an_iterator_of_the_loader_has_its_length_as_in_pytorch():
         next(dataiter)
 
 
-def test_worker_seeds_change_every_pass_that_does_not_shuffle():
-    """Nothing advances the generator between passes that do not shuffle, and each such
-    pass gave worker_init_fn the same seed: augmentation seeded there repeated every
-    epoch (PyTorch draws a new base seed each pass). The seeds still repeat after
-    fastnn.manual_seed and under a loader seed."""
-    import fastnn
+def _seed_recorder():
+    """([the worker seeds seen], a worker_init_fn recording them, a 4-sample Dataset)."""
     from fastnn import data as fd
-
     seen = []
 
     def init(worker_id):
@@ -164,6 +159,18 @@ def test_worker_seeds_change_every_pass_that_does_not_shuffle():
 
         def __getitem__(self, i):
             return np.float32(i)
+    return seen, init, Samples
+
+
+def test_worker_seeds_change_every_pass_that_does_not_shuffle():
+    """Nothing advances the generator between passes that do not shuffle, and each such
+    pass gave worker_init_fn the same seed: augmentation seeded there repeated every
+    epoch (PyTorch draws a new base seed each pass). The seeds still repeat after
+    fastnn.manual_seed and under a loader seed."""
+    import fastnn
+    from fastnn import data as fd
+
+    seen, init, Samples = _seed_recorder()
 
     def seeds(loader, passes=3):
         del seen[:]
@@ -197,17 +204,7 @@ def test_worker_seeds_of_passes_that_do_not_shuffle_resume_from_the_generator_st
     import fastnn
     from fastnn import data as fd
 
-    seen = []
-
-    def init(worker_id):
-        seen.append(fd.get_worker_info().seed)
-
-    class Samples(fd.Dataset):
-        def __len__(self):
-            return 4
-
-        def __getitem__(self, i):
-            return np.float32(i)
+    seen, init, Samples = _seed_recorder()
 
     def loader():
         return fd.DataLoader(Samples(), batch_size=2, num_workers=1, worker_init_fn=init)
