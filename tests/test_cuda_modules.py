@@ -293,6 +293,24 @@ def test_values_assigned_to_a_parameters_data_go_to_its_device(rng):
     assert_close(layer(x), x @ weight.T + layer.bias.data, np.float64)
 
 
+def test_load_state_dict_with_assign_replaces_parameters_on_the_gpu_as_on_the_host(rng):
+    """assign=True copied the arrays into the old parameters of a GPU model (cast to its
+    dtype), where the host model takes new Parameters holding them (PyTorch's assign):
+    an optimizer built before then kept training one and not the other."""
+    host, gpu = twins(lambda: nn.Linear(4, 3))
+    given = {k: v.astype(np.float32) for k, v in host.state_dict().items()}
+    for model in (host, gpu):
+        old = model.weight
+        model.load_state_dict({k: v.copy() for k, v in given.items()}, assign=True)
+        assert model.weight is not old and model.weight.data.dtype == np.float32
+    assert fdevice.is_device_array(gpu.weight.data) and fdevice.is_device_array(gpu.bias.grad)
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    assert_close(fdevice.to_host(gpu(cuda.to_device(x))), host(x), np.float32)
+    source = nn.Linear(4, 3).double().to("cuda")
+    gpu.load_state_dict(source.state_dict(keep_vars=True), assign=True)
+    assert gpu.weight is source.weight and gpu.bias is source.bias
+
+
 def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
     """Linear on (*, in), Conv2d/pooling on unbatched (C, H, W), BatchNorm1d on
     (N, C, L), BatchNorm3d, the 1-D conv and pooling layers, LogSoftmax over a middle

@@ -2111,27 +2111,30 @@ class Module:
     @staticmethod
     def _load_array(module, name, array, assign, given=None):
         """Write array into the parameter or buffer name of module: a cast copy, or
-        (assign, on the host) the array itself; a Parameter given for a parameter
-        (a keep_vars state dict) becomes the module's, its requires_grad the one it
-        replaces (PyTorch's assign: the two modules then share that Parameter)."""
+        (assign) the array itself, put on the module's device (a copy there where it
+        lives elsewhere), in a new Parameter; a Parameter given for a parameter (a
+        keep_vars state dict) becomes the module's, its requires_grad the one it replaces
+        (PyTorch's assign: the two modules then share that Parameter). On the GPU as on
+        the host: assign copied into the old parameters there, so an optimizer built
+        before kept training a GPU model and stopped training a host one."""
         current = getattr(module, name)
         is_param = isinstance(current, Parameter)
         target = current.data if is_param else current
-        if not assign or module._device != "cpu":
+        if not assign:
             _device.namespace_of(target).copy_into(target, array)
             return
         if (is_param and isinstance(given, Parameter) and given.data is array
-                and not _device.is_device_array(array)
                 and np.dtype(array.dtype) in FLOAT_DTYPES):
             given.requires_grad = current.requires_grad
-            setattr(module, name, given)
+            setattr(module, name, given)   # (to the module's device, as a Parameter goes)
             return
         if np.dtype(array.dtype) not in FLOAT_DTYPES:
             array = np.asarray(_device.to_host(array), dtype=target.dtype)
-        array = _device.Host.put(array)
+        ns = _device.namespace(module._device)
+        array = ns.put(array if _device.is_device_array(array) else _device.Host.put(array))
         if is_param:
             new = Parameter.__new__(Parameter)
-            new.data, new.grad = array, np.zeros_like(array)
+            new.data, new.grad = array, ns.zeros(tuple(array.shape), array.dtype)
             new._zero_grad_lazily()  # a new parameter: no backward made its gradient yet
             new.requires_grad = current.requires_grad
             setattr(module, name, new)
