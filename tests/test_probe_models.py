@@ -371,3 +371,43 @@ def test_slicing_a_built_in_model_gives_the_layers_as_a_sequential():
     x = np.ones((2, 4), np.float32)
     np.testing.assert_array_equal(head(x), mlp[2](mlp[1](mlp[0](x))))
     assert type(models.SmallCNN(1, 8, 3, channels=(2, 3))[:2]) is nn.Sequential
+
+
+def test_one_multitask_loss_shared_by_threads_gives_each_its_gradients():
+    """As nn's losses: thread B's forward between thread A's forward and backward gave A
+    B's gradients."""
+    import threading
+    rng = np.random.default_rng(0)
+
+    def batch(n):
+        return (rng.standard_normal((n, 3)), rng.standard_normal((n, 2)),
+                rng.standard_normal((n, 3)), rng.integers(0, 2, n))
+
+    a_args, b_args = batch(4), batch(6)
+    expected = []
+    for args in (a_args, b_args):
+        alone = MultiTaskLoss()
+        expected.append((alone(*args), alone.backward()))
+    shared, got = MultiTaskLoss(), {}
+    a_ran, b_ran = threading.Event(), threading.Event()
+
+    def thread_a():
+        loss = shared(*a_args)
+        a_ran.set()
+        b_ran.wait(10)
+        got["a"] = (loss, shared.backward())
+
+    def thread_b():
+        a_ran.wait(10)
+        got["b"] = (shared(*b_args), shared.backward())
+        b_ran.set()
+
+    threads = [threading.Thread(target=thread_a), threading.Thread(target=thread_b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for name, (loss, grads) in zip("ab", expected):
+        assert got[name][0] == loss
+        for g, want in zip(got[name][1], grads):
+            np.testing.assert_array_equal(g, want)
