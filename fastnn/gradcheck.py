@@ -128,9 +128,8 @@ def _check_module(module, x, eps, atol, rtol, seed):
     checks[0] = (checks[0][0], checks[0][1], _numeric(f, x, eps))
     for (name, param), grad in zip(params, analytic):
         checks.append((f"parameter {name}", grad, _numeric(f, param.data, eps)))
-    # (the repr's first line of a module with children ends in "(")
-    return _compare(checks, atol, rtol, repr(module) if "\n" not in repr(module)
-                    else type(module).__name__)
+    name = repr(module)   # (a module with children: its class, not a first line "Net(")
+    return _compare(checks, atol, rtol, name if "\n" not in name else type(module).__name__)
 
 
 def _check_loss(loss, inputs, eps, atol, rtol, seed):

@@ -736,14 +736,14 @@ def _build_model(meta, path):
     dtype = info.get("dtype")
     if dtype in ("float32", "float64") and hasattr(model, "to_dtype"):
         model.to_dtype(dtype)
-    # training modes and frozen parameters as saved (checkpoints before these were
-    # recorded load in training mode, every parameter trainable, as they always did)
     checks = info.get("modules")   # (files written before these were recorded: none)
     problems = _rebuilt_problems(model, checks, None) if isinstance(checks, list) else []
     if problems:
         raise CheckpointError(f"{path}: the checkpoint's model ({info.get('class')}) differs "
                               f"from {class_name}(**config) (changed after construction?): "
                               f"{'; '.join(problems[:3])}; pass model=")
+    # training modes and frozen parameters as saved (checkpoints before these were
+    # recorded load in training mode, every parameter trainable, as they always did)
     modes, frozen = info.get("modes"), info.get("frozen", [])
     if isinstance(modes, dict) and isinstance(frozen, list):
         _restore_modes(model, modes, frozen)

@@ -59,12 +59,10 @@ def _as_rows(batch, n):
     return rows.astype(np.int64, copy=False)
 
 
-def _finishing(batches, seed, start=None):
-    """The batches of a pass, then ``seed.finish()`` when the pass ends (run out or
-    dropped; seed: a PassSeed or None). start: called first, when the pass starts,
-    giving the seed instead."""
-    if start is not None:
-        seed = start()
+def _finishing(start, batches):
+    """The batches of a pass: start() called when the pass starts gives its PassSeed (or
+    None), whose finish() is called when the pass ends (run out or dropped)."""
+    seed = start()
     try:
         yield from batches
     finally:
@@ -427,12 +425,12 @@ class DataLoader:
                     self._workers = workers   # (started once, as PyTorch's)
             streams = worker_streams(workers)
             if seed is not None:
-                return _finishing(round_robin(streams, self.batch_size, self.drop_last,
-                                              collate), seed)
+                return _finishing(lambda: seed, round_robin(
+                    streams, self.batch_size, self.drop_last, collate))
         return round_robin(streams, self.batch_size, self.drop_last, collate)
 
     def _batches(self):
-        return _finishing(self._pass_batches(), None, self._start_pass)
+        return _finishing(self._start_pass, self._pass_batches())
 
     def _pass_batches(self):
         if self.batch_sampler is None:   # batch_size=None: one sample per step

@@ -16,7 +16,7 @@ import numpy as np
 from .. import device as _device
 from .. import nn
 from ..backend import current
-from ..nn.loss import _per_thread_state
+from ..nn.loss import per_thread_state
 from ..nn.module import checks_sub_forwards, records_sub_forwards
 from ..validation import as_contiguous, check_float_array, check_labels
 
@@ -119,7 +119,7 @@ class MultiTaskLoss:
     sum of the two heads is: the arrays are (N, hidden_b) and (N, num_classes).
     """
 
-    @_per_thread_state   # (one loss shared by threads: each its own gradients, as nn's)
+    @per_thread_state   # (one loss shared by threads: each its own gradients, as nn's)
     def forward(self, a, logits, y_a, y_b):
         where = "MultiTaskLoss"
         for name, value in (("a", a), ("logits", logits), ("y_a", y_a)):
@@ -157,7 +157,7 @@ class MultiTaskLoss:
 
     __call__ = forward
 
-    @_per_thread_state
+    @per_thread_state
     def backward(self):
         if getattr(self, "_grads", None) is None:
             raise RuntimeError("MultiTaskLoss: backward() called before forward()")

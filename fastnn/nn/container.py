@@ -347,7 +347,8 @@ class Sequential(Module):
             buffered, fresh_from = False, 0
         else:
             fresh_from = len(steps) if buffered else _last_computing(steps, 0)
-        feeds_user, feeds_user_back = _feeding_opaque(steps)
+        opaque = [layer._opaque for layer, _, _ in steps]
+        feeds_user, feeds_user_back = _feeding_opaque(steps, opaque)
         unchecked = False  # True after a layer whose output shape was not known upfront
         here = self._device   # (x arrived here: Module's forward moved it)
         for j, (layer, act, _) in enumerate(steps):
@@ -364,7 +365,7 @@ class Sequential(Module):
                 self._check_layer(self._layers.index(layer), layer, x.shape, x.dtype)
                 if type(x) is np.ndarray:  # a user module may return a strided view
                     x = _device.c_contiguous(x)
-            unchecked = unchecked or layer._opaque
+            unchecked = unchecked or opaque[j]
             keep = (buffered or j < fresh_from) and j not in feeds_user
             if layer._user_forward:
                 x = layer.forward(x)
@@ -1011,13 +1012,13 @@ def _insert_position(index, n):
     return index + n if index < 0 else index
 
 
-def _feeding_opaque(steps):
+def _feeding_opaque(steps, opaque):
     """(forward, backward): the steps whose output (forward) or input gradient
-    (backward) reaches a user module (an opaque step) through passthrough steps only.
+    (backward) reaches a user module (an opaque step; opaque: each step's flag) through
+    passthrough steps only.
     They give fresh arrays, not their reused buffers: a user module may keep what it is
     given (a feature bank appending x, as PyTorch code keeps a tensor), which the next
     step would have overwritten."""
-    opaque = [layer._opaque for layer, _, _ in steps]
     if True not in opaque:
         return (), ()
     found = []

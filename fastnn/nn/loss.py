@@ -73,7 +73,7 @@ def legacy_reduction(size_average, reduce):
 # backward. One loss object shared by threads that each train a model of their own (a
 # hyper-parameter search with one ``criterion``, as PyTorch code has it) gave a thread
 # the gradient of another's batch: forward and backward now run under one lock, with
-# the calling thread's private state put in place first (_per_thread_state).
+# the calling thread's private state put in place first (per_thread_state).
 _THREAD_STATE_LOCK = threading.RLock()
 _THREAD_KEYS = ("_thread_owner", "_thread_states", "_thread_base")
 _get_ident = threading.get_ident
@@ -88,7 +88,7 @@ def _make_resident(loss):
     state as constructed for a thread that has none yet; the leaving thread's is kept
     for it (dropped once that thread ends)."""
     state = loss.__dict__
-    me, owner = threading.get_ident(), state.get("_thread_owner")
+    me, owner = _get_ident(), state.get("_thread_owner")
     if owner == me:
         return
     if owner is None:   # (the first call, or a copy: its state is the caller's)
@@ -106,7 +106,7 @@ def _make_resident(loss):
     state["_thread_states"], state["_thread_owner"] = kept, me
 
 
-def _per_thread_state(method):
+def per_thread_state(method):
     """method run under the loss lock with the calling thread's private state."""
     @functools.wraps(method)
     def run_with_this_threads_state(self, *args, **kwargs):
@@ -120,7 +120,7 @@ def _per_thread_state(method):
 
 def _backward_state_kept_without_grad(forward):
     """forward, run under the loss lock with the calling thread's private state
-    (_per_thread_state); under no_grad with that state (the gradient backward hands out
+    (per_thread_state); under no_grad with that state (the gradient backward hands out
     and what backward needs) put back afterwards, a subclass's own public attributes
     left as its forward set them: the kernels write their gradient into a buffer of their
     own there (kept for the next such call), not into the one backward hands out."""
@@ -210,7 +210,7 @@ class Loss:
             cls.forward = _backward_state_kept_without_grad(cls.__dict__["forward"])
         method = cls.__dict__.get("backward")
         if callable(method) and not getattr(method, "_per_thread", False):
-            cls.backward = _per_thread_state(method)
+            cls.backward = per_thread_state(method)
 
     def __getstate__(self):
         # (pickle, deepcopy) the state of the thread that holds it, as before; the other
@@ -314,7 +314,7 @@ class Loss:
             return np.float64(0.0)
         return np.zeros(self._loss_shape(tuple(pred.shape)), pred.dtype)
 
-    @_per_thread_state
+    @per_thread_state
     def backward(self, grad=None):
         """Gradient of the last forward's loss w.r.t. pred (same shape and dtype as pred;
         a fresh array, the caller's: changing it changes no later call's).

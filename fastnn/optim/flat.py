@@ -21,7 +21,6 @@ from ..errors import DtypeError
 from ..nn.module import Parameter, _picklable, _unpickled
 
 
-
 def _rebind_grad(p, view):
     """p.grad = view, the same values moved: a Parameter's own rebinding, so a frozen
     one's noted gradient stands (a parameter-like object's plain assignment)."""
@@ -30,6 +29,7 @@ def _rebind_grad(p, view):
         p.grad = view
     else:
         rebind(view)
+
 
 class FlatBucket:
     """Parameters of one dtype and device whose data, grad and optimizer state are flat
