@@ -131,6 +131,103 @@ def test_gemm_transposes_tiles_and_grid_stride(dtype, rng, monkeypatch, trans_a,
     assert_close(dc.copy_to_host(), expected, dtype, scale=k)
 
 
+class _FakeCublas:
+    """CuPy's raw cuBLAS bindings as fastnn calls them, on simulator arrays: records the
+    stream each product is put on, and computes sgemm/dgemm with cuBLAS's column-major
+    arguments (so the row-major mapping of ``_direct_gemm`` is checked too)."""
+    CUBLAS_OP_N, CUBLAS_OP_T, CUBLAS_POINTER_MODE_HOST = 0, 1, 0
+
+    def __init__(self, arrays):
+        self.arrays = arrays   # {fake address: simulator device array}
+        self.stream = "left on the user's stream"
+        self.calls = []
+
+    def setStream(self, handle, stream):
+        self.stream = stream
+
+    def setPointerMode(self, handle, mode):
+        assert mode == self.CUBLAS_POINTER_MODE_HOST
+
+    def _gemm(self, dtype, handle, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+              ldc):
+        import ctypes
+        self.calls.append(self.stream)
+        scalar = lambda p: np.frombuffer((ctypes.c_char * dtype.itemsize).from_address(p),  # noqa: E731
+                                         dtype)[0]
+
+        def column_major(address, rows, cols, ld):
+            flat = self.arrays[address].copy_to_host().ravel()
+            return flat[:cols * ld].reshape(cols, ld)[:, :rows].T
+
+        op_a = column_major(a, k, m, lda).T if transa else column_major(a, m, k, lda)
+        op_b = column_major(b, n, k, ldb).T if transb else column_major(b, k, n, ldb)
+        out = self.arrays[c]
+        result = scalar(alpha) * (op_a @ op_b) + scalar(beta) * column_major(c, m, n, ldc)
+        out.copy_to_device(np.ascontiguousarray(result.T).reshape(out.shape).astype(dtype))
+
+    def sgemm(self, *args):
+        self._gemm(np.dtype(np.float32), *args)
+
+    def dgemm(self, *args):
+        self._gemm(np.dtype(np.float64), *args)
+
+
+class _FakeCupyStream:
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def __enter__(self):
+        self.log.append(("enter", self.name))
+
+    def __exit__(self, *exc):
+        self.log.append(("exit", self.name))
+
+
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("per_thread", [False, True])
+def test_cublas_products_run_on_numba_s_stream(dtype, rng, monkeypatch, trans_a, trans_b,
+                                               per_thread):
+    """cuBLAS through CuPy runs on the stream numba launches on (the legacy default
+    stream, or the per-thread one), not on the stream CuPy's handle was left on or the
+    user's current CuPy stream: otherwise its products race with numba's kernels."""
+    from types import SimpleNamespace
+
+    from numba import config as numba_config
+
+    from fastnn.kernels.cuda import gemm
+    monkeypatch.setattr(numba_config, "CUDA_PER_THREAD_DEFAULT_STREAM", per_thread,
+                        raising=False)
+    m, k, n = 5, 4, 3
+    a = rng.standard_normal((k, m) if trans_a else (m, k)).astype(dtype)
+    b = rng.standard_normal((n, k) if trans_b else (k, n)).astype(dtype)
+    c0 = rng.standard_normal((m, n)).astype(dtype)
+    da, db, dc = cuda.to_device(a), cuda.to_device(b), cuda.to_device(c0)
+    arrays = {1000: da, 2000: db, 3000: dc}
+    fake = _FakeCublas(arrays)
+    device = SimpleNamespace(get_cublas_handle=lambda: 77)
+    log = []
+    streams = SimpleNamespace(null=_FakeCupyStream("null", log),
+                              ptds=_FakeCupyStream("ptds", log))
+    monkeypatch.setattr(gemm, "_cupy", SimpleNamespace(cuda=SimpleNamespace(Stream=streams)))
+    monkeypatch.setattr(gemm, "_raw_cublas", (fake, device))
+    monkeypatch.setattr(gemm, "_address", lambda d: next(k for k, v in arrays.items()
+                                                         if v is d))
+    gemm.gemm(da, db, dc, trans_a, trans_b, accumulate=True)
+    assert fake.calls == [2 if per_thread else 0]
+    expected = (a.T if trans_a else a) @ (b.T if trans_b else b) + c0
+    assert_close(dc.copy_to_host(), expected, dtype, scale=k)
+
+    # the CuPy-array path (FASTNN_CUDA_GEMM_DIRECT=0) runs inside CuPy's stream of it
+    def cupy_gemm(*args, **kwargs):
+        log.append(("gemm", None))
+    monkeypatch.setattr(gemm, "_raw_cublas", None)
+    monkeypatch.setattr(gemm, "_cupy_gemm", cupy_gemm)
+    gemm.gemm(da, db, dc, trans_a, trans_b)
+    name = "ptds" if per_thread else "null"
+    assert log == [("enter", name), ("gemm", None), ("exit", name)]
+
+
 @pytest.mark.parametrize("threads, max_blocks, shape", [(32, 2, (150, 37)), (64, 4, (300, 70)),
                                                       (64, 8, (5, 3)), (32, 2, (0, 4))])
 @pytest.mark.parametrize("direct_rows", [0, 2048])

@@ -8,13 +8,15 @@ The numba GEMM does the bias add and activation in its epilogue (one kernel); th
 cuBLAS path runs the product then one fused bias+activation pass (``epilogue``).
 cuBLAS is called through CuPy's low-level bindings on the numba arrays' device
 pointers (config.GEMM_DIRECT), else through CuPy arrays that view the numba arrays
-zero-copy (``__cuda_array_interface__``); both libraries use the default stream, so
-their kernels run in order.
+zero-copy (``__cuda_array_interface__``). Each product is put on the stream numba's
+launches use (``numba_stream``), so cuBLAS's and numba's kernels run in order even when
+the user made another CuPy stream current or CuPy's cuBLAS handle was left on one.
 """
 import math
 import warnings
 
 import numpy as np
+from numba import config as _numba_config
 from numba import cuda
 
 from . import config
@@ -92,6 +94,20 @@ def _load_raw_cublas():
 _raw_cublas = _load_raw_cublas()
 
 
+def numba_stream():
+    """The CUDA stream handle of numba's launches without a stream (fastnn's launches):
+    the per-thread default stream (CU_STREAM_PER_THREAD, 2) under
+    NUMBA_CUDA_PER_THREAD_DEFAULT_STREAM, else the legacy default stream (0)."""
+    return 2 if getattr(_numba_config, "CUDA_PER_THREAD_DEFAULT_STREAM", False) else 0
+
+
+def _cupy_stream():
+    """CuPy's Stream object for ``numba_stream()``: what the CuPy-array path runs under."""
+    if numba_stream() == 2:
+        return _cupy.cuda.Stream.ptds
+    return _cupy.cuda.Stream.null
+
+
 def _host_scalar(value, dtype):
     """(array kept alive, its address): alpha or beta for cuBLAS's host pointer mode."""
     arr = np.full(1, value, dtype)
@@ -119,11 +135,30 @@ def _direct_gemm(a, b, c, trans_a, trans_b, accumulate):
     gemm_fn = cublas.sgemm if c.dtype == np.float32 else cublas.dgemm
     scalars = _SCALARS[c.dtype]
     handle = device.get_cublas_handle()
+    # CuPy's own routines set the handle's stream to CuPy's current stream and leave it
+    # there: a product after the user's `with cupy.cuda.Stream():` would otherwise run
+    # on that stream, unordered with numba's kernels (or on a destroyed stream).
+    cublas.setStream(handle, numba_stream())
     cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
     gemm_fn(handle, cublas.CUBLAS_OP_T if trans_b else cublas.CUBLAS_OP_N,
             cublas.CUBLAS_OP_T if trans_a else cublas.CUBLAS_OP_N, n, m, k,
             scalars[1.0][1], _address(b), max(1, b.shape[1]), _address(a),
             max(1, a.shape[1]), scalars[1.0 if accumulate else 0.0][1], _address(c), n)
+
+
+def _cupy_gemm(a, b, c, trans_a, trans_b, accumulate):
+    """c = op(a) @ op(b) [+ c] through CuPy arrays viewing the numba arrays zero-copy."""
+    ca, cb, cc = _cupy.asarray(a), _cupy.asarray(b), _cupy.asarray(c)
+    if _cublas_gemm is not None:  # one cuBLAS call; beta=1 accumulates in place
+        _cublas_gemm("T" if trans_a else "N", "T" if trans_b else "N", ca, cb, out=cc,
+                     alpha=1.0, beta=1.0 if accumulate else 0.0)
+        return
+    op_a = ca.T if trans_a else ca
+    op_b = cb.T if trans_b else cb
+    if accumulate:
+        cc += op_a @ op_b
+    else:
+        _cupy.matmul(op_a, op_b, out=cc)
 
 
 def _direct_ok(*arrays):
@@ -264,17 +299,8 @@ def gemm(a, b, c, trans_a=False, trans_b=False, accumulate=False, bias=None,
     elif _raw_cublas is not None and _direct_ok(a, b, c):
         _direct_gemm(a, b, c, trans_a, trans_b, accumulate)
     elif _cupy is not None:
-        ca, cb, cc = _cupy.asarray(a), _cupy.asarray(b), _cupy.asarray(c)
-        if _cublas_gemm is not None:  # one cuBLAS call; beta=1 accumulates in place
-            _cublas_gemm("T" if trans_a else "N", "T" if trans_b else "N", ca, cb, out=cc,
-                         alpha=1.0, beta=1.0 if accumulate else 0.0)
-        else:
-            op_a = ca.T if trans_a else ca
-            op_b = cb.T if trans_b else cb
-            if accumulate:
-                cc += op_a @ op_b
-            else:
-                _cupy.matmul(op_a, op_b, out=cc)
+        with _cupy_stream():   # CuPy runs on its current stream, maybe the user's
+            _cupy_gemm(a, b, c, trans_a, trans_b, accumulate)
     if _cupy is not None:
         if has_bias or code:
             _epilogue[config.blocks(c.size), config.THREADS](flat(c), bias, has_bias, code,
