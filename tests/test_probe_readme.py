@@ -644,10 +644,10 @@ def test_more_of_pytorchs_api_as_listed():
         sched.step(3)   # PyTorch's deprecated step(epoch): the closed form, with a warning
     assert sched.get_last_lr()[0] == pytest.approx(0.01)
     layer = nn.Linear(3, 2)
-    layer.weight.requires_grad = False   # frozen for the optimizers; backward still fills .grad
+    layer.weight.requires_grad = False   # frozen: a Linear's backward leaves its .grad alone
     layer.forward(np.ones((2, 3), np.float32))
     layer.backward(np.ones((2, 2), np.float32))
-    assert layer.weight.grad.any()
+    assert not layer.weight.grad.any() and layer.bias.grad.any()
     assert nn.Linear(3, 2).forward(np.ones((4, 5, 3), np.float32)).shape == (4, 5, 2)
     params = [nn.Parameter(np.ones(3)), nn.Parameter(np.ones(2))]
     for q in params:

@@ -99,22 +99,29 @@ class Linear(Module):
                    else self._buffer("scratch", grad_out.shape, dtype))
         grad_in = (self._buffer("grad_in", x.shape, dtype)
                    if buffered and need_grad_in else None)
+        # a frozen parameter's gradient is neither computed nor touched (PyTorch's)
+        weight_live = self.weight.requires_grad
+        bias_live = self.bias is not None and self.bias.requires_grad
+        if not (weight_live or bias_live or need_grad_in):
+            return None
         # After zero_grad() the kernel writes the gradients rather than adding them to
-        # zeros (one pass over grad_weight fewer, and no fill): both must be pending
-        grad_weight = self.weight._grad_to_overwrite()
-        grad_bias = None if self.bias is None else self.bias._grad_to_overwrite()
-        overwrite = grad_weight is not None and (self.bias is None or grad_bias is not None)
+        # zeros (one pass over grad_weight fewer, and no fill): all must be pending
+        grad_weight = self.weight._grad_to_overwrite() if weight_live else None
+        grad_bias = self.bias._grad_to_overwrite() if bias_live else None
+        overwrite = ((grad_weight is not None or not weight_live)
+                     and (grad_bias is not None or not bias_live))
         if not overwrite:
-            grad_weight = self.weight.grad
-            grad_bias = None if self.bias is None else self.bias.grad
+            grad_weight = self.weight.grad if weight_live else None
+            grad_bias = self.bias.grad if bias_live else None
         grad_in = self._kernels().linear_backward(
             grad_out, x, self.weight.data, y=y, activation=activation,
             negative_slope=negative_slope, grad_weight=grad_weight, grad_bias=grad_bias,
             grad_in=grad_in, need_grad_in=need_grad_in, scratch=scratch,
             accumulate=not overwrite)
         if overwrite:
-            self.weight._grad_overwritten()
-            if self.bias is not None:
+            if weight_live:
+                self.weight._grad_overwritten()
+            if bias_live:
                 self.bias._grad_overwritten()
         return grad_in if grad_in is None or len(shape) == 2 else grad_in.reshape(shape)
 
