@@ -236,3 +236,27 @@ def test_a_pytorch_tensor_given_for_an_array_is_named_with_its_way_out():
                  lambda: F.cross_entropy(x, labels)):
         with pytest.raises((TypeError, ValueError), match=hint):
             call()
+
+
+def test_a_parameter_is_weakly_referenced_as_a_tensor():
+    """weakref.ref(p) and a WeakKeyDictionary keyed by parameters (an EMA helper, a
+    memory check in a hyper-parameter search) work as on PyTorch's, and a dropped
+    model's parameters die with it: before, TypeError 'cannot create weak reference'."""
+    import gc
+    import weakref
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    opt = optim.Adam(model.parameters())
+    ours = [weakref.ref(p) for p in model.parameters()]
+    twin = torch.nn.Linear(3, 4)
+    theirs = weakref.ref(twin.weight)
+    table = weakref.WeakKeyDictionary({p: i for i, p in enumerate(model.parameters())})
+    assert [r() for r in ours] == list(model.parameters()) and theirs() is twin.weight
+    assert sorted(table.values()) == [0, 1, 2, 3]
+    # pickles and copies carry the parameter's state, not the weak-reference slot
+    p = model[0].weight
+    for clone in (copy.copy(p), copy.deepcopy(p), pickle.loads(pickle.dumps(p))):
+        np.testing.assert_array_equal(clone.data, p.data)
+        assert weakref.ref(clone)() is clone
+    del model, opt, p, clone, twin
+    gc.collect()
+    assert [r() for r in ours] == [None] * 4 and theirs() is None and len(table) == 0

@@ -251,7 +251,10 @@ class Parameter(ParameterArithmetic):
     # value is no longer 0 (_no_grad_yet)
     # _frozen_grad: while requires_grad is False, the gradient as PyTorch's would stand
     # (see _set_requires_grad)
-    __slots__ = ("_data", "_grad", "_requires_grad", "_zero_pending", "_frozen_grad")
+    _state_slots = ("_data", "_grad", "_requires_grad", "_zero_pending", "_frozen_grad")
+    # __weakref__: weakly referenced as a PyTorch tensor (weakref.ref(p), a
+    # WeakKeyDictionary keyed by parameters)
+    __slots__ = _state_slots + ("__weakref__",)
 
     def __init__(self, data=None, requires_grad=True):
         # no data: PyTorch's empty float32 parameter (torch.empty(0))
@@ -474,7 +477,8 @@ class Parameter(ParameterArithmetic):
 
     def __getstate__(self):
         # (pickle, deepcopy) a parameter on the GPU travels with host copies
-        state = {name: getattr(self, name) for name in self.__slots__ if hasattr(self, name)}
+        state = {name: getattr(self, name) for name in Parameter._state_slots
+                 if hasattr(self, name)}
         if _device.is_device_array(state.get("_data")):
             state = _picklable(state)
         return None, state
@@ -485,7 +489,7 @@ class Parameter(ParameterArithmetic):
         new = object.__new__(type(self))
         if hasattr(self, "__dict__"):  # (a subclass without __slots__)
             new.__dict__.update(self.__dict__)
-        for name in Parameter.__slots__:
+        for name in Parameter._state_slots:
             if hasattr(self, name):
                 object.__setattr__(new, name, getattr(self, name))
         new.grad = None
