@@ -233,6 +233,14 @@ class LabelsOutOfRange(ValueError, IndexError):
     kernel_checks)."""
 
 
+def labels_shape_hint(shape, want):
+    """The end of a message refusing class labels of shape ``shape`` where ``want`` was
+    expected: how to fix a column of labels (N, 1), a common way to hold them; else ''."""
+    if tuple(shape) == tuple(want) + (1,):
+        return " (a column of labels: y.squeeze(-1) gives the labels' shape)"
+    return ""
+
+
 def check_labels(where, labels, n, num_classes):
     """Integer class labels of shape (n,) within [0, num_classes) (LabelsOutOfRange when
     not)."""
@@ -242,7 +250,7 @@ def check_labels(where, labels, n, num_classes):
         raise DtypeError(f"{where}: expected integer class labels, got {got}")
     if labels.shape != (n,):
         raise RuntimeValueError(f"{where}: expected labels of shape ({n},), got "
-                                f"{labels.shape}")
+                                f"{labels.shape}{labels_shape_hint(labels.shape, (n,))}")
     if n and (labels.min() < 0 or labels.max() >= num_classes):
         raise LabelsOutOfRange(f"{where}: labels out of range: expected values in [0, {num_classes}), "
                          f"got min {labels.min()} and max {labels.max()}")

@@ -87,7 +87,7 @@ from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
                           check_float_dtype, check_host_float_array, check_probabilities,
-                          int_items, no_cuda_kernel, tensor_hint)
+                          int_items, labels_shape_hint, no_cuda_kernel, tensor_hint)
 from .activations import SELU, celu_host, warn_implicit_dim
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -2139,7 +2139,8 @@ def _class_layout(where, x, target):
                              f"batch_size ({target.shape[0] if target.ndim else 0}).")
         want = x.shape[:1] + x.shape[2:]
     if target.shape != want:
-        raise RuntimeValueError(f"Expected target size {list(want)}, got {list(target.shape)}")
+        raise RuntimeValueError(f"Expected target size {list(want)}, got {list(target.shape)}"
+                                f"{labels_shape_hint(target.shape, want)}")
     rows, _ = _device.rows_along(x, 0 if x.ndim == 1 else 1)
     return rows, target.reshape(-1), want
 
@@ -2311,6 +2312,10 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         raise DtypeError(f"{where}: expected target to be integer classes of shape "
                          f"{x.shape[:axis] + x.shape[axis + 1:]} or probabilities of input's "
                          f"shape {x.shape}, got {target.dtype} of shape {target.shape}")
+    if target.dtype.kind in "iu" and target.shape == x.shape:   # one-hot rows of integers
+        raise DtypeError(f"Expected floating point type for target with class probabilities, "
+                         f"got {target.dtype} (y.astype(np.float32) is the probabilities, "
+                         f"y.argmax({axis}) the class labels)")
     rows, flat, loss_shape = _class_layout(where, x, _integers(where, "target", target))
     ignored = np.any(flat == ignore_index)
     if w is None and eps == 0 and reduction != "none" and not ignored and rows.shape[0]:

@@ -34,7 +34,8 @@ from ..ops import loss_value
 from .distance import summed_to
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labels,
                           broadcasts_to, check_flag, check_float_array, check_labels,
-                          check_number, check_probabilities, labels_in_range, tensor_hint)
+                          check_number, check_probabilities, labels_in_range,
+                          labels_shape_hint, tensor_hint)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -1140,7 +1141,8 @@ class _ClassTargets(Loss):
         probabilities of pred's shape (PyTorch's K-dimensional form, a class score per
         pixel): the kernels see (rows, C), the class axis moved last in a copy."""
         layout = None
-        if _device.is_array(pred) and pred.ndim != 2 and pred.ndim >= 1:
+        if (_device.is_array(pred) and pred.ndim != 2 and pred.ndim >= 1
+                and pred.dtype.kind == "f"):   # (else _check_pred names the bad dtype)
             pred, target, layout = self._as_rows(pred, target)
         try:
             losses = super().forward(pred, target)
@@ -1183,11 +1185,14 @@ class _ClassTargets(Loss):
         else:
             loss_shape = shape[:1] + shape[2:]
             want = loss_shape if labels else shape
+        if labels and tuple(target.shape) == shape:
+            self._integer_probabilities(where, target, loss_shape, 0 if len(shape) == 1 else 1)
         if tuple(target.shape) != want:
             kind = "labels" if labels else "probabilities"
             raise RuntimeValueError(f"{where}: expected {kind} of shape {want} for "
                                     f"{self._pred_what} of shape {shape}, got "
-                                    f"{tuple(target.shape)}")
+                                    f"{tuple(target.shape)}"
+                                    f"{labels_shape_hint(target.shape, want) if labels else ''}")
         axis = 0 if len(shape) == 1 else 1
         rows, moved_shape = _device.rows_along(pred, axis)
         target = (target.reshape(rows.shape[0]) if labels
@@ -1253,6 +1258,11 @@ class _ClassTargets(Loss):
         if self._ignored is not None:
             host[self._ignored] = _device.to_host(grad)[self._ignored]
         return host
+
+    def _integer_probabilities(self, where, target, label_shape, axis=1):
+        """Integer targets of pred's shape (one-hot rows along the class axis), where
+        this loss takes labels of label_shape: left to the shape check (CrossEntropyLoss
+        refuses them by dtype)."""
 
     def _check_pred(self, pred):
         where = self._where()
@@ -1329,6 +1339,8 @@ class CrossEntropyLoss(_ClassTargets):
         plain = self.weight is None and self.label_smoothing == 0.0
         kind = target.dtype.kind if _device.is_array(target) else None
         if kind is not None and kind in "iu":
+            if target.shape == (n, c):
+                self._integer_probabilities(where, target, (n,))
             if plain and (self.ignore_index < 0 or not self._ignores_some(target)):
                 try:  # (device labels beside device logits: the kernel checks them)
                     return self._beside(pred, as_labels(
@@ -1339,7 +1351,7 @@ class CrossEntropyLoss(_ClassTargets):
                         raise
             if target.shape != (n,):
                 raise RuntimeValueError(f"{where}: expected labels of shape ({n},), got "
-                                        f"{target.shape}")
+                                        f"{target.shape}{labels_shape_hint(target.shape, (n,))}")
             return self._beside(pred, self._dense(pred, target))
         if kind == "f":
             if target.ndim == 1:  # (N,) class labels of a float dtype, as PyTorch refuses
@@ -1357,6 +1369,16 @@ class CrossEntropyLoss(_ClassTargets):
                else type(target).__name__ + tensor_hint(target))
         raise DtypeError(f"{where}: expected target to be integer labels (N,) or "
                          f"probabilities (N, C) as a numpy.ndarray, got {got}")
+
+    def _integer_probabilities(self, where, target, label_shape, axis=1):
+        """Refuse integer targets of the logits' shape (one-hot rows of np.eye(C,
+        dtype=int)): probabilities, which take a float dtype, as PyTorch's RuntimeError
+        ("Expected floating point type for target with class probabilities")."""
+        raise DtypeError(f"{where}: expected integer class labels of shape {label_shape} or "
+                         f"float probabilities of the logits' shape {tuple(target.shape)}, got "
+                         f"a target of dtype {target.dtype} and the logits' shape: probabilities "
+                         f"(one-hot rows) need a float dtype (y.astype(np.float32)), or give "
+                         f"the class labels (y.argmax({axis}))")
 
     def _kernel_into(self, k):
         return k.softmax_cross_entropy if self._ignored is None else None
@@ -1416,7 +1438,8 @@ class NLLLoss(_ClassTargets, _OnHost):
                              f"got {got}")
         if target.shape != pred.shape[:1]:
             raise RuntimeValueError(f"{where}: expected labels of shape ({pred.shape[0]},), "
-                                    f"got {target.shape}")
+                                    f"got {target.shape}"
+                                    f"{labels_shape_hint(target.shape, pred.shape[:1])}")
         target = _device.to_host(target)
         self._row_coef = self._row_weights(pred, target)
         return pred, target
