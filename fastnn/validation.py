@@ -51,7 +51,8 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
         raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}")
     if dtype is not None and x.dtype != dtype:
         raise DtypeError(f"{where}: dtype mismatch: {name} is {x.dtype} but expected {dtype} "
-                         f"(all arrays of one call must share one dtype)")
+                         f"(all arrays of one call must share one dtype: "
+                         f"{name}.astype(np.{np.dtype(dtype).name}) converts it)")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in allowed:

@@ -108,3 +108,17 @@ def test_labels_and_logits_swapped_names_the_logits_dtype(backend):
     expected = torch.nn.CrossEntropyLoss()(torch.from_numpy(LOGITS[0]), torch.tensor(2))
     np.testing.assert_allclose(nn.CrossEntropyLoss()(LOGITS[0], np.int64(2)),
                                expected.item(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("make_loss", [nn.MSELoss, nn.CrossEntropyLoss, nn.BCEWithLogitsLoss])
+def test_a_float64_target_for_a_float32_output_says_how_to_convert_it(backend, make_loss):
+    """np.eye(C)[y] and pandas columns are float64: PyTorch promotes, fastnn refuses
+    (README: one dtype a call) and says how to convert the target."""
+    target = np.eye(3)[LABELS]
+    with pytest.raises(DtypeError, match=r"target is float64 but expected float32 .*"
+                                         r"target\.astype\(np\.float32\) converts it"):
+        make_loss()(LOGITS, target)
+    got = make_loss()(LOGITS, target.astype(np.float32))
+    want = getattr(torch.nn, make_loss.__name__)()(torch.from_numpy(LOGITS),
+                                                  torch.from_numpy(target.astype(F32)))
+    assert float(got) == pytest.approx(want.item(), rel=1e-6)
