@@ -236,6 +236,14 @@ def _check_pair(name, pair):
     return pair
 
 
+def _shuffle_generator(seed):
+    """fit's shuffling generator: for seed None, one seeded by a draw from fastnn's
+    generator (so ``fastnn.manual_seed`` repeats the order, as it does a DataLoader's
+    with seed=None; before, None was fresh entropy from the OS); else ``as_generator``'s
+    (an int seed, or the np.random.Generator given)."""
+    return as_generator(_random.draw_seed() if seed is None else seed, "fit")
+
+
 def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_size=128,
         seed=0, max_steps=None, eval_freq=None, eval_batch_size=1000, lr_schedule=None,
         progress=True, log=True, resume=None):
@@ -245,8 +253,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     x_train: (N, ...) float inputs in the model's dtype; y_train: (N,) int64 labels, or
     any target the loss takes (accuracy as ``evaluate`` counts it: NaN for targets that
     are not classes); test_data: (x_test, y_test) or None. Batches are shuffled by a
-    generator seeded with ``seed``. ``max_steps`` stops after that many optimizer steps (with
-    ``epochs=None`` the number of epochs follows from it); ``eval_freq`` also
+    generator seeded with ``seed`` (an int or a np.random.Generator; None: a seed drawn
+    from fastnn's generator as fit starts, so ``fastnn.manual_seed`` repeats it).
+    ``max_steps`` stops after that many optimizer steps (with ``epochs=None`` the number
+    of epochs follows from it); ``eval_freq`` also
     evaluates on the test set every that many steps. ``lr_schedule`` ('constant',
     'cosine' or a function (step, total_steps) -> factor) scales every parameter
     group's initial learning rate before each step (its 'initial_lr', set from 'lr' on
@@ -291,7 +301,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     if len(x_train) == 0:   # (before the shuffling loader, which refuses it less clearly)
         raise ValueError(f"fit: no training batches ({len(y_train)} samples)")
     # the shuffling generator, handed to the loader: its state is what a resumed run needs
-    shuffle_rng = as_generator(seed)
+    shuffle_rng = _shuffle_generator(seed)
     loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True,
                         seed=shuffle_rng)
     if epochs is None:

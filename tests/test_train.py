@@ -60,6 +60,47 @@ def test_same_seed_same_trajectory(digits):
     assert runs[0] == runs[1]
 
 
+def _fit_seed_none(digits, seed, **kw):
+    """An MLP trained by fit(seed=None) after fastnn.manual_seed(seed):
+    (model, optimizer, metrics)."""
+    model, loss_fn, optimizer = make(hidden=(16,), seed=seed)
+    with fastnn.use_backend("numpy"):
+        metrics = fit(model, loss_fn, optimizer, digits[:2], None, batch_size=64,
+                      seed=None, progress=False, log=False, **kw)
+    return model, optimizer, metrics
+
+
+def test_seed_none_shuffles_from_fastnns_generator(digits):
+    # seed=None drew fresh OS entropy: two runs after the same fastnn.manual_seed took
+    # different batches, where a DataLoader's seed=None follows fastnn.manual_seed (as
+    # PyTorch's shuffle follows torch.manual_seed)
+    first, again = (_fit_seed_none(digits, 3, epochs=1) for _ in range(2))
+    assert first[2]["train_loss"] == again[2]["train_loss"]
+    for p, q in zip(first[0].parameters(), again[0].parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+    assert _fit_seed_none(digits, 4, epochs=1)[2]["train_loss"] != first[2]["train_loss"]
+    # the order of a fit given the int that seed=None draws from fastnn's generator
+    model, loss_fn, optimizer = make(hidden=(16,), seed=3)
+    state = fastnn.random.get_state()
+    drawn = fastnn.random.draw_seed()
+    fastnn.random.set_state(state)
+    with fastnn.use_backend("numpy"):
+        same = fit(model, loss_fn, optimizer, digits[:2], None, epochs=1, batch_size=64,
+                   seed=drawn, progress=False, log=False)
+    assert same["train_loss"] == first[2]["train_loss"]
+
+
+def test_seed_none_resumes_bit_for_bit(digits):
+    whole = _fit_seed_none(digits, 2, epochs=2)[0]
+    model, optimizer, metrics = _fit_seed_none(digits, 2, epochs=None, max_steps=30)
+    fastnn.manual_seed(99)   # (the resumed run takes both generators from metrics)
+    with fastnn.use_backend("numpy"):
+        fit(model, nn.CrossEntropyLoss(), optimizer, digits[:2], None, epochs=2,
+            batch_size=64, seed=None, progress=False, log=False, resume=metrics)
+    for p, q in zip(whole.parameters(), model.parameters()):
+        np.testing.assert_array_equal(p.data, q.data)
+
+
 def test_nan_loss_stops_training_before_the_update(digits):
     x_train, y_train = digits[0][:100].copy(), digits[1][:100]
     x_train[:] = np.nan
