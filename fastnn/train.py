@@ -121,8 +121,12 @@ def _accuracy_kind(targets):
 
 def _hits(logits, targets, kind, ignore_index):
     """(correct, counted) predictions of a batch: logits (N, C, ...), targets as kind
-    says (see _accuracy_kind); labels equal to ignore_index are not counted."""
-    if kind is None:
+    says (see _accuracy_kind); labels equal to ignore_index are not counted. Targets
+    that cannot be read as classes of these outputs count nothing (accuracy NaN): labels
+    of another shape than (N, d1, ...) (integer regression targets (N, 1) against a
+    single output column) or beside a single output column (argmax is always 0 there),
+    probability rows of another shape than the logits'."""
+    if kind is None or not _classes_of(logits.shape, np.shape(targets), kind):
         return 0, 0
     predicted = _device.to_host(logits).argmax(axis=1)
     targets = np.asarray(_device.to_host(targets))
@@ -132,6 +136,16 @@ def _hits(logits, targets, kind, ignore_index):
         kept = targets != ignore_index
         return int(np.count_nonzero((predicted == targets) & kept)), int(np.count_nonzero(kept))
     return int(np.count_nonzero(predicted == targets)), predicted.size
+
+
+def _classes_of(logits_shape, targets_shape, kind):
+    """Whether targets of targets_shape can be compared with the argmax over axis 1 of
+    logits (N, C, d1, ...): labels (N, d1, ...) with C >= 2, or probability rows of the
+    logits' own shape."""
+    if kind == "argmax":
+        return tuple(targets_shape) == tuple(logits_shape)
+    return (len(logits_shape) >= 2 and logits_shape[1] >= 2
+            and tuple(targets_shape) == tuple(logits_shape[:1]) + tuple(logits_shape[2:]))
 
 
 def _ratio(correct, counted):

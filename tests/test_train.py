@@ -185,6 +185,29 @@ def test_regression_targets_train_with_nan_accuracy(digits):
     assert metrics["test_loss"][-1] < metrics["test_loss"][0]
 
 
+@pytest.mark.parametrize("column", [True, False])
+def test_integer_regression_targets_have_nan_accuracy(column):
+    """Integer regression targets (counts) beside a single output unit are no class
+    labels: the accuracy is NaN (with (N, 1) targets argmax (N,) broadcast against them
+    to (N, N), an 'accuracy' of 17.0; with (N,) targets it was the share of zeros)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((120, 5)).astype(np.float32)
+    counts = rng.poisson(2.0, 120).astype(np.int64)
+    y = counts[:, None] if column else counts
+    fastnn.manual_seed(0)
+    model = models.MLP(5, [8], 1)
+    with fastnn.use_backend("numpy"):
+        metrics = fit(model, nn.PoissonNLLLoss(), optim.Adam(model.parameters(), lr=0.01),
+                      (x, y), (x, y), epochs=2, batch_size=32, progress=False, log=False)
+        loss, accuracy = evaluate(model, nn.PoissonNLLLoss(), x, y, batch_size=50)
+    assert np.isnan(metrics["train_accuracy"]).all() and np.isnan(metrics["test_accuracy"]).all()
+    assert np.isnan(accuracy)
+    if column:   # ((N,) targets broadcast against (N, 1) outputs, with a warning)
+        with fastnn.no_grad():
+            expected = nn.PoissonNLLLoss()(model.eval()(x), y)
+        assert loss == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_ignored_labels_are_not_counted(digits):
     x_train, y_train, x_test, y_test = digits
     model, _, optimizer = make(hidden=(16,))
