@@ -48,7 +48,8 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
         raise TypeError(f"{where}: expected {name} to be a plain numpy.ndarray, got a "
                         f"numpy.matrix (np.asarray(x) is its array)")
     if x.dtype not in FLOAT_DTYPES:
-        raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}")
+        raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}"
+                         f"{_conversion_hint(name, dtype)}")
     if dtype is not None and x.dtype != dtype:
         raise DtypeError(f"{where}: dtype mismatch: {name} is {x.dtype} but expected {dtype} "
                          f"(all arrays of one call must share one dtype: "
@@ -291,7 +292,16 @@ def check_float_dtype(where, dtype, name="input"):
     """A DtypeError (a TypeError) unless dtype is float32 or float64 (a layer's input
     dtype)."""
     if dtype not in FLOAT_DTYPES:
-        raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {dtype}")
+        raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {dtype}"
+                         f"{_conversion_hint(name)}")
+
+
+def _conversion_hint(name, dtype=None):
+    """' (x.astype(np.float32) converts it)': the way out of a dtype error for integer,
+    bool or float16 data (features read from a table, uint8 images), in the dtype the
+    call expects (float32 when any float would do)."""
+    target = np.dtype(dtype).name if dtype is not None else "float32"
+    return f" ({name}.astype(np.{target}) converts it)"
 
 
 def check_positive_int(where, name, value, negative=ValueError):

@@ -122,3 +122,21 @@ def test_a_float64_target_for_a_float32_output_says_how_to_convert_it(backend, m
     want = getattr(torch.nn, make_loss.__name__)()(torch.from_numpy(LOGITS),
                                                   torch.from_numpy(target.astype(F32)))
     assert float(got) == pytest.approx(want.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.bool_, np.float16])
+def test_integer_bool_or_half_features_say_how_to_convert_them(backend, dtype):
+    """Table columns read as integers or bools, and float16 arrays: PyTorch refuses them in
+    a float32 Linear too; fastnn's error says how to convert them, and the converted
+    features give PyTorch's output."""
+    x = (np.arange(12).reshape(4, 3) % 2).astype(dtype)
+    layer = nn.Linear(3, 2)
+    with pytest.raises(DtypeError, match=rf"got {np.dtype(dtype).name} "
+                                         r"\(input\.astype\(np\.float32\) converts it\)"):
+        layer(x)
+    twin = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        twin.weight.copy_(torch.from_numpy(layer.weight.data))
+        twin.bias.copy_(torch.from_numpy(layer.bias.data))
+        want = twin(torch.from_numpy(x.astype(F32))).numpy()
+    np.testing.assert_allclose(layer(x.astype(np.float32)), want, rtol=1e-6, atol=1e-7)
