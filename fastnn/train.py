@@ -21,7 +21,7 @@ import numpy as np
 from . import device as _device
 from . import random as _random
 from .data.loader import DataLoader, as_generator
-from .nn.loss import _ClassTargets
+from .nn.loss import BCELoss, BCEWithLogitsLoss, _ClassTargets
 from .nn.module import evaluating
 
 
@@ -101,17 +101,29 @@ def _batch_mover(model):
     return _device.namespace(getattr(model, "device", "cpu")).put
 
 
-def _accuracy_kind(targets):
+# The binary losses' decision threshold on the model's output, as kinds of accuracy:
+# BCEWithLogitsLoss's outputs are logits (class 1 above 0), BCELoss's probabilities.
+_BINARY_KINDS = ((BCEWithLogitsLoss, "logits>0"), (BCELoss, "probabilities>0.5"))
+
+
+def _accuracy_kind(targets, loss_fn=None):
     """How fit and evaluate count correct predictions for these targets: 'labels' (class
     indices: (N,), or (N, d1, ...) for logits (N, C, d1, ...)), 'argmax' (one-hot or
     probability rows, (N, C, ...) with C >= 2, each a distribution over dim 1: compared
-    with the logits by argmax) or None (any other target, a regression's or BCE's:
-    accuracy is NaN)."""
+    with the logits by argmax), 'logits>0' / 'probabilities>0.5' (targets of 0s and 1s
+    for a BCEWithLogitsLoss / BCELoss: each output thresholded, as
+    ``(torch.sigmoid(out) > 0.5) == y`` counts) or None (any other target, a
+    regression's, or soft BCE targets: accuracy is NaN)."""
     if not hasattr(targets, "dtype"):  # (a list)
         targets = np.asarray(targets)
     if np.issubdtype(targets.dtype, np.integer):  # (before any copy of device labels)
         return "labels"
     targets = np.asarray(_device.to_host(targets))
+    for loss_type, kind in _BINARY_KINDS:
+        if isinstance(loss_fn, loss_type):
+            binary = (np.issubdtype(targets.dtype, np.floating) and targets.size
+                      and np.all((targets == 0) | (targets == 1)))
+            return kind if binary else None
     if (np.issubdtype(targets.dtype, np.floating) and targets.ndim >= 2
             and targets.shape[1] >= 2 and targets.size and np.all(targets >= 0)
             and np.allclose(targets.sum(axis=1), 1, rtol=0, atol=1e-3)):
@@ -128,8 +140,12 @@ def _hits(logits, targets, kind, ignore_index):
     probability rows of another shape than the logits'."""
     if kind is None or not _classes_of(logits.shape, np.shape(targets), kind):
         return 0, 0
-    predicted = _device.to_host(logits).argmax(axis=1)
     targets = np.asarray(_device.to_host(targets))
+    if kind in ("logits>0", "probabilities>0.5"):
+        outputs = _device.to_host(logits)
+        predicted = outputs > 0 if kind == "logits>0" else outputs > 0.5
+        return int(np.count_nonzero(predicted == (targets == 1))), predicted.size
+    predicted = _device.to_host(logits).argmax(axis=1)
     if kind == "argmax":
         return int(np.count_nonzero(predicted == targets.argmax(axis=1))), predicted.size
     if ignore_index is not None:
@@ -142,7 +158,7 @@ def _classes_of(logits_shape, targets_shape, kind):
     """Whether targets of targets_shape can be compared with the argmax over axis 1 of
     logits (N, C, d1, ...): labels (N, d1, ...) with C >= 2, or probability rows of the
     logits' own shape."""
-    if kind == "argmax":
+    if kind != "labels":   # (probability rows, binary targets: the outputs' shape)
         return tuple(targets_shape) == tuple(logits_shape)
     return (len(logits_shape) >= 2 and logits_shape[1] >= 2
             and tuple(targets_shape) == tuple(logits_shape[:1]) + tuple(logits_shape[2:]))
@@ -199,13 +215,14 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
     CrossEntropyLoss or NLLLoss given class weights or ignored labels by the summed
     weight of its labels not ignored, the denominator of PyTorch's mean; for
     reduction='sum' the sums over N), accuracy over the labels not equal to the loss's
-    ignore_index, by argmax for one-hot or probability targets, NaN for targets that are
+    ignore_index, by argmax for one-hot or probability targets, by the output's threshold
+    for 0/1 targets of a BCEWithLogitsLoss (0) or BCELoss (0.5), NaN for targets that are
     not classes.
     """
     _check_batch_size("evaluate", "batch_size", batch_size)
     total_loss, loss_weight, correct, counted = 0.0, 0.0, 0, 0
     summed = _summed_by(loss_fn, "evaluate")
-    kind, ignore_index = _accuracy_kind(y), getattr(loss_fn, "ignore_index", None)
+    kind, ignore_index = _accuracy_kind(y, loss_fn), getattr(loss_fn, "ignore_index", None)
     move = _batch_mover(model)
     with evaluating(model):   # (every submodule's own mode given back)
         for bx, by in DataLoader(x, y, batch_size=batch_size):
@@ -339,7 +356,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     if lr_schedule is not None:
         base_lrs = [group.setdefault("initial_lr", group["lr"])
                     for group in optimizer.param_groups]
-    kind, ignore_index = _accuracy_kind(y_train), getattr(loss_fn, "ignore_index", None)
+    kind, ignore_index = _accuracy_kind(y_train, loss_fn), getattr(loss_fn, "ignore_index", None)
     history = {key: [] for key in EPOCH_KEYS}
     step_curve = {"step": [], "test_loss": [], "test_accuracy": []}
     step, train_seconds, train_samples = 0, 0.0, 0

@@ -208,6 +208,37 @@ def test_integer_regression_targets_have_nan_accuracy(column):
         assert loss == pytest.approx(float(expected), rel=1e-5)
 
 
+@pytest.mark.parametrize("with_logits", [True, False])
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_binary_targets_of_a_bce_loss_count_thresholded_outputs(with_logits, outputs):
+    """0/1 targets of a BCEWithLogitsLoss (BCELoss) count an output above 0 (0.5) as
+    class 1, each element of a multi-label target on its own, as
+    ((torch.sigmoid(out) > 0.5) == y).double().mean() does; before, the accuracy was NaN
+    (a tabular binary classifier got none from fit). Soft targets stay NaN."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((150, 4)).astype(np.float32)
+    y = (x[:, :outputs] + 0.3 * rng.standard_normal((150, outputs)) > 0).astype(np.float32)
+    fastnn.manual_seed(0)
+    layers = [nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, outputs)]
+    model = nn.Sequential(*(layers if with_logits else layers + [nn.Sigmoid()]))
+    loss_fn = nn.BCEWithLogitsLoss() if with_logits else nn.BCELoss()
+    with fastnn.use_backend("numpy"):
+        metrics = fit(model, loss_fn, optim.Adam(model.parameters(), lr=0.05), (x, y),
+                      (x, y), epochs=3, batch_size=32, progress=False, log=False)
+        _, accuracy = evaluate(model, loss_fn, x, y, batch_size=40)
+    with fastnn.no_grad():
+        out = model.eval()(x)
+    import torch
+    probabilities = torch.sigmoid(torch.from_numpy(out)) if with_logits else torch.from_numpy(out)
+    expected = ((probabilities > 0.5).float() == torch.from_numpy(y)).double().mean().item()
+    assert accuracy == pytest.approx(expected, abs=1e-12)
+    assert metrics["test_accuracy"][-1] == pytest.approx(expected, abs=1e-12)
+    assert 0.8 < accuracy <= 1.0 and np.all(np.isfinite(metrics["train_accuracy"]))
+    soft = np.clip(y * 0.8 + 0.1, 0, 1).astype(np.float32)   # (label smoothing by hand)
+    with fastnn.use_backend("numpy"):
+        assert np.isnan(evaluate(model, loss_fn, x, soft)[1])
+
+
 def test_ignored_labels_are_not_counted(digits):
     x_train, y_train, x_test, y_test = digits
     model, _, optimizer = make(hidden=(16,))
