@@ -61,38 +61,25 @@ def _check_grads(ours, theirs):
             assert_close(p.grad, q.grad.numpy(), np.float64)
 
 
-def test_a_frozen_first_layer_is_not_differentiated(backend, monkeypatch):
+@pytest.mark.parametrize("frozen, calls", [
+    # a frozen first layer is not differentiated; the first trainable one computes no
+    # input gradient
+    ((0,), [(True, True, True), (True, True, False)]),
+    ((0, 2), [(True, True, False)]),                           # a frozen backbone of two
+    ((2,), [(True, True, True), (False, False, True), (True, True, False)]),  # the middle
+])
+def test_frozen_linears_skip_their_gradient_work(backend, monkeypatch, frozen, calls):
+    """The linear_backward calls (grad_weight given, grad_bias given, need_grad_in), last
+    layer first: a frozen Linear before the first trainable one is skipped, one after it
+    computes its input gradient only."""
     ours, theirs = _twins()
     for model in (ours, theirs):
-        model[0].requires_grad_(False)
+        for i in frozen:
+            model[i].requires_grad_(False)
     with fastnn.use_backend(backend):
         spy = _Spy(monkeypatch)
         assert _step(ours, theirs) is None
-    # the two trainable Linears only; the first trainable one computes no input gradient
-    assert spy.calls == [(True, True, True), (True, True, False)]
-    _check_grads(ours, theirs)
-
-
-def test_a_frozen_backbone_of_two_layers_is_skipped(backend, monkeypatch):
-    ours, theirs = _twins()
-    for model in (ours, theirs):
-        model[0].requires_grad_(False)
-        model[2].requires_grad_(False)
-    with fastnn.use_backend(backend):
-        spy = _Spy(monkeypatch)
-        _step(ours, theirs)
-    assert spy.calls == [(True, True, False)]
-    _check_grads(ours, theirs)
-
-
-def test_a_frozen_middle_linear_gives_its_input_gradient_only(backend, monkeypatch):
-    ours, theirs = _twins()
-    for model in (ours, theirs):
-        model[2].requires_grad_(False)
-    with fastnn.use_backend(backend):
-        spy = _Spy(monkeypatch)
-        _step(ours, theirs)
-    assert spy.calls == [(True, True, True), (False, False, True), (True, True, False)]
+    assert spy.calls == calls
     _check_grads(ours, theirs)
 
 
