@@ -49,11 +49,11 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
                         f"numpy.matrix (np.asarray(x) is its array)")
     if x.dtype not in FLOAT_DTYPES:
         raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}"
-                         f"{_conversion_hint(name, dtype)}")
+                         f"{_conversion_hint(name, dtype, x)}")
     if dtype is not None and x.dtype != dtype:
         raise DtypeError(f"{where}: dtype mismatch: {name} is {x.dtype} but expected {dtype} "
                          f"(all arrays of one call must share one dtype: "
-                         f"{name}.astype(np.{np.dtype(dtype).name}) converts it)")
+                         f"{_conversion(name, dtype, x)} converts it)")
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if x.ndim not in allowed:
@@ -296,12 +296,20 @@ def check_float_dtype(where, dtype, name="input"):
                          f"{_conversion_hint(name)}")
 
 
-def _conversion_hint(name, dtype=None):
+def _conversion_hint(name, dtype=None, x=None):
     """' (x.astype(np.float32) converts it)': the way out of a dtype error for integer,
     bool or float16 data (features read from a table, uint8 images), in the dtype the
     call expects (float32 when any float would do)."""
-    target = np.dtype(dtype).name if dtype is not None else "float32"
-    return f" ({name}.astype(np.{target}) converts it)"
+    return f" ({_conversion(name, dtype, x)} converts it)"
+
+
+def _conversion(name, dtype, x=None):
+    """The expression that gives array ``name`` (x, when known) the dtype (float32 when
+    None): ``.astype`` on the host; a numba device array has none, so through the host."""
+    target = f"np.{np.dtype(dtype).name if dtype is not None else 'float32'}"
+    if x is not None and is_device_array(x):
+        return (f"fastnn.device.to_device(fastnn.device.to_host({name}).astype({target}))")
+    return f"{name}.astype({target})"
 
 
 def check_positive_int(where, name, value, negative=ValueError):

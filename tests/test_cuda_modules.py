@@ -1092,3 +1092,19 @@ def _run_the_experiment_commands(tmp_path, dream, multitask, cli):
     accuracy = multitask.train_classifier_alone(x, y, x, y, 5, 3, args,
                                                 np.random.default_rng(0))
     assert 0.0 <= accuracy <= 1.0
+
+
+def test_dtype_errors_of_device_arrays_say_how_to_convert_them():
+    """A device array has no .astype: the hint goes through the host."""
+    logits = cuda.to_device(np.zeros((4, 3), np.float32))
+    target = cuda.to_device(np.eye(3)[[0, 1, 2, 0]])   # float64, as np.eye gives
+    hint = (r"fastnn\.device\.to_device\(fastnn\.device\.to_host\(target\)"
+            r"\.astype\(np\.float32\)\) converts it")
+    with pytest.raises(TypeError, match="target is float64 but expected float32.*" + hint):
+        nn.MSELoss()(logits, target)
+    layer = nn.Linear(3, 2).to("cuda")
+    with pytest.raises(TypeError, match=r"got int64 \(fastnn\.device\.to_device\(fastnn\."
+                                        r"device\.to_host\(input\)\.astype\(np\.float32\)\)"):
+        layer(cuda.to_device(np.ones((2, 3), np.int64)))
+    converted = fdevice.to_device(fdevice.to_host(target).astype(np.float32))
+    assert float(nn.MSELoss()(logits, converted)) == pytest.approx(1 / 3)
