@@ -1108,3 +1108,36 @@ def test_dtype_errors_of_device_arrays_say_how_to_convert_them():
         layer(cuda.to_device(np.ones((2, 3), np.int64)))
     converted = fdevice.to_device(fdevice.to_host(target).astype(np.float32))
     assert float(nn.MSELoss()(logits, converted)) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("frozen", ["first", "middle", "middle.bias", "middle.weight"])
+def test_frozen_linears_on_the_device_train_as_on_the_host(rng, frozen):
+    """A frozen Linear on the GPU: the kernels get no gradient to write for it (the
+    first one is skipped, a middle one gives its input gradient only; a frozen bias or
+    weight alone takes the split or the combined activation-backward kernel), and two
+    SGD steps move the parameters as on the host."""
+    def build():
+        return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.ReLU(),
+                             nn.Linear(4, 3))
+    host, gpu = twins(build)
+    for model in (host, gpu):
+        target = {"first": model[0], "middle": model[2], "middle.bias": model[2].bias,
+                  "middle.weight": model[2].weight}[frozen]
+        target.requires_grad_(False)
+    opts = [fastnn.optim.SGD(m.parameters(), lr=0.1, momentum=0.9) for m in (host, gpu)]
+    for _ in range(2):
+        x, y = rng.standard_normal((4, 6)), rng.integers(0, 3, 4)
+        grads_in = []
+        for model, opt, xb in ((host, opts[0], x), (gpu, opts[1], cuda.to_device(x))):
+            opt.zero_grad()
+            loss_fn = nn.CrossEntropyLoss()
+            loss_fn(model(xb), y)
+            grads_in.append(model.backward(loss_fn.backward()))
+            opt.step()
+        assert_close(fdevice.to_host(grads_in[1]), grads_in[0], np.float64)
+        for p, q in zip(gpu.parameters(), host.parameters()):
+            assert p.requires_grad == q.requires_grad
+            assert_close(fdevice.to_host(p.grad), q.grad, np.float64)
+            assert_close(fdevice.to_host(p.data), q.data, np.float64)
+    frozen_grads = [fdevice.to_host(p.grad) for p in gpu.parameters() if not p.requires_grad]
+    assert frozen_grads and not any(g.any() for g in frozen_grads)   # left alone
