@@ -155,10 +155,10 @@ def _hits(logits, targets, kind, ignore_index):
 
 
 def _classes_of(logits_shape, targets_shape, kind):
-    """Whether targets of targets_shape can be compared with the argmax over axis 1 of
-    logits (N, C, d1, ...): labels (N, d1, ...) with C >= 2, or probability rows of the
-    logits' own shape."""
-    if kind != "labels":   # (probability rows, binary targets: the outputs' shape)
+    """Whether targets of targets_shape can be compared with outputs (N, C, d1, ...) as
+    kind says: labels (N, d1, ...) with C >= 2 (by argmax over axis 1), or probability
+    rows and 0/1 targets of the outputs' own shape."""
+    if kind != "labels":
         return tuple(targets_shape) == tuple(logits_shape)
     return (len(logits_shape) >= 2 and logits_shape[1] >= 2
             and tuple(targets_shape) == tuple(logits_shape[:1]) + tuple(logits_shape[2:]))

@@ -32,12 +32,6 @@ def _may_fail_part_way(layer):
             or (layer._modules and layer._runs_user_code))
 
 
-def _trains(layer):
-    """True when layer (or a layer inside it) has a parameter with requires_grad."""
-    return (any(p is not None and p.requires_grad for p in layer._parameters.values())
-            or any(m is not None and _trains(m) for m in layer._modules.values()))
-
-
 class Sequential(Module):
     """Runs ``layers`` in order; indexable, ``len``, iterable. ``Sequential(OrderedDict(
     name=layer, ...))`` names the layers (state dict keys 'name.weight', as in PyTorch).
@@ -461,7 +455,7 @@ class Sequential(Module):
         # (PyTorch's autograd reaches no further back: frozen ones are skipped)
         first_param = n
         for j, step in enumerate(steps):
-            if _trains(step[0]):
+            if step[0].has_parameters(trainable=True):
                 first_param = j
                 break
         # Layers up to the first one that computes a new array return fresh arrays (a

@@ -939,10 +939,8 @@ class _ThreadBuffers:
     def __del__(self):
         try:
             for module in list(self.modules.values()):
-                scratch = module.__dict__.get("_scratch", {})
-                for slot in list(scratch):   # (one step: other threads add theirs)
-                    if type(slot) is tuple and len(slot) == 2 and slot[1] == self.ident:
-                        scratch.pop(slot, None)
+                _drop_thread_slots(module.__dict__.get("_scratch", {}),
+                                   lambda ident: ident == self.ident)
         except Exception:   # (at interpreter shutdown the modules may be half torn down)
             pass
 
@@ -965,11 +963,17 @@ def _drop_ended_threads(scratch):
     """Remove from a module's scratch the per-thread buffers (keys (name, thread id)) of
     threads no longer running."""
     running = {t.ident for t in threading.enumerate()}
+    _drop_thread_slots(scratch, lambda ident: ident not in running)
+
+
+def _drop_thread_slots(scratch, dropped):
+    """Remove from a module's scratch the per-thread buffers (keys (name, thread id))
+    whose thread id ``dropped(ident)`` is true for."""
     # (list(scratch) copies the keys in one step: other threads add theirs meanwhile, and
     # two threads may drop the same one)
     for slot in list(scratch):
         if (isinstance(slot, tuple) and len(slot) == 2 and isinstance(slot[1], int)
-                and slot[1] not in running):
+                and dropped(slot[1])):
             scratch.pop(slot, None)
 
 
@@ -1836,9 +1840,13 @@ class Module:
     def buffers(self, recurse=True):
         return _Items(buf for _, buf in self.named_buffers(recurse=recurse))
 
-    def has_parameters(self):
-        return (any(p is not None for p in self._parameters.values())
-                or any(m is not None and m.has_parameters() for m in self._modules.values()))
+    def has_parameters(self, trainable=False):
+        """Whether this module or one inside it has a Parameter (with requires_grad, when
+        trainable)."""
+        return (any(p is not None and (p.requires_grad or not trainable)
+                    for p in self._parameters.values())
+                or any(m is not None and m.has_parameters(trainable)
+                       for m in self._modules.values()))
 
     # ------------------------------------------------------------------- modes
     def train(self, mode=True):

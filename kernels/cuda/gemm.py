@@ -16,7 +16,6 @@ import math
 import warnings
 
 import numpy as np
-from numba import config as _numba_config
 from numba import cuda
 
 from . import config
@@ -24,7 +23,7 @@ from ._common import SIMULATOR, flat
 from .activations import sigmoid_scalar
 from ._reduce import cached_factory
 from .device import fill_zero
-from .launch import jit_kernel
+from .launch import jit_kernel, numba_stream
 
 ACT_CODES = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
 
@@ -92,13 +91,6 @@ def _load_raw_cublas():
 
 
 _raw_cublas = _load_raw_cublas()
-
-
-def numba_stream():
-    """The CUDA stream handle of numba's launches without a stream (fastnn's launches):
-    the per-thread default stream (CU_STREAM_PER_THREAD, 2) under
-    NUMBA_CUDA_PER_THREAD_DEFAULT_STREAM, else the legacy default stream (0)."""
-    return 2 if getattr(_numba_config, "CUDA_PER_THREAD_DEFAULT_STREAM", False) else 0
 
 
 def _cupy_stream():

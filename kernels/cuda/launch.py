@@ -69,10 +69,17 @@ _PROTOTYPE = ctypes.CFUNCTYPE(
     ctypes.c_void_p, ctypes.c_void_p)
 
 
+def numba_stream():
+    """The CUDA stream handle of numba's launches without a stream (fastnn's launches):
+    the per-thread default stream (CU_STREAM_PER_THREAD, 2) under
+    NUMBA_CUDA_PER_THREAD_DEFAULT_STREAM, else the legacy default stream (0)."""
+    return 2 if getattr(_numba_config, "CUDA_PER_THREAD_DEFAULT_STREAM", False) else 0
+
+
 def _driver_launch():
     """The driver's cuLaunchKernel (legacy default stream semantics for stream 0), or
     None when launches must go through numba (per-thread default stream)."""
-    if getattr(_numba_config, "CUDA_PER_THREAD_DEFAULT_STREAM", False):
+    if numba_stream() != 0:
         return None
     library = getattr(_driver.driver, "lib", None)  # numba's ctypes binding
     if not isinstance(library, ctypes.CDLL):
