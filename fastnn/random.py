@@ -12,6 +12,7 @@ the same numbers as they would one after the other.
 """
 import contextlib
 import numbers
+import secrets
 import threading
 
 import numpy as np
@@ -35,7 +36,22 @@ def manual_seed(seed):
         raise ValueError(f"manual_seed: expected a non-negative int, got {seed!r}")
     gen = generator()
     gen.bit_generator.state = np.random.PCG64(int(seed)).state
+    _local.initial_seed = int(seed)
     return gen
+
+
+def seed():
+    """Re-seed the calling thread's generator from fresh OS entropy and return that seed
+    (``torch.seed``): an int in [0, 2**63)."""
+    fresh = secrets.randbits(63)
+    manual_seed(fresh)
+    return fresh
+
+
+def initial_seed():
+    """The seed the calling thread's generator started from: the last ``manual_seed`` /
+    ``seed`` value in this thread, else ``DEFAULT_SEED`` (``torch.initial_seed``)."""
+    return getattr(_local, "initial_seed", DEFAULT_SEED)
 
 
 def draw_seed():
@@ -53,14 +69,33 @@ def set_state(state):
     generator().bit_generator.state = state
 
 
+# PyTorch's names for the two above (a state is a dict here, a ByteTensor there)
+get_rng_state = get_state
+set_rng_state = set_state
+
+
+@contextlib.contextmanager
+def fork_rng(devices=None, enabled=True):
+    """Run a block, then put the calling thread's generator (and ``initial_seed``) back as
+    they were before it (``torch.random.fork_rng``): the block's draws and seeds do not
+    move the sequence around it. ``enabled=False`` runs the block and restores nothing.
+    ``devices`` is accepted for PyTorch's signature and ignored: the cuda backend draws
+    its dropout seeds from this same generator."""
+    if not enabled:
+        yield
+        return
+    saved, saved_seed = get_state(), initial_seed()
+    try:
+        yield
+    finally:
+        set_state(saved)
+        _local.initial_seed = saved_seed
+
+
 @contextlib.contextmanager
 def fork(seed):
     """Run a block with the generator re-seeded to ``seed``, then restore its state, so
     code around the block keeps its random sequence (gradcheck uses it to give every
     forward pass the same dropout mask)."""
-    saved = get_state()
-    gen = manual_seed(seed)
-    try:
-        yield gen
-    finally:
-        set_state(saved)
+    with fork_rng():
+        yield manual_seed(seed)

@@ -43,3 +43,49 @@ def test_each_thread_has_its_own_generator_starting_from_the_default_seed():
     for key, seed in ((1, 5), (2, 6)):
         fastnn.manual_seed(seed)
         np.testing.assert_array_equal(results[key], nn.Linear(30, 20).weight.data)
+
+
+def test_pytorch_rng_names_seed_initial_seed_states_and_fork_rng():
+    """torch.seed / initial_seed / get_rng_state / set_rng_state / random.fork_rng, with
+    torch's semantics: initial_seed reports the last seed, fork_rng restores the sequence
+    and the seed around its block."""
+    fastnn.manual_seed(11)
+    assert fastnn.initial_seed() == 11
+    state = fastnn.get_rng_state()
+    first = nn.Linear(5, 4).weight.data.copy()
+    fastnn.set_rng_state(state)
+    np.testing.assert_array_equal(nn.Linear(5, 4).weight.data, first)
+
+    fastnn.set_rng_state(state)
+    with frandom.fork_rng():
+        fastnn.manual_seed(3)
+        assert fastnn.initial_seed() == 3
+        nn.Dropout(0.5)(np.ones((4, 4), np.float32))
+    assert fastnn.initial_seed() == 11
+    np.testing.assert_array_equal(nn.Linear(5, 4).weight.data, first)
+
+    with frandom.fork_rng(enabled=False):
+        fastnn.manual_seed(3)
+    assert fastnn.initial_seed() == 3
+
+    drawn = fastnn.seed()
+    assert isinstance(drawn, int) and 0 <= drawn < 2**63
+    assert fastnn.initial_seed() == drawn
+    after = nn.Linear(5, 4).weight.data.copy()
+    fastnn.manual_seed(drawn)
+    np.testing.assert_array_equal(nn.Linear(5, 4).weight.data, after)
+    assert fastnn.seed() != drawn
+    fastnn.manual_seed(frandom.DEFAULT_SEED)
+
+
+def test_initial_seed_is_per_thread_and_fork_keeps_it():
+    fastnn.manual_seed(21)
+    seen = {}
+    th = threading.Thread(target=lambda: seen.setdefault("fresh", fastnn.initial_seed()))
+    th.start()
+    th.join()
+    assert seen["fresh"] == frandom.DEFAULT_SEED
+    with frandom.fork(5):
+        assert fastnn.initial_seed() == 5
+    assert fastnn.initial_seed() == 21
+    fastnn.manual_seed(frandom.DEFAULT_SEED)
