@@ -331,10 +331,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     x_train, y_train = train_data
     if len(x_train) == 0:   # (before the shuffling loader, which refuses it less clearly)
         raise ValueError(f"fit: no training batches ({len(y_train)} samples)")
-    # the shuffling generator, handed to the loader: its state is what a resumed run needs
-    shuffle_rng = _shuffle_generator(seed)
-    loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True,
-                        seed=shuffle_rng)
+    # (checked, and its length known, before seed=None draws from fastnn's generator, so
+    # a call refused below leaves that generator where it was)
+    loader = DataLoader(x_train, y_train, batch_size=batch_size)
     if epochs is None:
         if max_steps is None:
             raise ValueError("fit: give epochs or max_steps")
@@ -357,6 +356,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         base_lrs = [group.setdefault("initial_lr", group["lr"])
                     for group in optimizer.param_groups]
     kind, ignore_index = _accuracy_kind(y_train, loss_fn), getattr(loss_fn, "ignore_index", None)
+    # the shuffling generator, handed to the loader: its state is what a resumed run needs
+    shuffle_rng = _shuffle_generator(seed)
+    loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True,
+                        seed=shuffle_rng)
     history = {key: [] for key in EPOCH_KEYS}
     step_curve = {"step": [], "test_loss": [], "test_accuracy": []}
     step, train_seconds, train_samples = 0, 0.0, 0

@@ -90,6 +90,21 @@ def test_seed_none_shuffles_from_fastnns_generator(digits):
     assert same["train_loss"] == first[2]["train_loss"]
 
 
+@pytest.mark.parametrize("bad", [dict(epochs=None), dict(lr_schedule="cosin"),
+                                 dict(epochs=1, resume="finished")])
+def test_seed_none_refused_fit_leaves_fastnns_generator(digits, bad):
+    # seed=None drew its seed before these checks: a refused call moved fastnn's
+    # generator, so the next model's initialisation differed from a script without it
+    if bad.get("resume") == "finished":
+        bad["resume"] = _fit_seed_none(digits, 1, epochs=1)[2]
+    model, loss_fn, optimizer = make(hidden=(16,), seed=6)
+    state = fastnn.random.get_state()
+    with fastnn.use_backend("numpy"), pytest.raises(ValueError):
+        fit(model, loss_fn, optimizer, digits[:2], None, batch_size=64, seed=None,
+            progress=False, log=False, **bad)
+    assert fastnn.random.get_state() == state
+
+
 def test_seed_none_resumes_bit_for_bit(digits):
     whole = _fit_seed_none(digits, 2, epochs=2)[0]
     model, optimizer, metrics = _fit_seed_none(digits, 2, epochs=None, max_steps=30)
