@@ -174,7 +174,8 @@ def _check_uniform_bounds(a, b, dtype, where):
 
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with U(a, b): a <= b, both finite and within the array's dtype, and b - a
-    too, as PyTorch requires (its RuntimeError, InitRangeError, otherwise)."""
+    too, as PyTorch requires (its RuntimeError, InitRangeError, otherwise).
+    tensor: a Parameter or float array of any shape; returned."""
     data = _array(tensor, "uniform_")
     _check_uniform_bounds(a, b, data.dtype, "uniform_")
     return _fill(tensor, "uniform_",
@@ -182,7 +183,8 @@ def uniform_(tensor, a=0.0, b=1.0, generator=None):
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
-    """Fill with N(mean, std**2) (std >= 0)."""
+    """Fill with N(mean, std**2) (std >= 0). tensor: a Parameter or float array of any
+    shape; returned."""
     shape = _shape(tensor, "normal_")
     if not std >= 0:  # (NaN too, as PyTorch's)
         raise InitRangeError(f"init.normal_: expected std >= 0, got {std!r}")
@@ -242,21 +244,25 @@ def _check_fill_value(val, dtype, where):
 def constant_(tensor, val):
     """Fill with val, converted to the array's dtype as PyTorch's fill_: a float
     truncated toward 0 for an integer array; a value the dtype cannot hold (1e40 for
-    float32, 300 or NaN for uint8) is PyTorch's RuntimeError (RuntimeValueError)."""
+    float32, 300 or NaN for uint8) is PyTorch's RuntimeError (RuntimeValueError).
+    tensor: a Parameter or array of any shape and dtype; returned."""
     data = _array(tensor, "constant_")
     return _fill(tensor, "constant_", _check_fill_value(val, data.dtype, "constant_"))
 
 
 def zeros_(tensor):
+    """Fill with 0. tensor: a Parameter or array of any shape and dtype; returned."""
     return _fill(tensor, "zeros_", 0)
 
 
 def ones_(tensor):
+    """Fill with 1. tensor: a Parameter or array of any shape and dtype; returned."""
     return _fill(tensor, "ones_", 1)
 
 
 def xavier_uniform_(tensor, gain=1.0, generator=None):
-    """Glorot: U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out))."""
+    """Glorot: U(-a, a), a = gain * sqrt(6 / (fan_in + fan_out)). tensor: a Parameter
+    or float array of 2 or more dimensions, (out, in, *kernel) for the fans; returned."""
     _array(tensor, "xavier_uniform_")  # (its dtype and writeability checked by name)
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
@@ -264,7 +270,8 @@ def xavier_uniform_(tensor, gain=1.0, generator=None):
 
 
 def xavier_normal_(tensor, gain=1.0, generator=None):
-    """Glorot: N(0, std**2), std = gain * sqrt(2 / (fan_in + fan_out))."""
+    """Glorot: N(0, std**2), std = gain * sqrt(2 / (fan_in + fan_out)). tensor: as
+    xavier_uniform_'s; returned."""
     _array(tensor, "xavier_normal_")  # (its dtype and writeability checked by name)
     fan_in, fan_out = _calculate_fan_in_and_fan_out(tensor)
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)), generator)
@@ -273,7 +280,9 @@ def xavier_normal_(tensor, gain=1.0, generator=None):
 def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     """He: U(-bound, bound), bound = gain * sqrt(3 / fan) (gain of nonlinearity with
     slope a). PyTorch's Linear/Conv2d default is a = sqrt(5). An array with a
-    zero-length axis is left as it is, with PyTorch's warning."""
+    zero-length axis is left as it is, with PyTorch's warning. tensor: a Parameter or
+    float array of 2 or more dimensions, (out, in, *kernel) for the fans (mode
+    'fan_in' or 'fan_out'); returned."""
     if _empty_warning(tensor, "kaiming_uniform_"):
         return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
@@ -283,7 +292,7 @@ def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gene
 
 def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", generator=None):
     """He: N(0, std**2), std = gain / sqrt(fan). An array with a zero-length axis is
-    left as it is, with PyTorch's warning."""
+    left as it is, with PyTorch's warning. tensor: as kaiming_uniform_'s; returned."""
     if _empty_warning(tensor, "kaiming_normal_"):
         return tensor
     std = calculate_gain(nonlinearity, a) / math.sqrt(_fan(tensor, mode))
@@ -292,7 +301,8 @@ def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu", gener
 
 def eye_(tensor):
     """Fill a 2-D array with the identity matrix (ones on the main diagonal, zeros
-    elsewhere; a Linear layer then passes as many inputs through as it can)."""
+    elsewhere; a Linear layer then passes as many inputs through as it can). tensor: a
+    Parameter or array of shape (rows, cols); returned."""
     shape = _shape(tensor, "eye_")
     if len(shape) != 2:
         raise ValueError(f"init.eye_: Only tensors with 2 dimensions are supported, got "
@@ -304,7 +314,8 @@ def dirac_(tensor, groups=1):
     """Fill a 3-, 4- or 5-D convolution weight (out, in, *kernel) with the Dirac delta:
     zeros but a 1 at the kernel's centre (index size // 2 along each kernel axis)
     joining output channel d of each of the groups to input channel d, for d below
-    min(out / groups, in), so the convolution passes its input channels through."""
+    min(out / groups, in), so the convolution passes its input channels through.
+    tensor: a Parameter or array of that shape; returned."""
     shape = _shape(tensor, "dirac_")
     if len(shape) not in (3, 4, 5):
         raise ValueError(f"init.dirac_: Only tensors with 3, 4, or 5 dimensions are "
@@ -328,7 +339,8 @@ def orthogonal_(tensor, gain=1, generator=None):
     as (rows, cols) = (shape[0], the product of the rest) gets orthonormal rows (rows <=
     cols) or columns (rows >= cols), the Q of the QR factorisation of a standard normal
     draw with its signs fixed by R's diagonal (uniform over the orthogonal group).
-    The factorisation runs in float64 whatever the array's dtype."""
+    The factorisation runs in float64 whatever the array's dtype. tensor: a Parameter
+    or float array of 2 or more dimensions; returned."""
     shape = _shape(tensor, "orthogonal_")
     if len(shape) < 2:
         raise ValueError(f"init.orthogonal_: Only tensors with 2 or more dimensions are "
@@ -349,7 +361,8 @@ def orthogonal_(tensor, gain=1, generator=None):
 
 def sparse_(tensor, sparsity, std=0.01, generator=None):
     """Fill a 2-D array with N(0, std**2) values and then zeros at ceil(sparsity * rows)
-    randomly chosen rows of each column (Martens 2010); sparsity >= 1 zeros every row."""
+    randomly chosen rows of each column (Martens 2010); sparsity >= 1 zeros every row.
+    tensor: a Parameter or float array of shape (rows, cols); returned."""
     shape = _shape(tensor, "sparse_")
     if len(shape) != 2:
         raise ValueError(f"init.sparse_: Only tensors with 2 dimensions are supported, got "
@@ -421,7 +434,8 @@ def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
     lying in [a, b] (bounds taken in the array's dtype, so every stored value lies in
     them), exact also far out in a tail. Warns, as PyTorch does, when mean is more than
     2 std outside [a, b]; a == b fills with a. A NaN bound, a > b, or [a, b] wholly
-    beyond the dtype's range is PyTorch's RuntimeError (InitRangeError)."""
+    beyond the dtype's range is PyTorch's RuntimeError (InitRangeError). tensor: a
+    Parameter or float array of any shape; returned."""
     where = "trunc_normal_"
     data = _array(tensor, where)
     for name, value in (("mean", mean), ("std", std), ("a", a), ("b", b)):
