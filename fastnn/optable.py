@@ -69,178 +69,204 @@ def relu(x, out=None):
 
 @_op("activation")
 def relu_backward(grad_out, y, out=None):
-    """grad_in = grad_out * (y > 0). grad_out, y: same shape (y is relu's output)."""
+    """grad_in = grad_out * (y > 0). grad_out, y: same shape (y is relu's output); out:
+    same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def leaky_relu(x, negative_slope=0.01, out=None):
-    """y = x if x > 0 else negative_slope * x. x: any shape; out: same shape."""
+    """y = x if x > 0 else negative_slope * x. x: any shape; out: same shape or None.
+    Returns y."""
 
 
 @_op("activation")
 def leaky_relu_backward(grad_out, x, negative_slope=0.01, out=None):
-    """grad_in = grad_out * (1 if x > 0 else negative_slope). x is the forward input."""
+    """grad_in = grad_out * (1 if x > 0 else negative_slope). grad_out, x: same shape (x
+    is the forward input); out: same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def sigmoid(x, out=None):
-    """y = 1 / (1 + exp(-x)), overflow-free for any x. x: any shape."""
+    """y = 1 / (1 + exp(-x)), overflow-free for any x. x: any shape; out: same shape or
+    None. Returns y."""
 
 
 @_op("activation")
 def sigmoid_backward(grad_out, y, out=None):
-    """grad_in = grad_out * y * (1 - y). y is sigmoid's output."""
+    """grad_in = grad_out * y * (1 - y). grad_out, y: same shape (y is sigmoid's
+    output); out: same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def tanh(x, out=None):
-    """y = tanh(x). x: any shape."""
+    """y = tanh(x). x: any shape; out: same shape or None. Returns y."""
 
 
 @_op("activation")
 def tanh_backward(grad_out, y, out=None):
-    """grad_in = grad_out * (1 - y**2). y is tanh's output."""
+    """grad_in = grad_out * (1 - y**2). grad_out, y: same shape (y is tanh's output);
+    out: same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def gelu(x, out=None):
-    """y = x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))), PyTorch's exact GELU."""
+    """y = x * Phi(x) = 0.5 * x * (1 + erf(x / sqrt(2))), PyTorch's exact GELU. x: any
+    shape; out: same shape or None. Returns y."""
 
 
 @_op("activation")
 def gelu_backward(grad_out, x, out=None):
-    """grad_in = grad_out * (Phi(x) + x * phi(x)). x is the forward input."""
+    """grad_in = grad_out * (Phi(x) + x * phi(x)). grad_out, x: same shape (x is the
+    forward input); out: same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def gelu_tanh(x, out=None):
     """y = 0.5 * x * (1 + tanh(sqrt(2 / pi) * (x + 0.044715 * x^3))), PyTorch's
-    GELU(approximate='tanh'). x: any shape."""
+    GELU(approximate='tanh'). x: any shape; out: same shape or None. Returns y."""
 
 
 @_op("activation")
 def gelu_tanh_backward(grad_out, x, out=None):
-    """grad_in = grad_out * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2 / pi) (1 + 0.134145 x^2)),
-    t = tanh(sqrt(2 / pi) (x + 0.044715 x^3)). x is the forward input."""
+    """grad_in = grad_out * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2 / pi) (1 + 0.134145
+    x^2)), t = tanh(sqrt(2 / pi) (x + 0.044715 x^3)). grad_out, x: same shape (x is the
+    forward input); out: same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def mish(x, out=None):
-    """y = x * tanh(softplus(x)) (Mish). x: any shape."""
+    """y = x * tanh(softplus(x)) (Mish). x: any shape; out: same shape or None. Returns
+    y."""
 
 
 @_op("activation")
 def mish_backward(grad_out, x, out=None):
-    """grad_in = grad_out * (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x)). x is the
-    forward input."""
+    """grad_in = grad_out * (t + x (1 - t^2) sigmoid(x)), t = tanh(softplus(x)).
+    grad_out, x: same shape (x is the forward input); out: same shape or None. Returns
+    grad_in."""
 
 
 @_op("activation")
 def sine(x, omega=1.0, out=None):
-    """y = sin(omega * x). x: any shape."""
+    """y = sin(omega * x). x: any shape; out: same shape or None. Returns y."""
 
 
 @_op("activation")
 def sine_backward(grad_out, x, omega=1.0, out=None):
-    """grad_in = grad_out * omega * cos(omega * x). x is the forward input."""
+    """grad_in = grad_out * omega * cos(omega * x). grad_out, x: same shape (x is the
+    forward input); out: same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def silu(x, out=None):
-    """y = x * sigmoid(x) (SiLU, also called swish), overflow-free. x: any shape."""
+    """y = x * sigmoid(x) (SiLU, also called swish), overflow-free. x: any shape; out:
+    same shape or None. Returns y."""
 
 
 @_op("activation")
 def silu_backward(grad_out, x, out=None):
-    """grad_in = grad_out * s * (1 + x * (1 - s)), s = sigmoid(x). x is the forward input."""
+    """grad_in = grad_out * s * (1 + x * (1 - s)), s = sigmoid(x). grad_out, x: same
+    shape (x is the forward input); out: same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def elu(x, alpha=1.0, out=None):
-    """y = x if x > 0 else alpha * (exp(x) - 1). x: any shape."""
+    """y = x if x > 0 else alpha * (exp(x) - 1). x: any shape; out: same shape or None.
+    Returns y."""
 
 
 @_op("activation")
 def elu_backward(grad_out, x, alpha=1.0, out=None):
-    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)) (NaN where x is NaN). x is
-    the forward input."""
+    """grad_in = grad_out * (1 if x > 0 else alpha * exp(x)) (NaN where x is NaN).
+    grad_out, x: same shape (x is the forward input); out: same shape or None. Returns
+    grad_in."""
 
 
 @_op("activation")
 def softplus(x, beta=1.0, threshold=20.0, out=None):
-    """y = log(1 + exp(beta * x)) / beta, or x where beta * x > threshold. x: any shape."""
+    """y = log(1 + exp(beta * x)) / beta, or x where beta * x > threshold. x: any shape;
+    out: same shape or None. Returns y."""
 
 
 @_op("activation")
 def softplus_backward(grad_out, x, beta=1.0, threshold=20.0, out=None):
     """grad_in = grad_out * sigmoid(beta * x), or grad_out where beta * x > threshold.
-    x is the forward input."""
+    grad_out, x: same shape (x is the forward input); out: same shape or None. Returns
+    grad_in."""
 
 
 @_op("activation")
 def hardsigmoid(x, out=None):
-    """y = min(max(x + 3, 0), 6) / 6 (Hardsigmoid). x: any shape."""
+    """y = min(max(x + 3, 0), 6) / 6 (Hardsigmoid). x: any shape; out: same shape or
+    None. Returns y."""
 
 
 @_op("activation")
 def hardsigmoid_backward(grad_out, x, out=None):
-    """grad_in = grad_out / 6 where -3 < x < 3, else 0. x is the forward input (same
-    shape as grad_out)."""
+    """grad_in = grad_out / 6 where -3 < x < 3, else 0. grad_out, x: same shape (x is
+    the forward input); out: same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def hardswish(x, out=None):
-    """y = x * min(max(x + 3, 0), 6) / 6 (Hardswish, MobileNetV3). x: any shape."""
+    """y = x * min(max(x + 3, 0), 6) / 6 (Hardswish, MobileNetV3). x: any shape; out:
+    same shape or None. Returns y."""
 
 
 @_op("activation")
 def hardswish_backward(grad_out, x, out=None):
     """grad_in = 0 where x <= -3, grad_out where x >= 3, grad_out (x / 3 + 1/2) between
-    (NaN where x is NaN). x is the forward input."""
+    (NaN where x is NaN). grad_out, x: same shape (x is the forward input); out: same
+    shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def softsign(x, out=None):
-    """y = x / (1 + |x|). x: any shape."""
+    """y = x / (1 + |x|). x: any shape; out: same shape or None. Returns y."""
 
 
 @_op("activation")
 def softsign_backward(grad_out, x, out=None):
-    """grad_in = grad_out / (1 + |x|)^2. x is the forward input."""
+    """grad_in = grad_out / (1 + |x|)^2. grad_out, x: same shape (x is the forward
+    input); out: same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def hardtanh(x, min_val=-1.0, max_val=1.0, out=None):
-    """y = min(max(x, min_val), max_val) (ReLU6 is min_val=0, max_val=6). x: any shape."""
+    """y = min(max(x, min_val), max_val) (ReLU6 is min_val=0, max_val=6). x: any shape;
+    out: same shape or None. Returns y."""
 
 
 @_op("activation")
 def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
     """grad_in = grad_out where min_val < x < max_val, else 0 (0 at the edges and where
-    x is NaN, as PyTorch's CPU kernel). x is the forward input."""
+    x is NaN, as PyTorch's CPU kernel). grad_out, x: same shape (x is the forward
+    input); out: same shape or None. Returns grad_in."""
 
 
 @_op("activation")
 def softmax(x, out=None):
-    """Row-wise softmax along the last axis. x: (N, C); out: (N, C)."""
+    """Row-wise softmax along the last axis. x: (N, C); out: (N, C) or None. Returns
+    y."""
 
 
 @_op("activation")
 def softmax_backward(grad_out, y, out=None):
-    """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y: (N, C)."""
+    """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y: (N, C) (y is
+    softmax's output); out: (N, C) or None. Returns grad_in."""
 
 
 @_op("activation")
 def log_softmax(x, out=None):
     """Row-wise log(softmax(x)) = x - max - log(sum(exp(x - max))) along the last axis,
-    finite for logits of any magnitude (no log of an underflowed probability).
-    x: (N, C); out: (N, C)."""
+    finite for logits of any magnitude (no log of an underflowed probability). x: (N,
+    C); out: (N, C) or None. Returns y."""
 
 
 @_op("activation")
 def log_softmax_backward(grad_out, y, out=None):
     """grad_in = grad_out - exp(y) * sum(grad_out, axis=1). grad_out, y: (N, C); y is
-    log_softmax's output."""
+    log_softmax's output; out: (N, C) or None. Returns grad_in."""
 
 
 # ------------------------------------------------------------------------ dropout
@@ -256,7 +282,8 @@ def dropout_forward(x, p, seed, mask=None, out=None):
 
 @_op("dropout")
 def dropout_backward(grad_out, mask, out=None):
-    """grad_in = grad_out * mask. grad_out, mask: same shape."""
+    """grad_in = grad_out * mask. grad_out, mask: same shape; out: same shape or None.
+    Returns grad_in."""
 
 
 # -------------------------------------------------------------------------- losses
