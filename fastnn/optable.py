@@ -259,8 +259,8 @@ def softmax_backward(grad_out, y, out=None):
 @_op("activation")
 def log_softmax(x, out=None):
     """Row-wise log(softmax(x)) = x - max - log(sum(exp(x - max))) along the last axis,
-    finite for logits of any magnitude (no log of an underflowed probability). x: (N,
-    C); out: (N, C) or None. Returns y."""
+    finite for logits of any magnitude (no log of an underflowed probability).
+    x: (N, C); out: (N, C) or None. Returns y."""
 
 
 @_op("activation")
