@@ -157,7 +157,7 @@ class As1d:
 
 
 class Conv2d(Module):
-    """y = conv(x, weight) + bias, NCHW, zero padding.
+    """y = conv(x, weight) + bias, NCHW.
 
     weight: (out_channels, in_channels / groups, kH, kW); bias: (out_channels,) or None.
     Both start U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in_channels / groups *
@@ -165,7 +165,9 @@ class Conv2d(Module):
     generator. kernel_size, stride, padding, dilation: an int or a pair (height, width);
     padding may also be 'valid' (0) or 'same' (stride 1: H_out = H, W_out = W; an even
     dilated kernel span pads one more at the bottom/right, as PyTorch). ``padding`` keeps
-    the value given (the string, or the pair), as PyTorch's attribute.
+    the value given (the string, or the pair), as PyTorch's attribute. padding_mode:
+    'zeros' (the default), 'reflect', 'replicate' or 'circular' (the border built on the
+    host first, within PyTorch's limits: a reflection below the size, a wrap at most it).
     Input x: (N, in_channels, H, W), or (in_channels, H, W) for one unbatched sample as in
     PyTorch; output: (N, out_channels, H_out, W_out) (without N for an unbatched input)
     with H_out = (H + 2 * padding - dilation * (kH - 1) - 1) // stride + 1 (likewise W_out).
@@ -486,12 +488,14 @@ class Conv1d(As1d, Conv2d):
     """y = conv(x, weight) + bias over (N, C, L) input (PyTorch's Conv1d), run by the
     2-D kernels on an (N, C, 1, L) view.
 
-    weight: (out_channels, in_channels, k); bias: (out_channels,) or None; PyTorch's
-    default initialisation (fan_in = in_channels / groups * k). kernel_size, stride,
-    padding, dilation: an int (or a 1-tuple); padding may be 'valid' or 'same' (stride 1;
-    an even dilated span pads one more on the right, as PyTorch).
+    weight: (out_channels, in_channels / groups, k); bias: (out_channels,) or None;
+    PyTorch's default initialisation (fan_in = in_channels / groups * k). kernel_size,
+    stride, padding, dilation: an int (or a 1-tuple); padding may be 'valid' or 'same'
+    (stride 1; an even dilated span pads one more on the right, as PyTorch);
+    padding_mode as Conv2d's.
     Input x: (N, in_channels, L) or unbatched (in_channels, L); output
-    (N, out_channels, L_out), L_out = (L + 2 * padding - k) // stride + 1.
+    (N, out_channels, L_out), L_out = (L + 2 * padding - dilation * (k - 1) - 1) //
+    stride + 1.
     """
 
     def _kernel_weight(self, array):

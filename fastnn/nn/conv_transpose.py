@@ -64,7 +64,8 @@ class ConvTranspose2d(OutputSizeForward, Module):
     """y = conv_transpose(x, weight) + bias, NCHW (a decoder's upsampling layer).
 
     weight: (in_channels, out_channels, kH, kW) and bias (out_channels,), PyTorch's
-    layout and default initialisation (fan_in = out_channels * kH * kW).
+    layout and default initialisation (fan_in = out_channels / groups * kH * kW);
+    padding_mode 'zeros' only, as PyTorch's.
     kernel_size, stride, padding, output_padding: an int or a pair; output_padding <
     stride. Input (N, in_channels, H, W) or unbatched (in_channels, H, W); output
     (N, out_channels, H_out, W_out) with H_out = (H - 1) * stride - 2 * padding + kH +

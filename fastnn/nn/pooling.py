@@ -205,7 +205,9 @@ class AvgPool2d(_Pool2d):
 class MaxPool1d(As1d, MaxPool2d):
     """Maximum over windows of (N, C, L) or unbatched (C, L) input (PyTorch's MaxPool1d),
     by the 2-D kernels on an (N, C, 1, L) view. kernel_size, stride (None: kernel_size),
-    padding: an int (or a 1-tuple); L_out = (L + 2 p - k) // s + 1."""
+    padding, dilation: an int (or a 1-tuple); L_out = (L + 2 p - d (k - 1) - 1) // s + 1
+    (ceil_mode: rounded up, as MaxPool2d's); return_indices as MaxPool2d's (indices
+    along L)."""
 
     dims = 1
 
