@@ -233,7 +233,8 @@ class Loss:
     def forward(self, pred, target):
         """Loss of pred against target: a number ('mean', 'sum'; a NumPy float64, which
         is a Python float with PyTorch's ``loss.item()``) or a NumPy array of
-        per-element losses ('none': pred's shape; (N,) for cross-entropy)."""
+        per-element losses ('none': pred's shape, or the shape pred and target broadcast
+        to where the loss takes broadcasting targets; (N,) for cross-entropy)."""
         pred, target = self._check(pred, target)
         if pred.size == 0:
             return self._empty(pred)
@@ -1137,9 +1138,10 @@ class _ClassTargets(Loss):
 
     def forward(self, pred, target):
         """As ``Loss.forward``; pred may also be one unbatched sample (C,) with a label
-        () or probabilities (C,), or (N, C, d1, ..., dk) with labels (N, d1, ..., dk) or
-        probabilities of pred's shape (PyTorch's K-dimensional form, a class score per
-        pixel): the kernels see (rows, C), the class axis moved last in a copy."""
+        () (or, CrossEntropyLoss only, probabilities (C,)), or (N, C, d1, ..., dk) with
+        labels (N, d1, ..., dk) (or, CrossEntropyLoss only, probabilities of pred's
+        shape): PyTorch's K-dimensional form, a class score per pixel; the kernels see
+        (rows, C), the class axis moved last in a copy. NLLLoss takes labels only."""
         layout = None
         if (_device.is_array(pred) and pred.ndim != 2 and pred.ndim >= 1
                 and pred.dtype.kind == "f"):   # (else _check_pred names the bad dtype)
