@@ -46,6 +46,7 @@ class MultiTaskNet(nn.Module):
 
     @records_sub_forwards   # (a layer run on its own since is caught at backward)
     def forward(self, x):
+        """(a, logits) for x (N, in_features): a (N, hidden_b), logits (N, num_classes)."""
         self._check_input_shape(x)
         inner = self._inner
         a = self.fc2a(inner(self.drop, inner(self.sine, inner(self.fc1a, x))))

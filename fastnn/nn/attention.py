@@ -216,6 +216,10 @@ class MultiheadAttention(Module):
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights=True,
                 attn_mask=None, average_attn_weights=True, is_causal=False):
+        """(attn_output, attn_weights or None): attn_output of query's shape (L, N, E)
+        ((N, L, E) with batch_first, (L, E) unbatched), attn_weights (N, L, S) or, with
+        average_attn_weights=False, (N, num_heads, L, S) (no N unbatched); key (S, N,
+        kdim), value (S, N, vdim) and the masks as the class docstring says."""
         query_arr, q_in, k_in, v_in, unbatched, mask = self._prepare(
             query, key, value, key_padding_mask, need_weights, attn_mask, is_causal)
         dtype = query_arr.dtype

@@ -53,6 +53,10 @@ class OutputSizeForward:
     reads it to pick the output padding."""
 
     def forward(self, input, output_size=None):
+        """The transposed convolution of input (the class docstring's shapes); output_size
+        (the output's spatial sizes, optionally with batch and channels in front) picks
+        the size in place of output_padding, each within one stride of the smallest, as
+        PyTorch's."""
         self._pending = output_size
         try:
             return super().forward(input)

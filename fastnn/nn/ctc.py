@@ -54,6 +54,9 @@ class CTCLoss(Loss):
         return self.forward(log_probs, targets, input_lengths, target_lengths)
 
     def forward(self, log_probs, targets, input_lengths, target_lengths):
+        """The loss (a NumPy float64; 'none': (N,), or () unbatched) of log_probs (T, N, C)
+        (or (T, C)), targets (N, S) padded or concatenated, and input_lengths,
+        target_lengths (N,) (see the class docstring)."""
         where = self._where()
         lp = check_float_array(where, "log_probs", log_probs, device_ok=True)
         if lp.ndim not in (2, 3):   # (PyTorch's RuntimeError)

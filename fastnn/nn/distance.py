@@ -86,6 +86,8 @@ class CosineSimilarity(_TwoInputs):
         self.dim, self.eps = int(dim), float(eps)
 
     def forward(self, x1, x2):
+        """The similarity along dim of x1 and x2 (shapes that broadcast): the broadcast
+        shape without dim."""
         x1, x2, caller, shapes = self._inputs(x1, x2)
         axis = self.dim + x1.ndim if self.dim < 0 else self.dim
         if not 0 <= axis < x1.ndim:
@@ -176,6 +178,8 @@ class PairwiseDistance(_TwoInputs):
         self.keepdim = check_bool("PairwiseDistance", "keepdim", keepdim)
 
     def forward(self, x1, x2):
+        """The distances along the last axis of x1 and x2 ((N, D) or (D,), or shapes that
+        broadcast): the broadcast shape without that axis (keepdim: with it as 1)."""
         x1, x2, caller, shapes = self._inputs(x1, x2)
         with np.errstate(over="ignore", invalid="ignore"):   # (inf and NaN as PyTorch's)
             dist, grad = norm_and_grad(x1 - x2 + x1.dtype.type(self.eps), float(self.norm))
@@ -233,6 +237,8 @@ class Bilinear(_TwoInputs):
                 _device.namespace_of(x1))
 
     def forward(self, x1, x2):
+        """y (*, out_features) for x1 (*, in1_features) and x2 (*, in2_features) of the
+        same leading dimensions."""
         a, b, lead, caller = self._inputs(x1, x2)
         w = _device.to_host(self.weight.data)
         # (N, in1) @ (in1, out * in2) -> (N, out, in2), then contract in2 with x2

@@ -32,6 +32,9 @@ class _MultiInputLoss(Loss):
     ranks = None
 
     def forward(self, *args):
+        """The loss of the inputs the class docstring names, in its order (e.g.
+        MarginRankingLoss: x1, x2, y; TripletMarginLoss: anchor, positive, negative): a
+        number ('mean', 'sum'; a NumPy float64) or the per-sample losses ('none')."""
         names = self.inputs + ((self.labels,) if self.labels else ())
         if len(args) != len(names):
             raise TypeError(f"{self._where()}: expected {len(names)} inputs "
@@ -274,6 +277,8 @@ class GaussianNLLLoss(Loss):
         return self.forward(input, target, var)
 
     def forward(self, input, target, var):
+        """The loss (a NumPy float64; 'none': the broadcast shape) of input, target and
+        var of the shapes the class docstring gives."""
         where = self._where()
         x = check_float_array(where, "input", input, device_ok=True)
         namespace = _device.namespace_of(x)
@@ -407,6 +412,8 @@ class TripletMarginWithDistanceLoss(Loss):
         return self.forward(anchor, positive, negative)
 
     def forward(self, anchor, positive, negative):
+        """The loss (a NumPy float64; 'none': the distances' shape) of anchor, positive
+        and negative, arrays of one rank whose shapes broadcast."""
         where = self._where()
         first = check_float_array(where, "anchor", anchor, device_ok=True)
         namespace = _device.namespace_of(first)

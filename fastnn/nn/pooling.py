@@ -372,6 +372,9 @@ class MaxUnpool2d(Module):
         self._ctx = None
 
     def forward(self, input, indices, output_size=None):
+        """The unpooled (N, C, H, W) output (no N unbatched) for input (N, C, H_in, W_in)
+        and indices of input's shape (MaxPool's return_indices output); output_size as
+        the class docstring says."""
         x, where = input, self._where()
         if not _device.is_array(x):
             self._check_input(x)   # (a list: the TypeError other layers give)

@@ -269,6 +269,9 @@ class TransformerEncoderLayer(Module):
 
     @records_sub_forwards
     def forward(self, src, src_mask=None, src_key_padding_mask=None, is_causal=False):
+        """The layer's output, src's shape: src (L, N, d_model) ((N, L, d_model) with
+        batch_first, (L, d_model) unbatched); src_mask (L, L) or (N * nhead, L, L),
+        src_key_padding_mask (N, S) ((S,) unbatched), as MultiheadAttention's masks."""
         _unless_checked(self.check_inputs, src, src_mask, src_key_padding_mask, is_causal)
         add, x = _device.added, src
         if self.norm_first:
@@ -348,6 +351,8 @@ class TransformerEncoder(Module):
 
     @records_sub_forwards
     def forward(self, src, mask=None, src_key_padding_mask=None, is_causal=None):
+        """The last layer's output (then norm's), src's shape; src and the masks as
+        TransformerEncoderLayer.forward's (mask is its src_mask)."""
         _unless_checked(self.check_inputs, src, mask, src_key_padding_mask, is_causal)
         x = src
         for layer in self.layers:
@@ -359,6 +364,8 @@ class TransformerEncoder(Module):
 
     @checks_sub_forwards
     def backward(self, grad_out):
+        """The gradient of src for grad_out (the output's shape); parameters' gradients
+        accumulate."""
         g = grad_out if self.norm is None else self.norm.backward(grad_out)
         for layer in reversed(list(self.layers)):
             g = layer.backward(g)
@@ -440,6 +447,10 @@ class TransformerDecoderLayer(Module):
     @records_sub_forwards
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=False, memory_is_causal=False):
+        """The layer's output, tgt's shape: tgt (T, N, d_model) and memory (S, N, d_model)
+        ((N, T, d_model), (N, S, d_model) with batch_first; no N unbatched); tgt_mask
+        (T, T), memory_mask (T, S) (or with N * nhead in front), tgt_key_padding_mask
+        (N, T), memory_key_padding_mask (N, S), as MultiheadAttention's masks."""
         _unless_checked(self.check_inputs, tgt, memory, tgt_mask, memory_mask,
                         tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal,
                         memory_is_causal)
@@ -539,6 +550,8 @@ class TransformerDecoder(Module):
     @records_sub_forwards
     def forward(self, tgt, memory, tgt_mask=None, memory_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, tgt_is_causal=None, memory_is_causal=False):
+        """The last layer's output (then norm's), tgt's shape; the arguments as
+        TransformerDecoderLayer.forward's."""
         _unless_checked(self.check_inputs, tgt, memory, tgt_mask, memory_mask,
                         tgt_key_padding_mask, memory_key_padding_mask, tgt_is_causal,
                         memory_is_causal)
@@ -553,6 +566,8 @@ class TransformerDecoder(Module):
 
     @checks_sub_forwards
     def backward(self, grad_out):
+        """(grad_tgt, grad_memory) for grad_out (the output's shape), grad_memory summed
+        over the layers; parameters' gradients accumulate."""
         g = grad_out if self.norm is None else self.norm.backward(grad_out)
         grad_memory = None
         for layer in reversed(list(self.layers)):
@@ -620,6 +635,10 @@ class Transformer(Module):
                 src_key_padding_mask=None, tgt_key_padding_mask=None,
                 memory_key_padding_mask=None, src_is_causal=None, tgt_is_causal=None,
                 memory_is_causal=False):
+        """The decoder's output, tgt's shape, for src (S, N, d_model) and tgt (T, N,
+        d_model) ((N, S, d_model), (N, T, d_model) with batch_first; no N unbatched); the
+        masks as TransformerEncoderLayer's (src) and TransformerDecoderLayer's (tgt,
+        memory)."""
         where = self._where()
         # PyTorch's order: the batch (src 3-D) and the features (RuntimeError), then the
         # ranks (its attention's AssertionError)
