@@ -295,7 +295,10 @@ class Parameter(ParameterArithmetic):
             if frozen is not None:
                 self._put_back_frozen_grad(frozen)
 
-    requires_grad = property(_get_requires_grad, _set_requires_grad)
+    requires_grad = property(
+        _get_requires_grad, _set_requires_grad,
+        doc="""Whether optimizers train this parameter (a bool; False freezes it, as
+        PyTorch's; see ``requires_grad_``).""")
 
     def _note_frozen_grad(self):
         """Note the gradient as PyTorch's frozen one stands now: ('lazy',) for pending
@@ -408,8 +411,15 @@ class Parameter(ParameterArithmetic):
         self._set_grad(value)
         self._frozen_grad_changed()
 
-    data = property(operator.attrgetter("_data"), _set_data)
-    grad = property(_get_grad, _set_grad_by_hand)
+    data = property(
+        operator.attrgetter("_data"), _set_data,
+        doc="""The values: a C-contiguous float32/float64 array (a device array on the
+        GPU). Assigning copies a strided or read-only array (see the class docstring).""")
+    grad = property(
+        _get_grad, _set_grad_by_hand,
+        doc="""The gradient: an array of data's shape and dtype that backward accumulates
+        into; reads as zeros until a backward writes it (and after ``zero_grad()``).
+        Assign an array of that shape and dtype, or None (PyTorch's cleared gradient).""")
 
     def _zero_grad_lazily(self):
         """zero_grad(set_to_none=True): .grad reads as zeros from now on, but the zeros are
@@ -515,10 +525,12 @@ class Parameter(ParameterArithmetic):
 
     @property
     def shape(self):
+        """data's shape (a tuple)."""
         return self.data.shape
 
     @property
     def dtype(self):
+        """data's dtype (float32 or float64)."""
         return self.data.dtype
 
     @property
@@ -581,6 +593,7 @@ class Parameter(ParameterArithmetic):
 
     @property
     def ndim(self):
+        """data's number of dimensions."""
         return self.data.ndim
 
     @property
@@ -1432,6 +1445,7 @@ class Module:
         return out
 
     def children(self):
+        """Each direct child module once, in registration order (``named_children``'s)."""
         return _Items(module for _, module in self.named_children())
 
     def modules(self, remove_duplicate=True):
@@ -1838,6 +1852,8 @@ class Module:
                                    recurse, remove_duplicate)
 
     def buffers(self, recurse=True):
+        """Every registered buffer array (``named_buffers``'s), recursing into children
+        unless recurse=False."""
         return _Items(buf for _, buf in self.named_buffers(recurse=recurse))
 
     def has_parameters(self, trainable=False):
@@ -2459,8 +2475,9 @@ class Module:
     def infer_shape(self, shape, dtype):
         """Output shape for an input of this shape and dtype; raises on a bad input.
 
-        The default accepts any input and keeps its shape (elementwise layers); for a
-        user module that overrides forward() it returns None (unknown until run).
+        Module's own (which elementwise layers keep) accepts any input and keeps its
+        shape; for a user module that overrides forward() it returns None (unknown until
+        run). Layers that change the shape override it with their own rule.
         """
         return None if self._opaque else shape
 
