@@ -1928,7 +1928,7 @@ def _element_weight(where, weight, input):
 
 def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
     """(input - target)^2 per element, reduced ('mean' over every element, 'sum', 'none':
-    input's shape). input, target: shapes that broadcast (a warning when they differ);
+    the broadcast shape). input, target: shapes that broadcast (a warning when they differ);
     weight: input's shape, multiplies each term ('mean' then divides by sum(weight)).
     ops.mse_loss for 'mean' and 'sum'."""
     reduction = _reduction(size_average, reduce, reduction)
@@ -1948,8 +1948,9 @@ def mse_loss(input, target, size_average=None, reduce=None, reduction="mean", we
 
 
 def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", weight=None):
-    """|input - target| per element, reduced as mse_loss (weight likewise). ops.smooth_l1_loss
-    at beta = 0 for 'mean' and 'sum'."""
+    """|input - target| per element, reduced as mse_loss. input, target: shapes that
+    broadcast; weight: input's shape or None, as mse_loss's. ops.smooth_l1_loss at beta = 0
+    for 'mean' and 'sum'."""
     reduction = _reduction(size_average, reduce, reduction)
     if _on_gpu(input):
         _device_loss_option("l1_loss", "weight", weight)
@@ -1969,7 +1970,7 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean",
                    beta=1.0):
     """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (d = input - target), reduced
-    as mse_loss; beta >= 0 (0: the L1 loss; inf: 0 for every finite d, as PyTorch's).
+    as mse_loss (input, target: shapes that broadcast); beta >= 0 (0: the L1 loss; inf: 0 for every finite d, as PyTorch's).
     ops.smooth_l1_loss for 'mean' and 'sum' with a finite beta."""
     reduction = _reduction(size_average, reduce, reduction)
     if not beta >= 0:   # (NaN too)
@@ -1986,8 +1987,9 @@ def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mea
 def huber_loss(input, target, reduction="mean", delta=1.0, weight=None):
     """0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2) (d = input - target):
     delta * smooth_l1_loss(beta=delta). Reduced as mse_loss, except that a weighted 'mean'
-    is the plain mean of the weighted terms (PyTorch's). delta > 0 (inf: 0.5 d^2 for every
-    finite d, as PyTorch's)."""
+    is the plain mean of the weighted terms (PyTorch's). input, target: shapes that
+    broadcast; weight: input's shape or None. delta > 0 (inf: 0.5 d^2 for every finite d,
+    as PyTorch's)."""
     reduction = _reduction(None, None, reduction)
     if not delta > 0:   # (NaN too)
         raise RuntimeValueError("huber_loss does not support non-positive values for delta.")
@@ -3083,19 +3085,22 @@ def _max_unpool(dims, input, indices, kernel_size, stride, padding, output_size)
 
 
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
-    """The partial inverse of max_pool1d: each value of (N, C, L_in) input put at its
-    index of a zero (N, C, L) output, L = (L_in - 1) stride - 2 padding + kernel_size or
-    output_size."""
+    """The partial inverse of max_pool1d: each value of (N, C, L_in) (or unbatched
+    (C, L_in)) input put at its index of a zero (N, C, L) output, L = (L_in - 1) stride -
+    2 padding + kernel_size or output_size. indices: integers of input's shape (max_pool1d's
+    return_indices output)."""
     return _max_unpool(1, input, indices, kernel_size, stride, padding, output_size)
 
 
 def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
-    """max_unpool1d for (N, C, H_in, W_in) input and max_pool2d's flat indices."""
+    """max_unpool1d for (N, C, H_in, W_in) (or (C, H_in, W_in)) input and max_pool2d's
+    flat indices h * W + w (input's shape): an (N, C, H, W) output."""
     return _max_unpool(2, input, indices, kernel_size, stride, padding, output_size)
 
 
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
-    """max_unpool1d for (N, C, D_in, H_in, W_in) input and max_pool3d's flat indices."""
+    """max_unpool1d for (N, C, D_in, H_in, W_in) (or unbatched) input and max_pool3d's
+    flat indices d * H * W + h * W + w (input's shape): an (N, C, D, H, W) output."""
     return _max_unpool(3, input, indices, kernel_size, stride, padding, output_size)
 
 
