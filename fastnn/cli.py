@@ -241,7 +241,7 @@ def configure_train(parser):
     parser.add_argument("--dropout", type=float, default=0.0, action=_Given,
                         help="MLP dropout probability")
     parser.add_argument("--width", type=float, default=None, action=_Given,
-                        help="ConvNet width multiplier")
+                        help="ConvNet width multiplier (--model convnet only; default 1.0)")
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                         action=_Given, help="the parameters' and the data's dtype "
                         "(default float32)")
@@ -747,7 +747,7 @@ DEMO_ARGS = ["--model", "mlp", "--hidden", "512,512", "--batchnorm", "--dropout"
 
 def configure_demo(parser):
     parser.add_argument("--out", default=os.path.join("runs", "demo"),
-                        help="directory for metrics.json and curves.png (runs/demo)")
+                        help="directory for metrics.json and curves.png")
     parser.add_argument("--epochs", type=int, default=20)
     add_runtime_arguments(parser)
     parser.set_defaults(func=run_demo)

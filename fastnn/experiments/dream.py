@@ -44,7 +44,8 @@ def _pixel_standardization(extra):
 def add_arguments(parser):
     from ..cli import non_negative_int
     parser.add_argument("--checkpoint", required=True, help="classifier saved by `train --save`")
-    parser.add_argument("--target-class", type=non_negative_int, required=True)
+    parser.add_argument("--target-class", type=non_negative_int, required=True,
+                        help="the class index whose logit the image is optimised for")
     parser.add_argument("--steps", type=non_negative_int, default=300)
     parser.add_argument("--lr", type=float, default=1.0)
     parser.add_argument("--jitter", type=int, default=None,

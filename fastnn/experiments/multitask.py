@@ -105,7 +105,8 @@ def plot_multitask(curves, mean_baseline, alone_accuracy, path):
 
 def add_arguments(parser):
     from ..cli import positive_int
-    parser.add_argument("--dataset", default="fashion-mnist")
+    parser.add_argument("--dataset", default="fashion-mnist",
+                        help="fashion-mnist, mnist, cifar10 or digits")
     parser.add_argument("--data-root", "--data-dir", dest="data_root",
                         help="directory holding the dataset files")
     parser.add_argument("--download", action="store_true",
