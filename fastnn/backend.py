@@ -155,7 +155,10 @@ def use_backend(name):
 
 
 def backend_info(name=None):
-    """A dict describing a backend: its module and the ops it reuses from another."""
+    """A dict describing backend ``name`` (None: the current one, ``get_backend()``): its
+    'name', 'module' and 'reuses' (the ops it takes from another backend), and what the
+    backend's module adds (numba and cython: 'blas', 'blas_threads', their thread and
+    build settings)."""
     backend = load(get_backend() if name is None else name)
     info = {"name": backend.name, "module": backend.module.__name__,
             "reuses": dict(backend.reuses)}
