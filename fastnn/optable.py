@@ -39,8 +39,8 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
     """y = act(x @ weight.T + bias), bias add and activation fused.
 
     x: (N, in); weight: (out_features, in); bias: (out_features,) or None;
-    activation: one of FUSABLE_ACTIVATIONS; out: (N, out_features) or None.
-    Returns y: (N, out_features).
+    activation: one of FUSABLE_ACTIVATIONS (negative_slope: the slope of 'leaky_relu');
+    out: (N, out_features) or None. Returns y: (N, out_features).
     """
 
 
@@ -52,7 +52,8 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
 
     grad_out: (N, out_features), gradient of the loss w.r.t. y (not modified);
     x: (N, in); weight: (out_features, in); y: (N, out_features), the forward output,
-    needed unless activation is 'identity'; grad_weight: (out_features, in) and
+    needed unless activation is 'identity'; activation, negative_slope: the forward's;
+    grad_weight: (out_features, in) and
     grad_bias: (out_features,) or None, accumulated in place (g.T @ x, g.sum(0)) where
     g = grad_out * act'(y), or overwritten with those values when accumulate is False
     (what a gradient zeroed by ``zero_grad()`` needs: the product then never reads the
@@ -276,8 +277,8 @@ def dropout_forward(x, p, seed, mask=None, out=None):
     also takes 1, PyTorch's all-dropped y = x * 0 with a mask of zeros, without a
     kernel); seed: int that fixes the random mask (each backend has its own generator,
     so masks differ between backends but are reproducible within one). mask: same
-    shape as x, filled with 0 or 1/(1-p) in x's dtype. Returns (y, mask) with
-    y = x * mask."""
+    shape as x, filled with 0 or 1/(1-p) in x's dtype; out: same shape as x or None.
+    Returns (y, mask) with y = x * mask."""
 
 
 @_op("dropout")
@@ -357,8 +358,8 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     (biased variance) and eval uses the running ones.
     Full: y = (x - mean) * invstd * weight + bias, invstd = 1 / sqrt(var + eps).
     mean_only: y = x - mean + bias.
-    save_mean, save_invstd: (C,) buffers receiving the statistics used.
-    Returns (y, save_mean, save_invstd); save_invstd is None when mean_only.
+    save_mean, save_invstd: (C,) buffers receiving the statistics used; out: x's shape
+    or None. Returns (y, save_mean, save_invstd); save_invstd is None when mean_only.
     """
 
 
@@ -369,8 +370,9 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
 
     grad_out, x: (N, C) or (N, C, H, W); weight: (C,) or None when mean_only;
     save_mean, save_invstd: (C,) as returned by the forward (in eval mode, the running
-    mean and 1/sqrt(running_var + eps), which are then constants); grad_weight,
-    grad_bias: (C,) or None, accumulated in place. Returns grad_in, same shape as x.
+    mean and 1/sqrt(running_var + eps), which are then constants); training, mean_only:
+    the forward's; grad_weight, grad_bias: (C,) or None, accumulated in place; grad_in:
+    x's shape or None. Returns grad_in, same shape as x.
     """
 
 
@@ -405,7 +407,8 @@ def conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None
     """2-D cross-correlation, NCHW, zero padding.
 
     x: (N, C_in, H, W); weight: (C_out, C_in, kH, kW); bias: (C_out,) or None;
-    stride, padding: (int, int). Returns y: (N, C_out, H_out, W_out) with
+    stride, padding: (int, int); out: (N, C_out, H_out, W_out) or None. Returns y:
+    (N, C_out, H_out, W_out) with
     H_out = (H + 2 * padding[0] - kH) // stride[0] + 1 (and likewise W_out).
     """
 
@@ -416,7 +419,8 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     """Backward of ``conv2d_forward``.
 
     grad_out: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, C_in, kH, kW);
-    grad_weight: same shape as weight, grad_bias: (C_out,) or None, accumulated in place.
+    stride, padding: the forward's; grad_weight: same shape as weight, grad_bias:
+    (C_out,) or None, accumulated in place; grad_in: x's shape or None.
     Returns grad_in: (N, C_in, H, W), or None if not need_grad_in.
     """
 
@@ -428,7 +432,8 @@ def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)
 
     x: (N, C_in, H, W); weight: (C_out, 1, kH, kW), C_out a multiple of C_in, output
     channel c * M + m reading input channel c; bias: (C_out,) or None; stride, padding:
-    (int, int). Returns y: (N, C_out, H_out, W_out), sizes as ``conv2d_forward``'s.
+    (int, int); out: (N, C_out, H_out, W_out) or None. Returns y: (N, C_out, H_out,
+    W_out), sizes as ``conv2d_forward``'s.
     """
 
 
@@ -439,7 +444,8 @@ def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0)
     """Backward of ``depthwise_conv2d_forward``.
 
     grad_out: (N, C_out, H_out, W_out); x: (N, C_in, H, W); weight: (C_out, 1, kH, kW);
-    grad_weight: same shape as weight, grad_bias: (C_out,) or None, accumulated in place.
+    stride, padding: the forward's; grad_weight: same shape as weight, grad_bias:
+    (C_out,) or None, accumulated in place; grad_in: x's shape or None.
     Returns grad_in: (N, C_in, H, W), or None if not need_grad_in.
     """
 
@@ -450,7 +456,8 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     """Max pooling, NCHW, padding with -inf as PyTorch does.
 
     x: (N, C, H, W); kernel_size, stride, padding, dilation: (int, int); ceil_mode:
-    PyTorch's (output sizes rounded up, kernels/window_shapes.py).
+    PyTorch's (output sizes rounded up, kernels/window_shapes.py); out, indices: buffers
+    of y's shape (float, int64) or None.
     Returns (y: (N, C, H_out, W_out), indices: same shape, int64 flat index h * W + w
     of each maximum in its (n, c) plane, as PyTorch's return_indices gives).
     """
@@ -467,7 +474,8 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
 @_op("conv")
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
                        out=None, ceil_mode=False, divisor_override=None):
-    """Average pooling, NCHW. x: (N, C, H, W). Returns (N, C, H_out, W_out).
+    """Average pooling, NCHW. x: (N, C, H, W); kernel_size, stride, padding: (int, int);
+    out: (N, C, H_out, W_out) or None. Returns (N, C, H_out, W_out).
 
     Each window's sum is divided by divisor_override (a positive int) when given, else by
     its cells inside the padded input (count_include_pad) or inside the input; ceil_mode
@@ -479,7 +487,9 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
                         count_include_pad=True, grad_in=None, ceil_mode=False,
                         divisor_override=None):
     """Backward of ``avg_pool2d_forward``. grad_out: (N, C, H_out, W_out);
-    input_shape: (N, C, H, W). Returns grad_in of input_shape."""
+    input_shape: (N, C, H, W); kernel_size, stride, padding, count_include_pad,
+    ceil_mode, divisor_override: the forward's; grad_in: input_shape or None. Returns
+    grad_in of input_shape."""
 
 
 # --------------------------------------------------------------------- optimizers
@@ -503,7 +513,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     """One Adam step in place, PyTorch's rule (L2 weight decay added to the gradient).
 
     param, grad, exp_avg, exp_avg_sq and (AMSGrad) max_exp_avg_sq: same shape; step: the
-    1-based step count. m = lerp(m, g, 1 - b1), PyTorch's m.lerp_(g, 1 - b1):
+    1-based step count; b1, b2: beta1, beta2. g = grad + weight_decay * param;
+    m = lerp(m, g, 1 - b1), PyTorch's m.lerp_(g, 1 - b1):
     m + (1 - b1) (g - m) for b1 > 0.5, else g - b1 (g - m) (an infinite m turns NaN on
     a finite g, as PyTorch's); v = b2 v + (1 - b2) g^2;
     param -= lr / (1 - b1^step) * m / (sqrt(v) / sqrt(1 - b2^step) + eps). With
@@ -541,8 +552,9 @@ def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2
                   eps=1e-8, weight_decay=0.0):
     """One Adamax step in place, PyTorch's rule.
 
-    param, grad, exp_avg, exp_inf: same shape; step: the 1-based step count.
-    g = grad + weight_decay * param; m = lerp(m, g, 1 - b1) as adam_update's;
+    param, grad, exp_avg, exp_inf: same shape; step: the 1-based step count; b1, b2:
+    beta1, beta2. g = grad + weight_decay * param; m = lerp(m, g, 1 - b1) as
+    adam_update's;
     u = max(b2 u, |g| + eps) (a NaN propagates); param -= lr / (1 - b1^step) * m / u.
     Returns None.
     """
@@ -555,8 +567,9 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     """One step of the Adam variants whose step-dependent factors the optimizer computes
     (NAdam, RAdam), in place.
 
-    param, grad, exp_avg, exp_avg_sq: same shape. g = grad + weight_decay * param;
-    m = lerp(m, g, 1 - b1) as adam_update's; v = b2 v + (1 - b2) g^2;
+    param, grad, exp_avg, exp_avg_sq: same shape; b1, b2: beta1, beta2.
+    g = grad + weight_decay * param; m = lerp(m, g, 1 - b1) as adam_update's;
+    v = b2 v + (1 - b2) g^2;
     param -= (avg_rate m + grad_rate g) / (sq_scale sqrt(v) + eps).
     NAdam: avg_rate = lr mu' / (1 - prod mu mu'), grad_rate = lr (1 - mu) / (1 - prod mu),
     sq_scale = 1 / sqrt(1 - b2^step); RAdam: grad_rate = 0 and avg_rate = lr r
