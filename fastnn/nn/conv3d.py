@@ -317,7 +317,7 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
     'zeros' only, as PyTorch. Input (N, in_channels, D, H, W) or unbatched
     (in_channels, D, H, W); output (N, out_channels, D_out, H_out, W_out), D_out =
     (D - 1) stride - 2 padding + dilation (kD - 1) + output_padding + 1.
-    ``forward(x, output_size)`` picks the output size instead of output_padding (the
+    ``forward(input, output_size)`` picks the output size instead of output_padding (the
     last 3 entries of output_size, PyTorch's range check), as PyTorch's.
 
     NumPy on the host: weight^T @ x per group, then col2im (one strided addition per

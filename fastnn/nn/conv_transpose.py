@@ -48,7 +48,7 @@ def check_output_padding(where, output_padding, stride, dilation):
 
 
 class OutputSizeForward:
-    """``forward(x, output_size=None)`` of the transposed convolutions: PyTorch's
+    """``forward(input, output_size=None)`` of the transposed convolutions: PyTorch's
     output_size is held in ``self._pending`` while the layer's own forward runs, which
     reads it to pick the output padding."""
 
@@ -89,7 +89,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
     the spread input and flipped kernel built on the host). With groups or dilation
     both convolutions are Conv2d's (its host path for those).
 
-    ``forward(x, output_size)`` picks the output size instead of output_padding (the
+    ``forward(input, output_size)`` picks the output size instead of output_padding (the
     spatial entries of output_size, each within one stride of the smallest), as PyTorch's.
     """
 

@@ -432,8 +432,8 @@ class AdaptiveMaxPool3d(ReturnsIndices, AdaptiveAvgPool3d):
 
 
 class MaxUnpool3d(MaxUnpool2d):
-    """The partial inverse of MaxPool3d (PyTorch's MaxUnpool3d): ``forward(x, indices,
-    output_size=None)`` puts each value of x at its flat position d * H * W + h * W + w
+    """The partial inverse of MaxPool3d (PyTorch's MaxUnpool3d): ``forward(input, indices,
+    output_size=None)`` puts each value of input at its flat position d * H * W + h * W + w
     (MaxPool3d's return_indices output) of a zero (N, C, D, H, W) output; the other
     positions stay 0. D, H, W = (D_in - 1) stride - 2 padding + kernel_size by default,
     or output_size (3 entries, or 5 with batch and channels; each within stride of the

@@ -351,8 +351,8 @@ class LPPool1d(As1d, LPPool2d):
 
 
 class MaxUnpool2d(Module):
-    """The partial inverse of MaxPool2d (PyTorch's MaxUnpool2d): ``forward(x, indices,
-    output_size=None)`` puts each value of x at its position in indices (MaxPool2d's
+    """The partial inverse of MaxPool2d (PyTorch's MaxUnpool2d): ``forward(input, indices,
+    output_size=None)`` puts each value of input at its position in indices (MaxPool2d's
     return_indices output, flat h * W + w per (n, c) plane) of a zero (N, C, H, W)
     output; the other positions stay 0. H, W = (H_in - 1) s - 2 p + k by default, or
     output_size (2 entries, or 4 with batch and channels, each within one stride of the

@@ -33,7 +33,7 @@ forms of PyTorch's schedules, a function of the epoch and each group's initial r
 * ChainedScheduler(schedulers): every schedule each step, composed by PyTorch's
   recursive rules (each scheduler's ``_chain``: the next rate from the current one)
 
-ReduceLROnPlateau is the exception, as in PyTorch: no closed form, ``step(metric)``
+ReduceLROnPlateau is the exception, as in PyTorch: no closed form, ``step(metrics)``
 multiplies the rates by ``factor`` when the metric (a validation loss, say) has not
 improved for ``patience`` epochs.
 
@@ -490,10 +490,10 @@ _lambdas_load_state_dict = LambdaLR.load_state_dict
 
 
 class ReduceLROnPlateau(LRScheduler):
-    """PyTorch's ReduceLROnPlateau: ``step(metric)`` once per epoch; after more than
-    ``patience`` epochs without improvement every group's rate becomes
-    max(lr * factor, min_lr) (changes smaller than eps are skipped), then ``cooldown``
-    epochs pass before bad epochs count again.
+    """PyTorch's ReduceLROnPlateau: ``step(metrics)`` once per epoch (metrics: one
+    number, a validation loss say); after more than ``patience`` epochs without
+    improvement every group's rate becomes max(lr * factor, min_lr) (changes smaller
+    than eps are skipped), then ``cooldown`` epochs pass before bad epochs count again.
 
     mode 'min' (the metric should fall) or 'max'; improvement means beating the best so
     far by threshold, relative (threshold_mode 'rel': best * (1 -+ threshold)) or
