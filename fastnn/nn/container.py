@@ -551,10 +551,15 @@ class _Holder(Module):
     """A container with no forward of its own: the owning module calls what it holds."""
 
     def forward(self, x):
+        """A NotImplementedError: a ModuleList, ModuleDict, ParameterList or ParameterDict
+        has no forward (PyTorch's neither); the owning module's forward uses what it
+        holds."""
         raise NotImplementedError(f"{type(self).__name__} has no forward: use its contents "
                                   f"from the owning module's forward")
 
     def backward(self, grad_out, need_grad_in=True):
+        """A NotImplementedError, as forward: the owning module's backward calls the
+        layers held."""
         raise NotImplementedError(f"{type(self).__name__} has no backward: use its contents "
                                   f"from the owning module's backward")
 
