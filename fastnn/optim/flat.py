@@ -194,7 +194,8 @@ def has_no_grad(p):
     """True where PyTorch's .grad would be None, which optimizers skip (a custom one's
     ``if p.grad is None: continue`` is ``if optim.has_no_grad(p): continue``): no
     backward wrote it (``grad_not_written``), or p is frozen (requires_grad False:
-    PyTorch never computes its gradient; fastnn's backward fills it all the same)."""
+    PyTorch never computes its gradient; a frozen Linear's backward leaves it alone too,
+    other layers' fill it all the same)."""
     return grad_not_written(p) or not getattr(p, "requires_grad", True)
 
 
