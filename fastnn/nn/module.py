@@ -269,8 +269,8 @@ class Parameter(ParameterArithmetic):
         self._zero_grad_lazily()
         #: False freezes the parameter: optimizers leave it (and its state) untouched
         #: (PyTorch's skip it while its grad is None); backward still accumulates its
-        #: .grad (layers do not skip it), and unfreezing puts back the gradient it had
-        #: when frozen.
+        #: .grad (layers other than Linear do not skip it), and unfreezing puts back the
+        #: gradient it had when frozen.
         self.requires_grad = bool(requires_grad)
 
     def _get_requires_grad(self):
@@ -278,12 +278,12 @@ class Parameter(ParameterArithmetic):
 
     def _set_requires_grad(self, value):
         """requires_grad = value. A frozen parameter's .grad still takes what backward
-        adds (its layer computes it anyway), where PyTorch's backward leaves a frozen
-        gradient alone: unfrozen, it would have stepped by every frozen step's gradient
-        summed (fine-tuning with the backbone unfrozen mid-training, its gradient never
-        zeroed by the head's optimizer). So freezing notes the gradient as it stands, a
-        gradient set or zeroed while frozen is noted again, and unfreezing puts the
-        noted one back."""
+        adds (its layer computes it anyway; a frozen Linear's does not), where PyTorch's
+        backward leaves a frozen gradient alone: unfrozen, it would have stepped by every
+        frozen step's gradient summed (fine-tuning with the backbone unfrozen
+        mid-training, its gradient never zeroed by the head's optimizer). So freezing
+        notes the gradient as it stands, a gradient set or zeroed while frozen is noted
+        again, and unfreezing puts the noted one back."""
         value = bool(value)
         was = getattr(self, "_requires_grad", None)
         object.__setattr__(self, "_requires_grad", value)
