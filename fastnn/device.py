@@ -195,6 +195,7 @@ class Host:
 
     @staticmethod
     def zeros(shape, dtype):
+        """A zero-filled array of shape and dtype on a 64-byte boundary."""
         return _aligned(np.zeros, shape, dtype)
 
     @staticmethod
@@ -226,27 +227,32 @@ class Cuda:
 
     @staticmethod
     def put(a):
+        """a as a device array: a host array copied over, a device array (numba's, or
+        one with ``__cuda_array_interface__`` such as CuPy's) as a numba view of it."""
         if is_device_array(a):
             return Cuda._cuda().as_device(a)
         return Cuda._cuda().to_device(a)
 
     @staticmethod
     def empty(shape, dtype):
+        """An uninitialised device array of shape and dtype."""
         return Cuda._cuda().cuda.device_array(shape, dtype=dtype)
 
     @staticmethod
     def zeros(shape, dtype):
+        """A zero-filled device array of shape and dtype (filled on the device)."""
         a = Cuda.empty(shape, dtype)
         Cuda.fill_zero(a)
         return a
 
     @staticmethod
     def fill_zero(a):
+        """a[...] = 0 for a C-contiguous device array, by a kernel on the device."""
         Cuda._cuda().fill_zero(a)
 
     @staticmethod
     def contiguous(a):
-        """a C-contiguous device copy of a strided device array (made on the device)"""
+        """A C-contiguous device copy of a strided device array (made on the device)."""
         return Cuda._cuda().contiguous_copy(a)
 
     @staticmethod
