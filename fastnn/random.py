@@ -69,9 +69,15 @@ def set_state(state):
     generator().bit_generator.state = state
 
 
-# PyTorch's names for the two above (a state is a dict here, a ByteTensor there)
-get_rng_state = get_state
-set_rng_state = set_state
+def get_rng_state():
+    """``get_state`` by PyTorch's name (``torch.get_rng_state``; the state is the NumPy
+    generator's dict here, a ByteTensor there)."""
+    return get_state()
+
+
+def set_rng_state(new_state):
+    """``set_state`` by PyTorch's name and argument (``torch.set_rng_state(new_state)``)."""
+    set_state(new_state)
 
 
 @contextlib.contextmanager

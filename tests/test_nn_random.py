@@ -89,3 +89,10 @@ def test_initial_seed_is_per_thread_and_fork_keeps_it():
         assert fastnn.initial_seed() == 5
     assert fastnn.initial_seed() == 21
     fastnn.manual_seed(frandom.DEFAULT_SEED)
+
+
+def test_set_rng_state_takes_pytorchs_keyword():
+    state = fastnn.get_rng_state()
+    first = frandom.draw_seed()
+    fastnn.set_rng_state(new_state=state)
+    assert frandom.draw_seed() == first
