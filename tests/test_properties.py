@@ -260,3 +260,177 @@ def test_optimizer_updates(compiled, seed, dtype, size, momentum, wd, nesterov, 
     assert_close(p, p2, dtype)
     assert_close(m, m2, dtype)
     assert_close(s, s2, dtype)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, layout=layouts, n=st.integers(0, 30),
+       c=st.integers(1, 40), scale=st.sampled_from([1.0, 30.0]))
+def test_softmax_backwards(compiled, seed, dtype, layout, n, c, scale):
+    rng = np.random.default_rng(seed)
+    logits = make(rng, (n, c), dtype, scale=scale)
+    g = make(rng, (n, c), dtype, layout)
+    with fastnn.use_backend("numpy"):
+        y = ops.softmax(logits)
+        log_y = ops.log_softmax(logits)
+    gi, gi_ref = both("softmax_backward", g, y)
+    assert_close(gi, gi_ref, dtype)
+    gi, gi_ref = both("log_softmax_backward", g, log_y)
+    assert_close(gi, gi_ref, dtype, scale=c)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, layout=layouts,
+       shape=st.lists(st.integers(0, 60), min_size=1, max_size=3).map(tuple),
+       p=st.sampled_from([0.0, 0.1, 0.5, 0.9]), mask_seed=st.integers(0, 2**31 - 1))
+def test_dropout(compiled, seed, dtype, layout, shape, p, mask_seed):
+    """Each backend draws its own mask (masks differ between backends), so the properties:
+    values 0 or 1/(1-p) in x's dtype, y = x * mask, the same mask for the same seed, about
+    1 - p of the values kept, and the backward is grad_out * mask as the reference's."""
+    rng = np.random.default_rng(seed)
+    x = make(rng, shape, dtype, layout)
+    y, mask = ops.dropout_forward(x, p, mask_seed)
+    assert y.shape == x.shape and mask.shape == x.shape
+    assert y.dtype == dtype and mask.dtype == dtype
+    keep = dtype(1.0 / (1.0 - p))   # as PyTorch: the scale in double, then the dtype
+    assert np.all((mask == 0) | (mask == keep))
+    np.testing.assert_array_equal(y, x * mask)
+    y2, mask2 = ops.dropout_forward(x, p, mask_seed)
+    np.testing.assert_array_equal(mask2, mask)
+    np.testing.assert_array_equal(y2, y)
+    if mask.size >= 2000:
+        kept = np.count_nonzero(mask) / mask.size
+        assert abs(kept - (1 - p)) < 5 * np.sqrt(p * (1 - p) / mask.size) + 1e-12
+    g = make(rng, shape, dtype, layout)
+    gi, gi_ref = both("dropout_backward", g, mask)
+    np.testing.assert_array_equal(gi, gi_ref)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, layout=layouts, n=st.integers(0, 20),
+       d=st.integers(1, 40), affine=st.booleans(), scale=st.sampled_from([1.0, 100.0]))
+def test_layer_norm(compiled, seed, dtype, layout, n, d, affine, scale):
+    rng = np.random.default_rng(seed)
+    x = make(rng, (n, d), dtype, layout, scale=scale) + 3
+    w = make(rng, (d,), dtype) if affine else None
+    b = make(rng, (d,), dtype) if affine else None
+    (y, mean, invstd), (y_ref, mean_ref, invstd_ref) = both("layer_norm_forward", x, w, b)
+    assert_close(y, y_ref, dtype, scale=10)
+    assert_close(mean, mean_ref, dtype, scale=scale)
+    np.testing.assert_allclose(invstd, invstd_ref, rtol=1e-4 if dtype == np.float32 else 1e-9)
+    g = make(rng, (n, d), dtype, layout)
+    gw = make(rng, (d,), dtype) if affine else None   # accumulated into
+    gb = make(rng, (d,), dtype) if affine else None
+    gw_ref = None if gw is None else gw.copy()
+    gb_ref = None if gb is None else gb.copy()
+    gi = ops.layer_norm_backward(g, x, w, mean_ref, invstd_ref, gw, gb)
+    with fastnn.use_backend("numpy"):
+        gi_ref = ops.layer_norm_backward(g, x, w, mean_ref, invstd_ref, gw_ref, gb_ref)
+    assert_close(gi, gi_ref, dtype, scale=10)
+    if affine:
+        assert_close(gw, gw_ref, dtype, scale=max(n, 1) * 10)
+        assert_close(gb, gb_ref, dtype, scale=max(n, 1))
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, n=st.integers(1, 3), cin=st.integers(1, 4),
+       mult=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(1, 9),
+       k=st.sampled_from([(1, 1), (3, 3), (2, 3), (5, 5)]), stride=st.integers(1, 3),
+       padding=st.integers(0, 2), layout=layouts, bias=st.booleans())
+def test_depthwise_conv2d(compiled, seed, dtype, n, cin, mult, h, w, k, stride, padding,
+                          layout, bias):
+    cout = cin * mult
+    window = ((stride, stride), (padding, padding))
+    if k[0] > h + 2 * padding or k[1] > w + 2 * padding:
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            ops.depthwise_conv2d_forward(np.zeros((n, cin, h, w), dtype),
+                                         np.zeros((cout, 1) + k, dtype), None, *window)
+        return
+    rng = np.random.default_rng(seed)
+    x = make(rng, (n, cin, h, w), dtype, layout)
+    wt = make(rng, (cout, 1) + k, dtype)
+    b = make(rng, (cout,), dtype) if bias else None
+    y, y_ref = both("depthwise_conv2d_forward", x, wt, b, *window)
+    assert_close(y, y_ref, dtype, scale=k[0] * k[1])
+    g = make(rng, y_ref.shape, dtype)
+    gw, gb = make(rng, wt.shape, dtype), (make(rng, (cout,), dtype) if bias else None)
+    gw_ref, gb_ref = gw.copy(), (None if gb is None else gb.copy())
+    gi = ops.depthwise_conv2d_backward(g, x, wt, *window, gw, gb)
+    with fastnn.use_backend("numpy"):
+        gi_ref = ops.depthwise_conv2d_backward(g, x, wt, *window, gw_ref, gb_ref)
+    assert_close(gi, gi_ref, dtype, scale=mult * k[0] * k[1])
+    assert_close(gw, gw_ref, dtype, scale=g.size)
+    if bias:
+        assert_close(gb, gb_ref, dtype, scale=g.size)
+
+
+def _both_in_place(op, arrays, *args, **kwargs):
+    """Runs an in-place update op on copies of `arrays` on the current backend and on the
+    reference; returns (the current backend's arrays, the reference's)."""
+    mine = [None if a is None else a.copy() for a in arrays]
+    ref = [None if a is None else a.copy() for a in arrays]
+    getattr(ops, op)(*mine, *args, **kwargs)
+    with fastnn.use_backend("numpy"):
+        getattr(ops, op)(*ref, *args, **kwargs)
+    return mine, ref
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**16), dtype=dtypes, size=st.integers(1, 5000),
+       wd=st.sampled_from([0.0, 1e-2]), flag=st.booleans(), step=st.integers(1, 50),
+       momentum=st.sampled_from([0.0, 0.9]))
+def test_more_optimizer_updates(compiled, seed, dtype, size, wd, flag, step, momentum):
+    """The optimizer updates beyond SGD and Adam, every state array against the
+    reference's (flag: RMSprop centered, Adadelta/Rprop/ASGD maximize)."""
+    rng = np.random.default_rng(seed)
+    p, g = make(rng, (size,), dtype), make(rng, (size,), dtype)
+    positive = lambda: np.abs(make(rng, (size,), dtype)) + dtype(0.1)  # noqa: E731
+    cases = [
+        ("rmsprop_update", [p, g, positive(), make(rng, (size,), dtype) if momentum else None,
+                            make(rng, (size,), dtype) * dtype(0.1) if flag else None],
+         dict(lr=0.01, alpha=0.99, eps=1e-8, weight_decay=wd, momentum=momentum)),
+        ("adagrad_update", [p, g, positive()], dict(lr=0.05, weight_decay=wd, eps=1e-10)),
+        ("adamax_update", [p, g, make(rng, (size,), dtype), positive()],
+         dict(step=step, lr=0.002, weight_decay=wd)),
+        ("adaptive_moments_update", [p, g, make(rng, (size,), dtype), positive()],
+         dict(avg_rate=1e-3, grad_rate=2e-4 if flag else 0.0, sq_scale=1.5, weight_decay=wd)),
+        ("adadelta_update", [p, g, positive(), positive()],
+         dict(lr=1.0, rho=0.9, eps=1e-6, weight_decay=wd, maximize=flag)),
+        ("rprop_update", [p, g, make(rng, (size,), dtype), positive() * dtype(0.01)],
+         dict(maximize=flag)),
+        ("asgd_update", [p, g, make(rng, (size,), dtype)],
+         dict(eta=0.01, mu=1.0 if step == 1 else 1.0 / step, lambd=1e-4, weight_decay=wd,
+              maximize=flag)),
+    ]
+    for op, arrays, kwargs in cases:
+        if op == "rmsprop_update":   # momentum_buffer and grad_avg are keyword arguments
+            arrays, extra = arrays[:3], dict(momentum_buffer=arrays[3], grad_avg=arrays[4])
+            kwargs = dict(kwargs, **{k: v.copy() for k, v in extra.items() if v is not None})
+            ref_kwargs = dict(kwargs, **{k: v.copy() for k, v in extra.items()
+                                         if v is not None})
+            mine, ref = [a.copy() for a in arrays], [a.copy() for a in arrays]
+            ops.rmsprop_update(*mine, **kwargs)
+            with fastnn.use_backend("numpy"):
+                ops.rmsprop_update(*ref, **ref_kwargs)
+            mine += [kwargs[k] for k in ("momentum_buffer", "grad_avg") if k in kwargs]
+            ref += [ref_kwargs[k] for k in ("momentum_buffer", "grad_avg") if k in kwargs]
+        elif op == "adamax_update":
+            mine, ref = _both_in_place(op, arrays, kwargs.pop("step"), **kwargs)
+        else:
+            mine, ref = _both_in_place(op, arrays, **kwargs)
+        for i, (a, a_ref) in enumerate(zip(mine, ref)):
+            assert_close(a, a_ref, dtype, err_msg=f"{op}: array {i}")
+
+
+def test_every_op_of_the_table_has_a_property_test():
+    """Each op of fastnn.optable is called in this file (an activation's backward through
+    ELEMENTWISE's name + '_backward')."""
+    import inspect
+    import re
+    import sys
+    from fastnn import optable
+    source = inspect.getsource(sys.modules[__name__])
+    elementwise = {name for name, _, _ in ELEMENTWISE}
+    missing = [op for ops_ in optable.OP_FAMILIES.values() for op in ops_
+               if not re.search(rf"\b{op}\b", source)
+               and not (op.endswith("_backward") and op[:-len("_backward")] in elementwise)]
+    assert missing == []
