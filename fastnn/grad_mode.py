@@ -1,11 +1,13 @@
 """PyTorch's gradient-mode switches for code ported from it: ``no_grad``,
 ``enable_grad``, ``set_grad_enabled``, ``inference_mode`` and ``is_grad_enabled``.
 
-fastnn keeps no autograd graph: a layer's forward saves what its explicit backward needs
-either way, so these change no forward result and no cost. What they change is the
-check PyTorch makes for free: a module whose last forward ran with gradients disabled
-refuses ``backward`` (a RuntimeError, as PyTorch's "does not require grad"), instead of
-differentiating an evaluation pass by mistake. The mode is per thread, as PyTorch's;
+fastnn keeps no autograd graph, so these change no forward result. What they change:
+with gradients disabled no layer keeps what its explicit backward would read (its input,
+mask, indices: ``nn.module.forget_forward``), and a ``Sequential`` returns fresh
+intermediate arrays instead of layer-owned buffers, so a forward pass frees each
+intermediate once the next layer has read it, as PyTorch's does; and a module whose last
+forward ran with gradients disabled refuses ``backward`` (a RuntimeError, as PyTorch's
+"does not require grad"), instead of differentiating an evaluation pass by mistake. The mode is per thread, as PyTorch's;
 BatchNorm's running statistics and dropout follow train()/eval(), not this mode, as in
 PyTorch. Each works as a context manager and as a function decorator.
 """

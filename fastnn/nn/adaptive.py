@@ -287,7 +287,7 @@ class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
     def _pool_forward(self, x, kernel, out_shape, out):
         y, self._indices = self._kernels().max_pool2d_forward(
             x, kernel, kernel, (0, 0), out=out,
-            indices=self._buffer("indices", out_shape, "int64"))
+            indices=self._backward_buffer("indices", out_shape, "int64"))
         return y
 
     def _pool_backward(self, grad_out, shape, kernel, grad_in):

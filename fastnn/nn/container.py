@@ -8,6 +8,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from ..errors import IndexValueError, MissingKeyError
 from .linear import Linear
 from .module import FUSED, Module, Parameter, _Stale
@@ -342,8 +343,10 @@ class Sequential(Module):
     def _run_steps(self, steps, x, buffered, hooked):
         # Layers from the last one that computes a new array onward return fresh arrays
         # (a user module may return its input, or a view of it); with hooks every array
-        # is fresh (a hook may keep what it is given).
-        if hooked:
+        # is fresh (a hook may keep what it is given), and under no_grad too: no layer
+        # keeps its input then (forget_forward), so each intermediate array is freed once
+        # the next layer has read it, where layer-owned buffers would hold all at once.
+        if hooked or not _grad_mode._MODE.enabled:
             buffered, fresh_from = False, 0
         else:
             fresh_from = len(steps) if buffered else _last_computing(steps, 0)

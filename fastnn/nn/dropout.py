@@ -44,7 +44,7 @@ class Dropout(Module):
         if self.p == 1.0:  # PyTorch's p = 1: all dropped, x * 0 (a NaN stays NaN)
             self._mask = _ALL_DROPPED
             return _device.scaled(x, 0.0, copy=True)
-        mask = self._buffer("mask", x.shape, x.dtype)
+        mask = self._backward_buffer("mask", x.shape, x.dtype)
         out = self._buffer("y", x.shape, x.dtype) if buffered else None
         y, self._mask = self._kernels().dropout_forward(x, float(self.p), _random.draw_seed(),
                                                           mask=mask, out=out)

@@ -7,7 +7,7 @@ from .. import random as _random
 from ..errors import RuntimeValueError
 from ..validation import check_non_negative_int
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, forget_forward, kept_for_backward
 
 
 class Linear(Module):
@@ -87,7 +87,8 @@ class Linear(Module):
 
     def _run_fused(self, x, buffered, activation, negative_slope):
         y = self._forward(x, buffered, activation, negative_slope)
-        object.__setattr__(self, "_out_meta", (y.shape, y.dtype))
+        forget_forward(self)
+        object.__setattr__(self, "_out_meta", kept_for_backward((y.shape, y.dtype)))
         return y
 
     def _backward(self, grad_out, buffered, need_grad_in):

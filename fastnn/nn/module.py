@@ -745,6 +745,26 @@ def no_grad_backward_error(module):
                         f"outside it before backward")
 
 
+# The instance attributes in which built-in layers keep what their backward reads (the
+# forward's input, output, mask, statistics): dropped after a forward run under no_grad
+_FORWARD_STATE = ("_ctx", "_x", "_saved", "_mask", "_gain", "_eval_ctx")
+
+
+def forget_forward(module):
+    """After a forward run with gradients disabled: drop what module kept for the
+    backward that is refused anyway (its input, its output), so a forward pass under
+    ``no_grad`` frees each intermediate array once the next layer has read it, as
+    PyTorch's does, instead of holding every layer's input until the next call."""
+    if _grad_mode._MODE.enabled:
+        return
+    state = module.__dict__
+    for name in _FORWARD_STATE:
+        if state.get(name) is not None and state[name] is not NO_GRAD:
+            object.__setattr__(module, name, None)
+    if state.get("_indices") is not None and not state.get("return_indices"):
+        object.__setattr__(module, "_indices", None)   # (else forward returns, then drops them)
+
+
 def kept_for_backward(ctx):
     """What a layer with a forward of its own keeps for its backward: ctx, or NO_GRAD
     under no_grad (a backward then raises instead of mixing that call's inputs into the
@@ -2463,6 +2483,7 @@ class Module:
 
     def _run_forward(self, x, buffered):
         y = self._forward(x, buffered)
+        forget_forward(self)
         if type(y) is tuple:   # (an RNN's (output, h_n) where one array is passed on)
             raise TypeError(
                 f"{self._where()} returns {len(y)} outputs (a tuple), and a Sequential "
@@ -2544,6 +2565,12 @@ class Module:
             self._scratch[slot] = buf
             _note_thread_buffer(self)
         return buf
+
+    def _backward_buffer(self, key, shape, dtype):
+        """``_buffer(key, shape, dtype)`` for an array kept only for the backward (a max
+        pool's indices); None under no_grad (the kernel makes a fresh one, freed with the
+        forward pass, as ``forget_forward`` frees the saved inputs)."""
+        return self._buffer(key, shape, dtype) if _grad_mode._MODE.enabled else None
 
     def _kept_buffer(self, key):
         """The calling thread's ``_buffer(key, ...)`` array as it stands, or None."""

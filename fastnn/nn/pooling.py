@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from ..errors import DtypeError, RuntimeValueError
 from ..validation import check_bool, check_float_dtype, check_number
 from .conv import As1d, add_batch_axis, check_no_empty_axes, drop_batch_axis, pair, spatial_out
@@ -24,7 +25,12 @@ class ReturnsIndices:
 
     def forward(self, input):
         y = super().forward(input)
-        return with_indices(y, self._indices) if self.return_indices else y
+        if not self.return_indices:
+            return y
+        y = with_indices(y, self._indices)
+        if not _grad_mode._MODE.enabled:   # (what forget_forward left for this return)
+            self._indices = None
+        return y
 
 
 class _Pool2d(Module):
@@ -135,7 +141,7 @@ class MaxPool2d(ReturnsIndices, _Pool2d):
     def _pool(self, x, buffered):
         shape = self._shape_2d(x.shape, x.dtype)
         out = self._buffer("y", shape, x.dtype) if buffered else None
-        indices = self._buffer("indices", shape, "int64")
+        indices = self._backward_buffer("indices", shape, "int64")
         y, self._indices = self._kernels().max_pool2d_forward(
             x, *self._window(), out=out, indices=indices, ceil_mode=self.ceil_mode,
             dilation=self._dilation_2d())
