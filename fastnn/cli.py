@@ -274,7 +274,8 @@ def configure_train(parser):
                         help="stop after this many optimizer steps (with --resume counted "
                              "from the first run's start)")
     parser.add_argument("--eval-freq", type=int, default=None,
-                        help="also evaluate on the test set every this many steps")
+                        help="also evaluate on the test set every this many steps (0 or "
+                             "left out: only after each epoch)")
     add_runtime_arguments(parser, note_given=True)
     parser.add_argument("--metrics", help="write the metrics JSON here")
     parser.add_argument("--plot", help="write the loss/accuracy curves here (PNG, or "
@@ -293,10 +294,12 @@ MLP_OPTIONS = ("hidden", "activation", "negative_slope", "batchnorm", "dropout")
 
 
 def _check_train_args(args):
-    for name in ("batch_size", "epochs", "max_steps", "eval_freq"):
+    for name in ("batch_size", "epochs", "max_steps"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.eval_freq is not None and args.eval_freq < 0:   # (0: off, as fit's eval_freq=0)
+        raise CLIError(f"--eval-freq must be 0 (off) or positive, got {args.eval_freq}")
     if args.negative_slope is not None:
         if args.activation not in (None, "leaky_relu"):
             raise CLIError(f"--neg-slope applies to leaky_relu, not --activation "

@@ -83,6 +83,17 @@ def test_course_flags_with_underscores(tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
 
 
+def test_eval_freq_0_is_off_as_fits(tmp_path, capsys):
+    # --eval-freq 0 was refused ('must be positive', exit 2), where fit(eval_freq=0)
+    # means no evaluation by steps
+    metrics_path = tmp_path / "m.json"
+    assert cli.main(["train", "--dataset", "digits", "--hidden", "16", "--epochs", "1",
+                     "--eval-freq", "0", "--no-progress", "--metrics", str(metrics_path)]) == 0
+    metrics = json.loads(metrics_path.read_text())
+    assert "step_curve" not in metrics and len(metrics["curves"]["test_accuracy"]) == 1
+    assert "test accuracy" in capsys.readouterr().out
+
+
 def test_divergence_exits_1_with_message(tmp_path):
     result = run_cli("train", "--dataset", "digits", "--lr", "1e30", "--max-steps", "40",
                      "--no-progress")
@@ -94,6 +105,7 @@ def test_divergence_exits_1_with_message(tmp_path):
     (["--activation", "tanh", "--neg-slope", "0.1"], "--neg-slope applies to leaky_relu"),
     (["--backend", "nosuch"], "unknown backend 'nosuch'"),
     (["--batch-size", "0"], "--batch-size must be positive"),
+    (["--eval-freq", "-1"], "--eval-freq must be 0 (off) or positive"),
     (["--lr", "-1"], "SGD"),
     (["--dropout", "1.5"], "MLP: expected dropout in [0, 1], got 1.5"),
     (["--activation", "swish"], "MLP: expected activation"),
