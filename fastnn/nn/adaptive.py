@@ -11,7 +11,7 @@ from ..kernels.reference.conv import last_nan_or_argmax
 from ..validation import check_bool, check_float_dtype, int_items
 from .conv import As1d, add_batch_axis, drop_batch_axis
 from .module import Module
-from .pooling import ReturnsIndices
+from .pooling import ReturnsIndices, keep_indices
 
 
 def _window_matrix(size, out, dtype):
@@ -285,9 +285,10 @@ class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
         return super().infer_shape(shape, dtype)
 
     def _pool_forward(self, x, kernel, out_shape, out):
-        y, self._indices = self._kernels().max_pool2d_forward(
+        y, indices = self._kernels().max_pool2d_forward(
             x, kernel, kernel, (0, 0), out=out,
             indices=self._backward_buffer("indices", out_shape, "int64"))
+        keep_indices(self, indices)
         return y
 
     def _pool_backward(self, grad_out, shape, kernel, grad_in):
@@ -306,7 +307,7 @@ class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
                 best = last_nan_or_argmax(window)
                 y[:, :, i, j] = np.take_along_axis(window, best[..., None], 2)[..., 0]
                 indices[:, :, i, j] = (h0 + best // (w1 - w0)) * w + w0 + best % (w1 - w0)
-        self._indices = indices
+        keep_indices(self, indices)
         return y
 
     def _windows_backward(self, grad_out, shape):

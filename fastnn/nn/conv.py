@@ -377,8 +377,11 @@ class Conv2d(Module):
         _, stride, padding = self._window()
         if self._tapped(stride):
             y, saved = self._tapped_forward(host, stride)
-            self._x = ("taps", saved, _device.namespace_of(x))
-            return self._x[2].put(y)
+            # (namespace, not read back from self._x: another thread's forward of this
+            # layer may replace it, or under no_grad drop it, meanwhile)
+            namespace = _device.namespace_of(x)
+            self._x = ("taps", saved, namespace)
+            return namespace.put(y)
         phased = self._phased(stride)
         weight = _device.to_host(self._kernel_weight(self.weight.data))
         bias = None if self.bias is None else _device.to_host(self.bias.data)
@@ -406,8 +409,9 @@ class Conv2d(Module):
             else:
                 inputs.append(xg)
                 y[:, go] = kernels.conv2d_forward(xg, weight[go], bg, stride, padding)
-        self._x = (host, inputs, weight, _device.namespace_of(x), phased, padding, bordered)
-        return self._x[3].put(y)
+        namespace = _device.namespace_of(x)
+        self._x = (host, inputs, weight, namespace, phased, padding, bordered)
+        return namespace.put(y)
 
     def _pad_mode(self):
         """pad_forward's name for the padding_mode."""

@@ -95,34 +95,36 @@ class _ChannelDropout(Dropout):
         shape = tuple(x.shape)
         mask_shape = self._mask_shape(shape)
         if self.p == 1.0:  # every channel dropped
-            self._mask = np.zeros(mask_shape, x.dtype)
-            return self._times_mask(x, "y" if buffered else None)
+            self._mask = mask = np.zeros(mask_shape, x.dtype)
+            return self._times_mask(x, mask, "y" if buffered else None)
         size = (math.prod(mask_shape),)
         kept = self._kept_buffer("ones")
         ones = self._buffer("ones", size, x.dtype)
         if ones is not kept:  # filled once per shape: the kernel only reads it
             _device.namespace_of(ones).copy_into(ones, np.ones(size, x.dtype))
-        mask, _ = self._kernels().dropout_forward(
+        channels, _ = self._kernels().dropout_forward(
             ones, float(self.p), _random.draw_seed(),
             mask=self._buffer("channel_mask", size, x.dtype),
             out=self._buffer("scaled_ones", size, x.dtype))
-        self._mask = _device.to_host(mask).reshape(mask_shape)
-        return self._times_mask(x, "y" if buffered else None)
+        # (the product reads this call's mask, not self._mask: another thread's forward
+        # of this layer may replace it, or under no_grad drop it, meanwhile)
+        self._mask = mask = _device.to_host(channels).reshape(mask_shape)
+        return self._times_mask(x, mask, "y" if buffered else None)
 
-    def _times_mask(self, a, key):
+    def _times_mask(self, a, mask, key):
         """a * mask (broadcast) on the host, into the layer's buffer ``key`` if given."""
         if _device.is_device_array(a):
-            return _device.namespace_of(a).put(_device.to_host(a) * self._mask)
+            return _device.namespace_of(a).put(_device.to_host(a) * mask)
         # (out: a 0-d product would otherwise be a NumPy scalar)
         out = np.empty_like(a) if key is None else self._buffer(key, a.shape, a.dtype)
-        return np.multiply(a, self._mask, out=out)
+        return np.multiply(a, mask, out=out)
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
         if self._mask is None:
             return grad_out
-        return self._times_mask(grad_out, "grad_in" if buffered else None)
+        return self._times_mask(grad_out, self._mask, "grad_in" if buffered else None)
 
 
 class Dropout1d(_ChannelDropout):
@@ -246,10 +248,11 @@ class AlphaDropout(Module):
         rng = np.random.default_rng(_random.draw_seed())
         keep = rng.random(self._mask_shape(tuple(host.shape))) >= self.p
         a = ((1 - self.p) * (1 + self.p * _SELU_SATURATION ** 2)) ** -0.5
-        self._gain = np.where(keep, dt(a), dt(0))
+        # (the output reads this call's gain, not self._gain: see _ChannelDropout)
+        self._gain = gain = np.where(keep, dt(a), dt(0))
         shift = np.where(keep, dt(a * _SELU_SATURATION * self.p),
                          dt(a * _SELU_SATURATION * (self.p - 1)))
-        return _device.namespace_of(x).put(_device.c_contiguous(host * self._gain + shift,
+        return _device.namespace_of(x).put(_device.c_contiguous(host * gain + shift,
                                                                  host.dtype))
 
     def _backward(self, grad_out, buffered, need_grad_in):

@@ -29,7 +29,7 @@ from ..validation import FLOAT_DTYPES, check_bool, check_float_dtype
 from .conv import pair
 from .module import Module
 from .pool3d import _scatter
-from .pooling import ReturnsIndices
+from .pooling import ReturnsIndices, keep_indices
 
 _INT_MIN = -2 ** 31
 
@@ -218,7 +218,7 @@ class _FractionalMaxPool(ReturnsIndices, Module):
             best = np.where(nan.any(axis=-1), last, best)
         pick = best[..., None]
         y = np.take_along_axis(values, pick, axis=-1).reshape((n, c) + tuple(out))
-        self._indices = np.take_along_axis(flat, pick, axis=-1).reshape(y.shape)
+        keep_indices(self, np.take_along_axis(flat, pick, axis=-1).reshape(y.shape))
         self._in_shape = host.shape
         return _device.namespace_of(x).put(y[0] if unbatched else y)
 

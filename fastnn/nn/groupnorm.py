@@ -80,6 +80,13 @@ class _GroupedNorm(Module):
         return self._groups
 
     def _forward(self, x, buffered):
+        return self._normalized(x, buffered)[0]
+
+    def _normalized(self, x, buffered):
+        """(the forward's output, ctx): ctx = (rows, xhat, save_mean, save_invstd, (N, C)),
+        what the backward reads (kept in _ctx), for InstanceNorm's forward to read on:
+        another thread's forward of this layer may replace _ctx, or under no_grad drop it,
+        meanwhile."""
         shape = tuple(x.shape)
         full = shape if self.dims is None or len(shape) == self.dims + 2 else (1,) + shape
         n, c = full[:2]
@@ -91,17 +98,17 @@ class _GroupedNorm(Module):
             rows, None, None, self.eps, out=out,
             save_mean=self._buffer("save_mean", (n * g,), x.dtype),
             save_invstd=self._buffer("save_invstd", (n * g,), x.dtype))
-        self._ctx = (rows, xhat, save_mean, save_invstd, (n, c))
+        self._ctx = ctx = (rows, xhat, save_mean, save_invstd, (n, c))
         if not self.affine:
-            return xhat.reshape(shape)
+            return xhat.reshape(shape), ctx
         spatial = rows.shape[1] * g // c
         if not _device.is_device_array(x):
-            return self._affine_forward(xhat, (n, c, spatial), buffered, shape)
+            return self._affine_forward(xhat, (n, c, spatial), buffered, shape), ctx
         h = _device.to_host(xhat).reshape(n, c, spatial)
         y = h * self.weight.numpy()[:, None]
         if self.bias is not None:
             y += self.bias.numpy()[:, None]
-        return _device.namespace_of(x).put(y.reshape(shape))
+        return _device.namespace_of(x).put(y.reshape(shape)), ctx
 
     def _identity_statistics(self, c, dtype):
         """(zeros, ones) of shape (C,): the mean and inverse deviation (or variance) under
@@ -295,19 +302,20 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
         if not self._input_statistics():
             return self._forward_running(x)
         self._eval_ctx = None
-        y = super()._forward(x, buffered)
+        y, ctx = self._normalized(x, buffered)
         if self.eps == 0:
-            self._constant_instances(y)
+            self._constant_instances(y, ctx)
         if self._has_running():
-            self._update_running()
+            self._update_running(ctx)
         return y
 
-    def _constant_instances(self, y):
+    def _constant_instances(self, y, ctx):
         """With eps 0, PyTorch's instance norm (a batch norm) takes 1 / sqrt(var + eps) as
         0 for an instance of variance 0: its xhat is 0, its output the bias (0 without)
         and its input gradient 0, where the layer_norm kernels' inf invstd gives NaN.
-        save_invstd, xhat and y (the forward's output) are changed so, in place."""
-        rows, xhat, save_mean, save_invstd, (n, c) = self._ctx
+        save_invstd, xhat and y (the forward's output) are changed so, in place (ctx:
+        what ``_normalized`` gave with y)."""
+        rows, xhat, save_mean, save_invstd, (n, c) = ctx
         dead = np.isinf(_device.to_host(save_invstd))
         if not dead.any():
             return
@@ -325,9 +333,10 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
                 a.reshape(dead.size, -1)[dead] = rows_shift
             _device.update_on_host(y, fill)
 
-    def _update_running(self):
-        """Move the running statistics towards this batch's instance statistics."""
-        rows, _, save_mean, save_invstd, (n, c) = self._ctx
+    def _update_running(self, ctx):
+        """Move the running statistics towards this batch's instance statistics (ctx:
+        what ``_normalized`` gave)."""
+        rows, _, save_mean, save_invstd, (n, c) = ctx
         if n == 0:  # an empty batch has no instance statistics: leave the running ones
             return
         count = rows.shape[1]

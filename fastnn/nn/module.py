@@ -746,8 +746,10 @@ def no_grad_backward_error(module):
 
 
 # The instance attributes in which built-in layers keep what their backward reads (the
-# forward's input, output, mask, statistics): dropped after a forward run under no_grad
-_FORWARD_STATE = ("_ctx", "_x", "_saved", "_mask", "_gain", "_eval_ctx")
+# forward's input, output, mask, statistics, max-pool indices): dropped after a forward
+# run under no_grad. (A forward reads what it needs of them from its own variables:
+# another thread's no_grad forward of the same layer may drop them meanwhile.)
+_FORWARD_STATE = ("_ctx", "_x", "_saved", "_mask", "_gain", "_eval_ctx", "_indices")
 
 
 def forget_forward(module):
@@ -761,8 +763,6 @@ def forget_forward(module):
     for name in _FORWARD_STATE:
         if state.get(name) is not None and state[name] is not NO_GRAD:
             object.__setattr__(module, name, None)
-    if state.get("_indices") is not None and not state.get("return_indices"):
-        object.__setattr__(module, "_indices", None)   # (else forward returns, then drops them)
 
 
 def kept_for_backward(ctx):

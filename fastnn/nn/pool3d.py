@@ -23,7 +23,7 @@ from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
 from .pooling import (MaxUnpool2d, ReturnsIndices, abs_extreme_backward,
                       abs_extreme_forward, check_divisor_override, check_norm_type,
-                      lp_mean_grad, lp_of_mean)
+                      keep_indices, lp_mean_grad, lp_of_mean)
 
 
 def _scatter(grad_out, indices, in_shape):
@@ -167,7 +167,7 @@ class MaxPool3d(ReturnsIndices, _Pool3d):
             np.copyto(best, v, where=wins)
             taps = [b + o * d for b, o, d in zip(starts, offset, self._d)]
             np.copyto(indices, _flat_index(*taps, host.shape[2:]), where=wins)
-        self._indices = indices
+        keep_indices(self, indices)
         self._ctx = host.shape
         return best
 
@@ -403,9 +403,9 @@ class AdaptiveMaxPool3d(ReturnsIndices, AdaptiveAvgPool3d):
     def _pool(self, host):
         spatial, out = host.shape[2:], self._out(host)
         if 0 in out:   # PyTorch's empty output and indices (an output_size entry 0)
-            self._indices = np.zeros(host.shape[:2] + tuple(out), np.int64)
+            keep_indices(self, np.zeros(host.shape[:2] + tuple(out), np.int64))
             self._ctx = host.shape
-            return np.zeros(self._indices.shape, host.dtype)
+            return np.zeros(host.shape[:2] + tuple(out), host.dtype)
         bounds = [_adaptive_bounds(size, o) for size, o in zip(spatial, out)]
         widest = tuple(int((end - start).max()) for start, end in bounds)
         best = np.full(host.shape[:2] + tuple(out), -np.inf, host.dtype)
@@ -423,7 +423,7 @@ class AdaptiveMaxPool3d(ReturnsIndices, AdaptiveAvgPool3d):
                          & inside[2][None, None, :])
             np.copyto(best, v, where=wins)
             np.copyto(indices, _flat_index(*pos, spatial), where=wins)
-        self._indices = indices
+        keep_indices(self, indices)
         self._ctx = host.shape
         return best
 

@@ -2,11 +2,11 @@
 included)."""
 import math
 import numbers
+import threading
 
 import numpy as np
 
 from .. import device as _device
-from .. import grad_mode as _grad_mode
 from ..errors import DtypeError, RuntimeValueError
 from ..validation import check_bool, check_float_dtype, check_number
 from .conv import As1d, add_batch_axis, check_no_empty_axes, drop_batch_axis, pair, spatial_out
@@ -19,18 +19,37 @@ def with_indices(y, indices):
     return y, _device.namespace_of(y).put(_device.host_copy(indices).reshape(tuple(y.shape)))
 
 
+class _Returned(threading.local):
+    """Each thread's indices of the return_indices max pool forward it is running."""
+    indices = None
+
+
+_RETURNED = _Returned()
+
+
+def keep_indices(module, indices):
+    """A max pool's forward keeps indices, this call's, in ``module._indices`` for its
+    backward, and with return_indices set also for ``ReturnsIndices.forward`` to return:
+    in this thread's own slot, since another thread's forward of the same pool (an
+    inference pool sharing a model) may replace ``_indices``, or under no_grad drop it,
+    before this call returns."""
+    module._indices = indices
+    if module.return_indices:
+        _RETURNED.indices = indices
+
+
 class ReturnsIndices:
     """Mixin of the max pools: with ``return_indices`` set, ``forward`` returns (output,
-    indices), the indices the pool left in ``_indices``, where the output lives."""
+    indices), the indices this call's forward gave ``keep_indices``, where the output
+    lives."""
 
     def forward(self, input):
-        y = super().forward(input)
         if not self.return_indices:
-            return y
-        y = with_indices(y, self._indices)
-        if not _grad_mode._MODE.enabled:   # (what forget_forward left for this return)
-            self._indices = None
-        return y
+            return super().forward(input)
+        try:
+            return with_indices(super().forward(input), _RETURNED.indices)
+        finally:
+            _RETURNED.indices = None   # (held no longer than the call)
 
 
 class _Pool2d(Module):
@@ -142,9 +161,10 @@ class MaxPool2d(ReturnsIndices, _Pool2d):
         shape = self._shape_2d(x.shape, x.dtype)
         out = self._buffer("y", shape, x.dtype) if buffered else None
         indices = self._backward_buffer("indices", shape, "int64")
-        y, self._indices = self._kernels().max_pool2d_forward(
+        y, indices = self._kernels().max_pool2d_forward(
             x, *self._window(), out=out, indices=indices, ceil_mode=self.ceil_mode,
             dilation=self._dilation_2d())
+        keep_indices(self, indices)
         return y
 
     def _unpool(self, grad_out, grad_in):
