@@ -43,6 +43,7 @@ CASES = [
     (lambda: nn.Dropout2d(0.5), (2, 4, 5, 5), "_mask", True),
     (lambda: nn.Dropout1d(1.0), (2, 4, 5), "_mask", True),
     (lambda: nn.AlphaDropout(0.5), (4, 16), "_gain", True),
+    (lambda: nn.RReLU(), (4, 16), "_slope", True),
     (lambda: nn.FeatureAlphaDropout(0.5), (4, 3, 5), "_gain", True),
     (lambda: nn.InstanceNorm2d(4, eps=0.0), (2, 4, 5, 5), "_ctx", False),
     (lambda: nn.InstanceNorm2d(4, affine=True, track_running_stats=True), (2, 4, 5, 5),

@@ -152,11 +152,12 @@ class RReLU(Module):
         if self.training:
             rng = np.random.default_rng(_random.draw_seed())
             drawn = rng.uniform(self.lower, self.upper, host.shape).astype(host.dtype)
-            self._slope = np.where(host <= 0, drawn, dt(1))
+            slope = np.where(host <= 0, drawn, dt(1))
         else:
-            self._slope = np.where(host > 0, dt(1), dt((self.lower + self.upper) / 2))
+            slope = np.where(host > 0, dt(1), dt((self.lower + self.upper) / 2))
+        self._slope = slope   # (for backward; no_grad drops it: forget_forward)
         # (np.asarray: ascontiguousarray makes a 0-d input 1-d)
-        return _device.namespace_of(x).put(np.asarray(host * self._slope, order="C"))
+        return _device.namespace_of(x).put(np.asarray(host * slope, order="C"))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:

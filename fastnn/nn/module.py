@@ -746,10 +746,12 @@ def no_grad_backward_error(module):
 
 
 # The instance attributes in which built-in layers keep what their backward reads (the
-# forward's input, output, mask, statistics, max-pool indices): dropped after a forward
-# run under no_grad. (A forward reads what it needs of them from its own variables:
-# another thread's no_grad forward of the same layer may drop them meanwhile.)
-_FORWARD_STATE = ("_ctx", "_x", "_saved", "_mask", "_gain", "_eval_ctx", "_indices")
+# forward's input, output, mask, statistics, max-pool indices, RReLU's slopes, LPPool3d's
+# context): dropped after a forward run under no_grad. (A forward reads what it needs of
+# them from its own variables: another thread's no_grad forward of the same layer may
+# drop them meanwhile.)
+_FORWARD_STATE = ("_ctx", "_x", "_saved", "_mask", "_gain", "_eval_ctx", "_indices",
+                  "_slope", "_lp")
 
 
 def forget_forward(module):

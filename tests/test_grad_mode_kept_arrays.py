@@ -1,0 +1,77 @@
+"""RReLU and LPPool3d under no_grad keep no array of the batch's size: RReLU kept its
+per-element slopes (the input's size, eval mode too) and LPPool3d its input in ``_lp``,
+where forget_forward dropped the other layers' saved arrays; outputs as PyTorch's, the
+backward refused, then a training step with PyTorch's gradients."""
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn import nn
+
+torch = pytest.importorskip("torch")
+
+BACKENDS = [b for b in ("numpy", "numba", "cython") if b in fastnn.backends()]
+
+
+def _arrays_held(layer, n):
+    """The arrays of leading size n in layer's own state (parameters, buffers left out),
+    also inside tuples (LPPool3d's context)."""
+    found = []
+
+    def walk(value, depth):
+        if isinstance(value, np.ndarray):
+            if value.ndim and value.shape[0] == n:
+                found.append(value.shape)
+        elif depth < 3 and isinstance(value, (tuple, list)):
+            for item in value:
+                walk(item, depth + 1)
+
+    for name, value in vars(layer).items():
+        if name not in ("_parameters", "_buffers", "_modules"):
+            walk(value, 0)
+    return found
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("make,tmake,shape", [
+    (lambda: nn.RReLU(0.1, 0.3).eval(), lambda: torch.nn.RReLU(0.1, 0.3).eval(), (7, 5, 3)),
+    (lambda: nn.LPPool3d(2, 2), lambda: torch.nn.LPPool3d(2, 2), (7, 2, 4, 4, 4)),
+    (lambda: nn.LPPool3d(float("inf"), 2), lambda: torch.nn.LPPool3d(float("inf"), 2),
+     (7, 2, 4, 4, 4))])
+def test_no_batch_array_kept_after_a_forward_without_gradients(backend, make, tmake, shape):
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    g = np.random.default_rng(1).standard_normal(tmake()(torch.from_numpy(x)).shape)
+    g = g.astype(np.float32)
+    with fastnn.use_backend(backend):
+        layer = make()
+        with fastnn.no_grad():
+            y = layer(x)
+        np.testing.assert_allclose(y, tmake()(torch.from_numpy(x)).numpy(), rtol=1e-5,
+                                   atol=1e-6)
+        assert _arrays_held(layer, shape[0]) == []
+        with pytest.raises(RuntimeError, match="gradients disabled"):
+            layer.backward(g)
+        y = layer(x)
+        grad = layer.backward(g)
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = tmake()(tx)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_rrelu_in_training_keeps_no_slopes_under_no_grad(backend):
+    # (random slopes: the gradient after is checked against the output, y = slope * x)
+    x = np.random.default_rng(0).standard_normal((9, 6)).astype(np.float32)
+    with fastnn.use_backend(backend):
+        layer = nn.RReLU()
+        with fastnn.no_grad():
+            layer(x)
+        assert _arrays_held(layer, 9) == []
+        with pytest.raises(RuntimeError, match="gradients disabled"):
+            layer.backward(np.ones_like(x))
+        y = layer(x)
+        grad = layer.backward(np.ones_like(x))
+    np.testing.assert_allclose(grad * x, y, rtol=1e-6)
+    assert np.all((grad >= 0.125 - 1e-7) & (grad <= 1))
