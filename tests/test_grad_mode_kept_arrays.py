@@ -75,3 +75,37 @@ def test_rrelu_in_training_keeps_no_slopes_under_no_grad(backend):
         grad = layer.backward(np.ones_like(x))
     np.testing.assert_allclose(grad * x, y, rtol=1e-6)
     assert np.all((grad >= 0.125 - 1e-7) & (grad <= 1))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kwargs", [{"groups": 2}, {"dilation": 2}])
+@pytest.mark.parametrize("no_grad", [True, False])
+def test_grouped_or_dilated_conv_transpose_keeps_no_spread_input(backend, kwargs, no_grad):
+    # its forward runs a helper Conv2d on the input spread with zeros (stride^2 times the
+    # input's size and more), whose _x nothing reads (the backward runs the other helper
+    # on grad_out): it stayed, under no_grad too
+    x = np.random.default_rng(0).standard_normal((6, 4, 5, 5)).astype(np.float32)
+    fastnn.manual_seed(0)
+    layer = nn.ConvTranspose2d(4, 4, 3, stride=2, **kwargs)
+    tlayer = torch.nn.ConvTranspose2d(4, 4, 3, stride=2, **kwargs)
+    tlayer.load_state_dict({k: torch.from_numpy(np.array(v))
+                            for k, v in layer.state_dict().items()})
+    with fastnn.use_backend(backend):
+        with fastnn.set_grad_enabled(not no_grad):
+            y = layer(x)
+        helpers = layer._scratch["convs"]
+        assert [shape for conv in helpers for shape in _arrays_held(conv, 6)] == []
+        if no_grad:
+            assert _arrays_held(layer, 6) == []
+        y = layer(x)
+        g = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
+        grad = layer.backward(g)
+    tx = torch.from_numpy(x).requires_grad_()
+    ty = tlayer(tx)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(layer.weight.grad, tlayer.weight.grad.numpy(), rtol=1e-4,
+                               atol=1e-4)
+    np.testing.assert_allclose(layer.bias.grad, tlayer.bias.grad.numpy(), rtol=1e-4,
+                               atol=1e-4)

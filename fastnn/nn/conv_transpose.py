@@ -297,6 +297,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
             conv.bias.data = _device.to_host(self.bias.data)
         spread = self._spread(_device.to_host(x), output_padding)
         y = conv._forward(_device.namespace_of(x).put(spread), False)
+        conv._x = None   # (the spread input: the backward runs the other helper, not this)
         self._ctx = ("general", x, unbatched)
         return drop_batch_axis(y, unbatched)
 
