@@ -14,6 +14,7 @@ through the addition. Everything runs through the layers' explicit backward pass
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from .. import nn
 from ..backend import current
 from ..nn.loss import per_thread_state
@@ -68,13 +69,15 @@ class MultiTaskNet(nn.Module):
     # Arrays no caller sees (a layer's output that only feeds another layer, and the
     # gradients between layers) live in buffers the layers and the model own, reused every
     # step, as inside a Sequential; a layer with hooks (which may keep what they are given)
-    # or on the GPU runs through its public call, which returns fresh arrays.
+    # or on the GPU runs through its public call, which returns fresh arrays. Under
+    # no_grad they are fresh too, as a Sequential's: each freed once the next layer read it.
     @staticmethod
     def _inner(layer, x):
-        """layer(x), the output in the layer's own buffer."""
+        """layer(x), the output in the layer's own buffer (with gradients enabled)."""
         if layer._hooked or layer._device != "cpu" or type(x) is not np.ndarray:
             return layer(x)
-        return layer._run_forward(as_contiguous(x), True)  # (forward checked the shapes)
+        # (forward checked the shapes)
+        return layer._run_forward(as_contiguous(x), _grad_mode._MODE.enabled)
 
     @staticmethod
     def _inner_backward(layer, grad):
@@ -90,6 +93,8 @@ class MultiTaskNet(nn.Module):
         device arrays have no +: _device.added)."""
         if (self._device == "cpu" and type(p) is np.ndarray and type(q) is np.ndarray
                 and p.shape == q.shape and p.dtype == q.dtype):
+            if not _grad_mode._MODE.enabled:   # (see _inner)
+                return np.add(p, q)
             return np.add(p, q, out=self._buffer(key, p.shape, p.dtype))
         return _device.added(p, q)
 
