@@ -100,3 +100,24 @@ def test_another_threads_no_grad_forward_mid_call_changes_nothing(monkeypatch, b
         np.testing.assert_array_equal(got, want)
     with pytest.raises(RuntimeError, match="gradients disabled"):
         layer.backward(np.ones_like(_arrays(out)[0]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_return_indices_pool_run_by_a_sequential_leaves_no_indices_behind(backend):
+    # (inside a Sequential only the output passes on: the thread's slot for the indices
+    # forward returns stays empty, as the pool's own _indices under no_grad)
+    from fastnn.nn import pooling
+    x = np.random.default_rng(0).standard_normal((50, 3, 8, 8)).astype(np.float32)
+    pool = nn.MaxPool2d(2, return_indices=True)
+    model = nn.Sequential(pool, nn.Flatten())
+    with fastnn.use_backend(backend), fastnn.no_grad():
+        y = model(x)
+        assert pooling._RETURNED.indices is None and pool._indices is None
+        out, indices = pool(x)
+    assert pooling._RETURNED.indices is None and pool._indices is None
+    np.testing.assert_array_equal(y, out.reshape(50, -1))
+    windows = x.reshape(50, 3, 4, 2, 4, 2).transpose(0, 1, 2, 4, 3, 5).reshape(50, 3, 4, 4, 4)
+    np.testing.assert_array_equal(out, windows.max(axis=-1))
+    np.testing.assert_array_equal(np.take_along_axis(x.reshape(50, 3, 64),
+                                                     indices.reshape(50, 3, 16), 2),
+                                  out.reshape(50, 3, 16))

@@ -20,7 +20,9 @@ def with_indices(y, indices):
 
 
 class _Returned(threading.local):
-    """Each thread's indices of the return_indices max pool forward it is running."""
+    """The max pool whose ``ReturnsIndices.forward`` this thread is running, and the
+    indices its forward gave ``keep_indices``."""
+    pool = None
     indices = None
 
 
@@ -29,12 +31,12 @@ _RETURNED = _Returned()
 
 def keep_indices(module, indices):
     """A max pool's forward keeps indices, this call's, in ``module._indices`` for its
-    backward, and with return_indices set also for ``ReturnsIndices.forward`` to return:
-    in this thread's own slot, since another thread's forward of the same pool (an
-    inference pool sharing a model) may replace ``_indices``, or under no_grad drop it,
-    before this call returns."""
+    backward, and when ``ReturnsIndices.forward`` is to return them also in this
+    thread's own slot: another thread's forward of the same pool (an inference pool
+    sharing a model) may replace ``_indices``, or under no_grad drop it, before this
+    call returns."""
     module._indices = indices
-    if module.return_indices:
+    if _RETURNED.pool is module:
         _RETURNED.indices = indices
 
 
@@ -46,10 +48,11 @@ class ReturnsIndices:
     def forward(self, input):
         if not self.return_indices:
             return super().forward(input)
+        _RETURNED.pool = self
         try:
             return with_indices(super().forward(input), _RETURNED.indices)
-        finally:
-            _RETURNED.indices = None   # (held no longer than the call)
+        finally:   # (held no longer than the call)
+            _RETURNED.pool = _RETURNED.indices = None
 
 
 class _Pool2d(Module):
