@@ -105,7 +105,6 @@ def _im2col(x, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col):  
         hi = wo
         while hi > lo and (hi - 1) * sw - pw + j >= w_in:
             hi -= 1
-        row = col[r]
         if flat:
             oh_lo = max(ph - i, 0)
             oh_hi = min(h_in + ph - i, ho)
@@ -135,22 +134,32 @@ def _im2col(x, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col):  
                     for oh in range(oh_lo, oh_hi):
                         flat_col[at + np.uint64(oh * wo + ow)] = 0
             continue
+        # flat unsigned indices, as above: the slices and views of each output row
+        # had cost more than the copy (stride 2, one sample of 64 at 16x16 -> 576 x 64:
+        # 58 -> 20 us; 'valid' 5x5 on 6 x 28 x 28: 65 -> 12 us)
+        span = np.uint64(hi - lo)
         for b in range(nb):
             plane = ((n0 + b) * c_in + c) * h_in * w_in
             for oh in range(ho):
                 h = oh * sh - ph + i
-                d = b * p + oh * wo
+                d = np.uint64(r * col.shape[1] + b * p + oh * wo)
                 if h < 0 or h >= h_in:
-                    row[d:d + wo] = 0
+                    for q in range(np.uint64(wo)):
+                        flat_col[d + q] = 0
+                    continue
+                for q in range(np.uint64(lo)):
+                    flat_col[d + q] = 0
+                src = np.uint64(plane + h * w_in + lo * sw - pw + j)
+                at = d + np.uint64(lo)
+                if sw == 1:  # contiguous source
+                    for q in range(span):
+                        flat_col[at + q] = x[src + q]
                 else:
-                    src = plane + h * w_in - pw + j
-                    row[d:d + lo] = 0
-                    if sw == 1:  # contiguous source: a slice copy
-                        row[d + lo:d + hi] = x[src + lo:src + hi]
-                    else:
-                        for ow in range(lo, hi):
-                            row[d + ow] = x[src + ow * sw]
-                    row[d + hi:d + wo] = 0
+                    step = np.uint64(sw)
+                    for q in range(span):
+                        flat_col[at + q] = x[src + q * step]
+                for q in range(np.uint64(hi), np.uint64(wo)):
+                    flat_col[d + q] = 0
 
 
 @serial_kernel
@@ -199,20 +208,22 @@ def _col2im(dcol, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad
                     for q in range(d1 - d0):
                         grad_in[start + q] += flat_dcol[at + d0 + q]
                     continue
+                # flat unsigned indices (no views, no negative-index code), as in
+                # _im2col: stride 2, one sample of 64 at 16x16: 55 -> 18 us
+                span = np.uint64(hi - lo)
                 for oh in range(ho):
                     h = oh * sh - ph + i
                     if h < 0 or h >= h_in:
                         continue
-                    src = b * p + oh * wo
-                    dst = plane + h * w_in - pw + j
-                    if sw == 1:  # views indexed from 0: no negative-index checks
-                        out_row = grad_in[dst + lo:dst + hi]
-                        in_row = dcol[r, src + lo:src + hi]
-                        for q in range(hi - lo):
-                            out_row[q] += in_row[q]
+                    src = np.uint64(r * dcol.shape[1] + b * p + oh * wo + lo)
+                    dst = np.uint64(plane + h * w_in + lo * sw - pw + j)
+                    if sw == 1:
+                        for q in range(span):
+                            grad_in[dst + q] += flat_dcol[src + q]
                     else:
-                        for ow in range(lo, hi):
-                            grad_in[dst + ow * sw] += dcol[r, src + ow]
+                        step = np.uint64(sw)
+                        for q in range(span):
+                            grad_in[dst + q * step] += flat_dcol[src + q]
 
 
 @kernel
