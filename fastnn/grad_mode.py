@@ -3,13 +3,13 @@
 
 fastnn keeps no autograd graph, so these change no forward result. What they change:
 with gradients disabled no layer keeps what its explicit backward would read (its input,
-mask, indices: ``nn.module.forget_forward``), and a ``Sequential`` returns fresh
-intermediate arrays instead of layer-owned buffers, so a forward pass frees each
-intermediate once the next layer has read it, as PyTorch's does; and a module whose last
+mask, indices: ``nn.module.forget_forward``), and a ``Sequential`` on the host lends its
+layers two output arrays it alternates (``nn.output_slots``) instead of a buffer each, so a
+forward pass holds two intermediates at a time, as PyTorch's does; and a module whose last
 forward ran with gradients disabled refuses ``backward`` (a RuntimeError, as PyTorch's
-"does not require grad"), instead of differentiating an evaluation pass by mistake. The mode is per thread, as PyTorch's;
-BatchNorm's running statistics and dropout follow train()/eval(), not this mode, as in
-PyTorch. Each works as a context manager and as a function decorator.
+"does not require grad"), instead of differentiating an evaluation pass by mistake.
+The mode is per thread, as PyTorch's; BatchNorm's running statistics and dropout follow
+train()/eval(), not this mode, as in PyTorch. Each works as a context manager and as a function decorator.
 """
 import functools
 import inspect

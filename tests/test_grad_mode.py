@@ -239,3 +239,63 @@ def test_max_pools_return_their_indices_under_no_grad_and_keep_none(backend, poo
     np.testing.assert_array_equal(y, ty.numpy())
     np.testing.assert_array_equal(indices, tindices.numpy())
     assert _batch_arrays_held(layer, 3) == []
+
+
+def _lent_arrays(model):
+    """The arrays model (a Sequential) lends its layers under no_grad, by key."""
+    return {slot[0]: a for slot, a in model._scratch.items()
+            if isinstance(slot, tuple) and slot[0].startswith("lent_")}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_no_grad_passes_alternate_two_output_arrays_reused_call_after_call(backend):
+    # Fresh intermediates in every no_grad call (4c02327) were allocated and page-faulted
+    # anew each call: a loop of SmallCNN calls ran 1.2-1.6x the time with gradients on.
+    # The Sequential lends its layers two output arrays (and one per kind of saved
+    # array: a pool's indices, dropout's mask), reused call after call
+    def build():
+        fastnn.manual_seed(0)
+        inner = nn.Sequential(nn.Linear(6, 6), nn.Identity(), nn.Tanh())
+        return inner, nn.Sequential(
+            nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Identity(), nn.Linear(3 * 4 * 4, 6), nn.Dropout(0.5),
+            inner, nn.Linear(6, 6), nn.ReLU(), nn.Flatten(), nn.Linear(6, 4)).eval()
+
+    with fastnn.use_backend(backend):
+        inner, model = build()
+        x = np.random.default_rng(3).standard_normal((37, 1, 8, 8)).astype(np.float32)
+        expected = build()[1](x)
+        with fastnn.no_grad():
+            first = model(x)
+            lent = _lent_arrays(model)
+            again = model(x)
+        np.testing.assert_array_equal(first, expected)
+        np.testing.assert_array_equal(again, expected)
+        assert sorted(lent) == ["lent_output_a", "lent_output_b", "lent_scratch_indices"]
+        assert all(_lent_arrays(model)[k] is a for k, a in lent.items())   # reused
+        assert not any(np.may_share_memory(again, a) for a in lent.values())  # fresh output
+        for layer in model.modules():   # (no layer's own buffer for its output)
+            if layer is not model and layer is not inner:
+                assert not any(slot[0] == "y" for slot in layer._scratch)
+        # a forward far smaller than the arrays drops them; a huge output is not lent
+        with fastnn.no_grad():
+            small = model(x[:2])
+        np.testing.assert_array_equal(small, build()[1](x[:2]))   # (its own batch size's)
+        assert all(a.size < lent["lent_output_a"].size
+                   for a in _lent_arrays(model).values())
+
+
+def test_no_grad_outputs_over_the_cap_are_fresh(monkeypatch):
+    from fastnn.nn import output_slots
+    monkeypatch.setattr(output_slots, "SLOT_CAP_BYTES", 37 * 9 * 4)
+    def build():
+        fastnn.manual_seed(0)
+        return nn.Sequential(nn.Linear(5, 9), nn.Tanh(), nn.Linear(9, 30), nn.Sigmoid(),
+                             nn.Linear(30, 9), nn.Tanh(), nn.Linear(9, 2))
+
+    model = build()
+    x = np.random.default_rng(4).standard_normal((37, 5)).astype(np.float32)
+    expected = build()(x)
+    with fastnn.no_grad():
+        np.testing.assert_array_equal(model(x), expected)
+    assert max(a.size for a in _lent_arrays(model).values()) == 37 * 9 * 4

@@ -12,6 +12,7 @@ from .. import grad_mode as _grad_mode
 from ..errors import IndexValueError, MissingKeyError
 from .linear import Linear
 from .module import FUSED, Module, Parameter, _Stale
+from .output_slots import OutputSlots
 
 
 # (callers check Module._hooks_seen and module._hooked first: with no hook ever
@@ -343,13 +344,16 @@ class Sequential(Module):
     def _run_steps(self, steps, x, buffered, hooked):
         # Layers from the last one that computes a new array onward return fresh arrays
         # (a user module may return its input, or a view of it); with hooks every array
-        # is fresh (a hook may keep what it is given), and under no_grad too: no layer
-        # keeps its input then (forget_forward), so each intermediate array is freed once
-        # the next layer has read it, where layer-owned buffers would hold all at once.
-        if hooked or not _grad_mode._MODE.enabled:
+        # is fresh (a hook may keep what it is given). Under no_grad on the host, the
+        # layers that would write into buffers of their own write into two arrays this
+        # Sequential alternates (output_slots): no layer keeps its input then
+        # (forget_forward), so two intermediates at a time is all a pass needs.
+        if hooked:
             buffered, fresh_from = False, 0
         else:
             fresh_from = len(steps) if buffered else _last_computing(steps, 0)
+        slots = (OutputSlots(self) if not hooked and not _grad_mode._MODE.enabled
+                 and self._device == "cpu" else None)
         opaque = [layer._opaque for layer, _, _ in steps]
         feeds_user, feeds_user_back = _feeding_opaque(steps, opaque)
         unchecked = False  # True after a layer whose output shape was not known upfront
@@ -372,12 +376,13 @@ class Sequential(Module):
             keep = (buffered or j < fresh_from) and j not in feeds_user
             if layer._user_forward:
                 x = layer.forward(x)
-            elif act is None:
-                x = layer._run_forward(x, keep)
+            elif slots is not None and keep:
+                with slots.lend_to(layer, x):
+                    x = _run_step(layer, act, x, keep)
             else:
-                x = layer._run_fused(x, keep, act.fused_name,
-                                     float(getattr(act, "negative_slope", 0.01)))
-                object.__setattr__(act, "_out_meta", FUSED)  # the Linear did its work
+                x = _run_step(layer, act, x, keep)
+        if slots is not None:
+            slots.trim()
         object.__setattr__(self, "_steps", steps)
         object.__setattr__(self, "_feeds_user_back", feeds_user_back)
         object.__setattr__(self, "_failed_forward", None)
@@ -1043,6 +1048,17 @@ def _feeding_opaque(steps, opaque):
                 j += towards
         found.append(fresh)
     return tuple(found)
+
+
+def _run_step(layer, act, x, buffered):
+    """One step of a Sequential's forward: layer on x, with the activation act fused into
+    it (a Linear's) unless act is None."""
+    if act is None:
+        return layer._run_forward(x, buffered)
+    y = layer._run_fused(x, buffered, act.fused_name,
+                         float(getattr(act, "negative_slope", 0.01)))
+    object.__setattr__(act, "_out_meta", FUSED)  # the Linear did its work
+    return y
 
 
 def _last_computing(steps, default):

@@ -81,6 +81,7 @@ from .. import grad_mode as _grad_mode
 from ..errors import AssertionValueError, DtypeError, RuntimeValueError
 from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array, int_items
 from . import plain_values
+from .output_slots import lent_output, lent_scratch
 from .parameter_ops import ParameterArithmetic
 
 
@@ -2557,7 +2558,12 @@ class Module:
         one model, as PyTorch allows) must not have one thread's forward write the
         intermediate array another thread's next layer is reading. A thread's buffers
         are dropped when it ends (and, as a fallback, a new buffer drops those of threads
-        that have ended)."""
+        that have ended). Under no_grad a Sequential may lend a layer its output ("y")
+        from two arrays it alternates (``output_slots``)."""
+        if key == "y":
+            lent = lent_output(self, shape, dtype)
+            if lent is not None:
+                return lent
         slot = (key, threading.get_ident())
         buf = self._scratch.get(slot)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
@@ -2570,9 +2576,12 @@ class Module:
 
     def _backward_buffer(self, key, shape, dtype):
         """``_buffer(key, shape, dtype)`` for an array kept only for the backward (a max
-        pool's indices); None under no_grad (the kernel makes a fresh one, freed with the
-        forward pass, as ``forget_forward`` frees the saved inputs)."""
-        return self._buffer(key, shape, dtype) if _grad_mode._MODE.enabled else None
+        pool's indices); under no_grad, where nothing is kept, an array a Sequential
+        lends for this forward (``output_slots``), or None (the kernel makes a fresh one,
+        freed with the forward pass, as ``forget_forward`` frees the saved inputs)."""
+        if _grad_mode._MODE.enabled:
+            return self._buffer(key, shape, dtype)
+        return lent_scratch(self, key, shape, dtype)
 
     def _kept_buffer(self, key):
         """The calling thread's ``_buffer(key, ...)`` array as it stands, or None."""
