@@ -473,3 +473,52 @@ def test_a_user_module_in_a_sequential_keeps_what_it_is_given(backend):
         for kept, value in zip(bank.grads, grads):
             np.testing.assert_array_equal(kept, value)
         assert len({id(a) for a in bank.seen}) == 3
+
+
+@pytest.mark.parametrize("grad", [True, False], ids=["grad", "no_grad"])
+def test_a_user_module_after_a_nested_sequential_keeps_what_it_is_given(backend, grad):
+    """A nested Sequential holding a user module (an opaque step) handed the feature bank
+    after it its last layer's reused array (with gradients on the layer's buffer, under
+    no_grad the output array the outer Sequential lends): every entry became the last
+    batch. Likewise the input gradient of a nested Sequential before a bank's backward."""
+    class Bank(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.seen, self.grads = [], []
+
+        def forward(self, x):
+            self.seen.append(x)
+            return x * 1.0
+
+        def backward(self, grad_out):
+            self.grads.append(grad_out)
+            return grad_out * 1.0
+
+    class Scale(nn.Module):
+        def forward(self, x):
+            return x * 2.0
+
+        def backward(self, grad_out):
+            return grad_out * 2.0
+
+    fastnn.manual_seed(0)
+    bank = Bank()
+    model = nn.Sequential(nn.Linear(4, 3), nn.Sequential(Scale(), nn.Linear(3, 3)), bank,
+                          nn.Sequential(nn.Linear(3, 3), Scale(), nn.Linear(3, 3)),
+                          nn.ReLU(), nn.Linear(3, 2))
+    rng = np.random.default_rng(0)
+    with fastnn.use_backend(backend):
+        xs = [rng.standard_normal((5, 4)).astype(np.float32) for _ in range(3)]
+        for x in xs:
+            with fastnn.set_grad_enabled(grad):
+                y = model(x)
+            if grad:
+                model.backward(np.ones_like(y))
+        for kept, x in zip(bank.seen, xs):   # (each call's own, by the public calls)
+            np.testing.assert_array_equal(kept, model[1](model[0](x)))
+        assert len({id(a) for a in bank.seen}) == 3
+        if grad:
+            for kept, x in zip(bank.grads, xs):
+                tail = nn.Sequential(*[copy.deepcopy(m) for m in list(model)[3:]])
+                y = tail(model[1](model[0](x)))
+                np.testing.assert_array_equal(kept, tail.backward(np.ones_like(y)))

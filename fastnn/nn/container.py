@@ -1033,7 +1033,8 @@ def _feeding_opaque(steps, opaque):
     passthrough steps only.
     They give fresh arrays, not their reused buffers: a user module may keep what it is
     given (a feature bank appending x, as PyTorch code keeps a tensor), which the next
-    step would have overwritten."""
+    step would have overwritten. So does an opaque step that is no user module itself (a
+    nested Sequential holding one): its layers would write into reused buffers too."""
     if True not in opaque:
         return (), ()
     found = []
@@ -1041,9 +1042,10 @@ def _feeding_opaque(steps, opaque):
         fresh = set()
         for u in (u for u, o in enumerate(opaque) if o):
             j = u + towards
-            while 0 <= j < len(steps) and not opaque[j]:   # (a user module's own
-                if not steps[j][2]:                          # array: its affair)
-                    fresh.add(j)
+            while 0 <= j < len(steps):
+                if opaque[j] or not steps[j][2]:   # (a user module's own array: its affair)
+                    if not steps[j][0]._user_forward:
+                        fresh.add(j)
                     break
                 j += towards
         found.append(fresh)
