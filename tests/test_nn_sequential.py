@@ -226,6 +226,46 @@ def test_container_protocol():
         nn.Sequential(lambda x: x)
 
 
+def test_a_layer_nested_twice_is_refused_as_one_listed_twice():
+    """A layer listed twice is refused; one also run by a nested Sequential was not, and
+    both positions shared its buffers and saved forward: Linear, Tanh, Sequential(Linear)
+    (the same Linear) wrote the second output over its input (numba, cython: the output
+    off by 0.07), and a max or average pool's backward wrote past its buffer (the heap
+    corrupted: 'double free or corruption')."""
+    lin, tanh = nn.Linear(3, 3), nn.Tanh()
+    for make in (lambda: nn.Sequential(lin, tanh, nn.Sequential(lin)),
+                 lambda: nn.Sequential(nn.Sequential(lin), tanh, nn.Sequential(nn.ReLU(), lin)),
+                 lambda: nn.Sequential(nn.Sequential(nn.Sequential(lin)), lin),
+                 lambda: nn.Sequential(lin, tanh).append(nn.Sequential(lin)),
+                 lambda: nn.Sequential(lin, tanh).insert(0, nn.Sequential(lin)),
+                 lambda: nn.Sequential(lin, tanh).add_module("x", nn.Sequential(lin))):
+        with pytest.raises(ValueError, match="already in this Sequential"):
+            make()
+    for layers in ([nn.Sequential(lin)], [nn.Sequential(lin), lin]):
+        with pytest.raises(ValueError, match="appears twice"):
+            (nn.Sequential(tanh) if len(layers) == 2 else nn.Sequential(lin)).extend(layers)
+    seq = nn.Sequential(lin, tanh, nn.Sequential(nn.ReLU()))
+    with pytest.raises(ValueError, match="already in this Sequential"):
+        seq[2] = nn.Sequential(lin)
+    assert isinstance(seq[2], nn.Sequential) and isinstance(seq[2][0], nn.ReLU)
+    seq = nn.Sequential(nn.Linear(3, 3), nn.Sequential(lin))
+    seq[1] = lin   # (replacing the Sequential that held it: once again)
+    assert seq[1] is lin and len(list(seq.modules())) == 3
+
+    class Tied(nn.Module):   # (a user module holding the layer, for its weight)
+        def __init__(self, layer):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x):
+            return x @ self.layer.weight.data
+
+        def backward(self, grad_out):
+            return grad_out @ self.layer.weight.data.T
+
+    nn.Sequential(lin, tanh, Tied(lin))
+
+
 class _Double(nn.Module):
     """A user module with its own forward/backward (no infer_shape): y = [x, x]."""
 

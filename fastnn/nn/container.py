@@ -75,7 +75,7 @@ class Sequential(Module):
             return super().__setattr__(name, value)  # (raises: Module.__init__ first)
         if isinstance(value, Module):
             old = self._modules.get(name)
-            if value is not old and any(value is other for other in self.modules()):
+            if value is not old and self._holds_one_of(value, skip=name):
                 raise ValueError(f"Sequential: layer {value!r} is already in this "
                                  f"Sequential; use a separate instance for each position")
             super().__setattr__(name, value)
@@ -114,8 +114,8 @@ class Sequential(Module):
         layers = list(sequential)
         for layer in layers:
             self._check_module(layer)
-        if len({id(layer) for layer in layers}) != len(layers) or any(
-                layer is other for other in self.modules() for layer in layers):
+        run = [id(m) for layer in layers for m in _runs(layer)]
+        if len(set(run)) != len(run) or any(self._holds_one_of(layer) for layer in layers):
             raise ValueError("Sequential.extend: a layer appears twice (in the layers given "
                              "or already in this Sequential); use a separate instance for "
                              "each position")
@@ -136,7 +136,7 @@ class Sequential(Module):
             raise KeyError(f"Sequential.insert: the layers from position {index} on are named "
                            f"{names[index:]}, not by their positions, so they cannot move "
                            f"up one place (PyTorch's insert fails there too)")
-        if any(module is other for other in self.modules()):
+        if self._holds_one_of(module):
             raise ValueError(f"Sequential: layer {module!r} is already in this Sequential; "
                              f"use a separate instance for each position")
         self._rename(names[:index], [module] + self._layers[index:], index)
@@ -177,6 +177,18 @@ class Sequential(Module):
             self._modules[str(i)] = layer
             object.__setattr__(self, str(i), layer)
         self._relayer()
+
+    def _holds_one_of(self, module, skip=None):
+        """True when module, or a layer it runs as a Sequential (nested ones too), is in
+        this Sequential already (outside its layer named skip, which module replaces):
+        the two positions would share that layer's buffers and saved forward (a nested
+        Sequential's Linear wrote its output over its input, a pool's backward wrote
+        past its buffer)."""
+        held = {id(self)}
+        for name, layer in self._modules.items():
+            if name != skip and layer is not None:
+                held.update(id(m) for m in layer.modules())
+        return any(id(m) in held for m in _runs(module))
 
     @staticmethod
     def _check_module(layer):
@@ -1050,6 +1062,14 @@ def _feeding_opaque(steps, opaque):
                 j += towards
         found.append(fresh)
     return tuple(found)
+
+
+def _runs(module):
+    """module and, for a Sequential, every layer it runs (those of nested ones too)."""
+    yield module
+    if isinstance(module, Sequential):
+        for layer in module._layers:
+            yield from _runs(layer)
 
 
 def _run_step(layer, act, x, buffered):
