@@ -299,3 +299,45 @@ def test_no_grad_outputs_over_the_cap_are_fresh(monkeypatch):
     with fastnn.no_grad():
         np.testing.assert_array_equal(model(x), expected)
     assert max(a.size for a in _lent_arrays(model).values()) == 37 * 9 * 4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("training", [False, True])
+def test_group_and_instance_norm_keep_no_output_buffer_under_no_grad(backend, training):
+    # An affine GroupNorm (and InstanceNorm, computed by it) normalized into the output
+    # array its Sequential lends (1bd6d23), then wrote the affine output into a buffer of
+    # its own: an array of the layer's output size held after every no_grad pass
+    def build():
+        fastnn.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.GroupNorm(2, 4), nn.ReLU(),
+                             nn.InstanceNorm2d(4, affine=True), nn.Tanh(), nn.Flatten(),
+                             nn.Linear(4 * 5 * 5, 3)).train(training)
+
+    def torch_build(model):
+        twin = torch.nn.Sequential(
+            torch.nn.Conv2d(2, 4, 3, padding=1), torch.nn.GroupNorm(2, 4), torch.nn.ReLU(),
+            torch.nn.InstanceNorm2d(4, affine=True), torch.nn.Tanh(), torch.nn.Flatten(),
+            torch.nn.Linear(4 * 5 * 5, 3)).train(training)
+        twin.load_state_dict({k: torch.from_numpy(np.array(v))
+                              for k, v in model.state_dict().items()})
+        return twin
+
+    with fastnn.use_backend(backend):
+        model, twin = build(), build()
+        x = np.random.default_rng(2).standard_normal((37, 2, 5, 5)).astype(np.float32)
+        with fastnn.no_grad():
+            out = model(x)
+        np.testing.assert_array_equal(out, twin(x))
+        assert _batch_arrays_held(model, 37) == []
+        # a training step afterwards: PyTorch's gradients
+        reference = torch_build(model)
+        tx = torch.from_numpy(x)
+        g = np.random.default_rng(3).standard_normal((37, 3)).astype(np.float32)
+        reference(tx).backward(torch.from_numpy(g))
+        model.zero_grad()
+        model(x)
+        model.backward(g)
+        grads = dict(reference.named_parameters())
+        for name, p in model.named_parameters():
+            np.testing.assert_allclose(p.grad, grads[name].grad.numpy(), rtol=2e-4,
+                                       atol=2e-5, err_msg=name)

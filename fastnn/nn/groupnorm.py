@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 
 from .. import device as _device
+from .. import grad_mode as _grad_mode
 from ..errors import RuntimeValueError
 from ..validation import check_bool, check_number, check_positive_int
 from . import init
@@ -126,7 +127,11 @@ class _GroupedNorm(Module):
         n, c, s = ncs
         zeros, ones = self._identity_statistics(c, xhat.dtype)
         bias = self.bias.data if self.bias is not None else zeros
-        out = self._buffer("y_affine", (n, c, s, 1), xhat.dtype) if buffered else None
+        # (under no_grad a Sequential lends xhat its output array ("y"); an own buffer
+        # here would keep an output-sized array after the pass: a fresh one, freed as
+        # the pass goes on)
+        out = (self._buffer("y_affine", (n, c, s, 1), xhat.dtype)
+               if buffered and _grad_mode._MODE.enabled else None)
         y, _, _ = self._kernels().batchnorm_forward(
             xhat.reshape(n, c, s, 1), self.weight.data, bias, zeros, ones, training=False,
             eps=0.0, out=out)
