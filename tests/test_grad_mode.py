@@ -10,6 +10,7 @@ import pytest
 import fastnn
 from fastnn import nn
 from fastnn.models import MLP, SmallCNN
+from held_arrays import arrays_held_in_tree
 
 torch = pytest.importorskip("torch")
 
@@ -158,29 +159,6 @@ class _Custom(nn.Module):
         return grad_out
 
 
-def _batch_arrays_held(model, n):
-    """The arrays of leading size n that model's modules refer to from their own state
-    (saved inputs, outputs, masks, layer-owned buffers), parameters left out."""
-    found = []
-
-    def walk(value, depth):
-        if isinstance(value, np.ndarray):
-            if value.ndim and value.shape[0] == n:
-                found.append(value.shape)
-        elif depth < 3 and isinstance(value, (tuple, list)):
-            for item in value:
-                walk(item, depth + 1)
-        elif depth < 3 and isinstance(value, dict):
-            for item in value.values():
-                walk(item, depth + 1)
-
-    for module in model.modules():
-        for name, value in vars(module).items():
-            if name not in ("_parameters", "_buffers", "_modules"):
-                walk(value, 0)
-    return found
-
-
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("make,shape", [
     (lambda: nn.Sequential(nn.Linear(12, 8), nn.ReLU(), nn.BatchNorm1d(8), nn.Dropout(0.2),
@@ -212,7 +190,7 @@ def test_a_forward_without_gradients_keeps_no_intermediate_array(backend, make, 
         del given
         np.testing.assert_array_equal(out, expected)
         assert kept() is None
-        assert _batch_arrays_held(model, shape[0]) == []
+        assert arrays_held_in_tree(model, shape[0]) == []
         with pytest.raises(RuntimeError, match="gradients disabled"):
             model.backward(np.ones_like(out))
         with pytest.raises(RuntimeError, match="gradients disabled|ran fused"):
@@ -238,7 +216,7 @@ def test_max_pools_return_their_indices_under_no_grad_and_keep_none(backend, poo
         ty, tindices = tpool()(torch.from_numpy(x))
     np.testing.assert_array_equal(y, ty.numpy())
     np.testing.assert_array_equal(indices, tindices.numpy())
-    assert _batch_arrays_held(layer, 3) == []
+    assert arrays_held_in_tree(layer, 3) == []
 
 
 def _lent_arrays(model):
@@ -328,7 +306,7 @@ def test_group_and_instance_norm_keep_no_output_buffer_under_no_grad(backend, tr
         with fastnn.no_grad():
             out = model(x)
         np.testing.assert_array_equal(out, twin(x))
-        assert _batch_arrays_held(model, 37) == []
+        assert arrays_held_in_tree(model, 37) == []
         # a training step afterwards: PyTorch's gradients
         reference = torch_build(model)
         tx = torch.from_numpy(x)

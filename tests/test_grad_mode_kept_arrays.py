@@ -7,29 +7,11 @@ import pytest
 
 import fastnn
 from fastnn import nn
+from held_arrays import arrays_held, arrays_held_in_tree
 
 torch = pytest.importorskip("torch")
 
 BACKENDS = [b for b in ("numpy", "numba", "cython") if b in fastnn.backends()]
-
-
-def _arrays_held(layer, n):
-    """The arrays of leading size n in layer's own state (parameters, buffers left out),
-    also inside tuples (LPPool3d's context)."""
-    found = []
-
-    def walk(value, depth):
-        if isinstance(value, np.ndarray):
-            if value.ndim and value.shape[0] == n:
-                found.append(value.shape)
-        elif depth < 3 and isinstance(value, (tuple, list)):
-            for item in value:
-                walk(item, depth + 1)
-
-    for name, value in vars(layer).items():
-        if name not in ("_parameters", "_buffers", "_modules"):
-            walk(value, 0)
-    return found
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -48,7 +30,7 @@ def test_no_batch_array_kept_after_a_forward_without_gradients(backend, make, tm
             y = layer(x)
         np.testing.assert_allclose(y, tmake()(torch.from_numpy(x)).numpy(), rtol=1e-5,
                                    atol=1e-6)
-        assert _arrays_held(layer, shape[0]) == []
+        assert arrays_held(layer, shape[0]) == []
         with pytest.raises(RuntimeError, match="gradients disabled"):
             layer.backward(g)
         y = layer(x)
@@ -68,7 +50,7 @@ def test_rrelu_in_training_keeps_no_slopes_under_no_grad(backend):
         layer = nn.RReLU()
         with fastnn.no_grad():
             layer(x)
-        assert _arrays_held(layer, 9) == []
+        assert arrays_held(layer, 9) == []
         with pytest.raises(RuntimeError, match="gradients disabled"):
             layer.backward(np.ones_like(x))
         y = layer(x)
@@ -94,9 +76,9 @@ def test_grouped_or_dilated_conv_transpose_keeps_no_spread_input(backend, kwargs
         with fastnn.set_grad_enabled(not no_grad):
             y = layer(x)
         helpers = layer._scratch["convs"]
-        assert [shape for conv in helpers for shape in _arrays_held(conv, 6)] == []
+        assert [shape for conv in helpers for shape in arrays_held(conv, 6)] == []
         if no_grad:
-            assert _arrays_held(layer, 6) == []
+            assert arrays_held(layer, 6) == []
         y = layer(x)
         g = np.random.default_rng(1).standard_normal(y.shape).astype(np.float32)
         grad = layer.backward(g)
@@ -109,16 +91,6 @@ def test_grouped_or_dilated_conv_transpose_keeps_no_spread_input(backend, kwargs
                                atol=1e-4)
     np.testing.assert_allclose(layer.bias.grad, tlayer.bias.grad.numpy(), rtol=1e-4,
                                atol=1e-4)
-
-
-def _held_in_tree(model, n):
-    """_arrays_held of every module of model, its layer-owned buffers (_scratch) too."""
-    found = []
-    for module in model.modules():
-        found += _arrays_held(module, n)
-        found += [buf.shape for buf in module._scratch.values()
-                  if isinstance(buf, np.ndarray) and buf.ndim and buf.shape[0] == n]
-    return found
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -135,7 +107,7 @@ def test_multitask_net_under_no_grad_writes_no_layer_owned_buffers(backend, trai
         fastnn.manual_seed(1)
         with fastnn.set_grad_enabled(not no_grad):
             out = model(x)
-        held = _held_in_tree(model, 37)
+        held = arrays_held_in_tree(model, 37)
         fastnn.manual_seed(2)
         a, logits = model(x)
         grad_x = model.backward(np.ones_like(a), np.ones_like(logits))

@@ -480,24 +480,28 @@ def test_a_model_serving_short_lived_threads_never_raises():
     assert errors == []
 
 
+class _FeatureBank(nn.Module):
+    """A user module keeping every input and gradient it is given (PyTorch code keeps
+    the tensors)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen, self.grads = [], []
+
+    def forward(self, x):
+        self.seen.append(x)
+        return x * 1.0
+
+    def backward(self, grad_out):
+        self.grads.append(grad_out)
+        return grad_out * 1.0
+
+
 def test_a_user_module_in_a_sequential_keeps_what_it_is_given(backend):
     """A feature bank appending its input (PyTorch code keeps the tensor) between layers
     got the previous layer's reused buffer: every entry became the last batch. Likewise
     the gradient its backward is given. Flatten between them passes a view through."""
-    class Bank(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.seen, self.grads = [], []
-
-        def forward(self, x):
-            self.seen.append(x)
-            return x * 1.0
-
-        def backward(self, grad_out):
-            self.grads.append(grad_out)
-            return grad_out * 1.0
-
-    bank = Bank()
+    bank = _FeatureBank()
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Flatten(), bank, nn.Linear(3, 2),
                           nn.ReLU(), nn.Linear(2, 2))
     rng = np.random.default_rng(0)
@@ -521,19 +525,6 @@ def test_a_user_module_after_a_nested_sequential_keeps_what_it_is_given(backend,
     after it its last layer's reused array (with gradients on the layer's buffer, under
     no_grad the output array the outer Sequential lends): every entry became the last
     batch. Likewise the input gradient of a nested Sequential before a bank's backward."""
-    class Bank(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.seen, self.grads = [], []
-
-        def forward(self, x):
-            self.seen.append(x)
-            return x * 1.0
-
-        def backward(self, grad_out):
-            self.grads.append(grad_out)
-            return grad_out * 1.0
-
     class Scale(nn.Module):
         def forward(self, x):
             return x * 2.0
@@ -542,7 +533,7 @@ def test_a_user_module_after_a_nested_sequential_keeps_what_it_is_given(backend,
             return grad_out * 2.0
 
     fastnn.manual_seed(0)
-    bank = Bank()
+    bank = _FeatureBank()
     model = nn.Sequential(nn.Linear(4, 3), nn.Sequential(Scale(), nn.Linear(3, 3)), bank,
                           nn.Sequential(nn.Linear(3, 3), Scale(), nn.Linear(3, 3)),
                           nn.ReLU(), nn.Linear(3, 2))
