@@ -70,7 +70,9 @@ class MultiTaskNet(nn.Module):
     # gradients between layers) live in buffers the layers and the model own, reused every
     # step, as inside a Sequential; a layer with hooks (which may keep what they are given)
     # or on the GPU runs through its public call, which returns fresh arrays. Under
-    # no_grad they are fresh too, as a Sequential's: each freed once the next layer read it.
+    # no_grad they are fresh too, each freed once the next layer has read it (a
+    # Sequential's two alternating arrays, nn/output_slots.py, assume a chain; this net
+    # branches, and its arrays are small).
     @staticmethod
     def _inner(layer, x):
         """layer(x), the output in the layer's own buffer (with gradients enabled)."""

@@ -92,7 +92,8 @@ class OutputSlots:
             if slot is None or slot.size < nbytes:
                 slot = self.owner._buffer(key, (nbytes,), np.uint8)
             return slot[:nbytes].view(dtype).reshape(shape)
-        raise AssertionError("both output slots hold the layer's input")  # (one array)
+        # (only the two output slots are skipped for the input, which is one array)
+        raise AssertionError("both output slots hold the layer's input")
 
     def trim(self):
         """After the forward: drop the arrays over 4 times the most this forward took
