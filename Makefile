@@ -55,8 +55,8 @@ bench: install data
 	$(PY) -m bench.report
 
 # Numba's disk cache only watches each kernel's own file: after editing config.py,
-# vmath.py or blas.py (its gemm, inlined into the Linear and conv kernels), drop the
-# cache so every kernel recompiles.
+# vmath.py, blas.py (its gemm, inlined into the Linear and conv kernels) or select.py
+# (inlined into the pooling kernels), drop the cache so every kernel recompiles.
 clean-numba-cache:
 	rm -f kernels/numba_cpu/__pycache__/*.nbi kernels/numba_cpu/__pycache__/*.nbc
 

@@ -378,6 +378,37 @@ def test_avg_pool2d_tiling_windows_as_torch(backend, dtype, rng, shape, k, ceil_
     assert_close(grad_in, tx.grad.numpy(), dtype)
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 9, 9), (64, 16, 8, 8), (2, 3, 20, 36)])
+@pytest.mark.parametrize("window", [((3, 3), (2, 2), (1, 1), (1, 1)),
+                                    ((3, 3), (1, 1), (1, 1), (1, 1)),
+                                    ((2, 3), (1, 2), (1, 0), (1, 1)),
+                                    ((3, 2), (2, 1), (0, 1), (2, 1))],
+                         ids=["3x3s2p1", "3x3s1p1", "2x3", "dilated"])
+def test_max_pool2d_general_kernel_with_ties_nans_and_infinities_as_torch(backend, dtype,
+                                                                         shape, window):
+    # The general kernels scan a window for its maximum and, apart, for its last NaN
+    # (numba's _max_pool_fwd, Cython's for output rows under 16 wide; wider ones run
+    # Cython's row loop): the winners PyTorch picks, with windows holding several NaNs
+    # (the last one wins), a NaN before a larger value, ties (the first one wins),
+    # infinities and all -inf windows
+    kernel, stride, padding, dilation = window
+    rng = np.random.default_rng(11)
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    flat = x.reshape(-1)
+    flat[::7] = np.nan
+    flat[2::9] = np.nan
+    flat[5::17] = np.inf
+    flat[3::5] = -np.inf
+    tx = tt(x, True)
+    ty, tidx = F.max_pool2d(tx, kernel, stride, padding, dilation, return_indices=True)
+    y, idx = ops.max_pool2d_forward(x, kernel, stride, padding, dilation=dilation)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    g = rng.standard_normal(y.shape).astype(dtype)
+    ty.backward(tt(g))
+    np.testing.assert_array_equal(ops.max_pool2d_backward(g, idx, x.shape), tx.grad.numpy())
+
+
 def test_max_pool2d_nan_propagates(backend):
     x = np.zeros((1, 1, 4, 4))
     x[0, 0, 1, 2] = np.nan

@@ -50,6 +50,7 @@ from ..window_shapes import is_2x2_pool as _is_2x2_pool, is_tiling_pool, pool_ou
 from . import blas
 from ._buffers import scratch
 from .config import OPTIONS, PARALLEL_MIN, helper, kernel, serial_kernel, sync_threads
+from .select import unpredictable_select
 
 __all__ = ["conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
            "avg_pool2d_forward", "avg_pool2d_backward"]
@@ -438,28 +439,53 @@ def _taps(start, k, d, size):  # pragma: no cover - compiled
 
 
 @helper
-def _pick(best, arg, v, at):  # pragma: no cover - compiled
-    """(best, arg) after the cell at ``at`` holding v: PyTorch's rule, v wins when it is
-    greater or a NaN."""
-    take = (v > best) | (v != v)
-    return (v if take else best), (at if take else arg)
+def _greater(best, arg, v, at):  # pragma: no cover - compiled
+    """(best, arg) after the cell at ``at`` holding v: v wins when it is greater (a NaN
+    never does; _last_nan tracks those apart).
+
+    PyTorch's rule in one condition, "greater or a NaN", is an OR of two float
+    compares; LLVM compiled the float select on it as a branch (x86 has no scalar float
+    cmov: only a select on one compare becomes a max or a blend) and, on the index's
+    cmov, its cmov-conversion pass made another branch. Which cell wins is random on
+    real data, so both mispredicted: the 3x3 stride-2 pool ran 14.8 ns an output on
+    zeros and 35-39 on normal noise (1 thread). Here the value select is on one compare
+    (vmaxss) and the index select an unpredictable_select (a cmov LLVM keeps)."""
+    take = v > best
+    return (v if take else best), unpredictable_select(take, at, arg)
+
+
+@helper
+def _last_nan(nan_at, v, at):  # pragma: no cover - compiled
+    """``at`` if v is a NaN, else nan_at: over a window in order, the last NaN's cell
+    (-1 while there is none)."""
+    return at if v != v else nan_at
+
+
+@helper
+def _nan_wins(plane, best, arg, nan_at):  # pragma: no cover - compiled
+    """(best, arg) of a window after its scan by _greater: PyTorch's rule, its last NaN
+    if it holds one (nan_at >= 0)."""
+    if nan_at >= 0:
+        return plane[np.uint64(nan_at)], nan_at
+    return best, arg
 
 
 @kernel
 def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no cover
     """x: (N, C, H, W) IN; y, indices: (N, C, H_out, W_out) OUT; taps dh, dw apart.
 
-    Each output scans its window's taps with selects, not branches (which element wins
-    is random), PyTorch's rule: the first maximum in window order, a NaN wins; the
-    index starts at the window's first cell inside the input (PyTorch's, for a window
-    of -inf). Loops run over tap numbers, not over ``range(start, stop, d)`` (a
-    division per loop to count its trips), and planes are indexed flat with unsigned
-    indices (no wraparound code). 2 threads: 128x32x28x28 2x2/2 4.95 -> 2.74 ms
-    (Cython's row-vectorized loop 2.35 ms; such pools now run _max_pool_2x2);
-    32x64x16x16 3x3/2 pad 1 1.27 -> 0.70-0.78
-    ms (Cython 0.78 ms). Cython's order (window positions outermost, the output row as
-    the running maximum) ran 2x slower compiled by Numba. (Without nnan in fastmath:
-    with it the NaN test folds away and the loop runs 1.4x faster, but wrongly.)"""
+    Each output scans its window's taps in order for the first maximum (_greater) and
+    for the last NaN (_last_nan), which wins if there is one: PyTorch's rule, without a
+    branch on the data; the index starts at the window's first cell inside the input
+    (PyTorch's, for a window of -inf). Loops run over tap numbers, not over
+    ``range(start, stop, d)`` (a division per loop to count its trips), and planes are
+    indexed flat with unsigned indices (no wraparound code). 3x3 stride 2 padding 1,
+    float32 normal noise, 2 threads: 32x64x16x16 2.17 -> 0.71 ms (Cython 1.18),
+    128x64x8x8 2.18 -> 0.76 ms (Cython 1.81), 64x64x32x32 16.8 -> 6.5 ms (Cython 6.1-15);
+    1 thread, 128x32x28x28: 35.7 -> 5.5 ns an output (14.8 on zeros before). Cython's
+    order (window positions outermost, the output row as the running maximum) ran 2x
+    slower compiled by Numba. (Without nnan in fastmath: with it the NaN test folds
+    away, wrongly.)"""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
     planes = x.reshape(n * c, h_in * w_in)
@@ -478,11 +504,15 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no 
                 ja, jb = _taps(w0, kw, dw, w_in)
                 best = lowest
                 arg = (h0 + ia * dh) * w_in + w0 + ja * dw
+                nan_at = -1
                 for i in range(ia, ib):
                     row = (h0 + i * dh) * w_in + w0
                     for j in range(ja, jb):
                         cell = row + j * dw
-                        best, arg = _pick(best, arg, plane[np.uint64(cell)], cell)
+                        v = plane[np.uint64(cell)]
+                        best, arg = _greater(best, arg, v, cell)
+                        nan_at = _last_nan(nan_at, v, cell)
+                best, arg = _nan_wins(plane, best, arg, nan_at)
                 q = np.uint64(oh * wo + ow)
                 y_plane[q] = best
                 index_plane[q] = arg
@@ -492,10 +522,11 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no 
 def _max_pool_2x2(x, y, indices):  # pragma: no cover - compiled
     """_max_pool_fwd for 2x2 windows, stride 2, no padding, dilation 1 (VGG's pooling),
     every window inside x: x (N, C, H, W) IN; y, indices (N, C, H // 2, W // 2) OUT.
-    Each row pair's maxima are a tree of selects (upper pair, lower pair, then the two),
-    which picks what the window-order scan does (the first maximum, the last NaN) with
-    half its chain of dependent selects, branch-free in one loop over the output row.
-    2 threads: 128x32x28x28 2.49 -> 0.88-1.00 ms, 128x64x14x14 1.27 -> 0.48-0.53 ms."""
+    Each row pair's maxima are a tree of _greater (upper pair, lower pair, then the
+    two), which picks what the window-order scan does (the first maximum), then the
+    window's last NaN if it holds one: branch-free in one loop over the output row.
+    1 thread, 128x32x28x28 float32: 2.2 ns an output on zeros but 6.5-13 on normal noise
+    while the selects compiled to branches (see _greater), 1.5 on both now."""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
     planes = x.reshape(n * c, h_in * w_in)
@@ -511,11 +542,14 @@ def _max_pool_2x2(x, y, indices):  # pragma: no cover - compiled
             for ow in range(wo):   # (unsigned indices: no wraparound code)
                 a = top + 2 * ow
                 b = a + w_in
-                upper, upper_at = _pick(plane[np.uint64(a)], a, plane[np.uint64(a + 1)],
-                                        a + 1)
-                lower, lower_at = _pick(plane[np.uint64(b)], b, plane[np.uint64(b + 1)],
-                                        b + 1)
-                best, arg = _pick(upper, upper_at, lower, lower_at)
+                va, va1 = plane[np.uint64(a)], plane[np.uint64(a + 1)]
+                vb, vb1 = plane[np.uint64(b)], plane[np.uint64(b + 1)]
+                upper, upper_at = _greater(va, a, va1, a + 1)
+                lower, lower_at = _greater(vb, b, vb1, b + 1)
+                best, arg = _greater(upper, upper_at, lower, lower_at)
+                nan_at = _last_nan(_last_nan(_last_nan(_last_nan(-1, va, a), va1, a + 1),
+                                             vb, b), vb1, b + 1)
+                best, arg = _nan_wins(plane, best, arg, nan_at)
                 y_plane[np.uint64(row + ow)] = best
                 index_plane[np.uint64(row + ow)] = arg
 
