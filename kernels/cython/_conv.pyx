@@ -58,11 +58,17 @@ Group size (GROUP_MIN_COLS, 1 thread, fwd+bwd ms for 1 / 64 / 128 / 256 / 512):
 channel counts and lost (see kernels/numba_cpu/conv.py). Row-major arrays go to the
 column-major BLAS as their transposes.
 
-Pooling is parallel over (n, c) planes. Max pooling keeps a running maximum along each
-output row with the window positions as the outer loops: the comparisons become
+Pooling is parallel over (n, c) planes. Max pooling of output rows or windows at least
+_MAX_POOL_ROW_MIN wide keeps a running maximum along each output row with the window
+positions as the outer loops: the comparisons become
 selects (which window element wins is random, so branches mispredict), 1 thread CPU
 time 128x32x28x28 2x2/2 19.0 -> 6-9 ms (PyTorch 18-20 ms), 32x64x16x16 3x3/2/1
-4.2 -> 1.9 ms (PyTorch 4.2-5.0 ms).
+4.2 -> 1.9 ms (PyTorch 4.2-5.0 ms). Narrower rows (a VGG net's later stages, 2-8
+columns) left that row loop too short to vectorise: there each output scans its window
+(_conv_rows.h fnn_max_pool_plane_*, numba's design), 2 threads, 3x3/2/1, float32:
+128x64x8x8 1.79 -> 0.97-0.99 ms, 64x512x2x2 0.56 -> 0.22-0.24, 32x64x16x16 1.18 -> 0.96,
+global 7x7 of 64x256x7x7 0.96 -> 0.63 (but 128x16x32x32, 16 columns: 3.0 by rows
+against 4.0 by windows; a global 16x16 or 32x32 window 0.52-0.67 against 0.75-0.77).
 """
 import numpy as np
 
@@ -84,6 +90,14 @@ cdef extern from "_conv_rows.h" nogil:
                                   int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
     void fnn_max_pool_2x2_plane_d(const double* plane, Py_ssize_t w_in, double* y,
                                   int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
+    void fnn_max_pool_plane_f(const float* plane, Py_ssize_t h_in, Py_ssize_t w_in,
+                              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                              Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                              float* y, int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
+    void fnn_max_pool_plane_d(const double* plane, Py_ssize_t h_in, Py_ssize_t w_in,
+                              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                              Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                              double* y, int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
 
 
 # Intel MKL's ILP64 ?gemm_64 when the Linear products run on it (set by
@@ -607,6 +621,39 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                         arg[ow] = hh * w_in + ow * sw - pw + j * dw if take else arg[ow]
 
 
+# Output rows or windows at least this wide run _max_pool_fwd's row loops, the rest
+# _max_pool_planes (the module docstring has the measurements)
+_MAX_POOL_ROW_MIN = 16
+
+
+def _max_pool_planes(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
+                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
+                     Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
+                     floating[:, :, :, ::1] y,           # OUT (N, C, H_out, W_out)
+                     int64_t[:, :, :, ::1] indices):   # OUT (N, C, H_out, W_out)
+    """_max_pool_fwd a plane at a time, each output scanning its window
+    (_conv_rows.h fnn_max_pool_plane_*): for output rows too short for its row loop."""
+    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
+    cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t t
+    cdef const floating* xp
+    cdef floating* yp
+    cdef int64_t* ip
+    if n * c * ho * wo == 0:   # (no element 0 to address)
+        return
+    xp = &x[0, 0, 0, 0] if h_in * w_in else NULL
+    yp = &y[0, 0, 0, 0]
+    ip = &indices[0, 0, 0, 0]
+    for t in prange(n * c, nogil=True, schedule="static",
+                    num_threads=threads_for(n * c * h_in * w_in)):
+        if floating is float:
+            fnn_max_pool_plane_f(xp + t * h_in * w_in, h_in, w_in, kh, kw, sh, sw, ph, pw,
+                                 dh, dw, yp + t * ho * wo, ip + t * ho * wo, ho, wo)
+        else:
+            fnn_max_pool_plane_d(xp + t * h_in * w_in, h_in, w_in, kh, kw, sh, sw, ph, pw,
+                                 dh, dw, yp + t * ho * wo, ip + t * ho * wo, ho, wo)
+
+
 def _max_pool_2x2(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
                   floating[:, :, :, ::1] y,               # OUT (N, C, H // 2, W // 2)
                   int64_t[:, :, :, ::1] indices):       # OUT (N, C, H // 2, W // 2)
@@ -871,6 +918,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
         indices = np.empty(shape, dtype=np.int64)
     if is_2x2_pool(x.shape, shape, kernel_size, stride, padding, dilation):
         _max_pool_2x2(x, out, indices)
+    elif shape[3] < _MAX_POOL_ROW_MIN and kernel_size[1] < _MAX_POOL_ROW_MIN:
+        _max_pool_planes(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
+                         padding[1], dilation[0], dilation[1], out, indices)
     else:
         _max_pool_fwd(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
                       padding[1], dilation[0], dilation[1], out, indices)

@@ -5,6 +5,7 @@
 #define FASTNN_CONV_ROWS_H
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 
 static inline void fnn_add_row_f(float *restrict dst, const float *restrict src, ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i++) dst[i] += src[i];
@@ -40,5 +41,65 @@ static inline void NAME(const T *plane, ptrdiff_t w_in, T *restrict y,          
 }
 FNN_MAX_POOL_2X2_PLANE(float, fnn_max_pool_2x2_plane_f)
 FNN_MAX_POOL_2X2_PLANE(double, fnn_max_pool_2x2_plane_d)
+
+/* Taps [*lo, *hi) of a window starting at cell `start` (cells start + i d, i < k) that
+ * fall inside [0, size). */
+static inline void fnn_window_taps(ptrdiff_t start, ptrdiff_t k, ptrdiff_t d, ptrdiff_t size,
+                                   ptrdiff_t *lo, ptrdiff_t *hi) {
+    ptrdiff_t a, b;
+    if (d == 1) {   /* (no divisions: most pooling layers) */
+        a = start < 0 ? -start : 0;
+        b = size - start < k ? size - start : k;
+    } else {
+        a = start < 0 ? (d - 1 - start) / d : 0;
+        b = start < size ? ((size - 1 - start) / d + 1 < k ? (size - 1 - start) / d + 1 : k) : 0;
+    }
+    *lo = a;
+    *hi = b > a ? b : a;
+}
+
+/* One plane of a max pool of any window (_conv.pyx _max_pool_fwd): plane (h_in, w_in);
+ * y and idx (ho, wo) get each window's maximum and its flat index. Each output scans its
+ * window's taps in order for the first maximum (a select on one compare: maxss) and,
+ * apart, for the last NaN, which wins if there is one (PyTorch's rule); the index
+ * starts at the window's first cell inside the input (PyTorch's, for a window of
+ * -inf). The index and NaN selects are arithmetic (a distance times 0 or 1): on one
+ * condition "greater or a NaN", gcc compiled the selects as branches, which the random
+ * winners of real data mispredict (the same design as numba's _max_pool_fwd). */
+#define FNN_MAX_POOL_PLANE(T, NAME)                                                       \
+static inline void NAME(const T *restrict plane, ptrdiff_t h_in, ptrdiff_t w_in,          \
+                        ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh, ptrdiff_t sw,            \
+                        ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t dh, ptrdiff_t dw,            \
+                        T *restrict y, int64_t *restrict idx, ptrdiff_t ho, ptrdiff_t wo) { \
+    for (ptrdiff_t oh = 0; oh < ho; oh++) {                                               \
+        ptrdiff_t h0 = oh * sh - ph, ia, ib;                                              \
+        fnn_window_taps(h0, kh, dh, h_in, &ia, &ib);                                      \
+        for (ptrdiff_t ow = 0; ow < wo; ow++) {                                           \
+            ptrdiff_t w0 = ow * sw - pw, ja, jb;                                          \
+            fnn_window_taps(w0, kw, dw, w_in, &ja, &jb);                                  \
+            T best = -(T)INFINITY;                                                        \
+            int64_t arg = (h0 + ia * dh) * w_in + w0 + ja * dw, nan_at = -1;              \
+            for (ptrdiff_t i = ia; i < ib; i++) {                                         \
+                int64_t row = (h0 + i * dh) * w_in + w0;                                  \
+                for (ptrdiff_t j = ja; j < jb; j++) {                                     \
+                    int64_t cell = row + j * dw;                                          \
+                    T v = plane[cell];                                                    \
+                    int64_t take = v > best;                                              \
+                    best = v > best ? v : best;                                           \
+                    arg ^= (arg ^ cell) & -take;                                          \
+                    nan_at ^= (nan_at ^ cell) & -(int64_t)(v != v);                       \
+                }                                                                         \
+            }                                                                             \
+            if (nan_at >= 0) {                                                            \
+                best = plane[nan_at];                                                     \
+                arg = nan_at;                                                             \
+            }                                                                             \
+            y[oh * wo + ow] = best;                                                       \
+            idx[oh * wo + ow] = arg;                                                      \
+        }                                                                                 \
+    }                                                                                     \
+}
+FNN_MAX_POOL_PLANE(float, fnn_max_pool_plane_f)
+FNN_MAX_POOL_PLANE(double, fnn_max_pool_plane_d)
 
 #endif
