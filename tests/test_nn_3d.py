@@ -141,9 +141,11 @@ POOLS = [((2,), {}), ((3,), dict(stride=2, padding=1)),
          ((3,), dict(stride=2, ceil_mode=True)), ((2,), dict(stride=1, dilation=2, padding=1))]
 
 
+# MaxPool3d runs the current backend's 2-D kernel on each depth slice, then takes each
+# window's slices in order: every host backend
 @pytest.mark.parametrize("args,kwargs", POOLS, ids=["k2", "k3s2p1", "mixed", "ceil", "dil2"])
 @pytest.mark.parametrize("unbatched", [False, True], ids=["batched", "unbatched"])
-def test_max_pool3d_matches_torch(dtype, rng, args, kwargs, unbatched):
+def test_max_pool3d_matches_torch(backend, dtype, rng, args, kwargs, unbatched):
     shape = (3, 7, 6, 5) if unbatched else (2, 3, 7, 6, 5)
     for ties in (False, True):  # ties: the first maximum, as PyTorch's
         x = (rng.integers(0, 3, shape) if ties else rng.standard_normal(shape)).astype(dtype)
@@ -155,7 +157,23 @@ def test_max_pool3d_matches_torch(dtype, rng, args, kwargs, unbatched):
         assert repr(plain) == repr(torch.nn.MaxPool3d(*args, **kwargs))
 
 
-def test_max_pools_pick_nan_and_index_all_minus_inf_windows_as_torch(rng):
+def test_max_pool3d_window_with_every_depth_tap_in_the_padding_as_torch(backend, rng):
+    # depth 7, padding 1, taps 8 apart: the first window's taps (-1, 7) both miss the
+    # input; PyTorch gives it -inf and the index of the past-the-end cell (its backward
+    # aborts on that index, so only fastnn's is run: such an index adds nothing)
+    x = rng.standard_normal((2, 3, 7, 6, 5))
+    kwargs = dict(kernel_size=(2, 1, 2), padding=(1, 0, 1), dilation=(8, 1, 1))
+    y, indices = nn.MaxPool3d(**kwargs, return_indices=True)(x)
+    ty, t_indices = torch.nn.MaxPool3d(**kwargs, return_indices=True)(torch.from_numpy(x))
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(indices, t_indices.numpy())
+    assert np.isneginf(y).all()
+    layer = nn.MaxPool3d(**kwargs)
+    layer(x)
+    np.testing.assert_array_equal(layer.backward(np.ones_like(y)), np.zeros_like(x))
+
+
+def test_max_pools_pick_nan_and_index_all_minus_inf_windows_as_torch(backend, rng):
     x = rng.standard_normal((2, 2, 6, 5, 7))
     x[rng.random(x.shape) < 0.15] = np.nan
     x[rng.random(x.shape) < 0.1] = -np.inf
