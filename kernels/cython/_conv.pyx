@@ -630,9 +630,13 @@ def _max_pool_planes(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                      Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                      Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
                      floating[:, :, :, ::1] y,           # OUT (N, C, H_out, W_out)
-                     int64_t[:, :, :, ::1] indices):   # OUT (N, C, H_out, W_out)
-    """_max_pool_fwd a plane at a time, each output scanning its window
-    (_conv_rows.h fnn_max_pool_plane_*): for output rows too short for its row loop."""
+                     int64_t[:, :, :, ::1] indices,    # OUT (N, C, H_out, W_out)
+                     bint tiles_2x2):
+    """_max_pool_fwd a plane at a time, each output scanning its window: for output rows
+    too short for its row loop (_conv_rows.h fnn_max_pool_plane_*), and, with
+    tiles_2x2, for 2x2 windows of stride 2, no padding, dilation 1, every window inside
+    x (VGG's pooling: fnn_max_pool_2x2_plane_*, a tree of selects per window; 2
+    threads, 128x32x28x28 2.41 -> 0.86 ms, 128x64x14x14 2.32 -> 0.78 ms)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
     cdef Py_ssize_t t
@@ -647,39 +651,19 @@ def _max_pool_planes(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     for t in prange(n * c, nogil=True, schedule="static",
                     num_threads=threads_for(n * c * h_in * w_in)):
         if floating is float:
-            fnn_max_pool_plane_f(xp + t * h_in * w_in, h_in, w_in, kh, kw, sh, sw, ph, pw,
-                                 dh, dw, yp + t * ho * wo, ip + t * ho * wo, ho, wo)
+            if tiles_2x2:
+                fnn_max_pool_2x2_plane_f(xp + t * h_in * w_in, w_in, yp + t * ho * wo,
+                                         ip + t * ho * wo, ho, wo)
+            else:
+                fnn_max_pool_plane_f(xp + t * h_in * w_in, h_in, w_in, kh, kw, sh, sw, ph,
+                                     pw, dh, dw, yp + t * ho * wo, ip + t * ho * wo, ho, wo)
         else:
-            fnn_max_pool_plane_d(xp + t * h_in * w_in, h_in, w_in, kh, kw, sh, sw, ph, pw,
-                                 dh, dw, yp + t * ho * wo, ip + t * ho * wo, ho, wo)
-
-
-def _max_pool_2x2(const floating[:, :, :, ::1] x,         # IN  (N, C, H, W)
-                  floating[:, :, :, ::1] y,               # OUT (N, C, H // 2, W // 2)
-                  int64_t[:, :, :, ::1] indices):       # OUT (N, C, H // 2, W // 2)
-    """_max_pool_fwd for 2x2 windows, stride 2, no padding, dilation 1 (VGG's pooling),
-    every window inside x: a plane at a time (_conv_rows.h fnn_max_pool_2x2_plane_*, a
-    tree of selects per window). 2 threads: 128x32x28x28 2.41 -> 0.86 ms, 128x64x14x14
-    2.32 -> 0.78 ms."""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
-    cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
-    cdef Py_ssize_t t
-    cdef const floating* xp
-    cdef floating* yp
-    cdef int64_t* ip
-    if n * c * ho * wo == 0:   # (no element 0 to address)
-        return
-    xp = &x[0, 0, 0, 0]
-    yp = &y[0, 0, 0, 0]
-    ip = &indices[0, 0, 0, 0]
-    for t in prange(n * c, nogil=True, schedule="static",
-                    num_threads=threads_for(n * c * h_in * w_in)):
-        if floating is float:
-            fnn_max_pool_2x2_plane_f(xp + t * h_in * w_in, w_in, yp + t * ho * wo,
-                                     ip + t * ho * wo, ho, wo)
-        else:
-            fnn_max_pool_2x2_plane_d(xp + t * h_in * w_in, w_in, yp + t * ho * wo,
-                                     ip + t * ho * wo, ho, wo)
+            if tiles_2x2:
+                fnn_max_pool_2x2_plane_d(xp + t * h_in * w_in, w_in, yp + t * ho * wo,
+                                         ip + t * ho * wo, ho, wo)
+            else:
+                fnn_max_pool_plane_d(xp + t * h_in * w_in, h_in, w_in, kh, kw, sh, sw, ph,
+                                     pw, dh, dw, yp + t * ho * wo, ip + t * ho * wo, ho, wo)
 
 
 def _max_pool_bwd(const floating[:, :, ::1] grad_out,    # IN  (N, C, P_out)
@@ -916,11 +900,10 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
         out = np.empty(shape, dtype=x.dtype)
     if indices is None:
         indices = np.empty(shape, dtype=np.int64)
-    if is_2x2_pool(x.shape, shape, kernel_size, stride, padding, dilation):
-        _max_pool_2x2(x, out, indices)
-    elif shape[3] < _MAX_POOL_ROW_MIN and kernel_size[1] < _MAX_POOL_ROW_MIN:
+    tiles_2x2 = is_2x2_pool(x.shape, shape, kernel_size, stride, padding, dilation)
+    if tiles_2x2 or (shape[3] < _MAX_POOL_ROW_MIN and kernel_size[1] < _MAX_POOL_ROW_MIN):
         _max_pool_planes(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
-                         padding[1], dilation[0], dilation[1], out, indices)
+                         padding[1], dilation[0], dilation[1], out, indices, tiles_2x2)
     else:
         _max_pool_fwd(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
                       padding[1], dilation[0], dilation[1], out, indices)

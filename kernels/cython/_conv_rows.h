@@ -15,7 +15,7 @@ static inline void fnn_add_row_d(double *restrict dst, const double *restrict sr
     for (ptrdiff_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
-/* One plane of a 2x2, stride-2 max pool (_conv.pyx _max_pool_2x2): plane (H, W) with
+/* One plane of a 2x2, stride-2 max pool (_conv.pyx _max_pool_planes): plane (H, W) with
  * W = w_in, every window inside it; y and idx (ho, wo) get the maxima and their flat
  * indices. Each window is a tree of selects (upper pair, lower pair, then the two),
  * which picks what the window-order scan does: the first maximum, the last NaN. The selects are index arithmetic (an index plus 0 or 1 times a
