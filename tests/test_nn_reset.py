@@ -1,6 +1,8 @@
 """PyTorch's reset_parameters / reset_running_stats: the constructor's draws again, in
 place (Linear, the convolutions, Embedding), ones and zeros for the norm layers, and
 zeroed running statistics and batch count."""
+import inspect
+
 import numpy as np
 import pytest
 
@@ -113,6 +115,27 @@ def test_pytorch_factory_keywords_and_positional_conv_arguments():
     assert conv.dilation == (2, 2) and conv.groups == 4 and conv.bias is None
     assert conv.weight.shape == (8, 1, 3, 3)
     assert nn.Conv1d(4, 8, 3, 1, 0, 1, 2).weight.shape == (8, 2, 3)
+
+
+def test_signatures_show_the_device_keyword_beside_dtype():
+    # every layer with a dtype takes device= (by keyword); help() and inspect.signature
+    # showed the dtype only, so code that looks for PyTorch's factory keywords there
+    # did not find device
+    shown = 0
+    for name in nn.__all__:
+        cls = getattr(nn, name)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            continue
+        params = inspect.signature(cls).parameters
+        if "dtype" in params:
+            assert params["device"].default is None, name
+            assert params["device"].kind in (inspect.Parameter.KEYWORD_ONLY,
+                                              inspect.Parameter.POSITIONAL_OR_KEYWORD), name
+            shown += 1
+    assert shown > 40
+    assert list(inspect.signature(nn.Linear).parameters) == [
+        "in_features", "out_features", "bias", "dtype", "device"]
+    assert "device" not in inspect.signature(nn.ReLU).parameters   # (as PyTorch's)
 
 
 def test_layers_take_pytorchs_float_dtypes():

@@ -1195,6 +1195,15 @@ def _records_init_args(init):
         if device is not None and str(device) != "cpu":
             self.to(device)
     __init__._records_args = True
+    if not takes_device and "dtype" in params:
+        # what help() and inspect.signature show: PyTorch's pair of factory keywords
+        # (the layers without a dtype take device= too, where PyTorch's take none)
+        shown = list(inspect.signature(init).parameters.values())
+        at = next((i for i, p in enumerate(shown) if p.kind is inspect.Parameter.VAR_KEYWORD),
+                  len(shown))
+        shown.insert(at, inspect.Parameter("device", inspect.Parameter.KEYWORD_ONLY,
+                                           default=None))
+        __init__.__signature__ = inspect.signature(init).replace(parameters=shown)
     return __init__
 
 
