@@ -58,17 +58,18 @@ Group size (GROUP_MIN_COLS, 1 thread, fwd+bwd ms for 1 / 64 / 128 / 256 / 512):
 channel counts and lost (see kernels/numba_cpu/conv.py). Row-major arrays go to the
 column-major BLAS as their transposes.
 
-Pooling is parallel over (n, c) planes. Max pooling of output rows or windows at least
+Pooling is parallel over (n, c) planes. Max pooling of output rows at least
 _MAX_POOL_ROW_MIN wide keeps a running maximum along each output row with the window
-positions as the outer loops: the comparisons become
-selects (which window element wins is random, so branches mispredict), 1 thread CPU
-time 128x32x28x28 2x2/2 19.0 -> 6-9 ms (PyTorch 18-20 ms), 32x64x16x16 3x3/2/1
-4.2 -> 1.9 ms (PyTorch 4.2-5.0 ms). Narrower rows (a VGG net's later stages, 2-8
-columns) left that row loop too short to vectorise: there each output scans its window
-(_conv_rows.h fnn_max_pool_plane_*, numba's design), 2 threads, 3x3/2/1, float32:
-128x64x8x8 1.79 -> 0.97-0.99 ms, 64x512x2x2 0.56 -> 0.22-0.24, 32x64x16x16 1.18 -> 0.96,
-global 7x7 of 64x256x7x7 0.96 -> 0.63 (but 128x16x32x32, 16 columns: 3.0 by rows
-against 4.0 by windows; a global 16x16 or 32x32 window 0.52-0.67 against 0.75-0.77).
+positions as the outer loops: the comparisons become selects (which window element
+wins is random, so branches mispredict), 1 thread CPU time 128x32x28x28 2x2/2 19.0 ->
+6-9 ms (PyTorch 18-20 ms), 32x64x16x16 3x3/2/1 4.2 -> 1.9 ms (PyTorch 4.2-5.0 ms).
+Narrower rows (a VGG net's later stages, 1-16 columns) left that row loop too short to
+vectorise: there each output scans its window (_conv_rows.h fnn_max_pool_plane_*,
+numba's design; 2x2 windows of stride 2 a kernel of their own), interleaved, 1 thread,
+float32, window-scan time over row-loop time: 3x3/2/1 on 64x64x8x8 (4 columns) 0.49,
+on 128x16x32x32 (16) 0.79, on 16x32x64x64 (32) 1.00, on 16x8x112x112 (56) 1.22; 3x3
+stride 1 on 32x32x16x16 (16) 0.88, on 8x8x64x64 (64) 1.88; global 16x16 and 32x32
+windows 0.54-0.68.
 """
 import numpy as np
 
@@ -621,9 +622,9 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                         arg[ow] = hh * w_in + ow * sw - pw + j * dw if take else arg[ow]
 
 
-# Output rows or windows at least this wide run _max_pool_fwd's row loops, the rest
+# Output rows at least this wide run _max_pool_fwd's row loops, narrower ones
 # _max_pool_planes (the module docstring has the measurements)
-_MAX_POOL_ROW_MIN = 16
+_MAX_POOL_ROW_MIN = 24
 
 
 def _max_pool_planes(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
@@ -901,7 +902,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     if indices is None:
         indices = np.empty(shape, dtype=np.int64)
     tiles_2x2 = is_2x2_pool(x.shape, shape, kernel_size, stride, padding, dilation)
-    if tiles_2x2 or (shape[3] < _MAX_POOL_ROW_MIN and kernel_size[1] < _MAX_POOL_ROW_MIN):
+    if tiles_2x2 or shape[3] < _MAX_POOL_ROW_MIN:
         _max_pool_planes(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
                          padding[1], dilation[0], dilation[1], out, indices, tiles_2x2)
     else:
