@@ -15,27 +15,51 @@ static inline void fnn_add_row_d(double *restrict dst, const double *restrict sr
     for (ptrdiff_t i = 0; i < n; i++) dst[i] += src[i];
 }
 
+/* `take ? a : b` compiled as a cmov, not a branch: a condition that is true half the
+ * time at random (which cell of a window wins) mispredicts as a branch, and gcc's
+ * if-conversion keeps a ternary branch-free only when told the odds are even (older
+ * compilers: the same select as bit masks, 1.3-1.5x slower). */
+#ifndef __has_builtin
+#define __has_builtin(x) 0
+#endif
+#if __has_builtin(__builtin_expect_with_probability)
+#define FNN_UNPREDICTABLE_SELECT(take, a, b) \
+    (__builtin_expect_with_probability((take), 1, 0.5) ? (a) : (b))
+#else
+#define FNN_UNPREDICTABLE_SELECT(take, a, b) ((b) ^ (((b) ^ (a)) & -(int64_t)(take)))
+#endif
+
 /* One plane of a 2x2, stride-2 max pool (_conv.pyx _max_pool_planes): plane (H, W) with
  * W = w_in, every window inside it; y and idx (ho, wo) get the maxima and their flat
- * indices. Each window is a tree of selects (upper pair, lower pair, then the two),
- * which picks what the window-order scan does: the first maximum, the last NaN. The selects are index arithmetic (an index plus 0 or 1 times a
- * distance) and read the winner's value back from the plane: gcc turned ternaries, even
- * on the indices, into branches, which the random winners mispredict (128x32x28x28, 2
- * threads: 4.5 ms against 2.4 for the general kernel; 0.86 ms now, numba's 0.88 ms;
- * 128x64x14x14 0.78 ms against numba's 0.48, not isolated further). */
+ * indices. Each window is a tree of maxima (upper pair, lower pair, then the two), each
+ * a select on one compare (maxss), which picks what the window-order scan does (the
+ * first maximum), then the window's last NaN if it holds one: numba's _max_pool_2x2.
+ * The indices are arithmetic on the compares (an index plus 0 or 1 times a distance): as
+ * ternaries on the compares the maxima's, gcc made one branch of both selects, which the
+ * random winners mispredict. 1 thread, float32 normal noise: 128x32x28x28 4.2 -> 2.5 ms,
+ * 128x64x14x14 3.4 -> 1.3 ms (the earlier tree selected indices and read the winners'
+ * values back from the plane). */
 #define FNN_MAX_POOL_2X2_PLANE(T, NAME)                                                   \
-static inline void NAME(const T *plane, ptrdiff_t w_in, T *restrict y,                  \
+static inline void NAME(const T *restrict plane, ptrdiff_t w_in, T *restrict y,         \
                         int64_t *restrict idx, ptrdiff_t ho, ptrdiff_t wo) {              \
     for (ptrdiff_t oh = 0; oh < ho; oh++) {                                               \
         for (ptrdiff_t ow = 0; ow < wo; ow++) {                                           \
             int64_t a = 2 * (oh * w_in + ow), b = a + w_in;                               \
             T va = plane[a], vb = plane[a + 1], vc = plane[b], vd = plane[b + 1];         \
-            int64_t upper = a + ((vb > va) | (vb != vb));                                 \
-            int64_t lower = b + ((vd > vc) | (vd != vd));                                 \
-            T vu = plane[upper], vl = plane[lower];                                       \
-            int64_t best = upper + ((vl > vu) | (vl != vl)) * (lower - upper);            \
-            y[oh * wo + ow] = plane[best];                                                \
-            idx[oh * wo + ow] = best;                                                     \
+            T vu = vb > va ? vb : va, vl = vd > vc ? vd : vc;                             \
+            int64_t upper = a + (vb > va), lower = b + (vd > vc);                         \
+            T best = vl > vu ? vl : vu;                                                   \
+            int64_t at = upper + (lower - upper) * (vl > vu), nan_at = -1;                \
+            nan_at = va != va ? a : nan_at;                                               \
+            nan_at = vb != vb ? a + 1 : nan_at;                                           \
+            nan_at = vc != vc ? b : nan_at;                                               \
+            nan_at = vd != vd ? b + 1 : nan_at;                                           \
+            if (__builtin_expect(nan_at >= 0, 0)) {                                       \
+                best = plane[nan_at];                                                     \
+                at = nan_at;                                                              \
+            }                                                                             \
+            y[oh * wo + ow] = best;                                                       \
+            idx[oh * wo + ow] = at;                                                       \
         }                                                                                 \
     }                                                                                     \
 }
@@ -57,20 +81,6 @@ static inline void fnn_window_taps(ptrdiff_t start, ptrdiff_t k, ptrdiff_t d, pt
     *lo = a;
     *hi = b > a ? b : a;
 }
-
-/* `take ? a : b` compiled as a cmov, not a branch: a condition that is true half the
- * time at random (which cell of a window wins) mispredicts as a branch, and gcc's
- * if-conversion keeps a ternary branch-free only when told the odds are even (older
- * compilers: the same select as bit masks, 1.3-1.5x slower). */
-#ifndef __has_builtin
-#define __has_builtin(x) 0
-#endif
-#if __has_builtin(__builtin_expect_with_probability)
-#define FNN_UNPREDICTABLE_SELECT(take, a, b) \
-    (__builtin_expect_with_probability((take), 1, 0.5) ? (a) : (b))
-#else
-#define FNN_UNPREDICTABLE_SELECT(take, a, b) ((b) ^ (((b) ^ (a)) & -(int64_t)(take)))
-#endif
 
 /* One plane of a max pool of any window (_conv.pyx _max_pool_planes): plane (h_in, w_in);
  * y and idx (ho, wo) get each window's maximum and its flat index. Each output scans its
