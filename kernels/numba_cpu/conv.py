@@ -480,9 +480,9 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no 
     (PyTorch's, for a window of -inf). Loops run over tap numbers, not over
     ``range(start, stop, d)`` (a division per loop to count its trips), and planes are
     indexed flat with unsigned indices (no wraparound code). 3x3 stride 2 padding 1,
-    float32 normal noise, 2 threads: 32x64x16x16 2.17 -> 0.71 ms (Cython 1.18),
-    128x64x8x8 2.18 -> 0.76 ms (Cython 1.81), 64x64x32x32 16.8 -> 6.5 ms (Cython 6.1-15);
-    1 thread, 128x32x28x28: 35.7 -> 5.5 ns an output (14.8 on zeros before). Cython's
+    float32 normal noise, 2 threads: 32x64x16x16 2.17 -> 0.71 ms, 128x64x8x8 2.18 ->
+    0.76 ms, 64x64x32x32 16.8 -> 6.5 ms; 1 thread, 128x32x28x28: 35.7 -> 5.5 ns an
+    output (14.8 on zeros before). Cython's
     order (window positions outermost, the output row as the running maximum) ran 2x
     slower compiled by Numba. (Without nnan in fastmath: with it the NaN test folds
     away, wrongly.)"""
