@@ -179,7 +179,10 @@ def test_max_pools_pick_nan_and_index_all_minus_inf_windows_as_torch(backend, rn
     x[rng.random(x.shape) < 0.1] = -np.inf
     layers = [(nn.MaxPool3d(3, 2, 1, return_indices=True, ceil_mode=True),
                torch.nn.MaxPool3d(3, 2, 1, return_indices=True, ceil_mode=True)),
-              (nn.AdaptiveMaxPool3d((4, 3, 5), True), torch.nn.AdaptiveMaxPool3d((4, 3, 5), True))]
+              (nn.AdaptiveMaxPool3d((4, 3, 5), True), torch.nn.AdaptiveMaxPool3d((4, 3, 5), True)),
+              # sizes that divide the input's: MaxPool3d's path on the compiled backends
+              (nn.AdaptiveMaxPool3d((3, 5, 1), True), torch.nn.AdaptiveMaxPool3d((3, 5, 1), True)),
+              (nn.AdaptiveMaxPool3d(1, True), torch.nn.AdaptiveMaxPool3d(1, True))]
     for data in (x, np.full((1, 1, 3, 4, 3), -np.inf)):
         for layer, twin in layers:
             y, indices = layer(data)
@@ -218,10 +221,10 @@ def test_lp_pool3d_matches_torch(dtype, rng, args):
         assert repr(layer) == repr(twin)
 
 
-@pytest.mark.parametrize("size", [2, (3, None, 2), (4, 5, 3), 1, (7, 6, 5)],
-                         ids=["2", "3None2", "overlap", "global", "identity"])
+@pytest.mark.parametrize("size", [2, (3, None, 2), (4, 5, 3), 1, (7, 6, 5), (7, 3, 1)],
+                         ids=["2", "3None2", "overlap", "global", "identity", "tiles"])
 @pytest.mark.parametrize("unbatched", [False, True], ids=["batched", "unbatched"])
-def test_adaptive_pool3d_matches_torch(dtype, rng, size, unbatched):
+def test_adaptive_pool3d_matches_torch(backend, dtype, rng, size, unbatched):
     shape = (3, 7, 6, 5) if unbatched else (2, 3, 7, 6, 5)
     x = rng.standard_normal(shape).astype(dtype)
     layer, twin = nn.AdaptiveAvgPool3d(size), torch.nn.AdaptiveAvgPool3d(size)

@@ -51,6 +51,38 @@ def _host_kernels():
     return kernels if kernels.name != "cuda" else backend.load("numpy")
 
 
+def _max_pool_by_slices(kernels, host, out, kernel, stride, padding, dilation, ceil_mode,
+                        first_cells):
+    """(maxima, indices) of a 3-D max pool of host (N, C, D, H, W) to out (D_out, H_out,
+    W_out) by two passes of the backend's 2-D kernel: every depth slice's (H, W) windows,
+    then the depth windows over those winners, each (n, c) read as a (D, H_out * W_out)
+    plane pooled by (kD, 1) windows. A window's slices are consecutive runs of its taps
+    (PyTorch's order: depth, height, width), so the first maximum and the last NaN over
+    the slices' winners are the window's, and a window of -inf keeps its first slice's
+    first cell inside the input; first_cells() gives the (D_out, H_out, W_out) indices
+    of windows whose depth taps all miss the input (PyTorch's). kernel, stride, padding,
+    dilation: triples. 4x16x32x32x32, 3x3x3 stride 2 padding 1, 2 threads, forward:
+    49-50 ms by the loop over offsets, 10-14 ms with the depth pass in NumPy, 4.9-7.1 ms
+    with it in the kernel (PyTorch 9.1-9.3 ms)."""
+    n, c, depth, h, w = host.shape
+    planes, plane_at = kernels.max_pool2d_forward(
+        _device.c_contiguous(host).reshape(n, c * depth, h, w), kernel[1:], stride[1:],
+        padding[1:], ceil_mode=ceil_mode, dilation=dilation[1:])
+    cells = out[1] * out[2]
+    best, depth_at = kernels.max_pool2d_forward(
+        planes.reshape(n, c, depth, cells), (kernel[0], 1), (stride[0], 1), (padding[0], 0),
+        ceil_mode=ceil_mode, dilation=(dilation[0], 1))
+    slices = depth_at // cells   # (depth_at % cells is the output cell itself)
+    inside = slices < depth      # (none: a window whose depth taps all miss)
+    np.minimum(slices, depth - 1, out=depth_at)
+    indices = np.take_along_axis(plane_at.reshape(n, c, depth, cells), depth_at, axis=2)
+    indices += slices * (h * w)
+    if not inside.all():
+        first = first_cells().reshape(out[0], cells)
+        np.copyto(indices, np.broadcast_to(first, indices.shape), where=~inside)
+    return best.reshape((n, c) + tuple(out)), indices.reshape((n, c) + tuple(out))
+
+
 def _flat_index(pos_d, pos_h, pos_w, spatial):
     """The flat index d * H * W + h * W + w of the grid of positions pos_d x pos_h x pos_w
     (each a 1-D array along its axis), as a (D_out, H_out, W_out) array."""
@@ -167,7 +199,9 @@ class MaxPool3d(ReturnsIndices, _Pool3d):
         if kernels.name == "numpy":   # (its 2-D kernel is itself a loop over offsets)
             best, indices = self._pool_by_offsets(host, out)
         else:
-            best, indices = self._pool_by_slices(host, out, kernels)
+            best, indices = _max_pool_by_slices(
+                kernels, host, out, self._k, self._s, self._p, self._d, self.ceil_mode,
+                lambda: self._first_cells(out, host.shape[2:]))
         keep_indices(self, indices)
         self._ctx = host.shape
         return best
@@ -188,34 +222,6 @@ class MaxPool3d(ReturnsIndices, _Pool3d):
             taps = [b + o * d for b, o, d in zip(starts, offset, self._d)]
             np.copyto(indices, _flat_index(*taps, host.shape[2:]), where=wins)
         return best, indices
-
-    def _pool_by_slices(self, host, out, kernels):
-        """(maxima, indices) by two passes of the backend's 2-D kernel: every depth
-        slice's (H, W) windows, then the depth windows over those winners, each (n, c)
-        read as a (D, H_out * W_out) plane pooled by (kD, 1) windows. A window's slices
-        are consecutive runs of its taps (PyTorch's order: depth, height, width), so the
-        first maximum and the last NaN over the slices' winners are the window's, and
-        a window of -inf keeps its first slice's first cell inside the input.
-        4x16x32x32x32, 3x3x3 stride 2 padding 1, 2 threads, forward: 49-50 ms by the
-        loop over offsets, 10-14 ms with the depth pass in NumPy, 4.9-7.1 ms with it in
-        the kernel (PyTorch 9.1-9.3 ms)."""
-        n, c, depth, h, w = host.shape
-        planes, plane_at = kernels.max_pool2d_forward(
-            _device.c_contiguous(host).reshape(n, c * depth, h, w), self._k[1:],
-            self._s[1:], self._p[1:], ceil_mode=self.ceil_mode, dilation=self._d[1:])
-        cells = out[1] * out[2]
-        best, depth_at = kernels.max_pool2d_forward(
-            planes.reshape(n, c, depth, cells), (self._k[0], 1), (self._s[0], 1),
-            (self._p[0], 0), ceil_mode=self.ceil_mode, dilation=(self._d[0], 1))
-        slices = depth_at // cells   # (depth_at % cells is the output cell itself)
-        inside = slices < depth      # (none: a window whose depth taps all miss)
-        np.minimum(slices, depth - 1, out=depth_at)
-        indices = np.take_along_axis(plane_at.reshape(n, c, depth, cells), depth_at, axis=2)
-        indices += slices * (h * w)
-        if not inside.all():
-            first = self._first_cells(out, host.shape[2:]).reshape(out[0], cells)
-            np.copyto(indices, np.broadcast_to(first, indices.shape), where=~inside)
-        return best.reshape((n, c) + out), indices.reshape((n, c) + out)
 
     def _first_cells(self, out, spatial):
         """(D_out, H_out, W_out): the flat index of each window's first cell inside the
@@ -443,8 +449,10 @@ class AdaptiveMaxPool3d(ReturnsIndices, AdaptiveAvgPool3d):
     (C, D, H, W) input (output_size as AdaptiveAvgPool3d's). The maximum is PyTorch's
     (the first of equal maxima; a NaN wins, the last NaN of a window); windows of
     different sizes are read as the largest one's taps, a tap past a window's end not
-    counting. return_indices=True: ``forward`` returns (output, indices), the flat
-    d * H * W + h * W + w of each maximum in its volume, as MaxPool3d's."""
+    counting (sizes that divide the input's, on the compiled backends: MaxPool3d's two
+    passes of the 2-D kernel). return_indices=True: ``forward`` returns (output,
+    indices), the flat d * H * W + h * W + w of each maximum in its volume, as
+    MaxPool3d's."""
 
     _mean_shortcut = False
 
@@ -460,6 +468,15 @@ class AdaptiveMaxPool3d(ReturnsIndices, AdaptiveAvgPool3d):
             keep_indices(self, np.zeros(host.shape[:2] + tuple(out), np.int64))
             self._ctx = host.shape
             return np.zeros(host.shape[:2] + tuple(out), host.dtype)
+        kernels = _host_kernels()
+        if kernels.name != "numpy" and all(size % o == 0 for size, o in zip(spatial, out)):
+            # windows that tile the input: MaxPool3d's two passes of the 2-D kernel
+            size = tuple(s // o for s, o in zip(spatial, out))
+            best, indices = _max_pool_by_slices(kernels, host, tuple(out), size, size,
+                                                (0, 0, 0), (1, 1, 1), False, None)
+            keep_indices(self, indices)
+            self._ctx = host.shape
+            return best
         bounds = [_adaptive_bounds(size, o) for size, o in zip(spatial, out)]
         widest = tuple(int((end - start).max()) for start, end in bounds)
         best = np.full(host.shape[:2] + tuple(out), -np.inf, host.dtype)
