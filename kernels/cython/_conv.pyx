@@ -59,7 +59,7 @@ channel counts and lost (see kernels/numba_cpu/conv.py). Row-major arrays go to 
 column-major BLAS as their transposes.
 
 Pooling is parallel over (n, c) planes. Max pooling of output rows at least
-_MAX_POOL_ROW_MIN wide keeps a running maximum along each output row with the window
+_MAX_POOL_ROW_MIN wide, and at least as wide as the window, keeps a running maximum along each output row with the window
 positions as the outer loops: the comparisons become selects (which window element
 wins is random, so branches mispredict), 1 thread CPU time 128x32x28x28 2x2/2 19.0 ->
 6-9 ms (PyTorch 18-20 ms), 32x64x16x16 3x3/2/1 4.2 -> 1.9 ms (PyTorch 4.2-5.0 ms).
@@ -91,6 +91,8 @@ cdef extern from "_conv_rows.h" nogil:
                                   int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
     void fnn_max_pool_2x2_plane_d(const double* plane, Py_ssize_t w_in, double* y,
                                   int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
+    void fnn_window_taps(Py_ssize_t start, Py_ssize_t k, Py_ssize_t d, Py_ssize_t size,
+                         Py_ssize_t* lo, Py_ssize_t* hi)
     void fnn_max_pool_plane_f(const float* plane, Py_ssize_t h_in, Py_ssize_t w_in,
                               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                               Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
@@ -540,19 +542,6 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
 
 
 # --------------------------------------------------------------------------- pooling
-cdef inline Py_ssize_t _tap_lo(Py_ssize_t start, Py_ssize_t d) noexcept nogil:
-    """First tap i of a window starting at ``start`` (cells start + i d) that is >= 0."""
-    return (d - 1 - start) // d if start < 0 else 0
-
-
-cdef inline Py_ssize_t _tap_hi(Py_ssize_t start, Py_ssize_t k, Py_ssize_t d,
-                               Py_ssize_t size) noexcept nogil:
-    """One past the last tap i (< k) of that window whose cell start + i d is < size."""
-    if start >= size:
-        return 0
-    return min(k, (size - 1 - start) // d + 1)
-
-
 def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                   Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
@@ -577,8 +566,7 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
         plane = xp + t * h_in * w_in
         for oh in range(ho):
             h0 = oh * sh - ph
-            ia = _tap_lo(h0, dh)
-            ib = _tap_hi(h0, kh, dh, h_in)
+            fnn_window_taps(h0, kh, dh, h_in, &ia, &ib)
             # the output row is the running maximum; window positions outermost, so the
             # loop over the row vectorises (selects, not branches: which element wins
             # is random) and each output still sees its window in order; the index
@@ -588,26 +576,9 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
             arg = ip + (t * ho + oh) * wo
             for ow in range(wo):
                 w0 = ow * sw - pw
+                fnn_window_taps(w0, kw, dw, w_in, &lo, &hi)
                 best[ow] = -INFINITY
-                arg[ow] = (h0 + ia * dh) * w_in + w0 + _tap_lo(w0, dw) * dw
-            if wo < kw:
-                # a window wider than the output row (a global or adaptive pool to a
-                # few columns): each output scans its window's rows, the same cells in
-                # the same order, without the per-tap bounds of the row loop below (10
-                # ns a cell at one output column)
-                for ow in range(wo):
-                    w0 = ow * sw - pw
-                    lo = _tap_lo(w0, dw)
-                    hi = _tap_hi(w0, kw, dw, w_in)
-                    for i in range(ia, ib):
-                        hh = h0 + i * dh
-                        src = plane + hh * w_in + w0
-                        for j in range(lo, hi):
-                            v = src[j * dw]
-                            take = (v > best[ow]) | (v != v)
-                            best[ow] = v if take else best[ow]
-                            arg[ow] = hh * w_in + w0 + j * dw if take else arg[ow]
-                continue
+                arg[ow] = (h0 + ia * dh) * w_in + w0 + lo * dw
             for i in range(ia, ib):
                 hh = h0 + i * dh
                 for j in range(kw):
@@ -622,8 +593,8 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                         arg[ow] = hh * w_in + ow * sw - pw + j * dw if take else arg[ow]
 
 
-# Output rows at least this wide run _max_pool_fwd's row loops, narrower ones
-# _max_pool_planes (the module docstring has the measurements)
+# Output rows at least this wide (and as wide as the window) run _max_pool_fwd's row
+# loops, the rest _max_pool_planes (the module docstring has the measurements)
 _MAX_POOL_ROW_MIN = 24
 
 
@@ -902,7 +873,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     if indices is None:
         indices = np.empty(shape, dtype=np.int64)
     tiles_2x2 = is_2x2_pool(x.shape, shape, kernel_size, stride, padding, dilation)
-    if tiles_2x2 or shape[3] < _MAX_POOL_ROW_MIN:
+    if tiles_2x2 or shape[3] < _MAX_POOL_ROW_MIN or shape[3] < kernel_size[1]:
         _max_pool_planes(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
                          padding[1], dilation[0], dilation[1], out, indices, tiles_2x2)
     else:
