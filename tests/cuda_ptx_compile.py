@@ -12,12 +12,17 @@ import sys
 
 from numba import cuda, types
 
-try:
-    from numba.cuda.cudadrv.nvvm import NVVM
-    NVVM()
-except Exception as exc:  # noqa: BLE001 - any failure to load libNVVM means: cannot check
-    print(f"libNVVM not available: {exc}")
-    sys.exit(77)
+# --register-caps: only check the kernels' register caps against their block sizes at
+# the launch sizes of the environment (register_caps below), which needs no libNVVM
+REGISTER_CAPS = "--register-caps" in sys.argv[1:]
+
+if not REGISTER_CAPS:
+    try:
+        from numba.cuda.cudadrv.nvvm import NVVM
+        NVVM()
+    except Exception as exc:  # noqa: BLE001 - any failure to load libNVVM: cannot check
+        print(f"libNVVM not available: {exc}")
+        sys.exit(77)
 
 import numba.cuda.dispatcher  # noqa: E402
 
@@ -159,7 +164,33 @@ def float64_instructions(ptx):
             if ".f64" in line and not line.strip().startswith((".reg", "ld.param", "//"))]
 
 
+def register_caps():
+    """Whether every kernel can launch with the block it gets under this process's
+    config (tests/test_cuda_ptx.py runs it at the largest config.check() admits: THREADS
+    512, BN_THREADS 1024, TILE 32): a block of T threads launches only if T times the
+    registers a thread was given fit a multiprocessor's 65,536. That count comes from
+    the compiler that links the kernel on the GPU (the driver's PTX JIT or nvJitLink),
+    not from a ptxas here, and may be up to 255 where the kernel carries no cap (numba's
+    max_registers). Prints a line per kernel; returns 1 if any can fail to launch."""
+    failed = 0
+    for t in (types.float32, types.float64):
+        for name, kernel, _ in kernels(t):
+            threads = (config.BN_THREADS if name.startswith("BatchNorm")
+                       else config.TILE ** 2 if name == "gemm tiled" else config.THREADS)
+            cap = kernel.dispatcher.targetoptions.get("max_registers") or 255
+            if cap * threads > 65536:
+                failed += 1
+                print(f"FAILED {name} [{t}]: {threads} threads a block, up to {cap} "
+                      f"registers a thread: over a block's 65,536")
+            else:
+                print(f"fits {name} [{t}]: {threads} threads a block, at most {cap} "
+                      f"registers a thread")
+    return 1 if failed else 0
+
+
 def main():
+    if REGISTER_CAPS:
+        return register_caps()
     failed = 0
     for t in (types.float32, types.float64):
         for name, kernel, sig in kernels(t):

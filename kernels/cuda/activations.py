@@ -284,7 +284,7 @@ def _softmax_kernels(threads, lanes, dtype, log=False):
     groups = threads // lanes
     cast = numba.from_dtype(np.dtype(dtype))  # a cast in device code
 
-    @jit_kernel
+    @jit_kernel(threads=threads)
     def forward(x, out):
         """x, out: (N, C). A group of `lanes` threads per row (grid-stride over rows),
         two reads of it (``row_max_sumexp``, then the output); exp in x's type, the sum
@@ -307,7 +307,7 @@ def _softmax_kernels(threads, lanes, dtype, log=False):
                 for j in range(lane, c, lanes):
                     out[row, j] = math.exp(x[row, j] - m) * inv_s
 
-    @jit_kernel
+    @jit_kernel(threads=threads)
     def backward(g, y, out):
         """out = y * (g - sum(g * y, axis=1)), or g - exp(y) * sum(g, axis=1) for
         log-softmax; g, y, out: (N, C), as forward."""

@@ -56,10 +56,11 @@ def check():
     """A ValueError for settings a GPU cannot launch: THREADS at most 512 (the
     row-wise softmax, cross-entropy, layer-norm and pooling kernels use 69-128
     registers a thread for sm_90 (ptxas 13.0; LayerNorm's float64 backward 128, exactly
-    a 512-thread block's share), so 1024-thread blocks exceed a block's 65,536 registers),
+    a 512-thread block's share, the cap kernels made for more than 256 threads get:
+    launch.register_cap), so 1024-thread blocks exceed a block's 65,536 registers),
     BN_THREADS at most 1024 (its kernels carry launch bounds), TILE x TILE at most 1024
-    threads, MAX_BLOCKS at most 65,535 (a grid's y limit, where the dense kernels put
-    it)."""
+    threads (capped likewise), MAX_BLOCKS at most 65,535 (a grid's y limit, where the
+    dense kernels put it)."""
     if THREADS < 1 or THREADS & (THREADS - 1) or THREADS > 512:
         raise ValueError(f"fastnn cuda config: THREADS must be a power of two up to 512, "
                          f"got {THREADS}")

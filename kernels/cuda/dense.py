@@ -47,7 +47,7 @@ def _grad_value(g, y, g_out, i, j, act, slope):
 
 @cached_factory
 def _column_partials(groups):
-    @jit_kernel
+    @jit_kernel(threads=WARP * groups)
     def kernel(g, y, act, slope, g_out, row_block, partial, out, direct, accumulate):
         """partial[blockIdx.y, j] (or out[j] += when direct; = when direct and not
         accumulate) = sum of g[i, j] (times act'(y[i, j]), also stored in g_out, when act

@@ -200,7 +200,7 @@ def activation_backward(g, y, act, slope):
 
 @cached_factory
 def _tiled(tile):
-    @jit_kernel
+    @jit_kernel(threads=tile * tile)   # (1024-thread blocks at TILE 32)
     def gemm(a, b, c, trans_a, trans_b, accumulate, bias, has_bias, act, slope):
         """Grid-stride over output tiles; each tile walks K in tile-wide steps through
         shared memory. Accumulates in float64."""

@@ -337,11 +337,33 @@ def _check(kernel, signature, args, data):
                              f"{data.hex()}\n{expected.hex()}")
 
 
-def jit_kernel(fn=None, **options):
-    """``cuda.jit`` for a kernel (``@jit_kernel`` or ``@jit_kernel(max_registers=...)``),
-    launched through ``Kernel`` on a GPU and as numba's own kernel in the simulator."""
+def register_cap(threads):
+    """The max_registers a kernel launched with ``threads`` threads a block needs, or None.
+
+    Up to 256 threads any register count fits a multiprocessor's 65,536 (255 at most a
+    thread): no cap, so the compiler keeps its own choice (an explicit cap, even 255,
+    makes ptxas 13.0 allocate more: the softmax forward 69 -> 92, LayerNorm's float64
+    backward 128 -> 140). Beyond, 65,536 // threads: the count the GPU's linker (the
+    driver's PTX JIT or nvJitLink, not the ptxas that counted the row kernels at 69-128)
+    gives a kernel is not known here, and a 512-thread block of one given more than 128
+    fails to launch (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES) where the simulator and the PTX
+    check pass."""
+    return 65536 // threads if threads > 256 else None
+
+
+def jit_kernel(fn=None, threads=None, **options):
+    """``cuda.jit`` for a kernel (``@jit_kernel``, ``@jit_kernel(max_registers=...)`` or
+    ``@jit_kernel(threads=...)``), launched through ``Kernel`` on a GPU and as numba's own
+    kernel in the simulator. Without a max_registers of its own, a kernel is capped
+    (``register_cap``) for its blocks: ``threads`` threads (the kernel factories' block
+    sizes), else config.THREADS when the kernel is made (FASTNN_CUDA_THREADS for the
+    module-level kernels, which every launcher runs with config.THREADS threads)."""
     if fn is None:
-        return lambda f: jit_kernel(f, **options)
+        return lambda f: jit_kernel(f, threads, **options)
+    if not SIMULATOR and "max_registers" not in options:
+        cap = register_cap(threads or config.THREADS)
+        if cap:
+            options["max_registers"] = cap
     dispatcher = cuda.jit(**options)(fn) if options else cuda.jit(fn)
     if SIMULATOR:
         return dispatcher

@@ -25,7 +25,7 @@ def _layer_norm_kernels(threads, lanes, dtype):
     groups = threads // lanes
     cast = numba.from_dtype(np.dtype(dtype))
 
-    @jit_kernel
+    @jit_kernel(threads=threads)
     def forward(x, weight, bias, has_weight, has_bias, eps, out, save_mean, save_invstd):
         """out = (x - mean) * invstd * weight + bias per row; x, out: (N, D)."""
         sh = cuda.shared.array((groups, lanes), np.float64)
@@ -57,7 +57,7 @@ def _layer_norm_kernels(threads, lanes, dtype):
                         v = v + bias[j]
                     out[row, j] = v
 
-    @jit_kernel
+    @jit_kernel(threads=threads)
     def backward(g, x, weight, has_weight, save_mean, save_invstd, grad_in, gxhat,
                  want_gxhat):
         """grad_in = invstd * (gx - mean(gx) - xhat * mean(gx * xhat)) per row, gx =

@@ -43,7 +43,7 @@ def _cross_entropy_kernel(threads, lanes, dtype):
     groups = threads // lanes
     cast = numba.from_dtype(np.dtype(dtype))  # a cast in device code
 
-    @jit_kernel
+    @jit_kernel(threads=threads)
     def kernel(logits, labels, probs, soft, grad, block_loss):
         """logits, grad: (N, C); labels: (N,) int64 when not soft, else probs: (N, C).
         block_loss: (2 gridDim.x,) float64: [b] the sum over block b's rows of
