@@ -326,7 +326,8 @@ def _check_train_args(args):
                 or (dest in ("batchnorm", "dropout") and getattr(args, dest))
                 or (dest == "hidden" and args.hidden != [100])]
     if args.model != "mlp" and mlp_only:   # (they were ignored: the same run without them)
-        raise CLIError(f"{', '.join(map(_flag, mlp_only))} apply only to --model mlp, "
+        verb = "applies" if len(mlp_only) == 1 else "apply"
+        raise CLIError(f"{', '.join(map(_flag, mlp_only))} {verb} only to --model mlp, "
                        f"not {args.model}")
     if not args.hidden and (args.batchnorm or args.dropout):   # (they were ignored)
         raise CLIError("--batchnorm and --dropout act on hidden layers, and --hidden '' "

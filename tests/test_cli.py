@@ -128,19 +128,20 @@ def test_user_errors_are_one_line(capsys, argv, message):
 
 @pytest.mark.parametrize("model", ["cnn", "convnet"])
 @pytest.mark.parametrize("argv,named", [
-    (["--activation", "tanh"], "--activation"),
-    (["--neg-slope", "0.1"], "--neg-slope"),
-    (["--hidden", "100"], "--hidden"),   # (the default's value, given)
-    (["--hidden", "50", "--batchnorm"], "--hidden, --batchnorm"),
-    (["--dropout", "0.3"], "--dropout"),
+    (["--activation", "tanh"], "--activation applies"),
+    (["--neg-slope", "0.1"], "--neg-slope applies"),
+    (["--hidden", "100"], "--hidden applies"),   # (the default's value, given)
+    (["--hidden", "50", "--batchnorm"], "--hidden, --batchnorm apply"),
+    (["--dropout", "0.3"], "--dropout applies"),
 ])
 def test_mlp_options_are_refused_with_a_conv_model(capsys, model, argv, named):
     """--activation and --neg-slope with --model cnn or convnet trained the convolutional
-    model as if they were not there (exit 0); so did --hidden given its default's value."""
+    model as if they were not there (exit 0); so did --hidden given its default's value.
+    One option named said 'apply' ('--dropout apply only to ...'); it says 'applies'."""
     assert cli.main(["train", "--dataset", "digits", "--model", model, "--max-steps", "1",
                      "--no-progress", *argv]) == 2
     err = capsys.readouterr().err
-    assert err == f"error: {named} apply only to --model mlp, not {model}\n"
+    assert err == f"error: {named} only to --model mlp, not {model}\n"
 
 
 def test_demo_out_under_a_file_names_out(tmp_path, capsys):
