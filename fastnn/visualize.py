@@ -169,6 +169,9 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
     mean, std: the standardization the model was trained with (``train --standardize``
     saves them): the image stays in [0, 1] pixels and the model sees (image - mean) / std;
     shape: the image's (C, H, W), when ``image_shape`` cannot tell it from the model.
+    progress: None or False (no bar), True (a tqdm bar over the steps, as ``fit``'s
+    ``progress=True``), or a callable called with 1 after each step (a tqdm bar's
+    ``update``).
     The model runs in eval mode in its own dtype; its training mode is restored after,
     and its parameter gradients are left zeroed (each step's are a by-product: call it
     between optimizer steps, not in the middle of accumulating gradients).
@@ -178,13 +181,30 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
         steps, lr, jitter, weight_decay, clip, blur_every, blur_sigma, scales)
     check_number("visualize", "mean", mean)
     check_number("visualize", "std", std, low=0, low_open=True)
+    # a bool, as fit's progress= takes it, was called after the first step ("'bool'
+    # object is not callable") once the model had run
+    if not (progress is None or isinstance(progress, (bool, np.bool_)) or callable(progress)):
+        raise TypeError(f"visualize: expected progress to be a bool, None or a callable "
+                        f"taking a step count (a tqdm bar's update), got "
+                        f"{type(progress).__name__}")
     shape = image_shape(model, shape)
     dtype = _model_dtype(model)
     rng = np.random.default_rng(seed)
-    with evaluating(model):
-        return _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter,
-                       weight_decay, clip, blur_every, blur_sigma, scales, progress,
-                       float(mean), float(std))
+    bar = None
+    if isinstance(progress, (bool, np.bool_)):
+        if progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=steps, desc=f"class {target_class}", leave=False,
+                       dynamic_ncols=True)
+        progress = bar.update if bar is not None else None
+    try:
+        with evaluating(model):
+            return _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter,
+                           weight_decay, clip, blur_every, blur_sigma, scales, progress,
+                           float(mean), float(std))
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _check_options(steps, lr, jitter, weight_decay, clip, blur_every, blur_sigma, scales):

@@ -166,3 +166,25 @@ def test_dream_takes_the_image_shape(tmp_path, capsys):
             assert "--image-shape expects three positive integers" in capsys.readouterr().err
     finally:
         fastnn.set_backend(backend)
+
+
+def test_progress_takes_a_bool_as_fit_does(capsys):
+    """visualize_class(..., progress=False), as fit(progress=False) is written, raised
+    "TypeError: 'bool' object is not callable" after its first step: progress was called
+    as a step callback whatever it was. A bool now turns a tqdm bar off or on, a callable
+    is called once a step as before, and anything else is refused before the model runs."""
+    from fastnn import nn
+    fastnn.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(2 * 4 * 4, 3))
+    image, before, after = visualize_class(net, 1, steps=4, seed=0, shape=(1, 8, 8))
+    calls = []
+    for progress in (False, True, np.bool_(False), calls.append):
+        again = visualize_class(net, 1, steps=4, seed=0, shape=(1, 8, 8), progress=progress)
+        np.testing.assert_array_equal(again[0], image)
+        assert again[1:] == (before, after)
+    assert calls == [1] * 4
+    for bad in (3, "yes"):
+        with pytest.raises(TypeError, match="expected progress to be a bool, None or a "
+                                            "callable"):
+            visualize_class(net, 1, steps=4, shape=(1, 8, 8), progress=bad)
