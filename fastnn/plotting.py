@@ -1,5 +1,8 @@
 """Training curves as PNG, drawn with matplotlib's Agg canvas (no display needed)."""
 import os
+from collections.abc import Mapping
+
+import numpy as np
 
 
 def save_figure(fig, path):
@@ -15,13 +18,18 @@ def save_figure(fig, path):
 
 
 def plot_curves(metrics, path, title=None):
-    """Save loss and accuracy curves (train and test, per epoch) to ``path`` (PNG, or the
-    format its extension names: ``save_figure``).
+    """Save the loss curves and, when there are any, the accuracy curves (train and test,
+    per epoch) to ``path`` (PNG, or the format its extension names: ``save_figure``).
 
-    metrics: a dict as ``fastnn.train.fit`` returns, with lists 'epoch',
-    'train_loss', 'train_accuracy' and, if present, 'test_loss', 'test_accuracy', and
-    the test curve of ``eval_freq`` ('step_curve', drawn on the same epoch axis with
-    'train_state''s batches per epoch).
+    metrics: a dict as ``fastnn.train.fit`` returns, or one made by hand, with lists of
+    numbers under any of 'train_loss', 'test_loss', 'train_accuracy', 'test_accuracy'
+    (one entry per epoch, at 'epoch''s values if given, else at 1, 2, ...), and with
+    ``eval_freq`` the test curves of 'step_curve' (drawn on the same epoch axis with
+    'train_state''s batches per epoch). A list that is absent, empty or all NaN (fit's
+    accuracy of a regression) is not drawn, nor a panel left with nothing: a regression
+    gets the loss panel only. The loss axis is labelled with fit's 'loss_name' (the loss
+    class, 'cross-entropy loss' for CrossEntropyLoss), or 'loss' without one. A dict with
+    nothing to draw is a ValueError naming these keys. ``title``: the figure's title.
     """
     return save_figure(curves_figure(metrics, title), path)
 
@@ -52,24 +60,91 @@ def _epoch_positions(metrics):
     return epochs, ([s / per_epoch for s in curve["step"]], curve)
 
 
+#: the loss axis's label for fit's 'loss_name' (the loss's class name); another name is
+#: shown as it is
+LOSS_LABELS = {
+    "CrossEntropyLoss": "cross-entropy loss",
+    "NLLLoss": "negative log-likelihood loss",
+    "BCELoss": "binary cross-entropy loss",
+    "BCEWithLogitsLoss": "binary cross-entropy loss",
+    "MSELoss": "mean squared error",
+    "L1Loss": "mean absolute error (L1 loss)",
+    "SmoothL1Loss": "smooth L1 loss",
+    "HuberLoss": "Huber loss",
+}
+
+#: the per-epoch lists plot_curves draws, by panel
+CURVE_KEYS = ("train_loss", "test_loss", "train_accuracy", "test_accuracy")
+
+
+def _values(key, values):
+    """values (a list of numbers) as a float array, or None when absent, empty or all
+    NaN (nothing to draw)."""
+    if values is None:
+        return None
+    try:
+        array = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        array = None
+    if array is None or array.ndim != 1:
+        raise ValueError(f"plot_curves: metrics[{key!r}] must be a list of numbers, got "
+                         f"{repr(values)[:80]}")
+    return array if np.isfinite(array).any() else None
+
+
+def _loss_label(metrics):
+    name = metrics.get("loss_name")
+    if not isinstance(name, str) or not name:
+        return "loss"
+    return LOSS_LABELS.get(name, name)
+
+
 def curves_figure(metrics, title=None):
-    """The matplotlib Figure ``plot_curves`` saves."""
+    """The matplotlib Figure ``plot_curves`` saves: a loss panel and an accuracy panel,
+    either left out when it has nothing to draw."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    epochs, step_curve = _epoch_positions(metrics)
-    for ax, key, label in ((fig.add_subplot(1, 2, 1), "loss", "cross-entropy loss"),
-                           (fig.add_subplot(1, 2, 2), "accuracy", "accuracy")):
-        ax.plot(epochs, metrics[f"train_{key}"], "o-", label="train")
-        if metrics.get(f"test_{key}"):
-            ax.plot(epochs, metrics[f"test_{key}"], "s-", label="test")
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"plot_curves: metrics must be a dict (as fastnn.train.fit "
+                        f"returns), got {type(metrics).__name__}")
+    curves = {key: _values(key, metrics.get(key)) for key in CURVE_KEYS}
+    drawn = [key for key, values in curves.items() if values is not None]
+    if "epoch" in metrics:
+        epochs, step_curve = _epoch_positions(metrics)
+        counted_by = "'epoch'"
+    else:   # (a dict made by hand: epochs 1, 2, ... as many as its first list's entries)
+        epochs = [float(e) for e in range(1, len(curves[drawn[0]]) + 1)] if drawn else []
+        step_curve, counted_by = None, f"{drawn[0]!r}" if drawn else ""
+    for key in drawn:
+        if len(curves[key]) != len(epochs):
+            raise ValueError(f"plot_curves: metrics[{key!r}] has {len(curves[key])} "
+                             f"entries, {counted_by} {len(epochs)}: give one per epoch")
+    panels = []
+    for key, label in (("loss", _loss_label(metrics)), ("accuracy", "accuracy")):
+        lines = [(epochs, curves[f"{split}_{key}"], marker, split)
+                 for split, marker in (("train", "o-"), ("test", "s-"))
+                 if curves[f"{split}_{key}"] is not None]
         if step_curve is not None:
             x, curve = step_curve
-            every = curve["step"][0]
-            ax.plot(x, curve[f"test_{key}"], ".-", alpha=0.7,
-                    label=f"test, every {every} steps")
+            values = _values(f"step_curve's test_{key}", curve.get(f"test_{key}"))
+            if values is not None:
+                lines.append((x, values, ".-", f"test, every {curve['step'][0]} steps"))
+        if lines:
+            panels.append((label, lines))
+    if not panels:
+        raise ValueError(f"plot_curves: nothing to draw: metrics needs a list of numbers "
+                         f"(not all NaN) under at least one of {list(CURVE_KEYS)} (as "
+                         f"fastnn.train.fit returns); got keys {sorted(map(str, metrics))}")
+
+    fig = Figure(figsize=(10, 4) if len(panels) == 2 else (6, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, (label, lines) in enumerate(panels, start=1):
+        ax = fig.add_subplot(1, len(panels), i)
+        for x, values, marker, name in lines:
+            style = {"alpha": 0.7} if marker == ".-" else {}
+            ax.plot(x, values, marker, label=name, **style)
+        if step_curve is not None and any(m == ".-" for _, _, m, _ in lines):
             ax.set_xlim(left=0)   # (the step curve starts within the first epoch)
         ax.set_xlabel("epoch")
         integer_epochs(ax)

@@ -311,9 +311,10 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     ``evaluate`` weighs it), 'test_loss',
     'test_accuracy', 'seconds_per_epoch' (training time, evaluation excluded);
     'steps' (counted from the first run's start when resuming), 'samples_per_second'
-    (this call's), final 'train_accuracy_final', 'test_accuracy_final', with
-    eval_freq 'step_curve' (step, test_loss, test_accuracy every eval_freq steps), and
-    'train_state' (JSON-serialisable: what ``resume`` takes).
+    (this call's), final 'train_accuracy_final', 'test_accuracy_final', 'loss_name'
+    (loss_fn's class name, 'MSELoss' say: what ``fastnn.plotting.plot_curves`` labels the
+    loss axis with), with eval_freq 'step_curve' (step, test_loss, test_accuracy every
+    eval_freq steps), and 'train_state' (JSON-serialisable: what ``resume`` takes).
     Raises TrainingDiverged when the loss becomes NaN or infinite; not for a batch whose
     labels are all the loss's ignore_index (PyTorch's mean over none is NaN too, with a
     zero gradient): that step is taken, and the batch is left out of 'train_loss'.
@@ -480,6 +481,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     metrics = dict(history)
     metrics["steps"] = step
     metrics["samples_per_second"] = train_samples / max(train_seconds, 1e-9)
+    metrics["loss_name"] = type(loss_fn).__name__   # (what plot_curves labels the loss by)
     metrics["train_accuracy_final"] = history["train_accuracy"][-1]
     metrics["test_accuracy_final"] = history["test_accuracy"][-1] if test_data is not None else None
     if eval_freq or step_curve["step"]:

@@ -356,6 +356,85 @@ def test_curves_of_one_epoch_tick_it_and_draw_the_eval_freq_curve():
         assert ticks == [1.0], ticks
 
 
+def _panels(fig):
+    """(y label, legend labels) of each panel of a curves figure."""
+    return [(ax.get_ylabel(), [line.get_label() for line in ax.get_lines()])
+            for ax in fig.axes]
+
+
+def test_curves_of_a_regression_name_its_loss_and_leave_out_accuracy(tmp_path):
+    """A regression fit (MSELoss) was plotted with a 'cross-entropy loss' axis beside an
+    empty accuracy panel: the loss axis names the loss fit ran (its 'loss_name'), and
+    NaN accuracies (fit's for targets that are not classes) draw no panel."""
+    from fastnn import models, nn, optim
+    from fastnn.plotting import curves_figure, plot_curves
+    from fastnn.train import fit
+    fastnn.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True).astype(np.float32)
+    model = models.MLP(3, [8], 1)
+    with fastnn.use_backend("numpy"):
+        metrics = fit(model, nn.MSELoss(), optim.SGD(model.parameters(), lr=0.05), (x, y),
+                      (x, y), epochs=3, batch_size=16, eval_freq=2, progress=False,
+                      log=False)
+    assert metrics["loss_name"] == "MSELoss"
+    fig = curves_figure(metrics)
+    assert _panels(fig) == [("mean squared error", ["train", "test", "test, every 2 steps"])]
+    assert open(plot_curves(metrics, str(tmp_path / "r.png")), "rb").read(4) == b"\x89PNG"
+    # another loss: its class name; a dict without one: a neutral "loss"
+    named = dict(metrics, loss_name="PoissonNLLLoss")
+    assert _panels(curves_figure(named))[0][0] == "PoissonNLLLoss"
+    assert _panels(curves_figure({"epoch": [1], "train_loss": [0.5]})) == [("loss", ["train"])]
+
+
+def test_cli_plot_of_a_classifier_keeps_both_panels(tmp_path, monkeypatch):
+    """--plot (CrossEntropyLoss) still draws 'cross-entropy loss' and accuracy panels."""
+    from fastnn import plotting
+    figures = []
+    made = plotting.curves_figure
+
+    def keep(*args, **kwargs):
+        figures.append(made(*args, **kwargs))
+        return figures[-1]
+    monkeypatch.setattr(plotting, "curves_figure", keep)
+    assert cli.main(["train", "--dataset", "digits", "--hidden", "8", "--epochs", "2",
+                     "--backend", "numpy", "--no-progress", "--plot",
+                     str(tmp_path / "c.png")]) == 0
+    (fig,) = figures
+    assert _panels(fig) == [("cross-entropy loss", ["train", "test"]),
+                            ("accuracy", ["train", "test"])]
+    assert fig.get_size_inches().tolist() == [10, 4]
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_curves_of_a_hand_made_dict_draw_what_is_given(tmp_path):
+    """{'train_loss': ..., 'test_loss': ...} raised KeyError ('epoch', then
+    'train_accuracy'): the lists given are drawn (at epochs 1, 2, ... without 'epoch'),
+    and a dict with nothing to draw is a ValueError naming the keys."""
+    from fastnn.plotting import curves_figure, plot_curves
+    losses = {"train_loss": [1.0, 0.6, 0.4], "test_loss": [1.1, 0.7, 0.5]}
+    fig = curves_figure(losses)
+    assert _panels(fig) == [("loss", ["train", "test"])]
+    assert list(fig.axes[0].get_lines()[1].get_xdata()) == [1.0, 2.0, 3.0]
+    assert open(plot_curves(losses, str(tmp_path / "l.png")), "rb").read(4) == b"\x89PNG"
+    fig = curves_figure({"epoch": [2, 3], "test_accuracy": [0.5, 0.7]})
+    assert _panels(fig) == [("accuracy", ["test"])]
+    assert list(fig.axes[0].get_lines()[0].get_xdata()) == [2.0, 3.0]
+    for nothing in ({}, {"epoch": [1, 2]}, {"train_loss": []},
+                    {"train_loss": [math.nan], "train_accuracy": [math.nan]}):
+        with pytest.raises(ValueError, match="nothing to draw.*'train_loss', 'test_loss', "
+                                             "'train_accuracy', 'test_accuracy'"):
+            plot_curves(nothing, str(tmp_path / "n.png"))
+    assert not (tmp_path / "n.png").exists()
+    with pytest.raises(ValueError, match=r"metrics\['test_loss'\] has 2 entries, 'epoch' 3"):
+        curves_figure({"epoch": [1, 2, 3], "train_loss": [1, 2, 3], "test_loss": [1, 2]})
+    with pytest.raises(ValueError, match=r"metrics\['train_loss'\] must be a list of numbers"):
+        curves_figure({"train_loss": "high"})
+    with pytest.raises(TypeError, match="metrics must be a dict"):
+        curves_figure([1.0, 0.5])
+
+
 def test_the_model_description_names_batchnorm_and_dropout(tmp_path):
     """The plot title and the metrics' "model" said 'MLP 784-128-64-10 (tanh)' with or
     without --batchnorm and --dropout."""

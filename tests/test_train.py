@@ -198,6 +198,8 @@ def test_regression_targets_train_with_nan_accuracy(digits):
                       batch_size=64, progress=False, log=False)
     assert np.isnan(metrics["train_accuracy"]).all() and np.isnan(metrics["test_accuracy"]).all()
     assert metrics["test_loss"][-1] < metrics["test_loss"][0]
+    # the loss it ran, by name (what plot_curves labels the loss axis with)
+    assert metrics["loss_name"] == "MSELoss"
 
 
 @pytest.mark.parametrize("column", [True, False])
