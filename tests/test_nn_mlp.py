@@ -47,13 +47,47 @@ def test_structure_and_config():
     assert model.config_name == "mlp"
     assert model.config == dict(in_features=784, hidden=[100, 50], out_features=10,
                                 activation="leaky_relu", negative_slope=0.1, batchnorm=True,
-                                dropout=0.2)
+                                dropout=0.2, omega=1.0)
     rebuilt = MLP(**model.config)
     assert [type(layer) for layer in rebuilt] == [type(layer) for layer in model]
     rebuilt.load_state_dict(model.state_dict())
     assert [type(layer).__name__ for layer in MLP(3, 4, 2)] == ["Linear", "ReLU", "Linear"]
     assert len(MLP(3, [], 2)) == 1
     assert isinstance(model, nn.Sequential)
+
+
+def test_sine_mlp_takes_omega_as_multitasknet_does(backend, dtype, rng):
+    """MLP(activation='sine') built nn.Sine() with omega 1 and took no omega, though
+    nn.Sine and MultiTaskNet take one: omega reaches every Sine (1.0 by default, as
+    nn.Sine's), is in the config, and the network matches PyTorch's with that omega."""
+    assert [m.omega for m in MLP(3, [4, 4], 2, activation="sine") if isinstance(m, nn.Sine)
+            ] == [nn.Sine().omega] * 2
+    model = MLP(10, [6, 4], 4, activation="sine", omega=np.float32(5)).to_dtype(dtype)
+    assert [m.omega for m in model if isinstance(m, nn.Sine)] == [5.0, 5.0]
+    assert model.config["omega"] == 5.0 and type(model.config["omega"]) is float
+    twin = torch_twin(model)
+    x = rng.standard_normal((12, 10)).astype(dtype)
+    g = rng.standard_normal((12, 4)).astype(dtype)
+    y = model(x)
+    gx = model.backward(g)
+    y_t, gx_t, grads_t = run_torch(twin, x, g)
+    assert_close(y, y_t, dtype)
+    assert_close(gx, gx_t, dtype, scale=10)
+    for name, p in model.named_parameters():
+        assert_close(p.grad, grads_t[name], dtype, scale=50, err_msg=name)
+    # as negative_slope is: checked whatever the activation, used by the one taking it
+    relu = MLP(3, [4], 2, omega=30.0)
+    assert [type(m).__name__ for m in relu] == ["Linear", "ReLU", "Linear"]
+    assert relu.config["omega"] == 30.0
+
+
+def test_sine_mlp_omega_survives_save_and_load(tmp_path, rng):
+    model = MLP(5, [6], 3, activation="sine", omega=30.0)
+    fastnn.save(model, tmp_path / "sine.npz")
+    loaded = fastnn.load(tmp_path / "sine.npz")
+    assert loaded.config == model.config and loaded[1].omega == 30.0
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    np.testing.assert_array_equal(loaded(x), model(x))
 
 
 def test_sgd_steps_reduce_the_loss(backend, rng):
@@ -100,6 +134,10 @@ def test_non_contiguous_empty_and_single_row_batches(backend, dtype, rng):
     (dict(dropout=1.5), ValueError, r"expected dropout in \[0, 1\]"),
     (dict(dropout=-0.1), ValueError, r"expected dropout in \[0, 1\]"),
     (dict(dropout=float("nan")), ValueError, "expected a finite dropout"),
+    (dict(omega="30"), TypeError, "expected omega to be a number"),
+    (dict(omega=True), TypeError, "expected omega to be a number"),
+    (dict(omega=float("nan")), ValueError, "expected a finite omega"),
+    (dict(omega=float("inf"), activation="sine"), ValueError, "expected a finite omega"),
 ])
 def test_bad_options_are_refused_naming_the_mlp_with_or_without_hidden_layers(
         hidden, kwargs, error, match):

@@ -4,17 +4,18 @@ import numbers
 from .. import nn
 from ..validation import check_flag, check_number, check_positive_int
 
+# name -> the layer, made from (negative_slope, omega): each takes what it uses
 _ACTIVATIONS = {
-    "relu": lambda slope: nn.ReLU(),
-    "leaky_relu": lambda slope: nn.LeakyReLU(slope),
-    "sigmoid": lambda slope: nn.Sigmoid(),
-    "tanh": lambda slope: nn.Tanh(),
-    "gelu": lambda slope: nn.GELU(),
-    "sine": lambda slope: nn.Sine(),
-    "silu": lambda slope: nn.SiLU(),
-    "elu": lambda slope: nn.ELU(),
-    "gelu_tanh": lambda slope: nn.GELU(approximate="tanh"),
-    "mish": lambda slope: nn.Mish(),
+    "relu": lambda slope, omega: nn.ReLU(),
+    "leaky_relu": lambda slope, omega: nn.LeakyReLU(slope),
+    "sigmoid": lambda slope, omega: nn.Sigmoid(),
+    "tanh": lambda slope, omega: nn.Tanh(),
+    "gelu": lambda slope, omega: nn.GELU(),
+    "sine": lambda slope, omega: nn.Sine(omega),
+    "silu": lambda slope, omega: nn.SiLU(),
+    "elu": lambda slope, omega: nn.ELU(),
+    "gelu_tanh": lambda slope, omega: nn.GELU(approximate="tanh"),
+    "mish": lambda slope, omega: nn.Mish(),
 }
 
 
@@ -34,7 +35,10 @@ class MLP(nn.Sequential):
     hidden: an int or a list of ints (``[]`` gives a linear model). Each hidden block is
     Linear -> [BatchNorm1d if batchnorm] -> activation -> [Dropout(dropout) if dropout > 0].
     activation: 'relu', 'leaky_relu' (with negative_slope), 'sigmoid', 'tanh', 'gelu',
-    'sine', 'silu', 'elu', 'gelu_tanh', 'mish'. Input (N, in_features); output (N, out_features).
+    'sine' (``nn.Sine(omega)``, sin(omega x); omega a finite number, 1.0 by default, as
+    nn.Sine's and MultiTaskNet's), 'silu', 'elu', 'gelu_tanh', 'mish'. negative_slope and
+    omega are checked whatever the activation, and used by the one that takes them.
+    Input (N, in_features); output (N, out_features).
     ``config`` holds the constructor arguments and ``config_name`` is 'mlp', so
     ``fastnn.save``/``fastnn.load`` can rebuild the model.
     """
@@ -42,7 +46,7 @@ class MLP(nn.Sequential):
     config_name = "mlp"
 
     def __init__(self, in_features, hidden, out_features, activation="relu",
-                 negative_slope=0.01, batchnorm=False, dropout=0.0):
+                 negative_slope=0.01, batchnorm=False, dropout=0.0, omega=1.0):
         in_features = check_positive_int("MLP", "in_features", in_features)
         out_features = check_positive_int("MLP", "out_features", out_features)
         hidden = hidden_widths("MLP", hidden)
@@ -50,6 +54,7 @@ class MLP(nn.Sequential):
         # none, and a string such as 'no' is not read as True)
         batchnorm = check_flag("MLP", "batchnorm", batchnorm)
         check_number("MLP", "negative_slope", negative_slope)
+        check_number("MLP", "omega", omega)
         check_number("MLP", "dropout", dropout, low=0, high=1, high_open=False)
         if activation not in _ACTIVATIONS:
             raise ValueError(f"MLP: expected activation in {sorted(_ACTIVATIONS)}, "
@@ -61,7 +66,7 @@ class MLP(nn.Sequential):
             layers.append(nn.Linear(width, h))
             if batchnorm:
                 layers.append(nn.BatchNorm1d(h))
-            layers.append(_ACTIVATIONS[activation](negative_slope))
+            layers.append(_ACTIVATIONS[activation](negative_slope, omega))
             if dropout:
                 layers.append(nn.Dropout(dropout))
             width = h
@@ -70,7 +75,7 @@ class MLP(nn.Sequential):
         self.config = dict(in_features=in_features, hidden=list(hidden),
                            out_features=out_features, activation=activation,
                            negative_slope=float(negative_slope), batchnorm=bool(batchnorm),
-                           dropout=float(dropout))
+                           dropout=float(dropout), omega=float(omega))
 
     def extra_repr(self):
         c = self.config
