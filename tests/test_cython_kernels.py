@@ -312,3 +312,40 @@ def test_gemm_pointer_setters_take_both_addresses_or_neither():
         with pytest.raises(ValueError, match="both addresses or neither"):
             setter(0, 1)
         assert in_use() == before   # a refused call changes nothing
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_entries_take_arrays_of_any_shape_and_refuse_what_they_cannot_read(dtype):
+    # _activations.unary/binary read raw pointers of whole arrays (not 1-D memoryviews,
+    # whose dispatch was most of a small op's time): they must still refuse every array
+    # they would misread or write where they may not, before writing anything
+    from fastnn.kernels.cython import _activations
+    K = backend.load("cython")
+    relu, relu_grad = 0, 0   # U_RELU, B_RELU
+    x = np.array([[-1.5, 2.0, 0.0], [3.0, -0.5, 4.0]], dtype=dtype)
+    out = np.full_like(x, 7)
+    _activations.unary(relu, x, out)
+    np.testing.assert_array_equal(out, np.maximum(x, 0))
+    grad = np.full_like(x, 7)
+    _activations.binary(relu_grad, x, out, grad)
+    np.testing.assert_array_equal(grad, np.where(out > 0, x, 0))
+    np.testing.assert_array_equal(K.relu(np.asarray(dtype(-2.0))), 0)   # 0-d
+    other = np.float64 if dtype == np.float32 else np.float32
+    bad = [(TypeError, x.astype(np.int64), np.empty((2, 3), np.int64)),
+           (TypeError, x, np.empty((2, 3), other)),
+           (ValueError, x, np.empty((7,), dtype)),
+           (ValueError, np.asfortranarray(x), np.empty((2, 3), dtype)),
+           (ValueError, x[:, ::2], np.empty((2, 2), dtype)),
+           (ValueError, x, np.empty((2, 3), dtype)[:, ::-1])]
+    readonly = np.full((2, 3), 7, dtype)
+    readonly.flags.writeable = False
+    bad.append((ValueError, x, readonly))
+    for error, a, b in bad:
+        before = b.copy()
+        with pytest.raises(error):
+            _activations.unary(relu, a, b)
+        with pytest.raises(error):
+            _activations.binary(relu_grad, a, a, b)
+        np.testing.assert_array_equal(b, before)
+    with pytest.raises(ValueError):   # saved of another size
+        _activations.binary(relu_grad, x, np.empty(5, dtype), np.empty_like(x))

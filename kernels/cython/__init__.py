@@ -136,14 +136,22 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
 
 # --------------------------------------------------------------------- activations
 def _unary(op, x, out, a=0.0, b=0.0):
-    out = _like(x, out)
-    _activations.unary(op, _flat(x), _flat(out), a, b)
+    if type(x) is not np.ndarray:   # (a layer's arithmetic on a 0-d array: a NumPy scalar)
+        x = np.asarray(x)
+    if out is None:
+        out = np.empty_like(x)
+    _activations.unary(op, x, out, a, b)
     return out
 
 
 def _binary(op, grad_out, saved, out, a=0.0, b=0.0):
-    out = _like(grad_out, out)
-    _activations.binary(op, _flat(grad_out), _flat(saved), _flat(out), a, b)
+    if type(grad_out) is not np.ndarray:
+        grad_out = np.asarray(grad_out)
+    if type(saved) is not np.ndarray:
+        saved = np.asarray(saved)
+    if out is None:
+        out = np.empty_like(grad_out)
+    _activations.binary(op, grad_out, saved, out, a, b)
     return out
 
 
