@@ -131,8 +131,15 @@ def get_backend():
 
 
 def current():
-    """The current Backend object (what layers and ``fastnn.ops`` call)."""
-    return load(get_backend())
+    """The current Backend object (what layers and ``fastnn.ops`` call): load(get_backend())
+    in one call where the backend is loaded, as every op asks for it."""
+    name = _current.get()
+    if name is None:
+        name = _process_default
+        if name is None:
+            name = get_backend()
+    backend = _loaded.get(name)
+    return backend if backend is not None else load(name)
 
 
 def set_backend(name):

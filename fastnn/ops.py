@@ -18,8 +18,6 @@ NumPy arrays run on the current backend. A call given any CUDA device array (a n
 device array, or CuPy) runs on the cuda backend and returns device arrays; host
 arguments of that call are copied over, and labels are range-checked on the host.
 """
-import functools
-
 import numpy as np
 
 from . import device as _device
@@ -27,15 +25,32 @@ from . import optable
 from .backend import current
 from .errors import DtypeError
 from .kernels.window_shapes import window_out_size
-from .validation import (as_contiguous, as_labels, check_choice, check_flag,
+from .validation import (FLOAT_DTYPES, as_contiguous, as_labels, check_choice, check_flag,
                          check_float_array, check_no_overlap, check_number, check_out,
                          check_positive_int, check_probabilities, check_same_shape, layout,
                          pair)
 
 __all__ = optable.op_names()
 
-# arrays pass as NumPy or device arrays
-_check = functools.partial(check_float_array, device_ok=True)
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES
+
+def _check(where, name, x, ndim=None, shape=None, dtype=None):
+    """check_float_array, device arrays passing as NumPy ones do."""
+    return check_float_array(where, name, x, ndim, shape, dtype, True)
+
+
+def _contiguous_input(where, name, x, ndim=None, shape=None, dtype=None):
+    """_contiguous_input(...) in one call, and in a few hundred instructions for the
+    usual argument: a C-contiguous, aligned ndarray of native float32/float64 (these very
+    dtype objects) that meets the demands, where the two calls took ~4,500."""
+    if type(x) is np.ndarray:
+        kind = x.dtype
+        if ((kind is _FLOAT32 or kind is _FLOAT64) and (dtype is None or dtype is kind)
+                and (ndim is None or ndim == x.ndim) and (shape is None or shape == x.shape)):
+            flags = x.flags
+            if flags.c_contiguous and flags.aligned:
+                return x
+    return as_contiguous(check_float_array(where, name, x, ndim, shape, dtype, True))
 
 
 # the argument types that are neither device arrays nor NumPy scalars (the common ones,
@@ -56,6 +71,18 @@ def _run(name, *args, **kwargs):
     hyper-parameters, the numpy backend computed 1 - dampening, Adam's bias corrections
     or dropout's 1 / (1 - p) in float32 arithmetic, and numba compiled float32 versions
     of its kernels that did too (float64 parameters up to 8e-6 off the Cython step)."""
+    for a in args:
+        if type(a) not in _PLAIN:
+            return _run_unusual(name, args, kwargs)
+    for a in kwargs.values():
+        if type(a) not in _PLAIN:
+            return _run_unusual(name, args, kwargs)
+    return getattr(current(), name)(*args, **kwargs)
+
+
+def _run_unusual(name, args, kwargs):
+    """_run of a call with an argument of a type outside _PLAIN: a device array, a NumPy
+    scalar, or anything else (which passes to the kernel as it is)."""
     on_device = scalars = False
     for values in (args, kwargs.values()):
         for a in values:
@@ -72,32 +99,34 @@ def _run(name, *args, **kwargs):
 
 
 def _unary(name, x, out, **params):
-    x = as_contiguous(_check(name, "x", x))
-    check_out(name, "out", out, x.shape, x.dtype)
-    check_no_overlap(name, [("out", out)], [("x", x)], in_place={("out", "x")})
+    x = _contiguous_input(name, "x", x)
+    if out is not None:
+        check_out(name, "out", out, x.shape, x.dtype)
+        check_no_overlap(name, [("out", out)], [("x", x)], in_place={("out", "x")})
     return _run(name, x, out=out, **params)
 
 
 def _binary(name, grad_out, saved_name, saved, out, **params):
-    grad_out = as_contiguous(_check(name, "grad_out", grad_out))
-    saved = as_contiguous(_check(name, saved_name, saved, dtype=grad_out.dtype))
+    grad_out = _contiguous_input(name, "grad_out", grad_out)
+    saved = _contiguous_input(name, saved_name, saved, dtype=grad_out.dtype)
     check_same_shape(name, saved_name, saved, "grad_out", grad_out)
-    check_out(name, "out", out, grad_out.shape, grad_out.dtype)
-    check_no_overlap(name, [("out", out)], [("grad_out", grad_out), (saved_name, saved)],
-                     in_place={("out", "grad_out"), ("out", saved_name)})
+    if out is not None:
+        check_out(name, "out", out, grad_out.shape, grad_out.dtype)
+        check_no_overlap(name, [("out", out)], [("grad_out", grad_out), (saved_name, saved)],
+                         in_place={("out", "grad_out"), ("out", saved_name)})
     return _run(name, grad_out, saved, out=out, **params)
 
 
 # --------------------------------------------------------------------------- dense
 def _check_linear(where, x, weight, bias):
-    x = as_contiguous(_check(where, "x", x, ndim=2))
-    weight = as_contiguous(_check(where, "weight", weight, ndim=2, dtype=x.dtype))
+    x = _contiguous_input(where, "x", x, ndim=2)
+    weight = _contiguous_input(where, "weight", weight, ndim=2, dtype=x.dtype)
     if weight.shape[1] != x.shape[1]:
         raise ValueError(f"{where}: x has {x.shape[1]} features but weight of shape "
                          f"{weight.shape} expects {weight.shape[1]}")
     if bias is not None:
-        bias = as_contiguous(_check(where, "bias", bias,
-                                               shape=(weight.shape[0],), dtype=x.dtype))
+        bias = _contiguous_input(where, "bias", bias,
+                                 shape=(weight.shape[0],), dtype=x.dtype)
     return x, weight, bias
 
 
@@ -113,8 +142,9 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
     where = "linear_forward"
     x, weight, bias = _check_linear(where, x, weight, bias)
     _check_activation(where, activation, negative_slope)
-    check_out(where, "out", out, (x.shape[0], weight.shape[0]), x.dtype)
-    check_no_overlap(where, [("out", out)], [("x", x), ("weight", weight), ("bias", bias)])
+    if out is not None:
+        check_out(where, "out", out, (x.shape[0], weight.shape[0]), x.dtype)
+        check_no_overlap(where, [("out", out)], [("x", x), ("weight", weight), ("bias", bias)])
     return _run("linear_forward", x, weight, bias, activation, negative_slope, out=out)
 
 
@@ -127,12 +157,12 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
     x, weight, _ = _check_linear(where, x, weight, None)
     _check_activation(where, activation, negative_slope)
     out_shape = (x.shape[0], weight.shape[0])
-    grad_out = as_contiguous(_check(where, "grad_out", grad_out, shape=out_shape,
-                                               dtype=x.dtype))
+    grad_out = _contiguous_input(where, "grad_out", grad_out, shape=out_shape,
+                                 dtype=x.dtype)
     if activation != "identity":
         if y is None:
             raise ValueError(f"{where}: activation {activation!r} needs the forward output y")
-        y = as_contiguous(_check(where, "y", y, shape=out_shape, dtype=x.dtype))
+        y = _contiguous_input(where, "y", y, shape=out_shape, dtype=x.dtype)
     check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
     check_out(where, "grad_bias", grad_bias, (weight.shape[0],), x.dtype)
     check_out(where, "grad_in", grad_in, x.shape, x.dtype)
@@ -312,7 +342,7 @@ def log_softmax_backward(grad_out, y, out=None):
 # ------------------------------------------------------------------------ dropout
 def dropout_forward(x, p, seed, mask=None, out=None):
     where = "dropout_forward"
-    x = as_contiguous(_check(where, "x", x))
+    x = _contiguous_input(where, "x", x)
     check_number(where, "p", p, 0.0, 1.0, high_open=False)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"{where}: expected seed to be a non-negative int, got {seed!r}")
@@ -348,23 +378,24 @@ def dropout_backward(grad_out, mask, out=None):
 # -------------------------------------------------------------------------- losses
 def softmax_cross_entropy(logits, target, grad=None):
     where = "softmax_cross_entropy"
-    logits = as_contiguous(_check(where, "logits", logits, ndim=2))
+    logits = _contiguous_input(where, "logits", logits, ndim=2)
     n, c = logits.shape
     if _device.is_array(target) and target.ndim == 2:
         if target.dtype.kind in "biu":   # (PyTorch: "multi-target not supported")
             raise ValueError(f"{where}: expected target of shape ({n},) (class labels) or "
                              f"{(n, c)} (float probabilities), got integer labels of shape "
                              f"{tuple(target.shape)}")
-        target = as_contiguous(_check(where, "target", target, shape=(n, c),
-                                                 dtype=logits.dtype))
+        target = _contiguous_input(where, "target", target, shape=(n, c),
+                                   dtype=logits.dtype)
     elif _device.is_array(target) and target.ndim > 2:
         raise ValueError(f"{where}: expected target of shape ({n},) (class labels) or {(n, c)} "
                          f"(probabilities), got {target.shape}")
     else:  # device labels beside device logits: the cuda kernel checks their range
         target = as_labels(where, target, n, c,
                            kernel_checks=_device.is_device_array(logits))
-    check_out(where, "grad", grad, logits.shape, logits.dtype)
-    check_no_overlap(where, [("grad", grad)], [("logits", logits), ("target", target)])
+    if grad is not None:
+        check_out(where, "grad", grad, logits.shape, logits.dtype)
+        check_no_overlap(where, [("grad", grad)], [("logits", logits), ("target", target)])
     if logits.size == 0:  # no rows, or (probability targets) rows of no class
         return _empty_loss(logits, grad)
     if grad is not None and _device.is_device_array(target) and target.ndim == 1:
@@ -403,12 +434,13 @@ def _empty_loss(pred, grad):
 
 
 def _check_pred_target(where, pred, target, grad, name="pred"):
-    pred = as_contiguous(_check(where, name, pred))
-    target = as_contiguous(_check(where, "target", target, dtype=pred.dtype))
+    pred = _contiguous_input(where, name, pred)
+    target = _contiguous_input(where, "target", target, dtype=pred.dtype)
     check_same_shape(where, "target", target, name, pred)
-    check_out(where, "grad", grad, pred.shape, pred.dtype)
-    check_no_overlap(where, [("grad", grad)], [(name, pred), ("target", target)],
-                     in_place={("grad", name), ("grad", "target")})
+    if grad is not None:
+        check_out(where, "grad", grad, pred.shape, pred.dtype)
+        check_no_overlap(where, [("grad", grad)], [(name, pred), ("target", target)],
+                         in_place={("grad", name), ("grad", "target")})
     return pred, target
 
 
@@ -448,7 +480,7 @@ def smooth_l1_loss(pred, target, beta=1.0, grad=None):
 
 # ---------------------------------------------------------------------- batchnorm
 def _check_batchnorm(where, x, weight, bias, mean_only, training):
-    x = as_contiguous(_check(where, "x", x, ndim=(2, 4)))
+    x = _contiguous_input(where, "x", x, ndim=(2, 4))
     c = x.shape[1]
     if not mean_only:
         _check(where, "weight", weight, shape=(c,), dtype=x.dtype)
@@ -532,7 +564,7 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
     mean_only = check_flag(where, "mean_only", mean_only)
     x = _check_batchnorm(where, x, weight, None, mean_only, False)
     c = x.shape[1]
-    grad_out = as_contiguous(_check(where, "grad_out", grad_out, dtype=x.dtype))
+    grad_out = _contiguous_input(where, "grad_out", grad_out, dtype=x.dtype)
     check_same_shape(where, "grad_out", grad_out, "x", x)
     _check(where, "save_mean", save_mean, shape=(c,), dtype=x.dtype)
     if not mean_only:
@@ -561,7 +593,7 @@ def _vectors(**vectors):
 
 # ------------------------------------------------------------------- layernorm
 def _check_layer_norm(where, x, weight):
-    x = as_contiguous(_check(where, "x", x, ndim=2))
+    x = _contiguous_input(where, "x", x, ndim=2)
     if weight is not None:
         _check(where, "weight", weight, shape=(x.shape[1],), dtype=x.dtype)
     return x
@@ -591,7 +623,7 @@ def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight
     where = "layer_norm_backward"
     x = _check_layer_norm(where, x, weight)
     n, d = x.shape
-    grad_out = as_contiguous(_check(where, "grad_out", grad_out, dtype=x.dtype))
+    grad_out = _contiguous_input(where, "grad_out", grad_out, dtype=x.dtype)
     check_same_shape(where, "grad_out", grad_out, "x", x)
     _check(where, "save_mean", save_mean, shape=(n,), dtype=x.dtype)
     _check(where, "save_invstd", save_invstd, shape=(n,), dtype=x.dtype)
@@ -628,8 +660,8 @@ def _conv_out_size(where, size, kernel, stride, padding, ceil_mode=False, dilati
 def _check_conv(where, x, weight, stride, padding, depthwise=False):
     """(x, weight, stride, padding, output shape) checked: weight (C_out, C_in, kH, kW),
     or for a depthwise op (C_out, 1, kH, kW) with C_out a multiple of C_in."""
-    x = as_contiguous(_check(where, "x", x, ndim=4))
-    weight = as_contiguous(_check(where, "weight", weight, ndim=4, dtype=x.dtype))
+    x = _contiguous_input(where, "x", x, ndim=4)
+    weight = _contiguous_input(where, "weight", weight, ndim=4, dtype=x.dtype)
     c_in, c_out = x.shape[1], weight.shape[0]
     if depthwise and (weight.shape[1] != 1 or c_in == 0 or c_out % c_in):
         raise ValueError(f"{where}: expected weight of shape (M * {c_in}, 1, kH, kW) for x "
@@ -649,8 +681,8 @@ def _conv_forward(where, depthwise, x, weight, bias, stride, padding, out):
     x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding,
                                                         depthwise)
     if bias is not None:
-        bias = as_contiguous(_check(where, "bias", bias, shape=(weight.shape[0],),
-                                    dtype=x.dtype))
+        bias = _contiguous_input(where, "bias", bias, shape=(weight.shape[0],),
+                                 dtype=x.dtype)
     check_out(where, "out", out, out_shape, x.dtype)
     check_no_overlap(where, [("out", out)], [("x", x), ("weight", weight), ("bias", bias)])
     return _run(where, x, weight, bias, stride, padding, out=out)
@@ -662,8 +694,8 @@ def _conv_backward(where, depthwise, grad_out, x, weight, stride, padding, grad_
     need_grad_in = check_flag(where, "need_grad_in", need_grad_in)
     x, weight, stride, padding, out_shape = _check_conv(where, x, weight, stride, padding,
                                                         depthwise)
-    grad_out = as_contiguous(_check(where, "grad_out", grad_out, shape=out_shape,
-                                    dtype=x.dtype))
+    grad_out = _contiguous_input(where, "grad_out", grad_out, shape=out_shape,
+                                 dtype=x.dtype)
     check_out(where, "grad_weight", grad_weight, weight.shape, x.dtype)
     check_out(where, "grad_bias", grad_bias, (weight.shape[0],), x.dtype)
     check_out(where, "grad_in", grad_in, x.shape, x.dtype)
@@ -721,7 +753,7 @@ def _check_divisor(where, divisor_override):
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
                        ceil_mode=False, dilation=(1, 1)):
     where = "max_pool2d_forward"
-    x = as_contiguous(_check(where, "x", x, ndim=4))
+    x = _contiguous_input(where, "x", x, ndim=4)
     ceil_mode = check_flag(where, "ceil_mode", ceil_mode)
     kernel_size, stride, padding, out_shape = _check_pool(where, x.shape, kernel_size, stride,
                                                           padding, ceil_mode, dilation)
@@ -763,7 +795,7 @@ def _check_input_shape(where, input_shape):
 
 def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
     where = "max_pool2d_backward"
-    grad_out = as_contiguous(_check(where, "grad_out", grad_out, ndim=4))
+    grad_out = _contiguous_input(where, "grad_out", grad_out, ndim=4)
     input_shape = _check_input_shape(where, input_shape)
     if tuple(grad_out.shape[:2]) != input_shape[:2]:
         n, c = input_shape[:2]
@@ -779,7 +811,7 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
                        out=None, ceil_mode=False, divisor_override=None):
     where = "avg_pool2d_forward"
-    x = as_contiguous(_check(where, "x", x, ndim=4))
+    x = _contiguous_input(where, "x", x, ndim=4)
     ceil_mode = check_flag(where, "ceil_mode", ceil_mode)
     count_include_pad = check_flag(where, "count_include_pad", count_include_pad)
     divisor_override = _check_divisor(where, divisor_override)
@@ -795,7 +827,7 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
                         count_include_pad=True, grad_in=None, ceil_mode=False,
                         divisor_override=None):
     where = "avg_pool2d_backward"
-    grad_out = as_contiguous(_check(where, "grad_out", grad_out, ndim=4))
+    grad_out = _contiguous_input(where, "grad_out", grad_out, ndim=4)
     input_shape = _check_input_shape(where, input_shape)
     ceil_mode = check_flag(where, "ceil_mode", ceil_mode)
     count_include_pad = check_flag(where, "count_include_pad", count_include_pad)
@@ -824,7 +856,7 @@ def _check_param_arrays(where, param, grad, optional=(), **state):
                          f"read-only array")
     if grad is None:
         raise ValueError(f"{where}: grad is required")
-    grad = as_contiguous(_check(where, "grad", grad, dtype=param.dtype))
+    grad = _contiguous_input(where, "grad", grad, dtype=param.dtype)
     check_same_shape(where, "grad", grad, "param", param)
     for name, arr in state.items():
         if arr is None and name not in optional:
