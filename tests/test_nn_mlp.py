@@ -11,6 +11,21 @@ from conftest import assert_close
 from nn_torch_helpers import run_torch, torch_twin
 
 
+def _matches_torch(model, rng, dtype, grad_in_scale=1, grad_scale=10):
+    """model's output, input gradient and parameter gradients for a (12, 10) batch
+    against its PyTorch twin's."""
+    twin = torch_twin(model)
+    x = rng.standard_normal((12, 10)).astype(dtype)
+    g = rng.standard_normal((12, 4)).astype(dtype)
+    y = model(x)
+    gx = model.backward(g)
+    y_t, gx_t, grads_t = run_torch(twin, x, g)
+    assert_close(y, y_t, dtype)
+    assert_close(gx, gx_t, dtype, scale=grad_in_scale)
+    for name, p in model.named_parameters():
+        assert_close(p.grad, grads_t[name], dtype, scale=grad_scale, err_msg=name)
+
+
 @pytest.mark.parametrize("hidden, activation, batchnorm", [
     ([], "relu", False),
     (7, "relu", False),
@@ -26,16 +41,7 @@ from nn_torch_helpers import run_torch, torch_twin
 def test_mlp_matches_torch(backend, dtype, rng, hidden, activation, batchnorm):
     model = MLP(10, hidden, 4, activation=activation, negative_slope=0.2,
                 batchnorm=batchnorm).to_dtype(dtype)
-    twin = torch_twin(model)
-    x = rng.standard_normal((12, 10)).astype(dtype)
-    g = rng.standard_normal((12, 4)).astype(dtype)
-    y = model(x)
-    gx = model.backward(g)
-    y_t, gx_t, grads_t = run_torch(twin, x, g)
-    assert_close(y, y_t, dtype)
-    assert_close(gx, gx_t, dtype)
-    for name, p in model.named_parameters():
-        assert_close(p.grad, grads_t[name], dtype, scale=10, err_msg=name)
+    _matches_torch(model, rng, dtype)
 
 
 def test_structure_and_config():
@@ -65,16 +71,7 @@ def test_sine_mlp_takes_omega_as_multitasknet_does(backend, dtype, rng):
     model = MLP(10, [6, 4], 4, activation="sine", omega=np.float32(5)).to_dtype(dtype)
     assert [m.omega for m in model if isinstance(m, nn.Sine)] == [5.0, 5.0]
     assert model.config["omega"] == 5.0 and type(model.config["omega"]) is float
-    twin = torch_twin(model)
-    x = rng.standard_normal((12, 10)).astype(dtype)
-    g = rng.standard_normal((12, 4)).astype(dtype)
-    y = model(x)
-    gx = model.backward(g)
-    y_t, gx_t, grads_t = run_torch(twin, x, g)
-    assert_close(y, y_t, dtype)
-    assert_close(gx, gx_t, dtype, scale=10)
-    for name, p in model.named_parameters():
-        assert_close(p.grad, grads_t[name], dtype, scale=50, err_msg=name)
+    _matches_torch(model, rng, dtype, grad_in_scale=10, grad_scale=50)
     # as negative_slope is: checked whatever the activation, used by the one taking it
     relu = MLP(3, [4], 2, omega=30.0)
     assert [type(m).__name__ for m in relu] == ["Linear", "ReLU", "Linear"]
