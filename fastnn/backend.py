@@ -131,13 +131,9 @@ def get_backend():
 
 
 def current():
-    """The current Backend object (what layers and ``fastnn.ops`` call): load(get_backend())
-    in one call where the backend is loaded, as every op asks for it."""
-    name = _current.get()
-    if name is None:
-        name = _process_default
-        if name is None:
-            name = get_backend()
+    """The current Backend object (what layers and ``fastnn.ops`` call): load's, in one
+    lookup where the backend is loaded, as for every op."""
+    name = get_backend()
     backend = _loaded.get(name)
     return backend if backend is not None else load(name)
 

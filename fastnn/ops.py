@@ -25,14 +25,13 @@ from . import optable
 from .backend import current
 from .errors import DtypeError
 from .kernels.window_shapes import window_out_size
-from .validation import (FLOAT_DTYPES, as_contiguous, as_labels, check_choice, check_flag,
+from .validation import (as_contiguous, as_labels, check_choice, check_flag,
                          check_float_array, check_no_overlap, check_number, check_out,
-                         check_positive_int, check_probabilities, check_same_shape, layout,
-                         pair)
+                         check_positive_int, check_probabilities, check_same_shape,
+                         contiguous_float_array, layout, pair)
 
 __all__ = optable.op_names()
 
-_FLOAT32, _FLOAT64 = FLOAT_DTYPES
 
 def _check(where, name, x, ndim=None, shape=None, dtype=None):
     """check_float_array, device arrays passing as NumPy ones do."""
@@ -40,17 +39,8 @@ def _check(where, name, x, ndim=None, shape=None, dtype=None):
 
 
 def _contiguous_input(where, name, x, ndim=None, shape=None, dtype=None):
-    """_contiguous_input(...) in one call, and in a few hundred instructions for the
-    usual argument: a C-contiguous, aligned ndarray of native float32/float64 (these very
-    dtype objects) that meets the demands, where the two calls took ~4,500."""
-    if type(x) is np.ndarray:
-        kind = x.dtype
-        if ((kind is _FLOAT32 or kind is _FLOAT64) and (dtype is None or dtype is kind)
-                and (ndim is None or ndim == x.ndim) and (shape is None or shape == x.shape)):
-            flags = x.flags
-            if flags.c_contiguous and flags.aligned:
-                return x
-    return as_contiguous(check_float_array(where, name, x, ndim, shape, dtype, True))
+    """contiguous_float_array, device arrays passing as NumPy ones do."""
+    return contiguous_float_array(where, name, x, ndim, shape, dtype, True)
 
 
 # the argument types that are neither device arrays nor NumPy scalars (the common ones,

@@ -72,11 +72,12 @@ class _StepUndo:
             _device.namespace_of(buf).copy_into(buf, copy)
 
 
-def _progress_bar(total, desc, enabled, initial=0):
+def progress_bar(total, desc, enabled, initial=0, unit="batch"):
+    """A tqdm bar of total units (closed by the caller), or None when not enabled."""
     if not enabled:
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True,
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True,
                 initial=initial)
 
 
@@ -378,7 +379,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     undo = _StepUndo(model)
     epoch, done = first_epoch - 1, len(loader)
     for epoch in range(first_epoch, epochs + 1):
-        bar = _progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress, initial=skip)
+        bar = progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress, initial=skip)
         loss_sum, correct, counted, seen, seconds_before = (
             (sums["loss_sum"], sums["correct"], sums["counted"], sums["seen"],
              sums["seconds"]) if skip else (0.0, 0, 0, 0, 0.0))

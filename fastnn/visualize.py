@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from .nn.module import evaluating
+from .train import progress_bar
 from .validation import check_non_negative_int, check_number
 
 
@@ -192,10 +193,7 @@ def visualize_class(model, target_class, steps=300, lr=1.0, jitter=None, weight_
     rng = np.random.default_rng(seed)
     bar = None
     if isinstance(progress, (bool, np.bool_)):
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=steps, desc=f"class {target_class}", leave=False,
-                       dynamic_ncols=True)
+        bar = progress_bar(steps, f"class {target_class}", progress, unit="step")
         progress = bar.update if bar is not None else None
     try:
         with evaluating(model):

@@ -24,7 +24,7 @@ if not cuda.is_available():
 
 from numba import config as _numba_config
 
-from .launch import ensure_context, jit_kernel
+from .launch import ensure_context
 
 SIMULATOR = bool(_numba_config.ENABLE_CUDASIM)
 
@@ -33,16 +33,6 @@ if SIMULATOR:
 else:
     from numba.cuda.cudadrv import driver as _driver
     from numba.cuda.cudadrv.devicearray import DeviceNDArray as _DeviceArray
-
-
-def block_jit(threads):
-    """``cuda.jit`` for a kernel always launched with ``threads`` threads per block:
-    registers capped so that such a block fits on a multiprocessor (64K registers),
-    as __launch_bounds__ would (a 1024-thread block of a kernel compiled for more than
-    64 registers per thread fails to launch). The simulator takes no such option."""
-    if SIMULATOR:
-        return cuda.jit
-    return jit_kernel(max_registers=min(255, 65536 // threads))
 
 
 def is_device(a):

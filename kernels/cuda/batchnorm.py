@@ -22,14 +22,15 @@ import numpy as np
 from numba import cuda
 
 from . import config
-from ._common import Call, block_jit, copy_into, dmax, drsqrt, reshaped, to_host
+from ._common import Call, copy_into, dmax, drsqrt, reshaped, to_host
 from ._reduce import block_sum, cached_factory, column_sum
 from .gemm import dummy
+from .launch import jit_kernel
 
 
 @cached_factory
 def _kernels(threads):
-    @block_jit(threads)
+    @jit_kernel(threads=threads)
     def forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
                 mean_only, out, save_mean, save_invstd):
         sh = cuda.shared.array(threads, np.float64)
@@ -76,7 +77,7 @@ def _kernels(threads):
             for k in range(t, count, threads):
                 out[k // s, c, k % s] = (x[k // s, c, k % s] - mean) * scale + shift
 
-    @block_jit(threads)
+    @jit_kernel(threads=threads)
     def backward(g, x, weight, save_mean, save_invstd, training, mean_only, grad_weight,
                  has_grad_weight, grad_bias, has_grad_bias, out):
         sh = cuda.shared.array(threads, np.float64)
@@ -140,7 +141,7 @@ def _shape2d(threads):
 def _kernels2d(threads):
     rows, width = _shape2d(threads)
 
-    @block_jit(threads)
+    @jit_kernel(threads=threads)
     def forward(x, weight, bias, running_mean, running_var, training, momentum, eps,
                 mean_only, out, save_mean, save_invstd):
         """x, out: (N, C), N >= 1. Training: one read of x for the sums of x - x[0] and
@@ -216,7 +217,7 @@ def _kernels2d(threads):
                 out[i, c] = x[i, c] * scale + shift
                 i += rows
 
-    @block_jit(threads)
+    @jit_kernel(threads=threads)
     def backward(g, x, weight, save_mean, save_invstd, training, mean_only, grad_weight,
                  has_grad_weight, grad_bias, has_grad_bias, out):
         """g, x, out: (N, C), N >= 1: one read of g and x for both sums, one for out."""

@@ -16,7 +16,7 @@ from numba import cuda
 
 from ..window_shapes import pool_out_shape
 from . import config
-from ._common import Call, block_jit
+from ._common import Call
 from ._reduce import block_sum, cached_factory
 from .gemm import dummy
 from .launch import jit_kernel
@@ -77,7 +77,7 @@ def _input_grad(grad_out, weight, sh, sw, ph, pw, grad_in):
 
 @cached_factory
 def _param_grads(threads):
-    @block_jit(threads)
+    @jit_kernel(threads=threads)
     def param_grads(grad_out, x, kh, kw, sh, sw, ph, pw, want_weight, want_bias,
                     grad_weight, grad_bias):
         """grad_weight: (C_out, 1, kH, kW), grad_bias: (C_out,) (one-element stand-ins

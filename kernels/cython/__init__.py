@@ -138,8 +138,7 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
 def _unary(op, x, out, a=0.0, b=0.0):
     if type(x) is not np.ndarray:   # (a layer's arithmetic on a 0-d array: a NumPy scalar)
         x = np.asarray(x)
-    if out is None:
-        out = np.empty_like(x)
+    out = _like(x, out)
     _activations.unary(op, x, out, a, b)
     return out
 
@@ -149,8 +148,7 @@ def _binary(op, grad_out, saved, out, a=0.0, b=0.0):
         grad_out = np.asarray(grad_out)
     if type(saved) is not np.ndarray:
         saved = np.asarray(saved)
-    if out is None:
-        out = np.empty_like(grad_out)
+    out = _like(grad_out, out)
     _activations.binary(op, grad_out, saved, out, a, b)
     return out
 
