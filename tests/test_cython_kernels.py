@@ -349,3 +349,73 @@ def test_elementwise_entries_take_arrays_of_any_shape_and_refuse_what_they_canno
         np.testing.assert_array_equal(b, before)
     with pytest.raises(ValueError):   # saved of another size
         _activations.binary(relu_grad, x, np.empty(5, dtype), np.empty_like(x))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dense_loss_and_update_entries_check_the_arrays_they_read(dtype):
+    # _dense, softmax_cross_entropy_labels, sgd_update and adam_update read raw pointers
+    # (_ndarrays.pxd), not memoryviews: an array of the wrong dtype, shape or layout, or
+    # a read-only output, is refused before anything is written; the shapes the
+    # memoryviews never compared (weight against x, out against both) are checked too
+    from fastnn.kernels.cython import _dense, _losses, _optim
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in ((4, 3), (5, 3), (5,)))
+    out = np.empty((4, 5), dtype)
+    _dense.linear_forward(x, w, b, 1, 0.01, out)   # ACT_RELU
+    np.testing.assert_allclose(out, np.maximum(x @ w.T + b, 0), rtol=1e-5, atol=1e-6)
+    readonly = np.empty((4, 5), dtype)
+    readonly.flags.writeable = False
+    other = np.float64 if dtype == np.float32 else np.float32
+    bad_forward = [(TypeError, (x, w.astype(other), b, out)),
+                   (ValueError, (x, w[:, :2].copy(), b, out)),        # in_features
+                   (ValueError, (x, w, b[:4].copy(), out)),           # bias length
+                   (ValueError, (x, w, b, np.empty((4, 6), dtype))),  # out shape
+                   (ValueError, (x, np.asfortranarray(w), b, out)),
+                   (ValueError, (x, w, b, readonly)),
+                   (ValueError, (x.reshape(-1), w, b, out))]
+    for error, (xa, wa, ba, oa) in bad_forward:
+        before = oa.copy()
+        with pytest.raises(error):
+            _dense.linear_forward(xa, wa, ba, 0, 0.01, oa)
+        np.testing.assert_array_equal(oa, before)
+    g = rng.standard_normal((4, 5)).astype(dtype)
+    gw, gb, gi = np.zeros((5, 3), dtype), np.zeros(5, dtype), np.empty((4, 3), dtype)
+    _dense.linear_backward(g, x, w, None, 0, 0.01, gw, gb, gi, None, False)
+    np.testing.assert_allclose(gw, g.T @ x, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gb, g.sum(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gi, g @ w, rtol=1e-5, atol=1e-6)
+    for kwargs in ({"grad_out": g[:3].copy()}, {"gw": np.zeros((3, 5), dtype)},
+                   {"gi": np.empty((4, 3), other)}, {"act": 1}):   # relu without y
+        args = dict(grad_out=g, gw=gw.copy(), gi=gi.copy(), act=0)
+        args.update(kwargs)
+        kept = args["gw"].copy()
+        with pytest.raises((TypeError, ValueError)):
+            _dense.linear_backward(args["grad_out"], x, w, None, args["act"], 0.01,
+                                   args["gw"], None, args["gi"], None, False)
+        np.testing.assert_array_equal(args["gw"], kept)
+    logits, labels, grad = x.copy(), np.array([0, 2, 1, 0]), np.empty((4, 3), dtype)
+    loss = _losses.softmax_cross_entropy_labels(logits, labels, grad)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(loss, -np.log(p[np.arange(4), labels]).mean(), rtol=1e-5)
+    for error, args in ((TypeError, (logits, labels.astype(np.int32), grad)),
+                        (ValueError, (logits, labels[:3].copy(), grad)),
+                        (ValueError, (logits, labels, np.empty((3, 4), dtype)))):
+        with pytest.raises(error):
+            _losses.softmax_cross_entropy_labels(*args)
+    # the updates take arrays of any shape with one size (a bucket's views, a 2-D weight)
+    param, velocity = w.copy(), np.zeros((5, 3), dtype)
+    _optim.sgd_update(param, gw, velocity, 0.1, 0.9, 0.0, False)
+    np.testing.assert_allclose(param, w - dtype(0.1) * gw, rtol=1e-6)
+    for error, args in ((ValueError, (param, gw[:4], velocity)),
+                        (TypeError, (param, gw.astype(other), velocity)),
+                        (ValueError, (param, gw, None)),            # momentum, no buffer
+                        (ValueError, (param.T, gw, velocity))):     # strided
+        kept = param.copy()
+        with pytest.raises(error):
+            _optim.sgd_update(*args, 0.1, 0.9, 0.0, False)
+        np.testing.assert_array_equal(param, kept)
+    m, v = np.zeros_like(param), np.zeros_like(param)
+    _optim.adam_update(param, gw, m, v, 1, 1e-3, 0.9, 0.999, 1e-8, 0.0)
+    with pytest.raises(ValueError):
+        _optim.adam_update(param, gw, m, v[:2], 2, 1e-3, 0.9, 0.999, 1e-8, 0.0)

@@ -461,9 +461,8 @@ def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nester
                dampening=0.0):
     """One SGD step in place (PyTorch's rule). param, grad, velocity: same shape
     (velocity may be None when momentum == 0). Returns None."""
-    _optim.sgd_update(_flat(param), _flat(grad),
-                      None if velocity is None else _flat(velocity), float(lr),
-                      float(momentum), float(weight_decay), bool(nesterov), float(dampening))
+    _optim.sgd_update(param, grad, velocity, float(lr), float(momentum),
+                      float(weight_decay), bool(nesterov), float(dampening))
 
 
 def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta2=0.999,
@@ -471,10 +470,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
     """One Adam step in place (PyTorch's rule; AMSGrad when max_exp_avg_sq is given).
     param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq: same shape; step: 1-based.
     Returns None."""
-    _optim.adam_update(_flat(param), _flat(grad), _flat(exp_avg), _flat(exp_avg_sq),
-                       int(step), float(lr), float(beta1), float(beta2), float(eps),
-                       float(weight_decay),
-                       None if max_exp_avg_sq is None else _flat(max_exp_avg_sq))
+    _optim.adam_update(param, grad, exp_avg, exp_avg_sq, int(step), float(lr), float(beta1),
+                       float(beta2), float(eps), float(weight_decay), max_exp_avg_sq)
 
 
 def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10):

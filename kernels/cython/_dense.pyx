@@ -6,9 +6,12 @@ each a single call that runs from the first GEMM to the last without the GIL.
 Row-major arrays are handed to the column-major BLAS as their transposes:
 a C-contiguous (R, K) array is a Fortran (K, R) matrix with leading dimension K.
 """
+cimport numpy as cnp
 from cython.parallel cimport prange
+from libc.string cimport memset
 from libc.stdint cimport int64_t
 
+from _ndarrays cimport array_data, dim, float_type
 from _blas cimport GemmPair, blas_gemv, ilp64_or_blas_gemm, set_gemm_pair
 from _common cimport (floating, fnn_workspace, threads_for, n_chunks, f_sigmoid, f_tanh,
                       ACT_IDENTITY, ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH)
@@ -184,75 +187,98 @@ cdef void linear_backward_kernel(const floating* gout, const floating* x, const 
 
 
 # ------------------------------------------------------------------ entry points
+# The entries take the ndarrays themselves (_ndarrays.pxd: the checks a fused
+# memoryview made, in C, and the shapes too): 2.5 -> 0.8 us a call for a 1x1 layer.
 
-def linear_forward(const floating[:, ::1] x, const floating[:, ::1] weight,
-                   const floating[::1] bias, int act, double negative_slope,
-                   floating[:, ::1] out, floating[:, ::1] transposed=None):
+def linear_forward(cnp.ndarray x not None, cnp.ndarray weight not None, cnp.ndarray bias,
+                   int act, double negative_slope, cnp.ndarray out not None,
+                   cnp.ndarray transposed=None):
     """x: (N, in); weight: (out, in); bias: (out,) or None; out: (N, out);
-    transposed: (out, N) scratch to compute the product transposed, or None."""
-    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = weight.shape[0]
-    cdef const floating* b = NULL
-    cdef floating* yt = NULL
+    transposed: (out, N) scratch to compute the product transposed, or None.
+    One float dtype, C-contiguous."""
+    cdef int kind = float_type(x)
+    cdef Py_ssize_t n = dim(x, 0, 2, "x"), fin = dim(x, 1, 2, "x")
+    cdef Py_ssize_t fout = dim(weight, 0, 2, "weight")
+    cdef void* xp = array_data(x, kind, n, fin, False, "x")
+    cdef void* wp = array_data(weight, kind, fout, fin, False, "weight")
+    cdef void* yp = array_data(out, kind, n, fout, True, "out")
+    cdef void* b = NULL
+    cdef void* yt = NULL
+    if bias is not None:
+        b = array_data(bias, kind, fout, -1, False, "bias")
+    if transposed is not None:
+        yt = array_data(transposed, kind, fout, n, True, "transposed scratch")
     if n == 0 or fout == 0:
         return
-    if bias is not None:
-        b = &bias[0]
-    if transposed is not None:
-        if transposed.shape[0] != fout or transposed.shape[1] != n:
-            raise ValueError("linear_forward: transposed scratch must be (out, N)")
-        yt = &transposed[0, 0]
-    with nogil:
-        linear_forward_kernel(&x[0, 0], &weight[0, 0], b, act, <floating>negative_slope,
-                              &out[0, 0], n, fin, fout, yt)
-
-
-def linear_backward(const floating[:, ::1] grad_out, const floating[:, ::1] x,
-                    const floating[:, ::1] weight, const floating[:, ::1] y, int act,
-                    double negative_slope, floating[:, ::1] grad_weight,
-                    floating[::1] grad_bias, floating[:, ::1] grad_in,
-                    floating[:, ::1] scratch, bint accumulate=True):
-    """grad_out, y, scratch: (N, out); x, grad_in: (N, in); weight, grad_weight: (out, in);
-    grad_bias: (out,). y and scratch may be None for the identity activation; the
-    gradients may be None when not wanted. grad_weight and grad_bias are accumulated,
-    or overwritten when not accumulate."""
-    cdef Py_ssize_t n = x.shape[0], fin = x.shape[1], fout = weight.shape[0]
-    cdef const floating* yp = NULL
-    cdef floating* g = NULL
-    cdef floating* gw = NULL
-    cdef floating* gb = NULL
-    cdef floating* gi = NULL
-    cdef floating* partial = NULL
-    cdef const floating* xp = NULL
-    cdef const floating* wp = NULL
-    if n == 0 or fout == 0:   # empty products: zero gradients (no sums to add when accumulating)
-        if grad_in is not None and fin and n:
-            grad_in[:, :] = 0
-        if not accumulate:
-            if grad_weight is not None and fin and fout:
-                grad_weight[:, :] = 0
-            if grad_bias is not None and fout:
-                grad_bias[:] = 0
-        return
-    if act != ACT_IDENTITY:
-        yp = &y[0, 0]
-        g = &scratch[0, 0]
+    if kind == cnp.NPY_FLOAT:
+        with nogil:
+            linear_forward_kernel(<const float*>xp, <const float*>wp, <const float*>b, act,
+                                  <float>negative_slope, <float*>yp, n, fin, fout,
+                                  <float*>yt)
     else:
-        g = <floating*>&grad_out[0, 0]     # only read: the identity writes no g
-    if fin:   # with no input features only the bias gradient is defined
-        xp = &x[0, 0]
-        wp = &weight[0, 0]
-        if grad_weight is not None:
-            gw = &grad_weight[0, 0]
-        if grad_in is not None:
-            gi = &grad_in[0, 0]
+        with nogil:
+            linear_forward_kernel(<const double*>xp, <const double*>wp, <const double*>b,
+                                  act, negative_slope, <double*>yp, n, fin, fout,
+                                  <double*>yt)
+
+
+def linear_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
+                    cnp.ndarray weight not None, cnp.ndarray y, int act,
+                    double negative_slope, cnp.ndarray grad_weight, cnp.ndarray grad_bias,
+                    cnp.ndarray grad_in, cnp.ndarray scratch, bint accumulate=True):
+    """grad_out, y, scratch: (N, out); x, grad_in: (N, in); weight, grad_weight: (out, in);
+    grad_bias: (out,). One float dtype, C-contiguous. y and scratch may be None for the
+    identity activation; the gradients may be None when not wanted. grad_weight and
+    grad_bias are accumulated, or overwritten when not accumulate."""
+    cdef int kind = float_type(grad_out)
+    cdef Py_ssize_t n = dim(x, 0, 2, "x"), fin = dim(x, 1, 2, "x")
+    cdef Py_ssize_t fout = dim(weight, 0, 2, "weight")
+    cdef size_t size = 4 if kind == cnp.NPY_FLOAT else 8
+    cdef void* gp = array_data(grad_out, kind, n, fout, False, "grad_out")
+    cdef void* xp = array_data(x, kind, n, fin, False, "x")
+    cdef void* wp = array_data(weight, kind, fout, fin, False, "weight")
+    cdef void* yp = NULL
+    cdef void* g = gp     # only read: the identity writes no g
+    cdef void* gw = NULL
+    cdef void* gb = NULL
+    cdef void* gi = NULL
+    cdef void* partial = NULL
+    if act != ACT_IDENTITY:
+        if y is None or scratch is None:
+            raise ValueError("linear_backward: an activation needs y and scratch")
+        yp = array_data(y, kind, n, fout, False, "y")
+        g = array_data(scratch, kind, n, fout, True, "scratch")
+    if grad_weight is not None:
+        gw = array_data(grad_weight, kind, fout, fin, True, "grad_weight")
     if grad_bias is not None:
-        gb = &grad_bias[0]
+        gb = array_data(grad_bias, kind, fout, -1, True, "grad_bias")
+    if grad_in is not None:
+        gi = array_data(grad_in, kind, n, fin, True, "grad_in")
+    if n == 0 or fout == 0:   # empty products: zero gradients (no sums to add when accumulating)
+        if gi != NULL:
+            memset(gi, 0, n * fin * size)
+        if not accumulate:
+            if gw != NULL:
+                memset(gw, 0, fout * fin * size)
+            if gb != NULL:
+                memset(gb, 0, fout * size)
+        return
+    if fin == 0:   # with no input features only the bias gradient is defined
+        xp = wp = gw = gi = NULL
+    if gb != NULL:
         # kept per thread between calls (_workspace.h)
-        partial = <floating*>fnn_workspace(0, n_chunks(n) * fout * sizeof(floating))
+        partial = fnn_workspace(0, n_chunks(n) * fout * size)
         if partial == NULL:
             raise MemoryError("linear_backward: no memory for the bias-gradient partials")
-    with nogil:
-        linear_backward_kernel(&grad_out[0, 0], xp, wp, yp, act,
-                               <floating>negative_slope, gw, gb, gi, g, partial,
-                               n, fin, fout, accumulate)
-
+    if kind == cnp.NPY_FLOAT:
+        with nogil:
+            linear_backward_kernel(<const float*>gp, <const float*>xp, <const float*>wp,
+                                   <const float*>yp, act, <float>negative_slope,
+                                   <float*>gw, <float*>gb, <float*>gi, <float*>g,
+                                   <float*>partial, n, fin, fout, accumulate)
+    else:
+        with nogil:
+            linear_backward_kernel(<const double*>gp, <const double*>xp, <const double*>wp,
+                                   <const double*>yp, act, negative_slope,
+                                   <double*>gw, <double*>gb, <double*>gi, <double*>g,
+                                   <double*>partial, n, fin, fout, accumulate)

@@ -7,10 +7,12 @@ Each returns the mean loss as a double; the gradient is written into ``grad``.
 Rows (or flat blocks) are split into fixed chunks whose partial losses are merged in
 chunk order, so the loss is the same bit for bit for any thread count.
 """
+cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t
 from libc.math cimport INFINITY, NAN
 
+from _ndarrays cimport array_data, dim, float_type
 from _common cimport (floating, threads_for, n_chunks, f_exp_upto88, f_log, f_log1p,
                       f_log1p_small, f_one_plus_err, row_max, row_sum, MAX_CHUNKS)
 
@@ -90,26 +92,45 @@ cdef inline double _sce_prob_row(const floating* x, const floating* t, floating*
     return fnn_opaque(tx + lse * tt)   # (the row's loss kept whole in the chunk's sum)
 
 
-def softmax_cross_entropy_labels(const floating[:, ::1] logits, const int64_t[::1] target,
-                                 floating[:, ::1] grad):
-    """logits, grad: (N, C); target: (N,) labels in [0, C). Returns the mean loss."""
-    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], nch, k, i, r0, r1
+cdef double _sce_labels(const floating* logits, const int64_t* target, floating* grad,
+                       Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """The mean loss of softmax_cross_entropy_labels; n, c >= 1."""
+    cdef Py_ssize_t nch = n_chunks(n), k, i, r0, r1
     cdef double partial[MAX_CHUNKS]
     cdef double total = 0
-    cdef floating inv_n
-    if n == 0 or c == 0:
-        return 0.0
-    inv_n = <floating>(1.0 / n)
-    nch = n_chunks(n)
-    for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n * c)):
+    cdef floating inv_n = <floating>(1.0 / n)
+    for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
         r0 = k * n // nch
         r1 = (k + 1) * n // nch
         partial[k] = 0
         for i in range(r0, r1):
-            partial[k] += _sce_label_row(&logits[i, 0], target[i], &grad[i, 0], c, inv_n)
+            partial[k] += _sce_label_row(logits + i * c, target[i], grad + i * c, c, inv_n)
     for k in range(nch):
         total += partial[k]
     return total / n
+
+
+def softmax_cross_entropy_labels(cnp.ndarray logits not None, cnp.ndarray target not None,
+                                 cnp.ndarray grad not None):
+    """logits, grad: (N, C), one float dtype; target: (N,) int64 labels in [0, C); all
+    C-contiguous (the checks of _ndarrays.pxd: 1.5 us a call less than memoryviews).
+    Returns the mean loss."""
+    cdef int kind = float_type(logits)
+    cdef Py_ssize_t n = dim(logits, 0, 2, "logits"), c = dim(logits, 1, 2, "logits")
+    cdef void* xp = array_data(logits, kind, n, c, False, "logits")
+    cdef void* gp = array_data(grad, kind, n, c, True, "grad")
+    cdef const int64_t* tp = <const int64_t*>array_data(target, cnp.NPY_INT64, n, -1, False,
+                                                        "target")
+    cdef double loss
+    if n == 0 or c == 0:
+        return 0.0
+    if kind == cnp.NPY_FLOAT:
+        with nogil:
+            loss = _sce_labels(<const float*>xp, tp, <float*>gp, n, c)
+    else:
+        with nogil:
+            loss = _sce_labels(<const double*>xp, tp, <double*>gp, n, c)
+    return loss
 
 
 def softmax_cross_entropy_probs(const floating[:, ::1] logits, const floating[:, ::1] target,

@@ -3,8 +3,10 @@
 """SGD (momentum, weight decay, Nesterov), Adam, RMSprop, Adagrad, Adamax, the NAdam /
 RAdam step (adaptive_moments_update), Adadelta, Rprop and ASGD in place, one parallel pass
 over each parameter with PyTorch's update rules."""
+cimport numpy as cnp
 from cython.parallel cimport prange
 
+from _ndarrays cimport float_type, values_data
 from _common cimport floating, threads_for, f_sqrt
 
 cdef extern from "_flush.h" nogil:
@@ -151,32 +153,47 @@ cdef inline void _amsgrad_block(floating* p, const floating* g, floating* m, flo
         p[i] = p[i] - step_size * m[i] / (f_sqrt(w) * inv_root + eps)
 
 
-def sgd_update(floating[::1] param, const floating[::1] grad, floating[::1] velocity,
+cdef void _sgd(floating* param, const floating* grad, floating* v, Py_ssize_t n,
+               floating lr, floating momentum, floating weight_decay, bint nesterov,
+               floating keep) noexcept nogil:
+    """sgd_update over n >= 1 values; v NULL when momentum == 0."""
+    cdef Py_ssize_t blen = _block_len(n), nblocks = (n + blen - 1) // blen, b, start
+    if threads_for(n) == 1:     # no OpenMP region for one thread (~0.6-1 us a call)
+        for b in range(nblocks):
+            start = b * blen
+            _sgd_block(param + start, grad + start, v + start if v != NULL else NULL,
+                       min(blen, n - start), lr, momentum, weight_decay, nesterov, keep)
+        return
+    for b in prange(nblocks, schedule="static", num_threads=threads_for(n)):
+        start = b * blen
+        _sgd_block(param + start, grad + start, v + start if v != NULL else NULL,
+                   min(blen, n - start), lr, momentum, weight_decay, nesterov, keep)
+
+
+def sgd_update(cnp.ndarray param not None, cnp.ndarray grad not None, cnp.ndarray velocity,
                double lr, double momentum, double weight_decay, bint nesterov,
                double dampening=0.0):
-    """param, grad: (n,) flat views; velocity: (n,) or None when momentum == 0."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, blen
-    cdef floating* v = NULL
+    """param, grad: arrays of one float dtype and size, C-contiguous (any shape);
+    velocity: the same, or None when momentum == 0."""
+    cdef int kind = float_type(param)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
+    cdef void* p = values_data(param, kind, n, True, "param")
+    cdef void* g = values_data(grad, kind, n, False, "grad")
+    cdef void* v = NULL
+    if momentum != 0:
+        if velocity is None:
+            raise ValueError("sgd_update: momentum needs a velocity array")
+        v = values_data(velocity, kind, n, True, "velocity")
     if n == 0:
         return
-    if momentum != 0:
-        v = &velocity[0]
-    blen = _block_len(n)
-    nblocks = (n + blen - 1) // blen
-    if threads_for(n) == 1:     # no OpenMP region for one thread (~0.6-1 us a call)
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            for b in range(nblocks):
-                start = b * blen
-                _sgd_block(&param[start], &grad[start], v + start if v != NULL else NULL,
-                           min(blen, n - start), <floating>lr,
-                           <floating>momentum, <floating>weight_decay, nesterov,
-                           <floating>(1.0 - dampening))
-        return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * blen
-        _sgd_block(&param[start], &grad[start], v + start if v != NULL else NULL,
-                   min(blen, n - start), <floating>lr, <floating>momentum,
-                   <floating>weight_decay, nesterov, <floating>(1.0 - dampening))
+            _sgd(<float*>p, <const float*>g, <float*>v, n, <float>lr, <float>momentum,
+                 <float>weight_decay, nesterov, <float>(1.0 - dampening))
+    else:
+        with nogil:
+            _sgd(<double*>p, <const double*>g, <double*>v, n, lr, momentum, weight_decay,
+                 nesterov, 1.0 - dampening)
 
 
 cdef inline void _adam_any_block(floating* p, const floating* g, floating* m, floating* v,
@@ -192,40 +209,55 @@ cdef inline void _adam_any_block(floating* p, const floating* g, floating* m, fl
     fnn_flush_end(csr)
 
 
-def adam_update(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
-                floating[::1] exp_avg_sq, long step, double lr, double beta1, double beta2,
-                double eps, double weight_decay, floating[::1] max_exp_avg_sq=None):
-    """param, grad, exp_avg, exp_avg_sq: (n,) flat views; step: 1-based;
-    max_exp_avg_sq: (n,) for AMSGrad, or None."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, blen
+cdef void _adam(floating* param, const floating* grad, floating* m, floating* v,
+                floating* vmax, Py_ssize_t n, floating step_size, floating beta2,
+                floating c1, floating c2, floating sqrt_bc2, floating eps,
+                floating wd) noexcept nogil:
+    """adam_update over n >= 1 values; vmax NULL unless AMSGrad."""
+    cdef Py_ssize_t blen = _block_len(n), nblocks = (n + blen - 1) // blen, b, start
+    if threads_for(n) == 1:     # no OpenMP region for one thread (~0.6-1 us a call)
+        for b in range(nblocks):
+            start = b * blen
+            _adam_any_block(param + start, grad + start, m + start, v + start,
+                            vmax + start if vmax != NULL else NULL, min(blen, n - start),
+                            step_size, beta2, c1, c2, sqrt_bc2, eps, wd)
+        return
+    for b in prange(nblocks, schedule="static", num_threads=threads_for(n)):
+        start = b * blen
+        _adam_any_block(param + start, grad + start, m + start, v + start,
+                        vmax + start if vmax != NULL else NULL, min(blen, n - start),
+                        step_size, beta2, c1, c2, sqrt_bc2, eps, wd)
+
+
+def adam_update(cnp.ndarray param not None, cnp.ndarray grad not None,
+                cnp.ndarray exp_avg not None, cnp.ndarray exp_avg_sq not None, long step,
+                double lr, double beta1, double beta2, double eps, double weight_decay,
+                cnp.ndarray max_exp_avg_sq=None):
+    """param, grad, exp_avg, exp_avg_sq: arrays of one float dtype and size, C-contiguous
+    (any shape); step: 1-based; max_exp_avg_sq: the same for AMSGrad, or None."""
+    cdef int kind = float_type(param)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
     cdef double bc1 = 1.0 - beta1 ** step, bc2 = 1.0 - beta2 ** step
-    cdef floating step_size = <floating>(lr / bc1)
-    cdef floating sqrt_bc2 = <floating>(bc2 ** 0.5)
-    cdef floating* vmax = NULL
+    cdef double sqrt_bc2 = bc2 ** 0.5
+    cdef void* p = values_data(param, kind, n, True, "param")
+    cdef void* g = values_data(grad, kind, n, False, "grad")
+    cdef void* m = values_data(exp_avg, kind, n, True, "exp_avg")
+    cdef void* v = values_data(exp_avg_sq, kind, n, True, "exp_avg_sq")
+    cdef void* vmax = NULL
+    if max_exp_avg_sq is not None:
+        vmax = values_data(max_exp_avg_sq, kind, n, True, "max_exp_avg_sq")
     if n == 0:
         return
-    if max_exp_avg_sq is not None:
-        vmax = &max_exp_avg_sq[0]
-    blen = _block_len(n)
-    nblocks = (n + blen - 1) // blen
-    if threads_for(n) == 1:     # no OpenMP region for one thread (~0.6-1 us a call)
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            for b in range(nblocks):
-                start = b * blen
-                _adam_any_block(&param[start], &grad[start], &exp_avg[start],
-                                &exp_avg_sq[start], vmax + start if vmax != NULL else NULL,
-                                min(blen, n - start), step_size,
-                                <floating>beta2, <floating>(1.0 - beta1),
-                                <floating>(1.0 - beta2), sqrt_bc2, <floating>eps,
-                                <floating>weight_decay)
-        return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * blen
-        _adam_any_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
-                        vmax + start if vmax != NULL else NULL,
-                        min(blen, n - start), step_size,
-                        <floating>beta2, <floating>(1.0 - beta1), <floating>(1.0 - beta2),
-                        sqrt_bc2, <floating>eps, <floating>weight_decay)
+            _adam(<float*>p, <const float*>g, <float*>m, <float*>v, <float*>vmax, n,
+                  <float>(lr / bc1), <float>beta2, <float>(1.0 - beta1),
+                  <float>(1.0 - beta2), <float>sqrt_bc2, <float>eps,
+                  <float>weight_decay)
+    else:
+        with nogil:
+            _adam(<double*>p, <const double*>g, <double*>m, <double*>v, <double*>vmax, n,
+                  lr / bc1, beta2, 1.0 - beta1, 1.0 - beta2, sqrt_bc2, eps, weight_decay)
 
 
 cdef inline void _adagrad_block(floating* p, const floating* g, floating* ssum,
