@@ -25,6 +25,35 @@ def test_set_and_use_backend_restore():
     fastnn.set_backend(before)
 
 
+def test_use_backend_nests_reenters_decorates_and_restores_after_errors():
+    # use_backend is a small class (contextlib's generator cost ~3 us a block): it keeps
+    # what the generator gave, nesting, the same object entered twice, use as a
+    # decorator, and the backend put back after an exception in the block
+    before = fastnn.get_backend()
+    block = fastnn.use_backend("numpy")
+    with block:
+        with fastnn.use_backend(before):
+            assert fastnn.get_backend() == before
+            with block:
+                assert fastnn.get_backend() == "numpy"
+            assert fastnn.get_backend() == before
+        assert fastnn.get_backend() == "numpy"
+    assert fastnn.get_backend() == before
+    with pytest.raises(KeyError):
+        with fastnn.use_backend("numpy"):
+            raise KeyError("inside")
+    assert fastnn.get_backend() == before
+
+    @fastnn.use_backend("numpy")
+    def current():
+        return fastnn.get_backend()
+    assert current() == "numpy" and current() == "numpy"
+    assert fastnn.get_backend() == before
+    with pytest.raises(ValueError, match="unknown backend"):
+        fastnn.use_backend("jax")
+    assert fastnn.get_backend() == before
+
+
 def test_unavailable_or_unknown_backend_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown backend 'jax'.*expected one of"):
         fastnn.set_backend("jax")

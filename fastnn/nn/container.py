@@ -34,6 +34,10 @@ def _may_fail_part_way(layer):
             or (layer._modules and layer._runs_user_code))
 
 
+_SAME_SHAPE = Module.infer_shape    # (the inherited rules of elementwise layers)
+_SAME_DTYPE = Module.output_dtype
+
+
 class Sequential(Module):
     """Runs ``layers`` in order; indexable, ``len``, iterable. ``Sequential(OrderedDict(
     name=layer, ...))`` names the layers (state dict keys 'name.weight', as in PyTorch).
@@ -292,13 +296,16 @@ class Sequential(Module):
             shape = self._check_layer(i, layer, shape, dtype)
             if shape is None:
                 return None
-            dtype = layer.output_dtype(dtype)
+            if type(layer).output_dtype is not _SAME_DTYPE:
+                dtype = layer.output_dtype(dtype)
         return shape
 
     @staticmethod
     def _check_layer(i, layer, shape, dtype):
         if layer._user_forward:   # what the user's own forward accepts is its own affair
             return None
+        if type(layer).infer_shape is _SAME_SHAPE and not layer._opaque:
+            return shape   # (an elementwise layer: Module.infer_shape, without the call)
         try:
             return layer.infer_shape(shape, dtype)
         except (ValueError, TypeError) as err:
@@ -1077,8 +1084,10 @@ def _run_step(layer, act, x, buffered):
     it (a Linear's) unless act is None."""
     if act is None:
         return layer._run_forward(x, buffered)
-    y = layer._run_fused(x, buffered, act.fused_name,
-                         float(getattr(act, "negative_slope", 0.01)))
+    name = act.fused_name
+    # (only leaky_relu reads the slope; the other activations have none to read)
+    y = layer._run_fused(x, buffered, name,
+                         float(act.negative_slope) if name == "leaky_relu" else 0.01)
     object.__setattr__(act, "_out_meta", FUSED)  # the Linear did its work
     return y
 

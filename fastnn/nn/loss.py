@@ -25,6 +25,7 @@ import warnings
 
 import numpy as np
 
+from .. import backend as _backend
 from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
@@ -37,6 +38,9 @@ from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labe
                           check_number, check_probabilities, labels_in_range,
                           labels_shape_hint, tensor_hint)
 from .module import _is_dtype_like
+
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES   # (native dtypes are these objects: 'is' tests them)
+_INT64 = np.dtype(np.int64)
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -238,7 +242,8 @@ class Loss:
         pred, target = self._check(pred, target)
         if pred.size == 0:
             return self._empty(pred)
-        kernels = _device.kernels(_device.device_of(pred))
+        kernels = (_backend.current() if type(pred) is np.ndarray
+                   else _device.kernels(_device.device_of(pred)))
         into = self._kernel_into(kernels)
         if into is not None:   # the gradient into the loss's own array: no allocation
             loss, grad = into(pred, target, grad=self._grad_buffer(pred))
@@ -325,7 +330,7 @@ class Loss:
         for 'none' an array of the per-element losses' shape (or a number)."""
         if self._grad is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
-        shape = getattr(self, "_broadcast_from", None)
+        shape = self.__dict__.get("_broadcast_from")  # (an instance attribute, when set)
         if shape is not None:   # (a host pred broadcast against its target)
             g = self._grad if grad is None else self._weighted(grad)
             return np.array(summed_to(g, shape), g.dtype, order="C")
@@ -428,6 +433,9 @@ class Loss:
         and the last gradient must not be that one."""
         state = self.__dict__
         buf = state.get("_grad_buf")
+        if (type(buf) is np.ndarray and type(pred) is np.ndarray and buf.shape == pred.shape
+                and buf.dtype is pred.dtype):
+            return buf   # (the usual call: a host buffer kept from the last one)
         if buf is not None and buf is state.get("_grad") and _device.is_device_array(buf):
             state["_grad_buf"], state["_grad_buf_spare"] = state.get("_grad_buf_spare"), buf
             buf = state["_grad_buf"]
@@ -1143,7 +1151,8 @@ class _ClassTargets(Loss):
         shape): PyTorch's K-dimensional form, a class score per pixel; the kernels see
         (rows, C), the class axis moved last in a copy. NLLLoss takes labels only."""
         layout = None
-        if (_device.is_array(pred) and pred.ndim != 2 and pred.ndim >= 1
+        if (not (type(pred) is np.ndarray and pred.ndim == 2) and _device.is_array(pred)
+                and pred.ndim != 2 and pred.ndim >= 1
                 and pred.dtype.kind == "f"):   # (else _check_pred names the bad dtype)
             pred, target, layout = self._as_rows(pred, target)
         try:
@@ -1326,7 +1335,7 @@ class CrossEntropyLoss(_ClassTargets):
 
     def _check(self, pred, target):
         if (type(pred) is np.ndarray and type(target) is np.ndarray and pred.ndim == 2
-                and target.dtype == np.int64 and pred.dtype in FLOAT_DTYPES
+                and target.dtype is _INT64 and (pred.dtype is _FLOAT32 or pred.dtype is _FLOAT64)
                 and target.shape == pred.shape[:1] and pred.shape[1]
                 and pred.flags.c_contiguous and target.flags.c_contiguous
                 and self.weight is None and self.label_smoothing == 0.0

@@ -85,24 +85,32 @@ from .output_slots import lent_output, lent_scratch
 from .parameter_ops import ParameterArithmetic
 
 
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES   # (native dtypes are these objects: 'is' tests them)
+
 # Parameter._zero_pending's values for zeros already written (see Parameter)
 _ZEROS_WRITTEN = "written"
 _ZEROS_READ = "read"
 
 # How many module backward calls are running in this thread: a read of .grad inside one
 # is the backward making a gradient, a read outside it is not (Parameter._get_grad).
-_backward_calls = threading.local()
+class _BackwardDepth(threading.local):
+    """The backward calls running in this thread (a class default: read as 0 in a thread
+    that never ran one, without a failed attribute lookup)."""
+    depth = 0
+
+
+_backward_calls = _BackwardDepth()
 
 
 def _in_backward():
-    return getattr(_backward_calls, "depth", 0) > 0
+    return _backward_calls.depth > 0
 
 
 def _counts_as_backward(backward):
     """backward, made to count itself as a running backward of this thread."""
     @functools.wraps(backward)
     def counted(*args, **kwargs):
-        _backward_calls.depth = getattr(_backward_calls, "depth", 0) + 1
+        _backward_calls.depth += 1
         try:
             return backward(*args, **kwargs)
         finally:
@@ -115,7 +123,7 @@ def _outside_backward(hook, *args):
     .grad it reads (a gradient norm for logging) that no backward has made yet is zeros
     that are no gradient, as PyTorch's hook reads None there, not one the optimizer then
     steps (Parameter._get_grad; weight decay moved a parameter no loss reached)."""
-    depth = getattr(_backward_calls, "depth", 0)
+    depth = _backward_calls.depth
     _backward_calls.depth = 0
     try:
         return hook(*args)
@@ -2338,7 +2346,8 @@ class Module:
         On a module moved to 'cuda', a NumPy x gives a NumPy output and a device array x
         a device array output."""
         x = input
-        if self.takes_indices or type(x) is not np.ndarray or x.dtype not in FLOAT_DTYPES:
+        if (type(x) is not np.ndarray or (x.dtype is not _FLOAT32 and x.dtype is not _FLOAT64)
+                or self.takes_indices):   # (dtypes by identity: 'in FLOAT_DTYPES' costs ~1 us)
             self._check_input(x)
         self.infer_shape(x.shape, x.dtype)
         x, caller = self._arrive("input", x)
@@ -2407,7 +2416,7 @@ class Module:
                 need_grad_in)
         meta = self._out_meta
         if (type(meta) is not tuple or type(grad_out) is not np.ndarray
-                or grad_out.dtype != meta[1] or grad_out.shape != meta[0]):
+                or grad_out.dtype is not meta[1] or grad_out.shape != meta[0]):
             self._check_grad_out(grad_out)
         self._count_backward()
         grad_out, caller = self._arrive("grad_out", grad_out)
@@ -2484,6 +2493,10 @@ class Module:
 
         A host array is copied to a module on the GPU (and its result copied back); a
         device array given to a module on the host is an error, as in PyTorch."""
+        if type(x) is np.ndarray and self._device == "cpu":   # (the usual call: quick)
+            flags = x.flags
+            if flags.c_contiguous and flags.aligned:
+                return x, _device.Host
         caller = _device.namespace_of(x)
         if caller.name == self._device:
             return as_contiguous(x), caller   # (a strided device array copied on the device)

@@ -26,13 +26,22 @@ from .. import device as _device
 SLOT_CAP_BYTES = 256 << 20
 
 _KEYS = ("lent_output_a", "lent_output_b")
-_LENT = threading.local()   # .slots, .borrower: the lending in progress in this thread
+
+
+class _Lending(threading.local):
+    """The lending in progress in this thread: the slots and the module they are lent
+    to (None, None outside one; class defaults, so reading them raises nothing)."""
+    slots = None
+    borrower = None
+
+
+_LENT = _Lending()
 
 
 def lent_output(module, shape, dtype):
     """The array lent to ``module`` for its output of this shape and dtype by the
     Sequential running it in this thread, or None when none is lent to it."""
-    slots = getattr(_LENT, "slots", None)
+    slots = _LENT.slots
     if slots is None or _LENT.borrower is not module:
         return None
     return slots.take(shape, dtype)
@@ -41,7 +50,7 @@ def lent_output(module, shape, dtype):
 def lent_scratch(module, key, shape, dtype):
     """The array lent to ``module`` for what its forward keeps for the backward under
     ``key`` (``Module._backward_buffer``), or None when none is lent to it."""
-    slots = getattr(_LENT, "slots", None)
+    slots = _LENT.slots
     if slots is None or _LENT.borrower is not module:
         return None
     key = "lent_scratch_" + key
@@ -65,7 +74,7 @@ class OutputSlots:
 
     def lend_to(self, borrower, x):
         """Lend for the step of ``borrower`` on input x (``with slots.lend_to(layer, x):``)."""
-        self._saved = (getattr(_LENT, "slots", None), getattr(_LENT, "borrower", None))
+        self._saved = (_LENT.slots, _LENT.borrower)
         self.avoid = x
         _LENT.slots, _LENT.borrower = self, borrower
         return self

@@ -130,7 +130,11 @@ class FlatBucket:
         Raises ValueError when a parameter changed shape, TypeError on a bad rebinding.
         """
         intact, regroup, missing_grad = True, False, False
+        data_views, grad_views = self.data_views, self.grad_views
         for i, p in enumerate(self.params):
+            if (type(p) is Parameter and p._zero_pending is False and p._requires_grad
+                    and p._data is data_views[i] and p._grad is grad_views[i]):
+                continue   # (the usual parameter: at home, a gradient written, trained)
             data, grad = p.data, raw_grad(p)
             if has_no_grad(p):
                 missing_grad = True  # frozen or no gradient: skipped

@@ -403,8 +403,7 @@ class Optimizer:
         equal, so a NaN is always re-checked (and rejected).
         """
         self._check_installed()
-        values_of = (operator.itemgetter(*self.hyperparameters) if self.hyperparameters
-                     else (lambda group: ()))
+        values_of = _values_getter(self.hyperparameters)
         for gi, group in enumerate(self.param_groups):
             try:
                 values = values_of(group)
@@ -420,15 +419,18 @@ class Optimizer:
         flat buffers were built for (a group removed, a parameter appended to or removed
         from a group's list): PyTorch steps whatever the lists hold, and a step of the
         buffers would silently update the old ones."""
-        changed = len(self.param_groups) != len(self._installed) or any(
-            len(group["params"]) != len(installed)
-            or not all(map(operator.is_, group["params"], installed))
-            for group, installed in zip(self.param_groups, self._installed))
-        if changed:
-            raise RuntimeError(
-                f"{self._name}: param_groups no longer hold the parameters the optimizer "
-                f"was built with (fastnn's optimizers keep flat buffers per group): add "
-                f"parameters with add_param_group(), or build a new optimizer")
+        groups, installed = self.param_groups, self._installed
+        if len(groups) == len(installed):
+            for group, params in zip(groups, installed):
+                now = group["params"]
+                if len(now) != len(params) or not all(map(operator.is_, now, params)):
+                    break
+            else:
+                return
+        raise RuntimeError(
+            f"{self._name}: param_groups no longer hold the parameters the optimizer "
+            f"was built with (fastnn's optimizers keep flat buffers per group): add "
+            f"parameters with add_param_group(), or build a new optimizer")
 
     def _update(self, kernels, bucket, group):
         """One kernel call updating the whole bucket, then advance its step counts."""
@@ -895,7 +897,17 @@ _HOOK_TABLES = ("_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",
 
 
 def _hooks(opt, table):
-    return list(getattr(opt, table, {}).values())
+    hooks = opt.__dict__.get(table)   # (made by __init__; an empty one: no hooks)
+    return list(hooks.values()) if hooks else ()
+
+
+@functools.lru_cache(maxsize=None)
+def _values_getter(hyperparameters):
+    """A function giving a group's values of these hyper-parameter names (a tuple, or
+    the one value), made once per tuple of names."""
+    if not hyperparameters:
+        return lambda group: ()
+    return operator.itemgetter(*hyperparameters)
 
 
 def _outermost(method):
@@ -904,7 +916,9 @@ def _outermost(method):
     def decorate(wrapper):
         @functools.wraps(method)
         def guarded(self, *args, **kwargs):
-            running = self.__dict__.setdefault("_hooks_running", set())
+            running = self.__dict__.get("_hooks_running")
+            if running is None:
+                running = self.__dict__["_hooks_running"] = set()
             if method.__name__ in running:
                 return method(self, *args, **kwargs)
             running.add(method.__name__)
