@@ -236,6 +236,9 @@ def configure_train(parser):
     parser.add_argument("--neg-slope", dest="negative_slope", type=float, default=None,
                         action=_Given,
                         help="LeakyReLU negative slope (implies --activation leaky_relu)")
+    parser.add_argument("--omega", type=float, default=None, action=_Given,
+                        help="the Sine activation's frequency, sin(omega x) (implies "
+                             "--activation sine; default 1.0)")
     _given_flag(parser, "--batchnorm", help="BatchNorm1d after each hidden Linear layer "
                 "of the MLP")
     parser.add_argument("--dropout", type=float, default=0.0, action=_Given,
@@ -290,7 +293,11 @@ def configure_train(parser):
 
 
 #: the options that shape the MLP only (refused with --model cnn or convnet)
-MLP_OPTIONS = ("hidden", "activation", "negative_slope", "batchnorm", "dropout")
+MLP_OPTIONS = ("hidden", "activation", "negative_slope", "omega", "batchnorm", "dropout")
+
+#: the activation each activation parameter belongs to (its option implies it)
+_PARAMETER_OF = {"negative_slope": "leaky_relu", "omega": "sine"}
+_PARAMETER_DEFAULTS = {"negative_slope": 0.01, "omega": 1.0}
 
 
 def _check_train_args(args):
@@ -300,14 +307,19 @@ def _check_train_args(args):
             raise CLIError(f"--{name.replace('_', '-')} must be positive, got {value}")
     if args.eval_freq is not None and args.eval_freq < 0:   # (0: off, as fit's eval_freq=0)
         raise CLIError(f"--eval-freq must be 0 (off) or positive, got {args.eval_freq}")
-    if args.negative_slope is not None:
-        if args.activation not in (None, "leaky_relu"):
-            raise CLIError(f"--neg-slope applies to leaky_relu, not --activation "
-                           f"{args.activation}")
-        args.activation = "leaky_relu"
+    if args.negative_slope is not None and args.omega is not None:
+        raise CLIError("--neg-slope (leaky_relu) and --omega (sine) set two different "
+                       "activations; give one")
+    for dest, activation in _PARAMETER_OF.items():
+        if getattr(args, dest) is not None:
+            if args.activation not in (None, activation):
+                raise CLIError(f"{_flag(dest)} applies to {activation}, not --activation "
+                               f"{args.activation}")
+            args.activation = activation
     args.activation = args.activation or "relu"
-    if args.negative_slope is None:
-        args.negative_slope = 0.01
+    for dest, default in _PARAMETER_DEFAULTS.items():
+        if getattr(args, dest) is None:
+            setattr(args, dest, default)
     if args.lr is None:
         args.lr = {"sgd": 0.1, "adagrad": 1e-2, "adamax": 2e-3, "nadam": 2e-3,
                    "adadelta": 1.0, "rprop": 1e-2, "asgd": 1e-2,
@@ -341,8 +353,8 @@ def _check_train_args(args):
 #: shape the model, the data, the batches or the random draws must then be the
 #: checkpoint's (one given with another value is refused); the optimizer's
 #: hyper-parameters may be changed (set on its param groups after the state is loaded).
-RESUME_FIXED = ("model", "dataset", "hidden", "activation", "negative_slope", "batchnorm",
-                "dropout", "width", "dtype", "standardize", "optimizer", "lr_schedule",
+RESUME_FIXED = ("model", "dataset", "hidden", "activation", "negative_slope", "omega",
+                "batchnorm", "dropout", "width", "dtype", "standardize", "optimizer", "lr_schedule",
                 "batch_size", "seed")
 RESUME_CHANGEABLE = ("lr", "momentum", "weight_decay")
 #: the runtime options a resumed run takes from its checkpoint when left out (any value
@@ -386,23 +398,26 @@ def read_resume(args):
             f"model; a run that resumes needs a checkpoint of this version's --save")
     config = record["config"]
     given = getattr(args, "given_options", set())
+    # (an activation parameter of an activation the run does not use is no difference)
     differ = [dest for dest in RESUME_FIXED
               if dest in given and dest in config and getattr(args, dest) != config[dest]
-              and not (dest == "negative_slope" and config.get("activation") != "leaky_relu")]
-    if ("negative_slope" in given and "activation" not in given
-            and config.get("activation") != "leaky_relu"):
-        differ.append("activation")   # (--neg-slope implies leaky_relu)
-        args.activation = "leaky_relu"
+              and _PARAMETER_OF.get(dest, config.get("activation")) == config.get("activation")]
+    implied = None
+    for dest, activation in _PARAMETER_OF.items():
+        if (dest in given and "activation" not in given
+                and config.get("activation") != activation):
+            differ.append("activation")   # (--neg-slope implies leaky_relu, --omega sine)
+            args.activation, implied = activation, _flag(dest)
     if differ:
         pairs = ", ".join(f"{_flag(d)} {_show(d, getattr(args, d))}"
-                          f"{' (as --neg-slope implies)' if d not in given else ''} (the "
+                          f"{f' (as {implied} implies)' if d not in given else ''} (the "
                           f"checkpoint's: {_show(d, config[d])})" for d in differ)
         raise CLIError(f"--resume {path}: this run asks {pairs}; a resumed run keeps the "
                        f"checkpoint's model, data, batches and seed (leave these options "
                        f"out to take its values)")
     for dest in RESUME_FIXED + RESUME_CHANGEABLE:
-        if dest not in given and dest in config and not (
-                dest == "negative_slope" and args.activation != "leaky_relu"):
+        if dest not in given and dest in config and _PARAMETER_OF.get(
+                dest, args.activation) == args.activation:
             setattr(args, dest, config[dest])
     # --backend and --threads left out are the checkpoint's too (a run trained on the GPU
     # resumes there, not on the default CPU backend; bit for bit needs both); given, any
@@ -531,7 +546,7 @@ def build_model(args, input_shape, num_classes):
     if args.model == "mlp":
         return models.MLP(int(math.prod(input_shape)), args.hidden, num_classes,
                           activation=args.activation, negative_slope=args.negative_slope,
-                          batchnorm=args.batchnorm, dropout=args.dropout)
+                          batchnorm=args.batchnorm, dropout=args.dropout, omega=args.omega)
     class_name = {"cnn": "SmallCNN", "convnet": "ConvNet"}[args.model]
     cls = getattr(models, class_name, None)
     if cls is None:
@@ -703,6 +718,7 @@ def run_train(args):
         "mean_seconds_per_epoch": float(np.mean(history["seconds_per_epoch"])),
         "samples_per_second": history["samples_per_second"],
         "steps": history["steps"],
+        "loss_name": history.get("loss_name"),   # (the loss the curves' 'loss' is)
         "backend": backend,
         "threads": threads,
         "model": description,

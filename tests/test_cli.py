@@ -94,6 +94,26 @@ def test_eval_freq_0_is_off_as_fits(tmp_path, capsys):
     assert "test accuracy" in capsys.readouterr().out
 
 
+def test_omega_trains_a_sine_mlp_and_the_metrics_name_the_loss(tmp_path):
+    # --omega is to the sine activation what --neg-slope is to leaky_relu: it implies it,
+    # reaches nn.Sine(omega), and is recorded (and kept by --resume, as the model's shape)
+    metrics_path, checkpoint = tmp_path / "m.json", tmp_path / "run.npz"
+    assert cli.main(["train", "--dataset", "digits", "--hidden", "16", "--omega", "3",
+                     "--max-steps", "5", "--no-progress", "--backend", "numpy",
+                     "--metrics", str(metrics_path), "--save", str(checkpoint)]) == 0
+    metrics = json.loads(metrics_path.read_text())
+    assert metrics["config"]["activation"] == "sine" and metrics["config"]["omega"] == 3.0
+    assert metrics["loss_name"] == "CrossEntropyLoss"
+    model = fastnn.load(checkpoint)
+    assert [layer.omega for layer in model if type(layer).__name__ == "Sine"] == [3.0]
+    again = tmp_path / "again.json"
+    assert cli.main(["train", "--resume", str(checkpoint), "--max-steps", "6",
+                     "--no-progress", "--metrics", str(again)]) == 0
+    assert json.loads(again.read_text())["config"]["omega"] == 3.0
+    assert cli.main(["train", "--resume", str(checkpoint), "--max-steps", "7",
+                     "--no-progress", "--omega", "2"]) == 2
+
+
 def test_divergence_exits_1_with_message(tmp_path):
     result = run_cli("train", "--dataset", "digits", "--lr", "1e30", "--max-steps", "40",
                      "--no-progress")
@@ -103,6 +123,9 @@ def test_divergence_exits_1_with_message(tmp_path):
 
 @pytest.mark.parametrize("argv,message", [
     (["--activation", "tanh", "--neg-slope", "0.1"], "--neg-slope applies to leaky_relu"),
+    (["--activation", "relu", "--omega", "2"], "--omega applies to sine"),
+    (["--neg-slope", "0.1", "--omega", "2"], "--neg-slope (leaky_relu) and --omega (sine)"),
+    (["--omega", "inf"], "MLP: expected a finite omega"),
     (["--backend", "nosuch"], "unknown backend 'nosuch'"),
     (["--batch-size", "0"], "--batch-size must be positive"),
     (["--eval-freq", "-1"], "--eval-freq must be 0 (off) or positive"),
@@ -130,6 +153,7 @@ def test_user_errors_are_one_line(capsys, argv, message):
 @pytest.mark.parametrize("argv,named", [
     (["--activation", "tanh"], "--activation applies"),
     (["--neg-slope", "0.1"], "--neg-slope applies"),
+    (["--omega", "2"], "--omega applies"),
     (["--hidden", "100"], "--hidden applies"),   # (the default's value, given)
     (["--hidden", "50", "--batchnorm"], "--hidden, --batchnorm apply"),
     (["--dropout", "0.3"], "--dropout applies"),
