@@ -14,6 +14,7 @@ import contextvars
 import importlib
 import importlib.util
 import os
+import threading
 
 from . import optable
 
@@ -155,7 +156,9 @@ class use_backend(contextlib.ContextDecorator):
     def __init__(self, name):
         _check_name(name)
         self.name = name
-        self._tokens = []   # (one per entry: the same object may be entered again)
+        # thread id -> the tokens of its entries, innermost last: the same object may be
+        # entered again, in one thread or in several
+        self._tokens = {}
 
     def __enter__(self):
         token = _current.set(self.name)
@@ -164,12 +167,20 @@ class use_backend(contextlib.ContextDecorator):
         except BaseException:
             _current.reset(token)
             raise
-        self._tokens.append(token)
+        self._tokens.setdefault(threading.get_ident(), []).append(token)
         return backend
 
     def __exit__(self, *exc_info):
-        _current.reset(self._tokens.pop())
+        ident = threading.get_ident()
+        tokens = self._tokens[ident]
+        token = tokens.pop()
+        if not tokens:
+            del self._tokens[ident]
+        _current.reset(token)
         return False
+
+    def _recreate_cm(self):
+        return type(self)(self.name)   # (a decorated function's call: its own object)
 
 
 def backend_info(name=None):

@@ -49,6 +49,29 @@ def test_use_backend_nests_reenters_decorates_and_restores_after_errors():
         return fastnn.get_backend()
     assert current() == "numpy" and current() == "numpy"
     assert fastnn.get_backend() == before
+    # one object entered by two threads at once (a decorated function called from both,
+    # or a shared block): each leaves with its own entry's token
+    import threading
+    barrier, seen = threading.Barrier(2, timeout=30), []
+
+    @fastnn.use_backend("numpy")
+    def overlapping():
+        barrier.wait()
+        seen.append(fastnn.get_backend())
+        barrier.wait()
+
+    def shared():
+        with block:
+            barrier.wait()
+            seen.append(fastnn.get_backend())
+            barrier.wait()
+    for target in (overlapping, shared):
+        threads = [threading.Thread(target=target) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert seen == ["numpy"] * 4 and not block._tokens
     with pytest.raises(ValueError, match="unknown backend"):
         fastnn.use_backend("jax")
     assert fastnn.get_backend() == before

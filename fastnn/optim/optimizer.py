@@ -403,7 +403,7 @@ class Optimizer:
         equal, so a NaN is always re-checked (and rejected).
         """
         self._check_installed()
-        values_of = _values_getter(self.hyperparameters)
+        values_of = _values_getter(tuple(self.hyperparameters))   # (a subclass's list too)
         for gi, group in enumerate(self.param_groups):
             try:
                 values = values_of(group)
