@@ -19,23 +19,33 @@ cdef inline int float_type(cnp.ndarray a) except -1:
     return kind
 
 
-cdef inline void* array_data(cnp.ndarray a, int kind, Py_ssize_t rows, Py_ssize_t cols,
-                             bint writes, str name) except? NULL:
-    """The data of a after checking that it is a C-contiguous array of type number kind
-    and shape (rows, cols), or (rows,) for cols < 0, writeable when writes."""
-    cdef int ndim = 1 if cols < 0 else 2
+cdef inline int _check_type(cnp.ndarray a, int kind, str name) except -1:
     if cnp.PyArray_TYPE(a) != kind:
         raise TypeError(f"expected {name} of dtype {cnp.PyArray_DescrFromType(kind)}, "
                         f"got {a.dtype}")
-    if (cnp.PyArray_NDIM(a) != ndim or cnp.PyArray_DIM(a, 0) != rows
-            or (ndim == 2 and cnp.PyArray_DIM(a, 1) != cols)):
-        expected = (rows,) if ndim == 1 else <object>(rows, cols)
-        raise ValueError(f"expected {name} of shape {expected}, got {(<object>a).shape}")
+    return 0
+
+
+cdef inline void* _checked_data(cnp.ndarray a, bint writes, str name) except? NULL:
+    """The data of a after checking that it is C-contiguous, and writeable when writes."""
     if not cnp.PyArray_IS_C_CONTIGUOUS(a):
         raise ValueError(f"{name}: ndarray is not C-contiguous")
     if writes and not cnp.PyArray_ISWRITEABLE(a):
         raise ValueError(f"{name}: buffer source array is read-only")
     return cnp.PyArray_DATA(a)
+
+
+cdef inline void* array_data(cnp.ndarray a, int kind, Py_ssize_t rows, Py_ssize_t cols,
+                             bint writes, str name) except? NULL:
+    """The data of a after checking that it is a C-contiguous array of type number kind
+    and shape (rows, cols), or (rows,) for cols < 0, writeable when writes."""
+    cdef int ndim = 1 if cols < 0 else 2
+    _check_type(a, kind, name)
+    if (cnp.PyArray_NDIM(a) != ndim or cnp.PyArray_DIM(a, 0) != rows
+            or (ndim == 2 and cnp.PyArray_DIM(a, 1) != cols)):
+        expected = (rows,) if ndim == 1 else <object>(rows, cols)
+        raise ValueError(f"expected {name} of shape {expected}, got {(<object>a).shape}")
+    return _checked_data(a, writes, name)
 
 
 cdef inline void* values_data(cnp.ndarray a, int kind, Py_ssize_t size, bint writes,
@@ -43,16 +53,10 @@ cdef inline void* values_data(cnp.ndarray a, int kind, Py_ssize_t size, bint wri
     """The data of a after checking that it is a C-contiguous array of type number kind
     and this size (any shape: the elementwise kernels read its values in order),
     writeable when writes."""
-    if cnp.PyArray_TYPE(a) != kind:
-        raise TypeError(f"expected {name} of dtype {cnp.PyArray_DescrFromType(kind)}, "
-                        f"got {a.dtype}")
+    _check_type(a, kind, name)
     if cnp.PyArray_SIZE(a) != size:
         raise ValueError(f"expected {name} of {size} values, got {(<object>a).size}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{name}: ndarray is not C-contiguous")
-    if writes and not cnp.PyArray_ISWRITEABLE(a):
-        raise ValueError(f"{name}: buffer source array is read-only")
-    return cnp.PyArray_DATA(a)
+    return _checked_data(a, writes, name)
 
 
 cdef inline Py_ssize_t dim(cnp.ndarray a, int axis, int ndim, str name) except -1:
