@@ -5,6 +5,7 @@ Messages name the caller (op or layer), what it expected and what it got.
 """
 import math
 import numbers
+import sys
 
 import numpy as np
 
@@ -287,8 +288,9 @@ def check_labels(where, labels, n, num_classes):
 def labels_in_range(labels, num_classes):
     """Whether the int64 NumPy array labels (C-contiguous) lies in [0, num_classes): one
     pass, where ``check_labels`` takes two (read as unsigned, a negative label is above
-    every class count). The Cython extension's loop where it is built (NumPy's max
-    reduction took ~9 us of a training step at batch 16: see _losses.labels_in_range)."""
+    every class count). The Cython extension's loop once the Cython backend is loaded
+    (NumPy's max reduction took ~9 us of a training step at batch 16: see
+    _losses.labels_in_range)."""
     compiled = _compiled_labels_in_range()
     if compiled is not None:
         return compiled(labels, num_classes)
@@ -296,19 +298,11 @@ def labels_in_range(labels, num_classes):
 
 
 def _compiled_labels_in_range():
-    """The Cython labels_in_range, or None without the extension (imported at the first
-    call: fastnn.kernels imports this module)."""
-    global _labels_in_range_compiled
-    if _labels_in_range_compiled is False:
-        try:
-            from .kernels.cython._losses import labels_in_range as compiled
-        except ImportError:
-            compiled = None
-        _labels_in_range_compiled = compiled
-    return _labels_in_range_compiled
-
-
-_labels_in_range_compiled = False   # not looked up yet
+    """The Cython labels_in_range when the Cython backend is loaded (the default backend,
+    loaded by the first op), else None: a process on another backend does not load that
+    package and its OpenMP runtime for a label check."""
+    module = sys.modules.get("fastnn.kernels.cython._losses")
+    return None if module is None else module.labels_in_range
 
 
 def as_labels(where, labels, n, num_classes, kernel_checks=False):
