@@ -188,7 +188,7 @@ cdef void linear_backward_kernel(const floating* gout, const floating* x, const 
 
 # ------------------------------------------------------------------ entry points
 # The entries take the ndarrays themselves (_ndarrays.pxd: the checks a fused
-# memoryview made, in C, and the shapes too): 2.5 -> 0.8 us a call for a 1x1 layer.
+# memoryview made, in C, and the shapes too): 2.5 -> 1.1 us a call for a 1x1 layer.
 
 def linear_forward(cnp.ndarray x not None, cnp.ndarray weight not None, cnp.ndarray bias,
                    int act, double negative_slope, cnp.ndarray out not None,

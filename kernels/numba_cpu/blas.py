@@ -116,7 +116,7 @@ def _fortran_gemm(typingctx, address, ilp64, trans_a, trans_b, m, n, k, a, lda, 
     beta c, alpha 1. ilp64: its integers are 64-bit (else 32-bit); trans_a, trans_b: N
     or T; a, b, c: C-contiguous arrays of one dtype, passed by their data pointers."""
     # C-contiguous arrays only: the data pointer is all BLAS is given (a strided array
-    # is refused when its kernel compiles, as the Cython kernels' memoryviews refuse it)
+    # is refused when its kernel compiles, as the Cython kernels' entries refuse it)
     if not all(isinstance(t, types.Array) and t.layout == "C" for t in (a, b, c)):
         return None
     sig = types.void(address, ilp64, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc)
