@@ -205,10 +205,11 @@ def _summed_by(loss_fn, where):
     return reduction == "sum"
 
 
-def evaluate(model, loss_fn, x, y, batch_size=1000):
+def evaluate(model, loss_fn, x, y=None, batch_size=1000):
     """Mean loss and accuracy of ``model`` on (x, y), in eval mode, in batches.
 
-    x: (N, ...) inputs; y: (N,) int64 class labels (or what the loss takes: labels
+    ``evaluate(model, loss_fn, (x, y))`` takes the pair as ``fit``'s ``test_data`` is
+    given. x: (N, ...) inputs; y: (N,) int64 class labels (or what the loss takes: labels
     (N, d1, ...) for logits (N, C, d1, ...), one-hot or probability rows, regression
     targets). The model is left in the mode it was in. Returns (loss, accuracy) as
     floats: the loss of the whole set, what loss_fn gives for all of it in one batch,
@@ -220,6 +221,11 @@ def evaluate(model, loss_fn, x, y, batch_size=1000):
     for 0/1 targets of a BCEWithLogitsLoss (0) or BCELoss (0.5), NaN for targets that are
     not classes.
     """
+    if y is None:
+        if not (isinstance(x, (tuple, list)) and len(x) == 2):
+            raise TypeError("evaluate: expected x and y, or one (x, y) pair as fit's "
+                            "test_data, got x alone")
+        x, y = x
     _check_batch_size("evaluate", "batch_size", batch_size)
     total_loss, loss_weight, correct, counted = 0.0, 0.0, 0, 0
     summed = _summed_by(loss_fn, "evaluate")

@@ -34,6 +34,19 @@ def test_evaluate_on_no_samples_is_nan():
     assert np.isnan(loss) and np.isnan(accuracy)
 
 
+def test_evaluate_takes_the_pair_as_fit_takes_test_data():
+    # fit(model, loss, opt, (x, y), test_data=(x_test, y_test)) and then evaluate(model,
+    # loss, (x_test, y_test)) raised "missing y" (a student audit's find)
+    fastnn.manual_seed(0)
+    model, loss_fn = models.MLP(4, [3], 2), nn.CrossEntropyLoss()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((10, 4)).astype(np.float32), rng.integers(0, 2, 10)
+    assert evaluate(model, loss_fn, (x, y)) == evaluate(model, loss_fn, x, y)
+    assert evaluate(model, loss_fn, [x, y], batch_size=3) == evaluate(model, loss_fn, x, y, 3)
+    with pytest.raises(TypeError, match="expected x and y, or one"):
+        evaluate(model, loss_fn, x)
+
+
 @pytest.fixture
 def restore_backend():
     """In-process CLI calls set the backend; later tests get the one they started with."""
