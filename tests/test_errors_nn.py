@@ -364,3 +364,28 @@ def test_what_a_layer_called_once_per_backward_does_still_passes():
     relu.backward(g)
     relu.backward(g)
     assert fastnn.gradcheck(nn.Sequential(nn.Linear(3, 2, dtype=np.float64), nn.ReLU()), x)
+
+
+def test_linears_quick_shape_check_falls_through_to_the_full_checks():
+    # Linear.infer_shape reads the parameters in place for the usual call (host arrays of
+    # the input's dtype and their shapes); every other case must still get the full
+    # checks' errors, alone and inside a Sequential, before anything runs
+    x = np.ones((4, 3), F32)
+    for wrap in (lambda layer: layer, lambda layer: nn.Sequential(layer, nn.ReLU())):
+        layer = nn.Linear(3, 2)
+        model = wrap(layer)
+        model(x)
+        with pytest.raises(TypeError, match="input dtype float64 does not match"):
+            model(x.astype(np.float64))
+        layer.weight.data = np.ones((2, 3), np.float64)   # (bias still float32)
+        with pytest.raises(TypeError, match="bias has dtype float32 but weight has float64"):
+            model(x)
+        layer.weight.data = np.ones((3, 2), F32)          # transposed
+        with pytest.raises(ValueError, match=r"expected weight of shape \(2, 3\)"):
+            model(x)
+        layer.weight.data = np.ones((2, 3), F32)
+        layer.bias.data = np.ones(3, F32)
+        with pytest.raises(ValueError, match=r"expected bias of shape \(2,\)"):
+            model(x)
+        layer.bias.data = np.ones(2, F32)
+        np.testing.assert_array_equal(layer(x), np.full((4, 2), 4, F32))
