@@ -441,3 +441,38 @@ def test_compiled_label_range_check_agrees_with_numpys():
         _losses.labels_in_range(np.zeros(3, np.int32), 10)
     with pytest.raises(ValueError):
         _losses.labels_in_range(np.zeros((4, 4), np.int64)[:, ::2], 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_elementwise_loss_entries_take_any_shape_and_refuse_a_mismatch(dtype):
+    # mse, bce, bce-with-logits, smooth-L1 and the probability cross-entropy read raw
+    # pointers (_ndarrays.pxd): arrays of any shape with one size and dtype; a target of
+    # another size (which the 1-D memoryviews read past the end of) or dtype, a strided
+    # array or a read-only gradient is refused before the gradient is written
+    from fastnn.kernels.cython import _losses
+    rng = np.random.default_rng(1)
+    pred = rng.uniform(0.1, 0.9, (3, 4)).astype(dtype)
+    target = rng.uniform(0, 1, (3, 4)).astype(dtype)
+    grad = np.empty_like(pred)
+    assert np.isclose(_losses.mse_loss(pred, target, grad), ((pred - target) ** 2).mean())
+    np.testing.assert_allclose(grad, 2 * (pred - target) / pred.size, rtol=1e-5)
+    other = np.float64 if dtype == np.float32 else np.float32
+    readonly = np.empty_like(pred)
+    readonly.flags.writeable = False
+    bad = [(ValueError, (pred, target[:2], grad)), (TypeError, (pred, target.astype(other), grad)),
+           (ValueError, (pred, np.asfortranarray(target), grad)),
+           (ValueError, (pred, target, readonly))]
+    for entry in (_losses.mse_loss, _losses.bce_loss, _losses.bce_with_logits_loss):
+        for error, args in bad:
+            kept = args[2].copy()
+            with pytest.raises(error):
+                entry(*args)
+            np.testing.assert_array_equal(args[2], kept)
+    with pytest.raises(ValueError):
+        _losses.smooth_l1_loss(pred, target[:2], 1.0, grad)
+    probs = target / target.sum(1, keepdims=True)
+    loss = _losses.softmax_cross_entropy_probs(pred, probs, grad)
+    logp = pred - np.log(np.exp(pred).sum(1, keepdims=True))
+    assert np.isclose(loss, -(probs * logp).sum(1).mean(), rtol=1e-5)
+    with pytest.raises(ValueError):
+        _losses.softmax_cross_entropy_probs(pred, probs[:, :3].copy(), grad)

@@ -367,29 +367,27 @@ def softmax_cross_entropy(logits, target, grad=None):
 def mse_loss(pred, target, grad=None):
     """Mean squared error and its gradient 2 (pred - target) / size. All same shape."""
     grad = _like(pred, grad)
-    return float(_losses.mse_loss(_flat(pred), _flat(target), _flat(grad))), grad
+    return float(_losses.mse_loss(pred, target, grad)), grad
 
 
 def bce_loss(pred, target, grad=None):
     """Mean binary cross-entropy (logs clamped at -100) and its gradient. Same shapes."""
     grad = _like(pred, grad)
-    return float(_losses.bce_loss(_flat(pred), _flat(target), _flat(grad))), grad
+    return float(_losses.bce_loss(pred, target, grad)), grad
 
 
 def smooth_l1_loss(pred, target, beta=1.0, grad=None):
     """Mean smooth-L1 loss (L1 at beta = 0) and its gradient. pred, target, grad: same
     shape. Returns (loss, grad)."""
     grad = _like(pred, grad)
-    return (float(_losses.smooth_l1_loss(_flat(pred), _flat(target), float(beta),
-                                         _flat(grad))), grad)
+    return float(_losses.smooth_l1_loss(pred, target, float(beta), grad)), grad
 
 
 def bce_with_logits_loss(logits, target, grad=None):
     """Mean binary cross-entropy of sigmoid(logits). logits, target, grad: same shape.
     Returns (loss, grad)."""
     grad = _like(logits, grad)
-    return (float(_losses.bce_with_logits_loss(_flat(logits), _flat(target), _flat(grad))),
-            grad)
+    return float(_losses.bce_with_logits_loss(logits, target, grad)), grad
 
 
 # ---------------------------------------------------------------------- layernorm

@@ -154,26 +154,44 @@ def softmax_cross_entropy_labels(cnp.ndarray logits not None, cnp.ndarray target
     return loss
 
 
-def softmax_cross_entropy_probs(const floating[:, ::1] logits, const floating[:, ::1] target,
-                                floating[:, ::1] grad):
-    """logits, target, grad: (N, C); target rows are probabilities. Returns the mean loss."""
-    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], nch, k, i, r0, r1
+cdef double _sce_probs(const floating* logits, const floating* target, floating* grad,
+                      Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """The mean loss of softmax_cross_entropy_probs; n, c >= 1."""
+    cdef Py_ssize_t nch = n_chunks(n), k, i, r0, r1
     cdef double partial[MAX_CHUNKS]
     cdef double total = 0
-    cdef floating inv_n
-    if n == 0 or c == 0:
-        return 0.0
-    inv_n = <floating>(1.0 / n)
-    nch = n_chunks(n)
-    for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n * c)):
+    cdef floating inv_n = <floating>(1.0 / n)
+    for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
         r0 = k * n // nch
         r1 = (k + 1) * n // nch
         partial[k] = 0
         for i in range(r0, r1):
-            partial[k] += _sce_prob_row(&logits[i, 0], &target[i, 0], &grad[i, 0], c, inv_n)
+            partial[k] += _sce_prob_row(logits + i * c, target + i * c, grad + i * c, c,
+                                        inv_n)
     for k in range(nch):
         total += partial[k]
     return total / n
+
+
+def softmax_cross_entropy_probs(cnp.ndarray logits not None, cnp.ndarray target not None,
+                                cnp.ndarray grad not None):
+    """logits, target, grad: (N, C), one float dtype, C-contiguous; target rows are
+    probabilities. Returns the mean loss."""
+    cdef int kind = float_type(logits)
+    cdef Py_ssize_t n = dim(logits, 0, 2, "logits"), c = dim(logits, 1, 2, "logits")
+    cdef void* xp = array_data(logits, kind, n, c, False, "logits")
+    cdef void* tp = array_data(target, kind, n, c, False, "target")
+    cdef void* gp = array_data(grad, kind, n, c, True, "grad")
+    cdef double loss
+    if n == 0 or c == 0:
+        return 0.0
+    if kind == cnp.NPY_FLOAT:
+        with nogil:
+            loss = _sce_probs(<const float*>xp, <const float*>tp, <float*>gp, n, c)
+    else:
+        with nogil:
+            loss = _sce_probs(<const double*>xp, <const double*>tp, <double*>gp, n, c)
+    return loss
 
 
 DEF FLAT_CHUNK = 8192
@@ -355,52 +373,76 @@ cdef inline double _flat_block(FlatLoss kind, const floating* p, const floating*
     return _bce_logits_block(p, t, g, n, scale)
 
 
-cdef double _flat_loss(FlatLoss kind, const floating[::1] pred, const floating[::1] target,
-                       floating[::1] grad, double scale, double beta=0) noexcept:
-    """The mean of an elementwise loss over (n,) flat views, its gradient times scale
+cdef double _flat_mean(FlatLoss kind, const floating* pred, const floating* target,
+                       floating* grad, Py_ssize_t n, floating scale,
+                       double beta) noexcept nogil:
+    """The mean of an elementwise loss over n >= 1 values, its gradient times scale
     written into grad: blocks of FLAT_CHUNK in at most MAX_CHUNKS fixed chunks, the chunk
     sums added in order (the same bits for any thread count)."""
-    cdef Py_ssize_t n = pred.shape[0], nblocks, b, start
-    cdef double total = 0
+    cdef Py_ssize_t nblocks = (n + FLAT_CHUNK - 1) // FLAT_CHUNK, b, start
+    cdef Py_ssize_t nch = min(nblocks, <Py_ssize_t>MAX_CHUNKS), k, b0, b1
     cdef double partial[MAX_CHUNKS]
-    cdef Py_ssize_t nch, k, b0, b1
-    cdef floating s = <floating>scale
-    if n == 0:
-        return 0.0
-    nblocks = (n + FLAT_CHUNK - 1) // FLAT_CHUNK
-    nch = min(nblocks, <Py_ssize_t>MAX_CHUNKS)
-    for k in prange(nch, nogil=True, schedule="static", num_threads=threads_for(n)):
+    cdef double total = 0
+    for k in prange(nch, schedule="static", num_threads=threads_for(n)):
         b0 = k * nblocks // nch
         b1 = (k + 1) * nblocks // nch
         partial[k] = 0
         for b in range(b0, b1):
             start = b * FLAT_CHUNK
-            partial[k] += _flat_block(kind, &pred[start], &target[start], &grad[start],
-                                      min(<Py_ssize_t>FLAT_CHUNK, n - start), s, beta)
+            partial[k] += _flat_block(kind, pred + start, target + start, grad + start,
+                                      min(<Py_ssize_t>FLAT_CHUNK, n - start), scale, beta)
     for k in range(nch):
         total += partial[k]
     return total / n
 
 
-def mse_loss(const floating[::1] pred, const floating[::1] target, floating[::1] grad):
-    """pred, target, grad: (n,) flat views. Returns the mean squared error."""
-    return _flat_loss(MSE, pred, target, grad, 2.0 / max(pred.shape[0], 1))
+cdef double _flat_loss(FlatLoss kind, cnp.ndarray pred, cnp.ndarray target,
+                       cnp.ndarray grad, double numerator, double beta=0) except *:
+    """_flat_mean over pred's values (any shape; target and grad of its dtype and size,
+    all C-contiguous: the checks of _ndarrays.pxd), the gradient scaled by
+    numerator / size."""
+    cdef int dtype = float_type(pred)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(pred)
+    cdef void* p = values_data(pred, dtype, n, False, "pred")
+    cdef void* t = values_data(target, dtype, n, False, "target")
+    cdef void* g = values_data(grad, dtype, n, True, "grad")
+    cdef double scale = numerator / max(n, 1)
+    cdef double loss
+    if n == 0:
+        return 0.0
+    if dtype == cnp.NPY_FLOAT:
+        with nogil:
+            loss = _flat_mean(kind, <const float*>p, <const float*>t, <float*>g, n,
+                              <float>scale, beta)
+    else:
+        with nogil:
+            loss = _flat_mean(kind, <const double*>p, <const double*>t, <double*>g, n,
+                              scale, beta)
+    return loss
 
 
-def bce_loss(const floating[::1] pred, const floating[::1] target, floating[::1] grad):
-    """pred, target, grad: (n,) flat views. Returns the mean binary cross-entropy."""
-    return _flat_loss(BCE, pred, target, grad, 1.0 / max(pred.shape[0], 1))
+def mse_loss(cnp.ndarray pred not None, cnp.ndarray target not None,
+             cnp.ndarray grad not None):
+    """pred, target, grad: one float dtype and size, C-contiguous (any shape). Returns the
+    mean squared error."""
+    return _flat_loss(MSE, pred, target, grad, 2.0)
 
 
-def bce_with_logits_loss(const floating[::1] logits, const floating[::1] target,
-                         floating[::1] grad):
-    """logits, target, grad: (n,) flat views. Returns the mean binary cross-entropy of
+def bce_loss(cnp.ndarray pred not None, cnp.ndarray target not None,
+             cnp.ndarray grad not None):
+    """pred, target, grad: as mse_loss's. Returns the mean binary cross-entropy."""
+    return _flat_loss(BCE, pred, target, grad, 1.0)
+
+
+def bce_with_logits_loss(cnp.ndarray logits not None, cnp.ndarray target not None,
+                         cnp.ndarray grad not None):
+    """logits, target, grad: as mse_loss's. Returns the mean binary cross-entropy of
     sigmoid(logits)."""
-    return _flat_loss(BCE_LOGITS, logits, target, grad, 1.0 / max(logits.shape[0], 1))
+    return _flat_loss(BCE_LOGITS, logits, target, grad, 1.0)
 
 
-def smooth_l1_loss(const floating[::1] pred, const floating[::1] target, double beta,
-                   floating[::1] grad):
-    """pred, target, grad: (n,) flat views. Returns the mean smooth-L1 loss (L1 at
+def smooth_l1_loss(cnp.ndarray pred not None, cnp.ndarray target not None, double beta,
+                   cnp.ndarray grad not None):
+    """pred, target, grad: as mse_loss's. Returns the mean smooth-L1 loss (L1 at
     beta = 0)."""
-    return _flat_loss(SMOOTH_L1, pred, target, grad, 1.0 / max(pred.shape[0], 1), beta)
+    return _flat_loss(SMOOTH_L1, pred, target, grad, 1.0, beta)
