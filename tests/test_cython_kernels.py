@@ -476,3 +476,25 @@ def test_elementwise_loss_entries_take_any_shape_and_refuse_a_mismatch(dtype):
     assert np.isclose(loss, -(probs * logp).sum(1).mean(), rtol=1e-5)
     with pytest.raises(ValueError):
         _losses.softmax_cross_entropy_probs(pred, probs[:, :3].copy(), grad)
+
+
+def test_softmax_row_entries_check_shapes_and_may_write_in_place():
+    # rows_forward / rows_backward read raw pointers: out of another shape, dtype or
+    # layout is refused before anything is written; out may be x itself (in place)
+    from fastnn.kernels.cython import _activations
+    x = np.random.default_rng(2).standard_normal((5, 4)).astype(np.float32)
+    expected = np.exp(x) / np.exp(x).sum(1, keepdims=True)
+    y = x.copy()
+    _activations.rows_forward(0, y, y)
+    np.testing.assert_allclose(y, expected, rtol=1e-5)
+    for out, error in ((np.empty((4, 5), np.float32), ValueError),
+                       (np.empty((5, 4), np.float64), TypeError),
+                       (np.empty((5, 8), np.float32)[:, ::2], ValueError)):
+        kept = out.copy()
+        with pytest.raises(error):
+            _activations.rows_forward(0, x, out)
+        with pytest.raises(error):
+            _activations.rows_backward(0, x, y, out)
+        np.testing.assert_array_equal(out, kept)
+    with pytest.raises(ValueError):
+        _activations.rows_backward(0, x[:4].copy(), y, np.empty_like(y))

@@ -12,6 +12,7 @@ buffers, and its caller two ``reshape(-1)`` more, against a few hundred for the 
 of ``_elementwise_size``; it is most of a small op's time.
 """
 cimport numpy as cnp
+from _ndarrays cimport array_data, dim, float_type
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 from libc.math cimport INFINITY
@@ -646,30 +647,61 @@ cdef inline void _row_backward(int op, const floating* g, const floating* y, flo
         _log_softmax_backward_row(g, y, out, c)
 
 
-def rows_forward(int op, const floating[:, ::1] x, floating[:, ::1] out):
-    """Softmax (op 0) or log-softmax (op 1) of each row. x, out: (N, C); out may be x."""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], i
-    if n == 0 or c == 0:
-        return
+cdef void _rows_forward(int op, const floating* x, floating* y, Py_ssize_t n,
+                        Py_ssize_t c) noexcept nogil:
+    """rows_forward over n rows of c >= 1 values."""
+    cdef Py_ssize_t i
     if threads_for(n * c) == 1:                  # no OpenMP region for one thread
-        with nogil:
-            for i in range(n):
-                _row_forward(op, &x[i, 0], &out[i, 0], c)
+        for i in range(n):
+            _row_forward(op, x + i * c, y + i * c, c)
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
-        _row_forward(op, &x[i, 0], &out[i, 0], c)
+    for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
+        _row_forward(op, x + i * c, y + i * c, c)
 
 
-def rows_backward(int op, const floating[:, ::1] grad_out, const floating[:, ::1] y,
-                  floating[:, ::1] out):
-    """The backward of rows_forward's op; y its output. grad_out, y, out: (N, C)."""
-    cdef Py_ssize_t n = y.shape[0], c = y.shape[1], i
+cdef void _rows_backward(int op, const floating* g, const floating* y, floating* out,
+                         Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """rows_backward over n rows of c >= 1 values."""
+    cdef Py_ssize_t i
+    if threads_for(n * c) == 1:                  # no OpenMP region for one thread
+        for i in range(n):
+            _row_backward(op, g + i * c, y + i * c, out + i * c, c)
+        return
+    for i in prange(n, schedule="static", num_threads=threads_for(n * c)):
+        _row_backward(op, g + i * c, y + i * c, out + i * c, c)
+
+
+def rows_forward(int op, cnp.ndarray x not None, cnp.ndarray out not None):
+    """Softmax (op 0) or log-softmax (op 1) of each row. x, out: (N, C), one float dtype,
+    C-contiguous (the checks of _ndarrays.pxd); out may be x."""
+    cdef int kind = float_type(x)
+    cdef Py_ssize_t n = dim(x, 0, 2, "x"), c = dim(x, 1, 2, "x")
+    cdef void* xp = array_data(x, kind, n, c, False, "x")
+    cdef void* yp = array_data(out, kind, n, c, True, "out")
     if n == 0 or c == 0:
         return
-    if threads_for(n * c) == 1:                  # no OpenMP region for one thread
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            for i in range(n):
-                _row_backward(op, &grad_out[i, 0], &y[i, 0], &out[i, 0], c)
+            _rows_forward(op, <const float*>xp, <float*>yp, n, c)
+    else:
+        with nogil:
+            _rows_forward(op, <const double*>xp, <double*>yp, n, c)
+
+
+def rows_backward(int op, cnp.ndarray grad_out not None, cnp.ndarray y not None,
+                  cnp.ndarray out not None):
+    """The backward of rows_forward's op; y its output. grad_out, y, out: (N, C), one
+    float dtype, C-contiguous."""
+    cdef int kind = float_type(y)
+    cdef Py_ssize_t n = dim(y, 0, 2, "y"), c = dim(y, 1, 2, "y")
+    cdef void* yp = array_data(y, kind, n, c, False, "y")
+    cdef void* gp = array_data(grad_out, kind, n, c, False, "grad_out")
+    cdef void* op_ = array_data(out, kind, n, c, True, "out")
+    if n == 0 or c == 0:
         return
-    for i in prange(n, nogil=True, schedule="static", num_threads=threads_for(n * c)):
-        _row_backward(op, &grad_out[i, 0], &y[i, 0], &out[i, 0], c)
+    if kind == cnp.NPY_FLOAT:
+        with nogil:
+            _rows_backward(op, <const float*>gp, <const float*>yp, <float*>op_, n, c)
+    else:
+        with nogil:
+            _rows_backward(op, <const double*>gp, <const double*>yp, <double*>op_, n, c)
