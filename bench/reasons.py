@@ -22,12 +22,11 @@ Course-size calls take 1-12 us, so a few tenths of a microsecond are 10-40%.
 Since then the elementwise entries (activations and their backward passes, 855b32d),
 the Linear, softmax cross-entropy with labels, SGD and Adam entries (2356fe5), and the
 elementwise losses, the probability cross-entropy and the softmax rows (after it) read
-the ndarrays' data
-pointers after C checks instead of acquiring memoryviews (a 1x1 Linear forward 2.5 ->
-1.1 us, an SGD update of 4 values 2.7 -> 0.6 us, mse_loss on 128x10 3.6 -> 2.1 us against
-numba's 2.9, softmax_backward 2.6 -> 1.65 against 1.6, on the 2-core AMD host):
-the lines below that blame memoryviews for those ops describe the builds before, until a
-run on the Xeon says whether they still lose.
+the ndarrays' data pointers after C checks instead of acquiring memoryviews (a 1x1 Linear
+forward 2.5 -> 1.1 us, an SGD update of 4 values 2.7 -> 0.6 us, mse_loss on 128x10
+3.6 -> 2.1 us against numba's 2.9, softmax_backward 2.6 -> 1.65 against 1.6, on the
+2-core AMD host): the lines below that blame memoryviews for those ops describe the
+builds before, until a run on the Xeon says whether they still lose.
 """
 
 _ENTRY_3 = ("per-call cost, not the loop: a 2-10 us call where Cython's entry acquires a "
