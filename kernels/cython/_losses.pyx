@@ -113,11 +113,9 @@ def labels_in_range(cnp.ndarray labels not None, Py_ssize_t num_classes):
     return top < <uint64_t>num_classes
 
 
-cdef double _sce_rows(const floating* logits, const int64_t* labels,
-                      const floating* probs, floating* grad, Py_ssize_t n,
-                      Py_ssize_t c) noexcept nogil:
-    """The mean softmax cross-entropy of n >= 1 rows of c >= 1 logits against labels (N,)
-    or, when labels is NULL, probability rows probs (N, C); its gradient into grad."""
+cdef double _sce_labels(const floating* logits, const int64_t* target, floating* grad,
+                       Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """The mean loss of softmax_cross_entropy_labels; n, c >= 1."""
     cdef Py_ssize_t nch = n_chunks(n), k, i, r0, r1
     cdef double partial[MAX_CHUNKS]
     cdef double total = 0
@@ -127,12 +125,7 @@ cdef double _sce_rows(const floating* logits, const int64_t* labels,
         r1 = (k + 1) * n // nch
         partial[k] = 0
         for i in range(r0, r1):
-            if labels != NULL:
-                partial[k] += _sce_label_row(logits + i * c, labels[i], grad + i * c, c,
-                                             inv_n)
-            else:
-                partial[k] += _sce_prob_row(logits + i * c, probs + i * c, grad + i * c, c,
-                                            inv_n)
+            partial[k] += _sce_label_row(logits + i * c, target[i], grad + i * c, c, inv_n)
     for k in range(nch):
         total += partial[k]
     return total / n
@@ -154,11 +147,30 @@ def softmax_cross_entropy_labels(cnp.ndarray logits not None, cnp.ndarray target
         return 0.0
     if kind == cnp.NPY_FLOAT:
         with nogil:
-            loss = _sce_rows(<const float*>xp, tp, NULL, <float*>gp, n, c)
+            loss = _sce_labels(<const float*>xp, tp, <float*>gp, n, c)
     else:
         with nogil:
-            loss = _sce_rows(<const double*>xp, tp, NULL, <double*>gp, n, c)
+            loss = _sce_labels(<const double*>xp, tp, <double*>gp, n, c)
     return loss
+
+
+cdef double _sce_probs(const floating* logits, const floating* target, floating* grad,
+                      Py_ssize_t n, Py_ssize_t c) noexcept nogil:
+    """The mean loss of softmax_cross_entropy_probs; n, c >= 1."""
+    cdef Py_ssize_t nch = n_chunks(n), k, i, r0, r1
+    cdef double partial[MAX_CHUNKS]
+    cdef double total = 0
+    cdef floating inv_n = <floating>(1.0 / n)
+    for k in prange(nch, schedule="static", num_threads=threads_for(n * c)):
+        r0 = k * n // nch
+        r1 = (k + 1) * n // nch
+        partial[k] = 0
+        for i in range(r0, r1):
+            partial[k] += _sce_prob_row(logits + i * c, target + i * c, grad + i * c, c,
+                                        inv_n)
+    for k in range(nch):
+        total += partial[k]
+    return total / n
 
 
 def softmax_cross_entropy_probs(cnp.ndarray logits not None, cnp.ndarray target not None,
@@ -175,10 +187,10 @@ def softmax_cross_entropy_probs(cnp.ndarray logits not None, cnp.ndarray target 
         return 0.0
     if kind == cnp.NPY_FLOAT:
         with nogil:
-            loss = _sce_rows(<const float*>xp, NULL, <const float*>tp, <float*>gp, n, c)
+            loss = _sce_probs(<const float*>xp, <const float*>tp, <float*>gp, n, c)
     else:
         with nogil:
-            loss = _sce_rows(<const double*>xp, NULL, <const double*>tp, <double*>gp, n, c)
+            loss = _sce_probs(<const double*>xp, <const double*>tp, <double*>gp, n, c)
     return loss
 
 
