@@ -33,14 +33,11 @@ from ..kernels.reference.activations import log_softmax as _log_softmax
 from ..errors import DtypeError, IndexValueError, RuntimeValueError, TypeValueError
 from ..ops import loss_value
 from .distance import summed_to
-from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, as_contiguous, as_labels,
-                          broadcasts_to, check_flag, check_float_array, check_labels,
-                          check_number, check_probabilities, labels_in_range,
+from ..validation import (_FLOAT32, _FLOAT64, _INT64, LabelsOutOfRange, as_contiguous,
+                          as_labels, broadcasts_to, check_flag, check_float_array,
+                          check_labels, check_number, check_probabilities, labels_in_range,
                           labels_shape_hint, tensor_hint)
 from .module import _is_dtype_like
-
-_FLOAT32, _FLOAT64 = FLOAT_DTYPES   # (native dtypes are these objects: 'is' tests them)
-_INT64 = np.dtype(np.int64)
 
 REDUCTIONS = ("mean", "sum", "none")
 

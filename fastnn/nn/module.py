@@ -79,13 +79,12 @@ import numpy as np
 from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..errors import AssertionValueError, DtypeError, RuntimeValueError
-from ..validation import FLOAT_DTYPES, as_contiguous, check_float_array, int_items
+from ..validation import (_FLOAT32, _FLOAT64, FLOAT_DTYPES, as_contiguous, check_float_array,
+                          int_items)
 from . import plain_values
 from .output_slots import lent_output, lent_scratch
 from .parameter_ops import ParameterArithmetic
 
-
-_FLOAT32, _FLOAT64 = FLOAT_DTYPES   # (native dtypes are these objects: 'is' tests them)
 
 # Parameter._zero_pending's values for zeros already written (see Parameter)
 _ZEROS_WRITTEN = "written"

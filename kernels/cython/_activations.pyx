@@ -9,10 +9,10 @@ wrapper calls with the arrays themselves and a preallocated ``out``. The element
 entries take ndarrays of any shape, not 1-D memoryviews: a fused-type memoryview entry
 spent ~5,500 instructions (about 1.5 us) choosing its specialisation and acquiring its
 buffers, and its caller two ``reshape(-1)`` more, against a few hundred for the C checks
-of ``_elementwise_size``; it is most of a small op's time.
+of ``_ndarrays.values_data``; it is most of a small op's time.
 """
 cimport numpy as cnp
-from _ndarrays cimport array_data, dim, float_type
+from _ndarrays cimport array_data, dim, float_type, values_data
 from cython.parallel cimport prange
 from libc.string cimport memcpy
 from libc.math cimport INFINITY
@@ -530,58 +530,41 @@ def set_stream_min_bytes(Py_ssize_t nbytes):
     stream_min_bytes = nbytes
 
 
-cdef Py_ssize_t _elementwise_size(cnp.ndarray ref, cnp.ndarray a, bint writes) except -1:
-    """The values of ref (a C-contiguous float32 or float64 array of any shape) after
-    checking that a is a C-contiguous array of ref's dtype and size, writeable when the
-    op writes it: what the 1-D ``floating[::1]`` views these entries took checked."""
-    cdef int kind = cnp.PyArray_TYPE(ref)
-    if kind != cnp.NPY_FLOAT and kind != cnp.NPY_DOUBLE:
-        raise TypeError(f"expected float32 or float64 arrays, got {ref.dtype}")
-    if cnp.PyArray_TYPE(a) != kind:
-        raise TypeError(f"expected arrays of one dtype, got {ref.dtype} and {a.dtype}")
-    if cnp.PyArray_SIZE(a) != cnp.PyArray_SIZE(ref):
-        raise ValueError(f"expected arrays of one size, got {ref.size} and {a.size} values")
-    if not (cnp.PyArray_IS_C_CONTIGUOUS(ref) and cnp.PyArray_IS_C_CONTIGUOUS(a)):
-        raise ValueError("ndarray is not C-contiguous")
-    if writes and not cnp.PyArray_ISWRITEABLE(a):
-        raise ValueError("buffer source array is read-only")
-    return cnp.PyArray_SIZE(ref)
-
-
 def unary(int op, cnp.ndarray x not None, cnp.ndarray out not None, double a=0.0,
           double b=0.0):
     """out = op(x; a, b). x, out: C-contiguous, one float dtype, one size (any shapes)."""
-    cdef Py_ssize_t n = _elementwise_size(x, out, True)
+    cdef int kind = float_type(x)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(x)
+    cdef void* xp = values_data(x, kind, n, False, "x")
+    cdef void* yp = values_data(out, kind, n, True, "out")
     if n == 0:
         return
-    if cnp.PyArray_TYPE(x) == cnp.NPY_FLOAT:
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            unary_map(op, <const float*>cnp.PyArray_DATA(x), <float*>cnp.PyArray_DATA(out), n,
-                      <float>a, <float>b)
+            unary_map(op, <const float*>xp, <float*>yp, n, <float>a, <float>b)
     else:
         with nogil:
-            unary_map(op, <const double*>cnp.PyArray_DATA(x), <double*>cnp.PyArray_DATA(out),
-                      n, a, b)
+            unary_map(op, <const double*>xp, <double*>yp, n, a, b)
 
 
 def binary(int op, cnp.ndarray grad_out not None, cnp.ndarray saved not None,
            cnp.ndarray out not None, double a=0.0, double b=0.0):
     """out = op'(grad_out, saved; a, b). grad_out, saved, out: C-contiguous, one float
     dtype, one size (any shapes)."""
-    cdef Py_ssize_t n = _elementwise_size(grad_out, saved, False)
-    _elementwise_size(grad_out, out, True)
+    cdef int kind = float_type(grad_out)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(grad_out)
+    cdef void* gp = values_data(grad_out, kind, n, False, "grad_out")
+    cdef void* sp = values_data(saved, kind, n, False, "saved")
+    cdef void* yp = values_data(out, kind, n, True, "out")
     if n == 0:
         return
-    if cnp.PyArray_TYPE(grad_out) == cnp.NPY_FLOAT:
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            binary_map(op, <const float*>cnp.PyArray_DATA(grad_out),
-                       <const float*>cnp.PyArray_DATA(saved), <float*>cnp.PyArray_DATA(out),
-                       n, <float>a, <float>b)
+            binary_map(op, <const float*>gp, <const float*>sp, <float*>yp, n, <float>a,
+                       <float>b)
     else:
         with nogil:
-            binary_map(op, <const double*>cnp.PyArray_DATA(grad_out),
-                       <const double*>cnp.PyArray_DATA(saved), <double*>cnp.PyArray_DATA(out),
-                       n, a, b)
+            binary_map(op, <const double*>gp, <const double*>sp, <double*>yp, n, a, b)
 
 
 cdef inline void _softmax_row(const floating* x, floating* y, Py_ssize_t c) noexcept nogil:
