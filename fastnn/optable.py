@@ -570,7 +570,9 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     param, grad, exp_avg, exp_avg_sq: same shape; b1, b2: beta1, beta2.
     g = grad + weight_decay * param; m = lerp(m, g, 1 - b1) as adam_update's;
     v = b2 v + (1 - b2) g^2;
-    param -= (avg_rate m + grad_rate g) / (sq_scale sqrt(v) + eps).
+    param -= (avg_rate m + grad_rate g) / (sq_scale sqrt(v) + eps), rounded as PyTorch's
+    NAdam: d = sqrt(v / sq_scale^-2) + eps, then param -= grad_rate g / d and
+    param -= avg_rate m / d in turn (kernels/moments.py).
     NAdam: avg_rate = lr mu' / (1 - prod mu mu'), grad_rate = lr (1 - mu) / (1 - prod mu),
     sq_scale = 1 / sqrt(1 - b2^step); RAdam: grad_rate = 0 and avg_rate = lr r
     sqrt(1 - b2^step) / (1 - b1^step) with its rectification r, sq_scale 1, or in its

@@ -9,6 +9,7 @@ import math
 
 from numba import cuda
 
+from ..moments import denominator_factors
 from . import config
 from ._common import Call, flat
 from .launch import jit_kernel
@@ -69,18 +70,20 @@ def _adamax(param, grad, exp_avg, exp_inf, step_size, small, coeff, beta2, eps, 
 
 @jit_kernel
 def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, small, coeff,
-                      beta2, c2, sq_scale, eps, weight_decay):
-    """small, coeff: the first moment's lerp (_lerp_coeff); c2: 1 - beta2."""
+                      beta2, c2, sq_divisor, sq_scale, eps, weight_decay):
+    """small, coeff: the first moment's lerp (_lerp_coeff); c2: 1 - beta2; sq_divisor,
+    sq_scale: the denominator's factors (kernels/moments.py)."""
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
         m = (exp_avg[i] if small else g) + coeff * (g - exp_avg[i])
         v = beta2 * exp_avg_sq[i] + c2 * g * g
         exp_avg[i] = m
         exp_avg_sq[i] = v
-        # RAdam: no g term (0 * inf would be NaN); its first steps (sq_scale 0): eps
-        # alone, even where v overflowed
-        step = avg_rate * m + grad_rate * g if grad_rate != 0 else avg_rate * m
-        param[i] -= step / (sq_scale * math.sqrt(v) + eps if sq_scale != 0 else eps)
+        # RAdam's first steps (sq_scale 0): eps alone, even where v overflowed
+        denom = math.sqrt(v / sq_divisor) * sq_scale + eps if sq_scale != 0 else eps
+        # RAdam: no g term (0 * inf would be NaN); NAdam's two terms in PyTorch's order
+        p = param[i] - grad_rate * g / denom if grad_rate != 0 else param[i]
+        param[i] = p - avg_rate * m / denom
 
 
 @jit_kernel
@@ -265,10 +268,11 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     dm, dv = call.inout(exp_avg), call.inout(exp_avg_sq)
     if dp.size:
         dt = param.dtype.type
+        divisor, scale = denominator_factors(sq_scale, param.dtype)
         _adaptive_moments[config.blocks(dp.size), config.THREADS](
             flat(dp), flat(dg), flat(dm), flat(dv), dt(avg_rate), dt(grad_rate),
-            *_lerp_coeff(dt, beta1), dt(beta2), dt(1.0 - beta2), dt(sq_scale), dt(eps),
-            dt(weight_decay))
+            *_lerp_coeff(dt, beta1), dt(beta2), dt(1.0 - beta2), dt(divisor), dt(scale),
+            dt(eps), dt(weight_decay))
     call.sync()
 
 

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from ... import blas_pool, mkl_blas  # noqa: E402
 from ... import optable as _optable  # noqa: E402
 from ..gemm_shapes import transposed_forward  # noqa: E402
+from ..moments import denominator_factors  # noqa: E402
 from ..scratch import scratch  # noqa: E402
 from .. import streaming as _streaming  # noqa: E402
 from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses,  # noqa: E402
@@ -493,9 +494,10 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
                             weight_decay=0.0):
     """NAdam's and RAdam's step in place with the rates their optimizers computed
     (fastnn.optable). Arrays: same shape. Returns None."""
+    divisor, scale = denominator_factors(sq_scale, param.dtype)
     _optim.adaptive_moments_update(_flat(param), _flat(grad), _flat(exp_avg),
                                    _flat(exp_avg_sq), float(avg_rate), float(grad_rate),
-                                   float(beta1), float(beta2), float(sq_scale), float(eps),
+                                   float(beta1), float(beta2), divisor, scale, float(eps),
                                    float(weight_decay))
 
 

@@ -68,7 +68,8 @@ cdef inline floating _fma(floating a, floating b, floating c) noexcept nogil:
     gcc's contraction may fuse either product into the add, and it chose differently in
     the one-thread loop and in the OpenMP region's copy of the same inline block (NAdam's
     ra m + rg d in float64: 1 ulp apart on 1-25% of the values between 1 and 2 threads,
-    where README promises the same bits)."""
+    where README promises the same bits; that sum is now two divided terms, PyTorch's
+    order, and _fma forms the denominator)."""
     if floating is float:
         return FNN_OPT_FMAF(a, b, c)
     else:
@@ -431,12 +432,13 @@ def adamax_update(floating[::1] param, const floating[::1] grad, floating[::1] e
 
 cdef inline void _moments_block(floating* p, const floating* g, floating* m, floating* v,
                                 Py_ssize_t n, floating ra, floating rg,
-                                floating b2, floating c1, floating c2, floating scale,
-                                floating eps, floating wd) noexcept nogil:
-    """p, g, m, v: (n,); c1: 1 - beta1 (the lerp weight)."""
+                                floating b2, floating c1, floating c2, floating divisor,
+                                floating scale, floating eps, floating wd) noexcept nogil:
+    """p, g, m, v: (n,); c1: 1 - beta1 (the lerp weight); divisor, scale: the
+    denominator's factors (kernels/moments.py)."""
     cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
-    cdef floating d, mi, vi, one = 1
+    cdef floating d, mi, vi, pi, denom, one = 1
     cdef bint small = _lerp_small(c1)
     cdef floating coeff = c1 if small else c1 - one
     cdef bint with_g = rg != 0       # RAdam: no g term, as PyTorch's (0 * inf is NaN)
@@ -447,16 +449,20 @@ cdef inline void _moments_block(floating* p, const floating* g, floating* m, flo
         vi = c2 * d * d + b2 * v[i]     # _second_moment_order
         m[i] = mi
         v[i] = vi
-        p[i] = p[i] - (_fma(ra, mi, rg * d) if with_g else ra * mi) / (
-            scale * f_sqrt(vi) + eps if adaptive else eps)
+        # (an explicit fma: scale is 1 but where sq_scale was extreme, and a contraction
+        # gcc chose per copy of this block would differ between 1 and 2 threads there)
+        denom = _fma(f_sqrt(vi / divisor), scale, eps) if adaptive else eps
+        pi = p[i] - rg * d / denom if with_g else p[i]     # PyTorch's order
+        p[i] = pi - ra * mi / denom
     fnn_flush_end(csr)
 
 
 def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
                             floating[::1] exp_avg, floating[::1] exp_avg_sq, double avg_rate,
-                            double grad_rate, double beta1, double beta2, double sq_scale,
-                            double eps, double weight_decay):
-    """param, grad, exp_avg, exp_avg_sq: (n,) flat views."""
+                            double grad_rate, double beta1, double beta2, double sq_divisor,
+                            double sq_scale, double eps, double weight_decay):
+    """param, grad, exp_avg, exp_avg_sq: (n,) flat views; sq_divisor, sq_scale: the
+    denominator's factors (kernels/moments.py)."""
     cdef Py_ssize_t n = param.shape[0], nblocks, b, start, blen
     if n == 0:
         return
@@ -470,7 +476,8 @@ def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
                                &exp_avg_sq[start], min(blen, n - start),
                                <floating>avg_rate, <floating>grad_rate,
                                <floating>beta2, <floating>(1.0 - beta1),
-                               <floating>(1.0 - beta2), <floating>sq_scale, <floating>eps,
+                               <floating>(1.0 - beta2), <floating>sq_divisor,
+                               <floating>sq_scale, <floating>eps,
                                <floating>weight_decay)
         return
     for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
@@ -479,7 +486,8 @@ def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
                        min(blen, n - start), <floating>avg_rate,
                        <floating>grad_rate, <floating>beta2,
                        <floating>(1.0 - beta1), <floating>(1.0 - beta2),
-                       <floating>sq_scale, <floating>eps, <floating>weight_decay)
+                       <floating>sq_divisor, <floating>sq_scale, <floating>eps,
+                       <floating>weight_decay)
 
 
 cdef inline void _adadelta_block(floating* p, const floating* g, floating* sq,

@@ -21,6 +21,7 @@ from numba import prange
 from numba.core import types
 from numba.extending import intrinsic
 
+from ..moments import denominator_factors
 from ._buffers import flat
 from .config import sign_update_kernel, update_kernel
 
@@ -215,8 +216,9 @@ def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_
 
 @update_kernel
 def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, beta1, beta2,
-                      sq_scale, eps, weight_decay):
-    # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,)
+                      sq_divisor, sq_scale, eps, weight_decay):
+    # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,); sq_divisor, sq_scale: the
+    # denominator's factors (kernels/moments.py)
     dt = param.dtype.type
     w = dt(1.0 - beta1)
     small = abs(w) < dt(0.5)   # the first moment as PyTorch's lerp_ (module docstring)
@@ -225,6 +227,7 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
     c2 = dt(1.0 - beta2)
     ra = dt(avg_rate)
     rg = dt(grad_rate)
+    divisor = dt(sq_divisor)
     scale = dt(sq_scale)
     eps_ = dt(eps)
     wd = dt(weight_decay)
@@ -237,8 +240,9 @@ def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, bet
         v = _muladd(c2 * g, g, exp_avg_sq[i] * b2)
         exp_avg[i] = m
         exp_avg_sq[i] = v
-        step = ra * m + rg * g if with_g else ra * m
-        param[i] -= step / (scale * np.sqrt(v) + eps_ if adaptive else eps_)
+        denom = np.sqrt(v / divisor) * scale + eps_ if adaptive else eps_
+        p = param[i] - rg * g / denom if with_g else param[i]   # PyTorch's order
+        param[i] = p - ra * m / denom
 
 
 @update_kernel
@@ -388,9 +392,10 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
                             weight_decay=0.0):
     """NAdam's and RAdam's step in place with the rates their optimizers computed
     (fastnn.optable). Arrays: same shape. Returns None."""
+    divisor, scale = denominator_factors(sq_scale, param.dtype)
     _adaptive_moments(param.size, flat(param), flat(grad), flat(exp_avg), flat(exp_avg_sq),
                       float(avg_rate), float(grad_rate), float(beta1), float(beta2),
-                      float(sq_scale), float(eps), float(weight_decay))
+                      divisor, scale, float(eps), float(weight_decay))
 
 
 def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,

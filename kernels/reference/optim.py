@@ -3,6 +3,8 @@ import math
 
 import numpy as np
 
+from ..moments import denominator_factors
+
 
 def sgd_update(param, grad, velocity, lr, momentum=0.0, weight_decay=0.0, nesterov=False,
                dampening=0.0):
@@ -110,15 +112,20 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
                             beta1=0.9, beta2=0.999, sq_scale=1.0, eps=1e-8,
                             weight_decay=0.0):
     """NAdam's and RAdam's step with the rates their optimizers computed. Arrays: same
-    shape, updated in place."""
+    shape, updated in place. Rounded as PyTorch's NAdam: the denominator
+    sqrt(v / divisor) * scale + eps (kernels/moments.py), then the g term and the m term
+    each divided by it and subtracted, in that order."""
     dt = param.dtype.type
     g = _decayed(grad, param, weight_decay)
     _moments(g, exp_avg, exp_avg_sq, beta1, beta2)
+    divisor, scale = denominator_factors(sq_scale, param.dtype)
     # sq_scale 0 (RAdam's first steps): eps alone, even where v overflowed to inf
-    denom = dt(sq_scale) * np.sqrt(exp_avg_sq) + dt(eps) if sq_scale != 0 else dt(eps)
+    denom = (np.sqrt(exp_avg_sq / dt(divisor)) * dt(scale) + dt(eps) if sq_scale != 0
+             else dt(eps))
     # grad_rate 0 (RAdam): no g term, as PyTorch's (0 * inf would be NaN)
-    step = dt(avg_rate) * exp_avg + dt(grad_rate) * g if grad_rate != 0 else dt(avg_rate) * exp_avg
-    param -= step / denom
+    if grad_rate != 0:
+        param -= dt(grad_rate) * g / denom
+    param -= dt(avg_rate) * exp_avg / denom
 
 
 def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
