@@ -101,15 +101,15 @@ cdef inline void _sgd_block(floating* p, const floating* g, floating* v, Py_ssiz
     elif nesterov:
         for i in range(n):
             d = _decayed(g[i], p[i], wd)
-            v[i] = mom * v[i] + d
+            v[i] = _fma(keep, d, mom * v[i])
             p[i] = p[i] - lr * (d + mom * v[i])
-    elif keep != 1:
-        for i in range(n):
-            v[i] = mom * v[i] + keep * _decayed(g[i], p[i], wd)
-            p[i] = p[i] - lr * v[i]
     else:
+        # PyTorch's buf.mul_(momentum).add_(d, alpha=1 - dampening): v mom rounded
+        # alone, then d added by a fused multiply-add, written out (gcc's contraction
+        # fused v mom into the add instead, and the float32 trajectory left PyTorch's
+        # from the second step); keep 1: exactly v mom + d
         for i in range(n):
-            v[i] = mom * v[i] + _decayed(g[i], p[i], wd)
+            v[i] = _fma(keep, _decayed(g[i], p[i], wd), mom * v[i])
             p[i] = p[i] - lr * v[i]
     fnn_flush_end(csr)
 

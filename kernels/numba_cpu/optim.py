@@ -26,7 +26,6 @@ from ._buffers import flat
 from .config import sign_update_kernel, update_kernel
 
 
-
 @intrinsic
 def _muladd(typingctx, a, b, c):
     """a * b + c as llvm.fmuladd: one fused multiply-add where the target has FMA (as
@@ -58,13 +57,16 @@ def _sgd(param, grad, velocity, lr, momentum, weight_decay, nesterov, dampening)
     mu = dt(momentum)
     wd = dt(weight_decay)
     keep = dt(1.0 - dampening)
-    damped = dampening != 0.0
     decay = weight_decay != 0.0
     use_momentum = momentum != 0.0
     for i in prange(param.shape[0]):
         g = grad[i] + wd * param[i] if decay else grad[i]
         if use_momentum:
-            v = _muladd(keep, g, velocity[i] * mu) if damped else velocity[i] * mu + g
+            # PyTorch's buf.mul_(momentum).add_(g, alpha=1 - dampening): the product
+            # rounded alone, then g added by a fused multiply-add (with 1 - dampening 1,
+            # exactly v mu + g, where contract had fused v mu into the add: the float32
+            # trajectory left PyTorch's from the second step)
+            v = _muladd(keep, g, velocity[i] * mu)
             velocity[i] = v
             step = g + mu * v if nesterov else v
         else:
