@@ -76,6 +76,18 @@ cdef inline floating _fma(floating a, floating b, floating c) noexcept nogil:
         return FNN_OPT_FMA(a, b, c)
 
 
+# 1.0, stored at import: a number gcc cannot fold. _added(x, y) = x + y with x a rounded
+# product, where PyTorch rounds it alone (buf.mul_(momentum).addcdiv_(...),
+# ax.add_(param.sub(ax).mul_(mu))): gcc's contraction fuses a product written into an
+# add, and fma(1, y, x) with a literal 1 could be folded into that add again.
+cdef double _ONE = 1.0
+
+
+cdef inline floating _added(floating product, floating y) noexcept nogil:
+    """product + y, the product already rounded (see _ONE)."""
+    return _fma(<floating>_ONE, y, product)
+
+
 cdef inline bint _lerp_small(floating w) noexcept nogil:
     """PyTorch's lerp branch for the weight w: |w| < 0.5."""
     return -0.5 < w < 0.5
@@ -305,16 +317,22 @@ cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, fl
                                 floating mom) noexcept nogil:
     """p, g, sq: (n,); ga: (n,) or NULL (not centered); buf: (n,) or NULL (no momentum).
     One loop per variant: with the NULL tests inside one loop gcc kept it scalar (1.3-2x
-    numba's time at 16M values)."""
+    numba's time at 16M values). Rounded as torch.optim.RMSprop, each fused
+    multiply-add written out (gcc's contraction chose other products): sq.mul_(alpha)
+    .addcmul_(d, d, value=c) is fma(c d, d, alpha sq); grad_avg.lerp_(d, c) as Adam's
+    first moment; the centered root's square_avg.addcmul(ga, ga, value=-1) fma(-ga, ga,
+    sq); buf.mul_(mom).addcdiv_(d, avg) mom buf and d / avg each rounded, then added."""
     cdef unsigned int csr = fnn_flush_begin()   # _flush.h: subnormals to zero
     cdef Py_ssize_t i
-    cdef floating d, s, m, b
+    cdef floating d, s, m, b, one = 1
+    cdef bint small = _lerp_small(c)
+    cdef floating coeff = c if small else c - one
     if ga != NULL and buf != NULL:
         for i in range(n):
             d = _decayed(g[i], p[i], wd)
-            s = alpha * sq[i] + c * d * d
-            m = alpha * ga[i] + c * d
-            b = mom * buf[i] + d / (f_sqrt(s - m * m) + eps)
+            s = _fma(c * d, d, alpha * sq[i])
+            m = _lerp(ga[i], d, coeff, small)
+            b = _added(mom * buf[i], d / (f_sqrt(_fma(-m, m, s)) + eps))
             sq[i] = s
             ga[i] = m
             buf[i] = b
@@ -322,23 +340,23 @@ cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, fl
     elif ga != NULL:
         for i in range(n):
             d = _decayed(g[i], p[i], wd)
-            s = alpha * sq[i] + c * d * d
-            m = alpha * ga[i] + c * d
+            s = _fma(c * d, d, alpha * sq[i])
+            m = _lerp(ga[i], d, coeff, small)
             sq[i] = s
             ga[i] = m
-            p[i] = p[i] - lr * d / (f_sqrt(s - m * m) + eps)
+            p[i] = p[i] - lr * d / (f_sqrt(_fma(-m, m, s)) + eps)
     elif buf != NULL:
         for i in range(n):
             d = _decayed(g[i], p[i], wd)
-            s = alpha * sq[i] + c * d * d
-            b = mom * buf[i] + d / (f_sqrt(s) + eps)
+            s = _fma(c * d, d, alpha * sq[i])
+            b = _added(mom * buf[i], d / (f_sqrt(s) + eps))
             sq[i] = s
             buf[i] = b
             p[i] = p[i] - lr * b
     else:
         for i in range(n):
             d = _decayed(g[i], p[i], wd)
-            s = alpha * sq[i] + c * d * d
+            s = _fma(c * d, d, alpha * sq[i])
             sq[i] = s
             p[i] = p[i] - lr * d / (f_sqrt(s) + eps)
     fnn_flush_end(csr)
@@ -615,11 +633,13 @@ cdef inline void _asgd_block(floating* p, const floating* g, floating* ax, Py_ss
     for i in range(n):
         d = sign * g[i]
         if decay:
-            d = d + wd * p[i]
-        q = p[i] * keep - eta * d
+            d = _fma(wd, p[i], d)    # grad.add(param, alpha=weight_decay): fused
+        # PyTorch's param.mul_(keep).add_(d, alpha=-eta), then ax.add_(param.sub(ax)
+        # .mul_(mu)): fused as its add_ with alpha, the average's product rounded alone
+        q = _fma(-eta, d, p[i] * keep)
         p[i] = q
         if average:
-            ax[i] = ax[i] + (q - ax[i]) * mu
+            ax[i] = _added((q - ax[i]) * mu, ax[i])
         else:
             ax[i] = q
     fnn_flush_end(csr)

@@ -96,6 +96,11 @@ OPTIONS = {"cache": _CACHING, "fastmath": FASTMATH, "error_model": "numpy"}
 # LLVM under reassoc as (1 - beta2) (g g), inf in float32 from |g| > 1.8e19 (finite up to
 # 5.8e20 the other way). An elementwise loop loses nothing by it.
 ORDERED_OPTIONS = {**OPTIONS, "fastmath": FASTMATH - {"reassoc"}}
+# ...and without contraction, for updates that add a product PyTorch rounds alone
+# (RMSprop's buf.mul_(momentum).addcdiv_(...), ASGD's ax.add_(param.sub(ax).mul_(mu))):
+# numba sets the function's flags on every instruction, an intrinsic's fadd too, so
+# such a kernel writes each fused multiply-add it wants as optim._muladd.
+UNFUSED_OPTIONS = {**OPTIONS, "fastmath": FASTMATH - {"reassoc", "contract"}}
 
 # Inputs with fewer elements than this run the serial variant. The OpenMP pool costs
 # ~2 us to wake; below ~32K elements one core finishes an elementwise pass in that time.
@@ -282,6 +287,12 @@ def update_kernel(fn):
     reassociation (ORDERED_OPTIONS), each block run with subnormals flushed to zero
     (flush.py)."""
     return ElementwiseKernel(fn, options=ORDERED_OPTIONS, flush_denormals=True)
+
+
+def unfused_update_kernel(fn):
+    """``update_kernel`` compiled without contraction (UNFUSED_OPTIONS): a product is
+    fused into an add only where the kernel calls optim._muladd."""
+    return ElementwiseKernel(fn, options=UNFUSED_OPTIONS, flush_denormals=True)
 
 
 def sign_update_kernel(fn):

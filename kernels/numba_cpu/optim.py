@@ -23,7 +23,7 @@ from numba.extending import intrinsic
 
 from ..moments import denominator_factors
 from ._buffers import flat
-from .config import sign_update_kernel, update_kernel
+from .config import sign_update_kernel, unfused_update_kernel, update_kernel
 
 
 @intrinsic
@@ -142,7 +142,7 @@ def _adam(param, grad, exp_avg, exp_avg_sq, step_size, bias_correction2_sqrt, be
         param[i] -= size * m / (math.sqrt(v) / root + eps_)
 
 
-@update_kernel
+@unfused_update_kernel
 def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_decay, momentum):
     # INOUT param, square_avg (n,), grad_avg (n,) or empty (not centered), buf (n,) or
     # empty (no momentum); IN grad (n,)
@@ -150,44 +150,55 @@ def _rmsprop(param, grad, square_avg, grad_avg, buf, lr, alpha, eps, weight_deca
     # loop branching per element vectorizes only behind LLVM's runtime alias checks,
     # which fail on the empty stand-ins (their address range spans n elements), and the
     # scalar fallback ran 20x slower.
+    # Rounded as torch.optim.RMSprop, compiled without contraction, each fused
+    # multiply-add written out (_muladd): g + wd param (grad.add(param, alpha=wd); the
+    # select on the parameter, 0 without weight decay, so that an infinite parameter
+    # stays one: a select on the _muladd itself ran the centered loop 1.35x slower);
+    # square_avg.mul_(alpha).addcmul_(g, g, value=1 - alpha); grad_avg.lerp_(g,
+    # 1 - alpha) as Adam's first moment; the centered root's square_avg.addcmul(m, m,
+    # value=-1); param.add_(buf, alpha=-lr). buf.mul_(momentum).addcdiv_(g, avg): buf
+    # momentum and g / avg each rounded, then added (contract had fused the product in)
     dt = param.dtype.type
     lr_ = dt(lr)
     a = dt(alpha)
     c = dt(1.0 - alpha)
+    small = abs(c) < dt(0.5)
+    coeff = c if small else c - dt(1.0)
     eps_ = dt(eps)
     wd = dt(weight_decay)
     mu = dt(momentum)
+    zero = dt(0.0)
     decay = weight_decay != 0.0
     n = param.shape[0]
     if grad_avg.shape[0] != 0 and buf.shape[0] != 0:
         for i in prange(n):
-            g = grad[i] + wd * param[i] if decay else grad[i]
+            g = _muladd(wd, param[i] if decay else zero, grad[i])
             s = _muladd(c * g, g, square_avg[i] * a)
-            m = grad_avg[i] * a + c * g
-            b = buf[i] * mu + g / (math.sqrt(s - m * m) + eps_)
+            m = _muladd(coeff, g - grad_avg[i], grad_avg[i] if small else g)
+            b = buf[i] * mu + g / (math.sqrt(_muladd(-m, m, s)) + eps_)
             square_avg[i] = s
             grad_avg[i] = m
             buf[i] = b
-            param[i] -= lr_ * b
+            param[i] = _muladd(-lr_, b, param[i])
     elif grad_avg.shape[0] != 0:
         for i in prange(n):
-            g = grad[i] + wd * param[i] if decay else grad[i]
+            g = _muladd(wd, param[i] if decay else zero, grad[i])
             s = _muladd(c * g, g, square_avg[i] * a)
-            m = grad_avg[i] * a + c * g
+            m = _muladd(coeff, g - grad_avg[i], grad_avg[i] if small else g)
             square_avg[i] = s
             grad_avg[i] = m
-            param[i] -= lr_ * g / (math.sqrt(s - m * m) + eps_)
+            param[i] -= lr_ * g / (math.sqrt(_muladd(-m, m, s)) + eps_)
     elif buf.shape[0] != 0:
         for i in prange(n):
-            g = grad[i] + wd * param[i] if decay else grad[i]
+            g = _muladd(wd, param[i] if decay else zero, grad[i])
             s = _muladd(c * g, g, square_avg[i] * a)
             b = buf[i] * mu + g / (math.sqrt(s) + eps_)
             square_avg[i] = s
             buf[i] = b
-            param[i] -= lr_ * b
+            param[i] = _muladd(-lr_, b, param[i])
     else:
         for i in prange(n):
-            g = grad[i] + wd * param[i] if decay else grad[i]
+            g = _muladd(wd, param[i] if decay else zero, grad[i])
             s = _muladd(c * g, g, square_avg[i] * a)
             square_avg[i] = s
             param[i] -= lr_ * g / (math.sqrt(s) + eps_)
@@ -309,9 +320,11 @@ def _rprop(param, grad, prev, step_size, etaminus, etaplus, step_size_min, step_
         param[i] -= direction * size
 
 
-@update_kernel
+@unfused_update_kernel
 def _asgd(param, grad, ax, keep, eta, mu, weight_decay, maximize):
-    # INOUT param, ax (n,); IN grad (n,). keep: 1 - lambd * eta
+    # INOUT param, ax (n,); IN grad (n,). keep: 1 - lambd * eta. Without contraction
+    # (config.UNFUSED_OPTIONS), as PyTorch rounds: grad.add(param, alpha=wd) and
+    # param.mul_(keep).add_(g, alpha=-eta) fused, ax.add_(param.sub(ax).mul_(mu)) not
     dt = param.dtype.type
     k = dt(keep)
     rate = dt(eta)
@@ -322,7 +335,7 @@ def _asgd(param, grad, ax, keep, eta, mu, weight_decay, maximize):
     for i in prange(param.shape[0]):
         g = -grad[i] if maximize else grad[i]
         if decay:
-            g = g + wd * param[i]
+            g = _muladd(wd, param[i], g)
         p = _muladd(-rate, g, param[i] * k)
         param[i] = p
         if average:
