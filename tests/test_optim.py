@@ -231,7 +231,8 @@ def test_nadam_stays_as_close_to_torch_as_adam_over_300_float32_steps(backend,
     """NAdam's denominator sqrt(v / (1 - b2^t)) + eps and its two divided terms are
     rounded in PyTorch's order (kernels/moments.py): over 300 float32 steps of 4000
     values it stays about as close to torch.optim.NAdam as Adam to torch.optim.Adam
-    (at most 4.8e-7 for Adam, 4.8e-7 to 7.2e-7 for NAdam by backend; with
+    (at most 4.8e-7 for Adam, 4.8e-7 for NAdam on the compiled backends, 7.2e-7 on
+    NumPy's; with
     sq_scale * sqrt(v) and the terms summed first, NAdam drifted to 5e-6)."""
     rng = np.random.default_rng(11)
     start = rng.standard_normal(4000).astype(np.float32)
@@ -292,13 +293,15 @@ def test_asgd_averaging_follows_torch_to_the_rounding(backend, dtype, torch_floa
     assert np.abs(opt.state[ours]["ax"] - ref.state[theirs]["ax"].numpy()).max() <= limit
 
 
-def test_rmsprop_kernels_of_the_compiled_backends_round_alike(rng):
+def test_rmsprop_and_nadam_kernels_of_the_compiled_backends_round_alike(rng):
     """numba's and Cython's RMSprop give the same bits in every variant (momentum,
     centered, weight decay), each rounding as torch.optim.RMSprop (the momentum buffer's
     buf * momentum alone, then d / avg added; the rest fused as PyTorch's add_, addcmul_
     and lerp_): numba had fused buf * momentum into the add, 24% of the buffer 1 ulp
-    apart from Cython's after one step. (torch's own float32 sqrt is not correctly
-    rounded on every CPU, so the two are compared with each other.)"""
+    apart from Cython's after one step. So do their NAdam/RAdam steps
+    (adaptive_moments_update), where numba's reciprocals (arcp) had replaced the
+    divisions. (torch's own float32 sqrt is not correctly rounded on every CPU, so the
+    two are compared with each other.)"""
     compiled = [name for name in ("numba", "cython") if name in fastnn.backends()]
     if len(compiled) < 2:
         pytest.skip("needs the numba and Cython backends")
@@ -320,6 +323,18 @@ def test_rmsprop_kernels_of_the_compiled_backends_round_alike(rng):
                 results.append((p, sq, buf, ga))
             for a, b in zip(*results):
                 np.testing.assert_array_equal(a, b, err_msg=f"{dtype} {momentum} {centered}")
+        for grad_rate, sq_scale, wd in [(1e-4, 1 / np.sqrt(1 - 0.999 ** 3), 0.0),
+                                        (0.0, 1.0, 0.1), (0.0, 0.0, 0.0)]:
+            results = []
+            for name in compiled:
+                p, g, m, v = [a.copy() for a in arrays[:4]]
+                with fastnn.use_backend(name):
+                    for _ in range(3):
+                        ops.adaptive_moments_update(p, g, m, v, 1e-3, grad_rate, 0.9, 0.999,
+                                                    sq_scale, 1e-8, wd)
+                results.append((p, m, v))
+            for a, b in zip(*results):
+                np.testing.assert_array_equal(a, b, err_msg=f"{dtype} {grad_rate} {sq_scale}")
 
 
 def test_radam_default_betas_switch_to_the_rectified_rule(torch_float64_scalars):

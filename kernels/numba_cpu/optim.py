@@ -23,7 +23,8 @@ from numba.extending import intrinsic
 
 from ..moments import denominator_factors
 from ._buffers import flat
-from .config import sign_update_kernel, unfused_update_kernel, update_kernel
+from .config import (dividing_update_kernel, sign_update_kernel, unfused_update_kernel,
+                     update_kernel)
 
 
 @intrinsic
@@ -227,7 +228,7 @@ def _adamax(param, grad, exp_avg, exp_inf, step_size, beta1, beta2, eps, weight_
         param[i] -= size * m / u
 
 
-@update_kernel
+@dividing_update_kernel
 def _adaptive_moments(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate, beta1, beta2,
                       sq_divisor, sq_scale, eps, weight_decay):
     # INOUT param, exp_avg, exp_avg_sq (n,); IN grad (n,); sq_divisor, sq_scale: the
