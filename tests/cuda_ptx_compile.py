@@ -136,7 +136,7 @@ def kernels(t):
         ("rmsprop", optim._rmsprop, (a1, a1, a1, a1, b, a1, b, t, t, t, t, t, t)),
         ("adagrad", optim._adagrad, (a1, a1, a1, t, t, t)),
         ("adamax", optim._adamax, (a1, a1, a1, a1, t, b, t, t, t, t)),
-        ("adaptive moments", optim._adaptive_moments, (a1, a1, a1, a1, t, t, b, *(t,) * 6)),
+        ("adaptive moments", optim._adaptive_moments, (a1, a1, a1, a1, t, t, b, *(t,) * 7)),
         ("adadelta", optim._adadelta, (a1, a1, a1, a1, t, t, t, t, t, t)),
         ("rprop", optim._rprop, (a1, a1, a1, a1, t, t, t, t, t)),
         ("asgd", optim._asgd, (a1, a1, a1, t, t, t, t, t, b)),
