@@ -750,6 +750,32 @@ def test_adaptive_moments_update_is_torch_nadam_and_radam(backend, dtype, rng, w
         torch.set_default_dtype(saved)
 
 
+def test_adaptive_moments_update_takes_any_sq_scale(backend, dtype, rng):
+    """An sq_scale whose 1 / sq_scale^2 is no normal number of the dtype (or whose
+    square is 0 in float64, which raised ZeroDivisionError) takes the product form
+    sq_scale * sqrt(v), one that is 0 in the dtype eps alone (the reference had given
+    0 * inf = NaN where v overflowed): the step agrees with that, and no division turns
+    0 / 0 or inf / inf, even with v = 0 or inf. (Every sq_scale finite in the dtype.)"""
+    for sq_scale in (1e-170, 1e-30, 1e-19, 1e19, 1e30, 1e200):
+        with np.errstate(over="ignore"):
+            scale = float(np.dtype(dtype).type(sq_scale))
+        if scale == np.inf:
+            continue   # (1e200 in float32)
+        p0 = rng.standard_normal(64).astype(dtype)
+        grad = rng.standard_normal(64).astype(dtype)
+        grad[0] = 0
+        p, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+        v[1] = np.inf
+        ops.adaptive_moments_update(p, grad, m, v, 1e-3, 1e-4, 0.9, 0.999, sq_scale, 1e-8)
+        g = grad.astype(np.float64)
+        v_ref = 0.001 * g * g
+        v_ref[1] = np.inf
+        denom = scale * np.sqrt(v_ref) + 1e-8 if scale else np.full_like(g, 1e-8)
+        assert not np.isnan(p).any(), sq_scale
+        np.testing.assert_allclose(p - p0, -(1e-4 * g + 1e-3 * 0.1 * g) / denom, rtol=1e-3,
+                                   atol=1e-5, err_msg=str(sq_scale))
+
+
 @pytest.mark.parametrize("weight_decay,maximize", [(0.0, False), (0.01, True)])
 def test_adadelta_update_matches_torch(backend, dtype, rng, weight_decay, maximize):
     """40000 values: the compiled backends' parallel path; the reference backend's step

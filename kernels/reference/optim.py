@@ -120,7 +120,7 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     _moments(g, exp_avg, exp_avg_sq, beta1, beta2)
     divisor, scale = denominator_factors(sq_scale, param.dtype)
     # sq_scale 0 (RAdam's first steps): eps alone, even where v overflowed to inf
-    denom = (np.sqrt(exp_avg_sq / dt(divisor)) * dt(scale) + dt(eps) if sq_scale != 0
+    denom = (np.sqrt(exp_avg_sq / dt(divisor)) * dt(scale) + dt(eps) if scale != 0
              else dt(eps))
     # grad_rate 0 (RAdam): no g term, as PyTorch's (0 * inf would be NaN)
     if grad_rate != 0:
