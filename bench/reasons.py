@@ -32,10 +32,11 @@ builds before, until a run on the Xeon says whether they still lose.
 _ENTRY_3 = ("per-call cost, not the loop: a 2-10 us call where Cython's entry acquires a "
             "typed memoryview per array (~0.27 us each); at 16M values the same ops run "
             "level (0.86-1.06x, interleaved, 1 and 2 threads)")
-_ENTRY_BN = ("per-call cost: Cython's entry acquires 8-9 typed memoryviews (x, out, weight, "
-             "bias, running and saved statistics; ~0.27 us each) and mallocs the chunk "
-             "partials, on a 7-9 us call (until 5ce7940 its wrapper also took np.prod of "
-             "each array's shape, 3 us apiece: course forward 15.3 -> 9.1 us)")
+_ENTRY_BN = ("per-call cost on a 3-8 us call: until 61bf3b5 Cython's entries "
+             "acquired 8-9 typed memoryviews (~0.27 us each); they now read the arrays' "
+             "pointers (_ndarrays.pxd): 16x100 float32, 1 thread, forward 7.5 -> 4.4-5.3 us, "
+             "backward 6.8 -> 3.1 us (numba 4.3 and 4.6 us), 45,700 -> 20,600 and 48,300 "
+             "-> 18,900 instructions a call")
 _ENTRY_LOSS = ("per-call cost: 1.7-2.7 us calls where Cython's entry (three memoryviews, "
                "~0.8 us) outweighs numba's (~0.5 us); 16M values run level (0.85-1.14x)")
 _CLAMPS = ("same formula as numba's (one exp, one division), but gcc compiles the "

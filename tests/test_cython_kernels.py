@@ -421,6 +421,88 @@ def test_dense_loss_and_update_entries_check_the_arrays_they_read(dtype):
         _optim.adam_update(param, gw, m, v[:2], 2, 1e-3, 0.9, 0.999, 1e-8, 0.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batchnorm_entries_take_any_rank_and_refuse_what_they_cannot_read(dtype):
+    # _batchnorm's entries read raw pointers (_ndarrays.pxd) of (N, C, *spatial) arrays,
+    # not (N, C, S) memoryviews: every rank the layers use gives the reference's
+    # result, and a wrong dtype, shape, layout or a read-only output is refused before
+    # anything (output, running statistics, gradients) is written
+    from fastnn.kernels.cython import _batchnorm
+    ref = backend.load("numpy")
+    rng = np.random.default_rng(0)
+    for shape in ((6, 5), (6, 5, 7), (6, 5, 3, 4)):
+        x = rng.standard_normal(shape).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        c = shape[1]
+        w, b = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+        for mean_only in (False, True):
+            stats = [np.zeros(c, dtype), np.ones(c, dtype)]
+            want = ref.batchnorm_forward(x, w, b, stats[0].copy(), stats[1].copy(), True,
+                                         0.1, 1e-5, mean_only)
+            out, sm, si = np.empty_like(x), np.empty(c, dtype), np.empty(c, dtype)
+            _batchnorm.batchnorm_forward(x, w, b, stats[0], stats[1], True, 0.1, 1e-5,
+                                         mean_only, out, sm, None if mean_only else si)
+            tol = dict(rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(out, want[0], **tol)
+            np.testing.assert_allclose(sm, want[1], **tol)
+            np.testing.assert_allclose(stats[0], 0.1 * want[1], **tol)
+            grads = np.zeros(c, dtype), np.zeros(c, dtype), np.empty_like(x)
+            want_g = ref.batchnorm_backward(g, x, w, want[1], want[2], True, mean_only,
+                                            np.zeros(c, dtype), np.zeros(c, dtype))
+            _batchnorm.batchnorm_backward(g, x, w, sm, None if mean_only else si, True,
+                                          mean_only, *grads)
+            np.testing.assert_allclose(grads[2], want_g, **tol)
+            np.testing.assert_allclose(grads[1], g.sum(axis=(0,) + tuple(range(2, x.ndim))),
+                                       **tol)
+    x = rng.standard_normal((4, 3, 2)).astype(dtype)
+    c, other = 3, (np.float64 if dtype == np.float32 else np.float32)
+    readonly = np.empty_like(x)
+    readonly.flags.writeable = False
+
+    def forward_args(**change):
+        args = dict(x=x, weight=np.ones(c, dtype), bias=np.zeros(c, dtype),
+                    running_mean=np.zeros(c, dtype), running_var=np.ones(c, dtype),
+                    out=np.full_like(x, 7), save_mean=np.empty(c, dtype),
+                    save_invstd=np.empty(c, dtype))
+        args.update(change)
+        return args
+
+    bad = [(TypeError, dict(weight=np.ones(c, other))),
+           (TypeError, dict(out=np.empty(x.shape, other))),
+           (ValueError, dict(out=np.empty((4, 3, 3), dtype))),          # out shape
+           (ValueError, dict(out=np.empty((4, 6), dtype))),             # out rank
+           (ValueError, dict(bias=np.zeros(c + 1, dtype))),              # channels
+           (ValueError, dict(running_var=np.ones((c, 1), dtype))),
+           (ValueError, dict(x=np.asfortranarray(x))),
+           (ValueError, dict(out=readonly)),
+           (ValueError, dict(save_invstd=None)),
+           (ValueError, dict(x=x.reshape(-1), out=np.empty(x.size, dtype)))]
+    for error, change in bad:
+        args = forward_args(**change)
+        kept = {k: v.copy() for k, v in args.items() if k != "x" and v is not None}
+        with pytest.raises(error):
+            _batchnorm.batchnorm_forward(args["x"], args["weight"], args["bias"],
+                                         args["running_mean"], args["running_var"], True,
+                                         0.1, 1e-5, False, args["out"], args["save_mean"],
+                                         args["save_invstd"])
+        for k, v in kept.items():
+            np.testing.assert_array_equal(args[k], v, err_msg=k)
+    with pytest.raises(ValueError, match="eval mode"):
+        _batchnorm.batchnorm_forward(x, None, None, None, None, False, 0.1, 1e-5, False,
+                                     np.empty_like(x), np.empty(c, dtype), np.empty(c, dtype))
+    sm, si = np.zeros(c, dtype), np.ones(c, dtype)
+    for error, g, gw, gi in ((ValueError, x[:, :2].copy(), None, None),       # grad_out
+                             (TypeError, x, np.zeros(c, other), None),
+                             (ValueError, x, np.zeros(c + 1, dtype), None),
+                             (ValueError, x, None, readonly),
+                             (ValueError, x, None, np.empty((4, 3), dtype))):
+        gb = np.zeros(c, dtype)
+        with pytest.raises(error):
+            _batchnorm.batchnorm_backward(g, x, np.ones(c, dtype), sm, si, True, False,
+                                          gw, gb, gi)
+        np.testing.assert_array_equal(gb, 0)
+
+
 def test_compiled_label_range_check_agrees_with_numpys():
     # fastnn.validation.labels_in_range runs the extension's loop (NumPy's max reduction
     # behind it was ~9 us of a batch-16 training step); it must answer as the NumPy

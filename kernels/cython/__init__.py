@@ -15,7 +15,6 @@ tests/test_cython_build.py).
 from ... import threads as _threads
 
 import functools  # noqa: E402
-import math  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -415,11 +414,6 @@ def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight
 
 
 # ---------------------------------------------------------------------- batchnorm
-def _ncs(a):
-    """(N, C) or (N, C, H, W) as the (N, C, S) view the kernels take."""
-    return a.reshape(a.shape[0], a.shape[1], math.prod(a.shape[2:]))  # N may be 0
-
-
 def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
                       momentum=0.1, eps=1e-5, mean_only=False, out=None,
                       save_mean=None, save_invstd=None):
@@ -434,10 +428,8 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
         save_invstd = None
     elif save_invstd is None:
         save_invstd = np.empty(c, dtype=x.dtype)
-    _batchnorm.batchnorm_forward(_ncs(x), None if mean_only else weight, bias, running_mean,
-                                 None if mean_only else running_var, bool(training),
-                                 float(momentum), float(eps), bool(mean_only), _ncs(out),
-                                 save_mean, save_invstd)
+    _batchnorm.batchnorm_forward(x, weight, bias, running_mean, running_var, training,
+                                 momentum, eps, mean_only, out, save_mean, save_invstd)
     return out, save_mean, save_invstd
 
 
@@ -447,11 +439,8 @@ def batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training=Tru
     weight, save_mean, save_invstd, grad_weight, grad_bias: (C,), the gradients
     accumulated in place. Returns grad_in."""
     grad_in = _like(x, grad_in)
-    _batchnorm.batchnorm_backward(_ncs(grad_out), _ncs(x), None if mean_only else weight,
-                                  save_mean, None if mean_only else save_invstd,
-                                  bool(training), bool(mean_only),
-                                  None if mean_only else grad_weight, grad_bias,
-                                  _ncs(grad_in))
+    _batchnorm.batchnorm_backward(grad_out, x, weight, save_mean, save_invstd, training,
+                                  mean_only, grad_weight, grad_bias, grad_in)
     return grad_in
 
 

@@ -24,7 +24,10 @@ with 2 threads that ran 1.3-1.5x slower from 1024 rows up (forward+backward
 from cython.parallel cimport parallel, prange
 from libc.math cimport sqrt
 
+cimport numpy as cnp
+
 from _common cimport floating, fnn_workspace, threads_for, n_chunks, merge_chunks
+from _ndarrays cimport array_data, float_type, like_data
 
 
 # Column sums run over a (rows, w) block with row stride ld. Four rows are added
@@ -374,172 +377,212 @@ cdef void _backward_rows(const floating* g, const floating* x, floating* gi, Py_
 
 # ------------------------------------------------------------------------- ops
 
-def batchnorm_forward(const floating[:, :, ::1] x, const floating[::1] weight,
-                      const floating[::1] bias, floating[::1] running_mean,
-                      floating[::1] running_var, bint training, double momentum,
-                      double eps, bint mean_only, floating[:, :, ::1] out,
-                      floating[::1] save_mean, floating[::1] save_invstd):
-    """x, out: (N, C, S); weight, bias, running_mean, running_var, save_mean,
+cdef void _forward(const floating* xp, floating* yp, Py_ssize_t n, Py_ssize_t c,
+                   Py_ssize_t s, bint training, bint want_var, double* mean, double* var,
+                   floating* meanf, double* partial, const floating* wp,
+                   const floating* bp, floating* rm, floating* rv, double momentum,
+                   double eps, floating* save_mean, floating* si, floating* scale,
+                   floating* shift) noexcept nogil:
+    """x, out: (n, c, s); the rest as _forward_rows."""
+    cdef Py_ssize_t j, i, p
+    if not training:
+        for j in range(c):
+            mean[j] = rm[j]
+            meanf[j] = rm[j]
+            if want_var:
+                var[j] = rv[j]
+    if s == 1:
+        _forward_rows(xp, yp, n, c, training, want_var, mean, var, meanf, partial, wp, bp,
+                      rm, rv, momentum, eps, save_mean, si, scale, shift)
+    elif c >= FUSED_MIN_CHANNELS:
+        # a channel's statistics and output in one task: the second read of its
+        # planes finds them in the thread's L2 (32x128x16x16, 2 threads: 264-288
+        # -> 246 us)
+        for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
+            if training:
+                _plane_stats(xp + j * s, n, c * s, s, want_var, mean + j, var + j)
+                meanf[j] = <floating>mean[j]
+            _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
+                            momentum, eps, <double>(n * s), j, j + 1, save_mean,
+                            si, scale, shift)
+            for i in range(n):
+                _affine_plane(xp + (i * c + j) * s, meanf[j], scale[j], shift[j],
+                              yp + (i * c + j) * s, s)
+    else:
+        # fewer channels: the output split by planes keeps both threads busy
+        if training:
+            _plane_batch_stats(xp, n, c, s, want_var, mean, var, meanf)
+        _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
+                        momentum, eps, <double>(n * s), 0, c, save_mean, si, scale, shift)
+        for p in prange(n * c, schedule="static", num_threads=threads_for(n * c * s)):
+            _affine_plane(xp + p * s, meanf[p % c], scale[p % c], shift[p % c],
+                          yp + p * s, s)
+
+
+cdef void _backward(const floating* gp, const floating* xp, floating* gi, Py_ssize_t n,
+                    Py_ssize_t c, Py_ssize_t s, const floating* save_mean,
+                    const floating* wp, const floating* si, bint training,
+                    bint need_sums, floating* gw, floating* gb, double* sum_g,
+                    double* sum_gx, double* partial, floating* a, floating* b,
+                    floating* d) noexcept nogil:
+    """g, x, gi: (n, c, s) (gi NULL when grad_in is not wanted); sum_g, sum_gx: (c,)
+    scratch; the rest as _backward_rows."""
+    cdef Py_ssize_t j, i, p
+    if s == 1:
+        _backward_rows(gp, xp, gi, n, c, save_mean, wp, si, training, need_sums, gw, gb,
+                       partial, a, b, d)
+    elif c >= FUSED_MIN_CHANNELS and gi != NULL:
+        # a channel's sums, coefficients and grad_in in one task: the second read of
+        # its planes finds them in the thread's L2 (with the span sums, 32x128x16x16,
+        # 2 threads: 377-416 -> 284 us, PyTorch 268-312 us)
+        for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
+            if need_sums:
+                _plane_grad_sums(gp + j * s, xp + j * s, save_mean[j], n, c * s, s,
+                                 sum_g + j, sum_gx + j)
+            _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums,
+                               <double>(n * s), j, j + 1, gw, gb, a, b, d)
+            for i in range(n):
+                _grad_plane(gp + (i * c + j) * s, xp + (i * c + j) * s, save_mean[j],
+                            a[j], b[j], d[j], gi + (i * c + j) * s, s,
+                            training and si != NULL)
+    else:
+        if need_sums:
+            for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
+                _plane_grad_sums(gp + j * s, xp + j * s, save_mean[j], n, c * s, s,
+                                 sum_g + j, sum_gx + j)
+        _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums, <double>(n * s),
+                           0, c, gw, gb, a, b, d)
+        # fewer channels than FUSED_MIN_CHANNELS: grad_in split by planes, which keeps
+        # both threads busy when c is 1 or 3
+        if gi != NULL:
+            for p in prange(n * c, schedule="static", num_threads=threads_for(n * c * s)):
+                _grad_plane(gp + p * s, xp + p * s, save_mean[p % c], a[p % c], b[p % c],
+                            d[p % c], gi + p * s, s, training and si != NULL)
+
+
+# The entries take the ndarrays themselves (_ndarrays.pxd: the checks the fused
+# memoryviews made, in C, and the shapes too), of shape (N, C) or (N, C, *spatial)
+# read as (N, C, S).
+
+cdef Py_ssize_t _planes(cnp.ndarray x, Py_ssize_t* c, Py_ssize_t* s) except -1:
+    """x's N, with C and S (the product of the dimensions after the second) in c, s."""
+    cdef int axis, ndim = cnp.PyArray_NDIM(x)
+    if ndim < 2:
+        raise ValueError(f"expected x of shape (N, C, ...), got {(<object>x).shape}")
+    c[0] = cnp.PyArray_DIM(x, 1)
+    s[0] = 1
+    for axis in range(2, ndim):
+        s[0] *= cnp.PyArray_DIM(x, axis)
+    return cnp.PyArray_DIM(x, 0)
+
+
+cdef inline void* _channel_data(cnp.ndarray a, int kind, Py_ssize_t c, bint writes,
+                                str name) except? NULL:
+    """a's data, (C,), or NULL for None."""
+    if a is None:
+        return NULL
+    return array_data(a, kind, c, -1, writes, name)
+
+
+def batchnorm_forward(cnp.ndarray x not None, cnp.ndarray weight, cnp.ndarray bias,
+                      cnp.ndarray running_mean, cnp.ndarray running_var, bint training,
+                      double momentum, double eps, bint mean_only, cnp.ndarray out not None,
+                      cnp.ndarray save_mean not None, cnp.ndarray save_invstd):
+    """x, out: (N, C, *spatial); weight, bias, running_mean, running_var, save_mean,
     save_invstd: (C,), each possibly None as the op table allows (weight,
-    running_var and save_invstd are None when mean_only)."""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], j, i, p
-    cdef double* mean
-    cdef double* var
-    cdef double* partial
-    cdef floating* meanf
-    cdef floating* scale
-    cdef floating* shift
-    cdef const floating* wp = NULL
-    cdef const floating* bp = NULL
-    cdef floating* rm = NULL
-    cdef floating* rv = NULL
-    cdef floating* si = NULL
+    running_var and save_invstd are ignored when mean_only). One float dtype,
+    C-contiguous."""
+    cdef int kind = float_type(x)
+    cdef Py_ssize_t c, s, n = _planes(x, &c, &s)
+    cdef size_t size = 4 if kind == cnp.NPY_FLOAT else 8
     cdef bint want_var = not mean_only
-    cdef const floating* xp = NULL
-    cdef floating* yp = NULL
+    cdef void* xp = like_data(x, x, kind, False, "x")
+    cdef void* yp = like_data(out, x, kind, True, "out")
+    cdef void* wp = _channel_data(weight if want_var else None, kind, c, False, "weight")
+    cdef void* bp = _channel_data(bias, kind, c, False, "bias")
+    cdef void* rm = _channel_data(running_mean, kind, c, True, "running_mean")
+    cdef void* rv = _channel_data(running_var if want_var else None, kind, c, True,
+                                  "running_var")
+    cdef void* sm = _channel_data(save_mean, kind, c, True, "save_mean")
+    cdef void* si = NULL
+    cdef double* mean
+    cdef void* meanf
+    if want_var:
+        if save_invstd is None:
+            raise ValueError("batchnorm_forward: save_invstd is needed unless mean_only")
+        si = _channel_data(save_invstd, kind, c, True, "save_invstd")
+    if not training and (rm == NULL or (want_var and rv == NULL)):
+        raise ValueError("batchnorm_forward: eval mode needs running_mean and running_var")
     if c == 0:
         return
-    if n * s:  # (an empty x has no element 0 to address; the loops then read none)
-        xp = &x[0, 0, 0]
-        yp = &out[0, 0, 0]
-    if not training and (running_mean is None or (want_var and running_var is None)):
-        raise ValueError("batchnorm_forward: eval mode needs running_mean and running_var")
-    if weight is not None and want_var:
-        wp = &weight[0]
-    if bias is not None:
-        bp = &bias[0]
-    if running_mean is not None:
-        rm = &running_mean[0]
-    if running_var is not None and want_var:
-        rv = &running_var[0]
-    if want_var:
-        si = &save_invstd[0]
     # work buffers kept per thread between calls (_workspace.h)
     mean = <double*>fnn_workspace(0, (2 * c + 2 * n_chunks(n) * c) * sizeof(double))
-    meanf = <floating*>fnn_workspace(1, 3 * c * sizeof(floating))
+    meanf = fnn_workspace(1, 3 * c * size)
     if mean == NULL or meanf == NULL:
         raise MemoryError("batchnorm_forward: no memory for the statistics")
-    var = mean + c
-    partial = var + c
-    scale = meanf + c
-    shift = scale + c
-    with nogil:
-        if not training:
-            for j in range(c):
-                mean[j] = rm[j]
-                meanf[j] = rm[j]
-                if want_var:
-                    var[j] = rv[j]
-        if s == 1:
-            _forward_rows(xp, yp, n, c, training, want_var, mean, var,
-                          meanf, partial, wp, bp, rm, rv, momentum, eps, &save_mean[0],
-                          si, scale, shift)
-        elif c >= FUSED_MIN_CHANNELS:
-            # a channel's statistics and output in one task: the second read of its
-            # planes finds them in the thread's L2 (32x128x16x16, 2 threads: 264-288
-            # -> 246 us)
-            for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
-                if training:
-                    _plane_stats(xp + j * s, n, c * s, s, want_var, mean + j, var + j)
-                    meanf[j] = <floating>mean[j]
-                _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
-                                momentum, eps, <double>(n * s), j, j + 1, &save_mean[0],
-                                si, scale, shift)
-                for i in range(n):
-                    _affine_plane(xp + (i * c + j) * s, meanf[j], scale[j], shift[j],
-                                  yp + (i * c + j) * s, s)
-        else:
-            # fewer channels: the output split by planes keeps both threads busy
-            if training:
-                _plane_batch_stats(xp, n, c, s, want_var, mean, var, meanf)
-            _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
-                            momentum, eps, <double>(n * s), 0, c, &save_mean[0], si,
-                            scale, shift)
-            for p in prange(n * c, schedule="static",
-                            num_threads=threads_for(n * c * s)):
-                _affine_plane(xp + p * s, meanf[p % c], scale[p % c],
-                              shift[p % c], yp + p * s, s)
+    if kind == cnp.NPY_FLOAT:
+        with nogil:
+            _forward(<const float*>xp, <float*>yp, n, c, s, training, want_var, mean,
+                     mean + c, <float*>meanf, mean + 2 * c, <const float*>wp,
+                     <const float*>bp, <float*>rm, <float*>rv, momentum, eps,
+                     <float*>sm, <float*>si, <float*>meanf + c, <float*>meanf + 2 * c)
+    else:
+        with nogil:
+            _forward(<const double*>xp, <double*>yp, n, c, s, training, want_var, mean,
+                     mean + c, <double*>meanf, mean + 2 * c, <const double*>wp,
+                     <const double*>bp, <double*>rm, <double*>rv, momentum, eps,
+                     <double*>sm, <double*>si, <double*>meanf + c, <double*>meanf + 2 * c)
 
 
-def batchnorm_backward(const floating[:, :, ::1] grad_out, const floating[:, :, ::1] x,
-                       const floating[::1] weight, const floating[::1] save_mean,
-                       const floating[::1] save_invstd, bint training, bint mean_only,
-                       floating[::1] grad_weight, floating[::1] grad_bias,
-                       floating[:, :, ::1] grad_in):
-    """grad_out, x, grad_in: (N, C, S); weight, save_mean, save_invstd, grad_weight,
-    grad_bias: (C,) (weight and save_invstd None when mean_only; gradients may be
-    None). grad_weight and grad_bias are accumulated; grad_in is written."""
-    cdef Py_ssize_t n = x.shape[0], c = x.shape[1], s = x.shape[2], j, k, i, p, nch, r0, r1
-    cdef double* sum_g
-    cdef double* sum_gx
-    cdef double* partial
-    cdef floating* a
-    cdef floating* b
-    cdef floating* d
-    cdef const floating* wp = NULL
-    cdef const floating* si = NULL
-    cdef floating* gw = NULL
-    cdef floating* gb = NULL
-    cdef floating* gi = NULL
+def batchnorm_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
+                       cnp.ndarray weight, cnp.ndarray save_mean not None,
+                       cnp.ndarray save_invstd, bint training, bint mean_only,
+                       cnp.ndarray grad_weight, cnp.ndarray grad_bias,
+                       cnp.ndarray grad_in):
+    """grad_out, x, grad_in: (N, C, *spatial); weight, save_mean, save_invstd,
+    grad_weight, grad_bias: (C,) (weight, save_invstd and grad_weight ignored when
+    mean_only; the gradients may be None). grad_weight and grad_bias are
+    accumulated; grad_in, when given, is written. One float dtype, C-contiguous."""
+    cdef int kind = float_type(x)
+    cdef Py_ssize_t c, s, n = _planes(x, &c, &s)
+    cdef size_t size = 4 if kind == cnp.NPY_FLOAT else 8
+    cdef void* gp = like_data(grad_out, x, kind, False, "grad_out")
+    cdef void* xp = like_data(x, x, kind, False, "x")
+    cdef void* sm = _channel_data(save_mean, kind, c, False, "save_mean")
+    cdef void* wp = NULL
+    cdef void* si = NULL
+    cdef void* gw = NULL
+    cdef void* gb = _channel_data(grad_bias, kind, c, True, "grad_bias")
+    cdef void* gi = NULL
     cdef bint need_sums = training or grad_weight is not None or grad_bias is not None
-    cdef const floating* gp = NULL
-    cdef const floating* xp = NULL
+    cdef Py_ssize_t nch = n_chunks(n)
+    cdef double* sum_g
+    cdef void* a
+    if not mean_only:
+        if save_invstd is None:
+            raise ValueError("batchnorm_backward: save_invstd is needed unless mean_only")
+        wp = _channel_data(weight, kind, c, False, "weight")
+        si = _channel_data(save_invstd, kind, c, False, "save_invstd")
+        gw = _channel_data(grad_weight, kind, c, True, "grad_weight")
+    else:
+        need_sums = training or grad_bias is not None
+    if grad_in is not None:
+        gi = like_data(grad_in, x, kind, True, "grad_in")
     if c == 0:
         return
-    if n * s:  # (an empty x has no element 0 to address; the loops then read none)
-        gp = &grad_out[0, 0, 0]
-        xp = &x[0, 0, 0]
-    if not mean_only:
-        if weight is not None:
-            wp = &weight[0]
-        si = &save_invstd[0]
-        if grad_weight is not None:
-            gw = &grad_weight[0]
-    if grad_bias is not None:
-        gb = &grad_bias[0]
-    if grad_in is not None and n * s:
-        gi = &grad_in[0, 0, 0]
-    nch = n_chunks(n)
     sum_g = <double*>fnn_workspace(0, (2 * c + 2 * nch * c) * sizeof(double))
-    a = <floating*>fnn_workspace(1, 3 * c * sizeof(floating))
+    a = fnn_workspace(1, 3 * c * size)
     if sum_g == NULL or a == NULL:
         raise MemoryError("batchnorm_backward: no memory for the reductions")
-    sum_gx = sum_g + c
-    partial = sum_gx + c
-    b = a + c
-    d = b + c
-    with nogil:
-        if s == 1:
-            _backward_rows(gp, xp, gi, n, c, &save_mean[0], wp,
-                           si, training, need_sums, gw, gb, partial, a, b, d)
-        else:
-            if c >= FUSED_MIN_CHANNELS and gi != NULL:
-                # a channel's sums, coefficients and grad_in in one task: the second
-                # read of its planes finds them in the thread's L2 (with the span sums,
-                # 32x128x16x16, 2 threads: 377-416 -> 284 us, PyTorch 268-312 us)
-                for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
-                    if need_sums:
-                        _plane_grad_sums(gp + j * s, xp + j * s, save_mean[j],
-                                         n, c * s, s, sum_g + j, sum_gx + j)
-                    _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums,
-                                       <double>(n * s), j, j + 1, gw, gb, a, b, d)
-                    for i in range(n):
-                        _grad_plane(gp + (i * c + j) * s, xp + (i * c + j) * s,
-                                    save_mean[j], a[j], b[j], d[j], gi + (i * c + j) * s,
-                                    s, training and si != NULL)
-            else:
-                if need_sums:
-                    for j in prange(c, schedule="static", num_threads=threads_for(n * c * s)):
-                        _plane_grad_sums(gp + j * s, xp + j * s, save_mean[j],
-                                         n, c * s, s, sum_g + j, sum_gx + j)
-                _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums,
-                                   <double>(n * s), 0, c, gw, gb, a, b, d)
-                # fewer channels than FUSED_MIN_CHANNELS: grad_in split by planes, which
-                # keeps both threads busy when c is 1 or 3
-                if gi != NULL:
-                    for p in prange(n * c, schedule="static",
-                                    num_threads=threads_for(n * c * s)):
-                        _grad_plane(gp + p * s, xp + p * s,
-                                    save_mean[p % c], a[p % c], b[p % c], d[p % c],
-                                    gi + p * s, s, training and si != NULL)
-
+    if kind == cnp.NPY_FLOAT:
+        with nogil:
+            _backward(<const float*>gp, <const float*>xp, <float*>gi, n, c, s,
+                      <const float*>sm, <const float*>wp, <const float*>si, training,
+                      need_sums, <float*>gw, <float*>gb, sum_g, sum_g + c, sum_g + 2 * c,
+                      <float*>a, <float*>a + c, <float*>a + 2 * c)
+    else:
+        with nogil:
+            _backward(<const double*>gp, <const double*>xp, <double*>gi, n, c, s,
+                      <const double*>sm, <const double*>wp, <const double*>si, training,
+                      need_sums, <double*>gw, <double*>gb, sum_g, sum_g + c,
+                      sum_g + 2 * c, <double*>a, <double*>a + c, <double*>a + 2 * c)

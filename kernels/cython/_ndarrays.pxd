@@ -64,3 +64,19 @@ cdef inline Py_ssize_t dim(cnp.ndarray a, int axis, int ndim, str name) except -
     if cnp.PyArray_NDIM(a) != ndim:
         raise ValueError(f"expected {name} with {ndim} dimensions, got shape {(<object>a).shape}")
     return cnp.PyArray_DIM(a, axis)
+
+
+cdef inline void* like_data(cnp.ndarray a, cnp.ndarray like, int kind, bint writes,
+                            str name) except? NULL:
+    """The data of a after checking that it is a C-contiguous array of type number kind
+    and of like's shape, writeable when writes."""
+    cdef int axis, ndim = cnp.PyArray_NDIM(like)
+    _check_type(a, kind, name)
+    if cnp.PyArray_NDIM(a) != ndim:
+        raise ValueError(f"expected {name} of shape {(<object>like).shape}, "
+                         f"got {(<object>a).shape}")
+    for axis in range(ndim):
+        if cnp.PyArray_DIM(a, axis) != cnp.PyArray_DIM(like, axis):
+            raise ValueError(f"expected {name} of shape {(<object>like).shape}, "
+                             f"got {(<object>a).shape}")
+    return _checked_data(a, writes, name)
