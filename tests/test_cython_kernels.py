@@ -503,6 +503,39 @@ def test_batchnorm_entries_take_any_rank_and_refuse_what_they_cannot_read(dtype)
         np.testing.assert_array_equal(gb, 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_hands_blas_a_long_batch_in_pieces(dtype):
+    # BLAS takes 32-bit sizes, so a batch of 2^31 rows or more is handed over in pieces
+    # of at most _dense._blas_rows rows (before, the row count was cut to 32 bits: rows
+    # left unwritten, no error). Lowering the limit to 3 rows reaches every piece-wise
+    # path (gemv for one output, gemm, grad_w added over the pieces) with small arrays.
+    from fastnn.kernels.cython import _dense
+    rng = np.random.default_rng(1)
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12)
+    previous = _dense._set_blas_rows(3)
+    try:
+        for n, fin, fout in ((10, 4, 5), (10, 4, 1), (7, 1, 3), (3, 2, 2), (1, 3, 4),
+                             (8, 0, 3)):
+            x = rng.standard_normal((n, fin)).astype(dtype)
+            w = rng.standard_normal((fout, fin)).astype(dtype)
+            b = rng.standard_normal(fout).astype(dtype)
+            g = rng.standard_normal((n, fout)).astype(dtype)
+            for transposed in (None, np.empty((fout, n), dtype)):
+                out = np.full((n, fout), np.nan, dtype)
+                _dense.linear_forward(x, w, b, 0, 0.01, out, transposed)
+                np.testing.assert_allclose(out, x @ w.T + b, **tol)
+            for accumulate in (True, False):
+                gw = np.ones((fout, fin), dtype)
+                gb = np.ones(fout, dtype)
+                gi = np.full((n, fin), np.nan, dtype)
+                _dense.linear_backward(g, x, w, None, 0, 0.01, gw, gb, gi, None, accumulate)
+                np.testing.assert_allclose(gw, g.T @ x + accumulate, **tol)
+                np.testing.assert_allclose(gb, g.sum(0) + accumulate, **tol)
+                np.testing.assert_allclose(gi, g @ w, **tol)
+    finally:
+        _dense._set_blas_rows(previous)
+
+
 def test_compiled_label_range_check_agrees_with_numpys():
     # fastnn.validation.labels_in_range runs the extension's loop (NumPy's max reduction
     # behind it was ~9 us of a batch-16 training step); it must answer as the NumPy

@@ -9,6 +9,7 @@ a C-contiguous (R, K) array is a Fortran (K, R) matrix with leading dimension K.
 cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.string cimport memset
+from libc.limits cimport INT_MAX
 from libc.stdint cimport int64_t
 
 from _ndarrays cimport array_data, dim, float_type
@@ -33,6 +34,22 @@ def use_ilp64_gemm(size_t sgemm_address, size_t dgemm_address):
 def ilp64_gemm_in_use():
     """True while the Linear products run through use_ilp64_gemm's entry points."""
     return _gemms.sgemm64 != NULL
+
+
+# BLAS takes 32-bit sizes (SciPy's LP64 ?gemm/?gemv, and the gemm wrappers' int
+# arguments): a batch is handed over in pieces of at most this many rows, so no size
+# is cut to 32 bits (a batch of 2^31 rows had given silently wrong rows).
+# _set_blas_rows lowers it so tests reach the pieces with small arrays.
+cdef Py_ssize_t _blas_rows = 1 << 30
+
+
+def _set_blas_rows(Py_ssize_t rows):
+    """Set the most rows one BLAS call takes (tests only); returns the previous."""
+    global _blas_rows
+    if rows < 1 or rows > (1 << 30):
+        raise ValueError(f"rows must be in [1, 2**30], got {rows}")
+    previous, _blas_rows = _blas_rows, rows
+    return previous
 
 
 cdef inline void gemm(char transa, char transb, int m, int n, int k, floating alpha,
@@ -107,16 +124,14 @@ cdef void linear_forward_kernel(const floating* x, const floating* w, const floa
     y: (n, fout); yt: (fout, n) scratch, or NULL. With yt BLAS computes y.T into it
     (faster for a short batch of a wide layer: kernels/gemm_shapes.py) and the fused
     pass reads it transposed into y."""
-    cdef Py_ssize_t i, j
-    if (n == 1 or fout == 1) and fin > 0:
+    cdef Py_ssize_t i, j, r0, rows
+    if n == 1 and fin > 0:
         # A matrix-vector product: gemv. OpenBLAS's gemm packs the whole matrix even
         # for one column (784 -> 100 at batch 1: 23 -> 8 us a call). (With no input
         # features gemv returns without writing y; gemm below writes zeros.)
-        if n == 1:   # y (fout,) = w (fout, fin) @ x (fin,), w column-major (fin, fout)
-            blas_gemv(c"T", <int>fin, <int>fout, 1, w, <int>fin, x, 0, y)
-        else:        # y (n,) = x (n, fin) @ w (fin,), x column-major (fin, n)
-            blas_gemv(c"T", <int>fin, <int>n, 1, x, <int>fin, w, 0, y)
-    elif yt != NULL:
+        # y (fout,) = w (fout, fin) @ x (fin,), w column-major (fin, fout)
+        blas_gemv(c"T", <int>fin, <int>fout, 1, w, <int>fin, x, 0, y)
+    elif yt != NULL and not (fout == 1 and fin > 0) and n <= _blas_rows:
         # Column-major: yt.T (n, fout) = x (n, fin) @ w.T (fin, fout).
         gemm(c"T", c"N", <int>n, <int>fout, <int>fin, 1, x, <int>max(fin, 1), w,
              <int>max(fin, 1), 0, yt, <int>n)
@@ -126,9 +141,18 @@ cdef void linear_forward_kernel(const floating* x, const floating* w, const floa
             _bias_act_row(y + i * fout, bias, fout, act, slope)
         return
     else:
-        # Column-major: y.T (fout, n) = w (fout, fin) @ x.T (fin, n).
-        gemm(c"T", c"N", <int>fout, <int>n, <int>fin, 1, w, <int>max(fin, 1), x,
-             <int>max(fin, 1), 0, y, <int>fout)
+        r0 = 0
+        while r0 < n:
+            rows = min(_blas_rows, n - r0)
+            if fout == 1 and fin > 0:
+                # y (rows,) = x (rows, fin) @ w (fin,), x column-major (fin, rows)
+                blas_gemv(c"T", <int>fin, <int>rows, 1, x + r0 * fin, <int>fin, w, 0,
+                          y + r0)
+            else:
+                # Column-major: y.T (fout, rows) = w (fout, fin) @ x.T (fin, rows).
+                gemm(c"T", c"N", <int>fout, <int>rows, <int>fin, 1, w, <int>max(fin, 1),
+                     x + r0 * fin, <int>max(fin, 1), 0, y + r0 * fout, <int>fout)
+            r0 += rows
     if bias == NULL and act == ACT_IDENTITY:
         return
     for i in prange(n, schedule="static", num_threads=threads_for(n * fout)):
@@ -149,7 +173,7 @@ cdef void linear_backward_kernel(const floating* gout, const floating* x, const 
     grad_in are NULL when fin == 0. grad_w and grad_b are accumulated (overwritten when
     not accumulate); grad_in is written.
     """
-    cdef Py_ssize_t nch = n_chunks(n), c, r0, r1, j
+    cdef Py_ssize_t nch = n_chunks(n), c, r0, r1, j, rows
     cdef floating beta = 1 if accumulate else 0
     if act != ACT_IDENTITY or grad_b != NULL:
         for c in prange(nch, schedule="static", num_threads=threads_for(n * fout)):
@@ -169,26 +193,43 @@ cdef void linear_backward_kernel(const floating* gout, const floating* x, const 
             else:
                 for j in range(fout):
                     grad_b[j] = partial[j]
-    # matrix-vector products go to gemv, as in the forward
-    if grad_w != NULL and fout == 1:
-        # grad_w (fin,) = beta grad_w + x.T (fin, n) @ g (n,)
-        blas_gemv(c"N", <int>fin, <int>n, 1, x, <int>fin, g, beta, grad_w)
-    elif grad_w != NULL:
-        # grad_w.T (fin, fout) = beta grad_w.T + x.T (fin, n) @ g (n, fout)
-        gemm(c"N", c"T", <int>fin, <int>fout, <int>n, 1, x, <int>max(fin, 1), g,
-             <int>max(fout, 1), beta, grad_w, <int>max(fin, 1))
-    if grad_in != NULL and n == 1:
-        # grad_in (fin,) = w.T (fin, fout) @ g (fout,)
-        blas_gemv(c"N", <int>fin, <int>fout, 1, w, <int>fin, g, 0, grad_in)
-    elif grad_in != NULL:
-        # grad_in.T (fin, n) = w.T (fin, fout) @ g.T (fout, n)
-        gemm(c"N", c"N", <int>fin, <int>n, <int>fout, 1, w, <int>max(fin, 1), g,
-             <int>max(fout, 1), 0, grad_in, <int>max(fin, 1))
+    # matrix-vector products go to gemv, as in the forward; the batch in pieces of at
+    # most _blas_rows rows, each piece's grad_w product added to the last
+    r0 = 0
+    while r0 < n:
+        rows = min(_blas_rows, n - r0)
+        if grad_w != NULL and fout == 1:
+            # grad_w (fin,) = beta grad_w + x.T (fin, rows) @ g (rows,)
+            blas_gemv(c"N", <int>fin, <int>rows, 1, x + r0 * fin, <int>fin, g + r0, beta,
+                      grad_w)
+        elif grad_w != NULL:
+            # grad_w.T (fin, fout) = beta grad_w.T + x.T (fin, rows) @ g (rows, fout)
+            gemm(c"N", c"T", <int>fin, <int>fout, <int>rows, 1, x + r0 * fin,
+                 <int>max(fin, 1), g + r0 * fout, <int>max(fout, 1), beta, grad_w,
+                 <int>max(fin, 1))
+        beta = 1
+        if grad_in != NULL and n == 1:
+            # grad_in (fin,) = w.T (fin, fout) @ g (fout,)
+            blas_gemv(c"N", <int>fin, <int>fout, 1, w, <int>fin, g, 0, grad_in)
+        elif grad_in != NULL:
+            # grad_in.T (fin, rows) = w.T (fin, fout) @ g.T (fout, rows)
+            gemm(c"N", c"N", <int>fin, <int>rows, <int>fout, 1, w, <int>max(fin, 1),
+                 g + r0 * fout, <int>max(fout, 1), 0, grad_in + r0 * fin, <int>max(fin, 1))
+        r0 += rows
 
 
 # ------------------------------------------------------------------ entry points
 # The entries take the ndarrays themselves (_ndarrays.pxd: the checks a fused
 # memoryview made, in C, and the shapes too): 2.5 -> 1.1 us a call for a 1x1 layer.
+
+cdef int _check_features(Py_ssize_t fin, Py_ssize_t fout, str op) except -1:
+    """A clear error for a feature count BLAS's 32-bit sizes cannot hold (the batch is
+    split instead: _blas_rows)."""
+    if fin > INT_MAX or fout > INT_MAX:
+        raise ValueError(f"{op}: in_features {fin} and out_features {fout} must each be "
+                         f"at most {INT_MAX} (the BLAS's 32-bit sizes)")
+    return 0
+
 
 def linear_forward(cnp.ndarray x not None, cnp.ndarray weight not None, cnp.ndarray bias,
                    int act, double negative_slope, cnp.ndarray out not None,
@@ -208,6 +249,7 @@ def linear_forward(cnp.ndarray x not None, cnp.ndarray weight not None, cnp.ndar
         b = array_data(bias, kind, fout, -1, False, "bias")
     if transposed is not None:
         yt = array_data(transposed, kind, fout, n, True, "transposed scratch")
+    _check_features(fin, fout, "linear_forward")
     if n == 0 or fout == 0:
         return
     if kind == cnp.NPY_FLOAT:
@@ -254,6 +296,7 @@ def linear_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
         gb = array_data(grad_bias, kind, fout, -1, True, "grad_bias")
     if grad_in is not None:
         gi = array_data(grad_in, kind, n, fin, True, "grad_in")
+    _check_features(fin, fout, "linear_backward")
     if n == 0 or fout == 0:   # empty products: zero gradients (no sums to add when accumulating)
         if gi != NULL:
             memset(gi, 0, n * fin * size)
