@@ -681,3 +681,46 @@ def test_frozen_parameters_are_left_alone_like_torch(backend, dtype, name, kwarg
         np.testing.assert_array_equal(ours[2].data, frozen)
         for p, q in zip(ours, theirs):
             assert_close(p.data, q.detach().numpy(), dtype)
+
+
+@pytest.mark.parametrize("make", [lambda ps: optim.SGD(ps, lr=0.1, momentum=0.9),
+                                  lambda ps: optim.Adam(ps, lr=0.1)])
+def test_weights_tied_through_data_are_refused_not_untied(make):
+    # `c.weight.data = a.weight.data` ties two Parameters' values (PyTorch's optimizers
+    # then update the one tensor twice); the flat buffers copy each parameter into a
+    # slot of its own, which untied them without a word (they then trained apart).
+    # Now a clear error, at construction or at the step after such a rebinding; a
+    # tied Parameter (`c.weight = a.weight`) and a view of a parameter's own slot are fine.
+    from fastnn import nn
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    a, c = nn.Linear(4, 4), nn.Linear(4, 4)
+    c.weight.data = a.weight.data
+    with pytest.raises(ValueError, match=r"parameters 0 and 2 share the memory"):
+        make(list(a.parameters()) + list(c.parameters()))
+    with pytest.raises(ValueError, match=r"parameters 1 and 2 share the memory"):  # across groups
+        make([{"params": list(c.parameters())[::-1]}, {"params": list(a.parameters())}])
+    a, c = nn.Linear(4, 4), nn.Linear(4, 4)
+    opt = make(list(a.parameters()) + list(c.parameters()))
+    y = c(a(x))
+    a.backward(c.backward(np.ones_like(y)))
+    opt.step()
+    a.weight.data = a.weight.data.reshape(4, 4)   # a view of its own slot: still its own
+    opt.step()
+    c.weight.data = a.weight.data
+    kept = c.weight.data.copy()
+    with pytest.raises(ValueError, match=r"parameters 0 and 2 share the memory"):
+        opt.step()
+    np.testing.assert_array_equal(a.weight.data, kept)
+    a, d = nn.Linear(4, 4), nn.Linear(4, 4)
+    opt = make(list(a.parameters()))
+    d.weight.data = a.weight.data      # a's slot of the installed group
+    with pytest.raises(ValueError, match=r"parameters 0 and 2 share the memory"):
+        opt.add_param_group({"params": list(d.parameters())})
+    assert len(opt.param_groups) == 1
+    m = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4))
+    m[2].weight = m[0].weight
+    opt = make(m.parameters())
+    y = m(x)
+    m.backward(np.ones_like(y))
+    opt.step()
+    assert m[2].weight is m[0].weight

@@ -1926,8 +1926,9 @@ class Module:
         backward of a Linear layer writes its weight and bias gradients instead of adding
         them to zeros (PyTorch's set_to_none saves the same pass over memory), and any
         other read of ``.grad`` writes the zeros first. An array taken from ``.grad``
-        before the call keeps its values until then, as a PyTorch gradient tensor kept
-        across ``zero_grad()`` does. set_to_none=False writes the zeros now, in place.
+        before the call keeps its values until then (and no longer: ``.grad`` stays one
+        array, where PyTorch's next backward makes a new tensor; keep ``p.grad.copy()``
+        to log gradients). set_to_none=False writes the zeros now, in place.
         """
         params = [param for _, param in self._named_parameters()]
         if set_to_none:

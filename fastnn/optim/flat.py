@@ -99,11 +99,30 @@ class FlatBucket:
         return buf
 
     # ------------------------------------------------------------------ re-homing
-    def _home_data(self, i):
+    def _home_data(self, i, where="the optimizer"):
         p, view = self.params[i], self.data_views[i]
         if p.data is not view:
+            self._check_not_tied(where, i, p.data)
             self.ns.copy_into(view, p.data)
             p.data = view
+
+    def _check_not_tied(self, where, i, data):
+        """A ValueError when data, rebound to parameter i, is (part of) another
+        parameter's slot of this bucket (``c.weight.data = a.weight.data`` after the
+        optimizer was built): copying it into i's own slot would untie them."""
+        if not (isinstance(data, np.ndarray) and isinstance(self.data, np.ndarray)
+                and data.size and np.shares_memory(data, self.data)):
+            return
+        itemsize = self.dtype.itemsize
+        start = self.data.ctypes.data + self.offsets[i] * itemsize
+        end = self.data.ctypes.data + self.offsets[i + 1] * itemsize
+        low, high = _byte_bounds(data)
+        if start <= low and high <= end:
+            return   # a view of its own slot (p.data = p.data.reshape(...))
+        other = next(j for j in range(len(self.params)) if j != i
+                     and np.shares_memory(data, self.data_views[j]))
+        raise ValueError(_tied_message(where,
+                                       *sorted((self.indices[i], self.indices[other]))))
 
     def _home_grad(self, i):
         p, view = self.params[i], self.grad_views[i]
@@ -152,10 +171,11 @@ class FlatBucket:
                 regroup = True
         return intact, regroup, missing_grad
 
-    def rehome(self):
-        """Copy rebound .data / .grad arrays back into the flat buffers and rebind them."""
+    def rehome(self, where="the optimizer"):
+        """Copy rebound .data / .grad arrays back into the flat buffers and rebind them
+        (where: the optimizer's name, for errors)."""
         for i in range(len(self.params)):
-            self._home_data(i)
+            self._home_data(i, where)
             self._home_grad(i)
 
     # ---------------------------------------------------------------- state views
@@ -225,6 +245,40 @@ def check_parameter(where, p, index):
         if grad.shape != data.shape or grad.dtype != data.dtype:
             raise ValueError(f"{where}: parameter {index} has .grad {grad.shape} {grad.dtype} "
                              f"but .data {data.shape} {data.dtype}; they must match")
+
+
+try:
+    from numpy.lib.array_utils import byte_bounds as _byte_bounds   # NumPy 2
+except ImportError:   # pragma: no cover - NumPy 1
+    _byte_bounds = np.byte_bounds
+
+
+def _tied_message(where, first, second):
+    return (f"{where}: parameters {first} and {second} share the memory of their .data "
+            f"(tied through .data, as `b.weight.data = a.weight.data` ties them); fastnn's "
+            f"optimizers update each parameter in a slot of its own, which would silently "
+            f"untie them. Tie the Parameter itself (`b.weight = a.weight`), which trains "
+            f"one set of values, or give each parameter its own array")
+
+
+def check_untied(where, params, indices):
+    """A ValueError naming the first two of params (host arrays; numbered by indices)
+    whose .data share memory: the flat buffers would copy each into a slot of its own,
+    untying them without a word (PyTorch's optimizers update such tied tensors in place,
+    one after the other)."""
+    spans = []
+    for index, p in zip(indices, params):
+        data = getattr(p, "data", None)
+        if isinstance(data, np.ndarray) and data.size:
+            low, high = _byte_bounds(data)
+            spans.append((low, high, index, data))
+    spans.sort(key=lambda span: span[0])
+    reach = None   # the span reaching furthest so far
+    for span in spans:
+        if reach is not None and span[0] < reach[1] and np.shares_memory(span[3], reach[3]):
+            raise ValueError(_tied_message(where, *sorted((reach[2], span[2]))))
+        if reach is None or span[1] > reach[1]:
+            reach = span
 
 
 def build_buckets(params, start=0, scalars=None):

@@ -131,7 +131,7 @@ class HostOptimizer(Optimizer):
                 plans[gi] = [b.inspect(self._name) for b in self._buckets[gi]]
             for bucket, (intact, _, _) in zip(self._buckets[gi], plans[gi]):
                 if not intact:
-                    bucket.rehome()
+                    bucket.rehome(self._name)
 
     def step(self, closure=None):
         """Apply one update to every parameter that has a gradient (others are skipped,

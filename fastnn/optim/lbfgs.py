@@ -247,7 +247,7 @@ class LBFGS(Optimizer):
             plans = [b.inspect(self._name) for b in self._buckets[0]]
         for bucket, (intact, _, _) in zip(self._buckets[0], plans):
             if not intact:
-                bucket.rehome()
+                bucket.rehome(self._name)
         buckets = self._buckets[0]
         self._fast = buckets[0] if len(buckets) == 1 and not plans[0][2] else None
         self._dtype = np.result_type(*[b.dtype for b in buckets])

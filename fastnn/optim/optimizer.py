@@ -30,7 +30,7 @@ from .. import device as _device
 from ..errors import IndexValueError, KeyValueError, RuntimeValueError, TypeValueError
 from ..nn.module import zero_grads_lazily
 from ..validation import as_bool
-from .flat import build_buckets, check_parameter, has_no_grad, raw_grad
+from .flat import build_buckets, check_parameter, check_untied, has_no_grad, raw_grad
 
 
 #: Keys a learning-rate scheduler keeps in a param group beside the hyper-parameters
@@ -96,6 +96,7 @@ class Optimizer:
             params = [{"params": params}]
         groups = [self._make_group(g) for g in params]
         self._check_distinct([p for g in groups for p in g["params"]])
+        self._check_untied([p for g in groups for p in g["params"]])
         self._check_names(groups)
         self.param_groups = []
         self._buckets = []
@@ -227,6 +228,11 @@ class Optimizer:
             raise ValueError(f"{self._name}: some parameters appear more than once "
                              f"(in one group or across groups)")
 
+    def _check_untied(self, params):
+        # before any group is installed: installing one copies its parameters into
+        # flat buffers, which unties them from the next group's
+        check_untied(self._name, params, range(len(params)))
+
     def _group_start(self, gi):
         return sum(len(g["params"]) for g in self.param_groups[:gi])
 
@@ -244,6 +250,8 @@ class Optimizer:
         group = self._make_group(param_group)
         self._check_distinct([p for g in self.param_groups for p in g["params"]]
                              + group["params"])
+        self._check_untied([p for g in self.param_groups for p in g["params"]]
+                           + group["params"])
         self._check_names(self.param_groups + [group])
         self._install_group(group)
 
@@ -336,8 +344,9 @@ class Optimizer:
         other read of ``.grad`` (a layer's backward, ``step``) writes the zeros first.
         On the GPU too: an array the user took from ``.grad`` before the call keeps its
         values until a backward or a read writes it, as on the CPU (a PyTorch gradient
-        kept across ``zero_grad()`` keeps its values), at the cost of a fill launch for
-        each parameter a layer other than Linear reads. set_to_none=False writes them
+        kept across ``zero_grad()`` keeps its values for good, since PyTorch makes a new
+        one: keep ``p.grad.copy()`` here), at the cost of a fill launch for each
+        parameter a layer other than Linear reads. set_to_none=False writes them
         now (one fill per flat buffer).
         """
         lazy_params = []
@@ -382,7 +391,7 @@ class Optimizer:
             for bucket, (intact, _, missing_grad) in zip(self._buckets[gi], plans[gi]):
                 kernels = _device.kernels(bucket.ns.name)  # where the bucket lives
                 if not intact:
-                    bucket.rehome()
+                    bucket.rehome(self._name)
                 if ascent:
                     _device.scaled(bucket.grad, -1.0)
                 try:
