@@ -536,6 +536,34 @@ def test_linear_hands_blas_a_long_batch_in_pieces(dtype):
         _dense._set_blas_rows(previous)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dropout_entry_takes_any_shape_and_refuses_what_it_cannot_read(dtype):
+    # _dropout.dropout_forward reads raw pointers (_ndarrays.pxd), not 1-D memoryviews of
+    # reshapes: arrays of any shape give the mask of their flat view, and a wrong dtype,
+    # size, layout or a read-only output is refused before anything is written
+    from fastnn.kernels.cython import _dropout
+    x = np.random.default_rng(0).standard_normal((6, 5, 4)).astype(dtype)
+    mask, out = np.full_like(x, 7), np.full_like(x, 7)
+    _dropout.dropout_forward(x, 0.25, 11, mask, out)
+    flat_mask, flat_out = np.empty(x.size, dtype), np.empty(x.size, dtype)
+    _dropout.dropout_forward(x.reshape(-1), 0.25, 11, flat_mask, flat_out)
+    np.testing.assert_array_equal(mask.reshape(-1), flat_mask)
+    np.testing.assert_array_equal(out, x * mask)
+    assert set(np.unique(mask)) <= {0, dtype(1 / 0.75)}
+    readonly = np.empty_like(x)
+    readonly.flags.writeable = False
+    other = np.float64 if dtype == np.float32 else np.float32
+    for error, m, o in ((TypeError, np.empty(x.shape, other), out),
+                        (ValueError, np.empty(x.size - 1, dtype), out),
+                        (ValueError, mask, np.empty((5, 6, 4), dtype)[:, ::-1]),
+                        (ValueError, mask, readonly)):
+        kept = m.copy(), o.copy()
+        with pytest.raises(error):
+            _dropout.dropout_forward(x, 0.25, 11, m, o)
+        np.testing.assert_array_equal(m, kept[0])
+        np.testing.assert_array_equal(o, kept[1])
+
+
 def test_compiled_label_range_check_agrees_with_numpys():
     # fastnn.validation.labels_in_range runs the extension's loop (NumPy's max reduction
     # behind it was ~9 us of a batch-16 training step); it must answer as the NumPy

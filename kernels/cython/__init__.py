@@ -339,7 +339,7 @@ def dropout_forward(x, p, seed, mask=None, out=None):
     """
     mask = _like(x, mask)
     out = _like(x, out)
-    _dropout.dropout_forward(_flat(x), float(p), seed, _flat(mask), _flat(out))
+    _dropout.dropout_forward(x, p, seed, mask, out)
     return out, mask
 
 
