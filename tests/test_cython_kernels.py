@@ -564,6 +564,58 @@ def test_dropout_entry_takes_any_shape_and_refuses_what_it_cannot_read(dtype):
         np.testing.assert_array_equal(o, kept[1])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layernorm_entries_check_the_arrays_they_read(dtype):
+    # _layernorm's entries read raw pointers (_ndarrays.pxd), not memoryviews: the
+    # reference's results, and a wrong dtype, shape, layout or a read-only output
+    # refused before anything is written
+    from fastnn.kernels.cython import _layernorm
+    ref = backend.load("numpy")
+    rng = np.random.default_rng(2)
+    x, g = (rng.standard_normal((5, 7)).astype(dtype) for _ in range(2))
+    w, b = (rng.standard_normal(7).astype(dtype) for _ in range(2))
+    tol = dict(rtol=1e-5, atol=1e-5)
+    for weight, bias in ((w, b), (None, None)):
+        want = ref.layer_norm_forward(x, weight, bias, 1e-5)
+        out, sm, si = np.empty_like(x), np.empty(5, dtype), np.empty(5, dtype)
+        _layernorm.layer_norm_forward(x, weight, bias, 1e-5, out, sm, si)
+        for got, expected in zip((out, sm, si), want):
+            np.testing.assert_allclose(got, expected, **tol)
+        gw, gb = np.ones(7, dtype), np.ones(7, dtype)
+        want_gi = ref.layer_norm_backward(g, x, weight, sm, si, gw.copy(), gb.copy())
+        gi = np.empty_like(x)
+        _layernorm.layer_norm_backward(g, x, weight, sm, si, gw, gb, gi)
+        np.testing.assert_allclose(gi, want_gi, **tol)
+        np.testing.assert_allclose(gb, 1 + g.sum(0), **tol)
+    readonly = np.empty_like(x)
+    readonly.flags.writeable = False
+    other = np.float64 if dtype == np.float32 else np.float32
+    for error, change in ((TypeError, dict(weight=w.astype(other))),
+                          (ValueError, dict(bias=b[:6].copy())),
+                          (ValueError, dict(out=np.empty((5, 6), dtype))),
+                          (ValueError, dict(out=readonly)),
+                          (ValueError, dict(save_mean=np.empty(4, dtype))),
+                          (ValueError, dict(x=np.asfortranarray(x)))):
+        args = dict(x=x, weight=w, bias=b, out=np.full_like(x, 7),
+                    save_mean=np.full(5, 7, dtype), save_invstd=np.full(5, 7, dtype))
+        args.update(change)
+        with pytest.raises(error):
+            _layernorm.layer_norm_forward(args["x"], args["weight"], args["bias"], 1e-5,
+                                          args["out"], args["save_mean"], args["save_invstd"])
+        if args["out"] is not readonly and args["out"].shape == x.shape:
+            np.testing.assert_array_equal(args["out"], 7)
+        np.testing.assert_array_equal(args["save_invstd"], 7)
+    gb = np.zeros(7, dtype)
+    for bad in (dict(grad_out=g[:4].copy()), dict(grad_in=readonly),
+                dict(grad_in=np.empty((5, 7), other))):
+        args = dict(grad_out=g, grad_in=np.empty_like(x))
+        args.update(bad)
+        with pytest.raises((TypeError, ValueError)):
+            _layernorm.layer_norm_backward(args["grad_out"], x, w, sm, si, None, gb,
+                                           args["grad_in"])
+        np.testing.assert_array_equal(gb, 0)
+
+
 def test_compiled_label_range_check_agrees_with_numpys():
     # fastnn.validation.labels_in_range runs the extension's loop (NumPy's max reduction
     # behind it was ~9 us of a batch-16 training step); it must answer as the NumPy
