@@ -124,6 +124,35 @@ class _SerialBlas:
 _SERIAL = _SerialBlas()
 
 
+# Fork. A child forked while another thread was inside a serial_blas block inherited
+# _lock held (a later set_num_threads in the child, in a worker initializer, waited for
+# ever: 25 of 400 children forked during conv calls) and _depth > 0 (BLAS stuck at one
+# thread, set_num_threads unable to change it). The lock is taken around the fork, so
+# the child's copy of the bookkeeping is whole; the child, which has none of those
+# threads, gets a fresh lock and the count and nesting levels the blocks had saved.
+def _before_fork():
+    _lock.acquire()
+
+
+def _after_fork_in_parent():
+    _lock.release()
+
+
+def _after_fork_in_child():
+    global _lock, _depth
+    _lock = threading.Lock()
+    if _depth:
+        _depth = 0
+        if _set is not None and _saved is not None:
+            _set(_saved)
+        _restore_nesting(_saved_levels)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
+
+
 def serial_blas():
     """Context manager: SciPy's BLAS runs on the calling thread inside the block, and
     OpenMP regions do not nest (so MKL does the same)."""

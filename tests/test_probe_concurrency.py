@@ -256,3 +256,77 @@ def test_set_num_threads_during_a_conv_call_in_another_thread_is_kept():
         assert get() == 2
     finally:
         fastnn.set_num_threads(previous)
+
+
+class _BlockingLoss(nn.Loss):
+    """A user loss whose forward waits, inside the loss's lock, until released."""
+
+    def __init__(self):
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def forward(self, pred, target):
+        self.entered.set()
+        self.release.wait(30)
+        return float(np.mean((pred - target) ** 2))
+
+
+def _while_inside(hold, body):
+    """body() while another thread is inside hold's context (entered before body runs);
+    body's result."""
+    entered, release = threading.Event(), threading.Event()
+
+    def holder():
+        with hold:
+            entered.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=holder)
+    worker.start()
+    try:
+        assert entered.wait(10)
+        return body()
+    finally:
+        release.set()
+        worker.join()
+
+
+def test_losses_take_their_own_lock_so_threads_and_forked_children_do_not_wait():
+    # Every loss's forward and backward ran under one process-wide lock: losses of
+    # models trained in separate threads took turns, and a child forked while another
+    # thread was inside any loss waited for ever in its first loss, whatever its object
+    # (3 of 3 forks hung). The lock is now the loss object's own.
+    pred, target = np.ones((2, 2), np.float32), np.zeros((2, 2), np.float32)
+    slow = _BlockingLoss()
+    worker = threading.Thread(target=slow.forward, args=(pred, target))
+    worker.start()
+    try:
+        assert slow.entered.wait(10)
+        other = threading.Thread(target=lambda: nn.MSELoss()(pred, target))
+        other.start()
+        other.join(5)
+        assert not other.is_alive(), "another loss object waited for this one's lock"
+        assert _in_forked_child(lambda: nn.MSELoss()(pred, target)) == 1.0
+    finally:
+        slow.release.set()
+        worker.join()
+
+
+@pytest.mark.skipif(not __import__("fastnn.kernels.blas_threads",
+                                   fromlist=["available"]).available(),
+                    reason="SciPy's BLAS thread count cannot be set here")
+def test_child_forked_during_a_serial_blas_block_gets_its_blas_threads_back(two_threads):
+    # A child forked while another thread was inside serial_blas (a conv call) inherited
+    # its lock held (set_num_threads in the child then waited for ever: 25 of 400 forks
+    # during conv calls) and its depth (BLAS stuck at one thread). The child now starts
+    # with a free lock, no open block and the thread count the block had saved.
+    from fastnn.kernels import blas_threads
+
+    def in_child():
+        fastnn.set_num_threads(2)
+        return blas_threads._depth, blas_threads._get()
+
+    depth, count = _while_inside(blas_threads.serial_blas(),
+                                 lambda: _in_forked_child(in_child))
+    assert (depth, count) == (0, 2)
+    assert blas_threads._depth == 0

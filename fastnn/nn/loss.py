@@ -19,9 +19,11 @@ from before keeps its graph.
 """
 import functools
 import math
+import os
 import sys
 import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -53,7 +55,7 @@ def cast_integer_target(target, dtype, kinds="iub"):
 
 
 # The loss whose no_grad forward runs in this thread (a subclass's forward calls
-# Loss.forward: the outermost call keeps the state; _THREAD_STATE_LOCK, below, keeps two
+# Loss.forward: the outermost call keeps the state; _lock_of(loss), below, keeps two
 # threads' calls on one shared loss apart).
 _WITHOUT_GRAD = threading.local()
 
@@ -74,11 +76,44 @@ def legacy_reduction(size_average, reduce):
 # A loss keeps what backward needs (its private attributes) between forward and
 # backward. One loss object shared by threads that each train a model of their own (a
 # hyper-parameter search with one ``criterion``, as PyTorch code has it) gave a thread
-# the gradient of another's batch: forward and backward now run under one lock, with
-# the calling thread's private state put in place first (per_thread_state).
-_THREAD_STATE_LOCK = threading.RLock()
+# the gradient of another's batch: forward and backward now run under the loss's own
+# lock, with the calling thread's private state put in place first (per_thread_state).
+# One lock per loss object, not one for all: with one process-wide lock the losses of
+# models trained in separate threads took turns, and a child forked while another thread
+# held it waited for ever in its first loss (3 of 3 forks), whatever loss it called.
 _THREAD_KEYS = ("_thread_owner", "_thread_states", "_thread_base")
 _get_ident = threading.get_ident
+_LOCKS = {}                        # id(object) -> its RLock, while the object lives
+_LOCKS_GUARD = threading.Lock()    # (held only to make a lock)
+_SHARED_LOCK = threading.RLock()   # for objects that take no weak reference
+
+
+def _lock_of(owner):
+    """owner's own reentrant lock, made on first use and dropped with owner (kept
+    outside owner, so copying or pickling it copies no lock)."""
+    lock = _LOCKS.get(id(owner))
+    if lock is not None:
+        return lock
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(id(owner))
+        if lock is None:
+            try:
+                weakref.finalize(owner, _LOCKS.pop, id(owner), None)
+            except TypeError:
+                return _SHARED_LOCK
+            lock = _LOCKS[id(owner)] = threading.RLock()
+    return lock
+
+
+def _locks_after_fork_in_child():
+    # the threads that held locks in the parent do not exist here
+    global _LOCKS_GUARD, _SHARED_LOCK
+    _LOCKS.clear()
+    _LOCKS_GUARD, _SHARED_LOCK = threading.Lock(), threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_locks_after_fork_in_child)
 
 
 def _private_state(state):
@@ -112,7 +147,7 @@ def per_thread_state(method):
     """method run under the loss lock with the calling thread's private state."""
     @functools.wraps(method)
     def run_with_this_threads_state(self, *args, **kwargs):
-        with _THREAD_STATE_LOCK:
+        with _lock_of(self):
             if self.__dict__.get("_thread_owner") != _get_ident():
                 _make_resident(self)
             return method(self, *args, **kwargs)
@@ -128,7 +163,7 @@ def _backward_state_kept_without_grad(forward):
     own there (kept for the next such call), not into the one backward hands out."""
     @functools.wraps(forward)
     def forward_keeping_backward_state(self, *args, **kwargs):
-        with _THREAD_STATE_LOCK:
+        with _lock_of(self):
             if self.__dict__.get("_thread_owner") != _get_ident():
                 _make_resident(self)
             if _grad_mode._MODE.enabled or getattr(_WITHOUT_GRAD, "loss", None) is self:
