@@ -32,6 +32,11 @@ _ALIASES = {"reference": "numpy"}
 
 _loaded = {}
 _current = contextvars.ContextVar("fastnn_backend", default=None)  # use_backend blocks
+# the open use_backend blocks of this context, innermost last: (block, its token of
+# _current). Per context, so a thread or an asyncio task leaves only its own entries
+# (kept per thread, two tasks sharing one block object reset each other's tokens:
+# ValueError "created in a different Context").
+_entries = contextvars.ContextVar("fastnn_backend_entries", default=())
 _process_default = None  # set_backend / FASTNN_BACKEND / fastest available
 
 
@@ -156,9 +161,6 @@ class use_backend(contextlib.ContextDecorator):
     def __init__(self, name):
         _check_name(name)
         self.name = name
-        # thread id -> the tokens of its entries, innermost last: the same object may be
-        # entered again, in one thread or in several
-        self._tokens = {}
 
     def __enter__(self):
         token = _current.set(self.name)
@@ -167,16 +169,17 @@ class use_backend(contextlib.ContextDecorator):
         except BaseException:
             _current.reset(token)
             raise
-        self._tokens.setdefault(threading.get_ident(), []).append(token)
+        # the same object may be entered again, in one thread or task or in several
+        _entries.set(_entries.get() + ((self, token),))
         return backend
 
     def __exit__(self, *exc_info):
-        ident = threading.get_ident()
-        tokens = self._tokens[ident]
-        token = tokens.pop()
-        if not tokens:
-            del self._tokens[ident]
-        _current.reset(token)
+        entries = _entries.get()
+        at = len(entries) - 1
+        while entries[at][0] is not self:
+            at -= 1
+        _entries.set(entries[:at] + entries[at + 1:])
+        _current.reset(entries[at][1])
         return False
 
     def _recreate_cm(self):

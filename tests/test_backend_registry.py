@@ -71,10 +71,33 @@ def test_use_backend_nests_reenters_decorates_and_restores_after_errors():
             thread.start()
         for thread in threads:
             thread.join()
-    assert seen == ["numpy"] * 4 and not block._tokens
+    assert seen == ["numpy"] * 4 and registry._entries.get() == ()
     with pytest.raises(ValueError, match="unknown backend"):
         fastnn.use_backend("jax")
     assert fastnn.get_backend() == before
+
+
+def test_one_use_backend_block_shared_by_asyncio_tasks():
+    # the open blocks are kept per context: two tasks entering one block object and
+    # leaving it in turn each reset their own token (kept per thread, each task popped
+    # the other's: ValueError "created in a different Context" in both)
+    import asyncio
+    before = fastnn.get_backend()
+    block = fastnn.use_backend("numpy")
+    seen = []
+
+    async def task(name):
+        with block:
+            await asyncio.sleep(0)
+            seen.append((name, fastnn.get_backend()))
+        seen.append((name, fastnn.get_backend()))
+
+    async def both():
+        await asyncio.gather(task("a"), task("b"))
+
+    asyncio.run(both())
+    assert sorted(seen) == sorted([("a", "numpy"), ("a", before), ("b", "numpy"), ("b", before)])
+    assert fastnn.get_backend() == before and registry._entries.get() == ()
 
 
 def test_unavailable_or_unknown_backend_is_a_clear_error():
