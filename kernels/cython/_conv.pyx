@@ -542,6 +542,50 @@ def _backward(const floating[:, :, :, ::1] grad_out,     # IN  (N, C_out, H_out,
 
 
 # --------------------------------------------------------------------------- pooling
+cdef void _max_pool_rows(const floating* plane, floating* yp, int64_t* ip, Py_ssize_t h_in,
+                         Py_ssize_t w_in, Py_ssize_t ho, Py_ssize_t wo, Py_ssize_t kh,
+                         Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t ph,
+                         Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw) noexcept nogil:
+    """One (H, W) plane's max pool: plane (h_in, w_in) in, yp and ip (ho, wo) out. A
+    function of its own so that every variable is local to the calling thread: written
+    in _max_pool_fwd's prange body, the window's rows ia, ib (set through pointers,
+    which Cython does not make private) were shared by the threads, and a border row
+    could scan another row's window (wrong maxima, indices outside the plane)."""
+    cdef Py_ssize_t oh, ow, h0, w0, ia, ib, i, hh, j, lo, hi
+    cdef floating v
+    cdef bint take
+    cdef const floating* src
+    cdef floating* best
+    cdef int64_t* arg
+    for oh in range(ho):
+        h0 = oh * sh - ph
+        fnn_window_taps(h0, kh, dh, h_in, &ia, &ib)
+        # the output row is the running maximum; window positions outermost, so the
+        # loop over the row vectorises (selects, not branches: which element wins
+        # is random) and each output still sees its window in order; the index
+        # starts at the window's first cell inside the input (PyTorch's, for a
+        # window of -inf)
+        best = yp + oh * wo
+        arg = ip + oh * wo
+        for ow in range(wo):
+            w0 = ow * sw - pw
+            fnn_window_taps(w0, kw, dw, w_in, &lo, &hi)
+            best[ow] = -INFINITY
+            arg[ow] = (h0 + ia * dh) * w_in + w0 + lo * dw
+        for i in range(ia, ib):
+            hh = h0 + i * dh
+            for j in range(kw):
+                lo = _first_inside(wo, sw, pw, j * dw)
+                hi = _end_inside(lo, wo, sw, pw, j * dw, w_in)
+                src = plane + hh * w_in - pw + j * dw
+                for ow in range(lo, hi):
+                    v = src[ow * sw]
+                    # PyTorch's rule: first maximum in window order, a NaN wins
+                    take = (v > best[ow]) | (v != v)
+                    best[ow] = v if take else best[ow]
+                    arg[ow] = hh * w_in + ow * sw - pw + j * dw if take else arg[ow]
+
+
 def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                   Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
@@ -549,48 +593,14 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                   int64_t[:, :, :, ::1] indices):      # OUT (N, C, H_out, W_out)
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
-    cdef Py_ssize_t t, b, ch, oh, ow, h0, w0, ia, ib, i, hh, j, lo, hi, q
-    cdef floating v
-    cdef bint take
-    cdef const floating* plane
-    cdef const floating* src
-    cdef floating* best
-    cdef int64_t* arg
+    cdef Py_ssize_t t
     # (an empty array has no element 0 to address; nothing reads or writes it then)
     cdef const floating* xp = &x[0, 0, 0, 0] if n * c * h_in * w_in else NULL
     cdef floating* yp = &y[0, 0, 0, 0] if n * c * ho * wo else NULL
     cdef int64_t* ip = &indices[0, 0, 0, 0] if n * c * ho * wo else NULL
     for t in prange(n * c, nogil=True, schedule="static", num_threads=threads_for(n * c * h_in * w_in)):
-        b = t // c
-        ch = t - b * c
-        plane = xp + t * h_in * w_in
-        for oh in range(ho):
-            h0 = oh * sh - ph
-            fnn_window_taps(h0, kh, dh, h_in, &ia, &ib)
-            # the output row is the running maximum; window positions outermost, so the
-            # loop over the row vectorises (selects, not branches: which element wins
-            # is random) and each output still sees its window in order; the index
-            # starts at the window's first cell inside the input (PyTorch's, for a
-            # window of -inf)
-            best = yp + (t * ho + oh) * wo
-            arg = ip + (t * ho + oh) * wo
-            for ow in range(wo):
-                w0 = ow * sw - pw
-                fnn_window_taps(w0, kw, dw, w_in, &lo, &hi)
-                best[ow] = -INFINITY
-                arg[ow] = (h0 + ia * dh) * w_in + w0 + lo * dw
-            for i in range(ia, ib):
-                hh = h0 + i * dh
-                for j in range(kw):
-                    lo = _first_inside(wo, sw, pw, j * dw)
-                    hi = _end_inside(lo, wo, sw, pw, j * dw, w_in)
-                    src = plane + hh * w_in - pw + j * dw
-                    for ow in range(lo, hi):
-                        v = src[ow * sw]
-                        # PyTorch's rule: first maximum in window order, a NaN wins
-                        take = (v > best[ow]) | (v != v)
-                        best[ow] = v if take else best[ow]
-                        arg[ow] = hh * w_in + ow * sw - pw + j * dw if take else arg[ow]
+        _max_pool_rows(xp + t * h_in * w_in, yp + t * ho * wo, ip + t * ho * wo, h_in, w_in,
+                       ho, wo, kh, kw, sh, sw, ph, pw, dh, dw)
 
 
 # Output rows at least this wide (and as wide as the window) run _max_pool_fwd's row
