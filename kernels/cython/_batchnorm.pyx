@@ -26,7 +26,7 @@ from libc.math cimport sqrt
 
 cimport numpy as cnp
 
-from _common cimport floating, fnn_workspace, threads_for, n_chunks, merge_chunks
+from _common cimport floating, fnn_barrier, fnn_workspace, threads_for, n_chunks, merge_chunks
 from _ndarrays cimport array_data, float_type, like_data
 
 
@@ -313,11 +313,14 @@ cdef void _forward_rows(const floating* x, floating* out, Py_ssize_t n, Py_ssize
     cdef Py_ssize_t nch = n_chunks(n), nblk = (c + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
     cdef Py_ssize_t k, i, blk, j, j0, j1
     cdef double count = <double>n
+    # each phase reads what the one before wrote: fnn_barrier between them (the
+    # work-shared loops of a parallel() block end without one)
     with parallel(num_threads=threads_for(n * c)):
         if training:
             for k in prange(nch, schedule="static"):
                 _col_sum(x + (k * n // nch) * c, (k + 1) * n // nch - k * n // nch, c, c,
                          partial + k * c)
+            fnn_barrier()
             for blk in prange(nblk, schedule="static"):
                 j0 = blk * CHANNEL_BLOCK
                 j1 = min(j0 + CHANNEL_BLOCK, c)
@@ -325,21 +328,25 @@ cdef void _forward_rows(const floating* x, floating* out, Py_ssize_t n, Py_ssize
                 for j in range(j0, j1):
                     mean[j] = partial[j] / count
                     meanf[j] = <floating>mean[j]
+            fnn_barrier()
             if want_var:
                 for k in prange(nch, schedule="static"):
                     _col_sqdev(x + (k * n // nch) * c, meanf, (k + 1) * n // nch - k * n // nch,
                                c, c, partial + k * c)
+                fnn_barrier()
                 for blk in prange(nblk, schedule="static"):
                     j0 = blk * CHANNEL_BLOCK
                     j1 = min(j0 + CHANNEL_BLOCK, c)
                     _merge_columns(partial, nch, c, j0, j1)
                     for j in range(j0, j1):
                         var[j] = partial[j] / count
+                fnn_barrier()
         for blk in prange(nblk, schedule="static"):
             j0 = blk * CHANNEL_BLOCK
             j1 = min(j0 + CHANNEL_BLOCK, c)
             _channel_params(mean, var if want_var else NULL, wp, bp, rm, rv, training,
                             momentum, eps, count, j0, j1, save_mean, si, scale, shift)
+        fnn_barrier()
         for k in prange(nch, schedule="static"):
             for i in range(k * n // nch, (k + 1) * n // nch):
                 _affine_row(x + i * c, meanf, scale, shift, out + i * c, c)
@@ -354,12 +361,13 @@ cdef void _backward_rows(const floating* g, const floating* x, floating* gi, Py_
     2, c) scratch; a, b, d: (c,) scratch; the rest as _grad_coefficients."""
     cdef Py_ssize_t nch = n_chunks(n), nblk = (c + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
     cdef Py_ssize_t k, i, blk, j0, j1
-    with parallel(num_threads=threads_for(n * c)):
+    with parallel(num_threads=threads_for(n * c)):   # (fnn_barrier: as _forward_rows)
         if need_sums:
             for k in prange(nch, schedule="static"):
                 _col_grad_sums(g + (k * n // nch) * c, x + (k * n // nch) * c, save_mean,
                                (k + 1) * n // nch - k * n // nch, c, c, partial + 2 * k * c,
                                partial + (2 * k + 1) * c)
+            fnn_barrier()
         for blk in prange(nblk, schedule="static"):
             j0 = blk * CHANNEL_BLOCK
             j1 = min(j0 + CHANNEL_BLOCK, c)
@@ -368,6 +376,7 @@ cdef void _backward_rows(const floating* g, const floating* x, floating* gi, Py_
                 _merge_columns(partial, nch, 2 * c, c + j0, c + j1)
             _grad_coefficients(partial, partial + c, wp, si, training, need_sums,
                                <double>n, j0, j1, gw, gb, a, b, d)
+        fnn_barrier()
         if gi != NULL:
             for k in prange(nch, schedule="static"):
                 for i in range(k * n // nch, (k + 1) * n // nch):

@@ -16,6 +16,7 @@ cdef extern from "_workspace.h" nogil:
 
 cdef extern from "_fastnn_math.h" nogil:
     int fnn_max_threads()
+    void fnn_barrier()   # an OpenMP barrier: between the phases of a parallel() block
     float fnn_expf(float x)
     float fnn_exp_nonpos_f(float x)  # x <= 88.3 (or NaN): one clamp fewer than fnn_expf
     float fnn_expm1_nonpos_f(float x)  # e^x - 1 for x <= 0, accurate near 0

@@ -29,10 +29,16 @@
 static inline int fnn_openmp_enabled(void) { return 1; }
 static inline int fnn_max_threads(void) { return omp_get_max_threads(); }
 static inline void fnn_set_num_threads(int n) { omp_set_num_threads(n); }
+/* Every thread of the enclosing parallel region waits here. Cython compiles a prange
+ * inside `with parallel():` as `omp for nowait`: a phase that reads what the previous
+ * one wrote needs this between them (gcc happened to put a barrier after each such
+ * loop, for its lastprivate index, which no standard promises). */
+static inline void fnn_barrier(void) { _Pragma("omp barrier") }
 #else
 static inline int fnn_openmp_enabled(void) { return 0; }
 static inline int fnn_max_threads(void) { return 1; }
 static inline void fnn_set_num_threads(int n) { (void)n; }
+static inline void fnn_barrier(void) {}
 #endif
 
 /* e^x - 1 reduced: x = n ln2 + r, |r| <= ln2/2, returns e^r - 1 = r + r^2 P(r)
