@@ -27,7 +27,7 @@ from libc.math cimport sqrt
 cimport numpy as cnp
 
 from _common cimport floating, fnn_barrier, fnn_workspace, threads_for, n_chunks, merge_chunks
-from _ndarrays cimport array_data, float_type, like_data
+from _ndarrays cimport float_type, like_data, vector_data_or_null
 
 
 # Column sums run over a (rows, w) block with row stride ld. Four rows are added
@@ -485,14 +485,6 @@ cdef Py_ssize_t _planes(cnp.ndarray x, Py_ssize_t* c, Py_ssize_t* s) except -1:
     return cnp.PyArray_DIM(x, 0)
 
 
-cdef inline void* _channel_data(cnp.ndarray a, int kind, Py_ssize_t c, bint writes,
-                                str name) except? NULL:
-    """a's data, (C,), or NULL for None."""
-    if a is None:
-        return NULL
-    return array_data(a, kind, c, -1, writes, name)
-
-
 def batchnorm_forward(cnp.ndarray x not None, cnp.ndarray weight, cnp.ndarray bias,
                       cnp.ndarray running_mean, cnp.ndarray running_var, bint training,
                       double momentum, double eps, bint mean_only, cnp.ndarray out not None,
@@ -507,19 +499,20 @@ def batchnorm_forward(cnp.ndarray x not None, cnp.ndarray weight, cnp.ndarray bi
     cdef bint want_var = not mean_only
     cdef void* xp = like_data(x, x, kind, False, "x")
     cdef void* yp = like_data(out, x, kind, True, "out")
-    cdef void* wp = _channel_data(weight if want_var else None, kind, c, False, "weight")
-    cdef void* bp = _channel_data(bias, kind, c, False, "bias")
-    cdef void* rm = _channel_data(running_mean, kind, c, True, "running_mean")
-    cdef void* rv = _channel_data(running_var if want_var else None, kind, c, True,
-                                  "running_var")
-    cdef void* sm = _channel_data(save_mean, kind, c, True, "save_mean")
+    cdef void* wp = vector_data_or_null(weight if want_var else None, kind, c, False,
+                                        "weight")
+    cdef void* bp = vector_data_or_null(bias, kind, c, False, "bias")
+    cdef void* rm = vector_data_or_null(running_mean, kind, c, True, "running_mean")
+    cdef void* rv = vector_data_or_null(running_var if want_var else None, kind, c, True,
+                                        "running_var")
+    cdef void* sm = vector_data_or_null(save_mean, kind, c, True, "save_mean")
     cdef void* si = NULL
     cdef double* mean
     cdef void* meanf
     if want_var:
         if save_invstd is None:
             raise ValueError("batchnorm_forward: save_invstd is needed unless mean_only")
-        si = _channel_data(save_invstd, kind, c, True, "save_invstd")
+        si = vector_data_or_null(save_invstd, kind, c, True, "save_invstd")
     if not training and (rm == NULL or (want_var and rv == NULL)):
         raise ValueError("batchnorm_forward: eval mode needs running_mean and running_var")
     if c == 0:
@@ -557,11 +550,11 @@ def batchnorm_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
     cdef size_t size = 4 if kind == cnp.NPY_FLOAT else 8
     cdef void* gp = like_data(grad_out, x, kind, False, "grad_out")
     cdef void* xp = like_data(x, x, kind, False, "x")
-    cdef void* sm = _channel_data(save_mean, kind, c, False, "save_mean")
+    cdef void* sm = vector_data_or_null(save_mean, kind, c, False, "save_mean")
     cdef void* wp = NULL
     cdef void* si = NULL
     cdef void* gw = NULL
-    cdef void* gb = _channel_data(grad_bias, kind, c, True, "grad_bias")
+    cdef void* gb = vector_data_or_null(grad_bias, kind, c, True, "grad_bias")
     cdef void* gi = NULL
     cdef bint need_sums = training or grad_weight is not None or grad_bias is not None
     cdef Py_ssize_t nch = n_chunks(n)
@@ -570,9 +563,9 @@ def batchnorm_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
     if not mean_only:
         if save_invstd is None:
             raise ValueError("batchnorm_backward: save_invstd is needed unless mean_only")
-        wp = _channel_data(weight, kind, c, False, "weight")
-        si = _channel_data(save_invstd, kind, c, False, "save_invstd")
-        gw = _channel_data(grad_weight, kind, c, True, "grad_weight")
+        wp = vector_data_or_null(weight, kind, c, False, "weight")
+        si = vector_data_or_null(save_invstd, kind, c, False, "save_invstd")
+        gw = vector_data_or_null(grad_weight, kind, c, True, "grad_weight")
     else:
         need_sums = training or grad_bias is not None
     if grad_in is not None:

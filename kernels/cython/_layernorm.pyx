@@ -15,7 +15,7 @@ from cython.parallel cimport prange
 from libc.math cimport NAN, sqrt
 
 from _common cimport floating, fnn_workspace, n_chunks, threads_for
-from _ndarrays cimport array_data, dim, float_type
+from _ndarrays cimport array_data, dim, float_type, vector_data_or_null
 
 
 cdef inline void _norm_row(const floating* x, floating* y, const floating* w,
@@ -133,14 +133,6 @@ cdef void _backward(const floating* g, const floating* x, const floating* w,
 # The entries take the ndarrays themselves (_ndarrays.pxd: the checks the fused
 # memoryviews made, in C, and the shapes too).
 
-cdef inline void* _row_data(cnp.ndarray a, int kind, Py_ssize_t size, bint writes,
-                            str name) except? NULL:
-    """a's data, (size,), or NULL for None."""
-    if a is None:
-        return NULL
-    return array_data(a, kind, size, -1, writes, name)
-
-
 def layer_norm_forward(cnp.ndarray x not None, cnp.ndarray weight, cnp.ndarray bias,
                        double eps, cnp.ndarray out not None, cnp.ndarray save_mean not None,
                        cnp.ndarray save_invstd not None):
@@ -150,8 +142,8 @@ def layer_norm_forward(cnp.ndarray x not None, cnp.ndarray weight, cnp.ndarray b
     cdef Py_ssize_t n = dim(x, 0, 2, "x"), d = dim(x, 1, 2, "x")
     cdef void* xp = array_data(x, kind, n, d, False, "x")
     cdef void* yp = array_data(out, kind, n, d, True, "out")
-    cdef void* wp = _row_data(weight, kind, d, False, "weight")
-    cdef void* bp = _row_data(bias, kind, d, False, "bias")
+    cdef void* wp = vector_data_or_null(weight, kind, d, False, "weight")
+    cdef void* bp = vector_data_or_null(bias, kind, d, False, "bias")
     cdef void* mp = array_data(save_mean, kind, n, -1, True, "save_mean")
     cdef void* sp = array_data(save_invstd, kind, n, -1, True, "save_invstd")
     if n == 0:
@@ -178,11 +170,11 @@ def layer_norm_backward(cnp.ndarray grad_out not None, cnp.ndarray x not None,
     cdef size_t size = 4 if kind == cnp.NPY_FLOAT else 8
     cdef void* gp = array_data(grad_out, kind, n, d, False, "grad_out")
     cdef void* xp = array_data(x, kind, n, d, False, "x")
-    cdef void* wp = _row_data(weight, kind, d, False, "weight")
+    cdef void* wp = vector_data_or_null(weight, kind, d, False, "weight")
     cdef void* mp = array_data(save_mean, kind, n, -1, False, "save_mean")
     cdef void* sp = array_data(save_invstd, kind, n, -1, False, "save_invstd")
-    cdef void* gw = _row_data(grad_weight, kind, d, True, "grad_weight")
-    cdef void* gb = _row_data(grad_bias, kind, d, True, "grad_bias")
+    cdef void* gw = vector_data_or_null(grad_weight, kind, d, True, "grad_weight")
+    cdef void* gb = vector_data_or_null(grad_bias, kind, d, True, "grad_bias")
     cdef void* gi = array_data(grad_in, kind, n, d, True, "grad_in")
     cdef bint want = gw != NULL or gb != NULL
     cdef void* work

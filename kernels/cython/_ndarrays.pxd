@@ -80,3 +80,12 @@ cdef inline void* like_data(cnp.ndarray a, cnp.ndarray like, int kind, bint writ
             raise ValueError(f"expected {name} of shape {(<object>like).shape}, "
                              f"got {(<object>a).shape}")
     return _checked_data(a, writes, name)
+
+
+cdef inline void* vector_data_or_null(cnp.ndarray a, int kind, Py_ssize_t size,
+                                      bint writes, str name) except? NULL:
+    """array_data of a (size,) vector, or NULL for None (an optional weight, bias or
+    statistics array)."""
+    if a is None:
+        return NULL
+    return array_data(a, kind, size, -1, writes, name)
