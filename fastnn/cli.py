@@ -189,15 +189,17 @@ def _given_flag(parser, *flags, **kwargs):
     parser.add_argument(*flags, action=_Given, nargs=0, default=False, **kwargs)
 
 
-def add_runtime_arguments(parser, note_given=False):
+def add_runtime_arguments(parser, note_given=False, seed_help=None):
     """--backend, --threads, --seed, --no-progress: shared by commands that compute
-    (note_given: --seed through _Given, for train's --resume)."""
+    (note_given: --seed through _Given, for train's --resume; seed_help: what --seed
+    seeds, when not initialisation, shuffling and dropout)."""
     parser.add_argument("--backend", help="numpy, numba, cython or cuda "
                         "(default: FASTNN_BACKEND or the fastest available)")
     parser.add_argument("--threads", type=int, help="threads for the kernels and BLAS")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         action=_Given if note_given else "store",
-                        help="seeds initialisation, shuffling and dropout (default 0)")
+                        help=seed_help or "seeds initialisation, shuffling and dropout "
+                                               "(default 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

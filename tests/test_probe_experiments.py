@@ -129,6 +129,20 @@ def test_dream_refuses_bad_options_with_status_2(tmp_path, checkpoint, flags, me
     assert not (tmp_path / "d.png").exists()
 
 
+def test_dream_error_after_its_progress_bar_starts_is_on_a_line_of_its_own(tmp_path,
+                                                                          checkpoint):
+    # the bar was left open when visualize refused an option, so the error was printed
+    # on the bar's line ("class 3:   0%| ... 0/300 [...]error: ..."); --help told that
+    # --seed seeds initialisation, shuffling and dropout, train's meaning
+    status, _, err = run_cli("dream", "--checkpoint", checkpoint / "mlp.npz",
+                             "--target-class", "1", "--steps", "3", "--blur-sigma", "0",
+                             "--out", tmp_path / "d.png")
+    line = [row for row in err.replace("\r", "\n").splitlines() if "error:" in row]
+    assert status == 2 and line and line[0].startswith("error: visualize:"), err
+    status, out, _ = run_cli("dream", "--help")
+    assert status == 0 and "seeds the start image and the jitter" in " ".join(out.split())
+
+
 def test_dream_refuses_a_model_that_is_not_a_classifier(tmp_path, checkpoint):
     status, _, err = run_cli("dream", "--checkpoint", checkpoint / "mt.npz", "--target-class",
                              "0", "--steps", "2", "--no-progress", "--out", tmp_path / "d.png")

@@ -20,11 +20,11 @@ def write_metrics(metrics, path):
         json.dump(metrics, f, indent=2, sort_keys=True)
 
 
-def add_common_arguments(parser, default_out):
+def add_common_arguments(parser, default_out, seed_help=None):
     """The train command's --backend, --threads, --seed and --no-progress, plus --metrics
-    and --out (the PNG)."""
+    and --out (the PNG); seed_help: what --seed seeds, when not train's."""
     from ..cli import add_runtime_arguments
-    add_runtime_arguments(parser)
+    add_runtime_arguments(parser, seed_help=seed_help)
     parser.add_argument("--metrics", default=None, help="write metrics JSON here")
     parser.add_argument("--out", default=default_out, help="PNG output path")
 

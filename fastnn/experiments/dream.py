@@ -59,7 +59,8 @@ def add_arguments(parser):
     parser.add_argument("--image-shape", default=None, metavar="C,H,W",
                         help="the image shape the model takes, e.g. 3,32,32 (default: from "
                              "the checkpoint's model)")
-    add_common_arguments(parser, "runs/dream/class.png")
+    add_common_arguments(parser, "runs/dream/class.png",
+                         seed_help="seeds the start image and the jitter (default 0)")
 
 
 def run(args):
@@ -98,13 +99,16 @@ def run(args):
             raise ValueError(f"--image-shape expects three positive integers C,H,W such as "
                              f"3,32,32, got {args.image_shape!r}")
     bar = progress(args.steps, f"class {args.target_class}", not args.no_progress)
-    image, before, after = visualize_class(
-        model, args.target_class, steps=args.steps, lr=args.lr, jitter=args.jitter,
-        weight_decay=args.weight_decay, clip=args.clip, blur_every=args.blur_every,
-        blur_sigma=args.blur_sigma, scales=scales, seed=args.seed,
-        progress=bar.update if bar is not None else None, mean=mean, std=std, shape=shape)
-    if bar is not None:
-        bar.close()
+    try:
+        image, before, after = visualize_class(
+            model, args.target_class, steps=args.steps, lr=args.lr, jitter=args.jitter,
+            weight_decay=args.weight_decay, clip=args.clip, blur_every=args.blur_every,
+            blur_sigma=args.blur_sigma, scales=scales, seed=args.seed,
+            progress=bar.update if bar is not None else None, mean=mean, std=std,
+            shape=shape)
+    finally:
+        if bar is not None:   # (closed before an error is printed: on a line of its own)
+            bar.close()
     save_image(image, args.out, f"class {args.target_class}: p {before:.3f} -> {after:.3f}")
     metrics = {"target_class": args.target_class, "probability_before": before,
                "probability_after": after, "checkpoint": args.checkpoint, "out": args.out,
