@@ -176,8 +176,11 @@ class use_backend(contextlib.ContextDecorator):
     def __exit__(self, *exc_info):
         entries = _entries.get()
         at = len(entries) - 1
-        while entries[at][0] is not self:
+        while at >= 0 and entries[at][0] is not self:
             at -= 1
+        if at < 0:
+            raise RuntimeError("use_backend: leaving a block that this thread or task did "
+                               "not enter (entered in another context)")
         _entries.set(entries[:at] + entries[at + 1:])
         _current.reset(entries[at][1])
         return False

@@ -273,12 +273,13 @@ def check_untied(where, params, indices):
             low, high = _byte_bounds(data)
             spans.append((low, high, index, data))
     spans.sort(key=lambda span: span[0])
-    reach = None   # the span reaching furthest so far
+    open_spans = []   # the spans seen so far that reach past the current one's start
     for span in spans:
-        if reach is not None and span[0] < reach[1] and np.shares_memory(span[3], reach[3]):
-            raise ValueError(_tied_message(where, *sorted((reach[2], span[2]))))
-        if reach is None or span[1] > reach[1]:
-            reach = span
+        open_spans = [seen for seen in open_spans if seen[1] > span[0]]
+        for seen in open_spans:
+            if np.shares_memory(span[3], seen[3]):
+                raise ValueError(_tied_message(where, *sorted((seen[2], span[2]))))
+        open_spans.append(span)
 
 
 def build_buckets(params, start=0, scalars=None):
