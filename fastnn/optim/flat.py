@@ -99,30 +99,11 @@ class FlatBucket:
         return buf
 
     # ------------------------------------------------------------------ re-homing
-    def _home_data(self, i, where="the optimizer"):
+    def _home_data(self, i):
         p, view = self.params[i], self.data_views[i]
         if p.data is not view:
-            self._check_not_tied(where, i, p.data)
             self.ns.copy_into(view, p.data)
             p.data = view
-
-    def _check_not_tied(self, where, i, data):
-        """A ValueError when data, rebound to parameter i, is (part of) another
-        parameter's slot of this bucket (``c.weight.data = a.weight.data`` after the
-        optimizer was built): copying it into i's own slot would untie them."""
-        if not (isinstance(data, np.ndarray) and isinstance(self.data, np.ndarray)
-                and data.size and np.shares_memory(data, self.data)):
-            return
-        itemsize = self.dtype.itemsize
-        start = self.data.ctypes.data + self.offsets[i] * itemsize
-        end = self.data.ctypes.data + self.offsets[i + 1] * itemsize
-        low, high = _byte_bounds(data)
-        if start <= low and high <= end:
-            return   # a view of its own slot (p.data = p.data.reshape(...))
-        other = next(j for j in range(len(self.params)) if j != i
-                     and np.shares_memory(data, self.data_views[j]))
-        raise ValueError(_tied_message(where,
-                                       *sorted((self.indices[i], self.indices[other]))))
 
     def _home_grad(self, i):
         p, view = self.params[i], self.grad_views[i]
@@ -173,9 +154,13 @@ class FlatBucket:
 
     def rehome(self, where="the optimizer"):
         """Copy rebound .data / .grad arrays back into the flat buffers and rebind them
-        (where: the optimizer's name, for errors)."""
+        (where: the optimizer's name, for errors). A .data rebound to another
+        parameter's (``c.weight.data = a.weight.data`` after the optimizer was built, a
+        view of a's slot) is a ValueError before anything is copied: copying it into
+        c's own slot would untie them."""
+        check_untied(where, self.params, self.indices)
         for i in range(len(self.params)):
-            self._home_data(i, where)
+            self._home_data(i)
             self._home_grad(i)
 
     # ---------------------------------------------------------------- state views
@@ -253,14 +238,6 @@ except ImportError:   # pragma: no cover - NumPy 1
     _byte_bounds = np.byte_bounds
 
 
-def _tied_message(where, first, second):
-    return (f"{where}: parameters {first} and {second} share the memory of their .data "
-            f"(tied through .data, as `b.weight.data = a.weight.data` ties them); fastnn's "
-            f"optimizers update each parameter in a slot of its own, which would silently "
-            f"untie them. Tie the Parameter itself (`b.weight = a.weight`), which trains "
-            f"one set of values, or give each parameter its own array")
-
-
 def check_untied(where, params, indices):
     """A ValueError naming the first two of params (host arrays; numbered by indices)
     whose .data share memory: the flat buffers would copy each into a slot of its own,
@@ -278,7 +255,14 @@ def check_untied(where, params, indices):
         open_spans = [seen for seen in open_spans if seen[1] > span[0]]
         for seen in open_spans:
             if np.shares_memory(span[3], seen[3]):
-                raise ValueError(_tied_message(where, *sorted((seen[2], span[2]))))
+                first, second = sorted((seen[2], span[2]))
+                raise ValueError(
+                    f"{where}: parameters {first} and {second} share the memory of their "
+                    f".data (tied through .data, as `b.weight.data = a.weight.data` ties "
+                    f"them); fastnn's optimizers update each parameter in a slot of its "
+                    f"own, which would silently untie them. Tie the Parameter itself "
+                    f"(`b.weight = a.weight`), which trains one set of values, or give "
+                    f"each parameter its own array")
         open_spans.append(span)
 
 
