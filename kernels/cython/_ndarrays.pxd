@@ -70,15 +70,10 @@ cdef inline void* like_data(cnp.ndarray a, cnp.ndarray like, int kind, bint writ
                             str name) except? NULL:
     """The data of a after checking that it is a C-contiguous array of type number kind
     and of like's shape, writeable when writes."""
-    cdef int axis, ndim = cnp.PyArray_NDIM(like)
     _check_type(a, kind, name)
-    if cnp.PyArray_NDIM(a) != ndim:
+    if not cnp.PyArray_SAMESHAPE(a, like):
         raise ValueError(f"expected {name} of shape {(<object>like).shape}, "
                          f"got {(<object>a).shape}")
-    for axis in range(ndim):
-        if cnp.PyArray_DIM(a, axis) != cnp.PyArray_DIM(like, axis):
-            raise ValueError(f"expected {name} of shape {(<object>like).shape}, "
-                             f"got {(<object>a).shape}")
     return _checked_data(a, writes, name)
 
 
