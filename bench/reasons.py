@@ -26,7 +26,10 @@ the ndarrays' data pointers after C checks instead of acquiring memoryviews (a 1
 forward 2.5 -> 1.1 us, an SGD update of 4 values 2.7 -> 0.6 us, mse_loss on 128x10
 3.6 -> 2.1 us against numba's 2.9, softmax_backward 2.6 -> 1.65 against 1.6, on the
 2-core AMD host): the lines below that blame memoryviews for those ops describe the
-builds before, until a run on the Xeon says whether they still lose.
+builds before, until a run on the Xeon says whether they still lose. BatchNorm, dropout
+and LayerNorm followed on 5 Dec 2026, and the other optimizer entries (Adagrad, RMSprop,
+Adamax, NAdam/RAdam, Adadelta, Rprop, ASGD) on 6 Dec: 340 float32 values, 1 thread,
+callgrind, 19,800-39,900 -> 7,200-20,200 instructions a call (Rprop 25,000 -> 7,800).
 """
 
 _ENTRY_3 = ("per-call cost, not the loop: a 2-10 us call where Cython's entry acquires a "
@@ -88,8 +91,9 @@ _RPROP = ("the same select chain as numba's (factor from the sign of g * prev, c
           "sign of g), which gcc vectorizes at 256 bits in _optim.pyx's build (see "
           "adam_update) against numba's 512: interleaved Cython/numba 2026-11-29 20:40 UTC "
           "1.46-1.50x at 16M values (1 and 2 threads), 1.07-1.11x with a 512-bit build; "
-          "course 1.5-1.9x with either build, the four memoryviews' entry (~1.1 us) and "
-          "unaligned 78400-value arrays on a 12-20 us call, not isolated further")
+          "course 1.5-1.9x with either build, the four memoryviews' entry (~1.1 us, "
+          "pointers since 6 Dec 2026) and unaligned 78400-value arrays on a 12-20 us "
+          "call, not isolated further")
 _GEMM_LEVEL = ("the same BLAS product dominates both: level when timed interleaved "
                "(1.00x and 0.99x Cython/numba on 1 and 2 threads, 15 alternating blocks, "
                "2026-11-29 04:59 UTC); a single suite run's gap is noise")
@@ -375,7 +379,7 @@ REASONS = {
     ("rmsprop_update", "course"): ("level when timed interleaved: 17.8 vs 20.7 us "
                                    "numba/Cython calls on 2 threads (1.13x), 0.96x on 1 "
                                    "(2026-11-29 23:35 UTC); a single suite run's gap is "
-                                   "noise plus Cython's per-call memoryviews"),
+                                   "noise plus Cython's per-call memoryviews (pointers since 6 Dec 2026)"),
     ("rmsprop_update", "large"): ("one loop per variant in both since f120ced "
                                   "(NULL tests inside one loop had kept gcc's scalar: 1.34x "
                                   "and 1.99x); then 1.07x (2 threads) and 1.22x (1 thread) "

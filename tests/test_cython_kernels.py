@@ -693,3 +693,51 @@ def test_softmax_row_entries_check_shapes_and_may_write_in_place():
         np.testing.assert_array_equal(out, kept)
     with pytest.raises(ValueError):
         _activations.rows_backward(0, x[:4].copy(), y, np.empty_like(y))
+
+
+# each _optim entry that reads raw pointers: its state arrays' names, then its numbers
+_OPTIM_ENTRIES = {
+    "adagrad_update": (("state_sum",), (0.01, 0.1, 1e-10)),
+    "rmsprop_update": (("square_avg", "grad_avg", "momentum_buffer"),
+                       (0.01, 0.99, 1e-8, 0.1, 0.9)),
+    "adamax_update": (("exp_avg", "exp_inf"), (3, 2e-3, 0.9, 0.999, 1e-8, 0.1)),
+    "adaptive_moments_update": (("exp_avg", "exp_avg_sq"),
+                                (0.01, 0.02, 0.9, 0.999, 1.0, 1.0, 1e-8, 0.1)),
+    "adadelta_update": (("square_avg", "acc_delta"), (1.0, 0.9, 1e-6, 0.1, False)),
+    "rprop_update": (("prev", "step_size"), (0.5, 1.2, 1e-6, 50.0, False)),
+    "asgd_update": (("ax",), (0.01, 0.5, 1e-4, 0.1, False)),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(_OPTIM_ENTRIES))
+def test_optimizer_entries_take_any_shape_and_refuse_what_they_cannot_read(name, dtype):
+    # the _optim entries read raw pointers (_ndarrays.pxd), not 1-D memoryviews of
+    # reshapes: arrays of any shape update as their flat views do, and a wrong dtype,
+    # size, layout or a read-only state array is refused before anything is written
+    from fastnn.kernels.cython import _optim
+    entry = getattr(_optim, name)
+    states, numbers = _OPTIM_ENTRIES[name]
+    rng = np.random.default_rng(5)
+    shape = (3, 4, 5)
+    param, grad, *state = (rng.random(shape).astype(dtype) + 0.5
+                           for _ in range(2 + len(states)))
+    flat = [a.reshape(-1).copy() for a in (param, grad, *state)]
+    before = param.copy()
+    entry(param, grad, *state, *numbers)
+    entry(*flat, *numbers)
+    for shaped, plain in zip((param, *state), (flat[0], *flat[2:])):
+        np.testing.assert_array_equal(shaped.reshape(-1), plain)
+    assert not np.array_equal(param, before)
+    readonly = state[0].copy()
+    readonly.flags.writeable = False
+    other = np.float64 if dtype == np.float32 else np.float32
+    for error, bad in ((TypeError, state[0].astype(other)),
+                       (ValueError, np.ones(param.size - 1, dtype)),
+                       (ValueError, np.ones((5, 4, 3), dtype).transpose()),
+                       (ValueError, readonly)):
+        kept = [a.copy() for a in (param, *state)]
+        with pytest.raises(error):
+            entry(param, grad, bad, *state[1:], *numbers)
+        for a, b in zip((param, *state), kept):
+            np.testing.assert_array_equal(a, b)

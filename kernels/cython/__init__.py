@@ -87,10 +87,6 @@ def _linear_blas():
     return "NumPy's OpenBLAS (ILP64) for Linear, scipy.linalg.cython_blas for conv"
 
 
-def _flat(a):
-    return a.reshape(-1)
-
-
 def _like(x, out):
     return np.empty_like(x) if out is None else out
 
@@ -465,17 +461,16 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, step, lr=1e-3, beta1=0.9, beta
 def adagrad_update(param, grad, state_sum, lr=1e-2, weight_decay=0.0, eps=1e-10):
     """One Adagrad step in place at the step's rate lr (PyTorch's rule). param, grad,
     state_sum: same shape. Returns None."""
-    _optim.adagrad_update(_flat(param), _flat(grad), _flat(state_sum), float(lr),
-                          float(weight_decay), float(eps))
+    _optim.adagrad_update(param, grad, state_sum, float(lr), float(weight_decay),
+                          float(eps))
 
 
 def adamax_update(param, grad, exp_avg, exp_inf, step, lr=2e-3, beta1=0.9, beta2=0.999,
                   eps=1e-8, weight_decay=0.0):
     """One Adamax step in place (PyTorch's rule). param, grad, exp_avg, exp_inf: same
     shape; step: 1-based. Returns None."""
-    _optim.adamax_update(_flat(param), _flat(grad), _flat(exp_avg), _flat(exp_inf),
-                         int(step), float(lr), float(beta1), float(beta2), float(eps),
-                         float(weight_decay))
+    _optim.adamax_update(param, grad, exp_avg, exp_inf, int(step), float(lr), float(beta1),
+                         float(beta2), float(eps), float(weight_decay))
 
 
 def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rate=0.0,
@@ -484,47 +479,40 @@ def adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, avg_rate, grad_rat
     """NAdam's and RAdam's step in place with the rates their optimizers computed
     (fastnn.optable). Arrays: same shape. Returns None."""
     divisor, scale = denominator_factors(sq_scale, param.dtype)
-    _optim.adaptive_moments_update(_flat(param), _flat(grad), _flat(exp_avg),
-                                   _flat(exp_avg_sq), float(avg_rate), float(grad_rate),
-                                   float(beta1), float(beta2), divisor, scale, float(eps),
-                                   float(weight_decay))
+    _optim.adaptive_moments_update(param, grad, exp_avg, exp_avg_sq, float(avg_rate),
+                                   float(grad_rate), float(beta1), float(beta2), divisor,
+                                   scale, float(eps), float(weight_decay))
 
 
 def rmsprop_update(param, grad, square_avg, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0,
                    momentum=0.0, momentum_buffer=None, grad_avg=None):
     """One RMSprop step in place (PyTorch's rule; centered when grad_avg is given).
     param, grad, square_avg, momentum_buffer, grad_avg: same shape. Returns None."""
-    _optim.rmsprop_update(_flat(param), _flat(grad), _flat(square_avg),
-                          None if grad_avg is None else _flat(grad_avg),
-                          None if momentum_buffer is None else _flat(momentum_buffer),
-                          float(lr), float(alpha), float(eps), float(weight_decay),
-                          float(momentum))
-
+    _optim.rmsprop_update(param, grad, square_avg, grad_avg, momentum_buffer, float(lr),
+                          float(alpha), float(eps), float(weight_decay), float(momentum))
 
 
 def adadelta_update(param, grad, square_avg, acc_delta, lr=1.0, rho=0.9, eps=1e-6,
                     weight_decay=0.0, maximize=False):
     """One Adadelta step in place (PyTorch's rule). param, grad, square_avg, acc_delta:
     same shape. Returns None."""
-    _optim.adadelta_update(_flat(param), _flat(grad), _flat(square_avg), _flat(acc_delta),
-                           float(lr), float(rho), float(eps), float(weight_decay),
-                           bool(maximize))
+    _optim.adadelta_update(param, grad, square_avg, acc_delta, float(lr), float(rho),
+                           float(eps), float(weight_decay), bool(maximize))
 
 
 def rprop_update(param, grad, prev, step_size, etaminus=0.5, etaplus=1.2,
                  step_size_min=1e-6, step_size_max=50.0, maximize=False):
     """One Rprop step in place (PyTorch's rule). param, grad, prev, step_size: same
     shape. Returns None."""
-    _optim.rprop_update(_flat(param), _flat(grad), _flat(prev), _flat(step_size),
-                        float(etaminus), float(etaplus), float(step_size_min),
-                        float(step_size_max), bool(maximize))
+    _optim.rprop_update(param, grad, prev, step_size, float(etaminus), float(etaplus),
+                        float(step_size_min), float(step_size_max), bool(maximize))
 
 
 def asgd_update(param, grad, ax, eta, mu, lambd=1e-4, weight_decay=0.0, maximize=False):
     """One ASGD step in place at the parameter's eta and mu (PyTorch's rule). param,
     grad, ax: same shape. Returns None."""
-    _optim.asgd_update(_flat(param), _flat(grad), _flat(ax), float(eta), float(mu),
-                       float(lambd), float(weight_decay), bool(maximize))
+    _optim.asgd_update(param, grad, ax, float(eta), float(mu), float(lambd),
+                       float(weight_decay), bool(maximize))
 
 
 # OpenMP's thread count is per calling thread: omp_set_num_threads (what

@@ -288,27 +288,41 @@ cdef inline void _adagrad_block(floating* p, const floating* g, floating* ssum,
     fnn_flush_end(csr)
 
 
-def adagrad_update(floating[::1] param, const floating[::1] grad, floating[::1] state_sum,
-                   double lr, double weight_decay, double eps):
-    """param, grad, state_sum: (n,) flat views."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, blen, width
+cdef void _adagrad(floating* param, const floating* grad, floating* ssum, Py_ssize_t n,
+                   floating lr, floating wd, floating eps) noexcept nogil:
+    """adagrad_update over n >= 1 values."""
+    cdef Py_ssize_t blen = _block_len(n), nblocks = (n + blen - 1) // blen, b, start
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        for b in range(nblocks):
+            start = b * blen
+            _adagrad_block(param + start, grad + start, ssum + start, min(blen, n - start),
+                           lr, wd, eps)
+        return
+    for b in prange(nblocks, schedule="static", num_threads=threads_for(n)):
+        start = b * blen
+        _adagrad_block(param + start, grad + start, ssum + start, min(blen, n - start),
+                       lr, wd, eps)
+
+
+def adagrad_update(cnp.ndarray param not None, cnp.ndarray grad not None,
+                   cnp.ndarray state_sum not None, double lr, double weight_decay,
+                   double eps):
+    """param, grad, state_sum: arrays of one float dtype and size, C-contiguous (any
+    shape)."""
+    cdef int kind = float_type(param)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
+    cdef void* p = values_data(param, kind, n, True, "param")
+    cdef void* g = values_data(grad, kind, n, False, "grad")
+    cdef void* s = values_data(state_sum, kind, n, True, "state_sum")
     if n == 0:
         return
-    blen = _block_len(n)
-    nblocks = (n + blen - 1) // blen
-    if threads_for(n) == 1:     # no OpenMP region for one thread
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            for b in range(nblocks):
-                start = b * blen
-                width = min(blen, n - start)
-                _adagrad_block(&param[start], &grad[start], &state_sum[start], width,
-                               <floating>lr, <floating>weight_decay, <floating>eps)
-        return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * blen
-        width = min(blen, n - start)
-        _adagrad_block(&param[start], &grad[start], &state_sum[start], width,
-                       <floating>lr, <floating>weight_decay, <floating>eps)
+            _adagrad(<float*>p, <const float*>g, <float*>s, n, <float>lr,
+                     <float>weight_decay, <float>eps)
+    else:
+        with nogil:
+            _adagrad(<double*>p, <const double*>g, <double*>s, n, lr, weight_decay, eps)
 
 
 cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, floating* ga,
@@ -362,41 +376,56 @@ cdef inline void _rmsprop_block(floating* p, const floating* g, floating* sq, fl
     fnn_flush_end(csr)
 
 
-def rmsprop_update(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
-                   floating[::1] grad_avg, floating[::1] momentum_buffer, double lr,
-                   double alpha, double eps, double weight_decay, double momentum):
-    """param, grad, square_avg: (n,) flat views; grad_avg: (n,) or None (not centered);
-    momentum_buffer: (n,) or None (no momentum)."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, blen, width
-    cdef floating* ga = NULL
-    cdef floating* buf = NULL
+cdef void _rmsprop(floating* param, const floating* grad, floating* sq, floating* ga,
+                   floating* buf, Py_ssize_t n, floating lr, floating alpha, floating c,
+                   floating eps, floating wd, floating mom) noexcept nogil:
+    """rmsprop_update over n >= 1 values; ga, buf NULL as in _rmsprop_block."""
+    cdef Py_ssize_t blen = _block_len(n), nblocks = (n + blen - 1) // blen, b, start
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        for b in range(nblocks):
+            start = b * blen
+            _rmsprop_block(param + start, grad + start, sq + start,
+                           ga + start if ga != NULL else NULL,
+                           buf + start if buf != NULL else NULL, min(blen, n - start),
+                           lr, alpha, c, eps, wd, mom)
+        return
+    for b in prange(nblocks, schedule="static", num_threads=threads_for(n)):
+        start = b * blen
+        _rmsprop_block(param + start, grad + start, sq + start,
+                       ga + start if ga != NULL else NULL,
+                       buf + start if buf != NULL else NULL, min(blen, n - start),
+                       lr, alpha, c, eps, wd, mom)
+
+
+def rmsprop_update(cnp.ndarray param not None, cnp.ndarray grad not None,
+                   cnp.ndarray square_avg not None, cnp.ndarray grad_avg,
+                   cnp.ndarray momentum_buffer, double lr, double alpha, double eps,
+                   double weight_decay, double momentum):
+    """param, grad, square_avg: arrays of one float dtype and size, C-contiguous (any
+    shape); grad_avg: the same, or None (not centered); momentum_buffer: the same, or
+    None (no momentum)."""
+    cdef int kind = float_type(param)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
+    cdef void* p = values_data(param, kind, n, True, "param")
+    cdef void* g = values_data(grad, kind, n, False, "grad")
+    cdef void* sq = values_data(square_avg, kind, n, True, "square_avg")
+    cdef void* ga = NULL
+    cdef void* buf = NULL
+    if grad_avg is not None:
+        ga = values_data(grad_avg, kind, n, True, "grad_avg")
+    if momentum_buffer is not None and momentum != 0:
+        buf = values_data(momentum_buffer, kind, n, True, "momentum_buffer")
     if n == 0:
         return
-    if grad_avg is not None:
-        ga = &grad_avg[0]
-    if momentum_buffer is not None and momentum != 0:
-        buf = &momentum_buffer[0]
-    blen = _block_len(n)
-    nblocks = (n + blen - 1) // blen
-    if threads_for(n) == 1:     # no OpenMP region for one thread
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            for b in range(nblocks):
-                start = b * blen
-                width = min(blen, n - start)
-                _rmsprop_block(&param[start], &grad[start], &square_avg[start],
-                               ga + start if ga != NULL else NULL,
-                               buf + start if buf != NULL else NULL, width, <floating>lr,
-                               <floating>alpha, <floating>(1.0 - alpha), <floating>eps, <floating>weight_decay,
-                               <floating>momentum)
-        return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * blen
-        width = min(blen, n - start)
-        _rmsprop_block(&param[start], &grad[start], &square_avg[start],
-                       ga + start if ga != NULL else NULL,
-                       buf + start if buf != NULL else NULL, width, <floating>lr,
-                       <floating>alpha, <floating>(1.0 - alpha), <floating>eps, <floating>weight_decay,
-                       <floating>momentum)
+            _rmsprop(<float*>p, <const float*>g, <float*>sq, <float*>ga, <float*>buf, n,
+                     <float>lr, <float>alpha, <float>(1.0 - alpha), <float>eps,
+                     <float>weight_decay, <float>momentum)
+    else:
+        with nogil:
+            _rmsprop(<double*>p, <const double*>g, <double*>sq, <double*>ga, <double*>buf,
+                     n, lr, alpha, 1.0 - alpha, eps, weight_decay, momentum)
 
 
 cdef inline void _adamax_block(floating* p, const floating* g, floating* m, floating* u,
@@ -421,31 +450,46 @@ cdef inline void _adamax_block(floating* p, const floating* g, floating* m, floa
     fnn_flush_end(csr)
 
 
-def adamax_update(floating[::1] param, const floating[::1] grad, floating[::1] exp_avg,
-                  floating[::1] exp_inf, long step, double lr, double beta1, double beta2,
-                  double eps, double weight_decay):
-    """param, grad, exp_avg, exp_inf: (n,) flat views; step: 1-based."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, blen
-    cdef floating step_size = <floating>(lr / (1.0 - beta1 ** step))
+cdef void _adamax(floating* param, const floating* grad, floating* m, floating* u,
+                  Py_ssize_t n, floating step_size, floating c1, floating b2,
+                  floating eps, floating wd) noexcept nogil:
+    """adamax_update over n >= 1 values."""
+    cdef Py_ssize_t blen = _block_len(n), nblocks = (n + blen - 1) // blen, b, start
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        for b in range(nblocks):
+            start = b * blen
+            _adamax_block(param + start, grad + start, m + start, u + start,
+                          min(blen, n - start), step_size, c1, b2, eps, wd)
+        return
+    for b in prange(nblocks, schedule="static", num_threads=threads_for(n)):
+        start = b * blen
+        _adamax_block(param + start, grad + start, m + start, u + start,
+                      min(blen, n - start), step_size, c1, b2, eps, wd)
+
+
+def adamax_update(cnp.ndarray param not None, cnp.ndarray grad not None,
+                  cnp.ndarray exp_avg not None, cnp.ndarray exp_inf not None, long step,
+                  double lr, double beta1, double beta2, double eps, double weight_decay):
+    """param, grad, exp_avg, exp_inf: arrays of one float dtype and size, C-contiguous
+    (any shape); step: 1-based."""
+    cdef int kind = float_type(param)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
+    cdef double step_size = lr / (1.0 - beta1 ** step)
+    cdef void* p = values_data(param, kind, n, True, "param")
+    cdef void* g = values_data(grad, kind, n, False, "grad")
+    cdef void* m = values_data(exp_avg, kind, n, True, "exp_avg")
+    cdef void* u = values_data(exp_inf, kind, n, True, "exp_inf")
     if n == 0:
         return
-    blen = _block_len(n)
-    nblocks = (n + blen - 1) // blen
-    if threads_for(n) == 1:     # no OpenMP region for one thread
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            for b in range(nblocks):
-                start = b * blen
-                _adamax_block(&param[start], &grad[start], &exp_avg[start], &exp_inf[start],
-                              min(blen, n - start), step_size,
-                              <floating>(1.0 - beta1), <floating>beta2, <floating>eps,
-                              <floating>weight_decay)
-        return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * blen
-        _adamax_block(&param[start], &grad[start], &exp_avg[start], &exp_inf[start],
-                      min(blen, n - start), step_size,
-                      <floating>(1.0 - beta1), <floating>beta2, <floating>eps,
-                      <floating>weight_decay)
+            _adamax(<float*>p, <const float*>g, <float*>m, <float*>u, n,
+                    <float>step_size, <float>(1.0 - beta1), <float>beta2, <float>eps,
+                    <float>weight_decay)
+    else:
+        with nogil:
+            _adamax(<double*>p, <const double*>g, <double*>m, <double*>u, n, step_size,
+                    1.0 - beta1, beta2, eps, weight_decay)
 
 
 cdef inline void _moments_block(floating* p, const floating* g, floating* m, floating* v,
@@ -475,37 +519,51 @@ cdef inline void _moments_block(floating* p, const floating* g, floating* m, flo
     fnn_flush_end(csr)
 
 
-def adaptive_moments_update(floating[::1] param, const floating[::1] grad,
-                            floating[::1] exp_avg, floating[::1] exp_avg_sq, double avg_rate,
-                            double grad_rate, double beta1, double beta2, double sq_divisor,
-                            double sq_scale, double eps, double weight_decay):
-    """param, grad, exp_avg, exp_avg_sq: (n,) flat views; sq_divisor, sq_scale: the
-    denominator's factors (kernels/moments.py)."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, blen
+cdef void _moments(floating* param, const floating* grad, floating* m, floating* v,
+                   Py_ssize_t n, floating ra, floating rg, floating b2, floating c1,
+                   floating c2, floating divisor, floating scale, floating eps,
+                   floating wd) noexcept nogil:
+    """adaptive_moments_update over n >= 1 values."""
+    cdef Py_ssize_t blen = _block_len(n), nblocks = (n + blen - 1) // blen, b, start
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        for b in range(nblocks):
+            start = b * blen
+            _moments_block(param + start, grad + start, m + start, v + start,
+                           min(blen, n - start), ra, rg, b2, c1, c2, divisor, scale, eps,
+                           wd)
+        return
+    for b in prange(nblocks, schedule="static", num_threads=threads_for(n)):
+        start = b * blen
+        _moments_block(param + start, grad + start, m + start, v + start,
+                       min(blen, n - start), ra, rg, b2, c1, c2, divisor, scale, eps, wd)
+
+
+def adaptive_moments_update(cnp.ndarray param not None, cnp.ndarray grad not None,
+                            cnp.ndarray exp_avg not None, cnp.ndarray exp_avg_sq not None,
+                            double avg_rate, double grad_rate, double beta1, double beta2,
+                            double sq_divisor, double sq_scale, double eps,
+                            double weight_decay):
+    """param, grad, exp_avg, exp_avg_sq: arrays of one float dtype and size, C-contiguous
+    (any shape); sq_divisor, sq_scale: the denominator's factors (kernels/moments.py)."""
+    cdef int kind = float_type(param)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
+    cdef void* p = values_data(param, kind, n, True, "param")
+    cdef void* g = values_data(grad, kind, n, False, "grad")
+    cdef void* m = values_data(exp_avg, kind, n, True, "exp_avg")
+    cdef void* v = values_data(exp_avg_sq, kind, n, True, "exp_avg_sq")
     if n == 0:
         return
-    blen = _block_len(n)
-    nblocks = (n + blen - 1) // blen
-    if threads_for(n) == 1:     # no OpenMP region for one thread
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            for b in range(nblocks):
-                start = b * blen
-                _moments_block(&param[start], &grad[start], &exp_avg[start],
-                               &exp_avg_sq[start], min(blen, n - start),
-                               <floating>avg_rate, <floating>grad_rate,
-                               <floating>beta2, <floating>(1.0 - beta1),
-                               <floating>(1.0 - beta2), <floating>sq_divisor,
-                               <floating>sq_scale, <floating>eps,
-                               <floating>weight_decay)
-        return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * blen
-        _moments_block(&param[start], &grad[start], &exp_avg[start], &exp_avg_sq[start],
-                       min(blen, n - start), <floating>avg_rate,
-                       <floating>grad_rate, <floating>beta2,
-                       <floating>(1.0 - beta1), <floating>(1.0 - beta2),
-                       <floating>sq_divisor, <floating>sq_scale, <floating>eps,
-                       <floating>weight_decay)
+            _moments(<float*>p, <const float*>g, <float*>m, <float*>v, n,
+                     <float>avg_rate, <float>grad_rate, <float>beta2,
+                     <float>(1.0 - beta1), <float>(1.0 - beta2), <float>sq_divisor,
+                     <float>sq_scale, <float>eps, <float>weight_decay)
+    else:
+        with nogil:
+            _moments(<double*>p, <const double*>g, <double*>m, <double*>v, n, avg_rate,
+                     grad_rate, beta2, 1.0 - beta1, 1.0 - beta2, sq_divisor, sq_scale,
+                     eps, weight_decay)
 
 
 cdef inline void _adadelta_block(floating* p, const floating* g, floating* sq,
@@ -539,33 +597,47 @@ cdef inline void _adadelta_block(floating* p, const floating* g, floating* sq,
     fnn_flush_end(csr)
 
 
-def adadelta_update(floating[::1] param, const floating[::1] grad, floating[::1] square_avg,
-                    floating[::1] acc_delta, double lr, double rho, double eps,
-                    double weight_decay, bint maximize):
-    """param, grad, square_avg, acc_delta: (n,) flat views."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, blen
-    cdef floating sign = -1 if maximize else 1
+cdef void _adadelta(floating* param, const floating* grad, floating* sq, floating* acc,
+                    Py_ssize_t n, floating lr, floating rho, floating c, floating eps,
+                    floating wd, floating sign, bint decay) noexcept nogil:
+    """adadelta_update over n >= 1 values."""
+    cdef Py_ssize_t blen = _block_len(n), nblocks = (n + blen - 1) // blen, b, start
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        for b in range(nblocks):
+            start = b * blen
+            _adadelta_block(param + start, grad + start, sq + start, acc + start,
+                            min(blen, n - start), lr, rho, c, eps, wd, sign, decay)
+        return
+    for b in prange(nblocks, schedule="static", num_threads=threads_for(n)):
+        start = b * blen
+        _adadelta_block(param + start, grad + start, sq + start, acc + start,
+                        min(blen, n - start), lr, rho, c, eps, wd, sign, decay)
+
+
+def adadelta_update(cnp.ndarray param not None, cnp.ndarray grad not None,
+                    cnp.ndarray square_avg not None, cnp.ndarray acc_delta not None,
+                    double lr, double rho, double eps, double weight_decay, bint maximize):
+    """param, grad, square_avg, acc_delta: arrays of one float dtype and size,
+    C-contiguous (any shape)."""
+    cdef int kind = float_type(param)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
+    cdef double sign = -1 if maximize else 1
     cdef bint decay = weight_decay != 0
+    cdef void* p = values_data(param, kind, n, True, "param")
+    cdef void* g = values_data(grad, kind, n, False, "grad")
+    cdef void* sq = values_data(square_avg, kind, n, True, "square_avg")
+    cdef void* acc = values_data(acc_delta, kind, n, True, "acc_delta")
     if n == 0:
         return
-    blen = _block_len(n)
-    nblocks = (n + blen - 1) // blen
-    if threads_for(n) == 1:     # no OpenMP region for one thread
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            for b in range(nblocks):
-                start = b * blen
-                _adadelta_block(&param[start], &grad[start], &square_avg[start],
-                                &acc_delta[start], min(blen, n - start),
-                                <floating>lr, <floating>rho, <floating>(1.0 - rho),
-                                <floating>eps,
-                                <floating>weight_decay, sign, decay)
-        return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * blen
-        _adadelta_block(&param[start], &grad[start], &square_avg[start], &acc_delta[start],
-                        min(blen, n - start), <floating>lr, <floating>rho,
-                        <floating>(1.0 - rho), <floating>eps, <floating>weight_decay, sign,
-                        decay)
+            _adadelta(<float*>p, <const float*>g, <float*>sq, <float*>acc, n, <float>lr,
+                      <float>rho, <float>(1.0 - rho), <float>eps, <float>weight_decay,
+                      <float>sign, decay)
+    else:
+        with nogil:
+            _adadelta(<double*>p, <const double*>g, <double*>sq, <double*>acc, n, lr,
+                      rho, 1.0 - rho, eps, weight_decay, sign, decay)
 
 
 cdef inline void _rprop_block(floating* p, const floating* g, floating* prev, floating* size,
@@ -595,31 +667,47 @@ cdef inline void _rprop_block(floating* p, const floating* g, floating* prev, fl
         p[i] = p[i] - direction * z
 
 
-def rprop_update(floating[::1] param, const floating[::1] grad, floating[::1] prev,
-                 floating[::1] step_size, double etaminus, double etaplus,
-                 double step_size_min, double step_size_max, bint maximize):
-    """param, grad, prev, step_size: (n,) flat views."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, blen
-    cdef floating sign = -1 if maximize else 1
+cdef void _rprop(floating* param, const floating* grad, floating* prev, floating* size,
+                 Py_ssize_t n, floating minus, floating plus, floating lo, floating hi,
+                 floating sign) noexcept nogil:
+    """rprop_update over n >= 1 values."""
+    cdef Py_ssize_t blen = _block_len(n), nblocks = (n + blen - 1) // blen, b, start
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        for b in range(nblocks):
+            start = b * blen
+            _rprop_block(param + start, grad + start, prev + start, size + start,
+                         min(blen, n - start), minus, plus, lo, hi, sign)
+        return
+    for b in prange(nblocks, schedule="static", num_threads=threads_for(n)):
+        start = b * blen
+        _rprop_block(param + start, grad + start, prev + start, size + start,
+                     min(blen, n - start), minus, plus, lo, hi, sign)
+
+
+def rprop_update(cnp.ndarray param not None, cnp.ndarray grad not None,
+                 cnp.ndarray prev not None, cnp.ndarray step_size not None,
+                 double etaminus, double etaplus, double step_size_min,
+                 double step_size_max, bint maximize):
+    """param, grad, prev, step_size: arrays of one float dtype and size, C-contiguous
+    (any shape)."""
+    cdef int kind = float_type(param)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
+    cdef double sign = -1 if maximize else 1
+    cdef void* p = values_data(param, kind, n, True, "param")
+    cdef void* g = values_data(grad, kind, n, False, "grad")
+    cdef void* pr = values_data(prev, kind, n, True, "prev")
+    cdef void* s = values_data(step_size, kind, n, True, "step_size")
     if n == 0:
         return
-    blen = _block_len(n)
-    nblocks = (n + blen - 1) // blen
-    if threads_for(n) == 1:     # no OpenMP region for one thread
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            for b in range(nblocks):
-                start = b * blen
-                _rprop_block(&param[start], &grad[start], &prev[start], &step_size[start],
-                             min(blen, n - start), <floating>etaminus,
-                             <floating>etaplus, <floating>step_size_min,
-                             <floating>step_size_max, sign)
-        return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * blen
-        _rprop_block(&param[start], &grad[start], &prev[start], &step_size[start],
-                     min(blen, n - start), <floating>etaminus,
-                     <floating>etaplus, <floating>step_size_min, <floating>step_size_max,
-                     sign)
+            _rprop(<float*>p, <const float*>g, <float*>pr, <float*>s, n,
+                   <float>etaminus, <float>etaplus, <float>step_size_min,
+                   <float>step_size_max, <float>sign)
+    else:
+        with nogil:
+            _rprop(<double*>p, <const double*>g, <double*>pr, <double*>s, n, etaminus,
+                   etaplus, step_size_min, step_size_max, sign)
 
 
 cdef inline void _asgd_block(floating* p, const floating* g, floating* ax, Py_ssize_t n,
@@ -645,27 +733,41 @@ cdef inline void _asgd_block(floating* p, const floating* g, floating* ax, Py_ss
     fnn_flush_end(csr)
 
 
-def asgd_update(floating[::1] param, const floating[::1] grad, floating[::1] ax, double eta,
-                double mu, double lambd, double weight_decay, bint maximize):
-    """param, grad, ax: (n,) flat views."""
-    cdef Py_ssize_t n = param.shape[0], nblocks, b, start, blen
-    cdef floating sign = -1 if maximize else 1
-    cdef floating keep = <floating>(1.0 - lambd * eta)
+cdef void _asgd(floating* param, const floating* grad, floating* ax, Py_ssize_t n,
+                floating keep, floating eta, floating mu, floating wd, floating sign,
+                bint decay, bint average) noexcept nogil:
+    """asgd_update over n >= 1 values."""
+    cdef Py_ssize_t blen = _block_len(n), nblocks = (n + blen - 1) // blen, b, start
+    if threads_for(n) == 1:     # no OpenMP region for one thread
+        for b in range(nblocks):
+            start = b * blen
+            _asgd_block(param + start, grad + start, ax + start, min(blen, n - start),
+                        keep, eta, mu, wd, sign, decay, average)
+        return
+    for b in prange(nblocks, schedule="static", num_threads=threads_for(n)):
+        start = b * blen
+        _asgd_block(param + start, grad + start, ax + start, min(blen, n - start),
+                    keep, eta, mu, wd, sign, decay, average)
+
+
+def asgd_update(cnp.ndarray param not None, cnp.ndarray grad not None,
+                cnp.ndarray ax not None, double eta, double mu, double lambd,
+                double weight_decay, bint maximize):
+    """param, grad, ax: arrays of one float dtype and size, C-contiguous (any shape)."""
+    cdef int kind = float_type(param)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(param)
+    cdef double sign = -1 if maximize else 1
     cdef bint decay = weight_decay != 0, average = mu != 1
+    cdef void* p = values_data(param, kind, n, True, "param")
+    cdef void* g = values_data(grad, kind, n, False, "grad")
+    cdef void* a = values_data(ax, kind, n, True, "ax")
     if n == 0:
         return
-    blen = _block_len(n)
-    nblocks = (n + blen - 1) // blen
-    if threads_for(n) == 1:     # no OpenMP region for one thread
+    if kind == cnp.NPY_FLOAT:
         with nogil:
-            for b in range(nblocks):
-                start = b * blen
-                _asgd_block(&param[start], &grad[start], &ax[start],
-                            min(blen, n - start), keep, <floating>eta,
-                            <floating>mu, <floating>weight_decay, sign, decay, average)
-        return
-    for b in prange(nblocks, nogil=True, schedule="static", num_threads=threads_for(n)):
-        start = b * blen
-        _asgd_block(&param[start], &grad[start], &ax[start], min(blen, n - start),
-                    keep, <floating>eta, <floating>mu, <floating>weight_decay, sign, decay,
-                    average)
+            _asgd(<float*>p, <const float*>g, <float*>a, n, <float>(1.0 - lambd * eta),
+                  <float>eta, <float>mu, <float>weight_decay, <float>sign, decay, average)
+    else:
+        with nogil:
+            _asgd(<double*>p, <const double*>g, <double*>a, n, 1.0 - lambd * eta, eta, mu,
+                  weight_decay, sign, decay, average)
