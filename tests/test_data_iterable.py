@@ -334,3 +334,67 @@ def test_iterable_dataset_without_iter_cannot_be_made_as_pytorch():
 
     with pytest.raises(TypeError):
         NoIter()
+
+
+class _ShuffledShards:
+    """Shuffles its own file list in place with the epoch's seed (the same in every
+    worker, so one permutation), then yields worker k's share of it: the common sharding
+    pattern that needs each worker's copy of the list to be its own."""
+
+    def __init__(self, n, epoch=0):
+        self.files, self.epoch = list(range(n)), epoch
+
+    def _shuffled_share(self, info):
+        import random
+        random.Random(self.epoch).shuffle(self.files)
+        k, n = (info.id, info.num_workers) if info is not None else (0, 1)
+        yield from self.files[k::n]
+
+
+class FnShuffledShards(_ShuffledShards, fd.IterableDataset):
+    def __iter__(self):
+        return self._shuffled_share(fd.get_worker_info())
+
+
+class TorchShuffledShards(_ShuffledShards, tud.IterableDataset):
+    def __iter__(self):
+        return self._shuffled_share(tud.get_worker_info())
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_each_worker_changes_its_own_copy_of_the_dataset_as_pytorch(persistent):
+    # a worker's in-place changes are its own (a worker process's copy): with shallow
+    # copies the workers shuffled one shared list, some items came twice and others
+    # never, and the caller's dataset ended the pass reordered
+    kw = dict(batch_size=2, num_workers=2, persistent_workers=persistent)
+    fn_ds = FnShuffledShards(12)
+    fn_loader = fd.DataLoader(fn_ds, **kw)
+    torch_loader = tud.DataLoader(TorchShuffledShards(12), **kw)
+    for _ in range(2):
+        got, want = list(fn_loader), [torch_to_numpy(b) for b in torch_loader]
+        assert_same(got, want)
+        assert sorted(np.concatenate(got).tolist()) == list(range(12))
+    assert fn_ds.files == list(range(12))
+
+
+def test_a_dataset_that_cannot_be_deep_copied_is_still_read_by_workers(tmp_path):
+    # (an open file cannot be deep-copied: such a dataset's workers get shallow copies)
+    path = tmp_path / "lines.txt"
+    path.write_text("".join(f"{i}\n" for i in range(6)))
+
+    class Lines(fd.IterableDataset):
+        def __init__(self):
+            self.file = open(path)
+
+        def __iter__(self):
+            info = fd.get_worker_info()
+            self.file.seek(0)
+            lines = [int(v) for v in self.file.read().split()]
+            return iter(lines[info.id::info.num_workers])
+
+    ds = Lines()
+    try:
+        got = list(fd.DataLoader(ds, batch_size=None, num_workers=2))
+    finally:
+        ds.file.close()
+    assert [int(v) for v in got] == [0, 1, 2, 3, 4, 5]

@@ -142,7 +142,8 @@ class DataLoader:
     ``len(loader)`` is ``len(dataset)`` in batches (ceil, or floor with ``drop_last``; a
     TypeError when the dataset has no ``len``). With ``num_workers > 0`` fastnn plays
     PyTorch's workers in this process, one after the other: worker ``k`` calls
-    ``worker_init_fn(k)`` and iterates its own shallow copy of the dataset, with
+    ``worker_init_fn(k)`` and iterates its own deep copy of the dataset (a shallow one if
+    it cannot be deep-copied), with
     ``get_worker_info()`` its ``WorkerInfo(id=k, num_workers, seed=base + k, dataset=the
     copy)`` meanwhile, so the dataset can read its share; the batches come one from each
     worker in turn, a worker dropping out when its iterator ends (with

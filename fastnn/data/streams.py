@@ -54,14 +54,28 @@ class WorkerStream:
             return collate(items)
 
 
+def worker_copy(dataset):
+    """A worker's own copy of dataset, as a worker process has: a deep copy, so what one
+    worker's iteration changes in place (a file list it shuffles with the pass's shared
+    seed, then shards; a counter) is seen neither by the other workers nor in the
+    caller's dataset. (A shallow copy shared those lists: with the shuffle-then-shard
+    pattern, PyTorch gives every sample once and fastnn gave some twice, others never.)
+    A dataset that cannot be deep-copied (an open file, a generator) gets a shallow
+    copy, what fastnn gave every dataset before."""
+    try:
+        return copy.deepcopy(dataset)
+    except (TypeError, copy.Error):
+        return copy.copy(dataset)
+
+
 def start_workers(dataset, num_workers, base_seed, worker_init_fn):
     """The WorkerInfo of each of num_workers workers (id k, seed base_seed + k, dataset
-    its own shallow copy of dataset, as a worker process has its own copy) and the
-    exception (or None) worker_init_fn(k) raised, called as each worker starts."""
+    its own copy of dataset, worker_copy) and the exception (or None)
+    worker_init_fn(k) raised, called as each worker starts."""
     workers = []
     for k in range(num_workers):
         info = WorkerInfo(id=k, num_workers=num_workers, seed=worker_seed(base_seed, k),
-                          dataset=copy.copy(dataset))
+                          dataset=worker_copy(dataset))
         error = None
         if worker_init_fn is not None:
             try:
