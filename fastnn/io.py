@@ -530,7 +530,7 @@ def _write_atomically(path, arrays):
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, _file_mode(path))
+        os.chmod(tmp, file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -558,8 +558,10 @@ def make_parent_folder(path):
         os.makedirs(os.path.dirname(os.path.realpath(path)), exist_ok=True)
 
 
-def _file_mode(path):
-    """Keep an existing file's permissions; otherwise what open() would give (umask)."""
+def file_mode(path):
+    """The mode for a file written to a temporary name and renamed to path (mkstemp
+    makes it 0600): an existing file's permissions, kept; otherwise what open() would
+    give (0666 less the umask)."""
     try:
         return os.stat(path).st_mode & 0o7777
     except FileNotFoundError:

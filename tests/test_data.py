@@ -1,5 +1,6 @@
 """Dataset readers on small files written here in the exact on-disk formats."""
 import gzip
+import os
 import pickle
 import struct
 
@@ -279,6 +280,57 @@ def test_a_download_cut_short_or_interrupted_is_not_kept(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         fetch(["http://example/a"], str(tmp_path / "file"))
     assert list(tmp_path.iterdir()) == []   # (no temporary file left)
+
+
+def test_an_http_protocol_error_moves_on_to_the_next_mirror(tmp_path, monkeypatch):
+    # http.client's IncompleteRead (a chunked body cut short) is no OSError: it escaped
+    # fetch, and the next mirror was never tried
+    import http.client
+    import io
+    import urllib.request
+
+    from fastnn.data.download import fetch
+
+    class Response(io.BytesIO):
+        headers = {}
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    class CutShort(Response):
+        def read(self, *args):
+            raise http.client.IncompleteRead(b"part", 1000)
+
+    def urlopen(request, timeout=None):
+        return CutShort() if "first" in request.full_url else Response(b"whole file")
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    dest = tmp_path / "file"
+    fetch(["http://first/a", "http://second/a"], str(dest))
+    assert dest.read_bytes() == b"whole file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+    with pytest.raises(DownloadError, match="first.*IncompleteRead"):
+        fetch(["http://first/a"], str(tmp_path / "other"))
+
+
+def test_a_downloaded_file_gets_the_umask_mode_as_open_gives(tmp_path, monkeypatch):
+    # the temporary file's 0600 (mkstemp) was kept: a shared data folder's files were
+    # unreadable to the others
+    import stat
+
+    from fastnn.data.download import fetch
+    source = tmp_path / "source"
+    source.write_bytes(b"data")
+    old = os.umask(0o022)
+    try:
+        fetch([source.as_uri()], str(tmp_path / "fetched"))
+        (tmp_path / "opened").write_bytes(b"data")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(tmp_path / "fetched").st_mode)
+    assert mode == stat.S_IMODE(os.stat(tmp_path / "opened").st_mode) == 0o644
 
 
 def test_cifar_download_extracts_the_archive(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
 """Fetching dataset files over HTTP(S) with urllib, written atomically."""
+import http.client
 import os
 import shutil
 import tempfile
@@ -41,9 +42,13 @@ def fetch(urls, dest, timeout=60, check=None):
                     check(tmp)
                 except Exception as exc:   # (what the file's reader says of it)
                     raise OSError(f"not the expected file ({exc})") from None
+            from ..io import file_mode
+            os.chmod(tmp, file_mode(dest))
             os.replace(tmp, dest)
             return dest
-        except (urllib.error.URLError, OSError) as exc:
+        # (http.client's IncompleteRead, a chunked body cut short, or BadStatusLine are
+        # HTTPExceptions, not OSErrors: the next mirror is tried for them too)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
             errors.append(f"{url}: {exc}")
         finally:
             if os.path.exists(tmp):
