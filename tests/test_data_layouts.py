@@ -85,6 +85,9 @@ def test_binary_batch_checks_its_records(tmp_path):
     path.write_bytes(bytes(record))
     with pytest.raises(CIFARError, match="labels must lie in 0..9, got 10"):
         cifar.read_binary_batch(path)
+    path.write_bytes(b"")   # (was read as a batch of no images)
+    with pytest.raises(CIFARError, match="empty file"):
+        cifar.read_binary_batch(path)
 
 
 def test_missing_cifar_names_both_versions(tmp_path):

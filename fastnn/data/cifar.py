@@ -122,6 +122,8 @@ def read_binary_batch(path):
     """
     path = os.fspath(path)
     records = np.fromfile(path, dtype=np.uint8)
+    if records.size == 0:   # (a download or copy that wrote nothing, not a batch of none)
+        raise CIFARError(f"{path}: empty file (not a CIFAR-10 binary batch)")
     if records.size % BINARY_RECORD:
         raise CIFARError(f"{path}: not a CIFAR-10 binary batch ({records.size} bytes is not "
                          f"a whole number of {BINARY_RECORD}-byte records)")
