@@ -629,7 +629,8 @@ def _stub_runs(monkeypatch, torch_available):
     monkeypatch.setattr(contenders, "torch_available", lambda: torch_available)
     real_render = report.render
     monkeypatch.setattr(report, "render", lambda data, *args, **kwargs: real_render(
-        data, plots_dir=kwargs["plots_dir"], md_dir=kwargs["md_dir"]))
+        data, plots_dir=kwargs["plots_dir"], md_dir=kwargs["md_dir"],
+        source=kwargs["source"]))
 
 
 def test_a_subset_run_that_pytest_refuses_reports_nothing(tmp_path, monkeypatch, capsys):
@@ -760,6 +761,23 @@ def test_a_dry_run_without_json_leaves_the_committed_results_alone(tmp_path, mon
     dry = tmp_path / "fastnn-bench-dry-run-x"
     assert json.loads((dry / "latest.json").read_text()) == FAKE
     assert "Fake CPU 9000" in (dry / "BENCHMARKS.md").read_text()
+
+
+@pytest.mark.parametrize("flag", [["-k", "mlp_step"], ["--dry-run"]])
+def test_a_subset_or_dry_run_with_json_elsewhere_writes_its_report_beside_it(
+        tmp_path, monkeypatch, flag):
+    """With --json elsewhere and no --output, a subset's or a dry run's report went over
+    the committed BENCHMARKS.md (only a default --json moved --output)."""
+    _stub_runs(monkeypatch, torch_available=True)
+    (tmp_path / "BENCHMARKS.md").write_text("committed\n")
+    monkeypatch.setattr(report, "LATEST", str(tmp_path / "latest.json"))
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    elsewhere = tmp_path / "elsewhere" / "results.json"
+    os.makedirs(elsewhere.parent)
+    report.main([*flag, "--json", str(elsewhere)])
+    assert (tmp_path / "BENCHMARKS.md").read_text() == "committed\n"
+    text = (elsewhere.parent / "BENCHMARKS.md").read_text()
+    assert "from `elsewhere/results.json`" in text   # (it had named bench/results/)
 
 
 def test_a_keyword_that_selects_no_benchmark_is_an_error(tmp_path, monkeypatch, capsys):
