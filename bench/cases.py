@@ -43,11 +43,12 @@ class Case:
     """One op (``op``: a table name or a '<a>+<b>' pair) at one ``size`` label.
 
     build(rng) -> dict of NumPy arrays; fastnn_fn(be, arrays) -> callable;
-    torch_fn(torch, tensors, arrays) -> callable or None; flops or bytes: the cost.
+    torch_fn(torch, tensors, arrays) -> callable or None; flops or bytes: the cost;
+    torch_bytes: PyTorch's where its version moves other bytes (a bool dropout mask).
     """
 
     def __init__(self, op, size, shape, build, fastnn_fn, torch_fn=None, flops=None,
-                 nbytes=None, family=None):
+                 nbytes=None, family=None, torch_bytes=None):
         self.op = op
         self.size = size
         self.shape = shape
@@ -56,6 +57,7 @@ class Case:
         self._torch_fn = torch_fn
         self.flops = flops
         self.bytes = nbytes
+        self.torch_bytes = nbytes if torch_bytes is None else torch_bytes
         self.family = family or optable.op_spec(op.split("+")[0]).family
 
     @property
@@ -82,9 +84,11 @@ class Case:
                    for k, v in arrays.items()}
         return self._torch_fn(torch, tensors, arrays)
 
-    def extra_info(self):
+    def extra_info(self, contender=None):
+        """The row's description; its bytes those the contender moves."""
         return {"op": self.op, "size": self.size, "shape": self.shape, "family": self.family,
-                "flops": self.flops, "bytes": self.bytes}
+                "flops": self.flops,
+                "bytes": self.torch_bytes if contender == "torch" else self.bytes}
 
 
 def _normal(rng, shape):
@@ -251,8 +255,10 @@ def _dropout_forward(size):
     def run_torch(t, ts, a):
         return lambda: t.ops.aten.native_dropout(ts["x"], P_DROP, True)
 
+    # x read, out and the mask written: a float32 mask here, PyTorch's a bool one
+    values = int(np.prod(shape))
     return Case("dropout_forward", size, _shape_str(shape), build, run, run_torch,
-                nbytes=3 * 4 * int(np.prod(shape)))
+                nbytes=3 * 4 * values, torch_bytes=(2 * 4 + 1) * values)
 
 
 def _dropout_backward(size):
@@ -271,8 +277,10 @@ def _dropout_backward(size):
         scale = 1.0 / (1 - P_DROP)
         return lambda: t.ops.aten.native_dropout_backward(ts["g"], ts["keep"], scale)
 
+    # g and the mask read, out written (PyTorch's mask: bool)
+    values = int(np.prod(shape))
     return Case("dropout_backward", size, _shape_str(shape), build, run, run_torch,
-                nbytes=3 * 4 * int(np.prod(shape)))
+                nbytes=3 * 4 * values, torch_bytes=(2 * 4 + 1) * values)
 
 
 # -------------------------------------------------------------------------- losses

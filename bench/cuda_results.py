@@ -62,7 +62,7 @@ def section(results):
                f"{_ms(mlp['ops_s'])} | {_ms(mlp['torch_s'])} | "
                f"{mlp['ops_ratio_to_torch']:.2f}x | |")
     if mlp.get("gemms_s") and mlp.get("torch_gemms_s"):
-        out.append(f"| that step's six matrix products alone (cuBLAS through CuPy / "
+        out.append(f"| that step's eight matrix products alone (cuBLAS through CuPy / "
                    f"torch.mm) | {_ms(mlp['gemms_s'])} | {_ms(mlp['torch_gemms_s'])} | "
                    f"{mlp['gemms_s'] / mlp['torch_gemms_s']:.2f}x | |")
     out.append(f"| SmallCNN step, batch 128, Adam, layer API | {_ms(cnn['layers_s'])} | "

@@ -76,8 +76,9 @@ def machine_info():
 
 def _numba_threading_layer(numba):
     """The threading layer numba's parallel kernels run on ('omp', 'tbb', 'workqueue'):
-    known once a parallel kernel has run, which a tiny one makes sure of; the setting
-    (numba.config.THREADING_LAYER, 'default' unless chosen) where that fails."""
+    known once a parallel kernel has run, which a tiny one makes sure of. Where that
+    fails, 'unknown', with the setting when one was chosen (numba.config.THREADING_LAYER;
+    its 'default' is no layer's name, and the report had shown it as one)."""
     try:
         return numba.threading_layer()
     except ValueError:   # (no parallel kernel has run in this process yet)
@@ -92,4 +93,5 @@ def _numba_threading_layer(numba):
         touch(np.zeros(4))
         return numba.threading_layer()
     except Exception:   # (whatever numba raises: the report still renders)
-        return str(numba.config.THREADING_LAYER)
+        setting = str(numba.config.THREADING_LAYER)
+        return "unknown" if setting == "default" else f"unknown (set: {setting})"

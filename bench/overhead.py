@@ -61,6 +61,9 @@ def interleaved_ratio(first, second, blocks=15, block_time=0.05):
 def measure(configs=None, blocks=15):
     """{config: {'student': s, 'numpy': s, 'ratio': numpy/student, 'blocks': n}}."""
     import fastnn
+
+    from . import contenders
+    contenders.set_threads(contenders.all_threads())   # (as the other measurements)
     results = {}
     for config, (sizes, activation, batch) in (configs or steps.MLP_CONFIGS).items():
         student = steps.mlp_step("student", sizes, activation, batch)

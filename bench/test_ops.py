@@ -16,4 +16,5 @@ def test_op(benchmark, case, contender):
         fn = case.torch()
     else:
         fn = case.fastnn(backend_or_skip(contender))
-    measure(benchmark, fn, case.id, kind="op", contender=contender, **case.extra_info())
+    measure(benchmark, fn, case.id, kind="op", contender=contender,
+            **case.extra_info(contender))

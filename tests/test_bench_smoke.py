@@ -791,3 +791,29 @@ def test_a_keyword_that_selects_no_benchmark_is_an_error(tmp_path, monkeypatch, 
     assert status == 5
     assert "no benchmark matches -k 'no_such_benchmark'" in capsys.readouterr().err
     assert not (out / "BENCHMARKS.md").exists()
+
+
+def test_pytorch_dropout_rows_count_its_bool_mask():
+    # PyTorch's native_dropout keeps a bool mask (1 byte a value), fastnn a float32 one:
+    # PyTorch's rows had fastnn's 12 bytes a value, 4/3 of what it moves
+    for case in cases.all_cases():
+        if case.op in ("dropout_forward", "dropout_backward"):
+            values = int(np.prod([int(v) for v in case.shape.split("x")]))
+            assert case.extra_info("numba")["bytes"] == 12 * values
+            assert case.extra_info("torch")["bytes"] == 9 * values
+
+
+def test_an_unknown_numba_threading_layer_is_not_shown_as_the_setting():
+    # numba's THREADING_LAYER setting 'default' is no layer: the machine table said
+    # 'default' where the probe had failed
+    import types
+
+    from bench import machine
+
+    def fail():
+        raise ValueError("no parallel kernel has run")
+    for setting, shown in (("default", "unknown"), ("tbb", "unknown (set: tbb)")):
+        fake = types.SimpleNamespace(
+            threading_layer=fail, prange=range, config=types.SimpleNamespace(
+                THREADING_LAYER=setting), njit=lambda **kw: (lambda f: f))
+        assert machine._numba_threading_layer(fake) == shown

@@ -184,8 +184,9 @@ def mlp_step(sizes, batch, repeats):
 
     result["ops_s"] = _time(step, repeats, cuda.synchronize)
 
-    # The step's six matrix products alone (forward, weight and input gradients), to
-    # tell the GEMMs' time from everything around them.
+    # The step's eight matrix products alone (three forward, three weight gradients, two
+    # input gradients: the first layer's is not needed), to tell the GEMMs' time from
+    # everything around them.
     from .gemm import gemm
     widths = list(sizes)
     acts = [cuda.device_array((batch, w), np.float32) for w in widths]
@@ -268,7 +269,9 @@ def softmax_ce_call(n, c):
 
 def softmax_ce(n, c, repeats):
     t = _time(softmax_ce_call(n, c), repeats, cuda.synchronize)
-    return {"seconds": t, "gb_per_s": 2 * n * c * 4 / t / 1e9}
+    # the logits read, their gradient written, the int64 labels read (the CPU suite's
+    # count, bench/cases.py)
+    return {"seconds": t, "gb_per_s": (2 * n * c * 4 + 8 * n) / t / 1e9}
 
 
 def batchnorm_call(n, c):
