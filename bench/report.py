@@ -184,6 +184,14 @@ def _check(value, limit, higher_is_better=False):
     return "**pass**" if ok else "**FAIL**"
 
 
+def _spread_note(entry, *contenders):
+    """' (rounds spread)' when a sequential median a verdict was taken from is disturbed
+    (see DISTURBED): a loaded machine's medians (a subset run beside other work gave
+    the 784-100-10 step 0.0046x PyTorch, and 'pass'). Interleaved verdicts need none."""
+    rows = [(entry or {}).get(c) for c in contenders]
+    return " (rounds spread)" if any(r and _disturbed(r) for r in rows) else ""
+
+
 def _floor_note(floors, key, field, label):
     """' (label: the floor)' from bench/floors.py's results, or '' when not measured."""
     value = (floors or {}).get(key, {}).get(field)
@@ -205,14 +213,16 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None, fl
 
     for config in ("mlp 784-100-10 relu b128", "mlp 784-1024-1024-10 leaky b32",
                    "mlp 784-1024-1024-10 leaky b256"):
+        spread = ""
         if config in (overhead or {}):  # interleaved timing: see bench/overhead.py
             value, how = overhead[config]["ratio"], " (interleaved)"
         else:
             entry = step(config)
             s, n = _median(entry, "student"), _median(entry, "numpy")
             value, how = (n / s if s and n else None), ""
+            spread = _spread_note(entry, "student", "numpy")
         out.append(("2", f"{config}: numpy backend ≤ 1.3x the student NumPy loop{how}",
-                    "numpy", _against(value, 1.3), _check(value, 1.3)))
+                    "numpy", _against(value, 1.3), _check(value, 1.3) + spread))
     compiled = [c for c in ("numba", "cython") if any(c in e for e in ops.values())]
     limits = {"mlp 784-1024-1024-10 leaky b256": 1.0, "mlp 784-1024-1024-10 leaky b32": 0.8,
               "mlp 784-100-10 relu b128": 0.7}
@@ -222,23 +232,24 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None, fl
 
         def versus_torch(target, sequential):
             if target in interleaved:
-                return interleaved[target]["ratio"], " (interleaved)"
-            return _vs_torch(sequential, c), ""
+                return interleaved[target]["ratio"], " (interleaved)", ""
+            return _vs_torch(sequential, c), "", _spread_note(sequential, c, "torch")
 
         for config, limit in limits.items():
-            value, how = versus_torch(config, step(config))
+            value, how, spread = versus_torch(config, step(config))
             out.append((issue, f"{config} step ≤ {limit}x PyTorch{how}", c,
-                        _against(value, limit), _check(value, limit)))
-        value, how = versus_torch(overhead_results.BATCHNORM_TARGET,
-                                  ops.get(("batchnorm_forward+batchnorm_backward", "large"), {}))
+                        _against(value, limit), _check(value, limit) + spread))
+        value, how, spread = versus_torch(
+            overhead_results.BATCHNORM_TARGET,
+            ops.get(("batchnorm_forward+batchnorm_backward", "large"), {}))
         out.append((issue, f"BatchNorm1d 256x1024 forward+backward ≤ 0.3x PyTorch{how}", c,
-                    _against(value, 0.3), _check(value, 0.3)
+                    _against(value, 0.3), _check(value, 0.3) + spread
                     + _floor_note(floors, "batchnorm", "ratio",
                                   "its memory passes alone, interleaved")))
-        value, how = versus_torch(overhead_results.SOFTMAX_CE_TARGET,
-                                  ops.get(("softmax_cross_entropy", "large"), {}))
+        value, how, spread = versus_torch(overhead_results.SOFTMAX_CE_TARGET,
+                                          ops.get(("softmax_cross_entropy", "large"), {}))
         out.append((issue, f"softmax-CE 4096x1000 ≤ 1.0x PyTorch{how}", c,
-                    _against(value, 1.0), _check(value, 1.0)))
+                    _against(value, 1.0), _check(value, 1.0) + spread))
         for (op, size), entry in ops.items():
             row = entry.get(c)
             # the activations, dropout and the pointwise losses; (log-)softmax and
@@ -247,20 +258,23 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None, fl
                     or not row.get("bytes"):
                 continue
             measured = (bandwidth or {}).get(c, {}).get(op)
+            spread = ""
             if measured:   # interleaved with the copy: see bench/overhead.py
                 pct, how = 100 * measured["fraction"], " (interleaved)"
             else:
                 (_, pct), how = ceilings.achieved(row), ""
+                spread = _spread_note(entry, c)
             out.append((issue, f"{op} 16M float32 ≥ 70% of copy bandwidth{how}", c,
                         "—" if pct is None else f"{pct:.0f}%",
-                        _check(pct, 70, higher_is_better=True)))
+                        _check(pct, 70, higher_is_better=True) + spread))
         for op in ("linear_forward", "linear_backward", "softmax_cross_entropy",
                    "batchnorm_forward", "batchnorm_backward", "sgd_update", "adam_update",
                    "rmsprop_update"):
-            value = _speedup(ops.get((op, "large"), {}), c)
+            entry = ops.get((op, "large"), {})
+            value = _speedup(entry, c)
             out.append((issue, f"fused {op} (large) ≥ 2x faster than the NumPy reference", c,
                         _against(value, 2.0), _check(value, 2.0, higher_is_better=True)
-                        + _floor_note(floors, op, "bound",
+                        + _spread_note(entry, c, "numpy") + _floor_note(floors, op, "bound",
                                       "its products alone, interleaved")))
     # issue 5's targets are the compiled backends' (the reference is what they beat)
     for c in [c for c in ORDER if c not in ("numpy", "student", "torch")]:
@@ -269,13 +283,15 @@ def targets(all_rows, ceilings, overhead=None, vs_torch=None, bandwidth=None, fl
         interleaved = (vs_torch or {}).get(c, {})
         for target, limit in ((overhead_results.CONV_TARGET, 1.5),
                               (overhead_results.POOL_TARGET, 1.0)):
+            spread = ""
             if target in interleaved:
                 value, how = interleaved[target]["ratio"], " (interleaved)"
             else:
-                value = _vs_torch(ops.get(overhead_results.CASE_TARGETS[target], {}), c)
-                how = ""
+                entry = ops.get(overhead_results.CASE_TARGETS[target], {})
+                value, how = _vs_torch(entry, c), ""
+                spread = _spread_note(entry, c, "torch")
             out.append(("5", f"{target} ≤ {limit}x PyTorch{how}", c, _against(value, limit),
-                        _check(value, limit)))
+                        _check(value, limit) + spread))
     return out
 
 
@@ -465,7 +481,7 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
            "faster than PyTorch. A median more than "
            f"{DISTURBED:.0f} times the case's fastest round is marked 'rounds spread' with "
            "that round: its ratios say more about that moment of the machine than about the "
-           "code.", "",
+           "code (a target's verdict taken from such a median says '(rounds spread)').", "",
            "Compare two runs: `.venv/bin/pytest-benchmark compare 0001 0002 --group-by=group` "
            "(each `make bench` autosaves a numbered run under `.benchmarks/`).", "",
            "## Machine", "", _machine_section(data), ""]

@@ -817,3 +817,23 @@ def test_an_unknown_numba_threading_layer_is_not_shown_as_the_setting():
             threading_layer=fail, prange=range, config=types.SimpleNamespace(
                 THREADING_LAYER=setting), njit=lambda **kw: (lambda f: f))
         assert machine._numba_threading_layer(fake) == shown
+
+
+def test_a_verdict_from_a_disturbed_median_says_its_rounds_spread(tmp_path):
+    # a loaded machine's medians (a subset run beside other work) gave a step 0.0046x
+    # PyTorch and a plain 'pass'; the tables marked the row, the targets did not
+    data = json.loads(json.dumps(FAKE))
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        if info.get("kind") == "step" and info["contender"] == "torch":
+            bench["stats"].update(median=0.2, min=1.0e-3)   # 200x its fastest round
+    path = tmp_path / "fake.json"
+    path.write_text(json.dumps(data))
+    text = report.render(results_io.load_json(path), plots_dir=str(tmp_path),
+                         md_dir=str(tmp_path))
+    row = next(line for line in text.splitlines()
+               if line.startswith("| 3 | mlp 784-100-10 relu b128 step"))
+    assert "**pass** (rounds spread)" in row
+    calm = next(line for line in text.splitlines()
+                if line.startswith("| 2 | mlp 784-100-10 relu b128"))
+    assert "rounds spread" not in calm
