@@ -7,8 +7,9 @@ file in the same folder, fsync, then ``os.replace``), one ``.npz`` holding:
   class, ``config_name`` and ``config`` (when it has them, so ``load(path)`` alone can
   rebuild it; a tree of fastnn.nn's own layers instead gets a ``rebuild`` recipe: each
   module's class name and constructor arguments, see ``_rebuild_recipe``), the order of its state arrays, the optimizer's type, hyper-parameters and
-  step counts, the state of fastnn's global random generator, and ``extra`` (any
-  JSON-serialisable value: epoch, metrics...);
+  step counts, the state of fastnn's global random generator, and ``extra`` (epoch,
+  metrics...: described as the optimizer's state is, its arrays under ``extra/``, and as
+  JSON);
 * ``model/<name>``: every array of ``model.state_dict()``;
 * ``optimizer/<index>/<name>``: the optimizer's state arrays (momentum, Adam moments).
 
@@ -40,6 +41,7 @@ FORMAT_VERSION = 1
 META_KEY = "__fastnn_checkpoint__"
 MODEL_PREFIX = "model/"
 OPTIMIZER_PREFIX = "optimizer/"
+EXTRA_KEY = "extra"   # extra's arrays: extra, extra/<name>, extra/<i>...
 
 #: config_name -> class name in fastnn.models, looked up when a file is loaded
 MODEL_REGISTRY = {
@@ -65,7 +67,10 @@ def save(model, path, optimizer=None, extra=None):
     """Write model (and optimizer) state to ``path`` as one .npz, atomically.
 
     model: a fastnn Module; optimizer: an Optimizer over (some of) its parameters, or None;
-    extra: a JSON-serialisable value stored as metadata (e.g. {"epoch": 3}), or None.
+    extra: a value stored with the checkpoint (e.g. {"epoch": 3}), or None: strings,
+    numbers, NumPy scalars and arrays, lists, tuples and dicts of them with str or int
+    keys come back from load_checkpoint as saved; any other JSON-serialisable value
+    (a dict with float keys) as JSON gives it back.
     The file at ``path`` is either the complete new checkpoint or, on any failure, left as
     it was. Returns ``path``.
 
@@ -125,10 +130,9 @@ def _pack(model, optimizer, extra):
         },
         "optimizer": None,
         "random_state": _random_state(),
-        "extra": extra,
+        **_extra_record(extra, arrays),
     }
     _dumps(meta["model"]["config"], "the model's config")
-    _dumps(extra, "extra")
     if optimizer is not None:
         if not hasattr(optimizer, "state_dict"):
             raise TypeError(f"fastnn.save: expected an Optimizer, got "
@@ -213,6 +217,50 @@ def _encode(value, key, arrays):
                 else number.dtype.str}
     raise TypeError(f"fastnn.save: cannot store state of type {type(value).__name__} "
                     f"(at {key})")
+
+
+def _extra_record(extra, arrays):
+    """The metadata's record of save's extra: "extra", its JSON form (what metadata
+    readers show; None when it holds a larger array), and "extra_value", its _encode
+    description, which load_checkpoint gives back: as it was saved, where JSON turned
+    int keys into strings, tuples into lists and NumPy scalars into Python numbers. A
+    value _encode cannot describe (a dict with float keys) is kept as JSON alone, as
+    before; its arrays join ``arrays`` under EXTRA_KEY."""
+    own = {}
+    try:
+        value = _encode(extra, EXTRA_KEY, own)
+    except (TypeError, RecursionError):   # (a value that holds itself: JSON says so)
+        value = None
+        _dumps(extra, "extra")   # (TypeError: neither can store it)
+    try:
+        plain = json.loads(_dumps(extra, "extra"))
+    except TypeError:
+        if value is None:
+            raise
+        plain = None
+    arrays.update(own)
+    return {"extra": plain, **({"extra_value": value} if value is not None else {})}
+
+
+def _extra(meta, arrays):
+    """The extra value save stored (see _extra_record; files before it: its JSON)."""
+    if "extra_value" in meta:
+        return _decode(meta["extra_value"], arrays)
+    return meta.get("extra")
+
+
+def _arrays_described(desc):
+    """The array keys an _encode description refers to."""
+    if isinstance(desc, dict):
+        if "array" in desc:
+            yield desc["array"]
+        for key in ("list", "tuple"):
+            for d in desc.get(key, ()):
+                yield from _arrays_described(d)
+        for d in desc.get("dict", {}).values():
+            yield from _arrays_described(d)
+        for _, d in desc.get("items", ()):
+            yield from _arrays_described(d)
 
 
 def _decode(desc, arrays):
@@ -695,6 +743,7 @@ def _check_complete(path, meta, arrays):
     if opt is not None:
         for index, entry in opt.get("state", {}).items():
             wanted += [f"{OPTIMIZER_PREFIX}{index}/{name}" for name in entry.get("arrays", [])]
+    wanted += list(_arrays_described(meta.get("extra_value")))
     missing = [k for k in wanted if k not in arrays]
     if missing:
         raise CheckpointError(f"{path}: damaged fastnn checkpoint, arrays missing: {missing}")
@@ -902,7 +951,7 @@ def _load_read(path, meta, arrays, model, optimizer, restore_random):
     if random_state is not None:
         from . import random
         random.generator().bit_generator.state = random_state
-    return Checkpoint(model, optimizer, meta.get("extra"), meta["format_version"])
+    return Checkpoint(model, optimizer, _extra(meta, arrays), meta["format_version"])
 
 
 def load(path, model=None, optimizer=None, restore_random=False, *, weights_only=None,

@@ -170,6 +170,30 @@ def test_numpy_values_in_extra_are_stored(tmp_path):
     assert io.load_checkpoint(path).extra == {"acc": 0.5, "epoch": 2}
 
 
+def test_extra_comes_back_as_it_was_saved(tmp_path):
+    # extra went through plain JSON: int keys came back as strings (extra["acc"][0] a
+    # KeyError), tuples as lists, NumPy scalars as Python numbers, and an array of more
+    # than 64 values was refused; the same value saved inside a dict came back as it was
+    path = tmp_path / "m.npz"
+    extra = {"per_class_acc": {0: 0.91, 1: 0.85}, "input_shape": (1, 28, 28),
+             "best_loss": np.float32(0.25), "confusion": np.arange(100).reshape(10, 10),
+             "history": [{"epoch": 1, "loss": 0.5}], "note": None, "done": True}
+    fastnn.save(make_model(), path, extra=extra)
+    back = io.load_checkpoint(path).extra
+    assert back.keys() == extra.keys()
+    assert back["per_class_acc"] == {0: 0.91, 1: 0.85}
+    assert back["input_shape"] == (1, 28, 28) and isinstance(back["input_shape"], tuple)
+    assert back["best_loss"].dtype == np.float32 and back["best_loss"] == np.float32(0.25)
+    np.testing.assert_array_equal(back["confusion"], extra["confusion"])
+    assert back["history"] == extra["history"] and back["note"] is None
+    assert back["done"] is True
+    meta = io.read_metadata(path)   # the metadata still shows it as JSON where it can
+    assert meta["extra"] is None    # (an array of 100 values is no JSON)
+    fastnn.save(make_model(), path, extra={1.5: "float key"})   # (JSON alone, as before)
+    assert io.load_checkpoint(path).extra == {"1.5": "float key"}
+    assert io.read_metadata(path)["extra"] == {"1.5": "float key"}
+
+
 def test_overwrite_keeps_permissions(tmp_path):
     path = tmp_path / "m.npz"
     fastnn.save(make_model(), path)
