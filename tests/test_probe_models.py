@@ -411,3 +411,42 @@ def test_one_multitask_loss_shared_by_threads_gives_each_its_gradients():
         assert got[name][0] == loss
         for g, want in zip(got[name][1], grads):
             np.testing.assert_array_equal(g, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("hooked", [False, True])
+def test_multitask_and_vae_backward_skip_the_input_gradient_on_request(backend, hooked):
+    # a training loop discards the input's gradient: need_grad_in=False skips its
+    # products (MultiTaskNet: one per branch and their sum; VAE: the encoder's) and gives
+    # the same parameter gradients, bit for bit
+    fastnn.set_backend(backend)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((6, 12)).astype(np.float32)
+    y_a = rng.standard_normal((6, 5)).astype(np.float32)
+    y_b = rng.integers(0, 3, 6)
+
+    def multitask_grads(need):
+        fastnn.manual_seed(1)
+        net = MultiTaskNet(12, 7, 5, 3, dropout=0.0)
+        if hooked:   # (the public backward path of a hooked layer)
+            net.fc1a.register_full_backward_hook(lambda m, gi, go: None)
+        loss = MultiTaskLoss()
+        loss.forward(*net(x), y_a, y_b)
+        got = net.backward(*loss.backward(), need_grad_in=need)
+        return got, [p.grad.copy() for p in net.parameters()]
+
+    def vae_grads(need):
+        fastnn.manual_seed(1)
+        vae = VAE(12, 2, hidden=(8,), seed=3)
+        if hooked:
+            vae.encoder[0].register_full_backward_hook(lambda m, gi, go: None)
+        vae.forward(x)
+        got = vae.backward(need_grad_in=need)
+        return got, [p.grad.copy() for p in vae.parameters()]
+
+    for grads in (multitask_grads, vae_grads):
+        full, want = grads(True)
+        skipped, got = grads(False)
+        assert full.shape == x.shape and skipped is None
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)

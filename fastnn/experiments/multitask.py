@@ -64,7 +64,7 @@ def train_classifier_alone(x, y, x_test, y_test, hidden, num_classes, args, rng)
                 continue
             loss_fn.forward(model(x[idx]), y[idx])
             opt.zero_grad()
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), need_grad_in=False)
             opt.step()
     model.eval()
     pred = np.concatenate([model(x_test[i:i + 1000]).argmax(axis=1)
@@ -152,7 +152,7 @@ def run(args):
                                          f"{loss} in epoch {epoch + 1}; try a smaller "
                                          f"learning rate")
             opt.zero_grad()
-            model.backward(*loss_fn.backward())
+            model.backward(*loss_fn.backward(), need_grad_in=False)
             opt.step()
             total, seen = total + loss * len(idx), seen + len(idx)
             if bar is not None:

@@ -105,7 +105,7 @@ def run(args):
                 raise FloatingPointError(f"vae: training diverged: the loss became {loss} in "
                                          f"epoch {epoch + 1}; try a smaller learning rate")
             opt.zero_grad()
-            model.backward()
+            model.backward(need_grad_in=False)
             opt.step()
             total += loss * len(batch)
         train_curve.append(total / len(x))   # per sample: a short last batch counts its size

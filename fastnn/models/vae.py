@@ -82,11 +82,13 @@ class VAE(nn.Module):
     __call__ = forward
 
     @checks_sub_forwards
-    def backward(self):
+    def backward(self, need_grad_in=True):
         """Accumulate every parameter's gradient of the last forward's loss; returns the
         loss's gradient w.r.t. x, (N, data_dim) (through the encoder and the NLL), where
-        that x was. A second call adds that forward's gradient again (as every module's
-        backward, PyTorch's ``retain_graph=True``)."""
+        that x was, or None with need_grad_in=False, which skips the encoder's input
+        product (a training step, whose loop discards it). A second call adds that
+        forward's gradient again (as every module's backward, PyTorch's
+        ``retain_graph=True``)."""
         if self._cache is None:
             raise RuntimeError("VAE: backward() called before forward()")
         n, mu_z, sigma_z, eps, resid, inv_var_x = self._cache
@@ -97,7 +99,10 @@ class VAE(nn.Module):
         # through z = mu_z + exp(log_sz) * eps, plus the KL term's own gradient
         grad_mu_z = grad_z + mu_z * scale
         grad_log_sz = grad_z * sigma_z * eps + (sigma_z ** 2 - 1) * scale
-        grad_x = self.encoder.backward(np.concatenate([grad_mu_z, grad_log_sz], axis=1))
+        grad_x = self.encoder.backward(np.concatenate([grad_mu_z, grad_log_sz], axis=1),
+                                       need_grad_in)
+        if not need_grad_in:
+            return None
         grad_x = grad_x - grad_mu_x  # x also enters the NLL, opposite to mu_x
         return _device.Cuda.put(grad_x) if self._x_on_device else grad_x
 
