@@ -178,9 +178,9 @@ def _loss_share(loss_fn, targets, kind):
     if kind != "labels" or not isinstance(loss_fn, _ClassTargets):
         return len(targets)
     labels = np.asarray(_device.to_host(targets))
+    if loss_fn.weight is None:   # (a count: no array of the kept labels)
+        return int(np.count_nonzero(labels != loss_fn.ignore_index))
     kept = labels[labels != loss_fn.ignore_index]
-    if loss_fn.weight is None:
-        return kept.size
     return float(np.asarray(_device.to_host(loss_fn.weight), np.float64)[kept].sum())
 
 
