@@ -45,12 +45,15 @@ try:  # noqa: E402  the conv engineer's kernels join when their extension is bui
     from ._conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward,
                         conv2d_forward, max_pool2d_backward, max_pool2d_forward)
     from . import _conv
+    from ..pixel_conv import route_one_pixel
+    _route_convs = True
     # the conv products on MKL too when the Linear ones are (not on NumPy's OpenBLAS:
     # called from the kernels' threads its jobs would start threads of their own)
     if _linear_on_mkl:
         _conv.use_mkl_gemm(*_linear_gemm)
     REUSES = {}
 except ImportError:
+    _route_convs = False
     REUSES = {op: "reference" for op in (
         "conv2d_forward", "conv2d_backward", "max_pool2d_forward", "max_pool2d_backward",
         "avg_pool2d_forward", "avg_pool2d_backward")}
@@ -128,6 +131,11 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
                            grad_weight, grad_bias, grad_in if need_grad_in else None,
                            scratch if act else None, bool(accumulate))
     return grad_in if need_grad_in else None
+
+
+if _route_convs:   # a conv of 1x1 planes under a 1x1 kernel is a Linear (pixel_conv.py)
+    conv2d_forward, conv2d_backward = route_one_pixel(conv2d_forward, conv2d_backward,
+                                                      linear_forward, linear_backward)
 
 
 # --------------------------------------------------------------------- activations

@@ -31,6 +31,11 @@ from .batchnorm import batchnorm_backward, batchnorm_forward
 from .conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward, conv2d_forward,
                    max_pool2d_backward, max_pool2d_forward)
 from .dense import linear_backward, linear_forward
+from ..pixel_conv import route_one_pixel
+
+# a conv of 1x1 planes under a 1x1 kernel is a Linear (kernels/pixel_conv.py)
+conv2d_forward, conv2d_backward = route_one_pixel(conv2d_forward, conv2d_backward,
+                                                  linear_forward, linear_backward)
 from .depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward
 from .dropout import dropout_backward, dropout_forward
 from .layernorm import layer_norm_backward, layer_norm_forward
