@@ -231,11 +231,10 @@ def _extra_record(extra, arrays):
         value = _encode(extra, EXTRA_KEY, own)
     except (TypeError, RecursionError):   # (a value that holds itself: JSON says so)
         value = None
-        _dumps(extra, "extra")   # (TypeError: neither can store it)
     try:
         plain = json.loads(_dumps(extra, "extra"))
     except TypeError:
-        if value is None:
+        if value is None:   # (neither can store it)
             raise
         plain = None
     arrays.update(own)
