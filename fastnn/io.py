@@ -229,8 +229,11 @@ def _extra_record(extra, arrays):
     own = {}
     try:
         value = _encode(extra, EXTRA_KEY, own)
-    except (TypeError, RecursionError):   # (a value that holds itself: JSON says so)
-        value = None
+        json.dumps(value)   # (a complex or datetime64 scalar has no JSON number)
+    except (TypeError, ValueError, RecursionError):
+        # (keys the .npz cannot hold apart, 'a/b' beside 'a': {'b'}, or ending '.npy';
+        # a value that holds itself, which JSON then names)
+        value, own = None, {}
     try:
         plain = json.loads(_dumps(extra, "extra"))
     except TypeError:

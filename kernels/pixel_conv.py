@@ -23,7 +23,9 @@ def one_pixel(x_shape, weight_shape, padding):
 
 
 def _views(*arrays):
-    """Whether each array is None or C-contiguous: reshaped, a view of it is written."""
+    """Whether each array is None or C-contiguous: reshaped, a view of it is written (or
+    read: the numba linear kernels take C-ordered arrays only, where the conv kernels
+    copy a strided input)."""
     return all(a is None or a.flags.c_contiguous for a in arrays)
 
 
@@ -34,7 +36,7 @@ def route_one_pixel(conv_forward, conv_backward, linear_forward, linear_backward
 
     @functools.wraps(conv_forward)
     def forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
-        if not (one_pixel(x.shape, weight.shape, padding) and _views(out)):
+        if not (one_pixel(x.shape, weight.shape, padding) and _views(x, weight, out)):
             return conv_forward(x, weight, bias, stride, padding, out)
         n, c_in, c_out = x.shape[0], x.shape[1], weight.shape[0]
         if out is None:
@@ -47,7 +49,8 @@ def route_one_pixel(conv_forward, conv_backward, linear_forward, linear_backward
     def backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_weight=None,
                  grad_bias=None, grad_in=None, need_grad_in=True):
         if not (one_pixel(x.shape, weight.shape, padding)
-                and _views(grad_weight, grad_in if need_grad_in else None)):
+                and _views(grad_out, x, weight, grad_weight,
+                           grad_in if need_grad_in else None)):
             return conv_backward(grad_out, x, weight, stride, padding, grad_weight,
                                  grad_bias, grad_in, need_grad_in)
         n, c_in, c_out = x.shape[0], x.shape[1], weight.shape[0]

@@ -98,6 +98,14 @@ def test_one_pixel_conv2d_runs_as_the_linear_it_is(backend, dtype, rng, stride):
     assert ops.conv2d_backward(g, x, weight, stride, (0, 0), again_w,
                                need_grad_in=False) is None
     np.testing.assert_array_equal(again_w, grad_w)
+    # the backend's own kernels given a strided x (ops makes inputs contiguous): the
+    # conv kernels, which copy it (numba's linear kernels take C-ordered arrays only)
+    kernels = fastnn.backend.load(fastnn.get_backend())
+    wide = np.zeros((n, 2 * c_in, 1, 1), dtype)
+    wide[:, ::2] = x
+    if fastnn.get_backend() != "cython":   # (Cython's conv entries refuse strided x)
+        assert_close(kernels.conv2d_forward(wide[:, ::2], weight, bias, stride, (0, 0)), y,
+                     dtype, np.sqrt(c_in))
 
 
 def test_conv2d_many_chunks_and_threads(backend, dtype, rng):

@@ -398,3 +398,37 @@ def test_a_dataset_that_cannot_be_deep_copied_is_still_read_by_workers(tmp_path)
     finally:
         ds.file.close()
     assert [int(v) for v in got] == [0, 1, 2, 3, 4, 5]
+
+
+def test_worker_copies_share_read_only_arrays_and_shallow_copy_what_cannot_be_copied():
+    # a read-only array (an np.memmap opened 'r') is shared, as a forked worker shares
+    # its pages (a deep copy read a memmap's whole file into memory each pass); a
+    # dataset whose members refuse deepcopy with any exception (a multiprocessing
+    # Queue's RuntimeError) still gets the shallow copy
+    import multiprocessing
+
+    from fastnn.data.streams import worker_copy
+    frozen = np.arange(10.0)
+    frozen.flags.writeable = False
+
+    class Holder(fd.IterableDataset):
+        def __init__(self):
+            self.data = {"frozen": frozen, "open": np.arange(3.0)}
+
+        def __iter__(self):
+            return iter(())
+
+    copied = worker_copy(Holder())
+    assert copied.data["frozen"] is frozen
+    assert not np.shares_memory(copied.data["open"], Holder().data["open"])
+
+    class Queued(fd.IterableDataset):
+        def __init__(self):
+            self.queue, self.items = multiprocessing.Queue(), [1, 2, 3]
+
+        def __iter__(self):
+            info = fd.get_worker_info()
+            return iter(self.items[info.id::info.num_workers])
+
+    ds = Queued()
+    assert sorted(int(v) for v in fd.DataLoader(ds, batch_size=None, num_workers=2)) == [1, 2, 3]

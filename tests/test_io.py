@@ -452,3 +452,16 @@ def test_a_checkpoint_that_does_not_fit_is_pytorchs_runtime_error_too(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError):
         io.load(tmp_path / "junk.npz")
+
+
+def test_extra_the_npz_cannot_hold_apart_is_kept_as_json_as_before(tmp_path):
+    # keys that name one .npz member ('a/b' beside 'a': {'b'}), or end in '.npy', made
+    # the lossless form raise ValueError out of save; they go through JSON, as before
+    path = tmp_path / "m.npz"
+    for extra, back in (({"a/b": np.zeros(3), "a": {"b": np.ones(3)}},
+                         {"a/b": [0.0] * 3, "a": {"b": [1.0] * 3}}),
+                        ({"w.npy": np.zeros(2)}, {"w.npy": [0.0, 0.0]})):
+        fastnn.save(make_model(), path, extra=extra)
+        assert io.load_checkpoint(path).extra == back
+    with pytest.raises(TypeError, match="extra must be JSON-serialisable"):
+        fastnn.save(make_model(), path, extra={"z": np.complex64(1j)})

@@ -213,3 +213,10 @@ def test_planes_of_one_value_run_as_columns(name, training):
             results.append([y.reshape(n, c), gi.reshape(n, c), gw, gb, rm, rv])
     for got, want in zip(*results):
         np.testing.assert_array_equal(got, want)
+    # an empty batch called on the kernels directly (ops and the layers stop it before)
+    # keeps the plane path's NaN statistics, as the reference's
+    empty = np.zeros((0, c, 1, 1), np.float32)
+    rm = np.zeros(c, np.float32)
+    kernels = fastnn.backend.load(name)
+    _, mean, _ = kernels.batchnorm_forward(empty, w, b, rm, np.ones(c, np.float32), True)
+    assert np.isnan(mean).all() and np.isnan(rm).all()

@@ -12,6 +12,8 @@ what ``get_worker_info()`` says are PyTorch's.
 import copy
 import itertools
 
+import numpy as np
+
 from .worker import WorkerInfo, as_worker, call_worker_init, worker_seed
 
 _END = object()   # a worker's stream is spent
@@ -60,12 +62,36 @@ def worker_copy(dataset):
     seed, then shards; a counter) is seen neither by the other workers nor in the
     caller's dataset. (A shallow copy shared those lists: with the shuffle-then-shard
     pattern, PyTorch gives every sample once and fastnn gave some twice, others never.)
-    A dataset that cannot be deep-copied (an open file, a generator) gets a shallow
-    copy, what fastnn gave every dataset before."""
+    Read-only NumPy arrays in it (an np.memmap opened with mode 'r', arrays whose
+    flags.writeable is False) are shared, as a forked worker shares its pages: no worker
+    can change them, and a deep copy read a memmap's whole file into memory. A dataset
+    that cannot be deep-copied (an open file, a generator) gets a shallow copy, what
+    fastnn gave every dataset before."""
+    memo = {}
+    _share_read_only_arrays(dataset, memo, depth=4)
     try:
-        return copy.deepcopy(dataset)
-    except (TypeError, copy.Error):
-        return copy.copy(dataset)
+        return copy.deepcopy(dataset, memo)
+    except Exception:   # (what a member's __reduce_ex__ raises: TypeError, a Queue's
+        return copy.copy(dataset)   # RuntimeError, a ctypes pointer's ValueError...)
+
+
+def _share_read_only_arrays(value, memo, depth):
+    """Enter each read-only ndarray reachable from value (through containers and
+    instance attributes, depth levels down) in deepcopy's memo as its own copy."""
+    if isinstance(value, np.ndarray):
+        if not value.flags.writeable:
+            memo[id(value)] = value
+        return
+    if depth == 0:
+        return
+    if isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = value
+    else:
+        items = getattr(value, "__dict__", {}).values()
+    for item in items:
+        _share_read_only_arrays(item, memo, depth - 1)
 
 
 def start_workers(dataset, num_workers, base_seed, worker_init_fn):

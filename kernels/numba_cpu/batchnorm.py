@@ -427,7 +427,7 @@ def _columns(a):
     Cython's rows path (s == 1) had not."""
     if a.ndim == 2:
         return a
-    if math.prod(a.shape[2:]) == 1:
+    if math.prod(a.shape[2:]) == 1 and a.shape[0] > 0:   # (an empty batch: as before)
         return a.reshape(a.shape[0], a.shape[1])
     return None
 
