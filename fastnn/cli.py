@@ -131,6 +131,9 @@ def main(argv=None):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
+    except OSError as exc:   # (writing an output after the run: a full disk)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 # ------------------------------------------------------------------------------ train
@@ -509,12 +512,22 @@ def output_path_problem(path):
 
 def _check_output_paths(args):
     """Refuse --metrics/--plot/--save paths that cannot be written (a folder, or under a
-    file) before training, not after."""
-    for flag in ("metrics", "plot", "save"):
-        path = getattr(args, flag)
-        problem = None if path is None else output_path_problem(path)
+    file) before training, not after, and two of them (or one and --resume) naming one
+    file, which the later write would replace (--metrics over the only checkpoint)."""
+    named = {}
+    for flag in ("resume", "save", "metrics", "plot"):
+        path = getattr(args, flag, None)
+        if path is None:
+            continue
+        problem = None if flag == "resume" else output_path_problem(path)
         if problem:
             raise CLIError(f"--{flag} {problem}")
+        key = os.path.realpath(path)
+        other = named.get(key)
+        if other is not None and not (flag == "save" and other == "resume"):
+            raise CLIError(f"--{flag} and --{other} name the same file ({path!r}); "
+                           f"give each its own")
+        named.setdefault(key, flag)
 
 
 def load_dataset(args):
@@ -635,11 +648,20 @@ def _write_json(path, payload):
         return
     make_parent_folder(path)
     path = os.path.realpath(path)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(payload, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
+    from .io import file_mode
+    # a temporary name of its own (two runs given one path do not share it), removed
+    # when the write fails (a full disk) or is interrupted
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                               dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+        os.chmod(tmp, file_mode(path))
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def _describe(args, input_shape, num_classes):
@@ -732,13 +754,8 @@ def run_train(args):
     }
     if "step_curve" in history:
         metrics["step_curve"] = history["step_curve"]
-    if args.metrics:
-        _write_json(args.metrics, metrics)
-        print(f"metrics written to {args.metrics}")
-    if args.plot:
-        from .plotting import plot_curves
-        plot_curves(history, args.plot, title=f"{description}, {args.dataset}, {backend}")
-        print(f"curves written to {args.plot}")
+    # the checkpoint first: a cheaper output that fails (a full disk) must not lose the
+    # trained model
     if args.save:
         # made like --metrics' and --plot's folders (a symbolic link's target's)
         from .io import make_parent_folder
@@ -751,6 +768,13 @@ def run_train(args):
                     extra={"config": config, "train_state": history["train_state"],
                            "history": curves})
         print(f"model written to {args.save}")
+    if args.metrics:
+        _write_json(args.metrics, metrics)
+        print(f"metrics written to {args.metrics}")
+    if args.plot:
+        from .plotting import plot_curves
+        plot_curves(history, args.plot, title=f"{description}, {args.dataset}, {backend}")
+        print(f"curves written to {args.plot}")
     print(f"train accuracy {metrics['train_accuracy']:.4f}, "
           f"{metrics['mean_seconds_per_epoch']:.2f} s/epoch, "
           f"{metrics['samples_per_second']:,.0f} samples/s")

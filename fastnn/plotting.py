@@ -1,5 +1,6 @@
 """Training curves as PNG, drawn with matplotlib's Agg canvas (no display needed)."""
 import os
+import tempfile
 from collections.abc import Mapping
 
 import numpy as np
@@ -8,12 +9,28 @@ import numpy as np
 def save_figure(fig, path):
     """Save matplotlib figure ``fig`` to ``path``, creating its folder: in the format its
     extension names when matplotlib writes that format (.svg, .pdf, .jpg...), else PNG
-    (so 'curves', 'curves.png' and 'curves.out' are PNG files, 'curves.svg' an SVG)."""
-    from .io import make_parent_folder
+    (so 'curves', 'curves.png' and 'curves.out' are PNG files, 'curves.svg' an SVG).
+    Written to a temporary file renamed over path (the file a symbolic link names), so
+    a failed write (a full disk) leaves the previous picture whole; a device or FIFO is
+    written in place."""
+    from .io import file_mode, is_special_file, make_parent_folder
     make_parent_folder(path)   # (a symbolic link's target folder)
     suffix = os.path.splitext(str(path))[1][1:].lower()
     fmt = suffix if suffix in fig.canvas.get_supported_filetypes() else "png"
-    fig.savefig(path, format=fmt)
+    if is_special_file(path):
+        fig.savefig(path, format=fmt)
+        return path
+    target = os.path.realpath(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
+                               dir=os.path.dirname(target))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format=fmt)
+        os.chmod(tmp, file_mode(target))
+        os.replace(tmp, target)
+    except BaseException:
+        os.unlink(tmp)
+        raise
     return path
 
 

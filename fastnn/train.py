@@ -26,15 +26,29 @@ from .nn.module import evaluating
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite. ``step`` (1-based), ``epoch`` and ``loss`` say where."""
+    """The loss became NaN or infinite (or the last update left a parameter so: its name
+    in ``parameter``). ``step`` (1-based), ``epoch`` and ``loss`` say where."""
 
-    def __init__(self, step, epoch, loss):
-        self.step, self.epoch, self.loss = step, epoch, loss
-        super().__init__(
-            f"training diverged: the loss became {loss} at step {step} (epoch {epoch}); "
-            f"parameters were not updated with that step's gradient, and running "
-            f"statistics are as before it. "
-            f"Try a smaller learning rate.")
+    def __init__(self, step, epoch, loss, parameter=None):
+        self.step, self.epoch, self.loss, self.parameter = step, epoch, loss, parameter
+        if parameter is None:
+            what = (f"the loss became {loss} at step {step} (epoch {epoch}); parameters "
+                    f"were not updated with that step's gradient, and running statistics "
+                    f"are as before it")
+        else:
+            what = (f"the update of the last step, {step} (epoch {epoch}, loss {loss}), "
+                    f"left NaN or infinite values in {parameter}")
+        super().__init__(f"training diverged: {what}. Try a smaller learning rate.")
+
+
+def _check_parameters_finite(model, step, epoch, loss):
+    """TrainingDiverged when a parameter holds NaN or inf after the run's last update:
+    the loss checked before each update sees every update's result but the last one's
+    (a run whose final step blew up returned its NaN weights, and the CLI saved them
+    over a good checkpoint). One pass over the parameters a run."""
+    for name, p in model.named_parameters():
+        if not np.isfinite(_device.to_host(p.data)).all():
+            raise TrainingDiverged(step, epoch, loss, parameter=name)
 
 
 class _StepUndo:
@@ -485,6 +499,8 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             _write(line, progress)
         if max_steps is not None and step >= max_steps:
             break
+    if step:
+        _check_parameters_finite(model, step, epoch, loss)
     metrics = dict(history)
     metrics["steps"] = step
     metrics["samples_per_second"] = train_samples / max(train_seconds, 1e-9)

@@ -748,3 +748,75 @@ def test_help_shows_every_default(command, capsys):
                 "vae": "--epochs EPOCHS (default: 30)",
                 "dream": "--steps STEPS (default: 300)"}[command]
     assert expected in text
+
+
+def test_a_last_update_that_blows_up_is_divergence_and_keeps_the_checkpoint(tmp_path):
+    # the loss is checked before each update, so the last update's NaN weights went
+    # unseen: the run exited 0 and saved them over a good checkpoint
+    good = tmp_path / "good.npz"
+    base = ("train", "--dataset", "digits", "--hidden", "8", "--no-progress",
+            "--max-steps", "1")
+    assert run_cli(*base, "--save", str(good)).returncode == 0
+    before = good.read_bytes()
+    result = run_cli(*base, "--lr", "1e40", "--save", str(good),
+                     "--metrics", str(tmp_path / "m.json"))
+    assert result.returncode == 1, result.stdout
+    assert "training diverged" in result.stderr and "last step" in result.stderr
+    assert good.read_bytes() == before and not (tmp_path / "m.json").exists()
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_failed_output_after_the_run_is_one_line_and_keeps_the_checkpoint(tmp_path):
+    # a full disk on --metrics or --plot was a traceback, and as they were written
+    # before --save, the trained model was lost
+    for flag in ("--metrics", "--plot"):
+        ck = tmp_path / f"ck{flag}.npz"
+        result = run_cli("train", "--dataset", "digits", "--hidden", "8", "--no-progress",
+                         "--max-steps", "2", "--save", str(ck), flag, "/dev/full")
+        assert result.returncode == 1
+        assert result.stderr.strip().startswith("error:") and "Traceback" not in result.stderr
+        assert "No space left" in result.stderr and ck.exists()
+
+
+def test_outputs_naming_one_file_are_refused_before_training(tmp_path):
+    # --metrics over --resume's checkpoint replaced the only checkpoint with JSON
+    ck = tmp_path / "ck.npz"
+    assert run_cli("train", "--dataset", "digits", "--hidden", "8", "--no-progress",
+                   "--max-steps", "1", "--save", str(ck)).returncode == 0
+    before = ck.read_bytes()
+    for args in (("--resume", str(ck), "--metrics", str(ck)),
+                 ("--save", str(ck), "--plot", str(ck)),
+                 ("--metrics", str(tmp_path / "m"), "--plot", str(tmp_path / "m"))):
+        result = run_cli("train", "--dataset", "digits", "--hidden", "8", "--no-progress",
+                         "--max-steps", "1", *args)
+        assert result.returncode == 2 and "name the same file" in result.stderr
+    assert ck.read_bytes() == before
+
+
+def test_json_and_pictures_are_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    # --metrics used a fixed '<path>.tmp' left behind by a failed write; --plot wrote in
+    # place, so a failed write left a truncated picture
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from fastnn.plotting import save_figure
+    picture = tmp_path / "p.png"
+    fig = Figure()
+    fig.add_subplot().plot([0, 1])
+    save_figure(fig, picture)
+    before = picture.read_bytes()
+
+    def full(f, **kwargs):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(fig, "savefig", full)
+    with pytest.raises(OSError):
+        save_figure(fig, picture)
+    assert picture.read_bytes() == before and os.listdir(tmp_path) == ["p.png"]
+    target = tmp_path / "m.json"
+    cli._write_json(target, {"a": 1})
+    with pytest.raises(TypeError):
+        cli._write_json(target, {"a": object()})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert sorted(os.listdir(tmp_path)) == ["m.json", "p.png"]

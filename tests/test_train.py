@@ -307,3 +307,18 @@ def test_fit_says_it_takes_an_x_y_pair(digits, which):
                                             rf"arrays, got a {named}"):
             fit(model, loss_fn, optimizer, epochs=1, progress=False, log=False, **kwargs)
     assert all(np.array_equal(p.data, b) for p, b in zip(model.parameters(), before))
+
+
+def test_fit_calls_a_last_update_that_leaves_nan_parameters_divergence():
+    # each loss is checked before its update, so only the next step would see what an
+    # update did: a run whose last update blew up returned NaN weights as a result
+    fastnn.manual_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 32)
+    model = nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3))
+    opt = optim.SGD(model.parameters(), lr=1e40)
+    with pytest.raises(TrainingDiverged, match="update of the last step, 1") as info:
+        fit(model, nn.CrossEntropyLoss(), opt, (x, y), max_steps=1, batch_size=32,
+            progress=False, log=False)
+    assert info.value.parameter is not None and info.value.step == 1
