@@ -640,28 +640,14 @@ def build_optimizer(args, parameters):
 def _write_json(path, payload):
     """Write payload as JSON to path: through a temporary file renamed over the file a
     symbolic link names (the link stays), or in place for a device or FIFO."""
-    from .io import is_special_file, make_parent_folder
-    if is_special_file(path):
-        with open(path, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        return
+    from .io import make_parent_folder, write_atomically
     make_parent_folder(path)
-    path = os.path.realpath(path)
-    from .io import file_mode
-    # a temporary name of its own (two runs given one path do not share it), removed
-    # when the write fails (a full disk) or is interrupted
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.chmod(tmp, file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+
+    def dump(f):
+        json.dump(payload, f, indent=2)
+        f.write("\n")
+    # (a temporary name of its own, removed when the write fails or is interrupted)
+    write_atomically(path, dump, text=True)
 
 
 def _describe(args, input_shape, num_classes):

@@ -559,27 +559,42 @@ def _rebuild(meta, path):
 
 
 def _write_atomically(path, arrays):
-    """Write arrays as .npz to a temporary file beside path, fsync, then os.replace;
-    through a symbolic link (the file it names is replaced, the link stays, as
-    torch.save's open() writes through it), and in place to a device or FIFO."""
+    """Write arrays as .npz through write_atomically, durably (fsync)."""
+    if not is_special_file(path):
+        real = os.path.realpath(path)
+        folder = os.path.dirname(real)
+        # said up front: otherwise the error would name the temporary file
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(errno.ENOENT, "fastnn.save: no such folder", folder)
+        if os.path.isdir(real):
+            raise IsADirectoryError(errno.EISDIR, "fastnn.save: the path is a folder", real)
+    write_atomically(path, lambda f: np.savez(f, **arrays), durable=True)
+
+
+def write_atomically(path, write, text=False, durable=False):
+    """Call write(f) on a file object so that the file path names ends up whole or not
+    at all: f is a temporary file beside it, given the mode open() would give
+    (file_mode), then renamed over it; through a symbolic link the file it names is
+    replaced and the link stays (as torch.save's open() writes through it). The
+    temporary file is removed on any failure (a full disk, an interrupt). A device or
+    FIFO is written in place. text: f takes str; durable: the file and then its folder
+    are fsynced (checkpoints). Shared by fastnn.save, the CLI's metrics JSON and
+    plotting.save_figure."""
+    mode = "w" if text else "wb"
     if is_special_file(path):
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
+        with open(path, mode) as f:
+            write(f)
         return
     path = os.path.realpath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    # said up front: otherwise the error would name the temporary file
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(errno.ENOENT, "fastnn.save: no such folder", folder)
-    if os.path.isdir(path):
-        raise IsADirectoryError(errno.EISDIR, "fastnn.save: the path is a folder", path)
+    folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
                                dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.chmod(tmp, file_mode(path))
         os.replace(tmp, path)
     except BaseException:
@@ -588,7 +603,8 @@ def _write_atomically(path, arrays):
         except FileNotFoundError:
             pass
         raise
-    _fsync_folder(folder)
+    if durable:
+        _fsync_folder(folder)
 
 
 def is_special_file(path):

@@ -1,6 +1,5 @@
 """Training curves as PNG, drawn with matplotlib's Agg canvas (no display needed)."""
 import os
-import tempfile
 from collections.abc import Mapping
 
 import numpy as np
@@ -13,24 +12,11 @@ def save_figure(fig, path):
     Written to a temporary file renamed over path (the file a symbolic link names), so
     a failed write (a full disk) leaves the previous picture whole; a device or FIFO is
     written in place."""
-    from .io import file_mode, is_special_file, make_parent_folder
+    from .io import make_parent_folder, write_atomically
     make_parent_folder(path)   # (a symbolic link's target folder)
     suffix = os.path.splitext(str(path))[1][1:].lower()
     fmt = suffix if suffix in fig.canvas.get_supported_filetypes() else "png"
-    if is_special_file(path):
-        fig.savefig(path, format=fmt)
-        return path
-    target = os.path.realpath(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(target)}.", suffix=".tmp",
-                               dir=os.path.dirname(target))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt)
-        os.chmod(tmp, file_mode(target))
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, lambda f: fig.savefig(f, format=fmt))
     return path
 
 
