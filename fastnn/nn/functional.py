@@ -1495,19 +1495,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     gpu = _on_gpu(x)
     if gpu:   # (reshaped below: C-contiguous)
         x = _device.Cuda.put(x)
-    normalized_shape = int_items(normalized_shape)
-    shape = tuple(normalized_shape) if isinstance(normalized_shape, (tuple, list)) \
-        else (normalized_shape,)
-    if not all(_is_int(v) for v in shape):
-        raise TypeError(f"{where}: expected normalized_shape to be an int or a tuple of "
-                        f"ints, got {normalized_shape!r}")
-    _nonempty_normalized_shape(shape)
-    shape = tuple(int(v) for v in shape)
-    if tuple(x.shape)[x.ndim - len(shape):] != shape or x.ndim < len(shape):
-        raise RuntimeValueError(
-            f"Given normalized_shape={list(shape)}, expected input with shape "
-            f"[*, {', '.join(map(str, shape))}], but got input of size"
-            f"{list(x.shape)}")
+    shape = _trailing_shape(where, x, normalized_shape)
     if not gpu:
         _one_device(where, weight=weight, bias=bias)
     vectors = []
@@ -2821,7 +2809,7 @@ def _trailing_shape(where, x, normalized_shape):
                         f"ints, got {normalized_shape!r}")
     _nonempty_normalized_shape(shape)
     shape = tuple(int(v) for v in shape)
-    if x.ndim < len(shape) or x.shape[x.ndim - len(shape):] != shape:
+    if x.ndim < len(shape) or tuple(x.shape)[x.ndim - len(shape):] != shape:
         raise RuntimeValueError(
             f"Given normalized_shape={list(shape)}, expected input with shape "
             f"[*, {', '.join(map(str, shape))}], but got input of size"
