@@ -213,9 +213,16 @@ class LazyConvTranspose3d(_LazyConvTranspose, ConvTranspose3d):
 
 
 class _LazyNorm(_Lazy):
-    """num_features from the channel axis of the first input."""
+    """num_features from the channel axis of the first input. PyTorch's lazy norms
+    default to affine=True and track_running_stats=True (its regular instance norms to
+    False)."""
 
     counts_batches = False   # (no num_batches_tracked entry before the first input)
+
+    def __init__(self, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
+                 dtype=np.float32, *, bias=True):
+        self._lazy_init(dtype, eps=eps, momentum=momentum, affine=affine,
+                        track_running_stats=track_running_stats, bias=bias)
 
     def reset_running_stats(self):
         """Nothing to reset before the first input makes the running statistics."""
@@ -229,11 +236,6 @@ class _LazyNorm(_Lazy):
 
 
 class _LazyBatchNorm(_LazyNorm):
-    def __init__(self, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype=np.float32, *, bias=True):
-        self._lazy_init(dtype, eps=eps, momentum=momentum, affine=affine,
-                        track_running_stats=track_running_stats, bias=bias)
-
     def _in_size(self, shape):
         self._check_rank(shape, self.ranks)
         return shape[1]
@@ -257,26 +259,16 @@ class LazyBatchNorm3d(_LazyBatchNorm, BatchNorm3d):
     __doc__ = "BatchNorm3d whose num_features is axis 1 of the first (N, C, D, H, W) input."
 
 
-class _LazyInstanceNorm(_LazyNorm):
-    """PyTorch's lazy instance norms default to affine=True and track_running_stats=True
-    (the regular layers to False)."""
-
-    def __init__(self, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
-                 dtype=np.float32, *, bias=True):
-        self._lazy_init(dtype, eps=eps, momentum=momentum, affine=affine,
-                        track_running_stats=track_running_stats, bias=bias)
-
-
-class LazyInstanceNorm1d(_LazyInstanceNorm, InstanceNorm1d):
+class LazyInstanceNorm1d(_LazyNorm, InstanceNorm1d):
     cls_to_become = InstanceNorm1d
     __doc__ = "InstanceNorm1d whose num_features is the channel axis of the first input."
 
 
-class LazyInstanceNorm2d(_LazyInstanceNorm, InstanceNorm2d):
+class LazyInstanceNorm2d(_LazyNorm, InstanceNorm2d):
     cls_to_become = InstanceNorm2d
     __doc__ = "InstanceNorm2d whose num_features is the channel axis of the first input."
 
 
-class LazyInstanceNorm3d(_LazyInstanceNorm, InstanceNorm3d):
+class LazyInstanceNorm3d(_LazyNorm, InstanceNorm3d):
     cls_to_become = InstanceNorm3d
     __doc__ = "InstanceNorm3d whose num_features is the channel axis of the first input."
