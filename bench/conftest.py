@@ -71,6 +71,15 @@ def torch_or_skip():
         pytest.skip(contenders.TORCH_NOTE)
 
 
+def contender_or_skip(contender):
+    """Skip the test where the contender cannot run: 'torch' without PyTorch, an
+    incomplete backend ('student', the NumPy loop, always runs)."""
+    if contender == "torch":
+        torch_or_skip()
+    elif contender != "student":
+        backend_or_skip(contender)
+
+
 # ---------------------------------------------------------- what did not run, and why
 _NOT_RUN = []
 

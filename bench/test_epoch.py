@@ -4,7 +4,7 @@ import os
 import pytest
 
 from . import contenders, steps
-from .conftest import WARMUP, backend_or_skip, torch_or_skip
+from .conftest import WARMUP, contender_or_skip
 
 ROUNDS = int(os.environ.get("FASTNN_BENCH_EPOCH_ROUNDS", 3))
 _DATA = {}
@@ -18,10 +18,7 @@ def _data():
 
 @pytest.mark.parametrize("contender", contenders.step_contenders())
 def test_epoch(benchmark, contender):
-    if contender == "torch":
-        torch_or_skip()
-    elif contender != "student":
-        backend_or_skip(contender)
+    contender_or_skip(contender)
     data = _data()
     if data is None:
         pytest.skip("Fashion-MNIST not found (make data, or set FASTNN_DATA)")

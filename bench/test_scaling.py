@@ -4,7 +4,7 @@ and with 1 against all threads."""
 import pytest
 
 from . import contenders, steps
-from .conftest import backend_or_skip, measure, torch_or_skip
+from .conftest import measure, contender_or_skip
 
 BATCHES = (1, 4, 16, 64, 256, 1024, 4096)
 WIDTHS = (64, 256, 1024, 2048, 4096)
@@ -13,17 +13,10 @@ WIDTH_BATCH = 128
 THREAD_CONFIG = "mlp 784-1024-1024-10 leaky b256"
 
 
-def _prepare(contender):
-    if contender == "torch":
-        torch_or_skip()
-    elif contender != "student":
-        backend_or_skip(contender)
-
-
 @pytest.mark.parametrize("contender", contenders.step_contenders())
 @pytest.mark.parametrize("batch", BATCHES)
 def test_batch_scaling(benchmark, batch, contender):
-    _prepare(contender)
+    contender_or_skip(contender)
     sizes, act = BATCH_NET
     fn = steps.mlp_step(contender, sizes, act, batch)
     measure(benchmark, fn, f"scaling batch {batch}", kind="scaling-batch", contender=contender,
@@ -34,7 +27,7 @@ def test_batch_scaling(benchmark, batch, contender):
 @pytest.mark.parametrize("contender", contenders.step_contenders())
 @pytest.mark.parametrize("width", WIDTHS)
 def test_width_scaling(benchmark, width, contender):
-    _prepare(contender)
+    contender_or_skip(contender)
     sizes = (784, width, width, 10)
     fn = steps.mlp_step(contender, sizes, "leaky_relu", WIDTH_BATCH)
     measure(benchmark, fn, f"scaling width {width}", kind="scaling-width", contender=contender,
@@ -53,7 +46,7 @@ def threads(request):
 @pytest.mark.parametrize("contender", contenders.step_contenders())
 @pytest.mark.parametrize("threads", sorted({1, contenders.all_threads()}), indirect=True)
 def test_thread_scaling(benchmark, threads, contender):
-    _prepare(contender)
+    contender_or_skip(contender)
     sizes, act, batch = steps.MLP_CONFIGS[THREAD_CONFIG]
     fn = steps.mlp_step(contender, sizes, act, batch)
     measure(benchmark, fn, f"threads {threads}", kind="scaling-threads", contender=contender,

@@ -3,20 +3,13 @@ issues and SmallCNN, on every backend, the student NumPy loop and PyTorch."""
 import pytest
 
 from . import contenders, steps
-from .conftest import backend_or_skip, measure, torch_or_skip
-
-
-def _prepare(contender):
-    if contender == "torch":
-        torch_or_skip()
-    elif contender != "student":
-        backend_or_skip(contender)
+from .conftest import measure, contender_or_skip
 
 
 @pytest.mark.parametrize("contender", contenders.step_contenders())
 @pytest.mark.parametrize("config", list(steps.MLP_CONFIGS))
 def test_mlp_step(benchmark, config, contender):
-    _prepare(contender)
+    contender_or_skip(contender)
     sizes, activation, batch = steps.MLP_CONFIGS[config]
     fn = steps.mlp_step(contender, sizes, activation, batch)
     measure(benchmark, fn, config, kind="step", op=config, size=f"b{batch}", contender=contender,
@@ -30,7 +23,7 @@ def test_mlp_step(benchmark, config, contender):
 @pytest.mark.parametrize("contender", contenders.op_contenders())
 @pytest.mark.parametrize("batch", [steps.CNN_BATCH, 1])
 def test_cnn_step(benchmark, contender, batch):
-    _prepare(contender)
+    contender_or_skip(contender)
     try:
         model_fn = steps.cnn_step(contender, batch)
     except ImportError as err:
