@@ -15,6 +15,7 @@ from fastnn import backend as registry
 from fastnn import ops, optable, optim
 
 from conftest import BACKENDS, assert_close, torch_loss
+from torch_activations import ACT_TORCH, ACTIVATIONS
 
 torch.set_num_threads(2)
 
@@ -68,15 +69,6 @@ def test_every_op_is_documented_with_shapes():
 
 
 # ------------------------------------------------------------------------ dense
-ACT_TORCH = {
-    "identity": lambda z: z,
-    "relu": torch.relu,
-    "leaky_relu": lambda z: F.leaky_relu(z, 0.1),
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-}
-
-
 @pytest.mark.parametrize("activation", optable.FUSABLE_ACTIVATIONS)
 @pytest.mark.parametrize("shape", [(1, 3, 2), (7, 13, 5), (64, 96, 33), (48, 40, 80)])
 @pytest.mark.parametrize("with_bias", [True, False])
@@ -124,28 +116,6 @@ def test_linear_out_buffers_are_used(backend, dtype, rng):
 
 
 # ------------------------------------------------------------------ activations
-ACTIVATIONS = {
-    # name: (torch forward, params, backward takes 'x' or 'y', input scale)
-    "relu": (torch.relu, {}, "y"),
-    "leaky_relu": (lambda z: F.leaky_relu(z, 0.2), {"negative_slope": 0.2}, "x"),
-    "sigmoid": (torch.sigmoid, {}, "y"),
-    "tanh": (torch.tanh, {}, "y"),
-    "gelu": (F.gelu, {}, "x"),
-    "silu": (F.silu, {}, "x"),
-    "elu": (lambda z: F.elu(z, 0.7), {"alpha": 0.7}, "x"),
-    "sine": (lambda z: torch.sin(30.0 * z), {"omega": 30.0}, "x"),
-    "softplus": (lambda z: F.softplus(z, 2.0, 5.0), {"beta": 2.0, "threshold": 5.0}, "x"),
-    "hardtanh": (lambda z: F.hardtanh(z, -0.5, 2.0), {"min_val": -0.5, "max_val": 2.0}, "x"),
-    "softsign": (F.softsign, {}, "x"),
-    "gelu_tanh": (lambda z: F.gelu(z, approximate="tanh"), {}, "x"),
-    "mish": (F.mish, {}, "x"),
-    # PyTorch's own float64 hardsigmoid gradient multiplies by a float32 1/6
-    # (0.1666666716); its clamp formula gives the exact one (the edges +-3 are not drawn)
-    "hardsigmoid": (lambda z: torch.clamp(z + 3, 0, 6) / 6, {}, "x"),
-    "hardswish": (F.hardswish, {}, "x"),
-}
-
-
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 @pytest.mark.parametrize("shape", [(1,), (5, 7), (3, 4, 5, 6), (1000, 37)])
 def test_activation_forward_backward(backend, dtype, rng, name, shape):

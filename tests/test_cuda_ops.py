@@ -17,6 +17,7 @@ import fastnn
 from fastnn import optable
 
 from conftest import assert_close, torch_loss
+from torch_activations import ACT_TORCH, ACTIVATIONS
 
 if "cuda" not in fastnn.backends():
     pytest.skip("no CUDA device: tests/test_cuda_sim.py runs this file under Numba's "
@@ -57,11 +58,6 @@ def test_every_op_with_the_table_signature_and_no_reuse():
 
 
 # ----------------------------------------------------------------------- dense
-ACT_TORCH = {"identity": lambda z: z, "relu": torch.relu,
-             "leaky_relu": lambda z: F.leaky_relu(z, 0.1), "sigmoid": torch.sigmoid,
-             "tanh": torch.tanh}
-
-
 @pytest.mark.parametrize("activation", optable.FUSABLE_ACTIVATIONS)
 @pytest.mark.parametrize("shape,with_bias", [((1, 3, 2), False), ((7, 13, 5), True)])
 def test_linear_forward_backward(dtype, rng, activation, shape, with_bias):
@@ -328,27 +324,6 @@ def test_linear_out_buffers_are_used(dtype, rng):
 
 
 # ----------------------------------------------------------------- activations
-ACTIVATIONS = {
-    "relu": (torch.relu, {}, "y"),
-    "leaky_relu": (lambda z: F.leaky_relu(z, 0.2), {"negative_slope": 0.2}, "x"),
-    "sigmoid": (torch.sigmoid, {}, "y"),
-    "tanh": (torch.tanh, {}, "y"),
-    "gelu": (F.gelu, {}, "x"),
-    "silu": (F.silu, {}, "x"),
-    "elu": (lambda z: F.elu(z, 0.7), {"alpha": 0.7}, "x"),
-    "sine": (lambda z: torch.sin(30.0 * z), {"omega": 30.0}, "x"),
-    "softplus": (lambda z: F.softplus(z, 2.0, 5.0), {"beta": 2.0, "threshold": 5.0}, "x"),
-    "hardtanh": (lambda z: F.hardtanh(z, -0.5, 2.0), {"min_val": -0.5, "max_val": 2.0}, "x"),
-    "softsign": (F.softsign, {}, "x"),
-    "gelu_tanh": (lambda z: F.gelu(z, approximate="tanh"), {}, "x"),
-    "mish": (F.mish, {}, "x"),
-    # PyTorch's own float64 hardsigmoid gradient multiplies by a float32 1/6
-    # (0.1666666716); its clamp formula gives the exact one (the edges +-3 are not drawn)
-    "hardsigmoid": (lambda z: torch.clamp(z + 3, 0, 6) / 6, {}, "x"),
-    "hardswish": (F.hardswish, {}, "x"),
-}
-
-
 @pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activation_forward_backward(dtype, rng, name):
     fn, params, saved = ACTIVATIONS[name]
