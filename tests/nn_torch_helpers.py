@@ -4,6 +4,8 @@ import torch
 
 from fastnn import nn
 
+from conftest import assert_close
+
 torch.set_num_threads(2)
 
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
@@ -88,3 +90,17 @@ def run_torch(twin, x, grad_out):
     yt.backward(torch.from_numpy(np.array(grad_out)))
     grads = {name: p.grad.numpy() for name, p in twin.named_parameters()}
     return yt.detach().numpy(), xt.grad.numpy(), grads
+
+
+def assert_trains_as_twin(model, twin, x, rng):
+    """model, given its float64 torch twin's state dict: the output of x, then after one
+    backward of a random gradient every parameter's gradient, the twin's."""
+    model.load_state_dict({k: v.numpy() for k, v in twin.state_dict().items()})
+    y = model(x)
+    ty = twin(torch.from_numpy(x))
+    assert_close(y, ty.detach().numpy(), np.float64)
+    g = rng.standard_normal(y.shape)
+    model.backward(g)
+    ty.backward(torch.from_numpy(g))
+    for (name, p), (_, tp) in zip(model.named_parameters(), twin.named_parameters()):
+        assert_close(p.grad, tp.grad.numpy(), np.float64, err_msg=name)

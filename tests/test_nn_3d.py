@@ -13,7 +13,7 @@ import fastnn
 from fastnn import nn
 
 from conftest import assert_close
-from nn_torch_helpers import TORCH_DTYPES
+from nn_torch_helpers import TORCH_DTYPES, assert_trains_as_twin
 
 torch.set_num_threads(1)
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
@@ -295,16 +295,7 @@ def test_a_3d_model_trains_as_torchs(rng):
         nn.ConvTranspose3d(4, 4, 2, stride=2, groups=2), nn.AvgPool3d(3, 2, 1),
         nn.LPPool3d(2, 2, ceil_mode=True), nn.AdaptiveMaxPool3d((2, 1, 2)),
         nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(4, 3)).double()
-    model.load_state_dict({k: v.numpy() for k, v in twin.state_dict().items()})
-    x = rng.standard_normal((2, 2, 6, 7, 8))
-    y = model(x)
-    ty = twin(torch.from_numpy(x))
-    assert_close(y, ty.detach().numpy(), np.float64)
-    g = rng.standard_normal(y.shape)
-    model.backward(g)
-    ty.backward(torch.from_numpy(g))
-    for (name, p), (_, tp) in zip(model.named_parameters(), twin.named_parameters()):
-        assert_close(p.grad, tp.grad.numpy(), np.float64, err_msg=name)
+    assert_trains_as_twin(model, twin, rng.standard_normal((2, 2, 6, 7, 8)), rng)
 
 
 def _both_raise(error, match, ours, theirs):

@@ -16,6 +16,7 @@ from fastnn.nn.fractional_pool import (FractionalMaxPool2d, FractionalMaxPool3d,
                                        fractional_starts)
 
 from conftest import assert_close
+from nn_torch_helpers import assert_trains_as_twin
 
 torch.set_num_threads(1)
 
@@ -207,16 +208,7 @@ def test_a_model_with_fractional_pooling_trains_as_torchs(rng):
         nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(),
         FractionalMaxPool2d(2, output_size=(4, 3), _random_samples=samples),
         nn.Flatten(), nn.Linear(48, 3)).double()
-    model.load_state_dict({k: v.numpy() for k, v in twin.state_dict().items()})
-    x = rng.standard_normal((2, 2, 7, 6))
-    y = model(x)
-    ty = twin(torch.from_numpy(x))
-    assert_close(y, ty.detach().numpy(), np.float64)
-    g = rng.standard_normal(y.shape)
-    model.backward(g)
-    ty.backward(torch.from_numpy(g))
-    for (name, p), (_, tp) in zip(model.named_parameters(), twin.named_parameters()):
-        assert_close(p.grad, tp.grad.numpy(), np.float64, err_msg=name)
+    assert_trains_as_twin(model, twin, rng.standard_normal((2, 2, 7, 6)), rng)
     layer = model[2]
     layer(rng.standard_normal((2, 4, 7, 6)))
     assert layer.backward(np.ones((2, 4, 4, 3)), need_grad_in=False) is None
