@@ -57,6 +57,23 @@ def scheduled_twins(name, ours, theirs, split, **options):
     return opt, ref, sched, ref_sched
 
 
+def assert_resumes_as_uninterrupted(build, steps_before):
+    """A schedule build(optimizer) stepped steps_before times; its optimizer's and its
+    own state dicts loaded into fresh ones: their next four rates are the first's."""
+    opt_a = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    sched_a = build(opt_a)
+    for _ in range(steps_before):
+        sched_a.step()
+    opt_b = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
+    sched_b = build(opt_b)
+    opt_b.load_state_dict(opt_a.state_dict())
+    sched_b.load_state_dict(sched_a.state_dict())
+    for _ in range(4):
+        sched_a.step()
+        sched_b.step()
+        assert sched_b.get_last_lr() == sched_a.get_last_lr()
+
+
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
 def test_schedules_match_torch_and_drive_the_optimizer(backend, name):
     dtype = np.float64
@@ -293,21 +310,9 @@ def test_new_schedulers_bad_arguments_and_state():
     with pytest.raises(ValueError, match="ReduceLROnPlateau"):
         lr_scheduler.SequentialLR(opt, [first, lr_scheduler.ReduceLROnPlateau(opt)], [3])
     # a SequentialLR's state resumes the rates of an uninterrupted run
-    def build(o):
-        return lr_scheduler.SequentialLR(o, [lr_scheduler.LinearLR(o, 0.5, total_iters=2),
-                                             lr_scheduler.StepLR(o, 2, 0.5)], milestones=[2])
-    opt_a = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
-    sched_a = build(opt_a)
-    for _ in range(3):
-        sched_a.step()
-    opt_b = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
-    sched_b = build(opt_b)
-    sched_b.load_state_dict(sched_a.state_dict())
-    opt_b.load_state_dict(opt_a.state_dict())
-    for _ in range(4):
-        sched_a.step()
-        sched_b.step()
-        assert sched_b.get_last_lr() == sched_a.get_last_lr()
+    assert_resumes_as_uninterrupted(lambda o: lr_scheduler.SequentialLR(
+        o, [lr_scheduler.LinearLR(o, 0.5, total_iters=2), lr_scheduler.StepLR(o, 2, 0.5)],
+        milestones=[2]), steps_before=3)
 
 
 CHAINED = {
@@ -359,26 +364,15 @@ def test_chained_scheduler_matches_torch(name):
 
 
 def test_chained_scheduler_state_and_errors():
-    def build(o):
-        return lr_scheduler.ChainedScheduler([lr_scheduler.ConstantLR(o, 0.5, total_iters=3),
-                                              lr_scheduler.ExponentialLR(o, 0.8)])
-    opt_a = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
-    sched_a = build(opt_a)
-    for _ in range(2):
-        sched_a.step()
-    opt_b = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
-    sched_b = build(opt_b)
-    opt_b.load_state_dict(opt_a.state_dict())
-    sched_b.load_state_dict(sched_a.state_dict())
-    for _ in range(4):
-        sched_a.step()
-        sched_b.step()
-        assert sched_b.get_last_lr() == sched_a.get_last_lr()
+    assert_resumes_as_uninterrupted(lambda o: lr_scheduler.ChainedScheduler(
+        [lr_scheduler.ConstantLR(o, 0.5, total_iters=3), lr_scheduler.ExponentialLR(o, 0.8)]),
+        steps_before=2)
     with pytest.raises(ValueError, match="at least one"):
         lr_scheduler.ChainedScheduler([])
+    opt = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
     other = optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1)
     with pytest.raises(ValueError, match="another optimizer"):
-        lr_scheduler.ChainedScheduler([lr_scheduler.StepLR(opt_a, 2),
+        lr_scheduler.ChainedScheduler([lr_scheduler.StepLR(opt, 2),
                                        lr_scheduler.StepLR(other, 2)])
 
 
