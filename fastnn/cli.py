@@ -480,7 +480,7 @@ def output_path_problem(path):
         return "expects a file path, got ''"
     if os.path.isdir(path) or path.endswith(tuple(filter(None, (os.sep, os.altsep)))):
         return f"expects a file path, got {path!r} (a folder)"
-    from .io import is_special_file
+    from .io import is_special_file, not_creatable
     if is_special_file(path):   # (a device such as /dev/stdout: written in place)
         return None if os.access(path, os.W_OK) else f"cannot be written ({path!r})"
     path = os.path.realpath(path)
@@ -499,8 +499,9 @@ def output_path_problem(path):
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
-    except OSError as exc:
-        return f"cannot be written: {exc.strerror or exc} ({folder!r})"
+    except OSError as exc:   # (a file is replaced by a new one, renamed over it)
+        replaced = f"{path!r} is replaced by a new file, and " if os.path.exists(path) else ""
+        return f"cannot be written: {replaced}{not_creatable(exc, folder)}"
     finally:
         for made in missing:   # (deepest first)
             try:

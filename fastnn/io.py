@@ -587,8 +587,13 @@ def write_atomically(path, write, text=False, durable=False):
         return
     path = os.path.realpath(path)
     folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                               dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
+                                   dir=folder)
+    except OSError as exc:   # (its message named the temporary file, not the cause)
+        what = (f"replace {path!r} (by a new file renamed over it)"
+                if os.path.exists(path) else f"write {path!r}")
+        raise OSError(exc.errno, f"cannot {what}: {not_creatable(exc, folder)}") from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
@@ -605,6 +610,21 @@ def write_atomically(path, write, text=False, durable=False):
         raise
     if durable:
         _fsync_folder(folder)
+
+
+def not_creatable(exc, folder):
+    """Why a file or folder could not be created in folder, from the OSError that said so
+    (whose filename, the new entry's path, names the folder where one was made on the
+    way), in words: 'nothing can be created in FOLDER (WHY)', WHY its strerror
+    (Permission denied, Read-only file system, No space left on device), but for ENOENT
+    in a folder that exists, which /proc and /sys answer, what it means there (it said
+    'No such file or directory', naming a temporary file)."""
+    folder = os.path.dirname(exc.filename) if exc.filename else folder
+    if exc.errno == errno.ENOENT and os.path.isdir(folder):
+        why = "its file system does not allow it"
+    else:
+        why = exc.strerror or str(exc)
+    return f"nothing can be created in {folder!r} ({why})"
 
 
 def is_special_file(path):

@@ -134,8 +134,13 @@ def test_divergence_exits_1_with_message(tmp_path):
     (["--activation", "swish"], "MLP: expected activation"),
     (["--optimizer", "rprop", "--weight-decay", "0.1"], "--weight-decay does not apply"),
     (["--optimizer", "adam", "--momentum", "0.5"], "--momentum applies to --optimizer sgd"),
-    (["--save", "/proc/fastnn-test/m.npz"], "--save cannot be written"),
-    (["--metrics", "/proc/fastnn-test/m.json"], "--metrics cannot be written"),
+    # (/proc answers 'No such file or directory', which the message said, naming '/proc')
+    (["--save", "/proc/fastnn-test/m.npz"], "--save cannot be written: nothing can be "
+     "created in '/proc' (its file system does not allow it)"),
+    (["--metrics", "/proc/m.json"], "--metrics cannot be written: nothing can be created "
+     "in '/proc' (its file system does not allow it)"),
+    (["--save", "/proc/version"], "--save cannot be written: '/proc/version' is replaced "
+     "by a new file, and nothing can be created in '/proc'"),
     # digits has 1438 training samples: a last batch of one, which BatchNorm cannot
     # train on, is found before any training (the model is tried on a copy)
     (["--batchnorm", "--batch-size", "1437"], "the last batch of each epoch holds one sample"),

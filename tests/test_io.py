@@ -158,6 +158,21 @@ def test_failed_write_leaves_old_file_and_no_temporary(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["model.npz"]
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_a_folder_that_takes_no_new_file_is_named_with_the_cause():
+    """fastnn.save('/proc/version') said "No such file or directory:
+    '/proc/.version.x1b2c3.tmp'", a file the user never named; /proc answers so for a
+    new file in a folder that exists."""
+    cause = "nothing can be created in '/proc' (its file system does not allow it)"
+    with pytest.raises(OSError) as info:
+        fastnn.save(make_model(), "/proc/version")
+    assert str(info.value).endswith(f"cannot replace '/proc/version' (by a new file renamed "
+                                    f"over it): {cause}")
+    with pytest.raises(OSError) as info:
+        fastnn.save(make_model(), "/proc/fastnn-model.npz")
+    assert str(info.value).endswith(f"cannot write '/proc/fastnn-model.npz': {cause}")
+
+
 def test_unserialisable_extra_raises_before_writing(tmp_path):
     with pytest.raises(TypeError, match="extra must be JSON-serialisable"):
         fastnn.save(make_model(), tmp_path / "m.npz", extra={"fn": print})
