@@ -6,7 +6,9 @@
 do not enter the first step, as in PyTorch's loop that zeroes before each backward),
 shows a tqdm bar per epoch (loss and samples/s), evaluates on the test set in
 eval mode, and returns a metrics dict. A NaN or infinite loss raises
-``TrainingDiverged`` before the bad gradient reaches the parameters.
+``TrainingDiverged`` before the bad gradient reaches the parameters. Ctrl-C raises
+``TrainingInterrupted`` (a KeyboardInterrupt) with the state of the last whole step,
+which ``fit(..., resume=...)`` continues.
 
 A model moved to the GPU (``model.to("cuda")``) trains there: each batch is copied to
 the device once, activations, gradients and optimizer state stay there, and only the
@@ -14,6 +16,8 @@ loss and the logits (for the accuracy) come back.
 """
 import inspect
 import math
+import signal
+import threading
 import time
 
 import numpy as np
@@ -39,6 +43,82 @@ class TrainingDiverged(RuntimeError):
             what = (f"the update of the last step, {step} (epoch {epoch}, loss {loss}), "
                     f"left NaN or infinite values in {parameter}")
         super().__init__(f"training diverged: {what}. Try a smaller learning rate.")
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """A KeyboardInterrupt (Ctrl-C) that stopped ``fit``, raised where the run is whole.
+
+    ``step``: the steps whose updates were made (counted from the first run's start when
+    resuming); ``epoch``: the epoch the interrupt came in; ``during``: what it stopped
+    ('step 5', 'the evaluation after step 4', 'the end of the run'); ``metrics``: what
+    ``fit`` would have returned for a run of ``step`` steps, without its evaluations not
+    made yet ('train_state', the per-epoch lists and 'step_curve': what ``resume=``
+    continues, bit for bit as the uninterrupted run; the model and optimizer hold that
+    state), or None when this call made no step. (A Ctrl-C outside the main thread, or
+    under a SIGINT handler of the user's, may land inside an update: it stays a plain
+    KeyboardInterrupt.)"""
+
+    def __init__(self, step, epoch, during, metrics):
+        self.step, self.epoch, self.during, self.metrics = step, epoch, during, metrics
+        super().__init__(f"training interrupted during {during} (epoch {epoch})")
+
+
+class _Interrupts:
+    """Where a Ctrl-C may stop ``fit``: inside its windows, ``with interrupts.window:``
+    (a step's forward and backward, whose changes the step's undo takes back; an
+    evaluation, which changes nothing). In the main thread under Python's own SIGINT
+    handler, fit's handler (installed by ``with interrupts:`` for the run) raises
+    KeyboardInterrupt only there and notes one that comes elsewhere (an optimizer update,
+    which a native kernel makes before Python sees the signal, and the bookkeeping after
+    it) for the next window, or for the run's end. ``landed``: a KeyboardInterrupt left a
+    window (the user's code may raise one too)."""
+
+    def __init__(self):
+        self.open = self.pending = self.landed = False
+        self.previous = None
+        self.window = _Window(self)
+
+    def __enter__(self):
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        if self.pending and exc_type is None:   # (a Ctrl-C after the last window)
+            raise KeyboardInterrupt
+
+    def _handle(self, signum, frame):
+        if not self.open:
+            self.pending = True
+            return
+        self.landed = True
+        raise KeyboardInterrupt
+
+
+
+class _Window:
+    """_Interrupts' window (a class: a step's, so a few hundred nanoseconds)."""
+
+    __slots__ = ("interrupts",)
+
+    def __init__(self, interrupts):
+        self.interrupts = interrupts
+
+    def __enter__(self):
+        interrupts = self.interrupts
+        interrupts.open = True
+        if interrupts.pending:   # (one noted since the last window)
+            interrupts.pending = False
+            interrupts.landed = True
+            raise KeyboardInterrupt
+
+    def __exit__(self, exc_type, exc, tb):
+        self.interrupts.open = False
+        if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
+            self.interrupts.landed = True
 
 
 def _check_parameters_finite(model, step, epoch, loss):
@@ -327,6 +407,14 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     'step_curve' continue the earlier ones. The batch size and the number of training
     samples must be the earlier run's; a run with nothing left to do is a ValueError.
 
+    Ctrl-C (SIGINT) stops a step before its update or after it, never inside (fit, in
+    the main thread under Python's default handler, holds the signal while the optimizer
+    updates, which a native kernel would otherwise do before Python sees it), and raises
+    ``TrainingInterrupted``, a KeyboardInterrupt whose ``metrics`` is ``resume``'s value
+    for the last whole step: the model and optimizer hold that step's state (the
+    interrupted step's running statistics put back), and a resumed run makes the
+    evaluations the interrupt stopped before going on.
+
     Returns a metrics dict: per-epoch lists 'epoch', 'train_loss', 'train_accuracy'
     (running means over the epoch's batches, in training mode; the loss weighted as
     ``evaluate`` weighs it), 'test_loss',
@@ -364,8 +452,8 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                                                                      epochs * len(loader))
     if resume is not None:
         state = check_resume(resume, len(x_train), batch_size)
-        finished = state["epoch"] - (state["batches_done"] < state["batches_per_epoch"])
-        if finished >= epochs or (max_steps is not None and state["step"] >= max_steps):
+        finished, finished_steps = finished_counts(state)
+        if finished >= epochs or (max_steps is not None and finished_steps >= max_steps):
             raise ValueError(f"fit: nothing to resume: the earlier run stopped at epoch "
                              f"{state['epoch']}, step {state['step']}; epochs={epochs} and "
                              f"max_steps={max_steps} count from its start")
@@ -397,109 +485,178 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     optimizer.zero_grad()   # (what an earlier backward left would enter the first step)
     model.train()
     undo = _StepUndo(model)
+    # what a Ctrl-C leaves (TrainingInterrupted): the batches of the epoch whose updates
+    # are made, whether the evaluations after the last are still owed, and fastnn's
+    # generator after the last update or evaluation (a layer may draw in eval mode)
+    interrupts = _Interrupts()
+    first_step, owed = step, resume is not None and _owed(state)
+    random_state, finished, bar, seconds = _random.get_state(), False, None, None
     epoch, done = first_epoch - 1, len(loader)
-    for epoch in range(first_epoch, epochs + 1):
-        bar = progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress, initial=skip)
-        loss_sum, correct, counted, seen, seconds_before = (
-            (sums["loss_sum"], sums["correct"], sums["counted"], sums["seen"],
-             sums["seconds"]) if skip else (0.0, 0, 0, 0, 0.0))
-        # what loss_sum is divided by: the samples for reduction='sum', else the batches'
-        # _loss_share (their sizes, unless class weights or ignored labels); a state saved
-        # before it was kept is one of the batch sizes
-        loss_weight = sums.get("loss_weight", sums["seen"]) if skip else 0.0
-        epoch_shuffle_state = shuffle_rng.bit_generator.state  # (before the epoch's draw)
-        start = time.perf_counter()
-        eval_seconds = 0.0
-        seen_before = seen   # (the resumed epoch's samples of the earlier run)
-        for done, (bx, by) in enumerate(loader, start=1):
-            if done <= skip:   # (the batches the resumed run had trained on)
-                if done == skip:   # (their loading is no training time of this run)
-                    start = time.perf_counter()
-                continue
-            if lr_schedule is not None:
-                factor = lr_schedule(step, total_steps)
-                for group, base_lr in zip(optimizer.param_groups, base_lrs):
-                    group["lr"] = base_lr * factor
-            undo.save()
-            try:
-                logits = model.forward(move(bx))
-                loss = float(loss_fn.forward(logits, by))
-                step += 1
-                n = len(by)
-                share = n if summed else _loss_share(loss_fn, by, kind)
-                if not math.isfinite(loss) and not _nothing_to_learn(loss_fn, logits, by,
-                                                                     kind):
+
+    def evaluate_at_step():
+        """eval_freq's evaluation after this step, when due and not made yet (one an
+        interrupted run owes); returns its seconds."""
+        nonlocal random_state
+        if (not (eval_freq and test_data is not None and step % eval_freq == 0)
+                or step_curve["step"][-1:] == [step]):
+            return 0.0
+        t0 = time.perf_counter()
+        with interrupts.window:
+            test_loss, test_acc = evaluate(model, loss_fn, *test_data, eval_batch_size)
+        step_curve["step"].append(step)
+        step_curve["test_loss"].append(test_loss)
+        step_curve["test_accuracy"].append(test_acc)
+        random_state = _random.get_state()
+        if log:
+            _write(f"step {step}: test loss {test_loss:.4f}  test accuracy "
+                   f"{test_acc:.4f}", progress)
+        return time.perf_counter() - t0
+
+    try:
+        with interrupts:
+            for epoch in range(first_epoch, epochs + 1):
+                bar = progress_bar(len(loader), f"epoch {epoch}/{epochs}", progress,
+                                   initial=skip)
+                loss_sum, correct, counted, seen, seconds_before = (
+                    (sums["loss_sum"], sums["correct"], sums["counted"], sums["seen"],
+                     sums["seconds"]) if skip else (0.0, 0, 0, 0, 0.0))
+                # what loss_sum is divided by: the samples for reduction='sum', else the
+                # batches' _loss_share (their sizes, unless class weights or ignored
+                # labels); a state saved before it was kept is one of the batch sizes
+                loss_weight = sums.get("loss_weight", sums["seen"]) if skip else 0.0
+                # (before the epoch's draw)
+                epoch_shuffle_state = shuffle_rng.bit_generator.state
+                whole, seconds = skip, None
+                start = time.perf_counter()
+                eval_seconds = 0.0
+                seen_before = seen   # (the resumed epoch's samples of the earlier run)
+                for done, (bx, by) in enumerate(loader, start=1):
+                    if done <= skip:   # (the batches the resumed run had trained on)
+                        if done == skip:   # (their loading is no training time of this run)
+                            start = time.perf_counter()
+                            if owed:   # (what an interrupted run had not evaluated yet)
+                                eval_seconds += evaluate_at_step()
+                                if max_steps is not None and step >= max_steps:
+                                    break
+                        continue
+                    if lr_schedule is not None:
+                        factor = lr_schedule(step, total_steps)
+                        for group, base_lr in zip(optimizer.param_groups, base_lrs):
+                            group["lr"] = base_lr * factor
+                    undo.save()
+                    owed = False
+                    try:
+                        with interrupts.window:   # (a Ctrl-C here is undone below)
+                            logits = model.forward(move(bx))
+                            loss = float(loss_fn.forward(logits, by))
+                            n = len(by)
+                            share = n if summed else _loss_share(loss_fn, by, kind)
+                            if not math.isfinite(loss) and not _nothing_to_learn(
+                                    loss_fn, logits, by, kind):
+                                if bar is not None:
+                                    bar.close()
+                                raise TrainingDiverged(step + 1, epoch, loss)
+                            if skip_input_grad:  # (the first layer's input gradient:
+                                # never used here)
+                                model.backward(loss_fn.backward(), need_grad_in=False)
+                            else:
+                                model.backward(loss_fn.backward())
+                        # a Ctrl-C from here to the next window waits for it: a native
+                        # kernel's update would be made before Python saw the signal
+                        optimizer.step()
+                    except BaseException:
+                        # a step that fails before its update (labels out of range in
+                        # this batch, a NaN loss, an interrupt) leaves the running
+                        # statistics of the steps before it, as it leaves their
+                        # parameters (optimizer.step changes nothing when it fails)
+                        undo.restore()
+                        raise
+                    step += 1
+                    optimizer.zero_grad()
+                    if share:   # (a batch of ignored labels only: its mean is 0 / 0, left out)
+                        loss_sum += loss if summed else loss * share
+                        loss_weight += share
+                    hits = _hits(logits, by, kind, ignore_index)
+                    correct, counted = correct + hits[0], counted + hits[1]
+                    seen += n
+                    whole, owed, random_state = done, True, _random.get_state()
                     if bar is not None:
-                        bar.close()
-                    raise TrainingDiverged(step, epoch, loss)
-                if skip_input_grad:  # the first layer's input gradient is never used here
-                    model.backward(loss_fn.backward(), need_grad_in=False)
-                else:
-                    model.backward(loss_fn.backward())
-                optimizer.step()
-            except BaseException:
-                # a step that fails before its update (labels out of range in this batch,
-                # a NaN loss, an interrupt) leaves the running statistics of the steps
-                # before it, as it leaves their parameters (optimizer.step changes
-                # nothing when it fails)
-                undo.restore()
-                raise
-            optimizer.zero_grad()
-            if share:   # (a batch of ignored labels only: its mean is 0 / 0, left out)
-                loss_sum += loss if summed else loss * share
-                loss_weight += share
-            hits = _hits(logits, by, kind, ignore_index)
-            correct, counted = correct + hits[0], counted + hits[1]
-            seen += n
-            if bar is not None:
-                bar.update(1)
-                last = seen == len(y_train)
-                if step % 10 == 0 or last:
-                    elapsed = time.perf_counter() - start - eval_seconds
-                    rate = (seen - seen_before) / max(elapsed, 1e-9)
-                    bar.set_postfix(loss=f"{_ratio(loss_sum, loss_weight):.4f}",
-                                    samples_s=f"{rate:,.0f}", refresh=last)
-            if eval_freq and test_data is not None and step % eval_freq == 0:
-                t0 = time.perf_counter()
-                test_loss, test_acc = evaluate(model, loss_fn, *test_data, eval_batch_size)
-                step_curve["step"].append(step)
-                step_curve["test_loss"].append(test_loss)
-                step_curve["test_accuracy"].append(test_acc)
+                        bar.update(1)
+                        last = seen == len(y_train)
+                        if step % 10 == 0 or last:
+                            elapsed = time.perf_counter() - start - eval_seconds
+                            rate = (seen - seen_before) / max(elapsed, 1e-9)
+                            bar.set_postfix(loss=f"{_ratio(loss_sum, loss_weight):.4f}",
+                                            samples_s=f"{rate:,.0f}", refresh=last)
+                    eval_seconds += evaluate_at_step()
+                    if max_steps is not None and step >= max_steps:
+                        break
+                seconds = time.perf_counter() - start - eval_seconds
+                if bar is not None:
+                    bar.close()
+                train_seconds += seconds
+                train_samples += seen - seen_before
+                # (this run's samples and time)
+                rate = (seen - seen_before) / max(seconds, 1e-9)
+                resumed_part, seconds_here = skip > 0, seconds
+                seconds += seconds_before   # a resumed epoch's time: both runs' parts
+                # (before the lists grow: a Ctrl-C leaves them whole)
+                if test_data is not None:
+                    with interrupts.window:
+                        test_loss, test_acc = evaluate(model, loss_fn, *test_data,
+                                                       eval_batch_size)
+                skip = 0
+                history["epoch"].append(epoch)
+                history["train_loss"].append(_ratio(loss_sum, loss_weight))
+                history["train_accuracy"].append(_ratio(correct, counted))
+                history["seconds_per_epoch"].append(seconds)
+                line = (f"epoch {epoch}/{epochs}  train loss {history['train_loss'][-1]:.4f} "
+                        f"acc {history['train_accuracy'][-1]:.4f}")
+                if test_data is not None:
+                    history["test_loss"].append(test_loss)
+                    history["test_accuracy"].append(test_acc)
+                    line += f"  test loss {test_loss:.4f} acc {test_acc:.4f}"
+                    random_state = _random.get_state()
+                owed = False
+                line += f"  {seconds:.2f} s"
+                if resumed_part:
+                    line += f" ({seconds_here:.2f} s in this run)"
+                line += f"  {rate:,.0f} samples/s"
                 if log:
-                    _write(f"step {step}: test loss {test_loss:.4f}  test accuracy "
-                           f"{test_acc:.4f}", progress)
-                eval_seconds += time.perf_counter() - t0
-            if max_steps is not None and step >= max_steps:
-                break
-        seconds = time.perf_counter() - start - eval_seconds
+                    _write(line, progress)
+                if max_steps is not None and step >= max_steps:
+                    break
+            finished = True
+    except KeyboardInterrupt as exc:
         if bar is not None:
             bar.close()
-        train_seconds += seconds
-        train_samples += seen - seen_before
-        rate = (seen - seen_before) / max(seconds, 1e-9)   # (this run's samples and time)
-        resumed_part, seconds_here = skip > 0, seconds
-        seconds += seconds_before   # a resumed epoch's time: both runs' parts
-        skip = 0
-        history["epoch"].append(epoch)
-        history["train_loss"].append(_ratio(loss_sum, loss_weight))
-        history["train_accuracy"].append(_ratio(correct, counted))
-        history["seconds_per_epoch"].append(seconds)
-        line = (f"epoch {epoch}/{epochs}  train loss {_ratio(loss_sum, loss_weight):.4f} "
-                f"acc {_ratio(correct, counted):.4f}")
-        if test_data is not None:
-            test_loss, test_acc = evaluate(model, loss_fn, *test_data, eval_batch_size)
-            history["test_loss"].append(test_loss)
-            history["test_accuracy"].append(test_acc)
-            line += f"  test loss {test_loss:.4f} acc {test_acc:.4f}"
-        line += f"  {seconds:.2f} s"
-        if resumed_part:
-            line += f" ({seconds_here:.2f} s in this run)"
-        line += f"  {rate:,.0f} samples/s"
-        if log:
-            _write(line, progress)
-        if max_steps is not None and step >= max_steps:
-            break
-    if step:
+        if not (interrupts.landed or finished):
+            raise   # (outside a window, which only another handler or thread allows)
+        during = ("the end of the run" if finished else
+                  f"the evaluation after step {step}" if owed else f"step {step + 1}")
+        metrics = None
+        if step > first_step:
+            _check_parameters_finite(model, step, epoch, loss)   # (saved over a good one)
+            metrics = {key: list(values) for key, values in history.items()}
+            metrics["steps"] = step
+            metrics["loss_name"] = type(loss_fn).__name__
+            if eval_freq or step_curve["step"]:
+                metrics["step_curve"] = {k: list(v) for k, v in step_curve.items()}
+            if whole:   # (in this epoch)
+                if seconds is None:   # (before the epoch's end)
+                    seconds = time.perf_counter() - start - eval_seconds + seconds_before
+                sums = _epoch_sums(loss_sum, correct, counted, seen, seconds, loss_weight)
+                metrics["train_state"] = _train_state(
+                    epoch, step, whole, len(loader), batch_size, len(x_train), sums,
+                    epoch_shuffle_state, shuffle_rng.bit_generator.state, random_state, owed)
+            else:   # (before this epoch's first update: the end of the one before)
+                metrics["train_state"] = _train_state(
+                    epoch - 1, step, len(loader), len(loader), batch_size, len(x_train),
+                    _epoch_sums(0.0, 0, 0, 0, 0.0, 0.0), epoch_shuffle_state,
+                    epoch_shuffle_state, random_state, False)
+        raise TrainingInterrupted(step, epoch, during, metrics).with_traceback(
+            exc.__traceback__) from None
+    if step > first_step:   # (a resumed run may only make the evaluations it owed)
         _check_parameters_finite(model, step, epoch, loss)
     metrics = dict(history)
     metrics["steps"] = step
@@ -509,18 +666,48 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     metrics["test_accuracy_final"] = history["test_accuracy"][-1] if test_data is not None else None
     if eval_freq or step_curve["step"]:
         metrics["step_curve"] = step_curve
-    metrics["train_state"] = {
-        "epoch": epoch, "step": step, "batches_done": done, "batches_per_epoch": len(loader),
-        "batch_size": int(batch_size), "num_samples": len(x_train),
-        # the epoch's running sums, for a resumed run to finish an epoch cut short
-        "epoch_sums": {"loss_sum": float(loss_sum), "correct": int(correct),
-                       "counted": int(counted), "seen": int(seen), "seconds": seconds,
-                       "loss_weight": float(loss_weight)},
-        "epoch_shuffle_state": epoch_shuffle_state,
-        "shuffle_state": shuffle_rng.bit_generator.state,
-        "random_state": _random.get_state(),
-    }
+    metrics["train_state"] = _train_state(
+        epoch, step, done, len(loader), batch_size, len(x_train),
+        _epoch_sums(loss_sum, correct, counted, seen, seconds, loss_weight),
+        epoch_shuffle_state, shuffle_rng.bit_generator.state, random_state)
     return metrics
+
+
+def _epoch_sums(loss_sum, correct, counted, seen, seconds, loss_weight):
+    """train_state's 'epoch_sums': the epoch's running sums, for a resumed run to finish
+    an epoch cut short."""
+    return {"loss_sum": float(loss_sum), "correct": int(correct), "counted": int(counted),
+            "seen": int(seen), "seconds": seconds, "loss_weight": float(loss_weight)}
+
+
+def _train_state(epoch, step, batches_done, batches_per_epoch, batch_size, num_samples,
+                 epoch_sums, epoch_shuffle_state, shuffle_state, random_state, owed=False):
+    """fit's 'train_state' (JSON-serialisable): what ``resume`` takes. 'evaluated' False
+    (an interrupted run's, left out otherwise): the evaluations due after its last step
+    (eval_freq's, the epoch's end) were not made; the resumed run makes them first."""
+    state = {
+        "epoch": epoch, "step": step, "batches_done": batches_done,
+        "batches_per_epoch": batches_per_epoch, "batch_size": int(batch_size),
+        "num_samples": num_samples, "epoch_sums": epoch_sums,
+        "epoch_shuffle_state": epoch_shuffle_state, "shuffle_state": shuffle_state,
+        "random_state": random_state,
+    }
+    if owed:
+        state["evaluated"] = False
+    return state
+
+
+def _owed(state):
+    """Whether a train_state owes the evaluations after its last step (see _train_state)."""
+    return state.get("evaluated", True) is False
+
+
+def finished_counts(state):
+    """(epochs, steps) a train_state has finished: an epoch cut short, or one whose
+    evaluations (or its last step's) are owed, does not count yet, nor is its last step."""
+    owed = _owed(state)
+    return (state["epoch"] - (state["batches_done"] < state["batches_per_epoch"] or owed),
+            state["step"] - owed)
 
 
 #: fit's per-epoch lists
@@ -552,6 +739,9 @@ def check_resume(resume, num_samples, batch_size):
             or state["epoch"] < 1):
         raise ValueError(f"fit: resume: inconsistent train_state counters "
                          f"(epoch, step, batches_done, batches_per_epoch) = {counts}")
+    if not isinstance(state.get("evaluated", True), bool):
+        raise ValueError(f"fit: resume: train_state's evaluated must be a bool, got "
+                         f"{state['evaluated']!r}")
     sums = state["epoch_sums"]
     if not isinstance(sums, dict) or not all(
             isinstance(sums.get(k), (int, float)) for k in _SUM_KEYS) or not isinstance(
@@ -577,17 +767,19 @@ _SUM_KEYS = ("loss_sum", "correct", "counted", "seen", "seconds")
 def _continue_history(resume, state, history, step_curve, batches_per_epoch):
     """Fill history and step_curve with the earlier run's; (step, first epoch, batches
     of it to skip, its running sums or None) to continue from. An epoch cut short (by
-    max_steps) is taken out of the lists: the resumed run finishes and reports it."""
+    max_steps) is taken out of the lists: the resumed run finishes and reports it; so
+    does it an epoch whose end an interrupted run owes (all its batches skipped)."""
     for key in history:
         history[key].extend(resume.get(key) or [])
     for key, values in (resume.get("step_curve") or {}).items():
         if key in step_curve:
             step_curve[key].extend(values)
-    skip = state["batches_done"] if state["batches_done"] < batches_per_epoch else 0
-    if skip:
+    skip = state["batches_done"]   # (all of them: an interrupted run's evaluations owed)
+    if skip < batches_per_epoch or _owed(state):
         epochs_listed = len(history["epoch"])
-        for key in history:
-            if len(history[key]) == epochs_listed and epochs_listed:
-                history[key].pop()
+        if epochs_listed and history["epoch"][-1] == state["epoch"]:   # (one cut short)
+            for key in history:
+                if len(history[key]) == epochs_listed:
+                    history[key].pop()
         return state["step"], state["epoch"], skip, state["epoch_sums"]
     return state["step"], state["epoch"] + 1, 0, None
