@@ -134,6 +134,9 @@ def main(argv=None):
     except OSError as exc:   # (writing an output after the run: a full disk)
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:   # (Ctrl-C outside training: loading data, writing outputs)
+        print("interrupted", file=sys.stderr)
+        return 130   # (the shell's status for a process ended by SIGINT)
 
 
 # ------------------------------------------------------------------------------ train
@@ -445,15 +448,15 @@ def _check_resume_counts(args, resume, num_samples):
     (another number of samples) or is damaged; CLIError when the resumed run has nothing
     left to train (--epochs and --max-steps count from the first run's start)."""
     from .io import CheckpointError
-    from .train import check_resume
+    from .train import check_resume, finished_counts
     try:
         state = check_resume(resume, num_samples, args.batch_size)
     except ValueError as exc:
         why = str(exc).removeprefix("fit: resume: ")
         raise CheckpointError(f"--resume {args.resume}: {why}") from None
-    finished = state["epoch"] - (state["batches_done"] < state["batches_per_epoch"])
-    if args.max_steps is not None and state["step"] >= args.max_steps:
-        more = f"--max-steps above {state['step']}"
+    finished, finished_steps = finished_counts(state)
+    if args.max_steps is not None and finished_steps >= args.max_steps:
+        more = f"--max-steps above {finished_steps}"
     elif args.epochs is not None and finished >= args.epochs:
         more = f"--epochs above {finished}"
     else:
@@ -670,7 +673,7 @@ def run_train(args):
 
     import fastnn
     from . import nn
-    from .train import EPOCH_KEYS, fit
+    from .train import TrainingInterrupted, fit
 
     record = read_resume(args) if args.resume is not None else None
     _check_train_args(args)
@@ -709,15 +712,19 @@ def run_train(args):
     if record is not None:
         state = record["train_state"]
         print(f"resuming {args.resume} after step {state['step']} (epoch {state['epoch']}"
-              f"{'' if state['batches_done'] == state['batches_per_epoch'] else ', in part'})",
+              f"{'' if state['batches_done'] == state['batches_per_epoch'] else ', in part'}"
+              f"{', its evaluation still to make' if state.get('evaluated') is False else ''})",
               flush=True)
-    history = fit(model, loss_fn, optimizer, (x_train, y_train), (x_test, y_test),
-                  epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                  max_steps=args.max_steps, eval_freq=args.eval_freq,
-                  lr_schedule=args.lr_schedule, progress=not args.no_progress,
-                  resume=resume)
-    test_loss, test_accuracy = history["test_loss"][-1], history["test_accuracy"][-1]
     config = {k: v for k, v in vars(args).items() if k not in ("func", "given_options")}
+    try:
+        history = fit(model, loss_fn, optimizer, (x_train, y_train), (x_test, y_test),
+                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                      max_steps=args.max_steps, eval_freq=args.eval_freq,
+                      lr_schedule=args.lr_schedule, progress=not args.no_progress,
+                      resume=resume)
+    except TrainingInterrupted as exc:
+        return _stop_interrupted(args, exc, model, optimizer, config)
+    test_loss, test_accuracy = history["test_loss"][-1], history["test_accuracy"][-1]
     metrics = {
         "test_accuracy": test_accuracy,
         "test_loss": test_loss,
@@ -744,16 +751,7 @@ def run_train(args):
     # the checkpoint first: a cheaper output that fails (a full disk) must not lose the
     # trained model
     if args.save:
-        # made like --metrics' and --plot's folders (a symbolic link's target's)
-        from .io import make_parent_folder
-        make_parent_folder(args.save)
-        # the training record --resume continues from (fastnn.io.load_checkpoint's extra)
-        curves = {k: history[k] for k in EPOCH_KEYS}
-        if "step_curve" in history:
-            curves["step_curve"] = history["step_curve"]
-        fastnn.save(model, args.save, optimizer=optimizer,
-                    extra={"config": config, "train_state": history["train_state"],
-                           "history": curves})
+        _save_checkpoint(args, model, optimizer, config, history)
         print(f"model written to {args.save}")
     if args.metrics:
         _write_json(args.metrics, metrics)
@@ -767,6 +765,50 @@ def run_train(args):
           f"{metrics['samples_per_second']:,.0f} samples/s")
     print(f"test accuracy: {test_accuracy:.4f}")
     return 0
+
+
+def _save_checkpoint(args, model, optimizer, config, record):
+    """--save: the model, the optimizer and the training record --resume continues from
+    (fastnn.io.load_checkpoint's extra), of record: what fit returned, or a
+    TrainingInterrupted's metrics."""
+    import fastnn
+    from .io import make_parent_folder
+    from .train import EPOCH_KEYS
+    make_parent_folder(args.save)   # (made like --metrics' and --plot's folders)
+    curves = {k: record[k] for k in EPOCH_KEYS}
+    if "step_curve" in record:
+        curves["step_curve"] = record["step_curve"]
+    fastnn.save(model, args.save, optimizer=optimizer,
+                extra={"config": config, "train_state": record["train_state"],
+                       "history": curves})
+
+
+def _stop_interrupted(args, exc, model, optimizer, config):
+    """Ctrl-C during training: with --save, the checkpoint of the last whole step first
+    (a second Ctrl-C while it is written leaves the file as it was); one line on stderr
+    saying where the run stopped and what was saved; status 130, the shell's for SIGINT.
+    (--metrics and --plot are written by a run that ends.)"""
+    where = f"interrupted during {exc.during} (epoch {exc.epoch})"
+    if not args.save:
+        print(f"{where}; nothing saved (no --save)", file=sys.stderr)
+        return 130
+    if exc.metrics is None:
+        print(f"{where}, before this run's first update: {args.save} not written",
+              file=sys.stderr)
+        return 130
+    try:
+        _save_checkpoint(args, model, optimizer, config, exc.metrics)
+    except KeyboardInterrupt:
+        print(f"{where}, and again while {args.save} was written: not written (a file "
+              f"there is left as it was)", file=sys.stderr)
+        return 130
+    # (--epochs, --max-steps and --eval-freq are not taken from the checkpoint)
+    plan = "".join(f" --{name.replace('_', '-')} {getattr(args, name)}"
+                   for name in ("epochs", "max_steps", "eval_freq")
+                   if getattr(args, name) is not None)
+    print(f"{where}: the checkpoint of step {exc.step} written to {args.save}; "
+          f"--resume {args.save}{plan} goes on", file=sys.stderr)
+    return 130
 
 
 # ------------------------------------------------------------------------------- demo

@@ -825,3 +825,89 @@ def test_json_and_pictures_are_replaced_whole_or_not_at_all(tmp_path, monkeypatc
         cli._write_json(target, {"a": object()})
     assert json.loads(target.read_text()) == {"a": 1}
     assert sorted(os.listdir(tmp_path)) == ["m.json", "p.png"]
+
+
+# ------------------------------------------------------------------------------ Ctrl-C
+# SIGINT sent from inside a CLI run at a known moment: when the n-th call of a function
+# returns (Python sees a Ctrl-C that comes during a native kernel once it returns)
+_INTERRUPTED_RUN = """
+import os, signal, sys
+import numpy as np
+import fastnn
+from fastnn import backend, cli, train
+def sigint_at(module, name, n, before=None):
+    original, calls = getattr(module, name), []
+    def call(*args, **kwargs):
+        if before is not None:
+            before(*args)
+        out = original(*args, **kwargs)
+        calls.append(None)
+        if len(calls) == n:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+    setattr(module, name, call)
+{hooks}
+sys.exit(cli.main({argv!r}))
+"""
+INTERRUPTIBLE = ["train", "--dataset", "digits", "--hidden", "16", "--batchnorm", "--dropout",
+                 "0.2", "--optimizer", "adam", "--batch-size", "256", "--no-progress",
+                 "--backend", "numpy", "--threads", "1"]
+
+
+def run_interrupted(hooks, *argv):
+    """The CLI with argv in a subprocess, after hooks (calls of sigint_at)."""
+    from subprocess_helpers import run_python
+    return run_python(_INTERRUPTED_RUN.format(hooks=hooks, argv=list(argv)))
+
+
+@pytest.mark.parametrize("hook,stopped", [
+    # Adam's 5th update: the checkpoint of step 5, inside epoch 1 (of 6 batches)
+    ("sigint_at(backend.load('numpy'), 'adam_update', 5)",
+     "during step 6 (epoch 1): the checkpoint of step 5"),
+    # the 4th update, which eval-freq 4 evaluates after: that evaluation is made on resume
+    ("sigint_at(backend.load('numpy'), 'adam_update', 4)",
+     "during the evaluation after step 4 (epoch 1): the checkpoint of step 4"),
+    # epoch 1's evaluation (after step 4's): made on resume, all 6 batches skipped
+    ("sigint_at(train, 'evaluate', 2)",
+     "during the evaluation after step 6 (epoch 1): the checkpoint of step 6"),
+])
+def test_ctrl_c_saves_the_last_whole_step_which_resumes_as_one_run(tmp_path, hook, stopped):
+    """Ctrl-C was a KeyboardInterrupt traceback and wrote no checkpoint (--save wrote at
+    the end only). Now one line, status 130, and --save's checkpoint of the last whole
+    step, whose --resume gives the uninterrupted run's parameters and curves."""
+    plan = ["--epochs", "2", "--eval-freq", "4"]
+    _train(*INTERRUPTIBLE[1:], *plan, "--save", str(tmp_path / "full.npz"),
+           "--metrics", str(tmp_path / "full.json"))
+    result = run_interrupted(hook, *INTERRUPTIBLE, *plan, "--save", str(tmp_path / "ck.npz"))
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == (f"interrupted {stopped} written to {tmp_path / 'ck.npz'}; "
+                             f"--resume {tmp_path / 'ck.npz'} --epochs 2 --eval-freq 4 "
+                             f"goes on\n")
+    assert sorted(os.listdir(tmp_path)) == ["ck.npz", "full.json", "full.npz"]
+    _train("--resume", str(tmp_path / "ck.npz"), *plan, "--save", str(tmp_path / "ck.npz"),
+           "--metrics", str(tmp_path / "resumed.json"))
+    _assert_same_run(tmp_path / "full.npz", tmp_path / "ck.npz")
+    assert _curves(tmp_path / "resumed.json") == _curves(tmp_path / "full.json")
+    steps = [json.loads((tmp_path / f).read_text())["step_curve"]
+             for f in ("full.json", "resumed.json")]
+    assert steps[0] == steps[1] and steps[0]["step"] == [4, 8, 12]
+
+
+def test_ctrl_c_without_save_and_a_second_one_while_saving(tmp_path):
+    """Without --save, one line; a second Ctrl-C while the checkpoint is written leaves
+    the file that was there whole (and no temporary file)."""
+    result = run_interrupted("sigint_at(backend.load('numpy'), 'adam_update', 2)",
+                             *INTERRUPTIBLE, "--epochs", "2")
+    assert result.returncode == 130
+    assert result.stderr == "interrupted during step 3 (epoch 1); nothing saved (no --save)\n"
+    ck = tmp_path / "ck.npz"
+    _train(*INTERRUPTIBLE[1:], "--max-steps", "1", "--save", str(ck))
+    before = ck.read_bytes()
+
+    hooks = ("sigint_at(backend.load('numpy'), 'adam_update', 2)\n"
+             "sigint_at(np, 'savez', 1, before=lambda f: f.write(b'partial'))")
+    result = run_interrupted(hooks, *INTERRUPTIBLE, "--epochs", "2", "--save", str(ck))
+    assert result.returncode == 130
+    assert result.stderr == (f"interrupted during step 3 (epoch 1), and again while {ck} "
+                             f"was written: not written (a file there is left as it was)\n")
+    assert ck.read_bytes() == before and os.listdir(tmp_path) == ["ck.npz"]
