@@ -294,9 +294,10 @@ def configure_train(parser):
     parser.add_argument("--save", help="save the model, optimizer and training state to "
                         "this .npz")
     parser.add_argument("--resume", metavar="PATH",
-                        help="continue the run a --save checkpoint holds (options left out "
-                             "are the checkpoint's, but --epochs, --max-steps and --eval-freq, "
-                             "which take their defaults)")
+                        help="continue the run a --save checkpoint holds (the training "
+                             "options left out are the checkpoint's; --epochs, --max-steps "
+                             "and --eval-freq take their defaults, and the outputs, "
+                             "--data-root and --no-progress are this run's)")
     parser.set_defaults(func=run_train)
 
 

@@ -911,3 +911,26 @@ def test_ctrl_c_without_save_and_a_second_one_while_saving(tmp_path):
     assert result.stderr == (f"interrupted during step 3 (epoch 1), and again while {ck} "
                              f"was written: not written (a file there is left as it was)\n")
     assert ck.read_bytes() == before and os.listdir(tmp_path) == ["ck.npz"]
+
+
+def test_resume_takes_no_display_or_output_option_from_the_checkpoint(tmp_path, capsys):
+    """--resume takes the training options left out from the checkpoint; --no-progress
+    and the outputs are this run's: the bars show unless it says --no-progress (its
+    first run's did), and only the files it names are written (not the first run's
+    --save, --metrics or --plot again)."""
+    first = [str(tmp_path / name) for name in ("a.npz", "a.json", "a.png")]
+    assert cli.main(["train", "--dataset", "digits", "--hidden", "8", "--backend", "numpy",
+                     "--max-steps", "2", "--no-progress", "--save", first[0],
+                     "--metrics", first[1], "--plot", first[2]]) == 0
+    written = {path: os.stat(path).st_mtime_ns for path in first}
+    capsys.readouterr()
+    assert cli.main(["train", "--resume", first[0], "--max-steps", "4"]) == 0
+    assert "epoch 1/1:" in capsys.readouterr().err   # (tqdm's bar)
+    assert cli.main(["train", "--resume", first[0], "--max-steps", "4", "--no-progress",
+                     "--metrics", str(tmp_path / "b.json")]) == 0
+    assert capsys.readouterr().err == ""
+    assert {path: os.stat(path).st_mtime_ns for path in first} == written
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "a.npz", "a.png", "b.json"]
+    config = json.loads((tmp_path / "b.json").read_text())["config"]
+    assert config["no_progress"] and config["metrics"] == str(tmp_path / "b.json")
+    assert config["save"] is None and config["plot"] is None
