@@ -55,8 +55,8 @@ class TrainingInterrupted(KeyboardInterrupt):
     made yet ('train_state', the per-epoch lists and 'step_curve': what ``resume=``
     continues, bit for bit as the uninterrupted run; the model and optimizer hold that
     state), or None when this call made no step. (A Ctrl-C outside the main thread, or
-    under a SIGINT handler of the user's, may land inside an update: it stays a plain
-    KeyboardInterrupt.)"""
+    under a SIGINT handler of the user's, or a second one while fit holds the first, may
+    land inside an update: it stays a plain KeyboardInterrupt.)"""
 
     def __init__(self, step, epoch, during, metrics):
         self.step, self.epoch, self.during, self.metrics = step, epoch, during, metrics
@@ -70,8 +70,10 @@ class _Interrupts:
     handler, fit's handler (installed by ``with interrupts:`` for the run) raises
     KeyboardInterrupt only there and notes one that comes elsewhere (an optimizer update,
     which a native kernel makes before Python sees the signal, and the bookkeeping after
-    it) for the next window, or for the run's end. ``landed``: a KeyboardInterrupt left a
-    window (the user's code may raise one too)."""
+    it) for the next window, or for the run's end; a second one while it holds one raises
+    at once, wherever it lands (a way out of what does not end: an output blocked on a
+    pipe nobody reads, which Python retries after the handler). ``landed``: a
+    KeyboardInterrupt left a window (the user's code may raise one too)."""
 
     def __init__(self):
         self.open = self.pending = self.landed = False
@@ -91,11 +93,12 @@ class _Interrupts:
             raise KeyboardInterrupt
 
     def _handle(self, signum, frame):
-        if not self.open:
+        if self.open:
+            self.landed = True
+        elif not self.pending:
             self.pending = True
             return
-        self.landed = True
-        raise KeyboardInterrupt
+        raise KeyboardInterrupt   # (in a window, or a second one while one is held)
 
 
 
@@ -413,7 +416,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     ``TrainingInterrupted``, a KeyboardInterrupt whose ``metrics`` is ``resume``'s value
     for the last whole step: the model and optimizer hold that step's state (the
     interrupted step's running statistics put back), and a resumed run makes the
-    evaluations the interrupt stopped before going on.
+    evaluations the interrupt stopped before going on. A second Ctrl-C while fit holds
+    the first stops it at once, wherever it is (a plain KeyboardInterrupt: the way out of
+    an output that blocks, to a pipe nobody reads).
 
     Returns a metrics dict: per-epoch lists 'epoch', 'train_loss', 'train_accuracy'
     (running means over the epoch's batches, in training mode; the loss weighted as
@@ -631,7 +636,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         if bar is not None:
             bar.close()
         if not (interrupts.landed or finished):
-            raise   # (outside a window, which only another handler or thread allows)
+            raise   # (outside a window: a second Ctrl-C, or another handler's or thread's)
         during = ("the end of the run" if finished else
                   f"the evaluation after step {step}" if owed else f"step {step + 1}")
         metrics = None

@@ -934,3 +934,16 @@ def test_resume_takes_no_display_or_output_option_from_the_checkpoint(tmp_path, 
     config = json.loads((tmp_path / "b.json").read_text())["config"]
     assert config["no_progress"] and config["metrics"] == str(tmp_path / "b.json")
     assert config["save"] is None and config["plot"] is None
+
+
+def test_a_second_ctrl_c_before_training_stops_saves_nothing(tmp_path):
+    """A Ctrl-C during an update waits for the step's end; a second one before then stops
+    at once (fit's way out of an output that blocks): the line `interrupted`, status
+    130, and no checkpoint (the model may be amid an update)."""
+    hooks = ("sigint_at(backend.load('numpy'), 'adam_update', 2)\n"   # (held)
+             "sigint_at(train._StepUndo, 'save', 3)")   # (step 3's, before its window)
+    result = run_interrupted(hooks, *INTERRUPTIBLE, "--epochs", "2", "--save",
+                             str(tmp_path / "ck.npz"))
+    assert result.returncode == 130
+    assert result.stderr == "interrupted\n"
+    assert os.listdir(tmp_path) == []

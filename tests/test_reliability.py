@@ -366,3 +366,33 @@ def test_fit_leaves_sigint_alone_outside_the_main_thread_or_a_users_handler():
     seen.clear()
     train()   # (the default handler: fit's own while it runs)
     assert len(seen) == 2 and seen[0] not in (mine, signal.default_int_handler)
+
+
+def test_a_second_ctrl_c_while_fit_holds_one_stops_it_at_once(sigint_at, monkeypatch):
+    """fit holds a Ctrl-C that comes outside its windows for the next one; one that came
+    during an output that does not end (a log line to a pipe nobody reads, `| less`: the
+    write blocks, Python retries it after the handler) was held for good, and a second
+    Ctrl-C too: the run could not be stopped. Now a second Ctrl-C while fit holds one
+    raises at once, a plain KeyboardInterrupt (where it lands the state may be amid an
+    update, as under a handler of the user's)."""
+    import signal
+
+    from fastnn import train
+    from fastnn.train import fit
+    written = []
+
+    def blocked_write(message, bar_enabled):   # (a print blocked on a full pipe)
+        for i in range(1000):
+            if i in (0, 500):   # a Ctrl-C, and another while the write still blocks
+                os.kill(os.getpid(), signal.SIGINT)
+        written.append(message)
+    monkeypatch.setattr(train, "_write", blocked_write)
+    x, y = _data(0, n=64, features=8)
+    fastnn.manual_seed(0)
+    model = MLP(8, [4], 10)
+    with pytest.raises(KeyboardInterrupt) as info:
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), (x, y),
+            epochs=3, batch_size=32, progress=False, log=True)
+    assert type(info.value) is KeyboardInterrupt and written == []
+    assert [entry.name for entry in info.traceback][-2:] == ["blocked_write", "_handle"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
