@@ -803,6 +803,10 @@ def _stop_interrupted(args, exc, model, optimizer, config):
         print(f"{where}, and again while {args.save} was written: not written (a file "
               f"there is left as it was)", file=sys.stderr)
         return 130
+    if exc.during == "the end of the run":   # (its steps all made: no --resume goes on)
+        print(f"{where}: the checkpoint of step {exc.step}, the run's last, written to "
+              f"{args.save}", file=sys.stderr)
+        return 130
     # (--epochs, --max-steps and --eval-freq are not taken from the checkpoint)
     plan = "".join(f" --{name.replace('_', '-')} {getattr(args, name)}"
                    for name in ("epochs", "max_steps", "eval_freq")

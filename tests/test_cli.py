@@ -947,3 +947,17 @@ def test_a_second_ctrl_c_before_training_stops_saves_nothing(tmp_path):
     assert result.returncode == 130
     assert result.stderr == "interrupted\n"
     assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_after_the_last_step_offers_no_resume(tmp_path):
+    """A Ctrl-C after the run's last evaluation (during its last line) saves the
+    checkpoint of the last step, the finished run's; the line had offered `--resume ...
+    --epochs 2 goes on`, which answers that nothing is left to train."""
+    full, ck = tmp_path / "full.npz", tmp_path / "ck.npz"
+    _train(*INTERRUPTIBLE[1:], "--epochs", "2", "--save", str(full))
+    result = run_interrupted("sigint_at(train, '_write', 2)",   # (epoch 2's line)
+                             *INTERRUPTIBLE, "--epochs", "2", "--save", str(ck))
+    assert result.returncode == 130
+    assert result.stderr == (f"interrupted during the end of the run (epoch 2): the "
+                             f"checkpoint of step 12, the run's last, written to {ck}\n")
+    _assert_same_run(full, ck)
