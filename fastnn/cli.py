@@ -771,12 +771,13 @@ def run_train(args):
 def _save_checkpoint(args, model, optimizer, config, record):
     """--save: the model, the optimizer and the training record --resume continues from
     (fastnn.io.load_checkpoint's extra), of record: what fit returned, or a
-    TrainingInterrupted's metrics."""
+    TrainingInterrupted's metrics (the resumed record, for a resumed run stopped before
+    its first update)."""
     import fastnn
     from .io import make_parent_folder
     from .train import EPOCH_KEYS
     make_parent_folder(args.save)   # (made like --metrics' and --plot's folders)
-    curves = {k: record[k] for k in EPOCH_KEYS}
+    curves = {k: record.get(k, []) for k in EPOCH_KEYS}   # (a resumed record may lack one)
     if "step_curve" in record:
         curves["step_curve"] = record["step_curve"]
     fastnn.save(model, args.save, optimizer=optimizer,
@@ -793,7 +794,7 @@ def _stop_interrupted(args, exc, model, optimizer, config):
     if not args.save:
         print(f"{where}; nothing saved (no --save)", file=sys.stderr)
         return 130
-    if exc.metrics is None:
+    if exc.metrics is None:   # (a fresh run's)
         print(f"{where}, before this run's first update: {args.save} not written",
               file=sys.stderr)
         return 130

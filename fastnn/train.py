@@ -14,6 +14,7 @@ A model moved to the GPU (``model.to("cuda")``) trains there: each batch is copi
 the device once, activations, gradients and optimizer state stay there, and only the
 loss and the logits (for the accuracy) come back.
 """
+import copy
 import inspect
 import math
 import signal
@@ -54,9 +55,10 @@ class TrainingInterrupted(KeyboardInterrupt):
     ``fit`` would have returned for a run of ``step`` steps, without its evaluations not
     made yet ('train_state', the per-epoch lists and 'step_curve': what ``resume=``
     continues, bit for bit as the uninterrupted run; the model and optimizer hold that
-    state), or None when this call made no step. (A Ctrl-C outside the main thread, or
-    under a SIGINT handler of the user's, or a second one while fit holds the first, may
-    land inside an update: it stays a plain KeyboardInterrupt.)"""
+    state); for a call that made no step, the ``resume`` it was given (None for a fresh
+    run). (A Ctrl-C outside the main thread, or under a SIGINT handler of the user's, or a
+    second one while fit holds the first, may land inside an update: it stays a plain
+    KeyboardInterrupt.)"""
 
     def __init__(self, step, epoch, during, metrics):
         self.step, self.epoch, self.during, self.metrics = step, epoch, during, metrics
@@ -639,8 +641,9 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             raise   # (outside a window: a second Ctrl-C, or another handler's or thread's)
         during = ("the end of the run" if finished else
                   f"the evaluation after step {step}" if owed else f"step {step + 1}")
-        metrics = None
-        if step > first_step:
+        if step == first_step:   # (the model and optimizer as this call found them)
+            metrics = copy.deepcopy(resume)   # (None for a fresh run)
+        else:
             _check_parameters_finite(model, step, epoch, loss)   # (saved over a good one)
             metrics = {key: list(values) for key, values in history.items()}
             metrics["steps"] = step

@@ -961,3 +961,24 @@ def test_ctrl_c_after_the_last_step_offers_no_resume(tmp_path):
     assert result.stderr == (f"interrupted during the end of the run (epoch 2): the "
                              f"checkpoint of step 12, the run's last, written to {ck}\n")
     _assert_same_run(full, ck)
+
+
+def test_a_resumed_run_stopped_before_its_first_update_still_saves(tmp_path):
+    """A --resume'd run interrupted in the evaluation the checkpoint owed (before any
+    update) wrote nothing ("before this run's first update: F not written"), though the
+    line asked for --save F; it now writes the state it resumed, which goes on as the
+    uninterrupted run."""
+    plan = ["--epochs", "2", "--eval-freq", "4"]
+    full, first, second = (tmp_path / name for name in ("full.npz", "a.npz", "b.npz"))
+    _train(*INTERRUPTIBLE[1:], *plan, "--save", str(full))
+    result = run_interrupted("sigint_at(backend.load('numpy'), 'adam_update', 4)",
+                             *INTERRUPTIBLE, *plan, "--save", str(first))
+    assert result.returncode == 130, result.stderr
+    result = run_interrupted("sigint_at(train, 'evaluate', 1)", "train", "--resume",
+                             str(first), *plan, "--save", str(second), "--no-progress")
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == (f"interrupted during the evaluation after step 4 (epoch 1): "
+                             f"the checkpoint of step 4 written to {second}; --resume "
+                             f"{second} --epochs 2 --eval-freq 4 goes on\n")
+    _train("--resume", str(second), *plan, "--save", str(second))
+    _assert_same_run(full, second)

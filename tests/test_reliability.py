@@ -396,3 +396,38 @@ def test_a_second_ctrl_c_while_fit_holds_one_stops_it_at_once(sigint_at, monkeyp
     assert type(info.value) is KeyboardInterrupt and written == []
     assert [entry.name for entry in info.traceback][-2:] == ["blocked_write", "_handle"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_resumed_fit_stopped_before_its_first_update_gives_back_what_it_resumed(
+        sigint_at):
+    """A resumed fit interrupted before its first update (in the evaluation an earlier
+    interrupt left owed) gave metrics None, as a fresh run's: code that keeps
+    ``exc.metrics`` to resume from later (``resume = exc.metrics``) started over from
+    scratch on a trained model. Its metrics are now the resume it was given, which goes
+    on as the uninterrupted run, bit for bit."""
+    import json
+
+    from fastnn import backend, train
+    from fastnn.train import TrainingInterrupted, fit
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((300, 20)).astype(np.float32)   # 5 batches of 64
+    y = rng.integers(0, 10, 300)
+    options = dict(test_data=(x[:70], y[:70]), epochs=2, batch_size=64, eval_freq=2,
+                   progress=False, log=False)
+    with fastnn.use_backend("numpy"):
+        full_model, full_opt = _model_and_adam()
+        full = fit(full_model, nn.CrossEntropyLoss(), full_opt, (x, y), **options)
+        model, opt = _model_and_adam()
+        sigint_at(backend.current(), "adam_update", 2)   # (held: the evaluation after it)
+        with pytest.raises(TrainingInterrupted) as first:
+            fit(model, nn.CrossEntropyLoss(), opt, (x, y), **options)
+        resume = json.loads(json.dumps(first.value.metrics))
+        sigint_at(train, "evaluate", 1)   # (the owed evaluation, before any update)
+        with pytest.raises(TrainingInterrupted) as second:
+            fit(model, nn.CrossEntropyLoss(), opt, (x, y), **options, resume=resume)
+        assert second.value.step == 2 and second.value.metrics == resume
+        resumed = fit(model, nn.CrossEntropyLoss(), opt, (x, y), **options,
+                      resume=second.value.metrics)
+    _assert_same_state(model, opt, full_model, full_opt)
+    for key in ("epoch", "train_loss", "test_loss", "step_curve", "steps"):
+        assert resumed[key] == full[key], key
