@@ -45,6 +45,9 @@ class TrainingDiverged(RuntimeError):
                     f"left NaN or infinite values in {parameter}")
         super().__init__(f"training diverged: {what}. Try a smaller learning rate.")
 
+    def __reduce__(self):   # (pickled by its fields: a process pool sends it back)
+        return type(self), (self.step, self.epoch, self.loss, self.parameter)
+
 
 class TrainingInterrupted(KeyboardInterrupt):
     """A KeyboardInterrupt (Ctrl-C) that stopped ``fit``, raised where the run is whole.
@@ -63,6 +66,9 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, step, epoch, during, metrics):
         self.step, self.epoch, self.during, self.metrics = step, epoch, during, metrics
         super().__init__(f"training interrupted during {during} (epoch {epoch})")
+
+    def __reduce__(self):
+        return type(self), (self.step, self.epoch, self.during, self.metrics)
 
 
 class _Interrupts:
@@ -498,6 +504,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     interrupts = _Interrupts()
     first_step, owed = step, resume is not None and _owed(state)
     random_state, finished, bar, seconds = _random.get_state(), False, None, None
+    made = (first_epoch, None)
     epoch, done = first_epoch - 1, len(loader)
 
     def evaluate_at_step():
@@ -587,6 +594,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                     correct, counted = correct + hits[0], counted + hits[1]
                     seen += n
                     whole, owed, random_state = done, True, _random.get_state()
+                    made = (epoch, loss)   # (the last whole step's, for an interrupt)
                     if bar is not None:
                         bar.update(1)
                         last = seen == len(y_train)
@@ -644,7 +652,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
         if step == first_step:   # (the model and optimizer as this call found them)
             metrics = copy.deepcopy(resume)   # (None for a fresh run)
         else:
-            _check_parameters_finite(model, step, epoch, loss)   # (saved over a good one)
+            _check_parameters_finite(model, step, *made)   # (saved over a good one)
             metrics = {key: list(values) for key, values in history.items()}
             metrics["steps"] = step
             metrics["loss_name"] = type(loss_fn).__name__

@@ -431,3 +431,34 @@ def test_a_resumed_fit_stopped_before_its_first_update_gives_back_what_it_resume
     _assert_same_state(model, opt, full_model, full_opt)
     for key in ("epoch", "train_loss", "test_loss", "step_curve", "steps"):
         assert resumed[key] == full[key], key
+
+
+def test_training_exceptions_survive_pickling_as_a_process_pool_sends_them():
+    """TrainingDiverged and TrainingInterrupted take their fields in __init__, so the
+    default pickling (the message alone) failed with a TypeError on loading."""
+    import pickle
+    from fastnn.train import TrainingDiverged, TrainingInterrupted
+    diverged = pickle.loads(pickle.dumps(TrainingDiverged(7, 2, float("nan"), "0.weight")))
+    assert (diverged.step, diverged.epoch, diverged.parameter) == (7, 2, "0.weight")
+    assert "0.weight" in str(diverged)
+    metrics = {"epoch": [1], "train_loss": [0.5]}
+    stopped = pickle.loads(pickle.dumps(TrainingInterrupted(3, 1, "step 4", metrics)))
+    assert (stopped.step, stopped.epoch, stopped.during) == (3, 1, "step 4")
+    assert stopped.metrics == metrics and isinstance(stopped, KeyboardInterrupt)
+    assert str(stopped) == "training interrupted during step 4 (epoch 1)"
+
+
+def test_divergence_found_at_an_interrupt_names_the_last_whole_step(sigint_at):
+    """An interrupt that stops fit after an update left infinite weights raises
+    TrainingDiverged (no NaN checkpoint): it named the interrupted step's epoch (the
+    next epoch's first forward) instead of the epoch of the update that blew up."""
+    from fastnn.train import TrainingDiverged, fit
+    x, y = _data(0, n=32, features=8)
+    fastnn.manual_seed(0)
+    model = MLP(8, [4], 10)
+    sigint_at(model, "forward", 2)   # (epoch 2's first forward: one batch an epoch)
+    with pytest.raises(TrainingDiverged) as info:
+        fit(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=1e300),
+            (x, y), epochs=3, batch_size=32, progress=False)
+    assert (info.value.step, info.value.epoch) == (1, 1) and info.value.parameter
+    assert np.isfinite(info.value.loss)
