@@ -717,6 +717,9 @@ def run_train(args):
               f"{', its evaluation still to make' if state.get('evaluated') is False else ''})",
               flush=True)
     config = {k: v for k, v in vars(args).items() if k not in ("func", "given_options")}
+    # the backend the run used, given or not (FASTNN_BACKEND, the default): --resume takes
+    # it, so the run goes on as one (the thread count left out stays the machine's own)
+    config["backend"] = backend
     try:
         history = fit(model, loss_fn, optimizer, (x_train, y_train), (x_test, y_test),
                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,

@@ -639,6 +639,28 @@ def test_resume_takes_the_checkpoints_backend_and_threads_when_left_out(tmp_path
     assert "give --backend" in err and err.count("\n") == 1
 
 
+@pytest.mark.skipif(len(CPU_BACKENDS) < 2, reason="needs two CPU backends")
+def test_a_run_on_the_default_backend_resumes_on_it(tmp_path, capsys):
+    """A run whose backend was not given (FASTNN_BACKEND's, or the default) recorded
+    backend None, so a resume in a shell with another default went on on that one: not
+    the run bit for bit. The checkpoint now names the backend used, which --resume takes."""
+    first, other = CPU_BACKENDS[-1], CPU_BACKENDS[0]
+    backend = fastnn.get_backend()
+    try:
+        fastnn.set_backend(first)   # as FASTNN_BACKEND=first would (no --backend given)
+        _train("--hidden", "8", "--batch-size", "256", "--max-steps", "3",
+               "--save", str(tmp_path / "part.npz"))
+        fastnn.set_backend(other)   # the resuming shell's default
+        capsys.readouterr()
+        _train("--resume", str(tmp_path / "part.npz"), "--max-steps", "5",
+               "--metrics", str(tmp_path / "m.json"))
+    finally:
+        fastnn.set_backend(backend)
+    assert f"backend {first}, " in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["backend"] == first and metrics["config"]["backend"] == first
+
+
 @pytest.fixture(scope="module")
 def saved_run(tmp_path_factory):
     """A checkpoint of `train --hidden 8 --max-steps 3` on the digits."""
