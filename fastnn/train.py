@@ -634,9 +634,12 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                     random_state = _random.get_state()
                 owed = False
                 line += f"  {seconds:.2f} s"
-                if resumed_part:
-                    line += f" ({seconds_here:.2f} s in this run)"
-                line += f"  {rate:,.0f} samples/s"
+                if resumed_part and seen == seen_before:   # (an evaluation owed, no batch)
+                    line += " (only its evaluation in this run)"
+                else:
+                    if resumed_part:
+                        line += f" ({seconds_here:.2f} s in this run)"
+                    line += f"  {rate:,.0f} samples/s"
                 if log:
                     _write(line, progress)
                 if max_steps is not None and step >= max_steps:

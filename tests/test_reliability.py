@@ -433,6 +433,33 @@ def test_a_resumed_fit_stopped_before_its_first_update_gives_back_what_it_resume
         assert resumed[key] == full[key], key
 
 
+def test_an_epoch_whose_resume_only_evaluates_says_so(sigint_at, capsys):
+    """An epoch whose last batch came before the interrupt and whose evaluation was owed
+    logged "(0.00 s in this run)  0 samples/s" when resumed: the resumed run trained no
+    sample in it. Its line now says it made only the evaluation."""
+    import json
+
+    from fastnn import train
+    from fastnn.train import TrainingInterrupted, fit
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((300, 20)).astype(np.float32)
+    y = rng.integers(0, 10, 300)
+    options = dict(test_data=(x[:70], y[:70]), epochs=2, batch_size=64, progress=False)
+    with fastnn.use_backend("numpy"):
+        model, opt = _model_and_adam()
+        sigint_at(train, "evaluate", 1)   # (epoch 1's evaluation, after its last batch)
+        with pytest.raises(TrainingInterrupted) as stopped:
+            fit(model, nn.CrossEntropyLoss(), opt, (x, y), **options)
+        capsys.readouterr()
+        fit(model, nn.CrossEntropyLoss(), opt, (x, y), **options,
+            resume=json.loads(json.dumps(stopped.value.metrics)))
+    lines = capsys.readouterr().out.splitlines()
+    first = next(line for line in lines if line.startswith("epoch 1/2"))
+    assert first.endswith(" s (only its evaluation in this run)"), first
+    second = next(line for line in lines if line.startswith("epoch 2/2"))
+    assert second.endswith(" samples/s") and "in this run" not in second, second
+
+
 def test_training_exceptions_survive_pickling_as_a_process_pool_sends_them():
     """TrainingDiverged and TrainingInterrupted take their fields in __init__, so the
     default pickling (the message alone) failed with a TypeError on loading."""
