@@ -121,16 +121,16 @@ def _interpolation(n_in, size):
 
 
 def _resize(img, size):
-    """Bilinear resize of (C, h, w) to (C, size, size)."""
+    """Bilinear resize of (C, h, w) to (C, size, size), or to (C, H, W) for size (H, W)."""
     c, h, w = img.shape
-    return _interpolation(h, size) @ img @ _interpolation(w, size).T
+    out_h, out_w = (size, size) if isinstance(size, numbers.Integral) else size
+    return _interpolation(h, out_h) @ img @ _interpolation(w, out_w).T
 
 
 def _resize_backward(grad, h, w):
-    """Gradient w.r.t. the (C, h, w) input of ``_resize`` given its (C, size, size) output
+    """Gradient w.r.t. the (C, h, w) input of ``_resize`` given its (C, H, W) output
     gradient: the transposed (adjoint) interpolation, exact since the resize is linear."""
-    size = grad.shape[1]
-    return _interpolation(h, size).T @ grad @ _interpolation(w, size)
+    return _interpolation(h, grad.shape[1]).T @ grad @ _interpolation(w, grad.shape[2])
 
 
 def _model_dtype(model):
@@ -248,21 +248,31 @@ def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_de
         steps_here = steps // len(scales) + (index >= len(scales) - steps % len(scales))
         if not steps_here:  # a scale without steps leaves the image as it is
             continue
-        size = max(4, h // scale)
-        small = _resize(image, size) if size != h else image
+        # the small image, each side divided by scale (a non-square image keeps its
+        # aspect: one size for both sides had upsampled it to H x H, which the model
+        # refused, or read as another image)
+        size = (max(4, h // scale), max(4, w // scale))
+        resized = size != (h, w)
+        small = _resize(image, size) if resized else image
         # jitter counts pixels of the image: the small image moves by jitter * size / h
-        # of its own pixels (rounded), the same distance in the image
-        jitter_here = int(round(jitter * size / h))
+        # of its own pixels (rounded) down, jitter * size / w across, the same distance
+        # in the image
+        jitter_y, jitter_x = (int(round(jitter * size[0] / h)),
+                              int(round(jitter * size[1] / w)))
         for step in range(steps_here):
-            dy, dx = (rng.integers(-jitter_here, jitter_here + 1, 2) if jitter_here
-                      else (0, 0))
+            if jitter_y == jitter_x:   # (a square image's draws, as they always were)
+                dy, dx = (rng.integers(-jitter_y, jitter_y + 1, 2) if jitter_y
+                          else (0, 0))
+            else:
+                bound = np.array([jitter_y, jitter_x])
+                dy, dx = rng.integers(-bound, bound + 1)
             shifted = np.roll(small, (dy, dx), axis=(1, 2))
-            full = _resize(shifted, h) if size != h else shifted
+            full = _resize(shifted, (h, w)) if resized else shifted
             model(_model_input(model, ((full[None] - mean) / std).astype(dtype)))
             grad = model.backward(one_hot).reshape(shape) / std  # d/d pixels
             model.zero_grad()  # parameter gradients are a by-product here
-            if size != h:  # chain rule through the upsampling of the small image
-                grad = _resize_backward(grad, size, size)
+            if resized:  # chain rule through the upsampling of the small image
+                grad = _resize_backward(grad, *size)
             grad = np.roll(grad, (-dy, -dx), axis=(1, 2)) - weight_decay * small
             norm = np.linalg.norm(grad)
             if clip and norm > clip:
@@ -272,6 +282,6 @@ def _ascend(model, target_class, shape, dtype, rng, steps, lr, jitter, weight_de
                 small = np.clip(_blur(small, blur_sigma), 0, 1)
             if progress is not None:
                 progress(1)
-        image = (_resize(small, h) if size != h else small).astype(np.float32)
+        image = (_resize(small, (h, w)) if resized else small).astype(np.float32)
     prob_after = class_probability(model, image, target_class, mean, std)
     return image, prob_before, prob_after

@@ -188,3 +188,42 @@ def test_progress_takes_a_bool_as_fit_does(capsys):
         with pytest.raises(TypeError, match="expected progress to be a bool, None or a "
                                             "callable"):
             visualize_class(net, 1, steps=4, shape=(1, 8, 8), progress=bad)
+
+
+@pytest.mark.parametrize("scales", [(2,), (2, 1), (4, 2, 1)])
+def test_a_non_square_image_keeps_its_shape_at_coarse_scales(scales):
+    """A (1, 16, 24) image model dreams at coarse scales: each side of the small image is
+    divided by the scale (one size for both sides upsampled it to 16 x 16, which the
+    model's Linear refused)."""
+    from fastnn import nn
+    fastnn.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(2 * 16 * 24, 3))
+    image, before, after = visualize_class(model, 1, steps=6, seed=0, shape=(1, 16, 24),
+                                           scales=scales)
+    assert image.shape == (1, 16, 24) and 0 <= image.min() and image.max() <= 1
+
+
+def test_a_non_square_coarse_step_is_torchs_gradient_through_the_upsampling():
+    """One step at scale 2 of a (1, 8, 12) image: the small (4, 6) image moves by the
+    logit's gradient through the bilinear upsampling (align_corners=True: end points
+    kept), as torch's autograd gives it, and comes back upsampled to (8, 12)."""
+    torch = pytest.importorskip("torch")
+    from fastnn import nn
+    fastnn.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(96, 3))
+    lr = 0.5
+    image, _, _ = visualize_class(model, 2, steps=1, lr=lr, jitter=0, weight_decay=0,
+                                  clip=None, blur_every=0, scales=(2,), seed=4,
+                                  shape=(1, 8, 12))
+    start = np.clip(0.5 + 0.05 * np.random.default_rng(4).standard_normal((1, 8, 12)),
+                    0, 1).astype(np.float32)
+
+    def up(t, size):
+        return torch.nn.functional.interpolate(t, size=size, mode="bilinear",
+                                               align_corners=True)
+    small = up(torch.from_numpy(start.astype(np.float64))[None], (4, 6)).requires_grad_()
+    weight = torch.from_numpy(model[1].weight.data.astype(np.float64))
+    (up(small, (8, 12)).reshape(1, -1) @ weight.T)[0, 2].backward()
+    expected = up((small + lr * small.grad).clamp(0, 1).detach(), (8, 12))[0].numpy()
+    np.testing.assert_allclose(image, expected, rtol=1e-5, atol=1e-6)
