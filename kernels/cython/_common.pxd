@@ -24,6 +24,7 @@ cdef extern from "_fastnn_math.h" nogil:
     float fnn_log1pf(float x)
     float fnn_one_plus_err_f(float x, float u)  # (1 + x) - u for u = 1 + x, |x| <= 1
     float fnn_tanhf(float x)
+    double fnn_tanh(double x)       # needs FNN_HAVE_FMA (f_tanh checks)
     float fnn_sigmoidf(float x)
     float fnn_gelu_f(float x)
     float fnn_gelu_head_f(float x)
@@ -165,8 +166,8 @@ cdef inline floating f_log1p_small(floating x) noexcept nogil:
 cdef inline floating f_tanh(floating x) noexcept nogil:
     if floating is float:
         return fnn_tanhf(x)
-    else:
-        return c_tanh(x)
+    else:   # (without hardware FMA fnn_tanh's fma would be a libm call)
+        return fnn_tanh(x) if FNN_HAVE_FMA else c_tanh(x)
 
 
 cdef inline floating f_gelu(floating x) noexcept nogil:

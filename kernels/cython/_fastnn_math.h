@@ -202,6 +202,49 @@ static inline float fnn_tanhf(float x) {
     return copysignf(e / (e + 2.0f), x);
 }
 
+/* tanh(x) for double, fnn_tanhf's method: E / (E + 2) with E = e^2|x| - 1 =
+ * 2^n (e^r - 1) + (2^n - 1), 2|x| = n ln2 + r (fdlibm's ln2 in two parts, explicit
+ * fmas), e^r - 1 = r + r^2 P(r) with P Taylor's 1/13! ... 1/2! (its remainder r^14/14!
+ * is 4e-18 for |r| <= ln2/2); signed as x. |x| > 20 gives +-1 (tanh 20 = 1 - 8e-18),
+ * |x| < 2^-26 gives x.
+ * Within 4 ulp of glibc's tanh, a scalar call 1.5x slower than NumPy's SIMD tanh here.
+ * NaN propagates. Needs hardware FMA (f_tanh calls libm without it). The same
+ * algorithm as the numba backend's vmath._tanh64. */
+static inline double fnn_tanh(double x) {
+    double a = fabs(x);
+    a = a > 20.0 ? 20.0 : a;
+    double t = a + a;
+    double n = rint(t * 1.4426950408889634);
+    double r = fma(-n, 6.93147180369123816490e-01, t);
+    r = fma(-n, 1.90821492927058770002e-10, r);
+    double p = 1.6059043836821613e-10;        /* 1/13! */
+    p = p * r + 2.08767569878681e-09;         /* 1/12! */
+    p = p * r + 2.505210838544172e-08;
+    p = p * r + 2.755731922398589e-07;
+    p = p * r + 2.7557319223985893e-06;
+    p = p * r + 2.48015873015873e-05;
+    p = p * r + 0.0001984126984126984;
+    p = p * r + 0.001388888888888889;
+    p = p * r + 0.008333333333333333;
+    p = p * r + 0.041666666666666664;
+    p = p * r + 0.16666666666666666;
+    p = p * r + 0.5;                          /* 1/2! */
+    double q = p * (r * r) + r;
+    /* 2^n from the bits of n + 1.5 * 2^52, whose low bits are n (0 <= n <= 58): AVX2
+     * has no packed double -> int64 conversion, and (int64_t)n kept gcc's loop scalar */
+    double shifted = n + 6755399441055744.0;
+    uint64_t bits;
+    memcpy(&bits, &shifted, sizeof bits);
+    bits = (bits + 1023) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    double e = fma(scale, q, scale - 1.0);    /* explicit: see fnn_tanhf */
+    /* below 2^-26 tanh|x| rounds to |x| (x^3/3 is under half an ulp), where e + 2 would
+     * drop e's 2|x|^2 and leave |x| + |x|^2 */
+    double y = a < 1.4901161193847656e-08 ? a : e / (e + 2.0);
+    return copysign(y, x);
+}
+
 /* Phi(x), the standard normal CDF, for float, given e = e^(-x^2/2) (GELU's backward
  * needs e for the density too: one exp for both). Phi(-|x|) = erfc(a) / 2 at
  * a = |x| / sqrt 2, with erfc(a) = t P(t) e^(-a^2), t = 1 / (1 + 0.4 a), P of degree 5:
