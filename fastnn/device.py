@@ -264,8 +264,9 @@ class Cuda:
 def scaled(a, factor, copy=False):
     """a * factor in a's dtype: a itself scaled in place, or a new array when copy. A
     device array goes through the host (a copy each way): for work off the GPU's hot
-    path (loss reductions other than 'mean', gradient clipping). No warning where an
-    inf times 0 gives NaN, as PyTorch gives none."""
+    path (loss reductions other than 'mean', gradient clipping); a 0-d a gives a 0-d
+    array, not a NumPy scalar. No warning where an inf times 0 gives NaN, as PyTorch
+    gives none."""
     with np.errstate(invalid="ignore", over="ignore"):
         if is_device_array(a):
             host = to_host(a) * a.dtype.type(factor)
@@ -273,8 +274,8 @@ def scaled(a, factor, copy=False):
                 return Cuda.put(host)
             Cuda.copy_into(a, host)
             return a
-        if copy:
-            return a * a.dtype.type(factor)
+        if copy:   # (into a new array: a 0-d a times a number is a NumPy scalar)
+            return np.multiply(a, a.dtype.type(factor), out=np.empty(a.shape, a.dtype))
         a *= a.dtype.type(factor)
         return a
 

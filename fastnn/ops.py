@@ -88,6 +88,13 @@ def _run_unusual(name, args, kwargs):
     return getattr(_device.kernels("cuda") if on_device else current(), name)(*args, **kwargs)
 
 
+def _array(value):
+    """value, or the 0-d array of a NumPy scalar: the numpy backend's NumPy arithmetic
+    (np.multiply(x, mask) of 0-d x and mask, a loss's pred - target) gives NumPy
+    scalars for 0-d inputs, where the compiled backends, and PyTorch, give 0-d arrays."""
+    return np.asarray(value) if isinstance(value, np.generic) else value
+
+
 def _unary(name, x, out, **params):
     x = _contiguous_input(name, "x", x)
     if out is not None:
@@ -344,7 +351,8 @@ def dropout_forward(x, p, seed, mask=None, out=None):
                      in_place={("out", "x")})
     if p == 1:   # PyTorch's dropout(x, 1): all dropped, y = x * 0 (NaN and inf give NaN)
         return _all_dropped(x, mask, out)
-    return _run("dropout_forward", x, p, int(seed), mask=mask, out=out)
+    y, mask = _run("dropout_forward", x, p, int(seed), mask=mask, out=out)
+    return _array(y), mask
 
 
 def _all_dropped(x, mask, out):
@@ -362,7 +370,7 @@ def _all_dropped(x, mask, out):
 
 
 def dropout_backward(grad_out, mask, out=None):
-    return _binary("dropout_backward", grad_out, "mask", mask, out)
+    return _array(_binary("dropout_backward", grad_out, "mask", mask, out))
 
 
 # -------------------------------------------------------------------------- losses
@@ -413,7 +421,7 @@ def loss_value(loss, dtype):
 def _loss(name, pred, *args, grad=None):
     """(loss rounded to pred's dtype, gradient) of loss op ``name``."""
     loss, grad = _run(name, pred, *args, grad=grad)
-    return loss_value(loss, pred.dtype), grad
+    return loss_value(loss, pred.dtype), _array(grad)
 
 
 def _empty_loss(pred, grad):

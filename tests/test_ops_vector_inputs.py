@@ -66,3 +66,30 @@ def test_norm_ops_take_strided_vectors(name, dtype):
         for a, e in zip(got if isinstance(got, tuple) else (got,),
                         want if isinstance(want, tuple) else (want,)):
             np.testing.assert_array_equal(a, e)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("name", BACKENDS)
+def test_zero_dimensional_inputs_give_arrays(name, dtype):
+    """A 0-d input gives 0-d arrays back, as PyTorch's 0-d tensors, on every backend.
+    NumPy arithmetic on 0-d arrays gives NumPy scalars (np.float32), which fastnn.ops
+    itself refuses as inputs ('got a NumPy scalar') and no op can write into (out=,
+    grad=): the numpy backend handed them back for the losses' gradients and dropout's
+    output and input gradient (F.dropout too), every backend for dropout at p = 1 and
+    for a loss layer's backward(2.0)."""
+    from fastnn import nn
+    from fastnn.nn import functional as F
+    pred, target = np.array(0.75, dtype), np.array(0.25, dtype)
+    with fastnn.use_backend(name):
+        loss = nn.MSELoss()
+        loss(pred, target)
+        got = [ops.mse_loss(pred, target)[1], ops.bce_loss(pred, target)[1],
+               ops.bce_with_logits_loss(pred, target)[1],
+               ops.smooth_l1_loss(pred, target)[1], *ops.dropout_forward(pred, 0.5, 3),
+               *ops.dropout_forward(pred, 1.0, 3), F.dropout(pred, 0.5),
+               loss.backward(2.0), ops.dropout_backward(pred, np.array(2.0, dtype))]
+    for i, value in enumerate(got):
+        assert type(value) is np.ndarray and value.shape == () and value.dtype == dtype, i
+    np.testing.assert_array_equal(got[0], 1.0)       # 2 (0.75 - 0.25)
+    np.testing.assert_array_equal(got[-2], 2.0)
+    np.testing.assert_array_equal(got[-1], 2 * pred)
