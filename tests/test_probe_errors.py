@@ -375,3 +375,15 @@ def test_a_students_module_mistakes_are_named():
     with pytest.raises(AttributeError, match=r"did not call super\(\).__init__\(\)"):
         Scale(2)(np.ones(3, np.float32))
     assert not hasattr(nn.Linear(2, 2), "no_such_attribute")
+
+
+@pytest.mark.parametrize("name", ["relu6", "selu", "selu_", "logsigmoid"])
+@pytest.mark.parametrize("bad", [np.ones((2, 3), np.int32), [1.0, 2.0]],
+                         ids=["int32", "list"])
+def test_functional_activation_errors_name_the_function_called(name, bad):
+    """F.relu6, F.selu and F.logsigmoid run another op's kernel (hardtanh, elu,
+    softplus), whose name their errors gave: 'hardtanh: expected x of dtype float32 or
+    float64' for F.relu6 of an int array, a function the user never called."""
+    from fastnn.nn import functional as F
+    with pytest.raises(TypeError, match=rf"^{name.rstrip('_')}: expected input "):
+        getattr(F, name)(bad)

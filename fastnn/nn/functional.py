@@ -223,11 +223,11 @@ def _in_place(x, y, inplace):
     return x
 
 
-def _kernel(name, x):
+def _kernel(name, x, where=None):
     """The current backend's kernel ``name`` (the cuda backend's for a device array) and x
-    checked and C-contiguous, for the few calls whose arguments fastnn.ops refuses
-    (softplus with beta <= 0, as LogSigmoid)."""
-    x = as_contiguous(_float(name, "input", x, device_ok=True))
+    checked (errors naming ``where``, by default name) and C-contiguous, for the few calls
+    whose arguments fastnn.ops refuses (softplus with beta <= 0, as LogSigmoid)."""
+    x = as_contiguous(_float(where or name, "input", x, device_ok=True))
     backend = _device.kernels("cuda") if _on_gpu(x) else _current_backend()
     return getattr(backend, name), x
 
@@ -241,6 +241,7 @@ def relu(input, inplace=False):
 
 def relu6(input, inplace=False):
     """min(max(input, 0), 6), elementwise (hardtanh(input, 0, 6)). input: any shape."""
+    _float("relu6", "input", input, device_ok=True)   # (an error names relu6, not hardtanh)
     return _elementwise(ops.hardtanh, input, inplace, 0.0, 6.0)
 
 
@@ -283,6 +284,7 @@ def _is_nan(value):
 def selu(input, inplace=False):
     """scale * elu(input, alpha) with PyTorch's constants (alpha 1.6733, scale 1.0507).
     input: any shape."""
+    _float("selu", "input", input, device_ok=True)   # (an error names selu, not elu)
     y = _elementwise(ops.elu, input, inplace, SELU.ALPHA)
     if _on_gpu(y):   # (a device array has no arithmetic: as nn.SELU on the GPU)
         return _device.scaled(y, SELU.SCALE)
@@ -396,7 +398,7 @@ def hardswish(input, inplace=False):
 def logsigmoid(input):
     """log(sigmoid(input)) = -softplus(-input), finite for every finite input (the softplus
     kernel at beta = -1 without threshold, as nn.LogSigmoid). input: any shape."""
-    kernel, x = _kernel("softplus", input)
+    kernel, x = _kernel("softplus", input, "logsigmoid")
     return kernel(x, -1.0, float("inf"))
 
 
