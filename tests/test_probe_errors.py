@@ -387,3 +387,33 @@ def test_functional_activation_errors_name_the_function_called(name, bad):
     from fastnn.nn import functional as F
     with pytest.raises(TypeError, match=rf"^{name.rstrip('_')}: expected input "):
         getattr(F, name)(bad)
+
+
+_IN_PLACE_CALLS = {
+    "relu_": lambda F, x: F.relu_(x), "relu": lambda F, x: F.relu(x, inplace=True),
+    "relu6": lambda F, x: F.relu6(x, inplace=True), "selu_": lambda F, x: F.selu_(x),
+    "celu": lambda F, x: F.celu(x, -1.0, inplace=True), "elu_": lambda F, x: F.elu_(x),
+    "elu": lambda F, x: F.elu(x, float("inf"), inplace=True),
+    "leaky_relu": lambda F, x: F.leaky_relu(x, float("nan"), inplace=True),
+    "hardtanh_": lambda F, x: F.hardtanh_(x, 1.0, -1.0),
+    "threshold_": lambda F, x: F.threshold_(x, 0.5, 0.0),
+    "rrelu_": lambda F, x: F.rrelu_(x, training=True),
+    "dropout": lambda F, x: F.dropout(x, 0.5, inplace=True),
+    "dropout2d": lambda F, x: F.dropout2d(x[None, None], 0.5, inplace=True),
+    "alpha_dropout": lambda F, x: F.alpha_dropout(x, 0.5, True, inplace=True),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_IN_PLACE_CALLS))
+def test_functional_in_place_on_a_read_only_array_names_the_function(name):
+    """inplace=True (or F.relu_ and the like) on a read-only array: a ValueError naming
+    the function, where NumPy's 'assignment destination is read-only' named none (and
+    came after the work); the array is left as it was."""
+    from fastnn.nn import functional as F
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)[:, ::2]   # (strided)
+    x.flags.writeable = False
+    before = x.copy()
+    stem = name.rstrip("_")
+    with pytest.raises(ValueError, match=rf"^{stem}: inplace=True .* read-only"):
+        _IN_PLACE_CALLS[name](F, x)
+    np.testing.assert_array_equal(x, before)

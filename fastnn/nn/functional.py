@@ -199,23 +199,33 @@ def _axis(dim, ndim):
     return int(dim) % max(ndim, 1)
 
 
-def _elementwise(op, x, inplace, *args):
+def _elementwise(op, x, inplace, *args, where=None):
     """op(x, *args) of fastnn.ops; inplace=True writes the result into x and returns x
-    (PyTorch's in-place variant)."""
+    (PyTorch's in-place variant). where: the function's name in errors (op's by default)."""
     if not inplace:
         return op(x, *args)
     if isinstance(x, np.ndarray) and x.flags.c_contiguous and x.flags.writeable:
         return op(x, *args, out=x)
     if _on_gpu(x) and _device.is_contiguous(x):
         return op(x, *args, out=x)
+    _check_writeable(where or op.__name__, x)
     x[...] = op(x, *args)
     return x
 
 
-def _in_place(x, y, inplace):
-    """y, or x overwritten with y when inplace."""
+def _check_writeable(where, x):
+    """inplace=True on a read-only NumPy array: a ValueError naming the function (NumPy's
+    own said 'assignment destination is read-only', after the work)."""
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        raise ValueError(f"{where}: inplace=True writes the result into input, got a "
+                         f"read-only array")
+
+
+def _in_place(x, y, inplace, where):
+    """y, or x overwritten with y when inplace (where: the function's name in errors)."""
     if not inplace:
         return y
+    _check_writeable(where, x)
     if _on_gpu(x):
         _device.Cuda.copy_into(x, y)
         return x
@@ -242,7 +252,7 @@ def relu(input, inplace=False):
 def relu6(input, inplace=False):
     """min(max(input, 0), 6), elementwise (hardtanh(input, 0, 6)). input: any shape."""
     _float("relu6", "input", input, device_ok=True)   # (an error names relu6, not hardtanh)
-    return _elementwise(ops.hardtanh, input, inplace, 0.0, 6.0)
+    return _elementwise(ops.hardtanh, input, inplace, 0.0, 6.0, where="relu6")
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
@@ -253,7 +263,7 @@ def leaky_relu(input, negative_slope=0.01, inplace=False):
         x = _float("leaky_relu", "input", input)
         with np.errstate(invalid="ignore"):
             y = np.where(x > 0, x, x * x.dtype.type(negative_slope)).astype(x.dtype, copy=False)
-        return _in_place(x, y, inplace)
+        return _in_place(x, y, inplace, "leaky_relu")
     return _elementwise(ops.leaky_relu, input, inplace, negative_slope)
 
 
@@ -266,7 +276,7 @@ def elu(input, alpha=1.0, inplace=False):
         dt = x.dtype.type
         with np.errstate(over="ignore", invalid="ignore"):
             y = np.where(x >= 0, x, dt(alpha) * np.expm1(x)).astype(x.dtype, copy=False)
-        return _in_place(x, y, inplace)
+        return _in_place(x, y, inplace, "elu")
     return _elementwise(ops.elu, input, inplace, alpha)
 
 
@@ -285,7 +295,7 @@ def selu(input, inplace=False):
     """scale * elu(input, alpha) with PyTorch's constants (alpha 1.6733, scale 1.0507).
     input: any shape."""
     _float("selu", "input", input, device_ok=True)   # (an error names selu, not elu)
-    y = _elementwise(ops.elu, input, inplace, SELU.ALPHA)
+    y = _elementwise(ops.elu, input, inplace, SELU.ALPHA, where="selu")
     if _on_gpu(y):   # (a device array has no arithmetic: as nn.SELU on the GPU)
         return _device.scaled(y, SELU.SCALE)
     y *= y.dtype.type(SELU.SCALE)
@@ -300,18 +310,18 @@ def celu(input, alpha=1.0, inplace=False):
     x = _float("celu", "input", input, device_ok=True)
     if _on_gpu(x) and alpha != 1.0:   # the host's values, on the device (as nn.CELU's)
         return _in_place(x, _device.namespace_of(x).put(celu(_device.to_host(x), alpha)),
-                         inplace)
+                         inplace, "celu")
     if alpha < 0:  # x / alpha flips the sign: the elu kernels cannot take it
-        return _in_place(x, celu_host(x, alpha), inplace)
+        return _in_place(x, celu_host(x, alpha), inplace, "celu")
     if alpha == 1.0:
-        return _elementwise(ops.elu, x, inplace, 1.0)
+        return _elementwise(ops.elu, x, inplace, 1.0, where="celu")
     with np.errstate(over="ignore", invalid="ignore"):   # (alpha tiny or inf)
         y = ops.elu(np.multiply(x, x.dtype.type(1.0 / alpha), out=np.empty_like(x)), 1.0)
         y *= y.dtype.type(alpha)
     # x itself where x >= 0, as PyTorch (nn.CELU's): x / alpha may overflow, and
     # alpha * (x / alpha) is an ulp off for some x (0 stays 0 for an infinite alpha)
     np.copyto(y, x, where=x >= 0)
-    return _in_place(x, y, inplace)
+    return _in_place(x, y, inplace, "celu")
 
 
 def gelu(input, approximate="none"):
@@ -381,7 +391,7 @@ def _hardtanh(input, min_val, max_val, inplace):
         x = _float("hardtanh", "input", input)
         dt = x.dtype.type
         y = np.asarray(np.minimum(np.maximum(x, dt(min_val)), dt(max_val)), x.dtype)
-        return _in_place(x, y, inplace)
+        return _in_place(x, y, inplace, "hardtanh")
     return _elementwise(ops.hardtanh, input, inplace, min_val, max_val)
 
 
@@ -535,7 +545,7 @@ def dropout(input, p=0.5, training=True, inplace=False):
         y = np.multiply(x, x.dtype.type(0), out=np.empty_like(x))  # a NaN stays NaN
     else:
         y, _ = ops.dropout_forward(x, float(p), _random.draw_seed())
-    return _in_place(x, y, inplace)
+    return _in_place(x, y, inplace, "dropout")
 
 
 # ------------------------------------------- the host layers' activations and dropouts
@@ -589,7 +599,7 @@ def tanhshrink(input):
 def threshold(input, threshold, value, inplace=False):
     """input where input > threshold, else value (a NaN stays NaN). input: any shape."""
     x = _float("threshold", "input", input)
-    return _in_place(x, Threshold(threshold, value).forward(x), inplace)
+    return _in_place(x, Threshold(threshold, value).forward(x), inplace, "threshold")
 
 
 def glu(input, dim=-1):
@@ -634,7 +644,7 @@ def _channel_dropout(layer, where, input, training, inplace):
     x = _float(where, "input", input)
     if not training:
         return x
-    return _in_place(x, _layer_forward(layer, x), inplace)
+    return _in_place(x, _layer_forward(layer, x), inplace, where)
 
 
 def _dropout_p(p):
@@ -644,7 +654,7 @@ def _dropout_p(p):
     return float(p)
 
 
-def _feature_dropout(x, p, lead, training, inplace):
+def _feature_dropout(where, x, p, lead, training, inplace):
     """x times one mask value per index of its first ``lead`` axes (0 with probability p,
     else 1 / (1 - p); the mask from ops.dropout_forward of ones, as nn.Dropout2d's),
     broadcast over the rest; x itself when not training, p = 0 or x empty. Only a draw
@@ -660,7 +670,8 @@ def _feature_dropout(x, p, lead, training, inplace):
         mask, _ = ops.dropout_forward(np.ones(math.prod(shape), x.dtype), p,
                                       _random.draw_seed())
     # (into an array of x's shape: a 0-d product would be a NumPy scalar)
-    return _in_place(x, np.multiply(x, mask.reshape(shape), out=np.empty_like(x)), inplace)
+    return _in_place(x, np.multiply(x, mask.reshape(shape), out=np.empty_like(x)), inplace,
+                     where)
 
 
 def dropout1d(input, p=0.5, training=True, inplace=False):
@@ -675,7 +686,7 @@ def dropout1d(input, p=0.5, training=True, inplace=False):
             f"input. Note that dropout1d exists to provide channel-wise "
             f"dropout on inputs with 1 spatial dimension, a channel dimension, "
             f"and an optional batch dimension (i.e. 2D or 3D inputs).")
-    return _feature_dropout(x, p, x.ndim - 1, training, inplace)
+    return _feature_dropout("dropout1d", x, p, x.ndim - 1, training, inplace)
 
 
 def dropout2d(input, p=0.5, training=True, inplace=False):
@@ -686,7 +697,7 @@ def dropout2d(input, p=0.5, training=True, inplace=False):
     training = check_flag("dropout2d", "training", training)
     x = _float("dropout2d", "input", input)
     warn_deprecated_rank("dropout2d", x.ndim, (3, 4), 2)
-    return _feature_dropout(x, p, 2, training, inplace)
+    return _feature_dropout("dropout2d", x, p, 2, training, inplace)
 
 
 def dropout3d(input, p=0.5, training=True, inplace=False):
@@ -696,7 +707,7 @@ def dropout3d(input, p=0.5, training=True, inplace=False):
     training = check_flag("dropout3d", "training", training)
     x = _float("dropout3d", "input", input)
     warn_deprecated_rank("dropout3d", x.ndim, (4, 5), 3)
-    return _feature_dropout(x, p, 2 if x.ndim == 5 else 1, training, inplace)
+    return _feature_dropout("dropout3d", x, p, 2 if x.ndim == 5 else 1, training, inplace)
 
 
 def alpha_dropout(input, p=0.5, training=False, inplace=False):
@@ -2754,7 +2765,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     if not training:
         return leaky_relu(x, (lower + upper) / 2, inplace=inplace)
     layer = RReLU(lower, upper)
-    return _in_place(x, _layer_forward(layer, x), inplace)
+    return _in_place(x, _layer_forward(layer, x), inplace, "rrelu")
 
 
 def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
