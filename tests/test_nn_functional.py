@@ -98,6 +98,31 @@ def test_softmax_family(name, dtype, rng):
         fn(x, 4)
 
 
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "softmin"])
+@pytest.mark.parametrize("kind", [np.int64, np.int32, np.uint8, np.float16, np.bool_])
+def test_softmax_family_dtype_casts_integer_and_half_input(backend, dtype, name, kind):
+    """dtype= casts the input first, as PyTorch's: F.softmax(labels, 1, dtype=np.float32)
+    of an integer (or float16, bool) array is the softmax of its values (it was a
+    DtypeError, 'expected input of dtype float32 or float64'); softmin of bool stays
+    refused, as PyTorch refuses to negate a bool tensor, and softmin of uint8 is that of
+    its values (PyTorch's negates in uint8 first, -1 wrapping to 255). Without dtype=
+    such input is refused, as before."""
+    fn, ref = getattr(F, name), getattr(TF, name)
+    x = (np.arange(24).reshape(2, 3, 4) % 5 % (2 if kind is np.bool_ else 5)).astype(kind)
+    torch_dtype = torch.from_numpy(np.zeros(0, dtype)).dtype
+    if kind is np.bool_ and name == "softmin":
+        with pytest.raises(TypeError):
+            fn(x, 1, dtype=dtype)
+    else:
+        for dim in (1, -1):
+            ours = fn(x, dim, dtype=dtype)
+            assert ours.dtype == dtype
+            theirs = x.astype(dtype) if (kind, name) == (np.uint8, "softmin") else x
+            same(ours, ref(torch.from_numpy(theirs), dim, dtype=torch_dtype), dtype)
+    with pytest.raises(TypeError, match=f"^{name}: expected input of dtype float32"):
+        fn(x, 1)
+
+
 def test_linear(dtype, rng):
     w, b = rng.standard_normal((4, 5)).astype(dtype), rng.standard_normal(4).astype(dtype)
     for shape in [(5,), (3, 5), (2, 3, 5)]:

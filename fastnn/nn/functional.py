@@ -420,10 +420,15 @@ def _softmax_dim(name, ndim, stacklevel):
 
 def _along(name, op, input, dim, stacklevel, dtype, negate=False):
     """op (a row kernel of fastnn.ops) along axis dim of input of any rank: the axis moved
-    last in a copy unless it already is (a view)."""
-    x = _float(name, "input", input, device_ok=True)
+    last in a copy unless it already is (a view). dtype: input cast to it first, integer
+    and float16 input too (bool but for softmin, whose negation PyTorch refuses), as
+    PyTorch's dtype= takes them."""
     if dtype is not None:
         check_float_dtype(name, np.dtype(dtype), "dtype")
+        if isinstance(input, np.ndarray) and input.dtype.kind in ("iuf" if negate else "biuf"):
+            input = input.astype(dtype, copy=False)   # (a masked array stays refused)
+    x = _float(name, "input", input, device_ok=True)
+    if dtype is not None:
         if _on_gpu(x):   # (converted through the host: a device array has no astype)
             if x.dtype != np.dtype(dtype):
                 x = _device.Cuda.put(_device.to_host(x).astype(dtype))
@@ -446,7 +451,8 @@ def _negated(a):
 def softmax(input, dim=None, _stacklevel=3, dtype=None):
     """exp(input) / sum(exp(input)) along dim (any rank; dim=None: PyTorch's deprecated
     implicit choice, 0 for ranks 0, 1 and 3, else 1, with its warning). dtype: cast input to
-    it first (np.float32 or np.float64). Output: input's shape."""
+    it first (np.float32 or np.float64; integer, bool and float16 input too, as PyTorch's).
+    Output: input's shape."""
     return _along("softmax", ops.softmax, input, dim, _stacklevel, dtype)
 
 
