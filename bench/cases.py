@@ -84,11 +84,65 @@ class Case:
                    for k, v in arrays.items()}
         return self._torch_fn(torch, tensors, arrays)
 
+    def check(self, backend, reference=None):
+        """Raise AssertionError unless ``backend``'s call, from this case's inputs,
+        leaves what the NumPy reference's leaves: the arrays it returns and the inputs
+        and buffers it writes in place (a broken kernel must not be timed as a fast
+        one). At the case's own size, so the large cases check the parallel and
+        streamed paths. Dropout is not checked: each backend draws its own mask.
+        reference: the reference backend (default: ``fastnn.backend.load('numpy')``)."""
+        if self.family == "dropout":
+            return
+        if reference is None:
+            from fastnn import backend as backend_module
+            reference = backend_module.load("numpy")
+        expected, written = self._results(reference)
+        got, _ = self._results(backend, written)
+        assert len(got[0]) == len(expected[0]), (
+            f"{self.id}: the call returned {len(got[0])} arrays, the NumPy reference "
+            f"{len(expected[0])}")
+        pairs = [(f"returned value {i}", a, b)
+                 for i, (a, b) in enumerate(zip(got[0], expected[0]))]
+        pairs += [(f"array {k!r}", got[1][k], expected[1][k]) for k in sorted(written)]
+        for what, a, b in pairs:
+            assert a.shape == b.shape, (
+                f"{self.id}: {what} has shape {a.shape}, the NumPy reference's {b.shape}")
+            # float32 sums of many products: an entry near 0 by cancellation carries the
+            # rounding of its terms, whose size is the array's
+            scale = float(np.nanmax(np.abs(b), initial=0.0)) if b.size else 0.0
+            np.testing.assert_allclose(
+                a, b, rtol=1e-3, atol=max(1e-4, 1e-5 * scale),
+                err_msg=f"{self.id}: {what} differs from the NumPy reference's")
+
+    def _results(self, backend, written=None):
+        """((returned arrays), {name: array after the call}) of one call on fresh
+        inputs, and the names of the arrays the call wrote (or ``written`` as given)."""
+        arrays = self.arrays()
+        before = {k: v.copy() for k, v in arrays.items() if isinstance(v, np.ndarray)}
+        returned = _as_arrays(self._fastnn_fn(backend, arrays)())
+        if written is None:
+            written = {k for k in before
+                       if not np.array_equal(before[k], arrays[k], equal_nan=True)}
+        return (returned, {k: arrays[k] for k in written}), written
+
     def extra_info(self, contender=None):
         """The row's description; its bytes those the contender moves."""
         return {"op": self.op, "size": self.size, "shape": self.shape, "family": self.family,
                 "flops": self.flops,
                 "bytes": self.torch_bytes if contender == "torch" else self.bytes}
+
+
+def _as_arrays(result):
+    """The arrays a case's call returned (numbers as 0-d arrays), flattened, copied."""
+    if result is None:
+        return []
+    if isinstance(result, (tuple, list)):
+        return [a for r in result for a in _as_arrays(r)]
+    if isinstance(result, np.ndarray):
+        return [result.copy()]
+    if np.isscalar(result):
+        return [np.array(result)]
+    return []
 
 
 def _normal(rng, shape):

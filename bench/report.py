@@ -462,7 +462,10 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
         out += [f"**Note on this run:** {note}", ""]
     out += [
            "How these numbers are taken: every contender gets the same inputs (built from one "
-           f"seed, float32; PyTorch's dropout keeps its mask as bool); each benchmark is called {info.get('warmup_calls', 2)} times "
+           "seed, float32; PyTorch's dropout keeps its mask as bool); before an op is timed on "
+           "a backend other than numpy, its result at the size timed is checked against the NumPy "
+           "reference's (dropout's random mask aside), and a benchmark whose result differs "
+           f"fails and is not timed; each benchmark is called {info.get('warmup_calls', 2)} times "
            "untimed first (so Numba's JIT compile and first-touch page faults are excluded), "
            f"then pytest-benchmark times it over rounds ({info.get('rounds', 'at least 5')}; "
            "a round repeats a call that takes microseconds enough times to last 0.2 ms); "

@@ -1,5 +1,6 @@
 """Each op of the table (and the forward+backward pairs with targets) on each backend
-and in PyTorch, at the course size and a large size."""
+and in PyTorch, at the course size and a large size. A backend's result is checked
+against the NumPy reference's, at the size timed, before it is timed."""
 import pytest
 
 from . import cases, contenders
@@ -15,6 +16,9 @@ def test_op(benchmark, case, contender):
         torch_or_skip()
         fn = case.torch()
     else:
-        fn = case.fastnn(backend_or_skip(contender))
+        be = backend_or_skip(contender)
+        if contender != "numpy":   # (the reference is what the others are checked against)
+            case.check(be)
+        fn = case.fastnn(be)
     measure(benchmark, fn, case.id, kind="op", contender=contender,
             **case.extra_info(contender))

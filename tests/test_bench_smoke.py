@@ -837,3 +837,50 @@ def test_a_verdict_from_a_disturbed_median_says_its_rounds_spread(tmp_path):
     calm = next(line for line in text.splitlines()
                 if line.startswith("| 2 | mlp 784-100-10 relu b128"))
     assert "rounds spread" not in calm
+
+
+class _BrokenRelu:
+    """A backend whose relu writes zeros: a kernel broken so that it runs fast."""
+
+    def __init__(self, backend):
+        self._backend = backend
+
+    def __getattr__(self, name):
+        return getattr(self._backend, name)
+
+    def relu(self, x, out=None):
+        out = np.empty_like(x) if out is None else out
+        out[...] = 0
+        return out
+
+
+class _FakeBenchmark:
+    """pytest-benchmark's fixture, as much as bench.conftest.measure uses of it."""
+
+    def __init__(self):
+        self.group, self.extra_info, self.calls = None, {}, 0
+
+    def pedantic(self, fn, rounds, iterations):
+        self.calls += rounds * iterations
+        return fn()
+
+
+def test_a_benchmark_refuses_to_time_a_kernel_that_computes_the_wrong_result(monkeypatch):
+    """bench/test_ops.py times what a backend computes only once it has checked, from
+    the case's inputs, that it leaves what the NumPy reference leaves: a broken kernel
+    (here a relu writing zeros, faster than any correct one) fails its benchmark
+    instead of being reported as a speed-up. The check runs at the timed size (the
+    large cases reach the parallel and streaming-store paths the course sizes do not)."""
+    from bench import test_ops
+    from fastnn import backend
+    broken = _BrokenRelu(backend.load("numpy"))
+    monkeypatch.setattr(test_ops, "backend_or_skip", lambda name: broken)
+    case = cases.get_case("relu", "course")
+    bench = _FakeBenchmark()
+    with pytest.raises(AssertionError, match=r"relu\[course\]"):
+        test_ops.test_op(bench, case, "numba")
+    assert bench.calls == 0
+    # a correct backend is timed as before
+    monkeypatch.setattr(test_ops, "backend_or_skip", lambda name: backend.load("numpy"))
+    test_ops.test_op(bench, case, "numba")
+    assert bench.calls > 0
