@@ -15,6 +15,57 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+# the /proc/cpuinfo flags the kernels' speed depends on, as the machine table names them
+_EXTENSIONS = (("AVX2", ("avx2",)), ("FMA", ("fma",)),
+               ("AVX-512", ("avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16")),
+               ("AMX", ("amx_tile", "amx_bf16", "amx_int8")))
+
+
+def vector_extensions(cpuinfo="/proc/cpuinfo"):
+    """The x86 vector extensions of the first CPU listed ('AVX2, FMA, AVX-512 (F, BW,
+    VL), AMX (TILE, BF16)'; 'AVX2, FMA (no AVX-512)'), 'unknown' where not known:
+    README's numbers depend on them (numba's 512-bit loops, MKL's AMX), and a CPU model
+    name does not say (a virtual machine shows 'Intel(R) Xeon(R) Processor')."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((set(line.split(":", 1)[1].split()) for line in f
+                          if line.startswith("flags")), None)
+    except OSError:
+        flags = None
+    if not flags:
+        return "unknown"
+    parts = []
+    for name, names in _EXTENSIONS:
+        present = [n for n in names if n in flags]
+        if not present:
+            continue
+        if len(names) == 1:
+            parts.append(name)
+        else:
+            prefix = names[0].split("_")[0].rstrip("f") if name == "AVX-512" else "amx"
+            subsets = [n[len(prefix):].lstrip("_").upper() for n in present]
+            parts.append(f"{name} ({', '.join(subsets)})")
+    text = ", ".join(parts) or "none of AVX2, FMA, AVX-512, AMX"
+    if "avx2" in flags and "avx512f" not in flags:
+        text += " (no AVX-512)"
+    return text
+
+
+def l2_cache(cache_dir="/sys/devices/system/cpu/cpu0/cache"):
+    """The L2 cache of one core as sysfs gives it ('2048K'), or 'unknown'."""
+    try:
+        for entry in sorted(os.listdir(cache_dir)):
+            path = os.path.join(cache_dir, entry)
+            with open(os.path.join(path, "level")) as f:
+                if f.read().strip() != "2":
+                    continue
+            with open(os.path.join(path, "size")) as f:
+                return f.read().strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def _version(module_name):
     try:
         module = __import__(module_name)
@@ -49,6 +100,8 @@ def machine_info():
     from fastnn import threads
     info = {
         "cpu": cpu_model(),
+        "vector_extensions": vector_extensions(),
+        "l2_cache": l2_cache(),
         "logical_cores": str(os.cpu_count()),
         "python": platform.python_version(),
         "numpy": _version("numpy"),

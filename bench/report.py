@@ -386,11 +386,13 @@ def _machine_section(data):
     info = (data.get("machine_info") or {}).get("fastnn", {})
     commit = data.get("commit_info") or {}
     lines = ["| | |", "|---|---|"]
-    for key in ("cpu", "logical_cores", "python", "numpy", "numba", "numba_threading_layer",
+    for key in ("cpu", "vector_extensions", "l2_cache", "logical_cores", "python", "numpy", "numba", "numba_threading_layer",
                 "cython", "scipy", "torch", "blas", "linear_products", "fastnn_backends",
                 "fastnn_threads", "torch_threads", "warmup_calls"):
         if key in info:
-            lines.append(f"| {key} | {info[key]} |")
+            value = info[key] + (" a core" if key == "l2_cache" and info[key] != "unknown"
+                                 else "")
+            lines.append(f"| {key} | {value} |")
     if commit.get("id"):
         dirty = " (with uncommitted changes)" if commit.get("dirty") else ""
         lines.append(f"| commit | {commit['id'][:12]}{dirty} |")

@@ -906,3 +906,36 @@ def test_the_headline_gives_each_target_ops_interleaved_ratio_beside_the_suites(
                   "BatchNorm1d 256x1024 forward+backward"):
         line = next(l for l in text.splitlines() if l.startswith(f"- {label}:"))
         assert "0.20x PyTorch's time in the suite, 0.30x interleaved" in line, line
+
+
+def test_the_machine_table_names_the_cpus_vector_extensions_and_l2(tmp_path):
+    """BENCHMARKS.md's machine table said 'Intel(R) Xeon(R) Processor' and nothing of
+    the vector units README's numbers depend on (AVX-512 and AMX on that Xeon, AVX2 on
+    the EPYCs): a run reproduced elsewhere could not tell. It names them, and the L2
+    cache a core, from /proc/cpuinfo's flags and sysfs."""
+    from bench import machine
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Fake CPU\nflags\t\t: fpu sse2 avx "
+                       "avx2 fma avx512f avx512bw avx512vl avx512_bf16 amx_tile amx_bf16\n"
+                       "\nprocessor\t: 1\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert machine.vector_extensions(str(cpuinfo)) == \
+        "AVX2, FMA, AVX-512 (F, BW, VL, BF16), AMX (TILE, BF16)"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert machine.vector_extensions(str(cpuinfo)) == "AVX2, FMA (no AVX-512)"
+    cache = tmp_path / "cache"
+    for index, (level, kind, size) in enumerate(((1, "Data", "32K"), (1, "Instruction", "32K"),
+                                                  (2, "Unified", "2048K"),
+                                                  (3, "Unified", "105M"))):
+        d = cache / f"index{index}"
+        d.mkdir(parents=True)
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    assert machine.l2_cache(str(cache)) == "2048K"
+    info = machine.machine_info()
+    assert info["vector_extensions"] and info["l2_cache"]
+    data = {"machine_info": {"fastnn": {"cpu": "Fake CPU", "vector_extensions": "AVX2, FMA",
+                                        "l2_cache": "1024K"}}}
+    section = report._machine_section(data)
+    assert "| vector_extensions | AVX2, FMA |" in section
+    assert "| l2_cache | 1024K a core |" in section
