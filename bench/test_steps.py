@@ -1,5 +1,7 @@
 """Whole training steps (forward, softmax-CE, backward, SGD momentum): the MLPs of the
-issues and SmallCNN, on every backend, the student NumPy loop and PyTorch."""
+issues and SmallCNN, on every backend, the student NumPy loop and PyTorch. Each
+contender's losses over a few steps are first checked against the numpy backend's
+(steps.check_step): a step that computes the wrong thing is not timed."""
 import pytest
 
 from . import contenders, steps
@@ -11,6 +13,9 @@ from .conftest import measure, contender_or_skip
 def test_mlp_step(benchmark, config, contender):
     contender_or_skip(contender)
     sizes, activation, batch = steps.MLP_CONFIGS[config]
+    if contender != "numpy":   # (the reference the others are checked against)
+        steps.check_step(lambda c: steps.mlp_step(c, sizes, activation, batch), contender,
+                         config)
     fn = steps.mlp_step(contender, sizes, activation, batch)
     measure(benchmark, fn, config, kind="step", op=config, size=f"b{batch}", contender=contender,
             shape="-".join(map(str, sizes)) + f" {activation} batch {batch}",
@@ -29,6 +34,8 @@ def test_cnn_step(benchmark, contender, batch):
     except ImportError as err:
         pytest.skip(f"SmallCNN not available: {err}")
     name = f"SmallCNN b{batch}"
+    if contender != "numpy":
+        steps.check_step(lambda c: steps.cnn_step(c, batch), contender, name)
     flops = steps.model_step_flops(steps.small_cnn(), (batch, 1, 28, 28))
     measure(benchmark, model_fn, name, kind="step", op=name, size=f"b{batch}",
             contender=contender, shape=f"{batch}x1x28x28", flops=flops)

@@ -958,3 +958,40 @@ def test_the_copy_ceiling_is_the_fastest_copy_measured(tmp_path):
     assert "| memory copy, np.copyto, 1 thread | same arrays | 25.0 GB/s (the ceiling) |" \
         in text
     assert "| relu [large] | s | numba | 20.0 ms | — | — | 10.0 GB/s | 40% |" in text
+
+
+def test_a_step_benchmark_refuses_to_time_a_step_that_trains_wrong(monkeypatch):
+    """bench/test_steps.py checks each contender's losses over a few steps against the
+    numpy backend's before timing it: a step whose optimizer update does nothing (a
+    broken SGD kernel, faster than a correct one) fails its benchmark."""
+    import itertools
+    from bench import test_steps
+    from fastnn import nn
+    config = "mlp 784-100-10 relu b128"
+    sizes, activation, batch = steps.MLP_CONFIGS[config]
+    correct = steps.mlp_step
+
+    def without_update(contender, *args):
+        if contender != "numba":
+            return correct(contender, *args)
+        model = steps.fastnn_mlp(sizes, activation, steps.init_weights(sizes))
+        loss_fn, batches = nn.CrossEntropyLoss(), itertools.cycle(
+            steps.batch_pool((sizes[0],), batch, sizes[-1]))
+
+        def step():
+            x, labels = next(batches)
+            with fastnn.use_backend("numpy"):
+                loss = loss_fn(model(x), labels)
+                model.backward(loss_fn.backward(), need_grad_in=False)
+            return loss
+        return step
+
+    monkeypatch.setattr(test_steps, "contender_or_skip", lambda contender: None)
+    monkeypatch.setattr(steps, "mlp_step", without_update)
+    bench = _FakeBenchmark()
+    with pytest.raises(AssertionError, match="784-100-10"):
+        test_steps.test_mlp_step(bench, config, "numba")
+    assert bench.calls == 0
+    monkeypatch.setattr(steps, "mlp_step", correct)
+    test_steps.test_mlp_step(bench, config, "student")   # a correct contender is timed
+    assert bench.calls > 0
