@@ -113,6 +113,27 @@ def _time(timing, fn, timings, key):
     return None
 
 
+def _op_runner(case, contender, contenders):
+    """The callable timing ``case`` on ``contender``; a fastnn backend's result is first
+    checked against the NumPy reference's (``Case.check``: an AssertionError, shown as
+    'not measured', where it differs), as the suite does."""
+    if contender == "torch":
+        return case.torch()
+    backend = contenders.load_backend(contender)
+    if contender != "numpy":
+        case.check(backend)
+    return case.fastnn(backend)
+
+
+def _step_runner(steps, config, contender):
+    """The callable timing MLP ``config``'s training step on ``contender``, after its
+    losses over a few steps are checked against the numpy backend's (as the suite)."""
+    sizes, act, batch = steps.MLP_CONFIGS[config]
+    if contender != "numpy":
+        steps.check_step(lambda c: steps.mlp_step(c, sizes, act, batch), contender, config)
+    return steps.mlp_step(contender, sizes, act, batch)
+
+
 def quick_table(threads=None, out=sys.stdout, package=None):
     """Measure and print the quick table; returns {(case, contender): seconds or None}.
     package: where the bench modules are (``bench`` or ``fastnn._bench``; default: as
@@ -137,7 +158,7 @@ def quick_table(threads=None, out=sys.stdout, package=None):
     step_cols = backends + ["student"] + (["torch"] if has_torch else [])
     for config, (sizes, act, batch) in steps.MLP_CONFIGS.items():
         for c in step_cols:
-            problems.append(_time(timing, lambda: steps.mlp_step(c, sizes, act, batch),
+            problems.append(_time(timing, lambda: _step_runner(steps, config, c),
                                   timings, (config, c)))
     op_cols = backends + (["torch"] if has_torch else [])
     case_rows = []
@@ -145,9 +166,8 @@ def quick_table(threads=None, out=sys.stdout, package=None):
         case = cases.get_case(op, size)
         case_rows.append(case)
         for c in op_cols:
-            maker = case.torch if c == "torch" else (
-                lambda c=c: case.fastnn(contenders.load_backend(c)))
-            problems.append(_time(timing, maker, timings, (case.id, c)))
+            problems.append(_time(timing, lambda c=c: _op_runner(case, c, contenders),
+                                  timings, (case.id, c)))
     cols = [c for c in ["numpy", "numba", "cython", "cuda", "student", "torch"] if c in step_cols]
     header = ["case"] + cols + ["best fastnn", "vs numpy", "vs torch", "achieved"]
     rows = []

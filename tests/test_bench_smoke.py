@@ -995,3 +995,31 @@ def test_a_step_benchmark_refuses_to_time_a_step_that_trains_wrong(monkeypatch):
     monkeypatch.setattr(steps, "mlp_step", correct)
     test_steps.test_mlp_step(bench, config, "student")   # a correct contender is timed
     assert bench.calls > 0
+
+
+def test_the_quick_table_does_not_time_a_kernel_that_computes_the_wrong_result(monkeypatch):
+    """``python -m fastnn bench --quick`` checks results as the suite does: a backend
+    whose relu writes zeros is 'not measured', with the check's message, not a speed-up."""
+    from fastnn import backend, bench_cli
+    from bench import contenders
+    monkeypatch.setattr(bench_cli, "QUICK_OPS", (("relu", "course"),))
+    monkeypatch.setattr(bench_cli, "QUICK_MAX_TIME", 0.001)
+    monkeypatch.setattr(steps, "MLP_CONFIGS", {"mlp 16-8-4 relu b8": ((16, 8, 4), "relu", 8)})
+    monkeypatch.setattr(ceilings, "measure_gemm_gflops", lambda *a, **k: 100.0)
+    monkeypatch.setattr(ceilings, "measure_copy_gbps", lambda *a, **k: 10.0)
+    monkeypatch.setattr(contenders, "backends", lambda: ["numpy", "numba"])
+    monkeypatch.setattr(contenders, "set_threads", lambda n: None)
+    monkeypatch.setattr(contenders, "torch_available", lambda: False)
+    broken = _BrokenRelu(backend.load("numpy"))
+    monkeypatch.setattr(contenders, "load_backend",
+                        lambda name: broken if name == "numba" else backend.load(name))
+    import io
+    out = io.StringIO()
+    timings = bench_cli.quick_table(out=out, package="bench")
+    out = out.getvalue()
+    assert timings[("relu[course]", "numba")] is None
+    assert timings[("relu[course]", "numpy")] is not None
+    assert "not measured: numba on relu[course]: AssertionError" in out
+    # the MLP steps (the real numba backend, the student loop) pass their check
+    assert timings[("mlp 16-8-4 relu b8", "numba")] is not None
+    assert timings[("mlp 16-8-4 relu b8", "student")] is not None
