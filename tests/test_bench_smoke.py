@@ -1023,3 +1023,30 @@ def test_the_quick_table_does_not_time_a_kernel_that_computes_the_wrong_result(m
     # the MLP steps (the real numba backend, the student loop) pass their check
     assert timings[("mlp 16-8-4 relu b8", "numba")] is not None
     assert timings[("mlp 16-8-4 relu b8", "student")] is not None
+
+
+def test_the_quick_tables_copy_ceiling_is_the_faster_copy(monkeypatch):
+    """--quick takes the copy ceiling as the suite does: the faster of the Numba copy and
+    np.copyto (the Numba copy alone, measured beside another process, was below what
+    np.copyto moved on one thread)."""
+    import io
+    from fastnn import bench_cli
+    from bench import contenders
+    monkeypatch.setattr(bench_cli, "QUICK_OPS", (("relu", "course"),))
+    monkeypatch.setattr(bench_cli, "QUICK_MAX_TIME", 0.001)
+    monkeypatch.setattr(steps, "MLP_CONFIGS", {})
+    monkeypatch.setattr(ceilings, "measure_gemm_gflops", lambda *a, **k: 100.0)
+    monkeypatch.setattr(ceilings, "measure_copy_gbps",
+                        lambda *a, method="numba", **k: {"numba": 8.0, "numpy": 20.0}[method])
+    monkeypatch.setattr(contenders, "backends", lambda: ["numpy"])
+    monkeypatch.setattr(contenders, "set_threads", lambda n: None)
+    monkeypatch.setattr(contenders, "torch_available", lambda: False)
+    out = io.StringIO()
+    bench_cli.quick_table(out=out, package="bench")
+    text = out.getvalue()
+    assert "copy 20.0 GB/s (64 MB, np.copyto, 1 thread; the faster of it and Numba " \
+           "prange's 8.0)" in text
+    row = next(line for line in text.splitlines() if line.startswith("relu[course]"))
+    share = float(next(w for w in row.split() if w.endswith("%)"))[1:-2])
+    rate = float(row.split("GB/s")[0].split()[-1])
+    assert abs(share - 100 * rate / 20.0) <= 1     # of the 20 GB/s ceiling, not 8
