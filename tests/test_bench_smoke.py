@@ -1050,3 +1050,12 @@ def test_the_quick_tables_copy_ceiling_is_the_faster_copy(monkeypatch):
     share = float(next(w for w in row.split() if w.endswith("%)"))[1:-2])
     rate = float(row.split("GB/s")[0].split()[-1])
     assert abs(share - 100 * rate / 20.0) <= 1     # of the 20 GB/s ceiling, not 8
+
+
+def test_the_quick_tables_small_ratios_keep_two_digits():
+    """The quick table printed a 225 us step against PyTorch's 114 ms as '0.00x'; its
+    ratios read as BENCHMARKS.md's do."""
+    from fastnn import bench_cli
+    for value in (0.002, 0.0456, 0.5, 1.234, 13.53):
+        assert bench_cli._ratio(value) == report.fmt_ratio(value)
+    assert bench_cli._ratio(225.6e-6 / 114e-3) == "0.002x"
