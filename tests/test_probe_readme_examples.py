@@ -113,7 +113,7 @@ def test_every_command_takes_the_options_readme_gives_it():
 
 def _source_text():
     chunks = []
-    for top in ("fastnn", "kernels"):
+    for top in ("fastnn", "kernels", "bench"):   # (bench/: the suite's FASTNN_BENCH_*)
         for dirpath, _, files in os.walk(os.path.join(ROOT, top)):
             for name in files:
                 if name.endswith((".py", ".pyx", ".pxd", ".h")):
@@ -271,6 +271,10 @@ def test_every_long_option_readme_writes_belongs_to_a_command():
     options = set()
     for command in cli.COMMANDS:
         options.update(_options(command))
+    # python -m bench.report's, and pytest-benchmark's two that README says do not apply
+    with open(os.path.join(ROOT, "bench", "report.py"), encoding="utf-8") as f:
+        options.update(re.findall(r'add_argument\("(--[a-z][a-z-]*)"', f.read()))
+    options.update({"--benchmark-min-rounds", "--benchmark-max-time"})
     assert not sorted(f for f in flags if f not in options
                       and f.replace("_", "-") not in options)
 
