@@ -8,8 +8,10 @@ stride leaves a remainder, the window then running past the padding, but never o
 would start in the right-hand padding: every window holds at least one input cell.
 
 The compiled depthwise kernels' stride phases (``phase_layout``) are laid out here
-too, once for both CPU backends, and the test for their 2x2 max-pool kernel
-(``is_2x2_pool``).
+too, once for both CPU backends, with their direct kernels' tap table (``tap_cells``)
+and the shape tests that pick the CPU backends' specialised kernels (``is_2x2_pool``,
+``is_tiling_pool``, ``is_plane_wide_window``, ``is_small_plane``,
+``is_direct_depthwise``).
 """
 import numpy as np
 
@@ -62,6 +64,50 @@ def is_tiling_pool(in_shape, out_shape, kernel_size, stride, padding):
     return (tuple(stride) == (kh, kw) and kw <= TILING_POOL_MAX_WIDTH
             and tuple(padding) == (0, 0)
             and kh * out_shape[2] <= in_shape[2] and kw * out_shape[3] <= in_shape[3])
+
+
+#: the most cells a plane may have for the CPU backends' small-plane max-pool backward
+#: (flat indices, no slice or memset per plane): the general kernel's per-plane fixed
+#: cost outweighs a small plane's work (numba, 1 thread, ns a value, general -> small:
+#: 2x2 2.2 -> 0.8, 4x4 0.86 -> 0.66, 8x8 0.52 -> 0.32; 16x16 0.25 both)
+SMALL_PLANE_MAX_CELLS = 64
+
+
+def is_small_plane(shape):
+    """Whether the (N, C, H, W) array's planes have at most SMALL_PLANE_MAX_CELLS cells."""
+    return shape[2] * shape[3] <= SMALL_PLANE_MAX_CELLS
+
+
+def is_plane_wide_window(in_shape, kernel_size):
+    """Whether a tiling average pool's (is_tiling_pool) window is as wide as its input
+    plane (W == kW, one window to a row band: a 2x2 plane pooled to 1x1): each window's
+    cells are then one contiguous run of kH W cells."""
+    return in_shape[3] == kernel_size[1]
+
+
+#: the most cells an input plane may have for the CPU backends' direct depthwise kernels
+#: (no stride phases): a 1x1 or 2x2 plane (a CNN's last stages) paid a phase copy, a
+#: row copy and kH kW short tap loops per plane for a few multiply-adds
+DEPTHWISE_DIRECT_MAX_CELLS = 4
+
+
+def is_direct_depthwise(in_shape):
+    """Whether a depthwise convolution of the (N, C, H, W) input takes the CPU backends'
+    direct kernels (tap_cells), its planes at most DEPTHWISE_DIRECT_MAX_CELLS cells (and
+    not empty)."""
+    return 0 < in_shape[2] * in_shape[3] <= DEPTHWISE_DIRECT_MAX_CELLS
+
+
+def tap_cells(in_hw, out_hw, kernel_size, stride, padding):
+    """(H_out W_out kH kW,) int64: the plane cell h W + w that tap (i, j) of output
+    (oh, ow) reads, at index (oh W_out + ow) kH kW + i kW + j, or -1 where
+    the tap falls in the zero padding (the direct depthwise kernels' table)."""
+    (h, w), (ho, wo), (kh, kw), (sh, sw), (ph, pw) = (in_hw, out_hw, kernel_size, stride,
+                                                      padding)
+    r = (np.arange(ho) * sh - ph).reshape(ho, 1, 1, 1) + np.arange(kh).reshape(1, 1, kh, 1)
+    s = (np.arange(wo) * sw - pw).reshape(1, wo, 1, 1) + np.arange(kw).reshape(1, 1, 1, kw)
+    inside = (r >= 0) & (r < h) & (s >= 0) & (s < w)
+    return np.where(inside, r * w + s, -1).astype(np.int64).reshape(-1)
 
 
 def phase_layout(out_hw, kernel_size, stride):

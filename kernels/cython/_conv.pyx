@@ -74,7 +74,8 @@ windows 0.54-0.68.
 import numpy as np
 
 from fastnn.kernels import blas_threads
-from fastnn.kernels.window_shapes import is_2x2_pool, is_tiling_pool, pool_out_shape
+from fastnn.kernels.window_shapes import (is_2x2_pool, is_plane_wide_window, is_small_plane,
+                                          is_tiling_pool, pool_out_shape)
 
 cimport cython
 from cython.parallel cimport prange, threadid
@@ -670,6 +671,35 @@ def _max_pool_bwd(const floating[:, :, ::1] grad_out,    # IN  (N, C, P_out)
                 plane[i] += grad_out[b, ch, q]
 
 
+def _max_pool_bwd_small(const floating[::1] grad_out,   # IN  (N C P_out,)
+                        const int64_t[::1] indices,     # IN  (N C P_out,)
+                        Py_ssize_t p_out, Py_ssize_t p_in,
+                        floating[::1] grad_in):         # OUT (N C P_in,)
+    """_max_pool_bwd for small planes (window_shapes.is_small_plane): flat pointers, each
+    plane zeroed by a loop and scattered into in the same order (the same sums), without
+    a memset call and 3-D indexing per plane, which cost more than a 2x2 plane's work."""
+    cdef Py_ssize_t planes = grad_in.shape[0] // p_in if p_in else 0
+    cdef Py_ssize_t t, q, i
+    cdef floating* plane
+    cdef const floating* g
+    cdef const int64_t* index
+    if planes == 0:  # (nothing to write, and no element 0 to address)
+        return
+    for t in prange(planes, nogil=True, schedule="static",
+                    num_threads=threads_for(planes * p_in)):
+        plane = &grad_in[0] + t * p_in
+        for q in range(p_in):
+            plane[q] = 0
+        if p_out == 0:
+            continue
+        g = &grad_out[0] + t * p_out
+        index = &indices[0] + t * p_out
+        for q in range(p_out):
+            i = index[q]
+            if 0 <= i < p_in:
+                plane[i] += g[q]
+
+
 cdef inline Py_ssize_t _avg_count(Py_ssize_t h0, Py_ssize_t w0, Py_ssize_t ha,
                                   Py_ssize_t hb, Py_ssize_t wa, Py_ssize_t wb,
                                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t h_in,
@@ -819,6 +849,35 @@ def _avg_pool_tiles_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_o
                    (h_in - ho * kh) * w_in * sizeof(floating))
 
 
+@cython.cdivision(True)
+def _avg_pool_runs_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, 1)
+                       Py_ssize_t kh, double divisor,
+                       floating[:, :, :, ::1] grad_in):        # OUT (N, C, H, W)
+    """_avg_pool_tiles_bwd for tiling windows as wide as the plane (W == kW: a CNN's
+    last 2x2 planes pooled to 1x1, window_shapes.is_plane_wide_window): a window's cells
+    are one run of kH W cells, each set to its share (the same share, bit for bit), and
+    the rows no window covers zeroed, without the per-row memset and memcpy calls that
+    cost more than a 2x2 plane's work."""
+    cdef Py_ssize_t n = grad_in.shape[0], c = grad_in.shape[1]
+    cdef Py_ssize_t h_in = grad_in.shape[2], w_in = grad_in.shape[3]
+    cdef Py_ssize_t ho = grad_out.shape[2], run = kh * grad_in.shape[3]
+    cdef Py_ssize_t t, oh, q
+    cdef floating share
+    cdef floating* cells
+    cdef floating d = <floating>divisor
+    if n * c * h_in * w_in == 0:   # (nothing to write, and no element 0 to address)
+        return
+    for t in prange(n * c, nogil=True, schedule="static",
+                    num_threads=threads_for(n * c * h_in * w_in)):
+        cells = &grad_in[0, 0, 0, 0] + t * h_in * w_in
+        for oh in range(ho):
+            share = (&grad_out[0, 0, 0, 0])[t * ho + oh] / d
+            for q in range(run):
+                cells[oh * run + q] = share
+        for q in range(ho * run, h_in * w_in):
+            cells[q] = 0
+
+
 # ------------------------------------------------------- the op table's entry points
 def _threads(xshape, wshape, p, itemsize):
     """Threads for a conv kernel: the batch split over our threads, each calling BLAS
@@ -899,6 +958,10 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
     if grad_in is None:
         grad_in = np.empty(tuple(input_shape), dtype=grad_out.dtype)
     p = grad_out.shape[2] * grad_out.shape[3]  # not -1: an empty batch has no size to infer
+    if is_small_plane(input_shape):
+        _max_pool_bwd_small(grad_out.reshape(-1), indices.reshape(-1), p, h * w,
+                            grad_in.reshape(-1))
+        return grad_in
     _max_pool_bwd(grad_out.reshape(n, c, p), indices.reshape(n, c, p),
                   grad_in.reshape(n, c, h * w))
     return grad_in
@@ -927,6 +990,10 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
     if grad_in is None:
         grad_in = np.empty(tuple(input_shape), dtype=grad_out.dtype)
     if is_tiling_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding):
+        if is_plane_wide_window(grad_in.shape, kernel_size):
+            _avg_pool_runs_bwd(grad_out, kernel_size[0],
+                               divisor_override or kernel_size[0] * kernel_size[1], grad_in)
+            return grad_in
         _avg_pool_tiles_bwd(grad_out, kernel_size[0], kernel_size[1],
                             divisor_override or kernel_size[0] * kernel_size[1], grad_in)
         return grad_in

@@ -19,7 +19,8 @@ NaN, as in PyTorch. Every value is computed by one thread in a fixed order: resu
 not depend on the thread count. kernels/reference/depthwise.py is the specification.
 """
 from fastnn.kernels.scratch import scratch
-from fastnn.kernels.window_shapes import phase_layout, pool_out_shape
+from fastnn.kernels.window_shapes import (is_direct_depthwise, phase_layout, pool_out_shape,
+                                          tap_cells)
 
 cimport cython
 from cython.parallel cimport prange
@@ -315,6 +316,133 @@ def _backward(const floating[::1] g, const floating[::1] x, const floating[::1] 
                                gs + k * span_stride, acc + k * sums_stride, gin, gw, gb)
 
 
+@cython.cdivision(True)  # (every divisor is positive: C_in, plane sizes, thread counts)
+def _forward_direct(const floating[::1] x, const floating[::1] weight,
+                    const floating[::1] bias, Py_ssize_t c_in, Py_ssize_t p_in,
+                    Py_ssize_t c_out, Py_ssize_t taps, Py_ssize_t p_out,
+                    const int64_t[::1] cells, floating[::1] y):
+    """_forward for tiny planes (window_shapes.is_direct_depthwise), parallel over (n, c)
+    input planes, no stride phases: each output its bias plus its taps in _forward's
+    order, a tap over the padding a multiply by a real 0 (an infinite tap there gives
+    NaN, as in _forward). p_in, p_out: the cells of an input and an output plane;
+    cells: window_shapes.tap_cells."""
+    cdef Py_ssize_t planes = x.shape[0] // p_in, m = c_out // c_in
+    cdef Py_ssize_t t, b, c, co, o, k, cell
+    cdef floating acc, v
+    cdef const floating* xp = &x[0]
+    cdef const floating* wp = &weight[0]
+    cdef const int64_t* tab = &cells[0]
+    cdef floating* yp = &y[0]
+    if y.shape[0] == 0:
+        return
+    for t in prange(planes, nogil=True, schedule="static",
+                    num_threads=threads_for(y.shape[0] * taps)):
+        b = t // c_in
+        c = t - b * c_in
+        for co in range(c * m, c * m + m):
+            for o in range(p_out):
+                acc = bias[co]
+                for k in range(taps):
+                    cell = tab[o * taps + k]
+                    v = xp[t * p_in + cell] if cell >= 0 else 0
+                    acc = acc + wp[co * taps + k] * v
+                yp[(b * c_out + co) * p_out + o] = acc
+
+
+@cython.cdivision(True)
+cdef void _backward_direct_channels(const floating* g, const floating* x,
+                                    const floating* weight, Py_ssize_t c0, Py_ssize_t c1,
+                                    Py_ssize_t n, Py_ssize_t c_in, Py_ssize_t p_in,
+                                    Py_ssize_t c_out, Py_ssize_t taps, Py_ssize_t p_out,
+                                    const int64_t* cells, double* acc, floating* grad_in,
+                                    floating* grad_weight,
+                                    floating* grad_bias) noexcept nogil:
+    """_backward_channels for tiny planes: every gradient of input channels c0 .. c1,
+    no stride phases, each sum in _backward_channels' order over the outputs (a tap
+    over the padding a multiply by a real 0), the input gradient scattered tap by tap
+    (the same order per cell); the samples outermost, so that the chunk's planes of a
+    sample are adjacent (each sum still runs over the samples in order). acc: (c1 - c0)
+    M (kH kW + 1) float64 sums."""
+    cdef Py_ssize_t m = c_out // c_in, per = m * (taps + 1)
+    cdef Py_ssize_t b, c, mm, co, o, k, q, cell, at, g0, s0
+    cdef floating part, w, v
+    memset(acc, 0, (c1 - c0) * per * sizeof(double))
+    for b in range(n):
+        for c in range(c0, c1):
+            at = (b * c_in + c) * p_in
+            s0 = (c - c0) * per
+            if grad_in != NULL:
+                for q in range(p_in):
+                    grad_in[at + q] = 0
+            for mm in range(m):
+                co = c * m + mm
+                g0 = (b * c_out + co) * p_out
+                if grad_bias != NULL:
+                    part = 0
+                    for o in range(p_out):
+                        part = part + g[g0 + o]
+                    acc[s0 + m * taps + mm] += part
+                for k in range(taps):
+                    if grad_weight != NULL:
+                        part = 0
+                        for o in range(p_out):
+                            cell = cells[o * taps + k]
+                            v = x[at + cell] if cell >= 0 else 0
+                            part = part + g[g0 + o] * v
+                        acc[s0 + mm * taps + k] += part
+                    if grad_in != NULL:
+                        w = weight[co * taps + k]
+                        for o in range(p_out):
+                            cell = cells[o * taps + k]
+                            if cell >= 0:
+                                grad_in[at + cell] += w * g[g0 + o]
+    for c in range(c0, c1):
+        s0 = (c - c0) * per
+        for mm in range(m):
+            co = c * m + mm
+            if grad_weight != NULL:
+                for q in range(taps):
+                    grad_weight[co * taps + q] += <floating>acc[s0 + mm * taps + q]
+            if grad_bias != NULL:
+                grad_bias[co] += <floating>acc[s0 + m * taps + mm]
+
+
+@cython.cdivision(True)  # (every divisor is positive: C_in, thread counts)
+def _backward_direct(const floating[::1] g, const floating[::1] x,
+                     const floating[::1] weight, Py_ssize_t n, Py_ssize_t c_in,
+                     Py_ssize_t p_in, Py_ssize_t c_out, Py_ssize_t taps, Py_ssize_t p_out,
+                     const int64_t[::1] cells, floating[::1] grad_in,
+                     floating[::1] grad_weight, floating[::1] grad_bias, bint want_in,
+                     bint want_weight, bint want_bias):
+    """_backward for tiny planes (window_shapes.is_direct_depthwise), parallel over
+    chunks of input channels as _backward; arguments as _backward's and
+    _forward_direct's."""
+    cdef Py_ssize_t k, per_chunk, sums_stride
+    cdef int nthreads = threads_for(g.shape[0] * taps)
+    cdef double* acc
+    cdef const floating* gptr = &g[0] if g.shape[0] else NULL
+    cdef const floating* xptr = &x[0] if x.shape[0] else NULL
+    cdef floating* gin = &grad_in[0] if want_in else NULL
+    cdef floating* gw = &grad_weight[0] if want_weight else NULL
+    cdef floating* gb = &grad_bias[0] if want_bias else NULL
+    if c_in == 0 or c_out == 0:
+        return
+    if nthreads > c_in:
+        nthreads = <int>c_in
+    per_chunk = (c_in + nthreads - 1) // nthreads * (c_out // c_in) * (taps + 1)
+    sums_stride = thread_stride(per_chunk, sizeof(double))
+    with nogil:
+        acc = <double*>fnn_workspace(3, nthreads * sums_stride * sizeof(double))
+        if acc == NULL:
+            with gil:
+                raise MemoryError("depthwise_conv2d_backward: cannot allocate its scratch")
+        for k in prange(nthreads, schedule="static", num_threads=nthreads):
+            _backward_direct_channels(gptr, xptr, &weight[0], k * c_in // nthreads,
+                                      (k + 1) * c_in // nthreads, n, c_in, p_in, c_out,
+                                      taps, p_out, &cells[0], acc + k * sums_stride, gin,
+                                      gw, gb)
+
+
 def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0), out=None):
     """Depthwise 2-D cross-correlation, zero padding.
 
@@ -332,6 +460,11 @@ def depthwise_conv2d_forward(x, weight, bias=None, stride=(1, 1), padding=(0, 0)
     if bias is None:
         bias = scratch("depthwise_zero_bias", (c_out,), x.dtype)
         bias[:] = 0
+    if is_direct_depthwise(x.shape):
+        _forward_direct(x.reshape(-1), weight.reshape(-1), bias, c_in, h * w, c_out, kh * kw,
+                        ho * wo, tap_cells((h, w), (ho, wo), (kh, kw), stride, padding),
+                        out.reshape(-1))
+        return out
     _forward(x.reshape(-1), weight.reshape(-1), bias, n, c_in, h, w, c_out, kh, kw, sh, sw,
              ph, pw, ho, wo, *phase_layout((ho, wo), (kh, kw), stride), out.reshape(-1))
     return out
@@ -354,6 +487,15 @@ def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0)
     want_in = bool(need_grad_in) and grad_in.size > 0
     if want_in or grad_weight is not None or grad_bias is not None:
         unused = scratch("depthwise_unused", (1,), x.dtype)
+        if is_direct_depthwise(x.shape):
+            _backward_direct(grad_out.reshape(-1), x.reshape(-1), weight.reshape(-1), n, c_in,
+                             h * w, c_out, kh * kw, ho * wo,
+                             tap_cells((h, w), (ho, wo), (kh, kw), stride, padding),
+                             grad_in.reshape(-1) if want_in else unused,
+                             grad_weight.reshape(-1) if grad_weight is not None else unused,
+                             grad_bias if grad_bias is not None else unused, want_in,
+                             grad_weight is not None, grad_bias is not None)
+            return grad_in if need_grad_in else None
         _backward(grad_out.reshape(-1), x.reshape(-1), weight.reshape(-1), n, c_in, h, w,
                   c_out, kh, kw, stride[0], stride[1], padding[0], padding[1], ho, wo,
                   *phase_layout((ho, wo), (kh, kw), stride),
