@@ -69,7 +69,10 @@ numba's design; 2x2 windows of stride 2 a kernel of their own), interleaved, 1 t
 float32, window-scan time over row-loop time: 3x3/2/1 on 64x64x8x8 (4 columns) 0.49,
 on 128x16x32x32 (16) 0.79, on 16x32x64x64 (32) 1.00, on 16x8x112x112 (56) 1.22; 3x3
 stride 1 on 32x32x16x16 (16) 0.88, on 8x8x64x64 (64) 1.88; global 16x16 and 32x32
-windows 0.54-0.68.
+windows 0.54-0.68. Small planes skip the per-plane memset/memcpy calls and 3-D
+indexing (kernels/window_shapes.py chooses): max-pool backward of planes of at most 64
+cells (_max_pool_bwd_small) and average-pool backward of tiling windows as wide as the
+plane (_avg_pool_runs_bwd); 1 thread, 1024x256x2x2 float32: 3.4 -> 0.9 and 3.8 -> 1.0 ms.
 """
 import numpy as np
 

@@ -17,6 +17,11 @@ taken again over the valid columns, and an infinite tap scatters over the valid 
 only. Padding cells are real zeros, so an infinite tap or gradient meeting them gives
 NaN, as in PyTorch. Every value is computed by one thread in a fixed order: results do
 not depend on the thread count. kernels/reference/depthwise.py is the specification.
+
+Planes of at most 4 cells (window_shapes.is_direct_depthwise) take the direct kernels
+(_forward_direct, _backward_direct), as in the numba backend, whose docstring says why:
+1 thread, 3x3 padding 1, float32, 256x512x1x1 forward 8.7 -> 2.2 ms, backward 16 -> 7
+ms; 256x256x2x2 forward 4.8 -> 2.9 ms, backward 9.7 -> 5.9 ms (best of 9).
 """
 from fastnn.kernels.scratch import scratch
 from fastnn.kernels.window_shapes import (is_direct_depthwise, phase_layout, pool_out_shape,

@@ -38,7 +38,11 @@ direct loop wins only by a little and only at one input channel, so one code pat
 kept.
 
 Pooling is parallel over (n, c) planes; max-pool backward scatters into its own plane
-only, so it needs no atomics.
+only, so it needs no atomics. Small planes (a CNN's last stages) take kernels without
+the general ones' per-plane fixed cost, chosen by shape in kernels/window_shapes.py:
+max-pool backward of planes of at most 64 cells by flat indices (_max_pool_bwd_small),
+and the average-pool backward of tiling windows as wide as the plane as runs of cells
+(_avg_pool_runs_bwd); 1 thread, 1024x256x2x2 float32: 2.3 -> 0.9 and 3.4 -> 0.75 ms.
 """
 
 import numba
