@@ -717,6 +717,9 @@ def read_checkpoint(path):
                               f"give each checkpoint a file object of its own")
     with npz:
         if META_KEY not in npz.files:
+            if any(name.rsplit("/", 1)[-1] == "data.pkl" for name in npz.zip.namelist()):
+                # (torch.save's zip archive: a pickle, which fastnn never unpickles)
+                raise CheckpointError(f"{path} is not a fastnn checkpoint: {_TORCH_FILE}")
             raise CheckpointError(f"{path} is not a fastnn checkpoint (an .npz without "
                                   f"{META_KEY!r}; written by numpy.savez, not fastnn.save?)")
         try:
@@ -733,6 +736,12 @@ def read_checkpoint(path):
     return meta, arrays
 
 
+# What to do with a file torch.save wrote, which fastnn.load does not unpickle.
+_TORCH_FILE = ("a file written by torch.save holds pickles, which fastnn never loads: "
+               "read it with torch.load and pass its state dict to load_state_dict "
+               "(torch tensors load as they are)")
+
+
 def _check_zip_magic(source, path):
     """CheckpointError for a file (path, or an open file object) that is not a zip
     archive (np.load would call any other file a pickle and suggest allow_pickle, which
@@ -745,6 +754,9 @@ def _check_zip_magic(source, path):
         head = source.read(4)
         source.seek(start)
     if head not in (b"PK\x03\x04", b"PK\x05\x06") and not head.startswith(b"\x93NUM"):
+        if head[:1] == b"\x80":   # a pickle's PROTO opcode: torch.save's legacy format
+            raise CheckpointError(f"{path} is not a fastnn checkpoint (a pickle: "
+                                  f"torch.save's legacy format?): {_TORCH_FILE}")
         raise CheckpointError(f"{path} is not a fastnn checkpoint (not an .npz archive: it "
                               f"starts with {head!r})")
 

@@ -480,3 +480,24 @@ def test_extra_the_npz_cannot_hold_apart_is_kept_as_json_as_before(tmp_path):
         assert io.load_checkpoint(path).extra == back
     with pytest.raises(TypeError, match="extra must be JSON-serialisable"):
         fastnn.save(make_model(), path, extra={"z": np.complex64(1j)})
+
+
+@pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
+def test_torch_save_file_is_named_with_what_to_do(tmp_path, zipped):
+    """fastnn.load of a file torch.save wrote (its zip archive, or the legacy pickle)
+    said "written by numpy.savez, not fastnn.save?" or "it starts with b'\\x80\\x02...'":
+    it now says the file is torch.save's and that its state dict loads through
+    torch.load and load_state_dict, which is so."""
+    torch = pytest.importorskip("torch")
+    linear = torch.nn.Linear(3, 2)
+    path = tmp_path / "linear.pt"
+    torch.save(linear.state_dict(), path, _use_new_zipfile_serialization=zipped)
+    with pytest.raises(io.CheckpointError, match="written by torch.save") as info:
+        fastnn.load(path)
+    assert "numpy.savez" not in str(info.value)
+    assert "load_state_dict" in str(info.value)
+    # what the message says to do works
+    layer = nn.Linear(3, 2)
+    layer.load_state_dict(torch.load(path))
+    np.testing.assert_array_equal(layer.weight.data, linear.weight.detach().numpy())
+    np.testing.assert_array_equal(layer.bias.data, linear.bias.detach().numpy())
