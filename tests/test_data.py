@@ -363,3 +363,25 @@ def test_cifar_damaged_pickle_is_a_cifar_error(tmp_path, damage):
         cifar.read_batch(path)
     with pytest.raises(FileNotFoundError):
         cifar.read_batch(tmp_path / "missing")
+
+
+def test_download_fetches_only_the_missing_file_beside_plain_ones(tmp_path, monkeypatch):
+    """download=True with three of the four IDX files already in root, uncompressed (as a
+    user who gunzipped them has them), fetched all four .gz files, the three plain ones
+    again, where the README says it fetches the missing files: now only the missing one
+    is fetched, and the plain files are read as they are."""
+    from fastnn.data import mnist
+    served = tmp_path / "served"
+    make_mnist_dir(served, seed=1)
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [served.as_uri() + "/"])
+    monkeypatch.setattr(mnist, "_SPLIT_SIZES", {"train": 7, "test": 3})
+    root = tmp_path / "root"
+    mine = make_mnist_dir(root, compress=False, seed=0)
+    (root / mnist.FILES["test_labels"]).unlink()
+    x_train, y_train, x_test, y_test = data.load_mnist(root=root, download=True)
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [mnist.FILES["train_images"], mnist.FILES["train_labels"],
+         mnist.FILES["test_images"], mnist.FILES["test_labels"] + ".gz"])
+    np.testing.assert_array_equal(y_train, mine["train-labels-idx1-ubyte"])
+    np.testing.assert_array_equal(x_test, mine["t10k-images-idx3-ubyte"] / np.float32(255))
+    assert y_test.shape == (3,)

@@ -74,8 +74,10 @@ def download_files(name, root=None):
     target = user_path(root) if root is not None else os.path.join(cache_dir(), name)
     paths = {}
     for key, stem in FILES.items():
-        dest = os.path.join(target, stem + ".gz")
-        if not os.path.isfile(dest):   # (files already there are the user's: left alone)
+        # a file already there, plain or .gz, is the user's: used as it is, not fetched
+        dest = _find(target, stem)
+        if dest is None:
+            dest = os.path.join(target, stem + ".gz")
             fetch([mirror + stem + ".gz" for mirror in MIRRORS[name]], dest,
                   check=lambda path, split=key.split("_")[0]: _check_download(path, split))
         paths[key] = dest
