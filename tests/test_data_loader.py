@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from fastnn import data
 from fastnn.data import DataLoader
 
 
@@ -271,3 +272,31 @@ def test_an_array_with_a_positional_batch_size_batches_its_rows_as_torch():
     np.testing.assert_array_equal(np.sort(np.concatenate(shuffled)[:, 0]), x[:, 0])
     with pytest.raises(TypeError, match="got batch_size twice"):
         fd.DataLoader(x, 4, batch_size=3)
+
+
+def test_collate_fn_attribute_is_the_default_one_as_pytorchs():
+    """loader.collate_fn was None when none was given, where PyTorch's DataLoader holds
+    default_collate (default_convert with batch_size=None), so code collating a batch by
+    hand with loader.collate_fn(samples) failed ('NoneType' is not callable)."""
+    ds = data.TensorDataset(np.arange(12.0).reshape(6, 2), np.arange(6))
+    loader = data.DataLoader(ds, batch_size=4)
+    assert loader.collate_fn is data.default_collate
+    assert data.DataLoader(ds, batch_size=None).collate_fn is data.default_convert
+    assert data.DataLoader(np.zeros((3, 2)), batch_size=2).collate_fn is data.default_collate
+    by_hand = loader.collate_fn([ds[i] for i in range(4)])
+    first = next(iter(loader))
+    for mine, theirs in zip(by_hand, first):
+        np.testing.assert_array_equal(mine, theirs)
+    # one given is kept; set afterwards it is used from the next pass, and None is the
+    # default again (the TensorDataset still gathered whole)
+    def total(samples):
+        return sum(int(s[1]) for s in samples)
+    assert data.DataLoader(ds, batch_size=4, collate_fn=total).collate_fn is total
+    loader.collate_fn = total
+    assert list(loader) == [0 + 1 + 2 + 3, 4 + 5]
+    loader.collate_fn = None
+    assert loader.collate_fn is data.default_collate
+    assert [b[1].tolist() for b in loader] == [[0, 1, 2, 3], [4, 5]]
+    # a batch_sampler batches (PyTorch's batch_size is None then): default_collate
+    with_batches = data.DataLoader(ds, batch_sampler=[[0, 1], [2]])
+    assert with_batches.collate_fn is data.default_collate

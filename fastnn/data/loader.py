@@ -268,6 +268,22 @@ class DataLoader:
         self._iterable_len = None   # len(dataset) once len(loader) read it (PyTorch's)
         self._initialized = True
 
+    @property
+    def collate_fn(self):
+        """The function a batch's samples go through, as PyTorch's attribute: the one
+        given, else ``default_collate`` (``default_convert`` when batching is off:
+        ``batch_size=None`` without a ``batch_sampler``), which
+        ``loader.collate_fn(samples)`` may call. (Without one given, a TensorDataset and
+        the array form are gathered whole, the same batches faster, the array form's
+        packed as tuples.)"""
+        if self._collate is not None:
+            return self._collate
+        return default_convert if self.batch_sampler is None else default_collate
+
+    @collate_fn.setter
+    def collate_fn(self, function):   # (None: the default again)
+        self.__dict__["_collate"] = function
+
     # the batches are planned when the loader is built (its batch_sampler): changing
     # these later would be silently ignored, so it is an error, as in PyTorch
     _FIXED = ("batch_size", "batch_sampler", "sampler", "drop_last", "dataset",
@@ -412,8 +428,7 @@ class DataLoader:
         """A pass over an IterableDataset (see fastnn/data/streams.py): its iterators
         are made now, when the pass starts, as PyTorch's (num_workers=0: this process's
         one; else each worker's, after its worker_init_fn)."""
-        collate = self.collate_fn or (default_convert if self.batch_size is None
-                                      else default_collate)
+        collate = self.collate_fn   # (the given one, else the default for batch_size)
         if self.num_workers == 0:
             streams = [WorkerStream(self._dataset, None)]
         else:
@@ -447,8 +462,8 @@ class DataLoader:
         n = self.x.shape[0]
         for batch in batches:
             rows = _as_rows(batch, n)
-            if self.collate_fn is not None:
-                yield self.collate_fn(self._samples(rows))
+            if self._collate is not None:
+                yield self._collate(self._samples(rows))
             else:
                 gathered = _gather_all([self.x, *self._ys], rows)
                 yield self._pack(gathered[0], gathered[1:])
@@ -456,7 +471,7 @@ class DataLoader:
     def _one(self, index):
         """The sample at index, unbatched (batch_size=None)."""
         if self._dataset is not None:
-            return (self.collate_fn or default_convert)(self._dataset[index])
+            return self.collate_fn(self._dataset[index])
         n = self.x.shape[0]
         if np.ndim(index):   # a list of indices (a BatchSampler as sampler): their rows,
             gathered = _gather_all([self.x, *self._ys], _as_rows(index, n))  # as x[list]
@@ -467,7 +482,7 @@ class DataLoader:
                 raise IndexValueError(f"DataLoader: a sampler's index {i} is out of range "
                                       f"for {n} samples")
             sample = self._pack(self.x[i], [a[i] for a in self._ys])
-        return sample if self.collate_fn is None else self.collate_fn(sample)
+        return sample if self._collate is None else self._collate(sample)
 
     def _samples(self, rows):
         """The array form's samples at rows (a slice or index array), each packed as a
@@ -480,7 +495,7 @@ class DataLoader:
                                   f"{self.x.shape[0]} samples ({err})") from None
 
     def _dataset_batches(self, batches):
-        view = array_view(self._dataset) if self.collate_fn is None else None
+        view = array_view(self._dataset) if self._collate is None else None
         if view is not None:  # a TensorDataset (or Subset of one): whole-batch gathers
             arrays, index = view
             n = len(arrays[0]) if index is None else len(index)
@@ -493,7 +508,7 @@ class DataLoader:
                 # gives views, as README says)
                 yield _gather_all(arrays, rows, copy=True)
             return
-        collate = self.collate_fn or default_collate
+        collate = self.collate_fn
         fetch_many = getattr(self._dataset, "__getitems__", None)
         for batch in batches:
             # a sampler's own elements are handed to the dataset as they are (a dataset
