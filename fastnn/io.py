@@ -157,8 +157,25 @@ def _pack(model, optimizer, extra):
             for name in names:
                 arrays[f"{OPTIMIZER_PREFIX}{index}/{name}"] = entry[name]
         meta["optimizer"] = {"type": osd.get("type", type(optimizer).__name__),
-                             "param_groups": osd["param_groups"], "state": steps}
+                             "param_groups": osd["param_groups"], "state": steps,
+                             **_groups_record(osd["param_groups"], arrays)}
     return meta, arrays
+
+
+def _groups_record(groups, arrays):
+    """{"param_groups_value": the _encode description of the optimizer's param groups},
+    which load gives back as they were (a list a user keeps in a group stays a list, a
+    NumPy scalar its type; the metadata's JSON "param_groups" turned tuples and lists
+    alike into lists), or {} for groups _encode cannot describe (JSON alone then, as
+    before); their arrays join ``arrays`` under OPTIMIZER_PREFIX + "param_groups"."""
+    own = {}
+    try:
+        value = _encode(groups, OPTIMIZER_PREFIX + "param_groups", own)
+        json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    arrays.update(own)
+    return {"param_groups_value": value}
 
 
 def _add_array(arrays, key, value):
@@ -793,6 +810,7 @@ def _check_complete(path, meta, arrays):
     if opt is not None:
         for index, entry in opt.get("state", {}).items():
             wanted += [f"{OPTIMIZER_PREFIX}{index}/{name}" for name in entry.get("arrays", [])]
+        wanted += list(_arrays_described(opt.get("param_groups_value")))
     wanted += list(_arrays_described(meta.get("extra_value")))
     missing = [k for k in wanted if k not in arrays]
     if missing:
@@ -916,7 +934,9 @@ def _optimizer_state(path, meta, arrays, optimizer):
                            for name, desc in entry.get("values", {}).items()}}
     _scalars_as_saved(optimizer, state)
     groups = opt.get("param_groups")
-    if isinstance(groups, list):   # (JSON made the groups' tuples, betas=(0.9, 0.999), lists)
+    if "param_groups_value" in opt:   # (as saved; files before it: the JSON groups)
+        groups = _decode(opt["param_groups_value"], arrays)
+    elif isinstance(groups, list):   # (JSON made the groups' tuples, betas=(0.9, 0.999), lists)
         groups = [{k: (tuple(v) if isinstance(v, list) and k not in ("params", "param_names")
                        else v) for k, v in g.items()} if isinstance(g, dict) else g
                   for g in groups]

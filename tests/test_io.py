@@ -501,3 +501,32 @@ def test_torch_save_file_is_named_with_what_to_do(tmp_path, zipped):
     layer.load_state_dict(torch.load(path))
     np.testing.assert_array_equal(layer.weight.data, linear.weight.detach().numpy())
     np.testing.assert_array_equal(layer.bias.data, linear.bias.detach().numpy())
+
+
+def test_optimizer_groups_come_back_as_saved_through_save_optimizer(tmp_path):
+    """fastnn.save(model, path, optimizer=opt) kept the param groups as JSON only, and
+    loading turned every list in a group into a tuple (so a user's ['a', 1] came back
+    ('a', 1)) and a NumPy scalar into a Python float, where torch.load (and fastnn.save
+    of optimizer.state_dict() in a dict) gives them back as they were."""
+    model = make_model()
+    params = list(model.parameters())
+    groups = [{"params": params[:2], "name": "first", "tags": ["a", 1],
+               "lr": np.float32(0.05)},
+              {"params": params[2:], "name": "rest"}]
+    opt = optim.Adam(groups, lr=0.01)
+    train(model, opt, 1)
+    path = tmp_path / "groups.npz"
+    fastnn.save(model, path, optimizer=opt)
+    other = make_model(seed=2)
+    params = list(other.parameters())
+    loaded = optim.Adam([{"params": params[:2]}, {"params": params[2:]}], lr=0.01)
+    io.load_checkpoint(path, model=other, optimizer=loaded)
+    first, rest = loaded.param_groups
+    assert first["tags"] == ["a", 1] and isinstance(first["tags"], list)
+    assert type(first["lr"]) is np.float32 and first["lr"] == np.float32(0.05)
+    assert first["betas"] == (0.9, 0.999) and isinstance(first["betas"], tuple)
+    assert (first["name"], rest["name"]) == ("first", "rest")
+    # the next steps are the saved optimizer's
+    train(model, opt, 2)
+    train(other, loaded, 2)
+    assert_state_equal(other.state_dict(), model.state_dict())
