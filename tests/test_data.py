@@ -385,3 +385,45 @@ def test_download_fetches_only_the_missing_file_beside_plain_ones(tmp_path, monk
     np.testing.assert_array_equal(y_train, mine["train-labels-idx1-ubyte"])
     np.testing.assert_array_equal(x_test, mine["t10k-images-idx3-ubyte"] / np.float32(255))
     assert y_test.shape == (3,)
+
+
+def test_cifar_extraction_cut_short_leaves_no_partial_batch(tmp_path, monkeypatch):
+    """The archive was extracted straight under the batches' names, so a Ctrl-C (or a
+    full disk) while the last batch was written left all six files there, one of them
+    cut short: every later load_cifar10 then found a whole-looking folder and failed
+    on that batch until the user removed it. Each batch now appears under its name only
+    whole, so the next load extracts the rest from the archive already there."""
+    import tarfile
+
+    from fastnn.data import cifar
+    written = make_cifar_dir(tmp_path / "src")
+    archive = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
+    monkeypatch.setattr(cifar, "URL", archive.as_uri())
+    members = len(cifar.TRAIN_BATCHES + cifar.TEST_BATCHES)
+    copy, calls = tarfile.copyfileobj, []
+
+    def interrupted(src, dst, length=None, *args, **kwargs):
+        calls.append(length)
+        if len(calls) < members:
+            return copy(src, dst, length, *args, **kwargs)
+        dst.write(src.read(length // 2))   # half of the last batch, then Ctrl-C
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tarfile, "copyfileobj", interrupted)
+    root = tmp_path / "root"
+    with pytest.raises(KeyboardInterrupt):
+        data.load_cifar10(root, download=True)
+    monkeypatch.setattr(tarfile, "copyfileobj", copy)
+    folder = root / "cifar-10-batches-py"
+    left = sorted(folder.iterdir()) if folder.exists() else []
+    assert len(left) < members   # the cut one is not there under its name...
+    for path in left:            # ...and any batch that is reads whole
+        cifar.read_batch(path)
+    assert {p.name for p in root.iterdir()} <= {"cifar-10-batches-py",
+                                                "cifar-10-python.tar.gz"}   # no temporaries
+    monkeypatch.setattr(cifar, "URL", (tmp_path / "offline").as_uri())   # not fetched again
+    x_train, y_train, x_test, y_test = data.load_cifar10(root, download=True)
+    assert x_train.shape == (30, 3, 32, 32)
+    np.testing.assert_array_equal(y_test, written["test_batch"][1])

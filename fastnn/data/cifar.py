@@ -10,7 +10,9 @@ bytes: the label, then the same 3072 pixel bytes.
 import codecs
 import os
 import pickle
+import shutil
 import tarfile
+import tempfile
 
 import numpy as np
 
@@ -159,17 +161,30 @@ def _download(root):
     archive = os.path.join(target, "cifar-10-python.tar.gz")
     if not os.path.isfile(archive):
         fetch([URL], archive, check=_check_archive)
+    folder = os.path.join(target, BATCH_DIR)
+    # extracted into a temporary folder beside it, each batch then renamed into place:
+    # one cut short (Ctrl-C, a full disk) is never left under its name, where every
+    # later load would find the folder whole and fail on it; the next load extracts
+    # what is missing from the archive again
+    staging = tempfile.mkdtemp(dir=target, prefix=".extract-")
     try:
-        with tarfile.open(archive, "r:gz") as tar:
-            members = [m for m in tar.getmembers()
-                       if m.isfile() and os.path.dirname(m.name) == BATCH_DIR]
-            # the "data" filter refuses absolute paths and links out of the target
-            extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-            tar.extractall(target, members=members, **extra)
-    except (tarfile.TarError, EOFError) as exc:   # (one that was there: fetch checks its)
-        raise CIFARError(f"{archive}: not a readable CIFAR-10 archive ({exc}); remove it "
-                         f"to download it again") from None
-    return os.path.join(target, BATCH_DIR)
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                members = [m for m in tar.getmembers()
+                           if m.isfile() and os.path.dirname(m.name) == BATCH_DIR]
+                # the "data" filter refuses absolute paths and links out of the target
+                extra = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                tar.extractall(staging, members=members, **extra)
+        except (tarfile.TarError, EOFError) as exc:   # (one that was there: fetch checks its)
+            raise CIFARError(f"{archive}: not a readable CIFAR-10 archive ({exc}); remove "
+                             f"it to download it again") from None
+        os.makedirs(folder, exist_ok=True)
+        for member in members:
+            name = os.path.basename(member.name)
+            os.replace(os.path.join(staging, BATCH_DIR, name), os.path.join(folder, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
 
 
 def _check_archive(path):
