@@ -13,7 +13,7 @@ from .. import device as _device
 from ..errors import AssertionValueError, IndexValueError, RuntimeValueError, TypeValueError
 from ..validation import check_bool, check_number, check_only, check_positive_int
 from . import init as _init
-from .module import Module, Parameter
+from .module import Module, Parameter, nothing_to_compute
 
 
 class _Elementwise(Module):
@@ -420,14 +420,18 @@ class PReLU(Module):
         return _device.namespace_of(x).put(np.where(host > 0, host, a * host))
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if nothing_to_compute(need_grad_in, self.weight):
+            return None   # (frozen: PyTorch's backward neither computes nor touches it)
         x = self._x
         a = self._slopes(x.ndim)
         hx, hg = _device.to_host(x), _device.to_host(grad_out)
-        axes = tuple(i for i in range(hx.ndim) if self.num_parameters == 1 or i != 1)
-        # d/da: grad * x where x <= 0 (PyTorch's), summed per slope
-        grad_a = np.where(hx > 0, hx.dtype.type(0), hx * hg).sum(axis=axes, dtype=np.float64)
-        grad_a = np.asarray(grad_a, hx.dtype).reshape(self.num_parameters)
-        _device.update_on_host(self.weight.grad, lambda g: np.add(g, grad_a, out=g))
+        if self.weight.requires_grad:   # (a frozen slope's gradient is not computed)
+            axes = tuple(i for i in range(hx.ndim) if self.num_parameters == 1 or i != 1)
+            # d/da: grad * x where x <= 0 (PyTorch's), summed per slope
+            grad_a = np.where(hx > 0, hx.dtype.type(0), hx * hg).sum(axis=axes,
+                                                                     dtype=np.float64)
+            grad_a = np.asarray(grad_a, hx.dtype).reshape(self.num_parameters)
+            _device.update_on_host(self.weight.grad, lambda g: np.add(g, grad_a, out=g))
         if not need_grad_in:
             return None
         if self.num_parameters == 1:

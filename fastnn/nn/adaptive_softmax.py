@@ -228,9 +228,12 @@ class AdaptiveLogSoftmaxWithLoss(Module):
         pending = []   # (Parameter on the GPU, its host gradient to add)
 
         def accumulator(param):
-            """Where the kernels accumulate param's gradient: param.grad on the host."""
-            if param is None or not _device.is_device_array(param.grad):
-                return None if param is None else param.grad
+            """Where the kernels accumulate param's gradient: param.grad on the host;
+            None (not computed) for a frozen param, whose gradient stays untouched."""
+            if param is None or not param.requires_grad:
+                return None
+            if not _device.is_device_array(param.grad):
+                return param.grad
             pending.append((param, np.zeros(param.shape, x2.dtype)))
             return pending[-1][1]
 

@@ -372,7 +372,8 @@ class MultiheadAttention(Module):
         h, d = self.num_heads, self.head_dim
         wo = _device.to_host(self.out_proj.weight.data)
         flat_g = g.reshape(-1, e)
-        self._accumulate(self.out_proj.weight, flat_g.T @ concat.reshape(-1, e))
+        if self.out_proj.weight.requires_grad:
+            self._accumulate(self.out_proj.weight, flat_g.T @ concat.reshape(-1, e))
         if self.out_proj.bias is not None:
             # the bias sums in float64: NumPy adds a column's rows one by one, which in
             # float32 drifts over N * L rows (2^17: 5e-6 off, PyTorch's 7e-8)
@@ -413,7 +414,9 @@ class MultiheadAttention(Module):
 
     @staticmethod
     def _accumulate(param, value):
-        _device.update_on_host(param.grad, lambda a: np.add(a, value, out=a))
+        """param.grad += value; a frozen param's gradient left untouched (PyTorch's)."""
+        if param.requires_grad:
+            _device.update_on_host(param.grad, lambda a: np.add(a, value, out=a))
 
     def extra_repr(self):
         return ""

@@ -7,7 +7,7 @@ from .. import device as _device
 from .. import ops
 from ..errors import RuntimeValueError
 from ..validation import check_bool, check_number, check_positive_int
-from .module import BatchCounter, Module, Parameter
+from .module import BatchCounter, Module, Parameter, live_grad, nothing_to_compute
 
 
 class _BatchNorm(BatchCounter, Module):
@@ -159,6 +159,8 @@ class _BatchNorm(BatchCounter, Module):
 
     def _backward(self, grad_out, buffered, need_grad_in):
         x, save_mean, save_invstd, training = self._ctx
+        if nothing_to_compute(need_grad_in, self.weight, self.bias):
+            return None   # (all frozen: PyTorch's backward neither computes nor touches them)
         shape = tuple(grad_out.shape)
         grad_out = grad_out.reshape(x.shape) if len(shape) != x.ndim else grad_out
         # The kernel always produces grad_in (its reductions are needed anyway).
@@ -168,8 +170,8 @@ class _BatchNorm(BatchCounter, Module):
         grad_in = run(
             grad_out, x, weight, save_mean, save_invstd, training=training,
             mean_only=self.mean_only,
-            grad_weight=None if self.weight is None else self.weight.grad,
-            grad_bias=None if self.bias is None else self.bias.grad, grad_in=grad_in)
+            grad_weight=live_grad(self.weight), grad_bias=live_grad(self.bias),
+            grad_in=grad_in)
         if not need_grad_in:
             return None
         return grad_in if len(shape) == x.ndim else grad_in.reshape(shape)

@@ -10,7 +10,7 @@ from ..errors import NotImplementedValueError, RuntimeValueError, TypeValueError
 from ..kernels.window_shapes import pool_out_shape
 from ..validation import check_only, check_positive_int, int_items
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, live_grad, nothing_to_compute
 from .padding import check_pad_fits, pad_backward, pad_forward
 
 
@@ -311,6 +311,8 @@ class Conv2d(Module):
         return drop_batch_axis(y, self._unbatched)
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if nothing_to_compute(need_grad_in, self.weight, self.bias):
+            return None   # (all frozen: PyTorch's backward neither computes nor touches them)
         grad_out = add_batch_axis(grad_out)
         if not self._simple():
             return drop_batch_axis(self._general_backward(grad_out, need_grad_in),
@@ -318,10 +320,11 @@ class Conv2d(Module):
         grad_in = (self._buffer("grad_in", self._x.shape, grad_out.dtype)
                    if buffered and need_grad_in else None)
         _, stride, padding = self._window()
+        grad_weight = live_grad(self.weight)
         grad_in = self._op("backward")(
             grad_out, self._x, self._kernel_weight(self.weight.data), stride, padding,
-            grad_weight=self._kernel_weight(self.weight.grad),
-            grad_bias=None if self.bias is None else self.bias.grad,
+            grad_weight=None if grad_weight is None else self._kernel_weight(grad_weight),
+            grad_bias=live_grad(self.bias),
             grad_in=grad_in, need_grad_in=need_grad_in)
         return drop_batch_axis(grad_in, self._unbatched)
 
@@ -364,8 +367,10 @@ class Conv2d(Module):
         weight, cols, padded_shape, stride = saved
         grad_weight, grad_bias, grad_in = conv3d_backward(
             g[:, :, None], weight[:, :, None], cols, padded_shape, *self._depth_one(stride),
-            self.groups, self._pad_mode(), need_grad_in)
-        return grad_weight[:, :, 0], grad_bias, None if grad_in is None else grad_in[:, :, 0]
+            self.groups, self._pad_mode(), need_grad_in, self.weight.requires_grad,
+            live_grad(self.bias) is not None)   # (a frozen one's not computed)
+        return (None if grad_weight is None else grad_weight[:, :, 0], grad_bias,
+                None if grad_in is None else grad_in[:, :, 0])
 
     def _general_forward(self, x):
         """Dilation or groups: the current CPU backend's kernels on host arrays, one call
@@ -438,23 +443,27 @@ class Conv2d(Module):
         host, inputs, weight, namespace, phased, padding, bordered = self._x
         _, stride, _ = self._window()
         dh, dw = self._dilation_2d()
-        grad_weight = np.zeros_like(weight)
-        grad_bias = None if self.bias is None else np.zeros(self.out_channels, g.dtype)
+        # a frozen parameter's gradient is neither computed nor added (PyTorch's)
+        grad_weight = np.zeros_like(weight) if self.weight.requires_grad else None
+        grad_bias = (np.zeros(self.out_channels, g.dtype)
+                     if live_grad(self.bias) is not None else None)
         grad_in = np.zeros_like(host) if need_grad_in else None
         for xg, gi, go in zip(inputs, self._groups_of(self.in_channels),
                               self._groups_of(self.out_channels)):
             gb = None if grad_bias is None else grad_bias[go]
             if not phased:
+                gw = None if grad_weight is None else grad_weight[go]
                 result = kernels.conv2d_backward(
                     np.ascontiguousarray(g[:, go]), xg, weight[go], stride, padding,
-                    grad_weight=grad_weight[go], grad_bias=gb, need_grad_in=need_grad_in)
+                    grad_weight=gw, grad_bias=gb, need_grad_in=need_grad_in)
                 if need_grad_in:
                     grad_in[:, gi] = result
                 continue
+            gw = None if grad_weight is None else grad_weight[go]
             for (i, j), sub in xg:
                 result = kernels.conv2d_backward(
                     np.ascontiguousarray(g[:, go, i::dh, j::dw]), sub, weight[go], (1, 1),
-                    (0, 0), grad_weight=grad_weight[go], grad_bias=gb,
+                    (0, 0), grad_weight=gw, grad_bias=gb,
                     need_grad_in=need_grad_in)
                 if need_grad_in:
                     grad_in[:, gi, i::dh, j::dw] = result
@@ -464,10 +473,12 @@ class Conv2d(Module):
 
     def _accumulate_grads(self, grad_weight, grad_bias, grad_in, namespace):
         """Add the host gradients of the kernel weight and the bias (None without one) to
-        .grad wherever they live; grad_in (host, or None) back where the input came from."""
-        taps = grad_weight.reshape(self.weight.grad.shape)
-        _device.update_on_host(self.weight.grad, lambda a: np.add(a, taps, out=a))
-        if self.bias is not None:
+        .grad wherever they live, a frozen one's left untouched; grad_in (host, or None)
+        back where the input came from."""
+        if self.weight.requires_grad:
+            taps = grad_weight.reshape(self.weight.grad.shape)
+            _device.update_on_host(self.weight.grad, lambda a: np.add(a, taps, out=a))
+        if live_grad(self.bias) is not None:
             _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_bias, out=a))
         return None if grad_in is None else namespace.put(grad_in)
 

@@ -26,7 +26,7 @@ from ..validation import check_only, check_positive_int
 from . import init
 from .conv import PADDING_MODES, check_no_empty_axes, input_error, pair
 from .conv_transpose import OutputSizeForward, check_output_padding, output_padding_for
-from .module import Module, Parameter
+from .module import Module, Parameter, live_grad, nothing_to_compute
 from .padding import check_pad_fits, pad_backward, pad_forward
 
 
@@ -115,18 +115,20 @@ def conv3d_forward(x, weight, bias, stride, pads, dilation, groups, mode="consta
 
 
 def conv3d_backward(g, weight, cols, padded_shape, stride, pads, dilation, groups,
-                    mode="constant", need_grad_in=True):
+                    mode="constant", need_grad_in=True, want_weight=True, want_bias=True):
     """The adjoint of conv3d_forward on host arrays: g (N, C_out, D_out, H_out, W_out),
     weight (C_out, C / groups, kD, kH, kW), cols and padded_shape as conv3d_forward
     returned them. Returns (grad_weight (weight's shape), grad_bias (C_out,), grad_in
     (N, C, D, H, W) or None): the weight's gradient from the columns, the input's
-    through col2im and the border's adjoint."""
+    through col2im and the border's adjoint; want_weight, want_bias False: that
+    gradient is not computed (None: a frozen parameter's)."""
     out = g.shape[2:]
     gm = _channels_first(g, groups)  # (groups, out / groups, N * L)
-    grad_weight = np.matmul(gm, cols.transpose(0, 2, 1)).reshape(weight.shape)
+    grad_weight = (np.matmul(gm, cols.transpose(0, 2, 1)).reshape(weight.shape)
+                   if want_weight else None)
     # the bias sums in float64, as the kernels' conv2d: NumPy adds the N samples one by
     # one, which in float32 drifts (2^17 1x1x1 planes: 1e-5 off, PyTorch's 1.5e-6)
-    grad_bias = g.sum(axis=(0, 2, 3, 4), dtype=np.float64)
+    grad_bias = g.sum(axis=(0, 2, 3, 4), dtype=np.float64) if want_bias else None
     if not need_grad_in:
         return grad_weight, grad_bias, None
     w = weight.reshape(groups, weight.shape[0] // groups, -1)
@@ -288,14 +290,20 @@ class Conv3d(_Conv3dBase):
         return _device.namespace_of(x).put(y[0] if unbatched else y)
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if nothing_to_compute(need_grad_in, self.weight, self.bias):
+            return None   # (all frozen: PyTorch's backward neither computes nor touches them)
         cols, padded_shape, unbatched = self._ctx
         g, _ = _batched(grad_out)
         mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
+        # (a frozen parameter's gradient is neither computed nor touched)
+        weight_live, bias_live = self.weight.requires_grad, live_grad(self.bias) is not None
         grad_weight, grad_bias, grad_in = conv3d_backward(
             g, _device.to_host(self.weight.data), cols, padded_shape, self.stride,
-            self._pads, self.dilation, self.groups, mode, need_grad_in)
-        _accumulate(self.weight, grad_weight)
-        if self.bias is not None:
+            self._pads, self.dilation, self.groups, mode, need_grad_in, weight_live,
+            bias_live)
+        if weight_live:
+            _accumulate(self.weight, grad_weight)
+        if bias_live:
             _accumulate(self.bias, grad_bias)
         if not need_grad_in:
             return None
@@ -384,6 +392,8 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         return _device.namespace_of(x).put(y[0] if unbatched else y)
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if nothing_to_compute(need_grad_in, self.weight, self.bias):
+            return None   # (all frozen: PyTorch's backward neither computes nor touches them)
         xm, full, crop, grid, unbatched = self._ctx
         g, _ = _batched(grad_out)
         n = g.shape[0]
@@ -391,9 +401,10 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         padded[(slice(None), slice(None)) + crop] = g
         gcols = im2col(padded, self.groups, self.kernel_size, self.dilation, self.stride,
                        grid)  # (groups, out / groups * kernel volume, N * L)
-        _accumulate(self.weight, np.matmul(xm, gcols.transpose(0, 2, 1))
-                    .reshape(self.weight.grad.shape))
-        if self.bias is not None:
+        if self.weight.requires_grad:   # (a frozen one's neither computed nor touched)
+            _accumulate(self.weight, np.matmul(xm, gcols.transpose(0, 2, 1))
+                        .reshape(self.weight.grad.shape))
+        if live_grad(self.bias) is not None:
             _accumulate(self.bias, g.sum(axis=(0, 2, 3, 4), dtype=np.float64))  # as above
         if not need_grad_in:
             return None

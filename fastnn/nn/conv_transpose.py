@@ -13,7 +13,7 @@ from ..validation import check_only, check_positive_int
 from . import init
 from .conv import (As1d, Conv2d, add_batch_axis, check_conv_args, check_no_empty_axes,
                    drop_batch_axis, pair)
-from .module import Module, Parameter
+from .module import Module, Parameter, live_grad, nothing_to_compute
 
 
 def output_padding_for(where, output_size, shape, smallest, stride):
@@ -258,10 +258,11 @@ class ConvTranspose2d(OutputSizeForward, Module):
         grad_out = add_batch_axis(grad_out)
         _, stride, padding, _, _ = self._pairs()
         weight = self._weight_2d(self.weight.data)
-        self._kernels().conv2d_backward(x, grad_out, weight, stride, padding,
-                                        grad_weight=self._weight_2d(self.weight.grad),
-                                        need_grad_in=False)
-        if self.bias is not None:
+        if self.weight.requires_grad:   # (a frozen one's neither computed nor touched)
+            self._kernels().conv2d_backward(x, grad_out, weight, stride, padding,
+                                            grad_weight=self._weight_2d(self.weight.grad),
+                                            need_grad_in=False)
+        if live_grad(self.bias) is not None:
             self.bias.grad += grad_out.sum(axis=(0, 2, 3), dtype=np.float64)   # as conv2d's
         if not need_grad_in:
             return None
@@ -318,11 +319,12 @@ class ConvTranspose2d(OutputSizeForward, Module):
             padded = np.zeros(tuple(grad_in.shape), x.dtype)
             padded[:, :, :h, :w] = _device.to_host(x)
             x = _device.namespace_of(grad_in).put(padded)
-        conv_in.zero_grad()
-        conv_in._backward(x, False, False)
-        taps = _device.to_host(conv_in.weight.grad).reshape(self.weight.grad.shape)
-        _device.update_on_host(self.weight.grad, lambda w: np.add(w, taps, out=w))
-        if self.bias is not None:
+        if self.weight.requires_grad:   # (a frozen one's neither computed nor touched)
+            conv_in.zero_grad()
+            conv_in._backward(x, False, False)
+            taps = _device.to_host(conv_in.weight.grad).reshape(self.weight.grad.shape)
+            _device.update_on_host(self.weight.grad, lambda w: np.add(w, taps, out=w))
+        if live_grad(self.bias) is not None:
             sums = _device.to_host(grad_out).sum(axis=(0, 2, 3), dtype=np.float64)
             _device.update_on_host(self.bias.grad, lambda b: np.add(b, sums, out=b))
         if not need_grad_in:
@@ -336,6 +338,8 @@ class ConvTranspose2d(OutputSizeForward, Module):
             _device.c_contiguous(_device.to_host(grad_in)[:, :, :h, :w]))
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if nothing_to_compute(need_grad_in, self.weight, self.bias):
+            return None   # (all frozen: PyTorch's backward neither computes nor touches them)
         kind = self._ctx[0]
         if isinstance(kind, str) and kind == "adjoint":  # ("adjoint", x, unbatched)
             return self._adjoint_backward(grad_out, buffered, need_grad_in)
@@ -346,13 +350,16 @@ class ConvTranspose2d(OutputSizeForward, Module):
         spread, flipped, unbatched = self._ctx
         grad_out = add_batch_axis(grad_out)
         ns = _device.namespace_of(grad_out)
-        grad_flipped = ns.zeros(tuple(flipped.shape), flipped.dtype)
-        self._kernels().conv2d_backward(
-            grad_out, spread, flipped, (1, 1), (0, 0), grad_weight=grad_flipped,
-            grad_bias=None if self.bias is None else self.bias.grad, need_grad_in=False)
-        g = _device.to_host(grad_flipped)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-        g = g.reshape(self.weight.grad.shape)
-        _device.update_on_host(self.weight.grad, lambda w: np.add(w, g, out=w))
+        weight_live, grad_bias = self.weight.requires_grad, live_grad(self.bias)
+        grad_flipped = ns.zeros(tuple(flipped.shape), flipped.dtype) if weight_live else None
+        if weight_live or grad_bias is not None:
+            self._kernels().conv2d_backward(
+                grad_out, spread, flipped, (1, 1), (0, 0), grad_weight=grad_flipped,
+                grad_bias=grad_bias, need_grad_in=False)
+        if weight_live:
+            g = _device.to_host(grad_flipped)[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+            g = g.reshape(self.weight.grad.shape)
+            _device.update_on_host(self.weight.grad, lambda w: np.add(w, g, out=w))
         if not need_grad_in:
             return None
         _, stride, padding, _, _ = self._pairs()

@@ -14,7 +14,7 @@ from ..errors import IndexValueError, RuntimeValueError, TypeValueError
 from ..validation import (as_contiguous, check_bool, check_float_array, check_number,
                           check_positive_int)
 from . import init
-from .module import Module, Parameter, check_kept, kept_for_backward
+from .module import Module, Parameter, check_kept, kept_for_backward, live_grad
 
 
 class _TwoInputs(Module):
@@ -268,11 +268,13 @@ class Bilinear(_TwoInputs):
         # one matrix product (BLAS) of the (N, out * in1) products g a with x2: the
         # three-operand einsum summed the N rows one by one in float32 (2^16 rows: 1e-5
         # off, PyTorch's 3e-7) and ran 5-20x slower
+        # (a frozen parameter's gradient is neither computed nor touched, as PyTorch's)
         o, i = self.out_features, self.in1_features
-        grad_w = ((g[:, :, None] * a[:, None, :]).reshape(-1, o * i).T @ b).reshape(
-            self.weight.data.shape)
-        _device.update_on_host(self.weight.grad, lambda x: np.add(x, grad_w, out=x))
-        if self.bias is not None:
+        if self.weight.requires_grad:
+            grad_w = ((g[:, :, None] * a[:, None, :]).reshape(-1, o * i).T @ b).reshape(
+                self.weight.data.shape)
+            _device.update_on_host(self.weight.grad, lambda x: np.add(x, grad_w, out=x))
+        if live_grad(self.bias) is not None:
             # summed in float64: NumPy adds a column's rows one by one, which in float32
             # drifts over many rows (2^17: 1e-5 off, PyTorch's 7e-8)
             grad_b = g.sum(axis=0, dtype=np.float64)

@@ -8,7 +8,7 @@ from .. import random as _random
 from ..errors import AssertionValueError, DtypeError, IndexValueError, RuntimeValueError
 from ..validation import check_bool, check_only, check_number, check_positive_int
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, nothing_to_compute
 
 
 def embedding_table(where, num_embeddings, embedding_dim, padding_idx, weight, dtype):
@@ -178,6 +178,8 @@ class Embedding(Module):
         return out
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if nothing_to_compute(False, self.weight):
+            return None   # (frozen: PyTorch's backward neither computes nor touches it)
         idx = self._indices.reshape(-1) % self.num_embeddings
         g = _device.to_host(grad_out).reshape(-1, self.embedding_dim)
         if self.scale_grad_by_freq and idx.size:

@@ -7,7 +7,7 @@ from ..errors import (AssertionValueError, DtypeError, IndexValueError,
                       NotImplementedValueError, RuntimeValueError)
 from ..validation import check_bool, check_float_array, check_only, check_positive_int
 from .embedding import Embedding, check_renorm, embedding_table, renorm_repr, renorm_rows
-from .module import Module, Parameter, check_kept, kept_for_backward
+from .module import Module, Parameter, check_kept, kept_for_backward, nothing_to_compute
 
 MODES = ("sum", "mean", "max")
 
@@ -226,13 +226,17 @@ class EmbeddingBag(Module):
         return self._bag_backward(_device.to_host(grad_out))
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if nothing_to_compute(False, self.weight):
+            return None   # (frozen: PyTorch's backward neither computes nor touches it)
         self._bag_backward(_device.to_host(grad_out))
         return None
 
     def _bag_backward(self, g):
         ctx = self._ctx
         ki, kb, d, n = ctx["ki"], ctx["kb"], self.embedding_dim, self.num_embeddings
-        if self.mode == "max":
+        if not self.weight.requires_grad:   # (frozen: neither computed nor touched)
+            pass
+        elif self.mode == "max":
             if ki.size:
                 flat = (ctx["max_rows"] * d + np.arange(d)).reshape(-1)
                 total = np.bincount(flat, weights=g[ctx["groups"]].reshape(-1),

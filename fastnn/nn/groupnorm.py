@@ -11,7 +11,7 @@ from .. import grad_mode as _grad_mode
 from ..errors import RuntimeValueError
 from ..validation import check_bool, check_number, check_positive_int
 from . import init
-from .module import BatchCounter, Module, Parameter
+from .module import BatchCounter, Module, Parameter, live_grad, nothing_to_compute
 
 
 class _GroupedNorm(Module):
@@ -144,23 +144,25 @@ class _GroupedNorm(Module):
         deviation 1 (NumPy's float64 einsum and sums were 4x PyTorch's time)."""
         n, c, s = ncs
         zeros, ones = self._identity_statistics(c, xhat.dtype)
-        grad_bias = self.bias.grad if self.bias is not None else None
         out = self._buffer("grad_affine", (n, c, s, 1), xhat.dtype) if buffered else None
         return self._kernels().batchnorm_backward(
             grad_out.reshape(n, c, s, 1), xhat.reshape(n, c, s, 1), self.weight.data, zeros,
-            ones, training=False, grad_weight=self.weight.grad, grad_bias=grad_bias,
-            grad_in=out)
+            ones, training=False, grad_weight=live_grad(self.weight),
+            grad_bias=live_grad(self.bias), grad_in=out)
 
     def _accumulate_affine_grads(self, g, xhat):
         """weight.grad += sum of g * xhat, bias.grad += sum of g, per channel; g, xhat:
-        (N, C, S) on the host."""
-        grad_w = np.einsum("ncs,ncs->c", g, xhat, dtype=np.float64).astype(g.dtype)
-        _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
-        if self.bias is not None:
+        (N, C, S) on the host; a frozen one's neither computed nor touched."""
+        if self.weight.requires_grad:
+            grad_w = np.einsum("ncs,ncs->c", g, xhat, dtype=np.float64).astype(g.dtype)
+            _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
+        if live_grad(self.bias) is not None:
             grad_b = g.sum(axis=(0, 2), dtype=np.float64).astype(g.dtype)
             _device.update_on_host(self.bias.grad, lambda a: np.add(a, grad_b, out=a))
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if nothing_to_compute(need_grad_in, self.weight, self.bias):
+            return None   # (all frozen: PyTorch's backward neither computes nor touches them)
         rows, xhat, save_mean, save_invstd, (n, c) = self._ctx
         shape = tuple(grad_out.shape)
         grad_rows = grad_out.reshape(rows.shape)
@@ -380,6 +382,8 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
     def _backward(self, grad_out, buffered, need_grad_in):
         if self._eval_ctx is None:
             return super()._backward(grad_out, buffered, need_grad_in)
+        if nothing_to_compute(need_grad_in, self.weight, self.bias):
+            return None   # (all frozen: PyTorch's backward neither computes nor touches them)
         xhat, invstd, (n, c) = self._eval_ctx
         g = _device.to_host(grad_out)
         shape = tuple(g.shape)

@@ -15,7 +15,7 @@ from ..validation import check_bool, check_number, check_positive_int
 from . import init
 from .activations import Softmax
 from .layernorm import normalized_shape_of
-from .module import Module, Parameter
+from .module import Module, Parameter, live_grad, nothing_to_compute
 
 
 def check_real(where, name, value):
@@ -399,12 +399,15 @@ class RMSNorm(Module):
         return _device.namespace_of(x).put(_device.c_contiguous(y, host.dtype))
 
     def _backward(self, grad_out, buffered, need_grad_in):
+        if nothing_to_compute(need_grad_in, self.weight):
+            return None   # (frozen: PyTorch's backward neither computes nor touches it)
         host, inv, normed, axes = self._ctx
         g = _device.to_host(grad_out)
         if self.weight is not None:
-            lead = tuple(range(host.ndim - len(axes)))
-            grad_w = (g * normed).sum(axis=lead, dtype=np.float64)  # float32 drifts on rows
-            _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
+            if live_grad(self.weight) is not None:
+                lead = tuple(range(host.ndim - len(axes)))
+                grad_w = (g * normed).sum(axis=lead, dtype=np.float64)  # float32 drifts on rows
+                _device.update_on_host(self.weight.grad, lambda a: np.add(a, grad_w, out=a))
             g = g * _device.to_host(self.weight.data)
         if not need_grad_in:
             return None

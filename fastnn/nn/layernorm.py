@@ -7,7 +7,7 @@ import numpy as np
 from ..errors import RuntimeValueError, TypeValueError
 from ..validation import check_number, int_items
 from . import init
-from .module import Module, Parameter
+from .module import Module, Parameter, live_grad, nothing_to_compute
 
 
 def normalized_shape_of(name, normalized_shape):
@@ -68,10 +68,10 @@ class LayerNorm(Module):
 
     @staticmethod
     def _vector(param, grad=False):
-        """A parameter's data (or grad) as the kernels take it, (D,) (a view); or None."""
-        if param is None:
-            return None
-        return (param.grad if grad else param.data).reshape(-1)
+        """A parameter's data (or grad) as the kernels take it, (D,) (a view); or None (also
+        the grad of a frozen parameter: neither computed nor touched, as PyTorch's)."""
+        values = live_grad(param) if grad else None if param is None else param.data
+        return None if values is None else values.reshape(-1)
 
     def _forward(self, x, buffered):
         shape = tuple(x.shape)
@@ -92,6 +92,8 @@ class LayerNorm(Module):
     def _backward(self, grad_out, buffered, need_grad_in):
         if self._ctx is None:   # (no features)
             return grad_out.copy() if need_grad_in else None
+        if nothing_to_compute(need_grad_in, self.weight, self.bias):
+            return None   # (all frozen: PyTorch's backward neither computes nor touches them)
         rows, save_mean, save_invstd = self._ctx
         shape = tuple(grad_out.shape)
         grad_rows = grad_out.reshape(rows.shape)

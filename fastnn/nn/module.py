@@ -178,6 +178,20 @@ def _picklable(value):
                     lambda a: _DeviceValues(np.asarray(_device.to_host(a))), {})
 
 
+def live_grad(param):
+    """param.grad for a layer's backward to add its gradient to, or None where there is
+    no parameter (None) or it is frozen (requires_grad False): PyTorch's backward neither
+    computes nor touches a frozen parameter's gradient, and a layer passes None to its
+    kernel for it (see ``nothing_to_compute``)."""
+    return None if param is None or not param.requires_grad else param.grad
+
+
+def nothing_to_compute(need_grad_in, *params):
+    """True when a backward has nothing to do: no input gradient wanted and each of
+    params (None for a missing one) frozen."""
+    return not need_grad_in and all(p is None or not p.requires_grad for p in params)
+
+
 def _unpickled(value):
     """The inverse of _picklable: each _DeviceValues back on the GPU."""
     return _swapped(value, lambda v: type(v) is _DeviceValues,
@@ -285,13 +299,13 @@ class Parameter(ParameterArithmetic):
         return self._requires_grad
 
     def _set_requires_grad(self, value):
-        """requires_grad = value. A frozen parameter's .grad still takes what backward
-        adds (its layer computes it anyway; a frozen Linear's does not), where PyTorch's
-        backward leaves a frozen gradient alone: unfrozen, it would have stepped by every
-        frozen step's gradient summed (fine-tuning with the backbone unfrozen
-        mid-training, its gradient never zeroed by the head's optimizer). So freezing
-        notes the gradient as it stands, a gradient set or zeroed while frozen is noted
-        again, and unfreezing puts the noted one back."""
+        """requires_grad = value. A frozen parameter's .grad may still take what backward
+        adds (in the layers that do not skip it yet: see ``optim.has_no_grad``), where
+        PyTorch's backward leaves a frozen gradient alone: unfrozen, it would have
+        stepped by every frozen step's gradient summed (fine-tuning with the backbone
+        unfrozen mid-training, its gradient never zeroed by the head's optimizer). So
+        freezing notes the gradient as it stands, a gradient set or zeroed while frozen
+        is noted again, and unfreezing puts the noted one back."""
         value = bool(value)
         was = getattr(self, "_requires_grad", None)
         object.__setattr__(self, "_requires_grad", value)

@@ -677,9 +677,11 @@ class RNNBase(Module):
         side's sums; returns the gradient w.r.t. inputs (rows, in)."""
         p_ih, p_hh, b_ih, b_hh, p_hr = self._params(layer, suffix)
         grad_b_ih = da_x.sum(axis=0, dtype=np.float64)   # (in float64 as _run_back's grad_b_hh)
-        for param, value in ((p_ih, da_x.T @ inputs), (p_hh, grad_w_hh),
+        for param, value in ((p_ih, None), (p_hh, grad_w_hh),
                              (b_ih, grad_b_ih), (b_hh, grad_b_hh), (p_hr, grad_w_hr)):
-            if param is not None:
+            # (a frozen parameter's gradient is left untouched, as PyTorch's)
+            if param is not None and param.requires_grad:
+                value = da_x.T @ inputs if value is None else value
                 _device.update_on_host(param.grad, lambda a, v=value: np.add(a, v, out=a))
         return da_x @ w_ih
 
@@ -966,8 +968,9 @@ class RNNCellBase(Module):
             grads += [("bias_ih", dax.sum(axis=0, dtype=np.float64)),
                       ("bias_hh", dah.sum(axis=0, dtype=np.float64))]
         for pname, value in grads:
-            _device.update_on_host(getattr(self, pname).grad,
-                                   lambda a, v=value: np.add(a, v, out=a))
+            param = getattr(self, pname)
+            if param.requires_grad:   # (a frozen one's left untouched, as PyTorch's)
+                _device.update_on_host(param.grad, lambda a, v=value: np.add(a, v, out=a))
         put = lambda a, n: namespace.put(a.reshape(lead + (n,)))  # noqa: E731
         grad_x = put(dax @ self._host("weight_ih"), self.input_size)
         if self._rule.has_cell:

@@ -41,8 +41,9 @@ def _grads(where, parameters):
 
 
 def _live_grads(params):
-    """The .grad arrays of params that train and have a gradient: backward fills a
-    frozen parameter's .grad too, where PyTorch leaves it None, so it must not count in
+    """The .grad arrays of params that train and have a gradient: a frozen parameter's
+    .grad (which a backward may have filled in a custom layer, where PyTorch leaves it
+    None; see optim.has_no_grad) must not count in
     a norm or be clipped; one no backward reached since zero_grad (PyTorch's None) is
     left out without reading it, which would write its zeros and make optimizers step
     it."""

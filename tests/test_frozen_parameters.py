@@ -1,0 +1,225 @@
+"""A frozen parameter (requires_grad_(False)) gets no gradient, as in PyTorch: each layer's
+backward neither computes nor touches its .grad (optimizers see none: has_no_grad), while
+the input gradient and the other parameters' gradients are bit for bit those of the
+unfrozen layer; a layer all frozen with no input gradient wanted does nothing; unfrozen
+again, the parameter gets PyTorch's gradient."""
+import numpy as np
+import pytest
+import torch
+
+import fastnn
+from fastnn import nn, optim
+from tests.conftest import assert_close
+
+CPU_BACKENDS = [b for b in fastnn.backends() if b != "cuda"]
+
+
+def _floats(*shape):
+    return np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+
+
+# name: (fastnn layer, PyTorch layer, input, whether the input has a gradient)
+CASES = {
+    "conv2d": (lambda: nn.Conv2d(3, 4, 3, padding=1),
+               lambda: torch.nn.Conv2d(3, 4, 3, padding=1), _floats(2, 3, 6, 6), True),
+    "conv2d_grouped": (lambda: nn.Conv2d(4, 6, 3, groups=2),
+                       lambda: torch.nn.Conv2d(4, 6, 3, groups=2), _floats(2, 4, 6, 6), True),
+    "conv2d_depthwise": (lambda: nn.Conv2d(4, 8, 3, padding=1, groups=4),
+                         lambda: torch.nn.Conv2d(4, 8, 3, padding=1, groups=4),
+                         _floats(2, 4, 6, 6), True),
+    "conv2d_dilated": (lambda: nn.Conv2d(3, 4, 3, dilation=2),
+                       lambda: torch.nn.Conv2d(3, 4, 3, dilation=2), _floats(2, 3, 7, 7), True),
+    "conv2d_dilated_strided": (lambda: nn.Conv2d(3, 4, 3, stride=2, dilation=2),
+                               lambda: torch.nn.Conv2d(3, 4, 3, stride=2, dilation=2),
+                               _floats(2, 3, 9, 9), True),
+    "conv1d": (lambda: nn.Conv1d(3, 4, 3), lambda: torch.nn.Conv1d(3, 4, 3),
+               _floats(2, 3, 8), True),
+    "conv_transpose2d": (lambda: nn.ConvTranspose2d(3, 4, 3, stride=2),
+                         lambda: torch.nn.ConvTranspose2d(3, 4, 3, stride=2),
+                         _floats(2, 3, 4, 4), True),
+    "conv_transpose2d_grouped": (lambda: nn.ConvTranspose2d(4, 6, 3, groups=2),
+                                 lambda: torch.nn.ConvTranspose2d(4, 6, 3, groups=2),
+                                 _floats(2, 4, 4, 4), True),
+    "conv_transpose1d": (lambda: nn.ConvTranspose1d(3, 4, 3, stride=2),
+                         lambda: torch.nn.ConvTranspose1d(3, 4, 3, stride=2),
+                         _floats(2, 3, 5), True),
+    "conv3d": (lambda: nn.Conv3d(2, 3, 2), lambda: torch.nn.Conv3d(2, 3, 2),
+               _floats(2, 2, 3, 3, 3), True),
+    "conv_transpose3d": (lambda: nn.ConvTranspose3d(2, 3, 2, stride=2),
+                         lambda: torch.nn.ConvTranspose3d(2, 3, 2, stride=2),
+                         _floats(2, 2, 2, 2, 2), True),
+    "batchnorm1d": (lambda: nn.BatchNorm1d(5), lambda: torch.nn.BatchNorm1d(5),
+                    _floats(6, 5), True),
+    "batchnorm2d": (lambda: nn.BatchNorm2d(3), lambda: torch.nn.BatchNorm2d(3),
+                    _floats(2, 3, 4, 4), True),
+    "layernorm": (lambda: nn.LayerNorm(6), lambda: torch.nn.LayerNorm(6),
+                  _floats(4, 3, 6), True),
+    "groupnorm": (lambda: nn.GroupNorm(2, 4), lambda: torch.nn.GroupNorm(2, 4),
+                  _floats(2, 4, 3, 3), True),
+    "instancenorm2d": (lambda: nn.InstanceNorm2d(3, affine=True),
+                       lambda: torch.nn.InstanceNorm2d(3, affine=True),
+                       _floats(2, 3, 4, 4), True),
+    "rmsnorm": (lambda: nn.RMSNorm(6), lambda: torch.nn.RMSNorm(6), _floats(4, 6), True),
+    "prelu": (lambda: nn.PReLU(3), lambda: torch.nn.PReLU(3), _floats(2, 3, 4), True),
+    "embedding": (lambda: nn.Embedding(7, 4), lambda: torch.nn.Embedding(7, 4),
+                  np.array([[1, 3, 3], [6, 0, 1]]), False),
+    "bilinear": (lambda: nn.Bilinear(3, 4, 5), lambda: torch.nn.Bilinear(3, 4, 5),
+                 (_floats(6, 3), _floats(6, 4)), True),
+    "embedding_bag": (lambda: nn.EmbeddingBag(7, 4, mode="sum"),
+                      lambda: torch.nn.EmbeddingBag(7, 4, mode="sum"),
+                      np.array([[1, 3, 3], [6, 0, 1]]), False),
+}
+
+
+def _layer(name):
+    make, _, _, _ = CASES[name]
+    fastnn.manual_seed(0)
+    layer = make()
+    # affine parameters away from ones and zeros, so that their gradients matter
+    for p in layer.parameters():
+        p.data = p.data + _floats(*p.data.shape) * 0.5
+    return layer
+
+
+def _run(layer, name, need_grad_in=True):
+    _, _, x, _ = CASES[name]
+    y = layer(*x) if isinstance(x, tuple) else layer(x)
+    grad_out = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
+    if isinstance(layer, nn.EmbeddingBag):   # (its backward takes grad_out alone)
+        return layer.backward(grad_out), grad_out
+    if isinstance(layer, nn.Bilinear):   # (two inputs, and both their gradients)
+        return layer.backward(grad_out), grad_out
+    return layer.backward(grad_out, need_grad_in=need_grad_in), grad_out
+
+
+def _frozen_names(name):
+    layer = _layer(name)
+    return [n for n, _ in layer.named_parameters()]
+
+
+PAIRS = [(case, frozen) for case in CASES for frozen in _frozen_names(case)]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case,frozen", PAIRS)
+def test_a_frozen_parameter_gets_no_gradient(backend, case, frozen):
+    with fastnn.use_backend(backend):
+        reference = _layer(case)
+        reference.zero_grad()
+        want_in, _ = _run(reference, case, CASES[case][3])
+        layer = _layer(case)
+        layer.zero_grad()
+        param = dict(layer.named_parameters())[frozen]
+        param.requires_grad_(False)
+        got_in, _ = _run(layer, case, CASES[case][3])
+        assert optim.has_no_grad(param)
+        assert param.grad is None or not np.any(param.grad)
+        if CASES[case][3]:
+            for got, want in zip(*(v if isinstance(v, tuple) else (v,)
+                                   for v in (got_in, want_in))):
+                np.testing.assert_array_equal(got, want)
+        for n, p in layer.named_parameters():
+            if n != frozen:
+                np.testing.assert_array_equal(p.grad, dict(reference.named_parameters())[n].grad)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case", [c for c in CASES if c != "bilinear"])  # (no need_grad_in)
+def test_an_all_frozen_layer_without_input_gradient_does_nothing(backend, case):
+    with fastnn.use_backend(backend):
+        layer = _layer(case)
+        layer.zero_grad()
+        layer.requires_grad_(False)
+        got, _ = _run(layer, case, need_grad_in=False)
+        assert got is None
+        for p in layer.parameters():
+            assert optim.has_no_grad(p)
+            assert p.grad is None or not np.any(p.grad)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case,frozen", PAIRS)
+def test_unfrozen_again_the_parameter_gets_pytorchs_gradient(backend, case, frozen):
+    _, make_torch, x, has_grad_in = CASES[case]
+    with fastnn.use_backend(backend):
+        layer = _layer(case)
+        layer.zero_grad()
+        param = dict(layer.named_parameters())[frozen]
+        param.requires_grad_(False)
+        _run(layer, case, has_grad_in)
+        param.requires_grad_(True)
+        layer.zero_grad()
+        _, grad_out = _run(layer, case, has_grad_in)
+    theirs = make_torch()
+    theirs.load_state_dict({k: torch.tensor(np.array(v)) for k, v in layer.state_dict().items()})
+    inputs = x if isinstance(x, tuple) else (x,)
+    (theirs(*map(torch.tensor, inputs)) * torch.tensor(grad_out)).sum().backward()
+    for n, q in theirs.named_parameters():
+        assert_close(dict(layer.named_parameters())[n].grad, q.grad.numpy(), np.float32)
+
+
+# layers whose backward has its own signature: (layer, forward giving the output the
+# gradient flows into); these leave a frozen parameter's gradient untouched (the
+# recurrent layers and MultiheadAttention still compute most of it)
+OWN_BACKWARD = {
+    "lstm": (lambda: nn.LSTM(3, 4), lambda m: m(_floats(5, 2, 3))[0]),
+    "gru": (lambda: nn.GRU(3, 4, num_layers=2, bidirectional=True),
+            lambda m: m(_floats(5, 2, 3))[0]),
+    # (a state given: from zeros, weight_hh's gradient would be zeros)
+    "rnn_cell": (lambda: nn.RNNCell(3, 4), lambda m: m(_floats(2, 3), _floats(2, 4))),
+    "lstm_cell": (lambda: nn.LSTMCell(3, 4),
+                  lambda m: m(_floats(2, 3), (_floats(2, 4), _floats(2, 4) * 0.5))[0]),
+    "adaptive_log_softmax": (
+        lambda: nn.AdaptiveLogSoftmaxWithLoss(16, 10, [3, 6], head_bias=True),
+        lambda m: m(_floats(6, 16), np.array([0, 2, 4, 5, 7, 9])).output),
+    "multihead_attention": (lambda: nn.MultiheadAttention(4, 2),
+                            lambda m: m(_floats(3, 2, 4), _floats(5, 2, 4),
+                                        _floats(5, 2, 4))[0]),
+}
+
+
+def _own_layer(name):
+    fastnn.manual_seed(0)
+    return OWN_BACKWARD[name][0]()
+
+
+def _arrays(value):
+    """The arrays in a backward's result (nested tuples; None left out)."""
+    if value is None:
+        return []
+    if isinstance(value, tuple):
+        return [a for v in value for a in _arrays(v)]
+    return [value]
+
+
+def _own_run(layer, name):
+    y = OWN_BACKWARD[name][1](layer)
+    grad = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
+    if name == "lstm_cell":
+        grad = (grad, None)
+    if name == "adaptive_log_softmax":
+        return _arrays(layer.backward(grad_output=grad))
+    return _arrays(layer.backward(grad))
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case,frozen", [(c, n) for c in OWN_BACKWARD
+                                         for n, _ in _own_layer(c).named_parameters()])
+def test_a_frozen_parameter_of_these_layers_keeps_its_gradient(backend, case, frozen):
+    with fastnn.use_backend(backend):
+        reference = _own_layer(case)
+        reference.zero_grad()
+        want = _own_run(reference, case)
+        layer = _own_layer(case)
+        layer.zero_grad()
+        param = dict(layer.named_parameters())[frozen]
+        param.requires_grad_(False)
+        got = _own_run(layer, case)
+        assert optim.has_no_grad(param)
+        assert param.grad is None or not np.any(param.grad)
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+        for n, p in layer.named_parameters():
+            if n != frozen:
+                np.testing.assert_array_equal(p.grad, dict(reference.named_parameters())[n].grad)
