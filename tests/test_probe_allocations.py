@@ -16,12 +16,11 @@ sums and coefficients and every conv's patch matrices (numba ConvNet width 0.25 
 batch 16: 10.8 MB a step); MultiTaskNet ran its layers through their public calls, a
 fresh array for every intermediate and gradient (19 a step).
 """
-import tracemalloc
-
 import numpy as np
 import pytest
 
 import fastnn
+from allocation_peaks import peak_bytes
 from fastnn import models, nn, optim
 from fastnn.kernels.scratch import KEPT_PER_NAME, scratch
 from fastnn.models.multitask import MultiTaskLoss, MultiTaskNet
@@ -36,31 +35,18 @@ def compiled(request):
         yield request.param
 
 
-def _peak(fn):
-    """(fn()'s result, the most bytes allocated above the start while it ran)."""
-    tracemalloc.start()
-    try:
-        start = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        result = fn()
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    return result, peak - start
-
-
 def _nbytes(*arrays):
     return sum(a.nbytes for a in arrays if a is not None)
 
 
 def _steady_step(model, loss_fn, opt, x, y, zero):
     """One measured training step: {part: (bytes over what the contract makes fresh)}."""
-    logits, fwd = _peak(lambda: model(x))
-    _, lf = _peak(lambda: loss_fn(logits, y))
+    logits, fwd = peak_bytes(lambda: model(x))
+    _, lf = peak_bytes(lambda: loss_fn(logits, y))
     g = loss_fn.backward()
-    _, bwd = _peak(lambda: model.backward(g, need_grad_in=False))
-    _, step = _peak(opt.step)
-    _, zg = _peak(zero)
+    _, bwd = peak_bytes(lambda: model.backward(g, need_grad_in=False))
+    _, step = peak_bytes(opt.step)
+    _, zg = peak_bytes(zero)
     return {"forward": fwd - logits.nbytes, "loss": lf - g.nbytes, "backward": bwd,
             "step": step, "zero_grad": zg}
 
@@ -136,10 +122,10 @@ def test_multitask_net_keeps_its_intermediates_between_steps(compiled):
     model, loss_fn, opt, x, y_a, y_b = _multitask()
 
     def step():
-        (a, logits), fwd = _peak(lambda: model(x))
-        _, lf = _peak(lambda: loss_fn(a, logits, y_a, y_b))
+        (a, logits), fwd = peak_bytes(lambda: model(x))
+        _, lf = peak_bytes(lambda: loss_fn(a, logits, y_a, y_b))
         grads = loss_fn.backward()
-        grad_x, bwd = _peak(lambda: model.backward(*grads))
+        grad_x, bwd = peak_bytes(lambda: model.backward(*grads))
         opt.step()
         opt.zero_grad()
         return (fwd - _nbytes(a, logits), lf - _nbytes(*grads), bwd - grad_x.nbytes,
@@ -238,7 +224,7 @@ def test_loss_forward_writes_its_gradient_into_its_own_array(compiled, make, tar
     loss_fn = make()
     for _ in range(2):
         loss_fn(x, y)
-    _, allocated = _peak(lambda: loss_fn(x, y))
+    _, allocated = peak_bytes(lambda: loss_fn(x, y))
     assert allocated <= SLACK
     first = loss_fn.backward()
     want = first.copy()

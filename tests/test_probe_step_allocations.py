@@ -3,26 +3,13 @@ Sequential allocated its input gradient every step (not kept as the layer's buff
 Embedding's forward took its rows into a temporary before copying them into its own
 buffer. Measured with tracemalloc over one steady-state step, on the compiled backends (the NumPy
 reference's kernels allocate their temporaries)."""
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import fastnn
+from allocation_peaks import peak_of_step
 from fastnn import nn, optim
-
-
-def _peak_of_step(step):
-    for _ in range(3):
-        step()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        step()
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
 
 
 @pytest.mark.parametrize("backend", [b for b in fastnn.backends() if b in ("numba", "cython")])
@@ -45,14 +32,14 @@ def test_conv_transpose_backward_keeps_its_input_gradient_buffer(backend):
             model.backward(loss_fn.backward(), need_grad_in=False)
             opt.step()
         input_grad_bytes = batch * 4 * 16 * 16 * 4   # ConvTranspose2d's input gradient
-        assert _peak_of_step(step) < input_grad_bytes // 2
+        assert peak_of_step(step) < input_grad_bytes // 2
 
 
 def test_embedding_forward_writes_its_rows_straight_into_its_buffer():
     emb = nn.Embedding(100, 32)
     idx = np.random.default_rng(0).integers(0, 100, (64, 12))
     out_bytes = 64 * 12 * 32 * 4
-    assert _peak_of_step(lambda: emb._forward(idx, True)) < out_bytes // 4
+    assert peak_of_step(lambda: emb._forward(idx, True)) < out_bytes // 4
     np.testing.assert_array_equal(emb._forward(idx, True), emb.weight.data[idx])
     with pytest.raises(IndexError, match="out of range"):
         emb(np.array([0, 100]))

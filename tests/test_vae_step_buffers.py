@@ -7,12 +7,12 @@ one model do not share its arrays, a steady-state training step allocates none o
 (N, data_dim) temporaries it used to, and sample() between steps no longer makes the next
 step's second backward raise."""
 import threading
-import tracemalloc
 
 import numpy as np
 import pytest
 
 import fastnn
+from allocation_peaks import peak_of_step
 from conftest import assert_close
 from fastnn import optim
 from fastnn.models import VAE
@@ -185,19 +185,6 @@ def test_threads_sharing_a_model_keep_arrays_of_their_own(backend):
     assert [slot[1] for slot in model._scratch if slot[0] == "step_arrays"] == [main]
 
 
-def _peak_of_step(step):
-    for _ in range(3):
-        step()
-    tracemalloc.start()
-    try:
-        base = tracemalloc.get_traced_memory()[0]
-        tracemalloc.reset_peak()
-        step()
-        return tracemalloc.get_traced_memory()[1] - base
-    finally:
-        tracemalloc.stop()
-
-
 @pytest.mark.parametrize("backend", [b for b in fastnn.backends() if b in ("numba", "cython")])
 def test_a_steady_step_allocates_no_batch_sized_temporaries(backend):
     # the elementwise terms, their two concatenations and the MLPs' outputs took 5.2 MB
@@ -219,6 +206,6 @@ def test_a_steady_step_allocates_no_batch_sized_temporaries(backend):
             model.backward(need_grad_in=need_grad_in)
             opt.step()
         one_array = batch * dim * 4   # bytes of an (N, data_dim) float32 array
-        assert _peak_of_step(lambda: step(False)) < one_array // 8
+        assert peak_of_step(lambda: step(False)) < one_array // 8
         # with the input's gradient: that array alone, the caller's
-        assert _peak_of_step(lambda: step(True)) < one_array * 9 // 8
+        assert peak_of_step(lambda: step(True)) < one_array * 9 // 8
