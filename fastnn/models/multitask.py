@@ -18,7 +18,7 @@ from .. import grad_mode as _grad_mode
 from .. import nn
 from ..backend import current
 from ..nn.loss import per_thread_state
-from ..nn.module import checks_sub_forwards, records_sub_forwards
+from ..nn.module import backward_in_buffer, checks_sub_forwards, records_sub_forwards
 from ..validation import as_contiguous, check_float_array, check_labels
 
 
@@ -81,15 +81,6 @@ class MultiTaskNet(nn.Module):
         # (forward checked the shapes)
         return layer._run_forward(as_contiguous(x), _grad_mode._MODE.enabled)
 
-    @staticmethod
-    def _inner_backward(layer, grad, need_grad_in=True):
-        """layer.backward(grad), the input gradient in the layer's own buffer (None
-        without need_grad_in)."""
-        if layer._hooked or layer._device != "cpu" or type(grad) is not np.ndarray:
-            return layer.backward(grad, need_grad_in)
-        layer._check_grad_out(grad)
-        return layer._backward(as_contiguous(grad), True, need_grad_in)
-
     def _add(self, key, p, q):
         """p + q in this model's buffer key (host arrays alike on a host model), else a
         fresh array where p lives (a GPU model returns NumPy arrays for NumPy input, and
@@ -113,7 +104,7 @@ class MultiTaskNet(nn.Module):
         check_float_array("MultiTaskNet", "grad_a", grad_a, device_ok=True,
                           shape=(grad_logits.shape[0], self.fc1b.out_features),
                           dtype=grad_logits.dtype)
-        back = self._inner_backward
+        back = backward_in_buffer
         grad_s = back(self.fc2b, grad_logits)
         grad_x_b = back(self.fc1b, back(self.bn, back(self.relu, grad_s)), need_grad_in)
         # the addition s = h + a routes task B's gradient into A

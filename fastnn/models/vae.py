@@ -19,8 +19,8 @@ from .. import nn
 from .. import random as _random
 from ..validation import (as_contiguous, check_float_array, check_non_negative_int,
                           check_positive_int)
-from ..nn.module import (_drop_ended_threads, _note_thread_buffer, checks_sub_forwards,
-                         evaluating, records_sub_forwards)
+from ..nn.module import (_drop_ended_threads, _note_thread_buffer, backward_in_buffer,
+                         checks_sub_forwards, evaluating, records_sub_forwards)
 from .mlp import MLP, hidden_widths
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -137,7 +137,7 @@ class VAE(nn.Module):
         np.subtract(1, grad_log_sx, out=grad_log_sx)
         np.multiply(grad_log_sx, scale, out=grad_log_sx)
         grad_dec = np.concatenate(a.work, axis=1, out=a.grad_dec)
-        grad_z = self._mlp_backward(self.decoder, grad_dec, True)   # (N, latent_dim)
+        grad_z = backward_in_buffer(self.decoder, grad_dec, True)   # (N, latent_dim)
         # through z = mu_z + exp(log_sz) * eps, plus the KL term's own gradient
         grad_mu_z, grad_log_sz = a.latent_work
         # grad_mu_z = grad_z + mu_z * scale
@@ -151,7 +151,7 @@ class VAE(nn.Module):
         np.multiply(grad_log_sz, eps, out=grad_log_sz)
         np.add(grad_log_sz, kl_part, out=grad_log_sz)
         grad_enc = np.concatenate(a.latent_work, axis=1, out=a.grad_enc)
-        grad_x = self._mlp_backward(self.encoder, grad_enc, need_grad_in)
+        grad_x = backward_in_buffer(self.encoder, grad_enc, need_grad_in)
         if not need_grad_in:
             return None
         grad_x = np.subtract(grad_x, grad_mu_x)  # x also enters the NLL, opposite to mu_x
@@ -184,15 +184,6 @@ class VAE(nn.Module):
             return mlp(x)
         mlp.infer_shape(x.shape, x.dtype)  # (the public call's checks, before any layer runs)
         return mlp._run_forward(as_contiguous(x), True)
-
-    @staticmethod
-    def _mlp_backward(mlp, grad, need_grad_in):
-        """mlp.backward(grad, need_grad_in), as _mlp_forward ran mlp: the input gradient
-        in the buffer of its first layer on the host, else a fresh array."""
-        if mlp._hooked or mlp._device != "cpu":
-            return mlp.backward(grad, need_grad_in)
-        mlp._check_grad_out(grad)   # (a forward under no_grad, or stale: as backward says)
-        return mlp._backward(grad, True, need_grad_in)
 
     def get_extra_state(self):
         """The noise generator's state as a JSON string (state_dict's '_extra_state'), so a

@@ -178,6 +178,17 @@ def _picklable(value):
                     lambda a: _DeviceValues(np.asarray(_device.to_host(a))), {})
 
 
+def backward_in_buffer(layer, grad, need_grad_in=True):
+    """layer.backward(grad, need_grad_in) for a model that runs its layers itself
+    (MultiTaskNet, VAE): on the host, the input gradient in the layer's own buffer (read
+    it before the layer's next backward; None without need_grad_in); a layer with hooks,
+    on the GPU or given a non-ndarray runs its public call (a fresh array)."""
+    if layer._hooked or layer._device != "cpu" or type(grad) is not np.ndarray:
+        return layer.backward(grad, need_grad_in)
+    layer._check_grad_out(grad)   # (a forward under no_grad, or stale: as backward says)
+    return layer._backward(as_contiguous(grad), True, need_grad_in)
+
+
 def live_grad(param):
     """param.grad for a layer's backward to add its gradient to, or None where there is
     no parameter (None) or it is frozen (requires_grad False): PyTorch's backward neither
