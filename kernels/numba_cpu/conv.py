@@ -797,7 +797,7 @@ def max_pool2d_backward(grad_out, indices, input_shape, grad_in=None):
     p = grad_out.shape[2] * grad_out.shape[3]  # not -1: an empty batch has no size to infer
     bwd = _max_pool_bwd_small if is_small_plane(input_shape) else _max_pool_bwd
     bwd(grad_in.size, grad_out.reshape(n, c, p), indices.reshape(n, c, p),
-                  grad_in.reshape(n, c, h * w))
+        grad_in.reshape(n, c, h * w))
     return grad_in
 
 
