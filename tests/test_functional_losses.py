@@ -197,6 +197,32 @@ def test_empty_inputs(reduction, rng):
             assert ours.shape == () and (np.isnan(ours) if reduction == "mean" else ours == 0)
 
 
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name, function, target", [
+    ("MultiMarginLoss", "multi_margin_loss", np.zeros((0,), np.int64)),
+    ("MultiLabelMarginLoss", "multilabel_margin_loss", np.zeros((0, 4), np.int64))])
+def test_empty_batch_margin_loss_layers(name, function, target, reduction):
+    """The nn layers of the two losses above on an empty batch: PyTorch 2.13's forward
+    there is an uninitialised value ('mean' and 'sum'; it varies from call to call), so
+    fastnn gives what every other PyTorch loss gives (mean over no samples NaN, sum 0, no
+    per-sample losses) and the F functions give; backward, as PyTorch's, an empty
+    gradient of pred's shape, with or without an incoming gradient."""
+    x = np.zeros((0, 4), np.float32)
+    loss = getattr(fastnn.nn, name)(reduction=reduction)
+    value = loss(x, target)
+    np.testing.assert_array_equal(value, getattr(F, function)(x, target, reduction=reduction))
+    if reduction == "none":
+        assert value.shape == (0,) and value.dtype == np.float32
+    else:
+        assert np.isnan(value) if reduction == "mean" else value == 0
+    tx = torch.zeros((0, 4), requires_grad=True)
+    theirs = getattr(torch.nn, name)(reduction=reduction)(tx, _t(target))
+    theirs.sum().backward()
+    incoming = np.zeros(np.shape(value), np.float32) if reduction == "none" else 2.0
+    for grad in (loss.backward(), loss.backward(incoming)):
+        assert (grad.shape, grad.dtype) == (tuple(tx.grad.shape), np.float32)
+
+
 def test_deprecated_size_average_and_reduce(rng):
     x = rng.standard_normal((3, 4)).astype(np.float64)
     y = np.sign(x[::-1].copy())
