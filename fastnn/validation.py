@@ -47,8 +47,8 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
     if not isinstance(x, np.ndarray) and not (device_ok and is_device_array(x)):
         if isinstance(x, np.generic):   # 'got float32' would read as an array's dtype
             raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got a NumPy "
-                            f"scalar, numpy.{type(x).__name__}({x}) (np.asarray(x) is its 0-d "
-                            f"array)")
+                            f"scalar, numpy.{type(x).__name__}({x}) (np.asarray({name}) is its "
+                            f"0-d array)")
         if isinstance(getattr(x, "data", None), np.ndarray) and hasattr(x, "grad"):
             # a Parameter: fastnn.ops takes arrays, as the kernels it calls
             raise TypeError(f"{where}: expected {name} to be a numpy.ndarray, got "
@@ -60,7 +60,7 @@ def check_float_array(where, name, x, ndim=None, shape=None, dtype=None, device_
                         f"array (.filled(value) fills the masked entries, .data drops the mask)")
     if isinstance(x, np.matrix):   # always 2-D, * is a matrix product: not an array kernel
         raise TypeError(f"{where}: expected {name} to be a plain numpy.ndarray, got a "
-                        f"numpy.matrix (np.asarray(x) is its array)")
+                        f"numpy.matrix (np.asarray({name}) is its array)")
     if x.dtype not in FLOAT_DTYPES:
         raise DtypeError(f"{where}: expected {name} of dtype float32 or float64, got {x.dtype}"
                          f"{_conversion_hint(name, dtype, x)}")

@@ -1,6 +1,7 @@
 """Error contract probes: bad input raises ValueError/TypeError naming the op or layer and
 leaves every parameter, gradient and running statistic as it was (also for a gradient a
 user module returns inside a Sequential, and for max_pool2d_backward's grad_out)."""
+import re
 import warnings
 
 import numpy as np
@@ -377,16 +378,30 @@ def test_a_students_module_mistakes_are_named():
     assert not hasattr(nn.Linear(2, 2), "no_such_attribute")
 
 
-@pytest.mark.parametrize("name", ["relu6", "selu", "selu_", "logsigmoid"])
-@pytest.mark.parametrize("bad", [np.ones((2, 3), np.int32), [1.0, 2.0]],
-                         ids=["int32", "list"])
+@pytest.mark.parametrize("name", [
+    "relu6", "selu", "selu_", "logsigmoid", "relu", "relu_", "leaky_relu", "leaky_relu_",
+    "elu", "elu_", "gelu", "silu", "mish", "sigmoid", "tanh", "softplus", "softsign",
+    "hardtanh", "hardtanh_", "hardsigmoid", "hardswish"])
+@pytest.mark.parametrize("bad", [np.ones((2, 3), np.int32), [1.0, 2.0], np.float32(1.0)],
+                         ids=["int32", "list", "numpy-scalar"])
 def test_functional_activation_errors_name_the_function_called(name, bad):
     """F.relu6, F.selu and F.logsigmoid run another op's kernel (hardtanh, elu,
     softplus), whose name their errors gave: 'hardtanh: expected x of dtype float32 or
-    float64' for F.relu6 of an int array, a function the user never called."""
+    float64' for F.relu6 of an int array, a function the user never called. The others
+    run the fastnn.ops function of their name, whose parameter is x: their errors named x
+    ('relu: expected x of dtype ... (x.astype(np.float32) converts it)') where the
+    function's parameter, as PyTorch's, is input."""
     from fastnn.nn import functional as F
-    with pytest.raises(TypeError, match=rf"^{name.rstrip('_')}: expected input "):
+    with pytest.raises(TypeError, match=rf"^{name.rstrip('_')}: expected input ") as info:
         getattr(F, name)(bad)
+    assert not re.search(r"\bx\b", str(info.value)), str(info.value)
+
+
+def test_functional_gelu_tanh_error_names_gelu_and_input():
+    from fastnn.nn import functional as F
+    with pytest.raises(TypeError, match=r"^gelu: expected input of dtype .*"
+                                        r"\(input\.astype\(np\.float32\) converts it\)"):
+        F.gelu(np.ones(3, np.int32), approximate="tanh")
 
 
 _IN_PLACE_CALLS = {

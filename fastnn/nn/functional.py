@@ -199,17 +199,40 @@ def _axis(dim, ndim):
     return int(dim) % max(ndim, 1)
 
 
+def _op(op, x, *args, where=None, **kwargs):
+    """op(x, *args, **kwargs) of fastnn.ops, an error about x naming it input, the
+    function's parameter (fastnn.ops calls it x), and the function (where; op's name by
+    default). x is checked again only once op has refused a call, so a good call costs
+    nothing more."""
+    try:
+        return op(x, *args, **kwargs)
+    except (TypeError, ValueError):
+        named = _input_error(where or op.__name__, x)
+        if named is None:   # (op refused something else: its own error stands)
+            raise
+    raise named from None
+
+
+def _input_error(where, x):
+    """The error _float gives for x as the argument input of where, or None."""
+    try:
+        _float(where, "input", x, device_ok=True)
+    except (TypeError, ValueError) as error:
+        return error
+    return None
+
+
 def _elementwise(op, x, inplace, *args, where=None):
     """op(x, *args) of fastnn.ops; inplace=True writes the result into x and returns x
     (PyTorch's in-place variant). where: the function's name in errors (op's by default)."""
     if not inplace:
-        return op(x, *args)
+        return _op(op, x, *args, where=where)
     if isinstance(x, np.ndarray) and x.flags.c_contiguous and x.flags.writeable:
-        return op(x, *args, out=x)
+        return _op(op, x, *args, out=x, where=where)
     if _on_gpu(x) and _device.is_contiguous(x):
-        return op(x, *args, out=x)
+        return _op(op, x, *args, out=x, where=where)
     _check_writeable(where or op.__name__, x)
-    x[...] = op(x, *args)
+    x[...] = _op(op, x, *args, where=where)
     return x
 
 
@@ -328,9 +351,9 @@ def gelu(input, approximate="none"):
     """input * Phi(input) (the exact erf form), or with approximate='tanh' 0.5 input (1 +
     tanh(sqrt(2 / pi) (input + 0.044715 input^3))). input: any shape."""
     if approximate == "none":
-        return ops.gelu(input)
+        return _op(ops.gelu, input)
     if approximate == "tanh":
-        return ops.gelu_tanh(input)
+        return _op(ops.gelu_tanh, input, where="gelu")
     raise RuntimeValueError("approximate argument must be either none or tanh.")
 
 
@@ -346,12 +369,12 @@ def mish(input, inplace=False):
 
 def sigmoid(input):
     """1 / (1 + exp(-input)), finite for any input. input: any shape."""
-    return ops.sigmoid(input)
+    return _op(ops.sigmoid, input)
 
 
 def tanh(input):
     """tanh(input). input: any shape."""
-    return ops.tanh(input)
+    return _op(ops.tanh, input)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
@@ -361,7 +384,7 @@ def softplus(input, beta=1.0, threshold=20.0):
     nan_threshold = _is_nan(threshold)
     if not isinstance(beta, (numbers.Real, np.floating)) or (
             0 < beta < math.inf and not nan_threshold):
-        return ops.softplus(input, beta, threshold)
+        return _op(ops.softplus, input, beta, threshold)
     kernel, x = _kernel("softplus", input)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         return kernel(x, float(beta), float(threshold))
@@ -369,7 +392,7 @@ def softplus(input, beta=1.0, threshold=20.0):
 
 def softsign(input):
     """input / (1 + |input|). input: any shape."""
-    return ops.softsign(input)
+    return _op(ops.softsign, input)
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
