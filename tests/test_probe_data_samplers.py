@@ -617,3 +617,30 @@ def test_worker_seed_follows_the_loader_seed_not_the_global_generator():
         fastnn.manual_seed(g)
         list(data.DataLoader(np.arange(4), num_workers=1, worker_init_fn=init))
     assert seeds[0] == seeds[1] != seeds[2]
+
+
+_TAKE_A_GENERATOR = {
+    "random_split": lambda g: data.random_split(list(range(6)), [3, 3], generator=g),
+    "DataLoader": lambda g: data.DataLoader(list(range(6)), shuffle=True, generator=g),
+    "RandomSampler": lambda g: data.RandomSampler(list(range(6)), generator=g),
+    "SubsetRandomSampler": lambda g: data.SubsetRandomSampler([0, 2], generator=g),
+    "WeightedRandomSampler": lambda g: data.WeightedRandomSampler([1.0, 2.0], 3, generator=g),
+}
+
+
+@pytest.mark.parametrize("where", sorted(_TAKE_A_GENERATOR))
+def test_a_torch_generator_is_refused_saying_what_fastnn_takes(where):
+    """A torch.Generator (PyTorch's idiom generator=torch.Generator().manual_seed(0)) was
+    refused as 'must be None, an int or a numpy.random.Generator, got Generator', which
+    read as NumPy's Generator refused. fastnn draws with NumPy and cannot reproduce
+    PyTorch's order, so it stays refused, saying so and what to pass instead; an int seed
+    and a NumPy Generator are taken, and any other type is named in full."""
+    call = _TAKE_A_GENERATOR[where]
+    with pytest.raises(TypeError, match=rf"^{where}: .*numpy\.random\.Generator, got a "
+                                        r"torch\.Generator: fastnn draws with NumPy.*"
+                                        r"int seed .*np\.random\.default_rng\(seed\)"):
+        call(torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match=r"got numpy\.random\.mtrand\.RandomState$"):
+        call(np.random.RandomState(0))
+    call(0)
+    call(np.random.default_rng(0))

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import random as _random
 from ..errors import AssertionValueError, IndexValueError, RuntimeValueError
+from .sampler import generator_type_error
 
 
 class Dataset:
@@ -168,8 +169,7 @@ def _generator(generator, where):
         return generator
     if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
         return np.random.default_rng(int(generator))
-    raise TypeError(f"{where}: generator must be None, an int seed or a "
-                    f"numpy.random.Generator, got {type(generator).__name__}")
+    raise generator_type_error(where, "generator", generator)
 
 
 def random_split(dataset, lengths, generator=None):
@@ -177,7 +177,8 @@ def random_split(dataset, lengths, generator=None):
     ``len(dataset)``, or fractions summing to 1, floored with the remainder handed out
     one sample at a time from the first split, as PyTorch's). ``generator``: None
     (fastnn's generator, which ``fastnn.manual_seed`` seeds), an int seed or a
-    numpy.random.Generator."""
+    numpy.random.Generator (the draws are NumPy's: a torch.Generator is refused, as no
+    generator here gives PyTorch's split)."""
     lengths = list(lengths)
     n = len(dataset)
     if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:

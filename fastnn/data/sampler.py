@@ -26,21 +26,36 @@ from ..errors import RuntimeValueError, TypeValueError
 T_co = TypeVar("T_co", covariant=True)
 
 
-def as_generator(seed, where="DataLoader"):
-    """An np.random.Generator from an int seed, None (fresh entropy) or a Generator."""
+def as_generator(seed, where="DataLoader", name="seed (or generator)"):
+    """An np.random.Generator from an int seed, None (fresh entropy) or a Generator.
+    name: the argument as the caller takes it, in errors."""
     if isinstance(seed, np.random.Generator):
         return seed
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-        raise TypeError(f"{where}: seed (or generator) must be None, an int or a "
-                        f"numpy.random.Generator, got {type(seed).__name__}")
+        raise generator_type_error(where, name, seed)
     if seed is not None and seed < 0:
         raise ValueError(f"{where}: seed must be a non-negative int, got {seed}")
     return np.random.default_rng(None if seed is None else int(seed))
 
 
+def generator_type_error(where, name, value):
+    """The TypeError for a generator argument (name) that is none of None, an int seed
+    and a numpy.random.Generator. A PyTorch Generator (known by its type: torch is not
+    imported) is told why not: its type's bare name, Generator, read as NumPy's."""
+    taken = f"{where}: {name} must be None, an int seed or a numpy.random.Generator"
+    kind = type(value)
+    if kind.__module__.split(".")[0] == "torch" and hasattr(value, "initial_seed"):
+        return TypeError(f"{taken}, got a torch.Generator: fastnn draws with NumPy, so no "
+                         f"generator reproduces PyTorch's order; pass an int seed (such as "
+                         f"its initial_seed()) or np.random.default_rng(seed)")
+    qualified = (kind.__qualname__ if kind.__module__ == "builtins"
+                 else f"{kind.__module__}.{kind.__qualname__}")
+    return TypeError(f"{taken}, got {qualified}")
+
+
 def _kept_generator(generator, where):
     """None (a generator seeded from fastnn's at each pass), or the Generator to keep."""
-    return None if generator is None else as_generator(generator, where)
+    return None if generator is None else as_generator(generator, where, "generator")
 
 
 def _pass_generator(kept):
