@@ -484,8 +484,9 @@ def _check_batchnorm(where, x, weight, bias, mean_only, training):
         _check(where, "weight", weight, shape=(c,), dtype=x.dtype)
     if bias is not None:
         _check(where, "bias", bias, shape=(c,), dtype=x.dtype)
-    # PyTorch's rule: one value per channel is an error, an empty batch is not
-    if training and x.size // max(c, 1) == 1:
+    # PyTorch's rule: one value per channel is an error, an empty batch is not; mean_only
+    # takes no variance, so one value is fine there (y = bias)
+    if training and not mean_only and x.size // max(c, 1) == 1:
         raise ValueError(f"{where}: training-mode batch normalisation needs more than one value "
                          f"per channel, got input of shape {x.shape}")
     return x

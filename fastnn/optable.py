@@ -357,7 +357,8 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     running_var is None when mean_only. Training uses batch statistics
     (biased variance) and eval uses the running ones.
     Full: y = (x - mean) * invstd * weight + bias, invstd = 1 / sqrt(var + eps).
-    mean_only: y = x - mean + bias.
+    mean_only: y = x - mean + bias. Training takes one value per channel only when
+    mean_only (y = bias), as PyTorch refuses it for the variance.
     save_mean, save_invstd: (C,) buffers receiving the statistics used; out: x's shape
     or None. Returns (y, save_mean, save_invstd); save_invstd is None when mean_only.
     """

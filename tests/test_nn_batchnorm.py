@@ -30,6 +30,29 @@ def test_mean_only_subtracts_the_batch_mean_and_adds_the_bias(backend, dtype, rn
     assert_close(layer.backward(g), g, dtype)
 
 
+@pytest.mark.parametrize("shape", [(1, 4), (1, 4, 1)])
+def test_mean_only_trains_on_one_value_per_channel(backend, dtype, rng, shape):
+    """y = x - batch mean + bias needs no variance (PyTorch refuses one value per channel
+    for the full form because its variance is undefined): one value gives y = bias, no
+    gradient to x, the bias's gradient g and the running mean's momentum step to x. It
+    was refused as the full form is ('expected more than 1 value per channel'), the
+    layer and ops.batchnorm_forward alike."""
+    layer = nn.BatchNorm1d(4, mean_only=True).to_dtype(dtype)
+    layer.bias.data[...] = np.arange(4)
+    x = rng.standard_normal(shape).astype(dtype)
+    y = layer(x)
+    np.testing.assert_array_equal(y, np.arange(4, dtype=dtype).reshape(shape))
+    assert_close(layer.running_mean, 0.1 * x.reshape(4), dtype)
+    g = rng.standard_normal(shape).astype(dtype)
+    np.testing.assert_array_equal(layer.backward(g), np.zeros(shape, dtype))
+    assert_close(layer.bias.grad, g.reshape(4), dtype)
+    y, mean, invstd = fastnn.ops.batchnorm_forward(x.reshape(1, 4), None, np.zeros(4, dtype),
+                                                   np.zeros(4, dtype), None, mean_only=True)
+    assert invstd is None
+    np.testing.assert_array_equal(y, np.zeros((1, 4), dtype))
+    np.testing.assert_array_equal(mean, x.reshape(4))
+
+
 def test_running_statistics_follow_pytorch_over_steps_then_eval(backend, dtype, rng):
     layer = nn.BatchNorm2d(3, momentum=0.3).to_dtype(dtype)
     layer.weight.data[...] = rng.uniform(0.5, 1.5, 3)

@@ -80,8 +80,10 @@ class _BatchNorm(BatchCounter, Module):
             # PyTorch's check: a constant channel would divide 0 by sqrt(0)
             raise ValueError(f"{where}: eps must be positive when normalising with batch "
                              f"statistics (training), got {self.eps}")
-        # one value per channel has no variance; none (an empty batch) runs, as PyTorch
-        if self._batch_statistics() and math.prod(shape) // self.num_features == 1:
+        # one value per channel has no variance; none (an empty batch) runs, as PyTorch.
+        # mean_only needs none: one value gives y = x - x + bias = bias (grad_in 0)
+        if (self._batch_statistics() and not self.mean_only
+                and math.prod(shape) // self.num_features == 1):
             if self.track_running_stats:
                 mode, remedy = "training mode (batch statistics)", "a larger batch or eval()"
             else:
@@ -195,7 +197,9 @@ class BatchNorm1d(_BatchNorm):
     divisor), a host int that state_dict gives as a 0-d int64 array after running_var
     (PyTorch's key order; absent with track_running_stats=False). A state dict without
     it (an older checkpoint) loads strictly and leaves the count as it is.
-    mean_only=True: y = x - batch mean + bias (no weight, no running_var).
+    mean_only=True: y = x - batch mean + bias (no weight, no running_var); having no
+    variance to take, it trains on one value per channel too (y = bias, no gradient to
+    x), which the full form refuses as PyTorch's.
     bias=False (keyword, PyTorch 2.13's): a weight and no bias.
     """
 
