@@ -38,7 +38,8 @@ from . import results_io
 from .reasons import REASONS
 from .plots import make_plots
 from .results_io import Ceilings, index
-from .timing import fmt_time  # (in timing.py: the quick table, shipped in the wheel, uses it)
+# (in timing.py: the quick table, which the wheel ships without report.py, uses them)
+from .timing import fmt_ratio, fmt_time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "bench", "results")
@@ -102,14 +103,6 @@ def run_suite(json_path=LATEST, keyword=None, extra_args=(), not_run=NOT_RUN, sa
 
 
 # ----------------------------------------------------------------------- formatting
-def fmt_ratio(value, suffix="x"):
-    """Two decimals, or two significant digits below 0.1 (a ratio of 0.004 is not
-    '0.00x')."""
-    if value is None:
-        return "—"
-    return f"{value:.2f}{suffix}" if abs(value) >= 0.1 or value == 0 else f"{value:.2g}{suffix}"
-
-
 def _ordered(contenders):
     return sorted(contenders, key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c))
 

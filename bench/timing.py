@@ -56,3 +56,11 @@ def fmt_time(seconds):
         ms = seconds * 1e3
         return f"{ms:.2f} ms" if ms < 10 else f"{ms:.1f} ms" if ms < 100 else f"{ms:.0f} ms"
     return f"{seconds:.2f} s"
+
+
+def fmt_ratio(value, suffix="x"):
+    """A ratio as the tables print it: two decimals, or two significant digits below 0.1
+    (a ratio of 0.004 is not '0.00x'); None as a dash."""
+    if value is None:
+        return "—"
+    return f"{value:.2f}{suffix}" if abs(value) >= 0.1 or value == 0 else f"{value:.2g}{suffix}"

@@ -113,12 +113,6 @@ def _time(timing, fn, timings, key):
     return None
 
 
-def _ratio(value):
-    """Two decimals, or two significant digits below 0.1, as BENCHMARKS.md's ratios
-    (bench.report.fmt_ratio): 0.002 is '0.002x', not '0.00x'."""
-    return f"{value:.2f}x" if abs(value) >= 0.1 or value == 0 else f"{value:.2g}x"
-
-
 def _op_runner(case, contender, contenders):
     """The callable timing ``case`` on ``contender``; a fastnn backend's result is first
     checked against the NumPy reference's (``Case.check``: an AssertionError, shown as
@@ -192,8 +186,8 @@ def quick_table(threads=None, out=sys.stdout, package=None):
         fast = {c: v for c, v in t.items() if c in backends and v}
         best = min(fast, key=fast.get) if fast else None
         tb = fast.get(best)
-        vs_numpy = _ratio(t['numpy'] / tb) if tb and t.get("numpy") else "—"
-        vs_torch = _ratio(tb / t['torch']) if tb and t.get("torch") else "—"
+        vs_numpy = timing.fmt_ratio(t["numpy"] / tb if tb and t.get("numpy") else None)
+        vs_torch = timing.fmt_ratio(tb / t["torch"] if tb and t.get("torch") else None)
         if tb and flops:
             achieved = f"{flops / tb / 1e9:.0f} GFLOP/s ({100 * flops / tb / 1e9 / gemm:.0f}%)"
         elif tb and nbytes:
