@@ -3,6 +3,8 @@ backward neither computes nor touches its .grad (optimizers see none: has_no_gra
 the input gradient and the other parameters' gradients are bit for bit those of the
 unfrozen layer; a layer all frozen with no input gradient wanted does nothing; unfrozen
 again, the parameter gets PyTorch's gradient."""
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -158,29 +160,129 @@ def test_unfrozen_again_the_parameter_gets_pytorchs_gradient(backend, case, froz
         assert_close(dict(layer.named_parameters())[n].grad, q.grad.numpy(), np.float32)
 
 
-# layers whose backward has its own signature: (layer, forward giving the output the
-# gradient flows into); these leave a frozen parameter's gradient untouched (the
-# recurrent layers and MultiheadAttention still compute most of it)
-OWN_BACKWARD = {
-    "lstm": (lambda: nn.LSTM(3, 4), lambda m: m(_floats(5, 2, 3))[0]),
-    "gru": (lambda: nn.GRU(3, 4, num_layers=2, bidirectional=True),
-            lambda m: m(_floats(5, 2, 3))[0]),
+# Layers whose backward has its own signature: name -> (fastnn layer, PyTorch layer,
+# run(layer, dtype) -> (the output the gradient flows into, backward(grad) -> its
+# results), run_torch(layer) -> that output). Each backward leaves a frozen parameter's
+# .grad alone and skips computing it.
+def _x(dtype, *shape):
+    return _floats(*shape).astype(dtype)
+
+
+def _t(*shape):
+    return torch.tensor(_floats(*shape))
+
+
+def _sequence(m, dtype):
+    out, _ = m(_x(dtype, 5, 2, 3))
+    return out, m.backward
+
+
+def _packed(m, dtype):
+    seq = nn.utils.rnn.pack_padded_sequence(_x(dtype, 5, 3, 3), [5, 2, 4],
+                                            enforce_sorted=False)
+    out, _ = m(seq)
+    return out.data, lambda g: m.backward(g).data
+
+
+def _torch_packed(m):
+    seq = torch.nn.utils.rnn.pack_padded_sequence(_t(5, 3, 3), [5, 2, 4], enforce_sorted=False)
+    return m(seq)[0].data
+
+
+def _cell(m, dtype):
     # (a state given: from zeros, weight_hh's gradient would be zeros)
-    "rnn_cell": (lambda: nn.RNNCell(3, 4), lambda m: m(_floats(2, 3), _floats(2, 4))),
-    "lstm_cell": (lambda: nn.LSTMCell(3, 4),
-                  lambda m: m(_floats(2, 3), (_floats(2, 4), _floats(2, 4) * 0.5))[0]),
+    if isinstance(m, nn.LSTMCell):
+        h = m(_x(dtype, 2, 3), (_x(dtype, 2, 4), _x(dtype, 2, 4) * 0.5))[0]
+        return h, lambda g: m.backward((g, None))
+    return m(_x(dtype, 2, 3), _x(dtype, 2, 4)), m.backward
+
+
+def _torch_cell(m):
+    if isinstance(m, torch.nn.LSTMCell):
+        return m(_t(2, 3), (_t(2, 4), _t(2, 4) * 0.5))[0]
+    return m(_t(2, 3), _t(2, 4))
+
+
+def _attention(m, dtype):
+    kdim = m.kdim
+    out, _ = m(_x(dtype, 3, 2, 4), _x(dtype, 5, 2, kdim), _x(dtype, 5, 2, kdim))
+    return out, m.backward
+
+
+def _torch_attention(m):
+    return m(_t(3, 2, 4), _t(5, 2, m.kdim), _t(5, 2, m.kdim))[0]
+
+
+_LCE_TARGET = np.array([0, 3, 1, 2, 3, 0])
+
+
+def _linear_cross_entropy(m, dtype):
+    # (frozen before the forward, which computes the training-mode gradients)
+    m(_x(dtype, 6, 5), _LCE_TARGET)
+    return None, lambda g: m.backward()
+
+
+_ALS_TARGET = np.array([0, 2, 4, 5, 7, 9])
+
+
+def _adaptive_log_softmax(m, dtype):
+    return m(_x(dtype, 6, 16), _ALS_TARGET).output, lambda g: m.backward(grad_output=g)
+
+
+OWN_BACKWARD = {
+    "rnn_relu": (lambda: nn.RNN(3, 4, nonlinearity="relu"),
+                 lambda: torch.nn.RNN(3, 4, nonlinearity="relu"), _sequence,
+                 lambda m: m(_t(5, 2, 3))[0]),
+    "lstm": (lambda: nn.LSTM(3, 4), lambda: torch.nn.LSTM(3, 4), _sequence,
+             lambda m: m(_t(5, 2, 3))[0]),
+    "lstm_projected": (lambda: nn.LSTM(3, 4, bidirectional=True, proj_size=2),
+                       lambda: torch.nn.LSTM(3, 4, bidirectional=True, proj_size=2), _sequence,
+                       lambda m: m(_t(5, 2, 3))[0]),
+    "gru": (lambda: nn.GRU(3, 4, num_layers=2, bidirectional=True),
+            lambda: torch.nn.GRU(3, 4, num_layers=2, bidirectional=True), _sequence,
+            lambda m: m(_t(5, 2, 3))[0]),
+    "gru_packed": (lambda: nn.GRU(3, 4), lambda: torch.nn.GRU(3, 4), _packed, _torch_packed),
+    "rnn_cell": (lambda: nn.RNNCell(3, 4), lambda: torch.nn.RNNCell(3, 4), _cell, _torch_cell),
+    "lstm_cell": (lambda: nn.LSTMCell(3, 4), lambda: torch.nn.LSTMCell(3, 4), _cell,
+                  _torch_cell),
+    "gru_cell": (lambda: nn.GRUCell(3, 4), lambda: torch.nn.GRUCell(3, 4), _cell, _torch_cell),
+    "multihead_attention": (lambda: nn.MultiheadAttention(4, 2),
+                            lambda: torch.nn.MultiheadAttention(4, 2), _attention,
+                            _torch_attention),
+    "multihead_attention_kdim": (
+        lambda: nn.MultiheadAttention(4, 2, kdim=3, vdim=3, add_bias_kv=True,
+                                      add_zero_attn=True),
+        lambda: torch.nn.MultiheadAttention(4, 2, kdim=3, vdim=3, add_bias_kv=True,
+                                            add_zero_attn=True),
+        _attention, _torch_attention),
+    "encoder_layer": (lambda: nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0),
+                      lambda: torch.nn.TransformerEncoderLayer(4, 2, 8, dropout=0.0),
+                      lambda m, dtype: (m(_x(dtype, 3, 2, 4)), m.backward),
+                      lambda m: m(_t(3, 2, 4))),
+    "decoder_layer": (lambda: nn.TransformerDecoderLayer(4, 2, 8, dropout=0.0, norm_first=True),
+                      lambda: torch.nn.TransformerDecoderLayer(4, 2, 8, dropout=0.0,
+                                                               norm_first=True),
+                      lambda m, dtype: (m(_x(dtype, 3, 2, 4), _x(dtype, 5, 2, 4)), m.backward),
+                      lambda m: m(_t(3, 2, 4), _t(5, 2, 4))),
+    "transformer": (lambda: nn.Transformer(4, 2, 1, 1, 8, dropout=0.0),
+                    lambda: torch.nn.Transformer(4, 2, 1, 1, 8, dropout=0.0),
+                    lambda m, dtype: (m(_x(dtype, 5, 2, 4), _x(dtype, 3, 2, 4)), m.backward),
+                    lambda m: m(_t(5, 2, 4), _t(3, 2, 4))),
+    "linear_cross_entropy": (lambda: nn.LinearCrossEntropyLoss(5, 4, bias=True),
+                             lambda: torch.nn.LinearCrossEntropyLoss(5, 4, bias=True),
+                             _linear_cross_entropy,
+                             lambda m: m(_t(6, 5), torch.tensor(_LCE_TARGET))),
     "adaptive_log_softmax": (
         lambda: nn.AdaptiveLogSoftmaxWithLoss(16, 10, [3, 6], head_bias=True),
-        lambda m: m(_floats(6, 16), np.array([0, 2, 4, 5, 7, 9])).output),
-    "multihead_attention": (lambda: nn.MultiheadAttention(4, 2),
-                            lambda m: m(_floats(3, 2, 4), _floats(5, 2, 4),
-                                        _floats(5, 2, 4))[0]),
+        lambda: torch.nn.AdaptiveLogSoftmaxWithLoss(16, 10, [3, 6], head_bias=True),
+        _adaptive_log_softmax, lambda m: m(_t(6, 16), torch.tensor(_ALS_TARGET)).output),
 }
 
 
-def _own_layer(name):
+def _own_layer(name, dtype=np.float32):
     fastnn.manual_seed(0)
-    return OWN_BACKWARD[name][0]()
+    layer = OWN_BACKWARD[name][0]()
+    return layer.double() if dtype == np.float64 else layer
 
 
 def _arrays(value):
@@ -192,34 +294,72 @@ def _arrays(value):
     return [value]
 
 
-def _own_run(layer, name):
-    y = OWN_BACKWARD[name][1](layer)
-    grad = np.random.default_rng(2).standard_normal(y.shape).astype(np.float32)
-    if name == "lstm_cell":
-        grad = (grad, None)
-    if name == "adaptive_log_softmax":
-        return _arrays(layer.backward(grad_output=grad))
-    return _arrays(layer.backward(grad))
+def _grad_out(y):
+    """The gradient w.r.t. the output y (None for a loss, whose backward takes none)."""
+    if y is None:
+        return None
+    return np.random.default_rng(2).standard_normal(y.shape).astype(y.dtype)
+
+
+def _own_run(layer, name, dtype=np.float32):
+    y, backward = OWN_BACKWARD[name][2](layer, dtype)
+    grad = _grad_out(y)
+    return _arrays(backward(grad)), grad
+
+
+OWN_PAIRS = [(c, n) for c in OWN_BACKWARD for n, _ in _own_layer(c).named_parameters()]
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-@pytest.mark.parametrize("case,frozen", [(c, n) for c in OWN_BACKWARD
-                                         for n, _ in _own_layer(c).named_parameters()])
+@pytest.mark.parametrize("case,frozen", OWN_PAIRS)
 def test_a_frozen_parameter_of_these_layers_keeps_its_gradient(backend, case, frozen):
     with fastnn.use_backend(backend):
         reference = _own_layer(case)
         reference.zero_grad()
-        want = _own_run(reference, case)
+        want, _ = _own_run(reference, case)
         layer = _own_layer(case)
         layer.zero_grad()
         param = dict(layer.named_parameters())[frozen]
+        param.grad = np.full(param.data.shape, 0.25, param.data.dtype)
+        held = param.grad
         param.requires_grad_(False)
-        got = _own_run(layer, case)
+        got, _ = _own_run(layer, case)
         assert optim.has_no_grad(param)
-        assert param.grad is None or not np.any(param.grad)
+        assert param.grad is held   # (the same array, its values as they were)
+        np.testing.assert_array_equal(held, np.full(held.shape, 0.25, held.dtype))
         assert len(got) == len(want)
         for g, w in zip(got, want):
             np.testing.assert_array_equal(g, w)
         for n, p in layer.named_parameters():
             if n != frozen:
                 np.testing.assert_array_equal(p.grad, dict(reference.named_parameters())[n].grad)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case,frozen", OWN_PAIRS)
+def test_unfrozen_again_these_layers_get_pytorchs_gradients(backend, case, frozen):
+    with fastnn.use_backend(backend):
+        layer = _own_layer(case)
+        layer.zero_grad()
+        param = dict(layer.named_parameters())[frozen]
+        param.requires_grad_(False)
+        _own_run(layer, case)
+        param.requires_grad_(True)
+        layer.zero_grad()
+        _own_run(layer, case)
+    ours = dict(layer.named_parameters())
+    for n, want in _torch_grads(case).items():
+        assert_close(ours[n].grad, want, np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_grads(case):
+    """{name: PyTorch's gradient} of the case's layer (its fastnn twin's values, the
+    same gradient w.r.t. the output), computed once for every backend and frozen name."""
+    layer = _own_layer(case)
+    _, grad_out = _own_run(layer, case)
+    theirs = OWN_BACKWARD[case][1]()
+    theirs.load_state_dict({k: torch.tensor(np.array(v)) for k, v in layer.state_dict().items()})
+    y = OWN_BACKWARD[case][3](theirs)
+    (y if grad_out is None else (y * torch.tensor(grad_out)).sum()).backward()
+    return {n: q.grad.numpy() for n, q in theirs.named_parameters()}

@@ -10,7 +10,7 @@ from ..errors import AssertionTypeError, AssertionValueError, RuntimeValueError
 from ..validation import check_bool, check_float_array, check_number, check_positive_int
 from . import init
 from .linear import Linear
-from .module import Module, Parameter, check_kept, kept_for_backward
+from .module import Module, Parameter, check_kept, kept_for_backward, trains
 
 
 # PyTorch's attention asserts its shapes (AssertionError), raises RuntimeError for a
@@ -372,12 +372,10 @@ class MultiheadAttention(Module):
         h, d = self.num_heads, self.head_dim
         wo = _device.to_host(self.out_proj.weight.data)
         flat_g = g.reshape(-1, e)
-        if self.out_proj.weight.requires_grad:
-            self._accumulate(self.out_proj.weight, flat_g.T @ concat.reshape(-1, e))
-        if self.out_proj.bias is not None:
-            # the bias sums in float64: NumPy adds a column's rows one by one, which in
-            # float32 drifts over N * L rows (2^17: 5e-6 off, PyTorch's 7e-8)
-            self._accumulate(self.out_proj.bias, flat_g.sum(axis=0, dtype=np.float64))
+        self._accumulate(self.out_proj.weight, lambda: flat_g.T @ concat.reshape(-1, e))
+        # the bias sums in float64: NumPy adds a column's rows one by one, which in
+        # float32 drifts over N * L rows (2^17: 5e-6 off, PyTorch's 7e-8)
+        self._accumulate(self.out_proj.bias, lambda: flat_g.sum(axis=0, dtype=np.float64))
         d_heads = (g @ wo).reshape(n, length, h, d).transpose(0, 2, 1, 3)    # (N, h, L, d)
         dropped = weights if drop_mask is None else weights * drop_mask
         dv = dropped.transpose(0, 1, 3, 2) @ d_heads
@@ -393,29 +391,32 @@ class MultiheadAttention(Module):
                       for dh in (dq, dk, dv))
         if self.bias_k is not None:
             for param, d_last in ((self.bias_k, dk[:, -1]), (self.bias_v, dv[:, -1])):
-                self._accumulate(param, d_last.sum(axis=0, dtype=np.float64).reshape(1, 1, e))
+                self._accumulate(param, lambda d=d_last: d.sum(axis=0, dtype=np.float64)
+                                 .reshape(1, 1, e))
             dk, dv = dk[:, :-1], dv[:, :-1]
-        grads_w, grads_b, grads_in = [], [], []
-        for dp, x, w in zip((dq, dk, dv), (q_in, k_in, v_in), self._proj_weights()):
-            dp = dp.reshape(-1, e)                                           # (N * len, E)
-            grads_w.append(dp.T @ x.reshape(-1, x.shape[-1]))
-            grads_b.append(dp.sum(axis=0, dtype=np.float64))
-            grads_in.append((dp @ w).reshape(x.shape))
+        dps = [dp.reshape(-1, e) for dp in (dq, dk, dv)]                     # (N * len, E)
+        inputs = (q_in, k_in, v_in)
+        weight_grads = [lambda dp=dp, x=x: dp.T @ x.reshape(-1, x.shape[-1])
+                        for dp, x in zip(dps, inputs)]
         if self._qkv_same_embed_dim:
-            self._accumulate(self.in_proj_weight, np.concatenate(grads_w))
+            self._accumulate(self.in_proj_weight,
+                             lambda: np.concatenate([grad() for grad in weight_grads]))
         else:
             for param, grad in zip((self.q_proj_weight, self.k_proj_weight,
-                                    self.v_proj_weight), grads_w):
+                                    self.v_proj_weight), weight_grads):
                 self._accumulate(param, grad)
-        if self.in_proj_bias is not None:
-            self._accumulate(self.in_proj_bias, np.concatenate(grads_b))
-        return tuple(namespace.put(self._layout(gi, unbatched))
-                     for gi in grads_in)
+        self._accumulate(self.in_proj_bias, lambda: np.concatenate(
+            [dp.sum(axis=0, dtype=np.float64) for dp in dps]))
+        return tuple(namespace.put(self._layout((dp @ w).reshape(x.shape), unbatched))
+                     for dp, x, w in zip(dps, inputs, self._proj_weights()))
 
     @staticmethod
-    def _accumulate(param, value):
-        """param.grad += value; a frozen param's gradient left untouched (PyTorch's)."""
-        if param.requires_grad:
+    def _accumulate(param, gradient):
+        """param.grad += gradient(), the gradient computed only for a param that trains: a
+        frozen one's (or an absent one's, None) is neither computed nor touched
+        (PyTorch's)."""
+        if trains(param):
+            value = gradient()
             _device.update_on_host(param.grad, lambda a: np.add(a, value, out=a))
 
     def extra_repr(self):

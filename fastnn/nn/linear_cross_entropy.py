@@ -15,7 +15,7 @@ from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, check_float_array,
                           check_positive_int)
 from .linear import Linear
 from .loss import REDUCTIONS, CrossEntropyLoss, class_weights, deprecated_mean
-from .module import Module, check_kept, kept_for_backward
+from .module import Module, check_kept, kept_for_backward, live_grad, trains
 
 
 class LinearCrossEntropyLoss(Module):
@@ -264,14 +264,16 @@ class LinearCrossEntropyLoss(Module):
                 yield start, stop, logits.reshape(self.num_classes), target[0]
 
     def _grad_buffers(self, x):
-        """(grad_in (N, in), grad_weight, grad_bias or None), zeroed where accumulated:
-        the gradients a training-mode forward computes."""
+        """(grad_in (N, in), grad_weight, grad_bias), zeroed where accumulated: the
+        gradients a training-mode forward computes (None for an absent or frozen
+        parameter's: PyTorch's backward does not compute it)."""
         ns = _device.namespace(self._device)
         weight = self.linear.weight.data
-        grad_weight = self._buffer("grad_weight", weight.shape, weight.dtype)
-        ns.fill_zero(grad_weight)
-        grad_bias = None
-        if self.linear.bias is not None:
+        grad_weight = grad_bias = None
+        if trains(self.linear.weight):
+            grad_weight = self._buffer("grad_weight", weight.shape, weight.dtype)
+            ns.fill_zero(grad_weight)
+        if trains(self.linear.bias):
             grad_bias = self._buffer("grad_bias", self.linear.bias.data.shape, weight.dtype)
             ns.fill_zero(grad_bias)
         return ns.empty(x.shape, x.dtype), grad_weight, grad_bias
@@ -306,9 +308,11 @@ class LinearCrossEntropyLoss(Module):
         if grads is not None:
             grad_in, grad_weight, grad_bias = grads
             factor = 1.0 if grad is None else float(grad)
-            _accumulate(self.linear.weight.grad, grad_weight, factor)
-            if grad_bias is not None:
-                _accumulate(self.linear.bias.grad, grad_bias, factor)
+            # (a parameter frozen since the forward: its .grad left untouched)
+            for param, value in ((self.linear.weight, grad_weight),
+                                 (self.linear.bias, grad_bias)):
+                if value is not None and trains(param):
+                    _accumulate(param.grad, value, factor)
             if grad is not None:
                 grad_in = _device.scaled(grad_in, factor, copy=True)
         else:
@@ -324,12 +328,13 @@ class LinearCrossEntropyLoss(Module):
         criterion = self._criterion(reduction, probabilities)
         per_loss = grad is not None and np.ndim(grad) != 0   # ('none' batched only)
         factor = None if per_loss else scale * (1.0 if grad is None else float(grad))
-        bias_grad = None if self.linear.bias is None else self.linear.bias.grad
+        # (None for a frozen parameter: the kernel neither computes nor touches it)
+        weight_grad, bias_grad = live_grad(self.linear.weight), live_grad(self.linear.bias)
         for start, stop, pred, labels in self._chunks(x, target, batched):
             criterion.forward(pred, labels)
             g = criterion.backward(grad[start:stop] if per_loss
                                    else None if factor == 1.0 else factor)
-            self._linear_backward(g, x[start:stop], self.linear.weight.grad, bias_grad,
+            self._linear_backward(g, x[start:stop], weight_grad, bias_grad,
                                   grad_in[start:stop])
         if factor is not None and factor != factor and not probabilities:
             _zero_ignored_rows(grad_in, target, self._ignore())

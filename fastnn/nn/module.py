@@ -197,10 +197,16 @@ def live_grad(param):
     return None if param is None or not param.requires_grad else param.grad
 
 
+def trains(param):
+    """True for a parameter whose gradient a backward computes: present (not None) and
+    not frozen; reads nothing (``param.grad``'s read would start a pending gradient)."""
+    return param is not None and param.requires_grad
+
+
 def nothing_to_compute(need_grad_in, *params):
     """True when a backward has nothing to do: no input gradient wanted and each of
     params (None for a missing one) frozen."""
-    return not need_grad_in and all(p is None or not p.requires_grad for p in params)
+    return not need_grad_in and not any(trains(p) for p in params)
 
 
 def _unpickled(value):
@@ -301,9 +307,9 @@ class Parameter(ParameterArithmetic):
         # which an optimizer skips (weight decay would otherwise move an unused one)
         self._zero_grad_lazily()
         #: False freezes the parameter: optimizers leave it (and its state) untouched
-        #: (PyTorch's skip it while its grad is None); backward still accumulates its
-        #: .grad (layers other than Linear do not skip it), and unfreezing puts back the
-        #: gradient it had when frozen.
+        #: (PyTorch's skip it while its grad is None); fastnn's layers' backwards neither
+        #: compute nor touch its .grad, and unfreezing puts back the gradient it had when
+        #: frozen (which a custom layer's backward may have filled).
         self.requires_grad = bool(requires_grad)
 
     def _get_requires_grad(self):
@@ -311,7 +317,7 @@ class Parameter(ParameterArithmetic):
 
     def _set_requires_grad(self, value):
         """requires_grad = value. A frozen parameter's .grad may still take what backward
-        adds (in the layers that do not skip it yet: see ``optim.has_no_grad``), where
+        adds (a custom layer's that does not skip it: see ``optim.has_no_grad``), where
         PyTorch's backward leaves a frozen gradient alone: unfrozen, it would have
         stepped by every frozen step's gradient summed (fine-tuning with the backbone
         unfrozen mid-training, its gradient never zeroed by the head's optimizer). So

@@ -33,7 +33,7 @@ from ..errors import IndexValueError, RuntimeValueError
 from ..validation import (check_bool, check_float_array, check_number, check_only,
                           check_positive_int)
 from . import init
-from .module import Module, Parameter, check_kept, kept_for_backward
+from .module import Module, Parameter, check_kept, kept_for_backward, trains
 from .rnn_utils import PackedSequence, _check_batch_sizes
 
 
@@ -164,6 +164,19 @@ def reset_uniform_by_hidden_size(layer):
     bound = 1.0 / math.sqrt(layer.hidden_size) if layer.hidden_size > 0 else 0.0
     for param in layer.parameters():
         init.uniform_(param, -bound, bound)
+
+
+class _LiveGrads:
+    """Which gradients of a layer and direction's parameters a backward computes:
+    ``params`` (W_ih, W_hh, b_ih, b_hh, W_hr, None where absent) and for each a flag,
+    False where absent or frozen (PyTorch's backward neither computes nor touches a
+    frozen parameter's gradient); ``recurrent``: the recurrent side's pre-activation
+    gradient is needed (W_hh's or b_hh's)."""
+
+    def __init__(self, module, layer, suffix):
+        self.params = module._params(layer, suffix)
+        self.w_ih, self.w_hh, self.b_ih, self.b_hh, self.w_hr = map(trains, self.params)
+        self.recurrent = self.w_hh or self.b_hh
 
 
 #: the error of a layer of two outputs in a Sequential
@@ -640,48 +653,53 @@ class RNNBase(Module):
         seq, steps, w_ih, w_hh, w_hr, layer, suffix, reverse = cache
         length, n, width = seq.shape
         gh = w_ih.shape[0]
+        live = _LiveGrads(self, layer, suffix)
         da_x = np.empty((length, n, gh), seq.dtype)
         # the recurrent side's gradient and the h each step started from (step[0]), kept
         # per step for one product over all steps after the loop: W_hh's gradient as
         # one (G H, L N) @ (L N, H) GEMM, not L small ones inside the sequential loop
-        h_prev = np.empty((length, n, w_hh.shape[1]), seq.dtype)
+        h_prev = np.empty((length, n, w_hh.shape[1]), seq.dtype) if live.w_hh else None
         da_h = None   # da_x itself where the rule's two gradients are one (LSTM, RNN)
-        grad_w_hr = None if w_hr is None else np.zeros_like(w_hr)
+        grad_w_hr = np.zeros_like(w_hr) if live.w_hr else None
         order = range(length) if reverse else range(length - 1, -1, -1)
         for t, (step, raw) in zip(order, reversed(steps)):
             dh = dh + dout[t]
             if w_hr is not None:   # h = raw W_hr^T
-                grad_w_hr += dh.T @ raw
+                if grad_w_hr is not None:
+                    grad_w_hr += dh.T @ raw
                 dh = dh @ w_hr
             dax, dah, dh, dc = self._step_back(dh, dc, step, w_hh)
             da_x[t] = dax
-            h_prev[t] = step[0]
-            if dah is not dax:
+            if h_prev is not None:
+                h_prev[t] = step[0]
+            if dah is not dax and live.recurrent:
                 if da_h is None:
                     da_h = np.empty_like(da_x)
                 da_h[t] = dah
         recurrent = (da_x if da_h is None else da_h).reshape(length * n, gh)
-        grad_w_hh = recurrent.T @ h_prev.reshape(length * n, w_hh.shape[1])
+        grad_w_hh = (recurrent.T @ h_prev.reshape(length * n, w_hh.shape[1])
+                     if live.w_hh else None)
         # the bias sums in float64: NumPy adds a column's rows one by one, which in
         # float32 drifts over length * n rows (2^17: 1e-5 off, PyTorch's 1e-7)
-        grad_b_hh = recurrent.sum(axis=0, dtype=np.float64)
+        grad_b_hh = recurrent.sum(axis=0, dtype=np.float64) if live.b_hh else None
         flat = da_x.reshape(length * n, gh)
         dx = self._input_side_back(flat, seq.reshape(length * n, width), w_ih, grad_w_hh,
-                                   grad_b_hh, grad_w_hr, layer, suffix)
+                                   grad_b_hh, grad_w_hr, live)
         return dx.reshape(length, n, width), dh, (dc if dc is not None else 0)
 
-    def _input_side_back(self, da_x, inputs, w_ih, grad_w_hh, grad_b_hh, grad_w_hr, layer,
-                         suffix):
+    @staticmethod
+    def _input_side_back(da_x, inputs, w_ih, grad_w_hh, grad_b_hh, grad_w_hr, live):
         """Accumulates a layer and direction's parameter gradients, given da_x (rows, G H)
         the gradient w.r.t. the input projections of inputs (rows, in) and the recurrent
-        side's sums; returns the gradient w.r.t. inputs (rows, in)."""
-        p_ih, p_hh, b_ih, b_hh, p_hr = self._params(layer, suffix)
-        grad_b_ih = da_x.sum(axis=0, dtype=np.float64)   # (in float64 as _run_back's grad_b_hh)
-        for param, value in ((p_ih, None), (p_hh, grad_w_hh),
-                             (b_ih, grad_b_ih), (b_hh, grad_b_hh), (p_hr, grad_w_hr)):
-            # (a frozen parameter's gradient is left untouched, as PyTorch's)
-            if param is not None and param.requires_grad:
-                value = da_x.T @ inputs if value is None else value
+        side's sums (None for a frozen parameter), ``live`` its ``_LiveGrads``; returns
+        the gradient w.r.t. inputs (rows, in)."""
+        p_ih, p_hh, b_ih, b_hh, p_hr = live.params
+        # (the bias in float64, as _run_back's grad_b_hh)
+        grad_b_ih = da_x.sum(axis=0, dtype=np.float64) if live.b_ih else None
+        grad_w_ih = da_x.T @ inputs if live.w_ih else None
+        for param, value in ((p_ih, grad_w_ih), (p_hh, grad_w_hh), (b_ih, grad_b_ih),
+                             (b_hh, grad_b_hh), (p_hr, grad_w_hr)):
+            if value is not None:   # (None: frozen or absent, its .grad left untouched)
                 _device.update_on_host(param.grad, lambda a, v=value: np.add(a, v, out=a))
         return da_x @ w_ih
 
@@ -693,22 +711,26 @@ class RNNBase(Module):
         to h0 from its last step (reverse), mirroring the forward's row updates."""
         data, sizes, steps, w_ih, w_hh, w_hr, layer, suffix, reverse = cache
         gh = w_ih.shape[0]
+        live = _LiveGrads(self, layer, suffix)
         da_x = np.empty((data.shape[0], gh), data.dtype)
-        h_prev = np.empty((data.shape[0], w_hh.shape[1]), data.dtype)   # as in _run_back
+        h_prev = (np.empty((data.shape[0], w_hh.shape[1]), data.dtype)   # as in _run_back
+                  if live.w_hh else None)
         da_h = None
-        grad_w_hr = None if w_hr is None else np.zeros_like(w_hr)
+        grad_w_hr = np.zeros_like(w_hr) if live.w_hr else None
         spans = _step_spans(sizes)
         order = range(sizes.size) if reverse else range(sizes.size - 1, -1, -1)
         for t, (step, raw) in zip(order, reversed(steps)):
             rows, b = spans[t]
             dh_b = dh[:b] + dout[rows]
             if w_hr is not None:
-                grad_w_hr += dh_b.T @ raw
+                if grad_w_hr is not None:
+                    grad_w_hr += dh_b.T @ raw
                 dh_b = dh_b @ w_hr
             dax, dah, dh_b, dc_b = self._step_back(dh_b, dc[:b], step, w_hh)
             da_x[rows] = dax
-            h_prev[rows] = step[0]
-            if dah is not dax:
+            if h_prev is not None:
+                h_prev[rows] = step[0]
+            if dah is not dax and live.recurrent:
                 if da_h is None:
                     da_h = np.empty_like(da_x)
                 da_h[rows] = dah
@@ -716,9 +738,9 @@ class RNNBase(Module):
             if dc_b is not None:
                 dc = _over_rows(dc_b, dc)
         recurrent = da_x if da_h is None else da_h
-        dx = self._input_side_back(da_x, data, w_ih, recurrent.T @ h_prev,
-                                   recurrent.sum(axis=0, dtype=np.float64), grad_w_hr,
-                                   layer, suffix)
+        dx = self._input_side_back(
+            da_x, data, w_ih, recurrent.T @ h_prev if live.w_hh else None,
+            recurrent.sum(axis=0, dtype=np.float64) if live.b_hh else None, grad_w_hr, live)
         return dx, dh, (dc if self.has_cell else 0)
 
     def extra_repr(self):
@@ -963,14 +985,13 @@ class RNNCellBase(Module):
         self._stack.pop()
         w_hh = self._host("weight_hh")
         dax, dah, dh, dc = self._rule.step_back(flat[0], flat[1], cache, w_hh)
-        grads = [("weight_ih", dax.T @ host), ("weight_hh", dah.T @ cache[0])]
-        if self.bias:
-            grads += [("bias_ih", dax.sum(axis=0, dtype=np.float64)),
-                      ("bias_hh", dah.sum(axis=0, dtype=np.float64))]
+        grads = (("weight_ih", lambda: dax.T @ host), ("weight_hh", lambda: dah.T @ cache[0]),
+                 ("bias_ih", lambda: dax.sum(axis=0, dtype=np.float64)),
+                 ("bias_hh", lambda: dah.sum(axis=0, dtype=np.float64)))
         for pname, value in grads:
-            param = getattr(self, pname)
-            if param.requires_grad:   # (a frozen one's left untouched, as PyTorch's)
-                _device.update_on_host(param.grad, lambda a, v=value: np.add(a, v, out=a))
+            param = getattr(self, pname, None)
+            if trains(param):   # (a frozen one's neither computed nor touched, as PyTorch's)
+                _device.update_on_host(param.grad, lambda a, v=value(): np.add(a, v, out=a))
         put = lambda a, n: namespace.put(a.reshape(lead + (n,)))  # noqa: E731
         grad_x = put(dax @ self._host("weight_ih"), self.input_size)
         if self._rule.has_cell:
