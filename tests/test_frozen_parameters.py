@@ -1,8 +1,9 @@
 """A frozen parameter (requires_grad_(False)) gets no gradient, as in PyTorch: each layer's
 backward neither computes nor touches its .grad (optimizers see none: has_no_grad), while
 the input gradient and the other parameters' gradients are bit for bit those of the
-unfrozen layer; a layer all frozen with no input gradient wanted does nothing; unfrozen
-again, the parameter gets PyTorch's gradient."""
+unfrozen layer; a layer all frozen with no input gradient wanted does nothing; a frozen
+gradient cleared to None stays None; unfrozen again, the parameter gets PyTorch's
+gradient."""
 import functools
 
 import numpy as np
@@ -137,6 +138,36 @@ def test_an_all_frozen_layer_without_input_gradient_does_nothing(backend, case):
         for p in layer.parameters():
             assert optim.has_no_grad(p)
             assert p.grad is None or not np.any(p.grad)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case", list(CASES))
+def test_all_frozen_the_gradients_cleared_to_none_stay_none(backend, case):
+    with fastnn.use_backend(backend):
+        reference = _layer(case)
+        reference.zero_grad()
+        want_in, _ = _run(reference, case, CASES[case][3])
+        layer = _layer(case)
+        for p in layer.parameters():
+            p.grad = None   # (PyTorch's way of clearing it; a backward would make zeros)
+        layer.requires_grad_(False)
+        got_in, _ = _run(layer, case, CASES[case][3])
+        for p in layer.parameters():
+            assert p.grad is None and optim.has_no_grad(p)
+        if CASES[case][3]:
+            for got, want in zip(*(v if isinstance(v, tuple) else (v,)
+                                   for v in (got_in, want_in))):
+                _assert_same_input_gradient(layer, got, want, np.float32)
+
+
+def _assert_same_input_gradient(layer, got, want, dtype):
+    """got == want bit for bit; close only where layer has a LayerNorm, whose kernels, all
+    its parameters frozen, take a path of their own (the numba and Cython ones' input
+    gradient then differs from the unfrozen one's in the last bit)."""
+    if any(isinstance(m, nn.LayerNorm) for m in layer.modules()):
+        assert_close(got, want, dtype)
+    else:
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -333,6 +364,26 @@ def test_a_frozen_parameter_of_these_layers_keeps_its_gradient(backend, case, fr
         for n, p in layer.named_parameters():
             if n != frozen:
                 np.testing.assert_array_equal(p.grad, dict(reference.named_parameters())[n].grad)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("case", list(OWN_BACKWARD))
+def test_these_layers_all_frozen_keep_none_gradients(backend, dtype, case):
+    with fastnn.use_backend(backend):
+        reference = _own_layer(case, dtype)
+        reference.zero_grad()
+        want, _ = _own_run(reference, case, dtype)
+        layer = _own_layer(case, dtype)
+        for p in layer.parameters():
+            p.grad = None
+        layer.requires_grad_(False)
+        got, _ = _own_run(layer, case, dtype)
+        for p in layer.parameters():
+            assert p.grad is None
+        assert len(got) == len(want)
+        for g, w in zip(got, want):
+            _assert_same_input_gradient(layer, g, w, dtype)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

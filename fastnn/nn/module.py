@@ -2460,9 +2460,11 @@ class Module:
         """Zeros, pending as after zero_grad(), for each parameter of this module whose
         .grad is None (``p.grad = None``, PyTorch's way of clearing it): the backward about
         to run writes a fresh gradient there, as PyTorch's makes one (layers read and
-        write .grad arrays); one it does not reach stays skipped by optimizers."""
+        write .grad arrays); one it does not reach stays skipped by optimizers. A frozen
+        parameter's None stays None: no backward computes or touches its gradient."""
         for p in self.parameters():
-            if type(p) is Parameter and p._grad is None and _device.is_array(p._data):
+            if (type(p) is Parameter and p._grad is None and p.requires_grad
+                    and _device.is_array(p._data)):
                 data = p._data
                 object.__setattr__(p, "_grad", _device.namespace_of(data).zeros(
                     data.shape, data.dtype))
