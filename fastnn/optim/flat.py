@@ -203,11 +203,12 @@ def has_no_grad(p):
     """True where PyTorch's .grad would be None, which optimizers skip (a custom one's
     ``if p.grad is None: continue`` is ``if optim.has_no_grad(p): continue``): no
     backward wrote it (``grad_not_written``), or p is frozen (requires_grad False:
-    PyTorch never computes its gradient, and neither do the backwards of Linear,
-    Conv1d/2d/3d, ConvTranspose1d/2d/3d, BatchNorm1d/2d/3d, LayerNorm, GroupNorm,
-    InstanceNorm1d/2d/3d, RMSNorm, PReLU, Embedding, EmbeddingBag, Bilinear and
-    AdaptiveLogSoftmaxWithLoss, which leave it alone; the recurrent layers and
-    MultiheadAttention leave it alone too but still compute most of it)."""
+    PyTorch never computes its gradient, and neither do the backwards of fastnn's
+    layers: Linear, Conv1d/2d/3d, ConvTranspose1d/2d/3d, BatchNorm1d/2d/3d, LayerNorm,
+    GroupNorm, InstanceNorm1d/2d/3d, RMSNorm, PReLU, Embedding, EmbeddingBag,
+    Bilinear, AdaptiveLogSoftmaxWithLoss, RNN, LSTM, GRU and their cells,
+    MultiheadAttention, the Transformer layers and LinearCrossEntropyLoss leave it
+    alone; a custom layer's backward may still fill it)."""
     return grad_not_written(p) or not getattr(p, "requires_grad", True)
 
 
