@@ -38,8 +38,20 @@ class Adagrad(Optimizer):
         self._flag(group, "maximize")
 
     # PyTorch's Adagrad makes every parameter's state (step 0, sum) in its constructor:
-    # its state dict holds them before any step, and loads only with them
+    # its state dict holds them before any step, and loads only with them; a parameter
+    # added by add_param_group gets its entry at its first step (_unlisted)
     _eager_state = True
+
+    def _listed_before_step(self, index):
+        return index not in self.__dict__.get("_unlisted", ())
+
+    def add_param_group(self, param_group):
+        """Optimizer.add_param_group; the new parameters have no state entry until their
+        first step, as torch's (its constructor alone makes the step-0 entries)."""
+        start = sum(len(g["params"]) for g in self.param_groups)
+        super().add_param_group(param_group)
+        end = sum(len(g["params"]) for g in self.param_groups)
+        self._unlisted = set(self.__dict__.get("_unlisted", ())) | set(range(start, end))
 
     def _state_names(self, group):
         return ("sum",)
@@ -70,12 +82,17 @@ class Adagrad(Optimizer):
     def load_state_dict(self, state_dict):
         """Optimizer.load_state_dict; a parameter the state dict holds no sum for (one
         that had not stepped, in a state dict without PyTorch's step-0 entries) starts
-        again from initial_accumulator_value, not from zeros."""
+        again from initial_accumulator_value, not from zeros, and one it holds no entry
+        for has none until its first step (as torch's, whose load replaces the state)."""
         super().load_state_dict(state_dict)
         saved = {_as_index(k): entry for k, entry in state_dict["state"].items()}
+        unlisted = set()
         for index, (_, bucket, i) in enumerate(self._locate()):
             if "sum" not in saved.get(index, {}):
                 self._start(bucket, i)
+            if index not in saved:  # (torch's load replaces its state whole)
+                unlisted.add(index)
+        self._unlisted = unlisted
 
     @staticmethod
     def _rate(group, step):

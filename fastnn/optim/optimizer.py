@@ -557,7 +557,7 @@ class Optimizer:
         (it has taken a step): its arrays views of the optimizer's buffers (views) or
         copies, its scalar states 0-d arrays, as PyTorch's 0-d tensors."""
         for index, (gi, bucket, i) in enumerate(self._locate()):
-            if bucket.steps[i] == 0 and not self._eager_state:
+            if bucket.steps[i] == 0 and not self._listed_before_step(index):
                 continue
             if views:
                 values = {name: bucket.view(buf, i) for name, buf in bucket.state.items()}
@@ -735,6 +735,13 @@ class Optimizer:
     #: whether every parameter has a state entry from the start (step 0), as PyTorch's
     #: Adagrad makes it in its constructor; else only those that have stepped
     _eager_state = False
+
+    def _listed_before_step(self, index):
+        """Whether parameter ``index`` (its position) has a state entry before its first
+        step: ``_eager_state``'s rule for every parameter, unless a subclass says
+        otherwise for some."""
+        return self._eager_state
+
     #: per-parameter state that is one number (FlatBucket.scalars), not an array:
     #: {name: its value before the first step}
     _scalar_state = {}

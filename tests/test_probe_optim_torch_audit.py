@@ -1,0 +1,76 @@
+"""fastnn.optim against torch.optim 2.13, cases the other optimizer tests leave out:
+Adagrad's state for parameters added by add_param_group (none until their first step,
+as torch's lazy one), through state dicts both ways."""
+import copy
+
+import numpy as np
+import pytest
+
+from fastnn import optim
+from fastnn.nn import Parameter
+
+torch = pytest.importorskip("torch")
+
+
+def _twins(n, seed=0):
+    rng = np.random.default_rng(seed)
+    values = [rng.standard_normal(3 + i) for i in range(n)]
+    return ([Parameter(v.copy()) for v in values],
+            [torch.nn.Parameter(torch.tensor(v.copy())) for v in values])
+
+
+def _grads(ours, theirs, which, rng):
+    for i in which:
+        g = rng.standard_normal(ours[i].data.shape)
+        ours[i].grad = g.copy()
+        theirs[i].grad = torch.tensor(g)
+
+
+def _assert_state_like(opt, ref):
+    """Same state entries (positions, names, steps, values) as torch's state dict."""
+    ours, theirs = opt.state_dict()["state"], ref.state_dict()["state"]
+    assert sorted(ours) == sorted(theirs)
+    for i, entry in theirs.items():
+        assert list(ours[i]) == list(entry)
+        assert int(ours[i]["step"]) == int(entry["step"].item())
+        np.testing.assert_allclose(ours[i]["sum"], entry["sum"].numpy(), rtol=1e-14)
+    assert len(opt.state) == len(ref.state)
+
+
+def test_adagrad_added_group_has_no_state_until_it_steps_as_torch():
+    """torch's Adagrad makes the (step 0, sum) entries of its constructor's parameters
+    only; one added by add_param_group gets its entry at its first step (from the
+    constructor's initial_accumulator_value, whatever the group says)."""
+    ours, theirs = _twins(3)
+    kwargs = dict(lr=0.1, initial_accumulator_value=0.5)
+    opt, ref = optim.Adagrad(ours[:1], **kwargs), torch.optim.Adagrad(theirs[:1], **kwargs)
+    for o, ps in ((opt, ours), (ref, theirs)):
+        o.add_param_group({"params": ps[1:], "initial_accumulator_value": 2.0})
+    _assert_state_like(opt, ref)                       # {0} alone
+    rng = np.random.default_rng(1)
+    _grads(ours, theirs, [0, 1], rng)
+    opt.step()
+    ref.step()
+    _assert_state_like(opt, ref)                       # {0, 1}: 2 has not stepped
+    saved, tsaved = opt.state_dict(), ref.state_dict()
+
+    # a new optimizer with every parameter from the start (two groups), loading either
+    # dict: torch's load replaces the state whole, so 2 has no entry until it steps
+    fresh_ours, fresh_theirs = _twins(3, seed=5)
+    fresh = optim.Adagrad([{"params": fresh_ours[:1]}, {"params": fresh_ours[1:]}],
+                          **kwargs)
+    fresh.load_state_dict(copy.deepcopy(saved))
+    tfresh = torch.optim.Adagrad([{"params": fresh_theirs[:1]},
+                                  {"params": fresh_theirs[1:]}], **kwargs)
+    tfresh.load_state_dict(copy.deepcopy(tsaved))
+    _assert_state_like(fresh, tfresh)
+    _grads(fresh_ours, fresh_theirs, [0, 1, 2], rng)
+    fresh.step()
+    tfresh.step()
+    _assert_state_like(fresh, tfresh)
+    for p, q in zip(fresh_ours, fresh_theirs):
+        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-14)
+
+    # the added group's entry-less parameter survives a copy of the optimizer
+    clone = copy.deepcopy(opt)
+    assert sorted(clone.state_dict()["state"]) == [0, 1]
