@@ -228,6 +228,8 @@ BAD_SCHEDULES = [
     ("LinearLR", dict(start_factor=0.0)), ("LinearLR", dict(end_factor=1.5)),
     ("ConstantLR", dict(factor=1.5)), ("CosineAnnealingWarmRestarts", dict(T_0=0)),
     ("CosineAnnealingWarmRestarts", dict(T_0=2, T_mult=0)),
+    ("CosineAnnealingWarmRestarts", dict(T_0=2, eta_min="0.1")),
+    ("CosineAnnealingWarmRestarts", dict(T_0=2, eta_min=None)),
     ("OneCycleLR", dict(max_lr=0.1)), ("OneCycleLR", dict(max_lr=0.1, total_steps=0)),
     ("OneCycleLR", dict(max_lr=0.1, epochs=0, steps_per_epoch=2)),
     ("OneCycleLR", dict(max_lr=0.1, total_steps=10, pct_start=1.5)),

@@ -1,13 +1,16 @@
 """fastnn.optim against torch.optim 2.13, cases the other optimizer tests leave out:
 Adagrad's state for parameters added by add_param_group (none until their first step,
-as torch's lazy one), through state dicts both ways."""
+as torch's lazy one), through state dicts both ways; cycle_momentum on an optimizer
+without momentum says what torch's says."""
 import copy
+import re
 
 import numpy as np
 import pytest
 
 from fastnn import optim
 from fastnn.nn import Parameter
+from fastnn.optim import lr_scheduler
 
 torch = pytest.importorskip("torch")
 
@@ -74,3 +77,16 @@ def test_adagrad_added_group_has_no_state_until_it_steps_as_torch():
     # the added group's entry-less parameter survives a copy of the optimizer
     clone = copy.deepcopy(opt)
     assert sorted(clone.state_dict()["state"]) == [0, 1]
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("CyclicLR", dict(base_lr=0.01, max_lr=0.1)),
+    ("OneCycleLR", dict(max_lr=0.1, total_steps=10))])
+def test_cycle_momentum_without_momentum_quotes_torch(name, kwargs):
+    """cycle_momentum=True (the default) on Adagrad, which has neither momentum nor
+    betas: torch's ValueError words inside fastnn's message."""
+    with pytest.raises(ValueError) as theirs:
+        getattr(torch.optim.lr_scheduler, name)(
+            torch.optim.Adagrad([torch.nn.Parameter(torch.ones(2))]), **kwargs)
+    with pytest.raises(ValueError, match=re.escape(str(theirs.value))):
+        getattr(lr_scheduler, name)(optim.Adagrad([Parameter(np.ones(2))]), **kwargs)

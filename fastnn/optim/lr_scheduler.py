@@ -721,7 +721,9 @@ class CosineAnnealingWarmRestarts(LRScheduler):
                                  torch=f"Expected positive integer T_0, but got {T_0}")
         self.T_mult = _int_at_least(where, "T_mult", T_mult,
                                     torch=f"Expected integer T_mult >= 1, but got {T_mult}")
-        self.eta_min = _number(where, "eta_min", eta_min)
+        number = isinstance(plain_number(eta_min), numbers.Real)  # (PyTorch's only check)
+        self.eta_min = _number(where, "eta_min", eta_min, torch=None if number else (
+            f"Expected float or int eta_min, but got {eta_min} of type {type(eta_min)}"))
         self.T_i = self.T_0
         self.T_cur = last_epoch  # PyTorch's start: the first step() adds 1
         super().__init__(optimizer, last_epoch)
@@ -771,9 +773,11 @@ def _cycles_beta1(where, optimizer):
     """For cycle_momentum: True when the optimizer's momentum is Adam's beta1 (betas),
     False for SGD's momentum; an error when it has neither."""
     if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-        raise ValueError(f"{where}: cycle_momentum=True needs an optimizer with momentum or "
-                         f"betas ({type(optimizer).__name__} has neither); pass "
-                         f"cycle_momentum=False")
+        raise ValueError(_said(f"{where}: cycle_momentum=True needs an optimizer with "
+                               f"momentum or betas ({type(optimizer).__name__} has "
+                               f"neither); pass cycle_momentum=False",
+                               "optimizer must support momentum or beta1 with "
+                               "`cycle_momentum` option enabled"))
     return "betas" in optimizer.defaults
 
 
