@@ -1,7 +1,8 @@
 """fastnn.optim against torch.optim 2.13, cases the other optimizer tests leave out:
 Adagrad's state for parameters added by add_param_group (none until their first step,
 as torch's lazy one), through state dicts both ways; cycle_momentum on an optimizer
-without momentum says what torch's says."""
+without momentum says what torch's says; OneCycleLR stepped after add_param_group raises
+torch's KeyError."""
 import copy
 import re
 
@@ -90,3 +91,24 @@ def test_cycle_momentum_without_momentum_quotes_torch(name, kwargs):
             torch.optim.Adagrad([torch.nn.Parameter(torch.ones(2))]), **kwargs)
     with pytest.raises(ValueError, match=re.escape(str(theirs.value))):
         getattr(lr_scheduler, name)(optim.Adagrad([Parameter(np.ones(2))]), **kwargs)
+
+
+def test_one_cycle_after_add_param_group_is_torchs_key_error():
+    """A group added after OneCycleLR was built has no 'initial_lr' (nor max_lr, ...):
+    torch's step raises KeyError; fastnn's error is a KeyError too (and a ValueError,
+    as the other schedulers' for an added group)."""
+    opt = optim.SGD([Parameter(np.ones(2))], lr=0.05, momentum=0.9)
+    ref = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.05, momentum=0.9)
+    sched = lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=10)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(ref, max_lr=0.1, total_steps=10)
+    opt.add_param_group({"params": [Parameter(np.ones(2))], "lr": 0.02})
+    ref.add_param_group({"params": [torch.nn.Parameter(torch.ones(2))], "lr": 0.02})
+    opt.step()
+    ref.step()
+    before = [g["lr"] for g in opt.param_groups]
+    with pytest.raises(KeyError):
+        tsched.step()
+    with pytest.raises(KeyError, match="OneCycleLR: the optimizer has 2 param groups") as e:
+        sched.step()
+    assert isinstance(e.value, ValueError)
+    assert [g["lr"] for g in opt.param_groups] == before  # nothing set

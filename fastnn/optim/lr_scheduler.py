@@ -56,6 +56,7 @@ import warnings
 import numpy as np
 
 from .. import device as _device
+from ..errors import KeyValueError
 from .optimizer import Optimizer, plain_number
 
 
@@ -798,6 +799,11 @@ class OneCycleLR(LRScheduler):
     cycle_momentum, SGD's momentum (Adam's beta1) moves from max_momentum to
     base_momentum and back, against the rate. Stepping past total_steps is an error.
     """
+
+    def _added_group_error(self):
+        """A group added since the scheduler was built lacks the keys OneCycleLR put in
+        the others (initial_lr, max_lr, ...): PyTorch's step raises KeyError."""
+        return KeyValueError(str(super()._added_group_error()))
 
     def __init__(self, optimizer, max_lr, total_steps=None, epochs=None,
                  steps_per_epoch=None, pct_start=0.3, anneal_strategy="cos",
