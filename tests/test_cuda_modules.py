@@ -701,6 +701,10 @@ def test_gradient_clipping_on_the_gpu(rng):
     for p_gpu, p_host in zip(gpu.parameters(), host.parameters()):
         assert fdevice.is_device_array(p_gpu.grad)
         assert_close(p_gpu.grad.copy_to_host(), p_host.grad, np.float64)
+    gpu[0].weight.grad = cuda.to_device(np.full(gpu[0].weight.shape, np.inf))
+    with pytest.raises(RuntimeError, match="^clip_grad_norm_: the total norm of order 2.0 "
+                                           "of the gradients is non-finite"):
+        fastnn.nn.utils.clip_grad_norm_(gpu.parameters(), 0.5, error_if_nonfinite=True)
 
 
 def test_batchnorm_options_adamw_scheduler_and_init_on_the_gpu(rng):

@@ -45,6 +45,21 @@ def test_clip_grad_value_and_single_parameter(dtype, rng):
     assert np.linalg.norm(weight.grad) == pytest.approx(0.1, rel=1e-4)
 
 
+def test_clip_grad_norm_errors_name_clip_grad_norm_():
+    """clip_grad_norm_ computes its total as get_total_norm does, and its errors said
+    'get_total_norm: ...', a function the user never called."""
+    params = [nn.Parameter(np.zeros(3)), nn.Parameter(np.zeros((2, 0)))]
+    params[0].grad, params[1].grad = np.array([np.inf, 1.0, 0.0]), np.zeros((2, 0))
+    with pytest.raises(RuntimeError, match=r"^clip_grad_norm_: the total norm of order 2\.0 "
+                                           r"of the gradients is non-finite"):
+        nn.utils.clip_grad_norm_(params[:1], 1.0, error_if_nonfinite=True)
+    with pytest.raises(RuntimeError,
+                       match=r"^clip_grad_norm_: the inf norm of an empty array"):
+        nn.utils.clip_grad_norm_(params, 1.0, norm_type="inf")
+    with pytest.raises(RuntimeError, match=r"^get_total_norm: the total norm of order 2\.0"):
+        nn.utils.get_total_norm([params[0].grad], error_if_nonfinite=True)
+
+
 def test_nonfinite_norm(rng):
     model, tparams = _twins(rng, np.float64, scale=1.0)
     model[0].weight.grad[0, 0] = np.inf

@@ -90,8 +90,13 @@ def get_total_norm(tensors, norm_type=2.0, error_if_nonfinite=False, foreach=Non
     gives 0.0. error_if_nonfinite: a RuntimeError when the norm is NaN or infinite.
     foreach is accepted for PyTorch code and changes nothing."""
     where = "get_total_norm"
-    arrays = _array_list(where, tensors)
-    norm_type = _norm_order(where, norm_type)
+    return _total_norm(where, _array_list(where, tensors), _norm_order(where, norm_type),
+                       error_if_nonfinite)
+
+
+def _total_norm(where, arrays, norm_type, error_if_nonfinite):
+    """get_total_norm of a list of arrays and a checked order; its errors name where
+    (the function the user called: clip_grad_norm_ computes its total here too)."""
     if not arrays:
         return np.float64(0.0)
     if (math.isinf(norm_type) or norm_type < 0) and any(math.prod(a.shape) == 0
@@ -199,7 +204,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     norm_type = _norm_order(where, norm_type)
     if not grads:
         return np.float64(0.0)
-    total = get_total_norm(grads, norm_type, error_if_nonfinite, foreach)
+    total = _total_norm(where, grads, norm_type, error_if_nonfinite)
     clip_grads_with_norm_(params, max_norm, total, foreach)
     return total
 
