@@ -1145,3 +1145,103 @@ def test_frozen_linears_on_the_device_train_as_on_the_host(rng, frozen):
             assert_close(fdevice.to_host(p.data), q.data, np.float64)
     frozen_grads = [fdevice.to_host(p.grad) for p in gpu.parameters() if not p.requires_grad]
     assert frozen_grads and not any(g.any() for g in frozen_grads)   # left alone
+
+
+# Layers whose backward runs a cuda kernel with a None gradient for a frozen parameter
+# (8445f42 ran those paths on the CPU backends only): (layer, input shape), small for
+# the simulator
+FROZEN_KERNEL_CASES = {
+    "conv2d": (lambda: nn.Conv2d(2, 3, 3, padding=1), (2, 2, 3, 3)),
+    "conv2d_depthwise": (lambda: nn.Conv2d(2, 4, 3, padding=1, groups=2), (2, 2, 3, 3)),
+    "batchnorm1d": (lambda: nn.BatchNorm1d(3), (4, 3)),
+    "batchnorm2d": (lambda: nn.BatchNorm2d(3), (2, 3, 2, 2)),
+    "layernorm": (lambda: nn.LayerNorm(4), (3, 4)),
+}
+
+
+@pytest.mark.parametrize("case", list(FROZEN_KERNEL_CASES))
+def test_a_frozen_parameter_of_a_gpu_layer_keeps_its_gradient_as_on_the_host(rng, case):
+    """Each parameter frozen in turn (after a gradient was set, which must stay as it is):
+    the kernels get None for it, and the input gradient and the other parameter's
+    gradient are the host's; all frozen with no input gradient wanted, backward does
+    nothing and returns None."""
+    make, shape = FROZEN_KERNEL_CASES[case]
+    x, grad_out = rng.standard_normal(shape), None
+    names = [name for name, _ in make().named_parameters()]
+    for frozen in names + [None]:
+        host, gpu = twins(make)
+        for model, put in ((host, np.asarray), (gpu, cuda.to_device)):
+            for i, p in enumerate(model.parameters()):
+                p.grad = put(np.full(p.shape, 0.5 + i))
+            for name, p in model.named_parameters():
+                if frozen in (None, name):
+                    p.requires_grad_(False)
+        y = host(x)
+        grad_out = rng.standard_normal(y.shape)
+        want = host.backward(grad_out, need_grad_in=frozen is not None)
+        gpu(cuda.to_device(x))
+        got = gpu.backward(cuda.to_device(grad_out), need_grad_in=frozen is not None)
+        if frozen is None:
+            assert got is None and want is None
+        else:
+            assert fdevice.is_device_array(got)
+            assert_close(got.copy_to_host(), want, np.float64)
+        for i, ((name, p), q) in enumerate(zip(gpu.named_parameters(), host.parameters())):
+            assert fdevice.is_device_array(p.grad)
+            if frozen in (None, name):
+                assert fastnn.optim.has_no_grad(p)
+                np.testing.assert_array_equal(p.grad.copy_to_host(), np.full(p.shape, 0.5 + i))
+            else:
+                assert_close(p.grad.copy_to_host(), q.grad, np.float64,
+                             err_msg=f"{case} {name}")
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam"])
+def test_optimizers_on_the_gpu_skip_a_frozen_batchnorm_weight_as_on_the_host(rng, opt_name):
+    """Momentum, Adam's moments and weight decay leave a frozen parameter (its kernel
+    given no gradient) where it was, and step the others as on the host."""
+    def build():   # (no bias before BatchNorm: see test_batchnorm_options_adamw_...)
+        return nn.Sequential(nn.Linear(4, 5, bias=False), nn.BatchNorm1d(5), nn.ReLU(),
+                             nn.Linear(5, 3))
+    host, gpu = twins(build)
+    start = fdevice.to_host(gpu[1].weight.data).copy()
+    for model in (host, gpu):
+        model[1].weight.requires_grad_(False)
+    kwargs = {"SGD": {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1},
+              "Adam": {"lr": 0.01, "weight_decay": 0.1}}[opt_name]
+    opts = [getattr(fastnn.optim, opt_name)(m.parameters(), **kwargs) for m in (host, gpu)]
+    loss_fn = nn.CrossEntropyLoss()
+    for _ in range(2):
+        x, y = rng.standard_normal((6, 4)), rng.integers(0, 3, 6)
+        for model, opt, batch in ((host, opts[0], x), (gpu, opts[1], cuda.to_device(x))):
+            opt.zero_grad()
+            loss_fn(model(batch), y)
+            model.backward(loss_fn.backward(), need_grad_in=False)
+            opt.step()
+    np.testing.assert_array_equal(fdevice.to_host(gpu[1].weight.data), start)
+    host_state = host.state_dict()
+    for key, value in gpu.state_dict().items():
+        assert_close(value, host_state[key], np.float64, err_msg=key)
+
+
+def test_fit_trains_a_gpu_model_with_a_frozen_first_layer_as_the_host(rng):
+    from fastnn.train import fit
+
+    def build():
+        return nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))
+    x = rng.standard_normal((16, 6))
+    y = (x[:, 0] > 0).astype(np.int64) + (x[:, 1] > 0)
+    host, gpu = twins(build)
+    start = fdevice.to_host(gpu[0].weight.data).copy()
+    results = []
+    for model in (host, gpu):
+        model[0].requires_grad_(False)
+        opt = fastnn.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        results.append(fit(model, nn.CrossEntropyLoss(), opt, (x, y), epochs=1,
+                           batch_size=8, progress=False, log=False))
+    np.testing.assert_allclose(results[1]["train_loss"], results[0]["train_loss"], rtol=1e-9)
+    np.testing.assert_array_equal(fdevice.to_host(gpu[0].weight.data), start)
+    assert_on_gpu(gpu)
+    host_state = host.state_dict()
+    for key, value in gpu.state_dict().items():
+        assert_close(value, host_state[key], np.float64, err_msg=key)
