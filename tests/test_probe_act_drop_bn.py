@@ -114,6 +114,26 @@ def test_nonfinite_bounds_are_pytorchs_runtime_error(call):
         call(F, x)
 
 
+@pytest.mark.parametrize("training", [False, True])
+@pytest.mark.parametrize("name", ["lower", "upper"])
+def test_rrelu_bounds_as_arrays_as_pytorch(training, name):
+    # F.rrelu with a 1-d array bound named leaky_relu's negative_slope (not training) or
+    # the RReLU layer (training), and refused a 0-d array in training: PyTorch takes a 0-d
+    # tensor bound as its number and refuses any other tensor (TypeError naming it)
+    x = np.array([-1.0, 2.0])
+    bounds = {"lower": 0.2, "upper": 0.2}
+    bounds[name] = np.array(0.2)
+    y = F.rrelu(x, **bounds, training=training)
+    expected = torch.nn.functional.rrelu(torch.from_numpy(x), 0.2, 0.2, training=training)
+    np.testing.assert_allclose(y, expected.numpy())
+    bounds[name] = np.array([0.2, 0.2])
+    with pytest.raises(TypeError, match=name):
+        torch.nn.functional.rrelu(torch.from_numpy(x), **{k: torch.tensor(v) if k == name
+                                                          else v for k, v in bounds.items()})
+    with pytest.raises(TypeError, match=f"rrelu: expected {name} to be a number"):
+        F.rrelu(x, **bounds, training=training)
+
+
 @pytest.mark.parametrize("bounds", [(1.0, 1.0), (2.0, 1.0)])
 def test_hardtanh_bounds_out_of_order_are_pytorchs_assertion(bounds):
     # nn.Hardtanh(min_val >= max_val) raised a plain ValueError: PyTorch's module

@@ -2786,7 +2786,8 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     (lower + upper) / 2. input: any shape."""
     training = check_flag("rrelu", "training", training)
     x = _float("rrelu", "input", input)
-    if isinstance(lower, numbers.Real) and isinstance(upper, numbers.Real) and lower > upper:
+    lower, upper = _rrelu_bound("lower", lower), _rrelu_bound("upper", upper)
+    if lower > upper:
         raise RuntimeValueError("Lower bound should be less than or equal to the upper bound")
     for name, bound in (("lower", lower), ("upper", upper)):
         if _nonfinite(bound):
@@ -2795,6 +2796,16 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
         return leaky_relu(x, (lower + upper) / 2, inplace=inplace)
     layer = RReLU(lower, upper)
     return _in_place(x, _layer_forward(layer, x), inplace, "rrelu")
+
+
+def _rrelu_bound(name, value):
+    """rrelu's lower or upper as a Python number: a number or a 0-d real array (PyTorch
+    takes a 0-d tensor as its number and refuses any other tensor)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
+        value = value.item()
+    if not isinstance(value, numbers.Real):
+        raise TypeError(f"rrelu: expected {name} to be a number, got {value!r}")
+    return float(value)
 
 
 def rrelu_(input, lower=1.0 / 8, upper=1.0 / 3, training=False):
