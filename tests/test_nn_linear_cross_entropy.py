@@ -183,7 +183,8 @@ def test_errors():
         (RuntimeError, "last dimensions .* got 3 and 4", x[:, :3], t),
         (RuntimeError, "requires batched input", x[0], t[0]),
         (ValueError, r"labels out of range", x, t + C),
-        (ValueError, r"expected labels of shape \(4, 3\)", x, t[:, 0]),
+        (ValueError, r"LinearCrossEntropyLoss\(in_features=4, num_classes=5\): expected "
+                     r"target to be integer class labels of shape \(4, 3\)", x, t[:, 0]),
         (TypeError, "integer class labels", x, t.astype(np.float32)),
         (RuntimeError, "Expected floating point type", x, np.zeros((4, C, 3), np.int64)),
         (TypeError, "does not match the layer's parameters", x.astype(np.float64), t),

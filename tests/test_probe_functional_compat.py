@@ -291,6 +291,23 @@ def test_linear_cross_entropy_errors_as_torch(rng, args, kwargs, error, match):
         F.linear_cross_entropy(x, w, target, **kwargs)
 
 
+@pytest.mark.parametrize("target, kwargs", [
+    (np.zeros(3, np.int64), {}), (np.zeros(5), {}), (np.zeros((5, 4)), {}),
+    (np.zeros(5, np.int64), {"label_smoothing": "a"}),
+    (np.zeros(5, np.int64), {"ignore_index": 1.5}),
+])
+def test_linear_cross_entropy_errors_name_the_function(rng, target, kwargs):
+    # a bad target's error named the LinearCrossEntropyLoss(in_features=4, num_classes=3)
+    # layer the function computes with, and 'labels'; a bad label_smoothing or
+    # ignore_index the layer too: they name linear_cross_entropy and its parameter
+    x, w = rng.standard_normal((5, 4)), rng.standard_normal((3, 4))
+    with pytest.raises((TypeError, ValueError)) as got:
+        F.linear_cross_entropy(x, w, target, **kwargs)
+    message = str(got.value)
+    assert message.startswith("linear_cross_entropy: expected "), message
+    assert (list(kwargs) or ["target"])[0] in message and "LinearCrossEntropyLoss" not in message
+
+
 # ------------------------------------------------- 7. outputs with a zero-sized axis
 @pytest.mark.parametrize("shape", [(1, 2, 3), (1, 2, 3, 8), (1, 2, 3, 8, 4), (0, 2, 3, 8)])
 @pytest.mark.parametrize("kwargs", [dict(scale_factor=0.3), dict(scale_factor=0.0),

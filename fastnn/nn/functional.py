@@ -2251,7 +2251,7 @@ def linear_cross_entropy(input, linear_weight, target, *, linear_bias=None, weig
             raise IndexValueError(f"Target {bad.flat[0]} is out of bounds.")
     with _runtime_errors():
         loss = LinearCrossEntropyLoss.around(
-            w, b, reduction=reduction, weight=weight, ignore_index=ignore_index,
+            w, b, where=where, reduction=reduction, weight=weight, ignore_index=ignore_index,
             label_smoothing=label_smoothing, options=options).eval()
         value = loss.forward(x, target)
     return np.asarray(value, x.dtype)

@@ -59,9 +59,10 @@ class LinearCrossEntropyLoss(Module):
 
     def __init__(self, in_features, num_classes, *, out_features=(), bias=False, dtype=None,
                  reduction="mean", weight=None, ignore_index=None, label_smoothing=0.0,
-                 options=None, _linear=None):
+                 options=None, _linear=None, _name=None):
         super().__init__()
-        name = "LinearCrossEntropyLoss"
+        # (_name: how errors name the loss, F.linear_cross_entropy's name from ``around``)
+        name = _name or "LinearCrossEntropyLoss"
         in_features = check_positive_int(name, "in_features", in_features)
         num_classes = check_positive_int(name, "num_classes", num_classes)
         if not isinstance(out_features, (tuple, list)):
@@ -105,6 +106,7 @@ class LinearCrossEntropyLoss(Module):
         self.ignore_index = None if ignore_index is None else int(ignore_index)
         self.label_smoothing = label_smoothing
         self.options = None
+        self._name = _name
         self.register_buffer("weight", None if weights is None else weights.astype(dtype))
         # (_linear: a Linear of those sizes holding given weights, from ``around``)
         self.linear = (Linear(in_features, math.prod(out_features, start=num_classes),
@@ -116,13 +118,14 @@ class LinearCrossEntropyLoss(Module):
         self._ctx = None
 
     @classmethod
-    def around(cls, linear_weight, linear_bias=None, **kwargs):
+    def around(cls, linear_weight, linear_bias=None, *, where=None, **kwargs):
         """The loss computed with the given linear weights, as F.linear_cross_entropy
         takes them: linear_weight (num_classes, *out_features, in_features), linear_bias
         (num_classes, *out_features) or None, float arrays of one dtype, held (not copied,
         where C-contiguous and writeable) as linear.weight / linear.bias in their flat
-        layout; nothing is drawn from the global generator. kwargs: the constructor's
-        reduction, weight, ignore_index, label_smoothing and options."""
+        layout; nothing is drawn from the global generator. where: the caller's name in
+        errors (the layer's by default). kwargs: the constructor's reduction, weight,
+        ignore_index, label_smoothing and options."""
         shape = linear_weight.shape
         num_classes, out_features, in_features = shape[0], tuple(shape[1:-1]), shape[-1]
         width = math.prod(out_features, start=num_classes)
@@ -130,7 +133,7 @@ class LinearCrossEntropyLoss(Module):
                                None if linear_bias is None else linear_bias.reshape(width))
         return cls(in_features, num_classes, out_features=out_features,
                    bias=linear_bias is not None, dtype=linear_weight.dtype, _linear=linear,
-                   **kwargs)
+                   _name=where, **kwargs)
 
     # --------------------------------------------------------------- forward
     def forward(self, input, target):
@@ -226,8 +229,9 @@ class LinearCrossEntropyLoss(Module):
                                  f"shape {want} or probabilities of shape {logits_shape}, got "
                                  f"{target.dtype} of shape {tuple(target.shape)}")
             if tuple(target.shape) != want:
-                raise ValueError(f"{where}: expected labels of shape {want} or probabilities "
-                                 f"of shape {logits_shape}, got {tuple(target.shape)}")
+                raise ValueError(f"{where}: expected target to be integer class labels of "
+                                 f"shape {want} or probabilities of shape {logits_shape}, got "
+                                 f"shape {tuple(target.shape)}")
             ignore = self._ignore()
             valid = target[target != ignore]
             if valid.size and (valid.min() < 0 or valid.max() >= self.num_classes):
@@ -351,6 +355,8 @@ class LinearCrossEntropyLoss(Module):
                 f"label_smoothing={self.label_smoothing}, options={self.options}")
 
     def _where(self):
+        if self._name:
+            return self._name
         return (f"LinearCrossEntropyLoss(in_features={self.linear.in_features}, "
                 f"num_classes={self.num_classes})")
 
