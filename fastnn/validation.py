@@ -104,8 +104,8 @@ def no_cuda_kernel(where, option=None):
     return NotImplementedValueError(
         f"fastnn.nn.functional.{where}{with_option} has no CUDA kernel and got a CUDA "
         f"device array; "
-        f"move the data to the CPU first (fastnn.device.to_host(x), model.cpu()) and call "
-        f"it on NumPy arrays")
+        f"move the data to the CPU first (fastnn.device.to_host of each device array, "
+        f"model.cpu()) and call it on NumPy arrays")
 
 
 def check_host_float_array(where, name, x, dtype=None):

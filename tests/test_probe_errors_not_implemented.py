@@ -185,3 +185,26 @@ def test_subset_subclass_with_both_methods_is_used_by_the_loader():
     subset = Shifted(np.arange(5.0), [0, 1, 2])
     batches = list(data.DataLoader(subset, batch_size=3))
     np.testing.assert_array_equal(batches[0], [100.0, 101.0, 102.0])
+
+
+class _DeviceStandIn:
+    """A stand-in CUDA device array (``__cuda_array_interface__`` over a NumPy array's
+    memory): enough to reach the no-CUDA-kernel errors, which come before any work."""
+
+    def __init__(self, a):
+        self.shape, self.dtype = a.shape, a.dtype
+        self.__cuda_array_interface__ = {
+            "data": (a.__array_interface__["data"][0], False), "shape": a.shape,
+            "typestr": a.dtype.str, "strides": None, "version": 3}
+
+
+@pytest.mark.parametrize("call, hint", [
+    (lambda d: F.normalize(d), "fastnn.device.to_host of each device array"),
+    (lambda d: F.mse_loss(d, d, weight=np.ones(3)),
+     "fastnn.device.to_host(input), fastnn.device.to_host(target)"),
+])
+def test_no_cuda_kernel_hint_names_real_arguments(call, hint):
+    # the hint said fastnn.device.to_host(x): no parameter of these functions is x
+    with pytest.raises(NotImplementedValueError) as got:
+        call(_DeviceStandIn(np.ones(3)))
+    assert hint in str(got.value) and "to_host(x)" not in str(got.value), str(got.value)

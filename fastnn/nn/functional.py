@@ -1921,8 +1921,9 @@ def _device_loss_option(where, name, value):
     """An option the loss classes lack given with a device input: an error naming it."""
     if value is not None:
         raise NotImplementedValueError(
-            f"{where}: {name} has no CUDA kernel with a CUDA device input; move the data "
-            f"to the CPU first (fastnn.device.to_host(x)) or leave {name} out")
+            f"{where}: {name} has no CUDA kernel with a CUDA device input; move input and "
+            f"target to the CPU first (fastnn.device.to_host(input), "
+            f"fastnn.device.to_host(target)) or leave {name} out")
 
 
 def _op_reduced(op, x, t, reduction, *args, count=None):
