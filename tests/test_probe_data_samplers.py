@@ -644,3 +644,16 @@ def test_a_torch_generator_is_refused_saying_what_fastnn_takes(where):
         call(np.random.RandomState(0))
     call(0)
     call(np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("where", sorted(_TAKE_A_GENERATOR))
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), ("g", TypeError)])
+def test_a_bad_generator_is_named_generator_by_every_taker(where, bad, error):
+    """generator=-1 reached NumPy's bare 'expected non-negative integer' in random_split,
+    and DataLoader named its generator= 'seed' ('seed must be a non-negative int') or
+    'seed (or generator)': each taker now names generator and refuses a negative seed
+    with one message (fastnn.manual_seed refuses one too; PyTorch's wraps it mod 2**64)."""
+    with pytest.raises(error, match=rf"^{where}: generator must be None, an? "
+                                    rf"(non-negative )?int seed or a numpy\.random\.Generator, "
+                                    rf"got "):
+        _TAKE_A_GENERATOR[where](bad)

@@ -72,9 +72,11 @@ def test_refused_output_path_under_a_file(tmp_path):
 
 @pytest.mark.parametrize("kwargs, error", [({"seed": 1.5}, TypeError), ({"seed": True}, TypeError),
                                            ({"generator": "g"}, TypeError),
-                                           ({"seed": -1}, ValueError)])
+                                           ({"seed": -1}, ValueError),
+                                           ({"generator": -1}, ValueError)])
 def test_dataloader_seed_of_the_wrong_kind_names_the_loader(kwargs, error):
-    with pytest.raises(error, match="DataLoader: seed"):
+    # (and the argument given: generator= was named 'seed' or 'seed (or generator)')
+    with pytest.raises(error, match=f"DataLoader: {next(iter(kwargs))} must be"):
         DataLoader(np.zeros((6, 2), np.float32), None, batch_size=2, shuffle=True, **kwargs)
     loader = DataLoader(np.arange(6.0)[:, None], None, batch_size=6, shuffle=True,
                         seed=np.int64(3))

@@ -24,7 +24,7 @@ import numpy as np
 
 from .. import random as _random
 from ..errors import AssertionValueError, IndexValueError, RuntimeValueError
-from .sampler import generator_type_error
+from .sampler import as_generator
 
 
 class Dataset:
@@ -161,15 +161,11 @@ class ConcatDataset(Dataset):
 
 
 def _generator(generator, where):
-    """An np.random.Generator: fastnn's (seeded by fastnn.manual_seed) for None, a fresh
-    one seeded with an int, or the Generator given."""
+    """An np.random.Generator: fastnn's (seeded by fastnn.manual_seed) for None, else
+    as_generator's (a fresh one seeded with a non-negative int, or the Generator given)."""
     if generator is None:
         return _random.generator()
-    if isinstance(generator, np.random.Generator):
-        return generator
-    if isinstance(generator, numbers.Integral) and not isinstance(generator, bool):
-        return np.random.default_rng(int(generator))
-    raise generator_type_error(where, "generator", generator)
+    return as_generator(generator, where, "generator")
 
 
 def random_split(dataset, lengths, generator=None):

@@ -203,10 +203,11 @@ class DataLoader:
                             f"{type(collate_fn).__name__}")
         self._check_workers(num_workers, timeout, worker_init_fn, prefetch_factor,
                             persistent_workers, multiprocessing_context, pin_memory_device)
+        seed_name = "seed"   # (the argument given, in errors)
         if generator is not None:
             if seed is not None:
                 raise TypeError("DataLoader: pass seed= or generator=, not both")
-            seed = generator
+            seed, seed_name = generator, "generator"
         self._iterable = isinstance(self._dataset, IterableDataset)
         if self._iterable:
             _check_iterable_options(shuffle, sampler, batch_sampler)
@@ -245,7 +246,7 @@ class DataLoader:
         # (not fresh entropy, and not at construction): a pass after fastnn.manual_seed
         # repeats, and building a loader leaves the generator alone, as PyTorch's
         # RandomSampler with torch.manual_seed
-        self.rng = None if seed is None and shuffle else as_generator(seed)
+        self.rng = None if seed is None and shuffle else as_generator(seed, name=seed_name)
         # the generator a worker seed is hashed from (None: fastnn's global generator)
         self._worker_rng = None if seed is None else self.rng
         if self._dataset is None:

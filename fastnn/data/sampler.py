@@ -26,7 +26,7 @@ from ..errors import RuntimeValueError, TypeValueError
 T_co = TypeVar("T_co", covariant=True)
 
 
-def as_generator(seed, where="DataLoader", name="seed (or generator)"):
+def as_generator(seed, where="DataLoader", name="seed"):
     """An np.random.Generator from an int seed, None (fresh entropy) or a Generator.
     name: the argument as the caller takes it, in errors."""
     if isinstance(seed, np.random.Generator):
@@ -34,7 +34,8 @@ def as_generator(seed, where="DataLoader", name="seed (or generator)"):
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
         raise generator_type_error(where, name, seed)
     if seed is not None and seed < 0:
-        raise ValueError(f"{where}: seed must be a non-negative int, got {seed}")
+        raise ValueError(f"{where}: {name} must be None, a non-negative int seed or a "
+                         f"numpy.random.Generator, got {seed}")
     return np.random.default_rng(None if seed is None else int(seed))
 
 
