@@ -123,13 +123,22 @@ def _activation_grad_chunk(grad_out, y, act, slope, g, sums, has_bias, r0, r1):
 
 
 @blas_kernel
-def _linear_forward(gemm, ilp64, x, weight, bias, has_bias, act, slope, out, transposed,
-                    zt):
+def _linear_forward(gemm, ilp64, gemv, x, weight, bias, has_bias, act, slope, out,
+                    transposed, zt):
     # IN x (N, K), weight (F, K), bias (F,); OUT out (N, F); zt (F, N) scratch when
-    # transposed. gemm, ilp64: blas.target
+    # transposed. gemm, ilp64: blas.target; gemv: blas.gemv_target
     n, k = x.shape
     f = weight.shape[0]
-    if transposed:
+    if k > 0 and (n == 1 or f == 1):
+        # a matrix-vector product: gemv, as the Cython kernel (gemm packs a whole matrix
+        # for one column: 784 -> 100 at batch 1, 1 thread, 21 -> 7 us a call)
+        if n == 1:
+            # out (F,) = weight (F, K) @ x (K,), weight column-major (K, F)
+            blas.gemv(gemv, blas.T, k, f, weight, k, x, 0.0, out)
+        else:
+            # out (N,) = x (N, K) @ weight (K,), x column-major (K, N)
+            blas.gemv(gemv, blas.T, k, n, x, k, weight, 0.0, out)
+    elif transposed:
         # column-major zt.T (N, F) = x (N, K) @ weight.T (K, F)
         blas.gemm(gemm, ilp64, blas.T, blas.N, n, f, k, x, k, weight, k, 0.0, zt, n)
         for i in prange(n):
@@ -137,15 +146,16 @@ def _linear_forward(gemm, ilp64, x, weight, bias, has_bias, act, slope, out, tra
                 out[i, j] = zt[j, i]
             _bias_activation_row(out, i, bias, has_bias, act, slope)
         return
-    # column-major out.T (F, N) = weight (F, K) @ x.T (K, N)
-    blas.gemm(gemm, ilp64, blas.T, blas.N, f, n, k, weight, k, x, k, 0.0, out, f)
+    else:
+        # column-major out.T (F, N) = weight (F, K) @ x.T (K, N)
+        blas.gemm(gemm, ilp64, blas.T, blas.N, f, n, k, weight, k, x, k, 0.0, out, f)
     if has_bias or act != IDENTITY:
         for i in prange(n):
             _bias_activation_row(out, i, bias, has_bias, act, slope)
 
 
 @blas_kernel
-def _linear_backward(gemm, ilp64, grad_out, x, weight, y, act, slope, g, grad_weight,
+def _linear_backward(gemm, ilp64, gemv, grad_out, x, weight, y, act, slope, g, grad_weight,
                      has_weight_grad, grad_bias, has_bias, partial, accumulate, grad_in,
                      need_grad_in):
     # IN grad_out, y (N, F), x (N, K), weight (F, K); OUT g (N, F) (unused for
@@ -170,13 +180,25 @@ def _linear_backward(gemm, ilp64, grad_out, x, weight, y, act, slope, g, grad_we
                 for j in range(f):
                     grad_bias[j] += sums[j]
     d = grad_out if act == IDENTITY else g   # the gradient of x @ W.T + b
+    # matrix-vector products go to gemv, as in the forward (an empty batch to gemm,
+    # which zeroes an overwritten grad_weight)
     if has_weight_grad:
-        # column-major grad_weight.T (K, F) = x.T (K, N) @ d (N, F) [+ grad_weight.T]
-        blas.gemm(gemm, ilp64, blas.N, blas.T, k, f, n, x, k, d, f,
-                  1.0 if accumulate else 0.0, grad_weight, k)
+        if f == 1 and k > 0 and n > 0:
+            # grad_weight (K,) = x.T (K, N) @ d (N,) [+ grad_weight]
+            blas.gemv(gemv, blas.N, k, n, x, k, d, 1.0 if accumulate else 0.0,
+                      grad_weight)
+        else:
+            # column-major grad_weight.T (K, F) = x.T (K, N) @ d (N, F) [+ grad_weight.T]
+            blas.gemm(gemm, ilp64, blas.N, blas.T, k, f, n, x, k, d, f,
+                      1.0 if accumulate else 0.0, grad_weight, k)
     if need_grad_in:
-        # column-major grad_in.T (K, N) = weight.T (K, F) @ d.T (F, N)
-        blas.gemm(gemm, ilp64, blas.N, blas.N, k, n, f, weight, k, d, f, 0.0, grad_in, k)
+        if n == 1 and k > 0:
+            # grad_in (K,) = weight.T (K, F) @ d (F,)
+            blas.gemv(gemv, blas.N, k, f, weight, k, d, 0.0, grad_in)
+        else:
+            # column-major grad_in.T (K, N) = weight.T (K, F) @ d.T (F, N)
+            blas.gemm(gemm, ilp64, blas.N, blas.N, k, n, f, weight, k, d, f, 0.0,
+                      grad_in, k)
 
 
 def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0.01, out=None):
@@ -190,10 +212,11 @@ def linear_forward(x, weight, bias=None, activation="identity", negative_slope=0
     if out is None:
         out = np.empty((n, fout), dtype=x.dtype)
     has_bias = bias is not None
-    transposed = bool(n and fout and transposed_forward(n, fout, blas.on_mkl()))
+    # (one row goes to gemv, untransposed)
+    transposed = bool(n > 1 and fout and transposed_forward(n, fout, blas.on_mkl()))
     zt = (_buffers.scratch("linear_forward_t", (fout, n), x.dtype) if transposed
           else _NO_MATRIX[x.dtype])
-    _linear_forward(out.size, *blas.target(x.dtype), x, weight,
+    _linear_forward(out.size, *blas.target(x.dtype), blas.gemv_target(x.dtype), x, weight,
                     bias if has_bias else _NO_BIAS[x.dtype], has_bias, _CODES[activation],
                     float(negative_slope), out, transposed, zt)
     return out
@@ -223,8 +246,9 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
     partial = (_buffers.scratch("linear_bias_partial", (chunks, grad_out.shape[1]), dtype)
                if grad_bias is not None else _NO_PARTIAL[dtype])
     # one chunk runs serially whatever its size (no work for a second thread)
-    _linear_backward(grad_out.size if chunks > 1 else 0, *blas.target(dtype), grad_out, x,
-                     weight, y, act, float(negative_slope), g,
+    _linear_backward(grad_out.size if chunks > 1 else 0, *blas.target(dtype),
+                     blas.gemv_target(dtype), grad_out, x, weight, y, act,
+                     float(negative_slope), g,
                      _NO_MATRIX[dtype] if grad_weight is None else grad_weight,
                      grad_weight is not None,
                      _NO_BIAS[dtype] if grad_bias is None else grad_bias,
