@@ -8,6 +8,7 @@ and no generator state is shared between threads.
 import numpy as np
 from numba import prange
 
+from ..numpy_product import numpy_multiplies
 from ._buffers import flat, out_like
 from .config import elementwise, helper, kernel
 
@@ -62,6 +63,8 @@ def dropout_forward(x, p, seed, mask=None, out=None):
 
 def dropout_backward(grad_out, mask, out=None):
     """grad_in = grad_out * mask. grad_out, mask, out: same shape."""
+    if numpy_multiplies(grad_out.nbytes, grad_out.size):  # the same bits, sooner
+        return np.multiply(grad_out, mask, out=out)
     out = out_like(grad_out, out)
     _multiply(grad_out.size, flat(grad_out), flat(mask), flat(out))
     return out
