@@ -69,3 +69,17 @@ def test_the_rule_follows_size_threads_and_streaming(threads):
 def test_parallel_min_is_the_numba_backends():
     from fastnn.kernels.numba_cpu import config
     assert numpy_product.PARALLEL_MIN == config.PARALLEL_MIN
+
+
+@pytest.mark.skipif("numba" not in backend.backends(), reason="needs the numba backend")
+def test_fastnn_compile_still_compiles_the_numba_product():
+    # `fastnn compile` runs each op on small arrays, which go to NumPy: it must still
+    # compile the kernel that larger arrays run
+    import numba
+    from fastnn.kernels.numba_cpu import config, dropout
+    g = np.ones(6, np.float32)
+    with config.compiling_every_variant():
+        np.testing.assert_array_equal(dropout.dropout_backward(g, g * 2), g * 2)
+    array = numba.typeof(g)
+    for variant, prefix in dropout._multiply.variants():
+        assert (*map(numba.typeof, prefix), array, array, array) in variant.signatures
