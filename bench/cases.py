@@ -44,11 +44,13 @@ class Case:
 
     build(rng) -> dict of NumPy arrays; fastnn_fn(be, arrays) -> callable;
     torch_fn(torch, tensors, arrays) -> callable or None; flops or bytes: the cost;
-    torch_bytes: PyTorch's where its version moves other bytes (a bool dropout mask).
+    torch_bytes: PyTorch's where its version moves other bytes (a bool dropout mask);
+    torch_internal: arrays fastnn's call writes that PyTorch's keeps to itself (a work
+    buffer, a pair's forward outputs), which ``check_torch`` does not look for.
     """
 
     def __init__(self, op, size, shape, build, fastnn_fn, torch_fn=None, flops=None,
-                 nbytes=None, family=None, torch_bytes=None):
+                 nbytes=None, family=None, torch_bytes=None, torch_internal=()):
         self.op = op
         self.size = size
         self.shape = shape
@@ -58,6 +60,7 @@ class Case:
         self.flops = flops
         self.bytes = nbytes
         self.torch_bytes = nbytes if torch_bytes is None else torch_bytes
+        self.torch_internal = frozenset(torch_internal)
         self.family = family or optable.op_spec(op.split("+")[0]).family
 
     @property
@@ -107,12 +110,51 @@ class Case:
         for what, a, b in pairs:
             assert a.shape == b.shape, (
                 f"{self.id}: {what} has shape {a.shape}, the NumPy reference's {b.shape}")
-            # float32 sums of many products: an entry near 0 by cancellation carries the
-            # rounding of its terms, whose size is the array's
-            scale = float(np.nanmax(np.abs(b), initial=0.0)) if b.size else 0.0
             np.testing.assert_allclose(
-                a, b, rtol=1e-3, atol=max(1e-4, 1e-5 * scale),
+                a, b, **_tolerances(b),
                 err_msg=f"{self.id}: {what} differs from the NumPy reference's")
+
+    def check_torch(self, reference=None):
+        """Raise AssertionError unless the PyTorch twin's call, from this case's inputs,
+        gives every result the NumPy reference's gives (a wrong overload, layout or op
+        must not be timed as PyTorch's speed). PyTorch returns fresh tensors where fastnn
+        writes buffers, in its own order and with extras (a dropout mask, saved
+        statistics): each array the reference returns or writes must equal, at
+        ``check``'s tolerances, the array of the same name PyTorch writes in place or
+        one of the tensors it returns (``.numpy()``; of the same shape, or of the same
+        size where PyTorch keeps a unit axis: layer_norm's (N, 1) statistics), but for
+        the case's ``torch_internal`` arrays. dropout_forward is not checked:
+        PyTorch draws its own mask. reference: as ``check``'s."""
+        if self.op == "dropout_forward" or not self.has_torch:
+            return
+        if reference is None:
+            from fastnn import backend as backend_module
+            reference = backend_module.load("numpy")
+        expected, written = self._results(reference)
+        got, torch_written = self._torch_results()
+        wanted = [(f"returned value {i}", b) for i, b in enumerate(expected[0])]
+        wanted += [(f"array {k!r}", expected[1][k]) for k in sorted(written)
+                   if k not in self.torch_internal]
+        for what, b in wanted:
+            candidates = [a.reshape(b.shape) for a in list(torch_written.values()) + got
+                          if a.size == b.size]
+            assert any(_close(a, b) for a in candidates), (
+                f"{self.id}: PyTorch's call gives nothing equal to the NumPy reference's "
+                f"{what} (shape {b.shape}): {len(candidates)} results of that size "
+                f"differ")
+
+    def _torch_results(self):
+        """([arrays the PyTorch call returned, as NumPy]), {name: array it wrote in
+        place}) of one call on fresh inputs."""
+        import torch
+        arrays = self.arrays()
+        before = {k: v.copy() for k, v in arrays.items() if isinstance(v, np.ndarray)}
+        tensors = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+                   for k, v in arrays.items()}
+        returned = _as_arrays(_tensors_to_numpy(self._torch_fn(torch, tensors, arrays)()))
+        written = {k: arrays[k] for k in before
+                   if not np.array_equal(before[k], arrays[k], equal_nan=True)}
+        return returned, written
 
     def _results(self, backend, written=None):
         """((returned arrays), {name: array after the call}) of one call on fresh
@@ -143,6 +185,32 @@ def _as_arrays(result):
     if np.isscalar(result):
         return [np.array(result)]
     return []
+
+
+def _tolerances(expected):
+    """assert_allclose's rtol and atol against the reference's ``expected`` array: float32
+    sums of many products, an entry near 0 by cancellation carrying the rounding of its
+    terms, whose size is the array's."""
+    scale = float(np.nanmax(np.abs(expected), initial=0.0)) if expected.size else 0.0
+    return {"rtol": 1e-3, "atol": max(1e-4, 1e-5 * scale)}
+
+
+def _close(got, expected):
+    """Whether ``got`` equals ``expected`` at _tolerances (NaN where NaN)."""
+    try:
+        np.testing.assert_allclose(got, expected, **_tolerances(expected))
+    except AssertionError:
+        return False
+    return True
+
+
+def _tensors_to_numpy(result):
+    """A PyTorch call's result with its tensors as NumPy arrays (tuples kept)."""
+    if isinstance(result, (tuple, list)):
+        return [_tensors_to_numpy(r) for r in result]
+    if hasattr(result, "detach"):
+        return result.detach().numpy()
+    return result
 
 
 def _normal(rng, shape):
@@ -521,7 +589,7 @@ def _batchnorm(op, size):
         return fn
 
     return Case("batchnorm_forward+batchnorm_backward", size, _shape_str(shape), build, run,
-                run_torch, nbytes=fwd_bytes + bwd_bytes)
+                run_torch, nbytes=fwd_bytes + bwd_bytes, torch_internal=("out", "sm", "si"))
 
 
 # --------------------------------------------------------------------------- dense
@@ -570,7 +638,8 @@ def _linear(op, size):
             ts["gb"].add_(gz.sum(0))
             return t.mm(gz, ts["w"], out=ts["gi"])
         return fn
-    return Case(op, size, shape, build, run, run_torch, flops=2 * flops)
+    return Case(op, size, shape, build, run, run_torch, flops=2 * flops,
+                torch_internal=("scratch",))
 
 
 # ---------------------------------------------------------------------------- conv
@@ -724,7 +793,8 @@ def _pool(op, size):
                 _, idx = tmfwd(t, ts)
                 return tmbwd(t, ts, idx)
             return fn
-        return Case(op, size, shape, build, run, run_torch, nbytes=2 * (4 * n_in + 12 * n_out))
+        return Case(op, size, shape, build, run, run_torch, nbytes=2 * (4 * n_in + 12 * n_out),
+                    torch_internal=("out", "idx"))
     if op == "avg_pool2d_forward":
         return Case(op, size, shape, build,
                     lambda be, a: lambda: be.avg_pool2d_forward(a["x"], kk, ss, pp, True,

@@ -461,8 +461,9 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
     out += [
            "How these numbers are taken: every contender gets the same inputs (built from one "
            "seed, float32; PyTorch's dropout keeps its mask as bool); before an op is timed on "
-           "a backend other than numpy, its result at the size timed is checked against the NumPy "
-           "reference's (dropout's random mask aside), and before a training step is timed, "
+           "a backend other than numpy or in PyTorch, its result at the size timed is checked "
+           "against the NumPy reference's (dropout's random mask aside; PyTorch's tensors "
+           "as `.numpy()`), and before a training step is timed, "
            "its losses over 4 steps against the numpy backend's: a benchmark whose results "
            f"differ fails and is not timed; each benchmark is called {info.get('warmup_calls', 2)} times "
            "untimed first (so Numba's JIT compile and first-touch page faults are excluded), "

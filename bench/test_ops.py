@@ -1,6 +1,6 @@
 """Each op of the table (and the forward+backward pairs with targets) on each backend
-and in PyTorch, at the course size and a large size. A backend's result is checked
-against the NumPy reference's, at the size timed, before it is timed."""
+and in PyTorch, at the course size and a large size. A backend's result, and PyTorch's,
+is checked against the NumPy reference's, at the size timed, before it is timed."""
 import pytest
 
 from . import cases, contenders
@@ -14,6 +14,7 @@ CASES = cases.all_cases()
 def test_op(benchmark, case, contender):
     if contender == "torch":
         torch_or_skip()
+        case.check_torch()
         fn = case.torch()
     else:
         be = backend_or_skip(contender)

@@ -115,9 +115,10 @@ def _time(timing, fn, timings, key):
 
 def _op_runner(case, contender, contenders):
     """The callable timing ``case`` on ``contender``; a fastnn backend's result is first
-    checked against the NumPy reference's (``Case.check``: an AssertionError, shown as
-    'not measured', where it differs), as the suite does."""
+    checked against the NumPy reference's (``Case.check``, PyTorch's ``Case.check_torch``:
+    an AssertionError, shown as 'not measured', where it differs), as the suite does."""
     if contender == "torch":
+        case.check_torch()
         return case.torch()
     backend = contenders.load_backend(contender)
     if contender != "numpy":

@@ -1077,3 +1077,51 @@ def test_the_quick_tables_small_ratios_keep_two_digits(monkeypatch):
     assert row.split()[-6:-3] == ["numba", "4.43x", "0.002x"], row
     assert report.fmt_ratio is timing.fmt_ratio
     assert (timing.fmt_ratio(0.0456), timing.fmt_ratio(None)) == ("0.046x", "—")
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+def test_a_benchmark_refuses_to_time_a_pytorch_twin_that_computes_something_else(monkeypatch):
+    """bench/test_ops.py checked fastnn's backends before timing them, not PyTorch: a
+    twin calling the wrong op (here sigmoid for relu) was timed and reported as a ratio.
+    Its result is checked against the NumPy reference's as a backend's is, and the
+    benchmark fails before timing it; the right twin is timed."""
+    from bench import test_ops
+    case = cases.get_case("relu", "course")
+    right = case._torch_fn
+    monkeypatch.setattr(case, "_torch_fn",
+                        lambda t, ts, a: lambda: t.sigmoid(ts["x"], out=ts["out"]))
+    bench = _FakeBenchmark()
+    with pytest.raises(AssertionError, match=r"relu\[course\]: PyTorch's call"):
+        test_ops.test_op(bench, case, "torch")
+    assert bench.calls == 0
+    monkeypatch.setattr(case, "_torch_fn", right)
+    test_ops.test_op(bench, case, "torch")
+    assert bench.calls > 0
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+@pytest.mark.parametrize("case", [c for c in cases.all_cases() if c.size == "course"],
+                         ids=lambda c: c.id)
+def test_every_pytorch_twin_gives_the_references_results(case):
+    """Each case's PyTorch twin passes check_torch at the course size: its returned
+    tensors and in-place writes hold every result the NumPy reference's call gives
+    (layer_norm's (N, 1) statistics, the pairs' backward results, the optimizers'
+    updated state)."""
+    case.check_torch()
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="PyTorch is not installed")
+def test_the_pytorch_check_finds_a_wrong_result_among_several():
+    """A twin returning several tensors fails check_torch when one of the reference's
+    results is missing from them (conv2d_backward's weight gradient replaced by zeros),
+    and when a buffer it writes in place differs (SGD's momentum not updated)."""
+    conv = cases.get_case("conv2d_backward", "course")
+    right = conv._torch_fn
+    conv._torch_fn = lambda t, ts, a: (
+        lambda: [r if i != 1 else t.zeros_like(r) for i, r in enumerate(right(t, ts, a)())])
+    with pytest.raises(AssertionError, match=r"conv2d_backward\[course\].*shape \(32, 1, 3, 3\)"):
+        conv.check_torch()
+    sgd = cases.get_case("sgd_update", "course")
+    sgd._torch_fn = lambda t, ts, a: lambda: ts["p"].add_(ts["g"], alpha=-0.01)
+    with pytest.raises(AssertionError, match=r"sgd_update\[course\].*array 'm'"):
+        sgd.check_torch()
