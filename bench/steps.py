@@ -232,13 +232,33 @@ def check_step(make, contender, name, reference="numpy", steps=CHECK_STEPS, rtol
     or optimizer kernel that computes the wrong thing shows). Contenders agree to about
     1e-7 here; a step whose SGD update did nothing differed by 3e-4 at its second loss."""
     def losses(step):
-        return [float(loss.item() if hasattr(loss, "item") else loss)
-                for loss in (step() for _ in range(steps))]
-    got, expected = losses(make(contender)), losses(make(reference))
-    np.testing.assert_allclose(
-        got, expected, rtol=rtol, atol=0,
-        err_msg=f"{name}: {contender}'s losses over {steps} training steps differ from "
-                f"the {reference} backend's")
+        return [loss_value(step()) for _ in range(steps)]
+    assert_same_losses(losses(make(contender)), losses(make(reference)),
+                       f"{name}: {contender}'s losses over {steps} training steps differ "
+                       f"from the {reference} backend's", rtol)
+
+
+def check_epoch(contender, data, reference="numpy", batches=CHECK_STEPS, rtol=CHECK_RTOL,
+                **mlp):
+    """Raise AssertionError unless ``epoch_runner(contender, data=data, **mlp)``'s loop
+    gives the losses the ``reference`` backend's gives over its first ``batches``
+    batches (the loop timed, stopped early: not a second epoch)."""
+    def losses(name):
+        return epoch_runner(name, data=data, max_batches=batches, **mlp)()
+    assert_same_losses(losses(contender), losses(reference),
+                       f"epoch: {contender}'s losses over the epoch's first {batches} "
+                       f"batches differ from the {reference} backend's", rtol)
+
+
+def assert_same_losses(got, expected, message, rtol=CHECK_RTOL):
+    """assert_allclose of two lists of losses (floats, NumPy scalars or tensors)."""
+    np.testing.assert_allclose([loss_value(v) for v in got], [loss_value(v) for v in expected],
+                               rtol=rtol, atol=0, err_msg=message)
+
+
+def loss_value(loss):
+    """A step's loss (a float, a NumPy scalar, a PyTorch tensor) as a float."""
+    return float(loss.item() if hasattr(loss, "item") else loss)
 
 
 def small_cnn():
@@ -260,20 +280,25 @@ def cnn_step(contender, batch_size=CNN_BATCH):
 
 
 # ------------------------------------------------------------------------- epoch
-def epoch_runner(contender, sizes=(784, 100, 10), activation="relu", batch_size=128, data=None):
+def epoch_runner(contender, sizes=(784, 100, 10), activation="relu", batch_size=128, data=None,
+                 max_batches=None):
     """A callable training one full epoch of Fashion-MNIST (60000 images, shuffled
-    batches from a seeded DataLoader) with the MLP. ``data``: (x_train, y_train)."""
+    batches from a seeded DataLoader) with the MLP, returning its losses (the loss
+    objects, one a batch, unconverted). ``data``: (x_train, y_train); max_batches: stop
+    after that many batches (check_epoch's few)."""
     from fastnn.data import DataLoader
     x_train, y_train = data
     weights = init_weights(sizes)
     loader = DataLoader(x_train, y_train, batch_size=batch_size, shuffle=True, seed=SEED)
+
+    def batches():
+        return itertools.islice(loader, max_batches)
     if contender == "student":
         from .student_numpy import StudentMLP
         model = StudentMLP(weights, activation, SLOPE, LR, MOMENTUM)
 
         def run():
-            for xb, yb in loader:
-                model.step(xb, yb)
+            return [model.step(xb, yb) for xb, yb in batches()]
         return run
     if contender == "torch":
         import torch
@@ -282,22 +307,28 @@ def epoch_runner(contender, sizes=(784, 100, 10), activation="relu", batch_size=
         opt = torch.optim.SGD(tmodel.parameters(), lr=LR, momentum=MOMENTUM)
 
         def run():
-            for xb, yb in loader:
+            losses = []
+            for xb, yb in batches():
                 opt.zero_grad()
-                F.cross_entropy(tmodel(torch.from_numpy(xb)), torch.from_numpy(yb)).backward()
+                loss = F.cross_entropy(tmodel(torch.from_numpy(xb)), torch.from_numpy(yb))
+                loss.backward()
                 opt.step()
+                losses.append(loss)
+            return losses
         return run
     model = fastnn_mlp(sizes, activation, weights)
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
 
     def run():
+        losses = []
         with fastnn.use_backend(contender):
-            for xb, yb in loader:
+            for xb, yb in batches():
                 opt.zero_grad()
-                loss_fn(model(xb), yb)
+                losses.append(loss_fn(model(xb), yb))
                 model.backward(loss_fn.backward(), need_grad_in=False)
                 opt.step()
+        return losses
     return run
 
 

@@ -1,4 +1,6 @@
-"""One full epoch of Fashion-MNIST (60000 images, MLP 784-100-10, batch 128, shuffled)."""
+"""One full epoch of Fashion-MNIST (60000 images, MLP 784-100-10, batch 128, shuffled).
+Each contender's losses over the epoch's first few batches are first checked against
+the numpy backend's (steps.check_epoch: the loop timed, stopped early)."""
 import os
 
 import pytest
@@ -26,6 +28,8 @@ def test_epoch(benchmark, contender):
     warm = steps.mlp_step(contender, (784, 100, 10), "relu", 128)
     for _ in range(WARMUP):
         warm()
+    if contender != "numpy":   # (the reference)
+        steps.check_epoch(contender, data)
     run = steps.epoch_runner(contender, data=data)
     benchmark.group = "epoch fashion-mnist mlp 784-100-10 b128"
     benchmark.extra_info.update(kind="epoch", contender=contender, op="epoch mlp 784-100-10 b128",

@@ -1,5 +1,7 @@
 """How the MLP step's cost grows: against batch size (1 to 4096), against layer width,
-and with 1 against all threads."""
+and with 1 against all threads. Each contender's losses over a few steps are first
+checked against the numpy backend's, at the size and thread count timed
+(steps.check_step, as bench/test_steps.py does)."""
 
 import pytest
 
@@ -13,12 +15,20 @@ WIDTH_BATCH = 128
 THREAD_CONFIG = "mlp 784-1024-1024-10 leaky b256"
 
 
+def checked_step(contender, sizes, activation, batch, name):
+    """steps.mlp_step's callable, once check_step has compared the contender's losses
+    with the numpy backend's (which is not checked: the reference)."""
+    if contender != "numpy":
+        steps.check_step(lambda c: steps.mlp_step(c, sizes, activation, batch), contender, name)
+    return steps.mlp_step(contender, sizes, activation, batch)
+
+
 @pytest.mark.parametrize("contender", contenders.step_contenders())
 @pytest.mark.parametrize("batch", BATCHES)
 def test_batch_scaling(benchmark, batch, contender):
     contender_or_skip(contender)
     sizes, act = BATCH_NET
-    fn = steps.mlp_step(contender, sizes, act, batch)
+    fn = checked_step(contender, sizes, act, batch, f"scaling batch {batch}")
     measure(benchmark, fn, f"scaling batch {batch}", kind="scaling-batch", contender=contender,
             op="mlp 784-1024-1024-10 leaky", size=batch, x=batch,
             flops=steps.mlp_step_flops(sizes, batch))
@@ -29,7 +39,7 @@ def test_batch_scaling(benchmark, batch, contender):
 def test_width_scaling(benchmark, width, contender):
     contender_or_skip(contender)
     sizes = (784, width, width, 10)
-    fn = steps.mlp_step(contender, sizes, "leaky_relu", WIDTH_BATCH)
+    fn = checked_step(contender, sizes, "leaky_relu", WIDTH_BATCH, f"scaling width {width}")
     measure(benchmark, fn, f"scaling width {width}", kind="scaling-width", contender=contender,
             op=f"mlp 784-W-W-10 leaky b{WIDTH_BATCH}", size=width, x=width,
             flops=steps.mlp_step_flops(sizes, WIDTH_BATCH))
@@ -48,7 +58,7 @@ def threads(request):
 def test_thread_scaling(benchmark, threads, contender):
     contender_or_skip(contender)
     sizes, act, batch = steps.MLP_CONFIGS[THREAD_CONFIG]
-    fn = steps.mlp_step(contender, sizes, act, batch)
+    fn = checked_step(contender, sizes, act, batch, f"threads {threads}")
     measure(benchmark, fn, f"threads {threads}", kind="scaling-threads", contender=contender,
             op=THREAD_CONFIG, size=threads, x=threads, threads=threads,
             flops=steps.mlp_step_flops(sizes, batch))

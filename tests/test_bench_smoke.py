@@ -1125,3 +1125,80 @@ def test_the_pytorch_check_finds_a_wrong_result_among_several():
     sgd._torch_fn = lambda t, ts, a: lambda: ts["p"].add_(ts["g"], alpha=-0.01)
     with pytest.raises(AssertionError, match=r"sgd_update\[course\].*array 'm'"):
         sgd.check_torch()
+
+
+def _without_update(correct, broken="numba"):
+    """steps.mlp_step, but ``broken``'s step runs forward and backward without the SGD
+    update (a broken optimizer kernel: faster than a correct step)."""
+    import itertools
+    from fastnn import nn
+
+    def make(contender, sizes, activation, batch):
+        if contender != broken:
+            return correct(contender, sizes, activation, batch)
+        model = steps.fastnn_mlp(sizes, activation, steps.init_weights(sizes))
+        loss_fn, batches = nn.CrossEntropyLoss(), itertools.cycle(
+            steps.batch_pool((sizes[0],), batch, sizes[-1]))
+
+        def step():
+            x, labels = next(batches)
+            with fastnn.use_backend("numpy"):
+                loss = loss_fn(model(x), labels)
+                model.backward(loss_fn.backward(), need_grad_in=False)
+            return loss
+        return step
+    return make
+
+
+@pytest.mark.parametrize("which", ["batch", "width", "threads"])
+def test_a_scaling_benchmark_refuses_to_time_a_step_that_trains_wrong(monkeypatch, which):
+    """bench/test_scaling.py timed its steps unchecked: a step whose update does nothing
+    was timed against batch size, width and threads. Its losses over a few steps are
+    compared with the numpy backend's first, as bench/test_steps.py's (small nets here)."""
+    from bench import test_scaling
+    monkeypatch.setattr(test_scaling, "contender_or_skip", lambda contender: None)
+    monkeypatch.setattr(test_scaling, "BATCH_NET", ((16, 8, 4), "relu"))
+    monkeypatch.setattr(test_scaling, "WIDTH_BATCH", 8)
+    monkeypatch.setattr(steps, "MLP_CONFIGS",
+                        {test_scaling.THREAD_CONFIG: ((16, 8, 4), "leaky_relu", 8)})
+    run = {"batch": lambda bench, c: test_scaling.test_batch_scaling(bench, 8, c),
+           "width": lambda bench, c: test_scaling.test_width_scaling(bench, 8, c),
+           "threads": lambda bench, c: test_scaling.test_thread_scaling(bench, 1, c)}[which]
+    correct = steps.mlp_step
+    monkeypatch.setattr(steps, "mlp_step", _without_update(correct))
+    bench = _FakeBenchmark()
+    with pytest.raises(AssertionError, match="losses over 4 training steps differ"):
+        run(bench, "numba")
+    assert bench.calls == 0
+    monkeypatch.setattr(steps, "mlp_step", correct)
+    run(bench, "numba")     # the correct step is timed
+    assert bench.calls > 0
+
+
+def test_the_epoch_benchmark_refuses_to_time_an_epoch_that_trains_wrong(monkeypatch):
+    """bench/test_epoch.py timed the epoch unchecked. Its loop's losses over the first
+    few batches (not a second epoch) are compared with the numpy backend's first: a
+    loop training on the wrong labels fails; a correct contender is timed."""
+    from bench import test_epoch
+    rng = np.random.default_rng(0)
+    data = (rng.random((512, 784), dtype=np.float32),
+            rng.integers(0, 10, 512).astype(np.int64))
+    monkeypatch.setattr(test_epoch, "_data", lambda: data)
+    monkeypatch.setattr(test_epoch, "contender_or_skip", lambda contender: None)
+    monkeypatch.setattr(test_epoch, "ROUNDS", 1)
+    correct = steps.epoch_runner
+
+    def wrong_labels(contender, data=None, **kwargs):
+        if contender == "numba":
+            data = (data[0], (data[1] + 1) % 10)
+        return correct(contender, data=data, **kwargs)
+    monkeypatch.setattr(steps, "epoch_runner", wrong_labels)
+    bench = _FakeBenchmark()
+    with pytest.raises(AssertionError, match="first 4 batches differ"):
+        test_epoch.test_epoch(bench, "numba")
+    assert bench.calls == 0
+    for contender in ("student", "torch") if HAS_TORCH else ("student",):
+        test_epoch.test_epoch(bench, contender)   # checked, then timed
+    assert bench.calls == (2 if HAS_TORCH else 1)
+    # the runner returns a loss a batch: 512 samples, 4 batches of 128
+    assert len(correct("numpy", data=data)()) == 4
