@@ -493,7 +493,8 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
     if head:
         out += ["## Headline", "", head, ""]
 
-    out += ["## Ceilings (measured in this run)", ""]
+    # a subset run (-k) renders only the sections it has rows for: no heading over an
+    # empty table (a full run has them all)
     body = []
     several = len(ceilings.gemm_by_library) > 1
     for library, rate in ceilings.gemm_by_library.items():
@@ -512,15 +513,17 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
     if ceilings.copy_single:
         body.append(["memory copy, np.copyto, 1 thread", "same arrays",
                      copy_rate(ceilings.copy_single)])
-    out += [_table(["ceiling", "method", "value (fastest round)"], body), "",
-            "Products (linear, conv, whole steps) are given as GFLOP/s and a percentage of "
-            "the sgemm ceiling (the fastest BLAS measured); everything else as GB/s of its "
-            "minimum memory traffic (each array read or written once) and a percentage of "
-            "the copy bandwidth (the faster copy measured). Shares above 100% are real: the copy counts 2 bytes "
-            "a byte copied, but its stores first read each destination line (write-"
-            "allocate), so it moves about 3; kernels whose large outputs are written with "
-            "streaming stores skip that read, and in-cache (course-size) cases are not "
-            "bound by memory at all.", ""]
+    if body:
+        out += ["## Ceilings (measured in this run)", "",
+                _table(["ceiling", "method", "value (fastest round)"], body), "",
+                "Products (linear, conv, whole steps) are given as GFLOP/s and a percentage of "
+                "the sgemm ceiling (the fastest BLAS measured); everything else as GB/s of its "
+                "minimum memory traffic (each array read or written once) and a percentage of "
+                "the copy bandwidth (the faster copy measured). Shares above 100% are real: the copy counts 2 bytes "
+                "a byte copied, but its stores first read each destination line (write-"
+                "allocate), so it moves about 3; kernels whose large outputs are written with "
+                "streaming stores skip that read, and in-cache (course-size) cases are not "
+                "bound by memory at all.", ""]
 
     out += ["## Targets from the issues", "",
             _table(["issue", "target", "backend", "measured", "verdict"],
@@ -563,13 +566,15 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
                 + ".", ""]
 
     steps = index(all_rows, "step")
-    out += ["## Training steps", "",
-            "One step = forward, softmax cross-entropy, backward, SGD with momentum 0.9. "
-            "fastnn backends run the layer API (`fastnn.models.MLP` / `nn.Sequential`, "
-            "`nn.CrossEntropyLoss`, `optim.SGD`); 'student' is `bench/student_numpy.py`, the "
-            "same network written in plain NumPy; 'torch' is `torch.nn` + `F.cross_entropy` + "
-            "`torch.optim.SGD`. GFLOP/s counts the matrix products only.", "",
-            comparison_table(steps, ceilings, label="step"), ""]
+    if steps:
+        out += ["## Training steps", "",
+                "One step = forward, softmax cross-entropy, backward, SGD with momentum 0.9. "
+                "fastnn backends run the layer API (`fastnn.models.MLP` / `nn.Sequential`, "
+                "`nn.CrossEntropyLoss`, `optim.SGD`); 'student' is `bench/student_numpy.py`, "
+                "the same network written in plain NumPy; 'torch' is `torch.nn` + "
+                "`F.cross_entropy` + `torch.optim.SGD`. GFLOP/s counts the matrix products "
+                "only.", "",
+                comparison_table(steps, ceilings, label="step"), ""]
     epoch = index(all_rows, "epoch")
     if epoch:
         out += ["## One epoch of Fashion-MNIST", "",
@@ -578,10 +583,11 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
                 comparison_table(epoch, ceilings, label="epoch"), ""]
 
     ops = index(all_rows, "op")
-    out += ["## Ops", "",
-            "Every op of the table (`fastnn/optable.py`) at the classic course size (784-100-10 "
-            "at batch 128) and a large size, plus the forward+backward pairs the issues set "
-            "targets for.", ""]
+    if ops:
+        out += ["## Ops", "",
+                "Every op of the table (`fastnn/optable.py`) at the classic course size "
+                "(784-100-10 at batch 128) and a large size, plus the forward+backward pairs "
+                "the issues set targets for.", ""]
     families = {}
     for key, entry in ops.items():
         family = next(iter(entry.values())).get("family", "other")
@@ -595,7 +601,7 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
                 "Ratio = Cython's median / Numba's (below 1: Cython faster).", "",
                 _table(["op", "numba", "cython", "cython / numba", "note"], h2h), ""]
 
-    out += ["## Scaling", ""]
+    scaling = []
     for name, kind, xlabel, text in (
             ("batch", "scaling-batch", "batch",
              "MLP 784-1024-1024-10 LeakyReLU step against batch size (plot: time per sample)."),
@@ -608,10 +614,12 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
         table = _scaling_table(all_rows, kind, xlabel)
         if not table:
             continue
-        out += [f"### {name}", "", text, ""]
+        scaling += [f"### {name}", "", text, ""]
         if name in plots:
-            out += [f"![{name} scaling]({os.path.relpath(plots[name], md_dir)})", ""]
-        out += [table, ""]
+            scaling += [f"![{name} scaling]({os.path.relpath(plots[name], md_dir)})", ""]
+        scaling += [table, ""]
+    if scaling:
+        out += ["## Scaling", ""] + scaling
 
     out += cuda_results.section(cuda)
     out += cuda_results.host_section(cuda_host)

@@ -1202,3 +1202,30 @@ def test_the_epoch_benchmark_refuses_to_time_an_epoch_that_trains_wrong(monkeypa
     assert bench.calls == (2 if HAS_TORCH else 1)
     # the runner returns a loss a batch: 512 samples, 4 batches of 128
     assert len(correct("numpy", data=data)()) == 4
+
+
+def _empty_tables(text):
+    """The header lines of markdown tables with no body row in ``text``."""
+    lines = text.splitlines()
+    return [lines[i] for i in range(len(lines) - 1)
+            if lines[i].startswith("|") and lines[i + 1].startswith("|---")
+            and not (i + 2 < len(lines) and lines[i + 2].startswith("|"))]
+
+
+@pytest.mark.parametrize("kinds", [("op",), ("step",), ("scaling-batch", "scaling-threads")])
+def test_a_subset_run_renders_no_heading_over_an_empty_table(tmp_path, kinds):
+    """A subset run (``python -m bench.report -k relu``) left '## Training steps', '##
+    Ops', '## Ceilings' and '## Scaling' over empty tables (or no table at all) in
+    BENCHMARKS.md. A section with no rows is left out; a full run renders them all."""
+    full = report.render(FAKE, plots_dir=str(tmp_path), md_dir=str(tmp_path))
+    sections = {"## Ceilings (measured in this run)": ("ceiling",), "## Training steps": ("step",),
+                "## Ops": ("op",), "## Scaling": ("scaling-batch", "scaling-threads")}
+    for heading in sections:
+        assert heading in full
+    subset = dict(FAKE, benchmarks=[b for b in FAKE["benchmarks"]
+                                    if b["extra_info"].get("kind") in kinds])
+    text = report.render(subset, plots_dir=str(tmp_path), md_dir=str(tmp_path))
+    for heading, of in sections.items():
+        assert (heading in text) == (of == kinds), heading
+    assert _empty_tables(text) == []
+    assert "## Targets from the issues" in text   # its rows say 'not measured'
