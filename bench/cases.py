@@ -120,10 +120,9 @@ class Case:
         must not be timed as PyTorch's speed). PyTorch returns fresh tensors where fastnn
         writes buffers, in its own order and with extras (a dropout mask, saved
         statistics): each array the reference returns or writes must equal, at
-        ``check``'s tolerances, the array of the same name PyTorch writes in place or
-        one of the tensors it returns (``.numpy()``; of the same shape, or of the same
-        size where PyTorch keeps a unit axis: layer_norm's (N, 1) statistics), but for
-        the case's ``torch_internal`` arrays. dropout_forward is not checked:
+        ``check``'s tolerances, one of the arrays PyTorch writes in place or of the
+        tensors it returns (``.numpy()``; of the same size, reshaped: layer_norm's (N, 1)
+        statistics are fastnn's (N,)), but for the case's ``torch_internal`` arrays. dropout_forward is not checked:
         PyTorch draws its own mask. reference: as ``check``'s."""
         if self.op == "dropout_forward" or not self.has_torch:
             return
@@ -144,7 +143,7 @@ class Case:
                 f"differ")
 
     def _torch_results(self):
-        """([arrays the PyTorch call returned, as NumPy]), {name: array it wrote in
+        """([arrays the PyTorch call returned, as NumPy], {name: array it wrote in
         place}) of one call on fresh inputs."""
         import torch
         arrays = self.arrays()
