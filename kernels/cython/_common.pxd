@@ -24,7 +24,11 @@ cdef extern from "_fastnn_math.h" nogil:
     float fnn_log1pf(float x)
     float fnn_one_plus_err_f(float x, float u)  # (1 + x) - u for u = 1 + x, |x| <= 1
     float fnn_tanhf(float x)
-    double fnn_tanh(double x)       # needs FNN_HAVE_FMA (f_tanh checks)
+    double fnn_tanh(double x)       # needs FNN_HAVE_FMA (f_tanh checks), as the next four
+    double fnn_exp(double x)
+    double fnn_exp_upto709(double x)   # x <= 709 (or NaN): one clamp fewer than fnn_exp
+    double fnn_expm1_nonpos(double x)  # e^x - 1 for x <= 0, accurate near 0
+    double fnn_sigmoid(double x)
     float fnn_sigmoidf(float x)
     float fnn_gelu_f(float x)
     float fnn_gelu_head_f(float x)
@@ -91,10 +95,11 @@ cdef inline Py_ssize_t n_chunks(Py_ssize_t rows) noexcept nogil:
 
 
 cdef inline floating f_exp(floating x) noexcept nogil:
+    """The vectorizable exp (_fastnn_math.h); libm's in double without hardware FMA."""
     if floating is float:
         return fnn_expf(x)
     else:
-        return exp(x)
+        return fnn_exp(x) if FNN_HAVE_FMA else exp(x)
 
 
 cdef inline floating f_exp_upto88(floating x) noexcept nogil:
@@ -103,7 +108,7 @@ cdef inline floating f_exp_upto88(floating x) noexcept nogil:
     if floating is float:
         return fnn_exp_nonpos_f(x)
     else:
-        return exp(x)
+        return fnn_exp_upto709(x) if FNN_HAVE_FMA else exp(x)
 
 
 cdef inline floating f_expm1_nonpos(floating x) noexcept nogil:
@@ -111,7 +116,7 @@ cdef inline floating f_expm1_nonpos(floating x) noexcept nogil:
     if floating is float:
         return fnn_expm1_nonpos_f(x)
     else:
-        return expm1(x)
+        return fnn_expm1_nonpos(x) if FNN_HAVE_FMA else expm1(x)
 
 
 cdef inline floating f_log(floating x) noexcept nogil:
@@ -240,8 +245,10 @@ cdef inline floating f_sigmoid(floating x) noexcept nogil:
     cdef floating e
     if floating is float:
         return fnn_sigmoidf(x)
+    elif FNN_HAVE_FMA:
+        return fnn_sigmoid(x)
     else:
-        e = f_exp(-x if x >= 0 else x)
+        e = exp(-x if x >= 0 else x)
         return 1 / (1 + e) if x >= 0 else e / (1 + e)
 
 

@@ -202,21 +202,15 @@ static inline float fnn_tanhf(float x) {
     return copysignf(e / (e + 2.0f), x);
 }
 
-/* tanh(x) for double, fnn_tanhf's method: E / (E + 2) with E = e^2|x| - 1 =
- * 2^n (e^r - 1) + (2^n - 1), 2|x| = n ln2 + r (fdlibm's ln2 in two parts, explicit
- * fmas), e^r - 1 = r + r^2 P(r) with P Taylor's 1/13! ... 1/2! (its remainder r^14/14!
- * is 4e-18 for |r| <= ln2/2); signed as x. |x| > 20 gives +-1 (tanh 20 = 1 - 8e-18),
- * |x| < 2^-26 gives x.
- * Within 4 ulp of glibc's tanh, a scalar call 1.5x slower than NumPy's SIMD tanh here.
- * NaN propagates. Needs hardware FMA (f_tanh calls libm without it). The same
- * algorithm as the numba backend's vmath._tanh64. */
-static inline double fnn_tanh(double x) {
-    double a = fabs(x);
-    a = a > 20.0 ? 20.0 : a;
-    double t = a + a;
-    double n = rint(t * 1.4426950408889634);
-    double r = fma(-n, 6.93147180369123816490e-01, t);
-    r = fma(-n, 1.90821492927058770002e-10, r);
+/* e^t - 1 reduced, for double: t = n ln2 + r (fdlibm's ln2 in two parts, explicit fmas:
+ * see fnn_expm1_reduced_f), |r| <= ln2/2, returns e^r - 1 = r + r^2 P(r) with P Taylor's
+ * 1/13! ... 1/2! (its remainder r^14/14! is 4e-18 for |r| <= ln2/2) and stores n (an
+ * integer-valued double) in *n. Needs |t| <= 2^21 ln2 (n C1 exact); NaN passes through
+ * (to the result, not to n's use as an exponent). Shared by fnn_tanh and fnn_exp. */
+static inline double fnn_expm1_reduced(double t, double* n) {
+    double k = rint(t * 1.4426950408889634);
+    double r = fma(-k, 6.93147180369123816490e-01, t);
+    r = fma(-k, 1.90821492927058770002e-10, r);
     double p = 1.6059043836821613e-10;        /* 1/13! */
     p = p * r + 2.08767569878681e-09;         /* 1/12! */
     p = p * r + 2.505210838544172e-08;
@@ -229,15 +223,90 @@ static inline double fnn_tanh(double x) {
     p = p * r + 0.041666666666666664;
     p = p * r + 0.16666666666666666;
     p = p * r + 0.5;                          /* 1/2! */
-    double q = p * (r * r) + r;
-    /* 2^n from the bits of n + 1.5 * 2^52, whose low bits are n (0 <= n <= 58): AVX2
-     * has no packed double -> int64 conversion, and (int64_t)n kept gcc's loop scalar */
+    *n = k;
+    return p * (r * r) + r;
+}
+
+/* 2^n for an integer-valued double -1022 <= n <= 1023, from the bits of n + 1.5 * 2^52,
+ * whose low bits are n (two's complement): AVX2 has no packed double -> int64
+ * conversion, and (int64_t)n kept gcc's loop scalar. */
+static inline double fnn_pow2i(double n) {
     double shifted = n + 6755399441055744.0;
     uint64_t bits;
     memcpy(&bits, &shifted, sizeof bits);
     bits = (bits + 1023) << 52;
     double scale;
     memcpy(&scale, &bits, sizeof scale);
+    return scale;
+}
+
+/* e^x for double, x <= 709 (NaN passes) or, with cap, any x: 2^n (1 + q) as
+ * fma(s1, q, s1) s2 with 2^n = s1 s2, s1 = 2^clamp(n, -1000, 1023): s2 is 1 where
+ * n >= -1000 (one rounding, the fma's), 2 at the top binade (exact), and 2^-1 ...
+ * 2^-76 below (the fma's result is normal, and the product rounds it once more, to
+ * the subnormal grid where e^x is subnormal; s1 = 2^-1022 would have rounded twice).
+ * x is clamped below at -746, where e^x rounds to 0; with cap, above at 709.79, where
+ * it overflows to inf: no selects. Within 0.96 ulp of the correctly rounded value
+ * (tests/test_float64_exp.py). glibc's exp is a scalar call that kept the float64
+ * sigmoid, SiLU, ELU, mish... loops unvectorized: sigmoid of 128x784 values 1030 ->
+ * 228 us, 1 thread. Needs hardware FMA (_common.pxd's f_exp* call libm without it). */
+static inline double fnn_exp_core(double x, int cap) {
+    double c = x < -746.0 ? -746.0 : x;
+    if (cap)
+        c = c > 709.79 ? 709.79 : c;
+    double n;
+    double q = fnn_expm1_reduced(c, &n);
+    double n1 = n < -1000.0 ? -1000.0 : n;
+    if (cap)
+        n1 = n1 > 1023.0 ? 1023.0 : n1;
+    double s1 = fnn_pow2i(n1);
+    /* the product by s2 apart from the fma: rounding (1 + q) s1 s2 once, to the
+     * subnormal grid; s1 s2 first would round 2^n itself */
+    return fma(s1, q, s1) * fnn_pow2i(n - n1);
+}
+
+/* e^x for any double x; NaN propagates, exp(-inf) = 0, exp(inf) = inf, exp(-0) = 1. */
+static inline double fnn_exp(double x) {
+    return fnn_exp_core(x, 1);
+}
+
+/* e^x for x <= 709 (the callers' arguments are <= 20) or NaN: one clamp fewer. */
+static inline double fnn_exp_upto709(double x) {
+    return fnn_exp_core(x, 0);
+}
+
+/* e^x - 1 for double x <= 0 (ELU's negative side): 2^n (e^r - 1) + (2^n - 1), exact in
+ * its leading term where n = 0, so full relative accuracy near 0; x clamped at -40,
+ * where e^x - 1 rounds to -1; +-0 at +-0. NaN propagates. Within 2 ulp of glibc's expm1. */
+static inline double fnn_expm1_nonpos(double x) {
+    double n;
+    double q = fnn_expm1_reduced(x < -40.0 ? -40.0 : x, &n);
+    double scale = fnn_pow2i(n);
+    /* signed as x (e <= 0 for x <= 0): the reduction turns x = -0 into r = +0
+     * (-0 + +0), where PyTorch's ELU keeps -0 */
+    return copysign(fma(scale, q, scale - 1.0), x);    /* an explicit fma: see fnn_tanhf */
+}
+
+/* 1 / (1 + e^-x) for double: e = e^-|x| (never overflows), then 1 / (1 + e) or
+ * e / (1 + e) by x's sign, one division; 0.5 at +-0, 1 at inf, 0 at -inf. NaN
+ * propagates. */
+static inline double fnn_sigmoid(double x) {
+    double e = fnn_exp_upto709(x > 0.0 ? -x : x);   /* -|x| as a select: NaN stays */
+    return (x >= 0.0 ? 1.0 : e) / (1.0 + e);
+}
+
+/* tanh(x) for double, fnn_tanhf's method: E / (E + 2) with E = e^2|x| - 1 =
+ * 2^n (e^r - 1) + (2^n - 1) (fnn_expm1_reduced, 0 <= n <= 58); signed as x. |x| > 20
+ * gives +-1 (tanh 20 = 1 - 8e-18), |x| < 2^-26 gives x.
+ * Within 4 ulp of glibc's tanh, a scalar call 1.5x slower than NumPy's SIMD tanh here.
+ * NaN propagates. Needs hardware FMA (f_tanh calls libm without it). The same
+ * algorithm as the numba backend's vmath._tanh64. */
+static inline double fnn_tanh(double x) {
+    double a = fabs(x);
+    a = a > 20.0 ? 20.0 : a;
+    double n;
+    double q = fnn_expm1_reduced(a + a, &n);
+    double scale = fnn_pow2i(n);
     double e = fma(scale, q, scale - 1.0);    /* explicit: see fnn_tanhf */
     /* below 2^-26 tanh|x| rounds to |x| (x^3/3 is under half an ulp), where e + 2 would
      * drop e's 2|x|^2 and leave |x| + |x|^2 */
