@@ -16,7 +16,8 @@ corrected by the rounding of 1 + x, ``one_plus_err``);
 backward needs one exp for Phi and the density (the Cython backend's formula).
 float64 arguments go to libm unchanged (gradient checks need the full precision), but
 for ``tanh``, whose float64 version (``_tanh64``, the float32 method with a degree-13
-expm1) is within 4 ulp of glibc's.
+expm1) is within 4 ulp of glibc's, and the exps (``_exp64`` and its variants on the same
+reduction, within 1 ulp of the correctly rounded value down to the subnormals).
 NaN propagates through each of them.
 
 ``sin_fast``/``cos_fast`` (float32 and float64) are branch-free and valid where
@@ -390,25 +391,84 @@ _EXPM1_TAYLOR_64 = tuple(1.0 / math.factorial(k) for k in range(13, 1, -1))
 
 
 @register_jitable(**_OPTIONS)
-def _tanh64(x):
-    # The float32 method in double: tanh|x| = E / (E + 2), E = e**2|x| - 1 =
-    # 2**n (e**r - 1) + (2**n - 1) with 2|x| = n ln2 + r (two explicit fmas, as in
-    # _expm1_reduced32), signed as x (tanh(-0) is -0). |x| > 20 gives +-1 (tanh 20 =
-    # 1 - 8e-18), |x| < 2**-26 gives x; NaN passes (the clamp's compare is false for
-    # it). Within 4 ulp of glibc's tanh, a scalar call (28 ns a value here, 1.5x the
-    # time of NumPy's SIMD tanh). The same algorithm as the Cython backend's fnn_tanh.
-    a = abs(x)
-    a = 20.0 if a > 20.0 else a
-    t = a + a
+def _expm1_reduced64(t):
+    # t = n ln2 + r, |r| <= ln2/2 (two explicit fmas, as in _expm1_reduced32); returns
+    # (e**r - 1, n) with e**r - 1 = r + r*r*P(r), P Taylor's; NaN passes (into q).
+    # Needs |t| <= 2**21 ln2. The Cython backend's fnn_expm1_reduced.
     n = np.rint(t * _LOG2E_64)
     r = _fma(-n, _LN2_HI_64, t)
     r = _fma(-n, _LN2_LO_64, r)
-    q = _horner(_EXPM1_TAYLOR_64, r) * (r * r) + r
-    scale = _float64_from_bits((np.int64(n) + 1023) << 52)
+    return _horner(_EXPM1_TAYLOR_64, r) * (r * r) + r, n
+
+
+@register_jitable(**_OPTIONS)
+def _pow2i64(n):
+    """2**n for an integer-valued float64 -1022 <= n <= 1023."""
+    return _float64_from_bits((np.int64(n) + 1023) << 52)
+
+
+@register_jitable(**_OPTIONS)
+def _tanh64(x):
+    # The float32 method in double: tanh|x| = E / (E + 2), E = e**2|x| - 1 =
+    # 2**n (e**r - 1) + (2**n - 1) (_expm1_reduced64), signed as x (tanh(-0) is -0).
+    # |x| > 20 gives +-1 (tanh 20 = 1 - 8e-18), |x| < 2**-26 gives x; NaN passes (the
+    # clamp's compare is false for it). Within 4 ulp of glibc's tanh, a scalar call
+    # (28 ns a value here, 1.5x the time of NumPy's SIMD tanh). The same algorithm as
+    # the Cython backend's fnn_tanh.
+    a = abs(x)
+    a = 20.0 if a > 20.0 else a
+    q, n = _expm1_reduced64(a + a)
+    scale = _pow2i64(n)
     e = _fma(scale, q, scale - 1.0)
     # below 2**-26 tanh|x| rounds to |x|, where e + 2 would drop e's 2|x|**2
     y = a if a < 1.4901161193847656e-08 else e / (e + 2.0)
     return np.copysign(y, x)
+
+
+@register_jitable(**_OPTIONS)
+def _exp_split64(x, cap):
+    # e**x as fma(s1, q, s1) * s2, 2**n = s1 s2, s1 = 2**clamp(n, -1000, 1023): one
+    # rounding where n >= -1000, a second (to the subnormal grid) below; x clamped at
+    # -746 (e**x rounds to 0) and, with cap, at 709.79 (inf): no selects. Within 1 ulp
+    # of the correctly rounded value; the Cython backend's fnn_exp_core, where it is
+    # described. glibc's exp is a scalar call that kept the float64 loops unvectorized.
+    c = -746.0 if x < -746.0 else x       # NaN stays NaN
+    if cap:
+        c = 709.79 if c > 709.79 else c
+    q, n = _expm1_reduced64(c)
+    n1 = -1000.0 if n < -1000.0 else n
+    if cap:
+        n1 = 1023.0 if n1 > 1023.0 else n1
+    s1 = _pow2i64(n1)
+    return _fma(s1, q, s1) * _pow2i64(n - n1)
+
+
+@register_jitable(**_OPTIONS)
+def _exp64(x):
+    return _exp_split64(x, True)
+
+
+@register_jitable(**_OPTIONS)
+def _exp_nonpos64(x):
+    # for x <= 709 (its callers' are <= 0) or NaN: no upper clamp
+    return _exp_split64(x, False)
+
+
+@register_jitable(**_OPTIONS)
+def _exp_core64(x):
+    """e**x for -708 <= x <= 709 (exp_limits: callers clamp): 2**n normal, one scale."""
+    q, n = _expm1_reduced64(x)
+    scale = _pow2i64(n)
+    return _fma(scale, q, scale)
+
+
+@register_jitable(**_OPTIONS)
+def _expm1_nonpos64(x):
+    # 2**n (e**r - 1) + (2**n - 1) for x <= 0, x clamped at -40 (e**x - 1 rounds to -1
+    # there); signed as x: the reduction makes -0 into +0, where ELU keeps -0
+    q, n = _expm1_reduced64(-40.0 if x < -40.0 else x)
+    scale = _pow2i64(n)
+    return np.copysign(_fma(scale, q, scale - 1.0), x)
 
 
 @register_jitable(**_OPTIONS)
@@ -512,10 +572,18 @@ def _float32_fast(fn, fast32, libm, inline="never"):
     overload(fn, jit_options=_OPTIONS, inline=inline)(typer)
 
 
-_float32_fast(exp, _exp32, lambda x: math.exp(x))
-_float32_fast(exp_core, _exp_core32, lambda x: math.exp(x))
-_float32_fast(exp_nonpos, _exp_nonpos32, lambda x: math.exp(x))
-_float32_fast(expm1_nonpos, _expm1_nonpos32, lambda x: math.expm1(x))
+def _both_fast(fn, fast32, fast64, libm):
+    """Compile ``fn(x)`` as ``fast32`` / ``fast64`` for float32 / float64, else libm."""
+    def typer(x):
+        return fast32 if x == types.float32 else (fast64 if x == types.float64 else libm)
+    overload(fn, jit_options=_OPTIONS, inline="never")(typer)
+
+
+# float64 exp too: glibc's is a scalar call (float64 sigmoid 2.2x PyTorch's time)
+_both_fast(exp, _exp32, _exp64, lambda x: math.exp(x))
+_both_fast(exp_core, _exp_core32, _exp_core64, lambda x: math.exp(x))
+_both_fast(exp_nonpos, _exp_nonpos32, _exp_nonpos64, lambda x: math.exp(x))
+_both_fast(expm1_nonpos, _expm1_nonpos32, _expm1_nonpos64, lambda x: math.expm1(x))
 # (and float64 tanh too: glibc's is a scalar call 1.5x slower than NumPy's SIMD one)
 overload(tanh, jit_options=_OPTIONS, inline="never")(
     lambda x: _tanh32 if x == types.float32 else (
