@@ -964,28 +964,10 @@ def test_a_step_benchmark_refuses_to_time_a_step_that_trains_wrong(monkeypatch):
     """bench/test_steps.py checks each contender's losses over a few steps against the
     numpy backend's before timing it: a step whose optimizer update does nothing (a
     broken SGD kernel, faster than a correct one) fails its benchmark."""
-    import itertools
     from bench import test_steps
-    from fastnn import nn
     config = "mlp 784-100-10 relu b128"
-    sizes, activation, batch = steps.MLP_CONFIGS[config]
     correct = steps.mlp_step
-
-    def without_update(contender, *args):
-        if contender != "numba":
-            return correct(contender, *args)
-        model = steps.fastnn_mlp(sizes, activation, steps.init_weights(sizes))
-        loss_fn, batches = nn.CrossEntropyLoss(), itertools.cycle(
-            steps.batch_pool((sizes[0],), batch, sizes[-1]))
-
-        def step():
-            x, labels = next(batches)
-            with fastnn.use_backend("numpy"):
-                loss = loss_fn(model(x), labels)
-                model.backward(loss_fn.backward(), need_grad_in=False)
-            return loss
-        return step
-
+    without_update = _without_update(correct)
     monkeypatch.setattr(test_steps, "contender_or_skip", lambda contender: None)
     monkeypatch.setattr(steps, "mlp_step", without_update)
     bench = _FakeBenchmark()
