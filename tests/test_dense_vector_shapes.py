@@ -2,7 +2,7 @@
 optimisation's step, single-sample inference) or one output feature (a regression or
 binary head). The Cython backend runs them through gemv and the numba backend keeps
 batch-1 weight gradients on BLAS; both must match PyTorch, write every output (also with
-no input features, where gemv would write nothing), and overwrite exactly what
+no input features or no output features, where gemv would write nothing), and overwrite exactly what
 accumulating onto zeros gives."""
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ from fastnn import backend, ops
 
 BACKENDS = [name for name in ("numpy", "numba", "cython") if name in backend.backends()]
 SHAPES = [(1, 784, 100), (1, 1, 1), (1, 5, 1), (7, 33, 1), (64, 128, 1), (1, 0, 4),
-          (3, 0, 1), (2, 9, 3)]
+          (3, 0, 1), (2, 9, 3), (1, 5, 0), (3, 4, 0)]
 
 
 @pytest.mark.parametrize("name", BACKENDS)

@@ -221,5 +221,11 @@ def gemv(address, trans, m, n, a, lda, x, beta, y):
     """Column-major y = op(a) @ x + beta y, a (m, n) with leading dimension lda >= max(1,
     m), through the ?gemv at ``address`` (``gemv_target``); beta 0 (y not read) or 1.
     For a product with one row or one column, where gemm packs a whole matrix for it
-    (784 -> 100 at batch 1: 21 -> 7 us a Linear forward, 1 thread). m, n < 2**31."""
+    (784 -> 100 at batch 1: 21 -> 7 us a Linear forward, 1 thread). m, n < 2**31.
+    With no inner dimension (n for N, m for T) y becomes beta y: BLAS's ?gemv returns
+    at once when m or n is 0, leaving y unwritten even with beta 0."""
+    if m == 0 or n == 0:
+        if beta == 0:
+            y[:] = 0
+        return
     _fortran_gemv(address, trans, m, n, a, lda, x, beta, y)
