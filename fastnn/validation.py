@@ -435,6 +435,14 @@ def check_only(where, name, value, supported):
         raise ValueError(f"{where}: {name}={value!r} is not supported (only {shown})")
 
 
+def plain_number(value):
+    """A 0-d numeric array as its Python value (PyTorch takes a 0-d tensor for a number,
+    an lr say); anything else as it is."""
+    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
+        return value.item()
+    return value
+
+
 def check_number(where, name, value, low=None, high=None, low_open=False, high_open=True,
                  infinite_ok=False):
     """A real number within [low, high) (or the bounds given by *_open flags); finite

@@ -87,7 +87,8 @@ from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
                           check_float_dtype, check_host_float_array, check_probabilities,
-                          int_items, labels_shape_hint, no_cuda_kernel, tensor_hint)
+                          int_items, labels_shape_hint, no_cuda_kernel, plain_number,
+                          tensor_hint)
 from .activations import SELU, celu_host, warn_implicit_dim
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -2802,8 +2803,7 @@ def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
 def _rrelu_bound(name, value):
     """rrelu's lower or upper as a Python number: a number or a 0-d real array (PyTorch
     takes a 0-d tensor as its number and refuses any other tensor)."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
-        value = value.item()
+    value = plain_number(value)
     if not isinstance(value, numbers.Real):
         raise TypeError(f"rrelu: expected {name} to be a number, got {value!r}")
     return float(value)

@@ -15,8 +15,9 @@ import numbers
 import numpy as np
 
 from .. import device as _device
+from ..validation import plain_number
 from .flat import has_no_grad
-from .optimizer import Optimizer, _array_error, _as_index, plain_number
+from .optimizer import Optimizer, _array_error, _as_index
 
 
 class Workspace:

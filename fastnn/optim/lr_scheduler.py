@@ -57,7 +57,8 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import KeyValueError
-from .optimizer import Optimizer, plain_number
+from ..validation import plain_number
+from .optimizer import Optimizer
 
 
 class LRScheduler:

@@ -29,7 +29,7 @@ import numpy as np
 from .. import device as _device
 from ..errors import IndexValueError, KeyValueError, RuntimeValueError, TypeValueError
 from ..nn.module import zero_grads_lazily
-from ..validation import as_bool
+from ..validation import as_bool, plain_number
 from .flat import build_buckets, check_parameter, check_untied, has_no_grad, raw_grad
 
 
@@ -885,14 +885,6 @@ def _written_for_torch(cls):
     base Optimizer among its classes (its own step() keeping ``self.state[p]``)."""
     return not any(c is not Optimizer and c.__module__.startswith("fastnn.")
                    for c in cls.__mro__[:-1])
-
-
-def plain_number(value):
-    """A 0-d numeric array as its Python value (PyTorch takes a 0-d tensor for a number,
-    an lr say); anything else as it is."""
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "biuf":
-        return value.item()
-    return value
 
 
 def _plain_numbers(hyper):
