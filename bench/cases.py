@@ -122,8 +122,9 @@ class Case:
         statistics): each array the reference returns or writes must equal, at
         ``check``'s tolerances, one of the arrays PyTorch writes in place or of the
         tensors it returns (``.numpy()``; of the same size, reshaped: layer_norm's (N, 1)
-        statistics are fastnn's (N,)), but for the case's ``torch_internal`` arrays. dropout_forward is not checked:
-        PyTorch draws its own mask. reference: as ``check``'s."""
+        statistics are fastnn's (N,)), but for the case's ``torch_internal`` arrays.
+        dropout_forward is not checked: PyTorch draws its own mask. reference: as
+        ``check``'s."""
         if self.op == "dropout_forward" or not self.has_torch:
             return
         if reference is None:

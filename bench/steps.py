@@ -232,7 +232,7 @@ def check_step(make, contender, name, reference="numpy", steps=CHECK_STEPS, rtol
     or optimizer kernel that computes the wrong thing shows). Contenders agree to about
     1e-7 here; a step whose SGD update did nothing differed by 3e-4 at its second loss."""
     def losses(step):
-        return [loss_value(step()) for _ in range(steps)]
+        return [step() for _ in range(steps)]
     assert_same_losses(losses(make(contender)), losses(make(reference)),
                        f"{name}: {contender}'s losses over {steps} training steps differ "
                        f"from the {reference} backend's", rtol)

@@ -1,9 +1,9 @@
 """float64 exp on the compiled backends: a vectorizable exp (_fastnn_math.h's fnn_exp,
 fnn_exp_upto709, fnn_expm1_nonpos, fnn_sigmoid; numba's vmath._exp64 and its variants)
 in place of glibc's scalar exp, which kept the float64 sigmoid, SiLU, ELU, softplus,
-mish and tanh-GELU loops (and their backwards) unvectorized at 2-5x their time now. Checked against the correctly rounded
-values (long double) over every binade, the overflow and subnormal edges and the
-specials, and against PyTorch."""
+mish and tanh-GELU loops (and their backwards) unvectorized at 2-5x their time now.
+Checked against the correctly rounded values (long double) over every binade, the
+overflow and subnormal edges and the specials, and against PyTorch."""
 import math
 
 import numpy as np
