@@ -565,35 +565,29 @@ def _expm1_nonpos32(x):
     return _F(-1.0) if x < _EXP_LO else e
 
 
-def _float32_fast(fn, fast32, libm, inline="never"):
-    """Compile ``fn(x)`` as ``fast32`` for float32 arguments and ``libm`` for others."""
+def _fast(fn, fast32, libm, fast64=None, inline="never"):
+    """Compile ``fn(x)`` as ``fast32`` for float32 arguments, ``fast64`` (where given) for
+    float64 ones, and ``libm`` for others."""
     def typer(x):
-        return fast32 if x == types.float32 else libm
+        if x == types.float32:
+            return fast32
+        return fast64 if fast64 is not None and x == types.float64 else libm
     overload(fn, jit_options=_OPTIONS, inline=inline)(typer)
 
 
-def _both_fast(fn, fast32, fast64, libm):
-    """Compile ``fn(x)`` as ``fast32`` / ``fast64`` for float32 / float64, else libm."""
-    def typer(x):
-        return fast32 if x == types.float32 else (fast64 if x == types.float64 else libm)
-    overload(fn, jit_options=_OPTIONS, inline="never")(typer)
-
-
 # float64 exp too: glibc's is a scalar call (float64 sigmoid 2.2x PyTorch's time)
-_both_fast(exp, _exp32, _exp64, lambda x: math.exp(x))
-_both_fast(exp_core, _exp_core32, _exp_core64, lambda x: math.exp(x))
-_both_fast(exp_nonpos, _exp_nonpos32, _exp_nonpos64, lambda x: math.exp(x))
-_both_fast(expm1_nonpos, _expm1_nonpos32, _expm1_nonpos64, lambda x: math.expm1(x))
+_fast(exp, _exp32, lambda x: math.exp(x), _exp64)
+_fast(exp_core, _exp_core32, lambda x: math.exp(x), _exp_core64)
+_fast(exp_nonpos, _exp_nonpos32, lambda x: math.exp(x), _exp_nonpos64)
+_fast(expm1_nonpos, _expm1_nonpos32, lambda x: math.expm1(x), _expm1_nonpos64)
 # (and float64 tanh too: glibc's is a scalar call 1.5x slower than NumPy's SIMD one)
-overload(tanh, jit_options=_OPTIONS, inline="never")(
-    lambda x: _tanh32 if x == types.float32 else (
-        _tanh64 if x == types.float64 else (lambda x: math.tanh(x))))
-_float32_fast(log, _log32, lambda x: math.log(x))
-_float32_fast(log1p, _log1p32, lambda x: math.log1p(x))
+_fast(tanh, _tanh32, lambda x: math.tanh(x), _tanh64)
+_fast(log, _log32, lambda x: math.log(x))
+_fast(log1p, _log1p32, lambda x: math.log1p(x))
 # inlined in numba's IR: as a call LLVM kept it out of line and the loop scalar (7 ns a
 # value against 0.65 ns)
-_float32_fast(log1p_small, _log1p_small32, lambda x: math.log1p(x), inline="always")
-_float32_fast(gelu, _gelu32, lambda x: 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476)))
+_fast(log1p_small, _log1p_small32, lambda x: math.log1p(x), inline="always")
+_fast(gelu, _gelu32, lambda x: 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476)))
 
 
 @overload(one_plus_err, jit_options=_OPTIONS, inline="always")
