@@ -95,3 +95,42 @@ def test_float32_two_norm_is_exact_beyond_float32_squares(scale):
     if scale == 1.0:
         theirs = torch.nn.utils.get_total_norm([torch.from_numpy(g), torch.from_numpy(g[:10])])
         np.testing.assert_allclose(ours, theirs.item(), rtol=1e-6)
+
+
+def _frozen_twins(rng):
+    """A trained Linear(3, 2) and torch's, backward run, then the weight frozen (its
+    gradient stale, as PyTorch keeps it), and a Linear frozen before its backward, whose
+    gradient a backward never makes (PyTorch's None)."""
+    model = nn.Sequential(nn.Linear(3, 2), nn.Linear(2, 2)).to_dtype(np.float64)
+    model[1].requires_grad_(False)
+    twin = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 2)).double()
+    twin[1].requires_grad_(False)
+    with torch.no_grad():
+        for p, t in zip(model.parameters(), twin.parameters()):
+            t.copy_(torch.from_numpy(p.data))
+    x = rng.standard_normal((4, 3)) * 5
+    model.backward(np.ones_like(model(x)))
+    twin(torch.from_numpy(x)).sum().backward()
+    model[0].weight.requires_grad = False
+    twin[0].weight.requires_grad_(False)
+    return model, twin
+
+
+@pytest.mark.parametrize("clip", ["norm", "value"])
+def test_a_frozen_parameters_stale_gradient_is_clipped_as_torch(rng, clip):
+    """PyTorch counts every gradient that is not None, frozen or not: a parameter frozen
+    after its backward is in the norm and is scaled (unfrozen, it keeps the clipped
+    values); one frozen before any backward has none."""
+    model, twin = _frozen_twins(rng)
+    if clip == "norm":
+        total = nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        assert total == pytest.approx(
+            torch.nn.utils.clip_grad_norm_(twin.parameters(), 0.5).item(), rel=1e-12)
+    else:
+        nn.utils.clip_grad_value_(model.parameters(), 0.5)
+        torch.nn.utils.clip_grad_value_(twin.parameters(), 0.5)
+    model[0].weight.requires_grad = True
+    twin[0].weight.requires_grad_(True)
+    assert_close(model[0].weight.grad, twin[0].weight.grad.numpy(), np.float64)
+    assert_close(model[0].bias.grad, twin[0].bias.grad.numpy(), np.float64)
+    assert twin[1].weight.grad is None and model[1].weight._no_grad_yet()

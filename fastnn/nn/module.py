@@ -497,6 +497,16 @@ class Parameter(ParameterArithmetic):
             return False
         return bool(pending)
 
+    def _has_grad(self):
+        """True where PyTorch's .grad would not be None, frozen or not (what its
+        clip_grad_norm_ counts and scales): a gradient written since zero_grad (not
+        _no_grad_yet); while frozen, only one noted when it was frozen or set by hand
+        (PyTorch's stale gradient; one a custom layer's backward filled while frozen
+        is PyTorch's None)."""
+        if self._no_grad_yet():
+            return False
+        return self._requires_grad or self._frozen_grad[0] == "values"
+
     def _replace_grad(self, grad):
         """Bind grad (the same values moved or converted) to .grad, keeping a gradient
         no backward has written yet as such (``.grad = `` would count as one)."""

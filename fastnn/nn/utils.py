@@ -35,19 +35,19 @@ from .module import Module, Parameter
 sys.modules.setdefault(f"{__name__}.rnn", rnn)
 
 
-def _grads(where, parameters):
-    """The .grad arrays of a Parameter or an iterable of them, frozen ones left out."""
-    return _live_grads(_parameter_list(where, parameters))
-
-
 def _live_grads(params):
-    """The .grad arrays of params that train and have a gradient: a frozen parameter's
-    .grad (which a backward may have filled in a custom layer, where PyTorch leaves it
-    None; see optim.has_no_grad) must not count in
-    a norm or be clipped; one no backward reached since zero_grad (PyTorch's None) is
-    left out without reading it, which would write its zeros and make optimizers step
-    it."""
-    return [p.grad for p in params if not p._no_grad_yet() and p.requires_grad]
+    """The .grad arrays of params whose PyTorch .grad would not be None: one no backward
+    reached since zero_grad is left out without reading it (a read would write its
+    zeros and make optimizers step it); a frozen parameter's stale gradient counts, as
+    in PyTorch (see ``Parameter._has_grad``)."""
+    return [p.grad for p in params if p._has_grad()]
+
+
+def _note_frozen_grads(params):
+    """After clipping in place: a frozen parameter's gradient noted again, so that
+    unfreezing it puts back the clipped values, as PyTorch's stale gradient is."""
+    for p in params:
+        p._frozen_grad_changed()
 
 
 def _parameter_list(where, parameters):
@@ -156,7 +156,8 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
     with total_norm given (``get_total_norm`` of the gradients, or any norm the caller
     computed). Returns None. foreach is accepted for PyTorch code and changes nothing."""
     where = "clip_grads_with_norm_"
-    grads = _grads(where, parameters)
+    params = _parameter_list(where, parameters)
+    grads = _live_grads(params)
     max_norm = _positive(where, "max_norm", max_norm)
     total_norm = _total_value(where, total_norm)
     if not grads:
@@ -166,6 +167,7 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
         with np.errstate(invalid="ignore"):  # an infinite element times 0: NaN, as torch
             for g in grads:
                 _device.scaled(g, coef)
+        _note_frozen_grads(params)
     return None
 
 
@@ -220,7 +222,8 @@ def clip_grad_norm(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False
 def clip_grad_value_(parameters, clip_value, foreach=None):
     """Clamp every gradient element to [-clip_value, clip_value], in place."""
     where = "clip_grad_value_"
-    grads = _grads(where, parameters)
+    params = _parameter_list(where, parameters)
+    grads = _live_grads(params)
     clip_value = _positive(where, "clip_value", clip_value)
     for g in grads:
         if _device.is_device_array(g):
@@ -228,6 +231,7 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
                 g, np.clip(_device.to_host(g), -clip_value, clip_value))
         else:
             np.clip(g, -clip_value, clip_value, out=g)
+    _note_frozen_grads(params)
 
 
 # ---------------------------------------------------------------- flat vectors
