@@ -202,6 +202,18 @@ def cosine_schedule(step, total_steps):
 LR_SCHEDULES = {"constant": None, "cosine": cosine_schedule}
 
 
+def _schedule_lr(optimizer, lr_schedule, base_lrs, step, total_steps):
+    """Each group's rate for the optimizer step after ``step`` steps: its base rate
+    times ``lr_schedule(step, total_steps)`` (nothing without a schedule). fit sets it
+    as it starts and after each step, as PyTorch's ``opt.step(); sched.step()`` loop
+    does, so the optimizer ends at the rate of step total_steps."""
+    if lr_schedule is None:
+        return
+    factor = lr_schedule(step, total_steps)
+    for group, base_lr in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = base_lr * factor
+
+
 def _batch_mover(model):
     """Moves an input batch to where the model's parameters live."""
     return _device.namespace(getattr(model, "device", "cpu")).put
@@ -402,8 +414,11 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     of epochs follows from it); ``eval_freq`` also
     evaluates on the test set every that many steps. ``lr_schedule`` ('constant',
     'cosine' or a function (step, total_steps) -> factor) scales every parameter
-    group's initial learning rate before each step (its 'initial_lr', set from 'lr' on
-    first use as PyTorch's schedulers do, so a second fit starts from it again).
+    group's initial learning rate (its 'initial_lr', set from 'lr' on first use as
+    PyTorch's schedulers do, so a second fit starts from it again): the rate is set
+    for step 0 as fit starts and for step k after k steps, as a PyTorch loop's
+    ``optimizer.step(); scheduler.step()``, so the optimizer is left at the factor of
+    step total_steps (0 for 'cosine').
     ``progress`` shows a tqdm bar per epoch; ``log`` prints one line per epoch (and one
     per ``eval_freq`` evaluation).
 
@@ -475,9 +490,8 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
             raise ValueError(f"fit: unknown lr_schedule {lr_schedule!r}; expected one of "
                              f"{sorted(LR_SCHEDULES)} or a function")
         lr_schedule = LR_SCHEDULES[lr_schedule]
-    if lr_schedule is not None:
-        base_lrs = [group.setdefault("initial_lr", group["lr"])
-                    for group in optimizer.param_groups]
+    base_lrs = None if lr_schedule is None else [
+        group.setdefault("initial_lr", group["lr"]) for group in optimizer.param_groups]
     kind, ignore_index = _accuracy_kind(y_train, loss_fn), getattr(loss_fn, "ignore_index", None)
     # the shuffling generator, handed to the loader: its state is what a resumed run needs
     shuffle_rng = _shuffle_generator(seed)
@@ -496,6 +510,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     skip_input_grad = "need_grad_in" in inspect.signature(model.backward).parameters
     move = _batch_mover(model)
     optimizer.zero_grad()   # (what an earlier backward left would enter the first step)
+    _schedule_lr(optimizer, lr_schedule, base_lrs, step, total_steps)
     model.train()
     undo = _StepUndo(model)
     # what a Ctrl-C leaves (TrainingInterrupted): the batches of the epoch whose updates
@@ -553,10 +568,6 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                                 if max_steps is not None and step >= max_steps:
                                     break
                         continue
-                    if lr_schedule is not None:
-                        factor = lr_schedule(step, total_steps)
-                        for group, base_lr in zip(optimizer.param_groups, base_lrs):
-                            group["lr"] = base_lr * factor
                     undo.save()
                     owed = False
                     try:
@@ -586,6 +597,7 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
                         undo.restore()
                         raise
                     step += 1
+                    _schedule_lr(optimizer, lr_schedule, base_lrs, step, total_steps)
                     optimizer.zero_grad()
                     if share:   # (a batch of ignored labels only: its mean is 0 / 0, left out)
                         loss_sum += loss if summed else loss * share

@@ -142,19 +142,75 @@ def test_progress_bar_and_epoch_lines(digits, capsys):
     assert "test loss" in captured.out and "samples/s" in captured.out
 
 
+def _rates_stepped(optimizer):
+    """The list each optimizer.step() appends its first group's rate to."""
+    rates, step = [], optimizer.step
+
+    def recording_step(*args, **kwargs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        return step(*args, **kwargs)
+    optimizer.step = recording_step
+    return rates
+
+
+def _torch_lambda_rates(factor, steps):
+    """The rates a PyTorch loop ``opt.step(); sched.step()`` with LambdaLR(factor) and
+    lr 0.2 steps with, and the rate it leaves."""
+    torch = pytest.importorskip("torch")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+    rates = []
+    for _ in range(steps):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return rates, opt.param_groups[0]["lr"]
+
+
+def _inverse_step(step, total_steps):
+    return 1.0 / (step + 1)
+
+
 def test_lr_schedule_scales_every_step(digits):
+    """fit's rates are a PyTorch loop's ``opt.step(); sched.step()``: the factor of step
+    k for the (k+1)-th step, and the optimizer is left at step 8's (it was left at step
+    7's, the last one used)."""
     x_train, y_train = digits[0][:256], digits[1][:256]
     model, loss_fn, optimizer = make(hidden=(8,), lr=0.2)
     seen = []
 
     def schedule(step, total_steps):
         seen.append((step, total_steps))
-        return 1.0 / (step + 1)
+        return _inverse_step(step, total_steps)
+    rates = _rates_stepped(optimizer)
     with fastnn.use_backend("numpy"):
         fit(model, loss_fn, optimizer, (x_train, y_train), None, epochs=2, batch_size=64,
             lr_schedule=schedule, progress=False, log=False)
-    assert seen == [(s, 8) for s in range(8)]
-    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.2 / 8)
+    assert seen == [(s, 8) for s in range(9)]
+    expected_rates, expected_last = _torch_lambda_rates(lambda e: 1.0 / (e + 1), 8)
+    assert rates == pytest.approx(expected_rates, rel=1e-15)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(expected_last, rel=1e-15)
+
+
+def test_a_resumed_scheduled_fit_steps_with_one_runs_rates(digits):
+    """A run resumed after its first epoch steps with the rates of one run from the
+    group's 'initial_lr' (not from the rate the first part left), and ends at the same
+    rate and parameters."""
+    x_train, y_train = digits[0][:256], digits[1][:256]
+    kwargs = dict(batch_size=64, lr_schedule=_inverse_step, progress=False, log=False)
+    runs = []
+    for parts in ((2,), (1, 2)):
+        model, loss_fn, optimizer = make(hidden=(8,), lr=0.2)
+        rates, metrics = _rates_stepped(optimizer), None
+        with fastnn.use_backend("numpy"):
+            for epochs in parts:
+                metrics = fit(model, loss_fn, optimizer, (x_train, y_train), None,
+                              epochs=epochs, resume=metrics, **kwargs)
+        runs.append((rates, optimizer.param_groups[0]["lr"], model.parameters()))
+    (rates, last, params), (rates2, last2, params2) = runs
+    assert rates2 == rates and last2 == last == pytest.approx(0.2 / 9, rel=1e-15)
+    for p, q in zip(params, params2):
+        np.testing.assert_array_equal(p.data, q.data)
     with pytest.raises(ValueError, match="unknown lr_schedule 'linear'"):
         fit(model, loss_fn, optimizer, (x_train, y_train), None, lr_schedule="linear")
 
