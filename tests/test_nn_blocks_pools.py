@@ -120,6 +120,30 @@ def test_rrelu_eval_is_torch_leaky_relu(dtype, rng):
     assert repr(nn.RReLU(inplace=True)) == repr(torch.nn.RReLU(inplace=True))
 
 
+@pytest.mark.parametrize("bounds", [(False,), (False, True), (0.25, True)])
+def test_rrelu_takes_bool_bounds_as_their_numbers_as_torch(bounds, rng):
+    """PyTorch's RReLU takes a bool bound as 0 or 1 (and shows it as given); fastnn's
+    refused it as not a number."""
+    x = rng.standard_normal((4, 5))
+    layer, twin = nn.RReLU(*bounds).eval(), torch.nn.RReLU(*bounds).eval()
+    assert repr(layer) == repr(twin)
+    assert_close(layer(x), twin(torch.from_numpy(x)).numpy(), np.float64)
+    fastnn.random.manual_seed(0)
+    slopes = layer.train()(-np.ones(500)) / -1
+    assert slopes.min() >= float(twin.lower) and slopes.max() <= float(twin.upper)
+
+
+def test_rrelu_both_bounds_true_is_slope_one_in_eval_and_training():
+    """PyTorch's slope for lower=upper=True is 1 in training but 0.5 in eval (its bools
+    add as bools); fastnn's is their numbers' mean, 1, in both, as F.rrelu's."""
+    layer = nn.RReLU(True, True)
+    assert repr(layer) == repr(torch.nn.RReLU(True, True))
+    for mode in (layer.train, layer.eval):
+        np.testing.assert_array_equal(mode()(np.array([-2.0, 3.0])), [-2.0, 3.0])
+    with pytest.raises(ValueError, match="lower <= upper"):   # (PyTorch: at forward)
+        nn.RReLU(True)
+
+
 def test_rrelu_training_draws_a_slope_per_negative_element(dtype, rng):
     x = rng.standard_normal((200, 50)).astype(dtype)
     layer = nn.RReLU(0.1, 0.3)

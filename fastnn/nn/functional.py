@@ -2785,7 +2785,8 @@ def threshold_(input, threshold, value):
 def rrelu(input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False):
     """Randomized leaky ReLU: training, each element x <= 0 times its own slope drawn
     uniformly from [lower, upper] (fastnn's generator); not training, leaky_relu of slope
-    (lower + upper) / 2. input: any shape."""
+    (lower + upper) / 2 (a bool bound its number, 0 or 1: lower=upper=True is slope 1,
+    where PyTorch's eval slope is 0.5, its bools added as bools). input: any shape."""
     training = check_flag("rrelu", "training", training)
     x = _float("rrelu", "input", input)
     lower, upper = _rrelu_bound("lower", lower), _rrelu_bound("upper", upper)

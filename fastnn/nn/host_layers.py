@@ -132,13 +132,16 @@ class RReLU(Module):
     own slope drawn uniformly from [lower, upper] (y = slope * x, the slope kept for
     backward), x > 0 passes; in eval mode a leaky ReLU of slope (lower + upper) / 2.
     The slopes come from a seed of fastnn's generator (``manual_seed`` makes them
-    reproducible). Input: any shape. NumPy on the host."""
+    reproducible). Input: any shape. NumPy on the host. A bool bound is its number (0 or
+    1) as PyTorch takes it; lower=upper=True is slope 1 in eval mode as in training
+    (PyTorch's eval slope is then 0.5: True + True adds as bools there).
+    lower > upper is refused here, where PyTorch's forward refuses it."""
 
     def __init__(self, lower=1.0 / 8, upper=1.0 / 3, inplace=False):
         super().__init__()
         name = type(self).__name__
-        check_number(name, "lower", lower)
-        check_number(name, "upper", upper)
+        for bound_name, bound in (("lower", lower), ("upper", upper)):
+            check_number(name, bound_name, int(bound) if isinstance(bound, bool) else bound)
         if lower > upper:
             raise RuntimeValueError(f"{name}: expected lower <= upper, got lower={lower}, "
                                     f"upper={upper}")
