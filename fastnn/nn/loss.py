@@ -1354,6 +1354,11 @@ class CrossEntropyLoss(_ClassTargets):
     with the uniform distribution, (1 - ε) target + ε / C. With the defaults the kernel
     takes the labels as they are; otherwise the (N, C) target that the options describe
     is built on the host and the kernel runs on it, its mean rescaled.
+
+    A zero 'sum' or 'mean' loss of probability targets (all-zero targets, or an empty
+    batch's sum) is 0.0, where PyTorch's is -0.0, the sign its formula -(sum of
+    target * log_softmax) gives a zero: the two compare equal, and the gradient's
+    zeros have PyTorch's signs.
     """
 
     _pred_name = _pred_what = "logits"
