@@ -546,6 +546,46 @@ def test_int_and_numpy_bool_flags_as_torch(name, kwargs):
     assert_same_params(ours, theirs)
 
 
+# every bool option each torch.optim optimizer takes that PyTorch 2.13 reads as False when
+# given None (foreach and fused keep None as their own default)
+NONE_FLAGS = [
+    ("SGD", dict(lr=0.1, momentum=0.9), ("maximize", "nesterov")),
+    ("Adam", {}, ("maximize", "amsgrad", "capturable", "decoupled_weight_decay")),
+    ("AdamW", {}, ("maximize", "amsgrad", "capturable")),
+    ("Adamax", {}, ("maximize", "capturable")),
+    ("NAdam", {}, ("maximize", "capturable", "decoupled_weight_decay")),
+    ("RAdam", {}, ("maximize", "capturable", "decoupled_weight_decay")),
+    ("Adagrad", {}, ("maximize",)),
+    ("Adadelta", {}, ("maximize", "capturable")),
+    ("RMSprop", dict(momentum=0.5), ("maximize", "capturable", "centered")),
+    ("Rprop", {}, ("maximize", "capturable")),
+    ("ASGD", {}, ("maximize", "capturable")),
+    ("Adafactor", {}, ("maximize",)),
+    ("Muon", {}, ("nesterov",)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, flags", NONE_FLAGS, ids=[c[0] for c in NONE_FLAGS])
+def test_none_flags_are_false_as_torch(name, kwargs, flags):
+    """PyTorch reads a bool option by its truth, so None is False (its groups keep
+    None; fastnn's keep False); fastnn refused None as not a bool, or as unsupported."""
+    shapes = [(3, 2)] if name == "Muon" else [(3, 2), (4,)]
+    ours, theirs = twins(shapes)
+    given = dict(kwargs, **dict.fromkeys(flags))
+    opt = getattr(optim, name)(ours, **given)
+    ref = getattr(torch.optim, name)(theirs, **given)
+    for flag in flags:
+        assert opt.param_groups[0][flag] is False and ref.param_groups[0][flag] is None
+    step_both(opt, ref, ours, theirs, np.random.default_rng(8), 3)
+    assert_same_params(ours, theirs)
+
+
+def test_differentiable_none_stays_refused():
+    """PyTorch's step fails on differentiable=None (set_grad_enabled takes a bool only)."""
+    with pytest.raises(RuntimeError, match="differentiable=None is not supported"):
+        optim.SGD(twins([(2,)])[0], lr=0.1, differentiable=None)
+
+
 def test_0d_arrays_are_taken_as_numbers():
     ours, theirs = twins([(3, 2)])
     opt = optim.Adam(ours, lr=np.array(0.01), eps=np.array(1e-8), weight_decay=np.array(0))

@@ -267,7 +267,12 @@ class Optimizer:
         if name not in self.torch_flags:
             raise TypeError(f"{self._name}.__init__() got an unexpected keyword argument "
                             f"{name!r}")
-        found = _flag_value(value, self.torch_flags[name])
+        accepted = self.torch_flags[name]
+        if value is None and None not in accepted and name != "differentiable":
+            # PyTorch reads None by its truth, as False (differentiable=None fails in
+            # its step: set_grad_enabled takes only a bool)
+            value = False
+        found = _flag_value(value, accepted)
         if found is _MISSING:
             shown = " or ".join(repr(v) for v in self.torch_flags[name])
             # differentiable=True: PyTorch's step raises RuntimeError on leaf parameters
@@ -320,10 +325,10 @@ class Optimizer:
             kernels.sgd_update(data, data, None, rate, 0.0, 0.0, False)
 
     def _flag(self, group, name):
-        """A bool hyper-parameter of the group (a bool, a NumPy bool or the int 0 or 1,
-        which PyTorch reads by its truth: kept in the group as the Python bool), or a
-        TypeError."""
-        value = as_bool(group[name])
+        """A bool hyper-parameter of the group (a bool, a NumPy bool, the int 0 or 1 or
+        None, which PyTorch reads by its truth: kept in the group as the Python bool,
+        None as False), or a TypeError."""
+        value = False if group[name] is None else as_bool(group[name])
         if value is None:
             raise TypeError(f"{self._name}: expected {name} to be a bool, got {group[name]!r}")
         if group[name] is not value:
