@@ -358,8 +358,8 @@ shapes = {
     "linear_bias_n1": F.linear(x2, D((3, 5)), D((4, 1))),
     "conv1d": F.conv1d(D((4, 6)), D((2, 4, 3))), "conv2d": F.conv2d(x4, D((4, 3, 3, 3))),
     "avg_pool2d": F.avg_pool2d(x4, 2, divisor_override=-2),
-    "batch_norm": F.batch_norm(x3, np.zeros(4, np.float32), np.ones(4, np.float32),
-                               training=True),
+    "batch_norm": F.batch_norm(x3, cuda.to_device(np.zeros(4, np.float32)),
+                               cuda.to_device(np.ones(4, np.float32)), training=True),
     "dropout": F.dropout(x2, 1.0),
 }
 want = {"softmin": (2, 4, 5), "linear": (2, 4, 3), "linear_1d": (4,), "linear_bias_n1": (4, 3),

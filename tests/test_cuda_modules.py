@@ -515,11 +515,27 @@ def test_functional_on_device_arrays_runs_on_the_gpu(rng):
         with pytest.raises(RuntimeError, match=rf"one device, got a CUDA device array for "
                                                rf"{name.strip()} with a NumPy input"):
             call()
+    # and a NumPy weight, bias or statistic with a device input (linear, conv, batch_norm
+    # and layer_norm copied it over), but a 0-d one, as PyTorch's CPU scalar tensor
+    dx3, dx4 = d(x3), d(x4)
+    for name, call in {
+            "weight": lambda: F.linear(dx3, w, d(b)), "bias": lambda: F.linear(dx3, d(w), b),
+            "weight ": lambda: F.conv1d(dx3, cw.reshape(4, 9, 3)[:2, :4].copy()),
+            "bias ": lambda: F.conv2d(dx4, d(cw), cb, padding=1),
+            "running_var": lambda: F.batch_norm(dx4, stats["cuda"][0], np.ones(3)),
+            "weight  ": lambda: F.batch_norm(dx4, None, None, np.ones(3), training=True),
+            "weight   ": lambda: F.layer_norm(dx3, (5,), x2[0])}.items():
+        with pytest.raises(RuntimeError, match=rf"one device, got a NumPy array for "
+                                               rf"{name.strip()} with a CUDA device input"):
+            call()
+    assert_close(F.linear(dx3, d(w), np.array(0.5)).copy_to_host(), x3 @ w.T + 0.5,
+                 np.float64)
     # no cuda kernel: a clear error naming the function
     device = cuda.to_device(x4)
     for name, call in {"kl_div": lambda: F.kl_div(device, device, reduction="sum"),
                        "normalize": lambda: F.normalize(device),
-                       "conv2d": lambda: F.conv2d(device, np.ones((3, 1, 3, 3)), groups=3),
+                       "conv2d": lambda: F.conv2d(device, d(np.ones((3, 1, 3, 3))),
+                                                  groups=3),
                        "one_hot": lambda: F.one_hot(cuda.to_device(labels)),
                        "grid_sample": lambda: F.grid_sample(device, device, align_corners=False),
                        }.items():

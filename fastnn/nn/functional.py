@@ -21,8 +21,9 @@ device arrays; cross_entropy, nll_loss, mse_loss, l1_loss, smooth_l1_loss, huber
 the binary cross-entropies run their loss class on the device input and return its value
 on the host (a 0-d NumPy array; 'none': a NumPy array), as the loss classes do. Any other
 function given a device array raises NotImplementedValueError (a NotImplementedError and a
-ValueError) naming it: move the data to the CPU first. A device weight, bias or running
-statistic with a NumPy input is PyTorch's RuntimeError for two devices, naming it. A NumPy
+ValueError) naming it: move the data to the CPU first. A weight, bias or running statistic
+on another device than the input (a device array with a NumPy input, a NumPy array but a
+0-d one with a device input) is PyTorch's RuntimeError for two devices, naming it. A NumPy
 argument never reaches the device checks beyond a type test.
 
 **Forward only**: nothing here keeps what a backward pass would need. To train, use the
@@ -150,21 +151,27 @@ def _float(where, name, x, dtype=None, device_ok=False):
     return check_host_float_array(where, name, x, dtype=dtype)
 
 
-def _on_two_devices(where, name, value):
-    """The error of a device array given with a host input (PyTorch's for tensors on two
-    devices)."""
-    return RuntimeValueError(
-        f"{where}: expected all arrays on one device, got a CUDA device array for {name} "
-        f"with a NumPy input (fastnn.device.to_host moves it to the CPU, "
-        f"fastnn.device.to_device the input to the GPU)")
+def _on_two_devices(where, name, gpu):
+    """The error of an array given on the other device than the input (PyTorch's for
+    tensors on two devices); gpu: whether the input is a device array."""
+    if gpu:
+        got = (f"a NumPy array for {name} with a CUDA device input (fastnn.device.to_device "
+               f"moves it to the GPU, fastnn.device.to_host the input to the CPU)")
+    else:
+        got = (f"a CUDA device array for {name} with a NumPy input (fastnn.device.to_host "
+               f"moves it to the CPU, fastnn.device.to_device the input to the GPU)")
+    return RuntimeValueError(f"{where}: expected all arrays on one device, got {got}")
 
 
-def _one_device(where, **arrays):
-    """With a NumPy input: the two-device error naming the first of arrays ({name:
-    value}) that is a device array; nothing when none is."""
+def _one_device(where, gpu, **arrays):
+    """The two-device error naming the first of arrays ({name: value or None}) that is
+    not on the input's device (gpu: whether the input is a device array); nothing when
+    all are. A 0-d NumPy array goes with a device input, as PyTorch's CPU scalar
+    tensor goes with CUDA ones."""
     for name, value in arrays.items():
-        if _on_gpu(value):
-            raise _on_two_devices(where, name, value)
+        if (_on_gpu(value) if not gpu else
+                type(value) is np.ndarray and value.ndim > 0):
+            raise _on_two_devices(where, name, gpu)
 
 
 def _on_gpu(x):
@@ -504,8 +511,7 @@ def linear(input, weight, bias=None):
     where = "linear"
     x = _float(where, "input", input, device_ok=True)
     gpu = _on_gpu(x)
-    if not gpu:   # (a device weight or bias with a NumPy input: PyTorch's two devices)
-        _one_device(where, weight=weight, bias=bias)
+    _one_device(where, gpu, weight=weight, bias=bias)   # (PyTorch's two devices)
     w = _float(where, "weight", weight, dtype=x.dtype, device_ok=gpu)
     if gpu:   # (reshaped below: C-contiguous device arrays)
         x, w = _device.Cuda.put(x), _device.Cuda.put(w)
@@ -926,8 +932,8 @@ def _conv_operands(where, dims, input, weight, groups, stride, dilation, device_
             f"Expected {dims + 1}D (unbatched) or {dims + 2}D (batched) input "
             f"to {where}, but got input of size: {list(x.shape)}")
     gpu = device_ok and _on_gpu(x)
-    if device_ok and not gpu:
-        _one_device(where, weight=weight)
+    if device_ok:
+        _one_device(where, gpu, weight=weight)
     w = _float(where, "weight", weight, dtype=x.dtype, device_ok=gpu)
     if gpu:
         x, w = _device.Cuda.put(x), _device.Cuda.put(w)
@@ -957,12 +963,11 @@ def _conv_operands(where, dims, input, weight, groups, stride, dilation, device_
 
 
 def _conv_bias(where, bias, w, out_channels, dtype, transposed=False, device_ok=False):
-    """bias checked: None, or (out_channels,) of dtype; device_ok: a device array too (the
-    input is one)."""
+    """bias checked: None, or (out_channels,) of dtype; device_ok: the input is a device
+    array, and so must bias be (else it must be a NumPy array)."""
     if bias is None:
         return None
-    if not device_ok and _on_gpu(bias):
-        raise _on_two_devices(where, "bias", bias)
+    _one_device(where, device_ok, bias=bias)
     b = _float(where, "bias", bias, dtype=dtype, device_ok=device_ok)
     if tuple(b.shape) != (out_channels,):
         raise RuntimeValueError(
@@ -1407,11 +1412,10 @@ def _adaptive_empty(where, layer, dims, input, output_size, indices=False, wrap=
 # ----------------------------------------------------------------------- normalisation
 def _channel_vector(where, name, value, c, dtype, device_ok=False):
     """None, or a (C,) float array of dtype (PyTorch's RuntimeError on another size);
-    device_ok: a device array too (the input is one), else a device array is an error."""
+    device_ok: the input is a device array, and so must value be (else a NumPy array)."""
     if value is None:
         return None
-    if not device_ok and _on_gpu(value):
-        raise _on_two_devices(where, name, value)
+    _one_device(where, device_ok, **{name: value})
     v = _float(where, name, value, dtype=dtype, device_ok=device_ok)
     if tuple(v.shape) != (c,):
         raise RuntimeValueError(f"{name} should contain {c} elements not {v.size}")
@@ -1539,8 +1543,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-05):
     if gpu:   # (reshaped below: C-contiguous)
         x = _device.Cuda.put(x)
     shape = _trailing_shape(where, x, normalized_shape)
-    if not gpu:
-        _one_device(where, weight=weight, bias=bias)
+    _one_device(where, gpu, weight=weight, bias=bias)
     vectors = []
     for name, value in (("weight", weight), ("bias", bias)):
         if value is not None:
