@@ -4,6 +4,7 @@ out=/grad=/scratch= buffer is passed, and both float types keep their dtype.
 
 Correctness against the reference and PyTorch is tests/test_conformance.py's job.
 """
+import math
 import tracemalloc
 
 import numpy as np
@@ -242,6 +243,32 @@ def test_fast_float_exp_and_tanh_edges(K):
     np.testing.assert_allclose(K.tanh(x), np.tanh(x.astype(np.float64)), rtol=3e-7)
     big = np.array([[0.0, 1e4, -1e4]], np.float32)
     np.testing.assert_array_equal(K.softmax(big), [[0.0, 1.0, 0.0]])
+
+
+def test_float32_exp_keeps_its_accuracy_at_large_arguments(K):
+    """fnn_expf's reduction x - n ln2 (ln2 split in two, the parts held apart by fmaf,
+    or in double in a build without FMA: FASTNN_NATIVE=0) through the sigmoid, whose
+    e^-x runs up to x = 87: within 4 ulp of the float64 value in either build. The
+    portable build's plain multiply-add of the split, which -fassociative-math folded,
+    was 67 ulp off at x = -72."""
+    x = np.linspace(-87.0, 30.0, 100_001, dtype=np.float32)
+    exact = 1 / (1 + np.exp(-x.astype(np.float64)))
+    ulps = np.abs(K.sigmoid(x) - exact) / np.spacing(exact.astype(np.float32))
+    assert ulps.max() <= 4, x[np.argmax(ulps)]
+
+
+@pytest.mark.parametrize("target", [0.0, 1e-30])   # the one-log loop and the two-log one
+def test_float32_bce_log1p_keeps_its_accuracy_near_zero(K, target):
+    """BCE's log1p(-p) in float32 is log(1 - p) plus the rounding error of 1 - p
+    (fnn_one_plus_err_f: an fmaf, or double arithmetic in a build without FMA): full
+    relative accuracy for a confident p in either build. The portable build's error
+    term folded to 0 under -fassociative-math: -log1p(-1e-7) gave 1.19e-7, and
+    p = 1e-20 a loss of 0."""
+    for p in (1e-20, 2.0 ** -26, 3e-8, 1e-7, 2.0 ** -20, 1e-3, 0.25):
+        loss, _ = K.bce_loss(np.float32([p]), np.float32([target]))
+        p = float(np.float32(p))
+        expected = -(target * math.log(p) + (1 - target) * math.log1p(-p))
+        assert loss == pytest.approx(expected, rel=3e-7, abs=0), p
 
 
 def test_work_buffers_are_each_threads_own():

@@ -12,16 +12,15 @@
 
 /* Hardware FMA (-march=native on x86-64 since 2013). The Cody-Waite reductions below
  * use explicit fmaf so that -fassociative-math cannot fold their split constants;
- * without FMA (FASTNN_NATIVE=0 builds) fmaf would be a scalar libm call, so there
- * FNN_FMAF is a plain multiply-add: gcc folds the split and exp loses accuracy at large
- * |x| (up to 67 ulp near |x| = 88, measured with -march=x86-64: the behaviour of every
- * build before this file used fmaf), and sin/cos go to libm. */
+ * without FMA (FASTNN_NATIVE=0 builds) fmaf would be a scalar libm call, so there the
+ * float reductions run in double with ln2 in one constant, which leaves nothing to
+ * fold (a plain multiply-add of the split lost up to 67 ulp in exp near |x| = 88 and
+ * all of log1p's accuracy near 0: tests/test_cython_kernels.py checks them in either
+ * build), the double exp/tanh/sigmoid go to libm (_common.pxd), and sin/cos too. */
 #if defined(__FMA__) || defined(FP_FAST_FMA)
 #define FNN_HAVE_FMA 1
-#define FNN_FMAF(a, b, c) fmaf(a, b, c)
 #else
 #define FNN_HAVE_FMA 0
-#define FNN_FMAF(a, b, c) ((a) * (b) + (c))
 #endif
 
 #ifdef _OPENMP
@@ -53,8 +52,12 @@ static inline float fnn_expm1_reduced_f(float x, float* scale, int cap) {
     float n = rintf(x * 1.44269504088896341f);
     if (cap)
         n = n > 127.0f ? 127.0f : n;
-    float r = FNN_FMAF(-n, 0.693359375f, x);
-    r = FNN_FMAF(-n, -2.12194440e-4f, r);
+#if FNN_HAVE_FMA
+    float r = fmaf(-n, 0.693359375f, x);
+    r = fmaf(-n, -2.12194440e-4f, r);
+#else   /* in double: ln2 in one constant, nothing to fold, one rounding to float */
+    float r = (float)((double)x - (double)n * 0.69314718055994531);
+#endif
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
@@ -97,8 +100,13 @@ static inline float fnn_logf(float x) {
     p = p * f - 2.500082254e-01f;
     p = p * f + 3.333333135e-01f;
     float f2 = f * f;
-    float y = FNN_FMAF(f2 * f, p, FNN_FMAF(-0.5f, f2, e * -2.12194440e-4f));
-    y = FNN_FMAF(e, 0.693359375f, y + f);
+#if FNN_HAVE_FMA
+    float y = fmaf(f2 * f, p, fmaf(-0.5f, f2, e * -2.12194440e-4f));
+    y = fmaf(e, 0.693359375f, y + f);
+#else   /* e ln2 in double, ln2 in one constant: nothing to fold */
+    float y = (float)((double)e * 0.69314718055994531 + (double)f
+                      + (double)(f2 * f * p - 0.5f * f2));
+#endif
     y = x < INFINITY ? y : x;
     return x > 0.0f ? y : (x == 0.0f ? -INFINITY : NAN);
 }
@@ -106,9 +114,16 @@ static inline float fnn_logf(float x) {
 /* The rounding error of u = 1 + x (u as computed): (1 + x) - u exactly, for |x| <= 1
  * (1 - u is exact, and so is its sum with x: Fast2Sum). 1 - u is an explicit fmaf so
  * that -fassociative-math cannot fold (1 - (1 + x)) + x to 0 (gcc 12 does, written as
- * plain arithmetic; without FMA, FASTNN_NATIVE=0 builds, it folds and the error is 0). */
+ * plain arithmetic; without FMA, FASTNN_NATIVE=0 builds, the error is taken in double). */
 static inline float fnn_one_plus_err_f(float x, float u) {
-    return FNN_FMAF(-1.0f, u, 1.0f) + x;
+#if FNN_HAVE_FMA
+    return fmaf(-1.0f, u, 1.0f) + x;
+#else
+    /* (1 + x) - u in double, exact where |x| >= 2^-25 (x's last bit is 2^-48 or more);
+     * below, u is 1 and the error x itself. gcc reassociates any other arrangement of
+     * these double operations into this one. */
+    return fabsf(x) < 2.98023224e-8f ? x : (float)(((double)x + 1.0) - (double)u);
+#endif
 }
 
 /* log(1 + x) for float: fnn_logf(u) of u = 1 + x plus the rounding error of u where
