@@ -10,6 +10,7 @@ import glob
 import importlib.machinery
 import importlib.util
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -58,19 +59,30 @@ def test_backend_info_reports_the_build():
     assert info["openmp"] == _openmp.openmp_enabled()
     assert info["debug"] == _openmp.bounds_checked()
     assert info["num_threads"] == _openmp.get_max_threads() >= 1
-    expect_debug = os.environ.get("FASTNN_CYTHON_DEBUG") == "1"
-    if "FASTNN_CYTHON_DEBUG" in os.environ:   # the suite was told which build to expect
-        assert info["debug"] == expect_debug
+    assert info["fma"] == _openmp.hardware_fma()
+    assert info["simd"] in ("avx512f", "avx2", "avx", "sse2", "neon", "none")
+    # the suite may be told which build to expect (Makefile: test-cython-debug and
+    # test-cython-portable): a variable the build read, set when the tests run
+    if "FASTNN_CYTHON_DEBUG" in os.environ:
+        assert info["debug"] == (os.environ["FASTNN_CYTHON_DEBUG"] == "1")
+    if "FASTNN_NO_OPENMP" in os.environ:
+        assert info["openmp"] == (os.environ["FASTNN_NO_OPENMP"] != "1")
+    if os.environ.get("FASTNN_NATIVE") == "0" and platform.machine() == "x86_64":
+        assert (info["fma"], info["simd"]) == (False, "sse2")   # gcc's x86-64 default
 
 
 def test_set_num_threads_reaches_openmp():
+    """fastnn.set_num_threads sets the kernels' OpenMP count; a build without OpenMP
+    runs every kernel on the calling thread, and says so: 1 whatever the setting."""
     before = fastnn.threads.get_num_threads()
     try:
         backend.load("cython")
+        serial = not fastnn.backend.backend_info("cython")["openmp"]
         fastnn.set_num_threads(1)
         assert fastnn.backend.backend_info("cython")["num_threads"] == 1
         fastnn.set_num_threads(2)
-        assert fastnn.backend.backend_info("cython")["num_threads"] == 2
+        assert fastnn.backend.backend_info("cython")["num_threads"] == (1 if serial else 2)
+        assert fastnn.threads.get_num_threads() == 2   # (numba's loops and BLAS use it)
     finally:
         fastnn.set_num_threads(before)
 

@@ -168,6 +168,8 @@ def test_set_num_threads_reaches_cython_kernels_in_every_thread():
     """OpenMP's count is per thread: set_num_threads used to reach only the calling
     thread, and other threads' kernels kept OpenMP's default (all cores)."""
     from fastnn.kernels.cython import _openmp
+    if not _openmp.openmp_enabled():
+        pytest.skip("a build without OpenMP (FASTNN_NO_OPENMP=1) has no per-thread count")
     x = np.ones(1 << 16, np.float32)
     previous = fastnn.get_num_threads()
     def relu_then_count():

@@ -23,6 +23,23 @@
 #define FNN_HAVE_FMA 0
 #endif
 
+/* The widest vector instructions the kernels were compiled for: backend_info's "simd"
+ * (-march=native picks the building machine's; FASTNN_NATIVE=0 leaves the compiler's
+ * default, SSE2 on x86-64). */
+#if defined(__AVX512F__)
+#define FNN_SIMD "avx512f"
+#elif defined(__AVX2__)
+#define FNN_SIMD "avx2"
+#elif defined(__AVX__)
+#define FNN_SIMD "avx"
+#elif defined(__SSE2__)
+#define FNN_SIMD "sse2"
+#elif defined(__ARM_NEON)
+#define FNN_SIMD "neon"
+#else
+#define FNN_SIMD "none"
+#endif
+
 #ifdef _OPENMP
 #include <omp.h>
 static inline int fnn_openmp_enabled(void) { return 1; }

@@ -8,11 +8,26 @@ cdef extern from "_fastnn_math.h" nogil:
     int fnn_openmp_enabled()
     int fnn_max_threads()
     void fnn_set_num_threads(int n)
+    int FNN_HAVE_FMA
+    const char* FNN_SIMD
 
 
 def openmp_enabled():
     """True when the extensions were compiled with OpenMP."""
     return bool(fnn_openmp_enabled())
+
+
+def hardware_fma():
+    """True when the extensions were compiled for a CPU with FMA (the -march=native
+    build on any recent x86-64): False in a FASTNN_NATIVE=0 build, whose float64
+    exp, tanh, sigmoid, sin and cos then call libm (_common.pxd)."""
+    return bool(FNN_HAVE_FMA)
+
+
+def simd():
+    """The widest vector instruction set the extensions were compiled for, e.g.
+    'avx512f', 'avx2' or 'sse2' (the x86-64 default of a FASTNN_NATIVE=0 build)."""
+    return FNN_SIMD.decode()
 
 
 def set_num_threads(int n):
