@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FMNIST := /usr/share/datasets/fashion-mnist
 
-.PHONY: install data compile test test-cython-debug demo bench clean clean-numba-cache
+.PHONY: install data compile test test-cython-debug test-cython-portable demo bench clean clean-numba-cache
 
 install: $(VENV)/.installed
 
@@ -46,6 +46,20 @@ CYTHON_TESTS = tests/test_cython_build.py tests/test_probe_bounds.py tests/test_
 test-cython-debug: install
 	FASTNN_CYTHON_DEBUG=1 $(PY) setup.py -q build_ext --inplace
 	FASTNN_CYTHON_DEBUG=1 $(VENV)/bin/pytest -q -p no:cacheprovider $(CYTHON_TESTS) -k "cython or build or bounds"; \
+	status=$$?; $(PY) setup.py -q build_ext --inplace; exit $$status
+
+# The Cython kernels as a wheel for other machines builds them (FASTNN_NATIVE=0: no
+# -march=native, so no FMA, and _fastnn_math.h's and _common.pxd's fallbacks run) and
+# without OpenMP (FASTNN_NO_OPENMP=1), in one build: the two change separate code.
+# Builds them in place, runs the Cython backend's tests against them (the build's own
+# test checks that both settings took), then builds the release kernels again.
+CYTHON_PORTABLE_TESTS = tests/test_cython_build.py tests/test_cython_kernels.py \
+	tests/test_conformance.py tests/test_float64_exp.py tests/test_float64_tanh.py \
+	tests/test_cython_numba_sincos.py
+test-cython-portable: install
+	FASTNN_NATIVE=0 FASTNN_NO_OPENMP=1 $(PY) setup.py -q build_ext --inplace
+	FASTNN_NATIVE=0 FASTNN_NO_OPENMP=1 $(VENV)/bin/pytest -q -p no:cacheprovider $(CYTHON_PORTABLE_TESTS) \
+		-k "cython or build or float64"; \
 	status=$$?; $(PY) setup.py -q build_ext --inplace; exit $$status
 
 demo: install data

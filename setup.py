@@ -12,6 +12,9 @@ from setuptools.command.build_py import build_py as _build_py
 from setuptools.extension import Extension
 
 
+NATIVE = os.environ.get("FASTNN_NATIVE", "1") == "1"
+
+
 def _compile_flags():
     # Reassociation lets gcc vectorize reductions (sums over a plane); no -ffinite-math
     # and no -ffast-math, so NaN and inf still propagate as in the numba backend's flags.
@@ -19,7 +22,7 @@ def _compile_flags():
     # scalar libm call for errno's sake (Adam's update ran unvectorized, 2.6x numba's time).
     flags = ["-O3", "-fassociative-math", "-fno-signed-zeros", "-fno-trapping-math",
              "-fno-math-errno"]
-    if os.environ.get("FASTNN_NATIVE", "1") == "1":
+    if NATIVE:
         flags.append("-march=native")
     return flags
 
@@ -40,7 +43,7 @@ _NARROW = {"_optim.pyx": ["-mprefer-vector-width=256"]}
 
 
 def _vector_width_flags(pyx):
-    if os.environ.get("FASTNN_NATIVE", "1") != "1":
+    if not NATIVE:
         return []
     return _NARROW.get(pyx, _WIDE)
 
@@ -73,20 +76,23 @@ def _openmp_works():
 
 OPENMP = _openmp_works()
 DEBUG = os.environ.get("FASTNN_CYTHON_DEBUG") == "1"
-# The flavour (debug or release) the generated C files were last made for: cythonize
-# regenerates a .c only when its .pyx is newer, so switching flavour must force it
+# The flavour (debug or release, native or portable, OpenMP or serial) the generated C
+# files were last made for: cythonize regenerates a .c only when its .pyx is newer, and
+# build_ext recompiles an extension only when its .c is, so switching flavour must force
+# both (a debug build's C differs; the other two change only the compiler's flags)
 _FLAVOUR_STAMP = os.path.join("kernels", "cython", ".build-flavour")
 
 
 def _flavour_changed():
-    """True when the C files on disk were generated for the other flavour (a tree
+    """True when the C files on disk were generated for another flavour (a tree
     without a stamp holds release C files, or none); records this build's flavour."""
-    want = "debug" if DEBUG else "release"
+    want = " ".join(("debug" if DEBUG else "release", "native" if NATIVE else "portable",
+                     "openmp" if OPENMP else "serial"))
     try:
         with open(_FLAVOUR_STAMP) as f:
             had = f.read().strip()
     except OSError:
-        had = "release"
+        had = "release native openmp"
     try:
         with open(_FLAVOUR_STAMP, "w") as f:
             f.write(want + "\n")

@@ -88,16 +88,18 @@ def test_set_num_threads_reaches_openmp():
 
 
 def _build_openmp_helper(tmp_path, **env):
-    """Build kernels/cython/_openmp.pyx alone through setup.py with ``env``; returns the
-    path of the shared object."""
+    """Build kernels/cython/_openmp.pyx alone through setup.py with ``env``, in a tree
+    of its own under tmp_path (made on the first call); returns the path of the shared
+    object."""
     # a fresh tree: cythonize reuses a generated .c whose .pyx did not change
     src = tmp_path / "kernels" / "cython"
-    src.mkdir(parents=True)
-    headers = glob.glob(os.path.join(ROOT, "kernels", "cython", "*.h"))
-    for name in ["_openmp.pyx", "_common.pxd"] + [os.path.basename(h) for h in headers]:
-        shutil.copy(os.path.join(ROOT, "kernels", "cython", name), src / name)
-    for name in ("setup.py", "pyproject.toml"):
-        shutil.copy(os.path.join(ROOT, name), tmp_path / name)
+    if not src.exists():
+        src.mkdir(parents=True)
+        headers = glob.glob(os.path.join(ROOT, "kernels", "cython", "*.h"))
+        for name in ["_openmp.pyx", "_common.pxd"] + [os.path.basename(h) for h in headers]:
+            shutil.copy(os.path.join(ROOT, "kernels", "cython", name), src / name)
+        for name in ("setup.py", "pyproject.toml"):
+            shutil.copy(os.path.join(ROOT, name), tmp_path / name)
     subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", "out"],
                    cwd=tmp_path, env=dict(os.environ, **env), check=True,
                    capture_output=True)
@@ -124,18 +126,27 @@ def test_debug_flag_turns_bounds_checks_on(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
-def test_a_build_without_openmp_offers_no_blas_pool(tmp_path):
-    """FASTNN_NO_OPENMP=1 builds the helper serial: it offers no callback for OpenBLAS
-    (its stub would run jobs that wait on each other one after the other), and
-    fastnn/blas_pool.py tells that build from the file alone, before loading it."""
+def test_a_portable_serial_build_and_back(tmp_path):
+    """FASTNN_NATIVE=0 FASTNN_NO_OPENMP=1 (the Makefile's test-cython-portable build)
+    compiles without -march=native (on x86-64: SSE2, no FMA) and serial: the helper
+    offers no callback for OpenBLAS (its stub would run jobs that wait on each other
+    one after the other), and fastnn/blas_pool.py tells that build from the file alone,
+    before loading it. Building again with the defaults in the same tree compiles again:
+    neither setting changes a source file, and build_ext alone kept the extension it
+    had (setup.py's flavour stamp)."""
     from fastnn import blas_pool
-    so = _build_openmp_helper(tmp_path, FASTNN_NO_OPENMP="1")
+    so = _build_openmp_helper(tmp_path, FASTNN_NATIVE="0", FASTNN_NO_OPENMP="1")
     assert _probe(so, "(m.openmp_enabled(), m.blas_jobs_callback())") == "(False, 0)"
     assert not blas_pool.built_with_openmp(so)
+    if platform.machine() == "x86_64":
+        assert _probe(so, "(m.hardware_fma(), m.simd())") == "(False, 'sse2')"
     import fastnn.kernels.cython._openmp as built
     if built.openmp_enabled():
         assert blas_pool.built_with_openmp(built.__file__)
         assert built.blas_jobs_callback() != 0
+    serial_build = os.stat(so).st_mtime_ns
+    assert _build_openmp_helper(tmp_path, FASTNN_NATIVE="1", FASTNN_NO_OPENMP="0") == so
+    assert os.stat(so).st_mtime_ns != serial_build
 
 
 def test_debug_build_raises_on_out_of_range_index():
