@@ -136,9 +136,9 @@ static inline float fnn_one_plus_err_f(float x, float u) {
 #if FNN_HAVE_FMA
     return fmaf(-1.0f, u, 1.0f) + x;
 #else
-    /* (1 + x) - u in double, exact where |x| >= 2^-25 (x's last bit is 2^-48 or more);
-     * below, u is 1 and the error x itself. gcc reassociates any other arrangement of
-     * these double operations into this one. */
+    /* (1 + x) - u in double, where every order of the three terms is exact once
+     * |x| >= 2^-25 (x's last bit is then 2^-48 or more), as gcc may reorder them (it
+     * made x - (u - 1) into this); below, u is 1 and the error x itself. */
     return fabsf(x) < 2.98023224e-8f ? x : (float)(((double)x + 1.0) - (double)u);
 #endif
 }
