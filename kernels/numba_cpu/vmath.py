@@ -80,6 +80,17 @@ def _float64_from_bits(typingctx, bits):
 
 
 @intrinsic
+def _bits_from_float64(typingctx, x):
+    """The 64 bits of a float64 as an int64 (no conversion)."""
+    if x != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+    return types.int64(x), codegen
+
+
+@intrinsic
 def _fma(typingctx, a, b, c):
     """a * b + c with one rounding (llvm.fma: one instruction on FMA hardware)."""
     if not (isinstance(a, types.Float) and a == b == c):
@@ -403,8 +414,11 @@ def _expm1_reduced64(t):
 
 @register_jitable(**_OPTIONS)
 def _pow2i64(n):
-    """2**n for an integer-valued float64 -1022 <= n <= 1023."""
-    return _float64_from_bits((np.int64(n) + 1023) << 52)
+    """2**n for an integer-valued float64 -1022 <= n <= 1023, from the bits of
+    n + 1.5 * 2**52, whose low bits are n (two's complement): AVX2 has no packed
+    float64 -> int64 conversion, and np.int64(n) made LLVM convert lane by lane (the
+    Cython backend's fnn_pow2i)."""
+    return _float64_from_bits((_bits_from_float64(n + 6755399441055744.0) + 1023) << 52)
 
 
 @register_jitable(**_OPTIONS)
