@@ -76,7 +76,7 @@ def test_log_within_1_5_ulp_over_every_binade_and_its_edges():
     assert np.isnan(edges[4]) and np.isnan(edges[5])
 
 
-def test_log1p_within_2_ulp_down_to_tiny_values_and_libm_in_float64():
+def test_log1p_within_2_ulp_down_to_tiny_values():
     """log1p(x) = log(u) + ((1 + x) - u) for u = 1 + x rounded: relative accuracy near
     0 (log(1 + x) alone was 0 for |x| < 2^-25 and 19% off at x = -1e-7, which made
     float32 BCE's log(1 - p) of a confident p off PyTorch's log1p)."""
@@ -88,8 +88,6 @@ def test_log1p_within_2_ulp_down_to_tiny_values_and_libm_in_float64():
     assert (np.abs(_apply_log(x, True) - exact) / ulp).max() <= 2.0
     edges = _apply_log(np.array([-1.0, np.inf, np.nan, -2.0], np.float32), True)
     assert edges[0] == -np.inf and edges[1] == np.inf and np.isnan(edges[2:]).all()
-    x64 = np.linspace(-0.9, 4, 1001)
-    np.testing.assert_array_equal(_apply_log(x64, True), np.array([math.log1p(v) for v in x64]))
 
 
 @njit

@@ -29,6 +29,9 @@ cdef extern from "_fastnn_math.h" nogil:
     double fnn_exp_upto709(double x)   # x <= 709 (or NaN): one clamp fewer than fnn_exp
     double fnn_expm1_nonpos(double x)  # e^x - 1 for x <= 0, accurate near 0
     double fnn_sigmoid(double x)
+    double fnn_log(double x)
+    double fnn_log1p(double x)
+    double fnn_log1p_small(double x)   # 0 <= x <= 1 (or NaN)
     float fnn_sigmoidf(float x)
     float fnn_gelu_f(float x)
     float fnn_gelu_head_f(float x)
@@ -120,20 +123,22 @@ cdef inline floating f_expm1_nonpos(floating x) noexcept nogil:
 
 
 cdef inline floating f_log(floating x) noexcept nogil:
-    """float: the vectorizable fnn_logf (within 0.9 ulp); double: libm."""
+    """The vectorizable fnn_logf/fnn_log (within 0.9 ulp); libm's in double
+    without hardware FMA."""
     if floating is float:
         return fnn_logf(x)
     else:
-        return log(x)
+        return fnn_log(x) if FNN_HAVE_FMA else log(x)
 
 
 cdef inline floating f_log1p(floating x) noexcept nogil:
-    """float: fnn_log1pf (fnn_logf(1 + x) corrected by the rounding of 1 + x: full
-    relative accuracy near 0); double: libm."""
+    """log(1 + x) corrected by the rounding of 1 + x: full relative accuracy near 0
+    (fnn_log1pf, fnn_log1p: within 2.3 and 1.13 ulp); libm's in double without hardware
+    FMA."""
     if floating is float:
         return fnn_log1pf(x)
     else:
-        return log1p(x)
+        return fnn_log1p(x) if FNN_HAVE_FMA else log1p(x)
 
 
 cdef inline floating f_one_plus_err(floating x, floating u) noexcept nogil:
@@ -149,7 +154,8 @@ cdef inline floating f_one_plus_err(floating x, floating u) noexcept nogil:
 cdef inline floating f_log1p_small(floating x) noexcept nogil:
     """log(1 + x) to full relative accuracy for 0 <= x <= 1. float: x Q(x), Q of degree
     10 (vmath's _log1p_small32, where the fit is described; ~2 ulp, no division, so
-    softplus's loop is not bound by the divider); double: libm."""
+    softplus's loop is not bound by the divider); double: fnn_log1p_small (within 1.13
+    ulp; libm's without hardware FMA)."""
     cdef float p
     if floating is float:
         p = <float>0.002030215924605727
@@ -165,7 +171,7 @@ cdef inline floating f_log1p_small(floating x) noexcept nogil:
         p = p * x + <float>1.0
         return x * p
     else:
-        return log1p(x)
+        return fnn_log1p_small(x) if FNN_HAVE_FMA else log1p(x)
 
 
 cdef inline floating f_tanh(floating x) noexcept nogil:

@@ -346,6 +346,102 @@ static inline double fnn_tanh(double x) {
     return copysign(y, x);
 }
 
+/* log for double, fnn_logf's method: x = 2^e m, m in [sqrt(1/2), sqrt(2)) from the bits
+ * (fnn_log_split), log x = e ln2 + log1p(f), f = m - 1, log1p(f) = 2 atanh(s) =
+ * f - s (f - z Q(z)) with s = f / (2 + f), z = s^2 <= 0.0295 and Q ~ (2 atanh(s) - 2s) /
+ * (s z) = 2/3 + 2z/5 + ... of degree 6, fitted for this file (Lawson-reweighted least
+ * squares for relative error on Chebyshev nodes of [0, 0.0295], in mpmath: 4.6e-16, and
+ * Q's share of the result is below z/3, 1e-2); ln2 in fdlibm's two parts (e ln2_hi
+ * exact). log within 0.9 ulp, log1p within 1.13 (where e ln2 and log1p(f) cancel, u just
+ * above sqrt 2; tests/test_float64_log_gelu.py). glibc's
+ * log and log1p are scalar calls: float64 softplus ran at 1.5x PyTorch's time. One
+ * division, no table. Needs hardware FMA (its callers in _common.pxd check). The same
+ * algorithm and coefficients as the numba backend's vmath._log64. */
+
+/* e and m of a positive, normal, finite u = 2^e m, and 2^-e (0 for e = 1023, 1024):
+ * the bits of u + (1 - sqrt(1/2)) put m's exponent field on e's. e goes to a double
+ * through int32 (AVX2 converts int32 lanes, not int64), and 2^-e comes from the
+ * integer: with e from the bits of 2^52 + e + 1023 less that constant, and 2^-e as
+ * fnn_pow2i(-e), -fassociative-math folded the constants on either side of e into one
+ * that a double cannot hold (2^-0 came out 2, log1p(-3e-80) 1e-16). */
+static inline double fnn_log_split(double u, double* m, double* inv_scale) {
+    uint64_t t;
+    memcpy(&t, &u, sizeof t);
+    t += 0x3ff0000000000000ull - 0x3fe6a09e667f3bcdull;   /* 1 - the bits of sqrt(1/2) */
+    int32_t biased = (int32_t)(t >> 52);                  /* e + 1023 */
+    int64_t neg = 2046 - (int64_t)biased;                 /* 1023 - e */
+    uint64_t ibits = (uint64_t)(neg < 0 ? 0 : neg) << 52;
+    uint64_t mbits = (t & 0x000fffffffffffffull) + 0x3fe6a09e667f3bcdull;
+    memcpy(m, &mbits, sizeof *m);
+    memcpy(inv_scale, &ibits, sizeof *inv_scale);
+    return (double)(biased - 1023);
+}
+
+/* e ln2 + log1p(f) for an integer-valued e and f in [sqrt(1/2) - 1, sqrt(2) - 1]. */
+static inline double fnn_log_reduced(double e, double f) {
+    double s = f / (2.0 + f);
+    double z = s * s;
+    double q = 0.146197699976859;
+    q = q * z + 0.15331449513690837;
+    q = q * z + 0.18182897434294676;
+    q = q * z + 0.22222211018704668;
+    q = q * z + 0.2857142862670216;
+    q = q * z + 0.39999999999897856;
+    q = q * z + 0.666666666666667;
+    double r = z * q;
+    /* explicit fmas: reassociated, e ln2_hi + (f - (s (f - r) - e ln2_lo)) became
+     * e (ln2_hi + ln2_lo) + ... in numba's LLVM, which rounds e ln2 (1.8 ulp where log x
+     * is near 1) */
+    return fma(e, 6.93147180369123816490e-01,
+               f - fma(s, f - r, -(e * 1.90821492927058770002e-10)));
+}
+
+/* log(x) for double: subnormals scaled by 2^54 first; log(0) = -inf, log(x < 0) = NaN,
+ * log(inf) = inf, NaN propagates. */
+static inline double fnn_log(double x) {
+    int tiny = x < 2.2250738585072014e-308;
+    double m, unused;
+    double e = fnn_log_split(tiny ? x * 18014398509481984.0 : x, &m, &unused);
+    double y = fnn_log_reduced(tiny ? e - 54.0 : e, m - 1.0);
+    y = x < INFINITY ? y : x;
+    return x > 0.0 ? y : (x == 0.0 ? -INFINITY : NAN);
+}
+
+/* log(u + err) for u = 1 + x rounded (finite, >= 2^-53) and err = (1 + x) - u: f =
+ * m - 1 + err 2^-e is x itself where e = 0, so log1p keeps full relative accuracy near
+ * 0; elsewhere err moves the result by up to 1.4 ulp. */
+static inline double fnn_log1p_from(double u, double err) {
+    double m, inv_scale;
+    double e = fnn_log_split(u, &m, &inv_scale);
+    /* an explicit fma: reassociated, (m - 1) + err 2^-e became (m + err 2^-e) - 1,
+     * which drops err (log1p(1e-80) came out 0) */
+    return fnn_log_reduced(e, fma(err, inv_scale, m - 1.0));
+}
+
+/* The rounding error (1 + x) - u of u = 1 + x, exactly: (max(x, 1) - u) + min(x, 1)
+ * (Fast2Sum), 1 - u an explicit fma as in fnn_one_plus_err_f. */
+static inline double fnn_one_plus_err(double x, double u) {
+    double hi = x > 1.0 ? x : 1.0, lo = x > 1.0 ? 1.0 : x;
+    return fma(-1.0, u, hi) + lo;
+}
+
+/* log(1 + x) for double; log1p(-1) = -inf, below NaN, inf and NaN propagate, signed as
+ * x (log1p(-0) = -0). */
+static inline double fnn_log1p(double x) {
+    double u = 1.0 + x;
+    double y = fnn_log1p_from(u, fnn_one_plus_err(x, u));
+    y = u < INFINITY ? y : u;
+    y = x > -1.0 ? y : (x == -1.0 ? -INFINITY : NAN);
+    return copysign(y, x);
+}
+
+/* log(1 + x) for 0 <= x <= 1 (softplus's log1p(e^-|z|)): fnn_log1p without its
+ * special cases. NaN propagates. */
+static inline double fnn_log1p_small(double x) {
+    double u = 1.0 + x;
+    return fnn_log1p_from(u, fma(-1.0, u, 1.0) + x);   /* (Fast2Sum, x <= 1) */
+}
+
 /* Phi(x), the standard normal CDF, for float, given e = e^(-x^2/2) (GELU's backward
  * needs e for the density too: one exp for both). Phi(-|x|) = erfc(a) / 2 at
  * a = |x| / sqrt 2, with erfc(a) = t P(t) e^(-a^2), t = 1 / (1 + 0.4 a), P of degree 5:

@@ -14,10 +14,12 @@ corrected by the rounding of 1 + x, ``one_plus_err``);
 ``gelu`` (x Phi(x)) within 1e-7 + 1 ulp (the Cython backend's formula);
 ``phi_with_gauss`` (the normal CDF) within 3e-7 absolute given e**(-x*x/2), so GELU's
 backward needs one exp for Phi and the density (the Cython backend's formula).
-float64 arguments go to libm unchanged (gradient checks need the full precision), but
-for ``tanh``, whose float64 version (``_tanh64``, the float32 method with a degree-13
-expm1) is within 4 ulp of glibc's, and the exps (``_exp64`` and its variants on the same
-reduction, within 1 ulp of the correctly rounded value down to the subnormals).
+float64 has versions of its own (glibc's are scalar calls; gradient checks need the
+full precision): ``tanh`` (``_tanh64``, the float32 method with a degree-13 expm1)
+within 4 ulp of glibc's, the exps (``_exp64`` and its variants on the same reduction)
+within 1 ulp of the correctly rounded value down to the subnormals, and ``log``/
+``log1p`` (``_log64``, ``_log1p64``, ``_log1p_small64``) within 1 and 1.13 ulp (tests/
+test_float64_exp.py, tests/test_float64_log_gelu.py); other types go to libm.
 NaN propagates through each of them.
 
 ``sin_fast``/``cos_fast`` (float32 and float64) are branch-free and valid where
@@ -313,21 +315,37 @@ def _log32(x):
     return y
 
 
+def _sum_err_ir(builder, a, b, s):
+    """(a - s) + b, its two operations without reassoc: the rounding error of s = a + b
+    as computed, exactly, where |a| >= |b| (Fast2Sum). Numba's fastmath pass gives its
+    flags only to float operations that have none, so these carry nsz alone: under
+    reassoc LLVM folds (1 - (1 + x)) + x to 0, written as plain arithmetic or with an
+    fma (which gets the flags as a call)."""
+    d = builder.fsub(a, s, flags=("nsz",))
+    return builder.fadd(d, b, flags=("nsz",))
+
+
+@intrinsic
+def _sum_err(typingctx, a, b, s):
+    """(a + b) - s exactly, for s = a + b rounded and |a| >= |b| (_sum_err_ir)."""
+    if not (isinstance(a, types.Float) and a == b == s):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _sum_err_ir(builder, *args)
+    return a(a, b, s), codegen
+
+
 @intrinsic
 def _one_plus_err_exact(typingctx, x, u):
-    """(1 - u) + x, its two operations without reassoc: 1 - u is exact for u in [0, 2]
-    (Sterbenz), and so is its sum with x where u = 1 + x rounded, |x| <= 1 (Fast2Sum).
-    Numba's fastmath pass gives its flags only to float operations that have none, so
-    these carry nsz alone: under reassoc LLVM folds (1 - (1 + x)) + x to 0, written as
-    plain arithmetic or with an fma (which gets the flags as a call)."""
+    """(1 - u) + x (_sum_err_ir): exact for u = 1 + x rounded, |x| <= 1 (1 - u is
+    exact for u in [0, 2], Sterbenz)."""
     if not (isinstance(x, types.Float) and x == u):
         return None
 
     def codegen(context, builder, signature, args):
         xv, uv = args
-        one = ir.Constant(xv.type, 1.0)
-        d = builder.fsub(one, uv, flags=("nsz",))
-        return builder.fadd(d, xv, flags=("nsz",))
+        return _sum_err_ir(builder, ir.Constant(xv.type, 1.0), xv, uv)
     return x(x, u), codegen
 
 
@@ -485,6 +503,85 @@ def _expm1_nonpos64(x):
     return np.copysign(_fma(scale, q, scale - 1.0), x)
 
 
+_SQRT_HALF_BITS = 0x3FE6A09E667F3BCD   # the bits of sqrt(1/2) rounded down
+#: log1p(f) = 2 atanh(s) = f - s (f - z Q(z)), s = f / (2 + f), z = s*s <= 0.0295: Q
+#: ~ 2/3 + 2z/5 + 2z**2/7 + ... of degree 6 (highest first), the Cython backend's
+#: fnn_log_reduced, where the fit is described
+_LOG_Q64 = (0.146197699976859, 0.15331449513690837, 0.18182897434294676,
+            0.22222211018704668, 0.2857142862670216, 0.39999999999897856,
+            0.666666666666667)
+
+
+@register_jitable(**_OPTIONS)
+def _log_split64(u):
+    """(e, m, 2**-e) for u = 2**e m, m in [sqrt(1/2), sqrt(2)), u positive, normal and
+    finite: e from the bits, to float64 through int32 (AVX2 converts int32 lanes, not
+    int64), 2**-e from the integer (0 for e = 1023, 1024): the Cython backend's
+    fnn_log_split, where the reasons are."""
+    t = _bits_from_float64(u) + (0x3FF0000000000000 - _SQRT_HALF_BITS)
+    biased = (t >> 52) & 0xFFF                          # 0 .. 2047: e + 1023
+    m = _float64_from_bits((t & 0x000FFFFFFFFFFFFF) + _SQRT_HALF_BITS)
+    neg = 2046 - biased                                 # 1023 - e
+    return (np.float64(np.int32(biased) - np.int32(1023)), m,
+            _float64_from_bits((0 if neg < 0 else neg) << 52))
+
+
+@register_jitable(**_OPTIONS)
+def _log_reduced64(e, f):
+    """e ln2 + log1p(f) for an integer-valued e and f in [sqrt(1/2) - 1, sqrt(2) - 1]:
+    the Cython backend's fnn_log_reduced."""
+    s = f / (2.0 + f)
+    z = s * s
+    r = z * _horner(_LOG_Q64, z)
+    # explicit fmas: reassoc regrouped e ln2_hi + (f - (s (f - r) - e ln2_lo)) into
+    # e (ln2_hi + ln2_lo) + ..., which rounds e ln2 (1.8 ulp where log x is near 1)
+    return _fma(e, _LN2_HI_64, f - _fma(s, f - r, -(e * _LN2_LO_64)))
+
+
+@register_jitable(**_OPTIONS)
+def _log64(x):
+    # subnormals scaled by 2**54 first; log(0) = -inf, log(x < 0) = NaN, inf and NaN
+    # pass. Within 1 ulp (tests/test_float64_log_gelu.py).
+    tiny = x < 2.2250738585072014e-308
+    e, m, _ = _log_split64(x * 18014398509481984.0 if tiny else x)
+    y = _log_reduced64(e - (54.0 if tiny else 0.0), m - 1.0)
+    y = y if x < np.inf else x                          # inf, NaN
+    if not x > 0.0:
+        y = -np.inf if x == 0.0 else np.nan
+    return y
+
+
+@register_jitable(**_OPTIONS)
+def _log1p_from64(u, err):
+    """log(u + err) for u = 1 + x rounded (u >= 2**-53 finite) and err its rounding
+    error: f = m - 1 + err 2**-e is x itself where e = 0 (full relative accuracy near 0)."""
+    e, m, inv_scale = _log_split64(u)
+    # an explicit fma: reassociated, (m - 1) + err 2**-e can become (m + err 2**-e) - 1,
+    # which drops err (gcc does so in the Cython backend's)
+    return _log_reduced64(e, _fma(err, inv_scale, m - 1.0))
+
+
+@register_jitable(**_OPTIONS)
+def _log1p64(x):
+    # log(1 + x) within 1 ulp; the error of u = 1 + x exact by Fast2Sum of max(x, 1)
+    # and min(x, 1); log1p(-1) = -inf, below NaN; inf and NaN pass; signed as x
+    # (log1p(-0) = -0)
+    u = 1.0 + x
+    y = _log1p_from64(u, _sum_err(max(x, 1.0), min(x, 1.0), u))
+    y = y if u < np.inf else u                          # inf, NaN
+    if not x > -1.0:
+        y = -np.inf if x == -1.0 else np.nan
+    return np.copysign(y, x)
+
+
+@register_jitable(**_OPTIONS)
+def _log1p_small64(x):
+    # log(1 + x) for 0 <= x <= 1 (softplus's log1p(e**-|z|)), without _log1p64's
+    # special cases; NaN passes
+    u = 1.0 + x
+    return _log1p_from64(u, _one_plus_err_exact(x, u))
+
+
 @register_jitable(**_OPTIONS)
 def _phi_with_gauss32(x, gauss):
     # Phi(-|x|) = erfc(a) / 2 at a = |x| / sqrt2, erfc(a) = t P(t) e**(-a*a) with
@@ -596,11 +693,14 @@ _fast(exp_nonpos, _exp_nonpos32, lambda x: math.exp(x), _exp_nonpos64)
 _fast(expm1_nonpos, _expm1_nonpos32, lambda x: math.expm1(x), _expm1_nonpos64)
 # (and float64 tanh too: glibc's is a scalar call 1.5x slower than NumPy's SIMD one)
 _fast(tanh, _tanh32, lambda x: math.tanh(x), _tanh64)
-_fast(log, _log32, lambda x: math.log(x))
-_fast(log1p, _log1p32, lambda x: math.log1p(x))
+# float64 log and log1p too: glibc's are scalar calls (float64 softplus 1.6x PyTorch's
+# time, 26 ns a value in log1p)
+_fast(log, _log32, lambda x: math.log(x), _log64)
+_fast(log1p, _log1p32, lambda x: math.log1p(x), _log1p64)
 # inlined in numba's IR: as a call LLVM kept it out of line and the loop scalar (7 ns a
 # value against 0.65 ns)
-_fast(log1p_small, _log1p_small32, lambda x: math.log1p(x), inline="always")
+_fast(log1p_small, _log1p_small32, lambda x: math.log1p(x), _log1p_small64,
+      inline="always")
 _fast(gelu, _gelu32, lambda x: 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476)))
 
 
