@@ -3,7 +3,8 @@ fnn_exp_upto709, fnn_expm1_nonpos, fnn_sigmoid; numba's vmath._exp64 and its var
 in place of glibc's scalar exp, which kept the float64 sigmoid, SiLU, ELU, softplus,
 mish and tanh-GELU loops (and their backwards) unvectorized at 2-5x their time now.
 Checked against the correctly rounded values (long double) over every binade, the
-overflow and subnormal edges and the specials, and against PyTorch."""
+overflow and subnormal edges and the specials, and against PyTorch (the exact GELU,
+tests/test_float64_log_gelu.py's, is compared with PyTorch here too)."""
 import math
 
 import numpy as np
@@ -126,6 +127,7 @@ def _torch_pairs(torch):
         "softplus": (ops.softplus, F.softplus),
         "mish": (ops.mish, F.mish),
         "gelu_tanh": (ops.gelu_tanh, lambda t: F.gelu(t, approximate="tanh")),
+        "gelu": (ops.gelu, F.gelu),
         "silu_backward": (lambda x: ops.silu_backward(np.ones_like(x), x),
                           lambda t: A.silu_backward(torch.ones_like(t), t)),
         "elu_backward": (lambda x: ops.elu_backward(np.ones_like(x), x),
@@ -136,17 +138,19 @@ def _torch_pairs(torch):
                           lambda t: A.mish_backward(torch.ones_like(t), t)),
         "gelu_tanh_backward": (lambda x: ops.gelu_tanh_backward(np.ones_like(x), x),
                                lambda t: A.gelu_backward(torch.ones_like(t), t, approximate="tanh")),
+        "gelu_backward": (lambda x: ops.gelu_backward(np.ones_like(x), x),
+                          lambda t: A.gelu_backward(torch.ones_like(t), t)),
     }
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "silu", "elu", "softplus", "mish", "gelu_tanh",
-                                  "silu_backward", "elu_backward", "softplus_backward",
-                                  "mish_backward", "gelu_tanh_backward"])
+                                  "gelu", "silu_backward", "elu_backward", "softplus_backward",
+                                  "mish_backward", "gelu_tanh_backward", "gelu_backward"])
 @pytest.mark.parametrize("backend", COMPILED)
 def test_the_activations_agree_with_pytorch(backend, name):
     """Within 1e-12 relative or 1e-14 absolute of PyTorch (the formulas differ: tanh-GELU
-    here is v sigmoid(2u), where PyTorch's 0.5 v (1 + tanh u) cancels, and PyTorch
-    flushes some subnormal results), and its specials bit for bit, signs included, but
+    here is v sigmoid(2u), where PyTorch's 0.5 v (1 + tanh u) cancels, as its exact
+    GELU's 1 + erf does in the left tail, and PyTorch flushes some subnormal results), and its specials bit for bit, signs included, but
     where PyTorch's backward makes NaN of a non-NaN (inf * 0: the slopes of mish at inf
     and of tanh-GELU at 1e308 are defined here). The ulp tests above pin the exp itself."""
     torch = pytest.importorskip("torch")
@@ -169,8 +173,8 @@ def test_the_activations_agree_with_pytorch(backend, name):
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "silu", "elu", "softplus", "mish", "gelu_tanh",
-                                  "silu_backward", "elu_backward", "softplus_backward",
-                                  "mish_backward", "gelu_tanh_backward"])
+                                  "gelu", "silu_backward", "elu_backward", "softplus_backward",
+                                  "mish_backward", "gelu_tanh_backward", "gelu_backward"])
 @pytest.mark.parametrize("backend", COMPILED)
 def test_one_and_two_threads_give_the_same_bits(backend, name):
     torch = pytest.importorskip("torch")

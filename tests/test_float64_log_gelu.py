@@ -1,8 +1,11 @@
-"""float64 log and log1p on the compiled backends: vectorizable versions
-(_fastnn_math.h's fnn_log, fnn_log1p, fnn_log1p_small; numba's vmath._log64, _log1p64,
-_log1p_small64) in place of glibc's scalar log and log1p, which held float64 softplus
-and BCE at 1.5-3x PyTorch's time. Against the correctly rounded values (long double)
-over every binade, the specials against libm."""
+"""float64 log, log1p and GELU on the compiled backends: vectorizable versions
+(_fastnn_math.h's fnn_log, fnn_log1p, fnn_log1p_small, fnn_gelu, fnn_gelu_grad; numba's
+vmath._log64, _log1p64, _log1p_small64, _gelu64, _gelu_grad64) in place of glibc's
+scalar log, log1p and erfc, which held float64 softplus, BCE and GELU at 1.5-1.9x
+PyTorch's time. log and log1p against the correctly rounded values (long double) over
+every binade, GELU and its slope against mpmath, both tails included (PyTorch's
+1 + erf(x / sqrt 2) is only absolutely accurate on the left), the specials against
+PyTorch and libm."""
 import math
 
 import numpy as np
@@ -50,7 +53,8 @@ def test_numba_log_within_1_ulp_and_log1p_within_1_2_over_every_binade(vmath_loo
                          math.sqrt(0.5), math.sqrt(2), 1.0, 2.0, 0.5]])
     assert _ulps(vmath_loops(x, 0), np.log(x.astype(LD))).max() <= 1
     x1 = np.concatenate([x, -_binades(rng, -323.5, 0, 100_000), rng.uniform(-1, 1, 50_000),
-                         [-0.5, math.sqrt(0.5) - 1, math.sqrt(2) - 1, 2.0 ** -53, -2.0 ** -54]])
+                         [-0.5, math.sqrt(0.5) - 1, math.sqrt(2) - 1, 2.0 ** -53,
+                          -2.0 ** -54]])
     assert _ulps(vmath_loops(x1, 1), np.log1p(x1.astype(LD))).max() <= 1.2
     small = np.concatenate([rng.uniform(0, 1, 50_000), _binades(rng, -323.5, 0, 50_000),
                             [0.46088606693378015, 1.0]])
@@ -97,3 +101,63 @@ def test_softplus_within_2_ulp(backend):
         got = ops.softplus(x)
     x = x.astype(LD)
     assert _ulps(got, np.log1p(np.exp(x))).max() <= 2
+
+
+def _gelu_reference(x):
+    """x Phi(x) and Phi(x) + x phi(x), and the larger term of the latter, to 25 digits."""
+    import mpmath as mp
+    with mp.workdps(25):
+        rows = []
+        for v in x:
+            t = mp.mpf(float(v))
+            phi, density = mp.ncdf(t), mp.npdf(t)
+            rows.append((float(t * phi), float(phi + t * density),
+                         float(max(phi, abs(t * density)))))
+    return np.array(rows).T
+
+
+def _gelu_arguments():
+    rng = np.random.default_rng(8)
+    m = _binades(rng, -300, math.log10(40), 3_000)
+    return np.concatenate([rng.uniform(-39, 39, 3_000), rng.standard_normal(2_000) * 3,
+                           m, -m, [-38.5, -37.5, -8.3, -5.0, -0.75, 0.75, 5.0, 39.0]])
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_gelu_and_its_slope_within_4_ulp_both_tails_included(backend):
+    """GELU within 4 ulp of x Phi(x) beyond |x| = 0.1 and 7 within it (Phi(x) just
+    above 1/2 there, at the bottom of its binade, is within 3.5 of its own ulps),
+    relatively in the left tail down to the subnormals; the slope within 6 ulp of its
+    larger term (it crosses 0 at x = -0.75)."""
+    pytest.importorskip("mpmath")
+    x = _gelu_arguments()
+    gelu, slope, scale = _gelu_reference(x)
+    with fastnn.use_backend(backend):
+        got = ops.gelu(x)
+        got_slope = ops.gelu_backward(np.ones_like(x), x)
+    ulps = _ulps(got, gelu.astype(LD))
+    assert ulps[np.abs(x) > 0.1].max() <= 4, x[np.argmax(ulps)]
+    assert ulps.max() <= 7
+    assert np.count_nonzero((got < 0) & (got > -2.2250738585072014e-308)) > 10
+    spacing = np.maximum(np.spacing(scale), 5e-324)
+    assert (np.abs(got_slope - slope) / spacing).max() <= 6
+
+
+def _specials():
+    return np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, -1e308, 800.0, -800.0,
+                     40.0, -40.0, 38.7, -38.7, 1e-310, -1e-310])
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_gelu_specials_as_pytorch(backend):
+    torch = pytest.importorskip("torch")
+    x = _specials()
+    xt = torch.from_numpy(x)
+    with fastnn.use_backend(backend):
+        got = [ops.gelu(x), ops.gelu_backward(np.ones_like(x), x)]
+    want = [torch.nn.functional.gelu(xt).numpy(),
+            torch.ops.aten.gelu_backward(torch.ones_like(xt), xt).numpy()]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+        number = ~np.isnan(w)
+        np.testing.assert_array_equal(np.signbit(g[number]), np.signbit(w[number]))

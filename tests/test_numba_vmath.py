@@ -118,14 +118,12 @@ def test_edges_nan_and_infinities():
     assert np.signbit(f[3])
 
 
-def test_float64_exp_within_1_ulp_of_libm_and_gelu_is_libm():
-    """float64 exp is vmath._exp64 (tests/test_float64_exp.py has its full range); GELU
-    is libm's erf."""
+def test_float64_exp_within_1_ulp_of_libm():
+    """float64 exp is vmath._exp64 (tests/test_float64_exp.py has its full range; GELU's
+    float64 version is in tests/test_float64_log_gelu.py)."""
     x = np.linspace(-20, 20, 1001)
     expected = np.array([math.exp(v) for v in x])
     assert (np.abs(_apply(x, 0) - expected) / np.spacing(expected)).max() <= 1
-    np.testing.assert_array_equal(
-        _apply(x, 2), np.array([0.5 * v * (1.0 + math.erf(v * 0.7071067811865476)) for v in x]))
 
 
 @njit
@@ -137,13 +135,10 @@ def _apply_core(x):
 
 
 @njit
-def _apply_phi_with_gauss(x):
+def _apply_gelu_grad(x):
     out = np.empty_like(x)
     for i in range(x.shape[0]):
-        v = x[i]
-        w = -x.dtype.type(0.5) * v * v
-        e = vmath.exp_core(max(w, x.dtype.type(-87.0)))
-        out[i] = vmath.phi_with_gauss(v, x.dtype.type(0) if w < -87.0 else e)
+        out[i] = vmath.gelu_grad(x[i])
     return out
 
 
@@ -167,13 +162,13 @@ def test_exp_core_over_its_whole_range():
     assert ulps.max() <= 5
 
 
-def test_phi_with_gauss_within_3e7_absolute_and_libm_in_float64():
+def test_gelu_grad_within_3e7_absolute_of_phi_plus_the_density_term():
+    """float32: Phi from the A&S-form fit given e**(-x*x/2) (within 3e-7 absolute), the
+    density term from the same exp."""
     x32 = _grid()
-    exact = 0.5 * scipy_erfc(-x32.astype(np.float64) / np.sqrt(2))
-    assert np.abs(_apply_phi_with_gauss(x32) - exact).max() < 3e-7
-    x64 = np.linspace(-6, 6, 1001)
-    np.testing.assert_array_equal(_apply_phi_with_gauss(x64),
-                                  np.array([0.5 * (1 + math.erf(v * (1 / math.sqrt(2)))) for v in x64]))
+    x = x32.astype(np.float64)
+    exact = 0.5 * scipy_erfc(-x / np.sqrt(2)) + x * np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+    assert np.abs(_apply_gelu_grad(x32) - exact).max() < 3e-7
 
 
 @njit

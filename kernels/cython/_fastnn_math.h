@@ -1,5 +1,5 @@
-/* Small C helpers the Cython kernels inline: vectorizable exp/tanh/Phi/sin/cos, the OpenMP
- * thread count, and the counter-based hash behind dropout masks.
+/* Small C helpers the Cython kernels inline: vectorizable exp/log/tanh/Phi/sin/cos, the
+ * OpenMP thread count, and the counter-based hash behind dropout masks.
  *
  * Kept in C because Cython cannot express the float<->int bit cast that lets GCC
  * vectorize exp (glibc's expf is a scalar call, which made softmax 4x slower). */
@@ -272,18 +272,22 @@ static inline double fnn_pow2i(double n) {
     return scale;
 }
 
-/* e^x for double, x <= 709 (NaN passes) or, with cap, any x: 2^n (1 + q) as
- * fma(s1, q, s1) s2 with 2^n = s1 s2, s1 = 2^clamp(n, -1000, 1023): s2 is 1 where
- * n >= -1000 (one rounding, the fma's), 2 at the top binade (exact), and 2^-1 ...
- * 2^-76 below (the fma's result is normal, and the product rounds it once more, to
- * the subnormal grid where e^x is subnormal; s1 = 2^-1022 would have rounded twice).
- * x is clamped below at -746, where e^x rounds to 0; with cap, above at 709.79, where
- * it overflows to inf: no selects. Within 0.96 ulp of the correctly rounded value
- * (tests/test_float64_exp.py). glibc's exp is a scalar call that kept the float64
- * sigmoid, SiLU, ELU, mish... loops unvectorized: sigmoid of 128x784 values 1030 ->
- * 228 us, 1 thread. Needs hardware FMA (_common.pxd's f_exp* call libm without it). */
-static inline double fnn_exp_core(double x, int cap) {
-    double c = x < -746.0 ? -746.0 : x;
+/* scale e^x for double, x <= 709 (NaN passes) or, with cap, any x: 2^n (1 + q) scale
+ * as fma(s1, q, s1) s2 with s1 = scale 2^clamp(n, -1000, 1023), 2^n scale = s1 s2: s2
+ * is 1 where n >= -1000 (one rounding, the fma's), 2 at the top binade (exact), and
+ * 2^-1 ... 2^-154 below (the fma's result is normal, and the product rounds it once
+ * more, to the subnormal grid where the result is subnormal; s1 = 2^-1022 would have
+ * rounded twice). x is clamped below at -800, where scale e^x rounds to 0 for
+ * |scale| < 2^78; with cap, above at 709.79, where it overflows to inf: no selects.
+ * The scale goes in before the rounding rather than in a product after it, which
+ * would round a subnormal result twice (and which reassociation may regroup: x Phi(x)
+ * for x = -37.8 was 4e-11 off in numba's LLVM as x (g e^w), g e^w subnormal). Within
+ * 0.96 ulp of the correctly rounded e^x (scale 1: tests/test_float64_exp.py). glibc's
+ * exp is a scalar call that kept the float64 sigmoid, SiLU, ELU, mish... loops
+ * unvectorized: sigmoid of 128x784 values 1030 -> 228 us, 1 thread. Needs hardware FMA
+ * (_common.pxd's f_exp* call libm without it). */
+static inline double fnn_exp_scaled(double x, int cap, double scale) {
+    double c = x < -800.0 ? -800.0 : x;
     if (cap)
         c = c > 709.79 ? 709.79 : c;
     double n;
@@ -291,10 +295,14 @@ static inline double fnn_exp_core(double x, int cap) {
     double n1 = n < -1000.0 ? -1000.0 : n;
     if (cap)
         n1 = n1 > 1023.0 ? 1023.0 : n1;
-    double s1 = fnn_pow2i(n1);
+    double s1 = scale * fnn_pow2i(n1);
     /* the product by s2 apart from the fma: rounding (1 + q) s1 s2 once, to the
      * subnormal grid; s1 s2 first would round 2^n itself */
     return fma(s1, q, s1) * fnn_pow2i(n - n1);
+}
+
+static inline double fnn_exp_core(double x, int cap) {
+    return fnn_exp_scaled(x, cap, 1.0);
 }
 
 /* e^x for any double x; NaN propagates, exp(-inf) = 0, exp(inf) = inf, exp(-0) = 1. */
@@ -537,6 +545,83 @@ static inline float fnn_gelu_f(float x) {
 static inline float fnn_gelu_gradf(float x) {
     float e = fnn_gauss_unnormed_f(x);
     return fnn_phi_gauss_f(x, e) + x * e * 0.39894228040143267794f;
+}
+
+/* GELU in float64, x Phi(x), and its slope Phi(x) + x phi(x), from the parts of Phi(-u)
+ * = e^w g and phi(u) = e^w c for u = |v|, v = x clamped to [-40, 40] (Phi(-40) = 0 in
+ * float64), w = -h/2 with h = u^2 rounded. g = M(u) e^(-l/2), M(u) = Phi(-u) e^(u^2/2),
+ * and c = e^(-l/2) / sqrt(2 pi), e^(-l/2) = 1 - l/2 for h's rounding error l = u^2 - h
+ * (an fma): a rounded u^2 alone puts up to 2e-13 relative error in the tail (as libm's
+ * erfc(-x / sqrt 2) of a rounded x / sqrt 2 does, 700 ulp at x = -37), and Phi's
+ * relative accuracy there is all of x Phi(x)'s. M(u) = P(t) / (u + 5) with t = (u - 5)
+ * / (u + 5) in [-1, 0.78]: one division and P of degree 22, fitted for this file
+ * (Lawson-reweighted least squares for the relative error of M(u) (u + 5) on 142
+ * Chebyshev nodes in t, mpmath at 40 digits: 6.2e-18; P's coefficients include the 1 /
+ * sqrt(2 pi) of Phi; K = 5 took the fewest terms of 3 ... 7). No branch, no table: one
+ * exp (fnn_exp_scaled, which takes the factor before its last rounding, for the results
+ * below 2^-1022). GELU within 4 ulp of the exact value beyond |x| = 0.1 (7 within it,
+ * where Phi(x) just above 1/2 is within 3.5 of its own ulps), down to the subnormals;
+ * the slope within 6 ulp of its larger term (it crosses 0 at x = -0.75). PyTorch's
+ * float64 1 + erf(x / sqrt 2) is absolutely, not relatively, accurate in the left tail
+ * (0 below x = -8.3). glibc's erfc is a scalar call (GELU 1.75x PyTorch's time). Needs
+ * hardware FMA (f_gelu checks). The same algorithm and coefficients as the numba
+ * backend's vmath._gelu64. */
+static inline double fnn_phi_lower_parts(double x, double* w, double* g, double* c) {
+    double v = x < -40.0 ? -40.0 : x;
+    v = v > 40.0 ? 40.0 : v;
+    double u = fabs(v);
+    double h = u * u;
+    double tail = 1.0 - 0.5 * fma(u, u, -h);
+    double r = 1.0 / (u + 5.0);
+    double t = (u - 5.0) * r;
+    double p = -3.226519943291505e-10;
+    p = p * t + 1.38202650428851e-09;
+    p = p * t + 7.964774611771557e-09;
+    p = p * t - 8.15098334613302e-09;
+    p = p * t - 6.597958674406453e-08;
+    p = p * t + 4.0704218695965814e-08;
+    p = p * t + 4.328032247806487e-07;
+    p = p * t - 3.3541706730244235e-07;
+    p = p * t - 2.768882247264133e-06;
+    p = p * t + 3.980334751319876e-06;
+    p = p * t + 1.6681008207379443e-05;
+    p = p * t - 4.97626418073607e-05;
+    p = p * t - 5.937566559989966e-05;
+    p = p * t + 0.0005448990312220193;
+    p = p * t - 0.0007978694095330904;
+    p = p * t - 0.002993376766485708;
+    p = p * t + 0.020795066800980613;
+    p = p * t - 0.06911863870658273;
+    p = p * t + 0.1650203661703307;
+    p = p * t - 0.31353315667129583;
+    p = p * t + 0.4953056159699774;
+    p = p * t - 0.6653825028900567;
+    p = p * t + 0.769193049750063;
+    *w = -0.5 * h;
+    *g = p * r * tail;
+    *c = 0.39894228040143267794 * tail;
+    return v;
+}
+
+/* x Phi(x) for double: e^w (v g) below 0, x (1 - e^w g) above; inf at inf, NaN at
+ * -inf (PyTorch's) and NaN. */
+static inline double fnn_gelu(double x) {
+    double w, g, c;
+    double v = fnn_phi_lower_parts(x, &w, &g, &c);
+    double lower = fnn_exp_scaled(w, 0, x < 0.0 ? v * g : g);
+    double y = x < 0.0 ? lower : x * (1.0 - lower);
+    return x > -INFINITY ? y : NAN;
+}
+
+/* Phi(x) + x phi(x) = [x >= 0] + e^w (v c -+ g) for double; NaN at +-inf, +0 where the
+ * (negative) value rounds to 0, below x = -38.67 (PyTorch's 0 + -0: ours is a -0 that
+ * -fno-signed-zeros keeps from the + 0). */
+static inline double fnn_gelu_grad(double x) {
+    double w, g, c;
+    double v = fnn_phi_lower_parts(x, &w, &g, &c);
+    double y = fnn_exp_scaled(w, 0, v * c + (x < 0.0 ? g : -g)) + (x < 0.0 ? 0.0 : 1.0);
+    y = x < -38.674766957173425 ? 0.0 : y;
+    return fabs(x) < INFINITY ? y : NAN;
 }
 
 /* sin and cos, branch-free so loops calling them vectorize (glibc's sinf/cosf are

@@ -466,14 +466,8 @@ def _gelu(x, out):  # IN x (n,); OUT out (n,)
 
 @elementwise
 def _gelu_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
-    half = x.dtype.type(0.5)
-    inv_sqrt_2pi = x.dtype.type(1 / math.sqrt(2 * math.pi))
     for i in prange(x.shape[0]):
-        v = x[i]
-        # one exp: e**(-v*v/2) is both the Gaussian density and the factor of Phi's
-        # tail formula
-        e = vmath.exp_nonpos(-half * v * v)
-        out[i] = grad_out[i] * (vmath.phi_with_gauss(v, e) + v * e * inv_sqrt_2pi)
+        out[i] = grad_out[i] * vmath.gelu_grad(x[i])
 
 
 # sin/cos go block by block: the branch-free vmath.sin_fast in a loop LLVM vectorizes,

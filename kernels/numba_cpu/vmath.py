@@ -12,14 +12,16 @@ element); ``tanh`` a few ulp (E / (E + 2) with E = expm1(2x): one exp, one
 division); ``log`` within 1.5 ulp (``log1p`` within 2, down to the tiniest x: log(1 + x)
 corrected by the rounding of 1 + x, ``one_plus_err``);
 ``gelu`` (x Phi(x)) within 1e-7 + 1 ulp (the Cython backend's formula);
-``phi_with_gauss`` (the normal CDF) within 3e-7 absolute given e**(-x*x/2), so GELU's
-backward needs one exp for Phi and the density (the Cython backend's formula).
+``gelu_grad`` (Phi(x) + x phi(x)) with Phi within 3e-7 absolute from e**(-x*x/2), one
+exp for Phi and the density (the Cython backend's formula).
 float64 has versions of its own (glibc's are scalar calls; gradient checks need the
 full precision): ``tanh`` (``_tanh64``, the float32 method with a degree-13 expm1)
 within 4 ulp of glibc's, the exps (``_exp64`` and its variants on the same reduction)
-within 1 ulp of the correctly rounded value down to the subnormals, and ``log``/
-``log1p`` (``_log64``, ``_log1p64``, ``_log1p_small64``) within 1 and 1.13 ulp (tests/
-test_float64_exp.py, tests/test_float64_log_gelu.py); other types go to libm.
+within 1 ulp of the correctly rounded value down to the subnormals, ``log``/``log1p``
+(``_log64``, ``_log1p64``, ``_log1p_small64``) within 1 and 1.13 ulp, and ``gelu``/
+``gelu_grad`` (``_gelu64``, ``_gelu_grad64``) within 4 ulp beyond |x| = 0.1 and 7 (6
+for the slope) within, the left tail included (tests/test_float64_exp.py, tests/
+test_float64_log_gelu.py); other types go to libm.
 NaN propagates through each of them.
 
 ``sin_fast``/``cos_fast`` (float32 and float64) are branch-free and valid where
@@ -147,6 +149,12 @@ def gelu(x):
     return 0.5 * x * (1.0 + math.erf(x / math.sqrt(2.0)))
 
 
+def gelu_grad(x):
+    """d/dx [x Phi(x)] = Phi(x) + x phi(x) (Python fallback)."""
+    return (0.5 * math.erfc(-x * _INV_SQRT2)
+            + x * math.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
+
+
 def exp_core(x):
     """e**x for -87.3 <= x <= 88.72, no special cases (Python fallback); callers clamp."""
     return math.exp(x)
@@ -167,12 +175,6 @@ def exp_limits(one):
     normal and e**hi finite: (-87, 88) in float32, (-708, 709) in float64 (Python
     fallback: float64's)."""
     return -708.0, 709.0
-
-
-def phi_with_gauss(x, gauss):
-    """Phi(x), the standard normal CDF, given gauss = e**(-x*x/2), for kernels that need
-    both (GELU's backward; Python fallback)."""
-    return 0.5 * (1.0 + math.erf(x * _INV_SQRT2))
 
 
 def sin(x):
@@ -258,6 +260,17 @@ def _horner(coeffs, x):
     loop unrolls into k multiply-adds)."""
     p = coeffs[0]
     for i in range(1, len(coeffs)):
+        p = p * x + coeffs[i]
+    return p
+
+
+@register_jitable(**_OPTIONS)
+def _horner_on(p, coeffs, x):
+    """p x**k + coeffs[0] x**(k-1) + ... + coeffs[k-1]: _horner's steps continued from p.
+    A polynomial of more than about 16 terms goes in two (_horner, then this): as one
+    loop LLVM kept it a loop over the tuple, and the float64 GELU loop scalar (64 ns a
+    value against 4)."""
+    for i in range(len(coeffs)):
         p = p * x + coeffs[i]
     return p
 
@@ -458,32 +471,33 @@ def _tanh64(x):
 
 
 @register_jitable(**_OPTIONS)
-def _exp_split64(x, cap):
-    # e**x as fma(s1, q, s1) * s2, 2**n = s1 s2, s1 = 2**clamp(n, -1000, 1023): one
-    # rounding where n >= -1000, a second (to the subnormal grid) below; x clamped at
-    # -746 (e**x rounds to 0) and, with cap, at 709.79 (inf): no selects. Within 1 ulp
-    # of the correctly rounded value; the Cython backend's fnn_exp_core, where it is
-    # described. glibc's exp is a scalar call that kept the float64 loops unvectorized.
-    c = -746.0 if x < -746.0 else x       # NaN stays NaN
+def _exp_split64(x, cap, scale):
+    # scale e**x as fma(s1, q, s1) * s2, s1 = scale 2**clamp(n, -1000, 1023), 2**n =
+    # s1 s2 / scale: one rounding where n >= -1000, a second (to the subnormal grid)
+    # below; x clamped at -800 (scale e**x rounds to 0 for |scale| < 2**78) and, with
+    # cap, at 709.79 (inf): no selects. Within 1 ulp of the correctly rounded value
+    # (scale 1); the Cython backend's fnn_exp_core, where it is described. glibc's exp
+    # is a scalar call that kept the float64 loops unvectorized.
+    c = -800.0 if x < -800.0 else x       # NaN stays NaN
     if cap:
         c = 709.79 if c > 709.79 else c
     q, n = _expm1_reduced64(c)
     n1 = -1000.0 if n < -1000.0 else n
     if cap:
         n1 = 1023.0 if n1 > 1023.0 else n1
-    s1 = _pow2i64(n1)
+    s1 = scale * _pow2i64(n1)
     return _fma(s1, q, s1) * _pow2i64(n - n1)
 
 
 @register_jitable(**_OPTIONS)
 def _exp64(x):
-    return _exp_split64(x, True)
+    return _exp_split64(x, True, 1.0)
 
 
 @register_jitable(**_OPTIONS)
 def _exp_nonpos64(x):
     # for x <= 709 (its callers' are <= 0) or NaN: no upper clamp
-    return _exp_split64(x, False)
+    return _exp_split64(x, False, 1.0)
 
 
 @register_jitable(**_OPTIONS)
@@ -599,10 +613,70 @@ def _phi_with_gauss32(x, gauss):
     return lower if x < _F(0.0) else _F(1.0) - lower
 
 
+#: Phi(-u) e**(u*u/2) (u + 5) ~ P(t), t = (u - 5) / (u + 5), of degree 22 on u in
+#: [0, 40] (highest first): the Cython backend's fnn_phi_lower_parts, where the fit is
+#: described
+_MILLS_P64 = (
+    -3.226519943291505e-10, 1.38202650428851e-09, 7.964774611771557e-09,
+    -8.15098334613302e-09, -6.597958674406453e-08, 4.0704218695965814e-08,
+    4.328032247806487e-07, -3.3541706730244235e-07, -2.768882247264133e-06,
+    3.980334751319876e-06, 1.6681008207379443e-05, -4.97626418073607e-05,
+    -5.937566559989966e-05, 0.0005448990312220193, -0.0007978694095330904,
+    -0.002993376766485708, 0.020795066800980613, -0.06911863870658273,
+    0.1650203661703307, -0.31353315667129583, 0.4953056159699774,
+    -0.6653825028900567, 0.769193049750063)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+
+
+@register_jitable(**_OPTIONS)
+def _phi_lower_parts64(x):
+    # (v, w, g, c): v = x clamped to [-40, 40] (Phi(-40) = 0 in float64), Phi(-|v|) =
+    # e**w g and the density phi(v) = e**w c, w = -h/2 for h = v*v rounded; g and c
+    # carry the factor e**(-l/2) = 1 - l/2 of h's rounding l = v*v - h (an fma), so that
+    # the tail keeps its relative accuracy (e**(-v*v/2) of a rounded v*v is off by up to
+    # 2e-13 there). The Cython backend's fnn_phi_lower_parts, where the fit is described.
+    v = -40.0 if x < -40.0 else x                      # NaN stays NaN
+    v = 40.0 if v > 40.0 else v
+    u = abs(v)
+    h = u * u
+    tail = 1.0 - 0.5 * _fma(u, u, -h)
+    r = 1.0 / (u + 5.0)
+    t = (u - 5.0) * r
+    g = _horner_on(_horner(_MILLS_P64[:12], t), _MILLS_P64[12:], t) * r
+    return v, -0.5 * h, g * tail, _INV_SQRT_2PI * tail
+
+
+@register_jitable(**_OPTIONS)
+def _gelu64(x):
+    # x Phi(x): e**w (v g) below 0 (the exp's own scaling, no product after it to
+    # round a second time where the result is subnormal), x (1 - e**w g) above; inf at
+    # inf, NaN at -inf and NaN (PyTorch's)
+    v, w, g, _ = _phi_lower_parts64(x)
+    lower = _exp_split64(w, False, v * g if x < 0.0 else g)
+    y = lower if x < 0.0 else x * (1.0 - lower)
+    return y if x > -np.inf else np.nan
+
+
+@register_jitable(**_OPTIONS)
+def _gelu_grad64(x):
+    # Phi(x) + x phi(x) = [x >= 0] + e**w (v c -+ g); NaN at +-inf, +0 where the
+    # (negative) value rounds to 0, below -38.67 (PyTorch's 0 + -0; nsz drops our + 0)
+    v, w, g, c = _phi_lower_parts64(x)
+    y = _exp_split64(w, False, v * c + (g if x < 0.0 else -g)) + (0.0 if x < 0.0 else 1.0)
+    y = 0.0 if x < -38.674766957173425 else y
+    return y if abs(x) < np.inf else np.nan
+
+
+def _gelu_grad32(x):
+    # Phi(x) + x phi(x), one exp for both (_phi_with_gauss32)
+    e = exp_nonpos(_F(-0.5) * x * x)
+    return _phi_with_gauss32(x, e) + x * e * _F(_INV_SQRT_2PI)
+
+
 # Phi(-u) = 2**P(u) on [0, 5.6], P of degree 10 in u - 1 (~log2 Phi(-u)), 2**r of
 # degree 5: the Cython backend's fnn_phi_lower_f, where the fit is described. No
 # division and no Gaussian: GELU's forward ran 0.57 -> 0.47 ns per value (1 thread, in
-# cache) against phi_with_gauss with its exp.
+# cache) against _phi_with_gauss32 with its exp.
 _PHI_LOWER_LOG2 = tuple(_F(c) for c in (
     -1.653284087e-08, 3.642024069e-07, -3.242114644e-06, 1.267593598e-05,
     1.703953785e-05, -5.801857915e-04, 4.754908383e-03, -2.811893634e-02,
@@ -701,7 +775,13 @@ _fast(log1p, _log1p32, lambda x: math.log1p(x), _log1p64)
 # value against 0.65 ns)
 _fast(log1p_small, _log1p_small32, lambda x: math.log1p(x), _log1p_small64,
       inline="always")
-_fast(gelu, _gelu32, lambda x: 0.5 * x * (1.0 + math.erf(x * 0.7071067811865476)))
+# float64 GELU and its slope too: glibc's erf and erfc are scalar calls (1.5-1.8x
+# PyTorch's time), and 1 + erf loses the relative accuracy of the left tail
+_fast(gelu, _gelu32, lambda x: 0.5 * x * math.erfc(-x * _INV_SQRT2), _gelu64)
+_fast(gelu_grad, _gelu_grad32,
+      lambda x: (0.5 * math.erfc(-x * _INV_SQRT2)
+                 + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)),
+      _gelu_grad64)
 
 
 @overload(one_plus_err, jit_options=_OPTIONS, inline="always")
@@ -716,13 +796,6 @@ def _exp_limits_overload(one):
     if one == types.float32:
         return lambda one: (_F(-87.0), _F(88.0))
     return lambda one: (-708.0, 709.0)
-
-
-@overload(phi_with_gauss, jit_options=_OPTIONS)
-def _phi_with_gauss_overload(x, gauss):
-    if x == types.float32:
-        return _phi_with_gauss32
-    return lambda x, gauss: 0.5 * (1.0 + math.erf(x * _INV_SQRT2))
 
 
 # ---------------------------------------------------------------- row maximum
