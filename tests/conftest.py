@@ -70,9 +70,9 @@ def rng():
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection: only the runs still selected
 def pytest_collection_modifyitems(session, config, items):
-    """Start the CUDA-simulator runs the selected tests need now, and run the tests that
-    collect their results last (tests/simulator_runs.py says why)."""
-    waiting = [item for item in items if item.name in simulator_runs.SIMULATOR_RUNS]
+    """Start the CUDA-simulator and PTX-compile runs the selected tests need now, and run
+    the tests that collect their results last (tests/simulator_runs.py says why)."""
+    waiting = [item for item in items if item.name in simulator_runs.RUN_TESTS]
     if waiting and not config.option.collectonly:
         items[:] = [item for item in items if item not in waiting] + waiting
         config.stash[simulator_runs.RUNS_KEY] = simulator_runs.start(

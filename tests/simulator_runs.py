@@ -1,13 +1,15 @@
 """The cuda backend's suites under Numba's CUDA simulator, run as pytest subprocesses
 (NUMBA_ENABLE_CUDASIM must be set before numba is imported, so the main test process
-stays unaffected).
+stays unaffected), and the compile of every CUDA kernel to PTX (tests/cuda_ptx_compile.py,
+a subprocess: it pretends a GPU is present).
 
-The simulator runs a block's threads under the GIL, on one core, for minutes; the main
-suite leaves the second core idle for much of its time (numba compiles, Python-level
-tests). So conftest.py starts these runs when collection ends, at a lower CPU priority
-than the suite, and moves the tests that collect their results (tests/test_cuda_sim.py)
-to the end of the session: the simulator work fills the idle core instead of adding its
-minutes to the suite's.
+The simulator runs a block's threads under the GIL, on one core, for minutes, and the
+PTX compile runs numba's CUDA compiler on one core for about a minute; the main suite
+leaves the second core idle for much of its time (numba compiles, Python-level tests).
+So conftest.py starts these runs when collection ends, at a lower CPU priority than the
+suite, and moves the tests that collect their results (tests/test_cuda_sim.py,
+tests/test_cuda_ptx.py) to the end of the session: the work fills the idle core instead
+of adding its minutes to the suite's.
 
 The launch sizes are shrunk in the subprocesses (32 threads per block, BatchNorm's too,
 at most 2 blocks, 8 threads per row of the row-wise kernels, 4x4 GEMM tiles) so every
@@ -43,23 +45,32 @@ SIMULATOR_RUNS = {
     "test_models_on_the_gpu_under_simulator": ("tests/test_cuda_modules.py", "-m", "not gpu"),
 }
 
-# Where conftest.py keeps {test name: SimulatorRun} (config.stash)
+# {name of the test that checks a run: python's arguments for the script}; a script runs
+# in the suite's environment, without the simulator's (-u: its stdout lines, which the
+# test counts, reach the log whole, not cut by a buffer's flush between its stderr lines)
+SCRIPT_RUNS = {
+    "test_every_cuda_kernel_compiles_to_ptx": ("-u", "tests/cuda_ptx_compile.py"),
+}
+
+# The tests that collect a run's result, which conftest.py moves to the end
+RUN_TESTS = {**SIMULATOR_RUNS, **SCRIPT_RUNS}
+
+# Where conftest.py keeps {test name: BackgroundRun} (config.stash)
 RUNS_KEY = pytest.StashKey()
 
-# How much lower than the suite's the simulator runs' CPU priority is (os.nice)
+# How much lower than the suite's the background runs' CPU priority is (os.nice)
 NICENESS = 10
 
 
-class SimulatorRun:
-    """One started pytest subprocess under the simulator and the file its output goes to
-    (a file, not a pipe: a full pipe would stall the run)."""
+class BackgroundRun:
+    """One started Python subprocess (python followed by args, in env) and the file its
+    output, stdout and stderr, goes to (a file, not a pipe: a full pipe would stall the
+    run)."""
 
-    def __init__(self, *args):
-        env = dict(os.environ, **SIM_ENV)
-        env.pop("FASTNN_BACKEND", None)
+    def __init__(self, args, env):
         self.log = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+            [sys.executable, *args],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, text=True,
             preexec_fn=(lambda: os.nice(NICENESS)) if hasattr(os, "nice") else None)
 
@@ -81,6 +92,14 @@ class SimulatorRun:
             self.proc.wait()
 
 
+def simulator_run(*args):
+    """A BackgroundRun of pytest with args under the simulator."""
+    env = dict(os.environ, **SIM_ENV)
+    env.pop("FASTNN_BACKEND", None)
+    return BackgroundRun(["-m", "pytest", "-q", "-p", "no:cacheprovider", *args], env)
+
+
 def start(names):
-    """{name: SimulatorRun} for the SIMULATOR_RUNS named, started now."""
-    return {name: SimulatorRun(*SIMULATOR_RUNS[name]) for name in names}
+    """{name: BackgroundRun} for the SIMULATOR_RUNS and SCRIPT_RUNS named, started now."""
+    return {name: simulator_run(*SIMULATOR_RUNS[name]) if name in SIMULATOR_RUNS
+            else BackgroundRun(SCRIPT_RUNS[name], dict(os.environ)) for name in names}

@@ -19,7 +19,7 @@ HAS_CUDA = "cuda" in fastnn.backends()
 
 @pytest.fixture
 def simulator_runs(request):
-    """{test name: SimulatorRun} started by conftest.py for the selected simulator tests."""
+    """{test name: BackgroundRun} started by conftest.py for the selected simulator tests."""
     return request.config.stash[RUNS_KEY]
 
 
