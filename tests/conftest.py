@@ -72,11 +72,16 @@ def rng():
 def pytest_collection_modifyitems(session, config, items):
     """Start the CUDA-simulator and PTX-compile runs the selected tests need now, and run
     the tests that collect their results last (tests/simulator_runs.py says why)."""
-    waiting = [item for item in items if item.name in simulator_runs.RUN_TESTS]
+    waiting = [item for item in items if _run_test_name(item) in simulator_runs.RUN_TESTS]
     if waiting and not config.option.collectonly:
         items[:] = [item for item in items if item not in waiting] + waiting
         config.stash[simulator_runs.RUNS_KEY] = simulator_runs.start(
-            item.name for item in waiting)
+            _run_test_name(item) for item in waiting)
+
+
+def _run_test_name(item):
+    """The test's name without its parameters (the key of simulator_runs.RUN_TESTS)."""
+    return getattr(item, "originalname", item.name)
 
 
 def pytest_unconfigure(config):

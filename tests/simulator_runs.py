@@ -45,11 +45,19 @@ SIMULATOR_RUNS = {
     "test_models_on_the_gpu_under_simulator": ("tests/test_cuda_modules.py", "-m", "not gpu"),
 }
 
-# {name of the test that checks a run: python's arguments for the script}; a script runs
-# in the suite's environment, without the simulator's (-u: its stdout lines, which the
-# test counts, reach the log whole, not cut by a buffer's flush between its stderr lines)
+# The launch sizes of tests/test_probe_cuda_user.py's run, smaller still (one block of 8
+# threads, 8x8 GEMM tiles: the simulator starts a Python thread per GPU thread)
+USER_SIM_ENV = {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "8",
+                "FASTNN_CUDA_MAX_BLOCKS": "1", "FASTNN_CUDA_BN_THREADS": "8",
+                "FASTNN_CUDA_ROW_LANES": "8", "FASTNN_CUDA_TILE": "8"}
+
+# {name of the test (of every test of that name, parametrized) that checks a run:
+# (python's arguments for the script, the variables it sets in the suite's environment)}
+# (-u: the output lines the tests read reach the log whole, not cut by a buffer's flush
+# between stderr lines)
 SCRIPT_RUNS = {
-    "test_every_cuda_kernel_compiles_to_ptx": ("-u", "tests/cuda_ptx_compile.py"),
+    "test_every_cuda_kernel_compiles_to_ptx": (("-u", "tests/cuda_ptx_compile.py"), {}),
+    "test_cuda_user_check": (("-u", "tests/test_probe_cuda_user.py"), USER_SIM_ENV),
 }
 
 # The tests that collect a run's result, which conftest.py moves to the end
@@ -99,7 +107,16 @@ def simulator_run(*args):
     return BackgroundRun(["-m", "pytest", "-q", "-p", "no:cacheprovider", *args], env)
 
 
+def script_run(args, variables):
+    """A BackgroundRun of python with args, variables set; a run under the simulator
+    chooses its own backend (FASTNN_BACKEND unset)."""
+    env = dict(os.environ, **variables)
+    if "NUMBA_ENABLE_CUDASIM" in variables:
+        env.pop("FASTNN_BACKEND", None)
+    return BackgroundRun(args, env)
+
+
 def start(names):
     """{name: BackgroundRun} for the SIMULATOR_RUNS and SCRIPT_RUNS named, started now."""
     return {name: simulator_run(*SIMULATOR_RUNS[name]) if name in SIMULATOR_RUNS
-            else BackgroundRun(SCRIPT_RUNS[name], dict(os.environ)) for name in names}
+            else script_run(*SCRIPT_RUNS[name]) for name in set(names)}

@@ -3,26 +3,22 @@ under Numba's CUDA simulator, float32, against the same model on the numba CPU b
 
 Every check below (``check_*``) runs in ONE subprocess (NUMBA_ENABLE_CUDASIM must be set
 before numba is imported): ``python tests/test_probe_cuda_user.py`` runs them all and
-prints {check name: None or its error} as JSON; each pytest test reads its check's
-entry. The launch sizes are shrunk further than tests/cuda_sim_script.py's (one block of
-8 threads, 8x8 GEMM tiles: the simulator starts a Python thread per GPU thread) so the
-whole run stays within seconds. tests/test_cuda_modules.py covers the layers in float64
+prints {check name: None or its error} as JSON; conftest.py starts it in the background
+when collection ends (tests/simulator_runs.py), and each pytest test, at the end of the
+session, reads its check's entry. The launch sizes are shrunk further than
+tests/cuda_sim_script.py's (simulator_runs.USER_SIM_ENV: one block of 8 threads, 8x8 GEMM
+tiles: the simulator starts a Python thread per GPU thread) so the whole run stays within
+seconds. tests/test_cuda_modules.py covers the layers in float64
 against the numpy backend; these are the user-level promises in float32 against numba.
 """
 import importlib.util
 import json
 import os
-import subprocess
-import sys
 import tempfile
 
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIM_ENV = {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "8",
-           "FASTNN_CUDA_MAX_BLOCKS": "1", "FASTNN_CUDA_BN_THREADS": "8",
-           "FASTNN_CUDA_ROW_LANES": "8", "FASTNN_CUDA_TILE": "8"}
 ATOL = 1e-5  # float32, the GPU's sums against the CPU's
 OPTIMIZERS = {"SGD": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3},
               "Adam": {"lr": 1e-2}, "RMSprop": {"lr": 1e-2, "momentum": 0.5}}
@@ -373,15 +369,16 @@ CHECKS = sorted(name for name in dir() if name.startswith("check_"))
 
 
 @pytest.fixture(scope="module")
-def results():
+def results(request):
+    """The run's {check name: None or its error}: conftest.py starts the run (in the
+    background, tests/simulator_runs.py's USER_SIM_ENV) when collection ends and moves
+    these tests to the end of the session."""
     if importlib.util.find_spec("numba") is None:
         pytest.skip("numba is not installed")
-    env = dict(os.environ, **SIM_ENV)
-    env.pop("FASTNN_BACKEND", None)
-    done = subprocess.run([sys.executable, os.path.abspath(__file__)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    from simulator_runs import RUNS_KEY
+    code, output = request.config.stash[RUNS_KEY]["test_cuda_user_check"].result(timeout=300)
+    assert code == 0, output[-3000:]
+    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
 
 
 @pytest.mark.parametrize("name", CHECKS)
