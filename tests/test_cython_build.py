@@ -60,7 +60,7 @@ def test_backend_info_reports_the_build():
     assert info["debug"] == _openmp.bounds_checked()
     assert info["num_threads"] == _openmp.get_max_threads() >= 1
     assert info["fma"] == _openmp.hardware_fma()
-    assert info["simd"] in ("avx512f", "avx2", "avx", "sse2", "neon", "none")
+    assert info["simd"] in ("avx512f", "avx2", "avx", "sse4.2", "sse2", "neon", "none")
     # the suite may be told which build to expect (Makefile: test-cython-debug and
     # test-cython-portable): a variable the build read, set when the tests run
     if "FASTNN_CYTHON_DEBUG" in os.environ:
@@ -68,7 +68,17 @@ def test_backend_info_reports_the_build():
     if "FASTNN_NO_OPENMP" in os.environ:
         assert info["openmp"] == (os.environ["FASTNN_NO_OPENMP"] != "1")
     if os.environ.get("FASTNN_NATIVE") == "0" and platform.machine() == "x86_64":
-        assert (info["fma"], info["simd"]) == (False, "sse2")   # gcc's x86-64 default
+        assert (info["fma"], info["simd"]) == (False, _portable_simd())
+
+
+def _portable_simd():
+    """What a FASTNN_NATIVE=0 build on x86-64 compiles for: x86-64-v2 (SSE4.2, no FMA)
+    where $CC knows that target (gcc >= 11, clang >= 12), else x86-64's baseline."""
+    cc = shutil.which(os.environ.get("CC", "cc"))
+    knows_v2 = cc is not None and subprocess.run(
+        [cc, "-march=x86-64-v2", "-E", "-x", "c", "-"], input="", capture_output=True,
+        text=True).returncode == 0
+    return "sse4.2" if knows_v2 else "sse2"
 
 
 def test_set_num_threads_reaches_openmp():
@@ -128,7 +138,8 @@ def test_debug_flag_turns_bounds_checks_on(tmp_path):
 @pytest.mark.skipif(shutil.which(os.environ.get("CC", "cc")) is None, reason="no C compiler")
 def test_a_portable_serial_build_and_back(tmp_path):
     """FASTNN_NATIVE=0 FASTNN_NO_OPENMP=1 (the Makefile's test-cython-portable build)
-    compiles without -march=native (on x86-64: SSE2, no FMA) and serial: the helper
+    compiles without -march=native (on x86-64: for x86-64-v2, SSE4.2 without FMA,
+    whose vector rounding lets the exp/tanh/sigmoid loops vectorize) and serial: the helper
     offers no callback for OpenBLAS (its stub would run jobs that wait on each other
     one after the other), and fastnn/blas_pool.py tells that build from the file alone,
     before loading it. Building again with the defaults in the same tree compiles again:
@@ -139,7 +150,7 @@ def test_a_portable_serial_build_and_back(tmp_path):
     assert _probe(so, "(m.openmp_enabled(), m.blas_jobs_callback())") == "(False, 0)"
     assert not blas_pool.built_with_openmp(so)
     if platform.machine() == "x86_64":
-        assert _probe(so, "(m.hardware_fma(), m.simd())") == "(False, 'sse2')"
+        assert _probe(so, "(m.hardware_fma(), m.simd())") == f"(False, {_portable_simd()!r})"
     import fastnn.kernels.cython._openmp as built
     if built.openmp_enabled():
         assert blas_pool.built_with_openmp(built.__file__)
@@ -147,6 +158,26 @@ def test_a_portable_serial_build_and_back(tmp_path):
     serial_build = os.stat(so).st_mtime_ns
     assert _build_openmp_helper(tmp_path, FASTNN_NATIVE="1", FASTNN_NO_OPENMP="0") == so
     assert os.stat(so).st_mtime_ns != serial_build
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64" or _portable_simd() != "sse4.2",
+                    reason="needs x86-64 and a compiler that knows x86-64-v2")
+def test_a_portable_build_without_x86_64_v2_keeps_the_baseline(tmp_path):
+    """A compiler without the x86-64-v2 target (gcc < 11, clang < 12; here a wrapper
+    that refuses the name) builds FASTNN_NATIVE=0 for x86-64's baseline, SSE2. Switching
+    between that build and the v2 one compiles again (the flavour stamp names the
+    target), as a tree last built portable by a setup.py that knew no v2 needs."""
+    refuses_v2 = tmp_path / "cc-without-v2"
+    refuses_v2.write_text('#!/bin/sh\ncase "$*" in *x86-64-v2*) exit 1;; esac\n'
+                          f'exec {shutil.which(os.environ.get("CC", "cc"))} "$@"\n')
+    refuses_v2.chmod(0o755)
+    so = _build_openmp_helper(tmp_path, FASTNN_NATIVE="0", FASTNN_NO_OPENMP="1")
+    assert _probe(so, "m.simd()") == "sse4.2"
+    v2_build = os.stat(so).st_mtime_ns
+    assert _build_openmp_helper(tmp_path, FASTNN_NATIVE="0", FASTNN_NO_OPENMP="1",
+                                CC=str(refuses_v2)) == so
+    assert os.stat(so).st_mtime_ns != v2_build
+    assert _probe(so, "(m.hardware_fma(), m.simd())") == "(False, 'sse2')"
 
 
 def test_debug_build_raises_on_out_of_range_index():

@@ -72,8 +72,9 @@ _R_SOFTMAX, _R_LOG_SOFTMAX = range(2)  # _activations.rows_forward / rows_backwa
 def backend_info():
     """Build facts of this backend: OpenMP on or off, the thread count in use,
     whether this is the FASTNN_CYTHON_DEBUG=1 build (bounds checks on), and the CPU
-    features it was compiled for: 'fma' and 'simd' (False and 'sse2' in a portable
-    FASTNN_NATIVE=0 build on x86-64)."""
+    features it was compiled for: 'fma' and 'simd' (False and 'sse4.2' in a portable
+    FASTNN_NATIVE=0 build on x86-64, for x86-64-v2; 'sse2' where the compiler that
+    built it lacked that target)."""
     # OpenMP's count is per thread: read it as an op runs (_per_thread_count applies
     # fastnn's first), so the count reported is the one this thread's next op runs with
     count = (_per_thread_count(_openmp.get_max_threads) if _openmp.openmp_enabled()

@@ -24,14 +24,16 @@
 #endif
 
 /* The widest vector instructions the kernels were compiled for: backend_info's "simd"
- * (-march=native picks the building machine's; FASTNN_NATIVE=0 leaves the compiler's
- * default, SSE2 on x86-64). */
+ * (-march=native picks the building machine's; FASTNN_NATIVE=0 builds x86-64-v2,
+ * SSE4.2, where the compiler knows the name, else its default: SSE2 on x86-64). */
 #if defined(__AVX512F__)
 #define FNN_SIMD "avx512f"
 #elif defined(__AVX2__)
 #define FNN_SIMD "avx2"
 #elif defined(__AVX__)
 #define FNN_SIMD "avx"
+#elif defined(__SSE4_2__)
+#define FNN_SIMD "sse4.2"
 #elif defined(__SSE2__)
 #define FNN_SIMD "sse2"
 #elif defined(__ARM_NEON)

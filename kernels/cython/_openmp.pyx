@@ -26,7 +26,8 @@ def hardware_fma():
 
 def simd():
     """The widest vector instruction set the extensions were compiled for, e.g.
-    'avx512f', 'avx2' or 'sse2' (the x86-64 default of a FASTNN_NATIVE=0 build)."""
+    'avx512f', 'avx2', 'sse4.2' (a FASTNN_NATIVE=0 build for x86-64-v2) or 'sse2'
+    (x86-64's baseline, that build's where the compiler lacks x86-64-v2)."""
     return FNN_SIMD.decode()
 
 
