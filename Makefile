@@ -48,9 +48,10 @@ test-cython-debug: install
 	FASTNN_CYTHON_DEBUG=1 $(VENV)/bin/pytest -q -p no:cacheprovider $(CYTHON_TESTS) -k "cython or build or bounds"; \
 	status=$$?; $(PY) setup.py -q build_ext --inplace; exit $$status
 
-# The Cython kernels as a wheel for other machines builds them (FASTNN_NATIVE=0: no
-# -march=native, so no FMA, and _fastnn_math.h's and _common.pxd's fallbacks run) and
-# without OpenMP (FASTNN_NO_OPENMP=1), in one build: the two change separate code.
+# The Cython kernels as a wheel for other machines builds them (FASTNN_NATIVE=0:
+# x86-64-v2, not -march=native, so no FMA, and _fastnn_math.h's and _common.pxd's
+# fallbacks run) and without OpenMP (FASTNN_NO_OPENMP=1), in one build: the two change
+# separate code.
 # Builds them in place, runs the Cython backend's tests against them (the build's own
 # test checks that both settings took), then builds the release kernels again.
 CYTHON_PORTABLE_TESTS = tests/test_cython_build.py tests/test_cython_kernels.py \
