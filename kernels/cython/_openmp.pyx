@@ -20,7 +20,7 @@ def openmp_enabled():
 def hardware_fma():
     """True when the extensions were compiled for a CPU with FMA (the -march=native
     build on any recent x86-64): False in a FASTNN_NATIVE=0 build, whose float64
-    exp, tanh, sigmoid, sin and cos then call libm (_common.pxd)."""
+    exp, log, log1p, tanh, sigmoid, GELU, sin and cos then call libm (_common.pxd)."""
     return bool(FNN_HAVE_FMA)
 
 
