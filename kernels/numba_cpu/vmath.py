@@ -62,14 +62,15 @@ def _float32_from_bits(typingctx, bits):
 
 
 @intrinsic
-def _bits_from_float32(typingctx, x):
-    """The 32 bits of a float32 as an int32 (no conversion)."""
-    if x != types.float32:
+def _float_bits(typingctx, x):
+    """The bits of a float32 or float64 as an int32 or int64 (no conversion)."""
+    if x not in (types.float32, types.float64):
         return None
+    width = x.bitwidth
 
     def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(x), codegen
+        return builder.bitcast(args[0], ir.IntType(width))
+    return types.Integer.from_bitwidth(width)(x), codegen
 
 
 @intrinsic
@@ -81,17 +82,6 @@ def _float64_from_bits(typingctx, bits):
     def codegen(context, builder, signature, args):
         return builder.bitcast(args[0], ir.DoubleType())
     return types.float64(bits), codegen
-
-
-@intrinsic
-def _bits_from_float64(typingctx, x):
-    """The 64 bits of a float64 as an int64 (no conversion)."""
-    if x != types.float64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(64))
-    return types.int64(x), codegen
 
 
 @intrinsic
@@ -310,7 +300,7 @@ def _log32(x):
     # x = 2**e m, m in [sqrt(1/2), sqrt(2)) from the bits (subnormals scaled by 2**23
     # first); within 1.5 ulp (0.9 in C); log(0) = -inf, log(x < 0) = NaN, inf and NaN pass through
     tiny = x < _TINY
-    bits = _bits_from_float32(x * _F(8388608.0) if tiny else x)
+    bits = _float_bits(x * _F(8388608.0) if tiny else x)
     m = _float32_from_bits((bits & 0x007FFFFF) | 0x3F800000)  # [1, 2)
     e = _F(((bits >> 23) & 0xFF) - 127) - (_F(23.0) if tiny else _F(0.0))
     if m > _F(1.41421356):
@@ -449,7 +439,7 @@ def _pow2i64(n):
     n + 1.5 * 2**52, whose low bits are n (two's complement): AVX2 has no packed
     float64 -> int64 conversion, and np.int64(n) made LLVM convert lane by lane (the
     Cython backend's fnn_pow2i)."""
-    return _float64_from_bits((_bits_from_float64(n + 6755399441055744.0) + 1023) << 52)
+    return _float64_from_bits((_float_bits(n + 6755399441055744.0) + 1023) << 52)
 
 
 @register_jitable(**_OPTIONS)
@@ -532,7 +522,7 @@ def _log_split64(u):
     finite: e from the bits, to float64 through int32 (AVX2 converts int32 lanes, not
     int64), 2**-e from the integer (0 for e = 1023, 1024): the Cython backend's
     fnn_log_split, where the reasons are."""
-    t = _bits_from_float64(u) + (0x3FF0000000000000 - _SQRT_HALF_BITS)
+    t = _float_bits(u) + (0x3FF0000000000000 - _SQRT_HALF_BITS)
     biased = (t >> 52) & 0xFFF                          # 0 .. 2047: e + 1023
     m = _float64_from_bits((t & 0x000FFFFFFFFFFFFF) + _SQRT_HALF_BITS)
     neg = 2046 - biased                                 # 1023 - e
