@@ -150,7 +150,13 @@ def curves_figure(metrics, title=None):
         if step_curve is not None and any(m == ".-" for _, _, m, _ in lines):
             ax.set_xlim(left=0)   # (the step curve starts within the first epoch)
         ax.set_xlabel("epoch")
-        integer_epochs(ax)
+        if max(max(x) for x, _, _, _ in lines) < 1:
+            # a run shorter than one epoch (--max-steps): the whole first epoch in view,
+            # ticked in fractions of it (integer ticks around a point at 0.0107 were
+            # 0.0102, 0.01035, ... written over each other)
+            ax.set_xlim(-0.025, 1.025)   # (a margin, as matplotlib leaves, for the markers)
+        else:
+            integer_epochs(ax)
         ax.set_ylabel(label)
         ax.grid(True, alpha=0.3)
         ax.legend()

@@ -385,6 +385,24 @@ def test_curves_of_one_epoch_tick_it_and_draw_the_eval_freq_curve():
         assert ticks == [1.0], ticks
 
 
+def test_curves_of_a_run_shorter_than_one_epoch_show_that_epoch():
+    """--max-steps 5 of a 469-batch epoch put the one point at epoch 0.0107 and the
+    integer-epoch locator wrote ticks 0.0102, 0.01035... over each other: the axis now
+    spans the first epoch, ticked in fractions of it."""
+    from fastnn.plotting import curves_figure
+    metrics = {"epoch": [1], "train_loss": [2.1], "test_loss": [2.0],
+               "train_accuracy": [0.3], "test_accuracy": [0.35], "steps": 5,
+               "train_state": {"batches_per_epoch": 469}}
+    fig = curves_figure(metrics)
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert [list(line.get_xdata()) for line in ax.get_lines()] == [[5 / 469]] * 2
+        low, high = ax.get_xlim()
+        assert low < 0 and 1 <= high < 1.1
+        ticks = [t for t in ax.get_xticks() if low <= t <= high]
+        assert ticks[0] == 0 and abs(ticks[-1] - 1) < 1e-9 and 3 <= len(ticks) <= 11, ticks
+
+
 def _panels(fig):
     """(y label, legend labels) of each panel of a curves figure."""
     return [(ax.get_ylabel(), [line.get_label() for line in ax.get_lines()])
