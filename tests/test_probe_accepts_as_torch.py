@@ -92,3 +92,29 @@ def test_softplus_takes_a_beta_of_zero_or_below(backend, beta, dtype):
     np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5)
     # (float32 sigmoid's floor of 1 / (1 + e**88) = 6e-39 where PyTorch's is 0)
     np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-5, atol=1e-37)
+
+
+@pytest.mark.parametrize("name,functional", [
+    ("MSELoss", "mse_loss"), ("L1Loss", "l1_loss"), ("SmoothL1Loss", "smooth_l1_loss"),
+    ("HuberLoss", "huber_loss"), ("SoftMarginLoss", "soft_margin_loss"),
+    ("HingeEmbeddingLoss", "hinge_embedding_loss"), ("PoissonNLLLoss", "poisson_nll_loss"),
+    ("MultiLabelSoftMarginLoss", "multilabel_soft_margin_loss")])
+def test_bool_targets_are_taken_where_torch_takes_them(name, functional):
+    """A bool target is cast to pred's dtype where PyTorch's loss takes one, and refused
+    where PyTorch's refuses it (L1 and multilabel soft margin, whose formulas subtract
+    from the target: a RuntimeError there, fastnn's DtypeError). Both took it before (the
+    coverage audit of 6 Dec 2026)."""
+    target = COUNTS.clip(0, 1).astype(bool)
+    try:
+        expected = getattr(torch.nn, name)()(torch.tensor(PRED), torch.tensor(target)).item()
+    except RuntimeError:
+        expected = None
+    assert (expected is None) == (name in ("L1Loss", "MultiLabelSoftMarginLoss"))
+    for call in (lambda: getattr(nn, name)()(PRED, target),
+                 lambda: getattr(nn.functional, functional)(PRED, target)):
+        if expected is None:
+            with pytest.raises(RuntimeError, match="expected target of dtype float32 or "
+                                                   "float64, got bool"):
+                call()
+        else:
+            assert call() == pytest.approx(expected, rel=1e-12)

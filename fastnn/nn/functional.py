@@ -1905,14 +1905,14 @@ def _device_loss(where, loss, input, target):
     return _scalar(value, input.dtype) if loss.reduction != "none" else np.asarray(value)
 
 
-def _device_pair(where, input, target):
+def _device_pair(where, input, target, kinds="iub"):
     """(input, target) of an elementwise loss on a device input: a target of another shape
     broadcast with input as _pair does (PyTorch's warning; the broadcast copies made on
     the host: the loss classes take one shape)."""
     x = _float(where, "input", input, device_ok=True)
     if tuple(getattr(target, "shape", ())) == tuple(x.shape):
         return x, target
-    t = _float(where, "target", cast_integer_target(_device.to_host(target), x.dtype),
+    t = _float(where, "target", cast_integer_target(_device.to_host(target), x.dtype, kinds),
                dtype=x.dtype)
     warn_target_size(t.shape, tuple(x.shape), 4)
     host = _device.to_host(x)
@@ -1940,12 +1940,12 @@ def _op_reduced(op, x, t, reduction, *args, count=None):
     return _scalar(loss * (count if reduction == "sum" else 1), x.dtype)
 
 
-def _pair(where, input, target):
+def _pair(where, input, target, kinds="iub"):
     """(input, target) of one float dtype (an integer or bool target cast to it, as
-    PyTorch's), broadcast to one shape with PyTorch's warning when their shapes differ,
-    C-contiguous."""
+    PyTorch's; kinds: the NumPy dtype kinds cast), broadcast to one shape with PyTorch's
+    warning when their shapes differ, C-contiguous."""
     x = _float(where, "input", input)
-    t = _float(where, "target", cast_integer_target(target, x.dtype), dtype=x.dtype)
+    t = _float(where, "target", cast_integer_target(target, x.dtype, kinds), dtype=x.dtype)
     if t.shape != x.shape:
         warn_target_size(t.shape, x.shape, 3)
         shape = _broadcast_shape(where, x, t)
@@ -1990,9 +1990,10 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
     if _on_gpu(input):
         _device_loss_option("l1_loss", "weight", weight)
         return _device_loss("l1_loss", L1Loss(reduction=reduction),
-                            *_device_pair("l1_loss", input, target))
+                            *_device_pair("l1_loss", input, target, "iu"))
     w = None if weight is None else _element_weight("l1_loss", weight, input)
-    x, t = _pair("l1_loss", input, target)
+    # an integer target is cast; a bool one is refused, as PyTorch's input - target does
+    x, t = _pair("l1_loss", input, target, "iu")
     if w is not None:
         losses = _reference.smooth_l1_losses(x, t, 0.0) * w
         return _reduced(losses, reduction, None if reduction != "mean" else w.sum(
@@ -2415,13 +2416,14 @@ def _broadcast(where, input, target, to_input=False):
             as_contiguous(np.broadcast_to(t, shape)))
 
 
-def _floats(where, names, arrays, integer_target=False):
+def _floats(where, names, arrays, integer_target=False, kinds="iub"):
     """arrays checked: float arrays of the first one's dtype; integer_target: the last
-    (a target or labels) may be an integer array (bool too), cast to that dtype."""
+    (a target or labels) may be an integer array (bool too, unless kinds leaves "b"
+    out), cast to that dtype."""
     first = _float(where, names[0], arrays[0])
     rest = list(arrays[1:])
     if integer_target:
-        rest[-1] = cast_integer_target(rest[-1], first.dtype)
+        rest[-1] = cast_integer_target(rest[-1], first.dtype, kinds)
     return [first] + [_float(where, name, a, dtype=first.dtype)
                       for name, a in zip(names[1:], rest)]
 
@@ -2545,7 +2547,9 @@ def multilabel_soft_margin_loss(input, target, weight=None, size_average=None, r
     """
     where = "multilabel_soft_margin_loss"
     reduction = _reduction(size_average, reduce, reduction, legacy=False)
-    x, t = _floats(where, ("input", "target"), (input, target), integer_target=True)
+    # (an integer target cast; a bool one refused, as PyTorch's 1 - target does)
+    x, t = _floats(where, ("input", "target"), (input, target), integer_target=True,
+                   kinds="iu")
     w = None if weight is None else _float(where, "weight", weight, dtype=x.dtype)
     if x.ndim == 0:
         raise IndexValueError("Dimension specified as -1 but tensor has no dimensions")

@@ -231,6 +231,9 @@ class Loss:
     #: True where PyTorch takes integer (and bool) targets, cast to pred's dtype, for a
     #: loss whose target is otherwise a float array like pred
     integer_target = False
+    #: False where PyTorch takes integer targets but refuses a bool one (its formula
+    #: subtracts from the target, which a bool tensor refuses: L1, multilabel soft margin)
+    bool_target = True
     #: False for the losses whose functional form checks the reduction itself, refusing
     #: PyTorch's deprecated 'elementwise_mean' (Poisson/Gaussian NLL, multilabel soft margin)
     takes_elementwise_mean = True
@@ -411,7 +414,7 @@ class Loss:
     def _check_same(self, pred, target):
         where = self._where()
         if self.integer_target:
-            target = cast_integer_target(target, pred.dtype)
+            target = cast_integer_target(target, pred.dtype, "iub" if self.bool_target else "iu")
         target = check_float_array(where, "target", target, dtype=pred.dtype, device_ok=True)
         before = None
         if target.shape != pred.shape:
@@ -520,6 +523,7 @@ class L1Loss(_TorchOrder):
     broadcast_target = "warn"
 
     integer_target = True
+    bool_target = False    # (PyTorch's |pred - target| refuses a bool target)
 
     def _kernel_into(self, k):
         return lambda pred, target, grad=None: k.smooth_l1_loss(pred, target, 0.0, grad=grad)
@@ -837,6 +841,7 @@ class MultiLabelSoftMarginLoss(_OnHost):
     takes_elementwise_mean = False
 
     integer_target = True
+    bool_target = False    # (PyTorch's 1 - target refuses a bool target)
 
     # (a target broadcasting with pred to pred's rank; the mean over pred's own C, as
     # PyTorch's. A target of a higher rank is refused: PyTorch then sums over axis
