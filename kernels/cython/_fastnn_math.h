@@ -561,9 +561,10 @@ static inline float fnn_gelu_gradf(float x) {
  * Chebyshev nodes in t, mpmath at 40 digits: 6.2e-18; P's coefficients include the 1 /
  * sqrt(2 pi) of Phi; K = 5 took the fewest terms of 3 ... 7). No branch, no table: one
  * exp (fnn_exp_scaled, which takes the factor before its last rounding, for the results
- * below 2^-1022). GELU within 4 ulp of the exact value beyond |x| = 0.1 (7 within it,
- * where Phi(x) just above 1/2 is within 3.5 of its own ulps), down to the subnormals;
- * the slope within 6 ulp of its larger term (it crosses 0 at x = -0.75). PyTorch's
+ * below 2^-1022). GELU within 4 ulp of the exact value down to the subnormals (within 1
+ * below |x| = 0.4, fnn_gelu_small's range: Phi(-|x|) near 1/2 is off by up to 6 of its
+ * own ulps there, which this path gave x Phi(x) too); the slope within 6 ulp of its
+ * larger term (it crosses 0 at x = -0.75). PyTorch's
  * float64 1 + erf(x / sqrt 2) is absolutely, not relatively, accurate in the left tail
  * (0 below x = -8.3). glibc's erfc is a scalar call (GELU 1.75x PyTorch's time). Needs
  * hardware FMA (f_gelu checks). The same algorithm and coefficients as the numba
@@ -605,13 +606,34 @@ static inline double fnn_phi_lower_parts(double x, double* w, double* g, double*
     return v;
 }
 
-/* x Phi(x) for double: e^w (v g) below 0, x (1 - e^w g) above; inf at inf, NaN at
- * -inf (PyTorch's) and NaN. */
+/* x Phi(x) = x (1/2 + x S(x^2)) for |x| < 0.4, S(z) = sum of (-1)^k z^k /
+ * (2^k k! (2k + 1)) / sqrt(2 pi) over k = 0 ... 9 (Taylor's, its remainder below 2^-60
+ * of x Phi(x) there): Phi(-|x|) from the exp and the Mills ratio is off by up to 6 of
+ * its ulps for |x| < 0.4, where x S is under a third of 1/2 (within 1 ulp here). Signed
+ * as x (-0 at -0). The numba backend's vmath._gelu_small64. */
+static inline double fnn_gelu_small(double x) {
+    double z = x * x;
+    double s = -1.1301171641619213e-10;
+    s = s * z + 2.2735298243728065e-09;
+    s = s * z - 4.122667414862689e-08;
+    s = s * z + 6.659693516316651e-07;
+    s = s * z - 9.444656259503615e-06;
+    s = s * z + 0.00011543468761615529;
+    s = s * z - 0.0011873282154804543;
+    s = s * z + 0.009973557010035817;
+    s = s * z - 0.06649038006690544;
+    s = s * z + 0.3989422804014327;
+    return x * (0.5 + x * s);
+}
+
+/* x Phi(x) for double: e^w (v g) below 0, x (1 - e^w g) above, fnn_gelu_small for
+ * |x| < 0.4; inf at inf, NaN at -inf (PyTorch's) and NaN. */
 static inline double fnn_gelu(double x) {
     double w, g, c;
     double v = fnn_phi_lower_parts(x, &w, &g, &c);
     double lower = fnn_exp_scaled(w, 0, x < 0.0 ? v * g : g);
     double y = x < 0.0 ? lower : x * (1.0 - lower);
+    y = fabs(x) < 0.4 ? fnn_gelu_small(x) : y;
     return x > -INFINITY ? y : NAN;
 }
 
