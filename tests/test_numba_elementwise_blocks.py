@@ -70,3 +70,29 @@ def test_a_parameter_named_like_a_generated_variable_is_refused():
 
     with pytest.raises(TypeError, match="taken by the generated"):
         config.elementwise(_bad)
+
+
+def test_call_outlined_keeps_the_call():
+    """The blocked variants call the serial loop through config.call_outlined, whose
+    call is marked noinline: inlined into the parfor body the loop rematerialized its
+    constants every iteration (the float64 sigmoid and the float32 GELU slope took 1.30x
+    and 1.18x the serial loop's own time)."""
+    import numba
+
+    @numba.njit(cache=False)
+    def add_one(a):
+        for i in range(a.shape[0]):
+            a[i] += 1.0
+
+    @numba.njit(cache=False)
+    def blocks(a):
+        config.call_outlined(add_one, (a[:2],))
+        config.call_outlined(add_one, (a[2:],))
+
+    a = np.zeros(5)
+    blocks(a)
+    np.testing.assert_array_equal(a, 1.0)
+    llvm = blocks.inspect_llvm(blocks.signatures[0])
+    calls = [line for line in llvm.splitlines() if "call " in line and "add_one" in line]
+    assert len(calls) == 2 and all("#" in line for line in calls)
+    assert "noinline" in llvm
