@@ -69,9 +69,11 @@ demo: install data
 bench: install data
 	$(PY) -m bench.report
 
-# Numba's disk cache only watches each kernel's own file: after editing config.py,
-# vmath.py, blas.py (its gemm, inlined into the Linear and conv kernels) or select.py
-# (inlined into the pooling kernels), drop the cache so every kernel recompiles.
+# Empties the checkout's numba disk cache (disk space, a clean start). No longer needed
+# after editing a helper module (config.py, vmath.py, blas.py, select.py, ...): Numba
+# watches only each kernel's own file, but the backend stamps every cache index with a
+# digest of the helpers' sources too (kernels/numba_cpu/cache_stamp.py), and a kernel
+# saved from other sources compiles again.
 clean-numba-cache:
 	rm -f kernels/numba_cpu/__pycache__/*.nbi kernels/numba_cpu/__pycache__/*.nbc
 

@@ -26,6 +26,7 @@ from fastnn import threads as _threads
 
 from .. import streaming as _streaming
 from . import cache_lock as _cache_lock
+from . import cache_stamp as _cache_stamp
 
 def writable_dir(path):
     """True when files can be made in the directory path (made first if missing): a
@@ -196,6 +197,8 @@ _own_copies_of_callees()
 
 # concurrent compiles in several processes must not mix up the disk cache's entries
 _cache_lock.install()
+# nor may an edit of a helper module leave kernels built from its old source in it
+_cache_stamp.install()
 
 # Prefer OpenMP: the workqueue layer costs ~80 us per parallel region on this kind of
 # machine (measured), OpenMP ~2 us. An explicit NUMBA_THREADING_LAYER still wins.
