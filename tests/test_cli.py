@@ -869,9 +869,12 @@ def test_json_and_pictures_are_replaced_whole_or_not_at_all(tmp_path, monkeypatc
 
 # ------------------------------------------------------------------------------ Ctrl-C
 # SIGINT sent from inside a CLI run at a known moment: when the n-th call of a function
-# returns (Python sees a Ctrl-C that comes during a native kernel once it returns)
+# returns (Python sees a Ctrl-C that comes during a native kernel once it returns). The
+# run takes Python's default handler, a terminal's: a suite started with SIGINT ignored
+# (`make test &` in a script, nohup) passed SIG_IGN on, and the Ctrl-C never came.
 _INTERRUPTED_RUN = """
 import os, signal, sys
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 import fastnn
 from fastnn import backend, cli, train
