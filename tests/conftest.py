@@ -72,11 +72,14 @@ def rng():
 def pytest_collection_modifyitems(session, config, items):
     """Start the CUDA-simulator and PTX-compile runs the selected tests need now, and run
     the tests that collect their results last (tests/simulator_runs.py says why)."""
-    waiting = [item for item in items if _run_test_name(item) in simulator_runs.RUN_TESTS]
+    named = [item for item in items if _run_test_name(item) in simulator_runs.RUN_TESTS]
+    marked = [item for item in items if _background_start(item) is not None]
+    waiting = named + marked
     if waiting and not config.option.collectonly:
         items[:] = [item for item in items if item not in waiting] + waiting
-        config.stash[simulator_runs.RUNS_KEY] = simulator_runs.start(
-            _run_test_name(item) for item in waiting)
+        config.stash[simulator_runs.RUNS_KEY] = {
+            **simulator_runs.start(_run_test_name(item) for item in named),
+            **simulator_runs.start_marked(_background_start(item) for item in marked)}
 
 
 def _run_test_name(item):
@@ -84,7 +87,21 @@ def _run_test_name(item):
     return getattr(item, "originalname", item.name)
 
 
+def _background_start(item):
+    """The start function of the test's background_run mark, or None without one."""
+    mark = item.get_closest_marker(simulator_runs.BACKGROUND_MARK)
+    return None if mark is None else mark.args[0]
+
+
+@pytest.fixture
+def background_run(request):
+    """The BackgroundRun started for the test's background_run mark (or None, where its
+    start gave none)."""
+    return request.config.stash[simulator_runs.RUNS_KEY][_background_start(request.node)]
+
+
 def pytest_unconfigure(config):
     for run in config.stash.get(simulator_runs.RUNS_KEY, {}).values():
-        run.stop()
-        run.log.close()
+        if run is not None:
+            run.stop()
+            run.log.close()

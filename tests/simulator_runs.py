@@ -15,6 +15,7 @@ The launch sizes are shrunk in the subprocesses (32 threads per block, BatchNorm
 at most 2 blocks, 8 threads per row of the row-wise kernels, 4x4 GEMM tiles) so every
 grid-stride loop, multi-block grid, multi-row block and multi-tile product runs.
 """
+import functools
 import os
 import subprocess
 import sys
@@ -63,7 +64,14 @@ SCRIPT_RUNS = {
 # The tests that collect a run's result, which conftest.py moves to the end
 RUN_TESTS = {**SIMULATOR_RUNS, **SCRIPT_RUNS}
 
-# Where conftest.py keeps {test name: BackgroundRun} (config.stash)
+# The mark of the other tests that read a subprocess run in the background
+# (pytest.mark.background_run(start), made by in_background or given a start of its own):
+# conftest.py calls start() -> BackgroundRun once for every start of the selected tests
+# when collection ends, moves those tests to the end too, and the background_run fixture
+# gives each its run
+BACKGROUND_MARK = "background_run"
+
+# Where conftest.py keeps {test name or start function: BackgroundRun} (config.stash)
 RUNS_KEY = pytest.StashKey()
 
 # How much lower than the suite's the background runs' CPU priority is (os.nice)
@@ -111,12 +119,25 @@ def script_run(args, variables):
     """A BackgroundRun of python with args, variables set; a run under the simulator
     chooses its own backend (FASTNN_BACKEND unset)."""
     env = dict(os.environ, **variables)
-    if "NUMBA_ENABLE_CUDASIM" in variables:
+    if "NUMBA_ENABLE_CUDASIM" in variables and "FASTNN_BACKEND" not in variables:
         env.pop("FASTNN_BACKEND", None)
     return BackgroundRun(args, env)
+
+
+def in_background(args, variables):
+    """The mark of a test that reads script_run(args, variables) (its background_run
+    fixture), started when collection ends."""
+    return getattr(pytest.mark, BACKGROUND_MARK)(
+        functools.partial(script_run, tuple(args), dict(variables)))
 
 
 def start(names):
     """{name: BackgroundRun} for the SIMULATOR_RUNS and SCRIPT_RUNS named, started now."""
     return {name: simulator_run(*SIMULATOR_RUNS[name]) if name in SIMULATOR_RUNS
             else script_run(*SCRIPT_RUNS[name]) for name in set(names)}
+
+
+def start_marked(starts):
+    """{start: its BackgroundRun} for the background_run marks' start functions, each
+    called once, now."""
+    return {start: start() for start in dict.fromkeys(starts)}

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 import fastnn
-from simulator_runs import ROOT, RUNS_KEY, SIM_ENV
+from simulator_runs import ROOT, RUNS_KEY, SIM_ENV, in_background
 
 HAS_CUDA = "cuda" in fastnn.backends()
 
@@ -77,15 +77,13 @@ def test_without_cuda_the_backend_is_absent_with_a_clear_error():
     assert "NUMBA_ENABLE_CUDASIM=1" in proc.stderr
 
 
-def test_simulator_backend_info_names_the_gemm_and_device():
-    code = ("import fastnn, json\n"
-            "assert 'cuda' in fastnn.backends()\n"
-            "print(json.dumps(fastnn.backend_info('cuda')))\n")
-    env = dict(os.environ, **SIM_ENV)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    info = json.loads(proc.stdout.strip().splitlines()[-1])
+@in_background(("-u", "-c", "import fastnn, json\n"
+                "assert 'cuda' in fastnn.backends()\n"
+                "print(json.dumps(fastnn.backend_info('cuda')))\n"), SIM_ENV)
+def test_simulator_backend_info_names_the_gemm_and_device(background_run):
+    code, output = background_run.result(timeout=120)
+    assert code == 0, output
+    info = json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
     assert info["gemm"] == "numba" and "tiled shared-memory" in info["gemm_detail"]
     assert info["simulator"] is True and info["tile"] == 4 and info["threads_per_block"] == 32
     assert info["row_lanes"] == 8 and info["bn_threads"] == 32

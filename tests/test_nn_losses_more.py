@@ -1,9 +1,6 @@
 """MultiLabelMarginLoss, TripletMarginWithDistanceLoss, CTCLoss and EmbeddingBag against
 PyTorch: values and gradients in float32 and float64, every reduction and mode, the edge
 cases (terminators, ties at the hinge, impossible alignments, empty bags)."""
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +10,7 @@ from fastnn import nn
 
 from conftest import assert_close
 from nn_torch_helpers import TORCH_DTYPES
+from simulator_runs import in_background
 
 torch.set_num_threads(1)
 
@@ -646,16 +644,15 @@ print("device ok")
 """
 
 
-def test_device_arrays_under_the_cuda_simulator():
+@in_background(("-c", _DEVICE_SCRIPT), {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_BACKEND": "numpy"})
+def test_device_arrays_under_the_cuda_simulator(background_run):
     """Device-array inputs give device-array gradients (through the host), and an
     EmbeddingBag on a GPU model keeps its weight and gradient there: Numba's CUDA
-    simulator in a subprocess (NUMBA_ENABLE_CUDASIM is read when numba is imported)."""
+    simulator in a subprocess (NUMBA_ENABLE_CUDASIM is read when numba is imported), run
+    in the background from the end of collection (tests/simulator_runs.py)."""
     pytest.importorskip("numba")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTNN_BACKEND="numpy")
-    proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and "device ok" in proc.stdout, proc.stdout + proc.stderr
+    code, output = background_run.result(timeout=120)
+    assert code == 0 and "device ok" in output, output
 
 
 @pytest.mark.parametrize("swap", [False, True])

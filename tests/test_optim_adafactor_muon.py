@@ -10,10 +10,8 @@ the order of float32 sums (see fastnn/optim/muon.py): its parameters are compare
 tolerance of a bfloat16 ulp of the step, its momentum buffers tightly.
 """
 import copy
+import inspect
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +26,7 @@ from fastnn.optim.host import Workspace
 from fastnn.optim.muon import Muon, zeropower_via_newtonschulz
 
 from conftest import assert_close, tolerance
+from simulator_runs import in_background
 
 torch.set_num_threads(2)
 
@@ -479,17 +478,16 @@ def test_gpu_parameters_match_the_host():
     gpu_parameters_run()
 
 
+# gpu_parameters_run as a script under the simulator, run in the background from the end
+# of collection (tests/simulator_runs.py)
+GPU_SCRIPT = "\n".join(["import numpy as np", "import fastnn", "from fastnn import nn",
+                        inspect.getsource(gpu_parameters_run), "gpu_parameters_run()",
+                        "print('gpu runs ok')"])
+
+
 @pytest.mark.skipif(SIMULATOR, reason="already under the simulator")
-def test_gpu_parameters_under_the_cuda_simulator():
-    import inspect
-    code = "\n".join(["import numpy as np", "import fastnn", "from fastnn import nn",
-                      inspect.getsource(gpu_parameters_run), "gpu_parameters_run()",
-                      "print('gpu runs ok')"])
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTNN_CUDA_THREADS="32",
-               FASTNN_CUDA_MAX_BLOCKS="2")
-    env.pop("FASTNN_BACKEND", None)
-    proc = subprocess.run([sys.executable, "-c", code],
-                          cwd=Path(__file__).resolve().parents[1], env=env,
-                          capture_output=True, text=True, timeout=300)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "gpu runs ok" in output, output[-4000:]
+@in_background(("-c", GPU_SCRIPT), {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "32",
+                                    "FASTNN_CUDA_MAX_BLOCKS": "2"})
+def test_gpu_parameters_under_the_cuda_simulator(background_run):
+    code, output = background_run.result(timeout=300)
+    assert code == 0 and "gpu runs ok" in output, output[-4000:]

@@ -8,10 +8,8 @@ and sums reduce in another order than torch's, and torch's ``add_(alpha=)`` is f
 (one rounding), so float64 agrees to ~1e-13 and float32 to ~1e-5 over 20 iterations of
 an ill-conditioned problem, with identical iteration and evaluation counts.
 """
+import inspect
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +20,7 @@ from fastnn import nn, optim
 from fastnn.nn import Parameter
 
 from nn_torch_helpers import torch_twin
+from simulator_runs import in_background
 
 torch.set_num_threads(1)
 
@@ -769,22 +768,21 @@ def test_gpu_model_matches_the_host(line_search_fn):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
 
 
+# gpu_parameters_run as a script, without torch or pytest to import there
+GPU_SCRIPT = "\n".join(["import numpy as np", "import fastnn", "from fastnn import nn, optim",
+                        inspect.getsource(rosenbrock), inspect.getsource(gpu_parameters_run),
+                        "for fn in (None, 'strong_wolfe'):",
+                        "    for frozen in (False, True):",
+                        "        gpu_parameters_run(fn, frozen)",
+                        "print('gpu runs ok')"])
+
+
 @pytest.mark.skipif(SIMULATOR, reason="already under the simulator")
-def test_gpu_parameters_under_the_cuda_simulator():
+@in_background(("-c", GPU_SCRIPT), {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "32",
+                                    "FASTNN_CUDA_MAX_BLOCKS": "2"})
+def test_gpu_parameters_under_the_cuda_simulator(background_run):
     """gpu_parameters_run in a subprocess under Numba's CUDA simulator (the simulator must
-    be chosen before numba is imported); a script of its source, without torch or pytest
-    to import there."""
-    import inspect
-    code = "\n".join(["import numpy as np", "import fastnn", "from fastnn import nn, optim",
-                      inspect.getsource(rosenbrock), inspect.getsource(gpu_parameters_run),
-                      "for fn in (None, 'strong_wolfe'):",
-                      "    for frozen in (False, True):",
-                      "        gpu_parameters_run(fn, frozen)",
-                      "print('gpu runs ok')"])
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", FASTNN_CUDA_THREADS="32",
-               FASTNN_CUDA_MAX_BLOCKS="2")
-    env.pop("FASTNN_BACKEND", None)
-    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1],
-                          env=env, capture_output=True, text=True, timeout=300)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0 and "gpu runs ok" in output, output[-4000:]
+    be chosen before numba is imported), run in the background from the end of collection
+    (tests/simulator_runs.py)."""
+    code, output = background_run.result(timeout=300)
+    assert code == 0 and "gpu runs ok" in output, output[-4000:]
