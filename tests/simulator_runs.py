@@ -65,7 +65,8 @@ SCRIPT_RUNS = {
 RUN_TESTS = {**SIMULATOR_RUNS, **SCRIPT_RUNS}
 
 # The mark of the other tests that read a subprocess run in the background
-# (pytest.mark.background_run(start), made by in_background or given a start of its own):
+# (pytest.mark.background_run.with_args(start): start is a function, which a mark called
+# with it alone would decorate; made by in_background or given a start of its own):
 # conftest.py calls start() -> BackgroundRun once for every start of the selected tests
 # when collection ends, moves those tests to the end too, and the background_run fixture
 # gives each its run
@@ -119,7 +120,7 @@ def script_run(args, variables):
     """A BackgroundRun of python with args, variables set; a run under the simulator
     chooses its own backend (FASTNN_BACKEND unset)."""
     env = dict(os.environ, **variables)
-    if "NUMBA_ENABLE_CUDASIM" in variables and "FASTNN_BACKEND" not in variables:
+    if variables.get("NUMBA_ENABLE_CUDASIM") == "1" and "FASTNN_BACKEND" not in variables:
         env.pop("FASTNN_BACKEND", None)
     return BackgroundRun(args, env)
 
@@ -127,7 +128,7 @@ def script_run(args, variables):
 def in_background(args, variables):
     """The mark of a test that reads script_run(args, variables) (its background_run
     fixture), started when collection ends."""
-    return getattr(pytest.mark, BACKGROUND_MARK)(
+    return getattr(pytest.mark, BACKGROUND_MARK).with_args(
         functools.partial(script_run, tuple(args), dict(variables)))
 
 

@@ -9,50 +9,78 @@ training steps launch (the argument types each launcher passes, the launch sizes
 many launches, allocations and copies a step makes, and that the copies between host and
 device move the right bytes. They are skipped without a C compiler or libNVVM.
 """
-import os
-import subprocess
-import sys
+import functools
+import tempfile
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from fastnn.bench_cli import _import_bench
+from simulator_runs import BackgroundRun, script_run
 
 _import_bench()  # puts the checkout's bench/ package on sys.path
 
 from bench import fake_cuda  # noqa: E402
 from bench.fake_cuda import host_time  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+# Each test's process runs in the background from the end of collection, and the test,
+# moved to the end of the session, reads its output (tests/simulator_runs.py: the
+# processes compile kernels on one core, for 1 to 20 s each)
 
 
-@pytest.fixture(scope="module")
-def driver(tmp_path_factory):
-    path = fake_cuda.build(tmp_path_factory.mktemp("fake_cuda"))
-    if path is None:
-        pytest.skip("no C compiler to build the stand-in driver")
-    return path
+@functools.cache
+def _driver():
+    """(the stand-in driver's path or None without a C compiler, its folder): built once,
+    in a folder removed when the session's process exits."""
+    folder = tempfile.TemporaryDirectory(prefix="fastnn-fake-cuda-")
+    return fake_cuda.build(folder.name), folder
 
 
-def _run(driver, script, **env):
-    """Run script in a new process on the stand-in driver (skip without libNVVM)."""
-    env = dict(os.environ, **fake_cuda.environment(driver), **env)
+def on_the_driver(script, **env):
+    """The mark of a test that reads script's run in a new process on the stand-in driver
+    (its background_run fixture; None without a C compiler)."""
     check = ("from bench.fake_cuda.host_time import _has_nvvm\n"
              "if not _has_nvvm():\n    raise SystemExit(77)\n")
-    proc = subprocess.run([sys.executable, "-c", check + textwrap.dedent(script)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if proc.returncode == 77:
+
+    def start():
+        path = _driver()[0]
+        if path is None:
+            return None
+        return script_run(("-c", check + textwrap.dedent(script)),
+                          {**fake_cuda.environment(path), **env})
+    return pytest.mark.background_run.with_args(start)
+
+
+def _output(run):
+    """The output of a run on the stand-in driver (skip without a C compiler or libNVVM)."""
+    if run is None:
+        pytest.skip("no C compiler to build the stand-in driver")
+    code, output = run.result(timeout=600)
+    if code == 77:
         pytest.skip("CUDA's libNVVM is not available: numba cannot compile kernels")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc.stdout
+    assert code == 0, output[-9000:]
+    return output
 
 
-def test_training_steps_launch_with_few_allocations_and_copies(driver):
+def _start_training_steps():
+    """host_time's small measuring run on the stand-in driver, launch="check" (None
+    without a C compiler)."""
+    path = _driver()[0]
+    if path is None:
+        return None
+    process = host_time.command(small=True, repeats=1, directory=path.parent, launch="check")
+    return None if process is None else BackgroundRun(*process)
+
+
+@pytest.mark.background_run.with_args(_start_training_steps)
+def test_training_steps_launch_with_few_allocations_and_copies(background_run):
     # launch="check": every direct launch also compares its packed arguments and its
     # compiled kernel with numba's (kernels/cuda/launch.py), and fails the step if not
-    results = host_time.run(small=True, repeats=1, directory=driver.parent,
-                            launch="check")
+    if background_run is None:
+        pytest.skip("no C compiler to build the stand-in driver")
+    code, output = background_run.result(timeout=1200)
+    assert code in (0, 77), f"host_time failed:\n{output[-9000:]}"
+    results = host_time.results(code, output)
     if results is None:
         pytest.skip("CUDA's libNVVM is not available: numba cannot compile kernels")
     mlp, host_batch, cnn = (results[k]["per_step"]
@@ -133,8 +161,9 @@ print("copies ok")
 """
 
 
-def test_copies_between_host_and_device_move_the_right_values(driver):
-    assert "copies ok" in _run(driver, _COPIES)
+@on_the_driver(_COPIES)
+def test_copies_between_host_and_device_move_the_right_values(background_run):
+    assert "copies ok" in _output(background_run)
 
 
 _THREAD_COPIES = """
@@ -166,10 +195,11 @@ print("thread copies ok")
 """
 
 
-def test_copies_from_a_thread_that_made_no_numba_call(driver):
+@on_the_driver(_THREAD_COPIES)
+def test_copies_from_a_thread_that_made_no_numba_call(background_run):
     # the stand-in driver, as a real one, refuses copies without a current context
     # (CUDA_ERROR_INVALID_CONTEXT): fastnn's own driver copies make numba's current first
-    assert "thread copies ok" in _run(driver, _THREAD_COPIES)
+    assert "thread copies ok" in _output(background_run)
 
 
 _LAUNCHES = """
@@ -257,11 +287,13 @@ print("launches ok", checked)
 """
 
 
-@pytest.mark.parametrize("mode", ["direct", "check"])
-def test_direct_launches_pass_numbas_arguments_to_the_driver(driver, mode):
+@pytest.mark.parametrize("mode", [
+    pytest.param(mode, marks=on_the_driver(_LAUNCHES, FASTNN_CUDA_LAUNCH=mode))
+    for mode in ("direct", "check")])
+def test_direct_launches_pass_numbas_arguments_to_the_driver(background_run, mode):
     # every combination of these argument types compiles once (numba's launch) and then
     # launches directly; check mode also compares each with numba's marshalling
-    assert "launches ok 400" in _run(driver, _LAUNCHES, FASTNN_CUDA_LAUNCH=mode)
+    assert "launches ok 400" in _output(background_run)
 
 
 _FAILURES = """
@@ -313,11 +345,12 @@ print("failures ok")
 """
 
 
-@pytest.mark.parametrize("case", ["first", "later"])
-def test_a_failing_direct_launch_is_made_again_through_numba(driver, case):
+@pytest.mark.parametrize("case", [pytest.param(case, marks=on_the_driver(_FAILURES, CASE=case))
+                                  for case in ("first", "later")])
+def test_a_failing_direct_launch_is_made_again_through_numba(background_run, case):
     # numba 0.68's own launches go through cuLaunchKernel as the direct ones do (the
     # stand-in driver fails those on demand); numba-cuda's through cuLaunchKernelEx
-    assert "failures ok" in _run(driver, _FAILURES, CASE=case)
+    assert "failures ok" in _output(background_run)
 
 
 _LAYER_NORM_WITHOUT_AFFINE = """
@@ -336,11 +369,12 @@ print("layer norm ok")
 """
 
 
-def test_layer_norm_without_weight_or_bias_compiles_for_the_gpu(driver):
+@on_the_driver(_LAYER_NORM_WITHOUT_AFFINE)
+def test_layer_norm_without_weight_or_bias_compiles_for_the_gpu(background_run):
     """The cuda layer_norm kernels passed x (2-D) for an absent weight or bias: numba
     types the branch that reads them too, so LayerNorm(elementwise_affine=False) on a
     GPU failed to compile (the simulator, which runs Python, never types it)."""
-    assert "layer norm ok" in _run(driver, _LAYER_NORM_WITHOUT_AFFINE)
+    assert "layer norm ok" in _output(background_run)
 
 
 _FUNCTIONAL_ON_DEVICE_ARRAYS = """
@@ -373,7 +407,8 @@ print("functional ok")
 """
 
 
-def test_functional_on_numbas_device_arrays(driver):
+@on_the_driver(_FUNCTIONAL_ON_DEVICE_ARRAYS)
+def test_functional_on_numbas_device_arrays(background_run):
     """fastnn.nn.functional on numba's own device arrays, which have no arithmetic (the
     simulator's do): F.selu scaled its output with *= and failed on a GPU."""
-    assert "functional ok" in _run(driver, _FUNCTIONAL_ON_DEVICE_ARRAYS)
+    assert "functional ok" in _output(background_run)

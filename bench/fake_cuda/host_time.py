@@ -118,6 +118,20 @@ def run(small=False, repeats=5, directory=None, launch=None):
     """Build the stand-in driver and measure in a new process: the results of
     ``measure``, or None without a C compiler or without CUDA's libNVVM. launch: the
     process's FASTNN_CUDA_LAUNCH (kernels/cuda/launch.py), when given."""
+    process = command(small, repeats, directory, launch)
+    if process is None:
+        return None
+    args, env = process
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    if proc.returncode and proc.returncode != 77:
+        raise RuntimeError(f"host_time failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return results(proc.returncode, proc.stdout)
+
+
+def command(small=False, repeats=5, directory=None, launch=None):
+    """Build the stand-in driver: (python's arguments, environment) of ``run``'s
+    measuring process (to run in ROOT), or None without a C compiler."""
     from . import build, environment
     directory = directory or os.path.join(tempfile.gettempdir(), "fastnn-fake-cuda")
     path = build(directory)
@@ -127,15 +141,18 @@ def run(small=False, repeats=5, directory=None, launch=None):
     if launch is not None:
         env["FASTNN_CUDA_LAUNCH"] = launch
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    args = [sys.executable, "-m", "bench.fake_cuda.host_time", "--in-process",
+    args = ["-m", "bench.fake_cuda.host_time", "--in-process",
             "--repeats", str(repeats)] + (["--small"] if small else [])
-    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=1200)
-    if proc.returncode == 77:
+    return args, env
+
+
+def results(returncode, output):
+    """The results of ``measure`` from a successful measuring process's exit status and
+    output (the last line of it that starts with '{', which may follow its warnings on
+    stderr), or None where it found no libNVVM (status 77)."""
+    if returncode == 77:
         return None
-    if proc.returncode:
-        raise RuntimeError(f"host_time failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
 
 
 def _has_nvvm():
