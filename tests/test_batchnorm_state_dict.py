@@ -16,7 +16,7 @@ from fastnn.models import MLP, ConvNet, SmallCNN
 import torch  # noqa: E402  (after fastnn)
 
 from conftest import assert_close
-from cuda_sim_script import assert_script_ok
+from cuda_sim_script import assert_script_ok, simulator_script
 
 CPU_BACKENDS = [b for b in fastnn.backends() if b != "cuda"]
 TORCH_DTYPES = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
@@ -295,38 +295,39 @@ def test_a_failed_forward_puts_the_counter_back_with_the_statistics():
 
 
 # ---------------------------------------------------------------- on the GPU (simulated)
-def test_the_counter_stays_a_host_int_on_the_gpu_under_the_simulator():
+@simulator_script([
+    "import numpy as np, fastnn",
+    "from fastnn import device as fdevice, nn",
+    "from numba import cuda",
+    "model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=None)).double()",
+    "model.to('cuda')",
+    "rng = np.random.default_rng(0)",
+    "for _ in range(2):",
+    "    model(cuda.to_device(rng.standard_normal((5, 3))))",
+    "bn = model[1]",
+    "assert fdevice.is_device_array(bn.running_mean)",
+    "assert type(bn.num_batches_tracked) is int and bn.num_batches_tracked == 2",
+    "state = model.state_dict()",
+    "c = state['1.num_batches_tracked']",
+    "assert type(c) is np.ndarray and c.dtype == np.int64 and c.shape == () and c == 2",
+    "other = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=None)).double()",
+    "other.to('cuda')",
+    "assert other.load_state_dict(state) == ([], [])",
+    "assert other[1].num_batches_tracked == 2",
+    "x = rng.standard_normal((5, 3))",
+    "model(x), other(x)",
+    "assert model[1].num_batches_tracked == other[1].num_batches_tracked == 3",
+    "other.cpu()",
+    "assert other[1].num_batches_tracked == 3",
+    "assert isinstance(other[1].running_mean, np.ndarray)",
+    "np.testing.assert_allclose(other[1].running_mean,",
+    "                           fdevice.to_host(model[1].running_mean), rtol=1e-12)",
+    "print('ok')",
+])
+def test_the_counter_stays_a_host_int_on_the_gpu_under_the_simulator(background_run):
     """Module.to('cuda') moves the statistics, not the counter: state_dict gives it as a
     host int64 array, load_state_dict sets it on a GPU model, .cpu() keeps it."""
-    assert_script_ok([
-        "import numpy as np, fastnn",
-        "from fastnn import device as fdevice, nn",
-        "from numba import cuda",
-        "model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=None)).double()",
-        "model.to('cuda')",
-        "rng = np.random.default_rng(0)",
-        "for _ in range(2):",
-        "    model(cuda.to_device(rng.standard_normal((5, 3))))",
-        "bn = model[1]",
-        "assert fdevice.is_device_array(bn.running_mean)",
-        "assert type(bn.num_batches_tracked) is int and bn.num_batches_tracked == 2",
-        "state = model.state_dict()",
-        "c = state['1.num_batches_tracked']",
-        "assert type(c) is np.ndarray and c.dtype == np.int64 and c.shape == () and c == 2",
-        "other = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, momentum=None)).double()",
-        "other.to('cuda')",
-        "assert other.load_state_dict(state) == ([], [])",
-        "assert other[1].num_batches_tracked == 2",
-        "x = rng.standard_normal((5, 3))",
-        "model(x), other(x)",
-        "assert model[1].num_batches_tracked == other[1].num_batches_tracked == 3",
-        "other.cpu()",
-        "assert other[1].num_batches_tracked == 3",
-        "assert isinstance(other[1].running_mean, np.ndarray)",
-        "np.testing.assert_allclose(other[1].running_mean,",
-        "                           fdevice.to_host(model[1].running_mean), rtol=1e-12)",
-        "print('ok')",
-    ])
+    assert_script_ok(background_run)
 
 
 def test_a_state_dict_cast_to_float_or_from_pytorch_0_3_loads_as_in_pytorch():

@@ -12,7 +12,7 @@ import pytest
 import fastnn
 from fastnn import io, nn, optim
 
-from cuda_sim_script import assert_script_ok
+from cuda_sim_script import TEMPORARY_PATH, assert_script_ok, simulator_script
 
 RNG = np.random.default_rng(0)
 
@@ -248,55 +248,57 @@ def test_models_and_state_dicts_load_as_before(tmp_path):
 
 
 
-def test_a_model_saved_on_the_gpu_comes_back_on_the_cpu_under_the_simulator(tmp_path):
+@simulator_script(TEMPORARY_PATH + [
+    "import numpy as np, fastnn",
+    "from fastnn import nn",
+    "m = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))",
+    "m.double().to('cuda')",
+    "x = np.random.default_rng(0).standard_normal((4, 6))",
+    "m.forward(x)",
+    "m.eval()",
+    "fastnn.save(m, path)",
+    "b = fastnn.load(path)",
+    "assert b.device == 'cpu' and not b.training",
+    "assert type(b[1].running_mean) is np.ndarray",
+    "assert b[0].weight.data.dtype == np.float64",
+    "np.testing.assert_allclose(b.forward(x), m.forward(x), rtol=1e-12, atol=1e-14)",
+    "print('ok')",
+])
+def test_a_model_saved_on_the_gpu_comes_back_on_the_cpu_under_the_simulator(background_run):
     """As torch.load(..., map_location='cpu'): the arrays are NumPy, the rebuilt model is
     on the host, in its saved dtype and modes, with the GPU model's outputs."""
-    assert_script_ok([
-        "import sys, numpy as np, fastnn",
-        "from fastnn import nn",
-        "m = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))",
-        "m.double().to('cuda')",
-        "x = np.random.default_rng(0).standard_normal((4, 6))",
-        "m.forward(x)",
-        "m.eval()",
-        "fastnn.save(m, sys.argv[1])",
-        "b = fastnn.load(sys.argv[1])",
-        "assert b.device == 'cpu' and not b.training",
-        "assert type(b[1].running_mean) is np.ndarray",
-        "assert b[0].weight.data.dtype == np.float64",
-        "np.testing.assert_allclose(b.forward(x), m.forward(x), rtol=1e-12, atol=1e-14)",
-        "print('ok')",
-    ], tmp_path / "gpu.npz")
+    assert_script_ok(background_run)
 
 
-def test_map_location_cuda_gives_a_gpu_model_under_the_simulator(tmp_path):
+@simulator_script(TEMPORARY_PATH + [
+    "import numpy as np, fastnn",
+    "from fastnn import device as fd, nn",
+    "m = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))",
+    "m.double()",
+    "x = np.random.default_rng(0).standard_normal((4, 6))",
+    "m.forward(x)",
+    "m.eval()",
+    "fastnn.save(m, path)",
+    "for where in ('cuda', 'cuda:0'):",
+    "    b = fastnn.load(path, map_location=where)",
+    "    assert b.device == 'cuda' and not b.training",
+    "    assert fd.is_device_array(b[1].running_mean)",
+    "    assert b[0].weight.data.dtype == np.float64",
+    "    out = b.forward(fd.namespace('cuda').put(x))",
+    "    np.testing.assert_allclose(fd.to_host(out), m.forward(x), rtol=1e-12, atol=1e-14)",
+    "kept = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))",
+    "kept.double()",
+    "assert fastnn.load(path, model=kept, map_location='cuda') is kept",
+    "assert kept.device == 'cpu'",
+    "fastnn.save(m.state_dict(), path)",
+    "sd = fastnn.load(path, map_location='cuda')",
+    "assert all(type(v) is np.ndarray for v in sd.values())",
+    "print('ok')",
+])
+def test_map_location_cuda_gives_a_gpu_model_under_the_simulator(background_run):
     """As torch.load(..., map_location='cuda'): the rebuilt model is on the GPU, in its
     saved dtype and modes; a model passed in keeps its device, a dict stays NumPy."""
-    assert_script_ok([
-        "import sys, numpy as np, fastnn",
-        "from fastnn import device as fd, nn",
-        "m = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))",
-        "m.double()",
-        "x = np.random.default_rng(0).standard_normal((4, 6))",
-        "m.forward(x)",
-        "m.eval()",
-        "fastnn.save(m, sys.argv[1])",
-        "for where in ('cuda', 'cuda:0'):",
-        "    b = fastnn.load(sys.argv[1], map_location=where)",
-        "    assert b.device == 'cuda' and not b.training",
-        "    assert fd.is_device_array(b[1].running_mean)",
-        "    assert b[0].weight.data.dtype == np.float64",
-        "    out = b.forward(fd.namespace('cuda').put(x))",
-        "    np.testing.assert_allclose(fd.to_host(out), m.forward(x), rtol=1e-12, atol=1e-14)",
-        "kept = nn.Sequential(nn.Linear(6, 5), nn.BatchNorm1d(5), nn.ReLU(), nn.Linear(5, 3))",
-        "kept.double()",
-        "assert fastnn.load(sys.argv[1], model=kept, map_location='cuda') is kept",
-        "assert kept.device == 'cpu'",
-        "fastnn.save(m.state_dict(), sys.argv[1])",
-        "sd = fastnn.load(sys.argv[1], map_location='cuda')",
-        "assert all(type(v) is np.ndarray for v in sd.values())",
-        "print('ok')",
-    ], tmp_path / "gpu.npz")
+    assert_script_ok(background_run)
 
 
 def test_map_location_names_a_device_or_is_ignored(tmp_path):
