@@ -9,7 +9,9 @@ leaves the second core idle for much of its time (numba compiles, Python-level t
 So conftest.py starts these runs when collection ends, at a lower CPU priority than the
 suite, and moves the tests that collect their results (tests/test_cuda_sim.py,
 tests/test_cuda_ptx.py) to the end of the session: the work fills the idle core instead
-of adding its minutes to the suite's.
+of adding its minutes to the suite's. Shorter subprocesses (a simulator script, a process
+on the stand-in CUDA driver: seconds each) do the same through a mark on their test
+(BACKGROUND_MARK, in_background).
 
 The launch sizes are shrunk in the subprocesses (32 threads per block, BatchNorm's too,
 at most 2 blocks, 8 threads per row of the row-wise kernels, 4x4 GEMM tiles) so every
@@ -118,7 +120,7 @@ def simulator_run(*args):
 
 def script_run(args, variables):
     """A BackgroundRun of python with args, variables set; a run under the simulator
-    chooses its own backend (FASTNN_BACKEND unset)."""
+    chooses its own backend (FASTNN_BACKEND unset, unless variables set it)."""
     env = dict(os.environ, **variables)
     if variables.get("NUMBA_ENABLE_CUDASIM") == "1" and "FASTNN_BACKEND" not in variables:
         env.pop("FASTNN_BACKEND", None)
@@ -128,7 +130,7 @@ def script_run(args, variables):
 def in_background(args, variables):
     """The mark of a test that reads script_run(args, variables) (its background_run
     fixture), started when collection ends."""
-    return getattr(pytest.mark, BACKGROUND_MARK).with_args(
+    return pytest.mark.background_run.with_args(
         functools.partial(script_run, tuple(args), dict(variables)))
 
 
