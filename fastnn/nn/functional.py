@@ -541,7 +541,9 @@ def linear(input, weight, bias=None):
             pass
         elif b.shape in (((out_features,), (1, out_features)) if w.ndim == 2 else ()) + (
                 (), (1,), (1, 1)):
-            b = np.ascontiguousarray(np.broadcast_to(b.reshape(-1), (out_features,)))
+            # a copy: broadcast_to's view is read-only, another type to numba, whose
+            # kernels would compile again for it (fastnn compile covers writeable ones)
+            b = np.broadcast_to(b.reshape(-1), (out_features,)).copy()
         elif w.ndim == 2 and broadcasts_to(b.shape, out_shape):
             # any other bias that broadcasts to the output ((N, out), (N, 1), ...), as
             # PyTorch's: added to the op's product
