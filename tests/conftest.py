@@ -96,12 +96,15 @@ def _background_start(item):
 @pytest.fixture
 def background_run(request):
     """The BackgroundRun started for the test's background_run mark (or None, where its
-    start gave none)."""
-    return request.config.stash[simulator_runs.RUNS_KEY][_background_start(request.node)]
+    start gave none; the exception its start raised is raised here)."""
+    run = request.config.stash[simulator_runs.RUNS_KEY][_background_start(request.node)]
+    if isinstance(run, Exception):
+        raise run
+    return run
 
 
 def pytest_unconfigure(config):
     for run in config.stash.get(simulator_runs.RUNS_KEY, {}).values():
-        if run is not None:
+        if isinstance(run, simulator_runs.BackgroundRun):
             run.stop()
             run.log.close()
