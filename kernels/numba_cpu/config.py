@@ -543,7 +543,7 @@ def _compile_streamed(fn, serial, options=OPTIONS):
               f"            start_ = block_ * BLOCK\n"
               f"            stop_ = min(n_, start_ + BLOCK)\n"
               f"            tile_ = tiles_[thread_, :stop_ - start_]\n"
-              f"            call_outlined(serial, ({inputs}tile_))\n"
+              f"            call_outlined(serial, ({inputs}tile_, ))\n"
               f"            stream_store(out[start_:stop_], tile_)\n"
               f"        fence()\n")
     namespace = {"prange": numba.prange, "block_of": block_of, "serial": serial,
