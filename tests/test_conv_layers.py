@@ -1,5 +1,6 @@
 """Conv2d, MaxPool2d and AvgPool2d against PyTorch twins on every backend, gradcheck in
 float64, PyTorch's initialisation, and clear errors for bad arguments and inputs."""
+import inspect
 import math
 
 import numpy as np
@@ -199,3 +200,30 @@ def test_bad_inputs_raise_clear_errors(make, x, match):
 def test_bad_arguments_raise_clear_errors(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+@pytest.mark.parametrize("conv, lazy", [(nn.Conv2d, nn.LazyConv2d), (nn.Conv1d, nn.LazyConv1d)])
+def test_a_bool_is_the_bias_by_position_only(conv, lazy):
+    # DESIGN.md's Conv2d(in, out, k, stride, padding, bias): a bool in sixth place (fifth
+    # for the lazy layers, which have no in_channels) is the bias
+    assert conv(3, 8, 3, 1, 1, False).bias is None
+    assert conv(3, 8, 3, 1, 1, True).bias is not None and conv(3, 8, 3, 1, 1, True).dilation \
+        == conv(3, 8, 3).dilation
+    layer = lazy(8, 3, 1, 1, False)
+    layer(np.zeros((1, 2) + (5,) * len(layer.kernel_size), np.float32))
+    assert layer.bias is None
+    # by keyword dilation=<bool> is no bias: an error (PyTorch takes it as dilation 1 or 0;
+    # 0 fails at its forward), and a bias given twice one too
+    for value in (False, True):
+        with pytest.raises(TypeError, match="expected dilation to be an int"):
+            conv(3, 8, 3, dilation=value)
+        with pytest.raises(TypeError, match="expected dilation to be an int"):
+            lazy(8, 3, dilation=value)
+    with pytest.raises(TypeError, match="got the bias twice"):
+        conv(3, 8, 3, 1, 1, False, bias=True)
+    with pytest.raises(TypeError, match="got the bias twice"):
+        conv(3, 8, 3, 1, 1, False, 1, True)
+    # the signature shows PyTorch's names
+    assert list(inspect.signature(conv).parameters)[:8] == [
+        "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
+        "groups", "bias"]

@@ -1,4 +1,5 @@
 """Conv2d: 2-D convolution (cross-correlation) over NCHW input, PyTorch's layout and init."""
+import functools
 import math
 import numbers
 
@@ -45,6 +46,27 @@ def check_conv_args(name, in_channels, out_channels, dims, dilation, groups, pad
 
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+def bool_bias_at(place):
+    """Decorator of a convolution's __init__ for DESIGN.md's Conv2d(in, out, k, stride,
+    padding, bias): a bool given by position at place (counted after self), where
+    PyTorch has dilation (an int), is the bias, the dilation 1. Only by position: a
+    keyword dilation=True/False stays the dilation, which refuses a bool (PyTorch takes
+    it as 1 or 0), so it is no silent bias=False; a bias given as well is a TypeError."""
+    def decorate(init):
+        @functools.wraps(init)
+        def init_taking_a_bool_bias(self, *args, **kwargs):
+            if len(args) > place and isinstance(args[place], bool):
+                if "bias" in kwargs or len(args) > place + 2:
+                    raise TypeError(f"{type(self).__name__}: got the bias twice: the bool "
+                                    f"{args[place]!r} in place {place + 1} (DESIGN.md's "
+                                    f"Conv2d(in, out, k, stride, padding, bias)) and bias=")
+                kwargs["bias"] = args[place]
+                args = args[:place] + (1,) + args[place + 1:]
+            return init(self, *args, **kwargs)
+        return init_taking_a_bool_bias
+    return decorate
 
 
 def check_no_empty_axes(where, shape, count, what="spatial sizes"):
@@ -184,14 +206,11 @@ class Conv2d(Module):
 
     dims = 2  # spatial dimensions of the kernel (Conv1d: 1)
 
+    @bool_bias_at(5)
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", dtype=np.float32):
         super().__init__()
         name, n = type(self).__name__, self.dims
-        if isinstance(dilation, bool):
-            # DESIGN.md's Conv2d(in, out, k, stride, padding, bias): a bool in sixth place
-            # is the bias (PyTorch's sixth, dilation, is an int)
-            bias, dilation = dilation, 1
         self.in_channels, self.out_channels = check_conv_args(
             name, in_channels, out_channels, n, None, None, padding_mode)
         groups = check_positive_int(name, "groups", groups)

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import random as _random
 from .batchnorm import BatchNorm1d, BatchNorm2d, BatchNorm3d
-from .conv import Conv1d, Conv2d
+from .conv import Conv1d, Conv2d, bool_bias_at
 from .conv3d import Conv3d, ConvTranspose3d
 from .conv_transpose import ConvTranspose1d, ConvTranspose2d
 from .groupnorm import InstanceNorm1d, InstanceNorm2d, InstanceNorm3d
@@ -163,11 +163,13 @@ class _LazyConv(_Lazy):
 class LazyConv1d(_LazyConv, Conv1d):
     cls_to_become = Conv1d
     __doc__ = "Conv1d whose in_channels is the channel axis of the first input."
+    __init__ = bool_bias_at(4)(_LazyConv.__init__)   # (Conv1d's bool bias, no in_channels)
 
 
 class LazyConv2d(_LazyConv, Conv2d):
     cls_to_become = Conv2d
     __doc__ = "Conv2d whose in_channels is the channel axis of the first input."
+    __init__ = bool_bias_at(4)(_LazyConv.__init__)   # (Conv2d's bool bias, no in_channels)
 
 
 class LazyConv3d(_LazyConv, Conv3d):
