@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import fastnn
 from fastnn import nn
 
 from conftest import assert_close
@@ -785,3 +786,42 @@ def test_one_loss_shared_by_threads_gives_each_its_own_gradient(make):
         np.testing.assert_array_equal(got[name][1], expected[name][1])
     with pytest.raises(RuntimeError, match="backward called before forward"):
         threading.Thread(target=lambda: got.update(c=criterion.backward())).run()
+
+
+# ----------------------------------------------------------------- MultiMarginLoss
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("shapes", [((1, 4), ()), ((4,), ()), ((1, 4), (1,)), ((4,), (1,)),
+                                    ((3, 4), (3,)), ((), ()), ((), (1,))])
+def test_multi_margin_losses_take_the_targets_shape(dtype, rng, reduction, p, shapes):
+    # PyTorch's 'none' losses have target's shape: (1, C) scores and a 0-d label give a 0-d
+    # loss (fastnn's gave (1,)), (C,) scores and labels (1,) one of shape (1,)
+    shape, target_shape = shapes
+    x = np.asarray(rng.standard_normal(shape), dtype)
+    t = np.asarray(rng.integers(0, shape[-1] if shape else 1, target_shape), np.int64)
+    ours = nn.MultiMarginLoss(p=p, reduction=reduction)
+    tx = _t(x, grad=True)
+    tl = torch.nn.MultiMarginLoss(p=p, reduction=reduction)(tx, _t(t))
+    loss = ours(x, t)
+    g = rng.standard_normal(tuple(tl.shape)).astype(dtype) if reduction == "none" else None
+    tl.backward(None if g is None else _t(g))
+    grad = ours.backward(g)
+    assert np.shape(loss) == tuple(tl.shape)
+    assert_close(np.asarray(loss), tl.detach().numpy(), dtype)
+    assert grad.shape == x.shape and grad.dtype == dtype
+    assert_close(grad, tx.grad.numpy(), dtype)
+    if reduction == "none":
+        wrong = np.ones(tuple(tl.shape) + (1,), dtype)
+        with pytest.raises(ValueError, match="expected grad of shape"):
+            ours.backward(wrong)
+
+
+def test_multi_margin_none_backward_keeps_its_forwards_target_shape_under_no_grad():
+    loss = nn.MultiMarginLoss(reduction="none")
+    x = np.array([[0.5, 1.0, -0.5]])
+    loss(x, np.array(1))
+    with fastnn.no_grad():
+        assert loss(x, np.array([1])).shape == (1,)
+    assert loss.backward(np.array(2.0)).shape == (1, 3)   # the 0-d loss's grad: ()
+    with pytest.raises(ValueError, match=r"expected grad of shape \(\)"):
+        loss.backward(np.array([2.0]))

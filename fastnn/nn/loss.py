@@ -394,7 +394,8 @@ class Loss:
             raise ValueError(f"{where}: expected grad of shape {expected} (one per loss), "
                              f"got {np.shape(grad)}")
         grad = np.asarray(grad, dtype=dtype).reshape(expected + (1,) * (g.ndim - len(expected)))
-        out = _device.to_host(g) * grad
+        # (reshaped: a 0-d pred's losses may be (1,), MultiMarginLoss's with labels (1,))
+        out = (_device.to_host(g) * grad).reshape(g.shape)
         return _device.namespace_of(g).put(out) if _device.is_device_array(g) else out
 
     def _count(self, pred):
@@ -928,9 +929,11 @@ class MultiLabelSoftMarginLoss(_OnHost):
 
 
 class MultiMarginLoss(_OnHost):
-    """Multi-class hinge loss: pred (N, C) scores (or (C,)), target integer labels (N,)
-    (or a 0-d label); per sample sum over i != y of w_y max(0, margin - x_y + x_i)^p / C,
-    p 1 or 2, weight (C,) optional; 'none' gives one loss a sample."""
+    """Multi-class hinge loss: pred (N, C) scores (or (C,), or a 0-d score: C = 1),
+    target integer labels (N,) (or a 0-d label: N = 1); per sample sum over i != y of
+    w_y max(0, margin - x_y + x_i)^p / C, p 1 or 2, weight (C,) optional; 'none' gives
+    one loss a sample in target's shape (PyTorch's: (1, C) scores and a 0-d label give a
+    0-d loss, (C,) scores and labels (1,) losses (1,))."""
 
     def __init__(self, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
                  reduction="mean"):
@@ -947,10 +950,10 @@ class MultiMarginLoss(_OnHost):
 
     def _check(self, pred, target):
         pred = as_contiguous(self._check_pred(pred))
-        if pred.ndim not in (1, 2):
-            raise RuntimeValueError(f"{self._where()}: expected pred of shape (N, C) or (C,), "
-                                    f"got {pred.shape}")
-        rows = pred.reshape((-1, pred.shape[-1]))
+        if pred.ndim > 2:
+            raise RuntimeValueError(f"{self._where()}: expected pred of shape (N, C), (C,) or "
+                                    f"(), got {pred.shape}")
+        rows = self._rows(pred)
         if getattr(target, "ndim", 0) > 1:   # (PyTorch's check; flattening took (1, N))
             raise RuntimeValueError(
                 f"{self._where()}: target tensor should be 1-D with size equal to the number "
@@ -961,13 +964,20 @@ class MultiMarginLoss(_OnHost):
                                rows.shape[0], rows.shape[1])
         except LabelsOutOfRange as error:   # (PyTorch's "target out of range")
             raise RuntimeValueError(str(error)) from None
-        if self.weight is not None and self.weight.shape != (pred.shape[-1],):
+        if self.weight is not None and self.weight.shape != (rows.shape[1],):
             raise RuntimeValueError(f"{self._where()}: expected a weight of shape "
-                                    f"({pred.shape[-1]},), got {self.weight.shape}")
+                                    f"({rows.shape[1]},), got {self.weight.shape}")
+        # the 'none' losses' shape (and backward's grad's): target's, as PyTorch's
+        self._labels_shape = tuple(np.shape(target))
         return pred, labels
 
+    @staticmethod
+    def _rows(pred):
+        """pred as (N, C) scores: (C,) one row, a 0-d score one class."""
+        return pred.reshape((-1, pred.shape[-1] if pred.ndim else 1))
+
     def _margins(self, pred, target):
-        rows = pred.reshape((-1, pred.shape[-1]))
+        rows = self._rows(pred)
         n = rows.shape[0]
         picked = rows[np.arange(n), target][:, None]
         z = pred.dtype.type(self.margin) - picked + rows
@@ -982,7 +992,7 @@ class MultiMarginLoss(_OnHost):
         # scores) counts for nothing, as there (np.maximum would carry it)
         hinge = np.where(z > 0, z, pred.dtype.type(0)) ** self.p
         losses = (hinge.sum(axis=1) * w / rows.shape[1]).astype(pred.dtype)
-        return losses if pred.ndim == 2 else losses[0]
+        return losses.reshape(self._loss_shape(pred.shape))
 
     def _grad_terms(self, pred, target):
         rows, z, w = self._margins(pred, target)
@@ -999,7 +1009,8 @@ class MultiMarginLoss(_OnHost):
         return pred.shape[0] if pred.ndim == 2 else 1
 
     def _loss_shape(self, pred_shape):
-        return tuple(pred_shape)[:-1]
+        # (the last checked target's shape; pred's without C before any)
+        return self.__dict__.get("_labels_shape", tuple(pred_shape)[:-1])
 
     def _options(self):
         options = [f"p={self.p}"] if getattr(self, "p", 1) != 1 else []
