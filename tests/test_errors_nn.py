@@ -143,8 +143,8 @@ def test_backward_before_forward_and_bad_grad_out(backend):
     (np.zeros((3, 4), F32), np.array([0, 1]), ValueError, r"expected labels of shape \(3,\), got \(2,\)"),
     (np.zeros((3, 4), F32), np.zeros((3, 4)), TypeError, "target is float64 but expected float32"),
     (np.zeros((3, 4), F32), np.zeros((3, 5), F32), ValueError, r"expected target of shape \(3, 4\)"),
-    (np.zeros(4, F32), np.array([1]), ValueError,
-     r"expected labels of shape \(\) for logits of shape \(4,\), got \(1,\)"),
+    (np.zeros(4, F32), np.array([1, 2]), ValueError,   # ((1,): PyTorch's forward takes it)
+     r"expected labels of shape \(\) for logits of shape \(4,\), got \(2,\)"),
     (np.zeros((3, 0), F32), np.zeros(3, np.int64), ValueError, "with at least one class"),
     (np.zeros((3, 4), F32), [0, 1, 2], TypeError, "expected target to be integer labels"),
     (np.zeros((3, 4), np.int64), np.array([0, 1, 2]), TypeError, "expected logits of dtype float32"),

@@ -296,7 +296,7 @@ def test_class_losses_check_the_other_shapes(rng):
                                          r"shape \(2, 5, 3\), got \(2, 5\)"):
         nn.CrossEntropyLoss()(x, np.zeros((2, 5), np.int64))
     with pytest.raises(ValueError, match=r"expected labels of shape \(\)"):
-        nn.CrossEntropyLoss()(x[0, :, 0].copy(), np.zeros(1, np.int64))
+        nn.CrossEntropyLoss()(x[0, :, 0].copy(), np.zeros(2, np.int64))
     loss = nn.CrossEntropyLoss(reduction="none")
     loss(x, np.zeros((2, 3), np.int64))
     with pytest.raises(ValueError, match=r"expected grad of shape \(2, 3\)"):
@@ -304,6 +304,73 @@ def test_class_losses_check_the_other_shapes(rng):
     assert nn.CrossEntropyLoss()(x[0, :, 0].copy(), 2) == pytest.approx(
         torch.nn.functional.cross_entropy(torch.from_numpy(x[0, :, 0].copy()),
                                           torch.tensor(2)).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("loss", ["ce", "ce_options", "nll"])
+def test_one_samples_label_may_be_of_shape_1(dtype, rng, loss, reduction):
+    """PyTorch's forward takes logits (C,) with a label (1,) as with a label () (a 0-d loss,
+    'none' too), F's and the classes'; its backward then fails ("size mismatch"), fastnn's
+    gives the label ()'s gradient."""
+    x = rng.standard_normal(5).astype(dtype)
+    kwargs = dict(reduction=reduction)
+    if loss == "ce_options":
+        kwargs.update(weight=np.linspace(0.5, 2, 5).astype(dtype), ignore_index=3)
+    tkwargs = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v
+               for k, v in kwargs.items()}
+    if loss == "nll":
+        x = torch.log_softmax(torch.from_numpy(x), 0).numpy()
+    ours = (nn.NLLLoss if loss == "nll" else nn.CrossEntropyLoss)(**kwargs)
+    theirs = (torch.nn.NLLLoss if loss == "nll" else torch.nn.CrossEntropyLoss)(**tkwargs)
+    functional = getattr(fastnn.nn.functional, "nll_loss" if loss == "nll" else "cross_entropy")
+    for label in (1, 3):   # (3: ignored by ce_options)
+        target = np.array([label])
+        with torch.no_grad():
+            expected = theirs(torch.from_numpy(x), torch.from_numpy(target)).numpy()
+        got = ours(x, target)
+        assert np.shape(got) == () == expected.shape
+        assert_close(got, expected, dtype, 10)
+        g = np.asarray(rng.uniform(0.5, 1.5), dtype) if reduction == "none" else None
+        grad = ours.backward(g)
+        tp = torch.from_numpy(x.copy()).requires_grad_(True)
+        theirs(tp, torch.tensor(label)).backward(None if g is None else torch.from_numpy(g))
+        assert grad.shape == x.shape
+        assert_close(grad, tp.grad.numpy(), dtype, 10)
+        value = functional(x, target, **kwargs)
+        assert np.shape(value) == ()
+        assert_close(value, expected, dtype, 10)
+
+
+def test_one_samples_label_of_another_shape_stays_an_error(rng):
+    # PyTorch refuses labels (2,) and (1, 1) for logits (C,), and (1,) with label
+    # smoothing (its smoothing term's shape () against (1,)); fastnn too
+    x = rng.standard_normal(5).astype(np.float32)
+    w = rng.standard_normal((5, 3)).astype(np.float32)
+    F, TF = fastnn.nn.functional, torch.nn.functional
+    for target, kwargs in ((np.zeros(2, np.int64), {}), (np.zeros((1, 1), np.int64), {}),
+                           (np.zeros(1, np.int64), dict(label_smoothing=0.1))):
+        t = torch.from_numpy(target)
+        with pytest.raises((RuntimeError, ValueError)):
+            TF.cross_entropy(torch.from_numpy(x), t, **kwargs)
+        with pytest.raises((RuntimeError, ValueError)):
+            TF.linear_cross_entropy(torch.from_numpy(x[:3]), torch.from_numpy(w), t, **kwargs)
+        with pytest.raises(ValueError, match="shape"):
+            nn.CrossEntropyLoss(**kwargs)(x, target)
+        with pytest.raises(ValueError, match="size|shape"):
+            F.cross_entropy(x, target, **kwargs)
+        with pytest.raises(ValueError, match="shape"):
+            F.linear_cross_entropy(x[:3], w, target, **kwargs)
+        if not kwargs:
+            with pytest.raises(ValueError, match="shape"):
+                nn.NLLLoss()(x, target)
+            with pytest.raises(ValueError, match="size"):
+                F.nll_loss(x, target)
+    # without smoothing, linear_cross_entropy takes the label (1,) as PyTorch's forward
+    got = F.linear_cross_entropy(x[:3], w, np.array([2]), reduction="none")
+    expected = TF.linear_cross_entropy(torch.from_numpy(x[:3]), torch.from_numpy(w),
+                                       torch.tensor([2]), reduction="none")
+    assert np.shape(got) == () == tuple(expected.shape)
+    assert_close(got, expected.numpy(), np.float32, 10)
 
 
 @pytest.mark.parametrize("shape,normalized,kwargs", [

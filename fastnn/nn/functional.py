@@ -2164,14 +2164,18 @@ def kl_div(input, target, size_average=None, reduce=None, reduction="mean", log_
     return _reduced(losses, reduction)
 
 
-def _class_layout(where, x, target):
+def _class_layout(where, x, target, label_as_1d=True):
     """(input as rows (M, C), labels (M,), the per-element losses' shape) for integer
-    targets: input (N, C) and target (N,), input (C,) and target (), or input
-    (N, C, d1, ..., dk) and target (N, d1, ..., dk); PyTorch's errors."""
+    targets: input (N, C) and target (N,), input (C,) and target () (or, label_as_1d,
+    (1,): losses () either way, as PyTorch's forward without label smoothing takes it),
+    or input (N, C, d1, ..., dk) and target (N, d1, ..., dk); PyTorch's errors."""
     if x.ndim == 0:
         raise ValueError(f"{where}: expected input of shape (N, C), (C,) or (N, C, d1, ...), "
                          f"got a 0-d array")
     if x.ndim == 1:
+        if target.shape == (1,) and label_as_1d:
+            rows, _ = _device.rows_along(x, 0)
+            return rows, target, ()
         want = ()
     else:
         if target.ndim == 0 or target.shape[0] != x.shape[0]:
@@ -2356,7 +2360,8 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         raise DtypeError(f"Expected floating point type for target with class probabilities, "
                          f"got {target.dtype} (y.astype(np.float32) is the probabilities, "
                          f"y.argmax({axis}) the class labels)")
-    rows, flat, loss_shape = _class_layout(where, x, _integers(where, "target", target))
+    rows, flat, loss_shape = _class_layout(where, x, _integers(where, "target", target),
+                                           label_as_1d=not eps)
     ignored = np.any(flat == ignore_index)
     if w is None and eps == 0 and reduction != "none" and not ignored and rows.shape[0]:
         bad = flat[(flat < 0) | (flat >= c)]

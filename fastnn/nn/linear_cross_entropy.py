@@ -224,6 +224,8 @@ class LinearCrossEntropyLoss(Module):
             check_float_array(where, "target", target, dtype=x.dtype)
         else:
             want = batch + out
+            if not (batched or self.label_smoothing) and tuple(target.shape) == (1,):
+                want = (1,)   # one sample's label as (1,), as PyTorch's forward takes it
             if target.dtype.kind not in "iu":
                 raise DtypeError(f"{where}: expected target to be integer class labels of "
                                  f"shape {want} or probabilities of shape {logits_shape}, got "
@@ -239,7 +241,9 @@ class LinearCrossEntropyLoss(Module):
                                        f"[0, {self.num_classes}) (or ignore_index {ignore}), "
                                        f"got min {valid.min()} and max {valid.max()}")
         x = x if batched else x.reshape(1, in_features)
-        return x, (target if batched else target[None]), caller, batched, probabilities
+        if not batched:   # (probabilities (1, C), a label () or (1,) as (1,))
+            target = target[None] if probabilities else target.reshape(1)
+        return x, target, caller, batched, probabilities
 
     def _criterion(self, reduction, probabilities):
         """The CrossEntropyLoss each chunk's logits go through."""

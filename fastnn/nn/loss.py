@@ -1194,7 +1194,9 @@ class _ClassTargets(Loss):
 
     def forward(self, pred, target):
         """As ``Loss.forward``; pred may also be one unbatched sample (C,) with a label
-        () (or, CrossEntropyLoss only, probabilities (C,)), or (N, C, d1, ..., dk) with
+        () (or (1,) without label smoothing, as PyTorch's forward takes it: a 0-d loss for
+        'none' either way) (or, CrossEntropyLoss only, probabilities (C,)), or
+        (N, C, d1, ..., dk) with
         labels (N, d1, ..., dk) (or, CrossEntropyLoss only, probabilities of pred's
         shape): PyTorch's K-dimensional form, a class score per pixel; the kernels see
         (rows, C), the class axis moved last in a copy. NLLLoss takes labels only."""
@@ -1246,6 +1248,9 @@ class _ClassTargets(Loss):
             want = loss_shape if labels else shape
         if labels and tuple(target.shape) == shape:
             self._integer_probabilities(where, target, loss_shape, 0 if len(shape) == 1 else 1)
+        if (labels and len(shape) == 1 and tuple(target.shape) == (1,)
+                and not self.label_smoothing):
+            want = (1,)   # one sample's label as (1,), as PyTorch's forward takes it
         if tuple(target.shape) != want:
             kind = "labels" if labels else "probabilities"
             raise RuntimeValueError(f"{where}: expected {kind} of shape {want} for "
