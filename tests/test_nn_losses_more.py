@@ -618,6 +618,15 @@ host, dev = nn.MultiLabelMarginLoss(reduction="sum"), nn.MultiLabelMarginLoss(re
 assert host(x, t) == dev(fd.to_device(x), fd.to_device(t))
 same(host.backward(2.0), dev.backward(2.0))
 
+for shape, labels in (((3, 4), [1, 0, 3]), ((1, 4), 2), ((4,), [2])):
+    x, t = rng.standard_normal(shape), np.array(labels)
+    host = nn.MultiMarginLoss(reduction="none")
+    dev = nn.MultiMarginLoss(reduction="none")
+    np.testing.assert_array_equal(host(x, t), fd.to_host(dev(fd.to_device(x),
+                                                             fd.to_device(t))))
+    g = np.full(t.shape, 2.0)
+    same(host.backward(g), dev.backward(fd.to_device(g) if g.ndim else g))
+
 xs = [rng.standard_normal((4, 3)) for _ in range(3)]
 host = nn.TripletMarginWithDistanceLoss(swap=True)
 dev = nn.TripletMarginWithDistanceLoss(swap=True)

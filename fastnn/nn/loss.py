@@ -973,8 +973,9 @@ class MultiMarginLoss(_OnHost):
 
     @staticmethod
     def _rows(pred):
-        """pred as (N, C) scores: (C,) one row, a 0-d score one class."""
-        return pred.reshape((-1, pred.shape[-1] if pred.ndim else 1))
+        """pred as (N, C) scores: (C,) one row, a 0-d score one class (tuple: the CUDA
+        simulator's shapes refuse negative indices)."""
+        return pred.reshape((-1, tuple(pred.shape)[-1] if pred.ndim else 1))
 
     def _margins(self, pred, target):
         rows = self._rows(pred)
