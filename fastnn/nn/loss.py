@@ -1197,10 +1197,10 @@ class _ClassTargets(Loss):
         """As ``Loss.forward``; pred may also be one unbatched sample (C,) with a label
         () (or (1,) without label smoothing, as PyTorch's forward takes it: a 0-d loss for
         'none' either way) (or, CrossEntropyLoss only, probabilities (C,)), or
-        (N, C, d1, ..., dk) with
-        labels (N, d1, ..., dk) (or, CrossEntropyLoss only, probabilities of pred's
-        shape): PyTorch's K-dimensional form, a class score per pixel; the kernels see
-        (rows, C), the class axis moved last in a copy. NLLLoss takes labels only."""
+        (N, C, d1, ..., dk) with labels (N, d1, ..., dk) (or, CrossEntropyLoss only,
+        probabilities of pred's shape): PyTorch's K-dimensional form, a class score per
+        pixel; the kernels see (rows, C), the class axis moved last in a copy. NLLLoss
+        takes labels only."""
         layout = None
         if (not (type(pred) is np.ndarray and pred.ndim == 2) and _device.is_array(pred)
                 and pred.ndim != 2 and pred.ndim >= 1
