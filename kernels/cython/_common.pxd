@@ -189,8 +189,8 @@ cdef inline floating f_tanh(floating x) noexcept nogil:
 
 cdef inline floating f_gelu(floating x) noexcept nogil:
     """x Phi(x) with Phi the standard normal CDF: float from a polynomial for log2 Phi
-    (_fastnn_math.h, within 1e-7 + 1 ulp), double from fnn_gelu (within 4 ulp beyond
-    |x| = 0.1, 7 within, the left tail included; libm's erfc without hardware FMA)."""
+    (_fastnn_math.h, within 1e-7 + 1 ulp), double from fnn_gelu (within 1 ulp below
+    |x| = 0.4, 4 beyond, the left tail included; libm's erfc without hardware FMA)."""
     if floating is float:
         return fnn_gelu_f(x)
     elif FNN_HAVE_FMA:
