@@ -86,6 +86,25 @@ def make_mnist_dir(directory, n_train=7, n_test=3, compress=True, seed=0):
     return arrays
 
 
+def serve_mnist(monkeypatch, mirrors, served):
+    """Make download=True fetch MNIST from local mirrors (file:// URLs of directories)
+    and take the small files of ``served`` (make_mnist_dir's) as the published ones:
+    their sizes and MD5 digests."""
+    from fastnn.data import download, mnist
+    monkeypatch.setitem(mnist.MIRRORS, "mnist", [m.as_uri() + "/" for m in mirrors])
+    monkeypatch.setattr(mnist, "_SPLIT_SIZES", {"train": 7, "test": 3})
+    monkeypatch.setitem(mnist.MD5, "mnist", {
+        stem: download.md5_of(served / (stem + ".gz")) for stem in mnist.FILES.values()})
+
+
+def serve_cifar(monkeypatch, archive):
+    """Make download=True fetch CIFAR-10 from the local file ``archive``, taken as the
+    published archive (its MD5 digest)."""
+    from fastnn.data import cifar, download
+    monkeypatch.setattr(cifar, "URL", archive.as_uri())
+    monkeypatch.setattr(cifar, "ARCHIVE_MD5", download.md5_of(archive))
+
+
 @pytest.mark.parametrize("compress", [False, True])
 def test_load_fashion_mnist_from_root(tmp_path, compress):
     arrays = make_mnist_dir(tmp_path, compress=compress)
@@ -216,9 +235,7 @@ def test_download_tries_mirrors_and_checks_sizes(tmp_path, monkeypatch):
     from fastnn.data import mnist
     served = tmp_path / "served"
     make_mnist_dir(served)
-    monkeypatch.setitem(mnist.MIRRORS, "mnist", [(tmp_path / "missing").as_uri() + "/",
-                                                 served.as_uri() + "/"])
-    monkeypatch.setattr(mnist, "_SPLIT_SIZES", {"train": 7, "test": 3})
+    serve_mnist(monkeypatch, [tmp_path / "missing", served], served)
     root = tmp_path / "root"
     x_train, y_train, x_test, y_test = data.load_mnist(root=root, download=True)
     assert x_train.shape == (7, 28, 28) and y_test.shape == (3,)
@@ -239,6 +256,38 @@ def test_download_rejects_wrong_sizes_and_reports_every_mirror(tmp_path, monkeyp
         fetch([(tmp_path / "a-missing").as_uri(), (tmp_path / "b-missing").as_uri()],
               str(tmp_path / "out" / "file"))
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_download_keeps_only_the_published_files_by_their_md5(tmp_path, monkeypatch):
+    """A mirror's file of the right kind and size but other bytes (another version, a
+    damaged copy that still decompresses) is refused for its MD5 and the next mirror
+    tried; with no mirror serving the published bytes nothing is kept."""
+    from fastnn.data import mnist
+    published, other = tmp_path / "published", tmp_path / "other"
+    make_mnist_dir(published, seed=0)
+    make_mnist_dir(other, seed=1)   # same sizes, other pixels and labels
+    serve_mnist(monkeypatch, [other, published], published)
+    x_train, y_train, x_test, y_test = data.load_mnist(root=tmp_path / "root", download=True)
+    expected = data.load_mnist(root=published)
+    for got, want in zip((x_train, y_train, x_test, y_test), expected):
+        np.testing.assert_array_equal(got, want)
+    serve_mnist(monkeypatch, [other], published)
+    with pytest.raises(DownloadError, match="not the published file .*MD5 is [0-9a-f]{32}, "
+                                           "expected [0-9a-f]{32}"):
+        data.load_mnist(root=tmp_path / "root2", download=True)
+    assert list((tmp_path / "root2").iterdir()) == []   # nothing kept, no temporary file
+
+
+def test_the_published_digests_are_of_every_file():
+    import hashlib
+
+    from fastnn.data import cifar, download, mnist
+    for name in mnist.MIRRORS:
+        assert set(mnist.MD5[name]) == set(mnist.FILES.values())
+        assert all(len(d) == 32 and int(d, 16) >= 0 for d in mnist.MD5[name].values())
+    assert len(cifar.ARCHIVE_MD5) == 32
+    with open(__file__, "rb") as f:
+        assert download.md5_of(__file__, chunk=1000) == hashlib.md5(f.read()).hexdigest()
 
 
 def test_download_leaves_the_users_own_files_alone(tmp_path, monkeypatch):
@@ -341,7 +390,7 @@ def test_cifar_download_extracts_the_archive(tmp_path, monkeypatch):
     archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    monkeypatch.setattr(cifar, "URL", archive.as_uri())
+    serve_cifar(monkeypatch, archive)
     x_train, y_train, x_test, y_test = data.load_cifar10(tmp_path / "root", download=True)
     assert x_train.shape == (30, 3, 32, 32)
     np.testing.assert_array_equal(y_test, written["test_batch"][1])
@@ -373,8 +422,7 @@ def test_download_fetches_only_the_missing_file_beside_plain_ones(tmp_path, monk
     from fastnn.data import mnist
     served = tmp_path / "served"
     make_mnist_dir(served, seed=1)
-    monkeypatch.setitem(mnist.MIRRORS, "mnist", [served.as_uri() + "/"])
-    monkeypatch.setattr(mnist, "_SPLIT_SIZES", {"train": 7, "test": 3})
+    serve_mnist(monkeypatch, [served], served)
     root = tmp_path / "root"
     mine = make_mnist_dir(root, compress=False, seed=0)
     (root / mnist.FILES["test_labels"]).unlink()
@@ -400,7 +448,7 @@ def test_cifar_extraction_cut_short_leaves_no_partial_batch(tmp_path, monkeypatc
     archive = tmp_path / "cifar-10-python.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tmp_path / "src" / "cifar-10-batches-py", arcname="cifar-10-batches-py")
-    monkeypatch.setattr(cifar, "URL", archive.as_uri())
+    serve_cifar(monkeypatch, archive)
     members = len(cifar.TRAIN_BATCHES + cifar.TEST_BATCHES)
     copy, calls = tarfile.copyfileobj, []
 

@@ -21,6 +21,7 @@ from .paths import cache_dir, search_dirs, user_path
 from .pixels import float_dtype, to_unit_float
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+ARCHIVE_MD5 = "c58f30108f718f92721af3b95e74349a"  # the published archive's, checked
 BATCH_DIR = "cifar-10-batches-py"
 TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_BATCHES = ["test_batch"]
@@ -160,7 +161,7 @@ def _download(root):
     target = user_path(root) if root is not None else os.path.join(cache_dir(), "cifar10")
     archive = os.path.join(target, "cifar-10-python.tar.gz")
     if not os.path.isfile(archive):
-        fetch([URL], archive, check=_check_archive)
+        fetch([URL], archive, check=_check_archive, md5=ARCHIVE_MD5)
     folder = os.path.join(target, BATCH_DIR)
     # extracted into a temporary folder beside it, each batch then renamed into place:
     # one cut short (Ctrl-C, a full disk) is never left under its name, where every

@@ -1,4 +1,5 @@
 """Fetching dataset files over HTTP(S) with urllib, written atomically."""
+import hashlib
 import http.client
 import os
 import shutil
@@ -11,7 +12,16 @@ class DownloadError(OSError):
     """No mirror of a file answered (no network, or every URL failed)."""
 
 
-def fetch(urls, dest, timeout=60, check=None):
+def md5_of(path, chunk=1 << 20):
+    """The MD5 digest (hex) of the file at path, read in chunks."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fetch(urls, dest, timeout=60, check=None, md5=None):
     """Download the first of ``urls`` that answers into the file ``dest``.
 
     urls: list of mirror URLs for the same file, tried in order. The file is
@@ -20,7 +30,9 @@ def fetch(urls, dest, timeout=60, check=None):
     name, nor the temporary one. Complete means: as long as the server's Content-Length
     says (urllib returns a connection closed early as a short body), and, when given,
     ``check(path)`` returning without an exception (a gzip or tar archive that opens,
-    not an HTML page); otherwise the next mirror is tried. Returns dest. Raises
+    not an HTML page) and, when ``md5`` (hex) is given, the file's MD5 digest being it
+    (the published file, not another version or a damaged copy); otherwise the next
+    mirror is tried. Returns dest. Raises
     DownloadError (an OSError) naming every URL tried when none works.
     """
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
@@ -42,6 +54,9 @@ def fetch(urls, dest, timeout=60, check=None):
                     check(tmp)
                 except Exception as exc:   # (what the file's reader says of it)
                     raise OSError(f"not the expected file ({exc})") from None
+            if md5 is not None and md5_of(tmp) != md5.lower():
+                raise OSError(f"not the published file (its MD5 is {md5_of(tmp)}, "
+                              f"expected {md5.lower()})")
             from ..io import file_mode
             os.chmod(tmp, file_mode(dest))
             os.replace(tmp, dest)

@@ -32,6 +32,20 @@ MIRRORS = {
     "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
 }
 
+# MD5 digests of the published .gz files (the mirrors serve the same bytes), checked
+# after a download; Debian's recompressed Fashion-MNIST files, found, not downloaded,
+# have others and are not checked.
+MD5 = {
+    "mnist": {"train-images-idx3-ubyte": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+              "train-labels-idx1-ubyte": "d53e105ee54ea40749a09fcbcd1e9432",
+              "t10k-images-idx3-ubyte": "9fb629c4189551a2d022fa330f9573f3",
+              "t10k-labels-idx1-ubyte": "ec29112dd5afa0611ce80d1b7f02629c"},
+    "fashion-mnist": {"train-images-idx3-ubyte": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                      "train-labels-idx1-ubyte": "25c81989df183df01b3e8a0aad5dffbe",
+                      "t10k-images-idx3-ubyte": "bef4ecab320f06d8554ea6380940ec79",
+                      "t10k-labels-idx1-ubyte": "bb300cfdad3c16e7a12a480ee83cd310"},
+}
+
 # Where torchvision's MNIST and FashionMNIST(root) keep the IDX files: root/<folder>/raw.
 TORCHVISION_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
@@ -79,7 +93,8 @@ def download_files(name, root=None):
         if dest is None:
             dest = os.path.join(target, stem + ".gz")
             fetch([mirror + stem + ".gz" for mirror in MIRRORS[name]], dest,
-                  check=lambda path, split=key.split("_")[0]: _check_download(path, split))
+                  check=lambda path, split=key.split("_")[0]: _check_download(path, split),
+                  md5=MD5[name][stem])
         paths[key] = dest
     return paths
 
