@@ -25,6 +25,31 @@ def test_torchvision_layout_under_fastnn_data(tmp_path, monkeypatch):
     assert data.load("mnist")[0].shape == (7, 28, 28)
 
 
+def test_download_completes_a_partial_torchvision_folder(tmp_path, monkeypatch):
+    """A torchvision root/MNIST/raw with a file missing (an interrupted torchvision
+    download) is completed there with download=True, its files used as they are; a
+    root holding files of its own gets the missing ones beside them instead."""
+    from fastnn.data import mnist
+    from tests.test_data import serve_mnist
+    served = tmp_path / "served"
+    make_mnist_dir(served, seed=1)
+    serve_mnist(monkeypatch, [served], served)
+    raw = tmp_path / "root" / "MNIST" / "raw"
+    mine = make_mnist_dir(raw, compress=False, seed=0)
+    (raw / mnist.FILES["test_labels"]).unlink()
+    x_train, y_train, x_test, y_test = data.load_mnist(root=tmp_path / "root", download=True)
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["MNIST"]
+    assert (raw / (mnist.FILES["test_labels"] + ".gz")).is_file()
+    np.testing.assert_array_equal(y_train, mine["train-labels-idx1-ubyte"])
+    assert y_test.shape == (3,)
+    make_mnist_dir(tmp_path / "both" / "MNIST" / "raw", seed=0)
+    make_mnist_dir(tmp_path / "both", seed=0)
+    (tmp_path / "both" / (mnist.FILES["train_images"] + ".gz")).unlink()
+    (tmp_path / "both" / "MNIST" / "raw" / (mnist.FILES["test_images"] + ".gz")).unlink()
+    data.load_mnist(root=tmp_path / "both", download=True)
+    assert (tmp_path / "both" / (mnist.FILES["train_images"] + ".gz")).is_file()
+
+
 def test_missing_mnist_names_the_torchvision_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"FashionMNIST.raw"):
         data.load("fashion-mnist", root=tmp_path)

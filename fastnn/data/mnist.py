@@ -84,8 +84,15 @@ def find_files(name, root=None):
 
 
 def download_files(name, root=None):
-    """Download dataset ``name``'s four .gz files; returns their paths (see find_files)."""
+    """Download dataset ``name``'s missing .gz files; returns the four paths (see
+    find_files). They go into ``root`` (default ``~/.cache/fastnn/<name>``), or into its
+    torchvision folder (``MNIST/raw``) when that holds some of the files and ``root``
+    itself none: the files already there are used, the rest fetched beside them."""
     target = user_path(root) if root is not None else os.path.join(cache_dir(), name)
+    torchvision = os.path.join(target, TORCHVISION_FOLDERS[name], "raw")
+    if (not any(_find(target, stem) for stem in FILES.values())
+            and any(_find(torchvision, stem) for stem in FILES.values())):
+        target = torchvision
     paths = {}
     for key, stem in FILES.items():
         # a file already there, plain or .gz, is the user's: used as it is, not fetched
