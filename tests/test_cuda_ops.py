@@ -1213,6 +1213,32 @@ def test_config_refuses_what_a_gpu_cannot_launch(monkeypatch, name, value):
         config.check()
 
 
+def test_reductions_refuse_a_block_size_they_cannot_halve(monkeypatch, rng):
+    """The shared-memory tree reductions halve the block (column sums of a bias
+    gradient over THREADS // 32 rows of threads, depthwise's weight gradient over
+    THREADS): with 96 threads a block they dropped a third of the sum without an error
+    (no launch of theirs reached config.check); and the numba GEMM launched a 33 x 33
+    tile, which a GPU refuses and the simulator runs."""
+    x = rng.standard_normal((5, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((3, 1, 3, 3)).astype(np.float32)
+    g = rng.standard_normal((5, 3, 4, 4)).astype(np.float32)
+    rows = rng.standard_normal((40, 7)).astype(np.float32)
+    monkeypatch.setattr(config, "THREADS", 96)
+    with pytest.raises(ValueError, match="THREADS"):
+        C.linear_backward(rows, rows, np.ones((7, 7), np.float32),
+                          grad_bias=np.zeros(7, np.float32), need_grad_in=False)
+    with pytest.raises(ValueError, match="THREADS"):
+        C.depthwise_conv2d_backward(g, x, w, grad_weight=np.zeros_like(w), need_grad_in=False)
+    monkeypatch.setattr(config, "THREADS", 32)
+    monkeypatch.setattr(config, "TILE", 33)
+    from fastnn.kernels.cuda import gemm
+    monkeypatch.setattr(gemm, "_cupy", None)  # the numba GEMM, also where CuPy is
+    monkeypatch.setattr(gemm, "_raw_cublas", None)
+    a = cuda.to_device(rows)
+    with pytest.raises(ValueError, match="TILE"):
+        gemm.gemm(a, a, cuda.device_array((40, 40), np.float32), trans_b=True)
+
+
 class _BrokenCuPyFinder:
     """A CuPy that fails at import with its own error, not ImportError (a wheel built
     for another CUDA)."""

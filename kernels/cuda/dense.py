@@ -112,6 +112,7 @@ def column_sums_add(g, out, y=None, activation="identity", negative_slope=0.0, g
     rows, cols = g.shape
     if not cols:
         return
+    config.check()  # column_sum halves blockDim.y: THREADS // WARP a power of two
     code = ACT_CODES[activation] if y is not None else 0
     groups = max(1, config.THREADS // WARP)
     if rows <= DIRECT_ROWS:

@@ -162,6 +162,7 @@ def depthwise_conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0)
                else dummy(x.dtype).reshape(1, 1, 1, 1))
         dgb = call.inout(grad_bias) if want_bias else dummy(x.dtype)
         items = c_out * (kh * kw + 1)
+        config.check()  # block_sum halves the block: THREADS a power of two
         threads = config.THREADS
         _param_grads(threads)[max(1, min(config.MAX_BLOCKS, items)), threads](
             dg, dx, kh, kw, sh, sw, ph, pw, want_weight, want_bias, dgw, dgb)

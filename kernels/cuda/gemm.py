@@ -298,6 +298,7 @@ def gemm(a, b, c, trans_a=False, trans_b=False, accumulate=False, bias=None,
             _epilogue[config.blocks(c.size), config.THREADS](flat(c), bias, has_bias, code,
                                                              slope, n)
         return c
+    config.check()  # TILE x TILE threads a block: at most 1024
     tile = config.TILE
     tiles = ((m + tile - 1) // tile) * ((n + tile - 1) // tile)
     _tiled(tile)[max(1, min(config.MAX_BLOCKS, tiles)), (tile, tile)](
