@@ -1,7 +1,7 @@
 """GPU measurements of issue 7, for a machine with a CUDA GPU (the H200 numbers are in
 bench/results/cuda_gpu.json and BENCHMARKS.md):
 
-    python -m fastnn.kernels.cuda.bench [--quick] [--json out.json]
+    python -m fastnn.kernels.cuda.bench [--quick] [--json out.json] [--sections mlp,...]
 
 * the device's copy bandwidth (a grid-stride copy kernel, read + write bytes);
 * MLP training step 784-4096-4096-10, ReLU, batch 1024, float32, SGD with momentum:
@@ -16,10 +16,14 @@ bench/results/cuda_gpu.json and BENCHMARKS.md):
 
 Medians of repeated runs after 3 warm-up calls (compilation excluded), the device
 synchronised inside each timed call. ``--quick`` uses tiny sizes (a smoke run, also
-under the simulator).
+under the simulator). ``--sections`` runs some of the sections (mlp, cnn, bandwidth:
+the copy bandwidth with softmax-CE and BatchNorm), so that a GPU session with little
+time runs the ones it needs most first, each in its own process and time limit;
+``--json`` then adds them to what the file already holds.
 """
 import argparse
 import json
+import os
 import statistics
 import time
 
@@ -61,14 +65,23 @@ def copy_bandwidth(n, repeats):
     return 2 * n * 4 / t
 
 
-def _torch_step(net, x, y, repeats, optimizer="sgd"):
-    """Seconds per PyTorch CUDA training step of ``net`` on (x, y); None without it."""
+def torch_cuda_missing():
+    """Why PyTorch CUDA cannot be the reference here (a sentence), or None when it can."""
     try:
         import torch
     except ImportError:  # PyTorch is a benchmark reference only
-        return None
+        return "PyTorch is not installed: no PyTorch CUDA reference"
     if not torch.cuda.is_available():
+        return (f"PyTorch {torch.__version__} sees no CUDA device: no PyTorch CUDA "
+                f"reference")
+    return None
+
+
+def _torch_step(net, x, y, repeats, optimizer="sgd"):
+    """Seconds per PyTorch CUDA training step of ``net`` on (x, y); None without it."""
+    if torch_cuda_missing():
         return None
+    import torch
     net = net.cuda()
     opt = (torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9) if optimizer == "sgd"
            else torch.optim.Adam(net.parameters(), lr=1e-3))
@@ -148,9 +161,11 @@ def _ratios(result):
     return result
 
 
-def mlp_step(sizes, batch, repeats):
+def mlp_step(sizes, batch, repeats, report=lambda result: None):
     """MLP training step (ReLU, softmax-CE, SGD with momentum): the public layer API on
-    the GPU, the same step composed from the cuda ops, and PyTorch CUDA."""
+    the GPU and PyTorch CUDA first, then the same step launched through numba, composed
+    from the cuda ops, and its matrix products alone. ``report(result)`` gets the
+    results so far after each measurement (a run stopped at its time limit keeps them)."""
     import fastnn
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, sizes[0])).astype(np.float32)
@@ -161,7 +176,24 @@ def mlp_step(sizes, batch, repeats):
         result = {"layers_s": layers, "layers_cupy_arrays_s": arrays}
     else:
         result = {"layers_s": _layers_step(build(), x, y, repeats)}
+    report(_ratios(result))
+
+    def torch_net():
+        import torch
+        layers = []
+        for i in range(len(sizes) - 1):
+            layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                layers.append(torch.nn.ReLU())
+        return torch.nn.Sequential(*layers)
+
+    missing = torch_cuda_missing()
+    result["torch_s"] = None if missing else _torch_step(torch_net(), x, y, repeats)
+    if missing:
+        result["torch_missing"] = missing
+    report(_ratios(result))
     result["layers_numba_launch_s"] = _numba_launch_step(build(), x, y, repeats)
+    report(result)
 
     model = build().to("cuda")
     linears = [m for m in model.modules() if type(m).__name__ == "Linear"]
@@ -183,6 +215,7 @@ def mlp_step(sizes, batch, repeats):
         opt.step()
 
     result["ops_s"] = _time(step, repeats, cuda.synchronize)
+    report(_ratios(result))
 
     # The step's eight matrix products alone (three forward, three weight gradients, two
     # input gradients: the first layer's is not needed), to tell the GEMMs' time from
@@ -202,32 +235,29 @@ def mlp_step(sizes, batch, repeats):
                 gemm(acts[i + 1], weights[i], acts[i])
 
     result["gemms_s"] = _time(gemms, repeats, cuda.synchronize)
-    try:
-        import torch
-        layers = []
-        for i in range(len(sizes) - 1):
-            layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-            if i < len(sizes) - 2:
-                layers.append(torch.nn.ReLU())
-        result["torch_s"] = _torch_step(torch.nn.Sequential(*layers), x, y, repeats)
-        if result["torch_s"] is not None:
-            ta = [torch.randn(batch, w, device="cuda") for w in widths]
-            tw = [torch.randn(widths[i + 1], widths[i], device="cuda")
-                  for i in range(len(widths) - 1)]
-            tg = [torch.zeros_like(w) for w in tw]
-
-            def torch_gemms():
-                for i, w in enumerate(tw):
-                    torch.mm(ta[i], w.t(), out=ta[i + 1])
-                for i in range(len(tw) - 1, -1, -1):
-                    tg[i].addmm_(ta[i + 1].t(), ta[i])
-                    if i > 0:
-                        torch.mm(ta[i + 1], tw[i], out=ta[i])
-
-            result["torch_gemms_s"] = _time(torch_gemms, repeats, torch.cuda.synchronize)
-    except ImportError:
-        result["torch_s"] = None
+    report(result)
+    if result["torch_s"] is not None:
+        result["torch_gemms_s"] = _torch_gemms(widths, batch, repeats)
     return _ratios(result)
+
+
+def _torch_gemms(widths, batch, repeats):
+    """Seconds of mlp_step's eight matrix products in PyTorch CUDA."""
+    import torch
+    ta = [torch.randn(batch, w, device="cuda") for w in widths]
+    tw = [torch.randn(widths[i + 1], widths[i], device="cuda")
+          for i in range(len(widths) - 1)]
+    tg = [torch.zeros_like(w) for w in tw]
+
+    def torch_gemms():
+        for i, w in enumerate(tw):
+            torch.mm(ta[i], w.t(), out=ta[i + 1])
+        for i in range(len(tw) - 1, -1, -1):
+            tg[i].addmm_(ta[i + 1].t(), ta[i])
+            if i > 0:
+                torch.mm(ta[i + 1], tw[i], out=ta[i])
+
+    return _time(torch_gemms, repeats, torch.cuda.synchronize)
 
 
 def cnn_step(batch, repeats, input_size=28, channels=(32, 64), hidden=128):
@@ -241,7 +271,10 @@ def cnn_step(batch, repeats, input_size=28, channels=(32, 64), hidden=128):
     result = {"layers_s": _layers_step(model, x, y, repeats, "adam")}
     model = fastnn.models.SmallCNN(input_size=input_size, channels=channels, hidden=hidden)
     result["layers_numba_launch_s"] = _numba_launch_step(model, x, y, repeats, "adam")
-    try:
+    missing = torch_cuda_missing()
+    if missing:
+        result.update(torch_s=None, torch_missing=missing)
+    else:
         import torch
 
         def block(c_in, c_out):
@@ -253,8 +286,6 @@ def cnn_step(batch, repeats, input_size=28, channels=(32, 64), hidden=128):
                                   torch.nn.Linear(c2 * side * side, hidden), torch.nn.ReLU(),
                                   torch.nn.Linear(hidden, 10))
         result["torch_s"] = _torch_step(net, x, y, repeats, "adam")
-    except ImportError:
-        result["torch_s"] = None
     return _ratios(result)
 
 
@@ -299,38 +330,84 @@ def batchnorm(n, c, repeats):
     return {"seconds": t, "gb_per_s": 5 * n * c * 4 / t / 1e9}
 
 
+SECTIONS = ("mlp", "cnn", "bandwidth")
+
+
+def _brief(value):
+    """A measurement in a line: seconds as ms, ratios and fractions as they are."""
+    if not isinstance(value, dict):
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+    parts = []
+    for name, v in value.items():
+        if isinstance(v, float) and (name == "seconds" or name.endswith("_s")
+                                     and not name.endswith("per_s")):
+            parts.append(f"{name.removesuffix('_s')} {v * 1e3:.3f} ms")
+        elif isinstance(v, float):
+            parts.append(f"{name} {v:.3g}")
+        else:
+            parts.append(f"{name} {v}")
+    return ", ".join(parts)
+
+
+def _sections(text):
+    names = [name for name in text.split(",") if name]
+    unknown = sorted(set(names) - set(SECTIONS))
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"sections are {', '.join(SECTIONS)}, comma-"
+                                         f"separated; got {text!r}")
+    return names
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke run)")
-    parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--json", help="also write the results to this file (adding to "
+                                       "the results it holds)")
+    parser.add_argument("--sections", type=_sections, default=list(SECTIONS),
+                        help=f"which to run, in this order (default: {','.join(SECTIONS)})")
     args = parser.parse_args(argv)
     quick = args.quick
     repeats = 3 if quick else 20
-    results = {"backend": backend_info()}
-    copy_bw = copy_bandwidth(1 << 10 if quick else 1 << 26, repeats)
-    results["copy_gb_per_s"] = copy_bw / 1e9
+    results = {}
+    if args.json:
+        try:
+            with open(args.json) as f:
+                results = json.load(f)
+        except (OSError, ValueError):  # none yet (or a run killed mid-write: start anew)
+            results = {}
+    results["backend"] = backend_info()
 
     def measured(key, value):
         """Keep a result and write the results so far (a run stopped at its time limit
         still leaves the sections it finished)."""
         if isinstance(value, dict) and "gb_per_s" in value:
-            value["fraction_of_copy_bandwidth"] = value["gb_per_s"] * 1e9 / copy_bw
+            value["fraction_of_copy_bandwidth"] = (value["gb_per_s"] * 1e9
+                                                   / (results["copy_gb_per_s"] * 1e9))
         results[key] = value
         if args.json:
-            with open(args.json, "w") as f:
+            with open(args.json + ".tmp", "w") as f:
                 f.write(json.dumps(results, indent=2) + "\n")
+            os.replace(args.json + ".tmp", args.json)
+        print(f"bench {key}: {_brief(value)}", flush=True)
 
-    measured("mlp_step", mlp_step((8, 16, 16, 4) if quick else (784, 4096, 4096, 10),
-                                  4 if quick else 1024, repeats))
-    measured("cnn_step", cnn_step(2, repeats, 8, (2, 3), 4) if quick
-             else cnn_step(128, repeats))
-    measured("softmax_ce", softmax_ce(*((6, 10) if quick else (4096, 1000)), repeats))
-    if not quick:  # large enough that the kernels, not the launch path, take the time
-        measured("softmax_ce_65536x1000", softmax_ce(65536, 1000, repeats))
-        measured("batchnorm_65536x1024", batchnorm(65536, 1024, repeats))
-    for n, c in ((4, 8),) if quick else ((256, 1024), (4096, 1024)):
-        measured(f"batchnorm_{n}x{c}", batchnorm(n, c, repeats))
-    print(json.dumps(results, indent=2))
+    for section in args.sections:
+        if section == "mlp":
+            sizes, batch = ((8, 16, 16, 4), 4) if quick else ((784, 4096, 4096, 10), 1024)
+            measured("mlp_step", mlp_step(sizes, batch, repeats,
+                                          lambda partial: measured("mlp_step", partial)))
+        elif section == "cnn":
+            measured("cnn_step", cnn_step(2, repeats, 8, (2, 3), 4) if quick
+                     else cnn_step(128, repeats))
+        else:
+            measured("copy_gb_per_s", copy_bandwidth(1 << 10 if quick else 1 << 26,
+                                                     repeats) / 1e9)
+            measured("softmax_ce", softmax_ce(*((6, 10) if quick else (4096, 1000)),
+                                              repeats))
+            if not quick:  # large enough that the kernels, not the launch path, take the time
+                measured("softmax_ce_65536x1000", softmax_ce(65536, 1000, repeats))
+                measured("batchnorm_65536x1024", batchnorm(65536, 1024, repeats))
+            for n, c in ((4, 8),) if quick else ((256, 1024), (4096, 1024)):
+                measured(f"batchnorm_{n}x{c}", batchnorm(n, c, repeats))
     return results
 
 
