@@ -12,23 +12,29 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "bench" / "cuda_device_checks.sh"
-STAGES = ("tests", "conformance", "train_mlp", "train_cnn", "bench")
+# in the order they run: the most needed first
+STAGES = ("conformance", "bench_mlp", "bench_bandwidth", "train_mlp", "train_cnn", "suites",
+          "bench_cnn")
 
 
-def _run_script(tmp_path, budget):
+def _run_script(tmp_path, budget, data=True, **env):
     """Run the check script in a scratch tree with stand-in commands that print their
-    arguments; returns (stdout, $OUT)."""
+    arguments (and Fashion-MNIST's files in .gpudata when data); returns (stdout,
+    $OUT)."""
     stubs = tmp_path / "stubs"
     stubs.mkdir()
     for name in ("python3", "nvidia-smi"):
         stub = stubs / name
-        stub.write_text("#!/bin/sh\necho \"stub $0 $*\"\n")
+        stub.write_text("#!/bin/sh\necho \"stub $0 $* launch=$FASTNN_CUDA_LAUNCH\"\n")
         stub.chmod(0o755)
     work = tmp_path / "work"
     (work / "fastnn").mkdir(parents=True)
+    if data:
+        (work / ".gpudata").mkdir()
+        (work / ".gpudata" / "train-images-idx3-ubyte.gz").write_bytes(b"")
     out = tmp_path / "out"
     env = {"PATH": f"{stubs}:/usr/bin:/bin", "OUT": str(out), "HOME": str(tmp_path),
-           "FASTNN_GPU_BUDGET": str(budget), "TMPDIR": str(tmp_path)}
+           "FASTNN_GPU_BUDGET": str(budget), "TMPDIR": str(tmp_path), **env}
     proc = subprocess.run(["bash", str(SCRIPT)], cwd=work, env=env, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -45,14 +51,38 @@ def test_gpu_checks_keep_every_stage_limit_inside_the_budget(tmp_path):
     stdout, out = _run_script(tmp_path, budget=100)
     limits = {name: int(limit) for name, limit in
               re.findall(r"=== (\w+) \(limit (\d+)s", stdout)}
-    assert set(limits) == set(STAGES), stdout
+    assert tuple(limits) == STAGES, stdout
     # each stage gets at most what is left of the budget, less the archive's reserve
     assert all(limit <= 90 for limit in limits.values()), limits
     # the device tool brings back at most 8 files: the logs travel as one archive
     assert len(list(out.iterdir())) <= 8, sorted(p.name for p in out.iterdir())
     logs = _logs(out)
     assert {f"{name}.log" for name in STAGES} <= set(logs), sorted(logs)
-    assert "-m pytest" in logs["tests.log"] and "exit 0" in logs["tests.log"], logs
+    assert "-m pytest" in logs["conformance.log"] and "exit 0" in logs["conformance.log"]
+    # the suites in launch-check mode, the conformance suite as users run it
+    assert "launch=check" in logs["suites.log"], logs["suites.log"]
+    assert "launch=check" not in logs["conformance.log"], logs["conformance.log"]
+    assert "--sections mlp" in logs["bench_mlp.log"], logs["bench_mlp.log"]
+    # a line a stage in summary.txt, written as each stage ends
+    summary = (out / "summary.txt").read_text()
+    assert [line.split(":")[0] for line in summary.splitlines()
+            if line.split(":")[0] in STAGES] == list(STAGES), summary
+
+
+def test_gpu_checks_without_the_data_skip_the_trainings_and_say_why(tmp_path):
+    stdout, out = _run_script(tmp_path, budget=100, data=False)
+    limits = re.findall(r"=== (\w+) \(limit", stdout)
+    assert "train_mlp" not in limits and "suites" in limits, stdout
+    summary = (out / "summary.txt").read_text()
+    assert "train_cnn: skipped: no Fashion-MNIST in .gpudata" in summary, summary
+    assert "--prepare" in _logs(out)["train_mlp.log"]
+
+
+def test_gpu_checks_quick_run_takes_small_sizes(tmp_path):
+    _, out = _run_script(tmp_path, budget=100, FASTNN_GPU_QUICK="1")
+    logs = _logs(out)
+    assert "--quick" in logs["bench_mlp.log"] and "--max-steps" in logs["train_cnn.log"]
+    assert "cuda and relu" in logs["conformance.log"], logs["conformance.log"]
 
 
 def test_gpu_checks_skip_the_stages_the_budget_has_no_time_for(tmp_path):
