@@ -28,6 +28,8 @@
 # command killed at its limit left under $OUT). $OUT ends with gpu.txt, summary.txt,
 # logs.tgz, cuda_bench.json, train_mlp.json and train_cnn.json.
 #
+# Before the stages, bench/cuda_smoke.py picks the launch and cuBLAS paths that work.
+#
 # FASTNN_GPU_QUICK=1: a dry run of the plumbing in a minute or two (a few tests a suite,
 # tiny bench sizes, a few training steps), e.g. here on the stand-in driver of
 # bench/fake_cuda with stand-in python3 and nvidia-smi on the PATH.
@@ -57,6 +59,8 @@ archive() {  # every log so far into $OUT/logs.tgz (replaced whole, never half-w
 note() {  # a line of summary.txt (and of this command's output)
     echo "$*" | tee -a "$OUT/summary.txt"
 }
+RESULT_LINES="(passed|failed|errors?|skipped|deselected)(,| in [0-9.]+s)|^epoch |"
+RESULT_LINES+="^test accuracy|^bench |^[A-Za-z_.]*(Error|Exception|Interrupt)\b"
 stage() {  # stage NAME SECONDS COMMAND...: run with a limit, log to $LOGS/NAME.log
     local name=$1 limit=$2 left status began
     shift 2
@@ -79,8 +83,8 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a limit, log to $LOGS/NAME.
     # accuracy, the bench's measurements (the last line of each), an uncaught error
     {
         grep -E "^(FAILED|ERROR) " "$LOGS/$name.log" | head -n 4
-        grep -E "(passed|failed|errors?|skipped|deselected)(,| in [0-9.]+s)|^epoch |^test accuracy|^bench |^[A-Za-z_.]*(Error|Exception|Interrupt)\b" \
-            "$LOGS/$name.log" | tac | awk '!seen[$1 " " $2]++' | tac | tail -n 8
+        grep -E "$RESULT_LINES" "$LOGS/$name.log" | tac | awk '!seen[$1 " " $2]++' | tac |
+            tail -n 8
     } | cut -c 1-300 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
     archive
 }
@@ -115,6 +119,30 @@ PY
 cat "$OUT/gpu.txt"
 note "setup: $(elapsed)s; $(grep -c . "$OUT/gpu.txt") lines in gpu.txt"
 
+# which launch and cuBLAS paths work here (bench/cuda_smoke.py: a few ops checked against
+# NumPy): the stages run with the first setting that passes, so that a fast path broken
+# on this GPU costs its own stage, not the session (the suites stage still checks the
+# direct launches)
+SMOKE=(python3 bench/cuda_smoke.py)
+[[ $QUICK == 1 ]] && SMOKE+=(--no-values)
+SMOKED=0
+for setting in "" FASTNN_CUDA_GEMM_DIRECT=0 \
+               "FASTNN_CUDA_GEMM_DIRECT=0 FASTNN_CUDA_LAUNCH=numba"; do
+    echo "=== smoke with ${setting:-the defaults}" >>"$LOGS/smoke.log"
+    # shellcheck disable=SC2086  # (the setting's words are separate variables)
+    if timeout -k 5 45 env $setting "${SMOKE[@]}" >>"$LOGS/smoke.log" 2>&1; then
+        # shellcheck disable=SC2086
+        [[ -n $setting ]] && export $setting
+        note "smoke: passed with ${setting:-the defaults} after $(elapsed)s"
+        tail -n 1 "$LOGS/smoke.log" | cut -c 1-300 | sed 's/^/    /' | tee -a "$OUT/summary.txt"
+        SMOKED=1
+        break
+    fi
+done
+(( SMOKED )) ||
+    note "smoke: failed with every setting (logs.tgz: smoke.log); the stages run with the defaults"
+archive
+
 PYTEST=(python3 -m pytest -p no:cacheprovider -v -rfE --tb=short --maxfail=20 --durations=10)
 # pytest-timeout, where installed (the device image has it): a test hung on the GPU (in
 # a driver call, where no signal gets through) ends its stage at once with every thread's
@@ -132,7 +160,7 @@ if [[ $QUICK == 1 ]]; then
     TRAIN+=(--max-steps 20)
 fi
 
-# 1. the shared conformance suite on the GPU (431 cases with -k cuda)
+# 1. the shared conformance suite on the GPU (428 cases with -k cuda)
 stage conformance 150 "${PYTEST[@]}" tests/test_conformance.py -k "$CONFORMANCE_K"
 # 2. the MLP 784-4096-4096-10 step at batch 1024 against PyTorch CUDA (the bench says when
 #    PyTorch CUDA is missing), then the softmax-CE and BatchNorm bandwidths
@@ -146,7 +174,8 @@ if ls .gpudata/train-images-idx3-ubyte* >/dev/null 2>&1; then
         --metrics "$OUT/train_cnn.json"
 else
     for name in train_mlp train_cnn; do
-        skip $name "no Fashion-MNIST in .gpudata (bash bench/cuda_device_checks.sh --prepare, then carry .gpudata)"
+        skip $name "no Fashion-MNIST in .gpudata (bash bench/cuda_device_checks.sh --prepare, \
+then carry .gpudata)"
     done
 fi
 # 4. the cuda suites, every direct kernel launch (kernels/cuda/launch.py) compared with
