@@ -1239,6 +1239,61 @@ def test_reductions_refuse_a_block_size_they_cannot_halve(monkeypatch, rng):
         gemm.gemm(a, a, cuda.device_array((40, 40), np.float32), trans_b=True)
 
 
+def test_launch_sizes_of_large_shapes_stay_inside_a_gpus_limits(monkeypatch, rng):
+    """Every kernel launch the ops make for large shapes, recorded instead of run (no
+    kernel runs, nothing is compared), at the default launch configuration: at most 1024
+    threads a block (x, y <= 1024, z <= 64), a grid of at most 2**31 - 1 blocks along x
+    and 65,535 along y and z, and the block sizes the reductions halve powers of two.
+    The simulator runs any of these, so only this check shows a launcher that outgrows
+    them."""
+    from fastnn.kernels.cuda import dense, gemm, launch
+    for name, value in (("THREADS", 256), ("MAX_BLOCKS", 4096), ("BN_THREADS", 1024),
+                        ("ROW_LANES", 32), ("TILE", 16)):
+        monkeypatch.setattr(config, name, value)
+    launches = []
+
+    def record(kernel, launch_config):
+        launches.append((getattr(kernel, "__name__", repr(kernel)), launch_config))
+        return lambda *args: None
+
+    monkeypatch.setattr(type(C.activations._relu), "__getitem__", record)
+    monkeypatch.setattr(gemm, "_cupy", None)   # the tiled GEMM, also where CuPy is
+    monkeypatch.setattr(gemm, "_raw_cublas", None)
+    f = np.float32
+    rows = 300_000   # beyond dense.DIRECT_ROWS: partial column sums along grid y
+    tall = np.zeros((rows, 3), f)
+    C.relu(np.zeros(1 << 22, f))
+    C.linear_backward(tall, tall, np.zeros((3, 3), f), grad_weight=np.zeros((3, 3), f),
+                      grad_bias=np.zeros(3, f))
+    C.linear_forward(np.zeros((3000, 4), f), np.zeros((3000, 4), f), np.zeros(3000, f))
+    C.softmax(tall)
+    C.softmax_cross_entropy(tall, np.zeros(rows, np.int64))
+    C.layer_norm_forward(tall)
+    wide = np.zeros((4, 100_000), f)
+    ones = np.ones(100_000, f)
+    C.batchnorm_forward(wide, ones, ones, ones.copy(), ones.copy())
+    C.batchnorm_backward(wide, wide, ones, ones, ones, grad_weight=ones.copy(),
+                         grad_bias=ones.copy())
+    planes = np.zeros((2, 70_000, 2, 2), f)
+    C.batchnorm_forward(planes, ones[:70_000], ones[:70_000], ones[:70_000].copy(),
+                        ones[:70_000].copy())
+    C.depthwise_conv2d_backward(np.zeros((2, 70_000, 1, 1), f), planes,
+                                np.zeros((70_000, 1, 2, 2), f),
+                                grad_weight=np.zeros((70_000, 1, 2, 2), f),
+                                grad_bias=np.zeros(70_000, f))
+    assert len(launches) >= 14, launches
+    for name, (grid, block) in launches:
+        gx, gy, gz = launch._dims(grid)
+        bx, by, bz = launch._dims(block)
+        assert bx <= 1024 and by <= 1024 and bz <= 64 and bx * by * bz <= 1024, (name, block)
+        assert 1 <= gx < 2 ** 31 and 1 <= gy <= 65535 and 1 <= gz <= 65535, (name, grid)
+        # blocks the tree reductions halve: powers of two along x and y
+        assert bx & (bx - 1) == 0 and by & (by - 1) == 0, (name, block)
+    assert any(launch._dims(grid)[1] > 1 for _, (grid, _) in launches), \
+        "no launch used grid y (dense's partial column sums)"
+    assert dense.DIRECT_ROWS < rows
+
+
 class _BrokenCuPyFinder:
     """A CuPy that fails at import with its own error, not ImportError (a wheel built
     for another CUDA)."""
