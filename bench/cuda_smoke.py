@@ -32,15 +32,16 @@ def main(argv=None):
     z = C.linear_forward(x, w, b, "relu")
     labels = rng.integers(0, 24, 64)
     loss, grad = C.softmax_cross_entropy(z, labels)
-    if values:
+    if values:  # (loose enough for a cuBLAS in TF32: a wrong launch gives garbage)
         np.testing.assert_array_equal(y, np.maximum(x, 0))
-        np.testing.assert_allclose(z, np.maximum(x @ w.T + b, 0), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(z, np.maximum(x @ w.T + b, 0), rtol=1e-2, atol=1e-2)
+        z = z.astype(np.float64)
         shifted = z - z.max(axis=1, keepdims=True)
         log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
         np.testing.assert_allclose(loss, -log_p[np.arange(64), labels].mean(), rtol=1e-4)
         expected = np.exp(log_p)
         expected[np.arange(64), labels] -= 1
-        np.testing.assert_allclose(grad, expected / 64, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(grad, expected / 64, rtol=1e-3, atol=1e-6)
     print(f"cuda smoke: ok ({'values checked' if values else 'values not checked'}); "
           f"launches {launch.counts}, {launch.describe()}; "
           f"gemm {C.backend_info()['gemm_detail']}")
