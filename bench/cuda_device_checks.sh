@@ -117,7 +117,9 @@ print("backends", fastnn.backends())
 print("cuda", fastnn.backend_info("cuda"))
 PY
 cat "$OUT/gpu.txt"
-note "setup: $(elapsed)s; $(grep -c . "$OUT/gpu.txt") lines in gpu.txt"
+note "setup: $(elapsed)s (gpu.txt)"
+grep -E "^(backends|torch cuda|numba|numba-cuda|cupy-cuda1[23]x|python) |Error" "$OUT/gpu.txt" | cut -c 1-300 |
+    sed 's/^/    /' | tee -a "$OUT/summary.txt"
 
 # which launch and cuBLAS paths work here (bench/cuda_smoke.py: a few ops checked against
 # NumPy): the stages run with the first setting that passes, so that a fast path broken
