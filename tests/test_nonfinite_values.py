@@ -118,6 +118,24 @@ def test_batchnorm_variance_overflow_is_infinite(backend):
     assert layer.running_var[0] == np.inf
 
 
+@pytest.mark.parametrize("shape", [(5, 3), (4, 3, 2), (2, 3, 2, 2)])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batchnorm_infinite_input_gives_torch_running_statistics(backend, shape):
+    """An inf in a channel: its variance is NaN (x - mean is inf - inf), as PyTorch's;
+    numba's one-pass (N, C, L) kernel took the infinite sum of squares for an overflow
+    and kept an infinite running_var."""
+    x = np.linspace(-1.0, 1.0, int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    x[1, 0], x[0, 1] = np.inf, -np.inf  # channels 0 and 1; channel 2 finite
+    cls = {2: "BatchNorm1d", 3: "BatchNorm1d", 4: "BatchNorm2d"}[len(shape)]
+    twin = getattr(torch.nn, cls)(3)
+    twin(torch.tensor(x))
+    with fastnn.use_backend(backend):
+        layer = getattr(nn, cls)(3)
+        layer(x)
+    np.testing.assert_allclose(layer.running_mean, twin.running_mean.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(layer.running_var, twin.running_var.numpy(), rtol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sigmoid_of_very_negative_inputs_is_zero(backend, dtype):

@@ -50,9 +50,16 @@ def _statistics(j, count, s1, s2, first, training, mean_only, momentum, eps,
     m1 = s1 / count if training else 0.0
     var = 0.0
     if training:
-        # an overflowed sum of squares is an infinite variance (inf - inf would be NaN),
-        # as the two-pass variance of the other backends and PyTorch's give
-        var = np.inf if s2 == np.inf else max(s2 / count - m1 * m1, 0.0)
+        if not math.isfinite(s1):
+            # an inf or NaN in the channel: the two-pass variance of the other
+            # backends and PyTorch's is NaN (x - mean is inf - inf or NaN)
+            var = np.nan
+        elif s2 == np.inf:
+            # an overflowed sum of squares of finite values is an infinite variance
+            # (inf - inf would be NaN), as the two-pass variance gives
+            var = np.inf
+        else:
+            var = max(s2 / count - m1 * m1, 0.0)
     _store_statistics(j, count, first + m1, var, training, mean_only, momentum, eps,
                       running_mean, running_var, save_mean, save_invstd)
 
