@@ -21,8 +21,8 @@ import numpy as np
 from . import overhead
 
 FLOORS_JSON = os.path.join(os.path.dirname(overhead.OVERHEAD_JSON), "floors.json")
-# the BatchNorm kernels' row chunks for 256 rows (kernels/numba_cpu/batchnorm.py
-# _n_chunks: 256 // 32)
+# the BatchNorm kernels' row chunks for 256 rows (kernels/numba_cpu/chunks.py
+# n_chunks: 256 // 32)
 _CHUNKS = 8
 
 _traffic_kernel = None

@@ -2,8 +2,9 @@
 
 x is viewed as (N, C, L): L = 1 for (N, C) input, L = H * W for (N, C, H, W).
 
-For (N, C) input the rows are split into fixed chunks (a function of N only), each
-streaming whole rows into its own row of float64 partial sums, merged in chunk order.
+For (N, C) input the rows are split into fixed chunks (chunks.py: a function of N
+only), each streaming whole rows into its own row of float64 partial sums, merged in
+chunk order.
 Training forward: the column sums, then the squared deviations from the mean (a
 second pass that finds the chunk's rows in cache), then y = (x - mean) * scale + bias.
 Backward: the sums of grad_out and grad_out * (x - mean), then grad_in = a * grad_out
@@ -26,12 +27,9 @@ import numpy as np
 from numba import prange
 
 from ._buffers import scratch
+from .chunks import chunk_rows, n_chunks
 from .config import helper, kernel
 
-# (N, C) reductions: rows in at most _MAX_CHUNKS chunks of at least _CHUNK_MIN_ROWS
-# (the Cython backend's MAX_CHUNKS / CHUNK_MIN_ROWS)
-_MAX_CHUNKS = 32
-_CHUNK_MIN_ROWS = 32
 # (N, C, L) backward: values per span summed in x's type before a float64 add, as
 # PyTorch's float32 accumulators but short: a span's error stays that of a 1024-term
 # sum split over the vector's lanes. 32x128x16x16, 2 threads: the sums 191 -> 152 us
@@ -122,18 +120,6 @@ def _accumulate_param_grads(sum_g, sum_gx, save_invstd, mean_only, grad_weight, 
 
 
 # ----------------------------------------------------------------- (N, C) input
-@helper
-def _n_chunks(n):
-    """Row chunks of an (N, C) reduction: a function of N only (never of the thread
-    count), so the chunk partials, merged in order, give the same bits for any count."""
-    return min(max(n // _CHUNK_MIN_ROWS, 1), _MAX_CHUNKS)
-
-
-@helper
-def _chunk_rows(k, nch, n):
-    return k * n // nch, (k + 1) * n // nch
-
-
 @helper
 def _merge(partial, nch):
     """partial[0] += partial[1] + ... + partial[nch - 1], added in chunk order."""
@@ -233,21 +219,21 @@ def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_
                      momentum, eps, out, save_mean, save_invstd, scale, partial):
     # IN x (N, C), weight, bias (C,); INOUT running_mean, running_var (C,);
     # OUT out (N, C), save_mean, save_invstd (C,); scratch scale (C,),
-    # partial (2, _n_chunks(N), C) float64
+    # partial (2, n_chunks(N), C) float64
     # Rows are split into chunks, each streaming whole rows (contiguous, vectorized)
     # into its own row of partial sums; the partials are merged in chunk order.
     n, c = x.shape
-    nch = _n_chunks(n)
+    nch = n_chunks(n)
     if training and n > 0:
         for k in prange(nch):
-            r0, r1 = _chunk_rows(k, nch, n)
+            r0, r1 = chunk_rows(k, nch, n)
             _col_sums(x[r0:r1], partial[0, k])
         _merge(partial[0], nch)
         for j in range(c):
             save_mean[j] = partial[0, 0, j] / n
         if not mean_only:
             for k in prange(nch):
-                r0, r1 = _chunk_rows(k, nch, n)
+                r0, r1 = chunk_rows(k, nch, n)
                 _col_sqdev(x[r0:r1], save_mean, partial[1, k])
             _merge(partial[1], nch)
     else:
@@ -267,7 +253,7 @@ def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_
         _column_statistics(n, partial, False, False, momentum, eps, running_mean, running_var,
                            save_mean, save_invstd, weight, scale)
     for k in prange(nch):
-        r0, r1 = _chunk_rows(k, nch, n)
+        r0, r1 = chunk_rows(k, nch, n)
         for i in range(r0, r1):
             row = x[i]
             y = out[i]
@@ -281,14 +267,14 @@ def _backward_columns(grad_out, x, weight, save_mean, save_invstd, training, mea
     # IN grad_out, x (N, C), weight, save_mean, save_invstd (C,);
     # INOUT grad_weight, grad_bias (C,) (when accumulate); OUT grad_in (N, C);
     # scratch a, b, d (C,): grad_in = a * grad_out + b * (x - mean) + d;
-    # partial (2, _n_chunks(N), C) float64
+    # partial (2, n_chunks(N), C) float64
     n, c = x.shape
     inv_n = 1.0 / max(n, 1)
-    nch = _n_chunks(n)
+    nch = n_chunks(n)
     if n == 0:
         partial[:, 0] = 0.0
     for k in prange(nch):
-        r0, r1 = _chunk_rows(k, nch, n)
+        r0, r1 = chunk_rows(k, nch, n)
         _grad_sums(grad_out[r0:r1], x[r0:r1], save_mean, partial[0, k], partial[1, k])
     _merge(partial[0], nch)
     _merge(partial[1], nch)
@@ -303,7 +289,7 @@ def _backward_columns(grad_out, x, weight, save_mean, save_invstd, training, mea
                                 grad_weight, grad_bias)
     with_x = training and not mean_only   # (else b is 0: x unread, no 0 * inf = NaN)
     for k in prange(nch):
-        r0, r1 = _chunk_rows(k, nch, n)
+        r0, r1 = chunk_rows(k, nch, n)
         for i in range(r0, r1):
             go = grad_out[i]
             row = x[i]
@@ -417,7 +403,7 @@ def _backward_planes(grad_out, x, weight, save_mean, save_invstd, training, mean
 
 def _partials(n, c):
     """Float64 chunk partials for an (N, C) reduction, reused between calls."""
-    return scratch("bn_partial", (2, min(max(n // _CHUNK_MIN_ROWS, 1), _MAX_CHUNKS), c),
+    return scratch("bn_partial", (2, n_chunks.py_func(n), c),
                    np.float64)
 
 

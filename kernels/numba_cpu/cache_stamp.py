@@ -5,7 +5,7 @@ Numba 0.68, its mtime and size before), and serves the cached machine code for a
 as that file is unchanged. A kernel of this
 backend also carries code from other modules of it, compiled into its own: the inlined
 ``helper`` functions, intrinsics and overloads of ``vmath``, ``blas``, ``select``,
-``flush``, ``prefetch``, ``nt_store`` and ``batchnorm`` (the chunking of the (N, C)
+``flush``, ``prefetch``, ``nt_store`` and ``chunks`` (the chunking of the (N, C)
 reductions), and ``config``'s generated block loops and options. After an edit to one of
 those, the cache kept serving the old code.
 
@@ -25,7 +25,7 @@ import os
 # The modules of this backend whose code or constants are compiled into kernels of the
 # others (every module another one imports: tests/test_numba_cache_stamp.py checks).
 # A kernel module's own edits are Numba's stamp's business.
-HELPERS = ("batchnorm", "blas", "config", "flush", "nt_store", "prefetch", "select", "vmath")
+HELPERS = ("blas", "chunks", "config", "flush", "nt_store", "prefetch", "select", "vmath")
 
 _digest = None
 

@@ -8,8 +8,8 @@ transposed into out. Backward: one pass computes g = grad_out * act'(y) and the 
 sums of g for grad_bias, then BLAS accumulates grad_weight += g.T @ x and writes
 grad_in = g @ W.
 
-The bias gradient is summed by row chunks whose number depends on N alone (batchnorm's
-``_n_chunks``), each chunk into its own partial, the partials added in chunk order:
+The bias gradient is summed by row chunks whose number depends on N alone (chunks.py's
+``n_chunks``), each chunk into its own partial, the partials added in chunk order:
 bitwise identical results for any thread count.
 """
 import numpy as np
@@ -18,7 +18,7 @@ from numba import prange
 from ..gemm_shapes import transposed_forward
 from . import blas, vmath
 from . import _buffers
-from .batchnorm import _MAX_CHUNKS, _chunk_rows, _n_chunks
+from .chunks import MAX_CHUNKS, chunk_rows, n_chunks
 from .config import OPTIONS, Kernel, helper
 
 
@@ -37,7 +37,7 @@ _NO_BIAS = {np.dtype(np.float32): np.empty(0, np.float32),
 # when not transposed
 _NO_MATRIX = {dtype: np.empty((0, 0), dtype) for dtype in _NO_BIAS}
 # the bias partials without a bias: a row of nothing for each chunk
-_NO_PARTIAL = {dtype: np.empty((_MAX_CHUNKS, 0), dtype) for dtype in _NO_BIAS}
+_NO_PARTIAL = {dtype: np.empty((MAX_CHUNKS, 0), dtype) for dtype in _NO_BIAS}
 
 
 @helper
@@ -160,17 +160,17 @@ def _linear_backward(gemm, ilp64, gemv, grad_out, x, weight, y, act, slope, g, g
                      need_grad_in):
     # IN grad_out, y (N, F), x (N, K), weight (F, K); OUT g (N, F) (unused for
     # 'identity', whose g is grad_out), grad_in (N, K); INOUT grad_weight (F, K),
-    # grad_bias (F,); partial (_n_chunks(N), F) scratch for the bias sums
-    # Rows go in _n_chunks(N) chunks, a function of N alone, each summing its columns
+    # grad_bias (F,); partial (n_chunks(N), F) scratch for the bias sums
+    # Rows go in n_chunks(N) chunks, a function of N alone, each summing its columns
     # into its own row of partial; the partials are added in chunk order, so the bias
     # gradient has the same bits for any thread count. (Column blocks that each walk
     # every row, which need no partials, ran 256x1024 at 61-88 us against 25 us.)
     n, k = x.shape
     f = weight.shape[0]
     if act != IDENTITY or has_bias:
-        nch = _n_chunks(n)
+        nch = n_chunks(n)
         for c in prange(nch):
-            r0, r1 = _chunk_rows(c, nch, n)
+            r0, r1 = chunk_rows(c, nch, n)
             _activation_grad_chunk(grad_out, y, act, slope, g, partial[c], has_bias, r0, r1)
         if has_bias:
             if not accumulate:
@@ -242,7 +242,7 @@ def linear_backward(grad_out, x, weight, y=None, activation="identity", negative
         g = np.empty_like(grad_out) if scratch is None else scratch
     if need_grad_in and grad_in is None:
         grad_in = np.empty_like(x)
-    chunks = _n_chunks.py_func(grad_out.shape[0])
+    chunks = n_chunks.py_func(grad_out.shape[0])
     partial = (_buffers.scratch("linear_bias_partial", (chunks, grad_out.shape[1]), dtype)
                if grad_bias is not None else _NO_PARTIAL[dtype])
     # one chunk runs serially whatever its size (no work for a second thread)

@@ -2,11 +2,11 @@
 
 Each row's statistics (float64 sums) and output or grad_in come from one task, so a
 row's result never depends on the thread count. The backward is one pass over g and x:
-rows go in fixed chunks (BatchNorm's, a function of N only), each chunk also summing its
-rows' g * xhat and g into its own partial (the weight and bias gradients, in x's type),
-in the same loop as the row's two sums, and the partials are added in chunk order in
-float64: the same bits for any thread count. (Column blocks walking every row instead
-read memory with a stride: 2.8 ms for 4096x1024 against 1.2 ms for the row pass.)
+rows go in fixed chunks (BatchNorm's, chunks.py: a function of N only), each chunk also
+summing its rows' g * xhat and g into its own partial (the weight and bias gradients, in
+x's type), in the same loop as the row's two sums, and the partials are added in chunk
+order in float64: the same bits for any thread count. (Column blocks walking every row
+instead read memory with a stride: 2.8 ms for 4096x1024 against 1.2 ms for the row pass.)
 The backward's row sums run in x's type, as PyTorch's: this loop is compute-bound, and
 float64 sums (a conversion per term) took it from 1.66 to 2.0 ms at 4096x1024.
 A missing weight is a vector of ones in the backward; in the forward optional weight
@@ -16,7 +16,7 @@ import numpy as np
 from numba import prange
 
 from ._buffers import scratch
-from .batchnorm import _chunk_rows, _n_chunks
+from .chunks import chunk_rows, n_chunks
 from .config import kernel, serial_kernel
 _NONE = {np.dtype(np.float32): np.empty(0, np.float32),
          np.dtype(np.float64): np.empty(0, np.float64)}
@@ -63,7 +63,7 @@ def _backward(g, x, weight, save_mean, save_invstd, grad_in, partial, want_param
     nch = partial.shape[0]
     zero = x.dtype.type(0)
     for k in prange(nch):
-        r0, r1 = _chunk_rows(k, nch, n)
+        r0, r1 = chunk_rows(k, nch, n)
         pw = partial[k, 0]
         pb = partial[k, 1]
         if want_params:
@@ -138,7 +138,7 @@ def layer_norm_backward(grad_out, x, weight, save_mean, save_invstd, grad_weight
         weight = scratch("layer_norm_ones", (d,), x.dtype)
         weight.fill(1)
     want = grad_weight is not None or grad_bias is not None
-    partial = scratch("layer_norm_partial", (_n_chunks(n), 2, d) if want else (1, 2, 0),
+    partial = scratch("layer_norm_partial", (n_chunks(n), 2, d) if want else (1, 2, 0),
                       x.dtype)
     grad_in = np.empty_like(x) if grad_in is None else grad_in
     _backward(x.size, grad_out, x, weight, save_mean, save_invstd, grad_in, partial, want)
