@@ -5,8 +5,8 @@ Numba 0.68, its mtime and size before), and serves the cached machine code for a
 as that file is unchanged. A kernel of this
 backend also carries code from other modules of it, compiled into its own: the inlined
 ``helper`` functions, intrinsics and overloads of ``vmath``, ``blas``, ``select``,
-``flush``, ``prefetch``, ``nt_store`` and ``chunks`` (the chunking of the (N, C)
-reductions), and ``config``'s generated block loops and options. After an edit to one of
+``flush``, ``prefetch``, ``nt_store``, ``chunks`` (the chunking of the (N, C)
+reductions) and ``row_exps`` (the row kernels' exps), and ``config``'s generated block loops and options. After an edit to one of
 those, the cache kept serving the old code.
 
 Each index of this backend's caches is therefore stamped with Numba's stamp and a
@@ -25,7 +25,8 @@ import os
 # The modules of this backend whose code or constants are compiled into kernels of the
 # others (every module another one imports: tests/test_numba_cache_stamp.py checks).
 # A kernel module's own edits are Numba's stamp's business.
-HELPERS = ("blas", "chunks", "config", "flush", "nt_store", "prefetch", "select", "vmath")
+HELPERS = ("blas", "chunks", "config", "flush", "nt_store", "prefetch", "row_exps", "select",
+           "vmath")
 
 _digest = None
 
