@@ -12,8 +12,9 @@ import numba
 import numpy as np
 from numba import prange
 
+from . import row_exps
 from . import vmath
-from .config import OPTIONS, helper, kernel
+from .config import OPTIONS, call_outlined, helper, kernel, serial_kernel
 
 _ROWS = 16        # rows per chunk for softmax-cross-entropy
 _ELEMENTS = 4096  # elements per chunk for the elementwise losses
@@ -41,26 +42,31 @@ def _exact_difference(a, b):
     return a - b
 
 
-@kernel
-def _softmax_ce_labels(logits, labels, grad, rows):
-    # IN logits (N, C), labels (N,) int64; OUT grad (N, C). Returns the summed loss.
-    n, c = logits.shape
-    inv_n = logits.dtype.type(1.0 / max(n, 1))
-    chunks = (n + rows - 1) // rows
-    partial = np.zeros(chunks)
-    for k in prange(chunks):
+@serial_kernel
+def _labels_chunks(logits, labels, grad, partial, rows, inv_n):
+    # IN logits (m, C), labels (m,) int64; OUT grad (m, C), partial (chunks,): each chunk
+    # of `rows` rows' loss
+    m, c = logits.shape
+    wide = c >= row_exps.WIDE
+    for k in range(partial.shape[0]):
         # the loss is sum(log s) - sum(x_label - m), each in its own float64 sum: as one
         # expression fastmath reassociated the term to (log s + m) - x_label in
         # float32, which rounds log s off where |m| is large (1e4 logits: 0.69336 for
         # ln 2). (np.float64, not float(): float() of a float32 is a float32 in Numba.)
         log_sums = 0.0
         shifted = 0.0
-        for i in range(k * rows, min(n, (k + 1) * rows)):
+        for i in range(k * rows, min(m, (k + 1) * rows)):
             x = logits[i]
             g = grad[i]
-            m = vmath.row_max(x)
-            for j in range(c):
-                g[j] = vmath.exp_nonpos(x[j] - m)
+            mx = vmath.row_max(x)
+            if wide:
+                row_exps.row_exps(x, mx, g)
+            else:
+                # (not row_exps.narrow_exps: it writes a block's gradient before these
+                # rows read x, and a gradient lying over the logits' earlier rows,
+                # test_kernel_rounding_order's, then changed the loss)
+                for j in range(c):
+                    g[j] = vmath.exp_nonpos(x[j] - mx)
             # the sum in a loop of its own, with no store: in one loop with g's, LLVM
             # versions it on a runtime check that g and x do not overlap, and the two
             # versions add in different orders, so the bits depended on where the
@@ -74,28 +80,48 @@ def _softmax_ce_labels(logits, labels, grad, rows):
             label = labels[i]
             g[label] -= inv_n
             log_sums += math.log(np.float64(s))
-            shifted += np.float64(_exact_difference(x[label], m))
+            shifted += np.float64(_exact_difference(x[label], mx))
         partial[k] = log_sums - shifted
-    return _ordered_sum(partial)
 
 
 @kernel
-def _softmax_ce_probs(logits, target, grad, rows):
-    # IN logits, target (N, C); OUT grad (N, C). Returns the summed loss.
+def _softmax_ce_labels(logits, labels, grad, rows):
+    # IN logits (N, C), labels (N,) int64; OUT grad (N, C). Returns the summed loss.
+    # Blocks of whole chunks of about row_exps.ROW_BLOCK values, each a call of
+    # _labels_chunks kept out of line (config.call_outlined; row_exps.py says why)
     n, c = logits.shape
     inv_n = logits.dtype.type(1.0 / max(n, 1))
     chunks = (n + rows - 1) // rows
     partial = np.zeros(chunks)
-    for k in prange(chunks):
+    per_block = max(1, row_exps.rows_per_block(c) // rows)
+    for b in prange((chunks + per_block - 1) // per_block):
+        k0 = b * per_block
+        lo = k0 * rows
+        hi = (k0 + per_block) * rows
+        call_outlined(_labels_chunks, (logits[lo:hi], labels[lo:hi], grad[lo:hi],
+                                       partial[k0:k0 + per_block], rows, inv_n))
+    return _ordered_sum(partial)
+
+
+@serial_kernel
+def _probs_chunks(logits, target, grad, partial, rows, inv_n):
+    # IN logits, target (m, C); OUT grad (m, C), partial (chunks,): each chunk of `rows`
+    # rows' loss
+    m, c = logits.shape
+    wide = c >= row_exps.WIDE
+    for k in range(partial.shape[0]):
         total = 0.0
-        for i in range(k * rows, min(n, (k + 1) * rows)):
+        for i in range(k * rows, min(m, (k + 1) * rows)):
             x = logits[i]
             t = target[i]
             g = grad[i]
-            m = vmath.row_max(x)
-            for j in range(c):
-                g[j] = vmath.exp_nonpos(x[j] - m)
-            s = x.dtype.type(0)   # (sums apart from the store: see _softmax_ce_labels)
+            mx = vmath.row_max(x)
+            if wide:
+                row_exps.row_exps(x, mx, g)
+            else:
+                for j in range(c):
+                    g[j] = vmath.exp_nonpos(x[j] - mx)
+            s = x.dtype.type(0)   # (sums apart from the store: see _labels_chunks)
             t_sum = x.dtype.type(0)
             # the loss's sums of t and t (x - m) in float64, as Cython's: in float32 they
             # drifted over many classes (label smoothing's eps / C over 2^18 classes:
@@ -106,13 +132,30 @@ def _softmax_ce_probs(logits, target, grad, rows):
                 s += g[j]
                 t_sum += t[j]
                 t_total += np.float64(t[j])
-                tx += np.float64(t[j]) * np.float64(x[j] - m)
+                tx += np.float64(t[j]) * np.float64(x[j] - mx)
             scale = inv_n * t_sum / s  # softmax * sum(t) - t: rows need not sum to 1
             for j in range(c):
                 g[j] = g[j] * scale - t[j] * inv_n
             # -sum_j t_j log p_j = sum_j t_j (log s - (x_j - m))
             total += math.log(np.float64(s)) * t_total - tx
         partial[k] = total
+
+
+@kernel
+def _softmax_ce_probs(logits, target, grad, rows):
+    # IN logits, target (N, C); OUT grad (N, C). Returns the summed loss. Blocks of
+    # chunks as _softmax_ce_labels.
+    n, c = logits.shape
+    inv_n = logits.dtype.type(1.0 / max(n, 1))
+    chunks = (n + rows - 1) // rows
+    partial = np.zeros(chunks)
+    per_block = max(1, row_exps.rows_per_block(c) // rows)
+    for b in prange((chunks + per_block - 1) // per_block):
+        k0 = b * per_block
+        lo = k0 * rows
+        hi = (k0 + per_block) * rows
+        call_outlined(_probs_chunks, (logits[lo:hi], target[lo:hi], grad[lo:hi],
+                                      partial[k0:k0 + per_block], rows, inv_n))
     return _ordered_sum(partial)
 
 
