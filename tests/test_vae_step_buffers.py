@@ -5,7 +5,9 @@ changes (the arrays made anew), eval mode, a second backward and no_grad evaluat
 between steps; the arrays it returns are not overwritten by later steps, threads sharing
 one model do not share its arrays, a steady-state training step allocates none of the
 (N, data_dim) temporaries it used to, and sample() between steps no longer makes the next
-step's second backward raise."""
+step's second backward raise. The Bernoulli decoder (likelihood='bernoulli', logits and
+the summed BCE with logits) follows PyTorch's binary_cross_entropy_with_logits the same
+way, and round-trips through a checkpoint."""
 import threading
 
 import numpy as np
@@ -28,7 +30,8 @@ def torch_params(model):
 
 def torch_negative_elbo(model, P, x, eps):
     """(loss, nll, kl, x as a leaf tensor) of model (tanh MLPs) written with torch tensors P,
-    through torch.distributions' Normal log-density and KL."""
+    through torch.distributions' Normal log-density (a bernoulli model: torch's
+    binary_cross_entropy_with_logits, reduction='sum' over N) and KL."""
     def mlp(prefix, net, h):
         linears = [i for i, layer in enumerate(net) if type(layer).__name__ == "Linear"]
         for i in linears:
@@ -40,8 +43,11 @@ def torch_negative_elbo(model, P, x, eps):
     enc = mlp("encoder", model.encoder, xt)
     q = torch.distributions.Normal(enc[:, :L], torch.exp(enc[:, L:]))
     dec = mlp("decoder", model.decoder, q.loc + q.scale * torch.tensor(np.array(eps)))
-    p_x = torch.distributions.Normal(dec[:, :D], torch.exp(dec[:, D:]))
-    nll = -p_x.log_prob(xt).sum() / n
+    if model.likelihood == "bernoulli":
+        nll = torch.nn.functional.binary_cross_entropy_with_logits(dec, xt, reduction="sum") / n
+    else:
+        p_x = torch.distributions.Normal(dec[:, :D], torch.exp(dec[:, D:]))
+        nll = -p_x.log_prob(xt).sum() / n
     prior = torch.distributions.Normal(torch.zeros_like(q.loc), 1.0)
     kl = torch.distributions.kl_divergence(q, prior).sum() / n
     return nll + kl, nll, kl, xt
@@ -53,17 +59,26 @@ def check_close(actual, expected, dtype, what):
     assert_close(actual, expected, dtype, scale=scale, err_msg=what)
 
 
+def data(rng, likelihood, shape, dtype):
+    """Test inputs: standard normal, or for a bernoulli model intensities in [0, 1] with
+    some exact 0s and 1s (an image's background and strokes)."""
+    if likelihood == "gaussian":
+        return rng.standard_normal(shape).astype(dtype)
+    return np.clip(rng.uniform(-0.3, 1.3, shape), 0, 1).astype(dtype)
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
 @pytest.mark.parametrize("need_grad_in", [True, False])
-def test_steps_with_kept_arrays_follow_torch(backend, dtype, need_grad_in):
+def test_steps_with_kept_arrays_follow_torch(backend, dtype, need_grad_in, likelihood):
     rng = np.random.default_rng(0)
     fastnn.manual_seed(0)
-    model = VAE(5, 3, [6, 4], seed=4).to_dtype(dtype)
+    model = VAE(5, 3, [6, 4], seed=4, likelihood=likelihood).to_dtype(dtype)
     noise = np.random.default_rng(4)   # the model's own generator, twinned
     P = torch_params(model)
     opt = optim.Adam(model.parameters(), lr=1e-2)
     opt_t = torch.optim.Adam(list(P.values()), lr=1e-2)
     for step, n in enumerate([8, 8, 3, 3, 8, 8]):   # (the arrays made anew at 3 and 8)
-        x = rng.standard_normal((n, 5)).astype(dtype)
+        x = data(rng, likelihood, (n, 5), dtype)
         given = step % 2 == 1
         eps = rng.standard_normal((n, 3)).astype(dtype) if given else None
         eps_t = eps if given else noise.standard_normal((n, 3)).astype(dtype)
@@ -90,7 +105,7 @@ def test_steps_with_kept_arrays_follow_torch(backend, dtype, need_grad_in):
         opt.step()
         opt_t.step()
         if step == 2:   # an evaluation between steps: fresh arrays, nothing kept
-            x_eval = rng.standard_normal((4, 5)).astype(dtype)
+            x_eval = data(rng, likelihood, (4, 5), dtype)
             with fastnn.no_grad():
                 evaluated = model(x_eval)
             with torch.no_grad():
@@ -185,8 +200,9 @@ def test_threads_sharing_a_model_keep_arrays_of_their_own(backend):
     assert [slot[1] for slot in model._scratch if slot[0] == "step_arrays"] == [main]
 
 
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
 @pytest.mark.parametrize("backend", [b for b in fastnn.backends() if b in ("numba", "cython")])
-def test_a_steady_step_allocates_no_batch_sized_temporaries(backend):
+def test_a_steady_step_allocates_no_batch_sized_temporaries(backend, likelihood):
     # the elementwise terms, their two concatenations and the MLPs' outputs took 5.2 MB
     # a step at batch 128 (13 arrays of (N, data_dim) or more); the NumPy reference's
     # kernels allocate their own temporaries, so the compiled backends are measured.
@@ -197,7 +213,7 @@ def test_a_steady_step_allocates_no_batch_sized_temporaries(backend):
     x = rng.random((batch, dim)).astype(np.float32)
     with fastnn.use_backend(backend):
         fastnn.manual_seed(0)
-        model = VAE(dim, 2, (32, 16))
+        model = VAE(dim, 2, (32, 16), likelihood=likelihood)
         opt = optim.SGD(model.parameters(), lr=1e-6, momentum=0.9)
 
         def step(need_grad_in):
@@ -209,3 +225,43 @@ def test_a_steady_step_allocates_no_batch_sized_temporaries(backend):
         assert peak_of_step(lambda: step(False)) < one_array // 8
         # with the input's gradient: that array alone, the caller's
         assert peak_of_step(lambda: step(True)) < one_array * 9 // 8
+
+
+def test_bernoulli_samples_and_reconstructions_are_probabilities(backend):
+    fastnn.manual_seed(0)
+    model = VAE(6, 2, [5], likelihood="bernoulli")
+    x = data(np.random.default_rng(5), "bernoulli", (4, 6), np.float32)
+    P = torch_params(model)
+    samples = model.sample(3, rng=0)
+    z = torch.tensor(np.random.default_rng(0).standard_normal((3, 2)).astype(np.float32))
+    for got, h in ((samples, z), (model.reconstruct(x), None)):
+        if h is None:   # the decoder at the encoder's mean
+            h = torch.tensor(x)
+            for i in (0, 2):
+                h = h @ P[f"encoder.{i}.weight"].T + P[f"encoder.{i}.bias"]
+                h = torch.tanh(h) if i == 0 else h[:, :2]
+        for i in (0, 2):
+            h = h @ P[f"decoder.{i}.weight"].T + P[f"decoder.{i}.bias"]
+            h = torch.tanh(h) if i == 0 else torch.sigmoid(h)
+        assert got.shape == h.shape and got.dtype == np.float32
+        check_close(got, h, np.float32, "probabilities")
+    gaussian = VAE(6, 2, [5])
+    np.testing.assert_array_equal(gaussian.reconstruct(x), gaussian.decoder(
+        gaussian.encoder(x)[:, :2].copy())[:, :6])
+
+
+def test_likelihood_is_kept_by_a_checkpoint_and_checked(tmp_path):
+    fastnn.manual_seed(0)
+    model = VAE(6, 2, [5], likelihood="bernoulli")
+    assert model.config["likelihood"] == "bernoulli" and len(model.decoder[-1].bias.data) == 6
+    fastnn.save(model, tmp_path / "vae.npz")
+    loaded = fastnn.load(tmp_path / "vae.npz")
+    assert type(loaded) is VAE and loaded.likelihood == "bernoulli"
+    x = data(np.random.default_rng(1), "bernoulli", (3, 6), np.float32)
+    assert loaded(x) == model(x)   # (the same weights and noise generator state)
+    # a config from before the option (no 'likelihood') builds the Gaussian decoder
+    old = {key: value for key, value in model.config.items() if key != "likelihood"}
+    assert VAE(**old).likelihood == "gaussian" and VAE(**old).decoder[-1].bias.data.shape == (12,)
+    for bad in ("Bernoulli", "normal", None, 1):
+        with pytest.raises(ValueError, match="'gaussian' or 'bernoulli'"):
+            VAE(6, likelihood=bad)
