@@ -22,7 +22,7 @@ COMMANDS = {
              "(digits if absent)"),
     "multitask": ("fastnn.experiments.multitask",
                   "multi-task network: image regression + classification"),
-    "vae": ("fastnn.experiments.vae", "variational autoencoder on a 2-D distribution"),
+    "vae": ("fastnn.experiments.vae", "variational autoencoder on a 2-D distribution or images"),
     "dream": ("fastnn.experiments.dream",
               "class visualisation by input optimisation from a checkpoint"),
     "bench": ("fastnn.bench_cli", "benchmarks: --quick prints the main table in a minute"),

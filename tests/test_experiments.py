@@ -159,11 +159,31 @@ def test_experiment_commands_end_to_end(tmp_path):
     assert (tmp_path / "v.png").stat().st_size > 0
 
 
+def test_vae_command_on_digits_trains_the_bernoulli_decoder(tmp_path):
+    """--dataset: flattened images, the Bernoulli decoder, a PNG of samples and
+    reconstructions and the held-out negative ELBO (nats per image) per epoch."""
+    from fastnn import cli
+    backend = fastnn.get_backend()
+    try:
+        assert cli.main(["vae", "--dataset", "digits", "--epochs", "2", "--hidden", "16",
+                         "--n-train", "400", "--n-test", "100", "--lr", "1e-2",
+                         "--no-progress", "--out", str(tmp_path / "v.png"),
+                         "--metrics", str(tmp_path / "v.json")]) == 0
+    finally:
+        fastnn.set_backend(backend)
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert v["dataset"] == "digits" and v["likelihood"] == "bernoulli"
+    assert (v["n_train"], v["n_test"]) == (400, 100)
+    assert len(v["test_nelbo_curve"]) == 3 and v["test_nelbo_final"] < v["test_nelbo_initial"]
+    assert (tmp_path / "v.png").stat().st_size > 0
+
+
 @pytest.mark.parametrize("argv,status,message", [
     (["multitask", "--dataset", "digits", "--epochs", "1", "--lr", "1e6", "--no-progress"],
      1, "multitask: training diverged"),
     (["vae", "--epochs", "2", "--lr", "1e6", "--n-train", "200", "--no-progress"], 1,
      "vae: training diverged"),
+    (["vae", "--dataset", "digits", "--distribution", "moons"], 2, "give one"),
     (["dream", "--checkpoint", "{tmp}", "--target-class", "3"], 2, "(a folder)"),
     (["dream", "--checkpoint", "{tmp}/missing.npz", "--target-class", "3"], 2,
      "no such file"),

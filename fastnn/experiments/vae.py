@@ -1,14 +1,18 @@
-"""`python -m fastnn vae`: learn a 2-D distribution (ring or two moons) with the VAE.
+"""`python -m fastnn vae`: learn a 2-D distribution (ring or two moons) with the Gaussian
+VAE, or images (--dataset fashion-mnist, mnist, digits; flattened, intensities in [0, 1])
+with the Bernoulli decoder.
 
-Saves a PNG of generated samples beside held-out data and reports the held-out negative
-ELBO, which falls during training (its curve is in the metrics).
+Saves a PNG of generated samples beside held-out data (images: a grid of samples and of
+test images above their reconstructions) and reports the held-out negative ELBO (nats per
+point or image), which falls during training (its curve is in the metrics).
 """
 import time
 
 import numpy as np
 
-from .. import optim
+from .. import data, optim
 from ..models.vae import VAE
+from ..grad_mode import no_grad
 from ..nn.module import evaluating
 from ..plotting import integer_epochs, save_figure
 from .common import (apply_runtime, add_common_arguments, on_backend_device, progress,
@@ -31,14 +35,32 @@ def make_moons(n, rng, noise=0.08):
 
 
 DISTRIBUTIONS = {"ring": make_ring, "moons": make_moons}
+IMAGE_DATASETS = ("digits", "fashion-mnist", "mnist")
 
 
-def held_out_nelbo(model, x, seed=123):
-    """Single-sample negative ELBO on held-out points with fixed noise (comparable across epochs)."""
+def load_images(dataset, n_train=None, n_test=None, root=None, download=False):
+    """(x_train, x_test, image shape (H, W)): the dataset's flattened images (N, H W),
+    float32 in [0, 1], the first n_train and n_test of each split (None: all of it);
+    ValueError for an empty split."""
+    x_train, _, x_test, _ = data.load(dataset, root=root, download=download)
+    for split, x in (("training", x_train), ("test", x_test)):
+        if len(x) == 0:
+            raise ValueError(f"--dataset {dataset}: the {split} split holds no images")
+    shape = x_train.shape[1:]
+    x_train, x_test = x_train[:n_train], x_test[:n_test]
+    return x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1), shape
+
+
+def held_out_nelbo(model, x, seed=123, batch_size=2000):
+    """Single-sample negative ELBO on held-out points with fixed noise (comparable across
+    epochs), the mean over x's rows, taken batch_size rows at a time."""
     eps = np.random.default_rng(seed).standard_normal((len(x), model.latent_dim)).astype(x.dtype)
-    with evaluating(model):
-        loss, _, _ = model(x, eps=eps)
-    return loss
+    total = 0.0
+    with evaluating(model), no_grad():   # (fresh arrays: the step's kept ones stay)
+        for s in range(0, len(x), batch_size):
+            loss, _, _ = model(x[s:s + batch_size], eps=eps[s:s + batch_size])
+            total += loss * len(x[s:s + batch_size])
+    return total / len(x) if len(x) else float("nan")
 
 
 def plot_samples(data, samples, path, title, curve=None):
@@ -68,11 +90,66 @@ def plot_samples(data, samples, path, title, curve=None):
     save_figure(fig, path)
 
 
+def tile(images, shape, columns):
+    """(n, H W) images in [0, 1] -> one (rows H, columns W) picture, rows filled left to
+    right, a 1-pixel grey (0.5) line between the images."""
+    h, w = shape
+    rows = -(-len(images) // columns)
+    canvas = np.full((rows * (h + 1) - 1, columns * (w + 1) - 1), 0.5, np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        canvas[r * (h + 1):r * (h + 1) + h, c * (w + 1):c * (w + 1) + w] = image.reshape(h, w)
+    return canvas
+
+
+def plot_images(samples, originals, reconstructions, shape, path, title, curve=None,
+                columns=10):
+    """A grid of generated samples, one of test images with their reconstructions below
+    (row by row) and, when given, the held-out negative ELBO per epoch; every array
+    (n, H W) in [0, 1]."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    panels = 2 if curve is None else 3
+    fig = Figure(figsize=(5 * panels, 5.4), dpi=100)
+    FigureCanvasAgg(fig)
+    pairs = []   # rows of test images each above its reconstructions
+    for s in range(0, len(originals), columns):
+        pairs += [tile(originals[s:s + columns], shape, columns),
+                  tile(reconstructions[s:s + columns], shape, columns)]
+    for i, (picture, name) in enumerate((
+            (tile(samples, shape, columns), "VAE samples (pixel probabilities)"),
+            (np.concatenate(pairs), "test images, reconstructions below"))):
+        ax = fig.add_subplot(1, panels, i + 1)
+        ax.imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(name)
+        ax.axis("off")
+    if curve is not None:
+        ax = fig.add_subplot(1, 3, 3)
+        ax.plot(range(len(curve)), curve, "o-", ms=3)
+        ax.set_xlabel("epoch")
+        integer_epochs(ax)
+        ax.set_title("held-out negative ELBO (nats per image)")
+        ax.grid(True, alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
 def add_arguments(parser):
     from ..cli import hidden_units, positive_int
-    parser.add_argument("--distribution", choices=sorted(DISTRIBUTIONS), default="ring")
-    parser.add_argument("--n-train", type=positive_int, default=20000)
-    parser.add_argument("--n-test", type=positive_int, default=2000)
+    parser.add_argument("--distribution", choices=sorted(DISTRIBUTIONS), default=None,
+                        help="a 2-D distribution (default ring), Gaussian decoder")
+    parser.add_argument("--dataset", choices=IMAGE_DATASETS, default=None,
+                        help="images instead (flattened), Bernoulli decoder")
+    parser.add_argument("--data-root", "--data-dir", dest="data_root",
+                        help="directory holding the dataset files")
+    parser.add_argument("--download", action="store_true",
+                        help="download the dataset if missing, into --data-root when "
+                             "given, else ~/.cache/fastnn/NAME")
+    parser.add_argument("--n-train", type=positive_int, default=None,
+                        help="training points (default 20000; images: the whole split)")
+    parser.add_argument("--n-test", type=positive_int, default=None,
+                        help="held-out points (default 2000; images: the whole split)")
     parser.add_argument("--latent-dim", type=positive_int, default=2)
     parser.add_argument("--hidden", type=hidden_units, default="64,64",
                         help="comma-separated hidden widths (train's --hidden rules)")
@@ -84,12 +161,23 @@ def add_arguments(parser):
 
 def run(args):
     import fastnn
+    if args.dataset is not None and args.distribution is not None:
+        raise ValueError("--dataset and --distribution: give one (images or a 2-D "
+                         "distribution)")
     apply_runtime(args)
     rng = np.random.default_rng(args.seed)
-    make = DISTRIBUTIONS[args.distribution]
-    x, x_test = make(args.n_train, rng), make(args.n_test, rng)
+    if args.dataset is None:
+        args.distribution = args.distribution or "ring"
+        make = DISTRIBUTIONS[args.distribution]
+        x, x_test = make(args.n_train or 20000, rng), make(args.n_test or 2000, rng)
+        likelihood, shape = "gaussian", None
+    else:
+        x, x_test, shape = load_images(args.dataset, args.n_train, args.n_test,
+                                       root=args.data_root, download=args.download)
+        likelihood = "bernoulli"
     hidden = args.hidden
-    model = on_backend_device(VAE(2, args.latent_dim, hidden, seed=args.seed))
+    model = on_backend_device(VAE(x.shape[1], args.latent_dim, hidden, seed=args.seed,
+                                  likelihood=likelihood))
     opt = optim.Adam(model.parameters(), lr=args.lr)
     curve = [held_out_nelbo(model, x_test)]
     train_curve = []
@@ -115,17 +203,29 @@ def run(args):
             bar.set_postfix(test_nelbo=f"{curve[-1]:.3f}")
     if bar is not None:
         bar.close()
-    samples = model.sample(len(x_test), np.random.default_rng(args.seed + 1))
-    if args.out:
-        plot_samples(x_test, samples, args.out,
-                     f"VAE on {args.distribution}: held-out negative ELBO {curve[-1]:.3f}", curve)
+    seconds = time.perf_counter() - start
+    if shape is None:
+        samples = model.sample(len(x_test), np.random.default_rng(args.seed + 1))
+        if args.out:
+            plot_samples(x_test, samples, args.out, f"VAE on {args.distribution}: held-out "
+                         f"negative ELBO {curve[-1]:.3f}", curve)
+        extra = {"distribution": args.distribution,
+                 "sample_mean_radius": float(np.linalg.norm(samples, axis=1).mean()),
+                 "data_mean_radius": float(np.linalg.norm(x_test, axis=1).mean())}
+    else:
+        extra = {"dataset": args.dataset, "likelihood": likelihood,
+                 "n_train": len(x), "n_test": len(x_test)}
+        if args.out:
+            samples = model.sample(50, np.random.default_rng(args.seed + 1))
+            shown = x_test[:30]
+            plot_images(samples, shown, model.reconstruct(shown), shape, args.out,
+                        f"VAE on {args.dataset} (latent {args.latent_dim}): held-out "
+                        f"negative ELBO {curve[-1]:.1f} nats per image", curve)
     metrics = {
-        "distribution": args.distribution, "backend": fastnn.get_backend(),
+        **extra, "backend": fastnn.get_backend(),
         "test_nelbo_initial": curve[0], "test_nelbo_final": curve[-1],
         "test_nelbo_curve": curve, "train_nelbo_curve": train_curve,
-        "seconds": time.perf_counter() - start,
-        "sample_mean_radius": float(np.linalg.norm(samples, axis=1).mean()),
-        "data_mean_radius": float(np.linalg.norm(x_test, axis=1).mean()),
+        "seconds": seconds,
         "config": {k: v for k, v in vars(args).items() if k != "func"},
     }
     write_metrics(metrics, args.metrics)
