@@ -47,7 +47,8 @@ def held_out(encoder, decoder, x, latent, batch_size=2000):
     with torch.no_grad():
         for s in range(0, len(x), batch_size):
             part = x[s:s + batch_size]
-            total += negative_elbo(encoder, decoder, part, eps[s:s + batch_size]).item() * len(part)
+            loss = negative_elbo(encoder, decoder, part, eps[s:s + batch_size])
+            total += loss.item() * len(part)
     return total / len(x)
 
 

@@ -174,11 +174,16 @@ def test_multitask_loss_takes_the_device_arrays_of_a_gpu_model(rng):
             assert_close(fdevice.to_host(p.grad), q.grad, np.float64)
 
 
-def test_vae_on_the_gpu_takes_host_and_device_arrays(rng):
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_vae_on_the_gpu_takes_host_and_device_arrays(rng, likelihood):
     """Its terms between the two MLPs are NumPy: a device x (and eps) is brought over,
-    and the gradient w.r.t. x goes back to the device."""
-    host, gpu = twins(lambda: fastnn.models.VAE(5, latent_dim=2, hidden=(4,)))
-    x, eps = rng.standard_normal((3, 5)), rng.standard_normal((3, 2))
+    and the gradient w.r.t. x goes back to the device; samples and reconstructions come
+    back to the host."""
+    host, gpu = twins(lambda: fastnn.models.VAE(5, latent_dim=2, hidden=(4,),
+                                                likelihood=likelihood))
+    x, eps = rng.uniform(0, 1, (3, 5)), rng.standard_normal((3, 2))
+    assert_close(gpu.reconstruct(x), host.reconstruct(x), np.float64)
+    assert_close(gpu.sample(4, rng=0), host.sample(4, rng=0), np.float64)
     ref = host(x, eps)
     grad_ref = host.backward()
     for x_in, eps_in in ((x, eps), (cuda.to_device(x), cuda.to_device(eps))):

@@ -44,7 +44,8 @@ def torch_negative_elbo(model, P, x, eps):
     q = torch.distributions.Normal(enc[:, :L], torch.exp(enc[:, L:]))
     dec = mlp("decoder", model.decoder, q.loc + q.scale * torch.tensor(np.array(eps)))
     if model.likelihood == "bernoulli":
-        nll = torch.nn.functional.binary_cross_entropy_with_logits(dec, xt, reduction="sum") / n
+        bce = torch.nn.functional.binary_cross_entropy_with_logits
+        nll = bce(dec, xt, reduction="sum") / n
     else:
         p_x = torch.distributions.Normal(dec[:, :D], torch.exp(dec[:, D:]))
         nll = -p_x.log_prob(xt).sum() / n
@@ -261,7 +262,8 @@ def test_likelihood_is_kept_by_a_checkpoint_and_checked(tmp_path):
     assert loaded(x) == model(x)   # (the same weights and noise generator state)
     # a config from before the option (no 'likelihood') builds the Gaussian decoder
     old = {key: value for key, value in model.config.items() if key != "likelihood"}
-    assert VAE(**old).likelihood == "gaussian" and VAE(**old).decoder[-1].bias.data.shape == (12,)
+    gaussian = VAE(**old)
+    assert gaussian.likelihood == "gaussian" and gaussian.decoder[-1].bias.data.shape == (12,)
     for bad in ("Bernoulli", "normal", None, 1):
         with pytest.raises(ValueError, match="'gaussian' or 'bernoulli'"):
             VAE(6, likelihood=bad)

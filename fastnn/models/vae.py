@@ -101,8 +101,8 @@ class VAE(nn.Module):
         if self._bernoulli:
             # the fused kernel's mean over N data_dim terms, and its gradient
             # (sigmoid(logits) - x) / (N data_dim), kept for backward
-            mean, _ = ops.bce_with_logits_loss(dec, x, grad=a.logit_grad)
-            nll, kept = mean * d, (dec,)   # (NaN for an empty batch, as PyTorch's)
+            mean, logit_grad = ops.bce_with_logits_loss(dec, x, grad=a.logit_grad)
+            nll, kept = mean * d, (dec, logit_grad)   # (NaN for an empty batch, as PyTorch's)
         else:
             nll, kept = self._gaussian_nll(x, dec, a, n)
         # Each expression in the comments below, one ufunc at a time in its order, into
@@ -159,11 +159,13 @@ class VAE(nn.Module):
         if self._bernoulli:
             # the kernel's gradient of the mean over N data_dim terms, to that of the
             # sum over data_dim: (sigmoid(logits) - x) / N
-            grad_dec = np.multiply(a.logit_grad, self.data_dim, out=a.grad_dec)
+            # (from the cache: on a GPU model each call's step arrays are fresh ones)
+            logits, logit_grad = kept
+            grad_dec = np.multiply(logit_grad, self.data_dim, out=a.grad_dec)
             # x is the NLL's target too: d/dx of its terms is -logits (taken before the
             # decoder's backward, while its output is sure to be this forward's)
             if need_grad_in:
-                grad_x_nll = np.multiply(kept[0], -scale, out=a.grad_x_nll)
+                grad_x_nll = np.multiply(logits, -scale, out=a.grad_x_nll)
         else:
             grad_dec, grad_mu_x = self._gaussian_grads(kept, a, scale)
         grad_z = backward_in_buffer(self.decoder, grad_dec, True)   # (N, latent_dim)
