@@ -147,3 +147,53 @@ def test_losses_in_place_as_out_of_place(backend, dt, op):
             loss, grad = getattr(kernels, op)(a, b, grad=a if which == "pred" else b)
             assert np.float64(loss).tobytes() == np.float64(want_loss).tobytes(), which
             np.testing.assert_array_equal(grad, want_grad)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("op", ["ce_labels", "ce_probs", "softmax"])
+def test_wide_rows_and_row_blocks_with_the_gradient_over_earlier_rows(backend, dt, op):
+    """As above for the row kernels' blocks (numba: ~1024 values a block, rows of 128
+    values or more one exp call each): a gradient (softmax: out) lying over the logits'
+    earlier rows, whole rows or rows and a value behind, gives the bits of a separate
+    one, for rows of 127 to 1025 values and several blocks of narrow rows."""
+    kernels = fastnn.backend.current()
+    rng = np.random.default_rng(4)
+    for shape in [(17, 129), (5, 300), (3, 1025), (9, 127), (70, 64)]:
+        x = (rng.standard_normal(shape) * 10).astype(dt)
+        t = np.abs(rng.standard_normal(shape)).astype(dt)
+        labels = np.arange(shape[0]) % shape[1]
+        row = x.nbytes // shape[0]
+
+        def call(xs, grad):
+            if op == "softmax":
+                return kernels.softmax(xs, out=grad).tobytes()
+            loss, g = kernels.softmax_cross_entropy(
+                xs, labels if op == "ce_labels" else t, grad=grad)
+            return np.float64(loss).tobytes() + g.tobytes()
+        want = call(x.copy(), np.empty_like(x))
+        for gap in (-row, -row - x.itemsize, -2 * row, -x.nbytes + row):
+            raw = np.zeros(4 * x.nbytes, np.uint8)
+            xs = _placed(raw, 2 * x.nbytes, x)
+            grad = raw[2 * x.nbytes + gap:3 * x.nbytes + gap].view(dt).reshape(shape)
+            assert call(xs, grad) == want, (shape, gap)
+
+
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["softmax", "log_softmax"])
+def test_softmax_rows_do_not_depend_on_their_block(backend, dt, name):
+    """Each row of softmax and log-softmax has the bits it has alone, whatever block of
+    rows (numba: ~1024 values, a flat exp pass over the block below 128 values a row)
+    and kernel variant (serial, or parallel from 32768 values) it falls in: widths and
+    row counts about the block's edges, rows with inf, NaN and all -inf."""
+    rng = np.random.default_rng(6)
+    for n, c in [(65, 1), (17, 63), (65, 127), (17, 128), (9, 129), (3, 1023), (3, 1025),
+                 (2049, 16), (257, 127), (33, 1025)]:
+        x = (rng.standard_normal((n, c)) * 30).astype(dt)
+        x.reshape(-1)[::97] = np.inf
+        x.reshape(-1)[13::89] = np.nan
+        x[n // 2] = -np.inf
+        with np.errstate(invalid="ignore"):   # (the NumPy backend's inf - inf)
+            y = getattr(ops, name)(x)
+            for i in sorted({0, 1, n // 2, n - 2, n - 1}):
+                np.testing.assert_array_equal(getattr(ops, name)(x[i:i + 1]), y[i:i + 1],
+                                              err_msg=f"{(n, c)} row {i}")
