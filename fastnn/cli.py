@@ -227,14 +227,20 @@ def apply_runtime_arguments(args):
     fastnn.manual_seed(args.seed)
 
 
-def configure_train(parser):
-    parser.add_argument("--model", choices=MODELS, default="mlp", action=_Given)
-    parser.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", action=_Given)
+def add_data_arguments(parser):
+    """--data-root (where the dataset's files are) and --download, as every command that
+    reads a dataset takes them."""
     parser.add_argument("--data-root", "--data-dir", dest="data_root",
                         help="directory holding the dataset files")
     parser.add_argument("--download", action="store_true",
                         help="download the dataset if missing, into --data-root when "
                              "given, else ~/.cache/fastnn/NAME")
+
+
+def configure_train(parser):
+    parser.add_argument("--model", choices=MODELS, default="mlp", action=_Given)
+    parser.add_argument("--dataset", choices=DATASETS, default="fashion-mnist", action=_Given)
+    add_data_arguments(parser)
     parser.add_argument("--hidden", "--dnn-hidden-units", dest="hidden", type=hidden_units,
                         default=[100], metavar="UNITS", action=_Given,
                         help="MLP hidden widths, comma-separated (default 100; '' for none)")

@@ -104,14 +104,10 @@ def plot_multitask(curves, mean_baseline, alone_accuracy, path):
 
 
 def add_arguments(parser):
-    from ..cli import positive_int
+    from ..cli import add_data_arguments, positive_int
     parser.add_argument("--dataset", default="fashion-mnist",
                         help="fashion-mnist, mnist, cifar10 or digits")
-    parser.add_argument("--data-root", "--data-dir", dest="data_root",
-                        help="directory holding the dataset files")
-    parser.add_argument("--download", action="store_true",
-                        help="download the dataset if missing, into --data-root when "
-                             "given, else ~/.cache/fastnn/NAME")
+    add_data_arguments(parser)
     parser.add_argument("--hidden-a", type=positive_int, default=256)
     parser.add_argument("--omega", type=float, default=1.0, help="sine frequency of task A")
     parser.add_argument("--dropout", type=float, default=0.1)

@@ -78,12 +78,18 @@ def plot_samples(data, samples, path, title, curve=None):
         ax.set_xlim(-limit, limit)
         ax.set_ylim(-limit, limit)
         ax.set_aspect("equal")
+    _finish(fig, curve, "held-out negative ELBO", title, path)
+
+
+def _finish(fig, curve, curve_title, title, path):
+    """Add the per-epoch curve (a list, or None for none) as the third panel of fig, then
+    title fig and save it to path."""
     if curve is not None:
         ax = fig.add_subplot(1, 3, 3)
         ax.plot(range(len(curve)), curve, "o-", ms=3)
         ax.set_xlabel("epoch")
         integer_epochs(ax)
-        ax.set_title("held-out negative ELBO")
+        ax.set_title(curve_title)
         ax.grid(True, alpha=0.3)
     fig.suptitle(title)
     fig.tight_layout()
@@ -123,29 +129,16 @@ def plot_images(samples, originals, reconstructions, shape, path, title, curve=N
         ax.imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(name)
         ax.axis("off")
-    if curve is not None:
-        ax = fig.add_subplot(1, 3, 3)
-        ax.plot(range(len(curve)), curve, "o-", ms=3)
-        ax.set_xlabel("epoch")
-        integer_epochs(ax)
-        ax.set_title("held-out negative ELBO (nats per image)")
-        ax.grid(True, alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    save_figure(fig, path)
+    _finish(fig, curve, "held-out negative ELBO (nats per image)", title, path)
 
 
 def add_arguments(parser):
-    from ..cli import hidden_units, positive_int
+    from ..cli import add_data_arguments, hidden_units, positive_int
     parser.add_argument("--distribution", choices=sorted(DISTRIBUTIONS), default=None,
                         help="a 2-D distribution (default ring), Gaussian decoder")
     parser.add_argument("--dataset", choices=IMAGE_DATASETS, default=None,
                         help="images instead (flattened), Bernoulli decoder")
-    parser.add_argument("--data-root", "--data-dir", dest="data_root",
-                        help="directory holding the dataset files")
-    parser.add_argument("--download", action="store_true",
-                        help="download the dataset if missing, into --data-root when "
-                             "given, else ~/.cache/fastnn/NAME")
+    add_data_arguments(parser)
     parser.add_argument("--n-train", type=positive_int, default=None,
                         help="training points (default 20000; images: the whole split)")
     parser.add_argument("--n-test", type=positive_int, default=None,
