@@ -173,9 +173,31 @@ def test_vae_command_on_digits_trains_the_bernoulli_decoder(tmp_path):
         fastnn.set_backend(backend)
     v = json.loads((tmp_path / "v.json").read_text())
     assert v["dataset"] == "digits" and v["likelihood"] == "bernoulli"
+    assert v["config"]["likelihood"] == "bernoulli"   # (not given: the images' default)
     assert (v["n_train"], v["n_test"]) == (400, 100)
     assert len(v["test_nelbo_curve"]) == 3 and v["test_nelbo_final"] < v["test_nelbo_initial"]
     assert (tmp_path / "v.png").stat().st_size > 0
+
+
+def test_vae_command_takes_the_likelihood_and_records_it(tmp_path):
+    """--likelihood picks the decoder (images: bernoulli, 2-D data: gaussian, when not
+    given); the metrics and their config say which one trained."""
+    from fastnn import cli
+    backend = fastnn.get_backend()
+    runs = {"gaussian-images": ["--dataset", "digits", "--likelihood", "gaussian",
+                                "--hidden", "16", "--n-train", "200", "--n-test", "50"],
+            "default-2d": ["--hidden", "8", "--n-train", "200", "--n-test", "50"]}
+    try:
+        for name, argv in runs.items():
+            assert cli.main(["vae", *argv, "--epochs", "1", "--no-progress",
+                             "--out", str(tmp_path / f"{name}.png"),
+                             "--metrics", str(tmp_path / f"{name}.json")]) == 0
+    finally:
+        fastnn.set_backend(backend)
+    for name in runs:
+        v = json.loads((tmp_path / f"{name}.json").read_text())
+        assert v["likelihood"] == v["config"]["likelihood"] == "gaussian"
+        assert np.isfinite(v["test_nelbo_final"]) and (tmp_path / f"{name}.png").exists()
 
 
 @pytest.mark.parametrize("argv,status,message", [
@@ -184,6 +206,10 @@ def test_vae_command_on_digits_trains_the_bernoulli_decoder(tmp_path):
     (["vae", "--epochs", "2", "--lr", "1e6", "--n-train", "200", "--no-progress"], 1,
      "vae: training diverged"),
     (["vae", "--dataset", "digits", "--distribution", "moons"], 2, "give one"),
+    (["vae", "--likelihood", "bernoulli", "--n-train", "50", "--epochs", "1"], 2,
+     "--likelihood bernoulli needs data in [0, 1]; --distribution ring ranges from"),
+    (["vae", "--distribution", "moons", "--likelihood", "bernoulli", "--n-train", "50"], 2,
+     "use --likelihood gaussian"),
     (["dream", "--checkpoint", "{tmp}", "--target-class", "3"], 2, "(a folder)"),
     (["dream", "--checkpoint", "{tmp}/missing.npz", "--target-class", "3"], 2,
      "no such file"),

@@ -1,6 +1,7 @@
 """`python -m fastnn vae`: learn a 2-D distribution (ring or two moons) with the Gaussian
 VAE, or images (--dataset fashion-mnist, mnist, digits; flattened, intensities in [0, 1])
-with the Bernoulli decoder.
+with the Bernoulli decoder; --likelihood picks the decoder (Bernoulli only for data in
+[0, 1]).
 
 Saves a PNG of generated samples beside held-out data (images: a grid of samples and of
 test images above their reconstructions) and reports the held-out negative ELBO (nats per
@@ -10,8 +11,8 @@ import time
 
 import numpy as np
 
-from .. import data, optim
-from ..models.vae import VAE
+from .. import data, device, optim
+from ..models.vae import LIKELIHOODS, VAE
 from ..grad_mode import no_grad
 from ..nn.module import evaluating
 from ..plotting import integer_epochs, save_figure
@@ -51,6 +52,19 @@ def load_images(dataset, n_train=None, n_test=None, root=None, download=False):
     return x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1), shape
 
 
+def check_likelihood(likelihood, what, *arrays):
+    """Refuse (ValueError) the Bernoulli decoder for arrays (the data, named by what)
+    outside [0, 1]: its binary cross-entropy takes any target, and would train to a loss
+    that is no likelihood of them."""
+    if likelihood != "bernoulli":
+        return
+    low = min(float(x.min()) for x in arrays if x.size)
+    high = max(float(x.max()) for x in arrays if x.size)
+    if low < 0 or high > 1:
+        raise ValueError(f"--likelihood bernoulli needs data in [0, 1]; {what} ranges "
+                         f"from {low:.3g} to {high:.3g}: use --likelihood gaussian")
+
+
 def held_out_nelbo(model, x, seed=123, batch_size=2000):
     """Single-sample negative ELBO on held-out points with fixed noise (comparable across
     epochs), the mean over x's rows, taken batch_size rows at a time."""
@@ -61,6 +75,18 @@ def held_out_nelbo(model, x, seed=123, batch_size=2000):
             loss, _, _ = model(x[s:s + batch_size], eps=eps[s:s + batch_size])
             total += loss * len(x[s:s + batch_size])
     return total / len(x) if len(x) else float("nan")
+
+
+def image_samples(model, n, rng):
+    """n generated images (n, data_dim): the mean of p(x | z) at z ~ N(0, I), the pixel
+    probabilities (bernoulli) or mu_x (gaussian: drawing its per-pixel noise, as
+    sample() does, would hide the image)."""
+    if model.likelihood == "bernoulli":
+        return model.sample(n, rng)
+    dtype = model.decoder[0].weight.data.dtype
+    z = rng.standard_normal((n, model.latent_dim)).astype(dtype)
+    with evaluating(model), no_grad():
+        return device.to_host(model.decoder(z))[:, :model.data_dim]
 
 
 def plot_samples(data, samples, path, title, curve=None):
@@ -109,10 +135,10 @@ def tile(images, shape, columns):
 
 
 def plot_images(samples, originals, reconstructions, shape, path, title, curve=None,
-                columns=10):
+                columns=10, samples_title="VAE samples (pixel probabilities)"):
     """A grid of generated samples, one of test images with their reconstructions below
     (row by row) and, when given, the held-out negative ELBO per epoch; every array
-    (n, H W) in [0, 1]."""
+    (n, H W), shown in [0, 1] (values outside are clipped)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     panels = 2 if curve is None else 3
@@ -123,7 +149,7 @@ def plot_images(samples, originals, reconstructions, shape, path, title, curve=N
         pairs += [tile(originals[s:s + columns], shape, columns),
                   tile(reconstructions[s:s + columns], shape, columns)]
     for i, (picture, name) in enumerate((
-            (tile(samples, shape, columns), "VAE samples (pixel probabilities)"),
+            (tile(samples, shape, columns), samples_title),
             (np.concatenate(pairs), "test images, reconstructions below"))):
         ax = fig.add_subplot(1, panels, i + 1)
         ax.imshow(picture, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
@@ -135,9 +161,13 @@ def plot_images(samples, originals, reconstructions, shape, path, title, curve=N
 def add_arguments(parser):
     from ..cli import add_data_arguments, hidden_units, positive_int
     parser.add_argument("--distribution", choices=sorted(DISTRIBUTIONS), default=None,
-                        help="a 2-D distribution (default ring), Gaussian decoder")
+                        help="a 2-D distribution (default ring)")
     parser.add_argument("--dataset", choices=IMAGE_DATASETS, default=None,
-                        help="images instead (flattened), Bernoulli decoder")
+                        help="images instead (flattened, intensities in [0, 1])")
+    parser.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
+                        help="the decoder's p(x | z): a Gaussian with learned mean and "
+                             "sigma per dimension, or Bernoulli logits per pixel, for data "
+                             "in [0, 1] (default: gaussian; images: bernoulli)")
     add_data_arguments(parser)
     parser.add_argument("--n-train", type=positive_int, default=None,
                         help="training points (default 20000; images: the whole split)")
@@ -157,20 +187,23 @@ def run(args):
     if args.dataset is not None and args.distribution is not None:
         raise ValueError("--dataset and --distribution: give one (images or a 2-D "
                          "distribution)")
+    if args.likelihood is None:
+        args.likelihood = "gaussian" if args.dataset is None else "bernoulli"
     apply_runtime(args)
     rng = np.random.default_rng(args.seed)
     if args.dataset is None:
         args.distribution = args.distribution or "ring"
         make = DISTRIBUTIONS[args.distribution]
         x, x_test = make(args.n_train or 20000, rng), make(args.n_test or 2000, rng)
-        likelihood, shape = "gaussian", None
+        shape = None
     else:
         x, x_test, shape = load_images(args.dataset, args.n_train, args.n_test,
                                        root=args.data_root, download=args.download)
-        likelihood = "bernoulli"
-    hidden = args.hidden
-    model = on_backend_device(VAE(x.shape[1], args.latent_dim, hidden, seed=args.seed,
-                                  likelihood=likelihood))
+    what = (f"--distribution {args.distribution}" if args.dataset is None
+            else f"--dataset {args.dataset}")
+    check_likelihood(args.likelihood, what, x, x_test)
+    model = on_backend_device(VAE(x.shape[1], args.latent_dim, args.hidden, seed=args.seed,
+                                  likelihood=args.likelihood))
     opt = optim.Adam(model.parameters(), lr=args.lr)
     curve = [held_out_nelbo(model, x_test)]
     train_curve = []
@@ -202,18 +235,22 @@ def run(args):
         if args.out:
             plot_samples(x_test, samples, args.out, f"VAE on {args.distribution}: held-out "
                          f"negative ELBO {curve[-1]:.3f}", curve)
-        extra = {"distribution": args.distribution,
+        extra = {"distribution": args.distribution, "likelihood": args.likelihood,
                  "sample_mean_radius": float(np.linalg.norm(samples, axis=1).mean()),
                  "data_mean_radius": float(np.linalg.norm(x_test, axis=1).mean())}
     else:
-        extra = {"dataset": args.dataset, "likelihood": likelihood,
+        extra = {"dataset": args.dataset, "likelihood": args.likelihood,
                  "n_train": len(x), "n_test": len(x_test)}
         if args.out:
-            samples = model.sample(50, np.random.default_rng(args.seed + 1))
+            samples = image_samples(model, 50, np.random.default_rng(args.seed + 1))
             shown = x_test[:30]
             plot_images(samples, shown, model.reconstruct(shown), shape, args.out,
-                        f"VAE on {args.dataset} (latent {args.latent_dim}): held-out "
-                        f"negative ELBO {curve[-1]:.1f} nats per image", curve)
+                        f"VAE on {args.dataset} (latent {args.latent_dim}, "
+                        f"{args.likelihood}): held-out negative ELBO {curve[-1]:.1f} "
+                        f"nats per image", curve,
+                        samples_title=("VAE samples (pixel probabilities)"
+                                       if args.likelihood == "bernoulli"
+                                       else "VAE samples (decoder means μx)"))
     metrics = {
         **extra, "backend": fastnn.get_backend(),
         "test_nelbo_initial": curve[0], "test_nelbo_final": curve[-1],
