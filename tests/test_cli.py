@@ -790,7 +790,7 @@ def test_help_shows_every_default(command, capsys):
     expected = {"train": "--batch-size BATCH_SIZE (default: 128)",
                 "demo": "--epochs EPOCHS (default: 20)",
                 "multitask": "--epochs EPOCHS (default: 5)",
-                "vae": "--epochs EPOCHS (default: 30)",
+                "vae": "--epochs EPOCHS (default: 30; images: 10)",
                 "dream": "--steps STEPS (default: 300)"}[command]
     assert expected in text
 

@@ -179,6 +179,41 @@ def test_vae_command_on_digits_trains_the_bernoulli_decoder(tmp_path):
     assert (tmp_path / "v.png").stat().st_size > 0
 
 
+def _vae_args(*argv):
+    """The vae command's parsed argv, its left-out options resolved as run() does."""
+    from fastnn import cli
+    from fastnn.experiments import vae
+    return vae.resolve_defaults(cli.build_parser("vae").parse_args(["vae", *argv]))
+
+
+@pytest.mark.parametrize("argv,expected", [
+    ([], ("ring", "gaussian", [64, 64], 30, 2e-3, 2)),
+    (["--distribution", "moons"], ("moons", "gaussian", [64, 64], 30, 2e-3, 2)),
+    # images: README's Fashion-MNIST run (--hidden 512,256 --epochs 10 --lr 1e-3)
+    (["--dataset", "fashion-mnist"], (None, "bernoulli", [512, 256], 10, 1e-3, 2)),
+    (["--dataset", "digits", "--likelihood", "gaussian", "--hidden", "32", "--epochs",
+      "3", "--lr", "0.01", "--latent-dim", "20"], (None, "gaussian", [32], 3, 0.01, 20)),
+    (["--likelihood", "bernoulli", "--epochs", "4"], ("ring", "bernoulli", [64, 64], 4,
+                                                      2e-3, 2)),
+])
+def test_vae_defaults_depend_on_the_data(argv, expected):
+    """Left out, --hidden, --epochs, --lr and --likelihood take the 2-D data's defaults,
+    or with --dataset the images'; given ones are kept."""
+    args = _vae_args(*argv)
+    assert (args.distribution, args.likelihood, args.hidden, args.epochs, args.lr,
+            args.latent_dim) == expected
+
+
+def test_vae_help_gives_both_defaults(capsys):
+    from fastnn import cli
+    with pytest.raises(SystemExit):
+        cli.main(["vae", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for phrase in ("(default: 64,64; images: 512,256)", "(default: 30; images: 10)",
+                   "(default: 0.002; images: 0.001)", "(default: gaussian; images: bernoulli)"):
+        assert phrase in text
+
+
 def test_vae_command_takes_the_likelihood_and_records_it(tmp_path):
     """--likelihood picks the decoder (images: bernoulli, 2-D data: gaussian, when not
     given); the metrics and their config say which one trained."""
