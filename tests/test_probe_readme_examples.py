@@ -86,7 +86,7 @@ def test_train_defaults_resolved_at_run_time_as_the_table_gives():
     assert args.epochs is None   # not 10: the run takes the epochs 500 steps need
 
 
-@pytest.mark.parametrize("command", ["train", "multitask"])
+@pytest.mark.parametrize("command", ["train", "multitask", "vae"])
 def test_download_help_names_the_data_root(command):
     help_text = " ".join(_options(command)["--download"].help.split())
     assert "--data-root" in help_text and "~/.cache/fastnn" in help_text
@@ -109,6 +109,21 @@ def test_every_command_takes_the_options_readme_gives_it():
     assert {"--epochs", "--backend", "--threads", "--out"} <= set(_options("demo"))
     assert _parser("demo").parse_args([]).epochs == 20
     assert {"--quick", "-k", "--threads"} <= set(_options("bench"))
+
+
+def test_vae_defaults_and_likelihood_as_readme_gives():
+    from fastnn.experiments import vae
+    text = " ".join(README.split())
+    assert ("With `--dataset` the defaults are those of the run below, `--hidden 512,256 "
+            "--epochs 10 --lr 1e-3` (2-D data: `--hidden 64,64 --epochs 30 --lr 2e-3`), "
+            "`--latent-dim` 2 for both") in text
+    assert "`--likelihood gaussian|bernoulli`" in text
+    assert "`error: --likelihood bernoulli needs data in [0, 1]; ...`" in text
+    for argv, expected in ((["--dataset", "fashion-mnist"], ([512, 256], 10, 1e-3, 2)),
+                           ([], ([64, 64], 30, 2e-3, 2))):
+        args = vae.resolve_defaults(_parser("vae").parse_args(argv))
+        assert (args.hidden, args.epochs, args.lr, args.latent_dim) == expected
+    assert _options("vae")["--likelihood"].choices == ("gaussian", "bernoulli")
 
 
 def _source_text():

@@ -195,8 +195,9 @@ def add_arguments(parser):
                         help="images instead (flattened, intensities in [0, 1])")
     parser.add_argument("--likelihood", choices=LIKELIHOODS, default=None,
                         help="the decoder's p(x | z): a Gaussian with learned mean and "
-                             "sigma per dimension, or Bernoulli logits per pixel, for data "
-                             f"in [0, 1] {default_help('likelihood')}")
+                             "sigma per dimension (unstable on images, see README), or "
+                             "Bernoulli logits per pixel, for data in [0, 1] "
+                             + default_help("likelihood"))
     add_data_arguments(parser)
     parser.add_argument("--n-train", type=positive_int, default=None,
                         help="training points (default: 20000; images: the whole split)")
