@@ -205,12 +205,15 @@ def test_vae_defaults_depend_on_the_data(argv, expected):
 
 
 def test_vae_help_gives_both_defaults(capsys):
+    """(and what --seed seeds here: train's help said dropout, which the VAE has not)"""
     from fastnn import cli
     with pytest.raises(SystemExit):
         cli.main(["vae", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for phrase in ("(default: 64,64; images: 512,256)", "(default: 30; images: 10)",
-                   "(default: 0.002; images: 0.001)", "(default: gaussian; images: bernoulli)"):
+                   "(default: 0.002; images: 0.001)", "(default: gaussian; images: bernoulli)",
+                   "seeds the initial weights, the training noise, the shuffling and the "
+                   "2-D data (default 0)"):
         assert phrase in text
 
 
@@ -232,6 +235,8 @@ def test_vae_command_takes_the_likelihood_and_records_it(tmp_path):
     for name in runs:
         v = json.loads((tmp_path / f"{name}.json").read_text())
         assert v["likelihood"] == v["config"]["likelihood"] == "gaussian"
+        assert v["config"]["epochs"] == 1 and v["config"]["lr"] == (
+            1e-3 if name == "gaussian-images" else 2e-3)   # (left out: the data's default)
         assert np.isfinite(v["test_nelbo_final"]) and (tmp_path / f"{name}.png").exists()
 
 
@@ -245,6 +250,8 @@ def test_vae_command_takes_the_likelihood_and_records_it(tmp_path):
      "--likelihood bernoulli needs data in [0, 1]; --distribution ring ranges from"),
     (["vae", "--distribution", "moons", "--likelihood", "bernoulli", "--n-train", "50"], 2,
      "use --likelihood gaussian"),
+    (["vae", "--data-root", "{tmp}"], 2, "--data-root reads images: add --dataset"),
+    (["vae", "--distribution", "ring", "--download"], 2, "--download reads images"),
     (["dream", "--checkpoint", "{tmp}", "--target-class", "3"], 2, "(a folder)"),
     (["dream", "--checkpoint", "{tmp}/missing.npz", "--target-class", "3"], 2,
      "no such file"),

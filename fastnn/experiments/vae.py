@@ -52,13 +52,21 @@ def default_help(dest):
 
 
 def resolve_defaults(args):
-    """Refuse --dataset with --distribution (ValueError), then fill in the options left
-    out (None): --distribution ring without --dataset, and DEFAULTS for the data, 2-D or
-    images. Changes args in place (the metrics' config then says what ran); returns it."""
+    """Refuse --dataset with --distribution, and --data-root or --download without
+    --dataset (ValueError), then fill in the options left out (None): --distribution ring
+    without --dataset, and DEFAULTS for the data, 2-D or images. Changes args in place
+    (the metrics' config then says what ran); returns it."""
     if args.dataset is not None and args.distribution is not None:
         raise ValueError("--dataset and --distribution: give one (images or a 2-D "
                          "distribution)")
     if args.dataset is None:
+        # (PyTorch's VAE example trains on MNIST unasked: a dataset's folder given
+        # without --dataset trained the ring)
+        for flag, given in (("--data-root", args.data_root), ("--download", args.download)):
+            if given:
+                raise ValueError(f"{flag} reads images: add --dataset "
+                                 f"{{{','.join(IMAGE_DATASETS)}}} (without it vae "
+                                 f"learns a generated 2-D distribution)")
         args.distribution = args.distribution or "ring"
     images = args.dataset is not None
     for dest, defaults in DEFAULTS.items():
@@ -212,7 +220,9 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--lr", type=float, default=None, help="Adam's learning rate "
                         + default_help("lr"))
-    add_common_arguments(parser, "runs/vae/samples.png")
+    add_common_arguments(parser, "runs/vae/samples.png",
+                         seed_help="seeds the initial weights, the training noise, the "
+                                   "shuffling and the 2-D data (default 0)")
 
 
 def run(args):
@@ -287,5 +297,7 @@ def run(args):
         "config": {k: v for k, v in vars(args).items() if k != "func"},
     }
     write_metrics(metrics, args.metrics)
-    print(f"held-out negative ELBO {curve[0]:.3f} -> {curve[-1]:.3f}; samples in {args.out}")
+    unit = "nats per point" if shape is None else "nats per image"
+    print(f"held-out negative ELBO {curve[0]:.3f} -> {curve[-1]:.3f} {unit}"
+          + (f"; samples in {args.out}" if args.out else ""))
     return metrics
