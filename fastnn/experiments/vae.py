@@ -38,7 +38,7 @@ def make_moons(n, rng, noise=0.08):
 DISTRIBUTIONS = {"ring": make_ring, "moons": make_moons}
 IMAGE_DATASETS = ("digits", "fashion-mnist", "mnist")
 # The defaults of the options left out: (for 2-D data, for images); the images' are
-# those of README's Fashion-MNIST run, which the 2-D ones undertrain
+# those of README's Fashion-MNIST run
 DEFAULTS = {"likelihood": ("gaussian", "bernoulli"), "hidden": ([64, 64], [512, 256]),
             "epochs": (30, 10), "lr": (2e-3, 1e-3)}
 
