@@ -20,7 +20,7 @@ imported_numba = "numba" in sys.modules
 from fastnn import backend
 nb = backend.load("numba")
 from fastnn.kernels.numba_cpu import activations, losses
-kernels = [activations._relu.serial, losses._softmax_ce_labels.serial,
+kernels = [activations._relu.serial, losses._softmax_ce.serial,
            activations._sigmoid.parallel]
 compiled_at_load = sum(len(k.signatures) for k in kernels)
 nb.relu(np.ones(10, np.float32))

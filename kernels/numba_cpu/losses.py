@@ -84,25 +84,6 @@ def _labels_chunks(logits, labels, grad, partial, rows, inv_n):
         partial[k] = log_sums - shifted
 
 
-@kernel
-def _softmax_ce_labels(logits, labels, grad, rows):
-    # IN logits (N, C), labels (N,) int64; OUT grad (N, C). Returns the summed loss.
-    # Blocks of whole chunks of about row_exps.ROW_BLOCK values, each a call of
-    # _labels_chunks kept out of line (config.call_outlined; row_exps.py says why)
-    n, c = logits.shape
-    inv_n = logits.dtype.type(1.0 / max(n, 1))
-    chunks = (n + rows - 1) // rows
-    partial = np.zeros(chunks)
-    per_block = max(1, row_exps.rows_per_block(c) // rows)
-    for b in prange((chunks + per_block - 1) // per_block):
-        k0 = b * per_block
-        lo = k0 * rows
-        hi = (k0 + per_block) * rows
-        call_outlined(_labels_chunks, (logits[lo:hi], labels[lo:hi], grad[lo:hi],
-                                       partial[k0:k0 + per_block], rows, inv_n))
-    return _ordered_sum(partial)
-
-
 @serial_kernel
 def _probs_chunks(logits, target, grad, partial, rows, inv_n):
     # IN logits, target (m, C); OUT grad (m, C), partial (chunks,): each chunk of `rows`
@@ -142,9 +123,11 @@ def _probs_chunks(logits, target, grad, partial, rows, inv_n):
 
 
 @kernel
-def _softmax_ce_probs(logits, target, grad, rows):
-    # IN logits, target (N, C); OUT grad (N, C). Returns the summed loss. Blocks of
-    # chunks as _softmax_ce_labels.
+def _softmax_ce(logits, target, grad, rows):
+    # IN logits (N, C), target (N,) int64 labels or (N, C) probabilities; OUT grad (N, C).
+    # Returns the summed loss. Blocks of whole chunks of about row_exps.ROW_BLOCK values,
+    # each a call of _labels_chunks or _probs_chunks kept out of line
+    # (config.call_outlined; row_exps.py says why)
     n, c = logits.shape
     inv_n = logits.dtype.type(1.0 / max(n, 1))
     chunks = (n + rows - 1) // rows
@@ -154,8 +137,14 @@ def _softmax_ce_probs(logits, target, grad, rows):
         k0 = b * per_block
         lo = k0 * rows
         hi = (k0 + per_block) * rows
-        call_outlined(_probs_chunks, (logits[lo:hi], target[lo:hi], grad[lo:hi],
-                                      partial[k0:k0 + per_block], rows, inv_n))
+        args = (logits[lo:hi], target[lo:hi], grad[lo:hi], partial[k0:k0 + per_block],
+                rows, inv_n)
+        # target.ndim is a constant of its type: Numba prunes the other branch before
+        # typing (each chunks function types for one kind of target only)
+        if target.ndim == 1:
+            call_outlined(_labels_chunks, args)
+        else:
+            call_outlined(_probs_chunks, args)
     return _ordered_sum(partial)
 
 
@@ -171,7 +160,7 @@ def _mse(pred, target, grad, chunk):
         p = pred[k * chunk:(k + 1) * chunk]
         t = target[k * chunk:(k + 1) * chunk]
         g = grad[k * chunk:(k + 1) * chunk]
-        # the sum first, in a loop with no store (see _softmax_ce_labels), then the
+        # the sum first, in a loop with no store (see _labels_chunks), then the
         # gradient: grad may be pred or target itself (in place), read here before
         total = 0.0
         for i in range(p.shape[0]):
@@ -350,10 +339,7 @@ def softmax_cross_entropy(logits, target, grad=None):
     if grad is None:
         grad = np.empty_like(logits)
     n = logits.shape[0]
-    if target.ndim == 1:
-        total = _softmax_ce_labels(logits.size, logits, target, grad, _ROWS)
-    else:
-        total = _softmax_ce_probs(logits.size, logits, target, grad, _ROWS)
+    total = _softmax_ce(logits.size, logits, target, grad, _ROWS)
     return float(total / max(n, 1)), grad
 
 
