@@ -43,6 +43,19 @@ def _sigmoid(a):
     return _expit(a)
 
 
+def _weight_grad(da, x):
+    """A weight's gradient (out, in): da^T x, da (rows, out) the gradient w.r.t. the
+    product x W^T of x (rows, in). Only a parameter that trains has it computed."""
+    return da.T @ x
+
+
+def _bias_grad(da):
+    """A bias's gradient (out,): da (rows, out) summed over its rows in float64 (NumPy
+    adds a column's rows one by one, which in float32 drifts over many rows: 2^17 rows,
+    1e-5 off, PyTorch's 1e-7)."""
+    return da.sum(axis=0, dtype=np.float64)
+
+
 # How forward got hx, for the backward hooks' grad_input (PyTorch's: one entry per
 # positional argument of the call, None for one that is no tensor; so none for hx left
 # out or given by keyword, None for hx=None or LSTM's pair given positionally)
@@ -666,7 +679,7 @@ class RNNBase(Module):
             dh = dh + dout[t]
             if w_hr is not None:   # h = raw W_hr^T
                 if grad_w_hr is not None:
-                    grad_w_hr += dh.T @ raw
+                    grad_w_hr += _weight_grad(dh, raw)
                 dh = dh @ w_hr
             dax, dah, dh, dc = self._step_back(dh, dc, step, w_hh)
             da_x[t] = dax
@@ -677,11 +690,9 @@ class RNNBase(Module):
                     da_h = np.empty_like(da_x)
                 da_h[t] = dah
         recurrent = (da_x if da_h is None else da_h).reshape(length * n, gh)
-        grad_w_hh = (recurrent.T @ h_prev.reshape(length * n, w_hh.shape[1])
+        grad_w_hh = (_weight_grad(recurrent, h_prev.reshape(length * n, w_hh.shape[1]))
                      if live.w_hh else None)
-        # the bias sums in float64: NumPy adds a column's rows one by one, which in
-        # float32 drifts over length * n rows (2^17: 1e-5 off, PyTorch's 1e-7)
-        grad_b_hh = recurrent.sum(axis=0, dtype=np.float64) if live.b_hh else None
+        grad_b_hh = _bias_grad(recurrent) if live.b_hh else None
         flat = da_x.reshape(length * n, gh)
         dx = self._input_side_back(flat, seq.reshape(length * n, width), w_ih, grad_w_hh,
                                    grad_b_hh, grad_w_hr, live)
@@ -694,9 +705,8 @@ class RNNBase(Module):
         side's sums (None for a frozen parameter), ``live`` its ``_LiveGrads``; returns
         the gradient w.r.t. inputs (rows, in)."""
         p_ih, p_hh, b_ih, b_hh, p_hr = live.params
-        # (the bias in float64, as _run_back's grad_b_hh)
-        grad_b_ih = da_x.sum(axis=0, dtype=np.float64) if live.b_ih else None
-        grad_w_ih = da_x.T @ inputs if live.w_ih else None
+        grad_b_ih = _bias_grad(da_x) if live.b_ih else None
+        grad_w_ih = _weight_grad(da_x, inputs) if live.w_ih else None
         for param, value in ((p_ih, grad_w_ih), (p_hh, grad_w_hh), (b_ih, grad_b_ih),
                              (b_hh, grad_b_hh), (p_hr, grad_w_hr)):
             if value is not None:   # (None: frozen or absent, its .grad left untouched)
@@ -724,7 +734,7 @@ class RNNBase(Module):
             dh_b = dh[:b] + dout[rows]
             if w_hr is not None:
                 if grad_w_hr is not None:
-                    grad_w_hr += dh_b.T @ raw
+                    grad_w_hr += _weight_grad(dh_b, raw)
                 dh_b = dh_b @ w_hr
             dax, dah, dh_b, dc_b = self._step_back(dh_b, dc[:b], step, w_hh)
             da_x[rows] = dax
@@ -739,8 +749,8 @@ class RNNBase(Module):
                 dc = _over_rows(dc_b, dc)
         recurrent = da_x if da_h is None else da_h
         dx = self._input_side_back(
-            da_x, data, w_ih, recurrent.T @ h_prev if live.w_hh else None,
-            recurrent.sum(axis=0, dtype=np.float64) if live.b_hh else None, grad_w_hr, live)
+            da_x, data, w_ih, _weight_grad(recurrent, h_prev) if live.w_hh else None,
+            _bias_grad(recurrent) if live.b_hh else None, grad_w_hr, live)
         return dx, dh, (dc if self.has_cell else 0)
 
     def extra_repr(self):
@@ -985,9 +995,9 @@ class RNNCellBase(Module):
         self._stack.pop()
         w_hh = self._host("weight_hh")
         dax, dah, dh, dc = self._rule.step_back(flat[0], flat[1], cache, w_hh)
-        grads = (("weight_ih", lambda: dax.T @ host), ("weight_hh", lambda: dah.T @ cache[0]),
-                 ("bias_ih", lambda: dax.sum(axis=0, dtype=np.float64)),
-                 ("bias_hh", lambda: dah.sum(axis=0, dtype=np.float64)))
+        grads = (("weight_ih", lambda: _weight_grad(dax, host)),
+                 ("weight_hh", lambda: _weight_grad(dah, cache[0])),
+                 ("bias_ih", lambda: _bias_grad(dax)), ("bias_hh", lambda: _bias_grad(dah)))
         for pname, value in grads:
             param = getattr(self, pname, None)
             if trains(param):   # (a frozen one's neither computed nor touched, as PyTorch's)
