@@ -4,6 +4,7 @@ the input gradient and the other parameters' gradients are bit for bit those of 
 unfrozen layer; a layer all frozen with no input gradient wanted does nothing; a frozen
 gradient cleared to None stays None; unfrozen again, the parameter gets PyTorch's
 gradient."""
+import collections
 import functools
 
 import numpy as np
@@ -11,7 +12,9 @@ import pytest
 import torch
 
 import fastnn
+from fastnn import device as _device
 from fastnn import nn, optim
+from fastnn.nn import recurrent
 from tests.conftest import assert_close
 
 CPU_BACKENDS = [b for b in fastnn.backends() if b != "cuda"]
@@ -414,3 +417,146 @@ def _torch_grads(case):
     y = OWN_BACKWARD[case][3](theirs)
     (y if grad_out is None else (y * torch.tensor(grad_out)).sum()).backward()
     return {n: q.grad.numpy() for n, q in theirs.named_parameters()}
+
+
+# The work skipped. The results above cannot tell a frozen parameter's gradient never
+# computed from one computed and dropped; these spies see the computations themselves.
+RECURRENT = ["rnn_relu", "lstm", "lstm_projected", "gru", "gru_packed", "rnn_cell",
+             "lstm_cell", "gru_cell"]
+ATTENTION = ["multihead_attention", "multihead_attention_kdim", "encoder_layer",
+             "decoder_layer", "transformer"]
+
+
+def _frozen_run(case, frozen, dtype=np.float32):
+    """_own_run of a fresh case layer with the named parameters frozen: (the layer, the
+    arrays its backward returned)."""
+    layer = _own_layer(case, dtype)
+    layer.zero_grad()
+    params = dict(layer.named_parameters())
+    for name in frozen:
+        params[name].requires_grad_(False)
+    got, _ = _own_run(layer, case, dtype)
+    return layer, got
+
+
+def _recurrent_work(monkeypatch, case, frozen):
+    """{helper: Counter of the shapes it computed} for recurrent's weight and bias
+    gradient helpers during a _frozen_run, and the arrays its backward returned."""
+    work = {}
+    with monkeypatch.context() as patch:
+        for name in ("_weight_grad", "_bias_grad"):
+            real, shapes = getattr(recurrent, name), collections.Counter()
+
+            def spy(*args, real=real, shapes=shapes):
+                value = real(*args)
+                shapes[value.shape] += 1
+                return value
+            patch.setattr(recurrent, name, spy)
+            work[name] = shapes
+        _, got = _frozen_run(case, frozen)
+    return work, got
+
+
+RECURRENT_PAIRS = [(c, n) for c in RECURRENT for n, _ in _own_layer(c).named_parameters()]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case,frozen", RECURRENT_PAIRS)
+def test_a_frozen_recurrent_parameter_is_not_differentiated(backend, monkeypatch, case,
+                                                            frozen):
+    """Frozen, exactly its own products (W_hr's: one a step) or sum are not computed;
+    every other parameter's still is."""
+    with fastnn.use_backend(backend):
+        everything, _ = _recurrent_work(monkeypatch, case, ())
+        work, _ = _recurrent_work(monkeypatch, case, (frozen,))
+    shape = dict(_own_layer(case).named_parameters())[frozen].data.shape
+    kind, other = (("_bias_grad", "_weight_grad") if frozen.startswith("bias")
+                   else ("_weight_grad", "_bias_grad"))
+    skipped = everything[kind] - work[kind]
+    assert list(skipped) == [shape] and not work[kind] - everything[kind]
+    assert work[other] == everything[other]
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case", RECURRENT)
+def test_recurrent_layers_all_frozen_compute_only_the_input_gradient(backend, monkeypatch,
+                                                                     case):
+    with fastnn.use_backend(backend):
+        _, want = _recurrent_work(monkeypatch, case, ())
+        names = [n for n, _ in _own_layer(case).named_parameters()]
+        work, got = _recurrent_work(monkeypatch, case, names)
+    assert not work["_weight_grad"] and not work["_bias_grad"]
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+class _AttentionWork:
+    """Spies on MultiheadAttention._accumulate and the Linear kernels: ``computed``, the
+    ids of the parameters whose attention gradient was computed; ``linear``, each
+    linear_backward call's (grad_weight given, grad_bias given)."""
+
+    def __init__(self, patch):
+        self.computed, self.linear = set(), []
+        accumulate = nn.MultiheadAttention._accumulate
+
+        def spy_accumulate(param, gradient):
+            def counted():
+                self.computed.add(id(param))
+                return gradient()
+            accumulate(param, counted)
+        patch.setattr(nn.MultiheadAttention, "_accumulate", staticmethod(spy_accumulate))
+        kernels = _device.kernels("cpu")
+        linear_backward = kernels.linear_backward
+
+        def spy_linear(*args, **kwargs):
+            self.linear.append((kwargs.get("grad_weight") is not None,
+                                kwargs.get("grad_bias") is not None))
+            return linear_backward(*args, **kwargs)
+        patch.setattr(kernels, "linear_backward", spy_linear)
+
+
+def _attention_work(monkeypatch, case, frozen):
+    with monkeypatch.context() as patch:
+        work = _AttentionWork(patch)
+        layer, got = _frozen_run(case, frozen)
+    return work, layer, got
+
+
+ATTENTION_PAIRS = [(c, n) for c in ATTENTION for n, _ in _own_layer(c).named_parameters()]
+
+
+def _attention_params(layer):
+    """The parameters of the MultiheadAttention modules in layer (their ids)."""
+    return {id(p) for m in layer.modules() if isinstance(m, nn.MultiheadAttention)
+            for p in m.parameters()}
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case,frozen", ATTENTION_PAIRS)
+def test_a_frozen_attention_parameter_is_not_differentiated(backend, monkeypatch, case,
+                                                            frozen):
+    """MultiheadAttention computes the gradient of exactly its parameters that train."""
+    with fastnn.use_backend(backend):
+        work, layer, _ = _attention_work(monkeypatch, case, (frozen,))
+    trained = {id(p) for p in layer.parameters() if p.requires_grad}
+    assert work.computed == _attention_params(layer) & trained
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case", ATTENTION)
+def test_attention_layers_all_frozen_compute_only_the_input_gradient(backend, monkeypatch,
+                                                                     case):
+    """All frozen: no attention parameter's gradient computed, the Linears (the
+    Transformer layers' feed-forward) pass no weight or bias gradient to their kernel,
+    and the input gradients are those of the unfrozen layer (see
+    _assert_same_input_gradient)."""
+    with fastnn.use_backend(backend):
+        _, _, want = _attention_work(monkeypatch, case, ())
+        names = [n for n, _ in _own_layer(case).named_parameters()]
+        work, layer, got = _attention_work(monkeypatch, case, names)
+    assert not work.computed
+    assert all(call == (False, False) for call in work.linear)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        _assert_same_input_gradient(layer, g, w, np.float32)
