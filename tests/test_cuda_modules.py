@@ -1168,6 +1168,62 @@ def test_frozen_linears_on_the_device_train_as_on_the_host(rng, frozen):
     assert frozen_grads and not any(g.any() for g in frozen_grads)   # left alone
 
 
+
+@pytest.mark.parametrize("case", ["lstm", "multihead_attention"])
+def test_frozen_recurrent_and_attention_parameters_on_the_gpu(rng, monkeypatch, case):
+    """A GPU LSTM (2 layers, bidirectional) or MultiheadAttention with some parameters
+    frozen: their device .grad left as it was (the same array), their gradients never
+    computed (the host backward's weight products and attention gradients, which both
+    run, skip them), the input and other gradients as on the host."""
+    from fastnn.nn import recurrent
+    computed = []
+    weight_grad, accumulate = recurrent._weight_grad, nn.MultiheadAttention._accumulate
+    monkeypatch.setattr(recurrent, "_weight_grad",
+                        lambda da, x: computed.append(x.shape) or weight_grad(da, x))
+    monkeypatch.setattr(nn.MultiheadAttention, "_accumulate", staticmethod(
+        lambda param, gradient: accumulate(
+            param, lambda: computed.append(id(param)) or gradient())))
+    if case == "lstm":
+        build, frozen = (lambda: nn.LSTM(3, 4, num_layers=2, bidirectional=True),
+                         ("weight_ih_l0", "weight_hh_l1_reverse", "bias_ih_l1"))
+        x = rng.standard_normal((5, 2, 3))
+    else:
+        build, frozen = lambda: nn.MultiheadAttention(4, 2), ("in_proj_weight", "out_proj.bias")
+        x = rng.standard_normal((3, 2, 4))
+    host, gpu = twins(build)
+    held = {}
+    for model in (host, gpu):
+        model.zero_grad()
+        for name in frozen:
+            dict(model.named_parameters())[name].requires_grad_(False)
+    for name in frozen:
+        held[name] = dict(gpu.named_parameters())[name].grad
+    g = rng.standard_normal(x.shape[:2] + ((8,) if case == "lstm" else (4,)))
+    results = []
+    for model, put in ((host, lambda a: a), (gpu, cuda.to_device)):
+        computed.clear()
+        args = (put(x),) if case == "lstm" else (put(x),) * 3
+        model(*args)
+        grads = model.backward(put(g))
+        results.append(([fdevice.to_host(a) for a in
+                         (grads if isinstance(grads, tuple) else (grads,))], list(computed)))
+    (host_grads, host_work), (gpu_grads, gpu_work) = results
+    for ours, theirs in zip(gpu_grads, host_grads):
+        assert_close(ours, theirs, np.float64)
+    params = dict(gpu.named_parameters())
+    trained = [p for p in params.values() if p.requires_grad]
+    if case == "lstm":   # (one product a trained weight: no W_hr, one backward)
+        assert len(gpu_work) == sum(1 for n in params if "weight" in n and n not in frozen)
+    else:
+        assert set(gpu_work) == {id(p) for p in trained}
+    assert len(gpu_work) == len(host_work)
+    for name, p in params.items():
+        if name in frozen:
+            assert p.grad is held[name] and not fdevice.to_host(p.grad).any()
+        else:
+            assert_close(fdevice.to_host(p.grad),
+                         dict(host.named_parameters())[name].grad, np.float64)
+
 # Layers whose backward runs a cuda kernel with a None gradient for a frozen parameter
 # (8445f42 ran those paths on the CPU backends only): (layer, input shape), small for
 # the simulator
