@@ -272,3 +272,31 @@ def test_experiment_errors_are_one_line(tmp_path, capsys, argv, status, message)
         fastnn.set_backend(backend)
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["vae", "--out", "{tmp}/same", "--metrics", "{tmp}/same"],
+    ["multitask", "--dataset", "digits", "--out", "{tmp}/same", "--metrics", "{run}/../same"],
+    ["dream", "--target-class", "3", "--checkpoint", "{tmp}/same", "--out", "{tmp}/x.png",
+     "--metrics", "{tmp}/same"],
+    ["dream", "--target-class", "3", "--checkpoint", "{tmp}/same", "--out", "{tmp}/same"],
+], ids=["vae", "multitask", "dream-metrics", "dream-out"])
+def test_experiments_refuse_two_paths_naming_one_file(tmp_path, capsys, argv):
+    """--out and --metrics naming one file (however spelled), or either naming the
+    --checkpoint dream reads: refused before the run, as train's --plot and --metrics
+    are (the later write replaced the PNG, or the checkpoint, and vae said 'samples in'
+    what was then a JSON file)."""
+    from fastnn import cli
+    (tmp_path / "run").mkdir()
+    (tmp_path / "same").write_bytes(b"kept")
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{run}", str(tmp_path / "run"))
+            for a in argv]
+    argv += ["--steps" if argv[0] == "dream" else "--epochs", "1", "--no-progress"]
+    backend = fastnn.get_backend()
+    try:
+        assert cli.main(argv) == 2
+    finally:
+        fastnn.set_backend(backend)
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "name the same file" in err and err.count("\n") == 1
+    assert (tmp_path / "same").read_bytes() == b"kept"

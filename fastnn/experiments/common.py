@@ -1,5 +1,6 @@
 """Small pieces the experiment commands share: progress bars and metric files."""
 import json
+import os
 
 
 def progress(total, desc, enabled=True):
@@ -42,11 +43,20 @@ def on_backend_device(model):
 def apply_runtime(args):
     """Use the backend, thread count and seed the command line asked for, after refusing
     --out and --metrics paths that are folders or under a file (they failed only after
-    the whole run)."""
+    the whole run), and two of --checkpoint (dream's input), --out and --metrics naming
+    one file, as train refuses its outputs': the later write replaced the earlier one,
+    or the checkpoint."""
     from ..cli import apply_runtime_arguments, output_path_problem
-    for flag in ("out", "metrics"):
+    named = {}
+    for flag in ("checkpoint", "out", "metrics"):
         path = getattr(args, flag, None)
-        problem = output_path_problem(path) if path else None
+        if not path:
+            continue
+        problem = None if flag == "checkpoint" else output_path_problem(path)
         if problem:  # a folder, or a path under a file
             raise ValueError(f"--{flag} {problem}")
+        other = named.setdefault(os.path.realpath(path), flag)
+        if other != flag:
+            raise ValueError(f"--{flag} and --{other} name the same file ({path!r}); "
+                             f"give each its own")
     apply_runtime_arguments(args)
