@@ -1168,7 +1168,6 @@ def test_frozen_linears_on_the_device_train_as_on_the_host(rng, frozen):
     assert frozen_grads and not any(g.any() for g in frozen_grads)   # left alone
 
 
-
 @pytest.mark.parametrize("case", ["lstm", "multihead_attention"])
 def test_frozen_recurrent_and_attention_parameters_on_the_gpu(rng, monkeypatch, case):
     """A GPU LSTM (2 layers, bidirectional) or MultiheadAttention with some parameters
@@ -1223,6 +1222,7 @@ def test_frozen_recurrent_and_attention_parameters_on_the_gpu(rng, monkeypatch, 
         else:
             assert_close(fdevice.to_host(p.grad),
                          dict(host.named_parameters())[name].grad, np.float64)
+
 
 # Layers whose backward runs a cuda kernel with a None gradient for a frozen parameter
 # (8445f42 ran those paths on the CPU backends only): (layer, input shape), small for
