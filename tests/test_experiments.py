@@ -179,6 +179,31 @@ def test_vae_command_on_digits_trains_the_bernoulli_decoder(tmp_path):
     assert (tmp_path / "v.png").stat().st_size > 0
 
 
+@pytest.mark.parametrize("option,value,message", [
+    ("--n-train", "100000", "--n-train 100000: the digits training split holds 1438 images"),
+    ("--n-test", "5000", "--n-test 5000: the digits test split holds 359 images"),
+])
+def test_vae_refuses_more_images_than_the_split_holds(tmp_path, capsys, option, value,
+                                                      message):
+    """--n-train or --n-test beyond the split: refused before training (exit 2, nothing
+    written), not cut to the split (trained on 1438 images while the config said
+    100000); the split's size itself is taken."""
+    from fastnn import cli
+    backend = fastnn.get_backend()
+    argv = ["vae", "--dataset", "digits", "--epochs", "1", "--hidden", "8", "--no-progress",
+            "--out", str(tmp_path / "v.png"), "--metrics", str(tmp_path / "v.json")]
+    try:
+        assert cli.main([*argv, option, value]) == 2
+        out, err = capsys.readouterr()
+        assert err == f"error: {message}; leave {option} out to take all of it\n"
+        assert out == "" and not list(tmp_path.iterdir())
+        assert cli.main([*argv, "--n-train", "1438", "--n-test", "359"]) == 0
+    finally:
+        fastnn.set_backend(backend)
+    v = json.loads((tmp_path / "v.json").read_text())
+    assert (v["n_train"], v["n_test"]) == (1438, 359)
+
+
 def _vae_args(*argv):
     """The vae command's parsed argv, its left-out options resolved as run() does."""
     from fastnn import cli

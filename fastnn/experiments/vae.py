@@ -79,11 +79,16 @@ def resolve_defaults(args):
 def load_images(dataset, n_train=None, n_test=None, root=None, download=False):
     """(x_train, x_test, image shape (H, W)): the dataset's flattened images (N, H W),
     float32 in [0, 1], the first n_train and n_test of each split (None: all of it);
-    ValueError for an empty split."""
+    ValueError for an empty split or an n_train or n_test beyond its split (not cut to
+    it: the config would name a count that did not run)."""
     x_train, _, x_test, _ = data.load(dataset, root=root, download=download)
-    for split, x in (("training", x_train), ("test", x_test)):
+    for split, x, option, n in (("training", x_train, "--n-train", n_train),
+                                ("test", x_test, "--n-test", n_test)):
         if len(x) == 0:
             raise ValueError(f"--dataset {dataset}: the {split} split holds no images")
+        if n is not None and n > len(x):
+            raise ValueError(f"{option} {n}: the {dataset} {split} split holds {len(x)} "
+                             f"images; leave {option} out to take all of it")
     shape = x_train.shape[1:]
     x_train, x_test = x_train[:n_train], x_test[:n_test]
     return x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1), shape
@@ -208,9 +213,11 @@ def add_arguments(parser):
                              + default_help("likelihood"))
     add_data_arguments(parser)
     parser.add_argument("--n-train", type=positive_int, default=None,
-                        help="training points (default: 20000; images: the whole split)")
+                        help="training points (default: 20000; images: the whole split; "
+                             "more is refused)")
     parser.add_argument("--n-test", type=positive_int, default=None,
-                        help="held-out points (default: 2000; images: the whole split)")
+                        help="held-out points (default: 2000; images: the whole split; "
+                             "more is refused)")
     parser.add_argument("--latent-dim", type=positive_int, default=2)
     parser.add_argument("--hidden", type=hidden_units, default=None,
                         help="comma-separated hidden widths (train's --hidden rules) "
