@@ -204,6 +204,34 @@ def test_vae_refuses_more_images_than_the_split_holds(tmp_path, capsys, option, 
     assert (v["n_train"], v["n_test"]) == (1438, 359)
 
 
+def test_vae_2d_held_out_points_depend_on_seed_and_n_test_only(tmp_path):
+    """The held-out points (seen through data_mean_radius and the untrained model's
+    NELBO on them) are the same whatever --n-train; they were drawn after the training
+    points from one generator, so held-out NELBOs of runs with different --n-train were
+    on different points. The training points do not depend on --n-test, and --seed
+    changes both."""
+    from fastnn import cli
+    backend = fastnn.get_backend()
+
+    def run(*argv):
+        path = tmp_path / "v.json"
+        assert cli.main(["vae", "--distribution", "ring", "--hidden", "4", "--epochs", "1",
+                         "--no-progress", "--out", "", "--metrics", str(path), *argv]) == 0
+        v = json.loads(path.read_text())
+        return v["data_mean_radius"], v["test_nelbo_initial"], v["train_nelbo_curve"]
+
+    try:
+        base = run("--n-train", "50", "--n-test", "40")
+        more_train = run("--n-train", "90", "--n-test", "40")
+        more_test = run("--n-train", "50", "--n-test", "60")
+        other_seed = run("--n-train", "50", "--n-test", "40", "--seed", "1")
+    finally:
+        fastnn.set_backend(backend)
+    assert more_train[:2] == base[:2]
+    assert more_test[2] == base[2]
+    assert other_seed[0] != base[0] and other_seed[2] != base[2]
+
+
 def _vae_args(*argv):
     """The vae command's parsed argv, its left-out options resolved as run() does."""
     from fastnn import cli

@@ -35,6 +35,15 @@ def make_moons(n, rng, noise=0.08):
     return rng.permutation(points).astype(np.float32)
 
 
+def held_out_rng(seed):
+    """The generator of the 2-D held-out points: a child of seed's SeedSequence, apart
+    from the one seeded with seed that draws the training points (then shuffles), so that
+    the held-out points depend on seed and their count only and runs with another
+    --n-train are scored on the same points (drawn after the training points from one
+    generator, they changed with --n-train)."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+
+
 DISTRIBUTIONS = {"ring": make_ring, "moons": make_moons}
 IMAGE_DATASETS = ("digits", "fashion-mnist", "mnist")
 # The defaults of the options left out: (for 2-D data, for images); the images' are
@@ -239,7 +248,8 @@ def run(args):
     rng = np.random.default_rng(args.seed)
     if args.dataset is None:
         make = DISTRIBUTIONS[args.distribution]
-        x, x_test = make(args.n_train or 20000, rng), make(args.n_test or 2000, rng)
+        x = make(args.n_train or 20000, rng)
+        x_test = make(args.n_test or 2000, held_out_rng(args.seed))
         shape = None
     else:
         x, x_test, shape = load_images(args.dataset, args.n_train, args.n_test,
