@@ -156,9 +156,9 @@ def test_multitask_sgd_steps_follow_torch(backend):
 
 # ---- VAE ----------------------------------------------------------------------------------
 
-def torch_vae(model, x, eps, activation):
-    """Autograd with torch.distributions' Normal log-density and KL: (loss, nll, kl, grads,
-    gx)."""
+def torch_vae(model, x, eps, activation, kl_weight=1.0):
+    """Autograd with torch.distributions' Normal log-density and KL, of the loss
+    nll + kl_weight kl: (loss, nll, kl, grads, gx)."""
     P = {n: t(p.data).requires_grad_(True) for n, p in model.named_parameters()}
     act = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid}[activation]
     dist = torch.distributions
@@ -178,8 +178,9 @@ def torch_vae(model, x, eps, activation):
     dec = mlp("decoder", model.decoder, q.loc + q.scale * t(eps))
     nll = -dist.Normal(dec[:, :D], torch.exp(dec[:, D:])).log_prob(xt).sum() / n
     kl = dist.kl_divergence(q, dist.Normal(torch.zeros_like(q.loc), 1.0)).sum() / n
-    (nll + kl).backward()
-    return ((nll + kl).item(), nll.item(), kl.item(), {k: v.grad.numpy() for k, v in P.items()},
+    loss = nll + kl_weight * kl
+    loss.backward()
+    return (loss.item(), nll.item(), kl.item(), {k: v.grad.numpy() for k, v in P.items()},
             xt.grad.numpy())
 
 
@@ -204,6 +205,30 @@ def test_vae_matches_torch(backend, dtype, hidden, activation):
     close(gx, gx_t, dtype, "grad x")  # backward() used to return None
     for name, param in model.named_parameters():
         close(param.grad, grads_t[name], dtype, name)
+
+
+@pytest.mark.parametrize("kl_weight", [0.0, 0.3])
+def test_vae_kl_weight_matches_torch(kl_weight):
+    """forward(..., kl_weight=β) (KL warm-up): the loss nll + β kl, kl unweighted, and
+    backward's gradients those of that loss."""
+    fastnn.set_backend(BACKENDS[0])
+    fastnn.manual_seed(0)
+    rng = np.random.default_rng(3)
+    model = VAE(3, 2, [6, 5]).double()
+    x, eps = rng.standard_normal((8, 3)), rng.standard_normal((8, 2))
+    loss, nll, kl = model(x, eps=eps, kl_weight=kl_weight)
+    model.zero_grad()
+    gx = model.backward()
+    loss_t, nll_t, kl_t, grads_t, gx_t = torch_vae(model, x, eps, "tanh", kl_weight)
+    close(loss, loss_t, np.float64, "loss")
+    close(kl, kl_t, np.float64, "kl")
+    assert kl > 0 and loss == pytest.approx(nll + kl_weight * kl)
+    close(gx, gx_t, np.float64, "grad x")
+    for name, param in model.named_parameters():
+        close(param.grad, grads_t[name], np.float64, name)
+    for bad, err in [(-0.1, ValueError), (float("nan"), ValueError), ("1", TypeError)]:
+        with pytest.raises(err, match="kl_weight"):
+            model(x, eps=eps, kl_weight=bad)
 
 
 def test_vae_checks_empty_batch_and_sample():

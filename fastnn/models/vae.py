@@ -22,7 +22,7 @@ from .. import nn
 from .. import ops
 from .. import random as _random
 from ..validation import (as_contiguous, check_float_array, check_non_negative_int,
-                          check_positive_int)
+                          check_number, check_positive_int)
 from ..nn.module import (_drop_ended_threads, _note_thread_buffer, backward_in_buffer,
                          checks_sub_forwards, evaluating, records_sub_forwards)
 from .mlp import MLP, hidden_widths
@@ -35,10 +35,11 @@ class VAE(nn.Module):
     """VAE(data_dim, latent_dim=2, hidden=(64, 64), activation='tanh', seed=0,
     likelihood='gaussian').
 
-    forward(x, eps=None) -> (loss, nll, kl): the negative ELBO and its two terms (floats,
-    batch means), with eps drawn from the module's own generator (seeded by ``seed``) when
-    not given; backward() accumulates every parameter's gradient of that loss and returns
-    its gradient w.r.t. x, (N, data_dim).
+    forward(x, eps=None, kl_weight=1.0) -> (loss, nll, kl): the negative ELBO and its two
+    terms (floats, batch means), with eps drawn from the module's own generator (seeded by
+    ``seed``) when not given; backward() accumulates every parameter's gradient of that
+    loss and returns its gradient w.r.t. x, (N, data_dim). kl_weight β makes the loss
+    nll + β kl (KL warm-up; kl is returned unweighted).
 
     likelihood: 'gaussian' (the decoder gives mu_x and a learned log sigma_x per
     dimension) or 'bernoulli' (it gives data_dim logits, and the NLL is the summed binary
@@ -73,12 +74,15 @@ class VAE(nn.Module):
         self._x_on_device = False  # whether the last forward's x was a device array
 
     @records_sub_forwards   # (sample() or an MLP run since is caught at backward)
-    def forward(self, x, eps=None):
+    def forward(self, x, eps=None, kl_weight=1.0):
         """x: (N, data_dim). eps: (N, latent_dim) noise or None to draw it. Either may be
         a device array (the elementwise terms between the MLPs are computed on the
         host, and backward then returns the gradient w.r.t. x on the device).
+        kl_weight: β >= 0, the KL term's weight in the loss (and in backward's gradient).
 
-        Returns (loss, nll, kl) as floats (batch means of the per-sample sums)."""
+        Returns (loss, nll, kl) as floats (batch means of the per-sample sums): loss is
+        nll + β kl, kl unweighted."""
+        check_number("VAE", "kl_weight", kl_weight, low=0)
         on_device = _device.is_device_array(x)
         x, eps = _device.to_host(x), None if eps is None else _device.to_host(eps)
         check_float_array("VAE", "x", x, ndim=2, shape=(None, self.data_dim))
@@ -118,9 +122,10 @@ class VAE(nn.Module):
             np.subtract(kl_terms, 0.5, out=kl_terms)
             np.add(kl_terms, squares, out=kl_terms)
             kl = kl_terms.sum() / n
-        self._cache = (n, mu_z, sigma_z, eps, kept)
+        self._cache = (n, mu_z, sigma_z, eps, kept, kl_weight)
         self._x_on_device = on_device   # (with the cache: a refused call keeps the last's)
-        return float(nll + kl), float(nll), float(kl)
+        loss = nll + kl if kl_weight == 1 else nll + kl_weight * kl   # (β 1: bit for bit)
+        return float(loss), float(nll), float(kl)
 
     __call__ = forward
 
@@ -153,9 +158,10 @@ class VAE(nn.Module):
         ``retain_graph=True``). The returned array is fresh, the caller's to keep."""
         if self._cache is None:
             raise RuntimeError("VAE: backward() called before forward()")
-        n, mu_z, sigma_z, eps, kept = self._cache
+        n, mu_z, sigma_z, eps, kept, kl_weight = self._cache
         a = self._step_arrays(n, sigma_z.dtype)
         scale = sigma_z.dtype.type(1.0 / max(n, 1))  # an empty batch has nothing to scale
+        kl_scale = sigma_z.dtype.type(kl_weight / max(n, 1))   # the KL terms' scale
         if self._bernoulli:
             # the kernel's gradient of the mean over N data_dim terms, to that of the
             # sum over data_dim: (sigmoid(logits) - x) / N
@@ -171,13 +177,13 @@ class VAE(nn.Module):
         grad_z = backward_in_buffer(self.decoder, grad_dec, True)   # (N, latent_dim)
         # through z = mu_z + exp(log_sz) * eps, plus the KL term's own gradient
         grad_mu_z, grad_log_sz = a.latent_work
-        # grad_mu_z = grad_z + mu_z * scale
-        np.add(grad_z, np.multiply(mu_z, scale, out=grad_mu_z), out=grad_mu_z)
-        # grad_log_sz = grad_z * sigma_z * eps + (sigma_z ** 2 - 1) * scale
+        # grad_mu_z = grad_z + mu_z * kl_scale
+        np.add(grad_z, np.multiply(mu_z, kl_scale, out=grad_mu_z), out=grad_mu_z)
+        # grad_log_sz = grad_z * sigma_z * eps + (sigma_z ** 2 - 1) * kl_scale
         kl_part = a.squares
         np.square(sigma_z, out=kl_part)
         np.subtract(kl_part, 1, out=kl_part)
-        np.multiply(kl_part, scale, out=kl_part)
+        np.multiply(kl_part, kl_scale, out=kl_part)
         np.multiply(grad_z, sigma_z, out=grad_log_sz)
         np.multiply(grad_log_sz, eps, out=grad_log_sz)
         np.add(grad_log_sz, kl_part, out=grad_log_sz)
