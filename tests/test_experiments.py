@@ -232,6 +232,45 @@ def test_vae_2d_held_out_points_depend_on_seed_and_n_test_only(tmp_path):
     assert other_seed[0] != base[0] and other_seed[2] != base[2]
 
 
+def test_vae_kl_warmup_changes_training_only_while_it_lasts(tmp_path, monkeypatch):
+    """--kl-warmup E: the KL weight rises step by step to 1 over E epochs (then stays), 0
+    leaves it 1 throughout; the training curve stays the negative ELBO, not the weighted
+    loss."""
+    from fastnn import cli
+    from fastnn.models.vae import VAE
+    backend = fastnn.get_backend()
+    weights = []
+    forward = VAE.forward
+
+    def noting(self, x, eps=None, kl_weight=1.0):
+        weights.append(kl_weight)
+        return forward(self, x, eps, kl_weight)
+
+    monkeypatch.setattr(VAE, "forward", noting)
+    monkeypatch.setattr(VAE, "__call__", noting)
+
+    def run(warmup):
+        weights.clear()
+        path = tmp_path / "v.json"
+        assert cli.main(["vae", "--hidden", "4", "--epochs", "3", "--n-train", "40",
+                         "--n-test", "20", "--batch-size", "10", "--no-progress", "--out",
+                         "", "--metrics", str(path), "--kl-warmup", str(warmup)]) == 0
+        return json.loads(path.read_text()), list(weights)
+
+    try:
+        none, none_weights = run(0)
+        warm, warm_weights = run(2)
+    finally:
+        fastnn.set_backend(backend)
+    # held-out NELBOs (weight 1) between the training steps: 4 steps an epoch
+    assert [w for w in none_weights if w != 1] == []
+    steps = [w for i, w in enumerate(warm_weights) if i % 5 != 0]   # (every 5th: held out)
+    assert steps == pytest.approx([k / 8 for k in range(1, 9)] + [1.0] * 4)
+    assert warm["test_nelbo_initial"] == none["test_nelbo_initial"]
+    assert warm["test_nelbo_final"] != none["test_nelbo_final"]
+    assert warm["config"]["kl_warmup"] == 2 and all(c > 0 for c in warm["train_nelbo_curve"])
+
+
 def _vae_args(*argv):
     """The vae command's parsed argv, its left-out options resolved as run() does."""
     from fastnn import cli
@@ -240,21 +279,22 @@ def _vae_args(*argv):
 
 
 @pytest.mark.parametrize("argv,expected", [
-    ([], ("ring", "gaussian", [64, 64], 30, 2e-3, 2)),
-    (["--distribution", "moons"], ("moons", "gaussian", [64, 64], 30, 2e-3, 2)),
+    ([], ("ring", "gaussian", [64, 64], 30, 2e-3, 2, 5)),
+    (["--distribution", "moons"], ("moons", "gaussian", [64, 64], 30, 2e-3, 2, 5)),
     # images: README's Fashion-MNIST run (--hidden 512,256 --epochs 10 --lr 1e-3)
-    (["--dataset", "fashion-mnist"], (None, "bernoulli", [512, 256], 10, 1e-3, 2)),
+    (["--dataset", "fashion-mnist"], (None, "bernoulli", [512, 256], 10, 1e-3, 2, 0)),
     (["--dataset", "digits", "--likelihood", "gaussian", "--hidden", "32", "--epochs",
-      "3", "--lr", "0.01", "--latent-dim", "20"], (None, "gaussian", [32], 3, 0.01, 20)),
-    (["--likelihood", "bernoulli", "--epochs", "4"], ("ring", "bernoulli", [64, 64], 4,
-                                                      2e-3, 2)),
+      "3", "--lr", "0.01", "--latent-dim", "20", "--kl-warmup", "2"],
+     (None, "gaussian", [32], 3, 0.01, 20, 2)),
+    (["--likelihood", "bernoulli", "--epochs", "4", "--kl-warmup", "0"],
+     ("ring", "bernoulli", [64, 64], 4, 2e-3, 2, 0)),
 ])
 def test_vae_defaults_depend_on_the_data(argv, expected):
-    """Left out, --hidden, --epochs, --lr and --likelihood take the 2-D data's defaults,
-    or with --dataset the images'; given ones are kept."""
+    """Left out, --hidden, --epochs, --lr, --likelihood and --kl-warmup take the 2-D
+    data's defaults, or with --dataset the images'; given ones are kept."""
     args = _vae_args(*argv)
     assert (args.distribution, args.likelihood, args.hidden, args.epochs, args.lr,
-            args.latent_dim) == expected
+            args.latent_dim, args.kl_warmup) == expected
 
 
 def test_vae_help_gives_both_defaults(capsys):
@@ -265,6 +305,7 @@ def test_vae_help_gives_both_defaults(capsys):
     text = " ".join(capsys.readouterr().out.split())
     for phrase in ("(default: 64,64; images: 512,256)", "(default: 30; images: 10)",
                    "(default: 0.002; images: 0.001)", "(default: gaussian; images: bernoulli)",
+                   "(default: 5; images: 0)",
                    "seeds the initial weights, the training noise, the shuffling and the "
                    "2-D data (default 0)"):
         assert phrase in text

@@ -49,7 +49,7 @@ IMAGE_DATASETS = ("digits", "fashion-mnist", "mnist")
 # The defaults of the options left out: (for 2-D data, for images); the images' are
 # those of README's Fashion-MNIST run
 DEFAULTS = {"likelihood": ("gaussian", "bernoulli"), "hidden": ([64, 64], [512, 256]),
-            "epochs": (30, 10), "lr": (2e-3, 1e-3)}
+            "epochs": (30, 10), "lr": (2e-3, 1e-3), "kl_warmup": (5, 0)}
 
 
 def default_help(dest):
@@ -210,7 +210,7 @@ def plot_images(samples, originals, reconstructions, shape, path, title, curve=N
 
 
 def add_arguments(parser):
-    from ..cli import add_data_arguments, hidden_units, positive_int
+    from ..cli import add_data_arguments, hidden_units, non_negative_int, positive_int
     parser.add_argument("--distribution", choices=sorted(DISTRIBUTIONS), default=None,
                         help="a 2-D distribution (default: ring)")
     parser.add_argument("--dataset", choices=IMAGE_DATASETS, default=None,
@@ -236,6 +236,11 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--lr", type=float, default=None, help="Adam's learning rate "
                         + default_help("lr"))
+    parser.add_argument("--kl-warmup", type=non_negative_int, default=None,
+                        help="epochs over which the KL term's weight rises linearly, step "
+                             "by step, from 0 to 1 (0: none; without it some 2-D seeds "
+                             "stall with samples filling the disc inside the ring) "
+                             + default_help("kl_warmup"))
     add_common_arguments(parser, "runs/vae/samples.png",
                          seed_help="seeds the initial weights, the training noise, the "
                                    "shuffling and the 2-D data (default 0)")
@@ -262,21 +267,25 @@ def run(args):
     opt = optim.Adam(model.parameters(), lr=args.lr)
     curve = [held_out_nelbo(model, x_test)]
     train_curve = []
+    warmup_steps = args.kl_warmup * -(-len(x) // args.batch_size)
+    step = 0
     start = time.perf_counter()
     bar = progress(args.epochs, "vae epochs", not args.no_progress)
     for epoch in range(args.epochs):
         order = rng.permutation(len(x))
-        total = 0.0   # the epoch's loss summed over samples (batch mean x size)
+        total = 0.0   # the epoch's negative ELBO summed over samples (batch mean x size)
         for s in range(0, len(x), args.batch_size):
             batch = x[order[s:s + args.batch_size]]
-            loss, _, _ = model(batch)
+            step += 1
+            beta = min(1.0, step / warmup_steps) if warmup_steps else 1.0
+            loss, nll, kl = model(batch, kl_weight=beta)
             if not np.isfinite(loss):
                 raise FloatingPointError(f"vae: training diverged: the loss became {loss} in "
                                          f"epoch {epoch + 1}; try a smaller learning rate")
             opt.zero_grad()
             model.backward(need_grad_in=False)
             opt.step()
-            total += loss * len(batch)
+            total += (loss if beta == 1 else nll + kl) * len(batch)   # (the NELBO)
         train_curve.append(total / len(x))   # per sample: a short last batch counts its size
         curve.append(held_out_nelbo(model, x_test))
         if bar is not None:
