@@ -115,14 +115,15 @@ def test_vae_defaults_and_likelihood_as_readme_gives():
     from fastnn.experiments import vae
     text = " ".join(README.split())
     assert ("With `--dataset` the defaults are those of the run below, `--hidden 512,256 "
-            "--epochs 10 --lr 1e-3` (2-D data: `--hidden 64,64 --epochs 30 --lr 2e-3`), "
-            "`--latent-dim` 2 for both") in text
+            "--epochs 10 --lr 1e-3 --kl-warmup 0` (2-D data: `--hidden 64,64 --epochs 30 "
+            "--lr 2e-3 --kl-warmup 5`), `--latent-dim` 2 for both") in text
     assert "`--likelihood gaussian|bernoulli`" in text
     assert "`error: --likelihood bernoulli needs data in [0, 1]; ...`" in text
-    for argv, expected in ((["--dataset", "fashion-mnist"], ([512, 256], 10, 1e-3, 2)),
-                           ([], ([64, 64], 30, 2e-3, 2))):
+    for argv, expected in ((["--dataset", "fashion-mnist"], ([512, 256], 10, 1e-3, 0, 2)),
+                           ([], ([64, 64], 30, 2e-3, 5, 2))):
         args = vae.resolve_defaults(_parser("vae").parse_args(argv))
-        assert (args.hidden, args.epochs, args.lr, args.latent_dim) == expected
+        assert (args.hidden, args.epochs, args.lr, args.kl_warmup,
+                args.latent_dim) == expected
     assert _options("vae")["--likelihood"].choices == ("gaussian", "bernoulli")
 
 
