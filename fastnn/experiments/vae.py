@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .. import data, device, optim
+from .. import data, optim
 from ..models.vae import LIKELIHOODS, VAE
 from ..grad_mode import no_grad
 from ..nn.module import evaluating
@@ -129,15 +129,12 @@ def held_out_nelbo(model, x, seed=123, batch_size=2000):
 
 
 def image_samples(model, n, rng):
-    """n generated images (n, data_dim): the mean of p(x | z) at z ~ N(0, I), the pixel
-    probabilities (bernoulli) or mu_x (gaussian: drawing its per-pixel noise, as
-    sample() does, would hide the image)."""
-    if model.likelihood == "bernoulli":
-        return model.sample(n, rng)
-    dtype = model.decoder[0].weight.data.dtype
-    z = rng.standard_normal((n, model.latent_dim)).astype(dtype)
+    """n generated images (n, data_dim): the mean of p(x | z) at z ~ N(0, I) drawn from
+    rng, the pixel probabilities (bernoulli, as model.sample gives them) or mu_x
+    (gaussian: sample() would add its per-pixel noise, which hides the image)."""
+    z = rng.standard_normal((n, model.latent_dim)).astype(model.decoder[0].weight.data.dtype)
     with evaluating(model), no_grad():
-        return device.to_host(model.decoder(z))[:, :model.data_dim]
+        return model._decoded_mean(model.decoder(z))
 
 
 def plot_samples(data, samples, path, title, curve=None):
