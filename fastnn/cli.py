@@ -521,24 +521,34 @@ def output_path_problem(path):
     return None
 
 
+def check_paths_apart(paths, inputs=(), error=CLIError, allowed=()):
+    """Refuse, before a run, output paths that cannot be written (a folder, or under a
+    file) and two paths naming one file, which the later write would replace (an output
+    over another, or over an input that the run reads). paths: (flag, path) pairs in
+    order; inputs: the flags of those that are read (not checked as outputs); allowed:
+    (flag, earlier flag) pairs that may name one file. Raises error."""
+    named = {}
+    for flag, path in paths:
+        problem = None if flag in inputs else output_path_problem(path)
+        if problem:
+            raise error(f"--{flag} {problem}")
+        key = os.path.realpath(path)
+        other = named.get(key)
+        if other is not None and (flag, other) not in allowed:
+            raise error(f"--{flag} and --{other} name the same file ({path!r}); "
+                        f"give each its own")
+        named.setdefault(key, flag)
+
+
 def _check_output_paths(args):
     """Refuse --metrics/--plot/--save paths that cannot be written (a folder, or under a
     file) before training, not after, and two of them (or one and --resume) naming one
-    file, which the later write would replace (--metrics over the only checkpoint)."""
-    named = {}
-    for flag in ("resume", "save", "metrics", "plot"):
-        path = getattr(args, flag, None)
-        if path is None:
-            continue
-        problem = None if flag == "resume" else output_path_problem(path)
-        if problem:
-            raise CLIError(f"--{flag} {problem}")
-        key = os.path.realpath(path)
-        other = named.get(key)
-        if other is not None and not (flag == "save" and other == "resume"):
-            raise CLIError(f"--{flag} and --{other} name the same file ({path!r}); "
-                           f"give each its own")
-        named.setdefault(key, flag)
+    file, which the later write would replace (--metrics over the only checkpoint); --save
+    may be --resume's file (a run saved over the checkpoint it resumed)."""
+    flags = ("resume", "save", "metrics", "plot")
+    check_paths_apart([(flag, getattr(args, flag)) for flag in flags
+                       if getattr(args, flag, None) is not None],
+                      inputs=("resume",), allowed={("save", "resume")})
 
 
 def load_dataset(args):

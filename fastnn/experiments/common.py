@@ -1,6 +1,5 @@
 """Small pieces the experiment commands share: progress bars and metric files."""
 import json
-import os
 
 
 def progress(total, desc, enabled=True):
@@ -46,17 +45,9 @@ def apply_runtime(args):
     the whole run), and two of --checkpoint (dream's input), --out and --metrics naming
     one file, as train refuses its outputs': the later write replaced the earlier one,
     or the checkpoint."""
-    from ..cli import apply_runtime_arguments, output_path_problem
-    named = {}
-    for flag in ("checkpoint", "out", "metrics"):
-        path = getattr(args, flag, None)
-        if not path:
-            continue
-        problem = None if flag == "checkpoint" else output_path_problem(path)
-        if problem:  # a folder, or a path under a file
-            raise ValueError(f"--{flag} {problem}")
-        other = named.setdefault(os.path.realpath(path), flag)
-        if other != flag:
-            raise ValueError(f"--{flag} and --{other} name the same file ({path!r}); "
-                             f"give each its own")
+    from ..cli import apply_runtime_arguments, check_paths_apart
+    # (an empty --out writes no figure)
+    paths = [(flag, getattr(args, flag, None)) for flag in ("checkpoint", "out", "metrics")]
+    check_paths_apart([(flag, path) for flag, path in paths if path],
+                      inputs=("checkpoint",), error=ValueError)
     apply_runtime_arguments(args)
