@@ -97,6 +97,9 @@ def _probs_chunks(logits, target, grad, partial, rows, inv_n):
             x = logits[i]
             t = target[i]
             g = grad[i]
+            # (these six lines are _labels_chunks' too, on purpose: as one inline helper
+            # of both, the narrow rows took 1.2-1.7x the time, 1024 x 10 labels 40 ->
+            # 70 us at 1 thread, with the same finite bits; measured 7 Dec 2026)
             mx = vmath.row_max(x)
             if wide:
                 row_exps.row_exps(x, mx, g)
