@@ -258,6 +258,42 @@ def test_bad_schedule_messages_quote_torchs(name, kwargs):
     assert str(ours.value).startswith(f"{name}: ")
 
 
+def _overstep(sched, opt):
+    s = sched.OneCycleLR(opt, max_lr=0.1, total_steps=2)
+    for _ in range(3):
+        s.step()
+
+
+BAD_COMPOSITES = {
+    "one-cycle-overstep": ("OneCycleLR", _overstep),
+    "sequential-milestones": ("SequentialLR", lambda sched, opt: sched.SequentialLR(
+        opt, [sched.StepLR(opt, 2), sched.StepLR(opt, 3)], milestones=[1, 2])),
+    "sequential-empty": ("SequentialLR",
+                         lambda sched, opt: sched.SequentialLR(opt, [], milestones=[])),
+    "sequential-plateau": ("SequentialLR", lambda sched, opt: sched.SequentialLR(
+        opt, [sched.StepLR(opt, 2), sched.ReduceLROnPlateau(opt)], milestones=[1])),
+    "chained-empty": ("ChainedScheduler", lambda sched, opt: sched.ChainedScheduler([])),
+    "chained-plateau": ("ChainedScheduler", lambda sched, opt: sched.ChainedScheduler(
+        [sched.StepLR(opt, 2), sched.ReduceLROnPlateau(opt)])),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COMPOSITES))
+def test_bad_composite_and_overstep_messages_quote_torchs(case):
+    """SequentialLR's and ChainedScheduler's ValueErrors for a bad list of schedulers,
+    and OneCycleLR's for a step past total_steps, hold PyTorch's message beside
+    fastnn's."""
+    name, build = BAD_COMPOSITES[case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # (the step-order warning of the overstep)
+        with pytest.raises(ValueError) as theirs:
+            build(torch_sched, torch.optim.SGD([torch.nn.Parameter(torch.ones(2))],
+                                               lr=0.1, momentum=0.9))
+        with pytest.raises(ValueError, match=re.escape(str(theirs.value))) as ours:
+            build(lr_scheduler, optim.SGD([Parameter(np.ones(2))], lr=0.1, momentum=0.9))
+    assert str(ours.value).startswith(f"{name}: ")
+
+
 @pytest.mark.parametrize("name", ["Adamax", "Adagrad", "Adadelta", "RMSprop", "ASGD"])
 def test_positional_parameters_in_torchs_order(name):
     """The optimizers whose PyTorch signature takes foreach (RMSprop and ASGD also

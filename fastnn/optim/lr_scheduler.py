@@ -912,8 +912,10 @@ class OneCycleLR(LRScheduler):
         target = (self.last_epoch + 1 if epoch is None
                   else _epoch_argument("OneCycleLR", epoch, warn=False))
         if target > self.total_steps:
-            raise ValueError(f"OneCycleLR: tried to step {target} times; the "
-                             f"schedule has total_steps={self.total_steps}")
+            raise ValueError(_said(f"OneCycleLR: tried to step {target} times; the "
+                                   f"schedule has total_steps={self.total_steps}",
+                                   f"Tried to step {target} times. The specified number "
+                                   f"of total steps is {self.total_steps}"))
         super().step(epoch)
         if self.cycle_momentum:
             for group in self.optimizer.param_groups:
@@ -1082,15 +1084,26 @@ class CyclicLR(LRScheduler):
             self._scale_fn_custom.__dict__.update(saved)
 
 
+#: PyTorch's words for SequentialLR's and ChainedScheduler's empty list of schedulers
+_TORCH_NONE = {"SequentialLR": "SequentialLR expects at least one scheduler, but got no "
+                               "scheduler.",
+               "ChainedScheduler": "ChainedScheduler expects at least one scheduler to be "
+                                   "chained, but got no scheduler."}
+
+
 def _check_schedulers(where, schedulers, optimizer):
     """schedulers as a list: at least one, each an epoch-based scheduler of optimizer."""
     schedulers = list(schedulers)
     if not schedulers:
-        raise ValueError(f"{where}: expected at least one scheduler")
+        raise ValueError(_said(f"{where}: expected at least one scheduler", _TORCH_NONE[where]))
     for i, scheduler in enumerate(schedulers):
         if isinstance(scheduler, ReduceLROnPlateau):  # (PyTorch's error type)
-            raise ValueError(f"{where}: scheduler {i} is a ReduceLROnPlateau, whose step "
-                             f"needs the metric; expected an epoch-based scheduler")
+            raise ValueError(_said(
+                f"{where}: scheduler {i} is a ReduceLROnPlateau, whose step needs the "
+                f"metric; expected an epoch-based scheduler",
+                f"{where} does not support `ReduceLROnPlateau` scheduler as it requires "
+                f"additional kwargs to be specified when calling `step`, but got one at "
+                f"index {i} in the given schedulers sequence."))
         if not isinstance(scheduler, LRScheduler):
             raise TypeError(f"{where}: scheduler {i} must be an epoch-based scheduler "
                             f"(not ReduceLROnPlateau), got {type(scheduler).__name__}")
@@ -1111,8 +1124,13 @@ class SequentialLR(LRScheduler):
         schedulers = _check_schedulers(where, schedulers, optimizer)
         milestones = list(milestones)
         if len(milestones) != len(schedulers) - 1:
-            raise ValueError(f"{where}: expected {len(schedulers) - 1} milestones (one fewer "
-                             f"than the schedulers), got {len(milestones)}")
+            raise ValueError(_said(
+                f"{where}: expected {len(schedulers) - 1} milestones (one fewer than the "
+                f"schedulers), got {len(milestones)}",
+                f"Sequential Schedulers expects number of schedulers provided to be one more "
+                f"than the number of milestone points, but got number of schedulers "
+                f"{len(schedulers)} and the number of milestones to be equal to "
+                f"{len(milestones)}"))
         milestones = [_count(where, "milestones", m, low=0) for m in milestones]
         self._schedulers, self._milestones = schedulers, milestones
         self.optimizer = optimizer
