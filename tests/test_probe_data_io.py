@@ -139,6 +139,18 @@ def test_cifar_labels_are_never_rounded(tmp_path, labels, message):
         data.read_batch(path)
 
 
+@pytest.mark.parametrize("batch,message", [
+    ({b"da\xe2a": np.zeros((1, 3072), np.uint8), b"labels": [0]}, "expected keys"),
+    ({b"data": [[1, 2], [3]], b"labels": [0, 1]}, "unreadable 'data'")])
+def test_damaged_cifar_keys_and_ragged_data_name_the_file(tmp_path, batch, message):
+    # (a byte flipped in a Python 2 key was a UnicodeDecodeError, ragged data NumPy's
+    # ValueError, neither naming the file)
+    path = cifar_batch(tmp_path / "data_batch_1", batch)
+    with pytest.raises(CIFARError, match=message) as caught:
+        data.read_batch(path)
+    assert str(path) in str(caught.value)
+
+
 # -------------------------------------------------------------------- DataLoader
 def test_dataloader_matches_torch_batches_and_lengths():
     rng = np.random.default_rng(0)

@@ -89,11 +89,12 @@ def read_batch(path):
                              f"({type(exc).__name__}: {exc})") from None
     if not isinstance(batch, dict):
         raise CIFARError(f"{path}: expected a pickled dict, got {type(batch).__name__}")
-    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    # (latin-1 decodes any bytes: a damaged key is then reported as a missing one)
+    batch = {k.decode("latin-1") if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in batch or "labels" not in batch:
         raise CIFARError(f"{path}: expected keys 'data' and 'labels', got "
                          f"{sorted(batch, key=repr)}")
-    data = np.asarray(batch["data"])
+    data = _as_array(path, "data", batch["data"])
     labels = _labels(path, batch["labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise CIFARError(f"{path}: expected 'data' uint8 of shape (N, 3072), "
@@ -105,12 +106,17 @@ def read_batch(path):
     return data.reshape(-1, 3, 32, 32), labels
 
 
+def _as_array(path, key, value):
+    """np.asarray(value) of the batch's entry key; CIFARError for a ragged list."""
+    try:
+        return np.asarray(value)
+    except ValueError as exc:
+        raise CIFARError(f"{path}: unreadable {key!r} ({exc})") from None
+
+
 def _labels(path, value):
     """The batch's labels as int64; CIFARError for anything but integers (no rounding)."""
-    try:
-        labels = np.asarray(value)
-    except ValueError as exc:  # a ragged list
-        raise CIFARError(f"{path}: unreadable 'labels' ({exc})") from None
+    labels = _as_array(path, "labels", value)
     if labels.size == 0:  # np.asarray([]) is float64
         return labels.astype(np.int64)
     if labels.dtype.kind not in "iu":
