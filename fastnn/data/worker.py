@@ -12,9 +12,9 @@ hashed from the state of the generator the pass shuffles with, as the pass start
 
 An ``IterableDataset`` has nothing to share out by index, so there each of
 ``num_workers`` workers is played in turn, as PyTorch's processes are: worker ``k`` gets
-``WorkerInfo(id=k, num_workers, seed=base + k, dataset=its own shallow copy)`` while its
-``worker_init_fn``, its ``iter(dataset)``, each of its ``next`` calls and its collate
-run (see ``fastnn/data/streams.py``).
+``WorkerInfo(id=k, num_workers, seed=base + k, dataset=its own deep copy)`` (streams.py's
+``worker_copy``) while its ``worker_init_fn``, its ``iter(dataset)``, each of its ``next``
+calls and its collate run (see ``fastnn/data/streams.py``).
 """
 import contextlib
 import dataclasses
