@@ -131,8 +131,9 @@ class DataLoader:
     hashed from the state of the generator the pass shuffles with (``seed``/``generator``
     when given, else fastnn's global generator) as the pass starts, without drawing from
     it: it repeats with the same seed or after ``fastnn.manual_seed``, changes from pass
-    to pass as the generator advances, and the shuffle order and the global generator's
-    stream are those of the same loader without a ``worker_init_fn``.
+    to pass as the generator advances, and the shuffle order is that of the same loader
+    without a ``worker_init_fn``. (A pass that leaves the generator as it found it, not
+    shuffling, draws one number from it when it ends, so the next pass's seed differs.)
 
     An ``IterableDataset`` (PyTorch's iterable-style dataset) is read in its own order,
     as PyTorch's: each batch the next ``batch_size`` items of ``iter(dataset)`` (the last

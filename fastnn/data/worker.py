@@ -60,9 +60,9 @@ def _state_bytes(state):
 
 def pass_seed(rng):
     """A worker seed in [0, 2**63) from rng's state (rng: the loader's kept Generator, or
-    None for fastnn's global generator), without drawing from it: the shuffle order and
-    the generator's stream are those of the same loader without a worker_init_fn, and
-    the seed repeats under the same loader seed or ``fastnn.manual_seed``."""
+    None for fastnn's global generator), without drawing from it: the shuffle order is
+    that of the same loader without a worker_init_fn, and the seed repeats under the same
+    loader seed or ``fastnn.manual_seed`` (PassSeed.finish may draw after the pass)."""
     gen = _random.generator() if rng is None else rng
     state = _state_bytes(gen.bit_generator.state)
     digest = hashlib.blake2b(state, digest_size=8, person=b"fastnn.worker").digest()
