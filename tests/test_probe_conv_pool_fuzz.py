@@ -281,3 +281,71 @@ def test_window_sizes_out_of_range_are_runtime_errors(name, kwargs):
     with pytest.raises(RuntimeError) as info:
         getattr(nn, name)(**kwargs)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("name,args,kwargs,shape", [
+    ("Conv2d", (3, 4, 3), dict(stride=(2,), padding=(1,), dilation=(2,)), (2, 3, 7, 6)),
+    ("Conv3d", (3, 4, 2), dict(stride=[2], padding=np.array([1])), (2, 3, 4, 5, 3)),
+    ("ConvTranspose2d", (3, 4, 3), dict(stride=(2,), padding=(1,), output_padding=(1,),
+                                        dilation=(2,)), (2, 3, 4, 5)),
+    ("ConvTranspose3d", (3, 4, 2), dict(stride=(2,), output_padding=(1,)), (3, 3, 2, 4)),
+    ("MaxPool2d", ((3,),), dict(stride=(2,), padding=(1,), dilation=(2,)), (2, 3, 7, 6)),
+    ("MaxPool2d", (2,), dict(stride=()), (2, 3, 6, 5)),
+    ("AvgPool2d", ((3,),), dict(stride=(2,), padding=(1,)), (3, 7, 6)),
+    ("MaxPool3d", ((2,),), dict(padding=(1,)), (2, 3, 4, 5, 3)),
+    ("AvgPool3d", (2,), dict(stride=[]), (2, 3, 4, 5, 4)),
+    ("LPPool2d", (2, 2), dict(stride=(1,)), (2, 3, 5, 4)),
+    ("LPPool3d", (2, 2), dict(stride=()), (2, 3, 4, 4, 4))])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_window_layers_take_a_one_element_tuple_for_every_axis(name, args, kwargs, shape,
+                                                               backend):
+    # PyTorch's conv and pooling kernels expand a one-element stride, padding, dilation,
+    # output padding (and a pool's kernel size) to every axis, and take an empty stride
+    # as the kernel size, as fastnn's functional forms did; the layers refused them
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal(shape)
+    theirs = getattr(torch.nn, name)(*args, **kwargs).double()
+    tx = torch.from_numpy(x.copy()).requires_grad_(True)
+    ty = theirs(tx)
+    g = rng.standard_normal(tuple(ty.shape))
+    params = list(theirs.parameters())
+    want = torch.autograd.grad(ty, [tx] + params, torch.from_numpy(g))
+    with fastnn.use_backend(backend):
+        extra = dict(dtype=np.float64) if "Conv" in name else {}
+        ours = getattr(nn, name)(*args, **kwargs, **extra)
+        if params:
+            ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
+        y = ours(x)
+        got = [ours.backward(g)] + [p.grad for p in ours.parameters()]
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name,args,kwargs", [
+    ("Conv2d", (3, 4, (3,)), {}), ("Conv2d", (3, 4, 3), dict(padding=(1,), padding_mode="reflect")),
+    ("Conv3d", (3, 4, 3), dict(padding=(1,), padding_mode="circular")),
+    ("LPPool2d", (2, (2,)), {}), ("LPPool3d", (2, (2,)), {})])
+def test_one_element_tuples_pytorch_refuses_stay_refused(name, args, kwargs):
+    # a conv's kernel size (the weight's shape), the padding of another padding mode (the
+    # border is padded by the tuple as given) and an LPPool's kernel size (unpacked into
+    # its sizes) take no one-element tuple in PyTorch
+    d = int(name[-2])
+    x = np.ones((1, 3) + (5,) * d)
+    with pytest.raises((RuntimeError, ValueError, NotImplementedError)):
+        getattr(torch.nn, name)(*args, **kwargs)(torch.from_numpy(x))
+    with pytest.raises(ValueError):
+        getattr(nn, name)(*args, **kwargs)(x)
+
+
+@pytest.mark.parametrize("name,args,kwargs", [
+    ("max_pool3d", ((2,),), dict(stride=(1,), padding=(1,))),
+    ("avg_pool3d", (3,), dict(stride=(2,), padding=(1,))),
+    ("lp_pool2d", (2, 2), dict(stride=(1,))), ("lp_pool3d", (1.5, 2), dict(stride=(1,)))])
+def test_functional_3d_and_lp_pools_take_one_element_tuples(name, args, kwargs):
+    # these functional pools run the layers, which refused what PyTorch expands
+    x = np.abs(np.random.default_rng(6).standard_normal((2, 3, 5, 4, 6)))
+    x = x if "3d" in name else x[:, :, 0]
+    want = getattr(torch.nn.functional, name)(torch.from_numpy(x), *args, **kwargs)
+    got = getattr(fastnn.nn.functional, name)(x, *args, **kwargs)
+    np.testing.assert_allclose(got, want.numpy(), rtol=1e-10, atol=1e-12)

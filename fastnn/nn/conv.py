@@ -15,10 +15,14 @@ from .module import Module, Parameter, live_grad, nothing_to_compute
 from .padding import check_pad_fits, pad_backward, pad_forward
 
 
-def pair(layer, name, value, minimum, n=2):
-    """An int or n ints (a pair by default), each >= minimum, as a tuple of n ints."""
+def pair(layer, name, value, minimum, n=2, one=False):
+    """An int or n ints (a pair by default), each >= minimum, as a tuple of n ints;
+    one=True: also a sequence of one int, for every axis (PyTorch's conv and pooling
+    kernels expand a one-element stride, padding, ... so)."""
     value = int_items(value)  # (a 1-D integer array, as PyTorch takes)
     items = (value,) * n if not isinstance(value, (tuple, list)) else tuple(value)
+    if one and len(items) == 1:
+        items *= n
     not_ints = any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items)
     if len(items) != n or not_ints or any(v < minimum for v in items):
         what = "a pair of them" if n == 2 else f"a tuple of {n}"
@@ -220,8 +224,8 @@ class Conv2d(Module):
         self.groups = int(groups)
         self.padding_mode = padding_mode
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
-        self.stride = pair(name, "stride", stride, 1, n)
-        self.dilation = pair(name, "dilation", dilation, 1, n)
+        self.stride = pair(name, "stride", stride, 1, n, one=True)
+        self.dilation = pair(name, "dilation", dilation, 1, n, one=True)
         self.padding, self._pads = self._padding(padding)
         self.output_padding = (0,) * n  # PyTorch's _ConvNd attributes (no effect here)
         self.transposed = False
@@ -255,7 +259,8 @@ class Conv2d(Module):
                                  f"convolutions, got stride {self.stride}")
             totals = tuple(d * (k - 1) for d, k in zip(self.dilation, self.kernel_size))
             return padding, tuple((t // 2, t - t // 2) for t in totals)
-        pads = pair(name, "padding", padding, 0, n)
+        # (PyTorch pads the other modes by the tuple as given: one entry is an error)
+        pads = pair(name, "padding", padding, 0, n, one=self.padding_mode == "zeros")
         return pads, tuple((p, p) for p in pads)
 
     def _window(self):

@@ -30,9 +30,9 @@ from .module import Module, Parameter, live_grad, nothing_to_compute
 from .padding import check_pad_fits, pad_backward, pad_forward
 
 
-def triple(layer, name, value, minimum):
+def triple(layer, name, value, minimum, one=False):
     """An int or 3 ints, each >= minimum, as a tuple of 3 ints (PyTorch's _triple)."""
-    return pair(layer, name, value, minimum, 3)
+    return pair(layer, name, value, minimum, 3, one)
 
 
 ALL = (slice(None), slice(None))  # every sample and channel: ALL + tap_slices(...)
@@ -160,8 +160,8 @@ class _Conv3dBase(Module):
             raise ValueError(f"{name}: out_channels ({out_channels}) must be divisible by "
                              f"groups ({groups})")
         self.kernel_size = triple(name, "kernel_size", kernel_size, 1)
-        self.stride = triple(name, "stride", stride, 1)
-        self.dilation = triple(name, "dilation", dilation, 1)
+        self.stride = triple(name, "stride", stride, 1, one=True)
+        self.dilation = triple(name, "dilation", dilation, 1, one=True)
         self.transposed = transposed  # PyTorch's _ConvNd attribute
         # PyTorch's kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in
         # from the weight's second axis times the kernel volume; the bias likewise
@@ -259,7 +259,7 @@ class Conv3d(_Conv3dBase):
                                  f"convolutions, got stride {self.stride}")
             totals = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
             return padding, tuple((t // 2, t - t // 2) for t in totals)
-        padding = triple(name, "padding", padding, 0)
+        padding = triple(name, "padding", padding, 0, one=self.padding_mode == "zeros")
         return padding, tuple((p, p) for p in padding)
 
     def _grid(self, shape):
@@ -341,9 +341,9 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         self.padding_mode = padding_mode
         self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                     dtype, transposed=True)
-        self.padding = triple(name, "padding", padding, 0)
+        self.padding = triple(name, "padding", padding, 0, one=True)
         # (checked by the forward that uses it, as PyTorch's)
-        self.output_padding = triple(name, "output_padding", output_padding, 0)
+        self.output_padding = triple(name, "output_padding", output_padding, 0, one=True)
         self._pending = None  # the output_size of the forward being run
 
     def _smallest(self, spatial):

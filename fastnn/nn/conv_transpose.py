@@ -110,13 +110,13 @@ class ConvTranspose2d(OutputSizeForward, Module):
             raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels "
                              f"({out_channels}) must be divisible by groups ({groups})")
         self.groups = groups
-        self.dilation = pair(name, "dilation", dilation, 1)
+        self.dilation = pair(name, "dilation", dilation, 1, one=True)
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1)
-        self.stride = pair(name, "stride", stride, 1)
-        self.padding = pair(name, "padding", padding, 0)
+        self.stride = pair(name, "stride", stride, 1, one=True)
+        self.padding = pair(name, "padding", padding, 0, one=True)
         # (checked by the forward that uses it, as PyTorch's: forward(x, output_size=)
         # makes its own)
-        self.output_padding = pair(name, "output_padding", output_padding, 0)
+        self.output_padding = pair(name, "output_padding", output_padding, 0, one=True)
         fan_in = self.out_channels // groups * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)
         rng = _random.generator()

@@ -113,7 +113,7 @@ from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingL
 from .padding import check_border_input, check_fill_value, pad_forward, wraps_nothing
 from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
                      MaxUnpool3d)
-from .pooling import LPPool1d, LPPool2d, MaxUnpool1d, MaxUnpool2d
+from .pooling import LPPool1d, LPPool2d, MaxUnpool1d, MaxUnpool2d, default_stride
 from .pair_losses import (CosineEmbeddingLoss, GaussianNLLLoss, MarginRankingLoss,
                           TripletMarginLoss, TripletMarginWithDistanceLoss, _var_shape)
 from .unfold import Fold, Unfold
@@ -1213,8 +1213,7 @@ def _pool_args(where, dims, kernel_size, stride, padding, dilation=1):
     """(kernel_size, stride, padding, dilation) as dims-tuples with PyTorch's checks;
     stride None (or empty) is kernel_size."""
     kernel = _pool_ints(where, "kernel_size", kernel_size, dims)
-    no_stride = stride is None or (isinstance(stride, (tuple, list)) and not stride)
-    stride = kernel if no_stride else _pool_ints(where, "stride", stride, dims)
+    stride = kernel if default_stride(stride) else _pool_ints(where, "stride", stride, dims)
     padding = _pool_ints(where, "padding", padding, dims)
     dilation = _pool_ints(where, "dilation", dilation, dims)
     if min(kernel) < 1:
@@ -2980,8 +2979,7 @@ def _window_layer(make, x):
 
 def _stride(stride):
     """None for PyTorch's 'no stride' (None or an empty sequence): the kernel size."""
-    return None if stride is None or (isinstance(stride, (tuple, list)) and not stride) \
-        else stride
+    return None if default_stride(stride) else stride
 
 
 def _pooled(where, dims, input):

@@ -27,7 +27,7 @@ from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
 from .pooling import (MaxUnpool2d, ReturnsIndices, abs_extreme_backward,
                       abs_extreme_forward, check_divisor_override, check_norm_type,
-                      keep_indices, lp_mean_grad, lp_of_mean)
+                      default_stride, keep_indices, lp_mean_grad, lp_of_mean)
 
 
 def _scatter(grad_out, indices, in_shape):
@@ -126,10 +126,11 @@ class _Pool3d(_OnHost):
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
-        self._k = triple(name, "kernel_size", kernel_size, 1)
-        self._s = self._k if stride is None else triple(name, "stride", stride, 1)
-        self._p = triple(name, "padding", padding, 0)
-        self._d = triple(name, "dilation", dilation, 1)
+        self._k = triple(name, "kernel_size", kernel_size, 1, one=True)
+        self._s = (self._k if default_stride(stride)
+                   else triple(name, "stride", stride, 1, one=True))
+        self._p = triple(name, "padding", padding, 0, one=True)
+        self._d = triple(name, "dilation", dilation, 1, one=True)
         if any(p > k // 2 for p, k in zip(self._p, self._k)):
             raise RuntimeValueError(f"{name}: pad should be at most half of kernel size, got "
                                     f"padding {self._p} and kernel_size {self._k}")
@@ -315,6 +316,8 @@ class LPPool3d(AvgPool3d):
 
     def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
         check_norm_type(type(self).__name__, norm_type)
+        # PyTorch unpacks the kernel size into its three sizes: no 1-tuple for all
+        triple(type(self).__name__, "kernel_size", kernel_size, 1)
         super().__init__(kernel_size, stride, 0, ceil_mode)
         self.norm_type = norm_type
         self.stride = stride  # PyTorch's LPPool keeps (and shows) the stride as given

@@ -19,6 +19,12 @@ def with_indices(y, indices):
     return y, _device.namespace_of(y).put(_device.host_copy(indices).reshape(tuple(y.shape)))
 
 
+def default_stride(stride):
+    """Whether a pool's stride argument means PyTorch's default, the kernel size: None or
+    an empty sequence."""
+    return stride is None or (isinstance(stride, (tuple, list)) and not stride)
+
+
 class _Returned(threading.local):
     """The max pool whose ``ReturnsIndices.forward`` this thread is running, and the
     indices its forward gave ``keep_indices``."""
@@ -56,8 +62,9 @@ class ReturnsIndices:
 
 
 class _Pool2d(Module):
-    """Shared arguments and checks. kernel_size, stride (None: kernel_size), padding: an
-    int or a pair; padding at most half the kernel, as PyTorch requires. ceil_mode=True:
+    """Shared arguments and checks. kernel_size, stride (None or (): kernel_size), padding:
+    an int or a pair (or a 1-tuple for both, as PyTorch's); padding at most half the
+    kernel, as PyTorch requires. ceil_mode=True:
     output sizes rounded up, ceil((H + 2 p - k) / s) + 1, less one if that last window
     would start in the bottom (right) padding; the last windows may run past the padding
     and cover fewer cells."""
@@ -68,11 +75,12 @@ class _Pool2d(Module):
         super().__init__()
         name, n = type(self).__name__, self.dims
         self.ceil_mode = check_bool(name, "ceil_mode", ceil_mode)
-        kernel = pair(name, "kernel_size", kernel_size, 1, n)
+        kernel = pair(name, "kernel_size", kernel_size, 1, n, one=True)
         # the windows use these n-tuples; PyTorch's attributes and repr keep the
         # arguments as given (stride None: the kernel size)
-        self._pairs = (kernel, kernel if stride is None else pair(name, "stride", stride, 1, n),
-                       pair(name, "padding", padding, 0, n))
+        self._pairs = (kernel, kernel if default_stride(stride)
+                       else pair(name, "stride", stride, 1, n, one=True),
+                       pair(name, "padding", padding, 0, n, one=True))
         self._given = (kernel_size, kernel_size if stride is None else stride, padding)
         self.kernel_size, self.stride, self.padding = self._given
         if any(p > k // 2 for p, k in zip(self._pairs[2], kernel)):
@@ -144,7 +152,7 @@ class MaxPool2d(ReturnsIndices, _Pool2d):
         name = type(self).__name__
         return_indices = check_bool(name, "return_indices", return_indices)
         super().__init__(kernel_size, stride, padding, ceil_mode)
-        self._dilation = pair(name, "dilation", dilation, 1, self.dims)
+        self._dilation = pair(name, "dilation", dilation, 1, self.dims, one=True)
         self.dilation = dilation  # (as given, PyTorch's attribute and repr)
         self.return_indices = return_indices
 
@@ -320,6 +328,8 @@ class LPPool2d(AvgPool2d):
 
     def __init__(self, norm_type, kernel_size, stride=None, ceil_mode=False):
         check_norm_type(type(self).__name__, norm_type)
+        # PyTorch unpacks the kernel size into its dims sizes: no 1-tuple for all
+        pair(type(self).__name__, "kernel_size", kernel_size, 1, self.dims)
         super().__init__(kernel_size, stride, 0, ceil_mode)
         self.norm_type = norm_type
         # PyTorch's LPPool keeps stride None (the windows use the pairs)
