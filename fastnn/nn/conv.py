@@ -188,7 +188,8 @@ class Conv2d(Module):
     weight: (out_channels, in_channels / groups, kH, kW); bias: (out_channels,) or None.
     Both start U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = in_channels / groups *
     kH * kW, PyTorch's default (kaiming_uniform with a=sqrt(5)), from fastnn's global
-    generator. kernel_size, stride, padding, dilation: an int or a pair (height, width);
+    generator. kernel_size, stride, padding, dilation: an int or a pair (height, width)
+    (stride, dilation and zeros padding also a 1-tuple for both, as PyTorch expands it);
     padding may also be 'valid' (0) or 'same' (stride 1: H_out = H, W_out = W; an even
     dilated kernel span pads one more at the bottom/right, as PyTorch). ``padding`` keeps
     the value given (the string, or the pair), as PyTorch's attribute. padding_mode:

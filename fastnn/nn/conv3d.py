@@ -221,12 +221,13 @@ class Conv3d(_Conv3dBase):
     weight: (out_channels, in_channels / groups, kD, kH, kW); bias: (out_channels,) or
     None; both U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = in_channels / groups * kD *
     kH * kW (PyTorch's default), from fastnn's generator. kernel_size, stride, dilation:
-    an int or a triple (depth, height, width); padding: an int, a triple, 'valid' (none)
-    or 'same' (stride 1; output size = input size, the odd cell of an even total on the
-    far side, as PyTorch). padding_mode: 'zeros', 'reflect', 'replicate' or 'circular'
-    (the border built first, PyTorch's limits: a reflection below the size, a wrap at
-    most the size). groups: in_channels and out_channels divisible by it (depthwise:
-    groups = in_channels).
+    an int or a triple (depth, height, width) (stride, dilation and zeros padding also a
+    1-tuple for all three, as PyTorch expands it); padding: an int, a triple, 'valid'
+    (none) or 'same' (stride 1; output size = input size, the odd cell of an even total
+    on the far side, as PyTorch). padding_mode: 'zeros', 'reflect', 'replicate' or
+    'circular' (the border built first, PyTorch's limits: a reflection below the size, a
+    wrap at most the size). groups: in_channels and out_channels divisible by it
+    (depthwise: groups = in_channels).
 
     Input (N, in_channels, D, H, W) or unbatched (in_channels, D, H, W); output
     (N, out_channels, D_out, H_out, W_out), D_out = (D + 2 padding - dilation (kD - 1) -
@@ -320,11 +321,12 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
 
     weight: (in_channels, out_channels / groups, kD, kH, kW) and bias (out_channels,),
     PyTorch's layout and init (fan_in = out_channels / groups * kD * kH * kW).
-    kernel_size, stride, padding, output_padding, dilation: an int or a triple;
-    output_padding below the stride or the dilation (PyTorch's rule); padding_mode
-    'zeros' only, as PyTorch. Input (N, in_channels, D, H, W) or unbatched
-    (in_channels, D, H, W); output (N, out_channels, D_out, H_out, W_out), D_out =
-    (D - 1) stride - 2 padding + dilation (kD - 1) + output_padding + 1.
+    kernel_size, stride, padding, output_padding, dilation: an int or a triple (all but
+    kernel_size also a 1-tuple, as PyTorch expands it); output_padding below the stride
+    or the dilation (PyTorch's rule); padding_mode 'zeros' only, as PyTorch. Input (N,
+    in_channels, D, H, W) or unbatched (in_channels, D, H, W); output (N, out_channels,
+    D_out, H_out, W_out), D_out = (D - 1) stride - 2 padding + dilation (kD - 1) +
+    output_padding + 1.
     ``forward(input, output_size)`` picks the output size instead of output_padding (the
     last 3 entries of output_size, PyTorch's range check), as PyTorch's.
 

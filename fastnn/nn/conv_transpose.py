@@ -70,10 +70,10 @@ class ConvTranspose2d(OutputSizeForward, Module):
     weight: (in_channels, out_channels, kH, kW) and bias (out_channels,), PyTorch's
     layout and default initialisation (fan_in = out_channels / groups * kH * kW);
     padding_mode 'zeros' only, as PyTorch's.
-    kernel_size, stride, padding, output_padding: an int or a pair; output_padding <
-    stride. Input (N, in_channels, H, W) or unbatched (in_channels, H, W); output
-    (N, out_channels, H_out, W_out) with H_out = (H - 1) * stride - 2 * padding + kH +
-    output_padding.
+    kernel_size, stride, padding, output_padding: an int or a pair (all but kernel_size
+    also a 1-tuple for both, as PyTorch expands it); output_padding < stride. Input (N,
+    in_channels, H, W) or unbatched (in_channels, H, W); output (N, out_channels, H_out,
+    W_out) with H_out = (H - 1) * stride - 2 * padding + kH + output_padding.
 
     groups: in_channels and out_channels divisible by it, weight (in_channels,
     out_channels / groups, kH, kW); dilation: an int or a pair, H_out = (H - 1) * stride -
