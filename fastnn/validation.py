@@ -17,6 +17,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # instructions ('dtype in FLOAT_DTYPES' compares by value, ~1 us); nn imports them too
 _FLOAT32, _FLOAT64 = FLOAT_DTYPES
 _INT64 = np.dtype(np.int64)
+_FLOAT_MAX = sys.float_info.max   # (a Python int past it has no float: check_number)
 
 
 def tensor_hint(x):
@@ -451,6 +452,11 @@ def check_number(where, name, value, low=None, high=None, low_open=False, high_o
     if kind is float:   # (math's tests: NumPy's on a Python float cost 0.8 us each)
         nan, finite = value != value, math.isfinite(value)
     elif kind is int:
+        if not -_FLOAT_MAX <= value <= _FLOAT_MAX:
+            # no float holds it: the kernels' conversion raised OverflowError, and the
+            # numpy backend's after writing the first of its state updates
+            raise ValueError(f"{where}: expected {name} to be a number a float can hold, "
+                             f"got an int beyond +-{_FLOAT_MAX:.4g}")
         nan, finite = False, True
     elif isinstance(value, bool) or not isinstance(value, (int, float, np.floating,
                                                            np.integer)):
@@ -500,11 +506,19 @@ def int_items(value):
 
 
 def pair(where, name, value):
-    """An int or a pair of ints (a tuple, list or 1-D integer array) -> (int, int)."""
+    """An int or a pair of ints (a tuple, list or 1-D integer array) -> (int, int), each
+    within int64 (the compiled kernels' sizes; past it numba failed to type the call and
+    Cython raised OverflowError)."""
     value = int_items(value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return (int(value), int(value))
-    if (isinstance(value, (tuple, list)) and len(value) == 2
+        a = b = int(value)
+    elif (isinstance(value, (tuple, list)) and len(value) == 2
             and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)):
-        return (int(value[0]), int(value[1]))
-    raise TypeError(f"{where}: expected {name} to be an int or a pair of ints, got {value!r}")
+        a, b = int(value[0]), int(value[1])
+    else:
+        raise TypeError(f"{where}: expected {name} to be an int or a pair of ints, got "
+                        f"{value!r}")
+    if not (-2 ** 63 <= a < 2 ** 63 and -2 ** 63 <= b < 2 ** 63):
+        raise ValueError(f"{where}: expected {name} to be ints within int64, got ints of "
+                         f"{a.bit_length()} and {b.bit_length()} bits")
+    return (a, b)

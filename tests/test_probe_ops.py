@@ -395,6 +395,37 @@ def test_step_and_seed_ranges_are_checked(backend_name):
 
 
 @pytest.mark.parametrize("backend_name", BACKENDS)
+def test_ints_past_the_kernels_number_types_are_refused_before_anything_is_written(
+        backend_name):
+    """An int hyper-parameter no float holds passed as 'finite': the kernels' conversion
+    raised OverflowError, the numpy backend's after writing velocity, the Adam moments or
+    the running statistics; a stride past int64 was a numba TypingError."""
+    p, g, vel = np.ones(3), np.ones(3), np.full(3, 0.5)
+    m, v = np.full(3, 0.5), np.full(3, 0.5)
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    rm, rv = np.zeros(3), np.ones(3)
+    img, w = np.ones((1, 2, 5, 5)), np.ones((3, 2, 3, 3))
+    huge = 10 ** 400
+    with fastnn.use_backend(backend_name):
+        for call, name in ((lambda: ops.sgd_update(p, g, vel, huge, momentum=0.9), "lr"),
+                           (lambda: ops.adam_update(p, g, m, v, 1, lr=huge), "lr"),
+                           (lambda: ops.batchnorm_forward(x, np.ones(3), np.zeros(3), rm, rv,
+                                                          eps=huge), "eps"),
+                           (lambda: ops.hardtanh(x, -huge, 1.0), "min_val")):
+            with pytest.raises(ValueError, match=f"expected {name} to be a number a float "
+                                                 f"can hold"):
+                call()
+        for call in (lambda: ops.conv2d_forward(img, w, stride=2 ** 70),
+                     lambda: ops.max_pool2d_forward(img, 2, (1, 2 ** 63)),
+                     lambda: ops.avg_pool2d_backward(np.ones((1, 2, 1, 1)), img.shape, 2,
+                                                     2 ** 70)):
+            with pytest.raises(ValueError, match="expected stride to be ints within int64"):
+                call()
+    assert np.all(p == 1) and np.all(vel == 0.5) and np.all(m == 0.5) and np.all(v == 0.5)
+    assert np.all(rm == 0) and np.all(rv == 1)
+
+
+@pytest.mark.parametrize("backend_name", BACKENDS)
 def test_flags_take_bools_only_as_torch(backend_name):
     """A string flag ('eval', 'no') was read as True; NumPy bools are bools."""
     rng = np.random.default_rng(0)
