@@ -129,7 +129,7 @@ def test_missing_dataset_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     with pytest.raises(FileNotFoundError, match="nowhere") as info:
         data.load_mnist()
-    assert "download=True" in str(info.value)
+    assert str(info.value).endswith("Pass download=True (CLI: --download) or set FASTNN_DATA.")
 
 
 def test_labels_count_mismatch_is_an_error(tmp_path):

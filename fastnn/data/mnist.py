@@ -150,11 +150,11 @@ def load_idx_dataset(name, root=None, download=False, flatten=False, dtype=np.fl
     if paths is None:
         if not download:
             looked = "\n  ".join(candidate_dirs(name, root))
-            hint = (" or install Debian's dataset-fashion-mnist package"
-                    if name == "fashion-mnist" else "")
+            hint = (", set FASTNN_DATA or install Debian's dataset-fashion-mnist package"
+                    if name == "fashion-mnist" else " or set FASTNN_DATA")
             raise FileNotFoundError(
                 f"{name} not found; looked for {', '.join(FILES.values())} (plain or .gz) in:\n  "
-                f"{looked}\nPass download=True (CLI: --download), set FASTNN_DATA{hint}.")
+                f"{looked}\nPass download=True (CLI: --download){hint}.")
         paths = download_files(name, root)
     x_train, y_train = _load_split(paths["train_images"], paths["train_labels"], flatten, dtype)
     x_test, y_test = _load_split(paths["test_images"], paths["test_labels"], flatten, dtype)
