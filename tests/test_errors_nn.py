@@ -191,13 +191,15 @@ def test_mse_and_bce_reject_bad_input(backend):
     (lambda: MLP(4, [3, 0], 2), ValueError, "MLP: expected each hidden width to be a positive int, got 0"),
     (lambda: MLP(4, "3", 2), TypeError, "MLP: expected hidden to be an int or a list of ints"),
     (lambda: MLP(4, 3, 2, activation="swish"), ValueError, "MLP: expected activation in"),
+    (lambda: fastnn.models.VAE(4, 2, activation="swish"), ValueError,
+     "VAE: expected activation in"),
     (lambda: MLP(4, 3, 2, dropout=1.5), ValueError, r"MLP: expected dropout in \[0, 1\]"),
     (lambda: fastnn.manual_seed(-1), ValueError, "manual_seed: expected a non-negative int"),
     (lambda: nn.AvgPool2d(2, count_include_pad="no"), TypeError,
      "AvgPool2d: expected count_include_pad to be a bool, got 'no'"),
 ], ids=["linear-in", "linear-out", "dropout-1", "dropout-neg", "leaky-slope", "sine-omega",
         "bn-features", "bn-momentum", "bn-eps", "flatten", "mlp-width", "mlp-hidden",
-        "mlp-activation", "mlp-dropout", "seed", "avgpool-count-include-pad"])
+        "mlp-activation", "vae-activation", "mlp-dropout", "seed", "avgpool-count-include-pad"])
 def test_invalid_hyper_parameters(build, error, match):
     with pytest.raises(error, match=match):
         build()

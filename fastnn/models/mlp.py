@@ -29,6 +29,13 @@ def hidden_widths(where, hidden):
     return [check_positive_int(where, "each hidden width", h) for h in hidden]
 
 
+def check_activation(where, activation):
+    """ValueError naming where unless activation is one of _ACTIVATIONS' names."""
+    if not isinstance(activation, str) or activation not in _ACTIVATIONS:
+        raise ValueError(f"{where}: expected activation in {sorted(_ACTIVATIONS)}, "
+                         f"got {activation!r:.80}")
+
+
 class MLP(nn.Sequential):
     """in_features -> hidden blocks -> Linear(out_features), outputting logits.
 
@@ -56,9 +63,7 @@ class MLP(nn.Sequential):
         check_number("MLP", "negative_slope", negative_slope)
         check_number("MLP", "omega", omega)
         check_number("MLP", "dropout", dropout, low=0, high=1, high_open=False)
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"MLP: expected activation in {sorted(_ACTIVATIONS)}, "
-                             f"got {activation!r}")
+        check_activation("MLP", activation)
         # Build the layers first: a bad argument raises before anything is registered.
         layers = []
         width = in_features

@@ -25,7 +25,7 @@ from ..validation import (as_contiguous, check_float_array, check_non_negative_i
                           check_number, check_positive_int)
 from ..nn.module import (_drop_ended_threads, _note_thread_buffer, backward_in_buffer,
                          checks_sub_forwards, evaluating, records_sub_forwards)
-from .mlp import MLP, hidden_widths
+from .mlp import MLP, check_activation, hidden_widths
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -59,6 +59,7 @@ class VAE(nn.Module):
         data_dim = check_positive_int("VAE", "data_dim", data_dim)
         latent_dim = check_positive_int("VAE", "latent_dim", latent_dim)
         hidden = hidden_widths("VAE", hidden)
+        check_activation("VAE", activation)
         if seed is not None:   # (None: a fresh seed, as NumPy's default_rng)
             seed = check_non_negative_int("VAE", "seed", seed)
         self.config = dict(data_dim=data_dim, latent_dim=latent_dim, hidden=hidden,
