@@ -15,6 +15,7 @@ both alike. Warm-up calls come first and are not timed.
 """
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -58,14 +59,41 @@ def interleaved_ratio(first, second, blocks=15, block_time=0.05):
     return float(np.median(a)), float(np.median(b)), float(np.median(ratios))
 
 
+def checked(check, what):
+    """Whether ``check()`` passes (a case's or a step's check, as the suite makes before
+    timing); where it raises AssertionError, says on stderr that ``what`` is not timed.
+    An interleaved ratio decides its target's verdict over the suite's row, so a pair
+    whose results differ from the reference's is left out, as the suite fails its
+    benchmark, not timed as a fast one."""
+    try:
+        check()
+    except AssertionError as err:
+        reason = "; ".join([line.strip() for line in str(err).splitlines() if line.strip()][:3])
+        print(f"bench.overhead: {what} not timed interleaved: {reason}", file=sys.stderr)
+        return False
+    return True
+
+
+def _step_checks(config, spec, contenders):
+    """A callable running steps.check_step for each of contenders on the MLP step
+    ``spec`` (sizes, activation, batch) named ``config``."""
+    def make(c):
+        return steps.mlp_step(c, *spec)
+    return lambda: [steps.check_step(make, c, config) for c in contenders]
+
+
 def measure(configs=None, blocks=15):
-    """{config: {'student': s, 'numpy': s, 'ratio': numpy/student, 'blocks': n}}."""
+    """{config: {'student': s, 'numpy': s, 'ratio': numpy/student, 'blocks': n}}; a
+    config whose student loop trains otherwise than the numpy backend is left out."""
     import fastnn
 
     from . import contenders
     contenders.set_threads(contenders.all_threads())   # (as the other measurements)
     results = {}
     for config, (sizes, activation, batch) in (configs or steps.MLP_CONFIGS).items():
+        spec = (sizes, activation, batch)
+        if not checked(_step_checks(config, spec, ["student"]), f"{config}: student"):
+            continue
         student = steps.mlp_step("student", sizes, activation, batch)
         with fastnn.use_backend("numpy"):
             numpy_step = steps.mlp_step("numpy", sizes, activation, batch)
@@ -75,28 +103,25 @@ def measure(configs=None, blocks=15):
     return results
 
 
-def _case_call(target, contender):
-    """A callable running the suite's case of target (CASE_TARGETS) on one contender."""
-    from fastnn import backend
-
-    from . import cases
-    case = cases.get_case(*CASE_TARGETS[target])
-    return case.torch() if contender == "torch" else case.fastnn(backend.load(contender))
-
-
 def measure_vs_torch(backends, blocks=15):
     """{backend: {target: {'torch': s, 'fastnn': s, 'ratio': fastnn/torch, 'blocks': n}}}
-    for issues 3, 4 and 5: every MLP step config and the cases of CASE_TARGETS."""
+    for issues 3, 4 and 5: every MLP step config and the cases of CASE_TARGETS, each
+    pair checked first as the suite checks it (a pair that fails is left out)."""
     import fastnn
+    from fastnn import backend
 
-    from . import contenders
+    from . import cases, contenders
     contenders.set_threads(contenders.all_threads())
     results = {}
     for name in backends:
+        be = backend.load(name)
         pairs = {config: (steps.mlp_step("torch", *spec), steps.mlp_step(name, *spec))
-                 for config, spec in steps.MLP_CONFIGS.items()}
+                 for config, spec in steps.MLP_CONFIGS.items()
+                 if checked(_step_checks(config, spec, [name, "torch"]), f"{config}: {name}")}
         for target in CASE_TARGETS:
-            pairs[target] = (_case_call(target, "torch"), _case_call(target, name))
+            case = cases.get_case(*CASE_TARGETS[target])
+            if checked(lambda: (case.check(be), case.check_torch()), f"{target}: {name}"):
+                pairs[target] = (case.torch(), case.fastnn(be))
         results[name] = {}
         for target, (torch_fn, ours) in pairs.items():
             t, f, ratio = interleaved_ratio(torch_fn, ours, blocks=blocks)

@@ -1157,6 +1157,33 @@ def test_a_scaling_benchmark_refuses_to_time_a_step_that_trains_wrong(monkeypatc
     assert bench.calls > 0
 
 
+@pytest.mark.skipif(not HAS_TORCH, reason="the interleaved ratios are against PyTorch")
+def test_the_interleaved_ratios_refuse_to_time_what_computes_the_wrong_result(monkeypatch):
+    """bench/overhead.py's interleaved ratios decide the targets' verdicts over the
+    suite's rows, but timed their pairs unchecked: a backend whose kernel or step the
+    suite refused (its benchmark failed) still got a ratio, and a 'pass'. Each pair is
+    checked as the suite checks it first; one that fails is left out (the target then
+    reads 'not measured'), the others are timed. Small cases, no timing asserted."""
+    from bench import overhead
+    from fastnn import backend
+    config = "mlp 16-8-4 relu b8"
+    monkeypatch.setattr(steps, "MLP_CONFIGS", {config: ((16, 8, 4), "relu", 8)})
+    monkeypatch.setattr(overhead, "CASE_TARGETS", {"relu course": ("relu", "course")})
+    monkeypatch.setattr(overhead, "interleaved_ratio", lambda first, second, blocks: (
+        first(), second(), (1.0, 0.5, 0.5))[-1])
+    real_load = backend.load
+    monkeypatch.setattr(backend, "load", lambda name: _BrokenRelu(real_load("numpy"))
+                        if name == "numba" else real_load(name))
+    monkeypatch.setattr(steps, "mlp_step", _without_update(steps.mlp_step))
+    assert overhead.measure_vs_torch(["numba"], blocks=1) == {"numba": {}}
+    results = overhead.measure_vs_torch(["numpy"], blocks=1)   # (a correct backend)
+    assert set(results["numpy"]) == {config, "relu course"}
+    # issue 2's student loop: checked against the numpy backend likewise
+    assert set(overhead.measure(blocks=1)) == {config}
+    monkeypatch.setattr(steps, "mlp_step", _without_update(steps.mlp_step, "student"))
+    assert overhead.measure(blocks=1) == {}
+
+
 def test_the_epoch_benchmark_refuses_to_time_an_epoch_that_trains_wrong(monkeypatch):
     """bench/test_epoch.py timed the epoch unchecked. Its loop's losses over the first
     few batches (not a second epoch) are compared with the numpy backend's first: a
