@@ -66,7 +66,8 @@ def add_arguments(parser):
                         help="not with --quick: run the benchmarks this pytest -k "
                              "expression selects, reported in bench/results/subset/")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads for fastnn and PyTorch (default: every core)")
+                        help="threads for fastnn and PyTorch (default: FASTNN_NUM_THREADS "
+                             "or OMP_NUM_THREADS, else every core)")
 
 
 def run(args):

@@ -25,7 +25,10 @@ COMMANDS = {
     "vae": ("fastnn.experiments.vae", "variational autoencoder on a 2-D distribution or images"),
     "dream": ("fastnn.experiments.dream",
               "class visualisation by input optimisation from a checkpoint"),
-    "bench": ("fastnn.bench_cli", "benchmarks: --quick prints the main table in a minute"),
+    "bench": ("fastnn.bench_cli",
+              "benchmarks: --quick prints the main table in a minute; with neither "
+              "--quick nor -k, the full suite runs (`make bench`, from a checkout) and "
+              "rewrites its BENCHMARKS.md"),
     "compile": ("fastnn.precompile",
                 "compile the numba kernels now (once per install) instead of at first use"),
 }

@@ -1034,6 +1034,23 @@ def test_the_quick_tables_copy_ceiling_is_the_faster_copy(monkeypatch):
     assert abs(share - 100 * rate / 20.0) <= 1     # of the 20 GB/s ceiling, not 8
 
 
+def test_bench_help_says_what_the_bare_command_and_the_default_threads_are(monkeypatch,
+                                                                           capsys):
+    """``fastnn bench --help`` said only what --quick does, not that the bare command
+    runs the whole suite and rewrites BENCHMARKS.md, and gave --threads' default as
+    every core, where FASTNN_NUM_THREADS (or OMP_NUM_THREADS) wins, as in fastnn."""
+    from bench import contenders
+    from fastnn import cli
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "with neither --quick nor -k, the full suite runs" in text
+    assert "rewrites its BENCHMARKS.md" in text
+    assert "(default: FASTNN_NUM_THREADS or OMP_NUM_THREADS, else every core)" in text
+    monkeypatch.setenv("FASTNN_NUM_THREADS", "1")   # what the help says, the table does
+    assert contenders.all_threads() == 1
+
+
 def test_the_quick_tables_small_ratios_keep_two_digits(monkeypatch):
     """The quick table printed a 225 us step against PyTorch's 114 ms as '0.00x'; its
     ratios read as BENCHMARKS.md's do (one fmt_ratio, in timing.py, which the wheel ships
