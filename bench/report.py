@@ -668,16 +668,17 @@ def main(argv=None):
                "numbers mean nothing")
         args.note = dry if args.note is None else f"{args.note}; {dry}"
     dry_run = args.dry_run and not args.no_run
+    if dry_run and os.path.abspath(args.json) == os.path.abspath(LATEST):
+        # one round each: numbers that mean nothing, never over the committed results
+        # (a dry run without --json rewrote bench/results/ and BENCHMARKS.md), nor over
+        # a subset run's (a dry run with -k went to bench/results/subset/)
+        args.json = os.path.join(tempfile.mkdtemp(prefix="fastnn-bench-dry-run-"),
+                                 "latest.json")
+        print(f"dry run: results in {os.path.dirname(args.json)}", flush=True)
     if subset and os.path.abspath(args.json) == os.path.abspath(LATEST):
         # a subset's results are not the full run's: a folder of their own, unless the
         # caller chose where (the interleaved ratios and floors belong to full runs)
         args.json = os.path.join(SUBSET, "latest.json")
-    if dry_run and os.path.abspath(args.json) == os.path.abspath(LATEST):
-        # one round each: numbers that mean nothing, never over the committed results
-        # (a dry run without --json rewrote bench/results/ and BENCHMARKS.md)
-        args.json = os.path.join(tempfile.mkdtemp(prefix="fastnn-bench-dry-run-"),
-                                 "latest.json")
-        print(f"dry run: results in {os.path.dirname(args.json)}", flush=True)
     if (subset or dry_run) \
             and os.path.abspath(args.output) == os.path.join(ROOT, "BENCHMARKS.md"):
         # their report beside their results, whether --json was given or not (with

@@ -653,6 +653,8 @@ def test_a_subset_run_that_pytest_refuses_reports_nothing(tmp_path, monkeypatch,
     report.main(["-k", "mlp_step"])
     assert saves == [False] and (tmp_path / "subset" / "latest.json").exists()
     assert notes[-1].startswith("a `-k 'mlp_step'` selection of the suite")
+    import tempfile   # (a dry run's results: a temporary folder, here under tmp_path)
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda prefix: str(tmp_path))
     report.main(["-k", "mlp_step", "--dry-run"])
     assert notes[-1].endswith("a dry run: one timed round per benchmark, to check that "
                               "each runs; the numbers mean nothing")
@@ -761,6 +763,28 @@ def test_a_dry_run_without_json_leaves_the_committed_results_alone(tmp_path, mon
     dry = tmp_path / "fastnn-bench-dry-run-x"
     assert json.loads((dry / "latest.json").read_text()) == FAKE
     assert "Fake CPU 9000" in (dry / "BENCHMARKS.md").read_text()
+
+
+def test_a_dry_run_with_k_leaves_a_subset_runs_results_alone(tmp_path, monkeypatch):
+    """--dry-run's help says its results go to a temporary folder, not bench/results/;
+    with -k they went to bench/results/subset/, over the last real subset run's."""
+    _stub_runs(monkeypatch, torch_available=True)
+    subset = tmp_path / "subset"
+    subset.mkdir()
+    (subset / "latest.json").write_text('{"real": "subset"}')
+    (subset / "BENCHMARKS.md").write_text("real subset\n")
+    monkeypatch.setattr(report, "LATEST", str(tmp_path / "latest.json"))
+    monkeypatch.setattr(report, "SUBSET", str(subset))
+    monkeypatch.setattr(report, "ROOT", str(tmp_path))
+    import tempfile
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda prefix: str(tmp_path / (prefix + "x")))
+    os.makedirs(tmp_path / "fastnn-bench-dry-run-x")
+    assert report.main(["-k", "mlp_step", "--dry-run"]) == 0
+    assert (subset / "latest.json").read_text() == '{"real": "subset"}'
+    assert (subset / "BENCHMARKS.md").read_text() == "real subset\n"
+    dry = tmp_path / "fastnn-bench-dry-run-x"
+    assert json.loads((dry / "latest.json").read_text()) == FAKE
+    assert (dry / "BENCHMARKS.md").exists()
 
 
 @pytest.mark.parametrize("flag", [["-k", "mlp_step"], ["--dry-run"]])
