@@ -87,6 +87,18 @@ class Case:
                    for k, v in arrays.items()}
         return self._torch_fn(torch, tensors, arrays)
 
+    def checked_call(self, contender, backend=None):
+        """The callable timing this case on contender ('torch', or the name of a fastnn
+        backend, loaded as ``backend``), once its results are checked as the suite
+        checks them: PyTorch's by ``check_torch``, a backend's by ``check`` (the numpy
+        reference itself is not checked). AssertionError where they differ."""
+        if contender == "torch":
+            self.check_torch()
+            return self.torch()
+        if contender != "numpy":
+            self.check(backend)
+        return self.fastnn(backend)
+
     def check(self, backend, reference=None):
         """Raise AssertionError unless ``backend``'s call, from this case's inputs,
         leaves what the NumPy reference's leaves: the arrays it returns and the inputs

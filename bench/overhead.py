@@ -59,27 +59,18 @@ def interleaved_ratio(first, second, blocks=15, block_time=0.05):
     return float(np.median(a)), float(np.median(b)), float(np.median(ratios))
 
 
-def checked(check, what):
-    """Whether ``check()`` passes (a case's or a step's check, as the suite makes before
-    timing); where it raises AssertionError, says on stderr that ``what`` is not timed.
-    An interleaved ratio decides its target's verdict over the suite's row, so a pair
-    whose results differ from the reference's is left out, as the suite fails its
-    benchmark, not timed as a fast one."""
+def checked(make, what):
+    """``make()``, a pair of callables each checked as the suite checks it before timing
+    (steps.checked_mlp_step, Case.checked_call), or None where a check raises
+    AssertionError, said on stderr. An interleaved ratio decides its target's verdict
+    over the suite's row, so a pair whose results differ from the reference's is left
+    out, as the suite fails its benchmark, not timed as a fast one."""
     try:
-        check()
+        return make()
     except AssertionError as err:
         reason = "; ".join([line.strip() for line in str(err).splitlines() if line.strip()][:3])
         print(f"bench.overhead: {what} not timed interleaved: {reason}", file=sys.stderr)
-        return False
-    return True
-
-
-def _step_checks(config, spec, contenders):
-    """A callable running steps.check_step for each of contenders on the MLP step
-    ``spec`` (sizes, activation, batch) named ``config``."""
-    def make(c):
-        return steps.mlp_step(c, *spec)
-    return lambda: [steps.check_step(make, c, config) for c in contenders]
+        return None
 
 
 def measure(configs=None, blocks=15):
@@ -91,10 +82,10 @@ def measure(configs=None, blocks=15):
     contenders.set_threads(contenders.all_threads())   # (as the other measurements)
     results = {}
     for config, (sizes, activation, batch) in (configs or steps.MLP_CONFIGS).items():
-        spec = (sizes, activation, batch)
-        if not checked(_step_checks(config, spec, ["student"]), f"{config}: student"):
+        student = checked(lambda: steps.checked_mlp_step("student", sizes, activation,
+                                                         batch, config), f"{config}: student")
+        if student is None:
             continue
-        student = steps.mlp_step("student", sizes, activation, batch)
         with fastnn.use_backend("numpy"):
             numpy_step = steps.mlp_step("numpy", sizes, activation, batch)
             s, n, ratio = interleaved_ratio(student, numpy_step, blocks=blocks)
@@ -115,16 +106,19 @@ def measure_vs_torch(backends, blocks=15):
     results = {}
     for name in backends:
         be = backend.load(name)
-        pairs = {config: (steps.mlp_step("torch", *spec), steps.mlp_step(name, *spec))
-                 for config, spec in steps.MLP_CONFIGS.items()
-                 if checked(_step_checks(config, spec, [name, "torch"]), f"{config}: {name}")}
+        pairs = {config: checked(lambda: (steps.checked_mlp_step("torch", *spec, config),
+                                          steps.checked_mlp_step(name, *spec, config)),
+                                 f"{config}: {name}")
+                 for config, spec in steps.MLP_CONFIGS.items()}
         for target in CASE_TARGETS:
             case = cases.get_case(*CASE_TARGETS[target])
-            if checked(lambda: (case.check(be), case.check_torch()), f"{target}: {name}"):
-                pairs[target] = (case.torch(), case.fastnn(be))
+            pairs[target] = checked(lambda: (case.checked_call("torch"),
+                                             case.checked_call(name, be)), f"{target}: {name}")
         results[name] = {}
-        for target, (torch_fn, ours) in pairs.items():
-            t, f, ratio = interleaved_ratio(torch_fn, ours, blocks=blocks)
+        for target, pair in pairs.items():
+            if pair is None:   # (a check failed: said on stderr)
+                continue
+            t, f, ratio = interleaved_ratio(*pair, blocks=blocks)
             results[name][target] = {"torch": t, "fastnn": f, "ratio": ratio,
                                      "blocks": blocks, "threads": fastnn.get_num_threads()}
     return results

@@ -238,6 +238,15 @@ def check_step(make, contender, name, reference="numpy", steps=CHECK_STEPS, rtol
                        f"from the {reference} backend's", rtol)
 
 
+def checked_mlp_step(contender, sizes, activation, batch, name):
+    """mlp_step's callable for contender, once check_step has compared its losses with
+    the numpy backend's (the reference, not checked itself); AssertionError where they
+    differ. name: the step's name in the message."""
+    if contender != "numpy":
+        check_step(lambda c: mlp_step(c, sizes, activation, batch), contender, name)
+    return mlp_step(contender, sizes, activation, batch)
+
+
 def check_epoch(contender, data, reference="numpy", batches=CHECK_STEPS, rtol=CHECK_RTOL,
                 **mlp):
     """Raise AssertionError unless ``epoch_runner(contender, data=data, **mlp)``'s loop

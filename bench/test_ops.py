@@ -14,12 +14,8 @@ CASES = cases.all_cases()
 def test_op(benchmark, case, contender):
     if contender == "torch":
         torch_or_skip()
-        case.check_torch()
-        fn = case.torch()
+        fn = case.checked_call(contender)
     else:
-        be = backend_or_skip(contender)
-        if contender != "numpy":   # (the reference is what the others are checked against)
-            case.check(be)
-        fn = case.fastnn(be)
+        fn = case.checked_call(contender, backend_or_skip(contender))
     measure(benchmark, fn, case.id, kind="op", contender=contender,
             **case.extra_info(contender))

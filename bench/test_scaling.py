@@ -15,20 +15,12 @@ WIDTH_BATCH = 128
 THREAD_CONFIG = "mlp 784-1024-1024-10 leaky b256"
 
 
-def checked_step(contender, sizes, activation, batch, name):
-    """steps.mlp_step's callable, once check_step has compared the contender's losses
-    with the numpy backend's (which is not checked: the reference)."""
-    if contender != "numpy":
-        steps.check_step(lambda c: steps.mlp_step(c, sizes, activation, batch), contender, name)
-    return steps.mlp_step(contender, sizes, activation, batch)
-
-
 @pytest.mark.parametrize("contender", contenders.step_contenders())
 @pytest.mark.parametrize("batch", BATCHES)
 def test_batch_scaling(benchmark, batch, contender):
     contender_or_skip(contender)
     sizes, act = BATCH_NET
-    fn = checked_step(contender, sizes, act, batch, f"scaling batch {batch}")
+    fn = steps.checked_mlp_step(contender, sizes, act, batch, f"scaling batch {batch}")
     measure(benchmark, fn, f"scaling batch {batch}", kind="scaling-batch", contender=contender,
             op="mlp 784-1024-1024-10 leaky", size=batch, x=batch,
             flops=steps.mlp_step_flops(sizes, batch))
@@ -39,7 +31,7 @@ def test_batch_scaling(benchmark, batch, contender):
 def test_width_scaling(benchmark, width, contender):
     contender_or_skip(contender)
     sizes = (784, width, width, 10)
-    fn = checked_step(contender, sizes, "leaky_relu", WIDTH_BATCH, f"scaling width {width}")
+    fn = steps.checked_mlp_step(contender, sizes, "leaky_relu", WIDTH_BATCH, f"scaling width {width}")
     measure(benchmark, fn, f"scaling width {width}", kind="scaling-width", contender=contender,
             op=f"mlp 784-W-W-10 leaky b{WIDTH_BATCH}", size=width, x=width,
             flops=steps.mlp_step_flops(sizes, WIDTH_BATCH))
@@ -58,7 +50,7 @@ def threads(request):
 def test_thread_scaling(benchmark, threads, contender):
     contender_or_skip(contender)
     sizes, act, batch = steps.MLP_CONFIGS[THREAD_CONFIG]
-    fn = checked_step(contender, sizes, act, batch, f"threads {threads}")
+    fn = steps.checked_mlp_step(contender, sizes, act, batch, f"threads {threads}")
     measure(benchmark, fn, f"threads {threads}", kind="scaling-threads", contender=contender,
             op=THREAD_CONFIG, size=threads, x=threads, threads=threads,
             flops=steps.mlp_step_flops(sizes, batch))

@@ -13,10 +13,7 @@ from .conftest import measure, contender_or_skip
 def test_mlp_step(benchmark, config, contender):
     contender_or_skip(contender)
     sizes, activation, batch = steps.MLP_CONFIGS[config]
-    if contender != "numpy":   # (the reference the others are checked against)
-        steps.check_step(lambda c: steps.mlp_step(c, sizes, activation, batch), contender,
-                         config)
-    fn = steps.mlp_step(contender, sizes, activation, batch)
+    fn = steps.checked_mlp_step(contender, sizes, activation, batch, config)
     measure(benchmark, fn, config, kind="step", op=config, size=f"b{batch}", contender=contender,
             shape="-".join(map(str, sizes)) + f" {activation} batch {batch}",
             flops=steps.mlp_step_flops(sizes, batch))

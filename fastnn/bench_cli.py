@@ -118,22 +118,14 @@ def _op_runner(case, contender, contenders):
     """The callable timing ``case`` on ``contender``; a fastnn backend's result is first
     checked against the NumPy reference's (``Case.check``, PyTorch's ``Case.check_torch``:
     an AssertionError, shown as 'not measured', where it differs), as the suite does."""
-    if contender == "torch":
-        case.check_torch()
-        return case.torch()
-    backend = contenders.load_backend(contender)
-    if contender != "numpy":
-        case.check(backend)
-    return case.fastnn(backend)
+    backend = None if contender == "torch" else contenders.load_backend(contender)
+    return case.checked_call(contender, backend)
 
 
 def _step_runner(steps, config, contender):
     """The callable timing MLP ``config``'s training step on ``contender``, after its
     losses over a few steps are checked against the numpy backend's (as the suite)."""
-    sizes, act, batch = steps.MLP_CONFIGS[config]
-    if contender != "numpy":
-        steps.check_step(lambda c: steps.mlp_step(c, sizes, act, batch), contender, config)
-    return steps.mlp_step(contender, sizes, act, batch)
+    return steps.checked_mlp_step(contender, *steps.MLP_CONFIGS[config], config)
 
 
 def quick_table(threads=None, out=sys.stdout, package=None):
