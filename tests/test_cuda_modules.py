@@ -5,6 +5,8 @@ Runs wherever ``numba.cuda.is_available()``: on a real GPU in the main test proc
 and without one under Numba's CUDA simulator in the subprocess of
 tests/test_cuda_sim.py (small shapes: the simulator runs each GPU thread in Python).
 """
+import warnings
+
 import numpy as np
 import pytest
 
@@ -658,6 +660,41 @@ def test_loss_reductions_and_logits_loss_on_the_gpu(rng, reduction):
         grad = gpu_fn.backward(weights)
         assert fdevice.is_device_array(grad)
         assert_close(grad.copy_to_host(), host_fn.backward(weights), np.float64)
+
+
+BROADCASTING_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.KLDivLoss,
+                       nn.HingeEmbeddingLoss, nn.PoissonNLLLoss, nn.SoftMarginLoss,
+                       nn.MultiLabelSoftMarginLoss)
+
+
+@pytest.mark.parametrize("make", BROADCASTING_LOSSES, ids=lambda m: m.__name__)
+def test_a_target_of_another_shape_broadcasts_on_the_gpu_as_on_the_host(rng, make):
+    """A target that broadcasts against a device pred (PyTorch's CUDA losses take it,
+    with the same 'Using a target size' warning as on the CPU): the host's losses,
+    warnings and gradients (summed back to pred's shape, on the device); the GPU raised
+    'expected target of shape (4, 3) (same as pred)'. MultiLabelSoftMarginLoss raised an
+    IndexError for any device pred under the simulator, whose shapes refuse shape[-1]."""
+    for pred_shape, target_shape in (((4, 3), (3,)), ((4, 1), (4, 3)), ((4, 3), (4, 3))):
+        if make is nn.SoftMarginLoss and pred_shape == (4, 1):
+            continue   # (a target broadcast to pred's shape only: refused on both)
+        pred = rng.standard_normal(pred_shape)
+        target = np.sign(rng.standard_normal(target_shape))
+        if make is nn.MultiLabelSoftMarginLoss:
+            target = (target > 0).astype(np.float64)
+        for reduction in ("mean", "none"):
+            fns, results = [make(reduction=reduction), make(reduction=reduction)], []
+            for fn, device in zip(fns, (False, True)):
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    results.append((fn(cuda.to_device(pred) if device else pred, target),
+                                    len(caught)))
+            (expected, host_warnings), (loss, gpu_warnings) = results
+            weights = rng.uniform(0.5, 2, np.shape(expected)) if reduction == "none" else 1.5
+            host_grad, grad = (fn.backward(weights) for fn in fns)
+            np.testing.assert_allclose(loss, expected, rtol=1e-12)
+            assert gpu_warnings == host_warnings
+            assert fdevice.is_device_array(grad) and grad.shape == pred_shape
+            assert_close(grad.copy_to_host(), host_grad, np.float64)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "none"])

@@ -225,6 +225,18 @@ def deprecated_mean(reduction, takes_it=True):
     return reduction
 
 
+def _broadcast_pair(pred, target, full):
+    """(pred, target) broadcast to the shape full: NumPy views for a host pred; for a
+    device pred, device copies made on the host (a device array has no broadcast_to; a
+    target of another shape is the uncommon case PyTorch warns about, off the hot path)."""
+    if not _device.is_device_array(pred):
+        return np.broadcast_to(pred, full), np.broadcast_to(_device.to_host(target), full)
+    ns = _device.namespace_of(pred)
+    if pred.shape != full:
+        pred = ns.put(np.ascontiguousarray(np.broadcast_to(_device.to_host(pred), full)))
+    return pred, ns.put(np.ascontiguousarray(np.broadcast_to(_device.to_host(target), full)))
+
+
 class Loss:
     """Base class: validation, the reduction, the saved gradient and repr."""
 
@@ -366,9 +378,10 @@ class Loss:
         if self._grad is None:
             raise RuntimeError(f"{self._where()}: backward called before forward")
         shape = self.__dict__.get("_broadcast_from")  # (an instance attribute, when set)
-        if shape is not None:   # (a host pred broadcast against its target)
+        if shape is not None:   # (a pred broadcast against its target)
             g = self._grad if grad is None else self._weighted(grad)
-            return np.array(summed_to(g, shape), g.dtype, order="C")
+            summed = np.array(summed_to(_device.to_host(g), shape), g.dtype, order="C")
+            return _device.namespace_of(g).put(summed) if _device.is_device_array(g) else summed
         if grad is None:
             if type(self._grad) is np.ndarray:   # (the caller's array: not a buffer of
                 return self._grad.copy()         # fastnn's, so no 64-byte alignment)
@@ -426,16 +439,16 @@ class Loss:
             if self.broadcast_target == "warn":
                 warn_target_size(target.shape, pred.shape, _outside_this_file())
             before = pred.shape
-            pred, target = np.broadcast_to(pred, full), np.broadcast_to(target, full)
+            pred, target = _broadcast_pair(pred, target, full)
         pred, target = self._beside(pred, target)
         self._broadcast_from = before   # (pred's shape, for backward's sum, once checked)
         return pred, target
 
     def _broadcast_shape(self, pred, target):
         """The shape pred and target broadcast to where this loss takes a target of
-        another shape (host arrays), else None."""
-        if self.broadcast_target is None or not (isinstance(pred, np.ndarray)
-                                                 and isinstance(target, np.ndarray)):
+        another shape (host or device arrays), else None."""
+        if self.broadcast_target is None or not (_device.is_array(pred)
+                                                 and _device.is_array(target)):
             return None
         try:
             full = np.broadcast_shapes(pred.shape, target.shape)
@@ -909,13 +922,15 @@ class MultiLabelSoftMarginLoss(_OnHost):
         return (grad * self._w(pred) / self._classes_of(pred)[-1]).astype(pred.dtype)
 
     def _count(self, pred):
-        return pred.size // pred.shape[-1]  # the samples: every position but the classes
+        # the samples: every position but the classes (tuple: the simulator's device
+        # arrays refuse a negative index into their shape, as numba.cuda kernels do)
+        return pred.size // tuple(pred.shape)[-1]
 
     def _empty(self, pred):
         """As Loss's, but a sample of no classes has PyTorch's loss, the mean over none:
         NaN (each one for 'none', their sum for 'sum')."""
         losses = super()._empty(pred)
-        if pred.ndim and pred.shape[-1] == 0 and math.prod(pred.shape[:-1]):
+        if pred.ndim and tuple(pred.shape)[-1] == 0 and math.prod(pred.shape[:-1]):
             if self.reduction == "none":
                 return np.full(self._loss_shape(tuple(pred.shape)), np.nan, pred.dtype)
             return np.float64(np.nan)
