@@ -302,27 +302,40 @@ def _estrin6(c, x):
     return (c[5] + c[4] * x) + (c[3] + c[2] * x) * x2 + (c[1] + c[0] * x) * (x2 * x2)
 
 
+@register_jitable(**_OPTIONS)
+def _estrin8(c, x):
+    """The degree-7 polynomial c[0] x**7 + ... + c[7] by Estrin's scheme (see _estrin11):
+    three dependent steps instead of Horner's seven."""
+    x2 = x * x
+    return (((c[7] + c[6] * x) + (c[5] + c[4] * x) * x2)
+            + ((c[3] + c[2] * x) + (c[1] + c[0] * x) * x2) * (x2 * x2))
+
+
 # log1p(f) = f - f*f/2 + f**3 P(f) on f in [sqrt(1/2) - 1, sqrt(2) - 1]: the Cython
 # backend's fnn_logf, where the fit is described
 _LOG1P_P = tuple(_F(c) for c in (
     -7.634429634e-02, 1.276154965e-01, -1.316019446e-01, 1.420176178e-01, -1.662335694e-01,
     2.000122666e-01, -2.500082254e-01, 3.333333135e-01))
 _TINY = _F(1.17549435e-38)  # float32's smallest normal
+# the bits of sqrt(1/2) rounded up: m = 2**-e x in [sqrt(1/2), sqrt(2)) is the mantissa
+# of x + (1.0 - this) with its exponent replaced by this one's (as _log_split64)
+_SQRT_HALF_BITS32 = 0x3F3504F4
+_ONE_MINUS_SQRT_HALF = 0x3F800000 - _SQRT_HALF_BITS32  # (bits)
 
 
 @register_jitable(**_OPTIONS)
 def _log32(x):
     # x = 2**e m, m in [sqrt(1/2), sqrt(2)) from the bits (subnormals scaled by 2**23
     # first); within 1.5 ulp (0.9 in C); log(0) = -inf, log(x < 0) = NaN, inf and NaN pass through
+    # (the split by an integer add, not a compare and two selects on [1, 2), and the
+    # polynomial by Estrin, not Horner: each value's chain is shorter, which is the
+    # speed of a loop around it: float32 BCE on 16M values, one thread, 35.7 -> 30.5 ms)
     tiny = x < _TINY
-    bits = _float_bits(x * _F(8388608.0) if tiny else x)
-    m = _float32_from_bits((bits & 0x007FFFFF) | 0x3F800000)  # [1, 2)
-    e = _F(((bits >> 23) & 0xFF) - 127) - (_F(23.0) if tiny else _F(0.0))
-    if m > _F(1.41421356):
-        m = _F(0.5) * m
-        e = e + _F(1.0)
+    bits = _float_bits(x * _F(8388608.0) if tiny else x) + np.int32(_ONE_MINUS_SQRT_HALF)
+    m = _float32_from_bits((bits & 0x007FFFFF) + _SQRT_HALF_BITS32)
+    e = _F(((bits >> 23) & 0x1FF) - 127) - (_F(23.0) if tiny else _F(0.0))
     f = m - _F(1.0)
-    p = _horner(_LOG1P_P, f)
+    p = _estrin8(_LOG1P_P, f)
     f2 = f * f
     y = _fma(f2 * f, p, _fma(_F(-0.5), f2, e * _LN2_2))
     y = _fma(e, _LN2_1, y + f)
