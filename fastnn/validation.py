@@ -477,6 +477,14 @@ def check_number(where, name, value, low=None, high=None, low_open=False, high_o
         raise ValueError(f"{where}: expected {name} in {interval}, got {value!r}")
 
 
+def float_of(where, name, value):
+    """float(value) of a real number, with check_number's ValueError naming where and
+    name for an int that no float holds (float() raised OverflowError)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        check_number(where, name, int(value))
+    return float(value)
+
+
 def as_contiguous(x):
     """x itself when C-contiguous, else a contiguous copy (kernels need [::1] memory): a
     strided device array is copied on the device, as a strided NumPy array on the host.

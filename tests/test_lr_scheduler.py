@@ -436,3 +436,22 @@ def test_a_group_added_after_the_scheduler_is_scheduled_as_torch_does(name):
                                        rtol=1e-12)
     for p, q in zip(ours, theirs):
         np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("make,where,arg", [
+    (lambda o: lr_scheduler.StepLR(o, 2, gamma=10 ** 400), "StepLR", "gamma"),
+    (lambda o: lr_scheduler.ReduceLROnPlateau(o, min_lr=10 ** 400), "ReduceLROnPlateau",
+     "min_lr"),
+    (lambda o: lr_scheduler.LinearLR(o, end_factor=10 ** 400), "LinearLR", "end_factor"),
+    (lambda o: lr_scheduler.OneCycleLR(o, 1.0, total_steps=10, div_factor=10 ** 400),
+     "OneCycleLR", "div_factor"),
+    (lambda o: lr_scheduler.CyclicLR(o, 0.1, 1.0, mode="exp_range", gamma=10 ** 400,
+                                     cycle_momentum=False), "CyclicLR", "gamma"),
+])
+def test_an_int_no_float_holds_is_a_value_error_naming_the_scheduler(make, where, arg):
+    """math.isfinite() or float() of it raised OverflowError, naming neither."""
+    opt = optim.SGD([nn.Parameter(np.ones(3, np.float32))], lr=0.1)
+    with pytest.raises(ValueError, match=f"{where}: expected {arg} to be a number a float "
+                                         f"can hold"):
+        make(opt)
+    assert opt.param_groups[0]["lr"] == 0.1 and "initial_lr" not in opt.param_groups[0]

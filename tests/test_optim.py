@@ -4,6 +4,8 @@ trajectories against torch.optim, on every backend in float32 and float64.
 Each framework computes the gradient from its own parameters with the same smooth
 function, so the two trajectories are compared step by step, not just the first update.
 """
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -724,3 +726,41 @@ def test_weights_tied_through_data_are_refused_not_untied(make):
     m.backward(np.ones_like(y))
     opt.step()
     assert m[2].weight is m[0].weight
+
+
+HUGE = 10 ** 400   # an int no float holds
+
+@pytest.mark.parametrize("name,kwargs,arg", [
+    ("SGD", dict(lr=HUGE), "lr"), ("SGD", dict(momentum=HUGE), "momentum"),
+    ("SGD", dict(weight_decay=HUGE), "weight_decay"), ("SGD", dict(dampening=HUGE), "dampening"),
+    ("Adam", dict(betas=(0.9, HUGE)), r"betas\[1\]"), ("AdamW", dict(eps=HUGE), "eps"),
+    ("Adamax", dict(lr=HUGE), "lr"), ("NAdam", dict(momentum_decay=HUGE), "momentum_decay"),
+    ("RAdam", dict(weight_decay=HUGE), "weight_decay"),
+    ("Adagrad", dict(initial_accumulator_value=HUGE), "initial_accumulator_value"),
+    ("Adadelta", dict(rho=HUGE), "rho"), ("RMSprop", dict(alpha=HUGE), "alpha"),
+    ("Rprop", dict(etas=(0.5, HUGE)), r"etas\[1\]"), ("ASGD", dict(t0=HUGE), "t0"),
+    ("LBFGS", dict(tolerance_change=HUGE), "tolerance_change"),
+    ("Adafactor", dict(d=HUGE), "d"), ("Muon", dict(lr=HUGE), "lr"),
+    ("Muon", dict(ns_coefficients=(HUGE, 1.0, 1.0)), r"ns_coefficients\[0\]"),
+])
+def test_an_int_no_float_holds_is_a_value_error_naming_the_optimizer(name, kwargs, arg):
+    """float() of it raised OverflowError at construction, naming neither."""
+    params = [Parameter(np.ones((3, 3), np.float32))]
+    with pytest.raises(ValueError, match=f"{name}: expected {arg} to be a number a float "
+                                         f"can hold"):
+        getattr(optim, name)(params, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "Adafactor"])
+def test_an_int_lr_no_float_holds_set_between_steps_changes_nothing(name):
+    p = Parameter(np.ones(3, np.float32))
+    p.grad = np.ones(3, np.float32)
+    opt = getattr(optim, name)([p], lr=0.1)
+    opt.step()
+    data, state = p.data.copy(), copy.deepcopy(opt.state_dict())
+    opt.param_groups[0]["lr"] = HUGE
+    with pytest.raises(ValueError, match=f"{name}: expected lr to be a number a float"):
+        opt.step()
+    opt.param_groups[0]["lr"] = 0.1
+    np.testing.assert_array_equal(p.data, data)
+    assert repr(opt.state_dict()) == repr(state)

@@ -46,23 +46,23 @@ class Adafactor(HostOptimizer):
     def _check(self, group):
         """PyTorch's checks, with its messages; NaN fails them as in PyTorch."""
         lr = group["lr"]
-        if not 0.0 <= self._number("lr", lr):
+        if not 0.0 <= self._real("lr", lr):
             raise self._bad("lr", lr, f"Learning rate should be >= 0 but is: {lr}")
         beta2_decay = group["beta2_decay"]
-        if not 0.0 >= self._number("beta2_decay", beta2_decay):
+        if not 0.0 >= self._real("beta2_decay", beta2_decay):
             raise self._bad("beta2_decay", beta2_decay,
                             f"beta2_decay should be <= 0 but is: {beta2_decay}")
         eps = group["eps"]
         check_pair("Adafactor", "eps", eps, "(eps1, eps2), eps1 None or a number")
-        if eps[0] is not None and not 0.0 <= self._number("eps[0]", eps[0]):
+        if eps[0] is not None and not 0.0 <= self._real("eps[0]", eps[0]):
             raise self._bad("eps[0]", eps[0], f"epsilon1 should be >= 0 but is: {eps[0]}")
-        if not 0.0 <= self._number("eps[1]", eps[1]):
+        if not 0.0 <= self._real("eps[1]", eps[1]):
             raise self._bad("eps[1]", eps[1], f"epsilon2 should be >= 0 but is: {eps[1]}")
         d = group["d"]
-        if not 1.0 <= self._number("d", d):
+        if not 1.0 <= self._real("d", d):
             raise self._bad("d", d, f"Clipping threshold d should be >= 1 but is: {d}")
         weight_decay = group["weight_decay"]
-        if not 0.0 <= self._number("weight_decay", weight_decay):
+        if not 0.0 <= self._real("weight_decay", weight_decay):
             raise self._bad("weight_decay", weight_decay,
                             f"weight_decay should be >= 0 but is: {weight_decay}")
         if group["foreach"] is not None:

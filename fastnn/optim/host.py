@@ -10,14 +10,12 @@ and its data copied back, as LBFGS does; its state stays on the host.
 """
 import collections
 import math
-import numbers
 
 import numpy as np
 
 from .. import device as _device
-from ..validation import plain_number
 from .flat import has_no_grad
-from .optimizer import Optimizer, _array_error, _as_index
+from .optimizer import Optimizer, _as_index
 
 
 class Workspace:
@@ -75,10 +73,6 @@ def vector_norm(a):
     return float(np.sqrt(np.dot(flat, flat)))
 
 
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 class HostOptimizer(Optimizer):
     """Base of optimizers updating each parameter in NumPy on the host, with PyTorch's
     per-parameter state dicts.
@@ -90,16 +84,6 @@ class HostOptimizer(Optimizer):
     hyper-parameter checks, ``zero_grad`` and the flat data/grad buffers are
     ``Optimizer``'s.
     """
-
-    def _number(self, name, value):
-        """value as a float, or a TypeError naming the hyper-parameter."""
-        value = plain_number(value)
-        if isinstance(value, np.ndarray):
-            raise _array_error(self._name, name, value)
-        if not _is_real(value):
-            raise TypeError(f"{self._name}: expected {name} to be a real number, "
-                            f"got {value!r} ({type(value).__name__})")
-        return float(value)
 
     def __init__(self, params, defaults, flags=None):
         super().__init__(params, defaults, flags)

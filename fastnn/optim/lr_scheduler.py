@@ -57,7 +57,7 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import KeyValueError
-from ..validation import plain_number
+from ..validation import float_of, plain_number
 from .optimizer import Optimizer
 
 
@@ -342,11 +342,12 @@ def _positive_period(where, name, value):
 
 def _number(where, name, value, low=0.0, torch=None):
     value = plain_number(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not \
-            math.isfinite(value) or value < low:
+    number = (float_of(where, name, value) if isinstance(value, numbers.Real)
+              and not isinstance(value, bool) else math.nan)
+    if not math.isfinite(number) or number < low:
         raise ValueError(_said(f"{where}: expected {name} to be a finite number >= {low}, "
                                f"got {value!r}", torch))
-    return float(value)
+    return number
 
 
 class StepLR(LRScheduler):
@@ -1009,7 +1010,7 @@ class CyclicLR(LRScheduler):
         if scale_fn is not None and scale_mode not in ("cycle", "iterations"):
             raise ValueError(f"{where}: expected scale_mode 'cycle' or 'iterations', got "
                              f"{scale_mode!r}")
-        self.mode, self.gamma = mode, float(gamma)
+        self.mode, self.gamma = mode, float_of(where, "gamma", gamma)
         self._scale_fn_custom = scale_fn
         self.scale_mode = (scale_mode if scale_fn is not None
                            else "iterations" if mode == "exp_range" else "cycle")

@@ -151,15 +151,15 @@ class Muon(HostOptimizer):
     def _check(self, group):
         """PyTorch's checks, with its messages; NaN fails them as in PyTorch."""
         lr = group["lr"]
-        if not 0.0 <= self._number("lr", lr):
+        if not 0.0 <= self._real("lr", lr):
             raise ValueError(f"Muon: invalid lr: {lr!r} (Learning rate should be >= 0 but "
                              f"is: {lr})")
         momentum = group["momentum"]
-        if not 0.0 <= self._number("momentum", momentum):
+        if not 0.0 <= self._real("momentum", momentum):
             raise ValueError(f"Muon: invalid momentum: {momentum!r} (momentum should be "
                              f">= 0 but is: {momentum})")
         weight_decay = group["weight_decay"]
-        if not 0.0 <= self._number("weight_decay", weight_decay):
+        if not 0.0 <= self._real("weight_decay", weight_decay):
             raise ValueError(f"Muon: invalid weight_decay: {weight_decay!r} (weight decay "
                              f"should be >= 0 but is: {weight_decay})")
         fn = group["adjust_lr_fn"]
@@ -168,7 +168,7 @@ class Muon(HostOptimizer):
                              f"function {fn} is not supported; expected None, 'original' "
                              f"or 'match_rms_adamw')")
         self._flag(group, "nesterov")
-        self._number("eps", group["eps"])
+        self._real("eps", group["eps"])
         steps = group["ns_steps"]
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
             raise TypeError(f"Muon: expected ns_steps to be an int, got {steps!r} "
@@ -181,7 +181,7 @@ class Muon(HostOptimizer):
             raise ValueError(f"Muon: invalid ns_coefficients: {coefficients!r} "
                              f"(Coefficients must be a tuple of exactly 3 values)")
         for i, value in enumerate(coefficients):
-            self._number(f"ns_coefficients[{i}]", value)
+            self._real(f"ns_coefficients[{i}]", value)
 
     def _make_group(self, group):
         group = super()._make_group(group)

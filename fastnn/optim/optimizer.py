@@ -29,7 +29,7 @@ import numpy as np
 from .. import device as _device
 from ..errors import IndexValueError, KeyValueError, RuntimeValueError, TypeValueError
 from ..nn.module import zero_grads_lazily
-from ..validation import as_bool, plain_number
+from ..validation import as_bool, float_of, plain_number
 from .flat import build_buckets, check_parameter, check_untied, has_no_grad, raw_grad
 
 
@@ -288,7 +288,7 @@ class Optimizer:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise TypeError(f"{self._name}: expected {name} to be a real number, "
                             f"got {value!r} ({type(value).__name__})")
-        return float(value)
+        return float_of(self._name, name, value)
 
     def _at_least(self, name, value, low, low_ok=True):
         v = self._real(name, value)
