@@ -515,8 +515,7 @@ def int_items(value):
 
 def pair(where, name, value):
     """An int or a pair of ints (a tuple, list or 1-D integer array) -> (int, int), each
-    within int64 (the compiled kernels' sizes; past it numba failed to type the call and
-    Cython raised OverflowError)."""
+    within int64 (``check_int64``)."""
     value = int_items(value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         a = b = int(value)
@@ -526,7 +525,18 @@ def pair(where, name, value):
     else:
         raise TypeError(f"{where}: expected {name} to be an int or a pair of ints, got "
                         f"{value!r}")
-    if not (-2 ** 63 <= a < 2 ** 63 and -2 ** 63 <= b < 2 ** 63):
-        raise ValueError(f"{where}: expected {name} to be ints within int64, got ints of "
-                         f"{a.bit_length()} and {b.bit_length()} bits")
-    return (a, b)
+    return check_int64(where, name, (a, b))
+
+
+def check_int64(where, name, values):
+    """values (ints) as a tuple of ints when each lies within int64, the compiled kernels'
+    sizes (past it numba failed to type the call and Cython raised OverflowError), else
+    an error naming where and name: a TypeError as PyTorch's (its conv, pad, unfold and
+    interpolate arguments fail to unpack) and a ValueError as its pooling arguments'."""
+    values = tuple(int(v) for v in values)
+    if all(-2 ** 63 <= v < 2 ** 63 for v in values):
+        return values
+    bits = [str(v.bit_length()) for v in values]
+    shown = " and ".join([", ".join(bits[:-1]), bits[-1]] if len(bits) > 1 else bits)
+    raise TypeValueError(f"{where}: expected {name} to be ints within int64, got ints of "
+                         f"{shown} bits")

@@ -227,3 +227,49 @@ def test_a_bool_is_the_bias_by_position_only(conv, lazy):
     assert list(inspect.signature(conv).parameters)[:8] == [
         "in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation",
         "groups", "bias"]
+
+
+BEYOND_INT64 = 2 ** 70
+
+@pytest.mark.parametrize("make,layer,arg", [
+    (lambda: nn.Conv1d(1, 1, 3, stride=BEYOND_INT64), "Conv1d", "stride"),
+    (lambda: nn.Conv2d(1, 1, 3, padding=(0, BEYOND_INT64)), "Conv2d", "padding"),
+    (lambda: nn.Conv3d(1, 1, 3, dilation=BEYOND_INT64), "Conv3d", "dilation"),
+    (lambda: nn.ConvTranspose2d(1, 1, BEYOND_INT64), "ConvTranspose2d", "kernel_size"),
+    (lambda: nn.ConvTranspose3d(1, 1, 3, padding=BEYOND_INT64), "ConvTranspose3d", "padding"),
+    (lambda: nn.MaxPool2d(2, BEYOND_INT64), "MaxPool2d", "stride"),
+    (lambda: nn.MaxPool2d(2, 2, BEYOND_INT64), "MaxPool2d", "padding"),
+    (lambda: nn.AvgPool1d(2, BEYOND_INT64), "AvgPool1d", "stride"),
+    (lambda: nn.AvgPool3d(2, BEYOND_INT64), "AvgPool3d", "stride"),
+    (lambda: nn.LPPool2d(2, BEYOND_INT64), "LPPool2d", "kernel_size"),
+    (lambda: nn.MaxUnpool2d(2, BEYOND_INT64), "MaxUnpool2d", "stride"),
+    (lambda: nn.FractionalMaxPool2d(2, output_size=BEYOND_INT64), "FractionalMaxPool2d",
+     "output_size"),
+    (lambda: nn.AdaptiveAvgPool2d((None, BEYOND_INT64)), "AdaptiveAvgPool2d", "output_size"),
+    (lambda: nn.AdaptiveMaxPool3d(BEYOND_INT64), "AdaptiveMaxPool3d", "output_size"),
+    (lambda: nn.Unfold(2, stride=BEYOND_INT64), "Unfold", "stride"),
+    (lambda: nn.Fold(BEYOND_INT64, 2), "Fold", "output_size"),
+    (lambda: nn.ZeroPad2d(BEYOND_INT64), "ZeroPad2d", "padding"),
+    (lambda: nn.ReflectionPad1d((0, BEYOND_INT64)), "ReflectionPad1d", "padding"),
+    (lambda: nn.Upsample(size=(2, BEYOND_INT64)), "Upsample", "size"),
+])
+def test_sizes_beyond_int64_are_refused_at_construction(make, layer, arg):
+    """They were taken, and the forward raised OverflowError, numpy's 'Maximum allowed
+    dimension exceeded' or a numba TypingError (Unfold's stride ran); PyTorch's forward
+    raises TypeError or ValueError, both of which catch the error."""
+    with pytest.raises(ValueError, match=f"{layer}: expected {arg} to be ints within "
+                                         f"int64") as info:
+        make()
+    assert isinstance(info.value, TypeError)
+
+
+def test_functional_sizes_beyond_int64_are_refused_before_the_kernels():
+    x = np.ones((1, 1, 8, 8), np.float32)
+    for call, where, arg in (
+            (lambda: nn.functional.pad(x, (BEYOND_INT64, 0)), "pad", "pad"),
+            (lambda: nn.functional.conv_transpose2d(x, np.ones((1, 1, 3, 3), np.float32),
+                                                    stride=BEYOND_INT64),
+             "conv_transpose2d", "stride")):
+        with pytest.raises(TypeError, match=f"{where}: expected {arg} to be ints within "
+                                            f"int64"):
+            call()

@@ -8,7 +8,7 @@ import numpy as np
 from .. import device as _device
 from ..errors import RuntimeValueError, TypeValueError
 from ..kernels.reference.conv import last_nan_or_argmax
-from ..validation import check_bool, check_float_dtype, int_items
+from ..validation import check_bool, check_float_dtype, check_int64, int_items
 from .conv import As1d, add_batch_axis, drop_batch_axis
 from .module import Module
 from .pooling import ReturnsIndices, keep_indices
@@ -62,6 +62,7 @@ def adaptive_sizes(name, dims, output_size):
                                or v < 0) for v in sizes):
         raise ValueError(f"{name}: expected output_size to be a non-negative int, None "
                          f"or a tuple of {dims} of them, got {output_size!r}")
+    check_int64(name, "output_size", (v for v in sizes if v is not None))
     return tuple(None if v is None else int(v) for v in sizes)
 
 

@@ -9,7 +9,7 @@ from .. import device as _device
 from .. import random as _random
 from ..errors import NotImplementedValueError, RuntimeValueError, TypeValueError
 from ..kernels.window_shapes import pool_out_shape
-from ..validation import check_only, check_positive_int, int_items
+from ..validation import check_int64, check_only, check_positive_int, int_items
 from . import init
 from .module import Module, Parameter, live_grad, nothing_to_compute
 from .padding import check_pad_fits, pad_backward, pad_forward
@@ -31,7 +31,7 @@ def pair(layer, name, value, minimum, n=2, one=False):
         error = TypeValueError if not_ints else RuntimeValueError
         raise error(f"{layer}: expected {name} to be an int >= {minimum} or {what}, "
                     f"got {value!r}")
-    return tuple(int(v) for v in items)
+    return check_int64(layer, name, items)   # (at construction, not the kernels' call)
 
 
 def check_conv_args(name, in_channels, out_channels, dims, dilation, groups, padding_mode):

@@ -87,9 +87,9 @@ from ..errors import (AssertionValueError, DtypeError, IndexValueError,
 from ..kernels.reference import losses as _reference
 from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
-                          check_float_dtype, check_host_float_array, check_probabilities,
-                          int_items, labels_shape_hint, no_cuda_kernel, plain_number,
-                          tensor_hint)
+                          check_float_dtype, check_host_float_array, check_int64,
+                          check_probabilities, int_items, labels_shape_hint, no_cuda_kernel,
+                          plain_number, tensor_hint)
 from .activations import SELU, celu_host, warn_implicit_dim
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -192,7 +192,7 @@ def _ints(where, name, value, n):
     if len(items) != n or not all(_is_int(v) for v in items):
         raise TypeValueError(f"{where}: expected {name} to be an int or a tuple of {n} "
                              f"ints, got {value!r}")
-    return tuple(int(v) for v in items)
+    return check_int64(where, name, items)
 
 
 def _axis(dim, ndim):
@@ -1690,6 +1690,7 @@ def pad(input, pad, mode="constant", value=None):
     x = _float(where, "input", input)
     if not isinstance(pad, (tuple, list)) or not all(_is_int(v) for v in pad):
         raise TypeValueError(f"{where}: expected pad to be a tuple of ints, got {pad!r}")
+    pad = check_int64(where, "pad", pad)
     if mode not in _PAD_MODES:   # (before the lengths, as PyTorch)
         raise NotImplementedValueError(f"Unrecognised padding mode {mode}")
     if len(pad) % 2:
@@ -1711,7 +1712,7 @@ def pad(input, pad, mode="constant", value=None):
                 f"or k + 2)")
         with _runtime_errors():
             check_border_input(where, mode, x.shape, k)
-    sizes = tuple(reversed([(int(pad[2 * i]), int(pad[2 * i + 1])) for i in range(k)]))
+    sizes = tuple(reversed([(pad[2 * i], pad[2 * i + 1]) for i in range(k)]))
     first = x.ndim - k
     for axis, (n, (before, after)) in enumerate(zip(x.shape[first:], sizes), start=first):
         out = n + before + after

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import NotImplementedValueError, RuntimeValueError, TypeValueError
-from ..validation import check_float_dtype, int_items
+from ..validation import check_float_dtype, check_int64, int_items
 from .module import Module
 
 _NUMPY_MODE = {"constant": "constant", "reflect": "reflect", "replicate": "edge",
@@ -33,7 +33,8 @@ def pad_sizes(where, padding, dims):
         error = TypeValueError if wrong_type else ValueError   # (PyTorch's TypeError)
         raise error(f"{where}: expected padding to be an int or a tuple of "
                     f"{2 * dims} ints, got {padding!r}")
-    pairs = [(int(items[2 * i]), int(items[2 * i + 1])) for i in range(dims)]
+    items = check_int64(where, "padding", items)
+    pairs = [(items[2 * i], items[2 * i + 1]) for i in range(dims)]
     return tuple(reversed(pairs))
 
 

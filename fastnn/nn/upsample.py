@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import NotImplementedValueError, RuntimeValueError, TypeValueError
-from ..validation import check_float_dtype, check_only
+from ..validation import check_float_dtype, check_int64, check_only
 from .module import Module
 
 # the input ranks (N, C and 1, 2 or 3 spatial axes) each mode takes, as PyTorch's
@@ -286,6 +286,8 @@ class Upsample(Module):
             # RuntimeError when called)
             raise ValueError(f"{name}: expected {'size' if integral else 'scale_factor'} to "
                              f"be one or a tuple of {kind}, got {values!r}")
+        if integral:
+            check_int64(name, "size", items)
         self.size = size
         self.scale_factor = (None if scale_factor is None else  # floats, as PyTorch keeps them
                              tuple(float(v) for v in items) if isinstance(values, (tuple, list))
