@@ -243,3 +243,41 @@ def test_planes_of_one_value_run_as_columns(name, training):
     kernels = fastnn.backend.load(name)
     _, mean, _ = kernels.batchnorm_forward(empty, w, b, rm, np.ones(c, np.float32), True)
     assert np.isnan(mean).all() and np.isnan(rm).all()
+
+
+@pytest.mark.parametrize("cls, spatial", [("BatchNorm1d", ()), ("BatchNorm1d", (3,)),
+                                          ("BatchNorm2d", (1, 2)), ("BatchNorm3d", (2, 1, 2))])
+@pytest.mark.parametrize("affine", [True, False])
+def test_eval_with_a_zero_running_var_and_eps_0_gives_torchs_inf_and_nan(backend, dtype, cls,
+                                                                        spatial, affine):
+    """PyTorch's eval is x * scale + (bias - mean * scale), scale = weight / sqrt(var +
+    eps): with var + eps 0 a channel of mean 0 or weight 0 is NaN everywhere, else an
+    element is +-inf where x and -mean have one sign, NaN elsewhere. fastnn's
+    (x - mean) * scale + bias gave NaN where x == mean and +-inf everywhere else."""
+    values = np.array([-2.0, 0.0, 3.0, 1.0, -1.0, np.inf, -np.inf])
+    x = np.broadcast_to(values.reshape((-1, 1) + (1,) * len(spatial)),
+                        (7, 5) + spatial).astype(dtype)
+    layer = getattr(nn, cls)(5, eps=0.0, affine=affine).to_dtype(dtype)
+    twin = getattr(torch.nn, cls)(5, eps=0.0, affine=affine, dtype=torch.float64
+                                  if dtype == np.float64 else torch.float32)
+    mean = np.array([0.0, 0.0, 1.0, 3.0, -2.0])
+    layer.running_mean[...], layer.running_var[...] = mean, 0.0
+    twin.running_mean.copy_(torch.from_numpy(mean))
+    twin.running_var.zero_()
+    if affine:
+        weight, bias = np.array([2.0, 1.0, -1.0, 0.0, 1.0]), np.array([0.5, 0.0, 1.0, -1.0, 0.0])
+        layer.weight.data[...], layer.bias.data[...] = weight, bias
+        with torch.no_grad():
+            twin.weight.copy_(torch.from_numpy(weight))
+            twin.bias.copy_(torch.from_numpy(bias))
+    layer.eval()
+    twin.eval()
+    with np.errstate(invalid="ignore"):
+        got = layer(x)
+    want = twin(torch.from_numpy(np.ascontiguousarray(x))).detach().numpy()
+    np.testing.assert_array_equal(got, want)
+    params = (layer.weight.data, layer.bias.data) if affine else (None, None)
+    with np.errstate(invalid="ignore"):
+        got = nn.functional.batch_norm(x, mean.astype(dtype), np.zeros(5, dtype), *params,
+                                       training=False, eps=0.0)
+    np.testing.assert_array_equal(got, want)

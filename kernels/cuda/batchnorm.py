@@ -73,7 +73,13 @@ def _kernels(threads):
                     running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean
                     running_var[c] = (1 - momentum) * running_var[c] + momentum * unbiased
             scale = invstd * weight[c]
-            shift = bias[c]
+            shift = bias[c] * 1.0
+            if not training:
+                # PyTorch's eval form x * scale + (bias - mean * scale), as the (N, C)
+                # kernel's: where var + eps is 0 its inf scale gives PyTorch's inf/NaN
+                # per element, which (x - mean) * inf + bias does not
+                shift -= mean * scale
+                mean = 0.0
             for k in range(t, count, threads):
                 out[k // s, c, k % s] = (x[k // s, c, k % s] - mean) * scale + shift
 

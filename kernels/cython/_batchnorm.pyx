@@ -240,7 +240,8 @@ cdef void _channel_params(const double* mean, const double* var, const floating*
                           floating* save_mean, floating* save_invstd, floating* scale,
                           floating* shift) noexcept nogil:
     """Per channel j0 <= j < j1: the saved statistics, y = (x - mean) * scale + shift's scale and
-    shift, and the running-statistics update (unbiased variance). var, weight,
+    shift (shift = bias, or bias - mean * scale in eval with var), and the
+    running-statistics update (unbiased variance). var, weight,
     running_var and save_invstd are NULL when mean_only; weight, bias and the
     running buffers may be NULL where the op table allows None."""
     cdef Py_ssize_t j
@@ -257,6 +258,11 @@ cdef void _channel_params(const double* mean, const double* var, const floating*
             save_invstd[j] = <floating>invstd
             scale[j] = <floating>invstd * (weight[j] if weight != NULL else 1)
         shift[j] = bias[j] if bias != NULL else 0
+        if var != NULL and not training:
+            # PyTorch's eval form y = x * scale + (bias - mean * scale) (_forward zeroes
+            # the mean the rows subtract): where var + eps is 0 its inf scale gives
+            # PyTorch's inf/NaN per element, which (x - mean) * inf + bias does not
+            shift[j] = <floating>(shift[j] - mean[j] * <double>scale[j])
         if training and running_mean != NULL:
             running_mean[j] = <floating>((1 - momentum) * running_mean[j] + momentum * mean[j])
             if var != NULL and running_var != NULL:
@@ -400,6 +406,7 @@ cdef void _forward(const floating* xp, floating* yp, Py_ssize_t n, Py_ssize_t c,
             meanf[j] = rm[j]
             if want_var:
                 var[j] = rv[j]
+                meanf[j] = 0   # (the mean is in _channel_params' eval shift)
     if s == 1:
         _forward_rows(xp, yp, n, c, training, want_var, mean, var, meanf, partial, wp, bp,
                       rm, rv, momentum, eps, save_mean, si, scale, shift)

@@ -6,7 +6,8 @@ For (N, C) input the rows are split into fixed chunks (chunks.py: a function of 
 only), each streaming whole rows into its own row of float64 partial sums, merged in
 chunk order.
 Training forward: the column sums, then the squared deviations from the mean (a
-second pass that finds the chunk's rows in cache), then y = (x - mean) * scale + bias.
+second pass that finds the chunk's rows in cache), then y = (x - mean) * scale + bias
+(eval: PyTorch's y = x * scale + (bias - mean * scale)).
 Backward: the sums of grad_out and grad_out * (x - mean), then grad_in = a * grad_out
 + b * (x - mean) + d with per-channel coefficients. Each sum adds four rows in x's
 type per float64 accumulate, as the Cython backend: the float64 conversions and
@@ -202,9 +203,10 @@ def _grad_sums(g, x, mean, sg, sgx):  # IN g, x (rows, C), mean (C,); OUT sg, sg
 
 @helper
 def _column_statistics(n, partial, training, mean_only, momentum, eps, running_mean,
-                       running_var, save_mean, save_invstd, weight, scale):
+                       running_var, save_mean, save_invstd, weight, bias, scale, shift):
     """Every channel's statistics from the merged sums partial[:, 0] (N, C input) into
-    save_*, the running statistics and scale = invstd * weight (1 when mean_only)."""
+    save_*, the running statistics, scale = invstd * weight (1 when mean_only) and the
+    eval fold's shift (``_eval_shift``)."""
     one = scale.dtype.type(1)
     for j in range(scale.shape[0]):
         mean_j = partial[0, 0, j] / n if training and n > 0 else 0.0
@@ -212,13 +214,23 @@ def _column_statistics(n, partial, training, mean_only, momentum, eps, running_m
         _store_statistics(j, n, mean_j, var_j, training, mean_only, momentum, eps,
                           running_mean, running_var, save_mean, save_invstd)
         scale[j] = one if mean_only else save_invstd[j] * weight[j]
+        shift[j] = _eval_shift(bias[j], save_mean[j], scale[j])
+
+
+@helper
+def _eval_shift(beta, mean, scale):
+    """bias - mean * scale of PyTorch's eval form y = x * scale + shift, in float64 (a
+    caller stores it in x's type): where running_var + eps is 0 its inf scale gives
+    PyTorch's inf/NaN per element, which (x - mean) * scale + bias does not (x == mean:
+    NaN, else +-inf)."""
+    return np.float64(beta) - np.float64(mean) * np.float64(scale)
 
 
 @kernel
 def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_only,
-                     momentum, eps, out, save_mean, save_invstd, scale, partial):
+                     momentum, eps, out, save_mean, save_invstd, scale, shift, partial):
     # IN x (N, C), weight, bias (C,); INOUT running_mean, running_var (C,);
-    # OUT out (N, C), save_mean, save_invstd (C,); scratch scale (C,),
+    # OUT out (N, C), save_mean, save_invstd (C,); scratch scale, shift (C,),
     # partial (2, n_chunks(N), C) float64
     # Rows are split into chunks, each streaming whole rows (contiguous, vectorized)
     # into its own row of partial sums; the partials are merged in chunk order.
@@ -242,23 +254,28 @@ def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_
     # numba's serial compile ran ~15 ns per channel (2x1024: 19 us against 5 us)
     if training and mean_only:
         _column_statistics(n, partial, True, True, momentum, eps, running_mean, running_var,
-                           save_mean, save_invstd, weight, scale)
+                           save_mean, save_invstd, weight, bias, scale, shift)
     elif training:
         _column_statistics(n, partial, True, False, momentum, eps, running_mean, running_var,
-                           save_mean, save_invstd, weight, scale)
+                           save_mean, save_invstd, weight, bias, scale, shift)
     elif mean_only:
         _column_statistics(n, partial, False, True, momentum, eps, running_mean, running_var,
-                           save_mean, save_invstd, weight, scale)
+                           save_mean, save_invstd, weight, bias, scale, shift)
     else:
         _column_statistics(n, partial, False, False, momentum, eps, running_mean, running_var,
-                           save_mean, save_invstd, weight, scale)
+                           save_mean, save_invstd, weight, bias, scale, shift)
+    fold = not training and not mean_only   # (PyTorch's eval form)
     for k in prange(nch):
         r0, r1 = chunk_rows(k, nch, n)
         for i in range(r0, r1):
             row = x[i]
             y = out[i]
-            for j in range(c):
-                y[j] = (row[j] - save_mean[j]) * scale[j] + bias[j]
+            if fold:
+                for j in range(c):
+                    y[j] = row[j] * scale[j] + shift[j]
+            else:
+                for j in range(c):
+                    y[j] = (row[j] - save_mean[j]) * scale[j] + bias[j]
 
 
 @kernel
@@ -328,6 +345,9 @@ def _forward_planes(x, weight, bias, running_mean, running_var, training, mean_o
         mean = save_mean[j]
         beta = bias[j]
         scale = x.dtype.type(1) if mean_only else save_invstd[j] * weight[j]
+        if not training and not mean_only:   # PyTorch's eval form: x * scale + shift
+            beta = x.dtype.type(_eval_shift(beta, mean, scale))
+            mean = x.dtype.type(0)
         for i in range(n):
             plane = x[i, j]
             y = out[i, j]
@@ -449,7 +469,8 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     stats = (save_mean, save_invstd if save_invstd is not None else empty)
     if _columns(x) is not None:
         _forward_columns(x.size, _columns(x), *args, _columns(out), *stats,
-                         scratch("bn_scale", (c,), x.dtype), _partials(x.shape[0], c))
+                         scratch("bn_scale", (c,), x.dtype), scratch("bn_shift", (c,), x.dtype),
+                         _partials(x.shape[0], c))
     else:
         _forward_planes(x.size, _planes(x), *args, _planes(out), *stats)
     return out, save_mean, (None if mean_only else save_invstd)

@@ -17,7 +17,9 @@ def _per_channel(v, x):
 def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
                       momentum=0.1, eps=1e-5, mean_only=False, out=None,
                       save_mean=None, save_invstd=None):
-    """y = (x - mean) * invstd * weight + bias, or y = x - mean + bias when mean_only.
+    """y = (x - mean) * invstd * weight + bias, or y = x - mean + bias when mean_only; in
+    eval (running statistics) y = x * scale + (bias - mean * scale), scale = invstd *
+    weight, as PyTorch folds it.
 
     x: (N, C) or (N, C, H, W); weight, bias, running_mean, running_var: (C,)
     (weight and running_var None when mean_only). Returns (y, save_mean, save_invstd).
@@ -51,8 +53,17 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
         save_invstd[...] = 1.0 / np.sqrt(var + eps)
     if training and eps == 0:   # PyTorch's: a constant channel's invstd is 0 (y = bias)
         save_invstd[var == 0] = 0
-    scale = _per_channel(save_invstd * weight, x)
-    y = np.multiply(centered, scale, out=out)
+    with np.errstate(invalid="ignore"):   # (inf * 0: a weight 0 where invstd is inf)
+        scale = save_invstd * weight
+    if not training:
+        # PyTorch's eval form, x * scale + (bias - mean * scale): where running_var + eps
+        # is 0 its inf scale gives its inf/NaN per element, not (x - mean) * inf's
+        with np.errstate(invalid="ignore"):
+            shift = (bias - mean * scale.astype(np.float64)).astype(x.dtype)
+            y = np.multiply(x, _per_channel(scale, x), out=out)
+            y += _per_channel(shift, x)
+        return y, save_mean, save_invstd
+    y = np.multiply(centered, _per_channel(scale, x), out=out)
     y += _per_channel(bias, x)
     return y, save_mean, save_invstd
 
