@@ -555,6 +555,20 @@ def test_batchnorm_constant_channel_with_eps_zero_as_torch(dtype, rng, shape):
     assert_close(y, ty.numpy(), dtype, scale=10)
 
 
+@pytest.mark.parametrize("shape", [(6, 3), (6, 3, 2, 2)])
+def test_eval_batchnorm_with_a_zero_running_var_and_eps_0_as_torch(dtype, shape):
+    """PyTorch's eval form x * scale + (bias - mean * scale): with running_var + eps 0,
+    its inf/NaN per element (the (N, C, S) kernel's (x - mean) * inf + bias gave NaN
+    only where x == mean, +-inf elsewhere)."""
+    x = np.broadcast_to(np.array([-2.0, 0.0, 3.0, 1.0, -1.0, np.inf]).reshape(
+        (6, 1) + (1,) * (len(shape) - 2)), shape).astype(dtype)
+    w, b = np.array([2.0, -1.0, 0.0], dtype), np.array([0.5, 1.0, -1.0], dtype)
+    rm, rv = np.array([0.0, 1.0, 3.0], dtype), np.zeros(3, dtype)
+    want = F.batch_norm(t(x), t(rm), t(rv), t(w), t(b), training=False, eps=0.0).numpy()
+    y, _, _ = C.batchnorm_forward(x, w, b, rm, rv, False, 0.1, 0.0)
+    np.testing.assert_array_equal(y, want)
+
+
 @pytest.mark.parametrize("shape", [(6, 3), (3, 3, 2, 2)])
 @pytest.mark.parametrize("mean_only", [False, True])
 def test_eval_batchnorm_gradient_ignores_nonfinite_inputs(dtype, rng, shape, mean_only):
