@@ -340,3 +340,22 @@ def test_a_gradient_frozen_and_unfrozen_is_pytorchs(backend):
     backward(5)
     assert_close(ours[0].weight.grad, theirs[0].weight.grad.numpy(), np.float64)
     assert_close(ours[0].bias.grad, theirs[0].bias.grad.numpy(), np.float64)
+
+
+@pytest.mark.parametrize("set_to_none", [False, True])
+def test_a_gradient_zeroed_by_the_optimizer_while_frozen_comes_back_zeroed(backend,
+                                                                           set_to_none):
+    """optimizer.zero_grad() of a frozen parameter is the gradient it gets back when
+    unfrozen, as Module.zero_grad()'s. With set_to_none=False the optimizer wrote the
+    zeros without noting them, so unfreezing put back the gradient from before it was
+    frozen and the next backward added to it (PyTorch's: zeros, then that backward's)."""
+    ours, theirs, backward = _twin_mlps()
+    opts = (optim.SGD(ours.parameters(), lr=0.1), torch.optim.SGD(theirs.parameters(), lr=0.1))
+    backward(0)
+    for model, opt in zip((ours, theirs), opts):
+        model[0].requires_grad_(False)
+        opt.zero_grad(set_to_none=set_to_none)
+        model[0].requires_grad_(True)
+    backward(1)
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        assert_close(p.grad, q.grad.numpy(), np.float64)

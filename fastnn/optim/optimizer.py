@@ -28,7 +28,7 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import IndexValueError, KeyValueError, RuntimeValueError, TypeValueError
-from ..nn.module import zero_grads_lazily
+from ..nn.module import Parameter, zero_grads_lazily
 from ..validation import as_bool, float_of, plain_number
 from .flat import build_buckets, check_parameter, check_untied, has_no_grad, raw_grad
 
@@ -365,6 +365,10 @@ class Optimizer:
                     grad = raw_grad(p)
                     if grad is not None and grad is not view:
                         _device.namespace_of(grad).fill_zero(grad)
+                    # a frozen parameter unfrozen later gets these zeros back, not the
+                    # gradient it had when frozen (as Module.zero_grad's)
+                    if isinstance(p, Parameter):
+                        p._frozen_grad_changed()
         zero_grads_lazily(lazy_params)
 
     def step(self, closure=None):
