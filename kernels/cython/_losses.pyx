@@ -218,19 +218,19 @@ cdef inline double _mse_block(const floating* p, const floating* t, floating* g,
 
 
 cdef inline double _bce_tile(const floating* p, const floating* t, floating* g,
-                             Py_ssize_t n, floating inv_size) noexcept nogil:
+                             floating* terms, Py_ssize_t n, floating inv_size) noexcept nogil:
     """Sum of BCE terms over one tile and their gradient. p, t, g: (n,). In float,
     where every target of the tile is 0 or 1 (binary labels, the usual case) one log a
     value, log(p) where t = 1 and log1p(-p) where t = 0: the same bits as the two-log
     form t log p + (1 - t) log1p(-p) (its other product is 0 times a finite clamped
     log; both take log1p(-p) as f_log(q) + f_one_plus_err(-p, q), q = 1 - p: f_log1p
     without its select for |x| > 1) at about half its cost. log1p(-p), not log(1 - p):
-    1 - p rounds, and a confident p = 1e-7 gave 1.19e-7 for PyTorch's 1.0e-7 (1e-20: 0)."""
+    1 - p rounds, and a confident p = 1e-7 gave 1.19e-7 for PyTorch's 1.0e-7 (1e-20: 0).
+    terms: an L1 scratch of n values, summed in double after (as _bce_logits_tile's)."""
     cdef Py_ssize_t j
     # tiny: PyTorch's floor of p (1 - p), 1e-12 rounded to a float32 (in double too)
     cdef floating lp, l1p, den, q, zero = 0, one = 1, lo = -100
     cdef floating tiny = <floating><float>1e-12
-    cdef double s = 0
     # double: always the two logs, log1p(-p) by libm
     cdef int soft = floating is double
     for j in range(n):   # (before any store: g may be t itself)
@@ -246,7 +246,7 @@ cdef inline double _bce_tile(const floating* p, const floating* t, floating* g,
             else:
                 l1p = f_log1p(-p[j])
             l1p = lo if l1p < lo else l1p
-            s -= <double>(t[j] * lp + (one - t[j]) * l1p)
+            terms[j] = -(t[j] * lp + (one - t[j]) * l1p)
             den = p[j] * (one - p[j])
             den = tiny if den < tiny else den
             g[j] = (p[j] - t[j]) / den * inv_size
@@ -255,21 +255,24 @@ cdef inline double _bce_tile(const floating* p, const floating* t, floating* g,
             q = one - p[j]
             lp = (f_log(p[j] if t[j] == one else q)
                   + (zero if t[j] == one else f_one_plus_err(-p[j], q)))
-            s -= <double>(lo if lp < lo else lp)
+            terms[j] = -(lo if lp < lo else lp)
             den = p[j] * (one - p[j])
             den = tiny if den < tiny else den
             g[j] = (p[j] - t[j]) / den * inv_size
-    return s
+    return _terms_sum(terms, n)
 
 
 cdef inline double _bce_block(const floating* p, const floating* t, floating* g,
                               Py_ssize_t n, floating inv_size) noexcept nogil:
     """Sum of BCE terms over one block and their gradient, a tile at a time (each tile
-    checks its own targets). p, t, g: (n,)."""
+    checks its own targets). p, t, g: (n,). The terms summed after each tile, not in
+    the loop that computes them, as _bce_logits_block's."""
+    cdef floating terms[LOSS_TILE]
     cdef Py_ssize_t t0
     cdef double s = 0
     for t0 in range(0, n, LOSS_TILE):
-        s += _bce_tile(p + t0, t + t0, g + t0, min(<Py_ssize_t>LOSS_TILE, n - t0), inv_size)
+        s += _bce_tile(p + t0, t + t0, g + t0, terms, min(<Py_ssize_t>LOSS_TILE, n - t0),
+                       inv_size)
     return s
 
 
