@@ -36,11 +36,11 @@ def batchnorm_forward(x, weight, bias, running_mean, running_var, training=True,
     if save_mean is None:
         save_mean = np.empty(x.shape[1], dtype=x.dtype)
     save_mean[...] = mean
-    centered = x - _per_channel(save_mean, x)
     if mean_only:
-        y = np.add(centered, _per_channel(bias, x), out=out)
+        y = np.add(x - _per_channel(save_mean, x), _per_channel(bias, x), out=out)
         return y, save_mean, None
-    if training:
+    if training:   # (eval's folded form below needs no centered copy)
+        centered = x - _per_channel(save_mean, x)
         var = np.square(centered, dtype=np.float64).mean(axis=axes)
         unbiased = var * count / max(count - 1, 1)
         running_var *= dt(1 - momentum)
