@@ -904,6 +904,19 @@ def test_conv2d_forward_backward(dtype, rng, stride, padding, kernel):
     assert C.conv2d_backward(g, x, w, stride, padding, None, None, need_grad_in=False) is None
 
 
+def test_conv2d_backward_without_output_channels(dtype, rng):
+    # C_out = 0: the input gradient is zeros, as the reference's (the patch width was
+    # weight.size // C_out: ZeroDivisionError)
+    x = rng.standard_normal((2, 3, 5, 3)).astype(dtype)
+    w = np.empty((0, 3, 2, 1), dtype)
+    g = np.empty((2, 0, 4, 3), dtype)
+    gin = C.conv2d_backward(g, x, w, (1, 1), (0, 0), np.empty_like(w), np.empty(0, dtype),
+                            np.full_like(x, np.nan))
+    np.testing.assert_array_equal(gin, np.zeros_like(x))
+    assert C.conv2d_backward(g, x, w, (1, 1), (0, 0), np.empty_like(w), None,
+                             need_grad_in=False) is None
+
+
 @pytest.mark.parametrize("multiplier,stride,padding,kernel", [(1, (1, 1), (1, 1), (3, 3)),
                                                               (2, (2, 1), (0, 2), (2, 3))])
 def test_depthwise_conv2d_forward_backward(dtype, rng, multiplier, stride, padding, kernel):

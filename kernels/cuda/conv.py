@@ -246,9 +246,9 @@ def conv2d_backward(grad_out, x, weight, stride=(1, 1), padding=(0, 0), grad_wei
     grad_weight: (C_out, C_in, kH, kW); grad_bias: (C_out,); gradients accumulated in
     place. Returns grad_in, or None if not need_grad_in.
     """
-    c_out, _, kh, kw = weight.shape
+    c_out, c_in, kh, kw = weight.shape
     ho, wo = grad_out.shape[2:]
-    k2 = weight.size // c_out
+    k2 = c_in * kh * kw   # (not weight.size // c_out: C_out may be 0)
     call = Call(grad_out, x, weight, grad_weight, grad_bias, grad_in)
     dgo, dx, dw = call.arg(grad_out), call.arg(x), call.arg(weight)
     rows = scratch("rows", (grad_out.shape[0] * ho * wo, c_out), x.dtype)
