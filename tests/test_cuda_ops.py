@@ -617,6 +617,18 @@ def test_layer_norm(dtype, rng, shape, affine):
         assert_close(dgi.copy_to_host(), gin, dtype)
 
 
+@pytest.mark.filterwarnings("ignore:.*invalid value encountered:RuntimeWarning")
+def test_layer_norm_of_empty_rows_saves_nan_statistics(dtype):
+    # D = 0: each row's mean and invstd are NaN, as the reference's (the kernel was
+    # skipped for an empty x, and the saved statistics came back from unwritten device
+    # memory into the caller's buffers, sentinels here)
+    mean, invstd = np.full(5, 7.0, dtype), np.full(5, 7.0, dtype)
+    y, m, s = C.layer_norm_forward(np.empty((5, 0), dtype), None, None, 1e-5, None,
+                                   mean, invstd)
+    assert y.shape == (5, 0) and m is mean and s is invstd
+    assert np.isnan(mean).all() and np.isnan(invstd).all()
+
+
 @pytest.mark.parametrize("shape", [(4, 3), (2, 3, 2, 2)])
 def test_norms_with_eps_zero_over_constant_values_give_an_infinite_invstd(dtype, shape):
     """eps=0 over values whose variance is 0: LayerNorm's constant row (1 / sqrt(0) =

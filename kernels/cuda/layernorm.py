@@ -109,7 +109,7 @@ def layer_norm_forward(x, weight=None, bias=None, eps=1e-5, out=None, save_mean=
     dout = call.out(out, x.shape, x.dtype)
     dmean = call.out(save_mean, (n,), x.dtype)
     dinv = call.out(save_invstd, (n,), x.dtype)
-    if dx.size:
+    if n:   # (also for D = 0: the rows' statistics are then NaN, never left unwritten)
         forward, _, blocks, threads = _kernels(x.dtype, n)
         # an absent weight or bias: a placeholder of their rank and dtype (dmean), never
         # read; x's rank would not compile (weight[j] a row: numba types both branches)
