@@ -1024,6 +1024,21 @@ def test_max_pool_takes_the_last_nan_of_a_window_as_torch(dtype):
     assert_close(y, yt.detach().numpy(), dtype)
     assert_close(C.max_pool2d_backward(g, idx, x.shape), xt.grad.numpy(), dtype)
 
+
+def test_max_pool_indices_of_windows_with_no_input_cell_as_torch(dtype):
+    """A dilated window wholly in the padding (H = 1, taps at rows -1 and 1) and windows
+    of -inf: the indices PyTorch gives, those of the windows' first taps at or past row
+    and column 0, outside the plane for the former. Fixed: the cuda kernel gave -1."""
+    x = np.full((1, 2, 1, 3), -np.inf, dtype)
+    x[0, 1] = [2.0, -1.0, 0.5]
+    for kernel, stride, padding, dilation in [((2, 5), (3, 1), (1, 2), (2, 1)),
+                                              ((2, 3), (1, 2), (1, 1), (2, 2))]:
+        yt, idx_t = F.max_pool2d(t(x), kernel, stride, padding, dilation,
+                                 return_indices=True)
+        y, idx = C.max_pool2d_forward(x, kernel, stride, padding, dilation=dilation)
+        np.testing.assert_array_equal(idx, idx_t.numpy())
+        np.testing.assert_array_equal(y, yt.numpy())
+
 # ------------------------------------------------- host and device array modes
 def test_device_arrays_in_device_arrays_out(rng):
     x = rng.standard_normal((5, 4)).astype(np.float32)

@@ -110,17 +110,24 @@ def _max_pool(x, kh, kw, sh, sw, ph, pw, dh, dw, out, indices):
         ho = (idx // wo_n) % ho_n
         wo = idx % wo_n
         best = x.dtype.type(-math.inf)
-        best_at = -1
+        # PyTorch's index for a window of -inf: its first taps at or past row and
+        # column 0, also where those fall past the input (a dilated window wholly in
+        # the padding, whose index is then outside the plane)
+        h0 = ho * sh - ph
+        w0 = wo * sw - pw
+        first_h = h0 if h0 >= 0 else h0 + (dh - 1 - h0) // dh * dh
+        first_w = w0 if w0 >= 0 else w0 + (dw - 1 - w0) // dw * dw
+        best_at = first_h * w_n + first_w
         for i in range(kh):
-            h = ho * sh - ph + i * dh
+            h = h0 + i * dh
             if h < 0 or h >= h_n:
                 continue
             for j in range(kw):
-                w = wo * sw - pw + j * dw
+                w = w0 + j * dw
                 if w < 0 or w >= w_n:
                     continue
                 v = x[n, c, h, w]
-                if best_at < 0 or v > best or v != v:
+                if v > best or v != v:
                     best = v
                     best_at = h * w_n + w
         out[n, c, ho, wo] = best
