@@ -334,14 +334,16 @@ def _forward_direct(const floating[::1] x, const floating[::1] weight,
     cdef Py_ssize_t planes = x.shape[0] // p_in, m = c_out // c_in
     cdef Py_ssize_t t, b, c, co, o, k, cell
     cdef floating acc, v
+    # (outside the prange: y.shape in its num_threads, under initializedcheck, made the
+    # bounds-checked build's C jump into the OpenMP block, which gcc refuses)
+    cdef int nthreads = threads_for(y.shape[0] * taps)
     cdef const floating* xp = &x[0]
     cdef const floating* wp = &weight[0]
     cdef const int64_t* tab = &cells[0]
     cdef floating* yp = &y[0]
     if y.shape[0] == 0:
         return
-    for t in prange(planes, nogil=True, schedule="static",
-                    num_threads=threads_for(y.shape[0] * taps)):
+    for t in prange(planes, nogil=True, schedule="static", num_threads=nthreads):
         b = t // c_in
         c = t - b * c_in
         for co in range(c * m, c * m + m):
