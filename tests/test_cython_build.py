@@ -183,11 +183,14 @@ def test_a_portable_build_without_x86_64_v2_keeps_the_baseline(tmp_path):
 
 def test_debug_build_raises_on_out_of_range_index():
     """Under the debug build a kernel handed a buffer too short raises IndexError; the
-    release build has no such check (the ops layer validates shapes instead)."""
-    from fastnn.kernels.cython import _activations, _openmp
+    release build has no such check (the ops layer validates shapes instead). A kernel on
+    memoryviews: the entries that read ndarray pointers (rows_forward, which this test
+    called) refuse a wrong shape with ValueError in both builds."""
+    from fastnn.kernels.cython import _conv, _openmp
     if not _openmp.bounds_checked():
         assert fastnn.backend.backend_info("cython")["debug"] is False
         return
-    x = np.ones((4, 3), np.float32)
-    with pytest.raises(IndexError):
-        _activations.rows_forward(0, x, np.empty((2, 3), np.float32))  # softmax
+    grad_out = np.ones((1, 1, 3), np.float32)
+    with pytest.raises(IndexError):   # indices one short of grad_out's 3
+        _conv._max_pool_bwd(grad_out, np.zeros((1, 1, 2), np.int64),
+                            np.empty((1, 1, 4), np.float32))
