@@ -138,7 +138,11 @@ def _extensions():
                                 + _ORDERED.get(os.path.basename(pyx), []))
             + (["-fopenmp"] if OPENMP else []),
             extra_link_args=["-fopenmp"] if OPENMP else [],
-            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            # the debug build fills every work buffer with NaN bytes as it hands it out
+            # (_workspace.h), so a kernel reading one before writing it shows in its
+            # results instead of reading the last call's values
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
+            + ([("FNN_WORKSPACE_POISON", "1")] if DEBUG else []),
         ))
     directives = {"language_level": "3", "boundscheck": DEBUG, "wraparound": DEBUG,
                   "initializedcheck": DEBUG, "cdivision": not DEBUG}

@@ -9,8 +9,8 @@ allocate ``out`` when it is None, hand the kernels contiguous (flat where the op
 elementwise) views, and return what the op table says. Inputs are assumed valid (``fastnn.ops`` validates).
 
 Building with ``FASTNN_CYTHON_DEBUG=1`` turns bounds, wraparound and
-initialisation checks back on in every kernel (see setup.py and
-tests/test_cython_build.py).
+initialisation checks back on in every kernel and fills each work buffer with NaN as it
+is handed out (_workspace.h; see setup.py and tests/test_cython_build.py).
 """
 from ... import threads as _threads
 

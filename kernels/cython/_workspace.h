@@ -15,6 +15,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #define FNN_WORKSPACE_SLOTS 4
 
@@ -38,9 +39,23 @@ static void fnn_ws_release(void *set_) {
 
 static void fnn_ws_make_key(void) { pthread_key_create(&fnn_ws_key, fnn_ws_release); }
 
+/* The FASTNN_CYTHON_DEBUG=1 build (setup.py) hands each buffer out filled with 0xff
+ * bytes, a NaN in every float and double lane: a kernel that reads scratch it has not
+ * written then gives NaN, where the release build reads the last call's values. */
+static inline void *fnn_workspace_poisoned(void *p, size_t nbytes) {
+#ifdef FNN_WORKSPACE_POISON
+    if (p != NULL)
+        memset(p, 0xff, nbytes);
+#else
+    (void)nbytes;
+#endif
+    return p;
+}
+
 static inline void *fnn_workspace(int slot, size_t nbytes) {
+    /* (a first call for 0 bytes still allocates: not NULL) */
     if (fnn_ws.p[slot] != NULL && nbytes <= fnn_ws.n[slot])
-        return fnn_ws.p[slot];   /* (a first call for 0 bytes still allocates: not NULL) */
+        return fnn_workspace_poisoned(fnn_ws.p[slot], nbytes);
     if (fnn_ws.p[slot] == NULL) {   /* this thread's first buffer: freed at its exit */
         pthread_once(&fnn_ws_once, fnn_ws_make_key);
         pthread_setspecific(fnn_ws_key, &fnn_ws);
@@ -56,7 +71,7 @@ static inline void *fnn_workspace(int slot, size_t nbytes) {
         return NULL;
     fnn_ws.p[slot] = p;
     fnn_ws.n[slot] = size;
-    return p;
+    return fnn_workspace_poisoned(p, nbytes);
 }
 
 #endif
