@@ -20,6 +20,16 @@ _INT64 = np.dtype(np.int64)
 _FLOAT_MAX = sys.float_info.max   # (a Python int past it has no float: check_number)
 
 
+def stacklevel_outside(filename):
+    """The stacklevel of a warning issued by the caller of this function that points at
+    the first caller outside the file ``filename`` (the user's call, however many of
+    that file's functions and wrappers lie between)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename == filename:
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def tensor_hint(x):
     """For a PyTorch tensor given where an array belongs (known by its type, torch is
     not imported): how to get its array."""

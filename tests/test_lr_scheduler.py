@@ -438,6 +438,43 @@ def test_a_group_added_after_the_scheduler_is_scheduled_as_torch_does(name):
         np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-9, atol=1e-12)
 
 
+def _schedule_state(sched, opt):
+    return repr(sched.state_dict()), [{k: v for k, v in g.items() if k != "params"}
+                                      for g in opt.param_groups]
+
+
+@pytest.mark.parametrize("name", sorted(SCHEDULES) + ["plateau", "one_cycle", "cyclic"])
+def test_a_step_that_raises_leaves_the_schedule_as_it_was(name):
+    # (the epoch counter, the step count, SequentialLR's inner schedulers, the restarts'
+    # T_cur and the first group's rate had moved on before the error: PyTorch's step
+    # counts the epoch before get_lr() raises; DESIGN.md's failed call changes nothing)
+    params = [nn.Parameter(np.ones(3)) for _ in range(3)]
+    opt = optim.SGD([{"params": params[:1]}, {"params": params[1:2], "lr": 0.3}], lr=0.1,
+                    momentum=0.9)
+    sched = {"plateau": lambda: lr_scheduler.ReduceLROnPlateau(opt, patience=0,
+                                                               min_lr=[0.0, 0.0]),
+             "one_cycle": lambda: lr_scheduler.OneCycleLR(opt, 1.0, total_steps=20),
+             "cyclic": lambda: lr_scheduler.CyclicLR(opt, 0.01, 0.1, step_size_up=2),
+             }.get(name, lambda: SCHEDULES[name](lr_scheduler, opt))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sched = sched()
+        step = (lambda: sched.step(1.0)) if name == "plateau" else sched.step
+        step()
+        for bad in ("added group", "rate set to a string"):
+            if bad == "added group":
+                opt.add_param_group({"params": params[2:], "lr": 0.04})
+            else:
+                opt.param_groups[-1]["lr"] = "0.04"
+            before = _schedule_state(sched, opt)
+            try:
+                step()
+            except (ValueError, TypeError, RuntimeError):
+                assert _schedule_state(sched, opt) == before, bad
+            if bad == "added group":   # (a rule that takes the new group stepped on)
+                opt.param_groups.pop()
+
+
 @pytest.mark.parametrize("make,where,arg", [
     (lambda o: lr_scheduler.StepLR(o, 2, gamma=10 ** 400), "StepLR", "gamma"),
     (lambda o: lr_scheduler.ReduceLROnPlateau(o, min_lr=10 ** 400), "ReduceLROnPlateau",

@@ -20,7 +20,6 @@ from before keeps its graph.
 import functools
 import math
 import os
-import sys
 import threading
 import warnings
 import weakref
@@ -38,7 +37,7 @@ from .distance import summed_to
 from ..validation import (_FLOAT32, _FLOAT64, _INT64, LabelsOutOfRange, as_contiguous,
                           as_labels, broadcasts_to, check_flag, check_float_array,
                           check_labels, check_number, check_probabilities, labels_in_range,
-                          labels_shape_hint, tensor_hint)
+                          labels_shape_hint, stacklevel_outside, tensor_hint)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -194,15 +193,6 @@ def _runtime_number(where, name, value, *bounds, **options):
         raise
     except ValueError as error:
         raise RuntimeValueError(str(error)) from None
-
-
-def _outside_this_file():
-    """The stacklevel of a warning issued here that points at the first caller outside
-    this module (the user's ``loss(pred, target)`` or ``loss.forward(...)``)."""
-    frame, level = sys._getframe(1), 1
-    while frame is not None and frame.f_code.co_filename == __file__:
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 def warn_target_size(target_shape, input_shape, stacklevel):
@@ -437,7 +427,7 @@ class Loss:
                 raise RuntimeValueError(f"{where}: expected target of shape {pred.shape} (same "
                                         f"as pred), got {target.shape}")
             if self.broadcast_target == "warn":
-                warn_target_size(target.shape, pred.shape, _outside_this_file())
+                warn_target_size(target.shape, pred.shape, stacklevel_outside(__file__))
             before = pred.shape
             pred, target = _broadcast_pair(pred, target, full)
         pred, target = self._beside(pred, target)

@@ -48,6 +48,7 @@ scale_fn) only a callable object's attributes, a plain function or lambda as Non
 """
 import bisect
 import collections
+import functools
 import math
 import numbers
 import types
@@ -57,8 +58,39 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import KeyValueError
-from ..validation import float_of, plain_number
+from ..validation import float_of, plain_number, stacklevel_outside
 from .optimizer import Optimizer
+
+
+def _undone_on_error(step):
+    """step, made to leave the scheduler (its inner schedulers too) and its optimizer's
+    param groups as they were when it raises, as DESIGN.md's failed calls do (PyTorch's
+    step has counted the epoch by then): a rate of the wrong type set by hand, a param
+    group added since the scheduler was built."""
+    @functools.wraps(step)
+    def undoable(self, *args, **kwargs):
+        saved = _scheduler_state(self)
+        try:
+            return step(self, *args, **kwargs)
+        except BaseException:
+            for attributes, kept in saved:
+                attributes.clear()
+                attributes.update(kept)
+            raise
+    return undoable
+
+
+def _scheduler_state(scheduler):
+    """[(a dict, a copy of it)] for its optimizer's param groups and the attributes of
+    the scheduler and its inner schedulers (their lists copied, as state_dict's)."""
+    saved = [(group, dict(group)) for group in scheduler.optimizer.param_groups]
+    todo = [scheduler]
+    while todo:
+        current = todo.pop()
+        saved.append((vars(current), {key: (list(value) if isinstance(value, list) else value)
+                                      for key, value in vars(current).items()}))
+        todo.extend(getattr(current, "_schedulers", ()))
+    return saved
 
 
 class LRScheduler:
@@ -70,6 +102,13 @@ class LRScheduler:
     #: True during the step a scheduler makes when built (PyTorch 2.13's flag, which its
     #: own schedulers' get_lr() and a user's subclass written for PyTorch may read)
     _is_initial = False
+
+    def __init_subclass__(cls, **kwargs):
+        """Every subclass's own step puts everything back when it raises (as the base
+        class's step: _undone_on_error)."""
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step = _undone_on_error(cls.__dict__["step"])
 
     def __init__(self, optimizer, last_epoch=-1):
         where = type(self).__name__
@@ -115,6 +154,7 @@ class LRScheduler:
         recursive form (LambdaLR, the restarts, the cycles) give their closed form."""
         return self.lr_at(self.base_lrs[group_index], epoch, group_index)
 
+    @_undone_on_error
     def step(self, epoch=None):
         """Advance one epoch and write every group's rate for it.
 
@@ -196,7 +236,7 @@ class LRScheduler:
                 "result in PyTorch skipping the first value of the learning rate schedule. "
                 "See more details at "
                 "https://pytorch.org/docs/stable/optim.html#how-to-adjust-learning-rate",
-                UserWarning, stacklevel=3)
+                UserWarning, stacklevel=stacklevel_outside(__file__))
         self._step_count += 1
 
     def get_last_lr(self):
@@ -295,7 +335,7 @@ def _epoch_argument(where, epoch, warn):
     if warn:
         warnings.warn(f"{where}.step(epoch) is deprecated, as in PyTorch: call step() once "
                       f"per epoch (with an epoch the closed-form rate of that epoch is "
-                      f"written)", UserWarning, stacklevel=3)
+                      f"written)", UserWarning, stacklevel=stacklevel_outside(__file__))
     return int(epoch) if isinstance(epoch, numbers.Integral) else float(epoch)
 
 
