@@ -81,3 +81,21 @@ def test_a_0d_input_keeps_its_shape_as_torch(backend, cls, p):
     y = layer(np.array(2.0))
     assert y.shape == getattr(torch.nn, cls)(p)(torch.tensor(2.0)).shape == ()
     assert layer.backward(np.array(1.0)).shape == ()
+
+
+@pytest.mark.parametrize("cls", ["Dropout", "Dropout2d", "AlphaDropout", "FeatureAlphaDropout"])
+@pytest.mark.parametrize("p", [1.5, -0.5, float("nan"), "0.5"])
+def test_a_p_set_out_of_range_after_construction_is_refused_as_torch(backend, cls, p):
+    # (it dropped every element, NaN p poisoned them all, with the generator moved on;
+    # PyTorch's F.dropout checks p at each call)
+    model = nn.Sequential(nn.Linear(3, 3), getattr(nn, cls)(0.5))
+    model[1].p = p
+    x = np.ones((2, 3), np.float32)
+    state = fastnn.random.get_state()
+    with pytest.raises(TypeError if isinstance(p, str) else ValueError, match=cls):
+        model(x)
+    assert fastnn.random.get_state() == state
+    with pytest.raises((ValueError, TypeError, RuntimeError)):   # (NaN: RuntimeError)
+        torch.nn.functional.dropout(torch.ones(2, 3), p)
+    model.eval()
+    np.testing.assert_array_equal(model(x), model[0](x))   # eval: the identity, unchecked

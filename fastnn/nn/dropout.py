@@ -15,6 +15,13 @@ from .module import Module
 _ALL_DROPPED = "all dropped"  # Dropout's mask when p = 1
 
 
+def _check_p(layer):
+    """layer.p checked again when it drops (as PyTorch's F.dropout checks p at each
+    call): a p set outside [0, 1] after construction drew a mask of all zeros (NaN: of
+    NaNs), before the generator moved on."""
+    check_number(type(layer).__name__, "p", layer.p, low=0.0, high=1.0, high_open=False)
+
+
 class Dropout(Module):
     """y = x * mask, mask = 0 with probability p, else 1 / (1 - p); identity in eval mode;
     p = 1 drops everything (y = x * 0, PyTorch's).
@@ -41,6 +48,7 @@ class Dropout(Module):
         if self.passthrough:
             self._mask = None
             return x
+        _check_p(self)
         if self.p == 1.0:  # PyTorch's p = 1: all dropped, x * 0 (a NaN stays NaN)
             self._mask = _ALL_DROPPED
             return _device.scaled(x, 0.0, copy=True)
@@ -92,6 +100,7 @@ class _ChannelDropout(Dropout):
         if self.passthrough:
             self._mask = None
             return x
+        _check_p(self)
         shape = tuple(x.shape)
         mask_shape = self._mask_shape(shape)
         if self.p == 1.0:  # every channel dropped
@@ -240,6 +249,7 @@ class AlphaDropout(Module):
         if self.passthrough:
             self._gain = None
             return x
+        _check_p(self)
         host = _device.to_host(x)
         dt = host.dtype.type
         if self.p == 1.0:
