@@ -492,3 +492,57 @@ def test_an_int_no_float_holds_is_a_value_error_naming_the_scheduler(make, where
                                          f"can hold"):
         make(opt)
     assert opt.param_groups[0]["lr"] == 0.1 and "initial_lr" not in opt.param_groups[0]
+
+
+@pytest.mark.parametrize("make,where,arg", [
+    (lambda o: lr_scheduler.OneCycleLR(o, 1.0, total_steps=10 ** 400), "OneCycleLR",
+     "total_steps"),
+    (lambda o: lr_scheduler.OneCycleLR(o, 1.0, epochs=10 ** 200, steps_per_epoch=10 ** 200),
+     "OneCycleLR", r"epochs \* steps_per_epoch"),
+    (lambda o: lr_scheduler.CyclicLR(o, 0.1, 1.0, step_size_up=10 ** 400), "CyclicLR",
+     "step_size_up"),
+])
+def test_a_period_no_float_holds_where_torch_makes_it_a_float_is_refused(make, where, arg):
+    """OneCycleLR's phases end at float steps, CyclicLR's step sizes are floats (as
+    PyTorch's): its first step raised OverflowError."""
+    test_an_int_no_float_holds_is_a_value_error_naming_the_scheduler(make, where, arg)
+
+
+def test_an_infinite_cyclic_period_is_refused():
+    """Two step sizes a float holds but whose sum it does not: the first step divided 0
+    by 0 (PyTorch's too)."""
+    opt = optim.SGD([nn.Parameter(np.ones(3, np.float32))], lr=0.1, momentum=0.9)
+    with pytest.raises(ValueError, match="CyclicLR: expected a finite step_size_up "
+                                         r"\+ step_size_down"):
+        lr_scheduler.CyclicLR(opt, 0.1, 1.0, step_size_up=1e308, step_size_down=1e308)
+    assert opt.param_groups[0]["lr"] == 0.1
+
+
+@pytest.mark.parametrize("build", [
+    lambda m, o, n: m.CosineAnnealingLR(o, T_max=n, eta_min=0.001),
+    lambda m, o, n: m.CosineAnnealingWarmRestarts(o, T_0=n),
+    lambda m, o, n: m.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=n),
+    lambda m, o, n: m.LinearLR(o, start_factor=0.25, total_iters=n),
+    lambda m, o, n: m.PolynomialLR(o, total_iters=n),
+    lambda m, o, n: m.ConstantLR(o, total_iters=n),
+    lambda m, o, n: m.StepLR(o, step_size=n),
+    lambda m, o, n: m.MultiStepLR(o, milestones=[n]),
+])
+def test_an_int_period_no_float_holds_schedules_exactly(build):
+    """Periods kept as ints (as PyTorch keeps them) whose float arithmetic raised
+    OverflowError at the first step (PyTorch's too): the exact rates, which at these
+    lengths are those of PyTorch's run with a period of 10 ** 300 (a float holds it)."""
+    opt = optim.SGD([nn.Parameter(np.ones(3))], lr=0.1)
+    ref = torch.optim.SGD([torch.ones(3, dtype=torch.float64, requires_grad=True)], lr=0.1)
+    sched, ref_sched = build(lr_scheduler, opt, 10 ** 400), build(
+        torch.optim.lr_scheduler, ref, 10 ** 300)
+    for _ in range(5):
+        opt.step()
+        ref.step()
+        sched.step()
+        ref_sched.step()
+        assert sched.get_last_lr() == ref_sched.get_last_lr()
+    if isinstance(sched, lr_scheduler.CosineAnnealingWarmRestarts):
+        sched.step(2.5)   # a fractional epoch (PyTorch's documented use)
+        ref_sched.step(2.5)
+        assert sched.get_last_lr() == ref_sched.get_last_lr()

@@ -48,6 +48,7 @@ scale_fn) only a callable object's attributes, a plain function or lambda as Non
 """
 import bisect
 import collections
+import fractions
 import functools
 import math
 import numbers
@@ -58,7 +59,7 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import KeyValueError
-from ..validation import float_of, plain_number, stacklevel_outside
+from ..validation import check_number, float_of, plain_number, stacklevel_outside
 from .optimizer import Optimizer
 
 
@@ -345,6 +346,17 @@ def _said(message, torch=None):
     return f"{message} ({torch})" if torch else message
 
 
+def _angle(epoch, period):
+    """pi * epoch / period, the cosine schedules' angle, by PyTorch's float arithmetic;
+    for an int period no float holds (where that arithmetic raised OverflowError) the
+    exact quotient rounded once, as Python's int / int: kept as ints, such periods give
+    the schedule's true rates."""
+    try:
+        return math.pi * epoch / period
+    except OverflowError:
+        return float(fractions.Fraction(math.pi) * fractions.Fraction(epoch) / period)
+
+
 def _int_at_least(where, name, value, low=1, torch=None):
     """value as an int >= low (1: a positive int), or a ValueError (torch: PyTorch's
     message, quoted)."""
@@ -466,7 +478,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def lr_at(self, base_lr, epoch, group_index):
         return self.eta_min + (base_lr - self.eta_min) * (
-            1 + math.cos(math.pi * epoch / self.T_max)) / 2
+            1 + math.cos(_angle(epoch, self.T_max))) / 2
 
     def _rates_now(self):
         """PyTorch's get_lr(): after the step made when built with last_epoch > 0 (a
@@ -480,9 +492,9 @@ class CosineAnnealingLR(LRScheduler):
             return lr
         if (epoch - 1 - self.T_max) % (2 * self.T_max) == 0:
             return lr + (self.base_lrs[group_index] - self.eta_min) * (
-                1 - math.cos(math.pi / self.T_max)) / 2
-        return ((1 + math.cos(math.pi * epoch / self.T_max))
-                / (1 + math.cos(math.pi * (epoch - 1) / self.T_max))
+                1 - math.cos(_angle(1, self.T_max))) / 2
+        return ((1 + math.cos(_angle(epoch, self.T_max)))
+                / (1 + math.cos(_angle(epoch - 1, self.T_max)))
                 * (lr - self.eta_min) + self.eta_min)
 
 
@@ -707,7 +719,12 @@ class LinearLR(LRScheduler):
         # the ratio of two factors >= 0, so >= 0; at end_factor=0 PyTorch's arithmetic
         # rounds the last one to about -1e-16, a negative rate (-4e-18 for lr 0.1) that
         # the optimizer's step refuses: 0 here, as the closed form gives
-        ratio = 1.0 + change / (self.total_iters * self.start_factor + (epoch - 1) * change)
+        try:
+            ratio = 1.0 + change / (self.total_iters * self.start_factor + (epoch - 1) * change)
+        except OverflowError:  # an int total_iters no float holds: the exact ratio
+            change = fractions.Fraction(change)
+            ratio = float(1 + change / (self.total_iters * fractions.Fraction(self.start_factor)
+                                        + (epoch - 1) * change))
         return lr * max(ratio, 0.0)
 
 
@@ -774,6 +791,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     def _position(self, epoch):
         """(T_cur, T_i) at this epoch (a number >= 0)."""
         t0, mult = self.T_0, self.T_mult
+        if epoch < t0:  # (a fractional epoch % an int no float holds raised OverflowError)
+            return epoch, t0
         if mult == 1:
             return epoch % t0, t0
         start, length = 0, t0  # integer walk over the runs: no log() rounding at restarts
@@ -783,7 +802,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def lr_at(self, base_lr, epoch, group_index):
         t_cur, t_i = self._position(epoch)
-        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * t_cur / t_i)) / 2
+        return self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(_angle(t_cur, t_i))) / 2
 
     def step(self, epoch=None):
         """Advance one epoch (T_cur + 1), or go to ``epoch``; write every group's rate."""
@@ -803,7 +822,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def _rates_now(self):
         """PyTorch's get_lr(): the rates at T_cur of the current run."""
-        wave = 1 + math.cos(math.pi * self.T_cur / self.T_i)
+        wave = 1 + math.cos(_angle(self.T_cur, self.T_i))
         return [self.eta_min + (base - self.eta_min) * wave / 2 for base in self.base_lrs]
 
     def load_state_dict(self, state_dict):
@@ -862,13 +881,18 @@ class OneCycleLR(LRScheduler):
 
         if total_steps is not None:
             self.total_steps = count("total_steps", total_steps)
+            name = "total_steps"
         elif epochs is not None and steps_per_epoch is not None:
             self.total_steps = count("epochs", epochs) * count("steps_per_epoch",
                                                                steps_per_epoch)
+            name = "epochs * steps_per_epoch"
         else:
             raise ValueError(_said(
                 f"{where}: expected total_steps, or epochs and steps_per_epoch",
                 "You must define either total_steps OR (epochs AND steps_per_epoch)"))
+        # the phases end at float steps (PyTorch's, which its state dicts hold), so one
+        # no float holds is refused here (PyTorch's first step raised OverflowError)
+        float_of(where, name, self.total_steps)
         pct_start = _fraction(where, "pct_start", pct_start, torch=(
             f"Expected float between 0 and 1 pct_start, but got {pct_start}"))
         if anneal_strategy not in ("cos", "linear"):
@@ -1039,6 +1063,8 @@ class CyclicLR(LRScheduler):
                                                          step_size_down)
         if up + down <= 0:
             raise ValueError(f"{where}: expected step_size_up + step_size_down > 0")
+        # (an infinite cycle made the first step divide 0 by 0, as PyTorch's)
+        check_number(where, "step_size_up + step_size_down", up + down)
         self.total_size = up + down
         self.step_ratio = up / self.total_size
         if scale_fn is None and mode not in ("triangular", "triangular2", "exp_range"):
