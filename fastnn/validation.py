@@ -369,29 +369,34 @@ def _conversion(name, dtype, x=None):
 
 
 def check_positive_int(where, name, value, negative=ValueError):
-    """value as an int when it is an integer >= 1 (not a bool), else a ValueError (for
-    a value that is no integer, one that is a TypeError too, as PyTorch raises).
+    """value as an int when it is an integer >= 1 (not a bool) within int64, else a
+    ValueError (for a value that is no integer, or one past int64, one that is a
+    TypeError too, as PyTorch raises: ``check_int64``).
     negative: the error for a negative int (RuntimeValueError for a size PyTorch makes a
     tensor of at construction: its RuntimeError for a negative dimension)."""
     if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value < 0:
         raise negative(f"{where}: expected {name} to be a positive int, got {value!r}")
-    return _check_int_from(where, name, value, 1, "a positive int")
+    return _check_int_from(where, name, value, 1, "a positive int", True)
 
 
-def check_non_negative_int(where, name, value, negative=ValueError):
+def check_non_negative_int(where, name, value, negative=ValueError, int64=True):
     """value as an int when it is an integer >= 0 (not a bool), else a ValueError (for
     a value that is no integer, one that is a TypeError too, as PyTorch raises).
-    negative: the error for a negative int, as in ``check_positive_int``."""
+    negative: the error for a negative int, as in ``check_positive_int``; int64: refuse
+    an int past int64 too, as ``check_positive_int`` (False for a seed, which NumPy's
+    generators take of any size)."""
     if not isinstance(value, bool) and isinstance(value, numbers.Integral) and value < 0:
         raise negative(f"{where}: expected {name} to be a non-negative int, got {value!r}")
-    return _check_int_from(where, name, value, 0, "a non-negative int")
+    return _check_int_from(where, name, value, 0, "a non-negative int", int64)
 
 
-def _check_int_from(where, name, value, least, kind):
+def _check_int_from(where, name, value, least, kind, int64):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeValueError(f"{where}: expected {name} to be {kind}, got {value!r}")
     if value < least:
         raise ValueError(f"{where}: expected {name} to be {kind}, got {value!r}")
+    if int64:   # a layer's size or factor: past int64 its forward failed (PyTorch's too)
+        return check_int64(where, name, (value,))[0]
     return int(value)
 
 

@@ -1403,3 +1403,28 @@ def test_max_unpool_output_size_entries_and_range_as_torch():
     assert nn.MaxUnpool1d(2)(y1, idx1, output_size=(3, 8, 9)).shape == (3, 8, 9)
     with pytest.raises(ValueError, match="between 6 and 10"):
         nn.MaxUnpool1d(2)(y1, idx1, output_size=(10,))
+
+
+@pytest.mark.parametrize("make,layer,arg", [
+    (lambda: nn.PixelShuffle(2 ** 70), "PixelShuffle", "upscale_factor"),
+    (lambda: nn.PixelUnshuffle(2 ** 70), "PixelUnshuffle", "downscale_factor"),
+    (lambda: nn.ChannelShuffle(2 ** 70), "ChannelShuffle", "groups"),
+    (lambda: nn.Flatten(2 ** 70), "Flatten", "start_dim"),
+    (lambda: nn.Flatten(1, -2 ** 70), "Flatten", "end_dim"),
+    (lambda: nn.Unflatten(1, (2 ** 70, 1)), "Unflatten", "unflattened_size"),
+    (lambda: nn.Unflatten(2 ** 70, (2, 2)), "Unflatten", "dim"),
+    (lambda: nn.LocalResponseNorm(2 ** 70), "LocalResponseNorm", "size"),
+    (lambda: nn.LayerNorm((2, 2 ** 70)), "LayerNorm", "normalized_shape"),
+    (lambda: nn.Linear(2 ** 70, 1), "Linear", "in_features"),
+    (lambda: nn.PReLU(2 ** 70), "PReLU", "num_parameters"),
+])
+def test_ints_beyond_int64_are_refused_at_construction(make, layer, arg):
+    """They were taken and the forward failed (PyTorch's forward too: 'Overflow when
+    unpacking long long', a TypeError or ValueError, as this error is both), or the
+    construction failed on NumPy's 'Maximum allowed dimension exceeded' naming neither
+    (Linear, LayerNorm, PReLU); RNN(num_layers=2 ** 70), which never ended, is refused by
+    the same check (check_positive_int's)."""
+    with pytest.raises(ValueError, match=f"{layer}: expected {arg} to be ints within "
+                                         f"int64") as info:
+        make()
+    assert isinstance(info.value, TypeError)

@@ -61,7 +61,7 @@ class VAE(nn.Module):
         hidden = hidden_widths("VAE", hidden)
         check_activation("VAE", activation)
         if seed is not None:   # (None: a fresh seed, as NumPy's default_rng)
-            seed = check_non_negative_int("VAE", "seed", seed)
+            seed = check_non_negative_int("VAE", "seed", seed, int64=False)
         self.config = dict(data_dim=data_dim, latent_dim=latent_dim, hidden=hidden,
                            activation=activation, seed=seed, likelihood=likelihood)
         self.data_dim, self.latent_dim = data_dim, latent_dim

@@ -4,6 +4,7 @@ import math
 import numbers
 
 from ..errors import IndexValueError, RuntimeValueError, TypeValueError
+from ..validation import check_int64
 from .module import Module
 
 
@@ -31,6 +32,7 @@ class Flatten(_Reshape):
         for name, value in (("start_dim", start_dim), ("end_dim", end_dim)):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise TypeValueError(f"Flatten: expected {name} to be an int, got {value!r}")
+            check_int64("Flatten", name, (value,))
         self.start_dim = int(start_dim)
         self.end_dim = int(end_dim)
         self._in_shape = None
@@ -68,6 +70,7 @@ class Unflatten(_Reshape):
         super().__init__()
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
             raise TypeValueError(f"Unflatten: expected dim to be an int, got {dim!r}")
+        check_int64("Unflatten", "dim", (dim,))
         if not isinstance(unflattened_size, (tuple, list)):
             raise TypeError(f"unflattened_size must be a tuple of ints, but found type "
                             f"{type(unflattened_size).__name__}")
@@ -82,6 +85,7 @@ class Unflatten(_Reshape):
             raise RuntimeValueError(f"Unflatten: expected unflattened_size to be a tuple of "
                                     f"non-negative ints (at most one -1), got "
                                     f"{unflattened_size!r}")
+        check_int64("Unflatten", "unflattened_size", sizes)
         self.dim = int(dim)
         # a list stays a list, as PyTorch's (its repr shows it)
         kind = list if isinstance(unflattened_size, list) else tuple

@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 
 from ..errors import RuntimeValueError, TypeValueError
-from ..validation import check_number, int_items
+from ..validation import check_int64, check_number, int_items
 from . import init
 from .module import Module, Parameter, live_grad, nothing_to_compute
 
@@ -24,7 +24,7 @@ def normalized_shape_of(name, normalized_shape):
     if not shape:
         raise ValueError(f"{name}: expected normalized_shape to be a non-negative int or a "
                          f"tuple of them, got {normalized_shape!r}")
-    return tuple(int(v) for v in shape)
+    return check_int64(name, "normalized_shape", shape)
 
 
 class LayerNorm(Module):
