@@ -342,6 +342,60 @@ def test_a_gradient_frozen_and_unfrozen_is_pytorchs(backend):
     assert_close(ours[0].bias.grad, theirs[0].bias.grad.numpy(), np.float64)
 
 
+def test_a_frozen_gradient_edited_in_place_keeps_the_edit_as_pytorchs(backend):
+    """PyTorch's frozen .grad is the user's tensor: an edit in place while frozen (through
+    .grad or an array taken from it before freezing) is what unfreezing gives back. Only
+    assignments and zero_grads were noted, so such an edit was lost: unfreezing put back
+    the copy taken when the parameter was frozen."""
+    ours, theirs, backward = _twin_mlps()
+    backward(0)
+    kept = (ours[0].weight.grad, theirs[0].weight.grad)
+    for model in (ours, theirs):
+        model[0].requires_grad_(False)
+        model[0].bias.grad[1:] = 0
+    for g in kept:
+        g *= 3
+    backward(1)
+    for model in (ours, theirs):
+        model[0].requires_grad_(True)
+    assert ours[0].weight.grad is kept[0]
+    assert_close(ours[0].bias.grad, theirs[0].bias.grad.numpy(), np.float64)
+    backward(2)
+    for p, q in zip(ours.parameters(), theirs.parameters()):
+        assert_close(p.grad, q.grad.numpy(), np.float64)
+
+
+def test_a_custom_backward_adding_to_a_frozen_gradient_leaves_it_alone():
+    """A custom layer's backward that does not skip a frozen parameter adds into a
+    scratch array: the gradient (and an edit made to it while frozen) stays as PyTorch's,
+    whose backward never touches a frozen one."""
+
+    class Scale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(np.full(3, 2.0))
+
+        def forward(self, x):
+            self.x = x
+            return x * self.w.data
+
+        def backward(self, grad_out):
+            self.w.grad += (grad_out * self.x).sum(axis=0)
+            return grad_out * self.w.data
+
+    layer = Scale()
+    x = np.ones((4, 3))
+    layer.backward(layer(x))
+    layer.w.requires_grad_(False)
+    layer.w.grad[0] = 5.0
+    for _ in range(2):
+        layer.backward(layer(x))
+    np.testing.assert_array_equal(layer.w.grad, [5.0, 8.0, 8.0])
+    layer.w.requires_grad_(True)
+    layer.backward(layer(x))
+    np.testing.assert_array_equal(layer.w.grad, [13.0, 16.0, 16.0])
+
+
 @pytest.mark.parametrize("set_to_none", [False, True])
 def test_a_gradient_zeroed_by_the_optimizer_while_frozen_comes_back_zeroed(backend,
                                                                            set_to_none):

@@ -225,7 +225,6 @@ def zero_grads_lazily(params):
         first = owner.setdefault(id(p._grad), p) if p._grad is not None else p
         if first is p:
             p._zero_grad_lazily()
-            p._frozen_grad_changed()
         else:
             first.zero_grad()
             p.zero_grad()
@@ -288,8 +287,8 @@ class Parameter(ParameterArithmetic):
     # are, and were read outside any backward (logging gradient norms, say): the reader
     # may have written a gradient into them in place, so they count as one only if some
     # value is no longer 0 (_no_grad_yet)
-    # _frozen_grad: while requires_grad is False, the gradient as PyTorch's would stand
-    # (see _set_requires_grad)
+    # _frozen_grad: while requires_grad is False, the scratch array a backward's read of
+    # .grad gets (None until one reads it; see _set_requires_grad)
     _state_slots = ("_data", "_grad", "_requires_grad", "_zero_pending", "_frozen_grad")
     # __weakref__: weakly referenced as a PyTorch tensor (weakref.ref(p), a
     # WeakKeyDictionary keyed by parameters)
@@ -307,71 +306,41 @@ class Parameter(ParameterArithmetic):
         # which an optimizer skips (weight decay would otherwise move an unused one)
         self._zero_grad_lazily()
         #: False freezes the parameter: optimizers leave it (and its state) untouched
-        #: (PyTorch's skip it while its grad is None); fastnn's layers' backwards neither
-        #: compute nor touch its .grad, and unfreezing puts back the gradient it had when
-        #: frozen (which a custom layer's backward may have filled).
+        #: (PyTorch's skip it while its grad is None); no backward computes or touches
+        #: its .grad (a custom layer's that reads it gets a scratch array).
         self.requires_grad = bool(requires_grad)
 
     def _get_requires_grad(self):
         return self._requires_grad
 
     def _set_requires_grad(self, value):
-        """requires_grad = value. A frozen parameter's .grad may still take what backward
-        adds (a custom layer's that does not skip it: see ``optim.has_no_grad``), where
-        PyTorch's backward leaves a frozen gradient alone: unfrozen, it would have
-        stepped by every frozen step's gradient summed (fine-tuning with the backbone
-        unfrozen mid-training, its gradient never zeroed by the head's optimizer). So
-        freezing notes the gradient as it stands, a gradient set or zeroed while frozen
-        is noted again, and unfreezing puts the noted one back."""
-        value = bool(value)
-        was = getattr(self, "_requires_grad", None)
-        object.__setattr__(self, "_requires_grad", value)
-        if not value and was is not False:
-            self._note_frozen_grad()
-        elif value and was is False:
-            frozen = getattr(self, "_frozen_grad", None)
-            object.__setattr__(self, "_frozen_grad", None)
-            if frozen is not None:
-                self._put_back_frozen_grad(frozen)
+        """requires_grad = value. PyTorch's backward leaves a frozen gradient alone: its
+        .grad is the user's, kept as it stands and as any edit (an assignment, a
+        zero_grad, clipping, ``p.grad[...] = 0``) leaves it. fastnn's layers skip a
+        frozen parameter; a custom layer's backward that does not (see
+        ``optim.has_no_grad``) and reads .grad gets a scratch array instead, so that what
+        it adds is dropped (unfrozen, the parameter would otherwise step by every frozen
+        step's gradient summed: fine-tuning with the backbone unfrozen mid-training).
+        The .grad array itself is never swapped or copied, so freezing costs nothing."""
+        object.__setattr__(self, "_requires_grad", bool(value))
+        object.__setattr__(self, "_frozen_grad", None)
 
     requires_grad = property(
         _get_requires_grad, _set_requires_grad,
         doc="""Whether optimizers train this parameter (a bool; False freezes it, as
         PyTorch's; see ``requires_grad_``).""")
 
-    def _note_frozen_grad(self):
-        """Note the gradient as PyTorch's frozen one stands now: ('lazy',) for pending
-        zeros, ('none', pending), ('zeros', pending) or ('values', pending, host copy)."""
-        grad, pending = getattr(self, "_grad", None), getattr(self, "_zero_pending", True)
-        if pending is True:
-            noted = ("lazy",)
-        elif grad is None:
-            noted = ("none", pending)
-        elif pending is _ZEROS_WRITTEN:
-            noted = ("zeros", pending)
-        else:
-            noted = ("values", pending, _device.host_copy(grad))
-        object.__setattr__(self, "_frozen_grad", noted)
-
-    def _frozen_grad_changed(self):
-        """A gradient set or zeroed by hand: noted again while frozen."""
-        if getattr(self, "_requires_grad", True) is False:
-            self._note_frozen_grad()
-
-    def _put_back_frozen_grad(self, noted):
-        grad, kind = self._grad, noted[0]
-        if kind == "none":
-            object.__setattr__(self, "_grad", None)
-            Module._none_grads_seen = True
-        elif kind == "lazy" or grad is None or (kind == "values" and (
-                tuple(noted[2].shape) != tuple(grad.shape))):
-            object.__setattr__(self, "_zero_pending", True)   # (reshaped since: none yet)
-            return
-        elif kind == "zeros":
-            _device.namespace_of(grad).fill_zero(grad)
-        else:
-            _device.namespace_of(grad).copy_into(grad, np.asarray(noted[2], grad.dtype))
-        object.__setattr__(self, "_zero_pending", noted[1])
+    def _frozen_scratch(self):
+        """What a backward reading a frozen parameter's .grad gets: an array of the
+        data's shape and dtype on its device, whose values nobody reads (made on the
+        first such read, again after the data changed shape, dtype or device)."""
+        data, scratch = self._data, self._frozen_grad
+        if (scratch is None or tuple(scratch.shape) != tuple(data.shape)
+                or scratch.dtype != data.dtype
+                or _device.device_of(scratch) != _device.device_of(data)):
+            scratch = _device.namespace_of(data).zeros(data.shape, data.dtype)
+            object.__setattr__(self, "_frozen_grad", scratch)
+        return scratch
 
     def _set_data(self, value):
         """``p.data = value``: value on the parameter's device (a NumPy array assigned to a
@@ -407,6 +376,8 @@ class Parameter(ParameterArithmetic):
                 self._zero_grad_lazily()   # (PyTorch's None: no backward made it yet)
 
     def _get_grad(self):
+        if not self._requires_grad and _in_backward():
+            return self._frozen_scratch()
         pending = self._zero_pending
         if pending:
             if pending is True:
@@ -423,6 +394,13 @@ class Parameter(ParameterArithmetic):
         object.__setattr__(self, "_zero_pending", False)
         if value is None:   # PyTorch's way of clearing a gradient: see _fill_no_grads
             Module._none_grads_seen = True
+
+    def _set_grad_by_hand(self, value):
+        """``p.grad = value`` (fastnn's own rebinding calls _set_grad). The scratch array
+        a backward's read of a frozen parameter's .grad got, assigned back (``p.grad +=
+        g`` assigns what it read), changes nothing."""
+        if value is None or value is not getattr(self, "_frozen_grad", None):
+            self._set_grad(value)
 
     def _check_grad(self, value):
         """PyTorch's checks of an assigned gradient: an array of the data's shape, dtype
@@ -444,11 +422,6 @@ class Parameter(ParameterArithmetic):
             raise RuntimeValueError(f"Parameter.grad: attempting to assign a gradient on "
                                     f"{_device.device_of(value)} to a parameter on "
                                     f"{_device.device_of(data)}")
-
-    def _set_grad_by_hand(self, value):
-        """``p.grad = value`` (fastnn's own rebinding calls _set_grad)."""
-        self._set_grad(value)
-        self._frozen_grad_changed()
 
     data = property(
         operator.attrgetter("_data"), _set_data,
@@ -500,12 +473,8 @@ class Parameter(ParameterArithmetic):
     def _has_grad(self):
         """True where PyTorch's .grad would not be None, frozen or not (what its
         clip_grad_norm_ counts and scales): a gradient written since zero_grad (not
-        _no_grad_yet); while frozen, only one noted when it was frozen or set by hand
-        (PyTorch's stale gradient; one a custom layer's backward filled while frozen
-        is PyTorch's None)."""
-        if self._no_grad_yet():
-            return False
-        return self._requires_grad or self._frozen_grad[0] == "values"
+        _no_grad_yet); while frozen, its stale gradient, which no backward touches."""
+        return not self._no_grad_yet()
 
     def _replace_grad(self, grad):
         """Bind grad (the same values moved or converted) to .grad, keeping a gradient
@@ -565,7 +534,7 @@ class Parameter(ParameterArithmetic):
             Module._none_grads_seen = True        # backward makes it, as in this process
         if not hasattr(self, "_requires_grad"):   # (pickled before requires_grad was kept)
             object.__setattr__(self, "_requires_grad", True)
-        object.__setattr__(self, "_frozen_grad", None if self._requires_grad else ("lazy",))
+        object.__setattr__(self, "_frozen_grad", None)
 
     def requires_grad_(self, requires_grad=True):
         """Set requires_grad in place; self."""
@@ -656,7 +625,6 @@ class Parameter(ParameterArithmetic):
         if grad is not None:
             _device.namespace_of(grad).fill_zero(grad)
         object.__setattr__(self, "_zero_pending", False)
-        self._frozen_grad_changed()
 
     def _write_zero_grad(self):
         """``Module.zero_grad(set_to_none=False)``: zeros written into .grad now, a
@@ -668,7 +636,6 @@ class Parameter(ParameterArithmetic):
         _device.namespace_of(grad).fill_zero(grad)
         if self._zero_pending is True:
             self._zeroed_without_grad()
-        self._frozen_grad_changed()
 
     def numpy(self):
         """The values as a NumPy array: ``data`` itself on the CPU, a host copy of it on

@@ -43,13 +43,6 @@ def _live_grads(params):
     return [p.grad for p in params if p._has_grad()]
 
 
-def _note_frozen_grads(params):
-    """After clipping in place: a frozen parameter's gradient noted again, so that
-    unfreezing it puts back the clipped values, as PyTorch's stale gradient is."""
-    for p in params:
-        p._frozen_grad_changed()
-
-
 def _parameter_list(where, parameters):
     params = [parameters] if isinstance(parameters, Parameter) else list(parameters)
     for p in params:
@@ -167,7 +160,6 @@ def clip_grads_with_norm_(parameters, max_norm, total_norm, foreach=None):
         with np.errstate(invalid="ignore"):  # an infinite element times 0: NaN, as torch
             for g in grads:
                 _device.scaled(g, coef)
-        _note_frozen_grads(params)
     return None
 
 
@@ -231,7 +223,6 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
                 g, np.clip(_device.to_host(g), -clip_value, clip_value))
         else:
             np.clip(g, -clip_value, clip_value, out=g)
-    _note_frozen_grads(params)
 
 
 # ---------------------------------------------------------------- flat vectors

@@ -365,10 +365,6 @@ class Optimizer:
                     grad = raw_grad(p)
                     if grad is not None and grad is not view:
                         _device.namespace_of(grad).fill_zero(grad)
-                    # a frozen parameter unfrozen later gets these zeros back, not the
-                    # gradient it had when frozen (as Module.zero_grad's)
-                    if isinstance(p, Parameter):
-                        p._frozen_grad_changed()
         zero_grads_lazily(lazy_params)
 
     def step(self, closure=None):
