@@ -304,6 +304,33 @@ def test_asgd_state_dict_needs_its_eta_and_mu():
     assert_unchanged(params, opt, snap)
 
 
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad",
+                                  "Adadelta", "RMSprop", "Rprop", "ASGD"])
+def test_a_state_without_its_step_is_an_error_not_step_one(name):
+    """A non-empty parameter state without 'step' (PyTorch's load: KeyError 'step') is
+    refused, the optimizer unchanged, not taken as step 1 (bias correction restarted);
+    an empty entry (a parameter that never stepped) and SGD's step-less momentum
+    buffer still load."""
+    params = make_params()
+    opt = getattr(optim, name)(params, lr=0.01)
+    train(opt, params, 2)
+    snap = snapshot(params, opt)
+    bad = copy.deepcopy(snap[1])
+    del bad["state"][1]["step"]
+    with pytest.raises(KeyError, match=f"{name}.load_state_dict: parameter 1: missing "
+                                       f"state 'step'") as info:
+        opt.load_state_dict(bad)
+    assert isinstance(info.value, ValueError)
+    assert_unchanged(params, opt, snap)
+    bad["state"][1] = {}
+    opt.load_state_dict(bad)
+    assert opt.state_dict()["state"].get(1, {}).get("step", 0) == 0
+    sgd = optim.SGD(params, lr=0.1, momentum=0.9)
+    sgd.load_state_dict({"state": {0: {"momentum_buffer": np.ones(SHAPES[0])}, 1: {}},
+                         "param_groups": sgd.state_dict()["param_groups"]})
+    np.testing.assert_array_equal(sgd.state_dict()["state"][0]["momentum_buffer"], 1.0)
+
+
 @pytest.mark.parametrize("name", ["Adadelta", "Rprop", "Adam", "SGD"])
 def test_a_group_of_empty_parameters_round_trips(name):
     """A group holding only zero-size parameters has no state arrays to save; its state

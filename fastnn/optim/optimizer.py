@@ -705,7 +705,12 @@ class Optimizer:
         """(step, {name: array or float}) of one parameter's saved state, checked."""
         if not isinstance(entry, dict):
             raise ValueError(f"{where}: its state is not a dict")
-        step = as_count(entry.get("step", 1))  # PyTorch's SGD keeps none: a buffer means >= 1
+        if "step" not in entry and entry and self._step_saved:
+            # (PyTorch's load raises KeyError: 'step'; a default of 1 would restart the
+            # bias corrections and schedules that count steps)
+            raise KeyValueError(f"{where}: missing state 'step' ({self._name} keeps each "
+                                f"parameter's step count with its state)")
+        step = as_count(entry.get("step", 1 if entry else 0))  # (SGD's: a buffer is >= 1)
         if step is None:
             raise ValueError(f"{where}: step must be an int >= 0, got {entry['step']!r}")
         allowed = (set(self._state_names(group)) | set(self._optional_state)
@@ -735,6 +740,9 @@ class Optimizer:
             raise ValueError(f"{where}: missing state {required}")
         return int(step), arrays
 
+    #: whether a parameter's state-dict entry holds its 'step' (PyTorch's SGD's does not);
+    #: loading a non-empty entry without one is then an error, as in PyTorch
+    _step_saved = True
     #: state names accepted on load even when the group's settings do not use them
     _optional_state = ()
     #: whether every parameter has a state entry from the start (step 0), as PyTorch's

@@ -21,6 +21,7 @@ class SGD(Optimizer):
     torch_flags = torch_flags_of("foreach", "differentiable", "fused")
     _maximize_by_negation = True
     _optional_state = ("momentum_buffer",)
+    _step_saved = False
 
     # DESIGN.md's public order (params, lr, momentum, weight_decay); PyTorch's fourth
     # positional is dampening, taken here by keyword
