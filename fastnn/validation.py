@@ -493,11 +493,21 @@ def check_number(where, name, value, low=None, high=None, low_open=False, high_o
 
 
 def float_of(where, name, value):
-    """float(value) of a real number, with check_number's ValueError naming where and
-    name for an int that no float holds (float() raised OverflowError)."""
+    """float(value) of a real number, with check_number's errors naming where and name:
+    its ValueError for an int that no float holds (float() raised OverflowError), its
+    TypeError for a value that is no number (a string, even one float() reads, as
+    PyTorch's kernels take none). A layer's hyper-parameter set after construction is
+    read through it at each call: a float costs two isinstance tests and float()."""
     if isinstance(value, int) and not isinstance(value, bool):
         check_number(where, name, int(value))
-    return float(value)
+    elif isinstance(value, (str, bytes)):
+        check_number(where, name, value)  # (raises; float() would read '0.5')
+    try:
+        return float(value)
+    except (TypeError, ValueError) as exc:
+        refused = exc
+    check_number(where, name, value)  # (raises its TypeError naming where and name)
+    raise refused
 
 
 def as_contiguous(x):

@@ -1,6 +1,8 @@
 """Bad input to layers, containers and losses: a clear error naming the layer, what it
 expected and what it got, raised before anything changes (parameters, gradients and
 running statistics stay exactly as they were)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -203,6 +205,28 @@ def test_mse_and_bce_reject_bad_input(backend):
 def test_invalid_hyper_parameters(build, error, match):
     with pytest.raises(error, match=match):
         build()
+
+
+@pytest.mark.parametrize("make,attr", [
+    (lambda: nn.BatchNorm1d(3), "momentum"), (lambda: nn.BatchNorm1d(3), "eps"),
+    (lambda: nn.BatchNorm1d(3).eval(), "eps"), (lambda: nn.LeakyReLU(), "negative_slope"),
+    (lambda: nn.ELU(), "alpha"), (lambda: nn.Softplus(), "threshold"),
+    (lambda: nn.Hardtanh(), "max_val")],
+    ids=["bn-momentum", "bn-eps", "bn-eval-eps", "leaky-slope", "elu-alpha",
+         "softplus-threshold", "hardtanh-max"])
+@pytest.mark.parametrize("value", ["x", "0.5", [0.1]])
+def test_a_hyper_parameter_set_to_no_number_names_the_layer(backend, make, attr, value):
+    """Set after construction (as PyTorch's attributes), a value that is no number is
+    the constructor's TypeError naming the layer and the attribute at the call (not
+    float()'s 'could not convert string to float'), the running statistics unchanged."""
+    layer = make()
+    model = nn.Sequential(nn.Linear(3, 3), layer)
+    setattr(layer, attr, value)
+    before = _state(model)
+    with pytest.raises(TypeError, match=f"{type(layer).__name__}.*: expected {attr} to be "
+                                        f"a number, got {re.escape(repr(value))}"):
+        model(np.ones((4, 3), np.float32))
+    _assert_same(model, before)
 
 
 class _Concat(nn.Module):

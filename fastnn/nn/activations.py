@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import device as _device
 from ..errors import AssertionValueError, IndexValueError, RuntimeValueError, TypeValueError
-from ..validation import check_bool, check_number, check_only, check_positive_int
+from ..validation import check_bool, check_number, check_only, check_positive_int, float_of
 from . import init as _init
 from .module import Module, Parameter, nothing_to_compute
 
@@ -83,10 +83,10 @@ class LeakyReLU(_Elementwise):
     @property
     def fused_name(self):
         # The fused backward reads the slope off the output's sign, which needs slope >= 0.
-        return "leaky_relu" if self.negative_slope >= 0 else None
+        return "leaky_relu" if self._args()[0] >= 0 else None
 
     def _args(self):
-        return (float(self.negative_slope),)
+        return (float_of(type(self).__name__, "negative_slope", self.negative_slope),)
 
     def extra_repr(self):
         return f"negative_slope={self.negative_slope}" + self._inplace_repr(", ")
@@ -174,7 +174,7 @@ class ELU(_Elementwise):
         self._take_inplace(inplace)
 
     def _args(self):
-        return (float(self.alpha),)
+        return (float_of(type(self).__name__, "alpha", self.alpha),)
 
     def extra_repr(self):
         return f"alpha={self.alpha}" + self._inplace_repr(", ")
@@ -274,7 +274,8 @@ class Softplus(_Elementwise):
         self.beta, self.threshold = beta, threshold   # as given (PyTorch's attributes)
 
     def _args(self):
-        return (float(self.beta), float(self.threshold))
+        name = type(self).__name__
+        return (float_of(name, "beta", self.beta), float_of(name, "threshold", self.threshold))
 
     def extra_repr(self):
         return f"beta={self.beta}, threshold={self.threshold}"
@@ -349,7 +350,8 @@ class Hardtanh(_Elementwise):
         self._take_inplace(inplace)
 
     def _args(self):
-        return (float(self.min_val), float(self.max_val))
+        name = type(self).__name__
+        return (float_of(name, "min_val", self.min_val), float_of(name, "max_val", self.max_val))
 
     def extra_repr(self):
         return f"min_val={self.min_val}, max_val={self.max_val}" + self._inplace_repr(", ")

@@ -6,7 +6,7 @@ import numpy as np
 from .. import device as _device
 from .. import ops
 from ..errors import RuntimeValueError
-from ..validation import check_bool, check_number, check_positive_int
+from ..validation import check_bool, check_number, check_positive_int, float_of
 from .module import BatchCounter, Module, Parameter, live_grad, nothing_to_compute
 
 
@@ -76,7 +76,8 @@ class _BatchNorm(BatchCounter, Module):
             # RuntimeError in eval mode), before the kernel would update the other alone
             raise RuntimeValueError(f"{where}: running_mean and running_var must either "
                                     f"both be None or neither be None")
-        if self._batch_statistics() and self.eps <= 0 and not self.mean_only:
+        if (self._batch_statistics() and float_of(where, "eps", self.eps) <= 0
+                and not self.mean_only):
             # PyTorch's check: a constant channel would divide 0 by sqrt(0)
             raise ValueError(f"{where}: eps must be positive when normalising with batch "
                              f"statistics (training), got {self.eps}")
@@ -141,17 +142,22 @@ class _BatchNorm(BatchCounter, Module):
         save_invstd = None if self.mean_only else self._buffer("save_invstd", (c,), dtype)
         batch = self._batch_statistics()
         weight, bias, running_mean, running_var = self._kernel_arrays(dtype)
+        # (eps and momentum are attributes a user may set: read before the kernel, which
+        # updates the running statistics, their errors naming the layer)
+        eps = float_of(type(self).__name__, "eps", self.eps)
         momentum = self.momentum
         counted = self.training and self.track_running_stats
         if counted and momentum is None:
             momentum = 1.0 / (self.num_batches_tracked + 1)
+        momentum = 0.1 if momentum is None else float_of(type(self).__name__, "momentum",
+                                                         momentum)
         # an empty batch with batch statistics: ops' early exit (PyTorch's empty output,
         # running statistics untouched) instead of a kernel's mean over no values
         run = ops.batchnorm_forward if batch and x.size == 0 else \
             self._kernels().batchnorm_forward
         y, save_mean, save_invstd = run(
             x, weight, bias, running_mean, running_var, training=batch,
-            momentum=0.1 if momentum is None else float(momentum), eps=float(self.eps),
+            momentum=momentum, eps=eps,
             mean_only=self.mean_only, out=out,
             save_mean=save_mean, save_invstd=save_invstd)
         if counted:   # (after the kernel: a call that fails counts nothing)
