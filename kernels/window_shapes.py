@@ -85,6 +85,14 @@ def is_plane_wide_window(in_shape, kernel_size):
     return in_shape[3] == kernel_size[1]
 
 
+def is_global_pool(in_shape, out_shape, kernel_size, padding):
+    """Whether a pool has one window, the whole plane (global pooling, AdaptiveAvgPool2d(1)):
+    a kH x kW = H x W window, no padding, a 1 x 1 output. The CPU backends' average pools
+    then sum several planes at once, one plane to a lane. Shapes: (N, C, H, W) in and out."""
+    return (tuple(out_shape[2:]) == (1, 1) and tuple(padding) == (0, 0)
+            and tuple(kernel_size) == tuple(in_shape[2:]))
+
+
 #: the most cells an input plane may have for the CPU backends' direct depthwise kernels
 #: (no stride phases): a 1x1 or 2x2 plane (a CNN's last stages) paid a phase copy, a
 #: row copy and kH kW short tap loops per plane for a few multiply-adds

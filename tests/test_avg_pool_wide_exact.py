@@ -70,3 +70,46 @@ def test_adaptive_global_pool_layer_exact(name):
     ty.backward(torch.from_numpy(g))
     np.testing.assert_array_equal(y, ty.detach().numpy())
     np.testing.assert_array_equal(grad_in, tx.grad.numpy())
+
+
+# values near float32's max: a window's (or a cell's gradient's) sum overflows, to +inf,
+# -inf or NaN by the order of its additions
+_HUGE = np.array([3e38, -3e38, 2.5e38, -1e38, 1e38, 0.0], np.float32)
+OVERFLOWING = {
+    "1d_k3s1p1": (lambda m: m.AvgPool1d(3, 1, 1), (2, 3, 9)),
+    "1d_k4s1p2_exclude_pad": (lambda m: m.AvgPool1d(4, 1, 2, count_include_pad=False),
+                              (2, 3, 9)),
+    "2d_k2": (lambda m: m.AvgPool2d(2), (2, 3, 6, 6)),
+    "2d_k3s1p1": (lambda m: m.AvgPool2d(3, 1, 1), (2, 3, 6, 6)),
+    "2d_k3s2p1_ceil": (lambda m: m.AvgPool2d(3, 2, 1, ceil_mode=True), (2, 3, 7, 7)),
+    "2d_global": (lambda m: m.AvgPool2d(6), (2, 3, 6, 6)),
+    # more planes than a block of the compiled kernels' global sums (8), and a remainder
+    # (not AdaptiveAvgPool2d(1): PyTorch takes that as a mean(), in another order)
+    "2d_global_planes": (lambda m: m.AvgPool2d(7), (3, 5, 7, 7)),
+    "3d_global": (lambda m: m.AvgPool3d((2, 3, 3)), (2, 5, 2, 3, 3)),
+    "2d_divisor": (lambda m: m.AvgPool2d(3, 1, divisor_override=2), (2, 3, 6, 6)),
+    "adaptive_1d_tiling": (lambda m: m.AdaptiveAvgPool1d(2), (2, 3, 8)),
+}
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("case", OVERFLOWING)
+def test_overflowing_float32_avg_pools_agree_with_the_reference_and_torch(name, case):
+    """Each window summed from 0 in row-major order, each cell's gradient from 0 over its
+    windows in row-major order, in float32 (PyTorch CPU's order): the NumPy reference's
+    two-axis sum and tap-order scatter, numba's reassociated sums and float64 shares and
+    Cython's vectorised sums (-fassociative-math) overflowed differently (inf against
+    NaN, +inf against -inf, a float64 share's finite sum)."""
+    make, shape = OVERFLOWING[case]
+    rng = np.random.default_rng(5)
+    x = _HUGE[rng.integers(0, len(_HUGE), shape)]
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty = make(torch.nn)(tx)
+    g = _HUGE[rng.integers(0, len(_HUGE), tuple(ty.shape))]
+    ty.backward(torch.from_numpy(g))
+    with np.errstate(over="ignore", invalid="ignore"), fastnn.use_backend(name):
+        layer = make(nn)
+        y = layer(x)
+        grad_in = layer.backward(g)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(grad_in, tx.grad.numpy())

@@ -77,8 +77,8 @@ plane (_avg_pool_runs_bwd); 1 thread, 1024x256x2x2 float32: 3.4 -> 0.9 and 3.8 -
 import numpy as np
 
 from fastnn.kernels import blas_threads
-from fastnn.kernels.window_shapes import (is_2x2_pool, is_plane_wide_window, is_small_plane,
-                                          is_tiling_pool, pool_out_shape)
+from fastnn.kernels.window_shapes import (is_2x2_pool, is_global_pool, is_plane_wide_window,
+                                          is_small_plane, is_tiling_pool, pool_out_shape)
 
 cimport cython
 from cython.parallel cimport prange, threadid
@@ -105,6 +105,19 @@ cdef extern from "_conv_rows.h" nogil:
                               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t sh, Py_ssize_t sw,
                               Py_ssize_t ph, Py_ssize_t pw, Py_ssize_t dh, Py_ssize_t dw,
                               double* y, int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
+    float fnn_window_sum_f(const float* plane, Py_ssize_t w_in, Py_ssize_t ha,
+                           Py_ssize_t hb, Py_ssize_t wa, Py_ssize_t wb)
+    double fnn_window_sum_d(const double* plane, Py_ssize_t w_in, Py_ssize_t ha,
+                            Py_ssize_t hb, Py_ssize_t wa, Py_ssize_t wb)
+    void fnn_avg_tiles_row_f(const float* rows, Py_ssize_t w_in, Py_ssize_t kh,
+                             Py_ssize_t kw, Py_ssize_t wo, float d, float* out)
+    void fnn_avg_tiles_row_d(const double* rows, Py_ssize_t w_in, Py_ssize_t kh,
+                             Py_ssize_t kw, Py_ssize_t wo, double d, double* out)
+    void fnn_avg_planes_f(const float* x, Py_ssize_t planes, Py_ssize_t hw, float d,
+                          float* out)
+    void fnn_avg_planes_d(const double* x, Py_ssize_t planes, Py_ssize_t hw, double d,
+                          double* out)
+    Py_ssize_t FNN_PLANE_LANES
 
 
 # Intel MKL's ILP64 ?gemm_64 when the Linear products run on it (set by
@@ -742,10 +755,10 @@ def _avg_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
                 w0 = ow * sw - pw
                 wa = w0 if w0 > 0 else 0
                 wb = w0 + kw if w0 + kw < w_in else w_in
-                acc = 0
-                for hh in range(ha, hb):
-                    for ww in range(wa, wb):
-                        acc = acc + plane[hh * w_in + ww]
+                if floating is float:   # (in row-major order: _conv_rows.h)
+                    acc = fnn_window_sum_f(plane, w_in, ha, hb, wa, wb)
+                else:
+                    acc = fnn_window_sum_d(plane, w_in, ha, hb, wa, wb)
                 y[b, ch, oh, ow] = acc / _avg_count(h0, w0, ha, hb, wa, wb, kh, kw, h_in,
                                                     w_in, ph, pw, count_include_pad, divisor)
 
@@ -804,17 +817,36 @@ def _avg_pool_tiles_fwd(const floating[:, :, :, ::1] x,  # IN  (N, C, H, W)
         return
     for t in prange(n * c, nogil=True, schedule="static",
                     num_threads=threads_for(n * c * h_in * w_in)):
-        for oh in range(ho):
+        for oh in range(ho):   # (each window's sum in row-major order: _conv_rows.h)
             out = &y[0, 0, 0, 0] + (t * ho + oh) * wo
-            for ow in range(wo):
-                out[ow] = 0
-            for i in range(kh):
-                row = &x[0, 0, 0, 0] + (t * h_in + oh * kh + i) * w_in
-                for j in range(kw):
-                    for ow in range(wo):
-                        out[ow] = out[ow] + row[ow * kw + j]
-            for ow in range(wo):
-                out[ow] = out[ow] / d
+            row = &x[0, 0, 0, 0] + (t * h_in + oh * kh) * w_in
+            if floating is float:
+                fnn_avg_tiles_row_f(row, w_in, kh, kw, wo, d, out)
+            else:
+                fnn_avg_tiles_row_d(row, w_in, kh, kw, wo, d, out)
+
+
+@cython.cdivision(True)
+def _avg_pool_planes_fwd(const floating[:, :, :, ::1] x,  # IN  (N, C, H, W)
+                         double divisor,
+                         floating[:, :, :, ::1] y):       # OUT (N, C, 1, 1)
+    """_avg_pool_fwd for a global pool (window_shapes.is_global_pool): each plane's cells
+    summed in order, FNN_PLANE_LANES planes at a time (_conv_rows.h), a block of planes to
+    a thread."""
+    cdef Py_ssize_t planes = x.shape[0] * x.shape[1], hw = x.shape[2] * x.shape[3]
+    cdef Py_ssize_t blocks = (planes + FNN_PLANE_LANES - 1) // FNN_PLANE_LANES
+    cdef Py_ssize_t blk, p, m
+    cdef floating d = <floating>divisor
+    if planes == 0:   # (no element 0 to address; a window has >= 1 cell)
+        return
+    for blk in prange(blocks, nogil=True, schedule="static",
+                      num_threads=threads_for(planes * hw)):
+        p = blk * FNN_PLANE_LANES
+        m = planes - p if planes - p < FNN_PLANE_LANES else FNN_PLANE_LANES
+        if floating is float:
+            fnn_avg_planes_f(&x[0, 0, 0, 0] + p * hw, m, hw, d, &y[0, 0, 0, 0] + p)
+        else:
+            fnn_avg_planes_d(&x[0, 0, 0, 0] + p * hw, m, hw, d, &y[0, 0, 0, 0] + p)
 
 
 @cython.cdivision(True)
@@ -976,6 +1008,9 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad
     if out is None:
         out = np.empty(pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode),
                        dtype=x.dtype)
+    if is_global_pool(x.shape, out.shape, kernel_size, padding):
+        _avg_pool_planes_fwd(x, divisor_override or kernel_size[0] * kernel_size[1], out)
+        return out
     if is_tiling_pool(x.shape, out.shape, kernel_size, stride, padding):
         _avg_pool_tiles_fwd(x, kernel_size[0], kernel_size[1],
                             divisor_override or kernel_size[0] * kernel_size[1], out)

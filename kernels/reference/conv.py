@@ -53,11 +53,14 @@ def _im2col(x, kernel_size, stride, padding):
     return cols, (ho, wo)
 
 
-def _window_adjoint(grad_win, input_shape, stride, padding):
+def _window_adjoint(grad_win, input_shape, stride, padding, window_order=False):
     """The adjoint of ``_windows`` on the padded input, then cropped: col2im.
 
     grad_win: (N, C, H_out, W_out, kH, kW). Returns (N, C, H, W): every window cell's
-    gradient added to the input position it was read from.
+    gradient added to the input position it was read from. window_order: each position's
+    gradients added window by window in row-major order (PyTorch's average-pooling
+    backward's: the taps taken last to first), so that sums that overflow a float32
+    overflow as there.
     """
     n, c, h, w = input_shape
     ph, pw = padding
@@ -65,10 +68,10 @@ def _window_adjoint(grad_win, input_shape, stride, padding):
     _, _, ho, wo, kh, kw = grad_win.shape
     eh, ew = _overhang((h, w), (kh, kw), stride, padding, (ho, wo))
     grad_p = np.zeros((n, c, h + 2 * ph + eh, w + 2 * pw + ew), dtype=grad_win.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            grad_p[:, :, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw] += \
-                grad_win[:, :, :, :, i, j]
+    taps = [(i, j) for i in range(kh) for j in range(kw)]
+    for i, j in reversed(taps) if window_order else taps:
+        grad_p[:, :, i : i + (ho - 1) * sh + 1 : sh, j : j + (wo - 1) * sw + 1 : sw] += \
+            grad_win[:, :, :, :, i, j]
     return grad_p[:, :, ph : ph + h, pw : pw + w]
 
 
@@ -199,6 +202,17 @@ def _avg_divisor(input_shape, kernel_size, stride, padding, count_include_pad, o
                     out_hw).sum(axis=(-2, -1))[0, 0]
 
 
+def _window_sums(win):
+    """win: (N, C, H_out, W_out, kH, kW) -> each window's sum, its cells added one by one
+    in row-major order from 0 in win's dtype (PyTorch's and the compiled kernels' order:
+    a float32 window near the max overflows to the same inf, or NaN, as theirs)."""
+    sums = np.zeros(win.shape[:4], win.dtype)
+    for i in range(win.shape[4]):
+        for j in range(win.shape[5]):
+            sums += win[..., i, j]
+    return sums
+
+
 def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad=True,
                        out=None, ceil_mode=False, divisor_override=None):
     """Average pooling with zero padding.
@@ -210,8 +224,8 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad
     """
     out_hw = pool_out_shape(x.shape, kernel_size, stride, padding, ceil_mode)[2:]
     extra = _overhang(x.shape[2:], kernel_size, stride, padding, out_hw)
-    sums = _windows(_pad(x, padding, 0.0, extra), kernel_size, stride,
-                    out_hw).sum(axis=(-2, -1))
+    sums = _window_sums(_windows(_pad(x, padding, 0.0, extra), kernel_size, stride,
+                                 out_hw))
     divisor = _avg_divisor(x.shape, kernel_size, stride, padding, count_include_pad, out_hw,
                            divisor_override, x.dtype)
     return _write(sums / divisor, out)
@@ -230,4 +244,4 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
                            grad_out.shape[2:], divisor_override, grad_out.dtype)
     share = grad_out / divisor                              # (N, C, H_out, W_out)
     grad_win = np.broadcast_to(share[..., None, None], share.shape + (kh, kw))
-    return _write(_window_adjoint(grad_win, input_shape, stride, padding), grad_in)
+    return _write(_window_adjoint(grad_win, input_shape, stride, padding, True), grad_in)
