@@ -175,22 +175,24 @@ static inline float fnn_expf(float x) {
     return x > hi ? INFINITY : y;
 }
 
-/* e^x for x <= 88.7 (the callers' arguments are <= 1): only the lower end is
- * clamped, and 0 selected below it. NaN propagates. */
+/* e^x for x <= 88.7 (the callers' arguments are <= 1): 0 selected below -87.3, with
+ * no clamp of x (outside fnn_expf_core's range its value is garbage, never selected):
+ * gcc threaded a clamp's constant through the reduction, a compare and blends for
+ * each (as in fnn_sigmoidf). NaN propagates. */
 static inline float fnn_exp_nonpos_f(float x) {
     const float lo = -87.33654f;
-    float y = fnn_expf_core(x < lo ? lo : x, 0);
+    float y = fnn_expf_core(x, 0);
     return x < lo ? 0.0f : y;
 }
 
 /* e^x - 1 for x <= 0 (ELU's negative side), branch-free: 2^n (e^r - 1) + (2^n - 1),
  * exact in its leading term where n = 0, so full relative accuracy near 0 (e^x - 1
- * computed as exp then minus 1 flushed x > -3e-8 to 0); -1 below -87.3. NaN
- * propagates. */
+ * computed as exp then minus 1 flushed x > -3e-8 to 0); -1 selected below -87.3, x not
+ * clamped (as fnn_exp_nonpos_f). NaN propagates. */
 static inline float fnn_expm1_nonpos_f(float x) {
     const float lo = -87.33654f;
     float scale;
-    float q = fnn_expm1_reduced_f(x < lo ? lo : x, &scale, 0);
+    float q = fnn_expm1_reduced_f(x, &scale, 0);
 #if FNN_HAVE_FMA
     float e = fmaf(scale, q, scale - 1.0f);   /* explicit: see fnn_tanhf */
 #else
