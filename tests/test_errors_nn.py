@@ -229,6 +229,43 @@ def test_a_hyper_parameter_set_to_no_number_names_the_layer(backend, make, attr,
     _assert_same(model, before)
 
 
+
+@pytest.mark.parametrize("make,attr,call", [
+    (lambda: nn.LocalResponseNorm(2), "alpha", lambda m: m(np.ones((2, 3, 4), np.float32))),
+    (lambda: nn.LocalResponseNorm(2), "k", lambda m: m(np.ones((2, 3, 4), np.float32))),
+    (lambda: nn.CrossMapLRN2d(3), "beta", lambda m: m(np.ones((2, 3, 4, 4), np.float32))),
+    (lambda: nn.PairwiseDistance(), "norm",
+     lambda m: m(np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32))),
+    (lambda: nn.PairwiseDistance(), "eps",
+     lambda m: m(np.ones((2, 3), np.float32), np.zeros((2, 3), np.float32))),
+    (lambda: nn.LinearCrossEntropyLoss(3, 4), "label_smoothing",
+     lambda m: m(np.ones((2, 3), np.float32), np.array([0, 1]))),
+], ids=["lrn-alpha", "lrn-k", "crossmap-beta", "pairwise-norm", "pairwise-eps",
+        "linear-ce-smoothing"])
+def test_a_host_layer_number_set_to_no_number_names_the_layer(make, attr, call):
+    """As for the compiled layers above: set after construction to a string, the
+    constructor's TypeError naming the layer and attribute, not float()'s or NumPy's."""
+    layer = make()
+    setattr(layer, attr, "0.5")
+    with pytest.raises(TypeError, match=f"{type(layer).__name__}: expected {attr} to be "
+                                        f"a number, got '0.5'"):
+        call(layer)
+
+
+@pytest.mark.parametrize("make,shape", [(lambda: nn.LocalResponseNorm(3), (2, 5, 4)),
+                                        (lambda: nn.CrossMapLRN2d(3), (2, 5, 3, 3))])
+def test_lrn_backward_takes_the_numbers_its_forward_used(make, shape):
+    """PyTorch's graph keeps alpha and beta as the forward saw them: changed between
+    forward and backward, the gradient is still that forward's."""
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    g = np.ones(shape, np.float32)
+    plain, changed = make(), make()
+    plain(x)
+    expected = plain.backward(g)
+    changed(x)
+    changed.alpha, changed.beta = 0.5, 2.0
+    np.testing.assert_array_equal(changed.backward(g), expected)
+
 class _Concat(nn.Module):
     """A user module: its output shape is known only by running it."""
 

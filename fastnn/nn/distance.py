@@ -12,7 +12,7 @@ from .. import device as _device
 from .. import random as _random
 from ..errors import IndexValueError, RuntimeValueError, TypeValueError
 from ..validation import (as_contiguous, check_bool, check_float_array, check_number,
-                          check_positive_int)
+                          check_positive_int, float_of)
 from . import init
 from .module import Module, Parameter, check_kept, kept_for_backward, live_grad
 
@@ -180,9 +180,12 @@ class PairwiseDistance(_TwoInputs):
     def forward(self, x1, x2):
         """The distances along the last axis of x1 and x2 ((N, D) or (D,), or shapes that
         broadcast): the broadcast shape without that axis (keepdim: with it as 1)."""
+        # (attributes a user may set: no number gets the error naming the layer)
+        eps, norm = (float_of(type(self).__name__, name, getattr(self, name))
+                     for name in ("eps", "norm"))
         x1, x2, caller, shapes = self._inputs(x1, x2)
         with np.errstate(over="ignore", invalid="ignore"):   # (inf and NaN as PyTorch's)
-            dist, grad = norm_and_grad(x1 - x2 + x1.dtype.type(self.eps), float(self.norm))
+            dist, grad = norm_and_grad(x1 - x2 + x1.dtype.type(eps), norm)
         out = dist if self.keepdim and shapes != ((), ()) else dist[..., 0]
         self._ctx = kept_for_backward((grad, -grad, out.shape, x1.ndim - 1, caller, shapes))
         return caller.put(np.array(out))  # (a copy; 0-d stays 0-d)

@@ -11,7 +11,7 @@ import numpy as np
 from .. import device as _device
 from .. import random as _random
 from ..errors import IndexValueError, RuntimeValueError, TypeValueError
-from ..validation import check_bool, check_number, check_positive_int
+from ..validation import check_bool, check_number, check_positive_int, float_of
 from . import init
 from .activations import Softmax
 from .layernorm import normalized_shape_of
@@ -438,6 +438,13 @@ class _AcrossChannels(Module):
             check_number(name, arg, value)
         self.alpha, self.beta, self.k = alpha, beta, k
 
+    def _numbers(self):
+        """(alpha, beta, k) as floats, read at each forward (attributes a user may set;
+        no number: the constructor's TypeError naming the layer), kept for its backward
+        as PyTorch's graph keeps them."""
+        name = type(self).__name__
+        return tuple(float_of(name, arg, getattr(self, arg)) for arg in ("alpha", "beta", "k"))
+
     def extra_repr(self):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
@@ -474,19 +481,20 @@ class LocalResponseNorm(_AcrossChannels):
         return total
 
     def _forward(self, x, buffered):
+        alpha, beta, k = self._numbers()
         host = _device.to_host(x)
         dt = host.dtype.type
         # (inf and NaN inputs, and a zero scale where k = 0: torch's inf and NaN)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            scale = dt(self.k) + dt(self.alpha / self.size) * self._window_sum(host * host)
-            y = host * scale ** dt(-self.beta)
-        self._ctx = (host, scale, y)
+            scale = dt(k) + dt(alpha / self.size) * self._window_sum(host * host)
+            y = host * scale ** dt(-beta)
+        self._ctx = (host, scale, y, alpha, beta)
         return _device.namespace_of(x).put(_device.c_contiguous(y, host.dtype))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
-        host, scale, y = self._ctx
+        host, scale, y, alpha, beta = self._ctx
         g = _device.to_host(grad_out)
         dt = host.dtype.type
         # d b_c / d a_j = scale_c^-beta [c = j] - 2 alpha beta / size a_c a_j scale_c^(-beta-1)
@@ -494,8 +502,7 @@ class LocalResponseNorm(_AcrossChannels):
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             t = g * y / scale                                # g_c a_c scale_c^(-beta-1)
             mirrored = self._window_sum(t, mirrored=True)
-            grad = g * scale ** dt(-self.beta) - dt(2 * self.alpha * self.beta / self.size) \
-                * host * mirrored
+            grad = g * scale ** dt(-beta) - dt(2 * alpha * beta / self.size) * host * mirrored
         return _device.namespace_of(grad_out).put(_device.c_contiguous(grad, host.dtype))
 
 
@@ -533,6 +540,7 @@ class CrossMapLRN2d(_AcrossChannels):
         return shape
 
     def _forward(self, x, buffered):
+        alpha, beta, k = self._numbers()
         host = _device.to_host(x)
         dt = host.dtype.type
         square = host * host
@@ -548,10 +556,10 @@ class CrossMapLRN2d(_AcrossChannels):
             if c > pre:  # ... and the one before the window out (never channel 0)
                 running -= square[:, c - pre]
             scale[:, c] = running
-        scale *= dt(float(self.alpha) / self.size)
-        scale += dt(self.k)
-        y = scale ** dt(-float(self.beta)) * host
-        self._ctx = (host, scale, y)
+        scale *= dt(alpha / self.size)
+        scale += dt(k)
+        y = scale ** dt(-beta) * host
+        self._ctx = (host, scale, y, alpha, beta)
         return _device.namespace_of(x).put(_device.c_contiguous(y, host.dtype))
 
     def _backward(self, grad_out, buffered, need_grad_in):
@@ -560,17 +568,17 @@ class CrossMapLRN2d(_AcrossChannels):
                                     f"CrossMapLRN2d backward fails for it too)")
         if not need_grad_in:
             return None
-        host, scale, y = self._ctx
+        host, scale, y, alpha, beta = self._ctx
         g = _device.to_host(grad_out)
         dt = host.dtype.type
         n, channels = host.shape[:2]
         size, early = self.size, (self.size + 1) // 2
-        grad = scale ** dt(-float(self.beta)) * g
+        grad = scale ** dt(-beta) * g
         # the ratios g b / scale with early zero channels before and size - 1 - early after
         ratio = np.zeros((n, channels + size - 1) + host.shape[2:], host.dtype)
         ratio[:, early:early + channels] = g * y / scale
         running = ratio[:, :size - 1].sum(axis=1)
-        factor = dt(-2 * float(self.alpha) * float(self.beta) / size)
+        factor = dt(-2 * alpha * beta / size)
         for c in range(channels):
             running += ratio[:, c + size - 1]
             grad[:, c] += factor * host[:, c] * running

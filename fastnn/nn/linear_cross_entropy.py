@@ -12,7 +12,7 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..errors import DtypeError, RuntimeValueError, TypeValueError
 from ..validation import (FLOAT_DTYPES, LabelsOutOfRange, check_float_array,
-                          check_positive_int)
+                          check_positive_int, float_of)
 from .linear import Linear
 from .loss import REDUCTIONS, CrossEntropyLoss, class_weights, deprecated_mean
 from .module import Module, check_kept, kept_for_backward, live_grad, trains
@@ -249,7 +249,8 @@ class LinearCrossEntropyLoss(Module):
         """The CrossEntropyLoss each chunk's logits go through."""
         ignore = -100 if self.ignore_index is None or probabilities else self.ignore_index
         return CrossEntropyLoss(weight=self.weight, ignore_index=ignore, reduction=reduction,
-                                label_smoothing=float(self.label_smoothing))
+                                label_smoothing=float_of(type(self).__name__, "label_smoothing",
+                                                         self.label_smoothing))
 
     def _chunks(self, x, target, batched):
         """(start, stop, logits of rows start:stop in CrossEntropyLoss's form
