@@ -305,7 +305,7 @@ def test_asgd_state_dict_needs_its_eta_and_mu():
 
 
 @pytest.mark.parametrize("name", ["Adam", "AdamW", "NAdam", "RAdam", "Adamax", "Adagrad",
-                                  "Adadelta", "RMSprop", "Rprop", "ASGD"])
+                                  "Adadelta", "RMSprop", "Rprop", "ASGD", "Adafactor"])
 def test_a_state_without_its_step_is_an_error_not_step_one(name):
     """A non-empty parameter state without 'step' (PyTorch's load: KeyError 'step') is
     refused, the optimizer unchanged, not taken as step 1 (bias correction restarted);

@@ -112,3 +112,39 @@ def test_one_cycle_after_add_param_group_is_torchs_key_error():
         sched.step()
     assert isinstance(e.value, ValueError)
     assert [g["lr"] for g in opt.param_groups] == before  # nothing set
+
+
+def test_adagrad_loads_an_empty_entry_as_torch_does():
+    """torch 2.13's Adagrad load reads the first saved entry's 'step': an empty first
+    entry is its KeyError: 'step' (fastnn loaded it, restarting the sum), here raised
+    before anything changes; an empty entry after the first loads in both, that
+    parameter's sum restarting from initial_accumulator_value at its next step."""
+    ours, theirs = _twins(2)
+    kwargs = dict(lr=0.1, initial_accumulator_value=0.5)
+    opt, ref = optim.Adagrad(ours, **kwargs), torch.optim.Adagrad(theirs, **kwargs)
+    rng = np.random.default_rng(3)
+    _grads(ours, theirs, [0, 1], rng)
+    opt.step()
+    ref.step()
+    saved, tsaved = opt.state_dict(), ref.state_dict()
+    first_empty, tfirst_empty = copy.deepcopy(saved), copy.deepcopy(tsaved)
+    first_empty["state"][0] = tfirst_empty["state"][0] = {}
+    with pytest.raises(KeyError, match="'step'"):
+        torch.optim.Adagrad(theirs, **kwargs).load_state_dict(tfirst_empty)
+    before = copy.deepcopy(opt.state_dict())
+    with pytest.raises(KeyError, match="parameter 0: missing state 'step'") as info:
+        opt.load_state_dict(first_empty)
+    assert isinstance(info.value, ValueError)
+    after = opt.state_dict()
+    for i in (0, 1):
+        np.testing.assert_array_equal(after["state"][i]["sum"], before["state"][i]["sum"])
+    later_empty, tlater_empty = copy.deepcopy(saved), copy.deepcopy(tsaved)
+    later_empty["state"][1] = tlater_empty["state"][1] = {}
+    opt.load_state_dict(later_empty)
+    ref.load_state_dict(tlater_empty)
+    _grads(ours, theirs, [0, 1], rng)
+    opt.step()
+    ref.step()
+    _assert_state_like(opt, ref)
+    for p, q in zip(ours, theirs):
+        np.testing.assert_allclose(p.data, q.detach().numpy(), rtol=1e-14)

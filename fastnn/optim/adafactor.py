@@ -4,6 +4,7 @@ relative step sizes, update clipping; NumPy on the host per parameter (``host.py
 
 import numpy as np
 
+from ..errors import KeyValueError
 from .host import HostOptimizer, lerp_, vector_norm
 from .optimizer import as_count, check_pair
 
@@ -88,7 +89,12 @@ class Adafactor(HostOptimizer):
         if unknown:
             raise ValueError(f"{where}: unexpected state {unknown}; expected "
                              f"{['step', *names]} for a parameter of shape {shape}")
-        missing = [k for k in ("step", *names) if k not in entry]
+        if "step" not in entry:
+            # (PyTorch's load raises KeyError: 'step', as for the other optimizers that
+            # count steps: Optimizer._validate_param_state)
+            raise KeyValueError(f"{where}: missing state 'step' ({self._name} keeps each "
+                                f"parameter's step count with its state)")
+        missing = [k for k in names if k not in entry]
         if missing:
             raise ValueError(f"{where}: missing state {missing}")
         step = as_count(entry["step"])  # PyTorch keeps the step as a float tensor

@@ -1,6 +1,7 @@
 """Adagrad with learning-rate decay and L2 weight decay, PyTorch's rule."""
 import numpy as np
 
+from ..errors import KeyValueError
 from .optimizer import Optimizer, _as_index, torch_flags_of
 
 
@@ -84,6 +85,16 @@ class Adagrad(Optimizer):
         that had not stepped, in a state dict without PyTorch's step-0 entries) starts
         again from initial_accumulator_value, not from zeros, and one it holds no entry
         for has none until its first step (as torch's, whose load replaces the state)."""
+        entries = state_dict.get("state") if isinstance(state_dict, dict) else None
+        if isinstance(entries, dict) and entries:
+            key, first = next(iter(entries.items()))
+            if isinstance(first, dict) and not first:
+                # PyTorch 2.13's load reads the first saved entry's step (its
+                # __setstate__): an empty one is KeyError: 'step' there, raised before
+                # anything loads; an empty entry after it loads, its sum restarting
+                raise KeyValueError(f"Adagrad.load_state_dict: parameter {key!r}: missing "
+                                    f"state 'step' (PyTorch's load reads the first entry's "
+                                    f"step; an empty entry loads only after it)")
         super().load_state_dict(state_dict)
         saved = {_as_index(k): entry for k, entry in state_dict["state"].items()}
         unlisted = set()
