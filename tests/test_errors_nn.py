@@ -266,6 +266,99 @@ def test_lrn_backward_takes_the_numbers_its_forward_used(make, shape):
     changed.alpha, changed.beta = 0.5, 2.0
     np.testing.assert_array_equal(changed.backward(g), expected)
 
+
+def _x32(*shape):
+    return np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+
+
+# the float hyper-parameters the commits above left: layers (and the losses, which read
+# theirs through Loss.float_attributes), each called as it takes its input
+NUMBER_ATTRIBUTES = [
+    (lambda: nn.LayerNorm(4), "eps", lambda m: m(_x32(2, 4))),
+    (lambda: nn.GroupNorm(2, 4), "eps", lambda m: m(_x32(2, 4, 3))),
+    (lambda: nn.InstanceNorm1d(3), "eps", lambda m: m(_x32(2, 3, 4))),
+    (lambda: nn.InstanceNorm1d(3, track_running_stats=True), "momentum",
+     lambda m: m(_x32(2, 3, 4))),
+    (lambda: nn.InstanceNorm2d(3, track_running_stats=True).eval(), "eps",
+     lambda m: m(_x32(2, 3, 4, 4))),
+    (lambda: nn.RMSNorm(4), "eps", lambda m: m(_x32(2, 4))),
+    (lambda: nn.CELU(), "alpha", lambda m: m(_x32(2, 4))),
+    (lambda: nn.Sine(), "omega", lambda m: m(_x32(2, 4))),
+    (lambda: nn.Hardshrink(), "lambd", lambda m: m(_x32(2, 4))),
+    (lambda: nn.Softshrink(), "lambd", lambda m: m(_x32(2, 4))),
+    (lambda: nn.Threshold(0.1, 2.0), "value", lambda m: m(_x32(2, 4))),
+    (lambda: nn.RReLU(), "lower", lambda m: m(_x32(2, 4))),
+    (lambda: nn.CosineSimilarity(), "eps", lambda m: m(_x32(2, 4), _x32(2, 4))),
+    (lambda: nn.Embedding(5, 3, max_norm=1.0), "max_norm", lambda m: m(np.array([0, 2]))),
+    (lambda: nn.Embedding(5, 3, max_norm=1.0), "norm_type", lambda m: m(np.array([0, 2]))),
+    (lambda: nn.EmbeddingBag(5, 3, max_norm=1.0), "max_norm",
+     lambda m: m(np.array([[0, 2]]))),
+    (lambda: nn.LPPool2d(2, 2), "norm_type", lambda m: m(_x32(1, 2, 4, 4))),
+    (lambda: nn.SmoothL1Loss(), "beta", lambda m: m(_x32(2, 3), _x32(2, 3))),
+    (lambda: nn.HuberLoss(), "delta", lambda m: m(_x32(2, 3), _x32(2, 3))),
+    (lambda: nn.HingeEmbeddingLoss(), "margin",
+     lambda m: m(_x32(2, 3), np.ones((2, 3), np.float32))),
+    (lambda: nn.MultiMarginLoss(), "margin", lambda m: m(_x32(2, 3), np.array([0, 2]))),
+    (lambda: nn.PoissonNLLLoss(), "eps", lambda m: m(_x32(2, 3), np.ones((2, 3), np.float32))),
+    (lambda: nn.CrossEntropyLoss(), "label_smoothing", lambda m: m(_x32(2, 3), np.array([0, 2]))),
+    (lambda: nn.MarginRankingLoss(), "margin",
+     lambda m: m(_x32(3), _x32(3), np.ones(3, np.float32))),
+    (lambda: nn.CosineEmbeddingLoss(), "margin",
+     lambda m: m(_x32(2, 3), _x32(2, 3), np.ones(2, np.float32))),
+    (lambda: nn.TripletMarginLoss(), "p", lambda m: m(_x32(2, 3), _x32(2, 3), _x32(2, 3))),
+    (lambda: nn.GaussianNLLLoss(), "eps",
+     lambda m: m(_x32(2, 3), _x32(2, 3), np.ones((2, 3), np.float32))),
+]
+
+
+@pytest.mark.parametrize("make,attr,call", NUMBER_ATTRIBUTES,
+                         ids=[f"{i}-{c[1]}" for i, c in enumerate(NUMBER_ATTRIBUTES)])
+@pytest.mark.parametrize("value", ["0.5", None])
+def test_every_float_hyper_parameter_set_to_no_number_names_the_layer(make, attr, call,
+                                                                       value, backend):
+    """LayerNorm, GroupNorm, InstanceNorm, RMSNorm, CELU, Sine, the shrinks, Threshold,
+    RReLU, CosineSimilarity, Embedding(Bag), LPPool and the losses' numbers, set after
+    construction to a string (which float() or NumPy read silently) or None (where None
+    is no default), raise the constructor's TypeError naming the layer and attribute,
+    the layer's state unchanged."""
+    layer = make()
+    if value is None and getattr(layer, attr) is None:
+        return
+    before = [np.array(p.data) for p in getattr(layer, "parameters", lambda: [])()]
+    setattr(layer, attr, value)
+    nones = {("RMSNorm", "eps"), ("Embedding", "max_norm"), ("EmbeddingBag", "max_norm"),
+             ("InstanceNorm1d", "momentum")}
+    if value is None and (type(layer).__name__, attr) in nones:
+        call(layer)   # (None is a value these take: RMSNorm's default eps, ...)
+        return
+    with pytest.raises(TypeError, match=f"{type(layer).__name__}: expected {attr} to be "
+                                        f"a number, got {re.escape(repr(value))}"):
+        call(layer)
+    for p, b in zip(getattr(layer, "parameters", lambda: [])(), before):
+        np.testing.assert_array_equal(p.data, b)
+
+
+@pytest.mark.parametrize("make,attr,value", [
+    (lambda: nn.LeakyReLU(0.1), "negative_slope", 0.7), (lambda: nn.ELU(), "alpha", 0.3),
+    (lambda: nn.CELU(-0.5), "alpha", 2.0), (lambda: nn.Softplus(), "beta", 3.0),
+    (lambda: nn.Hardtanh(), "min_val", 0.2), (lambda: nn.Sine(), "omega", 3.0),
+    (lambda: nn.GELU(), "approximate", "tanh"), (lambda: nn.Hardshrink(), "lambd", 0.05),
+    (lambda: nn.Threshold(0.1, 2.0), "threshold", -1.0)],
+    ids=["leaky", "elu", "celu", "softplus", "hardtanh", "sine", "gelu", "hardshrink",
+         "threshold"])
+def test_an_activation_backward_takes_the_numbers_its_forward_used(make, attr, value,
+                                                                   backend):
+    """PyTorch's graph keeps the forward's negative_slope, alpha, ...: changed between
+    forward and backward, the gradient is still that forward's (it was the new value's)."""
+    x = _x32(3, 5) * 2
+    g = np.cos(np.arange(15, dtype=np.float32)).reshape(3, 5)
+    plain, changed = make(), make()
+    plain(x)
+    expected = plain.backward(g)
+    changed(x)
+    setattr(changed, attr, value)
+    np.testing.assert_array_equal(changed.backward(g), expected)
+
 class _Concat(nn.Module):
     """A user module: its output shape is known only by running it."""
 

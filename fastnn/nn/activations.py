@@ -29,16 +29,21 @@ class _Elementwise(Module):
 
     def _forward(self, x, buffered):
         out = self._buffer("y", x.shape, x.dtype) if buffered else None
-        y = getattr(self._kernels(), self.kernel)(x, *self._args(), out=out)
+        kernel, args = self.kernel, self._args()
+        y = getattr(self._kernels(), kernel)(x, *args, out=out)
         self._saved = y if self.saves == "y" else x
+        # (the arguments are attributes a user may set: the backward differentiates this
+        # forward's, as PyTorch's graph keeps them)
+        self._saved_args = (kernel, args)
         return y
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
         out = self._buffer("grad_in", grad_out.shape, grad_out.dtype) if buffered else None
-        kernel = getattr(self._kernels(), self.kernel + "_backward")
-        return kernel(grad_out, self._saved, *self._args(), out=out)
+        kernel, args = self.__dict__.get("_saved_args") or (self.kernel, self._args())
+        return getattr(self._kernels(), kernel + "_backward")(grad_out, self._saved, *args,
+                                                              out=out)
 
     def _take_inplace(self, inplace):
         """PyTorch's inplace flag, accepted for its code: outputs are fresh arrays either
@@ -106,6 +111,19 @@ class Tanh(_Elementwise):
     fused_name = "tanh"
 
 
+def _gelu_kernel(approximate):
+    """GELU's kernel for approximate ('none' or 'tanh'), PyTorch's errors otherwise."""
+    if approximate == "none" or approximate == "tanh":
+        return "gelu" if approximate == "none" else "gelu_tanh"
+    if not isinstance(approximate, str):   # (PyTorch's TypeError, when called)
+        raise TypeValueError(f"GELU: expected approximate to be a str ('none' or 'tanh'), "
+                             f"got {approximate!r}")
+    try:
+        check_only("GELU", "approximate", approximate, ("none", "tanh"))
+    except ValueError as e:   # (PyTorch's RuntimeError, when called)
+        raise RuntimeValueError(str(e)) from None
+
+
 class GELU(_Elementwise):
     """y = x * Phi(x) with the exact erf form (PyTorch's default, approximate='none'), or
     0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) with approximate='tanh'.
@@ -115,15 +133,14 @@ class GELU(_Elementwise):
 
     def __init__(self, approximate="none"):
         super().__init__()
-        if not isinstance(approximate, str):   # (PyTorch's TypeError, when called)
-            raise TypeValueError(f"GELU: expected approximate to be a str ('none' or 'tanh'), "
-                                 f"got {approximate!r}")
-        try:
-            check_only("GELU", "approximate", approximate, ("none", "tanh"))
-        except ValueError as e:   # (PyTorch's RuntimeError, when called)
-            raise RuntimeValueError(str(e)) from None
+        _gelu_kernel(approximate)   # (checks it)
         self.approximate = approximate
-        self.kernel = "gelu" if approximate == "none" else "gelu_tanh"
+
+    @property
+    def kernel(self):
+        """The kernel of ``approximate``, read at each forward (an attribute a user may
+        set, as PyTorch's GELU reads it at each call)."""
+        return _gelu_kernel(self.approximate)
 
     def extra_repr(self):
         return f"approximate={self.approximate!r}"
@@ -148,7 +165,7 @@ class Sine(_Elementwise):
         self.omega = float(omega)
 
     def _args(self):
-        return (self.omega,)
+        return (self._float("omega"),)
 
     def extra_repr(self):
         return f"omega={self.omega}"
@@ -235,14 +252,19 @@ class CELU(ELU):
         return (1.0,)
 
     def _forward(self, x, buffered):
-        if self.alpha < 0:
+        # (alpha is an attribute a user may set: read at each forward and kept for its
+        # backward, as PyTorch's graph keeps it)
+        self._alpha = alpha = self._float("alpha")
+        if alpha == 0:
+            raise RuntimeValueError(f"{self._where()}: alpha cannot be 0")
+        if alpha < 0:
             self._saved = host = _device.to_host(x)
-            return _device.namespace_of(x).put(celu_host(host, self.alpha))
-        if self.alpha == 1.0:
+            return _device.namespace_of(x).put(celu_host(host, alpha))
+        if alpha == 1.0:
             return super()._forward(x, buffered)
         with np.errstate(over="ignore"):  # x / alpha past the float range: x is kept
-            scaled = _device.scaled(x, 1.0 / self.alpha, copy=True)
-        y = _device.scaled(super()._forward(scaled, buffered), self.alpha)
+            scaled = _device.scaled(x, 1.0 / alpha, copy=True)
+        y = _device.scaled(super()._forward(scaled, buffered), alpha)
         # x itself where x > 0, as PyTorch: alpha * (x / alpha) is off by an ulp for
         # some x, and inf where x / alpha overflows (on the host: a GPU model keeps
         # alpha * (x / alpha), not worth two copies each way)
@@ -251,9 +273,10 @@ class CELU(ELU):
         return y
 
     def _backward(self, grad_out, buffered, need_grad_in):
-        if self.alpha < 0 and need_grad_in:
+        alpha = self.__dict__.get("_alpha", self.alpha)
+        if alpha < 0 and need_grad_in:
             g = _device.to_host(grad_out)
-            slope = celu_host_slope(self._saved, self.alpha)
+            slope = celu_host_slope(self._saved, alpha)
             grad_in = np.multiply(g, slope, dtype=g.dtype, out=np.empty_like(g))  # (0-d too)
             return _device.namespace_of(grad_out).put(grad_in)
         # d/dx alpha elu(x / alpha) = elu'(x / alpha): the saved input is already x / alpha

@@ -116,9 +116,17 @@ class AdaptiveAvgPool2d(Module):
 
     def __init__(self, output_size):
         super().__init__()
-        self._sizes = adaptive_sizes(type(self).__name__, self.dims, output_size)
+        adaptive_sizes(type(self).__name__, self.dims, output_size)   # (checks it)
         self.output_size = int_items(output_size)  # as given, as PyTorch keeps it
         self._ctx = None  # (input (N, C, H, W) shape, plan) of the last forward
+
+    _derived_from = frozenset({"output_size"})
+
+    def _derive(self):
+        """output_size as a tuple of ints or None (read at the forward after it was set)."""
+        return adaptive_sizes(type(self).__name__, self.dims, self.output_size)
+
+    _sizes = property(Module._derived)
 
     def _target(self):
         """(H_out, W_out) of the 2-D computation, None entries keeping the input size."""

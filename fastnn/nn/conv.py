@@ -152,11 +152,11 @@ class As1d:
     def _window(self):
         if not isinstance(self, Conv2d):
             # (pooling: its n-tuples; max pooling passes its dilation to the kernels)
-            (k,), (s,), (p,) = self._pairs
+            (k,), (s,), (p,) = self._derived()[:3]
             return (1, k), (1, s), (0, p)
         # a convolution's dilation widens the kernel it gives the 2-D kernels (zeros
         # between taps)
-        (k,), (s,), (d,), ((p, _),) = self.kernel_size, self.stride, self.dilation, self._pads
+        (k,), ((s,), (d,), ((p, _),)) = self.kernel_size, self._derived()
         return (1, d * (k - 1) + 1), (1, s), (0, p)
 
     def _check_1d(self, shape):
@@ -227,7 +227,7 @@ class Conv2d(Module):
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1, n)
         self.stride = pair(name, "stride", stride, 1, n, one=True)
         self.dilation = pair(name, "dilation", dilation, 1, n, one=True)
-        self.padding, self._pads = self._padding(padding)
+        self.padding = self._padding(padding, self.stride, self.dilation)[0]
         self.output_padding = (0,) * n  # PyTorch's _ConvNd attributes (no effect here)
         self.transposed = False
         fan_in = self.in_channels // self.groups * math.prod(self.kernel_size)
@@ -244,7 +244,21 @@ class Conv2d(Module):
         """Draw weight and bias again as the constructor does (PyTorch's), in place."""
         init.reset_fan_in_uniform(self.weight, self.bias)
 
-    def _padding(self, padding):
+    _derived_from = frozenset({"stride", "padding", "dilation", "padding_mode"})
+
+    def _derive(self):
+        """(stride, dilation, ((before, after),) per spatial axis) from the attributes,
+        checked (at the forward after one was set: PyTorch reads them at each call)."""
+        name, n = type(self).__name__, self.dims
+        stride = pair(name, "stride", self.stride, 1, n, one=True)
+        dilation = pair(name, "dilation", self.dilation, 1, n, one=True)
+        return (stride, dilation) + self._padding(self.padding, stride, dilation)[1:]
+
+    _stride = property(lambda self: self._derived()[0])
+    _dilation = property(lambda self: self._derived()[1])
+    _pads = property(lambda self: self._derived()[2])
+
+    def _padding(self, padding, stride, dilation):
         """(padding as PyTorch keeps it, ((before, after),) per spatial axis) for an int, a
         tuple, or PyTorch's 'valid' (none) and 'same' (stride 1, output size = input size;
         an even dilated kernel span puts the odd cell of the border after, as PyTorch)."""
@@ -255,10 +269,10 @@ class Conv2d(Module):
                                  f"of ['valid', 'same']")
             if padding == "valid":
                 return padding, ((0, 0),) * n
-            if any(s != 1 for s in self.stride):
+            if any(s != 1 for s in stride):
                 raise ValueError(f"{name}: padding='same' is not supported for strided "
                                  f"convolutions, got stride {self.stride}")
-            totals = tuple(d * (k - 1) for d, k in zip(self.dilation, self.kernel_size))
+            totals = tuple(d * (k - 1) for d, k in zip(dilation, self.kernel_size))
             return padding, tuple((t // 2, t - t // 2) for t in totals)
         # (PyTorch pads the other modes by the tuple as given: one entry is an error)
         pads = pair(name, "padding", padding, 0, n, one=self.padding_mode == "zeros")
@@ -267,8 +281,9 @@ class Conv2d(Module):
     def _window(self):
         """(kernel_size, stride, padding) of the 2-D kernels, each a pair; the kernel size
         is the dilated span d (k - 1) + 1."""
-        spans = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
-        return spans, self.stride, tuple(before for before, _ in self._pads)
+        stride, dilation, pads = self._derived()
+        spans = tuple(d * (k - 1) + 1 for d, k in zip(dilation, self.kernel_size))
+        return spans, stride, tuple(before for before, _ in pads)
 
     def _symmetric(self):
         """False for 'same' padding of an even dilated kernel span (one more after)."""
@@ -277,7 +292,7 @@ class Conv2d(Module):
     def _simple(self):
         """True when the kernels run on the arrays as they are (symmetric zero padding,
         no dilation; no groups, or depthwise: groups = in_channels)."""
-        return (self.groups in (1, self.in_channels) and all(d == 1 for d in self.dilation)
+        return (self.groups in (1, self.in_channels) and all(d == 1 for d in self._dilation)
                 and self.padding_mode == "zeros" and self._symmetric())
 
     def _op(self, direction):
@@ -292,7 +307,7 @@ class Conv2d(Module):
         return self._pads if self.dims == 2 else ((0, 0),) + self._pads
 
     def _dilation_2d(self):
-        return self.dilation if self.dims == 2 else (1,) + self.dilation
+        return self._dilation if self.dims == 2 else (1,) + self._dilation
 
     def _kernel_weight(self, array):
         """The weight's data or grad as the 2-D kernels take it: (out, in, kH, kW)."""
@@ -511,10 +526,10 @@ class Conv2d(Module):
         """PyTorch's: the defaults left out ('same' / 'valid' padding shown as given)."""
         text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}")
-        padding = self.padding
-        if isinstance(padding, str) or any(p != 0 for p in padding):
+        padding, dilation = self.padding, self.dilation   # (as set: an int too)
+        if isinstance(padding, str) or any(p != 0 for p in np.ravel(padding)):
             text += f", padding={padding}"
-        if any(d != 1 for d in self.dilation):
+        if any(d != 1 for d in np.ravel(dilation)):
             text += f", dilation={self.dilation}"
         if self.groups != 1:
             text += f", groups={self.groups}"

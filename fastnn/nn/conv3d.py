@@ -243,10 +243,24 @@ class Conv3d(_Conv3dBase):
         self.padding_mode = padding_mode
         self._setup(in_channels, out_channels, kernel_size, stride, dilation, groups, bias,
                     dtype, transposed=False)
-        self.padding, self._pads = self._padding(padding)
+        self.padding = self._padding(padding, self.stride, self.dilation)[0]
         self.output_padding = (0, 0, 0)  # PyTorch's _ConvNd attribute (no effect here)
 
-    def _padding(self, padding):
+    _derived_from = frozenset({"stride", "padding", "dilation", "padding_mode"})
+
+    def _derive(self):
+        """(stride, dilation, ((before, after),) * 3) from the attributes, checked (at the
+        forward after one was set: PyTorch reads them at each call)."""
+        name = type(self).__name__
+        stride = triple(name, "stride", self.stride, 1, one=True)
+        dilation = triple(name, "dilation", self.dilation, 1, one=True)
+        return (stride, dilation) + self._padding(self.padding, stride, dilation)[1:]
+
+    _stride = property(lambda self: self._derived()[0])
+    _dilation = property(lambda self: self._derived()[1])
+    _pads = property(lambda self: self._derived()[2])
+
+    def _padding(self, padding, stride, dilation):
         """(padding as PyTorch keeps it, ((before, after),) * 3 of the padded input)."""
         name = type(self).__name__
         if isinstance(padding, str):
@@ -255,10 +269,10 @@ class Conv3d(_Conv3dBase):
                                  f"of ['valid', 'same']")
             if padding == "valid":
                 return padding, ((0, 0),) * 3
-            if self.stride != (1, 1, 1):
+            if stride != (1, 1, 1):
                 raise ValueError(f"{name}: padding='same' is not supported for strided "
                                  f"convolutions, got stride {self.stride}")
-            totals = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            totals = [d * (k - 1) for d, k in zip(dilation, self.kernel_size)]
             return padding, tuple((t // 2, t - t // 2) for t in totals)
         padding = triple(name, "padding", padding, 0, one=self.padding_mode == "zeros")
         return padding, tuple((p, p) for p in padding)
@@ -267,12 +281,12 @@ class Conv3d(_Conv3dBase):
         """(D_out, H_out, W_out) for an input of this shape; raises when the dilated
         kernel does not fit the padded input."""
         padded = tuple(n + b + a for n, (b, a) in zip(shape[-3:], self._pads))
-        spans = tuple(d * (k - 1) + 1 for d, k in zip(self.dilation, self.kernel_size))
+        spans = tuple(d * (k - 1) + 1 for d, k in zip(self._dilation, self.kernel_size))
         if any(s > n for s, n in zip(spans, padded)):
             raise RuntimeValueError(f"{self._where()}: kernel size {self.kernel_size} (dilated: "
                                     f"{spans}) is larger than the padded input {padded} of an "
                                     f"input of shape {tuple(shape)}")
-        return tuple((n - s) // st + 1 for n, s, st in zip(padded, spans, self.stride))
+        return tuple((n - s) // st + 1 for n, s, st in zip(padded, spans, self._stride))
 
     def infer_shape(self, shape, dtype):
         shape = self._checked_shape(shape, dtype)
@@ -285,8 +299,8 @@ class Conv3d(_Conv3dBase):
         mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
         bias = None if self.bias is None else _device.to_host(self.bias.data)
         y, cols, padded_shape = conv3d_forward(
-            host, _device.to_host(self.weight.data), bias, self.stride, self._pads,
-            self.dilation, self.groups, mode)
+            host, _device.to_host(self.weight.data), bias, self._stride, self._pads,
+            self._dilation, self.groups, mode)
         self._ctx = (cols, padded_shape, unbatched)
         return _device.namespace_of(x).put(y[0] if unbatched else y)
 
@@ -299,8 +313,8 @@ class Conv3d(_Conv3dBase):
         # (a frozen parameter's gradient is neither computed nor touched)
         weight_live, bias_live = self.weight.requires_grad, live_grad(self.bias) is not None
         grad_weight, grad_bias, grad_in = conv3d_backward(
-            g, _device.to_host(self.weight.data), cols, padded_shape, self.stride,
-            self._pads, self.dilation, self.groups, mode, need_grad_in, weight_live,
+            g, _device.to_host(self.weight.data), cols, padded_shape, self._stride,
+            self._pads, self._dilation, self.groups, mode, need_grad_in, weight_live,
             bias_live)
         if weight_live:
             _accumulate(self.weight, grad_weight)

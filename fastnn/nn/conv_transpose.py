@@ -131,10 +131,23 @@ class ConvTranspose2d(OutputSizeForward, Module):
         """Draw weight and bias again as the constructor does (PyTorch's), in place."""
         init.reset_fan_in_uniform(self.weight, self.bias)
 
+    _derived_from = frozenset({"stride", "padding", "output_padding", "dilation"})
+
+    def _derive(self):
+        """(stride, padding, output_padding, dilation) as pairs (ConvTranspose1d: its
+        1-tuples with a height entry), checked (at the forward after one was set, as
+        PyTorch reads them at each call)."""
+        name, n = f"ConvTranspose{self.dims}d", self.dims
+        lead = {1: (1,), 0: (0,)} if n == 1 else {1: (), 0: ()}
+        return tuple(lead[low] + pair(name, attr, getattr(self, attr), low, n, one=True)
+                     for attr, low in (("stride", 1), ("padding", 0), ("output_padding", 0),
+                                       ("dilation", 1)))
+
     def _pairs(self):
         """(kernel_size, stride, padding, output_padding, dilation) as the 2-D kernels take
         them, pairs (ConvTranspose1d: its 1-tuples with a height entry)."""
-        return self.kernel_size, self.stride, self.padding, self.output_padding, self.dilation
+        kernel = self.kernel_size
+        return ((1,) + kernel if self.dims == 1 else kernel,) + self._derived()
 
     def _output_padding_2d(self, shape):
         """The output_padding pair for an (N, C, H, W) or (C, H, W) input: the layer's, or
@@ -225,7 +238,7 @@ class ConvTranspose2d(OutputSizeForward, Module):
         return convs
 
     def _forward(self, x, buffered):
-        if self.groups != 1 or any(d != 1 for d in self.dilation):
+        if self.groups != 1 or any(d != 1 for d in self._pairs()[4]):
             return self._general_forward(x)
         if not _device.is_device_array(x):
             return self._adjoint_forward(x, buffered)
@@ -370,11 +383,11 @@ class ConvTranspose2d(OutputSizeForward, Module):
     def extra_repr(self):
         text = (f"{self.in_channels}, {self.out_channels}, "
                 f"kernel_size={self.kernel_size}, stride={self.stride}")
-        if any(self.padding):
+        if any(np.ravel(self.padding)):   # (as set: an int too)
             text += f", padding={self.padding}"
-        if any(d != 1 for d in self.dilation):
+        if any(d != 1 for d in np.ravel(self.dilation)):
             text += f", dilation={self.dilation}"
-        if any(self.output_padding):
+        if any(np.ravel(self.output_padding)):
             text += f", output_padding={self.output_padding}"
         if self.groups != 1:
             text += f", groups={self.groups}"
@@ -401,11 +414,8 @@ class ConvTranspose1d(As1d, ConvTranspose2d):
         w = self.weight.data
         self.weight = Parameter(np.ascontiguousarray(w.reshape(w.shape[:2] + w.shape[3:])))
         (self.kernel_size, self.stride, self.padding, self.output_padding,
-         self.dilation) = (v[1:] for v in ConvTranspose2d._pairs(self))
-
-    def _pairs(self):
-        return ((1,) + self.kernel_size, (1,) + self.stride, (0,) + self.padding,
-                (0,) + self.output_padding, (1,) + self.dilation)
+         self.dilation) = (getattr(self, attr)[1:] for attr in (
+             "kernel_size", "stride", "padding", "output_padding", "dilation"))
 
     def _weight_2d(self, array):
         shape = tuple(array.shape)

@@ -93,7 +93,7 @@ class CosineSimilarity(_TwoInputs):
         if not 0 <= axis < x1.ndim:
             raise IndexValueError(f"{self._where()}: dim {self.dim} is out of range for inputs of "
                                   f"shape {x1.shape}")
-        eps = x1.dtype.type(self.eps)
+        eps = x1.dtype.type(self._float("eps"))   # (an attribute a user may set)
         with np.errstate(over="ignore", invalid="ignore"):   # (inf and NaN as PyTorch's)
             return self._similarity(x1, x2, axis, eps, caller, shapes)
 

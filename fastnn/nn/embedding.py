@@ -163,10 +163,12 @@ class Embedding(Module):
 
     def _forward(self, x, buffered):
         idx = self._checked_indices(x)
+        # (max_norm and norm_type are attributes a user may set: read at each forward)
+        max_norm, norm_type = self._float("max_norm", none=True), self._float("norm_type")
         self._indices = idx
-        if self.max_norm is not None and idx.size:
+        if max_norm is not None and idx.size:
             _device.update_on_host(self.weight.data, lambda w: renorm_rows(
-                w, idx, self.max_norm, self.norm_type))
+                w, idx, max_norm, norm_type))
         weight = _device.to_host(self.weight.data)
         shape = tuple(idx.shape) + (self.embedding_dim,)
         if _device.is_device_array(self.weight.data):

@@ -182,9 +182,11 @@ class EmbeddingBag(Module):
     def _bag_forward(self, x, offsets, weights, caller):
         where = self._where()
         idx, bag, b = self._bags(where, x, offsets)
-        if self.max_norm is not None and idx.size:
+        # (max_norm and norm_type are attributes a user may set: read at each forward)
+        max_norm, norm_type = self._float("max_norm", none=True), self._float("norm_type")
+        if max_norm is not None and idx.size:
             _device.update_on_host(self.weight.data, lambda w: renorm_rows(
-                w, idx, self.max_norm, self.norm_type))
+                w, idx, max_norm, norm_type))
         table = _device.to_host(self.weight.data)
         kept = bag >= 0
         if self.padding_idx is not None:

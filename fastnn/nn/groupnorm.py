@@ -81,13 +81,13 @@ class _GroupedNorm(Module):
         return self._groups
 
     def _forward(self, x, buffered):
-        return self._normalized(x, buffered)[0]
+        return self._normalized(x, buffered, self._float("eps"))[0]
 
-    def _normalized(self, x, buffered):
+    def _normalized(self, x, buffered, eps):
         """(the forward's output, ctx): ctx = (rows, xhat, save_mean, save_invstd, (N, C)),
         what the backward reads (kept in _ctx), for InstanceNorm's forward to read on:
         another thread's forward of this layer may replace _ctx, or under no_grad drop it,
-        meanwhile."""
+        meanwhile. eps: the layer's, read by the caller (``_float``)."""
         shape = tuple(x.shape)
         full = shape if self.dims is None or len(shape) == self.dims + 2 else (1,) + shape
         n, c = full[:2]
@@ -96,7 +96,7 @@ class _GroupedNorm(Module):
         rows = x.reshape(n * g, c // g * math.prod(full[2:]))
         out = self._buffer("y", rows.shape, x.dtype) if buffered else None
         xhat, save_mean, save_invstd = self._kernels().layer_norm_forward(
-            rows, None, None, self.eps, out=out,
+            rows, None, None, eps, out=out,
             save_mean=self._buffer("save_mean", (n * g,), x.dtype),
             save_invstd=self._buffer("save_invstd", (n * g,), x.dtype))
         self._ctx = ctx = (rows, xhat, save_mean, save_invstd, (n, c))
@@ -306,14 +306,17 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
                           f"num_features. You can silence this warning by not passing in "
                           f"num_features, which is not used because affine=False",
                           UserWarning)
+        # (eps and momentum are attributes a user may set: read at each forward)
+        eps = self._float("eps")
         if not self._input_statistics():
-            return self._forward_running(x)
+            return self._forward_running(x, eps)
+        momentum = self._float("momentum", none=True) if self._has_running() else None
         self._eval_ctx = None
-        y, ctx = self._normalized(x, buffered)
-        if self.eps == 0:
+        y, ctx = self._normalized(x, buffered, eps)
+        if eps == 0:
             self._constant_instances(y, ctx)
         if self._has_running():
-            self._update_running(ctx)
+            self._update_running(ctx, eps, momentum)
         return y
 
     def _constant_instances(self, y, ctx):
@@ -340,9 +343,9 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
                 a.reshape(dead.size, -1)[dead] = rows_shift
             _device.update_on_host(y, fill)
 
-    def _update_running(self, ctx):
+    def _update_running(self, ctx, eps, momentum):
         """Move the running statistics towards this batch's instance statistics (ctx:
-        what ``_normalized`` gave)."""
+        what ``_normalized`` gave) by momentum (None: not at all)."""
         rows, _, save_mean, save_invstd, (n, c) = ctx
         if n == 0:  # an empty batch has no instance statistics: leave the running ones
             return
@@ -350,17 +353,17 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
         mean = _device.to_host(save_mean).reshape(n, c).astype(np.float64)
         if _device.is_device_array(rows):
             invstd = _device.to_host(save_invstd).reshape(n, c).astype(np.float64)
-            var = (1.0 / (invstd * invstd) - self.eps) * count / max(count - 1, 1)
+            var = (1.0 / (invstd * invstd) - eps) * count / max(count - 1, 1)
         else:   # from the input itself: 1 / invstd^2 - eps loses a variance far below eps
             var = rows.var(axis=1, ddof=1, dtype=np.float64).reshape(n, c)
         # PyTorch's instance norm takes momentum None as 0: the statistics stay put
-        m = 0.0 if self.momentum is None else self.momentum
+        m = 0.0 if momentum is None else momentum
         for name, batch in (("running_mean", mean), ("running_var", var)):
             buf = getattr(self, name)
             _device.update_on_host(buf, lambda a, b=batch: np.copyto(
                 a, (1 - m) * a + m * b.mean(axis=0), casting="unsafe"))
 
-    def _forward_running(self, x):
+    def _forward_running(self, x, eps):
         """Eval mode with running statistics: y = (x - running_mean) * scale + bias."""
         host = _device.to_host(x)
         shape = tuple(host.shape)
@@ -368,7 +371,7 @@ class _InstanceNorm(BatchCounter, _GroupedNorm):
         n, c = full.shape[:2]
         dt = host.dtype
         invstd = (1.0 / np.sqrt(_device.to_host(self.running_var).astype(np.float64)
-                                + self.eps)).astype(dt)
+                                + eps)).astype(dt)
         xhat = ((full.reshape(n, c, math.prod(full.shape[2:]))
                  - _device.to_host(self.running_mean)[:, None]) * invstd[:, None])
         y = xhat

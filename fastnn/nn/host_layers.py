@@ -30,21 +30,27 @@ class _HostElementwise(Module):
     grad where it passes and 0 elsewhere (PyTorch's masked gradient: 0, not NaN, where a
     NaN grad meets a zero slope). Input: any shape."""
 
-    def _passes(self, x):
+    #: the number attributes f reads (lambd, threshold, ...): read at each forward (a
+    #: user may set them) in the input's dtype, and kept for its backward
+    float_attributes = ()
+
+    def _passes(self, x, *values):
         """Where the gradient passes, for a layer whose slope is 1 there and 0 elsewhere;
         None for any other slope (``_slope``)."""
         return None
 
     def _forward(self, x, buffered):
         host = _device.to_host(x)
+        values = tuple(host.dtype.type(self._float(name)) for name in self.float_attributes)
         self._x = host
-        return _device.namespace_of(x).put(np.asarray(self._f(host), host.dtype))
+        self._values = values   # (the backward's, as PyTorch's graph keeps them)
+        return _device.namespace_of(x).put(np.asarray(self._f(host, *values), host.dtype))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
         g = _device.to_host(grad_out)
-        passes = self._passes(self._x)
+        passes = self._passes(self._x, *self._values)
         grad = (g * self._slope(self._x) if passes is None
                 else np.where(passes, g, g.dtype.type(0)))
         return _device.namespace_of(grad_out).put(np.asarray(grad, g.dtype))
@@ -62,15 +68,12 @@ class Hardshrink(_HostElementwise):
         check_real(type(self).__name__, "lambd", lambd)
         self.lambd = lambd   # as given (PyTorch's attribute and repr)
 
-    def _inside(self, x):
-        lam = x.dtype.type(self.lambd)
-        return (x >= -lam) & (x <= lam)
+    float_attributes = ("lambd",)
 
-    def _f(self, x):
-        return np.where(self._inside(x), x.dtype.type(0), x)
+    def _f(self, x, lam):
+        return np.where((x >= -lam) & (x <= lam), x.dtype.type(0), x)
 
-    def _passes(self, x):
-        lam = x.dtype.type(self.lambd)
+    def _passes(self, x, lam):
         return (x < -lam) | (x > lam)
 
     def extra_repr(self):
@@ -88,8 +91,7 @@ class Softshrink(Hardshrink):
             raise RuntimeValueError(str(e)) from None
         super().__init__(lambd)
 
-    def _f(self, x):
-        lam = x.dtype.type(self.lambd)
+    def _f(self, x, lam):
         with np.errstate(invalid="ignore"):  # (inf * 0 in the branch where() drops)
             return np.where(x > lam, x - lam, np.where(x < -lam, x + lam, x * x.dtype.type(0)))
 
@@ -116,11 +118,13 @@ class Threshold(_HostElementwise):
         self.threshold, self.value = threshold, value   # as given (PyTorch's repr)
         self.inplace = check_bool(name, "inplace", inplace)
 
-    def _f(self, x):
-        return np.where(x <= x.dtype.type(self.threshold), x.dtype.type(self.value), x)
+    float_attributes = ("threshold", "value")
 
-    def _passes(self, x):
-        return ~(x <= x.dtype.type(self.threshold))
+    def _f(self, x, threshold, value):
+        return np.where(x <= threshold, value, x)
+
+    def _passes(self, x, threshold, value):
+        return ~(x <= threshold)
 
     def extra_repr(self):
         return (f"threshold={self.threshold}, value={self.value}"
@@ -150,14 +154,19 @@ class RReLU(Module):
         self._slope = None
 
     def _forward(self, x, buffered):
+        # (bounds a user may set: read at each forward; a bool is its number, 0 or 1)
+        lower, upper = (self._float(name) for name in ("lower", "upper"))
+        if self.training and lower > upper:   # (PyTorch's forward refuses it)
+            raise RuntimeValueError(f"{self._where()}: expected lower <= upper, got "
+                                    f"lower={self.lower}, upper={self.upper}")
         host = _device.to_host(x)
         dt = host.dtype.type
         if self.training:
             rng = np.random.default_rng(_random.draw_seed())
-            drawn = rng.uniform(self.lower, self.upper, host.shape).astype(host.dtype)
+            drawn = rng.uniform(lower, upper, host.shape).astype(host.dtype)
             slope = np.where(host <= 0, drawn, dt(1))
         else:
-            slope = np.where(host > 0, dt(1), dt((self.lower + self.upper) / 2))
+            slope = np.where(host > 0, dt(1), dt((lower + upper) / 2))
         self._slope = slope   # (for backward; no_grad drops it: forget_forward)
         # (np.asarray: ascontiguousarray makes a 0-d input 1-d)
         return _device.namespace_of(x).put(np.asarray(host * slope, order="C"))
@@ -262,17 +271,27 @@ def _unshuffle(x, r):
 
 class _Rearrange(Module):
     """A layer that only moves values (PixelShuffle, PixelUnshuffle): ``_there`` forward,
-    its inverse ``_back`` backward, with ``factor``."""
+    its inverse ``_back`` backward, with ``factor``: the attribute ``factor_name``, read
+    at each forward (a user may set it, as PyTorch's layers read theirs at each call)
+    and kept for its backward."""
+
+    factor_name = None
+
+    @property
+    def factor(self):
+        return check_positive_int(type(self).__name__, self.factor_name,
+                                  getattr(self, self.factor_name))
 
     def _forward(self, x, buffered):
-        return _device.namespace_of(x).put(_moved(self._there, _device.to_host(x), self.factor))
+        self._factor = factor = self.factor
+        return _device.namespace_of(x).put(_moved(self._there, _device.to_host(x), factor))
 
     def _backward(self, grad_out, buffered, need_grad_in):
         if not need_grad_in:
             return None
         return _device.namespace_of(grad_out).put(_moved(self._back,
                                                          _device.to_host(grad_out),
-                                                         self.factor))
+                                                         self._factor))
 
 
 def _moved(rearrange, x, factor):
@@ -288,10 +307,11 @@ class PixelShuffle(_Rearrange):
     PyTorch's element order); backward the inverse rearrangement."""
 
     _there, _back = staticmethod(_shuffle), staticmethod(_unshuffle)
+    factor_name = "upscale_factor"
 
     def __init__(self, upscale_factor):
         super().__init__()
-        self.upscale_factor = self.factor = check_positive_int(
+        self.upscale_factor = check_positive_int(
             type(self).__name__, "upscale_factor", upscale_factor)
 
     def infer_shape(self, shape, dtype):
@@ -302,17 +322,18 @@ class PixelShuffle(_Rearrange):
         return shape[:-3] + (shape[-3] // (r * r), shape[-2] * r, shape[-1] * r)
 
     def extra_repr(self):
-        return f"upscale_factor={self.factor}"
+        return f"upscale_factor={self.upscale_factor}"
 
 
 class PixelUnshuffle(_Rearrange):
     """(*, C, H r, W r) -> (*, C r^2, H, W), the inverse of PixelShuffle."""
 
     _there, _back = staticmethod(_unshuffle), staticmethod(_shuffle)
+    factor_name = "downscale_factor"
 
     def __init__(self, downscale_factor):
         super().__init__()
-        self.downscale_factor = self.factor = check_positive_int(
+        self.downscale_factor = check_positive_int(
             type(self).__name__, "downscale_factor", downscale_factor)
 
     def infer_shape(self, shape, dtype):
@@ -323,16 +344,18 @@ class PixelUnshuffle(_Rearrange):
         return shape[:-3] + (shape[-3] * r * r, shape[-2] // r, shape[-1] // r)
 
     def extra_repr(self):
-        return f"downscale_factor={self.factor}"
+        return f"downscale_factor={self.downscale_factor}"
 
 
 class ChannelShuffle(_Rearrange):
     """(N, C, *) with C = groups * k: the channels read as (groups, k) and transposed
     (ShuffleNet's channel shuffle, PyTorch's order); backward the inverse."""
 
+    factor_name = "groups"
+
     def __init__(self, groups):
         super().__init__()
-        self.groups = self.factor = check_positive_int(type(self).__name__, "groups", groups)
+        self.groups = check_positive_int(type(self).__name__, "groups", groups)
 
     @staticmethod
     def _there(x, groups):
@@ -346,7 +369,7 @@ class ChannelShuffle(_Rearrange):
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)
-        if len(shape) < 3 or shape[1] % self.groups:
+        if len(shape) < 3 or shape[1] % self.factor:
             raise RuntimeValueError(f"{self._where()}: expected input of shape (N, C, *) with C "
                                     f"divisible by {self.groups}, got {shape}")
         return shape
@@ -389,7 +412,8 @@ class RMSNorm(Module):
     def _forward(self, x, buffered):
         host = _device.to_host(x)
         axes = tuple(range(host.ndim - len(self.normalized_shape), host.ndim))
-        eps = np.finfo(host.dtype).eps if self.eps is None else self.eps
+        eps = self._float("eps", none=True)   # (an attribute a user may set)
+        eps = np.finfo(host.dtype).eps if eps is None else eps
         if not math.prod(self.normalized_shape):   # (no features: NumPy's empty mean warns)
             self._ctx = (host, host, host, axes)
             return _device.namespace_of(x).put(host.copy())

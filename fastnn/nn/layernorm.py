@@ -83,7 +83,8 @@ class LayerNorm(Module):
         n = rows.shape[0]
         out = self._buffer("y", rows.shape, x.dtype) if buffered else None
         y, save_mean, save_invstd = self._kernels().layer_norm_forward(
-            rows, self._vector(self.weight), self._vector(self.bias), self.eps, out=out,
+            rows, self._vector(self.weight), self._vector(self.bias), self._float("eps"),
+            out=out,
             save_mean=self._buffer("save_mean", (n,), x.dtype),
             save_invstd=self._buffer("save_invstd", (n,), x.dtype))
         self._ctx = (rows, save_mean, save_invstd)

@@ -36,8 +36,8 @@ from ..ops import loss_value
 from .distance import summed_to
 from ..validation import (_FLOAT32, _FLOAT64, _INT64, LabelsOutOfRange, as_contiguous,
                           as_labels, broadcasts_to, check_flag, check_float_array,
-                          check_labels, check_number, check_probabilities, labels_in_range,
-                          labels_shape_hint, stacklevel_outside, tensor_hint)
+                          check_labels, check_number, check_probabilities, float_of,
+                          labels_in_range, labels_shape_hint, stacklevel_outside, tensor_hint)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -162,6 +162,8 @@ def _backward_state_kept_without_grad(forward):
     own there (kept for the next such call), not into the one backward hands out."""
     @functools.wraps(forward)
     def forward_keeping_backward_state(self, *args, **kwargs):
+        for name in self.float_attributes:   # (attributes a user may set: see Loss)
+            float_of(type(self).__name__, name, getattr(self, name))
         with _lock_of(self):
             if self.__dict__.get("_thread_owner") != _get_ident():
                 _make_resident(self)
@@ -245,6 +247,10 @@ class Loss:
     #: pred's rank only) or 'target' (the target broadcast to pred's shape only); the
     #: gradient is summed back to pred's shape
     broadcast_target = None
+    #: the loss's number hyper-parameters (margin, eps, ...), attributes a user may set
+    #: after construction: checked at each forward, no number (a string, even '0.5')
+    #: being the constructor's TypeError naming the loss and attribute (float_of)
+    float_attributes = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -545,6 +551,8 @@ class SmoothL1Loss(Loss):
 
     integer_target = True
 
+    float_attributes = ("beta",)
+
     def __init__(self, size_average=None, reduce=None, reduction="mean", beta=1.0):
         super().__init__(reduction, size_average, reduce)
         _runtime_number(type(self).__name__, "beta", beta, 0.0, None)
@@ -569,6 +577,8 @@ class HuberLoss(Loss):
     broadcast_target = "warn"
 
     integer_target = True
+
+    float_attributes = ("delta",)
 
     def __init__(self, reduction="mean", delta=1.0):
         super().__init__(reduction)
@@ -814,6 +824,8 @@ class HingeEmbeddingLoss(_ElementwiseOnHost):
 
     integer_target = True
 
+    float_attributes = ("margin",)
+
     def __init__(self, margin=1.0, size_average=None, reduce=None, reduction="mean"):
         super().__init__(size_average, reduce, reduction)
         check_number("HingeEmbeddingLoss", "margin", margin)
@@ -939,6 +951,8 @@ class MultiMarginLoss(_OnHost):
     w_y max(0, margin - x_y + x_i)^p / C, p 1 or 2, weight (C,) optional; 'none' gives
     one loss a sample in target's shape (PyTorch's: (1, C) scores and a 0-d label give a
     0-d loss, (C,) scores and labels (1,) losses (1,))."""
+
+    float_attributes = ("margin",)
 
     def __init__(self, p=1, margin=1.0, weight=None, size_average=None, reduce=None,
                  reduction="mean"):
@@ -1131,6 +1145,8 @@ class PoissonNLLLoss(_ElementwiseOnHost):
     takes_elementwise_mean = False
 
     integer_target = True
+
+    float_attributes = ("eps",)
 
     def __init__(self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
                  reduction="mean"):
@@ -1389,6 +1405,8 @@ class CrossEntropyLoss(_ClassTargets):
     """
 
     _pred_name = _pred_what = "logits"
+
+    float_attributes = ("label_smoothing",)
 
     def __init__(self, weight=None, size_average=None, ignore_index=-100, reduce=None,
                  reduction="mean", label_smoothing=0.0):

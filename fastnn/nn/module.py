@@ -80,7 +80,7 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..errors import AssertionValueError, DtypeError, RuntimeValueError
 from ..validation import (_FLOAT32, _FLOAT64, FLOAT_DTYPES, as_contiguous, check_float_array,
-                          int_items)
+                          float_of, int_items)
 from . import plain_values
 from .output_slots import lent_output, lent_scratch
 from .parameter_ops import ParameterArithmetic
@@ -1361,7 +1361,44 @@ class Module:
             # None keeps the slot, as PyTorch's: a value set later takes the same place in
             # parameters(), state_dict() and the optimizer's positions
             (params if name in params else self._modules)[name] = None
+        elif name in self._derived_from:
+            self._drop_derived(name, value)
         object.__setattr__(self, name, value)
+
+    #: public attributes (kernel_size, padding, ...) the layer turns into what its
+    #: kernels take (``_derive``, kept by ``_derived``): setting one to another value
+    #: drops that, so the next forward reads the new value, as PyTorch's modules read
+    #: theirs at each call
+    _derived_from = frozenset()
+
+    def _derive(self):
+        """What the layer keeps of its ``_derived_from`` attributes (checked)."""
+        raise NotImplementedError
+
+    def _derived(self):
+        """``_derive()``'s value, made again after one of those attributes was set."""
+        derived = self.__dict__.get("_derived_value")
+        if derived is None:
+            derived = self._derive()
+            object.__setattr__(self, "_derived_value", derived)
+        return derived
+
+    def _drop_derived(self, name, value):
+        """Attribute name set to value: forget what was made of the old value; a forward
+        kept for backward is refused by that backward (it ran with the old value)."""
+        state = self.__dict__
+        try:
+            same = name in state and bool(state[name] == value) and \
+                type(state[name]) is type(value)
+        except Exception:   # (arrays and the like: taken as changed)
+            same = False
+        if same:
+            return
+        state.pop("_derived_value", None)
+        if _has_forward_record(self):
+            _mark_stale([self], f"its {name} was set to {value!r} after its last forward, "
+                                f"whose saved context its backward cannot differentiate "
+                                f"with the new value", changed=False)
 
     def _holds_arrays(self, leave_out=()):
         """True when this module or a submodule (but those in leave_out) has a parameter
@@ -2674,6 +2711,16 @@ class Module:
                     raise DtypeError(f"{self._where()}: {label} has dtype {a.dtype} but "
                                      f"{first} has {dtype}; a layer's parameters and buffers "
                                      f"must share one dtype (call .float()/.double())")
+
+    def _float(self, name, none=False):
+        """The hyper-parameter attribute ``name`` as a float, read at each call (a user
+        may set it after construction, as PyTorch's modules read theirs at each forward):
+        no number (a string, even '0.5') is the constructor's TypeError naming the layer
+        and attribute (validation.float_of). none=True: None stays None."""
+        value = getattr(self, name)
+        if none and value is None:
+            return None
+        return float_of(type(self).__name__, name, value)
 
     def _where(self):
         """How error messages name this layer: its one-line repr, or for a container

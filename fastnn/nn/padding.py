@@ -203,8 +203,9 @@ class _Pad(Module):
     def __init__(self, padding, value=0.0):
         super().__init__()
         name = type(self).__name__
-        self._sizes = pad_sizes(name, padding, self.dims)
-        self.padding = self._sizes_repr()   # PyTorch's attribute: the full tuple
+        # PyTorch's attribute: the full tuple (left, right, top, bottom, ...)
+        self.padding = tuple(v for pair in reversed(pad_sizes(name, padding, self.dims))
+                             for v in pair)
         if self.mode == "constant" and not isinstance(value, numbers.Real):
             raise TypeValueError(f"{name}: expected value to be a number, got {value!r}")
         self.value = value   # as given (PyTorch's repr shows it so; NaN, inf, True pad too)
@@ -239,6 +240,15 @@ class _Pad(Module):
             return None
         g = pad_backward(_device.to_host(grad_out), self._sizes, self.mode)
         return _device.namespace_of(grad_out).put(g)
+
+    _derived_from = frozenset({"padding"})
+
+    def _derive(self):
+        """((before, after) for each padded axis), from padding (read at the forward
+        after it was set, as PyTorch's F.pad takes it at each call)."""
+        return pad_sizes(type(self).__name__, self.padding, self.dims)
+
+    _sizes = property(Module._derived)
 
     def _sizes_repr(self):
         """The padding as PyTorch shows it: (left, right, top, bottom, ...)."""

@@ -149,6 +149,8 @@ class MarginRankingLoss(_MultiInputLoss):
 
     inputs, labels, sample_ndim = ("input1", "input2"), "target", 0
 
+    float_attributes = ("margin",)
+
     def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
         super().__init__(reduction, size_average, reduce)
         check_number(type(self).__name__, "margin", margin)
@@ -171,6 +173,8 @@ class CosineEmbeddingLoss(_MultiInputLoss):
     (grad_x1, grad_x2)."""
 
     inputs, labels, sample_ndim, ranks = ("input1", "input2"), "target", 1, (1, 2)
+
+    float_attributes = ("margin",)
 
     def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
         super().__init__(reduction, size_average, reduce)
@@ -214,6 +218,8 @@ class TripletMarginLoss(_MultiInputLoss):
     grad_positive, grad_negative)."""
 
     inputs, sample_ndim = ("anchor", "positive", "negative"), 1
+
+    float_attributes = ("margin", "p", "eps")
 
     def __init__(self, margin=1.0, p=2.0, eps=1e-6, swap=False, size_average=None,
                  reduce=None, reduction="mean"):
@@ -265,6 +271,8 @@ class GaussianNLLLoss(Loss):
     gradient taken as PyTorch's (through the clamp unchanged)."""
 
     takes_elementwise_mean = False
+
+    float_attributes = ("eps",)
 
     def __init__(self, full=False, eps=1e-6, reduction="mean"):
         super().__init__(reduction)
@@ -386,6 +394,8 @@ class TripletMarginWithDistanceLoss(Loss):
     """
 
     takes_elementwise_mean = False
+
+    float_attributes = ("margin",)
 
     def __init__(self, *, distance_function=None, margin=1.0, swap=False, reduction="mean"):
         super().__init__(reduction)

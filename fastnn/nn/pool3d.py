@@ -126,15 +126,29 @@ class _Pool3d(_OnHost):
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
-        self._k = triple(name, "kernel_size", kernel_size, 1, one=True)
-        self._s = (self._k if default_stride(stride)
-                   else triple(name, "stride", stride, 1, one=True))
-        self._p = triple(name, "padding", padding, 0, one=True)
-        self._d = triple(name, "dilation", dilation, 1, one=True)
-        if any(p > k // 2 for p, k in zip(self._p, self._k)):
-            raise RuntimeValueError(f"{name}: pad should be at most half of kernel size, got "
-                                    f"padding {self._p} and kernel_size {self._k}")
+        self._derived()   # (checks them)
         self._ctx = None
+
+    _derived_from = frozenset({"kernel_size", "stride", "padding", "dilation"})
+
+    def _derive(self):
+        """(kernel_size, stride, padding, dilation) as triples, checked (at construction,
+        and at the forward after one was set: PyTorch reads them at each call)."""
+        name = type(self).__name__
+        k = triple(name, "kernel_size", self.kernel_size, 1, one=True)
+        s = k if default_stride(self.stride) else triple(name, "stride", self.stride, 1,
+                                                         one=True)
+        p = triple(name, "padding", self.padding, 0, one=True)
+        d = triple(name, "dilation", getattr(self, "dilation", 1), 1, one=True)
+        if any(pad > size // 2 for pad, size in zip(p, k)):
+            raise RuntimeValueError(f"{name}: pad should be at most half of kernel size, got "
+                                    f"padding {p} and kernel_size {k}")
+        return k, s, p, d
+
+    _k = property(lambda self: self._derived()[0])
+    _s = property(lambda self: self._derived()[1])
+    _p = property(lambda self: self._derived()[2])
+    _d = property(lambda self: self._derived()[3])
 
     def _grid(self, shape):
         """(D_out, H_out, W_out) for an input of this shape; raises when there is none."""
@@ -189,8 +203,8 @@ class MaxPool3d(ReturnsIndices, _Pool3d):
     def __init__(self, kernel_size, stride=None, padding=0, dilation=1,
                  return_indices=False, ceil_mode=False):
         return_indices = check_bool(type(self).__name__, "return_indices", return_indices)
+        self.dilation = dilation   # (before _Pool3d's checks, which read it)
         super().__init__(kernel_size, stride, padding, ceil_mode, dilation)
-        self.dilation = dilation
         self.return_indices = return_indices
         self._indices = None
 
@@ -371,9 +385,18 @@ class AdaptiveAvgPool3d(_OnHost):
     empty output (PyTorch's). Three small averaging matrices (one per axis) applied by
     matrix products."""
 
+    _derived_from = frozenset({"output_size"})
+
+    def _derive(self):
+        """output_size as a triple of ints or None (read at the forward after it was
+        set)."""
+        return adaptive_sizes(type(self).__name__, 3, self.output_size)
+
+    _sizes = property(Module._derived)
+
     def __init__(self, output_size):
         super().__init__()
-        self._sizes = adaptive_sizes(type(self).__name__, 3, output_size)
+        adaptive_sizes(type(self).__name__, 3, output_size)   # (checks it)
         self.output_size = int_items(output_size)  # as given, as PyTorch keeps it
         self._ctx = None
 

@@ -73,21 +73,30 @@ class _Pool2d(Module):
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
-        name, n = type(self).__name__, self.dims
-        self.ceil_mode = check_bool(name, "ceil_mode", ceil_mode)
-        kernel = pair(name, "kernel_size", kernel_size, 1, n, one=True)
-        # the windows use these n-tuples; PyTorch's attributes and repr keep the
-        # arguments as given (stride None: the kernel size)
-        self._pairs = (kernel, kernel if default_stride(stride)
-                       else pair(name, "stride", stride, 1, n, one=True),
-                       pair(name, "padding", padding, 0, n, one=True))
-        self._given = (kernel_size, kernel_size if stride is None else stride, padding)
-        self.kernel_size, self.stride, self.padding = self._given
-        if any(p > k // 2 for p, k in zip(self._pairs[2], kernel)):
-            raise RuntimeValueError(f"{name}: padding {self._pairs[2]} must be at most half of "
-                                    f"kernel_size {kernel}")
+        self.ceil_mode = check_bool(type(self).__name__, "ceil_mode", ceil_mode)
+        # PyTorch's attributes and repr keep the arguments as given (stride None: the
+        # kernel size); the windows use the n-tuples _derive makes of them
+        self.kernel_size, self.padding = kernel_size, padding
+        self.stride = kernel_size if stride is None else stride
+        self._derived()   # (checks them)
         self._in_shape = None  # the (N, C, H, W) shape of the last forward's input
         self._unbatched = False
+
+    _derived_from = frozenset({"kernel_size", "stride", "padding", "dilation"})
+
+    def _derive(self):
+        """(kernel_size, stride, padding) as n-tuples, checked (at construction, and at
+        the forward after one was set)."""
+        name, n = type(self).__name__, self.dims
+        kernel = pair(name, "kernel_size", self.kernel_size, 1, n, one=True)
+        stride, padding = self.stride, self.padding
+        pairs = (kernel, kernel if default_stride(stride)
+                 else pair(name, "stride", stride, 1, n, one=True),
+                 pair(name, "padding", padding, 0, n, one=True))
+        if any(p > k // 2 for p, k in zip(pairs[2], kernel)):
+            raise RuntimeValueError(f"{name}: padding {pairs[2]} must be at most half of "
+                                    f"kernel_size {kernel}")
+        return pairs
 
     def infer_shape(self, shape, dtype):
         return self._shape_2d(shape, dtype)
@@ -107,7 +116,7 @@ class _Pool2d(Module):
 
     def _window(self):
         """(kernel_size, stride, padding) of the 2-D kernels, each a pair."""
-        return self._pairs
+        return self._derived()
 
     def _extent(self):
         """_window() with the kernel size as the cells a window spans (MaxPool's
@@ -130,8 +139,7 @@ class _Pool2d(Module):
 
     def extra_repr(self):
         """PyTorch's (AvgPool2d's: kernel size, stride and padding only)."""
-        kernel_size, stride, padding = self._given
-        return f"kernel_size={kernel_size}, stride={stride}, padding={padding}"
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
 class MaxPool2d(ReturnsIndices, _Pool2d):
@@ -151,13 +159,21 @@ class MaxPool2d(ReturnsIndices, _Pool2d):
                  return_indices=False, ceil_mode=False):
         name = type(self).__name__
         return_indices = check_bool(name, "return_indices", return_indices)
-        super().__init__(kernel_size, stride, padding, ceil_mode)
-        self._dilation = pair(name, "dilation", dilation, 1, self.dims, one=True)
         self.dilation = dilation  # (as given, PyTorch's attribute and repr)
+        super().__init__(kernel_size, stride, padding, ceil_mode)
         self.return_indices = return_indices
 
+    def _derive(self):
+        """The windows (_Pool2d's) and the dilation as an n-tuple."""
+        return super()._derive() + (pair(type(self).__name__, "dilation", self.dilation, 1,
+                                         self.dims, one=True),)
+
+    def _window(self):
+        return self._derived()[:3]
+
     def _dilation_2d(self):
-        return self._dilation if self.dims == 2 else (1,) + self._dilation
+        dilation = self._derived()[3]
+        return dilation if self.dims == 2 else (1,) + dilation
 
     def _extent(self):
         (kh, kw), stride, padding = self._window()
@@ -259,9 +275,9 @@ class AvgPool1d(As1d, AvgPool2d):
                  count_include_pad=True):
         super().__init__(kernel_size, stride, padding, ceil_mode, count_include_pad)
         # PyTorch's AvgPool1d keeps (and shows) its arguments as 1-tuples
-        self._given = tuple(tuple(v) if isinstance(v, (tuple, list)) else (v,)
-                            for v in self._given)
-        self.kernel_size, self.stride, self.padding = self._given
+        self.kernel_size, self.stride, self.padding = (
+            tuple(v) if isinstance(v, (tuple, list)) else (v,)
+            for v in (self.kernel_size, self.stride, self.padding))
 
 
 def lp_of_mean(mean, p, size):
@@ -342,29 +358,31 @@ class LPPool2d(AvgPool2d):
 
     def _pool(self, x, buffered):
         host = _device.to_host(x)
-        p = host.dtype.type(self.norm_type)
+        # (norm_type: an attribute a user may set, read at each forward and kept for the
+        # backward)
+        p = host.dtype.type(self._float("norm_type"))
         if np.isinf(p):
             kernels = _device.kernels("cpu")
-            y, self._ctx = abs_extreme_forward(host, lambda a: kernels.max_pool2d_forward(
+            y, ctx = abs_extreme_forward(host, lambda a: kernels.max_pool2d_forward(
                 a, *self._window(), ceil_mode=self.ceil_mode), p)
+            self._ctx = ctx + (p,)
             return _device.namespace_of(x).put(y)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             mean = _device.kernels("cpu").avg_pool2d_forward(
                 host ** p, *self._window(), True, ceil_mode=self.ceil_mode)
             total, y = lp_of_mean(mean, p, self._area())
-        self._ctx = (host, mean, total)
+        self._ctx = (host, mean, total, p)
         return _device.namespace_of(x).put(_device.c_contiguous(y, host.dtype))
 
     def _unpool(self, grad_out, grad_in):
         g = _device.to_host(grad_out)
-        if np.isinf(self.norm_type):
+        if np.isinf(self._ctx[-1]):
             kernels = _device.kernels("cpu")
-            grad = abs_extreme_backward(g, self._ctx, lambda a, where: (
+            grad = abs_extreme_backward(g, self._ctx[:-1], lambda a, where: (
                 kernels.max_pool2d_backward(a, where, self._ctx[0].shape)))
             return _device.namespace_of(grad_out).put(grad)
-        host, mean, total = self._ctx
+        host, mean, total, p = self._ctx
         dt = host.dtype.type
-        p = dt(self.norm_type)
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
             grad_power = _device.kernels("cpu").avg_pool2d_backward(
                 lp_mean_grad(g, mean, total, p, self._area()), host.shape, *self._window(),
@@ -385,7 +403,7 @@ class LPPool1d(As1d, LPPool2d):
     dims = 1
 
     def _window(self):
-        (k,), (s,), _ = self._pairs
+        (k,), (s,), _ = self._derived()[:3]
         return (1, k), (1, s), (0, 0)
 
 

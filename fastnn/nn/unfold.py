@@ -61,13 +61,23 @@ class _Blocks(Module):
 
     def __init__(self, kernel_size, dilation=1, padding=0, stride=1):
         super().__init__()
-        name = type(self).__name__
         self.kernel_size, self.dilation = kernel_size, dilation
         self.padding, self.stride = padding, stride
-        self._window = (pair(name, "kernel_size", kernel_size, 1),
-                        pair(name, "dilation", dilation, 1),
-                        pair(name, "padding", padding, 0), pair(name, "stride", stride, 1))
+        self._derived()   # (checks them)
         self._unbatched = False
+
+    _derived_from = frozenset({"kernel_size", "dilation", "padding", "stride",
+                               "output_size"})
+
+    def _derive(self):
+        """(kernel_size, dilation, padding, stride) as pairs, checked (at the forward after
+        one was set, as PyTorch reads them at each call)."""
+        name = type(self).__name__
+        return (pair(name, "kernel_size", self.kernel_size, 1),
+                pair(name, "dilation", self.dilation, 1),
+                pair(name, "padding", self.padding, 0), pair(name, "stride", self.stride, 1))
+
+    _window = property(lambda self: self._derived()[:4])
 
     def _run(self, fn, x, *size):
         """fn on x's host copy with a batch axis (when the forward's input had none); the
@@ -118,9 +128,13 @@ class Fold(_Blocks):
     must be the number of window positions over output_size. Backward: Unfold."""
 
     def __init__(self, output_size, kernel_size, dilation=1, padding=0, stride=1):
+        self.output_size = output_size   # (before _Blocks' checks, which read it)
         super().__init__(kernel_size, dilation, padding, stride)
-        self.output_size = output_size
-        self._size = pair("Fold", "output_size", output_size, 1)
+
+    def _derive(self):
+        return super()._derive() + (pair("Fold", "output_size", self.output_size, 1),)
+
+    _size = property(lambda self: self._derived()[4])
 
     def infer_shape(self, shape, dtype):
         shape = tuple(shape)

@@ -429,9 +429,12 @@ class Upsample(Module):
 
     # ------------------------------------------------------------- separable
     def _matrices(self, spatial, dtype):
-        """The per-axis interpolation matrices for this input size, kept while the size
-        and dtype stay the same (a training loop builds them once)."""
-        key = (spatial, np.dtype(dtype))
+        """The per-axis interpolation matrices for this input size, kept while the size,
+        dtype and the layer's attributes stay the same (a training loop builds them
+        once; a user may set size, scale_factor, mode, ... as PyTorch's reads them at
+        each call)."""
+        key = (spatial, np.dtype(dtype), self.mode, self.size, self.scale_factor,
+               self.align_corners, self.recompute_scale_factor)
         cached = self._scratch.get("interpolation_matrices")
         if cached is not None and cached[0] == key:
             return cached[1]
