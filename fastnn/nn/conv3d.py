@@ -362,20 +362,32 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         self.output_padding = triple(name, "output_padding", output_padding, 0, one=True)
         self._pending = None  # the output_size of the forward being run
 
+    _derived_from = frozenset({"stride", "padding", "output_padding", "dilation"})
+
+    def _derive(self):
+        """(stride, padding, output_padding, dilation) as triples, checked (at the
+        forward after one was set: PyTorch reads them at each call, an int too)."""
+        name = type(self).__name__
+        return tuple(triple(name, attr, getattr(self, attr), low, one=True)
+                     for attr, low in (("stride", 1), ("padding", 0), ("output_padding", 0),
+                                       ("dilation", 1)))
+
+    _geometry = Module._derived
+
     def _smallest(self, spatial):
         """The output sizes at output_padding 0."""
         return tuple((n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in zip(
-            spatial, self.stride, self.padding, self.dilation, self.kernel_size))
+            spatial, self._geometry()[0], self._geometry()[1], self._geometry()[3], self.kernel_size))
 
     def _output_padding(self, shape):
         """output_padding, or the one that gives the requested output_size (PyTorch's
         _output_padding: the 3 last entries, each within [smallest, smallest + stride))."""
         if self._pending is None:
-            check_output_padding(self._where(), self.output_padding, self.stride,
-                                 self.dilation)
-            return self.output_padding
+            check_output_padding(self._where(), self._geometry()[2], self._geometry()[0],
+                                 self._geometry()[3])
+            return self._geometry()[2]
         return output_padding_for(self._where(), self._pending, shape,
-                                  self._smallest(shape[-3:]), self.stride)
+                                  self._smallest(shape[-3:]), self._geometry()[0])
 
     def infer_shape(self, shape, dtype):
         shape = self._checked_shape(shape, dtype)
@@ -391,12 +403,12 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         n, grid = host.shape[0], host.shape[2:]
         out = self.infer_shape(tuple(x.shape), host.dtype)[-3:]  # (output_size as given)
         # the uncropped output: every window whole, output_padding added at the far end
-        full = tuple(m + 2 * p for m, p in zip(out, self.padding))
+        full = tuple(m + 2 * p for m, p in zip(out, self._geometry()[1]))
         xm = _channels_first(host, self.groups)  # (groups, in / groups, N * L)
         cols = np.matmul(self._weight_groups().transpose(0, 2, 1), xm)
-        volume = col2im(cols, (n, self.out_channels) + full, self.kernel_size, self.dilation,
-                        self.stride, grid)
-        crop = tuple(slice(p, p + m) for p, m in zip(self.padding, out))
+        volume = col2im(cols, (n, self.out_channels) + full, self.kernel_size, self._geometry()[3],
+                        self._geometry()[0], grid)
+        crop = tuple(slice(p, p + m) for p, m in zip(self._geometry()[1], out))
         bias = None if self.bias is None else _device.to_host(self.bias.data)
         y = np.empty((n, self.out_channels) + out, host.dtype)
         view = volume[(slice(None), slice(None)) + crop]
@@ -415,7 +427,7 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         n = g.shape[0]
         padded = np.zeros((n, self.out_channels) + full, g.dtype)
         padded[(slice(None), slice(None)) + crop] = g
-        gcols = im2col(padded, self.groups, self.kernel_size, self.dilation, self.stride,
+        gcols = im2col(padded, self.groups, self.kernel_size, self._geometry()[3], self._geometry()[0],
                        grid)  # (groups, out / groups * kernel volume, N * L)
         if self.weight.requires_grad:   # (a frozen one's neither computed nor touched)
             _accumulate(self.weight, np.matmul(xm, gcols.transpose(0, 2, 1))
