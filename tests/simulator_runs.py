@@ -48,8 +48,9 @@ SIMULATOR_RUNS = {
     "test_models_on_the_gpu_under_simulator": ("tests/test_cuda_modules.py", "-m", "not gpu"),
 }
 
-# The launch sizes of tests/test_probe_cuda_user.py's run, smaller still (one block of 8
-# threads, 8x8 GEMM tiles: the simulator starts a Python thread per GPU thread)
+# The launch sizes of the runs of tests/test_probe_cuda_user.py and
+# tests/test_probe_cuda_layers.py, smaller still (one block of 8 threads, 8x8 GEMM tiles:
+# the simulator starts a Python thread per GPU thread)
 USER_SIM_ENV = {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "8",
                 "FASTNN_CUDA_MAX_BLOCKS": "1", "FASTNN_CUDA_BN_THREADS": "8",
                 "FASTNN_CUDA_ROW_LANES": "8", "FASTNN_CUDA_TILE": "8"}
@@ -61,6 +62,7 @@ USER_SIM_ENV = {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "8",
 SCRIPT_RUNS = {
     "test_every_cuda_kernel_compiles_to_ptx": (("-u", "tests/cuda_ptx_compile.py"), {}),
     "test_cuda_user_check": (("-u", "tests/test_probe_cuda_user.py"), USER_SIM_ENV),
+    "test_cuda_layers_check": (("-u", "tests/test_probe_cuda_layers.py"), USER_SIM_ENV),
 }
 
 # The tests that collect a run's result, which conftest.py moves to the end

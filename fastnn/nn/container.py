@@ -376,13 +376,8 @@ class Sequential(Module):
         opaque = [layer._opaque for layer, _, _ in steps]
         feeds_user, feeds_user_back = _feeding_opaque(steps, opaque)
         unchecked = False  # True after a layer whose output shape was not known upfront
-        here = self._device   # (x arrived here: Module's forward moved it)
+        self._check_devices(steps)
         for j, (layer, act, _) in enumerate(steps):
-            if layer._device != here:   # (PyTorch: "Expected all tensors to be on the same
-                raise ValueError(           # device"; the kernels would fail obscurely)
-                    f"Sequential layer {self._layers.index(layer)}: {layer._where()} is on "
-                    f"{layer._device} but the Sequential (and its input) is on {here}; move "
-                    f"the whole model, e.g. model.to('{layer._device}')")
             if hooked and j in hooked:
                 x = self._call_layer(layer, x)
                 unchecked = True
@@ -411,6 +406,23 @@ class Sequential(Module):
         if hooked or self._hooked_steps:
             object.__setattr__(self, "_hooked_steps", hooked)
         return x
+
+    def _check_devices(self, steps):
+        """Every layer (and every module inside one) on this Sequential's device, checked
+        before any layer runs: a layer moved alone used to be found only when its turn
+        came, after the BatchNorm layers before it had updated their running statistics
+        for a forward that then failed. (PyTorch: "Expected all tensors to be on the same
+        device"; the kernels would fail obscurely.)"""
+        here = self._device   # (x arrived here: Module's forward moved it)
+        for layer, _, _ in steps:
+            elsewhere = (layer if layer._device != here else
+                         next((m for m in layer.modules() if m._device != here), None)
+                         if layer._modules else None)
+            if elsewhere is not None:
+                raise ValueError(
+                    f"Sequential layer {self._layers.index(layer)}: {elsewhere._where()} is "
+                    f"on {elsewhere._device} but the Sequential (and its input) is on {here}; "
+                    f"move the whole model, e.g. model.to('{elsewhere._device}')")
 
     def _call_layer(self, layer, x):
         """layer(x) with its forward hooks, as PyTorch's Sequential calls it: a fresh
