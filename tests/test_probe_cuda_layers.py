@@ -368,6 +368,35 @@ def check_dropout_masks_on_the_gpu():
     assert y.dtype == np.float64 and set(np.unique(y)) <= {0.0, 1 / 0.7}, np.unique(y)
 
 
+def check_dropout_inside_a_gpu_model_is_torchs_with_that_mask():
+    """Linear, ReLU, Dropout(0.5), Linear on the GPU: output, input and parameter
+    gradients are PyTorch's with the layer's mask (a device array) in place of its
+    dropout, float64."""
+    import torch
+
+    from fastnn import device as fd
+    from fastnn import nn
+    host, gpu = _twins(lambda: nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Dropout(0.5),
+                                             nn.Linear(6, 3)))
+    x, _ = _batch(0, (5, 4))
+    out = _host(gpu(fd.to_device(x)))
+    assert fd.is_device_array(gpu[2]._mask)
+    mask = _host(gpu[2]._mask)
+    assert set(np.unique(mask)) == {0.0, 2.0}, np.unique(mask)
+    twin = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Identity(),
+                               torch.nn.Linear(6, 3)).double()
+    twin.load_state_dict({k: torch.from_numpy(v) for k, v in host.state_dict().items()})
+    tx = torch.from_numpy(x).requires_grad_(True)
+    expected = twin[3](twin[1](twin[0](tx)) * torch.from_numpy(mask))
+    np.testing.assert_allclose(out, expected.detach().numpy(), **TIGHT)
+    g = np.random.default_rng(0).standard_normal(out.shape)
+    grad_in = _host(gpu.backward(fd.to_device(g)))
+    expected.backward(torch.from_numpy(g))
+    np.testing.assert_allclose(grad_in, tx.grad.numpy(), **TIGHT)
+    for p, q in zip(gpu.parameters(), twin.parameters()):
+        np.testing.assert_allclose(_host(p.grad), q.grad.numpy(), **TIGHT)
+
+
 def check_channel_dropout_on_the_gpu():
     from fastnn import device as fd
     from fastnn import nn
