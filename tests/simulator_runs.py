@@ -18,6 +18,8 @@ at most 2 blocks, 8 threads per row of the row-wise kernels, 4x4 GEMM tiles) so 
 grid-stride loop, multi-block grid, multi-row block and multi-tile product runs.
 """
 import functools
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -153,3 +155,35 @@ def start_marked(starts):
         except Exception as exc:  # noqa: BLE001 - raised again in those tests
             runs[start] = exc
     return runs
+
+
+# ------------------------------------------- scripts of check_* functions (tests/test_probe_cuda_*.py)
+
+def run_checks(namespace, names=()):
+    """{check name: None, or 'ErrorType: message' and the end of its traceback} for the
+    check_* functions of namespace (a module's globals(), in definition order), or for
+    those named; the numba backend current (the host twins' backend). A script run prints
+    it as its last line of JSON."""
+    import traceback
+
+    import fastnn
+    fastnn.set_backend("numba")
+    results = {}
+    for name, check in list(namespace.items()):
+        if name.startswith("check_") and callable(check) and (not names or name in names):
+            try:
+                check()
+                results[name] = None
+            except Exception as e:  # noqa: BLE001 - reported to the pytest side
+                results[name] = f"{type(e).__name__}: {e}\n{traceback.format_exc()[-1500:]}"
+    return results
+
+
+def read_check_run(request, name, timeout=300):
+    """The {check name: None or its error} that SCRIPT_RUNS[name]'s run printed (started
+    in the background by conftest.py when collection ends)."""
+    if importlib.util.find_spec("numba") is None:
+        pytest.skip("numba is not installed")
+    code, output = request.config.stash[RUNS_KEY][name].result(timeout=timeout)
+    assert code == 0, output[-3000:]
+    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])

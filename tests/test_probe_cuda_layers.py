@@ -11,13 +11,14 @@ conftest.py starts in the background when collection ends with the launch sizes 
 simulator_runs.USER_SIM_ENV; each pytest test reads its check's entry at the end of the
 session. Shapes are tiny: the simulator runs each GPU thread as a Python thread.
 """
-import importlib.util
 import json
 import os
 import tempfile
 
 import numpy as np
 import pytest
+
+from simulator_runs import read_check_run, run_checks
 
 TIGHT = dict(rtol=1e-9, atol=1e-11)     # float64, the GPU's sums against the host's
 LOOSE = dict(rtol=2e-4, atol=2e-5)      # float32
@@ -820,24 +821,6 @@ def check_labels_on_either_device_and_wrong_label_dtypes():
         _assert_unchanged(gpu, before, f"labels {words}")
 
 
-def _run_checks(names=None):
-    """{check name: None, or 'ErrorType: message'} for every check_* of this module (or
-    those named)."""
-    import traceback
-
-    import fastnn
-    fastnn.set_backend("numba")
-    results = {}
-    for name, check in list(globals().items()):  # definition order
-        if name.startswith("check_") and callable(check) and (not names or name in names):
-            try:
-                check()
-                results[name] = None
-            except Exception as e:  # noqa: BLE001 - reported to the pytest side
-                results[name] = f"{type(e).__name__}: {e}\n{traceback.format_exc()[-1500:]}"
-    return results
-
-
 # -------------------------------------------------------------------- pytest side
 
 CHECKS = sorted(name for name in dir() if name.startswith("check_"))
@@ -848,12 +831,7 @@ def results(request):
     """The run's {check name: None or its error}: conftest.py starts the run (in the
     background, tests/simulator_runs.py's USER_SIM_ENV) when collection ends and moves
     these tests to the end of the session."""
-    if importlib.util.find_spec("numba") is None:
-        pytest.skip("numba is not installed")
-    from simulator_runs import RUNS_KEY
-    code, output = request.config.stash[RUNS_KEY]["test_cuda_layers_check"].result(timeout=300)
-    assert code == 0, output[-3000:]
-    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+    return read_check_run(request, "test_cuda_layers_check")
 
 
 @pytest.mark.parametrize("name", CHECKS)
@@ -864,4 +842,4 @@ def test_cuda_layers_check(results, name):
 
 if __name__ == "__main__":
     import sys
-    print(json.dumps(_run_checks(sys.argv[1:])))
+    print(json.dumps(run_checks(globals(), sys.argv[1:])))

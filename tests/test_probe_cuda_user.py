@@ -11,13 +11,14 @@ tiles: the simulator starts a Python thread per GPU thread) so the whole run sta
 seconds. tests/test_cuda_modules.py covers the layers in float64
 against the numpy backend; these are the user-level promises in float32 against numba.
 """
-import importlib.util
 import json
 import os
 import tempfile
 
 import numpy as np
 import pytest
+
+from simulator_runs import read_check_run, run_checks
 
 ATOL = 1e-5  # float32, the GPU's sums against the CPU's
 OPTIMIZERS = {"SGD": {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3},
@@ -346,23 +347,6 @@ def check_gpu_zero_grad_skips_an_unused_head_without_extra_fills():
     np.testing.assert_array_equal(fd.to_host(unused.weight.data), kept)
 
 
-def _run_checks():
-    """{check name: None, or 'ErrorType: message'} for every check_* of this module."""
-    import traceback
-
-    import fastnn
-    fastnn.set_backend("numba")
-    results = {}
-    for name, check in list(globals().items()):  # definition order
-        if name.startswith("check_") and callable(check):
-            try:
-                check()
-                results[name] = None
-            except Exception as e:  # noqa: BLE001 - reported to the pytest side
-                results[name] = f"{type(e).__name__}: {e}\n{traceback.format_exc()[-1500:]}"
-    return results
-
-
 # -------------------------------------------------------------------- pytest side
 
 CHECKS = sorted(name for name in dir() if name.startswith("check_"))
@@ -373,12 +357,7 @@ def results(request):
     """The run's {check name: None or its error}: conftest.py starts the run (in the
     background, tests/simulator_runs.py's USER_SIM_ENV) when collection ends and moves
     these tests to the end of the session."""
-    if importlib.util.find_spec("numba") is None:
-        pytest.skip("numba is not installed")
-    from simulator_runs import RUNS_KEY
-    code, output = request.config.stash[RUNS_KEY]["test_cuda_user_check"].result(timeout=300)
-    assert code == 0, output[-3000:]
-    return json.loads([line for line in output.splitlines() if line.startswith("{")][-1])
+    return read_check_run(request, "test_cuda_user_check")
 
 
 @pytest.mark.parametrize("name", CHECKS)
@@ -388,4 +367,5 @@ def test_cuda_user_check(results, name):
 
 
 if __name__ == "__main__":
-    print(json.dumps(_run_checks()))
+    import sys
+    print(json.dumps(run_checks(globals(), sys.argv[1:])))
