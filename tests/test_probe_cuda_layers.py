@@ -96,6 +96,39 @@ def _layer_cases():
     return [(name, build, shape, twin) for name, shape, build, twin in cases]
 
 
+def _host_path_cases():
+    """Layers README lists as NumPy on the host, whose arrays a GPU model sends through
+    the host (and options of the cuda layers that go there): the same table's form."""
+    import torch
+
+    from fastnn import nn
+    tnn = torch.nn
+
+    def both(name, *args, **kwargs):
+        return (lambda: getattr(nn, name)(*args, **kwargs),
+                lambda: getattr(tnn, name)(*args, **kwargs))
+
+    cases = [
+        ("GroupNorm", (2, 4, 3), *both("GroupNorm", 2, 4)),
+        ("InstanceNorm2d", (2, 3, 3, 3), *both("InstanceNorm2d", 3, affine=True,
+                                               track_running_stats=True)),
+        ("PReLU", (3, 4), *both("PReLU", 4)),
+        ("ConvTranspose2d", (1, 2, 3, 3), *both("ConvTranspose2d", 2, 3, 3, stride=2, padding=1,
+                                                output_padding=1)),
+        ("AdaptiveAvgPool2d", (1, 2, 5, 5), *both("AdaptiveAvgPool2d", 2)),
+        ("ReflectionPad2d", (1, 2, 3, 3), *both("ReflectionPad2d", 1)),
+        ("Conv2d-reflect", (1, 2, 4, 4), *both("Conv2d", 2, 2, 3, padding=1, padding_mode="reflect")),
+        ("Conv2d-same", (1, 2, 4, 4), *both("Conv2d", 2, 2, 3, padding="same")),
+        ("MaxPool2d-ceil", (1, 2, 5, 5), *both("MaxPool2d", 2, ceil_mode=True)),
+        ("Upsample-bilinear", (1, 2, 2, 2), *both("Upsample", scale_factor=2, mode="bilinear")),
+        ("RMSNorm", (3, 4), *both("RMSNorm", 4)),
+        ("GLU", (3, 4), *both("GLU")),
+        ("BatchNorm3d", (2, 2, 2, 2, 2), *both("BatchNorm3d", 2)),
+        ("Conv3d", (1, 2, 3, 3, 3), *both("Conv3d", 2, 2, 2)),
+    ]
+    return [(name, build, shape, twin) for name, shape, build, twin in cases]
+
+
 def _run(model, x, g):
     """(output, grad_in, [parameter gradients]) as host arrays."""
     y = model(x)
@@ -172,12 +205,12 @@ def _initial_state(build, dtype):
 
 
 # the layers whose eval mode computes something else (the others: the same kernels)
-EVAL_DIFFERS = ("BatchNorm", "Dropout")
+EVAL_DIFFERS = ("BatchNorm", "InstanceNorm", "Dropout")
 
 
-def _layer_checks(dtype, tol, names=None):
+def _layer_checks(dtype, tol, names=None, cases=_layer_cases):
     failures = []
-    for name, build, shape, twin in _layer_cases():
+    for name, build, shape, twin in cases():
         if names is not None and name not in names:
             continue
         for training in (True, False) if name.startswith(EVAL_DIFFERS) else (True,):
@@ -199,6 +232,38 @@ def check_layers_float32_match_numpy_and_torch():
                                             "MaxPool2d-pad", "AvgPool2d-pad", "GELU",
                                             "Softmax-dim1", "LogSoftmax", "SELU", "Dropout-p0"))
 
+
+
+def check_host_path_layers_on_a_gpu_model_match_numpy_and_torch():
+    """Device arrays in and out of the layers that compute on the host, float64."""
+    _layer_checks(np.float64, TIGHT, cases=_host_path_cases)
+
+
+def check_lazy_layers_and_to_forms_on_the_gpu():
+    """Lazy layers moved (and converted) before their dry run make their parameters on
+    the GPU in that dtype; to(device, dtype), to(array) and to(device array) take the
+    array's device and dtype, as PyTorch's to(tensor)."""
+    import fastnn
+    from fastnn import device as fd
+    from fastnn import nn
+    gpu = nn.Sequential(nn.LazyLinear(3), nn.LazyBatchNorm1d()).to("cuda").double()
+    host = nn.Sequential(nn.LazyLinear(3), nn.LazyBatchNorm1d()).double()
+    x, _ = _batch(0, (4, 5))
+    fastnn.manual_seed(3)
+    y = gpu(fd.to_device(x))
+    fastnn.manual_seed(3)
+    with fastnn.use_backend("numpy"):
+        ref = host(x)
+    assert all(fd.is_device_array(p.data) and p.data.dtype == np.float64
+               for p in gpu.parameters()), [type(p.data) for p in gpu.parameters()]
+    np.testing.assert_allclose(_host(y), ref, **TIGHT)
+    model = _net()
+    assert model.to("cuda", np.float64) is model
+    assert all(fd.is_device_array(p.data) and p.data.dtype == np.float64 for p in model.parameters())
+    model.to(np.ones(2, np.float32))
+    assert model.device == "cpu" and model[0].weight.dtype == np.float32
+    model.to(fd.to_device(np.ones(2)))
+    assert model.device == "cuda" and model[0].weight.dtype == np.float64
 
 
 def _net():
