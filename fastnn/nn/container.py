@@ -17,6 +17,18 @@ from .output_slots import OutputSlots
 
 # (callers check Module._hooks_seen and module._hooked first: with no hook ever
 # registered, nothing here runs)
+def _elsewhere(module, device):
+    """The first module under module (depth first) that is not on device, or None."""
+    for child in module._modules.values():
+        if child is not None:
+            if child._device != device:
+                return child
+            found = _elsewhere(child, device) if child._modules else None
+            if found is not None:
+                return found
+    return None
+
+
 def _has_forward_hooks(module):
     return bool(module._forward_pre_hooks or module._forward_hooks)
 
@@ -416,8 +428,7 @@ class Sequential(Module):
         here = self._device   # (x arrived here: Module's forward moved it)
         for layer, _, _ in steps:
             elsewhere = (layer if layer._device != here else
-                         next((m for m in layer.modules() if m._device != here), None)
-                         if layer._modules else None)
+                         _elsewhere(layer, here) if layer._modules else None)
             if elsewhere is not None:
                 raise ValueError(
                     f"Sequential layer {self._layers.index(layer)}: {elsewhere._where()} is "
