@@ -64,7 +64,8 @@ static inline void fnn_barrier(void) {}
  * two explicit fmas: under -fassociative-math gcc folds x - n*C1 - n*C2 into
  * x - n*ln2 (one fma left in the generated code) and loses ~4 ulp.
  * Needs -87.3 <= x <= 88.3 so that 2^n is a normal float; with cap set, up to 88.72
- * (n capped at 127, r then runs up to ln2: within 5 ulp instead of 2). The cap costs
+ * (n capped at 127, r then runs up to 2 ln2 - ln2/2 above 127.5 ln2 = 88.376: fnn_expf
+ * within 5.33 ulp there instead of 1.26, see fnn_expf). The cap costs
  * a compare and a blend per vector, so only fnn_expf, whose argument reaches 88.72,
  * sets it (cap is a constant after inlining). NaN passes through. */
 static inline float fnn_expm1_reduced_f(float x, float* scale, int cap) {
@@ -163,14 +164,14 @@ static inline float fnn_expf_core(float x, int cap) {
     return (q + 1.0f) * scale;
 }
 
-/* exp(x) for float, branch-free so loops calling it vectorize. Within 2 ulp up to
- * 88.3 (5 above); NaN propagates (no comparison is true for NaN), exp of anything
- * below -87.3 is 0 and above 88.7 is inf. */
+/* exp(x) for float, branch-free so loops calling it vectorize. NaN propagates (no
+ * comparison is true for NaN), exp of anything below -87.3 is 0 and above 88.7 is inf:
+ * selects on the result, with no clamp of x (the core's value out there is garbage,
+ * never selected): gcc threaded the two-sided clamp's constants through the reduction,
+ * compares and blends for each (as in fnn_sigmoidf). */
 static inline float fnn_expf(float x) {
     const float hi = 88.72283f, lo = -87.33654f;
-    float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
-    float y = fnn_expf_core(xc, 1);
+    float y = fnn_expf_core(x, 1);
     y = x < lo ? 0.0f : y;
     return x > hi ? INFINITY : y;
 }
@@ -221,11 +222,12 @@ static inline float fnn_sigmoidf(float x) {
  * sign copied from x; within 4 ulp. NaN propagates. glibc's tanhf is a scalar call
  * that ran at 1 GB/s here. */
 static inline float fnn_tanhf(float x) {
-    /* tanh(|x|) signed as x: a one-sided clamp (NaN stays NaN), where the two-sided
-     * one became four compares and four blends in gcc's loop (0.60 -> 0.52 ns a
-     * value, 1 thread, in cache); tanh(-0) is -0 */
+    /* tanh(|x|) signed as x (tanh(-0) is -0). |x| > 9 is a select of 1 after the
+     * division (what the clamp |x| <= 9 gave: E / (E + 2) at 9 rounds to 1), not a
+     * clamp of |x|: gcc threaded the clamp's constant through the reduction, a compare
+     * and a blend for each product of it; outside its range the exp is garbage, never
+     * selected. NaN passes the select. */
     float a = fabsf(x);
-    a = a > 9.0f ? 9.0f : a;
     float scale;
     float q = fnn_expm1_reduced_f(a + a, &scale, 0);
     /* an explicit fma: under -fassociative-math gcc rewrote scale*q + (scale - 1) as
@@ -235,7 +237,7 @@ static inline float fnn_tanhf(float x) {
 #else
     float e = scale == 1.0f ? q : scale * q + (scale - 1.0f);  /* exact q where n = 0 */
 #endif
-    return copysignf(e / (e + 2.0f), x);
+    return copysignf(a > 9.0f ? 1.0f : e / (e + 2.0f), x);
 }
 
 /* e^t - 1 reduced, for double: t = n ln2 + r (fdlibm's ln2 in two parts, explicit fmas:
