@@ -176,7 +176,8 @@ static inline float fnn_expf(float x) {
     return x > hi ? INFINITY : y;
 }
 
-/* e^x for x <= 88.7 (the callers' arguments are <= 1): 0 selected below -87.3, with
+/* e^x for x <= 88.3 (garbage above: mish's first pass sends any x and uses the result
+ * up to 20, the other callers' arguments are <= 1): 0 selected below -87.3, with
  * no clamp of x (outside fnn_expf_core's range its value is garbage, never selected):
  * gcc threaded a clamp's constant through the reduction, a compare and blends for
  * each (as in fnn_sigmoidf). NaN propagates. */
