@@ -10,7 +10,7 @@ would start in the right-hand padding: every window holds at least one input cel
 The compiled depthwise kernels' stride phases (``phase_layout``) are laid out here
 too, once for both CPU backends, with their direct kernels' tap table (``tap_cells``)
 and the shape tests that pick the CPU backends' specialised kernels (``is_2x2_pool``,
-``is_tiling_pool``, ``is_plane_wide_window``, ``is_small_plane``,
+``is_3x3s2_pool``, ``is_tiling_pool``, ``is_plane_wide_window``, ``is_small_plane``,
 ``is_direct_depthwise``).
 """
 import numpy as np
@@ -40,12 +40,32 @@ def pool_out_shape(shape, kernel_size, stride, padding, ceil_mode=False, dilatio
 
 
 def is_2x2_pool(in_shape, out_shape, kernel_size, stride, padding, dilation=(1, 1)):
-    """Whether a max pool is VGG's 2x2 window, stride 2, no padding, dilation 1, with
-    every window inside the input (ceil mode can add one that runs past the edge): the
-    CPU backends' specialised kernel then applies. Shapes: (N, C, H, W) in and out."""
+    """Whether a max or average pool is VGG's 2x2 window, stride 2, no padding, dilation
+    1, with every window inside the input (ceil mode can add one that runs past the
+    edge): the CPU backends' specialised kernels then apply. Shapes: (N, C, H, W) in
+    and out."""
     return (tuple(kernel_size) == (2, 2) and tuple(stride) == (2, 2)
             and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1)
             and 2 * out_shape[2] <= in_shape[2] and 2 * out_shape[3] <= in_shape[3])
+
+
+def is_3x3s2_pool(kernel_size, stride, padding, dilation=(1, 1)):
+    """Whether a max pool is ResNet's 3x3 window of stride 2, dilation 1, padding 0 or
+    1 (ceil mode allowed): the CPU backends' specialised kernel then applies."""
+    return (tuple(kernel_size) == (3, 3) and tuple(stride) == (2, 2)
+            and tuple(dilation) == (1, 1) and max(padding) <= 1 and min(padding) >= 0)
+
+
+def exact_reciprocal(divisor, dtype):
+    """1 / divisor when it is exact in ``dtype`` (a power of two whose reciprocal is a
+    normal number), else 0.0: g * (1 / d) then rounds the same real number g / d does,
+    so it is the same quotient bit for bit (the 2x2 average pools' default divisor 4),
+    at a multiply's cost instead of a division's."""
+    mantissa, _ = np.frexp(divisor)
+    inverse = 1.0 / divisor
+    if mantissa == 0.5 and inverse >= np.finfo(dtype).tiny:
+        return inverse
+    return 0.0
 
 
 #: the widest window the tiling average-pool kernels take: a loop over a row's windows,

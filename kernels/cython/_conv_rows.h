@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <math.h>
+#include <string.h>
 
 static inline void fnn_add_row_f(float *restrict dst, const float *restrict src, ptrdiff_t n) {
     for (ptrdiff_t i = 0; i < n; i++) dst[i] += src[i];
@@ -201,5 +202,134 @@ static FNN_IN_ORDER void NAME(const T *restrict x, ptrdiff_t planes, ptrdiff_t h
 }
 FNN_AVG_PLANES(float, fnn_avg_planes_f)
 FNN_AVG_PLANES(double, fnn_avg_planes_d)
+
+
+/* One output row of 2x2 windows of stride 2 (_conv.pyx _avg_pool_2x2_fwd): top, the
+ * windows' upper input row (the lower one w_in further); out[ow] = the sum of window
+ * ow's 4 cells in row-major order from 0 (FNN_WINDOW_SUM's order) / d. One loop across
+ * the row: gcc vectorises it across the windows (stride-2 loads de-interleaved), each
+ * window's sum still one chain in order. */
+#define FNN_AVG_2X2_ROW(T, NAME)                                                          \
+static FNN_IN_ORDER void NAME(const T *restrict top, ptrdiff_t w_in, ptrdiff_t wo, T d,   \
+                              T *restrict out) {                                          \
+    FNN_IN_ORDER_BODY                                                                     \
+    const T *restrict bottom = top + w_in;                                                \
+    for (ptrdiff_t ow = 0; ow < wo; ow++) {                                               \
+        T acc = 0;                                                                        \
+        acc = acc + top[2 * ow];                                                          \
+        acc = acc + top[2 * ow + 1];                                                      \
+        acc = acc + bottom[2 * ow];                                                       \
+        acc = acc + bottom[2 * ow + 1];                                                   \
+        out[ow] = acc / d;                                                                \
+    }                                                                                     \
+}
+FNN_AVG_2X2_ROW(float, fnn_avg_2x2_row_f)
+FNN_AVG_2X2_ROW(double, fnn_avg_2x2_row_d)
+
+/* The gradient of one output row of 2x2 windows of stride 2 (_conv.pyx
+ * _avg_pool_2x2_bwd): g, the row's output gradient; top, the upper input row of its
+ * windows (the lower one w_in further), both rows' every cell written: window ow's 4
+ * cells get g[ow] / d (g[ow] * inv, the same bits, where inv > 0: window_shapes.py
+ * exact_reciprocal), the columns no window covers (an odd width's last) 0. */
+#define FNN_AVG_2X2_BWD_ROW(T, NAME)                                                      \
+static inline void NAME(const T *restrict g, ptrdiff_t w_in, ptrdiff_t wo, T d, T inv,    \
+                        T *restrict top) {                                                \
+    T *restrict bottom = top + w_in;                                                      \
+    for (ptrdiff_t ow = 0; ow < wo; ow++) {                                               \
+        T share = inv > 0 ? g[ow] * inv : g[ow] / d;                                      \
+        top[2 * ow] = share;                                                              \
+        top[2 * ow + 1] = share;                                                          \
+        bottom[2 * ow] = share;                                                           \
+        bottom[2 * ow + 1] = share;                                                       \
+    }                                                                                     \
+    for (ptrdiff_t q = 2 * wo; q < w_in; q++) {                                           \
+        top[q] = 0;                                                                       \
+        bottom[q] = 0;                                                                    \
+    }                                                                                     \
+}
+FNN_AVG_2X2_BWD_ROW(float, fnn_avg_2x2_bwd_row_f)
+FNN_AVG_2X2_BWD_ROW(double, fnn_avg_2x2_bwd_row_d)
+
+/* A 3x3, stride-2 max pool (_conv.pyx _max_pool_3x3s2) of planes p0 .. p1 - 1 of x (h_in
+ * x w_in each), padding ph, pw (0 or 1): y and idx (ho x wo a plane) get each window's
+ * maximum and its flat index (numba's _max_pool_3x3s2). Each plane is split into the 4
+ * stride phases of the padded plane (even/odd rows x even/odd columns, hq x wq each,
+ * hq = ho + 1, wq = wo + 1, inside a border of -inf: the padding, and what a ceil-mode
+ * window reads past the edge), where tap (i, j) of every window lies at one offset from
+ * the window's lane q = oh wq + ow (a column of junk lanes, ow = wo, between rows). One
+ * loop over the plane's lanes takes each window's 9 taps in order, a select on "greater
+ * or a NaN" each (PyTorch's rule: the first maximum, the last NaN over it), vectorised
+ * across the windows, into best and code (scratch, ho wq each: the winner, its offset
+ * from the window's first cell); the outputs are copied from there. A -inf cell never
+ * wins, so the border changes no result; a window that nothing won (all its cells
+ * -inf) gets its first cell inside the input, as fnn_max_pool_plane_*'s. pad: 4 hq wq +
+ * wq + 1 values (the junk lanes' last taps read past the phases). */
+#define FNN_TAKE(T, v, at)                                                                \
+    do {                                                                                  \
+        T v_ = (v);                                                                       \
+        int take_ = (v_ > b) | (v_ != v_);                                                \
+        b = take_ ? v_ : b;                                                               \
+        k = take_ ? (at) : k;                                                             \
+    } while (0)
+#define FNN_MAX_POOL_3X3S2(T, NAME)                                                       \
+static inline void NAME(const T *restrict x, ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t h_in,  \
+                        ptrdiff_t w_in, ptrdiff_t ph, ptrdiff_t pw, T *restrict pad,      \
+                        T *restrict best, int32_t *restrict code, T *restrict y,          \
+                        int64_t *restrict idx, ptrdiff_t ho, ptrdiff_t wo) {              \
+    ptrdiff_t hq = ho + 1, wq = wo + 1, size = hq * wq, lanes = ho * wq;                  \
+    ptrdiff_t rows = h_in < 2 * hq - ph ? h_in : 2 * hq - ph;                             \
+    ptrdiff_t cols = w_in < 2 * wq - pw ? w_in : 2 * wq - pw;                             \
+    int32_t o1 = (int32_t)w_in, o2 = 2 * (int32_t)w_in;                                   \
+    const T *restrict p00 = pad, *restrict p01 = pad + size;                              \
+    const T *restrict p10 = pad + 2 * size, *restrict p11 = pad + 3 * size;               \
+    for (ptrdiff_t q = 0; q < 4 * size + wq + 1; q++) pad[q] = -(T)INFINITY;              \
+    for (ptrdiff_t t = p0; t < p1; t++) {                                                 \
+        const T *plane = x + t * h_in * w_in;                                             \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                            \
+            /* input column 2 k goes to column phase pw at k, 2 k + 1 to 1 - pw at        \
+             * k + pw */                                                                  \
+            ptrdiff_t rr = r + ph, row = ((rr & 1) * 2 * hq + (rr >> 1)) * wq;            \
+            T *restrict even = pad + row + pw * size;                                     \
+            T *restrict odd = pad + row + (1 - pw) * size + pw;                           \
+            const T *restrict src = plane + r * w_in;                                     \
+            for (ptrdiff_t c = 0; c < cols >> 1; c++) {                                   \
+                even[c] = src[2 * c];                                                     \
+                odd[c] = src[2 * c + 1];                                                  \
+            }                                                                             \
+            if (cols & 1)                                                                 \
+                even[cols >> 1] = src[cols - 1];                                          \
+        }                                                                                 \
+        for (ptrdiff_t q = 0; q < lanes; q++) {                                           \
+            T b = -(T)INFINITY;                                                           \
+            int32_t k = -1;                                                               \
+            FNN_TAKE(T, p00[q], 0);                                                       \
+            FNN_TAKE(T, p01[q], 1);                                                       \
+            FNN_TAKE(T, p00[q + 1], 2);                                                   \
+            FNN_TAKE(T, p10[q], o1);                                                      \
+            FNN_TAKE(T, p11[q], o1 + 1);                                                  \
+            FNN_TAKE(T, p10[q + 1], o1 + 2);                                              \
+            FNN_TAKE(T, p00[q + wq], o2);                                                 \
+            FNN_TAKE(T, p01[q + wq], o2 + 1);                                             \
+            FNN_TAKE(T, p00[q + wq + 1], o2 + 2);                                         \
+            best[q] = b;                                                                  \
+            code[q] = k;                                                                  \
+        }                                                                                 \
+        T *restrict yp = y + t * ho * wo;                                                 \
+        int64_t *restrict ip = idx + t * ho * wo;                                         \
+        for (ptrdiff_t oh = 0; oh < ho; oh++) {                                           \
+            int64_t h0 = 2 * oh - ph;                                                     \
+            for (ptrdiff_t ow = 0; ow < wo; ow++) {                                       \
+                int64_t w0 = 2 * ow - pw;                                                 \
+                int32_t k = code[oh * wq + ow];                                           \
+                yp[oh * wo + ow] = best[oh * wq + ow];                                    \
+                ip[oh * wo + ow] = k >= 0 ? h0 * w_in + w0 + k                            \
+                    : (h0 > 0 ? h0 : 0) * w_in + (w0 > 0 ? w0 : 0);                       \
+            }                                                                             \
+        }                                                                                 \
+    }                                                                                     \
+}
+FNN_MAX_POOL_3X3S2(float, fnn_max_pool_3x3s2_f)
+FNN_MAX_POOL_3X3S2(double, fnn_max_pool_3x3s2_d)
+#undef FNN_TAKE
 
 #endif

@@ -1,0 +1,157 @@
+"""The CPU backends' vectorised pooling kernels, chosen by shape in
+kernels/window_shapes.py: average pooling of 2x2 windows of stride 2 (is_2x2_pool:
+_avg_pool_2x2_fwd / _avg_pool_2x2_bwd) and max pooling of 3x3 windows of stride 2
+(is_3x3s2_pool: _max_pool_3x3s2). Each runs its loop across the windows of an output
+row; these pin that the result is the same, bit for bit, as the general kernel's (which
+scans window by window) and PyTorch's: each window's sum one chain in row-major order
+(float32 values near 3e38 overflow to the same inf or NaN), the first maximum of a
+tie, the last NaN, a window of -inf cells, ceil mode, odd sizes, both dtypes."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import fastnn
+from fastnn import backend
+from fastnn.kernels import window_shapes as ws
+
+COMPILED = [b for b in ("numba", "cython") if b in fastnn.backends()]
+
+# values near float32's max: a window's sum overflows to +inf, -inf or NaN by the order
+# of its additions
+_HUGE = np.array([3e38, -3e38, 2.5e38, -1e38, 1e38, 0.0, 1.5, -2.0])
+
+
+def _general(name):
+    """(avg forward, avg backward, max forward) of the backend's general kernels, as
+    functions of the arrays (2x2/2 average pools, 3x3/2 max pools)."""
+    if name == "numba":
+        from fastnn.kernels.numba_cpu import conv
+        return (lambda x, d, y: conv._avg_pool_fwd(x.size, x, 2, 2, 2, 2, 0, 0, True, d, y),
+                lambda g, d, gi: conv._avg_pool_bwd(gi.size, g, 2, 2, 2, 2, 0, 0, True, d, gi),
+                lambda x, p, y, i: conv._max_pool_fwd(x.size, x, 3, 3, 2, 2, p[0], p[1], 1, 1,
+                                                      y, i))
+    from fastnn.kernels.cython import _conv
+    return (lambda x, d, y: _conv._avg_pool_fwd(x, 2, 2, 2, 2, 0, 0, True, d, y),
+            lambda g, d, gi: _conv._avg_pool_bwd(g, 2, 2, 2, 2, 0, 0, True, d, gi),
+            lambda x, p, y, i: _conv._max_pool_planes(x, 3, 3, 2, 2, p[0], p[1], 1, 1, y, i,
+                                                      False))
+
+
+def test_selection():
+    assert ws.is_2x2_pool((1, 1, 7, 9), (1, 1, 3, 4), (2, 2), (2, 2), (0, 0))
+    assert not ws.is_2x2_pool((1, 1, 7, 9), (1, 1, 4, 5), (2, 2), (2, 2), (0, 0))  # ceil
+    assert ws.is_3x3s2_pool((3, 3), (2, 2), (1, 1))
+    assert ws.is_3x3s2_pool((3, 3), (2, 2), (0, 1))
+    assert not ws.is_3x3s2_pool((3, 3), (2, 2), (1, 1), (2, 2))
+    assert not ws.is_3x3s2_pool((3, 3), (1, 1), (1, 1))
+    assert not ws.is_3x3s2_pool((2, 3), (2, 2), (0, 0))
+
+
+def test_exact_reciprocal():
+    # a multiply by 1 / d gives g / d's bits only where 1 / d is exact and normal
+    assert ws.exact_reciprocal(4.0, np.float32) == 0.25
+    assert ws.exact_reciprocal(8.0, np.float64) == 0.125
+    assert ws.exact_reciprocal(3.0, np.float64) == 0.0
+    assert ws.exact_reciprocal(2.0 ** 127, np.float32) == 0.0   # (subnormal in float32)
+    assert ws.exact_reciprocal(2.0 ** 127, np.float64) == 2.0 ** -127
+
+
+# (input shape, ceil_mode): odd sizes (a last row or column no window covers), ceil mode
+# with even sizes (the same windows), a plane of one window, and more rows than the
+# thread split's blocks
+AVG_CASES = [((2, 3, 6, 6), False), ((2, 3, 7, 9), False), ((3, 2, 8, 10), True),
+             ((4, 5, 2, 4), False), ((2, 3, 5, 35), False), ((64, 16, 28, 28), False)]
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", AVG_CASES, ids=str)
+@pytest.mark.parametrize("divisor", [None, 3, 8])
+def test_avg_pool_2x2_as_the_general_kernel_and_torch(name, dtype, case, divisor):
+    shape, ceil_mode = case
+    kernels = backend.load(name)
+    fwd, bwd, _ = _general(name)
+    rng = np.random.default_rng(1)
+    huge = dtype == np.float32 and divisor is None
+    x = (_HUGE[rng.integers(0, len(_HUGE), shape)] if huge
+         else rng.standard_normal(shape)).astype(dtype)
+    y = kernels.avg_pool2d_forward(x, (2, 2), (2, 2), ceil_mode=ceil_mode,
+                                   divisor_override=divisor)
+    assert ws.is_2x2_pool(x.shape, y.shape, (2, 2), (2, 2), (0, 0))
+    want = np.empty_like(y)
+    with np.errstate(over="ignore", invalid="ignore"):
+        fwd(x, divisor or 0, want)
+    np.testing.assert_array_equal(y, want)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty = F.avg_pool2d(tx, 2, 2, ceil_mode=ceil_mode, divisor_override=divisor)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    g = (_HUGE[rng.integers(0, len(_HUGE), y.shape)] if huge
+         else rng.standard_normal(y.shape)).astype(dtype)
+    gi = np.full(shape, np.nan, dtype)   # every cell must be written
+    got = kernels.avg_pool2d_backward(g, shape, (2, 2), (2, 2), grad_in=gi,
+                                      ceil_mode=ceil_mode, divisor_override=divisor)
+    assert got is gi
+    want = np.empty_like(gi)
+    bwd(g, divisor or 0, want)
+    np.testing.assert_array_equal(got, want)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(got, tx.grad.numpy())
+
+
+# (input shape, padding, ceil_mode): ResNet's stem pool, no padding, one side padded,
+# ceil mode past the edge, odd and even sizes, planes of 1 to 3 cells a side, rows
+# wider than a vector and more planes than the blocks the work is split into
+MAX_CASES = [((2, 3, 16, 16), (1, 1), False), ((2, 3, 15, 17), (1, 1), False),
+             ((2, 3, 15, 17), (0, 0), False), ((2, 3, 14, 9), (0, 0), True),
+             ((3, 2, 7, 8), (1, 0), True), ((2, 2, 1, 1), (1, 1), False),
+             ((2, 2, 2, 3), (1, 1), True), ((2, 2, 3, 3), (0, 0), False),
+             ((1, 2, 9, 50), (1, 1), False), ((40, 5, 8, 8), (1, 1), True)]
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", MAX_CASES, ids=str)
+def test_max_pool_3x3s2_as_the_general_kernel_and_torch(name, dtype, case):
+    shape, padding, ceil_mode = case
+    kernels = backend.load(name)
+    _, _, general = _general(name)
+    rng = np.random.default_rng(2)
+    x = rng.integers(-2, 3, shape).astype(dtype)   # many ties
+    flat = x.reshape(-1)
+    flat[::13] = np.nan
+    flat[5::17] = np.inf
+    flat[3::7] = -np.inf
+    flat[4::7] = -np.inf     # (windows of -inf only: their first cell inside the input)
+    assert ws.is_3x3s2_pool((3, 3), (2, 2), padding)
+    y, idx = kernels.max_pool2d_forward(x, (3, 3), (2, 2), padding, ceil_mode=ceil_mode)
+    want_y, want_i = np.empty_like(y), np.empty_like(idx)
+    general(x, padding, want_y, want_i)
+    np.testing.assert_array_equal(y, want_y)
+    np.testing.assert_array_equal(idx, want_i)
+    ty, tidx = F.max_pool2d(torch.from_numpy(x), 3, 2, padding, ceil_mode=ceil_mode,
+                            return_indices=True)
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    # NaN payloads: the window's last NaN itself
+    np.testing.assert_array_equal(y.view(np.uint8), want_y.view(np.uint8))
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_max_pool_3x3s2_on_two_threads(name):
+    """The planes split over the threads, each with its own padded scratch plane."""
+    x = np.random.default_rng(3).standard_normal((8, 64, 16, 16)).astype(np.float32)
+    kernels = backend.load(name)
+    _, _, general = _general(name)
+    want_y = np.empty((8, 64, 8, 8), np.float32)
+    want_i = np.empty(want_y.shape, np.int64)
+    general(x, (1, 1), want_y, want_i)
+    before = fastnn.get_num_threads()
+    fastnn.set_num_threads(2)
+    try:
+        for _ in range(5):
+            y, i = kernels.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
+            np.testing.assert_array_equal(y, want_y)
+            np.testing.assert_array_equal(i, want_i)
+    finally:
+        fastnn.set_num_threads(before)
