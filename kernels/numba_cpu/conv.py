@@ -45,7 +45,7 @@ and the average-pool backward of tiling windows as wide as the plane as runs of 
 (_avg_pool_runs_bwd); 1 thread, 1024x256x2x2 float32: 2.3 -> 0.9 and 3.4 -> 0.75 ms.
 The commonest windows take loops across an output row's windows, each window's cells
 still in its own order (window_shapes.is_2x2_pool, is_3x3s2_pool): 2x2 stride-2
-average pools (_avg_pool_2x2_fwd / _bwd: 5.7x / 1.6x at 128x32x28x28, 1 thread) and
+average pools (_avg_pool_2x2_fwd / _bwd: 5.7x / 2.5x at 128x32x28x28, 1 thread) and
 3x3 stride-2 max pools (_max_pool_3x3s2: 2.4-5x), their docstrings have the numbers.
 """
 
@@ -575,6 +575,10 @@ def _take(best, code, v, at):  # pragma: no cover - compiled
     return (v if take else best), (at if take else code)
 
 
+#: the windows the 2x2 average-pool backward computes at a time (LLVM's 512-bit vector
+#: of float32)
+_LANES = 16
+
 #: planes to a block of the 3x3 stride-2 max pool (each block copies its planes into
 #: one scratch plane padded with -inf)
 _POOL_BLOCKS = 64
@@ -953,12 +957,18 @@ def _avg_pool_2x2_bwd(grad_out, divisor, inverse, grad_in):  # pragma: no cover 
     """_avg_pool_tiles_bwd for 2x2 windows of stride 2 (window_shapes.is_2x2_pool):
     grad_out (N, C, H_out, W_out) IN; grad_in (N, C, H, W) OUT; inverse: 1 / divisor
     where exact (window_shapes.exact_reciprocal; the same shares as a division), else
-    0. One loop across an output row writes each window's share into its 4 cells, then
-    the cells no window covers (an odd size's last row and column) are zeroed. 1
-    thread, float32, CPU time, _avg_pool_tiles_bwd -> here: to 16x32x28x28 0.18 ->
-    0.115 ms, to 128x32x28x28 1.42 -> 0.91 ms. The 14-window rows run scalar (LLVM's
-    16-lane vector loop needs longer ones; 8-window chunks and a float64 share, for 8
-    lanes, measured no faster): 4 stores an output bound it."""
+    0. A loop across an output row writes each window's share into its 2 upper cells,
+    another into its 2 lower ones, then the cells no window covers (an odd size's last
+    row and column) are zeroed.
+
+    The loops run _LANES-multiple trip counts (junk windows past the row end): LLVM's
+    vector loop takes 16 windows at a time and left shorter rows (14 windows at
+    128x32x28x28) scalar, bound by 4 stores a window. The junk stores land in the next
+    input row, which the next loop (or the next output row) rewrites after them, so
+    only where the junk fits in that row, and never in a plane's last output row (the
+    junk would reach the next plane, another thread's). 1 thread, float32, CPU time,
+    _avg_pool_tiles_bwd -> here: to 16x32x28x28 0.176 -> 0.056 ms (0.115 with exact
+    trip counts), to 128x32x28x28 1.43 -> 0.56 ms."""
     n, c, h_in, w_in = grad_in.shape
     ho, wo = grad_out.shape[2], grad_out.shape[3]
     g = grad_out.reshape(-1)
@@ -966,24 +976,25 @@ def _avg_pool_2x2_bwd(grad_out, divisor, inverse, grad_in):  # pragma: no cover 
     zero = grad_in.dtype.type(0.0)
     d = grad_in.dtype.type(divisor)
     inv = grad_in.dtype.type(inverse)
+    lanes = -(-wo // _LANES) * _LANES
+    junk = 2 * (lanes - wo) <= w_in     # (the junk cells fit in the next row)
     for t in prange(n * c):
         for oh in range(ho):
             top = (t * h_in + 2 * oh) * w_in
             at = (t * ho + oh) * wo
-            for ow in range(wo):
-                v = g[np.uint64(at + ow)]
-                share = v * inv if inverse > 0 else _exact_quotient(v, d)
-                a = top + 2 * ow
-                gi[np.uint64(a)] = share
-                gi[np.uint64(a + 1)] = share
-                gi[np.uint64(a + w_in)] = share
-                gi[np.uint64(a + w_in + 1)] = share
+            m = lanes if junk and oh < ho - 1 else wo
+            for i in range(2):   # the upper cells, then the lower (over the upper's junk)
+                row = top + i * w_in
+                for ow in range(m):
+                    v = g[np.uint64(at + ow)]
+                    share = v * inv if inverse > 0 else _exact_quotient(v, d)
+                    gi[np.uint64(row + 2 * ow)] = share
+                    gi[np.uint64(row + 2 * ow + 1)] = share
             for q in range(2 * wo, w_in):
                 gi[np.uint64(top + q)] = zero
                 gi[np.uint64(top + w_in + q)] = zero
         for q in range((t * h_in + 2 * ho) * w_in, (t + 1) * h_in * w_in):
             gi[np.uint64(q)] = zero
-
 
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
                        ceil_mode=False, dilation=(1, 1)):
