@@ -704,7 +704,8 @@ def _max_pool_3x3s2(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], planes = n * c
     cdef Py_ssize_t lanes = ho * (wo + 1)
-    cdef Py_ssize_t pad_stride = thread_stride(4 * (ho + 1) * (wo + 1) + wo + 2, sizeof(floating))
+    cdef Py_ssize_t pad_stride = thread_stride(4 * (ho + 1) * (wo + 1) + wo + 2,
+                                               sizeof(floating))
     cdef Py_ssize_t best_stride = thread_stride(lanes, sizeof(floating))
     cdef Py_ssize_t code_stride = thread_stride(lanes, sizeof(int32_t))
     cdef int nthreads = threads_for(planes * h_in * w_in)
@@ -1017,7 +1018,8 @@ def _avg_pool_2x2_fwd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
 
 @cython.cdivision(True)
 def _avg_pool_2x2_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, W_out)
-                      double divisor, double inverse,          # inverse: exact 1 / divisor, or 0
+                      double divisor,
+                      double inverse,                          # exact 1 / divisor, or 0
                       floating[:, :, :, ::1] grad_in):        # OUT (N, C, H, W)
     """_avg_pool_tiles_bwd for 2x2 windows of stride 2 (window_shapes.is_2x2_pool): one
     loop across each output row writes every window's share into its 4 cells,
