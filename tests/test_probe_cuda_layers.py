@@ -851,6 +851,33 @@ def check_errors_name_the_problem_and_change_nothing():
     _assert_unchanged(gpu, before, "nested two devices")
 
 
+def check_an_activation_moved_alone_is_refused_fused_or_not():
+    """README: a Sequential whose layers sit on two devices is a ValueError naming the
+    layer, before any layer runs. An activation that runs fused into the Linear before
+    it (ReLU here) is such a layer too: moved alone to the CPU it ran on the GPU silently
+    (fixed), where Tanh after a BatchNorm (unfused) was refused; likewise a fused one
+    moved alone to the GPU in a CPU model. The running statistics stay as they were."""
+    from fastnn import device as fd
+    from fastnn import nn
+
+    def build():
+        return nn.Sequential(nn.Linear(4, 3, bias=False), nn.BatchNorm1d(3), nn.Tanh(),
+                             nn.Linear(3, 3), nn.ReLU())
+    host, gpu = _twins(build, np.float32)
+    x, _ = _batch(0, (4, 4), np.float32)
+    for model, device, batch in ((gpu, "cpu", fd.to_device(x)), (host, "cuda", x)):
+        model(batch)
+        before = _snapshot(model)
+        for i, name in ((2, "Tanh"), (4, "ReLU")):
+            model[i].to(device)
+            _raises(lambda: model(batch), ValueError,
+                    [f"Sequential layer {i}", name, f"is on {device}"],
+                    f"{name} moved alone to {device}")
+            _assert_unchanged(model, before, f"{name} moved alone to {device}")
+            model[i].to(model.device)
+        model(batch)   # (all on one device again: runs)
+
+
 def check_labels_on_either_device_and_wrong_label_dtypes():
     """GPU logits with host or device labels give the same loss and gradient; host logits
     with device labels are the host's loss; float labels of class indices and

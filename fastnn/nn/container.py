@@ -424,9 +424,11 @@ class Sequential(Module):
         before any layer runs: a layer moved alone used to be found only when its turn
         came, after the BatchNorm layers before it had updated their running statistics
         for a forward that then failed. (PyTorch: "Expected all tensors to be on the same
-        device"; the kernels would fail obscurely.)"""
+        device"; the kernels would fail obscurely.) An activation fused into the Linear
+        before it is checked too: it would otherwise run on the Linear's device silently,
+        where the same activation unfused is refused."""
         here = self._device   # (x arrived here: Module's forward moved it)
-        for layer, _, _ in steps:
+        for layer in [m for step in steps for m in step[:2] if m is not None]:
             elsewhere = (layer if layer._device != here else
                          _elsewhere(layer, here) if layer._modules else None)
             if elsewhere is not None:
