@@ -510,6 +510,15 @@ def float_of(where, name, value):
     raise refused
 
 
+def int_of(where, name, value):
+    """int(value) of an integer (not a bool; a NumPy integer too), else the TypeValueError
+    naming where and name: a layer's int hyper-parameter (a loss's ignore_index) checked
+    at construction and read through it at each call, as ``float_of`` reads float ones."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeValueError(f"{where}: expected {name} to be an int, got {value!r}")
+    return int(value)
+
+
 def as_contiguous(x):
     """x itself when C-contiguous, else a contiguous copy (kernels need [::1] memory): a
     strided device array is copied on the device, as a strided NumPy array on the host.

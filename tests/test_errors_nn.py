@@ -338,6 +338,37 @@ def test_every_float_hyper_parameter_set_to_no_number_names_the_layer(make, attr
         np.testing.assert_array_equal(p.data, b)
 
 
+@pytest.mark.parametrize("name", ["CrossEntropyLoss", "NLLLoss"])
+@pytest.mark.parametrize("value", ["1", 1.0, None, True])
+def test_ignore_index_set_to_no_int_names_the_loss_and_attribute(name, value):
+    """ignore_index is an int (PyTorch's forward refuses any other type with a TypeError):
+    set after construction to a string, float, None or bool it is the constructor's
+    TypeError naming the loss and attribute at the call (it was '<' between str and
+    int, or a silent float compare), the last gradient kept; a NumPy int is an int."""
+    import torch
+    x = _x32(4, 3)
+    y = np.array([0, 2, 1, 2])
+    ref = getattr(torch.nn, name)()
+    ref.ignore_index = value
+    with pytest.raises(TypeError):
+        ref(torch.from_numpy(x), torch.from_numpy(y))
+    message = f"{name}: expected ignore_index to be an int, got {re.escape(repr(value))}"
+    with pytest.raises(TypeError, match=message):
+        getattr(nn, name)(ignore_index=value)
+    loss = getattr(nn, name)()
+    loss(x, y)
+    grad = loss.backward()
+    loss.ignore_index = value
+    with pytest.raises(TypeError, match=message):
+        loss(x, y)
+    np.testing.assert_array_equal(loss.backward(), grad)
+    loss.ignore_index = np.int64(2)
+    loss(x, y)
+    t = torch.from_numpy(x).requires_grad_()
+    getattr(torch.nn, name)(ignore_index=2)(t, torch.from_numpy(y)).backward()
+    np.testing.assert_allclose(loss.backward(), t.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("make,attr,value", [
     (lambda: nn.LeakyReLU(0.1), "negative_slope", 0.7), (lambda: nn.ELU(), "alpha", 0.3),
     (lambda: nn.CELU(-0.5), "alpha", 2.0), (lambda: nn.Softplus(), "beta", 3.0),

@@ -31,13 +31,14 @@ from .. import device as _device
 from .. import grad_mode as _grad_mode
 from ..kernels.reference import losses as _reference
 from ..kernels.reference.activations import log_softmax as _log_softmax
-from ..errors import DtypeError, IndexValueError, RuntimeValueError, TypeValueError
+from ..errors import DtypeError, IndexValueError, RuntimeValueError
 from ..ops import loss_value
 from .distance import summed_to
 from ..validation import (_FLOAT32, _FLOAT64, _INT64, LabelsOutOfRange, as_contiguous,
                           as_labels, broadcasts_to, check_flag, check_float_array,
                           check_labels, check_number, check_probabilities, float_of,
-                          labels_in_range, labels_shape_hint, stacklevel_outside, tensor_hint)
+                          int_of, labels_in_range, labels_shape_hint, stacklevel_outside,
+                          tensor_hint)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -164,6 +165,8 @@ def _backward_state_kept_without_grad(forward):
     def forward_keeping_backward_state(self, *args, **kwargs):
         for name in self.float_attributes:   # (attributes a user may set: see Loss)
             float_of(type(self).__name__, name, getattr(self, name))
+        for name in self.int_attributes:
+            int_of(type(self).__name__, name, getattr(self, name))
         with _lock_of(self):
             if self.__dict__.get("_thread_owner") != _get_ident():
                 _make_resident(self)
@@ -251,6 +254,9 @@ class Loss:
     #: after construction: checked at each forward, no number (a string, even '0.5')
     #: being the constructor's TypeError naming the loss and attribute (float_of)
     float_attributes = ()
+    #: the same for int hyper-parameters (ignore_index): no int is the constructor's
+    #: TypeError naming the loss and attribute (int_of)
+    int_attributes = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -1202,11 +1208,12 @@ class _ClassTargets(Loss):
 
     label_smoothing = 0.0
     _pred_name, _pred_what = "pred", "pred"  # how error messages name pred
+    int_attributes = ("ignore_index",)
 
     def __init__(self, weight, size_average, ignore_index, reduce, reduction):
         super().__init__(reduction, size_average, reduce)
         self.weight = class_weights(type(self).__name__, weight)
-        self.ignore_index = _index(type(self).__name__, ignore_index)
+        self.ignore_index = int_of(type(self).__name__, "ignore_index", ignore_index)
         self._denominator = None  # the last forward's mean denominator when not N
         self._ignored = None  # host mask (N,) of the rows ignore_index dropped, or None
         # host labels (N,) (0 where ignored) when the dense target holds one term a row
@@ -1596,12 +1603,6 @@ def class_weights(where, weight):
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{where}: expected finite weights, got {array}")
     return array
-
-
-def _index(where, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeValueError(f"{where}: expected ignore_index to be an int, got {value!r}")
-    return int(value)
 
 
 def dense_target(where, target, num_classes, weight, ignore_index, label_smoothing, dtype):
