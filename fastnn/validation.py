@@ -519,6 +519,19 @@ def int_of(where, name, value):
     return int(value)
 
 
+def on_two_devices(where, name, gpu):
+    """The error of an array given on the other device than the input (PyTorch's
+    RuntimeError for tensors on two devices), naming it; gpu: whether the input is a
+    device array."""
+    if gpu:
+        got = (f"a NumPy array for {name} with a CUDA device input (fastnn.device.to_device "
+               f"moves it to the GPU, fastnn.device.to_host the input to the CPU)")
+    else:
+        got = (f"a CUDA device array for {name} with a NumPy input (fastnn.device.to_host "
+               f"moves it to the CPU, fastnn.device.to_device the input to the GPU)")
+    return RuntimeValueError(f"{where}: expected all arrays on one device, got {got}")
+
+
 def as_contiguous(x):
     """x itself when C-contiguous, else a contiguous copy (kernels need [::1] memory): a
     strided device array is copied on the device, as a strided NumPy array on the host.

@@ -879,8 +879,10 @@ def check_an_activation_moved_alone_is_refused_fused_or_not():
 
 
 def check_labels_on_either_device_and_wrong_label_dtypes():
-    """GPU logits with host or device labels give the same loss and gradient; host logits
-    with device labels are the host's loss; float labels of class indices and
+    """GPU logits with host or device labels give the same loss and gradient (README's GPU
+    example gives host labels); host logits with device labels (or any host pred with a
+    device target) are refused as PyTorch refuses tensors on two devices, naming both
+    (they were copied to the host: fixed), the loss's last gradient kept; float and
     out-of-range labels are errors naming them, the model unchanged."""
     import fastnn
     from fastnn import device as fd
@@ -896,12 +898,20 @@ def check_labels_on_either_device_and_wrong_label_dtypes():
     np.testing.assert_allclose(_host(loss_fn.backward()), ref_grad, rtol=1e-6)
     with fastnn.use_backend("numpy"):
         host_logits = host(x)
-        expected = loss_fn(host_logits, y)
-        # README: "a loss follows its input's device": device labels come to the host
-        # (PyTorch would refuse a CUDA target with a CPU input)
-        got = loss_fn(host_logits, fd.to_device(y))
-        np.testing.assert_allclose(float(got), float(expected), rtol=1e-6)
-        assert type(loss_fn.backward()) is np.ndarray
+        loss_fn(host_logits, y)
+        kept = loss_fn.backward()
+        for loss, pred, target, name in (
+                (loss_fn, host_logits, fd.to_device(y), "target"),
+                (nn.NLLLoss(), host_logits, fd.to_device(y), "target"),
+                (nn.MSELoss(), x, fd.to_device(x), "target"),
+                (nn.BCEWithLogitsLoss(), x, fd.to_device((x > 0).astype(np.float32)),
+                 "target"),
+                (nn.MarginRankingLoss(), x[:, 0].copy(), fd.to_device(x[:, 1].copy()),
+                 "input2")):
+            _raises(lambda: loss(pred, target), RuntimeError,
+                    ["CUDA device array", f"for {name}", "NumPy input"],
+                    f"{type(loss).__name__}: host pred, device {name}")
+        np.testing.assert_array_equal(loss_fn.backward(), kept)
     before = _snapshot(gpu)
     for bad, words in ((y.astype(np.float32), ["float32"]),
                        (fd.to_device(y.astype(np.float32)), ["float32"]),

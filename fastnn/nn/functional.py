@@ -89,7 +89,7 @@ from ..kernels.window_shapes import window_out_size
 from ..validation import (as_contiguous, broadcasts_to, check_flag, check_float_array,
                           check_float_dtype, check_host_float_array, check_int64,
                           check_probabilities, int_items, labels_shape_hint, no_cuda_kernel,
-                          plain_number, tensor_hint)
+                          on_two_devices, plain_number, tensor_hint)
 from .activations import SELU, celu_host, warn_implicit_dim
 from .adaptive import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool1d,
                        AdaptiveMaxPool2d)
@@ -151,18 +151,6 @@ def _float(where, name, x, dtype=None, device_ok=False):
     return check_host_float_array(where, name, x, dtype=dtype)
 
 
-def _on_two_devices(where, name, gpu):
-    """The error of an array given on the other device than the input (PyTorch's for
-    tensors on two devices); gpu: whether the input is a device array."""
-    if gpu:
-        got = (f"a NumPy array for {name} with a CUDA device input (fastnn.device.to_device "
-               f"moves it to the GPU, fastnn.device.to_host the input to the CPU)")
-    else:
-        got = (f"a CUDA device array for {name} with a NumPy input (fastnn.device.to_host "
-               f"moves it to the CPU, fastnn.device.to_device the input to the GPU)")
-    return RuntimeValueError(f"{where}: expected all arrays on one device, got {got}")
-
-
 def _one_device(where, gpu, **arrays):
     """The two-device error naming the first of arrays ({name: value or None}) that is
     not on the input's device (gpu: whether the input is a device array); nothing when
@@ -171,7 +159,7 @@ def _one_device(where, gpu, **arrays):
     for name, value in arrays.items():
         if (_on_gpu(value) if not gpu else
                 type(value) is np.ndarray and value.ndim > 0):
-            raise _on_two_devices(where, name, gpu)
+            raise on_two_devices(where, name, gpu)
 
 
 def _on_gpu(x):

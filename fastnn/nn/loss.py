@@ -4,7 +4,8 @@ Each loss computes its value and gradient in one kernel call during ``forward``;
 ``backward`` returns that gradient (a fresh array per forward, the caller's to keep).
 The kernels run where pred lives: a CUDA device array pred (the output of a model on
 the GPU) runs the cuda backend, the target is moved next to it, and the gradient is a
-device array; the loss is a number (NumPy float64, a Python float) either way.
+device array; the loss is a number (NumPy float64, a Python float) either way. A NumPy
+pred with a device target is refused (PyTorch's error for tensors on two devices).
 
 ``reduction`` is PyTorch's: 'mean' (the default, the kernels' own), 'sum' (the mean's
 loss and gradient times the element count: N rows for cross-entropy), or 'none':
@@ -18,6 +19,7 @@ the gradient of the last forward run with gradients enabled, as PyTorch's loss t
 from before keeps its graph.
 """
 import functools
+import inspect
 import math
 import os
 import threading
@@ -37,8 +39,8 @@ from .distance import summed_to
 from ..validation import (_FLOAT32, _FLOAT64, _INT64, LabelsOutOfRange, as_contiguous,
                           as_labels, broadcasts_to, check_flag, check_float_array,
                           check_labels, check_number, check_probabilities, float_of,
-                          int_of, labels_in_range, labels_shape_hint, stacklevel_outside,
-                          tensor_hint)
+                          int_of, labels_in_range, labels_shape_hint, on_two_devices,
+                          stacklevel_outside, tensor_hint)
 from .module import _is_dtype_like
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -155,6 +157,22 @@ def per_thread_state(method):
     return run_with_this_threads_state
 
 
+def _one_device(loss, forward, args, kwargs):
+    """PyTorch's error for tensors on two devices when a NumPy input (the first
+    argument) comes with a device array (a device target), naming the argument: the
+    device array was copied to the host before. (A device input with a NumPy target
+    takes the target over to it, as README's GPU example gives its host labels.)"""
+    if not args or type(args[0]) is not np.ndarray:
+        return
+    for key, value in [*enumerate(args[1:], 1), *kwargs.items()]:
+        if type(value) is not np.ndarray and _device.is_device_array(value):
+            if type(key) is int:   # (its index in args: the name forward gives it)
+                names = ([*loss.inputs, loss.labels] if getattr(loss, "inputs", None)
+                         else list(inspect.signature(forward).parameters)[1:])
+                key = names[key] if key < len(names) else f"argument {key + 1}"
+            raise on_two_devices(loss._where(), key, False)
+
+
 def _backward_state_kept_without_grad(forward):
     """forward, run under the loss lock with the calling thread's private state
     (per_thread_state); under no_grad with that state (the gradient backward hands out
@@ -167,6 +185,7 @@ def _backward_state_kept_without_grad(forward):
             float_of(type(self).__name__, name, getattr(self, name))
         for name in self.int_attributes:
             int_of(type(self).__name__, name, getattr(self, name))
+        _one_device(self, forward, args, kwargs)
         with _lock_of(self):
             if self.__dict__.get("_thread_owner") != _get_ident():
                 _make_resident(self)
