@@ -923,6 +923,25 @@ def check_labels_on_either_device_and_wrong_label_dtypes():
         _assert_unchanged(gpu, before, f"labels {words}")
 
 
+def check_bool_labels_name_what_was_given():
+    """Bool labels are refused (PyTorch's too) naming what was given: a device array for
+    device labels (the message said 'as a numpy.ndarray' for both), the last gradient
+    kept."""
+    from fastnn import device as fd
+    from fastnn import nn
+    _, gpu = _twins(_net, np.float32)
+    x, y = _batch(0, (5, 4), np.float32)
+    loss_fn = nn.CrossEntropyLoss()
+    logits = gpu(fd.to_device(x))
+    loss_fn(logits, y)
+    kept = _host(loss_fn.backward())
+    for labels, what in ((y.astype(bool), "numpy.ndarray of dtype bool"),
+                         (fd.to_device(y.astype(bool)), "CUDA device array of dtype bool")):
+        e = _raises(lambda: loss_fn(logits, labels), TypeError, [what], f"bool {what}")
+        assert "as a numpy.ndarray" not in str(e), str(e)
+    np.testing.assert_array_equal(_host(loss_fn.backward()), kept)
+
+
 # -------------------------------------------------------------------- pytest side
 
 CHECKS = sorted(name for name in dir() if name.startswith("check_"))

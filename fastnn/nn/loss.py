@@ -1484,10 +1484,11 @@ class CrossEntropyLoss(_ClassTargets):
                                         f"{self.ignore_index}")
             pred, target = self._check_same(pred, target)
             return (pred, target) if plain else self._beside(pred, self._dense(pred, target))
-        got = (target.dtype if _device.is_array(target)
+        got = (f"a {'CUDA device array' if _device.is_device_array(target) else 'numpy.ndarray'}"
+               f" of dtype {target.dtype}" if _device.is_array(target)
                else type(target).__name__ + tensor_hint(target))
         raise DtypeError(f"{where}: expected target to be integer labels (N,) or "
-                         f"probabilities (N, C) as a numpy.ndarray, got {got}")
+                         f"probabilities (N, C), got {got}")
 
     def _integer_probabilities(self, where, target, label_shape, axis=1):
         """Refuse integer targets of the logits' shape (one-hot rows of np.eye(C,
