@@ -369,6 +369,24 @@ def test_ignore_index_set_to_no_int_names_the_loss_and_attribute(name, value):
     np.testing.assert_allclose(loss.backward(), t.grad.numpy(), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("value", ["1", 1.0])
+def test_linear_cross_entropy_ignore_index_set_to_no_int_names_it(value):
+    """As CrossEntropyLoss's: the constructor's error naming LinearCrossEntropyLoss (it
+    named the CrossEntropyLoss it builds inside), the parameters and gradients kept."""
+    loss = nn.LinearCrossEntropyLoss(3, 4)
+    x, y = _x32(2, 3), np.array([0, 1])
+    loss(x, y)
+    before = [(np.array(p.data), None if p.grad is None else np.array(p.grad))
+              for p in loss.parameters()]
+    loss.ignore_index = value
+    with pytest.raises(TypeError, match=f"LinearCrossEntropyLoss: expected ignore_index to "
+                                        f"be an int or None, got {re.escape(repr(value))}"):
+        loss(x, y)
+    for p, (data, grad) in zip(loss.parameters(), before):
+        np.testing.assert_array_equal(p.data, data)
+        assert (p.grad is None) == (grad is None)
+
+
 @pytest.mark.parametrize("make,attr,value", [
     (lambda: nn.LeakyReLU(0.1), "negative_slope", 0.7), (lambda: nn.ELU(), "alpha", 0.3),
     (lambda: nn.CELU(-0.5), "alpha", 2.0), (lambda: nn.Softplus(), "beta", 3.0),

@@ -85,10 +85,7 @@ class LinearCrossEntropyLoss(Module):
         if not isinstance(reduction, str) or reduction not in REDUCTIONS:
             raise ValueError(f"{name}: expected reduction 'mean', 'sum' or 'none', got "
                              f"{reduction!r}")
-        if ignore_index is not None and (isinstance(ignore_index, bool)
-                                         or not isinstance(ignore_index, numbers.Integral)):
-            raise TypeValueError(f"{name}: expected ignore_index to be an int or None, got "
-                                 f"{ignore_index!r}")
+        _ignore_index(name, ignore_index)
         if options is not None:
             raise ValueError(f"{name}: options={options!r} is not supported: "
                              f"LinearCrossEntropyOptions configure PyTorch's own chunked "
@@ -247,7 +244,7 @@ class LinearCrossEntropyLoss(Module):
 
     def _criterion(self, reduction, probabilities):
         """The CrossEntropyLoss each chunk's logits go through."""
-        ignore = -100 if self.ignore_index is None or probabilities else self.ignore_index
+        ignore = -100 if probabilities else self._ignore()
         return CrossEntropyLoss(weight=self.weight, ignore_index=ignore, reduction=reduction,
                                 label_smoothing=float_of(type(self).__name__, "label_smoothing",
                                                          self.label_smoothing))
@@ -350,8 +347,9 @@ class LinearCrossEntropyLoss(Module):
         return grad_in
 
     def _ignore(self):
-        """The label value that is not counted (ignore_index, -100 by default)."""
-        return -100 if self.ignore_index is None else self.ignore_index
+        """The label value that is not counted (ignore_index, -100 by default), read at
+        each call (a user may set it): no int is the constructor's TypeError."""
+        return _ignore_index(type(self).__name__, self.ignore_index)
 
     def extra_repr(self):
         return (f"in_features={self.linear.in_features}, num_classes={self.num_classes}, "
@@ -364,6 +362,16 @@ class LinearCrossEntropyLoss(Module):
             return self._name
         return (f"LinearCrossEntropyLoss(in_features={self.linear.in_features}, "
                 f"num_classes={self.num_classes})")
+
+
+def _ignore_index(where, value):
+    """ignore_index as an int (None: -100), else the TypeError naming where."""
+    if value is None:
+        return -100
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeValueError(f"{where}: expected ignore_index to be an int or None, got "
+                             f"{value!r}")
+    return int(value)
 
 
 def _denominator(criterion, pred, batched):
