@@ -57,6 +57,26 @@ Group size (GROUP_MIN_COLS, 1 thread, fwd+bwd ms for 1 / 64 / 128 / 256 / 512):
 32x512x2x2->512: 160 / 31 / 29 / 31 / 34. Direct convolution was measured for small
 channel counts and lost (see kernels/numba_cpu/conv.py). Row-major arrays go to the
 column-major BLAS as their transposes.
+GEMM orientation and blocking on the 2-core AVX-512 EPYC (7 Dec 2026, SciPy's OpenBLAS
+0.3.30, SkylakeX kernels; forward only, 1 thread, process CPU time, each variant
+interleaved with PyTorch in one process, medians of 5-7 rounds of 3 calls, load 5-10;
+GEMMs timed through scipy.linalg.blas.sgemm, 3 runs): the per-sample product used here
+ran 89-94 GFLOP/s at C_out 128 and 83-85 at C_out 64, whatever its K (288, 576) and its
+m (output positions per call, 128-1024: one sample's 1024 positions as 2 or 4 calls
+took 0.96-1.02x the time of one, 15 interleaved rounds, twice). The same
+product with the operands swapped (y.T, m = C_out) was level (-4 to +6%), with the
+patch matrix stored (P, K) and transposed 19-59% slower, and one whole-batch GEMM
+13-48% slower (its patch matrix leaves the cache): the blocking above stays. Whole
+forward against PyTorch (torch.nn.functional.conv2d, 1 thread), cython / numba / torch
+ms: 32x64x16x16 -> 128 13.6-13.8 / 13.9-14.1 / 16.1-17.3 (0.80-0.86x PyTorch);
+32x64x32x32 -> 64 31.1-32.3 / 31.6-32.6 / 22.8-23.2 (1.37-1.43x); 128x32x16x16 -> 64
+15.7-16.2 / 16.1-16.2 / 11.7-11.9 (1.33-1.38x). The per-sample GEMMs alone took 90%
+(128x32x16x16) to 95% (the others) of the cython time, im2col and the bias the rest,
+so the C_out-64 gap is OpenBLAS's sgemm (84 GFLOP/s) against oneDNN's direct
+convolution (100-106 GFLOP/s over the whole op). With FASTNN_BLAS=mkl (MKL for these
+products, 2 runs) cython ran 1.21-1.30x PyTorch on the C_out-64 shapes (7-11% faster),
+numba 1.25-1.53x (mixed); not made the default on AMD here: it moves the Linear products
+too, and it was not measured at 2 threads on a quiet machine.
 
 Pooling is parallel over (n, c) planes. Max pooling of output rows at least
 _MAX_POOL_ROW_MIN wide, and at least as wide as the window, keeps a running maximum along each output row with the window
