@@ -50,8 +50,9 @@ def is_2x2_pool(in_shape, out_shape, kernel_size, stride, padding, dilation=(1, 
 
 
 def is_3x3s2_pool(kernel_size, stride, padding, dilation=(1, 1)):
-    """Whether a max pool is ResNet's 3x3 window of stride 2, dilation 1, padding 0 or
-    1 (ceil mode allowed): the CPU backends' specialised kernel then applies."""
+    """Whether a max or average pool is ResNet's 3x3 window of stride 2, dilation 1,
+    padding 0 or 1 (ceil mode allowed): the CPU backends' specialised kernels then
+    apply."""
     return (tuple(kernel_size) == (3, 3) and tuple(stride) == (2, 2)
             and tuple(dilation) == (1, 1) and max(padding) <= 1 and min(padding) >= 0)
 

@@ -1,7 +1,7 @@
 """The CPU backends' vectorised pooling kernels, chosen by shape in
 kernels/window_shapes.py: average pooling of 2x2 windows of stride 2 (is_2x2_pool:
-_avg_pool_2x2_fwd / _avg_pool_2x2_bwd) and max pooling of 3x3 windows of stride 2
-(is_3x3s2_pool: _max_pool_3x3s2). Each runs its loop across the windows of an output
+_avg_pool_2x2_fwd / _avg_pool_2x2_bwd) and max and average pooling of 3x3 windows of
+stride 2 (is_3x3s2_pool: _max_pool_3x3s2, _avg_pool_3x3s2_fwd / _bwd). Each runs its loop across the windows of an output
 row; these pin that the result is the same, bit for bit, as the general kernel's (which
 scans window by window) and PyTorch's: each window's sum one chain in row-major order
 (float32 values near 3e38 overflow to the same inf or NaN), the first maximum of a
@@ -155,5 +155,91 @@ def test_max_pool_3x3s2_on_two_threads(name):
             y, i = kernels.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
             np.testing.assert_array_equal(y, want_y)
             np.testing.assert_array_equal(i, want_i)
+    finally:
+        fastnn.set_num_threads(before)
+
+
+# (input shape, padding, ceil_mode) for 3x3 stride-2 average pools (is_3x3s2_pool): the
+# benchmark's 16x16 pad 1, odd and even sizes, one side padded, ceil mode past the edge
+# (a window with a cell past the padding: count_include_pad's divisor then < 9), planes
+# of 1 to 3 cells a side, rows wider than a vector, more planes than blocks
+AVG3_CASES = [((2, 3, 16, 16), (1, 1), False), ((2, 3, 15, 17), (1, 1), True),
+              ((2, 3, 15, 17), (0, 0), False), ((2, 3, 14, 9), (0, 0), True),
+              ((3, 2, 8, 7), (1, 0), True), ((3, 2, 7, 8), (0, 1), False),
+              ((2, 2, 1, 1), (1, 1), False), ((2, 2, 2, 3), (1, 1), True),
+              ((2, 2, 3, 3), (0, 0), False), ((1, 2, 9, 50), (1, 1), False),
+              ((40, 5, 8, 8), (1, 1), True)]
+
+
+def _general_avg(name, padding, include, divisor):
+    """(forward, backward) of the backend's general average-pool kernels for 3x3/2."""
+    (ph, pw), d = padding, divisor or 0
+    if name == "numba":
+        from fastnn.kernels.numba_cpu import conv
+        return (lambda x, y: conv._avg_pool_fwd(x.size, x, 3, 3, 2, 2, ph, pw, include, d, y),
+                lambda g, gi: conv._avg_pool_bwd(gi.size, g, 3, 3, 2, 2, ph, pw, include, d,
+                                                 gi))
+    from fastnn.kernels.cython import _conv
+    return (lambda x, y: _conv._avg_pool_fwd(x, 3, 3, 2, 2, ph, pw, include, d, y),
+            lambda g, gi: _conv._avg_pool_bwd(g, 3, 3, 2, 2, ph, pw, include, d, gi))
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", AVG3_CASES, ids=str)
+@pytest.mark.parametrize("include, divisor", [(True, None), (False, None), (True, 5)])
+def test_avg_pool_3x3s2_as_the_general_kernel_and_torch(name, dtype, case, include,
+                                                         divisor):
+    shape, padding, ceil_mode = case
+    kernels = backend.load(name)
+    fwd, bwd = _general_avg(name, padding, include, divisor)
+    rng = np.random.default_rng(4)
+    huge = dtype == np.float32 and divisor is None
+    x = (_HUGE[rng.integers(0, len(_HUGE), shape)] if huge
+         else rng.standard_normal(shape)).astype(dtype)
+    assert ws.is_3x3s2_pool((3, 3), (2, 2), padding)
+    y = kernels.avg_pool2d_forward(x, (3, 3), (2, 2), padding, count_include_pad=include,
+                                   ceil_mode=ceil_mode, divisor_override=divisor)
+    want = np.empty_like(y)
+    with np.errstate(over="ignore", invalid="ignore"):
+        fwd(x, want)
+    np.testing.assert_array_equal(y, want)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty = F.avg_pool2d(tx, 3, 2, padding, ceil_mode=ceil_mode, count_include_pad=include,
+                      divisor_override=divisor)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    g = (_HUGE[rng.integers(0, len(_HUGE), y.shape)] if huge
+         else rng.standard_normal(y.shape)).astype(dtype)
+    gi = np.full(shape, np.nan, dtype)   # every cell must be written
+    got = kernels.avg_pool2d_backward(g, shape, (3, 3), (2, 2), padding,
+                                      count_include_pad=include, grad_in=gi,
+                                      ceil_mode=ceil_mode, divisor_override=divisor)
+    assert got is gi
+    want = np.empty_like(gi)
+    with np.errstate(over="ignore", invalid="ignore"):
+        bwd(g, want)
+    np.testing.assert_array_equal(got, want)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(got, tx.grad.numpy())
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_avg_pool_3x3s2_on_two_threads(name):
+    """The planes split over the threads, each with its own scratch."""
+    x = np.random.default_rng(5).standard_normal((8, 64, 16, 16)).astype(np.float32)
+    g = np.random.default_rng(6).standard_normal((8, 64, 8, 8)).astype(np.float32)
+    kernels = backend.load(name)
+    fwd, bwd = _general_avg(name, (1, 1), True, None)
+    want_y, want_g = np.empty_like(g), np.empty_like(x)
+    fwd(x, want_y)
+    bwd(g, want_g)
+    before = fastnn.get_num_threads()
+    fastnn.set_num_threads(2)
+    try:
+        for _ in range(5):
+            np.testing.assert_array_equal(
+                kernels.avg_pool2d_forward(x, (3, 3), (2, 2), (1, 1)), want_y)
+            np.testing.assert_array_equal(
+                kernels.avg_pool2d_backward(g, x.shape, (3, 3), (2, 2), (1, 1)), want_g)
     finally:
         fastnn.set_num_threads(before)

@@ -264,6 +264,165 @@ FNN_AVG_2X2_BWD_ROW(double, fnn_avg_2x2_bwd_row_d)
  * wins, so the border changes no result; a window that nothing won (all its cells
  * -inf) gets its first cell inside the input, as fnn_max_pool_plane_*'s. pad: 4 hq wq +
  * wq + 1 values (the junk lanes' last taps read past the phases). */
+/* The 3x3 stride-2 pools' layout: rows x cols cells of plane (row length w_in) copied
+ * into the 4 stride-2 phases of the padded plane (padding ph, pw), hq x wq each at
+ * pad + (2 a + b) hq wq for phase (a, b) (even/odd rows x even/odd columns); the rest of
+ * pad (its border) is left as it is. */
+#define FNN_SPLIT_PHASES(T, NAME)                                                         \
+static inline void NAME(const T *restrict plane, ptrdiff_t w_in, ptrdiff_t rows,          \
+                        ptrdiff_t cols, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t hq,         \
+                        ptrdiff_t wq, T *restrict pad) {                                  \
+    ptrdiff_t size = hq * wq;                                                             \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                                \
+        /* input column 2 k goes to column phase pw at k, 2 k + 1 to 1 - pw at k + pw */  \
+        ptrdiff_t rr = r + ph, row = ((rr & 1) * 2 * hq + (rr >> 1)) * wq;                \
+        T *restrict even = pad + row + pw * size;                                         \
+        T *restrict odd = pad + row + (1 - pw) * size + pw;                               \
+        const T *restrict src = plane + r * w_in;                                         \
+        for (ptrdiff_t c = 0; c < cols >> 1; c++) {                                       \
+            even[c] = src[2 * c];                                                         \
+            odd[c] = src[2 * c + 1];                                                      \
+        }                                                                                 \
+        if (cols & 1)                                                                     \
+            even[cols >> 1] = src[cols - 1];                                              \
+    }                                                                                     \
+}
+FNN_SPLIT_PHASES(float, fnn_split_phases_f)
+FNN_SPLIT_PHASES(double, fnn_split_phases_d)
+
+/* dv[oh wq + ow] = the divisor of 3x3 stride-2 window (oh, ow) (_conv.pyx _avg_count's
+ * rule: divisor when > 0, else its cells inside the padded input (include) or inside
+ * the input), 1 in the junk lanes (ow = wo); ho x wq lanes, wq = wo + 1. */
+#define FNN_LANE_DIVISORS(T, NAME)                                                        \
+static inline void NAME(ptrdiff_t h_in, ptrdiff_t w_in, ptrdiff_t ph, ptrdiff_t pw,       \
+                        int include, ptrdiff_t divisor, ptrdiff_t ho, ptrdiff_t wo,       \
+                        T *restrict dv) {                                                 \
+    for (ptrdiff_t oh = 0; oh < ho; oh++) {                                               \
+        ptrdiff_t h0 = 2 * oh - ph, ha = h0 > 0 ? h0 : 0;                                 \
+        ptrdiff_t hb = h0 + 3 < h_in ? h0 + 3 : h_in;                                     \
+        ptrdiff_t hp = (h0 + 3 < h_in + ph ? h0 + 3 : h_in + ph) - h0;                    \
+        for (ptrdiff_t ow = 0; ow <= wo; ow++) {                                          \
+            ptrdiff_t w0 = 2 * ow - pw, wa = w0 > 0 ? w0 : 0;                             \
+            ptrdiff_t wb = w0 + 3 < w_in ? w0 + 3 : w_in;                                 \
+            ptrdiff_t wp = (w0 + 3 < w_in + pw ? w0 + 3 : w_in + pw) - w0;                \
+            ptrdiff_t d = divisor > 0 ? divisor : include ? hp * wp : (hb - ha) * (wb - wa); \
+            dv[oh * (wo + 1) + ow] = ow == wo ? (T)1 : (T)d;                              \
+        }                                                                                 \
+    }                                                                                     \
+}
+FNN_LANE_DIVISORS(float, fnn_lane_divisors_f)
+FNN_LANE_DIVISORS(double, fnn_lane_divisors_d)
+
+/* A 3x3, stride-2 average pool (_conv.pyx _avg_pool_3x3s2_fwd) of planes p0 .. p1 - 1
+ * of x (h_in x w_in each), padding ph, pw (0 or 1): fnn_max_pool_3x3s2_*'s layout
+ * inside a border of zeros, one loop over a plane's lanes sums each window's 9 taps in
+ * row-major order from 0 (FNN_WINDOW_SUM's order) and divides by the lane's divisor,
+ * vectorised across the windows. The padded cells add zeros FNN_WINDOW_SUM skips: a sum
+ * from +0 is never -0 and v + 0 is v (inf, NaN too), so the sums are the same, bit for
+ * bit. pad: 4 hq wq + wq + 1 values; mean, dv: ho wq each. */
+#define FNN_AVG_POOL_3X3S2(T, NAME, SPLIT, DIVISORS)                                      \
+static FNN_IN_ORDER void NAME(const T *restrict x, ptrdiff_t p0, ptrdiff_t p1,            \
+                              ptrdiff_t h_in, ptrdiff_t w_in, ptrdiff_t ph, ptrdiff_t pw, \
+                              int include, ptrdiff_t divisor, T *restrict pad,            \
+                              T *restrict mean, T *restrict dv, T *restrict y,            \
+                              ptrdiff_t ho, ptrdiff_t wo) {                               \
+    FNN_IN_ORDER_BODY                                                                     \
+    ptrdiff_t hq = ho + 1, wq = wo + 1, size = hq * wq, lanes = ho * wq;                  \
+    ptrdiff_t rows = h_in < 2 * hq - ph ? h_in : 2 * hq - ph;                             \
+    ptrdiff_t cols = w_in < 2 * wq - pw ? w_in : 2 * wq - pw;                             \
+    const T *restrict p00 = pad, *restrict p01 = pad + size;                              \
+    const T *restrict p10 = pad + 2 * size, *restrict p11 = pad + 3 * size;               \
+    for (ptrdiff_t q = 0; q < 4 * size + wq + 1; q++) pad[q] = 0;                         \
+    DIVISORS(h_in, w_in, ph, pw, include, divisor, ho, wo, dv);                           \
+    for (ptrdiff_t t = p0; t < p1; t++) {                                                 \
+        SPLIT(x + t * h_in * w_in, w_in, rows, cols, ph, pw, hq, wq, pad);               \
+        for (ptrdiff_t q = 0; q < lanes; q++) {                                           \
+            T acc = 0;                                                                    \
+            acc = acc + p00[q];                                                           \
+            acc = acc + p01[q];                                                           \
+            acc = acc + p00[q + 1];                                                       \
+            acc = acc + p10[q];                                                           \
+            acc = acc + p11[q];                                                           \
+            acc = acc + p10[q + 1];                                                       \
+            acc = acc + p00[q + wq];                                                      \
+            acc = acc + p01[q + wq];                                                      \
+            acc = acc + p00[q + wq + 1];                                                  \
+            mean[q] = acc / dv[q];                                                        \
+        }                                                                                 \
+        T *restrict yp = y + t * ho * wo;                                                 \
+        for (ptrdiff_t oh = 0; oh < ho; oh++)                                             \
+            for (ptrdiff_t ow = 0; ow < wo; ow++)                                         \
+                yp[oh * wo + ow] = mean[oh * wq + ow];                                    \
+    }                                                                                     \
+}
+FNN_AVG_POOL_3X3S2(float, fnn_avg_pool_3x3s2_f, fnn_split_phases_f, fnn_lane_divisors_f)
+FNN_AVG_POOL_3X3S2(double, fnn_avg_pool_3x3s2_d, fnn_split_phases_d, fnn_lane_divisors_d)
+
+/* Its gradient (_conv.pyx _avg_pool_3x3s2_bwd) into planes p0 .. p1 - 1 of gi: each
+ * window's share (g / its divisor) to lane q of share + wq + 1 (the lanes before, the
+ * junk lanes and the row after zero); each cell of the padded plane's 4 stride phases
+ * then gathers the shares of the windows over it in window order, as _avg_pool_bwd's
+ * scatter adds them (phase (0, 0): up-left, up, left, own; (0, 1): up, own; (1, 0):
+ * left, own; (1, 1): own), from 0, one loop a phase; the input's cells are copied out
+ * (the rows and columns no window reaches zeroed). Zero shares change no sum.
+ * share: wq + 1 + hq wq values; pad: 4 hq wq; dv: ho wq. */
+#define FNN_AVG_POOL_3X3S2_BWD(T, NAME, DIVISORS)                                         \
+static FNN_IN_ORDER void NAME(const T *restrict g, ptrdiff_t p0, ptrdiff_t p1,            \
+                              ptrdiff_t h_in, ptrdiff_t w_in, ptrdiff_t ph, ptrdiff_t pw, \
+                              int include, ptrdiff_t divisor, T *restrict share,          \
+                              T *restrict pad, T *restrict dv, T *restrict gi,            \
+                              ptrdiff_t ho, ptrdiff_t wo) {                               \
+    FNN_IN_ORDER_BODY                                                                     \
+    ptrdiff_t hq = ho + 1, wq = wo + 1, size = hq * wq, base = wq + 1;                    \
+    ptrdiff_t rows = h_in < 2 * hq - ph ? h_in : 2 * hq - ph;                             \
+    ptrdiff_t cols = w_in < 2 * wq - pw ? w_in : 2 * wq - pw;                             \
+    T *restrict s = share + base;                                                         \
+    for (ptrdiff_t q = 0; q < base + size; q++) share[q] = 0;                             \
+    DIVISORS(h_in, w_in, ph, pw, include, divisor, ho, wo, dv);                           \
+    for (ptrdiff_t t = p0; t < p1; t++) {                                                 \
+        const T *restrict gp = g + t * ho * wo;                                           \
+        for (ptrdiff_t oh = 0; oh < ho; oh++)                                             \
+            for (ptrdiff_t ow = 0; ow < wo; ow++)                                         \
+                s[oh * wq + ow] = gp[oh * wo + ow] / dv[oh * wq + ow];                    \
+        for (ptrdiff_t m = 0; m < size; m++) {                                            \
+            T acc = 0;                                                                    \
+            acc = acc + s[m - wq - 1];                                                    \
+            acc = acc + s[m - wq];                                                        \
+            acc = acc + s[m - 1];                                                         \
+            acc = acc + s[m];                                                             \
+            pad[m] = acc;                                                                 \
+        }                                                                                 \
+        for (ptrdiff_t m = 0; m < size; m++) {                                            \
+            T acc = 0;                                                                    \
+            acc = acc + s[m - wq];                                                        \
+            pad[size + m] = acc + s[m];                                                   \
+        }                                                                                 \
+        for (ptrdiff_t m = 0; m < size; m++) {                                            \
+            T acc = 0;                                                                    \
+            acc = acc + s[m - 1];                                                         \
+            pad[2 * size + m] = acc + s[m];                                               \
+        }                                                                                 \
+        for (ptrdiff_t m = 0; m < size; m++) pad[3 * size + m] = (T)0 + s[m];             \
+        T *restrict plane = gi + t * h_in * w_in;                                         \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                            \
+            ptrdiff_t rr = r + ph, row = ((rr & 1) * 2 * hq + (rr >> 1)) * wq;            \
+            const T *restrict even = pad + row + pw * size;                               \
+            const T *restrict odd = pad + row + (1 - pw) * size + pw;                     \
+            T *restrict dst = plane + r * w_in;                                           \
+            for (ptrdiff_t c = 0; c < cols >> 1; c++) {                                   \
+                dst[2 * c] = even[c];                                                     \
+                dst[2 * c + 1] = odd[c];                                                  \
+            }                                                                             \
+            if (cols & 1)                                                                 \
+                dst[cols - 1] = even[cols >> 1];                                          \
+            for (ptrdiff_t c = cols; c < w_in; c++) dst[c] = 0;                           \
+        }                                                                                 \
+        for (ptrdiff_t q = rows * w_in; q < h_in * w_in; q++) plane[q] = 0;               \
+    }                                                                                     \
+}
+FNN_AVG_POOL_3X3S2_BWD(float, fnn_avg_pool_3x3s2_bwd_f, fnn_lane_divisors_f)
+FNN_AVG_POOL_3X3S2_BWD(double, fnn_avg_pool_3x3s2_bwd_d, fnn_lane_divisors_d)
+
 #define FNN_TAKE(T, v, at)                                                                \
     do {                                                                                  \
         T v_ = (v);                                                                       \
@@ -271,7 +430,7 @@ FNN_AVG_2X2_BWD_ROW(double, fnn_avg_2x2_bwd_row_d)
         b = take_ ? v_ : b;                                                               \
         k = take_ ? (at) : k;                                                             \
     } while (0)
-#define FNN_MAX_POOL_3X3S2(T, NAME)                                                       \
+#define FNN_MAX_POOL_3X3S2(T, NAME, SPLIT)                                                \
 static inline void NAME(const T *restrict x, ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t h_in,  \
                         ptrdiff_t w_in, ptrdiff_t ph, ptrdiff_t pw, T *restrict pad,      \
                         T *restrict best, int32_t *restrict code, T *restrict y,          \
@@ -284,21 +443,7 @@ static inline void NAME(const T *restrict x, ptrdiff_t p0, ptrdiff_t p1, ptrdiff
     const T *restrict p10 = pad + 2 * size, *restrict p11 = pad + 3 * size;               \
     for (ptrdiff_t q = 0; q < 4 * size + wq + 1; q++) pad[q] = -(T)INFINITY;              \
     for (ptrdiff_t t = p0; t < p1; t++) {                                                 \
-        const T *plane = x + t * h_in * w_in;                                             \
-        for (ptrdiff_t r = 0; r < rows; r++) {                                            \
-            /* input column 2 k goes to column phase pw at k, 2 k + 1 to 1 - pw at        \
-             * k + pw */                                                                  \
-            ptrdiff_t rr = r + ph, row = ((rr & 1) * 2 * hq + (rr >> 1)) * wq;            \
-            T *restrict even = pad + row + pw * size;                                     \
-            T *restrict odd = pad + row + (1 - pw) * size + pw;                           \
-            const T *restrict src = plane + r * w_in;                                     \
-            for (ptrdiff_t c = 0; c < cols >> 1; c++) {                                   \
-                even[c] = src[2 * c];                                                     \
-                odd[c] = src[2 * c + 1];                                                  \
-            }                                                                             \
-            if (cols & 1)                                                                 \
-                even[cols >> 1] = src[cols - 1];                                          \
-        }                                                                                 \
+        SPLIT(x + t * h_in * w_in, w_in, rows, cols, ph, pw, hq, wq, pad);               \
         for (ptrdiff_t q = 0; q < lanes; q++) {                                           \
             T b = -(T)INFINITY;                                                           \
             int32_t k = -1;                                                               \
@@ -328,8 +473,8 @@ static inline void NAME(const T *restrict x, ptrdiff_t p0, ptrdiff_t p1, ptrdiff
         }                                                                                 \
     }                                                                                     \
 }
-FNN_MAX_POOL_3X3S2(float, fnn_max_pool_3x3s2_f)
-FNN_MAX_POOL_3X3S2(double, fnn_max_pool_3x3s2_d)
+FNN_MAX_POOL_3X3S2(float, fnn_max_pool_3x3s2_f, fnn_split_phases_f)
+FNN_MAX_POOL_3X3S2(double, fnn_max_pool_3x3s2_d, fnn_split_phases_d)
 #undef FNN_TAKE
 
 #endif
