@@ -152,7 +152,11 @@ def test_the_activations_agree_with_pytorch(backend, name):
     here is v sigmoid(2u), where PyTorch's 0.5 v (1 + tanh u) cancels, as its exact
     GELU's 1 + erf does in the left tail, and PyTorch flushes some subnormal results), and its specials bit for bit, signs included, but
     where PyTorch's backward makes NaN of a non-NaN (inf * 0: the slopes of mish at inf
-    and of tanh-GELU at 1e308 are defined here). The ulp tests above pin the exp itself."""
+    and of tanh-GELU at 1e308 are defined here). A NaN input gives NaN here; PyTorch's
+    elu_backward gives NaN in its vectorised body but grad * 1 in its scalar tail (NaN <= 0
+    is false), so what it gives depends on the CPU and the array's length (torch 2.13,
+    float64: 9 values on AVX2 give 8 NaN and a 1, on AVX-512 nine 1s): a NaN input is
+    checked for NaN alone. The ulp tests above pin the exp itself."""
     torch = pytest.importorskip("torch")
     ours, theirs = _torch_pairs(torch)[name]
     rng = np.random.default_rng(4)
@@ -165,11 +169,13 @@ def test_the_activations_agree_with_pytorch(backend, name):
     with fastnn.use_backend(backend):
         got = ours(specials)
     want = theirs(torch.from_numpy(specials)).numpy()
-    kept = np.isnan(specials) | ~np.isnan(want)
+    assert np.isnan(got[0])
+    kept = ~np.isnan(want)
+    kept[0] = False
     got, want = got[kept], want[kept]
     np.testing.assert_array_equal(got, want)
-    np.testing.assert_array_equal(np.signbit(got[1:]), np.signbit(want[1:]))   # (not NaN's)
-    assert kept.sum() >= 5
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+    assert kept.sum() >= 4
 
 
 @pytest.mark.parametrize("name", ["sigmoid", "silu", "elu", "softplus", "mish", "gelu_tanh",
