@@ -887,6 +887,7 @@ def check_labels_on_either_device_and_wrong_label_dtypes():
     import fastnn
     from fastnn import device as fd
     from fastnn import nn
+    from fastnn.nn import functional as F
     host, gpu = _twins(_net, np.float32)
     x, y = _batch(0, (5, 4), np.float32)
     loss_fn = nn.CrossEntropyLoss()
@@ -911,6 +912,11 @@ def check_labels_on_either_device_and_wrong_label_dtypes():
             _raises(lambda: loss(pred, target), RuntimeError,
                     ["CUDA device array", f"for {name}", "NumPy input"],
                     f"{type(loss).__name__}: host pred, device {name}")
+        # (F.cross_entropy, which has a cuda kernel, said "expected target to be a
+        # numpy.ndarray, got FakeCUDAArray"; F's losses without one say so)
+        _raises(lambda: F.cross_entropy(host_logits, fd.to_device(y)), RuntimeError,
+                ["CUDA device array", "for target", "NumPy input"],
+                "F.cross_entropy: host input, device target")
         np.testing.assert_array_equal(loss_fn.backward(), kept)
     before = _snapshot(gpu)
     for bad, words in ((y.astype(np.float32), ["float32"]),

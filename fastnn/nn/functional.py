@@ -2314,6 +2314,7 @@ def cross_entropy(input, target, weight=None, size_average=None, ignore_index=-1
         return _device_loss(where, CrossEntropyLoss(
             weight=weight, ignore_index=ignore_index, reduction=reduction,
             label_smoothing=eps), x, target)
+    _one_device(where, False, target=target)   # (as the loss classes: PyTorch's error)
     if not isinstance(target, np.ndarray):
         raise TypeError(f"{where}: expected target to be a numpy.ndarray, got "
                         f"{type(target).__name__}{tensor_hint(target)}")
