@@ -65,8 +65,9 @@ ARRAY_TYPES = {np.ndarray}
 
 
 def is_device_array(a):
-    """True for a numba device array or anything with ``__cuda_array_interface__``."""
-    if isinstance(a, np.ndarray) or a is None:
+    """True for a numba device array or anything with ``__cuda_array_interface__``.
+    (A NumPy array, the common case, answers at the first test.)"""
+    if type(a) is np.ndarray or a is None or isinstance(a, np.ndarray):
         return False
     kind = type(a)
     numba_array = _numba_device_types.get(kind)

@@ -162,9 +162,7 @@ def _one_device(where, gpu, **arrays):
             raise on_two_devices(where, name, gpu)
 
 
-def _on_gpu(x):
-    """Whether x is a CUDA device array (a NumPy array answers at the first test)."""
-    return type(x) is not np.ndarray and _device.is_device_array(x)
+_on_gpu = _device.is_device_array   # whether x is a CUDA device array
 
 
 def _is_int(value):

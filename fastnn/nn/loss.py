@@ -165,7 +165,7 @@ def _one_device(loss, forward, args, kwargs):
     if not args or type(args[0]) is not np.ndarray:
         return
     for key, value in [*enumerate(args[1:], 1), *kwargs.items()]:
-        if type(value) is not np.ndarray and _device.is_device_array(value):
+        if _device.is_device_array(value):
             if type(key) is int:   # (its index in args: the name forward gives it)
                 names = ([*loss.inputs, loss.labels] if getattr(loss, "inputs", None)
                          else list(inspect.signature(forward).parameters)[1:])
