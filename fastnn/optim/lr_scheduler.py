@@ -498,19 +498,30 @@ class CosineAnnealingLR(LRScheduler):
                 * (lr - self.eta_min) + self.eta_min)
 
 
+def _per_group_lambdas(where, optimizer, lr_lambda, mismatch):
+    """LambdaLR's and MultiplicativeLR's lr_lambda as a list of one function per param
+    group (one function is every group's). A list of another length is the ValueError
+    ``where: mismatch`` (a format of groups, lr_lambda and count, the list's length) with
+    PyTorch's words after it; anything not callable is a TypeError."""
+    groups = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
+    lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
+    if len(lambdas) != groups:
+        raise ValueError(_said(f"{where}: " + mismatch.format(groups=groups, lr_lambda=lr_lambda,
+                                                              count=len(lambdas)),
+                               f"Expected {groups} lr_lambdas, but got {len(lambdas)}"))
+    if not all(callable(f) for f in lambdas):
+        raise TypeError(f"{where}: expected functions, got {lr_lambda!r}")
+    return lambdas
+
+
 class LambdaLR(LRScheduler):
     """lr0 * lr_lambda(epoch); lr_lambda: a function, or a list of one per group."""
 
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
-        groups = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
-        lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
-        if len(lambdas) != groups:
-            raise ValueError(_said(f"LambdaLR: expected a function or a list of {groups} "
-                                   f"functions (one per param group), got {lr_lambda!r}",
-                                   f"Expected {groups} lr_lambdas, but got {len(lambdas)}"))
-        if not all(callable(f) for f in lambdas):
-            raise TypeError(f"LambdaLR: expected functions, got {lr_lambda!r}")
-        self.lr_lambdas = lambdas
+        self.lr_lambdas = _per_group_lambdas(
+            "LambdaLR", optimizer, lr_lambda,
+            "expected a function or a list of {groups} functions (one per param group), "
+            "got {lr_lambda!r}")
         super().__init__(optimizer, last_epoch)
 
     def lr_at(self, base_lr, epoch, group_index):
@@ -996,15 +1007,9 @@ class MultiplicativeLR(LRScheduler):
     rate changed by hand between steps is multiplied from there."""
 
     def __init__(self, optimizer, lr_lambda, last_epoch=-1):
-        groups = len(optimizer.param_groups) if isinstance(optimizer, Optimizer) else 0
-        lambdas = list(lr_lambda) if isinstance(lr_lambda, (list, tuple)) else [lr_lambda] * groups
-        if len(lambdas) != groups:
-            raise ValueError(_said(f"MultiplicativeLR: expected {groups} lr_lambdas (one "
-                                   f"per param group), got {len(lambdas)}",
-                                   f"Expected {groups} lr_lambdas, but got {len(lambdas)}"))
-        if not all(callable(f) for f in lambdas):
-            raise TypeError(f"MultiplicativeLR: expected functions, got {lr_lambda!r}")
-        self.lr_lambdas = lambdas
+        self.lr_lambdas = _per_group_lambdas(
+            "MultiplicativeLR", optimizer, lr_lambda,
+            "expected {groups} lr_lambdas (one per param group), got {count}")
         super().__init__(optimizer, last_epoch)
 
     def step(self, epoch=None):
