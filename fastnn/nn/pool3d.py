@@ -25,9 +25,9 @@ from .adaptive import (_window_matrix, adaptive_sizes, global_mean_shortcut, mea
 from .conv import check_no_empty_axes
 from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
-from .pooling import (MaxUnpool2d, ReturnsIndices, abs_extreme_backward,
-                      abs_extreme_forward, check_divisor_override, check_norm_type,
-                      default_stride, keep_indices, lp_mean_grad, lp_of_mean)
+from .pooling import (MaxUnpool2d, ReturnsIndices, _AvgPoolArgs, abs_extreme_backward,
+                      abs_extreme_forward, check_norm_type, default_stride, keep_indices,
+                      lp_mean_grad, lp_of_mean)
 
 
 def _scatter(grad_out, indices, in_shape):
@@ -254,7 +254,7 @@ class MaxPool3d(ReturnsIndices, _Pool3d):
                 f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
 
 
-class AvgPool3d(_Pool3d):
+class AvgPool3d(_AvgPoolArgs, _Pool3d):
     """Mean over each window of (N, C, D, H, W) or unbatched (C, D, H, W) input
     (PyTorch's AvgPool3d), zero padding. The window's sum (in PyTorch's order of the
     taps) is divided by kD * kH * kW with count_include_pad=True (PyTorch's default;
@@ -262,14 +262,6 @@ class AvgPool3d(_Pool3d):
     in the window with False, or by divisor_override (a non-zero int) when given.
     kernel_size, stride (None: kernel_size), padding: an int or a triple.
     """
-
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
-                 count_include_pad=True, divisor_override=None):
-        name = type(self).__name__
-        divisor_override = check_divisor_override(name, divisor_override)
-        super().__init__(kernel_size, stride, padding, ceil_mode)
-        self.count_include_pad = check_bool(name, "count_include_pad", count_include_pad)
-        self.divisor_override = divisor_override
 
     def infer_shape(self, shape, dtype):
         out = super().infer_shape(shape, dtype)

@@ -210,7 +210,21 @@ def check_divisor_override(where, value):
     return None if value is None else int(value)
 
 
-class AvgPool2d(_Pool2d):
+class _AvgPoolArgs:
+    """Mixin of AvgPool2d and AvgPool3d: PyTorch's constructor arguments. divisor_override
+    is checked first, then the window's arguments by the base class, then
+    count_include_pad."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
+                 count_include_pad=True, divisor_override=None):
+        name = type(self).__name__
+        divisor_override = check_divisor_override(name, divisor_override)
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad = check_bool(name, "count_include_pad", count_include_pad)
+        self.divisor_override = divisor_override
+
+
+class AvgPool2d(_AvgPoolArgs, _Pool2d):
     """Mean over each window, zero padding. count_include_pad=True (PyTorch's default)
     divides by kH * kW (fewer where a ceil_mode window runs past the padding); False
     divides by the number of unpadded cells in the window; divisor_override (a non-zero
@@ -220,14 +234,6 @@ class AvgPool2d(_Pool2d):
     Input (N, C, H, W) or unbatched (C, H, W); output (N, C, H_out, W_out) (without N
     for an unbatched input).
     """
-
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False,
-                 count_include_pad=True, divisor_override=None):
-        name = type(self).__name__
-        divisor_override = check_divisor_override(name, divisor_override)
-        super().__init__(kernel_size, stride, padding, ceil_mode)
-        self.count_include_pad = check_bool(name, "count_include_pad", count_include_pad)
-        self.divisor_override = divisor_override
 
     def _divisor(self):
         """(the kernels' positive divisor or None, whether the result is negated)."""
