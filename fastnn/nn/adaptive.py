@@ -273,13 +273,10 @@ def _window_bounds(size, out):
     return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
 
 
-class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
-    """Maximum over PyTorch's adaptive windows, giving an output of ``output_size`` (an int
-    or a pair, None keeping that input size). Output sizes that divide the input's run the
-    backend's max_pool2d kernels (kernel = stride = H // H_out; on the GPU too); other
-    sizes (overlapping windows) loop over the output positions with NumPy on the host.
-    return_indices=True: ``forward`` returns (output, indices), the flat h * W + w of each
-    maximum in its plane, as MaxPool2d's. Input (N, C, H, W) or unbatched (C, H, W)."""
+class _AdaptiveMax(ReturnsIndices):
+    """Mixin of AdaptiveMaxPool2d and AdaptiveMaxPool3d, before their AdaptiveAvgPool
+    base: PyTorch's constructor arguments (return_indices checked first) and
+    ReturnsIndices' forward; no mean shortcut for a global window."""
 
     _mean_shortcut = False
 
@@ -288,6 +285,15 @@ class AdaptiveMaxPool2d(ReturnsIndices, AdaptiveAvgPool2d):
         super().__init__(output_size)
         self.return_indices = return_indices
         self._indices = None
+
+
+class AdaptiveMaxPool2d(_AdaptiveMax, AdaptiveAvgPool2d):
+    """Maximum over PyTorch's adaptive windows, giving an output of ``output_size`` (an int
+    or a pair, None keeping that input size). Output sizes that divide the input's run the
+    backend's max_pool2d kernels (kernel = stride = H // H_out; on the GPU too); other
+    sizes (overlapping windows) loop over the output positions with NumPy on the host.
+    return_indices=True: ``forward`` returns (output, indices), the flat h * W + w of each
+    maximum in its plane, as MaxPool2d's. Input (N, C, H, W) or unbatched (C, H, W)."""
 
     def infer_shape(self, shape, dtype):
         _check_batched_channels(self, shape)

@@ -20,8 +20,8 @@ from .. import backend, device as _device
 from ..errors import RuntimeValueError
 from ..kernels.window_shapes import window_out_size
 from ..validation import check_bool, check_float_dtype, int_items
-from .adaptive import (_window_matrix, adaptive_sizes, global_mean_shortcut, mean_backward,
-                       mean_forward, window_means, window_means_adjoint)
+from .adaptive import (_AdaptiveMax, _window_matrix, adaptive_sizes, global_mean_shortcut,
+                       mean_backward, mean_forward, window_means, window_means_adjoint)
 from .conv import check_no_empty_axes
 from .conv3d import ALL, _batched, kernel_offsets, tap_slices, triple
 from .module import Module
@@ -462,7 +462,7 @@ class AdaptiveAvgPool3d(_OnHost):
         return f"output_size={self.output_size}"
 
 
-class AdaptiveMaxPool3d(ReturnsIndices, AdaptiveAvgPool3d):
+class AdaptiveMaxPool3d(_AdaptiveMax, AdaptiveAvgPool3d):
     """Maximum over PyTorch's adaptive windows of (N, C, D, H, W) or unbatched
     (C, D, H, W) input (output_size as AdaptiveAvgPool3d's). The maximum is PyTorch's
     (the first of equal maxima; a NaN wins, the last NaN of a window); windows of
@@ -471,14 +471,6 @@ class AdaptiveMaxPool3d(ReturnsIndices, AdaptiveAvgPool3d):
     passes of the 2-D kernel). return_indices=True: ``forward`` returns (output,
     indices), the flat d * H * W + h * W + w of each maximum in its volume, as
     MaxPool3d's."""
-
-    _mean_shortcut = False
-
-    def __init__(self, output_size, return_indices=False):
-        return_indices = check_bool(type(self).__name__, "return_indices", return_indices)
-        super().__init__(output_size)
-        self.return_indices = return_indices
-        self._indices = None
 
     def _pool(self, host):
         spatial, out = host.shape[2:], self._out(host)
