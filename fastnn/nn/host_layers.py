@@ -14,7 +14,7 @@ from ..errors import IndexValueError, RuntimeValueError, TypeValueError
 from ..validation import check_bool, check_number, check_positive_int, float_of
 from . import init
 from .activations import Softmax
-from .layernorm import normalized_shape_of
+from .layernorm import check_normalized_input, normalized_shape_of
 from .module import Module, Parameter, live_grad, nothing_to_compute
 
 
@@ -400,11 +400,7 @@ class RMSNorm(Module):
             init.ones_(self.weight)
 
     def infer_shape(self, shape, dtype):
-        shape = tuple(shape)
-        k = len(self.normalized_shape)
-        if shape[len(shape) - k:] != self.normalized_shape:
-            raise RuntimeValueError(f"{self._where()}: expected input of shape (*, "
-                                    f"{', '.join(map(str, self.normalized_shape))}), got {shape}")
+        shape = check_normalized_input(self, shape)
         if self.weight is not None:
             self._check_dtype(dtype, self.weight.data.dtype)
         return shape

@@ -27,6 +27,17 @@ def normalized_shape_of(name, normalized_shape):
     return check_int64(name, "normalized_shape", shape)
 
 
+def check_normalized_input(layer, shape):
+    """An input shape of LayerNorm or RMSNorm (``layer``) as a tuple, checked to end in
+    layer.normalized_shape (a RuntimeValueError naming the layer otherwise)."""
+    shape = tuple(shape)
+    k = len(layer.normalized_shape)
+    if shape[len(shape) - k:] != layer.normalized_shape:
+        raise RuntimeValueError(f"{layer._where()}: expected input of shape (*, "
+                                f"{', '.join(map(str, layer.normalized_shape))}), got {shape}")
+    return shape
+
+
 class LayerNorm(Module):
     """Normalise each sample over its last dimensions: y = (x - mean) / sqrt(var + eps)
     * weight + bias, mean and (biased) variance over ``normalized_shape``.
@@ -56,11 +67,7 @@ class LayerNorm(Module):
         init.reset_affine(self.weight, self.bias)
 
     def infer_shape(self, shape, dtype):
-        shape = tuple(shape)
-        k = len(self.normalized_shape)
-        if shape[len(shape) - k:] != self.normalized_shape:
-            raise RuntimeValueError(f"{self._where()}: expected input of shape (*, "
-                                    f"{', '.join(map(str, self.normalized_shape))}), got {shape}")
+        shape = check_normalized_input(self, shape)
         self._check_params((("weight", self.weight, self.normalized_shape),
                             ("bias", self.bias, self.normalized_shape)))
         self._check_dtype(dtype, None if self.weight is None else self.weight.data.dtype)
