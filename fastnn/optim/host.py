@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import device as _device
 from .flat import has_no_grad
-from .optimizer import Optimizer, _as_index
+from .optimizer import Optimizer, _state_index
 
 
 class Workspace:
@@ -206,10 +206,7 @@ class HostOptimizer(Optimizer):
         params = self._all_params()
         state = {}
         for key, entry in saved.items():
-            index = _as_index(key)
-            if index is None or not 0 <= index < len(params):
-                raise ValueError(f"{where}: state for parameter {key!r}, but the optimizer "
-                                 f"has {len(params)} parameters")
+            index = _state_index(where, key, len(params))
             if not isinstance(entry, dict):
                 raise ValueError(f"{where}: parameter {index}: its state is not a dict")
             if entry:

@@ -618,10 +618,7 @@ class Optimizer:
         located = self._locate()
         state = {}
         for key, entry in saved_state.items():
-            index = _as_index(key)
-            if index is None or not 0 <= index < len(located):
-                raise ValueError(f"{where}: state for parameter {key!r}, but the optimizer "
-                                 f"has {len(located)} parameters")
+            index = _state_index(where, key, len(located))
             gi, bucket, i = located[index]
             state[index] = self._validate_param_state(f"{where}: parameter {index}", entry,
                                                       bucket.shapes[i], groups[gi])
@@ -636,13 +633,10 @@ class Optimizer:
         params = [p for group in self.param_groups for p in group["params"]]
         state = {}
         for key, entry in saved_state.items():
-            index = _as_index(key)
-            if index is None:
+            if _as_index(key) is None:
                 state[key] = _copied(entry)
                 continue
-            if not 0 <= index < len(params):
-                raise ValueError(f"{where}: state for parameter {key!r}, but the optimizer "
-                                 f"has {len(params)} parameters")
+            index = _state_index(where, key, len(params))
             try:
                 state[params[index]] = _cast_state(params[index], entry)
             except (TypeError, ValueError) as exc:
@@ -1060,3 +1054,14 @@ def _as_index(key):
     if isinstance(key, str) and key.isdigit():
         return int(key)
     return None
+
+
+def _state_index(where, key, count):
+    """The parameter index a saved state's key names (an int, or its string as a
+    checkpoint holds it); any other key, or an index past the optimizer's ``count``
+    parameters, is a ValueError."""
+    index = _as_index(key)
+    if index is None or not 0 <= index < count:
+        raise ValueError(f"{where}: state for parameter {key!r}, but the optimizer "
+                         f"has {count} parameters")
+    return index
