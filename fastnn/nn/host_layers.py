@@ -270,12 +270,18 @@ def _unshuffle(x, r):
 
 
 class _Rearrange(Module):
-    """A layer that only moves values (PixelShuffle, PixelUnshuffle): ``_there`` forward,
-    its inverse ``_back`` backward, with ``factor``: the attribute ``factor_name``, read
-    at each forward (a user may set it, as PyTorch's layers read theirs at each call)
-    and kept for its backward."""
+    """A layer that only moves values (PixelShuffle, PixelUnshuffle, ChannelShuffle):
+    ``_there`` forward, its inverse ``_back`` backward, with ``factor``: the attribute
+    ``factor_name`` (the constructor's one argument, a positive int, and the repr's),
+    read at each forward (a user may set it, as PyTorch's layers read theirs at each
+    call) and kept for its backward."""
 
     factor_name = None
+
+    def __init__(self, factor):
+        super().__init__()
+        setattr(self, self.factor_name,
+                check_positive_int(type(self).__name__, self.factor_name, factor))
 
     @property
     def factor(self):
@@ -292,6 +298,9 @@ class _Rearrange(Module):
         return _device.namespace_of(grad_out).put(_moved(self._back,
                                                          _device.to_host(grad_out),
                                                          self._factor))
+
+    def extra_repr(self):
+        return f"{self.factor_name}={getattr(self, self.factor_name)}"
 
 
 def _moved(rearrange, x, factor):
@@ -310,9 +319,7 @@ class PixelShuffle(_Rearrange):
     factor_name = "upscale_factor"
 
     def __init__(self, upscale_factor):
-        super().__init__()
-        self.upscale_factor = check_positive_int(
-            type(self).__name__, "upscale_factor", upscale_factor)
+        super().__init__(upscale_factor)
 
     def infer_shape(self, shape, dtype):
         shape, r = tuple(shape), self.factor
@@ -320,9 +327,6 @@ class PixelShuffle(_Rearrange):
             raise RuntimeValueError(f"{self._where()}: expected input of shape (*, C * {r * r}, "
                                     f"H, W), got {shape}")
         return shape[:-3] + (shape[-3] // (r * r), shape[-2] * r, shape[-1] * r)
-
-    def extra_repr(self):
-        return f"upscale_factor={self.upscale_factor}"
 
 
 class PixelUnshuffle(_Rearrange):
@@ -332,9 +336,7 @@ class PixelUnshuffle(_Rearrange):
     factor_name = "downscale_factor"
 
     def __init__(self, downscale_factor):
-        super().__init__()
-        self.downscale_factor = check_positive_int(
-            type(self).__name__, "downscale_factor", downscale_factor)
+        super().__init__(downscale_factor)
 
     def infer_shape(self, shape, dtype):
         shape, r = tuple(shape), self.factor
@@ -342,9 +344,6 @@ class PixelUnshuffle(_Rearrange):
             raise RuntimeValueError(f"{self._where()}: expected input of shape (*, C, H, W) "
                                     f"with H and W divisible by {r}, got {shape}")
         return shape[:-3] + (shape[-3] * r * r, shape[-2] // r, shape[-1] // r)
-
-    def extra_repr(self):
-        return f"downscale_factor={self.downscale_factor}"
 
 
 class ChannelShuffle(_Rearrange):
@@ -354,8 +353,7 @@ class ChannelShuffle(_Rearrange):
     factor_name = "groups"
 
     def __init__(self, groups):
-        super().__init__()
-        self.groups = check_positive_int(type(self).__name__, "groups", groups)
+        super().__init__(groups)
 
     @staticmethod
     def _there(x, groups):
@@ -373,9 +371,6 @@ class ChannelShuffle(_Rearrange):
             raise RuntimeValueError(f"{self._where()}: expected input of shape (N, C, *) with C "
                                     f"divisible by {self.groups}, got {shape}")
         return shape
-
-    def extra_repr(self):
-        return f"groups={self.groups}"
 
 
 class RMSNorm(Module):
