@@ -110,11 +110,11 @@ def _conv(rng, dt):
                                       grad_weight=np.zeros_like(dw), grad_bias=np.zeros(3, dt))
         ops.depthwise_conv2d_backward(np.ones_like(y), x, dw, stride, (1, 1),
                                       need_grad_in=False, grad_weight=np.zeros_like(dw))
-    # (2x2 stride 2 and 3x3 stride 2 max pools take kernels of their own, 3x3 stride 1 the
-    # general one; 2x2 stride 2 and 3x3 stride 2 average pools theirs, 3x3 stride 3 the
-    # tiling ones, 3x3 stride 1 the general ones)
+    # (2x2 stride 2 and 3x3 stride 2 and 1 max pools take kernels of their own, 2x2 stride
+    # 1 the general one; 2x2 stride 2 and 3x3 stride 2 average pools theirs, 3x3 stride 3
+    # the tiling ones, 3x3 stride 1 the general ones)
     for kernel, stride, padding in (((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)),
-                                    ((3, 3), (1, 1), (1, 1))):
+                                    ((3, 3), (1, 1), (1, 1)), ((2, 2), (1, 1), (0, 0))):
         y, indices = ops.max_pool2d_forward(x, kernel, stride, padding)
         ops.max_pool2d_backward(np.ones_like(y), indices, x.shape)
     for kernel, stride, padding in (((2, 2), (2, 2), (0, 0)), ((3, 3), (3, 3), (0, 0)),

@@ -10,8 +10,8 @@ would start in the right-hand padding: every window holds at least one input cel
 The compiled depthwise kernels' stride phases (``phase_layout``) are laid out here
 too, once for both CPU backends, with their direct kernels' tap table (``tap_cells``)
 and the shape tests that pick the CPU backends' specialised kernels (``is_2x2_pool``,
-``is_3x3s2_pool``, ``is_tiling_pool``, ``is_plane_wide_window``, ``is_small_plane``,
-``is_direct_depthwise``).
+``is_3x3s2_pool``, ``is_3x3s1_pool``, ``is_tiling_pool``, ``is_plane_wide_window``,
+``is_small_plane``, ``is_direct_depthwise``).
 """
 import numpy as np
 
@@ -54,6 +54,13 @@ def is_3x3s2_pool(kernel_size, stride, padding, dilation=(1, 1)):
     padding 0 or 1 (ceil mode allowed): the CPU backends' specialised kernels then
     apply."""
     return (tuple(kernel_size) == (3, 3) and tuple(stride) == (2, 2)
+            and tuple(dilation) == (1, 1) and max(padding) <= 1 and min(padding) >= 0)
+
+
+def is_3x3s1_pool(kernel_size, stride, padding, dilation=(1, 1)):
+    """Whether a max pool is Inception's 3x3 window of stride 1, dilation 1, padding 0 or
+    1: the CPU backends' 3x3 max-pool kernels (is_3x3s2_pool's) then apply."""
+    return (tuple(kernel_size) == (3, 3) and tuple(stride) == (1, 1)
             and tuple(dilation) == (1, 1) and max(padding) <= 1 and min(padding) >= 0)
 
 

@@ -1,8 +1,9 @@
 """The CPU backends' vectorised pooling kernels, chosen by shape in
 kernels/window_shapes.py: average pooling of 2x2 windows of stride 2 (is_2x2_pool:
 _avg_pool_2x2_fwd / _avg_pool_2x2_bwd) and max and average pooling of 3x3 windows of
-stride 2 (is_3x3s2_pool: _max_pool_3x3s2, _avg_pool_3x3s2_fwd / _bwd). Each runs its loop across the windows of an output
-row; these pin that the result is the same, bit for bit, as the general kernel's (which
+stride 2 (is_3x3s2_pool: _max_pool_3x3, _avg_pool_3x3s2_fwd / _bwd) and max pooling of
+3x3 windows of stride 1 (is_3x3s1_pool: _max_pool_3x3). Each runs its loop across the
+windows of an output row or plane; these pin that the result is the same, bit for bit, as the general kernel's (which
 scans window by window) and PyTorch's: each window's sum one chain in row-major order
 (float32 values near 3e38 overflow to the same inf or NaN), the first maximum of a
 tie, the last NaN, a window of -inf cells, ceil mode, odd sizes, both dtypes."""
@@ -46,6 +47,12 @@ def test_selection():
     assert not ws.is_3x3s2_pool((3, 3), (2, 2), (1, 1), (2, 2))
     assert not ws.is_3x3s2_pool((3, 3), (1, 1), (1, 1))
     assert not ws.is_3x3s2_pool((2, 3), (2, 2), (0, 0))
+    assert ws.is_3x3s1_pool((3, 3), (1, 1), (1, 1))
+    assert ws.is_3x3s1_pool((3, 3), (1, 1), (0, 1))
+    assert not ws.is_3x3s1_pool((3, 3), (1, 1), (1, 1), (2, 2))
+    assert not ws.is_3x3s1_pool((3, 3), (2, 2), (1, 1))
+    assert not ws.is_3x3s1_pool((3, 3), (1, 2), (1, 1))
+    assert not ws.is_3x3s1_pool((3, 3), (1, 1), (2, 2))
 
 
 def test_exact_reciprocal():
@@ -139,24 +146,81 @@ def test_max_pool_3x3s2_as_the_general_kernel_and_torch(name, dtype, case):
     np.testing.assert_array_equal(y.view(np.uint8), want_y.view(np.uint8))
 
 
+def _general_max(name, stride):
+    """The backend's general max-pool kernel for 3x3 windows of the given stride, as a
+    function (x, padding, y, indices)."""
+    if name == "numba":
+        from fastnn.kernels.numba_cpu import conv
+        return lambda x, p, y, i: conv._max_pool_fwd(x.size, x, 3, 3, stride, stride, p[0],
+                                                     p[1], 1, 1, y, i)
+    from fastnn.kernels.cython import _conv
+    return lambda x, p, y, i: _conv._max_pool_planes(x, 3, 3, stride, stride, p[0], p[1],
+                                                     1, 1, y, i, False)
+
+
 @pytest.mark.parametrize("name", COMPILED)
-def test_max_pool_3x3s2_on_two_threads(name):
+@pytest.mark.parametrize("stride", [2, 1])
+def test_max_pool_3x3_on_two_threads(name, stride):
     """The planes split over the threads, each with its own padded scratch plane."""
     x = np.random.default_rng(3).standard_normal((8, 64, 16, 16)).astype(np.float32)
     kernels = backend.load(name)
-    _, _, general = _general(name)
-    want_y = np.empty((8, 64, 8, 8), np.float32)
+    general = _general_max(name, stride)
+    want_y = np.empty((8, 64, 16 // stride, 16 // stride), np.float32)
     want_i = np.empty(want_y.shape, np.int64)
     general(x, (1, 1), want_y, want_i)
     before = fastnn.get_num_threads()
     fastnn.set_num_threads(2)
     try:
         for _ in range(5):
-            y, i = kernels.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1))
+            y, i = kernels.max_pool2d_forward(x, (3, 3), (stride, stride), (1, 1))
             np.testing.assert_array_equal(y, want_y)
             np.testing.assert_array_equal(i, want_i)
     finally:
         fastnn.set_num_threads(before)
+
+
+# (input shape, padding) for 3x3 stride-1 max pools (is_3x3s1_pool): Inception's 28x28
+# pad 1, no padding, one side padded, odd sizes, planes of 1 to 3 cells a side, rows
+# wider than a vector, more planes than the blocks the work is split into
+MAX_S1_CASES = [((2, 3, 28, 28), (1, 1)), ((2, 3, 15, 17), (1, 1)), ((2, 3, 15, 17), (0, 0)),
+                ((3, 2, 7, 8), (1, 0)), ((3, 2, 8, 7), (0, 1)), ((2, 2, 1, 1), (1, 1)),
+                ((2, 2, 2, 3), (1, 1)), ((2, 2, 3, 3), (0, 0)), ((1, 2, 9, 50), (1, 1)),
+                ((40, 5, 8, 8), (1, 1))]
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", MAX_S1_CASES, ids=str)
+def test_max_pool_3x3s1_as_the_general_kernel_and_torch(name, dtype, case):
+    """Values, indices (ties: the first maximum; the last NaN; a window of -inf: its
+    first cell inside the input) and the backward's scatter to them."""
+    shape, padding = case
+    kernels = backend.load(name)
+    rng = np.random.default_rng(8)
+    x = rng.integers(-2, 3, shape).astype(dtype)   # many ties
+    flat = x.reshape(-1)
+    flat[::13] = np.nan
+    flat[5::17] = np.inf
+    flat[3::7] = -np.inf
+    flat[4::7] = -np.inf
+    flat[6::19] = 3e38       # (float32's max is 3.4e38)
+    flat[8::23] = -3e38
+    assert ws.is_3x3s1_pool((3, 3), (1, 1), padding)
+    y, idx = kernels.max_pool2d_forward(x, (3, 3), (1, 1), padding, ceil_mode=True)
+    want_y, want_i = np.empty_like(y), np.empty_like(idx)
+    _general_max(name, 1)(x, padding, want_y, want_i)
+    np.testing.assert_array_equal(y.view(np.uint8), want_y.view(np.uint8))  # NaN payloads
+    np.testing.assert_array_equal(idx, want_i)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty, tidx = F.max_pool2d(tx, 3, 1, padding, ceil_mode=True, return_indices=True)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    g = rng.standard_normal(y.shape).astype(dtype)
+    gi = np.full(shape, np.nan, dtype)   # every cell must be written
+    got = kernels.max_pool2d_backward(g, idx, shape, grad_in=gi)
+    assert got is gi
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(got, tx.grad.numpy())
 
 
 # (input shape, padding, ceil_mode) for 3x3 stride-2 average pools (is_3x3s2_pool): the

@@ -96,15 +96,16 @@ plane (_avg_pool_runs_bwd); 1 thread, 1024x256x2x2 float32: 3.4 -> 0.9 and 3.8 -
 The commonest windows take loops across an output row's windows, each window's cells
 still in its own order (window_shapes.is_2x2_pool, is_3x3s2_pool): 2x2 stride-2
 average pools (_avg_pool_2x2_fwd / _bwd: 4.2x / 2.1x at 128x32x28x28, 1 thread) and
-3x3 stride-2 max pools (_max_pool_3x3s2, before the row-width choice above: 2.4-3.4x)
+3x3 stride-2 and stride-1 max pools (_max_pool_3x3, before the row-width choice above:
+2.4-3.4x and 1.5-4.9x)
 and average pools (_avg_pool_3x3s2_fwd / _bwd: 5.5-5.8x); their docstrings have the
 numbers.
 """
 import numpy as np
 
 from fastnn.kernels import blas_threads
-from fastnn.kernels.window_shapes import (exact_reciprocal, is_2x2_pool, is_3x3s2_pool,
-                                          is_global_pool, is_plane_wide_window,
+from fastnn.kernels.window_shapes import (exact_reciprocal, is_2x2_pool, is_3x3s1_pool,
+                                          is_3x3s2_pool, is_global_pool, is_plane_wide_window,
                                           is_small_plane, is_tiling_pool, pool_out_shape)
 
 cimport cython
@@ -153,14 +154,14 @@ cdef extern from "_conv_rows.h" nogil:
                                float inv, float* top)
     void fnn_avg_2x2_bwd_row_d(const double* g, Py_ssize_t w_in, Py_ssize_t wo, double d,
                                double inv, double* top)
-    void fnn_max_pool_3x3s2_f(const float* x, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t h_in,
-                              Py_ssize_t w_in, Py_ssize_t ph, Py_ssize_t pw, float* pad,
-                              float* best, int32_t* code, float* y, int64_t* idx,
-                              Py_ssize_t ho, Py_ssize_t wo)
-    void fnn_max_pool_3x3s2_d(const double* x, Py_ssize_t p0, Py_ssize_t p1,
-                              Py_ssize_t h_in, Py_ssize_t w_in, Py_ssize_t ph, Py_ssize_t pw,
-                              double* pad, double* best, int32_t* code, double* y,
-                              int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
+    void fnn_max_pool_3x3_f(const float* x, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t h_in,
+                            Py_ssize_t w_in, Py_ssize_t s, Py_ssize_t ph, Py_ssize_t pw,
+                            float* pad, float* best, int32_t* code, float* y, int64_t* idx,
+                            Py_ssize_t ho, Py_ssize_t wo)
+    void fnn_max_pool_3x3_d(const double* x, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t h_in,
+                            Py_ssize_t w_in, Py_ssize_t s, Py_ssize_t ph, Py_ssize_t pw,
+                            double* pad, double* best, int32_t* code, double* y,
+                            int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
     void fnn_avg_pool_3x3s2_f(const float* x, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t h_in,
                               Py_ssize_t w_in, Py_ssize_t ph, Py_ssize_t pw, int with_pad,
                               Py_ssize_t divisor, float* pad, float* mean, float* dv,
@@ -725,25 +726,32 @@ def _max_pool_planes(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                                      pw, dh, dw, yp + t * ho * wo, ip + t * ho * wo, ho, wo)
 
 
-def _max_pool_3x3s2(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
-                    Py_ssize_t ph, Py_ssize_t pw,
-                    floating[:, :, :, ::1] y,            # OUT (N, C, H_out, W_out)
-                    int64_t[:, :, :, ::1] indices):    # OUT (N, C, H_out, W_out)
-    """_max_pool_fwd for 3x3 windows of stride 2, dilation 1, padding 0 or 1 (ResNet's
-    stem pool, window_shapes.is_3x3s2_pool; ceil mode allowed): each thread's planes
+def _max_pool_3x3(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
+                  Py_ssize_t s, Py_ssize_t ph, Py_ssize_t pw,
+                  floating[:, :, :, ::1] y,            # OUT (N, C, H_out, W_out)
+                  int64_t[:, :, :, ::1] indices):    # OUT (N, C, H_out, W_out)
+    """_max_pool_fwd for 3x3 windows of stride s = 2 (ResNet's stem pool,
+    window_shapes.is_3x3s2_pool; ceil mode allowed) or 1 (Inception's, is_3x3s1_pool),
+    dilation 1, padding 0 or 1: each thread's planes
     split into the stride phases of the padded plane in its scratch, and each plane's
     windows scanned tap by tap in one loop across them, vectorised (_conv_rows.h
-    fnn_max_pool_3x3s2_*, numba's design). 1 thread, float32 normal noise, CPU time,
+    fnn_max_pool_3x3_*, numba's design). 1 thread, float32 normal noise, CPU time,
     _max_pool_planes (or _max_pool_fwd, 56 columns) -> here: 32x64x16x16 pad 1 1.08 ->
     0.31 ms, 16x32x28x28 pad 1 0.79 -> 0.26 ms, 16x8x112x112 pad 1 1.71 -> 0.69 ms,
     64x64x15x15 pad 0 1.78 -> 0.74 ms. (A loop across each output row's windows reading
     a padded copy of the plane at stride 2 did not vectorise, and its selects became
-    branches: 3.3 ms for the first.)"""
+    branches: 3.3 ms for the first.) Stride 1 runs the same loop on the -inf-bordered
+    plane itself (fnn_max_pool_3x3_*'s comment). 1 thread, normal noise, padding 1, CPU
+    time, interleaved, median of 15 runs of 5 calls, _max_pool_fwd (_max_pool_planes
+    under 24 columns) -> here (PyTorch's max_pool2d with indices): float32 32x64x28x28
+    12.2 -> 2.5 ms (39), 8x192x28x28 9.1 -> 2.0 ms (29); float64 9.3 -> 5.9 ms (38),
+    6.8 -> 4.5 ms (29)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3], planes = n * c
-    cdef Py_ssize_t lanes = ho * (wo + 1)
-    cdef Py_ssize_t pad_stride = thread_stride(4 * (ho + 1) * (wo + 1) + wo + 2,
-                                               sizeof(floating))
+    cdef Py_ssize_t wq = wo + 1 if s == 2 else wo + 2
+    cdef Py_ssize_t lanes = ho * wq
+    cdef Py_ssize_t pad_stride = thread_stride(
+        (4 * (ho + 1) if s == 2 else ho + 2) * wq + wq + 1, sizeof(floating))
     cdef Py_ssize_t best_stride = thread_stride(lanes, sizeof(floating))
     cdef Py_ssize_t code_stride = thread_stride(lanes, sizeof(int32_t))
     cdef int nthreads = threads_for(planes * h_in * w_in)
@@ -765,17 +773,17 @@ def _max_pool_3x3s2(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                 raise MemoryError("max_pool2d_forward: cannot allocate its scratch")
         for k in prange(nthreads, schedule="static", num_threads=nthreads):
             if floating is float:
-                fnn_max_pool_3x3s2_f(&x[0, 0, 0, 0], k * planes // nthreads,
-                                     (k + 1) * planes // nthreads, h_in, w_in, ph, pw,
-                                     pad + k * pad_stride, best + k * best_stride,
-                                     code + k * code_stride, &y[0, 0, 0, 0],
-                                     &indices[0, 0, 0, 0], ho, wo)
+                fnn_max_pool_3x3_f(&x[0, 0, 0, 0], k * planes // nthreads,
+                                   (k + 1) * planes // nthreads, h_in, w_in, s, ph, pw,
+                                   pad + k * pad_stride, best + k * best_stride,
+                                   code + k * code_stride, &y[0, 0, 0, 0],
+                                   &indices[0, 0, 0, 0], ho, wo)
             else:
-                fnn_max_pool_3x3s2_d(&x[0, 0, 0, 0], k * planes // nthreads,
-                                     (k + 1) * planes // nthreads, h_in, w_in, ph, pw,
-                                     pad + k * pad_stride, best + k * best_stride,
-                                     code + k * code_stride, &y[0, 0, 0, 0],
-                                     &indices[0, 0, 0, 0], ho, wo)
+                fnn_max_pool_3x3_d(&x[0, 0, 0, 0], k * planes // nthreads,
+                                   (k + 1) * planes // nthreads, h_in, w_in, s, ph, pw,
+                                   pad + k * pad_stride, best + k * best_stride,
+                                   code + k * code_stride, &y[0, 0, 0, 0],
+                                   &indices[0, 0, 0, 0], ho, wo)
 
 
 def _max_pool_bwd(const floating[:, :, ::1] grad_out,    # IN  (N, C, P_out)
@@ -1094,7 +1102,7 @@ def _avg_pool_3x3s2_fwd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                         Py_ssize_t divisor,                 # > 0: divisor_override
                         floating[:, :, :, ::1] y):          # OUT (N, C, H_out, W_out)
     """_avg_pool_fwd for 3x3 windows of stride 2, padding 0 or 1 (window_shapes.
-    is_3x3s2_pool; ceil mode allowed): _max_pool_3x3s2's stride phases inside a border
+    is_3x3s2_pool; ceil mode allowed): _max_pool_3x3's stride phases inside a border
     of zeros, each window's 9 taps summed in row-major order in one loop across a
     plane's windows, vectorised (_conv_rows.h fnn_avg_pool_3x3s2_*, numba's design).
     1 thread, float32, CPU time, pad 1, _avg_pool_fwd -> here: 32x64x16x16 1.15 -> 0.21
@@ -1252,8 +1260,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     if indices is None:
         indices = np.empty(shape, dtype=np.int64)
     tiles_2x2 = is_2x2_pool(x.shape, shape, kernel_size, stride, padding, dilation)
-    if is_3x3s2_pool(kernel_size, stride, padding, dilation):
-        _max_pool_3x3s2(x, padding[0], padding[1], out, indices)
+    if (is_3x3s2_pool(kernel_size, stride, padding, dilation)
+            or is_3x3s1_pool(kernel_size, stride, padding, dilation)):
+        _max_pool_3x3(x, stride[0], padding[0], padding[1], out, indices)
     elif tiles_2x2 or shape[3] < _MAX_POOL_ROW_MIN or shape[3] < kernel_size[1]:
         _max_pool_planes(x, kernel_size[0], kernel_size[1], stride[0], stride[1], padding[0],
                          padding[1], dilation[0], dilation[1], out, indices, tiles_2x2)

@@ -250,9 +250,9 @@ static inline void NAME(const T *restrict g, ptrdiff_t w_in, ptrdiff_t wo, T d, 
 FNN_AVG_2X2_BWD_ROW(float, fnn_avg_2x2_bwd_row_f)
 FNN_AVG_2X2_BWD_ROW(double, fnn_avg_2x2_bwd_row_d)
 
-/* A 3x3, stride-2 max pool (_conv.pyx _max_pool_3x3s2) of planes p0 .. p1 - 1 of x (h_in
+/* A 3x3, stride-2 max pool (_conv.pyx _max_pool_3x3) of planes p0 .. p1 - 1 of x (h_in
  * x w_in each), padding ph, pw (0 or 1): y and idx (ho x wo a plane) get each window's
- * maximum and its flat index (numba's _max_pool_3x3s2). Each plane is split into the 4
+ * maximum and its flat index (numba's _max_pool_3x3). Each plane is split into the 4
  * stride phases of the padded plane (even/odd rows x even/odd columns, hq x wq each,
  * hq = ho + 1, wq = wo + 1, inside a border of -inf: the padding, and what a ceil-mode
  * window reads past the edge), where tap (i, j) of every window lies at one offset from
@@ -263,7 +263,10 @@ FNN_AVG_2X2_BWD_ROW(double, fnn_avg_2x2_bwd_row_d)
  * from the window's first cell); the outputs are copied from there. A -inf cell never
  * wins, so the border changes no result; a window that nothing won (all its cells
  * -inf) gets its first cell inside the input, as fnn_max_pool_plane_*'s. pad: 4 hq wq +
- * wq + 1 values (the junk lanes' last taps read past the phases). */
+ * wq + 1 values (the junk lanes' last taps read past the phases). Stride s = 1 takes
+ * the same loop on the -inf-bordered plane itself (fnn_pad_plane_*: hq = ho + 2 rows
+ * of wq = wo + 2, two columns of junk lanes between rows; pad: hq wq + wq + 1 values),
+ * tap (i, j) at i wq + j from the lane. */
 /* The 3x3 stride-2 pools' layout: rows x cols cells of plane (row length w_in) copied
  * into the 4 stride-2 phases of the padded plane (padding ph, pw), hq x wq each at
  * pad + (2 a + b) hq wq for phase (a, b) (even/odd rows x even/odd columns); the rest of
@@ -290,6 +293,18 @@ static inline void NAME(const T *restrict plane, ptrdiff_t w_in, ptrdiff_t rows,
 FNN_SPLIT_PHASES(float, fnn_split_phases_f)
 FNN_SPLIT_PHASES(double, fnn_split_phases_d)
 
+/* The 3x3 stride-1 max pool's layout: the h_in x w_in plane copied into pad, rows wq
+ * long, its cell (r, c) at (r + ph) wq + c + pw; the rest of pad (its border) is left
+ * as it is. */
+#define FNN_PAD_PLANE(T, NAME)                                                            \
+static inline void NAME(const T *restrict plane, ptrdiff_t h_in, ptrdiff_t w_in,          \
+                        ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t wq, T *restrict pad) {      \
+    for (ptrdiff_t r = 0; r < h_in; r++)                                                  \
+        memcpy(pad + (r + ph) * wq + pw, plane + r * w_in, w_in * sizeof(T));             \
+}
+FNN_PAD_PLANE(float, fnn_pad_plane_f)
+FNN_PAD_PLANE(double, fnn_pad_plane_d)
+
 /* dv[oh wq + ow] = the divisor of 3x3 stride-2 window (oh, ow) (_conv.pyx _avg_count's
  * rule: divisor when > 0, else its cells inside the padded input (include) or inside
  * the input), 1 in the junk lanes (ow = wo); ho x wq lanes, wq = wo + 1. */
@@ -314,7 +329,7 @@ FNN_LANE_DIVISORS(float, fnn_lane_divisors_f)
 FNN_LANE_DIVISORS(double, fnn_lane_divisors_d)
 
 /* A 3x3, stride-2 average pool (_conv.pyx _avg_pool_3x3s2_fwd) of planes p0 .. p1 - 1
- * of x (h_in x w_in each), padding ph, pw (0 or 1): fnn_max_pool_3x3s2_*'s layout
+ * of x (h_in x w_in each), padding ph, pw (0 or 1): fnn_max_pool_3x3_*'s stride-2 layout
  * inside a border of zeros, one loop over a plane's lanes sums each window's 9 taps in
  * row-major order from 0 (FNN_WINDOW_SUM's order) and divides by the lane's divisor,
  * vectorised across the windows. The padded cells add zeros FNN_WINDOW_SUM skips: a sum
@@ -430,41 +445,53 @@ FNN_AVG_POOL_3X3S2_BWD(double, fnn_avg_pool_3x3s2_bwd_d, fnn_lane_divisors_d)
         b = take_ ? v_ : b;                                                               \
         k = take_ ? (at) : k;                                                             \
     } while (0)
-#define FNN_MAX_POOL_3X3S2(T, NAME, SPLIT)                                                \
+#define FNN_MAX_POOL_3X3(T, NAME, SPLIT, PAD)                                             \
 static inline void NAME(const T *restrict x, ptrdiff_t p0, ptrdiff_t p1, ptrdiff_t h_in,  \
-                        ptrdiff_t w_in, ptrdiff_t ph, ptrdiff_t pw, T *restrict pad,      \
-                        T *restrict best, int32_t *restrict code, T *restrict y,          \
-                        int64_t *restrict idx, ptrdiff_t ho, ptrdiff_t wo) {              \
-    ptrdiff_t hq = ho + 1, wq = wo + 1, size = hq * wq, lanes = ho * wq;                  \
+                        ptrdiff_t w_in, ptrdiff_t s, ptrdiff_t ph, ptrdiff_t pw,          \
+                        T *restrict pad, T *restrict best, int32_t *restrict code,        \
+                        T *restrict y, int64_t *restrict idx, ptrdiff_t ho, ptrdiff_t wo) { \
+    ptrdiff_t hq = s == 2 ? ho + 1 : ho + 2, wq = s == 2 ? wo + 1 : wo + 2;               \
+    ptrdiff_t size = hq * wq, lanes = ho * wq;                                            \
     ptrdiff_t rows = h_in < 2 * hq - ph ? h_in : 2 * hq - ph;                             \
     ptrdiff_t cols = w_in < 2 * wq - pw ? w_in : 2 * wq - pw;                             \
     int32_t o1 = (int32_t)w_in, o2 = 2 * (int32_t)w_in;                                   \
-    const T *restrict p00 = pad, *restrict p01 = pad + size;                              \
-    const T *restrict p10 = pad + 2 * size, *restrict p11 = pad + 3 * size;               \
-    for (ptrdiff_t q = 0; q < 4 * size + wq + 1; q++) pad[q] = -(T)INFINITY;              \
+    /* tap (i, j) of lane q at t_ij[q]: the phases (stride 2), or the plane (stride 1) */ \
+    const T *restrict t00 = pad, *restrict t01, *restrict t02 = pad + 1 + (s == 1);       \
+    const T *restrict t10, *restrict t11, *restrict t12, *restrict t20 = pad + 2 * wq / s; \
+    const T *restrict t21, *restrict t22 = t20 + 1 + (s == 1);                            \
+    if (s == 2) {                                                                         \
+        t01 = pad + size, t10 = pad + 2 * size, t11 = pad + 3 * size;                     \
+        t12 = t10 + 1, t21 = t01 + wq;                                                    \
+    } else {                                                                              \
+        t01 = pad + 1, t10 = pad + wq, t11 = t10 + 1, t12 = t10 + 2, t21 = t20 + 1;       \
+    }                                                                                     \
+    for (ptrdiff_t q = 0; q < (s == 2 ? 4 : 1) * size + wq + 1; q++) pad[q] = -(T)INFINITY; \
     for (ptrdiff_t t = p0; t < p1; t++) {                                                 \
-        SPLIT(x + t * h_in * w_in, w_in, rows, cols, ph, pw, hq, wq, pad);               \
+        if (s == 2)                                                                       \
+            SPLIT(x + t * h_in * w_in, w_in, rows, cols, ph, pw, hq, wq, pad);           \
+        else                                                                              \
+            PAD(x + t * h_in * w_in, h_in, w_in, ph, pw, wq, pad);                        \
         for (ptrdiff_t q = 0; q < lanes; q++) {                                           \
             T b = -(T)INFINITY;                                                           \
             int32_t k = -1;                                                               \
-            FNN_TAKE(T, p00[q], 0);                                                       \
-            FNN_TAKE(T, p01[q], 1);                                                       \
-            FNN_TAKE(T, p00[q + 1], 2);                                                   \
-            FNN_TAKE(T, p10[q], o1);                                                      \
-            FNN_TAKE(T, p11[q], o1 + 1);                                                  \
-            FNN_TAKE(T, p10[q + 1], o1 + 2);                                              \
-            FNN_TAKE(T, p00[q + wq], o2);                                                 \
-            FNN_TAKE(T, p01[q + wq], o2 + 1);                                             \
-            FNN_TAKE(T, p00[q + wq + 1], o2 + 2);                                         \
+            FNN_TAKE(T, t00[q], 0);                                                       \
+            FNN_TAKE(T, t01[q], 1);                                                       \
+            FNN_TAKE(T, t02[q], 2);                                                       \
+            FNN_TAKE(T, t10[q], o1);                                                      \
+            FNN_TAKE(T, t11[q], o1 + 1);                                                  \
+            FNN_TAKE(T, t12[q], o1 + 2);                                                  \
+            FNN_TAKE(T, t20[q], o2);                                                      \
+            FNN_TAKE(T, t21[q], o2 + 1);                                                  \
+            FNN_TAKE(T, t22[q], o2 + 2);                                                  \
             best[q] = b;                                                                  \
             code[q] = k;                                                                  \
         }                                                                                 \
         T *restrict yp = y + t * ho * wo;                                                 \
         int64_t *restrict ip = idx + t * ho * wo;                                         \
         for (ptrdiff_t oh = 0; oh < ho; oh++) {                                           \
-            int64_t h0 = 2 * oh - ph;                                                     \
+            int64_t h0 = s * oh - ph;                                                     \
             for (ptrdiff_t ow = 0; ow < wo; ow++) {                                       \
-                int64_t w0 = 2 * ow - pw;                                                 \
+                int64_t w0 = s * ow - pw;                                                 \
                 int32_t k = code[oh * wq + ow];                                           \
                 yp[oh * wo + ow] = best[oh * wq + ow];                                    \
                 ip[oh * wo + ow] = k >= 0 ? h0 * w_in + w0 + k                            \
@@ -473,8 +500,8 @@ static inline void NAME(const T *restrict x, ptrdiff_t p0, ptrdiff_t p1, ptrdiff
         }                                                                                 \
     }                                                                                     \
 }
-FNN_MAX_POOL_3X3S2(float, fnn_max_pool_3x3s2_f, fnn_split_phases_f)
-FNN_MAX_POOL_3X3S2(double, fnn_max_pool_3x3s2_d, fnn_split_phases_d)
+FNN_MAX_POOL_3X3(float, fnn_max_pool_3x3_f, fnn_split_phases_f, fnn_pad_plane_f)
+FNN_MAX_POOL_3X3(double, fnn_max_pool_3x3_d, fnn_split_phases_d, fnn_pad_plane_d)
 #undef FNN_TAKE
 
 #endif

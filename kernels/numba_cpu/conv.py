@@ -44,10 +44,11 @@ max-pool backward of planes of at most 64 cells by flat indices (_max_pool_bwd_s
 and the average-pool backward of tiling windows as wide as the plane as runs of cells
 (_avg_pool_runs_bwd); 1 thread, 1024x256x2x2 float32: 2.3 -> 0.9 and 3.4 -> 0.75 ms.
 The commonest windows take loops across an output row's windows, each window's cells
-still in its own order (window_shapes.is_2x2_pool, is_3x3s2_pool): 2x2 stride-2
-average pools (_avg_pool_2x2_fwd / _bwd: 5.7x / 2.5x at 128x32x28x28, 1 thread),
-3x3 stride-2 max pools (_max_pool_3x3s2: 2.4-5x) and average pools (_avg_pool_3x3s2_fwd
-/ _bwd: 4-5x), their docstrings have the numbers.
+still in its own order (window_shapes.is_2x2_pool, is_3x3s2_pool, is_3x3s1_pool):
+2x2 stride-2 average pools (_avg_pool_2x2_fwd / _bwd: 5.7x / 2.5x at 128x32x28x28, 1
+thread), 3x3 stride-2 and stride-1 max pools (_max_pool_3x3: 2.4-5x and 3-6.5x) and
+3x3 stride-2 average pools (_avg_pool_3x3s2_fwd / _bwd: 4-5x), their docstrings have
+the numbers.
 """
 
 import numba
@@ -55,9 +56,9 @@ import numpy as np
 from numba import prange
 
 from .. import blas_threads
-from ..window_shapes import (exact_reciprocal, is_2x2_pool as _is_2x2_pool, is_3x3s2_pool,
-                             is_global_pool, is_plane_wide_window, is_small_plane,
-                             is_tiling_pool, pool_out_shape)
+from ..window_shapes import (exact_reciprocal, is_2x2_pool as _is_2x2_pool, is_3x3s1_pool,
+                             is_3x3s2_pool, is_global_pool, is_plane_wide_window,
+                             is_small_plane, is_tiling_pool, pool_out_shape)
 from . import blas
 from ._buffers import scratch
 from .config import (OPTIONS, ORDERED_OPTIONS, PARALLEL_MIN, Kernel, helper, kernel,
@@ -602,16 +603,29 @@ def _split_phases(xf, src, w_in, rows, cols, ph, pw, hq, wq, pad):  # pragma: no
             pad[np.uint64(even + (cols >> 1))] = xf[np.uint64(at + cols - 1)]
 
 
-#: planes to a block of the 3x3 stride-2 max pool (each block copies its planes into
-#: one scratch plane padded with -inf)
+@helper
+def _pad_plane(xf, src, w_in, ph, pw, wq, pad, rows):  # pragma: no cover - compiled
+    """Copies the plane at xf[src:] (rows x w_in cells) into pad, rows wq long, its cell
+    (r, c) at (r + ph) wq + c + pw, leaving the rest of pad (its border) as it is: the
+    3x3 stride-1 max pool's layout."""
+    for r in range(rows):
+        at = src + r * w_in
+        to = (r + ph) * wq + pw
+        for c in range(w_in):
+            pad[np.uint64(to + c)] = xf[np.uint64(at + c)]
+
+
+#: planes to a block of the 3x3 max pools (each block copies its planes into one
+#: scratch plane padded with -inf)
 _POOL_BLOCKS = 64
 
 
 @kernel
-def _max_pool_3x3s2(x, ph, pw, y, indices):  # pragma: no cover - compiled
-    """_max_pool_fwd for 3x3 windows of stride 2, dilation 1 (ResNet's stem pool,
-    window_shapes.is_3x3s2_pool): x (N, C, H, W) IN; y, indices (N, C, H_out, W_out)
-    OUT; ph, pw: the padding (0 or 1), ceil mode's windows past the edge allowed.
+def _max_pool_3x3(x, s, ph, pw, y, indices):  # pragma: no cover - compiled
+    """_max_pool_fwd for 3x3 windows of stride s = 2 (ResNet's stem pool,
+    window_shapes.is_3x3s2_pool) or 1 (Inception's, is_3x3s1_pool), dilation 1: x (N, C,
+    H, W) IN; y, indices (N, C, H_out, W_out) OUT; ph, pw: the padding (0 or 1), ceil
+    mode's windows past the edge allowed.
 
     Each plane is split into its 4 stride phases (even/odd rows x even/odd columns of
     the padded plane, hq x wq each, inside a border of -inf: the padding, and what a
@@ -626,12 +640,27 @@ def _max_pool_3x3s2(x, ph, pw, y, indices):  # pragma: no cover - compiled
     0.26 ms, 16x8x112x112 pad 1 3.58 -> 0.70 ms, 64x64x15x15 pad 0 1.89 -> 0.80 ms.
     Reading the windows' stride-2 columns straight from a padded copy of the plane,
     one output row a loop, ran 5.1 ns an output: rows of 8 windows are shorter than
-    LLVM's vector loop (16 lanes x its unroll), so they ran scalar."""
+    LLVM's vector loop (16 lanes x its unroll), so they ran scalar.
+
+    Stride 1 takes the same loop on the -inf-bordered plane itself (_pad_plane: rows wq
+    = W_out + 2 long, two columns of junk lanes between rows), tap (i, j) at i wq + j
+    from the lane. 1 thread, normal noise, padding 1, CPU time, interleaved, median of
+    15 runs of 5 calls, _max_pool_fwd -> here (PyTorch's max_pool2d with indices):
+    float32 32x64x28x28 14.3 -> 2.2 ms (39), 8x192x28x28 11.2 -> 1.8 ms (30); float64
+    14.6 -> 4.8 ms (51), 10.4 -> 3.5 ms (29)."""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
     planes = n * c
-    hq, wq = ho + 1, wo + 1
-    size = hq * wq                        # a phase
+    if s == 2:
+        hq, wq = ho + 1, wo + 1
+        size = hq * wq                    # a phase
+        fill = 4 * size + wq + 1          # (+ the junk lanes' last reads)
+        o = (0, size, 1, 2 * size, 3 * size, 2 * size + 1, wq, size + wq, wq + 1)
+    else:
+        hq, wq = ho + 2, wo + 2
+        size = hq * wq
+        fill = size + 2
+        o = (0, 1, 2, wq, wq + 1, wq + 2, 2 * wq, 2 * wq + 1, 2 * wq + 2)
     lanes = ho * wq
     rows = min(h_in, 2 * hq - ph)         # the input rows and columns windows reach
     cols = min(w_in, 2 * wq - pw)
@@ -642,30 +671,32 @@ def _max_pool_3x3s2(x, ph, pw, y, indices):  # pragma: no cover - compiled
     blocks = min(planes, _POOL_BLOCKS)
     o1, o2 = np.int32(w_in), np.int32(2 * w_in)   # taps' offsets from a window's first cell
     for blk in prange(blocks):
-        pad = np.full(4 * size + wq + 1, lowest)   # (+ the junk lanes' last reads)
+        pad = np.full(fill, lowest)
         best = np.empty(lanes, x.dtype)
         code = np.empty(lanes, np.int32)
         for t in range(blk * planes // blocks, (blk + 1) * planes // blocks):
-            _split_phases(xf, t * h_in * w_in, w_in, rows, cols, ph, pw, hq, wq, pad)
-            p01, p10, p11 = size, 2 * size, 3 * size
+            if s == 2:
+                _split_phases(xf, t * h_in * w_in, w_in, rows, cols, ph, pw, hq, wq, pad)
+            else:
+                _pad_plane(xf, t * h_in * w_in, w_in, ph, pw, wq, pad, h_in)
             for q in range(lanes):
                 b, k = lowest, np.int32(-1)
-                b, k = _take(b, k, pad[np.uint64(q)], np.int32(0))
-                b, k = _take(b, k, pad[np.uint64(p01 + q)], np.int32(1))
-                b, k = _take(b, k, pad[np.uint64(q + 1)], np.int32(2))
-                b, k = _take(b, k, pad[np.uint64(p10 + q)], o1)
-                b, k = _take(b, k, pad[np.uint64(p11 + q)], o1 + 1)
-                b, k = _take(b, k, pad[np.uint64(p10 + q + 1)], o1 + 2)
-                b, k = _take(b, k, pad[np.uint64(q + wq)], o2)
-                b, k = _take(b, k, pad[np.uint64(p01 + q + wq)], o2 + 1)
-                b, k = _take(b, k, pad[np.uint64(q + wq + 1)], o2 + 2)
+                b, k = _take(b, k, pad[np.uint64(o[0] + q)], np.int32(0))
+                b, k = _take(b, k, pad[np.uint64(o[1] + q)], np.int32(1))
+                b, k = _take(b, k, pad[np.uint64(o[2] + q)], np.int32(2))
+                b, k = _take(b, k, pad[np.uint64(o[3] + q)], o1)
+                b, k = _take(b, k, pad[np.uint64(o[4] + q)], o1 + 1)
+                b, k = _take(b, k, pad[np.uint64(o[5] + q)], o1 + 2)
+                b, k = _take(b, k, pad[np.uint64(o[6] + q)], o2)
+                b, k = _take(b, k, pad[np.uint64(o[7] + q)], o2 + 1)
+                b, k = _take(b, k, pad[np.uint64(o[8] + q)], o2 + 2)
                 best[np.uint64(q)] = b
                 code[np.uint64(q)] = k
             out = t * ho * wo
             for oh in range(ho):
-                h0 = 2 * oh - ph
+                h0 = s * oh - ph
                 for ow in range(wo):
-                    w0 = 2 * ow - pw
+                    w0 = s * ow - pw
                     k = code[np.uint64(oh * wq + ow)]
                     at = np.uint64(out + oh * wo + ow)
                     yf[at] = best[np.uint64(oh * wq + ow)]
@@ -1026,7 +1057,7 @@ def _avg_pool_3x3s2_fwd(x, ph, pw, count_include_pad, divisor, y):  # pragma: no
     H, W) IN; y (N, C, H_out, W_out) OUT; ph, pw: the padding (0 or 1), ceil mode's
     windows past the edge allowed; count_include_pad, divisor: _avg_count's.
 
-    _max_pool_3x3s2's layout with a border of zeros: each plane split into the 4 stride
+    _max_pool_3x3's stride-2 layout with a border of zeros: each plane split into the 4 stride
     phases of its padded plane (_split_phases), where tap (i, j) of every window lies
     at one offset from the window's lane; one loop over the plane's lanes sums each
     window's 9 taps in row-major order from 0 and divides by the lane's divisor
@@ -1160,8 +1191,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     if _is_2x2_pool(x.shape, shape, kernel_size, stride, padding, dilation):
         _max_pool_2x2(x.size, x, out, indices)
-    elif is_3x3s2_pool(kernel_size, stride, padding, dilation):
-        _max_pool_3x3s2(x.size, x, ph, pw, out, indices)
+    elif (is_3x3s2_pool(kernel_size, stride, padding, dilation)
+          or is_3x3s1_pool(kernel_size, stride, padding, dilation)):
+        _max_pool_3x3(x.size, x, sh, ph, pw, out, indices)
     else:
         _max_pool_fwd(x.size, x, kh, kw, sh, sw, ph, pw, dilation[0], dilation[1], out,
                       indices)
