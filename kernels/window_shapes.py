@@ -41,12 +41,12 @@ def pool_out_shape(shape, kernel_size, stride, padding, ceil_mode=False, dilatio
 
 def is_2x2_pool(in_shape, out_shape, kernel_size, stride, padding, dilation=(1, 1)):
     """Whether a max or average pool is VGG's 2x2 window, stride 2, no padding, dilation
-    1, with every window inside the input (ceil mode can add one that runs past the
-    edge): the CPU backends' specialised kernels then apply. Shapes: (N, C, H, W) in
-    and out."""
+    1 (ceil mode allowed: on an odd H or W its last row or column of windows runs past
+    the edge, one cell high or wide): the CPU backends' specialised kernels then apply.
+    Shapes: (N, C, H, W) in and out."""
     return (tuple(kernel_size) == (2, 2) and tuple(stride) == (2, 2)
             and tuple(padding) == (0, 0) and tuple(dilation) == (1, 1)
-            and 2 * out_shape[2] <= in_shape[2] and 2 * out_shape[3] <= in_shape[3])
+            and 2 * out_shape[2] <= in_shape[2] + 1 and 2 * out_shape[3] <= in_shape[3] + 1)
 
 
 def is_3x3s2_pool(kernel_size, stride, padding, dilation=(1, 1)):

@@ -41,7 +41,8 @@ def _general(name):
 
 def test_selection():
     assert ws.is_2x2_pool((1, 1, 7, 9), (1, 1, 3, 4), (2, 2), (2, 2), (0, 0))
-    assert not ws.is_2x2_pool((1, 1, 7, 9), (1, 1, 4, 5), (2, 2), (2, 2), (0, 0))  # ceil
+    assert ws.is_2x2_pool((1, 1, 7, 9), (1, 1, 4, 5), (2, 2), (2, 2), (0, 0))  # ceil
+    assert not ws.is_2x2_pool((1, 1, 7, 9), (1, 1, 4, 5), (2, 2), (2, 2), (1, 1))
     assert ws.is_3x3s2_pool((3, 3), (2, 2), (1, 1))
     assert ws.is_3x3s2_pool((3, 3), (2, 2), (0, 1))
     assert not ws.is_3x3s2_pool((3, 3), (2, 2), (1, 1), (2, 2))
@@ -64,13 +65,21 @@ def test_exact_reciprocal():
     assert ws.exact_reciprocal(2.0 ** 127, np.float64) == 2.0 ** -127
 
 
+# (input shape, ceil_mode) of 2x2 pools in ceil mode on odd sizes: a last row and column
+# of windows past the edge, one cell high or wide (2 cells, the corner 1); odd height or
+# width only, rows of 15 windows (numba's backward: junk past the row), planes of 1 to 3
+# cells a side, planes past the parallel threshold
+CEIL_2X2_CASES = [((2, 3, 15, 15), True), ((2, 3, 7, 8), True), ((3, 2, 8, 9), True),
+                  ((2, 2, 1, 1), True), ((2, 2, 3, 1), True), ((2, 2, 3, 3), True),
+                  ((2, 3, 5, 31), True), ((64, 16, 15, 15), True)]
+
 # (input shape, ceil_mode): odd sizes (a last row or column no window covers), ceil mode
 # with even sizes (the same windows), a plane of one window, rows of 12, 14 and 17
 # windows (numba's backward runs 16 or 32 at a time, the junk past the row end
 # rewritten after), planes past the parallel threshold
 AVG_CASES = [((2, 3, 6, 6), False), ((2, 3, 7, 9), False), ((3, 2, 8, 10), True),
              ((4, 5, 2, 4), False), ((2, 3, 5, 35), False), ((3, 4, 9, 25), False),
-             ((64, 16, 28, 28), False)]
+             ((64, 16, 28, 28), False)] + CEIL_2X2_CASES
 
 
 @pytest.mark.parametrize("name", COMPILED)
@@ -104,6 +113,44 @@ def test_avg_pool_2x2_as_the_general_kernel_and_torch(name, dtype, case, divisor
     want = np.empty_like(gi)
     bwd(g, divisor or 0, want)
     np.testing.assert_array_equal(got, want)
+    ty.backward(torch.from_numpy(g))
+    np.testing.assert_array_equal(got, tx.grad.numpy())
+
+
+@pytest.mark.parametrize("name", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CEIL_2X2_CASES + [((2, 3, 7, 9), False)], ids=str)
+def test_max_pool_2x2_as_the_general_kernel_and_torch(name, dtype, case):
+    """Ties (the first maximum), NaN (the last), +-inf, windows of -inf only and ceil
+    mode's windows of 2 cells and 1 past the edge; the backward's scatter to them."""
+    shape, ceil_mode = case
+    kernels = backend.load(name)
+    rng = np.random.default_rng(9)
+    x = rng.integers(-2, 3, shape).astype(dtype)   # many ties
+    flat = x.reshape(-1)
+    flat[::13] = np.nan
+    flat[5::17] = np.inf
+    flat[3::7] = -np.inf
+    flat[4::7] = -np.inf
+    flat[6::19] = 3e38
+    y, idx = kernels.max_pool2d_forward(x, (2, 2), (2, 2), ceil_mode=ceil_mode)
+    assert ws.is_2x2_pool(x.shape, y.shape, (2, 2), (2, 2), (0, 0))
+    want_y, want_i = np.empty_like(y), np.empty_like(idx)
+    if name == "numba":
+        from fastnn.kernels.numba_cpu import conv
+        conv._max_pool_fwd(x.size, x, 2, 2, 2, 2, 0, 0, 1, 1, want_y, want_i)
+    else:
+        from fastnn.kernels.cython import _conv
+        _conv._max_pool_planes(x, 2, 2, 2, 2, 0, 0, 1, 1, want_y, want_i, False)
+    np.testing.assert_array_equal(y.view(np.uint8), want_y.view(np.uint8))  # NaN payloads
+    np.testing.assert_array_equal(idx, want_i)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty, tidx = F.max_pool2d(tx, 2, 2, ceil_mode=ceil_mode, return_indices=True)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    g = rng.standard_normal(y.shape).astype(dtype)
+    gi = np.full(shape, np.nan, dtype)   # every cell must be written
+    got = kernels.max_pool2d_backward(g, idx, shape, grad_in=gi)
     ty.backward(torch.from_numpy(g))
     np.testing.assert_array_equal(got, tx.grad.numpy())
 

@@ -119,10 +119,10 @@ from _common cimport floating, fnn_workspace, row_sum, thread_stride, threads_fo
 cdef extern from "_conv_rows.h" nogil:
     void fnn_add_row_f(float* dst, const float* src, Py_ssize_t n)
     void fnn_add_row_d(double* dst, const double* src, Py_ssize_t n)
-    void fnn_max_pool_2x2_plane_f(const float* plane, Py_ssize_t w_in, float* y,
-                                  int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
-    void fnn_max_pool_2x2_plane_d(const double* plane, Py_ssize_t w_in, double* y,
-                                  int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
+    void fnn_max_pool_2x2_plane_f(const float* plane, Py_ssize_t h_in, Py_ssize_t w_in,
+                                  float* y, int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
+    void fnn_max_pool_2x2_plane_d(const double* plane, Py_ssize_t h_in, Py_ssize_t w_in,
+                                  double* y, int64_t* idx, Py_ssize_t ho, Py_ssize_t wo)
     void fnn_window_taps(Py_ssize_t start, Py_ssize_t k, Py_ssize_t d, Py_ssize_t size,
                          Py_ssize_t* lo, Py_ssize_t* hi)
     void fnn_max_pool_plane_f(const float* plane, Py_ssize_t h_in, Py_ssize_t w_in,
@@ -146,14 +146,17 @@ cdef extern from "_conv_rows.h" nogil:
     void fnn_avg_planes_d(const double* x, Py_ssize_t planes, Py_ssize_t hw, double d,
                           double* out)
     Py_ssize_t FNN_PLANE_LANES
-    void fnn_avg_2x2_row_f(const float* top, Py_ssize_t w_in, Py_ssize_t wo, float d,
-                           float* out)
-    void fnn_avg_2x2_row_d(const double* top, Py_ssize_t w_in, Py_ssize_t wo, double d,
+    void fnn_avg_2x2_row_f(const float* top, Py_ssize_t w_in, Py_ssize_t wf, Py_ssize_t wo,
+                           int edge_row, float d, float d2, float d1, float* out)
+    void fnn_avg_2x2_row_d(const double* top, Py_ssize_t w_in, Py_ssize_t wf,
+                           Py_ssize_t wo, int edge_row, double d, double d2, double d1,
                            double* out)
-    void fnn_avg_2x2_bwd_row_f(const float* g, Py_ssize_t w_in, Py_ssize_t wo, float d,
-                               float inv, float* top)
-    void fnn_avg_2x2_bwd_row_d(const double* g, Py_ssize_t w_in, Py_ssize_t wo, double d,
-                               double inv, double* top)
+    void fnn_avg_2x2_bwd_row_f(const float* g, Py_ssize_t w_in, Py_ssize_t wf,
+                               Py_ssize_t wo, int edge_row, float d, float inv, float d2,
+                               float d1, float* top)
+    void fnn_avg_2x2_bwd_row_d(const double* g, Py_ssize_t w_in, Py_ssize_t wf,
+                               Py_ssize_t wo, int edge_row, double d, double inv,
+                               double d2, double d1, double* top)
     void fnn_max_pool_3x3_f(const float* x, Py_ssize_t p0, Py_ssize_t p1, Py_ssize_t h_in,
                             Py_ssize_t w_in, Py_ssize_t s, Py_ssize_t ph, Py_ssize_t pw,
                             float* pad, float* best, int32_t* code, float* y, int64_t* idx,
@@ -694,9 +697,10 @@ def _max_pool_planes(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                      bint tiles_2x2):
     """_max_pool_fwd a plane at a time, each output scanning its window: for output rows
     too short for its row loop (_conv_rows.h fnn_max_pool_plane_*), and, with
-    tiles_2x2, for 2x2 windows of stride 2, no padding, dilation 1, every window inside
-    x (VGG's pooling: fnn_max_pool_2x2_plane_*, a tree of selects per window; 2
-    threads, 128x32x28x28 2.41 -> 0.86 ms, 128x64x14x14 2.32 -> 0.78 ms)."""
+    tiles_2x2, for 2x2 windows of stride 2, no padding, dilation 1 (VGG's pooling:
+    fnn_max_pool_2x2_plane_*, a tree of selects per window; 2 threads, 128x32x28x28
+    2.41 -> 0.86 ms, 128x64x14x14 2.32 -> 0.78 ms; ceil mode's windows past an odd H or
+    W apart, fnn_max_pool_2x2_edges_*)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
     cdef Py_ssize_t t
@@ -712,14 +716,14 @@ def _max_pool_planes(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                     num_threads=threads_for(n * c * h_in * w_in)):
         if floating is float:
             if tiles_2x2:
-                fnn_max_pool_2x2_plane_f(xp + t * h_in * w_in, w_in, yp + t * ho * wo,
+                fnn_max_pool_2x2_plane_f(xp + t * h_in * w_in, h_in, w_in, yp + t * ho * wo,
                                          ip + t * ho * wo, ho, wo)
             else:
                 fnn_max_pool_plane_f(xp + t * h_in * w_in, h_in, w_in, kh, kw, sh, sw, ph,
                                      pw, dh, dw, yp + t * ho * wo, ip + t * ho * wo, ho, wo)
         else:
             if tiles_2x2:
-                fnn_max_pool_2x2_plane_d(xp + t * h_in * w_in, w_in, yp + t * ho * wo,
+                fnn_max_pool_2x2_plane_d(xp + t * h_in * w_in, h_in, w_in, yp + t * ho * wo,
                                          ip + t * ho * wo, ho, wo)
             else:
                 fnn_max_pool_plane_d(xp + t * h_in * w_in, h_in, w_in, kh, kw, sh, sw, ph,
@@ -1037,17 +1041,20 @@ def _avg_pool_runs_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_ou
 @cython.cdivision(True)
 def _avg_pool_2x2_fwd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                       double divisor,
+                      double edge, double corner,       # ceil mode's windows past the edge
                       floating[:, :, :, ::1] y):        # OUT (N, C, H_out, W_out)
     """_avg_pool_tiles_fwd for 2x2 windows of stride 2 (window_shapes.is_2x2_pool): one
     loop across each output row sums every window's 4 cells in order and divides,
     vectorised across the windows (_conv_rows.h fnn_avg_2x2_row_*), where
     fnn_avg_tiles_row_* passed over the row 4 times and once more to divide. 1 thread,
     float32, CPU time, _avg_pool_tiles_fwd -> here: 16x32x28x28 0.24 -> 0.055 ms,
-    128x32x28x28 1.87 -> 0.44 ms."""
+    128x32x28x28 1.87 -> 0.44 ms. edge, corner: the divisors of ceil mode's 2-cell
+    windows past an odd H or W and of its corner window (fnn_avg_2x2_row_*)."""
     cdef Py_ssize_t n = x.shape[0], c = x.shape[1], h_in = x.shape[2], w_in = x.shape[3]
     cdef Py_ssize_t ho = y.shape[2], wo = y.shape[3]
+    cdef Py_ssize_t hf = min(ho, h_in // 2), wf = min(wo, w_in // 2)   # windows inside x
     cdef Py_ssize_t r, t, oh
-    cdef floating d = <floating>divisor
+    cdef floating d = <floating>divisor, d2 = <floating>edge, d1 = <floating>corner
     if n * c * ho * wo == 0:   # (no element 0 to address)
         return
     for r in prange(n * c * ho, nogil=True, schedule="static",
@@ -1055,17 +1062,18 @@ def _avg_pool_2x2_fwd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
         t = r // ho
         oh = r - t * ho
         if floating is float:
-            fnn_avg_2x2_row_f(&x[0, 0, 0, 0] + (t * h_in + 2 * oh) * w_in, w_in, wo, d,
-                              &y[0, 0, 0, 0] + r * wo)
+            fnn_avg_2x2_row_f(&x[0, 0, 0, 0] + (t * h_in + 2 * oh) * w_in, w_in, wf, wo,
+                              oh >= hf, d, d2, d1, &y[0, 0, 0, 0] + r * wo)
         else:
-            fnn_avg_2x2_row_d(&x[0, 0, 0, 0] + (t * h_in + 2 * oh) * w_in, w_in, wo, d,
-                              &y[0, 0, 0, 0] + r * wo)
+            fnn_avg_2x2_row_d(&x[0, 0, 0, 0] + (t * h_in + 2 * oh) * w_in, w_in, wf, wo,
+                              oh >= hf, d, d2, d1, &y[0, 0, 0, 0] + r * wo)
 
 
 @cython.cdivision(True)
 def _avg_pool_2x2_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, W_out)
                       double divisor,
                       double inverse,                          # exact 1 / divisor, or 0
+                      double edge, double corner,              # as _avg_pool_2x2_fwd's
                       floating[:, :, :, ::1] grad_in):        # OUT (N, C, H, W)
     """_avg_pool_tiles_bwd for 2x2 windows of stride 2 (window_shapes.is_2x2_pool): one
     loop across each output row writes every window's share into its 4 cells,
@@ -1074,14 +1082,17 @@ def _avg_pool_2x2_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out
     to the lower. 1 thread, float32, CPU time, _avg_pool_tiles_bwd -> here: to
     16x32x28x28 0.144 -> 0.065 ms, to 128x32x28x28 1.13 -> 0.55 ms (0.90 ms dividing:
     the 14-window rows' last 6 run scalar, where the exact reciprocal's multiply is
-    cheaper than a division)."""
+    cheaper than a division). Ceil mode's windows past an odd H or W as
+    fnn_avg_2x2_bwd_row_*'s."""
     cdef Py_ssize_t n = grad_in.shape[0], c = grad_in.shape[1]
     cdef Py_ssize_t h_in = grad_in.shape[2], w_in = grad_in.shape[3]
     cdef Py_ssize_t ho = grad_out.shape[2], wo = grad_out.shape[3]
+    cdef Py_ssize_t hf = min(ho, h_in // 2), wf = min(wo, w_in // 2)   # windows inside
     cdef Py_ssize_t t, oh
     cdef const floating* g
     cdef floating* plane
     cdef floating d = <floating>divisor, inv = <floating>inverse
+    cdef floating d2 = <floating>edge, d1 = <floating>corner
     if n * c * h_in * w_in == 0:   # (nothing to write, and no element 0 to address)
         return
     for t in prange(n * c, nogil=True, schedule="static",
@@ -1090,9 +1101,11 @@ def _avg_pool_2x2_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out
         for oh in range(ho):
             g = &grad_out[0, 0, 0, 0] + (t * ho + oh) * wo
             if floating is float:
-                fnn_avg_2x2_bwd_row_f(g, w_in, wo, d, inv, plane + 2 * oh * w_in)
+                fnn_avg_2x2_bwd_row_f(g, w_in, wf, wo, oh >= hf, d, inv, d2, d1,
+                                      plane + 2 * oh * w_in)
             else:
-                fnn_avg_2x2_bwd_row_d(g, w_in, wo, d, inv, plane + 2 * oh * w_in)
+                fnn_avg_2x2_bwd_row_d(g, w_in, wf, wo, oh >= hf, d, inv, d2, d1,
+                                      plane + 2 * oh * w_in)
         if 2 * ho < h_in:
             memset(plane + 2 * ho * w_in, 0, (h_in - 2 * ho) * w_in * sizeof(floating))
 
@@ -1298,7 +1311,8 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad
         _avg_pool_planes_fwd(x, divisor_override or kernel_size[0] * kernel_size[1], out)
         return out
     if is_2x2_pool(x.shape, out.shape, kernel_size, stride, padding):
-        _avg_pool_2x2_fwd(x, divisor_override or 4, out)
+        _avg_pool_2x2_fwd(x, divisor_override or 4, divisor_override or 2,
+                          divisor_override or 1, out)
         return out
     if is_tiling_pool(x.shape, out.shape, kernel_size, stride, padding):
         _avg_pool_tiles_fwd(x, kernel_size[0], kernel_size[1],
@@ -1320,16 +1334,17 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
     not needed here); input_shape: (N, C, H, W). Returns grad_in."""
     if grad_in is None:
         grad_in = np.empty(tuple(input_shape), dtype=grad_out.dtype)
-    if is_tiling_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding):
-        if is_plane_wide_window(grad_in.shape, kernel_size):
-            _avg_pool_runs_bwd(grad_out, kernel_size[0],
-                               divisor_override or kernel_size[0] * kernel_size[1], grad_in)
-            return grad_in
-        if is_2x2_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding):
-            divisor = divisor_override or 4
-            _avg_pool_2x2_bwd(grad_out, divisor, exact_reciprocal(divisor, grad_in.dtype),
-                              grad_in)
-            return grad_in
+    tiling = is_tiling_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding)
+    if tiling and is_plane_wide_window(grad_in.shape, kernel_size):
+        _avg_pool_runs_bwd(grad_out, kernel_size[0],
+                           divisor_override or kernel_size[0] * kernel_size[1], grad_in)
+        return grad_in
+    if is_2x2_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding):
+        divisor = divisor_override or 4
+        _avg_pool_2x2_bwd(grad_out, divisor, exact_reciprocal(divisor, grad_in.dtype),
+                          divisor_override or 2, divisor_override or 1, grad_in)
+        return grad_in
+    if tiling:
         _avg_pool_tiles_bwd(grad_out, kernel_size[0], kernel_size[1],
                             divisor_override or kernel_size[0] * kernel_size[1], grad_in)
         return grad_in

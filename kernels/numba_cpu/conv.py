@@ -531,17 +531,29 @@ def _max_pool_fwd(x, kh, kw, sh, sw, ph, pw, dh, dw, y, indices):  # pragma: no 
                 index_plane[q] = arg
 
 
+@helper
+def _pair_max(plane, a, b):  # pragma: no cover - compiled
+    """(max, index) of a window of cells a, b (in window order), PyTorch's rule: a 2x2
+    window's part inside x, where ceil mode's last row or column runs past the edge."""
+    va, vb = plane[np.uint64(a)], plane[np.uint64(b)]
+    best, arg = _greater(va, a, vb, b)
+    return _nan_wins(plane, best, arg, _last_nan(_last_nan(-1, va, a), vb, b))
+
+
 @kernel
 def _max_pool_2x2(x, y, indices):  # pragma: no cover - compiled
-    """_max_pool_fwd for 2x2 windows, stride 2, no padding, dilation 1 (VGG's pooling),
-    every window inside x: x (N, C, H, W) IN; y, indices (N, C, H // 2, W // 2) OUT.
+    """_max_pool_fwd for 2x2 windows, stride 2, no padding, dilation 1 (VGG's pooling):
+    x (N, C, H, W) IN; y, indices (N, C, H_out, W_out) OUT, H // 2 x W // 2 windows
+    inside x, and in ceil mode a last row and column of windows past an odd H or W.
     Each row pair's maxima are a tree of _greater (upper pair, lower pair, then the
     two), which picks what the window-order scan does (the first maximum), then the
     window's last NaN if it holds one: branch-free in one loop over the output row.
     1 thread, 128x32x28x28 float32: 2.2 ns an output on zeros but 6.5-13 on normal noise
-    while the selects compiled to branches (see _greater), 1.5 on both now."""
+    while the selects compiled to branches (see _greater), 1.5 on both now. The windows
+    past the edge, 2 cells or the corner's 1, take _pair_max after the row's loop."""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
+    hf, wf = min(ho, h_in // 2), min(wo, w_in // 2)   # the windows inside x
     planes = x.reshape(n * c, h_in * w_in)
     y_planes = y.reshape(n * c, ho * wo)
     index_planes = indices.reshape(n * c, ho * wo)
@@ -549,10 +561,14 @@ def _max_pool_2x2(x, y, indices):  # pragma: no cover - compiled
         plane = planes[t]
         y_plane = y_planes[t]
         index_plane = index_planes[t]
-        for oh in range(ho):
+        for oh in range(hf):
             top = 2 * oh * w_in
             row = oh * wo
-            for ow in range(wo):   # (unsigned indices: no wraparound code)
+            if wo > wf:   # (ceil mode: the last window has the last column only)
+                best, arg = _pair_max(plane, top + 2 * wf, top + w_in + 2 * wf)
+                y_plane[np.uint64(row + wf)] = best
+                index_plane[np.uint64(row + wf)] = arg
+            for ow in range(wf):   # (unsigned indices: no wraparound code)
                 a = top + 2 * ow
                 b = a + w_in
                 va, va1 = plane[np.uint64(a)], plane[np.uint64(a + 1)]
@@ -565,6 +581,16 @@ def _max_pool_2x2(x, y, indices):  # pragma: no cover - compiled
                 best, arg = _nan_wins(plane, best, arg, nan_at)
                 y_plane[np.uint64(row + ow)] = best
                 index_plane[np.uint64(row + ow)] = arg
+        if ho > hf:       # (ceil mode: the last row of windows has the last input row)
+            top = 2 * hf * w_in
+            row = hf * wo
+            for ow in range(wf):
+                best, arg = _pair_max(plane, top + 2 * ow, top + 2 * ow + 1)
+                y_plane[np.uint64(row + ow)] = best
+                index_plane[np.uint64(row + ow)] = arg
+            if wo > wf:
+                y_plane[np.uint64(row + wf)] = plane[np.uint64(top + 2 * wf)]
+                index_plane[np.uint64(row + wf)] = top + 2 * wf
 
 
 @helper
@@ -966,41 +992,62 @@ def _avg_pool_runs_bwd(grad_out, kh, divisor, grad_in):  # pragma: no cover - co
 
 
 @_in_order_kernel
-def _avg_pool_2x2_fwd(x, divisor, y):  # pragma: no cover - compiled
+def _avg_pool_2x2_fwd(x, divisor, edge, corner, y):  # pragma: no cover - compiled
     """_avg_pool_tiles_fwd for 2x2 windows of stride 2 (window_shapes.is_2x2_pool): x (N,
-    C, H, W) IN; y (N, C, H_out, W_out) OUT. One loop across an output row sums each
+    C, H, W) IN; y (N, C, H_out, W_out) OUT; divisor, edge, corner: the divisors of the
+    windows inside x, of ceil mode's 2-cell windows past an odd H or W and of its corner
+    window (divisor_override, else 4, 2, 1). One loop across an output row sums each
     window's 4 cells in order (upper pair, lower pair: _avg_pool_fwd's sums) and divides:
     vectorised across the windows (stride-2 loads), where _avg_pool_tiles_fwd passed
     over the row 4 times and then once more to divide. 1 thread, float32, CPU time,
     _avg_pool_tiles_fwd -> here: 16x32x28x28 0.23 -> 0.040 ms, 128x32x28x28 1.83 ->
-    0.32 ms."""
+    0.32 ms. The windows past the edge are summed after the row's loop."""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
+    hf, wf = min(ho, h_in // 2), min(wo, w_in // 2)   # the windows inside x
     xf = x.reshape(-1)
     yf = y.reshape(-1)
     zero = x.dtype.type(0.0)
     d = x.dtype.type(divisor)
+    d2 = x.dtype.type(edge)
+    d1 = x.dtype.type(corner)
     for t in prange(n * c):
-        for oh in range(ho):
+        for oh in range(hf):
             top = (t * h_in + 2 * oh) * w_in
             out = (t * ho + oh) * wo
-            for ow in range(wo):
+            if wo > wf:   # (ceil mode: the last window has the last column only)
+                a = top + 2 * wf
+                acc = zero + xf[np.uint64(a)]
+                acc += xf[np.uint64(a + w_in)]
+                yf[np.uint64(out + wf)] = _exact_quotient(acc, d2)
+            for ow in range(wf):
                 a = top + 2 * ow
                 acc = zero + xf[np.uint64(a)]
                 acc += xf[np.uint64(a + 1)]
                 acc += xf[np.uint64(a + w_in)]
                 acc += xf[np.uint64(a + w_in + 1)]
                 yf[np.uint64(out + ow)] = _exact_quotient(acc, d)
+        if ho > hf:       # (ceil mode: the last row of windows has the last input row)
+            top = (t * h_in + 2 * hf) * w_in
+            out = (t * ho + hf) * wo
+            for ow in range(wf):
+                acc = zero + xf[np.uint64(top + 2 * ow)]
+                acc += xf[np.uint64(top + 2 * ow + 1)]
+                yf[np.uint64(out + ow)] = _exact_quotient(acc, d2)
+            if wo > wf:
+                yf[np.uint64(out + wf)] = _exact_quotient(zero + xf[np.uint64(top + 2 * wf)],
+                                                          d1)
 
 
 @kernel
-def _avg_pool_2x2_bwd(grad_out, divisor, inverse, grad_in):  # pragma: no cover - compiled
+def _avg_pool_2x2_bwd(grad_out, divisor, inverse, edge, corner, grad_in):  # pragma: no cover
     """_avg_pool_tiles_bwd for 2x2 windows of stride 2 (window_shapes.is_2x2_pool):
     grad_out (N, C, H_out, W_out) IN; grad_in (N, C, H, W) OUT; inverse: 1 / divisor
     where exact (window_shapes.exact_reciprocal; the same shares as a division), else
-    0. A loop across an output row writes each window's share into its 2 upper cells,
-    another into its 2 lower ones, then the cells no window covers (an odd size's last
-    row and column) are zeroed.
+    0; edge, corner: _avg_pool_2x2_fwd's. A loop across an output row writes each
+    window's share into its 2 upper cells, another into its 2 lower ones, then ceil
+    mode's windows past an odd H or W write theirs, and the cells no window covers (an
+    odd size's last row and column in floor mode) are zeroed.
 
     The loops run _LANES-multiple trip counts (junk windows past the row end): LLVM's
     vector loop takes 16 windows at a time and left shorter rows (14 windows at
@@ -1012,18 +1059,21 @@ def _avg_pool_2x2_bwd(grad_out, divisor, inverse, grad_in):  # pragma: no cover 
     trip counts), to 128x32x28x28 1.43 -> 0.56 ms."""
     n, c, h_in, w_in = grad_in.shape
     ho, wo = grad_out.shape[2], grad_out.shape[3]
+    hf, wf = min(ho, h_in // 2), min(wo, w_in // 2)   # the windows inside grad_in
     g = grad_out.reshape(-1)
     gi = grad_in.reshape(-1)
     zero = grad_in.dtype.type(0.0)
     d = grad_in.dtype.type(divisor)
     inv = grad_in.dtype.type(inverse)
-    lanes = -(-wo // _LANES) * _LANES
-    junk = 2 * (lanes - wo) <= w_in     # (the junk cells fit in the next row)
+    d2 = grad_in.dtype.type(edge)
+    d1 = grad_in.dtype.type(corner)
+    lanes = -(-wf // _LANES) * _LANES
+    junk = 2 * (lanes - wf) <= w_in     # (the junk cells fit in the next row)
     for t in prange(n * c):
-        for oh in range(ho):
+        for oh in range(hf):
             top = (t * h_in + 2 * oh) * w_in
             at = (t * ho + oh) * wo
-            m = lanes if junk and oh < ho - 1 else wo
+            m = lanes if junk and oh < hf - 1 else wf
             for i in range(2):   # the upper cells, then the lower (over the upper's junk)
                 row = top + i * w_in
                 for ow in range(m):
@@ -1031,10 +1081,26 @@ def _avg_pool_2x2_bwd(grad_out, divisor, inverse, grad_in):  # pragma: no cover 
                     share = v * inv if inverse > 0 else _exact_quotient(v, d)
                     gi[np.uint64(row + 2 * ow)] = share
                     gi[np.uint64(row + 2 * ow + 1)] = share
+            if wo > wf:   # (ceil mode: the last window has the last column only)
+                share = _exact_quotient(g[np.uint64(at + wf)], d2)
+                gi[np.uint64(top + w_in - 1)] = share
+                gi[np.uint64(top + 2 * w_in - 1)] = share
             for q in range(2 * wo, w_in):
                 gi[np.uint64(top + q)] = zero
                 gi[np.uint64(top + w_in + q)] = zero
-        for q in range((t * h_in + 2 * ho) * w_in, (t + 1) * h_in * w_in):
+        top = (t * h_in + 2 * hf) * w_in
+        if ho > hf:       # (ceil mode: the last row of windows has the last input row)
+            at = (t * ho + hf) * wo
+            for ow in range(wf):
+                share = _exact_quotient(g[np.uint64(at + ow)], d2)
+                gi[np.uint64(top + 2 * ow)] = share
+                gi[np.uint64(top + 2 * ow + 1)] = share
+            if wo > wf:
+                gi[np.uint64(top + w_in - 1)] = _exact_quotient(g[np.uint64(at + wf)], d1)
+            for q in range(min(2 * wo, w_in), w_in):
+                gi[np.uint64(top + q)] = zero
+            top += w_in
+        for q in range(top, (t + 1) * h_in * w_in):
             gi[np.uint64(q)] = zero
 
 @helper
@@ -1224,7 +1290,8 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad
         _avg_pool_planes_fwd(x.size, x, float(divisor_override or kh * kw), out)
         return out
     if _is_2x2_pool(x.shape, out.shape, kernel_size, stride, padding):
-        _avg_pool_2x2_fwd(x.size, x, float(divisor_override or 4), out)
+        _avg_pool_2x2_fwd(x.size, x, float(divisor_override or 4),
+                          float(divisor_override or 2), float(divisor_override or 1), out)
         return out
     if is_tiling_pool(x.shape, out.shape, kernel_size, stride, padding):
         _avg_pool_tiles_fwd(x.size, x, kh, kw, float(divisor_override or kh * kw), out)
@@ -1246,16 +1313,18 @@ def avg_pool2d_backward(grad_out, input_shape, kernel_size, stride, padding=(0, 
     if grad_in is None:
         grad_in = np.empty(tuple(input_shape), dtype=grad_out.dtype)
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
-    if is_tiling_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding):
-        if is_plane_wide_window(grad_in.shape, kernel_size):
-            _avg_pool_runs_bwd(grad_in.size, grad_out, kh,
-                               float(divisor_override or kh * kw), grad_in)
-            return grad_in
-        if _is_2x2_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding):
-            divisor = float(divisor_override or 4)
-            _avg_pool_2x2_bwd(grad_in.size, grad_out, divisor,
-                              exact_reciprocal(divisor, grad_in.dtype), grad_in)
-            return grad_in
+    tiling = is_tiling_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding)
+    if tiling and is_plane_wide_window(grad_in.shape, kernel_size):
+        _avg_pool_runs_bwd(grad_in.size, grad_out, kh, float(divisor_override or kh * kw),
+                           grad_in)
+        return grad_in
+    if _is_2x2_pool(grad_in.shape, grad_out.shape, kernel_size, stride, padding):
+        divisor = float(divisor_override or 4)
+        _avg_pool_2x2_bwd(grad_in.size, grad_out, divisor,
+                          exact_reciprocal(divisor, grad_in.dtype),
+                          float(divisor_override or 2), float(divisor_override or 1), grad_in)
+        return grad_in
+    if tiling:
         _avg_pool_tiles_bwd(grad_in.size, grad_out, kh, kw,
                             float(divisor_override or kh * kw), grad_in)
         return grad_in
