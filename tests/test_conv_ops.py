@@ -463,8 +463,8 @@ def test_max_pool2d_2x2_kernel_with_ties_nans_and_infinities_as_torch(backend, d
     # VGG's 2x2 stride-2 pool runs a kernel of its own on the compiled backends (a tree of
     # selects per window, kernels/window_shapes.is_2x2_pool): the same winners as the
     # window-order scan (first maximum of a tie, last NaN, an inf, all -inf); odd sizes
-    # (a last row or column no window reads) and ceil mode (a window past the edge: the
-    # general kernel)
+    # (a last row or column no window reads) and ceil mode (a last row and column of
+    # windows past the edge, 2 cells or the corner's 1, which the kernel scans apart)
     rng = np.random.default_rng(7)
     x = rng.integers(-2, 3, shape).astype(dtype)   # many ties
     flat = x.reshape(-1)

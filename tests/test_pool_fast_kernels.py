@@ -23,20 +23,40 @@ COMPILED = [b for b in ("numba", "cython") if b in fastnn.backends()]
 _HUGE = np.array([3e38, -3e38, 2.5e38, -1e38, 1e38, 0.0, 1.5, -2.0])
 
 
+def _max_pool_input(rng, shape, dtype):
+    """Small integers (many ties) with NaN, +inf and -inf cells, in runs of -inf that
+    fill windows (their index: the window's first cell inside the input)."""
+    x = rng.integers(-2, 3, shape).astype(dtype)
+    flat = x.reshape(-1)
+    flat[::13] = np.nan
+    flat[5::17] = np.inf
+    flat[3::7] = -np.inf
+    flat[4::7] = -np.inf
+    return x
+
+
 def _general(name):
-    """(avg forward, avg backward, max forward) of the backend's general kernels, as
-    functions of the arrays (2x2/2 average pools, 3x3/2 max pools)."""
+    """(avg forward, avg backward) of the backend's general kernels, as functions of the
+    arrays (2x2/2 average pools)."""
     if name == "numba":
         from fastnn.kernels.numba_cpu import conv
         return (lambda x, d, y: conv._avg_pool_fwd(x.size, x, 2, 2, 2, 2, 0, 0, True, d, y),
-                lambda g, d, gi: conv._avg_pool_bwd(gi.size, g, 2, 2, 2, 2, 0, 0, True, d, gi),
-                lambda x, p, y, i: conv._max_pool_fwd(x.size, x, 3, 3, 2, 2, p[0], p[1], 1, 1,
-                                                      y, i))
+                lambda g, d, gi: conv._avg_pool_bwd(gi.size, g, 2, 2, 2, 2, 0, 0, True, d, gi))
     from fastnn.kernels.cython import _conv
     return (lambda x, d, y: _conv._avg_pool_fwd(x, 2, 2, 2, 2, 0, 0, True, d, y),
-            lambda g, d, gi: _conv._avg_pool_bwd(g, 2, 2, 2, 2, 0, 0, True, d, gi),
-            lambda x, p, y, i: _conv._max_pool_planes(x, 3, 3, 2, 2, p[0], p[1], 1, 1, y, i,
-                                                      False))
+            lambda g, d, gi: _conv._avg_pool_bwd(g, 2, 2, 2, 2, 0, 0, True, d, gi))
+
+
+def _general_max(name, k, stride):
+    """The backend's general max-pool kernel for k x k windows of the given stride, as a
+    function (x, padding, y, indices)."""
+    if name == "numba":
+        from fastnn.kernels.numba_cpu import conv
+        return lambda x, p, y, i: conv._max_pool_fwd(x.size, x, k, k, stride, stride, p[0],
+                                                     p[1], 1, 1, y, i)
+    from fastnn.kernels.cython import _conv
+    return lambda x, p, y, i: _conv._max_pool_planes(x, k, k, stride, stride, p[0], p[1],
+                                                     1, 1, y, i, False)
 
 
 def test_selection():
@@ -89,7 +109,7 @@ AVG_CASES = [((2, 3, 6, 6), False), ((2, 3, 7, 9), False), ((3, 2, 8, 10), True)
 def test_avg_pool_2x2_as_the_general_kernel_and_torch(name, dtype, case, divisor):
     shape, ceil_mode = case
     kernels = backend.load(name)
-    fwd, bwd, _ = _general(name)
+    fwd, bwd = _general(name)
     rng = np.random.default_rng(1)
     huge = dtype == np.float32 and divisor is None
     x = (_HUGE[rng.integers(0, len(_HUGE), shape)] if huge
@@ -126,22 +146,13 @@ def test_max_pool_2x2_as_the_general_kernel_and_torch(name, dtype, case):
     shape, ceil_mode = case
     kernels = backend.load(name)
     rng = np.random.default_rng(9)
-    x = rng.integers(-2, 3, shape).astype(dtype)   # many ties
+    x = _max_pool_input(rng, shape, dtype)
     flat = x.reshape(-1)
-    flat[::13] = np.nan
-    flat[5::17] = np.inf
-    flat[3::7] = -np.inf
-    flat[4::7] = -np.inf
     flat[6::19] = 3e38
     y, idx = kernels.max_pool2d_forward(x, (2, 2), (2, 2), ceil_mode=ceil_mode)
     assert ws.is_2x2_pool(x.shape, y.shape, (2, 2), (2, 2), (0, 0))
     want_y, want_i = np.empty_like(y), np.empty_like(idx)
-    if name == "numba":
-        from fastnn.kernels.numba_cpu import conv
-        conv._max_pool_fwd(x.size, x, 2, 2, 2, 2, 0, 0, 1, 1, want_y, want_i)
-    else:
-        from fastnn.kernels.cython import _conv
-        _conv._max_pool_planes(x, 2, 2, 2, 2, 0, 0, 1, 1, want_y, want_i, False)
+    _general_max(name, 2, 2)(x, (0, 0), want_y, want_i)
     np.testing.assert_array_equal(y.view(np.uint8), want_y.view(np.uint8))  # NaN payloads
     np.testing.assert_array_equal(idx, want_i)
     tx = torch.from_numpy(x).requires_grad_(True)
@@ -171,14 +182,9 @@ MAX_CASES = [((2, 3, 16, 16), (1, 1), False), ((2, 3, 15, 17), (1, 1), False),
 def test_max_pool_3x3s2_as_the_general_kernel_and_torch(name, dtype, case):
     shape, padding, ceil_mode = case
     kernels = backend.load(name)
-    _, _, general = _general(name)
+    general = _general_max(name, 3, 2)
     rng = np.random.default_rng(2)
-    x = rng.integers(-2, 3, shape).astype(dtype)   # many ties
-    flat = x.reshape(-1)
-    flat[::13] = np.nan
-    flat[5::17] = np.inf
-    flat[3::7] = -np.inf
-    flat[4::7] = -np.inf     # (windows of -inf only: their first cell inside the input)
+    x = _max_pool_input(rng, shape, dtype)
     assert ws.is_3x3s2_pool((3, 3), (2, 2), padding)
     y, idx = kernels.max_pool2d_forward(x, (3, 3), (2, 2), padding, ceil_mode=ceil_mode)
     want_y, want_i = np.empty_like(y), np.empty_like(idx)
@@ -193,25 +199,13 @@ def test_max_pool_3x3s2_as_the_general_kernel_and_torch(name, dtype, case):
     np.testing.assert_array_equal(y.view(np.uint8), want_y.view(np.uint8))
 
 
-def _general_max(name, stride):
-    """The backend's general max-pool kernel for 3x3 windows of the given stride, as a
-    function (x, padding, y, indices)."""
-    if name == "numba":
-        from fastnn.kernels.numba_cpu import conv
-        return lambda x, p, y, i: conv._max_pool_fwd(x.size, x, 3, 3, stride, stride, p[0],
-                                                     p[1], 1, 1, y, i)
-    from fastnn.kernels.cython import _conv
-    return lambda x, p, y, i: _conv._max_pool_planes(x, 3, 3, stride, stride, p[0], p[1],
-                                                     1, 1, y, i, False)
-
-
 @pytest.mark.parametrize("name", COMPILED)
 @pytest.mark.parametrize("stride", [2, 1])
 def test_max_pool_3x3_on_two_threads(name, stride):
     """The planes split over the threads, each with its own padded scratch plane."""
     x = np.random.default_rng(3).standard_normal((8, 64, 16, 16)).astype(np.float32)
     kernels = backend.load(name)
-    general = _general_max(name, stride)
+    general = _general_max(name, 3, stride)
     want_y = np.empty((8, 64, 16 // stride, 16 // stride), np.float32)
     want_i = np.empty(want_y.shape, np.int64)
     general(x, (1, 1), want_y, want_i)
@@ -244,18 +238,14 @@ def test_max_pool_3x3s1_as_the_general_kernel_and_torch(name, dtype, case):
     shape, padding = case
     kernels = backend.load(name)
     rng = np.random.default_rng(8)
-    x = rng.integers(-2, 3, shape).astype(dtype)   # many ties
+    x = _max_pool_input(rng, shape, dtype)
     flat = x.reshape(-1)
-    flat[::13] = np.nan
-    flat[5::17] = np.inf
-    flat[3::7] = -np.inf
-    flat[4::7] = -np.inf
     flat[6::19] = 3e38       # (float32's max is 3.4e38)
     flat[8::23] = -3e38
     assert ws.is_3x3s1_pool((3, 3), (1, 1), padding)
     y, idx = kernels.max_pool2d_forward(x, (3, 3), (1, 1), padding, ceil_mode=True)
     want_y, want_i = np.empty_like(y), np.empty_like(idx)
-    _general_max(name, 1)(x, padding, want_y, want_i)
+    _general_max(name, 3, 1)(x, padding, want_y, want_i)
     np.testing.assert_array_equal(y.view(np.uint8), want_y.view(np.uint8))  # NaN payloads
     np.testing.assert_array_equal(idx, want_i)
     tx = torch.from_numpy(x).requires_grad_(True)
