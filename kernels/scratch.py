@@ -29,19 +29,32 @@ def thread_stride(values, itemsize):
     return (-(-nbytes // PAGE) * PAGE + PAGE) // itemsize
 
 
-def scratch(name, shape, dtype):
+def scratch(name, shape, dtype, align=None):
     """A work array kept per calling thread between calls of the same shape and dtype
-    (no allocation, no page faults in the steady state). Contents are undefined."""
+    (no allocation, no page faults in the steady state). Contents are undefined.
+    align: its first byte on a multiple of align bytes (64: a cache line), else wherever
+    NumPy puts it (16 bytes past a line, often, which splits every 64-byte vector access
+    over two lines: see the numba batchnorm kernels)."""
     store = getattr(_local, "buffers", None)
     if store is None:
         store = _local.buffers = {}
     kept = store.get(name)
     if kept is None:
         kept = store[name] = {}
-    key = (shape, dtype)
+    key = (shape, dtype) if align is None else (shape, dtype, align)
     buf = kept.get(key)
     if buf is None:
         if len(kept) >= KEPT_PER_NAME:
             del kept[next(iter(kept))]  # the oldest (dicts keep insertion order)
-        buf = kept[key] = np.empty(shape, dtype=dtype)
+        buf = kept[key] = np.empty(shape, dtype=dtype) if align is None else \
+            aligned_empty(shape, dtype, align)
     return buf
+
+
+def aligned_empty(shape, dtype, align):
+    """np.empty(shape, dtype) starting on a multiple of align bytes."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + align, dtype=np.uint8)
+    start = -raw.ctypes.data % align
+    return raw[start:start + nbytes].view(dtype).reshape(shape)

@@ -21,7 +21,7 @@ import pytest
 
 import fastnn
 from allocation_peaks import peak_bytes
-from fastnn import models, nn, optim
+from fastnn import backend, models, nn, optim
 from fastnn.kernels.scratch import KEPT_PER_NAME, scratch
 from fastnn.models.multitask import MultiTaskLoss, MultiTaskNet
 
@@ -187,6 +187,39 @@ def test_scratch_keeps_one_array_per_shape_and_a_bounded_number():
     assert scratch("probe_allocations", (3, 5), np.float32) is not a
     assert scratch("probe_allocations", (100 + KEPT_PER_NAME - 1,), np.float32).shape == (
         100 + KEPT_PER_NAME - 1,)
+
+
+def test_scratch_aligned_on_request():
+    """scratch(..., align=64) starts on a cache line, is kept like any other, and is
+    another array than the unaligned one of the same shape."""
+    plain = scratch("probe_allocations_aligned", (3, 17), np.float32)
+    aligned = scratch("probe_allocations_aligned", (3, 17), np.float32, align=64)
+    assert aligned.ctypes.data % 64 == 0 and aligned.shape == (3, 17)
+    assert aligned.dtype == np.float32 and aligned.flags.c_contiguous
+    assert aligned is not plain
+    assert scratch("probe_allocations_aligned", (3, 17), np.float32, align=64) is aligned
+
+
+@pytest.mark.skipif("numba" not in fastnn.backends(), reason="numba missing")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_batchnorm_columns_scratch_is_aligned(dtype):
+    """The numba (N, C) batch norm's scratch (the chunk partials, the per-channel
+    coefficients and the mean's copy its passes read) starts on cache lines, every row
+    of the coefficients too: misaligned, each 64-byte access of its passes straddled two
+    lines (the backward's passes over 256x1024 float32 48.8 + 50.3 -> 44.8 + 44.6 us)."""
+    from fastnn.kernels.numba_cpu import batchnorm as nb
+    be = backend.load("numba")
+    x = np.random.default_rng(0).standard_normal((64, 37)).astype(dtype)
+    w, b = np.ones(37, dtype), np.zeros(37, dtype)
+    y, sm, si = be.batchnorm_forward(x, w, b, np.zeros(37, dtype), np.ones(37, dtype))
+    be.batchnorm_backward(x, x, w, sm, si, grad_weight=np.zeros(37, dtype),
+                          grad_bias=np.zeros(37, dtype))
+    assert nb._partials(64, 37).ctypes.data % 64 == 0
+    for rows in (3, 4):
+        coef = nb._coefficients("bn_coef", rows, 37, dtype)
+        assert coef.shape == (rows, 37)
+        assert all(coef[k].ctypes.data % 64 == 0 and coef[k].flags.c_contiguous
+                   for k in range(rows))
 
 
 class _Sigmoided:
