@@ -151,6 +151,8 @@ cdef extern from "_conv_rows.h" nogil:
     void fnn_avg_2x2_row_d(const double* top, Py_ssize_t w_in, Py_ssize_t wf,
                            Py_ssize_t wo, int edge_row, double d, double d2, double d1,
                            double* out)
+    float fnn_unsigned_zero_f(float x)
+    double fnn_unsigned_zero_d(double x)
     void fnn_avg_2x2_bwd_row_f(const float* g, Py_ssize_t w_in, Py_ssize_t wf,
                                Py_ssize_t wo, int edge_row, float d, float inv, float d2,
                                float d1, float* top)
@@ -974,6 +976,14 @@ def _avg_pool_planes_fwd(const floating[:, :, :, ::1] x,  # IN  (N, C, H, W)
             fnn_avg_planes_d(&x[0, 0, 0, 0] + p * hw, m, hw, d, &y[0, 0, 0, 0] + p)
 
 
+cdef inline floating _unsigned_zero(floating x) noexcept nogil:
+    """x with a zero's sign cleared (_conv_rows.h fnn_unsigned_zero_*): an average pool's
+    gradient share as PyTorch's sum into a zeroed gradient gives it, 0 + -0 = +0."""
+    if floating is float:
+        return fnn_unsigned_zero_f(x)
+    return fnn_unsigned_zero_d(x)
+
+
 @cython.cdivision(True)
 def _avg_pool_tiles_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, W_out)
                         Py_ssize_t kh, Py_ssize_t kw, double divisor,
@@ -999,7 +1009,7 @@ def _avg_pool_tiles_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_o
             row = &grad_in[0, 0, 0, 0] + (t * h_in + oh * kh) * w_in
             for j in range(kw):
                 for ow in range(wo):
-                    row[ow * kw + j] = g[ow] / d
+                    row[ow * kw + j] = _unsigned_zero(g[ow] / d)
             if covered < w_in:
                 memset(row + covered, 0, (w_in - covered) * sizeof(floating))
             for i in range(1, kh):   # the window's other rows: copies of its first
@@ -1031,7 +1041,7 @@ def _avg_pool_runs_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_ou
                     num_threads=threads_for(n * c * h_in * w_in)):
         cells = &grad_in[0, 0, 0, 0] + t * h_in * w_in
         for oh in range(ho):
-            share = (&grad_out[0, 0, 0, 0])[t * ho + oh] / d
+            share = _unsigned_zero((&grad_out[0, 0, 0, 0])[t * ho + oh] / d)
             for q in range(run):
                 cells[oh * run + q] = share
         for q in range(ho * run, h_in * w_in):

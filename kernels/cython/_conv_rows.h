@@ -318,6 +318,26 @@ static FNN_IN_ORDER void NAME(const T *restrict top, ptrdiff_t w_in, ptrdiff_t w
 FNN_AVG_2X2_ROW(float, fnn_avg_2x2_row_f)
 FNN_AVG_2X2_ROW(double, fnn_avg_2x2_row_d)
 
+/* x with a zero's sign cleared (-0 -> +0, every other value's bits kept): the average
+ * pools' gradient shares, which PyTorch (and the reference) add into a zeroed gradient,
+ * 0 + -0 = +0 (_conv.pyx _avg_pool_tiles_bwd, _avg_pool_runs_bwd). Done on the bits:
+ * under -fno-signed-zeros gcc folds x + 0 to x. */
+static inline float fnn_unsigned_zero_f(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    u = (u << 1) ? u : 0;
+    memcpy(&x, &u, sizeof u);
+    return x;
+}
+
+static inline double fnn_unsigned_zero_d(double x) {
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    u = (u << 1) ? u : 0;
+    memcpy(&x, &u, sizeof u);
+    return x;
+}
+
 /* The gradient of one output row of 2x2 windows of stride 2 (_conv.pyx
  * _avg_pool_2x2_bwd): g, the row's output gradient; top, the upper input row of its
  * windows (the lower one w_in further), both rows' every cell written: window ow's 4

@@ -866,6 +866,17 @@ def _exact_quotient(a, b):  # pragma: no cover - compiled
     return a / b
 
 
+# (fastmath explicit, without nsz: under it LLVM folds x + 0 to x)
+@numba.njit(cache=OPTIONS["cache"], fastmath=False)
+def _unsigned_zero(x, zero):  # pragma: no cover - compiled
+    """x + zero (0 of x's type): -0 -> +0, every other value's bits kept (NaN stays
+    NaN). An average pool's gradient share as PyTorch's and the reference's sums into a
+    zeroed gradient give it (0 + -0 = +0), where the kernels' nsz dropped the add. The
+    add has no contract flag, so a share g * inv is not fused into fma(g, inv, 0),
+    which keeps -0 where g * inv underflows."""
+    return x + zero
+
+
 @_in_order_kernel
 def _avg_pool_tiles_fwd(x, kh, kw, divisor, y):  # pragma: no cover - compiled
     """_avg_pool_fwd for windows that tile x (window_shapes.is_tiling_pool): x (N, C, H,
@@ -956,7 +967,7 @@ def _avg_pool_tiles_bwd(grad_out, kh, kw, divisor, grad_in):  # pragma: no cover
             g = g_plane[oh]
             first = plane[oh * kh]
             for ow in range(wo):
-                share = _exact_quotient(g[ow], d)
+                share = _unsigned_zero(_exact_quotient(g[ow], d), zero)
                 for j in range(kw):
                     first[ow * kw + j] = share
             first[covered:] = zero
@@ -983,7 +994,7 @@ def _avg_pool_runs_bwd(grad_out, kh, divisor, grad_in):  # pragma: no cover - co
     for t in prange(n * c):
         plane = np.uint64(t * h_in * w_in)
         for oh in range(ho):
-            share = _exact_quotient(g[np.uint64(t * ho + oh)], d)
+            share = _unsigned_zero(_exact_quotient(g[np.uint64(t * ho + oh)], d), zero)
             at = plane + np.uint64(oh) * run
             for q in range(run):
                 gi[at + q] = share
@@ -1207,8 +1218,8 @@ def _avg_pool_3x3s2_bwd(grad_out, ph, pw, count_include_pad, divisor, grad_in): 
             for oh in range(ho):
                 for ow in range(wo):
                     q = oh * wq + ow
-                    share[np.uint64(base + q)] = _exact_quotient(
-                        g[np.uint64(at + oh * wo + ow)], dv[np.uint64(q)])
+                    share[np.uint64(base + q)] = _unsigned_zero(_exact_quotient(
+                        g[np.uint64(at + oh * wo + ow)], dv[np.uint64(q)]), zero)
             s = base - wq - 1
             for m in range(size):      # phase (0, 0)
                 acc = zero + share[np.uint64(s + m)]
