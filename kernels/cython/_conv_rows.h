@@ -204,8 +204,11 @@ FNN_MAX_POOL_PLANE(double, fnn_max_pool_plane_d)
  * tiles' row still vectorises across its windows, each one's sum in order. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define FNN_IN_ORDER __attribute__((optimize("no-associative-math")))
+#define FNN_IN_ORDER_SIGNED \
+    __attribute__((optimize("no-associative-math", "signed-zeros")))
 #else
 #define FNN_IN_ORDER
+#define FNN_IN_ORDER_SIGNED
 #endif
 #if defined(__clang__)
 #define FNN_IN_ORDER_BODY _Pragma("clang fp reassociate(off)")
@@ -318,24 +321,26 @@ static FNN_IN_ORDER void NAME(const T *restrict top, ptrdiff_t w_in, ptrdiff_t w
 FNN_AVG_2X2_ROW(float, fnn_avg_2x2_row_f)
 FNN_AVG_2X2_ROW(double, fnn_avg_2x2_row_d)
 
-/* x with a zero's sign cleared (-0 -> +0, every other value's bits kept): the average
- * pools' gradient shares, which PyTorch (and the reference) add into a zeroed gradient,
- * 0 + -0 = +0 (_conv.pyx _avg_pool_tiles_bwd, _avg_pool_runs_bwd). Done on the bits:
- * under -fno-signed-zeros gcc folds x + 0 to x. */
+/* x with a zero's sign cleared (-0 -> +0, every other value's bits kept; UT: the
+ * unsigned integer of x's width): the average pools' gradient shares, which PyTorch (and
+ * the reference) add into a zeroed gradient, 0 + -0 = +0 (_conv.pyx
+ * _avg_pool_tiles_bwd, _avg_pool_runs_bwd). Done on the bits: under -fno-signed-zeros
+ * gcc folds x + 0 to x. A macro, for the FNN_IN_ORDER functions too, into which gcc
+ * does not inline a function of other optimize options. */
+#define FNN_UNSIGNED_ZERO(UT, x) (__extension__ ({                                        \
+    __typeof__(x) v_ = (x);                                                               \
+    UT u_;                                                                                \
+    memcpy(&u_, &v_, sizeof u_);                                                          \
+    u_ = (u_ << 1) ? u_ : 0;                                                              \
+    memcpy(&v_, &u_, sizeof u_);                                                          \
+    v_; }))
+
 static inline float fnn_unsigned_zero_f(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    u = (u << 1) ? u : 0;
-    memcpy(&x, &u, sizeof u);
-    return x;
+    return FNN_UNSIGNED_ZERO(uint32_t, x);
 }
 
 static inline double fnn_unsigned_zero_d(double x) {
-    uint64_t u;
-    memcpy(&u, &x, sizeof u);
-    u = (u << 1) ? u : 0;
-    memcpy(&x, &u, sizeof u);
-    return x;
+    return FNN_UNSIGNED_ZERO(uint64_t, x);
 }
 
 /* The gradient of one output row of 2x2 windows of stride 2 (_conv.pyx
@@ -521,10 +526,19 @@ FNN_AVG_POOL_3X3S2(double, fnn_avg_pool_3x3s2_d, fnn_split_phases_d, fnn_lane_di
  * then gathers the shares of the windows over it in window order, as _avg_pool_bwd's
  * scatter adds them (phase (0, 0): up-left, up, left, own; (0, 1): up, own; (1, 0):
  * left, own; (1, 1): own), from 0, one loop a phase; the input's cells are copied out
- * (the rows and columns no window reaches zeroed). Zero shares change no sum.
+ * (the rows and columns no window reaches zeroed). Zero shares change no sum. The
+ * sums from 0 make a -0 share +0, as _avg_pool_bwd's (PyTorch's) 0 + -0: gcc compiles
+ * this function with signed zeros (FNN_IN_ORDER_SIGNED; the build's -fno-signed-zeros
+ * folded 0 + x to x, measured free: 1 thread, 32x64x16x16 and 16x32x28x28, float32),
+ * elsewhere the shares' zeros are made +0 on the bits (FNN_SHARE_SIGN).
  * share: wq + 1 + hq wq values; pad: 4 hq wq; dv: ho wq. */
-#define FNN_AVG_POOL_3X3S2_BWD(T, NAME, DIVISORS)                                         \
-static FNN_IN_ORDER void NAME(const T *restrict g, ptrdiff_t p0, ptrdiff_t p1,            \
+#if defined(__GNUC__) && !defined(__clang__)
+#define FNN_SHARE_SIGN(UT, x) (x)
+#else
+#define FNN_SHARE_SIGN(UT, x) FNN_UNSIGNED_ZERO(UT, x)
+#endif
+#define FNN_AVG_POOL_3X3S2_BWD(T, UT, NAME, DIVISORS)                                     \
+static FNN_IN_ORDER_SIGNED void NAME(const T *restrict g, ptrdiff_t p0, ptrdiff_t p1,     \
                               ptrdiff_t h_in, ptrdiff_t w_in, ptrdiff_t ph, ptrdiff_t pw, \
                               int include, ptrdiff_t divisor, T *restrict share,          \
                               T *restrict pad, T *restrict dv, T *restrict gi,            \
@@ -540,7 +554,7 @@ static FNN_IN_ORDER void NAME(const T *restrict g, ptrdiff_t p0, ptrdiff_t p1,  
         const T *restrict gp = g + t * ho * wo;                                           \
         for (ptrdiff_t oh = 0; oh < ho; oh++)                                             \
             for (ptrdiff_t ow = 0; ow < wo; ow++)                                         \
-                s[oh * wq + ow] = gp[oh * wo + ow] / dv[oh * wq + ow];                    \
+                s[oh * wq + ow] = FNN_SHARE_SIGN(UT, gp[oh * wo + ow] / dv[oh * wq + ow]);\
         for (ptrdiff_t m = 0; m < size; m++) {                                            \
             T acc = 0;                                                                    \
             acc = acc + s[m - wq - 1];                                                    \
@@ -577,8 +591,8 @@ static FNN_IN_ORDER void NAME(const T *restrict g, ptrdiff_t p0, ptrdiff_t p1,  
         for (ptrdiff_t q = rows * w_in; q < h_in * w_in; q++) plane[q] = 0;               \
     }                                                                                     \
 }
-FNN_AVG_POOL_3X3S2_BWD(float, fnn_avg_pool_3x3s2_bwd_f, fnn_lane_divisors_f)
-FNN_AVG_POOL_3X3S2_BWD(double, fnn_avg_pool_3x3s2_bwd_d, fnn_lane_divisors_d)
+FNN_AVG_POOL_3X3S2_BWD(float, uint32_t, fnn_avg_pool_3x3s2_bwd_f, fnn_lane_divisors_f)
+FNN_AVG_POOL_3X3S2_BWD(double, uint64_t, fnn_avg_pool_3x3s2_bwd_d, fnn_lane_divisors_d)
 
 #define FNN_TAKE(T, v, at)                                                                \
     do {                                                                                  \
