@@ -17,9 +17,33 @@ one thread (libgomp's pool does not survive fork: a 2-thread MKL product hung th
 
 Only the products of ``linear_forward``/``linear_backward`` (and the layers built on
 them) go to MKL; everything else keeps SciPy's OpenBLAS. By default MKL is used on
-Intel CPUs only: it was measured there, and on the 2-core AMD EPYC of earlier runs
-PyTorch's own MKL/oneDNN products were no faster than OpenBLAS's. ``FASTNN_BLAS=mkl``
-uses it on any CPU, ``FASTNN_BLAS=openblas`` never (read when a compiled backend loads).
+Intel CPUs only: it was measured there. ``FASTNN_BLAS=mkl`` uses it on any CPU,
+``FASTNN_BLAS=openblas`` never (read when a compiled backend loads).
+
+Not on AMD, and not per product there either: on the 2-core AMD EPYC (AVX-512) MKL
+2026.2 ran the MLPs' products no faster than NumPy's OpenBLAS 0.3.31 on the OpenMP pool,
+each in the form the kernels call it (the forward transposed where
+kernels/gemm_shapes.py says; the weight gradient overwriting, as a step after
+zero_grad does). Process CPU time of one thread, microseconds, OpenBLAS / MKL, median
+of 9 interleaved blocks, 7 Dec 2026 (the machine shared with two other jobs, which made
+2-thread wall times 5-50x these and useless); layers in order:
+
+    784-1024-1024-10 b32   forward 589/607 873/879 9/35      weight grad 591/632
+                           1089/866 (accumulating 1019/763) 11/20   input grad 1055/1055 10/21
+                     b128  forward 2275/2343 3183/3762 63/139   weight grad 2147/2528
+                           3159/3354 87/84     input grad 3077/3105 63/47
+                     b256  forward 4686/5318 6118/5866 115/270  weight grad 4175/4475
+                           5595/5659 177/182   input grad 5752/5762 121/97
+    784-100-10 b128        forward 246/213 (MKL's plain form 234) 7/13   weight grad
+                           205/213 4/6   input grad 4/5
+
+MKL's clear wins are OpenBLAS meeting a 1024-float leading dimension with a short inner
+one (the batch-32 1024 -> 1024 weight gradient; 1024 -> 10's input gradient at batch
+128 and 256: tens of microseconds). Yet the whole step did not gain from them: the
+784-1024-1024-10 batch-32 step with that weight gradient alone on MKL, against all on
+OpenBLAS, in one process, interleaved (3 runs of 25-41 blocks): numba 1.007-1.027x,
+cython 1.003-1.035x; with every Linear product on MKL: 1.015-1.043x for the three
+bench MLPs, both backends. So off Intel every product stays on OpenBLAS.
 """
 import ctypes
 import glob
