@@ -39,6 +39,10 @@ class _HostElementwise(Module):
         None for any other slope (``_slope``)."""
         return None
 
+    def _grad(self, g, x):
+        """grad_in where ``_passes`` gives None: g * f'(x)."""
+        return g * self._slope(x)
+
     def _forward(self, x, buffered):
         host = _device.to_host(x)
         values = tuple(host.dtype.type(self._float(name)) for name in self.float_attributes)
@@ -51,7 +55,7 @@ class _HostElementwise(Module):
             return None
         g = _device.to_host(grad_out)
         passes = self._passes(self._x, *self._values)
-        grad = (g * self._slope(self._x) if passes is None
+        grad = (self._grad(g, self._x) if passes is None
                 else np.where(passes, g, g.dtype.type(0)))
         return _device.namespace_of(grad_out).put(np.asarray(grad, g.dtype))
 
@@ -104,6 +108,10 @@ class Tanhshrink(_HostElementwise):
 
     def _slope(self, x):
         return np.tanh(x) ** 2
+
+    def _grad(self, g, x):
+        # + 0: a zero gradient is +0, as PyTorch's autograd sums g and -g (1 - tanh^2)
+        return g * self._slope(x) + g.dtype.type(0)
 
 
 class Threshold(_HostElementwise):

@@ -209,7 +209,8 @@ def _hardswish_backward(g, x, out):
 def _elu(x, alpha, out):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
-        out[i] = v if v > 0 else alpha * math.expm1(v)  # v <= 0 (or NaN) here
+        # x itself at +-0 (>=), as PyTorch's ELU for any alpha; expm1 takes v < 0 or NaN
+        out[i] = v if v >= 0 else alpha * math.expm1(v)
 
 
 @jit_kernel

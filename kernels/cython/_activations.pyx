@@ -115,8 +115,10 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             v = x[i]             # (typed constants: a literal 0 or 1 is a C double)
             # expm1 of min(v, 0): the positive side is never selected (NaN: not > 0,
             # passes into expm1); expm1, not exp - 1: relative accuracy near 0
-            e = a * f_expm1_nonpos(zero if v > zero else v)
-            y[i] = v if v > zero else e
+            # x itself at +-0 (>=), as PyTorch's ELU for any alpha (a expm1(-0) is +-0 as
+            # a's sign is, and float's expm1 gives +0 for -0); the one compare shared
+            e = a * f_expm1_nonpos(zero if v >= zero else v)
+            y[i] = v if v >= zero else e
     elif op == U_SOFTPLUS:
         _softplus_block(x, y, n, a, b)
     elif op == U_HARDSIGMOID:

@@ -325,7 +325,8 @@ def _elu(x, alpha, out):  # IN x (n,); OUT out (n,)
     zero = x.dtype.type(0)
     for i in prange(x.shape[0]):
         v = x[i]
-        out[i] = v if v > zero else a * vmath.expm1_nonpos(min(v, zero))
+        # x itself at +-0 (>=), as PyTorch's ELU for any alpha: alpha expm1(-0) loses -0
+        out[i] = v if v >= zero else a * vmath.expm1_nonpos(min(v, zero))
 
 
 @elementwise

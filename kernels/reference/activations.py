@@ -10,8 +10,10 @@ def _out(x, out):
 
 
 def relu(x, out=None):
-    """y = max(x, 0). x: any shape; out: same shape."""
-    return np.maximum(x, 0, out=_out(x, out))
+    """y = max(x, 0). x: any shape; out: same shape. -0 stays -0 (PyTorch's relu; its
+    threshold(x, 0, 0) gives +0): NumPy's maximum returns its second argument at a tie,
+    so 0 goes first (a NaN x still gives NaN)."""
+    return np.maximum(x.dtype.type(0), x, out=_out(x, out))
 
 
 # the integer type of each float type's size, for selecting values by their bits
@@ -149,9 +151,10 @@ def silu_backward(grad_out, x, out=None):
 
 
 def elu(x, alpha=1.0, out=None):
-    """y = x if x > 0 else alpha * (exp(x) - 1) (expm1: exact near 0)."""
+    """y = x if x >= 0 else alpha * (exp(x) - 1) (expm1: exact near 0; x itself at
+    +-0, as PyTorch's ELU for any alpha)."""
     negative = x.dtype.type(alpha) * np.expm1(np.minimum(x, 0))
-    return _assign(_out(x, out), np.where(x > 0, x, negative))
+    return _assign(_out(x, out), np.where(x >= 0, x, negative))
 
 
 def elu_backward(grad_out, x, alpha=1.0, out=None):

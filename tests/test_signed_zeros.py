@@ -1,0 +1,62 @@
+"""Zero signs against PyTorch CPU: np.signbit beside the values, on every backend and
+float type, for the elementwise ops whose -0 / +0 once differed from PyTorch's (ReLU of
+the NumPy reference, ELU and what is built on it, Tanhshrink's backward). The arrays are
+long enough (67) for the compiled loops' vector bodies and their scalar tails, with the
+zeros in both."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+from conftest import DTYPES, assert_close
+from fastnn import nn, ops
+from fastnn.nn import functional as F
+
+# every (x, g) pair: x = +-0 with zero and non-zero g, non-zero x with g = +-0
+_PAIRS = ([(x, g) for x in (-0.0, 0.0) for g in (-0.0, 0.0, 1.0, -2.5)]
+          + [(x, g) for x in (-3.5, -0.25, 0.25, 3.5, 30.0, -30.0) for g in (-0.0, 0.0)])
+
+
+def _inputs(dtype):
+    pairs = (_PAIRS * 4)[:67]
+    return (np.array([p[0] for p in pairs], dtype), np.array([p[1] for p in pairs], dtype))
+
+
+def _assert_same(got, want, dtype):
+    assert_close(got, want, dtype)
+    np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+_FORWARD = {
+    "relu": (ops.relu, torch.relu),
+    # PyTorch's ELU gives x itself at +-0 for any alpha (every CPU path, any length)
+    "elu": (ops.elu, TF.elu),
+    "elu_alpha2": (lambda x: ops.elu(x, 2.0), lambda t: TF.elu(t, 2.0)),
+    "elu_negative_alpha": (lambda x: ops.elu(x, -0.5), lambda t: TF.elu(t, -0.5)),
+    "F.selu": (F.selu, TF.selu),
+    "F.celu": (F.celu, TF.celu),
+    "F.celu_alpha2": (lambda x: F.celu(x, 2.0), lambda t: TF.celu(t, 2.0)),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(_FORWARD))
+def test_forward_zero_signs_as_torch(backend, dtype, name):
+    ours, theirs = _FORWARD[name]
+    x, _ = _inputs(dtype)
+    _assert_same(ours(x.copy()), theirs(torch.from_numpy(x)).numpy(), dtype)
+
+
+def _torch_grad(fn, x, g):
+    t = torch.from_numpy(x.copy()).requires_grad_(True)
+    fn(t).backward(torch.from_numpy(g.copy()))
+    return t.grad.numpy()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tanhshrink_backward_zero_signs_as_torch(backend, dtype):
+    """x - tanh(x) under autograd: g - g (1 - tanh^2) is +0 wherever it is 0."""
+    x, g = _inputs(dtype)
+    layer = nn.Tanhshrink()
+    layer.forward(x)
+    _assert_same(layer.backward(g), _torch_grad(TF.tanhshrink, x, g), dtype)
