@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from . import row_exps, vmath
-from ._buffers import flat, out_like
+from ._buffers import flat, out_like, overlap
 from .config import OPTIONS, call_outlined, elementwise, helper, kernel, serial_kernel
 
 _GELU_TANH_C = math.sqrt(2 / math.pi)
@@ -24,14 +24,6 @@ _TILE = 1024
 
 
 # ------------------------------------------------------------------ kernels
-@helper
-def _overlap(a, b):
-    """True when the memory of 1-D contiguous arrays a and b overlaps."""
-    pa = a.ctypes.data
-    pb = b.ctypes.data
-    return pa < pb + b.size * b.itemsize and pb < pa + a.size * a.itemsize
-
-
 @helper
 def _scratch_tile(a, out, in_place):
     """A tile-sized buffer for copies of a's tiles when out is a (in place), else an
@@ -171,8 +163,8 @@ def _gelu_tanh_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     # the arrays themselves gave 1-ulp differences in place from out of place (fastmath
     # code compiled for out aliasing an input differs), as the two-pass kernels did
     n = x.shape[0]
-    x_in_place = _overlap(x, out)
-    g_in_place = _overlap(grad_out, out)
+    x_in_place = overlap(x, out)
+    g_in_place = overlap(grad_out, out)
     x_scratch = _scratch_tile(x, out, x_in_place)
     g_scratch = _scratch_tile(grad_out, out, g_in_place)
     for start in range(0, n, _TILE):
@@ -209,7 +201,7 @@ def _mish_finish(x, out):  # IN x (m,); INOUT out (m,): exps -> mish
 def _mish(x, out):  # IN x (n,); OUT out (n,)
     # one exp; two passes per tile (see _softplus)
     n = x.shape[0]
-    in_place = _overlap(x, out)
+    in_place = overlap(x, out)
     scratch = _scratch_tile(x, out, in_place)
     for start in range(0, n, _TILE):
         stop = min(n, start + _TILE)
@@ -251,8 +243,8 @@ def _mish_backward_finish(grad_out, x, out):  # IN grad_out, x (m,); INOUT out (
 def _mish_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,)
     # two passes per tile as the forward
     n = x.shape[0]
-    x_in_place = _overlap(x, out)
-    g_in_place = _overlap(grad_out, out)
+    x_in_place = overlap(x, out)
+    g_in_place = overlap(grad_out, out)
     x_scratch = _scratch_tile(x, out, x_in_place)
     g_scratch = _scratch_tile(grad_out, out, g_in_place)
     for start in range(0, n, _TILE):
@@ -373,7 +365,7 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
     t = x.dtype.type(threshold)
     inv_b = x.dtype.type(1) / b
     n = x.shape[0]
-    in_place = _overlap(x, out)
+    in_place = overlap(x, out)
     scratch = _scratch_tile(x, out, in_place)
     for start in range(0, n, _TILE):
         stop = min(n, start + _TILE)
@@ -456,7 +448,7 @@ def _gelu_tails(x, out):  # IN x (m,); INOUT out (m,): heads -> gelu
 def _gelu(x, out):  # IN x (n,); OUT out (n,)
     # two passes per tile (see _softplus; 0.74 -> 0.58 ns a value, 1 thread in cache)
     n = x.shape[0]
-    in_place = _overlap(x, out)
+    in_place = overlap(x, out)
     scratch = _scratch_tile(x, out, in_place)
     for start in range(0, n, _TILE):
         stop = min(n, start + _TILE)
@@ -522,7 +514,7 @@ def _sine_backward_span(grad_out, x, w, out, in_place):  # IN grad_out, x (m,); 
 def _sine(x, omega, out):  # IN x (n,); OUT out (n,)
     w = x.dtype.type(omega)
     n = x.shape[0]
-    in_place = _overlap(x, out)
+    in_place = overlap(x, out)
     for b in prange((n + _TRIG_BLOCK - 1) // _TRIG_BLOCK):
         lo = b * _TRIG_BLOCK
         hi = min(lo + _TRIG_BLOCK, n)
@@ -533,7 +525,7 @@ def _sine(x, omega, out):  # IN x (n,); OUT out (n,)
 def _sine_backward(grad_out, x, omega, out):  # IN grad_out, x (n,); OUT out (n,)
     w = x.dtype.type(omega)
     n = x.shape[0]
-    in_place = _overlap(x, out) or _overlap(grad_out, out)
+    in_place = overlap(x, out) or overlap(grad_out, out)
     for b in prange((n + _TRIG_BLOCK - 1) // _TRIG_BLOCK):
         lo = b * _TRIG_BLOCK
         hi = min(lo + _TRIG_BLOCK, n)
