@@ -33,7 +33,7 @@ cdef Py_ssize_t stream_min_bytes = 2**62
 
 from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, threads_for, f_exp, f_exp_upto88, f_expm1_nonpos, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
-                       f_sigmoid, f_log1p_small, row_max, row_sum, row_dot)
+                       f_sigmoid, f_log1p_small, overlap, row_max, row_sum, row_dot)
 
 DEF BLOCK = 16384
 DEF PREFETCH_TILE = 512  # values per sub-tile, its inputs prefetched PREFETCH_AHEAD ahead first
@@ -188,7 +188,7 @@ cdef inline void _mish_two_pass(const floating* x, floating* y, Py_ssize_t n) no
     covers. In place allowed (y = x), through _input_tile."""
     cdef floating copy[PASS_TILE]
     cdef const floating* xt
-    cdef bint in_place = _overlap(x, y, n * sizeof(floating))
+    cdef bint in_place = overlap(x, y, n * sizeof(floating))
     cdef Py_ssize_t t0, m, i
     for t0 in range(0, n, PASS_TILE):
         m = min(<Py_ssize_t>PASS_TILE, n - t0)
@@ -204,7 +204,7 @@ cdef inline void _gelu_two_pass(const float* x, float* y, Py_ssize_t n) noexcept
     place allowed (y = x), through _input_tile."""
     cdef float copy[PASS_TILE]
     cdef const float* xt
-    cdef bint in_place = _overlap(x, y, n * sizeof(float))
+    cdef bint in_place = overlap(x, y, n * sizeof(float))
     cdef Py_ssize_t t0, m, i
     for t0 in range(0, n, PASS_TILE):
         m = min(<Py_ssize_t>PASS_TILE, n - t0)
@@ -269,12 +269,6 @@ cdef inline floating _softplus_finish(floating v, floating z, floating e, floati
     return v if z > b else ((z if z > zero else zero) + f_log1p_small(e)) * inv_a
 
 
-cdef inline bint _overlap(const void* p, const void* q, Py_ssize_t nbytes) noexcept nogil:
-    cdef const char* a = <const char*>p
-    cdef const char* b = <const char*>q
-    return a < b + nbytes and b < a + nbytes
-
-
 cdef inline void _sine_block(const floating* x, floating* y, Py_ssize_t n,
                              floating a) noexcept nogil:
     """y[i] = sin(a x[i]) for one block; in place allowed. The branch-free sin in a
@@ -287,7 +281,7 @@ cdef inline void _sine_block(const floating* x, floating* y, Py_ssize_t n,
     cdef Py_ssize_t i
     cdef floating v
     cdef bint beyond = not FNN_HAVE_FMA           # without FMA: libm only
-    if not beyond and _overlap(x, y, n * sizeof(floating)):
+    if not beyond and overlap(x, y, n * sizeof(floating)):
         for i in range(n):                         # x is overwritten: test first
             beyond |= trig_beyond(a * x[i])
     if not beyond:
@@ -307,7 +301,7 @@ cdef inline void _sine_backward_block(const floating* g, const floating* s, floa
     cdef floating v
     cdef bint beyond = not FNN_HAVE_FMA           # without FMA: libm only
     cdef Py_ssize_t nbytes = n * sizeof(floating)
-    if not beyond and (_overlap(g, out, nbytes) or _overlap(s, out, nbytes)):
+    if not beyond and (overlap(g, out, nbytes) or overlap(s, out, nbytes)):
         for i in range(n):
             beyond |= trig_beyond(a * s[i])
     if not beyond:
@@ -337,8 +331,8 @@ cdef inline void _mish_backward_two_pass(const floating* g, const floating* s, f
     cdef floating s_copy[PASS_TILE]
     cdef const floating* gt
     cdef const floating* st
-    cdef bint g_in_place = _overlap(g, out, n * sizeof(floating))
-    cdef bint s_in_place = _overlap(s, out, n * sizeof(floating))
+    cdef bint g_in_place = overlap(g, out, n * sizeof(floating))
+    cdef bint s_in_place = overlap(s, out, n * sizeof(floating))
     cdef Py_ssize_t t0, m, i
     cdef floating v, twenty = 20, low = -1e4
     for t0 in range(0, n, PASS_TILE):

@@ -73,6 +73,13 @@ cdef enum:
     CHUNK_MIN_ROWS = 32
 
 
+cdef inline bint overlap(const void* p, const void* q, Py_ssize_t nbytes) noexcept nogil:
+    """Whether the nbytes from p and the nbytes from q share memory."""
+    cdef const char* a = <const char*>p
+    cdef const char* b = <const char*>q
+    return a < b + nbytes and b < a + nbytes
+
+
 cdef inline int threads_for(Py_ssize_t work) noexcept nogil:
     """Threads worth starting for `work` elements of streaming work."""
     if work < PARALLEL_MIN:

@@ -14,7 +14,7 @@ from libc.math cimport INFINITY, NAN
 
 from _ndarrays cimport array_data, dim, float_type, values_data
 from _common cimport (floating, threads_for, n_chunks, f_exp_upto88, f_log, f_log1p,
-                      f_log1p_small, f_one_plus_err, row_max, row_sum, MAX_CHUNKS)
+                      f_log1p_small, f_one_plus_err, overlap, row_max, row_sum, MAX_CHUNKS)
 
 cdef extern from *:
     """
@@ -217,48 +217,87 @@ cdef inline double _mse_block(const floating* p, const floating* t, floating* g,
     return s
 
 
+cdef inline floating _bce_grad(floating p, floating t, floating inv_size) noexcept nogil:
+    """BCE's gradient of one value: (p - t) / max(p (1 - p), tiny) * inv_size, tiny
+    PyTorch's floor of p (1 - p), 1e-12 rounded to a float32 (in double too)."""
+    cdef floating one = 1, tiny = <floating><float>1e-12
+    cdef floating den = p * (one - p)
+    den = tiny if den < tiny else den
+    return (p - t) / den * inv_size
+
+
+cdef inline floating _bce_binary_term(floating p, floating t) noexcept nogil:
+    """-log(p) where t = 1, else -log1p(-p) (as f_log(q) + f_one_plus_err(-p, q),
+    q = 1 - p: f_log1p without its select for |x| > 1), the log clamped at -100: the
+    term of a 0/1 target."""
+    cdef floating zero = 0, one = 1, lo = -100
+    cdef floating q = one - p
+    cdef floating lp = f_log(p if t == one else q) + (zero if t == one else f_one_plus_err(-p, q))
+    return -(lo if lp < lo else lp)
+
+
+cdef inline void _bce_soft_tile(const floating* p, const floating* t, floating* g,
+                                floating* terms, Py_ssize_t n,
+                                floating inv_size) noexcept nogil:
+    """terms = -(t log(p) + (1 - t) log1p(-p)), both logs clamped at -100 (NaN passes
+    through), and the gradient, for any targets; g may be p or t (each value is read
+    before its own gradient is stored). p, t, g, terms: (n,). The terms and the gradient
+    in one loop: the terms alone in a loop of their own came out of gcc's
+    -fassociative-math 1 ulp apart on some values."""
+    cdef Py_ssize_t j
+    cdef floating lp, l1p, q, one = 1, lo = -100
+    for j in range(n):
+        lp = f_log(p[j])
+        lp = lo if lp < lo else lp
+        if floating is float:                  # log1p(-p) for p in [0, 1], as above
+            q = one - p[j]
+            l1p = f_log(q) + f_one_plus_err(-p[j], q)
+        else:
+            l1p = f_log1p(-p[j])
+        l1p = lo if l1p < lo else l1p
+        terms[j] = -(t[j] * lp + (one - t[j]) * l1p)
+        g[j] = _bce_grad(p[j], t[j], inv_size)
+
+
 cdef inline double _bce_tile(const floating* p, const floating* t, floating* g,
                              floating* terms, Py_ssize_t n, floating inv_size) noexcept nogil:
     """Sum of BCE terms over one tile and their gradient. p, t, g: (n,). In float,
     where every target of the tile is 0 or 1 (binary labels, the usual case) one log a
     value, log(p) where t = 1 and log1p(-p) where t = 0: the same bits as the two-log
     form t log p + (1 - t) log1p(-p) (its other product is 0 times a finite clamped
-    log; both take log1p(-p) as f_log(q) + f_one_plus_err(-p, q), q = 1 - p: f_log1p
-    without its select for |x| > 1) at about half its cost. log1p(-p), not log(1 - p):
-    1 - p rounds, and a confident p = 1e-7 gave 1.19e-7 for PyTorch's 1.0e-7 (1e-20: 0).
-    terms: an L1 scratch of n values, summed in double after (as _bce_logits_tile's)."""
+    log; both take log1p(-p) as f_log(q) + f_one_plus_err(-p, q), q = 1 - p) at about
+    half its cost. log1p(-p), not log(1 - p): 1 - p rounds, and a confident p = 1e-7
+    gave 1.19e-7 for PyTorch's 1.0e-7 (1e-20: 0). terms: an L1 scratch of n values,
+    summed in double after (as _bce_logits_tile's).
+
+    float with g apart from p and t runs one loop: the one-log terms, the gradient and
+    whether every target is 0 or 1, the two-log loop run after it where one is not. The
+    targets were checked in a pass of their own first (kept for g = p or t, in place,
+    where the gradient overwrites what the two-log terms read): at 16M values it read
+    them from memory apart from the loop using them (the numba backend's _bce_tile does
+    the same)."""
     cdef Py_ssize_t j
-    # tiny: PyTorch's floor of p (1 - p), 1e-12 rounded to a float32 (in double too)
-    cdef floating lp, l1p, den, q, zero = 0, one = 1, lo = -100
-    cdef floating tiny = <floating><float>1e-12
+    cdef floating zero = 0, one = 1
     # double: always the two logs, log1p(-p) by libm
     cdef int soft = floating is double
+    if not soft and not (overlap(g, p, n * sizeof(floating))
+                         or overlap(g, t, n * sizeof(floating))):
+        for j in range(n):
+            soft |= (t[j] != zero) & (t[j] != one)
+            terms[j] = _bce_binary_term(p[j], t[j])
+            g[j] = _bce_grad(p[j], t[j], inv_size)
+        if soft:   # (the gradient again, as the two-log loop writes it)
+            _bce_soft_tile(p, t, g, terms, n, inv_size)
+        return _terms_sum(terms, n)
     for j in range(n):   # (before any store: g may be t itself)
         soft |= (t[j] != zero) & (t[j] != one)
     # g may be p or t (in place): each value is read before its own gradient is stored
     if soft:
-        for j in range(n):
-            lp = f_log(p[j])
-            lp = lo if lp < lo else lp            # NaN passes through
-            if floating is float:                  # log1p(-p) for p in [0, 1], as below
-                q = one - p[j]
-                l1p = f_log(q) + f_one_plus_err(-p[j], q)
-            else:
-                l1p = f_log1p(-p[j])
-            l1p = lo if l1p < lo else l1p
-            terms[j] = -(t[j] * lp + (one - t[j]) * l1p)
-            den = p[j] * (one - p[j])
-            den = tiny if den < tiny else den
-            g[j] = (p[j] - t[j]) / den * inv_size
+        _bce_soft_tile(p, t, g, terms, n, inv_size)
     else:
         for j in range(n):
-            q = one - p[j]
-            lp = (f_log(p[j] if t[j] == one else q)
-                  + (zero if t[j] == one else f_one_plus_err(-p[j], q)))
-            terms[j] = -(lo if lp < lo else lp)
-            den = p[j] * (one - p[j])
-            den = tiny if den < tiny else den
-            g[j] = (p[j] - t[j]) / den * inv_size
+            terms[j] = _bce_binary_term(p[j], t[j])
+            g[j] = _bce_grad(p[j], t[j], inv_size)
     return _terms_sum(terms, n)
 
 
