@@ -353,6 +353,21 @@ def _softplus_finish(x, b, t, inv_b, out):  # IN x (m,); INOUT out (m,): exps ->
         out[i] = _softplus_value(x[i], b, t, inv_b, out[i], zero)
 
 
+@serial_kernel
+def _softplus_exps_beta1(x, out):  # _softplus_exps at beta = 1 (a constant: no multiply)
+    one = x.dtype.type(1)
+    for i in range(x.shape[0]):
+        out[i] = vmath.exp_nonpos(-abs(x[i] * one))
+
+
+@serial_kernel
+def _softplus_finish_beta1(x, t, out):  # _softplus_finish at beta = 1 (x * 1, r * 1 gone)
+    zero = x.dtype.type(0)
+    one = x.dtype.type(1)
+    for i in range(x.shape[0]):
+        out[i] = _softplus_value(x[i], one, t, one, out[i], zero)
+
+
 @elementwise
 def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
     # max(z, 0) + log1p(exp(-|z|)), z = beta x: no overflow, exact where exp(z) is tiny
@@ -360,18 +375,26 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
     # log1p is scalar: 26 ns a value); NaN propagates. Two passes per tile of out (the
     # exps, then the log1ps: each element's exp chain feeding its log1p chain in one
     # loop is longer than the out-of-order window covers; 1.44 -> 0.85 ns a value, 1
-    # thread in cache); in place through a copy of each tile of x (_input_tile).
+    # thread in cache); in place through a copy of each tile of x (_input_tile). beta = 1
+    # (PyTorch's default) runs copies of the passes with the constant 1, whose multiplies
+    # (z = x beta, the result by 1 / beta) LLVM drops: x * 1 is x, the same bits (as the
+    # Cython backend's, 157eea9).
     b = x.dtype.type(beta)
     t = x.dtype.type(threshold)
     inv_b = x.dtype.type(1) / b
+    beta1 = b == x.dtype.type(1)
     n = x.shape[0]
     in_place = overlap(x, out)
     scratch = _scratch_tile(x, out, in_place)
     for start in range(0, n, _TILE):
         stop = min(n, start + _TILE)
         xs = _input_tile(x, start, stop, scratch, in_place)
-        _softplus_exps(xs, b, out[start:stop])
-        _softplus_finish(xs, b, t, inv_b, out[start:stop])
+        if beta1:
+            _softplus_exps_beta1(xs, out[start:stop])
+            _softplus_finish_beta1(xs, t, out[start:stop])
+        else:
+            _softplus_exps(xs, b, out[start:stop])
+            _softplus_finish(xs, b, t, inv_b, out[start:stop])
 
 
 @elementwise
