@@ -277,8 +277,10 @@ def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_
         _column_statistics(n, partial, False, False, momentum, eps, running_mean, running_var,
                            save_mean, save_invstd, weight, bias, scale, shift)
     fold = not training and not mean_only   # (PyTorch's eval form)
+    copied = training and n > 0   # (mean holds save_mean since the variance pass)
     for j in range(c):
-        mean[j] = save_mean[j]
+        if not copied:
+            mean[j] = save_mean[j]
         if not fold:
             shift[j] = bias[j]
     for k in prange(nch):
