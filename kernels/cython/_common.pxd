@@ -96,6 +96,19 @@ cdef inline Py_ssize_t thread_stride(Py_ssize_t values, Py_ssize_t itemsize) noe
     return ((values * itemsize + 4095) // 4096 * 4096 + 4096) // itemsize
 
 
+cdef inline bint thread_workspaces(int nthreads, size_t bytes0, void** p0, size_t bytes1,
+                                   void** p1, size_t bytes2=0, void** p2=NULL) noexcept nogil:
+    """Workspace slots 0, 1 (and 2 where p2 is given) as nthreads per-thread buffers of
+    bytes0, bytes1 (bytes2) bytes each, a thread's part at k * its thread_stride: the
+    buffers into *p0, *p1 (*p2), kept per thread between calls (_workspace.h). False
+    where one cannot be allocated."""
+    p0[0] = fnn_workspace(0, nthreads * bytes0)
+    p1[0] = fnn_workspace(1, nthreads * bytes1)
+    if p2 != NULL:
+        p2[0] = fnn_workspace(2, nthreads * bytes2)
+    return p0[0] != NULL and p1[0] != NULL and (p2 == NULL or p2[0] != NULL)
+
+
 cdef inline Py_ssize_t n_chunks(Py_ssize_t rows) noexcept nogil:
     """Number of row chunks for a reduction over `rows` rows (>= 1)."""
     cdef Py_ssize_t k = rows // CHUNK_MIN_ROWS

@@ -114,7 +114,8 @@ from libc.stdint cimport int32_t, int64_t
 from libc.string cimport memcpy, memset
 
 from _blas cimport GemmPair, ilp64_or_blas_gemm, set_gemm_pair
-from _common cimport floating, fnn_workspace, row_sum, thread_stride, threads_for
+from _common cimport (floating, fnn_workspace, row_sum, thread_stride, thread_workspaces,
+                      threads_for)
 
 cdef extern from "_conv_rows.h" nogil:
     void fnn_add_row_f(float* dst, const float* src, Py_ssize_t n)
@@ -770,11 +771,9 @@ def _max_pool_3x3(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     if nthreads > planes:
         nthreads = <int>planes
     with nogil:
-        # work buffers kept per thread between calls (_workspace.h)
-        pad = <floating*>fnn_workspace(0, nthreads * pad_stride * sizeof(floating))
-        best = <floating*>fnn_workspace(1, nthreads * best_stride * sizeof(floating))
-        code = <int32_t*>fnn_workspace(2, nthreads * code_stride * sizeof(int32_t))
-        if pad == NULL or best == NULL or code == NULL:
+        if not thread_workspaces(nthreads, pad_stride * sizeof(floating), <void**>&pad,
+                                 best_stride * sizeof(floating), <void**>&best,
+                                 code_stride * sizeof(int32_t), <void**>&code):
             with gil:
                 raise MemoryError("max_pool2d_forward: cannot allocate its scratch")
         for k in prange(nthreads, schedule="static", num_threads=nthreads):
@@ -1146,11 +1145,9 @@ def _avg_pool_3x3s2_fwd(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
     if nthreads > planes:
         nthreads = <int>planes
     with nogil:
-        # work buffers kept per thread between calls (_workspace.h)
-        pad = <floating*>fnn_workspace(0, nthreads * pad_stride * sizeof(floating))
-        mean = <floating*>fnn_workspace(1, nthreads * lane_stride * sizeof(floating))
-        dv = <floating*>fnn_workspace(2, nthreads * lane_stride * sizeof(floating))
-        if pad == NULL or mean == NULL or dv == NULL:
+        if not thread_workspaces(nthreads, pad_stride * sizeof(floating), <void**>&pad,
+                                 lane_stride * sizeof(floating), <void**>&mean,
+                                 lane_stride * sizeof(floating), <void**>&dv):
             with gil:
                 raise MemoryError("avg_pool2d_forward: cannot allocate its scratch")
         for k in prange(nthreads, schedule="static", num_threads=nthreads):
@@ -1198,10 +1195,9 @@ def _avg_pool_3x3s2_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_o
     if nthreads > planes:
         nthreads = <int>planes
     with nogil:
-        share = <floating*>fnn_workspace(0, nthreads * share_stride * sizeof(floating))
-        pad = <floating*>fnn_workspace(1, nthreads * pad_stride * sizeof(floating))
-        dv = <floating*>fnn_workspace(2, nthreads * lane_stride * sizeof(floating))
-        if share == NULL or pad == NULL or dv == NULL:
+        if not thread_workspaces(nthreads, share_stride * sizeof(floating), <void**>&share,
+                                 pad_stride * sizeof(floating), <void**>&pad,
+                                 lane_stride * sizeof(floating), <void**>&dv):
             with gil:
                 raise MemoryError("avg_pool2d_backward: cannot allocate its scratch")
         for k in prange(nthreads, schedule="static", num_threads=nthreads):

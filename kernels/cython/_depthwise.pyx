@@ -33,7 +33,7 @@ from libc.math cimport isfinite
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy, memset
 
-from _common cimport floating, fnn_workspace, thread_stride, threads_for
+from _common cimport floating, fnn_workspace, thread_stride, thread_workspaces, threads_for
 
 import numpy as np
 
@@ -262,10 +262,8 @@ def _forward(const floating[::1] x, const floating[::1] weight, const floating[:
     if nthreads > planes:
         nthreads = <int>planes
     with nogil:
-        # work buffers kept per thread between calls (_workspace.h)
-        xq = <floating*>fnn_workspace(0, nthreads * size_stride * sizeof(floating))
-        ys = <floating*>fnn_workspace(1, nthreads * span_stride * sizeof(floating))
-        if xq == NULL or ys == NULL:
+        if not thread_workspaces(nthreads, size_stride * sizeof(floating), <void**>&xq,
+                                 span_stride * sizeof(floating), <void**>&ys):
             with gil:
                 raise MemoryError("depthwise_conv2d_forward: cannot allocate its scratch")
         for k in prange(nthreads, schedule="static", num_threads=nthreads):
@@ -296,6 +294,7 @@ def _backward(const floating[::1] g, const floating[::1] x, const floating[::1] 
     cdef floating* gq
     cdef floating* gs
     cdef double* acc
+    cdef bint ok
     cdef const floating* gptr = &g[0] if g.shape[0] else NULL
     cdef const floating* xptr = &x[0] if x.shape[0] else NULL
     cdef floating* gin = &grad_in[0] if want_in else NULL
@@ -306,11 +305,11 @@ def _backward(const floating[::1] g, const floating[::1] x, const floating[::1] 
     if nthreads > c_in:
         nthreads = <int>c_in
     with nogil:
-        xq = <floating*>fnn_workspace(0, nthreads * size_stride * sizeof(floating))
-        gq = <floating*>fnn_workspace(1, nthreads * size_stride * sizeof(floating))
-        gs = <floating*>fnn_workspace(2, nthreads * span_stride * sizeof(floating))
+        ok = thread_workspaces(nthreads, size_stride * sizeof(floating), <void**>&xq,
+                               size_stride * sizeof(floating), <void**>&gq,
+                               span_stride * sizeof(floating), <void**>&gs)
         acc = <double*>fnn_workspace(3, nthreads * sums_stride * sizeof(double))
-        if xq == NULL or gq == NULL or gs == NULL or acc == NULL:
+        if not ok or acc == NULL:
             with gil:
                 raise MemoryError("depthwise_conv2d_backward: cannot allocate its scratch")
         for k in prange(nthreads, schedule="static", num_threads=nthreads):
