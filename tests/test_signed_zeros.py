@@ -1,6 +1,7 @@
 """Zero signs against PyTorch CPU: np.signbit beside the values, on every backend and
 float type, for the elementwise ops whose -0 / +0 once differed from PyTorch's (ReLU of
-the NumPy reference, ELU and what is built on it, Tanhshrink's backward). The arrays are
+the NumPy reference, ELU and what is built on it, Tanhshrink's backward, the compiled
+sine's sin(-0)). The arrays are
 long enough (67) for the compiled loops' vector bodies and their scalar tails, with the
 zeros in both."""
 import numpy as np
@@ -36,6 +37,11 @@ _FORWARD = {
     "F.selu": (F.selu, TF.selu),
     "F.celu": (F.celu, TF.celu),
     "F.celu_alpha2": (lambda x: F.celu(x, 2.0), lambda t: TF.celu(t, 2.0)),
+    # sin(-0) = -0: the compiled kernels' branch-free sin (fnn_sinf / vmath.sin_fast)...
+    "sine": (ops.sine, torch.sin),
+    "sine_omega30_in_place": (lambda x: ops.sine(x, 30.0, out=x), lambda t: torch.sin(30.0 * t)),
+    # ... and a block with an argument beyond its range (1e5 x up to 3e6 > 2^20), all libm
+    "sine_omega1e5": (lambda x: ops.sine(x, 1e5), lambda t: torch.sin(t * 1e5)),
 }
 
 

@@ -30,7 +30,8 @@ a loop calls them for a block, ORs ``trig_beyond`` over it and redoes a block th
 such an argument with ``sin``/``cos`` (libm beyond the range). Within 2 ulp. The
 reductions are explicit fmas (``_fma``): with fastmath's reassoc LLVM would fold
 x - n*C1 - n*C2 into x - n*(C1+C2). The same algorithm as the Cython backend's
-``fnn_sincosf``/``fnn_sincos`` in kernels/cython/_fastnn_math.h, where it is described.
+``fnn_sinf``/``fnn_cosf``/``fnn_sin``/``fnn_cos`` in kernels/cython/_fastnn_math.h, where
+it is described; ``sin_fast(-0)`` is -0.
 
 Kernels call ``vmath.exp(x)`` etc.; the ``overload`` picks the version by type at
 compile time.
@@ -944,31 +945,54 @@ _PIO2_3 = 2.02226624871116645580e-21    # next 33 bits
 _PIO2_3T = 8.47842766036889956997e-32   # pi/2 - P1 - P2 - P3
 
 
+_SIGN32 = np.int32(-0x80000000)
+_SIGN64 = np.int64(-0x8000000000000000)
+
+
 @register_jitable(**_OPTIONS)
-def _sincos32(x, h):
-    # sin (h = 0) or cos (h = 0.5): x = (k + h) pi + r, |r| <= pi/2, and
-    # sin x = (-1)**(k + 2h) sin r. Degree-9 odd minimax polynomial (relative 6e-9).
-    k = np.rint(x * _INV_PI - h)
-    m = k + h
-    r = _fma(-m, _PI_1, x)
-    r = _fma(-m, _PI_2, r)
-    r = _fma(-m, _PI_3, r)
+def _sin_poly32(r):
+    # sin r for |r| <= pi/2: degree-9 odd minimax polynomial (relative 6e-9).
     z = r * r
     p = _F(2.60578212873952e-06)
     p = p * z - _F(1.98096036911010742e-04)
     p = p * z + _F(8.33306647837162018e-03)
     p = p * z - _F(1.66666597127914429e-01)
-    p = p * z * r + r
+    return p * z * r + r
+
+
+@register_jitable(**_OPTIONS)
+def _sincos32(x, h):
+    # cos (h = 0.5; h = 0 gives sin, +0 at -0): x = (k + h) pi + r, |r| <= pi/2, and
+    # cos x = (-1)**(k + 2h) sin r.
+    k = np.rint(x * _INV_PI - h)
+    m = k + h
+    r = _fma(-m, _PI_1, x)
+    r = _fma(-m, _PI_2, r)
+    r = _fma(-m, _PI_3, r)
+    p = _sin_poly32(r)
     q = k + _F(2.0) * h
     odd = q - _F(2.0) * np.floor(q * _F(0.5))
     return p - _F(2.0) * odd * p
 
 
 @register_jitable(**_OPTIONS)
-def _sincos64(x, shift):
-    # sin (shift 0) or cos (shift 1): x = n pi/2 + r, |r| <= pi/4; sin r or cos r
-    # (fdlibm's kernels) picked and signed by the quadrant n + shift, with arithmetic.
-    n = np.rint(x * 0.63661977236758134308)
+def _sin32(x):
+    # sin x, -0 at -0 (as PyTorch): sin |x| with x's sign and the parity of the integer
+    # k XORed into its bits, as the Cython backend's fnn_sinf (which says why). Every
+    # other value bit for bit as _sincos32(x, 0), NaN's sign too, and faster.
+    xb = _float_bits(x)
+    a = abs(x)
+    k = np.rint(a * _INV_PI)
+    r = _fma(k, -_PI_1, a)
+    r = _fma(k, -_PI_2, r)
+    r = _fma(k, -_PI_3, r)
+    flip = (np.int32(k) << 31) ^ (xb & _SIGN32)
+    return _float32_from_bits(_float_bits(_sin_poly32(r)) ^ flip)
+
+
+@register_jitable(**_OPTIONS)
+def _sin_cos_reduced64(x, n):
+    # (sin r, cos r) for r = x - n pi/2, |r| <= pi/4 (fdlibm's kernels).
     r = _fma(-n, _PIO2_1, x)
     r = _fma(-n, _PIO2_2, r)
     r = _fma(-n, _PIO2_3, r)
@@ -988,6 +1012,15 @@ def _sincos64(x, shift):
     c = c * z - 1.38888888888741095749e-03
     c = c * z + 4.16666666666666019037e-02
     c = (1.0 - 0.5 * z) + z * z * c
+    return s, c
+
+
+@register_jitable(**_OPTIONS)
+def _sincos64(x, shift):
+    # cos (shift 1; shift 0 gives sin, +0 at -0): x = n pi/2 + r, |r| <= pi/4; sin r or
+    # cos r picked and signed by the quadrant n + shift, with arithmetic.
+    n = np.rint(x * 0.63661977236758134308)
+    s, c = _sin_cos_reduced64(x, n)
     q = n + shift
     half = q * 0.5
     v = c if half != np.floor(half) else s
@@ -995,12 +1028,26 @@ def _sincos64(x, shift):
     return -v if m4 >= 2.0 else v
 
 
+@register_jitable(**_OPTIONS)
+def _sin64(x):
+    # sin x, -0 at -0, as _sin32 (the Cython backend's fnn_sin): on |x|, cos r where the
+    # integer n is odd, x's sign XOR bit 1 of n. Bit for bit _sincos64(x, 0) elsewhere.
+    xb = _float_bits(x)
+    a = abs(x)
+    n = np.rint(a * 0.63661977236758134308)
+    s, c = _sin_cos_reduced64(a, n)
+    q = np.int64(np.int32(n))
+    v = c if (q & 1) != 0 else s
+    flip = ((q & 2) << 62) ^ (xb & _SIGN64)
+    return _float64_from_bits(_float_bits(v) ^ flip)
+
+
 @overload(sin_fast, jit_options=_OPTIONS)
 def _sin_fast_overload(x):
     if x == types.float32:
-        return lambda x: _sincos32(x, _F(0.0))
+        return lambda x: _sin32(x)
     if x == types.float64:
-        return lambda x: _sincos64(x, 0.0)
+        return lambda x: _sin64(x)
 
 
 @overload(cos_fast, jit_options=_OPTIONS)
