@@ -49,3 +49,26 @@ def test_two_pass_matches_reference(name):
         np.testing.assert_allclose(getattr(be, op + "_backward")(g, x),
                                    getattr(ref, op + "_backward")(g, x), rtol=1e-5,
                                    atol=1e-6, err_msg=op + "_backward")
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_numba_copy_into_copies_the_bits(dtype):
+    # the in-place tiles' copy (numba_cpu._buffers.copy_into, a memcpy): every bit of a
+    # slice of src (NaN payloads, -0, subnormals) into dst's head, the rest untouched
+    import numba
+    from fastnn.kernels.numba_cpu._buffers import copy_into
+
+    @numba.njit
+    def copy_slice(dst, src, start, stop):
+        copy_into(dst, src[start:stop])
+
+    uint = np.uint32 if dtype == np.float32 else np.uint64
+    bits = np.random.default_rng(1).integers(0, np.iinfo(uint).max, 1100, dtype=uint)
+    src = bits.view(dtype)
+    dst = np.full(1024, 7, dtype)
+    copy_slice(dst, src, 70, 1070)
+    np.testing.assert_array_equal(dst[:1000].view(uint), bits[70:1070])
+    assert (dst[1000:] == 7).all()
+    with pytest.raises(numba.core.errors.TypingError):
+        copy_slice(np.empty(8, np.int32), src, 0, 4)

@@ -11,7 +11,7 @@ import numpy as np
 from numba import prange
 
 from . import row_exps, vmath
-from ._buffers import flat, out_like, overlap
+from ._buffers import copy_into, flat, out_like, overlap
 from .config import OPTIONS, call_outlined, elementwise, helper, kernel, serial_kernel
 
 _GELU_TANH_C = math.sqrt(2 / math.pi)
@@ -40,8 +40,8 @@ def _input_tile(a, start, stop, scratch, in_place):
     place case did not: fastmath reassociates a fused expression differently)."""
     if in_place:
         m = stop - start
-        scratch[:m] = a[start:stop]
-        return scratch[:m]
+        copy_into(scratch, a[start:stop])   # memcpy: the slice assignment went a value
+        return scratch[:m]                  # at a time (0.28 ns each)
     return a[start:stop]
 
 
