@@ -745,6 +745,22 @@ def test_rmsprop_update_matches_torch(dtype, rng, momentum, centered):
     assert_close(p, pt.detach().numpy(), dtype)
 
 
+def test_centered_rmsprop_with_a_negative_variance_steps_to_nan_as_torch(dtype):
+    """square_avg < grad_avg**2 (a loaded state, or rounding): a NaN step as on a GPU and
+    in PyTorch; under the simulator the kernel's math.sqrt raised ValueError."""
+    p, grad = np.array([1.0, 2.0], dtype), np.array([0.5, -0.2], dtype)
+    square_avg, grad_avg = np.array([0.01, 0.5], dtype), np.array([0.3, 0.1], dtype)
+    pt = t(p, True)
+    opt = torch.optim.RMSprop([pt], lr=1e-2, alpha=0.99, centered=True)
+    opt.state[pt] = {"step": torch.tensor(0.0), "square_avg": t(square_avg),
+                     "grad_avg": t(grad_avg)}
+    pt.grad = t(grad)
+    opt.step()
+    C.rmsprop_update(p, grad, square_avg, 1e-2, 0.99, 1e-8, grad_avg=grad_avg)
+    assert np.isnan(p[0]) and np.isnan(pt.detach().numpy()[0])
+    assert_close(p[1:], pt.detach().numpy()[1:], dtype)
+
+
 def test_adagrad_update_matches_torch(dtype, rng):
     p = rng.standard_normal(300).astype(dtype)
     pt = t(p, True)

@@ -152,7 +152,11 @@ def _asgd(param, grad, ax, keep, eta, mu, weight_decay, sign, average):
 @jit_kernel
 def _rmsprop(param, grad, square_avg, grad_avg, centered, buf, has_buf, lr, alpha, c, eps,
              weight_decay, momentum):
-    """c: 1 - alpha."""
+    """c: 1 - alpha. A centered variance below 0 (square_avg < grad_avg**2: rounding, or a
+    loaded state) gives a NaN step, as a GPU's square root and PyTorch's do; the
+    simulator's math.sqrt would raise ValueError('math domain error') instead."""
+    nan = param.dtype.type(math.nan)
+    zero = param.dtype.type(0)
     for i in range(cuda.grid(1), param.size, cuda.gridsize(1)):
         g = grad[i] + weight_decay * param[i] if weight_decay != 0 else grad[i]
         s = alpha * square_avg[i] + c * g * g
@@ -161,7 +165,7 @@ def _rmsprop(param, grad, square_avg, grad_avg, centered, buf, has_buf, lr, alph
             m = alpha * grad_avg[i] + c * g
             grad_avg[i] = m
             s = s - m * m
-        step = g / (math.sqrt(s) + eps)
+        step = g / ((math.sqrt(s) if s >= zero else nan) + eps)
         if has_buf:
             step = momentum * buf[i] + step
             buf[i] = step
