@@ -587,6 +587,33 @@ def test_eval_batchnorm_gradient_ignores_nonfinite_inputs(dtype, rng, shape, mea
     assert_close(gin, gin_ref, dtype)
 
 
+@pytest.mark.parametrize("shape", [(9, 2), (9, 2, 1)])
+@pytest.mark.parametrize("where", ["grad_out", "weight"])
+def test_training_batchnorm_gradient_of_an_infinity_as_torch(dtype, shape, where):
+    """An infinite grad_out or weight in training mode: PyTorch's infinities and NaNs
+    row by row, from the (N, C) kernel as from the (N, C, L) one; the (N, C) kernel's
+    folded form a g + b x + d made the whole channel NaN."""
+    rng = np.random.default_rng(1)  # values where the folded form's NaNs differed
+    x = rng.standard_normal(shape[:2]).astype(dtype).reshape(shape)
+    g = rng.standard_normal(shape[:2]).astype(dtype).reshape(shape)
+    w, b = rng.standard_normal(2).astype(dtype), np.zeros(2, dtype)
+    if where == "grad_out":
+        g[1, 0] = np.inf
+    else:
+        w[0] = -np.inf
+    _, mean, invstd = R.batchnorm_forward(x, w, b, np.zeros(2, dtype), np.ones(2, dtype))
+    gin = C.batchnorm_backward(g, x, w, mean, invstd)
+    xt, wt = t(x, True), t(w, True)
+    F.batch_norm(xt, None, None, wt, t(b), True, 0.1, 1e-5).backward(t(g))
+    want = xt.grad.numpy()
+    assert np.isinf(want).any()
+    np.testing.assert_array_equal(np.isnan(gin), np.isnan(want))
+    infinite = np.isinf(want)
+    np.testing.assert_array_equal(gin[infinite], want[infinite])
+    finite = np.isfinite(want)
+    assert_close(gin[finite], want[finite], dtype)
+
+
 @pytest.mark.parametrize("shape", [(6, 3), (5, 100), (3, 1)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm(dtype, rng, shape, affine):

@@ -272,21 +272,19 @@ def _kernels2d(threads):
                     grad_bias[c] += sum_g
                 if has_grad_weight and not mean_only:
                     grad_weight[c] += sum_gx
-            # out = a * g + b * x + d, the coefficients per channel
-            a = 1.0
-            b = 0.0
-            d = -sum_g / n if training else 0.0
-            if not mean_only:
-                a = weight[c] * invstd
-                if training:
-                    b = -a * sum_gx * invstd / n
-                    d = -a * sum_g / n - b * mean
+            a = 1.0 if mean_only else weight[c] * invstd
+            mean_g = sum_g / n
             i = ty
-            if mean_only or not training:   # b is 0: x unread (no 0 * inf = NaN where x is inf)
+            if mean_only or not training:   # x unread (no 0 * inf = NaN where x is inf)
+                d = -mean_g if training else 0.0
                 while i < n:
                     out[i, c] = a * g[i, c] + d
                     i += rows
                 continue
+            # out = (g - mean(g) - x_hat mean(g x_hat)) * weight * invstd, PyTorch's form
+            # (and the (N, C, L) kernel's): folded into a * g + b * x + d, an infinite g
+            # or weight made every row of its channel NaN where PyTorch has infinities
+            k = sum_gx * invstd / n
             while i + 3 * rows < n:
                 g0 = g[i, c]
                 g1 = g[i + rows, c]
@@ -296,13 +294,13 @@ def _kernels2d(threads):
                 x1 = x[i + rows, c]
                 x2 = x[i + 2 * rows, c]
                 x3 = x[i + 3 * rows, c]
-                out[i, c] = a * g0 + b * x0 + d
-                out[i + rows, c] = a * g1 + b * x1 + d
-                out[i + 2 * rows, c] = a * g2 + b * x2 + d
-                out[i + 3 * rows, c] = a * g3 + b * x3 + d
+                out[i, c] = (g0 - mean_g - (x0 - mean) * k) * a
+                out[i + rows, c] = (g1 - mean_g - (x1 - mean) * k) * a
+                out[i + 2 * rows, c] = (g2 - mean_g - (x2 - mean) * k) * a
+                out[i + 3 * rows, c] = (g3 - mean_g - (x3 - mean) * k) * a
                 i += step
             while i < n:
-                out[i, c] = a * g[i, c] + b * x[i, c] + d
+                out[i, c] = (g[i, c] - mean_g - (x[i, c] - mean) * k) * a
                 i += rows
 
     return forward, backward
