@@ -663,17 +663,16 @@ static inline double fnn_gelu_grad(double x) {
  * x - n*C1 - n*C2 into x - n*(C1+C2) and loses the split (measured: one fma left).
  * Without hardware FMA (FASTNN_NATIVE=0 builds) fma is a scalar libm call, so there
  * the range is empty and the kernels call libm's sin/cos.
- * float: k = rint(x/pi - h), h = 0 for sin and 1/2 for cos, r = x - (k+h) pi with pi
- * in three float parts (C1 = pi rounded; where r is small, x - k C1 is exact), so
- * |r| <= pi/2 and sin x = (-1)^k sin r, cos x = (-1)^(k+1) sin r: one odd degree-9
- * polynomial (minimax for relative error on [0, pi/2], fitted for this file: 6e-9)
- * and a sign, no select. Within 2 ulp of the correctly rounded result.
- * double: n = rint(x 2/pi), r = x - n pi/2 with pi/2 in four parts of 33 bits (the
- * split of fdlibm's __ieee754_rem_pio2), fdlibm's degree-13/14 sin and cos kernels,
- * picked by quadrant with arithmetic. Within 2 ulp.
- * sin (both types) runs on |x| with k (n) an integer, and x's sign and the quadrant's
- * go into the result's bits: -0 at -0 (as PyTorch), the same bits as that arithmetic
- * at every other argument, and faster. */
+ * float: sin takes k = rint(|x|/pi), r = |x| - k pi, cos k = rint(x/pi - 1/2), r = x -
+ * (k + 1/2) pi, with pi in three float parts (C1 = pi rounded; where r is small, x -
+ * k C1 is exact), so |r| <= pi/2 and sin |x| = (-1)^k sin r, cos x = (-1)^(k+1) sin r:
+ * one odd degree-9 polynomial (minimax for relative error on [0, pi/2], fitted for
+ * this file: 6e-9) and a sign, no select. Within 2 ulp of the correctly rounded result.
+ * double: n = rint(x 2/pi) (sin: of |x|), r = x - n pi/2 with pi/2 in four parts of
+ * 33 bits (the split of fdlibm's __ieee754_rem_pio2), fdlibm's degree-13/14 sin and cos
+ * kernels, picked by quadrant. Within 2 ulp.
+ * sin (both types) puts x's sign and the quadrant's into the result's bits: -0 at -0
+ * (as PyTorch); cos picks and signs with arithmetic. */
 
 #if FNN_HAVE_FMA
 #define FNN_TRIG_MAX_F 1048576.0f          /* 2^20 */
@@ -701,15 +700,15 @@ static inline float fnn_sin_poly_f(float r) {
     return p * z * r + r;
 }
 
-/* cos(x) (h = 0.5; h = 0 gives sin(x), +0 at -0) for |x| <= FNN_TRIG_MAX_F. */
-static inline float fnn_sincosf(float x, float h) {
-    float k = rintf(x * 0.318309886183790672f - h);
-    float m = k + h;
+/* cos(x) for |x| <= FNN_TRIG_MAX_F: x = (k + 1/2) pi + r, cos x = (-1)^(k+1) sin r. */
+static inline float fnn_cosf(float x) {
+    float k = rintf(x * 0.318309886183790672f - 0.5f);
+    float m = k + 0.5f;
     float r = fmaf(-m, FNN_PI_1, x);
     r = fmaf(-m, FNN_PI_2, r);
     r = fmaf(-m, FNN_PI_3, r);
     float p = fnn_sin_poly_f(r);
-    float q = k + 2.0f * h;                  /* sin x = (-1)^q sin r */
+    float q = k + 1.0f;                      /* cos x = (-1)^q sin r */
     float odd = q - 2.0f * floorf(q * 0.5f); /* 0 or 1 */
     return p - 2.0f * odd * p;
 }
@@ -719,9 +718,10 @@ static inline float fnn_sincosf(float x, float h) {
  * The reduction of x itself lost -0 (r = -0 - (+-0 pi_i) is +0 in one of the three
  * steps whatever k's sign, as pi_1 > 0 > pi_2, pi_3); this form gives it for free and
  * is faster (64K in cache, 1 thread: 0.25 -> 0.22 ns a value). Every other value bit
- * for bit as fnn_sincosf(x, 0), NaN's sign too: sin is odd in each step (rint, the fmas
- * and the polynomial), and the fmas take k with -pi_i (libm's fmaf, the x86-64-v2
- * build's, returns the product's NaN: -k's sign flipped it). */
+ * for bit as that reduction of x (cos's steps with 0 for 1/2, the form before
+ * d9fb05e), NaN's sign too: sin is odd in each step (rint, the fmas and the
+ * polynomial), and the fmas take k with -pi_i (libm's fmaf, the x86-64-v2 build's,
+ * returns the product's NaN: -k's sign flipped it). */
 static inline float fnn_sinf(float x) {
     uint32_t xb, pb;
     memcpy(&xb, &x, sizeof xb);
@@ -772,18 +772,20 @@ static inline double fnn_sin_cos_reduced(double x, double n, double* cos_r) {
     return s;
 }
 
-/* cos(x) (shift 1; shift 0 gives sin(x), +0 at -0) for |x| <= FNN_TRIG_MAX_D. */
-static inline double fnn_sincos(double x, double shift) {
+/* cos(x) for |x| <= FNN_TRIG_MAX_D: sin r or cos r of r = x - n pi/2, picked and
+ * signed by the quadrant n + 1. */
+static inline double fnn_cos(double x) {
     double n = rint(x * FNN_2_OVER_PI);
     double c;
     double s = fnn_sin_cos_reduced(x, n, &c);
-    return fnn_quadrant_d(n + shift, s, c);
+    return fnn_quadrant_d(n + 1.0, s, c);
 }
 
 /* sin(x) for |x| <= FNN_TRIG_MAX_D, -0 at -0, as fnn_sinf: on |x|, n an integer
  * (NaN: 0), cos r where n is odd, the sign x's XOR bit 1 of n. Every other value bit
- * for bit as fnn_sincos(x, 0), NaN's sign too (here the fmas keep -n: the old form's
- * NaN signs under libm's fma); faster (64K in cache: 0.98 -> 0.84 ns a value). */
+ * for bit as that reduction of x (fnn_cos's quadrant n for n + 1, the form before
+ * d9fb05e), NaN's sign too (here the fmas keep -n: the old form's NaN signs under
+ * libm's fma); faster (64K in cache: 0.98 -> 0.84 ns a value). */
 static inline double fnn_sin(double x) {
     uint64_t xb, vb;
     memcpy(&xb, &x, sizeof xb);
@@ -798,9 +800,6 @@ static inline double fnn_sin(double x) {
     memcpy(&v, &vb, sizeof v);
     return v;
 }
-
-static inline float fnn_cosf(float x) { return fnn_sincosf(x, 0.5f); }
-static inline double fnn_cos(double x) { return fnn_sincos(x, 1.0); }
 
 /* 32-bit finaliser of MurmurHash3: a bijection with full avalanche. */
 static inline uint32_t fnn_fmix32(uint32_t h) {

@@ -961,16 +961,15 @@ def _sin_poly32(r):
 
 
 @register_jitable(**_OPTIONS)
-def _sincos32(x, h):
-    # cos (h = 0.5; h = 0 gives sin, +0 at -0): x = (k + h) pi + r, |r| <= pi/2, and
-    # cos x = (-1)**(k + 2h) sin r.
-    k = np.rint(x * _INV_PI - h)
-    m = k + h
+def _cos32(x):
+    # cos x: x = (k + 1/2) pi + r, |r| <= pi/2, and cos x = (-1)**(k + 1) sin r.
+    k = np.rint(x * _INV_PI - _F(0.5))
+    m = k + _F(0.5)
     r = _fma(-m, _PI_1, x)
     r = _fma(-m, _PI_2, r)
     r = _fma(-m, _PI_3, r)
     p = _sin_poly32(r)
-    q = k + _F(2.0) * h
+    q = k + _F(1.0)
     odd = q - _F(2.0) * np.floor(q * _F(0.5))
     return p - _F(2.0) * odd * p
 
@@ -979,7 +978,8 @@ def _sincos32(x, h):
 def _sin32(x):
     # sin x, -0 at -0 (as PyTorch): sin |x| with x's sign and the parity of the integer
     # k XORed into its bits, as the Cython backend's fnn_sinf (which says why). Every
-    # other value bit for bit as _sincos32(x, 0), NaN's sign too, and faster.
+    # other value bit for bit as _cos32's steps with 0 for 1/2 (the form before
+    # d9fb05e), NaN's sign too, and faster.
     xb = _float_bits(x)
     a = abs(x)
     k = np.rint(a * _INV_PI)
@@ -1016,12 +1016,12 @@ def _sin_cos_reduced64(x, n):
 
 
 @register_jitable(**_OPTIONS)
-def _sincos64(x, shift):
-    # cos (shift 1; shift 0 gives sin, +0 at -0): x = n pi/2 + r, |r| <= pi/4; sin r or
-    # cos r picked and signed by the quadrant n + shift, with arithmetic.
+def _cos64(x):
+    # cos x: x = n pi/2 + r, |r| <= pi/4; sin r or cos r picked and signed by the
+    # quadrant n + 1, with arithmetic.
     n = np.rint(x * 0.63661977236758134308)
     s, c = _sin_cos_reduced64(x, n)
-    q = n + shift
+    q = n + 1.0
     half = q * 0.5
     v = c if half != np.floor(half) else s
     m4 = q - 4.0 * np.floor(q * 0.25)
@@ -1031,7 +1031,8 @@ def _sincos64(x, shift):
 @register_jitable(**_OPTIONS)
 def _sin64(x):
     # sin x, -0 at -0, as _sin32 (the Cython backend's fnn_sin): on |x|, cos r where the
-    # integer n is odd, x's sign XOR bit 1 of n. Bit for bit _sincos64(x, 0) elsewhere.
+    # integer n is odd, x's sign XOR bit 1 of n. Bit for bit _cos64's steps with
+    # quadrant n for n + 1 (the form before d9fb05e) elsewhere.
     xb = _float_bits(x)
     a = abs(x)
     n = np.rint(a * 0.63661977236758134308)
@@ -1053,9 +1054,9 @@ def _sin_fast_overload(x):
 @overload(cos_fast, jit_options=_OPTIONS)
 def _cos_fast_overload(x):
     if x == types.float32:
-        return lambda x: _sincos32(x, _F(0.5))
+        return lambda x: _cos32(x)
     if x == types.float64:
-        return lambda x: _sincos64(x, 1.0)
+        return lambda x: _cos64(x)
 
 
 @overload(trig_beyond, jit_options=_OPTIONS)
