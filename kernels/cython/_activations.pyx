@@ -115,8 +115,8 @@ cdef inline void _unary_block(int op, const floating* x, floating* y, Py_ssize_t
             v = x[i]             # (typed constants: a literal 0 or 1 is a C double)
             # expm1 of min(v, 0): the positive side is never selected (NaN: not > 0,
             # passes into expm1); expm1, not exp - 1: relative accuracy near 0
-            # x itself at +-0 (>=), as PyTorch's ELU for any alpha (a expm1(-0) is +-0 as
-            # a's sign is, and float's expm1 gives +0 for -0); the one compare shared
+            # x itself at +-0 (>=), as PyTorch's ELU for any alpha (a expm1(-0) is +-0
+            # as a's sign is, and float's expm1 gives +0 for -0); the one compare shared
             e = a * f_expm1_nonpos(zero if v >= zero else v)
             y[i] = v if v >= zero else e
     elif op == U_SOFTPLUS:
@@ -215,8 +215,8 @@ cdef inline void _gelu_two_pass(const float* x, float* y, Py_ssize_t n) noexcept
             y[t0 + i] = fnn_gelu_tail_f(xt[i], y[t0 + i])
 
 
-cdef inline void _softplus_block(const floating* x, floating* y, Py_ssize_t n, floating a,
-                                 floating b) noexcept nogil:
+cdef inline void _softplus_block(const floating* x, floating* y, Py_ssize_t n,
+                                 floating a, floating b) noexcept nogil:
     """y[i] = softplus(x[i]; beta a, threshold b) for one block; in place allowed.
     max(z, 0) + log1p(exp(-|z|)), z = a x: no overflow, exact where exp(z) is tiny,
     vectorized in float (libm's log1p: 26 ns a value); NaN propagates.
@@ -231,11 +231,12 @@ cdef inline void _softplus_block(const floating* x, floating* y, Py_ssize_t n, f
 
     beta = 1 (PyTorch's default) runs a copy of the loops with the constant 1 for a,
     whose multiplies by 1 (z = x a, the result by 1 / a) gcc drops: float32, 1 thread,
-    64K values in cache, process CPU time, 2-core AMD EPYC (AVX-512): 0.565 -> 0.51 ns a
-    value; 16M values, the bench's share of the copy bandwidth (both builds in one
-    process, alternating, 5 rounds of 15 blocks, twice): 2 threads 73.3 / 74.3% -> 82.9
-    / 80.6% (the bench report had 67%), 1 thread 41.3 -> 47.1%. The same bits: over all 2^32 float32 inputs, in place and not, the old and
-    new builds' outputs hash alike (and a float64 sample, betas 0.5, 1 and 2)."""
+    64K values in cache, process CPU time, 2-core AMD EPYC (AVX-512): 0.565 -> 0.51 ns
+    a value; 16M values, the bench's share of the copy bandwidth (both builds in one
+    process, alternating, 5 rounds of 15 blocks, twice): 2 threads 73.3 / 74.3% ->
+    82.9 / 80.6% (the bench report had 67%), 1 thread 41.3 -> 47.1%. The same bits:
+    over all 2^32 float32 inputs, in place and not, the old and new builds' outputs
+    hash alike (and a float64 sample, betas 0.5, 1 and 2)."""
     cdef floating t[TILE]
     cdef Py_ssize_t t0, m, i
     cdef floating one = 1, inv_a = one / a

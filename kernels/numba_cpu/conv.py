@@ -1088,7 +1088,8 @@ def _avg_pool_2x2_bwd(grad_out, divisor, inverse, edge, corner, grad_in):  # pra
             top = (t * h_in + 2 * oh) * w_in
             at = (t * ho + oh) * wo
             m = lanes if junk and oh < hf - 1 else wf
-            for i in range(2):   # the upper cells, then the lower (over the upper's junk)
+            # the upper cells, then the lower (over the upper's junk)
+            for i in range(2):
                 row = top + i * w_in
                 for ow in range(m):
                     v = g[np.uint64(at + ow)]

@@ -30,8 +30,8 @@ a loop calls them for a block, ORs ``trig_beyond`` over it and redoes a block th
 such an argument with ``sin``/``cos`` (libm beyond the range). Within 2 ulp. The
 reductions are explicit fmas (``_fma``): with fastmath's reassoc LLVM would fold
 x - n*C1 - n*C2 into x - n*(C1+C2). The same algorithm as the Cython backend's
-``fnn_sinf``/``fnn_cosf``/``fnn_sin``/``fnn_cos`` in kernels/cython/_fastnn_math.h, where
-it is described; ``sin_fast(-0)`` is -0.
+``fnn_sinf``/``fnn_cosf``/``fnn_sin``/``fnn_cos`` in kernels/cython/_fastnn_math.h,
+where it is described; ``sin_fast(-0)`` is -0.
 
 Kernels call ``vmath.exp(x)`` etc.; the ``overload`` picks the version by type at
 compile time.
