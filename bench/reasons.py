@@ -46,9 +46,12 @@ _CLAMPS = ("same formula as numba's (one exp, one division), but gcc compiles th
            "NaN-preserving clamps (a < lo ? lo : a) as compare + blend pairs (34-35 "
            "instructions per 16 values in the main loop): 0.37-0.39 vs 0.33 ns per value "
            "in cache (1 thread, 64K values; 0.43-0.45 before 1be8c73)")
-_SIN_CODEGEN = ("same algorithm (fnn_sincosf / vmath.sin_fast); gcc rewrites p*z*r + r as "
-                "r*(1 + z*p) and the sign flip as a multiply: 0.37 vs 0.31 ns per value in "
-                "cache, 1 thread; the 2-thread gap moved between 1.2x and 1.6x in loaded runs")
+_SIN_CODEGEN = ("same algorithms in both (sine: fnn_sinf / vmath.sin_fast, since d9fb05e on "
+                "|x| with an int quadrant and the signs XORed into the result, 64K float32 "
+                "in cache, 1 thread, 0.317 Cython vs 0.344 ns per value numba; "
+                "sine_backward: fnn_cosf / vmath._cos32, where gcc rewrites p*z*r + r as "
+                "r*(1 + z*p)); at 16M the 2-thread gap moved between 1.2x and 1.6x in "
+                "loaded runs")
 _BN_PLANES = ("BatchNorm2d (32x128x16x16): until 2026-12-03 Cython summed a channel in "
               "one parallel loop and wrote grad_in (and y) in a second, so the second read "
               "of the planes came from L3, and both backends added each value in double; "
@@ -147,10 +150,13 @@ REASONS = {
                          "a value); timed directly the 128x100 call is 6.4 us Cython against "
                          "6.6-6.7 us numba (2026-12-02 19:20 UTC), so most of one suite run's "
                          "8.2 vs 6.6 us is that run's noise, not isolated further"),
-    ("sine", "course"): "per-call cost of the memoryviews on a 5-7 us call, plus: " + (
-        "Cython's sin at 0.37 vs 0.31 ns per value in cache"),
-    ("sine_backward", "course"): "per-call cost of the memoryviews on a 6-8 us call, plus: " + (
-        "Cython's sin at 0.37 vs 0.31 ns per value in cache"),
+    ("sine", "course"): "per-call cost of the memoryviews on a 5-7 us call; the sin loop "
+                        "itself is the faster since d9fb05e (in cache, 1 thread, 64K float32: "
+                        "0.317 Cython vs 0.344 ns per value numba)",
+    ("sine_backward", "course"): "per-call cost of the memoryviews on a 6-8 us call; the cos "
+                                 "loops are level (in cache, 1 thread, 64K float32, loaded "
+                                 "machine, 2026-12-07: Cython 0.42-0.45, numba 0.44-0.48 ns "
+                                 "per value)",
     ("softmax", "course"): ("128x10: a 3-5 us call; per-call cost of the typed memoryviews "
                             "(~0.27 us each, 1-D)"),
     ("softmax_backward", "course"): ("128x10: a 1.2-2.5 us call; three typed memoryviews "
