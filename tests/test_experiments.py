@@ -334,6 +334,34 @@ def test_vae_command_takes_the_likelihood_and_records_it(tmp_path):
         assert np.isfinite(v["test_nelbo_final"]) and (tmp_path / f"{name}.png").exists()
 
 
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+def test_vae_overflow_gives_inf_without_numpy_warnings(likelihood):
+    """A diverging VAE (weights so large that exp overflows) gives a non-finite loss and
+    gradient silently, as PyTorch's exp does: forward, backward and sample had NumPy
+    RuntimeWarnings (overflow in exp and multiply, inf * 0), which reached the terminal
+    above `vae`'s one-line 'training diverged' error (seen on Fashion-MNIST, --lr 10)."""
+    import warnings
+    import torch
+    model = VAE(4, 2, [8], likelihood=likelihood, seed=0)
+    signs = np.random.default_rng(0)
+    for p in model.parameters():
+        p.data[...] = 40.0 * np.sign(signs.standard_normal(p.data.shape))
+    x = np.random.default_rng(1).random((5, 4)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, _, _ = model(x)
+        grad_x = model.backward()
+        model.sample(3, 0)
+    # PyTorch's exp of the same encoder output overflows to inf too, without a warning
+    enc = model.encoder(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sigma_z = torch.exp(torch.from_numpy(enc[:, 2:]))
+    assert torch.isinf(sigma_z).any() and not np.isfinite(loss)
+    assert not np.isfinite(grad_x).all()
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")   # (a warning is a second line too)
 @pytest.mark.parametrize("argv,status,message", [
     (["multitask", "--dataset", "digits", "--epochs", "1", "--lr", "1e6", "--no-progress"],
      1, "multitask: training diverged"),

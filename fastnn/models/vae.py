@@ -10,6 +10,7 @@ Loss (negative ELBO), per sample, summed over dimensions and averaged over the b
     NLL = max(l, 0) − l x + log(1 + exp(−|l|))          (bernoulli: BCE with logits)
     KL  = −log σz − ½ + ½ (μz² + σz²)
 """
+import functools
 import json
 import math
 import threading
@@ -29,6 +30,19 @@ from .mlp import MLP, check_activation, hidden_widths
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 LIKELIHOODS = ("gaussian", "bernoulli")
+
+
+def _silent_overflow(method):
+    """method with NumPy's overflow and invalid-value warnings off: a diverging model's
+    exp overflows to inf (inf * 0 is NaN) silently, as PyTorch's ops do, and the caller
+    (the `vae` command's 'training diverged' error) tells of it; those warnings had
+    reached the terminal above that one-line error. (A fresh errstate each call: one
+    instance may not be entered twice at once, by two threads.)"""
+    @functools.wraps(method)
+    def quiet(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore"):
+            return method(*args, **kwargs)
+    return quiet
 
 
 class VAE(nn.Module):
@@ -75,6 +89,7 @@ class VAE(nn.Module):
         self._x_on_device = False  # whether the last forward's x was a device array
 
     @records_sub_forwards   # (sample() or an MLP run since is caught at backward)
+    @_silent_overflow
     def forward(self, x, eps=None, kl_weight=1.0):
         """x: (N, data_dim). eps: (N, latent_dim) noise or None to draw it. Either may be
         a device array (the elementwise terms between the MLPs are computed on the
@@ -150,6 +165,7 @@ class VAE(nn.Module):
             return nll_terms.sum() / n, (resid, inv_var_x)
 
     @checks_sub_forwards
+    @_silent_overflow
     def backward(self, need_grad_in=True):
         """Accumulate every parameter's gradient of the last forward's loss; returns the
         loss's gradient w.r.t. x, (N, data_dim) (through the encoder and the NLL), where
@@ -271,6 +287,7 @@ class VAE(nn.Module):
                              f"{type(self._rng.bit_generator).__name__} generator")
         self._rng.bit_generator.state = parsed
 
+    @_silent_overflow
     def sample(self, n, rng=None, dtype=None):
         """Draw n points (n, data_dim) from the generative model: z ~ N(0, I),
         x ~ N(mu_x, sigma_x²) (gaussian), or for likelihood 'bernoulli' the pixel
