@@ -346,41 +346,6 @@ def test_avg_pool_3x3s2_on_two_threads(name):
         fastnn.set_num_threads(before)
 
 
-@pytest.mark.parametrize("name", COMPILED)
-@pytest.mark.parametrize("threads", [1, 2])
-def test_3x3_pools_reuse_their_scratch(name, threads):
-    """The 3x3 pools keep their scratch between calls (numba's _pool_3x3_scratch, the
-    Cython thread_workspaces): calls of both strides and the average pool in turn, each
-    after one on NaN and +inf cells (the kept rows dirty), give the general kernels'
-    results."""
-    rng = np.random.default_rng(8)
-    kernels = backend.load(name)
-    before = fastnn.get_num_threads()
-    fastnn.set_num_threads(threads)
-    try:
-        for shape, pad in (((4, 3, 11, 9), (1, 0)), ((4, 3, 11, 9), (0, 1)),
-                           ((8, 64, 9, 9), (1, 1))):
-            x = _max_pool_input(rng, shape, np.float32)
-            dirt = np.where(np.arange(x.size).reshape(shape) % 2, np.nan, np.inf)
-            dirt = dirt.astype(np.float32)
-            for stride in (2, 1):
-                general = _general_max(name, 3, stride)
-                y, i = kernels.max_pool2d_forward(dirt, (3, 3), (stride, stride), pad)
-                want_y, want_i = np.empty_like(y), np.empty_like(i)
-                general(x, pad, want_y, want_i)
-                y, i = kernels.max_pool2d_forward(x, (3, 3), (stride, stride), pad)
-                np.testing.assert_array_equal(y, want_y)
-                np.testing.assert_array_equal(i, want_i)
-            fwd, _ = _general_avg(name, pad, True, None)
-            kernels.avg_pool2d_forward(dirt, (3, 3), (2, 2), pad)
-            y = kernels.avg_pool2d_forward(x, (3, 3), (2, 2), pad)
-            want = np.empty_like(y)
-            fwd(x, want)
-            np.testing.assert_array_equal(y, want)
-    finally:
-        fastnn.set_num_threads(before)
-
-
 # (shape, kernel, stride, padding, ceil_mode): the tiling kernels (3x3/3, 2x3/2x3, the
 # uncovered edge), the plane-wide runs (2x2 and 3x3 planes) and the 3x3/2 ones (ceil
 # mode); the 2x2/2 kernels still give -0 (a fix cost them 4-9%, 1 thread)

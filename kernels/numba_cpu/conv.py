@@ -56,7 +56,6 @@ import numpy as np
 from numba import prange
 
 from .. import blas_threads
-from ..scratch import thread_stride
 from ..window_shapes import (exact_reciprocal, is_2x2_pool as _is_2x2_pool, is_3x3s1_pool,
                              is_3x3s2_pool, is_global_pool, is_plane_wide_window,
                              is_small_plane, is_tiling_pool, pool_out_shape)
@@ -609,16 +608,15 @@ def _take(best, code, v, at):  # pragma: no cover - compiled
 _LANES = 16
 
 @helper
-def _split_phases(xf, src, w_in, rows, cols, ph, pw, hq, wq, pad,
-                  base):  # pragma: no cover - compiled
+def _split_phases(xf, src, w_in, rows, cols, ph, pw, hq, wq, pad):  # pragma: no cover
     """Copies the plane at xf[src:] (rows x cols of its cells, row length w_in) into the
-    4 stride-2 phases of its padded plane (padding ph, pw), hq x wq each at pad[base +
-    (a 2 + b) hq wq:] for phase (a, b) (even/odd rows x even/odd columns), leaving the
-    rest of pad (its border) as it is: the 3x3 stride-2 pools' layout."""
+    4 stride-2 phases of its padded plane (padding ph, pw), hq x wq each at pad[(a 2 +
+    b) hq wq:] for phase (a, b) (even/odd rows x even/odd columns), leaving the rest of
+    pad (its border) as it is: the 3x3 stride-2 pools' layout."""
     size = hq * wq
     for r in range(rows):
         rr = r + ph
-        row = base + ((rr & 1) * 2 * hq + (rr >> 1)) * wq   # phase (rr & 1, 0)'s row
+        row = ((rr & 1) * 2 * hq + (rr >> 1)) * wq   # phase (rr & 1, 0)'s row
         # input column 2 k lands in column phase pw at k, 2 k + 1 in phase 1 - pw at
         # k + pw
         even = row + pw * size
@@ -632,24 +630,33 @@ def _split_phases(xf, src, w_in, rows, cols, ph, pw, hq, wq, pad,
 
 
 @helper
-def _pad_plane(xf, src, w_in, ph, pw, wq, pad, base, rows):  # pragma: no cover
-    """Copies the plane at xf[src:] (rows x w_in cells) into pad[base:], rows wq long,
-    its cell (r, c) at (r + ph) wq + c + pw, leaving the rest of pad (its border) as it
-    is: the 3x3 stride-1 max pool's layout."""
+def _pad_plane(xf, src, w_in, ph, pw, wq, pad, rows):  # pragma: no cover - compiled
+    """Copies the plane at xf[src:] (rows x w_in cells) into pad, rows wq long, its cell
+    (r, c) at (r + ph) wq + c + pw, leaving the rest of pad (its border) as it is: the
+    3x3 stride-1 max pool's layout."""
     for r in range(rows):
         at = src + r * w_in
-        to = base + (r + ph) * wq + pw
+        to = (r + ph) * wq + pw
         for c in range(w_in):
             pad[np.uint64(to + c)] = xf[np.uint64(at + c)]
 
 
+#: planes to a block of the 3x3 max pools (each block copies its planes into one
+#: scratch plane padded with -inf). The scratch is allocated in each block on purpose:
+#: arrays made in a prange body are no alias to Numba, a row of a scratch passed in is
+#: one (taken as a view it made the plane copies 1.5-3x slower); per-thread rows kept
+#: between calls and indexed by offset (5fe3f03, reverted) ran 3-6% slower than this
+#: (1 thread, CPU time, alternating processes, 3x3/2 pad 1 64x256x7x7 1.28-1.45 against
+#: 1.41-1.46 ms, 64x64x15x15 pad 0 0.82-0.84 against 0.86-0.88 ms).
+_POOL_BLOCKS = 64
+
+
 @kernel
-def _max_pool_3x3(x, s, ph, pw, pads, bests, codes, y, indices):  # pragma: no cover
+def _max_pool_3x3(x, s, ph, pw, y, indices):  # pragma: no cover - compiled
     """_max_pool_fwd for 3x3 windows of stride s = 2 (ResNet's stem pool,
     window_shapes.is_3x3s2_pool) or 1 (Inception's, is_3x3s1_pool), dilation 1: x (N, C,
     H, W) IN; y, indices (N, C, H_out, W_out) OUT; ph, pw: the padding (0 or 1), ceil
-    mode's windows past the edge allowed; pads, bests, codes: (chunks, ...) scratch
-    (_pool_3x3_scratch), a row each for a chunk of the planes (one a thread).
+    mode's windows past the edge allowed.
 
     Each plane is split into its 4 stride phases (even/odd rows x even/odd columns of
     the padded plane, hq x wq each, inside a border of -inf: the padding, and what a
@@ -692,43 +699,38 @@ def _max_pool_3x3(x, s, ph, pw, pads, bests, codes, y, indices):  # pragma: no c
     yf = y.reshape(-1)
     index = indices.reshape(-1)
     lowest = x.dtype.type(-np.inf)
-    chunks = pads.shape[0]
-    pad, best, code = pads.reshape(-1), bests.reshape(-1), codes.reshape(-1)
-    # the taps' offsets from a window's first cell
-    o1, o2 = np.int32(w_in), np.int32(2 * w_in)
-    for blk in prange(chunks):
-        # the chunk's rows by offset (_pool_3x3_scratch says why)
-        p0, b0 = blk * pads.shape[1], blk * bests.shape[1]
-        c0 = blk * codes.shape[1]
-        for q in range(p0, p0 + fill):
-            pad[np.uint64(q)] = lowest
-        for t in range(blk * planes // chunks, (blk + 1) * planes // chunks):
+    blocks = min(planes, _POOL_BLOCKS)
+    o1, o2 = np.int32(w_in), np.int32(2 * w_in)   # taps' offsets from a window's first cell
+    for blk in prange(blocks):
+        pad = np.full(fill, lowest)
+        best = np.empty(lanes, x.dtype)
+        code = np.empty(lanes, np.int32)
+        for t in range(blk * planes // blocks, (blk + 1) * planes // blocks):
             if s == 2:
-                _split_phases(xf, t * h_in * w_in, w_in, rows, cols, ph, pw, hq, wq,
-                              pad, p0)
+                _split_phases(xf, t * h_in * w_in, w_in, rows, cols, ph, pw, hq, wq, pad)
             else:
-                _pad_plane(xf, t * h_in * w_in, w_in, ph, pw, wq, pad, p0, h_in)
+                _pad_plane(xf, t * h_in * w_in, w_in, ph, pw, wq, pad, h_in)
             for q in range(lanes):
                 b, k = lowest, np.int32(-1)
-                b, k = _take(b, k, pad[np.uint64(p0 + o[0] + q)], np.int32(0))
-                b, k = _take(b, k, pad[np.uint64(p0 + o[1] + q)], np.int32(1))
-                b, k = _take(b, k, pad[np.uint64(p0 + o[2] + q)], np.int32(2))
-                b, k = _take(b, k, pad[np.uint64(p0 + o[3] + q)], o1)
-                b, k = _take(b, k, pad[np.uint64(p0 + o[4] + q)], o1 + 1)
-                b, k = _take(b, k, pad[np.uint64(p0 + o[5] + q)], o1 + 2)
-                b, k = _take(b, k, pad[np.uint64(p0 + o[6] + q)], o2)
-                b, k = _take(b, k, pad[np.uint64(p0 + o[7] + q)], o2 + 1)
-                b, k = _take(b, k, pad[np.uint64(p0 + o[8] + q)], o2 + 2)
-                best[np.uint64(b0 + q)] = b
-                code[np.uint64(c0 + q)] = k
+                b, k = _take(b, k, pad[np.uint64(o[0] + q)], np.int32(0))
+                b, k = _take(b, k, pad[np.uint64(o[1] + q)], np.int32(1))
+                b, k = _take(b, k, pad[np.uint64(o[2] + q)], np.int32(2))
+                b, k = _take(b, k, pad[np.uint64(o[3] + q)], o1)
+                b, k = _take(b, k, pad[np.uint64(o[4] + q)], o1 + 1)
+                b, k = _take(b, k, pad[np.uint64(o[5] + q)], o1 + 2)
+                b, k = _take(b, k, pad[np.uint64(o[6] + q)], o2)
+                b, k = _take(b, k, pad[np.uint64(o[7] + q)], o2 + 1)
+                b, k = _take(b, k, pad[np.uint64(o[8] + q)], o2 + 2)
+                best[np.uint64(q)] = b
+                code[np.uint64(q)] = k
             out = t * ho * wo
             for oh in range(ho):
                 h0 = s * oh - ph
                 for ow in range(wo):
                     w0 = s * ow - pw
-                    k = code[np.uint64(c0 + oh * wq + ow)]
+                    k = code[np.uint64(oh * wq + ow)]
                     at = np.uint64(out + oh * wo + ow)
-                    yf[at] = best[np.uint64(b0 + oh * wq + ow)]
+                    yf[at] = best[np.uint64(oh * wq + ow)]
                     index[at] = (h0 * w_in + w0 + k if k >= 0
                                  else max(h0, 0) * w_in + max(w0, 0))
 
@@ -1119,27 +1121,24 @@ def _avg_pool_2x2_bwd(grad_out, divisor, inverse, edge, corner, grad_in):  # pra
             gi[np.uint64(q)] = zero
 
 @helper
-def _lane_divisors(h_in, w_in, ph, pw, count_include_pad, divisor, ho, wo, wq, dv,
-                   base):  # pragma: no cover - compiled
-    """dv[base + oh wq + ow] = the divisor of 3x3 stride-2 window (oh, ow)
-    (_avg_count's), 1 in the junk lanes (ow = wo)."""
+def _lane_divisors(h_in, w_in, ph, pw, count_include_pad, divisor, ho, wo, wq, dv):  # pragma: no cover
+    """dv[oh wq + ow] = the divisor of 3x3 stride-2 window (oh, ow) (_avg_count's), 1 in
+    the junk lanes (ow = wo)."""
     for oh in range(ho):
         h0 = 2 * oh - ph
         ha, hb = max(h0, 0), min(h0 + 3, h_in)
         for ow in range(wo + 1):
             w0 = 2 * ow - pw
             wa, wb = max(w0, 0), min(w0 + 3, w_in)
-            dv[base + oh * wq + ow] = 1 if ow == wo else _avg_count(
+            dv[oh * wq + ow] = 1 if ow == wo else _avg_count(
                 h0, w0, ha, hb, wa, wb, 3, 3, h_in, w_in, ph, pw, count_include_pad, divisor)
 
 
 @_in_order_kernel
-def _avg_pool_3x3s2_fwd(x, ph, pw, count_include_pad, divisor, pads, means, dvs,
-                        y):  # pragma: no cover - compiled
+def _avg_pool_3x3s2_fwd(x, ph, pw, count_include_pad, divisor, y):  # pragma: no cover
     """_avg_pool_fwd for 3x3 windows of stride 2 (window_shapes.is_3x3s2_pool): x (N, C,
     H, W) IN; y (N, C, H_out, W_out) OUT; ph, pw: the padding (0 or 1), ceil mode's
-    windows past the edge allowed; count_include_pad, divisor: _avg_count's; pads,
-    means, dvs: (chunks, ...) scratch (_pool_3x3_scratch), a row a chunk of the planes.
+    windows past the edge allowed; count_include_pad, divisor: _avg_count's.
 
     _max_pool_3x3's stride-2 layout with a border of zeros: each plane split into the 4 stride
     phases of its padded plane (_split_phases), where tap (i, j) of every window lies
@@ -1161,42 +1160,30 @@ def _avg_pool_3x3s2_fwd(x, ph, pw, count_include_pad, divisor, pads, means, dvs,
     xf = x.reshape(-1)
     yf = y.reshape(-1)
     zero = x.dtype.type(0.0)
-    chunks = pads.shape[0]
-    pad, mean, dv = pads.reshape(-1), means.reshape(-1), dvs.reshape(-1)
-    for blk in prange(chunks):
-        # the chunk's rows by offset (_pool_3x3_scratch says why)
-        p00, m0, d0 = blk * pads.shape[1], blk * means.shape[1], blk * dvs.shape[1]
-        for q in range(p00, p00 + 4 * size + wq + 1):
-            pad[np.uint64(q)] = zero
-        _lane_divisors(h_in, w_in, ph, pw, count_include_pad, divisor, ho, wo, wq, dv,
-                       d0)
-        p01, p10, p11 = p00 + size, p00 + 2 * size, p00 + 3 * size
-        for t in range(blk * planes // chunks, (blk + 1) * planes // chunks):
-            _split_phases(xf, t * h_in * w_in, w_in, rows, cols, ph, pw, hq, wq, pad,
-                          p00)
+    blocks = min(planes, _POOL_BLOCKS)
+    for blk in prange(blocks):
+        pad = np.zeros(4 * size + wq + 1, x.dtype)
+        mean = np.empty(lanes, x.dtype)
+        dv = np.empty(lanes, x.dtype)
+        _lane_divisors(h_in, w_in, ph, pw, count_include_pad, divisor, ho, wo, wq, dv)
+        p01, p10, p11 = size, 2 * size, 3 * size
+        for t in range(blk * planes // blocks, (blk + 1) * planes // blocks):
+            _split_phases(xf, t * h_in * w_in, w_in, rows, cols, ph, pw, hq, wq, pad)
             for q in range(lanes):
-                acc = zero + pad[np.uint64(p00 + q)]
+                acc = zero + pad[np.uint64(q)]
                 acc += pad[np.uint64(p01 + q)]
-                acc += pad[np.uint64(p00 + q + 1)]
+                acc += pad[np.uint64(q + 1)]
                 acc += pad[np.uint64(p10 + q)]
                 acc += pad[np.uint64(p11 + q)]
                 acc += pad[np.uint64(p10 + q + 1)]
-                acc += pad[np.uint64(p00 + q + wq)]
+                acc += pad[np.uint64(q + wq)]
                 acc += pad[np.uint64(p01 + q + wq)]
-                acc += pad[np.uint64(p00 + q + wq + 1)]
-                mean[np.uint64(m0 + q)] = _exact_quotient(acc, dv[np.uint64(d0 + q)])
+                acc += pad[np.uint64(q + wq + 1)]
+                mean[np.uint64(q)] = _exact_quotient(acc, dv[np.uint64(q)])
             out = t * ho * wo
             for oh in range(ho):
                 for ow in range(wo):
-                    yf[np.uint64(out + oh * wo + ow)] = mean[
-                        np.uint64(m0 + oh * wq + ow)]
-
-
-#: planes to a block of _avg_pool_3x3s2_bwd, which still allocates its scratch in each
-#: block: in per-thread rows passed in (as the other 3x3 pools', _pool_3x3_scratch) its
-#: copy of the phases into grad_in ran twice as slow, not understood (1 thread, to
-#: 16x32x28x28 0.17 -> 0.23 ms, that loop 0.075 -> 0.16 ms; level at 32x64x16x16).
-_BWD_BLOCKS = 64
+                    yf[np.uint64(out + oh * wo + ow)] = mean[np.uint64(oh * wq + ow)]
 
 
 @kernel
@@ -1226,13 +1213,12 @@ def _avg_pool_3x3s2_bwd(grad_out, ph, pw, count_include_pad, divisor, grad_in): 
     g = grad_out.reshape(-1)
     gi = grad_in.reshape(-1)
     zero = grad_in.dtype.type(0.0)
-    blocks = min(planes, _BWD_BLOCKS)
+    blocks = min(planes, _POOL_BLOCKS)
     for blk in prange(blocks):
         share = np.zeros(base + size, grad_in.dtype)
         pad = np.empty(4 * size, grad_in.dtype)
         dv = np.empty(lanes, grad_in.dtype)
-        _lane_divisors(h_in, w_in, ph, pw, count_include_pad, divisor, ho, wo, wq, dv,
-                       0)
+        _lane_divisors(h_in, w_in, ph, pw, count_include_pad, divisor, ho, wo, wq, dv)
         for t in range(blk * planes // blocks, (blk + 1) * planes // blocks):
             at = t * ho * wo
             for oh in range(ho):
@@ -1275,27 +1261,6 @@ def _avg_pool_3x3s2_bwd(grad_out, ph, pw, count_include_pad, divisor, grad_in): 
                 gi[np.uint64(q)] = zero
 
 
-def _pool_3x3_scratch(planes, *parts):
-    """The 3x3 pool kernels' scratch: for each (name, values, dtype) in parts a (chunks,
-    row) array kept per calling thread between calls (scratch), a row of at least
-    ``values`` values for each chunk of the planes, chunks = the thread count (at most
-    the planes), each row on pages of its own (thread_stride), as the Cython backend's
-    thread_workspaces. The kernels allocated theirs in the prange loop, for each of up
-    to 64 blocks of planes; level within a loaded machine's noise (1 thread, CPU time,
-    interleaved, medians of 21 runs of 5 calls, the kernels' docstrings' shapes:
-    new/old 0.89-1.04, float64 3x3/1 8x192x28x28 1.20 median, 1.01 best).
-
-    A kernel addresses its chunk's row by offset in the flat array: a row taken as a
-    view (``pads[blk]``) in the prange body is an alias to Numba's parfor lowering,
-    which then compiles the body without ``noalias`` on its arrays, and LLVM, unsure
-    that the plane copies' stores miss the input and the outputs, ran them 1.5-3x
-    slower (1 thread, 32x64x16x16 3x3/2 max pool 0.36 -> 0.60 ms). Arrays allocated in
-    the body are no alias."""
-    chunks = max(1, min(sync_threads(), planes))
-    return [scratch(name, (chunks, thread_stride(values, np.dtype(dtype).itemsize)),
-                    dtype) for name, values, dtype in parts]
-
-
 def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices=None,
                        ceil_mode=False, dilation=(1, 1)):
     """Max pooling with -inf padding. x: (N, C, H, W); out, indices: (N, C, H_out, W_out)
@@ -1311,14 +1276,7 @@ def max_pool2d_forward(x, kernel_size, stride, padding=(0, 0), out=None, indices
         _max_pool_2x2(x.size, x, out, indices)
     elif (is_3x3s2_pool(kernel_size, stride, padding, dilation)
           or is_3x3s1_pool(kernel_size, stride, padding, dilation)):
-        ho, wo = shape[2], shape[3]
-        wq = wo + 1 if sh == 2 else wo + 2
-        fill = 4 * (ho + 1) * wq + wq + 1 if sh == 2 else (ho + 2) * wq + 2
-        scratch_parts = _pool_3x3_scratch(
-            shape[0] * shape[1], ("max_pool_3x3_pad", fill, x.dtype),
-            ("max_pool_3x3_best", ho * wq, x.dtype),
-            ("max_pool_3x3_code", ho * wq, np.int32))
-        _max_pool_3x3(x.size, x, sh, ph, pw, *scratch_parts, out, indices)
+        _max_pool_3x3(x.size, x, sh, ph, pw, out, indices)
     else:
         _max_pool_fwd(x.size, x, kh, kw, sh, sw, ph, pw, dilation[0], dilation[1], out,
                       indices)
@@ -1356,13 +1314,8 @@ def avg_pool2d_forward(x, kernel_size, stride, padding=(0, 0), count_include_pad
         _avg_pool_tiles_fwd(x.size, x, kh, kw, float(divisor_override or kh * kw), out)
         return out
     if is_3x3s2_pool(kernel_size, stride, padding):
-        hq, wq = out.shape[2] + 1, out.shape[3] + 1
         _avg_pool_3x3s2_fwd(x.size, x, ph, pw, bool(count_include_pad),
-                            int(divisor_override or 0), *_pool_3x3_scratch(
-                                out.shape[0] * out.shape[1],
-                                ("avg_pool_3x3_pad", 4 * hq * wq + wq + 1, x.dtype),
-                                ("avg_pool_3x3_mean", (hq - 1) * wq, x.dtype),
-                                ("avg_pool_3x3_divisors", (hq - 1) * wq, x.dtype)), out)
+                            int(divisor_override or 0), out)
         return out
     _avg_pool_fwd(x.size, x, kh, kw, sh, sw, ph, pw, bool(count_include_pad),
                   int(divisor_override or 0), out)
