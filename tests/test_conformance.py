@@ -526,6 +526,43 @@ def test_batchnorm_constant_feature_is_finite(backend, dtype):
     assert np.all(np.isfinite(gin))
 
 
+# (9, 2): the (N, C) kernels; (9, 2, 3, 1): the (N, C, L) ones; (4, 17, 2, 1): the
+# Cython backend's one task per channel (from 16 channels)
+@pytest.mark.parametrize("shape", [(9, 2), (9, 2, 3, 1), (4, 17, 2, 1)])
+@pytest.mark.parametrize("where", ["grad_out", "weight", "x"])
+def test_training_batchnorm_gradient_of_a_nonfinite_value_as_torch(backend, dtype,
+                                                                  shape, where):
+    """One inf in grad_out, an infinite weight or a NaN in x, in training mode:
+    PyTorch's NaNs and infinities element by element. The CPU kernels' folded form
+    a * grad_out + b * (x - mean) + d (a = weight * invstd) made a channel of infinite
+    weight NaN in every row, where PyTorch's (grad_out - mean_g - (x - mean) * k) *
+    weight * invstd gives +-inf."""
+    rng = np.random.default_rng(1)
+    c = shape[1]
+    x, g = (rng.standard_normal(shape).astype(dtype) for _ in range(2))
+    w, b = rng.standard_normal(c).astype(dtype), np.zeros(c, dtype)
+    first = (1, 0) + (0,) * (len(shape) - 2)
+    if where == "grad_out":
+        g[first] = np.inf
+    elif where == "weight":
+        w[0] = -np.inf
+    else:
+        x[first] = np.nan
+    with np.errstate(invalid="ignore"):
+        _, mean, invstd = ops.batchnorm_forward(x, w, b, np.zeros(c, dtype),
+                                                np.ones(c, dtype))
+        gin = ops.batchnorm_backward(g, x, w, mean, invstd)
+    xt, wt = t(x, True), t(w, True)
+    F.batch_norm(xt, None, None, wt, t(b), True, 0.1, 1e-5).backward(t(g))
+    want = xt.grad.numpy()
+    assert not np.isfinite(want[:, 0]).any() and np.isfinite(want[:, 1]).all()
+    np.testing.assert_array_equal(np.isnan(gin), np.isnan(want))
+    infinite = np.isinf(want)
+    np.testing.assert_array_equal(gin[infinite], want[infinite])
+    finite = np.isfinite(want)
+    assert_close(gin[finite], want[finite], dtype, scale=10)
+
+
 # -------------------------------------------------------------------- layernorm
 @pytest.mark.parametrize("shape", [(2, 3), (64, 33), (256, 1024), (40, 1), (1000, 40)])
 @pytest.mark.parametrize("affine", [True, False])

@@ -114,17 +114,19 @@ cdef inline void _affine_row(const floating* x, const floating* mean, const floa
 
 
 cdef inline void _grad_row(const floating* g, const floating* x, const floating* mean,
-                           const floating* a, const floating* b, const floating* d,
-                           floating* out, Py_ssize_t c, bint with_x) noexcept nogil:
-    """out[j] = a[j] g[j] + b[j] (x[j] - mean[j]) + d[j]. All (c,). Without with_x (b is
-    0: eval mode, mean-only) x is not read, so a non-finite x gives no 0 * inf = NaN."""
+                           const floating* scale, const floating* k,
+                           const floating* mean_g, floating* out, Py_ssize_t c,
+                           bint with_x) noexcept nogil:
+    """out[j] = (g[j] - mean_g[j] - (x[j] - mean[j]) k[j]) scale[j], PyTorch's form
+    (_grad_coefficients). All (c,). Without with_x (k is 0: eval mode, mean-only) x is
+    not read, so a non-finite x gives no 0 * inf = NaN."""
     cdef Py_ssize_t j
     if with_x:
         for j in range(c):
-            out[j] = a[j] * g[j] + b[j] * (x[j] - mean[j]) + d[j]
+            out[j] = (g[j] - mean_g[j] - (x[j] - mean[j]) * k[j]) * scale[j]
     else:
         for j in range(c):
-            out[j] = a[j] * g[j] + d[j]
+            out[j] = (g[j] - mean_g[j]) * scale[j]
 
 
 # ------------------------------------------------------------- per-channel helpers
@@ -198,16 +200,16 @@ cdef inline void _affine_plane(const floating* x, floating mean, floating scale,
 
 
 cdef inline void _grad_plane(const floating* g, const floating* x, floating mean,
-                             floating a, floating b, floating d, floating* out,
+                             floating scale, floating k, floating mean_g, floating* out,
                              Py_ssize_t s, bint with_x) noexcept nogil:
     """_grad_row for one plane of s values of a channel."""
-    cdef Py_ssize_t k
+    cdef Py_ssize_t i
     if with_x:
-        for k in range(s):
-            out[k] = a * g[k] + b * (x[k] - mean) + d
+        for i in range(s):
+            out[i] = (g[i] - mean_g - (x[i] - mean) * k) * scale
     else:
-        for k in range(s):
-            out[k] = a * g[k] + d
+        for i in range(s):
+            out[i] = (g[i] - mean_g) * scale
 
 
 # ------------------------------------------------------------------- statistics
@@ -274,12 +276,18 @@ cdef void _grad_coefficients(const double* sum_g, const double* sum_gx,
                              const floating* weight, const floating* save_invstd,
                              bint training, bint need_sums, double m_count, Py_ssize_t j0,
                              Py_ssize_t j1, floating* grad_weight, floating* grad_bias,
-                             floating* a, floating* b, floating* d) noexcept nogil:
-    """grad_in = a * grad_out + b * (x - mean) + d for channels j0 <= j < j1, and the
-    parameter gradients accumulated. weight, save_invstd and grad_weight are NULL when
-    mean_only; grad_weight and grad_bias may be NULL. All (c,)."""
+                             floating* scale, floating* k,
+                             floating* mean_g) noexcept nogil:
+    """grad_in = (grad_out - mean_g - (x - mean) * k) * scale for channels j0 <= j < j1
+    (PyTorch's form: k = mean(grad_out * x_hat) * invstd, scale = weight * invstd; eval:
+    mean_g and k 0), and the parameter gradients accumulated. weight, save_invstd and
+    grad_weight are NULL when mean_only; grad_weight and grad_bias may be NULL. All
+    (c,). Not the fold a * grad_out + b * (x - mean) + d it equals: with an infinite
+    weight (or grad_out) a, b and d are infinite, and the fold's sum is NaN in every
+    row of the channel where PyTorch's form gives +-inf in most rows. The same
+    expressions as numba's _grad_coefficients."""
     cdef Py_ssize_t j
-    cdef double w, inv
+    cdef double w, inv, inv_n = 1.0 / m_count
     for j in range(j0, j1):
         inv = save_invstd[j] if save_invstd != NULL else 1.0
         w = weight[j] if weight != NULL else 1.0
@@ -288,13 +296,13 @@ cdef void _grad_coefficients(const double* sum_g, const double* sum_gx,
                 grad_bias[j] += <floating>sum_g[j]
             if grad_weight != NULL:
                 grad_weight[j] += <floating>(sum_gx[j] * inv)
-        a[j] = <floating>(w * inv)
-        b[j] = 0
-        d[j] = 0
+        scale[j] = <floating>(w * inv)
+        k[j] = 0
+        mean_g[j] = 0
         if training:
-            d[j] = <floating>(-w * inv * sum_g[j] / m_count)
+            mean_g[j] = <floating>(sum_g[j] * inv_n)
             if save_invstd != NULL:
-                b[j] = <floating>(-w * inv * inv * inv * sum_gx[j] / m_count)
+                k[j] = <floating>(sum_gx[j] * inv * inv * inv_n)
 
 
 # ------------------------------------------------------------ (N, C) in one region
@@ -361,18 +369,18 @@ cdef void _forward_rows(const floating* x, floating* out, Py_ssize_t n, Py_ssize
 cdef void _backward_rows(const floating* g, const floating* x, floating* gi, Py_ssize_t n,
                          Py_ssize_t c, const floating* save_mean, const floating* wp,
                          const floating* si, bint training, bint need_sums,
-                         floating* gw, floating* gb, double* partial, floating* a,
-                         floating* b, floating* d) noexcept nogil:
+                         floating* gw, floating* gb, double* partial, floating* scale,
+                         floating* k, floating* mean_g) noexcept nogil:
     """g, x, gi: (n, c) (gi NULL when grad_in is not wanted); partial: (n_chunks(n),
-    2, c) scratch; a, b, d: (c,) scratch; the rest as _grad_coefficients."""
+    2, c) scratch; scale, k, mean_g: (c,) scratch; the rest as _grad_coefficients."""
     cdef Py_ssize_t nch = n_chunks(n), nblk = (c + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-    cdef Py_ssize_t k, i, blk, j0, j1
+    cdef Py_ssize_t ch, i, blk, j0, j1
     with parallel(num_threads=threads_for(n * c)):   # (fnn_barrier: as _forward_rows)
         if need_sums:
-            for k in prange(nch, schedule="static"):
-                _col_grad_sums(g + (k * n // nch) * c, x + (k * n // nch) * c, save_mean,
-                               (k + 1) * n // nch - k * n // nch, c, c, partial + 2 * k * c,
-                               partial + (2 * k + 1) * c)
+            for ch in prange(nch, schedule="static"):
+                _col_grad_sums(g + (ch * n // nch) * c, x + (ch * n // nch) * c,
+                               save_mean, (ch + 1) * n // nch - ch * n // nch, c, c,
+                               partial + 2 * ch * c, partial + (2 * ch + 1) * c)
             fnn_barrier()
         for blk in prange(nblk, schedule="static"):
             j0 = blk * CHANNEL_BLOCK
@@ -381,13 +389,13 @@ cdef void _backward_rows(const floating* g, const floating* x, floating* gi, Py_
                 _merge_columns(partial, nch, 2 * c, j0, j1)
                 _merge_columns(partial, nch, 2 * c, c + j0, c + j1)
             _grad_coefficients(partial, partial + c, wp, si, training, need_sums,
-                               <double>n, j0, j1, gw, gb, a, b, d)
+                               <double>n, j0, j1, gw, gb, scale, k, mean_g)
         fnn_barrier()
         if gi != NULL:
-            for k in prange(nch, schedule="static"):
-                for i in range(k * n // nch, (k + 1) * n // nch):
-                    _grad_row(g + i * c, x + i * c, save_mean, a, b, d, gi + i * c, c,
-                              training and si != NULL)
+            for ch in prange(nch, schedule="static"):
+                for i in range(ch * n // nch, (ch + 1) * n // nch):
+                    _grad_row(g + i * c, x + i * c, save_mean, scale, k, mean_g,
+                              gi + i * c, c, training and si != NULL)
 
 
 # ------------------------------------------------------------------------- ops
@@ -439,14 +447,14 @@ cdef void _backward(const floating* gp, const floating* xp, floating* gi, Py_ssi
                     Py_ssize_t c, Py_ssize_t s, const floating* save_mean,
                     const floating* wp, const floating* si, bint training,
                     bint need_sums, floating* gw, floating* gb, double* sum_g,
-                    double* sum_gx, double* partial, floating* a, floating* b,
-                    floating* d) noexcept nogil:
+                    double* sum_gx, double* partial, floating* scale, floating* k,
+                    floating* mean_g) noexcept nogil:
     """g, x, gi: (n, c, s) (gi NULL when grad_in is not wanted); sum_g, sum_gx: (c,)
     scratch; the rest as _backward_rows."""
     cdef Py_ssize_t j, i, p
     if s == 1:
         _backward_rows(gp, xp, gi, n, c, save_mean, wp, si, training, need_sums, gw, gb,
-                       partial, a, b, d)
+                       partial, scale, k, mean_g)
     elif c >= FUSED_MIN_CHANNELS and gi != NULL:
         # a channel's sums, coefficients and grad_in in one task: the second read of
         # its planes finds them in the thread's L2 (with the span sums, 32x128x16x16,
@@ -456,10 +464,10 @@ cdef void _backward(const floating* gp, const floating* xp, floating* gi, Py_ssi
                 _plane_grad_sums(gp + j * s, xp + j * s, save_mean[j], n, c * s, s,
                                  sum_g + j, sum_gx + j)
             _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums,
-                               <double>(n * s), j, j + 1, gw, gb, a, b, d)
+                               <double>(n * s), j, j + 1, gw, gb, scale, k, mean_g)
             for i in range(n):
                 _grad_plane(gp + (i * c + j) * s, xp + (i * c + j) * s, save_mean[j],
-                            a[j], b[j], d[j], gi + (i * c + j) * s, s,
+                            scale[j], k[j], mean_g[j], gi + (i * c + j) * s, s,
                             training and si != NULL)
     else:
         if need_sums:
@@ -467,13 +475,14 @@ cdef void _backward(const floating* gp, const floating* xp, floating* gi, Py_ssi
                 _plane_grad_sums(gp + j * s, xp + j * s, save_mean[j], n, c * s, s,
                                  sum_g + j, sum_gx + j)
         _grad_coefficients(sum_g, sum_gx, wp, si, training, need_sums, <double>(n * s),
-                           0, c, gw, gb, a, b, d)
+                           0, c, gw, gb, scale, k, mean_g)
         # fewer channels than FUSED_MIN_CHANNELS: grad_in split by planes, which keeps
         # both threads busy when c is 1 or 3
         if gi != NULL:
             for p in prange(n * c, schedule="static", num_threads=threads_for(n * c * s)):
-                _grad_plane(gp + p * s, xp + p * s, save_mean[p % c], a[p % c], b[p % c],
-                            d[p % c], gi + p * s, s, training and si != NULL)
+                _grad_plane(gp + p * s, xp + p * s, save_mean[p % c], scale[p % c],
+                            k[p % c], mean_g[p % c], gi + p * s, s,
+                            training and si != NULL)
 
 
 # The entries take the ndarrays themselves (_ndarrays.pxd: the checks the fused

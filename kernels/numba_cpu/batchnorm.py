@@ -8,12 +8,13 @@ chunk order.
 Training forward: the column sums, then the squared deviations from the mean (a
 second pass that finds the chunk's rows in cache), then y = (x - mean) * scale + bias
 (eval: PyTorch's y = x * scale + (bias - mean * scale)).
-Backward: the sums of grad_out and grad_out * (x - mean), then grad_in = a * grad_out
-+ b * (x - mean) + d with per-channel coefficients. Each sum adds four rows in x's
-type per float64 accumulate, as the Cython backend: the float64 conversions and
-read-modify-writes bound these loops, and 256x1024 forward+backward went from 148 to
-123 us with 2 threads (263 -> 215 us on one; 4096x1024 6.3 -> 5.0 ms) when the
-per-element float64 sums (a one-pass shifted sum of x and x**2) were replaced. (Until
+Backward: the sums of grad_out and grad_out * (x - mean), then PyTorch's grad_in =
+(grad_out - mean_g - (x - mean) * k) * scale with per-channel mean_g, k and scale.
+Each sum adds four rows in x's type per float64 accumulate, as the Cython backend: the
+float64 conversions and read-modify-writes bound these loops, and 256x1024
+forward+backward went from 148 to 123 us with 2 threads (263 -> 215 us on one;
+4096x1024 6.3 -> 5.0 ms) when the per-element float64 sums (a one-pass shifted sum of
+x and x**2) were replaced. (Until
 an earlier version a prange iteration owned a block of 64 channels and walked the rows
 with stride C: 256x1024 took 1.05 ms on one thread. One contiguous channel range per
 thread streams half of every row per thread: with 2 threads 4096x1024 took 7.1 vs
@@ -97,26 +98,27 @@ def _store_statistics(j, count, mean, var, training, mean_only, momentum, eps,
 
 @helper
 def _grad_coefficients(j, sum_g, sum_gx, inv_n, weight, save_invstd, training, mean_only,
-                       a, b, d):
-    """grad_in = a * grad_out + b * (x - mean) + d for channel j, from its sums of
-    grad_out and grad_out * (x - mean)."""
-    dt = a.dtype.type
+                       scale, k, mean_g):
+    """grad_in = (grad_out - mean_g - (x - mean) * k) * scale for channel j (PyTorch's
+    form), from its sums of grad_out and grad_out * (x - mean): k = mean(grad_out *
+    x_hat) * invstd, scale = weight * invstd (1 and k 0 when mean_only; eval: mean_g and
+    k 0)."""
+    # (each branch writes each value once: a store then its overwrite made numba's
+    # serial loop 3x slower, 1.1 ns a channel)
+    dt = scale.dtype.type
     if mean_only:
-        a[j] = dt(1)
-        b[j] = dt(0)
-        d[j] = -dt(sum_g * inv_n) if training else dt(0)
+        scale[j] = dt(1)
+        k[j] = dt(0)
+        mean_g[j] = dt(sum_g * inv_n) if training else dt(0)
     else:
         invstd = float(save_invstd[j])
-        sgx = sum_gx * invstd  # the sum of grad_out * x_hat
-        gs = float(weight[j]) * invstd
-        a[j] = dt(gs)
+        scale[j] = dt(float(weight[j]) * invstd)
         if training:
-            # (g - mean_g - (x - mean) * mean_gx * invstd) * gamma * invstd
-            b[j] = dt(-gs * sgx * inv_n * invstd)
-            d[j] = dt(-gs * sum_g * inv_n)
+            k[j] = dt(sum_gx * invstd * invstd * inv_n)
+            mean_g[j] = dt(sum_g * inv_n)
         else:
-            b[j] = dt(0)
-            d[j] = dt(0)
+            k[j] = dt(0)
+            mean_g[j] = dt(0)
 
 
 @helper
@@ -298,11 +300,13 @@ def _forward_columns(x, weight, bias, running_mean, running_var, training, mean_
 
 @kernel
 def _backward_columns(grad_out, x, weight, save_mean, save_invstd, training, mean_only,
-                      grad_weight, grad_bias, accumulate, grad_in, a, b, d, mean, partial):
+                      grad_weight, grad_bias, accumulate, grad_in, scale, k, mean_g,
+                      mean, partial):
     # IN grad_out, x (N, C), weight, save_mean, save_invstd (C,);
     # INOUT grad_weight, grad_bias (C,) (when accumulate); OUT grad_in (N, C);
-    # scratch a, b, d (C,): grad_in = a * grad_out + b * (x - mean) + d; mean (C,): a
-    # copy of save_mean; partial (2, n_chunks(N), C) float64; all 64-byte aligned
+    # scratch scale, k, mean_g (C,): grad_in = (grad_out - mean_g - (x - mean) * k) *
+    # scale (_grad_coefficients); mean (C,): a copy of save_mean; partial (2,
+    # n_chunks(N), C) float64; all 64-byte aligned
     n, c = x.shape
     inv_n = 1.0 / max(n, 1)
     nch = n_chunks(n)
@@ -310,9 +314,9 @@ def _backward_columns(grad_out, x, weight, save_mean, save_invstd, training, mea
         partial[:, 0] = 0.0
     for j in range(c):
         mean[j] = save_mean[j]
-    for k in prange(nch):
-        r0, r1 = chunk_rows(k, nch, n)
-        _grad_sums(grad_out[r0:r1], x[r0:r1], mean, partial[0, k], partial[1, k])
+    for ch in prange(nch):
+        r0, r1 = chunk_rows(ch, nch, n)
+        _grad_sums(grad_out[r0:r1], x[r0:r1], mean, partial[0, ch], partial[1, ch])
     _merge(partial[0], nch)
     _merge(partial[1], nch)
     # the parameter gradients in a loop of their own: with an `if accumulate` inside the
@@ -320,23 +324,26 @@ def _backward_columns(grad_out, x, weight, save_mean, save_invstd, training, mea
     # against 5 us for the whole call)
     for j in range(c):
         _grad_coefficients(j, partial[0, 0, j], partial[1, 0, j], inv_n, weight, save_invstd,
-                           training, mean_only, a, b, d)
+                           training, mean_only, scale, k, mean_g)
     if accumulate:
         _accumulate_param_grads(partial[0, 0], partial[1, 0], save_invstd, mean_only,
                                 grad_weight, grad_bias)
-    with_x = training and not mean_only   # (else b is 0: x unread, no 0 * inf = NaN)
-    for k in prange(nch):
-        r0, r1 = chunk_rows(k, nch, n)
+    # PyTorch's form, not the fold a * grad_out + b * (x - mean) + d it equals: with an
+    # infinite weight (or grad_out) a, b and d are infinite and the fold's sum is NaN
+    # in every row of the channel, where PyTorch's gives +-inf in most rows
+    with_x = training and not mean_only   # (else k is 0: x unread, no 0 * inf = NaN)
+    for ch in prange(nch):
+        r0, r1 = chunk_rows(ch, nch, n)
         for i in range(r0, r1):
             go = grad_out[i]
             row = x[i]
             gi = grad_in[i]
             if with_x:
                 for j in range(c):
-                    gi[j] = a[j] * go[j] + b[j] * (row[j] - mean[j]) + d[j]
+                    gi[j] = (go[j] - mean_g[j] - (row[j] - mean[j]) * k[j]) * scale[j]
             else:
                 for j in range(c):
-                    gi[j] = a[j] * go[j] + d[j]
+                    gi[j] = (go[j] - mean_g[j]) * scale[j]
 
 
 # -------------------------------------------------------------- (N, C, L) input
