@@ -109,16 +109,22 @@ def library_paths():
     return paths
 
 
-def intel_cpu():
-    """True when /proc/cpuinfo names an Intel CPU."""
+def cpu_vendor():
+    """The vendor_id /proc/cpuinfo names ("GenuineIntel", "AuthenticAMD"), or "" where
+    it names none (other systems; kernels/prefetching.py also asks)."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip() == "GenuineIntel"
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return False
+    return ""
+
+
+def intel_cpu():
+    """True when /proc/cpuinfo names an Intel CPU."""
+    return cpu_vendor() == "GenuineIntel"
 
 
 def wanted():

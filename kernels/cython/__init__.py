@@ -24,6 +24,7 @@ from ..gemm_shapes import transposed_forward  # noqa: E402
 from ..moments import denominator_factors  # noqa: E402
 from ..numpy_product import numpy_multiplies  # noqa: E402
 from ..scratch import scratch  # noqa: E402
+from .. import prefetching as _prefetching  # noqa: E402
 from .. import streaming as _streaming  # noqa: E402
 from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses,  # noqa: E402
                _openmp, _optim)
@@ -41,6 +42,8 @@ if _linear_gemm is not None:
 _threads.warn_if_spin_too_late("cython")
 # large elementwise outputs are written with streaming stores (kernels/streaming.py)
 _streaming.on_change(_activations.set_stream_min_bytes)
+# the compute-bound ones prefetch their inputs, except on AMD CPUs (kernels/prefetching.py)
+_activations.set_prefetching(_prefetching.enabled())
 
 try:  # noqa: E402  the conv engineer's kernels join when their extension is built
     from ._conv import (avg_pool2d_backward, avg_pool2d_forward, conv2d_backward,

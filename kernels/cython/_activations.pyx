@@ -30,6 +30,9 @@ cdef extern from "_prefetch.h" nogil:
 # Outputs of at least this many bytes are written with streaming stores (_stream.h);
 # the package sets it at import from kernels/streaming.py, where it is measured.
 cdef Py_ssize_t stream_min_bytes = 2**62
+# Whether the compute-bound elementwise ops prefetch their inputs (_unary_part); the
+# package sets it at import from kernels/prefetching.py (not on AMD CPUs).
+cdef bint prefetching = True
 
 from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, threads_for, f_exp, f_exp_upto88, f_expm1_nonpos, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
@@ -482,9 +485,10 @@ cdef void _unary_part(int op, const floating* x, floating* y, Py_ssize_t start,
                       Py_ssize_t m, Py_ssize_t n, floating a, floating b) noexcept nogil:
     """y[start : start + m] = f(x[...]) of (n,) arrays: _unary_block, for the compute-bound
     ops in sub-tiles of PREFETCH_TILE values, each after prefetching its input
-    PREFETCH_AHEAD values ahead (_prefetch.h says why)."""
+    PREFETCH_AHEAD values ahead (_prefetch.h says why), unless prefetching is off (AMD
+    CPUs: kernels/prefetching.py)."""
     cdef Py_ssize_t t0, k
-    if _unary_streams(op):
+    if _unary_streams(op) or not prefetching:
         _unary_block(op, x + start, y + start, m, a, b)
         return
     for t0 in range(start, start + m, PREFETCH_TILE):
@@ -498,7 +502,7 @@ cdef void _binary_part(int op, const floating* g, const floating* s, floating* o
                        floating b) noexcept nogil:
     """_binary_block on [start, start + m) of (n,) arrays, prefetching as _unary_part."""
     cdef Py_ssize_t t0, k
-    if _binary_streams(op):
+    if _binary_streams(op) or not prefetching:
         _binary_block(op, g + start, s + start, out + start, m, a, b)
         return
     for t0 in range(start, start + m, PREFETCH_TILE):
@@ -552,6 +556,12 @@ cdef void binary_map(int op, const floating* g, const floating* s, floating* out
 # ------------------------------------------------------------------ entry points
 # unary, binary: the op's arrays as they are (C-contiguous, any shape); the row-wise
 # ops: (N, C) views.
+
+def set_prefetching(bint on):
+    """Whether the compute-bound elementwise ops prefetch their inputs (_unary_part)."""
+    global prefetching
+    prefetching = on
+
 
 def set_stream_min_bytes(Py_ssize_t nbytes):
     """Write outputs of at least nbytes with streaming stores (elementwise maps only)."""

@@ -24,6 +24,7 @@ from fastnn import blas_pool as _blas_pool
 from fastnn import mkl_blas as _mkl_blas
 from fastnn import threads as _threads
 
+from .. import prefetching as _prefetching
 from .. import streaming as _streaming
 from . import cache_lock as _cache_lock
 from . import cache_stamp as _cache_stamp
@@ -408,8 +409,9 @@ class ElementwiseKernel(Kernel):
             self.streamed = _compile_streamed(fn, self.serial, options)
 
     def _compile_parallel(self, fn):
-        return _compile_blocked(fn, self.serial, prefetch=not (self.streams or
-                                                              self.flush_denormals),
+        # (kernels/prefetching.py: not on AMD CPUs, where it slowed these kernels down)
+        prefetch = not (self.streams or self.flush_denormals) and _prefetching.enabled()
+        return _compile_blocked(fn, self.serial, prefetch=prefetch,
                                 flush=self.flush_denormals, options=self.options)
 
     def variants(self):
@@ -470,11 +472,12 @@ def _compile_blocked(fn, serial, prefetch, flush=False, options=OPTIONS):
     memory-bound kernels, which stream large outputs instead, gain nothing from it and
     do without). With flush, each block runs with subnormals flushed to zero (flush.py).
     The source is compiled under fn's file name so that Numba's disk cache (keyed by
-    file, qualified name and line) can store it."""
+    file, qualified name and line) can store it; the prefetching variant under its own
+    name, so that the cache never hands one for the other (FASTNN_PREFETCH)."""
     from .flush import flush_begin, flush_end
     from .prefetch import prefetch_lines
     params = _parameters(fn)
-    name = fn.__name__ + "_blocks"
+    name = fn.__name__ + ("_prefetched_blocks" if prefetch else "_blocks")
     blocks = "".join(f"block_of({p}, sub_, sub_stop_), " for p in params)
     call = f"call_outlined(serial, ({blocks}))\n"
     if prefetch:

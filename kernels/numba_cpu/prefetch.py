@@ -7,7 +7,8 @@ cache) plus the memory time (4.7 ms for ReLU) with little overlap. Asking for th
 input 16 KB ahead, a line at a time while the current lines are computed, overlapped
 the two: 6.5 -> 4.0 ms in a C loop (kernels/cython/_prefetch.h, the Cython backend's
 twin). ``prefetch_lines`` issues those requests; ``ElementwiseKernel``'s parallel
-variant calls it for every input array before each sub-tile of a block.
+variant calls it for every input array before each sub-tile of a block, except on AMD
+CPUs, where the requests slowed the kernels down (kernels/prefetching.py).
 """
 from llvmlite import ir
 from numba.core import types
