@@ -84,3 +84,25 @@ def test_float32_gelu_same_bits_in_both_backends(n):
     x[8:40] = np.linspace(-6, 6, 32, dtype=np.float32)
     numba_y, cython_y = (registry.load(name).gelu(x) for name in ("numba", "cython"))
     np.testing.assert_array_equal(numba_y.view(np.uint32), cython_y.view(np.uint32))
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_gelu_tiles_on_cache_lines_keep_the_bits(name):
+    # the two-pass GELU's tiles start on the output's 64-byte lines after a short first
+    # one: any offset of x and out from a line, and any length, gives the same values
+    be = registry.load(name)
+    x, _ = _data(40000, np.float32)   # (past the parallel threshold, 32768)
+    expected = be.gelu(x)
+    buffer = np.empty(40100, np.float32)
+    for n in (5, 17, 1030, 40000):
+        for x_offset in (0, 3):
+            xs = np.empty(n + 16, np.float32)[x_offset:x_offset + n]
+            xs[:] = x[:n]
+            for offset in range(16):
+                out = buffer[offset:offset + n]
+                be.gelu(xs, out=out)
+                np.testing.assert_array_equal(out, expected[:n], err_msg=f"{n} {offset}")
+        inplace = buffer[7:7 + n]
+        inplace[:] = x[:n]
+        be.gelu(inplace, out=inplace)
+        np.testing.assert_array_equal(inplace, expected[:n])

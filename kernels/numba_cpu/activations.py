@@ -33,6 +33,17 @@ def _scratch_tile(a, out, in_place):
 
 
 @helper
+def _tile_stop(out, start, n):
+    """The end of the tile of out that begins at start: start + _TILE where out[start]
+    starts a 64-byte line, else the end of that line, so that the tiles after it start
+    on lines (NumPy's large arrays start 16 bytes past one, and 512-bit accesses that
+    straddle two lines cost: GELU over 16M float32 values, 1 thread, CPU time, x and out
+    both 16 bytes past a line 0.49 ns a value, both on a line 0.40)."""
+    ahead = (64 - (out.ctypes.data + start * out.itemsize) % 64) % 64 // out.itemsize
+    return min(n, start + (ahead if ahead > 0 else _TILE))
+
+
+@helper
 def _input_tile(a, start, stop, scratch, in_place):
     """a[start:stop], or a copy of it in scratch when out is a: the first pass writes
     out's tile before the second reads a's. The same two compiled passes then run in
@@ -473,11 +484,13 @@ def _gelu(x, out):  # IN x (n,); OUT out (n,)
     n = x.shape[0]
     in_place = overlap(x, out)
     scratch = _scratch_tile(x, out, in_place)
-    for start in range(0, n, _TILE):
-        stop = min(n, start + _TILE)
+    start = 0
+    while start < n:   # tiles of out aligned to its cache lines after the first
+        stop = _tile_stop(out, start, n)
         xs = _input_tile(x, start, stop, scratch, in_place)
         _gelu_heads(xs, out[start:stop])
         _gelu_tails(xs, out[start:stop])
+        start = stop
 
 
 @elementwise
