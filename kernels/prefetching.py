@@ -10,9 +10,12 @@ On the 2-core AMD EPYC (Zen 4 class, KVM) the same requests slow every such kern
 down: 16M float32 values, 1 thread, process CPU time, the numba blocked variant with
 and without them alternated in one process (median of 7): GELU 0.63 -> 0.54 ns a
 value, tanh-GELU 0.54 -> 0.41, sigmoid 0.47 -> 0.33, mish 0.64 -> 0.53, softplus
-0.72 -> 0.62, GELU's backward 1.05 -> 0.78, tanh-GELU's 1.21 -> 0.88. Its hardware
-prefetchers keep up, and the extra requests only compete with them. So the kernels
-prefetch except on AMD CPUs; elsewhere (Intel, and machines not measured) as before.
+0.72 -> 0.62, GELU's backward 1.05 -> 0.78, tanh-GELU's 1.21 -> 0.88; with 2 threads
+(wall, the machine otherwise idle) numba GELU 0.33 -> 0.25 ns a value, its backward
+0.67 -> 0.49, sigmoid 0.30 -> 0.25, Cython GELU 0.33 -> 0.24, its backward 0.63 ->
+0.43, mish 0.29 -> 0.21. Its hardware prefetchers keep up, and the extra requests only
+compete with them. So the kernels prefetch except on AMD CPUs; elsewhere (Intel, and
+machines not measured) as before.
 """
 import os
 
