@@ -86,23 +86,35 @@ def test_float32_gelu_same_bits_in_both_backends(n):
     np.testing.assert_array_equal(numba_y.view(np.uint32), cython_y.view(np.uint32))
 
 
+TWO_PASS_CALLS = {
+    "gelu": lambda be, x, out=None: be.gelu(x, out=out),
+    "softplus": lambda be, x, out=None: be.softplus(x, out=out),
+    "softplus beta 2": lambda be, x, out=None: be.softplus(x, 2.0, 20.0, out=out),
+    "mish": lambda be, x, out=None: be.mish(x, out=out),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", list(TWO_PASS_CALLS))
 @pytest.mark.parametrize("name", BACKENDS)
-def test_gelu_tiles_on_cache_lines_keep_the_bits(name):
-    # the two-pass GELU's tiles start on the output's 64-byte lines after a short first
-    # one: any offset of x and out from a line, and any length, gives the same values
-    be = registry.load(name)
-    x, _ = _data(40000, np.float32)   # (past the parallel threshold, 32768)
-    expected = be.gelu(x)
-    buffer = np.empty(40100, np.float32)
+def test_two_pass_tiles_on_cache_lines_keep_the_bits(name, op, dtype):
+    # the two-pass kernels' tiles (GELU, mish; Cython's softplus) start on the output's
+    # 64-byte lines after a short first one: any offset of x and out from a line, and
+    # any length, gives the same values (numba's softplus keeps its tiles from x's start:
+    # this shows its values do not depend on out's place either)
+    be, call = registry.load(name), TWO_PASS_CALLS[op]
+    x, _ = _data(40000, dtype)   # (past the parallel threshold, 32768)
+    expected = call(be, x)
+    buffer = np.empty(40100, dtype)
     for n in (5, 17, 1030, 40000):
         for x_offset in (0, 3):
-            xs = np.empty(n + 16, np.float32)[x_offset:x_offset + n]
+            xs = np.empty(n + 16, dtype)[x_offset:x_offset + n]
             xs[:] = x[:n]
             for offset in range(16):
                 out = buffer[offset:offset + n]
-                be.gelu(xs, out=out)
+                call(be, xs, out=out)
                 np.testing.assert_array_equal(out, expected[:n], err_msg=f"{n} {offset}")
         inplace = buffer[7:7 + n]
         inplace[:] = x[:n]
-        be.gelu(inplace, out=inplace)
+        call(be, inplace, out=inplace)
         np.testing.assert_array_equal(inplace, expected[:n])
