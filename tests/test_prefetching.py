@@ -1,5 +1,5 @@
-"""Software prefetch of the elementwise kernels' inputs (kernels/prefetching.py): on
-except on AMD CPUs (it slowed them down there), FASTNN_PREFETCH=0/1 says otherwise.
+"""Software prefetch of the elementwise kernels' inputs (kernels/prefetching.py): on,
+except on AMD CPUs (it slowed them down there); FASTNN_PREFETCH=0/1 says otherwise.
 Prefetching never changes a result: each backend's two variants give the same bits."""
 import numpy as np
 import pytest
