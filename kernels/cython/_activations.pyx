@@ -240,10 +240,11 @@ cdef inline void _softplus_block(const floating* x, floating* y, Py_ssize_t n,
     vectorized in float (libm's log1p: 26 ns a value); NaN propagates.
 
     Two passes over each tile of TILE values (the tiles after the first on y's cache
-    lines: _line_tile): the exps into a stack buffer, then the log1ps. In one loop each element's exp polynomial feeds its log1p polynomial, a
-    chain longer than the out-of-order window covers: 1.05 ns a value (1 thread, in
-    cache) against 0.76 in two passes; 16M floats with 2 threads 9.4 -> 7.1 ms
-    (interleaved), 40-45% -> 55-59% of the copy bandwidth. GELU and mish split too
+    lines: _line_tile): the exps into a stack buffer, then the log1ps. In one loop each
+    element's exp polynomial feeds its log1p polynomial, a chain longer than the
+    out-of-order window covers: 1.05 ns a value (1 thread, in cache) against 0.76 in
+    two passes; 16M floats with 2 threads 9.4 -> 7.1 ms (interleaved), 40-45% ->
+    55-59% of the copy bandwidth. GELU and mish split too
     (_gelu_two_pass, _mish_two_pass); sigmoid, SiLU and tanh-GELU (one exp, one
     division) measured level or slower split, so they stay one pass.
 

@@ -14,11 +14,10 @@ Each sum adds four rows in x's type per float64 accumulate, as the Cython backen
 float64 conversions and read-modify-writes bound these loops, and 256x1024
 forward+backward went from 148 to 123 us with 2 threads (263 -> 215 us on one;
 4096x1024 6.3 -> 5.0 ms) when the per-element float64 sums (a one-pass shifted sum of
-x and x**2) were replaced. (Until
-an earlier version a prange iteration owned a block of 64 channels and walked the rows
-with stride C: 256x1024 took 1.05 ms on one thread. One contiguous channel range per
-thread streams half of every row per thread: with 2 threads 4096x1024 took 7.1 vs
-4.9 ms, so the row chunks stayed.)
+x and x**2) were replaced. (Until an earlier version a prange iteration owned a block
+of 64 channels and walked the rows with stride C: 256x1024 took 1.05 ms on one thread.
+One contiguous channel range per thread streams half of every row per thread: with 2
+threads 4096x1024 took 7.1 vs 4.9 ms, so the row chunks stayed.)
 The (N, C) passes read their per-channel vectors (partial sums, mean, scale, shift,
 the backward's coefficients) from scratch that starts on a cache line (``_aligned``,
 as the Cython backend's workspace): NumPy's arrays start 16-48 bytes past one, and
