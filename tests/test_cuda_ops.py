@@ -614,6 +614,72 @@ def test_training_batchnorm_gradient_of_an_infinity_as_torch(dtype, shape, where
     assert_close(gin[finite], want[finite], dtype)
 
 
+def _torch_training_batch_norm(x, w, b):
+    """PyTorch's training output ((x - mean) * invstd) * weight + bias: F.batch_norm on a
+    view of x that is not contiguous (its TensorIterator kernel, the form of PyTorch's
+    CUDA kernel; for a contiguous input its CPU kernel folds into x * alpha + (bias -
+    mean * alpha) with FMAs)."""
+    xt = torch.from_numpy(np.asfortranarray(x))
+    assert not xt.is_contiguous()
+    return F.batch_norm(xt, None, None, t(w), t(b), True, 0.1, 1e-5).numpy()
+
+
+def _far_from_0(shape, offset, step):
+    """float64 offset + k * step for random integers k (0 <= k < 64) in every channel:
+    with N = 8 and step at least 8 ulps of offset the sums and the mean are exact, so
+    (x - mean) is exact where x * scale + (bias - mean * scale) cancels."""
+    k = np.random.default_rng(2).integers(0, 64, shape[:2]).reshape(shape)
+    return offset + k * step
+
+
+@pytest.mark.parametrize("shape", [(8, 2), (8, 2, 1)])
+@pytest.mark.parametrize("dtype,case", [(np.float32, "infinite weight"),
+                                        (np.float64, "infinite weight"),
+                                        (np.float64, "far from 0"),
+                                        (np.float64, "overflowing fold")])
+def test_training_batchnorm_forward_in_torchs_form(dtype, shape, case):
+    """Training output (x - mean) * invstd * weight + bias, as PyTorch's, from the (N, C)
+    kernel as from the (N, C, L) one. Its fold x * scale + (bias - mean * scale) gave
+    NaN where x and -mean have one sign (an infinite weight; PyTorch's +-inf), rounding
+    off by 4e-9 where |mean| >> std, and inf - inf = NaN where x * scale overflows and
+    (x - mean) * scale does not (float64 only: the kernel computes in float64, where
+    float32 values neither overflow nor round off)."""
+    rng = np.random.default_rng(1)
+    w, b = rng.standard_normal(2).astype(dtype), rng.standard_normal(2).astype(dtype)
+    if case == "infinite weight":
+        x = (rng.standard_normal(shape[:2]) + 1).astype(dtype).reshape(shape)
+        w[0] = np.inf
+    elif case == "far from 0":
+        x = _far_from_0(shape, 2.0 ** 27, 0.25)
+    else:
+        x = _far_from_0(shape, 2.0 ** 60, 2.0 ** 11)
+        w *= 2.0 ** 1000
+    want = _torch_training_batch_norm(x, w, b)
+    rm, rv = np.zeros(2, dtype), np.ones(2, dtype)
+    y, _, _ = C.batchnorm_forward(x, w, b, rm, rv, True, 0.1, 1e-5)
+    np.testing.assert_array_equal(np.isnan(y), np.isnan(want))
+    infinite = np.isinf(want)
+    np.testing.assert_array_equal(y[infinite], want[infinite])
+    finite = np.isfinite(want)
+    assert finite.any()
+    assert_close(y[finite], want[finite], dtype)
+
+
+@pytest.mark.parametrize("shape", [(8, 2), (8, 2, 1)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm_mean_only_forward_subtracts_the_mean_first(shape, training):
+    """mean_only: (x - mean) + bias, the reference's and the CPU backends' order; the
+    kernels' x + (bias - mean) rounded bias - mean (|mean| = 2**27: 6e-9 off)."""
+    dtype = np.float64
+    x = _far_from_0(shape, -2.0 ** 27, 0.25)
+    b = np.array([0.1, -0.3])
+    rm = np.array([-2.0 ** 27 - 3.0, -2.0 ** 27 + 1.0]) if not training else np.zeros(2)
+    y, _, _ = C.batchnorm_forward(x, None, b, rm.copy(), None, training, 0.1, 1e-5, True)
+    want, _, _ = R.batchnorm_forward(x, None, b, rm.copy(), None, training, 0.1, 1e-5,
+                                     True)
+    assert_close(y, want, dtype)
+
+
 @pytest.mark.parametrize("shape", [(6, 3), (5, 100), (3, 1)])
 @pytest.mark.parametrize("affine", [True, False])
 def test_layer_norm(dtype, rng, shape, affine):

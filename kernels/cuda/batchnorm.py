@@ -13,6 +13,12 @@ with a stride of C; there a block owns WIDTH2D neighbouring channels instead
 takes the mean and variance from one read (float64 sums of x - x[0] and their
 squares), and every row loop keeps four loads in flight per thread.
 
+Both forwards write y = (x - mean) * scale + bias (scale = invstd * weight, 1 when
+mean_only) in training and when mean_only, as the reference and the CPU backends,
+and PyTorch's eval form x * scale + (bias - mean * scale) in eval; all in float64,
+rounded once to x's type. (PyTorch's CPU kernel folds a contiguous training input the
+eval way too, with FMAs; its CUDA kernel and its CPU kernel for other layouts do not.)
+
 x: (N, C) or (N, C, H, W), viewed as (N, C, S); per-channel vectors: (C,).
 NumPy or device arrays (``_common.Call``).
 """
@@ -50,9 +56,10 @@ def _kernels(threads):
                     save_mean[c] = mean
                     if training:
                         running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean
-                shift = bias[c] - mean
+                # (x - mean) + bias, the CPU backends' and the reference's order
+                shift = bias[c] * 1.0
                 for k in range(t, count, threads):
-                    out[k // s, c, k % s] = x[k // s, c, k % s] + shift
+                    out[k // s, c, k % s] = (x[k // s, c, k % s] - mean) + shift
                 continue
             if training:
                 acc = np.float64(0.0)
@@ -207,20 +214,31 @@ def _kernels2d(threads):
                         unbiased = var * n / dmax(n - 1, 1)
                         running_var[c] = (1 - momentum) * running_var[c] + momentum * unbiased
             scale = 1.0 if mean_only else invstd * weight[c]
-            shift = bias[c] - mean * scale
+            shift = bias[c] * 1.0
+            if not training and not mean_only:
+                # PyTorch's eval form x * scale + (bias - mean * scale), as the (N, C, L)
+                # kernel's: where var + eps is 0 its inf scale gives PyTorch's inf/NaN
+                shift -= mean * scale
+                mean = 0.0
+            # training and mean_only: (x - mean) * scale + bias, the (N, C, L) kernel's,
+            # the CPU backends' and PyTorch's CUDA kernel's form. Folded as x * scale +
+            # (bias - mean * scale), an infinite weight gave NaN where x and -mean have
+            # one sign (not +-inf), x * scale overflowed where (x - mean) * scale does
+            # not, and where |mean| >> std the fold's rounding reached float64 outputs
+            # (x = 2**27 + k / 4: 4e-9 off)
             i = ty
             while i + 3 * rows < n:
                 v0 = x[i, c]
                 v1 = x[i + rows, c]
                 v2 = x[i + 2 * rows, c]
                 v3 = x[i + 3 * rows, c]
-                out[i, c] = v0 * scale + shift
-                out[i + rows, c] = v1 * scale + shift
-                out[i + 2 * rows, c] = v2 * scale + shift
-                out[i + 3 * rows, c] = v3 * scale + shift
+                out[i, c] = (v0 - mean) * scale + shift
+                out[i + rows, c] = (v1 - mean) * scale + shift
+                out[i + 2 * rows, c] = (v2 - mean) * scale + shift
+                out[i + 3 * rows, c] = (v3 - mean) * scale + shift
                 i += step
             while i < n:
-                out[i, c] = x[i, c] * scale + shift
+                out[i, c] = (x[i, c] - mean) * scale + shift
                 i += rows
 
     @jit_kernel(threads=threads)
