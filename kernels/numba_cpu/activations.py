@@ -351,13 +351,13 @@ def _softplus_value(v, b, t, inv_b, e, zero):
     """softplus of v = z / b given e = exp(-|z|): max(z, 0) + log1p(e), v beyond the
     threshold."""
     z = v * b
-    return v if z > t else ((z if z > zero else zero) + vmath.log1p_small(e)) * inv_b
+    return v if z > t else vmath.add_log1p_small(z if z > zero else zero, e) * inv_b
 
 
 @serial_kernel
 def _softplus_exps(x, b, out):  # IN x (m,); OUT out (m,) = exp(-|b x|)
     for i in range(x.shape[0]):
-        out[i] = vmath.exp_nonpos(-abs(x[i] * b))
+        out[i] = vmath.exp_nonpos_horner(-abs(x[i] * b))
 
 
 @serial_kernel
@@ -371,7 +371,7 @@ def _softplus_finish(x, b, t, inv_b, out):  # IN x (m,); INOUT out (m,): exps ->
 def _softplus_exps_beta1(x, out):  # _softplus_exps at beta = 1 (a constant: no multiply)
     one = x.dtype.type(1)
     for i in range(x.shape[0]):
-        out[i] = vmath.exp_nonpos(-abs(x[i] * one))
+        out[i] = vmath.exp_nonpos_horner(-abs(x[i] * one))
 
 
 @serial_kernel
@@ -392,7 +392,10 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
     # thread in cache); in place through a copy of each tile of x (_input_tile). beta = 1
     # (PyTorch's default) runs copies of the passes with the constant 1, whose multiplies
     # (z = x beta, the result by 1 / beta) LLVM drops: x * 1 is x, the same bits (as the
-    # Cython backend's, 157eea9).
+    # Cython backend's, 157eea9). The exp and the log1p are the Cython backend's (Horner's
+    # rule, max(z, 0) + log1p(e) in one explicit fma: vmath.exp_nonpos_horner,
+    # add_log1p_small), the same bits as it, and a value's bits do not depend on its
+    # place in a tile.
     b = x.dtype.type(beta)
     t = x.dtype.type(threshold)
     inv_b = x.dtype.type(1) / b

@@ -123,6 +123,16 @@ def log1p_small(x):
     return math.log1p(x)
 
 
+def exp_nonpos_horner(x):
+    """e**x for x <= 0 (Python fallback)."""
+    return math.exp(x)
+
+
+def add_log1p_small(a, x):
+    """a + log(1 + x) for 0 <= x <= 1 (Python fallback)."""
+    return a + math.log1p(x)
+
+
 def one_plus_err(x, u):
     """(1 + x) - u exactly, for u = 1 + x as computed and |x| <= 1 (Python fallback):
     log(1 + x) is log(u) + one_plus_err(x, u) to within 6e-8 relative there (log1p's
@@ -270,6 +280,20 @@ def _exp_nonpos32(x):
     # -v*v/2): n <= 0 needs no cap either
     q, scale = _expm1_reduced_below88(max(x, _EXP_LO))  # NaN stays NaN
     y = (q + _F(1.0)) * scale
+    return _F(0.0) if x < _EXP_LO else y
+
+
+@register_jitable(**_OPTIONS)
+def _exp_nonpos_horner32(x):
+    """_exp_nonpos32 with P by Horner's rule, as the Cython backend's fnn_exp_nonpos_f
+    (the same bits): softplus's first pass. Its two-pass loop keeps many vectors in
+    flight, so it is bound by the FP pipes, not by the chain Estrin's form shortens (as
+    GELU's, f82dd42); exp_nonpos keeps Estrin's for its other callers."""
+    xc = max(x, _EXP_LO)  # NaN stays NaN
+    n = np.rint(xc * _LOG2E)
+    r = _exp_reduce32(xc, n)
+    q = _horner(_EXPM1_P32, r) * (r * r) + r
+    y = (q + _F(1.0)) * _pow2_32(n)
     return _F(0.0) if x < _EXP_LO else y
 
 
@@ -476,6 +500,19 @@ def _log1p_small32(x):
     # rounding). Softplus 0.47 -> 0.37 ns a value (1 thread, in cache) against the
     # 2 atanh(x / (2 + x)) series it replaced, whose division bound the loop.
     return x * _estrin11(_LOG1P_SMALL_Q, x)
+
+
+@register_jitable(**_OPTIONS)
+def _add_log1p_small32(a, x):
+    """a + log1p(x) for 0 <= x <= 1 as a + x Q(x) in one explicit fma (a rounded
+    once), Q by Horner's rule: the Cython backend's (max(z, 0) + f_log1p_small(e) in
+    softplus, which gcc fuses), the same bits. Left to contraction, max(z, 0) + x Q(x)
+    rounded twice in a vector loop and once in its scalar remainder: LLVM turned the
+    add of the select max(z, 0) into a masked add (vmulps, then vaddps {k}) in the
+    512-bit body, which no longer fuses with the product, and into vmaxss and
+    vfmadd231ss in the remainder, so a value's bits depended on its place in the tile
+    (40 of 2000 float32 values an ulp off one-value calls)."""
+    return _fma(x, _horner(_LOG1P_SMALL_Q, x), a)
 
 
 _LOG1P_SMALL_Q = tuple(_F(c) for c in (
@@ -877,6 +914,18 @@ _fast(gelu_grad, _gelu_grad32,
       lambda x: (0.5 * math.erfc(-x * _INV_SQRT2)
                  + x * _INV_SQRT_2PI * math.exp(-0.5 * x * x)),
       _gelu_grad64)
+
+
+_fast(exp_nonpos_horner, _exp_nonpos_horner32, lambda x: math.exp(x), _exp_nonpos64)
+
+
+@overload(add_log1p_small, jit_options=_OPTIONS, inline="always")
+def _add_log1p_small_overload(a, x):
+    if a == x == types.float32:
+        return lambda a, x: _add_log1p_small32(a, x)
+    if a == x == types.float64:   # its log1p ends in an fma: nothing to contract
+        return lambda a, x: a + _log1p_small64(x)
+    return None
 
 
 @overload(one_plus_err, jit_options=_OPTIONS, inline="always")
