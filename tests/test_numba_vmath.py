@@ -198,3 +198,31 @@ def test_row_max_every_length_and_position(dtype):
     assert _row_max(np.empty(0, dtype)) == -np.inf
     x = np.array([1.0, np.nan, 3.0, -1.0] * 5, dtype)
     assert _row_max(x) == 3.0   # NaN skipped here; softmax's exp(x - max) propagates it
+
+
+@njit
+def _apply_softplus_parts(x, a):
+    e = np.empty_like(x)
+    s = np.empty_like(x)
+    for i in range(x.shape[0]):
+        e[i] = vmath.exp_nonpos_horner(x[i])
+        s[i] = vmath.add_log1p_small(a[i], e[i])
+    return e, s
+
+
+def test_softplus_parts_exp_nonpos_horner_and_add_log1p_small():
+    """softplus's passes (the Cython backend's forms): exp_nonpos_horner within 2 ulp on
+    -87.3 .. 0 (0 below, NaN through), a + log1p(x) within 2.5 ulp of log1p at a = 0
+    and within 1.5 ulp of the sum beyond."""
+    x = np.concatenate([np.linspace(-87.3, 0, 400_001), -(2.0 ** -np.arange(1, 40)),
+                        [-0.0, -87.5, -100.0, -np.inf, np.nan]]).astype(np.float32)
+    e, s = _apply_softplus_parts(x, np.zeros_like(x))
+    exact_e = np.exp(x[:-5].astype(np.float64))
+    assert _ulps(e[:-5], exact_e).max() <= 2
+    assert e[-5] == 1 and list(e[-4:-1]) == [0, 0, 0] and np.isnan(e[-1])
+    exact_s = np.log1p(e[:-1].astype(np.float64))
+    assert _ulps(s[:-1], exact_s).max() <= 2.5 and np.isnan(s[-1])
+    a = np.abs(np.random.default_rng(3).standard_normal(x.size) * 10).astype(np.float32)
+    _, s = _apply_softplus_parts(x, a)
+    exact_s = a[:-1] + np.log1p(e[:-1].astype(np.float64))
+    assert _ulps(s[:-1], exact_s).max() <= 1.5

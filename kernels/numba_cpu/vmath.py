@@ -11,6 +11,9 @@ kernels that clamp its argument to -87.3 .. 88.72 (one compare and blend less pe
 element); ``tanh`` a few ulp (E / (E + 2) with E = expm1(2x): one exp, one
 division); ``log`` within 1.5 ulp (``log1p`` within 2, down to the tiniest x: log(1 + x)
 corrected by the rounding of 1 + x, ``one_plus_err``);
+``exp_nonpos_horner`` is ``exp_nonpos`` with its polynomial by Horner's rule and
+``add_log1p_small(a, x)`` a + ``log1p_small(x)`` rounded once (one explicit fma): the
+Cython backend's softplus, the same bits;
 ``gelu`` (x Phi(x)) within 1e-7 + 1 ulp (the Cython backend's formula);
 ``gelu_grad`` (Phi(x) + x phi(x)) with Phi within 3e-7 absolute from e**(-x*x/2), one
 exp for Phi and the density (the Cython backend's formula).
