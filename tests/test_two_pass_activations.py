@@ -99,10 +99,9 @@ TWO_PASS_CALLS = {
 @pytest.mark.parametrize("op", list(TWO_PASS_CALLS))
 @pytest.mark.parametrize("name", BACKENDS)
 def test_two_pass_tiles_on_cache_lines_keep_the_bits(name, op, dtype):
-    # the two-pass kernels' tiles (GELU, mish; Cython's softplus) start on the output's
-    # 64-byte lines after a short first one: any offset of x and out from a line, and
-    # any length, gives the same values (numba's softplus keeps its tiles from x's start:
-    # this shows its values do not depend on out's place either)
+    # the two-pass kernels' tiles (GELU, mish, softplus) start on the output's 64-byte
+    # lines after a short first one: any offset of x and out from a line, and any
+    # length, gives the same values
     be, call = registry.load(name), TWO_PASS_CALLS[op]
     x, _ = _data(40000, dtype)   # (past the parallel threshold, 32768)
     expected = call(be, x)

@@ -39,7 +39,7 @@ def _tile_stop(out, start, n):
     on lines (NumPy's large arrays start 16 bytes past one, and 512-bit accesses that
     straddle two lines cost: 16M float32 values, 1 thread, CPU time, x and out both 16
     bytes past a line against both on a line: GELU 0.49 / 0.40 ns a value, mish 0.57 /
-    0.48; softplus 0.66 / 0.56, but see _softplus)."""
+    0.48; softplus 0.66 / 0.56)."""
     ahead = (64 - (out.ctypes.data + start * out.itemsize) % 64) % 64 // out.itemsize
     return min(n, start + (ahead if ahead > 0 else _TILE))
 
@@ -395,7 +395,7 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
     # Cython backend's, 157eea9). The exp and the log1p are the Cython backend's (Horner's
     # rule, max(z, 0) + log1p(e) in one explicit fma: vmath.exp_nonpos_horner,
     # add_log1p_small), the same bits as it, and a value's bits do not depend on its
-    # place in a tile.
+    # place in a tile, so the tiles start on out's cache lines as GELU's and mish's.
     b = x.dtype.type(beta)
     t = x.dtype.type(threshold)
     inv_b = x.dtype.type(1) / b
@@ -403,11 +403,9 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
     n = x.shape[0]
     in_place = overlap(x, out)
     scratch = _scratch_tile(x, out, in_place)
-    # (tiles from x's start, not on out's cache lines as GELU's and mish's: this loop's
-    # vector body and scalar remainder give values an ulp apart, so tiles placed by
-    # out's address would make the bits depend on where out was allocated)
-    for start in range(0, n, _TILE):
-        stop = min(n, start + _TILE)
+    start = 0
+    while start < n:   # tiles of out aligned to its cache lines after the first
+        stop = _tile_stop(out, start, n)
         xs = _input_tile(x, start, stop, scratch, in_place)
         if beta1:
             _softplus_exps_beta1(xs, out[start:stop])
@@ -415,6 +413,7 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
         else:
             _softplus_exps(xs, b, out[start:stop])
             _softplus_finish(xs, b, t, inv_b, out[start:stop])
+        start = stop
 
 
 @elementwise
