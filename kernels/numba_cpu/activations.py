@@ -392,8 +392,8 @@ def _softplus(x, beta, threshold, out):  # IN x (n,); OUT out (n,)
     # thread in cache); in place through a copy of each tile of x (_input_tile). beta = 1
     # (PyTorch's default) runs copies of the passes with the constant 1, whose multiplies
     # (z = x beta, the result by 1 / beta) LLVM drops: x * 1 is x, the same bits (as the
-    # Cython backend's, 157eea9). The exp and the log1p are the Cython backend's (Horner's
-    # rule, max(z, 0) + log1p(e) in one explicit fma: vmath.exp_nonpos_horner,
+    # Cython backend's, 157eea9). The exp and the log1p are the Cython backend's
+    # (Horner's rule, max(z, 0) + log1p(e) in one explicit fma: vmath.exp_nonpos_horner,
     # add_log1p_small), the same bits as it, and a value's bits do not depend on its
     # place in a tile, so the tiles start on out's cache lines as GELU's and mish's.
     b = x.dtype.type(beta)

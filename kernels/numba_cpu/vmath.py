@@ -507,7 +507,7 @@ def _log1p_small32(x):
 
 @register_jitable(**_OPTIONS)
 def _add_log1p_small32(a, x):
-    """a + log1p(x) for 0 <= x <= 1 as a + x Q(x) in one explicit fma (a rounded
+    """a + log1p(x) for 0 <= x <= 1 as a + x Q(x) in one explicit fma (the sum rounded
     once), Q by Horner's rule: the Cython backend's (max(z, 0) + f_log1p_small(e) in
     softplus, which gcc fuses), the same bits. Left to contraction, max(z, 0) + x Q(x)
     rounded twice in a vector loop and once in its scalar remainder: LLVM turned the
