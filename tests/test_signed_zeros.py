@@ -1,7 +1,7 @@
 """Zero signs against PyTorch CPU: np.signbit beside the values, on every backend and
 float type, for the elementwise ops whose -0 / +0 once differed from PyTorch's (ReLU of
 the NumPy reference, ELU and what is built on it, Tanhshrink's backward, the compiled
-sine's sin(-0)). The arrays are
+sine's sin(-0), numba's float32 tanh(-0)). The arrays are
 long enough (67) for the compiled loops' vector bodies and their scalar tails, with the
 zeros in both."""
 import numpy as np
@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as TF
 
 from conftest import DTYPES, assert_close
-from fastnn import nn, ops
+from fastnn import backend as registry, nn, ops
 from fastnn.nn import functional as F
 
 # every (x, g) pair: x = +-0 with zero and non-zero g, non-zero x with g = +-0
@@ -42,6 +42,8 @@ _FORWARD = {
     "sine_omega30_in_place": (lambda x: ops.sine(x, 30.0, out=x), lambda t: torch.sin(30.0 * t)),
     # ... and a block with an argument beyond its range (1e5 x up to 3e6 > 2^20), all libm
     "sine_omega1e5": (lambda x: ops.sine(x, 1e5), lambda t: torch.sin(t * 1e5)),
+    # tanh(-0) = -0 (odd): numba's float32 tanh computed E = e**2x - 1 from x itself, +0
+    "tanh": (ops.tanh, torch.tanh),
 }
 
 
@@ -66,3 +68,26 @@ def test_tanhshrink_backward_zero_signs_as_torch(backend, dtype):
     layer = nn.Tanhshrink()
     layer.forward(x)
     _assert_same(layer.backward(g), _torch_grad(TF.tanhshrink, x, g), dtype)
+
+
+@pytest.mark.skipif(not {"numba", "cython"} <= set(registry.backends()),
+                    reason="needs both compiled backends")
+@pytest.mark.parametrize("n", [67, 100003])
+def test_float32_tanh_same_bits_in_numba_and_cython(n):
+    """numba's float32 tanh is the Cython backend's fnn_tanhf operation for operation
+    (tanh|x| signed as x, Horner's polynomial, one fma, the clamp at 9 where the Cython
+    code selects 1): the same bits for all 2**32 inputs (checked once, 48 s); here a
+    sample spread over [-20, 20] and the specials, in a vector-body-and-tail length and
+    past the parallel threshold."""
+    rng = np.random.default_rng(n)
+    x = rng.uniform(-20, 20, n).astype(np.float32)
+    fi = np.finfo(np.float32)
+    nine = np.float32(9)
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, fi.smallest_subnormal,
+                -fi.smallest_subnormal, fi.tiny, -fi.tiny, fi.max, -fi.max, 1e-8, -1e-8,
+                nine, -nine, np.nextafter(nine, 10), np.nextafter(nine, 0),
+                -np.nextafter(nine, 10), -np.nextafter(nine, 0)]
+    x[:len(specials)] = specials
+    x[len(specials):n // 2] = np.linspace(-9.5, 9.5, n // 2 - len(specials), dtype=np.float32)
+    numba_y, cython_y = (registry.load(name).tanh(x) for name in ("numba", "cython"))
+    np.testing.assert_array_equal(numba_y.view(np.uint32), cython_y.view(np.uint32))
