@@ -275,56 +275,11 @@ FNN_AVG_PLANES(float, fnn_avg_planes_f)
 FNN_AVG_PLANES(double, fnn_avg_planes_d)
 
 
-/* One output row of 2x2 windows of stride 2 (_conv.pyx _avg_pool_2x2_fwd): top, the
- * windows' upper input row (the lower one w_in further); out[ow] = the sum of window
- * ow's 4 cells in row-major order from 0 (FNN_WINDOW_SUM's order) / d, for the wf
- * windows inside the input. One loop across the row: gcc vectorises it across the
- * windows (stride-2 loads de-interleaved), each window's sum still one chain in order.
- * Ceil mode's windows past an odd H or W: a last window (wo > wf) of the last column's
- * 2 cells, divided by d2; the last output row (edge_row: top is the last input row)
- * of 2-cell windows / d2 and its corner's 1 / d1. */
-#define FNN_AVG_2X2_ROW(T, NAME)                                                          \
-static FNN_IN_ORDER void NAME(const T *restrict top, ptrdiff_t w_in, ptrdiff_t wf,        \
-                              ptrdiff_t wo, int edge_row, T d, T d2, T d1,                \
-                              T *restrict out) {                                          \
-    FNN_IN_ORDER_BODY                                                                     \
-    const T *restrict bottom = top + w_in;                                                \
-    if (edge_row) {                                                                       \
-        for (ptrdiff_t ow = 0; ow < wf; ow++) {                                           \
-            T acc = 0;                                                                    \
-            acc = acc + top[2 * ow];                                                      \
-            acc = acc + top[2 * ow + 1];                                                  \
-            out[ow] = acc / d2;                                                           \
-        }                                                                                 \
-        if (wo > wf) {                                                                    \
-            T acc = 0;                                                                    \
-            acc = acc + top[2 * wf];                                                      \
-            out[wf] = acc / d1;                                                           \
-        }                                                                                 \
-        return;                                                                           \
-    }                                                                                     \
-    if (wo > wf) {                                                                        \
-        T acc = 0;                                                                        \
-        acc = acc + top[2 * wf];                                                          \
-        acc = acc + bottom[2 * wf];                                                       \
-        out[wf] = acc / d2;                                                               \
-    }                                                                                     \
-    for (ptrdiff_t ow = 0; ow < wf; ow++) {                                               \
-        T acc = 0;                                                                        \
-        acc = acc + top[2 * ow];                                                          \
-        acc = acc + top[2 * ow + 1];                                                      \
-        acc = acc + bottom[2 * ow];                                                       \
-        acc = acc + bottom[2 * ow + 1];                                                   \
-        out[ow] = acc / d;                                                                \
-    }                                                                                     \
-}
-FNN_AVG_2X2_ROW(float, fnn_avg_2x2_row_f)
-FNN_AVG_2X2_ROW(double, fnn_avg_2x2_row_d)
-
 /* x with a zero's sign cleared (-0 -> +0, every other value's bits kept; UT: the
  * unsigned integer of x's width): the average pools' gradient shares, which PyTorch (and
  * the reference) add into a zeroed gradient, 0 + -0 = +0 (_conv.pyx
- * _avg_pool_tiles_bwd, _avg_pool_runs_bwd). Done on the bits: under -fno-signed-zeros
+ * _avg_pool_tiles_bwd, _avg_pool_runs_bwd), and under clang the window sums from 0
+ * (FNN_ZERO_SIGN). Done on the bits: under -fno-signed-zeros
  * gcc folds x + 0 to x. A macro, for the FNN_IN_ORDER functions too, into which gcc
  * does not inline a function of other optimize options. */
 #define FNN_UNSIGNED_ZERO(UT, x) (__extension__ ({                                        \
@@ -342,6 +297,67 @@ static inline float fnn_unsigned_zero_f(float x) {
 static inline double fnn_unsigned_zero_d(double x) {
     return FNN_UNSIGNED_ZERO(uint64_t, x);
 }
+
+/* A sum from 0 (or share) in a function compiled with signed zeros (FNN_IN_ORDER_SIGNED):
+ * x itself under gcc, whose attribute keeps 0 + -0 = +0; the bits' sign cleared
+ * elsewhere (clang has no such attribute). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define FNN_ZERO_SIGN(UT, x) (x)
+#else
+#define FNN_ZERO_SIGN(UT, x) FNN_UNSIGNED_ZERO(UT, x)
+#endif
+
+/* One output row of 2x2 windows of stride 2 (_conv.pyx _avg_pool_2x2_fwd): top, the
+ * windows' upper input row (the lower one w_in further); out[ow] = the sum of window
+ * ow's 4 cells in row-major order from 0 (FNN_WINDOW_SUM's order) / d, for the wf
+ * windows inside the input. One loop across the row: gcc vectorises it across the
+ * windows (stride-2 loads de-interleaved), each window's sum still one chain in order.
+ * Ceil mode's windows past an odd H or W: a last window (wo > wf) of the last column's
+ * 2 cells, divided by d2; the last output row (edge_row: top is the last input row)
+ * of 2-cell windows / d2 and its corner's 1 / d1. Compiled with signed zeros
+ * (FNN_IN_ORDER_SIGNED, FNN_ZERO_SIGN): a window of -0s averages to +0, as PyTorch's sum
+ * from 0 (the build's -fno-signed-zeros folded 0 + x to x: -0). The add from 0 that
+ * this keeps: 1 thread, float32, interleaved, 16x32x28x28 0.0713 -> 0.0725 ms,
+ * 128x32x28x28 0.469 -> 0.477 (an fma by an exact 1 / d with +0 in place of the add
+ * and the division measured slower here, 0.0766 and 0.480). */
+#define FNN_AVG_2X2_ROW(T, UT, NAME)                                                      \
+static FNN_IN_ORDER_SIGNED void NAME(const T *restrict top, ptrdiff_t w_in, ptrdiff_t wf, \
+                              ptrdiff_t wo, int edge_row, T d, T d2, T d1,                \
+                              T *restrict out) {                                          \
+    FNN_IN_ORDER_BODY                                                                     \
+    const T *restrict bottom = top + w_in;                                                \
+    if (edge_row) {                                                                       \
+        for (ptrdiff_t ow = 0; ow < wf; ow++) {                                           \
+            T acc = 0;                                                                    \
+            acc = acc + top[2 * ow];                                                      \
+            acc = acc + top[2 * ow + 1];                                                  \
+            out[ow] = FNN_ZERO_SIGN(UT, acc) / d2;                                        \
+        }                                                                                 \
+        if (wo > wf) {                                                                    \
+            T acc = 0;                                                                    \
+            acc = acc + top[2 * wf];                                                      \
+            out[wf] = FNN_ZERO_SIGN(UT, acc) / d1;                                        \
+        }                                                                                 \
+        return;                                                                           \
+    }                                                                                     \
+    if (wo > wf) {                                                                        \
+        T acc = 0;                                                                        \
+        acc = acc + top[2 * wf];                                                          \
+        acc = acc + bottom[2 * wf];                                                       \
+        out[wf] = FNN_ZERO_SIGN(UT, acc) / d2;                                            \
+    }                                                                                     \
+    for (ptrdiff_t ow = 0; ow < wf; ow++) {                                               \
+        T acc = 0;                                                                        \
+        acc = acc + top[2 * ow];                                                          \
+        acc = acc + top[2 * ow + 1];                                                      \
+        acc = acc + bottom[2 * ow];                                                       \
+        acc = acc + bottom[2 * ow + 1];                                                   \
+        out[ow] = FNN_ZERO_SIGN(UT, acc) / d;                                             \
+    }                                                                                     \
+}
+FNN_AVG_2X2_ROW(float, uint32_t, fnn_avg_2x2_row_f)
+FNN_AVG_2X2_ROW(double, uint64_t, fnn_avg_2x2_row_d)
+
 
 /* The gradient of one output row of 2x2 windows of stride 2 (_conv.pyx
  * _avg_pool_2x2_bwd): g, the row's output gradient; top, the upper input row of its
@@ -481,7 +497,11 @@ FNN_LANE_DIVISORS(double, fnn_lane_divisors_d)
  * row-major order from 0 (FNN_WINDOW_SUM's order) and divides by the lane's divisor,
  * vectorised across the windows. The padded cells add zeros FNN_WINDOW_SUM skips: a sum
  * from +0 is never -0 and v + 0 is v (inf, NaN too), so the sums are the same, bit for
- * bit. pad: 4 hq wq + wq + 1 values; mean, dv: ho wq each. */
+ * bit. A window of -0s averages to -0 here (-fno-signed-zeros folds the sum's 0 + x),
+ * where PyTorch's and the other backends' give +0: signed zeros here (FNN_IN_ORDER_SIGNED),
+ * or the sum's sign cleared on the bits, cost 6% (1 thread, float32, interleaved,
+ * 16x32x28x28 0.145 -> 0.153 ms, 128x32x28x28 1.04 -> 1.10-1.12), the division moved
+ * into the copy out 23%. pad: 4 hq wq + wq + 1 values; mean, dv: ho wq each. */
 #define FNN_AVG_POOL_3X3S2(T, NAME, SPLIT, DIVISORS)                                      \
 static FNN_IN_ORDER void NAME(const T *restrict x, ptrdiff_t p0, ptrdiff_t p1,            \
                               ptrdiff_t h_in, ptrdiff_t w_in, ptrdiff_t ph, ptrdiff_t pw, \
@@ -530,13 +550,8 @@ FNN_AVG_POOL_3X3S2(double, fnn_avg_pool_3x3s2_d, fnn_split_phases_d, fnn_lane_di
  * sums from 0 make a -0 share +0, as _avg_pool_bwd's (PyTorch's) 0 + -0: gcc compiles
  * this function with signed zeros (FNN_IN_ORDER_SIGNED; the build's -fno-signed-zeros
  * folded 0 + x to x, measured free: 1 thread, 32x64x16x16 and 16x32x28x28, float32),
- * elsewhere the shares' zeros are made +0 on the bits (FNN_SHARE_SIGN).
+ * elsewhere (clang) the shares' zeros are made +0 on the bits (FNN_ZERO_SIGN).
  * share: wq + 1 + hq wq values; pad: 4 hq wq; dv: ho wq. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define FNN_SHARE_SIGN(UT, x) (x)
-#else
-#define FNN_SHARE_SIGN(UT, x) FNN_UNSIGNED_ZERO(UT, x)
-#endif
 #define FNN_AVG_POOL_3X3S2_BWD(T, UT, NAME, DIVISORS)                                     \
 static FNN_IN_ORDER_SIGNED void NAME(const T *restrict g, ptrdiff_t p0, ptrdiff_t p1,     \
                               ptrdiff_t h_in, ptrdiff_t w_in, ptrdiff_t ph, ptrdiff_t pw, \
@@ -554,7 +569,7 @@ static FNN_IN_ORDER_SIGNED void NAME(const T *restrict g, ptrdiff_t p0, ptrdiff_
         const T *restrict gp = g + t * ho * wo;                                           \
         for (ptrdiff_t oh = 0; oh < ho; oh++)                                             \
             for (ptrdiff_t ow = 0; ow < wo; ow++)                                         \
-                s[oh * wq + ow] = FNN_SHARE_SIGN(UT, gp[oh * wo + ow] / dv[oh * wq + ow]);\
+                s[oh * wq + ow] = FNN_ZERO_SIGN(UT, gp[oh * wo + ow] / dv[oh * wq + ow]);\
         for (ptrdiff_t m = 0; m < size; m++) {                                            \
             T acc = 0;                                                                    \
             acc = acc + s[m - wq - 1];                                                    \
