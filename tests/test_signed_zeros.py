@@ -118,3 +118,17 @@ def test_avg_pool_of_negative_zeros_is_positive_zero_as_torch(request, backend, 
                          divisor_override=divisor).numpy()
     _assert_same(got, want, dtype)
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_elu_backward_infinite_grad_times_zero_slope_is_nan_as_torch(backend, dtype):
+    """grad_out * alpha e^x with e^x = 0 (x = -inf; in float64 below -745.13 too,
+    float32 below -87.3): inf * 0 = NaN, as PyTorch's. The compiled float64 kernels had
+    regrouped the product around the exp's last scaling and given inf."""
+    x = np.array([-np.inf, -1e30, -800.0, -746.0, -1.0, 0.0, 2.0] * 10, dtype)
+    g = np.array([np.inf, -np.inf, np.inf, -np.inf, np.inf, -np.inf, np.inf] * 10, dtype)
+    with np.errstate(invalid="ignore"):   # (the reference's inf * 0)
+        got = ops.elu_backward(g, x)
+    want = _torch_grad(TF.elu, x, g)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = ~np.isnan(want)
+    np.testing.assert_array_equal(got[finite], want[finite])

@@ -409,7 +409,14 @@ cdef inline void _binary_block(int op, const floating* g, const floating* s, flo
     elif op == B_ELU:
         for i in range(n):       # both sides computed, then a select, as U_ELU
             v = s[i]
-            v = g[i] * a * f_exp_upto88(zero if v > zero else v)   # min(s, 0), as U_ELU
+            e = f_exp_upto88(zero if v > zero else v)   # min(s, 0), as U_ELU
+            if floating is double:
+                # e^x rounds to 0 below ln 2^-1075: that 0 selected, so that no
+                # reassociated product (g a fma(s1, q, s1)) 2^-k makes an infinite g
+                # times e^x = 0 (x = -inf, or below -745.13) inf instead of PyTorch's
+                # inf * 0 = NaN (the float32 exp selects its 0 below -87.3 itself)
+                e = zero if v < -745.1332191019412 else e
+            v = g[i] * a * e
             out[i] = g[i] if s[i] > zero else v       # NaN: exp's NaN, PyTorch's CPU select
     elif op == B_SOFTPLUS:
         for i in range(n):

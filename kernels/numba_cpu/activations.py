@@ -335,7 +335,10 @@ def _elu(x, alpha, out):  # IN x (n,); OUT out (n,)
         out[i] = v if v >= zero else a * vmath.expm1_nonpos(min(v, zero))
 
 
-@elementwise
+# (ordered: under reassoc LLVM regrouped grad_out (a e**x) around the float64 exp's last
+# product, fma(s1, q, s1) 2**-k: an infinite grad_out times e**x = 0 (x = -inf, or below
+# -745.13) gave inf instead of PyTorch's inf * 0 = NaN)
+@elementwise(ordered=True)
 def _elu_backward(grad_out, x, alpha, out):  # IN grad_out, x (n,); OUT out (n,)
     a = x.dtype.type(alpha)
     one = x.dtype.type(1)

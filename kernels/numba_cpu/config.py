@@ -428,13 +428,16 @@ class ElementwiseKernel(Kernel):
         return super().__call__(size, *args)   # Kernel's choice of parallel or serial
 
 
-def elementwise(fn=None, *, streams=False):
+def elementwise(fn=None, *, streams=False, ordered=False):
     """Decorator: ``ElementwiseKernel(fn)``; ``@elementwise(streams=True)`` for a kernel
     whose output large enough is written with streaming stores (kernels/streaming.py:
-    the memory-bound ones, a few arithmetic operations a value)."""
+    the memory-bound ones, a few arithmetic operations a value); ``ordered=True``
+    compiles it without reassociation (ORDERED_OPTIONS), its products in the written
+    order."""
+    options = ORDERED_OPTIONS if ordered else OPTIONS
     if fn is None:
-        return lambda f: ElementwiseKernel(f, streams)
-    return ElementwiseKernel(fn, streams)
+        return lambda f: ElementwiseKernel(f, streams, options)
+    return ElementwiseKernel(fn, streams, options)
 
 
 def _compile_serial(fn, options=OPTIONS):
