@@ -84,8 +84,12 @@ def _vector_width_flags(pyx):
 # The optimizer updates are elementwise (no sum to vectorize), and their products must
 # run in the written order: under -fassociative-math gcc formed (1 - beta2) g g as
 # (1 - beta2) (g g), inf in float32 from |g| > 1.8e19 where PyTorch's ((1 - beta2) g) g
-# stays finite up to 5.8e20.
-_ORDERED = {"_optim.pyx": ["-fno-associative-math"]}
+# stays finite up to 5.8e20. The elementwise activations too (their sums, softmax's,
+# are in _softmax.pyx): under it gcc grouped products differently in a vector loop and
+# in its scalar remainder, so a value's bits depended on its place in the array (ELU's
+# g a e, the GELU and tanh-GELU slopes, sine's slope: 1 to 110 ulp, float32 and 64).
+_ORDERED = {"_optim.pyx": ["-fno-associative-math"],
+            "_activations.pyx": ["-fno-associative-math"]}
 
 
 def _openmp_works():

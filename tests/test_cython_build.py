@@ -23,7 +23,7 @@ from fastnn import backend
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KERNEL_MODULES = ("_activations", "_batchnorm", "_conv", "_dense", "_depthwise", "_dropout",
-                  "_layernorm", "_losses", "_openmp", "_optim")
+                  "_layernorm", "_losses", "_openmp", "_optim", "_softmax")
 
 pytestmark = pytest.mark.skipif("cython" not in fastnn.backends(),
                                 reason="the Cython extensions are not built")

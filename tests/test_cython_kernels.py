@@ -731,23 +731,23 @@ def test_elementwise_loss_entries_take_any_shape_and_refuse_a_mismatch(dtype):
 def test_softmax_row_entries_check_shapes_and_may_write_in_place():
     # rows_forward / rows_backward read raw pointers: out of another shape, dtype or
     # layout is refused before anything is written; out may be x itself (in place)
-    from fastnn.kernels.cython import _activations
+    from fastnn.kernels.cython import _softmax
     x = np.random.default_rng(2).standard_normal((5, 4)).astype(np.float32)
     expected = np.exp(x) / np.exp(x).sum(1, keepdims=True)
     y = x.copy()
-    _activations.rows_forward(0, y, y)
+    _softmax.rows_forward(0, y, y)
     np.testing.assert_allclose(y, expected, rtol=1e-5)
     for out, error in ((np.empty((4, 5), np.float32), ValueError),
                        (np.empty((5, 4), np.float64), TypeError),
                        (np.empty((5, 8), np.float32)[:, ::2], ValueError)):
         kept = out.copy()
         with pytest.raises(error):
-            _activations.rows_forward(0, x, out)
+            _softmax.rows_forward(0, x, out)
         with pytest.raises(error):
-            _activations.rows_backward(0, x, y, out)
+            _softmax.rows_backward(0, x, y, out)
         np.testing.assert_array_equal(out, kept)
     with pytest.raises(ValueError):
-        _activations.rows_backward(0, x[:4].copy(), y, np.empty_like(y))
+        _softmax.rows_backward(0, x[:4].copy(), y, np.empty_like(y))
 
 
 # each _optim entry that reads raw pointers: its state arrays' names, then its numbers

@@ -81,27 +81,10 @@ BACKWARD = {   # (grad_out, x); relu, sigmoid and tanh take their output y
     "sine": lambda be, g, x: be.sine_backward(g, x, 30.0),
     "dropout": lambda be, g, x: be.dropout_backward(g, (x > 0) * x.dtype.type(1 / 0.7)),
 }
-# the Cython backend's loops that still differ by place (gcc under -fassociative-math
-# orders products differently in the vector loop and its remainder): known, not fixed
-CYTHON_KNOWN = {("backward", "gelu", "float32"), ("backward", "gelu_tanh", "float32"),
-                ("backward", "elu", "float32"), ("backward", "sine", "float32"),
-                ("forward", "gelu", "float64"), ("backward", "gelu", "float64"),
-                ("backward", "elu", "float64")}
-
-
-def _known(request, name, kind, op, dtype):
-    """Expect (strictly) the known Cython differences to fail."""
-    if name == "cython" and (kind, op, np.dtype(dtype).name) in CYTHON_KNOWN:
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="the Cython loop's vector body and remainder round "
-                                "differently"))
-
-
 @DTYPES
 @pytest.mark.parametrize("op", UNARY)
 @pytest.mark.parametrize("name", BACKENDS)
-def test_forward_bits_do_not_depend_on_place(request, name, op, dtype):
-    _known(request, name, "forward", op, dtype)
+def test_forward_bits_do_not_depend_on_place(name, op, dtype):
     be, f = registry.load(name), UNARY[op]
     x = _inputs(N, dtype)
     whole = f(be, x)
@@ -112,11 +95,12 @@ def test_forward_bits_do_not_depend_on_place(request, name, op, dtype):
 @DTYPES
 @pytest.mark.parametrize("op", BACKWARD)
 @pytest.mark.parametrize("name", BACKENDS)
-def test_backward_bits_do_not_depend_on_place(request, name, op, dtype):
-    # numba's tanh-GELU slope (float32 and float64) failed before: under reassoc LLVM
+def test_backward_bits_do_not_depend_on_place(name, op, dtype):
+    # failed before: numba's tanh-GELU slope (float32 and float64; under reassoc LLVM
     # multiplied v c2 by (1 + 3 k v^2) first in the 512-bit body, by s first in the
-    # remainder (28 and 41 of these 331 values)
-    _known(request, name, "backward", op, dtype)
+    # remainder), and the Cython backend's GELU, tanh-GELU, ELU (alpha != 1) and sine
+    # slopes (gcc's vector loop and remainder grouped the products differently under
+    # -fassociative-math; GELU's float64 v c -+ g fused in one only)
     be, f = registry.load(name), BACKWARD[op]
     x = _inputs(N, dtype)
     g = _inputs(N, dtype, seed=7)

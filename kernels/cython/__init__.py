@@ -1,8 +1,8 @@
 """The 'cython' backend: every op of ``fastnn.optable`` compiled ahead of time.
 
 Kernels live in one extension per op family (``_dense``, ``_activations``,
-``_losses``, ``_batchnorm``, ``_layernorm``, ``_dropout``, ``_optim``, ``_conv``,
-``_depthwise``), written over the fused type ``floating`` (float32/float64) with
+``_softmax``, ``_losses``, ``_batchnorm``, ``_layernorm``, ``_dropout``, ``_optim``,
+``_conv``, ``_depthwise``), written over the fused type ``floating`` (float32/float64) with
 ``prange``/OpenMP loops and BLAS from ``scipy.linalg.cython_blas`` called without the
 GIL. This module holds the thin wrappers with the op table's exact signatures: they
 allocate ``out`` when it is None, hand the kernels contiguous (flat where the op is
@@ -27,7 +27,7 @@ from ..scratch import scratch  # noqa: E402
 from .. import prefetching as _prefetching  # noqa: E402
 from .. import streaming as _streaming  # noqa: E402
 from . import (_activations, _batchnorm, _dense, _dropout, _layernorm, _losses,  # noqa: E402
-               _openmp, _optim)
+               _openmp, _optim, _softmax)
 from ._depthwise import depthwise_conv2d_backward, depthwise_conv2d_forward  # noqa: E402
 
 # SciPy's OpenBLAS runs its threads on this OpenMP pool (fastnn/blas_pool.py); where it
@@ -69,7 +69,7 @@ _ACT = {"identity": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
  _U_HARDTANH, _U_SOFTSIGN, _U_GELU_TANH, _U_MISH, _U_HARDSIGMOID, _U_HARDSWISH) = range(15)
 (_B_RELU, _B_LEAKY, _B_SIGMOID, _B_TANH, _B_GELU, _B_SINE, _B_MUL, _B_SILU, _B_ELU, _B_SOFTPLUS,
  _B_HARDTANH, _B_SOFTSIGN, _B_GELU_TANH, _B_MISH, _B_HARDSIGMOID, _B_HARDSWISH) = range(16)
-_R_SOFTMAX, _R_LOG_SOFTMAX = range(2)  # _activations.rows_forward / rows_backward
+_R_SOFTMAX, _R_LOG_SOFTMAX = range(2)  # _softmax.rows_forward / rows_backward
 
 
 def backend_info():
@@ -319,28 +319,28 @@ def hardtanh_backward(grad_out, x, min_val=-1.0, max_val=1.0, out=None):
 def softmax(x, out=None):
     """Row-wise softmax. x, out: (N, C)."""
     out = _like(x, out)
-    _activations.rows_forward(_R_SOFTMAX, x, out)
+    _softmax.rows_forward(_R_SOFTMAX, x, out)
     return out
 
 
 def softmax_backward(grad_out, y, out=None):
     """grad_in = y * (grad_out - sum(grad_out * y, axis=1)). grad_out, y, out: (N, C)."""
     out = _like(grad_out, out)
-    _activations.rows_backward(_R_SOFTMAX, grad_out, y, out)
+    _softmax.rows_backward(_R_SOFTMAX, grad_out, y, out)
     return out
 
 
 def log_softmax(x, out=None):
     """Row-wise log-softmax. x, out: (N, C)."""
     out = _like(x, out)
-    _activations.rows_forward(_R_LOG_SOFTMAX, x, out)
+    _softmax.rows_forward(_R_LOG_SOFTMAX, x, out)
     return out
 
 
 def log_softmax_backward(grad_out, y, out=None):
     """grad_in = grad_out - exp(y) * sum(grad_out, axis=1). grad_out, y, out: (N, C)."""
     out = _like(grad_out, out)
-    _activations.rows_backward(_R_LOG_SOFTMAX, grad_out, y, out)
+    _softmax.rows_backward(_R_LOG_SOFTMAX, grad_out, y, out)
     return out
 
 

@@ -67,8 +67,12 @@ static inline void fnn_barrier(void) {}
  * (n capped at 127, r then runs up to 2 ln2 - ln2/2 above 127.5 ln2 = 88.376: fnn_expf
  * within 5.33 ulp there instead of 1.26, see fnn_expf). The cap costs
  * a compare and a blend per vector, so only fnn_expf, whose argument reaches 88.72,
- * sets it (cap is a constant after inlining). NaN passes through. */
-static inline float fnn_expm1_reduced_f(float x, float* scale, int cap) {
+ * sets it (cap is a constant after inlining). NaN passes through. Returns e^r - 1 +
+ * one (one = 0 or 1, a constant after inlining) as r^2 P(r) + (r + one) in one explicit
+ * fma: fnn_expf_core's e^r = (e^r - 1) + 1, left to the compiler, was fused in the
+ * written order (q + 1) or, under -fassociative-math, as fma(P, r^2, r + 1), which the
+ * numba backend's LLVM forms (vmath._exp_nonpos_horner32 now writes it). */
+static inline float fnn_expm1_reduced_f(float x, float* scale, int cap, float one) {
     float n = rintf(x * 1.44269504088896341f);
     if (cap)
         n = n > 127.0f ? 127.0f : n;
@@ -86,7 +90,11 @@ static inline float fnn_expm1_reduced_f(float x, float* scale, int cap) {
     p = p * r + 5.0000001201e-1f;
     int32_t bits = ((int32_t)n + 127) << 23;
     memcpy(scale, &bits, sizeof *scale);
-    return p * (r * r) + r;
+#if FNN_HAVE_FMA
+    return fmaf(p, r * r, r + one);
+#else
+    return p * (r * r) + (r + one);
+#endif
 }
 
 /* log(x) for float, branch-free so loops calling it vectorize (glibc's logf is a scalar
@@ -160,8 +168,7 @@ static inline float fnn_log1pf(float x) {
 /* e^x for -87.3 <= x <= 88.3 (callers clamp), no special cases; with cap, up to 88.72. */
 static inline float fnn_expf_core(float x, int cap) {
     float scale;
-    float q = fnn_expm1_reduced_f(x, &scale, cap);
-    return (q + 1.0f) * scale;
+    return fnn_expm1_reduced_f(x, &scale, cap, 1.0f) * scale;
 }
 
 /* exp(x) for float, branch-free so loops calling it vectorize. NaN propagates (no
@@ -194,7 +201,7 @@ static inline float fnn_exp_nonpos_f(float x) {
 static inline float fnn_expm1_nonpos_f(float x) {
     const float lo = -87.33654f;
     float scale;
-    float q = fnn_expm1_reduced_f(x, &scale, 0);
+    float q = fnn_expm1_reduced_f(x, &scale, 0, 0.0f);
 #if FNN_HAVE_FMA
     float e = fmaf(scale, q, scale - 1.0f);   /* explicit: see fnn_tanhf */
 #else
@@ -230,7 +237,7 @@ static inline float fnn_tanhf(float x) {
      * selected. NaN passes the select. */
     float a = fabsf(x);
     float scale;
-    float q = fnn_expm1_reduced_f(a + a, &scale, 0);
+    float q = fnn_expm1_reduced_f(a + a, &scale, 0, 0.0f);
     /* an explicit fma: under -fassociative-math gcc rewrote scale*q + (scale - 1) as
      * (scale*q + scale) - 1, which cancels to 0 for tiny x (tanh(1e-8) gave 0) */
 #if FNN_HAVE_FMA
@@ -648,7 +655,10 @@ static inline double fnn_gelu(double x) {
 static inline double fnn_gelu_grad(double x) {
     double w, g, c;
     double v = fnn_phi_lower_parts(x, &w, &g, &c);
-    double y = fnn_exp_scaled(w, 0, v * c + (x < 0.0 ? g : -g)) + (x < 0.0 ? 0.0 : 1.0);
+    /* v c -+ g as one explicit fma: left to contraction, gcc fused it in the scalar
+     * remainder but not in the vector loop (the select), an ulp or more apart by
+     * place (numba's _gelu_grad64 has the same fma) */
+    double y = fnn_exp_scaled(w, 0, fma(v, c, x < 0.0 ? g : -g)) + (x < 0.0 ? 0.0 : 1.0);
     y = x < -38.674766957173425 ? 0.0 : y;
     return fabs(x) < INFINITY ? y : NAN;
 }

@@ -296,8 +296,10 @@ def _exp_nonpos_horner32(x):
     xc = max(x, _EXP_LO)  # NaN stays NaN
     n = np.rint(xc * _LOG2E)
     r = _exp_reduce32(xc, n)
-    q = _horner(_EXPM1_P32, r) * (r * r) + r
-    y = (q + _F(1.0)) * _pow2_32(n)
+    # e**r = r**2 P(r) + (r + 1) in one explicit fma, as fnn_expm1_reduced_f: what
+    # LLVM formed under reassoc from (q + 1), and gcc under -fassociative-math (the
+    # Cython backend's _activations now builds without it)
+    y = _fma(_horner(_EXPM1_P32, r), r * r, r + _F(1.0)) * _pow2_32(n)
     return _F(0.0) if x < _EXP_LO else y
 
 
@@ -806,7 +808,10 @@ def _gelu_grad64(x):
     # Phi(x) + x phi(x) = [x >= 0] + e**w (v c -+ g); NaN at +-inf, +0 where the
     # (negative) value rounds to 0, below -38.67 (PyTorch's 0 + -0; nsz drops our + 0)
     v, w, g, c = _phi_lower_parts64(x)
-    y = _exp_split64(w, False, v * c + (g if x < 0.0 else -g)) + (0.0 if x < 0.0 else 1.0)
+    # v c -+ g as one explicit fma, as the Cython backend's fnn_gelu_grad (whose gcc
+    # fused it in a loop's remainder only)
+    y = _exp_split64(w, False, _fma(v, c, g if x < 0.0 else -g))
+    y = y + (0.0 if x < 0.0 else 1.0)
     y = 0.0 if x < -38.674766957173425 else y
     return y if abs(x) < np.inf else np.nan
 
