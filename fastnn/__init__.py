@@ -12,7 +12,8 @@ from .threads import get_num_threads, limit_blas_spin, limit_openmp_spin, set_nu
 limit_blas_spin()    # before SciPy's OpenBLAS loads (fastnn/threads.py says why)
 limit_openmp_spin()  # before any OpenMP runtime loads (likewise; it may load OpenBLAS)
 
-from .backend import backend_info, backends, get_backend, set_backend, use_backend  # noqa: E402,I100
+from .backend import (backend_info, backends, get_backend, set_backend,  # noqa: E402,I100
+                      use_backend)
 
 __version__ = "0.1.0"
 

@@ -372,8 +372,8 @@ def _check_train_args(args):
 #: checkpoint's (one given with another value is refused); the optimizer's
 #: hyper-parameters may be changed (set on its param groups after the state is loaded).
 RESUME_FIXED = ("model", "dataset", "hidden", "activation", "negative_slope", "omega",
-                "batchnorm", "dropout", "width", "dtype", "standardize", "optimizer", "lr_schedule",
-                "batch_size", "seed")
+                "batchnorm", "dropout", "width", "dtype", "standardize", "optimizer",
+                "lr_schedule", "batch_size", "seed")
 RESUME_CHANGEABLE = ("lr", "momentum", "weight_decay")
 #: the runtime options a resumed run takes from its checkpoint when left out (any value
 #: may be given instead)

@@ -9,7 +9,8 @@ forward pass holds two intermediates at a time, as PyTorch's does; and a module 
 forward ran with gradients disabled refuses ``backward`` (a RuntimeError, as PyTorch's
 "does not require grad"), instead of differentiating an evaluation pass by mistake.
 The mode is per thread, as PyTorch's; BatchNorm's running statistics and dropout follow
-train()/eval(), not this mode, as in PyTorch. Each works as a context manager and as a function decorator.
+train()/eval(), not this mode, as in PyTorch. Each works as a context manager and as a
+function decorator.
 """
 import functools
 import inspect

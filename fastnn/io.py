@@ -6,10 +6,10 @@ file in the same folder, fsync, then ``os.replace``), one ``.npz`` holding:
 * ``__fastnn_checkpoint__``: a JSON string with the format name and version, the model's
   class, ``config_name`` and ``config`` (when it has them, so ``load(path)`` alone can
   rebuild it; a tree of fastnn.nn's own layers instead gets a ``rebuild`` recipe: each
-  module's class name and constructor arguments, see ``_rebuild_recipe``), the order of its state arrays, the optimizer's type, hyper-parameters and
-  step counts, the state of fastnn's global random generator, and ``extra`` (epoch,
-  metrics...: described as the optimizer's state is, its arrays under ``extra/``, and as
-  JSON);
+  module's class name and constructor arguments, see ``_rebuild_recipe``), the order of
+  its state arrays, the optimizer's type, hyper-parameters and step counts, the state of
+  fastnn's global random generator, and ``extra`` (epoch, metrics...: described as the
+  optimizer's state is, its arrays under ``extra/``, and as JSON);
 * ``model/<name>``: every array of ``model.state_dict()``;
 * ``optimizer/<index>/<name>``: the optimizer's state arrays (momentum, Adam moments).
 
@@ -483,11 +483,12 @@ def _rebuilt_problems(model, checks, keys):
         for key in sorted(set(attrs) | set(now)):
             if json.dumps(attrs.get(key), sort_keys=True) != json.dumps(now.get(key),
                                                                       sort_keys=True):
-                problems.append(f"{_where(where)} ({name}) has {key}="
-                                f"{plain_values.decode(attrs[key]) if key in attrs else '(none)'!r} "
-                                f"in the saved model but "
-                                f"{plain_values.decode(now[key]) if key in now else '(none)'!r} when "
-                                f"rebuilt from its constructor arguments")
+                problems.append(
+                    f"{_where(where)} ({name}) has {key}="
+                    f"{plain_values.decode(attrs[key]) if key in attrs else '(none)'!r} "
+                    f"in the saved model but "
+                    f"{plain_values.decode(now[key]) if key in now else '(none)'!r} when "
+                    f"rebuilt from its constructor arguments")
         if init is not None and name not in _CONTAINERS:
             try:
                 rebuilt_init = list(_init_record(module))

@@ -694,7 +694,8 @@ def fit(model, loss_fn, optimizer, train_data, test_data=None, epochs=1, batch_s
     metrics["samples_per_second"] = train_samples / max(train_seconds, 1e-9)
     metrics["loss_name"] = type(loss_fn).__name__   # (what plot_curves labels the loss by)
     metrics["train_accuracy_final"] = history["train_accuracy"][-1]
-    metrics["test_accuracy_final"] = history["test_accuracy"][-1] if test_data is not None else None
+    metrics["test_accuracy_final"] = (history["test_accuracy"][-1] if test_data is not None
+                                      else None)
     if eval_freq or step_curve["step"]:
         metrics["step_curve"] = step_curve
     metrics["train_state"] = _train_state(

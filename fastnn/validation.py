@@ -259,7 +259,8 @@ def check_no_overlap(where, written, read, in_place=()):
         for other, a in others[i + 1:]:
             if not _overlap(w, a):
                 continue
-            if ((name, other) in in_place and isinstance(w, np.ndarray) == isinstance(a, np.ndarray)
+            if ((name, other) in in_place
+                    and isinstance(w, np.ndarray) == isinstance(a, np.ndarray)
                     and _same_memory(w, a)):   # (a np.memmap out= and its ndarray view too)
                 continue
             allowed = " (it may be the same array, in place)" if (name, other) in in_place else ""
@@ -294,8 +295,9 @@ def check_labels(where, labels, n, num_classes):
         raise RuntimeValueError(f"{where}: expected labels of shape ({n},), got "
                                 f"{labels.shape}{labels_shape_hint(labels.shape, (n,))}")
     if n and (labels.min() < 0 or labels.max() >= num_classes):
-        raise LabelsOutOfRange(f"{where}: labels out of range: expected values in [0, {num_classes}), "
-                         f"got min {labels.min()} and max {labels.max()}")
+        raise LabelsOutOfRange(f"{where}: labels out of range: expected values in "
+                               f"[0, {num_classes}), got min {labels.min()} and max "
+                               f"{labels.max()}")
 
 
 def labels_in_range(labels, num_classes):

@@ -366,7 +366,8 @@ class DataLoader:
             raise ValueError("DataLoader: x must have a leading sample axis, got a scalar")
         # only a tuple is several targets: a list is one target (e.g. a list of labels)
         self._multi_y = isinstance(y, tuple)
-        ys = [np.asarray(a) for a in y] if self._multi_y else ([] if y is None else [np.asarray(y)])
+        ys = ([np.asarray(a) for a in y] if self._multi_y
+              else ([] if y is None else [np.asarray(y)]))
         for a in ys:
             if a.ndim == 0 or a.shape[0] != x.shape[0]:
                 raise ValueError(f"DataLoader: x holds {x.shape[0]} samples but a target array "

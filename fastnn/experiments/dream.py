@@ -116,5 +116,6 @@ def run(args):
                "backend": fastnn.get_backend(),
                "config": {k: v for k, v in vars(args).items() if k != "func"}}
     write_metrics(metrics, args.metrics)
-    print(f"class {args.target_class} probability {before:.4f} -> {after:.4f}; image in {args.out}")
+    print(f"class {args.target_class} probability {before:.4f} -> {after:.4f}; "
+          f"image in {args.out}")
     return metrics

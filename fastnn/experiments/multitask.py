@@ -179,7 +179,8 @@ def run(args):
     write_metrics(metrics, args.metrics)
     if args.out:
         plot_multitask(curves, mean_baseline, alone, args.out)
-    print(f"task A test MSE {metrics['task_a_test_mse']:.5f} (mean predictor {mean_baseline:.5f}); "
+    print(f"task A test MSE {metrics['task_a_test_mse']:.5f} "
+          f"(mean predictor {mean_baseline:.5f}); "
           f"task B test accuracy {metrics['task_b_test_accuracy']:.4f} "
           f"(classifier alone {alone:.4f})")
     return metrics

@@ -377,7 +377,8 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
     def _smallest(self, spatial):
         """The output sizes at output_padding 0."""
         return tuple((n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in zip(
-            spatial, self._geometry()[0], self._geometry()[1], self._geometry()[3], self.kernel_size))
+            spatial, self._geometry()[0], self._geometry()[1], self._geometry()[3],
+            self.kernel_size))
 
     def _output_padding(self, shape):
         """output_padding, or the one that gives the requested output_size (PyTorch's
@@ -427,8 +428,8 @@ class ConvTranspose3d(OutputSizeForward, _Conv3dBase):
         n = g.shape[0]
         padded = np.zeros((n, self.out_channels) + full, g.dtype)
         padded[(slice(None), slice(None)) + crop] = g
-        gcols = im2col(padded, self.groups, self.kernel_size, self._geometry()[3], self._geometry()[0],
-                       grid)  # (groups, out / groups * kernel volume, N * L)
+        gcols = im2col(padded, self.groups, self.kernel_size, self._geometry()[3],
+                       self._geometry()[0], grid)  # (groups, out / groups * kernel volume, N * L)
         if self.weight.requires_grad:   # (a frozen one's neither computed nor touched)
             _accumulate(self.weight, np.matmul(xm, gcols.transpose(0, 2, 1))
                         .reshape(self.weight.grad.shape))

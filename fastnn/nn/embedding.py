@@ -88,10 +88,11 @@ class Embedding(Module):
 
     weight: (num_embeddings, embedding_dim), drawn N(0, 1) as PyTorch's; padding_idx:
     a row kept at zeros whose gradient stays zero. Input: integer indices of any shape
-    in [0, num_embeddings) (an IndexError otherwise, as PyTorch's); output (*, embedding_dim) in the weight's dtype. backward
-    adds each output row's gradient to its index's row of weight.grad (``add_rows``, on
-    the host) and returns None: indices have no gradient. A GPU model's lookup goes through
-    the host. In a Sequential it must come first (it takes indices, not floats).
+    in [0, num_embeddings) (an IndexError otherwise, as PyTorch's); output (*, embedding_dim)
+    in the weight's dtype. backward adds each output row's gradient to its index's row of
+    weight.grad (``add_rows``, on the host) and returns None: indices have no gradient. A
+    GPU model's lookup goes through the host. In a Sequential it must come first (it takes
+    indices, not floats).
 
     PyTorch's max_norm: each forward first rescales, in place, the rows of the indices
     whose norm_type-norm exceeds it to max_norm / (norm + 1e-7) (embedding_renorm_; not

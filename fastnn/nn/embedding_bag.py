@@ -175,8 +175,9 @@ class EmbeddingBag(Module):
             raise ValueError(f"{where}: input has to be 1-D or 2-D, got shape {x.shape}")
         idx = x.reshape(-1).astype(np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_embeddings):
-            raise index_error(idx, self.num_embeddings, self.max_norm)(f"{where}: indices out of range [0, {self.num_embeddings}): min "
-                        f"{idx.min()}, max {idx.max()}")
+            raise index_error(idx, self.num_embeddings, self.max_norm)(
+                f"{where}: indices out of range [0, {self.num_embeddings}): min "
+                f"{idx.min()}, max {idx.max()}")
         return idx, bag, b
 
     def _bag_forward(self, x, offsets, weights, caller):

@@ -107,8 +107,9 @@ from .host_layers import (GLU, ChannelShuffle, Hardshrink, LocalResponseNorm, Pi
                           PixelUnshuffle, RReLU, Softshrink, Tanhshrink, Threshold)
 from .linear_cross_entropy import LinearCrossEntropyLoss
 from .loss import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HingeEmbeddingLoss,
-                   HuberLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss, KLDivLoss, MultiLabelMarginLoss,
-                   MultiLabelSoftMarginLoss, MultiMarginLoss, PoissonNLLLoss, SoftMarginLoss,
+                   HuberLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss, KLDivLoss,
+                   MultiLabelMarginLoss, MultiLabelSoftMarginLoss, MultiMarginLoss,
+                   PoissonNLLLoss, SoftMarginLoss,
                    cast_integer_target, deprecated_mean, legacy_reduction, warn_target_size)
 from .padding import check_border_input, check_fill_value, pad_forward, wraps_nothing
 from .pool3d import (AdaptiveAvgPool3d, AdaptiveMaxPool3d, AvgPool3d, LPPool3d, MaxPool3d,
@@ -1994,8 +1995,9 @@ def l1_loss(input, target, size_average=None, reduce=None, reduction="mean", wei
 def smooth_l1_loss(input, target, size_average=None, reduce=None, reduction="mean",
                    beta=1.0):
     """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (d = input - target), reduced
-    as mse_loss (input, target: shapes that broadcast); beta >= 0 (0: the L1 loss; inf: 0 for every finite d, as PyTorch's).
-    ops.smooth_l1_loss for 'mean' and 'sum' with a finite beta."""
+    as mse_loss (input, target: shapes that broadcast); beta >= 0 (0: the L1 loss; inf: 0
+    for every finite d, as PyTorch's). ops.smooth_l1_loss for 'mean' and 'sum' with a
+    finite beta."""
     reduction = _reduction(size_average, reduce, reduction)
     if not beta >= 0:   # (NaN too)
         raise RuntimeValueError("smooth_l1_loss does not support negative values for beta.")

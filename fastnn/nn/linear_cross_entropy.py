@@ -158,8 +158,8 @@ class LinearCrossEntropyLoss(Module):
                                       grads[0][start:stop])
         if self.reduction == "none":
             result = (np.concatenate(losses) if losses else np.zeros(0, x.dtype))
-            self._ctx = kept_for_backward((x, target, batched, probabilities, 1.0, None, loss_shape,
-                                           caller))
+            self._ctx = kept_for_backward((x, target, batched, probabilities, 1.0, None,
+                                           loss_shape, caller))
             return caller.put(result.reshape(loss_shape))
         if self.reduction == "sum":
             scale, loss = 1.0, total

@@ -11,9 +11,10 @@ calls at batch 64-1000 ran 1.2-1.6x the time with fresh intermediates).
 
 What a layer keeps only for its backward (a max pool's indices, dropout's mask:
 ``Module._backward_buffer``), not needed once its forward has returned under no_grad, is
-lent the same way, from one more array per kind. An output over ``SLOT_CAP_BYTES`` is not kept (a fresh array, freed as the pass goes on),
-so a one-off prediction on a huge batch leaves nothing big behind; and a forward whose
-outputs are far smaller than the slots (small batches after a big one) drops them.
+lent the same way, from one more array per kind. An output over ``SLOT_CAP_BYTES`` is not
+kept (a fresh array, freed as the pass goes on), so a one-off prediction on a huge batch
+leaves nothing big behind; and a forward whose outputs are far smaller than the slots
+(small batches after a big one) drops them.
 """
 import math
 import threading

@@ -342,8 +342,8 @@ class LPPool2d(AvgPool2d):
     the windows' largest |x|, p = -inf their least (PyTorch's max pooling of |x|, its
     gradient to the first such cell).
 
-    norm_type: p (a non-zero number or +-inf); kernel_size, stride (None: kernel_size): an int or a pair.
-    Input (N, C, H, W) or unbatched (C, H, W). The powers are NumPy on the host, the
+    norm_type: p (a non-zero number or +-inf); kernel_size, stride (None: kernel_size): an
+    int or a pair. Input (N, C, H, W) or unbatched (C, H, W). The powers are NumPy on the host, the
     windows the CPU backend's average-pooling kernels (a device array goes through the
     host).
     """

@@ -255,7 +255,8 @@ class RNNBase(Module):
                     shapes += [(f"weight_hr_l{layer}{suffix}", (self.proj_size,
                                                                 self.hidden_size))]
                 for pname, shape in shapes:
-                    setattr(self, pname, Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
+                    setattr(self, pname,
+                            Parameter(rng.uniform(-bound, bound, shape).astype(dtype)))
         self._ctx = None
         self.grad_hx = None
 

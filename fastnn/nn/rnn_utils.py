@@ -251,8 +251,8 @@ def pad_packed_sequence(sequence, batch_first=False, padding_value=0.0, total_le
                             f"{total_length!r}")
         if total_length < longest:
             raise ValueError(
-                f"{where}: Expected total_length to be at least the length of the longest sequence "
-                f"in input, but got total_length={total_length} and max sequence length "
+                f"{where}: Expected total_length to be at least the length of the longest "
+                f"sequence in input, but got total_length={total_length} and max sequence length "
                 f"being {longest}")
         longest = int(total_length)
     padding_value = _fill_value(where, padding_value, data.dtype)
