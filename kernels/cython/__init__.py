@@ -6,7 +6,8 @@ Kernels live in one extension per op family (``_dense``, ``_activations``,
 ``prange``/OpenMP loops and BLAS from ``scipy.linalg.cython_blas`` called without the
 GIL. This module holds the thin wrappers with the op table's exact signatures: they
 allocate ``out`` when it is None, hand the kernels contiguous (flat where the op is
-elementwise) views, and return what the op table says. Inputs are assumed valid (``fastnn.ops`` validates).
+elementwise) views, and return what the op table says. Inputs are assumed valid
+(``fastnn.ops`` validates).
 
 Building with ``FASTNN_CYTHON_DEBUG=1`` turns bounds, wraparound and
 initialisation checks back on in every kernel and fills each work buffer with NaN as it

@@ -34,7 +34,9 @@ cdef Py_ssize_t stream_min_bytes = 2**62
 # package sets it at import from kernels/prefetching.py (not on AMD CPUs).
 cdef bint prefetching = True
 
-from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, threads_for, f_exp, f_exp_upto88, f_expm1_nonpos, f_log, f_tanh, f_gelu, f_gelu_grad, f_sin, f_cos,
+from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, threads_for,
+                       f_exp, f_exp_upto88, f_expm1_nonpos, f_log, f_tanh, f_gelu, f_gelu_grad,
+                       f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
                        f_sigmoid, f_log1p_small, overlap)
 

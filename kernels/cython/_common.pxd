@@ -302,7 +302,8 @@ cdef inline floating row_sum(const floating* x, Py_ssize_t n) noexcept nogil:
         for k in range(8):
             acc[k] += x[j + k]
         j += 8
-    cdef floating s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    cdef floating s = (((acc[0] + acc[1]) + (acc[2] + acc[3]))
+                       + ((acc[4] + acc[5]) + (acc[6] + acc[7])))
     while j < n:
         s += x[j]
         j += 1
@@ -318,7 +319,8 @@ cdef inline floating row_dot(const floating* x, const floating* y, Py_ssize_t n)
         for k in range(8):
             acc[k] += x[j + k] * y[j + k]
         j += 8
-    cdef floating s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    cdef floating s = (((acc[0] + acc[1]) + (acc[2] + acc[3]))
+                       + ((acc[4] + acc[5]) + (acc[6] + acc[7])))
     while j < n:
         s += x[j] * y[j]
         j += 1

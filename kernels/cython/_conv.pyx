@@ -50,8 +50,9 @@ from 130 to 70 ms and the numba step from 133 to 92 ms (PyTorch 56-58 ms).
 Where the time goes (1 thread): the three GEMMs, per sample at ~98 GFLOP/s (OpenBLAS
 sgemm on one core here; the big whole-batch GEMMs run 88-93 GFLOP/s on one core), take
 38 of the 42 ms; im2col and the bias ~1.3 ms per pass (forward and weight gradient
-each run im2col); col2im ~1.4 ms. PyTorch's oneDNN convolution reaches ~106 GFLOP/s on one core, above
-what sgemm gives, so the floor of this design is the GEMM time, ~1.1x PyTorch.
+each run im2col); col2im ~1.4 ms. PyTorch's oneDNN convolution reaches ~106 GFLOP/s on
+one core, above what sgemm gives, so the floor of this design is the GEMM time, ~1.1x
+PyTorch.
 Group size (GROUP_MIN_COLS, 1 thread, fwd+bwd ms for 1 / 64 / 128 / 256 / 512):
 32x128x8x8->256: 48 / 46 / 41 / 42 / 46; 32x256x4x4->512: 70 / 52 / 47 / 45 / 47;
 32x512x2x2->512: 160 / 31 / 29 / 31 / 34. Direct convolution was measured for small
@@ -79,10 +80,11 @@ numba 1.25-1.53x (mixed); not made the default on AMD here: it moves the Linear 
 too, and it was not measured at 2 threads on a quiet machine.
 
 Pooling is parallel over (n, c) planes. Max pooling of output rows at least
-_MAX_POOL_ROW_MIN wide, and at least as wide as the window, keeps a running maximum along each output row with the window
-positions as the outer loops: the comparisons become selects (which window element
-wins is random, so branches mispredict), 1 thread CPU time 128x32x28x28 2x2/2 19.0 ->
-6-9 ms (PyTorch 18-20 ms), 32x64x16x16 3x3/2/1 4.2 -> 1.9 ms (PyTorch 4.2-5.0 ms).
+_MAX_POOL_ROW_MIN wide, and at least as wide as the window, keeps a running maximum along
+each output row with the window positions as the outer loops: the comparisons become
+selects (which window element wins is random, so branches mispredict), 1 thread CPU time
+128x32x28x28 2x2/2 19.0 -> 6-9 ms (PyTorch 18-20 ms), 32x64x16x16 3x3/2/1 4.2 -> 1.9 ms
+(PyTorch 4.2-5.0 ms).
 Narrower rows (a VGG net's later stages, 1-16 columns) left that row loop too short to
 vectorise: there each output scans its window (_conv_rows.h fnn_max_pool_plane_*,
 numba's design; 2x2 windows of stride 2 a kernel of their own), interleaved, 1 thread,
@@ -682,7 +684,8 @@ def _max_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
     cdef const floating* xp = &x[0, 0, 0, 0] if n * c * h_in * w_in else NULL
     cdef floating* yp = &y[0, 0, 0, 0] if n * c * ho * wo else NULL
     cdef int64_t* ip = &indices[0, 0, 0, 0] if n * c * ho * wo else NULL
-    for t in prange(n * c, nogil=True, schedule="static", num_threads=threads_for(n * c * h_in * w_in)):
+    for t in prange(n * c, nogil=True, schedule="static",
+                    num_threads=threads_for(n * c * h_in * w_in)):
         _max_pool_rows(xp + t * h_in * w_in, yp + t * ho * wo, ip + t * ho * wo, h_in, w_in,
                        ho, wo, kh, kw, sh, sw, ph, pw, dh, dw)
 
@@ -869,7 +872,8 @@ def _avg_pool_fwd(const floating[:, :, :, ::1] x,        # IN  (N, C, H, W)
     cdef floating acc
     cdef const floating* xp = &x[0, 0, 0, 0] if n * c * h_in * w_in else NULL
     cdef const floating* plane
-    for t in prange(n * c, nogil=True, schedule="static", num_threads=threads_for(n * c * h_in * w_in)):
+    for t in prange(n * c, nogil=True, schedule="static",
+                    num_threads=threads_for(n * c * h_in * w_in)):
         b = t // c
         ch = t - b * c
         plane = xp + t * h_in * w_in  # (NULL when the plane is empty)
@@ -903,7 +907,8 @@ def _avg_pool_bwd(const floating[:, :, :, ::1] grad_out,  # IN  (N, C, H_out, W_
     cdef floating* plane
     if n * c * h_in * w_in == 0:  # (nothing to write, and no element 0 to address)
         return
-    for t in prange(n * c, nogil=True, schedule="static", num_threads=threads_for(n * c * h_in * w_in)):
+    for t in prange(n * c, nogil=True, schedule="static",
+                    num_threads=threads_for(n * c * h_in * w_in)):
         b = t // c
         ch = t - b * c
         plane = &grad_in[b, ch, 0, 0]

@@ -299,7 +299,8 @@ def _hardsigmoid_backward(grad_out, x, out):  # IN grad_out, x (n,); OUT out (n,
         out[i] = grad_out[i] * sixth if (v > -three) & (v < three) else zero
 
 
-@numba.njit(cache=OPTIONS["cache"], fastmath=False)  # explicit: a callee inherits an unset fastmath
+# fastmath=False explicit: a callee inherits an unset fastmath
+@numba.njit(cache=OPTIONS["cache"], fastmath=False)
 def _divide(a, b):
     """a / b that fastmath cannot turn into a * (1 / b) nor reassociate."""
     return a / b

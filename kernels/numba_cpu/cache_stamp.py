@@ -6,8 +6,8 @@ as that file is unchanged. A kernel of this
 backend also carries code from other modules of it, compiled into its own: the inlined
 ``helper`` functions, intrinsics and overloads of ``vmath``, ``blas``, ``select``,
 ``flush``, ``prefetch``, ``nt_store``, ``chunks`` (the chunking of the (N, C)
-reductions) and ``row_exps`` (the row kernels' exps), and ``config``'s generated block loops and options. After an edit to one of
-those, the cache kept serving the old code.
+reductions) and ``row_exps`` (the row kernels' exps), and ``config``'s generated block
+loops and options. After an edit to one of those, the cache kept serving the old code.
 
 Each index of this backend's caches is therefore stamped with Numba's stamp and a
 digest of those modules' sources (``HELPERS``, hashed once per process). An index saved

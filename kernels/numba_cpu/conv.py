@@ -178,7 +178,8 @@ def _im2col(x, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, col):  
 
 
 @serial_kernel
-def _col2im(dcol, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo, grad_in):  # pragma: no cover
+def _col2im(dcol, n0, nb, c_in, h_in, w_in, kh, kw, sh, sw, ph, pw, ho, wo,
+            grad_in):  # pragma: no cover
     """dcol: (C * kh * kw, nb * ho * wo) IN (scratch: its out-of-image entries are
     zeroed); grad_in: flat (N * C * H * W,) OUT, planes of samples n0 .. n0 + nb
     overwritten. Serial: the calling thread owns the group.
@@ -854,9 +855,9 @@ def _avg_pool_bwd(grad_out, kh, kw, sh, sw, ph, pw, count_include_pad, divisor,
                 wa, wb = max(w0, 0), min(w0 + kw, w_in)
                 # in grad_in's dtype, as PyTorch's (an int count made it a float64
                 # share, whose sums overflowed a float32 gradient elsewhere)
-                share = _exact_quotient(gf[g + np.uint64(oh * wo + ow)], grad_in.dtype.type(_avg_count(
-                    h0, w0, ha, hb, wa, wb, kh, kw, h_in, w_in, ph, pw, count_include_pad,
-                    divisor)))
+                share = _exact_quotient(gf[g + np.uint64(oh * wo + ow)], grad_in.dtype.type(
+                    _avg_count(h0, w0, ha, hb, wa, wb, kh, kw, h_in, w_in, ph, pw,
+                               count_include_pad, divisor)))
                 for hh in range(ha, hb):
                     row = plane + np.uint64(hh * w_in)
                     for ww in range(np.uint64(wa), np.uint64(wb)):
@@ -1141,7 +1142,8 @@ def _avg_pool_2x2_bwd(grad_out, divisor, inverse, edge, corner, grad_in):  # pra
             gi[np.uint64(q)] = zero
 
 @helper
-def _lane_divisors(h_in, w_in, ph, pw, count_include_pad, divisor, ho, wo, wq, dv):  # pragma: no cover
+def _lane_divisors(h_in, w_in, ph, pw, count_include_pad, divisor, ho, wo, wq,
+                   dv):  # pragma: no cover
     """dv[oh wq + ow] = the divisor of 3x3 stride-2 window (oh, ow) (_avg_count's), 1 in
     the junk lanes (ow = wo)."""
     for oh in range(ho):
@@ -1167,9 +1169,9 @@ def _avg_pool_3x3s2_fwd(x, ph, pw, count_include_pad, divisor, y):  # pragma: no
     (_lane_divisors, once a block), vectorised across the windows. The padded cells add
     zeros the general kernel skips: a sum from +0 is never -0 (_unsigned_zero: nsz
     dropped the zero +, and a window of -0s averaged to -0 where PyTorch's is +0), and
-    x + 0 is x (inf and NaN too), so every window's sum is _avg_pool_fwd's, bit for bit. 1 thread, float32,
-    CPU time, pad 1, _avg_pool_fwd -> here: 32x64x16x16 1.05 -> 0.20 ms, 16x32x28x28
-    0.79 -> 0.16 ms."""
+    x + 0 is x (inf and NaN too), so every window's sum is _avg_pool_fwd's, bit for bit.
+    1 thread, float32, CPU time, pad 1, _avg_pool_fwd -> here: 32x64x16x16 1.05 ->
+    0.20 ms, 16x32x28x28 0.79 -> 0.16 ms."""
     n, c, h_in, w_in = x.shape
     ho, wo = y.shape[2], y.shape[3]
     planes = n * c

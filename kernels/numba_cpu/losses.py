@@ -37,7 +37,8 @@ def _ordered_sum(partial):
     return total
 
 
-@numba.njit(cache=OPTIONS["cache"], fastmath=False)  # explicit: a callee inherits an unset fastmath
+# fastmath=False explicit: a callee inherits an unset fastmath
+@numba.njit(cache=OPTIONS["cache"], fastmath=False)
 def _exact_difference(a, b):
     """a - b as a value fastmath cannot reassociate into a sum: in shifted += x - m it
     made (shifted + x) - m, which loses shifted wholly where |m| is 1e16 (float64)."""

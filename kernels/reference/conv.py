@@ -49,7 +49,8 @@ def _im2col(x, kernel_size, stride, padding):
     n, c = x.shape[:2]
     ho, wo = pool_out_shape(x.shape, kernel_size, stride, padding)[2:]
     win = _windows(_pad(x, padding), kernel_size, stride, (ho, wo))
-    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kernel_size[0] * kernel_size[1])
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo,
+                                                   c * kernel_size[0] * kernel_size[1])
     return cols, (ho, wo)
 
 
