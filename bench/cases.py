@@ -492,7 +492,8 @@ def _pointwise_loss(name, size):
 def _ln_arrays(rng, shape):
     n, d = shape
     x = _normal(rng, shape) * F32(2) + F32(0.5)
-    a = {"x": x, "w": (1 + 0.1 * _normal(rng, (d,))).astype(F32), "b": _normal(rng, (d,)) * F32(0.1),
+    a = {"x": x, "w": (1 + 0.1 * _normal(rng, (d,))).astype(F32),
+         "b": _normal(rng, (d,)) * F32(0.1),
          "out": np.empty_like(x), "sm": np.empty(n, F32), "si": np.empty(n, F32),
          "g": _normal(rng, shape), "gw": np.zeros(d, F32), "gb": np.zeros(d, F32),
          "gi": np.empty_like(x)}
@@ -537,7 +538,8 @@ def _layer_norm(op, size):
 def _bn_arrays(rng, shape):
     c = shape[1]
     x = _normal(rng, shape) * F32(2) + F32(0.5)
-    a = {"x": x, "w": (1 + 0.1 * _normal(rng, (c,))).astype(F32), "b": _normal(rng, (c,)) * F32(0.1),
+    a = {"x": x, "w": (1 + 0.1 * _normal(rng, (c,))).astype(F32),
+         "b": _normal(rng, (c,)) * F32(0.1),
          "rm": np.zeros(c, F32), "rv": np.ones(c, F32), "out": np.empty_like(x),
          "sm": np.empty(c, F32), "si": np.empty(c, F32), "g": _normal(rng, shape),
          "gw": np.zeros(c, F32), "gb": np.zeros(c, F32), "gi": np.empty_like(x)}

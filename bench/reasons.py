@@ -385,7 +385,8 @@ REASONS = {
     ("rmsprop_update", "course"): ("level when timed interleaved: 17.8 vs 20.7 us "
                                    "numba/Cython calls on 2 threads (1.13x), 0.96x on 1 "
                                    "(2026-11-29 23:35 UTC); a single suite run's gap is "
-                                   "noise plus Cython's per-call memoryviews (pointers since 6 Dec 2026)"),
+                                   "noise plus Cython's per-call memoryviews (pointers since "
+                                   "6 Dec 2026)"),
     ("rmsprop_update", "large"): ("one loop per variant in both since f120ced "
                                   "(NULL tests inside one loop had kept gcc's scalar: 1.34x "
                                   "and 1.99x); then 1.07x (2 threads) and 1.22x (1 thread) "

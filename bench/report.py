@@ -153,8 +153,9 @@ def comparison_table(table, ceilings, keys=None, label="case"):
             achieved, pct = ceilings.achieved(row)
             body.append([key[0] + (f" [{key[1]}]" if key[1] and label == "op" else ""),
                          row.get("shape", ""), contender,
-                         fmt_time(row["median"]) + (f" (rounds spread: fastest {fmt_time(row['min'])})"
-                                                    if _disturbed(row) else ""),
+                         fmt_time(row["median"])
+                         + (f" (rounds spread: fastest {fmt_time(row['min'])})"
+                            if _disturbed(row) else ""),
                          fmt_ratio(_speedup(entry, contender)),
                          fmt_ratio(_vs_torch(entry, contender)), achieved,
                          "—" if pct is None else f"{pct:.0f}%"])
@@ -342,7 +343,8 @@ def headline(all_rows, ceilings, overhead=None, vs_torch=None):
                          f"({fmt_time(entry['torch']['median'])}) in the suite"
                          + _interleaved(vs_torch, op, best))
         if "numpy" in entry and "student" in entry:
-            parts.append(f"numpy backend {entry['numpy']['median'] / entry['student']['median']:.2f}x "
+            parts.append("numpy backend "
+                         f"{entry['numpy']['median'] / entry['student']['median']:.2f}x "
                          "the hand-written NumPy loop in the suite" + _interleaved(overhead, op))
         lines.append("- " + "; ".join(parts))
     ops = index(all_rows, "op")
@@ -379,9 +381,10 @@ def _machine_section(data):
     info = (data.get("machine_info") or {}).get("fastnn", {})
     commit = data.get("commit_info") or {}
     lines = ["| | |", "|---|---|"]
-    for key in ("cpu", "vector_extensions", "l2_cache", "logical_cores", "python", "numpy", "numba", "numba_threading_layer",
-                "cython", "scipy", "torch", "blas", "linear_products", "fastnn_backends",
-                "fastnn_threads", "torch_threads", "warmup_calls"):
+    for key in ("cpu", "vector_extensions", "l2_cache", "logical_cores", "python", "numpy",
+                "numba", "numba_threading_layer", "cython", "scipy", "torch", "blas",
+                "linear_products", "fastnn_backends", "fastnn_threads", "torch_threads",
+                "warmup_calls"):
         if key in info:
             value = info[key] + (" a core" if key == "l2_cache" and info[key] != "unknown"
                                  else "")
@@ -466,7 +469,8 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
            "as `.numpy()`), and before a training step is timed (the steps, the scaling "
            "steps, the epoch's loop), its losses over 4 steps (the epoch's first 4 batches) "
            "against the numpy backend's: a benchmark whose results "
-           f"differ fails and is not timed; each benchmark is called {info.get('warmup_calls', 2)} times "
+           "differ fails and is not timed; each benchmark is called "
+           f"{info.get('warmup_calls', 2)} times "
            "untimed first (so Numba's JIT compile and first-touch page faults are excluded), "
            f"then pytest-benchmark times it over rounds ({info.get('rounds', 'at least 5')}; "
            "a round repeats a call that takes microseconds enough times to last 0.2 ms); "
@@ -476,7 +480,8 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
            "preallocated `out=` buffers, as the layers do; PyTorch rows call the same "
            "computation through `torch.ops.aten` (its layers' kernels: the elementwise ops "
            "and the optimizers' updates into preallocated outputs, the others "
-           "through the overloads its layers call, which allocate their results) and, for the optimizers, the update `torch.optim`'s step runs "
+           "through the overloads its layers call, which allocate their results) and, for the "
+           "optimizers, the update `torch.optim`'s step runs "
            "inside, without that step's Python wrapper, as fastnn's rows time its kernels "
            "without `fastnn.optim`'s: the fused one-pass CPU kernels (what `fused=True` "
            "calls) for SGD, Adam and Adagrad, the single-tensor functional forms for the "
@@ -519,7 +524,8 @@ def render(data, not_run=(), plots_dir=RESULTS, md_dir=ROOT, note=None, overhead
                 "Products (linear, conv, whole steps) are given as GFLOP/s and a percentage of "
                 "the sgemm ceiling (the fastest BLAS measured); everything else as GB/s of its "
                 "minimum memory traffic (each array read or written once) and a percentage of "
-                "the copy bandwidth (the faster copy measured). Shares above 100% are real: the copy counts 2 bytes "
+                "the copy bandwidth (the faster copy measured). Shares above 100% are real: the "
+                "copy counts 2 bytes "
                 "a byte copied, but its stores first read each destination line (write-"
                 "allocate), so it moves about 3; kernels whose large outputs are written with "
                 "streaming stores skip that read, and in-cache (course-size) cases are not "

@@ -178,15 +178,18 @@ def bench_elem():
                 ("sigmoid_backward", lambda: K.sigmoid_backward(g, x, out=out), 3),
                 ("dropout_backward", lambda: K.dropout_backward(g, x, out=out), 3)]:
             t = median_time(fn, repeat=10)
-            print(f"  {name:7s} {op:20s} {t * 1e3:7.2f} ms {arrays * x.nbytes / t / 1e9:5.1f} GB/s")
+            print(f"  {name:7s} {op:20s} {t * 1e3:7.2f} ms "
+                  f"{arrays * x.nbytes / t / 1e9:5.1f} GB/s")
     tx, tg = torch.from_numpy(x), torch.from_numpy(g)
     tout = torch.from_numpy(out)
-    t = median_time(lambda: torch.relu(tx, out=tout) if False else torch.nn.functional.relu(tx), repeat=10)
+    t = median_time(lambda: torch.relu(tx, out=tout) if False else torch.nn.functional.relu(tx),
+                    repeat=10)
     print(f"  torch   relu (allocating)        {t * 1e3:7.2f} ms")
 
 
 if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else "all"
-    for name, fn in [("mlp", bench_mlp), ("bn", bench_bn), ("sce", bench_sce), ("elem", bench_elem)]:
+    for name, fn in [("mlp", bench_mlp), ("bn", bench_bn), ("sce", bench_sce),
+                     ("elem", bench_elem)]:
         if what in (name, "all"):
             fn()

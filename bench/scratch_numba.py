@@ -236,7 +236,8 @@ for dt in (np.float32, np.float64):
     lab = np.zeros(8, np.int64)
     for act in ("identity", "relu", "leaky_relu", "sigmoid", "tanh"):
         y = nb.linear_forward(x, w, b, act)
-        nb.linear_backward(y, x, w, y, act, grad_weight=np.zeros_like(w), grad_bias=np.zeros_like(b))
+        nb.linear_backward(y, x, w, y, act, grad_weight=np.zeros_like(w),
+                           grad_bias=np.zeros_like(b))
     for a in ("relu", "sigmoid", "tanh"):
         getattr(nb, a + "_backward")(x, getattr(nb, a)(x))
     for a in ("leaky_relu", "gelu", "sine"):
@@ -248,9 +249,11 @@ for dt in (np.float32, np.float64):
     c = np.ones(6, dt)
     yb, sm, si = nb.batchnorm_forward(x, c, c, c.copy(), c.copy())
     nb.batchnorm_backward(x, x, c, sm, si, grad_weight=c.copy(), grad_bias=c.copy())
-    nb.sgd_update(x.copy(), x, x.copy(), 0.1, 0.9); nb.adam_update(x.copy(), x, x.copy(), x.copy(), 1)
+    nb.sgd_update(x.copy(), x, x.copy(), 0.1, 0.9)
+    nb.adam_update(x.copy(), x, x.copy(), x.copy(), 1)
 t2 = time.perf_counter()
-print(f"import+load {t1 - t0:.2f} s, first use of the non-conv ops (serial, float32+float64) {t2 - t1:.2f} s")
+print(f"import+load {t1 - t0:.2f} s, first use of the non-conv ops (serial, float32+float64) "
+      f"{t2 - t1:.2f} s")
 """
 
 

@@ -20,7 +20,8 @@ class StudentMLP:
 
     def __init__(self, weights, activation="relu", negative_slope=0.01, lr=0.01, momentum=0.9):
         if activation not in ("relu", "leaky_relu"):
-            raise ValueError(f"StudentMLP: activation must be relu or leaky_relu, got {activation!r}")
+            raise ValueError("StudentMLP: activation must be relu or leaky_relu, "
+                             f"got {activation!r}")
         self.params = [p.copy() for pair in weights for p in pair]
         self.velocity = [np.zeros_like(p) for p in self.params]
         self.activation = activation

@@ -31,7 +31,8 @@ def test_batch_scaling(benchmark, batch, contender):
 def test_width_scaling(benchmark, width, contender):
     contender_or_skip(contender)
     sizes = (784, width, width, 10)
-    fn = steps.checked_mlp_step(contender, sizes, "leaky_relu", WIDTH_BATCH, f"scaling width {width}")
+    fn = steps.checked_mlp_step(contender, sizes, "leaky_relu", WIDTH_BATCH,
+                                f"scaling width {width}")
     measure(benchmark, fn, f"scaling width {width}", kind="scaling-width", contender=contender,
             op=f"mlp 784-W-W-10 leaky b{WIDTH_BATCH}", size=width, x=width,
             flops=steps.mlp_step_flops(sizes, WIDTH_BATCH))

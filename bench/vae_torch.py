@@ -4,7 +4,8 @@ binary cross-entropy with logits, the Gaussian KL), Adam, batch 128, and the sam
 held-out number (the single-sample negative ELBO on the test split with the fixed noise
 of fastnn's held_out_nelbo, seed 123), for comparing the ELBO it reaches.
 
-    python bench/vae_torch.py --dataset fashion-mnist --data-root /usr/share/datasets/fashion-mnist \\
+    python bench/vae_torch.py --dataset fashion-mnist \\
+        --data-root /usr/share/datasets/fashion-mnist \\
         --latent-dim 20 --hidden 512,256 --epochs 10 --lr 1e-3 --metrics torch_vae.json
 
 The initial weights are PyTorch's own (no common initialisation with fastnn): compare the
