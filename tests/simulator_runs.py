@@ -40,7 +40,8 @@ SIM_ENV = {"NUMBA_ENABLE_CUDASIM": "1", "FASTNN_CUDA_THREADS": "32",
 # to 256 x 1024) take minutes there; tests/test_cuda_ops.py covers every op on small
 # shapes instead.
 CONFORMANCE_K = ("cuda and (table or reuse or bad_input or failed_update or non_contiguous "
-                 "or out_buffers or constant_feature or extremes or nan_propagates or threshold_beyond or far_from_0)")
+                 "or out_buffers or constant_feature or extremes or nan_propagates "
+                 "or threshold_beyond or far_from_0)")
 
 # {name of the test in tests/test_cuda_sim.py that checks a run: the run's pytest arguments}
 SIMULATOR_RUNS = {
@@ -157,7 +158,7 @@ def start_marked(starts):
     return runs
 
 
-# ------------------------------------------- scripts of check_* functions (tests/test_probe_cuda_*.py)
+# ---------------------------------- scripts of check_* functions (tests/test_probe_cuda_*.py)
 
 def run_checks(namespace, names=()):
     """{check name: None, or 'ErrorType: message' and the end of its traceback} for the

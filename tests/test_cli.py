@@ -183,7 +183,8 @@ def test_demo_out_under_a_file_names_out(tmp_path, capsys):
     assert err == (f"error: --out expects a folder, got {str(a_file / 'sub')!r} "
                    f"({str(a_file)!r} is a file, not a folder)\n")
     assert cli.main(["demo", "--out", str(a_file), "--no-progress"]) == 2
-    assert capsys.readouterr().err == f"error: --out expects a folder, got {str(a_file)!r} (a file)\n"
+    assert (capsys.readouterr().err
+            == f"error: --out expects a folder, got {str(a_file)!r} (a file)\n")
 
 
 @pytest.mark.parametrize("flag", ["--save", "--metrics", "--plot"])

@@ -455,7 +455,8 @@ def test_cross_entropy_with_targets_that_do_not_sum_to_one(backend, dtype, rng):
 def test_bce_loss_soft_targets_and_extreme_probabilities(backend, dtype, rng):
     """The compiled float32 logs (vectorized, not libm) over every scale of p, subnormal
     and 1 - 2**-24 included, with soft targets; against float64 PyTorch."""
-    pred = np.concatenate([10.0 ** rng.uniform(-44, 0, 4000), 1 - 10.0 ** rng.uniform(-7.2, 0, 4000),
+    pred = np.concatenate([10.0 ** rng.uniform(-44, 0, 4000),
+                           1 - 10.0 ** rng.uniform(-7.2, 0, 4000),
                            [1e-45, 1e-39, 1.2e-38, 2.0 ** -24, 1 - 2.0 ** -24, 0.5]]).astype(dtype)
     target = rng.random(pred.shape).astype(dtype)
     loss, grad = ops.bce_loss(pred, target)
@@ -965,7 +966,8 @@ def test_empty_batches_run_through_layers_and_losses_give_nan(backend):
     from fastnn import nn
     layers = [(nn.MaxPool2d(2), (0, 2, 4, 4)), (nn.AvgPool2d(2), (0, 2, 4, 4)),
               (nn.BatchNorm1d(3).eval(), (0, 3)), (nn.BatchNorm2d(3).eval(), (0, 3, 2, 2)),
-              (nn.Softmax(), (3, 0)), (nn.LogSoftmax(), (3, 0)), (nn.Conv2d(2, 3, 3, padding=1), (0, 2, 5, 5)),
+              (nn.Softmax(), (3, 0)), (nn.LogSoftmax(), (3, 0)),
+              (nn.Conv2d(2, 3, 3, padding=1), (0, 2, 5, 5)),
               (nn.Linear(4, 3), (0, 4))]
     for layer, shape in layers:
         y = layer(np.zeros(shape, np.float32))

@@ -168,12 +168,17 @@ def test_repr_and_state_dict_names():
 
 
 @pytest.mark.parametrize("make, x, match", [
-    (lambda: nn.Conv2d(3, 4, 3), np.zeros((2, 3, 5)), r"Conv2d\(3, 4.*expected input of shape \(N, 3, H, W\) or \(3, H, W\), got \(2, 3, 5\)"),
-    (lambda: nn.Conv2d(3, 4, 3), np.zeros((2, 2, 5, 5), np.float32), r"expected input of shape \(N, 3, H, W\)"),
+    (lambda: nn.Conv2d(3, 4, 3), np.zeros((2, 3, 5)),
+     r"Conv2d\(3, 4.*expected input of shape \(N, 3, H, W\) or \(3, H, W\), got \(2, 3, 5\)"),
+    (lambda: nn.Conv2d(3, 4, 3), np.zeros((2, 2, 5, 5), np.float32),
+     r"expected input of shape \(N, 3, H, W\)"),
     (lambda: nn.Conv2d(3, 4, 3), np.zeros((2, 3, 5, 5)), r"dtype float64 does not match"),
-    (lambda: nn.Conv2d(3, 4, 5, padding=1), np.zeros((1, 3, 2, 9), np.float32), r"kernel size \(5, 5\) is larger than the padded input \(4, 11\)"),
-    (lambda: nn.MaxPool2d(3), np.zeros((3, 5), np.float32), r"MaxPool2d.*expected input of shape \(N, C, H, W\) or \(C, H, W\)"),
-    (lambda: nn.AvgPool2d(4), np.zeros((1, 1, 3, 8), np.float32), r"AvgPool2d.*larger than the padded input"),
+    (lambda: nn.Conv2d(3, 4, 5, padding=1), np.zeros((1, 3, 2, 9), np.float32),
+     r"kernel size \(5, 5\) is larger than the padded input \(4, 11\)"),
+    (lambda: nn.MaxPool2d(3), np.zeros((3, 5), np.float32),
+     r"MaxPool2d.*expected input of shape \(N, C, H, W\) or \(C, H, W\)"),
+    (lambda: nn.AvgPool2d(4), np.zeros((1, 1, 3, 8), np.float32),
+     r"AvgPool2d.*larger than the padded input"),
     (lambda: nn.MaxPool2d(2), np.zeros((1, 1, 4, 4), np.int32), r"float32 or float64"),
 ])
 def test_bad_inputs_raise_clear_errors(make, x, match):

@@ -356,7 +356,14 @@ def test_leading_dimensions_and_unbatched_inputs_on_the_gpu(rng):
                                         nn.GLU(1), nn.Softmax2d())
     blocks = lambda: nn.Sequential(nn.LPPool2d(2, 2, ceil_mode=True),  # noqa: E731
                                    nn.Unfold(2, padding=1), nn.Fold((2, 2), 2, padding=1))
-    for build, shape in ((seq, (2, 3, 6)), (host_layers, (2, 8, 3, 3)), (blocks, (2, 8, 3, 3)), (lambda: nn.Sequential(nn.Conv3d(2, 2, 3, padding=1, groups=2), nn.MaxPool3d(2), nn.ConvTranspose3d(2, 2, 2, stride=2), nn.AvgPool3d(2), nn.AdaptiveMaxPool3d((1, 2, 1))), (2, 2, 4, 4, 4)), (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5)),
+    for build, shape in ((seq, (2, 3, 6)), (host_layers, (2, 8, 3, 3)), (blocks, (2, 8, 3, 3)),
+                         (lambda: nn.Sequential(nn.Conv3d(2, 2, 3, padding=1, groups=2),
+                                                nn.MaxPool3d(2),
+                                                nn.ConvTranspose3d(2, 2, 2, stride=2),
+                                                nn.AvgPool3d(2),
+                                                nn.AdaptiveMaxPool3d((1, 2, 1))),
+                          (2, 2, 4, 4, 4)),
+                         (seq, (6,)), (cnn, (2, 8, 8)), (bn, (3, 2, 5)),
                          (bn3, (2, 2, 2, 3, 2)), (conv1, (2, 2, 8)), (softmax, (2, 3, 2)),
                          (layernorm, (2, 3, 4)), (adaptive, (2, 2, 4, 6)),
                          (adaptive, (2, 2, 5, 7)), (deconv, (2, 2, 3, 3)),
@@ -515,7 +522,8 @@ def test_functional_on_device_arrays_runs_on_the_gpu(rng):
         F.batch_norm(x4, *stats["cuda"], training=True)
     # (linear, conv and layer_norm moved the host input over and gave a device array)
     d = fdevice.to_device
-    for name, call in {"weight": lambda: F.linear(x3, d(w), b), "bias": lambda: F.linear(x3, w, d(b)),
+    for name, call in {"weight": lambda: F.linear(x3, d(w), b),
+                       "bias": lambda: F.linear(x3, w, d(b)),
                        "weight ": lambda: F.conv2d(x4, d(cw), cb, padding=1),
                        "weight  ": lambda: F.conv1d(x3, d(cw.reshape(4, 9, 3)[:2, :4])),
                        "bias ": lambda: F.layer_norm(x3, (5,), x2[0], d(x2[1]))}.items():

@@ -148,8 +148,8 @@ class _FakeCublas:
               ldc):
         import ctypes
         self.calls.append(self.stream)
-        scalar = lambda p: np.frombuffer((ctypes.c_char * dtype.itemsize).from_address(p),  # noqa: E731
-                                         dtype)[0]
+        scalar = lambda p: np.frombuffer(  # noqa: E731
+            (ctypes.c_char * dtype.itemsize).from_address(p), dtype)[0]
 
         def column_major(address, rows, cols, ld):
             flat = self.arrays[address].copy_to_host().ravel()

@@ -35,7 +35,8 @@ def _grid(dtype, n_random):
              np.exp(rng.uniform(-90, np.log(top), n_random)) * rng.choice([-1, 1], n_random),
              np.array([0.0, -0.0, 1e-30, 1e-40, top, -top])]
     x = np.concatenate([np.concatenate(parts).astype(dtype), centres,
-                        np.nextafter(centres, dtype(np.inf)), np.nextafter(centres, dtype(-np.inf))])
+                        np.nextafter(centres, dtype(np.inf)),
+                        np.nextafter(centres, dtype(-np.inf))])
     assert np.abs(x).max() <= top
     return x
 

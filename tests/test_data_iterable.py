@@ -61,7 +61,8 @@ class TorchSized(TorchSource):
 
 
 def assert_same(got, want):
-    """Equal values, container types, array dtypes and shapes (want: PyTorch's, through torch_to_numpy)."""
+    """Equal values, container types, array dtypes and shapes (want: PyTorch's, through
+    torch_to_numpy)."""
     if isinstance(want, np.ndarray):
         assert isinstance(got, np.ndarray), (got, want)
         assert got.dtype == want.dtype and got.shape == want.shape

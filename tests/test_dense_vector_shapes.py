@@ -2,8 +2,8 @@
 optimisation's step, single-sample inference) or one output feature (a regression or
 binary head). The Cython backend runs them through gemv and the numba backend keeps
 batch-1 weight gradients on BLAS; both must match PyTorch, write every output (also with
-no input features or no output features, where gemv would write nothing), and overwrite exactly what
-accumulating onto zeros gives."""
+no input features or no output features, where gemv would write nothing), and overwrite
+exactly what accumulating onto zeros gives."""
 import numpy as np
 import pytest
 import torch

@@ -137,7 +137,8 @@ def _torch_pairs(torch):
         "mish_backward": (lambda x: ops.mish_backward(np.ones_like(x), x),
                           lambda t: A.mish_backward(torch.ones_like(t), t)),
         "gelu_tanh_backward": (lambda x: ops.gelu_tanh_backward(np.ones_like(x), x),
-                               lambda t: A.gelu_backward(torch.ones_like(t), t, approximate="tanh")),
+                               lambda t: A.gelu_backward(torch.ones_like(t), t,
+                                                         approximate="tanh")),
         "gelu_backward": (lambda x: ops.gelu_backward(np.ones_like(x), x),
                           lambda t: A.gelu_backward(torch.ones_like(t), t)),
     }
@@ -150,9 +151,10 @@ def _torch_pairs(torch):
 def test_the_activations_agree_with_pytorch(backend, name):
     """Within 1e-12 relative or 1e-14 absolute of PyTorch (the formulas differ: tanh-GELU
     here is v sigmoid(2u), where PyTorch's 0.5 v (1 + tanh u) cancels, as its exact
-    GELU's 1 + erf does in the left tail, and PyTorch flushes some subnormal results), and its specials bit for bit, signs included, but
-    where PyTorch's backward makes NaN of a non-NaN (inf * 0: the slopes of mish at inf
-    and of tanh-GELU at 1e308 are defined here). A NaN input gives NaN here; PyTorch's
+    GELU's 1 + erf does in the left tail, and PyTorch flushes some subnormal results), and
+    its specials bit for bit, signs included, but where PyTorch's backward makes NaN of a
+    non-NaN (inf * 0: the slopes of mish at inf and of tanh-GELU at 1e308 are defined
+    here). A NaN input gives NaN here; PyTorch's
     elu_backward gives NaN in its vectorised body but grad * 1 in its scalar tail (NaN <= 0
     is false), so what it gives depends on the CPU and the array's length (torch 2.13,
     float64: 9 values on AVX2 give 8 NaN and a 1, on AVX-512 nine 1s): a NaN input is

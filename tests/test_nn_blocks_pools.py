@@ -84,7 +84,8 @@ def test_lppool2d_matches_torch(backend, dtype, rng, norm_type, args):
     _against(layer, torch.nn.LPPool2d(norm_type, **args), x[0], rng, dtype)  # unbatched
 
 
-@pytest.mark.parametrize("args", [dict(kernel_size=2), dict(kernel_size=3, stride=2, ceil_mode=True)])
+@pytest.mark.parametrize("args", [dict(kernel_size=2),
+                                  dict(kernel_size=3, stride=2, ceil_mode=True)])
 def test_lppool1d_matches_torch(backend, dtype, rng, args):
     x = rng.standard_normal((2, 3, 8)).astype(dtype)
     _against(nn.LPPool1d(2, **args), torch.nn.LPPool1d(2, **args), x, rng, dtype)

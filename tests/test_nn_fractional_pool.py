@@ -238,7 +238,8 @@ def test_bad_arguments_raise_as_torch():
                 lambda: torch.nn.FractionalMaxPool3d((2, 0, 1), output_size=2))
     x = torch.zeros(1, 1, 8, 8)
     for build, match in ((lambda m: m.FractionalMaxPool2d((2, 3, 4), output_size=2), "kernel"),
-                         (lambda m: m.FractionalMaxPool2d(2, output_size=(2, 3, 4)), "output_size"),
+                         (lambda m: m.FractionalMaxPool2d(2, output_size=(2, 3, 4)),
+                          "output_size"),
                          (lambda m: m.FractionalMaxPool2d(2, output_ratio=(0.2, 0.3, 0.4)),
                           "output_ratio")):
         _both_raise(ValueError, match, lambda: build(FASTNN), lambda: build(torch.nn)(x))

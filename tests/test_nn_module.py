@@ -242,7 +242,8 @@ def test_repr_of_every_layer():
     for cls in (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Identity):
         assert repr(cls()) == f"{cls.__name__}()"
     assert repr(nn.GELU()) == repr(torch.nn.GELU()) == "GELU(approximate='none')"
-    assert repr(nn.Softmax(dim=1)) == "Softmax(dim=1)" and repr(nn.Softmax()) == "Softmax(dim=None)"
+    assert (repr(nn.Softmax(dim=1)) == "Softmax(dim=1)"
+            and repr(nn.Softmax()) == "Softmax(dim=None)")
     for cls in (nn.MSELoss, nn.CrossEntropyLoss, nn.BCELoss):
         assert repr(cls()) == f"{cls.__name__}()"
     assert repr(nn.Sequential(nn.Linear(1, 1), nn.ReLU())) == (

@@ -176,7 +176,8 @@ def test_unflatten_is_a_view_and_inverts_flatten(rng):
     assert y.shape == (2, 3, 4) == tuple(torch.nn.Unflatten(1, (3, -1))(torch.from_numpy(x)).shape)
     np.testing.assert_array_equal(y.reshape(2, 12), x)
     assert layer.backward(np.ones((2, 3, 4), np.float32)).shape == (2, 12)
-    model = nn.Sequential(nn.Linear(6, 12), nn.Unflatten(-1, (2, 6)), nn.Flatten(), nn.Linear(12, 1))
+    model = nn.Sequential(nn.Linear(6, 12), nn.Unflatten(-1, (2, 6)), nn.Flatten(),
+                          nn.Linear(12, 1))
     assert model.forward(x[:, :6]).shape == (2, 1)
     assert model.backward(np.ones((2, 1), np.float32)).shape == (2, 6)
 
@@ -403,7 +404,8 @@ def test_layernorm_in_a_model_trains_like_torch(rng):
         topt.zero_grad()
         loss_fn(model(x), y)
         model.backward(loss_fn.backward())
-        torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        torch.nn.functional.cross_entropy(twin(torch.from_numpy(x)),
+                                          torch.from_numpy(y)).backward()
         opt.step()
         topt.step()
     for name, p in twin.state_dict().items():
@@ -595,7 +597,8 @@ def test_bce_weight_matches_torch(backend, dtype, rng, reduction):
 def test_kl_div_matches_torch(backend, dtype, rng, reduction, log_target):
     """A distillation loss: log-softmax of the student against the teacher's
     probabilities (one of them exactly 0, whose term is 0, as PyTorch's xlogy)."""
-    logp = torch.log_softmax(torch.from_numpy(rng.standard_normal((4, 5)).astype(dtype)), 1).numpy()
+    logp = torch.log_softmax(torch.from_numpy(rng.standard_normal((4, 5)).astype(dtype)),
+                             1).numpy()
     q = torch.softmax(torch.from_numpy(rng.standard_normal((4, 5)).astype(dtype)), 1).numpy()
     q[0, 0] = 0
     target = np.log(q + (q == 0)) if log_target else q
@@ -1002,7 +1005,8 @@ def test_depthwise_separable_block_trains_like_torch(rng):
     ("CircularPad2d", ((2, 1, 1, 3),), (1, 2, 4, 5)), ("ReflectionPad1d", ((3, 2),), (2, 3, 4)),
     ("ReplicationPad3d", (1,), (1, 2, 3, 4, 5)), ("CircularPad1d", (4,), (2, 2, 4)),
     ("ZeroPad1d", ((0, 2),), (2, 3)), ("ConstantPad3d", (1, -1.0), (2, 3, 2, 2, 2)),
-    ("ReflectionPad3d", (1,), (1, 2, 3, 3, 3)), ("ReplicationPad2d", ((0, 3, 2, 0),), (2, 2, 3, 3)),
+    ("ReflectionPad3d", (1,), (1, 2, 3, 3, 3)),
+    ("ReplicationPad2d", ((0, 3, 2, 0),), (2, 2, 3, 3)),
 ])
 def test_padding_layers_match_torch(backend, dtype, rng, name, args, shape):
     """Values, shape and repr; the backward sends a reflected, repeated or wrapped border's

@@ -118,9 +118,11 @@ def test_lstm_training_follows_torch_and_learns_to_remember(rng):
     losses follow torch's step for step, and the model learns the task as torch's does."""
     torch.manual_seed(0)
     tlstm, thead = torch.nn.LSTM(1, 16, batch_first=True).double(), torch.nn.Linear(16, 2).double()
-    lstm, head = nn.LSTM(1, 16, batch_first=True, dtype=np.float64), nn.Linear(16, 2, dtype=np.float64)
+    lstm, head = (nn.LSTM(1, 16, batch_first=True, dtype=np.float64),
+                  nn.Linear(16, 2, dtype=np.float64))
     for ours, theirs in ((lstm, tlstm), (head, thead)):
-        ours.load_state_dict({k: v.detach().numpy().copy() for k, v in theirs.state_dict().items()})
+        ours.load_state_dict({k: v.detach().numpy().copy()
+                              for k, v in theirs.state_dict().items()})
     opt = fastnn.optim.Adam(list(lstm.parameters()) + list(head.parameters()), lr=0.02)
     topt = torch.optim.Adam(list(tlstm.parameters()) + list(thead.parameters()), lr=0.02)
     loss_fn = nn.CrossEntropyLoss()

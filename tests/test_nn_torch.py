@@ -421,7 +421,8 @@ CLASS_CASES = [(kind, options) for kind in ("cross_entropy_labels", "cross_entro
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("kind, options", CLASS_CASES, ids=[
-    kind + ":" + "-".join(f"{k}={v}" for k, v in options.items()) for kind, options in CLASS_CASES])
+    kind + ":" + "-".join(f"{k}={v}" for k, v in options.items())
+    for kind, options in CLASS_CASES])
 def test_class_weights_ignore_index_and_label_smoothing_match_torch(
         backend, dtype, rng, kind, options, reduction):
     """CrossEntropyLoss's weight, ignore_index and label_smoothing and NLLLoss's weight

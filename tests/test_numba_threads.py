@@ -96,7 +96,8 @@ def _run_all(nb, d):
             gi = nb.batchnorm_backward(grad, data, w, sm, si, mean_only=mean_only,
                                        grad_weight=gw, grad_bias=gb)
             out[f"batchnorm {data.shape} mean_only={mean_only}"] = (y, sm, si, rm, rv, gw, gb, gi)
-    for data, grad in ((x, np.ascontiguousarray(x[::-1])), (narrow, np.ascontiguousarray(narrow[::-1]))):
+    for data, grad in ((x, np.ascontiguousarray(x[::-1])),
+                       (narrow, np.ascontiguousarray(narrow[::-1]))):
         d_ = data.shape[1]
         w = np.linspace(0.5, 2, d_).astype(data.dtype)
         y, sm, si = nb.layer_norm_forward(data, w, np.zeros(d_, data.dtype))

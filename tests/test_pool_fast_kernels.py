@@ -3,10 +3,10 @@ kernels/window_shapes.py: average pooling of 2x2 windows of stride 2 (is_2x2_poo
 _avg_pool_2x2_fwd / _avg_pool_2x2_bwd) and max and average pooling of 3x3 windows of
 stride 2 (is_3x3s2_pool: _max_pool_3x3, _avg_pool_3x3s2_fwd / _bwd) and max pooling of
 3x3 windows of stride 1 (is_3x3s1_pool: _max_pool_3x3). Each runs its loop across the
-windows of an output row or plane; these pin that the result is the same, bit for bit, as the general kernel's (which
-scans window by window) and PyTorch's: each window's sum one chain in row-major order
-(float32 values near 3e38 overflow to the same inf or NaN), the first maximum of a
-tie, the last NaN, a window of -inf cells, ceil mode, odd sizes, both dtypes."""
+windows of an output row or plane; these pin that the result is the same, bit for bit, as
+the general kernel's (which scans window by window) and PyTorch's: each window's sum one
+chain in row-major order (float32 values near 3e38 overflow to the same inf or NaN), the
+first maximum of a tie, the last NaN, a window of -inf cells, ceil mode, odd sizes, both dtypes."""
 import numpy as np
 import pytest
 import torch

@@ -6,8 +6,9 @@ steps of one shape, each part of a step is measured with tracemalloc's peak, whi
 every array allocated in between, temporaries included (a snapshot comparison sees only
 what is still alive, so a buffer replaced by another of the same size passes it). The
 layers here are wide enough that their arrays and the kernels' work arrays are mostly
-32 KB or more, against a slack of 16 KB (Python's own small objects). What the contract makes fresh is allowed for:
-``forward``'s output, the loss's gradient, ``backward``'s input gradient.
+32 KB or more, against a slack of 16 KB (Python's own small objects). What the contract
+makes fresh is allowed for: ``forward``'s output, the loss's gradient, ``backward``'s
+input gradient.
 
 Pinned defects: the kernels' scratch store (kernels/scratch.py) kept one array per name,
 so a network asking for a name at two shapes reallocated at every call, every step: the

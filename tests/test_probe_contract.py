@@ -181,7 +181,8 @@ def test_conv2d_and_pools(backend, dt):
     for cin, cout, k, kw, (n, h, w) in CONV_CASES:
         check_module(nn.Conv2d(cin, cout, k, dtype=dt, **kw), tnn.Conv2d(cin, cout, k, **kw),
                      (n, cin, h, w), dt, rng, scale=5, kinds=("c", "f"))
-    pools = [((3, 2), None, (1, 1), True, False), (3, 2, 1, False, True), (2, (1, 2), 0, True, True)]
+    pools = [((3, 2), None, (1, 1), True, False), (3, 2, 1, False, True),
+             (2, (1, 2), 0, True, True)]
     for k, stride, pad, ceil, cip in pools:
         for shape in ((1, 2, 7, 8), (128, 4, 10, 9)):
             check_module(nn.MaxPool2d(k, stride, pad, ceil_mode=ceil),
@@ -239,7 +240,8 @@ def test_losses_forward_and_gradient(backend, dt):
             pt = T(p).requires_grad_(True)
             loss = tf(pt, T(target))
             loss.backward()
-            value = f.forward(awkward(p, "f"), awkward(target, "s") if target.ndim == 2 else target)
+            value = f.forward(awkward(p, "f"),
+                              awkward(target, "s") if target.ndim == 2 else target)
             assert isinstance(value, float)
             np.testing.assert_allclose(value, loss.item(), **t)
             np.testing.assert_allclose(f.backward(), pt.grad.numpy(), **t)
@@ -385,7 +387,8 @@ def test_ops_kernels(backend, dt):
     y, idx = ops.max_pool2d_forward(x4, 3, 2, 1)
     np.testing.assert_array_equal(y, F.max_pool2d(T(x4), 3, 2, 1).numpy())
     y = ops.avg_pool2d_forward(x4, 3, 2, 1, count_include_pad=False)
-    np.testing.assert_allclose(y, F.avg_pool2d(T(x4), 3, 2, 1, count_include_pad=False).numpy(), **t)
+    np.testing.assert_allclose(y, F.avg_pool2d(T(x4), 3, 2, 1, count_include_pad=False).numpy(),
+                               **t)
     p, v = rng.standard_normal(50).astype(dt), np.zeros(50, dt)
     tp = torch.nn.Parameter(T(p.copy()))
     to = torch.optim.SGD([tp], lr=0.1, momentum=0.9, weight_decay=0.01, nesterov=True)

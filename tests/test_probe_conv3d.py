@@ -135,7 +135,8 @@ def _input_error_cases():
         ("MaxPool1d", (3,), {}, (x1,)), ("MaxPool2d", (3,), {}, (x2,)),
         ("MaxPool3d", (3,), {}, (x3,)), ("AvgPool2d", (3,), {}, (x2,)),
         ("AvgPool3d", (3,), {}, (x3,)), ("LPPool2d", (2, 3), {}, (x2,)),
-        ("MaxPool3d", (2,), {}, (x2[0, 0],)), ("MaxUnpool2d", (2,), {}, (x2[:, :, :1, :2], indices)),
+        ("MaxPool3d", (2,), {}, (x2[0, 0],)),
+        ("MaxUnpool2d", (2,), {}, (x2[:, :, :1, :2], indices)),
     ]
 
 

@@ -323,7 +323,8 @@ def test_window_layers_take_a_one_element_tuple_for_every_axis(name, args, kwarg
 
 
 @pytest.mark.parametrize("name,args,kwargs", [
-    ("Conv2d", (3, 4, (3,)), {}), ("Conv2d", (3, 4, 3), dict(padding=(1,), padding_mode="reflect")),
+    ("Conv2d", (3, 4, (3,)), {}),
+    ("Conv2d", (3, 4, 3), dict(padding=(1,), padding_mode="reflect")),
     ("Conv3d", (3, 4, 3), dict(padding=(1,), padding_mode="circular")),
     ("LPPool2d", (2, (2,)), {}), ("LPPool3d", (2, (2,)), {})])
 def test_one_element_tuples_pytorch_refuses_stay_refused(name, args, kwargs):

@@ -51,7 +51,8 @@ def _layer_cases():
         ("Linear", (3, 4), *both("Linear", 4, 3)),
         ("Linear-nobias-3d", (2, 3, 4), *both("Linear", 4, 2, bias=False)),
         ("Conv2d", (2, 2, 5, 5), *both("Conv2d", 2, 3, 3, padding=1)),
-        ("Conv2d-stride2-rect", (2, 2, 5, 6), *both("Conv2d", 2, 2, (3, 2), stride=2, padding=(1, 0))),
+        ("Conv2d-stride2-rect", (2, 2, 5, 6),
+         *both("Conv2d", 2, 2, (3, 2), stride=2, padding=(1, 0))),
         ("Conv2d-dilated", (1, 2, 6, 6), *both("Conv2d", 2, 2, 3, dilation=2, padding=1)),
         ("Conv2d-depthwise", (2, 2, 4, 4), *both("Conv2d", 2, 4, 3, padding=1, groups=2)),
         ("Conv2d-groups", (1, 4, 4, 4), *both("Conv2d", 4, 2, 3, groups=2)),
@@ -78,7 +79,8 @@ def _layer_cases():
         ("SiLU", (3, 5), *both("SiLU")),
         ("Mish", (3, 5), *both("Mish")),
         ("ELU", (3, 5), *both("ELU", 0.5)),
-        ("CELU", (3, 5), *both("CELU", 0.5)),  # (torch: 1/alpha in float32 in its float64 gradient)
+        # (torch: 1/alpha in float32 in its float64 gradient)
+        ("CELU", (3, 5), *both("CELU", 0.5)),
         ("SELU", (3, 5), *both("SELU")),
         ("Softplus", (3, 5), *both("Softplus", beta=2.0, threshold=1.0)),
         ("Softsign", (3, 5), *both("Softsign")),
@@ -117,7 +119,8 @@ def _host_path_cases():
                                                 output_padding=1)),
         ("AdaptiveAvgPool2d", (1, 2, 5, 5), *both("AdaptiveAvgPool2d", 2)),
         ("ReflectionPad2d", (1, 2, 3, 3), *both("ReflectionPad2d", 1)),
-        ("Conv2d-reflect", (1, 2, 4, 4), *both("Conv2d", 2, 2, 3, padding=1, padding_mode="reflect")),
+        ("Conv2d-reflect", (1, 2, 4, 4),
+         *both("Conv2d", 2, 2, 3, padding=1, padding_mode="reflect")),
         ("Conv2d-same", (1, 2, 4, 4), *both("Conv2d", 2, 2, 3, padding="same")),
         ("MaxPool2d-ceil", (1, 2, 5, 5), *both("MaxPool2d", 2, ceil_mode=True)),
         ("Upsample-bilinear", (1, 2, 2, 2), *both("Upsample", scale_factor=2, mode="bilinear")),
@@ -259,7 +262,8 @@ def check_lazy_layers_and_to_forms_on_the_gpu():
     np.testing.assert_allclose(_host(y), ref, **TIGHT)
     model = _net()
     assert model.to("cuda", np.float64) is model
-    assert all(fd.is_device_array(p.data) and p.data.dtype == np.float64 for p in model.parameters())
+    assert all(fd.is_device_array(p.data) and p.data.dtype == np.float64
+               for p in model.parameters())
     model.to(np.ones(2, np.float32))
     assert model.device == "cpu" and model[0].weight.dtype == np.float32
     model.to(fd.to_device(np.ones(2)))
@@ -356,8 +360,9 @@ def _assert_opt_states_close(gpu_opt, host_opt, tol, what):
 
 
 def check_batchnorm_running_statistics_and_count_after_steps():
-    """Three training forwards of BatchNorm2d and BatchNorm1d (momentum 0.1 and None): running statistics on the device equal the numpy backend's and PyTorch's,
-    num_batches_tracked counts 3 (a host 0-d int64), and eval uses them."""
+    """Three training forwards of BatchNorm2d and BatchNorm1d (momentum 0.1 and None): running
+    statistics on the device equal the numpy backend's and PyTorch's, num_batches_tracked
+    counts 3 (a host 0-d int64), and eval uses them."""
     import torch
 
     import fastnn
@@ -673,7 +678,8 @@ def check_optimizer_state_dict_moves_with_load_state_dict():
     state_dict (NumPy arrays) and continues as the host run."""
     import fastnn
     from fastnn import device as fd
-    for name, kwargs in (("Adam", dict(lr=1e-2, amsgrad=True)), ("SGD", dict(lr=0.1, momentum=0.9)),
+    for name, kwargs in (("Adam", dict(lr=1e-2, amsgrad=True)),
+                         ("SGD", dict(lr=0.1, momentum=0.9)),
                          ("Adagrad", dict(lr=0.1)), ("ASGD", dict(lr=1e-2, t0=0))):
         host, gpu = _twins(_params)
         gpu.to("cpu")
@@ -777,7 +783,8 @@ def check_device_cuda_construction():
 
 
 def _snapshot(model):
-    return ([_host(p.data) for p in model.parameters()], [_host(p.grad) for p in model.parameters()],
+    return ([_host(p.data) for p in model.parameters()],
+            [_host(p.grad) for p in model.parameters()],
             {n: _host(b) for n, b in model.named_buffers()})
 
 

@@ -287,9 +287,10 @@ def check_assigning_host_data_keeps_data_and_grad_on_one_device():
 def check_deepcopy_of_a_cuda_model_stays_on_the_device():
     """``best = copy.deepcopy(model)`` (PyTorch's idiom for keeping the best weights) and a
     pickle round trip: the copy is on 'cuda' and so are its parameters, gradients and
-    buffers, with the values (gradients none yet, as PyTorch's; Parameter and Module carry host copies of their device
-    arrays: fastnn/nn/module.py's _picklable). Fixed: the deepcopy's arrays came back as
-    NumPy arrays under a module saying 'cuda', and pickle recursed without end."""
+    buffers, with the values (gradients none yet, as PyTorch's; Parameter and Module carry
+    host copies of their device arrays: fastnn/nn/module.py's _picklable). Fixed: the
+    deepcopy's arrays came back as NumPy arrays under a module saying 'cuda', and pickle
+    recursed without end."""
     import copy
     import pickle
 

@@ -93,7 +93,8 @@ def test_random_bad_inputs_change_nothing(backend, dtype):
                 with pytest.raises((ValueError, TypeError), match=name):
                     layer(xb)
             for gb in (np.ones(y.shape + (1,), dtype), np.ones(y.shape, other),
-                       np.ones(y.shape, np.int64), np.ones(y.shape[:-1] + (y.shape[-1] + 1,), dtype)):
+                       np.ones(y.shape, np.int64),
+                       np.ones(y.shape[:-1] + (y.shape[-1] + 1,), dtype)):
                 with pytest.raises((ValueError, TypeError), match=name):
                     layer.backward(gb)
         _assert_same(before, _state(layer))

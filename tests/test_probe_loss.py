@@ -167,7 +167,8 @@ def test_cross_entropy_probabilities_refuse_a_non_negative_ignore_index():
     ("margin", [(3,), (1,), (3,)]), ("margin", [(2, 3), (2, 3), (2, 3)]),
     ("margin", [(2, 1), (1, 3), (2, 3)]), ("cosine", [(3, 4), (1, 4), (3,)]),
     ("cosine", [(1, 4), (1, 4), (3,)]), ("triplet", [(2, 3, 4), (1, 3, 4), (2, 1, 4)]),
-    ("triplet", [(3, 4), (3, 1), (3, 4)]), ("triplet", [(1, 1, 3, 4), (2, 1, 1, 4), (1, 5, 1, 1)])])
+    ("triplet", [(3, 4), (3, 1), (3, 4)]),
+    ("triplet", [(1, 1, 3, 4), (2, 1, 1, 4), (1, 5, 1, 1)])])
 def test_pair_losses_broadcast_as_pytorchs(loss_kw, shapes, reduction):
     rng = np.random.default_rng(5)
     arrays = [np.asarray(rng.standard_normal(s)) for s in shapes]

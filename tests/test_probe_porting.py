@@ -446,7 +446,8 @@ def test_tensor_dataset_subset_concat_match_torch():
 
 @pytest.mark.parametrize("n", [10, 11, 97])
 def test_random_split_lengths_match_torch(n):
-    for lengths in ([0.8, 0.2], [0.5, 0.3, 0.2], [1 / 3] * 3, [0.1] * 10, [n - 3, 3], [0.05, 0.95]):
+    for lengths in ([0.8, 0.2], [0.5, 0.3, 0.2], [1 / 3] * 3, [0.1] * 10, [n - 3, 3],
+                    [0.05, 0.95]):
         with warnings.catch_warnings(record=True) as ours_w:
             warnings.simplefilter("always")
             ours = data.random_split(data.TensorDataset(np.zeros(n)), lengths)

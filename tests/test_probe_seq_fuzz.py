@@ -66,7 +66,8 @@ def test_recurrent_packed_data_features_error_type():
     x = np.zeros((4, 5))
     tp = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x.reshape(2, 2, 5)), [2, 2])
     fp = nn.utils.rnn.pack_padded_sequence(x.reshape(2, 2, 5), np.array([2, 2]))
-    _same_error(lambda: torch.nn.GRU(3, 4).double()(tp), lambda: nn.GRU(3, 4, dtype=np.float64)(fp))
+    _same_error(lambda: torch.nn.GRU(3, 4).double()(tp),
+                lambda: nn.GRU(3, 4, dtype=np.float64)(fp))
 
 
 _CELL_CASES = [
