@@ -15,10 +15,6 @@ SCANNED_FILES = ("setup.py",)
 SUFFIXES = (".py", ".pyx", ".pxd", ".h")
 SKIPPED_DIRS = {"build", "dist", "__pycache__", ".venv", ".git"}
 
-# Exempt for now: another change in progress edits these three files; they are to be
-# rewrapped after it is merged, and this entry dropped then.
-EXEMPT = {"kernels/numba_cpu/vmath.py", "kernels/cython/_fastnn_math.h", "setup.py"}
-
 
 def long_lines(path, limit=MAX_LINE):
     """(line number, length) of each line of path longer than limit characters."""
@@ -42,15 +38,10 @@ def test_no_line_over_99_characters():
     files = scanned_files()
     assert len(files) > 100 and "fastnn/ops.py" in files and "tests/test_line_length.py" in files
     offending = [f"{name}:{number}: {length} characters"
-                 for name in files if name not in EXEMPT
+                 for name in files
                  for number, length in long_lines(ROOT / name)]
     assert not offending, (f"{len(offending)} lines over {MAX_LINE} characters:\n"
                            + "\n".join(offending))
-
-
-def test_exempt_files_exist():
-    # (a renamed or deleted file must leave the list too, not stay exempt by name)
-    assert all((ROOT / name).is_file() for name in EXEMPT), sorted(EXEMPT)
 
 
 def test_the_check_finds_a_long_line_and_skips_build_output(tmp_path):
