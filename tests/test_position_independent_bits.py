@@ -138,6 +138,39 @@ def test_loss_gradient_bits_do_not_depend_on_place(name, loss, dtype):
         _assert_same_bits(np.roll(f(be, np.roll(p, k), np.roll(t, k))[1], -k), whole)
 
 
+@DTYPES
+@pytest.mark.parametrize("soft", [False, True], ids=["binary", "soft"])
+@pytest.mark.parametrize("name", BACKENDS)
+def test_bce_bits_do_not_depend_on_the_offset_from_a_cache_line(name, soft, dtype):
+    """BCE's loss and gradient bits with pred, target and grad at every offset from a
+    64-byte line, in place and out of place: the Cython backend's pieces start on
+    grad's lines (kernels/cython/_losses.pyx, _tiled_block), so a value's piece, and the
+    loop copy gcc runs it in, moves with the offset; the sum's tiles must not."""
+    be = registry.load(name)
+    rng = np.random.default_rng(3)
+    n = 3000   # (20000: numba and Cython are parallel past 32768 and chunk alike)
+    p = rng.uniform(0, 1, n).astype(dtype)
+    p[:4] = [0, 1, 1e-7, 0.5]
+    t = (rng.uniform(0, 1, n) if soft else rng.random(n) < 0.5).astype(dtype)
+    per = 64 // p.itemsize
+    buf = np.zeros(3 * n + 4 * per, dtype)
+    line = (-buf.ctypes.data % 64) // p.itemsize
+    want = None
+    for off in range(per):
+        a = buf[line + off:line + off + n]
+        b = buf[line + n + per:line + 2 * n + per]
+        for grad in ("apart", "pred", "target"):
+            a[:] = p
+            b[:] = t
+            g = {"apart": buf[line + 2 * n + 2 * per + off:line + 3 * n + 2 * per + off],
+                 "pred": a, "target": b}[grad]
+            loss, out = be.bce_loss(a, b, grad=g)
+            if want is None:
+                want = (np.float64(loss), out.copy())
+            assert np.float64(loss).tobytes() == want[0].tobytes(), (off, grad)
+            _assert_same_bits(out, want[1])
+
+
 UPDATES = {   # (number of state buffers, update in place)
     "sgd momentum": (1, lambda be, p, g, v: be.sgd_update(p, g, v, 0.1, 0.9, 0.01, True)),
     "adam amsgrad": (3, lambda be, p, g, m, v, mx: be.adam_update(

@@ -38,7 +38,7 @@ from _common cimport (FNN_HAVE_FMA, floating, fnn_gelu_head_f, fnn_gelu_tail_f, 
                        f_exp, f_exp_upto88, f_expm1_nonpos, f_log, f_tanh, f_gelu, f_gelu_grad,
                        f_sin, f_cos,
                        f_sin_fast, f_cos_fast, trig_beyond,
-                       f_sigmoid, f_log1p_small, overlap)
+                       f_sigmoid, f_log1p_small, line_tile, overlap)
 
 DEF BLOCK = 16384
 DEF PREFETCH_TILE = 512  # values per sub-tile, its inputs prefetched PREFETCH_AHEAD ahead first
@@ -195,8 +195,8 @@ cdef inline void _mish_two_pass(const floating* x, floating* y, Py_ssize_t n) no
     cdef const floating* xt
     cdef bint in_place = overlap(x, y, n * sizeof(floating))
     cdef Py_ssize_t t0 = 0, m, i
-    while t0 < n:   # the tiles after the first on y's cache lines (_line_tile)
-        m = _line_tile(y + t0, sizeof(floating), n - t0, PASS_TILE)
+    while t0 < n:   # the tiles after the first on y's cache lines (line_tile)
+        m = line_tile(y + t0, sizeof(floating), n - t0, PASS_TILE)
         xt = _input_tile(x + t0, copy, m, in_place)
         _mish_exps(xt, y + t0, m)
         for i in range(m):
@@ -204,29 +204,17 @@ cdef inline void _mish_two_pass(const floating* x, floating* y, Py_ssize_t n) no
         t0 += m
 
 
-cdef inline Py_ssize_t _line_tile(const void* y, Py_ssize_t itemsize, Py_ssize_t left,
-                                  Py_ssize_t tile) noexcept nogil:
-    """Values in the tile of an output that starts at y, left values before its end:
-    tile where y starts a 64-byte line, else up to the end of that line, so that the
-    tiles after it start on lines (NumPy's large arrays start 16 bytes past one, and
-    512-bit accesses that straddle two lines cost: 16M float32 values, 1 thread, CPU
-    time, x and y both 16 bytes past a line against both on a line: GELU 0.47 / 0.41 ns
-    a value, softplus 0.58 / 0.52, mish 0.47 / 0.37). The numba backend's _tile_stop."""
-    cdef Py_ssize_t ahead = (64 - <size_t>y % 64) % 64 // itemsize
-    return min(left, ahead if ahead > 0 else tile)
-
-
 cdef inline void _gelu_two_pass(const float* x, float* y, Py_ssize_t n) noexcept nogil:
     """y = GELU(x) in two passes per tile of y (fnn_gelu_head_f, then fnn_gelu_tail_f:
     the same bits as fnn_gelu_f; 0.79 -> 0.57 ns a value, 1 thread, in cache), the
-    tiles after the first on y's cache lines (_line_tile). In place allowed (y = x),
+    tiles after the first on y's cache lines (line_tile). In place allowed (y = x),
     through _input_tile."""
     cdef float copy[PASS_TILE]
     cdef const float* xt
     cdef bint in_place = overlap(x, y, n * sizeof(float))
     cdef Py_ssize_t t0 = 0, m, i
     while t0 < n:
-        m = _line_tile(y + t0, sizeof(float), n - t0, PASS_TILE)
+        m = line_tile(y + t0, sizeof(float), n - t0, PASS_TILE)
         xt = _input_tile(x + t0, copy, m, in_place)
         for i in range(m):
             y[t0 + i] = fnn_gelu_head_f(xt[i])
@@ -242,7 +230,7 @@ cdef inline void _softplus_block(const floating* x, floating* y, Py_ssize_t n,
     vectorized in float (libm's log1p: 26 ns a value); NaN propagates.
 
     Two passes over each tile of TILE values (the tiles after the first on y's cache
-    lines: _line_tile): the exps into a stack buffer, then the log1ps. In one loop each
+    lines: line_tile): the exps into a stack buffer, then the log1ps. In one loop each
     element's exp polynomial feeds its log1p polynomial, a chain longer than the
     out-of-order window covers: 1.05 ns a value (1 thread, in cache) against 0.76 in
     two passes; 16M floats with 2 threads 9.4 -> 7.1 ms (interleaved), 40-45% ->
@@ -263,7 +251,7 @@ cdef inline void _softplus_block(const floating* x, floating* y, Py_ssize_t n,
     cdef floating one = 1, inv_a = one / a
     if a == one:
         while t0 < n:     # the loops below with a = 1: no multiplies
-            m = _line_tile(y + t0, sizeof(floating), n - t0, TILE)
+            m = line_tile(y + t0, sizeof(floating), n - t0, TILE)
             for i in range(m):
                 t[i] = _softplus_exp(x[t0 + i])
             for i in range(m):
@@ -271,7 +259,7 @@ cdef inline void _softplus_block(const floating* x, floating* y, Py_ssize_t n,
             t0 += m
     else:
         while t0 < n:
-            m = _line_tile(y + t0, sizeof(floating), n - t0, TILE)
+            m = line_tile(y + t0, sizeof(floating), n - t0, TILE)
             for i in range(m):
                 t[i] = _softplus_exp(x[t0 + i] * a)
             for i in range(m):

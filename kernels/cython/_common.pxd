@@ -80,6 +80,19 @@ cdef inline bint overlap(const void* p, const void* q, Py_ssize_t nbytes) noexce
     return a < b + nbytes and b < a + nbytes
 
 
+cdef inline Py_ssize_t line_tile(const void* y, Py_ssize_t itemsize, Py_ssize_t left,
+                                 Py_ssize_t tile) noexcept nogil:
+    """Values in the tile of an output that starts at y, left values before its end:
+    tile where y starts a 64-byte line, else up to the end of that line, so that the
+    tiles after it start on lines (NumPy's large arrays start 16 bytes past one, and
+    512-bit accesses that straddle two lines cost: 16M float32 values, 1 thread, CPU
+    time, x and y both 16 bytes past a line against both on a line: GELU 0.47 / 0.41 ns
+    a value, softplus 0.58 / 0.52, mish 0.47 / 0.37; BCE 1.38 / 0.97 in _losses.pyx).
+    The numba backend's _tile_stop."""
+    cdef Py_ssize_t ahead = (64 - <size_t>y % 64) % 64 // itemsize
+    return min(left, ahead if ahead > 0 else tile)
+
+
 cdef inline int threads_for(Py_ssize_t work) noexcept nogil:
     """Threads worth starting for `work` elements of streaming work."""
     if work < PARALLEL_MIN:

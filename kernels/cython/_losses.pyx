@@ -11,10 +11,12 @@ cimport numpy as cnp
 from cython.parallel cimport prange
 from libc.stdint cimport int64_t, uint64_t
 from libc.math cimport INFINITY, NAN
+from libc.string cimport memcpy, memmove
 
 from _ndarrays cimport array_data, dim, float_type, values_data
 from _common cimport (floating, threads_for, n_chunks, f_exp_upto88, f_log, f_log1p,
-                      f_log1p_small, f_one_plus_err, overlap, row_max, row_sum, MAX_CHUNKS)
+                      f_log1p_small, f_one_plus_err, line_tile, overlap, row_max, row_sum,
+                      MAX_CHUNKS)
 
 cdef extern from *:
     """
@@ -259,16 +261,39 @@ cdef inline void _bce_soft_tile(const floating* p, const floating* t, floating* 
         g[j] = _bce_grad(p[j], t[j], inv_size)
 
 
-cdef inline double _bce_tile(const floating* p, const floating* t, floating* g,
-                             floating* terms, Py_ssize_t n, floating inv_size) noexcept nogil:
-    """Sum of BCE terms over one tile and their gradient. p, t, g: (n,). In float,
+cdef inline void _bce_soft_padded(const floating* p, const floating* t, floating* g,
+                                  floating* terms, Py_ssize_t n,
+                                  floating inv_size) noexcept nogil:
+    """_bce_soft_tile on copies of p and t padded to a whole number of 16 values, so
+    that every value runs in the loop's vector body: a tile's length (n <= LOSS_TILE)
+    moves with the arrays' offsets from a line (_tiled_block), and gcc's shorter copies
+    of the loop rounded some float32 terms apart from its vector body (the loss 8e-11
+    apart by grad's offset). g may be p or t (copied before g is written)."""
+    cdef floating ps[LOSS_TILE + 16]
+    cdef floating ts[LOSS_TILE + 16]
+    cdef floating gs[LOSS_TILE + 16]
+    cdef floating ws[LOSS_TILE + 16]
+    cdef Py_ssize_t j, padded = (n + 15) // 16 * 16
+    memcpy(ps, p, n * sizeof(floating))
+    memcpy(ts, t, n * sizeof(floating))
+    for j in range(n, padded):
+        ps[j] = <floating>0.5
+        ts[j] = 0
+    _bce_soft_tile(ps, ts, gs, ws, padded, inv_size)
+    memcpy(terms, ws, n * sizeof(floating))
+    memcpy(g, gs, n * sizeof(floating))
+
+
+cdef inline void _bce_tile(const floating* p, const floating* t, floating* g,
+                           floating* terms, Py_ssize_t n, floating inv_size) noexcept nogil:
+    """BCE's terms over one tile and their gradient. p, t, g: (n,). In float,
     where every target of the tile is 0 or 1 (binary labels, the usual case) one log a
     value, log(p) where t = 1 and log1p(-p) where t = 0: the same bits as the two-log
     form t log p + (1 - t) log1p(-p) (its other product is 0 times a finite clamped
     log; both take log1p(-p) as f_log(q) + f_one_plus_err(-p, q), q = 1 - p) at about
     half its cost. log1p(-p), not log(1 - p): 1 - p rounds, and a confident p = 1e-7
-    gave 1.19e-7 for PyTorch's 1.0e-7 (1e-20: 0). terms: an L1 scratch of n values,
-    summed in double after (as _bce_logits_tile's).
+    gave 1.19e-7 for PyTorch's 1.0e-7 (1e-20: 0). terms: an L1 scratch of n values
+    (_tiled_block sums them).
 
     float with g apart from p and t runs one loop: the one-log terms, the gradient and
     whether every target is 0 or 1, the two-log loop run after it where one is not. The
@@ -287,32 +312,19 @@ cdef inline double _bce_tile(const floating* p, const floating* t, floating* g,
             terms[j] = _bce_binary_term(p[j], t[j])
             g[j] = _bce_grad(p[j], t[j], inv_size)
         if soft:   # (the gradient again, as the two-log loop writes it)
-            _bce_soft_tile(p, t, g, terms, n, inv_size)
-        return _terms_sum(terms, n)
+            _bce_soft_padded(p, t, g, terms, n, inv_size)
+        return
     for j in range(n):   # (before any store: g may be t itself)
         soft |= (t[j] != zero) & (t[j] != one)
     # g may be p or t (in place): each value is read before its own gradient is stored
-    if soft:
+    if soft and floating is float:
+        _bce_soft_padded(p, t, g, terms, n, inv_size)
+    elif soft:   # (double: LOSS_TILE pieces from the block's start, _tiled_block)
         _bce_soft_tile(p, t, g, terms, n, inv_size)
     else:
         for j in range(n):
             terms[j] = _bce_binary_term(p[j], t[j])
             g[j] = _bce_grad(p[j], t[j], inv_size)
-    return _terms_sum(terms, n)
-
-
-cdef inline double _bce_block(const floating* p, const floating* t, floating* g,
-                              Py_ssize_t n, floating inv_size) noexcept nogil:
-    """Sum of BCE terms over one block and their gradient, a tile at a time (each tile
-    checks its own targets). p, t, g: (n,). The terms summed after each tile, not in
-    the loop that computes them, as _bce_logits_block's."""
-    cdef floating terms[LOSS_TILE]
-    cdef Py_ssize_t t0
-    cdef double s = 0
-    for t0 in range(0, n, LOSS_TILE):
-        s += _bce_tile(p + t0, t + t0, g + t0, terms, min(<Py_ssize_t>LOSS_TILE, n - t0),
-                       inv_size)
-    return s
 
 
 cdef inline double _terms_sum(const floating* terms, Py_ssize_t n) noexcept nogil:
@@ -324,14 +336,15 @@ cdef inline double _terms_sum(const floating* terms, Py_ssize_t n) noexcept nogi
     return s
 
 
-cdef inline double _bce_logits_tile(const floating* x, const floating* t, floating* g,
-                                    floating* terms, Py_ssize_t n,
-                                    floating inv_size) noexcept nogil:
-    """Sum of (1 - t) x - min(x, 0) + log1p(exp(-|x|)) (PyTorch's (1 - t) x - log
+cdef inline void _bce_logits_tile(const floating* x, const floating* t, floating* g,
+                                  floating* terms, Py_ssize_t n,
+                                  floating inv_size) noexcept nogil:
+    """The terms (1 - t) x - min(x, 0) + log1p(exp(-|x|)) (PyTorch's (1 - t) x - log
     sigmoid(x)) over one tile and the gradient g = (sigmoid(x) - t) * inv_size, sigmoid
-    from the same exp. x, t, g: (n,); terms: an L1 scratch of n values, summed in double
-    after. The linear part as (1 - t) x for x >= 0 and -t x below, so that no two large
-    terms of opposite sign meet (reassociated, they cancel against the running sum);
+    from the same exp. x, t, g: (n,); terms: an L1 scratch of n values (_tiled_block
+    sums them). The linear part as (1 - t) x for x >= 0 and -t x below, so that no two
+    large terms of opposite sign meet (reassociated, they cancel against the running
+    sum);
     x = -inf gives PyTorch's (1 - t)(-inf) + inf: NaN for t <= 1 (and a NaN t), inf for
     t > 1 (-t x there)."""
     cdef Py_ssize_t j
@@ -346,21 +359,56 @@ cdef inline double _bce_logits_tile(const floating* x, const floating* t, floati
         # log1p of e in (0, 1]: softplus's polynomial, no log and no division
         terms[j] = lin + f_log1p_small(e)
         g[j] = ((r if xj >= zero else e * r) - t[j]) * inv_size   # (x, t read above)
-    return _terms_sum(terms, n)
 
 
-cdef inline double _bce_logits_block(const floating* x, const floating* t, floating* g,
-                                     Py_ssize_t n, floating inv_size) noexcept nogil:
-    """_bce_logits_tile over one block, a tile at a time. x, t, g: (n,). (The terms
-    summed after each tile, not in the loop that computes them: 16M float32 logits
-    50% -> 70% of the copy bandwidth with the polynomial log1p, against 60% summed in
-    the loop; interleaved, 4 Dec 2026.)"""
-    cdef floating terms[LOSS_TILE]
-    cdef Py_ssize_t t0, m
+cdef enum FlatLoss:
+    MSE = 0
+    BCE = 1
+    BCE_LOGITS = 2
+    SMOOTH_L1 = 3
+
+
+cdef inline double _tiled_block(FlatLoss kind, const floating* p, const floating* t,
+                                floating* g, Py_ssize_t n, floating inv_size) noexcept nogil:
+    """Sum of the BCE (kind BCE) or BCE-with-logits (BCE_LOGITS) terms over one block and
+    their gradient. p, t, g: (n,). The tile functions compute the terms into an L1
+    scratch a piece at a time, summed in double in tiles of LOSS_TILE values from the
+    block's start, not in the loop that computes them (16M float32 logits 50% -> 70%
+    of the copy bandwidth, against 60% summed in the loop; 4 Dec 2026): the sum's tiles
+    do not depend on where the arrays lie, so in place (g = p or t) and out of place
+    give the same bits.
+
+    float32 BCE's pieces after the first start on g's cache lines (line_tile; p's and
+    t's too where they sit at g's offset from a line, as NumPy's large arrays do), each
+    piece checking its own targets (soft ones in _bce_soft_padded): gcc's BCE loop
+    reads p from memory five times a 512-bit vector, and reads straddling two lines
+    cost it more than numba's loop. 16M float32 values 16 bytes past a line, 1 thread,
+    process CPU time, interleaved (7 Dec 2026): 1.38 -> 1.0 ns a value (numba's 1.0);
+    64K in cache 0.82 -> 0.84. BCE with logits keeps LOSS_TILE pieces from the block's
+    start: on lines it ran 1.13 -> 0.88, but gcc contracts its gradient's e r - t into
+    an fma in some of the loop's copies (vector body, shorter tails) and not in others,
+    so a value's gradient moved 1 ulp with the array's offset from a line
+    (test_position_independent_bits)."""
+    cdef floating terms[2 * LOSS_TILE]
+    cdef Py_ssize_t t0 = 0, m, have = 0, k
     cdef double s = 0
-    for t0 in range(0, n, LOSS_TILE):
-        m = min(<Py_ssize_t>LOSS_TILE, n - t0)
-        s += _bce_logits_tile(x + t0, t + t0, g + t0, terms, m, inv_size)
+    while t0 < n:
+        if kind == BCE and floating is float:
+            m = line_tile(g + t0, sizeof(floating), n - t0, LOSS_TILE)
+        else:
+            m = min(<Py_ssize_t>LOSS_TILE, n - t0)
+        if kind == BCE:
+            _bce_tile(p + t0, t + t0, g + t0, terms + have, m, inv_size)
+        else:
+            _bce_logits_tile(p + t0, t + t0, g + t0, terms + have, m, inv_size)
+        have += m
+        t0 += m
+        while have >= LOSS_TILE or (t0 == n and have > 0):   # (have < 2 LOSS_TILE)
+            k = min(have, <Py_ssize_t>LOSS_TILE)
+            s += _terms_sum(terms, k)
+            if have > k:   # (BCE: the head of the next tile, under a line of values)
+                memmove(terms, terms + k, (have - k) * sizeof(floating))
+            have -= k
     return s
 
 
@@ -396,23 +444,14 @@ cdef inline double _smooth_l1_block(const floating* p, const floating* t, floati
     return s
 
 
-cdef enum FlatLoss:
-    MSE = 0
-    BCE = 1
-    BCE_LOGITS = 2
-    SMOOTH_L1 = 3
-
-
 cdef inline double _flat_block(FlatLoss kind, const floating* p, const floating* t,
                                floating* g, Py_ssize_t n, floating scale,
                                double beta) noexcept nogil:
     if kind == MSE:
         return _mse_block(p, t, g, n, scale)
-    if kind == BCE:
-        return _bce_block(p, t, g, n, scale)
     if kind == SMOOTH_L1:
         return _smooth_l1_block(p, t, g, n, scale, beta)
-    return _bce_logits_block(p, t, g, n, scale)
+    return _tiled_block(kind, p, t, g, n, scale)
 
 
 cdef double _flat_mean(FlatLoss kind, const floating* pred, const floating* target,
