@@ -81,6 +81,8 @@ BACKWARD = {   # (grad_out, x); relu, sigmoid and tanh take their output y
     "sine": lambda be, g, x: be.sine_backward(g, x, 30.0),
     "dropout": lambda be, g, x: be.dropout_backward(g, (x > 0) * x.dtype.type(1 / 0.7)),
 }
+
+
 @DTYPES
 @pytest.mark.parametrize("op", UNARY)
 @pytest.mark.parametrize("name", BACKENDS)
